@@ -1,0 +1,54 @@
+"""heirloom: a plugin-based microkernel for machine-learning systems that inherit.
+
+The public surface for plugin authors and embedders is re-exported here.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from heirloom.components import (
+    Api,
+    Component,
+    Context,
+    Model,
+    NullProgress,
+    Progress,
+    Report,
+    Resources,
+    Route,
+    Source,
+    State,
+    path_field,
+    ref,
+)
+from heirloom.errors import HeirloomError, LifecycleError, PluginError, Problem, ProfileError
+from heirloom.hookspecs import hookimpl
+from heirloom.kernel import Kernel
+
+try:
+    __version__ = version("heirloom")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Api",
+    "Component",
+    "Context",
+    "HeirloomError",
+    "Kernel",
+    "LifecycleError",
+    "Model",
+    "NullProgress",
+    "PluginError",
+    "Problem",
+    "ProfileError",
+    "Progress",
+    "Report",
+    "Resources",
+    "Route",
+    "Source",
+    "State",
+    "__version__",
+    "hookimpl",
+    "path_field",
+    "ref",
+]

@@ -1,0 +1,43 @@
+"""Exceptions the kernel raises, each carrying enough context to act on."""
+
+from __future__ import annotations
+
+import attrs
+
+
+class HeirloomError(Exception):
+    """Base class of every error heirloom raises on purpose."""
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a profile: where (file and key path) and what."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class ProfileError(HeirloomError):
+    """A profile cannot be resolved or validated; lists every problem found at once."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PluginError(HeirloomError):
+    """A plugin the current profile needs could not be loaded or is ambiguous."""
+
+
+class LifecycleError(HeirloomError):
+    """A system failed to start or stop; ``errors`` holds every underlying failure."""
+
+    def __init__(self, message: str, errors: list[BaseException] | None = None):
+        self.errors = list(errors or [])
+        details = "".join(f"\n  - {e}" for e in self.errors)
+        super().__init__(message + details)

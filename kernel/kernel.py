@@ -1,0 +1,56 @@
+"""The Kernel: one plugin host plus profile resolution; the entry point for everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from heirloom.plugins import PluginHost
+from heirloom.profile import ProfileLoader, RawProfile, display_path
+from heirloom.schema import ResolvedProfile, validate
+from heirloom.system import System
+
+
+class Kernel:
+    """Isolated plugin state: build as many as you like (tests do).
+
+    ``plugins`` registers extra plugin objects directly (modules or instances with
+    hookimpls); ``use_entry_points=False`` ignores installed plugins entirely.
+    """
+
+    def __init__(self, *, plugins: Iterable[Any] = (), use_entry_points: bool = True, catalog_path: Path | None = None):
+        self.plugins = PluginHost(use_entry_points=use_entry_points, plugins=plugins, catalog_path=catalog_path)
+        self.loader = ProfileLoader(registered=self._registered_profile)
+
+    def _registered_profile(self, name: str) -> Path | None:
+        self.plugins.ensure(profiles=[name])
+        entries = self.plugins.profiles.get(name)
+        return Path(str(entries[0][1])) if entries else None
+
+    def load_profile(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
+        """Merge ``ref`` (a path or a name) with its ancestors and overrides."""
+        return self.loader.load(ref, overrides)
+
+    def resolve(self, ref: str, overrides: Iterable[str] = ()) -> ResolvedProfile:
+        """Load and validate ``ref``; raises ProfileError listing every problem."""
+        return validate(self.load_profile(ref, overrides), self.plugins)
+
+    def system(self, ref: str | ResolvedProfile, overrides: Iterable[str] = ()) -> System:
+        """A system for ``ref``, built but not started."""
+        profile = ref if isinstance(ref, ResolvedProfile) else self.resolve(ref, overrides)
+        return System(profile, self.plugins)
+
+    def available_profiles(self) -> list[dict[str, str]]:
+        """Profiles found in the search path and registered by plugins (imports all plugins)."""
+        found: dict[str, dict[str, str]] = {}
+        for directory in reversed(self.loader.search_dirs()):
+            for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
+                found[path.stem] = {"name": path.stem, "path": display_path(path), "origin": display_path(directory)}
+        self.plugins.load_all()
+        for name, entries in sorted(self.plugins.profiles.items()):
+            plugin, path = entries[0]
+            found.setdefault(
+                name, {"name": name, "path": str(path), "origin": f"plugin {self.plugins.infos[plugin].label}"}
+            )
+        return sorted(found.values(), key=lambda p: p["name"])

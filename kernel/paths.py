@@ -1,0 +1,29 @@
+"""Where heirloom keeps state on disk: one place, overridable by environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "heirloom"
+
+
+def home() -> Path:
+    """The store root: ``HEIRLOOM_HOME``, else the platform's user data dir."""
+    configured = os.environ.get("HEIRLOOM_HOME")
+    return Path(configured) if configured else Path(platformdirs.user_data_dir(APP))
+
+
+def cache_dir() -> Path:
+    """Disposable caches: under ``HEIRLOOM_HOME`` when set (keeps tests isolated)."""
+    if os.environ.get("HEIRLOOM_HOME"):
+        return home() / "cache"
+    return Path(platformdirs.user_cache_dir(APP))
+
+
+def data_root() -> Path | None:
+    """The shared data folder profiles call ``${data}`` (``HEIRLOOM_DATA``), if set."""
+    configured = os.environ.get("HEIRLOOM_DATA")
+    return Path(configured) if configured else None

@@ -1,0 +1,143 @@
+"""Systems: a resolved profile's components built, started in dependency order, and
+stopped in reverse. Failures are collected, never allowed to skip another teardown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from heirloom.components import Api, Component, Context, Resources
+from heirloom.errors import HeirloomError, LifecycleError
+from heirloom.schema import ComponentSpec, ResolvedProfile
+
+if TYPE_CHECKING:
+    from heirloom.plugins import PluginHost
+
+log = logging.getLogger("heirloom.system")
+
+
+def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> None:
+    """Run ``action`` on a helper thread; raise if it fails or outlives ``timeout``.
+
+    A thread cannot be killed: on timeout it is abandoned (daemon) and the caller goes on
+    tearing down, which is what a stuck ``start`` needs.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            action()
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name=f"heirloom:{what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise LifecycleError(
+            f"{what} did not finish within {timeout:g}s (raise [system] or the component's start_timeout)"
+        )
+    if failure:
+        raise failure[0]
+
+
+class System:
+    """The running form of a profile. Use as a context manager or call start/stop."""
+
+    def __init__(self, profile: ResolvedProfile, plugins: PluginHost):
+        self.profile = profile
+        self.plugins = plugins
+        self.state = "built"
+        self._components: dict[tuple[str, str], Component] = {}
+        self._started: list[tuple[ComponentSpec, Component]] = []
+
+    # -- lookups -------------------------------------------------------------------------
+    def component(self, name: str, kind: str | None = None) -> Any:
+        """The component called ``name`` (of ``kind`` when names collide across kinds)."""
+        matches = [c for (k, n), c in self._components.items() if n == name and kind in (None, k)]
+        if len(matches) != 1:
+            raise HeirloomError(f"no single started component named {name!r}" + (f" of kind {kind}" if kind else ""))
+        return matches[0]
+
+    @property
+    def resources(self) -> Resources:
+        return self.component("resources", "resources")
+
+    def components(self, kind: str | None = None) -> dict[str, Any]:
+        """``name -> component`` of the started components (of one kind if given)."""
+        return {n: c for (k, n), c in self._components.items() if kind in (None, k)}
+
+    def apis(self) -> dict[str, Api]:
+        return self.components("api")
+
+    def ready(self) -> bool:
+        """True when running and every component reports ready (started and warm)."""
+        return self.state == "running" and all(c.ready() for c in self._components.values())
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> System:
+        if self.state != "built":
+            raise LifecycleError(f"system {self.profile.name!r} is {self.state}; build a new one to start again")
+        self.state = "starting"
+        settings = self.profile.settings["system"]
+        for spec in self.profile.components:
+            what = f"{spec.key} ({spec.use})"
+            began = time.perf_counter()
+            try:
+                component = self.profile.instantiate(spec)
+                self._components[(spec.kind, spec.name)] = component
+                if spec.kind != "resources":
+                    self.resources.prepare(spec.name, component)
+                context = Context(name=spec.name, kind=spec.kind, system=self)
+                run_with_timeout(
+                    lambda c=component, ctx=context: c.start(ctx),
+                    spec.start_timeout or settings.start_timeout,
+                    f"start of {what}",
+                )
+            except Exception as exc:
+                self._components.pop((spec.kind, spec.name), None)
+                log.error("start failed: %s: %s", what, exc)
+                errors = self._stop_started()
+                self.state = "failed"
+                raise LifecycleError(f"{what} failed to start: {exc}", [exc, *errors]) from exc
+            self._started.append((spec, component))
+            log.info("started %s in %.2fs", what, time.perf_counter() - began)
+        self.state = "running"
+        for error in self.plugins.notify("heirloom_system_started", system=self):
+            log.warning("%s", error)
+        return self
+
+    def stop(self) -> None:
+        """Stop every started component in reverse order; raise one error listing all failures."""
+        if self.state not in ("running", "starting"):
+            return
+        self.state = "stopping"
+        errors: list[BaseException] = list(self.plugins.notify("heirloom_system_stopping", system=self))
+        errors += self._stop_started()
+        self.state = "stopped"
+        if errors:
+            raise LifecycleError(f"system {self.profile.name!r} stopped with {len(errors)} error(s)", errors)
+
+    def _stop_started(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        timeout = self.profile.settings["system"].stop_timeout
+        while self._started:
+            spec, component = self._started.pop()
+            what = f"{spec.key} ({spec.use})"
+            try:
+                run_with_timeout(component.stop, timeout, f"stop of {what}")
+                log.info("stopped %s", what)
+            except Exception as exc:
+                log.error("stop failed: %s: %s", what, exc)
+                errors.append(LifecycleError(f"{what} failed to stop: {exc}"))
+        self._components.clear()
+        return errors
+
+    def __enter__(self) -> System:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,127 @@
+"""The ``local`` resource manager: one machine's threads, device, memory and admission.
+
+torch is configured only when a component declares ``uses_torch``, and imported only
+then, so systems without torch models never load it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from typing import Any
+
+import attrs
+
+import heirloom
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_MEMORY_CHECK_INTERVAL = 0.1
+
+
+def _device(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not _DEVICE.match(value):
+        raise ValueError(f"'{attribute.name}' must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
+
+
+def resident_mb() -> float:
+    """This process's resident memory in MiB (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * _PAGE / 2**20
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+@attrs.define
+class LocalResources(heirloom.Resources):
+    """Threads, device and admission control for one process on one machine."""
+
+    #: Intra-op threads for torch; 0 uses every core the process may run on.
+    threads: int = attrs.field(default=0, validator=_non_negative)
+    #: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the first GPU when one is present).
+    device: str = attrs.field(default="cpu", validator=_device)
+    #: Requests admitted at once; more are refused with RESOURCE_EXHAUSTED.
+    max_in_flight: int = attrs.field(default=1024, validator=_non_negative)
+    #: Refuse new requests while resident memory exceeds this many MiB (0: no limit).
+    memory_budget_mb: int = attrs.field(default=0, validator=_non_negative)
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._torch_configured = False
+        self._resolved_device: str | None = None
+        self._memory_ok = True
+        self._memory_checked = 0.0
+
+    def effective_threads(self) -> int:
+        """``threads``, or the cores this process may run on when it is 0."""
+        if self.threads:
+            return self.threads
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+    def prepare(self, name: str, component: heirloom.Component) -> None:
+        if component.uses_torch and not self._torch_configured:
+            import torch  # only systems with torch components pay for it
+
+            torch.set_num_threads(self.effective_threads())
+            self._torch_configured = True
+
+    def device_for(self, name: str) -> str:
+        if self._resolved_device is None:
+            if self.device == "auto":
+                import torch
+
+                self._resolved_device = "cuda:0" if torch.cuda.is_available() else "cpu"
+            elif self.device.startswith("cuda"):
+                import torch
+
+                if not torch.cuda.is_available():
+                    raise heirloom.HeirloomError(f"resources.device = {self.device!r} but torch sees no CUDA device")
+                self._resolved_device = self.device if ":" in self.device else "cuda:0"
+            else:
+                self._resolved_device = self.device
+        return self._resolved_device
+
+    def admit(self) -> bool:
+        if self.memory_budget_mb and not self._memory_within_budget():
+            return False
+        with self._lock:
+            if self.max_in_flight and self._in_flight >= self.max_in_flight:
+                return False
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
+    def _memory_within_budget(self) -> bool:
+        now = time.monotonic()
+        if now - self._memory_checked > _MEMORY_CHECK_INTERVAL:
+            self._memory_checked = now
+            self._memory_ok = resident_mb() <= self.memory_budget_mb
+        return self._memory_ok
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "threads": self.effective_threads(),
+            "device": self._resolved_device or self.device,
+            "in_flight": self._in_flight,
+            "max_in_flight": self.max_in_flight,
+            "resident_mb": round(resident_mb(), 1),
+            "memory_budget_mb": self.memory_budget_mb,
+        }
+
+
+@heirloom.hookimpl
+def heirloom_register_resource_managers(register):
+    register("local", LocalResources)

@@ -1,0 +1,1 @@
+"""The profiles heirloom ships, installed as package data of ``heirloom_plugins``."""

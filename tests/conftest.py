@@ -1,0 +1,30 @@
+"""Shared fixtures: every test gets its own HEIRLOOM_HOME; data tests find the real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def heirloom_home(tmp_path, monkeypatch) -> Path:
+    """An isolated store and plugin catalog per test."""
+    home = tmp_path / "heirloom-home"
+    monkeypatch.setenv("HEIRLOOM_HOME", str(home))
+    monkeypatch.delenv("HEIRLOOM_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("HEIRLOOM_LOAD_PLUGINS", raising=False)
+    return home
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The shared real data (HEIRLOOM_DATA). Missing data fails under HEIRLOOM_REQUIRE_DATA=1."""
+    root = os.environ.get("HEIRLOOM_DATA")
+    if root and Path(root).is_dir():
+        return Path(root)
+    message = f"real data not found: HEIRLOOM_DATA={root!r} (expected ../shared/data)"
+    if os.environ.get("HEIRLOOM_REQUIRE_DATA") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -1,0 +1,31 @@
+"""Helpers shared by tests: run the real CLI, write files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HEIRLOOM = [sys.executable, "-m", "heirloom"]
+
+
+def run_heirloom(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``heirloom`` CLI in a subprocess."""
+    return subprocess.run(
+        [*HEIRLOOM, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd or REPO,
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

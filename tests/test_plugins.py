@@ -1,0 +1,160 @@
+"""Plugin discovery and isolation: registration hooks, failures, conflicts, selection, laziness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import attrs
+import pytest
+
+import heirloom
+from tests import toys
+from tests.helpers import REPO, run_heirloom, write
+
+
+def _kernel(*plugins):
+    return heirloom.Kernel(plugins=[toys, *plugins])
+
+
+@pytest.mark.parametrize(
+    ("hook", "kind", "name"),
+    [
+        ("heirloom_register_sources", "source", "toy-source"),
+        ("heirloom_register_models", "model", "toy-model"),
+        ("heirloom_register_apis", "api", "toy-api"),
+    ],
+)
+def test_registration_hooks_fill_the_registry(hook, kind, name):
+    kernel = _kernel()
+    assert kernel.plugins.component_type(kind, name) is not None
+    assert name in kernel.plugins.infos["tests.toys"].provides[kind]
+
+
+def test_hook_heirloom_register_sources():
+    assert _kernel().plugins.component_type("source", "toy-source") is toys.ToySource
+
+
+def test_hook_heirloom_register_models():
+    assert _kernel().plugins.component_type("model", "toy-model") is toys.ToyModel
+
+
+def test_hook_heirloom_register_apis():
+    assert _kernel().plugins.component_type("api", "toy-api") is toys.ToyApi
+
+
+def test_hook_heirloom_register_resource_managers(tmp_path):
+    @attrs.define
+    class FixedResources(heirloom.Resources):
+        slots: int = 1
+
+        def prepare(self, name, component):
+            pass
+
+        def device_for(self, name):
+            return "cpu"
+
+        def admit(self):
+            return True
+
+        def release(self):
+            pass
+
+        def usage(self):
+            return {"slots": self.slots}
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_resource_managers(self, register):
+            register("fixed", FixedResources)
+
+    path = write(tmp_path / "p.toml", '[resources]\nuse = "fixed"\nslots = 4\n[apis.echo]\nuse = "echo"\n')
+    with _kernel(Plugin()).system(str(path)) as system:
+        assert system.resources.usage() == {"slots": 4}
+
+
+def test_hook_heirloom_register_profiles(tmp_path, monkeypatch):
+    shipped = write(tmp_path / "pkg" / "shipped.toml", '[apis.echo]\nuse = "echo"\n[resources]\nthreads = 3\n')
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_profiles(self, register):
+            register("shipped", shipped)
+
+    monkeypatch.chdir(tmp_path)
+    child = write(tmp_path / "project.toml", 'extends = ["shipped"]\n[resources]\nmax_in_flight = 2\n')
+    profile = _kernel(Plugin()).resolve(str(child))
+    assert profile.raw.data["resources"] == {"use": "local", "threads": 3, "max_in_flight": 2}
+    assert profile.raw.provenance["resources.threads"] == "pkg/shipped.toml"
+
+
+def test_failing_plugin_is_isolated_and_reported():
+    class Exploding:
+        @heirloom.hookimpl
+        def heirloom_register_models(self, register):
+            raise RuntimeError("boom while registering")
+
+    class Misspelt:
+        @heirloom.hookimpl
+        def heirloom_register_modles(self, register):
+            pass
+
+    kernel = _kernel(Exploding(), Misspelt())
+    infos = kernel.plugins.infos
+    assert infos["Exploding"].status == "failed" and "boom while registering" in infos["Exploding"].error
+    assert infos["Misspelt"].status == "failed" and "heirloom_register_modles" in infos["Misspelt"].error
+    assert infos["tests.toys"].status == "loaded"
+
+
+def test_register_rejects_a_class_that_is_not_a_component():
+    class NotAComponent:
+        pass
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_models(self, register):
+            register("bad", NotAComponent)
+
+    info = _kernel(Plugin()).plugins.infos["Plugin"]
+    assert info.status == "failed" and "must be an attrs class subclassing heirloom.Model" in info.error
+
+
+def test_duplicate_component_name_is_an_error_naming_both(tmp_path):
+    class Copycat:
+        @heirloom.hookimpl
+        def heirloom_register_models(self, register):
+            register("toy-model", toys.ToyModel)
+
+    kernel = _kernel(Copycat())
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
+    with pytest.raises(heirloom.ProfileError, match=r"registered by two plugins: tests\.toys and Copycat"):
+        kernel.resolve(str(path))
+    assert kernel.plugins.conflicts() == {"model toy-model": ["tests.toys", "Copycat"]}
+
+
+def _plugin_names(env):
+    result = run_heirloom("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return sorted(p["name"] for p in json.loads(result.stdout))
+
+
+def test_disable_and_load_plugin_lists():
+    assert _plugin_names({}) == ["echo", "local-resources", "shipped-profiles"]
+    assert _plugin_names({"HEIRLOOM_DISABLE_PLUGINS": "echo,shipped-profiles"}) == ["local-resources"]
+    assert _plugin_names({"HEIRLOOM_LOAD_PLUGINS": "echo"}) == ["echo"]
+
+
+def test_resolving_imports_only_the_plugins_the_profile_uses(tmp_path):
+    probe = (
+        "import sys, heirloom\n"
+        "heirloom.Kernel().resolve('minimal')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('heirloom_plugins.')))\n"
+    )
+
+    def imported():
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
+        return result.stdout.strip()
+
+    imported()  # the first run in a fresh environment learns what each plugin provides
+    assert imported() == "['heirloom_plugins.echo', 'heirloom_plugins.local_resources']"

@@ -1,0 +1,107 @@
+"""Systems: dependency order, reverse teardown, failed starts, collected errors, timeouts."""
+
+from __future__ import annotations
+
+import pytest
+
+import heirloom
+from tests import toys
+from tests.helpers import write
+
+CHAIN = """
+[sources.raw]
+use = "toy-source"
+[sources.clean]
+use = "toy-source"
+after = "raw"
+[models.m]
+use = "toy-model"
+data = "clean"
+{model_extra}
+[apis.api]
+use = "toy-api"
+model = "m"
+"""
+
+
+@pytest.fixture(autouse=True)
+def clear_events():
+    toys.EVENTS.clear()
+
+
+def profile(tmp_path, model_extra: str = "", extra: str = ""):
+    return str(write(tmp_path / "p.toml", CHAIN.format(model_extra=model_extra) + extra))
+
+
+def test_components_start_in_dependency_order_and_stop_in_reverse(tmp_path):
+    kernel = heirloom.Kernel(plugins=[toys])
+    with kernel.system(profile(tmp_path)) as system:
+        assert system.ready()
+        assert system.component("api").target is system.component("m")
+        routes = system.apis()["api"].routes()
+        assert routes[0].handler({"x": 1}) == {"x": 1}
+    started = ["start raw", "start clean", "start m", "start api"]
+    assert toys.EVENTS == [*started, "stop api", "stop m", "stop clean", "stop raw"]
+    assert system.state == "stopped"
+
+
+def test_failed_start_stops_what_already_started(tmp_path):
+    kernel = heirloom.Kernel(plugins=[toys])
+    system = kernel.system(profile(tmp_path, "fail_start = true"))
+    with pytest.raises(heirloom.LifecycleError, match=r"models.m \(toy-model\) failed to start: m refuses to start"):
+        system.start()
+    assert toys.EVENTS == ["start raw", "start clean", "stop clean", "stop raw"]
+    assert system.state == "failed"
+
+
+def test_every_teardown_error_is_collected(tmp_path):
+    extra = '[models.m2]\nuse = "toy-model"\ndata = "raw"\nfail_stop = true\n'
+    kernel = heirloom.Kernel(plugins=[toys])
+    system = kernel.system(profile(tmp_path, "fail_stop = true", extra)).start()
+    with pytest.raises(heirloom.LifecycleError) as caught:
+        system.stop()
+    messages = [str(e) for e in caught.value.errors]
+    assert any("models.m (toy-model) failed to stop" in m for m in messages)
+    assert any("models.m2 (toy-model) failed to stop" in m for m in messages)
+    assert "stop raw" in toys.EVENTS and "stop api" in toys.EVENTS  # teardown went on
+
+
+def test_start_timeout_names_the_component(tmp_path):
+    kernel = heirloom.Kernel(plugins=[toys])
+    path = profile(tmp_path, "start_seconds = 2.0\nstart_timeout = 0.2")
+    with pytest.raises(heirloom.LifecycleError, match=r"start of models.m \(toy-model\) did not finish within 0.2s"):
+        kernel.system(path).start()
+    assert toys.EVENTS == ["start raw", "start clean", "stop clean", "stop raw"]
+
+
+def _watch(tmp_path):
+    """Run a system with a watching plugin and a broken one; return what the watcher saw."""
+    seen = []
+
+    class Watcher:
+        @heirloom.hookimpl
+        def heirloom_system_started(self, system):
+            seen.append(("started", sorted(system.components())))
+
+        @heirloom.hookimpl
+        def heirloom_system_stopping(self, system):
+            seen.append(("stopping", system.state))
+
+    class Broken:
+        @heirloom.hookimpl
+        def heirloom_system_started(self, system):
+            raise RuntimeError("observer bug")
+
+    kernel = heirloom.Kernel(plugins=[toys, Watcher(), Broken()])
+    with kernel.system(profile(tmp_path)):
+        pass
+    assert toys.EVENTS[-1] == "stop raw"  # the broken observer did not stop the system
+    return seen
+
+
+def test_hook_heirloom_system_started(tmp_path):
+    assert _watch(tmp_path)[0] == ("started", ["api", "clean", "m", "raw", "resources"])
+
+
+def test_hook_heirloom_system_stopping(tmp_path):
+    assert _watch(tmp_path)[1] == ("stopping", "stopping")

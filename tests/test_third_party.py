@@ -1,0 +1,112 @@
+"""A third-party plugin package written only from docs/PLUGINS.md, really pip-installed.
+
+The package's files are the code blocks of docs/PLUGINS.md, so the docs cannot drift from
+what works. A second, deliberately broken package must not break the first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO, run_heirloom, write
+
+DOCS = (REPO / "docs" / "PLUGINS.md").read_text()
+
+
+def _block_after(label: str) -> str:
+    match = re.search(re.escape(label) + r"\n\n```\w+\n(.*?)```", DOCS, re.S)
+    assert match, f"docs/PLUGINS.md has no code block after {label}"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A folder with both packages pip-installed into it (--target), put on PYTHONPATH."""
+    root = tmp_path_factory.mktemp("third-party")
+    good = root / "heirloom-shout"
+    write(good / "pyproject.toml", _block_after("`pyproject.toml`:"))
+    write(good / "heirloom_shout.py", _block_after("`heirloom_shout.py`:"))
+    broken = root / "heirloom-broken"
+    write(
+        broken / "pyproject.toml",
+        _block_after("`pyproject.toml`:")
+        .replace("heirloom-shout", "heirloom-broken")
+        .replace('shout = "heirloom_shout"', 'broken = "heirloom_broken"'),
+    )
+    write(broken / "heirloom_broken.py", "import heirloom\nimport a_module_that_does_not_exist\n")
+    target = root / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(good),
+            str(broken),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return target
+
+
+def _env(site):
+    return {"PYTHONPATH": str(site)}
+
+
+def test_installed_plugin_is_listed_and_broken_one_is_reported(site):
+    result = run_heirloom("plugins", "--json", env=_env(site))
+    assert result.returncode == 0, result.stderr
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["shout"]["status"] == "loaded"
+    assert plugins["shout"]["distribution"] == "heirloom-shout"
+    assert plugins["shout"]["version"] == "0.1.0"
+    assert plugins["shout"]["provides"] == {"source": [], "model": [], "api": ["shout"], "resources": []}
+    assert plugins["broken"]["status"] == "failed"
+    assert plugins["broken"]["distribution"] == "heirloom-broken"
+    assert "a_module_that_does_not_exist" in plugins["broken"]["error"]
+    assert plugins["echo"]["status"] == "loaded"
+
+
+def test_installed_component_works_in_a_profile(site, tmp_path):
+    profile = write(tmp_path / "loud.toml", '[apis.loud]\nuse = "shout"\nsuffix = "!!"\n')
+    check = run_heirloom("profile", "check", str(profile), env=_env(site))
+    assert check.returncode == 0, check.stderr
+    script = (
+        "import sys, heirloom\n"
+        f"with heirloom.Kernel().system({str(profile)!r}) as system:\n"
+        "    route = system.apis()['loud'].routes()[0]\n"
+        "    print(route.name, route.handler('hi'))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, **_env(site)}, cwd=REPO
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "shout HI!!"
+
+
+def test_hook_heirloom_register_commands(site):
+    result = run_heirloom("shout", "hello", env=_env(site))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "HELLO!"
+    assert "shout" in run_heirloom("--help", env=_env(site)).stdout
+
+
+def test_profile_needing_the_broken_plugin_says_so(site, tmp_path):
+    profile = write(tmp_path / "p.toml", '[apis.b]\nuse = "broken-api"\n')
+    result = run_heirloom("profile", "check", str(profile), env=_env(site))
+    assert result.returncode == 2
+    assert "apis.b.use: unknown api type 'broken-api'" in result.stderr
+    assert "This profile needs it and these plugins failed to load: broken (heirloom-broken 0.1.0)" in result.stderr

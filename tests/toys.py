@@ -1,0 +1,109 @@
+"""A small in-process plugin for kernel tests: components that record their lifecycle.
+
+This is a plugin like any third party's, not a stand-in for heirloom's own parts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+
+import heirloom
+
+#: Lifecycle events, in order, appended by the components below.
+EVENTS: list[str] = []
+
+
+def _record(event: str) -> None:
+    EVENTS.append(event)
+
+
+@attrs.define
+class ToySource(heirloom.Source):
+    rows: int = 3
+    after: str | None = heirloom.ref("source", default=None)
+
+    def start(self, ctx):
+        super().start(ctx)
+        _record(f"start {ctx.name}")
+
+    def stop(self):
+        _record(f"stop {self.ctx.name}")
+
+    def records(self, split=None):
+        yield from ({"i": i} for i in range(self.rows))
+
+    def fingerprint(self) -> str:
+        return f"toy-{self.rows}"
+
+
+@attrs.define
+class ToyModel(heirloom.Model):
+    data: str = heirloom.ref("source")
+    epochs: int = 1
+    rate: float = 0.1
+    tags: list[str] = attrs.field(factory=list)
+    fail_start: bool = False
+    fail_stop: bool = False
+    start_seconds: float = 0.0
+
+    def start(self, ctx):
+        super().start(ctx)
+        if self.start_seconds:
+            time.sleep(self.start_seconds)
+        if self.fail_start:
+            raise RuntimeError(f"{ctx.name} refuses to start")
+        _record(f"start {ctx.name}")
+
+    def stop(self):
+        _record(f"stop {self.ctx.name}")
+        if self.fail_stop:
+            raise RuntimeError(f"{self.ctx.name} refuses to stop")
+
+    def fit(self, data, parent=None, progress=None):
+        self.seen = sum(1 for _ in data)
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        return batch
+
+    def evaluate(self, data):
+        return heirloom.Report({"accuracy": 1.0}, "perfect")
+
+    def state(self):
+        return heirloom.State({}, {"epochs": self.epochs})
+
+    def load(self, state):
+        self.epochs = state.metadata["epochs"]
+
+
+@attrs.define
+class ToyApi(heirloom.Api):
+    model: str = heirloom.ref("model")
+
+    def start(self, ctx):
+        super().start(ctx)
+        self.target = ctx.get(self.model, "model")
+        _record(f"start {ctx.name}")
+
+    def stop(self):
+        _record(f"stop {self.ctx.name}")
+
+    def routes(self):
+        return [heirloom.Route("predict", handler=lambda body: self.target.predict([body])[0])]
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("toy-source", ToySource)
+
+
+@heirloom.hookimpl
+def heirloom_register_models(register):
+    register("toy-model", ToyModel)
+
+
+@heirloom.hookimpl
+def heirloom_register_apis(register):
+    register("toy-api", ToyApi)
