@@ -36,10 +36,16 @@ class Kernel:
         """Load and validate ``ref``; raises ProfileError listing every problem."""
         return validate(self.load_profile(ref, overrides), self.plugins)
 
-    def system(self, ref: str | ResolvedProfile, overrides: Iterable[str] = ()) -> System:
-        """A system for ``ref``, built but not started."""
+    def system(
+        self, ref: str | ResolvedProfile, overrides: Iterable[str] = (), only: set[tuple[str, str]] | None = None
+    ) -> System:
+        """A system for ``ref``, built but not started.
+
+        ``only`` (``{(kind, name)}``) limits it to those components and their dependencies,
+        e.g. one source for ``heirloom data show``.
+        """
         profile = ref if isinstance(ref, ResolvedProfile) else self.resolve(ref, overrides)
-        return System(profile, self.plugins)
+        return System(profile, self.plugins, only)
 
     def available_profiles(self) -> list[dict[str, str]]:
         """Profiles found in the search path and registered by plugins (imports all plugins)."""

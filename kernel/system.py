@@ -44,12 +44,29 @@ def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> N
         raise failure[0]
 
 
+def dependency_closure(specs: list[ComponentSpec], wanted: set[tuple[str, str]]) -> list[ComponentSpec]:
+    """The components in ``wanted``, what they depend on, and the resource manager, in order."""
+    by_key = {(s.kind, s.name): s for s in specs}
+    unknown = sorted(f"{kind} {name!r}" for kind, name in wanted if (kind, name) not in by_key)
+    if unknown:
+        raise HeirloomError(f"the profile has no {', '.join(unknown)}")
+    needed = {("resources", "resources")}
+    todo = list(wanted)
+    while todo:
+        key = todo.pop()
+        if key not in needed:
+            needed.add(key)
+            todo.extend(by_key[key].depends)
+    return [s for s in specs if (s.kind, s.name) in needed]
+
+
 class System:
     """The running form of a profile. Use as a context manager or call start/stop."""
 
-    def __init__(self, profile: ResolvedProfile, plugins: PluginHost):
+    def __init__(self, profile: ResolvedProfile, plugins: PluginHost, only: set[tuple[str, str]] | None = None):
         self.profile = profile
         self.plugins = plugins
+        self.specs = profile.components if only is None else dependency_closure(profile.components, only)
         self.state = "built"
         self._components: dict[tuple[str, str], Component] = {}
         self._started: list[tuple[ComponentSpec, Component]] = []
@@ -83,7 +100,7 @@ class System:
             raise LifecycleError(f"system {self.profile.name!r} is {self.state}; build a new one to start again")
         self.state = "starting"
         settings = self.profile.settings["system"]
-        for spec in self.profile.components:
+        for spec in self.specs:
             what = f"{spec.key} ({spec.use})"
             began = time.perf_counter()
             try:

@@ -105,3 +105,11 @@ def test_hook_heirloom_system_started(tmp_path):
 
 def test_hook_heirloom_system_stopping(tmp_path):
     assert _watch(tmp_path)[1] == ("stopping", "stopping")
+
+
+def test_partial_system_starts_only_the_closure(tmp_path):
+    kernel = heirloom.Kernel(plugins=[toys])
+    with kernel.system(profile(tmp_path), only={("model", "m")}) as system:
+        assert sorted(system.components()) == ["clean", "m", "raw", "resources"]
+    with pytest.raises(heirloom.HeirloomError, match="the profile has no model 'nope'"):
+        kernel.system(profile(tmp_path), only={("model", "nope")})
