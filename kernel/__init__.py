@@ -17,6 +17,7 @@ from heirloom.components import (
     Route,
     Source,
     State,
+    Versioned,
     path_field,
     ref,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Route",
     "Source",
     "State",
+    "Versioned",
     "__version__",
     "hookimpl",
     "path_field",

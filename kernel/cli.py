@@ -207,3 +207,14 @@ def main() -> None:
         cli(standalone_mode=True)
     except HeirloomError as exc:
         fail(f"error: {exc}")
+
+
+def _add_kernel_commands() -> None:
+    """The kernel's own command groups live in their modules; they import this one."""
+    from heirloom.cli_serve import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_kernel_commands()

@@ -206,6 +206,14 @@ class Route:
     description: str = ""
 
 
+@attrs.frozen
+class Versioned:
+    """A route result tagged with the model version that produced it (sent in the reply)."""
+
+    value: Any
+    version: str | None
+
+
 class Api(Component):
     """Declares the routes a daemon serves."""
 

@@ -105,7 +105,7 @@ def _fingerprint(ep: EntryPoint) -> str:
         spec = importlib.util.find_spec(ep.module)
         origin = spec.origin if spec else None
         stamp = os.stat(origin).st_mtime_ns if origin and os.path.exists(origin) else 0
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken package still gets listed
         stamp = -1
     dist = f"{ep.dist.name}=={ep.dist.version}" if ep.dist is not None else "-"
     return f"{dist}|{ep.value}|{stamp}"
@@ -142,7 +142,11 @@ class PluginHost:
 
     # -- discovery and catalog ---------------------------------------------------------
     def _list_entry_points(self) -> None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        """Installed entry points, plus modules named in ``HEIRLOOM_PLUGINS`` (for plugin
+        development and tests: no packaging needed, like ``PYTEST_PLUGINS``)."""
+        named = [m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip()]
+        extra = [EntryPoint(name=module, value=module, group=ENTRY_POINT_GROUP) for module in named]
+        for ep in [*entry_points(group=ENTRY_POINT_GROUP), *extra]:
             if ep.name in self._entry_points or not _selected(ep):
                 continue
             self._entry_points[ep.name] = ep
@@ -213,7 +217,7 @@ class PluginHost:
             except BaseException:
                 self.pm.unregister(name=name)
                 raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolation is the point
             info.status, info.error = "failed", _describe(exc)
             return
         info.status, info.error = "loaded", None
@@ -251,7 +255,7 @@ class PluginHost:
         if info.status == "listed":
             try:
                 plugin = self._entry_points[name].load()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a plugin may raise anything on import
                 info.status, info.error = "failed", _describe(exc)
             else:
                 self._load(name, plugin)
@@ -363,7 +367,7 @@ class PluginHost:
                 continue
             try:
                 impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one plugin's hook must not break others
                 label = self.infos[impl.plugin_name].label if impl.plugin_name in self.infos else impl.plugin_name
                 errors.append(PluginError(f"plugin {label}: {hook_name} failed: {_describe(exc)}"))
         return errors

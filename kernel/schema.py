@@ -216,7 +216,7 @@ class Validator:
             return None
         try:
             cls = self.host.component_type(kind, use)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ambiguity between plugins is reported, not raised
             self.problem(f"{key}.use", str(exc))
             return None
         if cls is None:
@@ -282,10 +282,10 @@ class Validator:
         try:
             return self.converter.structure(config, cls)
         except (ClassValidationError, IterableValidationError) as exc:
-            for path, message in _flatten(exc, []):
+            for path, message in flatten_errors(exc, []):
                 self.problem(_join(key, path), message)
-        except Exception as exc:
-            field = next((f.name for f in attrs.fields(cls) if str(exc).startswith(f"'{f.name}'")), None)
+        except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
+            field = _field_named_in(exc, cls)
             self.problem(f"{key}.{field}" if field else key, str(exc))
         return None
 
@@ -325,7 +325,7 @@ class Validator:
         return ordered
 
 
-def _flatten(exc: BaseException, path: list[str]) -> typing.Iterator[tuple[list[str], str]]:
+def flatten_errors(exc: BaseException, path: list[str]) -> typing.Iterator[tuple[list[str], str]]:
     """(key path, message) for every leaf error inside a cattrs validation error."""
     if isinstance(exc, ForbiddenExtraKeysError):
         names = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
@@ -335,13 +335,23 @@ def _flatten(exc: BaseException, path: list[str]) -> typing.Iterator[tuple[list[
         with_notes, without_notes = exc.group_exceptions()
         for sub, note in with_notes:
             step = note.name if hasattr(note, "name") else f"[{note.index}]"
-            yield from _flatten(sub, [*path, step])
+            yield from flatten_errors(sub, [*path, step])
         for sub in without_notes:
-            yield from _flatten(sub, path)
+            # attrs validators run in __init__: map "'field' must ..." back to its field
+            field = _field_named_in(sub, getattr(exc, "cl", None))
+            yield from flatten_errors(sub, [*path, field] if field else path)
     elif isinstance(exc, KeyError):
         yield path, "required key missing"
     else:
         yield path, str(exc)
+
+
+def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
+    """The attrs field an error message starts with (``'epochs' must be > 0``), if any."""
+    if cls is None or not attrs.has(cls):
+        return None
+    message = str(exc)
+    return next((f.name for f in attrs.fields(cls) if message.startswith(f"'{f.name}'")), None)
 
 
 def _join(prefix: str, path: list[str]) -> str:

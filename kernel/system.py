@@ -30,7 +30,7 @@ def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> N
     def target() -> None:
         try:
             action()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(exc)
 
     worker = threading.Thread(target=target, name=f"heirloom:{what}", daemon=True)
@@ -147,7 +147,7 @@ class System:
             try:
                 run_with_timeout(component.stop, timeout, f"stop of {what}")
                 log.info("stopped %s", what)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - everything already started must stop
                 log.error("stop failed: %s: %s", what, exc)
                 errors.append(LifecycleError(f"{what} failed to stop: {exc}"))
         self._components.clear()

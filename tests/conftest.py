@@ -15,6 +15,7 @@ def heirloom_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HEIRLOOM_HOME", str(home))
     monkeypatch.delenv("HEIRLOOM_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("HEIRLOOM_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("HEIRLOOM_PLUGINS", raising=False)
     return home
 
 

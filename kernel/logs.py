@@ -1,0 +1,36 @@
+"""Log lines for operators: one per lifecycle event, as text or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, pid, message (and exc when present)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": os.getpid(),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure(level: str = "INFO", fmt: str = "text") -> None:
+    """Send heirloom's logs to stderr in ``fmt`` (``text`` or ``json``), replacing handlers."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,287 @@
+"""The daemon over real sockets: status codes, batching, bounded queues, drain, bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from concurrent.futures import wait
+
+import msgpack
+import pytest
+import zmq
+
+from heirloom.client import (
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    RemoteError,
+    ResourceExhausted,
+    Unavailable,
+)
+from heirloom.protocol import SIGNATURE, request_frames
+from tests.daemons import Daemon
+from tests.helpers import run_heirloom
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    daemon = Daemon(tmp_path_factory.mktemp("daemon"), max_queue=64)
+    daemon.wait_ready()
+    yield daemon
+    assert daemon.terminate() == 0
+
+
+@pytest.fixture
+def client(daemon):
+    with daemon.client(timeout=10) as client:
+        yield client
+
+
+def test_ok_echo_and_version_free_reply(client):
+    reply = client.request("echo.echo", {"hello": [1, 2.5, "three", None, b"\x00bin"]})
+    assert reply.body == {"hello": [1, 2.5, "three", None, b"\x00bin"]}
+    assert reply.version is None
+
+
+def test_not_found_names_the_route_and_suggests(client):
+    with pytest.raises(NotFound) as caught:
+        client.call("echo.ehco", 1)
+    assert "no route 'echo.ehco'; did you mean 'echo.echo'?" in caught.value.message
+    assert caught.value.field == "header.route"
+
+
+def test_invalid_argument_names_the_field(client):
+    with pytest.raises(InvalidArgument) as caught:
+        client.call("t.typed", {"text": 5})
+    assert caught.value.field == "body.text" and "expected str, got int 5" in caught.value.message
+    with pytest.raises(InvalidArgument) as caught:
+        client.call("t.typed", {"txet": "a"})
+    assert caught.value.field in ("body.txet", "body.text")
+    with pytest.raises(InvalidArgument) as caught:
+        client.call("t.typed", "not a map")
+    assert caught.value.field == "body"
+    with pytest.raises(InvalidArgument) as caught:
+        client.call("t.typed", {"text": "x" * 5000})
+    assert caught.value.field == "body" and "accepts at most 4096" in caught.value.message
+    assert client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
+
+
+def test_internal_error_fails_only_that_request(client):
+    with pytest.raises(Internal, match="the boom route always fails"):
+        client.call("t.boom")
+    assert client.call("echo.echo", "still serving") == "still serving"
+
+
+def test_deadline_exceeded_before_compute(client):
+    futures = [client.submit("t.slow", {"ms": 200}, timeout=5) for _ in range(4)]
+    late = client.submit("t.slow", {"ms": 1}, timeout=0.05)
+    with pytest.raises(DeadlineExceeded):
+        late.result()
+    wait(futures)
+    stats = client.call("_stats")["routes"]["t.slow"]
+    assert stats["errors"].get("DEADLINE_EXCEEDED", 0) >= 1 or stats["count"] >= 4
+
+
+def test_server_answers_deadline_exceeded_itself(daemon):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(daemon.address)
+    for i in range(4):
+        sock.send_multipart(request_frames(i, "t.slow", {"ms": 150}))
+    sock.send_multipart(request_frames("late", "t.slow", {"ms": 1}, deadline_ms=30))
+    statuses = {}
+    for _ in range(5):
+        assert sock.poll(5000)
+        frames = sock.recv_multipart()
+        header = msgpack.unpackb(frames[1])
+        statuses[header["id"]] = header["status"]
+    assert statuses["late"] == "DEADLINE_EXCEEDED"
+    assert [statuses[i] for i in range(4)] == ["OK"] * 4
+    sock.close()
+
+
+def test_batching_coalesces_items_and_isolates_failures(client):
+    futures = [client.submit("t.batched", {"values": [i, i]}) for i in range(12)]
+    poisoned = client.submit("t.batched", {"values": ["explode"]})
+    bad = client.submit("t.batched", {"values": ["bad"]})
+    sizes = [f.result().body["batch"] for f in futures]
+    assert max(sizes) > 2, sizes  # concurrent requests shared a batch
+    assert max(sizes) <= 8  # max_batch counts items, not requests
+    with pytest.raises(Internal, match="poisoned"):
+        poisoned.result()
+    with pytest.raises(InvalidArgument, match="bad value"):
+        bad.result()
+    batches = client.call("_stats")["routes"]["t.batched"]["batch_sizes"]
+    assert batches["max"] <= 8 and batches["batches"] >= 2
+
+
+def test_full_queue_answers_resource_exhausted_at_once(client):
+    futures = [client.submit("t.slow", {"ms": 300}) for _ in range(64 + 20)]
+    done, _ = wait(futures, timeout=30)
+    codes = []
+    for future in done:
+        error = future.exception()
+        codes.append(error.code if error else "OK")
+    assert codes.count("RESOURCE_EXHAUSTED") >= 20 - 4  # handler threads take a few off the queue
+    exhausted = next(f.exception() for f in futures if f.exception() is not None)
+    assert isinstance(exhausted, ResourceExhausted)
+    assert exhausted.retryable and exhausted.retry_after_ms >= 10
+
+
+def test_idempotency_key_applies_a_write_once(client):
+    first = client.call("t.write", None, idempotency_key="order-17")
+    again = client.call("t.write", None, idempotency_key="order-17")
+    other = client.call("t.write", None, idempotency_key="order-18")
+    assert first == again and other == first + 1
+
+
+def test_builtin_routes(client):
+    assert client.call("_health")["live"] is True
+    ready = client.call("_ready")
+    assert ready["ready"] is True and ready["components"] == {"resources": True, "echo": True, "t": True}
+    routes = {r["name"]: r for r in client.call("_routes")["routes"]}
+    assert routes["t.typed"]["input"]["properties"]["text"] == {"type": "string"}
+    assert routes["t.typed"]["input"]["required"] == ["text"]
+    assert routes["t.batched"]["batched"] and routes["t.batched"]["max_batch"] == 8
+    stats = client.call("_stats")
+    assert stats["routes"]["echo.echo"]["count"] >= 1 and "p99_ms" in stats["routes"]["echo.echo"]
+    assert "in_flight" in stats["resources"]
+
+
+def test_many_calls_in_flight_and_asyncio(client):
+    import asyncio
+
+    futures = [client.submit("echo.echo", i) for i in range(500)]
+    assert [f.result().body for f in futures] == list(range(500))
+
+    async def gather():
+        return await asyncio.gather(*(client.acall("echo.echo", i) for i in range(50)))
+
+    assert asyncio.run(gather()) == list(range(50))
+
+
+def test_malformed_frames_never_stop_the_daemon(daemon, client):
+    rng = random.Random(1234)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.address)
+    good_header = msgpack.packb({"id": 1, "route": "echo.echo"})
+
+    def garbage() -> bytes:
+        return rng.randbytes(rng.randint(0, 40))
+
+    shapes = [
+        lambda: [garbage()],
+        lambda: [garbage() for _ in range(rng.randint(1, 6))],
+        lambda: [SIGNATURE, garbage(), garbage()],
+        lambda: [SIGNATURE, good_header, garbage()],
+        lambda: [SIGNATURE, msgpack.packb(rng.choice([1, "x", [], None, {"route": 5}, {"id": []}]))],
+        lambda: [
+            SIGNATURE,
+            msgpack.packb({"id": 2, "route": rng.choice(["t.typed", "t.batched", "nope"])}),
+            msgpack.packb(rng.choice([None, 1, {"text": 3}, {"values": "x"}, [1, 2]])),
+        ],
+        lambda: [
+            SIGNATURE,
+            msgpack.packb({"id": 3, "route": "echo.echo", "buffers": [{"dtype": "f4"}]}),
+            msgpack.packb({"$buffer": 0}),
+            garbage(),
+        ],
+        lambda: [SIGNATURE, msgpack.packb({"id": 4, "route": "t.slow", "deadline_ms": "soon"}), msgpack.packb({})],
+        lambda: [b"", SIGNATURE],
+    ]
+    for _ in range(10_000):
+        sock.send_multipart(rng.choice(shapes)())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sock.poll(200):
+        sock.recv_multipart()
+    assert client.call("_health")["live"] is True
+    assert client.call("echo.echo", "alive") == "alive"
+    assert client.call("_stats")["dropped_frames"] > 0
+    sock.close()
+
+
+def test_call_cli_prints_json_and_fails_with_the_code(daemon):
+    ok = run_heirloom("call", "echo.echo", '{"a": [1, 2]}', "--connect", daemon.address)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"a": [1, 2]}
+    bad = run_heirloom("call", "t.typed", '{"text": 1}', "--connect", daemon.address)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("INVALID_ARGUMENT: body.text: expected str, got int 1")
+    usage = run_heirloom("call", "echo.echo", "{not json", "--connect", daemon.address)
+    assert usage.returncode == 2 and "not valid JSON" in usage.stderr
+
+
+def test_sigterm_with_64_in_flight_answers_every_request(tmp_path):
+    daemon = Daemon(tmp_path, "--log-format", "json", grace=20)
+    daemon.wait_ready()
+    with daemon.client(timeout=30, retries=0) as client:
+        futures = [client.submit("t.slow", {"ms": 50}) for _ in range(64)]
+        time.sleep(0.2)
+        daemon.process.send_signal(15)
+        time.sleep(0.1)
+        with pytest.raises(Unavailable, match="draining"):
+            client.call("echo.echo", "after the signal", idempotent=False)
+        results = [f.result() for f in futures]
+    assert all(r.body == {"slept_ms": 50} for r in results)
+    assert daemon.process.wait(30) == 0
+    events = [json.loads(line) for line in daemon.log().splitlines()]
+    messages = [e["message"] for e in events]
+    assert any(m.startswith("draining: ") for m in messages)
+    assert messages[-1] == "stopped"
+    assert all({"ts", "level", "logger", "pid", "message"} <= set(e) for e in events)
+
+
+def test_ready_turns_false_while_draining(tmp_path):
+    daemon = Daemon(tmp_path, grace=20)
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        slow = client.submit("t.slow", {"ms": 1500})
+        time.sleep(0.2)
+        daemon.process.send_signal(15)
+        time.sleep(0.2)
+        ready = client.call("_ready")
+        assert ready["ready"] is False and ready["draining"] is True
+        assert slow.result().body == {"slept_ms": 1500}
+    assert daemon.process.wait(30) == 0
+
+
+def test_client_retries_only_when_safe(tmp_path):
+    daemon = Daemon(tmp_path, max_queue=1)
+    daemon.wait_ready()
+    with daemon.client(timeout=20, retries=8) as client:
+        blocker = client.submit("t.slow", {"ms": 400})
+        time.sleep(0.1)
+        with pytest.raises(ResourceExhausted):
+            client.call("t.slow", {"ms": 1})  # not idempotent: no retry
+        retried = client.call("t.slow", {"ms": 1}, idempotency_key="k1")  # retried until the queue drained
+        assert retried == {"slept_ms": 1}
+        assert blocker.result().body == {"slept_ms": 400}
+    assert daemon.terminate() == 0
+
+
+def test_remote_error_carries_code(client):
+    with pytest.raises(RemoteError) as caught:
+        client.call("nope.nope")
+    assert caught.value.code == "NOT_FOUND" and not caught.value.retryable
+
+
+def test_daemon_survives_concurrent_clients(daemon):
+    errors = []
+
+    def hammer():
+        try:
+            with daemon.client(timeout=10) as c:
+                for i in range(200):
+                    assert c.call("echo.echo", i) == i
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -1,0 +1,77 @@
+"""``serve --workers N``: a broker spreads requests over worker processes and survives them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import wait
+
+import pytest
+
+from heirloom.client import Unavailable
+from tests.daemons import Daemon
+
+
+def _worker_pids(client) -> list[int]:
+    return sorted(w["pid"] for w in client.call("_ready")["workers"] if w["ready"])
+
+
+def test_requests_spread_over_workers_and_ready_tells_the_truth(tmp_path):
+    daemon = Daemon(tmp_path, "--workers", "2")
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        ready = client.call("_ready")
+        assert ready["ready"] is True and ready["expected_workers"] == 2 and len(ready["workers"]) == 2
+        futures = [client.submit("t.slow", {"ms": 30}) for _ in range(20)]
+        [f.result() for f in futures]
+        pids = {client.call("t.pid") for _ in range(20)} | {client.submit("t.pid").result().body for _ in range(5)}
+        assert pids <= set(_worker_pids(client))
+        stats = client.call("_stats")
+        assert stats["routes"]["t.slow"]["count"] == 20
+        assert sum(w["in_flight"] for w in stats["workers"]) == 0
+        assert any(r["name"] == "t.slow" for r in client.call("_routes")["routes"])
+    assert daemon.terminate() == 0
+
+
+def test_killed_worker_fails_its_requests_and_is_replaced(tmp_path):
+    daemon = Daemon(tmp_path, "--workers", "2")
+    daemon.wait_ready()
+    with daemon.client(timeout=20, retries=0) as client:
+        before = _worker_pids(client)
+        finished: list[tuple[float, BaseException | None]] = []
+        futures = [client.submit("t.slow", {"ms": 3000}) for _ in range(8)]
+        for future in futures:
+            future.add_done_callback(lambda f: finished.append((time.monotonic(), f.exception())))
+        time.sleep(0.5)
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        wait(futures, timeout=20)
+        failed = [(at, e) for at, e in finished if e is not None]
+        succeeded = [at for at, e in finished if e is None]
+        assert failed and succeeded, "both workers had requests in flight"
+        assert all(isinstance(e, Unavailable) and "exited" in e.message for _, e in failed)
+        # failed at once: before the surviving worker finished its 3 s of compute
+        assert max(at for at, _ in failed) < min(succeeded)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = _worker_pids(client)
+            if len(pids) == 2 and victim not in pids:
+                break
+            time.sleep(0.2)
+        assert len(pids) == 2 and victim not in pids
+        assert client.call("t.slow", {"ms": 1}) == {"slept_ms": 1}
+    assert daemon.terminate() == 0
+    assert "exited with -9" in daemon.log()
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_sigterm_drains_the_broker_and_its_workers(tmp_path, workers):
+    daemon = Daemon(tmp_path, "--workers", str(workers))
+    daemon.wait_ready()
+    with daemon.client(timeout=20, retries=0) as client:
+        futures = [client.submit("t.slow", {"ms": 300}) for _ in range(16)]
+        time.sleep(0.1)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert all(f.result().body == {"slept_ms": 300} for f in futures)
+    assert daemon.process.wait(30) == 0

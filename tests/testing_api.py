@@ -1,0 +1,90 @@
+"""A plugin with routes that exercise the daemon: slow, failing, batched, typed, counted.
+
+Daemon tests load it with ``HEIRLOOM_PLUGINS=tests.testing_api`` (no packaging needed).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom.protocol import INVALID_ARGUMENT, RequestError
+
+
+@attrs.define
+class Typed:
+    """A text and how many times to repeat it."""
+
+    text: str
+    count: int = 1
+
+
+@attrs.define
+class Items:
+    """A list of values; each one is a batch item."""
+
+    values: list[Any]
+
+
+@attrs.define
+class TestingApi(heirloom.Api):
+    max_batch: int = 8
+    max_wait_ms: float = 20.0
+
+    def start(self, ctx):
+        super().start(ctx)
+        self.writes = 0
+        self.lock = threading.Lock()
+
+    def routes(self):
+        return [
+            heirloom.Route("slow", handler=self.slow, description="Sleeps body.ms milliseconds."),
+            heirloom.Route("boom", handler=self.boom),
+            heirloom.Route("typed", handler=self.typed, input=Typed, inline=True, max_payload=4096),
+            heirloom.Route("write", handler=self.write),
+            heirloom.Route("pid", handler=lambda body: os.getpid()),
+            heirloom.Route(
+                "batched",
+                handler=self.batched,
+                input=Items,
+                batched=True,
+                max_batch=self.max_batch,
+                max_wait_ms=self.max_wait_ms,
+                items=lambda body: len(body.values),
+            ),
+        ]
+
+    def slow(self, body: dict) -> dict:
+        time.sleep(body.get("ms", 100) / 1000)
+        return {"slept_ms": body.get("ms", 100)}
+
+    def boom(self, body: Any) -> Any:
+        raise RuntimeError("the boom route always fails")
+
+    def typed(self, body: Typed) -> str:
+        return body.text * body.count
+
+    def write(self, body: Any) -> int:
+        with self.lock:
+            self.writes += 1
+            return self.writes
+
+    def batched(self, inputs: list[Items]) -> list[Any]:
+        if any("explode" in item.values for item in inputs):
+            raise RuntimeError("a poisoned item broke the batch")
+        size = sum(len(item.values) for item in inputs)
+        time.sleep(0.005)
+        return [
+            RequestError(INVALID_ARGUMENT, "bad value", "body.values") if "bad" in item.values else {"batch": size}
+            for item in inputs
+        ]
+
+
+@heirloom.hookimpl
+def heirloom_register_apis(register):
+    register("testing", TestingApi)
