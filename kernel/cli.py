@@ -211,9 +211,10 @@ def main() -> None:
 
 def _add_kernel_commands() -> None:
     """The kernel's own command groups live in their modules; they import this one."""
+    from heirloom.cli_data import data_group
     from heirloom.cli_serve import COMMANDS
 
-    for command in COMMANDS:
+    for command in [*COMMANDS, data_group]:
         cli.add_command(command)
 
 

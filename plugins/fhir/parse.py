@@ -1,0 +1,179 @@
+"""Lean reading of FHIR R4 JSON: bundle files and NDJSON bulk-export files.
+
+This is the fast path: stdlib ``json`` plus the structural checks the patient records
+rely on (a known ``resourceType``, the required fields of the resources we read).
+Full schema validation is ``validate.py``'s job, on request: it is ~8x slower.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+
+BUNDLE_SUFFIXES = (".json",)
+NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+#: Bundle types that carry resources to read (history and responses carry outcomes).
+BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "document")
+
+#: Every resource type of FHIR R4 (4.0.1); anything else is a wrong resourceType.
+RESOURCE_TYPES = frozenset(
+    """
+    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent Basic
+    Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry
+    ChargeItem ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem Communication
+    CommunicationRequest CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage
+    CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric
+    DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis
+    Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceVariable
+    ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse
+    HealthcareService ImagingStudy Immunization ImmunizationEvaluation ImmunizationRecommendation
+    ImplementationGuide InsurancePlan Invoice Library Linkage List Location Measure MeasureReport Media Medication
+    MedicationAdministration MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement
+    MedicinalProduct MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductIndication
+    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured MedicinalProductPackaged
+    MedicinalProductPharmaceutical MedicinalProductUndesirableEffect MessageDefinition MessageHeader
+    MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition OperationDefinition
+    OperationOutcome Organization OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation
+    Person PlanDefinition Practitioner PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse
+    RelatedPerson RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject
+    RiskAssessment RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition
+    StructureDefinition StructureMap Subscription Substance SubstanceNucleicAcid SubstancePolymer SubstanceProtein
+    SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task
+    TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription
+    """.split()  # noqa: SIM905 - 145 names read better as text
+)
+
+#: Fields the records need, from the R4 cardinalities (``x[x]`` is any choice of type).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "Encounter": ("status", "class"),
+    "Condition": ("subject",),
+    "Observation": ("status", "code"),
+    "MedicationRequest": ("status", "intent", "medication[x]", "subject"),
+    "Procedure": ("status", "subject"),
+    "Immunization": ("status", "vaccineCode", "patient", "occurrence[x]"),
+    "AllergyIntolerance": ("patient",),
+    "DocumentReference": ("status", "content"),
+}
+
+
+class FhirDataError(heirloom.HeirloomError):
+    """Bad input, naming the file and, when it is one resource, which (id or position)."""
+
+    def __init__(self, file: Path, where: str | None, message: str):
+        self.file = file
+        self.where = where
+        super().__init__(f"{file}: {where}: {message}" if where else f"{file}: {message}")
+
+
+@attrs.frozen
+class Entry:
+    """One resource read from a file, or the reason it could not be read.
+
+    ``where`` is its position (``entry[3]``, ``line 4``); ``offset`` is the byte offset
+    of an NDJSON line, so the resource can be read again without holding it.
+    """
+
+    resource: dict[str, Any] | None
+    where: str
+    full_url: str | None = None
+    offset: int | None = None
+    error: str | None = None
+
+    def label(self) -> str:
+        """``Observation/abc (line 4)``: the resource by id, else by position."""
+        resource = self.resource if isinstance(self.resource, dict) else {}
+        kind, rid = resource.get("resourceType"), resource.get("id")
+        if isinstance(kind, str) and isinstance(rid, str):
+            return f"{kind}/{rid} ({self.where})"
+        return f"{kind} at {self.where}" if isinstance(kind, str) else self.where
+
+
+def discover(root: Path) -> list[Path]:
+    """The bundle and NDJSON files under ``root`` (or ``root`` itself), in a stable order."""
+    if root.is_file():
+        return [root]
+    suffixes = BUNDLE_SUFFIXES + NDJSON_SUFFIXES
+    found = (p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    return sorted((p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts)), key=str)
+
+
+def is_ndjson(path: Path) -> bool:
+    return path.suffix.lower() in NDJSON_SUFFIXES
+
+
+def problem(resource: Any) -> str | None:
+    """Why ``resource`` cannot be used (wrong type, missing required field), or None."""
+    if not isinstance(resource, dict):
+        return f"expected a JSON object, got {type(resource).__name__}"
+    kind = resource.get("resourceType")
+    if not isinstance(kind, str):
+        return "missing resourceType" if kind is None else f"resourceType must be a string, got {kind!r}"
+    if kind not in RESOURCE_TYPES:
+        close = difflib.get_close_matches(kind, RESOURCE_TYPES, n=1)
+        return f"unknown resourceType {kind!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    if "id" in resource and not isinstance(resource["id"], str):
+        return f"id must be a string, got {resource['id']!r}"
+    missing = [name for name in REQUIRED.get(kind, ()) if not _present(resource, name)]
+    return f"missing required field(s): {', '.join(missing)}" if missing else None
+
+
+def _present(resource: dict[str, Any], name: str) -> bool:
+    if name.endswith("[x]"):
+        stem = name[:-3]
+        return any(k.startswith(stem) and k[len(stem) : len(stem) + 1].isupper() for k in resource)
+    return resource.get(name) not in (None, "", [], {})
+
+
+def read_bundle(path: Path) -> list[Entry]:
+    """The entries of one Bundle file; raises FhirDataError if the file is not one."""
+    try:
+        bundle = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FhirDataError(path, None, f"malformed JSON: {exc}") from None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
+        raise FhirDataError(path, None, f"expected resourceType 'Bundle', found {found!r}")
+    if bundle.get("type") not in BUNDLE_TYPES:
+        raise FhirDataError(path, None, f"bundle type {bundle.get('type')!r} is not one of {', '.join(BUNDLE_TYPES)}")
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise FhirDataError(path, None, f"Bundle.entry must be a list, got {type(entries).__name__}")
+    return [_bundle_entry(index, item) for index, item in enumerate(entries)]
+
+
+def _bundle_entry(index: int, item: Any) -> Entry:
+    where = f"entry[{index}]"
+    if not isinstance(item, dict) or "resource" not in item:
+        return Entry(None, where, error="entry without a resource")
+    url = item.get("fullUrl")
+    return Entry(item["resource"], where, full_url=url if isinstance(url, str) else None)
+
+
+def read_ndjson(path: Path) -> Iterator[Entry]:
+    """One entry per non-blank line, with its byte offset; a bad line is an error entry."""
+    with path.open("rb") as handle:
+        offset = 0
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield _ndjson_entry(line, f"line {number}", offset)
+            offset += len(line)
+
+
+def _ndjson_entry(line: bytes, where: str, offset: int) -> Entry:
+    try:
+        return Entry(json.loads(line), where, offset=offset)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Entry(None, where, offset=offset, error=f"malformed JSON: {exc}")
+
+
+def read_line(handle: Any, offset: int, where: str) -> Entry:
+    """The NDJSON resource at ``offset`` of an open binary file (second pass of an index)."""
+    handle.seek(offset)
+    return _ndjson_entry(handle.readline(), where, offset)

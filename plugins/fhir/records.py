@@ -1,0 +1,317 @@
+"""Patient records: demographics, a time-ordered timeline, a text summary and code lists.
+
+Records are attrs classes of plain values only, so ``attrs.asdict(record)`` is ready for
+JSON and msgpack (the wire). Text models read ``text``; code models read ``codes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+SPLITS = ("train", "test")
+
+#: resourceType -> the timeline kind its events get (also the keys of ``codes``).
+KINDS = {
+    "Encounter": "encounter",
+    "Condition": "condition",
+    "Observation": "observation",
+    "MedicationRequest": "medication",
+    "Procedure": "procedure",
+    "Immunization": "immunization",
+    "AllergyIntolerance": "allergy",
+    "DocumentReference": "note",
+}
+#: Where each timeline resource names its patient.
+PATIENT_FIELD = {"Immunization": "patient", "AllergyIntolerance": "patient"}
+#: Short names for the code systems the data uses; other systems keep ``system|code``.
+SYSTEMS = {
+    "http://snomed.info/sct": "snomed",
+    "http://loinc.org": "loinc",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
+    "http://hl7.org/fhir/sid/cvx": "cvx",
+    "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",
+    "http://hl7.org/fhir/sid/icd-10": "icd10",
+}
+#: The system each kind's code is preferably taken from when a concept has several codings.
+PREFERRED = {
+    "condition": "snomed",
+    "observation": "loinc",
+    "medication": "rxnorm",
+    "procedure": "snomed",
+    "immunization": "cvx",
+    "encounter": "snomed",
+}
+_ORDER = {kind: rank for rank, kind in enumerate(KINDS.values())}
+
+
+@attrs.frozen
+class Measurement:
+    """One component of an observation (e.g. the systolic part of a blood pressure)."""
+
+    code: str | None
+    display: str | None
+    value: float | int | str | bool | None
+    unit: str | None
+
+
+@attrs.frozen
+class Event:
+    """One clinical resource on a patient's timeline.
+
+    ``date`` is when it happened (a condition's onset), ``end`` when it stopped (its
+    abatement); datetimes are UTC ``YYYY-MM-DDTHH:MM:SSZ``, dates stay ``YYYY-MM-DD``, so
+    the strings sort in time order. ``code`` is ``system:code`` (see ``SYSTEMS``).
+    """
+
+    kind: str
+    id: str | None
+    date: str | None
+    end: str | None = None
+    code: str | None = None
+    display: str | None = None
+    status: str | None = None
+    value: float | int | str | bool | None = None
+    unit: str | None = None
+    components: tuple[Measurement, ...] = ()
+    encounter: str | None = None
+    text: str | None = None
+
+
+@attrs.frozen
+class PatientRecord:
+    """Everything known about one patient; ``codes`` maps each event kind to its codes in time order."""
+
+    id: str
+    file: str
+    split: str
+    birth_date: str | None
+    gender: str | None
+    deceased: bool
+    deceased_date: str | None
+    timeline: tuple[Event, ...]
+    text: str
+    codes: dict[str, list[str]]
+
+
+def split_of(patient_id: str, test_fraction: float) -> str:
+    """A deterministic split by patient id: the same patient is always on the same side."""
+    digest = hashlib.sha256(patient_id.encode()).digest()
+    return "test" if int.from_bytes(digest[:8]) / 2**64 < test_fraction else "train"
+
+
+def instant(value: Any) -> str | None:
+    """A FHIR date/dateTime as a sortable string; raises ValueError on a malformed one."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected a date string, got {value!r}")
+    if "T" not in value:
+        datetime.strptime(value, {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}.get(len(value), "?"))
+        return value
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return moment.isoformat(timespec="seconds") + "Z"
+    return moment.isoformat(timespec="seconds")
+
+
+def coding(concept: Any, kind: str) -> tuple[str | None, str | None]:
+    """``(code, display)`` of a CodeableConcept, preferring the kind's usual system."""
+    if not isinstance(concept, dict):
+        return None, None
+    codings = [c for c in concept.get("coding") or () if isinstance(c, dict) and c.get("code")]
+    preferred = [c for c in codings if SYSTEMS.get(c.get("system", "")) == PREFERRED.get(kind)]
+    chosen = (preferred or codings or [None])[0]
+    if chosen is None:
+        return None, concept.get("text")
+    system = chosen.get("system")
+    short = SYSTEMS.get(system or "")
+    code = f"{short}:{chosen['code']}" if short else f"{system}|{chosen['code']}" if system else chosen["code"]
+    return code, chosen.get("display") or concept.get("text")
+
+
+def _first(resource: dict[str, Any], *names: str) -> str | None:
+    """The first present of several date fields (``x.start`` reads a Period)."""
+    for name in names:
+        field, _, part = name.partition(".")
+        value = resource.get(field)
+        if part:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return instant(value)
+    return None
+
+
+def _status(concept: Any) -> str | None:
+    """The code of a status CodeableConcept (``active``, ``resolved``)."""
+    if not isinstance(concept, dict):
+        return None
+    codings = concept.get("coding") or [{}]
+    return codings[0].get("code") or concept.get("text")
+
+
+def _value(holder: dict[str, Any]) -> tuple[Any, str | None]:
+    """An observation's (or component's) ``value[x]`` and unit."""
+    if "valueQuantity" in holder:
+        quantity = holder["valueQuantity"]
+        return quantity.get("value"), quantity.get("unit") or quantity.get("code")
+    if "valueCodeableConcept" in holder:
+        return coding(holder["valueCodeableConcept"], "")[1], None
+    for key in ("valueString", "valueBoolean", "valueInteger", "valueDateTime", "valueTime"):
+        if key in holder:
+            return holder[key], None
+    return None, None
+
+
+def _encounter(r: dict[str, Any], enc: str | None) -> Event:
+    code, display = coding((r.get("type") or [None])[0], "encounter")
+    start, end = _first(r, "period.start"), _first(r, "period.end")
+    return Event("encounter", r.get("id"), start, end, code, display, r.get("status"), encounter=enc)
+
+
+def _condition(r: dict[str, Any], enc: str | None) -> Event:
+    code, display = coding(r.get("code"), "condition")
+    onset = _first(r, "onsetDateTime", "onsetPeriod.start", "recordedDate")
+    end = _first(r, "abatementDateTime", "abatementPeriod.end")
+    return Event("condition", r.get("id"), onset, end, code, display, _status(r.get("clinicalStatus")), encounter=enc)
+
+
+def _observation(r: dict[str, Any], enc: str | None) -> Event:
+    code, display = coding(r.get("code"), "observation")
+    value, unit = _value(r)
+    parts = tuple(Measurement(*coding(c.get("code"), "observation"), *_value(c)) for c in r.get("component") or () if c)
+    date = _first(r, "effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")
+    return Event(
+        "observation", r.get("id"), date, None, code, display, r.get("status"), value, unit, parts, encounter=enc
+    )
+
+
+def _medication(r: dict[str, Any], enc: str | None) -> Event:
+    if "medicationCodeableConcept" in r:
+        code, display = coding(r["medicationCodeableConcept"], "medication")
+    else:
+        code, display = None, r["medicationReference"].get("display")
+    return Event(
+        "medication", r.get("id"), _first(r, "authoredOn"), None, code, display, r.get("status"), encounter=enc
+    )
+
+
+def _procedure(r: dict[str, Any], enc: str | None) -> Event:
+    code, display = coding(r.get("code"), "procedure")
+    date = _first(r, "performedDateTime", "performedPeriod.start")
+    return Event(
+        "procedure", r.get("id"), date, _first(r, "performedPeriod.end"), code, display, r.get("status"), encounter=enc
+    )
+
+
+def _immunization(r: dict[str, Any], enc: str | None) -> Event:
+    code, display = coding(r.get("vaccineCode"), "immunization")
+    date = _first(r, "occurrenceDateTime", "recorded")
+    return Event("immunization", r.get("id"), date, None, code, display, r.get("status"), encounter=enc)
+
+
+def _allergy(r: dict[str, Any], enc: str | None) -> Event:
+    code, display = coding(r.get("code"), "allergy")
+    date = _first(r, "onsetDateTime", "recordedDate")
+    return Event("allergy", r.get("id"), date, None, code, display, _status(r.get("clinicalStatus")), encounter=enc)
+
+
+def _note(r: dict[str, Any], enc: str | None) -> Event:
+    code, display = coding(r.get("type"), "note")
+    texts = [_decode(c["attachment"]) for c in r["content"] if isinstance(c, dict) and "attachment" in c]
+    date = _first(r, "date")
+    text = "\n".join(t for t in texts if t) or None
+    return Event("note", r.get("id"), date, None, code, display, r.get("status"), text=text, encounter=enc)
+
+
+def _decode(attachment: dict[str, Any]) -> str | None:
+    """The text of an attachment's base64 ``data`` (text/* or untyped only)."""
+    data, kind = attachment.get("data"), attachment.get("contentType") or "text/plain"
+    if not data or not kind.startswith("text/"):
+        return None
+    try:
+        return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
+    except binascii.Error as exc:
+        raise ValueError(f"attachment data is not base64: {exc}") from None
+
+
+#: resourceType -> builder of its event (from the resource and the id of its encounter).
+EVENTS: dict[str, Callable[[dict[str, Any], str | None], Event]] = {
+    "Encounter": _encounter,
+    "Condition": _condition,
+    "Observation": _observation,
+    "MedicationRequest": _medication,
+    "Procedure": _procedure,
+    "Immunization": _immunization,
+    "AllergyIntolerance": _allergy,
+    "DocumentReference": _note,
+}
+
+
+def patient_reference(resource: dict[str, Any]) -> str | None:
+    """The reference to the patient a clinical resource is about."""
+    holder = resource.get(PATIENT_FIELD.get(resource["resourceType"], "subject"))
+    ref = holder.get("reference") if isinstance(holder, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def event(resource: dict[str, Any], encounter: str | None) -> Event:
+    """The timeline event of a clinical resource; ValueError/TypeError/... on odd shapes."""
+    return EVENTS[resource["resourceType"]](resource, encounter)
+
+
+def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, events: list[Event]) -> PatientRecord:
+    """The record of one patient from its Patient resource and its events (any order)."""
+    timeline = tuple(sorted(events, key=lambda e: (e.date is None, e.date or "", _ORDER[e.kind], e.id or "")))
+    deceased_date = instant(patient.get("deceasedDateTime"))
+    deceased = bool(patient.get("deceasedBoolean")) or deceased_date is not None
+    codes: dict[str, list[str]] = {kind: [] for kind in KINDS.values()}
+    for e in timeline:
+        if e.code:
+            codes[e.kind].append(e.code)
+    birth, gender = instant(patient.get("birthDate")), patient.get("gender")
+    return PatientRecord(
+        id=pid,
+        file=file,
+        split=split,
+        birth_date=birth,
+        gender=gender,
+        deceased=deceased,
+        deceased_date=deceased_date,
+        timeline=timeline,
+        text=summary(gender, birth, deceased_date, timeline),
+        codes=codes,
+    )
+
+
+def summary(gender: str | None, birth: str | None, deceased: str | None, timeline: tuple[Event, ...]) -> str:
+    """A readable history: one line per event, dates first."""
+    head = f"Patient: {gender or 'unknown gender'}, born {birth or 'unknown'}"
+    lines = [head + (f", died {deceased[:10]}." if deceased else ".")]
+    lines.extend(_line(e) for e in timeline)
+    return "\n".join(lines)
+
+
+def _line(e: Event) -> str:
+    text = f"{(e.date or 'undated')[:10]} {e.kind}: {e.display or e.code or 'unspecified'}"
+    if e.value is not None:
+        text += f" {_number(e.value)}" + (f" {e.unit}" if e.unit else "")
+    if e.components:
+        parts = (f"{m.display or m.code}: {_number(m.value)} {m.unit or ''}".rstrip() for m in e.components)
+        text += f" ({'; '.join(parts)})"
+    if e.end and e.end[:10] != (e.date or "")[:10]:
+        text += f", until {e.end[:10]}"
+    if e.text:
+        text += "\n" + " ".join(e.text.split())
+    return text
+
+
+def _number(value: Any) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)

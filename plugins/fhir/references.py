@@ -1,0 +1,116 @@
+"""FHIR references: find them in a resource, normalise them, resolve them.
+
+A reference resolves inside its bundle by ``fullUrl`` (``urn:uuid:...``), by relative id
+(``Patient/123``, also the tail of an absolute URL) and by conditional reference
+(``Organization?identifier=system|value``). What a file cannot resolve is checked at
+the end of a pass against the keys of every file of the set (``Known``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+import attrs
+
+Target = tuple[str, str]  # (resourceType, id)
+
+
+def walk(resource: dict[str, Any]) -> list[str]:
+    """Every ``reference`` string in a resource, its contained resources included.
+
+    An explicit stack rather than recursion: this visits every node of every resource and
+    is the lean path's largest cost after ``json.loads`` (a recursive generator was 5x slower).
+    """
+    found: list[str] = []
+    stack: list[Any] = [resource]
+    push = stack.append
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            ref = node.get("reference")
+            if type(ref) is str:
+                found.append(ref)
+            node = node.values()
+        for child in node:
+            if type(child) is dict or type(child) is list:
+                push(child)
+    return found
+
+
+def key(ref: str) -> str | None:
+    """The lookup key of a reference: ``Type/id`` or ``Type?identifier=...``; None for urns."""
+    if ref.startswith("urn:"):
+        return None
+    base, _, query = ref.partition("?")
+    if query:
+        params = parse_qsl(query)
+        if len(params) == 1 and params[0][0] == "identifier":
+            return f"{base.rsplit('/', 1)[-1]}?identifier={params[0][1]}"
+        return ref
+    parts = base.split("/_history/")[0].rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 else None
+
+
+def keys_of(resource: dict[str, Any], full_url: str | None) -> Iterator[str]:
+    """The keys other resources can reach ``resource`` by (see ``key``)."""
+    kind, rid = resource["resourceType"], resource.get("id")
+    if isinstance(rid, str):
+        yield f"{kind}/{rid}"
+    url_key = key(full_url) if full_url else None
+    if url_key:
+        yield url_key
+    identifiers = resource.get("identifier")
+    for ident in identifiers if isinstance(identifiers, list) else []:
+        value = ident.get("value") if isinstance(ident, dict) else None
+        if isinstance(value, str):
+            yield f"{kind}?identifier={value}"
+            yield f"{kind}?identifier={ident.get('system') or ''}|{value}"
+
+
+@attrs.define
+class Catalog:
+    """The resources of one unit (a bundle, or the NDJSON files), by every way to reach them."""
+
+    by_url: dict[str, Target] = attrs.Factory(dict)
+    by_key: dict[str, Target] = attrs.Factory(dict)
+
+    def add(self, resource: dict[str, Any], full_url: str | None) -> Target:
+        target = (resource["resourceType"], resource.get("id") or full_url or "")
+        if full_url:
+            self.by_url[full_url] = target
+        for k in keys_of(resource, full_url):
+            self.by_key[k] = target
+        return target
+
+    def resolve(self, ref: str) -> Target | None:
+        found = self.by_url.get(ref)
+        if found is not None:
+            return found
+        k = key(ref)
+        return self.by_key.get(k) if k else None
+
+
+@attrs.define
+class Known:
+    """Keys of every resource seen in a pass, and references left for the end of it.
+
+    Only keys are kept, never resources: the set stays streamable.
+    """
+
+    keys: set[str] = attrs.Factory(set)
+    #: reference -> [count, where it was first seen]
+    pending: dict[str, list[Any]] = attrs.Factory(dict)
+
+    def defer(self, ref: str, where: str) -> None:
+        slot = self.pending.setdefault(ref, [0, where])
+        slot[0] += 1
+
+    def settle(self) -> Iterator[tuple[str, int, str]]:
+        """``(reference, count, first place)`` for each deferred reference still unresolved."""
+        for ref, (count, where) in self.pending.items():
+            k = key(ref)
+            if k is None or k not in self.keys:
+                yield ref, count, where
+        self.pending.clear()

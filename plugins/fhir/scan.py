@@ -1,0 +1,254 @@
+"""One streaming pass over a FHIR data set: files in, patient records out, figures tallied.
+
+A patient's record is built from its *unit*: the bundle file that holds its Patient
+resource (yielded as soon as that file is read), or, for NDJSON bulk exports, which
+split resources by type across files, all the NDJSON files of the set together. Those
+are indexed by byte offset in a first pass (keys and offsets only, never resources),
+then each patient's lines are read back. References a unit cannot resolve wait until
+the end of the pass, when every file's keys are known.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from heirloom_plugins.fhir.parse import (
+    Entry,
+    FhirDataError,
+    discover,
+    is_ndjson,
+    problem,
+    read_bundle,
+    read_line,
+    read_ndjson,
+)
+from heirloom_plugins.fhir.records import (
+    EVENTS,
+    Event,
+    PatientRecord,
+    event,
+    patient_record,
+    patient_reference,
+    split_of,
+)
+from heirloom_plugins.fhir.references import Catalog, Known, walk
+
+log = logging.getLogger("heirloom.fhir")
+
+#: Error messages and unresolved references quoted in the tally; the rest are counted.
+KEPT = 20
+
+#: Odd shapes the lean parser lets through surface as these while building an event.
+SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
+
+Place = tuple[int, int, str]  # (file index, byte offset, "line N") of an NDJSON resource
+
+
+@attrs.define
+class Tally:
+    """What one pass saw; ``to_json`` is what ``heirloom data stats`` prints."""
+
+    on_error: str
+    records: int = 0
+    splits: Counter[str] = attrs.Factory(Counter)
+    files: int = 0
+    bytes: int = 0
+    resources: Counter[str] = attrs.Factory(Counter)
+    references: int = 0
+    unresolved: int = 0
+    unresolved_examples: list[str] = attrs.Factory(list)
+    unassigned: int = 0
+    skipped_files: int = 0
+    skipped_resources: int = 0
+    messages: list[str] = attrs.Factory(list)
+
+    def fault(self, error: FhirDataError, *, whole_file: bool) -> None:
+        """Apply ``on_error``: raise, or count the skipped file or resource and go on."""
+        if self.on_error == "fail":
+            raise error
+        if whole_file:
+            self.skipped_files += 1
+        else:
+            self.skipped_resources += 1
+        log.warning("skipped %s", error)
+        if len(self.messages) < KEPT:
+            self.messages.append(str(error))
+
+    def dangling(self, ref: str, count: int, where: str) -> None:
+        self.unresolved += count
+        if len(self.unresolved_examples) < KEPT:
+            self.unresolved_examples.append(f"{where}: {ref}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "splits": dict(sorted(self.splits.items())),
+            "files": self.files,
+            "bytes": self.bytes,
+            "resources": dict(sorted(self.resources.items(), key=lambda item: (-item[1], item[0]))),
+            "references": self.references,
+            "unresolved_references": self.unresolved,
+            "unresolved_examples": self.unresolved_examples,
+            "unassigned_resources": self.unassigned,
+            "errors": {
+                "on_error": self.on_error,
+                "skipped_files": self.skipped_files,
+                "skipped_resources": self.skipped_resources,
+                "messages": self.messages,
+            },
+        }
+
+
+class Scan:
+    """A single pass; ``records(split)`` streams, ``tally`` fills in as it goes."""
+
+    def __init__(
+        self, root: Path, on_error: str, test_fraction: float, check: Callable[[dict[str, Any]], str | None] | None
+    ):
+        self.root = root
+        self.test_fraction = test_fraction
+        self.check = check
+        self.tally = Tally(on_error)
+        self.known = Known()
+
+    def records(self, split: str | None) -> Iterator[PatientRecord]:
+        paths = discover(self.root)
+        for path in paths:
+            if not is_ndjson(path):
+                yield from self._bundle(path, split)
+        bulk = [path for path in paths if is_ndjson(path)]
+        if bulk:
+            yield from self._bulk(bulk, split)
+        for ref, count, where in self.known.settle():
+            self.tally.dangling(ref, count, where)
+
+    # -- units ---------------------------------------------------------------------------
+    def _bundle(self, path: Path, split: str | None) -> Iterator[PatientRecord]:
+        self._count_file(path)
+        try:
+            entries = [e for e in read_bundle(path) if self._accept(path, e)]
+        except FhirDataError as error:
+            self.tally.fault(error, whole_file=True)
+            return
+        catalog = Catalog()
+        targets = [catalog.add(e.resource, e.full_url) for e in entries]
+        self.known.keys.update(catalog.by_key)
+        for e in entries:
+            self._check_references(path, e, catalog)
+        patients = {t[1]: e for t, e in zip(targets, entries, strict=True) if t[0] == "Patient"}
+        wanted = self._wanted(patients, split)
+        chosen = set(wanted)
+        events: dict[str, list[Event]] = defaultdict(list)
+        for e in entries:
+            if e.resource["resourceType"] in EVENTS:
+                owner = self._owner(patient_reference(e.resource), catalog, patients)
+                if owner is None:
+                    self.tally.unassigned += 1
+                elif owner in chosen:
+                    self._add_event(events[owner], path, e, catalog)
+        for pid in wanted:
+            yield from self._record(path, patients[pid], pid, events[pid])
+
+    def _bulk(self, paths: list[Path], split: str | None) -> Iterator[PatientRecord]:
+        catalog = Catalog()
+        patients: dict[str, Place] = {}
+        by_reference: dict[str | None, list[Place]] = defaultdict(list)
+        for index, path in enumerate(paths):
+            self._count_file(path)
+            for e in read_ndjson(path):
+                if not self._accept(path, e):
+                    continue
+                kind, rid = catalog.add(e.resource, None)
+                self._check_references(path, e, None)
+                place = (index, e.offset or 0, e.where)
+                if kind == "Patient":
+                    patients[rid] = place
+                elif kind in EVENTS:
+                    by_reference[patient_reference(e.resource)].append(place)
+        self.known.keys.update(catalog.by_key)
+        owned: dict[str, list[Place]] = defaultdict(list)
+        for ref, places in by_reference.items():
+            owner = self._owner(ref, catalog, patients)
+            if owner is None:
+                self.tally.unassigned += len(places)
+            else:
+                owned[owner].extend(places)
+        with ExitStack() as stack:
+            handles = [stack.enter_context(path.open("rb")) for path in paths]
+            for pid in self._wanted(patients, split):
+                index, offset, where = patients[pid]
+                events: list[Event] = []
+                for i, o, w in owned[pid]:
+                    self._add_event(events, paths[i], read_line(handles[i], o, w), catalog)
+                yield from self._record(paths[index], read_line(handles[index], offset, where), pid, events)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _count_file(self, path: Path) -> None:
+        self.tally.files += 1
+        self.tally.bytes += path.stat().st_size
+
+    def _accept(self, path: Path, entry: Entry) -> bool:
+        """Lean checks, then validation when asked; counts what passes."""
+        message = entry.error or problem(entry.resource) or (self.check(entry.resource) if self.check else None)
+        if message:
+            self.tally.fault(FhirDataError(path, entry.label(), message), whole_file=False)
+            return False
+        self.tally.resources[entry.resource["resourceType"]] += 1
+        return True
+
+    def _check_references(self, path: Path, entry: Entry, catalog: Catalog | None) -> None:
+        """Resolve what the unit can now; leave the rest for the end of the pass."""
+        resource = entry.resource
+        contained = {c.get("id") for c in resource.get("contained") or () if isinstance(c, dict)}
+        for ref in walk(resource):
+            self.tally.references += 1
+            if ref.startswith("#"):
+                if ref != "#" and ref[1:] not in contained:
+                    self.tally.dangling(ref, 1, f"{path}: {entry.label()}")
+            elif catalog is None or catalog.resolve(ref) is None:
+                if ref.startswith("urn:"):  # bundle-local by definition
+                    self.tally.dangling(ref, 1, f"{path}: {entry.label()}")
+                else:
+                    self.known.defer(ref, f"{path}: {entry.label()}")
+
+    @staticmethod
+    def _owner(ref: str | None, catalog: Catalog, patients: dict[str, Any]) -> str | None:
+        """The id of the unit's patient that ``ref`` points at, if it is one."""
+        target = catalog.resolve(ref) if ref else None
+        return target[1] if target is not None and target[0] == "Patient" and target[1] in patients else None
+
+    def _wanted(self, patients: dict[str, Any], split: str | None) -> list[str]:
+        """Patients of ``split`` (all when None); every patient counts in the tally."""
+        wanted = []
+        for pid in patients:
+            side = split_of(pid, self.test_fraction)
+            self.tally.records += 1
+            self.tally.splits[side] += 1
+            if split in (None, side):
+                wanted.append(pid)
+        return wanted
+
+    def _add_event(self, events: list[Event], path: Path, entry: Entry, catalog: Catalog) -> None:
+        try:
+            encounter = entry.resource.get("encounter")
+            ref = encounter.get("reference") if isinstance(encounter, dict) else None
+            target = catalog.resolve(ref) if isinstance(ref, str) else None
+            events.append(event(entry.resource, target[1] if target and target[0] == "Encounter" else None))
+        except SHAPE_ERRORS as exc:
+            self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {exc!r}"), whole_file=False)
+
+    def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> Iterator[PatientRecord]:
+        name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+        try:
+            record = patient_record(entry.resource, pid, name, split_of(pid, self.test_fraction), events)
+        except SHAPE_ERRORS as exc:
+            self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {exc!r}"), whole_file=False)
+            return
+        yield record

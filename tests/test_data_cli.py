@@ -1,0 +1,147 @@
+"""``heirloom data show|stats`` through the real CLI: a tiny hand-written source plugin
+(installed as a distribution on PYTHONPATH) and the fhir source of the medical profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, run_heirloom, write
+
+ROWS_PLUGIN = """
+import attrs
+import heirloom
+
+
+@attrs.define
+class Rows(heirloom.Source):
+    count: int = 3
+
+    def records(self, split=None):
+        for i in range(self.count):
+            side = "test" if i % 3 == 2 else "train"
+            if split in (None, side):
+                yield {"i": i, "split": side, "text": "row " * 200}
+
+    def fingerprint(self):
+        return f"rows-{self.count}"
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("rows", Rows)
+"""
+
+
+@pytest.fixture
+def rows(tmp_path) -> dict[str, str]:
+    """A one-module plugin distribution (dist-info with an entry point) and a profile using it."""
+    site = tmp_path / "site"
+    write(site / "heirloom_rows.py", ROWS_PLUGIN)
+    info = site / "heirloom_rows-0.1.0.dist-info"
+    write(info / "METADATA", "Metadata-Version: 2.1\nName: heirloom-rows\nVersion: 0.1.0\n")
+    write(info / "entry_points.txt", "[heirloom]\nrows = heirloom_rows\n")
+    write(tmp_path / "rows.toml", "[sources.numbers]\nuse = 'rows'\ncount = 7\n\n[sources.other]\nuse = 'rows'\n")
+    return {"PYTHONPATH": str(site), "profile": str(tmp_path / "rows.toml")}
+
+
+def test_show_prints_records_of_any_source(rows):
+    result = run_heirloom("data", "show", rows["profile"], "numbers", "--limit", "2", env=rows)
+    assert result.returncode == 0, result.stderr
+    assert "numbers record 1" in result.stdout and "numbers record 2" in result.stdout
+    assert "numbers record 3" not in result.stdout
+    assert "'i': 1" in result.stdout
+
+
+def test_show_json_prints_one_object_per_line(rows):
+    result = run_heirloom(
+        "data", "show", rows["profile"], "numbers", "--limit", "0", "--split", "test", "--json", env=rows
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["i"] for line in lines] == [2, 5]
+    assert lines[0]["text"] == "row " * 200
+
+
+def test_stats_defaults_to_records_per_split(rows):
+    result = run_heirloom("data", "stats", rows["profile"], "numbers", "--json", env=rows)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"records": {"train": 5, "test": 2}}
+    table = run_heirloom("data", "stats", rows["profile"], "numbers", env=rows)
+    assert table.returncode == 0, table.stderr
+    assert "records.train" in table.stdout
+
+
+def test_unknown_source_or_split_is_a_usage_error(rows):
+    result = run_heirloom("data", "show", rows["profile"], "numbrs", env=rows)
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "has no source 'numbrs'; did you mean 'numbers'? (sources: numbers, other)" in message
+    result = run_heirloom("data", "show", rows["profile"], "numbers", "--split", "dev", env=rows)
+    assert result.returncode == 2
+    assert "no split 'dev' (splits: train, test)" in " ".join(result.stderr.split())
+
+
+def test_bad_profile_is_reported_like_profile_check(tmp_path):
+    profile = write(tmp_path / "bad.toml", "[sources.x]\nuse = 'nope'\n")
+    result = run_heirloom("data", "stats", str(profile), "x")
+    check = run_heirloom("profile", "check", str(profile))
+    assert result.returncode == check.returncode == 2
+    assert result.stderr == check.stderr and "unknown source type 'nope'" in result.stderr
+
+
+# -- the fhir source of the medical profile ---------------------------------------------------
+def test_fhir_stats_json(data_dir):
+    result = run_heirloom("data", "stats", "medical", "patients", "--json", env={"HEIRLOOM_DATA": str(data_dir)})
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["records"] == 23
+    assert stats["resources"]["Observation"] == 2033 and stats["resources"]["Patient"] == 23
+    assert stats["unresolved_references"] == 0
+    assert stats["errors"] == {"on_error": "fail", "skipped_files": 0, "skipped_resources": 0, "messages": []}
+
+
+def test_fhir_show_json(data_dir):
+    result = run_heirloom(
+        "data", "show", "medical", "patients", "--limit", "2", "--json", env={"HEIRLOOM_DATA": str(data_dir)}
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 2
+    assert {"id", "birth_date", "gender", "timeline", "text", "codes"} <= records[0].keys()
+    assert records[0]["timeline"][0]["kind"] == "encounter"
+
+
+def _truncated_profile(data_dir: Path, tmp_path: Path, on_error: str) -> tuple[Path, Path]:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    bundles = sorted((data_dir / "fhir-synthea-smart-r4" / "bundles").glob("*.json"))
+    for path in bundles[1:4]:
+        (folder / path.name).symlink_to(path)
+    victim = folder / bundles[0].name
+    victim.write_bytes(bundles[0].read_bytes()[:1000])
+    profile = write(
+        tmp_path / "cut.toml",
+        f'extends = ["{REPO / "profiles" / "medical.toml"}"]\n\n'
+        f'[sources.patients]\npath = "{folder}"\non_error = "{on_error}"\n',
+    )
+    return profile, victim
+
+
+def test_fhir_truncated_bundle_fails_naming_the_file(data_dir, tmp_path):
+    profile, victim = _truncated_profile(data_dir, tmp_path, "fail")
+    result = run_heirloom("data", "stats", str(profile), "patients", env={"HEIRLOOM_DATA": str(data_dir)})
+    assert result.returncode == 1
+    assert f"error: {victim}: malformed JSON" in result.stderr.replace("\n", "")
+
+
+def test_fhir_truncated_bundle_is_skipped_and_counted(data_dir, tmp_path):
+    profile, victim = _truncated_profile(data_dir, tmp_path, "skip")
+    result = run_heirloom("data", "stats", str(profile), "patients", "--json", env={"HEIRLOOM_DATA": str(data_dir)})
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["records"] == 3
+    assert stats["errors"]["skipped_files"] == 1
+    assert stats["errors"]["messages"][0].startswith(f"{victim}: malformed JSON")

@@ -1,0 +1,464 @@
+"""The fhir source on the real Synthea bundles, and on small hand-written files for bad input.
+
+Expected values come from independent counts made here with ``json`` and ``Counter``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import re
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import heirloom
+from heirloom_plugins.fhir.parse import FhirDataError
+from heirloom_plugins.fhir.records import KINDS, instant
+from heirloom_plugins.fhir.source import FhirSource
+from tests.helpers import REPO, write
+
+SYNTHEA = "fhir-synthea-smart-r4/bundles"
+
+
+@pytest.fixture
+def bundles(data_dir) -> Path:
+    return data_dir / SYNTHEA
+
+
+@functools.cache
+def entries_of(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text(encoding="utf-8"))["entry"]
+
+
+def all_entries(folder: Path) -> list[dict[str, Any]]:
+    return [e for path in sorted(folder.glob("*.json")) for e in entries_of(path)]
+
+
+def linked(folder: Path, target: Path, names: list[str] | None = None) -> Path:
+    """A folder of symlinks to some of the real bundles (never copies of the data)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(folder.glob("*.json")):
+        if names is None or path.name in names:
+            (target / path.name).symlink_to(path)
+    return target
+
+
+def patient_files(folder: Path, count: int) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.json") if p.name[0].isupper())[:count]
+
+
+def bundle(*resources: dict[str, Any], kind: str = "collection") -> str:
+    entries = [{"fullUrl": f"urn:uuid:{r.get('id', i)}", "resource": r} for i, r in enumerate(resources)]
+    return json.dumps({"resourceType": "Bundle", "type": kind, "entry": entries})
+
+
+PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-02", "gender": "female"}
+
+
+def condition(cid: str = "c1", onset: str = "2001-02-03T04:05:06+01:00", **extra: Any) -> dict[str, Any]:
+    code = {"coding": [{"system": "http://snomed.info/sct", "code": "44054006", "display": "Diabetes"}]}
+    base = {"resourceType": "Condition", "id": cid, "subject": {"reference": "urn:uuid:p1"}, "code": code}
+    return {**base, "onsetDateTime": onset, **extra}
+
+
+# -- the real data ---------------------------------------------------------------------------
+def test_counts_by_resource_type_equal_an_independent_count(bundles):
+    expected = Counter(e["resource"]["resourceType"] for e in all_entries(bundles))
+    stats = FhirSource(path=str(bundles)).stats()
+    assert stats["resources"] == dict(expected)
+    assert stats["records"] == expected["Patient"] == 23
+    assert stats["files"] == 25
+    assert sum(stats["splits"].values()) == 23
+    assert stats["errors"]["skipped_files"] == stats["errors"]["skipped_resources"] == 0
+
+
+def test_every_condition_is_in_its_patients_timeline_in_date_order(bundles):
+    conditions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    timeline_sizes: Counter[str] = Counter()
+    for path in sorted(bundles.glob("*.json")):
+        urls = {e["fullUrl"]: e["resource"] for e in entries_of(path)}
+        for e in entries_of(path):
+            resource = e["resource"]
+            holder = resource.get("subject") or resource.get("patient")
+            if resource["resourceType"] in KINDS and holder:
+                owner = urls[holder["reference"]]["id"]
+                timeline_sizes[owner] += 1
+                if resource["resourceType"] == "Condition":
+                    conditions[owner].append(resource)
+    records = list(FhirSource(path=str(bundles)).records())
+    assert sum(len(found) for found in conditions.values()) == 109
+    for record in records:
+        assert len(record.timeline) == timeline_sizes[record.id]
+        dates = [e.date for e in record.timeline]
+        assert None not in dates and dates == sorted(dates)
+        in_timeline = {e.id: e for e in record.timeline if e.kind == "condition"}
+        for resource in conditions[record.id]:
+            event = in_timeline[resource["id"]]
+            assert event.date == instant(resource["onsetDateTime"])
+            assert event.code == "snomed:" + resource["code"]["coding"][0]["code"]
+            assert event.end == instant(resource.get("abatementDateTime"))
+            assert event.code in record.codes["condition"]
+            assert event.display in record.text
+        assert len(in_timeline) == len(conditions[record.id])
+
+
+def test_references_resolve(bundles):
+    source = FhirSource(path=str(bundles))
+    stats = source.stats()
+    raw = b"".join(p.read_bytes() for p in bundles.glob("*.json"))
+    assert stats["references"] == len(re.findall(rb'"reference": "', raw)) > 14_000
+    assert stats["unresolved_references"] == 0
+    assert stats["unassigned_resources"] == 0
+    with_encounter = {e["resource"]["id"] for e in all_entries(bundles) if "encounter" in e["resource"]}
+    for record in source.records():
+        encounters = {e.id for e in record.timeline if e.kind == "encounter"}
+        for event in record.timeline:
+            assert event.encounter in (encounters if event.id in with_encounter else {None})
+
+
+URN = re.compile(r'"(urn:uuid:[0-9a-f-]+)"')
+
+
+def relink(text: str, mapping: dict[str, str]) -> str:
+    """``text`` with each quoted ``urn:uuid`` reference found in ``mapping`` replaced."""
+    return URN.sub(lambda m: json.dumps(mapping.get(m[1], m[1])), text)
+
+
+def conditional_copy(path: Path, target: Path) -> int:
+    """Write ``path`` with its Organization/Practitioner entries removed and the references
+    to them made conditional (``Organization?identifier=system|value``), as newer Synthea
+    writes them against its hospital and practitioner files. Returns how many it rewrote."""
+    entries, rewrite = [], {}
+    for e in entries_of(path):
+        resource = e["resource"]
+        if resource["resourceType"] in ("Organization", "Practitioner"):
+            ident = resource["identifier"][0]
+            rewrite[e["fullUrl"]] = f"{resource['resourceType']}?identifier={ident['system']}|{ident['value']}"
+        else:
+            entries.append(e)
+    text = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    text = relink(text, rewrite)
+    write(target, text)
+    return sum(text.count(json.dumps(ref)) for ref in set(rewrite.values()))
+
+
+def test_conditional_references_resolve_against_the_other_files(bundles, tmp_path):
+    name = patient_files(bundles, 1)[0]
+    rewritten = conditional_copy(bundles / name, tmp_path / "set" / name)
+    assert rewritten > 10
+    alone = FhirSource(path=str(tmp_path / "set")).stats()
+    assert alone["unresolved_references"] == rewritten  # counted and reported, not fatal
+    assert alone["records"] == 1
+    assert "Organization?identifier=https://github.com/synthetichealth/synthea|" in "".join(
+        alone["unresolved_examples"]
+    )
+    linked(bundles, tmp_path / "set", ["hospitalInformation1559319163815.json"])
+    linked(bundles, tmp_path / "set", ["practitionerInformation1559319163815.json"])
+    assert FhirSource(path=str(tmp_path / "set")).stats()["unresolved_references"] == 0
+
+
+def truncated_set(bundles: Path, tmp_path: Path) -> tuple[Path, Path]:
+    folder = linked(bundles, tmp_path / "set")
+    victim = folder / patient_files(bundles, 3)[2]
+    data = victim.read_bytes()
+    victim.unlink()
+    victim.write_bytes(data[: len(data) // 2])
+    return folder, victim
+
+
+def test_a_truncated_bundle_fails_naming_its_file(bundles, tmp_path):
+    folder, victim = truncated_set(bundles, tmp_path)
+    with pytest.raises(FhirDataError, match=re.escape(str(victim)) + ": malformed JSON"):
+        list(FhirSource(path=str(folder)).records())
+
+
+def test_a_truncated_bundle_is_skipped_and_counted(bundles, tmp_path):
+    folder, victim = truncated_set(bundles, tmp_path)
+    stats = FhirSource(path=str(folder), on_error="skip").stats()
+    assert stats["errors"]["skipped_files"] == 1
+    assert stats["errors"]["messages"][0].startswith(f"{victim}: malformed JSON")
+    assert stats["records"] == 22
+    expected = Counter(
+        e["resource"]["resourceType"]
+        for p in sorted(bundles.glob("*.json"))
+        if p.name != victim.name
+        for e in entries_of(p)
+    )
+    assert stats["resources"] == dict(expected)
+
+
+_OPENED: list[str] | None = None
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and _OPENED is not None and isinstance(args[0], str | Path):
+        _OPENED.append(str(args[0]))
+
+
+def test_streaming_the_first_patient_arrives_before_the_last_file_is_opened(bundles):
+    global _OPENED
+    files = sorted(str(p) for p in bundles.glob("*.json"))
+    sys.addaudithook(_audit)  # process-wide and permanent: it records only while _OPENED is a list
+    _OPENED = []
+    try:
+        records = FhirSource(path=str(bundles)).records()
+        first = next(records)
+        opened = [p for p in _OPENED if p.endswith(".json")]
+        records.close()
+    finally:
+        _OPENED = None
+    assert first.file == Path(files[0]).name
+    assert opened == [files[0]]
+    assert files[-1] not in opened
+
+
+def ndjson_export(bundle_paths: list[Path], target: Path) -> None:
+    """A bulk export of the bundles: one file per resourceType, ``urn:uuid`` made ``Type/id``."""
+    lines: dict[str, list[str]] = defaultdict(list)
+    for path in bundle_paths:
+        urls = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries_of(path)}
+        for e in entries_of(path):
+            text = json.dumps(e["resource"])
+            lines[e["resource"]["resourceType"]].append(relink(text, urls))
+    for kind, rows in lines.items():
+        write(target / f"{kind}.ndjson", "\n".join(rows) + "\n")
+
+
+def test_ndjson_bulk_export_gives_the_same_records_as_the_bundles(bundles, tmp_path):
+    names = patient_files(bundles, 3)
+    ndjson_export([bundles / n for n in names], tmp_path / "bulk")
+    from_bundles = {r.id: r for r in FhirSource(path=str(linked(bundles, tmp_path / "b", names))).records()}
+    source = FhirSource(path=str(tmp_path / "bulk"))
+    from_ndjson = {r.id: r for r in source.records()}
+    assert from_ndjson.keys() == from_bundles.keys() and len(from_ndjson) == 3
+    for pid, record in from_ndjson.items():
+        assert record.file == "Patient.ndjson"
+        assert attrs.evolve(record, file="") == attrs.evolve(from_bundles[pid], file="")
+    assert source.tally.unresolved == 0 and source.tally.unassigned == 0
+
+
+def test_validating_path_accepts_the_real_data_and_agrees_with_the_lean_path(bundles, tmp_path):
+    folder = linked(bundles, tmp_path / "set", patient_files(bundles, 2))
+    lean = list(FhirSource(path=str(folder)).records())
+    validated = list(FhirSource(path=str(folder), validate=True).records())
+    assert validated == lean and len(lean) == 2
+
+
+def test_splits_are_deterministic_disjoint_and_complete(bundles):
+    source = FhirSource(path=str(bundles))
+    train = [r.id for r in source.records("train")]
+    test = [r.id for r in source.records("test")]
+    assert not set(train) & set(test)
+    assert sorted(train + test) == sorted(r.id for r in source.records())
+    assert test and train and len(test) < len(train)
+    assert [r.id for r in FhirSource(path=str(bundles)).records("test")] == test
+    with pytest.raises(ValueError, match="split must be one of"):
+        list(source.records("validation"))
+
+
+def test_fingerprint_is_a_content_hash(bundles, tmp_path):
+    folder = linked(bundles, tmp_path / "set", patient_files(bundles, 2))
+    source = FhirSource(path=str(folder))
+    first = source.fingerprint()
+    assert first.startswith("sha256:") and source.fingerprint() == first
+    assert FhirSource(path=str(linked(bundles, tmp_path / "again", patient_files(bundles, 2)))).fingerprint() == first
+    victim = sorted(folder.iterdir())[0]
+    data = victim.read_bytes()
+    victim.unlink()
+    victim.write_bytes(data.replace(b'"male"', b'"MALE"', 1))
+    assert source.fingerprint() != first
+
+
+# -- hand-written input ----------------------------------------------------------------------
+def stats_or_error(path: Path, on_error: str = "fail", **config: Any) -> dict[str, Any]:
+    return FhirSource(path=str(path), on_error=on_error, **config).stats()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"resourceType": "Bundle", "type": "collection", "entry": [', "malformed JSON"),
+        (json.dumps(PATIENT), "expected resourceType 'Bundle', found 'Patient'"),
+        (json.dumps({"resourceType": "Bundle", "type": "history", "entry": []}), "bundle type 'history' is not one"),
+    ],
+)
+def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
+    bad = write(tmp_path / "set" / "bad.json", text)
+    write(tmp_path / "set" / "good.json", bundle(PATIENT, condition()))
+    with pytest.raises(FhirDataError, match=re.escape(f"{bad}: {message}")):
+        stats_or_error(tmp_path / "set")
+    stats = stats_or_error(tmp_path / "set", "skip")
+    assert stats["errors"]["skipped_files"] == 1 and stats["records"] == 1
+
+
+@pytest.mark.parametrize(
+    ("resource", "message"),
+    [
+        (
+            {"resourceType": "Pateint", "id": "x"},
+            "Pateint/x (entry[2]): unknown resourceType 'Pateint'; did you mean 'Patient'?",
+        ),
+        (
+            {"resourceType": "Observation", "id": "o1", "status": "final"},
+            "Observation/o1 (entry[2]): missing required field(s): code",
+        ),
+        (
+            {"resourceType": "Immunization", "id": "i1", "status": "completed"},
+            "Immunization/i1 (entry[2]): missing required field(s): vaccineCode, patient, occurrence[x]",
+        ),
+        (condition("c2", onset="2001-13-45"), "Condition/c2 (entry[2]): cannot read: ValueError"),
+        ({"id": "r1"}, "entry[2]: missing resourceType"),
+    ],
+)
+def test_a_bad_resource_fails_naming_it_or_is_skipped(tmp_path, resource, message):
+    path = write(tmp_path / "one.json", bundle(PATIENT, condition(), resource))
+    with pytest.raises(FhirDataError, match=re.escape(f"{path}: {message}")):
+        stats_or_error(path)
+    stats = stats_or_error(path, "skip")
+    assert stats["errors"]["skipped_resources"] == 1 and stats["records"] == 1
+
+
+def test_a_bad_ndjson_line_is_named_by_line_number(tmp_path):
+    path = write(tmp_path / "Patient.ndjson", json.dumps(PATIENT) + "\n\n" + '{"resourceType": "Pat\n')
+    with pytest.raises(FhirDataError, match=re.escape(f"{path}: line 3: malformed JSON")):
+        stats_or_error(path)
+    assert stats_or_error(path, "skip")["records"] == 1
+
+
+def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
+    odd = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": "urn:uuid:p1"},
+        "valueQuantity": {"value": "heavy"},
+    }
+    path = write(tmp_path / "one.json", bundle(PATIENT, odd))
+    assert stats_or_error(path)["records"] == 1
+    with pytest.raises(
+        FhirDataError, match=re.escape(f"{path}: Observation/o1 (entry[1]): invalid: valueQuantity.value")
+    ):
+        stats_or_error(path, validate=True)
+
+
+def test_record_shape_from_every_kind_of_resource(tmp_path):
+    note = base64.b64encode(b"Patient is doing well.\nFollow up in 3 months.").decode()
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "e1",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "Patient/p1"},
+        "period": {"start": "2001-02-03T03:00:00Z", "end": "2001-02-03T04:00:00Z"},
+        "serviceProvider": {"reference": "Organization?identifier=https://example.org|org-1"},
+    }
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+    resources = [
+        {**PATIENT, "deceasedDateTime": "2020-01-01T00:00:00-05:00"},
+        encounter,
+        condition(encounter={"reference": "urn:uuid:e1"}, abatementDateTime="2005-01-01"),
+        {
+            "resourceType": "Observation",
+            "id": "o1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "55284-4", "display": "Blood Pressure"}]},
+            "subject": {"reference": "urn:uuid:p1"},
+            "effectiveDateTime": "2001-02-03",
+            "component": [
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "valueQuantity": {"value": 120.0, "unit": "mm[Hg]"},
+                }
+            ],
+        },
+        {
+            "resourceType": "MedicationRequest",
+            "id": "m1",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "urn:uuid:p1"},
+            "medicationCodeableConcept": {"coding": [{"system": rxnorm, "code": "860975", "display": "Metformin"}]},
+            "authoredOn": "2001-02-04",
+        },
+        {
+            "resourceType": "AllergyIntolerance",
+            "id": "a1",
+            "patient": {"reference": "urn:uuid:p1"},
+            "code": {"text": "Peanuts"},
+            "recordedDate": "1999",
+        },
+        {
+            "resourceType": "DocumentReference",
+            "id": "d1",
+            "status": "current",
+            "subject": {"reference": "urn:uuid:p1"},
+            "date": "2001-02-05T00:00:00Z",
+            "content": [{"attachment": {"contentType": "text/plain", "data": note}}],
+        },
+    ]
+    write(
+        tmp_path / "set" / "org.json",
+        bundle(
+            {
+                "resourceType": "Organization",
+                "id": "org-1",
+                "identifier": [{"system": "https://example.org", "value": "org-1"}],
+            }
+        ),
+    )
+    write(tmp_path / "set" / "patient.json", bundle(*resources))
+    source = FhirSource(path=str(tmp_path / "set"))
+    [record] = list(source.records())
+    assert source.tally.unresolved == 0
+    assert (record.id, record.birth_date, record.gender, record.deceased, record.deceased_date) == (
+        "p1",
+        "1970-01-02",
+        "female",
+        True,
+        "2020-01-01T05:00:00Z",
+    )
+    assert [(e.kind, e.date) for e in record.timeline] == [
+        ("allergy", "1999"),
+        ("observation", "2001-02-03"),
+        ("encounter", "2001-02-03T03:00:00Z"),
+        ("condition", "2001-02-03T03:05:06Z"),
+        ("medication", "2001-02-04"),
+        ("note", "2001-02-05T00:00:00Z"),
+    ]
+    by_kind = {e.kind: e for e in record.timeline}
+    assert by_kind["condition"].encounter == "e1" and by_kind["condition"].end == "2005-01-01"
+    assert by_kind["observation"].components[0].value == 120.0
+    assert by_kind["note"].text == "Patient is doing well.\nFollow up in 3 months."
+    assert record.codes["medication"] == ["rxnorm:860975"]
+    assert record.codes["condition"] == ["snomed:44054006"]
+    assert "Patient is doing well. Follow up in 3 months." in record.text
+    assert "Metformin" in record.text and "died 2020-01-01" in record.text
+    assert json.loads(json.dumps(attrs.asdict(record)))["timeline"][1]["components"][0]["unit"] == "mm[Hg]"
+
+
+# -- the profile ----------------------------------------------------------------------------
+def test_medical_profile_starts_its_fhir_source(bundles, monkeypatch):
+    monkeypatch.setenv("HEIRLOOM_DATA", str(bundles.parent.parent))
+    with heirloom.Kernel().system(str(REPO / "profiles" / "medical.toml")) as system:
+        source = system.components("source")["patients"]
+        assert isinstance(source, FhirSource) and Path(source.path) == bundles
+        assert source.on_error == "fail" and source.validate is False
+
+
+def test_profile_check_names_bad_fhir_fields(tmp_path):
+    profile = write(
+        tmp_path / "bad.toml",
+        '[sources.ehr]\nuse = "fhir"\npath = "missing-folder"\non_error = "ignore"\n',
+    )
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel().resolve(str(profile))
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert "path does not exist" in problems["sources.ehr.path"]
+    assert problems["sources.ehr.on_error"] == "'on_error' must be one of fail, skip, got 'ignore'"
