@@ -5,6 +5,7 @@ The public surface for plugin authors and embedders is re-exported here.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from heirloom.client import Client, RemoteError
 from heirloom.components import (
     Api,
     Component,
@@ -24,6 +25,7 @@ from heirloom.components import (
 from heirloom.errors import HeirloomError, LifecycleError, PluginError, Problem, ProfileError
 from heirloom.hookspecs import hookimpl
 from heirloom.kernel import Kernel
+from heirloom.protocol import Buffer, RequestError
 
 try:
     __version__ = version("heirloom")
@@ -32,6 +34,8 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = [
     "Api",
+    "Buffer",
+    "Client",
     "Component",
     "Context",
     "HeirloomError",
@@ -43,7 +47,9 @@ __all__ = [
     "Problem",
     "ProfileError",
     "Progress",
+    "RemoteError",
     "Report",
+    "RequestError",
     "Resources",
     "Route",
     "Source",

@@ -38,15 +38,16 @@ from heirloom.schema import did_you_mean
 from heirloom.server import (
     ADMIN_ROUTES,
     BUILTIN_ROUTES,
+    DRAIN_BATCH,
     HEADER_LIMIT,
     POLL_MS,
-    drain,
     error_frames,
     hashable,
     split_envelope,
 )
 from heirloom.settings import ServerSettings
 from heirloom.stats import RouteStats
+from heirloom.transport import drain, receiver, sender
 
 log = logging.getLogger("heirloom.broker")
 MISSED_HEARTBEATS = 3
@@ -114,6 +115,9 @@ class Broker:
         self._tmp = tempfile.TemporaryDirectory(prefix="heirloom-broker-")
         self.backend.bind(worker_bind or f"ipc://{self._tmp.name}/workers")
         self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._to_client, self._to_worker = sender(self.frontend), sender(self.backend)
+        self._from_clients = receiver(self.frontend, with_user=curve is not None)
+        self._from_workers = receiver(self.backend)
         self.workers: dict[bytes, Worker] = {}
         self.processes: list[LocalProcess] = []
         self.forwarded: dict[tuple[Any, ...], Forwarded] = {}
@@ -140,9 +144,9 @@ class Broker:
         while True:
             events = dict(poller.poll(POLL_MS))
             if self.backend in events:
-                drain(self.backend, self._from_worker, with_user=False)
+                drain(self._from_workers, self._from_worker, DRAIN_BATCH)
             if self.frontend in events:
-                drain(self.frontend, self._from_client, with_user=self.curve is not None)
+                drain(self._from_clients, self._from_client, DRAIN_BATCH)
             self._check_workers()
             if self.draining and (not self.forwarded or time.perf_counter() > self._drain_deadline):
                 break
@@ -153,7 +157,7 @@ class Broker:
         for key in list(self.forwarded):
             self._fail(key, "the daemon shut down before the request finished")
         for worker in self.workers.values():
-            self.backend.send_multipart([worker.identity, CONTROL, b"DRAIN"])
+            self._to_worker([worker.identity, CONTROL, b"DRAIN"])
         for local in self.processes:
             if local.process.poll() is None:
                 local.process.terminate()
@@ -231,7 +235,7 @@ class Broker:
             return
         forwarded.worker.in_flight.discard(key)
         error = RequestError(UNAVAILABLE, message, retry_after_ms=100)
-        self.frontend.send_multipart(error_frames(forwarded.envelope, forwarded.request_id, error))
+        self._to_client(error_frames(forwarded.envelope, forwarded.request_id, error))
         self._stats(forwarded.route).record(UNAVAILABLE, time.perf_counter() - forwarded.received)
 
     def _from_worker(self, frames: list[bytes], user: Any) -> None:
@@ -250,7 +254,7 @@ class Broker:
         if forwarded is not None:
             forwarded.worker.in_flight.discard(key)
             self._stats(forwarded.route).record(str(header.get("status")), time.perf_counter() - forwarded.received)
-        self.frontend.send_multipart(rest)
+        self._to_client(rest)
 
     def _heartbeat(self, identity: bytes, status: dict[str, Any]) -> None:
         worker = self.workers.get(identity)
@@ -288,10 +292,10 @@ class Broker:
                 return
             self._forward(frames, envelope, request_id, route, received)
         except RequestError as error:
-            self.frontend.send_multipart(error_frames(envelope, request_id, error))
+            self._to_client(error_frames(envelope, request_id, error))
         except Exception as exc:  # noqa: BLE001 - malformed input never stops the broker
             error = RequestError(INVALID_ARGUMENT, f"cannot decode the header: {type(exc).__name__}: {exc}", "header")
-            self.frontend.send_multipart(error_frames(envelope, request_id, error))
+            self._to_client(error_frames(envelope, request_id, error))
 
     def _forward(
         self, frames: list[bytes], envelope: list[bytes], request_id: Any, route: str, received: float
@@ -310,7 +314,7 @@ class Broker:
         key = (*envelope, hashable(request_id))
         worker.in_flight.add(key)
         self.forwarded[key] = Forwarded(worker, route, received, envelope, request_id)
-        self.backend.send_multipart([worker.identity, *frames])
+        self._to_worker([worker.identity, *frames])
 
     def _stats(self, route: str) -> RouteStats:
         stats = self.stats.get(route)
@@ -323,7 +327,7 @@ class Broker:
             raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
         body = getattr(self, f"_route{route}")()
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
-        self.frontend.send_multipart([*envelope, SIGNATURE, packb(header), packb(body)])
+        self._to_client([*envelope, SIGNATURE, packb(header), packb(body)])
         self._stats(route).record(OK, time.perf_counter() - received)
 
     def _ready(self) -> bool:
@@ -357,7 +361,7 @@ class Broker:
 
     def _route_reload(self) -> dict[str, Any]:
         for worker in self.workers.values():
-            self.backend.send_multipart([worker.identity, CONTROL, b"RELOAD"])
+            self._to_worker([worker.identity, CONTROL, b"RELOAD"])
         return {"workers": len(self.workers)}
 
     def _workers(self) -> list[dict[str, Any]]:

