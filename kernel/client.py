@@ -13,6 +13,7 @@ import queue
 import random
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
@@ -129,7 +130,8 @@ class Client:
                 zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
             )
         self._socket.connect(address)
-        self._send_frames, self._recv = sender(self._socket), receiver(self._socket)
+        self._send_frames, self._recv = sender(self._socket, nonblocking=True), receiver(self._socket)
+        self._backlog: deque[tuple[int, list[Any], _Pending]] = deque()
         self._auth_failure: str | None = None
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heirloom-client", daemon=True)
@@ -202,16 +204,18 @@ class Client:
             poller.register(self._monitor, zmq.POLLIN)
         while not self._closed.is_set():
             soonest = min((p.deadline for p in pending.values()), default=time.monotonic() + 0.1)
-            events = dict(poller.poll(max(1, min(100, int((soonest - time.monotonic()) * 1000) + 1))))
-            if self._wake_pull in events:
+            wait_ms = 10 if self._backlog else min(100, int((soonest - time.monotonic()) * 1000) + 1)
+            events = dict(poller.poll(max(1, wait_ms)))
+            if self._wake_pull in events or self._backlog:
                 self._send_outbox(pending)
             if self._socket in events:
                 self._receive(pending)
             if self._monitor is not None and self._monitor in events:
                 self._watch_handshakes(pending)
             self._expire(pending)
-        for entry in pending.values():
-            entry.future.set_exception(ERRORS["UNAVAILABLE"]("the client was closed"))
+        for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
+            if not entry.future.done():
+                entry.future.set_exception(Unavailable("the client was closed"))
 
     def _send_outbox(self, pending: dict[int, _Pending]) -> None:
         while True:
@@ -220,12 +224,22 @@ class Client:
             except zmq.Again:
                 break
         while not self._outbox.empty():
-            request_id, frames, entry = self._outbox.get_nowait()
+            self._backlog.append(self._outbox.get_nowait())
+        while self._backlog:
+            request_id, frames, entry = self._backlog[0]
+            if entry.future.done():  # expired while waiting for a connection
+                self._backlog.popleft()
+                continue
             if self._auth_failure is not None:
+                self._backlog.popleft()
                 entry.future.set_exception(Unauthenticated(self._auth_failure))
                 continue
+            try:
+                self._send_frames(frames)
+            except zmq.Again:
+                return  # no connection yet: keep the backlog, try again on the next turn
+            self._backlog.popleft()
             pending[request_id] = entry
-            self._send_frames(frames)
 
     def _receive(self, pending: dict[int, _Pending]) -> None:
         while True:
@@ -273,6 +287,9 @@ class Client:
 
     def _expire(self, pending: dict[int, _Pending]) -> None:
         now = time.monotonic()
+        for _, _, entry in self._backlog:
+            if entry.deadline <= now and not entry.future.done():
+                entry.future.set_exception(DeadlineExceeded(f"could not reach {self.address} within the deadline"))
         for request_id in [rid for rid, entry in pending.items() if entry.deadline <= now]:
             entry = pending.pop(request_id)
             entry.future.set_exception(

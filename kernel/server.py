@@ -181,7 +181,16 @@ class Server:
                 self.socket.bind(address)
         self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
         self._recv = receiver(self.socket, with_user=curve is not None)
-        self._send_frames = sender(self.socket)
+        self.undeliverable = 0
+        send = sender(self.socket, nonblocking=True)
+
+        def send_or_drop(frames: list[Any]) -> None:
+            try:
+                send(frames)
+            except zmq.Again:  # a worker whose broker is gone: nobody to answer
+                self.undeliverable += 1
+
+        self._send_frames = send_or_drop
         self.socket.setsockopt(zmq.LINGER, 2000)
         self._last_heartbeat = 0.0
 
@@ -589,6 +598,7 @@ class Server:
             "uptime_s": round(time.time() - self.started_at, 3),
             "in_flight": self.in_flight,
             "dropped_frames": self.dropped,
+            "undeliverable_replies": self.undeliverable,
             "draining": self.draining,
             "routes": {name: e.stats.snapshot(e.pending) for name, e in self.routes.items()},
             "resources": self.system.resources.usage() if self.system.state == "running" else {},

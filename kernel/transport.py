@@ -19,13 +19,23 @@ _SNDMORE = int(zmq.SNDMORE)
 _RCVMORE = int(zmq.RCVMORE)
 
 
-def sender(socket: zmq.Socket) -> Callable[[Sequence[Any]], None]:
-    """``send(frames)`` for ``socket`` (blocking only when its high-water mark is reached)."""
+def sender(socket: zmq.Socket, *, nonblocking: bool = False) -> Callable[[Sequence[Any]], None]:
+    """``send(frames)`` for ``socket``.
+
+    ROUTER sockets never block (unroutable messages are dropped). A DEALER blocks while it
+    has no connected peer, so with ``nonblocking`` the send raises ``zmq.Again`` instead;
+    libzmq queues a multipart message atomically, so only the first frame can fail.
+    """
     send = _BackendSocket.send.__get__(socket)
+    first = _SNDMORE | (_NOBLOCK if nonblocking else 0)
 
     def send_frames(frames: Sequence[Any]) -> None:
         last = len(frames) - 1
-        for index in range(last):
+        if last == 0:
+            send(frames[0], first & _NOBLOCK)
+            return
+        send(frames[0], first)
+        for index in range(1, last):
             send(frames[index], _SNDMORE)
         send(frames[last], 0)
 
