@@ -63,26 +63,40 @@ def free_port() -> int:
 
 
 class ZmqLoad:
-    """Keeps N requests in flight on one DEALER; ``frame`` builds a request for an id."""
+    """Keeps N requests in flight on one DEALER, as cheaply as Python allows for both
+    protocols: frames go through heirloom.transport's lean send/recv, request headers are
+    pre-encoded for a ring of ids, and every reply is decoded."""
 
     def __init__(self, address: str, heirloom: bool):
+        from zmq.backend import Socket
+
+        from heirloom.transport import sender
+
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(address)
         self.heirloom = heirloom
         self.body = msgpack.packb(PAYLOAD)
-        self.signature = b"HLM1"
+        self.headers = [msgpack.packb({"id": i, "route": "echo.echo"}) for i in range(1024)]
+        self._send, self._recv_frame = sender(self.sock), Socket.recv.__get__(self.sock)
+
+    def _recv(self) -> list[bytes]:
+        frame = self._recv_frame(0, False)
+        frames = [frame.bytes]
+        while frame.more:
+            frame = self._recv_frame(0, False)
+            frames.append(frame.bytes)
+        return frames
 
     def send(self, request_id: int) -> None:
         if self.heirloom:
-            header = msgpack.packb({"id": request_id, "route": "echo.echo"})
-            self.sock.send_multipart([self.signature, header, self.body])
+            self._send([b"HLM1", self.headers[request_id % 1024], self.body])
         else:
-            self.sock.send(msgpack.packb(PAYLOAD))
+            self._send([self.body])
 
     def receive(self) -> str:
-        """One reply; returns its status."""
-        frames = self.sock.recv_multipart()
+        """One reply (blocking); returns its status."""
+        frames = self._recv()
         if not self.heirloom:
             msgpack.unpackb(frames[0])
             return "OK"
@@ -196,24 +210,28 @@ def wait_http(port: int, timeout: float = 60) -> None:
     raise TimeoutError(f"no HTTP echo on port {port}")
 
 
-def measure(load, seconds: float, repeats: int) -> dict[str, float]:
-    load.latencies(500)  # warm-up
-    samples = sorted(load.latencies(3000))
+def measure_once(load, seconds: float) -> dict[str, float]:
+    """One round: sequential latency percentiles, then throughput at each concurrency."""
+    load.latencies(200)  # warm-up
+    samples = sorted(load.latencies(2000))
     row = {"p50_us": samples[len(samples) // 2] * 1e6, "p99_us": samples[int(len(samples) * 0.99)] * 1e6}
     for n in IN_FLIGHT:
-        row[f"rps_{n}"] = statistics.median(load.throughput(n, seconds) for _ in range(repeats))
+        row[f"rps_{n}"] = load.throughput(n, seconds)
     return row
+
+
+def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="throughput repeats (the median is reported)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per throughput measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--skip-fastapi", action="store_true", help="skip (c) when fastapi/uvicorn are not installed")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-"))
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
-    rows: dict[str, dict[str, float]] = {}
     servers = [
         (
             "(a) raw pyzmq + msgpack",
@@ -264,25 +282,37 @@ def main() -> None:
         servers.append(
             ("(c) FastAPI + uvicorn", "http", False, [sys.executable, "-c", FASTAPI_SERVER, str(port)], port)
         )
-    for label, kind, heirloom, command, target in servers:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-        try:
+    # All servers start first and idle between turns; rounds interleave them so that the
+    # machine's drift (other processes, frequency) hits every row alike.
+    processes, loads = [], {}
+    try:
+        for label, kind, heirloom, command, target in servers:
+            processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
             if kind == "zmq":
                 wait_zmq(target, heirloom)
-                rows[label] = measure(ZmqLoad(target, heirloom), args.seconds, args.repeats)
+                loads[label] = ZmqLoad(target, heirloom)
             else:
                 wait_http(target)
-                rows[label] = measure(HttpLoad(target), args.seconds, args.repeats)
-        finally:
+                loads[label] = HttpLoad(target)
+        rounds: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
+        for round_number in range(args.repeats):
+            for label, load in loads.items():
+                rounds[label].append(measure_once(load, args.seconds))
+            print(f"round {round_number + 1}/{args.repeats} done", file=sys.stderr)
+        rows = {label: medians(samples) for label, samples in rounds.items()}
+    finally:
+        for process in processes:
             process.terminate()
             process.wait(30)
-        print(f"measured {label}", file=sys.stderr)
-    print_table(rows)
+    print_table(rows, args.repeats)
 
 
-def print_table(rows: dict[str, dict[str, float]]) -> None:
+def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
     base = rows["(a) raw pyzmq + msgpack"]
-    print(f"\nEcho of a small map, {os.cpu_count()} cores; ratios are to (a) in this run.\n")
+    print(
+        f"\nEcho of a small map, {os.cpu_count()} cores; medians of {repeats} interleaved rounds; "
+        "ratios are to (a) in this run.\n"
+    )
     header = ["server", "seq p50 µs", "seq p99 µs", "req/s @1", "req/s @8", "req/s @64", "p50 vs (a)", "@64 vs (a)"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -16,7 +16,6 @@ from zmq.backend import Socket as _BackendSocket
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
-_RCVMORE = int(zmq.RCVMORE)
 
 
 def sender(socket: zmq.Socket, *, nonblocking: bool = False) -> Callable[[Sequence[Any]], None]:
@@ -53,12 +52,14 @@ def receiver(socket: zmq.Socket, *, with_user: bool = False) -> Callable[[], tup
 
         return recv_with_user
     recv = _BackendSocket.recv.__get__(socket)
-    more = _BackendSocket.get.__get__(socket)
 
     def recv_frames() -> tuple[list[bytes], str | None]:
-        frames = [recv(_NOBLOCK)]
-        while more(_RCVMORE):
-            frames.append(recv(_NOBLOCK))
+        # Frame.more is a plain attribute; getsockopt(RCVMORE) costs an enum conversion
+        frame = recv(_NOBLOCK, False)
+        frames = [frame.bytes]
+        while frame.more:
+            frame = recv(_NOBLOCK, False)
+            frames.append(frame.bytes)
         return frames, None
 
     return recv_frames
