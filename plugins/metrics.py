@@ -1,0 +1,118 @@
+"""Classification metrics in pure Python, shared by the built-in plugins.
+
+No torch, no numpy: any model that predicts labels can report the same numbers in the
+same shape (and artifacts compare across model types). The definitions follow
+scikit-learn's ``classification_report``: a class nobody predicted has precision 0.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+#: Above this many labels the text shows the most frequent confusions, not the matrix.
+MATRIX_TEXT_LIMIT = 15
+TOP_CONFUSIONS = 10
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def classification_metrics(
+    truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support, macro and weighted averages, and
+    the confusion matrix (rows: true label, columns: predicted label).
+
+    ``labels`` fixes the order (e.g. the model's label set); labels seen in ``truth`` or
+    ``predicted`` but not listed are appended in sorted order. Everything is JSON-able.
+    """
+    if len(truth) != len(predicted):
+        raise ValueError(f"{len(truth)} true labels but {len(predicted)} predictions")
+    order = list(dict.fromkeys(labels))
+    order += sorted(set(truth).union(predicted).difference(order))
+    pairs = Counter(zip(truth, predicted, strict=True))
+    support = Counter(truth)
+    predicted_count = Counter(predicted)
+    per_class: dict[str, dict[str, float]] = {}
+    for label in order:
+        hits = pairs[(label, label)]
+        precision = _ratio(hits, predicted_count[label])
+        recall = _ratio(hits, support[label])
+        per_class[label] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": _ratio(2 * precision * recall, precision + recall),
+            "support": support[label],
+        }
+    total = len(truth)
+
+    def average(weighted: bool) -> dict[str, float]:
+        weights = {label: (support[label] if weighted else 1) for label in order}
+        norm = sum(weights.values())
+        result: dict[str, float] = {
+            key: _ratio(sum(per_class[label][key] * weights[label] for label in order), norm)
+            for key in ("precision", "recall", "f1")
+        }
+        result["support"] = total
+        return result
+
+    macro, weighted = average(weighted=False), average(weighted=True)
+    return {
+        "accuracy": _ratio(sum(pairs[(label, label)] for label in order), total),
+        "macro_f1": macro["f1"],
+        "weighted_f1": weighted["f1"],
+        "support": total,
+        "per_class": per_class,
+        "macro_avg": macro,
+        "weighted_avg": weighted,
+        "confusion_matrix": {
+            "labels": order,
+            "matrix": [[pairs[(true, guess)] for guess in order] for true in order],
+        },
+    }
+
+
+def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
+    """A scikit-learn-style report table of ``classification_metrics`` output, followed by
+    the confusion matrix (or, for many labels, the most frequent confusions)."""
+    names = list(metrics["per_class"])
+    width = max(len("weighted avg"), *(len(name) for name in names))
+    head = f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"
+
+    def row(name: str, values: dict[str, float]) -> str:
+        cells = " ".join(f"{values[key]:>9.{digits}f}" for key in ("precision", "recall", "f1"))
+        return f"{name:>{width}} {cells} {values['support']:>9}"
+
+    lines = [head, ""]
+    lines += [row(name, metrics["per_class"][name]) for name in names]
+    lines += [
+        "",
+        f"{'accuracy':>{width}} {'':>9} {'':>9} {metrics['accuracy']:>9.{digits}f} {metrics['support']:>9}",
+        row("macro avg", metrics["macro_avg"]),
+        row("weighted avg", metrics["weighted_avg"]),
+        "",
+    ]
+    lines += _confusion_text(metrics["confusion_matrix"])
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_text(confusion: dict[str, Any]) -> list[str]:
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    if len(labels) > MATRIX_TEXT_LIMIT:
+        mistakes = sorted(
+            ((count, labels[t], labels[p]) for t, row in enumerate(matrix) for p, count in enumerate(row) if t != p),
+            key=lambda item: (-item[0], item[1], item[2]),
+        )[:TOP_CONFUSIONS]
+        lines = [f"most frequent confusions (true -> predicted; full matrix in the metrics, {len(labels)} labels):"]
+        lines += [f"  {count:>5}  {true} -> {guess}" for count, true, guess in mistakes if count]
+        return lines
+    width = max(5, *(len(label) for label in labels), *(len(str(v)) for row in matrix for v in row))
+    lines = ["confusion matrix (rows: true, columns: predicted):"]
+    lines.append(f"{'':>{width}} " + " ".join(f"{label:>{width}}" for label in labels))
+    lines += [
+        f"{label:>{width}} " + " ".join(f"{v:>{width}}" for v in row) for label, row in zip(labels, matrix, strict=True)
+    ]
+    return lines

@@ -1,0 +1,359 @@
+"""The ``text-classifier`` model: hashed word and character n-grams, TF-IDF weighted,
+into an L2-regularised softmax classifier trained from scratch (no download, no
+pre-trained encoder). See ``linear.py`` for why the optimiser is full-batch L-BFGS.
+
+torch is imported inside methods only, so profiles that never fit or predict (and
+``heirloom profile check``) do not load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.metrics import classification_metrics, classification_text
+from heirloom_plugins.text.features import Featurizer, HashingSettings
+from heirloom_plugins.text.linear import Outcome, Weights, logits, train
+from heirloom_plugins.text.splits import stratified_holdout
+from heirloom_plugins.text.vectors import Counts, Vocabulary, count
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "heirloom.text-classifier/1"
+MAX_CHAR_NGRAM = 8
+
+
+def _at_least(low: float):
+    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+        if value < low:
+            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
+
+    return check
+
+
+def _between(low: float, high: float):
+    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"'{attribute.name}' must be between {low} and {high}, got {value!r}")
+
+    return check
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
+
+
+def _char_range(instance: Any, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+    low, high = value if len(value) == 2 else (-1, -1)
+    if (low, high) != (0, 0) and not 1 <= low <= high <= MAX_CHAR_NGRAM:
+        raise ValueError(
+            f"'{attribute.name}' must be [min, max] with 1 <= min <= max <= {MAX_CHAR_NGRAM}, "
+            f"or [0, 0] for none, got {list(value)!r}"
+        )
+
+
+@attrs.frozen
+class Fitted:
+    """Everything a trained classifier needs to predict."""
+
+    labels: list[str]
+    hashing: HashingSettings
+    vocabulary: Vocabulary
+    weights: Weights
+    training: dict[str, Any]
+
+    def to(self, device: str) -> Fitted:
+        """The weights on ``device``; the vocabulary stays on the CPU, where texts are featurised."""
+        return attrs.evolve(self, weights=Weights(self.weights.weight.to(device), self.weights.bias.to(device)))
+
+
+@attrs.define(kw_only=True)
+class TextClassifier(heirloom.Model):
+    """Classifies short texts (sentiment, intents) into the labels of its training data.
+
+    Features: word 1..``word_ngrams``-grams and the character ``char_ngrams`` of each word,
+    hashed into ``buckets``; sublinear tf times idf, L2-normalised per text. Model: one
+    weight per (feature, label), fitted by L-BFGS with an L2 penalty ``l2`` (the inverse
+    of scikit-learn's ``C``); ``validation_fraction`` of the training data (stratified,
+    ``seed``) chooses the number of epochs by early stopping, then ``refit`` retrains on
+    all the data for that many. Results are deterministic for a given configuration.
+    """
+
+    uses_torch = True
+
+    #: The source whose records ``{"text", "label"}`` the model trains and evaluates on.
+    data: str = heirloom.ref("source")
+    #: Hash space of the features (only buckets seen in training get weights).
+    buckets: int = attrs.field(default=1 << 20, validator=_at_least(1 << 10))
+    #: Longest word n-gram (1: single words only).
+    word_ngrams: int = attrs.field(default=2, validator=_between(1, 4))
+    #: ``[min, max]`` characters per n-gram inside each word; ``[0, 0]`` turns them off.
+    char_ngrams: tuple[int, int] = attrs.field(default=(2, 5), converter=tuple, validator=_char_range)
+    lowercase: bool = True
+    #: L2 penalty toward the prior (zeros, or the parent's weights when warm-starting).
+    l2: float = attrs.field(default=0.1, validator=_positive)
+    #: Most epochs (each five L-BFGS iterations over the whole training set).
+    epochs: int = attrs.field(default=40, validator=_at_least(1))
+    #: Epochs without a lower validation loss before stopping.
+    patience: int = attrs.field(default=4, validator=_at_least(1))
+    #: Share of the training data held out for early stopping (0: train to convergence).
+    validation_fraction: float = attrs.field(default=0.1, validator=_between(0.0, 0.5))
+    #: After early stopping, retrain on training + validation data for the chosen epochs.
+    refit: bool = True
+    #: Seed of the validation split (the only randomness in fitting).
+    seed: int = 0
+    #: Texts per forward pass in ``predict`` and ``evaluate``.
+    batch_size: int = attrs.field(default=1024, validator=_at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        self._device = "cpu"
+        self._fitted: Fitted | None = None
+        self._featurizer: Featurizer | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self._device = ctx.resources.device_for(ctx.name)
+        if self._fitted is not None:
+            self._fitted = self._fitted.to(self._device)
+
+    @property
+    def device(self) -> str:
+        """Where the weights live: ``cpu`` until ``start`` asks the resource manager."""
+        return self._device
+
+    def ready(self) -> bool:
+        """Ready once it has weights (fitted or loaded)."""
+        return self._fitted is not None
+
+    def hashing(self) -> HashingSettings:
+        """The configured hashing settings (a loaded state's may differ; see ``load``)."""
+        return HashingSettings(self.buckets, self.word_ngrams, self.char_ngrams, self.lowercase)
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
+    ) -> None:
+        import torch
+
+        progress = progress or heirloom.NullProgress()
+        texts, labels = _examples(data)
+        label_set = sorted(set(labels))
+        if len(label_set) < 2:
+            raise heirloom.HeirloomError(f"text-classifier needs at least two labels to fit, got {label_set}")
+        hashing = self.hashing()
+        inherited = self._inherited(parent, hashing) if parent is not None else None
+        held = stratified_holdout(labels, self.validation_fraction, self.seed) if self.validation_fraction else set()
+        featurizer = Featurizer(hashing)
+        index = {label: i for i, label in enumerate(label_set)}
+
+        def encoded(indices: list[int]) -> tuple[Counts, torch.Tensor]:
+            found = count(featurizer, (texts[i] for i in indices))
+            return found, torch.tensor([index[labels[i]] for i in indices], dtype=torch.long, device=self._device)
+
+        def run(indices: list[int], held_out: list[int], epochs: int, description: str) -> tuple[Vocabulary, Outcome]:
+            counts, targets = encoded(indices)
+            vocabulary = Vocabulary.fit(counts, inherited.vocabulary if inherited else None)
+            validation = None
+            if held_out:
+                validation_counts, validation_targets = encoded(held_out)
+                validation = (vocabulary.bags(validation_counts).to(self._device), validation_targets)
+            prior = _prior(vocabulary, label_set, inherited)
+            progress.log(
+                f"{description}: {len(indices)} training and {len(held_out)} validation texts, "
+                f"{len(label_set)} labels, {len(vocabulary.features)} features"
+            )
+            outcome = train(
+                vocabulary.bags(counts).to(self._device),
+                targets,
+                Weights(prior.weight.to(self._device), prior.bias.to(self._device)),
+                l2=self.l2,
+                epochs=epochs,
+                patience=self.patience,
+                validation=validation,
+                progress=progress,
+                description=description,
+            )
+            return vocabulary, outcome
+
+        train_part = [i for i in range(len(texts)) if i not in held]
+        vocabulary, outcome = run(train_part, sorted(held), self.epochs, "fitting text-classifier")
+        training = {
+            "selection": outcome.summary,
+            "train_examples": len(train_part),
+            "validation_examples": len(held),
+            "refit": None,
+            "warm_start": _lineage(label_set, inherited),
+        }
+        if held and self.refit:
+            epochs = outcome.summary["best_epoch"]
+            vocabulary, outcome = run(list(range(len(texts))), [], epochs, "refitting on training + validation")
+            training["refit"] = outcome.summary
+        training["features"] = len(vocabulary.features)
+        self._fitted = Fitted(label_set, hashing, vocabulary, outcome.weights, training)
+        self._featurizer = featurizer
+
+    def _inherited(self, parent: heirloom.State, hashing: HashingSettings) -> Fitted:
+        """The parent's trained state, refused with the reason when it cannot seed this model."""
+        fitted = _unpack(parent, "parent")
+        theirs, ours = attrs.asdict(fitted.hashing), attrs.asdict(hashing)
+        differences = [
+            f"{name} (parent {theirs[name]!r}, this model {ours[name]!r})"
+            for name in ours
+            if theirs[name] != ours[name]
+        ]
+        if differences:
+            raise heirloom.HeirloomError(
+                "cannot warm-start text-classifier: the parent hashes text differently, so its weights would "
+                "sit on other features; differing settings: " + "; ".join(differences)
+            )
+        return fitted
+
+    # -- inference ------------------------------------------------------------------------
+    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
+        """``[{"label": str, "probabilities": {label: float}}]``, one per input text."""
+        labels = self._require().labels
+        probabilities = self._probabilities(batch)
+        return [
+            {"label": labels[best], "probabilities": dict(zip(labels, row, strict=True))}
+            for best, row in zip(probabilities.argmax(1).tolist(), probabilities.tolist(), strict=True)
+        ]
+
+    def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
+        """Accuracy, per-class precision/recall/F1, averages and the confusion matrix."""
+        fitted = self._require()
+        texts, truth = _examples(data)
+        predicted = [fitted.labels[i] for i in self._probabilities(texts).argmax(1).tolist()]
+        metrics = classification_metrics(truth, predicted, fitted.labels)
+        return heirloom.Report(metrics, classification_text(metrics))
+
+    def _probabilities(self, texts: list[Any]) -> torch.Tensor:
+        import torch
+
+        fitted = self._require()
+        for position, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise heirloom.HeirloomError(
+                    f"text-classifier predicts texts: item {position} is {type(text).__name__}"
+                )
+        if self._featurizer is None or self._featurizer.settings != fitted.hashing:
+            self._featurizer = Featurizer(fitted.hashing)
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(texts), self.batch_size):
+                bags = fitted.vocabulary.bags(count(self._featurizer, texts[start : start + self.batch_size]))
+                chunks.append(torch.softmax(logits(bags.to(self._device), fitted.weights), 1).cpu())
+        return torch.cat(chunks) if chunks else torch.zeros(0, len(fitted.labels))
+
+    def _require(self) -> Fitted:
+        if self._fitted is None:
+            raise heirloom.HeirloomError("text-classifier has no weights yet: fit it or load a state first")
+        return self._fitted
+
+    # -- state ----------------------------------------------------------------------------
+    def state(self) -> heirloom.State:
+        """Tensors ``features`` (hashed bucket ids), ``idf``, ``weight`` (features x labels),
+        ``bias``; metadata: format, labels, hashing settings, configuration, training summary."""
+        fitted = self._require()
+        tensors = {
+            "features": fitted.vocabulary.features,
+            "idf": fitted.vocabulary.idf,
+            "weight": fitted.weights.weight,
+            "bias": fitted.weights.bias,
+        }
+        config = attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
+        metadata = {
+            "format": FORMAT,
+            "labels": list(fitted.labels),
+            "hashing": fitted.hashing.to_json(),
+            "weighting": "sublinear tf x smoothed idf, l2-normalised per text",
+            "config": config,
+            "training": fitted.training,
+        }
+        return heirloom.State({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, metadata)
+
+    def load(self, state: heirloom.State) -> None:
+        """Adopt ``state``, including its hashing settings (what its weights mean)."""
+        self._fitted = _unpack(state, "state").to(self._device)
+        self._featurizer = None
+
+
+def _unpack(state: heirloom.State, what: str) -> Fitted:
+    """A ``Fitted`` from a state, refusing states of other models or broken shapes."""
+    metadata = state.metadata
+    if metadata.get("format") != FORMAT:
+        raise heirloom.HeirloomError(
+            f"the {what} is not a text-classifier state (format {metadata.get('format')!r}, expected {FORMAT!r})"
+        )
+    missing = sorted({"features", "idf", "weight", "bias"}.difference(state.tensors))
+    if missing:
+        raise heirloom.HeirloomError(f"the {what} lacks tensors: {', '.join(missing)}")
+    labels = list(metadata["labels"])
+    features, idf = state.tensors["features"], state.tensors["idf"]
+    weight, bias = state.tensors["weight"], state.tensors["bias"]
+    expected = (len(features), len(labels))
+    if tuple(weight.shape) != expected or tuple(bias.shape) != (len(labels),) or len(idf) != len(features):
+        raise heirloom.HeirloomError(
+            f"the {what} has inconsistent shapes: weight {tuple(weight.shape)}, expected {expected}"
+        )
+    return Fitted(
+        labels,
+        HashingSettings.from_json(metadata["hashing"]),
+        Vocabulary(features, idf),
+        Weights(weight, bias),
+        dict(metadata.get("training", {})),
+    )
+
+
+def _prior(vocabulary: Vocabulary, labels: list[str], parent: Fitted | None) -> Weights:
+    """Starting weights (and the L2 anchor): zeros, or the parent's for shared labels.
+
+    A label the parent knew keeps its weight column on every feature the parent had;
+    a new label starts at zero; a label the new data lacks is dropped.
+    """
+    import torch
+
+    weight = torch.zeros(len(vocabulary.features), len(labels))
+    bias = torch.zeros(len(labels))
+    parent_index = {label: i for i, label in enumerate(parent.labels)} if parent else {}
+    shared = [label for label in labels if label in parent_index]
+    if parent is not None and shared:
+        ours = torch.tensor([labels.index(label) for label in shared])
+        theirs = torch.tensor([parent_index[label] for label in shared])
+        rows, known = parent.vocabulary.rows_of(vocabulary.features)
+        parent_weight, parent_bias = parent.weights.weight.cpu(), parent.weights.bias.cpu()
+        weight[known.nonzero().squeeze(1)[:, None], ours] = parent_weight[rows[known]][:, theirs]
+        bias[ours] = parent_bias[theirs]
+    return Weights(weight, bias)
+
+
+def _lineage(labels: list[str], parent: Fitted | None) -> dict[str, list[str]] | None:
+    """Which labels a warm start kept, added and dropped (None without a parent)."""
+    if parent is None:
+        return None
+    return {
+        "kept": [label for label in labels if label in parent.labels],
+        "added": [label for label in labels if label not in parent.labels],
+        "dropped": [label for label in parent.labels if label not in labels],
+    }
+
+
+def _examples(data: Iterable[Any]) -> tuple[list[str], list[str]]:
+    """Texts and labels of records that are mappings or objects with ``text`` and ``label``."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for position, record in enumerate(data):
+        if isinstance(record, Mapping):
+            text, label = record.get("text"), record.get("label")
+        else:
+            text, label = getattr(record, "text", None), getattr(record, "label", None)
+        if not isinstance(text, str) or label is None:
+            raise heirloom.HeirloomError(f"record {position} needs a 'text' (str) and a 'label', got {record!r:.120}")
+        texts.append(text)
+        labels.append(str(label))
+    return texts, labels

@@ -1,0 +1,207 @@
+"""Text-classification sources: Financial PhraseBank, CSV and JSON-lines files.
+
+Every source yields plain dicts ``{"id": str, "text": str, "label": str}``. A source whose
+data has no test file gets a seeded, stratified split (``test_fraction``, ``seed``) so that
+every run, and every model compared on it, sees the same partition.
+"""
+
+from __future__ import annotations
+
+import abc
+import csv
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom.components import PATH_KEY
+from heirloom_plugins.text.splits import stratified_holdout
+
+SPLITS = ("train", "test")
+AGREEMENTS = ("50", "66", "75", "all")
+_SPLIT_FIELDS = ("test_fraction", "seed")
+
+
+def _open_fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"'{attribute.name}' must be between 0 and 1 (exclusive), got {value!r}")
+
+
+def _one_of(*choices: str):
+    def check(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"'{attribute.name}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+    return check
+
+
+def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value:
+        raise ValueError(f"'{attribute.name}' must not be empty")
+
+
+def read_text(path: str) -> str:
+    """A file's text as UTF-8, else latin-1 (PhraseBank ships both encodings)."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+@attrs.define(kw_only=True)
+class TextSource(heirloom.Source):
+    """Split handling and fingerprinting shared by the file-backed text sources."""
+
+    #: Share of each label held out as ``test`` when the data has no test file.
+    test_fraction: float = attrs.field(default=0.2, validator=_open_fraction)
+    #: Seed of that split: the same seed gives the same partition everywhere.
+    seed: int = 0
+
+    @abc.abstractmethod
+    def files(self) -> tuple[str, str | None]:
+        """``(train file, test file or None)``."""
+
+    @abc.abstractmethod
+    def read(self, path: str) -> Iterator[dict[str, str]]:
+        """Every record of one file, in file order."""
+
+    def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
+        if split not in (None, *SPLITS):
+            raise heirloom.HeirloomError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} or None")
+        return self._stream(split)
+
+    def _stream(self, split: str | None) -> Iterator[dict[str, str]]:
+        train, test = self.files()
+        if test is not None:
+            if split in (None, "train"):
+                yield from self.read(train)
+            if split in (None, "test"):
+                yield from self.read(test)
+            return
+        held_out = self._held_out(train) if split else set()
+        for index, record in enumerate(self.read(train)):
+            if split is None or (index in held_out) == (split == "test"):
+                yield record
+
+    def _held_out(self, path: str) -> set[int]:
+        """Indices of the derived test split, recomputed only when the file changes."""
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns, self.test_fraction, self.seed)
+        cached = getattr(self, "_split_cache", None)
+        if cached is None or cached[0] != key:
+            labels = [record["label"] for record in self.read(path)]
+            self._split_cache = (key, stratified_holdout(labels, self.test_fraction, self.seed))
+        return self._split_cache[1]
+
+    def fingerprint(self) -> str:
+        """sha256 of the data files and the settings that shape the records and the split."""
+        train, test = self.files()
+        fields = attrs.fields(type(self))
+        settings = {
+            f.name: getattr(self, f.name)
+            for f in fields
+            if PATH_KEY not in f.metadata and not (test is not None and f.name in _SPLIT_FIELDS)
+        }
+        digest = hashlib.sha256(json.dumps({"type": type(self).__name__, **settings}, sort_keys=True).encode())
+        for path in (train, test):
+            if path is not None:
+                digest.update(Path(path).read_bytes())
+        return digest.hexdigest()
+
+    def stats(self) -> dict[str, Any]:
+        """Records and records per label, for each split."""
+        labels = {split: Counter(r["label"] for r in self.records(split)) for split in SPLITS}
+        return {
+            "records": {split: sum(counts.values()) for split, counts in labels.items()},
+            "labels": {split: dict(sorted(counts.items())) for split, counts in labels.items()},
+        }
+
+
+@attrs.define(kw_only=True)
+class PhraseBankSource(TextSource):
+    """Financial PhraseBank v1.0 (Malo et al. 2014): ``sentence@label`` lines, no test split."""
+
+    #: The folder holding ``Sentences_<agreement>Agree.txt``.
+    path: str = heirloom.path_field()
+    #: Annotator agreement level: ``50``, ``66``, ``75`` or ``all``.
+    agreement: str = attrs.field(default="50", validator=_one_of(*AGREEMENTS))
+
+    def files(self) -> tuple[str, str | None]:
+        name = "All" if self.agreement == "all" else self.agreement
+        return str(Path(self.path) / f"Sentences_{name}Agree.txt"), None
+
+    def read(self, path: str) -> Iterator[dict[str, str]]:
+        name = Path(path).name
+        for number, line in enumerate(read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            text, at, label = line.rpartition("@")
+            if not at or not label.strip():
+                raise heirloom.HeirloomError(f"{path}:{number}: expected 'sentence@label', got {line[:80]!r}")
+            yield {"id": f"{name}:{number}", "text": text.strip(), "label": label.strip()}
+
+
+@attrs.define(kw_only=True)
+class CsvSource(TextSource):
+    """A CSV file with a header (RFC-4180 quoting); ``test`` is optional."""
+
+    train: str = heirloom.path_field()
+    test: str | None = heirloom.path_field(default=None)
+    text_column: str = attrs.field(default="text", validator=_non_empty)
+    label_column: str = attrs.field(default="label", validator=_non_empty)
+    delimiter: str = attrs.field(default=",", validator=_non_empty)
+
+    def files(self) -> tuple[str, str | None]:
+        return self.train, self.test
+
+    def read(self, path: str) -> Iterator[dict[str, str]]:
+        name = Path(path).name
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, delimiter=self.delimiter)
+            missing = [c for c in (self.text_column, self.label_column) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise heirloom.HeirloomError(
+                    f"{path}: no column {', '.join(map(repr, missing))} (columns: {', '.join(reader.fieldnames or [])})"
+                )
+            for row in reader:
+                yield {
+                    "id": f"{name}:{reader.line_num}",
+                    "text": row[self.text_column],
+                    "label": row[self.label_column],
+                }
+
+
+@attrs.define(kw_only=True)
+class JsonlSource(TextSource):
+    """A JSON-lines file, one object per line; ``test`` is optional."""
+
+    train: str = heirloom.path_field()
+    test: str | None = heirloom.path_field(default=None)
+    text_field: str = attrs.field(default="text", validator=_non_empty)
+    label_field: str = attrs.field(default="label", validator=_non_empty)
+
+    def files(self) -> tuple[str, str | None]:
+        return self.train, self.test
+
+    def read(self, path: str) -> Iterator[dict[str, str]]:
+        name = Path(path).name
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise heirloom.HeirloomError(f"{path}:{number}: invalid JSON: {exc}") from exc
+                if not isinstance(row, dict) or self.text_field not in row or self.label_field not in row:
+                    raise heirloom.HeirloomError(
+                        f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r}"
+                    )
+                yield {"id": f"{name}:{number}", "text": str(row[self.text_field]), "label": str(row[self.label_field])}

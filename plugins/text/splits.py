@@ -1,0 +1,28 @@
+"""Deterministic stratified splits, so a data set without an official test split gives the
+same train/test (and train/validation) partition on every machine and every run."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+
+def stratified_holdout(labels: Sequence[str], fraction: float, seed: int) -> set[int]:
+    """Indices of the held-out part: ``round(n * fraction)`` of each label's items.
+
+    Each label's indices are shuffled by a generator seeded with ``seed`` (labels taken in
+    sorted order), so the result depends only on the labels, the fraction and the seed.
+    A label keeps at least one training item whenever it has two or more.
+    """
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, label in enumerate(labels):
+        by_label[label].append(index)
+    rng = random.Random(seed)
+    held_out: set[int] = set()
+    for label in sorted(by_label):
+        indices = by_label[label]
+        rng.shuffle(indices)
+        count = min(round(len(indices) * fraction), len(indices) - 1)
+        held_out.update(indices[: max(count, 0)])
+    return held_out

@@ -1,0 +1,124 @@
+"""Texts as TF-IDF-weighted sparse bags over a model's feature rows.
+
+A model keeps rows only for the hashed features its training data contained (its
+``Vocabulary``): the weights stay as small as the data, whatever the hash space, and a
+feature never seen in training is dropped before normalisation, as scikit-learn's
+vectorisers do. torch is imported inside the functions only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from heirloom_plugins.text.features import Featurizer
+
+if TYPE_CHECKING:
+    import torch
+
+
+@attrs.frozen
+class Counts:
+    """Hashed feature counts of a batch of texts, flattened: one length per text."""
+
+    buckets: torch.Tensor
+    counts: torch.Tensor
+    lengths: torch.Tensor
+
+
+def count(featurizer: Featurizer, texts: Iterable[str]) -> Counts:
+    import torch
+
+    buckets: list[int] = []
+    counts: list[int] = []
+    lengths: list[int] = []
+    for text in texts:
+        found = featurizer.counts(text)
+        buckets.extend(found)
+        counts.extend(found.values())
+        lengths.append(len(found))
+    return Counts(
+        torch.tensor(buckets, dtype=torch.long),
+        torch.tensor(counts, dtype=torch.float32),
+        torch.tensor(lengths, dtype=torch.long),
+    )
+
+
+@attrs.frozen
+class Bags:
+    """A sparse text-by-feature matrix in ``EmbeddingBag`` form (rows, weights, offsets)."""
+
+    rows: torch.Tensor
+    weights: torch.Tensor
+    offsets: torch.Tensor
+    #: The text each entry belongs to (to build the transpose for gradients).
+    texts: torch.Tensor
+    size: int
+
+    def to(self, device: str) -> Bags:
+        return Bags(
+            self.rows.to(device), self.weights.to(device), self.offsets.to(device), self.texts.to(device), self.size
+        )
+
+    def transpose(self, features: int) -> torch.Tensor:
+        """The feature-by-text matrix as sparse CSR: ``transpose @ grad`` is the weight gradient."""
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            matrix = torch.sparse_coo_tensor(torch.stack([self.rows, self.texts]), self.weights, (features, self.size))
+            return matrix.coalesce().to_sparse_csr()
+
+
+@attrs.frozen
+class Vocabulary:
+    """The hashed features a model has rows for (sorted bucket ids) and their idf."""
+
+    features: torch.Tensor
+    idf: torch.Tensor
+
+    @classmethod
+    def fit(cls, counts: Counts, inherited: Vocabulary | None = None) -> Vocabulary:
+        """Smoothed idf, ``ln((1 + n) / (1 + df)) + 1``, from the training texts' counts.
+
+        With ``inherited`` (a parent's vocabulary) the result is the union: features the
+        new data lacks keep the parent's idf, so the parent's knowledge of them survives.
+        """
+        import torch
+
+        texts = len(counts.lengths)
+        features, df = torch.unique(counts.buckets, return_counts=True)
+        idf = torch.log((1 + texts) / (1 + df.float())) + 1
+        if inherited is not None:
+            extra = ~torch.isin(inherited.features, features)
+            features, order = torch.sort(torch.cat([features, inherited.features[extra]]))
+            idf = torch.cat([idf, inherited.idf[extra]])[order]
+        return cls(features, idf.float())
+
+    def rows_of(self, buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(row, known)`` for each bucket id; ``row`` is meaningless where not known."""
+        import torch
+
+        if not len(self.features):
+            return torch.zeros_like(buckets), torch.zeros_like(buckets, dtype=torch.bool)
+        row = torch.searchsorted(self.features, buckets).clamp(max=len(self.features) - 1)
+        return row, self.features[row] == buckets
+
+    def bags(self, counts: Counts) -> Bags:
+        """Sublinear tf (``1 + ln tf``) times idf, L2-normalised per text and view (word
+        n-grams, character n-grams: see ``features``), unknown features dropped."""
+        import torch
+
+        size = len(counts.lengths)
+        texts = torch.repeat_interleave(torch.arange(size), counts.lengths)
+        row, known = self.rows_of(counts.buckets)
+        row, texts = row[known], texts[known]
+        weights = (1 + torch.log(counts.counts[known])) * self.idf[row]
+        group = texts * 2 + (counts.buckets[known] & 1)  # odd buckets: character n-grams
+        norms = torch.zeros(2 * size).index_add_(0, group, weights * weights).sqrt().clamp_min(1e-12)
+        lengths = torch.bincount(texts, minlength=size)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        return Bags(row, weights / norms[group], offsets, texts, size)

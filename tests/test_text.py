@@ -1,0 +1,283 @@
+"""Text sources and the text-classifier, on the real PhraseBank and Banking77 data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+import heirloom
+from heirloom_plugins.metrics import classification_metrics
+from heirloom_plugins.text.model import TextClassifier
+from heirloom_plugins.text.sources import CsvSource, JsonlSource, PhraseBankSource
+from tests.helpers import write
+
+MAJORITY_ALLAGREE = 1391 / 2264
+
+
+#: Fits shared by the tests of this module (a fit takes seconds; the tests only read it).
+_FITTED: dict[str, TextClassifier] = {}
+
+
+@pytest.fixture
+def phrasebank_dir(data_dir):
+    return data_dir / "financial-phrasebank"
+
+
+@pytest.fixture
+def allagree(phrasebank_dir):
+    return PhraseBankSource(path=str(phrasebank_dir), agreement="all")
+
+
+@pytest.fixture
+def fitted(allagree):
+    """The default text-classifier fitted on PhraseBank AllAgree's training split."""
+    if "allagree" not in _FITTED:
+        model = TextClassifier(data="news")
+        model.fit(allagree.records("train"))
+        _FITTED["allagree"] = model
+    return _FITTED["allagree"]
+
+
+# -- sources ---------------------------------------------------------------------------------
+def test_phrasebank_counts_per_label_match_the_dataset_card(phrasebank_dir):
+    expected = {
+        "50": {"negative": 604, "neutral": 2879, "positive": 1363},
+        "all": {"negative": 303, "neutral": 1391, "positive": 570},
+    }
+    for agreement, counts in expected.items():
+        source = PhraseBankSource(path=str(phrasebank_dir), agreement=agreement)
+        assert Counter(r["label"] for r in source.records()) == counts
+
+
+def test_phrasebank_split_is_stratified_80_20_and_partitions_the_data(phrasebank_dir):
+    source = PhraseBankSource(path=str(phrasebank_dir), agreement="50")
+    stats = source.stats()
+    assert stats["records"] == {"train": 3876, "test": 970}
+    assert stats["labels"]["test"] == {"negative": 121, "neutral": 576, "positive": 273}
+    train_ids = {r["id"] for r in source.records("train")}
+    test_ids = {r["id"] for r in source.records("test")}
+    assert not train_ids & test_ids
+    assert len(train_ids | test_ids) == 4846
+
+
+def test_split_is_deterministic_and_follows_the_seed(phrasebank_dir):
+    def test_ids(**settings):
+        return [r["id"] for r in PhraseBankSource(path=str(phrasebank_dir), **settings).records("test")]
+
+    assert test_ids(agreement="all") == test_ids(agreement="all")
+    assert test_ids(agreement="all", seed=1) != test_ids(agreement="all")
+    assert len(test_ids(agreement="all", test_fraction=0.5)) == 152 + 696 + 285
+
+
+def test_fingerprint_hashes_content_and_split_settings(phrasebank_dir, allagree):
+    same = PhraseBankSource(path=str(phrasebank_dir), agreement="all")
+    assert allagree.fingerprint() == same.fingerprint()
+    assert len(allagree.fingerprint()) == 64
+    assert PhraseBankSource(path=str(phrasebank_dir), agreement="all", seed=3).fingerprint() != same.fingerprint()
+    assert PhraseBankSource(path=str(phrasebank_dir), agreement="75").fingerprint() != same.fingerprint()
+
+
+def test_utf8_and_latin1_files_decode_to_the_same_sentences(phrasebank_dir, allagree):
+    everything = {r["text"] for r in PhraseBankSource(path=str(phrasebank_dir), agreement="50").records()}
+    allagree_texts = {r["text"] for r in allagree.records()}
+    assert allagree_texts <= everything  # AllAgree (UTF-8) is nested in 50Agree (latin-1)
+    assert any(not text.isascii() for text in allagree_texts)
+
+
+def test_banking77_csv_with_official_test_file(data_dir):
+    folder = data_dir / "banking77"
+    source = CsvSource(train=str(folder / "train.csv"), test=str(folder / "test.csv"), label_column="category")
+    stats = source.stats()
+    assert stats["records"] == {"train": 10003, "test": 3080}
+    assert set(stats["labels"]["test"].values()) == {40}
+    assert sorted(stats["labels"]["train"]) == sorted(json.loads((folder / "categories.json").read_text()))
+
+
+def test_csv_missing_column_names_the_columns(data_dir):
+    source = CsvSource(train=str(data_dir / "banking77" / "train.csv"))
+    with pytest.raises(heirloom.HeirloomError, match=r"no column 'label' \(columns: text, category\)"):
+        next(source.records("train"))
+
+
+def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
+    lines = [json.dumps({"body": f"text {i}", "tag": "even" if i % 2 else "odd"}) for i in range(50)]
+    path = write(tmp_path / "items.jsonl", "\n".join(lines) + "\n\n")
+    source = JsonlSource(train=str(path), text_field="body", label_field="tag", test_fraction=0.2)
+    assert source.stats()["labels"]["test"] == {"even": 5, "odd": 5}
+    assert next(source.records()) == {"id": "items.jsonl:1", "text": "text 0", "label": "odd"}
+    write(tmp_path / "bad.jsonl", '{"body": "x"}\n')
+    with pytest.raises(heirloom.HeirloomError, match=r"bad.jsonl:1: expected an object with 'body' and 'tag'"):
+        list(JsonlSource(train=str(tmp_path / "bad.jsonl"), text_field="body", label_field="tag").records())
+
+
+def test_unknown_split_is_refused(allagree):
+    with pytest.raises(heirloom.HeirloomError, match="unknown split 'dev'"):
+        allagree.records("dev")
+
+
+# -- the model -------------------------------------------------------------------------------
+def test_model_beats_the_majority_class_by_a_wide_margin(fitted, allagree):
+    report = fitted.evaluate(allagree.records("test"))
+    assert report.metrics["accuracy"] > MAJORITY_ALLAGREE + 0.2
+    assert report.metrics["macro_f1"] > 0.75
+
+
+def test_evaluate_reports_per_class_averages_and_confusion(fitted, allagree):
+    report = fitted.evaluate(allagree.records("test"))
+    metrics = report.metrics
+    json.dumps(metrics)
+    assert set(metrics["per_class"]) == {"negative", "neutral", "positive"}
+    for values in metrics["per_class"].values():
+        assert set(values) == {"precision", "recall", "f1", "support"}
+    assert metrics["per_class"]["neutral"]["support"] == 278
+    confusion = metrics["confusion_matrix"]
+    assert confusion["labels"] == ["negative", "neutral", "positive"]
+    assert sum(map(sum, confusion["matrix"])) == 453
+    diagonal = sum(confusion["matrix"][i][i] for i in range(3))
+    assert metrics["accuracy"] == pytest.approx(diagonal / 453)
+    assert {"macro_f1", "weighted_f1"} <= set(metrics)
+    assert "precision" in report.text and "weighted avg" in report.text and "confusion matrix" in report.text
+
+
+def test_predict_is_batched_and_gives_probabilities(fitted):
+    texts = [
+        "Operating profit rose sharply to EUR 13.1 mn",
+        "Net sales decreased by 15 percent",
+        "The company is headquartered in Helsinki",
+    ]
+    outputs = fitted.predict(texts)
+    assert [o["label"] for o in outputs] == ["positive", "negative", "neutral"]
+    for output in outputs:
+        assert set(output["probabilities"]) == {"negative", "neutral", "positive"}
+        assert sum(output["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert fitted.predict([]) == []
+    with pytest.raises(heirloom.HeirloomError, match="item 0 is int"):
+        fitted.predict([3])
+
+
+def test_state_round_trip_gives_identical_predictions(fitted, allagree):
+    state = fitted.state()
+    json.dumps(state.metadata)
+    assert state.metadata["labels"] == ["negative", "neutral", "positive"]
+    fresh = TextClassifier(data="news", buckets=1 << 12)  # the state's hashing settings win
+    assert not fresh.ready()
+    fresh.load(state)
+    texts = [r["text"] for r in allagree.records("test")]
+    assert fresh.predict(texts) == fitted.predict(texts)
+
+
+def test_fitting_is_deterministic(allagree, fitted):
+    again = TextClassifier(data="news")
+    again.fit(allagree.records("train"))
+    for name, tensor in fitted.state().tensors.items():
+        assert tensor.equal(again.state().tensors[name]), name
+
+
+def test_warm_start_keeps_shared_labels_adds_new_and_drops_missing(allagree, fitted):
+    records = list(allagree.records("train"))
+    parent = fitted.state()
+    child = TextClassifier(data="news", l2=1e7)  # a penalty this strong keeps the child at its prior
+    child.fit(
+        [r for r in records if r["label"] != "negative"] + [{"text": "shares halted", "label": "halted"}] * 3, parent
+    )
+    state = child.state()
+    assert state.metadata["labels"] == ["halted", "neutral", "positive"]
+    assert state.metadata["training"]["warm_start"] == {
+        "kept": ["neutral", "positive"],
+        "added": ["halted"],
+        "dropped": ["negative"],
+    }
+    parent_rows = {int(f): i for i, f in enumerate(parent.tensors["features"])}
+    shared = [(i, parent_rows[int(f)]) for i, f in enumerate(state.tensors["features"]) if int(f) in parent_rows]
+    assert len(shared) == len(parent_rows)  # the parent's vocabulary is kept
+    ours, theirs = zip(*shared, strict=True)
+    child_weight = state.tensors["weight"][list(ours)]
+    parent_weight = parent.tensors["weight"][list(theirs)]
+    assert child_weight[:, 1:].sub(parent_weight[:, 1:]).abs().max() < 1e-3  # neutral, positive kept
+    assert state.tensors["weight"][:, 0].abs().max() < 1e-3  # the new label starts from zero
+
+
+def test_warm_start_from_a_parent_learns_faster(allagree, fitted):
+    few = list(allagree.records("train"))[:120]
+    test = list(allagree.records("test"))
+    cold = TextClassifier(data="news")
+    cold.fit(few)
+    warm = TextClassifier(data="news")
+    warm.fit(few, parent=fitted.state())
+    assert warm.evaluate(test).metrics["accuracy"] > cold.evaluate(test).metrics["accuracy"] + 0.05
+
+
+def test_incompatible_parent_is_refused_with_the_setting(fitted):
+    child = TextClassifier(data="news", word_ngrams=1, buckets=1 << 18)
+    with pytest.raises(heirloom.HeirloomError, match=r"buckets \(parent 1048576, this model 262144\).*word_ngrams"):
+        child.fit([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}], parent=fitted.state())
+    alien = heirloom.State({}, {"format": "something-else/1"})
+    with pytest.raises(heirloom.HeirloomError, match="not a text-classifier state"):
+        child.fit([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}], parent=alien)
+
+
+def test_unfitted_model_refuses_to_predict():
+    with pytest.raises(heirloom.HeirloomError, match="no weights yet"):
+        TextClassifier(data="news").predict(["hello"])
+
+
+# -- configuration through a profile ------------------------------------------------------------
+def test_profile_wires_source_and_model_and_rejects_bad_config(tmp_path, phrasebank_dir):
+    good = write(
+        tmp_path / "good.toml",
+        f'[sources.news]\nuse = "phrasebank"\npath = "{phrasebank_dir}"\nagreement = "all"\n'
+        '[models.sentiment]\nuse = "text-classifier"\ndata = "news"\n',
+    )
+    with heirloom.Kernel().system(str(good)) as system:
+        model = system.component("sentiment", "model")
+        assert isinstance(model, TextClassifier) and model.device == "cpu"
+        assert system.component("news", "source").stats()["records"]["test"] == 453
+    bad = write(
+        tmp_path / "bad.toml",
+        f'[sources.news]\nuse = "phrasebank"\npath = "{phrasebank_dir}"\nagreement = "40"\n'
+        '[models.sentiment]\nuse = "text-classifier"\ndata = "news"\nepochs = 0\n',
+    )
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel().resolve(str(bad))
+    message = str(caught.value)
+    assert "sources.news.agreement: 'agreement' must be one of '50', '66', '75', 'all', got '40'" in message
+    assert "models.sentiment.epochs: 'epochs' must be >= 1, got 0" in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"char_ngrams": (5, 2)}, r"'char_ngrams' must be \[min, max\] with 1 <= min <= max <= 8, or \[0, 0\]"),
+        ({"validation_fraction": 0.9}, "'validation_fraction' must be between 0.0 and 0.5, got 0.9"),
+        ({"l2": 0.0}, "'l2' must be > 0"),
+        ({"buckets": 10}, "'buckets' must be >= 1024"),
+    ],
+)
+def test_bad_model_settings_are_rejected(setting, message):
+    with pytest.raises(ValueError, match=message):
+        TextClassifier(data="news", **setting)
+
+
+def test_importing_the_plugin_does_not_import_torch():
+    probe = "import sys, heirloom_plugins.text\nprint('torch' in sys.modules)\n"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_metrics_match_hand_computed_values():
+    metrics = classification_metrics(["a", "b", "b", "c", "c", "c"], ["a", "b", "c", "c", "c", "a"], ["c", "b"])
+    assert metrics["confusion_matrix"] == {"labels": ["c", "b", "a"], "matrix": [[2, 0, 1], [1, 1, 0], [0, 0, 1]]}
+    assert metrics["per_class"]["a"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["macro_avg"]["precision"] == pytest.approx((0.5 + 1 + 2 / 3) / 3)
+    assert metrics["weighted_avg"]["recall"] == pytest.approx((1 * 1 + 2 * 0.5 + 3 * 2 / 3) / 6)
+    assert classification_metrics(["x"], ["y"])["per_class"]["y"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 0,
+    }
