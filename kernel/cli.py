@@ -35,7 +35,7 @@ def get_kernel(ctx: click.Context | None = None) -> Kernel:
 
 def fail(message: str, code: int = 1) -> None:
     """Print ``message`` to stderr and exit with ``code``."""
-    err_console.print(message, markup=False, highlight=False)
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -212,9 +212,11 @@ def main() -> None:
 def _add_kernel_commands() -> None:
     """The kernel's own command groups live in their modules; they import this one."""
     from heirloom.cli_data import data_group
+    from heirloom.cli_models import models_group
     from heirloom.cli_serve import COMMANDS
+    from heirloom.cli_train import COMMANDS as TRAINING
 
-    for command in [*COMMANDS, data_group]:
+    for command in [*COMMANDS, *TRAINING, data_group, models_group]:
         cli.add_command(command)
 
 

@@ -141,7 +141,8 @@ def worker_command(profile: str, connect: str, overrides: tuple[str, ...], log_f
     resolved = _resolve(profile, overrides)
     from heirloom.daemon import run_server
 
-    sys.exit(run_server(get_kernel().system(resolved), resolved.settings["server"], connect=connect))
+    system = get_kernel().system(resolved, serve_models=True)
+    sys.exit(run_server(system, resolved.settings["server"], connect=connect))
 
 
 def _jsonable(value: Any) -> Any:

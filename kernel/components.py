@@ -64,6 +64,11 @@ class Context:
         """The started component ``name`` (one this component references)."""
         return self.system.component(name, kind)
 
+    def model(self, name: str) -> Any:
+        """A ``ModelHandle`` for model ``name``: read ``handle.current`` per request to get
+        ``(model, version)``; it follows hot swaps when a served alias moves."""
+        return self.system.model(name)
+
     @property
     def resources(self) -> Resources:
         return self.system.resources

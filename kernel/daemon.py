@@ -82,7 +82,7 @@ def serve(
 ) -> int:
     """``heirloom serve``: in-process for one worker, otherwise a broker with workers."""
     if settings.workers == 1:
-        return run_server(kernel.system(profile), settings, curve=curve)
+        return run_server(kernel.system(profile, serve_models=True), settings, curve=curve)
     from heirloom.broker import Broker
 
     broker = Broker(

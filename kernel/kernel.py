@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heirloom.plugins import PluginHost
 from heirloom.profile import ProfileLoader, RawProfile, display_path
 from heirloom.schema import ResolvedProfile, validate
 from heirloom.system import System
+
+if TYPE_CHECKING:
+    from heirloom.artifacts import ArtifactStore
 
 
 class Kernel:
@@ -37,15 +40,26 @@ class Kernel:
         return validate(self.load_profile(ref, overrides), self.plugins)
 
     def system(
-        self, ref: str | ResolvedProfile, overrides: Iterable[str] = (), only: set[tuple[str, str]] | None = None
+        self,
+        ref: str | ResolvedProfile,
+        overrides: Iterable[str] = (),
+        only: set[tuple[str, str]] | None = None,
+        serve_models: bool = False,
     ) -> System:
         """A system for ``ref``, built but not started.
 
         ``only`` (``{(kind, name)}``) limits it to those components and their dependencies,
-        e.g. one source for ``heirloom data show``.
+        e.g. one source for ``heirloom data show``. ``serve_models`` loads each model's
+        served version from the artifact store and follows it (``serve``, ``eval``).
         """
         profile = ref if isinstance(ref, ResolvedProfile) else self.resolve(ref, overrides)
-        return System(profile, self.plugins, only)
+        return System(profile, self.plugins, only, store=self.store(profile) if serve_models else None)
+
+    def store(self, profile: ResolvedProfile) -> ArtifactStore:
+        """The artifact store a profile uses: ``[store] path``, else ``$HEIRLOOM_HOME/store``."""
+        from heirloom.artifacts import ArtifactStore
+
+        return ArtifactStore.default(profile.settings["store"].path)
 
     def available_profiles(self) -> list[dict[str, str]]:
         """Profiles found in the search path and registered by plugins (imports all plugins)."""

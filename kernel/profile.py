@@ -2,7 +2,7 @@
 
 Resolution: load the file, resolve its ``extends`` chain (names or relative paths),
 deep-merge parents then child (later wins; a table whose ``use`` changes is replaced, not
-merged), apply ``--set`` overrides, drop components with ``enabled = false``, and
+merged; ``project`` is never inherited), apply ``--set`` overrides, drop components with ``enabled = false``, and
 interpolate ``${VAR}`` / ``${data}``. Every leaf value remembers the file that set it.
 Validation against component schemas happens in :mod:`heirloom.schema`.
 """
@@ -129,6 +129,10 @@ class ProfileLoader:
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(label, "", f"cannot read: {exc}"))
             return
+        if chain:
+            # a project's name (its artifact namespace) is its own: never inherited, so a new
+            # project that extends "finance" stores its models under its own name
+            tree.pop("project", None)
         parents = tree.pop("extends", [])
         if isinstance(parents, str):
             parents = [parents]

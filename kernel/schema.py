@@ -18,14 +18,14 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.strategies import configure_union_passthrough
 
 from heirloom.components import KINDS, PATH_KEY, TABLES, references
 from heirloom.errors import Problem, ProfileError
 from heirloom.plugins import PluginHost
 from heirloom.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
-from heirloom.settings import SECTIONS
+from heirloom.settings import SECTIONS, ComponentKeys, ModelKeys
 
-RESERVED = ("use", "enabled", "start_timeout")
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
 DEFAULT_RESOURCES = "local"
 
@@ -39,7 +39,8 @@ class ComponentSpec:
     use: str
     cls: type
     config: dict[str, Any]
-    start_timeout: float | None = None
+    #: The kernel's keys of the table (``ComponentKeys``, or ``ModelKeys`` for models).
+    keys: ComponentKeys
     #: ``(kind, name)`` of every component this one references.
     depends: tuple[tuple[str, str], ...] = ()
 
@@ -91,6 +92,8 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int, _strict(int, (int,)))
     converter.register_structure_hook(float, _strict(float, (int, float)))
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    # unions of plain types (``float | str | None``) accept whichever member the value is
+    configure_union_passthrough(str | int | float | bool | bytes | None, converter)
     return converter
 
 
@@ -222,29 +225,20 @@ class Validator:
         if cls is None:
             self.problem(f"{key}.use", self._unknown_type(kind, use))
             return None
-        enabled = table.get("enabled", True)
-        if isinstance(enabled, SetValue):
-            enabled = table["enabled"] = parse_set_value(enabled.text, bool)
-        if not isinstance(enabled, bool):
-            self.problem(f"{key}.enabled", f"expected true or false, got {enabled!r}")
-        config = {k: v for k, v in table.items() if k not in RESERVED}
-        timeout = table.get("start_timeout")
-        if isinstance(timeout, SetValue):
-            timeout = parse_set_value(timeout.text, float)
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-            self.problem(f"{key}.start_timeout", f"expected a positive number of seconds, got {timeout!r}")
-            timeout = None
-        config = self._typed(config, cls)
+        keys_cls = ModelKeys if kind == "model" else ComponentKeys
+        reserved = {f.name for f in attrs.fields(keys_cls)}
+        kernel_keys = self._typed({k: v for k, v in table.items() if k in reserved}, keys_cls)
+        kernel_keys["use"] = use
+        config = self._typed({k: v for k, v in table.items() if k not in reserved}, cls)
         self._resolve_paths(key, config, cls)
+        table.update(kernel_keys)
         table.update(config)  # the tree now shows typed, resolved values (profile show)
-        table["use"] = use
-        if timeout is not None:
-            table["start_timeout"] = timeout
+        keys = self._structure(key, kernel_keys, keys_cls)
         instance = self._structure(key, config, cls)
-        if instance is None:
+        if instance is None or keys is None:
             return None
         depends = tuple(sorted({(k, t) for _, k, t in references(instance)}))
-        spec = ComponentSpec(kind, name, use, cls, config, float(timeout) if timeout is not None else None, depends)
+        spec = ComponentSpec(kind, name, use, cls, config, keys, depends)
         self._check_references(spec, instance)
         return spec
 

@@ -168,6 +168,8 @@ class Server:
         self._replies: OrderedDict[tuple[str, Any], tuple[str, Any, str | None]] = OrderedDict()
         self._waiting: dict[tuple[str, Any], list[Call]] = {}
         self._system_ready = threading.Event()
+        self._reload_now = threading.Event()
+        self._watch_stop = threading.Event()
         self._open: set[Call] = set()
         self._resources: Any = None
         self.connect_address = connect
@@ -225,6 +227,8 @@ class Server:
                 if route.batched:
                     endpoint.batcher = Batcher(name, route, endpoint.stats, self._complete)
                 self.routes[name] = endpoint
+        if self.system.serving is not None and self.system.serving.handles:
+            threading.Thread(target=self._watch_models, name="heirloom-models", daemon=True).start()
         log.info(
             "serving %d routes: %s",
             len(self.routes) - len(BUILTIN_ROUTES),
@@ -252,10 +256,14 @@ class Server:
                 self._drain_wakes()
             self._drain_done()
             if not installed and self._system_ready.is_set():
+                if self.start_error is None:
+                    try:
+                        self._install_routes()
+                    except Exception as exc:  # noqa: BLE001 - an api with unusable routes fails the start
+                        self.start_error = exc
                 if self.start_error is not None:
                     log.error("system failed to start: %s", self.start_error)
                     break
-                self._install_routes()
                 installed = True
                 self._last_heartbeat = 0.0  # tell a broker at once
                 log.info("ready")
@@ -267,6 +275,8 @@ class Server:
 
     def _finish_drain(self) -> None:
         """Stop batchers and handler threads; answer whatever outlived the grace period."""
+        self._watch_stop.set()
+        self._reload_now.set()
         for endpoint in self.routes.values():
             if endpoint.batcher is not None:
                 endpoint.batcher.stop(timeout=0.5)
@@ -594,7 +604,7 @@ class Server:
             "_ready": "Readiness: every component started and warm, and not draining.",
             "_routes": "Every route with its limits and input schema.",
             "_stats": "Per-route counts, errors, latency percentiles, queue depth and batch sizes.",
-            "_reload": "Admin: ask components to reload (e.g. a model whose alias moved).",
+            "_reload": "Admin: check the artifact store now for models whose served alias moved.",
         }
         return Route(name, handler=handlers[name], inline=True, description=docs[name])
 
@@ -620,12 +630,25 @@ class Server:
             "draining": self.draining,
             "routes": {name: e.stats.snapshot(e.pending) for name, e in self.routes.items()},
             "resources": self.system.resources.usage() if self.system.state == "running" else {},
+            "models": self.system.serving.status() if self.system.serving is not None else {},
         }
 
     def _reload(self, body: Any) -> dict[str, Any]:
-        reloaded = {}
-        for name, component in self.system.components().items():
-            reload = getattr(component, "reload", None)
-            if callable(reload):
-                reloaded[name] = reload()
-        return {"reloaded": reloaded}
+        """Check the store for moved versions now (the watcher loads them off this thread)."""
+        self._reload_now.set()
+        serving = self.system.serving
+        return {"checking": sorted(serving.handles) if serving is not None else []}
+
+    def _watch_models(self) -> None:
+        """Every ``reload_interval`` seconds (or on ``_reload``), swap in moved versions."""
+        serving = self.system.serving
+        assert serving is not None
+        while not self._watch_stop.is_set():
+            self._reload_now.wait(self.settings.reload_interval or None)
+            self._reload_now.clear()
+            if self._watch_stop.is_set():
+                return
+            try:
+                serving.refresh()
+            except Exception:
+                log.exception("checking the artifact store for new model versions failed")

@@ -7,6 +7,8 @@ stays in one place.
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 
@@ -23,6 +25,11 @@ class SystemSettings:
     start_timeout: float = attrs.field(default=120.0, validator=_positive)
     #: Seconds a component may take in ``stop``.
     stop_timeout: float = attrs.field(default=30.0, validator=_positive)
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
 
 
 def _endpoints(instance: object, attribute: attrs.Attribute, value: list[str]) -> None:
@@ -51,8 +58,59 @@ class ServerSettings:
     max_message_bytes: int = attrs.field(default=64 << 20, validator=_positive)
     #: Seconds between worker heartbeats; a worker silent for 3 of them is declared dead.
     heartbeat: float = attrs.field(default=1.0, validator=_positive)
+    #: Seconds between checks of the artifact store for a moved alias (0: only on ``_reload``).
+    reload_interval: float = attrs.field(default=2.0, validator=_non_negative)
     #: Replies remembered per idempotency key, so a retried write is not applied twice.
     idempotency_cache: int = attrs.field(default=10_000, validator=_positive)
 
 
-SECTIONS: dict[str, type] = {"system": SystemSettings, "server": ServerSettings}
+REF_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$")
+SELECTOR_PATTERN = re.compile(r"^([0-9]+|[A-Za-z][A-Za-z0-9_-]*)$")
+
+
+def _optional_match(pattern: re.Pattern[str], expected: str):
+    def check(instance: object, attribute: attrs.Attribute, value: str | None) -> None:
+        if value is not None and not pattern.match(value):
+            raise ValueError(f"'{attribute.name}' must be {expected}, got {value!r}")
+
+    return check
+
+
+def _optional_positive(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
+
+
+@attrs.define
+class ComponentKeys:
+    """Keys the kernel reads in every component table (the rest is the component's own)."""
+
+    #: The component type, as a plugin registered it.
+    use: str
+    #: ``false`` drops the component (typically one a parent profile defined).
+    enabled: bool = True
+    #: Seconds ``start`` may take; overrides ``[system] start_timeout``.
+    start_timeout: float | None = attrs.field(default=None, validator=_optional_positive)
+
+
+@attrs.define
+class ModelKeys(ComponentKeys):
+    """Keys the kernel reads in a model table: where its weights come from."""
+
+    #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``.
+    inherit: str | None = attrs.field(
+        default=None, validator=_optional_match(REF_PATTERN, "project/model, project/model@N or @alias")
+    )
+    #: Which stored version ``serve``/``eval`` use: a version number or an alias (default: the latest).
+    serve: str | None = attrs.field(default=None, validator=_optional_match(SELECTOR_PATTERN, "a version or alias"))
+
+
+@attrs.define
+class StoreSettings:
+    """``[store]``: where ``heirloom train`` keeps artifacts (``HEIRLOOM_STORE`` overrides it)."""
+
+    #: The store folder (relative paths: from the working directory); default ``HEIRLOOM_HOME/store``.
+    path: str | None = None
+
+
+SECTIONS: dict[str, type] = {"system": SystemSettings, "server": ServerSettings, "store": StoreSettings}

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 from heirloom.components import Api, Component, Context, Resources
 from heirloom.errors import HeirloomError, LifecycleError
 from heirloom.schema import ComponentSpec, ResolvedProfile
+from heirloom.serving import ModelHandle, ModelServing
 
 if TYPE_CHECKING:
+    from heirloom.artifacts import ArtifactStore
     from heirloom.plugins import PluginHost
 
 log = logging.getLogger("heirloom.system")
@@ -63,10 +65,18 @@ def dependency_closure(specs: list[ComponentSpec], wanted: set[tuple[str, str]])
 class System:
     """The running form of a profile. Use as a context manager or call start/stop."""
 
-    def __init__(self, profile: ResolvedProfile, plugins: PluginHost, only: set[tuple[str, str]] | None = None):
+    def __init__(
+        self,
+        profile: ResolvedProfile,
+        plugins: PluginHost,
+        only: set[tuple[str, str]] | None = None,
+        store: ArtifactStore | None = None,
+    ):
+        """``store``: serve each model's stored version from it (training passes None)."""
         self.profile = profile
         self.plugins = plugins
         self.specs = profile.components if only is None else dependency_closure(profile.components, only)
+        self.serving = ModelServing(self, store) if store is not None else None
         self.state = "built"
         self._components: dict[tuple[str, str], Component] = {}
         self._started: list[tuple[ComponentSpec, Component]] = []
@@ -90,6 +100,12 @@ class System:
     def apis(self) -> dict[str, Api]:
         return self.components("api")
 
+    def model(self, name: str) -> ModelHandle:
+        """The handle apis use to reach model ``name`` (it follows hot swaps)."""
+        if self.serving is not None and name in self.serving.handles:
+            return self.serving.handles[name]
+        return ModelHandle(name, self.component(name, "model"))
+
     def ready(self) -> bool:
         """True when running and every component reports ready (started and warm)."""
         return self.state == "running" and all(c.ready() for c in self._components.values())
@@ -99,21 +115,14 @@ class System:
         if self.state != "built":
             raise LifecycleError(f"system {self.profile.name!r} is {self.state}; build a new one to start again")
         self.state = "starting"
-        settings = self.profile.settings["system"]
         for spec in self.specs:
             what = f"{spec.key} ({spec.use})"
             began = time.perf_counter()
             try:
-                component = self.profile.instantiate(spec)
+                component = self.start_component(spec)
                 self._components[(spec.kind, spec.name)] = component
-                if spec.kind != "resources":
-                    self.resources.prepare(spec.name, component)
-                context = Context(name=spec.name, kind=spec.kind, system=self)
-                run_with_timeout(
-                    lambda c=component, ctx=context: c.start(ctx),
-                    spec.start_timeout or settings.start_timeout,
-                    f"start of {what}",
-                )
+                if spec.kind == "model" and self.serving is not None:
+                    self.serving.attach(spec, component)
             except Exception as exc:
                 self._components.pop((spec.kind, spec.name), None)
                 log.error("start failed: %s: %s", what, exc)
@@ -127,12 +136,29 @@ class System:
             log.warning("%s", error)
         return self
 
+    def start_component(self, spec: ComponentSpec) -> Component:
+        """A new instance of ``spec``, prepared by the resource manager and started."""
+        component = self.profile.instantiate(spec)
+        if spec.kind == "resources":
+            self._components[(spec.kind, spec.name)] = component  # the others' prepare needs it
+        else:
+            self.resources.prepare(spec.name, component)
+        context = Context(name=spec.name, kind=spec.kind, system=self)
+        run_with_timeout(
+            lambda: component.start(context),
+            spec.keys.start_timeout or self.profile.settings["system"].start_timeout,
+            f"start of {spec.key} ({spec.use})",
+        )
+        return component
+
     def stop(self) -> None:
         """Stop every started component in reverse order; raise one error listing all failures."""
         if self.state not in ("running", "starting"):
             return
         self.state = "stopping"
         errors: list[BaseException] = list(self.plugins.notify("heirloom_system_stopping", system=self))
+        if self.serving is not None:
+            self.serving.stop()
         errors += self._stop_started()
         self.state = "stopped"
         if errors:

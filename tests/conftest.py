@@ -19,7 +19,7 @@ def heirloom_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared real data (HEIRLOOM_DATA). Missing data fails under HEIRLOOM_REQUIRE_DATA=1."""
     root = os.environ.get("HEIRLOOM_DATA")

@@ -219,3 +219,10 @@ def test_missing_path_field_is_reported(tmp_path):
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
     assert f"{path}: sources.f.path: path does not exist: {tmp_path / 'missing/data.csv'}" in str(caught.value)
+
+
+def test_project_is_never_inherited(tmp_path, kernel):
+    write(tmp_path / "finance.toml", 'project = "finance"\n[apis.echo]\nuse = "echo"\n')
+    child = write(tmp_path / "newsdesk.toml", 'extends = ["finance"]\n')
+    assert kernel.resolve(str(tmp_path / "finance.toml")).project == "finance"
+    assert kernel.resolve(str(child)).project == "newsdesk"

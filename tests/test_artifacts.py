@@ -1,0 +1,303 @@
+"""The artifact store and ``heirloom models``: round trips, crash safety, lineage, promotion, gc."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import heirloom
+from heirloom.artifacts import ArtifactStore, Ref, RefError
+from tests.helpers import REPO, run_heirloom, write
+
+
+def make_state(seed: int = 0) -> heirloom.State:
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {
+        "weight": torch.randn(32, 8, generator=generator),
+        "vocab_ids": torch.randint(0, 1 << 40, (32,), generator=generator, dtype=torch.int64),
+    }
+    return heirloom.State(tensors, {"labels": ["neg", "pos"], "seed": seed, "nested": {"max_len": 128}})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(tmp_path / "store")
+
+
+def models(store: ArtifactStore, *args: str) -> subprocess.CompletedProcess[str]:
+    """``heirloom models ARGS --store STORE`` in a subprocess."""
+    return run_heirloom("models", *args, "--store", str(store.root))
+
+
+def said(result: subprocess.CompletedProcess[str]) -> str:
+    """stderr with whitespace normalised (``fail`` wraps long messages at the console width)."""
+    return " ".join(result.stderr.split())
+
+
+def put(store: ArtifactStore, name: str, seed: int, **kwargs) -> heirloom.artifacts.Artifact:
+    project, model = name.split("/")
+    return store.put(project, model, make_state(seed), model_type="text-classifier", **kwargs)
+
+
+def test_round_trip_preserves_tensors_and_metadata(store):
+    state = make_state(1)
+    artifact = store.put(
+        "finance",
+        "sentiment",
+        state,
+        model_type="text-classifier",
+        profile_digest="p" * 64,
+        data_fingerprints={"news": "abc"},
+        metrics={"accuracy": 0.9},
+        plugin_versions={"heirloom": "0.1.0"},
+    )
+    assert (artifact.ref, artifact.framework) == ("finance/sentiment@1", "torch")
+    for ref in (artifact, artifact.ref, "finance/sentiment", Ref("finance", "sentiment", "1")):
+        loaded = store.load(ref)
+        assert loaded.metadata == state.metadata
+        assert loaded.tensors.keys() == state.tensors.keys()
+        for name, tensor in state.tensors.items():
+            assert loaded.tensors[name].dtype == tensor.dtype
+            assert torch.equal(loaded.tensors[name], tensor)
+    assert store.resolve("finance/sentiment") == artifact
+    assert store.put("finance", "sentiment", state, model_type="text-classifier").digest == artifact.digest
+
+
+def test_a_corrupted_or_missing_blob_fails_load_naming_the_ref_and_file(store):
+    artifact = put(store, "finance/sentiment", 1)
+    weights = next(store.blobs.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(heirloom.HeirloomError, match=rf"{artifact.ref} is corrupt: .*{weights.name}"):
+        store.load(artifact.ref)
+    weights.unlink()
+    with pytest.raises(heirloom.HeirloomError, match=rf"{artifact.ref} is damaged: .*{weights.name} is missing"):
+        store.load(artifact.ref)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("medical/triage", Ref("medical", "triage")),
+        ("medical/triage@latest", Ref("medical", "triage")),
+        ("medical/triage@7", Ref("medical", "triage", "7")),
+        ("finance-v2/sentiment_1@production", Ref("finance-v2", "sentiment_1", "production")),
+    ],
+)
+def test_refs_parse_and_print(text, expected):
+    assert Ref.parse(text) == expected
+    assert Ref.parse(str(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["triage", "medical/", "/triage", "a/b/c", "a/b@", "a/b@-prod", "a/b@1x", "a b/c"])
+def test_malformed_refs_are_rejected(text):
+    with pytest.raises(RefError, match="invalid"):
+        Ref.parse(text)
+
+
+def test_versions_aliases_and_alias_names(store):
+    first, second = put(store, "medical/triage", 1), put(store, "medical/triage", 2)
+    assert (first.version, second.version) == (1, 2)
+    assert store.alias_version("medical", "triage", "production") is None
+    assert store.promote("medical/triage@1", "production").aliases == ("production",)
+    store.promote("medical/triage", "production")
+    assert store.alias_version("medical", "triage", "production") == 2
+    assert store.resolve("medical/triage@production").version == 2
+    assert store.resolve("medical/triage@1").aliases == ()
+    for bad in ("latest", "9lives", "has space"):
+        with pytest.raises(RefError, match="invalid alias"):
+            store.promote("medical/triage@1", bad)
+
+
+def test_default_store_location(tmp_path, monkeypatch, heirloom_home):
+    monkeypatch.delenv("HEIRLOOM_STORE", raising=False)
+    assert ArtifactStore.default().root == heirloom_home / "store"
+    assert ArtifactStore.default(str(tmp_path / "configured")).root == tmp_path / "configured"
+    monkeypatch.setenv("HEIRLOOM_STORE", str(tmp_path / "env"))
+    assert ArtifactStore.default(str(tmp_path / "configured")).root == tmp_path / "env"
+
+
+def test_store_section_is_validated(tmp_path):
+    good = write(tmp_path / "good.toml", 'extends = ["minimal"]\n[store]\npath = "trained"\n')
+    assert run_heirloom("profile", "check", str(good)).returncode == 0
+    bad = write(tmp_path / "bad.toml", 'extends = ["minimal"]\n[store]\npaht = "trained"\n')
+    result = run_heirloom("profile", "check", str(bad))
+    assert result.returncode == 2
+    assert "store.paht" in said(result) and "did you mean 'path'" in said(result)
+
+
+# A writer that stores 4 MB versions (and moves an alias) as fast as it can, until killed.
+WRITER = """
+import sys
+import numpy as np
+from heirloom import State
+from heirloom.artifacts import ArtifactStore
+
+store = ArtifactStore(sys.argv[1])
+weights = np.random.default_rng(int(sys.argv[2])).standard_normal((1024, 1024), dtype=np.float32)
+print("ready", flush=True)
+for step in range(10**9):
+    weights[0] += 1
+    state = State({"weights": weights, "ids": np.arange(4096)}, {"seed": sys.argv[2], "step": step})
+    artifact = store.put("crash", "model", state, model_type="toy", metrics={"step": step})
+    store.promote(artifact.ref, "newest")
+"""
+
+
+def test_killed_writers_never_leave_an_unreadable_version(store):
+    """SIGKILL at seeded random moments: the index stays sound and every listed version loads.
+
+    numpy arrays rather than torch tensors keep each writer's start-up short (numpy is a
+    dependency of safetensors' torch adapter anyway); the store's code path is the same.
+    """
+    chance = random.Random(20240527)
+    leftovers = 0
+    for round_ in range(24):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(store.root), str(round_)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        assert writer.stdout.readline() == "ready\n"
+        time.sleep(chance.uniform(0.0, 0.25))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+
+        reopened = ArtifactStore(store.root)
+        with sqlite3.connect(reopened.root / "index.sqlite") as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        for artifact in reopened.list():
+            state = reopened.load(artifact)  # verifies every digest
+            assert state.metadata["step"] == artifact.metrics["step"]
+        if reopened.list():
+            assert reopened.resolve("crash/model@newest").version >= 1
+        leftovers += len(reopened.sweep())
+        reopened.gc(keep=2)
+        assert not [path for path in reopened.blobs.iterdir() if path.name.startswith(".")]
+    assert reopened.resolve("crash/model").version > 24
+    assert leftovers > 0, "no kill landed while blobs were being written; the test proved nothing"
+
+
+def test_lineage_of_a_grandchild_shows_both_ancestors_across_projects(store):
+    grandparent = put(store, "finance/sentiment", 1, metrics={"accuracy": 0.8})
+    parent = put(store, "medical/triage", 2, parent=grandparent, metrics={"accuracy": 0.7})
+    child = put(store, "medical/triage", 3, parent=parent, metrics={"accuracy": 0.75})
+    result = models(store, "lineage", "medical/triage", "--json")
+    assert result.returncode == 0, result.stderr
+    chain = json.loads(result.stdout)
+    assert [a["ref"] for a in chain] == ["medical/triage@2", "medical/triage@1", "finance/sentiment@1"]
+    assert [a["digest"] for a in chain] == [child.digest, parent.digest, grandparent.digest]
+    assert [a["parent"] for a in chain] == ["medical/triage@1", "finance/sentiment@1", None]
+    assert [a["metrics"]["accuracy"] for a in chain] == [0.75, 0.7, 0.8]
+    table = models(store, "lineage", "medical/triage@2")
+    assert table.returncode == 0, table.stderr
+    assert "finance/sentiment@1" in table.stdout and "medical/triage@1" in table.stdout
+
+
+def test_promote_if_better_moves_the_alias_only_for_a_better_comparable_model(store):
+    same = {"notes": "fp-test-set-1"}
+    put(store, "medical/triage", 1, metrics={"accuracy": 0.80}, data_fingerprints=same)
+    first = models(store, "promote", "medical/triage@1", "production", "--if-better", "accuracy")
+    assert first.returncode == 0, first.stderr
+    assert "new alias" in first.stdout
+
+    put(store, "medical/triage", 2, metrics={"accuracy": 0.70}, data_fingerprints=same)
+    worse = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy")
+    assert worse.returncode == 3
+    assert "does not beat medical/triage@1 on accuracy" in said(worse)
+    assert store.alias_version("medical", "triage", "production") == 1
+
+    put(store, "medical/triage", 3, metrics={"accuracy": 0.85}, data_fingerprints=same)
+    better = models(store, "promote", "medical/triage", "production", "--if-better", "accuracy")
+    assert better.returncode == 0, better.stderr
+    assert "medical/triage@1 -> medical/triage@3 (accuracy 0.8 -> 0.85)" in better.stdout
+    assert store.alias_version("medical", "triage", "production") == 3
+
+    put(store, "medical/triage", 4, metrics={"accuracy": 0.99}, data_fingerprints={"notes": "fp-other-set"})
+    other_data = models(store, "promote", "medical/triage@4", "production", "--if-better", "accuracy")
+    assert other_data.returncode == 3
+    assert "not comparable" in said(other_data) and "fp-other-set vs fp-test-set-1" in said(other_data)
+    typo = models(store, "promote", "medical/triage@2", "production", "--if-better", "acuracy")
+    assert typo.returncode == 3 and "did you mean 'accuracy'" in said(typo)
+    unheld = models(store, "promote", "medical/triage@2", "staging", "--if-better", "acuracy")
+    assert unheld.returncode == 3 and store.alias_version("medical", "triage", "staging") is None
+    assert store.alias_version("medical", "triage", "production") == 3
+
+    forced = models(store, "promote", "medical/triage@2", "production")
+    assert forced.returncode == 0, forced.stderr
+    assert store.alias_version("medical", "triage", "production") == 2
+
+
+def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
+    finance = [put(store, "finance/sentiment", seed) for seed in range(4)]  # @1..@4
+    store.promote(finance[0].ref, "production")
+    put(store, "medical/triage", 10)  # @1: nobody needs it
+    inherited = put(store, "medical/triage", 11, parent=finance[1])  # @2: parent finance@2
+    put(store, "medical/triage", 12, parent=inherited)  # @3: newest
+    (store.blobs / ".crash-leftover.tmp").write_bytes(b"half")
+
+    dry = models(store, "gc", "--keep", "1", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert [a["ref"] for a in json.loads(dry.stdout)] == ["finance/sentiment@3", "medical/triage@1"]
+    assert len(store.list()) == 7
+
+    result = models(store, "gc", "--keep", "1")
+    assert result.returncode == 0, result.stderr
+    assert "removed 2 version(s)" in result.stdout
+    kept = [a.ref for a in store.list()]
+    assert kept == [
+        "finance/sentiment@1",
+        "finance/sentiment@2",
+        "finance/sentiment@4",
+        "medical/triage@2",
+        "medical/triage@3",
+    ]
+    for ref in kept:
+        store.load(ref)
+    assert len(list(store.blobs.iterdir())) == 2 * len(kept)  # orphans and the temp file are gone
+    assert put(store, "medical/triage", 13).version == 4  # numbers are never reused
+
+
+def test_models_list_json_has_refs_digests_parents_aliases_metrics(store):
+    parent = put(store, "finance/sentiment", 1, metrics={"accuracy": 0.8, "macro_f1": 0.75})
+    store.promote(parent.ref, "production")
+    child = put(store, "medical/triage", 2, parent=parent, metrics={"accuracy": 0.7})
+    result = models(store, "list", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert [(a["ref"], a["digest"], a["parent"], a["aliases"], a["metrics"]) for a in listed] == [
+        (parent.ref, parent.digest, None, ["production"], {"accuracy": 0.8, "macro_f1": 0.75}),
+        (child.ref, child.digest, "finance/sentiment@1", [], {"accuracy": 0.7}),
+    ]
+    only = json.loads(models(store, "list", "--json", "--project", "medical").stdout)
+    assert [a["ref"] for a in only] == [child.ref]
+    table = models(store, "list")
+    assert table.returncode == 0 and "finance/sentiment@1" in table.stdout and "production" in table.stdout
+
+
+def test_unknown_refs_exit_2_and_say_what_exists(store):
+    put(store, "medical/triage", 1)
+    put(store, "medical/triage", 2)
+    typo = models(store, "show", "medical/triag")
+    assert typo.returncode == 2
+    assert "did you mean 'medical/triage'?" in said(typo) and "models: medical/triage" in said(typo)
+    missing = models(store, "show", "medical/triage@9")
+    assert missing.returncode == 2 and "versions: 1-2" in said(missing)
+    alias = models(store, "promote", "medical/triage@production", "staging")
+    assert alias.returncode == 2 and "no alias 'production'" in said(alias)
+    malformed = models(store, "lineage", "triage")
+    assert malformed.returncode == 2 and "invalid artifact reference" in said(malformed)
+    shown = json.loads(models(store, "show", "medical/triage", "--json").stdout)
+    assert shown["ref"] == "medical/triage@2"
