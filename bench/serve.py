@@ -67,7 +67,7 @@ class ZmqLoad:
     protocols: frames go through heirloom.transport's lean send/recv, request headers are
     pre-encoded for a ring of ids, and every reply is decoded."""
 
-    def __init__(self, address: str, heirloom: bool):
+    def __init__(self, address: str, heirloom: bool, route: str = "echo.echo", bodies: list | None = None):
         from zmq.backend import Socket
 
         from heirloom.transport import sender
@@ -76,8 +76,9 @@ class ZmqLoad:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(address)
         self.heirloom = heirloom
-        self.body = msgpack.packb(PAYLOAD)
-        self.headers = [msgpack.packb({"id": i, "route": "echo.echo"}) for i in range(1024)]
+        self.bodies = [msgpack.packb(body) for body in (bodies or [PAYLOAD])]
+        self.body = self.bodies[0]
+        self.headers = [msgpack.packb({"id": i, "route": route}) for i in range(1024)]
         self._send, self._recv_frame = sender(self.sock), Socket.recv.__get__(self.sock)
 
     def _recv(self) -> list[bytes]:
@@ -90,7 +91,7 @@ class ZmqLoad:
 
     def send(self, request_id: int) -> None:
         if self.heirloom:
-            self._send([b"HLM1", self.headers[request_id % 1024], self.body])
+            self._send([b"HLM1", self.headers[request_id % 1024], self.bodies[request_id % len(self.bodies)]])
         else:
             self._send([self.body])
 
@@ -186,6 +187,26 @@ class HttpLoad:
             return counts[0] / elapsed
 
         return asyncio.run(run())
+
+
+def wait_ready(address: str, timeout: float = 120) -> None:
+    """Until the heirloom daemon at ``address`` says it is ready."""
+    from heirloom.client import Client, RemoteError
+
+    deadline = time.monotonic() + timeout
+    with Client(address, timeout=1) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.call("_ready")["ready"]:
+                    return
+            except RemoteError:
+                time.sleep(0.2)
+    raise TimeoutError(f"{address} did not become ready")
+
+
+def measure_throughput(load: ZmqLoad, in_flight: int, seconds: float) -> float:
+    load.throughput(in_flight, 0.5)  # warm-up
+    return load.throughput(in_flight, seconds)
 
 
 def wait_zmq(address: str, heirloom: bool, timeout: float = 60) -> None:

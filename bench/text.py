@@ -6,8 +6,13 @@ test file). The peer is the usual strong baseline: TF-IDF word 1-2-grams plus ``
 2-5-grams (FeatureUnion, sublinear tf) into LogisticRegression. Prediction speed is
 measured on the whole test set in one call, with probabilities on both sides.
 
-Target: heirloom's accuracy >= the peer's on every set, each fit under two minutes.
-The script exits 1 when the target is missed.
+Then the served ``sentiment.predict`` of the finance-sentiment profile: requests per second
+with 64 requests in flight (one text each), dynamic batching on against off
+(``--set apis.sentiment.batching=false``), two daemons measured in interleaved rounds.
+
+Targets: heirloom's accuracy >= the peer's on every set, each fit under two minutes;
+batched serving >= 5x the requests/s of unbatched serving. The script exits 1 when a
+target is missed.
 
     .venv/bin/python bench/text.py [--sets phrasebank-50,banking77] [--threads 2]
 
@@ -19,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +38,8 @@ from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.sources import CsvSource, PhraseBankSource, TextSource
 
 FIT_LIMIT_S = 120.0
+BATCHING_TARGET = 5.0
+REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -89,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
         help="data root (default: $HEIRLOOM_DATA, else ../shared/data)",
     )
+    parser.add_argument("--skip-serving", action="store_true", help="only the accuracy table")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per serving measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved serving rounds (medians reported)")
     args = parser.parse_args(argv)
     try:
         import sklearn  # noqa: F401 - only to check that the bench extra is installed
@@ -130,10 +143,50 @@ def main(argv: list[str] | None = None) -> int:
                 missed.append(f"{name}: accuracy {ours:.4f} vs peer {theirs:.4f}, fit {our_fit:.1f}s")
     print()
     if missed:
-        print("target missed: " + "; ".join(missed))
-        return 1
-    print(f"target met: heirloom >= peer accuracy on every set, each fit under {FIT_LIMIT_S:.0f}s")
-    return 0
+        print("accuracy target missed: " + "; ".join(missed))
+    else:
+        print(f"accuracy target met: heirloom >= peer accuracy on every set, each fit under {FIT_LIMIT_S:.0f}s")
+    if not args.skip_serving:
+        ratio = serving_benchmark(args.data, args.seconds, args.rounds)
+        if ratio < BATCHING_TARGET:
+            missed.append(f"batching speed-up {ratio:.1f}x < {BATCHING_TARGET}x")
+    return 1 if missed else 0
+
+
+def serving_benchmark(data: Path, seconds: float, rounds: int) -> float:
+    """Served predict throughput at 64 in flight, batching on vs off; returns the ratio."""
+    from serve import ZmqLoad, measure_throughput, wait_ready
+
+    tmp = Path(tempfile.mkdtemp(prefix="heirloom-text-bench-"))
+    env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(data)}
+    command = [sys.executable, "-m", "heirloom"]
+    subprocess.run([*command, "train", "finance-sentiment"], env=env, cwd=REPO, check=True, capture_output=True)
+    texts = [r["text"] for r in PhraseBankSource(path=str(data / "financial-phrasebank")).records("test")]
+    variants = {"batching on": [], "batching off": ["--set", "apis.sentiment.batching=false"]}
+    daemons, loads = [], {}
+    try:
+        for label, extra in variants.items():
+            address = f"ipc://{tmp}/{label.replace(' ', '-')}.sock"
+            serve = [*command, "serve", "finance-sentiment", "--bind", address, "--log-level", "WARNING", *extra]
+            daemons.append(subprocess.Popen(serve, env=env, cwd=REPO))
+            wait_ready(address)
+            loads[label] = ZmqLoad(address, True, "sentiment.predict", [{"text": t} for t in texts])
+        results: dict[str, list[float]] = {label: [] for label in loads}
+        for _ in range(rounds):
+            for label, load in loads.items():
+                results[label].append(measure_throughput(load, 64, seconds))
+    finally:
+        for daemon in daemons:
+            daemon.terminate()
+            daemon.wait(30)
+    medians = {label: statistics.median(values) for label, values in results.items()}
+    print(f"\nserved sentiment.predict, 64 requests in flight, medians of {rounds} interleaved rounds")
+    for label, value in medians.items():
+        print(f"  {label:<13} {value:>8.0f} req/s")
+    ratio = medians["batching on"] / medians["batching off"]
+    verdict = "met" if ratio >= BATCHING_TARGET else "missed"
+    print(f"  batching speed-up {ratio:.1f}x (target >= {BATCHING_TARGET:.0f}x: {verdict})")
+    return ratio
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
-"""`make demo`: start a real daemon, send it real requests over ZeroMQ, print, stop cleanly."""
+"""`make demo`: train finance-sentiment if needed, serve it, send real-looking headlines,
+print the predictions and the monitor's alert, and stop the daemon cleanly.
+
+Without the Financial PhraseBank (HEIRLOOM_DATA unset) it serves the minimal echo profile.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,11 +20,41 @@ import heirloom
 
 REPO = Path(__file__).resolve().parent.parent
 console = Console()
+HOUR = 3600.0
+
+CALM = [  # yesterday: ordinary news
+    "Nokia's net sales rose 12% to EUR 3.2 billion in the third quarter",
+    "The company will hold its annual general meeting on 15 March",
+    "Fiskars opened a new distribution centre in Sweden",
+    "Orders received grew by 8% compared with the previous year",
+    "The shares are listed on the Helsinki stock exchange",
+    "Operating profit improved to EUR 14 million from EUR 9 million",
+    "The contract includes maintenance services for five years",
+    "Revenue is expected to grow slightly next year",
+]
+STORM = [  # the last hour: a burst of bad news
+    "Operating profit fell sharply and the company warned of layoffs",
+    "Shares plunged 18% after the profit warning",
+    "Net sales decreased by 25% due to weak demand",
+    "The company cut its full-year outlook and will close two plants",
+    "Quarterly loss widened to EUR 40 million from EUR 12 million",
+    "The bank reported a sharp drop in net interest income",
+]
 
 
-def start_daemon(profile: str, address: str) -> subprocess.Popen:
-    console.print(f"[bold]heirloom serve {profile} --bind {address}[/]")
-    return subprocess.Popen([sys.executable, "-m", "heirloom", "serve", profile, "--bind", address], cwd=REPO)
+def heirloom_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "heirloom", *args]
+
+
+def ensure_trained(profile: str) -> None:
+    kernel = heirloom.Kernel()
+    resolved = kernel.resolve(profile)
+    try:
+        version = kernel.store(resolved).resolve(f"{resolved.project}/sentiment")
+        console.print(f"using the trained {version.ref} (metrics: accuracy {version.metrics['accuracy']:.3f})")
+    except heirloom.HeirloomError:
+        console.print(f"[bold]no trained model yet: heirloom train {profile}[/]")
+        subprocess.run(heirloom_command("train", profile), cwd=REPO, check=True)
 
 
 def wait_ready(client: heirloom.Client, daemon: subprocess.Popen, timeout: float = 120) -> None:
@@ -35,24 +70,48 @@ def wait_ready(client: heirloom.Client, daemon: subprocess.Popen, timeout: float
     sys.exit("the daemon did not become ready")
 
 
+def finance_demo(client: heirloom.Client) -> None:
+    console.rule("sentiment.predict")
+    for headline in [*CALM[:3], *STORM[:3]]:
+        reply = client.request("sentiment.predict", {"text": headline})
+        label = reply.body["label"]
+        console.print(f"{label:>8} {reply.body['probabilities'][label]:.2f}  {headline}  [dim]({reply.version})[/]")
+    console.rule("monitor: yesterday's news, then the last hour")
+    now = time.time()
+    calm = [{"text": text, "time": now - 20 * HOUR + i * HOUR} for i, text in enumerate(CALM)]
+    client.call("monitor.post", {"items": calm})
+    for i, text in enumerate(STORM):
+        reply = client.call("monitor.post", {"items": [{"text": text, "time": now - HOUR + (i + 1) * 300}]})
+        share = reply["state"]["window"]["share"]
+        console.print(f"posted: {text!r}: negative share in the last hour {share:.0%}")
+        if reply["alert"]:
+            alert = reply["alert"]
+            console.print(
+                f"[bold red]ALERT[/]: negative share {alert['share']:.0%} over the last hour against "
+                f"{alert['baseline_share']:.0%} in the 24 h before ({alert['items']} items)"
+            )
+    console.print(f"alerts so far: {len(client.call('monitor.alerts')['alerts'])}")
+
+
+def echo_demo(client: heirloom.Client) -> None:
+    for body in [{"hello": "heirloom"}, [1, 2.5, "three"]]:
+        console.print(f"echo.echo({body!r}) -> {client.call('echo.echo', body)!r}")
+
+
 def main() -> None:
+    has_data = bool(os.environ.get("HEIRLOOM_DATA")) and Path(os.environ["HEIRLOOM_DATA"]).is_dir()
+    profile = "finance-sentiment" if has_data else "minimal"
+    if has_data:
+        ensure_trained(profile)
+    else:
+        console.print("[yellow]HEIRLOOM_DATA is not set: serving the minimal echo profile instead[/]")
     address = f"ipc://{tempfile.mkdtemp(prefix='heirloom-demo-')}/daemon.sock"
-    daemon = start_daemon("minimal", address)
+    console.print(f"[bold]heirloom serve {profile} --bind {address}[/]")
+    daemon = subprocess.Popen(heirloom_command("serve", profile, "--bind", address, "--log-level", "WARNING"), cwd=REPO)
     try:
         with heirloom.Client(address, timeout=10) as client:
             wait_ready(client, daemon)
-            routes = [r["name"] for r in client.call("_routes")["routes"] if not r["name"].startswith("_")]
-            console.print(f"routes: {', '.join(routes)}")
-            for body in [{"hello": "heirloom"}, [1, 2.5, "three"], "a plain string"]:
-                console.print(f"echo.echo({body!r}) -> {client.call('echo.echo', body)!r}")
-            futures = [client.submit("echo.echo", i) for i in range(100)]
-            console.print(f"100 concurrent calls answered: {sum(1 for f in futures if f.result().body is not None)}")
-            try:
-                client.call("echo.ehco", "typo")
-            except heirloom.RemoteError as error:
-                console.print(f"a typo gets a clear error: {error}")
-            stats = client.call("_stats")["routes"]["echo.echo"]
-            console.print(f"_stats echo.echo: count={stats['count']} p50={stats['p50_ms']:.3f} ms")
+            finance_demo(client) if has_data else echo_demo(client)
     finally:
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(60)

@@ -1,4 +1,5 @@
-"""Text classification: PhraseBank/CSV/JSON-lines sources and the ``text-classifier`` model.
+"""Text classification: PhraseBank/CSV/JSON-lines/feedback sources, the ``text-classifier``
+model, the ``classify`` api and the ``label-monitor`` api (alerts on a label's share).
 
 Importing this package never imports torch; the model imports it inside its methods.
 """
@@ -6,8 +7,10 @@ Importing this package never imports torch; the model imports it inside its meth
 from __future__ import annotations
 
 import heirloom
+from heirloom_plugins.text.api import ClassifyApi
 from heirloom_plugins.text.model import TextClassifier
-from heirloom_plugins.text.sources import CsvSource, JsonlSource, PhraseBankSource
+from heirloom_plugins.text.monitor import LabelMonitorApi
+from heirloom_plugins.text.sources import CsvSource, FeedbackSource, JsonlSource, PhraseBankSource, UnionSource
 
 
 @heirloom.hookimpl
@@ -15,8 +18,16 @@ def heirloom_register_sources(register):
     register("phrasebank", PhraseBankSource)
     register("csv", CsvSource)
     register("jsonl", JsonlSource)
+    register("feedback", FeedbackSource)
+    register("union", UnionSource)
 
 
 @heirloom.hookimpl
 def heirloom_register_models(register):
     register("text-classifier", TextClassifier)
+
+
+@heirloom.hookimpl
+def heirloom_register_apis(register):
+    register("classify", ClassifyApi)
+    register("label-monitor", LabelMonitorApi)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections import Counter
+from collections.abc import MutableSequence
 from typing import Any
 
 import attrs
@@ -55,34 +55,32 @@ class HashingSettings:
 
 
 class Featurizer:
-    """Maps a text to bucket counts ``{bucket: count}``."""
+    """Maps a text to the hashed buckets of its features (one entry per occurrence)."""
 
     def __init__(self, settings: HashingSettings):
         self.settings = settings
         self._half = settings.buckets // 2
         self._words: dict[str, tuple[int, list[int]]] = {}
 
-    def _word_bucket(self, value: int) -> int:
-        return 2 * (value % self._half)
-
     def tokens(self, text: str) -> list[str]:
         return _TOKEN.findall(text.lower() if self.settings.lowercase else text)
 
-    def counts(self, text: str) -> Counter[int]:
-        found: list[int] = []
+    def buckets(self, text: str, found: MutableSequence[int]) -> None:
+        """Append the bucket of every feature occurrence in ``text`` to ``found``."""
         hashes: list[int] = []
+        half = self._half
+        words = self._words
         for token in self.tokens(text):
-            word_hash, subwords = self._word(token)
-            hashes.append(word_hash)
-            found.append(self._word_bucket(word_hash))
-            found.extend(subwords)
+            cached = words.get(token) or self._word(token)
+            hashes.append(cached[0])
+            found.append(2 * (cached[0] % half))
+            found.extend(cached[1])
         for n in range(2, self.settings.word_ngrams + 1):
             for start in range(len(hashes) - n + 1):
                 mixed = n
                 for word_hash in hashes[start : start + n]:
                     mixed = ((mixed * _MIX) ^ word_hash) & _MASK
-                found.append(self._word_bucket(mixed))
-        return Counter(found)
+                found.append(2 * (mixed % half))
 
     def _word(self, token: str) -> tuple[int, list[int]]:
         """The word's own hash and its character n-gram buckets (cached)."""

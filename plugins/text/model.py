@@ -131,6 +131,11 @@ class TextClassifier(heirloom.Model):
         """Ready once it has weights (fitted or loaded)."""
         return self._fitted is not None
 
+    @property
+    def labels(self) -> list[str]:
+        """The labels it predicts (empty before it has weights)."""
+        return list(self._fitted.labels) if self._fitted is not None else []
+
     def hashing(self) -> HashingSettings:
         """The configured hashing settings (a loaded state's may differ; see ``load``)."""
         return HashingSettings(self.buckets, self.word_ngrams, self.char_ngrams, self.lowercase)

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import attrs
 
 import heirloom
 from heirloom.components import PATH_KEY
+from heirloom_plugins.text.feedback import default_log, read_log
 from heirloom_plugins.text.splits import stratified_holdout
 
 SPLITS = ("train", "test")
@@ -55,14 +57,32 @@ def read_text(path: str) -> str:
         return raw.decode("latin-1")
 
 
+def sample_per_label(records: list[dict[str, str]], per_label: int, seed: int) -> list[dict[str, str]]:
+    """At most ``per_label`` records of each label, chosen with ``seed``, in file order."""
+    by_label: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        by_label.setdefault(record["label"], []).append(index)
+    rng = random.Random(seed)
+    chosen = {i for indices in by_label.values() for i in rng.sample(indices, min(per_label, len(indices)))}
+    return [record for index, record in enumerate(records) if index in chosen]
+
+
 @attrs.define(kw_only=True)
 class TextSource(heirloom.Source):
     """Split handling and fingerprinting shared by the file-backed text sources."""
 
     #: Share of each label held out as ``test`` when the data has no test file.
     test_fraction: float = attrs.field(default=0.2, validator=_open_fraction)
-    #: Seed of that split: the same seed gives the same partition everywhere.
+    #: Seed of that split (and of ``train_per_label`` sampling): same seed, same data.
     seed: int = 0
+    #: Keep only these labels (empty: all), e.g. to train on a subset of intents.
+    labels: list[str] = attrs.field(factory=list)
+    #: A JSON file listing labels; with ``first_labels`` N, keep its first N in sorted order.
+    labels_file: str | None = heirloom.path_field(default=None)
+    first_labels: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    #: Keep at most this many training records per label (seeded choice; 0: all). The test
+    #: split is never thinned, so models compare on the same test data.
+    train_per_label: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
     @abc.abstractmethod
     def files(self) -> tuple[str, str | None]:
@@ -75,7 +95,24 @@ class TextSource(heirloom.Source):
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         if split not in (None, *SPLITS):
             raise heirloom.HeirloomError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} or None")
-        return self._stream(split)
+        kept = self.kept_labels()
+        stream = self._stream(split)
+        if kept is not None:
+            stream = (record for record in stream if record["label"] in kept)
+        if self.train_per_label and split == "train":
+            stream = iter(sample_per_label(list(stream), self.train_per_label, self.seed))
+        return stream
+
+    def kept_labels(self) -> set[str] | None:
+        """The labels this source keeps (None: every label in the data)."""
+        kept = set(self.labels)
+        if self.labels_file is not None:
+            listed = json.loads(Path(self.labels_file).read_text(encoding="utf-8"))
+            if not isinstance(listed, list) or not all(isinstance(label, str) for label in listed):
+                raise heirloom.HeirloomError(f"{self.labels_file}: expected a JSON list of label names")
+            chosen = sorted(listed)
+            kept.update(chosen[: self.first_labels] if self.first_labels else chosen)
+        return kept or None
 
     def _stream(self, split: str | None) -> Iterator[dict[str, str]]:
         train, test = self.files()
@@ -109,6 +146,7 @@ class TextSource(heirloom.Source):
             for f in fields
             if PATH_KEY not in f.metadata and not (test is not None and f.name in _SPLIT_FIELDS)
         }
+        settings["kept_labels"] = sorted(self.kept_labels() or [])
         digest = hashlib.sha256(json.dumps({"type": type(self).__name__, **settings}, sort_keys=True).encode())
         for path in (train, test):
             if path is not None:
@@ -205,3 +243,57 @@ class JsonlSource(TextSource):
                         f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r}"
                     )
                 yield {"id": f"{name}:{number}", "text": str(row[self.text_field]), "label": str(row[self.label_field])}
+
+
+@attrs.define(kw_only=True)
+class FeedbackSource(heirloom.Source):
+    """The corrections a ``classify`` api recorded (``<api>.feedback``), all in ``train``.
+
+    Combine it with the original data through a ``union`` source so the next
+    ``heirloom train`` learns from production corrections; the test split stays the
+    original data's, so versions compare on the same test set.
+    """
+
+    #: The classify api whose feedback to read (its component name).
+    api: str = attrs.field(validator=_non_empty)
+    #: The project that api runs in (default: this profile's project).
+    project: str | None = None
+    #: An explicit log path (when the api sets ``feedback_path``).
+    path: str | None = heirloom.path_field(default=None, must_exist=False)
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.log_path = Path(self.path) if self.path else default_log(self.project or ctx.project, self.api)
+
+    def splits(self) -> list[str]:
+        return list(SPLITS)
+
+    def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
+        if split == "test":
+            return
+        for number, entry in enumerate(read_log(self.log_path), 1):
+            yield {"id": f"feedback:{number}", "text": entry["text"], "label": entry["label"]}
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(b"feedback")
+        if self.log_path.exists():
+            digest.update(self.log_path.read_bytes())
+        return digest.hexdigest()
+
+
+@attrs.define(kw_only=True)
+class UnionSource(heirloom.Source):
+    """The records of several sources, split by split (e.g. original data + feedback)."""
+
+    sources: list[str] = heirloom.ref("source", many=True)
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.parts = [ctx.get(name, "source") for name in self.sources]
+
+    def records(self, split: str | None = None) -> Iterator[Any]:
+        for part in self.parts:
+            yield from part.records(split)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256("\n".join(part.fingerprint() for part in self.parts).encode()).hexdigest()

@@ -9,6 +9,7 @@ vectorisers do. torch is imported inside the functions only.
 from __future__ import annotations
 
 import warnings
+from array import array
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -30,21 +31,28 @@ class Counts:
 
 
 def count(featurizer: Featurizer, texts: Iterable[str]) -> Counts:
+    """Feature counts of a batch of texts, grouped by text and sorted by bucket.
+
+    Occurrences are gathered in one typed array and counted by a single ``torch.unique``
+    over (text, bucket) keys: much faster than a ``Counter`` per text and ``torch.tensor``
+    over Python lists (featurising was most of the prediction time).
+    """
     import torch
 
-    buckets: list[int] = []
-    counts: list[int] = []
-    lengths: list[int] = []
+    found, sizes = array("q"), array("q")
     for text in texts:
-        found = featurizer.counts(text)
-        buckets.extend(found)
-        counts.extend(found.values())
-        lengths.append(len(found))
-    return Counts(
-        torch.tensor(buckets, dtype=torch.long),
-        torch.tensor(counts, dtype=torch.float32),
-        torch.tensor(lengths, dtype=torch.long),
-    )
+        before = len(found)
+        featurizer.buckets(text, found)
+        sizes.append(len(found) - before)
+    if not found:
+        return Counts(torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(len(sizes), dtype=torch.long))
+    per_text = torch.frombuffer(sizes, dtype=torch.long)
+    texts_of = torch.repeat_interleave(torch.arange(len(sizes)), per_text)
+    keys, counts = torch.unique(texts_of * featurizer.settings.buckets + torch.frombuffer(found, dtype=torch.long),
+                                return_counts=True)  # fmt: skip
+    text_of_key = keys // featurizer.settings.buckets
+    lengths = torch.bincount(text_of_key, minlength=len(sizes))
+    return Counts(keys % featurizer.settings.buckets, counts.float(), lengths)
 
 
 @attrs.frozen

@@ -1,0 +1,145 @@
+"""The ``classify`` api: ``<name>.predict`` (batched), ``<name>.labels``, ``<name>.feedback``.
+
+Predictions come from the model's handle, read once per batch, so a hot swap never
+mixes versions inside one reply and every reply names the version that produced it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.text.feedback import FeedbackLog, default_log
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
+
+
+def predict_input(max_chars: int, max_texts: int) -> type:
+    """The attrs class of a predict body, with this api's limits in its validators."""
+
+    def text_ok(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+        if value is not None and len(value) > max_chars:
+            raise ValueError(f"'text' is {len(value)} characters; at most {max_chars} are accepted")
+
+    def texts_ok(instance: Any, attribute: attrs.Attribute, value: list[str] | None) -> None:
+        if value is None:
+            return
+        if not value:
+            raise ValueError("'texts' is an empty list; send at least one text")
+        if len(value) > max_texts:
+            raise ValueError(f"'texts' has {len(value)} texts; at most {max_texts} per request")
+        for position, text in enumerate(value):
+            if len(text) > max_chars:
+                raise ValueError(f"'texts' item {position} is {len(text)} characters; at most {max_chars}")
+
+    @attrs.define
+    class PredictInput:
+        """One text (``text``) or several (``texts``) to classify."""
+
+        text: str | None = attrs.field(default=None, validator=text_ok)
+        texts: list[str] | None = attrs.field(default=None, validator=texts_ok)
+
+        def __attrs_post_init__(self) -> None:
+            if (self.text is None) == (self.texts is None):
+                raise ValueError("'text' (a string) or 'texts' (a list of strings) is required, not both")
+
+    return PredictInput
+
+
+@attrs.define
+class FeedbackInput:
+    """A text and the label it should have had."""
+
+    text: str
+    label: str
+
+
+@attrs.define
+class ClassifyApi(heirloom.Api):
+    """Serves a text classifier: predictions with probabilities, its labels, corrections."""
+
+    #: The model that classifies.
+    model: str = heirloom.ref("model")
+    #: Batching: at most this many texts per model call, waiting at most ``max_wait_ms``.
+    max_batch: int = attrs.field(default=128, validator=_positive)
+    max_wait_ms: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    #: Off: every request is its own model call (for comparison; on is faster under load).
+    batching: bool = True
+    #: Longest text accepted, and most texts per request.
+    max_text_chars: int = attrs.field(default=10_000, validator=_positive)
+    max_texts: int = attrs.field(default=256, validator=_positive)
+    #: Where ``<name>.feedback`` appends corrections (default: under HEIRLOOM_HOME, see
+    #: the ``feedback`` source, which reads the same place).
+    feedback_path: str | None = None
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.handle = ctx.model(self.model)
+        self.input = predict_input(self.max_text_chars, self.max_texts)
+        path = Path(self.feedback_path) if self.feedback_path else default_log(ctx.project, ctx.name)
+        self.feedback_log = FeedbackLog(path)
+
+    def stop(self) -> None:
+        log = getattr(self, "feedback_log", None)
+        if log is not None:
+            log.close()
+
+    def routes(self) -> list[heirloom.Route]:
+        predict = (
+            heirloom.Route(
+                "predict",
+                handler=self.predict_batch,
+                input=self.input,
+                batched=True,
+                max_batch=self.max_batch,
+                max_wait_ms=self.max_wait_ms,
+                items=lambda body: 1 if body.text is not None else len(body.texts),
+                description="Label and probabilities for {'text': str} or {'texts': [str, ...]}.",
+            )
+            if self.batching
+            else heirloom.Route(
+                "predict",
+                handler=lambda body: self.predict_batch([body])[0],
+                input=self.input,
+                description="Label and probabilities for {'text': str} or {'texts': [str, ...]} (unbatched).",
+            )
+        )
+        return [
+            predict,
+            heirloom.Route("labels", handler=self.labels, inline=True, description="The labels the model predicts."),
+            heirloom.Route(
+                "feedback",
+                handler=self.feedback,
+                input=FeedbackInput,
+                description="Record the correct label of a text (durable before OK); the next train uses it.",
+            ),
+        ]
+
+    def predict_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
+        model, version = self.handle.current
+        texts = [text for body in inputs for text in ([body.text] if body.text is not None else body.texts)]
+        predictions = iter(model.predict(texts))
+        results = []
+        for body in inputs:
+            if body.text is not None:
+                results.append(heirloom.Versioned({**next(predictions), "version": version}, version))
+            else:
+                batch = [next(predictions) for _ in body.texts]
+                results.append(heirloom.Versioned({"predictions": batch, "version": version}, version))
+        return results
+
+    def labels(self, body: Any) -> heirloom.Versioned:
+        model, version = self.handle.current
+        return heirloom.Versioned({"labels": list(getattr(model, "labels", [])), "version": version}, version)
+
+    def feedback(self, body: FeedbackInput) -> dict[str, Any]:
+        if not body.text.strip() or not body.label.strip():
+            raise heirloom.RequestError("INVALID_ARGUMENT", "text and label must not be blank", "body")
+        self.feedback_log.append({"text": body.text, "label": body.label})
+        return {"recorded": True, "path": str(self.feedback_log.path)}

@@ -1,0 +1,178 @@
+"""The ``label-monitor`` api: classify a stream of timestamped texts, alert on a jump.
+
+The rule (also in docs/TEXT.md): let T be the latest item time. The *window* holds the
+items in (T - window, T]; the *baseline* holds those in (T - window - baseline, T - window].
+With s the share of ``label`` in the window and b its share in the baseline, an alert is
+raised when both periods have at least ``min_items`` items, s >= ratio x b and
+s - b >= min_increase. It is raised once, when the condition becomes true, and marked
+resolved when it stops holding. Items older than the baseline are forgotten.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+import heirloom
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
+
+
+def _timestamp(value: float | str | None, position: int) -> float:
+    """Seconds since the epoch from a number or an ISO 8601 string (default: now)."""
+    if value is None:
+        return time.time()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        raise heirloom.RequestError(
+            "INVALID_ARGUMENT",
+            f"items[{position}].time: expected seconds since the epoch or an ISO 8601 time, got {value!r}",
+            f"body.items[{position}].time",
+        ) from None
+
+
+@attrs.define
+class Item:
+    """A text and when it was published (epoch seconds or ISO 8601; default: now)."""
+
+    text: str
+    time: float | str | None = None
+
+
+@attrs.define
+class PostInput:
+    """Texts to classify and add to the monitored stream."""
+
+    items: list[Item] = attrs.field(validator=attrs.validators.min_len(1))
+
+
+@attrs.define
+class LabelMonitorApi(heirloom.Api):
+    """Watches the share of one label in a stream of texts and raises alerts on jumps."""
+
+    #: The classifier that labels the stream.
+    model: str = heirloom.ref("model")
+    #: The label whose share is watched (e.g. ``negative``).
+    label: str = "negative"
+    #: Seconds of the current window and of the baseline period before it.
+    window: float = attrs.field(default=3600.0, validator=_positive)
+    baseline: float = attrs.field(default=86_400.0, validator=_positive)
+    #: Alert when the window's share is at least ``ratio`` x the baseline's ...
+    ratio: float = attrs.field(default=2.0, validator=_positive)
+    #: ... and at least ``min_increase`` above it (absolute share, 0..1) ...
+    min_increase: float = attrs.field(default=0.15, validator=attrs.validators.ge(0))
+    #: ... and both periods hold at least this many items.
+    min_items: int = attrs.field(default=10, validator=_positive)
+    #: Alerts remembered for ``<name>.alerts``.
+    max_alerts: int = attrs.field(default=1000, validator=_positive)
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.handle = ctx.model(self.model)
+        self._lock = threading.Lock()
+        self._times: list[float] = []  # sorted item times
+        self._flags: list[bool] = []  # whether the item at the same position has `label`
+        self._texts: dict[float, str] = {}
+        self._alerts: deque[dict[str, Any]] = deque(maxlen=self.max_alerts)
+        self._active: dict[str, Any] | None = None
+
+    def routes(self) -> list[heirloom.Route]:
+        return [
+            heirloom.Route("post", handler=self.post, input=PostInput, description=__doc__.split("\n\n")[0]),
+            heirloom.Route("state", handler=self.state, inline=True, description="Window and baseline shares."),
+            heirloom.Route("alerts", handler=self.alerts, inline=True, description="Alerts raised so far."),
+        ]
+
+    def post(self, body: PostInput) -> heirloom.Versioned:
+        times = [_timestamp(item.time, position) for position, item in enumerate(body.items)]
+        model, version = self.handle.current
+        predictions = model.predict([item.text for item in body.items])
+        with self._lock:
+            for moment, item, prediction in zip(times, body.items, predictions, strict=True):
+                index = bisect.bisect(self._times, moment)
+                self._times.insert(index, moment)
+                self._flags.insert(index, prediction["label"] == self.label)
+                if prediction["label"] == self.label:
+                    self._texts[moment] = item.text
+            self._forget_old()
+            raised = self._evaluate()
+            summary = self._summary()
+        labelled = [{"label": p["label"], "probability": p["probabilities"][p["label"]]} for p in predictions]
+        return heirloom.Versioned({"predictions": labelled, "alert": raised, "state": summary}, version)
+
+    def state(self, body: Any) -> dict[str, Any]:
+        with self._lock:
+            return self._summary()
+
+    def alerts(self, body: Any) -> dict[str, Any]:
+        with self._lock:
+            return {"alerts": list(self._alerts)}
+
+    def _period(self, start: float, end: float) -> tuple[int, int]:
+        """(items, items with the label) with start < time <= end."""
+        low, high = bisect.bisect_right(self._times, start), bisect.bisect_right(self._times, end)
+        return high - low, sum(self._flags[low:high])
+
+    def _forget_old(self) -> None:
+        horizon = self._times[-1] - self.window - self.baseline
+        cut = bisect.bisect_right(self._times, horizon)
+        for moment in self._times[:cut]:
+            self._texts.pop(moment, None)
+        del self._times[:cut], self._flags[:cut]
+
+    def _summary(self) -> dict[str, Any]:
+        if not self._times:
+            return {"label": self.label, "window": None, "baseline": None, "alerting": False}
+        latest = self._times[-1]
+        (n, k), (nb, kb) = (
+            self._period(latest - self.window, latest),
+            self._period(latest - self.window - self.baseline, latest - self.window),
+        )
+        return {
+            "label": self.label,
+            "latest": latest,
+            "window": {"items": n, "matching": k, "share": k / n if n else 0.0},
+            "baseline": {"items": nb, "matching": kb, "share": kb / nb if nb else 0.0},
+            "alerting": self._active is not None,
+        }
+
+    def _evaluate(self) -> dict[str, Any] | None:
+        """Raise (and return) an alert when the rule starts holding; resolve it when it stops."""
+        summary = self._summary()
+        window, base = summary["window"], summary["baseline"]
+        holds = (
+            window["items"] >= self.min_items
+            and base["items"] >= self.min_items
+            and window["share"] >= self.ratio * base["share"]
+            and window["share"] - base["share"] >= self.min_increase
+        )
+        if holds and self._active is None:
+            latest = summary["latest"]
+            examples = [text for moment, text in sorted(self._texts.items()) if moment > latest - self.window][-3:]
+            self._active = {
+                "label": self.label,
+                "raised_at": latest,
+                "share": window["share"],
+                "baseline_share": base["share"],
+                "items": window["items"],
+                "examples": examples,
+                "resolved_at": None,
+            }
+            self._alerts.append(self._active)
+            return self._active
+        if not holds and self._active is not None:
+            self._active["resolved_at"] = summary["latest"]
+            self._active = None
+        return None

@@ -1,0 +1,119 @@
+"""The finance-sentiment vertical on the real PhraseBank: train, eval, serve, monitor, feedback."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from heirloom.client import InvalidArgument
+from tests.daemons import Daemon
+from tests.helpers import REPO, run_heirloom, write
+
+FAST = ["--set", "models.sentiment.epochs=3", "--set", "models.sentiment.refit=false"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """finance-sentiment trained once (few epochs) into a module-wide store."""
+    home = tmp_path_factory.mktemp("home")
+    env = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
+    result = run_heirloom("train", "finance-sentiment", *FAST, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "stored finance/sentiment@1" in result.stdout
+    return env
+
+
+def test_eval_json_has_accuracy_macro_f1_and_per_class(trained):
+    result = run_heirloom("eval", "finance-sentiment", "--json", *FAST, env=trained)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["models"]["sentiment"]
+    assert metrics["version"] == "finance/sentiment@1"
+    assert isinstance(metrics["accuracy"], float) and isinstance(metrics["macro_f1"], float)
+    assert metrics["accuracy"] > 0.594 + 0.1  # the majority class (neutral) scores 0.594
+    assert set(metrics["per_class"]) == {"negative", "neutral", "positive"}
+    for scores in metrics["per_class"].values():
+        assert set(scores) >= {"precision", "recall", "f1", "support"}
+        assert isinstance(scores["support"], int)
+
+
+@pytest.fixture(scope="module")
+def daemon(trained, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("finance-daemon")
+    profile = (REPO / "profiles" / "finance-sentiment.toml").read_text()
+    daemon = Daemon(tmp, profile=profile, env=trained)
+    daemon.wait_ready()
+    yield daemon
+    assert daemon.terminate() == 0
+
+
+def test_predict_over_a_real_socket_names_the_version(daemon):
+    with daemon.client(timeout=10) as client:
+        reply = client.request("sentiment.predict", {"text": "Operating profit fell sharply and layoffs follow"})
+        assert reply.version == "finance/sentiment@1"
+        assert reply.body["label"] in ("negative", "neutral", "positive")
+        assert abs(sum(reply.body["probabilities"].values()) - 1) < 1e-5
+        several = client.call("sentiment.predict", {"texts": ["Sales rose 20%", "The AGM is on Tuesday"]})
+        assert len(several["predictions"]) == 2
+        assert client.call("sentiment.labels")["labels"] == ["negative", "neutral", "positive"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({}, "body.text", "'text' (a string) or 'texts'"),
+        ({"text": 42}, "body.text", "expected str, got int 42"),
+        ({"text": "x" * 1_000_000}, "body.text", "at most 10000"),
+        ({"texts": []}, "body.texts", "empty list"),
+        ({"texts": ["fine", 3]}, "body.texts[1]", "expected str"),
+    ],
+)
+def test_bad_inputs_are_invalid_argument_naming_the_field(daemon, body, field, words):
+    with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
+        client.call("sentiment.predict", body)
+    assert caught.value.field == field and words in caught.value.message
+
+
+def test_monitor_raises_one_alert_when_the_negative_share_jumps(daemon):
+    now = time.time()
+    calm = [
+        "Net sales rose 12% in the quarter",
+        "The company opened a new office",
+        "Orders grew by 8%",
+        "Operating profit improved to EUR 14 million",
+        "The contract runs for five years",
+        "Revenue grew",
+    ]
+    storm = ["Operating profit fell sharply", "Shares plunged after the profit warning",
+             "Net sales decreased by 25% due to weak demand", "Quarterly loss widened to EUR 40 million",
+             "The company cut its outlook and will close plants", "Sales dropped sharply"]  # fmt: skip
+    with daemon.client(timeout=10) as client:
+        client.call("monitor.post", {"items": [{"text": t, "time": now - 20 * 3600 + i} for i, t in enumerate(calm)]})
+        raised = []
+        for i, text in enumerate(storm):
+            reply = client.call("monitor.post", {"items": [{"text": text, "time": now - 1800 + 60 * i}]})
+            raised += [reply["alert"]] if reply["alert"] else []
+        assert len(raised) == 1
+        assert raised[0]["share"] >= 2 * raised[0]["baseline_share"] and raised[0]["items"] >= 5
+        assert client.call("monitor.state")["alerting"] is True
+        assert len(client.call("monitor.alerts")["alerts"]) == 1
+        with pytest.raises(InvalidArgument, match="ISO 8601"):
+            client.call("monitor.post", {"items": [{"text": "x", "time": "yesterday-ish"}]})
+
+
+def test_feedback_is_on_disk_when_acknowledged(daemon, trained):
+    with daemon.client(timeout=10) as client:
+        reply = client.call("sentiment.feedback", {"text": "Shares plunged", "label": "negative"})
+    lines = [json.loads(line) for line in Path(reply["path"]).read_text().splitlines()]
+    assert lines[-1]["text"] == "Shares plunged" and lines[-1]["label"] == "negative"
+
+
+def test_profile_pointing_at_a_missing_data_file_fails_check(tmp_path, data_dir):
+    profile = write(
+        tmp_path / "bad.toml", 'extends = ["finance-sentiment"]\n[sources.news]\npath = "nowhere/phrasebank"\n'
+    )
+    result = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
+    assert result.returncode == 2
+    assert f"{profile}: sources.news.path: path does not exist: {tmp_path / 'nowhere/phrasebank'}" in result.stderr
