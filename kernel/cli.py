@@ -21,7 +21,7 @@ from heirloom.kernel import Kernel
 
 EXIT_INVALID = 2
 KERNEL_KEY = "heirloom.kernel"
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
 
 

@@ -29,7 +29,7 @@ class RichProgress:
             self.progress.advance(self.task, amount)
 
     def log(self, message: str) -> None:
-        self.progress.console.log(message)
+        self.progress.console.print(message, markup=False, highlight=False)
 
 
 def _resolve(profile: str, overrides: tuple[str, ...]):

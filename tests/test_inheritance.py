@@ -1,0 +1,139 @@
+"""Continuous iteration end to end: inherit across projects, hot swap under load, feedback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.daemons import Daemon
+from tests.helpers import REPO, run_heirloom, write
+
+QUICK = ["--set", "models.{model}.epochs=2", "--set", "models.{model}.refit=false"]
+
+
+def quick(model: str) -> list[str]:
+    return [part.format(model=model) for part in QUICK]
+
+
+@pytest.fixture
+def env(tmp_path, data_dir):
+    return {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+
+
+def test_banking_intents_inherit_the_core_and_grow_the_label_space(env):
+    early = run_heirloom("train", "banking-intents", *quick("intent"), env=env, timeout=300)
+    assert early.returncode == 1 and "banking-intents-core/intent" in early.stderr  # nothing to inherit yet
+    core = run_heirloom("train", "banking-intents-core", *quick("intent"), env=env, timeout=300)
+    assert core.returncode == 0, core.stderr
+    child = run_heirloom("train", "banking-intents", *quick("intent"), env=env, timeout=300)
+    assert child.returncode == 0, child.stderr
+    assert "stored banking-intents/intent@1" in child.stdout and "parent banking-intents-core/intent@1" in child.stdout
+    lineage = json.loads(run_heirloom("models", "lineage", "banking-intents/intent", "--json", env=env).stdout)
+    refs = [entry["ref"] for entry in (lineage["lineage"] if isinstance(lineage, dict) else lineage)]
+    assert refs == ["banking-intents/intent@1", "banking-intents-core/intent@1"]
+    evaluated = json.loads(run_heirloom("eval", "banking-intents", "--json", env=env, timeout=300).stdout)
+    core_eval = json.loads(run_heirloom("eval", "banking-intents-core", "--json", env=env, timeout=300).stdout)
+    assert len(evaluated["models"]["intent"]["per_class"]) == 77
+    assert len(core_eval["models"]["intent"]["per_class"]) == 40  # restricted to the labels it knows
+
+
+def _train_finance(env: dict, times: int) -> None:
+    for _ in range(times):
+        result = run_heirloom("train", "finance-sentiment", *quick("sentiment"), env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_daemon_under_load_swaps_versions_without_failing_a_request(env, tmp_path):
+    _train_finance(env, 2)
+    assert run_heirloom("models", "promote", "finance/sentiment@1", "production", env=env).returncode == 0
+    profile = write(
+        tmp_path / "served.toml",
+        """
+extends = ["finance-sentiment"]
+project = "finance"
+
+[models.sentiment]
+serve = "production"
+
+[server]
+reload_interval = 0.2
+""",
+    ).read_text()
+    daemon = Daemon(tmp_path, profile=profile, env=env)
+    daemon.wait_ready()
+    versions: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def steady_load() -> None:
+        with daemon.client(timeout=10, retries=0) as client:
+            while not stop.is_set():
+                futures = [client.submit("sentiment.predict", {"text": f"Profit rose {i}%"}) for i in range(16)]
+                for future in futures:
+                    try:
+                        versions.append(future.result().version)
+                    except Exception as exc:  # noqa: BLE001 - any failure fails the test
+                        errors.append(exc)
+
+    workers = [threading.Thread(target=steady_load) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)
+    promoted = run_heirloom("models", "promote", "finance/sentiment@2", "production", env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not versions or versions[-1] != "finance/sentiment@2"):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert versions[0] == "finance/sentiment@1" and versions[-1] == "finance/sentiment@2"
+    switch = versions.index("finance/sentiment@2")
+    assert len(versions) > switch + 10 and "finance/sentiment@1" in versions[:switch]
+    assert daemon.terminate() == 0
+    assert "now serving finance/sentiment@2 (was finance/sentiment@1)" in daemon.log()
+
+
+def test_acknowledged_feedback_survives_kill_9_and_feeds_the_next_train(env, tmp_path):
+    _train_finance(env, 1)
+    daemon = Daemon(tmp_path, profile=(REPO / "profiles" / "finance-sentiment.toml").read_text(), env=env)
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        for i in range(20):
+            client.call("sentiment.feedback", {"text": f"Shares plunged {i}", "label": "negative"},
+                        idempotency_key=f"fb-{i}")  # fmt: skip
+        daemon.process.send_signal(signal.SIGKILL)  # right after the last acknowledgement
+    daemon.process.wait()
+    retrain = write(
+        tmp_path / "with-feedback.toml",
+        """
+extends = ["finance-sentiment"]
+project = "finance"
+
+[sources.corrections]
+use = "feedback"
+api = "sentiment"
+
+[sources.training]
+use = "union"
+sources = ["news", "corrections"]
+
+[models.sentiment]
+data = "training"
+""",
+    )
+    stats = json.loads(run_heirloom("data", "stats", str(retrain), "corrections", "--json", env=env).stdout)
+    assert stats["records"]["train"] == 20
+    shown = run_heirloom("data", "show", str(retrain), "corrections", "--limit", "0", "--json", env=env)
+    assert "Shares plunged 19" in shown.stdout  # the last acknowledged write before the kill
+    trained = run_heirloom("train", str(retrain), *quick("sentiment"), env=env, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    listed = json.loads(run_heirloom("models", "list", "--json", env=env).stdout)
+    latest = max(listed, key=lambda a: a["ref"])
+    assert latest["ref"] == "finance/sentiment@2"
