@@ -144,9 +144,9 @@ class Broker:
         while True:
             events = dict(poller.poll(POLL_MS))
             if self.backend in events:
-                drain(self._from_workers, self._from_worker, DRAIN_BATCH)
+                drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
             if self.frontend in events:
-                drain(self._from_clients, self._from_client, DRAIN_BATCH)
+                drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
             self._check_workers()
             if self.draining and (not self.forwarded or time.perf_counter() > self._drain_deadline):
                 break

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import zmq
+from zmq.backend import zmq_poll
 
 from heirloom.batching import Batcher, deadline_body, fail, items_of, settle
 from heirloom.components import Route, Versioned
@@ -244,16 +245,14 @@ class Server:
 
     def run(self) -> None:
         """The I/O loop; returns once drained (or the system failed to start)."""
-        poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
-        poller.register(self._wake, zmq.POLLIN)
+        watched = [(self.socket, zmq.POLLIN), (self._wake, zmq.POLLIN)]
         installed = False
         while True:
-            events = dict(poller.poll(POLL_MS))
-            if self.socket in events:
-                self._drain_socket()
-            if self._wake in events:
-                self._drain_wakes()
+            for ready, _ in zmq_poll(watched, POLL_MS):  # zmq.Poller's wrapper costs ~1 us a turn
+                if ready is self.socket:
+                    self._drain_socket()
+                else:
+                    self._drain_wakes()
             self._drain_done()
             if not installed and self._system_ready.is_set():
                 if self.start_error is None:
@@ -305,7 +304,7 @@ class Server:
 
     # -- receiving -----------------------------------------------------------------------
     def _drain_socket(self) -> None:
-        drain(self._recv, self._handle, DRAIN_BATCH)
+        drain(self.socket, self._recv, self._handle, DRAIN_BATCH)
 
     def _handle(self, frames: list[bytes], user: str | None = None) -> None:
         received = time.perf_counter()

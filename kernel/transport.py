@@ -16,6 +16,8 @@ from zmq.backend import Socket as _BackendSocket
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def sender(socket: zmq.Socket, *, nonblocking: bool = False) -> Callable[[Sequence[Any]], None]:
@@ -65,9 +67,23 @@ def receiver(socket: zmq.Socket, *, with_user: bool = False) -> Callable[[], tup
     return recv_frames
 
 
-def drain(recv: Callable[[], tuple[list[bytes], str | None]], handle: Callable[..., None], limit: int) -> None:
-    """Handle every message ready (up to ``limit``, so replies get their turn too)."""
-    for _ in range(limit):
+def drain(
+    socket: zmq.Socket, recv: Callable[[], tuple[list[bytes], str | None]], handle: Callable[..., None], limit: int
+) -> None:
+    """Handle every message ready on ``socket`` (up to ``limit``, so replies get their turn).
+
+    Ending a drain on ``zmq.Again`` costs about 5 us (an exception built in Cython); asking
+    ZMQ_EVENTS costs about 2 us. So after the first message (often the only one when
+    traffic is light) the socket is asked; only a burst is drained until ``Again``.
+    """
+    try:
+        frames, user = recv()
+    except zmq.Again:
+        return
+    handle(frames, user)
+    if not socket.get(_EVENTS) & _POLLIN:
+        return
+    for _ in range(limit - 1):
         try:
             frames, user = recv()
         except zmq.Again:
