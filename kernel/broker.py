@@ -31,7 +31,9 @@ from heirloom.protocol import (
     SIGNATURE,
     UNAVAILABLE,
     RequestError,
+    header_route,
     packb,
+    read_header,
     unpackb,
 )
 from heirloom.schema import did_you_mean
@@ -39,7 +41,6 @@ from heirloom.server import (
     ADMIN_ROUTES,
     BUILTIN_ROUTES,
     DRAIN_BATCH,
-    HEADER_LIMIT,
     POLL_MS,
     error_frames,
     hashable,
@@ -278,15 +279,9 @@ class Broker:
             return
         envelope, request_id = frames[:index], None
         try:
-            if len(frames[index + 1]) > HEADER_LIMIT:
-                raise RequestError(INVALID_ARGUMENT, f"header is over {HEADER_LIMIT} bytes", "header")
-            header = unpackb(frames[index + 1])
-            if type(header) is not dict:
-                raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {type(header).__name__}", "header")
+            header = read_header(frames[index + 1])
             request_id = header.get("id")
-            route = header.get("route")
-            if type(route) is not str:
-                raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {route!r}", "header.route")
+            route = header_route(header)
             if route in BUILTIN_ROUTES:
                 self._builtin(envelope, request_id, route, user, received)
                 return

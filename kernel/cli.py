@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.table import Table
 import heirloom
 from heirloom.errors import HeirloomError, ProfileError
 from heirloom.kernel import Kernel
+from heirloom.schema import ResolvedProfile
 
 EXIT_INVALID = 2
 KERNEL_KEY = "heirloom.kernel"
@@ -39,11 +40,19 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def report_profile_error(exc: ProfileError) -> None:
+def report_profile_error(exc: ProfileError) -> NoReturn:
     """Every problem on its own line (``FILE: key.path: message``), exit 2."""
     for problem in exc.problems:
         click.echo(str(problem), err=True)
     sys.exit(EXIT_INVALID)
+
+
+def resolve_or_exit(profile: str, overrides: tuple[str, ...] = ()) -> ResolvedProfile:
+    """The resolved PROFILE, or every problem on stderr and exit 2."""
+    try:
+        return get_kernel().resolve(profile, overrides)
+    except ProfileError as exc:
+        report_profile_error(exc)
 
 
 def print_json(data: Any) -> None:
@@ -161,11 +170,7 @@ def profile_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"profile": ..., "provenance": ...}.')
 def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Print the resolved PROFILE and, for every value, the file that set it."""
-    try:
-        resolved = get_kernel().resolve(profile, overrides)
-    except ProfileError as exc:
-        report_profile_error(exc)
-        return
+    resolved = resolve_or_exit(profile, overrides)
     raw = resolved.raw
     if as_json:
         print_json({"profile": raw.data, "provenance": raw.provenance})
@@ -192,11 +197,7 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
 
     Each error reads FILE: key.path: message.
     """
-    try:
-        resolved = get_kernel().resolve(profile, overrides)
-    except ProfileError as exc:
-        report_profile_error(exc)
-        return
+    resolved = resolve_or_exit(profile, overrides)
     names = ", ".join(spec.key for spec in resolved.components)
     click.echo(f"{resolved.raw.file}: ok ({names})")
 

@@ -19,7 +19,6 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 from heirloom.components import Source
-from heirloom.errors import ProfileError
 from heirloom.schema import did_you_mean
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
@@ -35,13 +34,10 @@ def plain(record: Any) -> Any:
 @contextmanager
 def started_source(profile: str, name: str) -> Iterator[Source]:
     """Start just source ``name`` of ``profile``; exit 2 when the profile or the name is wrong."""
-    from heirloom.cli import EXIT_INVALID, fail, get_kernel, report_profile_error
+    from heirloom.cli import EXIT_INVALID, fail, get_kernel, resolve_or_exit
 
     kernel = get_kernel()
-    try:
-        resolved = kernel.resolve(profile)
-    except ProfileError as exc:
-        report_profile_error(exc)
+    resolved = resolve_or_exit(profile)
     names = sorted(spec.name for spec in resolved.components if spec.kind == "source")
     if name not in names:
         fail(

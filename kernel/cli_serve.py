@@ -13,9 +13,9 @@ import click
 
 from heirloom import logs
 from heirloom.auth import CurveClient, CurveServer, new_keypair
-from heirloom.cli import fail, get_kernel, report_profile_error, set_option
+from heirloom.cli import fail, get_kernel, resolve_or_exit, set_option
 from heirloom.client import DEFAULT_ADDRESS, Client, RemoteError
-from heirloom.errors import HeirloomError, ProfileError
+from heirloom.errors import HeirloomError
 from heirloom.protocol import Buffer
 
 log_format_option = click.option(
@@ -31,13 +31,6 @@ log_level_option = click.option(
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-
-
-def _resolve(profile: str, overrides: tuple[str, ...]):
-    try:
-        return get_kernel().resolve(profile, overrides)
-    except ProfileError as exc:
-        report_profile_error(exc)
 
 
 @click.command("serve")
@@ -98,7 +91,7 @@ def serve_command(
     write), and the process exits 0. The wire format is in docs/PROTOCOL.md.
     """
     logs.configure(log_level, log_format)
-    resolved = _resolve(profile, overrides)
+    resolved = resolve_or_exit(profile, overrides)
     settings = resolved.settings["server"]
     changes: dict[str, Any] = {}
     if binds:
@@ -138,7 +131,7 @@ def serve_command(
 def worker_command(profile: str, connect: str, overrides: tuple[str, ...], log_format: str, log_level: str) -> None:
     """Serve PROFILE as a worker of a broker (`heirloom serve --workers N`), possibly from another host."""
     logs.configure(log_level, log_format)
-    resolved = _resolve(profile, overrides)
+    resolved = resolve_or_exit(profile, overrides)
     from heirloom.daemon import run_server
 
     system = get_kernel().system(resolved, serve_models=True)

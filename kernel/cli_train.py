@@ -7,8 +7,8 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from heirloom.cli import console, fail, get_kernel, print_json, report_profile_error, set_option
-from heirloom.errors import HeirloomError, ProfileError
+from heirloom.cli import console, fail, get_kernel, print_json, resolve_or_exit, set_option
+from heirloom.errors import HeirloomError
 from heirloom.training import evaluate, model_specs, train
 
 
@@ -32,13 +32,6 @@ class RichProgress:
         self.progress.console.print(message, markup=False, highlight=False)
 
 
-def _resolve(profile: str, overrides: tuple[str, ...]):
-    try:
-        return get_kernel().resolve(profile, overrides)
-    except ProfileError as exc:
-        report_profile_error(exc)
-
-
 @click.command("train")
 @click.argument("profile")
 @click.argument("models", nargs=-1)
@@ -51,7 +44,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
     artifact store as PROJECT/MODEL@N with its lineage and metrics.
     """
     kernel = get_kernel()
-    resolved = _resolve(profile, overrides)
+    resolved = resolve_or_exit(profile, overrides)
     try:
         specs = model_specs(resolved, models)
         store = kernel.store(resolved)
@@ -78,7 +71,7 @@ def eval_command(profile: str, models: tuple[str, ...], as_json: bool, overrides
     {"precision", "recall", "f1", "support"}}, ...}}}.
     """
     kernel = get_kernel()
-    resolved = _resolve(profile, overrides)
+    resolved = resolve_or_exit(profile, overrides)
     results: dict[str, Any] = {}
     try:
         for spec in model_specs(resolved, models):

@@ -112,6 +112,28 @@ class RequestError(Exception):
         return body
 
 
+#: The largest header frame accepted.
+HEADER_LIMIT = 64 << 10
+
+
+def read_header(frame: bytes) -> dict[str, Any]:
+    """A request header decoded and checked to be a map (RequestError otherwise)."""
+    if len(frame) > HEADER_LIMIT:
+        raise RequestError(INVALID_ARGUMENT, f"header is over {HEADER_LIMIT} bytes", "header")
+    header = unpackb(frame)
+    if type(header) is not dict:
+        raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {type(header).__name__}", "header")
+    return header
+
+
+def header_route(header: dict[str, Any]) -> str:
+    """The header's route name (RequestError naming ``header.route`` when it is not a string)."""
+    route = header.get("route")
+    if type(route) is not str:
+        raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {route!r}", "header.route")
+    return route
+
+
 def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> Any:
     """Replace ``{"$buffer": i}`` placeholders in ``body`` by :class:`Buffer` objects."""
     specs = header.get("buffers")

@@ -27,6 +27,7 @@ from heirloom.inputs import InputValidator, json_schema
 from heirloom.protocol import (
     CONTROL,
     DEADLINE_EXCEEDED,
+    HEADER_LIMIT,
     INTERNAL,
     INVALID_ARGUMENT,
     NOT_FOUND,
@@ -38,7 +39,9 @@ from heirloom.protocol import (
     RequestError,
     attach_buffers,
     detach_buffers,
+    header_route,
     packb,
+    read_header,
     unpackb,
 )
 from heirloom.schema import did_you_mean
@@ -48,7 +51,6 @@ from heirloom.system import System
 from heirloom.transport import drain, receiver, sender
 
 log = logging.getLogger("heirloom.server")
-HEADER_LIMIT = 64 << 10
 POLL_MS = 50
 DRAIN_BATCH = 1000
 BUILTIN_ROUTES = ("_health", "_ready", "_routes", "_stats", "_reload")
@@ -318,15 +320,9 @@ class Server:
         envelope = frames[:index]
         request_id = None
         try:
-            if len(frames[index + 1]) > HEADER_LIMIT:
-                raise RequestError(INVALID_ARGUMENT, f"header is over {HEADER_LIMIT} bytes", "header")
-            header = unpackb(frames[index + 1])
-            if type(header) is not dict:
-                raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {type(header).__name__}", "header")
+            header = read_header(frames[index + 1])
             request_id = header.get("id")
-            name = header.get("route")
-            if type(name) is not str:
-                raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {name!r}", "header.route")
+            name = header_route(header)
             endpoint = self.routes.get(name)
             if endpoint is None:
                 raise self._unknown_route(name)
