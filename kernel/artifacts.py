@@ -143,6 +143,12 @@ def _adapter(framework: str) -> Any:
         raise HeirloomError(f"cannot (de)serialise {framework} tensors: safetensors.{framework}: {exc}") from exc
 
 
+def state_digest(state: State) -> str:
+    """The digest ``put`` would give ``state``: equal digests, equal content."""
+    framework, weights = encode_tensors(state.tensors)
+    return manifest_digest(framework, sha256(weights), sha256(canonical_json(state.metadata, "state metadata")))
+
+
 def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     """``(framework, safetensors bytes)``, using the adapter of the tensors' own library."""
     frameworks = {type(t).__module__.split(".")[0] for t in tensors.values()}

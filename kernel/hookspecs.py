@@ -52,6 +52,15 @@ def heirloom_register_profiles(register: Callable[[str, Any], None]) -> None:
 
 
 @hookspec
+def heirloom_register_pretrained(register: Callable[[str, Callable[[], Any]], None]) -> None:
+    """Register pretrained states a plugin ships: ``register("news-sentiment", load)``.
+
+    ``load()`` returns a ``heirloom.State`` (called only when a profile inherits it with
+    ``inherit = "pretrained:NAME"``). It must not download anything.
+    """
+
+
+@hookspec
 def heirloom_register_commands(cli: Any) -> None:
     """Add commands to the ``heirloom`` click group: ``cli.add_command(my_command)``."""
 

@@ -35,18 +35,24 @@ from heirloom.fsutil import write_atomic
 from heirloom.paths import cache_dir
 
 ENTRY_POINT_GROUP = "heirloom"
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 REGISTER_HOOKS = {
     "source": "heirloom_register_sources",
     "model": "heirloom_register_models",
     "api": "heirloom_register_apis",
     "resources": "heirloom_register_resource_managers",
 }
+#: Things plugins register by name besides component types: what each hook registers.
+NAMED_HOOKS = {"profiles": "heirloom_register_profiles", "pretrained": "heirloom_register_pretrained"}
 COMPONENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 def _empty_provides() -> dict[str, list[str]]:
     return {kind: [] for kind in KINDS}
+
+
+def _empty_named() -> dict[str, list[str]]:
+    return {what: [] for what in NAMED_HOOKS}
 
 
 @attrs.define
@@ -60,7 +66,8 @@ class PluginInfo:
     status: str = "listed"  # listed (not imported) | loaded | failed
     error: str | None = None
     provides: dict[str, list[str]] = attrs.field(factory=_empty_provides)
-    profiles: list[str] = attrs.field(factory=list)
+    #: Profiles and pretrained states it registers, by name (see ``NAMED_HOOKS``).
+    named: dict[str, list[str]] = attrs.field(factory=_empty_named)
     commands: list[str] = attrs.field(factory=list)
     fingerprint: str = ""
 
@@ -129,7 +136,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.components: dict[str, dict[str, list[tuple[str, type]]]] = {k: {} for k in KINDS}
-        self.profiles: dict[str, list[tuple[str, Any]]] = {}
+        self.named: dict[str, dict[str, list[tuple[str, Any]]]] = {what: {} for what in NAMED_HOOKS}
         self._entry_points: dict[str, EntryPoint] = {}
         self._catalog_path = catalog_path
         self._catalog: dict[str, dict[str, Any]] = self._read_catalog()
@@ -160,7 +167,7 @@ class PluginHost:
             cached = self._catalog.get(ep.name)
             if cached and cached.get("fingerprint") == info.fingerprint:
                 info.provides = {k: list(cached["provides"].get(k, [])) for k in KINDS}
-                info.profiles = list(cached.get("profiles", []))
+                info.named = {what: list(cached.get("named", {}).get(what, [])) for what in NAMED_HOOKS}
                 info.commands = list(cached.get("commands", []))
             self.infos[ep.name] = info
 
@@ -185,7 +192,7 @@ class PluginHost:
                 self._catalog[name] = {
                     "fingerprint": info.fingerprint,
                     "provides": info.provides,
-                    "profiles": info.profiles,
+                    "named": info.named,
                     "commands": info.commands,
                 }
             elif info.status == "failed":
@@ -204,7 +211,7 @@ class PluginHost:
         """Register one plugin and run its registration hooks; record any failure."""
         info = self.infos[name]
         staged: list[tuple[str, str, type]] = []
-        profiles: list[tuple[str, Any]] = []
+        named: dict[str, list[tuple[str, Any]]] = {what: [] for what in NAMED_HOOKS}
         try:
             self.pm.register(plugin, name=name)
             try:
@@ -212,8 +219,9 @@ class PluginHost:
                 for kind, hook_name in REGISTER_HOOKS.items():
                     for impl in self._impls(hook_name, name):
                         impl.function(register=self._stager(kind, staged))
-                for impl in self._impls("heirloom_register_profiles", name):
-                    impl.function(register=lambda n, path: profiles.append((str(n), path)))
+                for what, hook_name in NAMED_HOOKS.items():
+                    for impl in self._impls(hook_name, name):
+                        impl.function(register=lambda n, obj, into=named[what]: into.append((str(n), obj)))
             except BaseException:
                 self.pm.unregister(name=name)
                 raise
@@ -225,9 +233,10 @@ class PluginHost:
         for kind, component, cls in staged:
             self.components[kind].setdefault(component, []).append((name, cls))
             info.provides[kind].append(component)
-        for profile_name, path in profiles:
-            self.profiles.setdefault(profile_name, []).append((name, path))
-        info.profiles = [profile_name for profile_name, _ in profiles]
+        for what, entries in named.items():
+            for entry_name, obj in entries:
+                self.named[what].setdefault(entry_name, []).append((name, obj))
+            info.named[what] = [entry_name for entry_name, _ in entries]
         info.commands = [] if not self._impls("heirloom_register_commands", name) else info.commands
 
     def _impls(self, hook_name: str, plugin_name: str) -> list[Any]:
@@ -271,26 +280,27 @@ class PluginHost:
         self,
         components: Iterable[tuple[str, str]] = (),
         profiles: Iterable[str] = (),
+        pretrained: Iterable[str] = (),
     ) -> None:
-        """Import the plugins that provide these component types and profiles.
+        """Import the plugins that provide these component types, profiles, pretrained states.
 
         Plugins the catalog does not know are imported too (their contents are unknown);
         if something is still missing afterwards, everything is imported as a last resort.
         """
         wanted_components = set(components)
-        wanted_profiles = set(profiles)
+        wanted_named = {"profiles": set(profiles), "pretrained": set(pretrained)}
         todo = {n for n, i in self.infos.items() if i.status == "listed" and not self._known_to_catalog(n)}
         for name, info in self.infos.items():
             if info.status != "listed":
                 continue
             if any(component in info.provides[kind] for kind, component in wanted_components):
                 todo.add(name)
-            if wanted_profiles & set(info.profiles):
+            if any(wanted & set(info.named[what]) for what, wanted in wanted_named.items()):
                 todo.add(name)
         for name in sorted(todo):
             self.load(name)
         missing = any(c not in self.components[k] for k, c in wanted_components) or any(
-            p not in self.profiles for p in wanted_profiles
+            entry not in self.named[what] for what, wanted in wanted_named.items() for entry in wanted
         )
         if missing:
             for name in sorted(self.infos):
@@ -299,6 +309,24 @@ class PluginHost:
             self._write_catalog()
 
     # -- queries -----------------------------------------------------------------------
+    @property
+    def profiles(self) -> dict[str, list[tuple[str, Any]]]:
+        """``name -> [(plugin, path)]`` of the profiles plugins ship."""
+        return self.named["profiles"]
+
+    def pretrained(self, name: str) -> tuple[Any, PluginInfo]:
+        """The state a plugin registered as ``pretrained:NAME`` (loaded now) and its plugin."""
+        self.ensure(pretrained=[name])
+        providers = self.named["pretrained"].get(name, [])
+        known = sorted(self.named["pretrained"])
+        if not providers:
+            raise PluginError(f"no plugin registers pretrained:{name} (registered: {', '.join(known) or 'none'})")
+        if len(providers) > 1:
+            labels = " and ".join(self.infos[p].label for p, _ in providers)
+            raise PluginError(f"pretrained:{name} is registered by two plugins: {labels}")
+        plugin, load = providers[0]
+        return load(), self.infos[plugin]
+
     def component_type(self, kind: str, name: str) -> type | None:
         """The class registered as ``name``; None if unknown; PluginError if ambiguous."""
         providers = self.components[kind].get(name, [])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from heirloom.artifacts import state_digest
 from heirloom.components import Progress, Report, Source, references
 from heirloom.errors import HeirloomError
 
@@ -71,11 +72,35 @@ def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> 
     return versions
 
 
+PRETRAINED = "pretrained:"
+
+
+def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None) -> Artifact | None:
+    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin."""
+    if ref is None:
+        return None
+    if not ref.startswith(PRETRAINED):
+        return store.resolve(ref)
+    name = ref.removeprefix(PRETRAINED)
+    state, plugin = kernel.plugins.pretrained(name)
+    return import_pretrained(store, name, state, {plugin.distribution: plugin.version or "?"})
+
+
+def import_pretrained(store: ArtifactStore, name: str, state: Any, versions: dict[str, str]) -> Artifact:
+    """``pretrained/NAME`` in the store (once per distinct state), so the lineage of a model
+    that started from a plugin's pretrained state names that state and its digest."""
+    latest = next(iter(store.list("pretrained", name)[-1:]), None)
+    if latest is not None and latest.digest == state_digest(state):
+        return latest
+    plugin_versions = {dist: version for dist, version in versions.items() if dist}
+    return store.put("pretrained", name, state, model_type="pretrained", plugin_versions=plugin_versions)
+
+
 def train(
     kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
 ) -> Trained:
     """Fit ``spec`` (warm-started from its ``inherit`` ref), evaluate it, store a version."""
-    parent = store.resolve(spec.keys.inherit) if spec.keys.inherit else None
+    parent = parent_of(kernel, store, spec.keys.inherit)
     parent_state = store.load(parent) if parent is not None else None
     if parent is not None:
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")

@@ -17,7 +17,7 @@ PLUGIN_DOCS = (REPO / "docs" / "PLUGINS.md").read_text()
 
 
 def test_there_are_hooks():
-    assert len(HOOKS) == 8
+    assert len(HOOKS) == 9
 
 
 @pytest.mark.parametrize("hook", HOOKS)

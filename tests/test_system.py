@@ -113,3 +113,27 @@ def test_partial_system_starts_only_the_closure(tmp_path):
         assert sorted(system.components()) == ["clean", "m", "raw", "resources"]
     with pytest.raises(heirloom.HeirloomError, match="the profile has no model 'nope'"):
         kernel.system(profile(tmp_path), only={("model", "nope")})
+
+
+def test_hook_heirloom_register_pretrained(tmp_path):
+    from heirloom.artifacts import ArtifactStore
+    from heirloom.training import model_specs, train
+
+    class Shipped:
+        @heirloom.hookimpl
+        def heirloom_register_pretrained(self, register):
+            register("toy-start", lambda: heirloom.State({}, {"epochs": 7}))
+
+    kernel = heirloom.Kernel(plugins=[toys, Shipped()])
+    toml = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\ninherit = "pretrained:{}"\n'
+    path = write(tmp_path / "p.toml", toml.format("toy-start"))
+    profile = kernel.resolve(str(path))
+    store = ArtifactStore(tmp_path / "store")
+    first = train(kernel, profile, model_specs(profile, ())[0], store, heirloom.NullProgress())
+    second = train(kernel, profile, model_specs(profile, ())[0], store, heirloom.NullProgress())
+    assert first.artifact.parent == second.artifact.parent == "pretrained/toy-start@1"  # stored once
+    assert store.load(first.artifact).metadata == {"epochs": 7}  # the model started from it
+    assert [a.ref for a in store.lineage(first.artifact.ref)] == ["p/m@1", "pretrained/toy-start@1"]
+    missing = kernel.resolve(str(write(tmp_path / "q.toml", toml.format("nothing"))))
+    with pytest.raises(heirloom.PluginError, match="no plugin registers pretrained:nothing"):
+        train(kernel, missing, model_specs(missing, ())[0], store, heirloom.NullProgress())

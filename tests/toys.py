@@ -64,6 +64,8 @@ class ToyModel(heirloom.Model):
 
     def fit(self, data, parent=None, progress=None):
         self.seen = sum(1 for _ in data)
+        if parent is not None:
+            self.epochs = parent.metadata["epochs"]  # a warm start keeps what the parent learnt
 
     def predict(self, batch: list[Any]) -> list[Any]:
         return batch
