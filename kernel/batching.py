@@ -32,7 +32,7 @@ def items_of(route: Route, body: Any) -> int:
     return max(1, route.items(body))
 
 
-def deadline_body(call: Any) -> dict[str, Any]:
+def deadline_body() -> dict[str, Any]:
     return {
         "code": DEADLINE_EXCEEDED,
         "message": "the deadline passed before the request was computed",
@@ -120,7 +120,7 @@ class Batcher:
             live = []
             for call in batch:
                 if call.deadline is not None and now > call.deadline:
-                    self.complete(call, DEADLINE_EXCEEDED, deadline_body(call), None, 0.0)
+                    self.complete(call, DEADLINE_EXCEEDED, deadline_body(), None, 0.0)
                 else:
                     call.started = now
                     live.append(call)

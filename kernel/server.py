@@ -476,7 +476,7 @@ class Server:
     def _run_one(self, call: Call) -> None:
         call.started = time.perf_counter()
         if call.deadline is not None and call.started > call.deadline:
-            self._complete(call, DEADLINE_EXCEEDED, deadline_body(call), None, 0.0)
+            self._complete(call, DEADLINE_EXCEEDED, deadline_body(), None, 0.0)
             return
         try:
             result = call.endpoint.route.handler(call.body)
@@ -610,8 +610,7 @@ class Server:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}
 
     def _ready_route(self, body: Any) -> dict[str, Any]:
-        components = {name: component.ready() for name, component in self.system.components().items()}
-        return {"ready": self._ready(), "draining": self.draining, "components": components}
+        return {"ready": self._ready(), "draining": self.draining, "components": self.system.readiness()}
 
     def _routes_route(self, body: Any) -> dict[str, Any]:
         return {"routes": [endpoint.describe() for endpoint in self.routes.values()]}

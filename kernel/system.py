@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from heirloom.components import Api, Component, Context, Resources
+from heirloom.components import TABLES, Api, Component, Context, Resources
 from heirloom.errors import HeirloomError, LifecycleError
 from heirloom.schema import ComponentSpec, ResolvedProfile
 from heirloom.serving import ModelHandle, ModelServing
@@ -106,9 +106,19 @@ class System:
             return self.serving.handles[name]
         return ModelHandle(name, self.component(name, "model"))
 
+    def readiness(self) -> dict[str, bool]:
+        """``{"models.sentiment": bool, ...}``: each component's ``ready()`` (a served model's
+        current version for models), keyed by its profile key (names repeat across kinds)."""
+        result = {}
+        for (kind, name), component in self._components.items():
+            if kind == "model" and self.serving is not None and name in self.serving.handles:
+                component = self.serving.handles[name].model
+            result[TABLES[kind] if kind == "resources" else f"{TABLES[kind]}.{name}"] = component.ready()
+        return result
+
     def ready(self) -> bool:
         """True when running and every component reports ready (started and warm)."""
-        return self.state == "running" and all(c.ready() for c in self._components.values())
+        return self.state == "running" and all(self.readiness().values())
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> System:

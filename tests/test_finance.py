@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from heirloom.client import InvalidArgument
+from heirloom.client import InvalidArgument, Unavailable
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 
@@ -117,3 +117,24 @@ def test_profile_pointing_at_a_missing_data_file_fails_check(tmp_path, data_dir)
     result = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
     assert result.returncode == 2
     assert f"{profile}: sources.news.path: path does not exist: {tmp_path / 'nowhere/phrasebank'}" in result.stderr
+
+
+def test_an_untrained_model_is_not_ready_and_answers_unavailable(tmp_path, data_dir):
+    env = {"HEIRLOOM_HOME": str(tmp_path / "empty-home"), "HEIRLOOM_DATA": str(data_dir)}
+    daemon = Daemon(tmp_path, profile=(REPO / "profiles" / "finance-sentiment.toml").read_text(), env=env)
+    try:
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    ready = client.call("_ready", timeout=1)
+                except Exception:  # noqa: BLE001 - the process is still starting
+                    ready = {"components": {}}
+                if "models.sentiment" in ready["components"]:  # the system has started
+                    break
+                time.sleep(0.2)
+            assert ready["ready"] is False and ready["components"]["models.sentiment"] is False
+            with pytest.raises(Unavailable, match="no trained version yet"):
+                client.call("sentiment.predict", {"text": "Sales rose"})  # not idempotent: no retry
+    finally:
+        assert daemon.terminate() == 0

@@ -140,7 +140,7 @@ def test_idempotency_key_applies_a_write_once(client):
 def test_builtin_routes(client):
     assert client.call("_health")["live"] is True
     ready = client.call("_ready")
-    assert ready["ready"] is True and ready["components"] == {"resources": True, "echo": True, "t": True}
+    assert ready["ready"] is True and ready["components"] == {"resources": True, "apis.echo": True, "apis.t": True}
     routes = {r["name"]: r for r in client.call("_routes")["routes"]}
     assert routes["t.typed"]["input"]["properties"]["text"] == {"type": "string"}
     assert routes["t.typed"]["input"]["required"] == ["text"]

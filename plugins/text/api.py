@@ -52,6 +52,16 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     return PredictInput
 
 
+def serving(handle: Any) -> tuple[Any, str | None]:
+    """``(model, version)``, or UNAVAILABLE when no trained version is loaded yet."""
+    model, version = handle.current
+    if not model.ready():
+        raise heirloom.RequestError(
+            "UNAVAILABLE", f"model {handle.name!r} has no trained version yet (run heirloom train)", retry_after_ms=5000
+        )
+    return model, version
+
+
 @attrs.define
 class FeedbackInput:
     """A text and the label it should have had."""
@@ -122,7 +132,7 @@ class ClassifyApi(heirloom.Api):
         ]
 
     def predict_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
-        model, version = self.handle.current
+        model, version = serving(self.handle)
         texts = [text for body in inputs for text in ([body.text] if body.text is not None else body.texts)]
         predictions = iter(model.predict(texts))
         results = []

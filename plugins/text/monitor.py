@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.text.api import serving
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -97,7 +98,7 @@ class LabelMonitorApi(heirloom.Api):
 
     def post(self, body: PostInput) -> heirloom.Versioned:
         times = [_timestamp(item.time, position) for position, item in enumerate(body.items)]
-        model, version = self.handle.current
+        model, version = serving(self.handle)
         predictions = model.predict([item.text for item in body.items])
         with self._lock:
             for moment, item, prediction in zip(times, body.items, predictions, strict=True):
