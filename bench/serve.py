@@ -253,51 +253,17 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-"))
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
+
+    def heirloom_serve(socket: str, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "heirloom", "serve", "minimal", "--bind", f"ipc://{tmp}/{socket}",
+                "--log-level", "WARNING", *extra]  # fmt: skip
+
     servers = [
-        (
-            "(a) raw pyzmq + msgpack",
-            "zmq",
-            False,
-            [sys.executable, "-c", RAW_SERVER, f"ipc://{tmp}/raw"],
-            f"ipc://{tmp}/raw",
-        ),
-        (
-            "(b) heirloom echo.echo",
-            "zmq",
-            True,
-            [
-                sys.executable,
-                "-m",
-                "heirloom",
-                "serve",
-                "minimal",
-                "--bind",
-                f"ipc://{tmp}/h1",
-                "--log-level",
-                "WARNING",
-            ],
-            f"ipc://{tmp}/h1",
-        ),
-        (
-            "(b) heirloom --workers 2",
-            "zmq",
-            True,
-            [
-                sys.executable,
-                "-m",
-                "heirloom",
-                "serve",
-                "minimal",
-                "--bind",
-                f"ipc://{tmp}/h2",
-                "--workers",
-                "2",
-                "--log-level",
-                "WARNING",
-            ],
-            f"ipc://{tmp}/h2",
-        ),
-    ]
+        ("(a) raw pyzmq + msgpack", "zmq", False, [sys.executable, "-c", RAW_SERVER, f"ipc://{tmp}/raw"],
+         f"ipc://{tmp}/raw"),
+        ("(b) heirloom echo.echo", "zmq", True, heirloom_serve("h1"), f"ipc://{tmp}/h1"),
+        ("(b) heirloom --workers 2", "zmq", True, heirloom_serve("h2", "--workers", "2"), f"ipc://{tmp}/h2"),
+    ]  # fmt: skip
     if not args.skip_fastapi:
         port = free_port()
         servers.append(
