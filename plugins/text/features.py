@@ -15,8 +15,10 @@ featurising a sentence a handful of dict look-ups plus one hash per word n-gram.
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
+from array import array
 from collections.abc import MutableSequence
 from typing import Any
 
@@ -60,40 +62,48 @@ class Featurizer:
     def __init__(self, settings: HashingSettings):
         self.settings = settings
         self._half = settings.buckets // 2
-        self._words: dict[str, tuple[int, list[int]]] = {}
+        self._words: dict[str, tuple[int, array]] = {}
 
     def tokens(self, text: str) -> list[str]:
         return _TOKEN.findall(text.lower() if self.settings.lowercase else text)
 
     def buckets(self, text: str, found: MutableSequence[int]) -> None:
-        """Append the bucket of every feature occurrence in ``text`` to ``found``."""
-        hashes: list[int] = []
-        half = self._half
+        """Append the bucket of every feature occurrence in ``text`` to ``found``.
+
+        The hot loop of prediction: a word's own bucket and character n-grams come from
+        the cache as one typed array, and bigrams (the default) skip the general loop.
+        """
         words = self._words
+        hashes = []
         for token in self.tokens(text):
-            cached = words.get(token) or self._word(token)
-            hashes.append(cached[0])
-            found.append(2 * (cached[0] % half))
-            found.extend(cached[1])
-        for n in range(2, self.settings.word_ngrams + 1):
+            word_hash, features = words.get(token) or self._word(token)
+            hashes.append(word_hash)
+            found.extend(features)
+        half = self._half
+        if self.settings.word_ngrams >= 2:
+            first = (2 * _MIX) & _MASK  # the mixing state after the n = 2 seed
+            found.extend([2 * (((((first ^ a) * _MIX) ^ b) & _MASK) % half) for a, b in itertools.pairwise(hashes)])
+        for n in range(3, self.settings.word_ngrams + 1):
             for start in range(len(hashes) - n + 1):
                 mixed = n
                 for word_hash in hashes[start : start + n]:
                     mixed = ((mixed * _MIX) ^ word_hash) & _MASK
                 found.append(2 * (mixed % half))
 
-    def _word(self, token: str) -> tuple[int, list[int]]:
-        """The word's own hash and its character n-gram buckets (cached)."""
+    def _word(self, token: str) -> tuple[int, array]:
+        """The word's own hash, and its bucket followed by its character n-gram buckets."""
         cached = self._words.get(token)
         if cached is None:
             low, high = self.settings.char_ngrams
             padded = f" {token} "
-            subwords = [
+            word_hash = _hash("w", token)
+            features = array("q", [2 * (word_hash % self._half)])
+            features.extend(
                 2 * (_hash("c", padded[i : i + n]) % self._half) + 1
                 for n in range(max(low, 1), high + 1)
                 for i in range(len(padded) - n + 1)
-            ]
-            cached = (_hash("w", token), subwords)
+            )
+            cached = (word_hash, features)
             if len(self._words) >= _WORD_CACHE_LIMIT:
                 self._words.clear()
             self._words[token] = cached

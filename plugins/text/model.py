@@ -251,9 +251,17 @@ class TextClassifier(heirloom.Model):
         chunks = []
         with torch.no_grad():
             for start in range(0, len(texts), self.batch_size):
-                bags = fitted.vocabulary.bags(count(self._featurizer, texts[start : start + self.batch_size]))
+                found = count(self._featurizer, texts[start : start + self.batch_size])
+                bags = fitted.vocabulary.bags(found, self._row_table(fitted))
                 chunks.append(torch.softmax(logits(bags.to(self._device), fitted.weights), 1).cpu())
         return torch.cat(chunks) if chunks else torch.zeros(0, len(fitted.labels))
+
+    def _row_table(self, fitted: Fitted) -> torch.Tensor:
+        """The bucket -> row table of the current weights, built once per fitted state."""
+        cached = getattr(self, "_table", None)
+        if cached is None or cached[0] is not fitted:
+            self._table = (fitted, fitted.vocabulary.table(fitted.hashing.buckets))
+        return self._table[1]
 
     def _require(self) -> Fitted:
         if self._fitted is None:

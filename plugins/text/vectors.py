@@ -106,23 +106,39 @@ class Vocabulary:
             idf = torch.cat([idf, inherited.idf[extra]])[order]
         return cls(features, idf.float())
 
-    def rows_of(self, buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def table(self, size: int) -> torch.Tensor:
+        """A dense ``bucket -> row`` map (-1: unknown) over a hash space of ``size``.
+
+        Prediction looks rows up through it in O(1) instead of a binary search over the
+        sorted features (which was an eighth of served prediction time); 4 bytes a bucket.
+        """
+        import torch
+
+        table = torch.full((size,), -1, dtype=torch.int32)
+        table[self.features] = torch.arange(len(self.features), dtype=torch.int32)
+        return table
+
+    def rows_of(self, buckets: torch.Tensor, table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(row, known)`` for each bucket id; ``row`` is meaningless where not known."""
         import torch
 
+        if table is not None:
+            rows = table[buckets].long()
+            return rows.clamp_min(0), rows >= 0
         if not len(self.features):
             return torch.zeros_like(buckets), torch.zeros_like(buckets, dtype=torch.bool)
         row = torch.searchsorted(self.features, buckets).clamp(max=len(self.features) - 1)
         return row, self.features[row] == buckets
 
-    def bags(self, counts: Counts) -> Bags:
+    def bags(self, counts: Counts, table: torch.Tensor | None = None) -> Bags:
         """Sublinear tf (``1 + ln tf``) times idf, L2-normalised per text and view (word
-        n-grams, character n-grams: see ``features``), unknown features dropped."""
+        n-grams, character n-grams: see ``features``), unknown features dropped. ``table``
+        (see :meth:`table`) speeds up the row look-up."""
         import torch
 
         size = len(counts.lengths)
         texts = torch.repeat_interleave(torch.arange(size), counts.lengths)
-        row, known = self.rows_of(counts.buckets)
+        row, known = self.rows_of(counts.buckets, table)
         row, texts = row[known], texts[known]
         weights = (1 + torch.log(counts.counts[known])) * self.idf[row]
         group = texts * 2 + (counts.buckets[known] & 1)  # odd buckets: character n-grams
