@@ -8,6 +8,7 @@ callers hand it requests through a queue and get futures back, so any number of 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import queue
 import random
@@ -132,6 +133,7 @@ class Client:
         self._socket.connect(address)
         self._send_frames, self._recv = sender(self._socket, nonblocking=True), receiver(self._socket)
         self._backlog: deque[tuple[int, list[Any], _Pending]] = deque()
+        self._deadlines: list[tuple[float, int]] = []
         self._auth_failure: str | None = None
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heirloom-client", daemon=True)
@@ -203,7 +205,7 @@ class Client:
         if self._monitor is not None:
             poller.register(self._monitor, zmq.POLLIN)
         while not self._closed.is_set():
-            soonest = min((p.deadline for p in pending.values()), default=time.monotonic() + 0.1)
+            soonest = self._deadlines[0][0] if self._deadlines else time.monotonic() + 0.1
             wait_ms = 10 if self._backlog else min(100, int((soonest - time.monotonic()) * 1000) + 1)
             events = dict(poller.poll(max(1, wait_ms)))
             if self._wake_pull in events or self._backlog:
@@ -240,6 +242,10 @@ class Client:
                 return  # no connection yet: keep the backlog, try again on the next turn
             self._backlog.popleft()
             pending[request_id] = entry
+            heapq.heappush(self._deadlines, (entry.deadline, request_id))
+            if len(self._deadlines) > 2 * len(pending) + 1024:  # answered calls linger: rebuild
+                self._deadlines = [(e.deadline, rid) for rid, e in pending.items()]
+                heapq.heapify(self._deadlines)
 
     def _receive(self, pending: dict[int, _Pending]) -> None:
         while True:
@@ -290,8 +296,12 @@ class Client:
         for _, _, entry in self._backlog:
             if entry.deadline <= now and not entry.future.done():
                 entry.future.set_exception(DeadlineExceeded(f"could not reach {self.address} within the deadline"))
-        for request_id in [rid for rid, entry in pending.items() if entry.deadline <= now]:
-            entry = pending.pop(request_id)
+        # a heap of (deadline, id): only the expired are looked at, not every call in flight
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(self._deadlines)
+            entry = pending.pop(request_id, None)
+            if entry is None:
+                continue  # answered already
             entry.future.set_exception(
                 DeadlineExceeded(
                     f"no reply from {self.address} within the deadline (is the daemon running and reachable?)"

@@ -426,9 +426,8 @@ class Server:
 
     @staticmethod
     def _retry_hint(endpoint: Endpoint) -> int:
-        latencies = endpoint.stats.latencies
-        typical = sorted(latencies)[len(latencies) // 2] if latencies else 0.05
-        return max(10, int(typical * 1000))
+        """A pause worth one typical request: cheap, since it is computed on every refusal."""
+        return max(10, int(endpoint.stats.typical * 1000))
 
     def _replay(self, call: Call) -> bool:
         """Answer a repeated idempotency key from memory (or wait for the first attempt)."""

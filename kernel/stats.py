@@ -24,19 +24,22 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class RouteStats:
     """What one route has done since start."""
 
-    __slots__ = ("batch_sizes", "count", "errors", "latencies")
+    __slots__ = ("batch_sizes", "count", "errors", "latencies", "typical")
 
     def __init__(self) -> None:
         self.count = 0
         self.errors: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=WINDOW)
         self.batch_sizes: deque[int] = deque(maxlen=WINDOW)
+        #: A moving average of latency in seconds, for retry hints (no sort on the hot path).
+        self.typical = 0.05
 
     def record(self, status: str, seconds: float) -> None:
         self.count += 1
         if status != "OK":
             self.errors[status] += 1
         self.latencies.append(seconds)
+        self.typical += (seconds - self.typical) * 0.05
 
     def snapshot(self, queue_depth: int) -> dict[str, Any]:
         latencies = sorted(self.latencies)

@@ -108,8 +108,7 @@ class LabelMonitorApi(heirloom.Api):
                 if prediction["label"] == self.label:
                     self._texts[moment] = item.text
             self._forget_old()
-            raised = self._evaluate()
-            summary = self._summary()
+            raised, summary = self._evaluate()
         labelled = [{"label": p["label"], "probability": p["probabilities"][p["label"]]} for p in predictions]
         return heirloom.Versioned({"predictions": labelled, "alert": raised, "state": summary}, version)
 
@@ -149,8 +148,9 @@ class LabelMonitorApi(heirloom.Api):
             "alerting": self._active is not None,
         }
 
-    def _evaluate(self) -> dict[str, Any] | None:
-        """Raise (and return) an alert when the rule starts holding; resolve it when it stops."""
+    def _evaluate(self) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Raise an alert when the rule starts holding, resolve it when it stops; returns the
+        alert raised now (or None) and the summary it was judged on."""
         summary = self._summary()
         window, base = summary["window"], summary["baseline"]
         holds = (
@@ -172,8 +172,9 @@ class LabelMonitorApi(heirloom.Api):
                 "resolved_at": None,
             }
             self._alerts.append(self._active)
-            return self._active
+            return self._active, {**summary, "alerting": True}
         if not holds and self._active is not None:
             self._active["resolved_at"] = summary["latest"]
             self._active = None
-        return None
+            summary = {**summary, "alerting": False}
+        return None, summary
