@@ -64,13 +64,13 @@ def free_port() -> int:
 
 class ZmqLoad:
     """Keeps N requests in flight on one DEALER, as cheaply as Python allows for both
-    protocols: frames go through heirloom.transport's lean send/recv, request headers are
+    protocols: frames go through heirloom.wire.transport's lean send/recv, request headers are
     pre-encoded for a ring of ids, and every reply is decoded."""
 
     def __init__(self, address: str, heirloom: bool, route: str = "echo.echo", bodies: list | None = None):
         from zmq.backend import Socket
 
-        from heirloom.transport import sender
+        from heirloom.wire.transport import sender
 
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -191,7 +191,7 @@ class HttpLoad:
 
 def wait_ready(address: str, timeout: float = 120) -> None:
     """Until the heirloom daemon at ``address`` says it is ready."""
-    from heirloom.client import Client, RemoteError
+    from heirloom.wire.client import Client, RemoteError
 
     deadline = time.monotonic() + timeout
     with Client(address, timeout=1) as client:

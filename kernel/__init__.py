@@ -1,16 +1,16 @@
 """heirloom: a plugin-based microkernel for machine-learning systems that inherit.
 
-The public surface for plugin authors and embedders is re-exported here.
+The public surface for plugin authors and embedders is re-exported here; plugins import
+only these names, never ``heirloom.core``/``store``/``wire``/``cli`` internals. The layers
+underneath (docs/ARCHITECTURE.md) are ``core`` <- ``store`` <- ``wire`` <- ``cli``.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-from heirloom.client import Client, RemoteError
-from heirloom.components import (
+from heirloom.core.components import (
     Api,
     Component,
     Context,
     Model,
+    ModelHandle,
     NullProgress,
     Progress,
     Report,
@@ -20,20 +20,23 @@ from heirloom.components import (
     State,
     Versioned,
     path_field,
+    path_fields,
     ref,
 )
-from heirloom.errors import HeirloomError, LifecycleError, PluginError, Problem, ProfileError
-from heirloom.hookspecs import hookimpl
-from heirloom.kernel import Kernel
-from heirloom.protocol import Buffer, RequestError
-
-try:
-    __version__ = version("heirloom")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0+unknown"
+from heirloom.core.errors import HeirloomError, LifecycleError, PluginError, Problem, ProfileError
+from heirloom.core.hookspecs import hookimpl
+from heirloom.core.kernel import Kernel
+from heirloom.core.paths import home
+from heirloom.core.version import VERSION as __version__
+from heirloom.store.artifacts import ArtifactStore
+from heirloom.store.logs import AppendLog, log_path
+from heirloom.wire.client import Client, RemoteError
+from heirloom.wire.protocol import Buffer, RequestError
 
 __all__ = [
     "Api",
+    "AppendLog",
+    "ArtifactStore",
     "Buffer",
     "Client",
     "Component",
@@ -42,6 +45,7 @@ __all__ = [
     "Kernel",
     "LifecycleError",
     "Model",
+    "ModelHandle",
     "NullProgress",
     "PluginError",
     "Problem",
@@ -56,7 +60,10 @@ __all__ = [
     "State",
     "Versioned",
     "__version__",
+    "home",
     "hookimpl",
+    "log_path",
     "path_field",
+    "path_fields",
     "ref",
 ]

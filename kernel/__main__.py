@@ -1,5 +1,5 @@
 """``python -m heirloom`` is the ``heirloom`` command."""
 
-from heirloom.cli import main
+from heirloom.cli.main import main
 
 main()

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from heirloom.client import Client
+from heirloom.wire.client import Client
 from tests.helpers import HEIRLOOM, REPO, write
 
 PROFILE = """

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import heirloom
-from heirloom.artifacts import ArtifactStore, Ref, RefError
+from heirloom.store.artifacts import ArtifactStore, Ref, RefError
 from tests.helpers import REPO, run_heirloom, write
 
 
@@ -43,7 +43,7 @@ def said(result: subprocess.CompletedProcess[str]) -> str:
     return " ".join(result.stderr.split())
 
 
-def put(store: ArtifactStore, name: str, seed: int, **kwargs) -> heirloom.artifacts.Artifact:
+def put(store: ArtifactStore, name: str, seed: int, **kwargs) -> heirloom.store.artifacts.Artifact:
     project, model = name.split("/")
     return store.put(project, model, make_state(seed), model_type="text-classifier", **kwargs)
 
@@ -141,7 +141,7 @@ WRITER = """
 import sys
 import numpy as np
 from heirloom import State
-from heirloom.artifacts import ArtifactStore
+from heirloom.store.artifacts import ArtifactStore
 
 store = ArtifactStore(sys.argv[1])
 weights = np.random.default_rng(int(sys.argv[2])).standard_normal((1024, 1024), dtype=np.float32)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from heirloom.auth import CurveClient
-from heirloom.client import DeadlineExceeded, PermissionDenied, Unauthenticated
+from heirloom.wire.auth import CurveClient
+from heirloom.wire.client import DeadlineExceeded, PermissionDenied, Unauthenticated
 from tests.daemons import Daemon
 from tests.helpers import free_tcp_address, run_heirloom
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from heirloom.client import InvalidArgument, Unavailable
+from heirloom.wire.client import InvalidArgument, Unavailable
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 

@@ -1,14 +1,15 @@
-"""Contracts of the kernel itself: hooks documented and tested, no torch, stays small."""
+"""Contracts of the kernel itself: hooks typed, documented and tested, no torch, stays small."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import subprocess
 import sys
 
 import pytest
 
-from heirloom import hookspecs
+from heirloom.core import hookspecs
 from tests.helpers import REPO
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("heirloom_"))
@@ -17,7 +18,7 @@ PLUGIN_DOCS = (REPO / "docs" / "PLUGINS.md").read_text()
 
 
 def test_there_are_hooks():
-    assert len(HOOKS) == 9
+    assert len(HOOKS) == 10
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -28,6 +29,22 @@ def test_every_hook_is_documented(hook):
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_has_a_test(hook):
     assert f"def test_hook_{hook}(" in TEST_SOURCES, f"no test named test_hook_{hook}"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_spec_types_and_documents_each_argument(hook):
+    spec = getattr(hookspecs, hook)
+    for name, parameter in inspect.signature(spec).parameters.items():
+        assert parameter.annotation not in ("Any", inspect.Parameter.empty), f"{hook}({name}) is untyped"
+        assert f":param {name}:" in spec.__doc__, f"{hook} does not document {name}"
+
+
+def test_the_kernel_stays_small():
+    """The design's budget: the core under 3,000 lines, no kernel module over 500."""
+    sizes = {p.relative_to(REPO / "kernel"): len(p.read_text().splitlines()) for p in (REPO / "kernel").rglob("*.py")}
+    core = sum(n for path, n in sizes.items() if path.parts[0] == "core")
+    assert core <= 3000, f"kernel/core has {core} lines"
+    assert {str(path): n for path, n in sizes.items() if n > 500} == {}
 
 
 def test_starting_the_minimal_profile_does_not_import_torch():
@@ -44,5 +61,5 @@ def test_starting_the_minimal_profile_does_not_import_torch():
 
 def test_kernel_sources_never_import_heavy_ml_libraries():
     pattern = re.compile(r"^\s*(import|from)\s+(torch|numpy|sklearn|transformers)\b", re.M)
-    offenders = [p.name for p in (REPO / "kernel").glob("*.py") if pattern.search(p.read_text())]
+    offenders = [str(p) for p in (REPO / "kernel").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -144,7 +145,84 @@ def test_disable_and_load_plugin_lists():
     assert {"echo", "local-resources", "shipped-profiles"} <= set(everything)
     disabled = _plugin_names({"HEIRLOOM_DISABLE_PLUGINS": "echo,shipped-profiles"})
     assert disabled == [n for n in everything if n not in ("echo", "shipped-profiles")]
-    assert _plugin_names({"HEIRLOOM_LOAD_PLUGINS": "echo,local-resources"}) == ["echo", "local-resources"]
+    only = _plugin_names({"HEIRLOOM_LOAD_PLUGINS": "echo,local-resources"})
+    assert only == ["echo", "heirloom.commands", "heirloom.store", "local-resources"]  # the kernel's own stay
+
+
+def test_the_kernels_commands_cannot_be_disabled():
+    result = run_heirloom("--help", env={"HEIRLOOM_LOAD_PLUGINS": "echo", "HEIRLOOM_DISABLE_PLUGINS": "heirloom"})
+    assert result.returncode == 0, result.stderr
+    for command in ("serve", "train", "models", "profile", "plugins", "call", "keys", "data", "eval", "worker"):
+        assert f"  {command} " in result.stdout, command
+    listed = json.loads(run_heirloom("plugins", "--json", env={"HEIRLOOM_LOAD_PLUGINS": "echo"}).stdout)
+    builtin = {p["name"]: p for p in listed if p["builtin"]}
+    assert sorted(builtin) == ["heirloom.commands", "heirloom.store"]
+    assert "serve" in builtin["heirloom.commands"]["commands"]
+
+
+def test_hooks_run_through_pluggy_in_tryfirst_order_with_wrappers(tmp_path):
+    """tryfirst/trylast order the calls, a hook wrapper wraps each plugin's call, and one
+    plugin's failure does not stop the others."""
+    calls = []
+
+    class Early:
+        @heirloom.hookimpl(tryfirst=True)
+        def heirloom_system_started(self, system):
+            calls.append("early")
+
+    class Late:
+        @heirloom.hookimpl(trylast=True)
+        def heirloom_system_started(self, system):
+            calls.append("late")
+
+    class Failing:
+        @heirloom.hookimpl
+        def heirloom_system_started(self, system):
+            calls.append("failing")
+            raise RuntimeError("observer bug")
+
+    class Wrapper:
+        @heirloom.hookimpl(wrapper=True)
+        def heirloom_system_started(self, system):
+            calls.append("wrap-in")
+            try:
+                return (yield)
+            finally:
+                calls.append("wrap-out")
+
+    kernel = heirloom.Kernel(plugins=[toys, Late(), Failing(), Early(), Wrapper()])
+    system = kernel.system("minimal").start()
+    system.stop()
+    assert calls == [
+        "wrap-in", "early", "wrap-out",
+        "wrap-in", "failing", "wrap-out",
+        "wrap-in", "late", "wrap-out",
+    ]  # fmt: skip
+
+
+def test_trace_plugins_logs_each_hook_call_with_its_plugin_and_duration():
+    result = run_heirloom("profile", "check", "minimal", env={"HEIRLOOM_TRACE_PLUGINS": "1"})
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("heirloom trace: ")]
+    register = re.compile(r"heirloom_register_apis -> echo \(heirloom [^)]+\) [0-9.]+ ms$")
+    assert any(register.search(line) for line in lines), lines
+    assert any(re.search(r"import heirloom_plugins\.echo .* [0-9.]+ ms$", line) for line in lines), lines
+    quiet = run_heirloom("profile", "check", "minimal")
+    assert "heirloom trace" not in quiet.stderr
+
+
+def test_hook_heirloom_open_store(tmp_path):
+    """The kernel's store plugin answers trylast; a plugin answering first replaces it."""
+    elsewhere = heirloom.ArtifactStore(tmp_path / "elsewhere")
+
+    class OtherStore:
+        @heirloom.hookimpl(tryfirst=True)
+        def heirloom_open_store(self, path):
+            return elsewhere
+
+    profile = heirloom.Kernel().resolve("minimal")
+    assert heirloom.Kernel().store(profile).root == heirloom.ArtifactStore.default().root
+    assert heirloom.Kernel(plugins=[OtherStore()]).store(profile) is elsewhere
 
 
 def test_resolving_imports_only_the_plugins_the_profile_uses(tmp_path):

@@ -198,7 +198,7 @@ def test_invalid_toml_names_the_file(tmp_path, kernel):
 def test_missing_path_field_is_reported(tmp_path):
     import attrs
 
-    from heirloom.components import path_field  # noqa: F401 - documented helper under test
+    from heirloom.core.components import path_field  # noqa: F401 - documented helper under test
 
     @attrs.define
     class FileSource(heirloom.Source):

@@ -37,7 +37,7 @@ def test_the_documented_client_works_against_a_daemon(tmp_path, workers):
 def test_the_hex_dump_matches_the_encoder():
     import msgpack
 
-    from heirloom.protocol import request_frames
+    from heirloom.wire.protocol import request_frames
 
     signature, header, body = request_frames(1, "echo.echo", {"hello": "world"}, deadline_ms=5000)
     assert signature == b"HLM1"

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 import zmq
 
-from heirloom.client import (
+from heirloom.wire.client import (
     DeadlineExceeded,
     Internal,
     InvalidArgument,
@@ -21,7 +21,7 @@ from heirloom.client import (
     ResourceExhausted,
     Unavailable,
 )
-from heirloom.protocol import SIGNATURE, request_frames
+from heirloom.wire.protocol import SIGNATURE, request_frames
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom
 

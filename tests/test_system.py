@@ -116,8 +116,8 @@ def test_partial_system_starts_only_the_closure(tmp_path):
 
 
 def test_hook_heirloom_register_pretrained(tmp_path):
-    from heirloom.artifacts import ArtifactStore
-    from heirloom.training import model_specs, train
+    from heirloom.store.artifacts import ArtifactStore
+    from heirloom.store.training import model_specs, train
 
     class Shipped:
         @heirloom.hookimpl

@@ -9,7 +9,7 @@ from concurrent.futures import wait
 
 import pytest
 
-from heirloom.client import Unavailable
+from heirloom.wire.client import Unavailable
 from tests.daemons import Daemon
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom.protocol import INVALID_ARGUMENT, RequestError
+from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
 
 
 @attrs.define

@@ -12,7 +12,6 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.text.feedback import FeedbackLog, default_log
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -92,8 +91,8 @@ class ClassifyApi(heirloom.Api):
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.input = predict_input(self.max_text_chars, self.max_texts)
-        path = Path(self.feedback_path) if self.feedback_path else default_log(ctx.project, ctx.name)
-        self.feedback_log = FeedbackLog(path)
+        path = Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", ctx.project, ctx.name)
+        self.feedback_log = heirloom.AppendLog(path)
 
     def stop(self) -> None:
         log = getattr(self, "feedback_log", None)

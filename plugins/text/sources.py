@@ -21,8 +21,6 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom.components import PATH_KEY
-from heirloom_plugins.text.feedback import default_log, read_log
 from heirloom_plugins.text.splits import stratified_holdout
 
 SPLITS = ("train", "test")
@@ -140,11 +138,11 @@ class TextSource(heirloom.Source):
     def fingerprint(self) -> str:
         """sha256 of the data files and the settings that shape the records and the split."""
         train, test = self.files()
-        fields = attrs.fields(type(self))
+        paths = heirloom.path_fields(type(self))
         settings = {
             f.name: getattr(self, f.name)
-            for f in fields
-            if PATH_KEY not in f.metadata and not (test is not None and f.name in _SPLIT_FIELDS)
+            for f in attrs.fields(type(self))
+            if f.name not in paths and not (test is not None and f.name in _SPLIT_FIELDS)
         }
         settings["kept_labels"] = sorted(self.kept_labels() or [])
         digest = hashlib.sha256(json.dumps({"type": type(self).__name__, **settings}, sort_keys=True).encode())
@@ -263,7 +261,8 @@ class FeedbackSource(heirloom.Source):
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
-        self.log_path = Path(self.path) if self.path else default_log(self.project or ctx.project, self.api)
+        project = self.project or ctx.project
+        self.log_path = Path(self.path) if self.path else heirloom.log_path("feedback", project, self.api)
 
     def splits(self) -> list[str]:
         return list(SPLITS)
@@ -271,7 +270,7 @@ class FeedbackSource(heirloom.Source):
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         if split == "test":
             return
-        for number, entry in enumerate(read_log(self.log_path), 1):
+        for number, entry in enumerate(heirloom.AppendLog.read(self.log_path), 1):
             yield {"id": f"feedback:{number}", "text": entry["text"], "label": entry["label"]}
 
     def fingerprint(self) -> str:

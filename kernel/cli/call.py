@@ -1,0 +1,87 @@
+"""``heirloom call``: one request to a daemon, its reply printed as JSON."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from heirloom.cli.common import fail
+from heirloom.wire.auth import CurveClient
+from heirloom.wire.client import DEFAULT_ADDRESS, Client, RemoteError
+from heirloom.wire.protocol import Buffer
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode()}
+    if isinstance(value, Buffer):
+        return {"dtype": value.dtype, "shape": list(value.shape), "$base64": base64.b64encode(value.data).decode()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+curve_client_options = [
+    click.option(
+        "--curve-secret",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="This client's .key_secret file (CurveZMQ).",
+    ),
+    click.option(
+        "--curve-server",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="The server's public .key file (CurveZMQ).",
+    ),
+]
+
+
+@click.command("call")
+@click.argument("route")
+@click.argument("body", required=False)
+@click.option("--connect", default=DEFAULT_ADDRESS, show_default=True, metavar="ADDR", help="The daemon's address.")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds before giving up (sent to the daemon as the deadline).",
+)
+@click.option("--idempotency-key", help="Makes a write safe to retry: the daemon answers a repeated key from memory.")
+@curve_client_options[0]
+@curve_client_options[1]
+def call_command(
+    route: str,
+    body: str | None,
+    connect: str,
+    timeout: float,
+    idempotency_key: str | None,
+    curve_secret: Path | None,
+    curve_server: Path | None,
+) -> None:
+    """Call ROUTE on a daemon with BODY (JSON, default null) and print the reply as JSON.
+
+    On an error reply it prints CODE: message to stderr and exits 1 (2 for bad usage).
+    Example: heirloom call echo.echo '{"hello": 1}'
+    """
+    try:
+        payload = json.loads(body) if body is not None else None
+    except json.JSONDecodeError as exc:
+        fail(f"error: BODY is not valid JSON: {exc}", 2)
+    if (curve_secret is None) != (curve_server is None):
+        fail("error: --curve-secret and --curve-server go together", 2)
+    curve = CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
+    with Client(connect, timeout=timeout, curve=curve) as client:
+        try:
+            reply = client.request(route, payload, idempotency_key=idempotency_key)
+        except RemoteError as exc:
+            fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""))
+    click.echo(json.dumps(_jsonable(reply.body), indent=2))
+
+
+COMMANDS = [call_command]

@@ -1,0 +1,65 @@
+"""What every command shares: the kernel of this invocation, errors, JSON, --set.
+
+Command modules import from here, never from each other or from :mod:`heirloom.cli.main`,
+so the command line has no import circles.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from heirloom.core.errors import ProfileError
+from heirloom.core.kernel import Kernel
+from heirloom.core.schema import ResolvedProfile
+
+EXIT_INVALID = 2
+KERNEL_KEY = "heirloom.kernel"
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True)
+
+
+def get_kernel(ctx: click.Context | None = None) -> Kernel:
+    """One Kernel per command invocation, created on first use."""
+    root = (ctx or click.get_current_context()).find_root()
+    if KERNEL_KEY not in root.meta:
+        root.meta[KERNEL_KEY] = Kernel()
+    return root.meta[KERNEL_KEY]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``message`` to stderr and exit with ``code``."""
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def report_profile_error(exc: ProfileError) -> NoReturn:
+    """Every problem on its own line (``FILE: key.path: message``), exit 2."""
+    for problem in exc.problems:
+        click.echo(str(problem), err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def resolve_or_exit(profile: str, overrides: tuple[str, ...] = ()) -> ResolvedProfile:
+    """The resolved PROFILE, or every problem on stderr and exit 2."""
+    try:
+        return get_kernel().resolve(profile, overrides)
+    except ProfileError as exc:
+        report_profile_error(exc)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY.PATH=VALUE",
+    help="Override a value, typed by the schema (repeatable): --set models.sentiment.epochs=3",
+)

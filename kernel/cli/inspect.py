@@ -1,0 +1,96 @@
+"""``heirloom plugins``, ``profiles`` and ``profile show|check``: what a system is made of."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from heirloom.cli.common import console, err_console, get_kernel, print_json, resolve_or_exit, set_option
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List every plugin, what it provides, and any that failed to load.
+
+    Imports all installed plugins (other commands import only what they use).
+    """
+    host = get_kernel().plugins
+    host.load_all()
+    infos = sorted(host.infos.values(), key=lambda i: i.name)
+    if as_json:
+        print_json([info.to_json() for info in infos])
+    else:
+        table = Table("plugin", "distribution", "status", "provides")
+        for info in infos:
+            provides = "; ".join(
+                f"{kind}: {', '.join(sorted(names))}" for kind, names in info.provides.items() if names
+            )
+            status = "[green]loaded[/]" if info.status == "loaded" else f"[red]failed[/]: {info.error}"
+            dist = f"{info.distribution} {info.version}" if info.distribution else "-"
+            table.add_row(info.name, dist, status, provides or "-")
+        console.print(table)
+    for what, labels in host.conflicts().items():
+        err_console.print(f"conflict: {what} is registered by {' and '.join(labels)}", markup=False)
+
+
+@click.command("profiles")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def profiles_command(as_json: bool) -> None:
+    """List the profiles available: ./profiles, HEIRLOOM_PROFILE_PATH and plugin profiles."""
+    found = get_kernel().available_profiles()
+    if as_json:
+        print_json(found)
+        return
+    table = Table("profile", "file", "from")
+    for entry in found:
+        table.add_row(entry["name"], entry["path"], entry["origin"])
+    console.print(table)
+
+
+@click.group("profile")
+def profile_group() -> None:
+    """Inspect and validate profiles."""
+
+
+@profile_group.command("show")
+@click.argument("profile")
+@set_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"profile": ..., "provenance": ...}.')
+def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Print the resolved PROFILE and, for every value, the file that set it."""
+    resolved = resolve_or_exit(profile, overrides)
+    raw = resolved.raw
+    if as_json:
+        print_json({"profile": raw.data, "provenance": raw.provenance})
+        return
+    console.print(f"[bold]{raw.name}[/] ({raw.file}); extends chain: {' -> '.join(raw.files)}")
+    table = Table("key", "value", "set by")
+    for key, origin in sorted(raw.provenance.items()):
+        table.add_row(key, repr(_lookup(raw.data, key)), origin)
+    console.print(table)
+
+
+def _lookup(data: dict, key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+@profile_group.command("check")
+@click.argument("profile")
+@set_option
+def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
+    """Validate PROFILE: exit 0 when valid, else exit 2 with one error per line.
+
+    Each error reads FILE: key.path: message.
+    """
+    resolved = resolve_or_exit(profile, overrides)
+    names = ", ".join(spec.key for spec in resolved.components)
+    click.echo(f"{resolved.raw.file}: ok ({names})")
+
+
+COMMANDS = [plugins_command, profiles_command, profile_group]

@@ -1,0 +1,31 @@
+"""``heirloom keys``: CurveZMQ keypairs for daemons that leave the host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from heirloom.cli.common import fail
+from heirloom.core.errors import HeirloomError
+from heirloom.wire.auth import new_keypair
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """CurveZMQ keypairs for encrypted, authenticated daemons."""
+
+
+@keys_group.command("new")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default="heirloom", show_default=True, help="File name stem of the keypair.")
+def keys_new(directory: Path, name: str) -> None:
+    """Write NAME.key (public: give it to the other side) and NAME.key_secret (keep private) into DIRECTORY."""
+    try:
+        public, secret = new_keypair(directory, name)
+    except HeirloomError as exc:
+        fail(f"error: {exc}")
+    click.echo(f"public key: {public}\nsecret key: {secret} (mode 0600)")
+
+
+COMMANDS = [keys_group]

@@ -1,0 +1,77 @@
+"""The ``heirloom`` command line. PROFILE arguments are a ``.toml`` path or a profile name.
+
+Every command comes from a plugin through ``heirloom_register_commands``: the kernel's
+own (``serve``, ``train``, ``models``...) from its built-in commands plugin
+(:mod:`heirloom.cli.commands`), which the environment cannot disable. Commands are
+attached lazily: the plugin catalog says which plugin adds which command, so ``heirloom
+COMMAND`` imports only the plugin that provides it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from heirloom.cli.common import err_console, fail, get_kernel
+from heirloom.core.errors import HeirloomError
+from heirloom.core.version import VERSION
+
+
+class HeirloomGroup(click.Group):
+    """A click group that also offers the commands plugins register."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        plugins = get_kernel(ctx).plugins
+        plugins.ensure()
+        return sorted(set(super().list_commands(ctx)) | set(plugins.command_plugins()) | set(self._attach(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        plugins = get_kernel(ctx).plugins
+        plugins.ensure()
+        owner = plugins.command_plugins().get(name)
+        if owner is not None:
+            self._attach(ctx, [owner])
+        if name not in self.commands:
+            self._attach(ctx)
+        return self.commands.get(name)
+
+    def _attach(self, ctx: click.Context, only: list[str] | None = None) -> list[str]:
+        plugins = get_kernel(ctx).plugins
+        attached = ctx.find_root().meta.setdefault("heirloom.attached", set())
+        for name in only if only is not None else plugins.plugins_with_commands():
+            if name not in attached:
+                attached.add(name)
+                for error in plugins.add_commands(self, name):
+                    err_console.print(f"warning: {error}", markup=False)
+        return list(self.commands)
+
+
+@click.group(cls=HeirloomGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, prog_name="heirloom")
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Verbosity of log lines on stderr.",
+)
+def cli(log_level: str) -> None:
+    """heirloom: compose machine-learning systems from plugins and inherit earlier projects.
+
+    A profile (a TOML file, or the name of one in ./profiles, HEIRLOOM_PROFILE_PATH or a
+    plugin) names the components of a system and wires them together.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Console-script entry point: expected errors become messages, not tracebacks."""
+    try:
+        cli(standalone_mode=True)
+    except HeirloomError as exc:
+        fail(f"error: {exc}")

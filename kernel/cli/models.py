@@ -1,0 +1,162 @@
+"""``heirloom models``: list, inspect, promote and prune the versions in an artifact store.
+
+Every command reads ``--store PATH``, else ``HEIRLOOM_STORE``, else ``HEIRLOOM_HOME/store``.
+Exit codes: 2 when a reference is malformed or names nothing (the message lists what
+exists), 3 when ``promote --if-better`` declines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Column, Table
+
+from heirloom.cli.common import EXIT_INVALID, console, fail, get_kernel, print_json
+from heirloom.store.artifacts import Artifact, ArtifactStore, PromotionRefused, RefError, metric_value
+
+EXIT_REFUSED = 3
+
+
+class ModelsGroup(click.Group):
+    """Maps the store's expected refusals to exit codes, for every subcommand."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RefError as exc:
+            fail(f"error: {exc}", EXIT_INVALID)
+        except PromotionRefused as exc:
+            fail(f"not promoted: {exc}", EXIT_REFUSED)
+
+
+def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
+    return ArtifactStore(value) if value else get_kernel(ctx).store()
+
+
+store_option = click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="HEIRLOOM_STORE",
+    show_envvar=True,
+    callback=_open_store,
+    help="The artifact store folder (default: HEIRLOOM_HOME/store).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def metrics_text(metrics: dict[str, Any]) -> str:
+    """The scalar metrics, one ``name=value`` per line, for a table cell."""
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, str | int | float)}
+    return "\n".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in scalars.items()) or "-"
+
+
+def _table(artifacts: list[Artifact]) -> Table:
+    """Refs and digests never wrap: they are what people copy. Aliases show under the ref."""
+    fixed = {name: Column(name, no_wrap=True) for name in ("ref", "parent", "digest")}
+    table = Table(fixed["ref"], "metrics", fixed["parent"], fixed["digest"])
+    for a in artifacts:
+        ref = a.ref + "".join(f"\n@{alias}" for alias in a.aliases)
+        table.add_row(ref, metrics_text(a.metrics), a.parent or "-", a.digest[:12])
+    return table
+
+
+@click.group("models", cls=ModelsGroup)
+def models_group() -> None:
+    """Stored model versions: lineage, aliases, promotion, garbage collection.
+
+    REF is project/model (the latest version), project/model@N or project/model@ALIAS.
+    """
+
+
+@models_group.command("list")
+@click.option("--project", default=None, help="Only this project's models.")
+@json_option
+@store_option
+def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> None:
+    """Every stored version, oldest first per model."""
+    artifacts = store.list(project)
+    if as_json:
+        print_json([artifact.to_json() for artifact in artifacts])
+    elif artifacts:
+        console.print(_table(artifacts))
+    else:
+        click.echo(f"no artifacts in {store.root}")
+
+
+@models_group.command("show")
+@click.argument("ref")
+@json_option
+@store_option
+def models_show(ref: str, as_json: bool, store: ArtifactStore) -> None:
+    """Everything recorded about REF."""
+    record = store.resolve(ref).to_json()
+    if as_json:
+        print_json(record)
+        return
+    table = Table("field", "value")
+    for key, value in record.items():
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    console.print(table)
+
+
+@models_group.command("lineage")
+@click.argument("ref")
+@json_option
+@store_option
+def models_lineage(ref: str, as_json: bool, store: ArtifactStore) -> None:
+    """REF, its parent, its grandparent... across projects, with digests and metrics."""
+    chain = store.lineage(ref)
+    if as_json:
+        print_json([artifact.to_json() for artifact in chain])
+        return
+    console.print(_table(chain))
+    if chain[-1].parent is not None:
+        click.echo(f"{chain[-1].parent}, parent of {chain[-1].ref}, is not in {store.root}")
+
+
+@models_group.command("promote")
+@click.argument("ref")
+@click.argument("alias")
+@click.option(
+    "--if-better",
+    "metric",
+    default=None,
+    metavar="METRIC",
+    help="Only if REF scores higher on METRIC than the alias holder, on the same data (else exit 3).",
+)
+@store_option
+def models_promote(ref: str, alias: str, metric: str | None, store: ArtifactStore) -> None:
+    """Point ALIAS of REF's model at REF (e.g. production)."""
+    target = store.resolve(ref)
+    held = store.alias_version(target.project, target.model, alias)
+    store.promote(target.ref, alias, if_better=metric)
+    name = f"{target.project}/{target.model}@{alias}"
+    if held is None:
+        click.echo(f"{name} -> {target.ref} (new alias)")
+    elif held == target.version:
+        click.echo(f"{name} already points at {target.ref}")
+    else:
+        holder = store.resolve(f"{target.project}/{target.model}@{held}")
+        gain = f" ({metric} {metric_value(holder, metric):g} -> {metric_value(target, metric):g})" if metric else ""
+        click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
+
+
+@models_group.command("gc")
+@click.option("--keep", required=True, type=click.IntRange(min=1), help="Newest versions kept per model.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@json_option
+@store_option
+def models_gc(keep: int, dry_run: bool, as_json: bool, store: ArtifactStore) -> None:
+    """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors."""
+    removed = store.gc(keep, dry_run=dry_run)
+    if as_json:
+        print_json([artifact.to_json() for artifact in removed])
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {len(removed)} version(s)" + "".join(f"\n  {a.ref}" for a in removed))
+
+
+COMMANDS = [models_group]

@@ -1,0 +1,137 @@
+"""``heirloom serve`` and ``heirloom worker``: run a profile as a daemon, or as one of its workers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import click
+
+from heirloom.cli import logs
+from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
+from heirloom.core.errors import HeirloomError
+from heirloom.wire.auth import CurveServer
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as JSON objects.",
+)
+log_level_option = click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+
+
+@click.command("serve")
+@click.argument("profile")
+@click.option(
+    "--bind",
+    "binds",
+    multiple=True,
+    metavar="ADDR",
+    help="Endpoint to listen on, repeatable (tcp://HOST:PORT, ipc:///path). Default: [server] bind, "
+    "else tcp://127.0.0.1:5555.",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes behind a broker (default 1: in-process).")
+@click.option(
+    "--grace", type=click.FloatRange(min=0, min_open=True), help="Seconds to finish in-flight work on SIGTERM."
+)
+@click.option(
+    "--worker-bind",
+    metavar="ADDR",
+    help="With --workers: where workers connect (default: an ipc:// socket in a private temp folder). "
+    "Bind a tcp:// address to accept `heirloom worker --connect` from other hosts.",
+)
+@click.option(
+    "--curve-secret",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="This server's .key_secret file: serve over CurveZMQ.",
+)
+@click.option(
+    "--curve-clients",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of authorised clients' public .key files.",
+)
+@click.option(
+    "--curve-admins",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of public .key files allowed to call admin routes (_reload).",
+)
+@set_option
+@log_format_option
+@log_level_option
+def serve_command(
+    profile: str,
+    binds: tuple[str, ...],
+    workers: int | None,
+    grace: float | None,
+    worker_bind: str | None,
+    curve_secret: Path | None,
+    curve_clients: Path | None,
+    curve_admins: Path | None,
+    overrides: tuple[str, ...],
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run PROFILE as a daemon answering requests over ZeroMQ until SIGTERM/SIGINT.
+
+    On a stop signal it drains: _ready turns false, new requests get UNAVAILABLE, requests
+    in flight finish within the grace period, components stop (flushing what they
+    write), and the process exits 0. The wire format is in docs/PROTOCOL.md.
+    """
+    logs.configure(log_level, log_format)
+    resolved = resolve_or_exit(profile, overrides)
+    settings = resolved.settings["server"]
+    changes: dict[str, Any] = {}
+    if binds:
+        changes["bind"] = list(binds)
+    if workers is not None:
+        changes["workers"] = workers
+    if grace is not None:
+        changes["grace"] = grace
+    settings = attrs.evolve(settings, **changes)
+    if (curve_secret is None) != (curve_clients is None):
+        fail("error: --curve-secret and --curve-clients go together", 2)
+    try:
+        curve = CurveServer(curve_secret, curve_clients, curve_admins) if curve_secret and curve_clients else None
+        from heirloom.wire.daemon import serve
+
+        code = serve(
+            get_kernel(),
+            resolved,
+            settings,
+            profile_ref=profile,
+            overrides=overrides,
+            curve=curve,
+            log_format=log_format,
+            worker_bind=worker_bind,
+        )
+    except HeirloomError as exc:
+        fail(f"error: {exc}")
+    sys.exit(code)
+
+
+@click.command("worker")
+@click.argument("profile")
+@click.option("--connect", required=True, metavar="ADDR", help="The broker's worker endpoint (serve --worker-bind).")
+@set_option
+@log_format_option
+@log_level_option
+def worker_command(profile: str, connect: str, overrides: tuple[str, ...], log_format: str, log_level: str) -> None:
+    """Serve PROFILE as a worker of a broker (`heirloom serve --workers N`), possibly from another host."""
+    logs.configure(log_level, log_format)
+    resolved = resolve_or_exit(profile, overrides)
+    from heirloom.wire.daemon import run_server
+
+    system = get_kernel().system(resolved, serve_models=True)
+    sys.exit(run_server(system, resolved.settings["server"], connect=connect))
+
+
+COMMANDS = [serve_command, worker_command]

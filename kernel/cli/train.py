@@ -1,0 +1,89 @@
+"""``heirloom train`` and ``heirloom eval``: fit and store models, report their metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from heirloom.cli.common import console, fail, get_kernel, print_json, resolve_or_exit, set_option
+from heirloom.core.errors import HeirloomError
+from heirloom.store.training import evaluate, model_specs, train
+
+
+class RichProgress:
+    """The model contract's progress reporting, drawn as rich progress bars."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task: Any = None
+
+    def start(self, description: str, total: float | None = None) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[-1].total or 0)
+        self.task = self.progress.add_task(description, total=total)
+
+    def advance(self, amount: float = 1) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, amount)
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message, markup=False, highlight=False)
+
+
+@click.command("train")
+@click.argument("profile")
+@click.argument("models", nargs=-1)
+@set_option
+def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Fit MODELS of PROFILE (default: all) and store each as a new version.
+
+    Each model fits on the train split of its data source (warm-starting from its
+    `inherit` ref when set), is evaluated on the test split, and is stored in the
+    artifact store as PROJECT/MODEL@N with its lineage and metrics.
+    """
+    kernel = get_kernel()
+    resolved = resolve_or_exit(profile, overrides)
+    try:
+        specs = model_specs(resolved, models)
+        store = kernel.store(resolved)
+        for spec in specs:
+            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            with Progress(*columns, console=console, transient=False) as bars:
+                trained = train(kernel, resolved, spec, store, RichProgress(bars))
+            console.print(trained.report.text, markup=False, highlight=False)
+            parent = f" (parent {trained.artifact.parent})" if trained.artifact.parent else ""
+            console.print(f"stored [bold]{trained.artifact.ref}[/] {trained.artifact.digest[:12]}{parent}")
+    except HeirloomError as exc:
+        fail(f"error: {exc}")
+
+
+@click.command("eval")
+@click.argument("profile")
+@click.argument("models", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@set_option
+def eval_command(profile: str, models: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -> None:
+    """Evaluate the served version of MODELS of PROFILE (default: all) on their test split.
+
+    JSON: {"models": {NAME: {"version", "accuracy", "macro_f1", "per_class": {LABEL:
+    {"precision", "recall", "f1", "support"}}, ...}}}.
+    """
+    kernel = get_kernel()
+    resolved = resolve_or_exit(profile, overrides)
+    results: dict[str, Any] = {}
+    try:
+        for spec in model_specs(resolved, models):
+            version, report = evaluate(kernel, resolved, spec)
+            results[spec.name] = {"version": version, **report.metrics}
+            if not as_json:
+                console.print(f"[bold]{version}[/]")
+                console.print(report.text, markup=False, highlight=False)
+    except HeirloomError as exc:
+        fail(f"error: {exc}")
+    if as_json:
+        print_json({"models": results})
+
+
+COMMANDS = [train_command, eval_command]

@@ -1,0 +1,143 @@
+"""What the kernel knows about each plugin, and the cache that spares imports.
+
+The catalog (one JSON file per Python environment) remembers what each plugin provided
+the last time it was imported: component types, named things (profiles, pretrained
+states), commands and the hooks it implements. It is keyed by a fingerprint of the
+plugin's distribution, version and module file, so a profile imports only the plugins
+it uses, and a new, upgraded or edited plugin is imported again to learn what it offers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from heirloom.core.components import KINDS
+from heirloom.core.fsutil import write_atomic
+from heirloom.core.paths import cache_dir
+
+CATALOG_VERSION = 3
+#: Things plugins register by name besides component types, and the hook that registers each.
+NAMED_HOOKS = {"profiles": "heirloom_register_profiles", "pretrained": "heirloom_register_pretrained"}
+
+
+def empty_provides() -> dict[str, list[str]]:
+    return {kind: [] for kind in KINDS}
+
+
+def _empty_named() -> dict[str, list[str]]:
+    return {what: [] for what in NAMED_HOOKS}
+
+
+@attrs.define
+class PluginInfo:
+    """What the kernel knows about one plugin, loaded or not."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    status: str = "listed"  # listed (not imported) | loaded | failed
+    error: str | None = None
+    provides: dict[str, list[str]] = attrs.field(factory=empty_provides)
+    #: Profiles and pretrained states it registers, by name (see ``NAMED_HOOKS``).
+    named: dict[str, list[str]] = attrs.field(factory=_empty_named)
+    commands: list[str] = attrs.field(factory=list)
+    #: Names of the hooks it implements.
+    hooks: list[str] = attrs.field(factory=list)
+    fingerprint: str = ""
+    #: One of the kernel's own plugins: always loaded, never disabled by the environment.
+    builtin: bool = False
+
+    @property
+    def label(self) -> str:
+        """``name (distribution version)``, for error messages."""
+        if self.distribution:
+            return f"{self.name} ({self.distribution} {self.version})"
+        return self.name
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": self.status,
+            "builtin": self.builtin,
+            "provides": {kind: sorted(names) for kind, names in self.provides.items()},
+            "profiles": sorted(self.named["profiles"]),
+            "pretrained": sorted(self.named["pretrained"]),
+            "commands": sorted(self.commands),
+        }
+        if self.status == "failed":
+            data["error"] = self.error
+        return data
+
+
+def fingerprint(ep: EntryPoint) -> str:
+    """Changes when the plugin's distribution, version or entry module file changes."""
+    try:
+        spec = importlib.util.find_spec(ep.module)
+        origin = spec.origin if spec else None
+        stamp = os.stat(origin).st_mtime_ns if origin and os.path.exists(origin) else 0
+    except Exception:  # noqa: BLE001 - a broken package still gets listed
+        stamp = -1
+    dist = f"{ep.dist.name}=={ep.dist.version}" if ep.dist is not None else "-"
+    return f"{dist}|{ep.value}|{stamp}"
+
+
+class Catalog:
+    """The on-disk cache of what plugins provide (a read-only cache only costs time)."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or cache_dir() / f"plugins-{hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]}.json"
+        self.entries: dict[str, dict[str, Any]] = self._read()
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != CATALOG_VERSION:
+            return {}
+        plugins = data.get("plugins")
+        return plugins if isinstance(plugins, dict) else {}
+
+    def knows(self, info: PluginInfo) -> bool:
+        cached = self.entries.get(info.name)
+        return bool(cached) and cached.get("fingerprint") == info.fingerprint
+
+    def fill(self, info: PluginInfo) -> None:
+        """Copy what the catalog remembers into a listed plugin's info, if still valid."""
+        if not self.knows(info):
+            return
+        cached = self.entries[info.name]
+        info.provides = {k: list(cached["provides"].get(k, [])) for k in KINDS}
+        info.named = {what: list(cached.get("named", {}).get(what, [])) for what in NAMED_HOOKS}
+        info.commands = list(cached.get("commands", []))
+        info.hooks = list(cached.get("hooks", []))
+
+    def save(self, infos: dict[str, PluginInfo]) -> None:
+        """Remember loaded plugins that came from entry points; forget failed ones."""
+        for name, info in infos.items():
+            if info.fingerprint and info.status == "loaded":
+                self.entries[name] = {
+                    "fingerprint": info.fingerprint,
+                    "provides": info.provides,
+                    "named": info.named,
+                    "commands": info.commands,
+                    "hooks": info.hooks,
+                }
+            elif info.status == "failed":
+                self.entries.pop(name, None)
+        payload = {"version": CATALOG_VERSION, "plugins": self.entries}
+        with contextlib.suppress(OSError):
+            write_atomic(self.path, json.dumps(payload, indent=1, sort_keys=True).encode())

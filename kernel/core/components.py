@@ -1,0 +1,312 @@
+"""The four kinds of component and the contract each one honours.
+
+A component type is an attrs class that subclasses one of the bases below; its attrs
+fields are its configuration schema (a profile table is structured into it, extra keys
+forbidden). The kernel instantiates it from the profile, calls ``start(ctx)`` in
+dependency order and ``stop()`` in reverse. Runtime state lives in ordinary attributes
+set in ``start`` (the bases have no ``__slots__``, so slotted attrs subclasses can).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import attrs
+
+if TYPE_CHECKING:
+    from heirloom.core.system import System
+
+KINDS = ("source", "model", "api", "resources")
+#: The profile table that holds each kind's components.
+TABLES = {"source": "sources", "model": "models", "api": "apis", "resources": "resources"}
+REF_KEY = "heirloom_ref"
+
+
+def ref(kind: str, *, many: bool = False, **kwargs: Any) -> Any:
+    """An attrs field naming another component of ``kind`` (a dependency edge).
+
+    ``data: str = ref("source")`` makes ``data = "news"`` in the profile a reference to
+    ``[sources.news]``: it must exist, it starts first, and ``ctx.get(self.data)`` returns
+    it. ``many=True`` takes a list of names.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"ref kind must be one of {KINDS}, not {kind!r}")
+    metadata = dict(kwargs.pop("metadata", {}) or {})
+    metadata[REF_KEY] = (kind, many)
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+def references(component: Any) -> list[tuple[str, str, str]]:
+    """``(field, kind, target)`` for every reference field set on a component instance."""
+    found = []
+    for field in attrs.fields(type(component)):
+        spec = field.metadata.get(REF_KEY)
+        value = getattr(component, field.name)
+        if spec is None or value is None:
+            continue
+        kind, many = spec
+        for target in value if many else [value]:
+            found.append((field.name, kind, target))
+    return found
+
+
+@attrs.define
+class Context:
+    """What a component receives at start: its identity and access to its dependencies."""
+
+    name: str
+    kind: str
+    system: System
+
+    def get(self, name: str, kind: str | None = None) -> Any:
+        """The started component ``name`` (one this component references)."""
+        return self.system.component(name, kind)
+
+    def model(self, name: str) -> ModelHandle:
+        """A handle on model ``name``: read ``handle.current`` per request to get
+        ``(model, version)``; it follows hot swaps when a served alias moves."""
+        return self.system.model(name)
+
+    @property
+    def resources(self) -> Resources:
+        return self.system.resources
+
+    @property
+    def project(self) -> str:
+        return self.system.profile.project
+
+
+class Progress(Protocol):
+    """Progress reporting for long work (fit, evaluate); the CLI renders it as a bar."""
+
+    def start(self, description: str, total: float | None = None) -> None: ...
+
+    def advance(self, amount: float = 1) -> None: ...
+
+    def log(self, message: str) -> None: ...
+
+
+class NullProgress:
+    """Progress that goes nowhere: the default when nobody is watching."""
+
+    def start(self, description: str, total: float | None = None) -> None:
+        pass
+
+    def advance(self, amount: float = 1) -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+
+class Component(abc.ABC):
+    """Lifecycle shared by every kind. ``ctx`` is set by ``start``."""
+
+    kind: ClassVar[str]
+    #: Set True if the component uses torch: the resource manager then applies thread and
+    #: device settings to torch before ``start``. Kernels never import torch themselves.
+    uses_torch: ClassVar[bool] = False
+
+    def start(self, ctx: Context) -> None:
+        """Acquire what the component needs (load weights, open files). Default: keep ctx."""
+        self.ctx = ctx
+
+    def stop(self) -> None:  # noqa: B027 - optional override, not abstract
+        """Release everything ``start`` acquired. Must be safe after a partial start."""
+
+    def ready(self) -> bool:
+        """True once started and warm (the daemon's ``_ready`` asks every component)."""
+        return True
+
+
+class Source(Component):
+    """Yields records for a split; reports a content fingerprint for lineage."""
+
+    kind = "source"
+
+    @abc.abstractmethod
+    def records(self, split: str | None = None) -> Iterator[Any]:
+        """Stream records (dicts or attrs objects) of ``split`` (``train``/``test``) or all.
+
+        Must stream: never hold a whole corpus in memory twice.
+        """
+
+    @abc.abstractmethod
+    def fingerprint(self) -> str:
+        """A content hash of the underlying data (changes when the data changes)."""
+
+    def splits(self) -> list[str]:
+        """The split names this source can produce."""
+        return ["train", "test"]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for ``heirloom data stats``; default: records per split."""
+        return {"records": {split: sum(1 for _ in self.records(split)) for split in self.splits()}}
+
+
+@attrs.frozen
+class State:
+    """A model's trained state: named tensors plus JSON-serialisable metadata."""
+
+    tensors: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+@attrs.frozen
+class Report:
+    """An evaluation: machine-readable metrics and a printable text report."""
+
+    metrics: dict[str, Any]
+    text: str
+
+
+class Model(Component):
+    """Something trained: fit, batched predict, evaluate, and a portable state."""
+
+    kind = "model"
+
+    @abc.abstractmethod
+    def fit(self, data: Iterable[Any], parent: State | None = None, progress: Progress | None = None) -> None:
+        """Train on ``data``; ``parent`` is an inherited state to warm-start from."""
+
+    @abc.abstractmethod
+    def predict(self, batch: list[Any]) -> list[Any]:
+        """One output per input, computed as a batch."""
+
+    @abc.abstractmethod
+    def evaluate(self, data: Iterable[Any]) -> Report:
+        """Metrics on held-out ``data``."""
+
+    @abc.abstractmethod
+    def state(self) -> State:
+        """The trained state, to store as an artifact."""
+
+    @abc.abstractmethod
+    def load(self, state: State) -> None:
+        """Replace the current weights by ``state``."""
+
+
+class ModelHandle:
+    """The model an api should use right now and the version it serves.
+
+    A hot swap is one reference assignment, so a request that read ``current`` keeps
+    the model it got; apis read ``(model, version)`` once per request or batch.
+    """
+
+    __slots__ = ("_current", "name")
+
+    def __init__(self, name: str, model: Model, version: str | None = None):
+        self.name = name
+        self._current = (model, version)
+
+    @property
+    def current(self) -> tuple[Model, str | None]:
+        """``(model, version)`` read together: use both from one read."""
+        return self._current
+
+    @property
+    def model(self) -> Model:
+        return self._current[0]
+
+    @property
+    def version(self) -> str | None:
+        return self._current[1]
+
+    def swap(self, model: Model, version: str | None) -> Model:
+        """Serve ``model`` from now on; returns the model it replaces."""
+        old = self._current[0]
+        self._current = (model, version)
+        return old
+
+
+@attrs.frozen
+class Route:
+    """One callable method of an api, served as ``<api name>.<name>``.
+
+    ``input`` is an attrs class the request body is structured into (unknown keys and
+    wrong types are INVALID_ARGUMENT naming the field); None accepts any msgpack value.
+    Batched routes get a list of inputs and return one result per input; ``items`` counts
+    the items in one input so max batch is measured in items, not requests. Inline routes
+    are cheap and run on the I/O loop; the others run on worker threads. ``admin`` routes
+    answer only clients whose Curve key is an admin key (when the daemon uses Curve).
+    """
+
+    name: str
+    handler: Callable[[Any], Any]
+    input: type | None = None
+    batched: bool = False
+    max_batch: int = 64
+    max_wait_ms: float = 2.0
+    max_payload: int = 1 << 20
+    inline: bool = False
+    items: Callable[[Any], int] | None = None
+    description: str = ""
+    admin: bool = False
+
+
+@attrs.frozen
+class Versioned:
+    """A route result tagged with the model version that produced it (sent in the reply)."""
+
+    value: Any
+    version: str | None
+
+
+class Api(Component):
+    """Declares the routes a daemon serves."""
+
+    kind = "api"
+
+    @abc.abstractmethod
+    def routes(self) -> list[Route]:
+        """The routes of this api (called after ``start``)."""
+
+
+class Resources(Component):
+    """Plans and enforces threads, device, memory and admission for a system."""
+
+    kind = "resources"
+
+    @abc.abstractmethod
+    def prepare(self, name: str, component: Component) -> None:
+        """Apply settings for ``component`` before it starts (e.g. torch threads)."""
+
+    @abc.abstractmethod
+    def device_for(self, name: str) -> str:
+        """The device a component should compute on: ``cpu`` or ``cuda:N``."""
+
+    @abc.abstractmethod
+    def admit(self) -> bool:
+        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED)."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Return an in-flight slot taken by ``admit``."""
+
+    @abc.abstractmethod
+    def usage(self) -> dict[str, Any]:
+        """Current usage for ``_stats``: threads, device, in-flight, memory."""
+
+
+KIND_BASES: dict[str, type[Component]] = {"source": Source, "model": Model, "api": Api, "resources": Resources}
+
+
+PATH_KEY = "heirloom_path"
+
+
+def path_field(*, must_exist: bool = True, **kwargs: Any) -> Any:
+    """An attrs field holding a filesystem path from the profile.
+
+    A relative path is taken relative to the profile file that set it, and with
+    ``must_exist`` a missing path is a validation error naming the key and the path.
+    """
+    metadata = dict(kwargs.pop("metadata", {}) or {})
+    metadata[PATH_KEY] = must_exist
+    return attrs.field(metadata=metadata, **kwargs)
+
+
+def path_fields(cls: type) -> dict[str, bool]:
+    """``{field name: must_exist}`` for the :func:`path_field` fields of an attrs class."""
+    return {f.name: f.metadata[PATH_KEY] for f in attrs.fields(cls) if PATH_KEY in f.metadata}

@@ -1,0 +1,79 @@
+"""The Kernel: one plugin host plus profile resolution; the entry point for everything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from heirloom.core.errors import PluginError
+from heirloom.core.plugins import PluginHost
+from heirloom.core.profile import ProfileLoader, RawProfile, display_path
+from heirloom.core.schema import ResolvedProfile, validate
+from heirloom.core.serving import VersionStore
+from heirloom.core.system import System
+
+
+class Kernel:
+    """Isolated plugin state: build as many as you like (tests do).
+
+    ``plugins`` registers extra plugin objects directly (modules or instances with
+    hookimpls); ``use_entry_points=False`` ignores installed plugins entirely.
+    """
+
+    def __init__(self, *, plugins: Iterable[Any] = (), use_entry_points: bool = True, catalog_path: Path | None = None):
+        self.plugins = PluginHost(use_entry_points=use_entry_points, plugins=plugins, catalog_path=catalog_path)
+        self.loader = ProfileLoader(registered=self._registered_profile)
+
+    def _registered_profile(self, name: str) -> Path | None:
+        self.plugins.ensure(profiles=[name])
+        entries = self.plugins.profiles.get(name)
+        return Path(str(entries[0][1])) if entries else None
+
+    def load_profile(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
+        """Merge ``ref`` (a path or a name) with its ancestors and overrides."""
+        return self.loader.load(ref, overrides)
+
+    def resolve(self, ref: str, overrides: Iterable[str] = ()) -> ResolvedProfile:
+        """Load and validate ``ref``; raises ProfileError listing every problem."""
+        return validate(self.load_profile(ref, overrides), self.plugins)
+
+    def system(
+        self,
+        ref: str | ResolvedProfile,
+        overrides: Iterable[str] = (),
+        only: set[tuple[str, str]] | None = None,
+        serve_models: bool = False,
+    ) -> System:
+        """A system for ``ref``, built but not started.
+
+        ``only`` (``{(kind, name)}``) limits it to those components and their dependencies,
+        e.g. one source for ``heirloom data show``. ``serve_models`` loads each model's
+        served version from the artifact store and follows it (``serve``, ``eval``).
+        """
+        profile = ref if isinstance(ref, ResolvedProfile) else self.resolve(ref, overrides)
+        return System(profile, self.plugins, only, store=self.store(profile) if serve_models else None)
+
+    def store(self, profile: ResolvedProfile | None = None) -> Any:
+        """The artifact store a profile uses (``[store] path``, else ``HEIRLOOM_STORE``, else
+        ``$HEIRLOOM_HOME/store``), opened by the ``heirloom_open_store`` hook: the kernel's
+        store plugin answers unless another plugin answers first."""
+        path = profile.settings["store"].path if profile is not None else None
+        store: VersionStore | None = self.plugins.call_first("heirloom_open_store", path=path)
+        if store is None:
+            raise PluginError("no plugin opened an artifact store (is the heirloom.store plugin broken?)")
+        return store
+
+    def available_profiles(self) -> list[dict[str, str]]:
+        """Profiles found in the search path and registered by plugins (imports all plugins)."""
+        found: dict[str, dict[str, str]] = {}
+        for directory in reversed(self.loader.search_dirs()):
+            for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
+                found[path.stem] = {"name": path.stem, "path": display_path(path), "origin": display_path(directory)}
+        self.plugins.load_all()
+        for name, entries in sorted(self.plugins.profiles.items()):
+            plugin, path = entries[0]
+            found.setdefault(
+                name, {"name": name, "path": str(path), "origin": f"plugin {self.plugins.infos[plugin].label}"}
+            )
+        return sorted(found.values(), key=lambda p: p["name"])

@@ -1,0 +1,367 @@
+"""Plugin discovery, isolated loading, hook calls, and the registry of component types.
+
+Entry points in the ``heirloom`` group are *listed* without importing them; the
+:class:`~heirloom.core.catalog.Catalog` says what each provides, so a profile imports
+only the plugins it uses. The kernel's own plugins (its commands, its artifact store) are
+listed the same way but cannot be disabled, as pytest ships its features as
+``default_plugins``.
+
+Every hook is called through pluggy, one plugin at a time: ``tryfirst``/``trylast``
+decide the order, other plugins' hook wrappers wrap each call, and an exception is
+recorded against the plugin that raised it (with its distribution and version) instead
+of stopping the others. ``HEIRLOOM_TRACE_PLUGINS=1`` prints every plugin import and hook
+call, with the plugin and its duration, to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pluggy
+
+from heirloom.core import hookspecs
+from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint
+from heirloom.core.components import KIND_BASES, KINDS
+from heirloom.core.errors import PluginError
+from heirloom.core.version import VERSION
+
+ENTRY_POINT_GROUP = "heirloom"
+#: The kernel's own plugins, by name and module: always listed, never disabled.
+BUILTIN_PLUGINS = {"heirloom.store": "heirloom.store.plugin", "heirloom.commands": "heirloom.cli.commands"}
+REGISTER_HOOKS = {
+    "source": "heirloom_register_sources",
+    "model": "heirloom_register_models",
+    "api": "heirloom_register_apis",
+    "resources": "heirloom_register_resource_managers",
+}
+COMPONENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+TRACE_VARIABLE = "HEIRLOOM_TRACE_PLUGINS"
+
+
+def _env_list(variable: str) -> set[str]:
+    return {item.strip() for item in os.environ.get(variable, "").split(",") if item.strip()}
+
+
+def _selected(ep: EntryPoint) -> bool:
+    """Apply ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` (names or distributions)."""
+    names = {ep.name}
+    if ep.dist is not None:
+        names.add(ep.dist.name)
+    allowed = _env_list("HEIRLOOM_LOAD_PLUGINS")
+    if allowed and not names & allowed:
+        return False
+    return not names & _env_list("HEIRLOOM_DISABLE_PLUGINS")
+
+
+def _describe(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def _trace(message: str) -> None:
+    print(f"heirloom trace: {message}", file=sys.stderr, flush=True)
+
+
+class PluginHost:
+    """One pluggy manager and registry per kernel: no module-global state."""
+
+    def __init__(
+        self,
+        *,
+        use_entry_points: bool = True,
+        plugins: Iterable[Any] = (),
+        catalog_path: Path | None = None,
+    ):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self.components: dict[str, dict[str, list[tuple[str, type]]]] = {k: {} for k in KINDS}
+        self.named: dict[str, dict[str, list[tuple[str, Any]]]] = {what: {} for what in NAMED_HOOKS}
+        self._entry_points: dict[str, EntryPoint] = {}
+        self._catalog = Catalog(catalog_path)
+        self.tracing = os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
+        if self.tracing:
+            self._start_tracing()
+        self._list_builtins()
+        if use_entry_points:
+            self._list_entry_points()
+        for plugin in plugins:
+            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+            self.infos[name] = PluginInfo(name=name, module=name)
+            self._load(name, plugin)
+
+    # -- discovery -----------------------------------------------------------------------
+    def _list_builtins(self) -> None:
+        for name, module in BUILTIN_PLUGINS.items():
+            self._list(EntryPoint(name=name, value=module, group=ENTRY_POINT_GROUP), builtin=True)
+
+    def _list_entry_points(self) -> None:
+        """Installed entry points, plus modules named in ``HEIRLOOM_PLUGINS`` (for plugin
+        development and tests: no packaging needed, like ``PYTEST_PLUGINS``)."""
+        named = [m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip()]
+        extra = [EntryPoint(name=module, value=module, group=ENTRY_POINT_GROUP) for module in named]
+        for ep in [*entry_points(group=ENTRY_POINT_GROUP), *extra]:
+            if ep.name not in self._entry_points and _selected(ep):
+                self._list(ep)
+
+    def _list(self, ep: EntryPoint, builtin: bool = False) -> None:
+        self._entry_points[ep.name] = ep
+        dist = ep.dist
+        info = PluginInfo(
+            name=ep.name,
+            module=ep.value,
+            distribution=dist.name if dist is not None else ("heirloom" if builtin else None),
+            version=dist.version if dist is not None else (VERSION if builtin else None),
+            fingerprint=fingerprint(ep),
+            builtin=builtin,
+        )
+        self._catalog.fill(info)
+        self.infos[ep.name] = info
+
+    # -- loading -------------------------------------------------------------------------
+    def _load(self, name: str, plugin: Any) -> None:
+        """Register one plugin and run its registration hooks; record any failure."""
+        info = self.infos[name]
+        staged: list[tuple[str, str, type]] = []
+        named: dict[str, list[tuple[str, Any]]] = {what: [] for what in NAMED_HOOKS}
+        try:
+            self.pm.register(plugin, name=name)
+            try:
+                self.pm.check_pending()
+                implemented = {caller.name for caller in self.pm.get_hookcallers(plugin) or []}
+                for kind, hook_name in REGISTER_HOOKS.items():
+                    if hook_name in implemented:
+                        self.call_one(hook_name, name, register=self._stager(kind, staged))
+                for what, hook_name in NAMED_HOOKS.items():
+                    entries = named[what]
+                    if hook_name in implemented:
+                        self.call_one(hook_name, name, register=lambda n, obj, into=entries: into.append((str(n), obj)))
+            except BaseException:
+                self.pm.unregister(name=name)
+                raise
+        except Exception as exc:  # noqa: BLE001 - isolation is the point
+            info.status, info.error = "failed", _describe(exc)
+            return
+        info.status, info.error = "loaded", None
+        info.provides = empty_provides()
+        for kind, component, cls in staged:
+            self.components[kind].setdefault(component, []).append((name, cls))
+            info.provides[kind].append(component)
+        for what, entries in named.items():
+            for entry_name, obj in entries:
+                self.named[what].setdefault(entry_name, []).append((name, obj))
+            info.named[what] = [entry_name for entry_name, _ in entries]
+        info.hooks = sorted(implemented)
+        if "heirloom_register_commands" not in info.hooks:
+            info.commands = []
+
+    @staticmethod
+    def _stager(kind: str, staged: list[tuple[str, str, type]]) -> Callable[[str, type], None]:
+        base = KIND_BASES[kind]
+
+        def register(name: str, cls: type) -> None:
+            if not isinstance(name, str) or not COMPONENT_NAME.match(name):
+                raise PluginError(f"invalid {kind} name {name!r}: use lower-case, digits, '-', '_', '.'")
+            if not (isinstance(cls, type) and attrs.has(cls) and issubclass(cls, base)):
+                raise PluginError(
+                    f"{kind} {name!r}: {cls!r} must be an attrs class subclassing heirloom.{base.__name__}"
+                )
+            staged.append((kind, name, cls))
+
+        return register
+
+    def load(self, name: str) -> bool:
+        """Import and register the plugin ``name`` if not done yet; True if loaded."""
+        info = self.infos[name]
+        if info.status == "listed":
+            began = time.perf_counter()
+            try:
+                plugin = self._entry_points[name].load()
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may do anything on import
+                info.status, info.error = "failed", _describe(exc)
+                plugin = None
+            if self.tracing:
+                elapsed = (time.perf_counter() - began) * 1000
+                _trace(
+                    f"import {info.module} ({info.label}) {elapsed:.3f} ms"
+                    + (f" failed: {info.error}" if plugin is None else "")
+                )
+            if plugin is not None:
+                self._load(name, plugin)
+        return info.status == "loaded"
+
+    def load_all(self) -> None:
+        """Import every listed plugin (``heirloom plugins`` does this to show failures)."""
+        for name in sorted(self.infos):
+            self.load(name)
+        self._catalog.save(self.infos)
+
+    def ensure(
+        self,
+        components: Iterable[tuple[str, str]] = (),
+        profiles: Iterable[str] = (),
+        pretrained: Iterable[str] = (),
+        hooks: Iterable[str] = (),
+    ) -> None:
+        """Import the plugins that provide these component types, profiles, pretrained states
+        or implement these hooks.
+
+        Plugins the catalog does not know are imported too (their contents are unknown);
+        if a component type or named thing is still missing afterwards, everything is
+        imported as a last resort.
+        """
+        wanted_components = set(components)
+        wanted_named = {"profiles": set(profiles), "pretrained": set(pretrained)}
+        wanted_hooks = set(hooks)
+        todo = {n for n, i in self.infos.items() if i.status == "listed" and not self._catalog.knows(i)}
+        for name, info in self.infos.items():
+            if info.status != "listed":
+                continue
+            if any(component in info.provides[kind] for kind, component in wanted_components):
+                todo.add(name)
+            if any(wanted & set(info.named[what]) for what, wanted in wanted_named.items()):
+                todo.add(name)
+            if wanted_hooks & set(info.hooks):
+                todo.add(name)
+        for name in sorted(todo):
+            self.load(name)
+        missing = any(c not in self.components[k] for k, c in wanted_components) or any(
+            entry not in self.named[what] for what, wanted in wanted_named.items() for entry in wanted
+        )
+        if missing:
+            for name in sorted(self.infos):
+                self.load(name)
+        if todo or missing:
+            self._catalog.save(self.infos)
+
+    # -- calling hooks -------------------------------------------------------------------
+    def call_one(self, hook_name: str, plugin_name: str, **kwargs: Any) -> list[Any]:
+        """Call ``hook_name`` on one plugin only, through pluggy (wrappers and tracing apply)."""
+        hook = getattr(self.pm.hook, hook_name)
+        others = {impl.plugin for impl in self._callers(hook) if impl.plugin_name != plugin_name}
+        return self.pm.subset_hook_caller(hook_name, others)(**kwargs)
+
+    def call_each(self, hook_name: str, only: str | None = None, **kwargs: Any) -> list[BaseException]:
+        """Call ``hook_name`` on every plugin (or ``only`` one) in pluggy's order, each in
+        isolation: one plugin's exception is returned as a PluginError, the rest still run."""
+        errors: list[BaseException] = []
+        for impl in self._callers(getattr(self.pm.hook, hook_name)):
+            if only is not None and impl.plugin_name != only:
+                continue
+            try:
+                self.call_one(hook_name, impl.plugin_name, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - one plugin's hook must not break others
+                label = self.infos[impl.plugin_name].label if impl.plugin_name in self.infos else impl.plugin_name
+                errors.append(PluginError(f"plugin {label}: {hook_name} failed: {_describe(exc)}"))
+        return errors
+
+    def call_first(self, hook_name: str, **kwargs: Any) -> Any:
+        """The first non-None answer of a ``firstresult`` hook, after loading its implementers."""
+        self.ensure(hooks=[hook_name])
+        return getattr(self.pm.hook, hook_name)(**kwargs)
+
+    @staticmethod
+    def _callers(hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+        """Non-wrapper implementations in the order pluggy calls them (tryfirst first)."""
+        return [impl for impl in reversed(hook.get_hookimpls()) if not (impl.hookwrapper or impl.wrapper)]
+
+    def _start_tracing(self) -> None:
+        began: list[float] = []
+
+        def before(hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Any) -> None:
+            began.append(time.perf_counter())
+
+        def after(outcome: pluggy.Result[Any], hook_name: str, impls: Sequence[pluggy.HookImpl], kwargs: Any) -> None:
+            elapsed = (time.perf_counter() - began.pop()) * 1000
+            names = [impl.plugin_name for impl in impls if not (impl.hookwrapper or impl.wrapper)]
+            labels = ", ".join(self.infos[n].label if n in self.infos else n for n in names) or "no plugin"
+            failed = f" raised {_describe(outcome.exception)}" if outcome.exception else ""
+            _trace(f"{hook_name} -> {labels} {elapsed:.3f} ms{failed}")
+
+        self.pm.add_hookcall_monitoring(before, after)
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def profiles(self) -> dict[str, list[tuple[str, Any]]]:
+        """``name -> [(plugin, path)]`` of the profiles plugins ship."""
+        return self.named["profiles"]
+
+    def pretrained(self, name: str) -> tuple[Any, PluginInfo]:
+        """The state a plugin registered as ``pretrained:NAME`` (loaded now) and its plugin."""
+        self.ensure(pretrained=[name])
+        providers = self.named["pretrained"].get(name, [])
+        known = sorted(self.named["pretrained"])
+        if not providers:
+            raise PluginError(f"no plugin registers pretrained:{name} (registered: {', '.join(known) or 'none'})")
+        if len(providers) > 1:
+            labels = " and ".join(self.infos[p].label for p, _ in providers)
+            raise PluginError(f"pretrained:{name} is registered by two plugins: {labels}")
+        plugin, load = providers[0]
+        return load(), self.infos[plugin]
+
+    def component_type(self, kind: str, name: str) -> type | None:
+        """The class registered as ``name``; None if unknown; PluginError if ambiguous."""
+        providers = self.components[kind].get(name, [])
+        if len(providers) > 1:
+            labels = " and ".join(self.infos[p].label for p, _ in providers)
+            raise PluginError(
+                f"{kind} type {name!r} is registered by two plugins: {labels}; "
+                "disable one with HEIRLOOM_DISABLE_PLUGINS"
+            )
+        return providers[0][1] if providers else None
+
+    def provider(self, kind: str, name: str) -> PluginInfo | None:
+        providers = self.components[kind].get(name, [])
+        return self.infos[providers[0][0]] if providers else None
+
+    def known_names(self, kind: str) -> list[str]:
+        """Every name of this kind the registry or the catalog knows, for 'did you mean'."""
+        names = set(self.components[kind])
+        for info in self.infos.values():
+            names.update(info.provides[kind])
+        return sorted(names)
+
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.infos.values() if info.status == "failed"]
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """``"kind name" -> [plugin labels]`` for names registered more than once."""
+        return {
+            f"{kind} {name}": [self.infos[p].label for p, _ in providers]
+            for kind, table in self.components.items()
+            for name, providers in table.items()
+            if len(providers) > 1
+        }
+
+    # -- commands and notifications ------------------------------------------------------
+    def command_plugins(self) -> dict[str, str]:
+        """``command name -> plugin name`` as far as the catalog knows."""
+        return {cmd: name for name, info in self.infos.items() for cmd in info.commands}
+
+    def add_commands(self, cli: Any, plugin_name: str) -> list[BaseException]:
+        """Let one plugin add its commands to ``cli``; remember their names for next time."""
+        if not self.load(plugin_name):
+            return []
+        before = set(cli.commands)
+        errors = self.call_each("heirloom_register_commands", only=plugin_name, cli=cli)
+        info = self.infos[plugin_name]
+        added = sorted(set(cli.commands) - before)
+        if added != info.commands:
+            info.commands = added
+            self._catalog.save(self.infos)
+        return errors
+
+    def plugins_with_commands(self) -> list[str]:
+        return [n for n, i in self.infos.items() if i.status == "loaded" and "heirloom_register_commands" in i.hooks]
+
+    def notify(self, hook_name: str, **kwargs: Any) -> list[BaseException]:
+        """Call a notification hook on every plugin, each in isolation; return the errors."""
+        return self.call_each(hook_name, **kwargs)

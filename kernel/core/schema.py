@@ -1,0 +1,360 @@
+"""Validate a merged profile against component schemas; report every problem at once.
+
+Each component table is structured into its attrs class with cattrs (extra keys
+forbidden, no silent coercion), references between components are checked, and the
+dependency graph must be acyclic. Every problem names the file that set the offending
+value and its key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.strategies import configure_union_passthrough
+
+from heirloom.core.components import KINDS, PATH_KEY, TABLES, references
+from heirloom.core.errors import Problem, ProfileError
+from heirloom.core.plugins import PluginHost
+from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
+from heirloom.core.settings import SECTIONS, ComponentKeys, ModelKeys
+
+TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
+DEFAULT_RESOURCES = "local"
+
+
+@attrs.frozen
+class ComponentSpec:
+    """A validated component: its type and its configuration, ready to instantiate."""
+
+    kind: str
+    name: str
+    use: str
+    cls: type
+    config: dict[str, Any]
+    #: The kernel's keys of the table (``ComponentKeys``, or ``ModelKeys`` for models).
+    keys: ComponentKeys
+    #: ``(kind, name)`` of every component this one references.
+    depends: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        table = TABLES[self.kind]
+        return table if table in SINGLE_COMPONENT_TABLES else f"{table}.{self.name}"
+
+
+@attrs.define
+class ResolvedProfile:
+    """A profile that passed validation: components in dependency order and settings."""
+
+    raw: RawProfile
+    project: str
+    description: str
+    components: list[ComponentSpec]
+    settings: dict[str, Any]
+    converter: cattrs.Converter
+
+    @property
+    def name(self) -> str:
+        return self.raw.name
+
+    def instantiate(self, spec: ComponentSpec) -> Any:
+        """A fresh component object for ``spec`` (config only; ``start`` does the work)."""
+        return self.converter.structure(spec.config, spec.cls)
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return {"NoneType": "none"}.get(tp.__name__, tp.__name__)
+    return str(tp).replace("typing.", "")
+
+
+def _strict(expected: type, accepts: tuple[type, ...]):
+    def structure(value: Any, _: type) -> Any:
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, accepts):
+            raise TypeError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        return expected(value)
+
+    return structure
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter that refuses unknown keys and never coerces types silently."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(str, _strict(str, (str,)))
+    converter.register_structure_hook(int, _strict(int, (int,)))
+    converter.register_structure_hook(float, _strict(float, (int, float)))
+    converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    # unions of plain types (``float | str | None``) accept whichever member the value is
+    configure_union_passthrough(str | int | float | bool | bytes | None, converter)
+    return converter
+
+
+def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def parse_set_value(text: str, tp: Any) -> Any:
+    """Type a ``--set`` value by the schema: strings stay text, others parse as TOML."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        if text.strip().lower() in ("none", "null"):
+            return None
+        others = [a for a in args if a is not type(None)]
+        tp = others[0] if len(others) == 1 else Any
+    if tp in (str, Path):
+        return text
+    if tp is bool and text.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        return text.strip().lower() in ("true", "yes", "1")
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+class Validator:
+    """Collects problems across a whole profile, then raises them together."""
+
+    def __init__(self, raw: RawProfile, host: PluginHost):
+        self.raw = raw
+        self.host = host
+        self.problems: list[Problem] = []
+        self.converter = make_converter()
+
+    def file_of(self, key: str) -> str:
+        """The file that set ``key`` or, failing that, something under or above it."""
+        prov = self.raw.provenance
+        if key in prov:
+            return prov[key]
+        below = [f for k, f in prov.items() if k.startswith(key + ".")]
+        if below:
+            return below[0]
+        parts = key.split(".")
+        while parts:
+            parts.pop()
+            if ".".join(parts) in prov:
+                return prov[".".join(parts)]
+        return self.raw.file
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.file_of(key), key, message))
+
+    def run(self) -> ResolvedProfile:
+        data = self.raw.data
+        for key in data:
+            if key not in TOP_LEVEL:
+                self.problem(
+                    key,
+                    f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} (expected one of: {', '.join(TOP_LEVEL)})",
+                )
+        project = self._text(data, "project", default=self.raw.name)
+        description = self._text(data, "description", default="")
+        settings = {name: self._section(name, cls) for name, cls in SECTIONS.items()}
+        tables = self._component_tables(data)
+        self.host.ensure(components=[(kind, use) for kind, _, use, _ in tables if isinstance(use, str)])
+        specs = [spec for spec in (self._component(*entry) for entry in tables) if spec is not None]
+        ordered = self._order(specs)
+        if self.problems:
+            raise ProfileError(self.problems)
+        return ResolvedProfile(self.raw, project, description, ordered, settings, self.converter)
+
+    def _text(self, data: dict, key: str, default: str) -> str:
+        value = data.get(key, default)
+        if isinstance(value, SetValue):
+            value = data[key] = value.text
+        if not isinstance(value, str):
+            self.problem(key, f"expected str, got {type(value).__name__} {value!r}")
+            return default
+        return value
+
+    def _section(self, name: str, cls: type) -> Any:
+        table = self.raw.data.get(name, {})
+        if not isinstance(table, dict):
+            self.problem(name, f"expected a table, got {type(table).__name__}")
+            table = {}
+        table.update(self._typed(table, cls))
+        return self._structure(name, table, cls)
+
+    def _component_tables(self, data: dict) -> list[tuple[str, str, Any, dict]]:
+        """``(kind, name, use, table)`` for every component, shape-checked."""
+        found = []
+        for kind in KINDS:
+            table_name = TABLES[kind]
+            if table_name in SINGLE_COMPONENT_TABLES:
+                table = data.get(table_name, {"use": DEFAULT_RESOURCES})
+                if not isinstance(table, dict):
+                    self.problem(table_name, f"expected a table, got {type(table).__name__}")
+                    continue
+                table.setdefault("use", DEFAULT_RESOURCES)
+                found.append((kind, kind, table.get("use"), table))
+                continue
+            group = data.get(table_name, {})
+            if not isinstance(group, dict):
+                self.problem(table_name, f"expected a table of {kind} components, got {type(group).__name__}")
+                continue
+            for name, table in group.items():
+                if not isinstance(table, dict):
+                    self.problem(
+                        f"{table_name}.{name}",
+                        f'expected a table like [{table_name}.{name}] with use = "...", got {table!r}',
+                    )
+                    continue
+                found.append((kind, name, table.get("use"), table))
+        return found
+
+    def _component(self, kind: str, name: str, use: Any, table: dict) -> ComponentSpec | None:
+        key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else f"{TABLES[kind]}.{name}"
+        if isinstance(use, SetValue):
+            use = use.text
+        if not isinstance(use, str):
+            self.problem(f"{key}.use", f"expected the name of a {kind} type, got {use!r}")
+            return None
+        try:
+            cls = self.host.component_type(kind, use)
+        except Exception as exc:  # noqa: BLE001 - ambiguity between plugins is reported, not raised
+            self.problem(f"{key}.use", str(exc))
+            return None
+        if cls is None:
+            self.problem(f"{key}.use", self._unknown_type(kind, use))
+            return None
+        keys_cls = ModelKeys if kind == "model" else ComponentKeys
+        reserved = {f.name for f in attrs.fields(keys_cls)}
+        kernel_keys = self._typed({k: v for k, v in table.items() if k in reserved}, keys_cls)
+        kernel_keys["use"] = use
+        config = self._typed({k: v for k, v in table.items() if k not in reserved}, cls)
+        self._resolve_paths(key, config, cls)
+        table.update(kernel_keys)
+        table.update(config)  # the tree now shows typed, resolved values (profile show)
+        keys = self._structure(key, kernel_keys, keys_cls)
+        instance = self._structure(key, config, cls)
+        if instance is None or keys is None:
+            return None
+        depends = tuple(sorted({(k, t) for _, k, t in references(instance)}))
+        spec = ComponentSpec(kind, name, use, cls, config, keys, depends)
+        self._check_references(spec, instance)
+        return spec
+
+    def _unknown_type(self, kind: str, use: str) -> str:
+        known = self.host.known_names(kind)
+        message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'})"
+        failed = self.host.failures()
+        if failed:
+            details = "; ".join(f"{info.label}: {info.error}" for info in failed)
+            message += f". This profile needs it and these plugins failed to load: {details}"
+        return message
+
+    def _typed(self, table: dict, cls: type) -> dict:
+        """Replace ``--set`` texts by values of the field's schema type."""
+        types_by_field = {f.name: f.type for f in attrs.fields(attrs.resolve_types(cls))}
+        return {
+            key: parse_set_value(value.text, types_by_field.get(key, Any)) if isinstance(value, SetValue) else value
+            for key, value in table.items()
+        }
+
+    def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
+        for field in attrs.fields(cls):
+            must_exist = field.metadata.get(PATH_KEY)
+            value = config.get(field.name)
+            if must_exist is None or not isinstance(value, str):
+                continue
+            origin = self.file_of(f"{key}.{field.name}")
+            base = Path.cwd() if origin == OVERRIDE_SOURCE else Path(origin).parent
+            path = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+            config[field.name] = str(path)
+            if must_exist and not path.exists():
+                self.problem(f"{key}.{field.name}", f"path does not exist: {path}")
+
+    def _structure(self, key: str, config: dict, cls: type) -> Any:
+        try:
+            return self.converter.structure(config, cls)
+        except (ClassValidationError, IterableValidationError) as exc:
+            for path, message in flatten_errors(exc, []):
+                self.problem(_join(key, path), message)
+        except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
+            field = _field_named_in(exc, cls)
+            self.problem(f"{key}.{field}" if field else key, str(exc))
+        return None
+
+    def _check_references(self, spec: ComponentSpec, instance: Any) -> None:
+        for field, kind, target in references(instance):
+            group = self.raw.data.get(TABLES[kind], {})
+            if not isinstance(target, str) or target not in group:
+                names = sorted(group) if isinstance(group, dict) else []
+                self.problem(
+                    f"{spec.key}.{field}",
+                    f"no {kind} named {target!r}{did_you_mean(str(target), names)} "
+                    f"({TABLES[kind]} defined: {', '.join(names) or 'none'})",
+                )
+
+    def _order(self, specs: list[ComponentSpec]) -> list[ComponentSpec]:
+        """Dependency order (resources first); a cycle is a problem naming the chain."""
+        by_key = {(s.kind, s.name): s for s in specs}
+        edges = {k: [d for d in s.depends if d in by_key] for k, s in by_key.items()}
+        ordered: list[ComponentSpec] = []
+        state: dict[tuple[str, str], str] = {}
+
+        def visit(node: tuple[str, str], chain: list[tuple[str, str]]) -> None:
+            if state.get(node) == "done":
+                return
+            if state.get(node) == "active":
+                cycle = [*chain[chain.index(node) :], node]
+                self.problem(by_key[node].key, "dependency cycle: " + " -> ".join(by_key[n].key for n in cycle))
+                return
+            state[node] = "active"
+            for target in edges[node]:
+                visit(target, [*chain, node])
+            state[node] = "done"
+            ordered.append(by_key[node])
+
+        for node in sorted(by_key, key=lambda n: (n[0] != "resources", KINDS.index(n[0]), n[1])):
+            visit(node, [])
+        return ordered
+
+
+def flatten_errors(exc: BaseException, path: list[str]) -> typing.Iterator[tuple[list[str], str]]:
+    """(key path, message) for every leaf error inside a cattrs validation error."""
+    if isinstance(exc, ForbiddenExtraKeysError):
+        names = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        for key in sorted(exc.extra_fields):
+            yield [*path, key], f"unknown key{did_you_mean(key, names)} (valid keys: {', '.join(names) or 'none'})"
+    elif isinstance(exc, (ClassValidationError, IterableValidationError)):
+        with_notes, without_notes = exc.group_exceptions()
+        for sub, note in with_notes:
+            step = note.name if hasattr(note, "name") else f"[{note.index}]"
+            yield from flatten_errors(sub, [*path, step])
+        for sub in without_notes:
+            # attrs validators run in __init__: map "'field' must ..." back to its field
+            field = _field_named_in(sub, getattr(exc, "cl", None))
+            yield from flatten_errors(sub, [*path, field] if field else path)
+    elif isinstance(exc, KeyError):
+        yield path, "required key missing"
+    else:
+        yield path, str(exc)
+
+
+def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
+    """The attrs field an error message starts with (``'epochs' must be > 0``), if any."""
+    if cls is None or not attrs.has(cls):
+        return None
+    message = str(exc)
+    return next((f.name for f in attrs.fields(cls) if message.startswith(f"'{f.name}'")), None)
+
+
+def _join(prefix: str, path: list[str]) -> str:
+    key = prefix
+    for step in path:
+        key += step if step.startswith("[") else f".{step}"
+    return key
+
+
+def validate(raw: RawProfile, host: PluginHost) -> ResolvedProfile:
+    """Validate ``raw`` with the component types ``host`` provides; raise ProfileError."""
+    return Validator(raw, host).run()

@@ -1,0 +1,175 @@
+"""Serving stored models: each model serves one stored version, swapped live when it moves.
+
+A model table's ``serve`` key selects the version (a number or an alias; default the
+latest). Apis reach models through a :class:`~heirloom.core.components.ModelHandle` and
+read ``(model, version)`` once per request or batch, so a swap is a single reference
+assignment: requests that already hold the old model finish on it. A new version is
+loaded into a fresh instance and checked ready before the swap; a failed load keeps the
+old version and says why. A watcher thread looks for moved versions every
+``reload_interval`` seconds, or at once when asked (the daemon's ``_reload``).
+
+The store is anything with ``resolve(ref)`` and ``load(artifact)``: the core never
+imports the artifact store, which sits in the layer above it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from heirloom.core.components import Model, ModelHandle, State
+from heirloom.core.errors import HeirloomError
+
+if TYPE_CHECKING:
+    from heirloom.core.schema import ComponentSpec
+
+log = logging.getLogger("heirloom.serving")
+#: Seconds ``stop`` waits for a refresh in progress (a model being loaded) to finish.
+WATCHER_JOIN_TIMEOUT = 5.0
+
+
+class StoredVersion(Protocol):
+    """What serving reads of a stored version: its ``project/model@N`` ref."""
+
+    @property
+    def ref(self) -> str: ...
+
+
+class VersionStore(Protocol):
+    """The part of an artifact store that serving uses (``heirloom.store.ArtifactStore``)."""
+
+    def resolve(self, ref: str) -> StoredVersion:
+        """The version a ref names; raises HeirloomError when it names nothing."""
+        ...
+
+    def load(self, ref: StoredVersion) -> State:
+        """The verified state of a version."""
+        ...
+
+
+class ModelServing:
+    """Loads the served version of each model of a system and keeps it current."""
+
+    def __init__(self, project: str, store: VersionStore, start_model: Callable[[ComponentSpec], Model]):
+        """``start_model(spec)`` builds and starts a fresh instance (the system's own way)."""
+        self.project = project
+        self.store = store
+        self.start_model = start_model
+        self.handles: dict[str, ModelHandle] = {}
+        self.errors: dict[str, str] = {}
+        self._specs: dict[str, ComponentSpec] = {}
+        self._retired: list[Model] = []
+        self._spawned: list[Model] = []
+        self._check_now = threading.Event()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def ref_of(self, spec: ComponentSpec) -> str:
+        """``project/model[@serve]``: what this model serves."""
+        serve = getattr(spec.keys, "serve", None)
+        base = f"{self.project}/{spec.name}"
+        return f"{base}@{serve}" if serve else base
+
+    def attach(self, spec: ComponentSpec, model: Model) -> ModelHandle:
+        """Give a freshly started model its stored weights (if any) and a handle."""
+        handle = self.handles[spec.name] = ModelHandle(spec.name, model)
+        self._specs[spec.name] = spec
+        try:
+            artifact = self.store.resolve(self.ref_of(spec))
+        except HeirloomError as exc:
+            self.errors[spec.name] = str(exc)
+            log.warning("%s serves nothing yet: %s (run heirloom train)", spec.name, exc)
+            return handle
+        model.load(self.store.load(artifact))
+        handle.swap(model, artifact.ref)
+        log.info("serving %s", artifact.ref)
+        return handle
+
+    def refresh(self) -> dict[str, str]:
+        """Swap in every model whose served ref now points at another version.
+
+        Returns ``{model: new version}`` for the models that changed.
+        """
+        self._stop_retired()
+        changed: dict[str, str] = {}
+        for name, handle in self.handles.items():
+            spec = self._specs[name]
+            try:
+                artifact = self.store.resolve(self.ref_of(spec))
+            except HeirloomError as exc:
+                self.errors[name] = str(exc)
+                continue
+            if artifact.ref == handle.version:
+                continue
+            try:
+                model = self.start_model(spec)
+                self._spawned.append(model)
+                model.load(self.store.load(artifact))
+                if not model.ready():
+                    raise HeirloomError(f"{artifact.ref} loaded but the model does not report ready")
+            except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
+                self.errors[name] = f"could not load {artifact.ref}: {exc}; still serving {handle.version}"
+                log.error("%s", self.errors[name])
+                continue
+            previous = handle.version
+            self._retired.append(handle.swap(model, artifact.ref))
+            self.errors.pop(name, None)
+            changed[name] = artifact.ref
+            log.info("now serving %s (was %s)", artifact.ref, previous)
+        return changed
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {name: {"version": h.version, "error": self.errors.get(name)} for name, h in self.handles.items()}
+
+    # -- watching the store ----------------------------------------------------------
+    def watch(self, interval: float) -> None:
+        """Refresh every ``interval`` seconds (0: only on :meth:`check_now`) on a thread."""
+        if self._watcher is None and self.handles:
+            self._watcher = threading.Thread(target=self._watch, args=(interval,), name="heirloom-models", daemon=True)
+            self._watcher.start()
+
+    def check_now(self) -> list[str]:
+        """Ask the watcher to look at the store now; returns the models it will check."""
+        self._check_now.set()
+        return sorted(self.handles)
+
+    def _watch(self, interval: float) -> None:
+        while not self._stopping.is_set():
+            self._check_now.wait(interval or None)
+            self._check_now.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("checking the artifact store for new model versions failed")
+
+    # -- teardown --------------------------------------------------------------------
+    def _stop_retired(self) -> None:
+        """Stop models swapped out at the previous refresh: their requests have finished."""
+        retired, self._retired = self._retired, []
+        for model in retired:
+            if model in self._spawned:
+                self._spawned.remove(model)
+                self._stop(model)
+
+    def stop(self) -> None:
+        """End the watcher; stop every instance this object started (the system stops the
+        original ones)."""
+        self._stopping.set()
+        self._check_now.set()
+        if self._watcher is not None:
+            self._watcher.join(WATCHER_JOIN_TIMEOUT)
+        for model in self._spawned:
+            self._stop(model)
+        self._spawned.clear()
+        self._retired.clear()
+
+    @staticmethod
+    def _stop(model: Model) -> None:
+        try:
+            model.stop()
+        except Exception as exc:  # noqa: BLE001 - teardown of one old version must not stop serving
+            log.error("stopping a replaced model failed: %s", exc)

@@ -1,0 +1,195 @@
+"""Systems: a resolved profile's components built, started in dependency order, and
+stopped in reverse. Failures are collected, never allowed to skip another teardown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from heirloom.core.components import TABLES, Api, Component, Context, ModelHandle, Resources
+from heirloom.core.errors import HeirloomError, LifecycleError
+from heirloom.core.schema import ComponentSpec, ResolvedProfile
+from heirloom.core.serving import ModelServing, VersionStore
+
+if TYPE_CHECKING:
+    from heirloom.core.plugins import PluginHost
+
+log = logging.getLogger("heirloom.core.system")
+
+
+def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> None:
+    """Run ``action`` on a helper thread; raise if it fails or outlives ``timeout``.
+
+    A thread cannot be killed: on timeout it is abandoned (daemon) and the caller goes on
+    tearing down, which is what a stuck ``start`` needs.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            action()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name=f"heirloom:{what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise LifecycleError(
+            f"{what} did not finish within {timeout:g}s (raise [system] or the component's start_timeout)"
+        )
+    if failure:
+        raise failure[0]
+
+
+def dependency_closure(specs: list[ComponentSpec], wanted: set[tuple[str, str]]) -> list[ComponentSpec]:
+    """The components in ``wanted``, what they depend on, and the resource manager, in order."""
+    by_key = {(s.kind, s.name): s for s in specs}
+    unknown = sorted(f"{kind} {name!r}" for kind, name in wanted if (kind, name) not in by_key)
+    if unknown:
+        raise HeirloomError(f"the profile has no {', '.join(unknown)}")
+    needed = {("resources", "resources")}
+    todo = list(wanted)
+    while todo:
+        key = todo.pop()
+        if key not in needed:
+            needed.add(key)
+            todo.extend(by_key[key].depends)
+    return [s for s in specs if (s.kind, s.name) in needed]
+
+
+class System:
+    """The running form of a profile. Use as a context manager or call start/stop."""
+
+    def __init__(
+        self,
+        profile: ResolvedProfile,
+        plugins: PluginHost,
+        only: set[tuple[str, str]] | None = None,
+        store: VersionStore | None = None,
+    ):
+        """``store``: serve each model's stored version from it (training passes None)."""
+        self.profile = profile
+        self.plugins = plugins
+        self.specs = profile.components if only is None else dependency_closure(profile.components, only)
+        self.serving = ModelServing(profile.project, store, self.start_component) if store is not None else None
+        self.state = "built"
+        self._components: dict[tuple[str, str], Component] = {}
+        self._started: list[tuple[ComponentSpec, Component]] = []
+
+    # -- lookups -------------------------------------------------------------------------
+    def component(self, name: str, kind: str | None = None) -> Any:
+        """The component called ``name`` (of ``kind`` when names collide across kinds)."""
+        matches = [c for (k, n), c in self._components.items() if n == name and kind in (None, k)]
+        if len(matches) != 1:
+            raise HeirloomError(f"no single started component named {name!r}" + (f" of kind {kind}" if kind else ""))
+        return matches[0]
+
+    @property
+    def resources(self) -> Resources:
+        return self.component("resources", "resources")
+
+    def components(self, kind: str | None = None) -> dict[str, Any]:
+        """``name -> component`` of the started components (of one kind if given)."""
+        return {n: c for (k, n), c in self._components.items() if kind in (None, k)}
+
+    def apis(self) -> dict[str, Api]:
+        return self.components("api")
+
+    def model(self, name: str) -> ModelHandle:
+        """The handle apis use to reach model ``name`` (it follows hot swaps)."""
+        if self.serving is not None and name in self.serving.handles:
+            return self.serving.handles[name]
+        return ModelHandle(name, self.component(name, "model"))
+
+    def readiness(self) -> dict[str, bool]:
+        """``{"models.sentiment": bool, ...}``: each component's ``ready()`` (a served model's
+        current version for models), keyed by its profile key (names repeat across kinds)."""
+        result = {}
+        for (kind, name), component in self._components.items():
+            if kind == "model" and self.serving is not None and name in self.serving.handles:
+                component = self.serving.handles[name].model
+            result[TABLES[kind] if kind == "resources" else f"{TABLES[kind]}.{name}"] = component.ready()
+        return result
+
+    def ready(self) -> bool:
+        """True when running and every component reports ready (started and warm)."""
+        return self.state == "running" and all(self.readiness().values())
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> System:
+        if self.state != "built":
+            raise LifecycleError(f"system {self.profile.name!r} is {self.state}; build a new one to start again")
+        self.state = "starting"
+        for spec in self.specs:
+            what = f"{spec.key} ({spec.use})"
+            began = time.perf_counter()
+            try:
+                component = self.start_component(spec)
+                self._components[(spec.kind, spec.name)] = component
+                if spec.kind == "model" and self.serving is not None:
+                    self.serving.attach(spec, component)
+            except Exception as exc:
+                self._components.pop((spec.kind, spec.name), None)
+                log.error("start failed: %s: %s", what, exc)
+                errors = self._stop_started()
+                self.state = "failed"
+                raise LifecycleError(f"{what} failed to start: {exc}", [exc, *errors]) from exc
+            self._started.append((spec, component))
+            log.info("started %s in %.2fs", what, time.perf_counter() - began)
+        self.state = "running"
+        for error in self.plugins.notify("heirloom_system_started", system=self):
+            log.warning("%s", error)
+        return self
+
+    def start_component(self, spec: ComponentSpec) -> Component:
+        """A new instance of ``spec``, prepared by the resource manager and started."""
+        component = self.profile.instantiate(spec)
+        if spec.kind == "resources":
+            self._components[(spec.kind, spec.name)] = component  # the others' prepare needs it
+        else:
+            self.resources.prepare(spec.name, component)
+        context = Context(name=spec.name, kind=spec.kind, system=self)
+        run_with_timeout(
+            lambda: component.start(context),
+            spec.keys.start_timeout or self.profile.settings["system"].start_timeout,
+            f"start of {spec.key} ({spec.use})",
+        )
+        return component
+
+    def stop(self) -> None:
+        """Stop every started component in reverse order; raise one error listing all failures."""
+        if self.state not in ("running", "starting"):
+            return
+        self.state = "stopping"
+        errors: list[BaseException] = list(self.plugins.notify("heirloom_system_stopping", system=self))
+        if self.serving is not None:
+            self.serving.stop()
+        errors += self._stop_started()
+        self.state = "stopped"
+        if errors:
+            raise LifecycleError(f"system {self.profile.name!r} stopped with {len(errors)} error(s)", errors)
+
+    def _stop_started(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        timeout = self.profile.settings["system"].stop_timeout
+        while self._started:
+            spec, component = self._started.pop()
+            what = f"{spec.key} ({spec.use})"
+            try:
+                run_with_timeout(component.stop, timeout, f"stop of {what}")
+                log.info("stopped %s", what)
+            except Exception as exc:  # noqa: BLE001 - everything already started must stop
+                log.error("stop failed: %s: %s", what, exc)
+                errors.append(LifecycleError(f"{what} failed to stop: {exc}"))
+        self._components.clear()
+        return errors
+
+    def __enter__(self) -> System:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

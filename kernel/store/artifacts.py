@@ -1,0 +1,424 @@
+"""The artifact store: immutable, content-addressed model versions with lineage and aliases.
+
+A store is a folder holding ``index.sqlite`` (what exists) and ``blobs/`` (the bytes, named
+by their sha256). ``put`` writes the blobs first (synced temp file and rename), then inserts
+the index row in one SQLite transaction, so a crash at any instant leaves at worst orphan
+blobs, never a listed version that cannot be read. Weights are safetensors (never pickle),
+written with the safetensors adapter of the tensors' own framework, imported lazily: the
+kernel itself never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from heirloom.core.components import State
+from heirloom.core.errors import HeirloomError
+from heirloom.core.fsutil import write_atomic
+from heirloom.core.paths import home
+from heirloom.core.schema import did_you_mean
+from heirloom.core.version import VERSION as HEIRLOOM_VERSION
+from heirloom.store.index import StoreIndex, Transaction
+
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+VERSION = re.compile(r"[0-9]+")
+ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+#: The selector meaning "no selector": the newest version.
+LATEST = "latest"
+#: The framework recorded for a state without tensors.
+NO_TENSORS = "none"
+
+
+class RefError(HeirloomError):
+    """A reference that is malformed or names nothing in the store (the CLI exits 2)."""
+
+
+class PromotionRefused(HeirloomError):
+    """``promote(if_better=...)`` declined: the candidate is not better, or not comparable."""
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS.fullmatch(alias) or alias == LATEST:
+        raise RefError(f"invalid alias {alias!r}: a letter, then letters, digits, '-' or '_' ('{LATEST}' is reserved)")
+    return alias
+
+
+@attrs.frozen
+class Ref:
+    """``project/model@selector``: a version number, an alias, or None for the latest."""
+
+    project: str
+    model: str
+    selector: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        path, at, selector = text.partition("@")
+        project, slash, model = path.partition("/")
+        if not (slash and NAME.fullmatch(project) and NAME.fullmatch(model)) or (at and not selector):
+            raise RefError(
+                f"invalid artifact reference {text!r}: expected project/model, project/model@VERSION "
+                "or project/model@ALIAS"
+            )
+        if selector == LATEST:
+            selector = ""
+        elif selector and not VERSION.fullmatch(selector):
+            check_alias(selector)
+        return cls(project, model, selector or None)
+
+    @property
+    def version(self) -> int | None:
+        """The version number the selector names, if it is one."""
+        return int(self.selector) if self.selector and VERSION.fullmatch(self.selector) else None
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.model}" + (f"@{self.selector}" if self.selector else "")
+
+
+@attrs.frozen
+class Artifact:
+    """One stored version: what it is, where it came from, how good it was."""
+
+    project: str
+    model: str
+    version: int
+    digest: str
+    parent: str | None
+    parent_digest: str | None
+    profile_digest: str
+    data_fingerprints: dict[str, str]
+    metrics: dict[str, Any]
+    created_at: str
+    heirloom_version: str
+    plugin_versions: dict[str, str]
+    model_type: str
+    framework: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.project}/{self.model}@{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, **attrs.asdict(self), "aliases": list(self.aliases)}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(value: Any, what: str) -> bytes:
+    """Deterministic JSON bytes, so equal content gets equal digests."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise HeirloomError(f"{what} must be JSON-serialisable: {exc}") from exc
+
+
+def manifest_digest(framework: str, weights: str, metadata: str) -> str:
+    """The artifact digest: it covers both blobs and how to decode them."""
+    manifest = {"framework": framework, "metadata": metadata, "weights": weights}
+    return sha256(canonical_json(manifest, "manifest"))
+
+
+def _adapter(framework: str) -> Any:
+    try:
+        return importlib.import_module(f"safetensors.{framework}")
+    except ImportError as exc:
+        raise HeirloomError(f"cannot (de)serialise {framework} tensors: safetensors.{framework}: {exc}") from exc
+
+
+def state_digest(state: State) -> str:
+    """The digest ``put`` would give ``state``: equal digests, equal content."""
+    framework, weights = encode_tensors(state.tensors)
+    return manifest_digest(framework, sha256(weights), sha256(canonical_json(state.metadata, "state metadata")))
+
+
+def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
+    """``(framework, safetensors bytes)``, using the adapter of the tensors' own library."""
+    frameworks = {type(t).__module__.split(".")[0] for t in tensors.values()}
+    if not frameworks:
+        return NO_TENSORS, b""
+    if len(frameworks) > 1:
+        raise HeirloomError(f"a state's tensors must come from one framework, got {', '.join(sorted(frameworks))}")
+    framework = frameworks.pop()
+    return framework, _adapter(framework).save(tensors)
+
+
+def decode_tensors(framework: str, data: bytes) -> dict[str, Any]:
+    return {} if framework == NO_TENSORS else _adapter(framework).load(data)
+
+
+class ArtifactStore:
+    """A folder of artifacts; every method is safe across threads and processes."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.index = StoreIndex(self.root / "index.sqlite")
+
+    @classmethod
+    def default(cls, configured: str | None = None) -> ArtifactStore:
+        """``HEIRLOOM_STORE``, else ``configured`` (``[store] path``), else ``HEIRLOOM_HOME/store``."""
+        chosen = os.environ.get("HEIRLOOM_STORE") or configured
+        return cls(Path(chosen).expanduser() if chosen else home() / "store")
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self.root)!r})"
+
+    def put(
+        self,
+        project: str,
+        model: str,
+        state: State,
+        *,
+        model_type: str,
+        parent: Artifact | None = None,
+        profile_digest: str = "",
+        data_fingerprints: dict[str, str] | None = None,
+        metrics: dict[str, Any] | None = None,
+        plugin_versions: dict[str, str] | None = None,
+    ) -> Artifact:
+        """Store ``state`` as the next version of ``project/model``."""
+        check_name("project", project)
+        check_name("model", model)
+        framework, weights = encode_tensors(state.tensors)
+        metadata = canonical_json(state.metadata, "state metadata")
+        weights_sha, metadata_sha = sha256(weights), sha256(metadata)
+        blobs = {f"{weights_sha}.safetensors": weights, f"{metadata_sha}.json": metadata}
+        record = {
+            "project": project,
+            "model": model,
+            "digest": manifest_digest(framework, weights_sha, metadata_sha),
+            "parent": parent.ref if parent else None,
+            "parent_digest": parent.digest if parent else None,
+            "profile_digest": profile_digest,
+            "data_fingerprints": dict(data_fingerprints or {}),
+            "metrics": dict(metrics or {}),
+            "created_at": _now(),
+            "heirloom_version": HEIRLOOM_VERSION,
+            "plugin_versions": dict(plugin_versions or {}),
+            "model_type": model_type,
+            "framework": framework,
+        }
+        canonical_json(record, "artifact metrics, fingerprints and versions")
+        # Holding the index's write lock while the blobs land keeps gc from sweeping them.
+        with self.index.writing() as tx:
+            if parent is not None and tx.digest_of(parent.project, parent.model, parent.version) != parent.digest:
+                raise RefError(f"parent {parent.ref} ({parent.digest[:12]}) is not in the store at {self.root}")
+            for name, data in blobs.items():
+                write_atomic(self.blobs / name, data)
+            version = tx.insert(record, *blobs)
+        return Artifact(version=version, **record)
+
+    def resolve(self, ref: str | Ref) -> Artifact:
+        """The artifact ``ref`` names; a RefError listing what exists when it names nothing."""
+        with self.index.reading() as tx:
+            return self._resolve(tx, _as_ref(ref))
+
+    def load(self, ref: str | Ref | Artifact) -> State:
+        """The stored state, after checking every byte against the recorded digests."""
+        wanted = Ref(ref.project, ref.model, str(ref.version)) if isinstance(ref, Artifact) else _as_ref(ref)
+        with self.index.reading() as tx:
+            artifact = self._resolve(tx, wanted)
+            names = tx.blobs(artifact.project, artifact.model, artifact.version)
+        weights, metadata = (self._read_blob(artifact, name) for name in names)
+        computed = manifest_digest(artifact.framework, sha256(weights), sha256(metadata))
+        if computed != artifact.digest:
+            raise HeirloomError(f"artifact {artifact.ref} is corrupt: its index row does not match its digest")
+        return State(decode_tensors(artifact.framework, weights), json.loads(metadata))
+
+    def _read_blob(self, artifact: Artifact, name: str) -> bytes:
+        path = self.blobs / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is missing") from None
+        expected, actual = name.partition(".")[0], sha256(data)
+        if actual != expected:
+            raise HeirloomError(f"artifact {artifact.ref} is corrupt: {path} has sha256 {actual}, not {expected}")
+        return data
+
+    def list(self, project: str | None = None, model: str | None = None) -> list[Artifact]:
+        """Every version, ordered by project, model and version."""
+        with self.index.reading() as tx:
+            return [Artifact(**row) for row in tx.rows(project, model)]
+
+    def lineage(self, ref: str | Ref) -> list[Artifact]:
+        """``[ref, its parent, grandparent, ...]``, across projects; stops at an ancestor not stored."""
+        with self.index.reading() as tx:
+            chain = [self._resolve(tx, _as_ref(ref))]
+            while chain[-1].parent is not None:
+                parent = Ref.parse(chain[-1].parent)
+                row = tx.row(parent.project, parent.model, parent.version)
+                if row is None:
+                    break
+                chain.append(Artifact(**row))
+        return chain
+
+    def promote(self, ref: str | Ref, alias: str, *, if_better: str | None = None) -> Artifact:
+        """Point ``alias`` at ``ref`` (moving it if another version holds it).
+
+        With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC
+        than the current holder, on the same data (equal data fingerprints); otherwise
+        PromotionRefused says why. Check and move happen in one transaction.
+        """
+        check_alias(alias)
+        with self.index.writing() as tx:
+            candidate = self._resolve(tx, _as_ref(ref))
+            held = tx.alias_version(candidate.project, candidate.model, alias)
+            if if_better and held != candidate.version:
+                holder = tx.row(candidate.project, candidate.model, held)
+                check_better(candidate, Artifact(**holder) if holder else None, if_better)
+            tx.set_alias(candidate.project, candidate.model, alias, candidate.version)
+            return Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
+
+    def alias_version(self, project: str, model: str, alias: str) -> int | None:
+        """The version ``alias`` points at (one indexed query: daemons poll it to hot-swap)."""
+        with self.index.reading() as tx:
+            return tx.alias_version(project, model, alias)
+
+    def gc(self, keep: int, *, dry_run: bool = False) -> list[Artifact]:
+        """Delete versions nobody needs; return them.
+
+        Kept, per project/model: the newest ``keep`` versions, every aliased version, and
+        every ancestor of a kept version (in any project). Then blobs no row references,
+        and temp files a crash left behind, are removed.
+        """
+        if keep < 1:
+            raise HeirloomError(f"gc must keep at least 1 version per model, got {keep}")
+        with self.index.writing() as tx:
+            everything = [Artifact(**row) for row in tx.rows()]
+            survivors = _survivors(everything, keep)
+            doomed = [artifact for artifact in everything if artifact.ref not in survivors]
+            if not dry_run:
+                tx.delete([(a.project, a.model, a.version) for a in doomed])
+        if not dry_run:
+            self.sweep()
+        return doomed
+
+    def sweep(self) -> list[Path]:
+        """Remove files in ``blobs/`` that no index row references (crash leftovers included)."""
+        with self.index.writing() as tx:  # the write lock: no put is writing blobs meanwhile
+            referenced = tx.referenced_blobs()
+            removed = [path for path in self.blobs.iterdir() if path.name not in referenced]
+            for path in removed:
+                path.unlink()
+        return removed
+
+    def _resolve(self, tx: Transaction, ref: Ref) -> Artifact:
+        versions = tx.versions(ref.project, ref.model)
+        if not versions:
+            known = tx.names()
+            named = f"{ref.project}/{ref.model}"
+            raise RefError(
+                f"no model {named!r} in the store at {self.root}{did_you_mean(named, known)} "
+                f"(models: {', '.join(known) or 'none'})"
+            )
+        aliases = tx.aliases(ref.project, ref.model)
+        if ref.selector is None:
+            version = versions[-1]
+        elif ref.version is not None:
+            version = ref.version
+            if version not in versions:
+                raise RefError(f"no version {version} of {ref.project}/{ref.model} (versions: {_spans(versions)})")
+        elif ref.selector in aliases:
+            version = aliases[ref.selector]
+        else:
+            listed = ", ".join(f"{name} -> @{number}" for name, number in sorted(aliases.items())) or "none"
+            raise RefError(
+                f"{ref.project}/{ref.model} has no alias {ref.selector!r}"
+                f"{did_you_mean(ref.selector, aliases)} (aliases: {listed})"
+            )
+        return Artifact(**tx.row(ref.project, ref.model, version))
+
+
+def _as_ref(ref: str | Ref) -> Ref:
+    return ref if isinstance(ref, Ref) else Ref.parse(ref)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _spans(numbers: list[int]) -> str:
+    """``1-3, 7``: a readable list of sorted version numbers."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _survivors(artifacts: list[Artifact], keep: int) -> set[str]:
+    """Refs gc keeps: newest ``keep`` per model, aliased ones, and all their ancestors."""
+    by_model: dict[tuple[str, str], list[Artifact]] = defaultdict(list)
+    for artifact in artifacts:
+        by_model[(artifact.project, artifact.model)].append(artifact)
+    kept = {a.ref for group in by_model.values() for a in sorted(group, key=lambda a: a.version)[-keep:]}
+    kept |= {artifact.ref for artifact in artifacts if artifact.aliases}
+    parents = {artifact.ref: artifact.parent for artifact in artifacts}
+    pending = list(kept)
+    while pending:
+        parent = parents.get(pending.pop())
+        if parent is not None and parent not in kept:
+            kept.add(parent)
+            pending.append(parent)
+    return kept
+
+
+def metric_value(artifact: Artifact, metric: str) -> float:
+    """``artifact.metrics[metric]`` (dotted paths reach into nested dicts) as a number."""
+    value: Any = artifact.metrics
+    for part in [metric] if metric in artifact.metrics else metric.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        names = sorted(artifact.metrics)
+        raise PromotionRefused(
+            f"metrics are not comparable: {artifact.ref} has no numeric metric {metric!r}"
+            f"{did_you_mean(metric, names)} (metrics: {', '.join(names) or 'none'})"
+        )
+    return float(value)
+
+
+def check_better(candidate: Artifact, holder: Artifact | None, metric: str) -> None:
+    """Raise PromotionRefused unless ``candidate`` beats ``holder`` on ``metric`` (higher wins).
+
+    With no holder, only checks that ``candidate`` has the metric (a typo fails early).
+    """
+    new = metric_value(candidate, metric)
+    if holder is None:
+        return
+    ours, theirs = candidate.data_fingerprints, holder.data_fingerprints
+    if not ours and not theirs:
+        raise PromotionRefused(
+            f"metrics are not comparable: neither {candidate.ref} nor {holder.ref} records the data it was evaluated on"
+        )
+    differing = [name for name in sorted(ours.keys() | theirs.keys()) if ours.get(name) != theirs.get(name)]
+    if differing:
+        details = "; ".join(f"{name}: {ours.get(name, 'absent')} vs {theirs.get(name, 'absent')}" for name in differing)
+        raise PromotionRefused(
+            f"metrics are not comparable: {candidate.ref} and {holder.ref} were evaluated on different data ({details})"
+        )
+    old = metric_value(holder, metric)
+    if not new > old:
+        raise PromotionRefused(f"{candidate.ref} does not beat {holder.ref} on {metric}: {new:g} vs {old:g}")

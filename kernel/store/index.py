@@ -1,0 +1,205 @@
+"""The artifact store's SQLite index: which versions exist, their records, their aliases.
+
+WAL journal and ``synchronous=FULL``: a committed write survives a crash, readers never
+block the writer. Writes run under ``BEGIN IMMEDIATE``, SQLite's single write lock, which
+also serialises version numbering and keeps gc from sweeping blobs a writer is adding.
+One connection per transaction, so a store is safe across threads and forked processes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from heirloom.core.errors import HeirloomError
+
+SCHEMA_VERSION = 1
+#: Seconds a writer waits for another one to finish (big blobs are written under the lock).
+BUSY_TIMEOUT = 120.0
+JSON_COLUMNS = ("data_fingerprints", "metrics", "plugin_versions")
+RECORD_COLUMNS = (
+    "project",
+    "model",
+    "digest",
+    "parent",
+    "parent_digest",
+    "profile_digest",
+    *JSON_COLUMNS,
+    "created_at",
+    "heirloom_version",
+    "model_type",
+    "framework",
+)
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS artifacts (
+    project TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    parent TEXT,
+    parent_digest TEXT,
+    profile_digest TEXT NOT NULL,
+    data_fingerprints TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    plugin_versions TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    heirloom_version TEXT NOT NULL,
+    model_type TEXT NOT NULL,
+    framework TEXT NOT NULL,
+    weights_blob TEXT NOT NULL,
+    metadata_blob TEXT NOT NULL,
+    PRIMARY KEY (project, model, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    project TEXT NOT NULL,
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (project, model, alias),
+    FOREIGN KEY (project, model, version) REFERENCES artifacts (project, model, version)
+);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+
+class StoreIndex:
+    """Opens transactions on ``index.sqlite``, creating it on first use."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with closing(self._connect()) as conn:
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise HeirloomError(f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}")
+            if found < SCHEMA_VERSION:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[Transaction]:
+        with closing(self._connect()) as conn:
+            conn.execute(begin)
+            try:
+                yield Transaction(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A consistent snapshot for several queries."""
+        return self._transaction("BEGIN")
+
+    def writing(self) -> AbstractContextManager[Transaction]:
+        """The store's write lock; everything inside commits together or not at all."""
+        return self._transaction("BEGIN IMMEDIATE")
+
+
+class Transaction:
+    """Queries and writes within one transaction; rows come back as Artifact keyword dicts."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def insert(self, record: dict[str, Any], weights_blob: str, metadata_blob: str) -> int:
+        """Add ``record`` as the next version of its project/model; return the version."""
+        (version,) = self.conn.execute(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM artifacts WHERE project = ? AND model = ?",
+            (record["project"], record["model"]),
+        ).fetchone()
+        values = {**record, **{name: json.dumps(record[name]) for name in JSON_COLUMNS}}
+        columns = (*RECORD_COLUMNS, "version", "weights_blob", "metadata_blob")
+        self.conn.execute(
+            f"INSERT INTO artifacts ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            (*(values[name] for name in RECORD_COLUMNS), version, weights_blob, metadata_blob),
+        )
+        return version
+
+    def rows(self, project: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
+        """Every matching version, ordered by project, model, version."""
+        found = self.conn.execute(
+            "SELECT * FROM artifacts WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR model = ?2) "
+            "ORDER BY project, model, version",
+            (project, model),
+        ).fetchall()
+        aliases: dict[tuple[str, str, int], list[str]] = {}
+        for row in self.conn.execute("SELECT project, model, version, alias FROM aliases ORDER BY alias"):
+            aliases.setdefault((row["project"], row["model"], row["version"]), []).append(row["alias"])
+        return [_record(row, aliases.get((row["project"], row["model"], row["version"]), [])) for row in found]
+
+    def row(self, project: str, model: str, version: int | None) -> dict[str, Any] | None:
+        found = self.conn.execute(
+            "SELECT * FROM artifacts WHERE project = ? AND model = ? AND version = ?", (project, model, version)
+        ).fetchone()
+        if found is None:
+            return None
+        aliases = self.conn.execute(
+            "SELECT alias FROM aliases WHERE project = ? AND model = ? AND version = ? ORDER BY alias",
+            (project, model, version),
+        )
+        return _record(found, [alias for (alias,) in aliases])
+
+    def digest_of(self, project: str, model: str, version: int) -> str | None:
+        found = self.conn.execute(
+            "SELECT digest FROM artifacts WHERE project = ? AND model = ? AND version = ?", (project, model, version)
+        ).fetchone()
+        return found[0] if found else None
+
+    def blobs(self, project: str, model: str, version: int) -> tuple[str, str]:
+        """The file names of a version's weights and metadata in ``blobs/``."""
+        return tuple(
+            self.conn.execute(
+                "SELECT weights_blob, metadata_blob FROM artifacts WHERE project = ? AND model = ? AND version = ?",
+                (project, model, version),
+            ).fetchone()
+        )
+
+    def versions(self, project: str, model: str) -> list[int]:
+        query = "SELECT version FROM artifacts WHERE project = ? AND model = ? ORDER BY version"
+        return [version for (version,) in self.conn.execute(query, (project, model))]
+
+    def names(self) -> list[str]:
+        """``project/model`` of every stored model."""
+        query = "SELECT DISTINCT project || '/' || model FROM artifacts ORDER BY 1"
+        return [name for (name,) in self.conn.execute(query)]
+
+    def aliases(self, project: str, model: str) -> dict[str, int]:
+        query = "SELECT alias, version FROM aliases WHERE project = ? AND model = ?"
+        return dict(self.conn.execute(query, (project, model)).fetchall())
+
+    def alias_version(self, project: str, model: str, alias: str) -> int | None:
+        found = self.conn.execute(
+            "SELECT version FROM aliases WHERE project = ? AND model = ? AND alias = ?", (project, model, alias)
+        ).fetchone()
+        return found[0] if found else None
+
+    def set_alias(self, project: str, model: str, alias: str, version: int) -> None:
+        self.conn.execute(
+            "INSERT INTO aliases (project, model, alias, version) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (project, model, alias) DO UPDATE SET version = excluded.version",
+            (project, model, alias, version),
+        )
+
+    def delete(self, keys: list[tuple[str, str, int]]) -> None:
+        self.conn.executemany("DELETE FROM artifacts WHERE project = ? AND model = ? AND version = ?", keys)
+
+    def referenced_blobs(self) -> set[str]:
+        query = "SELECT weights_blob FROM artifacts UNION SELECT metadata_blob FROM artifacts"
+        return {name for (name,) in self.conn.execute(query)}
+
+
+def _record(row: sqlite3.Row, aliases: list[str]) -> dict[str, Any]:
+    record = {name: row[name] for name in (*RECORD_COLUMNS, "version")}
+    record.update({name: json.loads(row[name]) for name in JSON_COLUMNS})
+    return {**record, "aliases": tuple(aliases)}

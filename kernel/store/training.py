@@ -1,0 +1,139 @@
+"""``heirloom train`` and ``heirloom eval`` as functions: fit, evaluate, store with lineage.
+
+Domain-free: the model and source contracts do the work. A model trains on the source
+its ``data`` field names (or its only source reference): ``fit`` on the ``train`` split,
+``evaluate`` on ``test``. The result is stored as a new version whose lineage records
+the parent it warm-started from, the profile digest and the data fingerprint, so two
+versions' metrics are comparable exactly when their data fingerprints match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from heirloom.core.components import Progress, Report, Source, references
+from heirloom.core.errors import HeirloomError
+from heirloom.store.artifacts import state_digest
+
+if TYPE_CHECKING:
+    from heirloom.core.kernel import Kernel
+    from heirloom.core.schema import ComponentSpec, ResolvedProfile
+    from heirloom.store.artifacts import Artifact, ArtifactStore
+
+
+@attrs.frozen
+class Trained:
+    artifact: Artifact
+    report: Report
+
+
+def profile_digest(profile: ResolvedProfile) -> str:
+    """sha256 of the resolved profile tree: which configuration produced a version."""
+    canonical = json.dumps(profile.raw.data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def data_source(spec: ComponentSpec, model: Any) -> str:
+    """The source a model trains on: its ``data`` reference, else its only source reference."""
+    sources = [(field, target) for field, kind, target in references(model) if kind == "source"]
+    named = [target for field, target in sources if field == "data"]
+    if named:
+        return named[0]
+    if len(sources) == 1:
+        return sources[0][1]
+    raise HeirloomError(
+        f"{spec.key}: cannot tell which source to train on; name it in a field called 'data' "
+        f"(source references: {', '.join(f'{f}={t}' for f, t in sources) or 'none'})"
+    )
+
+
+def model_specs(profile: ResolvedProfile, names: tuple[str, ...]) -> list[ComponentSpec]:
+    """The profile's models (all, or the named ones in dependency order); unknown names fail."""
+    models = [spec for spec in profile.components if spec.kind == "model"]
+    unknown = sorted(set(names) - {spec.name for spec in models})
+    if unknown:
+        raise HeirloomError(
+            f"profile {profile.name!r} has no model {', '.join(map(repr, unknown))} "
+            f"(models: {', '.join(spec.name for spec in models) or 'none'})"
+        )
+    return [spec for spec in models if not names or spec.name in names]
+
+
+def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> dict[str, str]:
+    versions = {}
+    for kind, use in kinds_and_types:
+        info = kernel.plugins.provider(kind, use)
+        if info is not None and info.distribution:
+            versions[info.distribution] = info.version or "?"
+    return versions
+
+
+PRETRAINED = "pretrained:"
+
+
+def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None) -> Artifact | None:
+    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin."""
+    if ref is None:
+        return None
+    if not ref.startswith(PRETRAINED):
+        return store.resolve(ref)
+    name = ref.removeprefix(PRETRAINED)
+    state, plugin = kernel.plugins.pretrained(name)
+    return import_pretrained(store, name, state, {plugin.distribution: plugin.version or "?"})
+
+
+def import_pretrained(store: ArtifactStore, name: str, state: Any, versions: dict[str, str]) -> Artifact:
+    """``pretrained/NAME`` in the store (once per distinct state), so the lineage of a model
+    that started from a plugin's pretrained state names that state and its digest."""
+    latest = next(iter(store.list("pretrained", name)[-1:]), None)
+    if latest is not None and latest.digest == state_digest(state):
+        return latest
+    plugin_versions = {dist: version for dist, version in versions.items() if dist}
+    return store.put("pretrained", name, state, model_type="pretrained", plugin_versions=plugin_versions)
+
+
+def train(
+    kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
+) -> Trained:
+    """Fit ``spec`` (warm-started from its ``inherit`` ref), evaluate it, store a version."""
+    parent = parent_of(kernel, store, spec.keys.inherit)
+    parent_state = store.load(parent) if parent is not None else None
+    if parent is not None:
+        progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
+    with kernel.system(profile, only={("model", spec.name)}) as system:
+        model = system.component(spec.name, "model")
+        source_name = data_source(spec, model)
+        source: Source = system.component(source_name, "source")
+        model.fit(source.records("train"), parent=parent_state, progress=progress)
+        progress.log(f"evaluating {spec.name} on the test split of {source_name}")
+        report = model.evaluate(source.records("test"))
+        source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
+        artifact = store.put(
+            profile.project,
+            spec.name,
+            model.state(),
+            model_type=spec.use,
+            parent=parent,
+            profile_digest=profile_digest(profile),
+            data_fingerprints={source_name: source.fingerprint()},
+            metrics=report.metrics,
+            plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
+        )
+    return Trained(artifact, report)
+
+
+def evaluate(kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec) -> tuple[str | None, Report]:
+    """The served version of ``spec`` evaluated on its source's test split."""
+    with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
+        handle = system.model(spec.name)
+        model, version = handle.current
+        if version is None:
+            raise HeirloomError(
+                f"{profile.project}/{spec.name} has no stored version to evaluate; run: heirloom train {profile.name}"
+            )
+        source: Source = system.component(data_source(spec, model), "source")
+        return version, model.evaluate(source.records("test"))

@@ -1,0 +1,80 @@
+"""The kernel's own api: ``_health``, ``_ready``, ``_routes``, ``_stats``, ``_reload``.
+
+An :class:`~heirloom.core.components.Api` like any plugin's, mounted by every daemon
+without a profile table and under bare names (no ``api.`` prefix). Its routes are inline
+(they answer on the I/O loop, so they answer even when every worker thread is busy).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from heirloom.core.components import Api, Route
+
+if TYPE_CHECKING:
+    from heirloom.wire.server import Server
+
+#: The built-in routes and what each answers.
+KERNEL_ROUTES = {
+    "_health": "Liveness: answers while the process runs.",
+    "_ready": "Readiness: every component started and warm, and not draining.",
+    "_routes": "Every route with its limits and input schema.",
+    "_stats": "Per-route counts, errors, latency percentiles, queue depth and batch sizes.",
+    "_reload": "Admin: check the artifact store now for models whose served alias moved.",
+}
+ADMIN_ROUTES = frozenset({"_reload"})
+
+
+@attrs.define
+class KernelApi(Api):
+    """What a daemon says about itself, read from its :class:`Server`."""
+
+    daemon: Server
+
+    def routes(self) -> list[Route]:
+        handlers = {
+            "_health": self.health,
+            "_ready": self.ready,
+            "_routes": self.routes_table,
+            "_stats": self.stats,
+            "_reload": self.reload,
+        }
+        return [
+            Route(name, handler=handlers[name], inline=True, description=doc, admin=name in ADMIN_ROUTES)
+            for name, doc in KERNEL_ROUTES.items()
+        ]
+
+    def health(self, body: Any) -> dict[str, Any]:
+        return {"live": True, "draining": self.daemon.draining, "pid": os.getpid()}
+
+    def ready(self, body: Any) -> dict[str, Any]:
+        return {
+            "ready": self.daemon.ready(),
+            "draining": self.daemon.draining,
+            "components": self.daemon.system.readiness(),
+        }
+
+    def routes_table(self, body: Any) -> dict[str, Any]:
+        return {"routes": self.daemon.router.describe()}
+
+    def stats(self, body: Any) -> dict[str, Any]:
+        daemon, system = self.daemon, self.daemon.system
+        return {
+            "uptime_s": round(time.time() - daemon.started_at, 3),
+            "in_flight": daemon.admission.in_flight,
+            "dropped_frames": daemon.dropped,
+            "undeliverable_replies": daemon.undeliverable,
+            "draining": daemon.draining,
+            "routes": {name: e.stats.snapshot(e.pending) for name, e in daemon.router.endpoints.items()},
+            "resources": system.resources.usage() if system.state == "running" else {},
+            "models": system.serving.status() if system.serving is not None else {},
+        }
+
+    def reload(self, body: Any) -> dict[str, Any]:
+        """Ask the model watcher to check the store now (it loads new versions off this thread)."""
+        serving = self.daemon.system.serving
+        return {"checking": serving.check_now() if serving is not None else []}

@@ -1,0 +1,75 @@
+"""One accepted request on its way through the daemon, and how it is answered.
+
+Both the server (inline routes, handler threads) and the batcher complete calls through
+the functions here, so neither needs the other: a handler's result or exception becomes
+``complete(call, status, body, version, compute_seconds)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from heirloom.core.components import Versioned
+from heirloom.wire.protocol import DEADLINE_EXCEEDED, INTERNAL, OK, RequestError
+
+if TYPE_CHECKING:
+    from heirloom.wire.routing import Endpoint
+
+log = logging.getLogger("heirloom.server")
+
+
+class Call:
+    """One accepted request: where to answer, what it asked, and its deadline."""
+
+    __slots__ = ("body", "deadline", "done", "endpoint", "envelope", "id", "idem", "items", "received", "started")
+
+    def __init__(self, envelope: list[bytes], request_id: Any, endpoint: Endpoint, received: float):
+        self.envelope = envelope
+        self.id = request_id
+        self.endpoint = endpoint
+        self.received = received
+        self.started = received
+        self.deadline: float | None = None
+        self.idem: tuple[str, Any] | None = None
+        self.body: Any = None
+        self.items = 1
+        self.done = False
+
+
+#: ``complete(call, status, body, version, compute_seconds)``, callable from any thread.
+Complete = Callable[[Call, str, Any, "str | None", float], None]
+
+
+def deadline_body() -> dict[str, Any]:
+    return {
+        "code": DEADLINE_EXCEEDED,
+        "message": "the deadline passed before the request was computed",
+        "retryable": False,
+    }
+
+
+def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:
+    """Answer ``call`` with a handler result (a value, a Versioned or a RequestError)."""
+    if isinstance(result, RequestError):
+        complete(call, result.code, result.body(), None, compute)
+    elif isinstance(result, Versioned):
+        complete(call, OK, result.value, result.version, compute)
+    else:
+        complete(call, OK, result, None, compute)
+
+
+def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None:
+    """Answer ``call`` with the error ``exc`` raised while handling it."""
+    if isinstance(exc, RequestError):
+        complete(call, exc.code, exc.body(), None, 0.0)
+        return
+    log.error("%s failed: %s", where, exc, exc_info=exc)
+    complete(
+        call,
+        INTERNAL,
+        {"code": INTERNAL, "message": f"{where} failed: {type(exc).__name__}: {exc}", "retryable": False},
+        None,
+        0.0,
+    )

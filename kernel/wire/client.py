@@ -1,0 +1,326 @@
+"""``heirloom.Client``: calls over the wire, many in flight, deadlines, typed errors.
+
+One background thread owns the DEALER socket (ZeroMQ sockets are not thread-safe);
+callers hand it requests through a queue and get futures back, so any number of threads
+(or asyncio tasks, via :meth:`Client.acall`) may call concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import queue
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Any
+
+import attrs
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from heirloom.core.errors import HeirloomError
+from heirloom.wire.auth import CurveClient
+from heirloom.wire.protocol import (
+    CODES,
+    INTERNAL,
+    OK,
+    RETRYABLE,
+    SIGNATURE,
+    attach_buffers,
+    request_frames,
+    unpackb,
+)
+from heirloom.wire.transport import receiver, sender
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+IDEMPOTENT_ROUTES = frozenset({"_health", "_ready", "_routes", "_stats"})
+
+
+class RemoteError(HeirloomError):
+    """The daemon (or the transport) answered with a non-OK status."""
+
+    code = INTERNAL
+
+    def __init__(
+        self, message: str, *, field: str | None = None, retryable: bool = False, retry_after_ms: int | None = None
+    ):
+        super().__init__(f"{self.code}: {message}")
+        self.message = message
+        self.field = field
+        self.retryable = retryable
+        self.retry_after_ms = retry_after_ms
+
+
+def _error_class(code: str) -> type[RemoteError]:
+    name = "".join(part.capitalize() for part in code.split("_"))
+    return type(name, (RemoteError,), {"code": code, "__doc__": f"The daemon answered {code}."})
+
+
+#: One exception class per status code: ``heirloom.wire.client.ERRORS["NOT_FOUND"]`` is ``NotFound``.
+ERRORS: dict[str, type[RemoteError]] = {code: _error_class(code) for code in CODES if code != OK}
+InvalidArgument = ERRORS["INVALID_ARGUMENT"]
+NotFound = ERRORS["NOT_FOUND"]
+ResourceExhausted = ERRORS["RESOURCE_EXHAUSTED"]
+Unavailable = ERRORS["UNAVAILABLE"]
+DeadlineExceeded = ERRORS["DEADLINE_EXCEEDED"]
+Unauthenticated = ERRORS["UNAUTHENTICATED"]
+PermissionDenied = ERRORS["PERMISSION_DENIED"]
+Internal = ERRORS["INTERNAL"]
+
+
+def error_from_reply(status: str, body: Any) -> RemoteError:
+    body = body if isinstance(body, dict) else {}
+    cls = ERRORS.get(status, Internal)
+    return cls(
+        str(body.get("message", status)),
+        field=body.get("field"),
+        retryable=bool(body.get("retryable")),
+        retry_after_ms=body.get("retry_after_ms"),
+    )
+
+
+@attrs.frozen
+class Reply:
+    """A successful reply: the body and what the daemon said about producing it."""
+
+    body: Any
+    version: str | None
+    queue_ms: float
+    compute_ms: float
+
+
+@attrs.define
+class _Pending:
+    future: Future
+    deadline: float
+
+
+class Client:
+    """A connection to a heirloom daemon. Thread-safe; close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float = 10.0,
+        retries: int = 2,
+        curve: CurveClient | None = None,
+    ):
+        self.address = address
+        self.timeout = timeout
+        self.retries = retries
+        self._context = zmq.Context()
+        self._ids = itertools.count(1)
+        self._outbox: queue.SimpleQueue[tuple[int, list[Any], _Pending]] = queue.SimpleQueue()
+        self._wake_address = f"inproc://heirloom-client-{id(self)}"
+        self._wake_lock = threading.Lock()
+        self._wake_pull = self._context.socket(zmq.PULL)
+        self._wake_pull.bind(self._wake_address)
+        self._wake_push = self._context.socket(zmq.PUSH)
+        self._wake_push.connect(self._wake_address)
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._monitor = None
+        if curve is not None:
+            curve.apply(self._socket)
+            self._monitor = self._socket.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            )
+        self._socket.connect(address)
+        self._send_frames, self._recv = sender(self._socket, nonblocking=True), receiver(self._socket)
+        self._backlog: deque[tuple[int, list[Any], _Pending]] = deque()
+        self._deadlines: list[tuple[float, int]] = []
+        self._auth_failure: str | None = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heirloom-client", daemon=True)
+        self._thread.start()
+
+    # -- calling -------------------------------------------------------------------------
+    def submit(
+        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | None = None
+    ) -> Future[Reply]:
+        """Send one request now; the future resolves to a :class:`Reply` or a RemoteError."""
+        if self._closed.is_set():
+            raise HeirloomError("the client is closed")
+        budget = self.timeout if timeout is None else timeout
+        request_id = next(self._ids)
+        frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
+        pending = _Pending(Future(), time.monotonic() + budget)
+        self._outbox.put((request_id, frames, pending))
+        with self._wake_lock:
+            self._wake_push.send(b"")
+        return pending.future
+
+    def request(
+        self,
+        route: str,
+        body: Any = None,
+        *,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        idempotent: bool | None = None,
+    ) -> Reply:
+        """Call and wait, retrying UNAVAILABLE/RESOURCE_EXHAUSTED only when that is safe.
+
+        A retry is safe for idempotent calls (built-in routes, ``idempotent=True``) and for
+        calls with an ``idempotency_key`` (the daemon answers a repeated key from memory).
+        """
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        safe = idempotency_key is not None or (idempotent if idempotent is not None else route in IDEMPOTENT_ROUTES)
+        for attempt in itertools.count():
+            remaining = deadline - time.monotonic()
+            try:
+                return self.submit(route, body, timeout=max(remaining, 0.001), idempotency_key=idempotency_key).result()
+            except RemoteError as error:
+                if not (safe and error.code in RETRYABLE and attempt < self.retries):
+                    raise
+                pause = (error.retry_after_ms or 50 * 2**attempt) / 1000 * random.uniform(0.8, 1.2)
+                if time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def call(self, route: str, body: Any = None, **kwargs: Any) -> Any:
+        """Call ``route`` and return the reply body (see :meth:`request` for options)."""
+        return self.request(route, body, **kwargs).body
+
+    async def acall(
+        self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | None = None
+    ) -> Any:
+        """The asyncio form of :meth:`call` (no retries): ``await client.acall(route, body)``."""
+        reply = await asyncio.wrap_future(self.submit(route, body, timeout=timeout, idempotency_key=idempotency_key))
+        return reply.body
+
+    # -- the I/O thread ------------------------------------------------------------------
+    def _loop(self) -> None:
+        pending: dict[int, _Pending] = {}
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_pull, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
+        while not self._closed.is_set():
+            soonest = self._deadlines[0][0] if self._deadlines else time.monotonic() + 0.1
+            wait_ms = 10 if self._backlog else min(100, int((soonest - time.monotonic()) * 1000) + 1)
+            events = dict(poller.poll(max(1, wait_ms)))
+            if self._wake_pull in events or self._backlog:
+                self._send_outbox(pending)
+            if self._socket in events:
+                self._receive(pending)
+            if self._monitor is not None and self._monitor in events:
+                self._watch_handshakes(pending)
+            self._expire(pending)
+        for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
+            if not entry.future.done():
+                entry.future.set_exception(Unavailable("the client was closed"))
+
+    def _send_outbox(self, pending: dict[int, _Pending]) -> None:
+        while True:
+            try:
+                self._wake_pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        while not self._outbox.empty():
+            self._backlog.append(self._outbox.get_nowait())
+        while self._backlog:
+            request_id, frames, entry = self._backlog[0]
+            if entry.future.done():  # expired while waiting for a connection
+                self._backlog.popleft()
+                continue
+            if self._auth_failure is not None:
+                self._backlog.popleft()
+                entry.future.set_exception(Unauthenticated(self._auth_failure))
+                continue
+            try:
+                self._send_frames(frames)
+            except zmq.Again:
+                return  # no connection yet: keep the backlog, try again on the next turn
+            self._backlog.popleft()
+            pending[request_id] = entry
+            heapq.heappush(self._deadlines, (entry.deadline, request_id))
+            if len(self._deadlines) > 2 * len(pending) + 1024:  # answered calls linger: rebuild
+                self._deadlines = [(e.deadline, rid) for rid, e in pending.items()]
+                heapq.heapify(self._deadlines)
+
+    def _receive(self, pending: dict[int, _Pending]) -> None:
+        while True:
+            try:
+                frames, _ = self._recv()
+            except zmq.Again:
+                return
+            if len(frames) < 3 or frames[0] != SIGNATURE:
+                continue
+            entry = None
+            try:
+                header = unpackb(frames[1])
+                entry = pending.pop(header.get("id"), None)
+                if entry is None:
+                    continue  # a late reply to a call that already timed out
+                body = unpackb(frames[2])
+                if len(frames) > 3:
+                    body = attach_buffers(body, header, frames[3:])
+            except Exception as exc:  # noqa: BLE001 - a garbled reply fails only its call
+                if entry is not None:
+                    entry.future.set_exception(Internal(f"undecodable reply: {exc}"))
+                continue
+            status = header.get("status")
+            if status == OK:
+                entry.future.set_result(
+                    Reply(body, header.get("version"), header.get("queue_ms", 0.0), header.get("compute_ms", 0.0))
+                )
+            else:
+                entry.future.set_exception(error_from_reply(str(status), body))
+
+    def _watch_handshakes(self, pending: dict[int, _Pending]) -> None:
+        assert self._monitor is not None
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._auth_failure = None
+                continue
+            self._auth_failure = (
+                f"the daemon at {self.address} refused this client's Curve key (not in its "
+                "authorised clients) or the server key is wrong"
+            )
+            for entry in pending.values():
+                entry.future.set_exception(Unauthenticated(self._auth_failure))
+            pending.clear()
+
+    def _expire(self, pending: dict[int, _Pending]) -> None:
+        now = time.monotonic()
+        for _, _, entry in self._backlog:
+            if entry.deadline <= now and not entry.future.done():
+                entry.future.set_exception(DeadlineExceeded(f"could not reach {self.address} within the deadline"))
+        # a heap of (deadline, id): only the expired are looked at, not every call in flight
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(self._deadlines)
+            entry = pending.pop(request_id, None)
+            if entry is None:
+                continue  # answered already
+            entry.future.set_exception(
+                DeadlineExceeded(
+                    f"no reply from {self.address} within the deadline (is the daemon running and reachable?)"
+                )
+            )
+
+    # -- closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Fail outstanding calls with UNAVAILABLE and release the sockets."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._thread.join()
+        if self._monitor is not None:
+            self._socket.disable_monitor()
+        self._context.destroy(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

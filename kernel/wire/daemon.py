@@ -1,0 +1,97 @@
+"""Running a profile as a daemon: one process, or a broker with worker processes.
+
+Signals: SIGTERM/SIGINT start a drain (``_ready`` turns false, new requests get
+UNAVAILABLE, in-flight work finishes within the grace period); then the system stops,
+flushing durable writes, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+
+from heirloom.core.schema import ResolvedProfile
+from heirloom.core.settings import ServerSettings
+from heirloom.core.system import System
+from heirloom.wire.auth import CurveServer
+from heirloom.wire.server import Server
+
+log = logging.getLogger("heirloom.wire.daemon")
+
+
+def on_stop_signals(callback: Callable[[], None]) -> None:
+    """Call ``callback`` on SIGTERM and SIGINT (the drain trigger)."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        callback()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_server(
+    system: System,
+    settings: ServerSettings,
+    *,
+    bind: list[str] | None = None,
+    connect: str | None = None,
+    curve: CurveServer | None = None,
+) -> int:
+    """Serve ``system`` until drained; returns the process exit code."""
+    server = Server(system, settings, bind=bind, connect=connect, curve=curve)
+    if connect is not None:
+        log.info("worker connecting to %s", connect)
+    else:
+        log.info("listening on %s", ", ".join(bind or settings.bind))
+    on_stop_signals(server.request_drain)
+    server.start_system()
+    try:
+        server.run()
+    finally:
+        stopped_cleanly = _stop_system(system)
+        if curve is not None:
+            curve.stop()
+        server.close()
+    if server.start_error is not None:
+        return 1
+    log.info("stopped")
+    return 0 if stopped_cleanly else 1
+
+
+def _stop_system(system: System) -> bool:
+    try:
+        system.stop()
+    except Exception as exc:  # noqa: BLE001 - report every teardown error, then exit non-zero
+        log.error("%s", exc)
+        return False
+    return True
+
+
+def serve(
+    kernel,
+    profile: ResolvedProfile,
+    settings: ServerSettings,
+    *,
+    profile_ref: str,
+    overrides: tuple[str, ...],
+    curve: CurveServer | None,
+    log_format: str,
+    worker_bind: str | None = None,
+) -> int:
+    """``heirloom serve``: in-process for one worker, otherwise a broker with workers."""
+    if settings.workers == 1:
+        return run_server(kernel.system(profile, serve_models=True), settings, curve=curve)
+    from heirloom.wire.broker import Broker
+
+    broker = Broker(
+        settings,
+        profile_ref=profile_ref,
+        overrides=overrides,
+        curve=curve,
+        log_format=log_format,
+        worker_bind=worker_bind,
+    )
+    on_stop_signals(broker.request_drain)
+    return broker.run()

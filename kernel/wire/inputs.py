@@ -1,0 +1,74 @@
+"""Request bodies: validation against a route's attrs input class, and its JSON schema.
+
+The same strict cattrs converter as profiles: unknown keys and wrong types are refused
+with the field's path, so every api gets precise INVALID_ARGUMENT errors for free.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+import attrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+
+from heirloom.core.schema import flatten_errors, make_converter
+from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
+
+_converter = make_converter()
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", bytes: "binary"}
+
+
+class InputValidator:
+    """Structures request bodies into one attrs class; raises RequestError naming the field."""
+
+    def __init__(self, cls: type):
+        self.cls = attrs.resolve_types(cls)
+        self._structure = _converter.get_structure_hook(cls)
+
+    def __call__(self, body: Any) -> Any:
+        if not isinstance(body, dict):
+            raise RequestError(
+                INVALID_ARGUMENT, f"body must be a map with keys {self.keys()}, got {type(body).__name__}", "body"
+            )
+        try:
+            return self._structure(body, self.cls)
+        except (ClassValidationError, IterableValidationError) as exc:
+            path, message = next(flatten_errors(exc, []))
+            field = "body" + "".join(step if step.startswith("[") else f".{step}" for step in path)
+            raise RequestError(INVALID_ARGUMENT, f"{field}: {message}", field) from None
+        except (ValueError, TypeError) as exc:
+            name = next((f.name for f in attrs.fields(self.cls) if str(exc).startswith(f"'{f.name}'")), None)
+            field = f"body.{name}" if name else "body"
+            raise RequestError(INVALID_ARGUMENT, f"{field}: {exc}", field) from None
+
+    def keys(self) -> list[str]:
+        return [f.name for f in attrs.fields(self.cls)]
+
+
+def json_schema(tp: Any) -> dict[str, Any]:
+    """A JSON-schema description of an input type, for ``_routes`` introspection."""
+    if tp is None or tp is Any:
+        return {}
+    if attrs.has(tp):
+        fields = attrs.fields(attrs.resolve_types(tp))
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {f.name: json_schema(f.type) for f in fields},
+            "additionalProperties": False,
+        }
+        required = [f.name for f in fields if f.default is attrs.NOTHING]
+        if required:
+            schema["required"] = required
+        if tp.__doc__:
+            schema["description"] = " ".join(tp.__doc__.split())
+        return schema
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return {"anyOf": [json_schema(a) if a is not type(None) else {"type": "null"} for a in args]}
+    if origin in (list, tuple, typing.Sequence):
+        return {"type": "array", "items": json_schema(args[0]) if args else {}}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": json_schema(args[1]) if len(args) == 2 else {}}
+    return {"type": _JSON_TYPES.get(tp, "any")}

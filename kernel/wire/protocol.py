@@ -1,0 +1,226 @@
+"""The heirloom wire format (docs/PROTOCOL.md is the language-neutral description).
+
+A message is a list of ZeroMQ frames::
+
+    [SIGNATURE, header (msgpack map), body (msgpack value), *raw buffers]
+
+The header of a request carries ``id``, ``route`` and optionally ``deadline_ms`` (a
+relative budget), ``idempotency_key`` and ``buffers`` (dtype and shape of each raw
+buffer frame; the body refers to buffer ``i`` as ``{"$buffer": i}``). A reply header
+carries ``id``, ``status`` (a gRPC canonical code name) and timings; an error reply's
+body is ``{"code", "message", "retryable", ...}``. Nothing received is ever unpickled:
+msgpack decodes only plain data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import msgpack
+
+SIGNATURE = b"HLM1"
+#: Frames a worker and its broker use for control messages start with an empty frame.
+CONTROL = b""
+
+OK = "OK"
+INVALID_ARGUMENT = "INVALID_ARGUMENT"
+NOT_FOUND = "NOT_FOUND"
+RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+UNAVAILABLE = "UNAVAILABLE"
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+UNAUTHENTICATED = "UNAUTHENTICATED"
+PERMISSION_DENIED = "PERMISSION_DENIED"
+INTERNAL = "INTERNAL"
+CODES = (
+    OK,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
+    DEADLINE_EXCEEDED,
+    UNAUTHENTICATED,
+    PERMISSION_DENIED,
+    INTERNAL,
+)
+#: Codes a client may retry after a pause (with the same idempotency key for writes).
+RETRYABLE = frozenset({RESOURCE_EXHAUSTED, UNAVAILABLE})
+
+DTYPES = frozenset({"uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "bool"})
+_ITEMSIZE = {
+    "uint8": 1,
+    "int8": 1,
+    "bool": 1,
+    "int16": 2,
+    "float16": 2,
+    "int32": 4,
+    "float32": 4,
+    "int64": 8,
+    "float64": 8,
+}
+
+packb = msgpack.Packer(use_bin_type=True, datetime=False).pack
+
+
+def unpackb(data: bytes) -> Any:
+    """Decode one msgpack value. Plain data only (no ext types); msgpack caps every
+    container and string length by the frame's size, so a hostile frame cannot balloon."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+
+
+@attrs.frozen
+class Buffer:
+    """A raw tensor-like buffer travelling as its own frame: dtype, shape and bytes."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes | memoryview
+
+    def __attrs_post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        expected = _ITEMSIZE[self.dtype]
+        for dim in self.shape:
+            expected *= dim
+        if expected != len(self.data):
+            raise ValueError(
+                f"a {self.dtype} buffer of shape {list(self.shape)} has {expected} bytes, got {len(self.data)}"
+            )
+
+
+class RequestError(Exception):
+    """A request that cannot be served as sent; ``field`` names the offending part.
+
+    Handlers raise it (or return it as one item of a batched result) to answer with a
+    specific status code instead of INTERNAL.
+    """
+
+    def __init__(self, code: str, message: str, field: str | None = None, retry_after_ms: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.retry_after_ms = retry_after_ms
+
+    def body(self) -> dict[str, Any]:
+        """The error reply body."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.code in RETRYABLE}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.retry_after_ms is not None:
+            body["retry_after_ms"] = self.retry_after_ms
+        return body
+
+
+#: The largest header frame accepted.
+HEADER_LIMIT = 64 << 10
+
+
+def read_header(frame: bytes) -> dict[str, Any]:
+    """A request header decoded and checked to be a map (RequestError otherwise)."""
+    if len(frame) > HEADER_LIMIT:
+        raise RequestError(INVALID_ARGUMENT, f"header is over {HEADER_LIMIT} bytes", "header")
+    header = unpackb(frame)
+    if type(header) is not dict:
+        raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {type(header).__name__}", "header")
+    return header
+
+
+def header_route(header: dict[str, Any]) -> str:
+    """The header's route name (RequestError naming ``header.route`` when it is not a string)."""
+    route = header.get("route")
+    if type(route) is not str:
+        raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {route!r}", "header.route")
+    return route
+
+
+def error_frames(envelope: list[bytes], request_id: Any, error: RequestError) -> list[bytes]:
+    """A complete error reply for a request that arrived with ``envelope``."""
+    return [*envelope, SIGNATURE, packb({"id": request_id, "status": error.code}), packb(error.body())]
+
+
+def split_envelope(frames: list[bytes]) -> int:
+    """Index of the signature frame (after the routing envelope), or -1 if not an envelope."""
+    if len(frames) >= 4 and frames[1] == SIGNATURE:
+        return 1
+    for index in range(2, min(len(frames) - 2, 6)):
+        if frames[index] == SIGNATURE:
+            return index
+    return -1
+
+
+def hashable(value: Any) -> Any:
+    """Keys and ids are usually ints or strings; anything else is keyed by its encoding."""
+    try:
+        hash(value)
+    except TypeError:
+        return packb(value)
+    return value
+
+
+def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> Any:
+    """Replace ``{"$buffer": i}`` placeholders in ``body`` by :class:`Buffer` objects."""
+    specs = header.get("buffers")
+    if not isinstance(specs, list) or len(specs) != len(frames):
+        raise RequestError(
+            INVALID_ARGUMENT, f"header.buffers must describe each of the {len(frames)} buffer frames", "header.buffers"
+        )
+    buffers = []
+    for i, (spec, frame) in enumerate(zip(specs, frames, strict=True)):
+        try:
+            buffers.append(Buffer(spec["dtype"], tuple(spec["shape"]), frame))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RequestError(INVALID_ARGUMENT, f"buffer {i}: {exc}", f"header.buffers[{i}]") from exc
+
+    def substitute(node: Any) -> Any:
+        if isinstance(node, dict):
+            if len(node) == 1 and "$buffer" in node:
+                index = node["$buffer"]
+                if not isinstance(index, int) or not 0 <= index < len(buffers):
+                    raise RequestError(INVALID_ARGUMENT, f"no buffer {index!r}", "body.$buffer")
+                return buffers[index]
+            return {k: substitute(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [substitute(v) for v in node]
+        return node
+
+    return substitute(body)
+
+
+def detach_buffers(body: Any) -> tuple[Any, list[dict[str, Any]], list[bytes | memoryview]]:
+    """The inverse of :func:`attach_buffers`: placeholders, buffer specs and raw frames."""
+    specs: list[dict[str, Any]] = []
+    frames: list[bytes | memoryview] = []
+
+    def extract(node: Any) -> Any:
+        if isinstance(node, Buffer):
+            specs.append({"dtype": node.dtype, "shape": list(node.shape)})
+            frames.append(node.data)
+            return {"$buffer": len(frames) - 1}
+        if isinstance(node, dict):
+            return {k: extract(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [extract(v) for v in node]
+        return node
+
+    return extract(body), specs, frames
+
+
+def request_frames(
+    request_id: Any,
+    route: str,
+    body: Any = None,
+    *,
+    deadline_ms: float | None = None,
+    idempotency_key: str | None = None,
+) -> list[bytes | memoryview]:
+    """Frames of a request (what a DEALER sends)."""
+    header: dict[str, Any] = {"id": request_id, "route": route}
+    if deadline_ms is not None:
+        header["deadline_ms"] = deadline_ms
+    if idempotency_key is not None:
+        header["idempotency_key"] = idempotency_key
+    body, specs, buffers = detach_buffers(body)
+    if specs:
+        header["buffers"] = specs
+    return [SIGNATURE, packb(header), packb(body), *buffers]

@@ -1,0 +1,175 @@
+"""Routes as the daemon runs them: the route table, request decoding, and admission.
+
+A request passes here between the I/O loop reading its frames and a handler running
+it: its route is looked up (NOT_FOUND with "did you mean"), its body checked against
+the route's limits and input class and decoded into a :class:`Call`, and then admitted
+(bounded queue per route, the resource manager's gate) or refused RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from heirloom.core.components import Resources, Route
+from heirloom.core.schema import did_you_mean
+from heirloom.core.system import System
+from heirloom.wire.batching import Batcher
+from heirloom.wire.call import Call, Complete
+from heirloom.wire.inputs import InputValidator, json_schema
+from heirloom.wire.protocol import (
+    DEADLINE_EXCEEDED,
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
+    RequestError,
+    attach_buffers,
+    unpackb,
+)
+from heirloom.wire.stats import RouteStats
+
+
+class Endpoint:
+    """A route as the daemon runs it: validation, limits, stats, and where it executes."""
+
+    __slots__ = ("batcher", "builtin", "name", "pending", "route", "stats", "validate")
+
+    def __init__(self, name: str, route: Route, builtin: bool = False):
+        self.name = name
+        self.route = route
+        self.builtin = builtin
+        self.validate = InputValidator(route.input) if route.input is not None else None
+        self.stats = RouteStats()
+        self.pending = 0
+        self.batcher: Batcher | None = None
+
+    def describe(self) -> dict[str, Any]:
+        route = self.route
+        return {
+            "name": self.name,
+            "description": route.description,
+            "batched": route.batched,
+            "max_batch": route.max_batch if route.batched else 1,
+            "max_wait_ms": route.max_wait_ms if route.batched else 0,
+            "max_payload": route.max_payload,
+            "inline": route.inline or self.builtin,
+            "admin": route.admin,
+            "input": json_schema(route.input),
+        }
+
+
+class Router:
+    """The route table: ``api.method`` names (and the kernel's ``_`` routes) to endpoints."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[str, Endpoint] = {}
+
+    def add(self, name: str, route: Route, builtin: bool = False) -> Endpoint:
+        endpoint = self.endpoints[name] = Endpoint(name, route, builtin)
+        return endpoint
+
+    def install(self, system: System, complete: Complete) -> list[str]:
+        """Add every route of the system's apis; batched ones get a batcher thread."""
+        added = []
+        for api_name, api in system.apis().items():
+            for route in api.routes():
+                endpoint = self.add(f"{api_name}.{route.name}", route)
+                if route.batched:
+                    endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete)
+                added.append(endpoint.name)
+        return added
+
+    def lookup(self, name: str, installed: bool) -> Endpoint:
+        """The endpoint for ``name``; UNAVAILABLE while routes are not installed, else NOT_FOUND."""
+        endpoint = self.endpoints.get(name)
+        if endpoint is not None:
+            return endpoint
+        if not installed:
+            raise RequestError(UNAVAILABLE, "the daemon is starting; no routes yet", "header.route", 500)
+        known = [n for n in self.endpoints if not n.startswith("_")]
+        raise RequestError(
+            NOT_FOUND, f"no route {name!r}{did_you_mean(name, known)} (call _routes for the list)", "header.route"
+        )
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [endpoint.describe() for endpoint in self.endpoints.values()]
+
+    def stop_batchers(self, timeout: float) -> None:
+        for endpoint in self.endpoints.values():
+            if endpoint.batcher is not None:
+                endpoint.batcher.stop(timeout=timeout)
+
+
+def decode_call(
+    envelope: list[bytes], request_id: Any, endpoint: Endpoint, header: dict, rest: list[bytes], received: float
+) -> Call:
+    """A :class:`Call` with its deadline and validated body, or RequestError naming the field."""
+    route = endpoint.route
+    body_frame = rest[0]
+    if len(body_frame) > route.max_payload:
+        raise RequestError(
+            INVALID_ARGUMENT,
+            f"body is {len(body_frame)} bytes; {endpoint.name} accepts at most {route.max_payload}",
+            "body",
+        )
+    call = Call(envelope, request_id, endpoint, received)
+    budget = header.get("deadline_ms")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+            raise RequestError(
+                INVALID_ARGUMENT, f"header.deadline_ms must be a number, got {budget!r}", "header.deadline_ms"
+            )
+        if budget <= 0:
+            raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
+        call.deadline = received + budget / 1000
+    body = unpackb(body_frame)
+    if len(rest) > 1:
+        body = attach_buffers(body, header, rest[1:])
+    if endpoint.validate is not None:
+        body = endpoint.validate(body)
+    call.body = body
+    call.items = 1 if route.items is None else max(1, route.items(body))
+    return call
+
+
+class Admission:
+    """Bounded queues per route plus the resource manager's gate; counts what is in flight."""
+
+    def __init__(self, max_queue: int, resources: Callable[[], Resources]):
+        self.max_queue = max_queue
+        self._resources = resources
+        self.in_flight = 0
+        self.open: set[Call] = set()
+
+    def admit(self, call: Call) -> None:
+        """Take a slot for ``call`` or raise RESOURCE_EXHAUSTED with a retry hint."""
+        endpoint = call.endpoint
+        if endpoint.pending >= self.max_queue:
+            raise RequestError(
+                RESOURCE_EXHAUSTED,
+                f"{endpoint.name} has {endpoint.pending} requests queued (the limit); retry after the hinted pause",
+                retry_after_ms=_retry_hint(endpoint),
+            )
+        if not self._resources().admit():
+            raise RequestError(
+                RESOURCE_EXHAUSTED,
+                "the resource manager refused the request (in-flight or memory limit); retry after the hinted pause",
+                retry_after_ms=_retry_hint(endpoint),
+            )
+        endpoint.pending += 1
+        self.in_flight += 1
+        self.open.add(call)
+
+    def release(self, call: Call) -> None:
+        """Give back the slot of a finished call (no-op for calls never admitted)."""
+        if call in self.open:
+            self.open.discard(call)
+            call.endpoint.pending -= 1
+            self.in_flight -= 1
+            self._resources().release()
+
+
+def _retry_hint(endpoint: Endpoint) -> int:
+    """A pause worth one typical request: cheap, since it is computed on every refusal."""
+    return max(10, int(endpoint.stats.typical * 1000))
