@@ -16,16 +16,23 @@ from heirloom.store.training import evaluate, model_specs, train
 
 
 class RichProgress:
-    """The model contract's progress reporting, drawn as rich progress bars."""
+    """The model contract's progress reporting, drawn as rich progress bars (one per step;
+    a step of unknown length counts up, and is shown complete when the next one starts)."""
 
     def __init__(self, progress: Progress):
         self.progress = progress
         self.task: Any = None
 
     def start(self, description: str, total: float | None = None) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, completed=self.progress.tasks[-1].total or 0)
+        self.finish()
         self.task = self.progress.add_task(description, total=total)
+
+    def finish(self) -> None:
+        """Show the current step as complete."""
+        if self.task is not None:
+            current = next(task for task in self.progress.tasks if task.id == self.task)
+            done = current.total if current.total is not None else current.completed
+            self.progress.update(self.task, total=done, completed=done)
 
     def advance(self, amount: float = 1) -> None:
         if self.task is not None:
@@ -33,6 +40,12 @@ class RichProgress:
 
     def log(self, message: str) -> None:
         self.progress.console.print(message, markup=False, highlight=False)
+
+
+def progress_bars(transient: bool = False) -> Progress:
+    """Bars on stderr (stdout stays the report, or JSON): step, bar, count, elapsed time."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, console=err_console, transient=transient)
 
 
 @click.command("train")
@@ -52,9 +65,10 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
         specs = model_specs(resolved, models)
         store = kernel.store(resolved)
         for spec in specs:
-            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-            with Progress(*columns, console=console, transient=False) as bars:
-                trained = train(kernel, resolved, spec, store, RichProgress(bars))
+            with progress_bars() as bars:
+                progress = RichProgress(bars)
+                trained = train(kernel, resolved, spec, store, progress)
+                progress.finish()
             console.print(trained.report.text, markup=False, highlight=False)
             parent = f" (parent {trained.artifact.parent})" if trained.artifact.parent else ""
             console.print(f"stored [bold]{trained.artifact.ref}[/] {trained.artifact.digest[:12]}{parent}")
@@ -92,7 +106,8 @@ def eval_command(
 
             check_available()
         for spec in model_specs(resolved, models):
-            version, report = evaluate(kernel, resolved, spec)
+            with progress_bars(transient=True) as bars:
+                version, report = evaluate(kernel, resolved, spec, RichProgress(bars))
             results[spec.name] = {"version": version, **report.metrics}
             reports.append((version, report))
             if not as_json:
