@@ -121,15 +121,21 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def _environment() -> Any:
+def template_environment(package: str) -> Any:
+    """A Jinja2 environment for the ``templates`` folder of ``package``: HTML autoescaped,
+    and an undefined name is an error rather than an empty string."""
     jinja2 = _require("jinja2")
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("heirloom", "templates"),
+        loader=jinja2.PackageLoader(package, "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+
+
+def _environment() -> Any:
+    return template_environment("heirloom")
 
 
 def report_fragment(metrics: dict[str, Any], text: str | None = None) -> str:

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 import heirloom
-from heirloom.reports import report_css, report_fragment, scalar_metrics
+from heirloom.reports import report_css, report_fragment, scalar_metrics, template_environment
 from heirloom_plugins.dashboard.lineage import NODE_HEIGHT, NODE_WIDTH, Graph, chain_graph, model_graph
 
 #: Scalar metrics shown per version in listings.
@@ -50,7 +50,7 @@ class Dashboard:
         self.refresh = refresh
         self._client: heirloom.Client | None = None
         self._client_lock = threading.Lock()
-        self.templates = Jinja2Templates(env=_environment())
+        self.templates = Jinja2Templates(env=template_environment("heirloom_plugins.dashboard"))
         self.templates.env.globals.update(
             version_url=version_url,
             report_css=report_css(),
@@ -162,18 +162,6 @@ class Dashboard:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-
-def _environment() -> Any:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("heirloom_plugins.dashboard", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
 
 
 def create_app(store: Any, connect: str | None = None, refresh: int = 5) -> Starlette:
