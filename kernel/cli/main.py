@@ -41,8 +41,6 @@ class HeirloomGroup(click.Group):
 
     def _attach(self, ctx: click.Context, only: list[str] | None = None) -> list[str]:
         plugins = get_kernel(ctx).plugins
-        if only is None:  # a cached plugin may add commands the catalog has not recorded yet
-            plugins.ensure(hooks=["heirloom_register_commands"])
         attached = ctx.find_root().meta.setdefault("heirloom.attached", set())
         for name in only if only is not None else plugins.plugins_with_commands():
             if name not in attached:
