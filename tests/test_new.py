@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 import pytest
 
 from tests.helpers import run_heirloom
 
 PIP = [sys.executable, "-m", "pip"]
+
+
+def _build_flags() -> list[str]:
+    """Build with the environment's setuptools when it is recent enough (offline, fast)."""
+    try:
+        major = int(version("setuptools").split(".")[0])
+    except PackageNotFoundError:
+        return []
+    return ["--no-build-isolation"] if major >= 69 else []
 
 
 @pytest.fixture
@@ -21,7 +31,7 @@ def installed():
     def install(folder, dist: str) -> None:
         distributions.append(dist)
         result = subprocess.run(
-            [*PIP, "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(folder)],
+            [*PIP, "install", "--quiet", "--no-deps", *_build_flags(), "-e", str(folder)],
             capture_output=True,
             text=True,
         )
