@@ -34,7 +34,8 @@ from heirloom_plugins.recommend.records import (
 )
 
 SPLITS = ("train", "validation", "test")
-ITEM_FIELDS = 24  # id, title, release date, video date, IMDb URL, 19 genre flags
+#: id, title, release date, video date, IMDb URL; then one 0/1 flag per genre of u.genre
+LEADING_FIELDS = 5
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -75,11 +76,11 @@ def read_items(path: Path, genre_names: list[str]) -> list[dict[str, Any]]:
     items = []
     for number, line in _lines(path):
         fields = line.split("|")
-        flags = fields[5:]
-        if len(fields) != ITEM_FIELDS or len(flags) != len(genre_names) or not set(flags) <= {"0", "1"}:
+        flags = fields[LEADING_FIELDS:]
+        if len(flags) != len(genre_names) or not set(flags) <= {"0", "1"}:
             raise heirloom.HeirloomError(
-                f"{path}:{number}: expected {ITEM_FIELDS} '|'-separated fields ending in "
-                f"{len(genre_names)} genre flags, got {line[:80]!r}"
+                f"{path}:{number}: expected {LEADING_FIELDS + len(genre_names)} '|'-separated fields ending in "
+                f"{len(genre_names)} genre flags (u.genre), got {line[:80]!r}"
             )
         genres = [name for name, flag in zip(genre_names, flags, strict=True) if flag == "1" and name != "unknown"]
         year = parse_year(fields[1], fields[2])
