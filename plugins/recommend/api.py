@@ -107,9 +107,11 @@ class RecommendApi(heirloom.Api):
     #: Largest ``k``, and longest ``history``, a request may ask for.
     max_k: int = attrs.field(default=100, validator=at_least(1))
     max_history: int = attrs.field(default=1000, validator=at_least(1))
-    #: Batching of ``recommend``: at most this many requests per model call, waiting at most ``max_wait_ms``.
+    #: Batching of ``recommend``: at most this many requests per model call. A request waits
+    #: at most ``max_wait_ms`` for company; 0 batches what queues while the previous batch
+    #: computes, which suits a model whose call costs well under a millisecond.
     max_batch: int = attrs.field(default=64, validator=at_least(1))
-    max_wait_ms: float = attrs.field(default=2.0, validator=at_least(0.0))
+    max_wait_ms: float = attrs.field(default=0.0, validator=at_least(0.0))
     #: Where ``<name>.event`` appends (default: under HEIRLOOM_HOME, where the ``events`` source reads).
     events_path: str | None = None
 

@@ -158,6 +158,11 @@ class HybridRecommender(heirloom.Model):
 
     # -- serving --------------------------------------------------------------------------
     @property
+    def fitted(self) -> Fitted:
+        """The trained model as data (weights, tower, chosen hyper-parameters, summary)."""
+        return self._require()
+
+    @property
     def catalogue(self) -> Catalogue:
         return self._require().catalogue
 
