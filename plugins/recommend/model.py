@@ -59,7 +59,7 @@ class HybridRecommender(heirloom.Model):
 
     def __attrs_post_init__(self) -> None:
         self._fitted: Fitted | None = None
-        self._neighbours: SparseRows | None = None
+        self._postings_of: tuple[Fitted, SparseRows] | None = None
 
     def ready(self) -> bool:
         return self._fitted is not None
@@ -230,10 +230,11 @@ class HybridRecommender(heirloom.Model):
 
     def _postings(self, fitted: Fitted) -> SparseRows:
         """bucket -> warm items with that feature, built once per fitted state."""
-        if self._neighbours is None or self._neighbours_of is not fitted:
-            self._neighbours = fitted.features.take(fitted.hybrid.warm).transposed(fitted.tower.settings.buckets)
-            self._neighbours_of = fitted
-        return self._neighbours
+        cached = self._postings_of
+        if cached is None or cached[0] is not fitted:
+            postings = fitted.features.take(fitted.hybrid.warm).transposed(fitted.tower.settings.buckets)
+            self._postings_of = cached = (fitted, postings)
+        return cached[1]
 
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:
@@ -244,7 +245,6 @@ class HybridRecommender(heirloom.Model):
 
     def _adopt(self, fitted: Fitted) -> None:
         self._fitted = fitted
-        self._neighbours = None
 
     def _require(self) -> Fitted:
         if self._fitted is None:
