@@ -19,8 +19,6 @@ class Catalogue:
 
     ids: list[str]
     texts: list[ItemText]
-    #: Items the source marked for the cold-start protocol.
-    cold: np.ndarray
     index: dict[str, int] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -102,14 +100,11 @@ def read_records(data: Iterable[Any]) -> tuple[list[Mapping[str, Any]], list[tup
 def catalogue_of(items: list[Mapping[str, Any]], pairs: list[tuple[str, str]]) -> Catalogue:
     """The items of the records, then any item only interactions name (it has no text)."""
     ids: dict[str, ItemText] = {}
-    cold: list[bool] = []
     for record in items:
         if record["item"] not in ids:
             genres = tuple(str(genre) for genre in record.get("genres") or ())
-            ids[record["item"]] = ItemText(str(record.get("title") or record["item"]), record.get("year"), genres)
-            cold.append(bool(record.get("cold")))
+            ids[record["item"]] = ItemText(str(record.get("title") or ""), record.get("year"), genres)
     for _, item in pairs:
         if item not in ids:
             ids[item] = ItemText("", None, ())
-            cold.append(False)
-    return Catalogue(list(ids), list(ids.values()), np.asarray(cold, dtype=bool))
+    return Catalogue(list(ids), list(ids.values()))

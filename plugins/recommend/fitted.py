@@ -95,7 +95,7 @@ class Fitted:
             ItemText(title, year, tuple(genres))
             for title, year, genres in zip(items["titles"], items["years"], items["genres"], strict=True)
         ]
-        catalogue = Catalogue(list(items["ids"]), texts, np.zeros(len(texts), dtype=bool))
+        catalogue = Catalogue(list(items["ids"]), texts)
         histories = Histories(list(metadata["users"]), tensors["history_indptr"], tensors["history_items"])
         n, warm = len(catalogue), tensors["warm_items"]
         shapes = {
