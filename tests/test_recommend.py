@@ -96,6 +96,29 @@ def test_validation_is_carved_from_train_and_is_the_split_the_model_tunes_on(mov
     assert sorted((user, ids[item]) for user, item in split.held) == sorted(validation)
 
 
+def test_a_warm_start_reuses_the_parents_choice_instead_of_searching(movielens):
+    source = MovieLensSource(path=movielens)
+    grids = {"l2": [250.0, 1000.0], "text_weight": [10.0], "tower_l2": [30.0]}
+    parent = HybridRecommender(data="movies", **grids)
+    parent.fit(source.records("train"))
+    searched = parent.fitted.training["trials"]["collaborative"]
+    assert [trial["l2"] for trial in searched] == [250.0, 1000.0]
+    best = max(searched, key=lambda trial: trial["ndcg_at_10"])["l2"]
+    assert parent.fitted.choice.l2 == best
+    event = {"type": "interaction", "user": "new-user", "item": "50", "kind": "click", "value": 1.0, "time": 0}
+    child = HybridRecommender(data="movies", **grids)
+    child.fit([*source.records("train"), event], parent=parent.state())
+    assert child.fitted.choice == parent.fitted.choice and child.fitted.training["trials"] is None
+    assert child.fitted.training["warm_start"] == {
+        "users_added": 1,
+        "items_added": 0,
+        "interactions_added": 1,
+        "interactions_removed": 0,
+    }
+    with pytest.raises(heirloom.HeirloomError, match="not a hybrid-recommender state"):
+        child.fit(source.records("train"), parent=heirloom.State({}, {"format": "heirloom.text-classifier/1"}))
+
+
 def test_drop_cold_removes_the_cold_movies_and_their_ratings(movielens):
     kept = MovieLensSource(path=movielens, drop_cold=True)
     cold = {r["item"] for r in MovieLensSource(path=movielens).records("test") if r["type"] == "item" and r["cold"]}

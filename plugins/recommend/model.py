@@ -27,7 +27,7 @@ from heirloom_plugins.recommend.fitted import Fitted
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
 from heirloom_plugins.recommend.ranking import top_k
 from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings
-from heirloom_plugins.recommend.tuning import Grids, tune
+from heirloom_plugins.recommend.tuning import Choice, Grids, tune
 
 
 @attrs.define(kw_only=True)
@@ -89,40 +89,53 @@ class HybridRecommender(heirloom.Model):
             f"{len(histories.items)} distinct interactions"
         )
         inherited = Fitted.from_state(parent, "parent") if parent is not None else None
-        trials = None
-        if inherited is not None and inherited.tower.settings == tower.settings:
-            choice = inherited.choice
-            progress.log(f"warm start: reusing the parent's {choice}")
-        else:
-            if inherited is not None:
-                progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
-            choice = self.grids().fixed()
-            if choice is None:
-                choice, trials = tune(
-                    histories,
-                    catalogue,
-                    kernel,
-                    self.grids(),
-                    fraction=self.validation_fraction,
-                    cold_fraction=self.cold_fraction,
-                    seed=self.seed,
-                    progress=progress,
-                )
-                progress.log(f"chosen on validation: {choice}")
+        choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, progress)
         progress.start("fitting on all training interactions", total=1)
-        fitted = ease.hybrid(histories, kernel, choice.l2, choice.text_weight, choice.tower_l2)
+        hybrid = ease.hybrid(histories, kernel, choice.l2, choice.text_weight, choice.tower_l2)
         progress.advance()
+        progress.log(f"fitted in {time.perf_counter() - began:.1f}s")
         training = {
             "users": len(histories),
             "items": len(catalogue),
             "interactions": len(histories.items),
-            "items_without_interactions": len(catalogue) - len(fitted.warm),
+            "items_without_interactions": len(catalogue) - len(hybrid.warm),
             "trials": trials,
             "warm_start": _growth(inherited, catalogue, histories) if inherited is not None else None,
-            "fit_seconds": round(time.perf_counter() - began, 3),
         }
         popularity = np.bincount(histories.items, minlength=len(catalogue)).astype(np.float32)
-        self._adopt(Fitted(catalogue, histories, tower, features, fitted, popularity, choice, training))
+        self._adopt(Fitted(catalogue, histories, tower, features, hybrid, popularity, choice, training))
+
+    def _choose(
+        self,
+        histories: Histories,
+        catalogue: Catalogue,
+        kernel: np.ndarray,
+        tower: HashedTower,
+        inherited: Fitted | None,
+        progress: heirloom.Progress,
+    ) -> tuple[Choice, dict[str, Any] | None]:
+        """The hyper-parameters: fixed by the configuration, else the parent's (same text
+        tower), else searched on validation (with every score tried)."""
+        fixed = self.grids().fixed()
+        if fixed is not None:
+            return fixed, None
+        if inherited is not None and inherited.tower.settings == tower.settings:
+            progress.log(f"warm start: reusing the parent's {inherited.choice}")
+            return inherited.choice, None
+        if inherited is not None:
+            progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
+        choice, trials = tune(
+            histories,
+            catalogue,
+            kernel,
+            self.grids(),
+            fraction=self.validation_fraction,
+            cold_fraction=self.cold_fraction,
+            seed=self.seed,
+            progress=progress,
+        )
+        progress.log(f"chosen on validation: {choice}")
+        return choice, trials
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
