@@ -178,9 +178,11 @@ def served(tmp_path_factory, data_dir):
     trained = run_heirloom("train", str(profile), env=env, timeout=300)
     assert trained.returncode == 0, trained.stderr
     daemon = Daemon(tmp, profile=SERVED_PROFILE, env=env)
-    daemon.wait_ready(timeout=60)
-    yield daemon, env, profile
-    daemon.kill()
+    try:
+        daemon.wait_ready(timeout=60)
+        yield daemon, env, profile
+    finally:
+        daemon.kill()
 
 
 def test_an_unseen_users_history_gets_recommendations_without_what_they_saw(served):
