@@ -18,7 +18,7 @@ import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, references
 from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import state_digest
+from heirloom.store.artifacts import RefError, state_digest
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -91,10 +91,20 @@ def reading(records: Iterable[Any], progress: Progress, description: str) -> Ite
     progress.advance(pending)
 
 
-def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None) -> Artifact | None:
-    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin."""
+#: ``inherit = "served"``: the version the model itself serves (``serve`` key, else the latest).
+SERVED = "served"
+
+
+def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None, served: str | None = None) -> Artifact | None:
+    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin;
+    ``served`` is the ``served`` ref (``project/model[@serve]``), None while nothing is stored."""
     if ref is None:
         return None
+    if ref == SERVED:
+        try:
+            return store.resolve(served or "")
+        except RefError:
+            return None
     if not ref.startswith(PRETRAINED):
         return store.resolve(ref)
     name = ref.removeprefix(PRETRAINED)
@@ -116,10 +126,13 @@ def train(
     kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
 ) -> Trained:
     """Fit ``spec`` (warm-started from its ``inherit`` ref), evaluate it, store a version."""
-    parent = parent_of(kernel, store, spec.keys.inherit)
+    served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
+    parent = parent_of(kernel, store, spec.keys.inherit, served)
     parent_state = store.load(parent) if parent is not None else None
     if parent is not None:
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
+    elif spec.keys.inherit == SERVED:
+        progress.log(f"{spec.key}: nothing stored as {served} yet, so no warm start: fitting from scratch")
     with kernel.system(profile, only={("model", spec.name)}) as system:
         model = system.component(spec.name, "model")
         source_name = data_source(spec, model)
