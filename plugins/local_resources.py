@@ -48,9 +48,11 @@ class LocalResources(heirloom.Resources):
     threads: int = attrs.field(default=0, validator=_non_negative)
     #: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the first GPU when one is present).
     device: str = attrs.field(default="cpu", validator=_device)
-    #: Requests admitted at once; more are refused with RESOURCE_EXHAUSTED.
+    #: Requests admitted at once, by the whole daemon (with ``--workers N`` the broker counts
+    #: across workers); more are refused with RESOURCE_EXHAUSTED. 0: no limit.
     max_in_flight: int = attrs.field(default=1024, validator=_non_negative)
-    #: Refuse new requests while resident memory exceeds this many MiB (0: no limit).
+    #: Refuse new requests while resident memory exceeds this many MiB, per process (each
+    #: worker checks its own); 0: no limit.
     memory_budget_mb: int = attrs.field(default=0, validator=_non_negative)
 
     def start(self, ctx: heirloom.Context) -> None:
@@ -103,6 +105,9 @@ class LocalResources(heirloom.Resources):
     def release(self) -> None:
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
+
+    def daemon_in_flight_limit(self) -> int | None:
+        return self.max_in_flight or None
 
     def _memory_within_budget(self) -> bool:
         now = time.monotonic()

@@ -57,12 +57,13 @@ log_level_option = click.option(
 @click.option(
     "--curve-clients",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of authorised clients' public .key files.",
+    help="Folder of authorised clients' public .key files, read again every [server] reload_interval "
+    "seconds and on _reload (a removed key is refused from then on).",
 )
 @click.option(
     "--curve-admins",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of public .key files allowed to call admin routes (_reload).",
+    help="Folder of public .key files allowed to call admin routes (_reload); each must also be in --curve-clients.",
 )
 @set_option
 @log_format_option
@@ -100,7 +101,11 @@ def serve_command(
     if (curve_secret is None) != (curve_clients is None):
         fail("error: --curve-secret and --curve-clients go together", 2)
     try:
-        curve = CurveServer(curve_secret, curve_clients, curve_admins) if curve_secret and curve_clients else None
+        curve = (
+            CurveServer(curve_secret, curve_clients, curve_admins, refresh_interval=settings.reload_interval)
+            if curve_secret and curve_clients
+            else None
+        )
         from heirloom.wire.daemon import serve
 
         code = serve(

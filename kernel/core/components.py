@@ -289,6 +289,13 @@ class Resources(Component):
     def usage(self) -> dict[str, Any]:
         """Current usage for ``_stats``: threads, device, in-flight, memory."""
 
+    def daemon_in_flight_limit(self) -> int | None:
+        """Requests the whole daemon may have in flight, all worker processes together;
+        None for no daemon-wide limit. Asked before ``start``, of the configured instance:
+        with ``serve --workers N`` the broker enforces it (each worker's ``admit`` still
+        applies inside that worker)."""
+        return None
+
 
 KIND_BASES: dict[str, type[Component]] = {"source": Source, "model": Model, "api": Api, "resources": Resources}
 

@@ -8,6 +8,7 @@ value and its key path.
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import tomllib
 import types
@@ -17,6 +18,7 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, is_sequence, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.strategies import configure_union_passthrough
 
@@ -85,9 +87,28 @@ def _strict(expected: type, accepts: tuple[type, ...]):
     return structure
 
 
+def _strict_sequence(tp: Any, converter: cattrs.Converter) -> Any:
+    """Structure ``list[X]``/``tuple[X, ...]`` from an array only: cattrs would iterate a
+    string into characters and a map into its keys."""
+    inner = (list_structure_factory if typing.get_origin(tp) is list else homogenous_tuple_structure_factory)(
+        tp, converter
+    )
+
+    def structure(value: Any, cl: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {type(value).__name__} {value!r:.60}")
+        return inner(value, cl)
+
+    return structure
+
+
 def make_converter() -> cattrs.Converter:
     """A cattrs converter that refuses unknown keys and never coerces types silently."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook_factory(
+        lambda tp: is_sequence(tp) and typing.get_origin(tp) in (list, tuple, collections.abc.Sequence),
+        _strict_sequence,
+    )
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook(int, _strict(int, (int,)))
     converter.register_structure_hook(float, _strict(float, (int, float)))

@@ -85,6 +85,7 @@ def serve(
         return run_server(kernel.system(profile, serve_models=True), settings, curve=curve)
     from heirloom.wire.broker import Broker
 
+    resources = next(spec for spec in profile.components if spec.kind == "resources")
     broker = Broker(
         settings,
         profile_ref=profile_ref,
@@ -92,6 +93,7 @@ def serve(
         curve=curve,
         log_format=log_format,
         worker_bind=worker_bind,
+        max_in_flight=profile.instantiate(resources).daemon_in_flight_limit(),
     )
     on_stop_signals(broker.request_drain)
     return broker.run()

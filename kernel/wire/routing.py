@@ -8,6 +8,7 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from heirloom.wire.protocol import (
     UNAVAILABLE,
     RequestError,
     attach_buffers,
+    header_deadline,
     unpackb,
 )
 from heirloom.wire.stats import RouteStats
@@ -95,36 +97,48 @@ class Router:
     def describe(self) -> list[dict[str, Any]]:
         return [endpoint.describe() for endpoint in self.endpoints.values()]
 
-    def stop_batchers(self, timeout: float) -> None:
+    def abandon_batchers(self) -> None:
+        """Drop what every batcher has queued (those requests were answered otherwise)."""
         for endpoint in self.endpoints.values():
             if endpoint.batcher is not None:
-                endpoint.batcher.stop(timeout=timeout)
+                endpoint.batcher.abandon()
+
+    def stop_batchers(self, timeout: float) -> None:
+        """End every batcher thread, waiting at most ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        for endpoint in self.endpoints.values():
+            if endpoint.batcher is not None:
+                endpoint.batcher.stop(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def decode_call(
     envelope: list[bytes], request_id: Any, endpoint: Endpoint, header: dict, rest: list[bytes], received: float
 ) -> Call:
-    """A :class:`Call` with its deadline and validated body, or RequestError naming the field."""
+    """A :class:`Call` with its deadline and validated body, or RequestError naming the field.
+
+    ``rest`` is the body frame and any buffer frames: together they must fit the route's
+    ``max_payload``.
+    """
     route = endpoint.route
-    body_frame = rest[0]
-    if len(body_frame) > route.max_payload:
+    size = len(rest[0]) if len(rest) == 1 else sum(len(frame) for frame in rest)
+    if size > route.max_payload:
+        what = "body" if len(rest) == 1 else f"body and {len(rest) - 1} buffer(s)"
         raise RequestError(
             INVALID_ARGUMENT,
-            f"body is {len(body_frame)} bytes; {endpoint.name} accepts at most {route.max_payload}",
+            f"{what}: {size} bytes; {endpoint.name} accepts at most {route.max_payload}",
             "body",
         )
     call = Call(envelope, request_id, endpoint, received)
-    budget = header.get("deadline_ms")
+    budget = header_deadline(header)
     if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-            raise RequestError(
-                INVALID_ARGUMENT, f"header.deadline_ms must be a number, got {budget!r}", "header.deadline_ms"
-            )
         if budget <= 0:
             raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
         call.deadline = received + budget / 1000
-    body = unpackb(body_frame)
-    if len(rest) > 1:
+    try:
+        body = unpackb(rest[0])
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
+        raise RequestError(INVALID_ARGUMENT, f"cannot decode the body: {type(exc).__name__}: {exc}", "body") from None
+    if len(rest) > 1 or "buffers" in header:
         body = attach_buffers(body, header, rest[1:])
     if endpoint.validate is not None:
         body = endpoint.validate(body)

@@ -1,11 +1,15 @@
 """The daemon's I/O loop: one ZeroMQ socket, drained on every wake-up.
 
 The I/O thread owns the socket. For each message it reads the header, looks the route
-up (:mod:`heirloom.wire.routing`), answers the kernel's routes and inline routes at
-once, and hands the rest to handler threads or a route's batcher; their results come
-back through a queue and an inproc wake-up socket, and the I/O thread sends them. In
-worker mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on a
-DEALER socket and heartbeats its status.
+up (:mod:`heirloom.wire.routing`), admits the request, answers the kernel's routes and
+inline routes at once, and hands the rest to handler threads or a route's batcher; their
+results come back through a queue and an inproc wake-up socket, and the I/O thread sends
+them. In worker mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on
+a DEALER socket and heartbeats its status.
+
+Threads other than the I/O thread touch exactly one socket, the wake-up PUSH, and only
+under a lock that :meth:`Server.close` also takes: no thread can send on a socket while
+it is being closed (which aborts libzmq).
 """
 
 from __future__ import annotations
@@ -26,34 +30,36 @@ from heirloom.core.components import Versioned
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire.builtin_routes import KernelApi
-from heirloom.wire.call import Call, deadline_body, fail, settle
-from heirloom.wire.idempotency import IdempotencyCache
+from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
+from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
     CONTROL,
     DEADLINE_EXCEEDED,
-    HEADER_LIMIT,
-    INTERNAL,
     INVALID_ARGUMENT,
+    NIL,
     OK,
     PERMISSION_DENIED,
     SIGNATURE,
+    STATUS_BYTE,
+    UNAUTHENTICATED,
     UNAVAILABLE,
     RequestError,
-    detach_buffers,
     error_frames,
-    hashable,
+    header_id,
+    header_key,
     header_route,
     packb,
     read_header,
     split_envelope,
-    unpackb,
 )
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call
-from heirloom.wire.transport import drain, receiver, sender
+from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver
 
 log = logging.getLogger("heirloom.server")
 POLL_MS = 50
 DRAIN_BATCH = 1000
+#: In worker mode every message starts with the broker's tag and the client's identity.
+WORKER_PREFIX = 2
 _SPECIAL_RESULTS = (Versioned, RequestError)
 
 
@@ -82,37 +88,46 @@ class Server:
         for route in KernelApi(self).routes():
             self.router.add(route.name, route, builtin=True)
         self.admission = Admission(settings.max_queue, lambda: system.resources)
-        self.idempotency = IdempotencyCache(settings.idempotency_cache)
+        self.idempotency = IdempotencyCache(settings.idempotency_cache, settings.idempotency_cache_mb << 20)
         self.draining = False
         self.dropped = 0
-        self.undeliverable = 0
         self.started_at = time.time()
         self.start_error: BaseException | None = None
         self._drain_deadline = 0.0
         self._done: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._local = threading.local()
-        self._wake_address = f"inproc://heirloom-wake-{id(self)}"
+        wake_address = f"inproc://heirloom-wake-{id(self)}"
         self._wake = self.context.socket(zmq.PULL)
-        self._wake.bind(self._wake_address)
+        self._wake.bind(wake_address)
+        self._wake_push = self.context.socket(zmq.PUSH)
+        self._wake_push.connect(wake_address)
+        self._wake_lock = threading.Lock()
+        self._closed = False
         self._executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="heirloom-handler")
         self._system_ready = threading.Event()
         self._installed = False
         self.connect_address = connect
+        self._prefix = WORKER_PREFIX if connect is not None else 0
+        self.socket = self.context.socket(zmq.DEALER if connect is not None else zmq.ROUTER)
+        # socket options apply to connections made after they are set: before bind/connect
+        self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
+        self.socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
+        self.socket.setsockopt(zmq.LINGER, 2000)
         if connect is not None:
-            self.socket = self.context.socket(zmq.DEALER)
             self.identity = f"w{os.getpid()}-{os.urandom(4).hex()}".encode()
             self.socket.setsockopt(zmq.IDENTITY, self.identity)
             self.socket.connect(connect)
         else:
-            self.socket = self.context.socket(zmq.ROUTER)
             if curve is not None:
                 curve.serve(self.socket)
             for address in bind or settings.bind:
                 self.socket.bind(address)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
-        self.socket.setsockopt(zmq.LINGER, 2000)
         self._recv = receiver(self.socket, with_user=curve is not None)
-        self._send_raw = sender(self.socket, nonblocking=True)
+        self.outbox = Outbox(
+            self.socket,
+            settings.reply_backlog_mb << 20,
+            settings.reply_backlog_total_mb << 20,
+            nonblocking=connect is not None,
+        )
         self._last_heartbeat = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -147,8 +162,9 @@ class Server:
     def run(self) -> None:
         """The I/O loop; returns once drained (or the system failed to start)."""
         watched = [(self.socket, zmq.POLLIN), (self._wake, zmq.POLLIN)]
+        wait_ms = POLL_MS
         while True:
-            for ready, _ in zmq_poll(watched, POLL_MS):  # zmq.Poller's wrapper costs ~1 us a turn
+            for ready, _ in zmq_poll(watched, wait_ms):  # zmq.Poller's wrapper costs ~1 us a turn
                 if ready is self.socket:
                     drain(self.socket, self._recv, self._handle, DRAIN_BATCH)
                 else:
@@ -158,8 +174,11 @@ class Server:
                 break
             if self.connect_address is not None:
                 self._heartbeat()
-            if self.draining and (self.admission.in_flight == 0 or time.perf_counter() > self._drain_deadline):
-                break
+            if self.draining:
+                left = self._drain_deadline - time.perf_counter()
+                if self.admission.in_flight == 0 or left <= 0:
+                    break
+                wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
         self._finish_drain()
 
     def _install(self) -> bool:
@@ -181,76 +200,84 @@ class Server:
         return True
 
     def _finish_drain(self) -> None:
-        """Stop batchers and handler threads; answer whatever outlived the grace period."""
-        self.router.stop_batchers(timeout=0.5)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Answer what finished; past the grace period, answer the rest UNAVAILABLE at once
+        (queued batches are dropped), then let handler and batcher threads go."""
         self._drain_done()
         if self.admission.open:
             log.warning(
                 "grace period over with %d request(s) unfinished; answering them UNAVAILABLE",
                 len(self.admission.open),
             )
+            self.router.abandon_batchers()
             body = {
                 "code": UNAVAILABLE,
                 "message": "the daemon shut down before the request finished",
                 "retryable": True,
+                "retry_after_ms": 100,
             }
             for call in list(self.admission.open):
                 self._finish(call, UNAVAILABLE, body, None, 0.0)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.router.stop_batchers(timeout=0.5)
 
     def close(self) -> None:
-        """Close sockets; pending replies are flushed for up to the linger time."""
+        """Close sockets; pending replies are flushed for up to the linger time. Threads still
+        computing after this find the wake-up socket closed and send nothing."""
+        with self._wake_lock:
+            self._closed = True
+            self._wake_push.close(linger=0)
         self.socket.close()
-        self._wake.close()
+        self._wake.close(linger=0)
         self.context.destroy(linger=2000)
 
     # -- receiving -----------------------------------------------------------------------
     def _handle(self, frames: list[bytes], user: str | None = None) -> None:
         received = time.perf_counter()
-        if frames[0] == CONTROL and self.connect_address is not None:
+        if frames[0] == CONTROL and self._prefix:
             self._control(frames)
             return
-        index = split_envelope(frames)
+        index = split_envelope(frames, self._prefix)
         if index < 0:
             self.dropped += 1
             return
         envelope = frames[:index]
         request_id = None
         try:
+            if user is not None and not self.curve.is_client(user):
+                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
             header = read_header(frames[index + 1])
-            request_id = header.get("id")
+            request_id = header_id(header)
             endpoint = self.router.lookup(header_route(header), self._installed)
             if endpoint.route.admin:
                 self._check_admin(endpoint, user)
             if endpoint.builtin:
-                if len(frames[index + 2]) > HEADER_LIMIT:
-                    raise RequestError(
-                        INVALID_ARGUMENT, f"built-in routes take bodies under {HEADER_LIMIT} bytes", "body"
-                    )
-                self._inline(Call(envelope, request_id, endpoint, received), frames[index + 2])
+                if frames[index + 2] != NIL or len(frames) > index + 3:
+                    raise RequestError(INVALID_ARGUMENT, f"{endpoint.name} takes no body (send nil)", "body")
+                self._inline(Call(envelope, request_id, endpoint, received))
                 return
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
             call = decode_call(envelope, request_id, endpoint, header, frames[index + 2 :], received)
-            key = header.get("idempotency_key")
+            key = header_key(header)
             if key is not None:
-                call.idem = (endpoint.name, hashable(key))
+                client = user if user is not None else envelope[1 if self._prefix else 0]
+                call.idem = (client, endpoint.name, key)
+                call.digest = body_digest(frames[index + 2 :])
                 if self._replayed(call):
                     return
-            if not endpoint.route.inline:
-                self.admission.admit(call)
-                if call.idem is not None:
-                    self.idempotency.begin(call)
+            self.admission.admit(call)
+            if call.idem is not None:
+                self.idempotency.begin(call)
         except RequestError as error:
-            self._send_frames(error_frames(envelope, request_id, error))
+            self._send_error(envelope, request_id, error)
             return
-        except Exception as exc:  # noqa: BLE001 - a malformed frame must never stop the daemon
-            code, field = INVALID_ARGUMENT, "header" if request_id is None else "body"
-            error = RequestError(code, f"cannot decode the {field}: {type(exc).__name__}: {exc}", field)
-            self._send_frames(error_frames(envelope, request_id, error))
+        except Exception as exc:  # noqa: BLE001 - a malformed request must never stop the daemon
+            field = "header" if request_id is None else "body"
+            error = RequestError(INVALID_ARGUMENT, f"invalid {field}: {type(exc).__name__}: {exc}", field)
+            self._send_error(envelope, request_id, error)
             return
         if endpoint.route.inline:
-            self._inline(call, None)
+            self._inline(call)
         elif endpoint.batcher is not None:
             endpoint.batcher.put(call)
         else:
@@ -266,30 +293,30 @@ class Server:
         """Answer a repeated idempotency key from memory, or park it behind the first attempt."""
         remembered = self.idempotency.remembered(call)
         if remembered is not None:
-            self._send(call, *remembered, 0.0)
+            self._send(call, remembered, 0.0)
             return True
         return self.idempotency.wait_for_first(call)
 
-    def _inline(self, call: Call, body_frame: bytes | None) -> None:
+    def _inline(self, call: Call) -> None:
         """Run a cheap handler on the I/O thread and reply at once (the hot path of echo-like
         routes, kept flat: every function call here costs a measurable share)."""
         began = time.perf_counter()
         try:
-            body = call.body if body_frame is None else unpackb(body_frame)
-            result = call.endpoint.route.handler(body)
+            result = call.endpoint.route.handler(call.body)
         except Exception as exc:  # noqa: BLE001
             fail(call, exc, self._finish, call.endpoint.name)
             return
         now = time.perf_counter()
-        if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
+        if call.idem is None and not self._prefix and not isinstance(result, _SPECIAL_RESULTS):
             try:
                 packed = packb(result)
             except TypeError:
                 pass  # buffers or an unencodable value: the general path deals with it
             else:
                 header = {"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000}
-                self._send_frames([*call.envelope, SIGNATURE, packb(header), packed])
+                self.outbox.send([*call.envelope, SIGNATURE, packb(header), packed], len(packed))
                 call.endpoint.stats.record(OK, now - call.received)
+                self.admission.release(call)
                 return
         settle(call, result, self._finish, now - began)
 
@@ -312,12 +339,11 @@ class Server:
         self._wake_up()
 
     def _wake_up(self) -> None:
-        push = getattr(self._local, "push", None)
-        if push is None:
-            push = self._local.push = self.context.socket(zmq.PUSH)
-            push.connect(self._wake_address)
-        with contextlib.suppress(zmq.Again):  # wake-ups already queued: the I/O thread drains them all
-            push.send(b"", zmq.NOBLOCK)
+        with self._wake_lock:
+            if self._closed:
+                return
+            with contextlib.suppress(zmq.Again):  # wake-ups already queued: the I/O thread drains them all
+                self._wake_push.send(b"", zmq.NOBLOCK)
 
     def _drain_wakes(self) -> None:
         while True:
@@ -335,13 +361,15 @@ class Server:
         if call.done:
             return
         call.done = True
-        self._send(call, status, body, version, compute)
+        reply = encode(status, body, version)
+        self._send(call, reply, compute)
         self.admission.release(call)
         if call.idem is not None:
-            for waiter in self.idempotency.finish(call, (status, body, version)):
-                self._send(waiter, status, body, version, 0.0)
+            for waiter in self.idempotency.finish(call, reply[0], reply, reply[5]):
+                self._send(waiter, reply, 0.0)
 
-    def _send(self, call: Call, status: str, body: Any, version: str | None, compute: float) -> None:
+    def _send(self, call: Call, reply: Encoded, compute: float) -> None:
+        status, version, packed, specs, buffers, size = reply
         header: dict[str, Any] = {
             "id": call.id,
             "status": status,
@@ -350,44 +378,40 @@ class Server:
         }
         if version is not None:
             header["version"] = version
-        try:
-            packed = packb(body)
-            buffers: list[Any] = []
-        except TypeError:
-            body, specs, buffers = detach_buffers(body)
+        if specs:
             header["buffers"] = specs
-            try:
-                packed = packb(body)
-            except TypeError as exc:
-                status, packed = (
-                    INTERNAL,
-                    packb({"code": INTERNAL, "message": f"reply not encodable: {exc}", "retryable": False}),
-                )
-                header["status"] = status
-        self._send_frames([*call.envelope, SIGNATURE, packb(header), packed, *buffers])
+        envelope = self._tagged(call.envelope, status) if self._prefix else call.envelope
+        self.outbox.send([*envelope, SIGNATURE, packb(header), packed, *buffers], size)
         call.endpoint.stats.record(status, time.perf_counter() - call.received)
 
-    def _send_frames(self, frames: list[Any]) -> None:
-        try:
-            self._send_raw(frames)
-        except zmq.Again:  # a worker whose broker is gone: nobody to answer
-            self.undeliverable += 1
+    def _send_error(self, envelope: list[bytes], request_id: Any, error: RequestError) -> None:
+        if self._prefix:
+            envelope = self._tagged(envelope, error.code)
+        self.outbox.send(error_frames(envelope, request_id, error))
+
+    @staticmethod
+    def _tagged(envelope: list[bytes], status: str) -> list[bytes]:
+        """A worker's reply envelope: the broker's tag carries the status as its last byte."""
+        return [envelope[0] + STATUS_BYTE[status], *envelope[1:]]
 
     # -- worker mode ---------------------------------------------------------------------
     def _heartbeat(self) -> None:
         now = time.monotonic()
         if now - self._last_heartbeat >= self.settings.heartbeat:
             self._last_heartbeat = now
-            self._send_frames([CONTROL, b"HEARTBEAT", packb(self.status())])
+            self.outbox.send([CONTROL, b"HEARTBEAT", packb(self.status())])
 
     def status(self) -> dict[str, Any]:
-        """What a broker needs to know about this worker."""
+        """What a broker needs to know about this worker (and shows in its ``_stats``)."""
+        system = self.system
         return {
             "pid": os.getpid(),
             "ready": self.ready(),
             "in_flight": self.admission.in_flight,
             "draining": self.draining,
             "routes": [e.describe() for e in self.router.endpoints.values() if not e.builtin],
+            "resources": system.resources.usage() if system.state == "running" else {},
+            "models": system.serving.status() if system.serving is not None else {},
         }
 
     def _control(self, frames: list[bytes]) -> None:
