@@ -301,10 +301,10 @@ class Broker:
             return
         envelope, request_id = frames[:index], None
         try:
-            if user is not None and not self.curve.is_client(user):
-                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
             header = read_header(frames[index + 1])
             request_id = header_id(header)
+            if user is not None and not self.curve.is_client(user):
+                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
             route = header_route(header)
             if route in KERNEL_ROUTES:
                 if frames[index + 2] != NIL or len(frames) > index + 3:

@@ -243,10 +243,10 @@ class Server:
         envelope = frames[:index]
         request_id = None
         try:
-            if user is not None and not self.curve.is_client(user):
-                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
             header = read_header(frames[index + 1])
             request_id = header_id(header)
+            if user is not None and not self.curve.is_client(user):
+                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
             endpoint = self.router.lookup(header_route(header), self._installed)
             if endpoint.route.admin:
                 self._check_admin(endpoint, user)
