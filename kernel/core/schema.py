@@ -26,7 +26,7 @@ from heirloom.core.components import KINDS, PATH_KEY, TABLES, references
 from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
-from heirloom.core.settings import SECTIONS, ComponentKeys, ModelKeys
+from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
 DEFAULT_RESOURCES = "local"
@@ -176,7 +176,7 @@ class Validator:
                     key,
                     f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} (expected one of: {', '.join(TOP_LEVEL)})",
                 )
-        project = self._text(data, "project", default=self.raw.name)
+        project = self._name("project", self._text(data, "project", default=self.raw.name))
         description = self._text(data, "description", default="")
         settings = {name: self._section(name, cls) for name, cls in SECTIONS.items()}
         tables = self._component_tables(data)
@@ -194,6 +194,16 @@ class Validator:
         if not isinstance(value, str):
             self.problem(key, f"expected str, got {type(value).__name__} {value!r}")
             return default
+        return value
+
+    def _name(self, key: str, value: str) -> str:
+        """``value`` if it is safe as a file name (a project's or a component's), else a problem."""
+        if not NAME_PATTERN.fullmatch(value):
+            self.problem(
+                key,
+                f"invalid name {value!r}: letters, digits, '_', '.' and '-', not starting with '.', "
+                "at most 100 (it names folders and files)",
+            )
         return value
 
     def _section(self, name: str, cls: type) -> Any:
@@ -222,6 +232,7 @@ class Validator:
                 self.problem(table_name, f"expected a table of {kind} components, got {type(group).__name__}")
                 continue
             for name, table in group.items():
+                self._name(f"{table_name}.{name}", name)
                 if not isinstance(table, dict):
                     self.problem(
                         f"{table_name}.{name}",

@@ -72,7 +72,12 @@ class ServerSettings:
     idempotency_cache_mb: int = attrs.field(default=64, validator=_positive)
 
 
-REF_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$")
+#: A project, model or component name: it becomes a file or folder name (store refs,
+#: feedback logs), so letters, digits, '_', '.', '-', not starting with '.', at most 100.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+REF_PATTERN = re.compile(
+    r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*/[A-Za-z0-9_-][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$"
+)
 SELECTOR_PATTERN = re.compile(r"^([0-9]+|[A-Za-z][A-Za-z0-9_-]*)$")
 
 

@@ -27,11 +27,12 @@ from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import write_atomic
 from heirloom.core.paths import home
 from heirloom.core.schema import did_you_mean
+from heirloom.core.settings import NAME_PATTERN
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect
 from heirloom.store.index import StoreIndex, Transaction
 
-NAME = re.compile(r"[A-Za-z0-9_.-]+")
+NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 #: The selector meaning "no selector": the newest version.
@@ -50,7 +51,7 @@ class PromotionRefused(HeirloomError):
 
 def check_name(kind: str, name: str) -> str:
     if not NAME.fullmatch(name):
-        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-'")
+        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-' (not a leading '.')")
     return name
 
 
