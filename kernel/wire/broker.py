@@ -205,6 +205,8 @@ class Broker:
             self.worker_address,
             "--log-format",
             self.log_format,
+            "--log-level",  # the broker's own, as `serve --log-level` set it
+            logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         ]
         for override in self.overrides:
             command += ["--set", override]
