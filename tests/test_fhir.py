@@ -331,15 +331,20 @@ def test_a_bad_ndjson_line_is_named_by_line_number(tmp_path):
     assert stats_or_error(path, "skip")["records"] == 1
 
 
-def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
-    odd = {
+def weight(value: Any, subject: str) -> dict[str, Any]:
+    """An Observation of a weight, whatever its value."""
+    return {
         "resourceType": "Observation",
         "id": "o1",
         "status": "final",
         "code": {"text": "weight"},
-        "subject": {"reference": "urn:uuid:p1"},
-        "valueQuantity": {"value": "heavy"},
+        "subject": {"reference": subject},
+        "valueQuantity": {"value": value},
     }
+
+
+def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
+    odd = weight("heavy", "urn:uuid:p1")
     path = write(tmp_path / "one.json", bundle(PATIENT, odd))
     assert stats_or_error(path)["records"] == 1
     with pytest.raises(
@@ -476,14 +481,7 @@ def test_a_deeply_nested_file_is_a_bad_file_not_the_end_of_the_pass(tmp_path):
 
 
 def test_nan_values_are_malformed_json_and_never_reach_data_show(tmp_path):
-    observation = {
-        "resourceType": "Observation",
-        "id": "o1",
-        "status": "final",
-        "code": {"text": "weight"},
-        "subject": {"reference": "Patient/p1"},
-        "valueQuantity": {"value": float("nan"), "unit": "kg"},
-    }
+    observation = weight(float("nan"), "Patient/p1")
     path = write(tmp_path / "nan.json", bundle(PATIENT, observation))  # json.dumps writes NaN
     with pytest.raises(FhirDataError, match="NaN is not valid JSON"):
         stats_or_error(path)

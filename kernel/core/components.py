@@ -279,7 +279,9 @@ class Resources(Component):
 
     @abc.abstractmethod
     def admit(self) -> bool:
-        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED)."""
+        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED). The daemon calls
+        ``admit`` and ``release`` from its I/O thread only, once per request of every route
+        but the kernel's: keep them cheap."""
 
     @abc.abstractmethod
     def release(self) -> None:

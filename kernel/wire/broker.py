@@ -10,6 +10,9 @@ front, so the broker matches replies without decoding them. The broker enforces 
 resource manager's daemon-wide in-flight limit. When a worker dies (its process exits or
 its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local
 worker is respawned.
+
+A worker sees ``[tag + client identity, HLM1, header, body, ...]``: the client's routing
+frames stay at the broker, so both sides move as few frames as a direct client would.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from heirloom.wire.protocol import (
     split_envelope,
     unpackb,
 )
-from heirloom.wire.server import DRAIN_BATCH, POLL_MS
+from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver, sender
 
@@ -265,14 +268,15 @@ class Broker:
             if len(frames) > 3 and frames[2] == b"HEARTBEAT":
                 self._heartbeat(frames[0], unpackb(frames[3]))
             return
-        forwarded = self.forwarded.pop(tagged[:-1], None)
+        tag = tagged[:TAG_BYTES]
+        forwarded = self.forwarded.pop(tag, None)
         if forwarded is None:
             return  # answered already: its worker was declared dead meanwhile
-        worker, stats, received, _, _ = forwarded
-        worker.in_flight.discard(tagged[:-1])
-        stats.record(CODES[tagged[-1]], time.perf_counter() - received)
-        reply = frames[3:]
-        self.outbox.send(reply, sum(map(len, reply)))
+        worker, stats, received, envelope, _ = forwarded
+        worker.in_flight.discard(tag)
+        stats.record(CODES[tagged[TAG_BYTES]], time.perf_counter() - received)
+        reply = frames[2:]
+        self.outbox.send([*envelope, *reply], sum(map(len, reply)))
 
     def _heartbeat(self, identity: bytes, status: dict[str, Any]) -> None:
         worker = self.workers.get(identity)
@@ -362,10 +366,10 @@ class Broker:
         else:
             worker = min(ready, key=_load)
         self._tag += 1
-        tag = self._tag.to_bytes(8, "little")
+        tag = self._tag.to_bytes(TAG_BYTES, "little")
         worker.in_flight.add(tag)
         self.forwarded[tag] = (worker, stats, received, envelope, request_id)
-        self._to_worker([worker.identity, tag, client, *frames])
+        self._to_worker([worker.identity, tag + client, *frames[len(envelope) :]])
 
     def _new_stats(self, route: str) -> RouteStats:
         stats = self.stats[route] = RouteStats()

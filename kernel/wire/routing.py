@@ -9,7 +9,6 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from heirloom.core.components import Resources, Route
@@ -35,12 +34,14 @@ from heirloom.wire.stats import RouteStats
 class Endpoint:
     """A route as the daemon runs it: validation, limits, stats, and where it executes."""
 
-    __slots__ = ("batcher", "builtin", "name", "pending", "route", "stats", "validate")
+    __slots__ = ("admin", "batcher", "builtin", "inline", "name", "pending", "route", "stats", "validate")
 
     def __init__(self, name: str, route: Route, builtin: bool = False):
         self.name = name
         self.route = route
         self.builtin = builtin
+        self.inline = route.inline
+        self.admin = route.admin
         self.validate = InputValidator(route.input) if route.input is not None else None
         self.stats = RouteStats()
         self.pending = 0
@@ -129,11 +130,12 @@ def decode_call(
             "body",
         )
     call = Call(envelope, request_id, endpoint, received)
-    budget = header_deadline(header)
-    if budget is not None:
-        if budget <= 0:
-            raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
-        call.deadline = received + budget / 1000
+    if "deadline_ms" in header:
+        budget = header_deadline(header)
+        if budget is not None:
+            if budget <= 0:
+                raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
+            call.deadline = received + budget / 1000
     try:
         body = unpackb(rest[0])
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
@@ -148,11 +150,14 @@ def decode_call(
 
 
 class Admission:
-    """Bounded queues per route plus the resource manager's gate; counts what is in flight."""
+    """Bounded queues per route plus the resource manager's gate; counts what is in flight.
 
-    def __init__(self, max_queue: int, resources: Callable[[], Resources]):
+    ``resources`` is set once the system has started (no route needs admission before).
+    """
+
+    def __init__(self, max_queue: int):
         self.max_queue = max_queue
-        self._resources = resources
+        self.resources: Resources | None = None
         self.in_flight = 0
         self.open: set[Call] = set()
 
@@ -165,12 +170,8 @@ class Admission:
                 f"{endpoint.name} has {endpoint.pending} requests queued (the limit); retry after the hinted pause",
                 retry_after_ms=_retry_hint(endpoint),
             )
-        if not self._resources().admit():
-            raise RequestError(
-                RESOURCE_EXHAUSTED,
-                "the resource manager refused the request (in-flight or memory limit); retry after the hinted pause",
-                retry_after_ms=_retry_hint(endpoint),
-            )
+        if not self.resources.admit():
+            raise refused(endpoint)
         endpoint.pending += 1
         self.in_flight += 1
         self.open.add(call)
@@ -178,10 +179,20 @@ class Admission:
     def release(self, call: Call) -> None:
         """Give back the slot of a finished call (no-op for calls never admitted)."""
         if call in self.open:
-            self.open.discard(call)
+            self.open.remove(call)
             call.endpoint.pending -= 1
             self.in_flight -= 1
-            self._resources().release()
+            self.resources.release()
+
+
+def refused(endpoint: Endpoint) -> RequestError:
+    """RESOURCE_EXHAUSTED for a request the resource manager would not admit (inline calls
+    take their slot directly from it: they run, and give it back, at once)."""
+    return RequestError(
+        RESOURCE_EXHAUSTED,
+        "the resource manager refused the request (in-flight or memory limit); retry after the hinted pause",
+        retry_after_ms=_retry_hint(endpoint),
+    )
 
 
 def _retry_hint(endpoint: Endpoint) -> int:

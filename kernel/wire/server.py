@@ -52,14 +52,16 @@ from heirloom.wire.protocol import (
     read_header,
     split_envelope,
 )
-from heirloom.wire.routing import Admission, Endpoint, Router, decode_call
-from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver
+from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
+from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, drain, receiver, sender
 
 log = logging.getLogger("heirloom.server")
 POLL_MS = 50
 DRAIN_BATCH = 1000
-#: In worker mode every message starts with the broker's tag and the client's identity.
-WORKER_PREFIX = 2
+#: In worker mode a request's one envelope frame is the broker's 8-byte tag followed by the
+#: client's identity; the reply's is the tag followed by one status byte.
+TAG_BYTES = 8
+OK_BYTE = STATUS_BYTE[OK]
 _SPECIAL_RESULTS = (Versioned, RequestError)
 
 
@@ -87,7 +89,7 @@ class Server:
         self.router = Router()
         for route in KernelApi(self).routes():
             self.router.add(route.name, route, builtin=True)
-        self.admission = Admission(settings.max_queue, lambda: system.resources)
+        self.admission = Admission(settings.max_queue)
         self.idempotency = IdempotencyCache(settings.idempotency_cache, settings.idempotency_cache_mb << 20)
         self.draining = False
         self.dropped = 0
@@ -106,7 +108,7 @@ class Server:
         self._system_ready = threading.Event()
         self._installed = False
         self.connect_address = connect
-        self._prefix = WORKER_PREFIX if connect is not None else 0
+        self._worker = connect is not None
         self.socket = self.context.socket(zmq.DEALER if connect is not None else zmq.ROUTER)
         # socket options apply to connections made after they are set: before bind/connect
         self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
@@ -122,6 +124,7 @@ class Server:
             for address in bind or settings.bind:
                 self.socket.bind(address)
         self._recv = receiver(self.socket, with_user=curve is not None)
+        self._send_raw = sender(self.socket)
         self.outbox = Outbox(
             self.socket,
             settings.reply_backlog_mb << 20,
@@ -193,6 +196,7 @@ class Server:
             return False
         if self.system.serving is not None:
             self.system.serving.watch(self.settings.reload_interval)
+        self.admission.resources = self.system.resources
         self._installed = True
         self._last_heartbeat = 0.0  # tell a broker at once
         log.info("serving %d routes: %s", len(names), ", ".join(names))
@@ -232,42 +236,55 @@ class Server:
 
     # -- receiving -----------------------------------------------------------------------
     def _handle(self, frames: list[bytes], user: str | None = None) -> None:
+        """One message off the socket (the hot path: common cases first, checks inline)."""
         received = time.perf_counter()
-        if frames[0] == CONTROL and self._prefix:
+        if self._worker and frames[0] == CONTROL:
             self._control(frames)
             return
-        index = split_envelope(frames, self._prefix)
-        if index < 0:
-            self.dropped += 1
-            return
+        if len(frames) >= 4 and frames[1] == SIGNATURE:
+            index = 1
+        else:
+            index = split_envelope(frames)
+            if index < 0:
+                self.dropped += 1
+                return
         envelope = frames[:index]
         request_id = None
         try:
             header = read_header(frames[index + 1])
-            request_id = header_id(header)
+            request_id = header.get("id")
+            if type(request_id) is not int and type(request_id) is not str:
+                request_id = header_id(header)  # raises, naming header.id
             if user is not None and not self.curve.is_client(user):
                 raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
-            endpoint = self.router.lookup(header_route(header), self._installed)
-            if endpoint.route.admin:
+            route = header.get("route")
+            endpoint = self.router.endpoints.get(route) if type(route) is str else None
+            if endpoint is None:
+                endpoint = self.router.lookup(header_route(header), self._installed)
+            if endpoint.admin:
                 self._check_admin(endpoint, user)
             if endpoint.builtin:
                 if frames[index + 2] != NIL or len(frames) > index + 3:
                     raise RequestError(INVALID_ARGUMENT, f"{endpoint.name} takes no body (send nil)", "body")
-                self._inline(Call(envelope, request_id, endpoint, received))
+                self._inline(Call(envelope, request_id, endpoint, received), False)
                 return
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
             call = decode_call(envelope, request_id, endpoint, header, frames[index + 2 :], received)
-            key = header_key(header)
+            key = header.get("idempotency_key")
             if key is not None:
-                client = user if user is not None else envelope[1 if self._prefix else 0]
-                call.idem = (client, endpoint.name, key)
+                client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
+                call.idem = (client, endpoint.name, header_key(header))
                 call.digest = body_digest(frames[index + 2 :])
                 if self._replayed(call):
                     return
-            self.admission.admit(call)
-            if call.idem is not None:
-                self.idempotency.begin(call)
+            if endpoint.inline:
+                if not self.admission.resources.admit():
+                    raise refused(endpoint)
+            else:
+                self.admission.admit(call)
+                if call.idem is not None:
+                    self.idempotency.begin(call)
         except RequestError as error:
             self._send_error(envelope, request_id, error)
             return
@@ -276,8 +293,8 @@ class Server:
             error = RequestError(INVALID_ARGUMENT, f"invalid {field}: {type(exc).__name__}: {exc}", field)
             self._send_error(envelope, request_id, error)
             return
-        if endpoint.route.inline:
-            self._inline(call)
+        if endpoint.inline:
+            self._inline(call, True)
         elif endpoint.batcher is not None:
             endpoint.batcher.put(call)
         else:
@@ -297,28 +314,37 @@ class Server:
             return True
         return self.idempotency.wait_for_first(call)
 
-    def _inline(self, call: Call) -> None:
+    def _inline(self, call: Call, admitted: bool) -> None:
         """Run a cheap handler on the I/O thread and reply at once (the hot path of echo-like
-        routes, kept flat: every function call here costs a measurable share)."""
+        routes, kept flat: every function call here costs a measurable share). ``admitted``:
+        the call holds a resource slot, given back when it is answered."""
         began = time.perf_counter()
         try:
-            result = call.endpoint.route.handler(call.body)
-        except Exception as exc:  # noqa: BLE001
-            fail(call, exc, self._finish, call.endpoint.name)
-            return
-        now = time.perf_counter()
-        if call.idem is None and not self._prefix and not isinstance(result, _SPECIAL_RESULTS):
             try:
-                packed = packb(result)
-            except TypeError:
-                pass  # buffers or an unencodable value: the general path deals with it
-            else:
-                header = {"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000}
-                self.outbox.send([*call.envelope, SIGNATURE, packb(header), packed], len(packed))
-                call.endpoint.stats.record(OK, now - call.received)
-                self.admission.release(call)
+                result = call.endpoint.route.handler(call.body)
+            except Exception as exc:  # noqa: BLE001
+                fail(call, exc, self._finish, call.endpoint.name)
                 return
-        settle(call, result, self._finish, now - began)
+            now = time.perf_counter()
+            if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
+                try:
+                    packed = packb(result)
+                except TypeError:
+                    pass  # buffers or an unencodable value: the general path deals with it
+                else:
+                    header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
+                    if self._worker:
+                        self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, SIGNATURE, header, packed])
+                    elif len(packed) < TRACK_BYTES:
+                        self._send_raw([*call.envelope, SIGNATURE, header, packed])  # a ROUTER never blocks
+                    else:
+                        self.outbox.send([*call.envelope, SIGNATURE, header, packed], len(packed))
+                    call.endpoint.stats.record(OK, now - call.received)
+                    return
+            settle(call, result, self._finish, now - began)
+        finally:
+            if admitted:
+                self.admission.resources.release()
 
     def _run_one(self, call: Call) -> None:
         call.started = time.perf_counter()
@@ -380,19 +406,19 @@ class Server:
             header["version"] = version
         if specs:
             header["buffers"] = specs
-        envelope = self._tagged(call.envelope, status) if self._prefix else call.envelope
+        envelope = self._tagged(call.envelope, status) if self._worker else call.envelope
         self.outbox.send([*envelope, SIGNATURE, packb(header), packed, *buffers], size)
         call.endpoint.stats.record(status, time.perf_counter() - call.received)
 
     def _send_error(self, envelope: list[bytes], request_id: Any, error: RequestError) -> None:
-        if self._prefix:
+        if self._worker:
             envelope = self._tagged(envelope, error.code)
         self.outbox.send(error_frames(envelope, request_id, error))
 
     @staticmethod
     def _tagged(envelope: list[bytes], status: str) -> list[bytes]:
-        """A worker's reply envelope: the broker's tag carries the status as its last byte."""
-        return [envelope[0] + STATUS_BYTE[status], *envelope[1:]]
+        """A worker's reply envelope: the broker's tag, then the status as one byte."""
+        return [envelope[0][:TAG_BYTES] + STATUS_BYTE[status]]
 
     # -- worker mode ---------------------------------------------------------------------
     def _heartbeat(self) -> None:
