@@ -68,6 +68,8 @@ def test_predict_over_a_real_socket_names_the_version(daemon):
         ({"text": "x" * 1_000_000}, "body.text", "at most 10000"),
         ({"texts": []}, "body.texts", "empty list"),
         ({"texts": ["fine", 3]}, "body.texts[1]", "expected str"),
+        ({"texts": "Profit fell"}, "body.texts", "expected a list, got str"),  # not one label per character
+        ({"texts": {"a": 1}}, "body.texts", "expected a list, got dict"),
     ],
 )
 def test_bad_inputs_are_invalid_argument_naming_the_field(daemon, body, field, words):

@@ -41,7 +41,9 @@ log_level_option = click.option(
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes behind a broker (default 1: in-process).")
 @click.option(
-    "--grace", type=click.FloatRange(min=0, min_open=True), help="Seconds to finish in-flight work on SIGTERM."
+    "--grace",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to finish in-flight work on SIGTERM; what is left then is answered UNAVAILABLE.",
 )
 @click.option(
     "--worker-bind",
@@ -84,8 +86,9 @@ def serve_command(
     """Run PROFILE as a daemon answering requests over ZeroMQ until SIGTERM/SIGINT.
 
     On a stop signal it drains: _ready turns false, new requests get UNAVAILABLE, requests
-    in flight finish within the grace period, components stop (flushing what they
-    write), and the process exits 0. The wire format is in docs/PROTOCOL.md.
+    in flight finish within the grace period (the rest are answered UNAVAILABLE at its
+    end), components stop (flushing what they write), and the process exits 0. Limits
+    ([server] in the profile) and the wire format are in docs/PROTOCOL.md.
     """
     logs.configure(log_level, log_format)
     resolved = resolve_or_exit(profile, overrides)

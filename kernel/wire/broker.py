@@ -300,24 +300,62 @@ class Broker:
 
     # -- clients -------------------------------------------------------------------------
     def _from_client(self, frames: list[bytes], user: str | None) -> None:
+        """One client message: answered here (built-in routes, refusals) or forwarded (the hot
+        path, kept flat: common cases first, checks inline)."""
         received = time.perf_counter()
-        index = split_envelope(frames)
-        if index < 0:
-            self.dropped += 1
-            return
+        if len(frames) >= 4 and frames[1] == SIGNATURE:
+            index = 1
+        else:
+            index = split_envelope(frames)
+            if index < 0:
+                self.dropped += 1
+                return
         envelope, request_id = frames[:index], None
         try:
             header = read_header(frames[index + 1])
-            request_id = header_id(header)
+            request_id = header.get("id")
+            if type(request_id) is not int and type(request_id) is not str:
+                request_id = None  # the reply to an invalid id carries nil
+                header_id(header)  # raises, naming header.id
             if user is not None and not self.curve.is_client(user):
                 raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
-            route = header_route(header)
-            if route in KERNEL_ROUTES:
-                if frames[index + 2] != NIL or len(frames) > index + 3:
-                    raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
-                self._builtin(envelope, request_id, route, user, received)
-                return
-            self._forward(frames, envelope, request_id, route, header, user, received)
+            route = header.get("route")
+            info = self.routes.get(route) if type(route) is str else None
+            if info is None:
+                route = header_route(header)
+                if route in KERNEL_ROUTES:
+                    if frames[index + 2] != NIL or len(frames) > index + 3:
+                        raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
+                    self._builtin(envelope, request_id, route, user, received)
+                    return
+                raise self._unroutable(route)
+            if self.draining:
+                raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
+            ready = self._ready
+            if not ready:
+                raise self._unroutable(route)
+            if info["admin"]:
+                self._check_admin(route, user)
+            stats = self.stats.get(route) or self._new_stats(route)
+            if self.max_in_flight is not None and len(self.forwarded) >= self.max_in_flight:
+                raise RequestError(
+                    RESOURCE_EXHAUSTED,
+                    f"the daemon has {len(self.forwarded)} requests in flight (the resource manager's limit); "
+                    "retry after the hinted pause",
+                    retry_after_ms=max(10, int(stats.typical * 1000)),
+                )
+            client = user.encode() if user is not None else envelope[0]
+            if "idempotency_key" in header:  # a retry goes where the first attempt went (while the ready set holds)
+                worker = ready[hash((client, header_key(header))) % len(ready)]
+            elif len(ready) == 1:
+                worker = ready[0]
+            else:
+                worker = min(ready, key=_load)
+            self._tag += 1
+            tag = self._tag.to_bytes(TAG_BYTES, "little")
+            worker.in_flight.add(tag)
+            self.forwarded[tag] = (worker, stats, received, envelope, request_id)
+            self._to_worker([worker.identity, tag + client, *frames[index:]])
         except RequestError as error:
             self.outbox.send(error_frames(envelope, request_id, error))
         except Exception as exc:  # nothing a client sends stops the broker
@@ -325,59 +363,24 @@ class Broker:
             error = RequestError(INTERNAL, f"the broker failed: {type(exc).__name__}: {exc}")
             self.outbox.send(error_frames(envelope, request_id, error))
 
-    def _forward(
-        self,
-        frames: list[bytes],
-        envelope: list[bytes],
-        request_id: Any,
-        route: str,
-        header: dict[str, Any],
-        user: str | None,
-        received: float,
-    ) -> None:
-        if self.draining:
-            raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
-        ready = self._ready
-        if not ready:
-            raise RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
-        info = self.routes.get(route)
-        if info is None:
-            raise RequestError(
-                NOT_FOUND,
-                f"no route {route!r}{did_you_mean(route, self.routes)} (call _routes for the list)",
-                "header.route",
-            )
-        if info["admin"] and self.curve is not None and not self.curve.is_admin(user):
+    def _unroutable(self, route: str) -> RequestError:
+        """UNAVAILABLE while no worker is ready (nobody knows the routes yet), else NOT_FOUND."""
+        if not self._ready:
+            return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
+        message = f"no route {route!r}{did_you_mean(route, self.routes)} (call _routes for the list)"
+        return RequestError(NOT_FOUND, message, "header.route")
+
+    def _check_admin(self, route: str, user: str | None) -> None:
+        if self.curve is not None and not self.curve.is_admin(user):
             raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
-        stats = self.stats.get(route) or self._new_stats(route)
-        if self.max_in_flight is not None and len(self.forwarded) >= self.max_in_flight:
-            raise RequestError(
-                RESOURCE_EXHAUSTED,
-                f"the daemon has {len(self.forwarded)} requests in flight (the resource manager's limit); "
-                "retry after the hinted pause",
-                retry_after_ms=max(10, int(stats.typical * 1000)),
-            )
-        client = user.encode() if user is not None else envelope[0]
-        key = header_key(header)
-        if key is not None:  # a retry goes where the first attempt went (while the ready set holds)
-            worker = ready[hash((client, key)) % len(ready)]
-        elif len(ready) == 1:
-            worker = ready[0]
-        else:
-            worker = min(ready, key=_load)
-        self._tag += 1
-        tag = self._tag.to_bytes(TAG_BYTES, "little")
-        worker.in_flight.add(tag)
-        self.forwarded[tag] = (worker, stats, received, envelope, request_id)
-        self._to_worker([worker.identity, tag + client, *frames[len(envelope) :]])
 
     def _new_stats(self, route: str) -> RouteStats:
         stats = self.stats[route] = RouteStats()
         return stats
 
     def _builtin(self, envelope: list[bytes], request_id: Any, route: str, user: str | None, received: float) -> None:
-        if route in ADMIN_ROUTES and self.curve is not None and not self.curve.is_admin(user):
-            raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
+        if route in ADMIN_ROUTES:
+            self._check_admin(route, user)
         body = getattr(self, f"_route{route}")()
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
         self.outbox.send([*envelope, SIGNATURE, packb(header), packb(body)])

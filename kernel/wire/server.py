@@ -254,7 +254,8 @@ class Server:
             header = read_header(frames[index + 1])
             request_id = header.get("id")
             if type(request_id) is not int and type(request_id) is not str:
-                request_id = header_id(header)  # raises, naming header.id
+                request_id = None  # the reply to an invalid id carries nil
+                header_id(header)  # raises, naming header.id
             if user is not None and not self.curve.is_client(user):
                 raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
             route = header.get("route")
