@@ -95,7 +95,10 @@ def broker_snapshot(broker: Broker) -> Snapshot:
     routes: dict[str, dict[str, Any]] = {}
     for name in [*seen, *(name for name in workers["routes"] if name not in seen)]:
         routes[name] = (seen.get(name) or RouteStats()).totals()
-        routes[name]["batch"] = workers["routes"].get(name, {}).get("batch", routes[name]["batch"])
+        reported = workers["routes"].get(name, {})
+        # The broker passes replies on undecoded: queue time and batch sizes are the workers'.
+        routes[name]["queue"] = reported.get("queue", routes[name]["queue"])
+        routes[name]["batch"] = reported.get("batch", routes[name]["batch"])
         routes[name]["queue_depth"] = current["routes"].get(name, {}).get("queue_depth", 0)
     return {
         "routes": routes,
