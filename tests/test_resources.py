@@ -78,6 +78,13 @@ def test_training_within_a_tiny_memory_budget_is_refused_before_it_starts(tmp_pa
     assert run_heirloom("train", str(path), env=TOYS).returncode == 0  # no budget: it trains
 
 
+def test_training_that_grows_past_the_memory_budget_is_stopped(tmp_path):
+    path = train_profile(tmp_path, "memory_budget_mb = 250")
+    result = run_heirloom("train", str(path), "--set", "models.m.allocate_mb=600", env=TOYS)
+    assert result.returncode == 1, result.stderr
+    assert "past resources.memory_budget_mb = 250" in result.stderr and versions("quota") == []
+
+
 def test_profile_check_refuses_a_cuda_device_torch_cannot_see(tmp_path):
     import torch
 
