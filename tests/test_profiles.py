@@ -236,6 +236,13 @@ def test_project_names_that_are_not_safe_file_names_fail_check(tmp_path, project
     assert f"{path}: project: invalid name {project!r}" in result.stderr
 
 
+def test_a_project_name_taken_from_an_unsafe_file_name_says_how_to_fix_it(tmp_path):
+    path = write(tmp_path / "my profile.toml", 'extends = ["minimal"]\n')
+    result = run_heirloom("profile", "check", str(path))
+    assert result.returncode == 2
+    assert "project: invalid name 'my profile' (taken from the profile's file name: set project" in result.stderr
+
+
 def test_component_names_that_are_not_safe_file_names_fail_check(tmp_path):
     path = write(tmp_path / "p.toml", 'extends = ["minimal"]\n[apis."../../x"]\nuse = "echo"\n')
     result = run_heirloom("profile", "check", str(path))
