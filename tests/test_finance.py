@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from heirloom.wire.client import InvalidArgument, Unavailable
+from heirloom.wire.client import InvalidArgument, ResourceExhausted, Unavailable
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 
@@ -179,6 +179,38 @@ def test_feedback_applies_text_limits(daemon):
             with pytest.raises(InvalidArgument) as caught:
                 client.call("sentiment.feedback", body)
             assert caught.value.field == field and "at most" in caught.value.message
+
+
+def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
+    """Past ``feedback_max_mb`` feedback is RESOURCE_EXHAUSTED and nothing more is written;
+    the monitor keeps at most ``max_tracked`` item times."""
+    log = tmp_path / "feedback.jsonl"
+    profile = (REPO / "profiles" / "finance-sentiment.toml").read_text()
+    daemon = Daemon(
+        tmp_path,
+        "--log-level", "WARNING",
+        "--set", f"apis.sentiment.feedback_path={log}",
+        "--set", "apis.sentiment.feedback_max_mb=1",
+        "--set", "apis.monitor.max_tracked=5",
+        profile=profile,
+        env=trained,
+    )  # fmt: skip
+    daemon.wait_ready()
+    record = {"text": "Shares fell " + "x" * 9_980, "label": "negative"}
+    with daemon.client(timeout=10) as client:
+        for _ in range(104):  # about 1 MB - 10 KB
+            assert client.call("sentiment.feedback", record) == {"recorded": True}
+        with pytest.raises(ResourceExhausted, match="feedback log is full"):
+            for _ in range(3):
+                client.call("sentiment.feedback", record)
+        for _ in range(3):
+            client.call("monitor.post", {"items": [{"text": "Profit fell sharply"}] * 4})
+        state = client.call("monitor.state")
+    lines = log.read_text().splitlines()
+    assert log.stat().st_size <= 1 << 20 and len(lines) >= 104
+    assert all({**json.loads(line), "time": None} == {**record, "time": None} for line in lines)
+    assert state["window"]["items"] + state["baseline"]["items"] == 5
+    assert daemon.terminate() == 0
 
 
 def test_feedback_on_a_full_disk_is_an_error_and_never_poisons_training(trained, tmp_path):
