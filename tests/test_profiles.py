@@ -288,3 +288,10 @@ def test_profile_check_is_linear_in_components(tmp_path):
     child = write(tmp_path / "child.toml", 'extends = ["base.toml"]\n' + tables)
     result = run_heirloom("profile", "check", str(child), timeout=20)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_string_is_not_a_list(tmp_path, kernel):
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ['models.m.tags="ab"'])
+    assert "--set: models.m.tags: expected a list, got str 'ab'" in str(caught.value)

@@ -32,6 +32,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES
+from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
     CODES,
     CONTROL,
@@ -137,6 +138,7 @@ class Broker:
         self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
         self._tag = 0
         self.stats: dict[str, RouteStats] = {}
+        self.worker_totals = WorkerTotals()
         self.dropped = 0
         self.draining = False
         self._drain_deadline = 0.0
@@ -248,6 +250,7 @@ class Broker:
     def _drop(self, worker: Worker, reason: str) -> None:
         log.warning("%s; failing its %d in-flight request(s)", reason, len(worker.in_flight))
         self.workers.pop(worker.identity, None)
+        self.worker_totals.retire(worker.identity)
         self._update_ready()
         for tag in list(worker.in_flight):
             self._fail(tag, f"{reason} while handling the request; retry")
@@ -288,6 +291,7 @@ class Broker:
         worker.ready = bool(status.get("ready")) and not status.get("draining")
         worker.status = status
         worker.last_seen = time.monotonic()
+        self.worker_totals.update(identity, status.get("metrics"))
         if worker.ready != was_ready:
             self._update_ready()
             if worker.ready:

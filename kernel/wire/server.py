@@ -32,6 +32,7 @@ from heirloom.core.system import System
 from heirloom.wire.builtin_routes import KernelApi
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
+from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import (
     CONTROL,
     DEADLINE_EXCEEDED,
@@ -249,7 +250,7 @@ class Server:
                 self.dropped += 1
                 return
         envelope = frames[:index]
-        request_id = None
+        request_id, endpoint = None, None
         try:
             header = read_header(frames[index + 1])
             request_id = header.get("id")
@@ -287,12 +288,12 @@ class Server:
                 if call.idem is not None:
                     self.idempotency.begin(call)
         except RequestError as error:
-            self._send_error(envelope, request_id, error)
+            self._refuse(envelope, request_id, endpoint, error, received)
             return
         except Exception as exc:  # noqa: BLE001 - a malformed request must never stop the daemon
             field = "header" if request_id is None else "body"
             error = RequestError(INVALID_ARGUMENT, f"invalid {field}: {type(exc).__name__}: {exc}", field)
-            self._send_error(envelope, request_id, error)
+            self._refuse(envelope, request_id, endpoint, error, received)
             return
         if endpoint.inline:
             self._inline(call, True)
@@ -300,6 +301,14 @@ class Server:
             endpoint.batcher.put(call)
         else:
             self._executor.submit(self._run_one, call)
+
+    def _refuse(
+        self, envelope: list[bytes], request_id: Any, endpoint: Endpoint | None, error: RequestError, received: float
+    ) -> None:
+        """Answer a request refused before it ran; count it against its route when it has one."""
+        self._send_error(envelope, request_id, error)
+        if endpoint is not None:
+            endpoint.stats.record(error.code, time.perf_counter() - received)
 
     def _check_admin(self, endpoint: Endpoint, user: str | None) -> None:
         if self.curve is not None and not self.curve.is_admin(user):
@@ -409,7 +418,7 @@ class Server:
             header["buffers"] = specs
         envelope = self._tagged(call.envelope, status) if self._worker else call.envelope
         self.outbox.send([*envelope, SIGNATURE, packb(header), packed, *buffers], size)
-        call.endpoint.stats.record(status, time.perf_counter() - call.received)
+        call.endpoint.stats.record(status, time.perf_counter() - call.received, call.started - call.received)
 
     def _send_error(self, envelope: list[bytes], request_id: Any, error: RequestError) -> None:
         if self._worker:
@@ -439,6 +448,7 @@ class Server:
             "routes": [e.describe() for e in self.router.endpoints.values() if not e.builtin],
             "resources": system.resources.usage() if system.state == "running" else {},
             "models": system.serving.status() if system.serving is not None else {},
+            "metrics": daemon_snapshot(self),
         }
 
     def _control(self, frames: list[bytes]) -> None:
