@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from heirloom.wire.client import InvalidArgument, Unavailable
+from heirloom.wire.client import InvalidArgument, ResourceExhausted, Unavailable
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 
@@ -181,21 +181,47 @@ def test_feedback_applies_text_limits(daemon):
             assert caught.value.field == field and "at most" in caught.value.message
 
 
+def feedback_daemon(trained: dict, tmp_path: Path, log: Path, *args: str, **kwargs) -> Daemon:
+    """A started finance-sentiment daemon writing feedback to ``log``."""
+    profile = (REPO / "profiles" / "finance-sentiment.toml").read_text()
+    args = ("--log-level", "WARNING", "--set", f"apis.sentiment.feedback_path={log}", *args)
+    return Daemon(tmp_path, *args, profile=profile, env=trained, **kwargs)
+
+
+def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
+    """Past ``feedback_max_mb`` feedback is RESOURCE_EXHAUSTED and nothing more is written;
+    the monitor keeps at most ``max_tracked`` item times."""
+    log = tmp_path / "feedback.jsonl"
+    daemon = feedback_daemon(
+        trained, tmp_path, log, "--set", "apis.sentiment.feedback_max_mb=1", "--set", "apis.monitor.max_tracked=5"
+    )
+    daemon.wait_ready()
+    record = {"text": "Shares fell " + "x" * 9_980, "label": "negative"}
+    with daemon.client(timeout=10) as client:
+        for _ in range(104):  # about 1 MB - 10 KB
+            assert client.call("sentiment.feedback", record) == {"recorded": True}
+        with pytest.raises(ResourceExhausted, match="feedback log is full"):
+            for _ in range(3):
+                client.call("sentiment.feedback", record)
+        for _ in range(3):
+            client.call("monitor.post", {"items": [{"text": "Profit fell sharply"}] * 4})
+        state = client.call("monitor.state")
+    lines = log.read_text().splitlines()
+    assert log.stat().st_size <= 1 << 20 and len(lines) >= 104
+    assert all({**json.loads(line), "time": None} == {**record, "time": None} for line in lines)
+    assert state["window"]["items"] + state["baseline"]["items"] == 5
+    assert daemon.terminate() == 0
+
+
 def test_feedback_on_a_full_disk_is_an_error_and_never_poisons_training(trained, tmp_path):
     """With the file size limit reached mid-record (ulimit -f), feedback answers UNAVAILABLE,
     every acknowledged record is whole, and the feedback source reads them all."""
     import resource
 
     log = tmp_path / "feedback.jsonl"
-    profile = (REPO / "profiles" / "finance-sentiment.toml").read_text()
-    daemon = Daemon(
-        tmp_path,
-        "--log-level", "WARNING",
-        "--set", f"apis.sentiment.feedback_path={log}",
-        profile=profile,
-        env=trained,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10)),
-    )  # fmt: skip
+    daemon = feedback_daemon(
+        trained, tmp_path, log, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+    )
     daemon.wait_ready()
     acknowledged, refused = [], []
     with daemon.client(timeout=10, retries=0) as client:

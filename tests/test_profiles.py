@@ -228,19 +228,19 @@ def test_project_is_never_inherited(tmp_path, kernel):
     assert kernel.resolve(str(child)).project == "newsdesk"
 
 
-def test_a_string_is_not_a_list(tmp_path, kernel):
-    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
-    with pytest.raises(heirloom.ProfileError) as caught:
-        kernel.resolve(str(path), ['models.m.tags="ab"'])
-    assert "--set: models.m.tags: expected a list, got str 'ab'" in str(caught.value)
-
-
 @pytest.mark.parametrize("project", ["/tmp/x", "../../outside", "..", ".hidden", "a b", "x" * 101])
 def test_project_names_that_are_not_safe_file_names_fail_check(tmp_path, project):
     path = write(tmp_path / "p.toml", f'extends = ["minimal"]\nproject = "{project}"\n')
     result = run_heirloom("profile", "check", str(path))
     assert result.returncode == 2
     assert f"{path}: project: invalid name {project!r}" in result.stderr
+
+
+def test_a_project_name_taken_from_an_unsafe_file_name_says_how_to_fix_it(tmp_path):
+    path = write(tmp_path / "my profile.toml", 'extends = ["minimal"]\n')
+    result = run_heirloom("profile", "check", str(path))
+    assert result.returncode == 2
+    assert "project: invalid name 'my profile' (taken from the profile's file name: set project" in result.stderr
 
 
 def test_component_names_that_are_not_safe_file_names_fail_check(tmp_path):
@@ -288,3 +288,10 @@ def test_profile_check_is_linear_in_components(tmp_path):
     child = write(tmp_path / "child.toml", 'extends = ["base.toml"]\n' + tables)
     result = run_heirloom("profile", "check", str(child), timeout=20)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_string_is_not_a_list(tmp_path, kernel):
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ['models.m.tags="ab"'])
+    assert "--set: models.m.tags: expected a list, got str 'ab'" in str(caught.value)

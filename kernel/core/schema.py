@@ -176,7 +176,7 @@ class Validator:
                     key,
                     f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} (expected one of: {', '.join(TOP_LEVEL)})",
                 )
-        project = self._name("project", self._text(data, "project", default=self.raw.name))
+        project = self._name("project", self._text(data, "project", default=self.raw.name), "project" not in data)
         description = self._text(data, "description", default="")
         settings = {name: self._section(name, cls) for name, cls in SECTIONS.items()}
         tables = self._component_tables(data)
@@ -196,14 +196,12 @@ class Validator:
             return default
         return value
 
-    def _name(self, key: str, value: str) -> str:
+    def _name(self, key: str, value: str, from_file_name: bool = False) -> str:
         """``value`` if it is safe as a file name (a project's or a component's), else a problem."""
         if not NAME_PATTERN.fullmatch(value):
-            self.problem(
-                key,
-                f"invalid name {value!r}: letters, digits, '_', '.' and '-', not starting with '.', "
-                "at most 100 (it names folders and files)",
-            )
+            rule = "letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names folders and files)"
+            hint = ' (taken from the profile\'s file name: set project = "...")' if from_file_name else ""
+            self.problem(key, f"invalid name {value!r}{hint}: {rule}")
         return value
 
     def _section(self, name: str, cls: type) -> Any:

@@ -64,7 +64,8 @@ class ServerSettings:
     reply_backlog_total_mb: int = attrs.field(default=256, validator=_positive)
     #: Seconds between worker heartbeats; a worker silent for 3 of them is declared dead.
     heartbeat: float = attrs.field(default=1.0, validator=_positive)
-    #: Seconds between checks of the artifact store for a moved alias (0: only on ``_reload``).
+    #: Seconds between checks of the artifact store for a moved alias, and between re-reads of
+    #: the Curve key folders (0: only on ``_reload``).
     reload_interval: float = attrs.field(default=2.0, validator=_non_negative)
     #: Replies remembered for idempotency keys, so a retried write is not applied twice ...
     idempotency_cache: int = attrs.field(default=10_000, validator=_positive)

@@ -245,21 +245,15 @@ class Server:
         if self._worker and frames[0] == CONTROL:
             self._control(frames)
             return
-        if len(frames) >= 4 and frames[1] == SIGNATURE:
-            index = 1
-        else:
-            index = split_envelope(frames)
-            if index < 0:
-                self.dropped += 1
-                return
+        index = split_envelope(frames)
+        if index < 0:
+            self.dropped += 1
+            return
         envelope = frames[:index]
         request_id, endpoint = None, None
         try:
             header = read_header(frames[index + 1])
-            request_id = header.get("id")
-            if type(request_id) is not int and type(request_id) is not str:
-                request_id = None  # the reply to an invalid id carries nil
-                header_id(header)  # raises, naming header.id
+            request_id = header_id(header)  # an invalid id raises, and its reply carries nil
             if user is not None and not self.curve.is_client(user):
                 raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
             if self.buckets is not None:
