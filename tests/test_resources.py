@@ -41,6 +41,27 @@ use = "testing"
 """
 
 
+@pytest.fixture
+def serve(tmp_path):
+    """``serve(resources, *args)``: a ready daemon of DAEMON_PROFILE, stopped after the test
+    even when it fails (a broker's workers go with it)."""
+    running: list[Daemon] = []
+
+    def start(resources: str, *args: str) -> Daemon:
+        daemon = Daemon(tmp_path, *args, profile=DAEMON_PROFILE.format(resources=resources))
+        running.append(daemon)
+        daemon.wait_ready()
+        return daemon
+
+    yield start
+    for daemon in running:
+        if daemon.process.poll() is None:
+            try:
+                daemon.terminate(timeout=15)
+            except Exception:  # noqa: BLE001 - a stuck daemon is killed instead
+                daemon.kill()
+
+
 def train_profile(tmp_path, resources: str = "", project: str = "quota"):
     return write(tmp_path / "train.toml", TRAIN_PROFILE.format(project=project, resources=resources))
 
@@ -50,9 +71,8 @@ def versions(project: str) -> list[str]:
 
 
 # -- A. compute ------------------------------------------------------------------------------
-def test_a_flood_of_echo_calls_is_refused_daemon_wide_with_two_workers(tmp_path):
-    daemon = Daemon(tmp_path, "--workers", "2", profile=DAEMON_PROFILE.format(resources="max_in_flight = 2"))
-    daemon.wait_ready()
+def test_a_flood_of_echo_calls_is_refused_daemon_wide_with_two_workers(serve):
+    daemon = serve("max_in_flight = 2", "--workers", "2")
     with daemon.client(timeout=20, retries=0) as client:
         futures = [client.submit("echo.echo", i) for i in range(1000)]
         wait(futures, timeout=30)
@@ -137,13 +157,12 @@ def test_retention_keeps_the_newest_versions_aliased_ones_and_other_projects(tmp
     assert versions("other") == ["other/m@1", "other/m@2"]
 
 
-def test_a_durable_log_at_its_quota_refuses_the_write_over_the_wire_and_keeps_every_record(tmp_path):
+def test_a_durable_log_at_its_quota_refuses_the_write_over_the_wire_and_keeps_every_record(serve):
     log = heirloom.home() / "records" / "limits" / "t.jsonl"
     log.parent.mkdir(parents=True)
     filler = json.dumps({"pad": "x" * 1000}) + "\n"
     log.write_text(filler * ((1 << 20) // len(filler)))
-    daemon = Daemon(tmp_path, profile=DAEMON_PROFILE.format(resources="log_quota_mb = 1"))
-    daemon.wait_ready()
+    daemon = serve("log_quota_mb = 1")
     with daemon.client(timeout=10, retries=0) as client:
         assert client.call("t.record", {"n": 1}) is None  # fits in what is left
         size = log.stat().st_size
@@ -160,10 +179,8 @@ def test_a_durable_log_at_its_quota_refuses_the_write_over_the_wire_and_keeps_ev
 
 # -- C. network ------------------------------------------------------------------------------
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_client_over_its_rate_is_refused_while_another_is_served(tmp_path, workers):
-    resources = "client_requests_per_s = 5\nclient_burst_s = 1.0"
-    daemon = Daemon(tmp_path, "--workers", workers, profile=DAEMON_PROFILE.format(resources=resources))
-    daemon.wait_ready()
+def test_a_client_over_its_rate_is_refused_while_another_is_served(serve, workers):
+    daemon = serve("client_requests_per_s = 5\nclient_burst_s = 1.0", "--workers", workers)
     time.sleep(1.0)  # wait_ready's probes drew on the bucket of its own connection, not ours
     with daemon.client(timeout=10, retries=0) as greedy, daemon.client(timeout=10, retries=0) as polite:
         futures = [greedy.submit("echo.echo", i) for i in range(20)]
@@ -179,10 +196,8 @@ def test_a_client_over_its_rate_is_refused_while_another_is_served(tmp_path, wor
     assert daemon.terminate() == 0
 
 
-def test_a_client_over_its_byte_rate_is_refused(tmp_path):
-    resources = "client_bytes_per_s = 20000\nclient_burst_s = 1.0"
-    daemon = Daemon(tmp_path, profile=DAEMON_PROFILE.format(resources=resources))
-    daemon.wait_ready()
+def test_a_client_over_its_byte_rate_is_refused(serve):
+    daemon = serve("client_bytes_per_s = 20000\nclient_burst_s = 1.0")
     with daemon.client(timeout=10, retries=0) as client:
         assert client.call("echo.echo", "x" * 30_000) == "x" * 30_000  # one large message may overdraw
         with pytest.raises(ResourceExhausted, match="20000 bytes/s") as caught:
