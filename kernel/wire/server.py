@@ -157,7 +157,9 @@ class Server:
         threading.Thread(target=start, name="heirloom-start", daemon=True).start()
 
     def ready(self) -> bool:
-        return not self.draining and self._system_ready.is_set() and self.start_error is None and self.system.ready()
+        # _installed, not only started: a _ready handled in the same turn as the start finishing
+        # must not say ready before the routes are mounted (a client would get UNAVAILABLE).
+        return not self.draining and self._installed and self.system.ready()
 
     def request_drain(self) -> None:
         """Stop accepting work; finish in-flight requests within the grace period."""
