@@ -9,19 +9,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from heirloom.cli.common import console, fail, get_kernel, print_json, resolve_or_exit, set_option
 from heirloom.core.errors import HeirloomError
-from heirloom.store.training import evaluate, model_specs, train
+from heirloom.store.artifacts import SPLITS, TEST, VALIDATION
+from heirloom.store.training import Trained, evaluate, model_specs, train
 
 
 class RichProgress:
-    """The model contract's progress reporting, drawn as rich progress bars."""
+    """The model contract's progress reporting, drawn as rich progress bars.
+
+    A task that stops early (early stopping, convergence) ends at the step it reached:
+    its bar shows ``3/3``, not the ``40/40`` it was allowed.
+    """
 
     def __init__(self, progress: Progress):
         self.progress = progress
         self.task: Any = None
 
     def start(self, description: str, total: float | None = None) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, completed=self.progress.tasks[-1].total or 0)
+        self.finish()
         self.task = self.progress.add_task(description, total=total)
 
     def advance(self, amount: float = 1) -> None:
@@ -30,6 +34,36 @@ class RichProgress:
 
     def log(self, message: str) -> None:
         self.progress.console.print(message, markup=False, highlight=False)
+
+    def finish(self) -> None:
+        """Close the current bar where it stands."""
+        if self.task is not None:
+            done = next(task.completed for task in self.progress.tasks if task.id == self.task)
+            self.progress.update(self.task, total=done, completed=done)
+            self.task = None
+
+
+def _scalars(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if isinstance(value, float))
+
+
+def report_trained(trained: Trained) -> None:
+    """The test report, one line of validation scores, and what was stored."""
+    console.print(trained.report.text, markup=False, highlight=False)
+    for evaluation in trained.evaluations:
+        role = "reported" if evaluation.split == TEST else "compared by promote --if-better"
+        scores = _scalars(evaluation.report.metrics)
+        line = f"{evaluation.split} ({role}; records {evaluation.fingerprint[:12]}): {scores}"
+        console.print(line, markup=False, highlight=False)
+    artifact = trained.artifact
+    if trained.reused:
+        console.print(
+            f"unchanged: identical to [bold]{artifact.ref}[/] {artifact.digest[:12]} (same weights, parent and data); "
+            "no new version stored"
+        )
+        return
+    parent = f" (parent {artifact.parent})" if artifact.parent else ""
+    console.print(f"stored [bold]{artifact.ref}[/] {artifact.digest[:12]}{parent}")
 
 
 @click.command("train")
@@ -40,8 +74,11 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
     """Fit MODELS of PROFILE (default: all) and store each as a new version.
 
     Each model fits on the train split of its data source (warm-starting from its
-    `inherit` ref when set), is evaluated on the test split, and is stored in the
-    artifact store as PROJECT/MODEL@N with its lineage and metrics.
+    `inherit` ref when set), is scored on the validation split (when the source has one:
+    what `heirloom models promote --if-better` compares) and on the test split (what is
+    reported), and is stored as PROJECT/MODEL@N with its lineage, both scores and the
+    fingerprints of the records each was computed on. Training again with identical
+    settings and data stores nothing new and names the identical version.
     """
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
@@ -51,10 +88,10 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
         for spec in specs:
             columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
             with Progress(*columns, console=console, transient=False) as bars:
-                trained = train(kernel, resolved, spec, store, RichProgress(bars))
-            console.print(trained.report.text, markup=False, highlight=False)
-            parent = f" (parent {trained.artifact.parent})" if trained.artifact.parent else ""
-            console.print(f"stored [bold]{trained.artifact.ref}[/] {trained.artifact.digest[:12]}{parent}")
+                progress = RichProgress(bars)
+                trained = train(kernel, resolved, spec, store, progress)
+                progress.finish()
+            report_trained(trained)
     except HeirloomError as exc:
         fail(f"error: {exc}")
 
@@ -63,9 +100,16 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
 @click.argument("profile")
 @click.argument("models", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default=TEST,
+    show_default=True,
+    help=f"The split to score: {TEST} (reporting) or {VALIDATION} (what promotion compares).",
+)
 @set_option
-def eval_command(profile: str, models: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -> None:
-    """Evaluate the served version of MODELS of PROFILE (default: all) on their test split.
+def eval_command(profile: str, models: tuple[str, ...], as_json: bool, split: str, overrides: tuple[str, ...]) -> None:
+    """Evaluate the served version of MODELS of PROFILE (default: all) on a split (test).
 
     JSON: {"models": {NAME: {"version", "accuracy", "macro_f1", "per_class": {LABEL:
     {"precision", "recall", "f1", "support"}}, ...}}}.
@@ -75,10 +119,10 @@ def eval_command(profile: str, models: tuple[str, ...], as_json: bool, overrides
     results: dict[str, Any] = {}
     try:
         for spec in model_specs(resolved, models):
-            version, report = evaluate(kernel, resolved, spec)
+            version, report = evaluate(kernel, resolved, spec, split)
             results[spec.name] = {"version": version, **report.metrics}
             if not as_json:
-                console.print(f"[bold]{version}[/]")
+                console.print(f"[bold]{version}[/] on the {split} split")
                 console.print(report.text, markup=False, highlight=False)
     except HeirloomError as exc:
         fail(f"error: {exc}")

@@ -1,23 +1,29 @@
 """``heirloom train`` and ``heirloom eval`` as functions: fit, evaluate, store with lineage.
 
 Domain-free: the model and source contracts do the work. A model trains on the source
-its ``data`` field names (or its only source reference): ``fit`` on the ``train`` split,
-``evaluate`` on ``test``. The result is stored as a new version whose lineage records
-the parent it warm-started from, the profile digest and the data fingerprint, so two
-versions' metrics are comparable exactly when their data fingerprints match.
+its ``data`` field names (or its only source reference). Three roles keep model selection
+honest (docs/ITERATION.md): ``fit`` sees the ``train`` split (and, if its signature takes
+``validation``, the validation split, to choose hyper-parameters); the fitted model is
+scored on ``validation`` (what ``promote --if-better`` compares) and on ``test`` (what is
+reported). Each score is stored with the fingerprint of the records it was computed on,
+so two versions' metrics are comparable exactly when those fingerprints match, whatever
+else (feedback, extra training data) went into training.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from heirloom.core.components import Progress, Report, Source, references
 from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import state_digest
+from heirloom.store.artifacts import TEST, VALIDATION, evaluation_key, state_digest
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -26,9 +32,24 @@ if TYPE_CHECKING:
 
 
 @attrs.frozen
-class Trained:
-    artifact: Artifact
+class Evaluation:
+    """A fitted model scored on one split, and the fingerprint of that split's records."""
+
+    split: str
+    fingerprint: str
     report: Report
+
+
+@attrs.frozen
+class Trained:
+    """What ``train`` did: the stored (or reused) version and its scores."""
+
+    artifact: Artifact
+    #: The test split's report, printed for people (its metrics are the artifact's metrics).
+    report: Report
+    evaluations: tuple[Evaluation, ...]
+    #: True when an identical version was already stored, so no new version was added.
+    reused: bool = False
 
 
 def profile_digest(profile: ResolvedProfile) -> str:
@@ -96,10 +117,60 @@ def import_pretrained(store: ArtifactStore, name: str, state: Any, versions: dic
     return store.put("pretrained", name, state, model_type="pretrained", plugin_versions=plugin_versions)
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-able stand-in for values ``json`` cannot encode, stable across runs."""
+    if attrs.has(type(value)):
+        return attrs.asdict(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
+    """Yield ``records`` while feeding their canonical JSON to ``digest``, so scoring a
+    split and fingerprinting it take one pass over its records."""
+    for record in records:
+        digest.update(json.dumps(record, sort_keys=True, default=_plain, ensure_ascii=False).encode() + b"\n")
+        yield record
+
+
+def score(model: Any, source: Source, split: str) -> Evaluation:
+    """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored."""
+    digest = hashlib.sha256()
+    records = fingerprinting(source.records(split), digest)
+    report = model.evaluate(records)
+    for _ in records:  # a model that stopped reading early still gets the whole split hashed
+        pass
+    return Evaluation(split, digest.hexdigest(), report)
+
+
+def takes_validation(model: Any) -> bool:
+    """Whether ``model.fit`` accepts a ``validation`` keyword (optional in the contract)."""
+    parameters = inspect.signature(model.fit).parameters.values()
+    return any(p.name == VALIDATION or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _identical(store: ArtifactStore, project: str, name: str, digest: str, record: dict[str, Any]) -> Artifact | None:
+    """A stored version of ``project/name`` with the same content, parent and data, if any."""
+    for artifact in store.list(project, name):
+        if (
+            artifact.digest == digest
+            and artifact.parent == record["parent"]
+            and artifact.data_fingerprints == record["data_fingerprints"]
+        ):
+            return artifact
+    return None
+
+
 def train(
     kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
 ) -> Trained:
-    """Fit ``spec`` (warm-started from its ``inherit`` ref), evaluate it, store a version."""
+    """Fit ``spec`` (warm-started from its ``inherit`` ref), score it on validation and
+    test, and store a version, unless an identical one is stored already."""
     parent = parent_of(kernel, store, spec.keys.inherit)
     parent_state = store.load(parent) if parent is not None else None
     if parent is not None:
@@ -108,32 +179,50 @@ def train(
         model = system.component(spec.name, "model")
         source_name = data_source(spec, model)
         source: Source = system.component(source_name, "source")
-        model.fit(source.records("train"), parent=parent_state, progress=progress)
-        progress.log(f"evaluating {spec.name} on the test split of {source_name}")
-        report = model.evaluate(source.records("test"))
+        splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
+        extra = {VALIDATION: source.records(VALIDATION)} if VALIDATION in splits and takes_validation(model) else {}
+        model.fit(source.records("train"), parent=parent_state, progress=progress, **extra)
+        evaluations = []
+        for split in splits:
+            progress.log(f"scoring {spec.name} on the {split} split of {source_name}")
+            evaluations.append(score(model, source, split))
+        by_split = {evaluation.split: evaluation for evaluation in evaluations}
+        metrics = dict(by_split[TEST].report.metrics)
+        if VALIDATION in by_split:
+            metrics[VALIDATION] = by_split[VALIDATION].report.metrics
+        fingerprints = {source_name: source.fingerprint()}
+        fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
+        state = model.state()
+        record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
+        same = _identical(store, profile.project, spec.name, state_digest(state), record)
+        if same is not None:
+            return Trained(same, by_split[TEST].report, tuple(evaluations), reused=True)
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
         artifact = store.put(
             profile.project,
             spec.name,
-            model.state(),
+            state,
             model_type=spec.use,
             parent=parent,
             profile_digest=profile_digest(profile),
-            data_fingerprints={source_name: source.fingerprint()},
-            metrics=report.metrics,
+            data_fingerprints=fingerprints,
+            metrics=metrics,
             plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
         )
-    return Trained(artifact, report)
+    return Trained(artifact, by_split[TEST].report, tuple(evaluations))
 
 
-def evaluate(kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec) -> tuple[str | None, Report]:
-    """The served version of ``spec`` evaluated on its source's test split."""
+def evaluate(
+    kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, split: str = TEST
+) -> tuple[str | None, Report]:
+    """The served version of ``spec`` evaluated on its source's ``split`` (default test)."""
     with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
         model, version = handle.current
         if version is None:
-            raise HeirloomError(
-                f"{profile.project}/{spec.name} has no stored version to evaluate; run: heirloom train {profile.name}"
-            )
-        source: Source = system.component(data_source(spec, model), "source")
-        return version, model.evaluate(source.records("test"))
+            raise HeirloomError(handle.unavailable or f"{profile.project}/{spec.name} has no stored version")
+        source_name = data_source(spec, model)
+        source: Source = system.component(source_name, "source")
+        if split not in source.splits():
+            raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
+        return version, model.evaluate(source.records(split))
