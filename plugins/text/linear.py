@@ -118,7 +118,6 @@ def train(
             progress.log(f"converged at epoch {epoch}")
             break
         previous = loss
-    progress.advance(epochs - epoch)
     kept = best[2] if best is not None else Weights(weight.detach(), bias.detach())
     summary = {"epochs": epoch, "best_epoch": best[1] if best else epoch, "history": history}
     return Outcome(kept, summary)
