@@ -29,6 +29,7 @@ from heirloom.core.kernel import Kernel
 from heirloom.core.paths import home
 from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
+from heirloom.store.feedback import FeedbackLog
 from heirloom.store.logs import AppendLog, log_path
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.protocol import Buffer, RequestError
@@ -41,6 +42,7 @@ __all__ = [
     "Client",
     "Component",
     "Context",
+    "FeedbackLog",
     "HeirloomError",
     "Kernel",
     "LifecycleError",

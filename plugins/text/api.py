@@ -2,10 +2,15 @@
 
 Predictions come from the model's handle, read once per batch, so a hot swap never
 mixes versions inside one reply and every reply names the version that produced it.
+Feedback labels are checked against the served model's labels, so a typo never becomes
+a new class in the next model; new labels, where allowed, wait for an operator's
+``heirloom feedback accept-label`` before they train.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +56,22 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     return PredictInput
 
 
+def _pattern(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"'{attribute.name}' is not a regular expression: {exc}") from None
+
+
 def serving(handle: Any) -> tuple[Any, str | None]:
-    """``(model, version)``, or UNAVAILABLE when no trained version is loaded yet."""
+    """``(model, version)``, or UNAVAILABLE saying why no trained version is loaded."""
     model, version = handle.current
     if not model.ready():
+        reason = getattr(handle, "unavailable", None) or "no trained version yet (run heirloom train)"
         raise heirloom.RequestError(
-            "UNAVAILABLE", f"model {handle.name!r} has no trained version yet (run heirloom train)", retry_after_ms=5000
+            "UNAVAILABLE", f"model {handle.name!r} serves nothing: {reason}", retry_after_ms=5000
         )
     return model, version
 
@@ -86,16 +101,23 @@ class ClassifyApi(heirloom.Api):
     #: Where ``<name>.feedback`` appends corrections (default: under HEIRLOOM_HOME, see
     #: the ``feedback`` source, which reads the same place).
     feedback_path: str | None = None
+    #: Let ``<name>.feedback`` take labels the served model lacks. They are recorded, but
+    #: train only once accepted: ``heirloom feedback accept-label PROFILE LABEL``.
+    new_labels: bool = False
+    #: With ``new_labels``: a regular expression a new label must match in full.
+    new_label_pattern: str | None = attrs.field(default=None, validator=_pattern)
+
+    def feedback_log(self, project: str, name: str) -> Path:
+        return Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", project, name)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.input = predict_input(self.max_text_chars, self.max_texts)
-        path = Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", ctx.project, ctx.name)
-        self.feedback_log = heirloom.AppendLog(path)
+        self.feedback_records = heirloom.FeedbackLog(self.feedback_log(ctx.project, ctx.name))
 
     def stop(self) -> None:
-        log = getattr(self, "feedback_log", None)
+        log = getattr(self, "feedback_records", None)
         if log is not None:
             log.close()
 
@@ -126,7 +148,8 @@ class ClassifyApi(heirloom.Api):
                 "feedback",
                 handler=self.feedback,
                 input=FeedbackInput,
-                description="Record the correct label of a text (durable before OK); the next train uses it.",
+                description="Record the correct label of a text (one the model knows; durable before OK); "
+                "the next train uses it.",
             ),
         ]
 
@@ -150,5 +173,29 @@ class ClassifyApi(heirloom.Api):
     def feedback(self, body: FeedbackInput) -> dict[str, Any]:
         if not body.text.strip() or not body.label.strip():
             raise heirloom.RequestError("INVALID_ARGUMENT", "text and label must not be blank", "body")
-        self.feedback_log.append({"text": body.text, "label": body.label})
-        return {"recorded": True, "path": str(self.feedback_log.path)}
+        model, _ = serving(self.handle)
+        new = self._check_label(body.label, list(model.labels))
+        record = {"text": body.text, "label": body.label, **({heirloom.FeedbackLog.NEW_LABEL: True} if new else {})}
+        record_id = self.feedback_records.add(record)
+        return {"recorded": True, "id": record_id, "new_label": new, "path": str(self.feedback_records.path)}
+
+    def _check_label(self, label: str, known: list[str]) -> bool:
+        """Whether ``label`` is new to the model; INVALID_ARGUMENT when it may not be."""
+        if label in known:
+            return False
+        close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        if not self.new_labels:
+            raise heirloom.RequestError(
+                "INVALID_ARGUMENT",
+                f"label {label!r} is not one the model predicts{hint} (labels: {', '.join(known)})",
+                "body.label",
+            )
+        if self.new_label_pattern is not None and not re.fullmatch(self.new_label_pattern, label):
+            raise heirloom.RequestError(
+                "INVALID_ARGUMENT",
+                f"label {label!r} is not one the model predicts{hint}, and a new label must match "
+                f"{self.new_label_pattern!r}",
+                "body.label",
+            )
+        return True
