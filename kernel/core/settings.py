@@ -97,9 +97,15 @@ class ComponentKeys:
 class ModelKeys(ComponentKeys):
     """Keys the kernel reads in a model table: where its weights come from."""
 
-    #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``.
+    #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``
+    #: or ``pretrained:NAME``. ``""`` (TOML has no null) or ``--set models.NAME.inherit=null``
+    #: switches off an ``inherit`` that an extended profile set: the model trains from scratch.
     inherit: str | None = attrs.field(
-        default=None, validator=_optional_match(REF_PATTERN, "project/model, project/model@N or @alias")
+        default=None,
+        converter=lambda value: value or None,
+        validator=_optional_match(
+            REF_PATTERN, 'project/model, project/model@N, project/model@alias, pretrained:NAME, or "" for none'
+        ),
     )
     #: Which stored version ``serve``/``eval`` use: a version number or an alias (default: the latest).
     serve: str | None = attrs.field(default=None, validator=_optional_match(SELECTOR_PATTERN, "a version or alias"))
