@@ -15,18 +15,17 @@ from tests.helpers import REPO, run_heirloom, write
 FAST = ["--set", "models.sentiment.epochs=3", "--set", "models.sentiment.refit=false"]
 
 
-def wait_started(client, timeout: float = 60) -> dict:
-    """``_ready`` once the system has started its components (ready or not)."""
+def wait_started(client, timeout: float = 120) -> dict:
+    """``_ready`` once the system has started and its routes are served (ready or not)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            ready = client.call("_ready", timeout=1)
+            if "sentiment.predict" in json.dumps(client.call("_routes", timeout=1)):
+                return client.call("_ready", timeout=1)
         except Exception:  # noqa: BLE001 - the process is still starting
-            ready = {"components": {}}
-        if "models.sentiment" in ready["components"]:
-            return ready
+            pass
         time.sleep(0.2)
-    raise TimeoutError("the daemon did not start its components")
+    raise TimeoutError("the daemon did not start serving its routes")
 
 
 @pytest.fixture(scope="module")
