@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from heirloom.cli.common import console, fail, get_kernel, print_json, resolve_or_exit, set_option
+from heirloom.cli.common import console, err_console, fail, get_kernel, print_json, resolve_or_exit, set_option
+from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError
+from heirloom.core.fsutil import write_atomic
 from heirloom.store.artifacts import SPLITS, TEST, VALIDATION
 from heirloom.store.training import Trained, evaluate, model_specs, train
 
 
 class RichProgress:
-    """The model contract's progress reporting, drawn as rich progress bars.
+    """The model contract's progress reporting, drawn as rich progress bars (one per step;
+    a step of unknown length counts up).
 
-    A task that stops early (early stopping, convergence) ends at the step it reached:
-    its bar shows ``3/3``, not the ``40/40`` it was allowed.
+    A step ends where it stood when the next one starts: a fit that stops early (early
+    stopping, convergence) shows ``3/3``, not the ``40/40`` it was allowed.
     """
 
     def __init__(self, progress: Progress):
@@ -66,6 +70,12 @@ def report_trained(trained: Trained) -> None:
     console.print(f"stored [bold]{artifact.ref}[/] {artifact.digest[:12]}{parent}")
 
 
+def progress_bars(transient: bool = False) -> Progress:
+    """Bars on stderr (stdout stays the report, or JSON): step, bar, count, elapsed time."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    return Progress(*columns, console=err_console, transient=transient)
+
+
 @click.command("train")
 @click.argument("profile")
 @click.argument("models", nargs=-1)
@@ -86,8 +96,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
         specs = model_specs(resolved, models)
         store = kernel.store(resolved)
         for spec in specs:
-            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-            with Progress(*columns, console=console, transient=False) as bars:
+            with progress_bars() as bars:
                 progress = RichProgress(bars)
                 trained = train(kernel, resolved, spec, store, progress)
                 progress.finish()
@@ -107,8 +116,22 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
     show_default=True,
     help=f"The split to score: {TEST} (reporting) or {VALIDATION} (what promotion compares).",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write a self-contained HTML report to this file: tables, the confusion matrix and, "
+    "for rankers, metric-at-k curves (needs the 'ui' extra).",
+)
 @set_option
-def eval_command(profile: str, models: tuple[str, ...], as_json: bool, split: str, overrides: tuple[str, ...]) -> None:
+def eval_command(
+    profile: str,
+    models: tuple[str, ...],
+    as_json: bool,
+    split: str,
+    html_path: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
     """Evaluate the served version of MODELS of PROFILE (default: all) on a split (test).
 
     JSON: {"models": {NAME: {"version", "accuracy", "macro_f1", "per_class": {LABEL:
@@ -117,17 +140,42 @@ def eval_command(profile: str, models: tuple[str, ...], as_json: bool, split: st
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
     results: dict[str, Any] = {}
+    reports: list[tuple[str | None, Report]] = []
     try:
+        if html_path is not None:
+            from heirloom.reports import check_available
+
+            check_available()
         for spec in model_specs(resolved, models):
-            version, report = evaluate(kernel, resolved, spec, split)
+            with progress_bars(transient=True) as bars:
+                version, report = evaluate(kernel, resolved, spec, split, RichProgress(bars))
             results[spec.name] = {"version": version, **report.metrics}
+            reports.append((version, report))
             if not as_json:
                 console.print(f"[bold]{version}[/] on the {split} split")
                 console.print(report.text, markup=False, highlight=False)
+        if html_path is not None:
+            write_html_report(html_path, resolved.name, split, reports)
+            err_console.print(f"wrote {html_path}", markup=False, highlight=False)
     except HeirloomError as exc:
         fail(f"error: {exc}")
     if as_json:
         print_json({"models": results})
+
+
+def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[str | None, Report]]) -> None:
+    """One self-contained page with a section per evaluated model version."""
+    from heirloom.reports import report_fragment, report_page
+
+    sections = [
+        {
+            "title": version,
+            "subtitle": f"evaluated on the {split} split of profile {profile}",
+            "html": report_fragment(report.metrics, report.text),
+        }
+        for version, report in reports
+    ]
+    write_atomic(path, report_page(f"Evaluation of {profile}", sections).encode())
 
 
 COMMANDS = [train_command, eval_command]

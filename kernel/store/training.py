@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom.core.components import Progress, Report, Source, references
+from heirloom.core.components import NullProgress, Progress, Report, Source, references
 from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import TEST, VALIDATION, evaluation_key, state_digest
+from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key, state_digest
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -94,12 +94,37 @@ def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> 
 
 
 PRETRAINED = "pretrained:"
+#: Records between two progress updates while a split streams into a model.
+PROGRESS_EVERY = 256
 
 
-def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None) -> Artifact | None:
-    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin."""
+def reading(records: Iterable[Any], progress: Progress, description: str) -> Iterator[Any]:
+    """``records`` unchanged, counted on a progress bar as the model consumes them."""
+    progress.start(description)
+    pending = 0
+    for record in records:
+        yield record
+        pending += 1
+        if pending == PROGRESS_EVERY:
+            progress.advance(pending)
+            pending = 0
+    progress.advance(pending)
+
+
+#: ``inherit = "served"``: the version the model itself serves (``serve`` key, else the latest).
+SERVED = "served"
+
+
+def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None, served: str | None = None) -> Artifact | None:
+    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin;
+    ``served`` is the ``served`` ref (``project/model[@serve]``), None while nothing is stored."""
     if ref is None:
         return None
+    if ref == SERVED:
+        try:
+            return store.resolve(served or "")
+        except RefError:
+            return None
     if not ref.startswith(PRETRAINED):
         return store.resolve(ref)
     name = ref.removeprefix(PRETRAINED)
@@ -138,10 +163,11 @@ def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
         yield record
 
 
-def score(model: Any, source: Source, split: str) -> Evaluation:
+def score(model: Any, source: Source, split: str, progress: Progress) -> Evaluation:
     """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored."""
     digest = hashlib.sha256()
-    records = fingerprinting(source.records(split), digest)
+    description = f"scoring the model on the {split} split"
+    records = fingerprinting(reading(source.records(split), progress, description), digest)
     report = model.evaluate(records)
     for _ in records:  # a model that stopped reading early still gets the whole split hashed
         pass
@@ -171,21 +197,22 @@ def train(
 ) -> Trained:
     """Fit ``spec`` (warm-started from its ``inherit`` ref), score it on validation and
     test, and store a version, unless an identical one is stored already."""
-    parent = parent_of(kernel, store, spec.keys.inherit)
+    served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
+    parent = parent_of(kernel, store, spec.keys.inherit, served)
     parent_state = store.load(parent) if parent is not None else None
     if parent is not None:
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
+    elif spec.keys.inherit == SERVED:
+        progress.log(f"{spec.key}: nothing stored as {served} yet, so no warm start: fitting from scratch")
     with kernel.system(profile, only={("model", spec.name)}) as system:
         model = system.component(spec.name, "model")
         source_name = data_source(spec, model)
         source: Source = system.component(source_name, "source")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         extra = {VALIDATION: source.records(VALIDATION)} if VALIDATION in splits and takes_validation(model) else {}
-        model.fit(source.records("train"), parent=parent_state, progress=progress, **extra)
-        evaluations = []
-        for split in splits:
-            progress.log(f"scoring {spec.name} on the {split} split of {source_name}")
-            evaluations.append(score(model, source, split))
+        train_split = reading(source.records("train"), progress, f"reading the train split of {source_name}")
+        model.fit(train_split, parent=parent_state, progress=progress, **extra)
+        evaluations = [score(model, source, split, progress) for split in splits]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
@@ -213,16 +240,22 @@ def train(
 
 
 def evaluate(
-    kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, split: str = TEST
+    kernel: Kernel,
+    profile: ResolvedProfile,
+    spec: ComponentSpec,
+    split: str = TEST,
+    progress: Progress | None = None,
 ) -> tuple[str | None, Report]:
     """The served version of ``spec`` evaluated on its source's ``split`` (default test)."""
     with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
         model, version = handle.current
         if version is None:
-            raise HeirloomError(handle.unavailable or f"{profile.project}/{spec.name} has no stored version")
+            untrained = f"{profile.project}/{spec.name} has no stored version to evaluate"
+            raise HeirloomError(handle.unavailable or f"{untrained}; run: heirloom train {profile.name}")
         source_name = data_source(spec, model)
         source: Source = system.component(source_name, "source")
         if split not in source.splits():
             raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
-        return version, model.evaluate(source.records(split))
+        records = reading(source.records(split), progress or NullProgress(), f"evaluating {version} on {split}")
+        return version, model.evaluate(records)
