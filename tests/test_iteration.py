@@ -76,6 +76,7 @@ def served_version(client) -> str:
     return client.request("sentiment.predict", {"text": "Operating profit rose"}).version
 
 
+@pytest.mark.timeout(600)  # four trainings, a daemon and a dozen CLI runs: about 70 s on an idle machine
 def test_a_new_project_inherits_serves_learns_from_corrections_and_promotes_on_validation(env, tmp_path, data_dir):
     heirloom_ok("train", "finance-sentiment", *WEAK, env=env)
     heirloom_ok("models", "promote", "finance/sentiment@1", "production", env=env)
