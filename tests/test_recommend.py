@@ -274,7 +274,7 @@ def test_an_event_acknowledged_before_kill_9_is_in_the_next_training_set(served)
     )
     retrained = run_heirloom("train", str(profile), env=env, timeout=300)
     assert retrained.returncode == 0, retrained.stderr
-    assert "warm start from recommend/recs@1" in retrained.stdout
+    assert "warm start from recommend/recs@1" in retrained.stderr
     store = heirloom.ArtifactStore(Path(env["HEIRLOOM_HOME"]) / "store")
     assert store.resolve("recommend/recs@2").parent == "recommend/recs@1"
     state = store.load("recommend/recs@2")
