@@ -78,9 +78,10 @@ class FeedbackLog:
     #: The flag an api sets on a record whose label the served model lacks.
     NEW_LABEL: ClassVar[str] = NEW_LABEL
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, max_bytes: int | None = None):
+        """``max_bytes`` caps the log (``AppendLog``): past it, every append raises ``LogFull``."""
         self.path = Path(path)
-        self._log = AppendLog(self.path)
+        self._log = AppendLog(self.path, max_bytes=max_bytes)
 
     def add(self, record: dict[str, Any]) -> str:
         """Record ``record`` durably under a new random id, which is returned."""

@@ -10,6 +10,7 @@ a new class in the next model; new labels, where allowed, wait for an operator's
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 import attrs
 
 import heirloom
+
+log = logging.getLogger("heirloom_plugins.text.api")
+#: Longest label a feedback record may carry.
+MAX_LABEL_CHARS = 200
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -101,6 +106,8 @@ class ClassifyApi(heirloom.Api):
     #: Where ``<name>.feedback`` appends corrections (default: under HEIRLOOM_HOME, see
     #: the ``feedback`` source, which reads the same place).
     feedback_path: str | None = None
+    #: The feedback log's size limit in MiB; past it, feedback is refused RESOURCE_EXHAUSTED.
+    feedback_max_mb: int = attrs.field(default=256, validator=_positive)
     #: Let ``<name>.feedback`` take labels the served model lacks. They are recorded, but
     #: train only once accepted: ``heirloom feedback accept-label PROFILE LABEL``.
     new_labels: bool = False
@@ -114,7 +121,8 @@ class ClassifyApi(heirloom.Api):
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.input = predict_input(self.max_text_chars, self.max_texts)
-        self.feedback_records = heirloom.FeedbackLog(self.feedback_log(ctx.project, ctx.name))
+        path = self.feedback_log(ctx.project, ctx.name)
+        self.feedback_records = heirloom.FeedbackLog(path, max_bytes=self.feedback_max_mb << 20)
 
     def stop(self) -> None:
         log = getattr(self, "feedback_records", None)
@@ -173,11 +181,24 @@ class ClassifyApi(heirloom.Api):
     def feedback(self, body: FeedbackInput) -> dict[str, Any]:
         if not body.text.strip() or not body.label.strip():
             raise heirloom.RequestError("INVALID_ARGUMENT", "text and label must not be blank", "body")
+        for field, value, limit in (("text", body.text, self.max_text_chars), ("label", body.label, MAX_LABEL_CHARS)):
+            if len(value) > limit:
+                message = f"'{field}' is {len(value)} characters; at most {limit} are accepted"
+                raise heirloom.RequestError("INVALID_ARGUMENT", message, f"body.{field}")
         model, _ = serving(self.handle)
         new = self._check_label(body.label, list(model.labels))
         record = {"text": body.text, "label": body.label, **({heirloom.FeedbackLog.NEW_LABEL: True} if new else {})}
-        record_id = self.feedback_records.add(record)
-        return {"recorded": True, "id": record_id, "new_label": new, "path": str(self.feedback_records.path)}
+        try:
+            record_id = self.feedback_records.add(record)
+        except heirloom.LogFull as exc:
+            log.error("%s", exc)
+            message = "the feedback log is full; nothing was recorded"
+            raise heirloom.RequestError("RESOURCE_EXHAUSTED", message) from None
+        except heirloom.LogWriteError as exc:  # the operator's log names the file; the client learns no path
+            log.error("%s", exc)
+            message = "the feedback could not be written to disk; nothing was recorded, retry later"
+            raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
+        return {"recorded": True, "id": record_id, "new_label": new}
 
     def _check_label(self, label: str, known: list[str]) -> bool:
         """Whether ``label`` is new to the model; INVALID_ARGUMENT when it may not be."""
