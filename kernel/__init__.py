@@ -37,6 +37,7 @@ from heirloom.core.kernel import Kernel
 from heirloom.core.paths import home
 from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
+from heirloom.store.feedback import FeedbackLog
 from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.protocol import Buffer, RequestError
@@ -50,6 +51,7 @@ __all__ = [
     "ClientLimits",
     "Component",
     "Context",
+    "FeedbackLog",
     "HeirloomError",
     "Kernel",
     "LifecycleError",

@@ -206,29 +206,40 @@ def test_lineage_of_a_grandchild_shows_both_ancestors_across_projects(store):
     assert "finance/sentiment@1" in table.stdout and "medical/triage@1" in table.stdout
 
 
-def test_promote_if_better_moves_the_alias_only_for_a_better_comparable_model(store):
-    same = {"notes": "fp-test-set-1"}
-    put(store, "medical/triage", 1, metrics={"accuracy": 0.80}, data_fingerprints=same)
+def scored(validation: float, test: float) -> dict:
+    """Metrics as ``heirloom train`` stores them: test at the top, validation nested."""
+    return {"accuracy": test, "validation": {"accuracy": validation}}
+
+
+def evaluated(training: str, validation: str = "fp-validation-1", test: str = "fp-test-1") -> dict:
+    return {"notes": training, "notes:validation": validation, "notes:test": test}
+
+
+def test_promote_if_better_compares_validation_scores_on_the_same_validation_records(store):
+    put(store, "medical/triage", 1, metrics=scored(0.80, 0.81), data_fingerprints=evaluated("fp-data-1"))
     first = models(store, "promote", "medical/triage@1", "production", "--if-better", "accuracy")
     assert first.returncode == 0, first.stderr
     assert "new alias" in first.stdout
 
-    put(store, "medical/triage", 2, metrics={"accuracy": 0.70}, data_fingerprints=same)
+    # a better test score does not count: test is for reporting, validation gates
+    put(store, "medical/triage", 2, metrics=scored(0.70, 0.95), data_fingerprints=evaluated("fp-data-1"))
     worse = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy")
     assert worse.returncode == 3
-    assert "does not beat medical/triage@1 on accuracy" in said(worse)
+    assert "does not beat medical/triage@1 on validation accuracy: 0.7 vs 0.8" in said(worse)
     assert store.alias_version("medical", "triage", "production") == 1
 
-    put(store, "medical/triage", 3, metrics={"accuracy": 0.85}, data_fingerprints=same)
+    # more training data (feedback) changes the source's fingerprint, not the validation records
+    put(store, "medical/triage", 3, metrics=scored(0.85, 0.80), data_fingerprints=evaluated("fp-data-2-feedback"))
     better = models(store, "promote", "medical/triage", "production", "--if-better", "accuracy")
     assert better.returncode == 0, better.stderr
-    assert "medical/triage@1 -> medical/triage@3 (accuracy 0.8 -> 0.85)" in better.stdout
+    assert "medical/triage@1 -> medical/triage@3 (validation accuracy 0.8 -> 0.85)" in better.stdout
     assert store.alias_version("medical", "triage", "production") == 3
 
-    put(store, "medical/triage", 4, metrics={"accuracy": 0.99}, data_fingerprints={"notes": "fp-other-set"})
+    put(store, "medical/triage", 4, metrics=scored(0.99, 0.99), data_fingerprints=evaluated("x", "fp-validation-2"))
     other_data = models(store, "promote", "medical/triage@4", "production", "--if-better", "accuracy")
     assert other_data.returncode == 3
-    assert "not comparable" in said(other_data) and "fp-other-set vs fp-test-set-1" in said(other_data)
+    assert "scored on different validation data" in said(other_data)
+    assert "notes:validation: fp-validation-2 vs fp-validation-1" in said(other_data)
     typo = models(store, "promote", "medical/triage@2", "production", "--if-better", "acuracy")
     assert typo.returncode == 3 and "did you mean 'accuracy'" in said(typo)
     unheld = models(store, "promote", "medical/triage@2", "staging", "--if-better", "acuracy")
@@ -238,6 +249,18 @@ def test_promote_if_better_moves_the_alias_only_for_a_better_comparable_model(st
     forced = models(store, "promote", "medical/triage@2", "production")
     assert forced.returncode == 0, forced.stderr
     assert store.alias_version("medical", "triage", "production") == 2
+
+
+def test_versions_without_validation_scores_compare_only_on_test_when_asked(store):
+    put(store, "medical/triage", 1, metrics={"accuracy": 0.80}, data_fingerprints={"notes": "fp-1"})
+    put(store, "medical/triage", 2, metrics={"accuracy": 0.85}, data_fingerprints={"notes": "fp-1"})
+    store.promote("medical/triage@1", "production")
+    refused = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy")
+    assert refused.returncode == 3
+    assert "medical/triage@2 has no validation metrics" in said(refused) and "--on test" in said(refused)
+    on_test = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy", "--on", "test")
+    assert on_test.returncode == 0, on_test.stderr
+    assert "(test accuracy 0.8 -> 0.85)" in on_test.stdout
 
 
 def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):

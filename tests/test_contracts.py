@@ -37,14 +37,14 @@ def phrasebank(data_dir):
 
 def test_phrasebank_source(phrasebank):
     counts = check_source(PhraseBankSource, phrasebank)
-    assert counts["train"] + counts["test"] == counts["all"] == 2264
+    assert counts["train"] + counts["validation"] + counts["test"] == counts["all"] == 2264
 
 
 def test_csv_source_on_banking77(data_dir):
     folder = data_dir / "banking77"
     config = {"train": str(folder / "train.csv"), "test": str(folder / "test.csv"), "label_column": "category"}
     counts = check_source(CsvSource, config)
-    assert counts == {"train": 10003, "test": 3080, "all": 13083}
+    assert counts == {"train": 9000, "validation": 1003, "test": 3080, "all": 13083}  # validation: 10% of train.csv
 
 
 def test_jsonl_source(tmp_path):
@@ -63,7 +63,7 @@ def test_union_and_feedback_sources(phrasebank, tmp_path):
             "corrections": {"use": "feedback", "api": "sentiment", "path": str(log)},
         }
     }
-    assert check_source(FeedbackSource, {"api": "sentiment", "path": str(log)}) == {"train": 1, "test": 0, "all": 1}
+    assert check_source(FeedbackSource, {"api": "sentiment", "path": str(log)}) == {"train": 1, "all": 1}
     counts = check_source(UnionSource, {"sources": ["news", "corrections"]}, tables=tables)
     assert counts["all"] == 2264 + 1
 

@@ -15,6 +15,19 @@ from tests.helpers import REPO, run_heirloom, write
 FAST = ["--set", "models.sentiment.epochs=3", "--set", "models.sentiment.refit=false"]
 
 
+def wait_started(client, timeout: float = 120) -> dict:
+    """``_ready`` once the system has started and its routes are served (ready or not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "sentiment.predict" in json.dumps(client.call("_routes", timeout=1)):
+                return client.call("_ready", timeout=1)
+        except Exception:  # noqa: BLE001 - the process is still starting
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the daemon did not start serving its routes")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     """finance-sentiment trained once (few epochs) into a module-wide store."""
@@ -108,10 +121,35 @@ def test_monitor_raises_one_alert_when_the_negative_share_jumps(daemon):
 def test_feedback_is_on_disk_when_acknowledged(daemon, trained):
     with daemon.client(timeout=10) as client:
         reply = client.call("sentiment.feedback", {"text": "Shares plunged", "label": "negative"})
-    assert reply == {"recorded": True}  # and no server path
+    assert set(reply) == {"recorded", "id", "new_label"} and reply["recorded"] is True  # and no server path
     log = Path(trained["HEIRLOOM_HOME"]) / "feedback" / "finance" / "sentiment.jsonl"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines[-1]["text"] == "Shares plunged" and lines[-1]["label"] == "negative"
+    assert lines[-1]["id"] == reply["id"] and reply["new_label"] is False
+
+
+def test_feedback_with_a_label_the_model_lacks_is_refused_naming_the_labels(daemon):
+    with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
+        client.call("sentiment.feedback", {"text": "Shares plunged", "label": "negativ"})
+    assert caught.value.field == "body.label"
+    assert caught.value.message == (
+        "label 'negativ' is not one the model predicts; did you mean 'negative'? (labels: negative, neutral, positive)"
+    )
+
+
+def test_a_monitor_watching_a_label_the_model_lacks_fails_check_and_serve(trained, tmp_path):
+    text = 'extends = ["finance-sentiment"]\nproject = "finance"\n[apis.monitor]\nlabel = "negatve"\n'
+    profile = write(tmp_path / "typo.toml", text)
+    checked = run_heirloom("profile", "check", str(profile), env=trained)
+    assert checked.returncode == 2
+    assert checked.stderr.strip() == (
+        f"{profile}: apis.monitor.label: 'negatve' is not a label of model 'sentiment' "
+        "(labels: negative, neutral, positive)"
+    )
+    assert run_heirloom("profile", "check", "finance-sentiment", env=trained).returncode == 0
+    daemon = Daemon(tmp_path, profile=text, env=trained)
+    assert daemon.process.wait(120) != 0
+    assert "apis.monitor.label: 'negatve' is not a label of model 'sentiment'" in daemon.log()
 
 
 def test_profile_pointing_at_a_missing_data_file_fails_check(tmp_path, data_dir):
@@ -128,18 +166,26 @@ def test_an_untrained_model_is_not_ready_and_answers_unavailable(tmp_path, data_
     daemon = Daemon(tmp_path, profile=(REPO / "profiles" / "finance-sentiment.toml").read_text(), env=env)
     try:
         with daemon.client(timeout=10) as client:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    ready = client.call("_ready", timeout=1)
-                except Exception:  # noqa: BLE001 - the process is still starting
-                    ready = {"components": {}}
-                if "models.sentiment" in ready["components"]:  # the system has started
-                    break
-                time.sleep(0.2)
+            ready = wait_started(client)
             assert ready["ready"] is False and ready["components"]["models.sentiment"] is False
             with pytest.raises(Unavailable, match="no trained version yet"):
                 client.call("sentiment.predict", {"text": "Sales rose"})  # not idempotent: no retry
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_serving_an_alias_nobody_holds_says_to_promote(trained, tmp_path):
+    profile = 'extends = ["finance-sentiment"]\nproject = "finance"\n[models.sentiment]\nserve = "production"\n'
+    daemon = Daemon(tmp_path, profile=profile, env=trained)
+    try:
+        with daemon.client(timeout=10) as client:
+            wait_started(client)
+            with pytest.raises(Unavailable) as caught:
+                client.call("sentiment.predict", {"text": "Sales rose"})
+        assert caught.value.message == (
+            "model 'sentiment' serves nothing: no version of finance/sentiment has alias 'production' "
+            "(latest: finance/sentiment@1); promote one: heirloom models promote finance/sentiment@1 production"
+        )
     finally:
         assert daemon.terminate() == 0
 
@@ -199,7 +245,7 @@ def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
     record = {"text": "Shares fell " + "x" * 9_980, "label": "negative"}
     with daemon.client(timeout=10) as client:
         for _ in range(104):  # about 1 MB - 10 KB
-            assert client.call("sentiment.feedback", record) == {"recorded": True}
+            assert client.call("sentiment.feedback", record)["recorded"] is True
         with pytest.raises(ResourceExhausted, match="feedback log is full"):
             for _ in range(3):
                 client.call("sentiment.feedback", record)
@@ -208,7 +254,7 @@ def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
         state = client.call("monitor.state")
     lines = log.read_text().splitlines()
     assert log.stat().st_size <= 1 << 20 and len(lines) >= 104
-    assert all({**json.loads(line), "time": None} == {**record, "time": None} for line in lines)
+    assert all({**json.loads(line), "time": None, "id": None} == {**record, "time": None, "id": None} for line in lines)
     assert state["window"]["items"] + state["baseline"]["items"] == 5
     assert daemon.terminate() == 0
 

@@ -42,8 +42,10 @@ def test_banking_intents_inherit_the_core_and_grow_the_label_space(env):
 
 
 def _train_finance(env: dict, times: int) -> None:
-    for _ in range(times):
-        result = run_heirloom("train", "finance-sentiment", *quick("sentiment"), env=env, timeout=300)
+    """Store ``times`` distinct versions (identical training would reuse the first one)."""
+    for seed in range(times):
+        settings = [*quick("sentiment"), "--set", f"models.sentiment.seed={seed}"]
+        result = run_heirloom("train", "finance-sentiment", *settings, env=env, timeout=300)
         assert result.returncode == 0, result.stderr
 
 

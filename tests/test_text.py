@@ -53,15 +53,31 @@ def test_phrasebank_counts_per_label_match_the_dataset_card(phrasebank_dir):
         assert Counter(r["label"] for r in source.records()) == counts
 
 
-def test_phrasebank_split_is_stratified_80_20_and_partitions_the_data(phrasebank_dir):
+def test_phrasebank_splits_are_stratified_and_partition_the_data(phrasebank_dir):
     source = PhraseBankSource(path=str(phrasebank_dir), agreement="50")
     stats = source.stats()
-    assert stats["records"] == {"train": 3876, "test": 970}
+    assert stats["records"] == {"train": 3489, "validation": 387, "test": 970}  # test 20%, validation 10% of the rest
     assert stats["labels"]["test"] == {"negative": 121, "neutral": 576, "positive": 273}
-    train_ids = {r["id"] for r in source.records("train")}
-    test_ids = {r["id"] for r in source.records("test")}
-    assert not train_ids & test_ids
-    assert len(train_ids | test_ids) == 4846
+    assert stats["labels"]["validation"] == {"negative": 48, "neutral": 230, "positive": 109}
+    ids = {split: {r["id"] for r in source.records(split)} for split in ("train", "validation", "test")}
+    assert (
+        not ids["train"] & ids["test"] and not ids["train"] & ids["validation"] and not ids["validation"] & ids["test"]
+    )
+    assert len(ids["train"] | ids["validation"] | ids["test"]) == 4846
+    unsplit = PhraseBankSource(path=str(phrasebank_dir), agreement="50", validation_fraction=0)
+    assert unsplit.splits() == ["train", "test"]
+    assert {r["id"] for r in unsplit.records("test")} == ids["test"]  # validation never comes out of test
+
+
+def test_validation_comes_out_of_training_data_and_is_never_thinned(data_dir):
+    folder = data_dir / "banking77"
+    settings = {"train": str(folder / "train.csv"), "test": str(folder / "test.csv"), "label_column": "category"}
+    whole, few = CsvSource(**settings), CsvSource(**settings, train_per_label=10)
+    assert whole.stats()["records"] == {"train": 9000, "validation": 1003, "test": 3080}
+    assert few.stats()["records"] == {"train": 770, "validation": 1003, "test": 3080}
+    assert [r["id"] for r in few.records("validation")] == [r["id"] for r in whole.records("validation")]
+    assert {r["id"] for r in few.records("train")} <= {r["id"] for r in whole.records("train")}
+    assert CsvSource(**settings, seed=1).fingerprint() != whole.fingerprint()  # the seed moves validation
 
 
 def test_split_is_deterministic_and_follows_the_seed(phrasebank_dir):
@@ -92,7 +108,7 @@ def test_banking77_csv_with_official_test_file(data_dir):
     folder = data_dir / "banking77"
     source = CsvSource(train=str(folder / "train.csv"), test=str(folder / "test.csv"), label_column="category")
     stats = source.stats()
-    assert stats["records"] == {"train": 10003, "test": 3080}
+    assert stats["records"] == {"train": 9000, "validation": 1003, "test": 3080}
     assert set(stats["labels"]["test"].values()) == {40}
     assert sorted(stats["labels"]["train"]) == sorted(json.loads((folder / "categories.json").read_text()))
 
@@ -108,6 +124,7 @@ def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
     path = write(tmp_path / "items.jsonl", "\n".join(lines) + "\n\n")
     source = JsonlSource(train=str(path), text_field="body", label_field="tag", test_fraction=0.2)
     assert source.stats()["labels"]["test"] == {"even": 5, "odd": 5}
+    assert source.stats()["labels"]["validation"] == {"even": 2, "odd": 2}
     assert next(source.records()) == {"id": "items.jsonl:1", "text": "text 0", "label": "odd"}
     write(tmp_path / "bad.jsonl", '{"body": "x"}\n')
     with pytest.raises(heirloom.HeirloomError, match=r"bad.jsonl:1: expected an object with 'body' and 'tag'"):
@@ -115,7 +132,7 @@ def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
 
 
 def test_unknown_split_is_refused(allagree):
-    with pytest.raises(heirloom.HeirloomError, match="unknown split 'dev'"):
+    with pytest.raises(heirloom.HeirloomError, match="unknown split 'dev'; expected one of train, validation, test"):
         allagree.records("dev")
 
 
@@ -198,7 +215,10 @@ def test_warm_start_keeps_shared_labels_adds_new_and_drops_missing(allagree, fit
     child_weight = state.tensors["weight"][list(ours)]
     parent_weight = parent.tensors["weight"][list(theirs)]
     assert child_weight[:, 1:].sub(parent_weight[:, 1:]).abs().max() < 1e-3  # neutral, positive kept
-    assert state.tensors["weight"][:, 0].abs().max() < 1e-3  # the new label starts from zero
+    # the new label starts as a blend of the kept labels, weighted by how the parent read its texts
+    new, kept = state.tensors["weight"][:, 0], state.tensors["weight"][:, 1:]
+    assert new.abs().max() > 0.1
+    assert (new >= kept.min(1).values - 1e-3).all() and (new <= kept.max(1).values + 1e-3).all()
 
 
 def test_warm_start_from_a_parent_learns_faster(allagree, fitted):

@@ -8,7 +8,18 @@ from typing import Any
 import click
 from rich.table import Table
 
-from heirloom.cli.common import console, err_console, get_kernel, print_json, resolve_or_exit, set_option
+from heirloom.cli.common import (
+    console,
+    err_console,
+    fail,
+    get_kernel,
+    print_json,
+    report_profile_error,
+    resolve_or_exit,
+    set_option,
+)
+from heirloom.core.errors import HeirloomError, ProfileError
+from heirloom.store.checks import served_model_problems
 
 
 @click.command("plugins")
@@ -114,9 +125,17 @@ def _lookup(data: dict, key: str) -> Any:
 def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     """Validate PROFILE: exit 0 when valid, else exit 2 with one error per line.
 
-    Each error reads FILE: key.path: message.
+    Each error reads FILE: key.path: message. When the artifact store holds the versions
+    the profile would serve, settings are also checked against them (a label-monitor's
+    label must be one its model predicts).
     """
     resolved = resolve_or_exit(profile, overrides)
+    try:
+        problems = served_model_problems(get_kernel(), resolved)
+    except HeirloomError as exc:
+        fail(f"error: {exc}")
+    if problems:
+        report_profile_error(ProfileError(problems))
     names = ", ".join(spec.key for spec in resolved.components)
     click.echo(f"{resolved.raw.file}: ok ({names})")
 

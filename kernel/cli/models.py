@@ -15,7 +15,16 @@ import click
 from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_INVALID, console, err_console, fail, get_kernel, print_json
-from heirloom.store.artifacts import Artifact, ArtifactStore, PromotionRefused, RefError, metric_value
+from heirloom.store.artifacts import (
+    SPLITS,
+    VALIDATION,
+    Artifact,
+    ArtifactStore,
+    PromotionRefused,
+    Ref,
+    RefError,
+    metric_value,
+)
 
 EXIT_REFUSED = 3
 
@@ -108,17 +117,50 @@ def models_show(ref: str, as_json: bool, store: ArtifactStore) -> None:
 
 @models_group.command("lineage")
 @click.argument("ref")
+@click.option(
+    "--descendants",
+    is_flag=True,
+    help="List the versions that inherited REF instead (children, grandchildren... in any project); "
+    "REF without @ then means every version of the model.",
+)
 @json_option
 @store_option
-def models_lineage(ref: str, as_json: bool, store: ArtifactStore) -> None:
-    """REF, its parent, its grandparent... across projects, with digests and metrics."""
-    chain = store.lineage(ref)
+def models_lineage(ref: str, descendants: bool, as_json: bool, store: ArtifactStore) -> None:
+    """REF, its parent, its grandparent... across projects, with digests and metrics.
+
+    With --descendants: who inherited REF, the question to ask before changing a shared
+    model. Each row's parent column shows the version it warm-started from.
+    """
+    chain = inheritors(store, ref) if descendants else store.lineage(ref)
     if as_json:
         print_json([artifact.to_json() for artifact in chain])
         return
+    if descendants and not chain:
+        click.echo(f"nothing in {store.root} inherits {ref}")
+        return
     console.print(_table(chain))
-    if chain[-1].parent is not None:
+    if descendants:
+        projects = sorted({artifact.project for artifact in chain})
+        click.echo(f"inherited by {len(chain)} version(s) in project(s): {', '.join(projects)}")
+    elif chain[-1].parent is not None:
         click.echo(f"{chain[-1].parent}, parent of {chain[-1].ref}, is not in {store.root}")
+
+
+def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
+    """Every version that descends from ``ref`` (from any version of the model when ``ref``
+    has no selector), breadth first: children, then grandchildren."""
+    target = store.resolve(ref)  # a ref naming nothing fails here, listing what exists
+    everything = store.list()
+    if Ref.parse(ref).selector is None:
+        frontier = {a.ref for a in everything if (a.project, a.model) == (target.project, target.model)}
+    else:
+        frontier = {target.ref}
+    found: list[Artifact] = []
+    while frontier:
+        children = [a for a in everything if a.parent in frontier]
+        found.extend(children)
+        frontier = {child.ref for child in children}
+    return found
 
 
 @models_group.command("promote")
@@ -129,14 +171,28 @@ def models_lineage(ref: str, as_json: bool, store: ArtifactStore) -> None:
     "metric",
     default=None,
     metavar="METRIC",
-    help="Only if REF scores higher on METRIC than the alias holder, on the same data (else exit 3).",
+    help="Only if REF scores higher on METRIC than the alias holder, on the same records (else exit 3).",
+)
+@click.option(
+    "--on",
+    "split",
+    type=click.Choice(SPLITS),
+    default=VALIDATION,
+    show_default=True,
+    help="The split --if-better compares: validation (the gate) or test (choosing on test makes its scores "
+    "optimistic).",
 )
 @store_option
-def models_promote(ref: str, alias: str, metric: str | None, store: ArtifactStore) -> None:
-    """Point ALIAS of REF's model at REF (e.g. production)."""
+def models_promote(ref: str, alias: str, metric: str | None, split: str, store: ArtifactStore) -> None:
+    """Point ALIAS of REF's model at REF (e.g. production).
+
+    With --if-better METRIC (accuracy, or a dotted path such as per_class.negative.f1) the
+    alias moves only when REF beats the current holder on the validation split, both
+    scored on the same validation records; test metrics are stored for reporting only.
+    """
     target = store.resolve(ref)
     held = store.alias_version(target.project, target.model, alias)
-    store.promote(target.ref, alias, if_better=metric)
+    store.promote(target.ref, alias, if_better=metric, on=split)
     name = f"{target.project}/{target.model}@{alias}"
     if held is None:
         click.echo(f"{name} -> {target.ref} (new alias)")
@@ -144,7 +200,10 @@ def models_promote(ref: str, alias: str, metric: str | None, store: ArtifactStor
         click.echo(f"{name} already points at {target.ref}")
     else:
         holder = store.resolve(f"{target.project}/{target.model}@{held}")
-        gain = f" ({metric} {metric_value(holder, metric):g} -> {metric_value(target, metric):g})" if metric else ""
+        gain = ""
+        if metric:
+            before, after = metric_value(holder, metric, split), metric_value(target, metric, split)
+            gain = f" ({split} {metric} {before:g} -> {after:g})"
         click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
 
 

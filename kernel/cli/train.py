@@ -12,12 +12,17 @@ from heirloom.cli.common import console, err_console, fail, get_kernel, print_js
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import write_atomic
-from heirloom.store.training import evaluate, model_specs, train
+from heirloom.store.artifacts import SPLITS, TEST, VALIDATION
+from heirloom.store.training import Trained, evaluate, model_specs, train
 
 
 class RichProgress:
     """The model contract's progress reporting, drawn as rich progress bars (one per step;
-    a step of unknown length counts up, and is shown complete when the next one starts)."""
+    a step of unknown length counts up).
+
+    A step ends where it stood when the next one starts: a fit that stops early (early
+    stopping, convergence) shows ``3/3``, not the ``40/40`` it was allowed.
+    """
 
     def __init__(self, progress: Progress):
         self.progress = progress
@@ -27,19 +32,42 @@ class RichProgress:
         self.finish()
         self.task = self.progress.add_task(description, total=total)
 
-    def finish(self) -> None:
-        """Show the current step as complete."""
-        if self.task is not None:
-            current = next(task for task in self.progress.tasks if task.id == self.task)
-            done = current.total if current.total is not None else current.completed
-            self.progress.update(self.task, total=done, completed=done)
-
     def advance(self, amount: float = 1) -> None:
         if self.task is not None:
             self.progress.advance(self.task, amount)
 
     def log(self, message: str) -> None:
         self.progress.console.print(message, markup=False, highlight=False)
+
+    def finish(self) -> None:
+        """Close the current bar where it stands."""
+        if self.task is not None:
+            done = next(task.completed for task in self.progress.tasks if task.id == self.task)
+            self.progress.update(self.task, total=done, completed=done)
+            self.task = None
+
+
+def _scalars(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if isinstance(value, float))
+
+
+def report_trained(trained: Trained) -> None:
+    """The test report, one line of validation scores, and what was stored."""
+    console.print(trained.report.text, markup=False, highlight=False)
+    for evaluation in trained.evaluations:
+        role = "reported" if evaluation.split == TEST else "compared by promote --if-better"
+        scores = _scalars(evaluation.report.metrics)
+        line = f"{evaluation.split} ({role}; records {evaluation.fingerprint[:12]}): {scores}"
+        console.print(line, markup=False, highlight=False)
+    artifact = trained.artifact
+    if trained.reused:
+        console.print(
+            f"unchanged: identical to [bold]{artifact.ref}[/] {artifact.digest[:12]} (same weights, parent and data); "
+            "no new version stored"
+        )
+        return
+    parent = f" (parent {artifact.parent})" if artifact.parent else ""
+    console.print(f"stored [bold]{artifact.ref}[/] {artifact.digest[:12]}{parent}")
 
 
 def progress_bars(transient: bool = False) -> Progress:
@@ -56,8 +84,11 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
     """Fit MODELS of PROFILE (default: all) and store each as a new version.
 
     Each model fits on the train split of its data source (warm-starting from its
-    `inherit` ref when set), is evaluated on the test split, and is stored in the
-    artifact store as PROJECT/MODEL@N with its lineage and metrics.
+    `inherit` ref when set), is scored on the validation split (when the source has one:
+    what `heirloom models promote --if-better` compares) and on the test split (what is
+    reported), and is stored as PROJECT/MODEL@N with its lineage, both scores and the
+    fingerprints of the records each was computed on. Training again with identical
+    settings and data stores nothing new and names the identical version.
     """
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
@@ -69,9 +100,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
                 progress = RichProgress(bars)
                 trained = train(kernel, resolved, spec, store, progress)
                 progress.finish()
-            console.print(trained.report.text, markup=False, highlight=False)
-            parent = f" (parent {trained.artifact.parent})" if trained.artifact.parent else ""
-            console.print(f"stored [bold]{trained.artifact.ref}[/] {trained.artifact.digest[:12]}{parent}")
+            report_trained(trained)
     except HeirloomError as exc:
         fail(f"error: {exc}")
 
@@ -81,6 +110,13 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
 @click.argument("models", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    default=TEST,
+    show_default=True,
+    help=f"The split to score: {TEST} (reporting) or {VALIDATION} (what promotion compares).",
+)
+@click.option(
     "--html",
     "html_path",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
@@ -89,9 +125,14 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
 )
 @set_option
 def eval_command(
-    profile: str, models: tuple[str, ...], as_json: bool, html_path: Path | None, overrides: tuple[str, ...]
+    profile: str,
+    models: tuple[str, ...],
+    as_json: bool,
+    split: str,
+    html_path: Path | None,
+    overrides: tuple[str, ...],
 ) -> None:
-    """Evaluate the served version of MODELS of PROFILE (default: all) on their test split.
+    """Evaluate the served version of MODELS of PROFILE (default: all) on a split (test).
 
     JSON: {"models": {NAME: {"version", "accuracy", "macro_f1", "per_class": {LABEL:
     {"precision", "recall", "f1", "support"}}, ...}}}.
@@ -107,14 +148,14 @@ def eval_command(
             check_available()
         for spec in model_specs(resolved, models):
             with progress_bars(transient=True) as bars:
-                version, report = evaluate(kernel, resolved, spec, RichProgress(bars))
+                version, report = evaluate(kernel, resolved, spec, split, RichProgress(bars))
             results[spec.name] = {"version": version, **report.metrics}
             reports.append((version, report))
             if not as_json:
-                console.print(f"[bold]{version}[/]")
+                console.print(f"[bold]{version}[/] on the {split} split")
                 console.print(report.text, markup=False, highlight=False)
         if html_path is not None:
-            write_html_report(html_path, resolved.name, reports)
+            write_html_report(html_path, resolved.name, split, reports)
             err_console.print(f"wrote {html_path}", markup=False, highlight=False)
     except HeirloomError as exc:
         fail(f"error: {exc}")
@@ -122,14 +163,14 @@ def eval_command(
         print_json({"models": results})
 
 
-def write_html_report(path: Path, profile: str, reports: list[tuple[str | None, Report]]) -> None:
+def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[str | None, Report]]) -> None:
     """One self-contained page with a section per evaluated model version."""
     from heirloom.reports import report_fragment, report_page
 
     sections = [
         {
             "title": version,
-            "subtitle": f"evaluated on the test split of profile {profile}",
+            "subtitle": f"evaluated on the {split} split of profile {profile}",
             "html": report_fragment(report.metrics, report.text),
         }
         for version, report in reports

@@ -10,7 +10,8 @@ set in ``start`` (the bases have no ``__slots__``, so slotted attrs subclasses c
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
@@ -128,13 +129,21 @@ class Component(abc.ABC):
 
 
 class Source(Component):
-    """Yields records for a split; reports a content fingerprint for lineage."""
+    """Yields records for a split; reports a content fingerprint for lineage.
+
+    The three roles of data (docs/ITERATION.md): ``train`` is what a model fits on;
+    ``validation`` (optional) is what ``heirloom train`` scores every version on so that
+    ``heirloom models promote --if-better`` can choose between versions; ``test`` is only
+    for reporting. A source that offers ``validation`` lists it in :meth:`splits` and
+    derives it deterministically from the training data (never from ``test``), so two
+    versions trained on the same data are scored on the same validation records.
+    """
 
     kind = "source"
 
     @abc.abstractmethod
     def records(self, split: str | None = None) -> Iterator[Any]:
-        """Stream records (dicts or attrs objects) of ``split`` (``train``/``test``) or all.
+        """Stream records (dicts or attrs objects) of ``split`` (one of :meth:`splits`) or all.
 
         Must stream: never hold a whole corpus in memory twice.
         """
@@ -144,7 +153,8 @@ class Source(Component):
         """A content hash of the underlying data (changes when the data changes)."""
 
     def splits(self) -> list[str]:
-        """The split names this source can produce."""
+        """The split names this source can produce: ``train``, ``test`` and, when the
+        source carves one out of its training data, ``validation``."""
         return ["train", "test"]
 
     def stats(self) -> dict[str, Any]:
@@ -175,7 +185,13 @@ class Model(Component):
 
     @abc.abstractmethod
     def fit(self, data: Iterable[Any], parent: State | None = None, progress: Progress | None = None) -> None:
-        """Train on ``data``; ``parent`` is an inherited state to warm-start from."""
+        """Train on ``data``; ``parent`` is an inherited state to warm-start from.
+
+        A model may also accept a keyword argument ``validation`` (an iterable of records):
+        ``heirloom train`` then passes the source's validation split, which the model may
+        use to choose hyper-parameters or stop early, but must never train on, because the
+        same records score the fitted version for promotion.
+        """
 
     @abc.abstractmethod
     def predict(self, batch: list[Any]) -> list[Any]:
@@ -201,11 +217,13 @@ class ModelHandle:
     the model it got; apis read ``(model, version)`` once per request or batch.
     """
 
-    __slots__ = ("_current", "name")
+    __slots__ = ("_current", "name", "unavailable")
 
     def __init__(self, name: str, model: Model, version: str | None = None):
         self.name = name
         self._current = (model, version)
+        #: Why no stored version is served (None once one is), for the api's UNAVAILABLE reply.
+        self.unavailable: str | None = None
 
     @property
     def current(self) -> tuple[Model, str | None]:
@@ -224,6 +242,7 @@ class ModelHandle:
         """Serve ``model`` from now on; returns the model it replaces."""
         old = self._current[0]
         self._current = (model, version)
+        self.unavailable = None
         return old
 
 
@@ -268,6 +287,24 @@ class Api(Component):
     @abc.abstractmethod
     def routes(self) -> list[Route]:
         """The routes of this api (called after ``start``)."""
+
+    def feedback_log(self, project: str, name: str) -> Path | None:
+        """The :class:`heirloom.FeedbackLog` this api records corrections in, or None.
+
+        ``heirloom feedback`` lists, exports and amends that log, so it is called on an api
+        that was constructed but not started, with the profile's project and the api's
+        component name. Default: the api records no feedback.
+        """
+        return None
+
+    def check(self, models: Mapping[str, Model]) -> list[tuple[str, str]]:
+        """``(field, problem)`` for every setting that cannot work with these trained models.
+
+        ``models`` maps the names of the models this api references to instances holding
+        their stored (served) version; a model without one is absent. ``heirloom profile
+        check`` reports each problem with its file and key path. Default: none.
+        """
+        return []
 
 
 class Resources(Component):

@@ -73,9 +73,7 @@ class ModelServing:
 
     def ref_of(self, spec: ComponentSpec) -> str:
         """``project/model[@serve]``: what this model serves."""
-        serve = getattr(spec.keys, "serve", None)
-        base = f"{self.project}/{spec.name}"
-        return f"{base}@{serve}" if serve else base
+        return served_ref(self.project, spec)
 
     def attach(self, spec: ComponentSpec, model: Model) -> ModelHandle:
         """Give a freshly started model its stored weights (if any) and a handle."""
@@ -85,7 +83,8 @@ class ModelServing:
             artifact = self.store.resolve(self.ref_of(spec))
         except HeirloomError as exc:
             self.errors[spec.name] = str(exc)
-            log.warning("%s serves nothing yet: %s (run heirloom train)", spec.name, exc)
+            handle.unavailable = self._nothing_served(spec)
+            log.warning("%s serves nothing yet: %s", spec.name, handle.unavailable)
             return handle
         model.load(self.store.load(artifact))
         handle.swap(model, artifact.ref)
@@ -126,6 +125,21 @@ class ModelServing:
             changed[name] = artifact.ref
             log.info("now serving %s (was %s)", artifact.ref, previous)
         return changed
+
+    def _nothing_served(self, spec: ComponentSpec) -> str:
+        """Why ``spec`` serves nothing, and what to run: train, or promote a version."""
+        base = f"{self.project}/{spec.name}"
+        serve = getattr(spec.keys, "serve", None)
+        try:
+            latest = self.store.resolve(base)
+        except HeirloomError:
+            return f"{base} has no trained version yet (run heirloom train)"
+        if serve is not None and not serve.isdigit():
+            return (
+                f"no version of {base} has alias {serve!r} (latest: {latest.ref}); promote one: "
+                f"heirloom models promote {latest.ref} {serve}"
+            )
+        return f"{base} has no version {serve} (latest: {latest.ref})"
 
     def status(self) -> dict[str, dict[str, Any]]:
         """``{model: {"version", "digest", "error"}}``: what each model serves and why not."""
@@ -184,3 +198,10 @@ class ModelServing:
             model.stop()
         except Exception as exc:  # noqa: BLE001 - teardown of one old version must not stop serving
             log.error("stopping a replaced model failed: %s", exc)
+
+
+def served_ref(project: str, spec: ComponentSpec) -> str:
+    """``project/model[@serve]``: the stored version a model table serves (default: the latest)."""
+    serve = getattr(spec.keys, "serve", None)
+    base = f"{project}/{spec.name}"
+    return f"{base}@{serve}" if serve else base

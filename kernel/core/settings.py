@@ -113,10 +113,15 @@ class ModelKeys(ComponentKeys):
 
     #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``,
     #: ``pretrained:NAME``, or ``served``: this model's own served version when there is one
-    #: (continuous training; the first train fits from scratch).
+    #: (continuous training; the first train fits from scratch). ``""`` (TOML has no null) or
+    #: ``--set models.NAME.inherit=null`` switches off an ``inherit`` that an extended profile
+    #: set: the model trains from scratch.
     inherit: str | None = attrs.field(
         default=None,
-        validator=_optional_match(REF_PATTERN, "project/model, project/model@N or @alias, pretrained:NAME or served"),
+        converter=lambda value: value or None,
+        validator=_optional_match(
+            REF_PATTERN, 'project/model, project/model@N or @alias, pretrained:NAME, served, or "" for none'
+        ),
     )
     #: Which stored version ``serve``/``eval`` use: a version number or an alias (default: the latest).
     serve: str | None = attrs.field(default=None, validator=_optional_match(SELECTOR_PATTERN, "a version or alias"))

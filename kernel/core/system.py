@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from heirloom.core.components import TABLES, Api, Component, Context, ModelHandle, Resources
+from heirloom.core.components import TABLES, Api, Component, Context, ModelHandle, Resources, references
 from heirloom.core.errors import HeirloomError, LifecycleError
 from heirloom.core.quota import StorageQuota
 from heirloom.core.schema import ComponentSpec, ResolvedProfile
@@ -149,10 +149,32 @@ class System:
                 raise LifecycleError(f"{what} failed to start: {exc}", [exc, *errors]) from exc
             self._started.append((spec, component))
             log.info("started %s in %.2fs", what, time.perf_counter() - began)
+        problems = self._served_model_problems()
+        if problems:
+            errors = self._stop_started()
+            self.state = "failed"
+            raise LifecycleError("cannot serve: " + "; ".join(problems), errors)
         self.state = "running"
         for error in self.plugins.notify("heirloom_system_started", system=self):
             log.warning("%s", error)
         return self
+
+    def _served_model_problems(self) -> list[str]:
+        """What each api's ``check`` finds wrong with the stored versions it would serve
+        (e.g. a monitored label the model lacks); nothing when serving no stored models."""
+        if self.serving is None:
+            return []
+        problems = []
+        for (kind, name), api in self._components.items():
+            if kind != "api":
+                continue
+            models = {}
+            for _, ref_kind, target in references(api):
+                handle = self.serving.handles.get(target) if ref_kind == "model" else None
+                if handle is not None and handle.version is not None:
+                    models[target] = handle.model
+            problems += [f"{TABLES[kind]}.{name}.{field}: {message}" for field, message in api.check(models)]
+        return problems
 
     def start_component(self, spec: ComponentSpec) -> Component:
         """A new instance of ``spec``, prepared by the resource manager and started."""

@@ -40,6 +40,10 @@ ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 LATEST = "latest"
 #: The framework recorded for a state without tensors.
 NO_TENSORS = "none"
+#: The splits a version is scored on: validation gates promotion, test is for reporting.
+VALIDATION = "validation"
+TEST = "test"
+SPLITS = (VALIDATION, TEST)
 
 
 class RefError(HeirloomError):
@@ -319,14 +323,14 @@ class ArtifactStore:
                 chain.append(Artifact(**row))
         return chain
 
-    def promote(self, ref: str | Ref, alias: str, *, if_better: str | None = None) -> Artifact:
+    def promote(self, ref: str | Ref, alias: str, *, if_better: str | None = None, on: str = VALIDATION) -> Artifact:
         """Point ``alias`` at ``ref`` (moving it if another version holds it).
 
         With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC
-        than the current holder, on the same data (equal data fingerprints); otherwise
-        PromotionRefused says why. Check and move happen in one transaction, after the
-        candidate's blobs were read and checked against its digest: an alias never moves onto
-        weights that would not load.
+        than the current holder on split ``on`` (default validation; test is for reporting),
+        both scored on the same records of that split; otherwise PromotionRefused says why.
+        Check and move happen in one transaction, after the candidate's blobs were read and
+        checked against its digest: an alias never moves onto weights that would not load.
         """
         check_alias(alias)
         try:
@@ -340,7 +344,7 @@ class ArtifactStore:
             held = tx.alias_version(candidate.project, candidate.model, alias)
             if if_better and held != candidate.version:
                 holder = tx.row(candidate.project, candidate.model, held)
-                check_better(candidate, Artifact(**holder) if holder else None, if_better)
+                check_better(candidate, Artifact(**holder) if holder else None, if_better, on)
             tx.set_alias(candidate.project, candidate.model, alias, candidate.version)
             return Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
 
@@ -412,39 +416,79 @@ def _spans(numbers: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def metric_value(artifact: Artifact, metric: str) -> float:
-    """``artifact.metrics[metric]`` (dotted paths reach into nested dicts) as a number."""
-    value: Any = artifact.metrics
-    for part in [metric] if metric in artifact.metrics else metric.split("."):
+def evaluation_key(source: str, split: str) -> str:
+    """The ``data_fingerprints`` key of the records a version was scored on: ``SOURCE:SPLIT``."""
+    return f"{source}:{split}"
+
+
+def scores(artifact: Artifact, split: str) -> dict[str, Any] | None:
+    """The metrics ``artifact`` got on ``split``: ``metrics`` for test, ``metrics["validation"]``
+    for validation (None when it was trained without a validation split)."""
+    if split == TEST:
+        return artifact.metrics
+    found = artifact.metrics.get(VALIDATION)
+    return found if isinstance(found, dict) else None
+
+
+def evaluated_on(artifact: Artifact, split: str) -> dict[str, str]:
+    """Fingerprints of the records ``artifact`` was scored on for ``split``.
+
+    Versions stored before split fingerprints existed recorded only whole sources; for
+    them the test comparison falls back to those.
+    """
+    suffix = f":{split}"
+    found = {key: value for key, value in artifact.data_fingerprints.items() if key.endswith(suffix)}
+    if not found and split == TEST:
+        return {key: value for key, value in artifact.data_fingerprints.items() if ":" not in key}
+    return found
+
+
+def metric_value(artifact: Artifact, metric: str, split: str = TEST) -> float:
+    """``metric`` (dotted paths reach into nested dicts) of ``artifact`` on ``split``, a number."""
+    metrics = scores(artifact, split)
+    if metrics is None:
+        raise PromotionRefused(
+            f"metrics are not comparable: {artifact.ref} has no validation metrics (its source had no "
+            f"validation split when it was trained); retrain it from a source with a validation split, "
+            f"or compare test metrics with --on test (choosing by test scores makes them optimistic)"
+        )
+    value: Any = metrics
+    for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        names = sorted(artifact.metrics)
+        names = sorted(name for name in metrics if name != VALIDATION)
         raise PromotionRefused(
-            f"metrics are not comparable: {artifact.ref} has no numeric metric {metric!r}"
+            f"metrics are not comparable: {artifact.ref} has no numeric {split} metric {metric!r}"
             f"{did_you_mean(metric, names)} (metrics: {', '.join(names) or 'none'})"
         )
     return float(value)
 
 
-def check_better(candidate: Artifact, holder: Artifact | None, metric: str) -> None:
-    """Raise PromotionRefused unless ``candidate`` beats ``holder`` on ``metric`` (higher wins).
+def check_better(candidate: Artifact, holder: Artifact | None, metric: str, split: str = VALIDATION) -> None:
+    """Raise PromotionRefused unless ``candidate`` beats ``holder`` on ``metric`` (higher wins)
+    on ``split``, scored on the same records (equal fingerprints of that split only: what
+    else went into training, such as feedback, does not matter).
 
     With no holder, only checks that ``candidate`` has the metric (a typo fails early).
     """
-    new = metric_value(candidate, metric)
+    if split not in SPLITS:
+        raise PromotionRefused(f"cannot compare on split {split!r}; choose one of {', '.join(SPLITS)}")
+    new = metric_value(candidate, metric, split)
     if holder is None:
         return
-    ours, theirs = candidate.data_fingerprints, holder.data_fingerprints
+    old = metric_value(holder, metric, split)
+    ours, theirs = evaluated_on(candidate, split), evaluated_on(holder, split)
     if not ours and not theirs:
         raise PromotionRefused(
-            f"metrics are not comparable: neither {candidate.ref} nor {holder.ref} records the data it was evaluated on"
+            f"metrics are not comparable: neither {candidate.ref} nor {holder.ref} records the {split} data "
+            "it was scored on"
         )
     differing = [name for name in sorted(ours.keys() | theirs.keys()) if ours.get(name) != theirs.get(name)]
     if differing:
         details = "; ".join(f"{name}: {ours.get(name, 'absent')} vs {theirs.get(name, 'absent')}" for name in differing)
         raise PromotionRefused(
-            f"metrics are not comparable: {candidate.ref} and {holder.ref} were evaluated on different data ({details})"
+            f"metrics are not comparable: {candidate.ref} and {holder.ref} were scored on different {split} data "
+            f"({details})"
         )
-    old = metric_value(holder, metric)
     if not new > old:
-        raise PromotionRefused(f"{candidate.ref} does not beat {holder.ref} on {metric}: {new:g} vs {old:g}")
+        raise PromotionRefused(f"{candidate.ref} does not beat {holder.ref} on {split} {metric}: {new:g} vs {old:g}")

@@ -1,25 +1,30 @@
 """``heirloom train`` and ``heirloom eval`` as functions: fit, evaluate, store with lineage.
 
 Domain-free: the model and source contracts do the work. A model trains on the source
-its ``data`` field names (or its only source reference): ``fit`` on the ``train`` split,
-``evaluate`` on ``test``. The result is stored as a new version whose lineage records
-the parent it warm-started from, the profile digest and the data fingerprint, so two
-versions' metrics are comparable exactly when their data fingerprints match.
+its ``data`` field names (or its only source reference). Three roles keep model selection
+honest (docs/ITERATION.md): ``fit`` sees the ``train`` split (and, if its signature takes
+``validation``, the validation split, to choose hyper-parameters); the fitted model is
+scored on ``validation`` (what ``promote --if-better`` compares) and on ``test`` (what is
+reported). Each score is stored with the fingerprint of the records it was computed on,
+so two versions' metrics are comparable exactly when those fingerprints match, whatever
+else (feedback, extra training data) went into training.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from collections.abc import Iterable, Iterator
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Resources, Source, references
 from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import RefError, state_digest
+from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key, state_digest
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -28,9 +33,24 @@ if TYPE_CHECKING:
 
 
 @attrs.frozen
-class Trained:
-    artifact: Artifact
+class Evaluation:
+    """A fitted model scored on one split, and the fingerprint of that split's records."""
+
+    split: str
+    fingerprint: str
     report: Report
+
+
+@attrs.frozen
+class Trained:
+    """What ``train`` did: the stored (or reused) version and its scores."""
+
+    artifact: Artifact
+    #: The test split's report, printed for people (its metrics are the artifact's metrics).
+    report: Report
+    evaluations: tuple[Evaluation, ...]
+    #: True when an identical version was already stored, so no new version was added.
+    reused: bool = False
 
 
 def profile_digest(profile: ResolvedProfile) -> str:
@@ -123,10 +143,61 @@ def import_pretrained(store: ArtifactStore, name: str, state: Any, versions: dic
     return store.put("pretrained", name, state, model_type="pretrained", plugin_versions=plugin_versions)
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-able stand-in for values ``json`` cannot encode, stable across runs."""
+    if attrs.has(type(value)):
+        return attrs.asdict(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
+    """Yield ``records`` while feeding their canonical JSON to ``digest``, so scoring a
+    split and fingerprinting it take one pass over its records."""
+    for record in records:
+        digest.update(json.dumps(record, sort_keys=True, default=_plain, ensure_ascii=False).encode() + b"\n")
+        yield record
+
+
+def score(model: Any, source: Source, split: str, progress: Progress) -> Evaluation:
+    """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored."""
+    digest = hashlib.sha256()
+    description = f"scoring the model on the {split} split"
+    records = fingerprinting(reading(source.records(split), progress, description), digest)
+    report = model.evaluate(records)
+    for _ in records:  # a model that stopped reading early still gets the whole split hashed
+        pass
+    return Evaluation(split, digest.hexdigest(), report)
+
+
+def takes_validation(model: Any) -> bool:
+    """Whether ``model.fit`` accepts a ``validation`` keyword (optional in the contract)."""
+    parameters = inspect.signature(model.fit).parameters.values()
+    return any(p.name == VALIDATION or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _identical(store: ArtifactStore, project: str, name: str, digest: str, record: dict[str, Any]) -> Artifact | None:
+    """A stored version of ``project/name`` with the same content, parent and data, if any."""
+    for artifact in store.list(project, name):
+        if (
+            artifact.digest == digest
+            and artifact.parent == record["parent"]
+            and artifact.data_fingerprints == record["data_fingerprints"]
+        ):
+            return artifact
+    return None
+
+
 def train(
     kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
 ) -> Trained:
-    """Fit ``spec`` (warm-started from its ``inherit`` ref), evaluate it, store a version."""
+    """Fit ``spec`` (warm-started from its ``inherit`` ref), score it on validation and
+    test, and store a version, unless an identical one is stored already."""
     served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
     parent = parent_of(kernel, store, spec.keys.inherit, served)
     parent_state = store.load(parent) if parent is not None else None
@@ -141,20 +212,32 @@ def train(
         resources = system.resources
         resources.check_memory(f"training {spec.key}")  # refused before any record is read
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
+        splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
+        extra = {VALIDATION: source.records(VALIDATION)} if VALIDATION in splits and takes_validation(model) else {}
         train_split = reading(source.records("train"), progress, f"reading the train split of {source_name}")
-        model.fit(train_split, parent=parent_state, progress=progress)
-        test_split = reading(source.records("test"), progress, f"evaluating {spec.name} on the test split")
-        report = model.evaluate(test_split)
+        model.fit(train_split, parent=parent_state, progress=progress, **extra)
+        evaluations = [score(model, source, split, progress) for split in splits]
+        by_split = {evaluation.split: evaluation for evaluation in evaluations}
+        metrics = dict(by_split[TEST].report.metrics)
+        if VALIDATION in by_split:
+            metrics[VALIDATION] = by_split[VALIDATION].report.metrics
+        fingerprints = {source_name: source.fingerprint()}
+        fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
+        state = model.state()
+        record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
+        same = _identical(store, profile.project, spec.name, state_digest(state), record)
+        if same is not None:
+            return Trained(same, by_split[TEST].report, tuple(evaluations), reused=True)
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
         artifact = store.put(
             profile.project,
             spec.name,
-            model.state(),
+            state,
             model_type=spec.use,
             parent=parent,
             profile_digest=profile_digest(profile),
-            data_fingerprints={source_name: source.fingerprint()},
-            metrics=report.metrics,
+            data_fingerprints=fingerprints,
+            metrics=metrics,
             plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
             quota_mb=resources.storage_quota_mb("artifacts"),
         )
@@ -164,7 +247,7 @@ def train(
         if plan.versions:
             removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)
             progress.log(f"retention (keep_versions = {keep}): removed {removed}, {plan.bytes} bytes")
-    return Trained(artifact, report)
+    return Trained(artifact, by_split[TEST].report, tuple(evaluations))
 
 
 class MemoryWatch:
@@ -197,16 +280,22 @@ MEMORY_CHECK_S = 0.1
 
 
 def evaluate(
-    kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, progress: Progress | None = None
+    kernel: Kernel,
+    profile: ResolvedProfile,
+    spec: ComponentSpec,
+    split: str = TEST,
+    progress: Progress | None = None,
 ) -> tuple[str | None, Report]:
-    """The served version of ``spec`` evaluated on its source's test split."""
+    """The served version of ``spec`` evaluated on its source's ``split`` (default test)."""
     with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
         model, version = handle.current
         if version is None:
-            raise HeirloomError(
-                f"{profile.project}/{spec.name} has no stored version to evaluate; run: heirloom train {profile.name}"
-            )
-        source: Source = system.component(data_source(spec, model), "source")
-        test_split = reading(source.records("test"), progress or NullProgress(), f"evaluating {version}")
-        return version, model.evaluate(test_split)
+            untrained = f"{profile.project}/{spec.name} has no stored version to evaluate"
+            raise HeirloomError(handle.unavailable or f"{untrained}; run: heirloom train {profile.name}")
+        source_name = data_source(spec, model)
+        source: Source = system.component(source_name, "source")
+        if split not in source.splits():
+            raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
+        records = reading(source.records(split), progress or NullProgress(), f"evaluating {version} on {split}")
+        return version, model.evaluate(records)

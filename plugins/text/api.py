@@ -2,11 +2,16 @@
 
 Predictions come from the model's handle, read once per batch, so a hot swap never
 mixes versions inside one reply and every reply names the version that produced it.
+Feedback labels are checked against the served model's labels, so a typo never becomes
+a new class in the next model; new labels, where allowed, wait for an operator's
+``heirloom feedback accept-label`` before they train.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +61,22 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     return PredictInput
 
 
+def _pattern(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"'{attribute.name}' is not a regular expression: {exc}") from None
+
+
 def serving(handle: Any) -> tuple[Any, str | None]:
-    """``(model, version)``, or UNAVAILABLE when no trained version is loaded yet."""
+    """``(model, version)``, or UNAVAILABLE saying why no trained version is loaded."""
     model, version = handle.current
     if not model.ready():
+        reason = getattr(handle, "unavailable", None) or "no trained version yet (run heirloom train)"
         raise heirloom.RequestError(
-            "UNAVAILABLE", f"model {handle.name!r} has no trained version yet (run heirloom train)", retry_after_ms=5000
+            "UNAVAILABLE", f"model {handle.name!r} serves nothing: {reason}", retry_after_ms=5000
         )
     return model, version
 
@@ -93,16 +108,24 @@ class ClassifyApi(heirloom.Api):
     feedback_path: str | None = None
     #: The feedback log's size limit in MiB; past it, feedback is refused RESOURCE_EXHAUSTED.
     feedback_max_mb: int = attrs.field(default=256, validator=_positive)
+    #: Let ``<name>.feedback`` take labels the served model lacks. They are recorded, but
+    #: train only once accepted: ``heirloom feedback accept-label PROFILE LABEL``.
+    new_labels: bool = False
+    #: With ``new_labels``: a regular expression a new label must match in full.
+    new_label_pattern: str | None = attrs.field(default=None, validator=_pattern)
+
+    def feedback_log(self, project: str, name: str) -> Path:
+        return Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", project, name)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.input = predict_input(self.max_text_chars, self.max_texts)
-        path = Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", ctx.project, ctx.name)
-        self.feedback_log = heirloom.AppendLog(path, max_bytes=self.feedback_max_mb << 20, quota=ctx.log_quota())
+        path = self.feedback_log(ctx.project, ctx.name)
+        self.feedback_records = heirloom.FeedbackLog(path, max_bytes=self.feedback_max_mb << 20, quota=ctx.log_quota())
 
     def stop(self) -> None:
-        log = getattr(self, "feedback_log", None)
+        log = getattr(self, "feedback_records", None)
         if log is not None:
             log.close()
 
@@ -133,7 +156,8 @@ class ClassifyApi(heirloom.Api):
                 "feedback",
                 handler=self.feedback,
                 input=FeedbackInput,
-                description="Record the correct label of a text (durable before OK); the next train uses it.",
+                description="Record the correct label of a text (one the model knows; durable before OK); "
+                "the next train uses it.",
             ),
         ]
 
@@ -161,8 +185,11 @@ class ClassifyApi(heirloom.Api):
             if len(value) > limit:
                 message = f"'{field}' is {len(value)} characters; at most {limit} are accepted"
                 raise heirloom.RequestError("INVALID_ARGUMENT", message, f"body.{field}")
+        model, _ = serving(self.handle)
+        new = self._check_label(body.label, list(model.labels))
+        record = {"text": body.text, "label": body.label, **({heirloom.FeedbackLog.NEW_LABEL: True} if new else {})}
         try:
-            self.feedback_log.append({"text": body.text, "label": body.label})
+            record_id = self.feedback_records.add(record)
         except heirloom.LogFull as exc:
             log.error("%s", exc)
             message = "the feedback log is full (its size limit or the project's log quota); nothing was recorded"
@@ -171,4 +198,25 @@ class ClassifyApi(heirloom.Api):
             log.error("%s", exc)
             message = "the feedback could not be written to disk; nothing was recorded, retry later"
             raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
-        return {"recorded": True}
+        return {"recorded": True, "id": record_id, "new_label": new}
+
+    def _check_label(self, label: str, known: list[str]) -> bool:
+        """Whether ``label`` is new to the model; INVALID_ARGUMENT when it may not be."""
+        if label in known:
+            return False
+        close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        if not self.new_labels:
+            raise heirloom.RequestError(
+                "INVALID_ARGUMENT",
+                f"label {label!r} is not one the model predicts{hint} (labels: {', '.join(known)})",
+                "body.label",
+            )
+        if self.new_label_pattern is not None and not re.fullmatch(self.new_label_pattern, label):
+            raise heirloom.RequestError(
+                "INVALID_ARGUMENT",
+                f"label {label!r} is not one the model predicts{hint}, and a new label must match "
+                f"{self.new_label_pattern!r}",
+                "body.label",
+            )
+        return True

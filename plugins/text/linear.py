@@ -57,15 +57,18 @@ def train(
     *,
     l2: float,
     epochs: int,
-    patience: int,
     validation: tuple[Bags, torch.Tensor] | None,
     progress: heirloom.Progress,
     description: str,
+    start: Weights | None = None,
 ) -> Outcome:
-    """Minimise mean cross-entropy + ``l2 / (2 n) * |W - prior|^2`` starting at the prior.
+    """Minimise mean cross-entropy + ``l2 / (2 n) * |W - prior|^2``, from ``start`` (default
+    the prior), until the objective stops changing or ``epochs`` run out.
 
-    With ``validation``, the weights with the lowest validation loss are kept and training
-    stops after ``patience`` epochs without improvement.
+    The problem is convex, so the result is its optimum whatever the start: a start near
+    it (the solution for a neighbouring ``l2``) only saves iterations. ``validation`` is
+    scored after every epoch for the log and the summary; it never picks the weights
+    (stopping early on validation loss kept under-trained weights when ``l2`` was weak).
     """
     import torch
     import torch.nn.functional as F
@@ -73,8 +76,9 @@ def train(
     n = bags.size
     transpose = bags.transpose(prior.weight.shape[0])
     onehot = F.one_hot(targets, prior.weight.shape[1]).to(prior.weight.dtype)
-    weight = prior.weight.clone().requires_grad_()
-    bias = prior.bias.clone().requires_grad_()
+    origin = start or prior
+    weight = origin.weight.clone().requires_grad_()
+    bias = origin.bias.clone().requires_grad_()
     current = Weights(weight, bias)
     strength = l2 / n
     optimizer = torch.optim.LBFGS(
@@ -97,31 +101,24 @@ def train(
             return F.cross_entropy(scores, targets) + strength / 2 * (shift * shift).sum()
 
     progress.start(description, total=epochs)
-    best: tuple[float, int, Weights] | None = None
     history: list[dict[str, float]] = []
     previous = float("inf")
-    epoch = 0
+    converged = False
     for epoch in range(1, epochs + 1):
         loss = float(optimizer.step(objective))
         progress.advance()
         entry = {"epoch": epoch, "loss": loss}
         if validation is not None:
             entry.update(_validate(validation, current))
-            if best is None or entry["validation_loss"] < best[0]:
-                best = (entry["validation_loss"], epoch, Weights(weight.detach().clone(), bias.detach().clone()))
         history.append(entry)
         progress.log(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
-        if best is not None and epoch - best[1] >= patience:
-            progress.log(f"early stop: no validation improvement since epoch {best[1]}")
-            break
-        if abs(previous - loss) <= CONVERGED * max(1.0, abs(loss)):
+        converged = abs(previous - loss) <= CONVERGED * max(1.0, abs(loss))
+        if converged:
             progress.log(f"converged at epoch {epoch}")
             break
         previous = loss
-    progress.advance(epochs - epoch)
-    kept = best[2] if best is not None else Weights(weight.detach(), bias.detach())
-    summary = {"epochs": epoch, "best_epoch": best[1] if best else epoch, "history": history}
-    return Outcome(kept, summary)
+    summary = {"epochs": len(history), "converged": converged, "history": history}
+    return Outcome(Weights(weight.detach(), bias.detach()), summary)
 
 
 def _validate(validation: tuple[Bags, torch.Tensor], weights: Weights) -> dict[str, float]:

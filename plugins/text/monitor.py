@@ -115,6 +115,13 @@ class LabelMonitorApi(heirloom.Api):
         self._alerts: deque[dict[str, Any]] = deque(maxlen=self.max_alerts)
         self._active: dict[str, Any] | None = None
 
+    def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
+        """The watched label must be one the model predicts, or the monitor never alerts."""
+        labels = list(getattr(models.get(self.model), "labels", None) or [])
+        if labels and self.label not in labels:
+            return [("label", f"{self.label!r} is not a label of model {self.model!r} (labels: {', '.join(labels)})")]
+        return []
+
     def routes(self) -> list[heirloom.Route]:
         return [
             heirloom.Route("post", handler=self.post, input=PostInput, description=__doc__.split("\n\n")[0]),

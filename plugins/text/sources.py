@@ -1,8 +1,11 @@
-"""Text-classification sources: Financial PhraseBank, CSV and JSON-lines files.
+"""Text-classification sources: Financial PhraseBank, CSV and JSON-lines files, the
+feedback a ``classify`` api recorded, and unions of sources.
 
 Every source yields plain dicts ``{"id": str, "text": str, "label": str}``. A source whose
-data has no test file gets a seeded, stratified split (``test_fraction``, ``seed``) so that
-every run, and every model compared on it, sees the same partition.
+data has no test file gets a seeded, stratified test split (``test_fraction``, ``seed``);
+a ``validation`` split (``validation_fraction``) is carved the same way out of what remains
+for training, never out of the test data. Every run, and every model compared on them,
+sees the same partition.
 """
 
 from __future__ import annotations
@@ -23,14 +26,18 @@ import attrs
 import heirloom
 from heirloom_plugins.text.splits import stratified_holdout
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
-_SPLIT_FIELDS = ("test_fraction", "seed")
 
 
 def _open_fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
     if not 0 < value < 1:
         raise ValueError(f"'{attribute.name}' must be between 0 and 1 (exclusive), got {value!r}")
+
+
+def _fraction_or_zero(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"'{attribute.name}' must be 0 (none) or between 0 and 1, got {value!r}")
 
 
 def _one_of(*choices: str):
@@ -71,15 +78,18 @@ class TextSource(heirloom.Source):
 
     #: Share of each label held out as ``test`` when the data has no test file.
     test_fraction: float = attrs.field(default=0.2, validator=_open_fraction)
-    #: Seed of that split (and of ``train_per_label`` sampling): same seed, same data.
+    #: Share of each label of the training data held out as ``validation``: what
+    #: ``heirloom train`` scores each version on for ``promote --if-better`` (0: none).
+    validation_fraction: float = attrs.field(default=0.1, validator=_fraction_or_zero)
+    #: Seed of those splits (and of ``train_per_label`` sampling): same seed, same data.
     seed: int = 0
     #: Keep only these labels (empty: all), e.g. to train on a subset of intents.
     labels: list[str] = attrs.field(factory=list)
     #: A JSON file listing labels; with ``first_labels`` N, keep its first N in sorted order.
     labels_file: str | None = heirloom.path_field(default=None)
     first_labels: int = attrs.field(default=0, validator=attrs.validators.ge(0))
-    #: Keep at most this many training records per label (seeded choice; 0: all). The test
-    #: split is never thinned, so models compare on the same test data.
+    #: Keep at most this many training records per label (seeded choice; 0: all). The
+    #: validation and test splits are never thinned, so models compare on the same data.
     train_per_label: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
     @abc.abstractmethod
@@ -90,9 +100,12 @@ class TextSource(heirloom.Source):
     def read(self, path: str) -> Iterator[dict[str, str]]:
         """Every record of one file, in file order."""
 
+    def splits(self) -> list[str]:
+        return list(SPLITS) if self.validation_fraction else ["train", "test"]
+
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
-        if split not in (None, *SPLITS):
-            raise heirloom.HeirloomError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} or None")
+        if split is not None and split not in self.splits():
+            raise heirloom.HeirloomError(f"unknown split {split!r}; expected one of {', '.join(self.splits())} or None")
         kept = self.kept_labels()
         stream = self._stream(split)
         if kept is not None:
@@ -114,35 +127,50 @@ class TextSource(heirloom.Source):
 
     def _stream(self, split: str | None) -> Iterator[dict[str, str]]:
         train, test = self.files()
-        if test is not None:
-            if split in (None, "train"):
-                yield from self.read(train)
-            if split in (None, "test"):
-                yield from self.read(test)
+        if split is None or (split == "test" and test is not None):
+            for path in (train, test) if split is None else (test,):
+                if path is not None:
+                    yield from self.read(path)
             return
-        held_out = self._held_out(train) if split else set()
+        roles = self._roles(train, derive_test=test is None)
         for index, record in enumerate(self.read(train)):
-            if split is None or (index in held_out) == (split == "test"):
+            if roles.get(index, "train") == split:
                 yield record
 
-    def _held_out(self, path: str) -> set[int]:
-        """Indices of the derived test split, recomputed only when the file changes."""
+    def _roles(self, path: str, derive_test: bool) -> dict[int, str]:
+        """``index -> "test" | "validation"`` for the train file's held-out records (the
+        rest train), recomputed only when the file or the split settings change."""
         stat = os.stat(path)
-        key = (path, stat.st_size, stat.st_mtime_ns, self.test_fraction, self.seed)
+        key = (
+            path,
+            stat.st_size,
+            stat.st_mtime_ns,
+            derive_test,
+            self.test_fraction,
+            self.validation_fraction,
+            self.seed,
+        )
         cached = getattr(self, "_split_cache", None)
         if cached is None or cached[0] != key:
             labels = [record["label"] for record in self.read(path)]
-            self._split_cache = (key, stratified_holdout(labels, self.test_fraction, self.seed))
+            roles = (
+                {i: "test" for i in stratified_holdout(labels, self.test_fraction, self.seed)} if derive_test else {}
+            )
+            if self.validation_fraction:
+                remaining = [i for i in range(len(labels)) if i not in roles]
+                held = stratified_holdout([labels[i] for i in remaining], self.validation_fraction, self.seed)
+                roles.update({remaining[i]: "validation" for i in held})
+            self._split_cache = (key, roles)
         return self._split_cache[1]
 
     def fingerprint(self) -> str:
-        """sha256 of the data files and the settings that shape the records and the split."""
+        """sha256 of the data files and the settings that shape the records and the splits."""
         train, test = self.files()
         paths = heirloom.path_fields(type(self))
         settings = {
             f.name: getattr(self, f.name)
             for f in attrs.fields(type(self))
-            if f.name not in paths and not (test is not None and f.name in _SPLIT_FIELDS)
+            if f.name not in paths and not (test is not None and f.name == "test_fraction")
         }
         settings["kept_labels"] = sorted(self.kept_labels() or [])
         digest = hashlib.sha256(json.dumps({"type": type(self).__name__, **settings}, sort_keys=True).encode())
@@ -153,7 +181,7 @@ class TextSource(heirloom.Source):
 
     def stats(self) -> dict[str, Any]:
         """Records and records per label, for each split."""
-        labels = {split: Counter(r["label"] for r in self.records(split)) for split in SPLITS}
+        labels = {split: Counter(r["label"] for r in self.records(split)) for split in self.splits()}
         return {
             "records": {split: sum(counts.values()) for split, counts in labels.items()},
             "labels": {split: dict(sorted(counts.items())) for split, counts in labels.items()},
@@ -248,8 +276,11 @@ class FeedbackSource(heirloom.Source):
     """The corrections a ``classify`` api recorded (``<api>.feedback``), all in ``train``.
 
     Combine it with the original data through a ``union`` source so the next
-    ``heirloom train`` learns from production corrections; the test split stays the
-    original data's, so versions compare on the same test set.
+    ``heirloom train`` learns from production corrections. Feedback never enters the
+    validation or test splits: those stay the original data's, so every version is scored
+    on the same records and ``promote --if-better`` can compare them. Removed records
+    (``heirloom feedback remove``) and records whose new label was not accepted yet
+    (``heirloom feedback accept-label``) are left out.
     """
 
     #: The classify api whose feedback to read (its component name).
@@ -265,24 +296,29 @@ class FeedbackSource(heirloom.Source):
         self.log_path = Path(self.path) if self.path else heirloom.log_path("feedback", project, self.api)
 
     def splits(self) -> list[str]:
-        return list(SPLITS)
+        return ["train"]
 
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
-        if split == "test":
+        if split not in (None, "train"):
             return
-        for number, entry in enumerate(heirloom.AppendLog.read(self.log_path), 1):
-            yield {"id": f"feedback:{number}", "text": entry["text"], "label": entry["label"]}
+        for entry in heirloom.FeedbackLog.replay(self.log_path).trainable():
+            yield {"id": f"feedback:{entry['id']}", "text": entry["text"], "label": entry["label"]}
 
     def fingerprint(self) -> str:
+        """sha256 of the records that train: a tombstone or an acceptance changes it."""
         digest = hashlib.sha256(b"feedback")
-        if self.log_path.exists():
-            digest.update(self.log_path.read_bytes())
+        for record in self.records("train"):
+            digest.update(json.dumps(record, sort_keys=True).encode())
         return digest.hexdigest()
 
 
 @attrs.define(kw_only=True)
 class UnionSource(heirloom.Source):
-    """The records of several sources, split by split (e.g. original data + feedback)."""
+    """The records of several sources, split by split (e.g. original data + feedback).
+
+    A split comes from every part that has it: feedback (train only) adds training
+    records and leaves validation and test to the original data.
+    """
 
     sources: list[str] = heirloom.ref("source", many=True)
 
@@ -290,9 +326,13 @@ class UnionSource(heirloom.Source):
         super().start(ctx)
         self.parts = [ctx.get(name, "source") for name in self.sources]
 
+    def splits(self) -> list[str]:
+        return list(dict.fromkeys(split for part in self.parts for split in part.splits()))
+
     def records(self, split: str | None = None) -> Iterator[Any]:
         for part in self.parts:
-            yield from part.records(split)
+            if split is None or split in part.splits():
+                yield from part.records(split)
 
     def fingerprint(self) -> str:
         return hashlib.sha256("\n".join(part.fingerprint() for part in self.parts).encode()).hexdigest()

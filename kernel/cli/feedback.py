@@ -1,0 +1,218 @@
+"""``heirloom feedback``: inspect and correct the feedback a running system recorded.
+
+The logs are append-only (``heirloom.FeedbackLog``): ``remove`` appends a tombstone and
+``accept-label`` an acceptance, so what was received stays on disk for audit while the
+next ``heirloom train`` sees the corrected set. Safe while the daemon runs: every writer
+appends whole lines to the same file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Column, Table
+
+from heirloom.cli.common import EXIT_INVALID, console, fail, print_json, resolve_or_exit, set_option
+from heirloom.core.schema import ResolvedProfile, did_you_mean
+from heirloom.store.feedback import Entry, FeedbackLog, Replay
+
+
+def feedback_logs(profile: ResolvedProfile, api: str | None = None) -> dict[str, Path]:
+    """``api name -> log path`` for the profile's apis that record feedback (or just ``api``)."""
+    logs = {}
+    for spec in profile.components:
+        if spec.kind == "api":
+            path = profile.instantiate(spec).feedback_log(profile.project, spec.name)
+            if path is not None:
+                logs[spec.name] = Path(path)
+    if api is None:
+        if not logs:
+            fail(f"error: no api of profile {profile.name!r} records feedback", EXIT_INVALID)
+        return logs
+    if api not in logs:
+        fail(
+            f"error: profile {profile.name!r} has no api {api!r} that records feedback{did_you_mean(api, logs)} "
+            f"(apis with feedback: {', '.join(logs) or 'none'})",
+            EXIT_INVALID,
+        )
+    return {api: logs[api]}
+
+
+def _one_log(profile: ResolvedProfile, api: str | None) -> tuple[str, Path]:
+    logs = feedback_logs(profile, api)
+    if len(logs) > 1:
+        fail(f"error: several apis record feedback ({', '.join(logs)}); name one with --api", EXIT_INVALID)
+    return next(iter(logs.items()))
+
+
+def _when(record: dict[str, Any]) -> str:
+    stamp = record.get("time")
+    return datetime.fromtimestamp(stamp).isoformat(timespec="seconds") if isinstance(stamp, int | float) else "-"
+
+
+def _row(api: str, entry: Entry, replay: Replay) -> dict[str, Any]:
+    """One record as JSON: the record itself, its api, its status and any tombstone."""
+    row = {**entry.record, "api": api, "status": entry.status(set(replay.accepted))}
+    if entry.removed is not None:
+        row["removed"] = entry.removed
+    return row
+
+
+api_argument = click.argument("api", required=False)
+api_option = click.option("--api", default=None, help="The api whose log to use (needed when several record feedback).")
+
+
+@click.group("feedback")
+def feedback_group() -> None:
+    """Inspect and correct the feedback apis recorded (corrections the next train uses).
+
+    Records are never rewritten: `remove` appends a tombstone and `accept-label` an
+    acceptance to the same durable log, so the history stays auditable. A record's status
+    is ok (it trains), removed, or new label (its label is not one the model predicted
+    when it was recorded; it trains once the label is accepted).
+    """
+
+
+@feedback_group.command("list")
+@click.argument("profile")
+@api_argument
+@click.option("--all", "show_all", is_flag=True, help="Include removed records.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Newest N (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+@set_option
+def feedback_list(
+    profile: str, api: str | None, show_all: bool, limit: int, as_json: bool, overrides: tuple[str, ...]
+) -> None:
+    """The feedback records of PROFILE's API (default: every api that records feedback)."""
+    resolved = resolve_or_exit(profile, overrides)
+    rows = []
+    for name, path in feedback_logs(resolved, api).items():
+        replay = FeedbackLog.replay(path)
+        rows += [_row(name, entry, replay) for entry in replay.entries if show_all or entry.removed is None]
+        pending = replay.pending_labels()
+        if pending and not as_json:
+            waiting = ", ".join(f"{label!r} ({count})" for label, count in sorted(pending.items()))
+            click.echo(f"{name}: new labels waiting for heirloom feedback accept-label: {waiting}", err=True)
+    rows = rows[-limit:] if limit else rows
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table(Column("id", no_wrap=True), "api", "time", "label", "status", "text")
+    for row in rows:
+        text = row.get("text", "")
+        table.add_row(row["id"], row["api"], _when(row), str(row.get("label", "")), row["status"],
+                      text if len(text) <= 80 else text[:77] + "...")  # fmt: skip
+    console.print(table)
+    click.echo(f"{len(rows)} record(s)")
+
+
+@feedback_group.command("show")
+@click.argument("profile")
+@click.argument("record_id", metavar="ID")
+@api_option
+@set_option
+def feedback_show(profile: str, record_id: str, api: str | None, overrides: tuple[str, ...]) -> None:
+    """Everything recorded about feedback record ID, as JSON (with its status and tombstone)."""
+    resolved = resolve_or_exit(profile, overrides)
+    name, entry, replay = _find(feedback_logs(resolved, api), record_id)
+    print_json(_row(name, entry, replay))
+
+
+def _find(logs: dict[str, Path], record_id: str) -> tuple[str, Entry, Replay]:
+    known = []
+    for name, path in logs.items():
+        replay = FeedbackLog.replay(path)
+        entry = replay.find(record_id)
+        if entry is not None:
+            return name, entry, replay
+        known += [entry.id for entry in replay.entries]
+    fail(f"error: no feedback record {record_id!r} in {', '.join(map(str, logs.values()))}"
+         f"{did_you_mean(record_id, known)}", EXIT_INVALID)  # fmt: skip
+
+
+@feedback_group.command("remove")
+@click.argument("profile")
+@click.argument("record_ids", metavar="ID...", nargs=-1, required=True)
+@click.option("--reason", default="", help="Why (kept in the tombstone for audit).")
+@api_option
+@set_option
+def feedback_remove(
+    profile: str, record_ids: tuple[str, ...], reason: str, api: str | None, overrides: tuple[str, ...]
+) -> None:
+    """Remove feedback records: append a tombstone for each ID; the next train skips them.
+
+    Every ID is checked before anything is written; an unknown ID exits 2.
+    """
+    resolved = resolve_or_exit(profile, overrides)
+    logs = feedback_logs(resolved, api)
+    found = [_find(logs, record_id) for record_id in record_ids]
+    for name, entry, _ in found:
+        if entry.removed is not None:
+            click.echo(f"{entry.id} was already removed ({_when(entry.removed)})")
+            continue
+        log = FeedbackLog(logs[name])
+        try:
+            log.remove(entry.id, reason)
+        finally:
+            log.close()
+        click.echo(f"removed {entry.id} ({name}: {entry.record.get('label')!r}, {entry.record.get('text', '')[:60]!r})")
+
+
+@feedback_group.command("export")
+@click.argument("profile")
+@api_argument
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default stdout).")
+@set_option
+def feedback_export(profile: str, api: str | None, output: Path | None, overrides: tuple[str, ...]) -> None:
+    """The records the next train would use, as JSON lines: removed records and records
+    with a label not accepted yet are left out."""
+    resolved = resolve_or_exit(profile, overrides)
+    lines = []
+    for name, path in feedback_logs(resolved, api).items():
+        lines += [
+            json.dumps({**record, "api": name}, ensure_ascii=False) for record in FeedbackLog.replay(path).trainable()
+        ]
+    text = "".join(line + "\n" for line in lines)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {len(lines)} record(s) to {output}", err=True)
+
+
+@feedback_group.command("accept-label")
+@click.argument("profile")
+@click.argument("label")
+@click.option("--reason", default="", help="Why (kept with the acceptance for audit).")
+@api_option
+@set_option
+def feedback_accept_label(profile: str, label: str, reason: str, api: str | None, overrides: tuple[str, ...]) -> None:
+    """Accept LABEL, a new label feedback brought: its records train from the next train on.
+
+    Only labels that records are waiting with can be accepted (a typo exits 2 and lists them).
+    """
+    resolved = resolve_or_exit(profile, overrides)
+    name, path = _one_log(resolved, api)
+    replay = FeedbackLog.replay(path)
+    pending = replay.pending_labels()
+    if label in replay.accepted:
+        click.echo(f"{label!r} was already accepted ({_when(replay.accepted[label])})")
+        return
+    if label not in pending:
+        waiting = ", ".join(sorted(pending)) or "none"
+        fail(f"error: no feedback of {name!r} waits with new label {label!r}{did_you_mean(label, pending)} "
+             f"(waiting: {waiting})", EXIT_INVALID)  # fmt: skip
+    log = FeedbackLog(path)
+    try:
+        log.accept_label(label, reason)
+    finally:
+        log.close()
+    click.echo(f"accepted {label!r}: {pending[label]} record(s) of {name!r} train from the next heirloom train on")
+
+
+COMMANDS = [feedback_group]

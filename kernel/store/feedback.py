@@ -1,0 +1,122 @@
+"""Feedback logs: the corrections an api accepted, on a durable append-only log.
+
+Nothing is ever rewritten. Removing a record appends a *tombstone* naming it, and
+accepting a label the model did not know appends an *acceptance*, so the log stays an
+audit trail of what was received and decided, and a crash can never damage a record that
+was acknowledged (every line goes through :class:`~heirloom.store.logs.AppendLog`).
+Readers replay the log: a record counts unless a tombstone names it, and a record marked
+``new_label`` (its label was not one of the served model's) trains only once an
+acceptance names that label. ``heirloom feedback`` lists and amends these logs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+
+from heirloom.core.quota import StorageQuota
+from heirloom.store.logs import AppendLog
+
+#: ``op`` of a tombstone line and of a label acceptance; records have no ``op``.
+REMOVE = "remove"
+ACCEPT_LABEL = "accept-label"
+#: Set on a record whose label the served model lacked when it was recorded.
+NEW_LABEL = "new_label"
+
+
+@attrs.frozen
+class Entry:
+    """One recorded item, with the tombstone that removed it (if any)."""
+
+    record: dict[str, Any]
+    removed: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record["id"]
+
+    def status(self, accepted: set[str]) -> str:
+        """``ok``, ``removed``, or ``new label`` (waiting for its label to be accepted)."""
+        if self.removed is not None:
+            return "removed"
+        if self.record.get(NEW_LABEL) and self.record.get("label") not in accepted:
+            return "new label"
+        return "ok"
+
+
+@attrs.frozen
+class Replay:
+    """A feedback log read from start to end: its records, tombstones and acceptances."""
+
+    entries: list[Entry]
+    #: Accepted new labels, each with the acceptance line that accepted it.
+    accepted: dict[str, dict[str, Any]]
+
+    def find(self, record_id: str) -> Entry | None:
+        return next((entry for entry in self.entries if entry.id == record_id), None)
+
+    def trainable(self) -> Iterator[dict[str, Any]]:
+        """The records a training run uses: not removed, label known or accepted."""
+        labels = set(self.accepted)
+        return (entry.record for entry in self.entries if entry.status(labels) == "ok")
+
+    def pending_labels(self) -> dict[str, int]:
+        """New labels still waiting for acceptance, with how many live records carry each."""
+        counts: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.status(set(self.accepted)) == "new label":
+                counts[entry.record["label"]] = counts.get(entry.record["label"], 0) + 1
+        return counts
+
+
+class FeedbackLog:
+    """Appends records (each given an id), tombstones and label acceptances to one log."""
+
+    #: The flag an api sets on a record whose label the served model lacks.
+    NEW_LABEL: ClassVar[str] = NEW_LABEL
+
+    def __init__(self, path: Path, *, max_bytes: int | None = None, quota: StorageQuota | None = None):
+        """``max_bytes`` caps the log and ``quota`` counts it against the project's log quota
+        (``AppendLog``): past either, an append raises ``LogFull`` and writes nothing."""
+        self.path = Path(path)
+        self._log = AppendLog(self.path, max_bytes=max_bytes, quota=quota)
+
+    def add(self, record: dict[str, Any]) -> str:
+        """Record ``record`` durably under a new random id, which is returned."""
+        record_id = secrets.token_hex(8)
+        self._log.append({"id": record_id, **record})
+        return record_id
+
+    def remove(self, record_id: str, reason: str = "") -> None:
+        """Append a tombstone: the record stays in the log but no reader counts it."""
+        self._log.append({"op": REMOVE, "id": record_id, "reason": reason})
+
+    def accept_label(self, label: str, reason: str = "") -> None:
+        """Accept ``label``: records that carry it as a new label now train."""
+        self._log.append({"op": ACCEPT_LABEL, "label": label, "reason": reason})
+
+    def close(self) -> None:
+        self._log.close()
+
+    @staticmethod
+    def replay(path: Path) -> Replay:
+        """Read the log at ``path`` (empty if absent). Lines written before records had
+        ids are named ``line-N`` by their line number."""
+        entries: dict[str, Entry] = {}
+        accepted: dict[str, dict[str, Any]] = {}
+        for number, line in enumerate(AppendLog.read(Path(path)), 1):
+            op = line.get("op")
+            if op == REMOVE:
+                target = entries.get(line.get("id"))
+                if target is not None and target.removed is None:
+                    entries[target.id] = attrs.evolve(target, removed=line)
+            elif op == ACCEPT_LABEL:
+                accepted.setdefault(line["label"], line)
+            elif op is None:
+                record = line if "id" in line else {"id": f"line-{number}", **line}
+                entries[record["id"]] = Entry(record)
+        return Replay(list(entries.values()), accepted)

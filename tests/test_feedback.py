@@ -1,0 +1,132 @@
+"""Feedback logs and ``heirloom feedback``: tombstones, new labels, the training view."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import heirloom
+from tests.helpers import run_heirloom, write
+
+PROFILE = """
+project = "reviews"
+
+[sources.news]
+use = "phrasebank"
+path = "${data}/financial-phrasebank"
+agreement = "all"
+
+[sources.corrections]
+use = "feedback"
+api = "sentiment"
+
+[sources.training]
+use = "union"
+sources = ["news", "corrections"]
+
+[models.sentiment]
+use = "text-classifier"
+data = "training"
+
+[apis.sentiment]
+use = "classify"
+model = "sentiment"
+new_labels = true
+"""
+
+
+def test_replay_applies_tombstones_and_label_acceptances(tmp_path):
+    path = tmp_path / "feedback.jsonl"
+    write(path, json.dumps({"text": "written before ids", "label": "neutral", "time": 1.0}) + "\n")
+    log = heirloom.FeedbackLog(path)
+    kept = log.add({"text": "Profit rose", "label": "positive"})
+    dropped = log.add({"text": "Profit rose", "label": "negative"})
+    waiting = log.add({"text": "Trading halted", "label": "halted", heirloom.FeedbackLog.NEW_LABEL: True})
+    log.remove(dropped, "wrong label")
+    log.remove(dropped, "twice")  # the first tombstone counts
+    replay = heirloom.FeedbackLog.replay(path)
+    assert [entry.id for entry in replay.entries] == ["line-1", kept, dropped, waiting]
+    assert replay.find(dropped).removed["reason"] == "wrong label"
+    assert [record["text"] for record in replay.trainable()] == ["written before ids", "Profit rose"]
+    assert replay.pending_labels() == {"halted": 1}
+    log.accept_label("halted", "a real new class")
+    path.open("a").write('{"text": "torn by a crash befo')  # never acknowledged: skipped
+    replay = heirloom.FeedbackLog.replay(path)
+    assert [record["id"] for record in replay.trainable()] == ["line-1", kept, waiting]
+    assert replay.pending_labels() == {}
+    log.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 8 and json.loads(lines[2])["label"] == "negative"  # nothing was rewritten
+
+
+@pytest.fixture
+def reviews(tmp_path, data_dir):
+    """A profile whose classify api records feedback, and a log holding three records."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    profile = write(tmp_path / "reviews.toml", PROFILE)
+    log = heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "reviews" / "sentiment.jsonl")
+    ids = [
+        log.add({"text": "Net sales fell 10%", "label": "negative"}),
+        log.add({"text": "Net sales fell 10%", "label": "positive"}),
+        log.add({"text": "Trading was halted", "label": "halted", heirloom.FeedbackLog.NEW_LABEL: True}),
+    ]
+    log.close()
+    return env, profile, ids
+
+
+def training_view(env, profile) -> list[dict]:
+    shown = run_heirloom("data", "show", str(profile), "corrections", "--limit", "0", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    return [json.loads(line) for line in shown.stdout.splitlines()]
+
+
+def test_list_remove_export_and_accept_label_from_the_command_line(reviews):
+    env, profile, (good, wrong, halted) = reviews
+    listed = run_heirloom("feedback", "list", str(profile), "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(row["id"], row["status"], row["api"]) for row in rows] == [
+        (good, "ok", "sentiment"),
+        (wrong, "ok", "sentiment"),
+        (halted, "new label", "sentiment"),
+    ]
+    table = run_heirloom("feedback", "list", str(profile), "sentiment", env=env)
+    assert good in table.stdout and "3 record(s)" in table.stdout
+    assert "new labels waiting for heirloom feedback accept-label: 'halted' (1)" in table.stderr
+    assert [r["label"] for r in training_view(env, profile)] == ["negative", "positive"]  # 'halted' waits
+
+    removed = run_heirloom("feedback", "remove", str(profile), wrong, "--reason", "typo by the annotator", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert f"removed {wrong}" in removed.stdout
+    shown = json.loads(run_heirloom("feedback", "show", str(profile), wrong, env=env).stdout)
+    assert shown["status"] == "removed" and shown["removed"]["reason"] == "typo by the annotator"
+    live = run_heirloom("feedback", "list", str(profile), "--json", env=env).stdout.splitlines()
+    assert [json.loads(line)["id"] for line in live] == [good, halted]
+    everything = run_heirloom("feedback", "list", str(profile), "--all", "--json", env=env).stdout.splitlines()
+    assert len(everything) == 3
+
+    unknown = run_heirloom("feedback", "remove", str(profile), good[:-1] + "x", env=env)
+    assert unknown.returncode == 2 and "no feedback record" in unknown.stderr and "did you mean" in unknown.stderr
+    typo = run_heirloom("feedback", "accept-label", str(profile), "haltd", env=env)
+    assert typo.returncode == 2 and "did you mean 'halted'" in typo.stderr
+    accepted = run_heirloom("feedback", "accept-label", str(profile), "halted", env=env)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "1 record(s)" in accepted.stdout
+
+    view = training_view(env, profile)
+    assert [(r["text"], r["label"]) for r in view] == [
+        ("Net sales fell 10%", "negative"),
+        ("Trading was halted", "halted"),
+    ]
+    exported = run_heirloom("feedback", "export", str(profile), env=env)
+    assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == [good, halted]
+
+
+def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
+    env, profile, _ = reviews
+    wrong_api = run_heirloom("feedback", "list", str(profile), "sentimnt", env=env)
+    assert wrong_api.returncode == 2
+    assert "no api 'sentimnt' that records feedback; did you mean 'sentiment'?" in wrong_api.stderr
+    bare = write(tmp_path / "bare.toml", '[apis.echo]\nuse = "echo"\n')
+    assert "no api of profile" in run_heirloom("feedback", "list", str(bare), env=env).stderr

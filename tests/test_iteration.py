@@ -1,0 +1,151 @@
+"""The iteration loop end to end, as a new team runs it (docs/ITERATION.md): a profile that
+extends finance-sentiment with its own labelled CSV and inherits the finance model; serve;
+corrections (a typo refused); retrain; promote on validation only when better; hot swap;
+who inherited the finance model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import pytest
+
+from heirloom.wire.client import InvalidArgument
+from heirloom_plugins.text.sources import PhraseBankSource
+from tests.daemons import Daemon
+from tests.helpers import run_heirloom, write
+
+QUICK = ["--set", "models.sentiment.epochs=3", "--set", "models.sentiment.refit=false"]
+#: One epoch under a penalty this strong leaves the weights near their start: a weak model
+#: (the finance parent, and notes versions that must lose on validation).
+WEAK = ["--set", "models.sentiment.l2=1000", "--set", "models.sentiment.epochs=1"]
+
+REVIEWS = """
+description = "Sentiment of analyst notes: our labelled CSV plus production corrections."
+extends = ["finance-sentiment"]
+
+[sources.notes]
+use = "csv"
+train = "notes.csv"
+text_column = "note"
+label_column = "sentiment"
+
+[sources.corrections]
+use = "feedback"
+api = "sentiment"
+
+[sources.training]
+use = "union"
+sources = ["notes", "corrections"]
+
+[sources.news]
+enabled = false
+
+[models.sentiment]
+data = "training"
+inherit = "finance/sentiment@production"
+serve = "production"
+
+[server]
+reload_interval = 0.2
+"""
+
+
+def write_notes(path, data_dir) -> None:
+    """Our team's labelled CSV: PhraseBank's AllAgree sentences under other column names."""
+    source = PhraseBankSource(path=str(data_dir / "financial-phrasebank"), agreement="all", validation_fraction=0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["note", "sentiment"])
+        writer.writerows((record["text"], record["label"]) for record in source.records())
+
+
+def heirloom_ok(*args, env):
+    result = run_heirloom(*args, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def env(tmp_path, data_dir):
+    return {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+
+
+def served_version(client) -> str:
+    return client.request("sentiment.predict", {"text": "Operating profit rose"}).version
+
+
+@pytest.mark.timeout(600)  # four trainings, a daemon and a dozen CLI runs: about 70 s on an idle machine
+def test_a_new_project_inherits_serves_learns_from_corrections_and_promotes_on_validation(env, tmp_path, data_dir):
+    heirloom_ok("train", "finance-sentiment", *WEAK, env=env)
+    heirloom_ok("models", "promote", "finance/sentiment@1", "production", env=env)
+    write_notes(tmp_path / "notes.csv", data_dir)
+    profile = write(tmp_path / "notes.toml", REVIEWS)  # project defaults to the file name: "notes"
+
+    first = heirloom_ok("train", str(profile), *WEAK, env=env)
+    assert "stored notes/sentiment@1 " in first.stdout and "(parent finance/sentiment@1)" in first.stdout
+    assert "validation (compared by promote --if-better" in first.stdout
+    heirloom_ok("models", "promote", "notes/sentiment@1", "production", "--if-better", "accuracy", env=env)
+
+    served = 'project = "notes"\n' + profile.read_text().replace('"notes.csv"', f'"{tmp_path}/notes.csv"')
+    daemon = Daemon(tmp_path / "daemon", profile=served, env=env)  # the same system, as operations run it
+    daemon.wait_ready(timeout=120)
+    try:
+        with daemon.client(timeout=10) as client:
+            assert served_version(client) == "notes/sentiment@1"
+            corrections = [
+                ("Analysts cut the target price after the weak quarter", "negative"),
+                ("The board proposes a higher dividend", "positive"),
+                ("The annual meeting is held in Espoo", "neutral"),
+            ]
+            ids = [client.call("sentiment.feedback", {"text": t, "label": label})["id"] for t, label in corrections]
+            with pytest.raises(InvalidArgument) as typo:
+                client.call("sentiment.feedback", {"text": "Sales jumped", "label": "postive"})
+            assert typo.value.field == "body.label" and "did you mean 'positive'?" in typo.value.message
+
+            listed = heirloom_ok("feedback", "list", str(profile), "--json", env=env).stdout.splitlines()
+            assert [json.loads(line)["id"] for line in listed] == ids  # the refused typo was never recorded
+            heirloom_ok("feedback", "remove", str(profile), ids[2], "--reason", "not our domain", env=env)
+            shown = heirloom_ok("data", "show", str(profile), "corrections", "--json", env=env).stdout
+            assert [json.loads(line)["text"] for line in shown.splitlines()] == [text for text, _ in corrections[:2]]
+
+            better = heirloom_ok("train", str(profile), *QUICK, env=env)
+            assert "stored notes/sentiment@2" in better.stdout
+            promoted = heirloom_ok(
+                "models", "promote", "notes/sentiment@2", "production", "--if-better", "accuracy", env=env
+            )
+            assert "notes/sentiment@1 -> notes/sentiment@2 (validation accuracy" in promoted.stdout
+            deadline = time.monotonic() + 20
+            while served_version(client) != "notes/sentiment@2" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert served_version(client) == "notes/sentiment@2"  # hot-swapped, no restart
+
+            heirloom_ok("train", str(profile), *WEAK, env=env)
+            refused = run_heirloom(
+                "models", "promote", "notes/sentiment@3", "production", "--if-better", "accuracy", env=env
+            )
+            assert refused.returncode == 3, refused.stdout + refused.stderr
+            assert "does not beat notes/sentiment@2 on validation accuracy" in " ".join(refused.stderr.split())
+            assert served_version(client) == "notes/sentiment@2"
+    finally:
+        assert daemon.terminate() == 0
+
+    versions = {a["ref"]: a for a in json.loads(heirloom_ok("models", "list", "--json", env=env).stdout)}
+    first_fp, second_fp = versions["notes/sentiment@1"], versions["notes/sentiment@2"]
+    assert first_fp["data_fingerprints"]["training"] != second_fp["data_fingerprints"]["training"]  # + feedback
+    assert first_fp["data_fingerprints"]["training:validation"] == second_fp["data_fingerprints"]["training:validation"]
+    assert set(second_fp["metrics"]["validation"]) >= {"accuracy", "macro_f1"}
+    descendants = heirloom_ok("models", "lineage", "--descendants", "finance/sentiment", "--json", env=env)
+    assert [a["ref"] for a in json.loads(descendants.stdout)] == [f"notes/sentiment@{n}" for n in (1, 2, 3)]
+    table = heirloom_ok("models", "lineage", "--descendants", "finance/sentiment", env=env).stdout
+    assert "inherited by 3 version(s) in project(s): notes" in table
+
+
+def test_training_twice_on_the_same_data_reuses_the_version(env):
+    heirloom_ok("train", "finance-sentiment", *QUICK, env=env)
+    again = heirloom_ok("train", "finance-sentiment", *QUICK, env=env)
+    assert "unchanged: identical to finance/sentiment@1" in again.stdout
+    assert [a["ref"] for a in json.loads(heirloom_ok("models", "list", "--json", env=env).stdout)] == [
+        "finance/sentiment@1"
+    ]
