@@ -70,6 +70,4 @@ def test_eval_names_pick_components_and_unknown_names_list_the_choices(trained):
     assert only["models"] == {} and set(only["apis"]) == {"checks"}
     result = run_heirloom("eval", profile, "chekcs", env=env)
     assert result.returncode == 1
-    assert "nothing to evaluate called 'chekcs' (models and evaluated apis: m, checks)" in " ".join(
-        result.stderr.split()
-    )
+    assert "has no evaluated component 'chekcs' (evaluated components: m, checks)" in " ".join(result.stderr.split())

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, Report, Source
-from heirloom.core.errors import HeirloomError
-from heirloom.store.training import data_source
+from heirloom.store.training import data_source, named_specs
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -32,13 +31,7 @@ def evaluates(spec: ComponentSpec) -> bool:
 def evaluated_specs(profile: ResolvedProfile, names: tuple[str, ...]) -> list[ComponentSpec]:
     """The components ``heirloom eval`` evaluates: all, or the named ones (unknown names fail)."""
     found = [spec for spec in profile.components if evaluates(spec)]
-    unknown = sorted(set(names) - {spec.name for spec in found})
-    if unknown:
-        raise HeirloomError(
-            f"profile {profile.name!r} has nothing to evaluate called {', '.join(map(repr, unknown))} "
-            f"(models and evaluated apis: {', '.join(spec.name for spec in found) or 'none'})"
-        )
-    return [spec for spec in found if not names or spec.name in names]
+    return named_specs(profile, found, names, "evaluated component")
 
 
 def evaluate_api(kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec) -> Report:

@@ -41,7 +41,7 @@ class Description:
     numbers: dict[str, float]
 
 
-def _age_bucket(age: float) -> str:
+def age_bucket(age: float) -> str:
     low = 0
     for high in AGE_BUCKETS:
         if age < high:
@@ -76,7 +76,7 @@ def describe(visit: Visit, task: Task) -> Description:
     tokens = found.tokens
     sex = f"sex:{visit.record.gender or 'unknown'}"
     age = age_at(visit.record, visit.start)
-    bucket = f"age:{_age_bucket(age) if age is not None else 'unknown'}"
+    bucket = f"age:{age_bucket(age) if age is not None else 'unknown'}"
     tokens[sex] = tokens[bucket] = 1.0
     if task.encounter:
         kind = f"type:{visit.encounter.code or 'unknown'}"
