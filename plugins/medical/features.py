@@ -54,8 +54,10 @@ def _observe(into: Description, prefix: str, code: str | None, value: Any) -> No
     """An observation (or one of its components) as a number to bin, or a categorical token."""
     if not code:
         return
+    into.tokens[f"{prefix}:{code}"] = 1.0  # measured at all (which tests were ordered says much)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        into.tokens[f"{prefix}:{code}={str(value).lower()}" if value is not None else f"{prefix}:{code}"] = 1.0
+        if value is not None:
+            into.tokens[f"{prefix}:{code}={str(value).lower()}"] = 1.0
     elif math.isfinite(value):
         into.numbers[f"{prefix}:{code}"] = float(value)
 

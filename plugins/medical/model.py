@@ -29,7 +29,7 @@ from heirloom_plugins.medical.safety import conflicts, ingredients, substances
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
 
 if TYPE_CHECKING:
-    pass
+    import torch
 
 #: Columns that speak of a condition (``now:condition:snomed:1&age:...`` -> ``snomed:1``).
 _CONDITION_COLUMN = re.compile(r"(?:^|:)condition:([^&#]+)")
@@ -187,8 +187,9 @@ class MultiLabelModel(heirloom.Model):
             return []
         found = [describe(one, self.task) for one in visits]
         probs = probabilities(Rows.of(fitted.vocabulary.matrix(found)), fitted.weights)
-        blocked = self._blocked(visits, fitted)
-        for row, drugs in enumerate(blocked):
+        withheld = self._blocked(visits, fitted)
+        blocked = [self._shown(row, drugs, probs, fitted) for row, drugs in enumerate(withheld)]
+        for row, drugs in enumerate(withheld):
             probs[row, [fitted.position[code] for code in drugs]] = -1.0
         chosen = decide(probs, fitted.threshold).tolist()
         order = probs.argsort(dim=1, descending=True, stable=True).tolist()
@@ -215,6 +216,18 @@ class MultiLabelModel(heirloom.Model):
                 }
             )
         return answers
+
+    def _shown(
+        self, row: int, drugs: dict[str, list[str]], probs: torch.Tensor, fitted: Fitted
+    ) -> dict[str, list[str]]:
+        """The withheld labels the answer would have shown (in the top ``top``, or selected)."""
+        scores = probs[row]
+        shown = {}
+        for code, why in drugs.items():
+            score = scores[fitted.position[code]]
+            if score >= fitted.threshold or int((scores > score).sum()) < self.top:
+                shown[code] = why
+        return shown
 
     # -- what the tasks add -----------------------------------------------------------------
     def _blocked(self, visits: list[Visit], fitted: Fitted) -> list[dict[str, list[str]]]:
