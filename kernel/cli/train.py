@@ -141,7 +141,7 @@ def eval_command(
 
 
 def write_html_report(path: Path, profile: str, reports: list[tuple[str | None, Report]]) -> None:
-    """One self-contained page with a section per evaluated model version."""
+    """One self-contained page with a section per evaluated model version or api."""
     from heirloom.reports import report_fragment, report_page
 
     sections = [
