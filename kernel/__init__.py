@@ -7,6 +7,7 @@ underneath (docs/ARCHITECTURE.md) are ``core`` <- ``store`` <- ``wire`` <- ``cli
 
 from heirloom.core.components import (
     Api,
+    ClientLimits,
     Component,
     Context,
     Model,
@@ -23,7 +24,14 @@ from heirloom.core.components import (
     path_fields,
     ref,
 )
-from heirloom.core.errors import HeirloomError, LifecycleError, PluginError, Problem, ProfileError
+from heirloom.core.errors import (
+    HeirloomError,
+    LifecycleError,
+    PluginError,
+    Problem,
+    ProfileError,
+    ResourceExhaustedError,
+)
 from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
 from heirloom.core.paths import home
@@ -39,6 +47,7 @@ __all__ = [
     "ArtifactStore",
     "Buffer",
     "Client",
+    "ClientLimits",
     "Component",
     "Context",
     "HeirloomError",
@@ -56,6 +65,7 @@ __all__ = [
     "RemoteError",
     "Report",
     "RequestError",
+    "ResourceExhaustedError",
     "Resources",
     "Route",
     "Source",

@@ -6,6 +6,7 @@ then, so systems without torch models never load it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import time
@@ -23,6 +24,25 @@ _MEMORY_CHECK_INTERVAL = 0.1
 def _device(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if not _DEVICE.match(value):
         raise ValueError(f"'{attribute.name}' must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+def _device_present(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """``profile check`` refuses a CUDA device torch cannot see (checked only where torch is
+    installed: a machine that only checks profiles need not have it)."""
+    if not value.startswith("cuda") or importlib.util.find_spec("torch") is None:
+        return
+    import torch
+
+    index = int(value.partition(":")[2] or 0)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        seen = f"{count} CUDA device(s)" if count else "no CUDA device"
+        raise ValueError(f"'{attribute.name}' is {value!r} but torch {torch.__version__} sees {seen}")
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
@@ -46,13 +66,25 @@ class LocalResources(heirloom.Resources):
     #: Intra-op threads for torch; 0 uses every core the process may run on.
     threads: int = attrs.field(default=0, validator=_non_negative)
     #: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the first GPU when one is present).
-    device: str = attrs.field(default="cpu", validator=_device)
+    device: str = attrs.field(default="cpu", validator=[_device, _device_present])
     #: Requests admitted at once, by the whole daemon (with ``--workers N`` the broker counts
     #: across workers); more are refused with RESOURCE_EXHAUSTED. 0: no limit.
     max_in_flight: int = attrs.field(default=1024, validator=_non_negative)
     #: Refuse new requests while resident memory exceeds this many MiB, per process (each
     #: worker checks its own); 0: no limit.
     memory_budget_mb: int = attrs.field(default=0, validator=_non_negative)
+    #: MiB the project may keep in the artifact store, and in its durable logs (feedback,
+    #: events); a write past either is refused whole. 0: no quota.
+    artifact_quota_mb: int = attrs.field(default=0, validator=_non_negative)
+    log_quota_mb: int = attrs.field(default=0, validator=_non_negative)
+    #: After each train keep the newest N versions per model (aliased ones and ancestors of
+    #: kept ones always stay); 0 keeps every version.
+    keep_versions: int = attrs.field(default=0, validator=_non_negative)
+    #: Per client (Curve key, else connection): sustained requests and bytes per second,
+    #: with bursts of ``client_burst_s`` seconds' worth; 0: no limit.
+    client_requests_per_s: float = attrs.field(default=0.0, validator=_non_negative)
+    client_bytes_per_s: float = attrs.field(default=0.0, validator=_non_negative)
+    client_burst_s: float = attrs.field(default=1.0, validator=_positive)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -108,6 +140,24 @@ class LocalResources(heirloom.Resources):
 
     def daemon_in_flight_limit(self) -> int | None:
         return self.max_in_flight or None
+
+    def check_memory(self, what: str) -> None:
+        if self.memory_budget_mb and (resident := resident_mb()) > self.memory_budget_mb:
+            raise heirloom.ResourceExhaustedError(
+                f"{what}: this process holds {resident:.0f} MiB, past resources.memory_budget_mb = "
+                f"{self.memory_budget_mb}; raise the budget or train on a machine with more memory"
+            )
+
+    def storage_quota_mb(self, area: str) -> int | None:
+        return {"artifacts": self.artifact_quota_mb, "logs": self.log_quota_mb}.get(area) or None
+
+    def retention(self) -> int | None:
+        return self.keep_versions or None
+
+    def client_limits(self) -> heirloom.ClientLimits | None:
+        if not (self.client_requests_per_s or self.client_bytes_per_s):
+            return None
+        return heirloom.ClientLimits(self.client_requests_per_s, self.client_bytes_per_s, self.client_burst_s)
 
     def _memory_within_budget(self) -> bool:
         now = time.monotonic()

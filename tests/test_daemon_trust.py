@@ -294,8 +294,8 @@ def test_a_cuda_device_without_cuda_fails_the_start(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the refusal needs one without")
     daemon = Daemon(tmp_path, profile=TORCH_PROFILE.format(threads=1, device="cuda:0"))
-    assert daemon.process.wait(60) == 1
-    assert "torch sees no CUDA device" in daemon.log()
+    assert daemon.process.wait(60) == 2  # refused with the profile's errors, before anything starts
+    assert "resources.device: 'device' is 'cuda:0' but torch" in daemon.log() and "sees no CUDA device" in daemon.log()
 
 
 # -- 19. the grace deadline ------------------------------------------------------------------

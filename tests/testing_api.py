@@ -43,6 +43,10 @@ class TestingApi(heirloom.Api):
         self.writes = 0
         self.ran: list[Any] = []
         self.lock = threading.Lock()
+        self.log = heirloom.AppendLog(heirloom.log_path("records", ctx.project, ctx.name), quota=ctx.log_quota())
+
+    def stop(self):
+        self.log.close()
 
     def routes(self):
         return [
@@ -50,6 +54,7 @@ class TestingApi(heirloom.Api):
             heirloom.Route("boom", handler=self.boom),
             heirloom.Route("typed", handler=self.typed, input=Typed, inline=True, max_payload=4096),
             heirloom.Route("write", handler=self.write),
+            heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
             heirloom.Route(

@@ -48,6 +48,7 @@ class ToyModel(heirloom.Model):
     fail_start: bool = False
     fail_stop: bool = False
     start_seconds: float = 0.0
+    allocate_mb: int = 0
 
     def start(self, ctx):
         super().start(ctx)
@@ -64,6 +65,11 @@ class ToyModel(heirloom.Model):
 
     def fit(self, data, parent=None, progress=None):
         self.seen = sum(1 for _ in data)
+        held = []
+        for _ in range(self.allocate_mb // 10):  # memory that grows as fitting reports progress
+            held.append(bytearray(10 << 20))
+            time.sleep(0.02)
+            progress.advance(1)
         if parent is not None:
             self.epochs = parent.metadata["epochs"]  # a warm start keeps what the parent learnt
 

@@ -76,12 +76,16 @@ def models_group() -> None:
 @json_option
 @store_option
 def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> None:
-    """Every stored version, oldest first per model."""
+    """Every stored version, oldest first per model, then each project's storage use (the
+    blobs its versions reference, what a resource manager's artifact quota counts)."""
     artifacts = store.list(project)
     if as_json:
         print_json([artifact.to_json() for artifact in artifacts])
     elif artifacts:
         console.print(_table(artifacts))
+        usage = store.usage()
+        for name in sorted({a.project for a in artifacts}):
+            console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
     else:
         click.echo(f"no artifacts in {store.root}")
 

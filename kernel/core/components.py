@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import attrs
 
 if TYPE_CHECKING:
+    from heirloom.core.quota import StorageQuota
     from heirloom.core.system import System
 
 KINDS = ("source", "model", "api", "resources")
@@ -76,6 +77,11 @@ class Context:
     @property
     def project(self) -> str:
         return self.system.profile.project
+
+    def log_quota(self) -> StorageQuota:
+        """The project's quota on durable logs: pass it to every :class:`~heirloom.AppendLog`
+        the component opens (``AppendLog(path, quota=ctx.log_quota())``)."""
+        return self.system.log_quota
 
 
 class Progress(Protocol):
@@ -303,6 +309,41 @@ class Resources(Component):
         with ``serve --workers N`` the broker enforces it (each worker's ``admit`` still
         applies inside that worker)."""
         return None
+
+    def check_memory(self, what: str) -> None:
+        """Raise :class:`ResourceExhaustedError` (saying how much is used and allowed) when
+        ``what`` (e.g. ``training sentiment``) may not go on within the memory budget. The
+        kernel calls it before ``fit`` starts and as training reports progress."""
+
+    def storage_quota_mb(self, area: str) -> int | None:
+        """The most MiB this system's project may keep in ``area``: ``"artifacts"`` (its
+        versions' blobs in the artifact store) or ``"logs"`` (its durable logs, every
+        :class:`~heirloom.AppendLog` opened with ``ctx.log_quota()``); None: no quota. The
+        kernel enforces it: a write past it is refused whole."""
+        return None
+
+    def retention(self) -> int | None:
+        """Retention: after each train keep the newest N versions of each of the project's
+        models (aliased versions and ancestors of kept ones always stay); None keeps all."""
+        return None
+
+    def client_limits(self) -> ClientLimits | None:
+        """Per-client rate limits the daemon enforces where clients connect (the broker with
+        ``--workers N``); None: none. Asked before ``start``, of the configured instance."""
+        return None
+
+
+@attrs.frozen
+class ClientLimits:
+    """Token buckets per client (its Curve key, else its connection): a request takes one
+    request token and its size in byte tokens; a client out of either is refused
+    RESOURCE_EXHAUSTED with ``retry_after_ms``. 0 turns a limit off."""
+
+    #: Sustained requests per second, and bytes per second, one client may send.
+    requests_per_s: float = 0.0
+    bytes_per_s: float = 0.0
+    #: Bucket size in seconds of the rate: how long a burst above it may last.
+    burst_s: float = 1.0
 
 
 KIND_BASES: dict[str, type[Component]] = {"source": Source, "model": Model, "api": Api, "resources": Resources}

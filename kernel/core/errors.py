@@ -41,3 +41,8 @@ class LifecycleError(HeirloomError):
         self.errors = list(errors or [])
         details = "".join(f"\n  - {e}" for e in self.errors)
         super().__init__(message + details)
+
+
+class ResourceExhaustedError(HeirloomError):
+    """A limit of the resource manager was reached (memory, a storage quota); nothing was
+    written. Served over the wire as RESOURCE_EXHAUSTED."""

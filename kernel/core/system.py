@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import TABLES, Api, Component, Context, ModelHandle, Resources
 from heirloom.core.errors import HeirloomError, LifecycleError
+from heirloom.core.quota import StorageQuota
 from heirloom.core.schema import ComponentSpec, ResolvedProfile
 from heirloom.core.serving import ModelServing, VersionStore
 
@@ -79,6 +80,7 @@ class System:
         self.state = "built"
         self._components: dict[tuple[str, str], Component] = {}
         self._started: list[tuple[ComponentSpec, Component]] = []
+        self._log_quota: StorageQuota | None = None
 
     # -- lookups -------------------------------------------------------------------------
     def component(self, name: str, kind: str | None = None) -> Any:
@@ -87,6 +89,13 @@ class System:
         if len(matches) != 1:
             raise HeirloomError(f"no single started component named {name!r}" + (f" of kind {kind}" if kind else ""))
         return matches[0]
+
+    @property
+    def log_quota(self) -> StorageQuota:
+        """The project's durable-log quota, shared by every log its components open."""
+        if self._log_quota is None:
+            self._log_quota = StorageQuota("logs", self.profile.project, self.resources.storage_quota_mb("logs"))
+        return self._log_quota
 
     @property
     def resources(self) -> Resources:

@@ -23,13 +23,14 @@ from typing import Any
 import attrs
 
 from heirloom.core.components import State
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, ResourceExhaustedError
 from heirloom.core.fsutil import write_atomic
 from heirloom.core.paths import home
+from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import NAME_PATTERN
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
-from heirloom.store.gc import BLOB_NAME, GcPlan, collect
+from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size
 from heirloom.store.index import StoreIndex, Transaction
 
 NAME = NAME_PATTERN
@@ -198,8 +199,10 @@ class ArtifactStore:
         data_fingerprints: dict[str, str] | None = None,
         metrics: dict[str, Any] | None = None,
         plugin_versions: dict[str, str] | None = None,
+        quota_mb: int | None = None,
     ) -> Artifact:
-        """Store ``state`` as the next version of ``project/model``."""
+        """Store ``state`` as the next version of ``project/model``; with ``quota_mb``, only
+        if the project's blobs stay within it (else ResourceExhaustedError, nothing written)."""
         check_name("project", project)
         check_name("model", model)
         framework, weights = encode_tensors(state.tensors)
@@ -226,10 +229,34 @@ class ArtifactStore:
         with self.index.writing() as tx:
             if parent is not None and tx.digest_of(parent.project, parent.model, parent.version) != parent.digest:
                 raise RefError(f"parent {parent.ref} ({parent.digest[:12]}) is not in the store at {self.root}")
+            if quota_mb is not None:
+                self._check_quota(tx, project, model, blobs, quota_mb)
             for name, data in blobs.items():
                 write_atomic(self.blobs / name, data)
             version = tx.insert(record, *blobs)
         return Artifact(version=version, **record)
+
+    def _check_quota(self, tx: Transaction, project: str, model: str, blobs: dict[str, bytes], quota_mb: int) -> None:
+        held = self._project_blobs(tx, project)
+        used = sum(file_size(self.blobs / name) for name in held)
+        adding = sum(len(data) for name, data in blobs.items() if name not in held)
+        if used + adding > quota_mb * MIB:
+            raise ResourceExhaustedError(
+                f"not stored: project {project!r} holds {used / MIB:.1f} MiB in the artifact store at {self.root}; "
+                f"{project}/{model} needs {adding / MIB:.1f} MiB more, past its artifact quota of {quota_mb} MiB; "
+                "free space with `heirloom models gc` or a retention policy (keep_versions)"
+            )
+
+    @staticmethod
+    def _project_blobs(tx: Transaction, project: str) -> set[str]:
+        return {name for row in tx.blob_rows() if row[0] == project for name in row[3:]}
+
+    def usage(self) -> dict[str, int]:
+        """``{project: bytes}``: the size of the blobs each project's versions reference (a
+        blob two projects share counts for both)."""
+        with self.index.reading() as tx:
+            projects = {row[0] for row in tx.blob_rows()}
+            return {p: sum(file_size(self.blobs / n) for n in self._project_blobs(tx, p)) for p in sorted(projects)}
 
     def resolve(self, ref: str | Ref) -> Artifact:
         """The artifact ``ref`` names; a RefError listing what exists when it names nothing."""
@@ -322,17 +349,18 @@ class ArtifactStore:
         with self.index.reading() as tx:
             return tx.alias_version(project, model, alias)
 
-    def gc(self, keep: int, *, dry_run: bool = False, orphans: bool = False) -> GcPlan:
+    def gc(self, keep: int, *, dry_run: bool = False, orphans: bool = False, project: str | None = None) -> GcPlan:
         """Delete versions nobody needs, and their blobs; ``dry_run`` plans the same, does nothing.
 
         Kept, per project/model: the newest ``keep`` versions, every aliased version, and
-        every ancestor of a kept version (in any project). Temp files a crash left behind
+        every ancestor of a kept version (in any project); with ``project``, only that
+        project's versions may go (retention after a train). Temp files a crash left behind
         go too; blobs no version references only with ``orphans`` (see
         :mod:`heirloom.store.gc`).
         """
         if keep < 1:
             raise HeirloomError(f"gc must keep at least 1 version per model, got {keep}")
-        return collect(self.index, self.blobs, keep, dry_run=dry_run, orphans=orphans)
+        return collect(self.index, self.blobs, keep, dry_run=dry_run, orphans=orphans, project=project)
 
     def sweep(self, *, orphans: bool = False) -> list[str]:
         """Remove temp files of interrupted writes (and orphan blobs with ``orphans``); their names."""

@@ -53,7 +53,9 @@ class GcPlan:
         }
 
 
-def collect(index: StoreIndex, blobs: Path, keep: int | None, *, dry_run: bool, orphans: bool) -> GcPlan:
+def collect(
+    index: StoreIndex, blobs: Path, keep: int | None, *, dry_run: bool, orphans: bool, project: str | None = None
+) -> GcPlan:
     """Plan and (unless ``dry_run``) carry out a collection; ``keep=None`` deletes no version.
 
     Rows go in one transaction; files are removed in a second one, under the write lock
@@ -61,7 +63,7 @@ def collect(index: StoreIndex, blobs: Path, keep: int | None, *, dry_run: bool, 
     the same content meanwhile).
     """
     with index.writing() as tx:
-        plan = _plan(tx, blobs, keep, dry_run, orphans)
+        plan = _plan(tx, blobs, keep, dry_run, orphans, project)
         if not dry_run:
             tx.delete([(row["project"], row["model"], row["version"]) for row in plan.versions])
     if dry_run or not plan.files:
@@ -72,17 +74,17 @@ def collect(index: StoreIndex, blobs: Path, keep: int | None, *, dry_run: bool, 
         for name in removed:
             (blobs / name).unlink(missing_ok=True)
     gone = set(removed)
-    plan.bytes -= sum(_size(blobs / name) for name in plan.files if name not in gone)
+    plan.bytes -= sum(file_size(blobs / name) for name in plan.files if name not in gone)
     plan.files = removed
     return plan
 
 
-def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans: bool) -> GcPlan:
+def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans: bool, project: str | None) -> GcPlan:
     on_disk, leftovers, foreign = _scan(blobs)
     rows = tx.rows()
     doomed_keys: set[tuple[str, str, int]] = set()
     if keep is not None:
-        kept = _survivors(rows, keep)
+        kept = _survivors(rows, keep, project)
         doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
     used_by: dict[str, set[tuple[str, str, int]]] = defaultdict(set)
     for project, model, version, *names in tx.blob_rows():
@@ -95,7 +97,7 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
         dry_run=dry_run,
         versions=[row for row in rows if _key(row) in doomed_keys],
         files=files,
-        bytes=sum(on_disk.get(name, 0) or _size(blobs / name) for name in files),
+        bytes=sum(on_disk.get(name, 0) or file_size(blobs / name) for name in files),
         orphans=orphaned,
         orphans_removed=orphans and not dry_run,
         foreign=foreign,
@@ -124,7 +126,7 @@ def _scan(blobs: Path) -> tuple[dict[str, int], list[str], list[tuple[str, str]]
     return found, sorted(leftovers), sorted(foreign)
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
     try:
         return path.lstat().st_size
     except FileNotFoundError:
@@ -139,13 +141,14 @@ def _ref(row: dict[str, Any]) -> str:
     return f"{row['project']}/{row['model']}@{row['version']}"
 
 
-def _survivors(rows: list[dict[str, Any]], keep: int) -> set[str]:
-    """Refs gc keeps: newest ``keep`` per model, aliased ones, and all their ancestors."""
+def _survivors(rows: list[dict[str, Any]], keep: int, project: str | None = None) -> set[str]:
+    """Refs gc keeps: newest ``keep`` per model, aliased ones, every version outside
+    ``project`` (when given), and all their ancestors."""
     by_model: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_model[(row["project"], row["model"])].append(row)
     kept = {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
-    kept |= {_ref(row) for row in rows if row["aliases"]}
+    kept |= {_ref(row) for row in rows if row["aliases"] or project not in (None, row["project"])}
     parents = {_ref(row): row["parent"] for row in rows}
     pending = list(kept)
     while pending:

@@ -24,8 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, ResourceExhaustedError
 from heirloom.core.paths import home
+from heirloom.core.quota import StorageQuota
 
 log = logging.getLogger("heirloom.store.logs")
 
@@ -34,8 +35,8 @@ class LogWriteError(HeirloomError):
     """A record did not reach the disk whole; nothing of it remains in the log."""
 
 
-class LogFull(LogWriteError):
-    """The log reached its size limit; the record was not written."""
+class LogFull(LogWriteError, ResourceExhaustedError):
+    """The log reached its size limit or the project's log quota; the record was not written."""
 
 
 def log_path(kind: str, project: str, name: str) -> Path:
@@ -47,13 +48,17 @@ def log_path(kind: str, project: str, name: str) -> Path:
 class AppendLog:
     """An append-only, fsynced JSON-lines file; safe across threads and processes.
 
-    ``max_bytes`` caps the file: past it, ``append`` raises :class:`LogFull`.
+    ``max_bytes`` caps the file, ``quota`` (``ctx.log_quota()``) the project's logs together:
+    past either, ``append`` raises :class:`LogFull` and writes nothing.
     """
 
-    def __init__(self, path: Path, *, max_bytes: int | None = None):
+    def __init__(self, path: Path, *, max_bytes: int | None = None, quota: StorageQuota | None = None):
         self.path = path
         self.max_bytes = max_bytes
+        self.quota = quota
         path.parent.mkdir(parents=True, exist_ok=True)
+        if quota is not None:
+            quota.cover(path)
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._lock = threading.Lock()
 
@@ -67,6 +72,11 @@ class AppendLog:
                 line = b"\n" + line
             if self.max_bytes is not None and start + len(line) > self.max_bytes:
                 raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes its {self.max_bytes}")
+            if self.quota is not None:
+                try:
+                    self.quota.check(len(line), f"log {self.path.name}")
+                except ResourceExhaustedError as exc:
+                    raise LogFull(str(exc)) from None
             try:
                 self._write_all(line)
                 os.fsync(self._fd)

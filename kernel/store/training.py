@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom.core.components import NullProgress, Progress, Report, Source, references
+from heirloom.core.components import NullProgress, Progress, Report, Resources, Source, references
 from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import RefError, state_digest
 
@@ -143,6 +144,9 @@ def train(
         model = system.component(spec.name, "model")
         source_name = data_source(spec, model)
         source: Source = system.component(source_name, "source")
+        resources = system.resources
+        resources.check_memory(f"training {spec.key}")  # refused before any record is read
+        progress = MemoryWatch(progress, resources, f"training {spec.key}")
         train_split = reading(source.records("train"), progress, f"reading the train split of {source_name}")
         model.fit(train_split, parent=parent_state, progress=progress)
         test_split = reading(source.records("test"), progress, f"evaluating {spec.name} on the test split")
@@ -158,8 +162,44 @@ def train(
             data_fingerprints={source_name: source.fingerprint()},
             metrics=report.metrics,
             plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
+            quota_mb=resources.storage_quota_mb("artifacts"),
         )
+        keep = resources.retention()
+    if keep:
+        plan = store.gc(keep, project=profile.project)
+        if plan.versions:
+            removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)
+            progress.log(f"retention (keep_versions = {keep}): removed {removed}, {plan.bytes} bytes")
     return Trained(artifact, report)
+
+
+class MemoryWatch:
+    """Progress that also holds training to the memory budget: each update (at most every
+    ``MEMORY_CHECK_S``) asks the resource manager, which raises past the budget."""
+
+    def __init__(self, progress: Progress, resources: Resources, what: str):
+        self.progress, self.resources, self.what = progress, resources, what
+        self._checked = time.monotonic()
+
+    def start(self, description: str, total: float | None = None) -> None:
+        self._check()
+        self.progress.start(description, total)
+
+    def advance(self, amount: float = 1) -> None:
+        self._check()
+        self.progress.advance(amount)
+
+    def log(self, message: str) -> None:
+        self.progress.log(message)
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        if now - self._checked >= MEMORY_CHECK_S:
+            self._checked = now
+            self.resources.check_memory(self.what)
+
+
+MEMORY_CHECK_S = 0.1
 
 
 def evaluate(

@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 from zmq.backend import zmq_poll
 
+from heirloom.core.components import ClientLimits
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer
@@ -56,6 +57,7 @@ from heirloom.wire.protocol import (
     split_envelope,
     unpackb,
 )
+from heirloom.wire.ratelimit import ClientBuckets
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver, sender
@@ -104,6 +106,7 @@ class Broker:
         log_format: str,
         worker_bind: str | None = None,
         max_in_flight: int | None = None,
+        limits: ClientLimits | None = None,
     ):
         self.settings = settings
         self.profile_ref = profile_ref
@@ -112,6 +115,7 @@ class Broker:
         self.log_format = log_format
         #: The resource manager's limit for the whole daemon (all workers together).
         self.max_in_flight = max_in_flight
+        self.buckets = ClientBuckets(limits) if limits is not None else None
         self.context = zmq.Context()
         self.frontend = self.context.socket(zmq.ROUTER)
         if curve is not None:
@@ -311,12 +315,14 @@ class Broker:
         if index < 0:
             self.dropped += 1
             return
-        envelope, request_id = frames[:index], None
+        envelope, request_id, info = frames[:index], None, None
         try:
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
             if user is not None and not self.curve.is_client(user):
                 raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
+            if self.buckets is not None:
+                self.buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))
             route = header.get("route")
             info = self.routes.get(route) if type(route) is str else None
             if info is None:
@@ -356,6 +362,8 @@ class Broker:
             self._to_worker([worker.identity, tag + client, *frames[index:]])
         except RequestError as error:
             self.outbox.send(error_frames(envelope, request_id, error))
+            if info is not None:  # a refusal of a known route counts against it, as in a worker
+                (self.stats.get(route) or self._new_stats(route)).record(error.code, time.perf_counter() - received)
         except Exception as exc:  # nothing a client sends stops the broker
             log.exception("broker failed on a request")
             error = RequestError(INTERNAL, f"the broker failed: {type(exc).__name__}: {exc}")
@@ -413,7 +421,9 @@ class Broker:
             "draining": self.draining,
             "routes": {name: stats.snapshot(0) for name, stats in self.stats.items()},
             "resources": {"in_flight": len(self.forwarded), "max_in_flight": self.max_in_flight},
+            "network": self.buckets.usage() if self.buckets is not None else {},
             "models": ready[0].status.get("models", {}) if ready else {},
+            "storage": ready[0].status.get("storage", {}) if ready else {},
             "workers": self._workers(),
         }
 

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.components import Api, Route
+from heirloom.core.quota import MIB
+from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire.protocol import HEADER_LIMIT
 
 if TYPE_CHECKING:
+    from heirloom.core.system import System
     from heirloom.wire.server import Server
 
 #: The built-in routes and what each answers.
@@ -83,6 +86,8 @@ class KernelApi(Api):
             "routes": {name: e.stats.snapshot(e.pending) for name, e in daemon.router.endpoints.items()},
             "resources": system.resources.usage() if system.state == "running" else {},
             "models": system.serving.status() if system.serving is not None else {},
+            "storage": storage_usage(system),
+            "network": daemon.buckets.usage() if daemon.buckets is not None else {},
         }
 
     def reload(self, body: Any) -> dict[str, Any]:
@@ -92,3 +97,16 @@ class KernelApi(Api):
             self.daemon.curve.refresh()
         serving = self.daemon.system.serving
         return {"checking": serving.check_now() if serving is not None else []}
+
+
+def storage_usage(system: System) -> dict[str, Any]:
+    """``{"artifacts": {"used_mb", "quota_mb"}, "logs": {...}}`` of the system's project."""
+    if system.state != "running":
+        return {}
+    store = system.serving.store if system.serving is not None else None
+    quota = system.resources.storage_quota_mb("artifacts")
+    used = store.usage().get(system.profile.project, 0) if isinstance(store, ArtifactStore) else None
+    return {
+        "artifacts": {"used_mb": None if used is None else round(used / MIB, 3), "quota_mb": quota},
+        "logs": system.log_quota.usage(),
+    }

@@ -12,7 +12,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Versioned
-from heirloom.wire.protocol import DEADLINE_EXCEEDED, INTERNAL, OK, RequestError, detach_buffers, packb
+from heirloom.core.errors import ResourceExhaustedError
+from heirloom.wire.protocol import (
+    DEADLINE_EXCEEDED,
+    INTERNAL,
+    OK,
+    RESOURCE_EXHAUSTED,
+    RequestError,
+    detach_buffers,
+    packb,
+)
 
 if TYPE_CHECKING:
     from heirloom.wire.routing import Endpoint
@@ -101,6 +110,10 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
     """Answer ``call`` with the error ``exc`` raised while handling it."""
     if isinstance(exc, RequestError):
         complete(call, exc.code, exc.body(), None, 0.0)
+        return
+    if isinstance(exc, ResourceExhaustedError):  # a quota or budget: the client's to know, not a bug
+        log.warning("%s refused: %s", where, exc)
+        complete(call, RESOURCE_EXHAUSTED, RequestError(RESOURCE_EXHAUSTED, str(exc)).body(), None, 0.0)
         return
     log.error("%s failed: %s", where, exc, exc_info=exc)
     complete(

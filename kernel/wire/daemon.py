@@ -11,6 +11,7 @@ import logging
 import signal
 from collections.abc import Callable
 
+from heirloom.core.components import Resources
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
@@ -42,7 +43,8 @@ def run_server(
     metrics: MetricsAddress | None = None,
 ) -> int:
     """Serve ``system`` until drained; returns the process exit code."""
-    server = Server(system, settings, bind=bind, connect=connect, curve=curve)
+    limits = None if connect is not None else configured_resources(system.profile).client_limits()
+    server = Server(system, settings, bind=bind, connect=connect, curve=curve, limits=limits)
     exporter = Exporter(metrics, lambda: daemon_snapshot(server)) if metrics is not None else None
     if connect is not None:
         log.info("worker connecting to %s", connect)
@@ -92,7 +94,7 @@ def serve(
         return run_server(kernel.system(profile, serve_models=True), settings, curve=curve, metrics=metrics)
     from heirloom.wire.broker import Broker
 
-    resources = next(spec for spec in profile.components if spec.kind == "resources")
+    resources = configured_resources(profile)
     broker = Broker(
         settings,
         profile_ref=profile_ref,
@@ -100,7 +102,8 @@ def serve(
         curve=curve,
         log_format=log_format,
         worker_bind=worker_bind,
-        max_in_flight=profile.instantiate(resources).daemon_in_flight_limit(),
+        max_in_flight=resources.daemon_in_flight_limit(),
+        limits=resources.client_limits(),
     )
     on_stop_signals(broker.request_drain)
     exporter = Exporter(metrics, lambda: broker_snapshot(broker)) if metrics is not None else None
@@ -109,3 +112,9 @@ def serve(
     finally:
         if exporter is not None:
             exporter.close()
+
+
+def configured_resources(profile: ResolvedProfile) -> Resources:
+    """The profile's resource manager as configured (not started): what the process that
+    owns the client socket asks for daemon-wide limits."""
+    return profile.instantiate(next(spec for spec in profile.components if spec.kind == "resources"))

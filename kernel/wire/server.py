@@ -26,10 +26,10 @@ from typing import Any
 import zmq
 from zmq.backend import zmq_poll
 
-from heirloom.core.components import Versioned
+from heirloom.core.components import ClientLimits, Versioned
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
-from heirloom.wire.builtin_routes import KernelApi
+from heirloom.wire.builtin_routes import KernelApi, storage_usage
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.metrics import daemon_snapshot
@@ -53,6 +53,7 @@ from heirloom.wire.protocol import (
     read_header,
     split_envelope,
 )
+from heirloom.wire.ratelimit import ClientBuckets
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
 from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, drain, receiver, sender
 
@@ -82,8 +83,10 @@ class Server:
         connect: str | None = None,
         curve: Any = None,
         context: zmq.Context | None = None,
+        limits: ClientLimits | None = None,
     ):
         self.system = system
+        self.buckets = ClientBuckets(limits) if limits is not None else None
         self.settings = settings
         self.context = context or zmq.Context()
         self.curve = curve
@@ -154,7 +157,9 @@ class Server:
         threading.Thread(target=start, name="heirloom-start", daemon=True).start()
 
     def ready(self) -> bool:
-        return not self.draining and self._system_ready.is_set() and self.start_error is None and self.system.ready()
+        # _installed, not only started: a _ready handled in the same turn as the start finishing
+        # must not say ready before the routes are mounted (a client would get UNAVAILABLE).
+        return not self.draining and self._installed and self.system.ready()
 
     def request_drain(self) -> None:
         """Stop accepting work; finish in-flight requests within the grace period."""
@@ -253,6 +258,8 @@ class Server:
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
             if user is not None and not self.curve.is_client(user):
                 raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
+            if self.buckets is not None:
+                self.buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))
             route = header.get("route")
             endpoint = self.router.endpoints.get(route) if type(route) is str else None
             if endpoint is None:
@@ -442,6 +449,7 @@ class Server:
             "routes": [e.describe() for e in self.router.endpoints.values() if not e.builtin],
             "resources": system.resources.usage() if system.state == "running" else {},
             "models": system.serving.status() if system.serving is not None else {},
+            "storage": storage_usage(system),
             "metrics": daemon_snapshot(self),
         }
 

@@ -123,7 +123,7 @@ class RecommendApi(heirloom.Api):
         self.handle = ctx.model(self.model)
         self.inputs = inputs(self.max_k, self.max_history)
         path = Path(self.events_path) if self.events_path else event_log_path(ctx.project, ctx.name)
-        self.events = heirloom.AppendLog(path)
+        self.events = heirloom.AppendLog(path, quota=ctx.log_quota())
 
     def stop(self) -> None:
         events = getattr(self, "events", None)

@@ -99,7 +99,7 @@ class ClassifyApi(heirloom.Api):
         self.handle = ctx.model(self.model)
         self.input = predict_input(self.max_text_chars, self.max_texts)
         path = Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", ctx.project, ctx.name)
-        self.feedback_log = heirloom.AppendLog(path, max_bytes=self.feedback_max_mb << 20)
+        self.feedback_log = heirloom.AppendLog(path, max_bytes=self.feedback_max_mb << 20, quota=ctx.log_quota())
 
     def stop(self) -> None:
         log = getattr(self, "feedback_log", None)
@@ -165,7 +165,7 @@ class ClassifyApi(heirloom.Api):
             self.feedback_log.append({"text": body.text, "label": body.label})
         except heirloom.LogFull as exc:
             log.error("%s", exc)
-            message = "the feedback log is full; nothing was recorded"
+            message = "the feedback log is full (its size limit or the project's log quota); nothing was recorded"
             raise heirloom.RequestError("RESOURCE_EXHAUSTED", message) from None
         except heirloom.LogWriteError as exc:  # the operator's log names the file; the client learns no path
             log.error("%s", exc)

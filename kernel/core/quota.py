@@ -1,0 +1,59 @@
+"""A storage quota shared by a project's files: one limit, the files it covers, their use.
+
+The durable logs of one project (feedback, events, ...) are several files written by
+several processes (``serve --workers N``); each process opens the same logs, so the use is
+the sum of their sizes, read from the file system at each check rather than counted in one
+process. Two processes appending to different logs at the same instant may each pass the
+check: the quota is then exceeded by at most one record per process, never by more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+from heirloom.core.errors import ResourceExhaustedError
+
+MIB = 1 << 20
+
+
+class StorageQuota:
+    """``limit_mb`` (None: unlimited) over the files added with :meth:`cover`."""
+
+    def __init__(self, area: str, project: str, limit_mb: int | None):
+        self.area = area
+        self.project = project
+        self.limit = None if limit_mb is None else limit_mb * MIB
+        self._paths: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def cover(self, path: Path) -> None:
+        with self._lock:
+            self._paths.add(Path(path))
+
+    def used(self) -> int:
+        """Bytes the covered files hold now."""
+        with self._lock:
+            paths = list(self._paths)
+        total = 0
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(path).st_size
+        return total
+
+    def check(self, adding: int, what: str) -> None:
+        """Raise ResourceExhaustedError when ``adding`` bytes would pass the limit."""
+        if self.limit is None:
+            return
+        used = self.used()
+        if used + adding > self.limit:
+            raise ResourceExhaustedError(
+                f"{what}: project {self.project!r} holds {used} bytes of {self.area}; {adding} more would pass "
+                f"its {self.area} quota of {self.limit // MIB} MiB; nothing was written"
+            )
+
+    def usage(self) -> dict[str, float | None]:
+        """``{"used_mb", "quota_mb"}`` for ``_stats``."""
+        return {"used_mb": round(self.used() / MIB, 3), "quota_mb": None if self.limit is None else self.limit // MIB}

@@ -1,0 +1,206 @@
+"""Resource management on one host (issue 15): compute, storage and network limits of the
+``local`` resource manager, each driven through the real CLI or a real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import wait
+
+import numpy as np
+import pytest
+
+import heirloom
+from heirloom.wire.client import ResourceExhausted
+from tests.daemons import Daemon
+from tests.helpers import run_heirloom, write
+
+TOYS = {"HEIRLOOM_PLUGINS": "tests.toys"}
+TRAIN_PROFILE = """
+project = "{project}"
+[resources]
+{resources}
+[sources.s]
+use = "toy-source"
+rows = 50
+[models.m]
+use = "toy-model"
+data = "s"
+"""
+DAEMON_PROFILE = """
+project = "limits"
+[resources]
+{resources}
+[server]
+handler_threads = 4
+[apis.echo]
+use = "echo"
+[apis.t]
+use = "testing"
+"""
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """``serve(resources, *args)``: a ready daemon of DAEMON_PROFILE, stopped after the test
+    even when it fails (a broker's workers go with it)."""
+    running: list[Daemon] = []
+
+    def start(resources: str, *args: str) -> Daemon:
+        daemon = Daemon(tmp_path, *args, profile=DAEMON_PROFILE.format(resources=resources))
+        running.append(daemon)
+        daemon.wait_ready()
+        return daemon
+
+    yield start
+    for daemon in running:
+        if daemon.process.poll() is None:
+            try:
+                daemon.terminate(timeout=15)
+            except Exception:  # noqa: BLE001 - a stuck daemon is killed instead
+                daemon.kill()
+
+
+def train_profile(tmp_path, resources: str = "", project: str = "quota"):
+    return write(tmp_path / "train.toml", TRAIN_PROFILE.format(project=project, resources=resources))
+
+
+def versions(project: str) -> list[str]:
+    return [a.ref for a in heirloom.ArtifactStore.default().list(project)]
+
+
+# -- A. compute ------------------------------------------------------------------------------
+def test_a_flood_of_echo_calls_is_refused_daemon_wide_with_two_workers(serve):
+    daemon = serve("max_in_flight = 2", "--workers", "2")
+    with daemon.client(timeout=20, retries=0) as client:
+        futures = [client.submit("echo.echo", i) for i in range(1000)]
+        wait(futures, timeout=30)
+        answered = [f.exception() or f.result().body for f in futures]
+        refused = [a for a in answered if isinstance(a, ResourceExhausted)]
+        assert all(a == i for i, a in enumerate(answered) if not isinstance(a, Exception)), "every other call is OK"
+        assert len(refused) + sum(not isinstance(a, Exception) for a in answered) == 1000  # none lost
+        assert refused and all(r.retry_after_ms >= 10 and "requests in flight" in r.message for r in refused)
+        stats = client.call("_stats")
+        assert stats["resources"]["max_in_flight"] == 2
+        assert stats["routes"]["echo.echo"]["errors"]["RESOURCE_EXHAUSTED"] == len(refused)
+        assert client.call("echo.echo", "after") == "after"
+    assert daemon.terminate() == 0
+
+
+def test_training_within_a_tiny_memory_budget_is_refused_before_it_starts(tmp_path):
+    path = train_profile(tmp_path)
+    result = run_heirloom("train", str(path), "--set", "resources.memory_budget_mb=1", env=TOYS)
+    assert result.returncode == 1, result.stderr
+    assert "error: training models.m: this process holds" in result.stderr
+    assert "past resources.memory_budget_mb = 1" in result.stderr and "Traceback" not in result.stderr
+    assert versions("quota") == []
+    assert run_heirloom("train", str(path), env=TOYS).returncode == 0  # no budget: it trains
+
+
+def test_training_that_grows_past_the_memory_budget_is_stopped(tmp_path):
+    path = train_profile(tmp_path, "memory_budget_mb = 250")
+    result = run_heirloom("train", str(path), "--set", "models.m.allocate_mb=600", env=TOYS)
+    assert result.returncode == 1, result.stderr
+    assert "past resources.memory_budget_mb = 250" in result.stderr and versions("quota") == []
+
+
+def test_profile_check_refuses_a_cuda_device_torch_cannot_see(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal needs one without")
+    path = train_profile(tmp_path, 'device = "cuda:0"')
+    result = run_heirloom("profile", "check", str(path), env=TOYS)
+    assert result.returncode == 2
+    assert f"{path}: resources.device: 'device' is 'cuda:0' but torch {torch.__version__} sees no CUDA device" in (
+        result.stderr
+    )
+
+
+# -- B. storage ------------------------------------------------------------------------------
+def test_a_project_at_its_artifact_quota_is_refused_and_the_store_stays_consistent(tmp_path):
+    store = heirloom.ArtifactStore.default()
+    big = heirloom.State({"w": np.arange(1 << 18, dtype=np.float32)}, {})  # 1 MiB
+    store.put("quota", "big", big, model_type="test")
+    other = store.put("elsewhere", "big", heirloom.State({"w": np.ones(1 << 19, dtype=np.float32)}, {}), model_type="t")
+    blobs = sorted(os.listdir(store.blobs))
+    path = train_profile(tmp_path, "artifact_quota_mb = 1")
+
+    result = run_heirloom("train", str(path), env=TOYS)
+    assert result.returncode == 1
+    assert "error: not stored: project 'quota' holds 1.0 MiB in the artifact store" in result.stderr
+    assert "past its artifact quota of 1 MiB" in result.stderr
+    assert versions("quota") == ["quota/big@1"] and sorted(os.listdir(store.blobs)) == blobs
+    assert store.verify("quota/big@1") and store.verify(other.ref)  # other projects count for themselves
+
+    listed = run_heirloom("models", "list")
+    assert "quota: 1.00 MiB of blobs" in listed.stdout and "elsewhere: 2.00 MiB of blobs" in listed.stdout
+    assert run_heirloom("train", str(path), "--set", "resources.artifact_quota_mb=2", env=TOYS).returncode == 0
+    assert versions("quota") == ["quota/big@1", "quota/m@1"]
+
+
+def test_retention_keeps_the_newest_versions_aliased_ones_and_other_projects(tmp_path):
+    path = train_profile(tmp_path, "keep_versions = 2")
+    other = train_profile(tmp_path / "o", project="other")
+    assert run_heirloom("train", str(other), env=TOYS).returncode == 0
+    assert run_heirloom("train", str(other), env=TOYS).returncode == 0
+    logs = []
+    for run in range(4):
+        result = run_heirloom("train", str(path), env=TOYS)
+        assert result.returncode == 0, result.stderr
+        logs.append(" ".join(result.stderr.split()))
+        if run == 0:
+            assert run_heirloom("models", "promote", "quota/m@1", "production").returncode == 0
+    assert "retention (keep_versions = 2): removed quota/m@2" in logs[3]
+    assert versions("quota") == ["quota/m@1", "quota/m@3", "quota/m@4"]
+    assert versions("other") == ["other/m@1", "other/m@2"]
+
+
+def test_a_durable_log_at_its_quota_refuses_the_write_over_the_wire_and_keeps_every_record(serve):
+    log = heirloom.home() / "records" / "limits" / "t.jsonl"
+    log.parent.mkdir(parents=True)
+    filler = json.dumps({"pad": "x" * 1000}) + "\n"
+    log.write_text(filler * ((1 << 20) // len(filler)))
+    daemon = serve("log_quota_mb = 1")
+    with daemon.client(timeout=10, retries=0) as client:
+        assert client.call("t.record", {"n": 1}) is None  # fits in what is left
+        size = log.stat().st_size
+        with pytest.raises(ResourceExhausted, match="would pass its logs quota of 1 MiB"):
+            client.call("t.record", {"pad": "y" * 2000})
+        assert log.stat().st_size == size and log.read_bytes().endswith(b"\n")
+        storage = client.call("_stats")["storage"]
+        assert storage["logs"] == {"used_mb": round(size / (1 << 20), 3), "quota_mb": 1}
+        assert storage["artifacts"]["quota_mb"] is None
+    assert daemon.terminate() == 0
+    records = list(heirloom.AppendLog.read(log))
+    assert records[-1]["n"] == 1 and not any("y" * 10 in r.get("pad", "") for r in records)
+
+
+# -- C. network ------------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_client_over_its_rate_is_refused_while_another_is_served(serve, workers):
+    daemon = serve("client_requests_per_s = 5\nclient_burst_s = 1.0", "--workers", workers)
+    time.sleep(1.0)  # wait_ready's probes drew on the bucket of its own connection, not ours
+    with daemon.client(timeout=10, retries=0) as greedy, daemon.client(timeout=10, retries=0) as polite:
+        futures = [greedy.submit("echo.echo", i) for i in range(20)]
+        wait(futures, timeout=10)
+        refused = [f.exception() for f in futures if f.exception() is not None]
+        assert 10 <= len(refused) <= 15 and all(isinstance(e, ResourceExhausted) for e in refused)
+        assert all("over its rate limit (5 requests/s)" in e.message and e.retry_after_ms > 0 for e in refused)
+        assert [polite.call("echo.echo", i) for i in range(3)] == [0, 1, 2]
+        time.sleep(max(e.retry_after_ms for e in refused) / 1000)
+        assert greedy.call("echo.echo", "again") == "again"  # the hint is honest
+        network = polite.call("_stats")["network"]
+        assert network["refused"] >= len(refused) and network["clients"] >= 2 and network["bytes_in"] > 0
+    assert daemon.terminate() == 0
+
+
+def test_a_client_over_its_byte_rate_is_refused(serve):
+    daemon = serve("client_bytes_per_s = 20000\nclient_burst_s = 1.0")
+    with daemon.client(timeout=10, retries=0) as client:
+        assert client.call("echo.echo", "x" * 30_000) == "x" * 30_000  # one large message may overdraw
+        with pytest.raises(ResourceExhausted, match="20000 bytes/s") as caught:
+            client.call("echo.echo", "small")
+        assert 400 <= caught.value.retry_after_ms <= 600
+    assert daemon.terminate() == 0
