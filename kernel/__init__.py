@@ -23,6 +23,7 @@ from heirloom.core.components import (
     path_fields,
     ref,
 )
+from heirloom.core.consoles import Console, ConsoleRequest
 from heirloom.core.errors import HeirloomError, LifecycleError, PluginError, Problem, ProfileError
 from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
@@ -30,6 +31,7 @@ from heirloom.core.paths import home
 from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.logs import AppendLog, log_path
+from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.protocol import Buffer, RequestError
 
@@ -40,7 +42,10 @@ __all__ = [
     "Buffer",
     "Client",
     "Component",
+    "Console",
+    "ConsoleRequest",
     "Context",
+    "CurveClient",
     "HeirloomError",
     "Kernel",
     "LifecycleError",
