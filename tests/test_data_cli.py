@@ -92,9 +92,9 @@ def test_bad_profile_is_reported_like_profile_check(tmp_path):
     assert result.stderr == check.stderr and "unknown source type 'nope'" in result.stderr
 
 
-# -- the fhir source of the medical profile ---------------------------------------------------
+# -- the fhir source of the medical profiles (23 patients: medical-small) ------------------------
 def test_fhir_stats_json(data_dir):
-    result = run_heirloom("data", "stats", "medical", "patients", "--json", env={"HEIRLOOM_DATA": str(data_dir)})
+    result = run_heirloom("data", "stats", "medical-small", "patients", "--json", env={"HEIRLOOM_DATA": str(data_dir)})
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     assert stats["records"] == 23
@@ -105,7 +105,7 @@ def test_fhir_stats_json(data_dir):
 
 def test_fhir_show_json(data_dir):
     result = run_heirloom(
-        "data", "show", "medical", "patients", "--limit", "2", "--json", env={"HEIRLOOM_DATA": str(data_dir)}
+        "data", "show", "medical-small", "patients", "--limit", "2", "--json", env={"HEIRLOOM_DATA": str(data_dir)}
     )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]

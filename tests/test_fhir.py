@@ -262,6 +262,47 @@ def test_splits_are_deterministic_disjoint_and_complete(bundles):
         list(source.records("validation"))
 
 
+def test_validation_split_comes_from_the_training_side(bundles):
+    plain = {r.id: r.split for r in FhirSource(path=str(bundles)).records()}
+    source = FhirSource(path=str(bundles), validation_fraction=0.3)
+    assert source.splits() == ["train", "validation", "test"]
+    sides = {split: {r.id for r in source.records(split)} for split in source.splits()}
+    assert sides["validation"] and sides["train"]
+    assert sides["test"] == {pid for pid, split in plain.items() if split == "test"}  # test is untouched
+    assert sides["train"] | sides["validation"] == {pid for pid, split in plain.items() if split == "train"}
+    assert not sides["train"] & sides["validation"]
+    assert all(r.split == "validation" for r in source.records("validation"))
+
+
+def test_every_patient_is_a_test_patient_at_test_fraction_one(bundles):
+    source = FhirSource(path=str(bundles), test_fraction=1.0)
+    assert list(source.records("train")) == []
+    assert len(list(source.records("test"))) == 23
+
+
+def test_cohorts_split_the_patients_and_keep_their_side(bundles):
+    every = {r.id: r.split for r in FhirSource(path=str(bundles)).records()}
+    halves = [
+        {r.id: r.split for r in FhirSource(path=str(bundles), cohort=part).records()} for part in ([0, 0.5], [0.5, 1])
+    ]
+    assert halves[0] and halves[1] and not halves[0].keys() & halves[1].keys()
+    assert halves[0] | halves[1] == every  # disjoint, complete, and each patient on the same side
+    source = FhirSource(path=str(bundles), cohort=[0.5, 1])
+    stats = source.stats()
+    assert stats["records"] == len(halves[1]) and stats["outside_cohort"] == len(halves[0])
+
+
+def test_train_patients_takes_the_first_by_hash_and_nests(bundles):
+    every = [r.id for r in FhirSource(path=str(bundles)).records("train")]
+    chosen = {n: [r.id for r in FhirSource(path=str(bundles), train_patients=n).records("train")] for n in (2, 4, 100)}
+    assert len(chosen[2]) == 2 and len(chosen[4]) == 4 and sorted(chosen[100]) == sorted(every)
+    assert chosen[4][:2] == chosen[2]  # a smaller count's patients are among a larger one's
+    assert [r.id for r in FhirSource(path=str(bundles), train_patients=4).records("train")] == chosen[4]
+    assert len(list(FhirSource(path=str(bundles), train_patients=2).records("test"))) == len(
+        list(FhirSource(path=str(bundles)).records("test"))
+    )
+
+
 def test_fingerprint_is_a_content_hash(bundles, tmp_path):
     folder = linked(bundles, tmp_path / "set", patient_files(bundles, 2))
     source = FhirSource(path=str(folder))
@@ -446,7 +487,9 @@ def test_record_shape_from_every_kind_of_resource(tmp_path):
 # -- the profile ----------------------------------------------------------------------------
 def test_medical_profile_starts_its_fhir_source(bundles, monkeypatch):
     monkeypatch.setenv("HEIRLOOM_DATA", str(bundles.parent.parent))
-    with heirloom.Kernel().system(str(REPO / "profiles" / "medical.toml")) as system:
+    with heirloom.Kernel().system(
+        str(REPO / "profiles" / "medical-small.toml"), only={("source", "patients")}
+    ) as system:
         source = system.components("source")["patients"]
         assert isinstance(source, FhirSource) and Path(source.path) == bundles
         assert source.on_error == "fail" and source.validate is False
@@ -462,3 +505,20 @@ def test_profile_check_names_bad_fhir_fields(tmp_path):
     problems = {p.path: p.message for p in caught.value.problems}
     assert "path does not exist" in problems["sources.ehr.path"]
     assert problems["sources.ehr.on_error"] == "'on_error' must be one of fail, skip, got 'ignore'"
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "message"),
+    [
+        ("test_fraction = 1.5", "test_fraction", "'test_fraction' must be between 0 and 1, got 1.5"),
+        ("test_fraction = 0.8\nvalidation_fraction = 0.3", "validation_fraction", "plus 'test_fraction' must be"),
+        ("cohort = [0.5, 0.2]", "cohort", "'cohort' must be [low, high] with 0 <= low < high <= 1, got [0.5, 0.2]"),
+        ("train_patients = 0", "train_patients", "'train_patients' must be at least 1, got 0"),
+    ],
+)
+def test_profile_check_names_bad_split_settings(tmp_path, settings, key, message):
+    profile = write(tmp_path / "bad.toml", f'[sources.ehr]\nuse = "fhir"\npath = "{tmp_path}"\n{settings}\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel().resolve(str(profile))
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert message in problems[f"sources.ehr.{key}"]

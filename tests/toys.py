@@ -96,6 +96,22 @@ class ToyApi(heirloom.Api):
         return [heirloom.Route("predict", handler=lambda body: self.target.predict([body])[0])]
 
 
+@attrs.define
+class ToyChecks(heirloom.Api):
+    """An api with an evaluation of its own: every record passes, plus one false alarm."""
+
+    data: str = heirloom.ref("source")
+
+    def routes(self):
+        return []
+
+    def evaluate(self, data):
+        passed = sum(1 for _ in data)
+        summary = {"precision": passed / (passed + 1), "recall": 1.0, "f1": 2 * passed / (2 * passed + 1)}
+        summary |= {"support": passed, "tp": passed, "fp": 1, "fn": 0}
+        return heirloom.Report({"summary": summary}, f"{passed} checks passed")
+
+
 @heirloom.hookimpl
 def heirloom_register_sources(register):
     register("toy-source", ToySource)
@@ -109,3 +125,4 @@ def heirloom_register_models(register):
 @heirloom.hookimpl
 def heirloom_register_apis(register):
     register("toy-api", ToyApi)
+    register("toy-checks", ToyChecks)

@@ -12,6 +12,7 @@ from heirloom.cli.common import console, err_console, fail, get_kernel, print_js
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import write_atomic
+from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.training import evaluate, model_specs, train
 
 
@@ -78,7 +79,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
 
 @click.command("eval")
 @click.argument("profile")
-@click.argument("models", nargs=-1)
+@click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option(
     "--html",
@@ -89,37 +90,54 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
 )
 @set_option
 def eval_command(
-    profile: str, models: tuple[str, ...], as_json: bool, html_path: Path | None, overrides: tuple[str, ...]
+    profile: str, names: tuple[str, ...], as_json: bool, html_path: Path | None, overrides: tuple[str, ...]
 ) -> None:
-    """Evaluate the served version of MODELS of PROFILE (default: all) on their test split.
+    """Evaluate the served version of the models of PROFILE, and the apis with checks of
+    their own, on their test split (NAMES: only these; default: all).
 
-    JSON: {"models": {NAME: {"version", "accuracy", "macro_f1", "per_class": {LABEL:
-    {"precision", "recall", "f1", "support"}}, ...}}}.
+    When reports carry a summary row, one table comes first: a row per component, then
+    micro, macro and weighted averages; then each component's own report.
+
+    JSON: {"models": {NAME: {"version", <metrics>, "per_class": {...}}}, "apis": {NAME:
+    {<metrics>}}, "summary": {"rows": {NAME: {"precision", "recall", "f1", "support"}},
+    "micro_avg", "macro_avg", "weighted_avg"}}; "apis" and "summary" only when present.
     """
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
-    results: dict[str, Any] = {}
-    reports: list[tuple[str | None, Report]] = []
+    results: dict[str, dict[str, Any]] = {"models": {}}
+    reports: dict[str, Report] = {}
+    headers: dict[str, str] = {}
     try:
         if html_path is not None:
             from heirloom.reports import check_available
 
             check_available()
-        for spec in model_specs(resolved, models):
-            with progress_bars(transient=True) as bars:
-                version, report = evaluate(kernel, resolved, spec, RichProgress(bars))
-            results[spec.name] = {"version": version, **report.metrics}
-            reports.append((version, report))
-            if not as_json:
-                console.print(f"[bold]{version}[/]")
-                console.print(report.text, markup=False, highlight=False)
+        for spec in evaluated_specs(resolved, names):
+            row = spec.key if spec.name in reports else spec.name  # a model and an api may share a name
+            if spec.kind == "model":
+                with progress_bars(transient=True) as bars:
+                    version, report = evaluate(kernel, resolved, spec, RichProgress(bars))
+                results["models"][spec.name] = {"version": version, **report.metrics}
+                headers[row] = str(version)
+            else:
+                report = evaluate_api(kernel, resolved, spec)
+                results.setdefault("apis", {})[spec.name] = report.metrics
+                headers[row] = spec.key
+            reports[row] = report
         if html_path is not None:
-            write_html_report(html_path, resolved.name, reports)
+            write_html_report(html_path, resolved.name, [(headers[row], report) for row, report in reports.items()])
             err_console.print(f"wrote {html_path}", markup=False, highlight=False)
     except HeirloomError as exc:
         fail(f"error: {exc}")
+    table = summary(reports)
     if as_json:
-        print_json({"models": results})
+        print_json(results | ({"summary": table} if table else {}))
+        return
+    if table:
+        console.print(summary_table(table), markup=False, highlight=False)
+    for name, report in reports.items():
+        console.print(f"[bold]{headers[name]}[/]")
+        console.print(report.text, markup=False, highlight=False)
 
 
 def write_html_report(path: Path, profile: str, reports: list[tuple[str | None, Report]]) -> None:

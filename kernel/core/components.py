@@ -268,6 +268,12 @@ class Api(Component):
     def routes(self) -> list[Route]:
         """The routes of this api (called after ``start``)."""
 
+    def evaluate(self, data: Iterable[Any]) -> Report:
+        """Optional: checks of the api's own on held-out ``data`` (the test split of its
+        ``data`` source). An api type that implements it is evaluated by ``heirloom eval``
+        beside the models; one that does not is skipped."""
+        raise NotImplementedError(f"{type(self).__name__} has no evaluation")
+
 
 class Resources(Component):
     """Plans and enforces threads, device, memory and admission for a system."""

@@ -54,14 +54,20 @@ def data_source(spec: ComponentSpec, model: Any) -> str:
 
 def model_specs(profile: ResolvedProfile, names: tuple[str, ...]) -> list[ComponentSpec]:
     """The profile's models (all, or the named ones in dependency order); unknown names fail."""
-    models = [spec for spec in profile.components if spec.kind == "model"]
-    unknown = sorted(set(names) - {spec.name for spec in models})
+    return named_specs(profile, [spec for spec in profile.components if spec.kind == "model"], names, "model")
+
+
+def named_specs(
+    profile: ResolvedProfile, found: list[ComponentSpec], names: tuple[str, ...], what: str
+) -> list[ComponentSpec]:
+    """``found`` (all, or the named ones, in their order); names not in it fail, listing it."""
+    unknown = sorted(set(names) - {spec.name for spec in found})
     if unknown:
         raise HeirloomError(
-            f"profile {profile.name!r} has no model {', '.join(map(repr, unknown))} "
-            f"(models: {', '.join(spec.name for spec in models) or 'none'})"
+            f"profile {profile.name!r} has no {what} {', '.join(map(repr, unknown))} "
+            f"({what}s: {', '.join(spec.name for spec in found) or 'none'})"
         )
-    return [spec for spec in models if not names or spec.name in names]
+    return [spec for spec in found if not names or spec.name in names]
 
 
 def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> dict[str, str]:

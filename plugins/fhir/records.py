@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-
-SPLITS = ("train", "test")
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
@@ -59,6 +56,8 @@ class Measurement:
     display: str | None
     value: float | int | str | bool | None
     unit: str | None
+    low: float | None = None
+    high: float | None = None
 
 
 @attrs.frozen
@@ -67,7 +66,9 @@ class Event:
 
     ``date`` is when it happened (a condition's onset), ``end`` when it stopped (its
     abatement); datetimes are UTC ``YYYY-MM-DDTHH:MM:SSZ``, dates stay ``YYYY-MM-DD``, so
-    the strings sort in time order. ``code`` is ``system:code`` (see ``SYSTEMS``).
+    the strings sort in time order. ``code`` is ``system:code`` (see ``SYSTEMS``). An
+    encounter's ``value`` is its class (``AMB``, ``EMER``, ``IMP``); an observation's
+    ``low``/``high`` are its reference range, when it carries one.
     """
 
     kind: str
@@ -82,6 +83,8 @@ class Event:
     components: tuple[Measurement, ...] = ()
     encounter: str | None = None
     text: str | None = None
+    low: float | None = None
+    high: float | None = None
 
 
 @attrs.frozen
@@ -98,12 +101,6 @@ class PatientRecord:
     timeline: tuple[Event, ...]
     text: str
     codes: dict[str, list[str]]
-
-
-def split_of(patient_id: str, test_fraction: float) -> str:
-    """A deterministic split by patient id: the same patient is always on the same side."""
-    digest = hashlib.sha256(patient_id.encode()).digest()
-    return "test" if int.from_bytes(digest[:8]) / 2**64 < test_fraction else "train"
 
 
 def instant(value: Any) -> str | None:
@@ -170,10 +167,20 @@ def _value(holder: dict[str, Any]) -> tuple[Any, str | None]:
     return None, None
 
 
+def _range(holder: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The first ``referenceRange``'s low and high values (None where absent)."""
+    ranges = holder.get("referenceRange") or [{}]
+    first = ranges[0] if isinstance(ranges[0], dict) else {}
+    low, high = (first.get(end) for end in ("low", "high"))
+    return (low.get("value") if isinstance(low, dict) else None, high.get("value") if isinstance(high, dict) else None)
+
+
 def _encounter(r: dict[str, Any], enc: str | None) -> Event:
     code, display = coding((r.get("type") or [None])[0], "encounter")
     start, end = _first(r, "period.start"), _first(r, "period.end")
-    return Event("encounter", r.get("id"), start, end, code, display, r.get("status"), encounter=enc)
+    kind = r.get("class")
+    value = kind.get("code") if isinstance(kind, dict) else None
+    return Event("encounter", r.get("id"), start, end, code, display, r.get("status"), value, encounter=enc)
 
 
 def _condition(r: dict[str, Any], enc: str | None) -> Event:
@@ -186,10 +193,12 @@ def _condition(r: dict[str, Any], enc: str | None) -> Event:
 def _observation(r: dict[str, Any], enc: str | None) -> Event:
     code, display = coding(r.get("code"), "observation")
     value, unit = _value(r)
-    parts = tuple(Measurement(*coding(c.get("code"), "observation"), *_value(c)) for c in r.get("component") or () if c)
+    components = [c for c in r.get("component") or () if c]
+    parts = tuple(Measurement(*coding(c.get("code"), "observation"), *_value(c), *_range(c)) for c in components)
     date = _first(r, "effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")
+    low, high = _range(r)
     return Event(
-        "observation", r.get("id"), date, None, code, display, r.get("status"), value, unit, parts, encounter=enc
+        "observation", r.get("id"), date, None, code, display, r.get("status"), value, unit, parts, enc, None, low, high
     )
 
 

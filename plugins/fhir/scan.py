@@ -36,7 +36,6 @@ from heirloom_plugins.fhir.records import (
     event,
     patient_record,
     patient_reference,
-    split_of,
 )
 from heirloom_plugins.fhir.references import Catalog, Known, walk
 
@@ -65,6 +64,7 @@ class Tally:
     unresolved: int = 0
     unresolved_examples: list[str] = attrs.Factory(list)
     unassigned: int = 0
+    outside_cohort: int = 0
     skipped_files: int = 0
     skipped_resources: int = 0
     messages: list[str] = attrs.Factory(list)
@@ -97,6 +97,7 @@ class Tally:
             "unresolved_references": self.unresolved,
             "unresolved_examples": self.unresolved_examples,
             "unassigned_resources": self.unassigned,
+            "outside_cohort": self.outside_cohort,
             "errors": {
                 "on_error": self.on_error,
                 "skipped_files": self.skipped_files,
@@ -110,10 +111,14 @@ class Scan:
     """A single pass; ``records(split)`` streams, ``tally`` fills in as it goes."""
 
     def __init__(
-        self, root: Path, on_error: str, test_fraction: float, check: Callable[[dict[str, Any]], str | None] | None
+        self,
+        root: Path,
+        on_error: str,
+        side: Callable[[str], str | None],
+        check: Callable[[dict[str, Any]], str | None] | None,
     ):
         self.root = root
-        self.test_fraction = test_fraction
+        self.side = side
         self.check = check
         self.tally = Tally(on_error)
         self.known = Known()
@@ -225,10 +230,13 @@ class Scan:
         return target[1] if target is not None and target[0] == "Patient" and target[1] in patients else None
 
     def _wanted(self, patients: dict[str, Any], split: str | None) -> list[str]:
-        """Patients of ``split`` (all when None); every patient counts in the tally."""
+        """Patients of ``split`` (all when None); every patient of the cohort counts in the tally."""
         wanted = []
         for pid in patients:
-            side = split_of(pid, self.test_fraction)
+            side = self.side(pid)
+            if side is None:
+                self.tally.outside_cohort += 1
+                continue
             self.tally.records += 1
             self.tally.splits[side] += 1
             if split in (None, side):
@@ -247,7 +255,7 @@ class Scan:
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> Iterator[PatientRecord]:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
         try:
-            record = patient_record(entry.resource, pid, name, split_of(pid, self.test_fraction), events)
+            record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {exc!r}"), whole_file=False)
             return

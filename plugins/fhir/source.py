@@ -11,8 +11,9 @@ import attrs
 
 import heirloom
 from heirloom_plugins.fhir.parse import discover
-from heirloom_plugins.fhir.records import SPLITS, PatientRecord
+from heirloom_plugins.fhir.records import PatientRecord
 from heirloom_plugins.fhir.scan import Scan, Tally
+from heirloom_plugins.fhir.splits import SPLITS, Splitter, first_by_hash
 
 CHUNK = 1 << 20
 ON_ERROR = ("fail", "skip")
@@ -24,16 +25,36 @@ def _on_error(instance: Any, attribute: attrs.Attribute, value: str) -> None:
 
 
 def _fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"'{attribute.name}' must be >= 0 and < 1, got {value!r}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"'{attribute.name}' must be between 0 and 1, got {value!r}")
+
+
+def _validation(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    _fraction(instance, attribute, value)
+    if instance.test_fraction + value > 1:
+        raise ValueError(
+            f"'{attribute.name}' plus 'test_fraction' must be at most 1, got {value!r} + {instance.test_fraction!r}"
+        )
+
+
+def _cohort(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
+    if len(value) != 2 or not 0 <= value[0] < value[1] <= 1:
+        raise ValueError(f"'{attribute.name}' must be [low, high] with 0 <= low < high <= 1, got {list(value)!r}")
+
+
+def _count(instance: Any, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"'{attribute.name}' must be at least 1, got {value!r}")
 
 
 @attrs.define
 class FhirSource(heirloom.Source):
     """FHIR R4 JSON (bundles, NDJSON bulk exports, folders of either) as one record per patient.
 
-    There is no split in the data, so one is made: a patient is in ``test`` when the
-    hash of its id falls under ``test_fraction`` (stable across runs and machines).
+    There is no split in the data, so one is made from a hash of the patient id
+    (``splits.py``): the same patient is on the same side in every data set, on every
+    machine. ``cohort`` reads a share of the patients (another hospital, for development),
+    ``train_patients`` caps the training patients (the first by hash).
     """
 
     #: A bundle or NDJSON file, or a folder searched recursively for ``*.json``/``*.ndjson``.
@@ -42,23 +63,39 @@ class FhirSource(heirloom.Source):
     on_error: str = attrs.field(default="fail", validator=_on_error)
     #: Also validate every resource with the fhir.resources models (about 8x slower; docs/FHIR.md).
     validate: bool = False
+    #: Share of patients in ``test``; 1.0 makes every patient a test patient (evaluate a
+    #: stored model on another hospital's data).
     test_fraction: float = attrs.field(default=0.2, validator=_fraction)
+    #: Share of patients in ``validation``, taken from the training side (0: no such split).
+    validation_fraction: float = attrs.field(default=0.0, validator=_validation)
+    #: ``[low, high)``: read only the patients whose cohort hash falls in it.
+    cohort: tuple[float, float] = attrs.field(default=(0.0, 1.0), converter=tuple, validator=_cohort)
+    #: Train on at most this many patients (those with the lowest split hash); None: all.
+    train_patients: int | None = attrs.field(default=None, validator=_count)
 
     def records(self, split: str | None = None) -> Iterator[PatientRecord]:
-        """Stream patient records; ``self.tally`` holds the figures of this pass."""
-        if split not in (None, *SPLITS):
-            raise ValueError(f"split must be one of {SPLITS} or None, not {split!r}")
+        """Stream patient records; ``self.tally`` holds the figures of this pass.
+
+        With ``train_patients``, the ``train`` split is chosen over the whole pass and
+        yielded at its end (at most that many records are held).
+        """
+        if split is not None and split not in self.splits():
+            raise ValueError(f"split must be one of {tuple(self.splits())} or None, not {split!r}")
         check = None
         if self.validate:
             from heirloom_plugins.fhir.validate import checker  # pulls in pydantic models: only when asked
 
             check = checker()
-        scan = Scan(Path(self.path), self.on_error, self.test_fraction, check)
+        splitter = Splitter(self.test_fraction, self.validation_fraction, self.cohort)
+        scan = Scan(Path(self.path), self.on_error, splitter.side, check)
         self.tally: Tally = scan.tally
-        yield from scan.records(split)
+        if split == "train" and self.train_patients is not None:
+            yield from first_by_hash(scan.records(split), self.train_patients)
+        else:
+            yield from scan.records(split)
 
     def splits(self) -> list[str]:
-        return list(SPLITS)
+        return [split for split in SPLITS if split != "validation" or self.validation_fraction > 0]
 
     def stats(self) -> dict[str, Any]:
         """One pass over everything: patients, resources by type, references, errors."""

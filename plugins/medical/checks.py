@@ -1,0 +1,85 @@
+"""How record analysis is evaluated: its answers checked against the source's resources.
+
+For each patient of the evaluated split, ``record.summary`` must list exactly the
+patient's Conditions (code and onset), mark active exactly those whose clinical status
+is active, list as current exactly the MedicationRequests whose latest status is active,
+and list every allergy; ``record.search`` by a condition's or a drug's name must return
+the patients who have it, within the first as many results as there are such patients
+(R-precision, so precision and recall are equal). Each check counts true positives,
+false positives and misses; ``counts_metrics`` turns them into one table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+#: ``(tp, fp, fn)`` of one check.
+Counts = tuple[int, int, int]
+
+
+def _compare(expected: set[Any], found: set[Any]) -> Counts:
+    return len(expected & found), len(found - expected), len(expected - found)
+
+
+def _add(total: Counts, more: Counts) -> Counts:
+    return total[0] + more[0], total[1] + more[1], total[2] + more[2]
+
+
+def _latest_status(record: Any, kind: str) -> dict[str, str | None]:
+    status: dict[str, str | None] = {}
+    for event in record.timeline:
+        if event.kind == kind and event.code:
+            status[event.code] = event.status
+    return status
+
+
+def summary_checks(records: Iterable[Any], summary: Callable[[str], dict[str, Any]]) -> dict[str, Counts]:
+    """The summary of each record against the record's own events."""
+    totals: dict[str, Counts] = defaultdict(lambda: (0, 0, 0))
+    for record in records:
+        answer = summary(record.id)
+        conditions = [e for e in record.timeline if e.kind == "condition" and e.code]
+        checks = {
+            "problem list": (
+                {(e.code, e.date) for e in conditions},
+                {(p["code"], p["onset"]) for p in answer["problems"]},
+            ),
+            "active problems": (
+                {e.code for e in conditions if e.status == "active"},
+                {p["code"] for p in answer["problems"] if p["status"] == "active"},
+            ),
+            "current medications": (
+                {code for code, status in _latest_status(record, "medication").items() if status == "active"},
+                {m["code"] for m in answer["medications"]["current"]},
+            ),
+            "allergies": (
+                {e.code for e in record.timeline if e.kind == "allergy" and e.code},
+                {a["code"] for a in answer["allergies"]},
+            ),
+        }
+        for name, (expected, found) in checks.items():
+            totals[name] = _add(totals[name], _compare(expected, found))
+    return dict(totals)
+
+
+def search_checks(
+    records: Iterable[Any], everyone: dict[str, Any], search: Callable[[str, int], list[str]]
+) -> dict[str, Counts]:
+    """Search by the name of each condition and drug the evaluated patients have."""
+    holders: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record in everyone.values():
+        for event in record.timeline:
+            if event.kind in ("condition", "medication") and event.display:
+                holders[(event.kind, event.display)].add(record.id)
+    wanted = {
+        (e.kind, e.display) for r in records for e in r.timeline if e.kind in ("condition", "medication") and e.display
+    }
+    totals = {"search by condition": (0, 0, 0), "search by medication": (0, 0, 0)}
+    for kind, display in sorted(wanted):
+        expected = holders[(kind, display)]
+        found = set(search(display, len(expected)))
+        name = f"search by {kind}"
+        totals[name] = _add(totals[name], _compare(expected, found))
+    return totals

@@ -1,0 +1,195 @@
+"""Bag-of-codes features of a visit, and the vocabulary that turns them into columns.
+
+A visit is described by named features (``describe``): demographics, the encounter's
+class and type, what was recorded at it, and its history, where each code appears once
+with a weight (1 for "ever", ``exp(-days / 365)`` for recency, 1 for a condition still
+active at the encounter). Numeric observations are kept as numbers and binned by the
+vocabulary at quantiles of the training values, so "BMI in the top quarter" is a feature
+where a bag of codes would only say "BMI was measured".
+
+The vocabulary is part of a trained model's state: a warm start keeps the parent's
+columns and bin edges (the parent's weights mean those columns) and appends new ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from heirloom_plugins.medical.patients import Visit, age_at, day
+from heirloom_plugins.medical.tasks import Task
+
+if TYPE_CHECKING:
+    import torch
+
+AGE_BUCKETS = (2, 5, 12, 18, 30, 45, 60, 75)
+#: Time scale of recency weights, in days.
+RECENCY_DAYS = 365.0
+#: Fewer distinct training values than this: the number gets one "present" column, no bins.
+MIN_VALUES_TO_BIN = 8
+
+
+@attrs.frozen
+class Description:
+    """A visit's features: weighted tokens, and numbers the vocabulary bins."""
+
+    tokens: dict[str, float]
+    numbers: dict[str, float]
+
+
+def age_bucket(age: float) -> str:
+    low = 0
+    for high in AGE_BUCKETS:
+        if age < high:
+            return f"{low}-{high - 1}"
+        low = high
+    return f"{low}+"
+
+
+def _observe(into: Description, prefix: str, code: str | None, value: Any) -> None:
+    """An observation (or one of its components) as a number to bin, or a categorical token."""
+    if not code:
+        return
+    into.tokens[f"{prefix}:{code}"] = 1.0  # measured at all (which tests were ordered says much)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        if value is not None:
+            into.tokens[f"{prefix}:{code}={str(value).lower()}"] = 1.0
+    elif math.isfinite(value):
+        into.numbers[f"{prefix}:{code}"] = float(value)
+
+
+def _observations(into: Description, prefix: str, events: Iterable[Any]) -> None:
+    """Each observation code's last value (events come in time order)."""
+    for event in events:
+        if event.components:
+            for part in event.components:
+                _observe(into, prefix, part.code, part.value)
+        else:
+            _observe(into, prefix, event.code, event.value)
+
+
+def describe(visit: Visit, task: Task) -> Description:
+    """The named features of ``visit`` that ``task`` may read (tasks.py has the rules)."""
+    found = Description({}, {})
+    tokens = found.tokens
+    sex = f"sex:{visit.record.gender or 'unknown'}"
+    age = age_at(visit.record, visit.start)
+    bucket = f"age:{age_bucket(age) if age is not None else 'unknown'}"
+    tokens[sex] = tokens[bucket] = 1.0
+    if task.encounter:
+        kind = f"type:{visit.encounter.code or 'unknown'}"
+        tokens[f"class:{visit.encounter.value or 'unknown'}"] = tokens[kind] = 1.0
+        tokens[f"{kind}&{bucket}"] = tokens[f"{kind}&{sex}"] = 1.0  # a visit type means different things by age
+    for kind in task.current:
+        current = [e for e in visit.at if e.kind == kind]
+        if kind == "observation":
+            _observations(found, "now", current)
+        else:
+            for event in current:
+                if event.code:
+                    tokens[f"now:{kind}:{event.code}"] = tokens[f"now:{kind}:{event.code}&{bucket}"] = 1.0
+    history = [e for e in visit.before if e.kind in task.history]
+    _observations(found, "last", (e for e in history if e.kind == "observation"))
+    seen: Counter[str] = Counter()
+    for event in history:
+        if event.kind == "observation" or not event.code:
+            continue
+        key = f"{event.kind}:{event.code}"
+        seen[key] += 1
+        tokens[f"ever:{key}"] = 1.0
+        tokens[f"recent:{key}"] = math.exp(-(visit.start - day(event.date)) / RECENCY_DAYS)
+        if event.kind == "condition" and (event.end is None or day(event.end) > visit.start):
+            tokens[f"active:{key}"] = 1.0
+    for key, times in seen.items():
+        if times > 1:
+            tokens[f"count:{key}"] = math.log(times)
+    if task.encounter:
+        earlier = [e for e in history if e.kind == "encounter"]
+        tokens["history:encounters"] = math.log1p(len(earlier))
+        if earlier:
+            tokens["history:days_since_last"] = math.exp(-(visit.start - day(earlier[-1].date)) / RECENCY_DAYS)
+    return found
+
+
+def _quantile_edges(values: Sequence[float], bins: int) -> tuple[float, ...]:
+    ordered = sorted(values)
+    if len(set(ordered)) < MIN_VALUES_TO_BIN:
+        return ()
+    cuts = [ordered[min(len(ordered) - 1, round(len(ordered) * q / bins))] for q in range(1, bins)]
+    return tuple(sorted(set(cuts)))
+
+
+def _bin(value: float, edges: tuple[float, ...]) -> int:
+    position = 0
+    for edge in edges:
+        if value >= edge:
+            position += 1
+    return position
+
+
+@attrs.frozen
+class Vocabulary:
+    """Feature names -> columns, and bin edges of each number (kept across warm starts)."""
+
+    columns: tuple[str, ...]
+    edges: dict[str, tuple[float, ...]]
+    index: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "index", {name: i for i, name in enumerate(self.columns)})
+
+    @classmethod
+    def fit(
+        cls, found: Sequence[Description], parent: Vocabulary | None = None, *, bins: int = 5, min_count: int = 1
+    ) -> Vocabulary:
+        """Columns for the features seen in at least ``min_count`` descriptions, after the parent's."""
+        edges = dict(parent.edges) if parent else {}
+        values: dict[str, list[float]] = {}
+        for description in found:
+            for key, value in description.numbers.items():
+                values.setdefault(key, []).append(value)
+        for key in sorted(values.keys() - edges.keys()):
+            edges[key] = _quantile_edges(values[key], bins)
+        draft = cls((), edges)
+        counts: Counter[str] = Counter()
+        for description in found:
+            counts.update(draft.named(description))
+        known = set(parent.columns) if parent else set()
+        new = sorted(name for name, count in counts.items() if count >= min_count and name not in known)
+        return cls((*(parent.columns if parent else ()), *new), edges)
+
+    def named(self, description: Description) -> dict[str, float]:
+        """All features of a description by name, numbers binned (unknown numbers: one column)."""
+        named = dict(description.tokens)
+        for key, value in description.numbers.items():
+            edges = self.edges.get(key)
+            named[f"{key}#{_bin(value, edges)}" if edges else key] = 1.0
+        return named
+
+    def matrix(self, found: Sequence[Description]) -> torch.Tensor:
+        """A sparse (COO) ``(len(found), len(columns))`` float32 matrix; unknown features are dropped."""
+        import torch
+
+        rows, cols, vals = [], [], []
+        for row, description in enumerate(found):
+            for name, value in self.named(description).items():
+                column = self.index.get(name)
+                if column is not None:
+                    rows.append(row)
+                    cols.append(column)
+                    vals.append(value)
+        indices = torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1)
+        size = (len(found), len(self.columns))
+        values = torch.tensor(vals, dtype=torch.float32)
+        return torch.sparse_coo_tensor(indices, values, size, check_invariants=True).coalesce()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "edges": {k: list(v) for k, v in self.edges.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Vocabulary:
+        return cls(tuple(data["columns"]), {k: tuple(v) for k, v in data["edges"].items()})

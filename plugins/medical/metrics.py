@@ -1,0 +1,115 @@
+"""Multi-label metrics in pure Python, with scikit-learn's definitions.
+
+``truth`` and ``predicted`` hold one set of labels per example; ``ranked`` one list of
+labels in score order (for recall@k). A label nobody predicted has precision 0; labels
+never seen in training still count (their support is missed recall).
+
+- micro: pooled true/false positives over every (example, label) pair;
+- macro: the unweighted mean over labels; weighted: weighted by each label's support;
+- samples: the mean over examples of each example's precision, recall and F1;
+- jaccard: the mean over examples of |predicted & true| / |predicted | true|;
+- recall@k: the mean over examples of the share of its true labels in its top k
+  (Doctor AI's definition), so it does not depend on the decision threshold.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+AVERAGES = ("micro", "macro", "weighted", "samples")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def _f1(precision: float, recall: float) -> float:
+    return _ratio(2 * precision * recall, precision + recall)
+
+
+def multilabel_metrics(
+    truth: Sequence[set[str]],
+    predicted: Sequence[set[str]],
+    ranked: Sequence[Sequence[str]],
+    *,
+    k: int = 5,
+    labels: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Every figure of the report as JSON-able values (see the module docstring)."""
+    if not len(truth) == len(predicted) == len(ranked):
+        raise ValueError(f"{len(truth)} truths, {len(predicted)} predictions, {len(ranked)} rankings")
+    support: Counter[str] = Counter()
+    hits: Counter[str] = Counter()
+    guesses: Counter[str] = Counter()
+    samples = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    jaccard = recall_at_k = 0.0
+    for true, guess, order in zip(truth, predicted, ranked, strict=True):
+        support.update(true)
+        guesses.update(guess)
+        hits.update(true & guess)
+        precision, recall = _ratio(len(true & guess), len(guess)), _ratio(len(true & guess), len(true))
+        samples["precision"] += precision
+        samples["recall"] += recall
+        samples["f1"] += _f1(precision, recall)
+        jaccard += _ratio(len(true & guess), len(true | guess))
+        recall_at_k += _ratio(len(true.intersection(order[:k])), len(true))
+    names = [name for name in dict.fromkeys(labels) if support[name] or guesses[name]]
+    names += sorted((set(support) | set(guesses)).difference(names))
+    metrics = counts_metrics({n: (hits[n], guesses[n] - hits[n], support[n] - hits[n]) for n in names})
+    examples = len(truth)
+    metrics.update({f"samples_{key}": _ratio(value, examples) for key, value in samples.items()})
+    metrics.update({f"recall_at_{k}": _ratio(recall_at_k, examples), "jaccard": _ratio(jaccard, examples)})
+    metrics["examples"] = examples
+    metrics["per_class"] = metrics.pop("per_class")  # last: the long part of the JSON
+    return metrics
+
+
+def counts_metrics(counts: Mapping[str, tuple[int, int, int]]) -> dict[str, Any]:
+    """Precision, recall and F1 of named checks from their ``(tp, fp, fn)``, in the shape of
+    ``multilabel_metrics`` (one per-class row per check; micro, macro, weighted averages)."""
+    per_class = {}
+    for name, (tp, fp, fn) in counts.items():
+        precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        per_class[name] = {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "support": tp + fn}
+    tp, fp, fn = (sum(c[i] for c in counts.values()) for i in range(3))
+    total = tp + fn
+    micro = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn)}
+    micro["f1"] = _f1(micro["precision"], micro["recall"])
+    metrics: dict[str, Any] = {f"micro_{key}": value for key, value in micro.items()}
+    for key in ("precision", "recall", "f1"):
+        metrics[f"macro_{key}"] = _ratio(sum(c[key] for c in per_class.values()), len(per_class))
+        metrics[f"weighted_{key}"] = _ratio(sum(c[key] * c["support"] for c in per_class.values()), total)
+    metrics.update({"support": total, "summary": {**micro, "support": total, "tp": tp, "fp": fp, "fn": fn}})
+    metrics["per_class"] = per_class
+    return metrics
+
+
+def multilabel_text(
+    metrics: Mapping[str, Any], names: Mapping[str, str] | None = None, *, k: int = 5, digits: int = 3
+) -> str:
+    """A scikit-learn-style report: one row per label (``code display``), then the averages."""
+    names = names or {}
+    rows = [(f"{label} {names.get(label, '')}".strip(), values) for label, values in metrics["per_class"].items()]
+    width = max(len("weighted avg"), *(min(len(name), 60) for name, _ in rows)) if rows else len("weighted avg")
+    head = f"{'':<{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"
+
+    def row(name: str, values: Mapping[str, Any], support: int) -> str:
+        cells = " ".join(f"{values[key]:>9.{digits}f}" for key in ("precision", "recall", "f1"))
+        return f"{name[:width]:<{width}} {cells} {support:>9}"
+
+    lines = [head, ""]
+    lines += [row(name, values, values["support"]) for name, values in rows]
+    lines.append("")
+    for average in AVERAGES:
+        if f"{average}_f1" in metrics:
+            values = {key: metrics[f"{average}_{key}"] for key in ("precision", "recall", "f1")}
+            lines.append(row(f"{average} avg", values, metrics["support"]))
+    if f"recall_at_{k}" in metrics:
+        lines += [
+            "",
+            f"examples {metrics['examples']}, recall@{k} {metrics[f'recall_at_{k}']:.{digits}f}, "
+            f"jaccard {metrics['jaccard']:.{digits}f}",
+        ]
+    return "\n".join(lines) + "\n"

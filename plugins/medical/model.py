@@ -1,0 +1,439 @@
+"""The ``medical-diagnosis`` and ``medical-treatment`` model types.
+
+Both are the same machine on different tasks (``tasks.py``): bag-of-codes features of a
+visit (``features.py``), one-vs-rest logistic regression (``linear.py``) with ``l2`` and
+the decision threshold chosen on validation folds of the training patients
+(``decision.py``). Treatment adds the allergy filter (``safety.py``) and, for each drug,
+the conditions of the visit that speak for it most in the model's weights.
+
+A warm start (``parent``) keeps the parent's feature columns, bin edges and labels, adds
+what the new data brings (new codes grow the label space), and pulls the weights toward
+the parent's rather than toward zero. torch is imported inside methods only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+import heirloom
+from heirloom_plugins.medical.decision import THRESHOLDS, decide, select
+from heirloom_plugins.medical.features import Description, Vocabulary, describe
+from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
+from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
+from heirloom_plugins.medical.patients import Visit, find_encounter, visit
+from heirloom_plugins.medical.safety import conflicts, ingredients, substances
+from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
+
+if TYPE_CHECKING:
+    import torch
+
+#: Columns that speak of a condition (``now:condition:snomed:1&age:...`` -> ``snomed:1``).
+_CONDITION_COLUMN = re.compile(r"(?:^|:)condition:([^&#]+)")
+#: Conditions named as the reasons for one recommended drug.
+REASONS = 3
+
+
+def _positive_grid(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
+    if not value or any(v <= 0 for v in value):
+        raise ValueError(f"'{attribute.name}' must be a non-empty list of numbers > 0, got {list(value)!r}")
+
+
+def _at_least(low: int):
+    def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+        if value < low:
+            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class Query:
+    """One prediction: a patient's record and one of its encounters (None: the last)."""
+
+    record: Any
+    encounter: str | None = None
+
+
+@attrs.frozen
+class Fitted:
+    """Everything a trained model needs to predict."""
+
+    labels: tuple[str, ...]
+    names: dict[str, str]
+    vocabulary: Vocabulary
+    weights: Weights
+    threshold: float
+    l2: float
+    training: dict[str, Any]
+    position: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "position", {label: i for i, label in enumerate(self.labels)})
+
+
+@attrs.define(kw_only=True)
+class MultiLabelModel(heirloom.Model):
+    """A multi-label code predictor over patient visits (subclasses set ``task``)."""
+
+    task: ClassVar[Task]
+    uses_torch = True
+
+    #: The fhir source whose patient records it trains and evaluates on.
+    data: str = heirloom.ref("source")
+    #: L2 penalties tried on the validation folds (one value: no search for it).
+    l2: tuple[float, ...] = attrs.field(default=(0.3, 1.0, 3.0, 10.0), converter=tuple, validator=_positive_grid)
+    #: Validation folds over the training patients (chooses ``l2`` and the threshold).
+    folds: int = attrs.field(default=5, validator=_at_least(2))
+    #: Quantile bins per numeric observation.
+    bins: int = attrs.field(default=5, validator=_at_least(1))
+    #: A feature needs this many training visits to get a column.
+    min_count: int = attrs.field(default=1, validator=_at_least(1))
+    #: Ranked codes returned per prediction.
+    top: int = attrs.field(default=10, validator=_at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        self._fitted: Fitted | None = None
+
+    def ready(self) -> bool:
+        return self._fitted is not None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._fitted.labels) if self._fitted is not None else []
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
+    ) -> None:
+        import torch
+
+        progress = progress or heirloom.NullProgress()
+        inherited = self._unpack(parent, "parent") if parent is not None else None
+        progress.start(f"reading patients for {self.task.name}")
+        examples = list(self.task.examples(_advancing(data, progress)))
+        if not examples:
+            raise heirloom.HeirloomError(
+                f"{self.task.name}: the training data has no encounter with a {self.task.label_kind} to learn from"
+            )
+        found = [describe(one, self.task) for one, _ in examples]
+        vocabulary = Vocabulary.fit(
+            found, inherited.vocabulary if inherited else None, bins=self.bins, min_count=self.min_count
+        )
+        labels = list(inherited.labels) if inherited else []
+        labels += sorted({code for _, codes in examples for code in codes}.difference(labels))
+        names = dict(inherited.names) if inherited else {}
+        for one, _ in examples:
+            names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
+        index = {label: i for i, label in enumerate(labels)}
+        targets = torch.zeros(len(examples), len(labels))
+        for row, (_, codes) in enumerate(examples):
+            targets[row, [index[code] for code in codes]] = 1.0
+        coo = vocabulary.matrix(found)
+        prior = _prior(vocabulary, labels, inherited)
+        patients = [one.record.id for one, _ in examples]
+        progress.log(
+            f"{self.task.name}: {len(examples)} visits of {len(set(patients))} patients, {len(labels)} labels, "
+            f"{len(vocabulary.columns)} features"
+            + (f", warm start from {len(inherited.labels)} labels" if inherited else "")
+        )
+        fallback = (inherited.l2, inherited.threshold) if inherited else (1.0, 0.5)
+        selection = select(coo, targets, patients, prior, self.l2, self.folds, progress, fallback)
+        weights = selection.weights
+        if weights is None:
+            progress.start(f"fitting {self.task.name} on every training patient (l2 {selection.l2:g})")
+            weights = fit(Rows.of(coo), targets, prior, l2=selection.l2)
+        training = {
+            "examples": len(examples),
+            "patients": len(set(patients)),
+            "selection": selection.summary,
+            "warm_start": _lineage(labels, inherited),
+        }
+        self._fitted = Fitted(tuple(labels), names, vocabulary, weights, selection.threshold, selection.l2, training)
+
+    # -- inference ------------------------------------------------------------------------
+    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
+        """For each ``Query``: the ranked codes with probabilities and the decided ones.
+
+        Raises LookupError when a query's encounter is not in its record.
+        """
+        visits = [visit(query.record, find_encounter(query.record, query.encounter)) for query in batch]
+        return self._answers(visits)
+
+    def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
+        """Micro/macro/weighted/samples precision, recall, F1, recall@5, Jaccard, per label."""
+        fitted = self._require()
+        examples = list(self.task.examples(data))
+        answers = self._answers([one for one, _ in examples])
+        truth = [set(codes) for _, codes in examples]
+        decided = [{item["code"] for item in answer["codes"] if item["selected"]} for answer in answers]
+        ranked = [[item["code"] for item in answer["codes"]] for answer in answers]
+        metrics = multilabel_metrics(truth, decided, ranked, labels=fitted.labels)
+        metrics.update(self._extra_metrics(examples, answers))
+        metrics["threshold"], metrics["l2"] = fitted.threshold, fitted.l2
+        names = dict(fitted.names)
+        for one, _ in examples:
+            names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
+        title = f"{self.task.name}: threshold {fitted.threshold:.2f} and l2 {fitted.l2:g} chosen on validation folds"
+        return heirloom.Report(metrics, f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}")
+
+    def _answers(self, visits: list[Visit]) -> list[dict[str, Any]]:
+
+        fitted = self._require()
+        if not visits:
+            return []
+        found = [describe(one, self.task) for one in visits]
+        probs = probabilities(Rows.of(fitted.vocabulary.matrix(found)), fitted.weights)
+        withheld = self._blocked(visits, fitted)
+        blocked = [self._shown(row, drugs, probs, fitted) for row, drugs in enumerate(withheld)]
+        for row, drugs in enumerate(withheld):
+            probs[row, [fitted.position[code] for code in drugs]] = -1.0
+        chosen = decide(probs, fitted.threshold).tolist()
+        order = probs.argsort(dim=1, descending=True, stable=True).tolist()
+        scores = probs.tolist()
+        answers = []
+        for row, one in enumerate(visits):
+            codes = [
+                {
+                    "code": fitted.labels[j],
+                    "display": fitted.names.get(fitted.labels[j]),
+                    "probability": round(scores[row][j], 4),
+                    "selected": chosen[row][j],
+                }
+                for rank, j in enumerate(order[row])
+                if scores[row][j] >= 0 and (rank < self.top or chosen[row][j])
+            ]
+            answers.append(
+                {
+                    "patient": one.record.id,
+                    "encounter": one.encounter.id,
+                    "date": one.encounter.date,
+                    "codes": codes,
+                    **self._explain(one, found[row], codes, blocked[row], fitted),
+                }
+            )
+        return answers
+
+    def _shown(
+        self, row: int, drugs: dict[str, list[str]], probs: torch.Tensor, fitted: Fitted
+    ) -> dict[str, list[str]]:
+        """The withheld labels the answer would have shown (in the top ``top``, or selected)."""
+        scores = probs[row]
+        shown = {}
+        for code, why in drugs.items():
+            score = scores[fitted.position[code]]
+            if score >= fitted.threshold or int((scores > score).sum()) < self.top:
+                shown[code] = why
+        return shown
+
+    # -- what the tasks add -----------------------------------------------------------------
+    def _blocked(self, visits: list[Visit], fitted: Fitted) -> list[dict[str, list[str]]]:
+        """Per visit, the labels that must never be output and why (none by default)."""
+        return [{} for _ in visits]
+
+    def _explain(
+        self, one: Visit, found: Description, codes: list[dict[str, Any]], blocked: dict[str, list[str]], fitted: Fitted
+    ) -> dict[str, Any]:
+        """Task-specific additions to one answer (none by default)."""
+        return {}
+
+    def _extra_metrics(self, examples: list[tuple[Visit, list[str]]], answers: list[dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
+    def _extra_text(self, metrics: dict[str, Any]) -> str:
+        return ""
+
+    def _require(self) -> Fitted:
+        if self._fitted is None:
+            raise heirloom.HeirloomError(f"{self.task.name} model has no weights yet: fit it or load a state first")
+        return self._fitted
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def format(self) -> str:
+        return f"heirloom.medical-{self.task.name}/1"
+
+    def state(self) -> heirloom.State:
+        """Tensors ``weight`` (features x labels) and ``bias``; metadata: labels and their
+        names, the vocabulary (columns, bin edges), threshold, l2, configuration, training."""
+        fitted = self._require()
+        config = attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
+        metadata = {
+            "format": self.format,
+            "labels": list(fitted.labels),
+            "names": fitted.names,
+            "vocabulary": fitted.vocabulary.to_json(),
+            "threshold": fitted.threshold,
+            "l2": fitted.l2,
+            "config": config,
+            "training": fitted.training,
+        }
+        tensors = {"weight": fitted.weights.weight, "bias": fitted.weights.bias}
+        return heirloom.State({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata)
+
+    def load(self, state: heirloom.State) -> None:
+        self._fitted = self._unpack(state, "state")
+
+    def _unpack(self, state: heirloom.State, what: str) -> Fitted:
+        """A ``Fitted`` from a state, refusing other models' states and broken shapes."""
+        metadata = state.metadata
+        if metadata.get("format") != self.format:
+            raise heirloom.HeirloomError(
+                f"the {what} is not a medical-{self.task.name} state "
+                f"(format {metadata.get('format')!r}, expected {self.format!r})"
+            )
+        vocabulary = Vocabulary.from_json(metadata["vocabulary"])
+        labels = tuple(metadata["labels"])
+        weight, bias = state.tensors.get("weight"), state.tensors.get("bias")
+        expected = (len(vocabulary.columns), len(labels))
+        if weight is None or bias is None or tuple(weight.shape) != expected or tuple(bias.shape) != (len(labels),):
+            raise heirloom.HeirloomError(f"the {what} has missing or inconsistent tensors (expected weight {expected})")
+        threshold = float(metadata.get("threshold", 0.5))
+        if threshold not in THRESHOLDS and not 0 < threshold < 1:
+            raise heirloom.HeirloomError(f"the {what} has an invalid threshold {threshold!r}")
+        return Fitted(
+            labels,
+            dict(metadata.get("names", {})),
+            vocabulary,
+            Weights(weight, bias),
+            threshold,
+            float(metadata.get("l2", 1.0)),
+            dict(metadata.get("training", {})),
+        )
+
+
+def _advancing(records: Iterable[Any], progress: heirloom.Progress) -> Iterable[Any]:
+    for record in records:
+        yield record
+        progress.advance()
+
+
+def _prior(vocabulary: Vocabulary, labels: list[str], parent: Fitted | None) -> Weights:
+    """Zeros, or the parent's weights in the corner of the columns and labels it knew
+    (a warm start keeps the parent's columns and labels first, in its order)."""
+    import torch
+
+    weight, bias = torch.zeros(len(vocabulary.columns), len(labels)), torch.zeros(len(labels))
+    if parent is not None:
+        rows, cols = parent.weights.weight.shape
+        weight[:rows, :cols] = parent.weights.weight
+        bias[:cols] = parent.weights.bias
+    return Weights(weight, bias)
+
+
+def _lineage(labels: list[str], parent: Fitted | None) -> dict[str, Any] | None:
+    if parent is None:
+        return None
+    return {
+        "kept_labels": len(parent.labels),
+        "added_labels": [label for label in labels if label not in parent.labels],
+    }
+
+
+@attrs.define(kw_only=True)
+class DiagnosisModel(MultiLabelModel):
+    """Predicts the conditions diagnosed at an encounter (SNOMED CT codes), from sex, age,
+    the patient's history before the encounter, the encounter's class and type and the
+    observations recorded at it (never its reason, conditions, procedures or prescriptions)."""
+
+    task = DIAGNOSIS
+
+
+@attrs.define(kw_only=True)
+class TreatmentModel(MultiLabelModel):
+    """Recommends the drugs to prescribe at an encounter (RxNorm codes), from sex, age, the
+    encounter's class and type and conditions, and the conditions, medications and
+    allergies before it. Never a drug the patient has a recorded allergy to (safety.py)."""
+
+    task = TREATMENT
+
+    def _ingredients(self, fitted: Fitted) -> dict[str, frozenset[str]]:
+        """Each drug label's ingredients, computed once per fitted state."""
+        cached = getattr(self, "_drug_ingredients", None)
+        if cached is None or cached[0] is not fitted:
+            self._drug_ingredients = cached = (fitted, {c: ingredients(fitted.names.get(c)) for c in fitted.labels})
+        return cached[1]
+
+    def _blocked(self, visits: list[Visit], fitted: Fitted) -> list[dict[str, list[str]]]:
+        drugs = self._ingredients(fitted)
+        blocked = []
+        for one in visits:
+            allergies = {
+                e.display or e.code or "": substances(e.display) for e in one.record.timeline if e.kind == "allergy"
+            }
+            found: dict[str, list[str]] = {}
+            for name, ruled_out in allergies.items():
+                if ruled_out:
+                    for code, parts in drugs.items():
+                        if conflicts(parts, ruled_out):
+                            found.setdefault(code, []).append(name)
+            blocked.append(found)
+        return blocked
+
+    def _explain(
+        self, one: Visit, found: Description, codes: list[dict[str, Any]], blocked: dict[str, list[str]], fitted: Fitted
+    ) -> dict[str, Any]:
+        """Each drug's reasons (the visit's conditions whose columns raise its score most),
+        and the drugs withheld for an allergy."""
+        import torch
+
+        columns = self._condition_columns(fitted)
+        index = fitted.vocabulary.index
+        present = [(index.get(name), value) for name, value in fitted.vocabulary.named(found).items()]
+        present = [(column, value) for column, value in present if column in columns]
+        names = {e.code: e.display for e in one.record.timeline if e.kind == "condition" and e.code}
+        labels = [fitted.position[item["code"]] for item in codes]
+        if present and labels:
+            rows = torch.tensor([column for column, _ in present])
+            values = torch.tensor([value for _, value in present])
+            contribution = (fitted.weights.weight[rows][:, labels] * values[:, None]).t().tolist()
+        else:
+            contribution = [[] for _ in labels]
+        for item, weights in zip(codes, contribution, strict=True):
+            total: dict[str, float] = {}
+            for (column, _), weight in zip(present, weights, strict=True):
+                total[columns[column]] = total.get(columns[column], 0.0) + weight
+            ranked = sorted(((w, c) for c, w in total.items() if w > 0), reverse=True)[:REASONS]
+            item["answers"] = [{"code": code, "display": names.get(code)} for _, code in ranked]
+        return {
+            "blocked": [
+                {"code": code, "display": fitted.names.get(code), "allergies": sorted(allergies)}
+                for code, allergies in sorted(blocked.items())
+            ]
+        }
+
+    def _condition_columns(self, fitted: Fitted) -> dict[int, str]:
+        """Column -> the condition code it speaks of, for the columns that speak of one."""
+        cached = getattr(self, "_columns", None)
+        if cached is None or cached[0] is not fitted:
+            found = {}
+            for column, name in enumerate(fitted.vocabulary.columns):
+                match = _CONDITION_COLUMN.search(name)
+                if match:
+                    found[column] = match.group(1)
+            self._columns = cached = (fitted, found)
+        return cached[1]
+
+    def _extra_metrics(self, examples: list[tuple[Visit, list[str]]], answers: list[dict[str, Any]]) -> dict[str, Any]:
+        """Allergy safety: recommendations that conflict with a recorded allergy (must be 0)."""
+        fitted = self._require()
+        violations = 0
+        for (one, _), answer in zip(examples, answers, strict=True):
+            ruled_out = frozenset().union(*(substances(e.display) for e in one.record.timeline if e.kind == "allergy"))
+            for item in answer["codes"]:
+                if conflicts(self._ingredients(fitted)[item["code"]], ruled_out):
+                    violations += 1
+        return {
+            "allergy_violations": violations,
+            "allergy_blocked": sum(len(answer["blocked"]) for answer in answers),
+            "allergy_checked": len(answers),
+        }
+
+    def _extra_text(self, metrics: dict[str, Any]) -> str:
+        return (
+            f"allergy safety: {metrics['allergy_violations']} recommendation(s) conflict with a recorded allergy; "
+            f"{metrics['allergy_blocked']} drug(s) withheld over {metrics['allergy_checked']} encounters\n"
+        )

@@ -1,0 +1,182 @@
+"""Patients as the medical components read them.
+
+A patient is the ``fhir`` source's record (docs/FHIR.md), or the same shape sent inline
+on the wire (``{"record": ...}``, what ``heirloom data show --json`` prints): both have
+``id``, ``gender``, ``birth_date`` and a time-ordered ``timeline`` of events with
+``kind``, ``id``, ``date``, ``end``, ``code``, ``display``, ``status``, ``value``,
+``unit``, ``components`` and ``encounter``. The ``*Input`` classes below are that shape
+as route inputs: the daemon validates a body against them, so a malformed record is
+INVALID_ARGUMENT naming the field (``body.record.timeline[3].date``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+#: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
+KINDS = ("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy", "note")
+_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
+DAY = 86400.0
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def day(value: str) -> float:
+    """Days since 1970-01-01 UTC of a FHIR date or dateTime (a date is its midnight UTC)."""
+    if "T" in value:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    else:
+        moment = datetime.strptime(value, _FORMATS.get(len(value), "?")).replace(tzinfo=UTC)
+    return moment.timestamp() / DAY
+
+
+def _date(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        day(value)
+    except ValueError:
+        raise ValueError(
+            f"'{attribute.name}' must be a FHIR date or dateTime (2019, 2019-06, 2019-06-13, 2019-06-13T10:00:00Z), "
+            f"got {value!r}"
+        ) from None
+
+
+def _kind(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in KINDS:
+        raise ValueError(f"'{attribute.name}' must be one of {', '.join(KINDS)}, got {value!r}")
+
+
+Scalar = float | int | str | bool | None
+
+
+@attrs.frozen
+class MeasurementInput:
+    """One component of an observation (the systolic part of a blood pressure)."""
+
+    code: str | None = None
+    display: str | None = None
+    value: Scalar = None
+    unit: str | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+@attrs.frozen
+class EventInput:
+    """One event of a timeline, as the fhir source writes it."""
+
+    kind: str = attrs.field(validator=_kind)
+    id: str | None = None
+    date: str | None = attrs.field(default=None, validator=_date)
+    end: str | None = attrs.field(default=None, validator=_date)
+    code: str | None = None
+    display: str | None = None
+    status: str | None = None
+    value: Scalar = None
+    unit: str | None = None
+    components: list[MeasurementInput] = attrs.Factory(list)
+    encounter: str | None = None
+    text: str | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+@attrs.frozen
+class RecordInput:
+    """A patient's record given inline: the shape of ``heirloom data show --json``.
+
+    ``file``, ``split``, ``deceased``, ``deceased_date``, ``text`` and ``codes`` are
+    accepted (so a record can be pasted as printed) and not used.
+    """
+
+    timeline: list[EventInput]
+    id: str = "inline"
+    gender: str | None = None
+    birth_date: str | None = attrs.field(default=None, validator=_date)
+    file: str | None = None
+    split: str | None = None
+    deceased: bool = False
+    deceased_date: str | None = None
+    text: str | None = None
+    codes: dict[str, list[str]] | None = None
+
+
+def when(event: Any) -> float | None:
+    """An event's date in days, or None when it has none."""
+    return day(event.date) if event.date else None
+
+
+def age_at(record: Any, moment: float) -> float | None:
+    """Age in years at ``moment`` (days), or None without a birth date."""
+    return (moment - day(record.birth_date)) / 365.25 if record.birth_date else None
+
+
+@attrs.frozen
+class Visit:
+    """One encounter of a patient with what was recorded at it and what came strictly before.
+
+    ``before`` excludes every event of the encounter itself, whatever its date: the
+    encounter's own conditions, procedures and prescriptions are what the models predict
+    or must not see.
+    """
+
+    record: Any
+    encounter: Any
+    start: float
+    at: tuple[Any, ...]
+    before: tuple[Any, ...]
+
+    def recorded(self, kind: str) -> list[Any]:
+        return [e for e in self.at if e.kind == kind]
+
+
+def visits(record: Any) -> Iterable[Visit]:
+    """Every dated encounter of a record, in time order."""
+    timeline: Sequence[Any] = record.timeline
+    by_encounter: dict[str, list[Any]] = defaultdict(list)
+    for event in timeline:
+        if event.encounter is not None and event.kind != "encounter":
+            by_encounter[event.encounter].append(event)
+    for event in timeline:
+        if event.kind == "encounter" and event.date:
+            yield visit(record, event, by_encounter.get(event.id or "", []))
+
+
+def visit(record: Any, encounter: Any, at: Sequence[Any] | None = None) -> Visit:
+    """The visit of ``encounter`` (an encounter event of ``record``)."""
+    start = day(encounter.date)
+    if at is None:
+        at = [e for e in record.timeline if e.encounter == encounter.id and e.kind != "encounter"]
+    before = tuple(
+        e
+        for e in record.timeline
+        if e is not encounter
+        and e.date
+        and day(e.date) < start
+        and (e.encounter is None or e.encounter != encounter.id)
+    )
+    return Visit(record, encounter, start, tuple(at), before)
+
+
+def find_encounter(record: Any, encounter_id: str | None) -> Any:
+    """The encounter event named ``encounter_id``, or the last dated one when None.
+
+    Raises LookupError with the reason when there is none.
+    """
+    encounters = [e for e in record.timeline if e.kind == "encounter" and e.date]
+    if not encounters:
+        raise LookupError("the record has no dated encounter")
+    if encounter_id is None:
+        return encounters[-1]
+    for event in encounters:
+        if event.id == encounter_id:
+            return event
+    raise LookupError(f"patient {record.id!r} has no encounter {encounter_id!r}")

@@ -1,0 +1,177 @@
+"""The ``medical-records`` api: record analysis, no training.
+
+At start it reads every patient of its source once and builds the index it answers
+from: each patient's summary (``summary.py``) and a BM25 search index (``search.py``).
+``<name>.summary`` is then a dictionary lookup, answered on the daemon's I/O loop;
+``<name>.search`` ranks patients on a handler thread. Other apis of the profile (the
+diagnosis and treatment apis) look patients up here by id instead of keeping their
+own copy (``records = "<name>"`` in their table).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.medical.checks import search_checks, summary_checks
+from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
+from heirloom_plugins.medical.search import SearchIndex
+from heirloom_plugins.medical.summary import summarize
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
+
+
+def _not_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value < 0:
+        raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
+
+
+@attrs.define
+class SummaryInput:
+    """The id of a patient of the source."""
+
+    patient: str
+
+
+@attrs.define
+class SearchInput:
+    """Words, a condition or drug name, or a code (``snomed:44054006``); at most ``k`` patients."""
+
+    text: str
+    k: int = attrs.field(default=10, validator=_positive)
+
+
+@attrs.define
+class PatientsInput:
+    """A page of the indexed patients."""
+
+    offset: int = attrs.field(default=0, validator=_not_negative)
+    limit: int = attrs.field(default=100, validator=_positive)
+
+
+@attrs.define
+class RecordsApi(heirloom.Api):
+    """Patient summaries and patient search over the records of a source."""
+
+    #: The fhir source whose patients it indexes (every split).
+    data: str = heirloom.ref("source")
+    #: The most patients one search or page returns.
+    max_results: int = attrs.field(default=100, validator=_positive)
+    #: Longest search text accepted, in characters.
+    max_text_chars: int = attrs.field(default=1000, validator=_positive)
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        began = time.perf_counter()
+        records: dict[str, Any] = {}
+        summaries: dict[str, dict[str, Any]] = {}
+        index = SearchIndex()
+        for record in ctx.get(self.data, "source").records():
+            records[record.id] = record
+            summaries[record.id] = summarize(record)
+            index.add(record.id, record.timeline)
+        self._records, self._summaries, self._index = records, summaries, index
+        self.index_seconds = time.perf_counter() - began
+
+    def ready(self) -> bool:
+        return hasattr(self, "_summaries")
+
+    # -- what other components use -----------------------------------------------------------
+    def patient(self, patient_id: str, field: str = "body.patient") -> Any:
+        """The record of ``patient_id``; NOT_FOUND naming ``field`` when it is not indexed."""
+        record = self._records.get(patient_id)
+        if record is None:
+            raise heirloom.RequestError(
+                "NOT_FOUND",
+                f"{field}: no patient {patient_id!r} in {self.ctx.name} ({len(self._records)} patients)",
+                field,
+            )
+        return record
+
+    # -- routes -------------------------------------------------------------------------------
+    def routes(self) -> list[heirloom.Route]:
+        return [
+            heirloom.Route(
+                "summary",
+                handler=self.summary,
+                input=SummaryInput,
+                inline=True,
+                description="Problem list, medications, allergies, latest vitals and labs with abnormal flags, "
+                "and the encounter history of {'patient': id}.",
+            ),
+            heirloom.Route(
+                "search",
+                handler=self.search,
+                input=SearchInput,
+                description="Patients ranked by a condition, a medication, a code or free text: "
+                "{'text': str, 'k': int}.",
+            ),
+            heirloom.Route(
+                "patients",
+                handler=self.patients,
+                input=PatientsInput,
+                inline=True,
+                description="A page of the indexed patients (id, gender, birth date, split): {'offset', 'limit'}.",
+            ),
+        ]
+
+    def summary(self, body: SummaryInput) -> dict[str, Any]:
+        self.patient(body.patient)
+        return self._summaries[body.patient]
+
+    def search(self, body: SearchInput) -> dict[str, Any]:
+        if not body.text.strip():
+            raise heirloom.RequestError("INVALID_ARGUMENT", "body.text: must not be blank", "body.text")
+        if len(body.text) > self.max_text_chars:
+            raise heirloom.RequestError(
+                "INVALID_ARGUMENT",
+                f"body.text: {len(body.text)} characters; at most {self.max_text_chars}",
+                "body.text",
+            )
+        if body.k > self.max_results:
+            raise heirloom.RequestError("INVALID_ARGUMENT", f"body.k: at most {self.max_results}", "body.k")
+        hits = self._index.search(body.text, body.k)
+        return {"patients": [attrs.asdict(hit) for hit in hits]}
+
+    def patients(self, body: PatientsInput) -> dict[str, Any]:
+        if body.limit > self.max_results:
+            raise heirloom.RequestError("INVALID_ARGUMENT", f"body.limit: at most {self.max_results}", "body.limit")
+        page = list(self._records.values())[body.offset : body.offset + body.limit]
+        return {
+            "total": len(self._records),
+            "patients": [{"id": r.id, "gender": r.gender, "birth_date": r.birth_date, "split": r.split} for r in page],
+        }
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
+        """Summaries and search of the given patients checked against their resources (checks.py)."""
+        records = [self._records.get(record.id, record) for record in data]
+        started = time.perf_counter()
+        for record in records:
+            self.summary(SummaryInput(record.id))
+        per_summary_ms = (time.perf_counter() - started) * 1000 / max(len(records), 1)
+        counts = summary_checks(records, lambda pid: self._summaries[pid])
+        counts.update(
+            search_checks(records, self._records, lambda text, k: [h.patient for h in self._index.search(text, k)])
+        )
+        metrics = counts_metrics(counts)
+        metrics.update(
+            {
+                "patients": len(records),
+                "indexed_patients": len(self._records),
+                "index_seconds": round(self.index_seconds, 3),
+                "summary_ms": round(per_summary_ms, 4),
+            }
+        )
+        title = (
+            f"record analysis: {len(records)} patients checked against their FHIR resources "
+            f"(index of {len(self._records)} patients built in {self.index_seconds:.1f}s)"
+        )
+        return heirloom.Report(metrics, f"{title}\n{multilabel_text(metrics)}")

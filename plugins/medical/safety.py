@@ -1,0 +1,117 @@
+"""Which drugs a patient's recorded allergies rule out.
+
+Allergies and drugs are coded in different systems: Synthea writes AllergyIntolerance
+codes in SNOMED CT (``Allergy to penicillin``, ``Shellfish allergy``), prescriptions in
+RxNorm (clinical drugs such as ``Amoxicillin 250 MG / Clavulanate 125 MG Oral Tablet``).
+Both are mapped to *substance names* and compared there:
+
+- a drug's substances are its RxNorm ingredients, read from the normalised name
+  (``ingredient strength unit / ingredient ...``; a brand in brackets or a known brand
+  pack is resolved by ``BRANDS``);
+- an allergy's substances are the substance its display names (``Allergy to X``,
+  ``X allergy``, an RxNorm ingredient display), widened to the drug class it stands for
+  (``CLASSES``: an allergy to penicillin rules out amoxicillin).
+
+A drug is ruled out when one of its ingredients starts with one of the allergy's
+substances (``oxycodone`` rules out ``oxycodone hydrochloride``). Every recorded allergy
+counts, whatever its status or date: a safety filter errs on the side of caution.
+Food and environmental allergies (all of Synthea's) map to no drug; excipients (peanut
+oil, gelatin) are not modelled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+#: Drug classes an allergy display may name, and the ingredients they cover.
+CLASSES: dict[str, tuple[str, ...]] = {
+    "penicillin": (
+        "penicillin",
+        "amoxicillin",
+        "ampicillin",
+        "piperacillin",
+        "nafcillin",
+        "oxacillin",
+        "dicloxacillin",
+    ),
+    "cephalosporin": ("cefuroxime", "cephalexin", "cefaclor", "ceftriaxone", "cefdinir", "cefazolin", "cefadroxil"),
+    "sulfonamide": ("sulfamethoxazole", "sulfasalazine", "sulfadiazine"),
+    "sulfa": ("sulfamethoxazole", "sulfasalazine", "sulfadiazine"),
+    "nsaid": ("ibuprofen", "naproxen", "aspirin", "diclofenac", "meloxicam", "celecoxib", "ketorolac"),
+    "aspirin": ("aspirin", "ibuprofen", "naproxen", "diclofenac", "ketorolac"),
+    "opioid": ("oxycodone", "hydrocodone", "morphine", "codeine", "fentanyl", "tramadol", "meperidine"),
+    "codeine": ("codeine",),
+}
+#: Brand names in RxNorm displays of this kind of data, and their ingredients.
+BRANDS: dict[str, tuple[str, ...]] = {
+    "natazia": ("estradiol valerate", "dienogest"),
+    "levora": ("levonorgestrel", "ethinyl estradiol"),
+    "yaz": ("drospirenone", "ethinyl estradiol"),
+    "errin": ("norethindrone",),
+    "camila": ("norethindrone",),
+    "jolivette": ("norethindrone",),
+    "kyleena": ("levonorgestrel",),
+    "mirena": ("levonorgestrel",),
+    "liletta": ("levonorgestrel",),
+    "nuvaring": ("etonogestrel", "ethinyl estradiol"),
+    "trinessa": ("norgestimate", "ethinyl estradiol"),
+    "seasonique": ("levonorgestrel", "ethinyl estradiol"),
+    "norinyl": ("norethindrone", "mestranol"),
+    "ortho tri-cyclen": ("norgestimate", "ethinyl estradiol"),
+    "tegretol": ("carbamazepine",),
+    "valium": ("diazepam",),
+    "lasix": ("furosemide",),
+    "klonopin": ("clonazepam",),
+    "vicodin": ("acetaminophen", "hydrocodone bitartrate"),
+    "toprol": ("metoprolol succinate",),
+    "colcrys": ("colchicine",),
+    "aricept": ("donepezil hydrochloride",),
+}
+_AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|abuse-deterrent|\d+\w*)$")
+_STOP = re.compile(r"^(\d|oral|topical|injectable|injection|extended|prefilled|auto|transdermal|nasal|inhal)")
+_ALLERGY_WORDS = re.compile(r"\b(allergy to|allergy|allergic to|intolerance to|intolerance|hypersensitivity)\b")
+_QUALIFIER = re.compile(r"\([^)]*\)|\[[^]]*\]")
+
+
+def ingredients(display: str | None) -> frozenset[str]:
+    """The ingredient names of an RxNorm drug display (lower case)."""
+    if not display:
+        return frozenset()
+    text = display.lower()
+    found: set[str] = set()
+    for brand in re.findall(r"\[([^]]+)\]", text):
+        found.update((brand.strip(), *BRANDS.get(brand.strip(), ())))
+    for part in _QUALIFIER.sub(" ", text).split(" / "):
+        words = part.split()
+        while words and _AMOUNT.match(words[0]):
+            words = words[1:]
+        name: list[str] = []
+        for word in words:
+            if _STOP.match(word):
+                break
+            name.append(word)
+        if name:
+            joined = " ".join(name)
+            found.update(BRANDS.get(joined) or BRANDS.get(name[0]) or (joined,))
+    return frozenset(found)
+
+
+def substances(display: str | None) -> frozenset[str]:
+    """The substances an allergy display rules out (its class widened), lower case."""
+    if not display:
+        return frozenset()
+    text = _QUALIFIER.sub(" ", display.lower())
+    named = " ".join(_ALLERGY_WORDS.sub(" ", text).split())
+    if not named:
+        return frozenset()
+    found = {named, *CLASSES.get(named, ())}
+    for word in named.split():
+        found.update(CLASSES.get(word.removesuffix("s"), ()))
+    return frozenset(found)
+
+
+def conflicts(drug_ingredients: Iterable[str], allergy_substances: Iterable[str]) -> list[str]:
+    """The allergy substances that rule out a drug with these ingredients."""
+    drug = list(drug_ingredients)
+    return sorted({s for s in allergy_substances for i in drug if i == s or i.startswith(f"{s} ")})

@@ -1,0 +1,159 @@
+"""A patient's record summarised: problem list, medications, allergies, latest vitals and
+labs with abnormal flags, and the encounter history. Pure functions of one record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heirloom_plugins.medical.patients import age_at, day
+
+#: LOINC codes of vital signs (the rest of the numeric observations are labs).
+VITALS = {
+    "loinc:8302-2": "height",
+    "loinc:29463-7": "weight",
+    "loinc:39156-5": "bmi",
+    "loinc:59576-9": "bmi percentile",
+    "loinc:55284-4": "blood pressure",
+    "loinc:8480-6": "systolic",
+    "loinc:8462-4": "diastolic",
+    "loinc:8867-4": "heart rate",
+    "loinc:9279-1": "respiratory rate",
+    "loinc:8310-5": "temperature",
+    "loinc:2708-6": "oxygen saturation",
+    "loinc:59408-5": "oxygen saturation",
+    "loinc:72514-3": "pain",
+    "loinc:8287-5": "head circumference",
+}
+BMI, SYSTOLIC, DIASTOLIC = "loinc:39156-5", "loinc:8480-6", "loinc:8462-4"
+OBESE_BMI, HIGH_SYSTOLIC, HIGH_DIASTOLIC = 30.0, 140.0, 90.0
+
+
+def condition_active(event: Any) -> bool:
+    """Active when its clinical status says so, else when it has no abatement date."""
+    if event.status:
+        return event.status in ("active", "recurrence", "relapse")
+    return event.end is None
+
+
+def medication_current(status: str | None) -> bool:
+    """A current medication: a MedicationRequest whose status is active (or on-hold, draft)."""
+    return status in ("active", "on-hold", "draft")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _range_flag(value: float | None, low: float | None, high: float | None) -> list[str]:
+    if value is None:
+        return []
+    if low is not None and value < low:
+        return [f"below reference range ({low:g}-{'' if high is None else f'{high:g}'})"]
+    if high is not None and value > high:
+        return [f"above reference range ({'' if low is None else f'{low:g}'}-{high:g})"]
+    return []
+
+
+def flags(event: Any) -> list[str]:
+    """Abnormal flags of an observation: BMI >= 30, blood pressure >= 140/90, reference ranges."""
+    found = _range_flag(_number(event.value), getattr(event, "low", None), getattr(event, "high", None))
+    value = _number(event.value)
+    if event.code == BMI and value is not None and value >= OBESE_BMI:
+        found.append(f"obese (BMI >= {OBESE_BMI:g})")
+    parts = {part.code: _number(part.value) for part in event.components}
+    if event.code == SYSTOLIC and value is not None:
+        parts[SYSTOLIC] = value
+    if event.code == DIASTOLIC and value is not None:
+        parts[DIASTOLIC] = value
+    systolic, diastolic = parts.get(SYSTOLIC), parts.get(DIASTOLIC)
+    if (systolic is not None and systolic >= HIGH_SYSTOLIC) or (diastolic is not None and diastolic >= HIGH_DIASTOLIC):
+        found.append(f"high blood pressure (>= {HIGH_SYSTOLIC:g}/{HIGH_DIASTOLIC:g})")
+    for part in event.components:
+        found += _range_flag(_number(part.value), getattr(part, "low", None), getattr(part, "high", None))
+    return found
+
+
+def _observation(event: Any) -> dict[str, Any]:
+    return {
+        "code": event.code,
+        "display": event.display,
+        "value": event.value,
+        "unit": event.unit,
+        "date": event.date,
+        "components": [
+            {"code": p.code, "display": p.display, "value": p.value, "unit": p.unit} for p in event.components
+        ],
+        "flags": flags(event),
+    }
+
+
+def summarize(record: Any) -> dict[str, Any]:
+    """The summary ``record.summary`` answers (docs/MEDICAL.md, "Record analysis")."""
+    problems: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    medications: dict[str | None, dict[str, Any]] = {}
+    allergies: dict[str | None, dict[str, Any]] = {}
+    latest: dict[str, Any] = {}
+    encounters: dict[str, dict[str, Any]] = {}
+    for event in record.timeline:
+        if event.kind == "encounter":
+            encounters[event.id or f"#{len(encounters)}"] = {
+                "id": event.id,
+                "date": event.date,
+                "end": event.end,
+                "class": event.value,
+                "code": event.code,
+                "display": event.display,
+                "conditions": [],
+                "medications": [],
+            }
+        elif event.kind == "condition":
+            problems[(event.code, event.date)] = {
+                "code": event.code,
+                "display": event.display,
+                "onset": event.date,
+                "end": event.end,
+                "status": "active" if condition_active(event) else "resolved",
+                "encounter": event.encounter,
+            }
+        elif event.kind == "medication":
+            medications[event.code] = {
+                "code": event.code,
+                "display": event.display,
+                "date": event.date,
+                "status": event.status,
+                "encounter": event.encounter,
+            }
+        elif event.kind == "allergy":
+            allergies[event.code] = {
+                "code": event.code,
+                "display": event.display,
+                "since": event.date,
+                "status": event.status,
+            }
+        elif event.kind == "observation" and event.code:
+            latest[event.code] = event
+        if event.kind in ("condition", "medication") and event.encounter in encounters and event.code:
+            encounters[event.encounter][f"{event.kind}s"].append(event.code)
+    ordered = sorted(problems.values(), key=lambda p: (p["status"] != "active", _negated(p["onset"])))
+    now = max((day(e.date) for e in record.timeline if e.date), default=None)
+    return {
+        "patient": record.id,
+        "gender": record.gender,
+        "birth_date": record.birth_date,
+        "age_at_last_event": round(age_at(record, now), 1) if now is not None and record.birth_date else None,
+        "deceased": bool(getattr(record, "deceased", False)),
+        "problems": ordered,
+        "medications": {
+            "current": [m for m in medications.values() if medication_current(m["status"])],
+            "past": [m for m in medications.values() if not medication_current(m["status"])],
+        },
+        "allergies": list(allergies.values()),
+        "vitals": [_observation(e) for code, e in latest.items() if code in VITALS],
+        "labs": [_observation(e) for code, e in latest.items() if code not in VITALS and _number(e.value) is not None],
+        "encounters": list(encounters.values())[::-1],
+    }
+
+
+def _negated(date: str | None) -> tuple[bool, float]:
+    """Sort key: most recent first, undated last."""
+    return (date is None, -day(date) if date else 0.0)

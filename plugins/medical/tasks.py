@@ -1,0 +1,65 @@
+"""The two prediction tasks: which encounters are examples, their labels, what they may read.
+
+The leakage rules live here and nowhere else (docs/MEDICAL.md, "Leakage"):
+
+- diagnosis: one example per encounter with at least one Condition; labels are those
+  Conditions' codes. Inputs: sex, age, every event strictly before the encounter, the
+  encounter's class and type, and the Observations recorded at it. Never the encounter's
+  reason (the fhir source does not even carry it), its own Conditions, Procedures,
+  MedicationRequests or Claims.
+- treatment: one example per encounter with at least one MedicationRequest; labels are
+  the prescribed RxNorm codes. Inputs: sex, age, the Conditions recorded at the encounter,
+  and the conditions, medications and allergies before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from heirloom_plugins.medical.patients import Visit, visits
+
+
+@attrs.frozen
+class Task:
+    """What one model type predicts and may read."""
+
+    name: str
+    #: The timeline kind whose codes at the encounter are the labels.
+    label_kind: str
+    #: Timeline kinds of the history (strictly before the encounter) it may read.
+    history: tuple[str, ...]
+    #: Timeline kinds recorded at the encounter itself it may read.
+    current: tuple[str, ...]
+    #: Whether it reads the encounter's class and type.
+    encounter: bool
+
+    def labels(self, visit: Visit) -> list[str]:
+        """The label codes of a visit (sorted, each once)."""
+        return sorted({e.code for e in visit.at if e.kind == self.label_kind and e.code})
+
+    def examples(self, records: Iterable[Any]) -> Iterable[tuple[Visit, list[str]]]:
+        """``(visit, labels)`` for every visit of every record that has labels."""
+        for record in records:
+            for one in visits(record):
+                labels = self.labels(one)
+                if labels:
+                    yield one, labels
+
+
+DIAGNOSIS = Task(
+    name="diagnosis",
+    label_kind="condition",
+    history=("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy"),
+    current=("observation",),
+    encounter=True,
+)
+TREATMENT = Task(
+    name="treatment",
+    label_kind="medication",
+    history=("condition", "medication", "allergy"),
+    current=("condition",),
+    encounter=True,
+)

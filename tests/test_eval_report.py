@@ -1,0 +1,73 @@
+"""``heirloom eval`` evaluates apis with checks of their own beside the models, and puts
+every report that has a summary row into one table (docs/PLUGINS.md, ``Api.evaluate``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import run_heirloom, write
+
+PROFILE = """
+[sources.rows]
+use = "toy-source"
+rows = 4
+
+[models.m]
+use = "toy-model"
+data = "rows"
+
+[apis.m]
+use = "toy-api"
+model = "m"
+
+[apis.checks]
+use = "toy-checks"
+data = "rows"
+"""
+
+
+@pytest.fixture
+def trained(tmp_path):
+    profile = write(tmp_path / "toy.toml", PROFILE)
+    env = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    return str(profile), env
+
+
+def test_eval_reports_models_and_evaluated_apis_in_one_table(trained):
+    profile, env = trained
+    result = run_heirloom("eval", profile, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "precision" in line)
+    assert lines[header + 2].split() == ["checks", "0.800", "1.000", "0.889", "4"]
+    assert lines[header + 4].split()[:2] == ["micro", "avg"] and lines[header + 4].split()[-1] == "4"
+    assert "4 checks passed" in result.stdout and "perfect" in result.stdout  # each component's own report
+
+
+def test_eval_json_has_models_apis_and_the_summary(trained):
+    profile, env = trained
+    result = run_heirloom("eval", profile, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["models"]["m"]["accuracy"] == 1.0 and report["models"]["m"]["version"].endswith("/m@1")
+    assert report["apis"]["checks"]["summary"]["tp"] == 4
+    assert report["summary"]["rows"] == {"checks": {"precision": 0.8, "recall": 1.0, "f1": 8 / 9, "support": 4}}
+    assert report["summary"]["micro_avg"]["precision"] == 0.8 and set(report["summary"]) == {
+        "rows",
+        "micro_avg",
+        "macro_avg",
+        "weighted_avg",
+    }
+    assert "apis.m" not in result.stdout and "m" not in report.get("apis", {})  # apis without checks are skipped
+
+
+def test_eval_names_pick_components_and_unknown_names_list_the_choices(trained):
+    profile, env = trained
+    only = json.loads(run_heirloom("eval", profile, "checks", "--json", env=env).stdout)
+    assert only["models"] == {} and set(only["apis"]) == {"checks"}
+    result = run_heirloom("eval", profile, "chekcs", env=env)
+    assert result.returncode == 1
+    assert "has no evaluated component 'chekcs' (evaluated components: m, checks)" in " ".join(result.stderr.split())

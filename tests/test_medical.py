@@ -1,0 +1,431 @@
+"""The medical system on the real Synthea patients: leakage rules, models, allergy safety,
+record analysis, the one report of ``heirloom eval``, the daemon's routes, inheritance.
+
+Fast tests use the 23-patient folder (``medical-small``); expected values come from
+independent counts made here with ``json`` over the bundles.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+import heirloom
+from heirloom_plugins.fhir.source import FhirSource
+from heirloom_plugins.medical.features import describe
+from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
+from heirloom_plugins.medical.patients import visits
+from heirloom_plugins.medical.record import RecordsApi, SearchInput, SummaryInput
+from heirloom_plugins.medical.safety import ingredients, substances
+from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
+from tests.daemons import Daemon
+from tests.helpers import REPO, run_heirloom, write
+
+SMALL = "fhir-synthea-smart-r4/bundles"
+LARGE = "fhir-synthea-smart-r4-331/bundles"
+PENICILLIN = "Allergy to penicillin"
+#: A fit small enough for tests: two penalties, three folds.
+QUICK = {"l2": (0.3, 3.0), "folds": 3}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """What the resource manager does for a served model (the profile's threads = 1): tiny
+    sparse products gain nothing from threads, and lose a lot on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small(data_dir) -> Path:
+    return data_dir / SMALL
+
+
+@pytest.fixture(scope="module")
+def records(small) -> list[Any]:
+    return list(FhirSource(path=str(small)).records())
+
+
+@pytest.fixture(scope="module")
+def raw(small) -> dict[str, list[dict[str, Any]]]:
+    """Each patient's resources, read with json alone (the independent count)."""
+    found = {}
+    for path in sorted(small.glob("*.json")):
+        resources = [e["resource"] for e in json.loads(path.read_text())["entry"]]
+        patients = [r for r in resources if r["resourceType"] == "Patient"]
+        if patients:
+            found[patients[0]["id"]] = resources
+    return found
+
+
+def _fitted(cls, records, **settings):
+    model = cls(data="patients", **(QUICK | settings))
+    model.fit([r for r in records if r.split == "train"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def diagnosis(records):
+    return _fitted(DiagnosisModel, records)
+
+
+@pytest.fixture(scope="module")
+def treatment(records):
+    return _fitted(TreatmentModel, records)
+
+
+def _replace_at(record: Any, encounter: str, kinds: set[str], change) -> Any:
+    """The record with the events of ``encounter`` of the given kinds changed."""
+    timeline = tuple(change(e) if e.encounter == encounter and e.kind in kinds else e for e in record.timeline)
+    return attrs.evolve(record, timeline=timeline)
+
+
+# -- leakage -------------------------------------------------------------------------------------
+def test_diagnosis_never_reads_the_encounters_own_conditions_procedures_or_prescriptions(records):
+    checked = 0
+    for record in records:
+        for one, labels in DIAGNOSIS.examples([record]):
+            encounter = one.encounter.id
+            assert all(e.encounter != encounter for e in one.before)
+            assert all(e.date < one.encounter.date for e in one.before)
+            own = {"condition", "procedure", "medication"}
+            altered = _replace_at(record, encounter, own, lambda e: attrs.evolve(e, code="snomed:0", display="x"))
+            again = next(v for v in visits(altered) if v.encounter.id == encounter)
+            assert describe(again, DIAGNOSIS) == describe(one, DIAGNOSIS)
+            assert set(labels) == {e.code for e in one.at if e.kind == "condition"}
+            checked += 1
+    assert checked > 50
+
+
+def test_treatment_reads_the_encounters_conditions_but_never_its_prescriptions(records):
+    for record in records:
+        for one, _ in TREATMENT.examples([record]):
+            encounter = one.encounter.id
+            altered = _replace_at(record, encounter, {"medication", "procedure"}, lambda e: attrs.evolve(e, code="x:0"))
+            again = next(v for v in visits(altered) if v.encounter.id == encounter)
+            assert describe(again, TREATMENT) == describe(one, TREATMENT)
+            tokens = describe(one, TREATMENT).tokens
+            assert all(f"now:condition:{e.code}" in tokens for e in one.at if e.kind == "condition")
+            assert not any(name.startswith(("now:observation", "last:", "ever:procedure")) for name in tokens)
+
+
+# -- models -------------------------------------------------------------------------------------
+def test_diagnosis_ranks_codes_with_names_and_probabilities(diagnosis, records):
+    record = next(r for r in records if r.split == "test")
+    [answer] = diagnosis.predict([Query(record)])
+    assert (
+        answer["patient"] == record.id
+        and answer["encounter"] == [e for e in record.timeline if e.kind == "encounter"][-1].id
+    )
+    probabilities = [item["probability"] for item in answer["codes"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 <= probabilities[-1] <= probabilities[0] <= 1
+    assert all(item["code"].startswith("snomed:") and item["display"] for item in answer["codes"])
+    assert answer["codes"][0]["selected"]  # the most probable code is always predicted
+
+
+def test_evaluate_reports_the_asked_metrics(diagnosis, records):
+    metrics = diagnosis.evaluate([r for r in records if r.split == "test"]).metrics
+    for key in ("micro_precision", "micro_recall", "micro_f1", "macro_f1", "weighted_f1", "recall_at_5", "jaccard"):
+        assert 0 <= metrics[key] <= 1, key
+    truth = Counter(
+        label for one, labels in DIAGNOSIS.examples([r for r in records if r.split == "test"]) for label in labels
+    )
+    assert {label: row["support"] for label, row in metrics["per_class"].items() if row["support"]} == dict(truth)
+    assert metrics["support"] == sum(truth.values())
+    assert metrics["threshold"] in [round(0.05 * i, 2) for i in range(1, 20)]
+
+
+def test_state_round_trips_to_the_same_predictions(treatment, diagnosis, records):
+    queries = [Query(r) for r in records[:5]]
+    copy = TreatmentModel(data="patients")
+    copy.load(treatment.state())
+    assert copy.predict(queries) == treatment.predict(queries)
+    with pytest.raises(heirloom.HeirloomError, match="not a medical-treatment state"):
+        copy.load(diagnosis.state())
+
+
+def test_warm_start_keeps_the_parents_labels_and_grows_new_ones(records):
+    halves = [[r for r in records if r.split == "train" and (r.id < "8") == first] for first in (True, False)]
+    parent = _fitted(DiagnosisModel, halves[0])
+    child = DiagnosisModel(data="patients", **QUICK)
+    child.fit(halves[1], parent=parent.state())
+    own = {code for _, labels in DIAGNOSIS.examples(halves[1]) for code in labels}
+    assert child.labels[: len(parent.labels)] == parent.labels  # the parent's labels, first and in order
+    assert set(child.labels) == set(parent.labels) | own
+    added = child.state().metadata["training"]["warm_start"]["added_labels"]
+    assert added == sorted(own - set(parent.labels)) and added
+
+
+# -- allergy safety -----------------------------------------------------------------------------
+def test_allergies_map_to_drug_ingredients():
+    assert {"amoxicillin", "clavulanate"} == ingredients("Amoxicillin 250 MG / Clavulanate 125 MG Oral Tablet")
+    assert "levonorgestrel" in ingredients("Levora 0.15/30 28 Day Pack")  # a brand pack, resolved
+    assert "amoxicillin" in substances(PENICILLIN) and "penicillin" in substances("Penicillin allergy (finding)")
+    assert substances("Allergy to grass pollen") == {"grass pollen"}  # Synthea's allergies rule out no drug
+
+
+def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment, records):
+    allergic = [
+        attrs.evolve(
+            r, timeline=(*r.timeline, attrs.evolve(r.timeline[0], kind="allergy", display=PENICILLIN, code="x:1"))
+        )
+        for r in records
+    ]
+    penicillins = {
+        c for c in treatment.labels if ingredients(treatment.state().metadata["names"].get(c)) & substances(PENICILLIN)
+    }
+    assert penicillins, "the training data prescribes penicillins"
+    examples = [(one, labels) for one, labels in TREATMENT.examples(allergic)]
+    answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in examples])
+    assert not any(item["code"] in penicillins for answer in answers for item in answer["codes"])
+    assert any(
+        block["code"] in penicillins and block["allergies"] == [PENICILLIN] for a in answers for block in a["blocked"]
+    )
+    metrics = treatment.evaluate([r for r in allergic if r.split == "test"]).metrics
+    assert metrics["allergy_violations"] == 0 and metrics["allergy_checked"] > 0
+
+
+def test_treatment_names_the_conditions_a_drug_answers(treatment, records):
+    answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(records)])
+    reasons = [reason for answer in answers for item in answer["codes"] for reason in item["answers"]]
+    assert reasons and all(reason["code"].startswith("snomed:") for reason in reasons)
+
+
+# -- record analysis ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def record_api(small, tmp_path_factory):
+    text = f'[sources.p]\nuse = "fhir"\npath = "{small}"\n\n[apis.record]\nuse = "medical-records"\ndata = "p"\n'
+    profile = write(tmp_path_factory.mktemp("records") / "records.toml", text)
+    with heirloom.Kernel().system(str(profile)) as system:
+        yield system.component("record", "api")
+
+
+def test_summary_matches_the_resources_counted_with_json(record_api: RecordsApi, raw):
+    for pid, resources in raw.items():
+        summary = record_api.summary(SummaryInput(pid))
+        conditions = [r for r in resources if r["resourceType"] == "Condition"]
+        assert len(summary["problems"]) == len(
+            {(c["code"]["coding"][0]["code"], c.get("onsetDateTime")) for c in conditions}
+        )
+        active = {
+            c["code"]["coding"][0]["code"] for c in conditions if c["clinicalStatus"]["coding"][0]["code"] == "active"
+        }
+        assert {p["code"].split(":")[1] for p in summary["problems"] if p["status"] == "active"} == active
+        encounters = [r for r in resources if r["resourceType"] == "Encounter"]
+        assert len(summary["encounters"]) == len(encounters)
+        assert {e["class"] for e in summary["encounters"]} <= {"AMB", "EMER", "IMP"}
+
+
+def test_vitals_carry_abnormal_flags(record_api: RecordsApi, raw):
+    flagged = Counter()
+    for pid in raw:
+        for vital in record_api.summary(SummaryInput(pid))["vitals"]:
+            if vital["code"] == "loinc:39156-5":
+                assert ("obese (BMI >= 30)" in vital["flags"]) == (vital["value"] >= 30)
+                flagged["bmi"] += vital["value"] >= 30
+            if vital["code"] == "loinc:55284-4":
+                parts = {p["code"]: p["value"] for p in vital["components"]}
+                high = parts["loinc:8480-6"] >= 140 or parts["loinc:8462-4"] >= 90
+                assert ("high blood pressure (>= 140/90)" in vital["flags"]) == high
+    assert flagged["bmi"] > 0
+
+
+def test_search_finds_the_patients_with_a_condition(record_api: RecordsApi, raw):
+    holders = {
+        pid
+        for pid, resources in raw.items()
+        if any(
+            r["resourceType"] == "Condition" and r["code"]["coding"][0]["display"] == "Hypertension" for r in resources
+        )
+    }
+    hits = record_api.search(SearchInput("Hypertension", k=len(holders)))["patients"]
+    assert {hit["patient"] for hit in hits} == holders
+    assert hits[0]["matches"][0] == {"kind": "condition", "code": "snomed:38341003", "display": "Hypertension"}
+    assert record_api.search(SearchInput("snomed:38341003", k=50))["patients"]  # by code too
+
+
+def test_reference_ranges_flag_values_outside_them():
+    from heirloom_plugins.medical.patients import EventInput
+    from heirloom_plugins.medical.summary import flags
+
+    low = EventInput(kind="observation", code="loinc:718-7", value=9.5, low=12.0, high=16.0)
+    assert flags(low) == ["below reference range (12-16)"]
+    assert flags(attrs.evolve(low, value=13.0)) == []
+
+
+# -- the system: train, one report, serve ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    home = tmp_path_factory.mktemp("home")
+    env = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
+    result = run_heirloom("train", "medical-small", *_quick(), env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "stored medical-small/diagnosis@1" in result.stdout and "stored medical-small/treatment@1" in result.stdout
+    return env
+
+
+def _quick() -> list[str]:
+    return [
+        f"--set=models.{m}.{k}={json.dumps(list(v) if isinstance(v, tuple) else v)}"
+        for m in ("diagnosis", "treatment")
+        for k, v in QUICK.items()
+    ]
+
+
+def test_eval_prints_one_table_with_a_row_per_module(trained):
+    result = run_heirloom("eval", "medical-small", env=trained, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    rows = {
+        line[0]: line
+        for line in lines[:12]
+        if line and line[0] in ("diagnosis", "treatment", "record", "micro", "macro", "weighted")
+    }
+    assert set(rows) == {"diagnosis", "treatment", "record", "micro", "macro", "weighted"}
+    assert "allergy safety: 0 recommendation(s) conflict" in result.stdout
+    assert "snomed:444814009 Viral sinusitis (disorder)" in result.stdout  # a per-label row
+
+
+def test_eval_json_has_the_asked_shape(trained):
+    result = run_heirloom("eval", "medical-small", "--json", env=trained, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    asked = {"micro_precision", "micro_recall", "micro_f1", "macro_f1", "recall_at_5", "jaccard", "per_class"}
+    assert asked <= report["models"]["diagnosis"].keys()
+    assert asked | {"allergy_violations"} <= report["models"]["treatment"].keys()
+    assert report["models"]["treatment"]["allergy_violations"] == 0
+    checks = report["apis"]["record"]["per_class"]
+    assert {"problem list", "active problems", "current medications", "allergies", "search by condition"} <= set(checks)
+    assert checks["problem list"]["f1"] == 1.0
+    assert set(report["summary"]["rows"]) == {"diagnosis", "treatment", "record"}
+
+
+@pytest.fixture(scope="module")
+def daemon(trained, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("medical-daemon")
+    daemon = Daemon(tmp, profile=(REPO / "profiles" / "medical-small.toml").read_text(), env=trained)
+    daemon.wait_ready(timeout=120)
+    yield daemon
+    assert daemon.terminate() == 0
+
+
+@pytest.fixture(scope="module")
+def patient(records):
+    return next(r for r in records if r.split == "test")
+
+
+def test_three_routes_answer_over_a_socket(daemon, patient):
+    with daemon.client(timeout=30) as client:
+        summary = client.call("record.summary", {"patient": patient.id})
+        assert summary["patient"] == patient.id and summary["problems"] and summary["encounters"]
+        hits = client.call("record.search", {"text": summary["problems"][0]["display"], "k": 3})["patients"]
+        assert patient.id in {hit["patient"] for hit in hits}
+        encounter = summary["encounters"][1]["id"]
+        reply = client.request("diagnosis.predict", {"patient": patient.id, "encounter": encounter})
+        assert reply.version == "medical-small/diagnosis@1" and reply.body["encounter"] == encounter
+        assert reply.body["codes"][0]["selected"]
+        recommended = client.call("treatment.recommend", {"patient": patient.id})
+        assert recommended["codes"] and all("answers" in item for item in recommended["codes"])
+
+
+def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, patient):
+    inline = json.loads(json.dumps(attrs.asdict(patient)))  # what `heirloom data show --json` prints
+    with daemon.client(timeout=30) as client:
+        by_id = client.call("diagnosis.predict", {"patient": patient.id})
+        by_record = client.call("diagnosis.predict", {"record": inline})
+        assert by_record["codes"] == by_id["codes"]
+        allergic = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "display": PENICILLIN}]}
+        answer = client.call("treatment.recommend", {"record": allergic})
+        assert not any("amoxicillin" in (item["display"] or "").lower() for item in answer["codes"])
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "code", "field"),
+    [
+        ("diagnosis.predict", {"patient": "no-such-patient"}, "NOT_FOUND", "body.patient"),
+        (
+            "treatment.recommend",
+            {"patient": "PATIENT", "encounter": "no-such-encounter"},
+            "NOT_FOUND",
+            "body.encounter",
+        ),
+        ("record.summary", {"patient": "no-such-patient"}, "NOT_FOUND", "body.patient"),
+        ("diagnosis.predict", {"patient": 7}, "INVALID_ARGUMENT", "body.patient"),
+        ("diagnosis.predict", {}, "INVALID_ARGUMENT", "body.patient"),
+        (
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "encounter", "date": "2019-13-45"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].date",
+        ),
+        (
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "visit"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].kind",
+        ),
+        ("treatment.recommend", {"record": {"timeline": []}}, "INVALID_ARGUMENT", "body.record"),
+        ("diagnosis.predict", {"record": {"timeline": [], "colour": 1}}, "INVALID_ARGUMENT", "body.record.colour"),
+        ("record.search", {"text": "asthma", "k": "ten"}, "INVALID_ARGUMENT", "body.k"),
+        ("record.search", {"text": "  "}, "INVALID_ARGUMENT", "body.text"),
+    ],
+)
+def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
+    body = {key: patient.id if value == "PATIENT" else value for key, value in body.items()}
+    with daemon.client(timeout=30) as client, pytest.raises(heirloom.RemoteError) as caught:
+        client.call(route, body)
+    assert caught.value.code == code and caught.value.field == field, str(caught.value)
+    with daemon.client(timeout=30) as client:
+        assert client.call("_health")  # still serving
+
+
+def test_routes_documents_each_route(daemon):
+    with daemon.client(timeout=30) as client:
+        routes = {route["name"]: route for route in client.call("_routes")["routes"]}
+    for name in ("record.summary", "record.search", "record.patients", "diagnosis.predict", "treatment.recommend"):
+        assert routes[name]["description"] and routes[name]["input"]["type"] == "object", name
+    assert routes["diagnosis.predict"]["batched"] and set(routes["diagnosis.predict"]["input"]["properties"]) == {
+        "patient",
+        "record",
+        "encounter",
+    }
+
+
+# -- a second hospital inherits --------------------------------------------------------------------
+def test_the_clinic_inherits_the_medical_models(trained, small):
+    here = ["--set", f"sources.patients.path={small}", *_quick()]
+    assert run_heirloom("train", "medical", *here, env=trained, timeout=600).returncode == 0
+    result = run_heirloom(
+        "train", "medical-clinic", *here, "--set", "sources.patients.train_patients=4", env=trained, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warm start from medical/diagnosis@1" in result.stdout
+    lineage = run_heirloom("models", "lineage", "medical-clinic/diagnosis", env=trained)
+    assert "medical/diagnosis@1" in lineage.stdout
+    store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
+    for model in ("diagnosis", "treatment"):
+        parent = store.load(f"medical/{model}").metadata
+        child = store.load(f"medical-clinic/{model}").metadata
+        assert child["labels"][: len(parent["labels"])] == parent["labels"]
+        assert child["vocabulary"]["columns"][: len(parent["vocabulary"]["columns"])] == parent["vocabulary"]["columns"]
+
+
+# -- the 331 patients -------------------------------------------------------------------------------
+def test_the_medical_profile_reads_the_331_patients(data_dir):
+    result = run_heirloom(
+        "data", "stats", "medical", "patients", "--json", env={"HEIRLOOM_DATA": str(data_dir)}, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["records"] == 331 and sum(stats["splits"].values()) == 331
+    assert stats["resources"]["Condition"] == 1715 and stats["resources"]["MedicationRequest"] == 1163
+    assert stats["resources"]["Encounter"] == 5273
