@@ -24,6 +24,11 @@ class ConsoleRequest:
     #: ``call(method, body)`` calls ``<api>.<method>`` on the daemon and returns the reply
     #: body; a refusal raises ``heirloom.RemoteError`` (its ``code`` and ``message``).
     call: Callable[[str, Any], Any]
+    #: ``call_route(route, body)``: any route of the daemon by its full name (``diagnosis.predict``).
+    call_route: Callable[[str, Any], Any]
+    #: The daemon's routes as ``_routes`` describes them, by name: a console may offer the
+    #: routes of other apis whose input fits (every route that takes a ``patient``...).
+    routes: Mapping[str, Mapping[str, Any]]
 
 
 @attrs.frozen

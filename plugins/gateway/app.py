@@ -223,10 +223,16 @@ class Gateway:
             return HTMLResponse(console_pages.missing(api), status_code=404)
         timeout = self.deadline(request)
 
-        def call(method: str, body: Any) -> Any:
-            return client.submit(f"{api}.{method}", body, timeout=timeout).result().body
+        def call_route(route: str, body: Any) -> Any:
+            return client.submit(route, body, timeout=timeout).result().body
 
-        page = heirloom.ConsoleRequest(api=api, query=dict(request.query_params), call=call)
+        page = heirloom.ConsoleRequest(
+            api=api,
+            query=dict(request.query_params),
+            call=lambda method, body: call_route(f"{api}.{method}", body),
+            call_route=call_route,
+            routes=table.routes,
+        )
         try:
             html = await run_in_threadpool(found.render, page)
         except heirloom.RemoteError as error:
