@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from heirloom_plugins.gateway.routes import Routes
 
 DEADLINE_HEADER = "heirloom-deadline-ms"
 VERSION_HEADER = "Heirloom-Model-Version"
+#: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
+STATS_TTL = 1.0
 
 
 class Refused(Exception):
@@ -60,6 +63,8 @@ class Gateway:
         self.consoles = consoles or {}
         self._clients: dict[str | None, heirloom.Client] = {}
         self._lock = threading.Lock()
+        self._stats: dict[str, Any] = {}
+        self._stats_at = -STATS_TTL
         self.routes = Routes(lambda: self.body(self.client(None), "_routes", None, 5.0))
 
     # -- connections ---------------------------------------------------------------------
@@ -157,8 +162,9 @@ class Gateway:
         ready = await self.body(self.caller(request), "_ready", None, self.deadline(request))
         return JSONResponse({"ready": bool(ready.get("ready"))}, status_code=200 if ready.get("ready") else 503)
 
-    async def _model(self, request: Request) -> tuple[str, dict[str, Any], str | None, heirloom.Client]:
-        """The OIP model named in the path, its route entry and served version (404 otherwise)."""
+    async def _model(self, request: Request) -> tuple[str, dict[str, Any], heirloom.Client]:
+        """The OIP model named in the path and its route entry (404 otherwise); a version in
+        the path must be the one served."""
         client = self.caller(request)
         name = request.path_params["name"]
         table = await self.routes.table()
@@ -168,27 +174,35 @@ class Gateway:
         if entry is None:
             known = ", ".join(sorted(table.models)) or "none"
             raise Refused(error_response(404, f"no model {name!r} (models: {known})", field="path.name"))
-        stats = await self.body(client, "_stats", None, self.deadline(request))
-        version = (stats.get("models", {}).get(entry["model"]) or {}).get("version")
         wanted = request.path_params.get("version")
-        if wanted is not None and wanted not in (oip.short_version(version), version):
-            serving = oip.short_version(version) or "no version"
-            message = f"model {name!r} version {wanted!r} is not served (serving {serving})"
-            raise Refused(error_response(404, message, field="path.version"))
-        return name, entry, version, client
+        if wanted is not None:
+            version = await self.served_version(client, entry, request)
+            if wanted not in (oip.short_version(version), version):
+                serving = oip.short_version(version) or "no version"
+                message = f"model {name!r} version {wanted!r} is not served (serving {serving})"
+                raise Refused(error_response(404, message, field="path.version"))
+        return name, entry, client
+
+    async def served_version(self, client: heirloom.Client, entry: dict[str, Any], request: Request) -> str | None:
+        """The model's served version from ``_stats``, read at most once a second."""
+        now = time.monotonic()
+        if now - self._stats_at > STATS_TTL:
+            self._stats = await self.body(client, "_stats", None, self.deadline(request))
+            self._stats_at = now
+        return (self._stats.get("models", {}).get(entry["model"]) or {}).get("version")
 
     async def model_metadata(self, request: Request) -> Response:
-        name, entry, version, _ = await self._model(request)
-        return JSONResponse(oip.metadata(name, entry, version))
+        name, entry, client = await self._model(request)
+        return JSONResponse(oip.metadata(name, entry, await self.served_version(client, entry, request)))
 
     async def model_ready(self, request: Request) -> Response:
-        name, entry, _, client = await self._model(request)
+        name, entry, client = await self._model(request)
         ready = await self.body(client, "_ready", None, self.deadline(request))
         is_ready = bool(ready.get("ready")) and ready.get("components", {}).get(f"models.{entry['model']}", True)
         return JSONResponse({"name": name, "ready": bool(is_ready)}, status_code=200 if is_ready else 503)
 
     async def infer(self, request: Request) -> Response:
-        name, entry, _, client = await self._model(request)
+        name, entry, client = await self._model(request)
         timeout = self.deadline(request)
         payload = await self.json_body(request, int(entry["max_payload"]) * 4, name)
         try:
