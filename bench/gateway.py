@@ -218,9 +218,8 @@ def main() -> None:
 def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
     baseline = rows["(d) FastAPI + uvicorn"]
     print(f"\nsentiment.predict, one text per request; medians of {repeats} rounds; ratio: req/s / FastAPI's")
-    print(
-        f"{'server':<26} {'req/s @1':>9} {'p50 ms @1':>10} {'req/s @64':>10} {'p50 ms @64':>11} {'x @1':>6} {'x @64':>6}"
-    )
+    heads = ("req/s @1", "p50 ms @1", "req/s @64", "p50 ms @64", "x @1", "x @64")
+    print(f"{'server':<26}" + "".join(f" {head:>10}" for head in heads))
     for name, row in rows.items():
         ratios = (row["rps_1"] / baseline["rps_1"], row["rps_64"] / baseline["rps_64"])
         cells = (f"{row['rps_1']:.0f}", f"{row['p50_ms_1']:.2f}", f"{row['rps_64']:.0f}", f"{row['p50_ms_64']:.2f}")
