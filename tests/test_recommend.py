@@ -141,7 +141,8 @@ def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, d
     env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
     trained = run_heirloom("train", "recommend", *FIXED_SET, env=env, timeout=300)
     assert trained.returncode == 0, trained.stderr
-    assert "nothing stored as recommend/recs yet" in trained.stdout and "stored recommend/recs@1" in trained.stdout
+    # what training decides is said on stderr (beside the progress bars); what it stored, on stdout
+    assert "nothing stored as recommend/recs yet" in trained.stderr and "stored recommend/recs@1" in trained.stdout
     result = run_heirloom("eval", "recommend", "--json", *FIXED_SET, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)["models"]["recs"]
@@ -273,7 +274,7 @@ def test_an_event_acknowledged_before_kill_9_is_in_the_next_training_set(served)
     )
     retrained = run_heirloom("train", str(profile), env=env, timeout=300)
     assert retrained.returncode == 0, retrained.stderr
-    assert "warm start from recommend/recs@1" in retrained.stdout
+    assert "warm start from recommend/recs@1" in retrained.stderr
     store = heirloom.ArtifactStore(Path(env["HEIRLOOM_HOME"]) / "store")
     assert store.resolve("recommend/recs@2").parent == "recommend/recs@1"
     state = store.load("recommend/recs@2")
