@@ -32,7 +32,8 @@ from pathlib import Path
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import ZmqLoad, free_port, wait_ready  # bench/serve.py's load generators
+import serve  # bench/serve.py's load generators
+from serve import ZmqLoad, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 TEXT = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007"
@@ -84,9 +85,8 @@ FASTAPI_SERVER = textwrap.dedent("""
 """)
 
 
-class HttpLoad:
-    """Keep-alive HTTP/1.1 POSTs of one JSON body over asyncio streams, one connection per
-    request in flight; every reply is read whole and must be 200."""
+class HttpLoad(serve.HttpLoad):
+    """bench/serve.py's keep-alive HTTP/1.1 load, POSTing ``body`` to ``path``, timing each request."""
 
     def __init__(self, port: int, path: str, body: object):
         data = json.dumps(body).encode()
@@ -95,13 +95,6 @@ class HttpLoad:
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\n\r\n"
         ).encode() + data
-
-    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(self.request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
-        body = await reader.readexactly(length)
-        assert head.startswith(b"HTTP/1.1 200"), head + body
 
     def run(self, in_flight: int, seconds: float) -> tuple[float, list[float]]:
         """(requests per second, latencies in seconds) with ``in_flight`` always outstanding."""

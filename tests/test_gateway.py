@@ -21,6 +21,7 @@ import pytest
 
 from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, REPO, free_port, run_heirloom, write
+from tests.test_ui import SMALL
 
 pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
 httpclient = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the 'dev' extra)")
@@ -39,14 +40,7 @@ path = "{store}"
 use = "phrasebank"
 path = "{data}/financial-phrasebank"
 agreement = "all"
-[models.sentiment]
-use = "text-classifier"
-data = "news"
-buckets = 16384
-char_ngrams = [0, 0]
-epochs = 3
-validation_fraction = 0.0
-refit = false
+{small}
 [apis.sentiment]
 use = "classify"
 model = "sentiment"
@@ -116,7 +110,7 @@ def http(url: str, body=None, *, method: str | None = None, headers=None, raw: b
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("gateway")
-    profile = write(tmp / "sentiment.toml", SENTIMENT.format(store=tmp / "store", data=data_dir))
+    profile = write(tmp / "sentiment.toml", SENTIMENT.format(store=tmp / "store", data=data_dir, small=SMALL))
     result = run_heirloom("train", str(profile), timeout=300)
     assert result.returncode == 0, result.stderr
     daemon = Daemon(tmp, profile=profile.read_text())
@@ -130,7 +124,7 @@ def trained(tmp_path_factory, data_dir):
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory, data_dir):
     tmp = tmp_path_factory.mktemp("bare")
-    daemon = Daemon(tmp, profile=BARE.format(store=tmp / "empty-store", data=data_dir))
+    daemon = Daemon(tmp, profile=BARE.format(store=tmp / "empty-store", data=data_dir, small=SMALL))
     deadline = time.monotonic() + 60
     with daemon.client(timeout=1) as client:
         while True:  # never ready (no trained model): wait until its routes are mounted
