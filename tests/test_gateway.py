@@ -267,3 +267,32 @@ def test_hook_heirloom_register_consoles(bare):
     assert status == 200 and "{&#x27;said&#x27;: &#x27;hi&lt;b&gt;&#x27;}" in page
     status, _, page = http(gateway.url + "/console/t")
     assert status == 404
+
+
+def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
+    daemon, _ = bare
+    keys = run_heirloom("keys", "new", str(tmp_path / "keys"), "--name", "clinic")
+    assert keys.returncode == 0, keys.stderr
+    token = "a-long-token-for-the-clinic-app"
+    tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "keys/clinic.key_secret"\n')
+    gateway = Gateway(tmp_path, daemon.address, "--tokens", str(tokens))
+    try:
+        status, headers, body = http(gateway.url + "/v1/routes/echo.echo", {"a": 1})
+        assert status == 401 and headers["WWW-Authenticate"] == "Bearer" and "Bearer" in body["error"]
+        status, _, body = http(
+            gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": "Bearer " + "x" * 20}
+        )
+        assert status == 401 and body["error"] == "unknown bearer token"
+        status, _, body = http(
+            gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert status == 200 and body == {"a": 1}
+        assert http(gateway.url + "/openapi.json")[0] == 200
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_a_bad_tokens_file_is_refused_naming_the_file(tmp_path):
+    tokens = write(tmp_path / "tokens.toml", '[tokens]\n"short" = "missing.key_secret"\n')
+    result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
+    assert result.returncode == 1 and f"{tokens}: tokens.shor...: a token must be at least 16" in result.stderr
