@@ -306,3 +306,33 @@ def test_a_bad_tokens_file_is_refused_naming_the_file(tmp_path):
     tokens = write(tmp_path / "tokens.toml", '[tokens]\n"short" = "missing.key_secret"\n')
     result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
     assert result.returncode == 1 and f"{tokens}: tokens.shor...: a token must be at least 16" in result.stderr
+
+
+def test_gateway_profile_serves_the_daemon_itself_and_stops_it(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [*HEIRLOOM, "gateway", "minimal", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while http_up(f"http://127.0.0.1:{port}/v2") is False:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+            time.sleep(0.2)
+        status, _, body = http(f"http://127.0.0.1:{port}/v1/routes/echo.echo", {"hello": "world"})
+        assert status == 200 and body == {"hello": "world"}
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+    assert b"heirloom.wire.daemon: stopped" in process.stderr.read(), "the daemon it started was stopped cleanly"
+
+
+def http_up(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+        return True
+    except (urllib.error.URLError, ConnectionError):
+        return False
