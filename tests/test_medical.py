@@ -408,7 +408,7 @@ def test_the_clinic_inherits_the_medical_models(trained, small):
         "train", "medical-clinic", *here, "--set", "sources.patients.train_patients=4", env=trained, timeout=600
     )
     assert result.returncode == 0, result.stderr
-    assert "warm start from medical/diagnosis@1" in result.stdout
+    assert "warm start from medical/diagnosis@1" in result.stderr  # training decisions go to stderr (issue 16)
     lineage = run_heirloom("models", "lineage", "medical-clinic/diagnosis", env=trained)
     assert "medical/diagnosis@1" in lineage.stdout
     store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
