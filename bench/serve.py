@@ -1,21 +1,33 @@
-"""Serving overhead: the heirloom daemon against raw pyzmq and FastAPI + uvicorn.
+"""Serving overhead and batching: the heirloom daemon against a raw pyzmq ceiling and FastAPI.
 
-In one run, on the same machine, each server answers an echo of a small map:
-  (a) raw pyzmq + msgpack ROUTER/DEALER echo: the limit of Python on ZeroMQ;
-  (b) ``heirloom serve minimal`` answering ``echo.echo`` (and ``--workers 2``);
-  (c) FastAPI + uvicorn (uvloop, httptools) answering ``POST /echo`` with JSON.
-Each server runs in its own process; the load generator is a lean loop in this one
-(a raw DEALER for (a)/(b), raw keep-alive HTTP/1.1 connections for (c)), so the clients
-cost the same for everyone. Sequential p50/p99 latency, then throughput with 1, 8 and 64
-requests in flight. Ratios are to (a) measured in the same run.
+In one run, on the same machine, each server answers while the others idle:
+  (a) raw pyzmq + msgpack ROUTER echo, with the same lean calls as heirloom.wire.transport
+      (Cython send/recv bound once, frames without copies): the ceiling of Python on ZeroMQ;
+  (b) ``heirloom serve minimal`` answering ``echo.echo``, in one process and ``--workers 2``;
+  (c) FastAPI + uvicorn (uvloop, httptools) answering ``POST /echo`` with JSON;
+  (d) finance-sentiment's ``sentiment.predict``, one text a request: adaptive batching (the
+      defaults) against ``batching = false``;
+  (e) a CPU-bound unbatched route: ``sentiment.predict`` with 64 texts a request and
+      ``batching = false``, in one process and ``--workers 2``.
+The load generator is a lean loop in this process (a raw DEALER for ZeroMQ, raw keep-alive
+HTTP/1.1 connections for (c)), so the clients cost the same for everyone; throughput counts
+OK replies only. Sequential p50/p99 latency, then throughput with 1, 8 and 64 requests in
+flight; medians of interleaved rounds.
 
-    .venv/bin/python bench/serve.py [--seconds 3] [--repeats 3]
+Targets (issue 10): (b) one process >= 0.6x (a) at 64 in flight; (d) batched p50 at one in
+flight within 1.2x of unbatched, and at 64 in flight at least today's defaults; (e) two
+workers >= 1.5x one process; (b) two workers >= 0.6x today's one process on echo at 64 in
+flight. "Today's" figures come from running this script against the previous code (its own
+virtualenv) with ``--json``; the rows (d)/(e) need HEIRLOOM_DATA (``--skip-model`` leaves them out).
+
+    .venv/bin/python bench/serve.py [--seconds 2] [--repeats 5] [--json rows.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -31,14 +43,28 @@ import zmq
 REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = {"text": "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn", "n": 7}
 IN_FLIGHT = (1, 8, 64)
+RAW = "(a) raw pyzmq + msgpack (lean calls)"
+ECHO, ECHO_WORKERS = "(b) heirloom echo.echo", "(b) heirloom echo.echo --workers 2"
+FASTAPI = "(c) FastAPI + uvicorn"
+BATCHED, UNBATCHED = "(d) predict, adaptive batching", "(d) predict, batching = false"
+HEAVY, HEAVY_WORKERS = "(e) predict 64 texts, unbatched", "(e) predict 64 texts, unbatched --workers 2"
 
 RAW_SERVER = textwrap.dedent("""
     import sys, msgpack, zmq
+    from zmq.backend import zmq_poll
+    from heirloom.wire.transport import drain, receiver, sender
+
     sock = zmq.Context().socket(zmq.ROUTER)
     sock.bind(sys.argv[1])
+    recv, send = receiver(sock), sender(sock)
+    packb, unpackb = msgpack.Packer().pack, msgpack.unpackb
+
+    def echo(frames, user):
+        send([frames[0], packb(unpackb(frames[1]))])
+
     while True:
-        ident, payload = sock.recv_multipart()
-        sock.send_multipart([ident, msgpack.packb(msgpack.unpackb(payload))])
+        zmq_poll([(sock, zmq.POLLIN)], -1)
+        drain(sock, recv, echo, 1000)
 """)
 
 FASTAPI_SERVER = textwrap.dedent("""
@@ -110,33 +136,32 @@ class ZmqLoad:
         for i in range(count):
             began = time.perf_counter()
             self.send(i)
-            self.receive()
-            samples.append(time.perf_counter() - began)
+            if self.receive() == "OK":
+                samples.append(time.perf_counter() - began)
         return samples
 
     def throughput(self, in_flight: int, seconds: float) -> float:
+        """OK replies per second with ``in_flight`` requests outstanding."""
         for i in range(in_flight):
             self.send(i)
-        done, began = 0, time.perf_counter()
+        sent, ok, began = in_flight, 0, time.perf_counter()
         end = began + seconds
         while True:
-            self.receive()
-            done += 1
+            ok += self.receive() == "OK"
             if time.perf_counter() >= end:
                 break
-            self.send(done)
+            self.send(sent)
+            sent += 1
         elapsed = time.perf_counter() - began
         for _ in range(in_flight - 1):
             self.receive()
-        return done / elapsed
+        return ok / elapsed
 
 
 class HttpLoad:
     """Raw keep-alive HTTP/1.1 POSTs over asyncio streams: one connection per request in flight."""
 
     def __init__(self, port: int):
-        import json
-
         body = json.dumps(PAYLOAD).encode()
         self.port = port
         self.request = (
@@ -209,8 +234,8 @@ def measure_throughput(load: ZmqLoad, in_flight: int, seconds: float) -> float:
     return load.throughput(in_flight, seconds)
 
 
-def wait_zmq(address: str, heirloom: bool, timeout: float = 60) -> None:
-    load = ZmqLoad(address, heirloom)
+def wait_zmq(address: str, timeout: float = 60) -> None:
+    load = ZmqLoad(address, False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         load.send(0)
@@ -231,13 +256,14 @@ def wait_http(port: int, timeout: float = 60) -> None:
     raise TimeoutError(f"no HTTP echo on port {port}")
 
 
-def measure_once(load, seconds: float) -> dict[str, float]:
+def measure_once(load, seconds: float, sequential: int) -> dict[str, float]:
     """One round: sequential latency percentiles, then throughput at each concurrency."""
-    load.latencies(200)  # warm-up
-    samples = sorted(load.latencies(2000))
+    load.latencies(sequential // 10)  # warm-up
+    samples = sorted(load.latencies(sequential))
     row = {"p50_us": samples[len(samples) // 2] * 1e6, "p99_us": samples[int(len(samples) * 0.99)] * 1e6}
     for n in IN_FLIGHT:
-        row[f"rps_{n}"] = load.throughput(n, seconds)
+        zmq_load = isinstance(load, ZmqLoad)
+        row[f"rps_{n}"] = measure_throughput(load, n, seconds) if zmq_load else load.throughput(n, seconds)
     return row
 
 
@@ -245,46 +271,75 @@ def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
 
 
+def phrasebank_texts(data: Path) -> list[str]:
+    from heirloom_plugins.text.sources import PhraseBankSource
+
+    return [r["text"] for r in PhraseBankSource(path=str(data / "financial-phrasebank")).records("test")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per throughput measurement")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--skip-fastapi", action="store_true", help="skip (c) when fastapi/uvicorn are not installed")
+    parser.add_argument("--skip-model", action="store_true", help="skip (d) and (e), which need HEIRLOOM_DATA")
+    parser.add_argument("--json", type=Path, help="also write the median rows here (to compare two checkouts)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-"))
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
+    heirloom = [sys.executable, "-m", "heirloom"]
 
-    def heirloom_serve(socket: str, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "heirloom", "serve", "minimal", "--bind", f"ipc://{tmp}/{socket}",
-                "--log-level", "WARNING", *extra]  # fmt: skip
+    def daemon(label: str, profile: str, socket: str, *extra: str, route="echo.echo", bodies=None, samples=2000):
+        command = [*heirloom, "serve", profile, "--bind", f"ipc://{tmp}/{socket}", "--log-level", "WARNING", *extra]
+        return (label, "heirloom", command, f"ipc://{tmp}/{socket}", route, bodies, samples)
 
-    servers = [
-        ("(a) raw pyzmq + msgpack", "zmq", False, [sys.executable, "-c", RAW_SERVER, f"ipc://{tmp}/raw"],
-         f"ipc://{tmp}/raw"),
-        ("(b) heirloom echo.echo", "zmq", True, heirloom_serve("h1"), f"ipc://{tmp}/h1"),
-        ("(b) heirloom --workers 2", "zmq", True, heirloom_serve("h2", "--workers", "2"), f"ipc://{tmp}/h2"),
-    ]  # fmt: skip
+    # (label, kind, command, target, route, bodies, sequential samples)
+    raw = [sys.executable, "-c", RAW_SERVER, f"ipc://{tmp}/raw"]
+    servers: list[tuple] = [
+        (RAW, "raw", raw, f"ipc://{tmp}/raw", None, None, 2000),
+        daemon(ECHO, "minimal", "h1"),
+        daemon(ECHO_WORKERS, "minimal", "h2", "--workers", "2"),
+    ]
     if not args.skip_fastapi:
         port = free_port()
-        servers.append(
-            ("(c) FastAPI + uvicorn", "http", False, [sys.executable, "-c", FASTAPI_SERVER, str(port)], port)
-        )
+        servers.append((FASTAPI, "http", [sys.executable, "-c", FASTAPI_SERVER, str(port)], port, None, None, 2000))
+    if not args.skip_model:
+        data = Path(os.environ.get("HEIRLOOM_DATA", REPO.parent / "shared" / "data"))
+        env["HEIRLOOM_DATA"] = str(data)
+        print("training finance-sentiment for (d) and (e)...", file=sys.stderr)
+        subprocess.run([*heirloom, "train", "finance-sentiment"], env=env, cwd=REPO, check=True, capture_output=True)
+        texts = phrasebank_texts(data)
+        one = [{"text": t} for t in texts]
+        many = [{"texts": texts[i : i + 64]} for i in range(0, len(texts) - 64, 64)]
+        off = ("--set", "apis.sentiment.batching=false")
+        light = {"route": "sentiment.predict", "bodies": one, "samples": 1000}
+        heavy = {"route": "sentiment.predict", "bodies": many, "samples": 200}
+        servers += [
+            daemon(BATCHED, "finance-sentiment", "d1", **light),
+            daemon(UNBATCHED, "finance-sentiment", "d2", *off, **light),
+            daemon(HEAVY, "finance-sentiment", "e1", *off, **heavy),
+            daemon(HEAVY_WORKERS, "finance-sentiment", "e2", *off, "--workers", "2", **heavy),
+        ]
     # All servers start first and idle between turns; rounds interleave them so that the
     # machine's drift (other processes, frequency) hits every row alike.
-    processes, loads = [], {}
+    processes, loads, sequential = [], {}, {}
     try:
-        for label, kind, heirloom, command, target in servers:
+        for label, kind, command, target, route, bodies, samples in servers:
             processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
-            if kind == "zmq":
-                wait_zmq(target, heirloom)
-                loads[label] = ZmqLoad(target, heirloom)
-            else:
+            sequential[label] = samples
+            if kind == "raw":
+                wait_zmq(target)
+                loads[label] = ZmqLoad(target, False)
+            elif kind == "http":
                 wait_http(target)
                 loads[label] = HttpLoad(target)
+            else:
+                wait_ready(target)
+                loads[label] = ZmqLoad(target, True, route, bodies)
         rounds: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
         for round_number in range(args.repeats):
             for label, load in loads.items():
-                rounds[label].append(measure_once(load, args.seconds))
+                rounds[label].append(measure_once(load, args.seconds, sequential[label]))
             print(f"round {round_number + 1}/{args.repeats} done", file=sys.stderr)
         rows = {label: medians(samples) for label, samples in rounds.items()}
     finally:
@@ -292,12 +347,14 @@ def main() -> None:
             process.terminate()
             process.wait(30)
     print_table(rows, args.repeats)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
-    base = rows["(a) raw pyzmq + msgpack"]
+    base = rows[RAW]
     print(
-        f"\nEcho of a small map, {os.cpu_count()} cores; medians of {repeats} interleaved rounds; "
+        f"\n{os.cpu_count()} cores; medians of {repeats} interleaved rounds; OK replies only; "
         "ratios are to (a) in this run.\n"
     )
     header = ["server", "seq p50 µs", "seq p99 µs", "req/s @1", "req/s @8", "req/s @64", "p50 vs (a)", "@64 vs (a)"]
@@ -306,11 +363,26 @@ def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
     for label, row in rows.items():
         cells = [label, f"{row['p50_us']:.0f}", f"{row['p99_us']:.0f}"]
         cells += [f"{row[f'rps_{n}']:,.0f}" for n in IN_FLIGHT]
-        cells += [f"{row['p50_us'] / base['p50_us']:.2f}x", f"{row['rps_64'] / base['rps_64']:.2f}x"]
+        if label.startswith(("(a)", "(b)", "(c)")):
+            cells += [f"{row['p50_us'] / base['p50_us']:.2f}x", f"{row['rps_64'] / base['rps_64']:.2f}x"]
+        else:
+            cells += ["-", "-"]
         print("| " + " | ".join(cells) + " |")
-    heirloom, fastapi = rows.get("(b) heirloom echo.echo"), rows.get("(c) FastAPI + uvicorn")
-    if heirloom and fastapi:
-        print(f"\nheirloom vs FastAPI + uvicorn at 64 in flight: {heirloom['rps_64'] / fastapi['rps_64']:.1f}x")
+    print()
+    at_least, at_most = (lambda limit: lambda r: r >= limit), (lambda limit: lambda r: r <= limit)
+    checks = [
+        (ECHO, RAW, "rps_64", "(b) one process vs (a) at 64 in flight", ">= 0.6x", at_least(0.6)),
+        (ECHO_WORKERS, ECHO, "rps_64", "(b) --workers 2 vs one process at 64 in flight", "(vs today's: >= 0.6x)", None),
+        (FASTAPI, ECHO, "rps_64", "(c) FastAPI vs (b) one process at 64 in flight", "", None),
+        (BATCHED, UNBATCHED, "p50_us", "(d) batched vs unbatched p50, one in flight", "<= 1.2x", at_most(1.2)),
+        (BATCHED, UNBATCHED, "rps_64", "(d) batched vs unbatched at 64 in flight", "", None),
+        (HEAVY_WORKERS, HEAVY, "rps_64", "(e) --workers 2 vs one process at 64 in flight", ">= 1.5x", at_least(1.5)),
+    ]
+    for row, base_row, key, what, target, met in checks:
+        if row in rows and base_row in rows:
+            ratio = rows[row][key] / rows[base_row][key]
+            verdict = "" if met is None else (" (met)" if met(ratio) else " (MISSED)")
+            print(f"{what}: {ratio:.2f}x {target}{verdict}")
 
 
 if __name__ == "__main__":

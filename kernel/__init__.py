@@ -30,7 +30,7 @@ from heirloom.core.kernel import Kernel
 from heirloom.core.paths import home
 from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
-from heirloom.store.logs import AppendLog, log_path
+from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.protocol import Buffer, RequestError
@@ -49,6 +49,8 @@ __all__ = [
     "HeirloomError",
     "Kernel",
     "LifecycleError",
+    "LogFull",
+    "LogWriteError",
     "Model",
     "ModelHandle",
     "NullProgress",

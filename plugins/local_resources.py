@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from typing import Any
 
@@ -48,15 +47,16 @@ class LocalResources(heirloom.Resources):
     threads: int = attrs.field(default=0, validator=_non_negative)
     #: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the first GPU when one is present).
     device: str = attrs.field(default="cpu", validator=_device)
-    #: Requests admitted at once; more are refused with RESOURCE_EXHAUSTED.
+    #: Requests admitted at once, by the whole daemon (with ``--workers N`` the broker counts
+    #: across workers); more are refused with RESOURCE_EXHAUSTED. 0: no limit.
     max_in_flight: int = attrs.field(default=1024, validator=_non_negative)
-    #: Refuse new requests while resident memory exceeds this many MiB (0: no limit).
+    #: Refuse new requests while resident memory exceeds this many MiB, per process (each
+    #: worker checks its own); 0: no limit.
     memory_budget_mb: int = attrs.field(default=0, validator=_non_negative)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
-        self._lock = threading.Lock()
-        self._in_flight = 0
+        self._in_flight = [0]  # a cell: attrs' __setattr__ hook would run on every += otherwise
         self._torch_configured = False
         self._resolved_device: str | None = None
         self._memory_ok = True
@@ -92,17 +92,22 @@ class LocalResources(heirloom.Resources):
         return self._resolved_device
 
     def admit(self) -> bool:
+        # the daemon calls admit and release from its I/O thread only: no lock needed
         if self.memory_budget_mb and not self._memory_within_budget():
             return False
-        with self._lock:
-            if self.max_in_flight and self._in_flight >= self.max_in_flight:
-                return False
-            self._in_flight += 1
-            return True
+        count = self._in_flight
+        if self.max_in_flight and count[0] >= self.max_in_flight:
+            return False
+        count[0] += 1
+        return True
 
     def release(self) -> None:
-        with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
+        count = self._in_flight
+        if count[0] > 0:
+            count[0] -= 1
+
+    def daemon_in_flight_limit(self) -> int | None:
+        return self.max_in_flight or None
 
     def _memory_within_budget(self) -> bool:
         now = time.monotonic()
@@ -115,7 +120,7 @@ class LocalResources(heirloom.Resources):
         return {
             "threads": self.effective_threads(),
             "device": self._resolved_device or self.device,
-            "in_flight": self._in_flight,
+            "in_flight": self._in_flight[0],
             "max_in_flight": self.max_in_flight,
             "resident_mb": round(resident_mb(), 1),
             "memory_budget_mb": self.memory_budget_mb,

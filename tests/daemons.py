@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from heirloom.wire.client import Client
@@ -39,6 +40,7 @@ class Daemon:
         grace: float = 10,
         env: dict[str, str] | None = None,
         address: str | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ):
         self.address = address or f"ipc://{tmp}/heirloom.sock"
         profile_path = write(tmp / "daemon.toml", profile or PROFILE.format(max_queue=max_queue, grace=grace))
@@ -49,6 +51,7 @@ class Daemon:
             stderr=self.log_path.open("w"),
             cwd=REPO,
             env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api", **(env or {})},
+            preexec_fn=preexec_fn,
         )
 
     def client(self, **kwargs) -> Client:

@@ -78,3 +78,51 @@ def test_call_cli_speaks_curve(secure, keys):
                            "--curve-secret", str(keys / "strangers" / "mallory.key_secret"),
                            "--curve-server", str(keys / "server" / "server.key"))  # fmt: skip
     assert refused.returncode == 1 and refused.stderr.startswith("UNAUTHENTICATED")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_removing_a_client_key_takes_effect_without_a_restart(tmp_path, keys, workers):
+    """On _reload (and every reload_interval), the clients folder is read again: a removed key
+    is refused on new connections and on the connection it already has."""
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    for name in ("alice", "root"):
+        (clients / f"{name}.key").write_bytes((keys / "clients" / f"{name}.key").read_bytes())
+    daemon = Daemon(
+        tmp_path,
+        "--workers", workers,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(clients),
+        "--curve-admins", str(keys / "admins"),
+        "--set", "server.reload_interval=0",
+        address=free_tcp_address(),
+    )  # fmt: skip
+    alice_key = _curve(keys, "clients/alice.key_secret")
+    daemon.wait_ready(curve=alice_key)
+    with daemon.client(curve=alice_key, timeout=5, retries=0) as alice:
+        assert alice.call("echo.echo", "before") == "before"
+        (clients / "alice.key").unlink()
+        with daemon.client(curve=_curve(keys, "admins/root.key_secret"), timeout=5) as root:
+            root.call("_reload")
+        with pytest.raises(Unauthenticated, match="no longer authorised"):
+            alice.call("echo.echo", "after")
+    with daemon.client(curve=alice_key, timeout=5, retries=0) as fresh, pytest.raises(Unauthenticated):
+        fresh.call("echo.echo", "new connection")
+    assert daemon.terminate() == 0
+
+
+def test_client_keys_are_read_again_on_a_timer(tmp_path, keys):
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    daemon = Daemon(
+        tmp_path,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(clients),
+        "--set", "server.reload_interval=0.2",
+        address=free_tcp_address(),
+    )  # fmt: skip
+    (clients / "alice.key").write_bytes((keys / "clients" / "alice.key").read_bytes())  # added after the start
+    daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+    with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as alice:
+        assert alice.call("echo.echo", 1) == 1
+    assert daemon.terminate() == 0

@@ -21,7 +21,7 @@ import heirloom
 from heirloom_plugins.fhir.parse import FhirDataError
 from heirloom_plugins.fhir.records import KINDS, instant
 from heirloom_plugins.fhir.source import FhirSource
-from tests.helpers import REPO, write
+from tests.helpers import REPO, run_heirloom, write
 
 SYNTHEA = "fhir-synthea-smart-r4/bundles"
 
@@ -372,15 +372,20 @@ def test_a_bad_ndjson_line_is_named_by_line_number(tmp_path):
     assert stats_or_error(path, "skip")["records"] == 1
 
 
-def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
-    odd = {
+def weight(value: Any, subject: str) -> dict[str, Any]:
+    """An Observation of a weight, whatever its value."""
+    return {
         "resourceType": "Observation",
         "id": "o1",
         "status": "final",
         "code": {"text": "weight"},
-        "subject": {"reference": "urn:uuid:p1"},
-        "valueQuantity": {"value": "heavy"},
+        "subject": {"reference": subject},
+        "valueQuantity": {"value": value},
     }
+
+
+def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
+    odd = weight("heavy", "urn:uuid:p1")
     path = write(tmp_path / "one.json", bundle(PATIENT, odd))
     assert stats_or_error(path)["records"] == 1
     with pytest.raises(
@@ -522,3 +527,30 @@ def test_profile_check_names_bad_split_settings(tmp_path, settings, key, message
         heirloom.Kernel().resolve(str(profile))
     problems = {p.path: p.message for p in caught.value.problems}
     assert message in problems[f"sources.ehr.{key}"]
+
+
+def test_a_deeply_nested_file_is_a_bad_file_not_the_end_of_the_pass(tmp_path):
+    deep = tmp_path / "set" / "deep.json"
+    deep.parent.mkdir()
+    deep.write_text('{"resourceType": "Bundle", "type": "collection", "entry": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    write(tmp_path / "set" / "good.json", bundle(PATIENT, condition()))
+    with pytest.raises(FhirDataError, match=re.escape(f"{deep}: malformed JSON: nested too deeply")):
+        stats_or_error(tmp_path / "set")
+    stats = stats_or_error(tmp_path / "set", "skip")
+    assert stats["errors"]["skipped_files"] == 1 and stats["records"] == 1
+
+
+def test_nan_values_are_malformed_json_and_never_reach_data_show(tmp_path):
+    observation = weight(float("nan"), "Patient/p1")
+    path = write(tmp_path / "nan.json", bundle(PATIENT, observation))  # json.dumps writes NaN
+    with pytest.raises(FhirDataError, match="NaN is not valid JSON"):
+        stats_or_error(path)
+    folder = tmp_path / "bulk"
+    write(folder / "Patient.ndjson", json.dumps(PATIENT) + "\n")
+    write(folder / "Observation.ndjson", json.dumps(observation) + "\n")
+    profile = write(tmp_path / "p.toml", f'[sources.patients]\nuse = "fhir"\npath = "{folder}"\non_error = "skip"\n')
+    shown = run_heirloom("data", "show", str(profile), "patients", "--limit", "0", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "NaN is not valid JSON" in shown.stderr and "NaN" not in shown.stdout
+    records = [json.loads(line, parse_constant=lambda name: pytest.fail(name)) for line in shown.stdout.splitlines()]
+    assert [record["id"] for record in records] == ["p1"]

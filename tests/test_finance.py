@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from heirloom.wire.client import InvalidArgument, Unavailable
+from heirloom.wire.client import InvalidArgument, ResourceExhausted, Unavailable
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 
@@ -68,6 +68,8 @@ def test_predict_over_a_real_socket_names_the_version(daemon):
         ({"text": "x" * 1_000_000}, "body.text", "at most 10000"),
         ({"texts": []}, "body.texts", "empty list"),
         ({"texts": ["fine", 3]}, "body.texts[1]", "expected str"),
+        ({"texts": "Profit fell"}, "body.texts", "expected a list, got str"),  # not one label per character
+        ({"texts": {"a": 1}}, "body.texts", "expected a list, got dict"),
     ],
 )
 def test_bad_inputs_are_invalid_argument_naming_the_field(daemon, body, field, words):
@@ -106,7 +108,9 @@ def test_monitor_raises_one_alert_when_the_negative_share_jumps(daemon):
 def test_feedback_is_on_disk_when_acknowledged(daemon, trained):
     with daemon.client(timeout=10) as client:
         reply = client.call("sentiment.feedback", {"text": "Shares plunged", "label": "negative"})
-    lines = [json.loads(line) for line in Path(reply["path"]).read_text().splitlines()]
+    assert reply == {"recorded": True}  # and no server path
+    log = Path(trained["HEIRLOOM_HOME"]) / "feedback" / "finance" / "sentiment.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines[-1]["text"] == "Shares plunged" and lines[-1]["label"] == "negative"
 
 
@@ -138,3 +142,106 @@ def test_an_untrained_model_is_not_ready_and_answers_unavailable(tmp_path, data_
                 client.call("sentiment.predict", {"text": "Sales rose"})  # not idempotent: no retry
     finally:
         assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    ("when", "field"),
+    [(1e12, "body.items[1].time"), (float("nan"), "body.items[1].time"), (float("inf"), "body.items[1].time")],
+)
+def test_monitor_refuses_times_outside_a_sane_window_and_keeps_its_state(daemon, when, field):
+    with daemon.client(timeout=10) as client:
+        client.call("monitor.post", {"items": [{"text": "Net sales rose 5%", "time": time.time() - 60}]})
+        before = client.call("monitor.state")
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("monitor.post", {"items": [{"text": "Sales fell"}, {"text": "Profit fell", "time": when}]})
+        assert caught.value.field == field and "not a time up to 86400 s from now" in caught.value.message
+        assert client.call("monitor.state") == before  # nothing of the refused request was kept
+        later = client.call("monitor.post", {"items": [{"text": "Orders grew", "time": time.time()}]})
+        assert later["state"]["window"]["items"] == before["window"]["items"] + 1  # real items still count
+
+
+def test_monitor_applies_the_predict_text_limits(daemon):
+    with daemon.client(timeout=10) as client:
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("monitor.post", {"items": [{"text": "ok"}, {"text": "x" * 10_001}]})
+        assert caught.value.field == "body.items[1].text" and "at most 10000" in caught.value.message
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("monitor.post", {"items": [{"text": "ok"}] * 257})
+        assert caught.value.field == "body.items"
+
+
+def test_feedback_applies_text_limits(daemon):
+    with daemon.client(timeout=10) as client:
+        for body, field in (
+            ({"text": "x" * 10_001, "label": "negative"}, "body.text"),
+            ({"text": "Shares fell", "label": "n" * 201}, "body.label"),
+        ):
+            with pytest.raises(InvalidArgument) as caught:
+                client.call("sentiment.feedback", body)
+            assert caught.value.field == field and "at most" in caught.value.message
+
+
+def feedback_daemon(trained: dict, tmp_path: Path, log: Path, *args: str, **kwargs) -> Daemon:
+    """A started finance-sentiment daemon writing feedback to ``log``."""
+    profile = (REPO / "profiles" / "finance-sentiment.toml").read_text()
+    args = ("--log-level", "WARNING", "--set", f"apis.sentiment.feedback_path={log}", *args)
+    return Daemon(tmp_path, *args, profile=profile, env=trained, **kwargs)
+
+
+def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
+    """Past ``feedback_max_mb`` feedback is RESOURCE_EXHAUSTED and nothing more is written;
+    the monitor keeps at most ``max_tracked`` item times."""
+    log = tmp_path / "feedback.jsonl"
+    daemon = feedback_daemon(
+        trained, tmp_path, log, "--set", "apis.sentiment.feedback_max_mb=1", "--set", "apis.monitor.max_tracked=5"
+    )
+    daemon.wait_ready()
+    record = {"text": "Shares fell " + "x" * 9_980, "label": "negative"}
+    with daemon.client(timeout=10) as client:
+        for _ in range(104):  # about 1 MB - 10 KB
+            assert client.call("sentiment.feedback", record) == {"recorded": True}
+        with pytest.raises(ResourceExhausted, match="feedback log is full"):
+            for _ in range(3):
+                client.call("sentiment.feedback", record)
+        for _ in range(3):
+            client.call("monitor.post", {"items": [{"text": "Profit fell sharply"}] * 4})
+        state = client.call("monitor.state")
+    lines = log.read_text().splitlines()
+    assert log.stat().st_size <= 1 << 20 and len(lines) >= 104
+    assert all({**json.loads(line), "time": None} == {**record, "time": None} for line in lines)
+    assert state["window"]["items"] + state["baseline"]["items"] == 5
+    assert daemon.terminate() == 0
+
+
+def test_feedback_on_a_full_disk_is_an_error_and_never_poisons_training(trained, tmp_path):
+    """With the file size limit reached mid-record (ulimit -f), feedback answers UNAVAILABLE,
+    every acknowledged record is whole, and the feedback source reads them all."""
+    import resource
+
+    log = tmp_path / "feedback.jsonl"
+    daemon = feedback_daemon(
+        trained, tmp_path, log, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+    )
+    daemon.wait_ready()
+    acknowledged, refused = [], []
+    with daemon.client(timeout=10, retries=0) as client:
+        for i in range(100):
+            body = {"text": f"{i:03d} " + "Shares plunged after the warning. " * 30, "label": "negative"}
+            try:
+                client.call("sentiment.feedback", body)
+                acknowledged.append(body["text"])
+            except Unavailable as error:
+                refused.append(error)
+    assert daemon.terminate() == 0
+    assert 20 < len(acknowledged) < 100 and refused
+    assert "nothing was recorded" in refused[0].message and str(log) not in refused[0].message
+    assert log.read_bytes().endswith(b"\n")
+    assert [json.loads(line)["text"] for line in log.read_text().splitlines()] == acknowledged
+    retrain = write(
+        tmp_path / "with-feedback.toml",
+        f'extends = ["finance-sentiment"]\nproject = "finance"\n'
+        f'[sources.corrections]\nuse = "feedback"\napi = "sentiment"\npath = "{log}"\n',
+    )
+    stats = run_heirloom("data", "stats", str(retrain), "corrections", "--json", env=trained)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["records"]["train"] == len(acknowledged)

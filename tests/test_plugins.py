@@ -248,3 +248,25 @@ def test_resolving_imports_only_the_plugins_the_profile_uses(tmp_path):
 
     imported()  # the first run in a fresh environment learns what each plugin provides
     assert imported() == "['heirloom_plugins.echo', 'heirloom_plugins.local_resources']"
+
+
+NOISY_PLUGIN = """
+print("hello from a plugin import")
+"""
+EXITING_PLUGIN = """
+import sys
+sys.exit("this plugin refuses to load")
+"""
+
+
+def test_a_plugin_printing_or_exiting_at_import_breaks_no_command(tmp_path):
+    write(tmp_path / "noisy_plugin.py", NOISY_PLUGIN)
+    write(tmp_path / "exiting_plugin.py", EXITING_PLUGIN)
+    env = {"PYTHONPATH": str(tmp_path), "HEIRLOOM_PLUGINS": "noisy_plugin,exiting_plugin"}
+    listed = run_heirloom("plugins", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    infos = {p["name"]: p for p in json.loads(listed.stdout)}  # stdout is JSON and nothing else
+    assert "hello from a plugin import" in listed.stderr
+    assert infos["exiting_plugin"]["status"] == "failed" and "refuses to load" in infos["exiting_plugin"]["error"]
+    checked = run_heirloom("profile", "check", "minimal", env=env)
+    assert checked.returncode == 0 and "ok" in checked.stdout, checked.stderr

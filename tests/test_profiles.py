@@ -228,6 +228,68 @@ def test_project_is_never_inherited(tmp_path, kernel):
     assert kernel.resolve(str(child)).project == "newsdesk"
 
 
+@pytest.mark.parametrize("project", ["/tmp/x", "../../outside", "..", ".hidden", "a b", "x" * 101])
+def test_project_names_that_are_not_safe_file_names_fail_check(tmp_path, project):
+    path = write(tmp_path / "p.toml", f'extends = ["minimal"]\nproject = "{project}"\n')
+    result = run_heirloom("profile", "check", str(path))
+    assert result.returncode == 2
+    assert f"{path}: project: invalid name {project!r}" in result.stderr
+
+
+def test_a_project_name_taken_from_an_unsafe_file_name_says_how_to_fix_it(tmp_path):
+    path = write(tmp_path / "my profile.toml", 'extends = ["minimal"]\n')
+    result = run_heirloom("profile", "check", str(path))
+    assert result.returncode == 2
+    assert "project: invalid name 'my profile' (taken from the profile's file name: set project" in result.stderr
+
+
+def test_component_names_that_are_not_safe_file_names_fail_check(tmp_path):
+    path = write(tmp_path / "p.toml", 'extends = ["minimal"]\n[apis."../../x"]\nuse = "echo"\n')
+    result = run_heirloom("profile", "check", str(path))
+    assert result.returncode == 2 and "apis.../../x: invalid name '../../x'" in result.stderr
+
+
+def test_profile_show_masks_values_from_the_environment(tmp_path):
+    path = write(
+        tmp_path / "p.toml",
+        'extends = ["minimal"]\ndescription = "token ${SHOW_TOKEN}"\n[server]\nbind = ["${SHOW_BIND:-tcp://127.0.0.1:1}"]\n',
+    )
+    env = {"SHOW_TOKEN": "s3cr3t-value"}
+    table = run_heirloom("profile", "show", str(path), env=env)
+    shown = run_heirloom("profile", "show", str(path), "--json", env=env)
+    assert table.returncode == shown.returncode == 0, table.stderr + shown.stderr
+    assert "s3cr3t-value" not in table.stdout and "s3cr3t-value" not in shown.stdout
+    data = json.loads(shown.stdout)
+    assert data["profile"]["description"] == "********" and data["secrets"] == ["description"]
+    assert data["profile"]["server"]["bind"] == ["tcp://127.0.0.1:1"]  # a default from the file is no secret
+    revealed = run_heirloom("profile", "show", str(path), "--json", "--show-secrets", env=env)
+    assert json.loads(revealed.stdout)["profile"]["description"] == "token s3cr3t-value"
+
+
+def test_oversized_or_deeply_nested_profiles_are_refused_before_parsing(tmp_path):
+    dotted = write(tmp_path / "dotted.toml", ".".join(f"k{i}" for i in range(50_000)) + " = 1\n")
+    nested = write(tmp_path / "nested.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n")
+    huge = write(tmp_path / "huge.toml", "# padding\n" * 200_000)
+    for path, words in (
+        (dotted, "more than 32 parts"),
+        (nested, "nested more than 32 levels deep"),
+        (huge, "a profile may be at most 1048576"),
+    ):
+        result = run_heirloom("profile", "check", str(path), timeout=20)
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_profile_check_is_linear_in_components(tmp_path):
+    """20,000 components: the merge used to rescan every recorded key per value (39 s); a
+    generous time limit catches that without timing a fast machine."""
+    tables = "".join(f'[apis.a{i}]\nuse = "echo"\n' for i in range(20_000))
+    write(tmp_path / "base.toml", tables)
+    child = write(tmp_path / "child.toml", 'extends = ["base.toml"]\n' + tables)
+    result = run_heirloom("profile", "check", str(child), timeout=20)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_string_is_not_a_list(tmp_path, kernel):
     path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
     with pytest.raises(heirloom.ProfileError) as caught:

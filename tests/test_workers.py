@@ -75,3 +75,26 @@ def test_sigterm_drains_the_broker_and_its_workers(tmp_path, workers):
         daemon.process.send_signal(signal.SIGTERM)
         assert all(f.result().body == {"slept_ms": 300} for f in futures)
     assert daemon.process.wait(30) == 0
+
+
+def test_broker_stats_report_resources_models_and_daemon_wide_admission(tmp_path):
+    daemon = Daemon(tmp_path, "--workers", "2")
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        client.call("echo.echo", 1)
+        stats = client.call("_stats")
+        assert stats["resources"] == {"in_flight": 0, "max_in_flight": 10000}
+        assert "models" in stats and stats["routes"]["echo.echo"]["count"] == 1
+        assert all("threads" in worker["resources"] for worker in stats["workers"])
+    assert daemon.terminate() == 0
+
+
+def test_a_retry_with_an_idempotency_key_reaches_the_first_attempts_worker(tmp_path):
+    """Each worker keeps its own idempotency cache: the broker sends a key to one worker."""
+    daemon = Daemon(tmp_path, "--workers", "2")
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        for i in range(10):
+            first = client.call("t.write", None, idempotency_key=f"order-{i}")
+            assert [client.call("t.write", None, idempotency_key=f"order-{i}") for _ in range(3)] == [first] * 3
+    assert daemon.terminate() == 0

@@ -35,10 +35,13 @@ class Items:
 class TestingApi(heirloom.Api):
     max_batch: int = 8
     max_wait_ms: float = 20.0
+    #: Milliseconds one batch of ``batched`` takes.
+    batch_ms: float = 5.0
 
     def start(self, ctx):
         super().start(ctx)
         self.writes = 0
+        self.ran: list[Any] = []
         self.lock = threading.Lock()
 
     def routes(self):
@@ -47,6 +50,7 @@ class TestingApi(heirloom.Api):
             heirloom.Route("boom", handler=self.boom),
             heirloom.Route("typed", handler=self.typed, input=Typed, inline=True, max_payload=4096),
             heirloom.Route("write", handler=self.write),
+            heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
             heirloom.Route(
                 "batched",
@@ -60,6 +64,8 @@ class TestingApi(heirloom.Api):
         ]
 
     def slow(self, body: dict) -> dict:
+        if "mark" in body:
+            self.ran.append(body["mark"])
         time.sleep(body.get("ms", 100) / 1000)
         return {"slept_ms": body.get("ms", 100)}
 
@@ -69,22 +75,45 @@ class TestingApi(heirloom.Api):
     def typed(self, body: Typed) -> str:
         return body.text * body.count
 
-    def write(self, body: Any) -> int:
+    def write(self, body: Any) -> Any:
+        """Counts writes; ``{"pad": n}`` adds n bytes to the reply."""
         with self.lock:
             self.writes += 1
+            if isinstance(body, dict) and "pad" in body:
+                return {"write": self.writes, "pad": b"x" * body["pad"]}
             return self.writes
 
     def batched(self, inputs: list[Items]) -> list[Any]:
         if any("explode" in item.values for item in inputs):
             raise RuntimeError("a poisoned item broke the batch")
         size = sum(len(item.values) for item in inputs)
-        time.sleep(0.005)
+        time.sleep(self.batch_ms / 1000)
         return [
             RequestError(INVALID_ARGUMENT, "bad value", "body.values") if "bad" in item.values else {"batch": size}
             for item in inputs
         ]
 
 
+@attrs.define
+class TorchProbe(heirloom.Api):
+    """Reports what the resource manager set up for a torch component: threads and device."""
+
+    uses_torch = True
+
+    def start(self, ctx):
+        super().start(ctx)
+        self.device = ctx.resources.device_for(ctx.name)
+
+    def routes(self):
+        return [heirloom.Route("probe", handler=self.probe)]
+
+    def probe(self, body: Any) -> dict:
+        import torch
+
+        return {"threads": torch.get_num_threads(), "device": self.device}
+
+
 @heirloom.hookimpl
 def heirloom_register_apis(register):
     register("testing", TestingApi)
+    register("torch-probe", TorchProbe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import click
@@ -55,22 +56,49 @@ def profile_group() -> None:
     """Inspect and validate profiles."""
 
 
+#: What ``profile show`` prints instead of a value that came from the environment.
+MASK = "********"
+
+
 @profile_group.command("show")
 @click.argument("profile")
 @set_option
-@click.option("--json", "as_json", is_flag=True, help='Print {"profile": ..., "provenance": ...}.')
-def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Print the resolved PROFILE and, for every value, the file that set it."""
+@click.option("--json", "as_json", is_flag=True, help='Print {"profile": ..., "provenance": ..., "secrets": [...]}.')
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help=f"Print values interpolated from environment variables (${{VAR}}); by default they read {MASK}.",
+)
+def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_secrets: bool) -> None:
+    """Print the resolved PROFILE and, for every value, the file that set it.
+
+    Values interpolated from environment variables may be credentials: they are masked
+    unless --show-secrets.
+    """
     resolved = resolve_or_exit(profile, overrides)
     raw = resolved.raw
+    data = raw.data if show_secrets else _masked(raw.data, raw.secrets)
     if as_json:
-        print_json({"profile": raw.data, "provenance": raw.provenance})
+        print_json({"profile": data, "provenance": raw.provenance, "secrets": sorted(raw.secrets)})
         return
     console.print(f"[bold]{raw.name}[/] ({raw.file}); extends chain: {' -> '.join(raw.files)}")
     table = Table("key", "value", "set by")
     for key, origin in sorted(raw.provenance.items()):
-        table.add_row(key, repr(_lookup(raw.data, key)), origin)
+        secret = " (from the environment)" if key in raw.secrets else ""
+        table.add_row(key, repr(_lookup(data, key)) + secret, origin)
     console.print(table)
+
+
+def _masked(data: dict, secrets: set[str]) -> dict:
+    """A copy of ``data`` with the values at the ``secrets`` keys replaced by MASK."""
+    masked = copy.deepcopy(data)
+    for key in secrets:
+        *parents, last = key.split(".")
+        node = masked
+        for part in parents:
+            node = node[part]
+        node[last] = MASK
+    return masked
 
 
 def _lookup(data: dict, key: str) -> Any:

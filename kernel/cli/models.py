@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_INVALID, console, fail, get_kernel, print_json
+from heirloom.cli.common import EXIT_INVALID, console, err_console, fail, get_kernel, print_json
 from heirloom.store.artifacts import Artifact, ArtifactStore, PromotionRefused, RefError, metric_value
 
 EXIT_REFUSED = 3
@@ -146,17 +146,37 @@ def models_promote(ref: str, alias: str, metric: str | None, store: ArtifactStor
 
 @models_group.command("gc")
 @click.option("--keep", required=True, type=click.IntRange(min=1), help="Newest versions kept per model.")
-@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@click.option("--dry-run", is_flag=True, help="Say exactly what would be removed; remove nothing.")
+@click.option(
+    "--delete-orphans",
+    is_flag=True,
+    help="Also remove blobs no version references (left by a crashed write, or by an index restored "
+    "from an older backup). Without it they are kept and listed.",
+)
 @json_option
 @store_option
-def models_gc(keep: int, dry_run: bool, as_json: bool, store: ArtifactStore) -> None:
-    """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors."""
-    removed = store.gc(keep, dry_run=dry_run)
+def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, store: ArtifactStore) -> None:
+    """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors.
+
+    Removes the blobs only those versions used and temp files of interrupted writes; never
+    a folder, a link or a file not named like a blob.
+    """
+    plan = store.gc(keep, dry_run=dry_run, orphans=delete_orphans)
     if as_json:
-        print_json([artifact.to_json() for artifact in removed])
+        print_json(plan.to_json())
         return
+    report = plan.to_json()
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"{verb} {len(removed)} version(s)" + "".join(f"\n  {a.ref}" for a in removed))
+    click.echo(
+        f"{verb} {len(report['versions'])} version(s) and {len(plan.files)} file(s), {plan.bytes:,} bytes"
+        + "".join(f"\n  {ref}" for ref in report["versions"])
+    )
+    if plan.orphans and not delete_orphans:
+        click.echo(f"kept {len(plan.orphans)} orphan blob(s) no version references (--delete-orphans removes them)")
+    for name, what in plan.foreign:
+        err_console.print(
+            f"warning: {store.blobs / name} is {what}, not a blob; gc leaves it alone", markup=False, soft_wrap=True
+        )
 
 
 COMMANDS = [models_group]

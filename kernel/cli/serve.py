@@ -42,7 +42,9 @@ log_level_option = click.option(
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes behind a broker (default 1: in-process).")
 @click.option(
-    "--grace", type=click.FloatRange(min=0, min_open=True), help="Seconds to finish in-flight work on SIGTERM."
+    "--grace",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to finish in-flight work on SIGTERM; what is left then is answered UNAVAILABLE.",
 )
 @click.option(
     "--worker-bind",
@@ -58,12 +60,13 @@ log_level_option = click.option(
 @click.option(
     "--curve-clients",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of authorised clients' public .key files.",
+    help="Folder of authorised clients' public .key files, read again every [server] reload_interval "
+    "seconds and on _reload (a removed key is refused from then on).",
 )
 @click.option(
     "--curve-admins",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of public .key files allowed to call admin routes (_reload).",
+    help="Folder of public .key files allowed to call admin routes (_reload); each must also be in --curve-clients.",
 )
 @click.option(
     "--metrics-port",
@@ -99,8 +102,9 @@ def serve_command(
     """Run PROFILE as a daemon answering requests over ZeroMQ until SIGTERM/SIGINT.
 
     On a stop signal it drains: _ready turns false, new requests get UNAVAILABLE, requests
-    in flight finish within the grace period, components stop (flushing what they
-    write), and the process exits 0. The wire format is in docs/PROTOCOL.md.
+    in flight finish within the grace period (the rest are answered UNAVAILABLE at its
+    end), components stop (flushing what they write), and the process exits 0. Limits
+    ([server] in the profile) and the wire format are in docs/PROTOCOL.md.
     """
     logs.configure(log_level, log_format)
     resolved = resolve_or_exit(profile, overrides)
@@ -116,7 +120,11 @@ def serve_command(
     if (curve_secret is None) != (curve_clients is None):
         fail("error: --curve-secret and --curve-clients go together", 2)
     try:
-        curve = CurveServer(curve_secret, curve_clients, curve_admins) if curve_secret and curve_clients else None
+        curve = (
+            CurveServer(curve_secret, curve_clients, curve_admins, refresh_interval=settings.reload_interval)
+            if curve_secret and curve_clients
+            else None
+        )
         from heirloom.wire.daemon import serve
 
         code = serve(

@@ -290,7 +290,9 @@ class Resources(Component):
 
     @abc.abstractmethod
     def admit(self) -> bool:
-        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED)."""
+        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED). The daemon calls
+        ``admit`` and ``release`` from its I/O thread only, once per request of every route
+        but the kernel's: keep them cheap."""
 
     @abc.abstractmethod
     def release(self) -> None:
@@ -299,6 +301,13 @@ class Resources(Component):
     @abc.abstractmethod
     def usage(self) -> dict[str, Any]:
         """Current usage for ``_stats``: threads, device, in-flight, memory."""
+
+    def daemon_in_flight_limit(self) -> int | None:
+        """Requests the whole daemon may have in flight, all worker processes together;
+        None for no daemon-wide limit. Asked before ``start``, of the configured instance:
+        with ``serve --workers N`` the broker enforces it (each worker's ``admit`` still
+        applies inside that worker)."""
+        return None
 
 
 KIND_BASES: dict[str, type[Component]] = {"source": Source, "model": Model, "api": Api, "resources": Resources}

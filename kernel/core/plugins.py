@@ -15,6 +15,7 @@ call, with the plugin and its duration, to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -183,11 +184,13 @@ class PluginHost:
         info = self.infos[name]
         if info.status == "listed":
             began = time.perf_counter()
-            try:
-                plugin = self._entry_points[name].load()
-            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may do anything on import
-                info.status, info.error = "failed", _describe(exc)
-                plugin = None
+            # what a plugin prints while importing goes to stderr: stdout may be JSON (--json)
+            with contextlib.redirect_stdout(sys.stderr):
+                try:
+                    plugin = self._entry_points[name].load()
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may do anything on import
+                    info.status, info.error = "failed", _describe(exc)
+                    plugin = None
             if self.tracing:
                 elapsed = (time.perf_counter() - began) * 1000
                 _trace(
@@ -195,7 +198,8 @@ class PluginHost:
                     + (f" failed: {info.error}" if plugin is None else "")
                 )
             if plugin is not None:
-                self._load(name, plugin)
+                with contextlib.redirect_stdout(sys.stderr):
+                    self._load(name, plugin)
         return info.status == "loaded"
 
     def load_all(self) -> None:

@@ -3,8 +3,13 @@
 Resolution: load the file, resolve its ``extends`` chain (names or relative paths),
 deep-merge parents then child (later wins; a table whose ``use`` changes is replaced, not
 merged; ``project`` is never inherited), apply ``--set`` overrides, drop components with ``enabled = false``, and
-interpolate ``${VAR}`` / ``${data}``. Every leaf value remembers the file that set it.
+interpolate ``${VAR}`` / ``${data}``. Every leaf value remembers the file that set it,
+and values taken from the environment are marked secret (``profile show`` masks them).
 Validation against component schemas happens in :mod:`heirloom.core.schema`.
+
+A profile file is bounded before it is parsed (size, dotted-key length, nesting), since
+the TOML parser takes minutes on a single 50,000-part key; merging is linear in the
+number of values.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ from heirloom.core.paths import data_root
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: Limits checked before a profile file is parsed.
+MAX_PROFILE_BYTES = 1 << 20
+MAX_DEPTH = 32
+_STRINGS_AND_COMMENTS = re.compile(
+    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*', re.DOTALL
+)
+_LONG_DOTTED_KEY = re.compile(rf"(?:[\w-]+[ \t]*\.[ \t]*){{{MAX_DEPTH},}}")
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 @attrs.frozen
@@ -43,6 +56,8 @@ class RawProfile:
     data: dict[str, Any]
     provenance: dict[str, str]
     files: list[str]
+    #: Keys whose value came (in whole or part) from an environment variable.
+    secrets: set[str] = attrs.field(factory=set)
 
 
 def display_path(path: Path | str) -> str:
@@ -105,11 +120,17 @@ class ProfileLoader:
         self._merge_file(path, data, provenance, files, problems, chain=[])
         _apply_overrides(data, provenance, overrides, problems)
         _drop_disabled(data, provenance)
-        _interpolate(data, provenance, problems, [])
+        secrets: set[str] = set()
+        _interpolate(data, provenance, problems, [], secrets)
         if problems:
             raise ProfileError(problems)
         return RawProfile(
-            name=profile_name(path), file=display_path(path), data=data, provenance=provenance, files=files
+            name=profile_name(path),
+            file=display_path(path),
+            data=data,
+            provenance=provenance,
+            files=files,
+            secrets=secrets,
         )
 
     def _merge_file(
@@ -122,12 +143,15 @@ class ProfileLoader:
             problems.append(Problem(label, "extends", f"extends cycle: {cycle}"))
             return
         try:
-            tree = tomllib.loads(path.read_text(encoding="utf-8"))
+            tree = _read_toml(path)
         except tomllib.TOMLDecodeError as exc:
             problems.append(Problem(label, "", f"invalid TOML: {exc}"))
             return
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(label, "", f"cannot read: {exc}"))
+            return
+        except (ValueError, RecursionError) as exc:
+            problems.append(Problem(label, "", str(exc) or f"nested more than {MAX_DEPTH} levels deep"))
             return
         if chain:
             # a project's name (its artifact namespace) is its own: never inherited, so a new
@@ -157,23 +181,46 @@ class ProfileLoader:
         files.append(label)
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """Parse a profile file after checking its size and shape (ValueError says what is wrong)."""
+    data = path.read_bytes()
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ValueError(f"the file is {len(data)} bytes; a profile may be at most {MAX_PROFILE_BYTES}")
+    text = data.decode("utf-8")
+    bare = _STRINGS_AND_COMMENTS.sub("s", text)
+    if _LONG_DOTTED_KEY.search(bare):
+        raise ValueError(f"a dotted key or table name has more than {MAX_DEPTH} parts")
+    depth = 0
+    for bracket in _BRACKETS.finditer(bare):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            raise ValueError(f"arrays or inline tables nested more than {MAX_DEPTH} levels deep")
+    return tomllib.loads(text)
+
+
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str]) -> None:
-    """Deep-merge ``overlay`` into ``base``; record ``label`` as provenance of each leaf."""
+    """Deep-merge ``overlay`` into ``base``; record ``label`` as provenance of each leaf.
+
+    A replaced value forgets only its own provenance entries: linear in the values merged.
+    """
     for key, value in overlay.items():
         here = [*path, key]
-        swaps_type = isinstance(value, dict) and "use" in value and isinstance(base.get(key), dict)
-        if swaps_type and _is_component_table(here) and value["use"] != base[key].get("use"):
-            _forget(provenance, here)  # swapping the component type replaces the table
+        old = base.get(key)
+        swaps_type = isinstance(value, dict) and "use" in value and isinstance(old, dict)
+        if swaps_type and _is_component_table(here) and value["use"] != old.get("use"):
+            _forget(provenance, here, old)  # swapping the component type replaces the table
             base[key] = {}
         if isinstance(value, dict):
             if not isinstance(base.get(key), dict):
-                _forget(provenance, here)
+                if key in base:
+                    _forget(provenance, here, old)
                 base[key] = {}
             _merge(base[key], value, provenance, label, here)
             if not value:
                 provenance[".".join(here)] = label
         else:
-            _forget(provenance, here)
+            if key in base:
+                _forget(provenance, here, old)
             base[key] = value
             provenance[".".join(here)] = label
 
@@ -184,10 +231,12 @@ def _is_component_table(path: list[str]) -> bool:
     return len(path) == 2 and path[0] in TABLES.values() and path[0] not in SINGLE_COMPONENT_TABLES
 
 
-def _forget(provenance: dict[str, str], path: list[str]) -> None:
-    prefix = ".".join(path)
-    for key in [k for k in provenance if k == prefix or k.startswith(prefix + ".")]:
-        del provenance[key]
+def _forget(provenance: dict[str, str], path: list[str], old: Any) -> None:
+    """Drop the provenance of ``old``, the value at ``path`` about to be replaced or removed."""
+    provenance.pop(".".join(path), None)
+    if isinstance(old, dict):
+        for key, value in old.items():
+            _forget(provenance, [*path, key], value)
 
 
 def _apply_overrides(data: dict, provenance: dict, overrides: Iterable[str], problems: list[Problem]) -> None:
@@ -205,7 +254,7 @@ def _apply_overrides(data: dict, provenance: dict, overrides: Iterable[str], pro
                 break
             node = child
         else:
-            _forget(provenance, parts)
+            _forget(provenance, parts, node.get(parts[-1]))
             node[parts[-1]] = SetValue(text)
             provenance[key.strip()] = OVERRIDE_SOURCE
 
@@ -219,12 +268,10 @@ def _drop_disabled(data: dict, provenance: dict) -> None:
             continue
         if table_name in SINGLE_COMPONENT_TABLES:
             if _disabled(table.get("enabled")):
-                del data[table_name]
-                _forget(provenance, [table_name])
+                _forget(provenance, [table_name], data.pop(table_name))
             continue
         for name in [n for n, t in table.items() if isinstance(t, dict) and _disabled(t.get("enabled"))]:
-            del table[name]
-            _forget(provenance, [table_name, name])
+            _forget(provenance, [table_name, name], table.pop(name))
 
 
 def _disabled(value: Any) -> bool:
@@ -233,21 +280,21 @@ def _disabled(value: Any) -> bool:
     return value is False
 
 
-def _interpolate(node: Any, provenance: dict, problems: list[Problem], path: list[str]) -> Any:
+def _interpolate(node: Any, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str]) -> Any:
     if isinstance(node, dict):
         for key in list(node):
-            node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)])
+            node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], secrets)
         return node
     if isinstance(node, list):
-        return [_interpolate(item, provenance, problems, path) for item in node]
+        return [_interpolate(item, provenance, problems, path, secrets) for item in node]
     if isinstance(node, SetValue):
-        return SetValue(_substitute(node.text, provenance, problems, path))
+        return SetValue(_substitute(node.text, provenance, problems, path, secrets))
     if isinstance(node, str):
-        return _substitute(node, provenance, problems, path)
+        return _substitute(node, provenance, problems, path, secrets)
     return node
 
 
-def _substitute(text: str, provenance: dict, problems: list[Problem], path: list[str]) -> str:
+def _substitute(text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
@@ -257,6 +304,7 @@ def _substitute(text: str, provenance: dict, problems: list[Problem], path: list
             if root is not None:
                 return str(root)
         elif name in os.environ:
+            secrets.add(".".join(path))  # an environment value may be a credential: never shown by default
             return os.environ[name]
         if default is not None:
             return default

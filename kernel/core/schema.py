@@ -8,6 +8,7 @@ value and its key path.
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import tomllib
 import types
@@ -17,7 +18,7 @@ from typing import Any
 
 import attrs
 import cattrs
-from cattrs.cols import list_structure_factory
+from cattrs.cols import homogenous_tuple_structure_factory, is_sequence, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.strategies import configure_union_passthrough
 
@@ -25,7 +26,7 @@ from heirloom.core.components import KINDS, PATH_KEY, TABLES, references
 from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
-from heirloom.core.settings import SECTIONS, ComponentKeys, ModelKeys
+from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
 DEFAULT_RESOURCES = "local"
@@ -86,14 +87,17 @@ def _strict(expected: type, accepts: tuple[type, ...]):
     return structure
 
 
-def _lists_only(tp: Any, converter: cattrs.Converter) -> Any:
-    """cattrs' list hook behind a type check: it would turn a string into a list of characters."""
-    structure_list = list_structure_factory(tp, converter)
+def _strict_sequence(tp: Any, converter: cattrs.Converter) -> Any:
+    """Structure ``list[X]``/``tuple[X, ...]`` from an array only: cattrs would iterate a
+    string into characters and a map into its keys."""
+    inner = (list_structure_factory if typing.get_origin(tp) is list else homogenous_tuple_structure_factory)(
+        tp, converter
+    )
 
-    def structure(value: Any, _: type) -> Any:
-        if not isinstance(value, list | tuple):
-            raise TypeError(f"expected a list, got {type(value).__name__} {value!r:.80}")
-        return structure_list(value, tp)
+    def structure(value: Any, cl: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {type(value).__name__} {value!r:.60}")
+        return inner(value, cl)
 
     return structure
 
@@ -101,7 +105,10 @@ def _lists_only(tp: Any, converter: cattrs.Converter) -> Any:
 def make_converter() -> cattrs.Converter:
     """A cattrs converter that refuses unknown keys and never coerces types silently."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is list, _lists_only)
+    converter.register_structure_hook_factory(
+        lambda tp: is_sequence(tp) and typing.get_origin(tp) in (list, tuple, collections.abc.Sequence),
+        _strict_sequence,
+    )
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook(int, _strict(int, (int,)))
     converter.register_structure_hook(float, _strict(float, (int, float)))
@@ -169,7 +176,7 @@ class Validator:
                     key,
                     f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} (expected one of: {', '.join(TOP_LEVEL)})",
                 )
-        project = self._text(data, "project", default=self.raw.name)
+        project = self._name("project", self._text(data, "project", default=self.raw.name), "project" not in data)
         description = self._text(data, "description", default="")
         settings = {name: self._section(name, cls) for name, cls in SECTIONS.items()}
         tables = self._component_tables(data)
@@ -187,6 +194,14 @@ class Validator:
         if not isinstance(value, str):
             self.problem(key, f"expected str, got {type(value).__name__} {value!r}")
             return default
+        return value
+
+    def _name(self, key: str, value: str, from_file_name: bool = False) -> str:
+        """``value`` if it is safe as a file name (a project's or a component's), else a problem."""
+        if not NAME_PATTERN.fullmatch(value):
+            rule = "letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names folders and files)"
+            hint = ' (taken from the profile\'s file name: set project = "...")' if from_file_name else ""
+            self.problem(key, f"invalid name {value!r}{hint}: {rule}")
         return value
 
     def _section(self, name: str, cls: type) -> Any:
@@ -215,6 +230,7 @@ class Validator:
                 self.problem(table_name, f"expected a table of {kind} components, got {type(group).__name__}")
                 continue
             for name, table in group.items():
+                self._name(f"{table_name}.{name}", name)
                 if not isinstance(table, dict):
                     self.problem(
                         f"{table_name}.{name}",

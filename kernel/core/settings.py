@@ -54,17 +54,31 @@ class ServerSettings:
     max_queue: int = attrs.field(default=1024, validator=_positive)
     #: Threads running non-inline, non-batched handlers.
     handler_threads: int = attrs.field(default=4, validator=_positive)
-    #: Largest message (all frames) the transport accepts; larger ones are dropped by ZeroMQ.
+    #: Largest frame the transport accepts (ZeroMQ's ``MAXMSGSIZE``, checked per frame): a peer
+    #: that sends a larger one is disconnected and gets no reply.
     max_message_bytes: int = attrs.field(default=64 << 20, validator=_positive)
+    #: MiB of large replies (64 KiB and up) held for one client that is not reading them;
+    #: past it, that client's large replies are dropped (``_stats`` ``dropped_replies``).
+    reply_backlog_mb: int = attrs.field(default=64, validator=_positive)
+    #: MiB of large replies held for all clients together.
+    reply_backlog_total_mb: int = attrs.field(default=256, validator=_positive)
     #: Seconds between worker heartbeats; a worker silent for 3 of them is declared dead.
     heartbeat: float = attrs.field(default=1.0, validator=_positive)
-    #: Seconds between checks of the artifact store for a moved alias (0: only on ``_reload``).
+    #: Seconds between checks of the artifact store for a moved alias, and between re-reads of
+    #: the Curve key folders (0: only on ``_reload``).
     reload_interval: float = attrs.field(default=2.0, validator=_non_negative)
-    #: Replies remembered per idempotency key, so a retried write is not applied twice.
+    #: Replies remembered for idempotency keys, so a retried write is not applied twice ...
     idempotency_cache: int = attrs.field(default=10_000, validator=_positive)
+    #: ... within this many MiB of remembered replies (the oldest are forgotten first).
+    idempotency_cache_mb: int = attrs.field(default=64, validator=_positive)
 
 
-REF_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$|^served$")
+#: A project, model or component name: it becomes a file or folder name (store refs,
+#: feedback logs), so letters, digits, '_', '.', '-', not starting with '.', at most 100.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+REF_PATTERN = re.compile(
+    r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*/[A-Za-z0-9_-][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$|^served$"
+)
 SELECTOR_PATTERN = re.compile(r"^([0-9]+|[A-Za-z][A-Za-z0-9_-]*)$")
 
 

@@ -15,7 +15,7 @@ import importlib
 import json
 import os
 import re
-from collections import defaultdict
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,12 @@ from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import write_atomic
 from heirloom.core.paths import home
 from heirloom.core.schema import did_you_mean
+from heirloom.core.settings import NAME_PATTERN
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
+from heirloom.store.gc import BLOB_NAME, GcPlan, collect
 from heirloom.store.index import StoreIndex, Transaction
 
-NAME = re.compile(r"[A-Za-z0-9_.-]+")
+NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 #: The selector meaning "no selector": the newest version.
@@ -49,7 +51,7 @@ class PromotionRefused(HeirloomError):
 
 def check_name(kind: str, name: str) -> str:
     if not NAME.fullmatch(name):
-        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-'")
+        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-' (not a leading '.')")
     return name
 
 
@@ -172,7 +174,8 @@ class ArtifactStore:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self.index = StoreIndex(self.root / "index.sqlite")
+        holds_blobs = any(BLOB_NAME.fullmatch(path.name) for path in self.blobs.iterdir())
+        self.index = StoreIndex(self.root / "index.sqlite", create=not holds_blobs)
 
     @classmethod
     def default(cls, configured: str | None = None) -> ArtifactStore:
@@ -235,6 +238,14 @@ class ArtifactStore:
 
     def load(self, ref: str | Ref | Artifact) -> State:
         """The stored state, after checking every byte against the recorded digests."""
+        artifact, weights, metadata = self._verified(ref)
+        return State(decode_tensors(artifact.framework, weights), json.loads(metadata))
+
+    def verify(self, ref: str | Ref | Artifact) -> Artifact:
+        """The artifact ``ref`` names, once every byte of its blobs matches its digests."""
+        return self._verified(ref)[0]
+
+    def _verified(self, ref: str | Ref | Artifact) -> tuple[Artifact, bytes, bytes]:
         wanted = Ref(ref.project, ref.model, str(ref.version)) if isinstance(ref, Artifact) else _as_ref(ref)
         with self.index.reading() as tx:
             artifact = self._resolve(tx, wanted)
@@ -243,14 +254,22 @@ class ArtifactStore:
         computed = manifest_digest(artifact.framework, sha256(weights), sha256(metadata))
         if computed != artifact.digest:
             raise HeirloomError(f"artifact {artifact.ref} is corrupt: its index row does not match its digest")
-        return State(decode_tensors(artifact.framework, weights), json.loads(metadata))
+        return artifact, weights, metadata
 
     def _read_blob(self, artifact: Artifact, name: str) -> bytes:
+        """A blob's bytes, checked against its name; never through a link, never a device."""
         path = self.blobs / name
         try:
-            data = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is missing") from None
+        except OSError as exc:
+            what = "a symbolic link (the store never follows links)" if path.is_symlink() else exc.strerror
+            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is {what}") from None
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is not a regular file")
+            data = handle.read()
         expected, actual = name.partition(".")[0], sha256(data)
         if actual != expected:
             raise HeirloomError(f"artifact {artifact.ref} is corrupt: {path} has sha256 {actual}, not {expected}")
@@ -278,11 +297,19 @@ class ArtifactStore:
 
         With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC
         than the current holder, on the same data (equal data fingerprints); otherwise
-        PromotionRefused says why. Check and move happen in one transaction.
+        PromotionRefused says why. Check and move happen in one transaction, after the
+        candidate's blobs were read and checked against its digest: an alias never moves onto
+        weights that would not load.
         """
         check_alias(alias)
-        with self.index.writing() as tx:
-            candidate = self._resolve(tx, _as_ref(ref))
+        try:
+            verified = self.verify(ref)
+        except RefError:
+            raise
+        except HeirloomError as exc:
+            raise HeirloomError(f"not promoted: {exc}; {alias} stays where it was") from None
+        with self.index.writing() as tx:  # exactly the version verified, whatever ``ref`` names now
+            candidate = self._resolve(tx, Ref(verified.project, verified.model, str(verified.version)))
             held = tx.alias_version(candidate.project, candidate.model, alias)
             if if_better and held != candidate.version:
                 holder = tx.row(candidate.project, candidate.model, held)
@@ -295,33 +322,21 @@ class ArtifactStore:
         with self.index.reading() as tx:
             return tx.alias_version(project, model, alias)
 
-    def gc(self, keep: int, *, dry_run: bool = False) -> list[Artifact]:
-        """Delete versions nobody needs; return them.
+    def gc(self, keep: int, *, dry_run: bool = False, orphans: bool = False) -> GcPlan:
+        """Delete versions nobody needs, and their blobs; ``dry_run`` plans the same, does nothing.
 
         Kept, per project/model: the newest ``keep`` versions, every aliased version, and
-        every ancestor of a kept version (in any project). Then blobs no row references,
-        and temp files a crash left behind, are removed.
+        every ancestor of a kept version (in any project). Temp files a crash left behind
+        go too; blobs no version references only with ``orphans`` (see
+        :mod:`heirloom.store.gc`).
         """
         if keep < 1:
             raise HeirloomError(f"gc must keep at least 1 version per model, got {keep}")
-        with self.index.writing() as tx:
-            everything = [Artifact(**row) for row in tx.rows()]
-            survivors = _survivors(everything, keep)
-            doomed = [artifact for artifact in everything if artifact.ref not in survivors]
-            if not dry_run:
-                tx.delete([(a.project, a.model, a.version) for a in doomed])
-        if not dry_run:
-            self.sweep()
-        return doomed
+        return collect(self.index, self.blobs, keep, dry_run=dry_run, orphans=orphans)
 
-    def sweep(self) -> list[Path]:
-        """Remove files in ``blobs/`` that no index row references (crash leftovers included)."""
-        with self.index.writing() as tx:  # the write lock: no put is writing blobs meanwhile
-            referenced = tx.referenced_blobs()
-            removed = [path for path in self.blobs.iterdir() if path.name not in referenced]
-            for path in removed:
-                path.unlink()
-        return removed
+    def sweep(self, *, orphans: bool = False) -> list[str]:
+        """Remove temp files of interrupted writes (and orphan blobs with ``orphans``); their names."""
+        return collect(self.index, self.blobs, None, dry_run=False, orphans=orphans).files
 
     def _resolve(self, tx: Transaction, ref: Ref) -> Artifact:
         versions = tx.versions(ref.project, ref.model)
@@ -367,23 +382,6 @@ def _spans(numbers: list[int]) -> str:
         else:
             spans.append([number, number])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def _survivors(artifacts: list[Artifact], keep: int) -> set[str]:
-    """Refs gc keeps: newest ``keep`` per model, aliased ones, and all their ancestors."""
-    by_model: dict[tuple[str, str], list[Artifact]] = defaultdict(list)
-    for artifact in artifacts:
-        by_model[(artifact.project, artifact.model)].append(artifact)
-    kept = {a.ref for group in by_model.values() for a in sorted(group, key=lambda a: a.version)[-keep:]}
-    kept |= {artifact.ref for artifact in artifacts if artifact.aliases}
-    parents = {artifact.ref: artifact.parent for artifact in artifacts}
-    pending = list(kept)
-    while pending:
-        parent = parents.get(pending.pop())
-        if parent is not None and parent not in kept:
-            kept.add(parent)
-            pending.append(parent)
-    return kept
 
 
 def metric_value(artifact: Artifact, metric: str) -> float:

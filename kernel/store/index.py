@@ -67,15 +67,30 @@ PRAGMA user_version = {SCHEMA_VERSION};
 
 
 class StoreIndex:
-    """Opens transactions on ``index.sqlite``, creating it on first use."""
+    """Opens transactions on ``index.sqlite``.
 
-    def __init__(self, path: Path):
+    It is created only when ``create`` allows it: a store whose blobs outlived its index
+    must not get a fresh, empty index silently (gc would then see every blob as garbage).
+    """
+
+    def __init__(self, path: Path, *, create: bool = True):
         self.path = path
-        with closing(self._connect()) as conn:
+        if not create and not _has_content(path):
+            raise HeirloomError(
+                f"the store index {path} is missing or empty, but {path.parent / 'blobs'} holds artifacts; "
+                "refusing to start a new, empty index over them (restore index.sqlite from a backup, "
+                "or move the blobs folder away to start an empty store)"
+            )
+        with self._errors(), closing(self._connect()) as conn:
             found = conn.execute("PRAGMA user_version").fetchone()[0]
             if found > SCHEMA_VERSION:
                 raise HeirloomError(f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}")
             if found < SCHEMA_VERSION:
+                if not create:
+                    raise HeirloomError(
+                        f"the store index {path} has no heirloom tables, but the store holds artifacts; "
+                        "restore index.sqlite from a backup"
+                    )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(SCHEMA)
 
@@ -87,8 +102,20 @@ class StoreIndex:
         return conn
 
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's own failures (a damaged file, a lock held too long) as errors naming the file."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise HeirloomError(f"the store index {self.path} cannot be used: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:
+                raise
+            raise HeirloomError(f"the store index {self.path} is damaged ({exc}); restore it from a backup") from None
+
+    @contextmanager
     def _transaction(self, begin: str) -> Iterator[Transaction]:
-        with closing(self._connect()) as conn:
+        with self._errors(), closing(self._connect()) as conn:
             conn.execute(begin)
             try:
                 yield Transaction(conn)
@@ -194,9 +221,16 @@ class Transaction:
     def delete(self, keys: list[tuple[str, str, int]]) -> None:
         self.conn.executemany("DELETE FROM artifacts WHERE project = ? AND model = ? AND version = ?", keys)
 
-    def referenced_blobs(self) -> set[str]:
-        query = "SELECT weights_blob FROM artifacts UNION SELECT metadata_blob FROM artifacts"
-        return {name for (name,) in self.conn.execute(query)}
+    def blob_rows(self) -> list[tuple[str, str, int, str, str]]:
+        """``(project, model, version, weights blob, metadata blob)`` of every version."""
+        query = "SELECT project, model, version, weights_blob, metadata_blob FROM artifacts"
+        return [tuple(row) for row in self.conn.execute(query)]
+
+
+def _has_content(path: Path) -> bool:
+    """Whether an index file (or its write-ahead log) holds anything."""
+    wal = path.with_name(path.name + "-wal")
+    return any(p.is_file() and p.stat().st_size > 0 for p in (path, wal))
 
 
 def _record(row: sqlite3.Row, aliases: list[str]) -> dict[str, Any]:

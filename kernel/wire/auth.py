@@ -1,13 +1,19 @@
 """CurveZMQ: key files, the server-side authenticator, and client-side socket setup.
 
 Keys are the files ``zmq.auth.create_certificates`` writes: ``NAME.key`` (public) and
-``NAME.key_secret`` (secret, mode 0600). A server serves only clients whose public key
-file is in its clients folder; unknown clients fail the handshake and get nothing.
+``NAME.key_secret`` (secret, mode 0600), ZPL text with a ``curve`` section holding
+``public-key = "<40 z85 characters>"`` (and ``secret-key`` in the secret file). A server
+serves only clients whose public key file is in its clients folder; unknown clients fail
+the handshake and get nothing. The folders are read again every ``refresh_interval``
+seconds and on ``_reload``: a removed key stops being served, on connections already open
+too (their next request is answered UNAUTHENTICATED).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from pathlib import Path
 
 import attrs
@@ -16,6 +22,8 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from heirloom.core.errors import HeirloomError
+
+log = logging.getLogger("heirloom.wire.auth")
 
 
 def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
@@ -51,24 +59,34 @@ def load_public(key_file: Path) -> bytes:
 def _key_ids(directory: Path | None) -> frozenset[str]:
     if directory is None:
         return frozenset()
+    if not directory.is_dir():
+        raise HeirloomError(f"{directory} is not a folder of public .key files")
     # load_certificate returns keys z85-encoded, which is also how ZAP reports the User-Id
     return frozenset(load_public(p).decode() for p in sorted(directory.glob("*.key")))
 
 
 @attrs.define
 class CurveServer:
-    """Curve for a listening socket: its keypair, the authorised clients, the admins."""
+    """Curve for a listening socket: its keypair, the authorised clients, the admins.
+
+    An admin key must also be in the clients folder: the handshake admits clients only.
+    """
 
     secret_file: Path
     clients_dir: Path
     admins_dir: Path | None = None
+    #: Seconds between re-reads of the key folders (0: only on ``refresh``, i.e. ``_reload``).
+    refresh_interval: float = 2.0
     _authenticator: ThreadAuthenticator | None = attrs.field(init=False, default=None)
+    _clients: frozenset[str] = attrs.field(init=False, factory=frozenset)
     _admins: frozenset[str] = attrs.field(init=False, factory=frozenset)
+    _stopped: threading.Event = attrs.field(init=False, factory=threading.Event)
 
     def __attrs_post_init__(self) -> None:
         load_keypair(self.secret_file)
         if not self.clients_dir.is_dir():
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
+        self._clients = _key_ids(self.clients_dir)
         self._admins = _key_ids(self.admins_dir)
 
     def serve(self, socket: zmq.Socket) -> None:
@@ -77,16 +95,40 @@ class CurveServer:
             self._authenticator = ThreadAuthenticator(socket.context)
             self._authenticator.start()
             self._authenticator.configure_curve(domain="*", location=str(self.clients_dir))
+            if self.refresh_interval > 0:
+                threading.Thread(target=self._refresh_loop, name="heirloom-curve-keys", daemon=True).start()
         public, secret = load_keypair(self.secret_file)
         socket.curve_secretkey = secret
         socket.curve_publickey = public
         socket.curve_server = True
 
+    def refresh(self) -> None:
+        """Read the key folders again; on a read error keep the keys known so far."""
+        try:
+            clients, admins = _key_ids(self.clients_dir), _key_ids(self.admins_dir)
+            if self._authenticator is not None and clients != self._clients:
+                self._authenticator.configure_curve(domain="*", location=str(self.clients_dir))
+        except (HeirloomError, OSError, ValueError) as exc:
+            log.warning("keeping the Curve keys read before: %s", exc)
+            return
+        if clients != self._clients or admins != self._admins:
+            log.info("Curve keys reloaded: %d client(s), %d admin(s)", len(clients), len(admins))
+        self._clients, self._admins = clients, admins
+
+    def _refresh_loop(self) -> None:
+        while not self._stopped.wait(self.refresh_interval):
+            self.refresh()
+
+    def is_client(self, user: str | None) -> bool:
+        """Whether the client's key (its ZAP User-Id, the z85 public key) is still authorised."""
+        return user in self._clients
+
     def is_admin(self, user: str | None) -> bool:
-        """Whether the client (its ZAP User-Id, the z85 public key) may call admin routes."""
-        return user is not None and user in self._admins
+        """Whether the client may call admin routes."""
+        return user is not None and user in self._admins and user in self._clients
 
     def stop(self) -> None:
+        self._stopped.set()
         if self._authenticator is not None:
             self._authenticator.stop()
 

@@ -1,9 +1,13 @@
-"""Dynamic batching: coalesce concurrent requests of one route into one handler call.
+"""Adaptive batching: coalesce concurrent requests of one route into one handler call.
 
-A batcher thread waits for the first request, then collects until ``max_batch`` items
-(not requests) or ``max_wait_ms`` after the first arrival, drops requests whose deadline
-has passed (DEADLINE_EXCEEDED) and runs the handler off the I/O loop. If the handler
-raises for a batch, each request is retried alone, so one bad input fails only itself.
+A batcher thread runs the handler off the I/O loop. When the model is idle it runs what
+is queued at once, so a lone request never waits for company; while the model computes,
+requests queue, and the next batch is whatever arrived meanwhile, up to ``max_batch``
+items (not requests). ``max_wait_ms`` only matters under load: when requests were already
+waiting as the last batch finished, the batcher may linger that long (from the first
+arrival) for a fuller batch. Requests whose deadline has passed are answered
+DEADLINE_EXCEEDED without being computed. If the handler raises for a batch, each request
+is retried alone, so one bad input fails only itself.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Batcher:
         self._items = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._busy = False  # requests were waiting when the last batch finished
         self._thread = threading.Thread(target=self._loop, name=f"heirloom-batch:{name}", daemon=True)
         self._thread.start()
 
@@ -39,26 +44,37 @@ class Batcher:
             self._items += call.items
             self._cond.notify()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Finish what is queued (waiting at most ``timeout``), then end the thread."""
+    def abandon(self) -> None:
+        """Drop every queued request (the grace period is over: they were answered) and let
+        the thread end after the batch it may be computing."""
+        with self._cond:
+            self._stopping = True
+            self._queue.clear()
+            self._items = 0
+            self._cond.notify()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """End the thread after what is queued; True once it has ended (within ``timeout``)."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _next_batch(self) -> list[Call] | None:
-        max_batch, max_wait = self.route.max_batch, self.route.max_wait_ms / 1000
+        max_batch = self.route.max_batch
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
             if not self._queue:
                 return None
-            flush_at = self._queue[0].received + max_wait
-            while self._items < max_batch and not self._stopping:
-                remaining = flush_at - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
+            if self._busy and self.route.max_wait_ms > 0:
+                flush_at = self._queue[0].received + self.route.max_wait_ms / 1000
+                while self._items < max_batch and not self._stopping:
+                    remaining = flush_at - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
             batch, total = [], 0
             while self._queue and (not batch or total + self._queue[0].items <= max_batch):
                 call = self._queue.popleft()
@@ -95,5 +111,6 @@ class Batcher:
                 self._compute([call])
             return
         compute = time.perf_counter() - began
+        self._busy = bool(self._queue)  # judged before the replies go out and invite new requests
         for call, result in zip(calls, results, strict=True):
             settle(call, result, self.complete, compute)

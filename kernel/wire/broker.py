@@ -3,9 +3,16 @@
 Clients talk to the broker's ROUTER exactly as to a single daemon. Workers (``heirloom
 worker PROFILE --connect ADDR``, spawned locally or started on other hosts) connect a
 DEALER to the broker's worker endpoint and heartbeat their status. Each request goes to
-the ready worker with the fewest requests in flight. When a worker dies (its process
-exits or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once
-and a local worker is respawned.
+the ready worker with the fewest requests in flight (a request with an idempotency key to
+the worker its key hashes to, so a retry meets the first attempt), prefixed with a tag
+frame and the client's identity; the worker answers with the tag (plus a status byte) in
+front, so the broker matches replies without decoding them. The broker enforces the
+resource manager's daemon-wide in-flight limit. When a worker dies (its process exits or
+its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local
+worker is respawned.
+
+A worker sees ``[tag + client identity, HLM1, header, body, ...]``: the client's routing
+frames stay at the broker, so both sides move as few frames as a direct client would.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import tempfile
 import time
 from typing import Any
 
-import attrs
 import zmq
+from zmq.backend import zmq_poll
 
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
@@ -27,59 +34,61 @@ from heirloom.wire.auth import CurveServer
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
+    CODES,
     CONTROL,
+    INTERNAL,
     INVALID_ARGUMENT,
+    NIL,
     NOT_FOUND,
     OK,
     PERMISSION_DENIED,
+    RESOURCE_EXHAUSTED,
     SIGNATURE,
+    UNAUTHENTICATED,
     UNAVAILABLE,
     RequestError,
     error_frames,
-    hashable,
+    header_id,
+    header_key,
     header_route,
     packb,
     read_header,
     split_envelope,
     unpackb,
 )
-from heirloom.wire.server import DRAIN_BATCH, POLL_MS
+from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.transport import drain, receiver, sender
+from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
 MISSED_HEARTBEATS = 3
 RESPAWN_BACKOFF_MAX = 30.0
+#: Seconds between checks of worker processes and heartbeats (not on every loop turn).
+CHECK_INTERVAL = 0.05
 
 
-@attrs.define(eq=False)
 class Worker:
     """A connected worker as the broker sees it."""
 
-    identity: bytes
-    pid: int = 0
-    ready: bool = False
-    routes: list[dict[str, Any]] = attrs.field(factory=list)
-    last_seen: float = 0.0
-    in_flight: set[tuple[Any, ...]] = attrs.field(factory=set)
+    __slots__ = ("identity", "in_flight", "last_seen", "pid", "ready", "status")
+
+    def __init__(self, identity: bytes):
+        self.identity = identity
+        self.pid = 0
+        self.ready = False
+        self.last_seen = 0.0
+        self.status: dict[str, Any] = {}
+        #: Tags of the requests this worker is handling.
+        self.in_flight: set[bytes] = set()
 
 
-@attrs.define(eq=False)
-class Forwarded:
-    """A request handed to a worker, remembered until its reply comes back."""
-
-    worker: Worker
-    route: str
-    received: float
-    envelope: list[bytes]
-    request_id: Any
-
-
-@attrs.define(eq=False)
 class LocalProcess:
-    process: subprocess.Popen
-    started: float
-    failures: int = 0
+    __slots__ = ("failures", "process", "started")
+
+    def __init__(self, process: subprocess.Popen, started: float, failures: int = 0):
+        self.process = process
+        self.started = started
+        self.failures = failures
 
 
 class Broker:
@@ -94,36 +103,46 @@ class Broker:
         curve: CurveServer | None,
         log_format: str,
         worker_bind: str | None = None,
+        max_in_flight: int | None = None,
     ):
         self.settings = settings
         self.profile_ref = profile_ref
         self.overrides = overrides
         self.curve = curve
         self.log_format = log_format
+        #: The resource manager's limit for the whole daemon (all workers together).
+        self.max_in_flight = max_in_flight
         self.context = zmq.Context()
         self.frontend = self.context.socket(zmq.ROUTER)
         if curve is not None:
             curve.serve(self.frontend)
-        self.frontend.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
-        self.frontend.setsockopt(zmq.LINGER, 2000)
+        self.backend = self.context.socket(zmq.ROUTER)
+        for socket in (self.frontend, self.backend):  # before bind: options apply to new connections
+            socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
+            socket.setsockopt(zmq.LINGER, 2000)
+        self.frontend.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         for address in settings.bind:
             self.frontend.bind(address)
-        self.backend = self.context.socket(zmq.ROUTER)
-        self.backend.setsockopt(zmq.LINGER, 2000)
         self._tmp = tempfile.TemporaryDirectory(prefix="heirloom-broker-")
         self.backend.bind(worker_bind or f"ipc://{self._tmp.name}/workers")
         self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._to_client, self._to_worker = sender(self.frontend), sender(self.backend)
+        self.outbox = Outbox(self.frontend, settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20)
+        self._to_worker = sender(self.backend)
         self._from_clients = receiver(self.frontend, with_user=curve is not None)
         self._from_workers = receiver(self.backend)
         self.workers: dict[bytes, Worker] = {}
+        self._ready: list[Worker] = []
+        self.routes: dict[str, dict[str, Any]] = {}
         self.processes: list[LocalProcess] = []
-        self.forwarded: dict[tuple[Any, ...], Forwarded] = {}
+        #: tag -> (worker, route stats, received, client envelope, request id)
+        self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
+        self._tag = 0
         self.stats: dict[str, RouteStats] = {}
         self.worker_totals = WorkerTotals()
         self.dropped = 0
         self.draining = False
         self._drain_deadline = 0.0
+        self._checked = 0.0
         self.started_at = time.time()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -137,24 +156,29 @@ class Broker:
         log.info("broker listening on %s; workers connect to %s", ", ".join(self.settings.bind), self.worker_address)
         for _ in range(self.settings.workers):
             self._spawn()
-        poller = zmq.Poller()
-        poller.register(self.frontend, zmq.POLLIN)
-        poller.register(self.backend, zmq.POLLIN)
+        watched = [(self.frontend, zmq.POLLIN), (self.backend, zmq.POLLIN)]
+        wait_ms = POLL_MS
         while True:
-            events = dict(poller.poll(POLL_MS))
-            if self.backend in events:
-                drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
-            if self.frontend in events:
-                drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
-            self._check_workers()
-            if self.draining and (not self.forwarded or time.perf_counter() > self._drain_deadline):
-                break
+            for ready, _ in zmq_poll(watched, wait_ms):
+                if ready is self.backend:
+                    drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
+                else:
+                    drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
+            now = time.monotonic()
+            if now - self._checked >= CHECK_INTERVAL:
+                self._checked = now
+                self._check_workers(now)
+            if self.draining:
+                left = self._drain_deadline - time.perf_counter()
+                if not self.forwarded or left <= 0:
+                    break
+                wait_ms = min(POLL_MS, int(left * 1000) + 1)
         self._shutdown()
         return 0
 
     def _shutdown(self) -> None:
-        for key in list(self.forwarded):
-            self._fail(key, "the daemon shut down before the request finished")
+        for tag in list(self.forwarded):
+            self._fail(tag, "the daemon shut down before the request finished")
         for worker in self.workers.values():
             self._to_worker([worker.identity, CONTROL, b"DRAIN"])
         for local in self.processes:
@@ -186,6 +210,8 @@ class Broker:
             self.worker_address,
             "--log-format",
             self.log_format,
+            "--log-level",  # the broker's own, as `serve --log-level` set it
+            logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         ]
         for override in self.overrides:
             command += ["--set", override]
@@ -193,8 +219,7 @@ class Broker:
         self.processes.append(LocalProcess(process, time.monotonic(), failures))
         log.info("spawned worker pid %d", process.pid)
 
-    def _check_workers(self) -> None:
-        now = time.monotonic()
+    def _check_workers(self, now: float) -> None:
         for local in list(self.processes):
             code = local.process.poll()
             if code is None:
@@ -226,40 +251,35 @@ class Broker:
         log.warning("%s; failing its %d in-flight request(s)", reason, len(worker.in_flight))
         self.workers.pop(worker.identity, None)
         self.worker_totals.retire(worker.identity)
-        for key in list(worker.in_flight):
-            self._fail(key, f"{reason} while handling the request; retry")
+        self._update_ready()
+        for tag in list(worker.in_flight):
+            self._fail(tag, f"{reason} while handling the request; retry")
 
-    def _fail(self, key: tuple[Any, ...], message: str) -> None:
-        forwarded = self.forwarded.pop(key, None)
+    def _fail(self, tag: bytes, message: str) -> None:
+        forwarded = self.forwarded.pop(tag, None)
         if forwarded is None:
             return
-        forwarded.worker.in_flight.discard(key)
+        worker, stats, received, envelope, request_id = forwarded
+        worker.in_flight.discard(tag)
         error = RequestError(UNAVAILABLE, message, retry_after_ms=100)
-        self._to_client(error_frames(forwarded.envelope, forwarded.request_id, error))
-        self._stats(forwarded.route).record(UNAVAILABLE, time.perf_counter() - forwarded.received)
+        self.outbox.send(error_frames(envelope, request_id, error))
+        stats.record(UNAVAILABLE, time.perf_counter() - received)
 
     def _from_worker(self, frames: list[bytes], user: Any) -> None:
-        identity = frames[0]
-        if len(frames) >= 3 and frames[1] == CONTROL:
-            if frames[2] == b"HEARTBEAT" and len(frames) > 3:
-                self._heartbeat(identity, unpackb(frames[3]))
+        tagged = frames[1]
+        if tagged == CONTROL:
+            if len(frames) > 3 and frames[2] == b"HEARTBEAT":
+                self._heartbeat(frames[0], unpackb(frames[3]))
             return
-        rest = frames[1:]
-        index = split_envelope(rest)
-        if index < 0:
-            return
-        header = unpackb(rest[index + 1])
-        key = (*rest[:index], hashable(header.get("id")))
-        forwarded = self.forwarded.pop(key, None)
-        if forwarded is not None:
-            forwarded.worker.in_flight.discard(key)
-            queued = header.get("queue_ms")
-            self._stats(forwarded.route).record(
-                str(header.get("status")),
-                time.perf_counter() - forwarded.received,
-                queued / 1000 if isinstance(queued, float | int) else 0.0,
-            )
-        self._to_client(rest)
+        tag = tagged[:TAG_BYTES]
+        forwarded = self.forwarded.pop(tag, None)
+        if forwarded is None:
+            return  # answered already: its worker was declared dead meanwhile
+        worker, stats, received, envelope, _ = forwarded
+        worker.in_flight.discard(tag)
+        stats.record(CODES[tagged[TAG_BYTES]], time.perf_counter() - received)
+        reply = frames[2:]
+        self.outbox.send([*envelope, *reply], sum(map(len, reply)))
 
     def _heartbeat(self, identity: bytes, status: dict[str, Any]) -> None:
         worker = self.workers.get(identity)
@@ -269,14 +289,23 @@ class Broker:
         was_ready = worker.ready
         worker.pid = int(status.get("pid", 0))
         worker.ready = bool(status.get("ready")) and not status.get("draining")
-        worker.routes = status.get("routes", [])
+        worker.status = status
         worker.last_seen = time.monotonic()
         self.worker_totals.update(identity, status.get("metrics"))
-        if worker.ready and not was_ready:
-            log.info("worker pid %d ready", worker.pid)
+        if worker.ready != was_ready:
+            self._update_ready()
+            if worker.ready:
+                log.info("worker pid %d ready", worker.pid)
+
+    def _update_ready(self) -> None:
+        self._ready = [w for w in self.workers.values() if w.ready]
+        if self._ready:
+            self.routes = {r["name"]: r for r in self._ready[0].status.get("routes", [])}
 
     # -- clients -------------------------------------------------------------------------
     def _from_client(self, frames: list[bytes], user: str | None) -> None:
+        """One client message: answered here (built-in routes, refusals) or forwarded (the hot
+        path, kept flat: common cases first, checks inline)."""
         received = time.perf_counter()
         index = split_envelope(frames)
         if index < 0:
@@ -285,81 +314,112 @@ class Broker:
         envelope, request_id = frames[:index], None
         try:
             header = read_header(frames[index + 1])
-            request_id = header.get("id")
-            route = header_route(header)
-            if route in KERNEL_ROUTES:
-                self._builtin(envelope, request_id, route, user, received)
-                return
-            self._forward(frames, envelope, request_id, route, received)
+            request_id = header_id(header)  # an invalid id raises, and its reply carries nil
+            if user is not None and not self.curve.is_client(user):
+                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
+            route = header.get("route")
+            info = self.routes.get(route) if type(route) is str else None
+            if info is None:
+                route = header_route(header)
+                if route in KERNEL_ROUTES:
+                    if frames[index + 2] != NIL or len(frames) > index + 3:
+                        raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
+                    self._builtin(envelope, request_id, route, user, received)
+                    return
+                raise self._unroutable(route)
+            if self.draining:
+                raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
+            ready = self._ready
+            if not ready:
+                raise self._unroutable(route)
+            if info["admin"]:
+                self._check_admin(route, user)
+            stats = self.stats.get(route) or self._new_stats(route)
+            if self.max_in_flight is not None and len(self.forwarded) >= self.max_in_flight:
+                raise RequestError(
+                    RESOURCE_EXHAUSTED,
+                    f"the daemon has {len(self.forwarded)} requests in flight (the resource manager's limit); "
+                    "retry after the hinted pause",
+                    retry_after_ms=max(10, int(stats.typical * 1000)),
+                )
+            client = user.encode() if user is not None else envelope[0]
+            if "idempotency_key" in header:  # a retry goes where the first attempt went (while the ready set holds)
+                worker = ready[hash((client, header_key(header))) % len(ready)]
+            elif len(ready) == 1:
+                worker = ready[0]
+            else:
+                worker = min(ready, key=_load)
+            self._tag += 1
+            tag = self._tag.to_bytes(TAG_BYTES, "little")
+            worker.in_flight.add(tag)
+            self.forwarded[tag] = (worker, stats, received, envelope, request_id)
+            self._to_worker([worker.identity, tag + client, *frames[index:]])
         except RequestError as error:
-            self._to_client(error_frames(envelope, request_id, error))
-        except Exception as exc:  # noqa: BLE001 - malformed input never stops the broker
-            error = RequestError(INVALID_ARGUMENT, f"cannot decode the header: {type(exc).__name__}: {exc}", "header")
-            self._to_client(error_frames(envelope, request_id, error))
+            self.outbox.send(error_frames(envelope, request_id, error))
+        except Exception as exc:  # nothing a client sends stops the broker
+            log.exception("broker failed on a request")
+            error = RequestError(INTERNAL, f"the broker failed: {type(exc).__name__}: {exc}")
+            self.outbox.send(error_frames(envelope, request_id, error))
 
-    def _forward(
-        self, frames: list[bytes], envelope: list[bytes], request_id: Any, route: str, received: float
-    ) -> None:
-        if self.draining:
-            raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
-        ready = [w for w in self.workers.values() if w.ready]
-        if not ready:
-            raise RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
-        known = {r["name"] for r in ready[0].routes}
-        if route not in known:
-            raise RequestError(
-                NOT_FOUND, f"no route {route!r}{did_you_mean(route, known)} (call _routes for the list)", "header.route"
-            )
-        worker = min(ready, key=lambda w: len(w.in_flight))
-        key = (*envelope, hashable(request_id))
-        worker.in_flight.add(key)
-        self.forwarded[key] = Forwarded(worker, route, received, envelope, request_id)
-        self._to_worker([worker.identity, *frames])
+    def _unroutable(self, route: str) -> RequestError:
+        """UNAVAILABLE while no worker is ready (nobody knows the routes yet), else NOT_FOUND."""
+        if not self._ready:
+            return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
+        message = f"no route {route!r}{did_you_mean(route, self.routes)} (call _routes for the list)"
+        return RequestError(NOT_FOUND, message, "header.route")
 
-    def _stats(self, route: str) -> RouteStats:
-        stats = self.stats.get(route)
-        if stats is None:
-            stats = self.stats[route] = RouteStats()
+    def _check_admin(self, route: str, user: str | None) -> None:
+        if self.curve is not None and not self.curve.is_admin(user):
+            raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
+
+    def _new_stats(self, route: str) -> RouteStats:
+        stats = self.stats[route] = RouteStats()
         return stats
 
     def _builtin(self, envelope: list[bytes], request_id: Any, route: str, user: str | None, received: float) -> None:
-        if route in ADMIN_ROUTES and self.curve is not None and not self.curve.is_admin(user):
-            raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
+        if route in ADMIN_ROUTES:
+            self._check_admin(route, user)
         body = getattr(self, f"_route{route}")()
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
-        self._to_client([*envelope, SIGNATURE, packb(header), packb(body)])
-        self._stats(route).record(OK, time.perf_counter() - received)
+        self.outbox.send([*envelope, SIGNATURE, packb(header), packb(body)])
+        (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
 
-    def _ready(self) -> bool:
-        ready = sum(1 for w in self.workers.values() if w.ready)
-        return not self.draining and ready >= self.settings.workers
+    def _is_ready(self) -> bool:
+        return not self.draining and len(self._ready) >= self.settings.workers
 
     def _route_health(self) -> dict[str, Any]:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}
 
     def _route_ready(self) -> dict[str, Any]:
         return {
-            "ready": self._ready(),
+            "ready": self._is_ready(),
             "draining": self.draining,
             "expected_workers": self.settings.workers,
             "workers": self._workers(),
         }
 
     def _route_routes(self) -> dict[str, Any]:
-        ready = [w for w in self.workers.values() if w.ready]
-        return {"routes": ready[0].routes if ready else []}
+        return {"routes": list(self.routes.values())}
 
     def _route_stats(self) -> dict[str, Any]:
+        ready = self._ready
         return {
             "uptime_s": round(time.time() - self.started_at, 3),
             "in_flight": len(self.forwarded),
             "dropped_frames": self.dropped,
+            "dropped_replies": self.outbox.dropped,
+            "reply_backlog_bytes": self.outbox.release(),
+            "undeliverable_replies": self.outbox.undeliverable,
             "draining": self.draining,
             "routes": {name: stats.snapshot(0) for name, stats in self.stats.items()},
+            "resources": {"in_flight": len(self.forwarded), "max_in_flight": self.max_in_flight},
+            "models": ready[0].status.get("models", {}) if ready else {},
             "workers": self._workers(),
         }
 
     def _route_reload(self) -> dict[str, Any]:
+        if self.curve is not None:
+            self.curve.refresh()
         for worker in self.workers.values():
             self._to_worker([worker.identity, CONTROL, b"RELOAD"])
         return {"workers": len(self.workers)}
@@ -374,6 +434,12 @@ class Broker:
                 "in_flight": len(w.in_flight),
                 "local": w.pid in local,
                 "last_seen_ms": round((now - w.last_seen) * 1000, 1),
+                "resources": w.status.get("resources", {}),
+                "models": w.status.get("models", {}),
             }
             for w in self.workers.values()
         ]
+
+
+def _load(worker: Worker) -> int:
+    return len(worker.in_flight)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.components import Api, Route
+from heirloom.wire.protocol import HEADER_LIMIT
 
 if TYPE_CHECKING:
     from heirloom.wire.server import Server
@@ -24,7 +25,7 @@ KERNEL_ROUTES = {
     "_ready": "Readiness: every component started and warm, and not draining.",
     "_routes": "Every route with its limits and input schema.",
     "_stats": "Per-route counts, errors, latency percentiles, queue depth and batch sizes.",
-    "_reload": "Admin: check the artifact store now for models whose served alias moved.",
+    "_reload": "Admin: re-read the Curve key folders; check the artifact store for moved aliases.",
 }
 ADMIN_ROUTES = frozenset({"_reload"})
 
@@ -44,7 +45,14 @@ class KernelApi(Api):
             "_reload": self.reload,
         }
         return [
-            Route(name, handler=handlers[name], inline=True, description=doc, admin=name in ADMIN_ROUTES)
+            Route(
+                name,
+                handler=handlers[name],
+                inline=True,
+                description=doc,
+                admin=name in ADMIN_ROUTES,
+                max_payload=HEADER_LIMIT,
+            )
             for name, doc in KERNEL_ROUTES.items()
         ]
 
@@ -67,14 +75,20 @@ class KernelApi(Api):
             "uptime_s": round(time.time() - daemon.started_at, 3),
             "in_flight": daemon.admission.in_flight,
             "dropped_frames": daemon.dropped,
-            "undeliverable_replies": daemon.undeliverable,
+            "dropped_replies": daemon.outbox.dropped,
+            "reply_backlog_bytes": daemon.outbox.release(),
+            "undeliverable_replies": daemon.outbox.undeliverable,
             "draining": daemon.draining,
+            "idempotency": daemon.idempotency.usage(),
             "routes": {name: e.stats.snapshot(e.pending) for name, e in daemon.router.endpoints.items()},
             "resources": system.resources.usage() if system.state == "running" else {},
             "models": system.serving.status() if system.serving is not None else {},
         }
 
     def reload(self, body: Any) -> dict[str, Any]:
-        """Ask the model watcher to check the store now (it loads new versions off this thread)."""
+        """Re-read the Curve key folders; ask the model watcher to check the store now (it
+        loads new versions off this thread)."""
+        if self.daemon.curve is not None:
+            self.daemon.curve.refresh()
         serving = self.daemon.system.serving
         return {"checking": serving.check_now() if serving is not None else []}

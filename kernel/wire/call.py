@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Versioned
-from heirloom.wire.protocol import DEADLINE_EXCEEDED, INTERNAL, OK, RequestError
+from heirloom.wire.protocol import DEADLINE_EXCEEDED, INTERNAL, OK, RequestError, detach_buffers, packb
 
 if TYPE_CHECKING:
     from heirloom.wire.routing import Endpoint
@@ -23,7 +23,19 @@ log = logging.getLogger("heirloom.server")
 class Call:
     """One accepted request: where to answer, what it asked, and its deadline."""
 
-    __slots__ = ("body", "deadline", "done", "endpoint", "envelope", "id", "idem", "items", "received", "started")
+    __slots__ = (
+        "body",
+        "deadline",
+        "digest",
+        "done",
+        "endpoint",
+        "envelope",
+        "id",
+        "idem",
+        "items",
+        "received",
+        "started",
+    )
 
     def __init__(self, envelope: list[bytes], request_id: Any, endpoint: Endpoint, received: float):
         self.envelope = envelope
@@ -32,7 +44,9 @@ class Call:
         self.received = received
         self.started = received
         self.deadline: float | None = None
-        self.idem: tuple[str, Any] | None = None
+        #: ``(client, route, idempotency key)`` and the body's digest, for keyed requests.
+        self.idem: tuple[Any, str, Any] | None = None
+        self.digest = b""
         self.body: Any = None
         self.items = 1
         self.done = False
@@ -40,6 +54,29 @@ class Call:
 
 #: ``complete(call, status, body, version, compute_seconds)``, callable from any thread.
 Complete = Callable[[Call, str, Any, "str | None", float], None]
+
+
+#: A reply ready to send to any caller: ``(status, version, packed body, buffer specs,
+#: buffer frames, payload bytes)``; the per-call header is added when it is sent.
+Encoded = tuple[str, "str | None", bytes, "list[dict[str, Any]] | None", list[Any], int]
+
+
+def encode(status: str, body: Any, version: str | None) -> Encoded:
+    """Pack a reply body once (raw buffers as their own frames); INTERNAL if it cannot be."""
+    try:
+        packed = packb(body)
+    except TypeError:
+        pass
+    else:
+        return status, version, packed, None, [], len(packed)
+    try:
+        plain, specs, buffers = detach_buffers(body)
+        packed = packb(plain)
+    except (TypeError, ValueError) as exc:
+        error = {"code": INTERNAL, "message": f"reply not encodable: {exc}", "retryable": False}
+        packed = packb(error)
+        return INTERNAL, None, packed, None, [], len(packed)
+    return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
 
 
 def deadline_body() -> dict[str, Any]:

@@ -92,6 +92,7 @@ def serve(
         return run_server(kernel.system(profile, serve_models=True), settings, curve=curve, metrics=metrics)
     from heirloom.wire.broker import Broker
 
+    resources = next(spec for spec in profile.components if spec.kind == "resources")
     broker = Broker(
         settings,
         profile_ref=profile_ref,
@@ -99,6 +100,7 @@ def serve(
         curve=curve,
         log_format=log_format,
         worker_bind=worker_bind,
+        max_in_flight=profile.instantiate(resources).daemon_in_flight_limit(),
     )
     on_stop_signals(broker.request_drain)
     exporter = Exporter(metrics, lambda: broker_snapshot(broker)) if metrics is not None else None

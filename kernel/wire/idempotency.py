@@ -1,57 +1,98 @@
 """Idempotency keys: a retried write is answered from memory instead of applied twice.
 
-A request with ``idempotency_key`` K on route R is keyed ``(R, K)``. While the first
-attempt runs, repeats wait for it; once it succeeds its reply is remembered (the most
-recent ``capacity`` replies), so a client that lost the reply can retry safely. Only
-the I/O thread touches this object.
+A key belongs to one client (its Curve public key, else its connection) and one route:
+another client's key ``"1"`` is a different key. The request body is part of the
+promise, as in gRPC and Stripe: the same key with another body is INVALID_ARGUMENT, never
+someone else's reply. While the first attempt runs, repeats wait for it; once it succeeds
+its encoded reply is remembered, within a budget of entries and of bytes (oldest
+forgotten first), so a client that lost the reply can retry safely. Only the I/O thread
+touches this object.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from typing import Any
 
 from heirloom.wire.call import Call
-from heirloom.wire.protocol import OK
+from heirloom.wire.protocol import INVALID_ARGUMENT, OK, RequestError
 
-#: ``(status, body, version)`` of a finished call.
-Reply = tuple[str, Any, "str | None"]
+#: What a remembered reply costs beyond its bytes (key, digest, bookkeeping).
+ENTRY_OVERHEAD = 256
+
+
+def body_digest(frames: list[bytes]) -> bytes:
+    """A digest of a request's body and buffer frames (what "the same request" means)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for frame in frames:
+        digest.update(len(frame).to_bytes(8, "little"))
+        digest.update(frame)
+    return digest.digest()
 
 
 class IdempotencyCache:
-    """Remembered replies by key, and the calls waiting on a key's first attempt."""
+    """Remembered replies by ``(client, route, key)``, and the calls waiting on a first attempt.
 
-    def __init__(self, capacity: int):
+    A reply is whatever the server remembers for a key (its encoded frames); ``size`` is
+    what it costs. A reply larger than the whole byte budget is not remembered: a retry of
+    it runs again.
+    """
+
+    def __init__(self, capacity: int, max_bytes: int):
         self.capacity = capacity
-        self._replies: OrderedDict[tuple[str, Any], Reply] = OrderedDict()
-        self._waiting: dict[tuple[str, Any], list[Call]] = {}
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._replies: OrderedDict[tuple[Any, ...], tuple[bytes, Any, int]] = OrderedDict()
+        self._waiting: dict[tuple[Any, ...], tuple[bytes, list[Call]]] = {}
 
-    def remembered(self, call: Call) -> Reply | None:
+    def remembered(self, call: Call) -> Any | None:
         """The reply of an earlier successful attempt with ``call``'s key, if remembered."""
         assert call.idem is not None
-        return self._replies.get(call.idem)
+        entry = self._replies.get(call.idem)
+        if entry is None:
+            return None
+        self._same_body(call, entry[0])
+        return entry[1]
 
     def wait_for_first(self, call: Call) -> bool:
         """True if an attempt with ``call``'s key is running: ``call`` then gets its reply
         from :meth:`finish`. False means ``call`` is the first attempt."""
         assert call.idem is not None
-        waiters = self._waiting.get(call.idem)
-        if waiters is None:
+        running = self._waiting.get(call.idem)
+        if running is None:
             return False
-        waiters.append(call)
+        self._same_body(call, running[0])
+        running[1].append(call)
         return True
 
     def begin(self, call: Call) -> None:
         """``call`` is the first attempt for its key: repeats wait for it from now on."""
         assert call.idem is not None
-        self._waiting[call.idem] = []
+        self._waiting[call.idem] = (call.digest, [])
 
-    def finish(self, call: Call, reply: Reply) -> list[Call]:
-        """Record the first attempt's reply (a success only); return the calls to answer with it."""
+    def finish(self, call: Call, status: str, reply: Any, size: int) -> list[Call]:
+        """Remember the first attempt's reply (a success only); return the calls to answer with it."""
         assert call.idem is not None
-        waiters = self._waiting.pop(call.idem, [])
-        if reply[0] == OK:
-            self._replies[call.idem] = reply
-            while len(self._replies) > self.capacity:
-                self._replies.popitem(last=False)
+        _, waiters = self._waiting.pop(call.idem, (b"", []))
+        cost = size + ENTRY_OVERHEAD
+        if status == OK and cost <= self.max_bytes:
+            self._replies[call.idem] = (call.digest, reply, cost)
+            self.bytes += cost
+            while len(self._replies) > self.capacity or self.bytes > self.max_bytes:
+                self.bytes -= self._replies.popitem(last=False)[1][2]
         return waiters
+
+    def usage(self) -> dict[str, int]:
+        """Remembered replies and what they cost, for ``_stats``."""
+        return {"entries": len(self._replies), "bytes": self.bytes, "max_bytes": self.max_bytes}
+
+    @staticmethod
+    def _same_body(call: Call, digest: bytes) -> None:
+        if call.digest != digest:
+            raise RequestError(
+                INVALID_ARGUMENT,
+                f"idempotency_key {call.idem[-1]!r} was already used by this client on {call.idem[1]} with a "
+                "different request body; use a fresh key for a new request",
+                "header.idempotency_key",
+            )

@@ -87,7 +87,7 @@ class WorkerTotals:
 
 def broker_snapshot(broker: Broker) -> Snapshot:
     """The broker's own request counts and latencies (every reply passes through it), with
-    the batch sizes, queue depths and models its workers report."""
+    the batch sizes, queue times, queue depths and models its workers report."""
     live, retired = broker.worker_totals.snapshots()
     workers = merge(live + retired, live=False)
     current = merge(live, live=True)
@@ -95,7 +95,10 @@ def broker_snapshot(broker: Broker) -> Snapshot:
     routes: dict[str, dict[str, Any]] = {}
     for name in [*seen, *(name for name in workers["routes"] if name not in seen)]:
         routes[name] = (seen.get(name) or RouteStats()).totals()
-        routes[name]["batch"] = workers["routes"].get(name, {}).get("batch", routes[name]["batch"])
+        for measured_by_workers in ("batch", "queue"):  # the broker reads no reply header
+            routes[name][measured_by_workers] = (
+                workers["routes"].get(name, {}).get(measured_by_workers, routes[name][measured_by_workers])
+            )
         routes[name]["queue_depth"] = current["routes"].get(name, {}).get("queue_depth", 0)
     return {
         "routes": routes,

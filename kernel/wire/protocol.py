@@ -14,6 +14,8 @@ msgpack decodes only plain data.
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import attrs
@@ -43,6 +45,8 @@ CODES = (
     PERMISSION_DENIED,
     INTERNAL,
 )
+#: A worker's reply tag ends with one byte: the index of its status in CODES (docs/PROTOCOL.md).
+STATUS_BYTE = {code: bytes([index]) for index, code in enumerate(CODES)}
 #: Codes a client may retry after a pause (with the same idempotency key for writes).
 RETRYABLE = frozenset({RESOURCE_EXHAUSTED, UNAVAILABLE})
 
@@ -60,12 +64,20 @@ _ITEMSIZE = {
 }
 
 packb = msgpack.Packer(use_bin_type=True, datetime=False).pack
+#: ``packb(None)``: the body of a request that sends nothing.
+NIL = b"\xc0"
+#: Longest ``idempotency_key`` string accepted.
+KEY_LIMIT = 256
 
 
-def unpackb(data: bytes) -> Any:
-    """Decode one msgpack value. Plain data only (no ext types); msgpack caps every
-    container and string length by the frame's size, so a hostile frame cannot balloon."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+def _refuse_extension(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not accepted (plain data only)")
+
+
+#: ``unpackb(data)``: one msgpack value, plain data only: extension types (timestamps
+#: included) are refused; msgpack caps every container and string length by the frame's
+#: size, so a hostile frame cannot balloon. A C partial: no Python frame on the hot path.
+unpackb = functools.partial(msgpack.unpackb, strict_map_key=False, max_ext_len=0, ext_hook=_refuse_extension)
 
 
 @attrs.frozen
@@ -81,6 +93,8 @@ class Buffer:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         expected = _ITEMSIZE[self.dtype]
         for dim in self.shape:
+            if type(dim) is not int or dim < 0:
+                raise ValueError(f"shape must be a list of non-negative ints, got {list(self.shape)}")
             expected *= dim
         if expected != len(self.data):
             raise ValueError(
@@ -120,10 +134,24 @@ def read_header(frame: bytes) -> dict[str, Any]:
     """A request header decoded and checked to be a map (RequestError otherwise)."""
     if len(frame) > HEADER_LIMIT:
         raise RequestError(INVALID_ARGUMENT, f"header is over {HEADER_LIMIT} bytes", "header")
-    header = unpackb(frame)
+    try:
+        header = unpackb(frame)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
+        message = f"cannot decode the header: {type(exc).__name__}: {exc}"
+        raise RequestError(INVALID_ARGUMENT, message, "header") from None
     if type(header) is not dict:
         raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {type(header).__name__}", "header")
     return header
+
+
+def header_id(header: dict[str, Any]) -> int | str:
+    """The request id: an int or a string (a reply to anything else carries ``id`` nil)."""
+    request_id = header.get("id")
+    kind = type(request_id)
+    if kind is not int and kind is not str:
+        got = "nothing" if request_id is None else f"{kind.__name__} {request_id!r}"
+        raise RequestError(INVALID_ARGUMENT, f"header.id must be an int or a string, got {got}", "header.id")
+    return request_id
 
 
 def header_route(header: dict[str, Any]) -> str:
@@ -132,6 +160,31 @@ def header_route(header: dict[str, Any]) -> str:
     if type(route) is not str:
         raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {route!r}", "header.route")
     return route
+
+
+def header_deadline(header: dict[str, Any]) -> float | None:
+    """``deadline_ms`` as a finite number of milliseconds (None when absent)."""
+    budget = header.get("deadline_ms")
+    if budget is None:
+        return None
+    if type(budget) not in (int, float) or not math.isfinite(budget):
+        raise RequestError(
+            INVALID_ARGUMENT, f"header.deadline_ms must be a finite number, got {budget!r}", "header.deadline_ms"
+        )
+    return budget
+
+
+def header_key(header: dict[str, Any]) -> int | str | None:
+    """``idempotency_key``: a string of at most KEY_LIMIT characters or an int (None when absent)."""
+    key = header.get("idempotency_key")
+    if key is None or type(key) is int or (type(key) is str and 0 < len(key) <= KEY_LIMIT):
+        return key
+    raise RequestError(
+        INVALID_ARGUMENT,
+        f"header.idempotency_key must be a non-empty string of at most {KEY_LIMIT} characters or an int, "
+        f"got {type(key).__name__} {key!r:.80}",
+        "header.idempotency_key",
+    )
 
 
 def error_frames(envelope: list[bytes], request_id: Any, error: RequestError) -> list[bytes]:
@@ -149,21 +202,15 @@ def split_envelope(frames: list[bytes]) -> int:
     return -1
 
 
-def hashable(value: Any) -> Any:
-    """Keys and ids are usually ints or strings; anything else is keyed by its encoding."""
-    try:
-        hash(value)
-    except TypeError:
-        return packb(value)
-    return value
-
-
 def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> Any:
     """Replace ``{"$buffer": i}`` placeholders in ``body`` by :class:`Buffer` objects."""
     specs = header.get("buffers")
-    if not isinstance(specs, list) or len(specs) != len(frames):
+    if type(specs) is not list or len(specs) != len(frames):
+        described = f"describes {len(specs)}" if type(specs) is list else f"is {type(specs).__name__}"
         raise RequestError(
-            INVALID_ARGUMENT, f"header.buffers must describe each of the {len(frames)} buffer frames", "header.buffers"
+            INVALID_ARGUMENT,
+            f"header.buffers {described}; it must describe each of the {len(frames)} buffer frame(s) sent",
+            "header.buffers",
         )
     buffers = []
     for i, (spec, frame) in enumerate(zip(specs, frames, strict=True)):
@@ -176,7 +223,7 @@ def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> An
         if isinstance(node, dict):
             if len(node) == 1 and "$buffer" in node:
                 index = node["$buffer"]
-                if not isinstance(index, int) or not 0 <= index < len(buffers):
+                if type(index) is not int or not 0 <= index < len(buffers):
                     raise RequestError(INVALID_ARGUMENT, f"no buffer {index!r}", "body.$buffer")
                 return buffers[index]
             return {k: substitute(v) for k, v in node.items()}

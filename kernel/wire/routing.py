@@ -8,7 +8,7 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from typing import Any
 
 from heirloom.core.components import Resources, Route
@@ -25,6 +25,7 @@ from heirloom.wire.protocol import (
     UNAVAILABLE,
     RequestError,
     attach_buffers,
+    header_deadline,
     unpackb,
 )
 from heirloom.wire.stats import RouteStats
@@ -33,12 +34,14 @@ from heirloom.wire.stats import RouteStats
 class Endpoint:
     """A route as the daemon runs it: validation, limits, stats, and where it executes."""
 
-    __slots__ = ("batcher", "builtin", "name", "pending", "route", "stats", "validate")
+    __slots__ = ("admin", "batcher", "builtin", "inline", "name", "pending", "route", "stats", "validate")
 
     def __init__(self, name: str, route: Route, builtin: bool = False):
         self.name = name
         self.route = route
         self.builtin = builtin
+        self.inline = route.inline
+        self.admin = route.admin
         self.validate = InputValidator(route.input) if route.input is not None else None
         self.stats = RouteStats()
         self.pending = 0
@@ -97,36 +100,49 @@ class Router:
     def describe(self) -> list[dict[str, Any]]:
         return [endpoint.describe() for endpoint in self.endpoints.values()]
 
-    def stop_batchers(self, timeout: float) -> None:
+    def abandon_batchers(self) -> None:
+        """Drop what every batcher has queued (those requests were answered otherwise)."""
         for endpoint in self.endpoints.values():
             if endpoint.batcher is not None:
-                endpoint.batcher.stop(timeout=timeout)
+                endpoint.batcher.abandon()
+
+    def stop_batchers(self, timeout: float) -> None:
+        """End every batcher thread, waiting at most ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        for endpoint in self.endpoints.values():
+            if endpoint.batcher is not None:
+                endpoint.batcher.stop(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def decode_call(
     envelope: list[bytes], request_id: Any, endpoint: Endpoint, header: dict, rest: list[bytes], received: float
 ) -> Call:
-    """A :class:`Call` with its deadline and validated body, or RequestError naming the field."""
+    """A :class:`Call` with its deadline and validated body, or RequestError naming the field.
+
+    ``rest`` is the body frame and any buffer frames: together they must fit the route's
+    ``max_payload``.
+    """
     route = endpoint.route
-    body_frame = rest[0]
-    if len(body_frame) > route.max_payload:
+    size = len(rest[0]) if len(rest) == 1 else sum(len(frame) for frame in rest)
+    if size > route.max_payload:
+        what = "body" if len(rest) == 1 else f"body and {len(rest) - 1} buffer(s)"
         raise RequestError(
             INVALID_ARGUMENT,
-            f"body is {len(body_frame)} bytes; {endpoint.name} accepts at most {route.max_payload}",
+            f"{what}: {size} bytes; {endpoint.name} accepts at most {route.max_payload}",
             "body",
         )
     call = Call(envelope, request_id, endpoint, received)
-    budget = header.get("deadline_ms")
-    if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-            raise RequestError(
-                INVALID_ARGUMENT, f"header.deadline_ms must be a number, got {budget!r}", "header.deadline_ms"
-            )
-        if budget <= 0:
-            raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
-        call.deadline = received + budget / 1000
-    body = unpackb(body_frame)
-    if len(rest) > 1:
+    if "deadline_ms" in header:
+        budget = header_deadline(header)
+        if budget is not None:
+            if budget <= 0:
+                raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
+            call.deadline = received + budget / 1000
+    try:
+        body = unpackb(rest[0])
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
+        raise RequestError(INVALID_ARGUMENT, f"cannot decode the body: {type(exc).__name__}: {exc}", "body") from None
+    if len(rest) > 1 or "buffers" in header:
         body = attach_buffers(body, header, rest[1:])
     if endpoint.validate is not None:
         body = endpoint.validate(body)
@@ -136,11 +152,14 @@ def decode_call(
 
 
 class Admission:
-    """Bounded queues per route plus the resource manager's gate; counts what is in flight."""
+    """Bounded queues per route plus the resource manager's gate; counts what is in flight.
 
-    def __init__(self, max_queue: int, resources: Callable[[], Resources]):
+    ``resources`` is set once the system has started (no route needs admission before).
+    """
+
+    def __init__(self, max_queue: int):
         self.max_queue = max_queue
-        self._resources = resources
+        self.resources: Resources | None = None
         self.in_flight = 0
         self.open: set[Call] = set()
 
@@ -153,12 +172,8 @@ class Admission:
                 f"{endpoint.name} has {endpoint.pending} requests queued (the limit); retry after the hinted pause",
                 retry_after_ms=_retry_hint(endpoint),
             )
-        if not self._resources().admit():
-            raise RequestError(
-                RESOURCE_EXHAUSTED,
-                "the resource manager refused the request (in-flight or memory limit); retry after the hinted pause",
-                retry_after_ms=_retry_hint(endpoint),
-            )
+        if not self.resources.admit():
+            raise refused(endpoint)
         endpoint.pending += 1
         self.in_flight += 1
         self.open.add(call)
@@ -166,10 +181,20 @@ class Admission:
     def release(self, call: Call) -> None:
         """Give back the slot of a finished call (no-op for calls never admitted)."""
         if call in self.open:
-            self.open.discard(call)
+            self.open.remove(call)
             call.endpoint.pending -= 1
             self.in_flight -= 1
-            self._resources().release()
+            self.resources.release()
+
+
+def refused(endpoint: Endpoint) -> RequestError:
+    """RESOURCE_EXHAUSTED for a request the resource manager would not admit (inline calls
+    take their slot directly from it: they run, and give it back, at once)."""
+    return RequestError(
+        RESOURCE_EXHAUSTED,
+        "the resource manager refused the request (in-flight or memory limit); retry after the hinted pause",
+        retry_after_ms=_retry_hint(endpoint),
+    )
 
 
 def _retry_hint(endpoint: Endpoint) -> int:

@@ -1,11 +1,15 @@
 """The daemon's I/O loop: one ZeroMQ socket, drained on every wake-up.
 
 The I/O thread owns the socket. For each message it reads the header, looks the route
-up (:mod:`heirloom.wire.routing`), answers the kernel's routes and inline routes at
-once, and hands the rest to handler threads or a route's batcher; their results come
-back through a queue and an inproc wake-up socket, and the I/O thread sends them. In
-worker mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on a
-DEALER socket and heartbeats its status.
+up (:mod:`heirloom.wire.routing`), admits the request, answers the kernel's routes and
+inline routes at once, and hands the rest to handler threads or a route's batcher; their
+results come back through a queue and an inproc wake-up socket, and the I/O thread sends
+them. In worker mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on
+a DEALER socket and heartbeats its status.
+
+Threads other than the I/O thread touch exactly one socket, the wake-up PUSH, and only
+under a lock that :meth:`Server.close` also takes: no thread can send on a socket while
+it is being closed (which aborts libzmq).
 """
 
 from __future__ import annotations
@@ -26,35 +30,39 @@ from heirloom.core.components import Versioned
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire.builtin_routes import KernelApi
-from heirloom.wire.call import Call, deadline_body, fail, settle
-from heirloom.wire.idempotency import IdempotencyCache
+from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
+from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import (
     CONTROL,
     DEADLINE_EXCEEDED,
-    HEADER_LIMIT,
-    INTERNAL,
     INVALID_ARGUMENT,
+    NIL,
     OK,
     PERMISSION_DENIED,
     SIGNATURE,
+    STATUS_BYTE,
+    UNAUTHENTICATED,
     UNAVAILABLE,
     RequestError,
-    detach_buffers,
     error_frames,
-    hashable,
+    header_id,
+    header_key,
     header_route,
     packb,
     read_header,
     split_envelope,
-    unpackb,
 )
-from heirloom.wire.routing import Admission, Endpoint, Router, decode_call
-from heirloom.wire.transport import drain, receiver, sender
+from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
+from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, drain, receiver, sender
 
 log = logging.getLogger("heirloom.server")
 POLL_MS = 50
 DRAIN_BATCH = 1000
+#: In worker mode a request's one envelope frame is the broker's 8-byte tag followed by the
+#: client's identity; the reply's is the tag followed by one status byte.
+TAG_BYTES = 8
+OK_BYTE = STATUS_BYTE[OK]
 _SPECIAL_RESULTS = (Versioned, RequestError)
 
 
@@ -82,38 +90,48 @@ class Server:
         self.router = Router()
         for route in KernelApi(self).routes():
             self.router.add(route.name, route, builtin=True)
-        self.admission = Admission(settings.max_queue, lambda: system.resources)
-        self.idempotency = IdempotencyCache(settings.idempotency_cache)
+        self.admission = Admission(settings.max_queue)
+        self.idempotency = IdempotencyCache(settings.idempotency_cache, settings.idempotency_cache_mb << 20)
         self.draining = False
         self.dropped = 0
-        self.undeliverable = 0
         self.started_at = time.time()
         self.start_error: BaseException | None = None
         self._drain_deadline = 0.0
         self._done: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._local = threading.local()
-        self._wake_address = f"inproc://heirloom-wake-{id(self)}"
+        wake_address = f"inproc://heirloom-wake-{id(self)}"
         self._wake = self.context.socket(zmq.PULL)
-        self._wake.bind(self._wake_address)
+        self._wake.bind(wake_address)
+        self._wake_push = self.context.socket(zmq.PUSH)
+        self._wake_push.connect(wake_address)
+        self._wake_lock = threading.Lock()
+        self._closed = False
         self._executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="heirloom-handler")
         self._system_ready = threading.Event()
         self._installed = False
         self.connect_address = connect
+        self._worker = connect is not None
+        self.socket = self.context.socket(zmq.DEALER if connect is not None else zmq.ROUTER)
+        # socket options apply to connections made after they are set: before bind/connect
+        self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
+        self.socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
+        self.socket.setsockopt(zmq.LINGER, 2000)
         if connect is not None:
-            self.socket = self.context.socket(zmq.DEALER)
             self.identity = f"w{os.getpid()}-{os.urandom(4).hex()}".encode()
             self.socket.setsockopt(zmq.IDENTITY, self.identity)
             self.socket.connect(connect)
         else:
-            self.socket = self.context.socket(zmq.ROUTER)
             if curve is not None:
                 curve.serve(self.socket)
             for address in bind or settings.bind:
                 self.socket.bind(address)
-        self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
-        self.socket.setsockopt(zmq.LINGER, 2000)
         self._recv = receiver(self.socket, with_user=curve is not None)
-        self._send_raw = sender(self.socket, nonblocking=True)
+        self._send_raw = sender(self.socket)
+        self.outbox = Outbox(
+            self.socket,
+            settings.reply_backlog_mb << 20,
+            settings.reply_backlog_total_mb << 20,
+            nonblocking=connect is not None,
+        )
         self._last_heartbeat = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -148,8 +166,9 @@ class Server:
     def run(self) -> None:
         """The I/O loop; returns once drained (or the system failed to start)."""
         watched = [(self.socket, zmq.POLLIN), (self._wake, zmq.POLLIN)]
+        wait_ms = POLL_MS
         while True:
-            for ready, _ in zmq_poll(watched, POLL_MS):  # zmq.Poller's wrapper costs ~1 us a turn
+            for ready, _ in zmq_poll(watched, wait_ms):  # zmq.Poller's wrapper costs ~1 us a turn
                 if ready is self.socket:
                     drain(self.socket, self._recv, self._handle, DRAIN_BATCH)
                 else:
@@ -159,8 +178,11 @@ class Server:
                 break
             if self.connect_address is not None:
                 self._heartbeat()
-            if self.draining and (self.admission.in_flight == 0 or time.perf_counter() > self._drain_deadline):
-                break
+            if self.draining:
+                left = self._drain_deadline - time.perf_counter()
+                if self.admission.in_flight == 0 or left <= 0:
+                    break
+                wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
         self._finish_drain()
 
     def _install(self) -> bool:
@@ -175,6 +197,7 @@ class Server:
             return False
         if self.system.serving is not None:
             self.system.serving.watch(self.settings.reload_interval)
+        self.admission.resources = self.system.resources
         self._installed = True
         self._last_heartbeat = 0.0  # tell a broker at once
         log.info("serving %d routes: %s", len(names), ", ".join(names))
@@ -182,33 +205,41 @@ class Server:
         return True
 
     def _finish_drain(self) -> None:
-        """Stop batchers and handler threads; answer whatever outlived the grace period."""
-        self.router.stop_batchers(timeout=0.5)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Answer what finished; past the grace period, answer the rest UNAVAILABLE at once
+        (queued batches are dropped), then let handler and batcher threads go."""
         self._drain_done()
         if self.admission.open:
             log.warning(
                 "grace period over with %d request(s) unfinished; answering them UNAVAILABLE",
                 len(self.admission.open),
             )
+            self.router.abandon_batchers()
             body = {
                 "code": UNAVAILABLE,
                 "message": "the daemon shut down before the request finished",
                 "retryable": True,
+                "retry_after_ms": 100,
             }
             for call in list(self.admission.open):
                 self._finish(call, UNAVAILABLE, body, None, 0.0)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.router.stop_batchers(timeout=0.5)
 
     def close(self) -> None:
-        """Close sockets; pending replies are flushed for up to the linger time."""
+        """Close sockets; pending replies are flushed for up to the linger time. Threads still
+        computing after this find the wake-up socket closed and send nothing."""
+        with self._wake_lock:
+            self._closed = True
+            self._wake_push.close(linger=0)
         self.socket.close()
-        self._wake.close()
+        self._wake.close(linger=0)
         self.context.destroy(linger=2000)
 
     # -- receiving -----------------------------------------------------------------------
     def _handle(self, frames: list[bytes], user: str | None = None) -> None:
+        """One message off the socket (the hot path: common cases first, checks inline)."""
         received = time.perf_counter()
-        if frames[0] == CONTROL and self.connect_address is not None:
+        if self._worker and frames[0] == CONTROL:
             self._control(frames)
             return
         index = split_envelope(frames)
@@ -219,39 +250,47 @@ class Server:
         request_id, endpoint = None, None
         try:
             header = read_header(frames[index + 1])
-            request_id = header.get("id")
-            endpoint = self.router.lookup(header_route(header), self._installed)
-            if endpoint.route.admin:
+            request_id = header_id(header)  # an invalid id raises, and its reply carries nil
+            if user is not None and not self.curve.is_client(user):
+                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
+            route = header.get("route")
+            endpoint = self.router.endpoints.get(route) if type(route) is str else None
+            if endpoint is None:
+                endpoint = self.router.lookup(header_route(header), self._installed)
+            if endpoint.admin:
                 self._check_admin(endpoint, user)
             if endpoint.builtin:
-                if len(frames[index + 2]) > HEADER_LIMIT:
-                    raise RequestError(
-                        INVALID_ARGUMENT, f"built-in routes take bodies under {HEADER_LIMIT} bytes", "body"
-                    )
-                self._inline(Call(envelope, request_id, endpoint, received), frames[index + 2])
+                if frames[index + 2] != NIL or len(frames) > index + 3:
+                    raise RequestError(INVALID_ARGUMENT, f"{endpoint.name} takes no body (send nil)", "body")
+                self._inline(Call(envelope, request_id, endpoint, received), False)
                 return
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
             call = decode_call(envelope, request_id, endpoint, header, frames[index + 2 :], received)
             key = header.get("idempotency_key")
             if key is not None:
-                call.idem = (endpoint.name, hashable(key))
+                client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
+                call.idem = (client, endpoint.name, header_key(header))
+                call.digest = body_digest(frames[index + 2 :])
                 if self._replayed(call):
                     return
-            if not endpoint.route.inline:
+            if endpoint.inline:
+                if not self.admission.resources.admit():
+                    raise refused(endpoint)
+            else:
                 self.admission.admit(call)
                 if call.idem is not None:
                     self.idempotency.begin(call)
         except RequestError as error:
             self._refuse(envelope, request_id, endpoint, error, received)
             return
-        except Exception as exc:  # noqa: BLE001 - a malformed frame must never stop the daemon
-            code, field = INVALID_ARGUMENT, "header" if request_id is None else "body"
-            error = RequestError(code, f"cannot decode the {field}: {type(exc).__name__}: {exc}", field)
+        except Exception as exc:  # noqa: BLE001 - a malformed request must never stop the daemon
+            field = "header" if request_id is None else "body"
+            error = RequestError(INVALID_ARGUMENT, f"invalid {field}: {type(exc).__name__}: {exc}", field)
             self._refuse(envelope, request_id, endpoint, error, received)
             return
-        if endpoint.route.inline:
-            self._inline(call, None)
+        if endpoint.inline:
+            self._inline(call, True)
         elif endpoint.batcher is not None:
             endpoint.batcher.put(call)
         else:
@@ -261,7 +300,7 @@ class Server:
         self, envelope: list[bytes], request_id: Any, endpoint: Endpoint | None, error: RequestError, received: float
     ) -> None:
         """Answer a request refused before it ran; count it against its route when it has one."""
-        self._send_frames(error_frames(envelope, request_id, error))
+        self._send_error(envelope, request_id, error)
         if endpoint is not None:
             endpoint.stats.record(error.code, time.perf_counter() - received)
 
@@ -275,32 +314,41 @@ class Server:
         """Answer a repeated idempotency key from memory, or park it behind the first attempt."""
         remembered = self.idempotency.remembered(call)
         if remembered is not None:
-            self._send(call, *remembered, 0.0)
+            self._send(call, remembered, 0.0)
             return True
         return self.idempotency.wait_for_first(call)
 
-    def _inline(self, call: Call, body_frame: bytes | None) -> None:
+    def _inline(self, call: Call, admitted: bool) -> None:
         """Run a cheap handler on the I/O thread and reply at once (the hot path of echo-like
-        routes, kept flat: every function call here costs a measurable share)."""
+        routes, kept flat: every function call here costs a measurable share). ``admitted``:
+        the call holds a resource slot, given back when it is answered."""
         began = time.perf_counter()
         try:
-            body = call.body if body_frame is None else unpackb(body_frame)
-            result = call.endpoint.route.handler(body)
-        except Exception as exc:  # noqa: BLE001
-            fail(call, exc, self._finish, call.endpoint.name)
-            return
-        now = time.perf_counter()
-        if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
             try:
-                packed = packb(result)
-            except TypeError:
-                pass  # buffers or an unencodable value: the general path deals with it
-            else:
-                header = {"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000}
-                self._send_frames([*call.envelope, SIGNATURE, packb(header), packed])
-                call.endpoint.stats.record(OK, now - call.received)
+                result = call.endpoint.route.handler(call.body)
+            except Exception as exc:  # noqa: BLE001
+                fail(call, exc, self._finish, call.endpoint.name)
                 return
-        settle(call, result, self._finish, now - began)
+            now = time.perf_counter()
+            if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
+                try:
+                    packed = packb(result)
+                except TypeError:
+                    pass  # buffers or an unencodable value: the general path deals with it
+                else:
+                    header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
+                    if self._worker:
+                        self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, SIGNATURE, header, packed])
+                    elif len(packed) < TRACK_BYTES:
+                        self._send_raw([*call.envelope, SIGNATURE, header, packed])  # a ROUTER never blocks
+                    else:
+                        self.outbox.send([*call.envelope, SIGNATURE, header, packed], len(packed))
+                    call.endpoint.stats.record(OK, now - call.received)
+                    return
+            settle(call, result, self._finish, now - began)
+        finally:
+            if admitted:
+                self.admission.resources.release()
 
     def _run_one(self, call: Call) -> None:
         call.started = time.perf_counter()
@@ -321,12 +369,11 @@ class Server:
         self._wake_up()
 
     def _wake_up(self) -> None:
-        push = getattr(self._local, "push", None)
-        if push is None:
-            push = self._local.push = self.context.socket(zmq.PUSH)
-            push.connect(self._wake_address)
-        with contextlib.suppress(zmq.Again):  # wake-ups already queued: the I/O thread drains them all
-            push.send(b"", zmq.NOBLOCK)
+        with self._wake_lock:
+            if self._closed:
+                return
+            with contextlib.suppress(zmq.Again):  # wake-ups already queued: the I/O thread drains them all
+                self._wake_push.send(b"", zmq.NOBLOCK)
 
     def _drain_wakes(self) -> None:
         while True:
@@ -344,13 +391,15 @@ class Server:
         if call.done:
             return
         call.done = True
-        self._send(call, status, body, version, compute)
+        reply = encode(status, body, version)
+        self._send(call, reply, compute)
         self.admission.release(call)
         if call.idem is not None:
-            for waiter in self.idempotency.finish(call, (status, body, version)):
-                self._send(waiter, status, body, version, 0.0)
+            for waiter in self.idempotency.finish(call, reply[0], reply, reply[5]):
+                self._send(waiter, reply, 0.0)
 
-    def _send(self, call: Call, status: str, body: Any, version: str | None, compute: float) -> None:
+    def _send(self, call: Call, reply: Encoded, compute: float) -> None:
+        status, version, packed, specs, buffers, size = reply
         header: dict[str, Any] = {
             "id": call.id,
             "status": status,
@@ -359,44 +408,40 @@ class Server:
         }
         if version is not None:
             header["version"] = version
-        try:
-            packed = packb(body)
-            buffers: list[Any] = []
-        except TypeError:
-            body, specs, buffers = detach_buffers(body)
+        if specs:
             header["buffers"] = specs
-            try:
-                packed = packb(body)
-            except TypeError as exc:
-                status, packed = (
-                    INTERNAL,
-                    packb({"code": INTERNAL, "message": f"reply not encodable: {exc}", "retryable": False}),
-                )
-                header["status"] = status
-        self._send_frames([*call.envelope, SIGNATURE, packb(header), packed, *buffers])
+        envelope = self._tagged(call.envelope, status) if self._worker else call.envelope
+        self.outbox.send([*envelope, SIGNATURE, packb(header), packed, *buffers], size)
         call.endpoint.stats.record(status, time.perf_counter() - call.received, call.started - call.received)
 
-    def _send_frames(self, frames: list[Any]) -> None:
-        try:
-            self._send_raw(frames)
-        except zmq.Again:  # a worker whose broker is gone: nobody to answer
-            self.undeliverable += 1
+    def _send_error(self, envelope: list[bytes], request_id: Any, error: RequestError) -> None:
+        if self._worker:
+            envelope = self._tagged(envelope, error.code)
+        self.outbox.send(error_frames(envelope, request_id, error))
+
+    @staticmethod
+    def _tagged(envelope: list[bytes], status: str) -> list[bytes]:
+        """A worker's reply envelope: the broker's tag, then the status as one byte."""
+        return [envelope[0][:TAG_BYTES] + STATUS_BYTE[status]]
 
     # -- worker mode ---------------------------------------------------------------------
     def _heartbeat(self) -> None:
         now = time.monotonic()
         if now - self._last_heartbeat >= self.settings.heartbeat:
             self._last_heartbeat = now
-            self._send_frames([CONTROL, b"HEARTBEAT", packb(self.status())])
+            self.outbox.send([CONTROL, b"HEARTBEAT", packb(self.status())])
 
     def status(self) -> dict[str, Any]:
-        """What a broker needs to know about this worker."""
+        """What a broker needs to know about this worker (and shows in its ``_stats``)."""
+        system = self.system
         return {
             "pid": os.getpid(),
             "ready": self.ready(),
             "in_flight": self.admission.in_flight,
             "draining": self.draining,
             "routes": [e.describe() for e in self.router.endpoints.values() if not e.builtin],
+            "resources": system.resources.usage() if system.state == "running" else {},
+            "models": system.serving.status() if system.serving is not None else {},
             "metrics": daemon_snapshot(self),
         }
 

@@ -131,11 +131,24 @@ def _present(resource: dict[str, Any], name: str) -> bool:
     return resource.get(name) not in (None, "", [], {})
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def decode_json(data: bytes) -> Any:
+    """Strict JSON: NaN/Infinity refused (strict parsers downstream reject them), and nesting
+    too deep for the parser is a ValueError, not a RecursionError that ends the whole pass."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def read_bundle(path: Path) -> list[Entry]:
     """The entries of one Bundle file; raises FhirDataError if the file is not one."""
     try:
-        bundle = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        bundle = decode_json(path.read_bytes())
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise FhirDataError(path, None, f"malformed JSON: {exc}") from None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
@@ -168,8 +181,8 @@ def read_ndjson(path: Path) -> Iterator[Entry]:
 
 def _ndjson_entry(line: bytes, where: str, offset: int) -> Entry:
     try:
-        return Entry(json.loads(line), where, offset=offset)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Entry(decode_json(line), where, offset=offset)
+    except ValueError as exc:
         return Entry(None, where, offset=offset, error=f"malformed JSON: {exc}")
 
 

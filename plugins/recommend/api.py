@@ -9,6 +9,7 @@ reads, so the next ``heirloom train`` learns from them.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from heirloom_plugins.recommend.events import event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.records import parse_year
 from heirloom_plugins.recommend.tower import ItemText
+
+log = logging.getLogger("heirloom_plugins.recommend.api")
 
 Id = str | int
 MAX_KIND_CHARS = 64
@@ -245,8 +248,13 @@ class RecommendApi(heirloom.Api):
     def event(self, body: EventInput) -> dict[str, Any]:
         model, version = self._serving()
         self._item(model, version, body.item)
-        self.events.append({"user": str(body.user), "item": str(body.item), "kind": body.kind, "value": body.value})
-        return {"recorded": True, "path": str(self.events.path)}
+        try:
+            self.events.append({"user": str(body.user), "item": str(body.item), "kind": body.kind, "value": body.value})
+        except heirloom.LogWriteError as exc:  # the operator's log names the file; the client learns no path
+            log.error("%s", exc)
+            message = "the event could not be written to disk; nothing was recorded, retry later"
+            raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
+        return {"recorded": True}
 
     @staticmethod
     def _item(model: HybridRecommender, version: str | None, item: Any) -> int:

@@ -6,12 +6,17 @@ mixes versions inside one reply and every reply names the version that produced 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 import heirloom
+
+log = logging.getLogger("heirloom_plugins.text.api")
+#: Longest label a feedback record may carry.
+MAX_LABEL_CHARS = 200
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -96,13 +101,15 @@ class ClassifyApi(heirloom.Api):
     #: Where ``<name>.feedback`` appends corrections (default: under HEIRLOOM_HOME, see
     #: the ``feedback`` source, which reads the same place).
     feedback_path: str | None = None
+    #: The feedback log's size limit in MiB; past it, feedback is refused RESOURCE_EXHAUSTED.
+    feedback_max_mb: int = attrs.field(default=256, validator=_positive)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.input = predict_input(self.max_text_chars, self.max_texts)
         path = Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", ctx.project, ctx.name)
-        self.feedback_log = heirloom.AppendLog(path)
+        self.feedback_log = heirloom.AppendLog(path, max_bytes=self.feedback_max_mb << 20)
 
     def stop(self) -> None:
         log = getattr(self, "feedback_log", None)
@@ -164,5 +171,18 @@ class ClassifyApi(heirloom.Api):
     def feedback(self, body: FeedbackInput) -> dict[str, Any]:
         if not body.text.strip() or not body.label.strip():
             raise heirloom.RequestError("INVALID_ARGUMENT", "text and label must not be blank", "body")
-        self.feedback_log.append({"text": body.text, "label": body.label})
-        return {"recorded": True, "path": str(self.feedback_log.path)}
+        for field, value, limit in (("text", body.text, self.max_text_chars), ("label", body.label, MAX_LABEL_CHARS)):
+            if len(value) > limit:
+                message = f"'{field}' is {len(value)} characters; at most {limit} are accepted"
+                raise heirloom.RequestError("INVALID_ARGUMENT", message, f"body.{field}")
+        try:
+            self.feedback_log.append({"text": body.text, "label": body.label})
+        except heirloom.LogFull as exc:
+            log.error("%s", exc)
+            message = "the feedback log is full; nothing was recorded"
+            raise heirloom.RequestError("RESOURCE_EXHAUSTED", message) from None
+        except heirloom.LogWriteError as exc:  # the operator's log names the file; the client learns no path
+            log.error("%s", exc)
+            message = "the feedback could not be written to disk; nothing was recorded, retry later"
+            raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
+        return {"recorded": True}

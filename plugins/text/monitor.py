@@ -6,11 +6,18 @@ With s the share of ``label`` in the window and b its share in the baseline, an 
 raised when both periods have at least ``min_items`` items, s >= ratio x b and
 s - b >= min_increase. It is raised once, when the condition becomes true, and marked
 resolved when it stops holding. Items older than the baseline are forgotten.
+
+Item times must be finite and at most ``max_future`` seconds ahead of the daemon's clock
+(one item from the far future would otherwise move T and wipe the history); a request
+with a bad time, or a text longer than the predict route accepts, is refused whole,
+before anything changes. Memory is bounded: at most ``max_tracked`` item times, and only
+the texts of the newest matching items (the alert's examples).
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
 from collections import deque
@@ -28,20 +35,32 @@ def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
-def _timestamp(value: float | str | None, position: int) -> float:
-    """Seconds since the epoch from a number or an ISO 8601 string (default: now)."""
+#: Texts of matching items kept for an alert's examples (the newest ones).
+EXAMPLES = 3
+KEPT_TEXTS = 16
+
+
+def _timestamp(value: float | str | None, position: int, now: float, max_future: float) -> float:
+    """Seconds since the epoch from a number or an ISO 8601 string (default: now), finite and
+    not more than ``max_future`` seconds ahead of ``now``."""
+    field = f"body.items[{position}].time"
     if value is None:
-        return time.time()
+        return now
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
+        moment = float(value)
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value)).timestamp()
+        except (ValueError, OverflowError):
+            message = f"{field}: expected seconds since the epoch or an ISO 8601 time, got {value!r}"
+            raise heirloom.RequestError("INVALID_ARGUMENT", message, field) from None
+    if not math.isfinite(moment) or moment > now + max_future:
         raise heirloom.RequestError(
             "INVALID_ARGUMENT",
-            f"items[{position}].time: expected seconds since the epoch or an ISO 8601 time, got {value!r}",
-            f"body.items[{position}].time",
-        ) from None
+            f"{field}: {value!r} is not a time up to {max_future:g} s from now (the daemon's clock says {now:.0f})",
+            field,
+        )
+    return moment
 
 
 @attrs.define
@@ -78,6 +97,13 @@ class LabelMonitorApi(heirloom.Api):
     min_items: int = attrs.field(default=10, validator=_positive)
     #: Alerts remembered for ``<name>.alerts``.
     max_alerts: int = attrs.field(default=1000, validator=_positive)
+    #: Longest text and most items per ``post`` (as the classify api's predict).
+    max_text_chars: int = attrs.field(default=10_000, validator=_positive)
+    max_items: int = attrs.field(default=256, validator=_positive)
+    #: Seconds an item's time may be ahead of the daemon's clock.
+    max_future: float = attrs.field(default=86_400.0, validator=_positive)
+    #: Item times kept at most (the oldest are forgotten first).
+    max_tracked: int = attrs.field(default=1_000_000, validator=_positive)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -85,7 +111,7 @@ class LabelMonitorApi(heirloom.Api):
         self._lock = threading.Lock()
         self._times: list[float] = []  # sorted item times
         self._flags: list[bool] = []  # whether the item at the same position has `label`
-        self._texts: dict[float, str] = {}
+        self._texts: list[tuple[float, str]] = []  # the newest matching items, sorted by time
         self._alerts: deque[dict[str, Any]] = deque(maxlen=self.max_alerts)
         self._active: dict[str, Any] | None = None
 
@@ -97,16 +123,19 @@ class LabelMonitorApi(heirloom.Api):
         ]
 
     def post(self, body: PostInput) -> heirloom.Versioned:
-        times = [_timestamp(item.time, position) for position, item in enumerate(body.items)]
+        self._check_sizes(body)
+        now = time.time()
+        times = [_timestamp(item.time, position, now, self.max_future) for position, item in enumerate(body.items)]
         model, version = serving(self.handle)
         predictions = model.predict([item.text for item in body.items])
-        with self._lock:
+        with self._lock:  # nothing above changed any state: a refused request leaves it whole
             for moment, item, prediction in zip(times, body.items, predictions, strict=True):
                 index = bisect.bisect(self._times, moment)
                 self._times.insert(index, moment)
                 self._flags.insert(index, prediction["label"] == self.label)
                 if prediction["label"] == self.label:
-                    self._texts[moment] = item.text
+                    bisect.insort(self._texts, (moment, item.text))
+                    del self._texts[:-KEPT_TEXTS]
             self._forget_old()
             raised, summary = self._evaluate()
         labelled = [{"label": p["label"], "probability": p["probabilities"][p["label"]]} for p in predictions]
@@ -125,12 +154,24 @@ class LabelMonitorApi(heirloom.Api):
         low, high = bisect.bisect_right(self._times, start), bisect.bisect_right(self._times, end)
         return high - low, sum(self._flags[low:high])
 
+    def _check_sizes(self, body: PostInput) -> None:
+        if len(body.items) > self.max_items:
+            raise heirloom.RequestError(
+                "INVALID_ARGUMENT", f"'items' has {len(body.items)} items; at most {self.max_items}", "body.items"
+            )
+        for position, item in enumerate(body.items):
+            if len(item.text) > self.max_text_chars:
+                raise heirloom.RequestError(
+                    "INVALID_ARGUMENT",
+                    f"items[{position}].text is {len(item.text)} characters; at most {self.max_text_chars}",
+                    f"body.items[{position}].text",
+                )
+
     def _forget_old(self) -> None:
         horizon = self._times[-1] - self.window - self.baseline
-        cut = bisect.bisect_right(self._times, horizon)
-        for moment in self._times[:cut]:
-            self._texts.pop(moment, None)
+        cut = max(bisect.bisect_right(self._times, horizon), len(self._times) - self.max_tracked)
         del self._times[:cut], self._flags[:cut]
+        del self._texts[: bisect.bisect_right(self._texts, (horizon, "\U0010ffff"))]
 
     def _summary(self) -> dict[str, Any]:
         if not self._times:
@@ -161,7 +202,7 @@ class LabelMonitorApi(heirloom.Api):
         )
         if holds and self._active is None:
             latest = summary["latest"]
-            examples = [text for moment, text in sorted(self._texts.items()) if moment > latest - self.window][-3:]
+            examples = [text for moment, text in self._texts if moment > latest - self.window][-EXAMPLES:]
             self._active = {
                 "label": self.label,
                 "raised_at": latest,

@@ -1,0 +1,156 @@
+"""Garbage collection of an artifact store: a plan made under the write lock, then carried out.
+
+``--dry-run`` and the real run make the same plan, so the dry run reports exactly what
+the real one removes. Only files gc can account for are removed: the blobs of the
+versions it deletes (when no kept version shares them) and temp files of interrupted
+writes. A blob no version references (an orphan: a write that crashed before its index
+row, or an index restored from an older backup) is kept unless ``orphans=True``; entries
+that are not blob files at all (folders, symbolic links, other names) are never touched,
+only reported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from heirloom.store.index import StoreIndex, Transaction
+
+#: How ``put`` names blobs: the content's sha256 and what it holds.
+BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(?:safetensors|json)")
+
+
+@attrs.define
+class GcPlan:
+    """What gc removes (or would): version rows and files, and what it leaves alone."""
+
+    dry_run: bool
+    #: Index rows (``Transaction.rows`` dicts) of the versions removed.
+    versions: list[dict[str, Any]]
+    #: File names in ``blobs/`` removed, and their total size.
+    files: list[str]
+    bytes: int
+    #: Blobs no version references: removed only with ``orphans=True``.
+    orphans: list[str]
+    orphans_removed: bool
+    #: ``(name, what it is)`` of entries in ``blobs/`` that are not blob files: never touched.
+    foreign: list[tuple[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "versions": [_ref(row) for row in self.versions],
+            "files": self.files,
+            "bytes": self.bytes,
+            "orphans": self.orphans,
+            "orphans_removed": self.orphans_removed,
+            "foreign": [{"name": name, "is": what} for name, what in self.foreign],
+        }
+
+
+def collect(index: StoreIndex, blobs: Path, keep: int | None, *, dry_run: bool, orphans: bool) -> GcPlan:
+    """Plan and (unless ``dry_run``) carry out a collection; ``keep=None`` deletes no version.
+
+    Rows go in one transaction; files are removed in a second one, under the write lock
+    again, and only those still unreferenced then (a concurrent ``put`` may have stored
+    the same content meanwhile).
+    """
+    with index.writing() as tx:
+        plan = _plan(tx, blobs, keep, dry_run, orphans)
+        if not dry_run:
+            tx.delete([(row["project"], row["model"], row["version"]) for row in plan.versions])
+    if dry_run or not plan.files:
+        return plan
+    with index.writing() as tx:
+        referenced = {name for row in tx.blob_rows() for name in row[3:]}
+        removed = [name for name in plan.files if name not in referenced]
+        for name in removed:
+            (blobs / name).unlink(missing_ok=True)
+    gone = set(removed)
+    plan.bytes -= sum(_size(blobs / name) for name in plan.files if name not in gone)
+    plan.files = removed
+    return plan
+
+
+def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans: bool) -> GcPlan:
+    on_disk, leftovers, foreign = _scan(blobs)
+    rows = tx.rows()
+    doomed_keys: set[tuple[str, str, int]] = set()
+    if keep is not None:
+        kept = _survivors(rows, keep)
+        doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
+    used_by: dict[str, set[tuple[str, str, int]]] = defaultdict(set)
+    for project, model, version, *names in tx.blob_rows():
+        for name in names:
+            used_by[name].add((project, model, version))
+    freed = sorted(name for name, users in used_by.items() if users <= doomed_keys and name in on_disk)
+    orphaned = sorted(name for name in on_disk if name not in used_by)
+    files = freed + leftovers + (orphaned if orphans else [])
+    return GcPlan(
+        dry_run=dry_run,
+        versions=[row for row in rows if _key(row) in doomed_keys],
+        files=files,
+        bytes=sum(on_disk.get(name, 0) or _size(blobs / name) for name in files),
+        orphans=orphaned,
+        orphans_removed=orphans and not dry_run,
+        foreign=foreign,
+    )
+
+
+def _scan(blobs: Path) -> tuple[dict[str, int], list[str], list[tuple[str, str]]]:
+    """``({blob name: size}, temp leftovers, foreign entries)`` without following links."""
+    found: dict[str, int] = {}
+    leftovers: list[str] = []
+    foreign: list[tuple[str, str]] = []
+    with os.scandir(blobs) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                foreign.append((entry.name, "a symbolic link"))
+            elif entry.is_dir(follow_symlinks=False):
+                foreign.append((entry.name, "a folder"))
+            elif not entry.is_file(follow_symlinks=False):
+                foreign.append((entry.name, "not a regular file"))
+            elif BLOB_NAME.fullmatch(entry.name):
+                found[entry.name] = entry.stat(follow_symlinks=False).st_size
+            elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                leftovers.append(entry.name)
+            else:
+                foreign.append((entry.name, "not named like a blob"))
+    return found, sorted(leftovers), sorted(foreign)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.lstat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, int]:
+    return row["project"], row["model"], row["version"]
+
+
+def _ref(row: dict[str, Any]) -> str:
+    return f"{row['project']}/{row['model']}@{row['version']}"
+
+
+def _survivors(rows: list[dict[str, Any]], keep: int) -> set[str]:
+    """Refs gc keeps: newest ``keep`` per model, aliased ones, and all their ancestors."""
+    by_model: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_model[(row["project"], row["model"])].append(row)
+    kept = {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
+    kept |= {_ref(row) for row in rows if row["aliases"]}
+    parents = {_ref(row): row["parent"] for row in rows}
+    pending = list(kept)
+    while pending:
+        parent = parents.get(pending.pop())
+        if parent is not None and parent not in kept:
+            kept.add(parent)
+            pending.append(parent)
+    return kept

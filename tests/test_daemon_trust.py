@@ -1,0 +1,339 @@
+"""Defences of the daemon against clients written from docs/PROTOCOL.md alone, and attacks.
+
+Each test is named after a defect found by such a client (issue 10) and drives a real
+daemon over real sockets: sizes, memory held for clients that never read, idempotency
+keys, malformed headers, admission for every route, the grace deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from heirloom.wire.client import InvalidArgument, ResourceExhausted
+from heirloom.wire.protocol import SIGNATURE
+from tests.daemons import Daemon
+
+PROFILE = """
+[resources]
+max_in_flight = {max_in_flight}
+memory_budget_mb = {memory_budget_mb}
+
+[server]
+grace = {grace}
+max_message_bytes = {max_message_bytes}
+idempotency_cache_mb = {idempotency_cache_mb}
+handler_threads = 4
+
+[apis.echo]
+use = "echo"
+
+[apis.t]
+use = "testing"
+max_wait_ms = {max_wait_ms}
+"""
+
+
+def profile(**settings) -> str:
+    values = {
+        "max_in_flight": 10_000,
+        "memory_budget_mb": 0,
+        "grace": 10,
+        "max_message_bytes": 64 << 20,
+        "idempotency_cache_mb": 64,
+        "max_wait_ms": 20,
+    }
+    return PROFILE.format(**{**values, **settings})
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    daemon = Daemon(tmp_path_factory.mktemp("trust"), profile=profile(idempotency_cache_mb=1))
+    daemon.wait_ready()
+    yield daemon
+    assert daemon.terminate() == 0
+
+
+class Raw:
+    """A bare DEALER speaking the wire format by hand, as an outside client would."""
+
+    def __init__(self, address: str, **options: int):
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        for name, value in options.items():
+            self.sock.setsockopt(getattr(zmq, name), value)
+        self.sock.connect(address)
+
+    def send(self, header: object, body: object = None, *buffers: bytes, raw_body: bytes | None = None) -> None:
+        packed = raw_body if raw_body is not None else msgpack.packb(body)
+        self.sock.send_multipart([SIGNATURE, msgpack.packb(header), packed, *buffers])
+
+    def reply(self, timeout: float = 5.0) -> tuple[dict, object] | None:
+        if not self.sock.poll(int(timeout * 1000)):
+            return None
+        frames = self.sock.recv_multipart()
+        return msgpack.unpackb(frames[1]), msgpack.unpackb(frames[2])
+
+    def call(self, header: object, body: object = None, *buffers: bytes, **kwargs) -> tuple[dict, object]:
+        self.send(header, body, *buffers, **kwargs)
+        answer = self.reply()
+        assert answer is not None, f"no reply to {header!r}"
+        return answer
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+# -- 1. message size ---------------------------------------------------------------------
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_message_size_is_enforced_by_serve(tmp_path, workers):
+    daemon = Daemon(tmp_path, "--workers", workers, profile=profile(max_message_bytes=2 << 20))
+    daemon.wait_ready()
+    raw = Raw(daemon.address)
+    try:
+        raw.send({"id": 1, "route": "echo.echo"}, raw_body=msgpack.packb(b"x" * (3 << 20)))
+        assert raw.reply(timeout=1.5) is None  # ZeroMQ dropped the frame and the connection
+        header, body = raw.call({"id": 2, "route": "echo.echo"}, "still serving")  # reconnected
+        assert header["status"] == "OK" and body == "still serving"
+    finally:
+        raw.close()
+    assert daemon.terminate() == 0
+
+
+def test_buffer_frames_count_toward_max_payload(daemon):
+    raw = Raw(daemon.address)
+    try:
+        spec = {"dtype": "uint8", "shape": [2 << 20]}
+        header = {"id": 1, "route": "echo.echo", "buffers": [spec]}
+        reply_header, body = raw.call(header, {"$buffer": 0}, b"\0" * (2 << 20))
+        assert reply_header["status"] == "INVALID_ARGUMENT" and body["field"] == "body"
+        assert "buffer" in body["message"] and "at most 1048576" in body["message"]
+    finally:
+        raw.close()
+
+
+# -- 3. replies nobody reads ---------------------------------------------------------------
+def test_a_client_that_never_reads_replies_cannot_grow_the_daemon(tmp_path):
+    daemon = Daemon(tmp_path, profile=profile())
+    daemon.wait_ready()
+    before = resident_mb(daemon.process.pid)
+    raw = Raw(daemon.address, RCVHWM=1, SNDHWM=10_000)
+    try:
+        payload = msgpack.packb(b"r" * 1_000_000)
+        for i in range(400):
+            raw.send({"id": i, "route": "echo.echo"}, raw_body=payload)
+        with daemon.client(timeout=30) as client:
+            deadline = time.monotonic() + 30
+            while (stats := client.call("_stats"))["routes"]["echo.echo"]["count"] < 400:
+                assert time.monotonic() < deadline, stats
+                time.sleep(0.2)
+        grown = resident_mb(daemon.process.pid) - before
+        assert stats["dropped_replies"] > 0
+        assert stats["reply_backlog_bytes"] <= 64 << 20
+        assert grown < 200, f"the daemon grew by {grown:.0f} MB for 400 MB of unread replies"
+    finally:
+        raw.close()
+    assert daemon.terminate() == 0
+
+
+# -- 6, 7. idempotency -----------------------------------------------------------------------
+def test_idempotency_keys_are_scoped_by_client_and_body(daemon):
+    with daemon.client(timeout=10) as alice, daemon.client(timeout=10) as bob:
+        first = alice.call("t.write", None, idempotency_key="1")
+        assert alice.call("t.write", None, idempotency_key="1") == first  # a retry: from memory
+        assert bob.call("t.write", None, idempotency_key="1") == first + 1  # bob's "1" is his own
+        with pytest.raises(InvalidArgument) as caught:
+            alice.call("t.write", {"pad": 1}, idempotency_key="1")
+        assert caught.value.field == "header.idempotency_key" and "different request body" in caught.value.message
+
+
+def test_idempotency_cache_is_capped_by_bytes(daemon):
+    """The daemon remembers at most 1 MiB of replies here: 200 KB replies evict each other."""
+    with daemon.client(timeout=10) as client:
+        firsts = [client.call("t.write", {"pad": 200_000}, idempotency_key=f"big-{i}")["write"] for i in range(12)]
+        usage = client.call("_stats")["idempotency"]
+        assert usage["bytes"] <= 1 << 20 and usage["entries"] <= 5
+        newest = client.call("t.write", {"pad": 200_000}, idempotency_key="big-11")["write"]
+        oldest = client.call("t.write", {"pad": 200_000}, idempotency_key="big-0")["write"]
+        assert newest == firsts[-1]  # still remembered
+        assert oldest > firsts[-1]  # forgotten: ran again
+
+
+# -- 16. the header and body as the doc describes them ------------------------------------------
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ({"route": "echo.echo"}, "header.id"),
+        ({"id": 1.5, "route": "echo.echo"}, "header.id"),
+        ({"id": [1], "route": "echo.echo"}, "header.id"),
+        ({"id": True, "route": "echo.echo"}, "header.id"),
+        ({"id": {"a": 1}, "route": "echo.echo"}, "header.id"),
+        ({"id": 1, "route": "echo.echo", "deadline_ms": float("nan")}, "header.deadline_ms"),
+        ({"id": 1, "route": "echo.echo", "deadline_ms": float("inf")}, "header.deadline_ms"),
+        ({"id": 1, "route": "echo.echo", "idempotency_key": [1]}, "header.idempotency_key"),
+        ({"id": 1, "route": "echo.echo", "idempotency_key": 1.5}, "header.idempotency_key"),
+        ({"id": 1, "route": "echo.echo", "buffers": [{"dtype": "uint8", "shape": [1]}]}, "header.buffers"),
+    ],
+)
+def test_malformed_headers_are_refused_naming_the_field(daemon, header, field):
+    raw = Raw(daemon.address)
+    try:
+        reply, body = raw.call(header, {"$buffer": 0})
+        assert reply["status"] == "INVALID_ARGUMENT" and body["field"] == field, body
+        assert reply["id"] == (header["id"] if field != "header.id" else None)
+    finally:
+        raw.close()
+
+
+def test_extension_types_are_refused(daemon):
+    raw = Raw(daemon.address)
+    try:
+        for value in (msgpack.ExtType(5, b"abc"), msgpack.Timestamp(1, 2)):
+            reply, body = raw.call({"id": 1, "route": "echo.echo"}, raw_body=msgpack.packb({"v": value}))
+            assert reply["status"] == "INVALID_ARGUMENT" and body["field"] == "body"
+            assert "extension type" in body["message"] or "max_ext_len" in body["message"]
+    finally:
+        raw.close()
+
+
+def test_list_fields_refuse_a_string_or_a_map(daemon):
+    with daemon.client(timeout=5) as client:
+        for wrong in ("abc", {"a": 1}):
+            with pytest.raises(InvalidArgument) as caught:
+                client.call("t.batched", {"values": wrong})
+            assert caught.value.field == "body.values", caught.value.message
+
+
+def test_builtin_routes_take_no_body_and_report_the_limit_they_enforce(daemon):
+    with daemon.client(timeout=5) as client:
+        routes = {route["name"]: route for route in client.call("_routes")["routes"]}
+        assert routes["_health"]["max_payload"] == 65536
+        with pytest.raises(InvalidArgument, match="_health takes no body") as caught:
+            client.call("_health", {"anything": 1})
+        assert caught.value.field == "body"
+
+
+# -- 20. adaptive batching -------------------------------------------------------------------------
+def test_a_lone_batched_request_does_not_wait_the_batching_window(tmp_path):
+    daemon = Daemon(tmp_path, profile=profile(max_wait_ms=1000))
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        replies = [client.request("t.batched", {"values": [i]}) for i in range(3)]
+        assert max(reply.queue_ms for reply in replies) < 250, [reply.queue_ms for reply in replies]
+        futures = [client.submit("t.batched", {"values": [i]}) for i in range(40)]
+        assert max(f.result().body["batch"] for f in futures) > 1  # under load, requests still share batches
+    assert daemon.terminate() == 0
+
+
+# -- 23. admission for every route, for the whole daemon ------------------------------------------
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_max_in_flight_holds_for_every_route_and_the_whole_daemon(tmp_path, workers):
+    daemon = Daemon(tmp_path, "--workers", workers, profile=profile(max_in_flight=2))
+    daemon.wait_ready()
+    with daemon.client(timeout=10, retries=0) as client:
+        slow = [client.submit("t.slow", {"ms": 1500}) for _ in range(2)]
+        time.sleep(0.4)
+        for route, body in (("t.slow", {"ms": 1}), ("echo.echo", "inline"), ("t.ran", None)):
+            with pytest.raises(ResourceExhausted) as caught:
+                client.call(route, body)
+            assert caught.value.retryable and caught.value.retry_after_ms >= 10
+        assert client.call("_health")["live"] is True  # the kernel's routes always answer
+        assert [f.result().body for f in slow] == [{"slept_ms": 1500}] * 2
+        assert client.call("echo.echo", "after") == "after"
+    assert daemon.terminate() == 0
+
+
+def test_memory_budget_refuses_work_but_not_health(tmp_path):
+    daemon = Daemon(tmp_path, profile=profile(memory_budget_mb=1))
+    daemon.wait_ready()
+    with daemon.client(timeout=5, retries=0) as client:
+        with pytest.raises(ResourceExhausted, match="memory"):
+            client.call("echo.echo", "x")
+        with pytest.raises(ResourceExhausted):
+            client.call("t.slow", {"ms": 1})
+        stats = client.call("_stats")
+        assert stats["resources"]["memory_budget_mb"] == 1 and stats["resources"]["resident_mb"] > 1
+    assert daemon.terminate() == 0
+
+
+TORCH_PROFILE = """
+[resources]
+threads = {threads}
+device = "{device}"
+
+[apis.probe]
+use = "torch-probe"
+"""
+
+
+def test_threads_and_device_reach_torch_components(tmp_path):
+    daemon = Daemon(tmp_path, profile=TORCH_PROFILE.format(threads=3, device="cpu"))
+    daemon.wait_ready()
+    with daemon.client(timeout=30) as client:
+        assert client.call("probe.probe") == {"threads": 3, "device": "cpu"}
+        assert client.call("_stats")["resources"]["threads"] == 3
+    assert daemon.terminate() == 0
+
+
+def test_a_cuda_device_without_cuda_fails_the_start(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the refusal needs one without")
+    daemon = Daemon(tmp_path, profile=TORCH_PROFILE.format(threads=1, device="cuda:0"))
+    assert daemon.process.wait(60) == 1
+    assert "torch sees no CUDA device" in daemon.log()
+
+
+# -- 19. the grace deadline ------------------------------------------------------------------
+GRACE = 0.2
+GRACE_PROFILE = """
+[server]
+grace = 0.2
+max_queue = 1024
+handler_threads = 4
+
+[apis.t]
+use = "testing"
+batch_ms = 50
+"""
+
+
+def test_grace_deadline_is_met_and_the_daemon_exits_0_every_time(tmp_path):
+    """200 requests in flight (handler threads and a batcher busy for seconds), SIGTERM:
+    every request is answered by the deadline (+50 ms), and the process exits 0 although
+    handlers still finish after the sockets closed — 20 times in a row."""
+    for run in range(20):
+        daemon = Daemon(tmp_path / f"run{run}", profile=GRACE_PROFILE)
+        daemon.wait_ready()
+        answered: list[float] = []
+        with daemon.client(timeout=30, retries=0) as client:
+            futures = [client.submit("t.slow", {"ms": 100}) for _ in range(150)]
+            futures += [client.submit("t.batched", {"values": [i]}) for i in range(50)]
+            for future in futures:
+                future.add_done_callback(lambda f, answered=answered: answered.append(time.monotonic()))
+            time.sleep(0.1)
+            signalled = time.monotonic()
+            os.kill(daemon.process.pid, signal.SIGTERM)
+            statuses = []
+            for future in futures:
+                error = future.exception(timeout=10)
+                statuses.append(error.code if error else "OK")
+        assert daemon.process.wait(30) == 0, daemon.log()
+        late = max(answered) - signalled
+        assert late <= GRACE + 0.05, f"run {run}: last reply {late * 1000:.0f} ms after SIGTERM"
+        assert set(statuses) <= {"OK", "UNAVAILABLE"} and "UNAVAILABLE" in statuses
+        assert "Traceback" not in daemon.log() and "terminate called" not in daemon.log()
