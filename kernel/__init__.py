@@ -24,6 +24,7 @@ from heirloom.core.components import (
     path_fields,
     ref,
 )
+from heirloom.core.consoles import Console, ConsoleRequest
 from heirloom.core.errors import (
     HeirloomError,
     LifecycleError,
@@ -39,6 +40,7 @@ from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.feedback import FeedbackLog
 from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
+from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.protocol import Buffer, RequestError
 
@@ -50,7 +52,10 @@ __all__ = [
     "Client",
     "ClientLimits",
     "Component",
+    "Console",
+    "ConsoleRequest",
     "Context",
+    "CurveClient",
     "FeedbackLog",
     "HeirloomError",
     "Kernel",

@@ -27,7 +27,11 @@ from heirloom.core.paths import cache_dir
 
 CATALOG_VERSION = 3
 #: Things plugins register by name besides component types, and the hook that registers each.
-NAMED_HOOKS = {"profiles": "heirloom_register_profiles", "pretrained": "heirloom_register_pretrained"}
+NAMED_HOOKS = {
+    "profiles": "heirloom_register_profiles",
+    "pretrained": "heirloom_register_pretrained",
+    "consoles": "heirloom_register_consoles",
+}
 
 
 def empty_provides() -> dict[str, list[str]]:
@@ -75,6 +79,7 @@ class PluginInfo:
             "provides": {kind: sorted(names) for kind, names in self.provides.items()},
             "profiles": sorted(self.named["profiles"]),
             "pretrained": sorted(self.named["pretrained"]),
+            "consoles": sorted(self.named["consoles"]),
             "commands": sorted(self.commands),
         }
         if self.status == "failed":

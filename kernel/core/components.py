@@ -256,6 +256,9 @@ class Route:
     the items in one input so max batch is measured in items, not requests. Inline routes
     are cheap and run on the I/O loop; the others run on worker threads. ``admin`` routes
     answer only clients whose Curve key is an admin key (when the daemon uses Curve).
+    ``model`` names the profile model the route serves one prediction per body from:
+    HTTP gateways offer such a route as an Open Inference Protocol model. ``output`` is
+    an attrs class describing one reply (documentation only: ``_routes`` shows its schema).
     """
 
     name: str
@@ -269,6 +272,8 @@ class Route:
     items: Callable[[Any], int] | None = None
     description: str = ""
     admin: bool = False
+    model: str | None = None
+    output: type | None = None
 
 
 @attrs.frozen

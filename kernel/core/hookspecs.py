@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import click
 
     from heirloom.core.components import State
+    from heirloom.core.consoles import Console
     from heirloom.core.serving import VersionStore
     from heirloom.core.system import System
 
@@ -83,6 +84,16 @@ def heirloom_register_pretrained(register: Callable[[str, Callable[[], State]], 
     :param register: call it with a name and a function ``load() -> heirloom.State``;
         ``load`` runs only when a profile inherits ``pretrained:NAME``, and must not
         download anything.
+    """
+
+
+@hookspec
+def heirloom_register_consoles(register: Callable[[str, Console], None]) -> None:
+    """Register web console pages: ``register("recommend", heirloom.Console(...))``.
+
+    :param register: call it with a name and a ``heirloom.Console``; ``heirloom gateway``
+        serves the console at ``/console/<api>`` for every api of the connected daemon that
+        has all the route methods the console needs (``Console.routes``).
     """
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from heirloom.core.consoles import Console
 from heirloom.core.errors import PluginError
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import ProfileLoader, RawProfile, display_path
@@ -63,6 +64,11 @@ class Kernel:
         if store is None:
             raise PluginError("no plugin opened an artifact store (is the heirloom.store plugin broken?)")
         return store
+
+    def consoles(self) -> dict[str, Console]:
+        """Web consoles registered by plugins (``heirloom_register_consoles``), by name."""
+        self.plugins.ensure(hooks=["heirloom_register_consoles"])
+        return {name: entries[0][1] for name, entries in sorted(self.plugins.named["consoles"].items())}
 
     def available_profiles(self) -> list[dict[str, str]]:
         """Profiles found in the search path and registered by plugins (imports all plugins)."""

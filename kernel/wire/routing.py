@@ -59,6 +59,8 @@ class Endpoint:
             "inline": route.inline or self.builtin,
             "admin": route.admin,
             "input": json_schema(route.input),
+            "output": json_schema(route.output),
+            "model": route.model,
         }
 
 

@@ -24,3 +24,10 @@ def heirloom_register_apis(register):
     register("medical-records", RecordsApi)
     register("medical-diagnosis", DiagnosisApi)
     register("medical-treatment", TreatmentApi)
+
+
+@heirloom.hookimpl
+def heirloom_register_consoles(register):
+    from heirloom_plugins.medical.console import CONSOLE
+
+    register("medical", CONSOLE)

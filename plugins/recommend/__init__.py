@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heirloom
 from heirloom_plugins.recommend.api import RecommendApi
+from heirloom_plugins.recommend.console import CONSOLE
 from heirloom_plugins.recommend.events import EventsSource
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.movielens import MovieLensSource
@@ -28,3 +29,8 @@ def heirloom_register_models(register):
 @heirloom.hookimpl
 def heirloom_register_apis(register):
     register("recommend", RecommendApi)
+
+
+@heirloom.hookimpl
+def heirloom_register_consoles(register):
+    register("recommend", CONSOLE)

@@ -78,7 +78,19 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
         genres: list[str] = attrs.field(factory=list)
         k: int = attrs.field(default=10, validator=k_ok)
 
-    return {"recommend": RecommendInput, "similar": SimilarInput, "similar_text": SimilarTextInput}
+    @attrs.define
+    class HistoryInput:
+        """A known ``user`` and at most ``limit`` of their items."""
+
+        user: Id
+        limit: int = attrs.field(default=max_history, validator=_k_between(1, max_history))
+
+    return {
+        "recommend": RecommendInput,
+        "similar": SimilarInput,
+        "similar_text": SimilarTextInput,
+        "history": HistoryInput,
+    }
 
 
 def _kind_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -155,6 +167,13 @@ class RecommendApi(heirloom.Api):
                 description="Catalogue items for a new item known by {'title', 'genres'} alone.",
             ),
             heirloom.Route(
+                "history",
+                handler=self.history,
+                input=self.inputs["history"],
+                inline=True,
+                description="The catalogue items a known {'user': id} has, as the served version learnt them.",
+            ),
+            heirloom.Route(
                 "event",
                 handler=self.event,
                 input=EventInput,
@@ -216,6 +235,15 @@ class RecommendApi(heirloom.Api):
         model, version = self._serving()
         text = ItemText(body.title, parse_year(body.title), tuple(body.genres))
         return _reply(model, version, model.similar_text(text, body.k))
+
+    def history(self, body: Any) -> heirloom.Versioned:
+        model, version = self._serving()
+        row = model.histories.index.get(str(body.user))
+        if row is None:
+            raise heirloom.RequestError("NOT_FOUND", f"user {body.user!r} is unknown to {version}", "body.user")
+        positions = model.histories.of(row).tolist()
+        items = [model.catalogue.describe(position) for position in positions[: body.limit]]
+        return heirloom.Versioned({"items": items, "count": len(positions), "version": version}, version)
 
     def event(self, body: EventInput) -> dict[str, Any]:
         model, version = self._serving()

@@ -82,6 +82,16 @@ def serving(handle: Any) -> tuple[Any, str | None]:
 
 
 @attrs.define
+class PredictOutput:
+    """The reply to {'text'}: the best label and every label's probability (for {'texts'}:
+    ``{"predictions": [{"label", "probabilities"}, ...], "version"}``)."""
+
+    label: str
+    probabilities: dict[str, float]
+    version: str | None
+
+
+@attrs.define
 class FeedbackInput:
     """A text and the label it should have had."""
 
@@ -140,6 +150,8 @@ class ClassifyApi(heirloom.Api):
                 max_wait_ms=self.max_wait_ms,
                 items=lambda body: 1 if body.text is not None else len(body.texts),
                 description="Label and probabilities for {'text': str} or {'texts': [str, ...]}.",
+                model=self.model,
+                output=PredictOutput,
             )
             if self.batching
             else heirloom.Route(
@@ -147,6 +159,8 @@ class ClassifyApi(heirloom.Api):
                 handler=lambda body: self.predict_batch([body])[0],
                 input=self.input,
                 description="Label and probabilities for {'text': str} or {'texts': [str, ...]} (unbatched).",
+                model=self.model,
+                output=PredictOutput,
             )
         )
         return [

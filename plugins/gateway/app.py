@@ -1,0 +1,304 @@
+"""The gateway's ASGI application: OIP v2, every route as JSON, OpenAPI, consoles.
+
+One ``heirloom.Client`` per identity (one in all without tokens) carries every request:
+handlers ``await`` the client's futures, so any number of HTTP requests are in flight on
+one ZeroMQ connection and the event loop never blocks on the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+import heirloom
+from heirloom_plugins.gateway import consoles as console_pages
+from heirloom_plugins.gateway import oip
+from heirloom_plugins.gateway.auth import bearer, match
+from heirloom_plugins.gateway.docs import docs_page
+from heirloom_plugins.gateway.errors import PAYLOAD_TOO_LARGE, error_response, remote_error_response
+from heirloom_plugins.gateway.openapi import openapi
+from heirloom_plugins.gateway.routes import Routes
+
+DEADLINE_HEADER = "heirloom-deadline-ms"
+VERSION_HEADER = "Heirloom-Model-Version"
+#: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
+STATS_TTL = 1.0
+
+
+class Refused(Exception):
+    """An HTTP refusal decided by the gateway before anything is forwarded."""
+
+    def __init__(self, response: Response):
+        self.response = response
+
+
+class Gateway:
+    """The state behind the routes: connections to the daemon, its route table, consoles."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 30.0,
+        curve_server_key: Path | None = None,
+        tokens: dict[str, Path] | None = None,
+        consoles: dict[str, heirloom.Console] | None = None,
+    ):
+        self.address = address
+        self.timeout = timeout
+        self.curve_server_key = curve_server_key
+        self.tokens = tokens or {}
+        self.consoles = consoles or {}
+        self._clients: dict[str | None, heirloom.Client] = {}
+        self._lock = threading.Lock()
+        self._stats: dict[str, Any] = {}
+        self._stats_at = -STATS_TTL
+        self.routes = Routes(lambda: self.body(self.client(None), "_routes", None, 5.0))
+
+    # -- connections ---------------------------------------------------------------------
+    def client(self, token: str | None) -> heirloom.Client:
+        with self._lock:
+            if token not in self._clients:
+                curve = None
+                if token is not None and self.curve_server_key is not None:
+                    curve = heirloom.CurveClient(self.tokens[token], self.curve_server_key)
+                self._clients[token] = heirloom.Client(self.address, timeout=self.timeout, retries=0, curve=curve)
+            return self._clients[token]
+
+    def caller(self, request: Request) -> heirloom.Client:
+        """The connection of the request's identity; Refused (401) without a known token."""
+        if not self.tokens:
+            return self.client(None)
+        token = bearer(request.headers.get("authorization"))
+        known = match(self.tokens, token) if token else None
+        if known is None:
+            message = "this gateway needs 'Authorization: Bearer TOKEN'" if token is None else "unknown bearer token"
+            raise Refused(error_response(401, message, code="UNAUTHENTICATED", headers={"WWW-Authenticate": "Bearer"}))
+        return self.client(known)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    # -- calling -------------------------------------------------------------------------
+    async def reply(self, client: heirloom.Client, route: str, body: Any, timeout: float) -> Any:
+        return await asyncio.wrap_future(client.submit(route, body, timeout=timeout))
+
+    async def body(self, client: heirloom.Client, route: str, body: Any, timeout: float) -> Any:
+        return (await self.reply(client, route, body, timeout)).body
+
+    def deadline(self, request: Request) -> float:
+        """Seconds to wait: the ``Heirloom-Deadline-Ms`` header, at most the gateway's timeout."""
+        raw = request.headers.get(DEADLINE_HEADER)
+        if raw is None:
+            return self.timeout
+        try:
+            milliseconds = float(raw)
+        except ValueError:
+            milliseconds = -1.0
+        if not 0 < milliseconds < float("inf"):
+            message = f"header Heirloom-Deadline-Ms must be a number of milliseconds > 0, got {raw!r}"
+            raise Refused(error_response(400, message, field="header.Heirloom-Deadline-Ms"))
+        return min(milliseconds / 1000, self.timeout)
+
+    async def json_body(self, request: Request, limit: int, where: str) -> Any:
+        """The request's JSON, refused (413) past ``limit`` bytes before it is read whole."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise Refused(_too_large(int(declared), limit, where))
+        raw = await request.body()
+        if len(raw) > limit:
+            raise Refused(_too_large(len(raw), limit, where))
+        if request.headers.get("inference-header-content-length"):
+            message = "the binary tensor extension is not supported: send JSON tensors (binary_data=False)"
+            raise Refused(error_response(400, message, field="header.Inference-Header-Content-Length"))
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Refused(error_response(400, f"the body is not JSON: {exc}", field="body")) from None
+
+    # -- plain routes --------------------------------------------------------------------
+    async def route(self, request: Request) -> Response:
+        name = request.path_params["route"]
+        client = self.caller(request)
+        timeout = self.deadline(request)
+        table = await self.routes.table()
+        if name not in table.routes:
+            table = await self.routes.table(fresh=True)
+        body = await self.json_body(request, table.max_payload(name), name)
+        reply = await self.reply(client, name, body, timeout)
+        headers = {VERSION_HEADER: reply.version} if reply.version else None
+        return JSONResponse(reply.body, headers=headers)
+
+    async def route_table(self, request: Request) -> Response:
+        self.caller(request)
+        return JSONResponse({"routes": list((await self.routes.table()).routes.values())})
+
+    # -- Open Inference Protocol v2 ------------------------------------------------------
+    async def server_metadata(self, request: Request) -> Response:
+        return JSONResponse({"name": "heirloom", "version": heirloom.__version__, "extensions": []})
+
+    async def live(self, request: Request) -> Response:
+        health = await self.body(self.caller(request), "_health", None, self.deadline(request))
+        return JSONResponse({"live": bool(health.get("live"))})
+
+    async def ready(self, request: Request) -> Response:
+        ready = await self.body(self.caller(request), "_ready", None, self.deadline(request))
+        return JSONResponse({"ready": bool(ready.get("ready"))}, status_code=200 if ready.get("ready") else 503)
+
+    async def _model(self, request: Request) -> tuple[str, dict[str, Any], heirloom.Client]:
+        """The OIP model named in the path and its route entry (404 otherwise); a version in
+        the path must be the one served."""
+        client = self.caller(request)
+        name = request.path_params["name"]
+        table = await self.routes.table()
+        if name not in table.models:
+            table = await self.routes.table(fresh=True)
+        entry = table.models.get(name)
+        if entry is None:
+            known = ", ".join(sorted(table.models)) or "none"
+            raise Refused(error_response(404, f"no model {name!r} (models: {known})", field="path.name"))
+        wanted = request.path_params.get("version")
+        if wanted is not None:
+            version = await self.served_version(client, entry, request)
+            if wanted not in (oip.short_version(version), version):
+                serving = oip.short_version(version) or "no version"
+                message = f"model {name!r} version {wanted!r} is not served (serving {serving})"
+                raise Refused(error_response(404, message, field="path.version"))
+        return name, entry, client
+
+    async def served_version(self, client: heirloom.Client, entry: dict[str, Any], request: Request) -> str | None:
+        """The model's served version from ``_stats``, read at most once a second."""
+        now = time.monotonic()
+        if now - self._stats_at > STATS_TTL:
+            self._stats = await self.body(client, "_stats", None, self.deadline(request))
+            self._stats_at = now
+        return (self._stats.get("models", {}).get(entry["model"]) or {}).get("version")
+
+    async def model_metadata(self, request: Request) -> Response:
+        name, entry, client = await self._model(request)
+        return JSONResponse(oip.metadata(name, entry, await self.served_version(client, entry, request)))
+
+    async def model_ready(self, request: Request) -> Response:
+        name, entry, client = await self._model(request)
+        ready = await self.body(client, "_ready", None, self.deadline(request))
+        is_ready = bool(ready.get("ready")) and ready.get("components", {}).get(f"models.{entry['model']}", True)
+        return JSONResponse({"name": name, "ready": bool(is_ready)}, status_code=200 if is_ready else 503)
+
+    async def infer(self, request: Request) -> Response:
+        name, entry, client = await self._model(request)
+        timeout = self.deadline(request)
+        payload = await self.json_body(request, int(entry["max_payload"]) * 4, name)
+        try:
+            bodies = oip.rows(payload, entry)
+        except oip.InferError as exc:
+            return error_response(400, str(exc), field=exc.field)
+        replies = await asyncio.gather(*(self.reply(client, entry["name"], body, timeout) for body in bodies))
+        try:
+            result = oip.response(name, entry, [r.body for r in replies], replies[0].version, payload)
+        except oip.InferError as exc:
+            return error_response(400, str(exc), field=exc.field)
+        return JSONResponse(result)
+
+    # -- documents and pages -------------------------------------------------------------
+    async def openapi_json(self, request: Request) -> Response:
+        return JSONResponse(openapi(await self.routes.table()))
+
+    async def docs(self, request: Request) -> Response:
+        return HTMLResponse(docs_page(openapi(await self.routes.table())))
+
+    async def console_index(self, request: Request) -> Response:
+        self.caller(request)
+        table = await self.routes.table()
+        return HTMLResponse(console_pages.index(console_pages.mounted(self.consoles, table)))
+
+    async def console(self, request: Request) -> Response:
+        client = self.caller(request)
+        api = request.path_params["api"]
+        table = await self.routes.table()
+        found = console_pages.mounted(self.consoles, table).get(api)
+        if found is None:
+            return HTMLResponse(console_pages.missing(api), status_code=404)
+        timeout = self.deadline(request)
+
+        def call_route(route: str, body: Any) -> Any:
+            return client.submit(route, body, timeout=timeout).result().body
+
+        page = heirloom.ConsoleRequest(
+            api=api,
+            query=dict(request.query_params),
+            call=lambda method, body: call_route(f"{api}.{method}", body),
+            call_route=call_route,
+            routes=table.routes,
+        )
+        try:
+            html = await run_in_threadpool(found.render, page)
+        except heirloom.RemoteError as error:
+            status = remote_error_response(error).status_code
+            return HTMLResponse(console_pages.failed(found, api, error), status_code=status)
+        return HTMLResponse(console_pages.layout(found, api, html))
+
+
+def _too_large(size: int, limit: int, where: str) -> Response:
+    message = f"the body is {size} bytes; {where} accepts at most {limit}"
+    return error_response(PAYLOAD_TOO_LARGE, message, field="body")
+
+
+def _guarded(handler: Any) -> Any:
+    """Turn Refused and the daemon's refusals into their HTTP replies."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Refused as refused:
+            return refused.response
+        except heirloom.RemoteError as error:
+            return remote_error_response(error)
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        gateway.close()
+
+    g = gateway
+    table = [
+        ("/v2", g.server_metadata, "GET"),
+        ("/v2/health/live", g.live, "GET"),
+        ("/v2/health/ready", g.ready, "GET"),
+        ("/v2/models/{name}", g.model_metadata, "GET"),
+        ("/v2/models/{name}/ready", g.model_ready, "GET"),
+        ("/v2/models/{name}/infer", g.infer, "POST"),
+        ("/v2/models/{name}/versions/{version}", g.model_metadata, "GET"),
+        ("/v2/models/{name}/versions/{version}/ready", g.model_ready, "GET"),
+        ("/v2/models/{name}/versions/{version}/infer", g.infer, "POST"),
+        ("/v1/routes", g.route_table, "GET"),
+        ("/v1/routes/{route}", g.route, "POST"),
+        ("/openapi.json", g.openapi_json, "GET"),
+        ("/docs", g.docs, "GET"),
+        ("/console", g.console_index, "GET"),
+        ("/console/{api}", g.console, "GET"),
+    ]
+    routes = [Route(path, _guarded(handler), methods=[method]) for path, handler, method in table]
+    routes.append(Route("/", lambda request: RedirectResponse("/console"), methods=["GET"]))
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,51 @@
+"""Who is calling: bearer tokens mapped to the daemon's Curve client keys.
+
+Without a tokens file every request uses the gateway's one connection. With one
+(``--tokens``, TOML ``[tokens]`` of ``"TOKEN" = "path/to/client.key_secret"``), a request
+must send ``Authorization: Bearer TOKEN`` and is forwarded on a connection made with
+that token's Curve key, so the daemon's own key checks (clients, admins, revocations)
+decide what it may do; the gateway holds no second list of permissions.
+"""
+
+from __future__ import annotations
+
+import hmac
+import tomllib
+from pathlib import Path
+
+import heirloom
+
+
+def read_tokens(path: Path) -> dict[str, Path]:
+    """``token -> client secret key file``; HeirloomError naming the file and key when wrong."""
+    try:
+        table = tomllib.loads(path.read_text()).get("tokens")
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise heirloom.HeirloomError(f"{path}: cannot read the tokens file: {exc}") from exc
+    if not isinstance(table, dict) or not table:
+        raise heirloom.HeirloomError(f'{path}: needs a [tokens] table of "TOKEN" = "client key file"')
+    tokens = {}
+    for token, key in table.items():
+        key_path = (path.parent / str(key)) if not Path(str(key)).is_absolute() else Path(str(key))
+        if len(token) < 16:
+            raise heirloom.HeirloomError(f"{path}: tokens.{token[:4]}...: a token must be at least 16 characters")
+        if not key_path.is_file():
+            raise heirloom.HeirloomError(f"{path}: tokens.{token[:4]}...: no key file at {key_path}")
+        tokens[token] = key_path
+    return tokens
+
+
+def bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def match(tokens: dict[str, Path], token: str) -> str | None:
+    """The configured token equal to ``token`` (compared in constant time), or None."""
+    found = None
+    for known in tokens:
+        if hmac.compare_digest(known.encode(), token.encode()):
+            found = known
+    return found

@@ -1,0 +1,64 @@
+"""Console pages: which registered consoles apply to the daemon's apis, and their layout."""
+
+from __future__ import annotations
+
+from html import escape
+
+import heirloom
+from heirloom_plugins.gateway.routes import RouteTable
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 0; color: #1d1d28; }
+header { background: #23324a; color: white; padding: .6rem 1.5rem; }
+header a { color: #cfe0ff; margin-right: 1rem; } main { padding: 1rem 1.5rem; max-width: 72rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; }
+td, th { border-bottom: 1px solid #dde; padding: .25rem .6rem; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+form { margin: .5rem 0 1rem; } input, button { font-size: 1rem; padding: .25rem .5rem; }
+p.error { color: #a00; font-weight: bold; } .bar { background: #5a7fd0; height: .7rem; display: inline-block; }
+"""
+
+
+def mounted(consoles: dict[str, heirloom.Console], table: RouteTable) -> dict[str, heirloom.Console]:
+    """``api name -> console`` for every api whose methods a console needs (the most specific wins)."""
+    found: dict[str, heirloom.Console] = {}
+    for api, methods in sorted(table.apis().items()):
+        fitting = [console for _, console in sorted(consoles.items()) if console.serves(methods)]
+        if fitting:
+            found[api] = max(fitting, key=lambda console: len(console.routes))
+    return found
+
+
+def _page(title: str, content: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><header><a href='/console'>consoles</a>"
+        f"<a href='/docs'>API docs</a><a href='/openapi.json'>openapi.json</a></header>"
+        f"<main>{content}</main></body></html>"
+    )
+
+
+def layout(console: heirloom.Console, api: str, html: str) -> str:
+    return _page(f"{console.title}: {api}", f"<h1>{escape(console.title)} <small>({escape(api)})</small></h1>{html}")
+
+
+def index(found: dict[str, heirloom.Console]) -> str:
+    rows = "".join(
+        f"<tr><td><a href='/console/{escape(api)}'>{escape(api)}</a></td><td>{escape(console.title)}</td>"
+        f"<td>{escape(console.description)}</td></tr>"
+        for api, console in found.items()
+    )
+    body = (
+        f"<table class='consoles'><tbody>{rows}</tbody></table>"
+        if rows
+        else "<p>No console fits this daemon's apis.</p>"
+    )
+    return _page("heirloom consoles", f"<h1>Consoles</h1>{body}")
+
+
+def missing(api: str) -> str:
+    return _page("no console", f"<p class='error'>No console for {escape(api)!s} on this daemon.</p>")
+
+
+def failed(console: heirloom.Console, api: str, error: heirloom.RemoteError) -> str:
+    return layout(console, api, f"<p class='error'>{escape(error.code)}: {escape(error.message)}</p>")

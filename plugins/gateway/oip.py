@@ -1,0 +1,164 @@
+"""Open Inference Protocol v2 (KServe V2, Triton, MLServer) over a heirloom model route.
+
+Rows are requests: an infer request with tensors of first dimension N becomes N bodies
+for the route (row i of every input tensor, under the tensor's name as the body key),
+sent at once on the gateway's one connection so the daemon's batcher coalesces them.
+The N replies become the output tensors:
+
+- a string field (a label) -> ``BYTES [N]``; numbers and booleans -> ``FP64``/``INT64``/``BOOL [N]``;
+- a ``{label: probability}`` map -> ``FP64 [N, K]``, the K labels in the output's
+  ``parameters.labels`` (column order);
+- anything else (ranked lists, multi-label sets) -> ``BYTES [N]`` holding one JSON document per row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from heirloom_plugins.gateway.schemas import is_probability_map, output_type, properties, tensor_type
+
+#: Fields every reply carries that are not outputs (the version is the response's ``model_version``).
+NOT_OUTPUTS = frozenset({"version"})
+NUMERIC = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"})
+
+
+class InferError(ValueError):
+    """A malformed infer request; ``field`` names the offending part (``inputs[0].shape``)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def short_version(version: str | None) -> str:
+    """``project/model@7`` -> ``7`` (OIP versions are plain strings)."""
+    return version.rpartition("@")[2] if version else ""
+
+
+def metadata(name: str, entry: dict[str, Any], version: str | None) -> dict[str, Any]:
+    inputs = []
+    for field, schema in properties(entry.get("input") or {}).items():
+        typed = tensor_type(schema)
+        if typed is not None:
+            inputs.append({"name": field, "datatype": typed[0], "shape": typed[1]})
+    outputs = [
+        {"name": field, "datatype": output_type(schema)[0], "shape": output_type(schema)[1]}
+        for field, schema in properties(entry.get("output") or {}).items()
+        if field not in NOT_OUTPUTS
+    ]
+    return {
+        "name": name,
+        "versions": [short_version(version)] if version else [],
+        "platform": "heirloom",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {"route": entry["name"], "model": entry.get("model"), "description": entry.get("description")},
+    }
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return [value for item in data for value in _flatten(item)]
+    return [data]
+
+
+def rows(request: Any, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The route bodies of an infer request, one per row; InferError names what is wrong."""
+    if not isinstance(request, dict):
+        raise InferError("an infer request is a JSON object with 'inputs'", "body")
+    tensors = request.get("inputs")
+    if not isinstance(tensors, list) or not tensors:
+        raise InferError("'inputs' must be a non-empty list of tensors", "inputs")
+    fields = properties(entry.get("input") or {})
+    columns: dict[str, list[Any]] = {}
+    count = None
+    for position, tensor in enumerate(tensors):
+        where = f"inputs[{position}]"
+        if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= set(tensor):
+            raise InferError(f"{where} must have 'name', 'shape', 'datatype' and 'data'", where)
+        name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+        expected = tensor_type(fields[name]) if name in fields else None
+        if expected is None:
+            known = ", ".join(f for f, s in fields.items() if tensor_type(s)) or "none"
+            raise InferError(f"{where}: no input named {name!r} (inputs: {known})", f"{where}.name")
+        if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d >= 0 for d in shape)):
+            raise InferError(f"{where}.shape must be a list of non-negative ints, got {shape!r}", f"{where}.shape")
+        if len(shape) != len(expected[1]):
+            raise InferError(
+                f"{where}: {name!r} has {len(expected[1])} dimensions, got shape {shape}", f"{where}.shape"
+            )
+        if datatype != expected[0] and not (expected[0] in NUMERIC and datatype in NUMERIC):
+            raise InferError(f"{where}: {name!r} is {expected[0]}, got {datatype!r}", f"{where}.datatype")
+        flat = _flatten(tensor["data"])
+        if len(flat) != math.prod(shape):
+            raise InferError(
+                f"{where}: shape {shape} needs {math.prod(shape)} values, got {len(flat)}", f"{where}.data"
+            )
+        width = shape[1] if len(shape) == 2 else 1
+        columns[name] = [
+            flat[row * width : (row + 1) * width] if len(shape) == 2 else flat[row] for row in range(shape[0])
+        ]
+        if count is not None and shape[0] != count:
+            raise InferError(f"{where}: {shape[0]} rows, but an earlier input has {count}", f"{where}.shape")
+        count = shape[0]
+    if not count:
+        raise InferError("the inputs have no rows (first dimension 0)", "inputs[0].shape")
+    return [{name: column[row] for name, column in columns.items()} for row in range(count)]
+
+
+def requested(request: dict[str, Any], available: list[str]) -> list[str]:
+    """The outputs asked for (all when ``outputs`` is absent); InferError for unknown ones."""
+    asked = request.get("outputs")
+    if asked is None:
+        return available
+    if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
+        raise InferError("'outputs' must be a list of {'name': ...}", "outputs")
+    names = [o["name"] for o in asked]
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise InferError(f"no output named {unknown[0]!r} (outputs: {', '.join(available)})", "outputs")
+    return names
+
+
+def response(
+    name: str, entry: dict[str, Any], replies: list[Any], version: str | None, request: dict[str, Any]
+) -> dict[str, Any]:
+    """The infer response for the replies to :func:`rows`' bodies, in order."""
+    schemas = properties(entry.get("output") or {})
+    first = replies[0] if isinstance(replies[0], dict) else {"output": replies[0]}
+    available = [f for f in (schemas or first) if f not in NOT_OUTPUTS]
+    outputs = []
+    for field in requested(request, available):
+        values = [reply.get(field) if isinstance(reply, dict) else reply for reply in replies]
+        schema = schemas.get(field) or _guess(values[0])
+        outputs.append(_tensor(field, schema, values))
+    body: dict[str, Any] = {"model_name": name, "model_version": short_version(version), "outputs": outputs}
+    if "id" in request:
+        body["id"] = request["id"]
+    return body
+
+
+def _guess(value: Any) -> dict[str, Any]:
+    for kind, python in (("boolean", bool), ("integer", int), ("number", float), ("string", str)):
+        if isinstance(value, python):
+            return {"type": kind}
+    return {}
+
+
+def _tensor(name: str, schema: dict[str, Any], values: list[Any]) -> dict[str, Any]:
+    datatype, _ = output_type(schema)
+    if is_probability_map(schema):
+        labels = list(values[0])
+        data = [float(value.get(label, 0.0)) for value in values for label in labels]
+        return {
+            "name": name,
+            "datatype": "FP64",
+            "shape": [len(values), len(labels)],
+            "data": data,
+            "parameters": {"labels": json.dumps(labels)},
+        }
+    if datatype == "BYTES" and schema.get("type") != "string":
+        values = [json.dumps(value) for value in values]
+    return {"name": name, "datatype": datatype, "shape": [len(values)], "data": values}

@@ -1,0 +1,196 @@
+"""The OpenAPI 3.1 document of a gateway, generated from the daemon's ``_routes``.
+
+Each route is a ``POST /v1/routes/{route}`` operation with its input schema, its reply
+schema when the route declares one, its limits in the description and every status the
+gateway can answer; each model route is also an OIP v2 model under ``/v2/models``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import heirloom
+from heirloom_plugins.gateway.routes import RouteTable
+from heirloom_plugins.gateway.schemas import clean
+
+ERROR_STATUSES = {
+    "400": "INVALID_ARGUMENT: a malformed body or header, naming the field",
+    "401": "UNAUTHENTICATED: no or unknown bearer token, or the daemon refused its key",
+    "403": "PERMISSION_DENIED: an admin route called without an admin key",
+    "404": "NOT_FOUND: no such route or model",
+    "413": "the body is larger than the route's max_payload (refused before forwarding)",
+    "429": "RESOURCE_EXHAUSTED: queue full or admission refused; see Retry-After",
+    "500": "INTERNAL: the handler failed",
+    "503": "UNAVAILABLE: starting, draining or no trained model; see Retry-After",
+    "504": "DEADLINE_EXCEEDED: the Heirloom-Deadline-Ms budget ran out",
+}
+DEADLINE = {
+    "name": "Heirloom-Deadline-Ms",
+    "in": "header",
+    "required": False,
+    "description": "The time budget in milliseconds (at most the gateway's --timeout).",
+    "schema": {"type": "number", "exclusiveMinimum": 0},
+}
+ERROR = {
+    "type": "object",
+    "required": ["error", "code", "retryable"],
+    "properties": {
+        "error": {"type": "string"},
+        "code": {"type": "string"},
+        "field": {"type": "string"},
+        "retryable": {"type": "boolean"},
+        "retry_after_ms": {"type": "integer"},
+    },
+}
+TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
+SCHEMAS = {
+    "Error": ERROR,
+    "Tensor": TENSOR,
+    "InferRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
+            "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+            "parameters": {"type": "object"},
+        },
+    },
+    "InferResponse": {
+        "type": "object",
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
+        },
+    },
+    "ModelMetadata": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": {"type": "object"}},
+            "outputs": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _responses(ok: str, schema: dict[str, Any], codes: tuple[str, ...] = tuple(ERROR_STATUSES)) -> dict[str, Any]:
+    error = _json({"$ref": "#/components/schemas/Error"})
+    answers: dict[str, Any] = {"200": {"description": ok, "content": _json(schema)}}
+    answers.update({code: {"description": ERROR_STATUSES[code], "content": error} for code in codes})
+    return answers
+
+
+def _limits(entry: dict[str, Any]) -> str:
+    parts = [f"max_payload {entry['max_payload']} bytes"]
+    if entry.get("batched"):
+        parts.append(f"batched (max_batch {entry['max_batch']}, max_wait_ms {entry['max_wait_ms']})")
+    if entry.get("admin"):
+        parts.append("admin: needs an admin key")
+    return "; ".join(parts)
+
+
+def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    body = clean(entry.get("input") or {})
+    return {
+        "post": {
+            "operationId": f"route_{name}",
+            "summary": entry.get("description") or name,
+            "description": f"Calls `{name}` on the daemon. Limits: {_limits(entry)}.",
+            "tags": [name.rpartition(".")[0] or "kernel"],
+            "parameters": [DEADLINE],
+            "requestBody": {"required": bool(entry.get("input")), "content": _json(body)},
+            "responses": _responses("the route's reply", clean(entry.get("output") or {})),
+        }
+    }
+
+
+def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    ident = name.replace(".", "_")
+    operations: dict[str, Any] = {}
+    for prefix, suffix in ((f"/v2/models/{name}", ""), (f"/v2/models/{name}/versions/{{version}}", "_version")):
+        version = [{"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}] if suffix else []
+        operations[prefix] = {
+            "get": {
+                "operationId": f"model_metadata_{ident}{suffix}",
+                "summary": f"OIP metadata of {name} (route {entry['name']})",
+                "tags": ["inference"],
+                "parameters": version,
+                "responses": _responses("inputs and outputs", {"$ref": "#/components/schemas/ModelMetadata"}),
+            }
+        }
+        operations[f"{prefix}/ready"] = {
+            "get": {
+                "operationId": f"model_ready_{ident}{suffix}",
+                "summary": f"Whether {name} is ready",
+                "tags": ["inference"],
+                "parameters": version,
+                "responses": _responses("ready", {"type": "object"}, ("404", "503")),
+            }
+        }
+        operations[f"{prefix}/infer"] = {
+            "post": {
+                "operationId": f"model_infer_{ident}{suffix}",
+                "summary": f"OIP inference on {name}: each row of the inputs is one call of {entry['name']}",
+                "description": f"Limits: {_limits(entry)}.",
+                "tags": ["inference"],
+                "parameters": [*version, DEADLINE],
+                "requestBody": {"required": True, "content": _json({"$ref": "#/components/schemas/InferRequest"})},
+                "responses": _responses("output tensors", {"$ref": "#/components/schemas/InferResponse"}),
+            }
+        }
+    return operations
+
+
+def _health_paths() -> dict[str, Any]:
+    plain = {"type": "object"}
+    return {
+        "/v2": {
+            "get": {"operationId": "server_metadata", "tags": ["inference"], "responses": _responses("", plain, ())}
+        },
+        "/v2/health/live": {
+            "get": {"operationId": "live", "tags": ["inference"], "responses": _responses("live", plain, ("503",))}
+        },
+        "/v2/health/ready": {
+            "get": {"operationId": "ready", "tags": ["inference"], "responses": _responses("ready", plain, ("503",))}
+        },
+    }
+
+
+def openapi(table: RouteTable) -> dict[str, Any]:
+    paths = _health_paths()
+    for name, entry in sorted(table.models.items()):
+        paths.update(_model_paths(name, entry))
+    for name, entry in sorted(table.routes.items()):
+        paths[f"/v1/routes/{name}"] = _route_operation(name, entry)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "heirloom gateway",
+            "version": heirloom.__version__,
+            "description": "Open Inference Protocol v2 for model routes, and every daemon route as JSON.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

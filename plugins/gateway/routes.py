@@ -1,0 +1,61 @@
+"""What the daemon serves, read from its ``_routes``: plain routes and OIP models.
+
+A route whose ``model`` is set (it predicts one result per body) is an Open Inference
+Protocol model named after the route, less a trailing ``.predict``: ``sentiment.predict``
+is the model ``sentiment``. The table is read again when it is older than ``ttl``
+seconds, so a restarted daemon with other routes is picked up without a gateway restart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+#: The body limit of the built-in routes and of routes the gateway has not seen.
+DEFAULT_MAX_PAYLOAD = 64 * 1024
+
+
+def model_name(route: str) -> str:
+    return route.removesuffix(".predict")
+
+
+@attrs.frozen
+class RouteTable:
+    routes: dict[str, dict[str, Any]]
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return {model_name(name): entry for name, entry in self.routes.items() if entry.get("model")}
+
+    def apis(self) -> dict[str, set[str]]:
+        """``api name -> its route methods`` (the kernel's ``_`` routes left out)."""
+        found: dict[str, set[str]] = {}
+        for name in self.routes:
+            api, _, method = name.rpartition(".")
+            if api:
+                found.setdefault(api, set()).add(method)
+        return found
+
+    def max_payload(self, route: str) -> int:
+        entry = self.routes.get(route)
+        return int(entry["max_payload"]) if entry else DEFAULT_MAX_PAYLOAD
+
+
+class Routes:
+    """The current table, fetched with ``fetch()`` (an awaitable ``_routes`` call) when stale."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[dict[str, Any]]], ttl: float = 5.0):
+        self._fetch = fetch
+        self.ttl = ttl
+        self._table: RouteTable | None = None
+        self._read_at = 0.0
+
+    async def table(self, fresh: bool = False) -> RouteTable:
+        if fresh or self._table is None or time.monotonic() - self._read_at > self.ttl:
+            reply = await self._fetch()
+            self._table = RouteTable({entry["name"]: entry for entry in reply["routes"]})
+            self._read_at = time.monotonic()
+        return self._table

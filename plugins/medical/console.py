@@ -1,0 +1,186 @@
+"""The medical console, for ``heirloom gateway``: find a patient, read the record summary,
+and see what every patient route of the daemon says about the chosen encounter.
+
+Mounted on a ``medical-records`` api (``summary``, ``search``, ``patients``). The ranked
+answers come from every other route whose input takes ``patient`` and ``encounter``
+(the profile's ``diagnosis.predict`` and ``treatment.recommend``, or a clinic's own), so
+a profile that adds such a route gets it on the page without a change here.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+from urllib.parse import urlencode
+
+import heirloom
+
+SHOWN_CODES = 10
+SHOWN_PATIENTS = 20
+
+
+def _text(value: Any) -> str:
+    return escape("" if value is None else str(value))
+
+
+def _patient_link(patient: str, label: str | None = None) -> str:
+    return f"<a class='patient' href='?{escape(urlencode({'patient': patient}))}'>{_text(label or patient)}</a>"
+
+
+def _form(query: str) -> str:
+    return (
+        "<form method='get' class='find'><label>Find a patient "
+        f"<input name='q' value='{escape(query)}' placeholder='a condition, a drug, a code or a patient id' "
+        "size='50' autofocus></label> <button>Find</button></form>"
+    )
+
+
+def _patients(request: heirloom.ConsoleRequest, query: str) -> str:
+    if query:
+        hits = request.call("search", {"text": query, "k": SHOWN_PATIENTS})["patients"]
+        rows = "".join(
+            f"<tr><td>{_patient_link(hit['patient'])}</td><td class='number'>{hit['score']:.3f}</td>"
+            f"<td>{_text('; '.join(m['display'] or m['code'] for m in hit.get('matches', [])))}</td></tr>"
+            for hit in hits
+        )
+        head = "<tr><th>patient</th><th>score</th><th>matches</th></tr>"
+        title = f"Patients matching {_text(query)}"
+    else:
+        page = request.call("patients", {"offset": 0, "limit": SHOWN_PATIENTS})
+        hits = page["patients"]
+        rows = "".join(
+            f"<tr><td>{_patient_link(p['id'])}</td><td>{_text(p['gender'])}</td><td>{_text(p['birth_date'])}</td></tr>"
+            for p in hits
+        )
+        head = "<tr><th>patient</th><th>gender</th><th>born</th></tr>"
+        title = f"Patients ({len(hits)} of {page['total']})"
+    if not hits:
+        return f"<h2>{title}</h2><p>No patient matches.</p>"
+    return f"<h2>{title}</h2><table class='patients'><thead>{head}</thead><tbody>{rows}</tbody></table>"
+
+
+def _entries(title: str, css: str, items: list[dict[str, Any]], columns: list[str]) -> str:
+    if not items:
+        return f"<h3>{title}</h3><p class='{css} none'>none recorded</p>"
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_text(_cell(item, column))}</td>" for column in columns) + "</tr>" for item in items
+    )
+    head = "".join(f"<th>{escape(column)}</th>" for column in columns)
+    return f"<h3>{title}</h3><table class='{css}'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _cell(item: dict[str, Any], column: str) -> Any:
+    value = item.get(column)
+    if column == "value" and isinstance(value, float):
+        return f"{value:.1f} {item.get('unit') or ''}"
+    if column == "flags":
+        return ", ".join(value or [])
+    if isinstance(value, str) and len(value) > 10 and value[4:5] == "-" and "T" in value:
+        return value[:10]  # a date
+    return value
+
+
+def _summary(summary: dict[str, Any]) -> str:
+    facts = (
+        f"<p class='facts'><strong>{_text(summary['patient'])}</strong>: {_text(summary.get('gender'))}, "
+        f"born {_text(summary.get('birth_date'))}, age {_text(summary.get('age_at_last_event'))} at the last event"
+        + (", deceased" if summary.get("deceased") else "")
+        + "</p>"
+    )
+    medications = summary.get("medications") or {}
+    return (
+        facts
+        + _entries("Problems", "problems", summary.get("problems", []), ["display", "status", "onset", "end"])
+        + _entries("Current medications", "medications", medications.get("current", []), ["display", "date"])
+        + _entries("Allergies", "allergies", summary.get("allergies", []), ["display", "status"])
+        + _entries("Latest vitals", "vitals", summary.get("vitals", []), ["display", "value", "date", "flags"])
+        + _entries("Latest labs", "labs", summary.get("labs", []), ["display", "value", "date", "flags"])
+    )
+
+
+def _encounters(summary: dict[str, Any], chosen: str) -> str:
+    options = "".join(
+        f"<option value='{_text(e['id'])}'{' selected' if e['id'] == chosen else ''}>"
+        f"{_text(str(e.get('date', ''))[:10])} {_text(e.get('display'))}</option>"
+        for e in summary.get("encounters", [])
+    )
+    return (
+        f"<form method='get' class='encounter'><input type='hidden' name='patient' value='{_text(summary['patient'])}'>"
+        f"<label>Encounter <select name='encounter' onchange='this.form.submit()'>{options}</select></label> "
+        "<button>Predict</button></form>"
+    )
+
+
+def patient_routes(request: heirloom.ConsoleRequest) -> list[str]:
+    """Other apis' routes that take ``{'patient', 'encounter'}``: the ranked answers to show."""
+    found = []
+    for name, entry in request.routes.items():
+        fields = ((entry.get("input") or {}).get("properties") or {}).keys()
+        if not name.startswith(f"{request.api}.") and {"patient", "encounter"} <= set(fields):
+            found.append(name)
+    return sorted(found)
+
+
+def _ranked(route: str, answer: dict[str, Any]) -> str:
+    codes = answer.get("codes", [])[:SHOWN_CODES]
+    with_answers = any("answers" in item for item in codes)
+    rows = "".join(
+        f"<tr class='{'selected' if item.get('selected') else ''}'><td>{_text(item.get('display'))}</td>"
+        f"<td><code>{_text(item.get('code'))}</code></td>"
+        f"<td class='number probability'>{item.get('probability', 0):.3f}</td>"
+        f"<td><span class='bar' style='width:{min(1.0, float(item.get('probability', 0))) * 8:.2f}rem'></span></td>"
+        f"<td>{'✓' if item.get('selected') else ''}</td>"
+        + (f"<td>{_text('; '.join(a['display'] for a in item.get('answers', [])))}</td>" if with_answers else "")
+        + "</tr>"
+        for item in codes
+    )
+    head = "<th>name</th><th>code</th><th>probability</th><th></th><th>selected</th>" + (
+        "<th>answers</th>" if with_answers else ""
+    )
+    title = escape(route)
+    version = _text(answer.get("version"))
+    return (
+        f"<section class='ranked' data-route='{title}'><h3>{title} <small>({version})</small></h3>"
+        f"<table class='ranked'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>"
+    )
+
+
+def render(request: heirloom.ConsoleRequest) -> str:
+    query = request.query.get("q", "").strip()
+    patient = request.query.get("patient", "").strip()
+    if not patient and query:
+        exact = request.call("search", {"text": query, "k": 1})["patients"]
+        if query in {hit["patient"] for hit in exact}:
+            patient = query
+    html = _form(query)
+    if not patient:
+        return html + _patients(request, query)
+    try:
+        summary = request.call("summary", {"patient": patient})
+    except heirloom.RemoteError as error:
+        return html + f"<p class='error'>{_text(error.code)}: {_text(error.message)}</p>" + _patients(request, "")
+    encounter = request.query.get("encounter") or (summary.get("encounters") or [{}])[0].get("id", "")
+    sections = []
+    for route in patient_routes(request):
+        try:
+            answer = request.call_route(route, {"patient": patient, "encounter": encounter or None})
+            sections.append(_ranked(route, answer))
+        except heirloom.RemoteError as error:
+            sections.append(f"<p class='error'>{escape(route)}: {_text(error.code)}: {_text(error.message)}</p>")
+    return (
+        html
+        + "<div class='record'><h2>Record</h2>"
+        + _summary(summary)
+        + "</div><div class='answers'><h2>Diagnoses and treatments</h2>"
+        + _encounters(summary, encounter)
+        + "".join(sections)
+        + "</div>"
+    )
+
+
+CONSOLE = heirloom.Console(
+    title="Medical records",
+    routes=("summary", "search", "patients"),
+    render=render,
+    description="Find a patient; their record summary, ranked diagnoses and treatments with probabilities.",
+)

@@ -1,0 +1,58 @@
+"""The recommend console: a user's history and their recommendations, for ``heirloom gateway``."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import heirloom
+
+HISTORY_SHOWN = 20
+
+
+def _items(items: list[dict[str, Any]], css: str, score: bool) -> str:
+    head = "<th>item</th><th>title</th><th>year</th><th>genres</th>" + ("<th>score</th>" if score else "")
+    rows = "".join(
+        f"<tr data-item='{escape(str(item['item']))}'><td>{escape(str(item['item']))}</td>"
+        f"<td>{escape(str(item['title']))}</td><td>{escape(str(item.get('year') or ''))}</td>"
+        f"<td>{escape(', '.join(item.get('genres') or []))}</td>"
+        + (f"<td class='number'>{item['score']:.4f}</td>" if score else "")
+        + "</tr>"
+        for item in items
+    )
+    return f"<table class='{css}'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def render(request: heirloom.ConsoleRequest) -> str:
+    user = request.query.get("user", "").strip()
+    k = request.query.get("k", "10")
+    form = (
+        "<form method='get'><label>User <input name='user' value='" + escape(user) + "' autofocus></label> "
+        "<label>How many <input name='k' type='number' min='1' max='100' value='" + escape(k) + "'></label> "
+        "<button>Recommend</button></form>"
+    )
+    if not user:
+        return form + "<p>Enter a user id (MovieLens: 1 to 943).</p>"
+    if not k.isdigit():
+        return form + "<p class='error'>'How many' must be a whole number.</p>"
+    try:
+        history = request.call("history", {"user": user, "limit": HISTORY_SHOWN})
+        recommended = request.call("recommend", {"user": user, "k": int(k)})
+    except heirloom.RemoteError as error:
+        return form + f"<p class='error'>{escape(error.code)}: {escape(error.message)}</p>"
+    return (
+        form
+        + f"<p>Served by <code class='version'>{escape(str(recommended.get('version')))}</code>.</p>"
+        + f"<h2>Recommended for {escape(user)}</h2>"
+        + _items(recommended["items"], "recommendations", score=True)
+        + f"<h2>History <small>({len(history['items'])} of {history['count']} items)</small></h2>"
+        + _items(history["items"], "history", score=False)
+    )
+
+
+CONSOLE = heirloom.Console(
+    title="Recommendations",
+    routes=("recommend", "history"),
+    render=render,
+    description="A user's history and the items recommended to them.",
+)

@@ -1,0 +1,338 @@
+"""``heirloom gateway`` with real third-party clients: Triton's tritonclient speaks the Open
+Inference Protocol to a trained PhraseBank classifier, openapi-spec-validator checks the
+generated document, urllib exercises the plain JSON routes and the status mapping.
+
+Two daemons: one serving a small trained sentiment model; one bare (an untrained
+classifier, the echo and testing apis, a queue of one) for the refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.daemons import Daemon
+from tests.helpers import HEIRLOOM, REPO, free_port, run_heirloom, write
+from tests.test_ui import SMALL
+
+pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
+httpclient = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the 'dev' extra)")
+openapi_spec_validator = pytest.importorskip("openapi_spec_validator", reason="needs the 'dev' extra")
+
+TEXTS = [
+    "Profit rose sharply in the third quarter",
+    "The company cut its outlook and shares fell",
+    "The meeting is on Monday",
+]
+SENTIMENT = """
+project = "news"
+[store]
+path = "{store}"
+[sources.news]
+use = "phrasebank"
+path = "{data}/financial-phrasebank"
+agreement = "all"
+{small}
+[apis.sentiment]
+use = "classify"
+model = "sentiment"
+"""
+BARE = (
+    SENTIMENT
+    + """
+[server]
+max_queue = 1
+[apis.echo]
+use = "echo"
+[apis.t]
+use = "testing"
+"""
+)
+
+
+class Gateway:
+    """``heirloom gateway --connect`` as a subprocess; ``url`` once it answers."""
+
+    def __init__(self, tmp: Path, address: str, *args: str, env: dict[str, str] | None = None):
+        port = free_port()
+        self.log_path = tmp / f"gateway-{port}.log"
+        self.process = subprocess.Popen(
+            [*HEIRLOOM, "gateway", "--connect", address, "--port", str(port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_path.open("w"),
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
+        self.host = f"127.0.0.1:{port}"
+        self.url = f"http://{self.host}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/v2", timeout=2).close()
+                return
+            except (urllib.error.URLError, ConnectionError):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    raise RuntimeError(f"heirloom gateway did not start:\n{self.log_path.read_text()}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(20)
+
+
+def http(url: str, body=None, *, method: str | None = None, headers=None, raw: bytes | None = None):
+    """(status, headers, JSON or text) for one request; HTTP errors are answers, not exceptions."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
+    request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, head, payload = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        status, head, payload = error.code, error.headers, error.read()
+    try:
+        return status, head, json.loads(payload)
+    except ValueError:
+        return status, head, payload.decode()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("gateway")
+    profile = write(tmp / "sentiment.toml", SENTIMENT.format(store=tmp / "store", data=data_dir, small=SMALL))
+    result = run_heirloom("train", str(profile), timeout=300)
+    assert result.returncode == 0, result.stderr
+    daemon = Daemon(tmp, profile=profile.read_text())
+    daemon.wait_ready(timeout=120)
+    gateway = Gateway(tmp, daemon.address)
+    yield daemon, gateway
+    assert gateway.stop() == 0, gateway.log_path.read_text()
+    assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("bare")
+    daemon = Daemon(tmp, profile=BARE.format(store=tmp / "empty-store", data=data_dir, small=SMALL))
+    deadline = time.monotonic() + 60
+    with daemon.client(timeout=1) as client:
+        while True:  # never ready (no trained model): wait until its routes are mounted
+            try:
+                if any(r["name"] == "sentiment.predict" for r in client.call("_routes")["routes"]):
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+    gateway = Gateway(tmp, daemon.address, env={"HEIRLOOM_PLUGINS": "tests.gateway_console"})
+    yield daemon, gateway
+    assert gateway.stop() == 0, gateway.log_path.read_text()
+    daemon.kill()
+
+
+# -- the Open Inference Protocol, through Triton's own client ----------------------------------
+def test_tritonclient_sees_a_live_ready_model_with_metadata(trained):
+    _, gateway = trained
+    client = httpclient.InferenceServerClient(url=gateway.host)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("sentiment")
+    assert client.is_model_ready("sentiment", model_version="1")
+    metadata = client.get_model_metadata("sentiment")
+    assert metadata["name"] == "sentiment" and metadata["versions"] == ["1"]
+    assert {"name": "text", "datatype": "BYTES", "shape": [-1]} in metadata["inputs"]
+    outputs = {o["name"]: (o["datatype"], o["shape"]) for o in metadata["outputs"]}
+    assert outputs == {"label": ("BYTES", [-1]), "probabilities": ("FP64", [-1, -1])}
+
+
+def test_tritonclient_infer_gives_the_labels_of_a_direct_zeromq_call(trained):
+    daemon, gateway = trained
+    with daemon.client(timeout=10) as direct:
+        expected = direct.call("sentiment.predict", {"texts": TEXTS})["predictions"]
+    client = httpclient.InferenceServerClient(url=gateway.host)
+    text = httpclient.InferInput("text", [len(TEXTS)], "BYTES")
+    text.set_data_from_numpy(__import__("numpy").array(TEXTS, dtype=object), binary_data=False)
+    wanted = [httpclient.InferRequestedOutput(name, binary_data=False) for name in ("label", "probabilities")]
+    for version in ("", "1"):
+        result = client.infer("sentiment", [text], outputs=wanted, model_version=version, request_id="r1")
+        labels = [label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("label")]
+        assert labels == [p["label"] for p in expected]
+        probabilities = result.as_numpy("probabilities")
+        columns = json.loads(result.get_output("probabilities")["parameters"]["labels"])
+        assert probabilities.shape == (len(TEXTS), len(columns))
+        for row, prediction in zip(probabilities, expected, strict=True):
+            assert dict(zip(columns, row.tolist(), strict=True)) == pytest.approx(prediction["probabilities"])
+        response = result.get_response()
+        assert response["model_version"] == "1" and response["id"] == "r1"
+
+
+def test_bad_infer_requests_name_what_is_wrong(trained):
+    _, gateway = trained
+    infer = gateway.url + "/v2/models/sentiment/infer"
+    status, _, body = http(infer, {"inputs": [{"name": "txt", "shape": [1], "datatype": "BYTES", "data": ["x"]}]})
+    assert status == 400 and body["field"] == "inputs[0].name" and "'txt'" in body["error"]
+    status, _, body = http(infer, {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["x"]}]})
+    assert status == 400 and body["field"] == "inputs[0].data" and "needs 2 values" in body["error"]
+    status, _, body = http(infer, {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]})
+    assert status == 400 and "BYTES" in body["error"]
+    status, _, body = http(infer, raw=b"{not json")
+    assert status == 400 and body["field"] == "body"
+    status, _, body = http(gateway.url + "/v2/models/sentiment/versions/9/infer", {"inputs": []})
+    assert status == 404 and "serving 1" in body["error"]
+    status, _, body = http(gateway.url + "/v2/models/nothing")
+    assert status == 404 and "sentiment" in body["error"]
+
+
+# -- plain JSON routes and OpenAPI ----------------------------------------------------------
+def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained):
+    _, gateway = trained
+    status, headers, body = http(gateway.url + "/v1/routes/sentiment.predict", {"text": TEXTS[0]})
+    assert status == 200 and body["label"] in ("positive", "negative", "neutral")
+    assert headers["Heirloom-Model-Version"] == "news/sentiment@1"
+    status, _, body = http(gateway.url + "/v1/routes/sentiment.labels", method="POST", raw=b"")
+    assert status == 200 and sorted(body["labels"]) == ["negative", "neutral", "positive"]
+    status, _, body = http(gateway.url + "/v1/routes/sentiment.predict", {"text": 3})
+    assert status == 400 and body["code"] == "INVALID_ARGUMENT" and body["field"] == "body.text"
+    status, _, body = http(gateway.url + "/v1/routes/sentiment.predit", {"text": "x"})
+    assert status == 404 and body["code"] == "NOT_FOUND" and "sentiment.predict" in body["error"]
+    # only the headers of a 2 MB body are sent: the refusal comes before the body is read
+    host, port = gateway.host.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            b"POST /v1/routes/sentiment.predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2000000\r\n\r\n"
+        )
+        connection.settimeout(30)
+        answer = connection.recv(65536).decode()
+        if "accepts" not in answer:  # the body in a second segment
+            answer += connection.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413") and "accepts at most 1048576" in answer
+    status, _, body = http(
+        gateway.url + "/v1/routes/_ready", method="POST", raw=b"", headers={"Heirloom-Deadline-Ms": "x"}
+    )
+    assert status == 400 and body["field"] == "header.Heirloom-Deadline-Ms"
+
+
+def test_the_openapi_document_validates_and_describes_each_route(trained):
+    _, gateway = trained
+    status, _, document = http(gateway.url + "/openapi.json")
+    assert status == 200
+    openapi_spec_validator.validate(document)
+    predict = document["paths"]["/v1/routes/sentiment.predict"]["post"]
+    schema = predict["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"text", "texts"} and schema["additionalProperties"] is False
+    assert "max_payload 1048576 bytes" in predict["description"]
+    assert {"400", "404", "413", "429", "503", "504"} <= set(predict["responses"])
+    assert "/v2/models/sentiment/versions/{version}/infer" in document["paths"]
+    status, _, page = http(gateway.url + "/docs")
+    assert status == 200 and "/v1/routes/sentiment.feedback" in page
+
+
+# -- refusals from a daemon that cannot serve ------------------------------------------------
+def test_an_untrained_model_is_503_with_retry_after(bare):
+    _, gateway = bare
+    status, _, body = http(gateway.url + "/v2/health/ready")
+    assert status == 503 and body == {"ready": False}
+    status, _, body = http(gateway.url + "/v2/models/sentiment/ready")
+    assert status == 503, body
+    tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hello"]}
+    status, headers, body = http(gateway.url + "/v2/models/sentiment/infer", {"inputs": [tensor]})
+    assert status == 503 and body["code"] == "UNAVAILABLE" and headers["Retry-After"] == "5"
+
+
+def test_a_full_queue_is_429_with_retry_after_and_a_spent_deadline_504(bare):
+    _, gateway = bare
+    answers = []
+
+    def slow():
+        answers.append(http(gateway.url + "/v1/routes/t.slow", {"ms": 400}))
+
+    threads = [threading.Thread(target=slow) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refused = [(headers, body) for status, headers, body in answers if status == 429]
+    assert refused and all(h["Retry-After"] and b["code"] == "RESOURCE_EXHAUSTED" for h, b in refused)
+    status, _, body = http(gateway.url + "/v1/routes/t.slow", {"ms": 300}, headers={"Heirloom-Deadline-Ms": "50"})
+    assert status == 504 and body["code"] == "DEADLINE_EXCEEDED"
+
+
+def test_hook_heirloom_register_consoles(bare):
+    """A third-party plugin's console is served for every api with the routes it needs."""
+    _, gateway = bare
+    status, _, page = http(gateway.url + "/console")
+    assert status == 200 and "/console/echo" in page and "Echo" in page
+    status, _, page = http(gateway.url + "/console/echo?say=hi%3Cb%3E")
+    assert status == 200 and "{&#x27;said&#x27;: &#x27;hi&lt;b&gt;&#x27;}" in page
+    status, _, page = http(gateway.url + "/console/t")
+    assert status == 404
+
+
+def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
+    daemon, _ = bare
+    keys = run_heirloom("keys", "new", str(tmp_path / "keys"), "--name", "clinic")
+    assert keys.returncode == 0, keys.stderr
+    token = "a-long-token-for-the-clinic-app"
+    tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "keys/clinic.key_secret"\n')
+    gateway = Gateway(tmp_path, daemon.address, "--tokens", str(tokens))
+    try:
+        status, headers, body = http(gateway.url + "/v1/routes/echo.echo", {"a": 1})
+        assert status == 401 and headers["WWW-Authenticate"] == "Bearer" and "Bearer" in body["error"]
+        status, _, body = http(
+            gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": "Bearer " + "x" * 20}
+        )
+        assert status == 401 and body["error"] == "unknown bearer token"
+        status, _, body = http(
+            gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert status == 200 and body == {"a": 1}
+        assert http(gateway.url + "/openapi.json")[0] == 200
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_a_bad_tokens_file_is_refused_naming_the_file(tmp_path):
+    tokens = write(tmp_path / "tokens.toml", '[tokens]\n"short" = "missing.key_secret"\n')
+    result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
+    assert result.returncode == 1 and f"{tokens}: tokens.shor...: a token must be at least 16" in result.stderr
+
+
+def test_gateway_profile_serves_the_daemon_itself_and_stops_it(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [*HEIRLOOM, "gateway", "minimal", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while http_up(f"http://127.0.0.1:{port}/v2") is False:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+            time.sleep(0.2)
+        status, _, body = http(f"http://127.0.0.1:{port}/v1/routes/echo.echo", {"hello": "world"})
+        assert status == 200 and body == {"hello": "world"}
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+    assert b"heirloom.wire.daemon: stopped" in process.stderr.read(), "the daemon it started was stopped cleanly"
+
+
+def http_up(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+        return True
+    except (urllib.error.URLError, ConnectionError):
+        return False
