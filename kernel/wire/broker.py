@@ -45,7 +45,6 @@ from heirloom.wire.protocol import (
     PERMISSION_DENIED,
     RESOURCE_EXHAUSTED,
     SIGNATURE,
-    UNAUTHENTICATED,
     UNAVAILABLE,
     RequestError,
     error_frames,
@@ -57,7 +56,7 @@ from heirloom.wire.protocol import (
     split_envelope,
     unpackb,
 )
-from heirloom.wire.ratelimit import ClientBuckets
+from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver, sender
@@ -319,10 +318,7 @@ class Broker:
         try:
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
-            if user is not None and not self.curve.is_client(user):
-                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
-            if self.buckets is not None:
-                self.buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))
+            vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
             info = self.routes.get(route) if type(route) is str else None
             if info is None:

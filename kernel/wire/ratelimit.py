@@ -19,7 +19,8 @@ from collections import OrderedDict
 from typing import Any
 
 from heirloom.core.components import ClientLimits
-from heirloom.wire.protocol import RESOURCE_EXHAUSTED, RequestError
+from heirloom.wire.auth import CurveServer
+from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAUTHENTICATED, RequestError
 
 MAX_CLIENTS = 65_536
 
@@ -78,3 +79,14 @@ class ClientBuckets:
             "bytes_in": self.bytes_in,
             "refused": self.refused,
         }
+
+
+def vet_sender(
+    curve: CurveServer | None, buckets: ClientBuckets | None, user: Any, envelope: list[Any], frames: list[Any]
+) -> None:
+    """What the server and the broker check of every request's sender before routing it: a
+    Curve key still authorised (``user`` is None without Curve), then its rate limits."""
+    if user is not None and not curve.is_client(user):  # type: ignore[union-attr]  # a user only with Curve
+        raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
+    if buckets is not None:
+        buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))

@@ -42,7 +42,6 @@ from heirloom.wire.protocol import (
     PERMISSION_DENIED,
     SIGNATURE,
     STATUS_BYTE,
-    UNAUTHENTICATED,
     UNAVAILABLE,
     RequestError,
     error_frames,
@@ -53,7 +52,7 @@ from heirloom.wire.protocol import (
     read_header,
     split_envelope,
 )
-from heirloom.wire.ratelimit import ClientBuckets
+from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
 from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, drain, receiver, sender
 
@@ -256,10 +255,7 @@ class Server:
         try:
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
-            if user is not None and not self.curve.is_client(user):
-                raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
-            if self.buckets is not None:
-                self.buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))
+            vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
             endpoint = self.router.endpoints.get(route) if type(route) is str else None
             if endpoint is None:
