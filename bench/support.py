@@ -52,7 +52,7 @@ from heirloom_plugins.metrics import classification_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 SECTIONS = ("intent", "oos", "faq", "finance", "serve")
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FINBERT = 0.86
 C_GRID = (1.0, 10.0, 100.0)
 
@@ -154,9 +154,8 @@ def section_oos(args: argparse.Namespace, results: Results, parent: heirloom.Sta
     ours = classifier_row(model, parent, train, test)
     drop = ours["accuracy"] - ours["in_scope_accuracy"]
     met = ours["oos_recall"] >= 0.6 and drop <= 0.02
-    print(
-        f"\nout of scope: {len({r['label'] for r in train})} intents in scope, {ours['oos_examples']} out-of-scope test texts"
-    )
+    in_scope = len({r["label"] for r in train})
+    print(f"\nout of scope: {in_scope} intents in scope, {ours['oos_examples']} out-of-scope test texts")
     print(f"  accuracy without rejection {ours['accuracy']:.4f}, in-scope accuracy {ours['in_scope_accuracy']:.4f}")
     print(f"  (drop {drop:.4f}), out-of-scope recall {ours['oos_recall']:.4f}, fit {ours['fit_s']:.0f} s")
     print(f"  target recall >= 0.6 within 2 points: {'met' if met else 'missed'}", flush=True)
@@ -279,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here, section by section")
-    parser.add_argument("--smoke", action="store_true", help="tiny slices, one epoch: checks the script, not the models")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny slices, one epoch: checks the script, not the models"
+    )
     args = parser.parse_args(argv)
     args.overrides = ()
     if args.smoke:

@@ -28,7 +28,7 @@ from heirloom_plugins.encoder.network import Encoder
 from heirloom_plugins.encoder.records import check_texts, labelled
 from heirloom_plugins.encoder.reject import Rule, choose
 from heirloom_plugins.encoder.splits import stratified_holdout
-from heirloom_plugins.encoder.tuning import Trainer, Tuning, batches
+from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction
 from heirloom_plugins.metrics import classification_metrics, classification_text
 
 if TYPE_CHECKING:
@@ -38,47 +38,29 @@ FORMAT = "heirloom.encoder-classifier/1"
 OUT_OF_SCOPE = "out_of_scope"
 
 
-def _fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"'{attribute.name}' must be in [0, 1), got {value!r}")
-
-
 @attrs.define(kw_only=True)
-class EncoderClassifier(Tuning, heirloom.Model):
-    """Classifies texts with a fine-tuned sentence encoder; may answer "out of scope"."""
+class EncoderClassifier(EncoderModel):
+    """Classifies texts with a fine-tuned sentence encoder; may answer "out of scope".
+    ``data`` yields ``{"text", "label"}``; logits are ``scale`` x cosine(text, prototype)."""
 
-    uses_torch = True
-
-    #: The source of ``{"text", "label"}`` records to train and evaluate on.
-    data: str = heirloom.ref("source")
-    #: Cosine-softmax scale: logits are ``scale`` x cosine(text, class prototype).
-    scale: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
     #: Share of each label held out to choose the epochs (and the reject rule); 0: none.
-    validation_fraction: float = attrs.field(default=0.1, validator=_fraction)
+    validation_fraction: float = attrs.field(default=0.1, validator=fraction)
     #: Learn a reject rule: below its threshold the answer is ``out_of_scope_label``.
     reject: bool = False
     #: Labels held out whole during selection to stand in for out-of-scope texts.
     calibration_labels: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     #: In-scope validation accuracy the reject rule may give up (0.015: 1.5 points).
-    max_accuracy_drop: float = attrs.field(default=0.015, validator=_fraction)
+    max_accuracy_drop: float = attrs.field(default=0.015, validator=fraction)
     #: The label of out-of-scope texts, in test data and in rejected predictions.
     out_of_scope_label: str = OUT_OF_SCOPE
 
     def __attrs_post_init__(self) -> None:
         if self.reject and not self.validation_fraction:
             raise ValueError("'reject' needs validation data to choose its threshold: set 'validation_fraction' > 0")
-        self._device = "cpu"
-        self._encoder: Encoder | None = None
+        super().__attrs_post_init__()
         self._head: torch.Tensor | None = None
         self._labels: list[str] = []
         self._rule: Rule | None = None
-        self._training: dict[str, Any] = {}
-
-    def start(self, ctx: heirloom.Context) -> None:
-        super().start(ctx)
-        self._device = ctx.resources.device_for(ctx.name)
-        if self._encoder is not None:
-            self._encoder.to(self._device)
 
     def ready(self) -> bool:
         return self._encoder is not None and self._head is not None
@@ -92,11 +74,7 @@ class EncoderClassifier(Tuning, heirloom.Model):
         self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
     ) -> None:
         progress = progress or heirloom.NullProgress()
-        if parent is None:
-            raise heirloom.HeirloomError(
-                'encoder-classifier fine-tunes a sentence encoder: set inherit = "pretrained:minilm" '
-                "(or a model trained from it) in its profile table"
-            )
+        parent = self.parent_encoder(parent, "encoder-classifier")
         texts, labels = labelled(data, "encoder-classifier")
         dropped = sum(label == self.out_of_scope_label for label in labels)
         if dropped:

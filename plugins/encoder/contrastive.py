@@ -19,7 +19,7 @@ import attrs
 import heirloom
 from heirloom_plugins.encoder.network import FORMAT, Encoder
 from heirloom_plugins.encoder.records import check_texts, labelled
-from heirloom_plugins.encoder.tuning import Trainer, Tuning, batches, contrastive_loss, split_of
+from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, contrastive_loss, split_of
 from heirloom_plugins.metrics import classification_metrics, classification_text
 
 if TYPE_CHECKING:
@@ -44,30 +44,17 @@ def pairs(labels: list[str], seed: int) -> list[tuple[int, int]]:
 
 
 @attrs.define(kw_only=True)
-class ContrastiveEncoder(Tuning, heirloom.Model):
-    """Fine-tunes an inherited sentence encoder so texts of one label embed close together."""
+class ContrastiveEncoder(EncoderModel):
+    """Fine-tunes an inherited sentence encoder so texts of one label embed close together
+    (``data`` yields ``{"text", "label"}``; a label groups texts that mean the same)."""
 
-    uses_torch = True
-
-    #: The source of ``{"text", "label"}`` records; a label groups texts that mean the same.
-    data: str = heirloom.ref("source")
-    #: Similarity scale of the contrastive loss (sentence-transformers uses 20).
-    scale: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
     epochs: int = attrs.field(default=1, validator=attrs.validators.gt(0))
     learning_rate: float = attrs.field(default=5e-5, validator=attrs.validators.gt(0))
 
     def __attrs_post_init__(self) -> None:
-        self._device = "cpu"
-        self._encoder: Encoder | None = None
+        super().__attrs_post_init__()
         self._centroids: torch.Tensor | None = None
         self._labels: list[str] = []
-        self._training: dict[str, Any] = {}
-
-    def start(self, ctx: heirloom.Context) -> None:
-        super().start(ctx)
-        self._device = ctx.resources.device_for(ctx.name)
-        if self._encoder is not None:
-            self._encoder.to(self._device)
 
     def ready(self) -> bool:
         return self._encoder is not None
@@ -77,8 +64,7 @@ class ContrastiveEncoder(Tuning, heirloom.Model):
     ) -> None:
 
         progress = progress or heirloom.NullProgress()
-        if parent is None:
-            raise heirloom.HeirloomError('encoder fine-tunes a pretrained encoder: set inherit = "pretrained:minilm"')
+        parent = self.parent_encoder(parent, "encoder")
         texts, labels = labelled(data, "encoder")
         encoder = Encoder(parent, self._device, self.max_length or None)
         split = split_of(encoder, self)
@@ -115,6 +101,8 @@ class ContrastiveEncoder(Tuning, heirloom.Model):
         """Nearest training-centroid label of each test text (labels the training lacked are
         left out), as accuracy, macro F1 and per-class scores."""
         encoder = self._require()
+        if self._centroids is None:
+            raise heirloom.HeirloomError("this encoder state has no training centroids to evaluate against")
         texts, truth = labelled(data, "encoder")
         known = [i for i, label in enumerate(truth) if label in set(self._labels)]
         embedded = encoder.embed([texts[i] for i in known], split_of(encoder, self))

@@ -31,7 +31,7 @@ from heirloom_plugins.encoder.network import Encoder
 from heirloom_plugins.encoder.ranking import METRICS, Lexical, mean_metrics, report_text
 from heirloom_plugins.encoder.records import check_texts, field
 from heirloom_plugins.encoder.splits import stratified_holdout
-from heirloom_plugins.encoder.tuning import Trainer, Tuning, batches, contrastive_loss, split_of
+from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, contrastive_loss, fraction, split_of
 
 if TYPE_CHECKING:
     import numpy
@@ -95,43 +95,26 @@ class Fusion:
         return attrs.asdict(self)
 
 
-def _fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"'{attribute.name}' must be in [0, 1), got {value!r}")
-
-
 @attrs.define(kw_only=True)
-class EncoderRetriever(Tuning, heirloom.Model):
+class EncoderRetriever(EncoderModel):
     """Ranks documents for a query: BM25 + fine-tuned dense encoder + known paraphrases."""
 
-    uses_torch = True
-
-    data: str = heirloom.ref("source")
-    scale: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
     epochs: int = attrs.field(default=2, validator=attrs.validators.gt(0))
     learning_rate: float = attrs.field(default=5e-5, validator=attrs.validators.gt(0))
     #: Share of each group's training queries held out to choose the fusion and threshold.
-    validation_fraction: float = attrs.field(default=0.2, validator=_fraction)
+    validation_fraction: float = attrs.field(default=0.2, validator=fraction)
     #: After selection, retrain the encoder on every training query.
     refit: bool = True
     #: Answers returned per query.
     top_k: int = attrs.field(default=10, validator=attrs.validators.gt(0))
 
     def __attrs_post_init__(self) -> None:
-        self._device = "cpu"
-        self._encoder: Encoder | None = None
+        super().__attrs_post_init__()
         self._corpus: Corpus | None = None
         self._fusion: Fusion | None = None
         self._lexical: Lexical | None = None
         self._documents: torch.Tensor | None = None
         self._paraphrases: torch.Tensor | None = None
-        self._training: dict[str, Any] = {}
-
-    def start(self, ctx: heirloom.Context) -> None:
-        super().start(ctx)
-        self._device = ctx.resources.device_for(ctx.name)
-        if self._encoder is not None:
-            self._encoder.to(self._device)
 
     def ready(self) -> bool:
         return self._encoder is not None and self._fusion is not None
@@ -141,10 +124,7 @@ class EncoderRetriever(Tuning, heirloom.Model):
         self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
     ) -> None:
         progress = progress or heirloom.NullProgress()
-        if parent is None:
-            raise heirloom.HeirloomError(
-                'encoder-retriever fine-tunes a sentence encoder: set inherit = "pretrained:minilm"'
-            )
+        parent = self.parent_encoder(parent, "encoder-retriever")
         corpus = Corpus.read(data)
         groups = {doc["label"] for doc in corpus.documents}
         if not corpus.documents or not corpus.queries:

@@ -54,6 +54,44 @@ class Tuning:
     seed: int = 0
 
 
+def fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"'{attribute.name}' must be in [0, 1), got {value!r}")
+
+
+@attrs.define(kw_only=True)
+class EncoderModel(Tuning, heirloom.Model):
+    """What every model on a sentence encoder shares: its data, the similarity scale, the
+    device it computes on (the resource manager's choice) and the encoder it holds."""
+
+    uses_torch = True
+
+    #: The source of the records to train and evaluate on.
+    data: str = heirloom.ref("source")
+    #: Similarity scale: logits are ``scale`` x cosine (sentence-transformers uses 20).
+    scale: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        self._device = "cpu"
+        self._encoder: Encoder | None = None
+        self._training: dict[str, Any] = {}
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self._device = ctx.resources.device_for(ctx.name)
+        if self._encoder is not None:
+            self._encoder.to(self._device)
+
+    def parent_encoder(self, parent: heirloom.State | None, what: str) -> heirloom.State:
+        """The inherited state to fine-tune; refused with the fix when there is none."""
+        if parent is None:
+            raise heirloom.HeirloomError(
+                f'{what} fine-tunes a sentence encoder: set inherit = "pretrained:minilm" '
+                "(or a model trained from it) in its profile table"
+            )
+        return parent
+
+
 def split_of(encoder: Encoder, tuning: Tuning) -> int:
     """The first trainable layer."""
     return max(encoder.layers - tuning.trainable_layers, 0)

@@ -23,11 +23,6 @@ from heirloom_plugins.support.sources import resolved
 POLICIES = ("either", "both")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
 @attrs.define
 class ResolveInput:
     """A person's decision about a handed-off query: its intent or the FAQ answer that fits."""
@@ -51,15 +46,6 @@ class HandoffsInput:
     )
 
 
-def serving(handle: Any) -> tuple[Any, str | None]:
-    model, version = handle.current
-    if not model.ready():
-        raise heirloom.RequestError(
-            "UNAVAILABLE", f"model {handle.name!r} has no trained version yet (run heirloom train)", retry_after_ms=5000
-        )
-    return model, version
-
-
 @attrs.define
 class SupportApi(heirloom.Api):
     """Intent + FAQ answers + out-of-scope handoff to a person, with a durable queue."""
@@ -73,10 +59,10 @@ class SupportApi(heirloom.Api):
     #: base about other things than the intents).
     handoff: str = attrs.field(default="either", validator=attrs.validators.in_(POLICIES))
     #: FAQ answers per reply.
-    answers: int = attrs.field(default=3, validator=_positive)
-    max_batch: int = attrs.field(default=64, validator=_positive)
+    answers: int = attrs.field(default=3, validator=attrs.validators.gt(0))
+    max_batch: int = attrs.field(default=64, validator=attrs.validators.gt(0))
     max_wait_ms: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
-    max_text_chars: int = attrs.field(default=2_000, validator=_positive)
+    max_text_chars: int = attrs.field(default=2_000, validator=attrs.validators.gt(0))
     #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``).
     handoff_path: str | None = None
 
@@ -133,8 +119,14 @@ class SupportApi(heirloom.Api):
         ]
 
     def answer_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
-        intent_model, intent_version = serving(self.intent_handle)
-        faq_model, faq_version = serving(self.faq_handle)
+        (intent_model, intent_version), (faq_model, faq_version) = self.intent_handle.current, self.faq_handle.current
+        missing = [name for name, model in ((self.intent, intent_model), (self.faq, faq_model)) if not model.ready()]
+        if missing:
+            raise heirloom.RequestError(
+                "UNAVAILABLE",
+                f"no trained version of {' and '.join(missing)} yet (run heirloom train)",
+                retry_after_ms=5000,
+            )
         texts = [body.text for body in inputs]
         intents = intent_model.predict(texts)
         found = faq_model.predict(texts)
