@@ -27,6 +27,9 @@ from heirloom_plugins.encoder.reject import threshold_for  # noqa: E402
 from heirloom_plugins.support.sources import StackFaqSource  # noqa: E402
 from tests.daemons import Daemon  # noqa: E402
 
+#: Fine-tuning three models on two shared cores outlasts the suite's 300 s default.
+pytestmark = pytest.mark.timeout(1200)
+
 #: The support profile on small slices: 10 intents (2 held out), 6 FAQ threads, one epoch.
 SMALL = [
     *("--set", "sources.banking.labels_file=${data}/banking77/categories.json"),

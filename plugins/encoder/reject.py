@@ -57,7 +57,7 @@ def threshold_for(
         if following == score:
             continue  # a threshold cannot fall between equal scores
         accuracy = kept_correct / max(total, 1)
-        if accuracy < floor:
+        if accuracy < floor - 1e-9:  # 0.8 - 0.2 is 0.6000000000000001 in floating point
             break
         recall = rejected_oos / max(len(out_of_scope), 1)
         if recall > best[1]:
