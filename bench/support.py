@@ -284,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="sequential requests for the latency")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput round")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
+    parser.add_argument(
+        "--serve-home",
+        type=Path,
+        help="serve: the HEIRLOOM_HOME of an earlier `heirloom train support` (instead of the oos and faq sections)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here, section by section")
     parser.add_argument(
         "--smoke", action="store_true", help="tiny slices, one epoch: checks the script, not the models"
