@@ -7,6 +7,16 @@ from pathlib import Path
 
 import pytest
 
+#: Each test's reports by phase (setup, call, teardown), for fixtures that act on failure.
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
+
 
 @pytest.fixture(autouse=True)
 def heirloom_home(tmp_path, monkeypatch) -> Path:

@@ -31,10 +31,15 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def free_tcp_address() -> str:
-    """A loopback tcp:// endpoint on a port that is free right now."""
+def free_port() -> int:
+    """A loopback TCP port that is free right now."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+        return probe.getsockname()[1]
+
+
+def free_tcp_address() -> str:
+    """A loopback tcp:// endpoint on a port that is free right now."""
+    return f"tcp://127.0.0.1:{free_port()}"

@@ -160,6 +160,16 @@ def test_the_kernels_commands_cannot_be_disabled():
     assert "serve" in builtin["heirloom.commands"]["commands"]
 
 
+def test_commands_are_found_after_another_process_filled_the_catalog():
+    """A kernel used from Python (no CLI) writes the catalog without the commands' names;
+    the command line must still find ``train`` (make demo does exactly this)."""
+    probe = "import heirloom; kernel = heirloom.Kernel(); kernel.store(kernel.resolve('minimal'))"
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=REPO)
+    result = run_heirloom("train", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Fit MODELS of PROFILE" in result.stdout
+
+
 def test_hooks_run_through_pluggy_in_tryfirst_order_with_wrappers(tmp_path):
     """tryfirst/trylast order the calls, a hook wrapper wraps each plugin's call, and one
     plugin's failure does not stop the others."""

@@ -226,3 +226,10 @@ def test_project_is_never_inherited(tmp_path, kernel):
     child = write(tmp_path / "newsdesk.toml", 'extends = ["finance"]\n')
     assert kernel.resolve(str(tmp_path / "finance.toml")).project == "finance"
     assert kernel.resolve(str(child)).project == "newsdesk"
+
+
+def test_a_string_is_not_a_list(tmp_path, kernel):
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ['models.m.tags="ab"'])
+    assert "--set: models.m.tags: expected a list, got str 'ab'" in str(caught.value)

@@ -110,3 +110,17 @@ def test_profile_needing_the_broken_plugin_says_so(site, tmp_path):
     assert result.returncode == 2
     assert "apis.b.use: unknown api type 'broken-api'" in result.stderr
     assert "This profile needs it and these plugins failed to load: broken (heirloom-broken 0.1.0)" in result.stderr
+
+
+def test_the_testing_example_of_the_docs_passes(site, tmp_path):
+    """The docs' tests for the shout package, run by pytest with heirloom's pytest plugin."""
+    write(tmp_path / "test_shout.py", _block_after("`tests/test_shout.py`, for the two-file package above:"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_shout.py")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, **_env(site)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout

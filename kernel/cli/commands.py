@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import click
 
-from heirloom.cli import call, data, inspect, keys, models, serve, train
+from heirloom.cli import call, data, inspect, keys, models, new, serve, train
 from heirloom.core.hookspecs import hookimpl
 
 
 @hookimpl
 def heirloom_register_commands(cli: click.Group) -> None:
-    for module in (inspect, serve, call, keys, train, models, data):
+    for module in (inspect, serve, call, keys, train, models, data, new):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -16,7 +16,7 @@ import click
 from rich.pretty import Pretty
 from rich.table import Table
 
-from heirloom.cli.common import EXIT_INVALID, console, fail, get_kernel, print_json, resolve_or_exit
+from heirloom.cli.common import EXIT_INVALID, console, err_console, fail, get_kernel, print_json, resolve_or_exit
 from heirloom.core.components import Source
 from heirloom.core.schema import did_you_mean
 
@@ -76,7 +76,7 @@ def data_show(profile: str, source: str, limit: int, split: str | None, as_json:
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def data_stats(profile: str, source: str, as_json: bool) -> None:
     """Print the counts of SOURCE of PROFILE (records, and what the source reports)."""
-    with started_source(profile, source) as component:
+    with started_source(profile, source) as component, err_console.status(f"reading every record of {source}..."):
         stats = component.stats()
     if as_json:
         print_json(stats)

@@ -13,6 +13,7 @@ from heirloom.cli import logs
 from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer
+from heirloom.wire.metrics import MetricsAddress
 
 log_format_option = click.option(
     "--log-format",
@@ -64,6 +65,19 @@ log_level_option = click.option(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Folder of public .key files allowed to call admin routes (_reload).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the 'metrics' extra). "
+    "With --workers they cover every worker.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Address --metrics-port listens on (0.0.0.0: every interface).",
+)
 @set_option
 @log_format_option
 @log_level_option
@@ -76,6 +90,8 @@ def serve_command(
     curve_secret: Path | None,
     curve_clients: Path | None,
     curve_admins: Path | None,
+    metrics_port: int | None,
+    metrics_host: str,
     overrides: tuple[str, ...],
     log_format: str,
     log_level: str,
@@ -112,6 +128,7 @@ def serve_command(
             curve=curve,
             log_format=log_format,
             worker_bind=worker_bind,
+            metrics=MetricsAddress(metrics_host, metrics_port) if metrics_port is not None else None,
         )
     except HeirloomError as exc:
         fail(f"error: {exc}")

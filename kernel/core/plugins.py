@@ -360,7 +360,8 @@ class PluginHost:
         return errors
 
     def plugins_with_commands(self) -> list[str]:
-        return [n for n, i in self.infos.items() if i.status == "loaded" and "heirloom_register_commands" in i.hooks]
+        """Plugins that implement ``heirloom_register_commands``, loaded or (per the catalog) not."""
+        return [n for n, i in self.infos.items() if i.status != "failed" and "heirloom_register_commands" in i.hooks]
 
     def notify(self, hook_name: str, **kwargs: Any) -> list[BaseException]:
         """Call a notification hook on every plugin, each in isolation; return the errors."""

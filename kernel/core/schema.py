@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.strategies import configure_union_passthrough
 
@@ -85,9 +86,22 @@ def _strict(expected: type, accepts: tuple[type, ...]):
     return structure
 
 
+def _lists_only(tp: Any, converter: cattrs.Converter) -> Any:
+    """cattrs' list hook behind a type check: it would turn a string into a list of characters."""
+    structure_list = list_structure_factory(tp, converter)
+
+    def structure(value: Any, _: type) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {type(value).__name__} {value!r:.80}")
+        return structure_list(value, tp)
+
+    return structure
+
+
 def make_converter() -> cattrs.Converter:
     """A cattrs converter that refuses unknown keys and never coerces types silently."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) is list, _lists_only)
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook(int, _strict(int, (int,)))
     converter.register_structure_hook(float, _strict(float, (int, float)))

@@ -31,10 +31,13 @@ WATCHER_JOIN_TIMEOUT = 5.0
 
 
 class StoredVersion(Protocol):
-    """What serving reads of a stored version: its ``project/model@N`` ref."""
+    """What serving reads of a stored version: its ``project/model@N`` ref and content digest."""
 
     @property
     def ref(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
 
 
 class VersionStore(Protocol):
@@ -59,6 +62,8 @@ class ModelServing:
         self.start_model = start_model
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
+        #: The content digest of the version each model serves (``status``, ``/metrics``).
+        self.digests: dict[str, str] = {}
         self._specs: dict[str, ComponentSpec] = {}
         self._retired: list[Model] = []
         self._spawned: list[Model] = []
@@ -84,6 +89,7 @@ class ModelServing:
             return handle
         model.load(self.store.load(artifact))
         handle.swap(model, artifact.ref)
+        self.digests[spec.name] = artifact.digest
         log.info("serving %s", artifact.ref)
         return handle
 
@@ -115,13 +121,18 @@ class ModelServing:
                 continue
             previous = handle.version
             self._retired.append(handle.swap(model, artifact.ref))
+            self.digests[name] = artifact.digest
             self.errors.pop(name, None)
             changed[name] = artifact.ref
             log.info("now serving %s (was %s)", artifact.ref, previous)
         return changed
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {name: {"version": h.version, "error": self.errors.get(name)} for name, h in self.handles.items()}
+        """``{model: {"version", "digest", "error"}}``: what each model serves and why not."""
+        return {
+            name: {"version": h.version, "digest": self.digests.get(name), "error": self.errors.get(name)}
+            for name, h in list(self.handles.items())
+        }
 
     # -- watching the store ----------------------------------------------------------
     def watch(self, interval: float) -> None:

@@ -64,7 +64,7 @@ class ServerSettings:
     idempotency_cache: int = attrs.field(default=10_000, validator=_positive)
 
 
-REF_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$")
+REF_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$|^served$")
 SELECTOR_PATTERN = re.compile(r"^([0-9]+|[A-Za-z][A-Za-z0-9_-]*)$")
 
 
@@ -97,9 +97,12 @@ class ComponentKeys:
 class ModelKeys(ComponentKeys):
     """Keys the kernel reads in a model table: where its weights come from."""
 
-    #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``.
+    #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``,
+    #: ``pretrained:NAME``, or ``served``: this model's own served version when there is one
+    #: (continuous training; the first train fits from scratch).
     inherit: str | None = attrs.field(
-        default=None, validator=_optional_match(REF_PATTERN, "project/model, project/model@N or @alias")
+        default=None,
+        validator=_optional_match(REF_PATTERN, "project/model, project/model@N or @alias, pretrained:NAME or served"),
     )
     #: Which stored version ``serve``/``eval`` use: a version number or an alias (default: the latest).
     serve: str | None = attrs.field(default=None, validator=_optional_match(SELECTOR_PATTERN, "a version or alias"))

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom.core.components import Progress, Report, Source, references
+from heirloom.core.components import NullProgress, Progress, Report, Source, references
 from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import state_digest
+from heirloom.store.artifacts import RefError, state_digest
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -97,12 +98,37 @@ def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> 
 
 
 PRETRAINED = "pretrained:"
+#: Records between two progress updates while a split streams into a model.
+PROGRESS_EVERY = 256
 
 
-def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None) -> Artifact | None:
-    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin."""
+def reading(records: Iterable[Any], progress: Progress, description: str) -> Iterator[Any]:
+    """``records`` unchanged, counted on a progress bar as the model consumes them."""
+    progress.start(description)
+    pending = 0
+    for record in records:
+        yield record
+        pending += 1
+        if pending == PROGRESS_EVERY:
+            progress.advance(pending)
+            pending = 0
+    progress.advance(pending)
+
+
+#: ``inherit = "served"``: the version the model itself serves (``serve`` key, else the latest).
+SERVED = "served"
+
+
+def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None, served: str | None = None) -> Artifact | None:
+    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin;
+    ``served`` is the ``served`` ref (``project/model[@serve]``), None while nothing is stored."""
     if ref is None:
         return None
+    if ref == SERVED:
+        try:
+            return store.resolve(served or "")
+        except RefError:
+            return None
     if not ref.startswith(PRETRAINED):
         return store.resolve(ref)
     name = ref.removeprefix(PRETRAINED)
@@ -124,17 +150,21 @@ def train(
     kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
 ) -> Trained:
     """Fit ``spec`` (warm-started from its ``inherit`` ref), evaluate it, store a version."""
-    parent = parent_of(kernel, store, spec.keys.inherit)
+    served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
+    parent = parent_of(kernel, store, spec.keys.inherit, served)
     parent_state = store.load(parent) if parent is not None else None
     if parent is not None:
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
+    elif spec.keys.inherit == SERVED:
+        progress.log(f"{spec.key}: nothing stored as {served} yet, so no warm start: fitting from scratch")
     with kernel.system(profile, only={("model", spec.name)}) as system:
         model = system.component(spec.name, "model")
         source_name = data_source(spec, model)
         source: Source = system.component(source_name, "source")
-        model.fit(source.records("train"), parent=parent_state, progress=progress)
-        progress.log(f"evaluating {spec.name} on the test split of {source_name}")
-        report = model.evaluate(source.records("test"))
+        train_split = reading(source.records("train"), progress, f"reading the train split of {source_name}")
+        model.fit(train_split, parent=parent_state, progress=progress)
+        test_split = reading(source.records("test"), progress, f"evaluating {spec.name} on the test split")
+        report = model.evaluate(test_split)
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
         artifact = store.put(
             profile.project,
@@ -150,7 +180,9 @@ def train(
     return Trained(artifact, report)
 
 
-def evaluate(kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec) -> tuple[str | None, Report]:
+def evaluate(
+    kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, progress: Progress | None = None
+) -> tuple[str | None, Report]:
     """The served version of ``spec`` evaluated on its source's test split."""
     with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
@@ -160,4 +192,5 @@ def evaluate(kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec) -> t
                 f"{profile.project}/{spec.name} has no stored version to evaluate; run: heirloom train {profile.name}"
             )
         source: Source = system.component(data_source(spec, model), "source")
-        return version, model.evaluate(source.records("test"))
+        test_split = reading(source.records("test"), progress or NullProgress(), f"evaluating {version}")
+        return version, model.evaluate(test_split)

@@ -78,7 +78,7 @@ class Batcher:
                     call.started = now
                     live.append(call)
             if live:
-                self.stats.batch_sizes.append(sum(call.items for call in live))
+                self.stats.record_batch(sum(call.items for call in live))
                 self._compute(live)
 
     def _compute(self, calls: list[Call]) -> None:

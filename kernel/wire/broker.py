@@ -25,6 +25,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES
+from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
     CONTROL,
     INVALID_ARGUMENT,
@@ -119,6 +120,7 @@ class Broker:
         self.processes: list[LocalProcess] = []
         self.forwarded: dict[tuple[Any, ...], Forwarded] = {}
         self.stats: dict[str, RouteStats] = {}
+        self.worker_totals = WorkerTotals()
         self.dropped = 0
         self.draining = False
         self._drain_deadline = 0.0
@@ -223,6 +225,7 @@ class Broker:
     def _drop(self, worker: Worker, reason: str) -> None:
         log.warning("%s; failing its %d in-flight request(s)", reason, len(worker.in_flight))
         self.workers.pop(worker.identity, None)
+        self.worker_totals.retire(worker.identity)
         for key in list(worker.in_flight):
             self._fail(key, f"{reason} while handling the request; retry")
 
@@ -250,7 +253,12 @@ class Broker:
         forwarded = self.forwarded.pop(key, None)
         if forwarded is not None:
             forwarded.worker.in_flight.discard(key)
-            self._stats(forwarded.route).record(str(header.get("status")), time.perf_counter() - forwarded.received)
+            queued = header.get("queue_ms")
+            self._stats(forwarded.route).record(
+                str(header.get("status")),
+                time.perf_counter() - forwarded.received,
+                queued / 1000 if isinstance(queued, float | int) else 0.0,
+            )
         self._to_client(rest)
 
     def _heartbeat(self, identity: bytes, status: dict[str, Any]) -> None:
@@ -263,6 +271,7 @@ class Broker:
         worker.ready = bool(status.get("ready")) and not status.get("draining")
         worker.routes = status.get("routes", [])
         worker.last_seen = time.monotonic()
+        self.worker_totals.update(identity, status.get("metrics"))
         if worker.ready and not was_ready:
             log.info("worker pid %d ready", worker.pid)
 

@@ -15,6 +15,7 @@ from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire.auth import CurveServer
+from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot, daemon_snapshot
 from heirloom.wire.server import Server
 
 log = logging.getLogger("heirloom.wire.daemon")
@@ -38,9 +39,11 @@ def run_server(
     bind: list[str] | None = None,
     connect: str | None = None,
     curve: CurveServer | None = None,
+    metrics: MetricsAddress | None = None,
 ) -> int:
     """Serve ``system`` until drained; returns the process exit code."""
     server = Server(system, settings, bind=bind, connect=connect, curve=curve)
+    exporter = Exporter(metrics, lambda: daemon_snapshot(server)) if metrics is not None else None
     if connect is not None:
         log.info("worker connecting to %s", connect)
     else:
@@ -53,6 +56,8 @@ def run_server(
         stopped_cleanly = _stop_system(system)
         if curve is not None:
             curve.stop()
+        if exporter is not None:
+            exporter.close()
         server.close()
     if server.start_error is not None:
         return 1
@@ -79,10 +84,12 @@ def serve(
     curve: CurveServer | None,
     log_format: str,
     worker_bind: str | None = None,
+    metrics: MetricsAddress | None = None,
 ) -> int:
-    """``heirloom serve``: in-process for one worker, otherwise a broker with workers."""
+    """``heirloom serve``: in-process for one worker, otherwise a broker with workers;
+    ``metrics``: also serve Prometheus ``/metrics`` there."""
     if settings.workers == 1:
-        return run_server(kernel.system(profile, serve_models=True), settings, curve=curve)
+        return run_server(kernel.system(profile, serve_models=True), settings, curve=curve, metrics=metrics)
     from heirloom.wire.broker import Broker
 
     broker = Broker(
@@ -94,4 +101,9 @@ def serve(
         worker_bind=worker_bind,
     )
     on_stop_signals(broker.request_drain)
-    return broker.run()
+    exporter = Exporter(metrics, lambda: broker_snapshot(broker)) if metrics is not None else None
+    try:
+        return broker.run()
+    finally:
+        if exporter is not None:
+            exporter.close()

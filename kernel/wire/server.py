@@ -28,6 +28,7 @@ from heirloom.core.system import System
 from heirloom.wire.builtin_routes import KernelApi
 from heirloom.wire.call import Call, deadline_body, fail, settle
 from heirloom.wire.idempotency import IdempotencyCache
+from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import (
     CONTROL,
     DEADLINE_EXCEEDED,
@@ -215,7 +216,7 @@ class Server:
             self.dropped += 1
             return
         envelope = frames[:index]
-        request_id = None
+        request_id, endpoint = None, None
         try:
             header = read_header(frames[index + 1])
             request_id = header.get("id")
@@ -242,12 +243,12 @@ class Server:
                 if call.idem is not None:
                     self.idempotency.begin(call)
         except RequestError as error:
-            self._send_frames(error_frames(envelope, request_id, error))
+            self._refuse(envelope, request_id, endpoint, error, received)
             return
         except Exception as exc:  # noqa: BLE001 - a malformed frame must never stop the daemon
             code, field = INVALID_ARGUMENT, "header" if request_id is None else "body"
             error = RequestError(code, f"cannot decode the {field}: {type(exc).__name__}: {exc}", field)
-            self._send_frames(error_frames(envelope, request_id, error))
+            self._refuse(envelope, request_id, endpoint, error, received)
             return
         if endpoint.route.inline:
             self._inline(call, None)
@@ -255,6 +256,14 @@ class Server:
             endpoint.batcher.put(call)
         else:
             self._executor.submit(self._run_one, call)
+
+    def _refuse(
+        self, envelope: list[bytes], request_id: Any, endpoint: Endpoint | None, error: RequestError, received: float
+    ) -> None:
+        """Answer a request refused before it ran; count it against its route when it has one."""
+        self._send_frames(error_frames(envelope, request_id, error))
+        if endpoint is not None:
+            endpoint.stats.record(error.code, time.perf_counter() - received)
 
     def _check_admin(self, endpoint: Endpoint, user: str | None) -> None:
         if self.curve is not None and not self.curve.is_admin(user):
@@ -365,7 +374,7 @@ class Server:
                 )
                 header["status"] = status
         self._send_frames([*call.envelope, SIGNATURE, packb(header), packed, *buffers])
-        call.endpoint.stats.record(status, time.perf_counter() - call.received)
+        call.endpoint.stats.record(status, time.perf_counter() - call.received, call.started - call.received)
 
     def _send_frames(self, frames: list[Any]) -> None:
         try:
@@ -388,6 +397,7 @@ class Server:
             "in_flight": self.admission.in_flight,
             "draining": self.draining,
             "routes": [e.describe() for e in self.router.endpoints.values() if not e.builtin],
+            "metrics": daemon_snapshot(self),
         }
 
     def _control(self, frames: list[bytes]) -> None:

@@ -1,0 +1,144 @@
+"""``heirloom new plugin NAME``: a plugin package to start from, whose tests pass at once.
+
+The package is rendered from the templates in ``heirloom/cli/scaffold/`` with the
+standard library's ``string.Template``: whole files (``*.tmpl``) and, in ``parts.toml``,
+per-kind fragments joined into ``__init__.py``, the profile, the tests and the README.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+
+import click
+
+from heirloom.cli.common import fail
+from heirloom.core.version import VERSION
+
+KINDS = ("source", "model", "api")
+NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+SCAFFOLD = files("heirloom.cli") / "scaffold"
+
+
+def _template(path: str) -> Template:
+    return Template(SCAFFOLD.joinpath(*path.split("/")).read_text(encoding="utf-8"))
+
+
+def render_plugin(dist: str, kinds: list[str]) -> dict[str, str]:
+    """``{relative path: text}`` of a plugin package named ``dist`` providing ``kinds``."""
+    short = dist.removeprefix("heirloom-")
+    module = dist.replace("-", "_")
+    values = {
+        "dist": dist,
+        "short": short,
+        "module": module,
+        "module_short": short.replace("-", "_"),
+        "prefix": "".join(part.capitalize() for part in short.split("-")),
+        "api_table": short.replace("-", "_"),
+        "kinds": ",".join(kinds),
+        "heirloom_version": VERSION,
+        "description": f"A heirloom plugin providing {_listing(kinds)}.",
+    }
+    parts = tomllib.loads(SCAFFOLD.joinpath("parts.toml").read_text(encoding="utf-8"))
+    chosen = [parts[kind] for kind in kinds]
+    if "model" in kinds and "source" not in kinds:
+        chosen.insert(0, parts["builtin_source"])
+    if "api" in kinds:
+        chosen.append(parts["api_with_model" if "model" in kinds else "api_alone"])
+
+    def joined(key: str, separator: str) -> str:
+        return separator.join(Template(part[key].strip()).substitute(values) for part in chosen if key in part)
+
+    checks = ", ".join(f"check_{kind}" for kind in sorted(kinds))
+    values |= {
+        "imports": "\n".join(sorted(joined("import", "\n").splitlines())),
+        "hooks": joined("hook", "\n\n\n"),
+        "tables": joined("table", "\n\n"),
+        "tests": joined("test", "\n\n\n"),
+        "provides": joined("provides", "\n"),
+        "layout": joined("layout", "\n"),
+        "try_it": joined("try_it", "\n"),
+        "checks": f"from heirloom.testing import {checks}",
+    }
+    rendered = {
+        "pyproject.toml": "pyproject.toml.tmpl",
+        "README.md": "README.md.tmpl",
+        f"{module}/__init__.py": "package/__init__.py.tmpl",
+        f"{module}/profiles/{short}.toml": "package/profile.toml.tmpl",
+        f"tests/test_{values['module_short']}.py": "tests/test_plugin.py.tmpl",
+    }
+    if "source" in kinds:
+        rendered[f"{module}/source.py"] = "package/source.py.tmpl"
+    if "model" in kinds:
+        rendered[f"{module}/model.py"] = "package/model.py.tmpl"
+    if "api" in kinds:
+        api = "api_with_model" if "model" in kinds else "api_alone"
+        rendered[f"{module}/api.py"] = f"package/{api}.py.tmpl"
+    output = {path: _template(template).substitute(values) for path, template in rendered.items()}
+    if "source" in kinds or "model" in kinds:
+        output[f"{module}/data/sample.jsonl"] = SCAFFOLD.joinpath("package", "sample.jsonl").read_text(encoding="utf-8")
+    return output
+
+
+def _listing(kinds: list[str]) -> str:
+    names = [f"an {kind}" if kind == "api" else f"a {kind}" for kind in kinds]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    asked = [kind.strip() for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in asked if kind not in KINDS]
+    if unknown or not asked:
+        raise click.BadParameter(f"expected a comma list of {', '.join(KINDS)}; got {value!r}")
+    return [kind for kind in KINDS if kind in asked]
+
+
+@click.group("new")
+def new_group() -> None:
+    """Start something new from a template."""
+
+
+@new_group.command("plugin")
+@click.argument("name")
+@click.option(
+    "--kinds",
+    default="source,model,api",
+    show_default=True,
+    callback=_kinds,
+    help="Component types to generate, one of each (comma list of source, model, api).",
+)
+@click.option(
+    "--dir",
+    "target",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to create (default: ./NAME). It must not exist or be empty.",
+)
+def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
+    """Write a plugin package NAME (e.g. heirloom-demo) to start from.
+
+    It holds a pyproject.toml with the entry point, one component per kind asked, a
+    profile shipped as package data, tests using heirloom's pytest plugin
+    (heirloom.testing) and a README. Its tests pass right after `pip install -e .`.
+    """
+    if not NAME.match(name):
+        fail(f"error: invalid plugin name {name!r}: lower-case letters, digits and single dashes (heirloom-foo)", 2)
+    if name.removeprefix("heirloom-") in ("", "heirloom"):
+        fail(f"error: {name!r} leaves no name for the plugin: use heirloom-SOMETHING", 2)
+    folder = target or Path(name)
+    if folder.exists() and any(folder.iterdir()):
+        fail(f"error: {folder} exists and is not empty; choose another --dir", 2)
+    created = render_plugin(name, kinds)
+    for relative, text in created.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    click.echo(f"created {folder}/ ({name}: {', '.join(kinds)})")
+    for relative in sorted(created):
+        click.echo(f"  {relative}")
+    click.echo(f"next: cd {folder} && pip install -e '.[test]' && pytest")
+
+
+COMMANDS = [new_group]

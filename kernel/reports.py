@@ -1,0 +1,173 @@
+"""Evaluation reports as pictures and self-contained HTML: ``heirloom eval --html``, ``heirloom ui``.
+
+A model's ``evaluate`` returns ``heirloom.Report(metrics, text)``; this module draws the
+parts of ``metrics`` it recognises (docs/PLUGINS.md, "Metrics the reports draw"):
+
+- scalar metrics (``accuracy``, ``macro_f1``...) and one level of nested scalars
+  (``macro_avg.precision``) as a table;
+- ``per_class``: ``{label: {"precision", "recall", "f1", "support"}}`` as a table;
+- ``confusion_matrix``: ``{"labels": [...], "matrix": [[...]]}`` (rows: true label) as a
+  picture, coloured by row share (recall) and annotated with counts when it is small;
+- ``NAME@K`` keys (``recall@10``, ``ndcg@5``, for rankers) as one curve per NAME over K.
+
+Pictures are PNGs drawn with matplotlib's object API (no pyplot global state, safe in a
+web server's threads) and embedded as data URIs, so one HTML file holds everything.
+matplotlib and jinja2 come with the ``ui`` extra and are imported on first use.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+
+from heirloom.core.errors import HeirloomError
+
+AT_K = re.compile(r"^(?P<name>.+)@(?P<k>[0-9]+)$")
+#: Above this many labels the confusion picture has no per-cell numbers.
+ANNOTATE_LIMIT = 20
+EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')"
+
+
+def _require(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise HeirloomError(f"evaluation pictures need {module.split('.')[0]} (the 'ui' extra): {EXTRA_HINT}") from exc
+
+
+def check_available() -> None:
+    """Raise a HeirloomError naming the extra unless matplotlib and jinja2 import."""
+    _require("matplotlib")
+    _require("jinja2")
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float | int | str]:
+    """Top-level scalars and one level of nested scalars (``macro_avg.f1``), in order."""
+    found: dict[str, float | int | str] = {}
+    for key, value in metrics.items():
+        if _scalar(value):
+            found[key] = value
+        elif isinstance(value, dict) and key not in ("per_class", "confusion_matrix"):
+            found.update({f"{key}.{sub}": inner for sub, inner in value.items() if _scalar(inner)})
+    return found
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, int | float | str) and not isinstance(value, bool)
+
+
+def at_k_curves(metrics: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    """``{"recall": [(1, 0.2), (5, 0.4), ...]}`` from ``recall@1``, ``recall@5``... keys."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for key, value in metrics.items():
+        match = AT_K.match(key)
+        if match and isinstance(value, int | float) and not isinstance(value, bool):
+            curves.setdefault(match["name"], []).append((int(match["k"]), float(value)))
+    return {name: sorted(points) for name, points in curves.items() if len(points) > 1}
+
+
+def confusion_png(confusion: dict[str, Any]) -> bytes:
+    """The confusion matrix as a PNG: rows are true labels, cells coloured by row share."""
+    figure_module = _require("matplotlib.figure")
+    labels, matrix = list(confusion["labels"]), confusion["matrix"]
+    count = len(labels)
+    shares = [[cell / (sum(row) or 1) for cell in row] for row in matrix]
+    side = min(28.0, max(4.5, 0.32 * count + 2.5))
+    figure = figure_module.Figure(figsize=(side + 1.2, side), dpi=90 if count <= 40 else 72, layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    figure.colorbar(image, ax=axes, shrink=0.6, label="share of the true label")
+    font = 9 if count <= 20 else max(4, 9 - count // 12)
+    axes.set_xticks(range(count), labels, rotation=90, fontsize=font)
+    axes.set_yticks(range(count), labels, fontsize=font)
+    axes.set_xlabel("predicted label")
+    axes.set_ylabel("true label")
+    if count <= ANNOTATE_LIMIT:
+        for row, (counts, row_shares) in enumerate(zip(matrix, shares, strict=True)):
+            for column, (cell, share) in enumerate(zip(counts, row_shares, strict=True)):
+                colour = "white" if share > 0.6 else "black"
+                axes.text(column, row, str(cell), ha="center", va="center", fontsize=font, color=colour)
+    return _png(figure)
+
+
+def at_k_png(curves: dict[str, list[tuple[int, float]]]) -> bytes:
+    """Metric-at-k curves (one line per metric) as a PNG."""
+    figure_module = _require("matplotlib.figure")
+    figure = figure_module.Figure(figsize=(6.5, 4), dpi=90, layout="constrained")
+    axes = figure.add_subplot()
+    for name, points in sorted(curves.items()):
+        axes.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name)
+    axes.set_xlabel("k")
+    axes.set_ylabel("metric at k")
+    axes.set_ylim(0, max(1.0, *(v for points in curves.values() for _, v in points)))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _png(figure)
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def template_environment(package: str) -> Any:
+    """A Jinja2 environment for the ``templates`` folder of ``package``: HTML autoescaped,
+    and an undefined name is an error rather than an empty string."""
+    jinja2 = _require("jinja2")
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(package, "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _environment() -> Any:
+    return template_environment("heirloom")
+
+
+def report_fragment(metrics: dict[str, Any], text: str | None = None) -> str:
+    """The HTML of one evaluation: metric tables and pictures, to embed in a page."""
+    confusion = metrics.get("confusion_matrix")
+    curves = at_k_curves(metrics)
+    return (
+        _environment()
+        .get_template("report_fragment.html.j2")
+        .render(
+            scalars=scalar_metrics(metrics),
+            per_class=metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else None,
+            confusion=data_uri(confusion_png(confusion)) if _is_confusion(confusion) else None,
+            labels=len(confusion["labels"]) if _is_confusion(confusion) else 0,
+            curves=data_uri(at_k_png(curves)) if curves else None,
+            text=text,
+        )
+    )
+
+
+def _is_confusion(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value.get("labels")) and isinstance(value.get("matrix"), list)
+
+
+def report_page(title: str, sections: list[dict[str, Any]]) -> str:
+    """A self-contained HTML page: ``sections`` are ``{"title", "subtitle", "html"}``."""
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        _environment().get_template("report_page.html.j2").render(title=title, sections=sections, generated=generated)
+    )
+
+
+def report_css() -> str:
+    """The style sheet report fragments expect: a page that embeds them includes it."""
+    return files("heirloom").joinpath("templates", "report.css").read_text()

@@ -1,0 +1,416 @@
+"""heirloom's pytest plugin, for plugin authors (entry point ``pytest11``: active once heirloom
+is installed, as pytest-django's or pytest-asyncio's are).
+
+Fixtures:
+
+- ``heirloom_home``: a temporary ``HEIRLOOM_HOME`` (store, feedback logs, plugin catalog).
+- ``heirloom_kernel``: ``heirloom_kernel(*plugins, entry_points=True)`` builds an isolated
+  :class:`heirloom.Kernel` with your plugin modules registered directly (no install).
+- ``heirloom_store``: a temporary artifact store, also exported as ``HEIRLOOM_STORE``.
+- ``heirloom_daemon``: ``heirloom_daemon(profile, *serve_args, plugins=(...))`` runs
+  ``heirloom serve`` in a subprocess and returns a :class:`RunningDaemon` with a connected
+  ``client``; it is stopped with SIGTERM at teardown and must exit 0.
+
+Contract checks, each a plain function that raises ``AssertionError`` naming the broken
+rule (the built-in plugins' tests run them too):
+
+- :func:`check_source`: records stream, the same on every call; the fingerprint is stable.
+- :func:`check_model`: no weights means not ready; fit, predict one output per input,
+  evaluate returns a Report; the state survives the artifact store and predicts the same;
+  a warm start from its own state works.
+- :func:`check_api`: served by a real daemon loop on a real socket: every route documented,
+  bad bodies answered INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from heirloom.core.components import REF_KEY, TABLES, Api, Model, Report, Source, State
+from heirloom.core.hookspecs import hookimpl
+from heirloom.core.kernel import Kernel
+from heirloom.core.settings import ServerSettings
+from heirloom.core.system import System
+from heirloom.store.artifacts import ArtifactStore
+from heirloom.wire.client import Client, RemoteError
+from heirloom.wire.server import Server
+
+CHECKED = "checked"
+RECORDS_SOURCE = "heirloom-testing-records"
+#: Bodies no attrs input class accepts: not a map, and a map with a key no class has.
+BAD_BODIES: tuple[Any, ...] = (["not", "a", "map"], {"heirloom_check_unknown_key": 1})
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture
+def heirloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary ``HEIRLOOM_HOME``, so a test never touches the user's store or logs."""
+    home = tmp_path / "heirloom-home"
+    monkeypatch.setenv("HEIRLOOM_HOME", str(home))
+    for variable in ("HEIRLOOM_STORE", "HEIRLOOM_DISABLE_PLUGINS", "HEIRLOOM_LOAD_PLUGINS"):
+        monkeypatch.delenv(variable, raising=False)
+    return home
+
+
+@pytest.fixture
+def heirloom_kernel(heirloom_home: Path) -> Callable[..., Kernel]:
+    """``heirloom_kernel(my_plugin, entry_points=True)``: an isolated Kernel with these plugin
+    modules (or objects with hookimpls) registered; ``entry_points=False`` ignores installed ones."""
+
+    def build(*plugins: Any, entry_points: bool = True) -> Kernel:
+        return Kernel(plugins=plugins, use_entry_points=entry_points)
+
+    return build
+
+
+@pytest.fixture
+def heirloom_store(heirloom_home: Path, monkeypatch: pytest.MonkeyPatch) -> ArtifactStore:
+    """An empty artifact store; ``HEIRLOOM_STORE`` points at it for commands and daemons."""
+    path = heirloom_home / "store"
+    monkeypatch.setenv("HEIRLOOM_STORE", str(path))
+    return ArtifactStore(path)
+
+
+@attrs.define
+class RunningDaemon:
+    """``heirloom serve`` in a subprocess, with a connected client."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    client: Client
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (a drain), then the exit code; killed if it outlives ``timeout``."""
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return -signal.SIGKILL
+
+
+@pytest.fixture
+def heirloom_daemon(tmp_path: Path, heirloom_home: Path) -> Iterator[Callable[..., RunningDaemon]]:
+    """``heirloom_daemon(profile, *serve_args, plugins=(), env=None, ready=True, timeout=60)``.
+
+    ``plugins`` are importable module names loaded without packaging (``HEIRLOOM_PLUGINS``);
+    ``ready=False`` waits for ``_health`` only (a profile whose models are not trained yet).
+    Every daemon started is stopped at teardown, and the test errors if one exits non-zero.
+    """
+    started: list[RunningDaemon] = []
+    counter = itertools.count()
+
+    def start(
+        profile: str | Path,
+        *serve_args: str,
+        plugins: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        timeout: float = 60.0,
+    ) -> RunningDaemon:
+        index = next(counter)
+        address = f"ipc://{tmp_path}/heirloom-{index}.sock"
+        log_path = tmp_path / f"heirloom-daemon-{index}.log"
+        environment = {**os.environ, **(env or {})}
+        if plugins:
+            environment["HEIRLOOM_PLUGINS"] = ",".join([*plugins, environment.get("HEIRLOOM_PLUGINS", "")]).strip(",")
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "heirloom", "serve", str(profile), "--bind", address, *serve_args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
+            )
+        daemon = RunningDaemon(process, address, Client(address, timeout=10), log_path)
+        started.append(daemon)
+        _wait_until_up(daemon, "_ready" if ready else "_health", timeout)
+        return daemon
+
+    yield start
+    failures = [(d, code) for d in started if (code := d.stop()) != 0]
+    if failures:
+        pytest.fail("\n".join(f"daemon exited {code}:\n{d.log()}" for d, code in failures), pytrace=False)
+
+
+def _wait_until_up(daemon: RunningDaemon, route: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.process.poll() is not None:
+            raise AssertionError(f"heirloom serve exited {daemon.process.returncode}:\n{daemon.log()}")
+        with contextlib.suppress(RemoteError):
+            reply = daemon.client.call(route, timeout=1.0)
+            if route == "_health" or reply.get("ready"):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"heirloom serve did not answer {route} within {timeout:g}s:\n{daemon.log()}")
+
+
+# -- systems around one component -----------------------------------------------------------
+_RECORDS: dict[str, dict[str, list[Any]]] = {}
+
+
+@attrs.define
+class RecordsSource(Source):
+    """The records a check was given, served as a source (train/test)."""
+
+    token: str
+
+    def records(self, split: str | None = None) -> Iterator[Any]:
+        splits = _RECORDS[self.token]
+        yield from (r for name in ([split] if split else list(splits)) for r in splits[name])
+
+    def fingerprint(self) -> str:
+        return f"records-{self.token}"
+
+
+class _UnderTest:
+    """A plugin object registering the component types a check builds systems from."""
+
+    def __init__(self, components: dict[str, type]):
+        self.components = components
+
+    def _register(self, kind: str, register: Callable[[str, type], None]) -> None:
+        for name, cls in self.components.items():
+            if cls.kind == kind:
+                register(name, cls)
+
+    @hookimpl
+    def heirloom_register_sources(self, register: Callable[[str, type], None]) -> None:
+        register(RECORDS_SOURCE, RecordsSource)
+        self._register("source", register)
+
+    @hookimpl
+    def heirloom_register_models(self, register: Callable[[str, type], None]) -> None:
+        self._register("model", register)
+
+    @hookimpl
+    def heirloom_register_apis(self, register: Callable[[str, type], None]) -> None:
+        self._register("api", register)
+
+
+@contextlib.contextmanager
+def _system(cls: type, config: dict[str, Any] | None, tables: dict[str, Any] | None = None) -> Iterator[System]:
+    """A started system holding ``cls`` (as ``checked``), built from a real profile file."""
+    use = f"checked-{cls.kind}"
+    profile: dict[str, Any] = {"project": "heirloom-check", **(tables or {})}
+    profile.setdefault(TABLES[cls.kind], {})[CHECKED] = {"use": use, **(config or {})}
+    with tempfile.TemporaryDirectory(prefix="heirloom-check-") as folder:
+        path = Path(folder) / "check.toml"
+        path.write_text(to_toml(profile))
+        kernel = Kernel(plugins=[_UnderTest({use: cls})])
+        with kernel.system(str(path)) as system:
+            yield system
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A profile dict as TOML: top-level scalars, then one ``[table.name]`` per component."""
+    lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
+    for table, content in data.items():
+        if not isinstance(content, dict):
+            continue
+        nested = {name: body for name, body in content.items() if isinstance(body, dict)}
+        flat = {key: value for key, value in content.items() if key not in nested and value is not None}
+        if flat:
+            lines += [f"[{_key(table)}]", *(f"{_key(k)} = {_value(v)}" for k, v in flat.items())]
+        for name, body in nested.items():
+            lines.append(f"[{_key(table)}.{_key(name)}]")
+            lines += [f"{_key(k)} = {_value(v)}" for k, v in body.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} into a profile")
+
+
+# -- sources --------------------------------------------------------------------------------
+def check_source(
+    cls: type[Source], config: dict[str, Any] | None = None, *, tables: dict[str, Any] | None = None
+) -> dict[str, int]:
+    """Check the source contract for ``cls`` built from ``config`` (its profile table).
+
+    ``tables`` are other profile tables it needs (the sources a union reads). Returns the
+    number of records per split (``all`` for ``records(None)``).
+    """
+    assert issubclass(cls, Source) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Source"
+    counts: dict[str, int] = {}
+    with _system(cls, config, tables) as system:
+        source = system.component(CHECKED, "source")
+        fingerprint = source.fingerprint()
+        assert isinstance(fingerprint, str) and fingerprint, "fingerprint() must return a non-empty str"
+        for split in [*source.splits(), None]:
+            stream = source.records(split)
+            assert isinstance(stream, Iterator), (
+                f"records({split!r}) returned a {type(stream).__name__}: sources stream (yield) their records"
+            )
+            first, second = list(stream), list(source.records(split))
+            assert first == second, f"records({split!r}) gave other records the second time: a source must replay"
+            for record in first:
+                assert isinstance(record, dict) or attrs.has(type(record)), (
+                    f"records({split!r}) yielded a {type(record).__name__}: records are dicts or attrs objects"
+                )
+            counts[str(split) if split else "all"] = len(first)
+        assert source.fingerprint() == fingerprint, "fingerprint() changed between two calls on the same data"
+    with _system(cls, config, tables) as system:
+        again = system.component(CHECKED, "source").fingerprint()
+        assert again == fingerprint, "a new instance on the same data and config has another fingerprint"
+    return counts
+
+
+# -- models ---------------------------------------------------------------------------------
+def check_model(
+    cls: type[Model],
+    config: dict[str, Any] | None,
+    data: dict[str, Sequence[Any]] | Sequence[Any],
+    *,
+    inputs: Sequence[Any] | None = None,
+    needs_weights: bool = True,
+) -> Report:
+    """Check the model contract for ``cls`` built from ``config``, on ``data``.
+
+    ``data`` is ``{"train": records, "test": records}`` (or one list for both); the model's
+    source references that ``config`` leaves unset (its ``data`` field) point at them.
+    ``inputs`` is what ``predict`` gets (default: the test records). ``needs_weights=False``
+    for a model that is ready without training. Returns the evaluation report.
+    """
+    assert issubclass(cls, Model) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Model"
+    splits = dict(data) if isinstance(data, dict) else {"train": list(data), "test": list(data)}
+    token = f"{id(splits):x}"
+    _RECORDS[token] = {name: list(records) for name, records in splits.items()}
+    config = dict(config or {})
+    for field in attrs.fields(cls):
+        kind, many = field.metadata.get(REF_KEY, (None, False))
+        if kind == "source" and field.name not in config:
+            config[field.name] = ["data"] if many else "data"
+    tables = {"sources": {"data": {"use": RECORDS_SOURCE, "token": token}}}
+    batch = list(inputs) if inputs is not None else list(_RECORDS[token]["test"])
+    try:
+        with _system(cls, config, tables) as system:
+            model = system.component(CHECKED, "model")
+            if needs_weights:
+                assert not model.ready(), (
+                    "ready() is True before fit or load: a served model gets its weights from the store, and "
+                    "_ready must stay false while the store has none (pass needs_weights=False if it needs none)"
+                )
+            records = system.component("data", "source")
+            model.fit(records.records("train"))
+            assert model.ready(), "ready() is False after fit"
+            outputs = model.predict(batch)
+            assert len(outputs) == len(batch), f"predict gave {len(outputs)} outputs for {len(batch)} inputs"
+            report = model.evaluate(records.records("test"))
+            assert isinstance(report, Report), f"evaluate returned a {type(report).__name__}, not heirloom.Report"
+            assert isinstance(report.text, str), "Report.text must be a str"
+            json.dumps(report.metrics)  # stored with the version: must be JSON
+            state = model.state()
+            assert isinstance(state, State), f"state() returned a {type(state).__name__}, not heirloom.State"
+        stored = _through_the_store(state)
+        with _system(cls, config, tables) as system:
+            fresh = system.component(CHECKED, "model")
+            fresh.load(stored)
+            assert fresh.ready(), "ready() is False after load(state)"
+            assert fresh.predict(batch) == outputs, "after state() -> store -> load(), predictions differ"
+        with _system(cls, config, tables) as system:
+            child = system.component(CHECKED, "model")
+            child.fit(system.component("data", "source").records("train"), parent=stored)
+            assert len(child.predict(batch)) == len(batch), "a warm start from its own state does not predict"
+    finally:
+        _RECORDS.pop(token, None)
+    return report
+
+
+def _through_the_store(state: State) -> State:
+    """``state`` written to and read back from a real artifact store (safetensors + JSON)."""
+    with tempfile.TemporaryDirectory(prefix="heirloom-check-store-") as folder:
+        store = ArtifactStore(Path(folder))
+        artifact = store.put("heirloom-check", CHECKED, state, model_type=CHECKED)
+        return store.load(artifact)
+
+
+# -- apis -----------------------------------------------------------------------------------
+def check_api(
+    cls: type[Api],
+    config: dict[str, Any] | None = None,
+    *,
+    tables: dict[str, Any] | None = None,
+    bad_inputs: dict[str, Iterable[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Check the api contract for ``cls`` served by a real daemon loop on an ipc socket.
+
+    ``tables`` are the other profile tables it needs (``{"models": {"m": {...}}}``).
+    ``bad_inputs`` maps a route (without the api prefix) to bodies it must refuse with
+    INVALID_ARGUMENT, for routes that validate in their handler. Returns ``_routes``.
+    """
+    assert issubclass(cls, Api) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Api"
+    with _system(cls, config, tables) as system, _serving(system) as client:
+        routes = [r for r in client.call("_routes")["routes"] if r["name"].startswith(f"{CHECKED}.")]
+        assert routes, "routes() returned no route"
+        for route in routes:
+            assert route["description"].strip(), f"route {route['name']} has no description (Route(description=...))"
+            refused = list(BAD_BODIES) if route["input"].get("type") == "object" else []
+            refused += list((bad_inputs or {}).get(route["name"].removeprefix(f"{CHECKED}."), []))
+            for body in refused:
+                try:
+                    reply = client.call(route["name"], body)
+                except RemoteError as error:
+                    assert error.code == "INVALID_ARGUMENT", (
+                        f"{route['name']} answered {error.code} to the bad body {body!r}: {error.message}"
+                    )
+                else:
+                    raise AssertionError(f"{route['name']} accepted the bad body {body!r} and answered {reply!r}")
+    return routes
+
+
+@contextlib.contextmanager
+def _serving(system: System) -> Iterator[Client]:
+    """The daemon's own I/O loop serving ``system`` on a private ipc socket, and a client."""
+    with tempfile.TemporaryDirectory(prefix="heirloom-check-") as folder:
+        address = f"ipc://{folder}/check.sock"
+        server = Server(system, ServerSettings(bind=[address], grace=5.0))
+        server.start_system()
+        loop = threading.Thread(target=server.run, name="heirloom-check-server", daemon=True)
+        loop.start()
+        try:
+            with Client(address, timeout=10, retries=0) as client:
+                client.call("_health")
+                yield client
+        finally:
+            server.request_drain()
+            loop.join(10)
+            server.close()

@@ -1,0 +1,242 @@
+"""Prometheus metrics for ``heirloom serve --metrics-port PORT``: ``GET /metrics``.
+
+Nothing is counted twice: the numbers are the per-route stats the daemon already keeps
+for ``_stats`` (:mod:`heirloom.wire.stats`), read when Prometheus scrapes, so the request
+path pays nothing for the exporter. A daemon reports its own process; a broker
+(``--workers N``) reports what every worker did: request counts, latency and queue time
+as the broker saw the replies pass, batch sizes, queue depth and served versions from the
+snapshot each worker sends with its heartbeat (a dead worker's last numbers are kept, so
+counters never go backwards). The process metrics are those of the process serving
+``/metrics``.
+
+``prometheus-client`` is an extra (``pip install 'heirloom[metrics]'``), imported only
+when the exporter starts; the snapshots are plain data and need nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from heirloom.core.errors import HeirloomError
+from heirloom.wire.stats import RouteStats
+
+if TYPE_CHECKING:
+    from heirloom.core.system import System
+    from heirloom.wire.broker import Broker
+    from heirloom.wire.server import Server
+
+Snapshot = dict[str, Any]
+HISTOGRAMS = {
+    "latency": ("heirloom_request_duration_seconds", "Seconds from receiving a request to sending its reply."),
+    "queue": ("heirloom_request_queue_seconds", "Seconds a request waited before its handler started."),
+    "batch": ("heirloom_batch_size", "Items per handler call of a batched route."),
+}
+
+
+# -- snapshots: plain data, cheap, sent in worker heartbeats --------------------------------
+def daemon_snapshot(server: Server) -> Snapshot:
+    """Everything one daemon process has counted since it started."""
+    return {
+        "routes": {
+            name: {**endpoint.stats.totals(), "queue_depth": endpoint.pending}
+            for name, endpoint in list(server.router.endpoints.items())
+        },
+        "in_flight": server.admission.in_flight,
+        "dropped_frames": server.dropped,
+        "models": served_models(server.system),
+    }
+
+
+def served_models(system: System) -> list[dict[str, Any]]:
+    """``[{"model", "ref", "digest"}]`` for every model serving a stored version."""
+    serving = system.serving
+    if serving is None:
+        return []
+    return [
+        {"model": name, "ref": status["version"], "digest": status["digest"] or ""}
+        for name, status in serving.status().items()
+        if status["version"] is not None
+    ]
+
+
+class WorkerTotals:
+    """A broker's view of its workers' snapshots: the latest of each live worker, plus the
+    last numbers of workers that died (so sums never decrease)."""
+
+    def __init__(self) -> None:
+        self.live: dict[bytes, Snapshot] = {}
+        self.retired: list[Snapshot] = []
+
+    def update(self, identity: bytes, snapshot: Snapshot | None) -> None:
+        if snapshot is not None:
+            self.live[identity] = snapshot
+
+    def retire(self, identity: bytes) -> None:
+        snapshot = self.live.pop(identity, None)
+        if snapshot is not None:
+            self.retired = [merge([*self.retired, snapshot], live=False)]
+
+    def snapshots(self) -> tuple[list[Snapshot], list[Snapshot]]:
+        """``(live, retired)`` snapshots."""
+        return list(self.live.values()), list(self.retired)
+
+
+def broker_snapshot(broker: Broker) -> Snapshot:
+    """The broker's own request counts and latencies (every reply passes through it), with
+    the batch sizes, queue depths and models its workers report."""
+    live, retired = broker.worker_totals.snapshots()
+    workers = merge(live + retired, live=False)
+    current = merge(live, live=True)
+    seen = dict(broker.stats)
+    routes: dict[str, dict[str, Any]] = {}
+    for name in [*seen, *(name for name in workers["routes"] if name not in seen)]:
+        routes[name] = (seen.get(name) or RouteStats()).totals()
+        routes[name]["batch"] = workers["routes"].get(name, {}).get("batch", routes[name]["batch"])
+        routes[name]["queue_depth"] = current["routes"].get(name, {}).get("queue_depth", 0)
+    return {
+        "routes": routes,
+        "in_flight": len(broker.forwarded),
+        "dropped_frames": broker.dropped + workers["dropped_frames"],
+        "models": current["models"],
+        "workers": {
+            "connected": len(broker.workers),
+            "ready": sum(1 for worker in list(broker.workers.values()) if worker.ready),
+        },
+    }
+
+
+def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
+    """Sum snapshots route by route. ``live``: gauges (queue depth, in flight, models) are
+    summed too; otherwise only counters and histograms are."""
+    routes: dict[str, dict[str, Any]] = {}
+    dropped, in_flight = 0, 0
+    models: Counter[tuple[str, str, str]] = Counter()
+    for snapshot in snapshots:
+        dropped += snapshot.get("dropped_frames", 0)
+        for name, totals in snapshot.get("routes", {}).items():
+            into = routes.setdefault(name, {"requests": Counter(), "queue_depth": 0})
+            into["requests"].update(totals["requests"])
+            for key in HISTOGRAMS:
+                into[key] = _add_histograms(into.get(key), totals[key])
+            if live:
+                into["queue_depth"] += totals.get("queue_depth", 0)
+        if live:
+            in_flight += snapshot.get("in_flight", 0)
+            models.update((m["model"], m["ref"], m["digest"]) for m in snapshot.get("models", []))
+    return {
+        "routes": {name: {**totals, "requests": dict(totals["requests"])} for name, totals in routes.items()},
+        "in_flight": in_flight,
+        "dropped_frames": dropped,
+        "models": [{"model": m, "ref": r, "digest": d, "count": n} for (m, r, d), n in sorted(models.items())],
+    }
+
+
+def _add_histograms(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
+    if total is None:
+        return {"bounds": list(more["bounds"]), "counts": list(more["counts"]), "sum": more["sum"]}
+    if total["bounds"] != more["bounds"]:  # workers of another heirloom version: keep what we can add
+        return total
+    return {
+        "bounds": total["bounds"],
+        "counts": [a + b for a, b in zip(total["counts"], more["counts"], strict=True)],
+        "sum": total["sum"] + more["sum"],
+    }
+
+
+# -- the Prometheus side ----------------------------------------------------------------------
+class SnapshotCollector:
+    """A prometheus-client collector that turns a snapshot into metric families per scrape."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]):
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        snap = self.snapshot()
+        routes = snap["routes"]
+        requests = CounterMetricFamily(
+            "heirloom_requests", "Requests answered, by route and status code.", labels=["route", "status"]
+        )
+        for route, totals in routes.items():
+            for status, count in totals["requests"].items():
+                requests.add_metric([route, status], count)
+        yield requests
+        for key, (name, documentation) in HISTOGRAMS.items():
+            family = HistogramMetricFamily(name, documentation, labels=["route"])
+            for route, totals in routes.items():
+                histogram = totals[key]
+                if key == "batch" and not sum(histogram["counts"]):
+                    continue  # not a batched route
+                family.add_metric([route], _cumulative(histogram), histogram["sum"])
+            yield family
+        depth = GaugeMetricFamily("heirloom_queue_depth", "Requests admitted and not yet answered.", labels=["route"])
+        for route, totals in routes.items():
+            depth.add_metric([route], totals.get("queue_depth", 0))
+        yield depth
+        yield GaugeMetricFamily("heirloom_in_flight", "Requests being handled now.", value=snap["in_flight"])
+        yield CounterMetricFamily(
+            "heirloom_dropped_frames", "Messages dropped without a reply (no envelope).", value=snap["dropped_frames"]
+        )
+        info = GaugeMetricFamily(
+            "heirloom_model_info",
+            "The stored version each model serves (the value counts the processes serving it).",
+            labels=["model", "ref", "digest"],
+        )
+        for model in snap["models"]:
+            info.add_metric([model["model"], model["ref"], model["digest"]], model.get("count", 1))
+        yield info
+        if "workers" in snap:
+            workers = GaugeMetricFamily("heirloom_workers", "Worker processes, by state.", labels=["state"])
+            for state, count in snap["workers"].items():
+                workers.add_metric([state], count)
+            yield workers
+
+
+def _cumulative(histogram: dict[str, Any]) -> list[tuple[str, float]]:
+    running, buckets = 0, []
+    for bound, count in zip([*histogram["bounds"], float("inf")], histogram["counts"], strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+    return buckets
+
+
+@attrs.frozen
+class MetricsAddress:
+    """Where ``/metrics`` listens (``--metrics-host``, ``--metrics-port``)."""
+
+    host: str
+    port: int
+
+
+class Exporter:
+    """prometheus-client's HTTP server on its own thread, serving one snapshot source."""
+
+    def __init__(self, address: MetricsAddress, snapshot: Callable[[], Snapshot]):
+        try:
+            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client.gc_collector import GCCollector
+            from prometheus_client.platform_collector import PlatformCollector
+            from prometheus_client.process_collector import ProcessCollector
+        except ImportError as exc:
+            raise HeirloomError(
+                f"--metrics-port needs prometheus-client ({exc}): pip install 'heirloom[metrics]'"
+            ) from exc
+        registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=registry)
+        registry.register(SnapshotCollector(snapshot))
+        try:
+            self._server, self._thread = start_http_server(address.port, address.host, registry=registry)
+        except OSError as exc:
+            raise HeirloomError(f"cannot serve metrics on {address.host}:{address.port}: {exc.strerror}") from exc
+        self.port = self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)

@@ -1,0 +1,182 @@
+"""The dashboard's web application: server-rendered pages over an artifact store.
+
+Read-only by construction: every route is a GET that reads the store (``list``,
+``lineage``, ``resolve``) or, with ``--connect``, calls the daemon's ``_stats`` and
+``_ready``. Pages are Jinja2 templates with autoescaping; pictures are drawn per request
+by :mod:`heirloom.reports`. Endpoints are plain functions, so Starlette runs them on its
+thread pool and a slow store or daemon never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+import heirloom
+from heirloom.reports import report_css, report_fragment, scalar_metrics, template_environment
+from heirloom_plugins.dashboard.lineage import NODE_HEIGHT, NODE_WIDTH, Graph, chain_graph, model_graph
+
+#: Scalar metrics shown per version in listings.
+LISTED_METRICS = 3
+
+
+def version_url(artifact: Any) -> str:
+    return f"/models/{artifact.project}/{artifact.model}/{artifact.version}"
+
+
+def model_url(project: str, model: str) -> str:
+    return f"/models/{project}/{model}"
+
+
+def listed_metrics(artifact: Any) -> list[tuple[str, Any]]:
+    return list(scalar_metrics(artifact.metrics).items())[:LISTED_METRICS]
+
+
+class Dashboard:
+    """The state behind the pages: the store, and a client for the daemon when connected."""
+
+    def __init__(self, store: Any, connect: str | None, refresh: int):
+        self.store = store
+        self.connect = connect
+        self.refresh = refresh
+        self._client: heirloom.Client | None = None
+        self._client_lock = threading.Lock()
+        self.templates = Jinja2Templates(env=template_environment("heirloom_plugins.dashboard"))
+        self.templates.env.globals.update(
+            version_url=version_url,
+            report_css=report_css(),
+            store_root=str(getattr(store, "root", store)),
+            connect=connect,
+            refresh=None,
+            node_width=NODE_WIDTH,
+            node_height=NODE_HEIGHT,
+        )
+
+    def page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        return self.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+    def svg(self, graph: Graph) -> str:
+        return self.templates.env.get_template("lineage.svg.j2").render(graph=graph)
+
+    # -- pages ---------------------------------------------------------------------------
+    def index(self, request: Request) -> Response:
+        models: dict[tuple[str, str], list[Any]] = {}
+        for artifact in self.store.list():
+            models.setdefault((artifact.project, artifact.model), []).append(artifact)
+        entries = []
+        for (project, model), versions in sorted(models.items()):
+            latest = versions[-1]
+            entries.append(
+                {
+                    "name": f"{project}/{model}",
+                    "url": model_url(project, model),
+                    "versions": len(versions),
+                    "latest": latest,
+                    "aliases": [(alias, a.version) for a in versions for alias in a.aliases],
+                    "metrics": listed_metrics(latest),
+                }
+            )
+        return self.page(request, "index.html.j2", models=entries)
+
+    def model(self, request: Request) -> Response:
+        project, model = request.path_params["project"], request.path_params["model"]
+        artifacts = self.store.list()
+        versions = [a for a in artifacts if a.project == project and a.model == model]
+        if not versions:
+            raise HTTPException(404, f"the store holds no version of {project}/{model}")
+        graph = model_graph(artifacts, project, model)
+        return self.page(
+            request,
+            "model.html.j2",
+            name=f"{project}/{model}",
+            graph_svg=self.svg(graph),
+            versions=[(a, listed_metrics(a)) for a in reversed(versions)],
+        )
+
+    def version(self, request: Request) -> Response:
+        params = request.path_params
+        ref = f"{params['project']}/{params['model']}@{params['version']}"
+        try:
+            chain = self.store.lineage(ref)
+        except heirloom.HeirloomError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        artifact = chain[0]
+        report_html, report_error = None, None
+        try:
+            report_html = report_fragment(artifact.metrics) if artifact.metrics else None
+        except Exception as exc:  # noqa: BLE001 - a plugin's metrics may have any shape; the page still shows
+            report_error = f"cannot draw the recorded metrics: {type(exc).__name__}: {exc}"
+        return self.page(
+            request,
+            "version.html.j2",
+            artifact=artifact,
+            chain=chain,
+            model_url=model_url(artifact.project, artifact.model),
+            graph_svg=self.svg(chain_graph(chain, artifact.ref)),
+            report_html=report_html,
+            report_error=report_error,
+        )
+
+    def live(self, request: Request) -> Response:
+        context: dict[str, Any] = {"refresh": self.refresh if self.connect else None, "error": None}
+        if self.connect:
+            try:
+                client = self.client()
+                stats, ready = client.call("_stats"), client.call("_ready")
+            except heirloom.HeirloomError as exc:
+                context["error"] = str(exc)
+            else:
+                routes = sorted(stats.get("routes", {}).items(), key=lambda item: (item[0].startswith("_"), item[0]))
+                context.update(
+                    stats=stats,
+                    ready=ready.get("ready"),
+                    routes=routes,
+                    models=stats.get("models", {}),
+                    workers=stats.get("workers", []),
+                )
+        return self.page(request, "live.html.j2", **context)
+
+    def not_found(self, request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        detail = getattr(exc, "detail", None) or "no such page"
+        return self.page(request, "error.html.j2", status_code=status, status=status, message=detail)
+
+    # -- the daemon ----------------------------------------------------------------------
+    def client(self) -> heirloom.Client:
+        with self._client_lock:
+            if self._client is None:
+                self._client = heirloom.Client(self.connect, timeout=2.0, retries=0)
+            return self._client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def create_app(store: Any, connect: str | None = None, refresh: int = 5) -> Starlette:
+    """The dashboard over ``store`` (anything with ``list``, ``lineage``); ``connect``: a daemon."""
+    dashboard = Dashboard(store, connect, refresh)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        dashboard.close()
+
+    routes = [
+        Route("/", dashboard.index),
+        Route("/live", dashboard.live),
+        Route("/models/{project}/{model}", dashboard.model),
+        Route("/models/{project}/{model}/{version}", dashboard.version),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: dashboard.not_found})

@@ -1,0 +1,63 @@
+"""The ``heirloom ui`` command: open the store, build the app, run uvicorn until stopped."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+import heirloom
+
+EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')"
+
+
+@click.command("ui")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="HEIRLOOM_STORE",
+    show_envvar=True,
+    help="The artifact store folder (default: the one `heirloom train` uses, HEIRLOOM_HOME/store).",
+)
+@click.option("--connect", metavar="ADDR", help="A running daemon's address, for live route stats (tcp://, ipc://).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
+@click.option(
+    "--refresh",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Seconds between reloads of the live page.",
+)
+def ui_command(store: Path | None, connect: str | None, host: str, port: int, refresh: int) -> None:
+    """Serve a read-only dashboard of the artifact store until Ctrl-C or SIGTERM.
+
+    Pages: the stored models; each model's lineage as a graph (what it inherited from,
+    across projects, and what inherited from it) with its versions and aliases; each
+    version's facts and evaluation (metrics, per-class table, confusion matrix). With
+    --connect, /live shows the daemon's routes (counts, errors, latency, queues, batches).
+    Needs the 'ui' extra (starlette, uvicorn, matplotlib, jinja2).
+    """
+    try:
+        import uvicorn
+
+        from heirloom.reports import check_available
+        from heirloom_plugins.dashboard.app import create_app
+
+        check_available()
+    except ImportError as exc:
+        raise click.ClickException(f"heirloom ui needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
+    except heirloom.HeirloomError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if store is not None and not (store / "index.sqlite").is_file():
+        raise click.ClickException(f"no artifact store at {store} (no index.sqlite there)")
+    opened = heirloom.ArtifactStore(store) if store is not None else heirloom.Kernel().store()
+    app = create_app(opened, connect=connect, refresh=refresh)
+    click.echo(f"heirloom ui: http://{host}:{port}/ (store {getattr(opened, 'root', opened)}, read-only)", err=True)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler it found: exit 0 there, as `heirloom serve` does after a clean stop.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda signum, frame: sys.exit(0))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,131 @@
+"""A model's lineage as a graph: which stored version warm-started which, across projects.
+
+Nodes are versions (plus a placeholder for a parent the store does not hold); an edge
+runs from a parent to each version inherited from it. The layout is layered: a node's
+column is its generation (roots first), and the graph is drawn as SVG by a template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+NODE_WIDTH, NODE_HEIGHT = 250, 58
+COLUMN_GAP, ROW_GAP, MARGIN = 70, 22, 16
+
+
+@attrs.define
+class Node:
+    ref: str
+    artifact: Any | None  # None: a parent recorded in the lineage but missing from this store
+    generation: int = 0
+    row: int = 0
+
+    @property
+    def x(self) -> int:
+        return MARGIN + self.generation * (NODE_WIDTH + COLUMN_GAP)
+
+    @property
+    def y(self) -> int:
+        return MARGIN + self.row * (NODE_HEIGHT + ROW_GAP)
+
+
+@attrs.define
+class Graph:
+    nodes: dict[str, Node]
+    edges: list[tuple[str, str]]
+    focus: str | None
+
+    @property
+    def width(self) -> int:
+        columns = 1 + max((n.generation for n in self.nodes.values()), default=0)
+        return 2 * MARGIN + columns * NODE_WIDTH + (columns - 1) * COLUMN_GAP
+
+    @property
+    def height(self) -> int:
+        rows = 1 + max((n.row for n in self.nodes.values()), default=0)
+        return 2 * MARGIN + rows * NODE_HEIGHT + (rows - 1) * ROW_GAP
+
+    def edge_paths(self) -> list[dict[str, Any]]:
+        """A cubic curve from the right side of each parent to the left side of its child."""
+        paths = []
+        for parent, child in self.edges:
+            a, b = self.nodes[parent], self.nodes[child]
+            x1, y1 = a.x + NODE_WIDTH, a.y + NODE_HEIGHT // 2
+            x2, y2 = b.x - 6, b.y + NODE_HEIGHT // 2
+            bend = (x2 - x1) // 2
+            d = f"M{x1},{y1} C{x1 + bend},{y1} {x2 - bend},{y2} {x2},{y2}"
+            paths.append({"parent": parent, "child": child, "d": d})
+        return paths
+
+
+def model_graph(artifacts: list[Any], project: str, model: str, focus: str | None = None) -> Graph:
+    """Every version of ``project/model``, all their ancestors and all their descendants."""
+    by_ref = {a.ref: a for a in artifacts}
+    children: dict[str, list[str]] = {}
+    for artifact in artifacts:
+        if artifact.parent is not None:
+            children.setdefault(artifact.parent, []).append(artifact.ref)
+    own = [a.ref for a in artifacts if a.project == project and a.model == model]
+    wanted: set[str] = set()
+    for ref in own:
+        wanted |= _ancestors(ref, by_ref) | _descendants(ref, children)
+    return _layout(wanted, by_ref, focus)
+
+
+def _ancestors(ref: str, by_ref: dict[str, Any]) -> set[str]:
+    found, current = {ref}, by_ref.get(ref)
+    while current is not None and current.parent is not None and current.parent not in found:
+        found.add(current.parent)
+        current = by_ref.get(current.parent)
+    return found
+
+
+def _descendants(ref: str, children: dict[str, list[str]]) -> set[str]:
+    found, todo = {ref}, [ref]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None) -> Graph:
+    nodes = {ref: Node(ref, by_ref.get(ref)) for ref in refs}
+    edges = sorted(
+        (node.artifact.parent, ref)
+        for ref, node in nodes.items()
+        if node.artifact is not None and node.artifact.parent in nodes
+    )
+
+    def generation(ref: str, seen: frozenset[str] = frozenset()) -> int:
+        artifact = nodes[ref].artifact
+        parent = artifact.parent if artifact is not None else None
+        if parent is None or parent not in nodes or parent in seen:
+            return 0
+        return 1 + generation(parent, seen | {ref})
+
+    rows: dict[int, int] = {}
+    for ref in sorted(nodes, key=_sort_key):
+        node = nodes[ref]
+        node.generation = generation(ref)
+        node.row = rows.get(node.generation, 0)
+        rows[node.generation] = node.row + 1
+    return Graph(nodes, edges, focus)
+
+
+def _sort_key(ref: str) -> tuple[str, int]:
+    path, _, version = ref.partition("@")
+    return path, int(version) if version.isdigit() else 0
+
+
+def chain_graph(chain: list[Any], focus: str) -> Graph:
+    """The lineage of one version (``store.lineage``): itself and its ancestors."""
+    refs = {a.ref for a in chain}
+    last = chain[-1]
+    if last.parent is not None:
+        refs.add(last.parent)  # recorded, but not in this store
+    return _layout(refs, {a.ref: a for a in chain}, focus)

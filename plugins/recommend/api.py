@@ -1,0 +1,234 @@
+"""The ``recommend`` api: ``<name>.recommend`` (batched), ``.similar``, ``.similar_text``
+and ``.event``.
+
+Replies come from the model's handle, read once per batch or request, so a hot swap
+never mixes versions inside a reply and every reply names the version that produced it.
+Events are appended to a durable log (synced before the OK) that the ``events`` source
+reads, so the next ``heirloom train`` learns from them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+import heirloom
+from heirloom_plugins.recommend.checks import at_least
+from heirloom_plugins.recommend.events import event_log_path
+from heirloom_plugins.recommend.model import HybridRecommender
+from heirloom_plugins.recommend.records import parse_year
+from heirloom_plugins.recommend.tower import ItemText
+
+Id = str | int
+MAX_KIND_CHARS = 64
+MAX_TITLE_CHARS = 1000
+
+
+def _k_between(low: int, high: int):
+    def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"'{attribute.name}' must be between {low} and {high}, got {value!r}")
+
+    return check
+
+
+def inputs(max_k: int, max_history: int) -> dict[str, type]:
+    """The attrs classes of the request bodies, with this api's limits in their validators."""
+    k_ok = _k_between(1, max_k)
+
+    def history_ok(instance: Any, attribute: attrs.Attribute, value: list[Id] | None) -> None:
+        if value is not None and len(value) > max_history:
+            raise ValueError(f"'history' has {len(value)} items; at most {max_history} are accepted")
+
+    @attrs.define
+    class RecommendInput:
+        """A known ``user``, or the ``history`` (item ids) of someone the model has not seen, and ``k``."""
+
+        user: Id | None = None
+        history: list[Id] | None = attrs.field(default=None, validator=history_ok)
+        k: int = attrs.field(default=10, validator=k_ok)
+
+        def __attrs_post_init__(self) -> None:
+            if (self.user is None) == (self.history is None):
+                raise ValueError("'user' (a known user id) or 'history' (a list of item ids) is required, not both")
+
+    @attrs.define
+    class SimilarInput:
+        """A catalogue item and how many neighbours."""
+
+        item: Id
+        k: int = attrs.field(default=10, validator=k_ok)
+
+    def title_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        if not value.strip() or len(value) > MAX_TITLE_CHARS:
+            raise ValueError(f"'title' must be 1 to {MAX_TITLE_CHARS} characters, not blank")
+
+    @attrs.define
+    class SimilarTextInput:
+        """An item that is not in the catalogue, by its title (``Name (1999)``) and genres."""
+
+        title: str = attrs.field(validator=title_ok)
+        genres: list[str] = attrs.field(factory=list)
+        k: int = attrs.field(default=10, validator=k_ok)
+
+    return {"recommend": RecommendInput, "similar": SimilarInput, "similar_text": SimilarTextInput}
+
+
+def _kind_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not value.strip() or len(value) > MAX_KIND_CHARS:
+        raise ValueError(f"'kind' must be 1 to {MAX_KIND_CHARS} characters, not blank")
+
+
+def _finite(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"'value' must be a finite number, got {value!r}")
+
+
+@attrs.define
+class EventInput:
+    """Something a user did with an item: ``kind`` (view, click, rating...) and its ``value``."""
+
+    user: Id
+    item: Id
+    kind: str = attrs.field(default="interaction", validator=_kind_ok)
+    value: float = attrs.field(default=1.0, validator=_finite)
+
+
+@attrs.define
+class RecommendApi(heirloom.Api):
+    """Serves a hybrid recommender: recommendations, similar items, new items by text, events."""
+
+    #: The hybrid-recommender model.
+    model: str = heirloom.ref("model")
+    #: Largest ``k``, and longest ``history``, a request may ask for.
+    max_k: int = attrs.field(default=100, validator=at_least(1))
+    max_history: int = attrs.field(default=1000, validator=at_least(1))
+    #: Batching of ``recommend``: at most this many requests per model call. A request waits
+    #: at most ``max_wait_ms`` for company; 0 batches what queues while the previous batch
+    #: computes, which suits a model whose call costs well under a millisecond.
+    max_batch: int = attrs.field(default=64, validator=at_least(1))
+    max_wait_ms: float = attrs.field(default=0.0, validator=at_least(0.0))
+    #: Where ``<name>.event`` appends (default: under HEIRLOOM_HOME, where the ``events`` source reads).
+    events_path: str | None = None
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.handle = ctx.model(self.model)
+        self.inputs = inputs(self.max_k, self.max_history)
+        path = Path(self.events_path) if self.events_path else event_log_path(ctx.project, ctx.name)
+        self.events = heirloom.AppendLog(path)
+
+    def stop(self) -> None:
+        events = getattr(self, "events", None)
+        if events is not None:
+            events.close()
+
+    def routes(self) -> list[heirloom.Route]:
+        return [
+            heirloom.Route(
+                "recommend",
+                handler=self.recommend_batch,
+                input=self.inputs["recommend"],
+                batched=True,
+                max_batch=self.max_batch,
+                max_wait_ms=self.max_wait_ms,
+                description="The k best items for {'user': id} or {'history': [item ids]}, never ones they have.",
+            ),
+            heirloom.Route(
+                "similar",
+                handler=self.similar,
+                input=self.inputs["similar"],
+                inline=True,
+                description="Items a user who has {'item': id} should see next.",
+            ),
+            heirloom.Route(
+                "similar_text",
+                handler=self.similar_text,
+                input=self.inputs["similar_text"],
+                description="Catalogue items for a new item known by {'title', 'genres'} alone.",
+            ),
+            heirloom.Route(
+                "event",
+                handler=self.event,
+                input=EventInput,
+                description="Record {'user', 'item', 'kind', 'value'} (durable before OK); the next train learns it.",
+            ),
+        ]
+
+    def _serving(self) -> tuple[HybridRecommender, str | None]:
+        model, version = self.handle.current
+        if not model.ready():
+            raise heirloom.RequestError(
+                "UNAVAILABLE",
+                f"model {self.handle.name!r} has no trained version yet (run heirloom train)",
+                retry_after_ms=5000,
+            )
+        return model, version
+
+    def recommend_batch(self, bodies: list[Any]) -> list[Any]:
+        model, version = self._serving()
+        results: list[Any] = [None] * len(bodies)
+        wanted: list[tuple[int, np.ndarray, int]] = []
+        for position, body in enumerate(bodies):
+            try:
+                wanted.append((position, self._history(model, version, body), body.k))
+            except heirloom.RequestError as error:
+                results[position] = error
+        if wanted:
+            lists = model.recommend([history for _, history, _ in wanted], [k for _, _, k in wanted])
+            for (position, _, _), ranked in zip(wanted, lists, strict=True):
+                results[position] = _reply(model, version, ranked)
+        return results
+
+    def _history(self, model: HybridRecommender, version: str | None, body: Any) -> np.ndarray:
+        if body.user is not None:
+            row = model.histories.index.get(str(body.user))
+            if row is None:
+                raise heirloom.RequestError(
+                    "NOT_FOUND",
+                    f"user {body.user!r} is unknown to {version}; send their 'history' instead",
+                    "body.user",
+                )
+            return model.histories.of(row)
+        index = model.catalogue.index
+        positions = []
+        for number, item in enumerate(body.history):
+            if str(item) not in index:
+                raise heirloom.RequestError(
+                    "NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", f"body.history[{number}]"
+                )
+            positions.append(index[str(item)])
+        return np.unique(np.asarray(positions, dtype=np.int64))
+
+    def similar(self, body: Any) -> heirloom.Versioned:
+        model, version = self._serving()
+        position = self._item(model, version, body.item)
+        return _reply(model, version, model.similar(position, body.k))
+
+    def similar_text(self, body: Any) -> heirloom.Versioned:
+        model, version = self._serving()
+        text = ItemText(body.title, parse_year(body.title), tuple(body.genres))
+        return _reply(model, version, model.similar_text(text, body.k))
+
+    def event(self, body: EventInput) -> dict[str, Any]:
+        model, version = self._serving()
+        self._item(model, version, body.item)
+        self.events.append({"user": str(body.user), "item": str(body.item), "kind": body.kind, "value": body.value})
+        return {"recorded": True, "path": str(self.events.path)}
+
+    @staticmethod
+    def _item(model: HybridRecommender, version: str | None, item: Any) -> int:
+        position = model.catalogue.index.get(str(item))
+        if position is None:
+            raise heirloom.RequestError("NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", "body.item")
+        return position
+
+
+def _reply(model: HybridRecommender, version: str | None, ranked: list[tuple[int, float]]) -> heirloom.Versioned:
+    """``{"items": [{"item", "title", "year", "genres", "score"}], "version"}``, best first."""
+    items = [{**model.catalogue.describe(item), "score": score} for item, score in ranked]
+    return heirloom.Versioned({"items": items, "version": version}, version)

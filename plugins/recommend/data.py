@@ -1,0 +1,110 @@
+"""What a recommender reads from its records: the catalogue and who interacted with what."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+import heirloom
+from heirloom_plugins.recommend.records import INTERACTION, ITEM
+from heirloom_plugins.recommend.tower import ItemText
+
+
+@attrs.frozen
+class Catalogue:
+    """The items, in a fixed order (an item's position is its row and column everywhere)."""
+
+    ids: list[str]
+    texts: list[ItemText]
+    index: dict[str, int] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "index", {item: position for position, item in enumerate(self.ids)})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def describe(self, position: int) -> dict[str, Any]:
+        """An item as replies show it."""
+        text = self.texts[position]
+        return {"item": self.ids[position], "title": text.title, "year": text.year, "genres": list(text.genres)}
+
+
+@attrs.frozen
+class Histories:
+    """Each user's distinct items (positions in the catalogue), in CSR form."""
+
+    users: list[str]
+    indptr: np.ndarray
+    items: np.ndarray
+    index: dict[str, int] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "index", {user: row for row, user in enumerate(self.users)})
+
+    @classmethod
+    def build(cls, pairs: Iterable[tuple[str, int]], users: Iterable[str] = ()) -> Histories:
+        """From ``(user, item position)`` pairs; ``users`` first fixes some rows' order
+        (e.g. a test set's users), the others follow in order of appearance."""
+        by_user: dict[str, set[int]] = {user: set() for user in users}
+        for user, item in pairs:
+            by_user.setdefault(user, set()).add(item)
+        lengths = [len(items) for items in by_user.values()]
+        flat = [item for items in by_user.values() for item in sorted(items)]
+        return cls(
+            list(by_user),
+            np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+            np.asarray(flat, dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def of(self, row: int) -> np.ndarray:
+        return self.items[self.indptr[row] : self.indptr[row + 1]]
+
+    def matrix(self, rows: np.ndarray, items: int) -> np.ndarray:
+        """The 0/1 user x item matrix of ``rows`` (float32)."""
+        dense = np.zeros((len(rows), items), dtype=np.float32)
+        for position, row in enumerate(rows):
+            dense[position, self.of(row)] = 1.0
+        return dense
+
+    def pairs(self) -> Iterable[tuple[str, int]]:
+        for row, user in enumerate(self.users):
+            for item in self.of(row).tolist():
+                yield user, item
+
+
+def read_records(data: Iterable[Any]) -> tuple[list[Mapping[str, Any]], list[tuple[str, str]]]:
+    """The item records and the ``(user, item)`` interaction pairs of a record stream."""
+    items: list[Mapping[str, Any]] = []
+    pairs: list[tuple[str, str]] = []
+    for position, record in enumerate(data):
+        kind = record.get("type") if isinstance(record, Mapping) else None
+        if kind == ITEM and isinstance(record.get("item"), str):
+            items.append(record)
+        elif kind == INTERACTION and isinstance(record.get("user"), str) and isinstance(record.get("item"), str):
+            pairs.append((record["user"], record["item"]))
+        else:
+            raise heirloom.HeirloomError(
+                f"record {position} is neither an item ({{'type': 'item', 'item': str, ...}}) nor an interaction "
+                f"({{'type': 'interaction', 'user': str, 'item': str, ...}}): {record!r:.160}"
+            )
+    return items, pairs
+
+
+def catalogue_of(items: list[Mapping[str, Any]], pairs: list[tuple[str, str]]) -> Catalogue:
+    """The items of the records, then any item only interactions name (it has no text)."""
+    ids: dict[str, ItemText] = {}
+    for record in items:
+        if record["item"] not in ids:
+            genres = tuple(str(genre) for genre in record.get("genres") or ())
+            ids[record["item"]] = ItemText(str(record.get("title") or ""), record.get("year"), genres)
+    for _, item in pairs:
+        if item not in ids:
+            ids[item] = ItemText("", None, ())
+    return Catalogue(list(ids), list(ids.values()))

@@ -1,0 +1,62 @@
+"""The ``events`` source: the interactions a ``recommend`` api recorded (``<api>.event``).
+
+All of them are training data: combine this source with the catalogue's own through a
+``union`` source, and the next ``heirloom train`` learns from production behaviour while
+the test split stays the original data's, so versions compare on the same test set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.recommend.checks import non_empty
+from heirloom_plugins.recommend.records import interaction_record
+
+EVENT_FIELDS = ("user", "item", "kind", "value", "time")
+
+
+def event_log_path(project: str, api: str) -> Path:
+    """Where a ``recommend`` api named ``api`` appends its events by default."""
+    return heirloom.log_path("events", project, api)
+
+
+@attrs.define(kw_only=True)
+class EventsSource(heirloom.Source):
+    """Interactions recorded by a ``recommend`` api, in ``train`` only."""
+
+    #: The recommend api whose events to read (its component name).
+    api: str = attrs.field(validator=non_empty)
+    #: The project that api runs in (default: this profile's project).
+    project: str | None = None
+    #: An explicit log path (when the api sets ``events_path``).
+    path: str | None = heirloom.path_field(default=None, must_exist=False)
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.log_path = Path(self.path) if self.path else event_log_path(self.project or ctx.project, self.api)
+
+    def splits(self) -> list[str]:
+        return ["train"]
+
+    def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
+        if split not in (None, "train"):
+            return
+        for number, entry in enumerate(heirloom.AppendLog.read(self.log_path), 1):
+            missing = [name for name in EVENT_FIELDS if name not in entry]
+            if missing:
+                raise heirloom.HeirloomError(f"{self.log_path}: event {number} lacks {', '.join(missing)}")
+            yield interaction_record(
+                str(entry["user"]), str(entry["item"]), str(entry["kind"]), float(entry["value"]), entry["time"]
+            )
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(b"events")
+        if self.log_path.exists():
+            digest.update(self.log_path.read_bytes())
+        return digest.hexdigest()

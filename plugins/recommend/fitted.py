@@ -1,0 +1,122 @@
+"""A fitted hybrid recommender as data, and its portable state (tensors + JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import numpy as np
+
+import heirloom
+from heirloom_plugins.recommend.data import Catalogue, Histories
+from heirloom_plugins.recommend.ease import Hybrid
+from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings
+from heirloom_plugins.recommend.tuning import Choice
+
+FORMAT = "heirloom.hybrid-recommender/1"
+TENSORS = (
+    "item_weights",
+    "text_map",
+    "warm_items",
+    "precision_diagonal",
+    "popularity",
+    "idf",
+    "text_indptr",
+    "text_indices",
+    "text_values",
+    "history_indptr",
+    "history_items",
+)
+
+
+@attrs.frozen
+class Fitted:
+    """Everything a trained hybrid recommender needs to rank, explain and be refitted."""
+
+    catalogue: Catalogue
+    histories: Histories
+    tower: HashedTower
+    #: The tower's features of every catalogue item.
+    features: SparseRows
+    #: ``B`` (an item's row says what a user who has it should see), ``R`` (text-kernel
+    #: vector over the warm items -> a column of ``B``), the warm items, ``diag(P)``.
+    hybrid: Hybrid
+    #: Users who interacted with each item in training.
+    popularity: np.ndarray
+    choice: Choice
+    training: dict[str, Any]
+
+    def state(self, config: dict[str, Any]) -> heirloom.State:
+        """Tensors (float32 weights, int64 indices) and JSON metadata: catalogue, users,
+        tower settings, the chosen hyper-parameters, the configuration and the training summary."""
+        tensors = {
+            "item_weights": self.hybrid.weights.astype(np.float32),
+            "text_map": self.hybrid.text_map.astype(np.float32),
+            "warm_items": self.hybrid.warm.astype(np.int64),
+            "precision_diagonal": self.hybrid.diagonal.astype(np.float32),
+            "popularity": self.popularity.astype(np.float32),
+            "idf": np.asarray(self.tower.idf, dtype=np.float32),
+            "text_indptr": self.features.indptr,
+            "text_indices": self.features.indices,
+            "text_values": self.features.values,
+            "history_indptr": self.histories.indptr,
+            "history_items": self.histories.items,
+        }
+        texts = self.catalogue.texts
+        metadata = {
+            "format": FORMAT,
+            "items": {
+                "ids": self.catalogue.ids,
+                "titles": [text.title for text in texts],
+                "years": [text.year for text in texts],
+                "genres": [list(text.genres) for text in texts],
+            },
+            "users": self.histories.users,
+            "tower": self.tower.settings.to_json(),
+            "choice": attrs.asdict(self.choice),
+            "config": config,
+            "training": self.training,
+        }
+        return heirloom.State({name: np.ascontiguousarray(t) for name, t in tensors.items()}, metadata)
+
+    @classmethod
+    def from_state(cls, state: heirloom.State, what: str) -> Fitted:
+        """The fitted model in ``state``, refusing other models' states and broken shapes."""
+        metadata, tensors = state.metadata, state.tensors
+        if metadata.get("format") != FORMAT:
+            raise heirloom.HeirloomError(
+                f"the {what} is not a hybrid-recommender state (format {metadata.get('format')!r}, expected {FORMAT!r})"
+            )
+        missing = sorted(set(TENSORS).difference(tensors))
+        if missing:
+            raise heirloom.HeirloomError(f"the {what} lacks tensors: {', '.join(missing)}")
+        items = metadata["items"]
+        texts = [
+            ItemText(title, year, tuple(genres))
+            for title, year, genres in zip(items["titles"], items["years"], items["genres"], strict=True)
+        ]
+        catalogue = Catalogue(list(items["ids"]), texts)
+        histories = Histories(list(metadata["users"]), tensors["history_indptr"], tensors["history_items"])
+        n, warm = len(catalogue), tensors["warm_items"]
+        shapes = {
+            "item_weights": (tensors["item_weights"].shape, (n, n)),
+            "text_map": (tensors["text_map"].shape, (n, len(warm))),
+            "popularity": (tensors["popularity"].shape, (n,)),
+            "precision_diagonal": (tensors["precision_diagonal"].shape, (n,)),
+            "history_indptr": (tensors["history_indptr"].shape, (len(histories) + 1,)),
+            "text_indptr": (tensors["text_indptr"].shape, (n + 1,)),
+        }
+        wrong = [f"{name} {tuple(got)} (expected {want})" for name, (got, want) in shapes.items() if tuple(got) != want]
+        if wrong:
+            raise heirloom.HeirloomError(f"the {what} has inconsistent shapes: {'; '.join(wrong)}")
+        settings = TowerSettings.from_json(metadata["tower"])
+        return cls(
+            catalogue,
+            histories,
+            HashedTower(settings, tensors["idf"]),
+            SparseRows(tensors["text_indptr"], tensors["text_indices"], tensors["text_values"]),
+            Hybrid(tensors["item_weights"], tensors["text_map"], warm, tensors["precision_diagonal"]),
+            tensors["popularity"],
+            Choice(**metadata["choice"]),
+            dict(metadata.get("training", {})),
+        )

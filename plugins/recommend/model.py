@@ -1,0 +1,298 @@
+"""The ``hybrid-recommender`` model: collaborative EASE with an item-text tower.
+
+Behaviour and text meet in one closed-form item-item model (``ease.py``): the text
+kernel joins the co-occurrence Gram matrix, and items without interactions get columns
+predicted from their text, so a movie nobody has seen yet is still recommended to the
+users whose history suggests it. Hyper-parameters are chosen on a validation split of
+the training data (``tuning.py``); a warm start (``inherit``) reuses the parent's choice,
+so retraining with new events costs one solve instead of a search.
+
+numpy only: no torch, no download.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+import heirloom
+from heirloom_plugins.recommend import ease
+from heirloom_plugins.recommend.checks import at_least, grid, share
+from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, read_records
+from heirloom_plugins.recommend.fitted import Fitted
+from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
+from heirloom_plugins.recommend.ranking import top_k
+from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings
+from heirloom_plugins.recommend.tuning import Choice, Grids, tune
+
+
+@attrs.define(kw_only=True)
+class HybridRecommender(heirloom.Model):
+    """Recommends items from what users did and what items say; ranks unseen items from text.
+
+    Each list is a grid searched on a validation split of train (one value: fixed):
+    ``l2`` (EASE's ridge), ``text_weight`` (how much the text kernel adds to co-occurrence)
+    and ``tower_l2`` (the ridge of the text-to-behaviour map used for items without
+    interactions).
+    """
+
+    #: The source of item and interaction records (e.g. a union of movielens and events).
+    data: str = heirloom.ref("source")
+    l2: list[float] = attrs.field(factory=lambda: [125.0, 250.0, 500.0, 1000.0, 2000.0], validator=grid(low=1e-6))
+    text_weight: list[float] = attrs.field(factory=lambda: [0.0, 3.0, 10.0, 30.0], validator=grid(low=0.0))
+    tower_l2: list[float] = attrs.field(factory=lambda: [3.0, 10.0, 30.0, 100.0], validator=grid(low=1e-6))
+    #: Share of each user's training interactions held out to choose the hyper-parameters.
+    validation_fraction: float = attrs.field(default=0.25, validator=share(zero_ok=False))
+    #: Share of the items replayed as cold to choose ``tower_l2``.
+    cold_fraction: float = attrs.field(default=0.1, validator=share(zero_ok=False))
+    #: Seed of those choices (with a source's seed and fraction, the same validation split).
+    seed: int = 42
+    #: Hash space of the text features, and each text block's weight.
+    buckets: int = attrs.field(default=1 << 14, validator=at_least(1 << 8))
+    title_weight: float = attrs.field(default=1.0, validator=at_least(0.0))
+    year_weight: float = attrs.field(default=1.0, validator=at_least(0.0))
+    genre_weight: float = attrs.field(default=1.0, validator=at_least(0.0))
+
+    def __attrs_post_init__(self) -> None:
+        self._fitted: Fitted | None = None
+        self._postings_of: tuple[Fitted, SparseRows] | None = None
+
+    def ready(self) -> bool:
+        return self._fitted is not None
+
+    def tower_settings(self) -> TowerSettings:
+        return TowerSettings(self.buckets, self.title_weight, self.year_weight, self.genre_weight)
+
+    def grids(self) -> Grids:
+        return Grids(list(self.l2), list(self.text_weight), list(self.tower_l2))
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
+    ) -> None:
+        progress = progress or heirloom.NullProgress()
+        began = time.perf_counter()
+        items, pairs = read_records(data)
+        if not pairs:
+            raise heirloom.HeirloomError("hybrid-recommender needs interactions to fit; the training data has none")
+        catalogue = catalogue_of(items, pairs)
+        histories = Histories.build((user, catalogue.index[item]) for user, item in pairs)
+        tower = HashedTower(self.tower_settings()).fit(catalogue.texts)
+        features = tower.encode(catalogue.texts)
+        kernel = features.gram()
+        progress.log(
+            f"fitting hybrid-recommender: {len(histories)} users, {len(catalogue)} items, "
+            f"{len(histories.items)} distinct interactions"
+        )
+        inherited = Fitted.from_state(parent, "parent") if parent is not None else None
+        choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, progress)
+        progress.start("fitting on all training interactions", total=1)
+        hybrid = ease.hybrid(histories, kernel, choice.l2, choice.text_weight, choice.tower_l2)
+        progress.advance()
+        progress.log(f"fitted in {time.perf_counter() - began:.1f}s")
+        training = {
+            "users": len(histories),
+            "items": len(catalogue),
+            "interactions": len(histories.items),
+            "items_without_interactions": len(catalogue) - len(hybrid.warm),
+            "trials": trials,
+            "warm_start": _growth(inherited, catalogue, histories) if inherited is not None else None,
+        }
+        popularity = np.bincount(histories.items, minlength=len(catalogue)).astype(np.float32)
+        self._adopt(Fitted(catalogue, histories, tower, features, hybrid, popularity, choice, training))
+
+    def _choose(
+        self,
+        histories: Histories,
+        catalogue: Catalogue,
+        kernel: np.ndarray,
+        tower: HashedTower,
+        inherited: Fitted | None,
+        progress: heirloom.Progress,
+    ) -> tuple[Choice, dict[str, Any] | None]:
+        """The hyper-parameters: fixed by the configuration, else the parent's (same text
+        tower), else searched on validation (with every score tried)."""
+        fixed = self.grids().fixed()
+        if fixed is not None:
+            return fixed, None
+        if inherited is not None and inherited.tower.settings == tower.settings:
+            progress.log(f"warm start: reusing the parent's {inherited.choice}")
+            return inherited.choice, None
+        if inherited is not None:
+            progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
+        choice, trials = tune(
+            histories,
+            catalogue,
+            kernel,
+            self.grids(),
+            fraction=self.validation_fraction,
+            cold_fraction=self.cold_fraction,
+            seed=self.seed,
+            progress=progress,
+        )
+        progress.log(f"chosen on validation: {choice}")
+        return choice, trials
+
+    # -- evaluation -----------------------------------------------------------------------
+    def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
+        """nDCG, precision, recall, MAP at 10 and coverage on held-out interactions (ranking
+        every item the user has not interacted with in training), and cold-start nDCG@10."""
+        fitted = self._require()
+        items, pairs = read_records(data)
+        index = fitted.catalogue.index
+        held = [(user, index.get(item, -1)) for user, item in pairs]
+        main = measure(fitted.hybrid.weights, fitted.histories, held, popularity=fitted.popularity)
+        cold = np.zeros(len(fitted.catalogue), dtype=bool)
+        cold[[index[r["item"]] for r in items if r.get("cold") and r["item"] in index]] = True
+        cold_ndcg, cold_users = self._cold_start(fitted, cold, held) if cold.any() else (None, 0)
+        metrics = {
+            "ndcg_at_10": main["ndcg"],
+            "precision_at_10": main["precision"],
+            "recall_at_10": main["recall"],
+            "map_at_10": main["map"],
+            "coverage": main["coverage"],
+            "cold_ndcg_at_10": cold_ndcg,
+        }
+        return heirloom.Report(metrics, _report_text(metrics, main["users"], int(cold.sum()), cold_users))
+
+    def _cold_start(self, fitted: Fitted, cold: np.ndarray, held: list[tuple[str, int]]) -> tuple[float, int]:
+        """Refit with the chosen hyper-parameters but without any interaction on a ``cold``
+        item, then rank only the cold items for the users who have them held out."""
+        without = Histories.build(((u, i) for u, i in fitted.histories.pairs() if not cold[i]), fitted.histories.users)
+        choice = fitted.choice
+        twin = ease.hybrid(without, fitted.features.gram(), choice.l2, choice.text_weight, choice.tower_l2)
+        wanted = [(user, item) for user, item in held if item >= 0 and cold[item]]
+        found = measure(twin.weights, fitted.histories, wanted, candidates=cold)
+        return found["ndcg"], int(found["users"])
+
+    # -- serving --------------------------------------------------------------------------
+    @property
+    def fitted(self) -> Fitted:
+        """The trained model as data (weights, tower, chosen hyper-parameters, summary)."""
+        return self._require()
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._require().catalogue
+
+    @property
+    def histories(self) -> Histories:
+        return self._require().histories
+
+    def predict(self, batch: list[Any]) -> list[list[dict[str, Any]]]:
+        """For each ``{"user": id}`` or ``{"history": [item ids]}`` (optional ``"k"``, default
+        10): the best items the user has not interacted with, ``{"item", "score", ...}``."""
+        fitted = self._require()
+        histories, ks = [], []
+        for position, query in enumerate(batch):
+            if not isinstance(query, Mapping) or ("user" in query) == ("history" in query):
+                raise heirloom.HeirloomError(f"query {position} must be a map with 'user' or 'history': {query!r:.120}")
+            histories.append(self.history_of(query))
+            ks.append(int(query.get("k", CUTOFF)))
+        return [
+            [{**fitted.catalogue.describe(item), "score": score} for item, score in ranked]
+            for ranked in self.recommend(histories, ks)
+        ]
+
+    def history_of(self, query: Mapping[str, Any]) -> np.ndarray:
+        """The item positions of a query's history (a known user's training items)."""
+        fitted = self._require()
+        if "user" in query:
+            row = fitted.histories.index.get(str(query["user"]))
+            if row is None:
+                raise heirloom.HeirloomError(f"unknown user {query['user']!r}")
+            return fitted.histories.of(row)
+        index = fitted.catalogue.index
+        unknown = [item for item in query["history"] if str(item) not in index]
+        if unknown:
+            raise heirloom.HeirloomError(f"items not in the catalogue: {unknown!r:.120}")
+        return np.unique(np.asarray([index[str(item)] for item in query["history"]], dtype=np.int64))
+
+    def recommend(self, histories: list[np.ndarray], ks: list[int]) -> list[list[tuple[int, float]]]:
+        """The ``k`` best ``(item position, score)`` per history, history items excluded;
+        an empty history gets the most popular items."""
+        fitted = self._require()
+        ranked = scores(fitted.hybrid.weights, histories, fitted.popularity)
+        return [_best(row, k) for row, k in zip(ranked, ks, strict=True)]
+
+    def similar(self, item: int, k: int) -> list[tuple[int, float]]:
+        """Items a user who has ``item`` should see next (its row of ``B``)."""
+        row = self._require().hybrid.weights[item].astype(np.float64)
+        row[item] = -np.inf
+        return _best(row, k)
+
+    def similar_text(self, text: ItemText, k: int) -> list[tuple[int, float]]:
+        """Catalogue items for a new item known only by its text: its column of ``B``,
+        predicted by the text tower, turned into its row (what a user who has it should
+        see next, as ``similar`` ranks). Scores order the items; their scale is arbitrary."""
+        fitted = self._require()
+        found = fitted.tower.encode([text])
+        buckets, values = found.row(0)
+        if len(buckets) == 0:
+            return []
+        postings = self._postings(fitted)
+        similarity = np.zeros(len(fitted.hybrid.warm), dtype=np.float64)
+        for bucket, value in zip(buckets.tolist(), values.tolist(), strict=True):
+            rows, weights = postings.row(bucket)
+            similarity[rows] += value * weights
+        return _best(fitted.hybrid.text_map @ similarity / fitted.hybrid.diagonal, k)
+
+    def _postings(self, fitted: Fitted) -> SparseRows:
+        """bucket -> warm items with that feature, built once per fitted state."""
+        cached = self._postings_of
+        if cached is None or cached[0] is not fitted:
+            postings = fitted.features.take(fitted.hybrid.warm).transposed(fitted.tower.settings.buckets)
+            self._postings_of = cached = (fitted, postings)
+        return cached[1]
+
+    # -- state ----------------------------------------------------------------------------
+    def state(self) -> heirloom.State:
+        return self._require().state(attrs.asdict(self))
+
+    def load(self, state: heirloom.State) -> None:
+        self._adopt(Fitted.from_state(state, "state"))
+
+    def _adopt(self, fitted: Fitted) -> None:
+        self._fitted = fitted
+
+    def _require(self) -> Fitted:
+        if self._fitted is None:
+            raise heirloom.HeirloomError("hybrid-recommender has no weights yet: fit it or load a state first")
+        return self._fitted
+
+
+def _best(row: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` highest finite entries of ``row``: ``(position, score)``, best first."""
+    top = top_k(row[None, :], k)[0]
+    return [(int(item), float(row[item])) for item in top if np.isfinite(row[item])]
+
+
+def _growth(parent: Fitted, catalogue: Catalogue, histories: Histories) -> dict[str, int]:
+    """What the new training data adds to the parent's: users, items, interactions."""
+    before = {(user, parent.catalogue.ids[item]) for user, item in parent.histories.pairs()}
+    after = {(user, catalogue.ids[item]) for user, item in histories.pairs()}
+    return {
+        "users_added": len(set(histories.users) - set(parent.histories.users)),
+        "items_added": len(set(catalogue.ids) - set(parent.catalogue.ids)),
+        "interactions_added": len(after - before),
+        "interactions_removed": len(before - after),
+    }
+
+
+def _report_text(metrics: dict[str, Any], users: int, cold_items: int, cold_users: int) -> str:
+    lines = [f"ranking all items each user has not interacted with, top 10, {users} test users"]
+    for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "coverage"):
+        lines.append(f"  {name:<16} {metrics[name]:.4f}")
+    if metrics["cold_ndcg_at_10"] is None:
+        lines.append("cold start: the data marks no cold items")
+    else:
+        lines.append(
+            f"cold start: {cold_items} items refitted without their interactions, "
+            f"ranked from text for {cold_users} users"
+        )
+        lines.append(f"  {'cold_ndcg_at_10':<16} {metrics['cold_ndcg_at_10']:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""The records recommendation sources yield, and the seeded choices that split them.
+
+Two shapes of plain dict, told apart by ``type``, so that any source can feed the
+``hybrid-recommender`` and a ``union`` source can mix them:
+
+- a catalogue item: ``{"type": "item", "item", "title", "year", "genres", "cold"}``
+  (``year`` may be None; ``cold`` marks the items of the cold-start protocol);
+- an interaction: ``{"type": "interaction", "user", "item", "kind", "value", "time"}``
+  (a rating, a click, a purchase...: every kind counts as a positive interaction).
+
+User and item ids are strings. Every choice below depends only on the ids, the fraction
+and the seed, never on record order, so a split is the same on every machine and a model
+can carve exactly the split a source would (see ``per_user_holdout``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+ITEM = "item"
+INTERACTION = "interaction"
+#: A title that ends in its year, as MovieLens writes them: ``Toy Story (1995)``.
+TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
+def item_record(item: str, title: str, year: int | None, genres: list[str], cold: bool = False) -> dict[str, Any]:
+    return {"type": ITEM, "item": item, "title": title, "year": year, "genres": genres, "cold": cold}
+
+
+def interaction_record(user: str, item: str, kind: str, value: float, time: float) -> dict[str, Any]:
+    return {"type": INTERACTION, "user": user, "item": item, "kind": kind, "value": value, "time": time}
+
+
+def per_user_holdout(
+    pairs: Iterable[tuple[str, str]], fraction: float, seed: int, purpose: str
+) -> set[tuple[str, str]]:
+    """The ``(user, item)`` pairs held out: ``round(n * fraction)`` of each user's distinct
+    items, shuffled by a generator seeded with ``(purpose, seed, user)``.
+
+    This is the per-user random split of the Microsoft Recommenders protocol. A user keeps
+    at least one item whenever they have two or more. ``purpose`` (``"test"``,
+    ``"validation"``) keeps the choices of different splits independent.
+    """
+    by_user: dict[str, set[str]] = defaultdict(set)
+    for user, item in pairs:
+        by_user[user].add(item)
+    held: set[tuple[str, str]] = set()
+    for user, items in by_user.items():
+        ordered = sorted(items)
+        random.Random(f"{purpose}:{seed}:{user}").shuffle(ordered)
+        count = min(round(len(ordered) * fraction), len(ordered) - 1)
+        held.update((user, item) for item in ordered[: max(count, 0)])
+    return held
+
+
+def seeded_share(ids: Iterable[str], fraction: float, seed: int, purpose: str) -> set[str]:
+    """``round(n * fraction)`` of the distinct ``ids``, chosen with a seeded generator."""
+    ordered = sorted(set(ids))
+    return set(random.Random(f"{purpose}:{seed}").sample(ordered, round(len(ordered) * fraction)))
+
+
+def parse_year(title: str, release: str = "") -> int | None:
+    """The year in a ``Title (1995)`` title, else the year of a ``01-Jan-1995`` date."""
+    found = TITLE_YEAR.search(title)
+    if found:
+        return int(found.group(1))
+    tail = release.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else None

@@ -1,0 +1,99 @@
+"""deploy/: the systemd unit's commands run as plain processes, and the unit parses.
+
+systemd itself does not run here (it is not PID 1), and no container engine does:
+deploy/README.md says what was and was not run.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from heirloom.wire.client import Client
+from tests.helpers import REPO, free_port, free_tcp_address
+
+UNIT = REPO / "deploy" / "heirloom@.service"
+INSTALLED = "/opt/heirloom/venv/bin/heirloom"
+
+
+def service_settings() -> dict[str, str]:
+    """The [Service] section's last value per key (systemd's rule for single-valued keys)."""
+    settings, section = {}, None
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key] = value
+    return settings
+
+
+def command(line: str, address: str, metrics: int) -> list[str]:
+    """A unit command line for this machine: the venv's heirloom, the minimal profile, free ports."""
+    words = shlex.split(line.replace("%i", "minimal"))
+    assert words[0] == INSTALLED
+    words = [sys.executable, "-m", "heirloom", *words[1:]]
+    return [w.replace("tcp://127.0.0.1:5555", address).replace("9464", str(metrics)) for w in words]
+
+
+def test_the_unit_stops_with_sigterm_after_the_grace_period_and_reloads_through_the_daemon():
+    settings = service_settings()
+    assert settings["KillSignal"] == "SIGTERM"
+    start = shlex.split(settings["ExecStart"])
+    grace = float(start[start.index("--grace") + 1])
+    assert float(settings["TimeoutStopSec"]) >= grace + 10, "stop timeout leaves the drain and component stop time"
+    assert shlex.split(settings["ExecReload"])[1:3] == ["call", "_reload"]
+
+
+def test_the_units_commands_serve_reload_and_drain(tmp_path):
+    settings = service_settings()
+    address, metrics = free_tcp_address(), free_port()
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    daemon = subprocess.Popen(command(settings["ExecStart"], address, metrics), env=env, stderr=subprocess.PIPE)
+    try:
+        with Client(address, timeout=1, retries=0) as client:
+            deadline = time.monotonic() + 60
+            while not _ready(client) and time.monotonic() < deadline:
+                assert daemon.poll() is None, daemon.stderr.read().decode()
+                time.sleep(0.2)
+        reload = subprocess.run(command(settings["ExecReload"], address, metrics), capture_output=True, text=True)
+        assert reload.returncode == 0, reload.stderr
+        assert json.loads(reload.stdout) == {"checking": []}
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as scrape:
+            assert b"heirloom_requests_total" in scrape.read()
+        began = time.monotonic()
+        daemon.send_signal(getattr(signal, settings["KillSignal"]))
+        assert daemon.wait(float(settings["TimeoutStopSec"])) == 0
+        assert time.monotonic() - began < 10, "an idle daemon drains at once"
+        lines = [json.loads(line) for line in daemon.stderr.read().decode().splitlines() if line.startswith("{")]
+        assert any("received SIGTERM" in entry.get("message", "") for entry in lines), "--log-format json"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def _ready(client: Client) -> bool:
+    try:
+        return client.call("_ready")["ready"]
+    except Exception:  # noqa: BLE001 - not listening yet
+        return False
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_accepts_the_unit(tmp_path):
+    installed = Path(sys.executable).parent / "heirloom"
+    unit = tmp_path / "heirloom@minimal.service"
+    unit.write_text(UNIT.read_text().replace(INSTALLED, str(installed)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr

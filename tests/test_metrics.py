@@ -1,0 +1,192 @@
+"""``heirloom serve --metrics-port``: Prometheus scrapes /metrics from a daemon under load."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from concurrent.futures import wait
+
+import pytest
+import zmq
+
+from heirloom.wire.client import RemoteError
+from tests.daemons import Daemon
+from tests.helpers import free_port, run_heirloom, write
+
+parser = pytest.importorskip(
+    "prometheus_client.parser", reason="needs the 'metrics' extra: pip install -c constraints.txt -e '.[metrics]'"
+)
+
+PROFILE = """
+project = "metered"
+
+[resources]
+max_in_flight = 10000
+
+[server]
+grace = 10
+heartbeat = 0.2
+
+[sources.rows]
+use = "toy-source"
+
+[models.m]
+use = "toy-model"
+data = "rows"
+
+[apis.echo]
+use = "echo"
+
+[apis.t]
+use = "testing"
+"""
+PLUGINS = {"HEIRLOOM_PLUGINS": "tests.testing_api,tests.toys"}
+ECHOES, BATCHED, BOOMS, BAD = 300, 60, 3, 4
+
+
+def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """``{sample name: {sorted labels: value}}`` of one scrape, parsed by prometheus-client."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples[name][tuple(sorted(labels.items()))]
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A profile with a trained toy model in the store (so a version is served)."""
+    profile = write(tmp_path / "metered.toml", PROFILE)
+    trained = run_heirloom("train", str(profile), env=PLUGINS)
+    assert trained.returncode == 0, trained.stderr
+    return profile
+
+
+def load(client, slow_ms: int) -> tuple[list, list]:
+    """Fast traffic of every kind (answered), and slow requests still in flight."""
+    slow = [client.submit("t.slow", {"ms": slow_ms}) for _ in range(2)]
+    fast = [client.submit("echo.echo", i) for i in range(ECHOES)]
+    fast += [client.submit("t.batched", {"values": [1, 2]}) for _ in range(BATCHED)]
+    fast += [client.submit("t.boom") for _ in range(BOOMS)]
+    fast += [client.submit("t.typed", {"text": 5}) for _ in range(BAD)]
+    wait(fast, timeout=30)
+    return fast, slow
+
+
+def send_garbage(address: str) -> None:
+    """One message without the protocol signature: dropped, never answered."""
+    context = zmq.Context.instance()
+    with context.socket(zmq.DEALER) as socket:
+        socket.setsockopt(zmq.LINGER, 1000)
+        socket.connect(address)
+        socket.send_multipart([b"", b"not heirloom"])
+
+
+def check_counts(samples, *, expected_processes: int) -> None:
+    requests = "heirloom_requests_total"
+    assert value(samples, requests, route="echo.echo", status="OK") == ECHOES
+    assert value(samples, requests, route="t.batched", status="OK") == BATCHED
+    assert value(samples, requests, route="t.boom", status="INTERNAL") == BOOMS
+    assert value(samples, requests, route="t.typed", status="INVALID_ARGUMENT") == BAD
+    latency = "heirloom_request_duration_seconds"
+    assert value(samples, f"{latency}_count", route="echo.echo") == ECHOES
+    assert 0 < value(samples, f"{latency}_sum", route="echo.echo") < ECHOES * 1.0
+    buckets = sorted(
+        (float(dict(labels)["le"]), count)
+        for labels, count in samples[f"{latency}_bucket"].items()
+        if dict(labels)["route"] == "echo.echo"
+    )
+    counts = [count for _, count in buckets]
+    assert counts == sorted(counts) and counts[-1] == ECHOES, "cumulative buckets end at the count"
+    slow_sum = value(samples, f"{latency}_sum", route="t.slow")
+    assert value(samples, f"{latency}_count", route="t.slow") == 2 and slow_sum >= 2 * 0.8
+    queue = "heirloom_request_queue_seconds"
+    assert value(samples, f"{queue}_count", route="t.batched") == BATCHED
+    assert 0 <= value(samples, f"{queue}_sum", route="t.batched") <= value(samples, f"{latency}_sum", route="t.batched")
+    batches = "heirloom_batch_size"
+    assert value(samples, f"{batches}_sum", route="t.batched") == 2 * BATCHED, "every item counted once"
+    assert 1 <= value(samples, f"{batches}_count", route="t.batched") <= BATCHED
+    assert ("route", "echo.echo") not in {label for labels in samples[f"{batches}_count"] for label in labels}
+    assert value(samples, "heirloom_dropped_frames_total") == 1
+    (labels, count), *_ = samples["heirloom_model_info"].items()
+    info = dict(labels)
+    assert info["model"] == "m" and info["ref"] == "metered/m@1" and len(info["digest"]) == 64
+    assert count == expected_processes
+    assert value(samples, "process_resident_memory_bytes") > 10e6
+    assert value(samples, "process_cpu_seconds_total") > 0
+
+
+def test_a_daemon_under_load_exports_every_family(tmp_path, served):
+    port = free_port()
+    daemon = Daemon(tmp_path, "--metrics-port", str(port), profile=served.read_text(), env=PLUGINS)
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=30, retries=0) as client:
+            fast, slow = load(client, slow_ms=1500)
+            during = scrape(port)
+            assert value(during, "heirloom_in_flight") >= 2
+            assert value(during, "heirloom_queue_depth", route="t.slow") == 2
+            assert value(during, "heirloom_queue_depth", route="echo.echo") == 0
+            assert sum(isinstance(f.exception(), RemoteError) for f in fast) == BOOMS + BAD
+            send_garbage(daemon.address)
+            wait(slow, timeout=30)
+            time.sleep(0.2)
+            after = scrape(port)
+        check_counts(after, expected_processes=1)
+        assert value(after, "heirloom_in_flight") == 0
+        assert value(after, "heirloom_queue_depth", route="t.slow") == 0
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def test_with_workers_the_numbers_cover_every_worker(tmp_path, served):
+    port = free_port()
+    daemon = Daemon(tmp_path, "--workers", "2", "--metrics-port", str(port), profile=served.read_text(), env=PLUGINS)
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=30, retries=0) as client:
+            fast, slow = load(client, slow_ms=1500)
+            assert sum(isinstance(f.exception(), RemoteError) for f in fast) == BOOMS + BAD
+            time.sleep(0.5)  # a heartbeat carries the workers' queue depths
+            during = scrape(port)
+            assert value(during, "heirloom_in_flight") >= 2
+            assert value(during, "heirloom_queue_depth", route="t.slow") == 2
+            send_garbage(daemon.address)
+            wait(slow, timeout=30)
+        pids = {w["pid"] for w in client_stats(daemon)["workers"]}
+        assert len(pids) == 2
+        deadline = time.monotonic() + 10
+        while True:  # batch sizes arrive with the next heartbeat of each worker
+            after = scrape(port)
+            batched = after.get("heirloom_batch_size_sum", {}).get((("route", "t.batched"),), 0)
+            if batched == 2 * BATCHED or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        check_counts(after, expected_processes=2)
+        assert value(after, "heirloom_workers", state="ready") == 2
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def client_stats(daemon: Daemon) -> dict:
+    with daemon.client(timeout=10) as client:
+        return client.call("_stats")
+
+
+def test_a_taken_metrics_port_is_a_clear_error(tmp_path):
+    port = free_port()
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = run_heirloom("serve", "minimal", "--bind", f"ipc://{tmp_path}/s.sock", "--metrics-port", str(port))
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr

@@ -1,0 +1,92 @@
+"""``heirloom new plugin``: from an empty folder to an installed plugin whose own tests pass."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import pytest
+
+from tests.helpers import run_heirloom
+
+PIP = [sys.executable, "-m", "pip"]
+
+
+def _build_flags() -> list[str]:
+    """Build with the environment's setuptools when it is recent enough (offline, fast)."""
+    try:
+        major = int(version("setuptools").split(".")[0])
+    except PackageNotFoundError:
+        return []
+    return ["--no-build-isolation"] if major >= 69 else []
+
+
+@pytest.fixture
+def installed():
+    """``install(folder, dist)``: ``pip install -e`` into this environment, uninstalled at teardown."""
+    distributions: list[str] = []
+
+    def install(folder, dist: str) -> None:
+        distributions.append(dist)
+        result = subprocess.run(
+            [*PIP, "install", "--quiet", "--no-deps", *_build_flags(), "-e", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+
+    yield install
+    for dist in distributions:
+        subprocess.run([*PIP, "uninstall", "--yes", "--quiet", dist], capture_output=True, check=True)
+
+
+def _plugins() -> dict[str, dict]:
+    listed = run_heirloom("plugins", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return {plugin["name"]: plugin for plugin in json.loads(listed.stdout)}
+
+
+@pytest.mark.parametrize(
+    ("kinds", "tests", "provides"),
+    [
+        ("source,model,api", 6, {"source": ["demo-texts"], "model": ["demo-model"], "api": ["demo-api"]}),
+        ("model", 3, {"source": [], "model": ["demo-model"], "api": []}),
+        ("api", 3, {"source": [], "model": [], "api": ["demo-api"]}),
+    ],
+)
+def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, installed, kinds, tests, provides):
+    created = run_heirloom("new", "plugin", "heirloom-demo", "--kinds", kinds, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    project = tmp_path / "heirloom-demo"
+    assert (project / "pyproject.toml").is_file() and (project / "heirloom_demo" / "profiles" / "demo.toml").is_file()
+    installed(project, "heirloom-demo")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{tests} passed" in result.stdout
+
+    plugin = _plugins()["demo"]
+    assert plugin["status"] == "loaded" and plugin["distribution"] == "heirloom-demo"
+    assert {kind: plugin["provides"][kind] for kind in provides} == provides
+    assert plugin["profiles"] == ["demo"]
+    assert run_heirloom("profile", "check", "demo").returncode == 0
+
+
+def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):
+    (tmp_path / "heirloom-x").mkdir()
+    (tmp_path / "heirloom-x" / "keep.txt").write_text("mine")
+    taken = run_heirloom("new", "plugin", "heirloom-x", cwd=tmp_path)
+    assert taken.returncode == 2 and "heirloom-x exists and is not empty" in taken.stderr
+    bad = run_heirloom("new", "plugin", "Heirloom_X", cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid plugin name 'Heirloom_X'" in bad.stderr
+    kinds = run_heirloom("new", "plugin", "heirloom-y", "--kinds", "source,modle", cwd=tmp_path)
+    assert kinds.returncode == 2 and "expected a comma list of source, model, api" in kinds.stderr
+    assert not (tmp_path / "heirloom-y").exists() and not (tmp_path / "Heirloom_X").exists()

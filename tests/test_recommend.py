@@ -1,0 +1,282 @@
+"""Recommendation on the real MovieLens 100K: sources, the hybrid model, the recs api.
+
+Fits use one fixed setting of the hyper-parameters (no validation search) to stay fast;
+bench/recommend.py runs the tuned model against the peers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import heirloom
+from heirloom.wire.client import InvalidArgument, NotFound
+from heirloom_plugins.recommend.model import HybridRecommender
+from heirloom_plugins.recommend.movielens import MovieLensSource
+from heirloom_plugins.recommend.ranking import ranking_metrics, top_k
+from heirloom_plugins.recommend.tuning import split_for_tuning
+from tests.daemons import Daemon
+from tests.helpers import run_heirloom, write
+
+FIXED = {"l2": [500.0], "text_weight": [10.0], "tower_l2": [30.0]}
+FIXED_SET = [arg for name, value in FIXED.items() for arg in ("--set", f"models.recs.{name}={value}")]
+#: The recommend profile, served without the cold-start movies (so they are new to it).
+SERVED_PROFILE = """
+extends = ["recommend"]
+project = "recommend"
+
+[sources.movies]
+drop_cold = true
+
+[models.recs]
+l2 = [500.0]
+text_weight = [10.0]
+tower_l2 = [30.0]
+"""
+
+
+@pytest.fixture(scope="module")
+def movielens(data_dir) -> str:
+    return str(data_dir / "movielens-100k")
+
+
+def interactions(source: MovieLensSource, split: str) -> list[tuple[str, str]]:
+    return [(r["user"], r["item"]) for r in source.records(split) if r["type"] == "interaction"]
+
+
+# -- metrics ---------------------------------------------------------------------------------
+def test_ranking_metrics_match_hand_computed_values():
+    # one user, relevant {1, 3}; ranked [1, 2, 3]: hits at ranks 1 and 3, k = 3
+    found = ranking_metrics(np.array([[1, 2, 3]]), [{1, 3}], 3)
+    dcg, ideal = 1 + 1 / np.log2(4), 1 + 1 / np.log2(3)
+    assert found["ndcg"] == pytest.approx(dcg / ideal)
+    assert found["precision"] == pytest.approx(2 / 3)
+    assert found["recall"] == pytest.approx(1.0)
+    assert found["map"] == pytest.approx((1 + 2 / 3) / 2)
+    assert top_k(np.array([[0.1, 0.9, -np.inf, 0.5]]), 2).tolist() == [[1, 3]]
+
+
+# -- sources ---------------------------------------------------------------------------------
+def test_movielens_splits_each_users_ratings_75_25_and_marks_10_percent_of_movies_cold(movielens):
+    source = MovieLensSource(path=movielens)
+    items = [r for r in source.records("test") if r["type"] == "item"]
+    assert len(items) == 1682 and sum(r["cold"] for r in items) == 168
+    assert items[0] == {
+        "type": "item",
+        "item": "1",
+        "title": "Toy Story (1995)",
+        "year": 1995,
+        "genres": ["Animation", "Children's", "Comedy"],
+        "cold": False,
+    }
+    train, test = interactions(source, "train"), interactions(source, "test")
+    assert (len(train), len(test)) == (74992, 25008) and not set(train) & set(test)
+    per_user = Counter(user for user, _ in train + test)
+    test_per_user = Counter(user for user, _ in test)
+    assert all(test_per_user[user] == round(count * 0.25) for user, count in per_user.items())
+    assert source.stats()["users"] == {"train": 943, "test": 943}
+    assert interactions(MovieLensSource(path=movielens), "test") == test  # the same split every time
+
+
+def test_validation_is_carved_from_train_and_is_the_split_the_model_tunes_on(movielens):
+    plain = MovieLensSource(path=movielens)
+    carved = MovieLensSource(path=movielens, validation_fraction=0.25)
+    train, validation = interactions(carved, "train"), interactions(carved, "validation")
+    assert interactions(carved, "test") == interactions(plain, "test")
+    assert sorted(train + validation) == sorted(interactions(plain, "train"))
+    assert not set(train) & set(validation)
+    model = HybridRecommender(data="movies", validation_fraction=0.25, **FIXED)
+    model.fit(plain.records("train"))
+    split = split_for_tuning(model.histories, model.catalogue, 0.25, model.seed)
+    ids = model.catalogue.ids
+    assert sorted((user, ids[item]) for user, item in split.held) == sorted(validation)
+
+
+def test_a_warm_start_reuses_the_parents_choice_instead_of_searching(movielens):
+    source = MovieLensSource(path=movielens)
+    grids = {"l2": [250.0, 1000.0], "text_weight": [10.0], "tower_l2": [30.0]}
+    parent = HybridRecommender(data="movies", **grids)
+    parent.fit(source.records("train"))
+    searched = parent.fitted.training["trials"]["collaborative"]
+    assert [trial["l2"] for trial in searched] == [250.0, 1000.0]
+    best = max(searched, key=lambda trial: trial["ndcg_at_10"])["l2"]
+    assert parent.fitted.choice.l2 == best
+    event = {"type": "interaction", "user": "new-user", "item": "50", "kind": "click", "value": 1.0, "time": 0}
+    child = HybridRecommender(data="movies", **grids)
+    child.fit([*source.records("train"), event], parent=parent.state())
+    assert child.fitted.choice == parent.fitted.choice and child.fitted.training["trials"] is None
+    assert child.fitted.training["warm_start"] == {
+        "users_added": 1,
+        "items_added": 0,
+        "interactions_added": 1,
+        "interactions_removed": 0,
+    }
+    with pytest.raises(heirloom.HeirloomError, match="not a hybrid-recommender state"):
+        child.fit(source.records("train"), parent=heirloom.State({}, {"format": "heirloom.text-classifier/1"}))
+
+
+def test_drop_cold_removes_the_cold_movies_and_their_ratings(movielens):
+    kept = MovieLensSource(path=movielens, drop_cold=True)
+    cold = {r["item"] for r in MovieLensSource(path=movielens).records("test") if r["type"] == "item" and r["cold"]}
+    records = list(kept.records())
+    assert not {r["item"] for r in records} & cold
+    assert kept.stats()["items"] == 1682 - 168
+
+
+def test_a_malformed_ratings_line_is_an_error_naming_file_and_line(tmp_path, movielens):
+    folder = tmp_path / "ml"
+    write(folder / "u.genre", "unknown|0\nAction|1\n")
+    write(folder / "u.item", "1|Heat (1995)|01-Jan-1995||url|0|1\n")
+    write(folder / "u.data", "1\t1\t5\t881250949\n2\t1\tfive\t881250950\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"u\.data:2: expected 'user<TAB>item<TAB>rating"):
+        list(MovieLensSource(path=str(folder)).records())
+
+
+# -- train and eval through the CLI ---------------------------------------------------------------
+def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, data_dir):
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    trained = run_heirloom("train", "recommend", *FIXED_SET, env=env, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    # what training decides is said on stderr (beside the progress bars); what it stored, on stdout
+    assert "nothing stored as recommend/recs yet" in trained.stderr and "stored recommend/recs@1" in trained.stdout
+    result = run_heirloom("eval", "recommend", "--json", *FIXED_SET, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["models"]["recs"]
+    assert set(metrics) == {
+        "version",
+        "ndcg_at_10",
+        "precision_at_10",
+        "recall_at_10",
+        "map_at_10",
+        "coverage",
+        "cold_ndcg_at_10",
+    }
+    # popularity scores nDCG@10 0.25 on this split and ranking cold movies at random ~0.05
+    assert metrics["ndcg_at_10"] > 0.45 and metrics["precision_at_10"] > 0.38
+    assert 0 < metrics["recall_at_10"] < metrics["precision_at_10"] and 0 < metrics["map_at_10"] < 1
+    assert 0.05 < metrics["coverage"] <= 1
+    assert metrics["cold_ndcg_at_10"] > 0.15
+
+
+def test_a_bad_model_setting_fails_profile_check_naming_the_key(tmp_path, data_dir):
+    profile = write(tmp_path / "bad.toml", 'extends = ["recommend"]\n[models.recs]\nl2 = []\n')
+    result = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
+    assert result.returncode == 2
+    assert "models.recs.l2" in result.stderr and "at least one value" in result.stderr
+
+
+# -- serving ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, data_dir):
+    """The recommend profile without the cold movies, trained once and served."""
+    tmp = tmp_path_factory.mktemp("recommend")
+    env = {"HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    profile = write(tmp / "served.toml", SERVED_PROFILE)
+    trained = run_heirloom("train", str(profile), env=env, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    daemon = Daemon(tmp, profile=SERVED_PROFILE, env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        yield daemon, env, profile
+    finally:
+        daemon.kill()
+
+
+def test_an_unseen_users_history_gets_recommendations_without_what_they_saw(served):
+    daemon, _, _ = served
+    seen = ["50", "172", "174", "1", "98"]  # Star Wars, Empire Strikes Back, Raiders, Toy Story, Silence of the Lambs
+    with daemon.client(timeout=10) as client:
+        reply = client.request("recs.recommend", {"history": seen, "k": 20})
+    items = [entry["item"] for entry in reply.body["items"]]
+    assert len(items) == 20 and len(set(items)) == 20 and not set(items) & set(seen)
+    assert reply.version == reply.body["version"] == "recommend/recs@1"
+    assert {"title", "year", "genres", "score"} <= set(reply.body["items"][0])
+    scores = [entry["score"] for entry in reply.body["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_a_known_user_never_gets_what_they_rated_in_training(served, movielens):
+    daemon, _, _ = served
+    rated = {item for user, item in interactions(MovieLensSource(path=movielens), "train") if user == "196"}
+    with daemon.client(timeout=10) as client:
+        items = {entry["item"] for entry in client.call("recs.recommend", {"user": 196, "k": 50})["items"]}
+    assert len(items) == 50 and not items & rated
+
+
+def test_similar_items_and_the_empty_history(served):
+    daemon, _, _ = served
+    with daemon.client(timeout=10) as client:
+        similar = client.call("recs.similar", {"item": "172", "k": 5})["items"]
+        popular = client.call("recs.recommend", {"history": [], "k": 3})["items"]
+    assert len(similar) == 5 and "172" not in {entry["item"] for entry in similar}
+    assert "50" in {entry["item"] for entry in similar}  # The Empire Strikes Back -> Star Wars
+    assert popular[0]["title"] == "Star Wars (1977)"  # no history: the most popular movie first
+
+
+def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_chance(served, movielens):
+    daemon, _, _ = served
+    cold = [r for r in MovieLensSource(path=movielens).records("test") if r["type"] == "item" and r["cold"]]
+    served_movies = MovieLensSource(path=movielens, drop_cold=True).records("test")
+    catalogue = [set(r["genres"]) for r in served_movies if r["type"] == "item"]
+    shared, chance = [], []
+    with daemon.client(timeout=10) as client:
+        for movie in cold:
+            genres = set(movie["genres"])
+            reply = client.call("recs.similar_text", {"title": movie["title"], "genres": movie["genres"], "k": 10})
+            neighbours = [set(entry["genres"]) for entry in reply["items"]]
+            assert len(neighbours) == 10
+            shared.append(np.mean([bool(genres & theirs) for theirs in neighbours]))
+            chance.append(np.mean([bool(genres & theirs) for theirs in catalogue]))
+    rate, base = float(np.mean(shared)), float(np.mean(chance))
+    assert rate > base + 0.4, f"neighbours share a genre {rate:.3f} of the time; chance {base:.3f}"
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "error", "field", "words"),
+    [
+        ("recs.recommend", {"user": "nobody"}, NotFound, "body.user", "unknown to recommend/recs@1"),
+        ("recs.recommend", {"history": ["50", "no-such"]}, NotFound, "body.history[1]", "not in the catalogue"),
+        ("recs.recommend", {"user": 1, "history": ["50"]}, InvalidArgument, "body.user", "not both"),
+        ("recs.recommend", {"user": 1, "k": 0}, InvalidArgument, "body.k", "between 1 and 100"),
+        ("recs.recommend", {"history": "50"}, InvalidArgument, "body.history", "expected a list, got str '50'"),
+        ("recs.similar", {"item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
+        ("recs.similar_text", {"title": " "}, InvalidArgument, "body.title", "not blank"),
+        ("recs.event", {"user": "u1", "item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
+        ("recs.event", {"user": "u1", "item": "50", "value": float("inf")}, InvalidArgument, "body.value", "finite"),
+        ("recs.event", {"item": "50"}, InvalidArgument, "body.user", "required"),
+    ],
+)
+def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(served, route, body, error, field, words):
+    daemon, _, _ = served
+    with daemon.client(timeout=10) as client:
+        with pytest.raises(error) as caught:
+            client.call(route, body)
+        assert caught.value.field == field and words in caught.value.message
+        assert client.call("_ready")["ready"] is True
+
+
+def test_an_event_acknowledged_before_kill_9_is_in_the_next_training_set(served):
+    """Last in this module: it kills the daemon, then retrains warm from the served version."""
+    daemon, env, profile = served
+    with daemon.client(timeout=10) as client:
+        reply = client.call("recs.event", {"user": "kill-9-user", "item": "50", "kind": "click", "value": 1})
+    assert reply["recorded"] is True
+    daemon.kill()
+    shown = run_heirloom("data", "show", str(profile), "events", "--json", "--limit", "0", env=env)
+    assert shown.returncode == 0, shown.stderr
+    events = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert {"type": "interaction", "user": "kill-9-user", "item": "50", "kind": "click", "value": 1.0}.items() <= (
+        events[-1].items()
+    )
+    retrained = run_heirloom("train", str(profile), env=env, timeout=300)
+    assert retrained.returncode == 0, retrained.stderr
+    assert "warm start from recommend/recs@1" in retrained.stderr
+    store = heirloom.ArtifactStore(Path(env["HEIRLOOM_HOME"]) / "store")
+    assert store.resolve("recommend/recs@2").parent == "recommend/recs@1"
+    state = store.load("recommend/recs@2")
+    assert "kill-9-user" in state.metadata["users"]
+    assert state.metadata["training"]["warm_start"]["users_added"] == 1

@@ -1,0 +1,151 @@
+"""heirloom.testing: the fixtures work as a plugin author uses them, and the contract checks
+catch components that break the contract (each with a message naming the rule)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import attrs
+import pytest
+
+import heirloom
+from heirloom.testing import check_api, check_model, check_source, to_toml
+from tests import toys
+from tests.helpers import write
+
+
+def test_heirloom_kernel_registers_plugin_modules_directly(heirloom_kernel, tmp_path):
+    profile = write(
+        tmp_path / "toy.toml",
+        to_toml(
+            {
+                "sources": {"rows": {"use": "toy-source", "rows": 4}},
+                "models": {"m": {"use": "toy-model", "data": "rows"}},
+            }
+        ),
+    )
+    with heirloom_kernel(toys).system(str(profile)) as system:
+        assert system.component("m", "model").predict([1, 2]) == [1, 2]
+    with pytest.raises(heirloom.ProfileError, match="unknown source type 'toy-source'"):
+        heirloom_kernel().resolve(str(profile))
+
+
+def test_heirloom_store_is_empty_and_exported(heirloom_store):
+    assert heirloom_store.list() == []
+    assert os.environ["HEIRLOOM_STORE"] == str(heirloom_store.root)
+
+
+def test_heirloom_daemon_serves_a_profile_with_unpackaged_plugins(heirloom_daemon, tmp_path):
+    profile = write(tmp_path / "p.toml", '[apis.echo]\nuse = "echo"\n[apis.t]\nuse = "testing"\n')
+    daemon = heirloom_daemon(profile, "--grace", "5", plugins=["tests.testing_api"])
+    assert daemon.client.call("echo.echo", {"a": 1}) == {"a": 1}
+    assert daemon.client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
+    assert daemon.stop() == 0
+    assert "draining" in daemon.log()
+
+
+@attrs.define
+class ListSource(heirloom.Source):
+    def records(self, split=None):
+        return [{"i": 1}]
+
+    def fingerprint(self):
+        return "list"
+
+
+@attrs.define
+class DriftingSource(heirloom.Source):
+    def records(self, split=None):
+        yield {"value": random.random()}
+
+    def fingerprint(self):
+        return "drifting"
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [(ListSource, "returned a list: sources stream"), (DriftingSource, "other records the second time")],
+)
+def test_check_source_catches(cls, message):
+    with pytest.raises(AssertionError, match=message):
+        check_source(cls)
+
+
+@attrs.define
+class MemoryModel(heirloom.Model):
+    """Predicts the majority label it saw; ``forget`` leaves it out of the state."""
+
+    data: str = heirloom.ref("source")
+    forget: bool = False
+    always_ready: bool = False
+
+    def __attrs_post_init__(self):
+        self.label = None
+
+    def ready(self):
+        return self.always_ready or self.label is not None
+
+    def fit(self, data, parent=None, progress=None):
+        labels = [record["label"] for record in data]
+        self.label = max(set(labels), key=labels.count)
+
+    def predict(self, batch):
+        return [self.label for _ in batch]
+
+    def evaluate(self, data):
+        records = list(data)
+        hits = sum(record["label"] == self.label for record in records)
+        return heirloom.Report({"accuracy": hits / len(records)}, f"accuracy {hits}/{len(records)}")
+
+    def state(self):
+        return heirloom.State({}, {"label": "?" if self.forget else self.label})
+
+    def load(self, state):
+        self.label = state.metadata["label"]
+
+
+DATA = [{"text": "a", "label": "x"}, {"text": "b", "label": "x"}, {"text": "c", "label": "y"}]
+
+
+def test_check_model_passes_a_correct_model():
+    assert check_model(MemoryModel, {}, DATA).metrics == {"accuracy": 2 / 3}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [({"forget": True}, "predictions differ"), ({"always_ready": True}, "ready\\(\\) is True before fit")],
+)
+def test_check_model_catches(config, message):
+    with pytest.raises(AssertionError, match=message):
+        check_model(MemoryModel, config, DATA)
+
+
+@attrs.define
+class Named:
+    name: str
+
+
+@attrs.define
+class SloppyApi(heirloom.Api):
+    describe: bool = True
+
+    def routes(self):
+        description = "Greets." if self.describe else ""
+        return [
+            heirloom.Route("greet", handler=lambda body: f"hi {body.name}", input=Named, description=description),
+            heirloom.Route("count", handler=lambda body: len(body), inline=True, description="Counts."),
+        ]
+
+
+def test_check_api_passes_documented_validated_routes():
+    assert [route["name"] for route in check_api(SloppyApi)] == ["checked.greet", "checked.count"]
+
+
+def test_check_api_catches_undocumented_routes_and_accepted_bad_input():
+    with pytest.raises(AssertionError, match=r"checked\.greet has no description"):
+        check_api(SloppyApi, {"describe": False})
+    with pytest.raises(AssertionError, match=r"checked\.count accepted the bad body 'abc' and answered 3"):
+        check_api(SloppyApi, bad_inputs={"count": ["abc"]})
+    with pytest.raises(AssertionError, match=r"checked\.count answered INTERNAL to the bad body 5"):
+        check_api(SloppyApi, bad_inputs={"count": [5]})

@@ -1,0 +1,236 @@
+"""``heirloom ui`` in headless Chromium, and ``heirloom eval --html``, on a three-generation model.
+
+news-core/sentiment@1 (PhraseBank, all annotators agree) -> news/sentiment@1 (75% agree,
+inherits it) -> news-desk/sentiment@1 and @2 (66% agree, inherit news@1; @2 is
+production). Playwright drives Debian's Chromium (no browser download); a failing test
+leaves a screenshot next to its temp files, a passing one leaves the version page in
+SCREENSHOT for the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import heirloom
+from heirloom.store.training import model_specs, train
+from tests.conftest import PHASE_REPORTS
+from tests.daemons import Daemon
+from tests.helpers import HEIRLOOM, REPO, free_port, run_heirloom, write
+
+pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
+pytest.importorskip("matplotlib", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the 'dev' extra)")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(os.environ.get("HEIRLOOM_UI_SCREENSHOT", "/tmp/heirloom-ui-lineage.png"))
+SMALL = """
+[models.sentiment]
+use = "text-classifier"
+data = "news"
+buckets = 16384
+char_ngrams = [0, 0]
+epochs = 3
+validation_fraction = 0.0
+refit = false
+"""
+GENERATIONS = {
+    "news-core": ('agreement = "all"', None),
+    "news": ('agreement = "75"', "news-core/sentiment@1"),
+    "news-desk": ('agreement = "66"', "news/sentiment@1"),
+}
+
+
+@pytest.fixture(scope="module")
+def lineage(tmp_path_factory, data_dir):
+    """Three generations trained into one store; news-desk twice, @2 promoted to production."""
+    root = tmp_path_factory.mktemp("generations")
+    store_path = root / "store"
+    kernel = heirloom.Kernel()
+    profiles = {}
+    for project, (agreement, inherit) in GENERATIONS.items():
+        text = (
+            f'project = "{project}"\n[store]\npath = "{store_path}"\n'
+            f'[sources.news]\nuse = "phrasebank"\npath = "{data_dir}/financial-phrasebank"\n{agreement}\n{SMALL}'
+        )
+        if inherit:
+            text += f'inherit = "{inherit}"\n'
+        profiles[project] = write(root / f"{project}.toml", text)
+        resolved = kernel.resolve(str(profiles[project]))
+        for _ in range(2 if project == "news-desk" else 1):
+            train(kernel, resolved, model_specs(resolved, ())[0], kernel.store(resolved), heirloom.NullProgress())
+    store = heirloom.ArtifactStore(store_path)
+    store.promote("news-desk/sentiment@2", "production")
+    served = write(
+        root / "served.toml",
+        'extends = ["news-desk.toml"]\nproject = "news-desk"\n[models.sentiment]\nserve = "production"\n'
+        '[apis.sentiment]\nuse = "classify"\nmodel = "sentiment"\n',
+    )
+    return {"root": root, "store": store_path, "profiles": profiles, "served": served}
+
+
+@pytest.fixture(scope="module")
+def daemon(lineage):
+    daemon = Daemon(lineage["root"], profile=lineage["served"].read_text())
+    daemon.wait_ready(timeout=120)
+    yield daemon
+    assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.fixture(scope="module")
+def dashboard(lineage, daemon):
+    """``heirloom ui`` as a subprocess, connected to the daemon; yields its base URL."""
+    port = free_port()
+    log = (lineage["root"] / "ui.log").open("w")
+    process = subprocess.Popen(
+        [*HEIRLOOM, "ui", "--store", str(lineage["store"]), "--port", str(port), "--connect", daemon.address],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/", timeout=2).close()
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"heirloom ui did not start:\n{(lineage['root'] / 'ui.log').read_text()}")
+            time.sleep(0.2)
+    yield url
+    process.terminate()
+    assert process.wait(20) == 0
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium; .ci/run installs it)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path, request):
+    """A fresh page; if the test fails, a full-page screenshot is saved and its path printed."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    yield page
+    report = request.node.stash.get(PHASE_REPORTS, {}).get("call")
+    if report is not None and report.failed:
+        shot = tmp_path / f"{request.node.name}.png"
+        with contextlib.suppress(Exception):
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failure: {shot}")
+    page.close()
+
+
+def svg_graph(page) -> tuple[list[str], list[tuple[str, str]]]:
+    nodes = page.locator("svg.lineage g.node").evaluate_all("gs => gs.map(g => g.dataset.ref)")
+    edges = page.locator("svg.lineage path.edge").evaluate_all("ps => ps.map(p => [p.dataset.parent, p.dataset.child])")
+    return sorted(nodes), sorted(map(tuple, edges))
+
+
+def image_loaded(page, selector: str) -> int:
+    return page.locator(selector).evaluate("img => img.complete ? img.naturalWidth : 0")
+
+
+def test_the_lineage_of_a_three_generation_model_renders_with_its_report(dashboard, page):
+    page.goto(dashboard + "/")
+    models = page.locator("table.models tbody tr").evaluate_all("rows => rows.map(r => r.dataset.model)")
+    assert sorted(models) == ["news-core/sentiment", "news-desk/sentiment", "news/sentiment"]
+    assert "production → @2" in page.locator("tr[data-model='news-desk/sentiment']").inner_text()
+
+    page.click("text=news-desk/sentiment")
+    nodes, edges = svg_graph(page)
+    assert nodes == ["news-core/sentiment@1", "news-desk/sentiment@1", "news-desk/sentiment@2", "news/sentiment@1"]
+    assert edges == [
+        ("news-core/sentiment@1", "news/sentiment@1"),
+        ("news/sentiment@1", "news-desk/sentiment@1"),
+        ("news/sentiment@1", "news-desk/sentiment@2"),
+    ]
+    assert page.locator("table.versions tbody tr").count() == 2
+
+    page.locator("svg.lineage g.node[data-ref='news-desk/sentiment@2'] a").click()
+    page.wait_for_url("**/models/news-desk/sentiment/2")
+    assert page.locator("h1").inner_text() == "news-desk/sentiment@2"
+    assert "@production" in page.inner_text("main")
+    assert "3 generations: news-desk/sentiment@2 ← news/sentiment@1 ← news-core/sentiment@1" in page.inner_text("main")
+    nodes, edges = svg_graph(page)
+    assert nodes == ["news-core/sentiment@1", "news-desk/sentiment@2", "news/sentiment@1"]
+    assert edges == [("news-core/sentiment@1", "news/sentiment@1"), ("news/sentiment@1", "news-desk/sentiment@2")]
+    assert page.locator("svg.lineage g.node.focus").get_attribute("data-ref") == "news-desk/sentiment@2"
+    box = page.locator("svg.lineage").bounding_box()
+    assert box is not None and box["width"] > 600 and box["height"] > 50, "the graph is drawn, not empty"
+
+    rows = page.locator("table.per-class tbody tr td:first-child").all_inner_texts()
+    assert rows == ["negative", "neutral", "positive"]
+    accuracy = page.locator("table.metrics tr", has_text="accuracy").first.inner_text()
+    assert re.search(r"accuracy\s+0\.[5-9]\d{3}", accuracy), accuracy
+    assert image_loaded(page, "img.confusion") > 200, "the confusion matrix picture decoded"
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_live_route_stats_come_from_the_connected_daemon(dashboard, daemon, page):
+    with daemon.client(timeout=10) as client:
+        for text in ("Profit rose sharply", "The company cut its outlook", "The meeting is on Monday"):
+            assert client.call("sentiment.predict", {"text": text})["version"] == "news-desk/sentiment@2"
+    page.goto(dashboard + "/live")
+    assert page.locator("strong.ready").inner_text() == "True"
+    row = page.locator("tr[data-route='sentiment.predict']")
+    assert int(row.locator("td.count").inner_text()) >= 3
+    assert "news-desk/sentiment@2" in page.locator("table.served").inner_text()
+    assert page.locator("meta[http-equiv='refresh']").get_attribute("content") == "5"
+
+
+def test_unknown_refs_are_404_pages_and_nothing_can_be_written(dashboard, page):
+    response = page.goto(dashboard + "/models/news-desk/sentiment/9")
+    assert response is not None and response.status == 404
+    assert "news-desk/sentiment" in page.inner_text("p.error")
+    request = urllib.request.Request(dashboard + "/", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 405
+
+
+def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):
+    out = tmp_path / "report.html"
+    env = {"HEIRLOOM_STORE": str(lineage["store"])}
+    result = run_heirloom("eval", str(lineage["served"]), "--html", str(out), env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    assert "news-desk/sentiment@2" in html
+    assert not re.search(r"""(src|href)=["']?(https?:|//|/[a-z])""", html), "nothing is loaded from elsewhere"
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG")
+    page.goto(out.as_uri())
+    assert page.locator("table.per-class tbody tr").count() == 3
+    assert image_loaded(page, "img.confusion") > 200
+
+
+def test_ui_without_the_store_says_so(tmp_path):
+    result = run_heirloom("ui", "--store", str(tmp_path / "nothing-here"))
+    assert result.returncode == 1
+    assert f"no artifact store at {tmp_path / 'nothing-here'}" in result.stderr
