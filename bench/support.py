@@ -282,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--faq-epochs", type=int, default=2, help="epochs of the retriever's fine-tuning")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests for the latency")
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput round")
+    parser.add_argument(
+        "--seconds", type=float, default=15.0, help="seconds per throughput round (longer than one 64-text batch)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
     parser.add_argument(
         "--serve-home",
