@@ -137,3 +137,17 @@ def test_hook_heirloom_register_pretrained(tmp_path):
     missing = kernel.resolve(str(write(tmp_path / "q.toml", toml.format("nothing"))))
     with pytest.raises(heirloom.PluginError, match="no plugin registers pretrained:nothing"):
         train(kernel, missing, model_specs(missing, ())[0], store, heirloom.NullProgress())
+
+
+def test_models_that_inherit_a_model_of_the_project_train_after_it(tmp_path):
+    from heirloom.store.training import model_specs
+
+    toml = (
+        'project = "p"\n[sources.s]\nuse = "toy-source"\n'
+        '[models.a]\nuse = "toy-model"\ndata = "s"\ninherit = "p/c@production"\n'
+        '[models.b]\nuse = "toy-model"\ndata = "s"\n'
+        '[models.c]\nuse = "toy-model"\ndata = "s"\ninherit = "p/b"\n'
+    )
+    profile = heirloom.Kernel(plugins=[toys]).resolve(str(write(tmp_path / "p.toml", toml)))
+    assert [spec.name for spec in model_specs(profile, ())] == ["b", "c", "a"]
+    assert [spec.name for spec in model_specs(profile, ("a", "c"))] == ["c", "a"]

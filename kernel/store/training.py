@@ -75,7 +75,8 @@ def data_source(spec: ComponentSpec, model: Any) -> str:
 
 def model_specs(profile: ResolvedProfile, names: tuple[str, ...]) -> list[ComponentSpec]:
     """The profile's models (all, or the named ones in dependency order); unknown names fail."""
-    return named_specs(profile, [spec for spec in profile.components if spec.kind == "model"], names, "model")
+    models = named_specs(profile, [spec for spec in profile.components if spec.kind == "model"], names, "model")
+    return inheritance_order(profile.project, models)
 
 
 def named_specs(
@@ -89,6 +90,29 @@ def named_specs(
             f"({what}s: {', '.join(spec.name for spec in found) or 'none'})"
         )
     return [spec for spec in found if not names or spec.name in names]
+
+
+def inheritance_order(project: str, specs: list[ComponentSpec]) -> list[ComponentSpec]:
+    """``specs`` reordered so a model that inherits another model of this project
+    (``inherit = "PROJECT/other"``) trains after it when both are trained now."""
+    by_name = {spec.name: spec for spec in specs}
+    ordered: list[ComponentSpec] = []
+    placed: set[str] = set()
+
+    def place(spec: ComponentSpec, chain: tuple[str, ...]) -> None:
+        if spec.name in placed or spec.name in chain:
+            return
+        ref = spec.keys.inherit or ""
+        owner, _, rest = ref.partition("/")
+        parent = by_name.get(rest.partition("@")[0]) if owner == project else None
+        if parent is not None:
+            place(parent, (*chain, spec.name))
+        placed.add(spec.name)
+        ordered.append(spec)
+
+    for spec in specs:
+        place(spec, ())
+    return ordered
 
 
 def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> dict[str, str]:

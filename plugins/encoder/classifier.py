@@ -1,0 +1,320 @@
+"""The ``encoder-classifier`` model: a sentence encoder fine-tuned with a cosine softmax
+head, and optionally a reject option ("I don't know") for out-of-scope texts.
+
+Fitting, when ``validation_fraction`` > 0, runs twice, like a careful person would:
+
+1. *Selection*: a stratified ``validation_fraction`` of each label is held out, and with
+   ``reject`` the texts of ``calibration_labels`` whole labels (a seeded choice) too,
+   playing unseen intents. The model trains on the rest; after each epoch it is scored on
+   the held-out texts. The best epoch count, and the reject rule (reject.py), are chosen
+   there.
+2. *Refit*: a fresh copy of the parent encoder trains on all the data for that many
+   epochs and keeps the chosen rule.
+
+The head's rows start at the class centroids of the parent encoder's embeddings, so
+training starts from a nearest-centroid classifier (new labels included).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.encoder.network import Encoder
+from heirloom_plugins.encoder.records import check_texts, labelled
+from heirloom_plugins.encoder.reject import Rule, choose
+from heirloom_plugins.encoder.splits import stratified_holdout
+from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction
+from heirloom_plugins.metrics import classification_metrics, classification_text
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "heirloom.encoder-classifier/1"
+OUT_OF_SCOPE = "out_of_scope"
+
+
+@attrs.define(kw_only=True)
+class EncoderClassifier(EncoderModel):
+    """Classifies texts with a fine-tuned sentence encoder; may answer "out of scope".
+    ``data`` yields ``{"text", "label"}``; logits are ``scale`` x cosine(text, prototype)."""
+
+    #: Share of each label held out to choose the epochs (and the reject rule); 0: none.
+    validation_fraction: float = attrs.field(default=0.1, validator=fraction)
+    #: Learn a reject rule: below its threshold the answer is ``out_of_scope_label``.
+    reject: bool = False
+    #: Labels held out whole during selection to stand in for out-of-scope texts.
+    calibration_labels: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    #: In-scope validation accuracy the reject rule may give up (0.015: 1.5 points).
+    max_accuracy_drop: float = attrs.field(default=0.015, validator=fraction)
+    #: The label of out-of-scope texts, in test data and in rejected predictions.
+    out_of_scope_label: str = OUT_OF_SCOPE
+
+    def __attrs_post_init__(self) -> None:
+        if self.reject and not self.validation_fraction:
+            raise ValueError("'reject' needs validation data to choose its threshold: set 'validation_fraction' > 0")
+        super().__attrs_post_init__()
+        self._head: torch.Tensor | None = None
+        self._labels: list[str] = []
+        self._rule: Rule | None = None
+
+    def ready(self) -> bool:
+        return self._encoder is not None and self._head is not None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
+    ) -> None:
+        progress = progress or heirloom.NullProgress()
+        parent = self.parent_encoder(parent, "encoder-classifier")
+        texts, labels = labelled(data, "encoder-classifier")
+        dropped = sum(label == self.out_of_scope_label for label in labels)
+        if dropped:
+            progress.log(f"leaving out {dropped} training texts labelled {self.out_of_scope_label!r}")
+            kept = [i for i, label in enumerate(labels) if label != self.out_of_scope_label]
+            texts, labels = [texts[i] for i in kept], [labels[i] for i in kept]
+        label_set = sorted(set(labels))
+        if len(label_set) < 2 or (self.reject and len(label_set) <= self.calibration_labels + 1):
+            raise heirloom.HeirloomError(
+                f"encoder-classifier needs at least {self.calibration_labels + 2 if self.reject else 2} labels "
+                f"to fit, got {len(label_set)}"
+            )
+        epochs, rule, selection = self.epochs, None, None
+        if self.validation_fraction:
+            epochs, rule, selection = self._select(texts, labels, parent, progress)
+        encoder, head, history = self._train(texts, labels, label_set, parent, epochs, progress, "fine-tuning")
+        self._encoder, self._head, self._labels, self._rule = encoder, head, label_set, rule
+        self._training = {
+            "examples": len(texts),
+            "epochs": epochs,
+            "loss": history,
+            "selection": selection,
+            "parent": parent.metadata.get("format"),
+        }
+
+    def _select(
+        self, texts: list[str], labels: list[str], parent: heirloom.State, progress: heirloom.Progress
+    ) -> tuple[int, Rule | None, dict[str, Any]]:
+        """Train on part of the data and choose epochs (and the reject rule) on the rest."""
+        label_set = sorted(set(labels))
+        held_labels = set(random.Random(self.seed).sample(label_set, self.calibration_labels)) if self.reject else set()
+        held = stratified_holdout(labels, self.validation_fraction, self.seed)
+        train = [i for i in range(len(texts)) if i not in held and labels[i] not in held_labels]
+        known = [i for i in sorted(held) if labels[i] not in held_labels]
+        unseen = [i for i in range(len(texts)) if labels[i] in held_labels]
+        seen_labels = sorted(set(label_set) - held_labels)
+        progress.log(
+            f"selection: {len(train)} training texts, {len(known)} validation texts"
+            + (f", {len(unseen)} texts of {len(held_labels)} held-out labels as out of scope" if unseen else "")
+        )
+        scores: list[dict[str, Any]] = []
+
+        def validate(encoder: Encoder, head: torch.Tensor, split: int) -> None:
+            outputs = self._outputs(encoder, head, [texts[i] for i in known + unseen], split)
+            best = outputs["best"][: len(known)]
+            correct = [seen_labels[b] == labels[i] for b, i in zip(best, known, strict=True)]
+            scores.append({"correct": correct, "outputs": outputs})
+
+        subset = [texts[i] for i in train], [labels[i] for i in train]
+        self._train(*subset, seen_labels, parent, self.epochs, progress, "selecting epochs", validate)
+        accuracies = [sum(s["correct"]) / max(len(known), 1) for s in scores]
+        best_epoch = max(range(len(accuracies)), key=lambda e: (accuracies[e], -e))
+        rule = None
+        if self.reject:
+            outputs, correct = scores[best_epoch]["outputs"], scores[best_epoch]["correct"]
+            rule = choose(
+                {
+                    name: (outputs[name][: len(known)], outputs[name][len(known) :])
+                    for name in ("probability", "similarity")
+                },
+                correct,
+                self.max_accuracy_drop,
+            )
+            progress.log(
+                f"reject rule: {rule.score} < {rule.threshold:.4f} (validation: out-of-scope recall "
+                f"{rule.validation['oos_recall']:.3f}, in-scope accuracy {rule.validation['in_scope_accuracy']:.3f} "
+                f"vs {rule.validation['accuracy_without_rejection']:.3f})"
+            )
+        selection = {
+            "validation_accuracy": accuracies,
+            "best_epochs": best_epoch + 1,
+            "held_out_labels": sorted(held_labels),
+            "rule": rule.to_json() if rule else None,
+        }
+        return best_epoch + 1, rule, selection
+
+    def _train(
+        self,
+        texts: list[str],
+        labels: list[str],
+        label_set: list[str],
+        parent: heirloom.State,
+        epochs: int,
+        progress: heirloom.Progress,
+        description: str,
+        validate: Any = None,
+    ) -> tuple[Encoder, torch.Tensor, list[float]]:
+        import torch
+
+        encoder = Encoder(parent, self._device, self.max_length or None)
+        trainer_steps = epochs * len(batches([0] * len(texts), self.batch_size, 0))
+        split = max(encoder.layers - self.trainable_layers, 0)
+        ids = encoder.tokenize(texts)
+        progress.log(f"{description}: encoding {len(texts)} texts through the frozen layers")
+        hidden = encoder.lower(ids, split)
+        index = {label: i for i, label in enumerate(label_set)}
+        targets = torch.tensor([index[label] for label in labels], device=self._device)
+        head = torch.nn.Parameter(self._initial_head(encoder, hidden, targets, label_set, parent, split))
+        trainer = Trainer(encoder, self, [head], trainer_steps)
+        history = []
+
+        def loss(batch: list[int]) -> torch.Tensor:
+            embedded = encoder.upper([hidden[i] for i in batch], split)
+            logits = self.scale * embedded @ torch.nn.functional.normalize(head, dim=-1).T
+            return torch.nn.functional.cross_entropy(logits, targets[batch])
+
+        for epoch in range(epochs):
+            progress.start(f"{description}: epoch {epoch + 1}/{epochs}", total=len(texts))
+            plan = batches([len(row) for row in ids], self.batch_size, self.seed + epoch)
+            history.append(trainer.epoch(plan, loss, progress))
+            if validate is not None:
+                validate(encoder, head.detach(), split)
+        return encoder, head.detach(), history
+
+    def _initial_head(
+        self,
+        encoder: Encoder,
+        hidden: list[torch.Tensor],
+        targets: torch.Tensor,
+        label_set: list[str],
+        parent: heirloom.State,
+        split: int,
+    ) -> torch.Tensor:
+        """Class centroids of the starting encoder's embeddings; labels a parent classifier
+        already had keep its prototype."""
+        import torch
+
+        with torch.no_grad():
+            embedded = torch.cat(
+                [encoder.upper(hidden[start : start + 256], split) for start in range(0, len(hidden), 256)]
+            )
+        head = torch.zeros(len(label_set), embedded.shape[1], device=embedded.device)
+        head.index_add_(0, targets, embedded)
+        if parent.metadata.get("format") == FORMAT:
+            theirs = {label: i for i, label in enumerate(parent.metadata["labels"])}
+            for i, label in enumerate(label_set):
+                if label in theirs:
+                    head[i] = parent.tensors["head"][theirs[label]].to(head.device)
+        return torch.nn.functional.normalize(head, dim=-1)
+
+    # -- inference ------------------------------------------------------------------------
+    def _outputs(self, encoder: Encoder, head: torch.Tensor, texts: list[str], split: int | None) -> dict[str, Any]:
+        import torch
+
+        embedded = encoder.embed(texts, split).to(head.device)
+        cosine = embedded @ torch.nn.functional.normalize(head, dim=-1).T
+        probabilities = torch.softmax(self.scale * cosine, 1)
+        return {
+            "best": probabilities.argmax(1).tolist(),
+            "probability": probabilities.max(1).values.tolist(),
+            "similarity": cosine.max(1).values.tolist(),
+            "probabilities": probabilities,
+        }
+
+    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
+        """``{"label", "confidence", "in_scope", "probabilities"}`` per text; ``label`` is
+        ``out_of_scope_label`` when the reject rule says "I don't know"."""
+        encoder, head = self._require()
+        check_texts(batch, "encoder-classifier")
+        return self._decide(self._outputs(encoder, head, batch, None))
+
+    def _decide(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        results = []
+        rows = outputs["probabilities"].tolist()
+        for position, best in enumerate(outputs["best"]):
+            in_scope = self._rule is None or outputs[self._rule.score][position] >= self._rule.threshold
+            results.append(
+                {
+                    "label": self._labels[best] if in_scope else self.out_of_scope_label,
+                    "guess": self._labels[best],
+                    "confidence": outputs["probability"][position],
+                    "in_scope": in_scope,
+                    "probabilities": dict(zip(self._labels, rows[position], strict=True)),
+                }
+            )
+        return results
+
+    def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
+        """Accuracy, macro F1 and per-class scores over in-scope texts (no rejection); with
+        a reject rule also in-scope accuracy with rejection and out-of-scope recall."""
+        encoder, head = self._require()
+        texts, truth = labelled(data, "encoder-classifier")
+        split = max(encoder.layers - self.trainable_layers, 0)
+        decided = self._decide(self._outputs(encoder, head, texts, split))
+        inside = [i for i, label in enumerate(truth) if label != self.out_of_scope_label]
+        outside = [i for i, label in enumerate(truth) if label == self.out_of_scope_label]
+        metrics = classification_metrics(
+            [truth[i] for i in inside], [decided[i]["guess"] for i in inside], self._labels
+        )
+        text = classification_text(metrics)
+        if self._rule is not None:
+            kept = sum(decided[i]["label"] == truth[i] for i in inside)
+            rejected = sum(not decided[i]["in_scope"] for i in outside)
+            metrics["in_scope_accuracy"] = kept / max(len(inside), 1)
+            metrics["oos_recall"] = rejected / len(outside) if outside else None
+            metrics["oos_examples"] = len(outside)
+            metrics["reject_rule"] = self._rule.to_json()
+            recall = f"{metrics['oos_recall']:.4f}" if outside else "n/a (no out-of-scope texts)"
+            text += (
+                f"\nreject rule: {self._rule.score} < {self._rule.threshold:.4f}\n"
+                f"in-scope accuracy with rejection: {metrics['in_scope_accuracy']:.4f} "
+                f"(without: {metrics['accuracy']:.4f}); out-of-scope recall: {recall} over {len(outside)} texts"
+            )
+        return heirloom.Report(metrics, text)
+
+    def _require(self) -> tuple[Encoder, torch.Tensor]:
+        if self._encoder is None or self._head is None:
+            raise heirloom.HeirloomError("encoder-classifier has no weights yet: fit it or load a state first")
+        return self._encoder, self._head
+
+    # -- state ----------------------------------------------------------------------------
+    def state(self) -> heirloom.State:
+        """The encoder's tensors, ``head`` (labels x hidden); metadata: labels, rule, encoder."""
+        encoder, head = self._require()
+        config = attrs.asdict(self)
+        return heirloom.State(
+            {**encoder.tensors(), "head": head.detach().cpu().contiguous()},
+            {
+                "format": FORMAT,
+                "labels": list(self._labels),
+                "scale": self.scale,
+                "rule": self._rule.to_json() if self._rule else None,
+                "encoder": encoder.metadata(),
+                "config": config,
+                "training": self._training,
+            },
+        )
+
+    def load(self, state: heirloom.State) -> None:
+        if state.metadata.get("format") != FORMAT:
+            raise heirloom.HeirloomError(
+                f"not an encoder-classifier state (format {state.metadata.get('format')!r}, expected {FORMAT!r})"
+            )
+        labels = list(state.metadata["labels"])
+        head = state.tensors.get("head")
+        if head is None or tuple(head.shape[:1]) != (len(labels),):
+            raise heirloom.HeirloomError(f"the state's head does not match its {len(labels)} labels")
+        self._encoder = Encoder(state, self._device)
+        self._head = head.to(self._device)
+        self._labels = labels
+        self._rule = Rule.from_json(state.metadata["rule"]) if state.metadata.get("rule") else None
+        self.scale = float(state.metadata.get("scale", self.scale))
+        self._training = dict(state.metadata.get("training", {}))

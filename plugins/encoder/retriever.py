@@ -1,0 +1,373 @@
+"""The ``encoder-retriever`` model: hybrid FAQ retrieval, BM25 plus a fine-tuned encoder.
+
+A document's score for a query mixes three signals, each a different kind of evidence:
+
+- ``bm25``: BM25 over the document text, divided by the query's best BM25 score;
+- ``dense``: cosine between the query and the document (question + answer);
+- ``paraphrase``: the best cosine between the query and the training queries of the
+  document's group (e.g. a thread's known paraphrases).
+
+The encoder is fine-tuned so training queries land near their documents (in-batch
+negatives). The BM25 parameters, the mixing weights and the confidence threshold are
+chosen on validation queries held out of the training queries (never on test); then, with
+``refit``, the encoder retrains on every training query.
+
+Records: ``{"role": "document", "id", "text", "label", "question"?, "answer"?}`` and
+``{"role": "query", "text", "label"}`` (or ``"answer_id"``: a document's id instead of the
+label, as a person's resolution of a handed-off query gives it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.encoder.network import Encoder
+from heirloom_plugins.encoder.ranking import METRICS, Lexical, mean_metrics, report_text
+from heirloom_plugins.encoder.records import check_texts, field
+from heirloom_plugins.encoder.splits import stratified_holdout
+from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, contrastive_loss, fraction, split_of
+
+if TYPE_CHECKING:
+    import numpy
+    import torch
+
+FORMAT = "heirloom.encoder-retriever/1"
+#: The grids the validation queries choose from.
+BM25_GRID = ((0.9, 0.4), (1.2, 0.75), (1.5, 0.75), (2.0, 0.9))
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0)
+
+
+@attrs.frozen
+class Corpus:
+    """The documents and training queries a retriever was fitted on."""
+
+    documents: list[dict[str, str]]
+    queries: list[str]
+    query_labels: list[str]
+
+    @classmethod
+    def read(cls, data: Iterable[Any]) -> Corpus:
+        documents, queries = [], []
+        for position, record in enumerate(data):
+            role, text = field(record, "role"), field(record, "text")
+            if not isinstance(text, str) or role not in ("document", "query"):
+                raise heirloom.HeirloomError(
+                    f"encoder-retriever: record {position} needs 'role' ('document' or 'query') and 'text', "
+                    f"got {record!r:.120}"
+                )
+            if role == "document":
+                doc = {name: str(field(record, name) or "") for name in ("id", "label", "question", "answer")}
+                if not doc["id"] or not doc["label"]:
+                    raise heirloom.HeirloomError(f"encoder-retriever: document {position} needs an 'id' and a 'label'")
+                documents.append({**doc, "text": text})
+            else:
+                queries.append((position, text, field(record, "label"), field(record, "answer_id")))
+        by_id = {doc["id"]: doc["label"] for doc in documents}
+        texts, labels = [], []
+        for position, text, label, answer_id in queries:
+            if label is None and answer_id not in by_id:
+                raise heirloom.HeirloomError(
+                    f"encoder-retriever: query {position} names no 'label' and no known 'answer_id' ({answer_id!r})"
+                )
+            texts.append(text)
+            labels.append(str(label) if label is not None else by_id[answer_id])
+        return cls(documents, texts, labels)
+
+
+@attrs.frozen
+class Fusion:
+    """How the three signals mix, and the confidence threshold of the top answer."""
+
+    k1: float
+    b: float
+    bm25: float
+    dense: float
+    paraphrase: float
+    threshold: float
+
+    def to_json(self) -> dict[str, float]:
+        return attrs.asdict(self)
+
+
+@attrs.define(kw_only=True)
+class EncoderRetriever(EncoderModel):
+    """Ranks documents for a query: BM25 + fine-tuned dense encoder + known paraphrases."""
+
+    epochs: int = attrs.field(default=2, validator=attrs.validators.gt(0))
+    learning_rate: float = attrs.field(default=5e-5, validator=attrs.validators.gt(0))
+    #: Share of each group's training queries held out to choose the fusion and threshold.
+    validation_fraction: float = attrs.field(default=0.2, validator=fraction)
+    #: After selection, retrain the encoder on every training query.
+    refit: bool = True
+    #: Answers returned per query.
+    top_k: int = attrs.field(default=10, validator=attrs.validators.gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._corpus: Corpus | None = None
+        self._fusion: Fusion | None = None
+        self._lexical: Lexical | None = None
+        self._documents: torch.Tensor | None = None
+        self._paraphrases: torch.Tensor | None = None
+
+    def ready(self) -> bool:
+        return self._encoder is not None and self._fusion is not None
+
+    # -- training -------------------------------------------------------------------------
+    def fit(
+        self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
+    ) -> None:
+        progress = progress or heirloom.NullProgress()
+        parent = self.parent_encoder(parent, "encoder-retriever")
+        corpus = Corpus.read(data)
+        groups = {doc["label"] for doc in corpus.documents}
+        if not corpus.documents or not corpus.queries:
+            raise heirloom.HeirloomError("encoder-retriever needs documents and training queries")
+        unknown = sorted(set(corpus.query_labels) - groups)
+        if unknown:
+            raise heirloom.HeirloomError(
+                f"encoder-retriever: training queries name groups without documents: {unknown[:5]}"
+            )
+        held = (
+            stratified_holdout(corpus.query_labels, self.validation_fraction, self.seed)
+            if self.validation_fraction
+            else set()
+        )
+        train = attrs.evolve(
+            corpus,
+            queries=[q for i, q in enumerate(corpus.queries) if i not in held],
+            query_labels=[label for i, label in enumerate(corpus.query_labels) if i not in held],
+        )
+        progress.log(
+            f"encoder-retriever: {len(corpus.documents)} documents, {len(train.queries)} training and "
+            f"{len(held)} validation queries"
+        )
+        encoder, history = self._tune(parent, train, progress, "fine-tuning on training queries")
+        fusion = Fusion(1.5, 0.75, 1.0, 1.0, 1.0, 0.0)
+        selection = None
+        if held:
+            validation = [corpus.queries[i] for i in sorted(held)], [corpus.query_labels[i] for i in sorted(held)]
+            fusion, selection = self._choose(encoder, train, *validation, progress)
+            if self.refit:
+                encoder, history = self._tune(parent, corpus, progress, "refitting on every training query")
+        self._install(encoder, corpus, fusion)
+        self._training = {"loss": history, "selection": selection, "documents": len(corpus.documents)}
+
+    def _tune(
+        self, parent: heirloom.State, corpus: Corpus, progress: heirloom.Progress, description: str
+    ) -> tuple[Encoder, list[float]]:
+        """The parent encoder fine-tuned: each query must rank a document of its group first
+        among the batch's documents."""
+
+        encoder = Encoder(parent, self._device, self.max_length or None)
+        split = split_of(encoder, self)
+        by_label: dict[str, list[int]] = {}
+        for index, doc in enumerate(corpus.documents):
+            by_label.setdefault(doc["label"], []).append(index)
+        query_ids = encoder.tokenize(corpus.queries)
+        doc_ids = encoder.tokenize([doc["text"] for doc in corpus.documents])
+        progress.log(f"{description}: encoding queries and documents through the frozen layers")
+        queries, documents = encoder.lower(query_ids, split), encoder.lower(doc_ids, split)
+        plans = []
+        for epoch in range(self.epochs):
+            rng = random.Random(self.seed + epoch)
+            plans.append([(q, rng.choice(by_label[label])) for q, label in enumerate(corpus.query_labels)])
+        steps = self.epochs * len(batches([0] * len(corpus.queries), self.batch_size, 0))
+        trainer = Trainer(encoder, self, [], steps)
+        history = []
+        for epoch, plan in enumerate(plans):
+
+            def loss(batch: list[int], plan: list[tuple[int, int]] = plan) -> torch.Tensor:
+                anchors = encoder.upper([queries[plan[i][0]] for i in batch], split)
+                positives = encoder.upper([documents[plan[i][1]] for i in batch], split)
+                labels = [corpus.query_labels[plan[i][0]] for i in batch]
+                return contrastive_loss(anchors, positives, labels, self.scale)
+
+            progress.start(f"{description}: epoch {epoch + 1}/{self.epochs}", total=len(plan))
+            lengths = [len(query_ids[q]) + len(doc_ids[d]) for q, d in plan]
+            history.append(trainer.epoch(batches(lengths, self.batch_size, self.seed + epoch), loss, progress))
+        return encoder, history
+
+    def _choose(
+        self, encoder: Encoder, train: Corpus, queries: list[str], labels: list[str], progress: heirloom.Progress
+    ) -> tuple[Fusion, dict[str, Any]]:
+        """The BM25 parameters and weights with the best validation nDCG@10 (then MAP), and
+        the threshold that best tells a right top answer from a wrong one."""
+        import numpy
+
+        split = split_of(encoder, self)
+        documents = encoder.embed([doc["text"] for doc in train.documents], split)
+        paraphrases = encoder.embed(train.queries, split)
+        embedded = encoder.embed(queries, split)
+        dense, paraphrase = self._dense(embedded, documents, paraphrases, train)
+        relevant = [{i for i, doc in enumerate(train.documents) if doc["label"] == label} for label in labels]
+        best: tuple[tuple[float, float], Fusion, dict[str, float]] | None = None
+        for k1, b in BM25_GRID:
+            lexical = normalised(Lexical([doc["text"] for doc in train.documents], k1, b).scores(queries))
+            for weights in itertools.product(WEIGHT_GRID, repeat=3):
+                if not any(weights):
+                    continue
+                scores = weights[0] * lexical + weights[1] * dense + weights[2] * paraphrase
+                metrics = mean_metrics(numpy.argsort(-scores, axis=1, kind="stable").tolist(), relevant)
+                key = (metrics["ndcg_at_10"], metrics["map"])
+                if best is None or key > best[0]:
+                    best = (key, Fusion(k1, b, *weights, 0.0), metrics)
+        assert best is not None
+        fusion, metrics = best[1], best[2]
+        lexical = normalised(Lexical([doc["text"] for doc in train.documents], fusion.k1, fusion.b).scores(queries))
+        scores = fusion.bm25 * lexical + fusion.dense * dense + fusion.paraphrase * paraphrase
+        top = scores.argmax(1)
+        confidence = numpy.maximum(dense, paraphrase)[numpy.arange(len(top)), top]
+        right = [int(t) in rel for t, rel in zip(top, relevant, strict=True)]
+        fusion = attrs.evolve(fusion, threshold=separating_threshold(confidence.tolist(), right))
+        progress.log(
+            f"fusion chosen on {len(queries)} validation queries: {fusion.to_json()} "
+            + ", ".join(f"{name} {metrics[name]:.4f}" for name in METRICS)
+        )
+        return fusion, {"validation": metrics, "fusion": fusion.to_json(), "top1_right": sum(right) / len(right)}
+
+    def _dense(
+        self, embedded: torch.Tensor, documents: torch.Tensor, paraphrases: torch.Tensor, corpus: Corpus
+    ) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """Query-document cosines, and per document the best cosine to its group's queries."""
+        import torch
+
+        dense = embedded @ documents.T
+        labels = sorted({doc["label"] for doc in corpus.documents})
+        index = {label: i for i, label in enumerate(labels)}
+        per_query = embedded @ paraphrases.T
+        best = torch.full((len(embedded), len(labels)), -1.0)
+        if len(corpus.queries):
+            columns = torch.tensor([index[label] for label in corpus.query_labels])
+            best = best.scatter_reduce(1, columns.expand(len(embedded), -1), per_query, reduce="amax")
+        doc_group = torch.tensor([index[doc["label"]] for doc in corpus.documents])
+        return dense.numpy(), best[:, doc_group].numpy()
+
+    def _install(self, encoder: Encoder, corpus: Corpus, fusion: Fusion) -> None:
+        split = split_of(encoder, self)
+        self._encoder, self._corpus, self._fusion = encoder, corpus, fusion
+        self._documents = encoder.embed([doc["text"] for doc in corpus.documents], split)
+        self._paraphrases = encoder.embed(corpus.queries, split)
+        self._lexical = Lexical([doc["text"] for doc in corpus.documents], fusion.k1, fusion.b)
+
+    # -- inference ------------------------------------------------------------------------
+    def _scores(self, queries: list[str], split: int | None) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """Fused scores ``[queries, documents]`` and each query's dense confidence per document."""
+        import numpy
+
+        encoder, corpus, fusion = self._require()
+        embedded = encoder.embed(queries, split)
+        dense, paraphrase = self._dense(embedded, self._documents, self._paraphrases, corpus)
+        lexical = normalised(self._lexical.scores(queries))
+        scores = fusion.bm25 * lexical + fusion.dense * dense + fusion.paraphrase * paraphrase
+        return scores, numpy.maximum(dense, paraphrase)
+
+    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
+        """``{"answers": [{"id", "question", "answer", "score"}], "confidence", "confident"}``
+        per query: the ``top_k`` documents, and whether the best one clears the threshold."""
+        import numpy
+
+        check_texts(batch, "encoder-retriever")
+        _, corpus, fusion = self._require()
+        if not batch:
+            return []
+        scores, confidence = self._scores(batch, None)
+        order = numpy.argsort(-scores, axis=1, kind="stable")[:, : self.top_k]
+        results = []
+        for row, ranked in enumerate(order.tolist()):
+            top = float(confidence[row, ranked[0]])
+            answers = [
+                {
+                    "id": corpus.documents[d]["id"],
+                    "question": corpus.documents[d]["question"] or corpus.documents[d]["text"],
+                    "answer": corpus.documents[d]["answer"],
+                    "score": float(scores[row, d]),
+                }
+                for d in ranked
+            ]
+            results.append({"answers": answers, "confidence": top, "confident": top >= fusion.threshold})
+        return results
+
+    def document_ids(self) -> list[str]:
+        """The ids of the documents it answers with (empty before it has weights)."""
+        return [doc["id"] for doc in self._corpus.documents] if self._corpus is not None else []
+
+    def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
+        """nDCG@10, MRR@10, P@5 and MAP of the test queries (relevant: their group's documents)."""
+        import numpy
+
+        encoder, corpus, _ = self._require()
+        queries, labels = [], []
+        for record in data:
+            if field(record, "role") == "query":
+                queries.append(str(field(record, "text")))
+                labels.append(str(field(record, "label")))
+        if not queries:
+            raise heirloom.HeirloomError("encoder-retriever: the test split has no queries")
+        scores, _ = self._scores(queries, split_of(encoder, self))
+        relevant = [{i for i, doc in enumerate(corpus.documents) if doc["label"] == label} for label in labels]
+        metrics: dict[str, Any] = mean_metrics(numpy.argsort(-scores, axis=1, kind="stable").tolist(), relevant)
+        metrics["queries"] = len(queries)
+        return heirloom.Report(metrics, report_text(metrics, f"{len(queries)} test queries"))
+
+    def _require(self) -> tuple[Encoder, Corpus, Fusion]:
+        if self._encoder is None or self._corpus is None or self._fusion is None:
+            raise heirloom.HeirloomError("encoder-retriever has no weights yet: fit it or load a state first")
+        return self._encoder, self._corpus, self._fusion
+
+    # -- state ----------------------------------------------------------------------------
+    def state(self) -> heirloom.State:
+        """Encoder tensors; metadata: documents, training queries, fusion, encoder."""
+        encoder, corpus, fusion = self._require()
+        return heirloom.State(
+            encoder.tensors(),
+            {
+                "format": FORMAT,
+                "documents": corpus.documents,
+                "queries": corpus.queries,
+                "query_labels": corpus.query_labels,
+                "fusion": fusion.to_json(),
+                "encoder": encoder.metadata(),
+                "config": attrs.asdict(self),
+                "training": self._training,
+            },
+        )
+
+    def load(self, state: heirloom.State) -> None:
+        meta = state.metadata
+        if meta.get("format") != FORMAT:
+            raise heirloom.HeirloomError(
+                f"not an encoder-retriever state (format {meta.get('format')!r}, expected {FORMAT!r})"
+            )
+        corpus = Corpus(list(meta["documents"]), list(meta["queries"]), list(meta["query_labels"]))
+        self._install(Encoder(state, self._device), corpus, Fusion(**meta["fusion"]))
+        self._training = dict(meta.get("training", {}))
+
+
+def normalised(scores: numpy.ndarray) -> numpy.ndarray:
+    """Each row divided by its maximum (BM25 scores are not comparable across queries)."""
+    import numpy
+
+    peak = scores.max(axis=1, keepdims=True) if scores.size else scores
+    return scores / numpy.where(peak > 0, peak, 1.0)
+
+
+def separating_threshold(confidence: list[float], right: list[bool]) -> float:
+    """The threshold with the best balanced accuracy at telling right top answers (at or
+    above it) from wrong ones; with no wrong one, just below the lowest right one."""
+    if all(right) or not any(right):
+        return min(confidence) - 1e-6 if confidence else 0.0
+    positives, negatives = sum(right), len(right) - sum(right)
+    best = (0.0, min(confidence) - 1e-6)
+    for threshold in sorted(set(confidence)):
+        tpr = sum(c >= threshold and r for c, r in zip(confidence, right, strict=True)) / positives
+        tnr = sum(c < threshold and not r for c, r in zip(confidence, right, strict=True)) / negatives
+        if (tpr + tnr) / 2 > best[0]:
+            best = ((tpr + tnr) / 2, threshold)
+    return best[1]

@@ -1,0 +1,203 @@
+"""The ``support`` api: answer a customer, hand over to a person when unsure, learn from it.
+
+``<name>.answer`` runs the intent model and the FAQ retriever on a batch of texts (batched
+route). A text is handed off when the intent model says "out of scope" and/or (see
+``handoff``) the best FAQ answer is below the retriever's confidence threshold; a handoff
+is appended to a durable log (``heirloom.AppendLog``) before the reply, so an acknowledged
+handoff is never lost. ``<name>.handoffs`` lists them, ``<name>.resolve`` records what a
+person decided (an intent or an FAQ answer); the ``handoffs`` source turns those
+decisions into training records for the next ``heirloom train``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.support.sources import resolved
+
+POLICIES = ("either", "both")
+
+
+@attrs.define
+class ResolveInput:
+    """A person's decision about a handed-off query: its intent or the FAQ answer that fits."""
+
+    id: str
+    intent: str | None = None
+    answer_id: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.intent is None) == (self.answer_id is None):
+            raise ValueError("send exactly one of 'intent' or 'answer_id'")
+
+
+@attrs.define
+class HandoffsInput:
+    """Which handoffs to list: the open ones (default) or all, newest first."""
+
+    include_resolved: bool = False
+    limit: int = attrs.field(
+        default=100, validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(10_000))
+    )
+
+
+@attrs.define
+class SupportApi(heirloom.Api):
+    """Intent + FAQ answers + out-of-scope handoff to a person, with a durable queue."""
+
+    #: The intent model (an ``encoder-classifier`` with ``reject = true``).
+    intent: str = heirloom.ref("model")
+    #: The FAQ retriever (an ``encoder-retriever``).
+    faq: str = heirloom.ref("model")
+    #: ``either``: hand off when the intent is out of scope OR the best answer is below
+    #: the retriever's confidence rule. ``both``: only when both are true (for a knowledge
+    #: base about other things than the intents).
+    handoff: str = attrs.field(default="either", validator=attrs.validators.in_(POLICIES))
+    #: FAQ answers per reply.
+    answers: int = attrs.field(default=3, validator=attrs.validators.gt(0))
+    max_batch: int = attrs.field(default=64, validator=attrs.validators.gt(0))
+    max_wait_ms: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    max_text_chars: int = attrs.field(default=2_000, validator=attrs.validators.gt(0))
+    #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``).
+    handoff_path: str | None = None
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.intent_handle = ctx.model(self.intent)
+        self.faq_handle = ctx.model(self.faq)
+        path = Path(self.handoff_path) if self.handoff_path else heirloom.log_path("handoffs", ctx.project, ctx.name)
+        self.log = heirloom.AppendLog(path)
+        limit = self.max_text_chars
+
+        def text_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+            if not value.strip():
+                raise ValueError("'text' is blank")
+            if len(value) > limit:
+                raise ValueError(f"'text' is {len(value)} characters; at most {limit} are accepted")
+
+        @attrs.define
+        class AnswerInput:
+            """The customer's message."""
+
+            text: str = attrs.field(validator=text_ok)
+
+        self.answer_input = AnswerInput
+
+    def stop(self) -> None:
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
+
+    def routes(self) -> list[heirloom.Route]:
+        return [
+            heirloom.Route(
+                "answer",
+                handler=self.answer_batch,
+                input=self.answer_input,
+                batched=True,
+                max_batch=self.max_batch,
+                max_wait_ms=self.max_wait_ms,
+                description="{'text'} -> intent, confidence, FAQ answers, handoff (durably queued when true).",
+            ),
+            heirloom.Route(
+                "handoffs",
+                handler=self.handoffs,
+                input=HandoffsInput,
+                description="Handed-off queries, newest first: open ones, or all with include_resolved.",
+            ),
+            heirloom.Route(
+                "resolve",
+                handler=self.resolve,
+                input=ResolveInput,
+                description="Record a person's decision {'id', 'intent' | 'answer_id'}; the next train learns it.",
+            ),
+        ]
+
+    def answer_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
+        (intent_model, intent_version), (faq_model, faq_version) = self.intent_handle.current, self.faq_handle.current
+        missing = [name for name, model in ((self.intent, intent_model), (self.faq, faq_model)) if not model.ready()]
+        if missing:
+            raise heirloom.RequestError(
+                "UNAVAILABLE",
+                f"no trained version of {' and '.join(missing)} yet (run heirloom train)",
+                retry_after_ms=5000,
+            )
+        texts = [body.text for body in inputs]
+        intents = intent_model.predict(texts)
+        found = faq_model.predict(texts)
+        version = f"{intent_version}+{faq_version}"
+        results = []
+        for text, intent, faq in zip(texts, intents, found, strict=True):
+            out_of_scope, unsure = not intent["in_scope"], not faq["confident"]
+            handoff = (out_of_scope or unsure) if self.handoff == "either" else (out_of_scope and unsure)
+            reply: dict[str, Any] = {
+                "intent": intent["label"] if intent["in_scope"] else None,
+                "confidence": intent["confidence"],
+                "answers": faq["answers"][: self.answers],
+                "handoff": handoff,
+                "version": version,
+            }
+            if handoff:
+                reasons = [
+                    name for name, on in (("out_of_scope", out_of_scope), ("low_answer_confidence", unsure)) if on
+                ]
+                reply["handoff_id"] = self._queue(text, intent, faq, reasons, version)
+            results.append(heirloom.Versioned(reply, version))
+        return results
+
+    def _queue(self, text: str, intent: dict[str, Any], faq: dict[str, Any], reasons: list[str], version: str) -> str:
+        handoff_id = uuid.uuid4().hex[:16]
+        top = faq["answers"][0]["id"] if faq["answers"] else None
+        self.log.append(
+            {
+                "type": "handoff",
+                "id": handoff_id,
+                "text": text,
+                "reasons": reasons,
+                "intent_guess": intent["guess"],
+                "confidence": intent["confidence"],
+                "answer_guess": top,
+                "answer_confidence": faq["confidence"],
+                "version": version,
+            }
+        )
+        return handoff_id
+
+    def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
+        """Reads the whole log (a person-facing route, not the request path)."""
+        entries = list(heirloom.AppendLog.read(self.log.path))
+        _, decisions = resolved(iter(entries))
+        listed = []
+        for entry in reversed(entries):
+            if entry.get("type") != "handoff" or (entry["id"] in decisions and not body.include_resolved):
+                continue
+            decision = decisions.get(entry["id"])
+            resolution = {k: decision[k] for k in ("intent", "answer_id") if decision.get(k)} if decision else None
+            listed.append({**entry, "resolution": resolution})
+            if len(listed) >= body.limit:
+                break
+        return {"handoffs": listed, "path": str(self.log.path)}
+
+    def resolve(self, body: ResolveInput) -> dict[str, Any]:
+        texts, _ = resolved(heirloom.AppendLog.read(self.log.path))
+        if body.id not in texts:
+            raise heirloom.RequestError("NOT_FOUND", f"no handoff with id {body.id!r}", "body.id")
+        if body.intent is not None:
+            if not body.intent.strip():
+                raise heirloom.RequestError("INVALID_ARGUMENT", "'intent' is blank", "body.intent")
+            new_intent = body.intent not in getattr(self.intent_handle.model, "labels", [])
+        else:
+            ids = getattr(self.faq_handle.model, "document_ids", list)()
+            if body.answer_id not in ids:
+                raise heirloom.RequestError(
+                    "INVALID_ARGUMENT", f"unknown answer_id {body.answer_id!r}", "body.answer_id"
+                )
+            new_intent = False
+        decision = {"intent": body.intent} if body.intent is not None else {"answer_id": body.answer_id}
+        self.log.append({"type": "resolution", "id": body.id, **decision})
+        return {"resolved": True, "id": body.id, **decision, "new_intent": new_intent}

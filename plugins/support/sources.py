@@ -1,0 +1,260 @@
+"""Customer-service sources: the StackFAQ collection, out-of-scope hold-outs of a labelled
+source, and the resolutions of handed-off queries (the feedback loop of the ``support`` api).
+
+Every split is deterministic (seeded): the same settings give the same partition on every
+machine, so model versions compare on the same test data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+
+SPLITS = ("train", "validation", "test")
+FAQ_FILE = "stackExchange-FAQ.xml"
+OUT_OF_SCOPE = "out_of_scope"
+
+
+def _check_split(split: str | None) -> None:
+    if split not in (None, *SPLITS):
+        raise heirloom.HeirloomError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)} or None")
+
+
+def _digest(settings: dict[str, Any], *paths: Path) -> str:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in paths:
+        if path.exists():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _text(element: ElementTree.Element | None) -> str:
+    return " ".join((element.text or "").split()) if element is not None else ""
+
+
+@attrs.define(kw_only=True)
+class StackFaqSource(heirloom.Source):
+    """StackFAQ (Karan & Šnajder 2018): 719 question-answer pairs in 125 threads, each with
+    10 paraphrased queries. Documents are the pairs (``label``: the thread); per thread,
+    ``train_queries`` paraphrases (a seeded choice) are training queries and the others
+    test queries; ``validation_queries`` of the training ones may form a validation split.
+    """
+
+    #: The folder holding ``stackExchange-FAQ.xml``.
+    path: str = heirloom.path_field()
+    train_queries: int = attrs.field(
+        default=5, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(10))
+    )
+    validation_queries: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    #: Only the first N threads (0: all of them), for quick experiments and tests.
+    threads_limit: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    seed: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if self.validation_queries > self.train_queries:
+            raise ValueError(
+                f"'validation_queries' ({self.validation_queries}) must be <= 'train_queries' ({self.train_queries})"
+            )
+
+    def splits(self) -> list[str]:
+        return list(SPLITS)
+
+    def threads(self) -> list[dict[str, Any]]:
+        """``{"label", "question", "answers", "queries"}`` per thread, in file order."""
+        file = Path(self.path) / FAQ_FILE
+        try:
+            root = ElementTree.parse(file).getroot()
+        except (OSError, ElementTree.ParseError) as exc:
+            raise heirloom.HeirloomError(f"{file}: cannot read the StackFAQ XML: {exc}") from exc
+        threads = []
+        for number, pair in enumerate(root.iter("qapair"), 1):
+            queries = [_text(r) for r in pair.iter("rephr")]
+            threads.append(
+                {
+                    "label": f"thread-{number}",
+                    "question": _text(pair.find("question")),
+                    "answers": [_text(a) for a in pair.iter("answer") if _text(a)],
+                    "queries": [q for q in queries if q and q.strip("*")],
+                }
+            )
+        if not threads:
+            raise heirloom.HeirloomError(f"{file}: no <qapair> threads")
+        return threads[: self.threads_limit] if self.threads_limit else threads
+
+    def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
+        _check_split(split)
+        rng = random.Random(self.seed)
+        for thread in self.threads():
+            label, queries = thread["label"], thread["queries"]
+            if split in (None, "train"):
+                for number, answer in enumerate(thread["answers"], 1):
+                    yield {
+                        "role": "document",
+                        "id": f"{label}/{number}",
+                        "label": label,
+                        "question": thread["question"],
+                        "answer": answer,
+                        "text": f"{thread['question']}\n{answer}",
+                    }
+            order = rng.sample(range(len(queries)), len(queries))
+            roles = {i: "train" for i in order[: self.train_queries]}
+            roles.update(
+                {i: "validation" for i in order[self.train_queries - self.validation_queries : self.train_queries]}
+            )
+            for i, text in enumerate(queries):
+                if split is None or roles.get(i, "test") == split:
+                    yield {"role": "query", "id": f"{label}/q{i + 1}", "label": label, "text": text}
+
+    def fingerprint(self) -> str:
+        settings = {
+            "type": "stackfaq",
+            "train_queries": self.train_queries,
+            "validation_queries": self.validation_queries,
+            "threads_limit": self.threads_limit,
+            "seed": self.seed,
+        }
+        return _digest(settings, Path(self.path) / FAQ_FILE)
+
+
+@attrs.define(kw_only=True)
+class OutOfScopeSource(heirloom.Source):
+    """Another source's labelled records with ``holdout`` labels (a seeded choice) held out
+    entirely: they never reach training, and their test records carry the ``label``
+    ``out_of_scope``, so a model with a reject option is measured on texts it never saw a
+    label for. ``validation_fraction`` of each kept label's training records may form a
+    deterministic validation split."""
+
+    #: The labelled source (``{"text", "label"}`` records).
+    data: str = heirloom.ref("source")
+    #: How many labels to hold out (a seeded choice), or name them in ``labels``.
+    holdout: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    labels: list[str] = attrs.field(factory=list)
+    seed: int = 0
+    validation_fraction: float = attrs.field(
+        default=0.0, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(1))
+    )
+    #: The label out-of-scope test records get.
+    label: str = OUT_OF_SCOPE
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.inner = ctx.get(self.data, "source")
+        self._held: list[str] | None = None
+
+    def splits(self) -> list[str]:
+        return list(SPLITS)
+
+    def held_out(self) -> list[str]:
+        """The held-out labels, sorted (computed once from the training labels)."""
+        if self._held is None:
+            known = sorted({str(record["label"]) for record in self.inner.records("train")})
+            unknown = sorted(set(self.labels) - set(known))
+            if unknown:
+                raise heirloom.HeirloomError(f"sources.{self.ctx.name}.labels: not in the data: {', '.join(unknown)}")
+            if not self.labels and self.holdout >= len(known):
+                raise heirloom.HeirloomError(
+                    f"sources.{self.ctx.name}.holdout: {self.holdout} of {len(known)} labels leaves nothing in scope"
+                )
+            chosen = self.labels or random.Random(self.seed).sample(known, self.holdout)
+            self._held = sorted(chosen)
+        return self._held
+
+    def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
+        _check_split(split)
+        held = set(self.held_out())
+        if split in (None, "train", "validation"):
+            kept = [dict(r) for r in self.inner.records("train") if str(r["label"]) not in held]
+            validation = self._validation(kept)
+            for index, record in enumerate(kept):
+                if split is None or (index in validation) == (split == "validation"):
+                    yield record
+        if split in (None, "test"):
+            for record in self.inner.records("test"):
+                yield {**record, "label": self.label} if str(record["label"]) in held else dict(record)
+
+    def _validation(self, records: list[dict[str, Any]]) -> set[int]:
+        if not self.validation_fraction:
+            return set()
+        by_label: dict[str, list[int]] = {}
+        for index, record in enumerate(records):
+            by_label.setdefault(str(record["label"]), []).append(index)
+        rng = random.Random(self.seed + 1)
+        chosen: set[int] = set()
+        for label in sorted(by_label):
+            members = by_label[label]
+            chosen.update(rng.sample(members, min(round(len(members) * self.validation_fraction), len(members) - 1)))
+        return chosen
+
+    def fingerprint(self) -> str:
+        settings = {
+            "type": "out-of-scope",
+            "held": self.held_out(),
+            "validation_fraction": self.validation_fraction,
+            "seed": self.seed,
+            "label": self.label,
+        }
+        return hashlib.sha256((self.inner.fingerprint() + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
+
+
+@attrs.define(kw_only=True)
+class HandoffSource(heirloom.Source):
+    """What people decided about the queries a ``support`` api handed off, as training
+    records (all in ``train``): ``kind = "intent"`` gives ``{"text", "label"}`` for an
+    intent model, ``kind = "answer"`` gives ``{"role": "query", "text", "answer_id"}`` for
+    a retriever. The latest resolution of a query wins."""
+
+    #: The support api whose handoff log to read (its component name).
+    api: str = attrs.field(validator=attrs.validators.min_len(1))
+    kind: str = attrs.field(default="intent", validator=attrs.validators.in_(("intent", "answer")))
+    #: The project that api runs in (default: this profile's project), or an explicit log.
+    project: str | None = None
+    path: str | None = heirloom.path_field(default=None, must_exist=False)
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.log_path = (
+            Path(self.path) if self.path else heirloom.log_path("handoffs", self.project or ctx.project, self.api)
+        )
+
+    def splits(self) -> list[str]:
+        return list(SPLITS)
+
+    def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
+        _check_split(split)
+        if split not in (None, "train"):
+            return
+        texts, decisions = resolved(heirloom.AppendLog.read(self.log_path))
+        for handoff_id, decision in decisions.items():
+            if self.kind == "intent" and decision.get("intent"):
+                yield {"id": f"handoff:{handoff_id}", "text": texts[handoff_id], "label": decision["intent"]}
+            elif self.kind == "answer" and decision.get("answer_id"):
+                yield {
+                    "id": f"handoff:{handoff_id}",
+                    "role": "query",
+                    "text": texts[handoff_id],
+                    "answer_id": decision["answer_id"],
+                }
+
+    def fingerprint(self) -> str:
+        return _digest({"type": "handoffs", "kind": self.kind}, self.log_path)
+
+
+def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """``({id: text}, {id: latest resolution})`` of a handoff log's entries."""
+    texts: dict[str, str] = {}
+    decisions: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if entry.get("type") == "handoff":
+            texts[entry["id"]] = entry["text"]
+        elif entry.get("type") == "resolution" and entry.get("id") in texts:
+            decisions[entry["id"]] = entry
+    return texts, decisions

