@@ -66,7 +66,7 @@ class StackFaqSource(heirloom.Source):
             )
 
     def splits(self) -> list[str]:
-        return list(SPLITS)
+        return list(SPLITS) if self.validation_queries else ["train", "test"]
 
     def threads(self) -> list[dict[str, Any]]:
         """``{"label", "question", "answers", "queries"}`` per thread, in file order."""
@@ -151,7 +151,7 @@ class OutOfScopeSource(heirloom.Source):
         self._held: list[str] | None = None
 
     def splits(self) -> list[str]:
-        return list(SPLITS)
+        return list(SPLITS) if self.validation_fraction else ["train", "test"]
 
     def held_out(self) -> list[str]:
         """The held-out labels, sorted (computed once from the training labels)."""
@@ -226,7 +226,7 @@ class HandoffSource(heirloom.Source):
         )
 
     def splits(self) -> list[str]:
-        return list(SPLITS)
+        return ["train"]  # every resolution is training data
 
     def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
         _check_split(split)
