@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import heirloom
+from heirloom import stratified_holdout
 from heirloom_plugins.encoder.classifier import EncoderClassifier
 from heirloom_plugins.encoder.network import Encoder
 from heirloom_plugins.encoder.pretrained import load_minilm
 from heirloom_plugins.encoder.ranking import METRICS, Lexical, mean_metrics
 from heirloom_plugins.encoder.retriever import BM25_GRID, EncoderRetriever
-from heirloom_plugins.encoder.splits import stratified_holdout
 from heirloom_plugins.metrics import classification_metrics
 
 REPO = Path(__file__).resolve().parent.parent

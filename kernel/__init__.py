@@ -36,6 +36,7 @@ from heirloom.core.errors import (
 from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
 from heirloom.core.paths import home
+from heirloom.core.splits import stratified_holdout
 from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.feedback import FeedbackLog
@@ -85,4 +86,5 @@ __all__ = [
     "path_field",
     "path_fields",
     "ref",
+    "stratified_holdout",
 ]

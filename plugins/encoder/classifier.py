@@ -27,7 +27,6 @@ import heirloom
 from heirloom_plugins.encoder.network import Encoder
 from heirloom_plugins.encoder.records import check_texts, labelled
 from heirloom_plugins.encoder.reject import Rule, choose
-from heirloom_plugins.encoder.splits import stratified_holdout
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction
 from heirloom_plugins.metrics import classification_metrics, classification_text
 
@@ -106,7 +105,7 @@ class EncoderClassifier(EncoderModel):
         """Train on part of the data and choose epochs (and the reject rule) on the rest."""
         label_set = sorted(set(labels))
         held_labels = set(random.Random(self.seed).sample(label_set, self.calibration_labels)) if self.reject else set()
-        held = stratified_holdout(labels, self.validation_fraction, self.seed)
+        held = heirloom.stratified_holdout(labels, self.validation_fraction, self.seed)
         train = [i for i in range(len(texts)) if i not in held and labels[i] not in held_labels]
         known = [i for i in sorted(held) if labels[i] not in held_labels]
         unseen = [i for i in range(len(texts)) if labels[i] in held_labels]

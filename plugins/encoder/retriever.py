@@ -30,7 +30,6 @@ import heirloom
 from heirloom_plugins.encoder.network import Encoder
 from heirloom_plugins.encoder.ranking import METRICS, Lexical, mean_metrics, report_text
 from heirloom_plugins.encoder.records import check_texts, field
-from heirloom_plugins.encoder.splits import stratified_holdout
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, contrastive_loss, fraction, split_of
 
 if TYPE_CHECKING:
@@ -135,7 +134,7 @@ class EncoderRetriever(EncoderModel):
                 f"encoder-retriever: training queries name groups without documents: {unknown[:5]}"
             )
         held = (
-            stratified_holdout(corpus.query_labels, self.validation_fraction, self.seed)
+            heirloom.stratified_holdout(corpus.query_labels, self.validation_fraction, self.seed)
             if self.validation_fraction
             else set()
         )

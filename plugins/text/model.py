@@ -17,7 +17,6 @@ import heirloom
 from heirloom_plugins.metrics import classification_metrics, classification_text
 from heirloom_plugins.text.features import Featurizer, HashingSettings
 from heirloom_plugins.text.linear import Outcome, Weights, logits, train
-from heirloom_plugins.text.splits import stratified_holdout
 from heirloom_plugins.text.vectors import Bags, Counts, Vocabulary, count
 
 if TYPE_CHECKING:
@@ -180,7 +179,11 @@ class TextClassifier(heirloom.Model):
                 progress.log(f"{len(held_labels) - len(known)} validation texts have labels the training data lacks")
             held_texts, held_labels = [held_texts[i] for i in known], [held_labels[i] for i in known]
         else:  # hold out validation data only when there is an l2 to choose
-            held = stratified_holdout(labels, self.validation_fraction, self.seed) if len(candidates) > 1 else set()
+            held = (
+                heirloom.stratified_holdout(labels, self.validation_fraction, self.seed)
+                if len(candidates) > 1
+                else set()
+            )
             chosen = [i for i in range(len(texts)) if i not in held]
             held_texts, held_labels = [texts[i] for i in sorted(held)], [labels[i] for i in sorted(held)]
         if len(candidates) > 1 and not held_texts:

@@ -24,7 +24,6 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.text.splits import stratified_holdout
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
@@ -154,11 +153,13 @@ class TextSource(heirloom.Source):
         if cached is None or cached[0] != key:
             labels = [record["label"] for record in self.read(path)]
             roles = (
-                {i: "test" for i in stratified_holdout(labels, self.test_fraction, self.seed)} if derive_test else {}
+                {i: "test" for i in heirloom.stratified_holdout(labels, self.test_fraction, self.seed)}
+                if derive_test
+                else {}
             )
             if self.validation_fraction:
                 remaining = [i for i in range(len(labels)) if i not in roles]
-                held = stratified_holdout([labels[i] for i in remaining], self.validation_fraction, self.seed)
+                held = heirloom.stratified_holdout([labels[i] for i in remaining], self.validation_fraction, self.seed)
                 roles.update({remaining[i]: "validation" for i in held})
             self._split_cache = (key, roles)
         return self._split_cache[1]

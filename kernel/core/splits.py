@@ -1,5 +1,6 @@
 """Deterministic stratified splits, so a data set without an official test split gives the
-same train/test (and train/validation) partition on every machine and every run."""
+same train/test (and train/validation) partition on every machine and every run. Public as
+``heirloom.stratified_holdout``: the text and encoder plugins both hold out data with it."""
 
 from __future__ import annotations
 
