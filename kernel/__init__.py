@@ -36,6 +36,7 @@ from heirloom.core.errors import (
 from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
 from heirloom.core.paths import home
+from heirloom.core.placement import WorkerPool
 from heirloom.core.splits import stratified_holdout
 from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
@@ -79,6 +80,7 @@ __all__ = [
     "Source",
     "State",
     "Versioned",
+    "WorkerPool",
     "__version__",
     "home",
     "hookimpl",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import attrs
 
 if TYPE_CHECKING:
+    from heirloom.core.placement import WorkerPool
     from heirloom.core.quota import StorageQuota
     from heirloom.core.system import System
 
@@ -372,6 +373,13 @@ class Resources(Component):
     def client_limits(self) -> ClientLimits | None:
         """Per-client rate limits the daemon enforces where clients connect (the broker with
         ``--workers N``); None: none. Asked before ``start``, of the configured instance."""
+        return None
+
+    def place_workers(self, argv: list[str]) -> WorkerPool | None:
+        """Place ``serve``'s workers yourself: start a :class:`~heirloom.WorkerPool` whose
+        workers each run ``python -m heirloom`` with ``argv`` (a ``worker`` command that
+        connects to the broker), or return None to let the broker spawn local processes
+        (``[server] workers``). Called once, in the broker's process, before ``start``."""
         return None
 
 

@@ -23,12 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 from zmq.backend import zmq_poll
 
 from heirloom.core.components import ClientLimits
+from heirloom.core.placement import WorkerPool
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer
@@ -64,6 +66,8 @@ from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver, sender
 log = logging.getLogger("heirloom.wire.broker")
 MISSED_HEARTBEATS = 3
 RESPAWN_BACKOFF_MAX = 30.0
+#: The admin route that changes how many workers a placing resource manager keeps.
+SCALE_ROUTE = "_scale"
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
 
@@ -106,6 +110,7 @@ class Broker:
         worker_bind: str | None = None,
         max_in_flight: int | None = None,
         limits: ClientLimits | None = None,
+        place_workers: Callable[[list[str]], WorkerPool | None] | None = None,
     ):
         self.settings = settings
         self.profile_ref = profile_ref
@@ -147,6 +152,9 @@ class Broker:
         self._drain_deadline = 0.0
         self._checked = 0.0
         self.started_at = time.time()
+        #: Workers the resource manager placed (None: local processes); placed before the
+        #: caller installs its signal handlers, so a cluster client's own handlers yield to them.
+        self.pool: WorkerPool | None = place_workers(self._worker_argv()) if place_workers is not None else None
 
     # -- lifecycle -----------------------------------------------------------------------
     def request_drain(self) -> None:
@@ -157,8 +165,9 @@ class Broker:
 
     def run(self) -> int:
         log.info("broker listening on %s; workers connect to %s", ", ".join(self.settings.bind), self.worker_address)
-        for _ in range(self.settings.workers):
-            self._spawn()
+        if self.pool is None:
+            for _ in range(self.settings.workers):
+                self._spawn()
         watched = [(self.frontend, zmq.POLLIN), (self.backend, zmq.POLLIN)]
         wait_ms = POLL_MS
         while True:
@@ -193,6 +202,8 @@ class Broker:
             except subprocess.TimeoutExpired:
                 log.warning("worker pid %d ignored SIGTERM; killing it", local.process.pid)
                 local.process.kill()
+        if self.pool is not None:
+            self.pool.close()
         if self.curve is not None:
             self.curve.stop()
         self.frontend.close()
@@ -202,11 +213,9 @@ class Broker:
         log.info("stopped")
 
     # -- workers -------------------------------------------------------------------------
-    def _spawn(self, failures: int = 0) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "heirloom",
+    def _worker_argv(self) -> list[str]:
+        """``heirloom worker`` arguments that connect a worker to this broker."""
+        argv = [
             "worker",
             self.profile_ref,
             "--connect",
@@ -217,12 +226,17 @@ class Broker:
             logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         ]
         for override in self.overrides:
-            command += ["--set", override]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+            argv += ["--set", override]
+        return argv
+
+    def _spawn(self, failures: int = 0) -> None:
+        process = subprocess.Popen([sys.executable, "-m", "heirloom", *self._worker_argv()], stdin=subprocess.DEVNULL)
         self.processes.append(LocalProcess(process, time.monotonic(), failures))
         log.info("spawned worker pid %d", process.pid)
 
     def _check_workers(self, now: float) -> None:
+        if self.pool is not None and not self.draining:
+            self.pool.observe(len(self.forwarded), len(self._ready))
         for local in list(self.processes):
             code = local.process.poll()
             if code is None:
@@ -323,6 +337,9 @@ class Broker:
             info = self.routes.get(route) if type(route) is str else None
             if info is None:
                 route = header_route(header)
+                if route == SCALE_ROUTE:
+                    self._builtin(envelope, request_id, route, user, received, frames[index + 2 :])
+                    return
                 if route in KERNEL_ROUTES:
                     if frames[index + 2] != NIL or len(frames) > index + 3:
                         raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
@@ -380,16 +397,27 @@ class Broker:
         stats = self.stats[route] = RouteStats()
         return stats
 
-    def _builtin(self, envelope: list[bytes], request_id: Any, route: str, user: str | None, received: float) -> None:
-        if route in ADMIN_ROUTES:
+    def _builtin(
+        self,
+        envelope: list[bytes],
+        request_id: Any,
+        route: str,
+        user: str | None,
+        received: float,
+        body_frames: list[bytes] | None = None,
+    ) -> None:
+        if route in ADMIN_ROUTES or route == SCALE_ROUTE:
             self._check_admin(route, user)
-        body = getattr(self, f"_route{route}")()
+        body = self._route_scale(body_frames or []) if route == SCALE_ROUTE else getattr(self, f"_route{route}")()
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
         self.outbox.send([*envelope, SIGNATURE, packb(header), packb(body)])
         (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
 
+    def _expected_workers(self) -> int:
+        return self.pool.size if self.pool is not None else self.settings.workers
+
     def _is_ready(self) -> bool:
-        return not self.draining and len(self._ready) >= self.settings.workers
+        return not self.draining and len(self._ready) >= self._expected_workers()
 
     def _route_health(self) -> dict[str, Any]:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}
@@ -398,7 +426,7 @@ class Broker:
         return {
             "ready": self._is_ready(),
             "draining": self.draining,
-            "expected_workers": self.settings.workers,
+            "expected_workers": self._expected_workers(),
             "workers": self._workers(),
         }
 
@@ -430,11 +458,27 @@ class Broker:
             self._to_worker([worker.identity, CONTROL, b"RELOAD"])
         return {"workers": len(self.workers)}
 
+    def _route_scale(self, body_frames: list[bytes]) -> dict[str, Any]:
+        """Admin: ``{"workers": N}`` keeps N workers, where the resource manager places them."""
+        if self.pool is None:
+            raise RequestError(
+                INVALID_ARGUMENT,
+                '_scale needs a resource manager that places workers (e.g. use = "ray"); '
+                "local workers follow --workers",
+            )
+        body = unpackb(body_frames[0]) if len(body_frames) == 1 else None
+        count = body.get("workers") if isinstance(body, dict) else None
+        if type(count) is not int or count < 1:
+            raise RequestError(INVALID_ARGUMENT, f"_scale takes {{'workers': N}}, N >= 1; got {body!r}", "body.workers")
+        return {"workers": self.pool.scale(count)}
+
     def _workers(self) -> list[dict[str, Any]]:
         now = time.monotonic()
         local = {p.process.pid for p in self.processes}
+        placed = self.pool.placements() if self.pool is not None else {}
         return [
             {
+                **placed.get(w.pid, {}),
                 "pid": w.pid,
                 "ready": w.ready,
                 "in_flight": len(w.in_flight),

@@ -90,11 +90,12 @@ def serve(
 ) -> int:
     """``heirloom serve``: in-process for one worker, otherwise a broker with workers;
     ``metrics``: also serve Prometheus ``/metrics`` there."""
-    if settings.workers == 1:
+    resources = configured_resources(profile)
+    places = type(resources).place_workers is not Resources.place_workers
+    if settings.workers == 1 and not places:
         return run_server(kernel.system(profile, serve_models=True), settings, curve=curve, metrics=metrics)
     from heirloom.wire.broker import Broker
 
-    resources = configured_resources(profile)
     broker = Broker(
         settings,
         profile_ref=profile_ref,
@@ -104,6 +105,7 @@ def serve(
         worker_bind=worker_bind,
         max_in_flight=resources.daemon_in_flight_limit(),
         limits=resources.client_limits(),
+        place_workers=resources.place_workers if places else None,
     )
     on_stop_signals(broker.request_drain)
     exporter = Exporter(metrics, lambda: broker_snapshot(broker)) if metrics is not None else None

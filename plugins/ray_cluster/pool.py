@@ -1,0 +1,175 @@
+"""Worker actors on a Ray cluster: Ray places and restarts them; ZeroMQ carries requests.
+
+Each actor runs ``python -m heirloom worker ... --connect BROKER`` as a child process (the
+same worker loop as a local worker, with its own main thread for signals), killed with its
+actor: the child holds PR_SET_PDEATHSIG, and the actor exits when the child does, so Ray
+restarts the pair (up to ``max_restarts``). A worker that vanishes with its node is noticed
+by the broker through its lapsed heartbeats, which answers its in-flight requests UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import ray
+
+import heirloom
+
+if TYPE_CHECKING:
+    from heirloom_plugins.ray_cluster import RayResources
+
+log = logging.getLogger("heirloom.ray")
+
+#: Seconds between refreshes of where each worker runs (read by ``_ready``).
+REFRESH_S = 1.0
+#: Seconds an autoscaling pool waits after a change, and the queue must stay low before a scale-down.
+SCALE_COOLDOWN_S = 5.0
+SCALE_DOWN_AFTER_S = 30.0
+#: Seconds a worker removed by a scale-down may take to finish its requests.
+RETIRE_GRACE_S = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the actor process dies (Linux)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class WorkerActor:
+    """One ``heirloom worker`` child process, supervised inside a Ray actor."""
+
+    def __init__(self, argv: list[str], cwd: str, env: dict[str, str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "heirloom", *argv],
+            cwd=cwd if os.path.isdir(cwd) else None,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        context = ray.get_runtime_context()
+        self.where = {"node_id": context.get_node_id(), "actor_id": context.get_actor_id()}
+        self.stopping = False
+        threading.Thread(target=self._exit_with_child, daemon=True).start()
+
+    def _exit_with_child(self) -> None:
+        code = self.process.wait()
+        if self.stopping:
+            return  # asked to stop: the pool ends this actor itself
+        print(f"heirloom worker pid {self.process.pid} exited with {code}; restarting its actor", flush=True)
+        os._exit(1)  # the actor dies with its worker, so Ray restarts both
+
+    def info(self) -> dict[str, Any]:
+        return {"pid": self.process.pid, **self.where}
+
+    def stop(self, grace: float) -> None:
+        self.stopping = True
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class RayWorkerPool(heirloom.WorkerPool):
+    """Keeps ``size`` worker actors on the cluster and reports where each one runs."""
+
+    def __init__(self, config: RayResources, argv: list[str]):
+        self.config = config
+        self.argv = argv
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            ray.init(address=config.address, logging_level=logging.WARNING)
+        options: dict[str, Any] = {
+            "num_cpus": config.num_cpus,
+            "num_gpus": config.num_gpus,
+            "max_restarts": config.max_restarts,
+            "scheduling_strategy": "SPREAD" if config.placement == "spread" else "DEFAULT",
+        }
+        if config.memory_mb:
+            options["memory"] = config.memory_mb * 2**20
+        self._actor = ray.remote(WorkerActor).options(**options)
+        self._env = {key: value for key, value in os.environ.items() if key.startswith("HEIRLOOM_")}
+        self._actors: list[Any] = []
+        self._lock = threading.Lock()
+        self._placements: dict[int, dict[str, Any]] = {}
+        self._changed = 0.0
+        self._low_since: float | None = None
+        self._closed = threading.Event()
+        self.scale(config.workers)
+        threading.Thread(target=self._refresh_loop, name="heirloom-ray-placements", daemon=True).start()
+
+    @property
+    def size(self) -> int:
+        return len(self._actors)
+
+    def scale(self, count: int) -> int:
+        if self.config.max_workers:
+            count = max(self.config.min_workers, min(self.config.max_workers, count))
+        with self._lock:
+            while len(self._actors) < count:
+                self._actors.append(self._actor.remote(self.argv, os.getcwd(), self._env))
+            while len(self._actors) > count:
+                threading.Thread(target=self._retire, args=(self._actors.pop(),), daemon=True).start()
+        self._changed = time.monotonic()
+        log.info("keeping %d ray worker(s)", count)
+        return count
+
+    def observe(self, in_flight: int, ready: int) -> None:
+        if not self.config.max_workers:
+            return
+        now = time.monotonic()
+        if now - self._changed < SCALE_COOLDOWN_S:
+            return
+        target = self.config.target_in_flight
+        if in_flight > target * self.size and self.size < self.config.max_workers:
+            self.scale(self.size + 1)
+        elif in_flight < target * (self.size - 1) and self.size > self.config.min_workers:
+            self._low_since = self._low_since or now
+            if now - self._low_since >= SCALE_DOWN_AFTER_S:
+                self._low_since = None
+                self.scale(self.size - 1)
+        else:
+            self._low_since = None
+
+    def _retire(self, actor: Any) -> None:
+        """Let the worker drain (the broker stops sending it work), then end its actor for good."""
+        with contextlib.suppress(Exception):  # already gone: nothing to drain
+            ray.get(actor.stop.remote(RETIRE_GRACE_S), timeout=RETIRE_GRACE_S + 5)
+        ray.kill(actor, no_restart=True)
+
+    def placements(self) -> dict[int, dict[str, Any]]:
+        return self._placements
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.wait(REFRESH_S):
+            with self._lock:
+                actors = list(self._actors)
+            found: dict[int, dict[str, Any]] = {}
+            for actor in actors:
+                try:
+                    info = ray.get(actor.info.remote(), timeout=REFRESH_S)
+                except Exception:  # noqa: BLE001 - restarting or gone: it has no worker to describe now
+                    continue
+                found[info.pop("pid")] = {**info, "state": "ALIVE"}
+            self._placements = found
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            actors, self._actors = self._actors, []
+        stops = [actor.stop.remote(2.0) for actor in actors]
+        with contextlib.suppress(Exception):  # a dead actor has nothing left to stop
+            ray.get(stops, timeout=5.0)
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        if self._owns_ray:
+            ray.shutdown()

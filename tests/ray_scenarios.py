@@ -1,0 +1,127 @@
+"""Ray cluster scenarios, run by tests/test_ray.py inside a network namespace with only
+loopback (so Ray advertises 127.0.0.1): ``python -m tests.ray_scenarios serve OUT.json``.
+
+A two-node ``ray.cluster_utils.Cluster`` (num_cpus=1 each) comes up here; ``heirloom
+serve`` runs as a real subprocess with ``use = "ray"`` pointed at it; what the clients
+saw is written to OUT.json for the test to assert on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import wait
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.cluster_utils import Cluster
+
+from heirloom.wire.client import RemoteError
+from tests.daemons import Daemon
+from tests.helpers import free_tcp_address
+
+PROFILE = """
+[resources]
+use = "ray"
+address = "{address}"
+workers = 2
+num_cpus = 0.5
+placement = "spread"
+max_restarts = 5
+
+[server]
+heartbeat = 0.5
+
+[apis.echo]
+use = "echo"
+
+[apis.t]
+use = "testing"
+"""
+
+DEADLINE_S = 10.0
+
+
+def ready_workers(daemon: Daemon, count: int, timeout: float) -> list[dict[str, Any]]:
+    """``_ready``'s workers once ``count`` are ready and placed (node ids known)."""
+    deadline = time.monotonic() + timeout
+    workers: list[dict[str, Any]] = []
+    with daemon.client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                workers = client.call("_ready")["workers"]
+            except RemoteError:
+                workers = []
+            placed = [w for w in workers if w.get("ready") and w.get("node_id")]
+            if len(placed) >= count:
+                return placed
+            time.sleep(0.2)
+    raise TimeoutError(f"{count} placed workers not ready after {timeout}s: {workers}\n{daemon.log()}")
+
+
+def calls(daemon: Daemon, route: str, bodies: list[Any]) -> list[tuple[str, float]]:
+    """(status, seconds) for each body, all sent at once."""
+    with daemon.client(timeout=DEADLINE_S) as client:
+        sent = time.monotonic()
+        futures = [client.submit(route, body, timeout=DEADLINE_S) for body in bodies]
+        wait(futures, timeout=DEADLINE_S + 5)
+        results = []
+        for future in futures:
+            if not future.done():
+                results.append(("HUNG", time.monotonic() - sent))
+                continue
+            error = future.exception()
+            status = "OK" if error is None else getattr(error, "code", type(error).__name__)
+            results.append((status, time.monotonic() - sent))
+        return results
+
+
+def serve(out: Path) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    second = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    report: dict[str, Any] = {"nodes": [n["NodeID"] for n in (ray.init(address=cluster.address) and ray.nodes())]}
+    ray.shutdown()
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(
+            Path(tmp),
+            "--worker-bind",
+            free_tcp_address(),
+            profile=PROFILE.format(address=cluster.address),
+        )
+        try:
+            workers = ready_workers(daemon, 2, timeout=90)
+            report["placed"] = workers
+            report["echo"] = [status for status, _ in calls(daemon, "echo.echo", [{"i": i} for i in range(1000)])]
+            with daemon.client(timeout=DEADLINE_S) as client:
+                report["second_node_pids"] = [w["pid"] for w in workers if w["node_id"] == second.node_id]
+                slow = [client.submit("t.slow", {"ms": 300}, timeout=DEADLINE_S) for _ in range(64)]
+                time.sleep(0.3)
+                removed_at = time.monotonic()
+                cluster.remove_node(second)
+                wait(slow, timeout=DEADLINE_S + 5)
+                report["in_flight"] = [
+                    "HUNG" if not f.done() else ("OK" if f.exception() is None else f.exception().code) for f in slow
+                ]
+                report["answered_within_s"] = time.monotonic() - removed_at
+            recovered = ready_workers(daemon, 2, timeout=90)
+            report["recovered"] = recovered
+            report["after"] = [status for status, _ in calls(daemon, "echo.echo", [{"i": i} for i in range(100)])]
+            with daemon.client(timeout=DEADLINE_S) as client:
+                report["scale_to_1"] = client.call("_scale", {"workers": 1})
+                deadline = time.monotonic() + 30
+                while len(client.call("_ready")["workers"]) != 1 and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                report["after_scale"] = client.call("_ready")
+        finally:
+            report["exit_code"] = daemon.terminate(timeout=60)
+            report["log_tail"] = daemon.log()[-4000:]
+            cluster.shutdown()
+    out.write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    {"serve": serve}[sys.argv[1]](Path(sys.argv[2]))

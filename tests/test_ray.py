@@ -1,0 +1,122 @@
+"""The ``ray`` resource manager (issue 15, beyond one machine): its profile checks, and serve
+on a real two-node Ray cluster inside a network namespace with only loopback."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from tests.helpers import REPO, run_heirloom, write
+
+PROFILE = """
+[resources]
+use = "ray"
+{keys}
+[apis.echo]
+use = "echo"
+"""
+
+
+def can_unshare() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the 'ray' extra is not installed")
+
+
+def check(tmp_path, keys: str, *python: str) -> subprocess.CompletedProcess[str]:
+    path = write(tmp_path / "ray.toml", PROFILE.format(keys=keys))
+    command = [sys.executable, *python] if python else None
+    if command is None:
+        return run_heirloom("profile", "check", str(path))
+    return subprocess.run([*command, str(path)], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_profile_check_without_the_extra_names_it(tmp_path):
+    hide_ray = (
+        "import sys; sys.modules['ray'] = None; sys.argv = ['heirloom', 'profile', 'check', sys.argv[1]]; "
+        "from heirloom.cli.main import main; main()"
+    )
+    result = check(tmp_path, "workers = 2", "-c", hide_ray)
+    assert result.returncode == 2, result.stderr
+    assert "ray.toml: resources: the ray resource manager needs the 'ray' extra" in result.stderr
+    assert "pip install 'heirloom[ray]'" in result.stderr
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ('placement = "scatter"', "'placement' must be in ('spread', 'pack')"),
+        ("workers = 0", "'workers' must be >= 1, got 0"),
+        ('address = "not an address"', "'address' must be auto, local, ray://HOST:PORT or HOST:PORT"),
+        ("min_workers = 1", "'min_workers' and 'max_workers' go together"),
+        ("min_workers = 2\nmax_workers = 3\nworkers = 1", "need 1 <= min_workers <= workers <= max_workers"),
+        ("max_restarts = -2", "'max_restarts' must be >= -1, got -2"),
+    ],
+)
+def test_profile_check_refuses_bad_ray_keys(tmp_path, keys, message):
+    result = check(tmp_path, keys)
+    assert result.returncode == 2, result.stderr
+    assert "resources" in result.stderr and message in result.stderr, result.stderr
+
+
+@needs_ray
+def test_profile_check_accepts_a_ray_profile(tmp_path):
+    result = check(tmp_path, 'address = "auto"\nworkers = 2\nmin_workers = 1\nmax_workers = 4\nnum_cpus = 0.5')
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One two-node cluster for the serving scenarios (tests/ray_scenarios.py), run once."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("the 'ray' extra is not installed")
+    if not can_unshare():
+        pytest.skip("cannot create a network namespace (needs root and unshare -n)")
+    out = tmp_path_factory.mktemp("ray") / "serve.json"
+    home = tmp_path_factory.mktemp("home")
+    script = f"ip link set lo up && exec {sys.executable} -m tests.ray_scenarios serve {out}"
+    result = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HEIRLOOM_HOME": str(home), "HEIRLOOM_PLUGINS": "tests.testing_api"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_serve_spreads_two_workers_over_two_nodes_and_answers_1000_requests(served):
+    assert {w["node_id"] for w in served["placed"]} == set(served["nodes"])
+    assert all(w["state"] == "ALIVE" and w["actor_id"] for w in served["placed"])
+    assert Counter(served["echo"]) == {"OK": 1000}
+
+
+def test_a_removed_node_fails_its_requests_unavailable_and_its_worker_returns(served):
+    in_flight = Counter(served["in_flight"])
+    assert set(in_flight) <= {"OK", "UNAVAILABLE"}, in_flight  # none hung, none past its deadline
+    assert in_flight["UNAVAILABLE"] > 0 and sum(in_flight.values()) == 64
+    assert served["answered_within_s"] < 10.0
+    survivor = set(served["nodes"]) - {w["node_id"] for w in served["placed"] if w["pid"] in served["second_node_pids"]}
+    assert len(served["recovered"]) == 2 and {w["node_id"] for w in served["recovered"]} == survivor
+    assert Counter(served["after"]) == {"OK": 100}
+
+
+def test_scale_changes_the_number_of_ray_workers(served):
+    assert served["scale_to_1"] == {"workers": 1}
+    after = served["after_scale"]
+    assert after["ready"] and after["expected_workers"] == 1 and len(after["workers"]) == 1
+    assert served["exit_code"] == 0, served["log_tail"]
