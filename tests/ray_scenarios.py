@@ -21,7 +21,7 @@ from ray.cluster_utils import Cluster
 
 from heirloom.wire.client import RemoteError
 from tests.daemons import Daemon
-from tests.helpers import free_tcp_address
+from tests.helpers import free_tcp_address, run_heirloom, write
 
 PROFILE = """
 [resources]
@@ -40,6 +40,19 @@ use = "echo"
 
 [apis.t]
 use = "testing"
+"""
+
+TRAIN_PROFILE = """
+project = "{project}"
+[resources]
+{resources}
+[sources.s]
+use = "toy-source"
+rows = 60
+[models.m]
+use = "toy-model"
+data = "s"
+{inherit}
 """
 
 DEADLINE_S = 10.0
@@ -77,6 +90,18 @@ def calls(daemon: Daemon, route: str, bodies: list[Any]) -> list[tuple[str, floa
             status = "OK" if error is None else getattr(error, "code", type(error).__name__)
             results.append((status, time.monotonic() - sent))
         return results
+
+
+def train(home: Path, resources: str) -> dict[str, Any]:
+    """In a fresh home: ``heirloom train`` a base project here, then a child project that
+    warm-starts from it with ``resources``; returns the child's stored version."""
+    env = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_PLUGINS": "tests.toys"}
+    base = write(home / "base.toml", TRAIN_PROFILE.format(project="base", resources="", inherit=""))
+    run_heirloom("train", str(base), env=env, timeout=180).check_returncode()
+    child = TRAIN_PROFILE.format(project="child", resources=resources, inherit='inherit = "base/m"')
+    trained = run_heirloom("train", str(write(home / "child.toml", child)), env=env, timeout=180)
+    shown = run_heirloom("models", "show", "child/m", "--json", env=env)
+    return {"train": trained.returncode, "log": trained.stderr[-3000:], "version": json.loads(shown.stdout or "{}")}
 
 
 def serve(out: Path) -> None:
@@ -119,6 +144,15 @@ def serve(out: Path) -> None:
         finally:
             report["exit_code"] = daemon.terminate(timeout=60)
             report["log_tail"] = daemon.log()[-4000:]
+        try:
+            report["train"] = {
+                where: train(Path(tmp) / where, resources)
+                for where, resources in [
+                    ("local", ""),
+                    ("ray", f'use = "ray"\naddress = "{cluster.address}"\nnum_cpus = 0.5'),
+                ]
+            }
+        finally:
             cluster.shutdown()
     out.write_text(json.dumps(report))
 

@@ -120,3 +120,12 @@ def test_scale_changes_the_number_of_ray_workers(served):
     after = served["after_scale"]
     assert after["ready"] and after["expected_workers"] == 1 and len(after["workers"]) == 1
     assert served["exit_code"] == 0, served["log_tail"]
+
+
+def test_train_on_the_cluster_stores_what_a_local_train_stores(served):
+    local, cluster = served["train"]["local"], served["train"]["ray"]
+    assert cluster["train"] == 0, cluster["log"]
+    assert "fitted by the resource manager" in cluster["log"]
+    for key in ("digest", "parent", "parent_digest", "data_fingerprints", "metrics", "model_type"):
+        assert cluster["version"][key] == local["version"][key], key
+    assert local["version"]["parent"] == "base/m@1"

@@ -375,6 +375,12 @@ class Resources(Component):
         ``--workers N``); None: none. Asked before ``start``, of the configured instance."""
         return None
 
+    def run_fit(self, task: Callable[[], State]) -> State | None:
+        """Run ``task`` (picklable: it builds the model from the profile, fits it, and returns
+        its state) where this manager trains, and return the state; the calling process alone
+        then scores it and writes the store. None (the default): fit here, in this process."""
+        return None
+
     def place_workers(self, argv: list[str]) -> WorkerPool | None:
         """Place ``serve``'s workers yourself: start a :class:`~heirloom.WorkerPool` whose
         workers each run ``python -m heirloom`` with ``argv`` (a ``worker`` command that

@@ -12,6 +12,7 @@ else (feedback, extra training data) went into training.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -22,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom.core.components import NullProgress, Progress, Report, Resources, Source, references
+from heirloom.core.components import NullProgress, Progress, Report, Resources, Source, State, references
 from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key, state_digest
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
+    from heirloom.core.profile import RawProfile
     from heirloom.core.schema import ComponentSpec, ResolvedProfile
     from heirloom.store.artifacts import Artifact, ArtifactStore
 
@@ -243,9 +245,12 @@ def train(
         resources.check_memory(f"training {spec.key}")  # refused before any record is read
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
-        extra = {VALIDATION: source.records(VALIDATION)} if VALIDATION in splits and takes_validation(model) else {}
-        train_split = reading(source.records("train"), progress, f"reading the train split of {source_name}")
-        model.fit(train_split, parent=parent_state, progress=progress, **extra)
+        fitted = resources.run_fit(functools.partial(fit_state, profile.raw, spec.name, parent_state))
+        if fitted is None:
+            fit(model, source, source_name, parent_state, progress)
+        else:
+            progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
+            model.load(fitted)
         evaluations = [score(model, source, split, progress) for split in splits]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
         metrics = dict(by_split[TEST].report.metrics)
@@ -278,6 +283,30 @@ def train(
             removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)
             progress.log(f"retention (keep_versions = {keep}): removed {removed}, {plan.bytes} bytes")
     return Trained(artifact, by_split[TEST].report, tuple(evaluations))
+
+
+def fit(model: Any, source: Source, source_name: str, parent_state: State | None, progress: Progress) -> None:
+    """Fit ``model`` on ``source``'s train split (and its validation split, if it takes one)."""
+    splits = source.splits()
+    extra = {VALIDATION: source.records(VALIDATION)} if VALIDATION in splits and takes_validation(model) else {}
+    train_split = reading(source.records("train"), progress, f"reading the train split of {source_name}")
+    model.fit(train_split, parent=parent_state, progress=progress, **extra)
+
+
+def fit_state(raw: RawProfile, name: str, parent_state: State | None) -> State:
+    """Build model ``name`` of ``raw`` in this process, fit it and return its state: the
+    task a resource manager runs elsewhere (``Resources.run_fit``); only the driver writes
+    the store. Plugins load here as in any process (entry points, ``HEIRLOOM_PLUGINS``)."""
+    from heirloom.core.kernel import Kernel  # the kernel façade sits above this module
+    from heirloom.core.schema import validate
+
+    kernel = Kernel()
+    profile = validate(raw, kernel.plugins)
+    with kernel.system(profile, only={("model", name)}) as system:
+        model = system.component(name, "model")
+        source_name = data_source(next(s for s in profile.components if s.kind == "model" and s.name == name), model)
+        fit(model, system.component(source_name, "source"), source_name, parent_state, NullProgress())
+        return model.state()
 
 
 class MemoryWatch:

@@ -1,4 +1,4 @@
-"""The ``ray`` resource manager: serve's workers as Ray actors, placed and restarted by Ray.
+"""The ``ray`` resource manager: serve's workers as Ray actors, training as a Ray task.
 
 Each process keeps the ``local`` manager's threads, device, admission and quotas; what Ray
 adds is where ``serve``'s workers run. ray is imported only when workers are placed, so
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -66,8 +67,13 @@ class RayResources(LocalResources):
                 f"workers = {self.workers}, max_workers = {self.max_workers}"
             )
 
+    def run_fit(self, task: Callable[[], heirloom.State]) -> heirloom.State:
+        from heirloom_plugins.ray_cluster.cluster import run_on_cluster
+
+        return run_on_cluster(self, task)
+
     def place_workers(self, argv: list[str]) -> heirloom.WorkerPool:
-        from heirloom_plugins.ray_cluster.pool import RayWorkerPool
+        from heirloom_plugins.ray_cluster.cluster import RayWorkerPool
 
         return RayWorkerPool(self, argv)
 

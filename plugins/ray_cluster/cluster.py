@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -42,6 +43,46 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the actor process dies (Linux)."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def connect(config: RayResources) -> bool:
+    """Join the configured cluster unless this process has already; True if it joined now."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=config.address, logging_level=logging.WARNING)
+    return True
+
+
+def options(config: RayResources) -> dict[str, Any]:
+    """What each worker actor or training task reserves on its node."""
+    chosen: dict[str, Any] = {"num_cpus": config.num_cpus, "num_gpus": config.num_gpus}
+    if config.memory_mb:
+        chosen["memory"] = config.memory_mb * 2**20
+    return chosen
+
+
+def heirloom_env() -> dict[str, str]:
+    """The HEIRLOOM_* settings (home, store, data, plugins) a remote process gets from here."""
+    return {key: value for key, value in os.environ.items() if key.startswith("HEIRLOOM_")}
+
+
+def _in_env(env: dict[str, str], cwd: str, task: Callable[[], Any]) -> Any:
+    os.environ.update(env)
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    return task()
+
+
+def run_on_cluster(config: RayResources, task: Callable[[], Any]) -> Any:
+    """Run a training ``task`` as one Ray task with the configured resources; its result
+    (the fitted state) comes back here."""
+    joined = connect(config)
+    try:
+        remote = ray.remote(_in_env).options(**options(config), max_retries=0)
+        return ray.get(remote.remote(heirloom_env(), os.getcwd(), task))
+    finally:
+        if joined:
+            ray.shutdown()
 
 
 class WorkerActor:
@@ -85,19 +126,13 @@ class RayWorkerPool(heirloom.WorkerPool):
     def __init__(self, config: RayResources, argv: list[str]):
         self.config = config
         self.argv = argv
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            ray.init(address=config.address, logging_level=logging.WARNING)
-        options: dict[str, Any] = {
-            "num_cpus": config.num_cpus,
-            "num_gpus": config.num_gpus,
-            "max_restarts": config.max_restarts,
-            "scheduling_strategy": "SPREAD" if config.placement == "spread" else "DEFAULT",
-        }
-        if config.memory_mb:
-            options["memory"] = config.memory_mb * 2**20
-        self._actor = ray.remote(WorkerActor).options(**options)
-        self._env = {key: value for key, value in os.environ.items() if key.startswith("HEIRLOOM_")}
+        self._owns_ray = connect(config)
+        self._actor = ray.remote(WorkerActor).options(
+            **options(config),
+            max_restarts=config.max_restarts,
+            scheduling_strategy="SPREAD" if config.placement == "spread" else "DEFAULT",
+        )
+        self._env = heirloom_env()
         self._actors: list[Any] = []
         self._lock = threading.Lock()
         self._placements: dict[int, dict[str, Any]] = {}
