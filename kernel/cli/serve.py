@@ -49,8 +49,9 @@ log_level_option = click.option(
 @click.option(
     "--worker-bind",
     metavar="ADDR",
-    help="With --workers: where workers connect (default: an ipc:// socket in a private temp folder). "
-    "Bind a tcp:// address to accept `heirloom worker --connect` from other hosts.",
+    help='With --workers (or [resources] use = "ray"): where workers connect (default: an ipc:// socket '
+    "in a private temp folder). Bind a tcp:// address to accept `heirloom worker --connect` from other "
+    "hosts; Ray workers need one their nodes reach (docs/SCALE.md).",
 )
 @click.option(
     "--curve-secret",
