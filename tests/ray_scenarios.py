@@ -22,6 +22,7 @@ from ray.cluster_utils import Cluster
 from heirloom.wire.client import RemoteError
 from tests.daemons import Daemon
 from tests.helpers import free_tcp_address, run_heirloom, write
+from tests.test_resources import TRAIN_PROFILE  # [models.m] comes last: lines added go there
 
 PROFILE = """
 [resources]
@@ -40,19 +41,6 @@ use = "echo"
 
 [apis.t]
 use = "testing"
-"""
-
-TRAIN_PROFILE = """
-project = "{project}"
-[resources]
-{resources}
-[sources.s]
-use = "toy-source"
-rows = 60
-[models.m]
-use = "toy-model"
-data = "s"
-{inherit}
 """
 
 DEADLINE_S = 10.0
@@ -96,9 +84,9 @@ def train(home: Path, resources: str) -> dict[str, Any]:
     """In a fresh home: ``heirloom train`` a base project here, then a child project that
     warm-starts from it with ``resources``; returns the child's stored version."""
     env = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_PLUGINS": "tests.toys"}
-    base = write(home / "base.toml", TRAIN_PROFILE.format(project="base", resources="", inherit=""))
+    base = write(home / "base.toml", TRAIN_PROFILE.format(project="base", resources=""))
     run_heirloom("train", str(base), env=env, timeout=180).check_returncode()
-    child = TRAIN_PROFILE.format(project="child", resources=resources, inherit='inherit = "base/m"')
+    child = TRAIN_PROFILE.format(project="child", resources=resources) + 'inherit = "base/m"\n'
     trained = run_heirloom("train", str(write(home / "child.toml", child)), env=env, timeout=180)
     shown = run_heirloom("models", "show", "child/m", "--json", env=env)
     return {"train": trained.returncode, "log": trained.stderr[-3000:], "version": json.loads(shown.stdout or "{}")}
