@@ -92,6 +92,29 @@ def train(home: Path, resources: str) -> dict[str, Any]:
     return {"train": trained.returncode, "log": trained.stderr[-3000:], "version": json.loads(shown.stdout or "{}")}
 
 
+def autoscale(tmp: Path, address: str) -> list[int]:
+    """``expected_workers`` while a queue of slow requests builds up behind one worker of a
+    pool that may grow to two (``target_in_flight = 2``)."""
+    profile = PROFILE.format(address=address).replace(
+        "workers = 2", "workers = 1\nmin_workers = 1\nmax_workers = 2\ntarget_in_flight = 2"
+    )
+    (tmp / "autoscale").mkdir()
+    daemon = Daemon(tmp / "autoscale", profile=profile)
+    seen = []
+    try:
+        ready_workers(daemon, 1, timeout=90)
+        with daemon.client(timeout=60) as client:
+            queued = [client.submit("t.slow", {"ms": 200}, timeout=60) for _ in range(150)]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not all(f.done() for f in queued):
+                seen.append(client.call("_ready")["expected_workers"])
+                time.sleep(0.5)
+            wait(queued, timeout=60)
+    finally:
+        daemon.terminate(timeout=60)
+    return seen
+
+
 def serve(out: Path) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     second = cluster.add_node(num_cpus=1)
@@ -132,6 +155,7 @@ def serve(out: Path) -> None:
         finally:
             report["exit_code"] = daemon.terminate(timeout=60)
             report["log_tail"] = daemon.log()[-4000:]
+            report["autoscale"] = autoscale(Path(tmp), cluster.address)
         try:
             report["train"] = {
                 where: train(Path(tmp) / where, resources)

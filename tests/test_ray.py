@@ -122,6 +122,11 @@ def test_scale_changes_the_number_of_ray_workers(served):
     assert served["exit_code"] == 0, served["log_tail"]
 
 
+def test_a_pool_with_min_and_max_workers_grows_with_the_queue(served):
+    seen = served["autoscale"]
+    assert seen[0] == 1 and max(seen) == 2, seen
+
+
 def test_train_on_the_cluster_stores_what_a_local_train_stores(served):
     local, cluster = served["train"]["local"], served["train"]["ray"]
     assert cluster["train"] == 0, cluster["log"]

@@ -9,7 +9,7 @@ from concurrent.futures import wait
 
 import pytest
 
-from heirloom.wire.client import Unavailable
+from heirloom.wire.client import RemoteError, Unavailable
 from tests.daemons import Daemon
 
 
@@ -31,6 +31,9 @@ def test_requests_spread_over_workers_and_ready_tells_the_truth(tmp_path):
         assert stats["routes"]["t.slow"]["count"] == 20
         assert sum(w["in_flight"] for w in stats["workers"]) == 0
         assert any(r["name"] == "t.slow" for r in client.call("_routes")["routes"])
+        with pytest.raises(RemoteError) as refused:  # local workers follow --workers
+            client.call("_scale", {"workers": 3})
+        assert refused.value.code == "INVALID_ARGUMENT" and "places workers" in str(refused.value)
     assert daemon.terminate() == 0
 
 
