@@ -3,7 +3,8 @@
 ``bench/serve.py`` reports wall-clock req/s, which swings with whatever else the machine runs.
 This script counts instead the CPU seconds (user + system, from ``/proc/<pid>/stat``) that
 the daemon's processes (``serve`` and, with ``--workers``, its worker processes) spend per
-OK reply while a client keeps 64 requests in flight on ``echo.echo``. It can compare two
+OK reply while a client keeps 64 requests in flight on ``echo.echo``, and the client's own
+CPU per reply (whether the load generator, not the daemon, sets the pace). It can compare two
 checkouts in one run: ``--baseline DIR`` runs the same daemons with ``heirloom`` imported from
 another checkout's ``kernel/`` (e.g. ``git archive main kernel | tar -x -C DIR``); rounds
 interleave all daemons and the medians are reported.
@@ -65,14 +66,15 @@ def run_requests(load: ZmqLoad, count: int) -> int:
     return ok
 
 
-def measure(pid: int, load: ZmqLoad, count: int) -> tuple[float, float]:
-    """(daemon CPU µs per OK reply, OK replies per second) for one batch of requests."""
+def measure(pid: int, load: ZmqLoad, count: int) -> tuple[float, float, float]:
+    """(daemon CPU µs per OK reply, this client's CPU µs per OK reply, OK replies per second)
+    for one batch of requests."""
     run_requests(load, 2000)  # warm-up
     pids = tree(pid)
-    before, began = cpu_seconds(pids), time.perf_counter()
+    before, began, client = cpu_seconds(pids), time.perf_counter(), time.process_time()
     ok = run_requests(load, count)
     elapsed, used = time.perf_counter() - began, cpu_seconds(pids) - before
-    return used / ok * 1e6, ok / elapsed
+    return used / ok * 1e6, (time.process_time() - client) / ok * 1e6, ok / elapsed
 
 
 def main() -> None:
@@ -99,7 +101,7 @@ def main() -> None:
             command += ["--log-level", "WARNING", *extra]
             process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
             daemons.append((f"{name}: echo {label}", process, address))
-    results: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in daemons}
+    results: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in daemons}
     try:
         loads = {}
         for label, process, address in daemons:
@@ -114,12 +116,11 @@ def main() -> None:
             process.terminate()
             process.wait(30)
     print(f"\n{os.cpu_count()} cores; {IN_FLIGHT} in flight; medians of {args.repeats} interleaved rounds\n")
-    print("| daemon | CPU µs / request | req/s |")
-    print("|---|---|---|")
+    print("| daemon | daemon CPU µs / request | client CPU µs / request | req/s |")
+    print("|---|---|---|---|")
     for label, rows in results.items():
-        cpu = statistics.median(r[0] for r in rows)
-        rate = statistics.median(r[1] for r in rows)
-        print(f"| {label} | {cpu:.1f} | {rate:,.0f} |")
+        daemon, client, rate = (statistics.median(r[i] for r in rows) for i in range(3))
+        print(f"| {label} | {daemon:.1f} | {client:.1f} | {rate:,.0f} |")
 
 
 if __name__ == "__main__":
