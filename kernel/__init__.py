@@ -25,6 +25,7 @@ from heirloom.core.components import (
     ref,
 )
 from heirloom.core.consoles import Console, ConsoleRequest
+from heirloom.core.cores import cpu_share
 from heirloom.core.errors import (
     HeirloomError,
     LifecycleError,
@@ -82,6 +83,7 @@ __all__ = [
     "Versioned",
     "WorkerPool",
     "__version__",
+    "cpu_share",
     "home",
     "hookimpl",
     "log_path",

@@ -11,8 +11,10 @@ resource manager's daemon-wide in-flight limit. When a worker dies (its process 
 its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local
 worker is respawned.
 
-A worker sees ``[tag + client identity, HLM1, header, body, ...]``: the client's routing
-frames stay at the broker, so both sides move as few frames as a direct client would.
+A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status,
+header, body, ...]``: the client's routing frames stay at the broker and the signature
+frame is left out both ways (the broker checked it), so each message between the two
+moves one frame less than a client's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import zmq
 from zmq.backend import zmq_poll
 
 from heirloom.core.components import ClientLimits
+from heirloom.core.cores import CPU_SHARE_ENV, available_cores
 from heirloom.core.placement import WorkerPool
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
@@ -230,7 +233,12 @@ class Broker:
         return argv
 
     def _spawn(self, failures: int = 0) -> None:
-        process = subprocess.Popen([sys.executable, "-m", "heirloom", *self._worker_argv()], stdin=subprocess.DEVNULL)
+        # each local worker's share of the cores: N workers each using all of them would
+        # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
+        share = max(1, available_cores() // self.settings.workers)
+        env = {**os.environ, CPU_SHARE_ENV: str(share)}
+        command = [sys.executable, "-m", "heirloom", *self._worker_argv()]
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
         self.processes.append(LocalProcess(process, time.monotonic(), failures))
         log.info("spawned worker pid %d", process.pid)
 
@@ -296,7 +304,7 @@ class Broker:
         worker.in_flight.discard(tag)
         stats.record(CODES[tagged[TAG_BYTES]], time.perf_counter() - received)
         reply = frames[2:]
-        self.outbox.send([*envelope, *reply], sum(map(len, reply)))
+        self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
 
     def _heartbeat(self, identity: bytes, status: dict[str, Any]) -> None:
         worker = self.workers.get(identity)
@@ -338,7 +346,7 @@ class Broker:
             if info is None:
                 route = header_route(header)
                 if route == SCALE_ROUTE:
-                    self._builtin(envelope, request_id, route, user, received, frames[index + 2 :])
+                    self._builtin(envelope, request_id, route, user, received, *frames[index + 2 :])
                     return
                 if route in KERNEL_ROUTES:
                     if frames[index + 2] != NIL or len(frames) > index + 3:
@@ -372,7 +380,7 @@ class Broker:
             tag = self._tag.to_bytes(TAG_BYTES, "little")
             worker.in_flight.add(tag)
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
-            self._to_worker([worker.identity, tag + client, *frames[index:]])
+            self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
         except RequestError as error:
             self.outbox.send(error_frames(envelope, request_id, error))
             if info is not None:  # a refusal of a known route counts against it, as in a worker
@@ -398,19 +406,13 @@ class Broker:
         return stats
 
     def _builtin(
-        self,
-        envelope: list[bytes],
-        request_id: Any,
-        route: str,
-        user: str | None,
-        received: float,
-        body_frames: list[bytes] | None = None,
+        self, envelope: list[bytes], request_id: Any, route: str, user: str | None, received: float, *body: bytes
     ) -> None:
         if route in ADMIN_ROUTES or route == SCALE_ROUTE:
             self._check_admin(route, user)
-        body = self._route_scale(body_frames or []) if route == SCALE_ROUTE else getattr(self, f"_route{route}")()
+        answer = self._route_scale(body) if route == SCALE_ROUTE else getattr(self, f"_route{route}")()
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
-        self.outbox.send([*envelope, SIGNATURE, packb(header), packb(body)])
+        self.outbox.send([*envelope, SIGNATURE, packb(header), packb(answer)])
         (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
 
     def _expected_workers(self) -> int:
@@ -458,7 +460,7 @@ class Broker:
             self._to_worker([worker.identity, CONTROL, b"RELOAD"])
         return {"workers": len(self.workers)}
 
-    def _route_scale(self, body_frames: list[bytes]) -> dict[str, Any]:
+    def _route_scale(self, body_frames: tuple[bytes, ...]) -> dict[str, Any]:
         """Admin: ``{"workers": N}`` keeps N workers, where the resource manager places them."""
         if self.pool is None:
             raise RequestError(
