@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -132,7 +133,8 @@ class RayWorkerPool(heirloom.WorkerPool):
             max_restarts=config.max_restarts,
             scheduling_strategy="SPREAD" if config.placement == "spread" else "DEFAULT",
         )
-        self._env = heirloom_env()
+        # the worker's torch threads match what its actor reserved (heirloom.cpu_share())
+        self._env = {**heirloom_env(), "HEIRLOOM_CPU_SHARE": str(max(1, math.ceil(config.num_cpus)))}
         self._actors: list[Any] = []
         self._lock = threading.Lock()
         self._placements: dict[int, dict[str, Any]] = {}
