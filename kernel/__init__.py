@@ -25,6 +25,7 @@ from heirloom.core.components import (
     ref,
 )
 from heirloom.core.consoles import Console, ConsoleRequest
+from heirloom.core.cores import cpu_share
 from heirloom.core.errors import (
     HeirloomError,
     LifecycleError,
@@ -80,6 +81,7 @@ __all__ = [
     "State",
     "Versioned",
     "__version__",
+    "cpu_share",
     "home",
     "hookimpl",
     "log_path",

@@ -63,7 +63,8 @@ def resident_mb() -> float:
 class LocalResources(heirloom.Resources):
     """Threads, device and admission control for one process on one machine."""
 
-    #: Intra-op threads for torch; 0 uses every core the process may run on.
+    #: Intra-op threads for torch; 0 uses every core the process may run on (a local worker
+    #: of ``serve --workers N``: its share of them, ``heirloom.cpu_share()``).
     threads: int = attrs.field(default=0, validator=_non_negative)
     #: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the first GPU when one is present).
     device: str = attrs.field(default="cpu", validator=[_device, _device_present])
@@ -95,10 +96,8 @@ class LocalResources(heirloom.Resources):
         self._memory_checked = 0.0
 
     def effective_threads(self) -> int:
-        """``threads``, or the cores this process may run on when it is 0."""
-        if self.threads:
-            return self.threads
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        """``threads``, or this process's share of the cores when it is 0."""
+        return self.threads or heirloom.cpu_share()
 
     def prepare(self, name: str, component: heirloom.Component) -> None:
         if component.uses_torch and not self._torch_configured:

@@ -11,8 +11,10 @@ resource manager's daemon-wide in-flight limit. When a worker dies (its process 
 its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local
 worker is respawned.
 
-A worker sees ``[tag + client identity, HLM1, header, body, ...]``: the client's routing
-frames stay at the broker, so both sides move as few frames as a direct client would.
+A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status,
+header, body, ...]``: the client's routing frames stay at the broker and the signature
+frame is left out both ways (the broker checked it), so each message between the two
+moves one frame less than a client's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import zmq
 from zmq.backend import zmq_poll
 
 from heirloom.core.components import ClientLimits
+from heirloom.core.cores import CPU_SHARE_ENV, available_cores
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer
@@ -218,7 +221,11 @@ class Broker:
         ]
         for override in self.overrides:
             command += ["--set", override]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        # each local worker's share of the cores: N workers each using all of them would
+        # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
+        share = max(1, available_cores() // self.settings.workers)
+        env = {**os.environ, CPU_SHARE_ENV: str(share)}
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
         self.processes.append(LocalProcess(process, time.monotonic(), failures))
         log.info("spawned worker pid %d", process.pid)
 
@@ -282,7 +289,7 @@ class Broker:
         worker.in_flight.discard(tag)
         stats.record(CODES[tagged[TAG_BYTES]], time.perf_counter() - received)
         reply = frames[2:]
-        self.outbox.send([*envelope, *reply], sum(map(len, reply)))
+        self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
 
     def _heartbeat(self, identity: bytes, status: dict[str, Any]) -> None:
         worker = self.workers.get(identity)
@@ -355,7 +362,7 @@ class Broker:
             tag = self._tag.to_bytes(TAG_BYTES, "little")
             worker.in_flight.add(tag)
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
-            self._to_worker([worker.identity, tag + client, *frames[index:]])
+            self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
         except RequestError as error:
             self.outbox.send(error_frames(envelope, request_id, error))
             if info is not None:  # a refusal of a known route counts against it, as in a worker

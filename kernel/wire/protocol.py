@@ -187,9 +187,14 @@ def header_key(header: dict[str, Any]) -> int | str | None:
     )
 
 
+def error_reply(request_id: Any, error: RequestError) -> list[bytes]:
+    """An error reply's header and body frames."""
+    return [packb({"id": request_id, "status": error.code}), packb(error.body())]
+
+
 def error_frames(envelope: list[bytes], request_id: Any, error: RequestError) -> list[bytes]:
     """A complete error reply for a request that arrived with ``envelope``."""
-    return [*envelope, SIGNATURE, packb({"id": request_id, "status": error.code}), packb(error.body())]
+    return [*envelope, SIGNATURE, *error_reply(request_id, error)]
 
 
 def split_envelope(frames: list[bytes]) -> int:

@@ -44,7 +44,7 @@ from heirloom.wire.protocol import (
     STATUS_BYTE,
     UNAVAILABLE,
     RequestError,
-    error_frames,
+    error_reply,
     header_id,
     header_key,
     header_route,
@@ -60,7 +60,8 @@ log = logging.getLogger("heirloom.server")
 POLL_MS = 50
 DRAIN_BATCH = 1000
 #: In worker mode a request's one envelope frame is the broker's 8-byte tag followed by the
-#: client's identity; the reply's is the tag followed by one status byte.
+#: client's identity; the reply's is the tag followed by one status byte. Neither carries
+#: the signature frame (one frame less to move each way: the broker checked it).
 TAG_BYTES = 8
 OK_BYTE = STATUS_BYTE[OK]
 _SPECIAL_RESULTS = (Versioned, RequestError)
@@ -243,17 +244,20 @@ class Server:
     def _handle(self, frames: list[bytes], user: str | None = None) -> None:
         """One message off the socket (the hot path: common cases first, checks inline)."""
         received = time.perf_counter()
-        if self._worker and frames[0] == CONTROL:
-            self._control(frames)
-            return
-        index = split_envelope(frames)
-        if index < 0:
-            self.dropped += 1
-            return
-        envelope = frames[:index]
+        if self._worker:  # [tag + client identity, header, body, *buffers]: no signature frame
+            if frames[0] == CONTROL:
+                self._control(frames)
+                return
+            envelope, head = frames[:1], 1
+        else:
+            index = split_envelope(frames)
+            if index < 0:
+                self.dropped += 1
+                return
+            envelope, head = frames[:index], index + 1
         request_id, endpoint = None, None
         try:
-            header = read_header(frames[index + 1])
+            header = read_header(frames[head])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
             vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
@@ -263,18 +267,18 @@ class Server:
             if endpoint.admin:
                 self._check_admin(endpoint, user)
             if endpoint.builtin:
-                if frames[index + 2] != NIL or len(frames) > index + 3:
+                if frames[head + 1] != NIL or len(frames) > head + 2:
                     raise RequestError(INVALID_ARGUMENT, f"{endpoint.name} takes no body (send nil)", "body")
                 self._inline(Call(envelope, request_id, endpoint, received), False)
                 return
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
-            call = decode_call(envelope, request_id, endpoint, header, frames[index + 2 :], received)
+            call = decode_call(envelope, request_id, endpoint, header, frames[head + 1 :], received)
             key = header.get("idempotency_key")
             if key is not None:
                 client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
                 call.idem = (client, endpoint.name, header_key(header))
-                call.digest = body_digest(frames[index + 2 :])
+                call.digest = body_digest(frames[head + 1 :])
                 if self._replayed(call):
                     return
             if endpoint.inline:
@@ -341,7 +345,7 @@ class Server:
                 else:
                     header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
                     if self._worker:
-                        self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, SIGNATURE, header, packed])
+                        self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, header, packed])
                     elif len(packed) < TRACK_BYTES:
                         self._send_raw([*call.envelope, SIGNATURE, header, packed])  # a ROUTER never blocks
                     else:
@@ -413,19 +417,19 @@ class Server:
             header["version"] = version
         if specs:
             header["buffers"] = specs
-        envelope = self._tagged(call.envelope, status) if self._worker else call.envelope
-        self.outbox.send([*envelope, SIGNATURE, packb(header), packed, *buffers], size)
+        self.outbox.send([*self._prefix(call.envelope, status), packb(header), packed, *buffers], size)
         call.endpoint.stats.record(status, time.perf_counter() - call.received, call.started - call.received)
 
     def _send_error(self, envelope: list[bytes], request_id: Any, error: RequestError) -> None:
-        if self._worker:
-            envelope = self._tagged(envelope, error.code)
-        self.outbox.send(error_frames(envelope, request_id, error))
+        self.outbox.send([*self._prefix(envelope, error.code), *error_reply(request_id, error)])
 
-    @staticmethod
-    def _tagged(envelope: list[bytes], status: str) -> list[bytes]:
-        """A worker's reply envelope: the broker's tag, then the status as one byte."""
-        return [envelope[0][:TAG_BYTES] + STATUS_BYTE[status]]
+    def _prefix(self, envelope: list[bytes], status: str) -> list[bytes]:
+        """What precedes a reply's header: the client's envelope and the signature, or in
+        worker mode one frame, the broker's tag and the status as one byte (the broker
+        adds the signature back)."""
+        if self._worker:
+            return [envelope[0][:TAG_BYTES] + STATUS_BYTE[status]]
+        return [*envelope, SIGNATURE]
 
     # -- worker mode ---------------------------------------------------------------------
     def _heartbeat(self) -> None:

@@ -1,0 +1,127 @@
+"""Daemon CPU time per request: the serving overhead measured so that a busy machine does not blur it.
+
+``bench/serve.py`` reports wall-clock req/s, which swings with whatever else the machine runs.
+This script counts instead the CPU seconds (user + system, from ``/proc/<pid>/stat``) that
+the daemon's processes (``serve`` and, with ``--workers``, its worker processes) spend per
+OK reply while a client keeps 64 requests in flight on ``echo.echo``, and the client's own
+CPU per reply (whether the load generator, not the daemon, sets the pace). It can compare two
+checkouts in one run: ``--baseline DIR`` runs the same daemons with ``heirloom`` imported from
+another checkout's ``kernel/`` (e.g. ``git archive main kernel | tar -x -C DIR``); rounds
+interleave all daemons and the medians are reported.
+
+    .venv/bin/python bench/serve_cpu.py [--requests 20000] [--repeats 5] [--baseline DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve import REPO, ZmqLoad, wait_ready
+
+TICK = os.sysconf("SC_CLK_TCK")
+IN_FLIGHT = 64
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        for task in Path(f"/proc/{pids[index]}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                pids += [int(child) for child in (task / "children").read_text().split()]
+        index += 1
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / TICK
+
+
+def run_requests(load: ZmqLoad, count: int) -> int:
+    """Send ``count`` requests keeping IN_FLIGHT outstanding; returns the OK replies."""
+    for i in range(IN_FLIGHT):
+        load.send(i)
+    ok = 0
+    for sent in range(IN_FLIGHT, count + IN_FLIGHT):
+        ok += load.receive() == "OK"
+        if sent < count:
+            load.send(sent)
+    return ok
+
+
+def measure(pid: int, load: ZmqLoad, count: int) -> tuple[float, float, float]:
+    """(daemon CPU µs per OK reply, this client's CPU µs per OK reply, OK replies per second)
+    for one batch of requests."""
+    run_requests(load, 2000)  # warm-up
+    pids = tree(pid)
+    before, began, client = cpu_seconds(pids), time.perf_counter(), time.process_time()
+    ok = run_requests(load, count)
+    elapsed, used = time.perf_counter() - began, cpu_seconds(pids) - before
+    return used / ok * 1e6, (time.process_time() - client) / ok * 1e6, ok / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20000, help="requests per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--baseline", type=Path, help="another checkout's root (holding kernel/) to compare with")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-cpu-"))
+    checkouts = {"this checkout": None}
+    if args.baseline is not None:
+        shim = tmp / "baseline-path"
+        shim.mkdir()
+        (shim / "heirloom").symlink_to(args.baseline.resolve() / "kernel")
+        checkouts["baseline"] = str(shim)
+    daemons = []
+    for name, path in checkouts.items():
+        env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
+        if path is not None:
+            env["PYTHONPATH"] = path  # found before the editable install's finder
+        for label, extra in (("one process", ()), ("--workers 2", ("--workers", "2"))):
+            address = f"ipc://{tmp}/{len(daemons)}"
+            command = [sys.executable, "-m", "heirloom", "serve", "minimal", "--bind", address]
+            command += ["--log-level", "WARNING", *extra]
+            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+            daemons.append((f"{name}: echo {label}", process, address))
+    results: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in daemons}
+    try:
+        loads = {}
+        for label, process, address in daemons:
+            wait_ready(address)
+            loads[label] = (process.pid, ZmqLoad(address, True))
+        for round_number in range(args.repeats):
+            for label, (pid, load) in loads.items():
+                results[label].append(measure(pid, load, args.requests))
+            print(f"round {round_number + 1}/{args.repeats} done", file=sys.stderr)
+    finally:
+        for _, process, _ in daemons:
+            process.terminate()
+            process.wait(30)
+    print(f"\n{os.cpu_count()} cores; {IN_FLIGHT} in flight; medians of {args.repeats} interleaved rounds\n")
+    print("| daemon | daemon CPU µs / request | client CPU µs / request | req/s |")
+    print("|---|---|---|---|")
+    for label, rows in results.items():
+        daemon, client, rate = (statistics.median(r[i] for r in rows) for i in range(3))
+        print(f"| {label} | {daemon:.1f} | {client:.1f} | {rate:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

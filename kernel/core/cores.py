@@ -1,0 +1,22 @@
+"""How many cores this process should keep busy: its share when it is one of several workers."""
+
+from __future__ import annotations
+
+import os
+
+#: Set by ``serve --workers N`` for the local workers it spawns: each one's share of the cores.
+CPU_SHARE_ENV = "HEIRLOOM_CPU_SHARE"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_share() -> int:
+    """Cores this process should use for compute (e.g. torch intra-op threads): the available
+    ones, or this worker's share of them when a broker spawned it next to others. N workers
+    that each used every core would oversubscribe the machine and run slower than one."""
+    share = os.environ.get(CPU_SHARE_ENV, "")
+    cores = available_cores()
+    return max(1, min(int(share), cores)) if share.isdigit() and int(share) > 0 else cores
