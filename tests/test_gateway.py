@@ -155,14 +155,16 @@ def test_tritonclient_sees_a_live_ready_model_with_metadata(trained):
     assert outputs == {"label": ("BYTES", [-1]), "probabilities": ("FP64", [-1, -1])}
 
 
-def test_tritonclient_infer_gives_the_labels_of_a_direct_zeromq_call(trained):
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary-tensors"])
+def test_tritonclient_infer_gives_the_labels_of_a_direct_zeromq_call(trained, binary):
+    """JSON tensors, and Triton's binary tensor extension (binary_data=True) both ways."""
     daemon, gateway = trained
     with daemon.client(timeout=10) as direct:
         expected = direct.call("sentiment.predict", {"texts": TEXTS})["predictions"]
     client = httpclient.InferenceServerClient(url=gateway.host)
     text = httpclient.InferInput("text", [len(TEXTS)], "BYTES")
-    text.set_data_from_numpy(__import__("numpy").array(TEXTS, dtype=object), binary_data=False)
-    wanted = [httpclient.InferRequestedOutput(name, binary_data=False) for name in ("label", "probabilities")]
+    text.set_data_from_numpy(__import__("numpy").array(TEXTS, dtype=object), binary_data=binary)
+    wanted = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in ("label", "probabilities")]
     for version in ("", "1"):
         result = client.infer("sentiment", [text], outputs=wanted, model_version=version, request_id="r1")
         labels = [label.decode() if isinstance(label, bytes) else label for label in result.as_numpy("label")]
@@ -174,6 +176,27 @@ def test_tritonclient_infer_gives_the_labels_of_a_direct_zeromq_call(trained):
             assert dict(zip(columns, row.tolist(), strict=True)) == pytest.approx(prediction["probabilities"])
         response = result.get_response()
         assert response["model_version"] == "1" and response["id"] == "r1"
+
+
+def test_binary_tensors_decode_numbers_and_name_a_bad_body():
+    """The extension's fixed-size datatypes, as numpy (and so Triton's clients) lay them out."""
+    import numpy
+
+    from heirloom_plugins.gateway.binary import decode
+    from heirloom_plugins.gateway.oip import InferError
+
+    values = numpy.array([0.5, -2.25, 3.0], dtype=numpy.float32)
+    header = json.dumps(
+        {"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]}
+    ).encode()
+    decoded = decode(header + values.tobytes(), str(len(header)))
+    assert decoded["inputs"][0]["data"] == [0.5, -2.25, 3.0]
+    with pytest.raises(InferError) as short:
+        decode(header + values.tobytes()[:8], str(len(header)))
+    assert short.value.field == "inputs[0].parameters" and "past the body's end" in str(short.value)
+    with pytest.raises(InferError) as bad:
+        decode(header, "nope")
+    assert bad.value.field == "header.Inference-Header-Content-Length"
 
 
 def test_bad_infer_requests_name_what_is_wrong(trained):

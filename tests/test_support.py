@@ -7,9 +7,11 @@ Needs the ``support`` extra; without it every test here is skipped, naming the e
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,18 +78,26 @@ def guarded_heirloom(*args: str, env: dict[str, str], timeout: float = 900) -> s
     )
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir):
-    """The support profile trained once on small slices, with the network blocked."""
-    import os
-
-    home = tmp_path_factory.mktemp("support-home")
+def train_small(home: Path, data_dir: Path) -> dict[str, str]:
+    """Trains the support profile on the small slices in ``home``, with the network blocked;
+    returns the environment that serves it (also used by tests/test_consoles.py)."""
     env = {**os.environ, "HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
     result = guarded_heirloom("train", "support", *SMALL, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for ref in ("support/encoder@1", "support/faq@1", "support/intent@1"):
         assert f"stored {ref}" in result.stdout
     return {"HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
+
+
+def served_profile() -> str:
+    """The shipped support profile with ``handoff = "either"``, so unsure answers hand off too."""
+    return (REPO / "profiles" / "support.toml").read_text().replace('handoff = "both"', 'handoff = "either"')
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """The support profile trained once on small slices, with the network blocked."""
+    return train_small(tmp_path_factory.mktemp("support-home"), data_dir)
 
 
 def test_intent_lineage_reaches_the_pretrained_encoder(trained):
@@ -114,8 +124,7 @@ def test_eval_json_reports_intent_and_faq_metrics(trained):
 @pytest.fixture(scope="module")
 def daemon(trained, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("support-daemon")
-    profile = (REPO / "profiles" / "support.toml").read_text().replace('handoff = "both"', 'handoff = "either"')
-    daemon = Daemon(tmp, *SMALL, profile=profile, env=trained)
+    daemon = Daemon(tmp, *SMALL, profile=served_profile(), env=trained)
     daemon.wait_ready(timeout=300)
     yield daemon
     assert daemon.terminate() == 0
@@ -145,7 +154,8 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert handed, "no held-out intent text was handed off"
         text, body = handed[0]
         listed = client.call("support.handoffs", {})["handoffs"]
-        assert body["handoff_id"] in [entry["id"] for entry in listed]
+        queued = {entry["id"]: entry for entry in listed}[body["handoff_id"]]
+        assert queued["reasons"] and body["handoff_reasons"] == queued["reasons"]
         decision = client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})
         assert decision == {"resolved": True, "id": body["handoff_id"], "intent": "card_swallowed", "new_intent": True}
         still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]

@@ -26,6 +26,7 @@ import heirloom
 from heirloom_plugins.gateway import consoles as console_pages
 from heirloom_plugins.gateway import oip
 from heirloom_plugins.gateway.auth import bearer, match
+from heirloom_plugins.gateway.binary import decode as decode_binary
 from heirloom_plugins.gateway.docs import docs_page
 from heirloom_plugins.gateway.errors import PAYLOAD_TOO_LARGE, error_response, remote_error_response
 from heirloom_plugins.gateway.openapi import openapi
@@ -115,17 +116,24 @@ class Gateway:
             raise Refused(error_response(400, message, field="header.Heirloom-Deadline-Ms"))
         return min(milliseconds / 1000, self.timeout)
 
-    async def json_body(self, request: Request, limit: int, where: str) -> Any:
-        """The request's JSON, refused (413) past ``limit`` bytes before it is read whole."""
+    async def json_body(self, request: Request, limit: int, where: str, tensors: bool = False) -> Any:
+        """The request's JSON, refused (413) past ``limit`` bytes before it is read whole;
+        with ``tensors`` (an infer request), Triton's binary tensor extension is accepted."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise Refused(_too_large(int(declared), limit, where))
         raw = await request.body()
         if len(raw) > limit:
             raise Refused(_too_large(len(raw), limit, where))
-        if request.headers.get("inference-header-content-length"):
-            message = "the binary tensor extension is not supported: send JSON tensors (binary_data=False)"
-            raise Refused(error_response(400, message, field="header.Inference-Header-Content-Length"))
+        binary = request.headers.get("inference-header-content-length")
+        if binary is not None:
+            if not tensors:
+                message = f"{where} takes JSON; binary tensors (Inference-Header-Content-Length) are for infer"
+                raise Refused(error_response(400, message, field="header.Inference-Header-Content-Length"))
+            try:
+                return decode_binary(raw, binary.strip())
+            except oip.InferError as exc:
+                raise Refused(error_response(400, str(exc), field=exc.field)) from None
         if not raw.strip():
             return None
         try:
@@ -204,7 +212,7 @@ class Gateway:
     async def infer(self, request: Request) -> Response:
         name, entry, client = await self._model(request)
         timeout = self.deadline(request)
-        payload = await self.json_body(request, int(entry["max_payload"]) * 4, name)
+        payload = await self.json_body(request, int(entry["max_payload"]) * 4, name, tensors=True)
         try:
             bodies = oip.rows(payload, entry)
         except oip.InferError as exc:

@@ -40,11 +40,65 @@ class PredictInput:
 
 
 @attrs.define
+class RankedCode:
+    """One code of a ranked answer: ``selected`` when its probability passes the model's
+    decision threshold (the multi-label decision); the list is ordered by probability."""
+
+    code: str
+    display: str | None
+    probability: float
+    selected: bool
+
+
+@attrs.define
+class TreatedCode(RankedCode):
+    """A recommended drug and the encounter's conditions that raise its score most."""
+
+    answers: list[dict[str, str | None]]
+
+
+@attrs.define
+class WithheldCode:
+    """A drug the answer would have shown, withheld because of a recorded allergy."""
+
+    code: str
+    display: str | None
+    allergies: list[str]
+
+
+@attrs.define
+class DiagnosisOutput:
+    """The reply to one encounter: its ranked condition codes (the top ones and every
+    selected one), with the patient, encounter and its date."""
+
+    patient: str
+    encounter: str
+    date: str | None
+    codes: list[RankedCode]
+    version: str | None
+
+
+@attrs.define
+class TreatmentOutput:
+    """The reply to one encounter: ranked drugs with the conditions each answers, and the
+    drugs withheld for an allergy."""
+
+    patient: str
+    encounter: str
+    date: str | None
+    codes: list[TreatedCode]
+    blocked: list[WithheldCode]
+    version: str | None
+
+
+@attrs.define
 class CodesApi(heirloom.Api):
     """Serves a medical model's ranked codes for one encounter per request."""
 
     route: ClassVar[str]
     what: ClassVar[str]
+    #: The reply's shape (``_routes``, OpenAPI and the gateway's OIP model metadata).
+    output: ClassVar[type]
 
     #: The model that predicts.
     model: str = heirloom.ref("model")
@@ -73,6 +127,8 @@ class CodesApi(heirloom.Api):
                 max_payload=self.max_payload,
                 description=f"{self.what} for {{'patient': id, 'encounter': id}} or {{'record': {{...}}, "
                 "'encounter': id}} (default encounter: the last).",
+                model=self.model,
+                output=self.output,
             )
         ]
 
@@ -122,6 +178,7 @@ class DiagnosisApi(CodesApi):
 
     route = "predict"
     what = "Ranked condition codes (SNOMED CT) with display names and probabilities"
+    output = DiagnosisOutput
 
 
 @attrs.define
@@ -130,4 +187,5 @@ class TreatmentApi(CodesApi):
     each answers; never one the patient has a recorded allergy to."""
 
     route = "recommend"
+    output = TreatmentOutput
     what = "Ranked drugs (RxNorm) with the conditions each answers, allergy conflicts withheld,"

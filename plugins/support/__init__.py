@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heirloom
 from heirloom_plugins.support.api import SupportApi
+from heirloom_plugins.support.console import CONSOLE
 from heirloom_plugins.support.sources import HandoffSource, OutOfScopeSource, StackFaqSource
 
 
@@ -22,3 +23,8 @@ def heirloom_register_sources(register):
 @heirloom.hookimpl
 def heirloom_register_apis(register):
     register("support", SupportApi)
+
+
+@heirloom.hookimpl
+def heirloom_register_consoles(register):
+    register("support", CONSOLE)

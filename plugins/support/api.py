@@ -147,6 +147,7 @@ class SupportApi(heirloom.Api):
                     name for name, on in (("out_of_scope", out_of_scope), ("low_answer_confidence", unsure)) if on
                 ]
                 reply["handoff_id"] = self._queue(text, intent, faq, reasons, version)
+                reply["handoff_reasons"] = reasons
             results.append(heirloom.Versioned(reply, version))
         return results
 

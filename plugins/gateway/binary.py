@@ -1,0 +1,84 @@
+"""Triton's binary tensor extension on requests: a JSON header of
+``Inference-Header-Content-Length`` bytes, then each input whose ``parameters`` carry
+``binary_data_size`` as raw bytes, in order. Decoded here into the JSON form (``data``
+lists), so the rest of the infer path is the same for both.
+
+BYTES elements are a 4-byte little-endian length and the bytes (UTF-8 text); numbers and
+booleans are little-endian arrays of their datatype. Replies stay JSON, which Triton's
+clients read whatever ``binary_data`` their outputs asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from heirloom_plugins.gateway.oip import InferError
+
+#: struct codes of the fixed-size datatypes (little-endian).
+FIXED = {
+    "BOOL": "?",
+    "INT8": "b",
+    "INT16": "h",
+    "INT32": "i",
+    "INT64": "q",
+    "UINT8": "B",
+    "UINT16": "H",
+    "UINT32": "I",
+    "UINT64": "Q",
+    "FP16": "e",
+    "FP32": "f",
+    "FP64": "d",
+}
+
+
+def decode(raw: bytes, header_length: str) -> Any:
+    """The infer request in ``raw`` with every binary input's ``data`` filled in."""
+    if not header_length.isdigit() or int(header_length) > len(raw):
+        message = f"Inference-Header-Content-Length must be the JSON header's size in bytes (at most {len(raw)})"
+        raise InferError(f"{message}, got {header_length!r}", "header.Inference-Header-Content-Length")
+    size = int(header_length)
+    try:
+        request = json.loads(raw[:size])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InferError(f"the JSON header is not JSON: {exc}", "body") from None
+    offset = size
+    tensors = request.get("inputs") if isinstance(request, dict) else None
+    for position, tensor in enumerate(tensors if isinstance(tensors, list) else []):
+        binary = (tensor.get("parameters") or {}).get("binary_data_size") if isinstance(tensor, dict) else None
+        if binary is None:
+            continue
+        where = f"inputs[{position}]"
+        if not isinstance(binary, int) or binary < 0 or offset + binary > len(raw):
+            raise InferError(f"{where}: binary_data_size {binary!r} runs past the body's end", f"{where}.parameters")
+        tensor["data"] = _values(raw[offset : offset + binary], tensor.get("datatype"), where)
+        offset += binary
+    if offset != len(raw):
+        raise InferError(f"{len(raw) - offset} bytes after the last binary input", "body")
+    return request
+
+
+def _values(chunk: bytes, datatype: Any, where: str) -> list[Any]:
+    if datatype == "BYTES":
+        values, at = [], 0
+        while at < len(chunk):
+            if at + 4 > len(chunk):
+                raise InferError(f"{where}: a BYTES element's length prefix is cut short", f"{where}.data")
+            (length,) = struct.unpack_from("<I", chunk, at)
+            element = chunk[at + 4 : at + 4 + length]
+            if len(element) != length:
+                raise InferError(f"{where}: a BYTES element is shorter than its length prefix", f"{where}.data")
+            try:
+                values.append(element.decode())
+            except UnicodeDecodeError:
+                raise InferError(f"{where}: a BYTES element is not UTF-8 text", f"{where}.data") from None
+            at += 4 + length
+        return values
+    code = FIXED.get(datatype) if isinstance(datatype, str) else None
+    if code is None:
+        raise InferError(f"{where}: no binary form for datatype {datatype!r}", f"{where}.datatype")
+    width = struct.calcsize(code)
+    if len(chunk) % width:
+        raise InferError(f"{where}: {len(chunk)} bytes is not a whole number of {datatype}", f"{where}.data")
+    return list(struct.unpack(f"<{len(chunk) // width}{code}", chunk))
