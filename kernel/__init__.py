@@ -43,6 +43,7 @@ from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.feedback import FeedbackLog
 from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
+from heirloom.wire.aclient import AsyncClient
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.protocol import Buffer, RequestError
@@ -51,6 +52,7 @@ __all__ = [
     "Api",
     "AppendLog",
     "ArtifactStore",
+    "AsyncClient",
     "Buffer",
     "Client",
     "ClientLimits",

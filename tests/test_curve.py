@@ -53,6 +53,21 @@ def test_unauthorised_client_is_refused(secure, keys):
         client.call("echo.echo", "let me in")
 
 
+def test_async_client_speaks_curve_and_is_refused_a_stranger_key(secure, keys):
+    import asyncio
+
+    import heirloom
+
+    async def scenario() -> None:
+        async with heirloom.AsyncClient(secure.address, curve=_curve(keys, "clients/alice.key_secret")) as alice:
+            assert await alice.call("echo.echo", "over curve") == "over curve"
+        async with heirloom.AsyncClient(secure.address, curve=_curve(keys, "strangers/mallory.key_secret")) as mallory:
+            with pytest.raises(Unauthenticated, match="refused this client's Curve key"):
+                await mallory.call("echo.echo", "let me in", timeout=5)
+
+    asyncio.run(scenario())
+
+
 def test_plain_client_gets_nothing(secure):
     with secure.client(timeout=1, retries=0) as client, pytest.raises(DeadlineExceeded):
         client.call("_health")  # no handshake, so no reply at all

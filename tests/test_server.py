@@ -155,6 +155,37 @@ def test_many_calls_in_flight_and_asyncio(client):
     assert asyncio.run(gather()) == list(range(50))
 
 
+def test_async_client_shares_the_wire_and_its_errors(daemon, tmp_path):
+    """heirloom.AsyncClient (the socket on the caller's event loop): replies, typed errors,
+    many calls in flight on one connection, a deadline with no daemon, and close."""
+    import asyncio
+
+    import heirloom
+
+    async def scenario() -> None:
+        async with heirloom.AsyncClient(daemon.address, timeout=10) as client:
+            reply = await client.request("echo.echo", "hi")
+            assert (reply.body, reply.version) == ("hi", None)
+            assert await asyncio.gather(*(client.call("echo.echo", i) for i in range(300))) == list(range(300))
+            with pytest.raises(NotFound, match=r"ech0\.echo"):
+                await client.call("ech0.echo", 1)
+            with pytest.raises(InvalidArgument) as refused:
+                await client.call("t.typed", {"text": 5})
+            assert refused.value.field == "body.text"
+            assert await client.call("echo.echo", "still served") == "still served"
+            slow = asyncio.ensure_future(client.call("t.slow", {"ms": 5000}))
+            await asyncio.sleep(0.2)
+        with pytest.raises(Unavailable, match="closed"):
+            await slow
+        started = time.monotonic()
+        async with heirloom.AsyncClient(f"ipc://{tmp_path}/nobody.sock", timeout=0.5) as nobody:
+            with pytest.raises(DeadlineExceeded, match="no reply"):
+                await nobody.call("_health")
+        assert time.monotonic() - started < 5
+
+    asyncio.run(scenario())
+
+
 def test_malformed_frames_never_stop_the_daemon(daemon, client):
     rng = random.Random(1234)
     sock = zmq.Context.instance().socket(zmq.DEALER)

@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -91,6 +92,39 @@ class Reply:
     version: str | None
     queue_ms: float
     compute_ms: float
+
+
+def parse_reply(frames: list[Any], expected: Callable[[Any], bool]) -> tuple[Any, Reply | RemoteError] | None:
+    """A reply's request id and outcome, or None for what answers no call ``expected``
+    (not a reply, an undecodable header, a late reply to a call that timed out). A reply
+    whose body cannot be decoded fails only its own call."""
+    if len(frames) < 3 or frames[0] != SIGNATURE:
+        return None
+    try:
+        header = unpackb(frames[1])
+        request_id = header.get("id")
+    except Exception:  # noqa: BLE001 - garbage answers nobody
+        return None
+    if not expected(request_id):
+        return None
+    try:
+        body = unpackb(frames[2])
+        if len(frames) > 3:
+            body = attach_buffers(body, header, frames[3:])
+    except Exception as exc:  # noqa: BLE001 - a garbled reply fails only its call
+        return request_id, Internal(f"undecodable reply: {exc}")
+    status = header.get("status")
+    if status != OK:
+        return request_id, error_from_reply(str(status), body)
+    return request_id, Reply(body, header.get("version"), header.get("queue_ms", 0.0), header.get("compute_ms", 0.0))
+
+
+def refused_key_message(address: str) -> str:
+    """What a failed Curve handshake means, for UNAUTHENTICATED."""
+    return (
+        f"the daemon at {address} refused this client's Curve key (not in its "
+        "authorised clients) or the server key is wrong"
+    )
 
 
 @attrs.define
@@ -253,28 +287,15 @@ class Client:
                 frames, _ = self._recv()
             except zmq.Again:
                 return
-            if len(frames) < 3 or frames[0] != SIGNATURE:
+            parsed = parse_reply(frames, pending.__contains__)
+            if parsed is None:
                 continue
-            entry = None
-            try:
-                header = unpackb(frames[1])
-                entry = pending.pop(header.get("id"), None)
-                if entry is None:
-                    continue  # a late reply to a call that already timed out
-                body = unpackb(frames[2])
-                if len(frames) > 3:
-                    body = attach_buffers(body, header, frames[3:])
-            except Exception as exc:  # noqa: BLE001 - a garbled reply fails only its call
-                if entry is not None:
-                    entry.future.set_exception(Internal(f"undecodable reply: {exc}"))
-                continue
-            status = header.get("status")
-            if status == OK:
-                entry.future.set_result(
-                    Reply(body, header.get("version"), header.get("queue_ms", 0.0), header.get("compute_ms", 0.0))
-                )
+            request_id, outcome = parsed
+            entry = pending.pop(request_id)
+            if isinstance(outcome, RemoteError):
+                entry.future.set_exception(outcome)
             else:
-                entry.future.set_exception(error_from_reply(str(status), body))
+                entry.future.set_result(outcome)
 
     def _watch_handshakes(self, pending: dict[int, _Pending]) -> None:
         assert self._monitor is not None
@@ -283,10 +304,7 @@ class Client:
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._auth_failure = None
                 continue
-            self._auth_failure = (
-                f"the daemon at {self.address} refused this client's Curve key (not in its "
-                "authorised clients) or the server key is wrong"
-            )
+            self._auth_failure = refused_key_message(self.address)
             for entry in pending.values():
                 entry.future.set_exception(Unauthenticated(self._auth_failure))
             pending.clear()

@@ -1,8 +1,9 @@
 """The gateway's ASGI application: OIP v2, every route as JSON, OpenAPI, consoles.
 
-One ``heirloom.Client`` per identity (one in all without tokens) carries every request:
-handlers ``await`` the client's futures, so any number of HTTP requests are in flight on
-one ZeroMQ connection and the event loop never blocks on the daemon.
+One ``heirloom.AsyncClient`` per identity (one in all without tokens) carries every
+request: its socket lives on the gateway's event loop, handlers ``await`` their replies,
+so any number of HTTP requests are in flight on one ZeroMQ connection, the event loop
+never blocks on the daemon, and no thread hand-over is paid per request.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -62,23 +62,22 @@ class Gateway:
         self.curve_server_key = curve_server_key
         self.tokens = tokens or {}
         self.consoles = consoles or {}
-        self._clients: dict[str | None, heirloom.Client] = {}
-        self._lock = threading.Lock()
+        self._clients: dict[str | None, heirloom.AsyncClient] = {}
         self._stats: dict[str, Any] = {}
         self._stats_at = -STATS_TTL
         self.routes = Routes(lambda: self.body(self.client(None), "_routes", None, 5.0))
 
     # -- connections ---------------------------------------------------------------------
-    def client(self, token: str | None) -> heirloom.Client:
-        with self._lock:
-            if token not in self._clients:
-                curve = None
-                if token is not None and self.curve_server_key is not None:
-                    curve = heirloom.CurveClient(self.tokens[token], self.curve_server_key)
-                self._clients[token] = heirloom.Client(self.address, timeout=self.timeout, retries=0, curve=curve)
-            return self._clients[token]
+    def client(self, token: str | None) -> heirloom.AsyncClient:
+        """The connection of one identity, opened on first use (on the event loop)."""
+        if token not in self._clients:
+            curve = None
+            if token is not None and self.curve_server_key is not None:
+                curve = heirloom.CurveClient(self.tokens[token], self.curve_server_key)
+            self._clients[token] = heirloom.AsyncClient(self.address, timeout=self.timeout, curve=curve)
+        return self._clients[token]
 
-    def caller(self, request: Request) -> heirloom.Client:
+    def caller(self, request: Request) -> heirloom.AsyncClient:
         """The connection of the request's identity; Refused (401) without a known token."""
         if not self.tokens:
             return self.client(None)
@@ -90,16 +89,15 @@ class Gateway:
         return self.client(known)
 
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     # -- calling -------------------------------------------------------------------------
-    async def reply(self, client: heirloom.Client, route: str, body: Any, timeout: float) -> Any:
-        return await asyncio.wrap_future(client.submit(route, body, timeout=timeout))
+    async def reply(self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float) -> Any:
+        return await client.request(route, body, timeout=timeout)
 
-    async def body(self, client: heirloom.Client, route: str, body: Any, timeout: float) -> Any:
+    async def body(self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float) -> Any:
         return (await self.reply(client, route, body, timeout)).body
 
     def deadline(self, request: Request) -> float:
@@ -170,7 +168,7 @@ class Gateway:
         ready = await self.body(self.caller(request), "_ready", None, self.deadline(request))
         return JSONResponse({"ready": bool(ready.get("ready"))}, status_code=200 if ready.get("ready") else 503)
 
-    async def _model(self, request: Request) -> tuple[str, dict[str, Any], heirloom.Client]:
+    async def _model(self, request: Request) -> tuple[str, dict[str, Any], heirloom.AsyncClient]:
         """The OIP model named in the path and its route entry (404 otherwise); a version in
         the path must be the one served."""
         client = self.caller(request)
@@ -191,7 +189,7 @@ class Gateway:
                 raise Refused(error_response(404, message, field="path.version"))
         return name, entry, client
 
-    async def served_version(self, client: heirloom.Client, entry: dict[str, Any], request: Request) -> str | None:
+    async def served_version(self, client: heirloom.AsyncClient, entry: dict[str, Any], request: Request) -> str | None:
         """The model's served version from ``_stats``, read at most once a second."""
         now = time.monotonic()
         if now - self._stats_at > STATS_TTL:
@@ -245,8 +243,10 @@ class Gateway:
             return HTMLResponse(console_pages.missing(api), status_code=404)
         timeout = self.deadline(request)
 
-        def call_route(route: str, body: Any) -> Any:
-            return client.submit(route, body, timeout=timeout).result().body
+        loop = asyncio.get_running_loop()
+
+        def call_route(route: str, body: Any) -> Any:  # from the render thread, through the loop
+            return asyncio.run_coroutine_threadsafe(client.call(route, body, timeout=timeout), loop).result()
 
         page = heirloom.ConsoleRequest(
             api=api,
