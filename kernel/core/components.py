@@ -41,6 +41,17 @@ def ref(kind: str, *, many: bool = False, **kwargs: Any) -> Any:
     return attrs.field(metadata=metadata, **kwargs)
 
 
+def at_least(low: float) -> Any:
+    """An attrs validator: the value must be ``>= low`` (the message names the field, so
+    ``profile check`` reports ``models.x.epochs: 'epochs' must be >= 1, got 0``)."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+        if value < low:
+            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
+
+    return check
+
+
 def references(component: Any) -> list[tuple[str, str, str]]:
     """``(field, kind, target)`` for every reference field set on a component instance."""
     found = []

@@ -42,14 +42,6 @@ def _positive_grid(instance: Any, attribute: attrs.Attribute, value: tuple[float
         raise ValueError(f"'{attribute.name}' must be a non-empty list of numbers > 0, got {list(value)!r}")
 
 
-def _at_least(low: int):
-    def check(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-        if value < low:
-            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
-
-    return check
-
-
 @attrs.frozen
 class Query:
     """One prediction: a patient's record and one of its encounters (None: the last)."""
@@ -87,13 +79,13 @@ class MultiLabelModel(heirloom.Model):
     #: L2 penalties tried on the validation folds (one value: no search for it).
     l2: tuple[float, ...] = attrs.field(default=(0.3, 1.0, 3.0, 10.0), converter=tuple, validator=_positive_grid)
     #: Validation folds over the training patients (chooses ``l2`` and the threshold).
-    folds: int = attrs.field(default=5, validator=_at_least(2))
+    folds: int = attrs.field(default=5, validator=heirloom.at_least(2))
     #: Quantile bins per numeric observation.
-    bins: int = attrs.field(default=5, validator=_at_least(1))
+    bins: int = attrs.field(default=5, validator=heirloom.at_least(1))
     #: A feature needs this many training visits to get a column.
-    min_count: int = attrs.field(default=1, validator=_at_least(1))
+    min_count: int = attrs.field(default=1, validator=heirloom.at_least(1))
     #: Ranked codes returned per prediction.
-    top: int = attrs.field(default=10, validator=_at_least(1))
+    top: int = attrs.field(default=10, validator=heirloom.at_least(1))
 
     def __attrs_post_init__(self) -> None:
         self._fitted: Fitted | None = None

@@ -28,14 +28,6 @@ def _ray_installed(instance: Any, attribute: attrs.Attribute, value: str) -> Non
         raise ValueError(f"'{attribute.name}' must be auto, local, ray://HOST:PORT or HOST:PORT, got {value!r}")
 
 
-def _at_least(low: float):
-    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-        if value < low:
-            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
-
-    return check
-
-
 @attrs.define
 class RayResources(LocalResources):
     """Places ``serve``'s workers on a Ray cluster; each worker still enforces the local limits."""
@@ -45,16 +37,16 @@ class RayResources(LocalResources):
     address: str = attrs.field(default="auto", validator=_ray_installed)
     #: Workers to keep; with ``min_workers``/``max_workers`` the start count, then scaled on
     #: the broker's queue depth (``target_in_flight`` per worker).
-    workers: int = attrs.field(default=2, validator=_at_least(1))
-    min_workers: int = attrs.field(default=0, validator=_at_least(0))
-    max_workers: int = attrs.field(default=0, validator=_at_least(0))
-    target_in_flight: int = attrs.field(default=8, validator=_at_least(1))
+    workers: int = attrs.field(default=2, validator=heirloom.at_least(1))
+    min_workers: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    max_workers: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    target_in_flight: int = attrs.field(default=8, validator=heirloom.at_least(1))
     #: What each worker actor reserves on its node.
-    num_cpus: float = attrs.field(default=1.0, validator=_at_least(0))
-    num_gpus: float = attrs.field(default=0.0, validator=_at_least(0))
-    memory_mb: int = attrs.field(default=0, validator=_at_least(0))
+    num_cpus: float = attrs.field(default=1.0, validator=heirloom.at_least(0))
+    num_gpus: float = attrs.field(default=0.0, validator=heirloom.at_least(0))
+    memory_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
     #: Times Ray restarts a worker whose actor or node died (-1: without end).
-    max_restarts: int = attrs.field(default=3, validator=_at_least(-1))
+    max_restarts: int = attrs.field(default=3, validator=heirloom.at_least(-1))
     #: ``spread``: one worker per node where possible; ``pack``: fill a node first.
     placement: str = attrs.field(default="spread", validator=attrs.validators.in_(("spread", "pack")))
 

@@ -18,7 +18,6 @@ import attrs
 import numpy as np
 
 import heirloom
-from heirloom_plugins.recommend.checks import at_least
 from heirloom_plugins.recommend.events import event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.records import parse_year
@@ -120,13 +119,13 @@ class RecommendApi(heirloom.Api):
     #: The hybrid-recommender model.
     model: str = heirloom.ref("model")
     #: Largest ``k``, and longest ``history``, a request may ask for.
-    max_k: int = attrs.field(default=100, validator=at_least(1))
-    max_history: int = attrs.field(default=1000, validator=at_least(1))
+    max_k: int = attrs.field(default=100, validator=heirloom.at_least(1))
+    max_history: int = attrs.field(default=1000, validator=heirloom.at_least(1))
     #: Batching of ``recommend``: at most this many requests per model call. A request waits
     #: at most ``max_wait_ms`` for company; 0 batches what queues while the previous batch
     #: computes, which suits a model whose call costs well under a millisecond.
-    max_batch: int = attrs.field(default=64, validator=at_least(1))
-    max_wait_ms: float = attrs.field(default=0.0, validator=at_least(0.0))
+    max_batch: int = attrs.field(default=64, validator=heirloom.at_least(1))
+    max_wait_ms: float = attrs.field(default=0.0, validator=heirloom.at_least(0.0))
     #: Where ``<name>.event`` appends (default: under HEIRLOOM_HOME, where the ``events`` source reads).
     events_path: str | None = None
 

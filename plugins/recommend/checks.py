@@ -18,14 +18,6 @@ def share(*, zero_ok: bool):
     return check
 
 
-def at_least(low: float):
-    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-        if value < low:
-            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
-
-    return check
-
-
 def grid(*, low: float):
     """A non-empty list of candidate values, each >= ``low`` (one value: fixed, no tuning)."""
 

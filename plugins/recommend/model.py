@@ -21,7 +21,7 @@ import numpy as np
 
 import heirloom
 from heirloom_plugins.recommend import ease
-from heirloom_plugins.recommend.checks import at_least, grid, share
+from heirloom_plugins.recommend.checks import grid, share
 from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, read_records
 from heirloom_plugins.recommend.fitted import Fitted
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
@@ -52,10 +52,10 @@ class HybridRecommender(heirloom.Model):
     #: Seed of those choices (with a source's seed and fraction, the same validation split).
     seed: int = 42
     #: Hash space of the text features, and each text block's weight.
-    buckets: int = attrs.field(default=1 << 14, validator=at_least(1 << 8))
-    title_weight: float = attrs.field(default=1.0, validator=at_least(0.0))
-    year_weight: float = attrs.field(default=1.0, validator=at_least(0.0))
-    genre_weight: float = attrs.field(default=1.0, validator=at_least(0.0))
+    buckets: int = attrs.field(default=1 << 14, validator=heirloom.at_least(1 << 8))
+    title_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
+    year_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
+    genre_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
 
     def __attrs_post_init__(self) -> None:
         self._fitted: Fitted | None = None

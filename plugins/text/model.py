@@ -26,14 +26,6 @@ FORMAT = "heirloom.text-classifier/1"
 MAX_CHAR_NGRAM = 8
 
 
-def _at_least(low: float):
-    def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-        if value < low:
-            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
-
-    return check
-
-
 def _between(low: float, high: float):
     def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
         if not low <= value <= high:
@@ -95,7 +87,7 @@ class TextClassifier(heirloom.Model):
     #: The source whose records ``{"text", "label"}`` the model trains and evaluates on.
     data: str = heirloom.ref("source")
     #: Hash space of the features (only buckets seen in training get weights).
-    buckets: int = attrs.field(default=1 << 20, validator=_at_least(1 << 10))
+    buckets: int = attrs.field(default=1 << 20, validator=heirloom.at_least(1 << 10))
     #: Longest word n-gram (1: single words only).
     word_ngrams: int = attrs.field(default=2, validator=_between(1, 4))
     #: ``[min, max]`` characters per n-gram inside each word; ``[0, 0]`` turns them off.
@@ -110,7 +102,7 @@ class TextClassifier(heirloom.Model):
     l2_search: list[float] = attrs.field(factory=list, validator=_each_positive)
     #: Most epochs (each five L-BFGS iterations over the whole training set); training
     #: stops earlier when the objective stops changing.
-    epochs: int = attrs.field(default=40, validator=_at_least(1))
+    epochs: int = attrs.field(default=40, validator=heirloom.at_least(1))
     #: Share of the training data held out to choose ``l2`` when ``fit`` gets no
     #: validation split (stratified, ``seed``).
     validation_fraction: float = attrs.field(default=0.1, validator=_between(0.0, 0.5))
@@ -119,7 +111,7 @@ class TextClassifier(heirloom.Model):
     #: Seed of the held-out split (the only randomness in fitting).
     seed: int = 0
     #: Texts per forward pass in ``predict`` and ``evaluate``.
-    batch_size: int = attrs.field(default=1024, validator=_at_least(1))
+    batch_size: int = attrs.field(default=1024, validator=heirloom.at_least(1))
 
     def __attrs_post_init__(self) -> None:
         self._device = "cpu"
