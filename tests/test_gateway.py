@@ -359,3 +359,13 @@ def http_up(url: str) -> bool:
         return True
     except (urllib.error.URLError, ConnectionError):
         return False
+
+
+def test_http_commands_share_their_listen_options():
+    """`heirloom gateway` and `heirloom ui` take --host and --port from one definition
+    (heirloom.options.listen_options): the same words, each with its own default port."""
+    helps = {command: run_heirloom(command, "--help").stdout for command in ("gateway", "ui")}
+    for command, port in (("gateway", 8000), ("ui", 8765)):
+        text = " ".join(helps[command].split())
+        assert "--host TEXT Address to listen on (0.0.0.0: every interface). [default: 127.0.0.1]" in text
+        assert f"--port INTEGER RANGE HTTP port. [default: {port}; 0<=x<=65535]" in text

@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 import heirloom
-
-EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')"
+from heirloom.options import listen_options
+from heirloom.reports import EXTRA_HINT
 
 
 @contextlib.contextmanager
@@ -52,8 +52,7 @@ def served(profile: str, start_timeout: float) -> Iterator[str]:
 @click.command("gateway")
 @click.argument("profile", required=False)
 @click.option("--connect", metavar="ADDR", help="A running daemon's address (tcp://, ipc://) instead of PROFILE.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
+@listen_options(default_port=8000)
 @click.option(
     "--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001), help="Longest wait per request (s)."
 )
