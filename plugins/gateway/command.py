@@ -18,6 +18,10 @@ import heirloom
 from heirloom.options import listen_options
 from heirloom.reports import EXTRA_HINT
 
+#: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
+#: by uvicorn's "auto" choice). bench/gateway.py runs its FastAPI baseline with the same.
+UVICORN_SETTINGS = {"log_level": "warning", "access_log": False}
+
 
 @contextlib.contextmanager
 def served(profile: str, start_timeout: float) -> Iterator[str]:
@@ -113,4 +117,4 @@ def gateway_command(
         # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises; exit 0 as serve does
         for stop in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop, lambda signum, frame: sys.exit(0))
-        uvicorn.run(create_app(gateway), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(gateway), host=host, port=port, **UVICORN_SETTINGS)
