@@ -63,7 +63,8 @@ class AsyncClient:
         self._recv = receiver(self._socket)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
-        #: Requests not yet taken by libzmq (no connected daemon yet), sent once it is writable.
+        #: Requests libzmq did not take (its queue to the daemon is at the high-water mark),
+        #: sent once the socket is writable again unless their deadline passed meanwhile.
         self._unsent: deque[tuple[int, Sequence[Any]]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._auth_failure: str | None = None
@@ -109,7 +110,7 @@ class AsyncClient:
         if not self._unsent:
             try:
                 self._send(frames)
-            except zmq.Again:  # no daemon connected yet: wait for the socket to turn writable
+            except zmq.Again:  # the queue to the daemon is full: wait until it is writable
                 self._unsent.append((request_id, frames))
         else:
             self._unsent.append((request_id, frames))
