@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 import heirloom
-from heirloom.options import listen_options
+from heirloom.options import existing_file, listen_options
 from heirloom.reports import EXTRA_HINT
 
 #: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
@@ -60,16 +60,8 @@ def served(profile: str, start_timeout: float) -> Iterator[str]:
 @click.option(
     "--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001), help="Longest wait per request (s)."
 )
-@click.option(
-    "--tokens",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help='TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.',
-)
-@click.option(
-    "--curve-server-key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The daemon's public key (server.key), with --tokens when the daemon uses Curve.",
-)
+@existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')
+@existing_file("--curve-server-key", "The daemon's public key (server.key), with --tokens when the daemon uses Curve.")
 def gateway_command(
     profile: str | None,
     connect: str | None,
