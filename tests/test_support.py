@@ -243,9 +243,13 @@ def test_the_stored_intent_model_carries_what_its_reject_rule_needs(trained):
     store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
     state = store.load("support/intent@1")
     labels, hidden = len(state.metadata["labels"]), state.tensors["head"].shape[1]
-    assert tuple(state.tensors["class_means"].shape) == (labels, hidden)
-    assert tuple(state.tensors["precision"].shape) == (hidden, hidden)
     assert state.metadata["rule"]["score"] in SCORES
+    assert set(state.metadata["training"]["selection"]["rule_candidates"]) == set(SCORES)  # what it was chosen from
+    if state.metadata["rule"]["score"] == "mahalanobis":
+        assert tuple(state.tensors["class_means"].shape) == (labels, hidden)
+        assert tuple(state.tensors["precision"].shape) == (hidden, hidden)
+    else:  # only a distance rule needs them
+        assert not {"class_means", "precision"} & set(state.tensors)
     # a distance rule without its tensors is refused at load, not silently dropped
     metadata = {**state.metadata, "rule": {**state.metadata["rule"], "score": "mahalanobis"}}
     broken = heirloom.State({k: v for k, v in state.tensors.items() if k != "precision"}, metadata)

@@ -61,7 +61,7 @@ class EncoderClassifier(EncoderModel):
         self._head: torch.Tensor | None = None
         self._labels: list[str] = []
         self._rule: Rule | None = None
-        #: Class means and shared precision matrix of the training embeddings (with ``reject``).
+        #: Class means and shared precision matrix of the training embeddings (a Mahalanobis rule).
         self._gaussian: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def ready(self) -> bool:
@@ -92,8 +92,9 @@ class EncoderClassifier(EncoderModel):
         epochs, rule, selection = self.epochs, None, None
         if self.validation_fraction:
             epochs, rule, selection = self._select(texts, labels, parent, progress)
+        distance = rule is not None and rule.score == "mahalanobis"  # the state carries what its rule needs
         encoder, head, gaussian, history = self._train(
-            texts, labels, label_set, parent, epochs, progress, "fine-tuning"
+            texts, labels, label_set, parent, epochs, progress, "fine-tuning", distance=distance
         )
         self._encoder, self._head, self._labels, self._rule, self._gaussian = encoder, head, label_set, rule, gaussian
         self._training = {
@@ -128,13 +129,15 @@ class EncoderClassifier(EncoderModel):
             scores.append({"correct": correct, "outputs": outputs})
 
         subset = [texts[i] for i in train], [labels[i] for i in train]
-        self._train(*subset, seen_labels, parent, self.epochs, progress, "selecting epochs", validate)
+        self._train(
+            *subset, seen_labels, parent, self.epochs, progress, "selecting epochs", validate, distance=self.reject
+        )
         accuracies = [sum(s["correct"]) / max(len(known), 1) for s in scores]
         best_epoch = max(range(len(accuracies)), key=lambda e: (accuracies[e], -e))
-        rule = None
+        rule, candidates = None, {}
         if self.reject:
             outputs, correct = scores[best_epoch]["outputs"], scores[best_epoch]["correct"]
-            rule = choose(
+            rule, candidates = choose(
                 {name: (outputs[name][: len(known)], outputs[name][len(known) :]) for name in SCORES},
                 correct,
                 self.max_accuracy_drop,
@@ -142,13 +145,16 @@ class EncoderClassifier(EncoderModel):
             progress.log(
                 f"reject rule: {rule.score} < {rule.threshold:.4f} (validation: out-of-scope recall "
                 f"{rule.validation['oos_recall']:.3f}, in-scope accuracy {rule.validation['in_scope_accuracy']:.3f} "
-                f"vs {rule.validation['accuracy_without_rejection']:.3f})"
+                f"vs {rule.validation['accuracy_without_rejection']:.3f}; recall of each score: "
+                + ", ".join(f"{name} {c.validation['oos_recall']:.3f}" for name, c in candidates.items())
+                + ")"
             )
         selection = {
             "validation_accuracy": accuracies,
             "best_epochs": best_epoch + 1,
             "held_out_labels": sorted(held_labels),
             "rule": rule.to_json() if rule else None,
+            "rule_candidates": {name: candidate.to_json() for name, candidate in candidates.items()},
         }
         return best_epoch + 1, rule, selection
 
@@ -162,8 +168,9 @@ class EncoderClassifier(EncoderModel):
         progress: heirloom.Progress,
         description: str,
         validate: Any = None,
+        distance: bool = False,
     ) -> tuple[Encoder, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None, list[float]]:
-        """The fine-tuned encoder, its head, (with ``reject``) the Gaussian of its training
+        """The fine-tuned encoder, its head, (with ``distance``) the Gaussian of its training
         embeddings, and the mean loss per epoch; ``validate`` is called after every epoch."""
         import torch
 
@@ -188,7 +195,7 @@ class EncoderClassifier(EncoderModel):
             progress.start(f"{description}: epoch {epoch + 1}/{epochs}", total=len(texts))
             plan = batches([len(row) for row in ids], self.batch_size, self.seed + epoch)
             history.append(trainer.epoch(plan, loss, progress))
-            if self.reject and (validate is not None or epoch == epochs - 1):
+            if distance and (validate is not None or epoch == epochs - 1):
                 gaussian = fit_gaussian(self._embed_hidden(encoder, hidden, split), targets, len(label_set))
             if validate is not None:
                 validate(encoder, head.detach(), gaussian, split)
@@ -309,9 +316,9 @@ class EncoderClassifier(EncoderModel):
 
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:
-        """The encoder's tensors, ``head`` (labels x hidden), with ``reject`` the training
-        embeddings' ``class_means`` (labels x hidden) and ``precision`` (hidden x hidden);
-        metadata: labels, rule, encoder."""
+        """The encoder's tensors, ``head`` (labels x hidden), with a Mahalanobis rule the
+        training embeddings' ``class_means`` (labels x hidden) and ``precision`` (hidden x
+        hidden); metadata: labels, rule, encoder."""
         encoder, head = self._require()
         config = attrs.asdict(self)
         tensors = {**encoder.tensors(), "head": head.detach().cpu().contiguous()}

@@ -69,8 +69,9 @@ def threshold_for(
 
 def choose(
     scores: dict[str, tuple[Sequence[float], Sequence[float]]], correct: Sequence[bool], max_drop: float
-) -> Rule:
-    """The best rule over ``{score name: (in-scope scores, out-of-scope scores)}``."""
+) -> tuple[Rule, dict[str, Rule]]:
+    """The best rule over ``{score name: (in-scope scores, out-of-scope scores)}``, and
+    every score's best rule (what the choice was made between, for the version's record)."""
     candidates = []
     for name, (in_scope, out_of_scope) in scores.items():
         threshold, recall, accuracy = threshold_for(in_scope, correct, out_of_scope, max_drop)
@@ -83,4 +84,4 @@ def choose(
             "oos_examples": len(out_of_scope),
         }
         candidates.append((recall, accuracy, Rule(name, threshold, figures)))
-    return max(candidates, key=lambda c: (c[0], c[1]))[2]
+    return max(candidates, key=lambda c: (c[0], c[1]))[2], {rule.score: rule for _, _, rule in candidates}
