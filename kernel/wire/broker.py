@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,12 +30,12 @@ import zmq
 from zmq.backend import zmq_poll
 
 from heirloom.core.components import ClientLimits
-from heirloom.core.cores import CPU_SHARE_ENV, available_cores
 from heirloom.core.placement import WorkerPool
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES
+from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
     CODES,
@@ -68,7 +66,6 @@ from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
 MISSED_HEARTBEATS = 3
-RESPAWN_BACKOFF_MAX = 30.0
 #: The admin route that changes how many workers a placing resource manager keeps.
 SCALE_ROUTE = "_scale"
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
@@ -88,15 +85,6 @@ class Worker:
         self.status: dict[str, Any] = {}
         #: Tags of the requests this worker is handling.
         self.in_flight: set[bytes] = set()
-
-
-class LocalProcess:
-    __slots__ = ("failures", "process", "started")
-
-    def __init__(self, process: subprocess.Popen, started: float, failures: int = 0):
-        self.process = process
-        self.started = started
-        self.failures = failures
 
 
 class Broker:
@@ -144,7 +132,6 @@ class Broker:
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
         self.routes: dict[str, dict[str, Any]] = {}
-        self.processes: list[LocalProcess] = []
         #: tag -> (worker, route stats, received, client envelope, request id)
         self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
         self._tag = 0
@@ -158,6 +145,7 @@ class Broker:
         #: Workers the resource manager placed (None: local processes); placed before the
         #: caller installs its signal handlers, so a cluster client's own handlers yield to them.
         self.pool: WorkerPool | None = place_workers(self._worker_argv()) if place_workers is not None else None
+        self.local = LocalWorkers(self._worker_argv(), settings.workers if self.pool is None else 0)
 
     # -- lifecycle -----------------------------------------------------------------------
     def request_drain(self) -> None:
@@ -168,9 +156,7 @@ class Broker:
 
     def run(self) -> int:
         log.info("broker listening on %s; workers connect to %s", ", ".join(self.settings.bind), self.worker_address)
-        if self.pool is None:
-            for _ in range(self.settings.workers):
-                self._spawn()
+        self.local.start()
         watched = [(self.frontend, zmq.POLLIN), (self.backend, zmq.POLLIN)]
         wait_ms = POLL_MS
         while True:
@@ -196,15 +182,7 @@ class Broker:
             self._fail(tag, "the daemon shut down before the request finished")
         for worker in self.workers.values():
             self._to_worker([worker.identity, CONTROL, b"DRAIN"])
-        for local in self.processes:
-            if local.process.poll() is None:
-                local.process.terminate()
-        for local in self.processes:
-            try:
-                local.process.wait(timeout=self.settings.grace)
-            except subprocess.TimeoutExpired:
-                log.warning("worker pid %d ignored SIGTERM; killing it", local.process.pid)
-                local.process.kill()
+        self.local.stop(self.settings.grace)
         if self.pool is not None:
             self.pool.close()
         if self.curve is not None:
@@ -232,39 +210,15 @@ class Broker:
             argv += ["--set", override]
         return argv
 
-    def _spawn(self, failures: int = 0) -> None:
-        # each local worker's share of the cores: N workers each using all of them would
-        # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
-        share = max(1, available_cores() // self.settings.workers)
-        env = {**os.environ, CPU_SHARE_ENV: str(share)}
-        command = [sys.executable, "-m", "heirloom", *self._worker_argv()]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
-        self.processes.append(LocalProcess(process, time.monotonic(), failures))
-        log.info("spawned worker pid %d", process.pid)
-
     def _check_workers(self, now: float) -> None:
         if self.pool is not None and not self.draining:
             self.pool.observe(len(self.forwarded), len(self._ready))
-        for local in list(self.processes):
-            code = local.process.poll()
-            if code is None:
-                continue
-            self.processes.remove(local)
-            self._forget_pid(local.process.pid, f"worker pid {local.process.pid} exited with {code}")
-            if not self.draining:
-                lived = now - local.started
-                failures = 0 if lived > 60 else local.failures + 1
-                delay = min(RESPAWN_BACKOFF_MAX, 0.5 * 2 ** (failures - 1)) if failures > 1 else 0.0
-                if delay:
-                    log.warning("worker keeps dying; respawning in %.1fs", delay)
-                    time.sleep(min(delay, 1.0))
-                self._spawn(failures)
+        for pid, reason in self.local.reap(now, respawn=not self.draining):
+            self._forget_pid(pid, reason)
         silent = [w for w in self.workers.values() if now - w.last_seen > MISSED_HEARTBEATS * self.settings.heartbeat]
         for worker in silent:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
-            for local in self.processes:
-                if local.process.pid == worker.pid:
-                    local.process.kill()
+            self.local.kill(worker.pid)
 
     def _forget_pid(self, pid: int, reason: str) -> None:
         for worker in [w for w in self.workers.values() if w.pid == pid]:
@@ -476,7 +430,7 @@ class Broker:
 
     def _workers(self) -> list[dict[str, Any]]:
         now = time.monotonic()
-        local = {p.process.pid for p in self.processes}
+        local = self.local.pids()
         placed = self.pool.placements() if self.pool is not None else {}
         return [
             {

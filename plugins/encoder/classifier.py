@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 import heirloom
+from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
 from heirloom_plugins.encoder.network import Encoder
 from heirloom_plugins.encoder.records import check_texts, labelled
-from heirloom_plugins.encoder.reject import Rule, choose
+from heirloom_plugins.encoder.reject import SCORES, Rule, choose
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction
 from heirloom_plugins.metrics import classification_metrics, classification_text
 
@@ -60,6 +61,8 @@ class EncoderClassifier(EncoderModel):
         self._head: torch.Tensor | None = None
         self._labels: list[str] = []
         self._rule: Rule | None = None
+        #: Class means and shared precision matrix of the training embeddings (a Mahalanobis rule).
+        self._gaussian: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def ready(self) -> bool:
         return self._encoder is not None and self._head is not None
@@ -89,8 +92,11 @@ class EncoderClassifier(EncoderModel):
         epochs, rule, selection = self.epochs, None, None
         if self.validation_fraction:
             epochs, rule, selection = self._select(texts, labels, parent, progress)
-        encoder, head, history = self._train(texts, labels, label_set, parent, epochs, progress, "fine-tuning")
-        self._encoder, self._head, self._labels, self._rule = encoder, head, label_set, rule
+        distance = rule is not None and rule.score == "mahalanobis"  # the state carries what its rule needs
+        encoder, head, gaussian, history = self._train(
+            texts, labels, label_set, parent, epochs, progress, "fine-tuning", distance=distance
+        )
+        self._encoder, self._head, self._labels, self._rule, self._gaussian = encoder, head, label_set, rule, gaussian
         self._training = {
             "examples": len(texts),
             "epochs": epochs,
@@ -116,37 +122,39 @@ class EncoderClassifier(EncoderModel):
         )
         scores: list[dict[str, Any]] = []
 
-        def validate(encoder: Encoder, head: torch.Tensor, split: int) -> None:
-            outputs = self._outputs(encoder, head, [texts[i] for i in known + unseen], split)
+        def validate(encoder: Encoder, head: torch.Tensor, gaussian: Any, split: int) -> None:
+            outputs = self._outputs(encoder, head, gaussian, [texts[i] for i in known + unseen], split)
             best = outputs["best"][: len(known)]
             correct = [seen_labels[b] == labels[i] for b, i in zip(best, known, strict=True)]
             scores.append({"correct": correct, "outputs": outputs})
 
         subset = [texts[i] for i in train], [labels[i] for i in train]
-        self._train(*subset, seen_labels, parent, self.epochs, progress, "selecting epochs", validate)
+        self._train(
+            *subset, seen_labels, parent, self.epochs, progress, "selecting epochs", validate, distance=self.reject
+        )
         accuracies = [sum(s["correct"]) / max(len(known), 1) for s in scores]
         best_epoch = max(range(len(accuracies)), key=lambda e: (accuracies[e], -e))
-        rule = None
+        rule, candidates = None, {}
         if self.reject:
             outputs, correct = scores[best_epoch]["outputs"], scores[best_epoch]["correct"]
-            rule = choose(
-                {
-                    name: (outputs[name][: len(known)], outputs[name][len(known) :])
-                    for name in ("probability", "similarity")
-                },
+            rule, candidates = choose(
+                {name: (outputs[name][: len(known)], outputs[name][len(known) :]) for name in SCORES},
                 correct,
                 self.max_accuracy_drop,
             )
             progress.log(
                 f"reject rule: {rule.score} < {rule.threshold:.4f} (validation: out-of-scope recall "
                 f"{rule.validation['oos_recall']:.3f}, in-scope accuracy {rule.validation['in_scope_accuracy']:.3f} "
-                f"vs {rule.validation['accuracy_without_rejection']:.3f})"
+                f"vs {rule.validation['accuracy_without_rejection']:.3f}; recall of each score: "
+                + ", ".join(f"{name} {c.validation['oos_recall']:.3f}" for name, c in candidates.items())
+                + ")"
             )
         selection = {
             "validation_accuracy": accuracies,
             "best_epochs": best_epoch + 1,
             "held_out_labels": sorted(held_labels),
             "rule": rule.to_json() if rule else None,
+            "rule_candidates": {name: candidate.to_json() for name, candidate in candidates.items()},
         }
         return best_epoch + 1, rule, selection
 
@@ -160,7 +168,10 @@ class EncoderClassifier(EncoderModel):
         progress: heirloom.Progress,
         description: str,
         validate: Any = None,
-    ) -> tuple[Encoder, torch.Tensor, list[float]]:
+        distance: bool = False,
+    ) -> tuple[Encoder, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None, list[float]]:
+        """The fine-tuned encoder, its head, (with ``distance``) the Gaussian of its training
+        embeddings, and the mean loss per epoch; ``validate`` is called after every epoch."""
         import torch
 
         encoder = Encoder(parent, self._device, self.max_length or None)
@@ -173,7 +184,7 @@ class EncoderClassifier(EncoderModel):
         targets = torch.tensor([index[label] for label in labels], device=self._device)
         head = torch.nn.Parameter(self._initial_head(encoder, hidden, targets, label_set, parent, split))
         trainer = Trainer(encoder, self, [head], trainer_steps)
-        history = []
+        history, gaussian = [], None
 
         def loss(batch: list[int]) -> torch.Tensor:
             embedded = encoder.upper([hidden[i] for i in batch], split)
@@ -184,9 +195,19 @@ class EncoderClassifier(EncoderModel):
             progress.start(f"{description}: epoch {epoch + 1}/{epochs}", total=len(texts))
             plan = batches([len(row) for row in ids], self.batch_size, self.seed + epoch)
             history.append(trainer.epoch(plan, loss, progress))
+            if distance and (validate is not None or epoch == epochs - 1):
+                gaussian = fit_gaussian(self._embed_hidden(encoder, hidden, split), targets, len(label_set))
             if validate is not None:
-                validate(encoder, head.detach(), split)
-        return encoder, head.detach(), history
+                validate(encoder, head.detach(), gaussian, split)
+        return encoder, head.detach(), gaussian, history
+
+    @staticmethod
+    def _embed_hidden(encoder: Encoder, hidden: list[torch.Tensor], split: int) -> torch.Tensor:
+        """Embeddings of texts whose frozen-layer outputs are ``hidden`` (no gradients)."""
+        import torch
+
+        with torch.no_grad():
+            return torch.cat([encoder.upper(hidden[i : i + 256], split) for i in range(0, len(hidden), 256)])
 
     def _initial_head(
         self,
@@ -201,10 +222,7 @@ class EncoderClassifier(EncoderModel):
         already had keep its prototype."""
         import torch
 
-        with torch.no_grad():
-            embedded = torch.cat(
-                [encoder.upper(hidden[start : start + 256], split) for start in range(0, len(hidden), 256)]
-            )
+        embedded = self._embed_hidden(encoder, hidden, split)
         head = torch.zeros(len(label_set), embedded.shape[1], device=embedded.device)
         head.index_add_(0, targets, embedded)
         if parent.metadata.get("format") == FORMAT:
@@ -215,25 +233,37 @@ class EncoderClassifier(EncoderModel):
         return torch.nn.functional.normalize(head, dim=-1)
 
     # -- inference ------------------------------------------------------------------------
-    def _outputs(self, encoder: Encoder, head: torch.Tensor, texts: list[str], split: int | None) -> dict[str, Any]:
+    def _outputs(
+        self,
+        encoder: Encoder,
+        head: torch.Tensor,
+        gaussian: tuple[torch.Tensor, torch.Tensor] | None,
+        texts: list[str],
+        split: int | None,
+    ) -> dict[str, Any]:
+        """The best label and every reject score (reject.SCORES: higher is more in scope)."""
         import torch
 
         embedded = encoder.embed(texts, split).to(head.device)
         cosine = embedded @ torch.nn.functional.normalize(head, dim=-1).T
         probabilities = torch.softmax(self.scale * cosine, 1)
-        return {
+        outputs = {
             "best": probabilities.argmax(1).tolist(),
             "probability": probabilities.max(1).values.tolist(),
             "similarity": cosine.max(1).values.tolist(),
+            "energy": torch.logsumexp(self.scale * cosine, 1).tolist(),
             "probabilities": probabilities,
         }
+        if gaussian is not None:
+            outputs["mahalanobis"] = (-nearest_distance(embedded, *gaussian)).tolist()
+        return outputs
 
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         """``{"label", "confidence", "in_scope", "probabilities"}`` per text; ``label`` is
         ``out_of_scope_label`` when the reject rule says "I don't know"."""
         encoder, head = self._require()
         check_texts(batch, "encoder-classifier")
-        return self._decide(self._outputs(encoder, head, batch, None))
+        return self._decide(self._outputs(encoder, head, self._gaussian, batch, None))
 
     def _decide(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         results = []
@@ -257,7 +287,7 @@ class EncoderClassifier(EncoderModel):
         encoder, head = self._require()
         texts, truth = labelled(data, "encoder-classifier")
         split = max(encoder.layers - self.trainable_layers, 0)
-        decided = self._decide(self._outputs(encoder, head, texts, split))
+        decided = self._decide(self._outputs(encoder, head, self._gaussian, texts, split))
         inside = [i for i, label in enumerate(truth) if label != self.out_of_scope_label]
         outside = [i for i, label in enumerate(truth) if label == self.out_of_scope_label]
         metrics = classification_metrics(
@@ -286,11 +316,16 @@ class EncoderClassifier(EncoderModel):
 
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:
-        """The encoder's tensors, ``head`` (labels x hidden); metadata: labels, rule, encoder."""
+        """The encoder's tensors, ``head`` (labels x hidden), with a Mahalanobis rule the
+        training embeddings' ``class_means`` (labels x hidden) and ``precision`` (hidden x
+        hidden); metadata: labels, rule, encoder."""
         encoder, head = self._require()
         config = attrs.asdict(self)
+        tensors = {**encoder.tensors(), "head": head.detach().cpu().contiguous()}
+        if self._gaussian is not None:
+            tensors["class_means"], tensors["precision"] = (t.detach().cpu().contiguous() for t in self._gaussian)
         return heirloom.State(
-            {**encoder.tensors(), "head": head.detach().cpu().contiguous()},
+            tensors,
             {
                 "format": FORMAT,
                 "labels": list(self._labels),
@@ -315,5 +350,15 @@ class EncoderClassifier(EncoderModel):
         self._head = head.to(self._device)
         self._labels = labels
         self._rule = Rule.from_json(state.metadata["rule"]) if state.metadata.get("rule") else None
+        means, precision = state.tensors.get("class_means"), state.tensors.get("precision")
+        self._gaussian = None
+        if means is not None and precision is not None:
+            if tuple(means.shape) != (len(labels), head.shape[1]) or tuple(precision.shape) != (head.shape[1],) * 2:
+                raise heirloom.HeirloomError(
+                    f"the state's class_means/precision do not match its {len(labels)} labels x {head.shape[1]} units"
+                )
+            self._gaussian = (means.to(self._device), precision.to(self._device))
+        if self._rule is not None and self._rule.score == "mahalanobis" and self._gaussian is None:
+            raise heirloom.HeirloomError("the state's reject rule is 'mahalanobis' but it has no class_means/precision")
         self.scale = float(state.metadata.get("scale", self.scale))
         self._training = dict(state.metadata.get("training", {}))

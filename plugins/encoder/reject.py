@@ -1,11 +1,13 @@
 """The out-of-scope rule: reject a prediction whose score is below a threshold chosen on
 validation data that holds out-of-scope examples (never on test).
 
-Two scores are candidates: the top softmax probability and the top cosine similarity to a
-class prototype (a distance rule). For each, the threshold is the one that rejects the
-most out-of-scope validation texts while in-scope validation accuracy (a rejected text
-counting as wrong) stays within ``max_drop`` of the accuracy without rejection; the rule
-that rejects more wins. Pure Python: a few thousand scores, sorted once.
+Every score is "higher is more in scope": the top softmax probability, the top cosine
+similarity to a class prototype, the energy (log-sum-exp of the logits) and minus the
+squared Mahalanobis distance to the nearest class mean of the training embeddings
+(distance.py). For each, the threshold is the one that rejects the most out-of-scope
+validation texts while in-scope validation accuracy (a rejected text counting as wrong)
+stays within ``max_drop`` of the accuracy without rejection; the score that rejects more
+wins. Pure Python: a few thousand scores, sorted once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import attrs
 
-SCORES = ("probability", "similarity")
+SCORES = ("probability", "similarity", "energy", "mahalanobis")
 
 
 @attrs.frozen
@@ -67,8 +69,9 @@ def threshold_for(
 
 def choose(
     scores: dict[str, tuple[Sequence[float], Sequence[float]]], correct: Sequence[bool], max_drop: float
-) -> Rule:
-    """The best rule over ``{score name: (in-scope scores, out-of-scope scores)}``."""
+) -> tuple[Rule, dict[str, Rule]]:
+    """The best rule over ``{score name: (in-scope scores, out-of-scope scores)}``, and
+    every score's best rule (what the choice was made between, for the version's record)."""
     candidates = []
     for name, (in_scope, out_of_scope) in scores.items():
         threshold, recall, accuracy = threshold_for(in_scope, correct, out_of_scope, max_drop)
@@ -81,4 +84,4 @@ def choose(
             "oos_examples": len(out_of_scope),
         }
         candidates.append((recall, accuracy, Rule(name, threshold, figures)))
-    return max(candidates, key=lambda c: (c[0], c[1]))[2]
+    return max(candidates, key=lambda c: (c[0], c[1]))[2], {rule.score: rule for _, _, rule in candidates}

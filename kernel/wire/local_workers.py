@@ -1,0 +1,91 @@
+"""The broker's local worker processes: spawned with a share of the cores, respawned with backoff.
+
+Kept apart from the broker's message loop: this is process bookkeeping (who runs, who
+exited, how soon to restart one that keeps dying), the broker only hears which pids left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+
+from heirloom.core.cores import CPU_SHARE_ENV, available_cores
+
+log = logging.getLogger("heirloom.wire.broker")
+RESPAWN_BACKOFF_MAX = 30.0
+#: A worker that lived this long before exiting starts its failure count afresh.
+STABLE_SECONDS = 60.0
+
+
+class LocalProcess:
+    __slots__ = ("failures", "process", "started")
+
+    def __init__(self, process: subprocess.Popen, started: float, failures: int = 0):
+        self.process = process
+        self.started = started
+        self.failures = failures
+
+
+class LocalWorkers:
+    """``count`` ``heirloom worker`` processes on this host, each running ``argv``."""
+
+    def __init__(self, argv: list[str], count: int):
+        self.argv = argv
+        self.count = count
+        self.processes: list[LocalProcess] = []
+
+    def start(self) -> None:
+        for _ in range(self.count):
+            self._spawn()
+
+    def pids(self) -> set[int]:
+        return {local.process.pid for local in self.processes}
+
+    def reap(self, now: float, *, respawn: bool) -> list[tuple[int, str]]:
+        """``(pid, reason)`` of each process that exited since the last call; each is replaced
+        when ``respawn`` (not while draining), after a backoff if it keeps dying young."""
+        exited = []
+        for local in list(self.processes):
+            code = local.process.poll()
+            if code is None:
+                continue
+            self.processes.remove(local)
+            exited.append((local.process.pid, f"worker pid {local.process.pid} exited with {code}"))
+            if respawn:
+                failures = 0 if now - local.started > STABLE_SECONDS else local.failures + 1
+                delay = min(RESPAWN_BACKOFF_MAX, 0.5 * 2 ** (failures - 1)) if failures > 1 else 0.0
+                if delay:
+                    log.warning("worker keeps dying; respawning in %.1fs", delay)
+                    time.sleep(min(delay, 1.0))
+                self._spawn(failures)
+        return exited
+
+    def kill(self, pid: int) -> None:
+        """SIGKILL the local process ``pid`` (a hung worker); ``reap`` then reports and replaces it."""
+        for local in self.processes:
+            if local.process.pid == pid:
+                local.process.kill()
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM every process, then SIGKILL those still running after ``grace`` seconds."""
+        for local in self.processes:
+            if local.process.poll() is None:
+                local.process.terminate()
+        for local in self.processes:
+            try:
+                local.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("worker pid %d ignored SIGTERM; killing it", local.process.pid)
+                local.process.kill()
+
+    def _spawn(self, failures: int = 0) -> None:
+        # each local worker's share of the cores: N workers each using all of them would
+        # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
+        share = max(1, available_cores() // self.count)
+        env = {**os.environ, CPU_SHARE_ENV: str(share)}
+        process = subprocess.Popen([sys.executable, "-m", "heirloom", *self.argv], stdin=subprocess.DEVNULL, env=env)
+        self.processes.append(LocalProcess(process, time.monotonic(), failures))
+        log.info("spawned worker pid %d", process.pid)
