@@ -7,8 +7,11 @@ into a temporary store) answers one text per request through:
   (c) the same gateway's Open Inference Protocol: ``POST /v2/models/sentiment/infer``;
   (d) FastAPI + uvicorn serving the same stored model in its own process, the usual way
       (a pydantic body, a ``def`` endpoint on the thread pool calling ``model.predict``).
-Each server runs in its own process; the load generator is a lean loop in this one (raw
-keep-alive HTTP/1.1 connections, one per request in flight; a raw DEALER for ZeroMQ).
+Both HTTP servers run under ``uvicorn.run`` with the gateway's own UVICORN_SETTINGS (uvloop,
+httptools, no access log), and the model computes on one torch thread in both (the
+daemon's ``[resources] threads = 1``, FastAPI's ``torch.set_num_threads(1)``). Each server
+runs in its own process; the load generator is a lean loop in this one (raw keep-alive
+HTTP/1.1 connections, one per request in flight; a raw DEALER for ZeroMQ).
 Requests per second and p50 latency at 1 and 64 in flight, medians of --repeats rounds;
 ratios are to (d), the FastAPI baseline, measured in the same run.
 
@@ -66,6 +69,7 @@ FASTAPI_SERVER = textwrap.dedent("""
     from fastapi import FastAPI
     from pydantic import BaseModel
     import heirloom
+    from heirloom_plugins.gateway.command import UVICORN_SETTINGS
 
     torch.set_num_threads(1)
     system = heirloom.Kernel().system(sys.argv[1], serve_models=True)
@@ -81,7 +85,7 @@ FASTAPI_SERVER = textwrap.dedent("""
     def predict(body: PredictIn):
         return {**model.predict([body.text])[0], "version": version}
 
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), **UVICORN_SETTINGS)
 """)
 
 

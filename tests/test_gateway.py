@@ -240,6 +240,18 @@ def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained
         if "accepts" not in answer:  # the body in a second segment
             answer += connection.recv(65536).decode()
     assert answer.startswith("HTTP/1.1 413") and "accepts at most 1048576" in answer
+    # a chunked body (no Content-Length) is refused once it passes the limit, unfinished
+    size = 1048576 + 1
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            b"POST /v1/routes/sentiment.predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % size + b" " * size + b"\r\n"
+        )
+        connection.settimeout(30)
+        answer = connection.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413") and f"the body is {size} bytes" in answer
+    status, headers, _ = http(gateway.url + "/v1/routes/sentiment.predict")
+    assert status == 405 and headers["Allow"] == "POST"
     status, _, body = http(
         gateway.url + "/v1/routes/_ready", method="POST", raw=b"", headers={"Heirloom-Deadline-Ms": "x"}
     )
@@ -359,3 +371,13 @@ def http_up(url: str) -> bool:
         return True
     except (urllib.error.URLError, ConnectionError):
         return False
+
+
+def test_http_commands_share_their_listen_options():
+    """`heirloom gateway` and `heirloom ui` take --host and --port from one definition
+    (heirloom.options.listen_options): the same words, each with its own default port."""
+    helps = {command: run_heirloom(command, "--help").stdout for command in ("gateway", "ui")}
+    for command, port in (("gateway", 8000), ("ui", 8765)):
+        text = " ".join(helps[command].split())
+        assert "--host TEXT Address to listen on (0.0.0.0: every interface). [default: 127.0.0.1]" in text
+        assert f"--port INTEGER RANGE HTTP port. [default: {port}; 0<=x<=65535]" in text

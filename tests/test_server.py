@@ -186,6 +186,31 @@ def test_async_client_shares_the_wire_and_its_errors(daemon, tmp_path):
     asyncio.run(scenario())
 
 
+def test_async_client_calls_wait_for_a_daemon_that_starts_later(tmp_path):
+    """Calls made before any daemon listens wait (libzmq queues 1,000; the client holds the
+    rest until the socket is writable) and are answered once one starts, within their
+    deadline; one whose deadline passes first is DEADLINE_EXCEEDED."""
+    import asyncio
+
+    import heirloom
+
+    address = f"ipc://{tmp_path}/later.sock"
+
+    async def scenario() -> None:
+        async with heirloom.AsyncClient(address, timeout=60) as client:
+            with pytest.raises(DeadlineExceeded):
+                await client.call("_health", timeout=0.2)
+            waiting = [asyncio.ensure_future(client.call("echo.echo", i)) for i in range(1500)]
+            await asyncio.sleep(0.3)
+            daemon = Daemon(tmp_path, address=address)
+            try:
+                assert await asyncio.gather(*waiting) == list(range(1500))
+            finally:
+                assert daemon.terminate() == 0
+
+    asyncio.run(scenario())
+
+
 def test_malformed_frames_never_stop_the_daemon(daemon, client):
     rng = random.Random(1234)
     sock = zmq.Context.instance().socket(zmq.DEALER)

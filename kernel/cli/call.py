@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from heirloom.cli.common import fail
+from heirloom.cli.options import existing_file
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, RemoteError
 from heirloom.wire.protocol import Buffer
@@ -27,20 +28,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-curve_client_options = [
-    click.option(
-        "--curve-secret",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="This client's .key_secret file (CurveZMQ).",
-    ),
-    click.option(
-        "--curve-server",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="The server's public .key file (CurveZMQ).",
-    ),
-]
-
-
 @click.command("call")
 @click.argument("route")
 @click.argument("body", required=False)
@@ -53,8 +40,8 @@ curve_client_options = [
     help="Seconds before giving up (sent to the daemon as the deadline).",
 )
 @click.option("--idempotency-key", help="Makes a write safe to retry: the daemon answers a repeated key from memory.")
-@curve_client_options[0]
-@curve_client_options[1]
+@existing_file("--curve-secret", "This client's .key_secret file (CurveZMQ).")
+@existing_file("--curve-server", "The server's public .key file (CurveZMQ).")
 def call_command(
     route: str,
     body: str | None,

@@ -11,6 +11,7 @@ import click
 
 from heirloom.cli import logs
 from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
+from heirloom.cli.options import existing_file, existing_folder
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer
 from heirloom.wire.metrics import MetricsAddress
@@ -53,21 +54,15 @@ log_level_option = click.option(
     "in a private temp folder). Bind a tcp:// address to accept `heirloom worker --connect` from other "
     "hosts; Ray workers need one their nodes reach (docs/SCALE.md).",
 )
-@click.option(
-    "--curve-secret",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="This server's .key_secret file: serve over CurveZMQ.",
-)
-@click.option(
+@existing_file("--curve-secret", "This server's .key_secret file: serve over CurveZMQ.")
+@existing_folder(
     "--curve-clients",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of authorised clients' public .key files, read again every [server] reload_interval "
+    "Folder of authorised clients' public .key files, read again every [server] reload_interval "
     "seconds and on _reload (a removed key is refused from then on).",
 )
-@click.option(
+@existing_folder(
     "--curve-admins",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of public .key files allowed to call admin routes (_reload); each must also be in --curve-clients.",
+    "Folder of public .key files allowed to call admin routes (_reload); each must also be in --curve-clients.",
 )
 @click.option(
     "--metrics-port",

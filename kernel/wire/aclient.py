@@ -1,21 +1,25 @@
 """``heirloom.AsyncClient``: the client for asyncio programs (an HTTP gateway, a bot).
 
 :class:`heirloom.Client` owns its socket in a thread of its own, so an asyncio caller pays
-a hand-over to that thread and back on every call (at one call in flight, most of a
-gateway's own cost). This client's DEALER socket lives on the caller's event loop
-(``zmq.asyncio``): a call sends from the loop and one reader task resolves replies, with
-no thread in between. Same wire, same replies and errors as ``Client``; no retries (the
-caller decides). Use it from one event loop; close it on that loop.
+a hand-over to that thread and back on every call. This client's DEALER socket is read
+and written on the caller's event loop, with no thread in between: a call sends without
+blocking, and the loop's reader callback on the socket's file descriptor resolves the
+replies. It uses no ``zmq.asyncio`` future per receive and no ``asyncio.timeout`` per call
+(one timer handle instead): at one call in flight that bookkeeping cost more than the
+libzmq calls. Same wire, same replies and errors as ``Client``; no retries (the caller
+decides). Use it from one event loop; close it on that loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
-import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from heirloom.core.errors import HeirloomError
@@ -31,8 +35,14 @@ from heirloom.wire.client import (
     refused_key_message,
 )
 from heirloom.wire.protocol import request_frames
+from heirloom.wire.transport import drain, receiver, sender
 
 HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+#: Replies handled per turn of the reader callback before other callbacks get theirs.
+DRAIN_LIMIT = 256
 
 
 class AsyncClient:
@@ -41,17 +51,22 @@ class AsyncClient:
     def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout: float = 10.0, curve: CurveClient | None = None):
         self.address = address
         self.timeout = timeout
-        self._context = zmq.asyncio.Context()
+        self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
-        self._monitor = None
+        self._monitor: zmq.Socket | None = None
         if curve is not None:
             curve.apply(self._socket)
             self._monitor = self._socket.get_monitor_socket(HANDSHAKE_EVENTS)
         self._socket.connect(address)
+        self._send = sender(self._socket, nonblocking=True)
+        self._recv = receiver(self._socket)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        #: Requests libzmq did not take (its queue to the daemon is at the high-water mark),
+        #: sent once the socket is writable again unless their deadline passed meanwhile.
+        self._unsent: deque[tuple[int, Sequence[Any]]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._auth_failure: str | None = None
         self._closed = False
 
@@ -63,51 +78,96 @@ class AsyncClient:
             raise HeirloomError("the client is closed")
         if self._auth_failure is not None:
             raise Unauthenticated(self._auth_failure)
-        if not self._tasks:
-            self._start()
+        loop = self._loop or self._attach()
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
+        timer = loop.call_later(budget, self._expire, request_id)
         try:
-            async with asyncio.timeout(budget):
-                await self._socket.send_multipart(frames, copy=False)  # waits while not yet connected
-                return await future
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"no reply from {self.address} within the deadline (is the daemon running and reachable?)"
-            ) from None
+            self._submit(request_id, frames)
+            return await future
         finally:
+            timer.cancel()
             self._pending.pop(request_id, None)
 
     async def call(self, route: str, body: Any = None, **kwargs: Any) -> Any:
         """Call ``route`` and return the reply body (options as :meth:`request`)."""
         return (await self.request(route, body, **kwargs)).body
 
-    def _start(self) -> None:
-        self._tasks.append(asyncio.ensure_future(self._read()))
+    # -- the socket on the loop ----------------------------------------------------------
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        """Watch the socket (and the Curve monitor) from the running loop, on first use."""
+        loop = self._loop = asyncio.get_running_loop()
+        loop.add_reader(self._socket.FD, self._on_socket)
         if self._monitor is not None:
-            self._tasks.append(asyncio.ensure_future(self._watch_handshakes()))
+            loop.add_reader(self._monitor.FD, self._on_monitor)
+            loop.call_soon(self._on_monitor)  # events from before the reader (edge-triggered)
+        return loop
 
-    async def _read(self) -> None:
-        while True:
-            parsed = parse_reply(await self._socket.recv_multipart(), self._pending.__contains__)
-            if parsed is None:
-                continue
-            request_id, outcome = parsed
-            future = self._pending.pop(request_id)
-            if future.done():  # its caller gave up in the same turn of the loop
-                continue
-            if isinstance(outcome, RemoteError):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+    def _submit(self, request_id: int, frames: Sequence[Any]) -> None:
+        if not self._unsent:
+            try:
+                self._send(frames)
+            except zmq.Again:  # the queue to the daemon is full: wait until it is writable
+                self._unsent.append((request_id, frames))
+        else:
+            self._unsent.append((request_id, frames))
+        # ZMQ_FD is edge-triggered and a send may consume the edge of a reply already here
+        if self._socket.get(_EVENTS) & _POLLIN:
+            self._loop.call_soon(self._on_socket)  # type: ignore[union-attr]
 
-    async def _watch_handshakes(self) -> None:
+    def _on_socket(self) -> None:
+        if self._closed:
+            return
+        drain(self._socket, self._recv, self._resolve, DRAIN_LIMIT)
+        events = self._socket.get(_EVENTS)
+        if events & _POLLOUT and self._unsent:
+            self._flush()
+            events = self._socket.get(_EVENTS)
+        if events & _POLLIN:  # more than DRAIN_LIMIT were waiting
+            self._loop.call_soon(self._on_socket)  # type: ignore[union-attr]
+
+    def _flush(self) -> None:
+        while self._unsent:
+            request_id, frames = self._unsent[0]
+            if request_id in self._pending:
+                try:
+                    self._send(frames)
+                except zmq.Again:
+                    return
+            self._unsent.popleft()
+
+    def _resolve(self, frames: list[bytes], user: str | None) -> None:
+        parsed = parse_reply(frames, self._pending.__contains__)
+        if parsed is None:
+            return
+        request_id, outcome = parsed
+        future = self._pending.pop(request_id)
+        if future.done():  # its caller gave up in the same turn of the loop
+            return
+        if isinstance(outcome, RemoteError):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def _expire(self, request_id: int) -> None:
+        future = self._pending.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_exception(
+                DeadlineExceeded(
+                    f"no reply from {self.address} within the deadline (is the daemon running and reachable?)"
+                )
+            )
+
+    def _on_monitor(self) -> None:
         assert self._monitor is not None
-        while True:
-            event = parse_monitor_message(await self._monitor.recv_multipart())["event"]
+        while not self._closed:
+            try:
+                event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            except zmq.Again:
+                return
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._auth_failure = None
                 continue
@@ -119,14 +179,18 @@ class AsyncClient:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
+        self._unsent.clear()
 
     def close(self) -> None:
         """Fail outstanding calls with UNAVAILABLE and release the socket."""
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(ValueError, RuntimeError):  # the descriptors are gone or the loop stopped
+                self._loop.remove_reader(self._socket.FD)
+                if self._monitor is not None:
+                    self._loop.remove_reader(self._monitor.FD)
         self._fail_pending(Unavailable("the client was closed"))
         if self._monitor is not None:
             self._socket.disable_monitor()

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 import heirloom
-
-EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')"
+from heirloom.options import listen_options
+from heirloom.reports import EXTRA_HINT
 
 
 @click.command("ui")
@@ -22,8 +22,7 @@ EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloo
     help="The artifact store folder (default: the one `heirloom train` uses, HEIRLOOM_HOME/store).",
 )
 @click.option("--connect", metavar="ADDR", help="A running daemon's address, for live route stats (tcp://, ipc://).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
+@listen_options(default_port=8765)
 @click.option(
     "--refresh",
     default=5,

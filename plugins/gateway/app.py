@@ -3,7 +3,8 @@
 One ``heirloom.AsyncClient`` per identity (one in all without tokens) carries every
 request: its socket lives on the gateway's event loop, handlers ``await`` their replies,
 so any number of HTTP requests are in flight on one ZeroMQ connection, the event loop
-never blocks on the daemon, and no thread hand-over is paid per request.
+never blocks on the daemon, and no thread hand-over is paid per request. The two hot
+paths (a route's JSON, an OIP infer) are served in front of Starlette (``front.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,20 +31,15 @@ from heirloom_plugins.gateway.auth import bearer, match
 from heirloom_plugins.gateway.binary import decode as decode_binary
 from heirloom_plugins.gateway.docs import docs_page
 from heirloom_plugins.gateway.errors import PAYLOAD_TOO_LARGE, error_response, remote_error_response
+from heirloom_plugins.gateway.front import Answer, Front, Receive, Refused, read_body, refusal, to_json
 from heirloom_plugins.gateway.openapi import openapi
 from heirloom_plugins.gateway.routes import Routes
 
 DEADLINE_HEADER = "heirloom-deadline-ms"
-VERSION_HEADER = "Heirloom-Model-Version"
+VERSION_HEADER = b"heirloom-model-version"
 #: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
 STATS_TTL = 1.0
-
-
-class Refused(Exception):
-    """An HTTP refusal decided by the gateway before anything is forwarded."""
-
-    def __init__(self, response: Response):
-        self.response = response
+Headers = Mapping[str, str]  # by lower-case name: Starlette's Headers, or front.headers_of
 
 
 class Gateway:
@@ -77,11 +74,11 @@ class Gateway:
             self._clients[token] = heirloom.AsyncClient(self.address, timeout=self.timeout, curve=curve)
         return self._clients[token]
 
-    def caller(self, request: Request) -> heirloom.AsyncClient:
+    def caller(self, headers: Headers) -> heirloom.AsyncClient:
         """The connection of the request's identity; Refused (401) without a known token."""
         if not self.tokens:
             return self.client(None)
-        token = bearer(request.headers.get("authorization"))
+        token = bearer(headers.get("authorization"))
         known = match(self.tokens, token) if token else None
         if known is None:
             message = "this gateway needs 'Authorization: Bearer TOKEN'" if token is None else "unknown bearer token"
@@ -94,15 +91,12 @@ class Gateway:
         self._clients.clear()
 
     # -- calling -------------------------------------------------------------------------
-    async def reply(self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float) -> Any:
-        return await client.request(route, body, timeout=timeout)
-
     async def body(self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float) -> Any:
-        return (await self.reply(client, route, body, timeout)).body
+        return await client.call(route, body, timeout=timeout)
 
-    def deadline(self, request: Request) -> float:
+    def deadline(self, headers: Headers) -> float:
         """Seconds to wait: the ``Heirloom-Deadline-Ms`` header, at most the gateway's timeout."""
-        raw = request.headers.get(DEADLINE_HEADER)
+        raw = headers.get(DEADLINE_HEADER)
         if raw is None:
             return self.timeout
         try:
@@ -114,16 +108,15 @@ class Gateway:
             raise Refused(error_response(400, message, field="header.Heirloom-Deadline-Ms"))
         return min(milliseconds / 1000, self.timeout)
 
-    async def json_body(self, request: Request, limit: int, where: str, tensors: bool = False) -> Any:
-        """The request's JSON, refused (413) past ``limit`` bytes before it is read whole;
-        with ``tensors`` (an infer request), Triton's binary tensor extension is accepted."""
-        declared = request.headers.get("content-length")
+    async def json_body(self, headers: Headers, receive: Receive, limit: int, where: str, tensors: bool = False) -> Any:
+        """The request's JSON, refused (413) past ``limit`` bytes: on its Content-Length before
+        it is read, else as soon as it is longer; with ``tensors`` (an infer request), Triton's
+        binary tensor extension is accepted."""
+        declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise Refused(_too_large(int(declared), limit, where))
-        raw = await request.body()
-        if len(raw) > limit:
-            raise Refused(_too_large(len(raw), limit, where))
-        binary = request.headers.get("inference-header-content-length")
+        raw = await read_body(receive, limit, lambda size: _too_large(size, limit, where))
+        binary = headers.get("inference-header-content-length")
         if binary is not None:
             if not tensors:
                 message = f"{where} takes JSON; binary tensors (Inference-Header-Content-Length) are for infer"
@@ -140,20 +133,19 @@ class Gateway:
             raise Refused(error_response(400, f"the body is not JSON: {exc}", field="body")) from None
 
     # -- plain routes --------------------------------------------------------------------
-    async def route(self, request: Request) -> Response:
-        name = request.path_params["route"]
-        client = self.caller(request)
-        timeout = self.deadline(request)
+    async def route(self, name: str, headers: Headers, receive: Receive) -> Answer:
+        """``POST /v1/routes/{name}`` (a hot path, served by :class:`Front`)."""
+        client = self.caller(headers)
+        timeout = self.deadline(headers)
         table = await self.routes.table()
         if name not in table.routes:
             table = await self.routes.table(fresh=True)
-        body = await self.json_body(request, table.max_payload(name), name)
-        reply = await self.reply(client, name, body, timeout)
-        headers = {VERSION_HEADER: reply.version} if reply.version else None
-        return JSONResponse(reply.body, headers=headers)
+        body = await self.json_body(headers, receive, table.max_payload(name), name)
+        reply = await client.request(name, body, timeout=timeout)
+        return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:
-        self.caller(request)
+        self.caller(request.headers)
         return JSONResponse({"routes": list((await self.routes.table()).routes.values())})
 
     # -- Open Inference Protocol v2 ------------------------------------------------------
@@ -161,18 +153,17 @@ class Gateway:
         return JSONResponse({"name": "heirloom", "version": heirloom.__version__, "extensions": []})
 
     async def live(self, request: Request) -> Response:
-        health = await self.body(self.caller(request), "_health", None, self.deadline(request))
+        health = await self.body(self.caller(request.headers), "_health", None, self.deadline(request.headers))
         return JSONResponse({"live": bool(health.get("live"))})
 
     async def ready(self, request: Request) -> Response:
-        ready = await self.body(self.caller(request), "_ready", None, self.deadline(request))
+        ready = await self.body(self.caller(request.headers), "_ready", None, self.deadline(request.headers))
         return JSONResponse({"ready": bool(ready.get("ready"))}, status_code=200 if ready.get("ready") else 503)
 
-    async def _model(self, request: Request) -> tuple[str, dict[str, Any], heirloom.AsyncClient]:
-        """The OIP model named in the path and its route entry (404 otherwise); a version in
-        the path must be the one served."""
-        client = self.caller(request)
-        name = request.path_params["name"]
+    async def _model(self, name: str, wanted: str | None, headers: Headers) -> tuple[Model, heirloom.AsyncClient]:
+        """The OIP model named in the path (404 otherwise); a version in the path must be
+        the one served."""
+        client = self.caller(headers)
         table = await self.routes.table()
         if name not in table.models:
             table = await self.routes.table(fresh=True)
@@ -180,47 +171,55 @@ class Gateway:
         if entry is None:
             known = ", ".join(sorted(table.models)) or "none"
             raise Refused(error_response(404, f"no model {name!r} (models: {known})", field="path.name"))
-        wanted = request.path_params.get("version")
+        model = Model(name, entry, table.signatures[name])
         if wanted is not None:
-            version = await self.served_version(client, entry, request)
+            version = await self.served_version(client, entry, headers)
             if wanted not in (oip.short_version(version), version):
                 serving = oip.short_version(version) or "no version"
                 message = f"model {name!r} version {wanted!r} is not served (serving {serving})"
                 raise Refused(error_response(404, message, field="path.version"))
-        return name, entry, client
+        return model, client
 
-    async def served_version(self, client: heirloom.AsyncClient, entry: dict[str, Any], request: Request) -> str | None:
+    async def served_version(self, client: heirloom.AsyncClient, entry: dict[str, Any], headers: Headers) -> str | None:
         """The model's served version from ``_stats``, read at most once a second."""
         now = time.monotonic()
         if now - self._stats_at > STATS_TTL:
-            self._stats = await self.body(client, "_stats", None, self.deadline(request))
+            self._stats = await self.body(client, "_stats", None, self.deadline(headers))
             self._stats_at = now
         return (self._stats.get("models", {}).get(entry["model"]) or {}).get("version")
 
+    async def _path_model(self, request: Request) -> tuple[Model, heirloom.AsyncClient]:
+        params = request.path_params
+        return await self._model(params["name"], params.get("version"), request.headers)
+
     async def model_metadata(self, request: Request) -> Response:
-        name, entry, client = await self._model(request)
-        return JSONResponse(oip.metadata(name, entry, await self.served_version(client, entry, request)))
+        model, client = await self._path_model(request)
+        version = await self.served_version(client, model.entry, request.headers)
+        return JSONResponse(oip.metadata(model.name, model.entry, model.signature, version))
 
     async def model_ready(self, request: Request) -> Response:
-        name, entry, client = await self._model(request)
-        ready = await self.body(client, "_ready", None, self.deadline(request))
-        is_ready = bool(ready.get("ready")) and ready.get("components", {}).get(f"models.{entry['model']}", True)
-        return JSONResponse({"name": name, "ready": bool(is_ready)}, status_code=200 if is_ready else 503)
+        model, client = await self._path_model(request)
+        ready = await self.body(client, "_ready", None, self.deadline(request.headers))
+        component = f"models.{model.entry['model']}"
+        is_ready = bool(ready.get("ready")) and ready.get("components", {}).get(component, True)
+        return JSONResponse({"name": model.name, "ready": bool(is_ready)}, status_code=200 if is_ready else 503)
 
-    async def infer(self, request: Request) -> Response:
-        name, entry, client = await self._model(request)
-        timeout = self.deadline(request)
-        payload = await self.json_body(request, int(entry["max_payload"]) * 4, name, tensors=True)
+    async def infer(self, name: str, version: str | None, headers: Headers, receive: Receive) -> Answer:
+        """``POST /v2/models/{name}[/versions/{version}]/infer`` (a hot path, served by :class:`Front`)."""
+        model, client = await self._model(name, version, headers)
+        timeout = self.deadline(headers)
+        payload = await self.json_body(headers, receive, int(model.entry["max_payload"]) * 4, name, tensors=True)
         try:
-            bodies = oip.rows(payload, entry)
+            bodies = oip.rows(payload, model.signature)
+            route = model.entry["name"]
+            if len(bodies) == 1:  # no task per row when there is one
+                replies = [await client.request(route, bodies[0], timeout=timeout)]
+            else:
+                replies = await asyncio.gather(*(client.request(route, body, timeout=timeout) for body in bodies))
+            result = oip.response(name, model.signature, [r.body for r in replies], replies[0].version, payload)
         except oip.InferError as exc:
-            return error_response(400, str(exc), field=exc.field)
-        replies = await asyncio.gather(*(self.reply(client, entry["name"], body, timeout) for body in bodies))
-        try:
-            result = oip.response(name, entry, [r.body for r in replies], replies[0].version, payload)
-        except oip.InferError as exc:
-            return error_response(400, str(exc), field=exc.field)
-        return JSONResponse(result)
+            raise Refused(error_response(400, str(exc), field=exc.field)) from None
+        return to_json(result), []
 
     # -- documents and pages -------------------------------------------------------------
     async def openapi_json(self, request: Request) -> Response:
@@ -230,18 +229,18 @@ class Gateway:
         return HTMLResponse(docs_page(openapi(await self.routes.table())))
 
     async def console_index(self, request: Request) -> Response:
-        self.caller(request)
+        self.caller(request.headers)
         table = await self.routes.table()
         return HTMLResponse(console_pages.index(console_pages.mounted(self.consoles, table)))
 
     async def console(self, request: Request) -> Response:
-        client = self.caller(request)
+        client = self.caller(request.headers)
         api = request.path_params["api"]
         table = await self.routes.table()
         found = console_pages.mounted(self.consoles, table).get(api)
         if found is None:
             return HTMLResponse(console_pages.missing(api), status_code=404)
-        timeout = self.deadline(request)
+        timeout = self.deadline(request.headers)
 
         loop = asyncio.get_running_loop()
 
@@ -263,6 +262,15 @@ class Gateway:
         return HTMLResponse(console_pages.layout(found, api, html))
 
 
+@attrs.frozen
+class Model:
+    """An OIP model of the current route table: its name, route entry and tensors."""
+
+    name: str
+    entry: dict[str, Any]
+    signature: oip.Signature
+
+
 def _too_large(size: int, limit: int, where: str) -> Response:
     message = f"the body is {size} bytes; {where} accepts at most {limit}"
     return error_response(PAYLOAD_TOO_LARGE, message, field="body")
@@ -274,16 +282,16 @@ def _guarded(handler: Any) -> Any:
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)
-        except Refused as refused:
-            return refused.response
-        except heirloom.RemoteError as error:
-            return remote_error_response(error)
+        except (Refused, heirloom.RemoteError) as exc:
+            return refusal(exc)
 
     endpoint.__name__ = handler.__name__
     return endpoint
 
 
-def create_app(gateway: Gateway) -> Starlette:
+def create_app(gateway: Gateway) -> Front:
+    """The gateway's ASGI app: the hot paths in :class:`Front`, the rest in Starlette."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -296,12 +304,9 @@ def create_app(gateway: Gateway) -> Starlette:
         ("/v2/health/ready", g.ready, "GET"),
         ("/v2/models/{name}", g.model_metadata, "GET"),
         ("/v2/models/{name}/ready", g.model_ready, "GET"),
-        ("/v2/models/{name}/infer", g.infer, "POST"),
         ("/v2/models/{name}/versions/{version}", g.model_metadata, "GET"),
         ("/v2/models/{name}/versions/{version}/ready", g.model_ready, "GET"),
-        ("/v2/models/{name}/versions/{version}/infer", g.infer, "POST"),
         ("/v1/routes", g.route_table, "GET"),
-        ("/v1/routes/{route}", g.route, "POST"),
         ("/openapi.json", g.openapi_json, "GET"),
         ("/docs", g.docs, "GET"),
         ("/console", g.console_index, "GET"),
@@ -309,4 +314,4 @@ def create_app(gateway: Gateway) -> Starlette:
     ]
     routes = [Route(path, _guarded(handler), methods=[method]) for path, handler, method in table]
     routes.append(Route("/", lambda request: RedirectResponse("/console"), methods=["GET"]))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Front(Starlette(routes=routes, lifespan=lifespan), route=g.route, infer=g.infer)

@@ -15,8 +15,12 @@ from pathlib import Path
 import click
 
 import heirloom
+from heirloom.options import existing_file, listen_options
+from heirloom.reports import EXTRA_HINT
 
-EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')"
+#: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
+#: by uvicorn's "auto" choice). bench/gateway.py runs its FastAPI baseline with the same.
+UVICORN_SETTINGS = {"log_level": "warning", "access_log": False}
 
 
 @contextlib.contextmanager
@@ -52,21 +56,12 @@ def served(profile: str, start_timeout: float) -> Iterator[str]:
 @click.command("gateway")
 @click.argument("profile", required=False)
 @click.option("--connect", metavar="ADDR", help="A running daemon's address (tcp://, ipc://) instead of PROFILE.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="HTTP port.")
+@listen_options(default_port=8000)
 @click.option(
     "--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001), help="Longest wait per request (s)."
 )
-@click.option(
-    "--tokens",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help='TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.',
-)
-@click.option(
-    "--curve-server-key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="The daemon's public key (server.key), with --tokens when the daemon uses Curve.",
-)
+@existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')
+@existing_file("--curve-server-key", "The daemon's public key (server.key), with --tokens when the daemon uses Curve.")
 def gateway_command(
     profile: str | None,
     connect: str | None,
@@ -114,4 +109,4 @@ def gateway_command(
         # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises; exit 0 as serve does
         for stop in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop, lambda signum, frame: sys.exit(0))
-        uvicorn.run(create_app(gateway), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(gateway), host=host, port=port, **UVICORN_SETTINGS)

@@ -17,6 +17,8 @@ import json
 import math
 from typing import Any
 
+import attrs
+
 from heirloom_plugins.gateway.schemas import is_probability_map, output_type, properties, tensor_type
 
 #: Fields every reply carries that are not outputs (the version is the response's ``model_version``).
@@ -32,20 +34,35 @@ class InferError(ValueError):
         self.field = field
 
 
+@attrs.frozen
+class Signature:
+    """A model route's tensors, read from its schemas once per route table (not per request)."""
+
+    #: ``input field -> (datatype, shape)`` for the fields that are tensors.
+    inputs: dict[str, tuple[str, list[int]]]
+    #: ``reply field -> its schema``, as declared (may be empty: then the reply's own fields).
+    outputs: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> Signature:
+        fields = properties(entry.get("input") or {})
+        typed = {name: tensor_type(schema) for name, schema in fields.items()}
+        return cls(
+            inputs={name: found for name, found in typed.items() if found is not None},
+            outputs=properties(entry.get("output") or {}),
+        )
+
+
 def short_version(version: str | None) -> str:
     """``project/model@7`` -> ``7`` (OIP versions are plain strings)."""
     return version.rpartition("@")[2] if version else ""
 
 
-def metadata(name: str, entry: dict[str, Any], version: str | None) -> dict[str, Any]:
-    inputs = []
-    for field, schema in properties(entry.get("input") or {}).items():
-        typed = tensor_type(schema)
-        if typed is not None:
-            inputs.append({"name": field, "datatype": typed[0], "shape": typed[1]})
+def metadata(name: str, entry: dict[str, Any], signature: Signature, version: str | None) -> dict[str, Any]:
+    inputs = [{"name": field, "datatype": typed[0], "shape": typed[1]} for field, typed in signature.inputs.items()]
     outputs = [
         {"name": field, "datatype": output_type(schema)[0], "shape": output_type(schema)[1]}
-        for field, schema in properties(entry.get("output") or {}).items()
+        for field, schema in signature.outputs.items()
         if field not in NOT_OUTPUTS
     ]
     return {
@@ -64,14 +81,13 @@ def _flatten(data: Any) -> list[Any]:
     return [data]
 
 
-def rows(request: Any, entry: dict[str, Any]) -> list[dict[str, Any]]:
+def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
     """The route bodies of an infer request, one per row; InferError names what is wrong."""
     if not isinstance(request, dict):
         raise InferError("an infer request is a JSON object with 'inputs'", "body")
     tensors = request.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise InferError("'inputs' must be a non-empty list of tensors", "inputs")
-    fields = properties(entry.get("input") or {})
     columns: dict[str, list[Any]] = {}
     count = None
     for position, tensor in enumerate(tensors):
@@ -79,9 +95,9 @@ def rows(request: Any, entry: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= set(tensor):
             raise InferError(f"{where} must have 'name', 'shape', 'datatype' and 'data'", where)
         name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
-        expected = tensor_type(fields[name]) if name in fields else None
+        expected = signature.inputs.get(name)
         if expected is None:
-            known = ", ".join(f for f, s in fields.items() if tensor_type(s)) or "none"
+            known = ", ".join(signature.inputs) or "none"
             raise InferError(f"{where}: no input named {name!r} (inputs: {known})", f"{where}.name")
         if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d >= 0 for d in shape)):
             raise InferError(f"{where}.shape must be a list of non-negative ints, got {shape!r}", f"{where}.shape")
@@ -123,10 +139,10 @@ def requested(request: dict[str, Any], available: list[str]) -> list[str]:
 
 
 def response(
-    name: str, entry: dict[str, Any], replies: list[Any], version: str | None, request: dict[str, Any]
+    name: str, signature: Signature, replies: list[Any], version: str | None, request: dict[str, Any]
 ) -> dict[str, Any]:
     """The infer response for the replies to :func:`rows`' bodies, in order."""
-    schemas = properties(entry.get("output") or {})
+    schemas = signature.outputs
     first = replies[0] if isinstance(replies[0], dict) else {"output": replies[0]}
     available = [f for f in (schemas or first) if f not in NOT_OUTPUTS]
     outputs = []

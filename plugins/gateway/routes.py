@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from heirloom_plugins.gateway.oip import Signature
+
 #: The body limit of the built-in routes and of routes the gateway has not seen.
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 
@@ -22,13 +24,23 @@ def model_name(route: str) -> str:
     return route.removesuffix(".predict")
 
 
+def _models(table: RouteTable) -> dict[str, dict[str, Any]]:
+    return {model_name(name): entry for name, entry in table.routes.items() if entry.get("model")}
+
+
+def _signatures(table: RouteTable) -> dict[str, Signature]:
+    return {name: Signature.of(entry) for name, entry in table.models.items()}
+
+
 @attrs.frozen
 class RouteTable:
-    routes: dict[str, dict[str, Any]]
+    """One reading of ``_routes``; what requests look up in it is computed here, once."""
 
-    @property
-    def models(self) -> dict[str, dict[str, Any]]:
-        return {model_name(name): entry for name, entry in self.routes.items() if entry.get("model")}
+    routes: dict[str, dict[str, Any]]
+    #: ``OIP model name -> its route entry``.
+    models: dict[str, dict[str, Any]] = attrs.field(init=False, default=attrs.Factory(_models, takes_self=True))
+    #: ``OIP model name -> its tensors``.
+    signatures: dict[str, Signature] = attrs.field(init=False, default=attrs.Factory(_signatures, takes_self=True))
 
     def apis(self) -> dict[str, set[str]]:
         """``api name -> its route methods`` (the kernel's ``_`` routes left out)."""

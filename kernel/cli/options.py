@@ -1,0 +1,39 @@
+"""Click options that more than one command defines the same way (the kernel's and plugins').
+
+Plugins take them from :mod:`heirloom.options`, the public face of this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def existing_file(name: str, help: str) -> Callable[[F], F]:
+    """An option naming a file that must exist, as a Path: a key (``--curve-secret``), a tokens file."""
+    return click.option(name, type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help)
+
+
+def existing_folder(name: str, help: str) -> Callable[[F], F]:
+    """An option naming a folder that must exist, as a Path: a folder of keys (``--curve-clients``)."""
+    return click.option(name, type=click.Path(exists=True, file_okay=False, path_type=Path), help=help)
+
+
+def listen_options(default_port: int) -> Callable[[F], F]:
+    """``--host`` and ``--port`` of a command that serves HTTP (``heirloom gateway``, ``heirloom ui``)."""
+    host = click.option(
+        "--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface)."
+    )
+    port = click.option(
+        "--port", default=default_port, show_default=True, type=click.IntRange(0, 65535), help="HTTP port."
+    )
+
+    def decorate(command: F) -> F:
+        return host(port(command))
+
+    return decorate

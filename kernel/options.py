@@ -1,0 +1,13 @@
+"""Click options for plugin commands (``heirloom_register_commands``) that the kernel's own
+commands share, so the same option reads the same in every ``--help``.
+
+- ``listen_options(default_port)``: ``--host`` (default 127.0.0.1) and ``--port`` of a
+  command that serves HTTP, as ``heirloom gateway`` and ``heirloom ui`` do.
+- ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
+  (a key, a tokens file) or a folder (of keys) that must exist, given to the command as a
+  ``Path``, as ``heirloom serve --curve-secret`` and ``heirloom gateway --tokens`` are.
+"""
+
+from heirloom.cli.options import existing_file, existing_folder, listen_options
+
+__all__ = ["existing_file", "existing_folder", "listen_options"]

@@ -1,0 +1,128 @@
+"""The gateway's hot paths, answered in front of Starlette with raw ASGI messages.
+
+``POST /v1/routes/{route}`` and ``POST /v2/models/{name}[/versions/{v}]/infer`` carry
+nearly all traffic. At one request in flight, Starlette's per-request machinery (its
+middleware stack, matching the path against every route, a ``Request``, a
+``JSONResponse``) cost as much as the gateway's own work, so these two paths are parsed
+here and answered with ``http.response.start``/``http.response.body`` messages; every
+other request, and every other method on these paths (405), goes to the Starlette app.
+Refusals are the same ``error_response`` replies the Starlette routes send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.responses import PlainTextResponse, Response
+
+import heirloom
+from heirloom_plugins.gateway.errors import remote_error_response
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: A hot handler: (JSON reply, extra headers); raises Refused or RemoteError to refuse.
+Answer = tuple[bytes, list[tuple[bytes, bytes]]]
+
+ROUTES = "/v1/routes/"
+MODELS = "/v2/models/"
+INFER = "/infer"
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def to_json(content: Any) -> bytes:
+    """Starlette's JSONResponse rendering, so both paths answer the same bytes."""
+    return _encode(content).encode()
+
+
+class Refused(Exception):
+    """An HTTP refusal decided by the gateway before anything is forwarded."""
+
+    def __init__(self, response: Response):
+        self.response = response
+
+
+class Disconnected(Exception):
+    """The client went away before its body was read."""
+
+
+def hot_path(path: str) -> tuple[str, str, str | None] | None:
+    """``("route", route, None)`` or ``("infer", model, version or None)`` for a hot path;
+    None otherwise. Parameters match Starlette's ``{param}`` (one non-empty segment)."""
+    if path.startswith(ROUTES):
+        route = path[len(ROUTES) :]
+        return ("route", route, None) if route and "/" not in route else None
+    if path.startswith(MODELS) and path.endswith(INFER):
+        parts = path[len(MODELS) : -len(INFER)].split("/")
+        if len(parts) == 1 and parts[0]:
+            return "infer", parts[0], None
+        if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+            return "infer", parts[0], parts[2]
+    return None
+
+
+def headers_of(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name; the first of repeated ones, as Starlette's."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+
+
+async def read_body(receive: Receive, limit: int, refuse: Callable[[int], Response]) -> bytes:
+    """The whole body, or Refused (``refuse(size)``) as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Refused(refuse(size))
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def refusal(exc: Refused | heirloom.RemoteError) -> Response:
+    """The HTTP reply of a refusal by the gateway or by the daemon."""
+    return exc.response if isinstance(exc, Refused) else remote_error_response(exc)
+
+
+class Front:
+    """An ASGI app: the hot paths answered by ``route`` and ``infer``, the rest by ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        route: Callable[[str, dict[str, str], Receive], Awaitable[Answer]],
+        infer: Callable[[str, str | None, dict[str, str], Receive], Awaitable[Answer]],
+    ):
+        self.app = app
+        self.route = route
+        self.infer = infer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hot = hot_path(scope["path"]) if scope["type"] == "http" else None
+        if hot is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "POST"})(scope, receive, send)
+            return
+        kind, name, version = hot
+        try:
+            if kind == "route":
+                body, extra = await self.route(name, headers_of(scope), receive)
+            else:
+                body, extra = await self.infer(name, version, headers_of(scope), receive)
+        except (Refused, heirloom.RemoteError) as exc:
+            await refusal(exc)(scope, receive, send)
+            return
+        except Disconnected:
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *extra]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
