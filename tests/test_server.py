@@ -300,7 +300,9 @@ def test_ready_turns_false_while_draining(tmp_path):
 def test_client_retries_only_when_safe(tmp_path):
     daemon = Daemon(tmp_path, max_queue=1)
     daemon.wait_ready()
-    with daemon.client(timeout=20, retries=8) as client:
+    # the hints start near 50 ms and shrink with each refusal: 40 retries span about 0.9 s,
+    # well past the blocker's 400 ms even on a busy machine (8 spanned barely 0.35 s)
+    with daemon.client(timeout=20, retries=40) as client:
         blocker = client.submit("t.slow", {"ms": 400})
         time.sleep(0.1)
         with pytest.raises(ResourceExhausted):
