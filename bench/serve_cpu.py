@@ -3,13 +3,15 @@
 ``bench/serve.py`` reports wall-clock req/s, which swings with whatever else the machine runs.
 This script counts instead the CPU seconds (user + system, from ``/proc/<pid>/stat``) that
 the daemon's processes (``serve`` and, with ``--workers``, its worker processes) spend per
-OK reply while a client keeps 64 requests in flight on ``echo.echo``, and the client's own
-CPU per reply (whether the load generator, not the daemon, sets the pace). It can compare two
+OK reply while a client keeps 64 requests in flight on ``echo.echo`` (and, with ``--model``,
+one request at a time on finance-sentiment's batched ``sentiment.predict``: the path a lone
+request takes through the batcher thread), and the client's own CPU per reply (whether the
+load generator, not the daemon, sets the pace). It can compare two
 checkouts in one run: ``--baseline DIR`` runs the same daemons with ``heirloom`` imported from
 another checkout's ``kernel/`` (e.g. ``git archive main kernel | tar -x -C DIR``); rounds
 interleave all daemons and the medians are reported.
 
-    .venv/bin/python bench/serve_cpu.py [--requests 20000] [--repeats 5] [--baseline DIR]
+    .venv/bin/python bench/serve_cpu.py [--requests 20000] [--repeats 5] [--baseline DIR] [--model]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import REPO, ZmqLoad, wait_ready
+from serve import REPO, ZmqLoad, phrasebank_texts, wait_ready
 
 TICK = os.sysconf("SC_CLK_TCK")
 IN_FLIGHT = 64
@@ -54,25 +56,25 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICK
 
 
-def run_requests(load: ZmqLoad, count: int) -> int:
-    """Send ``count`` requests keeping IN_FLIGHT outstanding; returns the OK replies."""
-    for i in range(IN_FLIGHT):
+def run_requests(load: ZmqLoad, count: int, in_flight: int) -> int:
+    """Send ``count`` requests keeping ``in_flight`` outstanding; returns the OK replies."""
+    for i in range(in_flight):
         load.send(i)
     ok = 0
-    for sent in range(IN_FLIGHT, count + IN_FLIGHT):
+    for sent in range(in_flight, count + in_flight):
         ok += load.receive() == "OK"
         if sent < count:
             load.send(sent)
     return ok
 
 
-def measure(pid: int, load: ZmqLoad, count: int) -> tuple[float, float, float]:
+def measure(pid: int, load: ZmqLoad, count: int, in_flight: int) -> tuple[float, float, float]:
     """(daemon CPU µs per OK reply, this client's CPU µs per OK reply, OK replies per second)
     for one batch of requests."""
-    run_requests(load, 2000)  # warm-up
+    run_requests(load, min(2000, count), in_flight)  # warm-up
     pids = tree(pid)
     before, began, client = cpu_seconds(pids), time.perf_counter(), time.process_time()
-    ok = run_requests(load, count)
+    ok = run_requests(load, count, in_flight)
     elapsed, used = time.perf_counter() - began, cpu_seconds(pids) - before
     return used / ok * 1e6, (time.process_time() - client) / ok * 1e6, ok / elapsed
 
@@ -82,8 +84,26 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="requests per measurement")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--baseline", type=Path, help="another checkout's root (holding kernel/) to compare with")
+    parser.add_argument(
+        "--model", action="store_true", help="also batched sentiment.predict at one in flight (needs HEIRLOOM_DATA)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-cpu-"))
+    # (label, profile, extra arguments, route, bodies, in flight, requests)
+    kinds: list[tuple] = [
+        ("echo one process", "minimal", (), "echo.echo", None, IN_FLIGHT, args.requests),
+        ("echo --workers 2", "minimal", ("--workers", "2"), "echo.echo", None, IN_FLIGHT, args.requests),
+    ]
+    if args.model:
+        data = Path(os.environ.get("HEIRLOOM_DATA", REPO.parent / "shared" / "data"))
+        os.environ["HEIRLOOM_DATA"] = str(data)  # the daemons below inherit it
+        env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
+        print("training finance-sentiment...", file=sys.stderr)
+        command = [sys.executable, "-m", "heirloom", "train", "finance-sentiment"]
+        subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True)
+        bodies = [{"text": text} for text in phrasebank_texts(data)]
+        predict = ("batched predict @1", "finance-sentiment", (), "sentiment.predict", bodies, 1, args.requests // 4)
+        kinds.append(predict)
     checkouts = {"this checkout": None}
     if args.baseline is not None:
         shim = tmp / "baseline-path"
@@ -95,32 +115,32 @@ def main() -> None:
         env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
         if path is not None:
             env["PYTHONPATH"] = path  # found before the editable install's finder
-        for label, extra in (("one process", ()), ("--workers 2", ("--workers", "2"))):
+        for label, profile, extra, route, bodies, in_flight, count in kinds:
             address = f"ipc://{tmp}/{len(daemons)}"
-            command = [sys.executable, "-m", "heirloom", "serve", "minimal", "--bind", address]
+            command = [sys.executable, "-m", "heirloom", "serve", profile, "--bind", address]
             command += ["--log-level", "WARNING", *extra]
             process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-            daemons.append((f"{name}: echo {label}", process, address))
-    results: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in daemons}
+            daemons.append((f"{name}: {label}", process, address, route, bodies, in_flight, count))
+    results: dict[str, list[tuple[float, float, float]]] = {daemon[0]: [] for daemon in daemons}
     try:
         loads = {}
-        for label, process, address in daemons:
+        for label, process, address, route, bodies, in_flight, count in daemons:
             wait_ready(address)
-            loads[label] = (process.pid, ZmqLoad(address, True))
+            loads[label] = (process.pid, ZmqLoad(address, True, route, bodies), count, in_flight)
         for round_number in range(args.repeats):
-            for label, (pid, load) in loads.items():
-                results[label].append(measure(pid, load, args.requests))
+            for label, (pid, load, count, in_flight) in loads.items():
+                results[label].append(measure(pid, load, count, in_flight))
             print(f"round {round_number + 1}/{args.repeats} done", file=sys.stderr)
     finally:
-        for _, process, _ in daemons:
-            process.terminate()
-            process.wait(30)
-    print(f"\n{os.cpu_count()} cores; {IN_FLIGHT} in flight; medians of {args.repeats} interleaved rounds\n")
-    print("| daemon | daemon CPU µs / request | client CPU µs / request | req/s |")
-    print("|---|---|---|---|")
+        for daemon in daemons:
+            daemon[1].terminate()
+            daemon[1].wait(30)
+    print(f"\n{os.cpu_count()} cores; medians of {args.repeats} interleaved rounds\n")
+    print("| daemon | in flight | daemon CPU µs / request | client CPU µs / request | req/s |")
+    print("|---|---|---|---|---|")
     for label, rows in results.items():
         daemon, client, rate = (statistics.median(r[i] for r in rows) for i in range(3))
-        print(f"| {label} | {daemon:.1f} | {client:.1f} | {rate:,.0f} |")
+        print(f"| {label} | {loads[label][3]} | {daemon:.1f} | {client:.1f} | {rate:,.0f} |")
 
 
 if __name__ == "__main__":
