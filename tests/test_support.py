@@ -25,8 +25,10 @@ import heirloom  # noqa: E402
 from heirloom.wire.client import InvalidArgument, NotFound  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
+from heirloom_plugins.encoder.fusion import WEIGHTS, choose_weight  # noqa: E402
 from heirloom_plugins.encoder.ranking import query_metrics  # noqa: E402
 from heirloom_plugins.encoder.reject import SCORES, threshold_for  # noqa: E402
+from heirloom_plugins.ngrams.head import NgramHead  # noqa: E402
 from heirloom_plugins.support.sources import StackFaqSource  # noqa: E402
 from tests.daemons import Daemon  # noqa: E402
 
@@ -257,6 +259,49 @@ def test_the_stored_intent_model_carries_what_its_reject_rule_needs(trained):
         EncoderClassifier(data="intents", reject=True).load(broken)
 
 
+def test_the_ngram_weight_is_the_one_with_the_best_validation_accuracy():
+    import torch
+
+    targets = torch.tensor([0, 1, 2, 0])
+    # the encoder confuses text 1 and 2 with label 0; the n-grams are sure of them, but wrong on text 3
+    encoder = torch.tensor([[0.9, 0.05, 0.05], [0.6, 0.4, 0.0], [0.5, 0.0, 0.5], [0.9, 0.1, 0.0]])
+    ngrams = torch.tensor([[0.6, 0.2, 0.2], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.2, 0.8, 0.0]])
+    weight, figures = choose_weight(encoder, ngrams, targets)
+    assert set(figures) == {f"{w:g}" for w in WEIGHTS}
+    assert figures["0"]["validation_accuracy"] == 0.5 and figures[f"{weight:g}"]["validation_accuracy"] == 1.0
+    assert 0 < weight < 0.5  # past 0.5 text 3 flips to the n-grams' wrong answer
+    # n-grams that only agree with the encoder add nothing: the encoder answers alone
+    assert choose_weight(encoder, encoder.clone(), targets)[0] == 0.0
+
+
+def test_a_fused_intent_model_stores_its_ngram_regression_and_answers_the_same_after_load(trained):
+    import torch
+
+    store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
+    state = store.load("support/intent@1")
+    assert state.metadata["training"]["selection"]["ngram_weight"] in WEIGHTS  # the profile fuses
+    labels = state.metadata["labels"]
+    records = [r for r in small_records("intents", "train") if r["label"] in labels]
+    targets = torch.tensor([labels.index(r["label"]) for r in records])
+    texts = [r["text"] for r in records]
+    lexical = NgramHead.fit(texts, targets, len(labels), l2=0.03, progress=heirloom.NullProgress(), description="t")
+    encoder_only = EncoderClassifier(data="intents", reject=True)
+    encoder_only.load(heirloom.State(state.tensors, {**state.metadata, "ngrams": None}))
+    metadata = {**state.metadata, "ngrams": {**lexical.metadata(), "weight": 0.4}}
+    fused = EncoderClassifier(data="intents", reject=True)
+    fused.load(heirloom.State({**state.tensors, **lexical.tensors("ngram_")}, metadata))
+    queries = texts[:: max(len(texts) // 12, 1)]
+    expected = 0.6 * torch.tensor([list(p["probabilities"].values()) for p in encoder_only.predict(queries)])
+    expected += 0.4 * lexical.probabilities(queries)
+    got = torch.tensor([list(p["probabilities"].values()) for p in fused.predict(queries)])
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert [p["guess"] for p in fused.predict(queries)] == [labels[i] for i in expected.argmax(1).tolist()]
+    # a state that says it fuses but lost a tensor is refused, naming it
+    broken = heirloom.State({k: v for k, v in fused.state().tensors.items() if k != "ngram_idf"}, metadata)
+    with pytest.raises(heirloom.HeirloomError, match="lacks tensors: ngram_idf"):
+        EncoderClassifier(data="intents").load(broken)
+
+
 def test_ranking_metrics_match_hand_computed_values():
     scores = query_metrics([3, 1, 7, 2, 5, 0], relevant={1, 2})
     assert scores["mrr_at_10"] == 0.5 and scores["p_at_5"] == 0.4
@@ -270,12 +315,13 @@ def test_a_classifier_without_a_parent_encoder_says_what_to_inherit():
         EncoderClassifier(data="x").fit([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}])
 
 
-def test_reject_without_validation_data_is_a_profile_error(tmp_path):
+@pytest.mark.parametrize("option", ["reject", "fuse_ngrams"])
+def test_choices_without_validation_data_are_a_profile_error(tmp_path, option):
     profile = write(
         tmp_path / "p.toml",
         '[sources.d]\nuse = "stackfaq"\npath = "."\n\n[models.m]\nuse = "encoder-classifier"\ndata = "d"\n'
-        "reject = true\nvalidation_fraction = 0.0\n",
+        f"{option} = true\nvalidation_fraction = 0.0\n",
     )
     result = run_heirloom("profile", "check", str(profile))
     assert result.returncode != 0
-    assert "models.m" in result.stderr and "validation_fraction" in result.stderr
+    assert "models.m" in result.stderr and "validation_fraction" in result.stderr and option in result.stderr

@@ -11,6 +11,10 @@ Fitting, when ``validation_fraction`` > 0, runs twice, like a careful person wou
 2. *Refit*: a fresh copy of the parent encoder trains on all the data for that many
    epochs and keeps the chosen rule.
 
+With ``fuse_ngrams``, a hashed word and character n-gram regression (ngrams/head.py) is
+trained beside it in both runs, and its share of the fused probabilities (fusion.py) is
+chosen in the selection run, before the reject rule (which then reads fused probabilities).
+
 The head's rows start at the class centroids of the parent encoder's embeddings, so
 training starts from a nearest-centroid classifier (new labels included).
 """
@@ -25,17 +29,29 @@ import attrs
 
 import heirloom
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
+from heirloom_plugins.encoder.fusion import choose_weight, fuse
 from heirloom_plugins.encoder.network import Encoder
 from heirloom_plugins.encoder.records import check_texts, labelled
 from heirloom_plugins.encoder.reject import SCORES, Rule, choose
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction
 from heirloom_plugins.metrics import classification_metrics, classification_text
+from heirloom_plugins.ngrams.head import NgramHead
 
 if TYPE_CHECKING:
     import torch
 
 FORMAT = "heirloom.encoder-classifier/1"
 OUT_OF_SCOPE = "out_of_scope"
+#: Prefix of the fused n-gram regression's tensors in the state.
+NGRAM_PREFIX = "ngram_"
+
+
+@attrs.frozen
+class Fusion:
+    """The n-gram regression fused with the encoder, and its share of the probabilities."""
+
+    head: NgramHead
+    weight: float
 
 
 @attrs.define(kw_only=True)
@@ -53,16 +69,27 @@ class EncoderClassifier(EncoderModel):
     max_accuracy_drop: float = attrs.field(default=0.015, validator=fraction)
     #: The label of out-of-scope texts, in test data and in rejected predictions.
     out_of_scope_label: str = OUT_OF_SCOPE
+    #: Fuse a hashed word/character n-gram regression's probabilities with the encoder's,
+    #: its weight chosen on validation (fusion.WEIGHTS; 0 keeps the encoder alone).
+    fuse_ngrams: bool = False
+    #: L2 penalty of that regression (the text-classifier's default).
+    ngram_l2: float = attrs.field(default=0.03, validator=attrs.validators.gt(0))
+    #: Additive cosine margin in the training loss (CosFace; Lin & Xu 2019 for unknown
+    #: intents): a text must sit ``margin`` closer to its own prototype than to any other,
+    #: so the classes pack tighter and unseen intents fall between them. 0: plain softmax.
+    margin: float = attrs.field(default=0.0, validator=fraction)
 
     def __attrs_post_init__(self) -> None:
-        if self.reject and not self.validation_fraction:
-            raise ValueError("'reject' needs validation data to choose its threshold: set 'validation_fraction' > 0")
+        for option in ("reject", "fuse_ngrams"):
+            if getattr(self, option) and not self.validation_fraction:
+                raise ValueError(f"'{option}' needs validation data to choose on: set 'validation_fraction' > 0")
         super().__attrs_post_init__()
         self._head: torch.Tensor | None = None
         self._labels: list[str] = []
         self._rule: Rule | None = None
         #: Class means and shared precision matrix of the training embeddings (a Mahalanobis rule).
         self._gaussian: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._fusion: Fusion | None = None
 
     def ready(self) -> bool:
         return self._encoder is not None and self._head is not None
@@ -89,14 +116,19 @@ class EncoderClassifier(EncoderModel):
                 f"encoder-classifier needs at least {self.calibration_labels + 2 if self.reject else 2} labels "
                 f"to fit, got {len(label_set)}"
             )
-        epochs, rule, selection = self.epochs, None, None
+        epochs, rule, weight, selection = self.epochs, None, 0.0, None
         if self.validation_fraction:
-            epochs, rule, selection = self._select(texts, labels, parent, progress)
+            epochs, rule, weight, selection = self._select(texts, labels, parent, progress)
         distance = rule is not None and rule.score == "mahalanobis"  # the state carries what its rule needs
         encoder, head, gaussian, history = self._train(
             texts, labels, label_set, parent, epochs, progress, "fine-tuning", distance=distance
         )
+        fusion = None
+        if weight:
+            lexical = self._ngram_head(texts, labels, label_set, progress, "fitting the n-gram regression")
+            fusion = Fusion(lexical, weight)
         self._encoder, self._head, self._labels, self._rule, self._gaussian = encoder, head, label_set, rule, gaussian
+        self._fusion = fusion
         self._training = {
             "examples": len(texts),
             "epochs": epochs,
@@ -105,10 +137,22 @@ class EncoderClassifier(EncoderModel):
             "parent": parent.metadata.get("format"),
         }
 
+    def _ngram_head(
+        self, texts: list[str], labels: list[str], label_set: list[str], progress: heirloom.Progress, description: str
+    ) -> NgramHead:
+        import torch
+
+        index = {label: i for i, label in enumerate(label_set)}
+        targets = torch.tensor([index[label] for label in labels])
+        return NgramHead.fit(
+            texts, targets, len(label_set), l2=self.ngram_l2, progress=progress, description=description
+        )
+
     def _select(
         self, texts: list[str], labels: list[str], parent: heirloom.State, progress: heirloom.Progress
-    ) -> tuple[int, Rule | None, dict[str, Any]]:
-        """Train on part of the data and choose epochs (and the reject rule) on the rest."""
+    ) -> tuple[int, Rule | None, float, dict[str, Any]]:
+        """Train on part of the data and choose epochs (then the n-gram weight, then the
+        reject rule) on the rest."""
         label_set = sorted(set(labels))
         held_labels = set(random.Random(self.seed).sample(label_set, self.calibration_labels)) if self.reject else set()
         held = heirloom.stratified_holdout(labels, self.validation_fraction, self.seed)
@@ -134,9 +178,17 @@ class EncoderClassifier(EncoderModel):
         )
         accuracies = [sum(s["correct"]) / max(len(known), 1) for s in scores]
         best_epoch = max(range(len(accuracies)), key=lambda e: (accuracies[e], -e))
+        outputs, correct = scores[best_epoch]["outputs"], scores[best_epoch]["correct"]
+        weight, weights = 0.0, None
+        if self.fuse_ngrams:
+            lexical = self._ngram_head(*subset, seen_labels, progress, "selecting the n-gram weight")
+            truth = [labels[i] for i in known]
+            weight, weights, outputs = self._choose_fusion(
+                lexical, [texts[i] for i in known + unseen], truth, seen_labels, outputs, progress
+            )
+            correct = [seen_labels[b] == label for b, label in zip(outputs["best"][: len(known)], truth, strict=True)]
         rule, candidates = None, {}
         if self.reject:
-            outputs, correct = scores[best_epoch]["outputs"], scores[best_epoch]["correct"]
             rule, candidates = choose(
                 {name: (outputs[name][: len(known)], outputs[name][len(known) :]) for name in SCORES},
                 correct,
@@ -152,11 +204,37 @@ class EncoderClassifier(EncoderModel):
         selection = {
             "validation_accuracy": accuracies,
             "best_epochs": best_epoch + 1,
+            "ngram_weight": weight if self.fuse_ngrams else None,
+            "ngram_weights": weights,
             "held_out_labels": sorted(held_labels),
             "rule": rule.to_json() if rule else None,
             "rule_candidates": {name: candidate.to_json() for name, candidate in candidates.items()},
         }
-        return best_epoch + 1, rule, selection
+        return best_epoch + 1, rule, weight, selection
+
+    @staticmethod
+    def _choose_fusion(
+        lexical: NgramHead,
+        texts: list[str],
+        truth: list[str],
+        label_set: list[str],
+        outputs: dict[str, Any],
+        progress: heirloom.Progress,
+    ) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        """The n-gram weight with the best accuracy on the in-scope validation texts (the
+        first ``len(truth)`` of ``texts``), every weight's figures, and ``outputs`` (the
+        encoder's, over ``texts``) with the fused label and probabilities."""
+        import torch
+
+        index = {label: i for i, label in enumerate(label_set)}
+        targets = torch.tensor([index[label] for label in truth])
+        encoder, ngrams = outputs["probabilities"].cpu(), lexical.probabilities(texts)
+        weight, weights = choose_weight(encoder[: len(truth)], ngrams[: len(truth)], targets)
+        progress.log(
+            f"n-gram weight {weight:g}: validation accuracy {weights[f'{weight:g}']['validation_accuracy']:.4f} "
+            f"(encoder alone {weights['0']['validation_accuracy']:.4f})"
+        )
+        return weight, weights, {**outputs, **_ranked(fuse(encoder, ngrams, weight))}
 
     def _train(
         self,
@@ -188,8 +266,10 @@ class EncoderClassifier(EncoderModel):
 
         def loss(batch: list[int]) -> torch.Tensor:
             embedded = encoder.upper([hidden[i] for i in batch], split)
-            logits = self.scale * embedded @ torch.nn.functional.normalize(head, dim=-1).T
-            return torch.nn.functional.cross_entropy(logits, targets[batch])
+            cosine = embedded @ torch.nn.functional.normalize(head, dim=-1).T
+            if self.margin:
+                cosine = cosine - self.margin * torch.nn.functional.one_hot(targets[batch], len(label_set))
+            return torch.nn.functional.cross_entropy(self.scale * cosine, targets[batch])
 
         for epoch in range(epochs):
             progress.start(f"{description}: epoch {epoch + 1}/{epochs}", total=len(texts))
@@ -240,19 +320,21 @@ class EncoderClassifier(EncoderModel):
         gaussian: tuple[torch.Tensor, torch.Tensor] | None,
         texts: list[str],
         split: int | None,
+        fusion: Fusion | None = None,
     ) -> dict[str, Any]:
-        """The best label and every reject score (reject.SCORES: higher is more in scope)."""
+        """The best label and every reject score (reject.SCORES: higher is more in scope);
+        with ``fusion`` the label and the probability come from the fused probabilities."""
         import torch
 
         embedded = encoder.embed(texts, split).to(head.device)
         cosine = embedded @ torch.nn.functional.normalize(head, dim=-1).T
         probabilities = torch.softmax(self.scale * cosine, 1)
+        if fusion is not None:
+            probabilities = fuse(probabilities, fusion.head.probabilities(texts), fusion.weight)
         outputs = {
-            "best": probabilities.argmax(1).tolist(),
-            "probability": probabilities.max(1).values.tolist(),
+            **_ranked(probabilities),
             "similarity": cosine.max(1).values.tolist(),
             "energy": torch.logsumexp(self.scale * cosine, 1).tolist(),
-            "probabilities": probabilities,
         }
         if gaussian is not None:
             outputs["mahalanobis"] = (-nearest_distance(embedded, *gaussian)).tolist()
@@ -263,7 +345,7 @@ class EncoderClassifier(EncoderModel):
         ``out_of_scope_label`` when the reject rule says "I don't know"."""
         encoder, head = self._require()
         check_texts(batch, "encoder-classifier")
-        return self._decide(self._outputs(encoder, head, self._gaussian, batch, None))
+        return self._decide(self._outputs(encoder, head, self._gaussian, batch, None, self._fusion))
 
     def _decide(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         results = []
@@ -287,7 +369,7 @@ class EncoderClassifier(EncoderModel):
         encoder, head = self._require()
         texts, truth = labelled(data, "encoder-classifier")
         split = max(encoder.layers - self.trainable_layers, 0)
-        decided = self._decide(self._outputs(encoder, head, self._gaussian, texts, split))
+        decided = self._decide(self._outputs(encoder, head, self._gaussian, texts, split, self._fusion))
         inside = [i for i, label in enumerate(truth) if label != self.out_of_scope_label]
         outside = [i for i, label in enumerate(truth) if label == self.out_of_scope_label]
         metrics = classification_metrics(
@@ -324,6 +406,8 @@ class EncoderClassifier(EncoderModel):
         tensors = {**encoder.tensors(), "head": head.detach().cpu().contiguous()}
         if self._gaussian is not None:
             tensors["class_means"], tensors["precision"] = (t.detach().cpu().contiguous() for t in self._gaussian)
+        if self._fusion is not None:
+            tensors.update(self._fusion.head.tensors(NGRAM_PREFIX))
         return heirloom.State(
             tensors,
             {
@@ -331,6 +415,7 @@ class EncoderClassifier(EncoderModel):
                 "labels": list(self._labels),
                 "scale": self.scale,
                 "rule": self._rule.to_json() if self._rule else None,
+                "ngrams": {**self._fusion.head.metadata(), "weight": self._fusion.weight} if self._fusion else None,
                 "encoder": encoder.metadata(),
                 "config": config,
                 "training": self._training,
@@ -360,5 +445,16 @@ class EncoderClassifier(EncoderModel):
             self._gaussian = (means.to(self._device), precision.to(self._device))
         if self._rule is not None and self._rule.score == "mahalanobis" and self._gaussian is None:
             raise heirloom.HeirloomError("the state's reject rule is 'mahalanobis' but it has no class_means/precision")
+        ngrams = state.metadata.get("ngrams")
+        self._fusion = None
+        if ngrams:
+            head = NgramHead.from_state(state, NGRAM_PREFIX, ngrams, len(labels))
+            self._fusion = Fusion(head, float(ngrams["weight"]))
         self.scale = float(state.metadata.get("scale", self.scale))
         self._training = dict(state.metadata.get("training", {}))
+
+
+def _ranked(probabilities: torch.Tensor) -> dict[str, Any]:
+    """The best label, its probability, and every probability (texts x labels)."""
+    top = probabilities.max(1)
+    return {"best": top.indices.tolist(), "probability": top.values.tolist(), "probabilities": probabilities}

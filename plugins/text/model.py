@@ -15,9 +15,9 @@ import attrs
 
 import heirloom
 from heirloom_plugins.metrics import classification_metrics, classification_text
-from heirloom_plugins.text.features import Featurizer, HashingSettings
-from heirloom_plugins.text.linear import Outcome, Weights, logits, train
-from heirloom_plugins.text.vectors import Bags, Counts, Vocabulary, count
+from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
+from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, probabilities, train
+from heirloom_plugins.ngrams.vectors import Bags, Counts, Vocabulary, count
 
 if TYPE_CHECKING:
     import torch
@@ -269,8 +269,6 @@ class TextClassifier(heirloom.Model):
         return heirloom.Report(metrics, classification_text(metrics))
 
     def _probabilities(self, texts: list[Any]) -> torch.Tensor:
-        import torch
-
         fitted = self._require()
         for position, text in enumerate(texts):
             if not isinstance(text, str):
@@ -279,13 +277,15 @@ class TextClassifier(heirloom.Model):
                 )
         if self._featurizer is None or self._featurizer.settings != fitted.hashing:
             self._featurizer = Featurizer(fitted.hashing)
-        chunks = []
-        with torch.no_grad():
-            for start in range(0, len(texts), self.batch_size):
-                found = count(self._featurizer, texts[start : start + self.batch_size])
-                bags = fitted.vocabulary.bags(found, self._row_table(fitted))
-                chunks.append(torch.softmax(logits(bags.to(self._device), fitted.weights), 1).cpu())
-        return torch.cat(chunks) if chunks else torch.zeros(0, len(fitted.labels))
+        return probabilities(
+            self._featurizer,
+            fitted.vocabulary,
+            self._row_table(fitted),
+            fitted.weights,
+            texts,
+            batch_size=self.batch_size,
+            device=self._device,
+        )
 
     def _row_table(self, fitted: Fitted) -> torch.Tensor:
         """The bucket -> row table of the current weights, built once per fitted state."""

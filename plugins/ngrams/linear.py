@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 import heirloom
-from heirloom_plugins.text.vectors import Bags
+from heirloom_plugins.ngrams.features import Featurizer
+from heirloom_plugins.ngrams.vectors import Bags, Vocabulary, count
 
 if TYPE_CHECKING:
     import torch
@@ -132,3 +133,25 @@ def _validate(validation: tuple[Bags, torch.Tensor], weights: Weights) -> dict[s
             "validation_loss": float(F.cross_entropy(scores, targets)),
             "validation_accuracy": float((scores.argmax(1) == targets).float().mean()),
         }
+
+
+def probabilities(
+    featurizer: Featurizer,
+    vocabulary: Vocabulary,
+    table: torch.Tensor,
+    weights: Weights,
+    texts: list[str],
+    *,
+    batch_size: int,
+    device: str,
+) -> torch.Tensor:
+    """Softmax probabilities (texts x labels, on the CPU), ``batch_size`` texts per pass;
+    texts are featurised on the CPU, the weights may live on ``device``."""
+    import torch
+
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            bags = vocabulary.bags(count(featurizer, texts[start : start + batch_size]), table)
+            chunks.append(torch.softmax(logits(bags.to(device), weights), 1).cpu())
+    return torch.cat(chunks) if chunks else torch.zeros(0, weights.bias.shape[0])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from heirloom_plugins.text.features import Featurizer
+from heirloom_plugins.ngrams.features import Featurizer
 
 if TYPE_CHECKING:
     import torch
