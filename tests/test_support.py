@@ -246,7 +246,9 @@ def test_the_stored_intent_model_carries_what_its_reject_rule_needs(trained):
     state = store.load("support/intent@1")
     labels, hidden = len(state.metadata["labels"]), state.tensors["head"].shape[1]
     assert state.metadata["rule"]["score"] in SCORES
-    assert set(state.metadata["training"]["selection"]["rule_candidates"]) == set(SCORES)  # what it was chosen from
+    selection = state.metadata["training"]["selection"]
+    fused = {"fused"} if selection["ngram_weight"] else set()  # a candidate only when the n-grams take part
+    assert set(selection["rule_candidates"]) == set(SCORES) - {"fused"} | fused  # what it was chosen from
     if state.metadata["rule"]["score"] == "mahalanobis":
         assert tuple(state.tensors["class_means"].shape) == (labels, hidden)
         assert tuple(state.tensors["precision"].shape) == (hidden, hidden)
@@ -300,6 +302,10 @@ def test_a_fused_intent_model_stores_its_ngram_regression_and_answers_the_same_a
     broken = heirloom.State({k: v for k, v in fused.state().tensors.items() if k != "ngram_idf"}, metadata)
     with pytest.raises(heirloom.HeirloomError, match="lacks tensors: ngram_idf"):
         EncoderClassifier(data="intents").load(broken)
+    # so is a rule on the fused probability without the n-grams it needs
+    metadata = {**state.metadata, "ngrams": None, "rule": {**state.metadata["rule"], "score": "fused"}}
+    with pytest.raises(heirloom.HeirloomError, match="'fused' but it has no n-gram regression"):
+        EncoderClassifier(data="intents", reject=True).load(heirloom.State(state.tensors, metadata))
 
 
 def test_ranking_metrics_match_hand_computed_values():

@@ -189,8 +189,9 @@ class EncoderClassifier(EncoderModel):
             correct = [seen_labels[b] == label for b, label in zip(outputs["best"][: len(known)], truth, strict=True)]
         rule, candidates = None, {}
         if self.reject:
+            present = [name for name in SCORES if name in outputs]  # "fused" only with a fusion weight above 0
             rule, candidates = choose(
-                {name: (outputs[name][: len(known)], outputs[name][len(known) :]) for name in SCORES},
+                {name: (outputs[name][: len(known)], outputs[name][len(known) :]) for name in present},
                 correct,
                 self.max_accuracy_drop,
             )
@@ -223,7 +224,8 @@ class EncoderClassifier(EncoderModel):
     ) -> tuple[float, dict[str, Any], dict[str, Any]]:
         """The n-gram weight with the best accuracy on the in-scope validation texts (the
         first ``len(truth)`` of ``texts``), every weight's figures, and ``outputs`` (the
-        encoder's, over ``texts``) with the fused label and probabilities."""
+        encoder's, over ``texts``) with the fused label and probabilities (unchanged when the
+        weight is 0)."""
         import torch
 
         index = {label: i for i, label in enumerate(label_set)}
@@ -234,7 +236,7 @@ class EncoderClassifier(EncoderModel):
             f"n-gram weight {weight:g}: validation accuracy {weights[f'{weight:g}']['validation_accuracy']:.4f} "
             f"(encoder alone {weights['0']['validation_accuracy']:.4f})"
         )
-        return weight, weights, {**outputs, **_ranked(fuse(encoder, ngrams, weight))}
+        return weight, weights, {**outputs, **_fused(fuse(encoder, ngrams, weight))} if weight else outputs
 
     def _train(
         self,
@@ -323,21 +325,25 @@ class EncoderClassifier(EncoderModel):
         fusion: Fusion | None = None,
     ) -> dict[str, Any]:
         """The best label and every reject score (reject.SCORES: higher is more in scope);
-        with ``fusion`` the label and the probability come from the fused probabilities."""
+        with ``fusion`` the label, ``probabilities`` and the ``fused`` score come from the
+        fused probabilities (``probability`` stays the encoder's)."""
         import torch
 
         embedded = encoder.embed(texts, split).to(head.device)
         cosine = embedded @ torch.nn.functional.normalize(head, dim=-1).T
         probabilities = torch.softmax(self.scale * cosine, 1)
-        if fusion is not None:
-            probabilities = fuse(probabilities, fusion.head.probabilities(texts), fusion.weight)
+        top = probabilities.max(1)
         outputs = {
-            **_ranked(probabilities),
+            "best": top.indices.tolist(),
+            "probability": top.values.tolist(),
+            "probabilities": probabilities,
             "similarity": cosine.max(1).values.tolist(),
             "energy": torch.logsumexp(self.scale * cosine, 1).tolist(),
         }
         if gaussian is not None:
             outputs["mahalanobis"] = (-nearest_distance(embedded, *gaussian)).tolist()
+        if fusion is not None:
+            outputs.update(_fused(fuse(probabilities, fusion.head.probabilities(texts), fusion.weight)))
         return outputs
 
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
@@ -356,7 +362,7 @@ class EncoderClassifier(EncoderModel):
                 {
                     "label": self._labels[best] if in_scope else self.out_of_scope_label,
                     "guess": self._labels[best],
-                    "confidence": outputs["probability"][position],
+                    "confidence": outputs["fused" if "fused" in outputs else "probability"][position],
                     "in_scope": in_scope,
                     "probabilities": dict(zip(self._labels, rows[position], strict=True)),
                 }
@@ -450,11 +456,14 @@ class EncoderClassifier(EncoderModel):
         if ngrams:
             head = NgramHead.from_state(state, NGRAM_PREFIX, ngrams, len(labels))
             self._fusion = Fusion(head, float(ngrams["weight"]))
+        if self._rule is not None and self._rule.score == "fused" and self._fusion is None:
+            raise heirloom.HeirloomError("the state's reject rule is 'fused' but it has no n-gram regression (ngrams)")
         self.scale = float(state.metadata.get("scale", self.scale))
         self._training = dict(state.metadata.get("training", {}))
 
 
-def _ranked(probabilities: torch.Tensor) -> dict[str, Any]:
-    """The best label, its probability, and every probability (texts x labels)."""
+def _fused(probabilities: torch.Tensor) -> dict[str, Any]:
+    """The best label by the fused probabilities, its probability (the ``fused`` score), and
+    every fused probability (texts x labels)."""
     top = probabilities.max(1)
-    return {"best": top.indices.tolist(), "probability": top.values.tolist(), "probabilities": probabilities}
+    return {"best": top.indices.tolist(), "fused": top.values.tolist(), "probabilities": probabilities}

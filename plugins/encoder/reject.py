@@ -1,7 +1,8 @@
 """The out-of-scope rule: reject a prediction whose score is below a threshold chosen on
 validation data that holds out-of-scope examples (never on test).
 
-Every score is "higher is more in scope": the top softmax probability, the top cosine
+Every score is "higher is more in scope": the top softmax probability, with n-gram fusion
+the top fused probability (``fused``; only when the fusion weight is above 0), the top cosine
 similarity to a class prototype, the energy (log-sum-exp of the logits) and minus the
 squared Mahalanobis distance to the nearest class mean of the training embeddings
 (distance.py). For each, the threshold is the one that rejects the most out-of-scope
@@ -17,7 +18,7 @@ from typing import Any
 
 import attrs
 
-SCORES = ("probability", "similarity", "energy", "mahalanobis")
+SCORES = ("probability", "fused", "similarity", "energy", "mahalanobis")
 
 
 @attrs.frozen
