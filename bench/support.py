@@ -138,7 +138,6 @@ def section_intent(args: argparse.Namespace, results: Results, parent: heirloom.
         epochs=args.epochs,
         validation_fraction=0.1 if selects else 0.0,
         fuse_ngrams=selects,
-        margin=args.margin,
     )
     ours = classifier_row(model, parent, train, test)
     ours["ngram_weight"] = model.state().metadata["training"]["selection"]["ngram_weight"] if selects else None
@@ -160,7 +159,7 @@ def section_intent(args: argparse.Namespace, results: Results, parent: heirloom.
 def section_oos(args: argparse.Namespace, results: Results, parent: heirloom.State) -> None:
     train = profile_records(args.data, "intents", "train", args.overrides)
     test = profile_records(args.data, "intents", "test", args.overrides)
-    model = EncoderClassifier(data="intents", epochs=args.epochs, reject=True, fuse_ngrams=True, margin=args.margin)
+    model = EncoderClassifier(data="intents", epochs=args.epochs, reject=True, fuse_ngrams=True)
     ours = classifier_row(model, parent, train, test)
     drop = ours["accuracy"] - ours["in_scope_accuracy"]
     met = ours["oos_recall"] >= 0.6 and drop <= 0.02
@@ -294,9 +293,6 @@ def main(argv: list[str] | None = None) -> int:
         "--fixed-epochs",
         action="store_true",
         help="intent and finance: train --epochs epochs, no selection run (half the time; oos always selects)",
-    )
-    parser.add_argument(
-        "--margin", type=float, default=0.0, help="intent and oos: the classifiers' additive cosine margin (default 0)"
     )
     parser.add_argument("--faq-epochs", type=int, default=2, help="epochs of the retriever's fine-tuning")
     parser.add_argument("--requests", type=int, default=200, help="sequential requests for the latency")

@@ -74,10 +74,6 @@ class EncoderClassifier(EncoderModel):
     fuse_ngrams: bool = False
     #: L2 penalty of that regression (the text-classifier's default).
     ngram_l2: float = attrs.field(default=0.03, validator=attrs.validators.gt(0))
-    #: Additive cosine margin in the training loss (CosFace; Lin & Xu 2019 for unknown
-    #: intents): a text must sit ``margin`` closer to its own prototype than to any other,
-    #: so the classes pack tighter and unseen intents fall between them. 0: plain softmax.
-    margin: float = attrs.field(default=0.0, validator=fraction)
 
     def __attrs_post_init__(self) -> None:
         for option in ("reject", "fuse_ngrams"):
@@ -268,10 +264,8 @@ class EncoderClassifier(EncoderModel):
 
         def loss(batch: list[int]) -> torch.Tensor:
             embedded = encoder.upper([hidden[i] for i in batch], split)
-            cosine = embedded @ torch.nn.functional.normalize(head, dim=-1).T
-            if self.margin:
-                cosine = cosine - self.margin * torch.nn.functional.one_hot(targets[batch], len(label_set))
-            return torch.nn.functional.cross_entropy(self.scale * cosine, targets[batch])
+            logits = self.scale * embedded @ torch.nn.functional.normalize(head, dim=-1).T
+            return torch.nn.functional.cross_entropy(logits, targets[batch])
 
         for epoch in range(epochs):
             progress.start(f"{description}: epoch {epoch + 1}/{epochs}", total=len(texts))
