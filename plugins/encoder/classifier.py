@@ -448,8 +448,8 @@ class EncoderClassifier(EncoderModel):
         ngrams = state.metadata.get("ngrams")
         self._fusion = None
         if ngrams:
-            head = NgramHead.from_state(state, NGRAM_PREFIX, ngrams, len(labels))
-            self._fusion = Fusion(head, float(ngrams["weight"]))
+            lexical = NgramHead.from_state(state, NGRAM_PREFIX, ngrams, len(labels))
+            self._fusion = Fusion(lexical, float(ngrams["weight"]))
         if self._rule is not None and self._rule.score == "fused" and self._fusion is None:
             raise heirloom.HeirloomError("the state's reject rule is 'fused' but it has no n-gram regression (ngrams)")
         self.scale = float(state.metadata.get("scale", self.scale))
