@@ -448,7 +448,9 @@ class EncoderClassifier(EncoderModel):
         ngrams = state.metadata.get("ngrams")
         self._fusion = None
         if ngrams:
-            lexical = NgramHead.from_state(state, NGRAM_PREFIX, ngrams, len(labels))
+            lexical = NgramHead.from_state(
+                state, NGRAM_PREFIX, ngrams["hashing"], len(labels), "the state's n-gram regression"
+            )
             self._fusion = Fusion(lexical, float(ngrams["weight"]))
         if self._rule is not None and self._rule.score == "fused" and self._fusion is None:
             raise heirloom.HeirloomError("the state's reject rule is 'fused' but it has no n-gram regression (ngrams)")

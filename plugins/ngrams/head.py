@@ -1,5 +1,5 @@
-"""A hashed n-gram softmax regression trained from scratch on one label set: the lexical
-half that the ``encoder-classifier`` fuses with its encoder.
+"""A fitted hashed n-gram softmax regression: what the ``text-classifier`` predicts with,
+and the lexical half that the ``encoder-classifier`` fuses with its encoder.
 
 A sentence encoder reads meaning; exact words and their spelling (``topping up`` against
 ``top up``, ``pin`` against ``passcode``) are what the hashed word and character n-grams
@@ -73,14 +73,21 @@ class NgramHead:
         head._featurizer = featurizer
         return head
 
-    def probabilities(self, texts: list[str]) -> torch.Tensor:
-        """Texts x labels softmax probabilities, on the CPU."""
+    def to(self, device: str) -> NgramHead:
+        """The weights on ``device``; the vocabulary stays on the CPU, where texts are featurised."""
+        weights = Weights(self.weights.weight.to(device), self.weights.bias.to(device))
+        return NgramHead(self.hashing, self.vocabulary, weights)
+
+    def probabilities(self, texts: list[str], batch_size: int = 1024) -> torch.Tensor:
+        """Texts x labels softmax probabilities (on the CPU), ``batch_size`` texts per pass.
+        The featuriser and the bucket -> row table are built on first use, once."""
         if self._featurizer is None:
             self._featurizer = Featurizer(self.hashing)
         if self._table is None:
             self._table = self.vocabulary.table(self.hashing.buckets)
+        device = str(self.weights.weight.device)
         return probabilities(
-            self._featurizer, self.vocabulary, self._table, self.weights, texts, batch_size=1024, device="cpu"
+            self._featurizer, self.vocabulary, self._table, self.weights, texts, batch_size=batch_size, device=device
         )
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
@@ -92,17 +99,19 @@ class NgramHead:
         return {"hashing": self.hashing.to_json()}
 
     @classmethod
-    def from_state(cls, state: heirloom.State, prefix: str, metadata: dict[str, Any], labels: int) -> NgramHead:
-        """The head stored under ``prefix``, refused with the reason when its tensors are
-        missing or do not fit ``labels``."""
-        missing = [prefix + name for name in TENSORS if prefix + name not in state.tensors]
+    def from_state(
+        cls, state: heirloom.State, prefix: str, hashing: dict[str, Any], labels: int, what: str
+    ) -> NgramHead:
+        """The regression stored under ``prefix`` (``hashing``: its settings as JSON), refused
+        with the reason, naming ``what`` ("the parent", ...), when a tensor is missing or the
+        shapes do not fit ``labels``."""
+        missing = sorted(prefix + name for name in TENSORS if prefix + name not in state.tensors)
         if missing:
-            raise heirloom.HeirloomError(f"the state's n-gram head lacks tensors: {', '.join(missing)}")
+            raise heirloom.HeirloomError(f"{what} lacks tensors: {', '.join(missing)}")
         features, idf, weight, bias = (state.tensors[prefix + name] for name in TENSORS)
-        shapes = tuple(weight.shape), tuple(bias.shape), len(idf)
-        if shapes != ((len(features), labels), (labels,), len(features)):
+        expected = (len(features), labels)
+        if tuple(weight.shape) != expected or tuple(bias.shape) != (labels,) or len(idf) != len(features):
             raise heirloom.HeirloomError(
-                f"the state's n-gram head does not fit its {labels} labels: weight {tuple(weight.shape)}, "
-                f"{len(features)} features"
+                f"{what} has inconsistent shapes: weight {tuple(weight.shape)}, expected {expected}"
             )
-        return cls(HashingSettings.from_json(metadata["hashing"]), Vocabulary(features, idf), Weights(weight, bias))
+        return cls(HashingSettings.from_json(hashing), Vocabulary(features, idf), Weights(weight, bias))

@@ -16,7 +16,8 @@ import attrs
 import heirloom
 from heirloom_plugins.metrics import classification_metrics, classification_text
 from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
-from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, probabilities, train
+from heirloom_plugins.ngrams.head import NgramHead
+from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, train
 from heirloom_plugins.ngrams.vectors import Bags, Counts, Vocabulary, count
 
 if TYPE_CHECKING:
@@ -59,14 +60,12 @@ class Fitted:
     """Everything a trained classifier needs to predict."""
 
     labels: list[str]
-    hashing: HashingSettings
-    vocabulary: Vocabulary
-    weights: Weights
+    #: The hashing settings, vocabulary and weights (the regression itself).
+    head: NgramHead
     training: dict[str, Any]
 
     def to(self, device: str) -> Fitted:
-        """The weights on ``device``; the vocabulary stays on the CPU, where texts are featurised."""
-        return attrs.evolve(self, weights=Weights(self.weights.weight.to(device), self.weights.bias.to(device)))
+        return attrs.evolve(self, head=self.head.to(device))
 
 
 @attrs.define(kw_only=True)
@@ -116,7 +115,6 @@ class TextClassifier(heirloom.Model):
     def __attrs_post_init__(self) -> None:
         self._device = "cpu"
         self._fitted: Fitted | None = None
-        self._featurizer: Featurizer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, ctx: heirloom.Context) -> None:
@@ -211,8 +209,7 @@ class TextClassifier(heirloom.Model):
             outcome = self._train(everything, l2, progress, description)
             vocabulary, training["refit"] = everything.vocabulary, outcome.summary
         training["features"] = len(vocabulary.features)
-        self._fitted = Fitted(label_set, hashing, vocabulary, outcome.weights, training)
-        self._featurizer = featurizer
+        self._fitted = Fitted(label_set, NgramHead(hashing, vocabulary, outcome.weights), training)
 
     def _train(
         self,
@@ -237,7 +234,7 @@ class TextClassifier(heirloom.Model):
     def _inherited(self, parent: heirloom.State, hashing: HashingSettings) -> Fitted:
         """The parent's trained state, refused with the reason when it cannot seed this model."""
         fitted = _unpack(parent, "parent")
-        theirs, ours = attrs.asdict(fitted.hashing), attrs.asdict(hashing)
+        theirs, ours = attrs.asdict(fitted.head.hashing), attrs.asdict(hashing)
         differences = [
             f"{name} (parent {theirs[name]!r}, this model {ours[name]!r})"
             for name in ours
@@ -275,24 +272,7 @@ class TextClassifier(heirloom.Model):
                 raise heirloom.HeirloomError(
                     f"text-classifier predicts texts: item {position} is {type(text).__name__}"
                 )
-        if self._featurizer is None or self._featurizer.settings != fitted.hashing:
-            self._featurizer = Featurizer(fitted.hashing)
-        return probabilities(
-            self._featurizer,
-            fitted.vocabulary,
-            self._row_table(fitted),
-            fitted.weights,
-            texts,
-            batch_size=self.batch_size,
-            device=self._device,
-        )
-
-    def _row_table(self, fitted: Fitted) -> torch.Tensor:
-        """The bucket -> row table of the current weights, built once per fitted state."""
-        cached = getattr(self, "_table", None)
-        if cached is None or cached[0] is not fitted:
-            self._table = (fitted, fitted.vocabulary.table(fitted.hashing.buckets))
-        return self._table[1]
+        return fitted.head.probabilities(texts, self.batch_size)
 
     def _require(self) -> Fitted:
         if self._fitted is None:
@@ -304,27 +284,20 @@ class TextClassifier(heirloom.Model):
         """Tensors ``features`` (hashed bucket ids), ``idf``, ``weight`` (features x labels),
         ``bias``; metadata: format, labels, hashing settings, configuration, training summary."""
         fitted = self._require()
-        tensors = {
-            "features": fitted.vocabulary.features,
-            "idf": fitted.vocabulary.idf,
-            "weight": fitted.weights.weight,
-            "bias": fitted.weights.bias,
-        }
         config = attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
         metadata = {
             "format": FORMAT,
             "labels": list(fitted.labels),
-            "hashing": fitted.hashing.to_json(),
+            "hashing": fitted.head.hashing.to_json(),
             "weighting": "sublinear tf x smoothed idf, l2-normalised per text",
             "config": config,
             "training": fitted.training,
         }
-        return heirloom.State({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, metadata)
+        return heirloom.State(fitted.head.tensors(""), metadata)
 
     def load(self, state: heirloom.State) -> None:
         """Adopt ``state``, including its hashing settings (what its weights mean)."""
         self._fitted = _unpack(state, "state").to(self._device)
-        self._featurizer = None
 
 
 @attrs.frozen
@@ -357,7 +330,7 @@ class _Task:
     def problem(self, texts: list[str], labels: list[str], held_texts: list[str], held_labels: list[str]) -> _Problem:
         """Vocabulary and idf from ``texts`` (plus the parent's), bags, prior, validation."""
         counts, targets = self.encoded(texts, labels)
-        vocabulary = Vocabulary.fit(counts, self.inherited.vocabulary if self.inherited else None)
+        vocabulary = Vocabulary.fit(counts, self.inherited.head.vocabulary if self.inherited else None)
         validation = None
         if held_texts:
             held_counts, held_targets = self.encoded(held_texts, held_labels)
@@ -393,24 +366,9 @@ def _unpack(state: heirloom.State, what: str) -> Fitted:
         raise heirloom.HeirloomError(
             f"the {what} is not a text-classifier state (format {metadata.get('format')!r}, expected {FORMAT!r})"
         )
-    missing = sorted({"features", "idf", "weight", "bias"}.difference(state.tensors))
-    if missing:
-        raise heirloom.HeirloomError(f"the {what} lacks tensors: {', '.join(missing)}")
     labels = list(metadata["labels"])
-    features, idf = state.tensors["features"], state.tensors["idf"]
-    weight, bias = state.tensors["weight"], state.tensors["bias"]
-    expected = (len(features), len(labels))
-    if tuple(weight.shape) != expected or tuple(bias.shape) != (len(labels),) or len(idf) != len(features):
-        raise heirloom.HeirloomError(
-            f"the {what} has inconsistent shapes: weight {tuple(weight.shape)}, expected {expected}"
-        )
-    return Fitted(
-        labels,
-        HashingSettings.from_json(metadata["hashing"]),
-        Vocabulary(features, idf),
-        Weights(weight, bias),
-        dict(metadata.get("training", {})),
-    )
+    head = NgramHead.from_state(state, "", metadata["hashing"], len(labels), f"the {what}")
+    return Fitted(labels, head, dict(metadata.get("training", {})))
 
 
 def _prior(
@@ -438,8 +396,8 @@ def _prior(
         return Weights(weight, bias)
     ours = torch.tensor([labels.index(label) for label in shared])
     theirs = torch.tensor([parent_index[label] for label in shared])
-    rows, known = parent.vocabulary.rows_of(vocabulary.features)
-    parent_weight, parent_bias = parent.weights.weight.cpu(), parent.weights.bias.cpu()
+    rows, known = parent.head.vocabulary.rows_of(vocabulary.features)
+    parent_weight, parent_bias = parent.head.weights.weight.cpu(), parent.head.weights.bias.cpu()
     weight[known.nonzero().squeeze(1)[:, None], ours] = parent_weight[rows[known]][:, theirs]
     bias[ours] = parent_bias[theirs]
     new = torch.tensor([i for i, label in enumerate(labels) if label not in parent_index], dtype=torch.long)
