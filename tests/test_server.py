@@ -75,6 +75,30 @@ def test_internal_error_fails_only_that_request(client):
     assert client.call("echo.echo", "still serving") == "still serving"
 
 
+def test_a_slow_batched_route_never_holds_up_the_other_requests(tmp_path):
+    """The daemon computes a lone batched request itself only for a route whose last batch
+    took at most ``[server] idle_inline_ms``: while a slow route computes, even its first
+    request, everything else is still answered at once."""
+    profile = '[server]\nidle_inline_ms = 50\n\n[apis.t]\nuse = "testing"\nbatch_ms = 400\n'
+    daemon = Daemon(tmp_path, profile=profile)
+    try:
+        daemon.wait_ready()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(daemon.address)
+        for attempt in range(2):  # the first (cost unknown), then one after a slow batch
+            sock.send_multipart(request_frames(f"batched{attempt}", "t.batched", {"values": [attempt]}))
+            time.sleep(0.1)  # alone on arrival: now it computes
+            sock.send_multipart(request_frames(f"health{attempt}", "_health", None))
+            order = []
+            for _ in range(2):
+                assert sock.poll(5000)
+                order.append(msgpack.unpackb(sock.recv_multipart()[1])["id"])
+            assert order == [f"health{attempt}", f"batched{attempt}"]
+        sock.close()
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_deadline_exceeded_before_compute(daemon, client):
     """The server itself drops expired work before computing it: a raw socket waits for the
     server's answer (no client-side timeout), and the late request never ran."""

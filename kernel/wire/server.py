@@ -31,6 +31,7 @@ from zmq.backend import zmq_poll
 from heirloom.core.components import ClientLimits, Versioned
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
+from heirloom.wire.batching import Batcher
 from heirloom.wire.builtin_routes import KernelApi, storage_usage
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
@@ -110,6 +111,7 @@ class Server:
         os.set_blocking(self._wake_write, False)
         self._wake_lock = threading.Lock()
         self._closed = False
+        self._idle_inline = settings.idle_inline_ms / 1000
         self._executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="heirloom-handler")
         self._system_ready = threading.Event()
         self._installed = False
@@ -304,7 +306,8 @@ class Server:
         if endpoint.inline:
             self._inline(call, True)
         elif endpoint.batcher is not None:
-            endpoint.batcher.put(call)
+            if not self._run_lone(call, endpoint.batcher):
+                endpoint.batcher.put(call)
         else:
             self._executor.submit(self._run_one, call)
 
@@ -361,6 +364,16 @@ class Server:
         finally:
             if admitted:
                 self.admission.resources.release()
+
+    def _run_lone(self, call: Call, batcher: Batcher) -> bool:
+        """Compute a batched request on this thread when it is the daemon's only one in
+        flight and no other message waits: there is nothing to batch it with, and the hand-over
+        to the batcher thread and back would cost more than a quick compute. Bounded by
+        ``[server] idle_inline_ms`` (the route's last batch must have been at least that quick),
+        so other requests wait at most about that long behind it."""
+        if not self._idle_inline or self.admission.in_flight > 1 or self.socket.get(zmq.EVENTS) & zmq.POLLIN:
+            return False
+        return batcher.run_here(call, self._finish, self._idle_inline)
 
     def _run_one(self, call: Call) -> None:
         call.started = time.perf_counter()
