@@ -13,6 +13,7 @@ The N replies become the output tensors:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -42,15 +43,30 @@ class Signature:
     inputs: dict[str, tuple[str, list[int]]]
     #: ``reply field -> its schema``, as declared (may be empty: then the reply's own fields).
     outputs: dict[str, dict[str, Any]]
+    #: ``reply field -> (datatype, encoding)`` of the declared outputs (see :func:`encoding`).
+    encodings: dict[str, tuple[str, str]]
 
     @classmethod
     def of(cls, entry: dict[str, Any]) -> Signature:
         fields = properties(entry.get("input") or {})
         typed = {name: tensor_type(schema) for name, schema in fields.items()}
+        outputs = properties(entry.get("output") or {})
         return cls(
             inputs={name: found for name, found in typed.items() if found is not None},
-            outputs=properties(entry.get("output") or {}),
+            outputs=outputs,
+            encodings={name: encoding(schema) for name, schema in outputs.items()},
         )
+
+
+def encoding(schema: dict[str, Any]) -> tuple[str, str]:
+    """An output field's datatype and how its values become tensor data: ``labels`` (a
+    probability map, one column per label), ``json`` (a JSON document per row), ``plain``."""
+    datatype, _ = output_type(schema)
+    if is_probability_map(schema):
+        return datatype, "labels"
+    if datatype == "BYTES" and schema.get("type") != "string":
+        return datatype, "json"
+    return datatype, "plain"
 
 
 def short_version(version: str | None) -> str:
@@ -148,8 +164,8 @@ def response(
     outputs = []
     for field in requested(request, available):
         values = [reply.get(field) if isinstance(reply, dict) else reply for reply in replies]
-        schema = schemas.get(field) or _guess(values[0])
-        outputs.append(_tensor(field, schema, values))
+        found = signature.encodings.get(field) or encoding(_guess(values[0]))
+        outputs.append(_tensor(field, found, values))
     body: dict[str, Any] = {"model_name": name, "model_version": short_version(version), "outputs": outputs}
     if "id" in request:
         body["id"] = request["id"]
@@ -163,18 +179,24 @@ def _guess(value: Any) -> dict[str, Any]:
     return {}
 
 
-def _tensor(name: str, schema: dict[str, Any], values: list[Any]) -> dict[str, Any]:
-    datatype, _ = output_type(schema)
-    if is_probability_map(schema):
-        labels = list(values[0])
+def _tensor(name: str, found: tuple[str, str], values: list[Any]) -> dict[str, Any]:
+    datatype, how = found
+    if how == "labels":
+        labels = tuple(values[0])
         data = [float(value.get(label, 0.0)) for value in values for label in labels]
         return {
             "name": name,
-            "datatype": "FP64",
+            "datatype": datatype,
             "shape": [len(values), len(labels)],
             "data": data,
-            "parameters": {"labels": json.dumps(labels)},
+            "parameters": {"labels": _labels_json(labels)},
         }
-    if datatype == "BYTES" and schema.get("type") != "string":
+    if how == "json":
         values = [json.dumps(value) for value in values]
     return {"name": name, "datatype": datatype, "shape": [len(values)], "data": values}
+
+
+@functools.lru_cache(maxsize=256)
+def _labels_json(labels: tuple[str, ...]) -> str:
+    """The ``labels`` parameter: a model's label set, the same on nearly every reply."""
+    return json.dumps(list(labels))
