@@ -165,6 +165,39 @@ def test_warm_start_keeps_the_parents_labels_and_grows_new_ones(records):
     assert added == sorted(own - set(parent.labels)) and added
 
 
+def test_the_net_average_is_stored_and_a_state_without_its_tensors_is_refused(records):
+    averaged = _fitted(DiagnosisModel, records, blend=(0.5,), net_hidden=16)
+    state = averaged.state()
+    assert state.metadata["blend"] == 0.5 and state.metadata["training"]["selection"]["blend"] == 0.5
+    features, labels = len(state.metadata["vocabulary"]["columns"]), len(averaged.labels)
+    assert {name: tuple(t.shape) for name, t in state.tensors.items() if name.startswith("net.")} == {
+        "net.w1": (features, 16),
+        "net.b1": (16,),
+        "net.w2": (16, labels),
+        "net.b2": (labels,),
+    }
+    queries = [Query(r) for r in records[:5]]
+    copy = DiagnosisModel(data="patients")
+    copy.load(state)
+    assert copy.predict(queries) == averaged.predict(queries)
+    # the net changes the answer: the linear model alone (same l2) ranks with other probabilities
+    linear = heirloom.State(
+        {k: t for k, t in state.tensors.items() if not k.startswith("net.")}, state.metadata | {"blend": 0.0}
+    )
+    copy.load(linear)
+    assert copy.predict(queries) != averaged.predict(queries)
+    missing = heirloom.State({k: t for k, t in state.tensors.items() if k != "net.w2"}, state.metadata)
+    with pytest.raises(heirloom.HeirloomError, match=r"lacks the tensor 'net\.w2'"):
+        copy.load(missing)
+    wrong = heirloom.State(state.tensors | {"net.b2": state.tensors["net.b2"][:-1]}, state.metadata)
+    with pytest.raises(heirloom.HeirloomError, match=r"tensor 'net\.b2' has shape"):
+        copy.load(wrong)
+    # a grid of (0,) turns the net off: no net tensors
+    off = _fitted(DiagnosisModel, records, blend=(0.0,))
+    assert off.state().metadata["blend"] == 0.0
+    assert not [name for name in off.state().tensors if name.startswith("net.")]
+
+
 # -- allergy safety -----------------------------------------------------------------------------
 def test_allergies_map_to_drug_ingredients():
     assert {"amoxicillin", "clavulanate"} == ingredients("Amoxicillin 250 MG / Clavulanate 125 MG Oral Tablet")

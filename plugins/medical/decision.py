@@ -1,12 +1,17 @@
-"""Choosing ``l2`` and the decision threshold on validation folds of the training patients.
+"""Choosing ``l2``, the net's weight and the decision threshold on validation folds of the training patients.
 
 The training patients are split into ``folds`` groups by a salted hash of the patient id
 (independent of the source's test/validation hash, so every fold holds patients). For
 each ``l2`` of the grid, each fold's patients are predicted by a model fitted on the
 other folds: out-of-fold probabilities for every training example, from patients the
-model did not see. The ``(l2, threshold)`` pair with the best micro-F1 on them wins
-(ties: the better recall@5, then the smaller ``l2``); the final model is the one fitted
-on every training patient with that ``l2``. The test split is never read.
+model did not see. A small net (``net.py``) is fitted once per fold too, stopped early on
+the next fold's patients, and its out-of-fold probabilities are averaged with the linear
+model's at each weight of the ``blends`` grid (0: the linear model alone). The
+``(l2, weight, threshold)`` triple with the best micro-F1 wins (ties: the better
+recall@5, then the smaller ``l2``, then the smaller weight); the final linear model is the
+one fitted on every training patient with that ``l2``, and the final net (when the weight
+is above 0) is fitted on every training patient but the first fold's, on which it stops.
+The test split is never read.
 
 The decision rule: a label is predicted when its probability reaches the threshold, and
 the most probable label always is (every example has at least one label).
@@ -22,6 +27,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
+from heirloom_plugins.medical.net import Net, Settings, fit_net
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +59,16 @@ class Selection:
     summary: dict[str, Any]
     #: The model fitted on every training patient with ``l2`` (None: fit it).
     weights: Weights | None = None
+    #: The net's weight in the average with the linear model, and the net (None when 0).
+    blend: float = 0.0
+    net: Net | None = None
+
+
+def average(linear: torch.Tensor, net: Net | None, rows: Rows, blend: float) -> torch.Tensor:
+    """The linear model's probabilities averaged with the net's at weight ``blend``."""
+    if net is None or not blend:
+        return linear
+    return (1 - blend) * linear + blend * net.probabilities(rows)
 
 
 def _scores(probs: torch.Tensor, targets: torch.Tensor, threshold: float) -> tuple[float, float]:
@@ -76,11 +92,15 @@ def select(
     folds: int,
     progress: heirloom.Progress,
     fallback: tuple[float, float] = DEFAULT,
+    blends: Sequence[float] = (0.0,),
+    settings: Settings | None = None,
 ) -> Selection:
-    """The best ``(l2, threshold)`` by cross-validation over patients (module docstring).
+    """The best ``(l2, weight, threshold)`` by cross-validation over patients (module docstring).
 
     Fewer than two training patients cannot be split: ``fallback`` is used (a parent's
-    choice when warm-starting, else ``DEFAULT``), and the summary says so.
+    choice when warm-starting, else ``DEFAULT``) without the net, and the summary says so.
+    The net needs three folds (one to fit on, one to stop on, one to score); with fewer,
+    the linear model is used alone.
     """
     import torch
 
@@ -92,7 +112,23 @@ def select(
     groups = [[i for i, p in enumerate(patients) if assignment[p] == fold] for fold in range(folds)]
     groups = [group for group in groups if group]
     everyone = range(len(patients))
-    progress.start(f"choosing l2 and threshold on {len(groups)} validation folds", total=len(grid) * (len(groups) + 1))
+    blends = sorted(set(blends)) if len(groups) >= 3 else [0.0]
+    nets = max(blends) > 0
+    progress.start(
+        f"choosing l2{', the net weight' if nets else ''} and threshold on {len(groups)} validation folds",
+        total=len(grid) * (len(groups) + 1) + (len(groups) + 1 if nets else 0),
+    )
+    settings = settings or Settings()
+    dense = coo.to_dense() if nets else None
+    net_out_of_fold = torch.zeros_like(targets)
+    epochs = []
+    for fold, held in enumerate(groups if nets else []):
+        stop = groups[(fold + 1) % len(groups)]
+        kept = sorted(set(everyone).difference(held, stop))
+        net, epoch = fit_net(dense[kept], targets[kept], dense[stop], targets[stop], settings)
+        net_out_of_fold[held] = net.probabilities(Rows.pick(coo, held))
+        epochs.append(epoch + 1)
+        progress.advance()
     table = []
     full: dict[float, Weights] = {}
     for l2 in sorted(grid):
@@ -106,10 +142,23 @@ def select(
             weights = fit(Rows.pick(coo, kept), targets[kept], prior, l2=l2, start=full[l2])
             out_of_fold[held] = probabilities(Rows.pick(coo, held), weights)
             progress.advance()
-        f1, recall, threshold = max((*_scores(out_of_fold, targets, t), t) for t in THRESHOLDS)
-        table.append({"l2": l2, "threshold": threshold, "micro_f1": f1, "recall_at_5": recall})
-        progress.log(f"l2 {l2:g}: threshold {threshold:.2f}, validation micro-F1 {f1:.3f}, recall@5 {recall:.3f}")
-    best = max(table, key=lambda row: (row["micro_f1"], row["recall_at_5"], -row["l2"]))
+        for blend in blends:
+            mixed = (1 - blend) * out_of_fold + blend * net_out_of_fold
+            f1, recall, threshold = max((*_scores(mixed, targets, t), t) for t in THRESHOLDS)
+            table.append({"l2": l2, "blend": blend, "threshold": threshold, "micro_f1": f1, "recall_at_5": recall})
+            progress.log(
+                f"l2 {l2:g}, net weight {blend:g}: threshold {threshold:.2f}, "
+                f"validation micro-F1 {f1:.3f}, recall@5 {recall:.3f}"
+            )
+    best = max(table, key=lambda row: (row["micro_f1"], row["recall_at_5"], -row["l2"], -row["blend"]))
+    final = None
+    if best["blend"] > 0:
+        stop = groups[0]
+        kept = sorted(set(everyone).difference(stop))
+        final, epoch = fit_net(dense[kept], targets[kept], dense[stop], targets[stop], settings)
+        epochs.append(epoch + 1)
+    if nets:
+        progress.advance()
     summary = {
         "method": "cross-validation over training patients",
         "folds": len(groups),
@@ -118,5 +167,8 @@ def select(
         "grid": table,
         "micro_f1": best["micro_f1"],
         "recall_at_5": best["recall_at_5"],
+        "blend": best["blend"],
     }
-    return Selection(best["l2"], best["threshold"], summary, full[best["l2"]])
+    if nets:
+        summary["net"] = {**attrs.asdict(settings), "epochs": epochs}
+    return Selection(best["l2"], best["threshold"], summary, full[best["l2"]], best["blend"], final)

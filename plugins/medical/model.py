@@ -1,14 +1,16 @@
 """The ``medical-diagnosis`` and ``medical-treatment`` model types.
 
 Both are the same machine on different tasks (``tasks.py``): bag-of-codes features of a
-visit (``features.py``), one-vs-rest logistic regression (``linear.py``) with ``l2`` and
-the decision threshold chosen on validation folds of the training patients
-(``decision.py``). Treatment adds the allergy filter (``safety.py``) and, for each drug,
-the conditions of the visit that speak for it most in the model's weights.
+visit (``features.py``), one-vs-rest logistic regression (``linear.py``) averaged with a
+small one-hidden-layer net (``net.py``), with ``l2``, the net's weight and the decision
+threshold chosen on validation folds of the training patients (``decision.py``).
+Treatment adds the allergy filter (``safety.py``) and, for each drug, the conditions of
+the visit that speak for it most in the linear model's weights.
 
 A warm start (``parent``) keeps the parent's feature columns, bin edges and labels, adds
 what the new data brings (new codes grow the label space), and pulls the weights toward
-the parent's rather than toward zero. torch is imported inside methods only.
+the parent's rather than toward zero; the net is fitted fresh on the new data. torch is
+imported inside methods only.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.medical.decision import THRESHOLDS, decide, select
+from heirloom_plugins.medical.decision import THRESHOLDS, average, decide, select
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
 from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
+from heirloom_plugins.medical.net import Net, Settings, shapes
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
 from heirloom_plugins.medical.safety import conflicts, ingredients, substances
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
@@ -40,6 +43,16 @@ REASONS = 3
 def _positive_grid(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
     if not value or any(v <= 0 for v in value):
         raise ValueError(f"'{attribute.name}' must be a non-empty list of numbers > 0, got {list(value)!r}")
+
+
+def _blend_grid(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
+    if not value or any(not 0 <= v <= 1 for v in value):
+        raise ValueError(f"'{attribute.name}' must be a non-empty list of numbers in [0, 1], got {list(value)!r}")
+
+
+def _fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"'{attribute.name}' must be in [0, 1), got {value!r}")
 
 
 @attrs.frozen
@@ -61,6 +74,9 @@ class Fitted:
     threshold: float
     l2: float
     training: dict[str, Any]
+    #: The net's weight in the average with the linear model, and the net (None when 0).
+    blend: float = 0.0
+    net: Net | None = None
     position: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -78,7 +94,14 @@ class MultiLabelModel(heirloom.Model):
     data: str = heirloom.ref("source")
     #: L2 penalties tried on the validation folds (one value: no search for it).
     l2: tuple[float, ...] = attrs.field(default=(0.3, 1.0, 3.0, 10.0), converter=tuple, validator=_positive_grid)
-    #: Validation folds over the training patients (chooses ``l2`` and the threshold).
+    #: Weights of the net in its average with the linear model tried on the validation
+    #: folds (0: the linear model alone; ``[0]`` turns the net off).
+    blend: tuple[float, ...] = attrs.field(default=(0.0, 0.25, 0.5), converter=tuple, validator=_blend_grid)
+    #: The net's hidden units, dropout after them, and AdamW weight decay.
+    net_hidden: int = attrs.field(default=256, validator=heirloom.at_least(1))
+    net_dropout: float = attrs.field(default=0.5, converter=float, validator=_fraction)
+    net_weight_decay: float = attrs.field(default=0.01, converter=float, validator=attrs.validators.ge(0))
+    #: Validation folds over the training patients (chooses ``l2``, the net weight and the threshold).
     folds: int = attrs.field(default=5, validator=heirloom.at_least(2))
     #: Quantile bins per numeric observation.
     bins: int = attrs.field(default=5, validator=heirloom.at_least(1))
@@ -133,7 +156,8 @@ class MultiLabelModel(heirloom.Model):
             + (f", warm start from {len(inherited.labels)} labels" if inherited else "")
         )
         fallback = (inherited.l2, inherited.threshold) if inherited else (1.0, 0.5)
-        selection = select(coo, targets, patients, prior, self.l2, self.folds, progress, fallback)
+        settings = Settings(self.net_hidden, self.net_dropout, self.net_weight_decay)
+        selection = select(coo, targets, patients, prior, self.l2, self.folds, progress, fallback, self.blend, settings)
         weights = selection.weights
         if weights is None:
             progress.start(f"fitting {self.task.name} on every training patient (l2 {selection.l2:g})")
@@ -144,7 +168,17 @@ class MultiLabelModel(heirloom.Model):
             "selection": selection.summary,
             "warm_start": _lineage(labels, inherited),
         }
-        self._fitted = Fitted(tuple(labels), names, vocabulary, weights, selection.threshold, selection.l2, training)
+        self._fitted = Fitted(
+            tuple(labels),
+            names,
+            vocabulary,
+            weights,
+            selection.threshold,
+            selection.l2,
+            training,
+            selection.blend,
+            selection.net,
+        )
 
     # -- inference ------------------------------------------------------------------------
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
@@ -165,11 +199,14 @@ class MultiLabelModel(heirloom.Model):
         ranked = [[item["code"] for item in answer["codes"]] for answer in answers]
         metrics = multilabel_metrics(truth, decided, ranked, labels=fitted.labels)
         metrics.update(self._extra_metrics(examples, answers))
-        metrics["threshold"], metrics["l2"] = fitted.threshold, fitted.l2
+        metrics["threshold"], metrics["l2"], metrics["blend"] = fitted.threshold, fitted.l2, fitted.blend
         names = dict(fitted.names)
         for one, _ in examples:
             names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
-        title = f"{self.task.name}: threshold {fitted.threshold:.2f} and l2 {fitted.l2:g} chosen on validation folds"
+        title = (
+            f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g} "
+            "chosen on validation folds"
+        )
         return heirloom.Report(metrics, f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}")
 
     def _answers(self, visits: list[Visit]) -> list[dict[str, Any]]:
@@ -178,7 +215,8 @@ class MultiLabelModel(heirloom.Model):
         if not visits:
             return []
         found = [describe(one, self.task) for one in visits]
-        probs = probabilities(Rows.of(fitted.vocabulary.matrix(found)), fitted.weights)
+        rows = Rows.of(fitted.vocabulary.matrix(found))
+        probs = average(probabilities(rows, fitted.weights), fitted.net, rows, fitted.blend)
         withheld = self._blocked(visits, fitted)
         blocked = [self._shown(row, drugs, probs, fitted) for row, drugs in enumerate(withheld)]
         for row, drugs in enumerate(withheld):
@@ -249,8 +287,9 @@ class MultiLabelModel(heirloom.Model):
         return f"heirloom.medical-{self.task.name}/1"
 
     def state(self) -> heirloom.State:
-        """Tensors ``weight`` (features x labels) and ``bias``; metadata: labels and their
-        names, the vocabulary (columns, bin edges), threshold, l2, configuration, training."""
+        """Tensors ``weight`` (features x labels) and ``bias``, and the net's ``net.*`` when its
+        weight is above 0; metadata: labels and their names, the vocabulary (columns, bin
+        edges), threshold, l2, the net's weight ``blend``, configuration, training."""
         fitted = self._require()
         config = attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
         metadata = {
@@ -260,10 +299,13 @@ class MultiLabelModel(heirloom.Model):
             "vocabulary": fitted.vocabulary.to_json(),
             "threshold": fitted.threshold,
             "l2": fitted.l2,
+            "blend": fitted.blend,
             "config": config,
             "training": fitted.training,
         }
         tensors = {"weight": fitted.weights.weight, "bias": fitted.weights.bias}
+        if fitted.net is not None and fitted.blend:
+            tensors.update(fitted.net.tensors())
         return heirloom.State({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata)
 
     def load(self, state: heirloom.State) -> None:
@@ -286,6 +328,9 @@ class MultiLabelModel(heirloom.Model):
         threshold = float(metadata.get("threshold", 0.5))
         if threshold not in THRESHOLDS and not 0 < threshold < 1:
             raise heirloom.HeirloomError(f"the {what} has an invalid threshold {threshold!r}")
+        blend = metadata.get("blend", 0.0)
+        if not isinstance(blend, int | float) or not 0 <= blend <= 1:
+            raise heirloom.HeirloomError(f"the {what} has an invalid net weight 'blend' {blend!r} (expected 0 to 1)")
         return Fitted(
             labels,
             dict(metadata.get("names", {})),
@@ -294,7 +339,28 @@ class MultiLabelModel(heirloom.Model):
             threshold,
             float(metadata.get("l2", 1.0)),
             dict(metadata.get("training", {})),
+            float(blend),
+            _net(state, what, len(vocabulary.columns), len(labels)) if blend else None,
         )
+
+
+def _net(state: heirloom.State, what: str, features: int, labels: int) -> Net:
+    """The net's tensors from a state whose net weight is above 0, refusing missing or
+    misshapen ones by name."""
+    first = state.tensors.get("net.w1")
+    hidden = first.shape[1] if first is not None and first.dim() == 2 else 0
+    found = []
+    for name, expected in shapes(features, hidden, labels).items():
+        tensor = state.tensors.get(name)
+        if tensor is None:
+            raise heirloom.HeirloomError(f"the {what} has a net weight but lacks the tensor {name!r}")
+        if tuple(tensor.shape) != expected:
+            raise heirloom.HeirloomError(
+                f"the {what}'s tensor {name!r} has shape {tuple(tensor.shape)}, expected {expected} "
+                f"({features} features, {labels} labels)"
+            )
+        found.append(tensor)
+    return Net(*found)
 
 
 def _advancing(records: Iterable[Any], progress: heirloom.Progress) -> Iterable[Any]:
