@@ -26,7 +26,7 @@ from heirloom_plugins.medical.decision import THRESHOLDS, average, decide, selec
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
 from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
-from heirloom_plugins.medical.net import Net, Settings, shapes
+from heirloom_plugins.medical.net import Net, Settings, net_from_state
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
 from heirloom_plugins.medical.safety import conflicts, ingredients, substances
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
@@ -340,27 +340,8 @@ class MultiLabelModel(heirloom.Model):
             float(metadata.get("l2", 1.0)),
             dict(metadata.get("training", {})),
             float(blend),
-            _net(state, what, len(vocabulary.columns), len(labels)) if blend else None,
+            net_from_state(state, what, len(vocabulary.columns), len(labels)) if blend else None,
         )
-
-
-def _net(state: heirloom.State, what: str, features: int, labels: int) -> Net:
-    """The net's tensors from a state whose net weight is above 0, refusing missing or
-    misshapen ones by name."""
-    first = state.tensors.get("net.w1")
-    hidden = first.shape[1] if first is not None and first.dim() == 2 else 0
-    found = []
-    for name, expected in shapes(features, hidden, labels).items():
-        tensor = state.tensors.get(name)
-        if tensor is None:
-            raise heirloom.HeirloomError(f"the {what} has a net weight but lacks the tensor {name!r}")
-        if tuple(tensor.shape) != expected:
-            raise heirloom.HeirloomError(
-                f"the {what}'s tensor {name!r} has shape {tuple(tensor.shape)}, expected {expected} "
-                f"({features} features, {labels} labels)"
-            )
-        found.append(tensor)
-    return Net(*found)
 
 
 def _advancing(records: Iterable[Any], progress: heirloom.Progress) -> Iterable[Any]:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+import heirloom
+
 if TYPE_CHECKING:
     import torch
 
@@ -59,9 +61,24 @@ class Settings:
     weight_decay: float = 0.01
 
 
-def shapes(features: int, hidden: int, labels: int) -> dict[str, tuple[int, ...]]:
-    """The shape each state tensor must have."""
-    return dict(zip(TENSORS, ((features, hidden), (hidden,), (hidden, labels), (labels,)), strict=True))
+def net_from_state(state: heirloom.State, what: str, features: int, labels: int) -> Net:
+    """The net stored in a model state whose net weight is above 0, refusing a missing or
+    misshapen tensor by name (``what``: "state", "parent")."""
+    first = state.tensors.get("net.w1")
+    hidden = first.shape[1] if first is not None and first.dim() == 2 else 0
+    expected = ((features, hidden), (hidden,), (hidden, labels), (labels,))
+    found = []
+    for name, shape in zip(TENSORS, expected, strict=True):
+        tensor = state.tensors.get(name)
+        if tensor is None:
+            raise heirloom.HeirloomError(f"the {what} has a net weight but lacks the tensor {name!r}")
+        if tuple(tensor.shape) != shape:
+            raise heirloom.HeirloomError(
+                f"the {what}'s tensor {name!r} has shape {tuple(tensor.shape)}, expected {shape} "
+                f"({features} features, {labels} labels)"
+            )
+        found.append(tensor)
+    return Net(*found)
 
 
 def fit_net(
