@@ -3,17 +3,20 @@
 In one run, on the same machine, a small PhraseBank sentiment classifier (trained here
 into a temporary store) answers one text per request through:
   (a) heirloom's ZeroMQ: ``heirloom serve`` answering ``sentiment.predict`` (msgpack);
-  (b) ``heirloom gateway --connect`` to (a): ``POST /v1/routes/sentiment.predict`` (JSON);
+  (b) ``heirloom gateway PROFILE``, the daemon in the gateway's process over inproc://:
+      ``POST /v1/routes/sentiment.predict`` (JSON);
   (c) the same gateway's Open Inference Protocol: ``POST /v2/models/sentiment/infer``;
-  (d) FastAPI + uvicorn serving the same stored model in its own process, the usual way
+  (d) ``heirloom gateway --connect`` to (a), the daemon in another process: ``/v1/routes``;
+  (e) the same, OIP infer;
+  (f) FastAPI + uvicorn serving the same stored model in its own process, the usual way
       (a pydantic body, a ``def`` endpoint on the thread pool calling ``model.predict``).
-Both HTTP servers run under ``uvicorn.run`` with the gateway's own UVICORN_SETTINGS (uvloop,
-httptools, no access log), and the model computes on one torch thread in both (the
+Every HTTP server runs under ``uvicorn.run`` with the gateway's own UVICORN_SETTINGS (uvloop,
+httptools, no access log), and the model computes on one torch thread in each (the
 daemon's ``[resources] threads = 1``, FastAPI's ``torch.set_num_threads(1)``). Each server
 runs in its own process; the load generator is a lean loop in this one (raw keep-alive
 HTTP/1.1 connections, one per request in flight; a raw DEALER for ZeroMQ).
 Requests per second and p50 latency at 1 and 64 in flight, medians of --repeats rounds;
-ratios are to (d), the FastAPI baseline, measured in the same run.
+ratios are to (f), the FastAPI baseline, measured in the same run.
 
     .venv/bin/python bench/gateway.py [--seconds 3] [--repeats 3]
 """
@@ -41,6 +44,7 @@ from serve import ZmqLoad, free_port, wait_ready
 REPO = Path(__file__).resolve().parent.parent
 TEXT = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn in the corresponding period in 2007"
 IN_FLIGHT = (1, 64)
+BASELINE = "(f) FastAPI + uvicorn"
 PROFILE = """
 project = "bench-gateway"
 [store]
@@ -182,18 +186,24 @@ def main() -> None:
     print("training the model ...", file=sys.stderr)
     subprocess.run([*heirloom, "train", str(profile)], check=True, capture_output=True, cwd=REPO)
 
-    address, gateway_port, fastapi_port = f"ipc://{tmp}/daemon.sock", free_port(), free_port()
+    address = f"ipc://{tmp}/daemon.sock"
+    own_port, connect_port, fastapi_port = free_port(), free_port(), free_port()
+    quiet = {"stderr": subprocess.DEVNULL, "cwd": REPO}
     processes = [
-        subprocess.Popen([*heirloom, "serve", str(profile), "--bind", address], stderr=subprocess.DEVNULL),
-        subprocess.Popen([*heirloom, "gateway", "--connect", address, "--port", str(gateway_port)], cwd=REPO),
-        subprocess.Popen([sys.executable, "-c", FASTAPI_SERVER, str(profile), str(fastapi_port)], cwd=REPO),
+        subprocess.Popen([*heirloom, "serve", str(profile), "--bind", address], **quiet),
+        subprocess.Popen([*heirloom, "gateway", str(profile), "--port", str(own_port)], **quiet),
+        subprocess.Popen([*heirloom, "gateway", "--connect", address, "--port", str(connect_port)], **quiet),
+        subprocess.Popen([sys.executable, "-c", FASTAPI_SERVER, str(profile), str(fastapi_port)], **quiet),
     ]
     tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": [TEXT]}
+    predict, infer = "/v1/routes/sentiment.predict", "/v2/models/sentiment/infer"
     loads = {
         "(a) heirloom ZeroMQ": ZmqTimedLoad(address, True, "sentiment.predict", [{"text": TEXT}]),
-        "(b) gateway /v1/routes": HttpLoad(gateway_port, "/v1/routes/sentiment.predict", {"text": TEXT}),
-        "(c) gateway OIP v2 infer": HttpLoad(gateway_port, "/v2/models/sentiment/infer", {"inputs": [tensor]}),
-        "(d) FastAPI + uvicorn": HttpLoad(fastapi_port, "/predict", {"text": TEXT}),
+        "(b) gateway PROFILE /v1": HttpLoad(own_port, predict, {"text": TEXT}),
+        "(c) gateway PROFILE infer": HttpLoad(own_port, infer, {"inputs": [tensor]}),
+        "(d) gateway --connect /v1": HttpLoad(connect_port, predict, {"text": TEXT}),
+        "(e) gateway --connect infer": HttpLoad(connect_port, infer, {"inputs": [tensor]}),
+        BASELINE: HttpLoad(fastapi_port, "/predict", {"text": TEXT}),
     }
     try:
         wait_ready(address)
@@ -213,14 +223,14 @@ def main() -> None:
 
 
 def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
-    baseline = rows["(d) FastAPI + uvicorn"]
+    baseline = rows[BASELINE]
     print(f"\nsentiment.predict, one text per request; medians of {repeats} rounds; ratio: req/s / FastAPI's")
     heads = ("req/s @1", "p50 ms @1", "req/s @64", "p50 ms @64", "x @1", "x @64")
-    print(f"{'server':<26}" + "".join(f" {head:>10}" for head in heads))
+    print(f"{'server':<28}" + "".join(f" {head:>10}" for head in heads))
     for name, row in rows.items():
         ratios = (row["rps_1"] / baseline["rps_1"], row["rps_64"] / baseline["rps_64"])
         cells = (f"{row['rps_1']:.0f}", f"{row['p50_ms_1']:.2f}", f"{row['rps_64']:.0f}", f"{row['p50_ms_64']:.2f}")
-        print(f"{name:<26}" + "".join(f" {cell:>10}" for cell in (*cells, *(f"{r:.2f}" for r in ratios))))
+        print(f"{name:<28}" + "".join(f" {cell:>10}" for cell in (*cells, *(f"{r:.2f}" for r in ratios))))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
 from heirloom.wire.aclient import AsyncClient
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError
+from heirloom.wire.daemon import in_one_process, served_in_thread
 from heirloom.wire.protocol import Buffer, RequestError
 
 __all__ = [
@@ -90,9 +91,11 @@ __all__ = [
     "cpu_share",
     "home",
     "hookimpl",
+    "in_one_process",
     "log_path",
     "path_field",
     "path_fields",
     "ref",
+    "served_in_thread",
     "stratified_holdout",
 ]

@@ -6,8 +6,11 @@ commands share, so the same option reads the same in every ``--help``.
 - ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
   (a key, a tokens file) or a folder (of keys) that must exist, given to the command as a
   ``Path``, as ``heirloom serve --curve-secret`` and ``heirloom gateway --tokens`` are.
+- ``log_options``: ``--log-format`` and ``--log-level`` of a command that runs a daemon;
+  ``configure_logs(level, fmt)`` sends heirloom's log lines to stderr that way.
 """
 
-from heirloom.cli.options import existing_file, existing_folder, listen_options
+from heirloom.cli.logs import configure as configure_logs
+from heirloom.cli.options import existing_file, existing_folder, listen_options, log_options
 
-__all__ = ["existing_file", "existing_folder", "listen_options"]
+__all__ = ["configure_logs", "existing_file", "existing_folder", "listen_options", "log_options"]

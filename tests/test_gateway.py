@@ -359,7 +359,10 @@ def test_a_bad_tokens_file_is_refused_naming_the_file(tmp_path):
     assert result.returncode == 1 and f"{tokens}: tokens.shor...: a token must be at least 16" in result.stderr
 
 
-def test_gateway_profile_serves_the_daemon_itself_and_stops_it(tmp_path):
+def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_path):
+    """With PROFILE the daemon runs on a thread of the gateway's process (reached over
+    inproc://, docs/HTTP.md): its _health names the gateway's pid; SIGTERM drains it,
+    stops its components and exits 0."""
     port = free_port()
     process = subprocess.Popen(
         [*HEIRLOOM, "gateway", "minimal", "--port", str(port)],
@@ -375,10 +378,66 @@ def test_gateway_profile_serves_the_daemon_itself_and_stops_it(tmp_path):
             time.sleep(0.2)
         status, _, body = http(f"http://127.0.0.1:{port}/v1/routes/echo.echo", {"hello": "world"})
         assert status == 200 and body == {"hello": "world"}
+        status, _, health = http(f"http://127.0.0.1:{port}/v1/routes/_health", method="POST", raw=b"null")
+        assert status == 200 and health["pid"] == process.pid
     finally:
         process.terminate()
         assert process.wait(30) == 0
-    assert b"heirloom.wire.daemon: stopped" in process.stderr.read(), "the daemon it started was stopped cleanly"
+    log = process.stderr.read().decode()
+    assert "heirloom.core.system: stopped apis.echo" in log and "heirloom.wire.daemon: stopped" in log
+
+
+@pytest.mark.parametrize(
+    ("server", "options"), [("[server]\nworkers = 2\n", []), ("", ["--separate-daemon"])], ids=["workers", "asked"]
+)
+def test_gateway_profile_runs_a_child_daemon_for_workers_or_when_asked(tmp_path, server, options):
+    """A daemon of several workers cannot live in the gateway's process, and
+    --separate-daemon asks for one that does not: it runs as a ``heirloom serve`` child
+    (another pid), stopped with the gateway."""
+    profile = write(tmp_path / "p.toml", f'extends = ["minimal"]\n{server}')
+    port = free_port()
+    process = subprocess.Popen(
+        [*HEIRLOOM, "gateway", str(profile), "--port", str(port), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path / "home")},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not http_up(f"http://127.0.0.1:{port}/v2/health/ready"):  # the workers are up
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        status, _, body = http(f"http://127.0.0.1:{port}/v1/routes/echo.echo", [1, 2])
+        assert status == 200 and body == [1, 2]
+        status, _, health = http(f"http://127.0.0.1:{port}/v1/routes/_health", method="POST", raw=b"null")
+        assert status == 200 and health["pid"] != process.pid
+        daemon_pid = health["pid"]
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(daemon_pid, 0)
+
+
+def test_gateway_profile_whose_system_cannot_start_exits_saying_why(tmp_path):
+    """A component failing at start ends the gateway with exit 1 and the component's reason,
+    instead of an HTTP server in front of nothing."""
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\n'
+        'data = "s"\nfail_start = true\n[apis.a]\nuse = "toy-api"\nmodel = "m"\n',
+    )
+    result = run_heirloom(
+        "gateway",
+        str(profile),
+        "--port",
+        str(free_port()),
+        env={"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys"},
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "the system did not start: models.m (toy-model) failed to start: m refuses to start" in result.stderr
 
 
 def http_up(url: str) -> bool:

@@ -37,3 +37,22 @@ def listen_options(default_port: int) -> Callable[[F], F]:
         return host(port(command))
 
     return decorate
+
+
+def log_options(command: F) -> F:
+    """``--log-format`` and ``--log-level`` of a command that runs a daemon (``heirloom serve``,
+    ``heirloom worker``, ``heirloom gateway PROFILE``); pass them to ``logs.configure``."""
+    log_format = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="Log lines as text or as JSON objects.",
+    )
+    log_level = click.option(
+        "--log-level",
+        default="INFO",
+        show_default=True,
+        type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    )
+    return log_format(log_level(command))

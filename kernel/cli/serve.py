@@ -11,24 +11,10 @@ import click
 
 from heirloom.cli import logs
 from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
-from heirloom.cli.options import existing_file, existing_folder
+from heirloom.cli.options import existing_file, existing_folder, log_options
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer
 from heirloom.wire.metrics import MetricsAddress
-
-log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Log lines as text or as JSON objects.",
-)
-log_level_option = click.option(
-    "--log-level",
-    default="INFO",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
 
 
 @click.command("serve")
@@ -78,8 +64,7 @@ log_level_option = click.option(
     help="Address --metrics-port listens on (0.0.0.0: every interface).",
 )
 @set_option
-@log_format_option
-@log_level_option
+@log_options
 def serve_command(
     profile: str,
     binds: tuple[str, ...],
@@ -143,8 +128,7 @@ def serve_command(
 @click.argument("profile")
 @click.option("--connect", required=True, metavar="ADDR", help="The broker's worker endpoint (serve --worker-bind).")
 @set_option
-@log_format_option
-@log_level_option
+@log_options
 def worker_command(profile: str, connect: str, overrides: tuple[str, ...], log_format: str, log_level: str) -> None:
     """Serve PROFILE as a worker of a broker (`heirloom serve --workers N`), possibly from another host."""
     logs.configure(log_level, log_format)

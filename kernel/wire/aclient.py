@@ -48,10 +48,20 @@ DRAIN_LIMIT = 256
 class AsyncClient:
     """A connection to a heirloom daemon for one asyncio event loop: ``await client.call(route, body)``."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, *, timeout: float = 10.0, curve: CurveClient | None = None):
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float = 10.0,
+        curve: CurveClient | None = None,
+        context: zmq.Context | None = None,
+    ):
+        """``context``: a ZeroMQ context to share (``inproc://`` reaches only sockets of the same
+        context); the client then leaves it open on close. Otherwise it makes and ends its own."""
         self.address = address
         self.timeout = timeout
-        self._context = zmq.Context()
+        self._owns_context = context is None
+        self._context = context or zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._monitor: zmq.Socket | None = None
@@ -196,7 +206,8 @@ class AsyncClient:
             self._socket.disable_monitor()
             self._monitor.close(linger=0)
         self._socket.close(linger=0)
-        self._context.term()
+        if self._owns_context:
+            self._context.term()
 
     async def __aenter__(self) -> AsyncClient:
         return self

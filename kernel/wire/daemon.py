@@ -7,11 +7,17 @@ flushing durable writes, and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import zmq
 
 from heirloom.core.components import Resources
+from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
@@ -67,6 +73,42 @@ def run_server(
     return 0 if stopped_cleanly else 1
 
 
+@contextlib.contextmanager
+def served_in_thread(
+    system: System, settings: ServerSettings, address: str, context: zmq.Context, *, start_timeout: float = 120.0
+) -> Iterator[Server]:
+    """Serve ``system`` at ``address`` from a thread of this process, for a host that owns the
+    main thread and the signals (the HTTP gateway, over ``inproc://`` in ``context``).
+
+    Yields once every component started and the routes are mounted (a model with no trained
+    version yet is not ready, as in ``heirloom serve``); a system that fails to start raises
+    HeirloomError with the reason. On exit: drain (in-flight work finishes within
+    the grace period), stop the system, close the socket (and ``context``).
+    """
+    limits = configured_resources(system.profile).client_limits()
+    server = Server(system, settings, bind=[address], context=context, limits=limits)
+    thread = threading.Thread(target=server.run, name="heirloom-daemon", daemon=True)
+    server.start_system()
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    try:
+        while not server.mounted:
+            if not thread.is_alive():
+                raise HeirloomError(f"the system did not start: {server.start_error}")
+            if time.monotonic() > deadline:
+                raise HeirloomError(f"the system did not start in {start_timeout:g} s")
+            time.sleep(0.02)
+        log.info("serving in this process at %s", address)
+        yield server
+    finally:
+        server.request_drain()
+        thread.join()
+        stopped_cleanly = _stop_system(system)
+        server.close()
+        if stopped_cleanly and server.start_error is None:
+            log.info("stopped")
+
+
 def _stop_system(system: System) -> bool:
     try:
         system.stop()
@@ -90,11 +132,12 @@ def serve(
 ) -> int:
     """``heirloom serve``: in-process for one worker, otherwise a broker with workers;
     ``metrics``: also serve Prometheus ``/metrics`` there."""
-    resources = configured_resources(profile)
-    places = type(resources).place_workers is not Resources.place_workers
-    if settings.workers == 1 and not places:
+    if in_one_process(profile, settings):
         return run_server(kernel.system(profile, serve_models=True), settings, curve=curve, metrics=metrics)
     from heirloom.wire.broker import Broker
+
+    resources = configured_resources(profile)
+    places = type(resources).place_workers is not Resources.place_workers
 
     broker = Broker(
         settings,
@@ -114,6 +157,13 @@ def serve(
     finally:
         if exporter is not None:
             exporter.close()
+
+
+def in_one_process(profile: ResolvedProfile, settings: ServerSettings) -> bool:
+    """Whether the daemon is one process: one worker, and a resource manager that does not
+    place workers itself (Ray does)."""
+    placer = type(configured_resources(profile)).place_workers
+    return settings.workers == 1 and placer is Resources.place_workers
 
 
 def configured_resources(profile: ResolvedProfile) -> Resources:

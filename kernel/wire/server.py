@@ -160,6 +160,12 @@ class Server:
 
         threading.Thread(target=start, name="heirloom-start", daemon=True).start()
 
+    @property
+    def mounted(self) -> bool:
+        """Whether the started system's routes are being served (``ready`` also needs every
+        model to have a version and the daemon not to be draining)."""
+        return self._installed
+
     def ready(self) -> bool:
         # _installed, not only started: a _ready handled in the same turn as the start finishing
         # must not say ready before the routes are mounted (a client would get UNAVAILABLE).

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import zmq
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -53,8 +54,12 @@ class Gateway:
         curve_server_key: Path | None = None,
         tokens: dict[str, Path] | None = None,
         consoles: dict[str, heirloom.Console] | None = None,
+        context: zmq.Context | None = None,
     ):
+        """``context``: the ZeroMQ context to open connections in (shared with an in-process
+        daemon reached over ``inproc://``); by default each connection has its own."""
         self.address = address
+        self.context = context
         self.timeout = timeout
         self.curve_server_key = curve_server_key
         self.tokens = tokens or {}
@@ -71,7 +76,9 @@ class Gateway:
             curve = None
             if token is not None and self.curve_server_key is not None:
                 curve = heirloom.CurveClient(self.tokens[token], self.curve_server_key)
-            self._clients[token] = heirloom.AsyncClient(self.address, timeout=self.timeout, curve=curve)
+            self._clients[token] = heirloom.AsyncClient(
+                self.address, timeout=self.timeout, curve=curve, context=self.context
+            )
         return self._clients[token]
 
     def caller(self, headers: Headers) -> heirloom.AsyncClient:
