@@ -68,7 +68,13 @@ def average(linear: torch.Tensor, net: Net | None, rows: Rows, blend: float) -> 
     """The linear model's probabilities averaged with the net's at weight ``blend``."""
     if net is None or not blend:
         return linear
-    return (1 - blend) * linear + blend * net.probabilities(rows)
+    return mix(linear, net.probabilities(rows), blend)
+
+
+def mix(linear: torch.Tensor, net: torch.Tensor, blend: float) -> torch.Tensor:
+    """Two models' probabilities averaged, the net's at weight ``blend``: the rule that
+    selection scores on the folds and ``average`` serves."""
+    return (1 - blend) * linear + blend * net
 
 
 def _scores(probs: torch.Tensor, targets: torch.Tensor, threshold: float) -> tuple[float, float]:
@@ -143,7 +149,7 @@ def select(
             out_of_fold[held] = probabilities(Rows.pick(coo, held), weights)
             progress.advance()
         for blend in blends:
-            mixed = (1 - blend) * out_of_fold + blend * net_out_of_fold
+            mixed = mix(out_of_fold, net_out_of_fold, blend)
             f1, recall, threshold = max((*_scores(mixed, targets, t), t) for t in THRESHOLDS)
             table.append({"l2": l2, "blend": blend, "threshold": threshold, "micro_f1": f1, "recall_at_5": recall})
             progress.log(
