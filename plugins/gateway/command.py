@@ -33,8 +33,8 @@ def daemon_for(profile: str, context: zmq.Context, *, separate: bool) -> Iterato
     """PROFILE's daemon, started for the gateway and stopped when it stops; yields its address.
 
     By default a one-process daemon runs on a thread of the gateway's process, reached over
-    ``inproc://`` in ``context``: no socket between processes, one process fewer to wake per
-    request (docs/HTTP.md). ``separate``, or a daemon of worker processes: a ``heirloom
+    ``inproc://`` in ``context``: one process to run, no socket between processes
+    (docs/HTTP.md). ``separate``, or a daemon of worker processes: a ``heirloom
     serve`` child, with an interpreter lock of its own.
     """
     kernel = heirloom.Kernel()
@@ -115,7 +115,7 @@ def gateway_command(
     /console/API         the web console plugins supply for an api (heirloom_register_consoles)
 
     With PROFILE the gateway runs PROFILE's daemon itself, and drains and stops it on exit:
-    on a thread of its own process, over inproc:// (least latency per request), or with
+    on a thread of its own process, over inproc:// (one process to run), or with
     --separate-daemon, [server] workers > 1 or a placing resource manager, as a `heirloom
     serve` child (more requests per second under load: the daemon has its own interpreter
     lock). With --connect it uses a running daemon. Errors map to HTTP statuses
