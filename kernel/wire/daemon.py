@@ -137,8 +137,6 @@ def serve(
     from heirloom.wire.broker import Broker
 
     resources = configured_resources(profile)
-    places = type(resources).place_workers is not Resources.place_workers
-
     broker = Broker(
         settings,
         profile_ref=profile_ref,
@@ -148,7 +146,7 @@ def serve(
         worker_bind=worker_bind,
         max_in_flight=resources.daemon_in_flight_limit(),
         limits=resources.client_limits(),
-        place_workers=resources.place_workers if places else None,
+        place_workers=resources.place_workers if _places_workers(resources) else None,
     )
     on_stop_signals(broker.request_drain)
     exporter = Exporter(metrics, lambda: broker_snapshot(broker)) if metrics is not None else None
@@ -162,8 +160,12 @@ def serve(
 def in_one_process(profile: ResolvedProfile, settings: ServerSettings) -> bool:
     """Whether the daemon is one process: one worker, and a resource manager that does not
     place workers itself (Ray does)."""
-    placer = type(configured_resources(profile)).place_workers
-    return settings.workers == 1 and placer is Resources.place_workers
+    return settings.workers == 1 and not _places_workers(configured_resources(profile))
+
+
+def _places_workers(resources: Resources) -> bool:
+    """Whether the resource manager starts worker processes itself (Ray's does)."""
+    return type(resources).place_workers is not Resources.place_workers
 
 
 def configured_resources(profile: ResolvedProfile) -> Resources:
