@@ -29,7 +29,7 @@ IN_PROCESS_ADDRESS = "inproc://heirloom-daemon"
 
 
 @contextlib.contextmanager
-def daemon_for(profile: str, context: zmq.Context, *, separate: bool) -> Iterator[str]:
+def daemon_for(kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, separate: bool) -> Iterator[str]:
     """PROFILE's daemon, started for the gateway and stopped when it stops; yields its address.
 
     By default a one-process daemon runs on a thread of the gateway's process, reached over
@@ -37,7 +37,6 @@ def daemon_for(profile: str, context: zmq.Context, *, separate: bool) -> Iterato
     (docs/HTTP.md). ``separate``, or a daemon of worker processes: a ``heirloom
     serve`` child, with an interpreter lock of its own.
     """
-    kernel = heirloom.Kernel()
     resolved = kernel.resolve(profile)
     settings = resolved.settings["server"]
     if separate or not heirloom.in_one_process(resolved, settings):
@@ -145,8 +144,11 @@ def gateway_command(
         stack.callback(context.destroy, linger=0)
         try:
             token_keys = read_tokens(tokens) if tokens is not None else None
-            consoles = heirloom.Kernel().consoles()
-            address = connect or stack.enter_context(daemon_for(str(profile), context, separate=separate_daemon))
+            kernel = heirloom.Kernel()
+            consoles = kernel.consoles()
+            address = connect or stack.enter_context(
+                daemon_for(kernel, str(profile), context, separate=separate_daemon)
+            )
         except heirloom.HeirloomError as exc:
             raise click.ClickException(str(exc)) from exc
         gateway = Gateway(
