@@ -176,6 +176,19 @@ def test_predict_is_batched_and_gives_probabilities(fitted):
         fitted.predict([3])
 
 
+def test_a_few_texts_get_the_probabilities_a_large_batch_gets(fitted, allagree):
+    """Up to a few texts are weighted in plain Python, larger batches through tensors: the
+    same probabilities either way, also for texts with no known feature."""
+    texts = [r["text"] for r in allagree.records("test")][:60] + ["", "qqxz vvkj", "!!!"]
+    together = fitted.predict(texts)
+    one_by_one = [output for text in texts for output in fitted.predict([text])]
+    in_pairs = [output for i in range(0, len(texts), 2) for output in fitted.predict(texts[i : i + 2])]
+    for alone in (one_by_one, in_pairs):
+        assert [o["label"] for o in alone] == [o["label"] for o in together]
+        for mine, theirs in zip(alone, together, strict=True):
+            assert mine["probabilities"] == pytest.approx(theirs["probabilities"], abs=1e-6)
+
+
 def test_state_round_trip_gives_identical_predictions(fitted, allagree):
     state = fitted.state()
     json.dumps(state.metadata)

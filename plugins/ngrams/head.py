@@ -16,7 +16,7 @@ import attrs
 import heirloom
 from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
 from heirloom_plugins.ngrams.linear import Weights, probabilities, train
-from heirloom_plugins.ngrams.vectors import Vocabulary, count
+from heirloom_plugins.ngrams.vectors import Lookup, Vocabulary, count
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,7 @@ class NgramHead:
     vocabulary: Vocabulary
     weights: Weights
     _featurizer: Featurizer | None = attrs.field(default=None, init=False)
-    _table: torch.Tensor | None = attrs.field(default=None, init=False)
+    _lookup: Lookup | None = attrs.field(default=None, init=False)
 
     @classmethod
     def fit(
@@ -80,14 +80,14 @@ class NgramHead:
 
     def probabilities(self, texts: list[str], batch_size: int = 1024) -> torch.Tensor:
         """Texts x labels softmax probabilities (on the CPU), ``batch_size`` texts per pass.
-        The featuriser and the bucket -> row table are built on first use, once."""
+        The featuriser and the bucket -> row look-up are built on first use, once."""
         if self._featurizer is None:
             self._featurizer = Featurizer(self.hashing)
-        if self._table is None:
-            self._table = self.vocabulary.table(self.hashing.buckets)
+        if self._lookup is None:
+            self._lookup = self.vocabulary.lookup(self.hashing.buckets)
         device = str(self.weights.weight.device)
         return probabilities(
-            self._featurizer, self.vocabulary, self._table, self.weights, texts, batch_size=batch_size, device=device
+            self._featurizer, self.vocabulary, self._lookup, self.weights, texts, batch_size=batch_size, device=device
         )
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:

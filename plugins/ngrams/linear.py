@@ -17,7 +17,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.ngrams.features import Featurizer
-from heirloom_plugins.ngrams.vectors import Bags, Vocabulary, count
+from heirloom_plugins.ngrams.vectors import Bags, Lookup, Vocabulary, count, few_bags
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +27,9 @@ ITERATIONS_PER_EPOCH = 5
 #: Relative change of the objective over an epoch below which training has converged.
 CONVERGED = 1e-6
 HISTORY = 10
+#: Batches up to this many texts are weighted in plain Python: on 2 CPU cores one text took
+#: 0.16 ms against 0.43 ms through tensors, two 0.25 against 0.52; at four they were even.
+FEW = 3
 
 
 @attrs.frozen
@@ -138,7 +141,7 @@ def _validate(validation: tuple[Bags, torch.Tensor], weights: Weights) -> dict[s
 def probabilities(
     featurizer: Featurizer,
     vocabulary: Vocabulary,
-    table: torch.Tensor,
+    lookup: Lookup,
     weights: Weights,
     texts: list[str],
     *,
@@ -146,12 +149,19 @@ def probabilities(
     device: str,
 ) -> torch.Tensor:
     """Softmax probabilities (texts x labels, on the CPU), ``batch_size`` texts per pass;
-    texts are featurised on the CPU, the weights may live on ``device``."""
+    texts are featurised on the CPU, the weights may live on ``device``. Up to
+    :data:`FEW` texts are weighted in plain Python (:func:`few_bags`)."""
     import torch
 
     chunks = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
-            bags = vocabulary.bags(count(featurizer, texts[start : start + batch_size]), table)
+            chunk = texts[start : start + batch_size]
+            if len(chunk) <= FEW:
+                bags = few_bags(featurizer, lookup, chunk)
+            else:
+                bags = vocabulary.bags(count(featurizer, chunk), lookup.table)
             chunks.append(torch.softmax(logits(bags.to(device), weights), 1).cpu())
+    if len(chunks) == 1:
+        return chunks[0]
     return torch.cat(chunks) if chunks else torch.zeros(0, weights.bias.shape[0])
