@@ -274,6 +274,17 @@ def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained
     assert status == 400 and body["field"] == "header.Heirloom-Deadline-Ms"
 
 
+def test_a_body_that_is_not_strict_json_is_400_naming_the_body(trained):
+    """NaN and Infinity literals and nesting deeper than 1,024 are not JSON the daemon can
+    take: refused by the gateway, which keeps serving."""
+    _, gateway = trained
+    for raw in (b'{"text": NaN}', b'{"text": "x", "n": -Infinity}', b"[" * 5000 + b"]" * 5000):
+        status, _, body = http(gateway.url + "/v1/routes/sentiment.predict", method="POST", raw=raw)
+        assert status == 400 and body["field"] == "body" and "not JSON" in body["error"], (raw[:20], body)
+    status, _, body = http(gateway.url + "/v1/routes/sentiment.predict", {"text": TEXTS[0]})
+    assert status == 200
+
+
 def test_the_openapi_document_validates_and_describes_each_route(trained):
     _, gateway = trained
     status, _, document = http(gateway.url + "/openapi.json")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -32,7 +31,7 @@ from heirloom_plugins.gateway.auth import bearer, match
 from heirloom_plugins.gateway.binary import decode as decode_binary
 from heirloom_plugins.gateway.docs import docs_page
 from heirloom_plugins.gateway.errors import PAYLOAD_TOO_LARGE, error_response, remote_error_response
-from heirloom_plugins.gateway.front import Answer, Front, Receive, Refused, read_body, refusal, to_json
+from heirloom_plugins.gateway.front import Answer, Front, Receive, Refused, from_json, read_body, refusal, to_json
 from heirloom_plugins.gateway.openapi import openapi
 from heirloom_plugins.gateway.routes import Routes
 
@@ -135,8 +134,8 @@ class Gateway:
         if not raw.strip():
             return None
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return from_json(raw)
+        except ValueError as exc:
             raise Refused(error_response(400, f"the body is not JSON: {exc}", field="body")) from None
 
     # -- plain routes --------------------------------------------------------------------

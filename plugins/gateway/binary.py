@@ -10,10 +10,10 @@ clients read whatever ``binary_data`` their outputs asked for.
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
+from heirloom_plugins.gateway.front import from_json
 from heirloom_plugins.gateway.oip import InferError
 
 #: struct codes of the fixed-size datatypes (little-endian).
@@ -40,8 +40,8 @@ def decode(raw: bytes, header_length: str) -> Any:
         raise InferError(f"{message}, got {header_length!r}", "header.Inference-Header-Content-Length")
     size = int(header_length)
     try:
-        request = json.loads(raw[:size])
-    except (ValueError, UnicodeDecodeError) as exc:
+        request = from_json(raw[:size])
+    except ValueError as exc:
         raise InferError(f"the JSON header is not JSON: {exc}", "body") from None
     offset = size
     tensors = request.get("inputs") if isinstance(request, dict) else None

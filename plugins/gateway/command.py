@@ -119,7 +119,7 @@ def gateway_command(
     serve` child (more requests per second under load: the daemon has its own interpreter
     lock). With --connect it uses a running daemon. Errors map to HTTP statuses
     (docs/HTTP.md); Heirloom-Deadline-Ms sets a request's budget. Needs the 'ui' extra
-    (starlette, uvicorn).
+    (starlette, uvicorn, orjson).
     """
     if (profile is None) == (connect is None):
         raise click.UsageError("give PROFILE or --connect ADDR (one of them)")
