@@ -47,7 +47,8 @@ from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
 from heirloom.wire.aclient import AsyncClient
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError
-from heirloom.wire.daemon import in_one_process, served_in_thread
+from heirloom.wire.daemon import in_one_process
+from heirloom.wire.onloop import LoopDaemon, served_on_loop
 from heirloom.wire.protocol import Buffer, RequestError
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "LifecycleError",
     "LogFull",
     "LogWriteError",
+    "LoopDaemon",
     "Model",
     "ModelHandle",
     "NullProgress",
@@ -96,6 +98,6 @@ __all__ = [
     "path_field",
     "path_fields",
     "ref",
-    "served_in_thread",
+    "served_on_loop",
     "stratified_holdout",
 ]

@@ -7,17 +7,11 @@ flushing durable writes, and the process exits 0.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
-
-import zmq
+from collections.abc import Callable
 
 from heirloom.core.components import Resources
-from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
@@ -61,7 +55,7 @@ def run_server(
     try:
         server.run()
     finally:
-        stopped_cleanly = _stop_system(system)
+        stopped_cleanly = stop_system(system)
         if curve is not None:
             curve.stop()
         if exporter is not None:
@@ -73,43 +67,7 @@ def run_server(
     return 0 if stopped_cleanly else 1
 
 
-@contextlib.contextmanager
-def served_in_thread(
-    system: System, settings: ServerSettings, address: str, context: zmq.Context, *, start_timeout: float = 120.0
-) -> Iterator[Server]:
-    """Serve ``system`` at ``address`` from a thread of this process, for a host that owns the
-    main thread and the signals (the HTTP gateway, over ``inproc://`` in ``context``).
-
-    Yields once every component started and the routes are mounted (a model with no trained
-    version yet is not ready, as in ``heirloom serve``); a system that fails to start raises
-    HeirloomError with the reason. On exit: drain (in-flight work finishes within
-    the grace period), stop the system, close the socket (and ``context``).
-    """
-    limits = configured_resources(system.profile).client_limits()
-    server = Server(system, settings, bind=[address], context=context, limits=limits)
-    thread = threading.Thread(target=server.run, name="heirloom-daemon", daemon=True)
-    server.start_system()
-    thread.start()
-    deadline = time.monotonic() + start_timeout
-    try:
-        while not server.mounted:
-            if not thread.is_alive():
-                raise HeirloomError(f"the system did not start: {server.start_error}")
-            if time.monotonic() > deadline:
-                raise HeirloomError(f"the system did not start in {start_timeout:g} s")
-            time.sleep(0.02)
-        log.info("serving in this process at %s", address)
-        yield server
-    finally:
-        server.request_drain()
-        thread.join()
-        stopped_cleanly = _stop_system(system)
-        server.close()
-        if stopped_cleanly and server.start_error is None:
-            log.info("stopped")
-
-
-def _stop_system(system: System) -> bool:
+def stop_system(system: System) -> bool:
     try:
         system.stop()
     except Exception as exc:  # noqa: BLE001 - report every teardown error, then exit non-zero

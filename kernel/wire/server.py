@@ -106,8 +106,9 @@ class Server:
         self.start_error: BaseException | None = None
         self._drain_deadline = 0.0
         self._done: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._wake, self._wake_write = os.pipe()
-        os.set_blocking(self._wake, False)
+        #: Readable when a handler or batcher thread has finished a call (see read_wake).
+        self.wake_fd, self._wake_write = os.pipe()
+        os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_write, False)
         self._wake_lock = threading.Lock()
         self._closed = False
@@ -140,6 +141,8 @@ class Server:
             nonblocking=connect is not None,
         )
         self._last_heartbeat = 0.0
+        #: How long the I/O loop may wait for the socket or a wake-up before its next turn.
+        self.wait_ms = POLL_MS
 
     # -- lifecycle -----------------------------------------------------------------------
     def endpoints(self) -> list[str]:
@@ -159,6 +162,10 @@ class Server:
             self._wake_up()
 
         threading.Thread(target=start, name="heirloom-start", daemon=True).start()
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for start_system's thread to finish (started or failed)."""
+        return self._system_ready.wait(timeout)
 
     @property
     def mounted(self) -> bool:
@@ -180,26 +187,41 @@ class Server:
 
     def run(self) -> None:
         """The I/O loop; returns once drained (or the system failed to start)."""
-        watched = [(self.socket, zmq.POLLIN), (self._wake, zmq.POLLIN)]
-        wait_ms = POLL_MS
+        watched = [(self.socket, zmq.POLLIN), (self.wake_fd, zmq.POLLIN)]
         while True:
-            for ready, _ in zmq_poll(watched, wait_ms):  # zmq.Poller's wrapper costs ~1 us a turn
+            for ready, _ in zmq_poll(watched, self.wait_ms):  # zmq.Poller's wrapper costs ~1 us a turn
                 if ready is self.socket:
-                    drain(self.socket, self._recv, self._handle, DRAIN_BATCH)
+                    self.read_socket()
                 else:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake, WAKE_READ)  # every wake-up written so far, at once
-            self._drain_done()
-            if not self._installed and self._system_ready.is_set() and not self._install():
+                    self.read_wake()
+            if not self.turn():
                 break
-            if self.connect_address is not None:
-                self._heartbeat()
-            if self.draining:
-                left = self._drain_deadline - time.perf_counter()
-                if self.admission.in_flight == 0 or left <= 0:
-                    break
-                wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
-        self._finish_drain()
+        self.finish_drain()
+
+    # The loop's pieces, for a host's event loop too (served_on_loop): read_socket or
+    # read_wake when their descriptor is ready, then turn(); turn() also every wait_ms.
+    def read_socket(self) -> None:
+        """Handle the requests waiting on the socket (at most DRAIN_BATCH of them)."""
+        drain(self.socket, self._recv, self._handle, DRAIN_BATCH)
+
+    def read_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wake_fd, WAKE_READ)  # every wake-up written so far, at once
+
+    def turn(self) -> bool:
+        """Answer finished calls, mount the routes once started, heartbeat, check the drain;
+        False once the loop should end (drained, or the system failed to start)."""
+        self._drain_done()
+        if not self._installed and self._system_ready.is_set() and not self._install():
+            return False
+        if self.connect_address is not None:
+            self._heartbeat()
+        if self.draining:
+            left = self._drain_deadline - time.perf_counter()
+            if self.admission.in_flight == 0 or left <= 0:
+                return False
+            self.wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
+        return True
 
     def _install(self) -> bool:
         """Mount the started system's routes and watch its models; False if it failed."""
@@ -220,7 +242,7 @@ class Server:
         log.info("ready")
         return True
 
-    def _finish_drain(self) -> None:
+    def finish_drain(self) -> None:
         """Answer what finished; past the grace period, answer the rest UNAVAILABLE at once
         (queued batches are dropped), then let handler and batcher threads go."""
         self._drain_done()
@@ -250,7 +272,7 @@ class Server:
             self._closed = True
             os.close(self._wake_write)
         self.socket.close()
-        os.close(self._wake)
+        os.close(self.wake_fd)
         self.context.destroy(linger=2000)
 
     # -- receiving -----------------------------------------------------------------------

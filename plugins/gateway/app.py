@@ -295,13 +295,21 @@ def _guarded(handler: Any) -> Any:
     return endpoint
 
 
-def create_app(gateway: Gateway) -> Front:
-    """The gateway's ASGI app: the hot paths in :class:`Front`, the rest in Starlette."""
+def create_app(gateway: Gateway, daemon: heirloom.LoopDaemon | None = None) -> Front:
+    """The gateway's ASGI app: the hot paths in :class:`Front`, the rest in Starlette.
+    ``daemon`` (one the gateway runs in its process) is served from the app's event loop
+    from start-up, and drained at shutdown, once the HTTP requests in flight are answered."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        gateway.close()
+        if daemon is not None:
+            daemon.attach()
+        try:
+            yield
+        finally:
+            if daemon is not None:
+                await daemon.drain()
+            gateway.close()
 
     g = gateway
     table = [

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import click
 import zmq
 
@@ -28,24 +30,33 @@ UVICORN_SETTINGS = {"log_level": "warning", "access_log": False}
 IN_PROCESS_ADDRESS = "inproc://heirloom-daemon"
 
 
-@contextlib.contextmanager
-def daemon_for(kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, separate: bool) -> Iterator[str]:
-    """PROFILE's daemon, started for the gateway and stopped when it stops; yields its address.
+@attrs.frozen
+class Daemon:
+    """Where the gateway reaches PROFILE's daemon, and the daemon itself when it runs on the
+    gateway's event loop (None for a child process)."""
 
-    By default a one-process daemon runs on a thread of the gateway's process, reached over
-    ``inproc://`` in ``context``: one process to run, no socket between processes
-    (docs/HTTP.md). ``separate``, or a daemon of worker processes: a ``heirloom
-    serve`` child, with an interpreter lock of its own.
+    address: str
+    on_loop: heirloom.LoopDaemon | None = None
+
+
+@contextlib.contextmanager
+def daemon_for(kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, separate: bool) -> Iterator[Daemon]:
+    """PROFILE's daemon, started for the gateway and stopped when it stops.
+
+    By default a one-process daemon is served from the gateway's own event loop, reached
+    over ``inproc://`` in ``context``: one process to run, no thread or process for a
+    request to cross (docs/HTTP.md). ``separate``, or a daemon of worker processes: a
+    ``heirloom serve`` child, with an interpreter lock of its own.
     """
     resolved = kernel.resolve(profile)
     settings = resolved.settings["server"]
     if separate or not heirloom.in_one_process(resolved, settings):
         with served_by_child(profile, start_timeout=120) as address:
-            yield address
+            yield Daemon(address)
         return
     system = kernel.system(resolved, serve_models=True)
-    with heirloom.served_in_thread(system, settings, IN_PROCESS_ADDRESS, context):
-        yield IN_PROCESS_ADDRESS
+    with heirloom.served_on_loop(system, settings, IN_PROCESS_ADDRESS, context) as on_loop:
+        yield Daemon(IN_PROCESS_ADDRESS, on_loop)
 
 
 @contextlib.contextmanager
@@ -90,7 +101,7 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
 @click.option(
     "--separate-daemon",
     is_flag=True,
-    help="With PROFILE: run its daemon as a `heirloom serve` child process, not on a thread of the gateway.",
+    help="With PROFILE: run its daemon as a `heirloom serve` child process, not on the gateway's event loop.",
 )
 @log_options
 def gateway_command(
@@ -114,10 +125,10 @@ def gateway_command(
     /console/API         the web console plugins supply for an api (heirloom_register_consoles)
 
     With PROFILE the gateway runs PROFILE's daemon itself, and drains and stops it on exit:
-    on a thread of its own process, over inproc:// (one process to run), or with
-    --separate-daemon, [server] workers > 1 or a placing resource manager, as a `heirloom
-    serve` child (more requests per second under load: the daemon has its own interpreter
-    lock). With --connect it uses a running daemon. Errors map to HTTP statuses
+    in its own process, served from the gateway's event loop over inproc:// (one process to
+    run, the lowest latency), or with --separate-daemon, [server] workers > 1 or a placing
+    resource manager, as a `heirloom serve` child (more requests per second under heavy
+    load: the daemon has its own interpreter lock). With --connect it uses a running daemon. Errors map to HTTP statuses
     (docs/HTTP.md); Heirloom-Deadline-Ms sets a request's budget. Needs the 'ui' extra
     (starlette, uvicorn, orjson).
     """
@@ -136,9 +147,17 @@ def gateway_command(
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     configure_logs(log_level, log_format)
     # SIGTERM/SIGINT unwind the stack below (drain and stop the daemon), also while it starts;
-    # uvicorn stops gracefully on them, then re-raises: exit 0 as serve does
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda signum, frame: sys.exit(0))
+    # uvicorn stops gracefully on them, then re-raises: exit 0 as serve does. A signal that
+    # lands while a plugin imports is taken for the plugin's own SystemExit (the kernel
+    # reports that plugin and goes on), so the flag is checked once the daemon is up too.
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+        sys.exit(0)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, stop)
     with contextlib.ExitStack() as stack:
         context = zmq.Context()
         stack.callback(context.destroy, linger=0)
@@ -146,18 +165,23 @@ def gateway_command(
             token_keys = read_tokens(tokens) if tokens is not None else None
             kernel = heirloom.Kernel()
             consoles = kernel.consoles()
-            address = connect or stack.enter_context(
-                daemon_for(kernel, str(profile), context, separate=separate_daemon)
-            )
+            if connect is not None:
+                daemon = Daemon(connect)
+            else:
+                daemon = stack.enter_context(daemon_for(kernel, profile, context, separate=separate_daemon))
         except heirloom.HeirloomError as exc:
+            if stopping.is_set():  # a plugin "failed" on the signal's SystemExit
+                sys.exit(0)
             raise click.ClickException(str(exc)) from exc
+        if stopping.is_set():
+            sys.exit(0)
         gateway = Gateway(
-            address,
+            daemon.address,
             timeout=timeout,
             curve_server_key=curve_server_key,
             tokens=token_keys,
             consoles=consoles,
             context=context,
         )
-        click.echo(f"heirloom gateway: http://{host}:{port}/ -> {address}", err=True)
-        uvicorn.run(create_app(gateway), host=host, port=port, **UVICORN_SETTINGS)
+        click.echo(f"heirloom gateway: http://{host}:{port}/ -> {daemon.address}", err=True)
+        uvicorn.run(create_app(gateway, daemon.on_loop), host=host, port=port, **UVICORN_SETTINGS)
