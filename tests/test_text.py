@@ -179,7 +179,8 @@ def test_predict_is_batched_and_gives_probabilities(fitted):
 def test_a_few_texts_get_the_probabilities_a_large_batch_gets(fitted, allagree):
     """Up to a few texts are weighted in plain Python, larger batches through tensors: the
     same probabilities either way, also for texts with no known feature."""
-    texts = [r["text"] for r in allagree.records("test")][:60] + ["", "qqxz vvkj", "!!!"]
+    texts = [r["text"] for r in allagree.records("test")][:60]
+    texts += ["", "qqxz vvkj", "!!!"]
     together = fitted.predict(texts)
     one_by_one = [output for text in texts for output in fitted.predict([text])]
     in_pairs = [output for i in range(0, len(texts), 2) for output in fitted.predict(texts[i : i + 2])]
