@@ -112,10 +112,10 @@ class Vocabulary:
         """The vocabulary as flat arrays for prediction over a hash space of ``size``."""
         import torch
 
-        table = torch.full((size,), -1, dtype=torch.int32)
+        rows = array("i", [-1]) * size
+        table = torch.frombuffer(rows, dtype=torch.int32)  # the same memory: filled through it
         table[self.features] = torch.arange(len(self.features), dtype=torch.int32)
-        rows = array("i", table.tolist())
-        return Lookup(rows, array("f", self.idf.tolist()), torch.frombuffer(rows, dtype=torch.int32))
+        return Lookup(rows, array("f", self.idf.tolist()), table)
 
     def rows_of(self, buckets: torch.Tensor, table: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(row, known)`` for each bucket id; ``row`` is meaningless where not known."""
