@@ -298,6 +298,32 @@ def test_a_cuda_device_without_cuda_fails_the_start(tmp_path):
     assert "resources.device: 'device' is 'cuda:0' but torch" in daemon.log() and "sees no CUDA device" in daemon.log()
 
 
+SLOW_START_PROFILE = """
+[apis.echo]
+use = "echo"
+
+[apis.t]
+use = "testing"
+start_ms = 2000
+"""
+
+
+def test_sigterm_while_the_system_starts_stops_every_component_once_the_start_is_over(tmp_path):
+    """A stop signal mid-start ends the I/O loop at once, but the system stops only when
+    its start is over: the component still starting is stopped too (its log closed), and
+    the process exits 0."""
+    daemon = Daemon(tmp_path, profile=SLOW_START_PROFILE)
+    deadline = time.monotonic() + 30
+    while "started apis.echo" not in daemon.log():  # apis.t is starting now, for 2 s
+        assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    os.kill(daemon.process.pid, signal.SIGTERM)
+    assert daemon.process.wait(30) == 0, daemon.log()
+    log = daemon.log()
+    assert "stopped apis.t (testing)" in log and "stopped apis.echo (echo)" in log, log
+    assert "waiting for the system's start to finish" in log
+
+
 # -- 19. the grace deadline ------------------------------------------------------------------
 GRACE = 0.2
 GRACE_PROFILE = """

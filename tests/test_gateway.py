@@ -371,8 +371,8 @@ def test_a_bad_tokens_file_is_refused_naming_the_file(tmp_path):
 
 
 def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_path):
-    """With PROFILE the daemon runs on a thread of the gateway's process (reached over
-    inproc://, docs/HTTP.md): its _health names the gateway's pid; SIGTERM drains it,
+    """With PROFILE the daemon runs in the gateway's process, on its event loop (reached
+    over inproc://, docs/HTTP.md): its _health names the gateway's pid; SIGTERM drains it,
     stops its components and exits 0."""
     port = free_port()
     process = subprocess.Popen(
@@ -396,6 +396,63 @@ def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_p
         assert process.wait(30) == 0
     log = process.stderr.read().decode()
     assert "heirloom.core.system: stopped apis.echo" in log and "heirloom.wire.daemon: stopped" in log
+
+
+SLOW_PLUGIN = """
+import os, pathlib, time
+
+import attrs
+
+import heirloom
+
+if os.environ.get("SLOW_PLUGIN_MARKER"):
+    pathlib.Path(os.environ["SLOW_PLUGIN_MARKER"]).touch()
+    time.sleep(5)
+
+
+@attrs.define
+class Quiet(heirloom.Api):
+    def routes(self):
+        return []
+
+
+@heirloom.hookimpl
+def heirloom_register_apis(register):
+    register("quiet", Quiet)
+"""
+
+
+def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
+    """A SIGTERM that lands while the profile's plugin imports (a slow import: torch,
+    transformers) reaches the import as SystemExit, which the kernel takes for that
+    plugin's failure: the gateway must still stop with 0, not fail on the plugin."""
+    write(tmp_path / "slow_plugin.py", SLOW_PLUGIN)
+    profile = write(tmp_path / "p.toml", '[apis.echo]\nuse = "echo"\n[apis.quiet]\nuse = "quiet"\n')
+    marker = tmp_path / "importing"
+    env = {
+        **os.environ,
+        "HEIRLOOM_HOME": str(tmp_path / "home"),
+        "HEIRLOOM_PLUGINS": "slow_plugin",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+    }
+    run_heirloom("plugins", env=env)  # what each plugin provides is now known: the next run imports on demand
+    process = subprocess.Popen(
+        [*HEIRLOOM, "gateway", str(profile), "--port", str(free_port())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**env, "SLOW_PLUGIN_MARKER": str(marker)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
+            time.sleep(0.02)
+        process.terminate()
+        assert process.wait(30) == 0, process.stderr.read().decode()
+    finally:
+        process.kill()
+    assert "heirloom gateway: http://" not in process.stderr.read().decode()
 
 
 @pytest.mark.parametrize(

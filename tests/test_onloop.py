@@ -59,7 +59,8 @@ def test_served_on_loop_answers_from_the_host_loop_and_drains_what_is_in_flight(
     assert pid == os.getpid() and len(batched) == 40
     assert all(1 <= reply["batch"] <= 8 for reply in batched) and max(r["batch"] for r in batched) > 1
     # the daemon added only compute threads (batches, handler routes) and the alias watcher: no I/O thread
-    assert all(name.startswith(("heirloom-batch:", "heirloom-handler", "heirloom-models")) for name in threads - before), threads
+    compute = ("heirloom-batch:", "heirloom-handler", "heirloom-models")
+    assert all(name.startswith(compute) for name in threads - before), threads
     assert system.state == "stopped"
 
 

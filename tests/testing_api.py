@@ -37,9 +37,12 @@ class TestingApi(heirloom.Api):
     max_wait_ms: float = 20.0
     #: Milliseconds one batch of ``batched`` takes.
     batch_ms: float = 5.0
+    #: Milliseconds start takes (a slow model load).
+    start_ms: float = 0.0
 
     def start(self, ctx):
         super().start(ctx)
+        time.sleep(self.start_ms / 1000)
         self.writes = 0
         self.ran: list[Any] = []
         self.lock = threading.Lock()

@@ -55,7 +55,7 @@ def run_server(
     try:
         server.run()
     finally:
-        stopped_cleanly = stop_system(system)
+        stopped_cleanly = stop_when_started(server, system)
         if curve is not None:
             curve.stop()
         if exporter is not None:
@@ -67,7 +67,13 @@ def run_server(
     return 0 if stopped_cleanly else 1
 
 
-def stop_system(system: System) -> bool:
+def stop_when_started(server: Server, system: System) -> bool:
+    """Stop ``system`` once its start (on ``start_system``'s thread) is over: a stop signal
+    can end the I/O loop mid-start, and stopping then would race components still starting
+    (those started after the stop would never stop, nor flush what they write)."""
+    if not server.wait_started(0):
+        log.info("waiting for the system's start to finish before stopping it")
+        server.wait_started(None)
     try:
         system.stop()
     except Exception as exc:  # noqa: BLE001 - report every teardown error, then exit non-zero

@@ -24,7 +24,7 @@ import zmq
 from heirloom.core.errors import HeirloomError
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
-from heirloom.wire.daemon import configured_resources, stop_system
+from heirloom.wire.daemon import configured_resources, stop_when_started
 from heirloom.wire.server import Server
 
 log = logging.getLogger("heirloom.wire.daemon")
@@ -116,7 +116,7 @@ def served_on_loop(
             server.run()
         elif not server.mounted:
             server.finish_drain()
-        stopped_cleanly = stop_system(system)
+        stopped_cleanly = stop_when_started(server, system)
         server.close()
         if stopped_cleanly and server.start_error is None:
             log.info("stopped")

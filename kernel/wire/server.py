@@ -163,8 +163,8 @@ class Server:
 
         threading.Thread(target=start, name="heirloom-start", daemon=True).start()
 
-    def wait_started(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for start_system's thread to finish (started or failed)."""
+    def wait_started(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` s (None: no limit) for start_system's thread to finish."""
         return self._system_ready.wait(timeout)
 
     @property
