@@ -270,3 +270,42 @@ def test_a_plugin_printing_or_exiting_at_import_breaks_no_command(tmp_path):
     assert infos["exiting_plugin"]["status"] == "failed" and "refuses to load" in infos["exiting_plugin"]["error"]
     checked = run_heirloom("profile", "check", "minimal", env=env)
     assert checked.returncode == 0 and "ok" in checked.stdout, checked.stderr
+
+
+FLAKY_PLUGIN = """
+import os
+
+import attrs
+
+import heirloom
+
+if os.environ.get("FLAKY_PLUGIN_FAILS"):
+    raise RuntimeError("cannot reach the licence server")
+
+
+@attrs.define
+class Quiet(heirloom.Api):
+    def routes(self):
+        return []
+
+
+@heirloom.hookimpl
+def heirloom_register_apis(register):
+    register("quiet", Quiet)
+"""
+
+
+def test_a_type_from_a_plugin_that_loaded_before_but_fails_now_names_that_failure(tmp_path):
+    """The catalog remembers what a plugin provided when it last loaded: a profile using
+    it is told that plugin failed and why, not "unknown type 'quiet'; did you mean 'quiet'"."""
+    write(tmp_path / "flaky_plugin.py", FLAKY_PLUGIN)
+    profile = write(tmp_path / "p.toml", '[apis.q]\nuse = "quiet"\n')
+    env = {"PYTHONPATH": str(tmp_path), "HEIRLOOM_PLUGINS": "flaky_plugin"}
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
+    checked = run_heirloom("profile", "check", str(profile), env={**env, "FLAKY_PLUGIN_FAILS": "1"})
+    assert checked.returncode == 2
+    assert (
+        "apis.q.use: api type 'quiet' comes from a plugin that failed to load this time: "
+        "flaky_plugin: RuntimeError: cannot reach the licence server" in checked.stderr
+    ), checked.stderr
+    assert "did you mean" not in checked.stderr

@@ -273,9 +273,13 @@ class Validator:
         return spec
 
     def _unknown_type(self, kind: str, use: str) -> str:
+        failed = self.host.failures()
+        providers = [info for info in failed if use in info.provides[kind]]  # known from an earlier load
+        if providers:
+            details = "; ".join(f"{info.label}: {info.error}" for info in providers)
+            return f"{kind} type {use!r} comes from a plugin that failed to load this time: {details}"
         known = self.host.known_names(kind)
         message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'})"
-        failed = self.host.failures()
         if failed:
             details = "; ".join(f"{info.label}: {info.error}" for info in failed)
             message += f". This profile needs it and these plugins failed to load: {details}"
