@@ -43,3 +43,22 @@ def free_port() -> int:
 def free_tcp_address() -> str:
     """A loopback tcp:// endpoint on a port that is free right now."""
     return f"tcp://127.0.0.1:{free_port()}"
+
+
+QUIET_API = """
+@attrs.define
+class Quiet(heirloom.Api):
+    def routes(self):
+        return []
+
+
+@heirloom.hookimpl
+def heirloom_register_apis(register):
+    register("quiet", Quiet)
+"""
+
+
+def quiet_api_plugin(prelude: str) -> str:
+    """A plugin module registering the api type ``quiet`` (no routes) whose import runs
+    ``prelude`` first (a slow import, a failing one)."""
+    return f"import os, pathlib, time\n\nimport attrs\n\nimport heirloom\n\n{prelude}\n{QUIET_API}"

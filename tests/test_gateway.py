@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, free_port, quiet_api_plugin, run_heirloom, write
 from tests.test_ui import SMALL
 
 pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
@@ -398,28 +398,11 @@ def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_p
     assert "heirloom.core.system: stopped apis.echo" in log and "heirloom.wire.daemon: stopped" in log
 
 
-SLOW_PLUGIN = """
-import os, pathlib, time
-
-import attrs
-
-import heirloom
-
-if os.environ.get("SLOW_PLUGIN_MARKER"):
-    pathlib.Path(os.environ["SLOW_PLUGIN_MARKER"]).touch()
-    time.sleep(5)
-
-
-@attrs.define
-class Quiet(heirloom.Api):
-    def routes(self):
-        return []
-
-
-@heirloom.hookimpl
-def heirloom_register_apis(register):
-    register("quiet", Quiet)
-"""
+SLOW_PLUGIN = quiet_api_plugin(
+    'if os.environ.get("SLOW_PLUGIN_MARKER"):\n'
+    '    pathlib.Path(os.environ["SLOW_PLUGIN_MARKER"]).touch()\n'
+    "    time.sleep(5)\n"
+)
 
 
 def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import REPO, quiet_api_plugin, run_heirloom, write
 
 
 def _kernel(*plugins):
@@ -272,27 +272,9 @@ def test_a_plugin_printing_or_exiting_at_import_breaks_no_command(tmp_path):
     assert checked.returncode == 0 and "ok" in checked.stdout, checked.stderr
 
 
-FLAKY_PLUGIN = """
-import os
-
-import attrs
-
-import heirloom
-
-if os.environ.get("FLAKY_PLUGIN_FAILS"):
-    raise RuntimeError("cannot reach the licence server")
-
-
-@attrs.define
-class Quiet(heirloom.Api):
-    def routes(self):
-        return []
-
-
-@heirloom.hookimpl
-def heirloom_register_apis(register):
-    register("quiet", Quiet)
-"""
+FLAKY_PLUGIN = quiet_api_plugin(
+    'if os.environ.get("FLAKY_PLUGIN_FAILS"):\n    raise RuntimeError("cannot reach the licence server")\n'
+)
 
 
 def test_a_type_from_a_plugin_that_loaded_before_but_fails_now_names_that_failure(tmp_path):

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from heirloom_plugins.optim import lbfgs
+
 if TYPE_CHECKING:
     import torch
 
 ITERATIONS = 300
-HISTORY = 10
 
 
 @attrs.frozen
@@ -79,15 +80,7 @@ def fit(
     strength = l2 / n
     weight = (start or prior).weight.clone()
     bias = (start or prior).bias.clone()
-    optimizer = torch.optim.LBFGS(
-        [weight, bias],
-        lr=1,
-        max_iter=iterations,
-        history_size=HISTORY,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-6,
-        tolerance_change=1e-9,
-    )
+    optimizer = lbfgs([weight, bias], iterations, tolerance_grad=1e-6, tolerance_change=1e-9)
 
     def objective() -> torch.Tensor:
         logits = rows.matrix @ weight + bias
