@@ -25,6 +25,7 @@ rule (the built-in plugins' tests run them too):
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import json
 import os
@@ -71,10 +72,12 @@ def heirloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def heirloom_kernel(heirloom_home: Path) -> Callable[..., Kernel]:
     """``heirloom_kernel(my_plugin, entry_points=True)``: an isolated Kernel with these plugin
-    modules (or objects with hookimpls) registered; ``entry_points=False`` ignores installed ones."""
+    modules (objects with hookimpls, or module names to import) registered;
+    ``entry_points=False`` ignores installed plugins, the ``local`` resource manager too."""
 
     def build(*plugins: Any, entry_points: bool = True) -> Kernel:
-        return Kernel(plugins=plugins, use_entry_points=entry_points)
+        modules = [importlib.import_module(p) if isinstance(p, str) else p for p in plugins]
+        return Kernel(plugins=modules, use_entry_points=entry_points)
 
     return build
 

@@ -121,6 +121,24 @@ def test_register_rejects_a_class_that_is_not_a_component():
     assert info.status == "failed" and "must be an attrs class subclassing heirloom.Model" in info.error
 
 
+def test_register_rejects_a_component_field_named_like_a_key_the_kernel_reads():
+    """``inherit`` (or ``use``, ``enabled``, ``start_timeout``) in a component's table is the
+    kernel's: a field of that name would silently never get the profile's value."""
+
+    @attrs.define
+    class Shadowing(heirloom.Model):
+        inherit: str = "mine"
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_models(self, register):
+            register("shadowing", Shadowing)
+
+    info = _kernel(Plugin()).plugins.infos["Plugin"]
+    assert info.status == "failed"
+    assert "model 'shadowing': Shadowing has field(s) inherit, which the kernel reads itself" in info.error
+
+
 def test_duplicate_component_name_is_an_error_naming_both(tmp_path):
     class Copycat:
         @heirloom.hookimpl
@@ -291,3 +309,20 @@ def test_a_type_from_a_plugin_that_loaded_before_but_fails_now_names_that_failur
         "flaky_plugin: RuntimeError: cannot reach the licence server" in checked.stderr
     ), checked.stderr
     assert "did you mean" not in checked.stderr
+
+
+def test_the_heirloom_kernel_fixture_imports_plugins_named_by_module(heirloom_kernel, tmp_path):
+    """Plugin authors pass their module or its name; with entry_points=False nothing
+    installed is registered, so a profile needs its resource manager passed too."""
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n')
+    kernel = heirloom_kernel("tests.toys", "heirloom_plugins.local_resources", entry_points=False)
+    assert [spec.use for spec in kernel.resolve(str(profile)).components] == ["local", "toy-source"]
+    with pytest.raises(ModuleNotFoundError, match="no_such_plugin"):
+        heirloom_kernel("no_such_plugin")
+
+
+def test_a_request_error_with_a_status_no_client_knows_is_refused_where_it_is_raised():
+    with pytest.raises(ValueError, match="'NOT_A_CODE' is not an error status: use one of INVALID_ARGUMENT"):
+        heirloom.RequestError("NOT_A_CODE", "no such status")
+    with pytest.raises(ValueError, match="'OK' is not an error status"):
+        heirloom.RequestError("OK", "an error that says all is well")

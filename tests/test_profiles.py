@@ -168,6 +168,17 @@ data = "nwes"
     assert "dependency cycle: sources.a -> sources.b -> sources.a" in text
 
 
+def test_a_bad_reference_is_reported_beside_the_same_tables_type_errors(tmp_path, kernel):
+    """Every problem at once: a table whose values fail their types still has its
+    references checked (they were only checked once the table structured)."""
+    path = write(tmp_path / "p.toml", '[models.m]\nuse = "toy-model"\ndata = "nwes"\nepochs = "3"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    text = str(caught.value)
+    assert f"{path}: models.m.epochs:" in text
+    assert f"{path}: models.m.data: no source named 'nwes'" in text
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

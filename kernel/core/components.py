@@ -54,14 +54,22 @@ def at_least(low: float) -> Any:
 
 def references(component: Any) -> list[tuple[str, str, str]]:
     """``(field, kind, target)`` for every reference field set on a component instance."""
+    return declared_references(
+        type(component), {f.name: getattr(component, f.name) for f in attrs.fields(type(component))}
+    )
+
+
+def declared_references(cls: type, config: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """``(field, kind, target)`` for every reference field of ``cls`` that ``config`` (a
+    component's table, structured or not) sets."""
     found = []
-    for field in attrs.fields(type(component)):
+    for field in attrs.fields(cls):
         spec = field.metadata.get(REF_KEY)
-        value = getattr(component, field.name)
+        value = config.get(field.name)
         if spec is None or value is None:
             continue
         kind, many = spec
-        for target in value if many else [value]:
+        for target in value if many and isinstance(value, list | tuple) else [value]:
             found.append((field.name, kind, target))
     return found
 

@@ -33,6 +33,7 @@ from heirloom.core import hookspecs
 from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint
 from heirloom.core.components import KIND_BASES, KINDS
 from heirloom.core.errors import PluginError
+from heirloom.core.settings import ComponentKeys, ModelKeys
 from heirloom.core.version import VERSION
 
 ENTRY_POINT_GROUP = "heirloom"
@@ -167,6 +168,7 @@ class PluginHost:
     @staticmethod
     def _stager(kind: str, staged: list[tuple[str, str, type]]) -> Callable[[str, type], None]:
         base = KIND_BASES[kind]
+        reserved = {field.name for field in attrs.fields(ModelKeys if kind == "model" else ComponentKeys)}
 
         def register(name: str, cls: type) -> None:
             if not isinstance(name, str) or not COMPONENT_NAME.match(name):
@@ -174,6 +176,12 @@ class PluginHost:
             if not (isinstance(cls, type) and attrs.has(cls) and issubclass(cls, base)):
                 raise PluginError(
                     f"{kind} {name!r}: {cls!r} must be an attrs class subclassing heirloom.{base.__name__}"
+                )
+            clash = sorted({field.name for field in attrs.fields(cls)} & reserved)
+            if clash:  # the kernel would take these keys from the table: the field would never be set
+                raise PluginError(
+                    f"{kind} {name!r}: {cls.__name__} has field(s) {', '.join(clash)}, which the kernel reads "
+                    f"itself in every {kind} table ({', '.join(sorted(reserved))}): rename them"
                 )
             staged.append((kind, name, cls))
 

@@ -22,7 +22,7 @@ from cattrs.cols import homogenous_tuple_structure_factory, is_sequence, list_st
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.strategies import configure_union_passthrough
 
-from heirloom.core.components import KINDS, PATH_KEY, TABLES, references
+from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_references, references
 from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
@@ -266,10 +266,13 @@ class Validator:
         keys = self._structure(key, kernel_keys, keys_cls)
         instance = self._structure(key, config, cls)
         if instance is None or keys is None:
+            # every problem at once: the references the table names are checked all the same
+            found = [(f, k, t) for f, k, t in declared_references(cls, config) if isinstance(t, str)]
+            self._check_references(key, found)
             return None
-        depends = tuple(sorted({(k, t) for _, k, t in references(instance)}))
-        spec = ComponentSpec(kind, name, use, cls, config, keys, depends)
-        self._check_references(spec, instance)
+        found = references(instance)
+        spec = ComponentSpec(kind, name, use, cls, config, keys, tuple(sorted({(k, t) for _, k, t in found})))
+        self._check_references(key, found)
         return spec
 
     def _unknown_type(self, kind: str, use: str) -> str:
@@ -317,13 +320,13 @@ class Validator:
             self.problem(f"{key}.{field}" if field else key, str(exc))
         return None
 
-    def _check_references(self, spec: ComponentSpec, instance: Any) -> None:
-        for field, kind, target in references(instance):
+    def _check_references(self, key: str, found: list[tuple[str, str, Any]]) -> None:
+        for field, kind, target in found:
             group = self.raw.data.get(TABLES[kind], {})
             if not isinstance(target, str) or target not in group:
                 names = sorted(group) if isinstance(group, dict) else []
                 self.problem(
-                    f"{spec.key}.{field}",
+                    f"{key}.{field}",
                     f"no {kind} named {target!r}{did_you_mean(str(target), names)} "
                     f"({TABLES[kind]} defined: {', '.join(names) or 'none'})",
                 )

@@ -110,6 +110,8 @@ class RequestError(Exception):
     """
 
     def __init__(self, code: str, message: str, field: str | None = None, retry_after_ms: int | None = None):
+        if code not in CODES or code == OK:  # a typo would otherwise reach clients as a code they cannot know
+            raise ValueError(f"RequestError code {code!r} is not an error status: use one of {', '.join(CODES[1:])}")
         super().__init__(message)
         self.code = code
         self.message = message
