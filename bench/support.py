@@ -172,6 +172,9 @@ def section_oos(args: argparse.Namespace, results: Results, parent: heirloom.Sta
     print("  validation recall of each reject score (the highest is the rule):")
     for name, candidate in candidates.items():
         print(f"    {name:<12} {candidate['validation']['oos_recall']:.4f} (threshold {candidate['threshold']:.4f})")
+    rule = model.state().metadata["rule"]
+    if rule.get("mix"):
+        print(f"  the rule mixes {', '.join(f'{name} x {part[0]:g}' for name, part in rule['mix'].items())}")
     ours["rule_candidates"] = {name: candidate["validation"]["oos_recall"] for name, candidate in candidates.items()}
     results.add("oos", ours)
     results.oos_model = model

@@ -7,6 +7,7 @@ Needs the ``support`` extra; without it every test here is skipped, naming the e
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import subprocess
@@ -26,8 +27,9 @@ from heirloom.wire.client import InvalidArgument, NotFound  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
 from heirloom_plugins.encoder.fusion import WEIGHTS, choose_weight  # noqa: E402
+from heirloom_plugins.encoder.novelty import LabelWords  # noqa: E402
 from heirloom_plugins.encoder.ranking import query_metrics  # noqa: E402
-from heirloom_plugins.encoder.reject import SCORES, threshold_for  # noqa: E402
+from heirloom_plugins.encoder.reject import MIX_WEIGHTS, SCORES, Rule, choose, threshold_for  # noqa: E402
 from heirloom_plugins.ngrams.head import NgramHead  # noqa: E402
 from heirloom_plugins.support.sources import StackFaqSource  # noqa: E402
 from tests.daemons import Daemon  # noqa: E402
@@ -245,20 +247,68 @@ def test_the_stored_intent_model_carries_what_its_reject_rule_needs(trained):
     store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
     state = store.load("support/intent@1")
     labels, hidden = len(state.metadata["labels"]), state.tensors["head"].shape[1]
-    assert state.metadata["rule"]["score"] in SCORES
     selection = state.metadata["training"]["selection"]
     fused = {"fused"} if selection["ngram_weight"] else set()  # a candidate only when the n-grams take part
-    assert set(selection["rule_candidates"]) == set(SCORES) - {"fused"} | fused  # what it was chosen from
-    if state.metadata["rule"]["score"] == "mahalanobis":
+    singles = set(SCORES) - {"fused"} | fused
+    mixtures = {f"{name}+novelty" for name in singles - {"novelty"}}
+    assert set(selection["rule_candidates"]) == singles | mixtures  # what it was chosen from
+    assert state.metadata["rule"]["score"] in singles | mixtures
+    if "novelty" in state.metadata["rule"]["score"]:
+        assert len(state.metadata["label_words"]) == labels
+    else:  # only a novelty rule needs each label's words
+        assert state.metadata["label_words"] is None
+    if "mahalanobis" in state.metadata["rule"]["score"]:
         assert tuple(state.tensors["class_means"].shape) == (labels, hidden)
         assert tuple(state.tensors["precision"].shape) == (hidden, hidden)
     else:  # only a distance rule needs them
         assert not {"class_means", "precision"} & set(state.tensors)
     # a distance rule without its tensors is refused at load, not silently dropped
-    metadata = {**state.metadata, "rule": {**state.metadata["rule"], "score": "mahalanobis"}}
+    metadata = {**state.metadata, "rule": {**state.metadata["rule"], "score": "mahalanobis", "mix": None}}
     broken = heirloom.State({k: v for k, v in state.tensors.items() if k != "precision"}, metadata)
     with pytest.raises(heirloom.HeirloomError, match="no class_means/precision"):
         EncoderClassifier(data="intents", reject=True).load(broken)
+    # so is a novelty rule without each label's words
+    parts = {"probability": [0.5, 0.0, 1.0], "novelty": [0.5, 0.0, 1.0]}
+    mixture = {"score": "probability+novelty", "threshold": 0.0, "validation": {}, "mix": parts}
+    broken = heirloom.State(state.tensors, {**state.metadata, "rule": mixture, "label_words": None})
+    with pytest.raises(heirloom.HeirloomError, match="no label_words"):
+        EncoderClassifier(data="intents", reject=True).load(broken)
+
+
+def test_novelty_is_minus_the_share_of_word_weight_the_predicted_label_never_used():
+    words = LabelWords.fit(
+        ["my top up failed", "top up did not work", "where is my card", "my card has not arrived"], [0, 0, 1, 1], 2
+    )
+    # "my", used by both labels, weighs log(3/3) = 0; a word one label used log(3/2); unseen log(3)
+    assert words.weights["my"] == 0.0 and words.weights["failed"] == pytest.approx(math.log(1.5))
+    texts = ["my top up failed", "my top up was reverted", "my card failed"]
+    known, reverted, elsewhere = words.scores(texts, [0, 0, 1])
+    assert known == 0.0
+    assert reverted == pytest.approx(-math.log(3) / (math.log(1.5) + math.log(3)))  # "was", "reverted" unseen
+    assert elsewhere == pytest.approx(-0.5)  # "failed" is top_up's word, "card" card's: half the weight foreign
+    assert words.scores(["??"], [0]) == [0.0]
+    assert LabelWords.from_json(words.to_json()).scores(["my card failed"], [1]) == [elsewhere]
+
+
+def test_a_mixture_rule_mixes_z_scored_scores_and_is_chosen_when_it_rejects_more():
+    # neither score alone separates the two out-of-scope texts from every in-scope one (a
+    # confident in-scope text worded apart, an unsure one worded like its label); their mixture does
+    probability = ([0.9, 0.5, 0.9, 0.8, 0.85, 0.95], [0.6, 0.65])
+    novelty = ([-0.6, 0.0, 0.0, -0.1, -0.05, 0.0], [-0.4, -0.35])
+    correct = [True] * 6
+    rule, candidates = choose({"probability": probability, "novelty": novelty}, correct, max_drop=0.0)
+    assert candidates["probability"].validation["oos_recall"] == candidates["novelty"].validation["oos_recall"] == 0
+    assert rule.score == "probability+novelty" and rule.validation["oos_recall"] == 1.0
+    weight, mean, spread = rule.mix["novelty"]
+    assert weight in MIX_WEIGHTS and mean == pytest.approx(-0.75 / 6)
+    expected = [
+        rule.mix["probability"][0] * (p - rule.mix["probability"][1]) / rule.mix["probability"][2]
+        + weight * (n - mean) / spread
+        for p, n in zip(probability[0] + probability[1], novelty[0] + novelty[1], strict=True)
+    ]
+    values = rule.values({"probability": probability[0] + probability[1], "novelty": novelty[0] + novelty[1]})
+    assert values == pytest.approx(expected)
+    assert Rule.from_json(json.loads(json.dumps(rule.to_json()))) == rule
 
 
 def test_the_ngram_weight_is_the_one_with_the_best_validation_accuracy():

@@ -31,8 +31,9 @@ import heirloom
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
 from heirloom_plugins.encoder.fusion import choose_weight, fuse
 from heirloom_plugins.encoder.network import Encoder
+from heirloom_plugins.encoder.novelty import LabelWords
 from heirloom_plugins.encoder.records import check_texts, labelled
-from heirloom_plugins.encoder.reject import SCORES, Rule, choose
+from heirloom_plugins.encoder.reject import NOVELTY, SCORES, Rule, choose
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction
 from heirloom_plugins.metrics import classification_metrics, classification_text
 from heirloom_plugins.ngrams.head import NgramHead
@@ -86,6 +87,8 @@ class EncoderClassifier(EncoderModel):
         #: Class means and shared precision matrix of the training embeddings (a Mahalanobis rule).
         self._gaussian: tuple[torch.Tensor, torch.Tensor] | None = None
         self._fusion: Fusion | None = None
+        #: Each label's training words, when the reject rule reads the lexical novelty.
+        self._words: LabelWords | None = None
 
     def ready(self) -> bool:
         return self._encoder is not None and self._head is not None
@@ -115,7 +118,7 @@ class EncoderClassifier(EncoderModel):
         epochs, rule, weight, selection = self.epochs, None, 0.0, None
         if self.validation_fraction:
             epochs, rule, weight, selection = self._select(texts, labels, parent, progress)
-        distance = rule is not None and rule.score == "mahalanobis"  # the state carries what its rule needs
+        distance = rule is not None and "mahalanobis" in rule.scores_needed()  # the state carries what its rule needs
         encoder, head, gaussian, history = self._train(
             texts, labels, label_set, parent, epochs, progress, "fine-tuning", distance=distance
         )
@@ -123,8 +126,12 @@ class EncoderClassifier(EncoderModel):
         if weight:
             lexical = self._ngram_head(texts, labels, label_set, progress, "fitting the n-gram regression")
             fusion = Fusion(lexical, weight)
+        words = None
+        if rule is not None and NOVELTY in rule.scores_needed():
+            index = {label: i for i, label in enumerate(label_set)}
+            words = LabelWords.fit(texts, [index[label] for label in labels], len(label_set))
         self._encoder, self._head, self._labels, self._rule, self._gaussian = encoder, head, label_set, rule, gaussian
-        self._fusion = fusion
+        self._fusion, self._words = fusion, words
         self._training = {
             "examples": len(texts),
             "epochs": epochs,
@@ -161,9 +168,14 @@ class EncoderClassifier(EncoderModel):
             + (f", {len(unseen)} texts of {len(held_labels)} held-out labels as out of scope" if unseen else "")
         )
         scores: list[dict[str, Any]] = []
+        words = None
+        if self.reject:
+            seen_index = {label: i for i, label in enumerate(seen_labels)}
+            targets = [seen_index[labels[i]] for i in train]
+            words = LabelWords.fit([texts[i] for i in train], targets, len(seen_labels))
 
         def validate(encoder: Encoder, head: torch.Tensor, gaussian: Any, split: int) -> None:
-            outputs = self._outputs(encoder, head, gaussian, [texts[i] for i in known + unseen], split)
+            outputs = self._outputs(encoder, head, gaussian, [texts[i] for i in known + unseen], split, words=words)
             best = outputs["best"][: len(known)]
             correct = [seen_labels[b] == labels[i] for b, i in zip(best, known, strict=True)]
             scores.append({"correct": correct, "outputs": outputs})
@@ -182,6 +194,8 @@ class EncoderClassifier(EncoderModel):
             weight, weights, outputs = self._choose_fusion(
                 lexical, [texts[i] for i in known + unseen], truth, seen_labels, outputs, progress
             )
+            if words is not None:  # the novelty of the fused labels
+                outputs[NOVELTY] = words.scores([texts[i] for i in known + unseen], outputs["best"])
             correct = [seen_labels[b] == label for b, label in zip(outputs["best"][: len(known)], truth, strict=True)]
         rule, candidates = None, {}
         if self.reject:
@@ -317,10 +331,12 @@ class EncoderClassifier(EncoderModel):
         texts: list[str],
         split: int | None,
         fusion: Fusion | None = None,
+        words: LabelWords | None = None,
     ) -> dict[str, Any]:
         """The best label and every reject score (reject.SCORES: higher is more in scope);
         with ``fusion`` the label, ``probabilities`` and the ``fused`` score come from the
-        fused probabilities (``probability`` stays the encoder's)."""
+        fused probabilities (``probability`` stays the encoder's); with ``words`` the
+        novelty of each text for its best label."""
         import torch
 
         embedded = encoder.embed(texts, split).to(head.device)
@@ -338,6 +354,8 @@ class EncoderClassifier(EncoderModel):
             outputs["mahalanobis"] = (-nearest_distance(embedded, *gaussian)).tolist()
         if fusion is not None:
             outputs.update(_fused(fuse(probabilities, fusion.head.probabilities(texts), fusion.weight)))
+        if words is not None:
+            outputs[NOVELTY] = words.scores(texts, outputs["best"])
         return outputs
 
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
@@ -345,13 +363,14 @@ class EncoderClassifier(EncoderModel):
         ``out_of_scope_label`` when the reject rule says "I don't know"."""
         encoder, head = self._require()
         check_texts(batch, "encoder-classifier")
-        return self._decide(self._outputs(encoder, head, self._gaussian, batch, None, self._fusion))
+        return self._decide(self._outputs(encoder, head, self._gaussian, batch, None, self._fusion, self._words))
 
     def _decide(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         results = []
         rows = outputs["probabilities"].tolist()
+        values, threshold = (self._rule.values(outputs), self._rule.threshold) if self._rule else (None, 0.0)
         for position, best in enumerate(outputs["best"]):
-            in_scope = self._rule is None or outputs[self._rule.score][position] >= self._rule.threshold
+            in_scope = values is None or values[position] >= threshold
             results.append(
                 {
                     "label": self._labels[best] if in_scope else self.out_of_scope_label,
@@ -369,7 +388,7 @@ class EncoderClassifier(EncoderModel):
         encoder, head = self._require()
         texts, truth = labelled(data, "encoder-classifier")
         split = max(encoder.layers - self.trainable_layers, 0)
-        decided = self._decide(self._outputs(encoder, head, self._gaussian, texts, split, self._fusion))
+        decided = self._decide(self._outputs(encoder, head, self._gaussian, texts, split, self._fusion, self._words))
         inside = [i for i, label in enumerate(truth) if label != self.out_of_scope_label]
         outside = [i for i, label in enumerate(truth) if label == self.out_of_scope_label]
         metrics = classification_metrics(
@@ -416,6 +435,7 @@ class EncoderClassifier(EncoderModel):
                 "scale": self.scale,
                 "rule": self._rule.to_json() if self._rule else None,
                 "ngrams": {**self._fusion.head.metadata(), "weight": self._fusion.weight} if self._fusion else None,
+                "label_words": self._words.to_json() if self._words else None,
                 "encoder": encoder.metadata(),
                 "config": config,
                 "training": self._training,
@@ -443,7 +463,7 @@ class EncoderClassifier(EncoderModel):
                     f"the state's class_means/precision do not match its {len(labels)} labels x {head.shape[1]} units"
                 )
             self._gaussian = (means.to(self._device), precision.to(self._device))
-        if self._rule is not None and self._rule.score == "mahalanobis" and self._gaussian is None:
+        if self._rule is not None and "mahalanobis" in self._rule.scores_needed() and self._gaussian is None:
             raise heirloom.HeirloomError("the state's reject rule is 'mahalanobis' but it has no class_means/precision")
         ngrams = state.metadata.get("ngrams")
         self._fusion = None
@@ -452,8 +472,15 @@ class EncoderClassifier(EncoderModel):
                 state, NGRAM_PREFIX, ngrams["hashing"], len(labels), "the state's n-gram regression"
             )
             self._fusion = Fusion(lexical, float(ngrams["weight"]))
-        if self._rule is not None and self._rule.score == "fused" and self._fusion is None:
+        needed = self._rule.scores_needed() if self._rule is not None else ()
+        if "fused" in needed and self._fusion is None:
             raise heirloom.HeirloomError("the state's reject rule is 'fused' but it has no n-gram regression (ngrams)")
+        words = state.metadata.get("label_words")
+        if words is not None and len(words) != len(labels):
+            raise heirloom.HeirloomError(f"the state's label_words do not match its {len(labels)} labels")
+        self._words = LabelWords.from_json(words) if words is not None else None
+        if NOVELTY in needed and self._words is None:
+            raise heirloom.HeirloomError("the state's reject rule reads the novelty but it has no label_words")
         self.scale = float(state.metadata.get("scale", self.scale))
         self._training = dict(state.metadata.get("training", {}))
 
