@@ -398,6 +398,34 @@ def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_p
     assert "heirloom.core.system: stopped apis.echo" in log and "heirloom.wire.daemon: stopped" in log
 
 
+def test_a_child_daemon_is_serving_its_routes_before_the_gateway_listens(tmp_path):
+    """--separate-daemon: the gateway waits for the child's routes, as for a daemon in its
+    own process, so its first request is answered, not refused as too early (503)."""
+    profile = write(tmp_path / "p.toml", '[apis.echo]\nuse = "echo"\n[apis.t]\nuse = "testing"\nstart_ms = 2000\n')
+    port = free_port()
+    process = subprocess.Popen(
+        [*HEIRLOOM, "gateway", str(profile), "--port", str(port), "--separate-daemon"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.testing_api"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the first moment the port takes a connection
+            assert process.poll() is None and time.monotonic() < deadline
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        status, _, body = http(f"http://127.0.0.1:{port}/v1/routes/echo.echo", {"first": True})
+        assert (status, body) == (200, {"first": True}), body
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+
+
 SLOW_PLUGIN = quiet_api_plugin(
     'if os.environ.get("SLOW_PLUGIN_MARKER"):\n'
     '    pathlib.Path(os.environ["SLOW_PLUGIN_MARKER"]).touch()\n'

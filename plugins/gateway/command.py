@@ -61,7 +61,9 @@ def daemon_for(kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, s
 
 @contextlib.contextmanager
 def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
-    """``heirloom serve PROFILE`` as a child on a private ipc socket; SIGTERM on the way out."""
+    """``heirloom serve PROFILE`` as a child on a private ipc socket, yielded once it serves
+    its routes (as the in-process daemon is: started and mounted, so the gateway's first
+    requests are not refused as too early); SIGTERM on the way out."""
     folder = tempfile.mkdtemp(prefix="heirloom-gateway-")
     address = f"ipc://{folder}/daemon.sock"
     child = subprocess.Popen([sys.executable, "-m", "heirloom", "serve", profile, "--bind", address])
@@ -71,14 +73,15 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
             while True:
                 if child.poll() is not None:
                     raise click.ClickException(f"heirloom serve {profile} exited with {child.returncode}")
-                try:
-                    client.call("_health")
-                    break
-                except heirloom.RemoteError:
-                    if time.monotonic() > deadline:
-                        raise click.ClickException(
-                            f"heirloom serve {profile} did not answer in {start_timeout:g} s"
-                        ) from None
+                with contextlib.suppress(heirloom.RemoteError):
+                    routes = client.call("_routes")["routes"]  # the built-in ones until the start is over
+                    if any(not route["name"].startswith("_") for route in routes):
+                        break
+                if time.monotonic() > deadline:
+                    raise click.ClickException(
+                        f"heirloom serve {profile} did not serve its routes in {start_timeout:g} s"
+                    )
+                time.sleep(0.05)
         yield address
     finally:
         if child.poll() is None:
