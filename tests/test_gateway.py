@@ -276,13 +276,60 @@ def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained
 
 def test_a_body_that_is_not_strict_json_is_400_naming_the_body(trained):
     """NaN and Infinity literals and nesting deeper than 1,024 are not JSON the daemon can
-    take: refused by the gateway, which keeps serving."""
+    take, nor (past the wire's 500 levels) is nesting msgpack cannot carry: refused by the
+    gateway as 400s naming the body, never a 500, and it keeps serving."""
     _, gateway = trained
     for raw in (b'{"text": NaN}', b'{"text": "x", "n": -Infinity}', b"[" * 5000 + b"]" * 5000):
         status, _, body = http(gateway.url + "/v1/routes/sentiment.predict", method="POST", raw=raw)
         assert status == 400 and body["field"] == "body" and "not JSON" in body["error"], (raw[:20], body)
+    predict = gateway.url + "/v1/routes/sentiment.predict"
+    for depth in (600, 1000):
+        status, _, body = http(predict, method="POST", raw=b'{"text": ' + b"[" * depth + b"]" * depth + b"}")
+        assert status == 400 and body["field"] == "body" and "deeper than 500 levels" in body["error"], (depth, body)
+    status, _, body = http(predict, method="POST", raw=b'{"text": ' + b"[" * 300 + b"]" * 300 + b"}")
+    assert status == 400 and body["field"] == "body.text"  # carried to the daemon, which names the field
     status, _, body = http(gateway.url + "/v1/routes/sentiment.predict", {"text": TEXTS[0]})
     assert status == 200
+
+
+def test_the_gateways_own_404_and_405_are_json_errors(trained):
+    _, gateway = trained
+    status, _, body = http(gateway.url + "/v3/nothing")
+    assert status == 404 and body["code"] == "NOT_FOUND" and "/v3/nothing" in body["error"]
+    status, headers, body = http(gateway.url + "/v1/routes/sentiment.predict")
+    assert status == 405 and headers["Allow"] == "POST" and "GET is not allowed" in body["error"]
+    status, headers, body = http(gateway.url + "/v2/health/live", {"x": 1})
+    assert status == 405 and "POST is not allowed" in body["error"]
+
+
+def test_infer_rows_are_one_text_each(trained):
+    """``texts`` (the batch form of ``text``) is no OIP input: rows batch already."""
+    _, gateway = trained
+    status, _, metadata = http(gateway.url + "/v2/models/sentiment")
+    assert status == 200 and [i["name"] for i in metadata["inputs"]] == ["text"]
+    batch_form = {"name": "texts", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}
+    status, _, body = http(gateway.url + "/v2/models/sentiment/infer", {"inputs": [batch_form]})
+    assert status == 400 and body["field"] == "inputs[0].name" and "inputs: text" in body["error"]
+
+
+def test_a_large_infer_tensor_never_fills_the_routes_queue_by_itself(trained, tmp_path):
+    """1,100 rows against a queue of 300: sent 256 at a time, every row is answered (all at
+    once, most would be refused 429 although the daemon is otherwise idle)."""
+    daemon, _ = trained
+    profile = (daemon.log_path.parent / "daemon.toml").read_text() + "\n[server]\nmax_queue = 300\n"
+    small_queue = Daemon(tmp_path, profile=profile)
+    small_queue.wait_ready(timeout=120)
+    gateway = Gateway(tmp_path, small_queue.address)
+    try:
+        rows = [TEXTS[i % 3] for i in range(1100)]
+        tensor = {"name": "text", "shape": [1100], "datatype": "BYTES", "data": rows}
+        status, _, body = http(gateway.url + "/v2/models/sentiment/infer", {"inputs": [tensor]})
+        assert status == 200, body
+        labels = next(o for o in body["outputs"] if o["name"] == "label")
+        assert labels["shape"] == [1100] and labels["data"][:3] == labels["data"][3:6]
+    finally:
+        assert gateway.stop() == 0
+        assert small_queue.terminate() == 0
 
 
 def test_the_openapi_document_validates_and_describes_each_route(trained):

@@ -64,6 +64,8 @@ _ITEMSIZE = {
 }
 
 packb = msgpack.Packer(use_bin_type=True, datetime=False).pack
+#: Deepest nesting of arrays and maps a body may have (msgpack's packer refuses past 511).
+MAX_NESTING = 500
 #: ``packb(None)``: the body of a request that sends nothing.
 NIL = b"\xc0"
 #: Longest ``idempotency_key`` string accepted.
@@ -241,8 +243,27 @@ def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> An
     return substitute(body)
 
 
+def holds_buffers(body: Any) -> bool:
+    """Whether ``body`` holds a :class:`Buffer`; ValueError when its arrays and maps nest
+    deeper than MAX_NESTING (msgpack cannot pack it). An explicit stack, not recursion:
+    a deep body must not exhaust the interpreter's stack on the way."""
+    found, stack = False, [(body, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            if depth == MAX_NESTING:
+                raise ValueError(f"the body nests arrays and maps deeper than {MAX_NESTING} levels")
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+        elif isinstance(node, Buffer):
+            found = True
+    return found
+
+
 def detach_buffers(body: Any) -> tuple[Any, list[dict[str, Any]], list[bytes | memoryview]]:
-    """The inverse of :func:`attach_buffers`: placeholders, buffer specs and raw frames."""
+    """The inverse of :func:`attach_buffers`: placeholders, buffer specs and raw frames
+    (``body`` itself when it holds no buffer); ValueError for a body nested too deeply."""
+    if not holds_buffers(body):
+        return body, [], []
     specs: list[dict[str, Any]] = []
     frames: list[bytes | memoryview] = []
 

@@ -20,6 +20,7 @@ import attrs
 import zmq
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -30,7 +31,13 @@ from heirloom_plugins.gateway import oip
 from heirloom_plugins.gateway.auth import bearer, match
 from heirloom_plugins.gateway.binary import decode as decode_binary
 from heirloom_plugins.gateway.docs import docs_page
-from heirloom_plugins.gateway.errors import PAYLOAD_TOO_LARGE, error_response, remote_error_response
+from heirloom_plugins.gateway.errors import (
+    PAYLOAD_TOO_LARGE,
+    error_response,
+    http_error,
+    remote_error_response,
+    unhandled_error,
+)
 from heirloom_plugins.gateway.front import Answer, Front, Receive, Refused, from_json, read_body, refusal, to_json
 from heirloom_plugins.gateway.openapi import openapi
 from heirloom_plugins.gateway.routes import Routes
@@ -39,6 +46,8 @@ DEADLINE_HEADER = "heirloom-deadline-ms"
 VERSION_HEADER = b"heirloom-model-version"
 #: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
 STATS_TTL = 1.0
+#: Rows of one infer request in flight at a time (the daemon's default route queue is 1,024).
+ROWS_IN_FLIGHT = 256
 Headers = Mapping[str, str]  # by lower-case name: Starlette's Headers, or front.headers_of
 
 
@@ -147,7 +156,10 @@ class Gateway:
         if name not in table.routes:
             table = await self.routes.table(fresh=True)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
-        reply = await client.request(name, body, timeout=timeout)
+        try:
+            reply = await client.request(name, body, timeout=timeout)
+        except ValueError as exc:  # JSON the wire cannot carry (nested past its 500 levels)
+            raise Refused(error_response(400, str(exc), field="body")) from None
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:
@@ -220,8 +232,11 @@ class Gateway:
             route = model.entry["name"]
             if len(bodies) == 1:  # no task per row when there is one
                 replies = [await client.request(route, bodies[0], timeout=timeout)]
-            else:
-                replies = await asyncio.gather(*(client.request(route, body, timeout=timeout) for body in bodies))
+            else:  # at most ROWS_IN_FLIGHT at a time: a large tensor must not fill the route's queue by itself
+                replies = []
+                for start in range(0, len(bodies), ROWS_IN_FLIGHT):
+                    window = bodies[start : start + ROWS_IN_FLIGHT]
+                    replies += await asyncio.gather(*(client.request(route, body, timeout=timeout) for body in window))
             result = oip.response(name, model.signature, [r.body for r in replies], replies[0].version, payload)
         except oip.InferError as exc:
             raise Refused(error_response(400, str(exc), field=exc.field)) from None
@@ -328,4 +343,5 @@ def create_app(gateway: Gateway, daemon: heirloom.LoopDaemon | None = None) -> F
     ]
     routes = [Route(path, _guarded(handler), methods=[method]) for path, handler, method in table]
     routes.append(Route("/", lambda request: RedirectResponse("/console"), methods=["GET"]))
-    return Front(Starlette(routes=routes, lifespan=lifespan), route=g.route, infer=g.infer)
+    handlers = {HTTPException: http_error, Exception: unhandled_error}
+    return Front(Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers), route=g.route, infer=g.infer)

@@ -7,9 +7,12 @@ says when to retry carries ``Retry-After`` (whole seconds, rounded up).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 import heirloom
@@ -63,6 +66,31 @@ def remote_error_response(error: heirloom.RemoteError) -> JSONResponse:
         retry_after_ms=retry_after,
         headers=headers,
     )
+
+
+log = logging.getLogger("heirloom.gateway")
+
+
+def failure_response(exc: BaseException) -> JSONResponse:
+    """A 500 for a request the gateway itself failed on: JSON like every other error,
+    naming the exception's type only (its message may hold what a client must not see);
+    the traceback goes to the log."""
+    log.error("the gateway failed on a request", exc_info=exc)
+    message = f"the gateway failed on this request ({type(exc).__name__}); its log has the details"
+    return error_response(500, message, code="INTERNAL")
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own 404 (no such path) and 405 (wrong method) as JSON error bodies."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(405, message, code="INVALID_ARGUMENT", headers=dict(exc.headers or {}))
+    return error_response(exc.status_code, f"no such path: {request.url.path}", code=_code_of(exc.status_code))
+
+
+async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    return failure_response(exc)
 
 
 def _code_of(status: int) -> str:

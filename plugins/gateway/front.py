@@ -15,10 +15,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 import heirloom
-from heirloom_plugins.gateway.errors import remote_error_response
+from heirloom_plugins.gateway.errors import error_response, failure_response, remote_error_response
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -117,7 +117,9 @@ class Front:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            await PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "POST"})(scope, receive, send)
+            message = f"{scope['method']} is not allowed on {scope['path']}"
+            refused = error_response(405, message, code="INVALID_ARGUMENT", headers={"Allow": "POST"})
+            await refused(scope, receive, send)
             return
         kind, name, version = hot
         try:
@@ -129,6 +131,9 @@ class Front:
             await refusal(exc)(scope, receive, send)
             return
         except Disconnected:
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug of ours answers as JSON, and the gateway serves on
+            await failure_response(exc)(scope, receive, send)
             return
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body)), *extra]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

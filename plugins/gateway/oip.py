@@ -49,13 +49,27 @@ class Signature:
     @classmethod
     def of(cls, entry: dict[str, Any]) -> Signature:
         fields = properties(entry.get("input") or {})
-        typed = {name: tensor_type(schema) for name, schema in fields.items()}
+        typed = {name: tensor_type(schema) for name, schema in fields.items() if name not in batch_forms(fields)}
         outputs = properties(entry.get("output") or {})
         return cls(
             inputs={name: found for name, found in typed.items() if found is not None},
             outputs=outputs,
             encodings={name: encoding(schema) for name, schema in outputs.items()},
         )
+
+
+def batch_forms(fields: dict[str, dict[str, Any]]) -> set[str]:
+    """Fields that are another field's batch form: named like it plus ``s``, an array of its
+    type (``texts`` beside ``text``). Not tensors: an infer request's rows already batch, and
+    the route answers a batch form with a list, not with the outputs it declares."""
+    return {
+        name
+        for name, schema in fields.items()
+        if name.endswith("s")
+        and name[:-1] in fields
+        and schema.get("type") == "array"
+        and (schema.get("items") or {}).get("type") == fields[name[:-1]].get("type")
+    }
 
 
 def encoding(schema: dict[str, Any]) -> tuple[str, str]:
@@ -92,9 +106,15 @@ def metadata(name: str, entry: dict[str, Any], signature: Signature, version: st
 
 
 def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list):
-        return [value for item in data for value in _flatten(item)]
-    return [data]
+    """Nested lists' values in row-major order (an explicit stack: any depth JSON allows)."""
+    flat, stack = [], [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+        else:
+            flat.append(node)
+    return flat
 
 
 def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
