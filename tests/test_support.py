@@ -27,9 +27,12 @@ from heirloom.wire.client import InvalidArgument, NotFound  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
 from heirloom_plugins.encoder.fusion import WEIGHTS, choose_weight  # noqa: E402
+from heirloom_plugins.encoder.network import SERVING_CACHE  # noqa: E402
 from heirloom_plugins.encoder.novelty import LabelWords  # noqa: E402
 from heirloom_plugins.encoder.ranking import query_metrics  # noqa: E402
 from heirloom_plugins.encoder.reject import MIX_WEIGHTS, SCORES, Rule, choose, threshold_for  # noqa: E402
+from heirloom_plugins.encoder.retriever import EncoderRetriever  # noqa: E402
+from heirloom_plugins.encoder.tuning import split_of  # noqa: E402
 from heirloom_plugins.ngrams.head import NgramHead  # noqa: E402
 from heirloom_plugins.support.sources import StackFaqSource  # noqa: E402
 from tests.daemons import Daemon  # noqa: E402
@@ -309,6 +312,27 @@ def test_a_mixture_rule_mixes_z_scored_scores_and_is_chosen_when_it_rejects_more
     values = rule.values({"probability": probability[0] + probability[1], "novelty": novelty[0] + novelty[1]})
     assert values == pytest.approx(expected)
     assert Rule.from_json(json.loads(json.dumps(rule.to_json()))) == rule
+
+
+def test_the_intent_model_and_the_retriever_pass_a_query_through_their_shared_lower_layers_once(trained):
+    """Both inherit support/encoder and fine-tune only its top layers: the lower layers'
+    outputs the intent model computed for a query are what the retriever reads, and
+    reading them gives the embedding a full pass gives."""
+    import torch
+
+    store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
+    intent = EncoderClassifier(data="intents", reject=True)
+    intent.load(store.load("support/intent@1"))
+    faq = EncoderRetriever(data="faq")
+    faq.load(store.load("support/faq@1"))
+    query = "my card payment was declined twice this morning, why?"
+    split = split_of(faq._encoder, faq)
+    key = (faq._encoder.lower_digest(split), tuple(faq._encoder.tokenize([query])[0]))
+    assert SERVING_CACHE.get(key) is None
+    intent.predict([query])
+    assert SERVING_CACHE.get(key) is not None  # the retriever's lower pass for this query is done
+    assert torch.allclose(faq._encoder.embed([query], split, SERVING_CACHE), faq._encoder.embed([query]), atol=1e-6)
+    assert faq.predict([query])[0]["answers"]
 
 
 def test_the_ngram_weight_is_the_one_with_the_best_validation_accuracy():

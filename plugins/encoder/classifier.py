@@ -30,11 +30,11 @@ import attrs
 import heirloom
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
 from heirloom_plugins.encoder.fusion import choose_weight, fuse
-from heirloom_plugins.encoder.network import Encoder
+from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache
 from heirloom_plugins.encoder.novelty import LabelWords
 from heirloom_plugins.encoder.records import check_texts, labelled
 from heirloom_plugins.encoder.reject import NOVELTY, SCORES, Rule, choose
-from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction
+from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction, split_of
 from heirloom_plugins.metrics import classification_metrics, classification_text
 from heirloom_plugins.ngrams.head import NgramHead
 
@@ -332,14 +332,16 @@ class EncoderClassifier(EncoderModel):
         split: int | None,
         fusion: Fusion | None = None,
         words: LabelWords | None = None,
+        cache: LayerCache | None = None,
     ) -> dict[str, Any]:
         """The best label and every reject score (reject.SCORES: higher is more in scope);
         with ``fusion`` the label, ``probabilities`` and the ``fused`` score come from the
         fused probabilities (``probability`` stays the encoder's); with ``words`` the
-        novelty of each text for its best label."""
+        novelty of each text for its best label; ``cache``: where the lower layers' outputs
+        are kept (Encoder.embed)."""
         import torch
 
-        embedded = encoder.embed(texts, split).to(head.device)
+        embedded = encoder.embed(texts, split, cache).to(head.device)
         cosine = embedded @ torch.nn.functional.normalize(head, dim=-1).T
         probabilities = torch.softmax(self.scale * cosine, 1)
         top = probabilities.max(1)
@@ -363,7 +365,10 @@ class EncoderClassifier(EncoderModel):
         ``out_of_scope_label`` when the reject rule says "I don't know"."""
         encoder, head = self._require()
         check_texts(batch, "encoder-classifier")
-        return self._decide(self._outputs(encoder, head, self._gaussian, batch, None, self._fusion, self._words))
+        outputs = self._outputs(
+            encoder, head, self._gaussian, batch, split_of(encoder, self), self._fusion, self._words, SERVING_CACHE
+        )
+        return self._decide(outputs)
 
     def _decide(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         results = []

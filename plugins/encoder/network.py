@@ -107,13 +107,15 @@ class Encoder:
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
 
-    def lower(self, ids: list[list[int]], split: int) -> list[torch.Tensor]:
+    def lower(self, ids: list[list[int]], split: int, cache: LayerCache | None = None) -> list[torch.Tensor]:
         """Hidden states after the first ``split`` layers, one ``[tokens, hidden]`` per text
-        (frozen: no gradients), from the cache when the same lower weights saw the text."""
+        (frozen: no gradients), from ``cache`` (default: the training one, CACHE) when the
+        same lower weights saw the text."""
         import torch
 
+        cache = cache or CACHE
         digest = self.lower_digest(split)
-        found: list[torch.Tensor | None] = [CACHE.get((digest, tuple(row))) for row in ids]
+        found: list[torch.Tensor | None] = [cache.get((digest, tuple(row))) for row in ids]
         todo = [i for i, hit in enumerate(found) if hit is None]
         with torch.no_grad():
             for batch in length_batches(todo, ids, EMBED_BATCH):
@@ -122,7 +124,7 @@ class Encoder:
                 hidden = self.run_layers(hidden, mask, 0, split)
                 for row, i in enumerate(batch):
                     found[i] = hidden[row, : len(ids[i])].cpu().clone()
-                    CACHE.put((digest, tuple(ids[i])), found[i])
+                    cache.put((digest, tuple(ids[i])), found[i])
         return found  # type: ignore[return-value]
 
     def upper(self, hidden: list[torch.Tensor], split: int) -> torch.Tensor:
@@ -140,10 +142,11 @@ class Encoder:
             hidden = output[0] if isinstance(output, tuple) else output
         return hidden
 
-    def embed(self, texts: Sequence[str], split: int | None = None) -> torch.Tensor:
+    def embed(self, texts: Sequence[str], split: int | None = None, cache: LayerCache | None = None) -> torch.Tensor:
         """``[len(texts), hidden]`` unit vectors, computed in length-sorted batches. With
-        ``split``, the outputs of the layers below it come from (and go to) the cache, as
-        in fine-tuning, so a fit's evaluation reuses what the fit computed."""
+        ``split``, the outputs of the layers below it come from (and go to) ``cache`` (the
+        training cache by default, as in fine-tuning, so a fit's evaluation reuses what the
+        fit computed; SERVING_CACHE when predicting)."""
         import torch
 
         ids = self.tokenize(texts)
@@ -151,7 +154,7 @@ class Encoder:
         if not ids:
             return out
         with torch.no_grad():
-            hidden = self.lower(ids, split) if split is not None else None
+            hidden = self.lower(ids, split, cache) if split is not None else None
             for batch in length_batches(range(len(ids)), ids, EMBED_BATCH):
                 if hidden is not None:
                     out[batch] = self.upper([hidden[i] for i in batch], split).cpu()
@@ -268,3 +271,8 @@ class LayerCache:
 
 #: Bytes of cached lower-layer outputs per process (``HEIRLOOM_ENCODER_CACHE_MB``, default 1024).
 CACHE = LayerCache(int(os.environ.get("HEIRLOOM_ENCODER_CACHE_MB", "1024")) << 20)
+#: The lower-layer outputs of texts being predicted. Models fine-tuned from one encoder share
+#: its frozen lower layers (the same digest), so a query two of them answer in turn
+#: (support.answer: the intent model, then the retriever) passes those layers once. It only
+#: has to bridge one request, so it stays small in a long-running daemon.
+SERVING_CACHE = LayerCache(16 << 20)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 import heirloom
-from heirloom_plugins.encoder.network import Encoder
+from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache
 from heirloom_plugins.encoder.ranking import METRICS, Lexical, mean_metrics, report_text
 from heirloom_plugins.encoder.records import check_texts, field
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, contrastive_loss, fraction, split_of
@@ -256,12 +256,15 @@ class EncoderRetriever(EncoderModel):
         self._lexical = Lexical([doc["text"] for doc in corpus.documents], fusion.k1, fusion.b)
 
     # -- inference ------------------------------------------------------------------------
-    def _scores(self, queries: list[str], split: int | None) -> tuple[numpy.ndarray, numpy.ndarray]:
-        """Fused scores ``[queries, documents]`` and each query's dense confidence per document."""
+    def _scores(
+        self, queries: list[str], split: int | None, cache: LayerCache | None = None
+    ) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """Fused scores ``[queries, documents]`` and each query's dense confidence per
+        document; ``cache``: where the lower layers' outputs are kept (Encoder.embed)."""
         import numpy
 
         encoder, corpus, fusion = self._require()
-        embedded = encoder.embed(queries, split)
+        embedded = encoder.embed(queries, split, cache)
         dense, paraphrase = self._dense(embedded, self._documents, self._paraphrases, corpus)
         lexical = normalised(self._lexical.scores(queries))
         scores = fusion.bm25 * lexical + fusion.dense * dense + fusion.paraphrase * paraphrase
@@ -273,10 +276,10 @@ class EncoderRetriever(EncoderModel):
         import numpy
 
         check_texts(batch, "encoder-retriever")
-        _, corpus, fusion = self._require()
+        encoder, corpus, fusion = self._require()
         if not batch:
             return []
-        scores, confidence = self._scores(batch, None)
+        scores, confidence = self._scores(batch, split_of(encoder, self), SERVING_CACHE)
         order = numpy.argsort(-scores, axis=1, kind="stable")[:, : self.top_k]
         results = []
         for row, ranked in enumerate(order.tolist()):
