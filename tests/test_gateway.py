@@ -292,6 +292,19 @@ def test_a_body_that_is_not_strict_json_is_400_naming_the_body(trained):
     assert status == 200
 
 
+def test_an_idempotency_key_header_makes_a_retried_feedback_count_once(trained):
+    _, gateway = trained
+    feedback = gateway.url + "/v1/routes/sentiment.feedback"
+    correction = {"text": "Profit rose sharply", "label": "positive"}
+    key = {"Idempotency-Key": "retry-me-7f3a"}
+    first = http(feedback, correction, headers=key)
+    again = http(feedback, correction, headers=key)
+    assert first[0] == again[0] == 200 and first[2]["id"] == again[2]["id"]  # recorded once
+    assert http(feedback, correction)[2]["id"] != first[2]["id"]  # without a key: a new record
+    status, _, body = http(feedback, {**correction, "label": "negative"}, headers=key)
+    assert status == 400 and body["field"] == "header.idempotency_key"  # the same key promises the same request
+
+
 def test_the_gateways_own_404_and_405_are_json_errors(trained):
     _, gateway = trained
     status, _, body = http(gateway.url + "/v3/nothing")

@@ -94,7 +94,7 @@ class AsyncClient:
         frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
-        timer = loop.call_later(budget, self._expire, request_id)
+        timer = loop.call_later(budget, self._expire, request_id, budget)
         try:
             self._submit(request_id, frames)
             return await future
@@ -162,12 +162,13 @@ class AsyncClient:
         else:
             future.set_result(outcome)
 
-    def _expire(self, request_id: int) -> None:
+    def _expire(self, request_id: int, budget: float) -> None:
         future = self._pending.pop(request_id, None)
         if future is not None and not future.done():
             future.set_exception(
                 DeadlineExceeded(
-                    f"no reply from {self.address} within the deadline (is the daemon running and reachable?)"
+                    f"no reply from {self.address} within the deadline of {budget * 1000:g} ms "
+                    "(a budget that short, or is the daemon running and reachable?)"
                 )
             )
 

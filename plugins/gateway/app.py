@@ -43,6 +43,8 @@ from heirloom_plugins.gateway.openapi import openapi
 from heirloom_plugins.gateway.routes import Routes
 
 DEADLINE_HEADER = "heirloom-deadline-ms"
+#: The request's idempotency key (the wire's ``idempotency_key``: a retry meets the first attempt).
+IDEMPOTENCY_HEADER = "idempotency-key"
 VERSION_HEADER = b"heirloom-model-version"
 #: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
 STATS_TTL = 1.0
@@ -156,8 +158,9 @@ class Gateway:
         if name not in table.routes:
             table = await self.routes.table(fresh=True)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
+        key = headers.get(IDEMPOTENCY_HEADER)
         try:
-            reply = await client.request(name, body, timeout=timeout)
+            reply = await client.request(name, body, timeout=timeout, idempotency_key=key)
         except ValueError as exc:  # JSON the wire cannot carry (nested past its 500 levels)
             raise Refused(error_response(400, str(exc), field="body")) from None
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
