@@ -356,6 +356,12 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert "max_payload 1048576 bytes" in predict["description"]
     assert {"400", "404", "413", "429", "503", "504"} <= set(predict["responses"])
     assert "/v2/models/sentiment/versions/{version}/infer" in document["paths"]
+    assert "Idempotency-Key" in {parameter["name"] for parameter in predict["parameters"]}
+    infer = document["paths"]["/v2/models/sentiment/infer"]["post"]
+    assert f"max_payload {4 * 1048576} bytes" in infer["description"]  # what the gateway accepts
+    ready = document["paths"]["/v2/models/sentiment/ready"]["get"]["responses"]["503"]
+    assert ready["content"]["application/json"]["schema"]["properties"] == {"ready": {"type": "boolean"}}
+    assert "get" in document["paths"]["/v1/routes"]
     status, _, page = http(gateway.url + "/docs")
     assert status == 200 and "/v1/routes/sentiment.feedback" in page
 

@@ -31,6 +31,14 @@ DEADLINE = {
     "description": "The time budget in milliseconds (at most the gateway's --timeout).",
     "schema": {"type": "number", "exclusiveMinimum": 0},
 }
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: the same key and body get the first attempt's reply (docs/HTTP.md).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+READINESS = {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}}
 ERROR = {
     "type": "object",
     "required": ["error", "code", "retryable"],
@@ -60,7 +68,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["inputs"],
         "properties": {
-            "id": {"type": "string"},
+            "id": {"type": ["string", "integer"]},
             "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
             "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
             "parameters": {"type": "object"},
@@ -71,7 +79,7 @@ SCHEMAS = {
         "properties": {
             "model_name": {"type": "string"},
             "model_version": {"type": "string"},
-            "id": {"type": "string"},
+            "id": {"type": ["string", "integer"], "description": "the request's id, as sent"},
             "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
         },
     },
@@ -99,8 +107,8 @@ def _responses(ok: str, schema: dict[str, Any], codes: tuple[str, ...] = tuple(E
     return answers
 
 
-def _limits(entry: dict[str, Any]) -> str:
-    parts = [f"max_payload {entry['max_payload']} bytes"]
+def _limits(entry: dict[str, Any], payload_factor: int = 1) -> str:
+    parts = [f"max_payload {entry['max_payload'] * payload_factor} bytes"]
     if entry.get("batched"):
         parts.append(f"batched (max_batch {entry['max_batch']}, max_wait_ms {entry['max_wait_ms']})")
     if entry.get("admin"):
@@ -116,7 +124,7 @@ def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             "summary": entry.get("description") or name,
             "description": f"Calls `{name}` on the daemon. Limits: {_limits(entry)}.",
             "tags": [name.rpartition(".")[0] or "kernel"],
-            "parameters": [DEADLINE],
+            "parameters": [DEADLINE, IDEMPOTENCY],
             "requestBody": {"required": bool(entry.get("input")), "content": _json(body)},
             "responses": _responses("the route's reply", clean(entry.get("output") or {})),
         }
@@ -143,14 +151,14 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "summary": f"Whether {name} is ready",
                 "tags": ["inference"],
                 "parameters": version,
-                "responses": _responses("ready", {"type": "object"}, ("404", "503")),
+                "responses": _ready_responses(("404",)),
             }
         }
         operations[f"{prefix}/infer"] = {
             "post": {
                 "operationId": f"model_infer_{ident}{suffix}",
                 "summary": f"OIP inference on {name}: each row of the inputs is one call of {entry['name']}",
-                "description": f"Limits: {_limits(entry)}.",
+                "description": f"Limits: {_limits(entry, 4)} (JSON tensors are verbose; each row is one call).",
                 "tags": ["inference"],
                 "parameters": [*version, DEADLINE],
                 "requestBody": {"required": True, "content": _json({"$ref": "#/components/schemas/InferRequest"})},
@@ -169,10 +177,23 @@ def _health_paths() -> dict[str, Any]:
         "/v2/health/live": {
             "get": {"operationId": "live", "tags": ["inference"], "responses": _responses("live", plain, ("503",))}
         },
-        "/v2/health/ready": {
-            "get": {"operationId": "ready", "tags": ["inference"], "responses": _responses("ready", plain, ("503",))}
+        "/v2/health/ready": {"get": {"operationId": "ready", "tags": ["inference"], "responses": _ready_responses(())}},
+        "/v1/routes": {
+            "get": {
+                "operationId": "route_table",
+                "summary": "Every route of the daemon, as its _routes lists them",
+                "tags": ["kernel"],
+                "responses": _responses("the routes", {"type": "object", "properties": {"routes": {"type": "array"}}}),
+            }
         },
     }
+
+
+def _ready_responses(codes: tuple[str, ...]) -> dict[str, Any]:
+    """200 and 503 both answer a readiness body (503: not ready), plus ``codes``' errors."""
+    answers = _responses("ready", READINESS, codes)
+    answers["503"] = {"description": "not ready (starting, draining, no trained model)", "content": _json(READINESS)}
+    return answers
 
 
 def openapi(table: RouteTable) -> dict[str, Any]:
