@@ -43,7 +43,7 @@ class Rule:
         return tuple(self.mix) if self.mix else (self.score,)
 
     def values(self, outputs: dict[str, Any]) -> list[float]:
-        """The rule's score of every text in ``outputs`` (reject.SCORES lists by name)."""
+        """The rule's score of every text, from ``outputs`` (each score's values by name)."""
         if not self.mix:
             return outputs[self.score]
         parts = [
@@ -104,17 +104,17 @@ def mixtures(
     other score and weight, z-scored on the in-scope texts; nothing without a novelty."""
     if NOVELTY not in scores:
         return {}
-    spreads = {}
+    moments = {}
     for name, (in_scope, _) in scores.items():
         mean = sum(in_scope) / max(len(in_scope), 1)
         spread = math.sqrt(sum((v - mean) ** 2 for v in in_scope) / max(len(in_scope), 1)) or 1.0
-        spreads[name] = (mean, spread)
+        moments[name] = (mean, spread)
     result = {}
     for name in scores:
         if name == NOVELTY:
             continue
         for weight in MIX_WEIGHTS:
-            mix = {name: [1 - weight, *spreads[name]], NOVELTY: [weight, *spreads[NOVELTY]]}
+            mix = {name: [1 - weight, *moments[name]], NOVELTY: [weight, *moments[NOVELTY]]}
             rule = Rule(f"{name}+{NOVELTY}", 0.0, {}, mix)
             halves = tuple(rule.values({n: scores[n][side] for n in mix}) for side in (0, 1))
             result[f"{name}+{NOVELTY}@{weight:g}"] = (mix, halves)

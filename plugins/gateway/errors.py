@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 
 import heirloom
 
+log = logging.getLogger("heirloom.gateway")
 HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
     "UNAUTHENTICATED": 401,
@@ -66,9 +67,6 @@ def remote_error_response(error: heirloom.RemoteError) -> JSONResponse:
         retry_after_ms=retry_after,
         headers=headers,
     )
-
-
-log = logging.getLogger("heirloom.gateway")
 
 
 def failure_response(exc: BaseException) -> JSONResponse:
