@@ -206,6 +206,22 @@ def test_monitor_refuses_times_outside_a_sane_window_and_keeps_its_state(daemon,
         assert later["state"]["window"]["items"] == before["window"]["items"] + 1  # real items still count
 
 
+def test_an_item_too_old_to_keep_on_an_empty_monitor_is_answered_not_internal(trained, tmp_path):
+    """An attack's ``time: -1e308`` on a fresh monitor: dropped at once as too old, which
+    left nothing to judge and the route failed INTERNAL; now it is answered with the empty
+    state, and the next real item counts."""
+    daemon = Daemon(tmp_path, profile=(REPO / "profiles" / "finance-sentiment.toml").read_text(), env=trained)
+    daemon.wait_ready()
+    try:
+        with daemon.client(timeout=10) as client:
+            reply = client.call("monitor.post", {"items": [{"text": "Sales fell", "time": -1e308}]})
+            assert reply["state"]["window"] is None
+            later = client.call("monitor.post", {"items": [{"text": "Orders grew", "time": time.time()}]})
+            assert later["state"]["window"]["items"] == 1
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_monitor_applies_the_predict_text_limits(daemon):
     with daemon.client(timeout=10) as client:
         with pytest.raises(InvalidArgument) as caught:

@@ -230,6 +230,21 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     assert status == 400 and "BYTES" in body["error"]
     status, _, body = http(infer, raw=b"{not json")
     assert status == 400 and body["field"] == "body"
+    # what an attack sent (each was a 500): a name that is not a string, a name twice, a
+    # boolean dimension, binary parameters that are not an object, a non-ASCII digit length
+    text = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}
+    for tensors, field in (
+        ([{**text, "name": ["x"]}], "inputs[0].name"),
+        ([text, text], "inputs[1].name"),
+        ([{**text, "shape": [True]}], "inputs[0].shape"),
+    ):
+        status, _, body = http(infer, {"inputs": tensors})
+        assert status == 400 and body["field"] == field, (tensors, body)
+    header = json.dumps({"inputs": [{**text, "parameters": [1]}]}).encode()
+    status, _, body = http(infer, raw=header, headers={"Inference-Header-Content-Length": str(len(header))})
+    assert status == 400 and body["field"] == "inputs[0].parameters", body
+    status, _, body = http(infer, raw=header, headers={"Inference-Header-Content-Length": "\u00b2"})
+    assert status == 400 and body["field"] == "header.Inference-Header-Content-Length", body
     status, _, body = http(gateway.url + "/v2/models/sentiment/versions/9/infer", {"inputs": []})
     assert status == 404 and "serving 1" in body["error"]
     status, _, body = http(gateway.url + "/v2/models/nothing")
@@ -276,17 +291,17 @@ def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained
 
 def test_a_body_that_is_not_strict_json_is_400_naming_the_body(trained):
     """NaN and Infinity literals and nesting deeper than 1,024 are not JSON the daemon can
-    take, nor (past the wire's 500 levels) is nesting msgpack cannot carry: refused by the
-    gateway as 400s naming the body, never a 500, and it keeps serving."""
+    take, nor is nesting past 254 levels (the deepest reply orjson writes; echo answers with
+    what it was sent): refused by the gateway as 400s naming the body, never a 500."""
     _, gateway = trained
     for raw in (b'{"text": NaN}', b'{"text": "x", "n": -Infinity}', b"[" * 5000 + b"]" * 5000):
         status, _, body = http(gateway.url + "/v1/routes/sentiment.predict", method="POST", raw=raw)
         assert status == 400 and body["field"] == "body" and "not JSON" in body["error"], (raw[:20], body)
     predict = gateway.url + "/v1/routes/sentiment.predict"
-    for depth in (600, 1000):
+    for depth in (300, 600, 1000):
         status, _, body = http(predict, method="POST", raw=b'{"text": ' + b"[" * depth + b"]" * depth + b"}")
-        assert status == 400 and body["field"] == "body" and "deeper than 500 levels" in body["error"], (depth, body)
-    status, _, body = http(predict, method="POST", raw=b'{"text": ' + b"[" * 300 + b"]" * 300 + b"}")
+        assert status == 400 and body["field"] == "body" and "deeper than 254 levels" in body["error"], (depth, body)
+    status, _, body = http(predict, method="POST", raw=b'{"text": ' + b"[" * 200 + b"]" * 200 + b"}")
     assert status == 400 and body["field"] == "body.text"  # carried to the daemon, which names the field
     status, _, body = http(gateway.url + "/v1/routes/sentiment.predict", {"text": TEXTS[0]})
     assert status == 200
@@ -303,6 +318,22 @@ def test_an_idempotency_key_header_makes_a_retried_feedback_count_once(trained):
     assert http(feedback, correction)[2]["id"] != first[2]["id"]  # without a key: a new record
     status, _, body = http(feedback, {**correction, "label": "negative"}, headers=key)
     assert status == 400 and body["field"] == "header.idempotency_key"  # the same key promises the same request
+
+
+def test_requests_for_unknown_names_do_not_each_read_the_route_table(trained):
+    """An unknown route or model makes the gateway read ``_routes`` again (a daemon may have
+    gained it), but at most once a second: 40 misses cost the daemon a call or two, not 40."""
+    daemon, gateway = trained
+
+    def table_reads() -> int:
+        with daemon.client(timeout=10) as client:
+            return client.call("_stats")["routes"].get("_routes", {}).get("count", 0)
+
+    before = table_reads()
+    for i in range(20):
+        assert http(gateway.url + f"/v1/routes/nope{i}", {"x": 1})[0] == 404
+        assert http(gateway.url + f"/v2/models/nope{i}/infer", {"inputs": []})[0] == 404
+    assert table_reads() - before <= 3
 
 
 def test_the_gateways_own_404_and_405_are_json_errors(trained):
@@ -326,20 +357,24 @@ def test_infer_rows_are_one_text_each(trained):
 
 
 def test_a_large_infer_tensor_never_fills_the_routes_queue_by_itself(trained, tmp_path):
-    """1,100 rows against a queue of 300: sent 256 at a time, every row is answered (all at
-    once, most would be refused 429 although the daemon is otherwise idle)."""
+    """1,000 rows against a queue of 300: sent 256 at a time, every row is answered (all at
+    once, most would be refused 429 although the daemon is otherwise idle); past 1,024 rows
+    an infer request is refused, so a small body cannot become unbounded work."""
     daemon, _ = trained
     profile = (daemon.log_path.parent / "daemon.toml").read_text() + "\n[server]\nmax_queue = 300\n"
     small_queue = Daemon(tmp_path, profile=profile)
     small_queue.wait_ready(timeout=120)
     gateway = Gateway(tmp_path, small_queue.address)
     try:
-        rows = [TEXTS[i % 3] for i in range(1100)]
-        tensor = {"name": "text", "shape": [1100], "datatype": "BYTES", "data": rows}
+        rows = [TEXTS[i % 3] for i in range(1000)]
+        tensor = {"name": "text", "shape": [1000], "datatype": "BYTES", "data": rows}
         status, _, body = http(gateway.url + "/v2/models/sentiment/infer", {"inputs": [tensor]})
         assert status == 200, body
         labels = next(o for o in body["outputs"] if o["name"] == "label")
-        assert labels["shape"] == [1100] and labels["data"][:3] == labels["data"][3:6]
+        assert labels["shape"] == [1000] and labels["data"][:3] == labels["data"][3:6]
+        many = {"name": "text", "shape": [1025], "datatype": "BYTES", "data": ["a"] * 1025}
+        status, _, body = http(gateway.url + "/v2/models/sentiment/infer", {"inputs": [many]})
+        assert status == 400 and body["field"] == "inputs[0].shape" and "at most 1024" in body["error"]
     finally:
         assert gateway.stop() == 0
         assert small_queue.terminate() == 0
@@ -462,6 +497,34 @@ def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_p
         assert process.wait(30) == 0
     log = process.stderr.read().decode()
     assert "heirloom.core.system: stopped apis.echo" in log and "heirloom.wire.daemon: stopped" in log
+
+
+def test_sigterm_stops_the_gateway_within_timeout_although_a_client_never_ends_its_body(tmp_path):
+    """A client that holds an unfinished chunked body kept the gateway from ever exiting:
+    after a stop signal, a request gets --timeout more at most, then the gateway drains
+    its daemon and exits 0."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*HEIRLOOM, "gateway", "minimal", "--port", str(port), "--timeout", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not http_up(f"http://127.0.0.1:{port}/v2"):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port)) as held:
+            held.sendall(
+                b'POST /v1/routes/echo.echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\n'
+            )
+            time.sleep(0.3)
+            process.terminate()
+            assert process.wait(15) == 0  # while the body is still unfinished
+    finally:
+        process.kill()
 
 
 def test_a_child_daemon_is_serving_its_routes_before_the_gateway_listens(tmp_path):

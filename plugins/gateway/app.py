@@ -38,7 +38,18 @@ from heirloom_plugins.gateway.errors import (
     remote_error_response,
     unhandled_error,
 )
-from heirloom_plugins.gateway.front import Answer, Front, Receive, Refused, from_json, read_body, refusal, to_json
+from heirloom_plugins.gateway.front import (
+    MAX_JSON_NESTING,
+    Answer,
+    Front,
+    Receive,
+    Refused,
+    from_json,
+    nested_deeper,
+    read_body,
+    refusal,
+    to_json,
+)
 from heirloom_plugins.gateway.openapi import openapi
 from heirloom_plugins.gateway.routes import Routes
 
@@ -145,9 +156,13 @@ class Gateway:
         if not raw.strip():
             return None
         try:
-            return from_json(raw)
+            value = from_json(raw)
         except ValueError as exc:
             raise Refused(error_response(400, f"the body is not JSON: {exc}", field="body")) from None
+        if nested_deeper(raw, value):
+            message = f"the body nests arrays and objects deeper than {MAX_JSON_NESTING} levels"
+            raise Refused(error_response(400, message, field="body"))
+        return value
 
     # -- plain routes --------------------------------------------------------------------
     async def route(self, name: str, headers: Headers, receive: Receive) -> Answer:
@@ -158,11 +173,7 @@ class Gateway:
         if name not in table.routes:
             table = await self.routes.table(fresh=True)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
-        key = headers.get(IDEMPOTENCY_HEADER)
-        try:
-            reply = await client.request(name, body, timeout=timeout, idempotency_key=key)
-        except ValueError as exc:  # JSON the wire cannot carry (nested past its 500 levels)
-            raise Refused(error_response(400, str(exc), field="body")) from None
+        reply = await client.request(name, body, timeout=timeout, idempotency_key=headers.get(IDEMPOTENCY_HEADER))
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:

@@ -35,7 +35,7 @@ FIXED = {
 
 def decode(raw: bytes, header_length: str) -> Any:
     """The infer request in ``raw`` with every binary input's ``data`` filled in."""
-    if not header_length.isdigit() or int(header_length) > len(raw):
+    if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(raw):
         message = f"Inference-Header-Content-Length must be the JSON header's size in bytes (at most {len(raw)})"
         raise InferError(f"{message}, got {header_length!r}", "header.Inference-Header-Content-Length")
     size = int(header_length)
@@ -46,10 +46,13 @@ def decode(raw: bytes, header_length: str) -> Any:
     offset = size
     tensors = request.get("inputs") if isinstance(request, dict) else None
     for position, tensor in enumerate(tensors if isinstance(tensors, list) else []):
-        binary = (tensor.get("parameters") or {}).get("binary_data_size") if isinstance(tensor, dict) else None
+        where = f"inputs[{position}]"
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if parameters is not None and not isinstance(parameters, dict):
+            raise InferError(f"{where}.parameters must be an object, got {parameters!r:.40}", f"{where}.parameters")
+        binary = (parameters or {}).get("binary_data_size")
         if binary is None:
             continue
-        where = f"inputs[{position}]"
         if not isinstance(binary, int) or binary < 0 or offset + binary > len(raw):
             raise InferError(f"{where}: binary_data_size {binary!r} runs past the body's end", f"{where}.parameters")
         tensor["data"] = _values(raw[offset : offset + binary], tensor.get("datatype"), where)

@@ -187,4 +187,6 @@ def gateway_command(
             context=context,
         )
         click.echo(f"heirloom gateway: http://{host}:{port}/ -> {daemon.address}", err=True)
-        uvicorn.run(create_app(gateway, daemon.on_loop), host=host, port=port, **UVICORN_SETTINGS)
+        # on a stop signal, a request (or a body that never ends) gets --timeout more at most
+        settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout}
+        uvicorn.run(create_app(gateway, daemon.on_loop), host=host, port=port, **settings)

@@ -45,6 +45,27 @@ def from_json(raw: bytes) -> Any:
     return orjson.loads(raw)
 
 
+#: Deepest nesting of arrays and objects a body may have: orjson writes JSON at most 255
+#: levels deep, and a route may answer with what it was sent (echo).
+MAX_JSON_NESTING = 254
+
+
+def nested_deeper(raw: bytes, value: Any) -> bool:
+    """Whether ``value`` (parsed from ``raw``) nests past MAX_JSON_NESTING. A body with fewer
+    brackets than that cannot, which rules out nearly every body before any walk; the walk
+    uses an explicit stack."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_NESTING:
+        return False
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth == MAX_JSON_NESTING:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
 class Refused(Exception):
     """An HTTP refusal decided by the gateway before anything is forwarded."""
 

@@ -24,6 +24,9 @@ from heirloom_plugins.gateway.schemas import is_probability_map, output_type, pr
 
 #: Fields every reply carries that are not outputs (the version is the response's ``model_version``).
 NOT_OUTPUTS = frozenset({"version"})
+#: Rows of one infer request: each is a call of the route, so a small body must not become
+#: an unbounded number of calls (the daemon's default route queue holds 1,024).
+MAX_ROWS = 1024
 NUMERIC = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"})
 
 
@@ -131,11 +134,14 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
         if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= set(tensor):
             raise InferError(f"{where} must have 'name', 'shape', 'datatype' and 'data'", where)
         name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+        if not isinstance(name, str) or name in columns:
+            problem = "is given twice" if isinstance(name, str) else "must be a string"
+            raise InferError(f"{where}: the input name {name!r:.40} {problem}", f"{where}.name")
         expected = signature.inputs.get(name)
         if expected is None:
             known = ", ".join(signature.inputs) or "none"
             raise InferError(f"{where}: no input named {name!r} (inputs: {known})", f"{where}.name")
-        if not (isinstance(shape, list) and shape and all(isinstance(d, int) and d >= 0 for d in shape)):
+        if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
             raise InferError(f"{where}.shape must be a list of non-negative ints, got {shape!r}", f"{where}.shape")
         if len(shape) != len(expected[1]):
             raise InferError(
@@ -157,6 +163,8 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
         count = shape[0]
     if not count:
         raise InferError("the inputs have no rows (first dimension 0)", "inputs[0].shape")
+    if count > MAX_ROWS:
+        raise InferError(f"{count} rows: an infer request takes at most {MAX_ROWS} (one call each)", "inputs[0].shape")
     return [{name: column[row] for name, column in columns.items()} for row in range(count)]
 
 

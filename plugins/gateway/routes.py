@@ -16,6 +16,8 @@ import attrs
 
 from heirloom_plugins.gateway.oip import Signature
 
+#: Seconds a table read for an unknown name stays good enough for the next unknown name.
+FRESH_ENOUGH = 1.0
 #: The body limit of the built-in routes and of routes the gateway has not seen.
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 
@@ -66,7 +68,10 @@ class Routes:
         self._read_at = 0.0
 
     async def table(self, fresh: bool = False) -> RouteTable:
-        if fresh or self._table is None or time.monotonic() - self._read_at > self.ttl:
+        """The table; ``fresh`` (a name it lacks) reads it again unless it was read within
+        FRESH_ENOUGH seconds, so requests for unknown names cannot make a ``_routes`` call each."""
+        age = time.monotonic() - self._read_at
+        if self._table is None or age > self.ttl or (fresh and age > FRESH_ENOUGH):
             reply = await self._fetch()
             self._table = RouteTable({entry["name"]: entry for entry in reply["routes"]})
             self._read_at = time.monotonic()

@@ -202,7 +202,8 @@ class LabelMonitorApi(heirloom.Api):
         summary = self._summary()
         window, base = summary["window"], summary["baseline"]
         holds = (
-            window["items"] >= self.min_items
+            window is not None  # every item posted was already too old to keep: nothing to judge
+            and window["items"] >= self.min_items
             and base["items"] >= self.min_items
             and window["share"] >= self.ratio * base["share"]
             and window["share"] - base["share"] >= self.min_increase
