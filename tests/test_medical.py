@@ -400,6 +400,12 @@ def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, pa
             "INVALID_ARGUMENT",
             "body.record.timeline[0].date",
         ),
+        (  # an attack's date in Arabic-Indic digits (strptime reads them)
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "encounter", "date": "\u0661\u0669\u0665\u0660-01-01"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].date",
+        ),
         (
             "diagnosis.predict",
             {"record": {"timeline": [{"kind": "visit"}]}},

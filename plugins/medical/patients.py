@@ -27,7 +27,10 @@ DAY = 86400.0
 
 @functools.lru_cache(maxsize=1 << 16)
 def day(value: str) -> float:
-    """Days since 1970-01-01 UTC of a FHIR date or dateTime (a date is its midnight UTC)."""
+    """Days since 1970-01-01 UTC of a FHIR date or dateTime (a date is its midnight UTC);
+    ValueError for anything else, digits other than ASCII ones included (strptime takes them)."""
+    if not value.isascii():
+        raise ValueError(f"not a FHIR date: {value!r}")
     if "T" in value:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if moment.tzinfo is None:
