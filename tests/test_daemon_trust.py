@@ -217,6 +217,16 @@ def test_list_fields_refuse_a_string_or_a_map(daemon):
             assert caught.value.field == "body.values", caught.value.message
 
 
+def test_an_error_quoting_a_huge_bad_value_stays_small(daemon):
+    """An unknown key of 500,000 characters was quoted in full (in the message and the
+    field): a 1 MB error reply to a 0.5 MB request. Both are cut at 1,000 characters,
+    saying how much was cut."""
+    with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
+        client.call("t.batched", {"values": [1], "k" * 500_000: 1})
+    assert len(caught.value.message) < 1100 and caught.value.message.endswith("more characters)")
+    assert len(caught.value.field) < 1100 and caught.value.field.startswith("body.kkk")
+
+
 def test_builtin_routes_take_no_body_and_report_the_limit_they_enforce(daemon):
     with daemon.client(timeout=5) as client:
         routes = {route["name"]: route for route in client.call("_routes")["routes"]}

@@ -21,6 +21,7 @@ from heirloom.wire.protocol import (
     RequestError,
     detach_buffers,
     packb,
+    shortened,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
     complete(
         call,
         INTERNAL,
-        {"code": INTERNAL, "message": f"{where} failed: {type(exc).__name__}: {exc}", "retryable": False},
+        {"code": INTERNAL, "message": shortened(f"{where} failed: {type(exc).__name__}: {exc}"), "retryable": False},
         None,
         0.0,
     )

@@ -70,6 +70,15 @@ MAX_NESTING = 500
 NIL = b"\xc0"
 #: Longest ``idempotency_key`` string accepted.
 KEY_LIMIT = 256
+#: Longest error message (and field) sent: quoting a huge bad value must not make the reply as large.
+MESSAGE_LIMIT = 1000
+
+
+def shortened(message: str) -> str:
+    """``message`` cut to MESSAGE_LIMIT characters, saying how many more there were."""
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    return f"{message[:MESSAGE_LIMIT]}... ({len(message) - MESSAGE_LIMIT} more characters)"
 
 
 def _refuse_extension(code: int, data: bytes) -> Any:
@@ -114,10 +123,11 @@ class RequestError(Exception):
     def __init__(self, code: str, message: str, field: str | None = None, retry_after_ms: int | None = None):
         if code not in CODES or code == OK:  # a typo would otherwise reach clients as a code they cannot know
             raise ValueError(f"RequestError code {code!r} is not an error status: use one of {', '.join(CODES[1:])}")
+        message = shortened(message)
         super().__init__(message)
         self.code = code
         self.message = message
-        self.field = field
+        self.field = shortened(field) if field is not None else None
         self.retry_after_ms = retry_after_ms
 
     def body(self) -> dict[str, Any]:
