@@ -240,6 +240,9 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     ):
         status, _, body = http(infer, {"inputs": tensors})
         assert status == 400 and body["field"] == field, (tensors, body)
+    two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], 5]}
+    status, _, body = http(infer, {"inputs": [two]})
+    assert status == 400 and body["field"] == "body.text" and body["error"].startswith("row 1: "), body
     header = json.dumps({"inputs": [{**text, "parameters": [1]}]}).encode()
     status, _, body = http(infer, raw=header, headers={"Inference-Header-Content-Length": str(len(header))})
     assert status == 400 and body["field"] == "inputs[0].parameters", body

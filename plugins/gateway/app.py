@@ -249,8 +249,8 @@ class Gateway:
             else:  # at most ROWS_IN_FLIGHT at a time: a large tensor must not fill the route's queue by itself
                 replies = []
                 for start in range(0, len(bodies), ROWS_IN_FLIGHT):
-                    window = bodies[start : start + ROWS_IN_FLIGHT]
-                    replies += await asyncio.gather(*(client.request(route, body, timeout=timeout) for body in window))
+                    rows = enumerate(bodies[start : start + ROWS_IN_FLIGHT], start)
+                    replies += await asyncio.gather(*(_row(client, route, row, body, timeout) for row, body in rows))
             result = oip.response(name, model.signature, [r.body for r in replies], replies[0].version, payload)
         except oip.InferError as exc:
             raise Refused(error_response(400, str(exc), field=exc.field)) from None
@@ -322,6 +322,15 @@ def _guarded(handler: Any) -> Any:
 
     endpoint.__name__ = handler.__name__
     return endpoint
+
+
+async def _row(client: heirloom.AsyncClient, route: str, row: int, body: Any, timeout: float) -> Any:
+    """Row ``row`` of an infer request as one call; a refusal says which row it was."""
+    try:
+        return await client.request(route, body, timeout=timeout)
+    except heirloom.RemoteError as exc:
+        exc.message = f"row {row}: {exc.message}"
+        raise
 
 
 def create_app(gateway: Gateway, daemon: heirloom.LoopDaemon | None = None) -> Front:
