@@ -478,19 +478,8 @@ def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_p
     """With PROFILE the daemon runs in the gateway's process, on its event loop (reached
     over inproc://, docs/HTTP.md): its _health names the gateway's pid; SIGTERM drains it,
     stops its components and exits 0."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*HEIRLOOM, "gateway", "minimal", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)},
-    )
+    process, port = gateway_process(tmp_path, "minimal", stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while http_up(f"http://127.0.0.1:{port}/v2") is False:
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
-            time.sleep(0.2)
         status, _, body = http(f"http://127.0.0.1:{port}/v1/routes/echo.echo", {"hello": "world"})
         assert status == 200 and body == {"hello": "world"}
         status, _, health = http(f"http://127.0.0.1:{port}/v1/routes/_health", method="POST", raw=b"null")
@@ -506,19 +495,8 @@ def test_sigterm_stops_the_gateway_within_timeout_although_a_client_never_ends_i
     """A client that holds an unfinished chunked body kept the gateway from ever exiting:
     after a stop signal, a request gets --timeout more at most, then the gateway drains
     its daemon and exits 0."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*HEIRLOOM, "gateway", "minimal", "--port", str(port), "--timeout", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)},
-    )
+    process, port = gateway_process(tmp_path, "minimal", "--timeout", "1")
     try:
-        deadline = time.monotonic() + 60
-        while not http_up(f"http://127.0.0.1:{port}/v2"):
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
         with socket.create_connection(("127.0.0.1", port)) as held:
             held.sendall(
                 b'POST /v1/routes/echo.echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\n'
@@ -649,6 +627,26 @@ def test_gateway_profile_whose_system_cannot_start_exits_saying_why(tmp_path):
     )
     assert result.returncode == 1, result.stderr
     assert "the system did not start: models.m (toy-model) failed to start: m refuses to start" in result.stderr
+
+
+def gateway_process(tmp_path: Path, *args: str, stderr: int = subprocess.DEVNULL) -> tuple[subprocess.Popen, int]:
+    """``heirloom gateway ARGS`` on a free port (HEIRLOOM_HOME in ``tmp_path``), once it
+    answers HTTP; the caller stops it."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*HEIRLOOM, "gateway", *args, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        cwd=REPO,
+        env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)},
+    )
+    deadline = time.monotonic() + 60
+    while not http_up(f"http://127.0.0.1:{port}/v2"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"heirloom gateway {' '.join(args)} did not start (exit {process.poll()})")
+        time.sleep(0.2)
+    return process, port
 
 
 def http_up(url: str) -> bool:
