@@ -37,6 +37,7 @@ from heirloom.core.errors import (
 )
 from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
+from heirloom.core.limits import nests_deeper, shortened
 from heirloom.core.paths import home
 from heirloom.core.placement import WorkerPool
 from heirloom.core.splits import stratified_holdout
@@ -95,9 +96,11 @@ __all__ = [
     "hookimpl",
     "in_one_process",
     "log_path",
+    "nests_deeper",
     "path_field",
     "path_fields",
     "ref",
     "served_on_loop",
+    "shortened",
     "stratified_holdout",
 ]

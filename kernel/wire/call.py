@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Versioned
 from heirloom.core.errors import ResourceExhaustedError
+from heirloom.core.limits import shortened
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
     INTERNAL,
@@ -21,7 +22,6 @@ from heirloom.wire.protocol import (
     RequestError,
     detach_buffers,
     packb,
-    shortened,
 )
 
 if TYPE_CHECKING:

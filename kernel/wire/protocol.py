@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 import msgpack
 
+from heirloom.core.limits import leaves, shortened
+
 SIGNATURE = b"HLM1"
 #: Frames a worker and its broker use for control messages start with an empty frame.
 CONTROL = b""
@@ -70,15 +72,6 @@ MAX_NESTING = 500
 NIL = b"\xc0"
 #: Longest ``idempotency_key`` string accepted.
 KEY_LIMIT = 256
-#: Longest error message (and field) sent: quoting a huge bad value must not make the reply as large.
-MESSAGE_LIMIT = 1000
-
-
-def shortened(message: str) -> str:
-    """``message`` cut to MESSAGE_LIMIT characters, saying how many more there were."""
-    if len(message) <= MESSAGE_LIMIT:
-        return message
-    return f"{message[:MESSAGE_LIMIT]}... ({len(message) - MESSAGE_LIMIT} more characters)"
 
 
 def _refuse_extension(code: int, data: bytes) -> Any:
@@ -255,17 +248,10 @@ def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> An
 
 def holds_buffers(body: Any) -> bool:
     """Whether ``body`` holds a :class:`Buffer`; ValueError when its arrays and maps nest
-    deeper than MAX_NESTING (msgpack cannot pack it). An explicit stack, not recursion:
-    a deep body must not exhaust the interpreter's stack on the way."""
-    found, stack = False, [(body, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list | tuple):
-            if depth == MAX_NESTING:
-                raise ValueError(f"the body nests arrays and maps deeper than {MAX_NESTING} levels")
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-        elif isinstance(node, Buffer):
-            found = True
+    deeper than MAX_NESTING (msgpack cannot pack it)."""
+    found = False
+    for leaf in leaves(body, MAX_NESTING):  # the whole walk: the depth is checked everywhere
+        found = found or isinstance(leaf, Buffer)
     return found
 
 

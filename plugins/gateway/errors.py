@@ -30,8 +30,6 @@ HTTP_STATUS = {
 }
 #: Refused by the gateway itself, before anything reaches the daemon.
 PAYLOAD_TOO_LARGE = 413
-#: Longest error message, as the daemon's (docs/PROTOCOL.md).
-MESSAGE_LIMIT = 1000
 
 
 def error_response(
@@ -44,11 +42,10 @@ def error_response(
     retry_after_ms: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    if len(message) > MESSAGE_LIMIT:  # one quoting a huge bad value must not make the reply as large
-        message = f"{message[:MESSAGE_LIMIT]}... ({len(message) - MESSAGE_LIMIT} more characters)"
+    message = heirloom.shortened(message)  # one quoting a huge bad value must not make the reply as large
     body: dict[str, Any] = {"error": message, "code": code or _code_of(status), "retryable": retryable}
     if field is not None:
-        body["field"] = field
+        body["field"] = heirloom.shortened(field)
     headers = dict(headers or {})
     if retry_after_ms is not None:
         body["retry_after_ms"] = retry_after_ms

@@ -52,18 +52,8 @@ MAX_JSON_NESTING = 254
 
 def nested_deeper(raw: bytes, value: Any) -> bool:
     """Whether ``value`` (parsed from ``raw``) nests past MAX_JSON_NESTING. A body with fewer
-    brackets than that cannot, which rules out nearly every body before any walk; the walk
-    uses an explicit stack."""
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_NESTING:
-        return False
-    stack = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            if depth == MAX_JSON_NESTING:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
+    brackets than that cannot, which rules out nearly every body before any walk."""
+    return raw.count(b"[") + raw.count(b"{") > MAX_JSON_NESTING and heirloom.nests_deeper(value, MAX_JSON_NESTING)
 
 
 class Refused(Exception):
