@@ -55,6 +55,12 @@ class Fusion:
     weight: float
 
 
+def label_indices(labels: list[str], label_set: list[str]) -> list[int]:
+    """Each of ``labels``' position in ``label_set`` (the class index a loss or a head reads)."""
+    index = {label: i for i, label in enumerate(label_set)}
+    return [index[label] for label in labels]
+
+
 @attrs.define(kw_only=True)
 class EncoderClassifier(EncoderModel):
     """Classifies texts with a fine-tuned sentence encoder; may answer "out of scope".
@@ -128,8 +134,7 @@ class EncoderClassifier(EncoderModel):
             fusion = Fusion(lexical, weight)
         words = None
         if rule is not None and NOVELTY in rule.scores_needed():
-            index = {label: i for i, label in enumerate(label_set)}
-            words = LabelWords.fit(texts, [index[label] for label in labels], len(label_set))
+            words = LabelWords.fit(texts, label_indices(labels, label_set), len(label_set))
         self._encoder, self._head, self._labels, self._rule, self._gaussian = encoder, head, label_set, rule, gaussian
         self._fusion, self._words = fusion, words
         self._training = {
@@ -145,8 +150,7 @@ class EncoderClassifier(EncoderModel):
     ) -> NgramHead:
         import torch
 
-        index = {label: i for i, label in enumerate(label_set)}
-        targets = torch.tensor([index[label] for label in labels])
+        targets = torch.tensor(label_indices(labels, label_set))
         return NgramHead.fit(
             texts, targets, len(label_set), l2=self.ngram_l2, progress=progress, description=description
         )
@@ -168,37 +172,39 @@ class EncoderClassifier(EncoderModel):
             + (f", {len(unseen)} texts of {len(held_labels)} held-out labels as out of scope" if unseen else "")
         )
         scores: list[dict[str, Any]] = []
-        words = None
-        if self.reject:
-            seen_index = {label: i for i, label in enumerate(seen_labels)}
-            targets = [seen_index[labels[i]] for i in train]
-            words = LabelWords.fit([texts[i] for i in train], targets, len(seen_labels))
+        evaluated = [texts[i] for i in known + unseen]
 
         def validate(encoder: Encoder, head: torch.Tensor, gaussian: Any, split: int) -> None:
-            outputs = self._outputs(encoder, head, gaussian, [texts[i] for i in known + unseen], split, words=words)
+            outputs = self._outputs(encoder, head, gaussian, evaluated, split)
             best = outputs["best"][: len(known)]
             correct = [seen_labels[b] == labels[i] for b, i in zip(best, known, strict=True)]
             scores.append({"correct": correct, "outputs": outputs})
 
-        subset = [texts[i] for i in train], [labels[i] for i in train]
+        train_texts, train_labels = [texts[i] for i in train], [labels[i] for i in train]
         self._train(
-            *subset, seen_labels, parent, self.epochs, progress, "selecting epochs", validate, distance=self.reject
+            train_texts,
+            train_labels,
+            seen_labels,
+            parent,
+            self.epochs,
+            progress,
+            "selecting epochs",
+            validate,
+            distance=self.reject,
         )
         accuracies = [sum(s["correct"]) / max(len(known), 1) for s in scores]
         best_epoch = max(range(len(accuracies)), key=lambda e: (accuracies[e], -e))
         outputs, correct = scores[best_epoch]["outputs"], scores[best_epoch]["correct"]
         weight, weights = 0.0, None
         if self.fuse_ngrams:
-            lexical = self._ngram_head(*subset, seen_labels, progress, "selecting the n-gram weight")
+            lexical = self._ngram_head(train_texts, train_labels, seen_labels, progress, "selecting the n-gram weight")
             truth = [labels[i] for i in known]
-            weight, weights, outputs = self._choose_fusion(
-                lexical, [texts[i] for i in known + unseen], truth, seen_labels, outputs, progress
-            )
-            if words is not None:  # the novelty of the fused labels
-                outputs[NOVELTY] = words.scores([texts[i] for i in known + unseen], outputs["best"])
+            weight, weights, outputs = self._choose_fusion(lexical, evaluated, truth, seen_labels, outputs, progress)
             correct = [seen_labels[b] == label for b, label in zip(outputs["best"][: len(known)], truth, strict=True)]
         rule, candidates = None, {}
-        if self.reject:
+        if self.reject:  # the novelty of the chosen epoch's (fused) labels, for its texts
+            words = LabelWords.fit(train_texts, label_indices(train_labels, seen_labels), len(seen_labels))
+            outputs = {**outputs, NOVELTY: words.scores(evaluated, outputs["best"])}
             present = [name for name in SCORES if name in outputs]  # "fused" only with a fusion weight above 0
             rule, candidates = choose(
                 {name: (outputs[name][: len(known)], outputs[name][len(known) :]) for name in present},
@@ -238,8 +244,7 @@ class EncoderClassifier(EncoderModel):
         weight is 0)."""
         import torch
 
-        index = {label: i for i, label in enumerate(label_set)}
-        targets = torch.tensor([index[label] for label in truth])
+        targets = torch.tensor(label_indices(truth, label_set))
         encoder, ngrams = outputs["probabilities"].cpu(), lexical.probabilities(texts)
         weight, weights = choose_weight(encoder[: len(truth)], ngrams[: len(truth)], targets)
         progress.log(
@@ -270,8 +275,7 @@ class EncoderClassifier(EncoderModel):
         ids = encoder.tokenize(texts)
         progress.log(f"{description}: encoding {len(texts)} texts through the frozen layers")
         hidden = encoder.lower(ids, split)
-        index = {label: i for i, label in enumerate(label_set)}
-        targets = torch.tensor([index[label] for label in labels], device=self._device)
+        targets = torch.tensor(label_indices(labels, label_set), device=self._device)
         head = torch.nn.Parameter(self._initial_head(encoder, hidden, targets, label_set, parent, split))
         trainer = Trainer(encoder, self, [head], trainer_steps)
         history, gaussian = [], None

@@ -97,7 +97,11 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
 @click.option("--connect", metavar="ADDR", help="A running daemon's address (tcp://, ipc://) instead of PROFILE.")
 @listen_options(default_port=8000)
 @click.option(
-    "--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001), help="Longest wait per request (s)."
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Longest wait per request (s); on SIGTERM, also the longest wait for the requests in progress.",
 )
 @existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')
 @existing_file("--curve-server-key", "The daemon's public key (server.key), with --tokens when the daemon uses Curve.")
