@@ -119,6 +119,28 @@ def test_csv_missing_column_names_the_columns(data_dir):
         next(source.records("train"))
 
 
+def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
+    def records(content: bytes, **settings) -> list[dict[str, str]]:
+        (tmp_path / "intents.csv").write_bytes(content)
+        return list(CsvSource(train=str(tmp_path / "intents.csv"), label_column="category", **settings).records())
+
+    header = b"text,category\r\nWhere is my card?,card_arrival \r\n"
+    assert records(header)[0]["label"] == "card_arrival"  # surrounding spaces are not part of a label
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the row has 1 fields, the header 2"):
+        records(header + b"What about my children?\r\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the row has 3 fields, the header 2 \(quote a"):
+        records(header + b"Card declined, why?,card_payment\r\n")
+    assert records(header + b'"Card declined, why?",card_payment\r\n')[1]["text"] == "Card declined, why?"
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'category' column is empty"):
+        records(header + b"Why was my card declined?, \r\n")
+    latin = header + "Can I pay at the café?,card_payment\r\n".encode("latin-1")
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: not utf-8-sig text \(byte b'\\xe9'.*'encoding'"):
+        records(latin)
+    assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
+    with pytest.raises(ValueError, match="'encoding' 'klingon' is not an encoding Python knows"):
+        CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")
+
+
 def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
     lines = [json.dumps({"body": f"text {i}", "tag": "even" if i % 2 else "odd"}) for i in range(50)]
     path = write(tmp_path / "items.jsonl", "\n".join(lines) + "\n\n")
