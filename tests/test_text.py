@@ -13,7 +13,7 @@ import heirloom
 from heirloom_plugins.metrics import classification_metrics
 from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.sources import CsvSource, JsonlSource, PhraseBankSource
-from tests.helpers import write
+from tests.helpers import run_heirloom, write
 
 MAJORITY_ALLAGREE = 1391 / 2264
 
@@ -139,6 +139,25 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
     with pytest.raises(ValueError, match="'encoding' 'klingon' is not an encoding Python knows"):
         CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")
+
+
+def test_an_empty_test_split_gets_no_scores_rather_than_zeros(tmp_path):
+    rows = [f"my card {i} has not arrived,card_arrival\nthe exchange rate {i} today,exchange_rate" for i in range(12)]
+    write(tmp_path / "train.csv", "text,label\n" + "\n".join(rows) + "\n")
+    write(tmp_path / "test.csv", "text,label\n")
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.intents]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n'
+        '[models.intent]\nuse = "text-classifier"\ndata = "intents"\n',
+    )
+    trained = run_heirloom("train", str(profile))
+    assert trained.returncode == 0, trained.stderr
+    assert "test (reported; records e3b0c44298fc): no records, no scores" in trained.stdout
+    stored = heirloom.ArtifactStore.default().resolve("p/intent@1")
+    assert "accuracy" not in stored.metrics and stored.metrics["validation"]["accuracy"] == 1.0
+    evaluated = run_heirloom("eval", str(profile))
+    assert evaluated.returncode == 1
+    assert "the test split of source 'intents' has no records: nothing to evaluate" in evaluated.stderr
 
 
 def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):

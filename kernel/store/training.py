@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -201,7 +202,11 @@ def score(model: Any, source: Source, split: str, progress: Progress) -> Evaluat
     digest = hashlib.sha256()
     description = f"scoring the model on the {split} split"
     records = fingerprinting(reading(source.records(split), progress, description), digest)
-    report = model.evaluate(records)
+    first = next(records, None)
+    if first is None:  # scores of nothing would read as a model that got everything wrong
+        progress.log(f"the {split} split has no records: the version gets no {split} scores")
+        return Evaluation(split, digest.hexdigest(), Report({}, f"no {split} records: nothing was scored"))
+    report = model.evaluate(itertools.chain([first], records))
     for _ in records:  # a model that stopped reading early still gets the whole split hashed
         pass
     return Evaluation(split, digest.hexdigest(), report)
@@ -357,4 +362,7 @@ def evaluate(
         if split not in source.splits():
             raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
         records = reading(source.records(split), progress or NullProgress(), f"evaluating {version} on {split}")
-        return version, model.evaluate(records)
+        first = next(records, None)
+        if first is None:
+            raise HeirloomError(f"the {split} split of source {source_name!r} has no records: nothing to evaluate")
+        return version, model.evaluate(itertools.chain([first], records))
