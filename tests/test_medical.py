@@ -18,6 +18,7 @@ import pytest
 import heirloom
 from heirloom_plugins.fhir.source import FhirSource
 from heirloom_plugins.medical.features import describe
+from heirloom_plugins.medical.metrics import counts_metrics
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
 from heirloom_plugins.medical.patients import visits
 from heirloom_plugins.medical.record import RecordsApi, SearchInput, SummaryInput
@@ -284,6 +285,13 @@ def test_search_finds_the_patients_with_a_condition(record_api: RecordsApi, raw)
     assert {hit["patient"] for hit in hits} == holders
     assert hits[0]["matches"][0] == {"kind": "condition", "code": "snomed:38341003", "display": "Hypertension"}
     assert record_api.search(SearchInput("snomed:38341003", k=50))["patients"]  # by code too
+
+
+def test_a_check_with_nothing_to_find_stays_out_of_the_macro_average():
+    metrics = counts_metrics({"vitals": (4, 0, 0), "allergies": (0, 0, 0), "labs": (1, 1, 0)})
+    assert metrics["per_class"]["allergies"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert metrics["macro_recall"] == 1.0 and metrics["macro_precision"] == 0.75  # (1 + 0.5) / 2, not / 3
+    assert metrics["micro_precision"] == 5 / 6 and metrics["support"] == 5
 
 
 def test_reference_ranges_flag_values_outside_them():

@@ -78,8 +78,11 @@ def counts_metrics(counts: Mapping[str, tuple[int, int, int]]) -> dict[str, Any]
     micro = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn)}
     micro["f1"] = _f1(micro["precision"], micro["recall"])
     metrics: dict[str, Any] = {f"micro_{key}": value for key, value in micro.items()}
+    # macro: the checks that had something to find or found something (as multilabel_metrics'
+    # labels present in the truth or the predictions); an idle check is no failure
+    active = [per_class[name] for name, (tp, fp, fn) in counts.items() if tp + fp + fn]
     for key in ("precision", "recall", "f1"):
-        metrics[f"macro_{key}"] = _ratio(sum(c[key] for c in per_class.values()), len(per_class))
+        metrics[f"macro_{key}"] = _ratio(sum(c[key] for c in active), len(active))
         metrics[f"weighted_{key}"] = _ratio(sum(c[key] * c["support"] for c in per_class.values()), total)
     metrics.update({"support": total, "summary": {**micro, "support": total, "tp": tp, "fp": fp, "fn": fn}})
     metrics["per_class"] = per_class
