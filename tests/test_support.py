@@ -206,6 +206,18 @@ def test_stackfaq_source_counts_and_deterministic_query_split(data_dir):
     assert not {q["text"] for q in queries["test"]} & {q["text"] for q in queries["train"] + queries["validation"]}
 
 
+def test_markup_inside_a_faq_answer_keeps_the_whole_answer(tmp_path):
+    xml = (
+        "<root><qapair><question>Strikethrough in Markdown?</question>"
+        + "".join(f"<rephr>how do I strike text {i}</rephr>" for i in range(10))
+        + "<answer>Use <code>~~tildes~~</code> around the words, see the <b>docs</b> for more.</answer>"
+        + "<tags>markdown</tags></qapair></root>"
+    )
+    write(tmp_path / "stackExchange-FAQ.xml", xml)
+    (document,) = [r for r in StackFaqSource(path=str(tmp_path)).records("train") if r["role"] == "document"]
+    assert document["answer"] == "Use ~~tildes~~ around the words, see the docs for more."
+
+
 def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):
     monkeypatch.setenv("HEIRLOOM_DATA", str(data_dir))
     with heirloom.Kernel().system("support", only={("source", "intents")}) as system:

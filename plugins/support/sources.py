@@ -38,7 +38,8 @@ def _digest(settings: dict[str, Any], *paths: Path) -> str:
 
 
 def _text(element: ElementTree.Element | None) -> str:
-    return " ".join((element.text or "").split()) if element is not None else ""
+    """The element's whole text, markup inside it included (``<code>``, ``<b>``), spaces folded."""
+    return " ".join("".join(element.itertext()).split()) if element is not None else ""
 
 
 @attrs.define(kw_only=True)
