@@ -82,6 +82,22 @@ def test_movielens_splits_each_users_ratings_75_25_and_marks_10_percent_of_movie
     assert interactions(MovieLensSource(path=movielens), "test") == test  # the same split every time
 
 
+def test_a_utf8_catalogue_reads_right_and_a_rating_of_an_unknown_movie_names_its_line(tmp_path):
+    (tmp_path / "u.genre").write_text("unknown|0\nComedy|1\n")
+    flags = "|0|1"
+    items = [f"1|Amélie (2001)|01-Jan-2001||{flags}", f"2|Cidade de Deus (2002)|01-Jan-2002||{flags}"]
+    (tmp_path / "u.item").write_bytes(("\n".join(items) + "\n").encode("utf-8"))
+    (tmp_path / "u.data").write_text("1\t1\t5\t881250949\n2\t2\t4\t881250950\n")
+    source = MovieLensSource(path=str(tmp_path), test_fraction=0.5, cold_fraction=0)
+    assert [r["title"] for r in source.records() if r["type"] == "item"] == ["Amélie (2001)", "Cidade de Deus (2002)"]
+    (tmp_path / "u.item").write_bytes(items[0].encode("latin-1") + b"\n" + items[1].encode("latin-1") + b"\n")
+    assert next(MovieLensSource(path=str(tmp_path)).records())["title"] == "Amélie (2001)"  # GroupLens' own encoding
+    with (tmp_path / "u.data").open("a") as ratings:
+        ratings.write("5\t77777\t4\t881250949\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"u.data:3: item '77777' is not in u.item"):
+        list(MovieLensSource(path=str(tmp_path)).records())
+
+
 def test_validation_is_carved_from_train_and_is_the_split_the_model_tunes_on(movielens):
     plain = MovieLensSource(path=movielens)
     carved = MovieLensSource(path=movielens, validation_fraction=0.25)

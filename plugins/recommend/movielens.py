@@ -32,6 +32,7 @@ from heirloom_plugins.recommend.records import (
     per_user_holdout,
     seeded_share,
 )
+from heirloom_plugins.textfiles import read_text
 
 SPLITS = ("train", "validation", "test")
 #: id, title, release date, video date, IMDb URL; then one 0/1 flag per genre of u.genre
@@ -39,14 +40,15 @@ LEADING_FIELDS = 5
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Numbered non-empty lines; latin-1, which reads every byte (the files are ASCII)."""
-    for number, line in enumerate(path.read_text(encoding="latin-1").splitlines(), 1):
+    """Numbered non-empty lines: UTF-8, else latin-1 (GroupLens' own u.item is latin-1)."""
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
             yield number, line
 
 
-def read_ratings(path: Path) -> list[tuple[str, str, float, int]]:
-    """``(user, item, rating, unix time)`` of every line of ``u.data``."""
+def read_ratings(path: Path, items: set[str]) -> list[tuple[str, str, float, int]]:
+    """``(user, item, rating, unix time)`` of every line of ``u.data``; each item must be one
+    of ``items`` (u.item's), or the catalogue would grow an untitled movie."""
     rows = []
     for number, line in _lines(path):
         fields = line.split("\t")
@@ -57,6 +59,8 @@ def read_ratings(path: Path) -> list[tuple[str, str, float, int]]:
             raise heirloom.HeirloomError(
                 f"{path}:{number}: expected 'user<TAB>item<TAB>rating<TAB>unix time', got {line[:80]!r}"
             ) from None
+        if item not in items:
+            raise heirloom.HeirloomError(f"{path}:{number}: item {item!r} is not in u.item")
     return rows
 
 
@@ -125,7 +129,8 @@ class MovieLensSource(heirloom.Source):
         for item in items:
             if not (self.drop_cold and item["item"] in cold):
                 yield item_record(**item, cold=item["item"] in cold)
-        for (user, item, rating, stamp), role in zip(read_ratings(self.files()[0]), roles, strict=True):
+        ratings = read_ratings(self.files()[0], {item["item"] for item in items})
+        for (user, item, rating, stamp), role in zip(ratings, roles, strict=True):
             if (split is None or role == split) and not (self.drop_cold and item in cold):
                 yield interaction_record(user, item, "rating", rating, stamp)
 
@@ -137,7 +142,7 @@ class MovieLensSource(heirloom.Source):
         if cached is None or cached[0] != key:
             ratings_path, items_path, genres_path = paths
             items = read_items(items_path, read_genres(genres_path))
-            pairs = [(user, item) for user, item, _, _ in read_ratings(ratings_path)]
+            pairs = [(user, item) for user, item, _, _ in read_ratings(ratings_path, {i["item"] for i in items})]
             test = per_user_holdout(pairs, self.test_fraction, self.seed, "test")
             rest = [pair for pair in pairs if pair not in test]
             validation = per_user_holdout(rest, self.validation_fraction, self.seed, "validation")

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.textfiles import read_text
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
@@ -59,15 +60,6 @@ def _known_encoding(instance: Any, attribute: attrs.Attribute, value: str) -> No
 def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if not value:
         raise ValueError(f"'{attribute.name}' must not be empty")
-
-
-def read_text(path: str) -> str:
-    """A file's text as UTF-8, else latin-1 (PhraseBank ships both encodings)."""
-    raw = Path(path).read_bytes()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def sample_per_label(records: list[dict[str, str]], per_label: int, seed: int) -> list[dict[str, str]]:
