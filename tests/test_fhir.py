@@ -353,7 +353,11 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
             {"resourceType": "Immunization", "id": "i1", "status": "completed"},
             "Immunization/i1 (entry[2]): missing required field(s): vaccineCode, patient, occurrence[x]",
         ),
-        (condition("c2", onset="2001-13-45"), "Condition/c2 (entry[2]): cannot read: ValueError"),
+        (
+            condition("c2", onset="2001-13-45"),
+            "Condition/c2 (entry[2]): cannot read: onsetDateTime: '2001-13-45' is not a FHIR date (YYYY, YYYY-MM",
+        ),
+        (condition("c3", onset="2019-4"), "Condition/c3 (entry[2]): cannot read: onsetDateTime: '2019-4' is not"),
         ({"id": "r1"}, "entry[2]: missing resourceType"),
     ],
 )
@@ -363,6 +367,19 @@ def test_a_bad_resource_fails_naming_it_or_is_skipped(tmp_path, resource, messag
         stats_or_error(path)
     stats = stats_or_error(path, "skip")
     assert stats["errors"]["skipped_resources"] == 1 and stats["records"] == 1
+
+
+def test_a_patient_in_two_bundles_is_one_record_and_the_second_is_named(tmp_path):
+    write(tmp_path / "set" / "part1.json", bundle(PATIENT, condition("c1")))
+    second = write(tmp_path / "set" / "part2.json", bundle(PATIENT, condition("c2")))
+    message = f"{second}: Patient/p1 (entry[0]): Patient 'p1' was read already"
+    with pytest.raises(FhirDataError, match=re.escape(message)):
+        stats_or_error(tmp_path / "set")
+    stats = stats_or_error(tmp_path / "set", "skip")
+    assert stats["records"] == 1 and stats["errors"]["skipped_resources"] == 1
+    assert stats["unassigned_resources"] == 1  # the second file's condition has no record to join
+    (record,) = FhirSource(path=str(tmp_path / "set"), on_error="skip").records()
+    assert [e.id for e in record.timeline] == ["c1"]
 
 
 def test_a_bad_ndjson_line_is_named_by_line_number(tmp_path):

@@ -103,16 +103,24 @@ class PatientRecord:
     codes: dict[str, list[str]]
 
 
-def instant(value: Any) -> str | None:
-    """A FHIR date/dateTime as a sortable string; raises ValueError on a malformed one."""
+#: What ``instant`` reads, for its error messages.
+DATE_FORMS = "a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD) or dateTime (YYYY-MM-DDThh:mm:ss, optionally with a zone)"
+_DATE_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
+
+
+def instant(value: Any, field: str = "date") -> str | None:
+    """A FHIR date/dateTime as a sortable string; ValueError naming ``field`` on a malformed one."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValueError(f"expected a date string, got {value!r}")
-    if "T" not in value:
-        datetime.strptime(value, {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}.get(len(value), "?"))
-        return value
-    moment = datetime.fromisoformat(value)
+    try:
+        if not isinstance(value, str):
+            raise TypeError
+        if "T" not in value:
+            datetime.strptime(value, _DATE_FORMATS[len(value)])
+            return value
+        moment = datetime.fromisoformat(value)
+    except (TypeError, KeyError, ValueError):
+        raise ValueError(f"{field}: {str(value)[:40]!r} is not {DATE_FORMS}") from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
         return moment.isoformat(timespec="seconds") + "Z"
@@ -142,7 +150,7 @@ def _first(resource: dict[str, Any], *names: str) -> str | None:
         if part:
             value = value.get(part) if isinstance(value, dict) else None
         if value is not None:
-            return instant(value)
+            return instant(value, name)
     return None
 
 
@@ -279,13 +287,13 @@ def event(resource: dict[str, Any], encounter: str | None) -> Event:
 def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, events: list[Event]) -> PatientRecord:
     """The record of one patient from its Patient resource and its events (any order)."""
     timeline = tuple(sorted(events, key=lambda e: (e.date is None, e.date or "", _ORDER[e.kind], e.id or "")))
-    deceased_date = instant(patient.get("deceasedDateTime"))
+    deceased_date = instant(patient.get("deceasedDateTime"), "deceasedDateTime")
     deceased = bool(patient.get("deceasedBoolean")) or deceased_date is not None
     codes: dict[str, list[str]] = {kind: [] for kind in KINDS.values()}
     for e in timeline:
         if e.code:
             codes[e.kind].append(e.code)
-    birth, gender = instant(patient.get("birthDate")), patient.get("gender")
+    birth, gender = instant(patient.get("birthDate"), "birthDate"), patient.get("gender")
     return PatientRecord(
         id=pid,
         file=file,

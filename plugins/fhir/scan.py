@@ -122,6 +122,8 @@ class Scan:
         self.check = check
         self.tally = Tally(on_error)
         self.known = Known()
+        #: Where each patient's Patient resource was read (one record per patient).
+        self._patients: dict[str, str] = {}
 
     def records(self, split: str | None) -> Iterator[PatientRecord]:
         paths = discover(self.root)
@@ -147,7 +149,11 @@ class Scan:
         self.known.keys.update(catalog.by_key)
         for e in entries:
             self._check_references(path, e, catalog)
-        patients = {t[1]: e for t, e in zip(targets, entries, strict=True) if t[0] == "Patient"}
+        patients = {
+            t[1]: e
+            for t, e in zip(targets, entries, strict=True)
+            if t[0] == "Patient" and self._claim(t[1], path, e.label())
+        }
         wanted = self._wanted(patients, split)
         chosen = set(wanted)
         events: dict[str, list[Event]] = defaultdict(list)
@@ -174,7 +180,8 @@ class Scan:
                 self._check_references(path, e, None)
                 place = (index, e.offset or 0, e.where)
                 if kind == "Patient":
-                    patients[rid] = place
+                    if self._claim(rid, path, e.label()):
+                        patients[rid] = place
                 elif kind in EVENTS:
                     by_reference[patient_reference(e.resource)].append(place)
         self.known.keys.update(catalog.by_key)
@@ -223,6 +230,20 @@ class Scan:
                 else:
                     self.known.defer(ref, f"{path}: {entry.label()}")
 
+    def _claim(self, pid: str, path: Path, label: str) -> bool:
+        """Whether this is the pass's first Patient resource with id ``pid``. A second one (in
+        another bundle, or twice in a unit) is a fault: it would make a second record of the
+        same person, each with part of the history."""
+        first = self._patients.setdefault(pid, f"{path}: {label}")
+        if first == f"{path}: {label}":
+            return True
+        message = (
+            f"Patient {pid!r} was read already ({first}); keep a patient's resources in one bundle, or "
+            "export them as NDJSON"
+        )
+        self.tally.fault(FhirDataError(path, label, message), whole_file=False)
+        return False
+
     @staticmethod
     def _owner(ref: str | None, catalog: Catalog, patients: dict[str, Any]) -> str | None:
         """The id of the unit's patient that ``ref`` points at, if it is one."""
@@ -250,13 +271,19 @@ class Scan:
             target = catalog.resolve(ref) if isinstance(ref, str) else None
             events.append(event(entry.resource, target[1] if target and target[0] == "Encounter" else None))
         except SHAPE_ERRORS as exc:
-            self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {exc!r}"), whole_file=False)
+            self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
 
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> Iterator[PatientRecord]:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
         try:
             record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
         except SHAPE_ERRORS as exc:
-            self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {exc!r}"), whole_file=False)
+            self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
             return
         yield record
+
+
+def _detail(exc: Exception) -> str:
+    """A ValueError's message names the field and the value (records.instant); for the other
+    shape errors (a KeyError's bare key) the exception's type says what kind of fault it was."""
+    return str(exc) if type(exc) is ValueError else repr(exc)
