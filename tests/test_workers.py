@@ -11,6 +11,7 @@ import pytest
 
 from heirloom.wire.client import RemoteError, Unavailable
 from tests.daemons import Daemon
+from tests.helpers import free_tcp_address, run_heirloom
 
 
 def _worker_pids(client) -> list[int]:
@@ -103,3 +104,20 @@ def test_a_retry_with_an_idempotency_key_reaches_the_first_attempts_worker(tmp_p
             first = client.call("t.write", None, idempotency_key=f"order-{i}")
             assert [client.call("t.write", None, idempotency_key=f"order-{i}") for _ in range(3)] == [first] * 3
     assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_an_address_in_use_is_one_line_naming_it(tmp_path, workers):
+    daemon = Daemon(tmp_path, *workers, address=free_tcp_address())
+    try:
+        daemon.wait_ready()
+        taken = daemon.address
+        result = run_heirloom("serve", "minimal", "--bind", taken, *workers, timeout=60)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1] == f"error: cannot bind {taken}: Address already in use"
+        worker_side = run_heirloom("serve", "minimal", "--bind", free_tcp_address(), "--worker-bind", taken, *workers)
+        assert worker_side.returncode == 1 and "Traceback" not in worker_side.stderr
+        expected = f"error: cannot bind {taken}: Address already in use" if workers else "needs a broker"
+        assert expected in worker_side.stderr
+    finally:
+        assert daemon.terminate() == 0

@@ -63,7 +63,7 @@ from heirloom.wire.protocol import (
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.transport import RECEIVE_HWM, Outbox, drain, receiver, sender
+from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
 MISSED_HEARTBEATS = 3
@@ -125,9 +125,9 @@ class Broker:
             socket.setsockopt(zmq.LINGER, 2000)
         self.frontend.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         for address in settings.bind:
-            self.frontend.bind(address)
+            attach(self.frontend, address, bind=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="heirloom-broker-")
-        self.backend.bind(worker_bind or f"ipc://{self._tmp.name}/workers")
+        attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/workers", bind=True)
         self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
         self.outbox = Outbox(self.frontend, settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20)
         self._to_worker = sender(self.backend)

@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable
 
 from heirloom.core.components import Resources
+from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
@@ -97,6 +98,11 @@ def serve(
     """``heirloom serve``: in-process for one worker, otherwise a broker with workers;
     ``metrics``: also serve Prometheus ``/metrics`` there."""
     if in_one_process(profile, settings):
+        if worker_bind is not None:  # no broker would listen there: remote workers would wait forever
+            raise HeirloomError(
+                f"--worker-bind {worker_bind} needs a broker: serve with --workers N (N >= 2; remote workers "
+                'join the N local ones), or a resource manager that places workers ([resources] use = "ray")'
+            )
         return run_server(kernel.system(profile, serve_models=True), settings, curve=curve, metrics=metrics)
     from heirloom.wire.broker import Broker
 

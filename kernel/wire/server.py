@@ -57,7 +57,7 @@ from heirloom.wire.protocol import (
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
-from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, drain, receiver, sender
+from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.server")
 POLL_MS = 50
@@ -126,12 +126,12 @@ class Server:
         if connect is not None:
             self.identity = f"w{os.getpid()}-{os.urandom(4).hex()}".encode()
             self.socket.setsockopt(zmq.IDENTITY, self.identity)
-            self.socket.connect(connect)
+            attach(self.socket, connect, bind=False)
         else:
             if curve is not None:
                 curve.serve(self.socket)
             for address in bind or settings.bind:
-                self.socket.bind(address)
+                attach(self.socket, address, bind=True)
         self._recv = receiver(self.socket, with_user=curve is not None)
         self._send_raw = sender(self.socket)
         self.outbox = Outbox(

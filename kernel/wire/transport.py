@@ -19,10 +19,21 @@ from typing import Any
 import zmq
 from zmq.backend import Socket as _BackendSocket
 
+from heirloom.core.errors import HeirloomError
+
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+
+
+def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
+    """``socket.bind(address)`` (else ``connect``), with ZeroMQ's refusal (a port in use, a
+    malformed address, an unknown interface) as an error naming the address."""
+    try:
+        socket.bind(address) if bind else socket.connect(address)
+    except zmq.ZMQError as exc:
+        raise HeirloomError(f"cannot {'bind' if bind else 'connect to'} {address}: {zmq.strerror(exc.errno)}") from None
 
 
 def sender(socket: zmq.Socket, *, nonblocking: bool = False) -> Callable[[Sequence[Any]], None]:
