@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import wait
@@ -13,6 +15,7 @@ import pytest
 import zmq
 
 from heirloom.wire.client import (
+    Client,
     DeadlineExceeded,
     Internal,
     InvalidArgument,
@@ -23,7 +26,7 @@ from heirloom.wire.client import (
 )
 from heirloom.wire.protocol import SIGNATURE, request_frames
 from tests.daemons import Daemon
-from tests.helpers import run_heirloom
+from tests.helpers import HEIRLOOM, REPO, run_heirloom
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +363,24 @@ def test_daemon_survives_concurrent_clients(daemon):
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "info_lines"),
+    [
+        ((), (), True),
+        (("--log-level", "warning"), (), False),
+        (("--log-level", "warning"), ("--log-level", "info"), True),
+    ],
+)
+def test_the_global_log_level_reaches_the_daemon_and_its_own_wins(tmp_path, before, after, info_lines):
+    address = f"ipc://{tmp_path}/d.sock"
+    command = [*HEIRLOOM, *before, "serve", "minimal", "--bind", address, *after]
+    with (tmp_path / "err").open("w") as err:
+        process = subprocess.Popen(command, stderr=err, cwd=REPO)
+    with Client(address, timeout=30) as client:
+        while not client.call("_ready")["ready"]:
+            time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert (" INFO " in (tmp_path / "err").read_text()) is info_lines

@@ -51,8 +51,19 @@ def log_options(command: F) -> F:
     )
     log_level = click.option(
         "--log-level",
-        default="INFO",
-        show_default=True,
         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+        callback=_daemon_log_level,
+        help="Least severe log line written [default: the global --log-level when given before the command, "
+        "else INFO].",
     )
     return log_format(log_level(command))
+
+
+def _daemon_log_level(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """A daemon logs INFO by default (its start, drains, swaps); ``heirloom --log-level X
+    serve`` asks for X, which a command's own --log-level then overrides."""
+    if value is not None:
+        return value
+    root = ctx.find_root()
+    given = root.get_parameter_source("log_level") not in (None, click.core.ParameterSource.DEFAULT)
+    return root.params["log_level"] if given else "INFO"
