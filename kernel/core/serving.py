@@ -123,7 +123,7 @@ class ModelServing:
             self.digests[name] = artifact.digest
             self.errors.pop(name, None)
             changed[name] = artifact.ref
-            log.info("now serving %s (was %s)", artifact.ref, previous)
+            log.info("now serving %s (was %s)", artifact.ref, previous or "nothing")
         return changed
 
     def _nothing_served(self, spec: ComponentSpec) -> str:

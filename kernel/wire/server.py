@@ -239,7 +239,11 @@ class Server:
         self._installed = True
         self._last_heartbeat = 0.0  # tell a broker at once
         log.info("serving %d routes: %s", len(names), ", ".join(names))
-        log.info("ready")
+        waiting = [name for name, ready in self.system.readiness().items() if not ready]
+        if waiting:  # as _ready says: e.g. a model with no version to serve yet
+            log.info("started; not ready until these report ready: %s", ", ".join(waiting))
+        else:
+            log.info("ready")
         return True
 
     def finish_drain(self) -> None:
