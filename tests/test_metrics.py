@@ -41,7 +41,7 @@ use = "echo"
 use = "testing"
 """
 PLUGINS = {"HEIRLOOM_PLUGINS": "tests.testing_api,tests.toys"}
-ECHOES, BATCHED, BOOMS, BAD = 300, 60, 3, 4
+ECHOES, BATCHED, BOOMS, BAD, UNKNOWN = 300, 60, 3, 4, 5
 
 
 def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -76,6 +76,7 @@ def load(client, slow_ms: int) -> tuple[list, list]:
     fast += [client.submit("t.batched", {"values": [1, 2]}) for _ in range(BATCHED)]
     fast += [client.submit("t.boom") for _ in range(BOOMS)]
     fast += [client.submit("t.typed", {"text": 5}) for _ in range(BAD)]
+    fast += [client.submit("echo.ehco", i) for i in range(UNKNOWN)]  # a typo: refused before any route
     wait(fast, timeout=30)
     return fast, slow
 
@@ -115,6 +116,7 @@ def check_counts(samples, *, expected_processes: int) -> None:
     assert 1 <= value(samples, f"{batches}_count", route="t.batched") <= BATCHED
     assert ("route", "echo.echo") not in {label for labels in samples[f"{batches}_count"] for label in labels}
     assert value(samples, "heirloom_dropped_frames_total") == 1
+    assert value(samples, "heirloom_refused_unrouted_total", status="NOT_FOUND") == UNKNOWN
     (labels, count), *_ = samples["heirloom_model_info"].items()
     info = dict(labels)
     assert info["model"] == "m" and info["ref"] == "metered/m@1" and len(info["digest"]) == 64
@@ -134,11 +136,12 @@ def test_a_daemon_under_load_exports_every_family(tmp_path, served):
             assert value(during, "heirloom_in_flight") >= 2
             assert value(during, "heirloom_queue_depth", route="t.slow") == 2
             assert value(during, "heirloom_queue_depth", route="echo.echo") == 0
-            assert sum(isinstance(f.exception(), RemoteError) for f in fast) == BOOMS + BAD
+            assert sum(isinstance(f.exception(), RemoteError) for f in fast) == BOOMS + BAD + UNKNOWN
             send_garbage(daemon.address)
             wait(slow, timeout=30)
             time.sleep(0.2)
             after = scrape(port)
+            assert client.call("_stats")["refused_unrouted"] == {"NOT_FOUND": UNKNOWN}
         check_counts(after, expected_processes=1)
         assert value(after, "heirloom_in_flight") == 0
         assert value(after, "heirloom_queue_depth", route="t.slow") == 0
@@ -153,14 +156,16 @@ def test_with_workers_the_numbers_cover_every_worker(tmp_path, served):
         daemon.wait_ready()
         with daemon.client(timeout=30, retries=0) as client:
             fast, slow = load(client, slow_ms=1500)
-            assert sum(isinstance(f.exception(), RemoteError) for f in fast) == BOOMS + BAD
+            assert sum(isinstance(f.exception(), RemoteError) for f in fast) == BOOMS + BAD + UNKNOWN
             time.sleep(0.5)  # a heartbeat carries the workers' queue depths
             during = scrape(port)
             assert value(during, "heirloom_in_flight") >= 2
             assert value(during, "heirloom_queue_depth", route="t.slow") == 2
             send_garbage(daemon.address)
             wait(slow, timeout=30)
-        pids = {w["pid"] for w in client_stats(daemon)["workers"]}
+        stats = client_stats(daemon)
+        pids = {w["pid"] for w in stats["workers"]}
+        assert stats["refused_unrouted"] == {"NOT_FOUND": UNKNOWN}
         assert len(pids) == 2
         deadline = time.monotonic() + 10
         while True:  # batch sizes arrive with the next heartbeat of each worker

@@ -24,6 +24,7 @@ import operator
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -142,6 +143,8 @@ class Broker:
         self.stats: dict[str, RouteStats] = {}
         self.worker_totals = WorkerTotals()
         self.dropped = 0
+        #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
+        self.unrouted: Counter[str] = Counter()
         self.draining = False
         self._drain_deadline = 0.0
         self._checked = 0.0
@@ -341,8 +344,11 @@ class Broker:
             self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
         except RequestError as error:
             self.outbox.send(error_frames(envelope, request_id, error))
-            if info is not None:  # a refusal of a known route counts against it, as in a worker
+            if info is not None or (type(route) is str and (route in KERNEL_ROUTES or route == SCALE_ROUTE)):
+                # a refusal of a known route counts against it, as in a worker
                 (self.stats.get(route) or self._new_stats(route)).record(error.code, time.perf_counter() - received)
+            else:
+                self.unrouted[error.code] += 1
         except Exception as exc:  # nothing a client sends stops the broker
             log.exception("broker failed on a request")
             error = RequestError(INTERNAL, f"the broker failed: {type(exc).__name__}: {exc}")
@@ -399,6 +405,7 @@ class Broker:
             "uptime_s": round(time.time() - self.started_at, 3),
             "in_flight": len(self.forwarded),
             "dropped_frames": self.dropped,
+            "refused_unrouted": dict(self.unrouted),
             "dropped_replies": self.outbox.dropped,
             "reply_backlog_bytes": self.outbox.release(),
             "undeliverable_replies": self.outbox.undeliverable,

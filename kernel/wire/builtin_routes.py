@@ -78,6 +78,7 @@ class KernelApi(Api):
             "uptime_s": round(time.time() - daemon.started_at, 3),
             "in_flight": daemon.admission.in_flight,
             "dropped_frames": daemon.dropped,
+            "refused_unrouted": dict(daemon.unrouted),
             "dropped_replies": daemon.outbox.dropped,
             "reply_backlog_bytes": daemon.outbox.release(),
             "undeliverable_replies": daemon.outbox.undeliverable,

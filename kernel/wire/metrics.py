@@ -47,6 +47,7 @@ def daemon_snapshot(server: Server) -> Snapshot:
         },
         "in_flight": server.admission.in_flight,
         "dropped_frames": server.dropped,
+        "refused_unrouted": dict(server.unrouted),
         "models": served_models(server.system),
     }
 
@@ -104,6 +105,7 @@ def broker_snapshot(broker: Broker) -> Snapshot:
         "routes": routes,
         "in_flight": len(broker.forwarded),
         "dropped_frames": broker.dropped + workers["dropped_frames"],
+        "refused_unrouted": dict(Counter(broker.unrouted) + Counter(workers["refused_unrouted"])),
         "models": current["models"],
         "workers": {
             "connected": len(broker.workers),
@@ -116,10 +118,11 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
     """Sum snapshots route by route. ``live``: gauges (queue depth, in flight, models) are
     summed too; otherwise only counters and histograms are."""
     routes: dict[str, dict[str, Any]] = {}
-    dropped, in_flight = 0, 0
+    dropped, in_flight, unrouted = 0, 0, Counter()
     models: Counter[tuple[str, str, str]] = Counter()
     for snapshot in snapshots:
         dropped += snapshot.get("dropped_frames", 0)
+        unrouted.update(snapshot.get("refused_unrouted", {}))
         for name, totals in snapshot.get("routes", {}).items():
             into = routes.setdefault(name, {"requests": Counter(), "queue_depth": 0})
             into["requests"].update(totals["requests"])
@@ -134,6 +137,7 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
         "routes": {name: {**totals, "requests": dict(totals["requests"])} for name, totals in routes.items()},
         "in_flight": in_flight,
         "dropped_frames": dropped,
+        "refused_unrouted": dict(unrouted),
         "models": [{"model": m, "ref": r, "digest": d, "count": n} for (m, r, d), n in sorted(models.items())],
     }
 
@@ -185,6 +189,14 @@ class SnapshotCollector:
         yield CounterMetricFamily(
             "heirloom_dropped_frames", "Messages dropped without a reply (no envelope).", value=snap["dropped_frames"]
         )
+        unrouted = CounterMetricFamily(
+            "heirloom_refused_unrouted",
+            "Requests refused before a route was known (unknown route, unreadable header, client rate limit).",
+            labels=["status"],
+        )
+        for status, count in snap.get("refused_unrouted", {}).items():
+            unrouted.add_metric([status], count)
+        yield unrouted
         info = GaugeMetricFamily(
             "heirloom_model_info",
             "The stored version each model serves (the value counts the processes serving it).",

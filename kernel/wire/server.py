@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -102,6 +103,8 @@ class Server:
         self.idempotency = IdempotencyCache(settings.idempotency_cache, settings.idempotency_cache_mb << 20)
         self.draining = False
         self.dropped = 0
+        #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
+        self.unrouted: Counter[str] = Counter()
         self.started_at = time.time()
         self.start_error: BaseException | None = None
         self._drain_deadline = 0.0
@@ -350,6 +353,8 @@ class Server:
         self._send_error(envelope, request_id, error)
         if endpoint is not None:
             endpoint.stats.record(error.code, time.perf_counter() - received)
+        else:
+            self.unrouted[error.code] += 1
 
     def _check_admin(self, endpoint: Endpoint, user: str | None) -> None:
         if self.curve is not None and not self.curve.is_admin(user):
