@@ -6,6 +6,7 @@ import time
 import urllib.request
 from concurrent.futures import wait
 
+import msgpack
 import pytest
 import zmq
 
@@ -90,6 +91,18 @@ def send_garbage(address: str) -> None:
         socket.send_multipart([b"", b"not heirloom"])
 
 
+def send_unreadable_header(address: str) -> None:
+    """One message with the signature and a header that is not msgpack: refused before routing."""
+    context = zmq.Context.instance()
+    with context.socket(zmq.DEALER) as socket:
+        socket.setsockopt(zmq.LINGER, 1000)
+        socket.connect(address)
+        socket.send_multipart([b"HLM1", b"\xc1", b"\xc0"])
+        assert socket.poll(10_000), "no reply to a message with an unreadable header"
+        header = msgpack.unpackb(socket.recv_multipart()[1])
+        assert header["status"] == "INVALID_ARGUMENT"
+
+
 def check_counts(samples, *, expected_processes: int) -> None:
     requests = "heirloom_requests_total"
     assert value(samples, requests, route="echo.echo", status="OK") == ECHOES
@@ -117,6 +130,7 @@ def check_counts(samples, *, expected_processes: int) -> None:
     assert ("route", "echo.echo") not in {label for labels in samples[f"{batches}_count"] for label in labels}
     assert value(samples, "heirloom_dropped_frames_total") == 1
     assert value(samples, "heirloom_refused_unrouted_total", status="NOT_FOUND") == UNKNOWN
+    assert value(samples, "heirloom_refused_unrouted_total", status="INVALID_ARGUMENT") == 1
     (labels, count), *_ = samples["heirloom_model_info"].items()
     info = dict(labels)
     assert info["model"] == "m" and info["ref"] == "metered/m@1" and len(info["digest"]) == 64
@@ -138,10 +152,11 @@ def test_a_daemon_under_load_exports_every_family(tmp_path, served):
             assert value(during, "heirloom_queue_depth", route="echo.echo") == 0
             assert sum(isinstance(f.exception(), RemoteError) for f in fast) == BOOMS + BAD + UNKNOWN
             send_garbage(daemon.address)
+            send_unreadable_header(daemon.address)
             wait(slow, timeout=30)
             time.sleep(0.2)
             after = scrape(port)
-            assert client.call("_stats")["refused_unrouted"] == {"NOT_FOUND": UNKNOWN}
+            assert client.call("_stats")["refused_unrouted"] == {"NOT_FOUND": UNKNOWN, "INVALID_ARGUMENT": 1}
         check_counts(after, expected_processes=1)
         assert value(after, "heirloom_in_flight") == 0
         assert value(after, "heirloom_queue_depth", route="t.slow") == 0
@@ -162,10 +177,11 @@ def test_with_workers_the_numbers_cover_every_worker(tmp_path, served):
             assert value(during, "heirloom_in_flight") >= 2
             assert value(during, "heirloom_queue_depth", route="t.slow") == 2
             send_garbage(daemon.address)
+            send_unreadable_header(daemon.address)
             wait(slow, timeout=30)
         stats = client_stats(daemon)
         pids = {w["pid"] for w in stats["workers"]}
-        assert stats["refused_unrouted"] == {"NOT_FOUND": UNKNOWN}
+        assert stats["refused_unrouted"] == {"NOT_FOUND": UNKNOWN, "INVALID_ARGUMENT": 1}
         assert len(pids) == 2
         deadline = time.monotonic() + 10
         while True:  # batch sizes arrive with the next heartbeat of each worker

@@ -297,7 +297,7 @@ class Broker:
         if index < 0:
             self.dropped += 1
             return
-        envelope, request_id, info = frames[:index], None, None
+        envelope, request_id, info, route = frames[:index], None, None, None
         try:
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
