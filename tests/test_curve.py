@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+import urllib.request
+
 import pytest
 
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DeadlineExceeded, PermissionDenied, Unauthenticated
 from tests.daemons import Daemon
-from tests.helpers import free_tcp_address, run_heirloom
+from tests.helpers import HEIRLOOM, REPO, free_port, free_tcp_address, run_heirloom
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +74,32 @@ def test_async_client_speaks_curve_and_is_refused_a_stranger_key(secure, keys):
 
 
 def test_plain_client_gets_nothing(secure):
-    with secure.client(timeout=1, retries=0) as client, pytest.raises(DeadlineExceeded):
+    hint = "A daemon serving over CurveZMQ answers no client without a key"
+    with secure.client(timeout=1, retries=0) as client, pytest.raises(DeadlineExceeded, match=hint):
         client.call("_health")  # no handshake, so no reply at all
+
+
+def test_the_dashboard_reads_live_stats_from_a_curve_daemon(secure, keys, tmp_path):
+    port = free_port()
+    command = [*HEIRLOOM, "ui", "--port", str(port), "--connect", secure.address,
+               "--curve-secret", str(keys / "clients" / "alice.key_secret"),
+               "--curve-server", str(keys / "server" / "server.key")]  # fmt: skip
+    env = {**os.environ, "HEIRLOOM_HOME": str(tmp_path)}
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/live", timeout=5) as response:
+                    page = response.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "heirloom ui did not start"
+                time.sleep(0.2)
+        assert '<tr data-route="echo.echo">' in page, page[:2000]
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
 
 
 def test_admin_route_needs_an_admin_key(secure, keys):

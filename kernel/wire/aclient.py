@@ -33,6 +33,7 @@ from heirloom.wire.client import (
     Unavailable,
     parse_reply,
     refused_key_message,
+    silence_hint,
 )
 from heirloom.wire.protocol import request_frames
 from heirloom.wire.transport import drain, receiver, sender
@@ -60,6 +61,7 @@ class AsyncClient:
         context); the client then leaves it open on close. Otherwise it makes and ends its own."""
         self.address = address
         self.timeout = timeout
+        self._silence = silence_hint(curve)
         self._owns_context = context is None
         self._context = context or zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
@@ -168,7 +170,7 @@ class AsyncClient:
             future.set_exception(
                 DeadlineExceeded(
                     f"no reply from {self.address} within the deadline of {budget * 1000:g} ms "
-                    "(a budget that short, or is the daemon running and reachable?)"
+                    f"(a budget that short, or: {self._silence})"
                 )
             )
 

@@ -133,6 +133,14 @@ class _Pending:
     deadline: float
 
 
+def silence_hint(curve: CurveClient | None) -> str:
+    """What to check when a daemon never answers: a CurveZMQ daemon drops the handshake of a
+    client without an authorised key, which then looks exactly like a daemon that is down."""
+    if curve is not None:
+        return "is the daemon running and reachable, and this client's Curve key authorised?"
+    return "is the daemon running and reachable? A daemon serving over CurveZMQ answers no client without a key"
+
+
 class Client:
     """A connection to a heirloom daemon. Thread-safe; close it (or use ``with``) when done."""
 
@@ -147,6 +155,7 @@ class Client:
         self.address = address
         self.timeout = timeout
         self.retries = retries
+        self._silence = silence_hint(curve)
         self._context = zmq.Context()
         self._ids = itertools.count(1)
         self._outbox: queue.SimpleQueue[tuple[int, list[Any], _Pending]] = queue.SimpleQueue()
@@ -321,9 +330,7 @@ class Client:
             if entry is None:
                 continue  # answered already
             entry.future.set_exception(
-                DeadlineExceeded(
-                    f"no reply from {self.address} within the deadline (is the daemon running and reachable?)"
-                )
+                DeadlineExceeded(f"no reply from {self.address} within the deadline ({self._silence})")
             )
 
     # -- closing -------------------------------------------------------------------------

@@ -44,9 +44,10 @@ def listed_metrics(artifact: Any) -> list[tuple[str, Any]]:
 class Dashboard:
     """The state behind the pages: the store, and a client for the daemon when connected."""
 
-    def __init__(self, store: Any, connect: str | None, refresh: int):
+    def __init__(self, store: Any, connect: str | None, refresh: int, curve: heirloom.CurveClient | None = None):
         self.store = store
         self.connect = connect
+        self.curve = curve
         self.refresh = refresh
         self._client: heirloom.Client | None = None
         self._client_lock = threading.Lock()
@@ -154,7 +155,7 @@ class Dashboard:
     def client(self) -> heirloom.Client:
         with self._client_lock:
             if self._client is None:
-                self._client = heirloom.Client(self.connect, timeout=2.0, retries=0)
+                self._client = heirloom.Client(self.connect, timeout=2.0, retries=0, curve=self.curve)
             return self._client
 
     def close(self) -> None:
@@ -164,9 +165,12 @@ class Dashboard:
                 self._client = None
 
 
-def create_app(store: Any, connect: str | None = None, refresh: int = 5) -> Starlette:
-    """The dashboard over ``store`` (anything with ``list``, ``lineage``); ``connect``: a daemon."""
-    dashboard = Dashboard(store, connect, refresh)
+def create_app(
+    store: Any, connect: str | None = None, refresh: int = 5, curve: heirloom.CurveClient | None = None
+) -> Starlette:
+    """The dashboard over ``store`` (anything with ``list``, ``lineage``); ``connect``: a daemon
+    (``curve``: this client's keys, for a daemon serving over CurveZMQ)."""
+    dashboard = Dashboard(store, connect, refresh, curve)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

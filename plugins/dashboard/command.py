@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 import heirloom
-from heirloom.options import listen_options
+from heirloom.options import existing_file, listen_options
 from heirloom.reports import EXTRA_HINT
 
 
@@ -22,6 +22,8 @@ from heirloom.reports import EXTRA_HINT
     help="The artifact store folder (default: the one `heirloom train` uses, HEIRLOOM_HOME/store).",
 )
 @click.option("--connect", metavar="ADDR", help="A running daemon's address, for live route stats (tcp://, ipc://).")
+@existing_file("--curve-secret", "With --connect to a CurveZMQ daemon: this client's .key_secret file.")
+@existing_file("--curve-server", "With --connect to a CurveZMQ daemon: the daemon's public .key file.")
 @listen_options(default_port=8765)
 @click.option(
     "--refresh",
@@ -30,7 +32,15 @@ from heirloom.reports import EXTRA_HINT
     type=click.IntRange(min=1),
     help="Seconds between reloads of the live page.",
 )
-def ui_command(store: Path | None, connect: str | None, host: str, port: int, refresh: int) -> None:
+def ui_command(
+    store: Path | None,
+    connect: str | None,
+    curve_secret: Path | None,
+    curve_server: Path | None,
+    host: str,
+    port: int,
+    refresh: int,
+) -> None:
     """Serve a read-only dashboard of the artifact store until Ctrl-C or SIGTERM.
 
     Pages: the stored models; each model's lineage as a graph (what it inherited from,
@@ -50,10 +60,13 @@ def ui_command(store: Path | None, connect: str | None, host: str, port: int, re
         raise click.ClickException(f"heirloom ui needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     except heirloom.HeirloomError as exc:
         raise click.ClickException(str(exc)) from exc
+    if (curve_secret is None) != (curve_server is None):
+        raise click.UsageError("--curve-secret and --curve-server go together")
     if store is not None and not (store / "index.sqlite").is_file():
         raise click.ClickException(f"no artifact store at {store} (no index.sqlite there)")
     opened = heirloom.ArtifactStore(store) if store is not None else heirloom.Kernel().store()
-    app = create_app(opened, connect=connect, refresh=refresh)
+    curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
+    app = create_app(opened, connect=connect, refresh=refresh, curve=curve)
     click.echo(f"heirloom ui: http://{host}:{port}/ (store {getattr(opened, 'root', opened)}, read-only)", err=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the
     # handler it found: exit 0 there, as `heirloom serve` does after a clean stop.
