@@ -31,7 +31,8 @@ from heirloom.wire.metrics import MetricsAddress
 @click.option(
     "--grace",
     type=click.FloatRange(min=0, min_open=True),
-    help="Seconds to finish in-flight work on SIGTERM; what is left then is answered UNAVAILABLE.",
+    help="Seconds to finish in-flight work on SIGTERM; what is left then is answered UNAVAILABLE "
+    "[default: [server] grace, 30].",
 )
 @click.option(
     "--worker-bind",
