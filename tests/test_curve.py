@@ -170,3 +170,41 @@ def test_client_keys_are_read_again_on_a_timer(tmp_path, keys):
     with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as alice:
         assert alice.call("echo.echo", 1) == 1
     assert daemon.terminate() == 0
+
+
+def test_a_file_that_is_no_key_is_named_and_never_stops_a_revocation(tmp_path, keys):
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "alice.key").write_bytes((keys / "clients" / "alice.key").read_bytes())
+    (clients / "bad.key").write_text("curve\n    public-key\n")  # no value: once a crash of the refresh thread
+    secret = str(keys / "server" / "server.key_secret")
+    refused = run_heirloom("serve", "minimal", "--curve-secret", secret, "--curve-clients", str(clients), timeout=60)
+    assert refused.returncode == 1 and f"the Curve key {clients / 'bad.key'} has no public-key line" in refused.stderr
+    (clients / "bad.key").unlink()
+    daemon = Daemon(
+        tmp_path,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(clients),
+        "--set", "server.reload_interval=0.2",
+        address=free_tcp_address(),
+    )  # fmt: skip
+    alice_key = _curve(keys, "clients/alice.key_secret")
+    daemon.wait_ready(curve=alice_key)
+    (clients / "bad.key").write_text('curve\n    public-key = "short"\n')  # added while serving: skipped
+    (clients / "alice.key").unlink()
+    time.sleep(1)
+    with daemon.client(curve=alice_key, timeout=5, retries=0) as alice, pytest.raises(Unauthenticated):
+        alice.call("echo.echo", "revoked")
+    assert daemon.terminate() == 0
+    assert f"skipping the Curve key {clients / 'bad.key'}: its public-key is not 40 z85 characters" in daemon.log()
+
+
+def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):
+    fifo = tmp_path / "server.key_secret"
+    os.mkfifo(fifo)
+    clients = str(keys / "clients")
+    hanging = run_heirloom("serve", "minimal", "--curve-secret", str(fifo), "--curve-clients", clients, timeout=60)
+    assert hanging.returncode == 1 and f"the Curve key {fifo} is not a regular file" in hanging.stderr
+    escape = run_heirloom("keys", "new", str(tmp_path / "k"), "--name", "../../escape")
+    assert escape.returncode != 0 and "key name '../../escape': use 1-100 letters" in escape.stderr
+    assert not (tmp_path.parent / "escape.key").exists()

@@ -4,7 +4,9 @@ Keys are the files ``zmq.auth.create_certificates`` writes: ``NAME.key`` (public
 ``NAME.key_secret`` (secret, mode 0600), ZPL text with a ``curve`` section holding
 ``public-key = "<40 z85 characters>"`` (and ``secret-key`` in the secret file). A server
 serves only clients whose public key file is in its clients folder; unknown clients fail
-the handshake and get nothing. The folders are read again every ``refresh_interval``
+the handshake and get nothing (the handshake asks :meth:`CurveServer.callback`, which reads
+the keys heirloom parsed itself: a malformed file is named, never a crash). The folders
+are read again every ``refresh_interval``
 seconds and on ``_reload``: a removed key stops being served, on connections already open
 too (their next request is answered UNAUTHENTICATED).
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import stat
 import threading
 from pathlib import Path
 
@@ -20,14 +24,23 @@ import attrs
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 from heirloom.core.errors import HeirloomError
 
 log = logging.getLogger("heirloom.wire.auth")
 
 
+#: A key's name: a file name in the folder given, never a path out of it.
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     """Write ``NAME.key`` and ``NAME.key_secret`` into ``directory``; refuse to overwrite."""
+    if not KEY_NAME.fullmatch(name):
+        raise HeirloomError(
+            f"key name {name[:120]!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
     if public.exists() or secret.exists():
@@ -37,32 +50,73 @@ def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     return Path(public_path), Path(secret_path)
 
 
+#: Largest key file read: `heirloom keys new` writes about 300 bytes.
+KEY_FILE_LIMIT = 4096
+_KEY_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]*)"\s*$')
+
+
+def read_key_file(path: Path) -> dict[str, bytes]:
+    """``{"public": z85, "secret": z85}`` (secret only in a ``.key_secret``) from a key file as
+    ``heirloom keys new`` writes it. HeirloomError naming the file when it is not one: not a
+    regular file (a FIFO would block, a device never end), larger than KEY_FILE_LIMIT, or a
+    key that is not 40 z85 characters."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise HeirloomError(f"cannot read the Curve key {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise HeirloomError(f"the Curve key {path} is not a regular file")
+        raw = handle.read(KEY_FILE_LIMIT + 1)
+    if len(raw) > KEY_FILE_LIMIT:
+        raise HeirloomError(f"the Curve key {path} is larger than {KEY_FILE_LIMIT} bytes: not a key file")
+    keys: dict[str, bytes] = {}
+    for line in raw.decode("utf-8", "replace").splitlines():
+        match = _KEY_LINE.match(line)
+        if match is None:
+            continue
+        kind, value = match.groups()
+        try:
+            valid = len(value) == 40 and len(z85.decode(value.encode("ascii"))) == 32
+        except (ValueError, KeyError, UnicodeEncodeError):
+            valid = False
+        if not valid:
+            raise HeirloomError(f"the Curve key {path}: its {kind}-key is not 40 z85 characters")
+        keys[kind] = value.encode("ascii")
+    if "public" not in keys:
+        raise HeirloomError(f"the Curve key {path} has no public-key line (make keys with heirloom keys new)")
+    return keys
+
+
 def load_keypair(secret_file: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a ``.key_secret`` file, with a clear error when unusable."""
-    try:
-        public, secret = zmq.auth.load_certificate(str(secret_file))
-    except (OSError, ValueError) as exc:
-        raise HeirloomError(f"cannot read the Curve key {secret_file}: {exc}") from exc
-    if secret is None:
+    keys = read_key_file(secret_file)
+    if "secret" not in keys:
         raise HeirloomError(f"{secret_file} holds no secret key (pass the .key_secret file, not the .key)")
-    return public, secret
+    return keys["public"], keys["secret"]
 
 
 def load_public(key_file: Path) -> bytes:
-    try:
-        public, _ = zmq.auth.load_certificate(str(key_file))
-    except (OSError, ValueError) as exc:
-        raise HeirloomError(f"cannot read the Curve public key {key_file}: {exc}") from exc
-    return public
+    return read_key_file(key_file)["public"]
 
 
-def _key_ids(directory: Path | None) -> frozenset[str]:
+def _key_ids(directory: Path | None, *, strict: bool) -> frozenset[str]:
+    """The z85 public keys of a folder's ``*.key`` files (how ZAP reports a client's User-Id).
+    A file that is no key fails a ``strict`` read; otherwise it is skipped with a warning
+    naming it, so one bad file never stops the folder's other changes (a revocation)."""
     if directory is None:
         return frozenset()
     if not directory.is_dir():
         raise HeirloomError(f"{directory} is not a folder of public .key files")
-    # load_certificate returns keys z85-encoded, which is also how ZAP reports the User-Id
-    return frozenset(load_public(p).decode() for p in sorted(directory.glob("*.key")))
+    keys = set()
+    for path in sorted(directory.glob("*.key")):
+        try:
+            keys.add(load_public(path).decode())
+        except HeirloomError as exc:
+            if strict:
+                raise
+            log.warning("skipping %s", exc)
+    return frozenset(keys)
 
 
 @attrs.define
@@ -86,15 +140,15 @@ class CurveServer:
         load_keypair(self.secret_file)
         if not self.clients_dir.is_dir():
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
-        self._clients = _key_ids(self.clients_dir)
-        self._admins = _key_ids(self.admins_dir)
+        self._clients = _key_ids(self.clients_dir, strict=True)
+        self._admins = _key_ids(self.admins_dir, strict=True)
 
     def serve(self, socket: zmq.Socket) -> None:
         """Make ``socket`` a Curve server; start the ZAP authenticator on first use."""
         if self._authenticator is None:
             self._authenticator = ThreadAuthenticator(socket.context)
             self._authenticator.start()
-            self._authenticator.configure_curve(domain="*", location=str(self.clients_dir))
+            self._authenticator.configure_curve_callback(domain="*", credentials_provider=self)
             if self.refresh_interval > 0:
                 threading.Thread(target=self._refresh_loop, name="heirloom-curve-keys", daemon=True).start()
         public, secret = load_keypair(self.secret_file)
@@ -103,12 +157,11 @@ class CurveServer:
         socket.curve_server = True
 
     def refresh(self) -> None:
-        """Read the key folders again; on a read error keep the keys known so far."""
+        """Read the key folders again (a file that is no key is skipped with a warning); when a
+        folder cannot be read at all, keep the keys known so far."""
         try:
-            clients, admins = _key_ids(self.clients_dir), _key_ids(self.admins_dir)
-            if self._authenticator is not None and clients != self._clients:
-                self._authenticator.configure_curve(domain="*", location=str(self.clients_dir))
-        except (HeirloomError, OSError, ValueError) as exc:
+            clients, admins = _key_ids(self.clients_dir, strict=False), _key_ids(self.admins_dir, strict=False)
+        except (HeirloomError, OSError) as exc:
             log.warning("keeping the Curve keys read before: %s", exc)
             return
         if clients != self._clients or admins != self._admins:
@@ -118,6 +171,11 @@ class CurveServer:
     def _refresh_loop(self) -> None:
         while not self._stopped.wait(self.refresh_interval):
             self.refresh()
+
+    def callback(self, domain: str, client_key: bytes) -> bool:
+        """The handshake's check (ZAP, on the authenticator's thread): whether ``client_key``
+        (z85) is one of the authorised clients read last."""
+        return client_key.decode("ascii", "replace") in self._clients
 
     def is_client(self, user: str | None) -> bool:
         """Whether the client's key (its ZAP User-Id, the z85 public key) is still authorised."""

@@ -322,7 +322,9 @@ class Client:
         now = time.monotonic()
         for _, _, entry in self._backlog:
             if entry.deadline <= now and not entry.future.done():
-                entry.future.set_exception(DeadlineExceeded(f"could not reach {self.address} within the deadline"))
+                entry.future.set_exception(
+                    DeadlineExceeded(f"could not reach {self.address} within the deadline ({self._silence})")
+                )
         # a heap of (deadline, id): only the expired are looked at, not every call in flight
         while self._deadlines and self._deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._deadlines)
