@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,22 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews):
     ]
     exported = run_heirloom("feedback", "export", str(profile), env=env)
     assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == [good, halted]
+
+
+def test_a_line_no_api_wrote_never_stops_the_commands_that_repair_the_log(reviews):
+    env, profile, (good, wrong, halted) = reviews
+    log = Path(env["HEIRLOOM_HOME"]) / "feedback" / "reviews" / "sentiment.jsonl"
+    with log.open("a") as handle:
+        for line in ({"id": ["x"], "text": "a", "label": "b"}, {"op": "accept-label"}, {"id": 5, "text": "a"}):
+            handle.write(json.dumps(line) + "\n")
+    listed = run_heirloom("feedback", "list", str(profile), "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(row)["id"] for row in listed.stdout.splitlines()] == [good, wrong, halted]
+    for number, fault in ((4, "'id' must be text"), (5, "'label' must be text"), (6, "'label', 'id' must be text")):
+        assert f"sentiment.jsonl: line {number}: {fault}; skipped" in listed.stderr
+    removed = run_heirloom("feedback", "remove", str(profile), wrong, env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert [r["label"] for r in training_view(env, profile)] == ["negative"]
 
 
 def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):

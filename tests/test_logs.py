@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import heirloom
 from tests.helpers import REPO
 
@@ -51,6 +53,27 @@ def test_a_torn_tail_is_skipped_and_never_glued_to_the_next_record(tmp_path, cap
     records = list(heirloom.AppendLog.read(path))
     assert [r["n"] for r in records] == [0, 2]
     assert "line 2 is torn" in caplog.text
+
+
+def test_unusable_lines_are_named_and_skipped_and_a_log_that_is_no_file_is_an_error(tmp_path, caplog):
+    path = tmp_path / "log.jsonl"
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = ['{"n": 0, "time": 1}', deep, '{"n": 1, "time": 1e300}', '{"n": 2, "time": "NaN"}', "[1]", '{"n": 3}']
+    path.write_text("\n".join(lines) + "\n")
+    odd = list(heirloom.AppendLog.read(path, check=lambda record: "n is 3" if record["n"] == 3 else None))
+    assert [record["n"] for record in odd] == [0]
+    for warning in (
+        "line 2 is torn",
+        "line 3: 'time' is 1e+300, not a Unix time",
+        "line 4: 'time' is NaN, not a Unix time",
+        "line 5 is torn",
+        "line 6: n is 3; skipped",
+    ):
+        assert warning in caplog.text, warning  # fmt: skip
+    os.mkfifo(tmp_path / "fifo.jsonl")  # a reader would block on it for ever
+    for strange, what in ((tmp_path / "fifo.jsonl", "is not a regular file"), (tmp_path, "is not a regular file")):
+        with pytest.raises(heirloom.HeirloomError, match=what):
+            list(heirloom.AppendLog.read(strange))
 
 
 WRITER = """

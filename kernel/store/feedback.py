@@ -108,7 +108,7 @@ class FeedbackLog:
         ids are named ``line-N`` by their line number."""
         entries: dict[str, Entry] = {}
         accepted: dict[str, dict[str, Any]] = {}
-        for number, line in enumerate(AppendLog.read(Path(path)), 1):
+        for number, line in enumerate(AppendLog.read(Path(path), check=_fault), 1):
             op = line.get("op")
             if op == REMOVE:
                 target = entries.get(line.get("id"))
@@ -120,3 +120,15 @@ class FeedbackLog:
                 record = line if "id" in line else {"id": f"line-{number}", **line}
                 entries[record["id"]] = Entry(record)
         return Replay(list(entries.values()), accepted)
+
+
+def _fault(line: dict[str, Any]) -> str | None:
+    """What makes a feedback log line unusable (AppendLog.read skips it, naming the line)."""
+    op = line.get("op")
+    needed = {None: ("text", "label"), REMOVE: ("id",), ACCEPT_LABEL: ("label",)}.get(op)
+    if needed is None:
+        return f"unknown op {str(op)[:40]!r}"
+    if op is None and "id" in line:
+        needed = (*needed, "id")
+    wrong = [name for name in needed if not isinstance(line.get(name), str)]
+    return f"{', '.join(map(repr, wrong))} must be text" if wrong else None

@@ -17,9 +17,10 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,18 +113,72 @@ class AppendLog:
         os.close(self._fd)
 
     @staticmethod
-    def read(path: Path) -> Iterator[dict[str, Any]]:
-        """The records of a log at ``path`` (none if it does not exist); a torn line (a crash
-        before the record was acknowledged) is reported with its line number and skipped."""
-        if not path.exists():
+    def read(path: Path, check: Callable[[dict[str, Any]], str | None] | None = None) -> Iterator[dict[str, Any]]:
+        """The records of a log at ``path`` (none if it does not exist). A line that is not a
+        whole JSON object (torn by a crash before it was acknowledged, edited by hand, longer
+        than LINE_LIMIT, nested past the parser) is reported with its line number and skipped;
+        so is a record ``check`` finds fault with (it returns what is wrong, else None). A
+        path that is not a regular file is an error naming it (a FIFO would block the reader)."""
+        handle = _open_regular(path)
+        if handle is None:
             return
-        with open(path, "rb") as handle:
-            for number, line in enumerate(handle, 1):
+        with handle:
+            for number, line in enumerate(_lines(handle), 1):
                 try:
                     record = json.loads(line) if line.endswith(b"\n") else None
-                except ValueError:
+                except (ValueError, RecursionError):
                     record = None
-                if isinstance(record, dict):
-                    yield record
-                elif line.strip():
-                    log.warning("%s: line %d is torn (cut short before it was acknowledged); skipped", path, number)
+                if not isinstance(record, dict):
+                    if line.strip():
+                        log.warning(
+                            "%s: line %d is torn (a crash cut it short before it was acknowledged) or no JSON "
+                            "object (edited, or too long); skipped",
+                            path,
+                            number,
+                        )
+                    continue
+                fault = _time_fault(record.get("time")) or (check(record) if check is not None else None)
+                if fault is not None:
+                    log.warning("%s: line %d: %s; skipped", path, number, fault)
+                    continue
+                yield record
+
+
+def _time_fault(stamp: Any) -> str | None:
+    """What is wrong with a record's ``time`` (``append`` writes the Unix time), or None."""
+    if stamp is None or (type(stamp) in (int, float) and 0 <= stamp < 1e11):  # not past the year 5000
+        return None
+    return f"'time' is {str(stamp)[:40]}, not a Unix time"
+
+
+#: Longest log line read: a record is a few kilobytes (texts are capped by the api); a longer
+#: line is skipped in pieces, never held whole in memory.
+LINE_LIMIT = 16 << 20
+
+
+def _lines(handle: Any) -> Iterator[bytes]:
+    """The file's lines; a line past LINE_LIMIT comes back as ``b"?"`` (not JSON: skipped)."""
+    while True:
+        line = handle.readline(LINE_LIMIT)
+        if not line:
+            return
+        if len(line) == LINE_LIMIT and not line.endswith(b"\n"):
+            while (more := handle.readline(LINE_LIMIT)) and not more.endswith(b"\n"):
+                pass
+            line = b"?"
+        yield line
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` opened for reading if it exists (None if not); HeirloomError naming it when it
+    is not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HeirloomError(f"cannot read the log {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise HeirloomError(f"the log {path} is not a regular file")
+    return os.fdopen(fd, "rb")

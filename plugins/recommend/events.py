@@ -8,6 +8,7 @@ the test split stays the original data's, so versions compare on the same test s
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,7 @@ class EventsSource(heirloom.Source):
     def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
         if split not in (None, "train"):
             return
-        for number, entry in enumerate(heirloom.AppendLog.read(self.log_path), 1):
-            missing = [name for name in EVENT_FIELDS if name not in entry]
-            if missing:
-                raise heirloom.HeirloomError(f"{self.log_path}: event {number} lacks {', '.join(missing)}")
+        for entry in heirloom.AppendLog.read(self.log_path, check=event_fault):
             yield interaction_record(
                 str(entry["user"]), str(entry["item"]), str(entry["kind"]), float(entry["value"]), entry["time"]
             )
@@ -60,3 +58,16 @@ class EventsSource(heirloom.Source):
         if self.log_path.exists():
             digest.update(self.log_path.read_bytes())
         return digest.hexdigest()
+
+
+def event_fault(entry: dict[str, Any]) -> str | None:
+    """What makes a recorded event unusable (AppendLog.read skips it, naming its line)."""
+    missing = [name for name in EVENT_FIELDS if name not in entry]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if not all(type(entry[name]) in (str, int) for name in ("user", "item", "kind")):
+        return "'user', 'item' and 'kind' must be text or whole numbers"
+    value = entry["value"]
+    if type(value) not in (int, float) or not math.isfinite(value):
+        return f"'value' is {str(value)[:40]!r}, not a number"
+    return None

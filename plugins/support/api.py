@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.support.sources import resolved
+from heirloom_plugins.support.sources import handoff_fault, resolved
 
 POLICIES = ("either", "both")
 
@@ -171,7 +171,7 @@ class SupportApi(heirloom.Api):
 
     def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
         """Reads the whole log (a person-facing route, not the request path)."""
-        entries = list(heirloom.AppendLog.read(self.log.path))
+        entries = list(heirloom.AppendLog.read(self.log.path, check=handoff_fault))
         _, decisions = resolved(iter(entries))
         listed = []
         for entry in reversed(entries):
@@ -185,7 +185,7 @@ class SupportApi(heirloom.Api):
         return {"handoffs": listed, "path": str(self.log.path)}
 
     def resolve(self, body: ResolveInput) -> dict[str, Any]:
-        texts, _ = resolved(heirloom.AppendLog.read(self.log.path))
+        texts, _ = resolved(heirloom.AppendLog.read(self.log.path, check=handoff_fault))
         if body.id not in texts:
             raise heirloom.RequestError("NOT_FOUND", f"no handoff with id {body.id!r}", "body.id")
         if body.intent is not None:

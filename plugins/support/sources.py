@@ -233,7 +233,7 @@ class HandoffSource(heirloom.Source):
         _check_split(split)
         if split not in (None, "train"):
             return
-        texts, decisions = resolved(heirloom.AppendLog.read(self.log_path))
+        texts, decisions = resolved(heirloom.AppendLog.read(self.log_path, check=handoff_fault))
         for handoff_id, decision in decisions.items():
             if self.kind == "intent" and decision.get("intent"):
                 yield {"id": f"handoff:{handoff_id}", "text": texts[handoff_id], "label": decision["intent"]}
@@ -259,3 +259,15 @@ def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[st
         elif entry.get("type") == "resolution" and entry.get("id") in texts:
             decisions[entry["id"]] = entry
     return texts, decisions
+
+
+def handoff_fault(entry: dict[str, Any]) -> str | None:
+    """What makes a handoff log line unusable (AppendLog.read skips it, naming its line)."""
+    kind = entry.get("type")
+    needed = {"handoff": ("id", "text"), "resolution": ("id",)}.get(kind)
+    if needed is None:
+        return f"unknown type {str(kind)[:40]!r}"
+    wrong = [name for name in needed if not isinstance(entry.get(name), str)]
+    if kind == "resolution":
+        wrong += [name for name in ("intent", "answer_id") if name in entry and not isinstance(entry[name], str)]
+    return f"{', '.join(map(repr, wrong))} must be text" if wrong else None
