@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -210,6 +211,31 @@ def test_lineage_of_a_grandchild_shows_both_ancestors_across_projects(store):
     assert "finance/sentiment@1" in table.stdout and "medical/triage@1" in table.stdout
 
 
+def test_a_parent_loop_in_a_damaged_index_is_an_error_not_a_hang(store):
+    first = put(store, "finance/sentiment", 1)
+    put(store, "finance/sentiment", 2, parent=first)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:  # only damage can do this: versions are immutable
+        conn.execute("UPDATE artifacts SET parent = 'finance/sentiment@2' WHERE version = 1")
+    looped = models(store, "lineage", "finance/sentiment@2")
+    assert looped.returncode != 0
+    assert "the lineage loops (finance/sentiment@2 <- finance/sentiment@1 <- finance/sentiment@2)" in said(looped)
+    descendants = models(store, "lineage", "finance/sentiment@1", "--descendants", "--json")
+    assert descendants.returncode == 0, descendants.stderr
+    assert [a["ref"] for a in json.loads(descendants.stdout)] == ["finance/sentiment@2"]
+
+
+def test_an_alias_pointing_at_no_stored_version_is_named_and_promote_repairs_it(store):
+    put(store, "finance/sentiment", 1)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("INSERT INTO aliases VALUES ('finance', 'sentiment', 'production', 7)")
+    shown = models(store, "show", "finance/sentiment@production")
+    assert shown.returncode != 0 and "points at version 7, which is not stored" in said(shown)
+    promoted = models(store, "promote", "finance/sentiment@1", "production")
+    assert promoted.returncode == 0, promoted.stderr
+    assert "it pointed at @7, which is not stored" in promoted.stdout
+    assert store.resolve("finance/sentiment@production").version == 1
+
+
 def scored(validation: float, test: float) -> dict:
     """Metrics as ``heirloom train`` stores them: test at the top, validation nested."""
     return {"accuracy": test, "validation": {"accuracy": validation}}
@@ -346,6 +372,15 @@ def test_damaged_index_and_odd_blobs_get_clear_errors_naming_the_file(store):
         timeout=30,
     )
     assert loading.returncode == 1 and "is a symbolic link (the store never follows links)" in loading.stderr
+    weights.unlink()
+    weights.mkdir()  # a folder where a blob should be
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(f"{weights} is not a regular file")):
+        store.load(artifact.ref)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:  # a row naming a file outside the store
+        conn.execute("UPDATE artifacts SET weights_blob = '../../../../../etc/hostname'")
+    outside = re.escape("its index row names the blob '../../../../../etc/hostname'")
+    with pytest.raises(heirloom.HeirloomError, match=outside):
+        store.load(artifact.ref)
 
     (store.root / "index.sqlite").write_bytes(b"this is not a database" * 100)
     damaged = models(store, "list")

@@ -156,10 +156,12 @@ def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
     else:
         frontier = {target.ref}
     found: list[Artifact] = []
-    while frontier:
-        children = [a for a in everything if a.parent in frontier]
+    seen = set(frontier)
+    while frontier:  # ``seen``: a parent loop (only a damaged index has one) must not spin
+        children = [a for a in everything if a.parent in frontier and a.ref not in seen]
         found.extend(children)
         frontier = {child.ref for child in children}
+        seen |= frontier
     return found
 
 
@@ -199,7 +201,11 @@ def models_promote(ref: str, alias: str, metric: str | None, split: str, store: 
     elif held == target.version:
         click.echo(f"{name} already points at {target.ref}")
     else:
-        holder = store.resolve(f"{target.project}/{target.model}@{held}")
+        try:
+            holder = store.resolve(f"{target.project}/{target.model}@{held}")
+        except RefError:  # the alias pointed at a version that is not stored (a damaged index)
+            click.echo(f"{name} -> {target.ref} (it pointed at @{held}, which is not stored)")
+            return
         gain = ""
         if metric:
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)

@@ -288,7 +288,10 @@ class ArtifactStore:
         return artifact, weights, metadata
 
     def _read_blob(self, artifact: Artifact, name: str) -> bytes:
-        """A blob's bytes, checked against its name; never through a link, never a device."""
+        """A blob's bytes, checked against its name; never through a link, never a device, never
+        outside ``blobs/`` (the name comes from the index, which may be damaged)."""
+        if not BLOB_NAME.fullmatch(name):
+            raise HeirloomError(f"artifact {artifact.ref} is damaged: its index row names the blob {name[:80]!r}")
         path = self.blobs / name
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -297,10 +300,14 @@ class ArtifactStore:
         except OSError as exc:
             what = "a symbolic link (the store never follows links)" if path.is_symlink() else exc.strerror
             raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is {what}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is not a regular file")
         with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is not a regular file")
-            data = handle.read()
+            try:
+                data = handle.read()
+            except MemoryError:
+                raise HeirloomError(f"artifact {artifact.ref}: {path} does not fit in memory") from None
         expected, actual = name.partition(".")[0], sha256(data)
         if actual != expected:
             raise HeirloomError(f"artifact {artifact.ref} is corrupt: {path} has sha256 {actual}, not {expected}")
@@ -321,6 +328,9 @@ class ArtifactStore:
                 if row is None:
                     break
                 chain.append(Artifact(**row))
+                if any(a.ref == chain[-1].ref for a in chain[:-1]):  # versions are immutable: only damage does it
+                    loop = " <- ".join(a.ref for a in chain)
+                    raise HeirloomError(f"{self.index.path}: the lineage loops ({loop}): the index is damaged")
         return chain
 
     def promote(self, ref: str | Ref, alias: str, *, if_better: str | None = None, on: str = VALIDATION) -> Artifact:
@@ -388,6 +398,11 @@ class ArtifactStore:
                 raise RefError(f"no version {version} of {ref.project}/{ref.model} (versions: {_spans(versions)})")
         elif ref.selector in aliases:
             version = aliases[ref.selector]
+            if version not in versions:
+                raise RefError(
+                    f"{ref.project}/{ref.model}@{ref.selector} points at version {version!r}, which is not stored "
+                    f"(a damaged index; models promote moves the alias again) (versions: {_spans(versions)})"
+                )
         else:
             listed = ", ".join(f"{name} -> @{number}" for name, number in sorted(aliases.items())) or "none"
             raise RefError(
