@@ -122,6 +122,13 @@ def test_set_overrides_are_typed_by_schema(tmp_path, kernel):
     assert "--set: models.m.epochs: expected int, got str 'seven'" in str(caught.value)
 
 
+def test_a_set_override_of_use_loads_that_plugin_with_a_warm_catalog():
+    for attempt in ("cold catalog", "warm catalog"):  # the second run lists plugins without importing them
+        overrides = ("--set", "apis.echo.use=echo", "--set", "resources.use=local")
+        result = run_heirloom("profile", "check", "minimal", *overrides)
+        assert result.returncode == 0, f"{attempt}: {result.stderr}"
+
+
 def test_interpolation_of_env_and_data(tmp_path, kernel, monkeypatch):
     monkeypatch.setenv("HEIRLOOM_DATA", str(tmp_path))
     monkeypatch.setenv("TOY_TAG", "from-env")
@@ -275,6 +282,21 @@ def test_profile_show_masks_values_from_the_environment(tmp_path):
     assert data["profile"]["server"]["bind"] == ["tcp://127.0.0.1:1"]  # a default from the file is no secret
     revealed = run_heirloom("profile", "show", str(path), "--json", "--show-secrets", env=env)
     assert json.loads(revealed.stdout)["profile"]["description"] == "token s3cr3t-value"
+    for where in (("--set", "resources.threads=${SHOW_TOKEN}"), ("--set", "apis.echo.use=${SHOW_TOKEN}")):
+        refused = run_heirloom("profile", "check", str(path), *where, env=env)  # an error quotes what it refuses
+        assert refused.returncode == 2 and "********" in refused.stderr and "s3cr3t" not in refused.stderr
+
+
+def test_a_shared_base_merges_once_and_a_fan_out_of_extends_stays_linear(tmp_path, kernel):
+    write(tmp_path / "base.toml", '[sources.s]\nuse = "toy-source"\nrows = 1\n')
+    write(tmp_path / "left.toml", 'extends = ["base"]\n[sources.s]\nrows = 5\n')
+    write(tmp_path / "right.toml", 'extends = ["base"]\ndescription = "right"\n')
+    diamond = write(tmp_path / "diamond.toml", 'extends = ["left", "right"]\n')
+    assert kernel.resolve(str(diamond)).raw.data["sources"]["s"]["rows"] == 5  # right did not bring base back
+    for level in range(12):  # each file extends the next one ten times: 10**12 merges if each were merged anew
+        write(tmp_path / f"f{level}.toml", f"extends = {[f'f{level + 1}'] * 10}\n".replace("'", '"'))
+    write(tmp_path / "f12.toml", '[apis.echo]\nuse = "echo"\n')
+    assert kernel.resolve(str(tmp_path / "f0.toml")).raw.files[-1].endswith("f0.toml")
 
 
 def test_oversized_or_deeply_nested_profiles_are_refused_before_parsing(tmp_path):

@@ -19,6 +19,7 @@ from heirloom.cli.common import (
     set_option,
 )
 from heirloom.core.errors import HeirloomError, ProfileError
+from heirloom.core.profile import MASK
 from heirloom.store.checks import served_model_problems
 
 
@@ -68,7 +69,6 @@ def profile_group() -> None:
 
 
 #: What ``profile show`` prints instead of a value that came from the environment.
-MASK = "********"
 
 
 @profile_group.command("show")

@@ -47,6 +47,10 @@ class SetValue:
     text: str
 
 
+#: What a value from the environment shows instead of itself (``profile show``, errors).
+MASK = "********"
+
+
 @attrs.define
 class RawProfile:
     """A merged, not yet validated profile: the tree and where each leaf came from."""
@@ -58,6 +62,19 @@ class RawProfile:
     files: list[str]
     #: Keys whose value came (in whole or part) from an environment variable.
     secrets: set[str] = attrs.field(factory=set)
+
+    def hide_secrets(self, key: str, message: str) -> str:
+        """``message`` with the value at ``key`` masked when it came from the environment (a
+        validation error quotes the value it refuses, and it may be a credential)."""
+        if key not in self.secrets:
+            return message
+        node: Any = self.data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        text = node.text if isinstance(node, SetValue) else node
+        if isinstance(text, str) and text:
+            message = message.replace(repr(text), repr(MASK)).replace(text, MASK)
+        return message
 
 
 def display_path(path: Path | str) -> str:
@@ -117,6 +134,7 @@ class ProfileLoader:
         data: dict[str, Any] = {}
         provenance: dict[str, str] = {}
         files: list[str] = []
+        self._merged: set[Path] = set()
         self._merge_file(path, data, provenance, files, problems, chain=[])
         _apply_overrides(data, provenance, overrides, problems)
         _drop_disabled(data, provenance)
@@ -142,6 +160,11 @@ class ProfileLoader:
             cycle = " -> ".join(display_path(p) for p in [*chain, resolved])
             problems.append(Problem(label, "extends", f"extends cycle: {cycle}"))
             return
+        if resolved in self._merged:
+            # each file merges once, where it first appears (a shared base of two parents would
+            # otherwise undo the first parent's changes, and a fan-out grow exponentially)
+            return
+        self._merged.add(resolved)
         try:
             tree = _read_toml(path)
         except tomllib.TOMLDecodeError as exc:

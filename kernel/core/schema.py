@@ -166,7 +166,7 @@ class Validator:
         return self.raw.file
 
     def problem(self, key: str, message: str) -> None:
-        self.problems.append(Problem(self.file_of(key), key, message))
+        self.problems.append(Problem(self.file_of(key), key, self.raw.hide_secrets(key, message)))
 
     def run(self) -> ResolvedProfile:
         data = self.raw.data
@@ -223,7 +223,7 @@ class Validator:
                     self.problem(table_name, f"expected a table, got {type(table).__name__}")
                     continue
                 table.setdefault("use", DEFAULT_RESOURCES)
-                found.append((kind, kind, table.get("use"), table))
+                found.append((kind, kind, _use(table), table))
                 continue
             group = data.get(table_name, {})
             if not isinstance(group, dict):
@@ -237,13 +237,11 @@ class Validator:
                         f'expected a table like [{table_name}.{name}] with use = "...", got {table!r}',
                     )
                     continue
-                found.append((kind, name, table.get("use"), table))
+                found.append((kind, name, _use(table), table))
         return found
 
     def _component(self, kind: str, name: str, use: Any, table: dict) -> ComponentSpec | None:
         key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else f"{TABLES[kind]}.{name}"
-        if isinstance(use, SetValue):
-            use = use.text
         if not isinstance(use, str):
             self.problem(f"{key}.use", f"expected the name of a {kind} type, got {use!r}")
             return None
@@ -395,3 +393,12 @@ def _join(prefix: str, path: list[str]) -> str:
 def validate(raw: RawProfile, host: PluginHost) -> ResolvedProfile:
     """Validate ``raw`` with the component types ``host`` provides; raise ProfileError."""
     return Validator(raw, host).run()
+
+
+def _use(table: dict) -> Any:
+    """A component table's ``use``, a ``--set`` override's text taken as the type name (the
+    plugin that provides it must be imported before the table is checked)."""
+    use = table.get("use")
+    if isinstance(use, SetValue):
+        use = table["use"] = use.text
+    return use
