@@ -41,12 +41,12 @@ def _device_present(instance: Any, attribute: attrs.Attribute, value: str) -> No
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # NaN fails every comparison
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
+    if not value >= 0:
         raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
 
 
@@ -59,13 +59,18 @@ def resident_mb() -> float:
         return 0.0
 
 
+#: Most intra-op threads asked for: far past any machine's cores (torch refuses sizes past
+#: a C int; the operating system runs out of threads much sooner).
+MAX_THREADS = 1024
+
+
 @attrs.define
 class LocalResources(heirloom.Resources):
     """Threads, device and admission control for one process on one machine."""
 
     #: Intra-op threads for torch; 0 uses every core the process may run on (a local worker
     #: of ``serve --workers N``: its share of them, ``heirloom.cpu_share()``).
-    threads: int = attrs.field(default=0, validator=_non_negative)
+    threads: int = attrs.field(default=0, validator=[_non_negative, attrs.validators.le(MAX_THREADS)])
     #: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the first GPU when one is present).
     device: str = attrs.field(default="cpu", validator=[_device, _device_present])
     #: Requests admitted at once, by the whole daemon (with ``--workers N`` the broker counts

@@ -299,6 +299,14 @@ def test_a_shared_base_merges_once_and_a_fan_out_of_extends_stays_linear(tmp_pat
     assert kernel.resolve(str(tmp_path / "f0.toml")).raw.files[-1].endswith("f0.toml")
 
 
+def test_a_key_with_control_characters_is_one_escaped_line_in_the_errors(tmp_path):
+    path = write(tmp_path / "k.toml", '[apis."e\\u0000c\\nho\\u202e"]\nuse = "echo"\n')
+    result = run_heirloom("profile", "check", str(path))
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()  # a newline in a key cannot forge a second error line
+    assert line.startswith(f"{path}: 'apis.e\\x00c\\nho\\u202e': invalid name")
+
+
 def test_oversized_or_deeply_nested_profiles_are_refused_before_parsing(tmp_path):
     dotted = write(tmp_path / "dotted.toml", ".".join(f"k{i}" for i in range(50_000)) + " = 1\n")
     nested = write(tmp_path / "nested.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n")

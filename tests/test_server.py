@@ -384,3 +384,19 @@ def test_the_global_log_level_reaches_the_daemon_and_its_own_wins(tmp_path, befo
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     assert (" INFO " in (tmp_path / "err").read_text()) is info_lines
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("call", "_health", "--timeout", "nan"), "'nan' is not between 0 (excluded) and 86400 seconds"),
+        (("call", "_health", "--timeout", "1e308"), "'1e308' is not between 0 (excluded) and 86400 seconds"),
+        (("serve", "minimal", "--grace", "inf"), "'inf' is not between 0 (excluded) and 86400 seconds"),
+        (("serve", "minimal", "--bind", "tcp://127.0.0.1:99999"), "needs a port from 0 to 65535"),
+        (("serve", "minimal", "--bind", "bogus://x"), "--bind entries must be tcp://, ipc:// or inproc://"),
+        (("profile", "check", "minimal", "--set", "server.grace=nan"), "'grace' must be > 0, got nan"),
+    ],
+)
+def test_durations_and_addresses_that_cannot_work_are_refused_at_once(args, message):
+    result = run_heirloom(*args, timeout=60)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

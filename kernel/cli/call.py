@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from heirloom.cli.common import fail
-from heirloom.cli.options import existing_file
+from heirloom.cli.options import SECONDS, existing_file
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, RemoteError
 from heirloom.wire.protocol import Buffer
@@ -36,7 +36,7 @@ def _jsonable(value: Any) -> Any:
     "--timeout",
     default=10.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
     help="Seconds before giving up (sent to the daemon as the deadline).",
 )
 @click.option("--idempotency-key", help="Makes a write safe to retry: the daemon answers a repeated key from memory.")

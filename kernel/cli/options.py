@@ -67,3 +67,24 @@ def _daemon_log_level(ctx: click.Context, param: click.Parameter, value: str | N
     root = ctx.find_root()
     given = root.get_parameter_source("log_level") not in (None, click.core.ParameterSource.DEFAULT)
     return root.params["log_level"] if given else "INFO"
+
+
+class Seconds(click.ParamType):
+    """A duration option: a number of seconds above 0 and at most a day. click's FloatRange
+    lets ``nan`` through (every comparison with it is false) and ``inf``, which then break
+    the deadline arithmetic of a client or a drain."""
+
+    name = "seconds"
+    LIMIT = 86_400.0
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 < seconds <= self.LIMIT:
+            self.fail(f"{value!r} is not between 0 (excluded) and {self.LIMIT:g} seconds", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()

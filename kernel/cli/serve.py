@@ -11,7 +11,7 @@ import click
 
 from heirloom.cli import logs
 from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
-from heirloom.cli.options import existing_file, existing_folder, log_options
+from heirloom.cli.options import SECONDS, existing_file, existing_folder, log_options
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer
 from heirloom.wire.metrics import MetricsAddress
@@ -30,7 +30,7 @@ from heirloom.wire.metrics import MetricsAddress
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes behind a broker (default 1: in-process).")
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
     help="Seconds to finish in-flight work on SIGTERM; what is left then is answered UNAVAILABLE "
     "[default: [server] grace, 30].",
 )
@@ -98,7 +98,10 @@ def serve_command(
         changes["workers"] = workers
     if grace is not None:
         changes["grace"] = grace
-    settings = attrs.evolve(settings, **changes)
+    try:
+        settings = attrs.evolve(settings, **changes)
+    except ValueError as exc:  # the settings' own validators: a malformed --bind
+        fail("error: " + str(exc).replace("'bind'", "--bind"), 2)
     if (curve_secret is None) != (curve_clients is None):
         fail("error: --curve-secret and --curve-clients go together", 2)
     try:

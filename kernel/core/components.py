@@ -46,7 +46,7 @@ def at_least(low: float) -> Any:
     ``profile check`` reports ``models.x.epochs: 'epochs' must be >= 1, got 0``)."""
 
     def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-        if value < low:
+        if not value >= low:  # NaN fails every comparison
             raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
 
     return check

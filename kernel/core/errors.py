@@ -18,7 +18,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}: {self.path}" if self.path else self.file
+        path = self.path if self.path.isprintable() else ascii(self.path)  # a key may hold a newline
+        where = f"{self.file}: {path}" if path else self.file
         return f"{where}: {self.message}"
 
 

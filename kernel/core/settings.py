@@ -13,7 +13,7 @@ import attrs
 
 
 def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # not ``<= 0``: NaN fails every comparison
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
@@ -28,7 +28,7 @@ class SystemSettings:
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if value < 0:
+    if not value >= 0:
         raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
 
 
@@ -38,6 +38,9 @@ def _endpoints(instance: object, attribute: attrs.Attribute, value: list[str]) -
             raise ValueError(
                 f"'{attribute.name}' entries must be tcp://, ipc:// or inproc:// addresses, got {address!r}"
             )
+        port = address.rpartition(":")[2] if address.startswith("tcp://") else "0"
+        if port != "*" and not (port.isdigit() and int(port) <= 65535):
+            raise ValueError(f"'{attribute.name}': {address!r} needs a port from 0 to 65535 (or *)")
 
 
 @attrs.define

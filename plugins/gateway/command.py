@@ -18,7 +18,7 @@ import click
 import zmq
 
 import heirloom
-from heirloom.options import configure_logs, existing_file, listen_options, log_options
+from heirloom.options import SECONDS, configure_logs, existing_file, listen_options, log_options
 from heirloom.reports import EXTRA_HINT
 
 #: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
@@ -100,7 +100,7 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
     "--timeout",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0.001),
+    type=SECONDS,
     help="Longest wait per request (s); on SIGTERM, also the longest wait for the requests in progress.",
 )
 @existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')

@@ -21,7 +21,7 @@ from heirloom_plugins.medical.patients import RecordInput, find_encounter
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # NaN fails every comparison
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 

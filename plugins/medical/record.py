@@ -24,12 +24,12 @@ from heirloom_plugins.medical.summary import summarize
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value <= 0:
+    if not value > 0:  # NaN fails every comparison
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
 def _not_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if value < 0:
+    if not value >= 0:
         raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
 
 

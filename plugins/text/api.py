@@ -25,7 +25,7 @@ MAX_LABEL_CHARS = 200
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
+    if not value > 0:  # NaN fails every comparison
         raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
 
 
