@@ -126,6 +126,12 @@ def test_default_store_location(tmp_path, monkeypatch, heirloom_home):
     assert ArtifactStore.default(str(tmp_path / "configured")).root == tmp_path / "configured"
     monkeypatch.setenv("HEIRLOOM_STORE", str(tmp_path / "env"))
     assert ArtifactStore.default(str(tmp_path / "configured")).root == tmp_path / "env"
+    typo = run_heirloom("models", "list", "--store", str(tmp_path / "envv"))  # never created by a look
+    assert typo.returncode == 2 and "does not exist" in typo.stderr and not (tmp_path / "envv").exists()
+    (tmp_path / "filed").mkdir()
+    (tmp_path / "filed" / "blobs").write_text("a file where the blobs go")
+    with pytest.raises(heirloom.HeirloomError, match=r"cannot use .*filed as a store: .*blobs: File exists"):
+        ArtifactStore(tmp_path / "filed")
 
 
 def test_store_section_is_validated(tmp_path):
@@ -234,6 +240,17 @@ def test_an_alias_pointing_at_no_stored_version_is_named_and_promote_repairs_it(
     assert promoted.returncode == 0, promoted.stderr
     assert "it pointed at @7, which is not stored" in promoted.stdout
     assert store.resolve("finance/sentiment@production").version == 1
+
+
+@pytest.mark.parametrize("metrics", ["{not json", "[1, 2]", "[" * 100_000 + "]" * 100_000])
+def test_a_damaged_metrics_column_names_the_version_and_the_index(store, metrics):
+    put(store, "finance/sentiment", 1)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("UPDATE artifacts SET metrics = ?", (metrics,))
+    for command in (["list"], ["show", "finance/sentiment@1"], ["gc", "--keep", "1", "--dry-run"]):
+        damaged = models(store, *command)
+        assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
+        assert "index.sqlite is damaged (the metrics of finance/sentiment@1 is not a JSON object)" in said(damaged)
 
 
 def scored(validation: float, test: float) -> dict:

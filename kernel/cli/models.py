@@ -47,11 +47,11 @@ def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) 
 
 store_option = click.option(
     "--store",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     envvar="HEIRLOOM_STORE",
     show_envvar=True,
     callback=_open_store,
-    help="The artifact store folder (default: HEIRLOOM_HOME/store).",
+    help="The artifact store folder, which must exist (default: HEIRLOOM_HOME/store).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 

@@ -178,7 +178,10 @@ class ArtifactStore:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.blobs = self.root / "blobs"
-        self.blobs.mkdir(parents=True, exist_ok=True)
+        try:
+            self.blobs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the store or its blobs/ is a file, or not writable
+            raise HeirloomError(f"cannot use {self.root} as a store: {exc.filename}: {exc.strerror}") from None
         holds_blobs = any(BLOB_NAME.fullmatch(path.name) for path in self.blobs.iterdir())
         self.index = StoreIndex(self.root / "index.sqlite", create=not holds_blobs)
 

@@ -235,5 +235,13 @@ def _has_content(path: Path) -> bool:
 
 def _record(row: sqlite3.Row, aliases: list[str]) -> dict[str, Any]:
     record = {name: row[name] for name in (*RECORD_COLUMNS, "version")}
-    record.update({name: json.loads(row[name]) for name in JSON_COLUMNS})
+    for name in JSON_COLUMNS:
+        try:
+            value = json.loads(row[name])
+        except (TypeError, ValueError, RecursionError):
+            value = None
+        if not isinstance(value, dict):  # only damage writes anything else: put stores JSON objects
+            ref = f"{row['project']}/{row['model']}@{row['version']}"
+            raise sqlite3.DatabaseError(f"the {name} of {ref} is not a JSON object")
+        record[name] = value
     return {**record, "aliases": tuple(aliases)}
