@@ -228,6 +228,11 @@ def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):
     page.goto(out.as_uri())
     assert page.locator("table.per-class tbody tr").count() == 3
     assert image_loaded(page, "img.confusion") > 200
+    os.mkfifo(tmp_path / "pipe")  # an atomic rename would have replaced it with a file
+    for target, said in ((tmp_path / "pipe", "not a regular file"), (tmp_path / "no" / "r.html", "does not exist")):
+        refused = run_heirloom("eval", str(lineage["served"]), "--html", str(target), env=env, timeout=300)
+        assert refused.returncode == 1 and said in refused.stderr
+    assert not (tmp_path / "pipe").is_file() and not (tmp_path / "no").exists()
 
 
 def test_ui_without_the_store_says_so(tmp_path):

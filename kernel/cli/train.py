@@ -153,6 +153,7 @@ def eval_command(
             from heirloom.reports import check_available
 
             check_available()
+            _check_report_path(html_path)
         for spec in evaluated_specs(resolved, names):
             row = spec.key if spec.name in reports else spec.name  # a model and an api may share a name
             if spec.kind == "model":
@@ -180,6 +181,15 @@ def eval_command(
     for name, report in reports.items():
         console.print(f"[bold]{headers[name]}[/] on the {split} split")
         console.print(report.text, markup=False, highlight=False)
+
+
+def _check_report_path(path: Path) -> None:
+    """Before any work: the report replaces a regular file at most (never a device or a pipe,
+    which an atomic rename would turn into a file) and goes into a folder that exists."""
+    if path.exists() and not path.is_file():
+        raise HeirloomError(f"--html {path}: not a regular file; name a file to write the report to")
+    if not path.parent.is_dir():
+        raise HeirloomError(f"--html {path}: the folder {path.parent} does not exist")
 
 
 def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[str | None, Report]]) -> None:
