@@ -87,6 +87,9 @@ def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):
     assert taken.returncode == 2 and "heirloom-x exists and is not empty" in taken.stderr
     bad = run_heirloom("new", "plugin", "Heirloom_X", cwd=tmp_path)
     assert bad.returncode == 2 and "invalid plugin name 'Heirloom_X'" in bad.stderr
+    for unusable in ("import", "a" * 300):  # a keyword module would not parse; a long name is no file name
+        refused = run_heirloom("new", "plugin", unusable, cwd=tmp_path)
+        assert refused.returncode == 2 and "at most 80 characters, and not a Python keyword" in refused.stderr
     kinds = run_heirloom("new", "plugin", "heirloom-y", "--kinds", "source,modle", cwd=tmp_path)
     assert kinds.returncode == 2 and "expected a comma list of source, model, api" in kinds.stderr
     assert not (tmp_path / "heirloom-y").exists() and not (tmp_path / "Heirloom_X").exists()

@@ -7,6 +7,7 @@ per-kind fragments joined into ``__init__.py``, the profile, the tests and the R
 
 from __future__ import annotations
 
+import keyword
 import re
 import tomllib
 from importlib.resources import files
@@ -127,6 +128,8 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
         fail(f"error: invalid plugin name {name!r}: lower-case letters, digits and single dashes (heirloom-foo)", 2)
     if name.removeprefix("heirloom-") in ("", "heirloom"):
         fail(f"error: {name!r} leaves no name for the plugin: use heirloom-SOMETHING", 2)
+    if len(name) > 80 or keyword.iskeyword(name.replace("-", "_")):  # its module and folder are named after it
+        fail(f"error: invalid plugin name {name[:100]!r}: at most 80 characters, and not a Python keyword", 2)
     folder = target or Path(name)
     if folder.exists() and any(folder.iterdir()):
         fail(f"error: {folder} exists and is not empty; choose another --dir", 2)
