@@ -242,6 +242,25 @@ def test_state_round_trip_gives_identical_predictions(fitted, allagree):
     assert fresh.predict(texts) == fitted.predict(texts)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hashing": {"buckets": -1}}, "hashing settings are damaged"),
+        ({"hashing": {"buckets": 10**30}}, "hashing settings are damaged"),
+        ({"hashing": {"word_ngrams": "2"}}, "hashing settings are damaged"),
+        ({"labels": [1, 2, 3]}, "'labels' is not a list of label names"),
+        ({"labels": 5}, "'labels' is not a list of label names"),
+    ],
+)
+def test_a_state_with_damaged_settings_is_refused_naming_them(fitted, change, message):
+    state = fitted.state()
+    metadata = {**state.metadata, **change}
+    if "hashing" in change:
+        metadata["hashing"] = {**state.metadata["hashing"], **change["hashing"]}
+    with pytest.raises(heirloom.HeirloomError, match=message):
+        TextClassifier(data="news").load(heirloom.State(state.tensors, metadata))
+
+
 def test_fitting_is_deterministic(allagree, fitted):
     again = TextClassifier(data="news")
     again.fit(allagree.records("train"))

@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+from heirloom import HeirloomError
+
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD_CACHE_LIMIT = 1 << 18
 #: Odd 64-bit multiplier (golden ratio) mixing word hashes into an n-gram hash.
@@ -52,8 +54,25 @@ class HashingSettings:
         return {**attrs.asdict(self), "char_ngrams": list(self.char_ngrams)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HashingSettings:
-        return cls(**{**data, "char_ngrams": tuple(data["char_ngrams"])})
+    def from_json(cls, data: Any, what: str = "the state") -> HashingSettings:
+        """Settings stored in a state, checked: they decide every bucket, and a damaged value
+        would otherwise fail deep in the feature code."""
+        try:
+            settings = cls(**{**data, "char_ngrams": tuple(data["char_ngrams"])})
+            low, high = settings.char_ngrams
+            valid = (
+                type(settings.buckets) is int
+                and 2 <= settings.buckets <= 1 << 40
+                and type(settings.word_ngrams) is int
+                and 1 <= settings.word_ngrams <= 8
+                and all(type(n) is int and 0 <= n <= 16 for n in (low, high))
+                and type(settings.lowercase) is bool
+            )
+        except (TypeError, KeyError, ValueError):
+            valid = False
+        if not valid:
+            raise HeirloomError(f"{what}'s hashing settings are damaged: {str(data)[:200]}")
+        return settings
 
 
 class Featurizer:

@@ -114,4 +114,4 @@ class NgramHead:
             raise heirloom.HeirloomError(
                 f"{what} has inconsistent shapes: weight {tuple(weight.shape)}, expected {expected}"
             )
-        return cls(HashingSettings.from_json(hashing), Vocabulary(features, idf), Weights(weight, bias))
+        return cls(HashingSettings.from_json(hashing, what), Vocabulary(features, idf), Weights(weight, bias))

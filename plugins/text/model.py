@@ -366,8 +366,10 @@ def _unpack(state: heirloom.State, what: str) -> Fitted:
         raise heirloom.HeirloomError(
             f"the {what} is not a text-classifier state (format {metadata.get('format')!r}, expected {FORMAT!r})"
         )
-    labels = list(metadata["labels"])
-    head = NgramHead.from_state(state, "", metadata["hashing"], len(labels), f"the {what}")
+    labels = metadata.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        raise heirloom.HeirloomError(f"the {what}'s metadata 'labels' is not a list of label names")
+    head = NgramHead.from_state(state, "", metadata.get("hashing"), len(labels), f"the {what}")
     return Fitted(labels, head, dict(metadata.get("training", {})))
 
 
