@@ -182,7 +182,7 @@ class SupportApi(heirloom.Api):
             listed.append({**entry, "resolution": resolution})
             if len(listed) >= body.limit:
                 break
-        return {"handoffs": listed, "path": str(self.log.path)}
+        return {"handoffs": listed}  # never the log's path: a client learns nothing of the server's files
 
     def resolve(self, body: ResolveInput) -> dict[str, Any]:
         texts, _ = resolved(heirloom.AppendLog.read(self.log.path, check=handoff_fault))
