@@ -155,16 +155,21 @@ def test_removing_a_client_key_takes_effect_without_a_restart(tmp_path, keys, wo
     assert daemon.terminate() == 0
 
 
-def test_client_keys_are_read_again_on_a_timer(tmp_path, keys):
-    clients = tmp_path / "clients"
-    clients.mkdir()
-    daemon = Daemon(
+def refreshing_daemon(tmp_path, keys, clients) -> Daemon:
+    """A Curve daemon that reads its clients folder again every 0.2 s."""
+    return Daemon(
         tmp_path,
         "--curve-secret", str(keys / "server" / "server.key_secret"),
         "--curve-clients", str(clients),
         "--set", "server.reload_interval=0.2",
         address=free_tcp_address(),
     )  # fmt: skip
+
+
+def test_client_keys_are_read_again_on_a_timer(tmp_path, keys):
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    daemon = refreshing_daemon(tmp_path, keys, clients)
     (clients / "alice.key").write_bytes((keys / "clients" / "alice.key").read_bytes())  # added after the start
     daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
     with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as alice:
@@ -181,13 +186,7 @@ def test_a_file_that_is_no_key_is_named_and_never_stops_a_revocation(tmp_path, k
     refused = run_heirloom("serve", "minimal", "--curve-secret", secret, "--curve-clients", str(clients), timeout=60)
     assert refused.returncode == 1 and f"the Curve key {clients / 'bad.key'} has no public-key line" in refused.stderr
     (clients / "bad.key").unlink()
-    daemon = Daemon(
-        tmp_path,
-        "--curve-secret", str(keys / "server" / "server.key_secret"),
-        "--curve-clients", str(clients),
-        "--set", "server.reload_interval=0.2",
-        address=free_tcp_address(),
-    )  # fmt: skip
+    daemon = refreshing_daemon(tmp_path, keys, clients)
     alice_key = _curve(keys, "clients/alice.key_secret")
     daemon.wait_ready(curve=alice_key)
     (clients / "bad.key").write_text('curve\n    public-key = "short"\n')  # added while serving: skipped
