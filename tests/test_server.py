@@ -400,3 +400,11 @@ def test_the_global_log_level_reaches_the_daemon_and_its_own_wins(tmp_path, befo
 def test_durations_and_addresses_that_cannot_work_are_refused_at_once(args, message):
     result = run_heirloom(*args, timeout=60)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_under_json_logs_a_daemon_that_cannot_start_says_why_in_json():
+    for args in (("no-such-profile",), ("minimal", "--bind", "bogus://x")):
+        result = run_heirloom("serve", *args, "--log-format", "json", timeout=60)
+        assert result.returncode == 2
+        (line,) = [json.loads(line) for line in result.stderr.splitlines()]  # a collector reads every line
+        assert line["level"] == "error" and ("no such profile" in line["message"] or "bogus://x" in line["message"])

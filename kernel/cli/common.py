@@ -7,12 +7,14 @@ so the command line has no import circles.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 
+from heirloom.cli.logs import writes_json
 from heirloom.core.errors import ProfileError
 from heirloom.core.kernel import Kernel
 from heirloom.core.schema import ResolvedProfile
@@ -32,15 +34,22 @@ def get_kernel(ctx: click.Context | None = None) -> Kernel:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``message`` to stderr and exit with ``code``."""
-    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    """Print ``message`` to stderr (a JSON log line under ``--log-format json``), exit ``code``."""
+    if writes_json():
+        logging.getLogger("heirloom.cli").error("%s", message)
+    else:
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
 def report_profile_error(exc: ProfileError) -> NoReturn:
-    """Every problem on its own line (``FILE: key.path: message``), exit 2."""
+    """Every problem on its own line (``FILE: key.path: message``; JSON log lines under
+    ``--log-format json``), exit 2."""
     for problem in exc.problems:
-        click.echo(str(problem), err=True)
+        if writes_json():
+            logging.getLogger("heirloom.cli").error("%s", problem)
+        else:
+            click.echo(str(problem), err=True)
     sys.exit(EXIT_INVALID)
 
 

@@ -34,3 +34,9 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def writes_json() -> bool:
+    """Whether stderr carries JSON log lines (``--log-format json``): then a command's fatal
+    error must be one too, or the log collector cannot read why the daemon did not start."""
+    return any(isinstance(handler.formatter, JsonFormatter) for handler in logging.getLogger().handlers)
