@@ -10,8 +10,6 @@ kernel itself never imports torch.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import os
 import re
@@ -30,6 +28,13 @@ from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import NAME_PATTERN
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
+from heirloom.store.content import (
+    canonical_json,
+    decode_tensors,
+    encode_tensors,
+    manifest_digest,
+    sha256,
+)
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size
 from heirloom.store.index import StoreIndex, Transaction
 
@@ -38,8 +43,6 @@ VERSION = re.compile(r"[0-9]+")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 #: The selector meaning "no selector": the newest version.
 LATEST = "latest"
-#: The framework recorded for a state without tensors.
-NO_TENSORS = "none"
 #: The splits a version is scored on: validation gates promotion, test is for reporting.
 VALIDATION = "validation"
 TEST = "test"
@@ -124,52 +127,6 @@ class Artifact:
 
     def to_json(self) -> dict[str, Any]:
         return {"ref": self.ref, **attrs.asdict(self), "aliases": list(self.aliases)}
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(value: Any, what: str) -> bytes:
-    """Deterministic JSON bytes, so equal content gets equal digests."""
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise HeirloomError(f"{what} must be JSON-serialisable: {exc}") from exc
-
-
-def manifest_digest(framework: str, weights: str, metadata: str) -> str:
-    """The artifact digest: it covers both blobs and how to decode them."""
-    manifest = {"framework": framework, "metadata": metadata, "weights": weights}
-    return sha256(canonical_json(manifest, "manifest"))
-
-
-def _adapter(framework: str) -> Any:
-    try:
-        return importlib.import_module(f"safetensors.{framework}")
-    except ImportError as exc:
-        raise HeirloomError(f"cannot (de)serialise {framework} tensors: safetensors.{framework}: {exc}") from exc
-
-
-def state_digest(state: State) -> str:
-    """The digest ``put`` would give ``state``: equal digests, equal content."""
-    framework, weights = encode_tensors(state.tensors)
-    return manifest_digest(framework, sha256(weights), sha256(canonical_json(state.metadata, "state metadata")))
-
-
-def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
-    """``(framework, safetensors bytes)``, using the adapter of the tensors' own library."""
-    frameworks = {type(t).__module__.split(".")[0] for t in tensors.values()}
-    if not frameworks:
-        return NO_TENSORS, b""
-    if len(frameworks) > 1:
-        raise HeirloomError(f"a state's tensors must come from one framework, got {', '.join(sorted(frameworks))}")
-    framework = frameworks.pop()
-    return framework, _adapter(framework).save(tensors)
-
-
-def decode_tensors(framework: str, data: bytes) -> dict[str, Any]:
-    return {} if framework == NO_TENSORS else _adapter(framework).load(data)
 
 
 class ArtifactStore:

@@ -26,7 +26,8 @@ import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Resources, Source, State, references
 from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key, state_digest
+from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key
+from heirloom.store.content import state_digest
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel

@@ -16,6 +16,7 @@ import attrs
 from heirloom.core.components import Api, Route
 from heirloom.core.quota import MIB
 from heirloom.store.artifacts import ArtifactStore
+from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import HEADER_LIMIT
 
 if TYPE_CHECKING:
@@ -98,6 +99,23 @@ class KernelApi(Api):
             self.daemon.curve.refresh()
         serving = self.daemon.system.serving
         return {"checking": serving.check_now() if serving is not None else []}
+
+
+def worker_status(daemon: Server) -> dict[str, Any]:
+    """What a broker needs to know about a worker (its heartbeat; the broker's ``_stats``
+    shows it): the same facts ``_stats`` reads, plus the routes and the metrics snapshot."""
+    system = daemon.system
+    return {
+        "pid": os.getpid(),
+        "ready": daemon.ready(),
+        "in_flight": daemon.admission.in_flight,
+        "draining": daemon.draining,
+        "routes": [e.describe() for e in daemon.router.endpoints.values() if not e.builtin],
+        "resources": system.resources.usage() if system.state == "running" else {},
+        "models": system.serving.status() if system.serving is not None else {},
+        "storage": storage_usage(system),
+        "metrics": daemon_snapshot(daemon),
+    }
 
 
 def storage_usage(system: System) -> dict[str, Any]:

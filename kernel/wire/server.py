@@ -33,10 +33,9 @@ from heirloom.core.components import ClientLimits, Versioned
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire.batching import Batcher
-from heirloom.wire.builtin_routes import KernelApi, storage_usage
+from heirloom.wire.builtin_routes import KernelApi, worker_status
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
-from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import (
     CONTROL,
     DEADLINE_EXCEEDED,
@@ -484,22 +483,7 @@ class Server:
         now = time.monotonic()
         if now - self._last_heartbeat >= self.settings.heartbeat:
             self._last_heartbeat = now
-            self.outbox.send([CONTROL, b"HEARTBEAT", packb(self.status())])
-
-    def status(self) -> dict[str, Any]:
-        """What a broker needs to know about this worker (and shows in its ``_stats``)."""
-        system = self.system
-        return {
-            "pid": os.getpid(),
-            "ready": self.ready(),
-            "in_flight": self.admission.in_flight,
-            "draining": self.draining,
-            "routes": [e.describe() for e in self.router.endpoints.values() if not e.builtin],
-            "resources": system.resources.usage() if system.state == "running" else {},
-            "models": system.serving.status() if system.serving is not None else {},
-            "storage": storage_usage(system),
-            "metrics": daemon_snapshot(self),
-        }
+            self.outbox.send([CONTROL, b"HEARTBEAT", packb(worker_status(self))])
 
     def _control(self, frames: list[bytes]) -> None:
         command = frames[1] if len(frames) > 1 else b""
