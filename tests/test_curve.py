@@ -102,6 +102,22 @@ def test_the_dashboard_reads_live_stats_from_a_curve_daemon(secure, keys, tmp_pa
         assert process.wait(30) == 0
 
 
+def test_a_broker_checks_admin_rights_before_the_body_of_an_admin_route(tmp_path, keys):
+    daemon = Daemon(
+        tmp_path,
+        "--workers", "2",
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        "--curve-admins", str(keys / "admins"),
+        address=free_tcp_address(),
+    )  # fmt: skip
+    alice = _curve(keys, "clients/alice.key_secret")
+    daemon.wait_ready(curve=alice)
+    with daemon.client(curve=alice, timeout=5) as client, pytest.raises(PermissionDenied):
+        client.call("_reload", {})  # a body _reload refuses: still, a non-admin learns nothing of it
+    assert daemon.terminate() == 0
+
+
 def test_admin_route_needs_an_admin_key(secure, keys):
     with (
         secure.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as client,
@@ -190,12 +206,14 @@ def test_a_file_that_is_no_key_is_named_and_never_stops_a_revocation(tmp_path, k
     alice_key = _curve(keys, "clients/alice.key_secret")
     daemon.wait_ready(curve=alice_key)
     (clients / "bad.key").write_text('curve\n    public-key = "short"\n')  # added while serving: skipped
+    (clients / "folder.key").mkdir()  # once an fd leaked per re-read, and the revocation was lost
     (clients / "alice.key").unlink()
     time.sleep(1)
     with daemon.client(curve=alice_key, timeout=5, retries=0) as alice, pytest.raises(Unauthenticated):
         alice.call("echo.echo", "revoked")
     assert daemon.terminate() == 0
     assert f"skipping the Curve key {clients / 'bad.key'}: its public-key is not 40 z85 characters" in daemon.log()
+    assert f"skipping the Curve key {clients / 'folder.key'} is not a regular file" in daemon.log()
 
 
 def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):

@@ -408,3 +408,29 @@ def test_under_json_logs_a_daemon_that_cannot_start_says_why_in_json():
         assert result.returncode == 2
         (line,) = [json.loads(line) for line in result.stderr.splitlines()]  # a collector reads every line
         assert line["level"] == "error" and ("no such profile" in line["message"] or "bogus://x" in line["message"])
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_a_header_field_is_checked_before_the_deadline_and_a_deep_body_with_buffers_is_named(tmp_path, workers):
+    daemon = Daemon(tmp_path, *workers)
+    daemon.wait_ready()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.address)
+
+    def ask(header: dict, body: bytes) -> dict:
+        sock.send_multipart([SIGNATURE, msgpack.packb({"id": 1, "route": "echo.echo", **header}), body])
+        assert sock.poll(10_000)
+        reply = sock.recv_multipart()
+        return {**msgpack.unpackb(reply[1]), "body": msgpack.unpackb(reply[2])}
+
+    try:
+        expired_with_a_bad_key = ask({"idempotency_key": "", "deadline_ms": 0}, msgpack.packb(1))
+        assert expired_with_a_bad_key["body"]["field"] == "header.idempotency_key"  # the header comes first
+        deep = ask({"buffers": []}, b"\x91" * 499 + b"\x01")  # once a RecursionError in the placeholder walk
+        assert deep["status"] == "INVALID_ARGUMENT" and deep["body"]["field"] == "body"
+        assert "a body with buffers nests arrays and maps 64 levels or more" in deep["body"]["message"]
+        assert ask({}, b"\x91" * 499 + b"\x01")["status"] == "OK"  # without buffers, the msgpack limit holds
+    finally:
+        sock.close()
+        assert daemon.terminate() == 0

@@ -35,6 +35,7 @@ def test_requests_spread_over_workers_and_ready_tells_the_truth(tmp_path):
         with pytest.raises(RemoteError) as refused:  # local workers follow --workers
             client.call("_scale", {"workers": 3})
         assert refused.value.code == "INVALID_ARGUMENT" and "places workers" in str(refused.value)
+        assert refused.value.field == "header.route"  # every INVALID_ARGUMENT of the daemon names a field
     assert daemon.terminate() == 0
 
 

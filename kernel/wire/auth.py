@@ -64,10 +64,14 @@ def read_key_file(path: Path) -> dict[str, bytes]:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise HeirloomError(f"cannot read the Curve key {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before reading: a folder, a FIFO, a device
             raise HeirloomError(f"the Curve key {path} is not a regular file")
-        raw = handle.read(KEY_FILE_LIMIT + 1)
+        raw = os.read(fd, KEY_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise HeirloomError(f"cannot read the Curve key {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(raw) > KEY_FILE_LIMIT:
         raise HeirloomError(f"the Curve key {path} is larger than {KEY_FILE_LIMIT} bytes: not a key file")
     keys: dict[str, bytes] = {}
@@ -100,10 +104,11 @@ def load_public(key_file: Path) -> bytes:
     return read_key_file(key_file)["public"]
 
 
-def _key_ids(directory: Path | None, *, strict: bool) -> frozenset[str]:
+def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = None) -> frozenset[str]:
     """The z85 public keys of a folder's ``*.key`` files (how ZAP reports a client's User-Id).
     A file that is no key fails a ``strict`` read; otherwise it is skipped with a warning
-    naming it, so one bad file never stops the folder's other changes (a revocation)."""
+    naming it (once per message in ``warned``), so one bad file never stops the folder's other
+    changes (a revocation)."""
     if directory is None:
         return frozenset()
     if not directory.is_dir():
@@ -115,7 +120,10 @@ def _key_ids(directory: Path | None, *, strict: bool) -> frozenset[str]:
         except HeirloomError as exc:
             if strict:
                 raise
-            log.warning("skipping %s", exc)
+            if warned is None or str(exc) not in warned:
+                log.warning("skipping %s", exc)
+                if warned is not None:
+                    warned.add(str(exc))
     return frozenset(keys)
 
 
@@ -135,6 +143,8 @@ class CurveServer:
     _clients: frozenset[str] = attrs.field(init=False, factory=frozenset)
     _admins: frozenset[str] = attrs.field(init=False, factory=frozenset)
     _stopped: threading.Event = attrs.field(init=False, factory=threading.Event)
+    #: Bad key files already named in a warning (the folders are re-read every few seconds).
+    _warned: set[str] = attrs.field(init=False, factory=set)
 
     def __attrs_post_init__(self) -> None:
         load_keypair(self.secret_file)
@@ -160,7 +170,8 @@ class CurveServer:
         """Read the key folders again (a file that is no key is skipped with a warning); when a
         folder cannot be read at all, keep the keys known so far."""
         try:
-            clients, admins = _key_ids(self.clients_dir, strict=False), _key_ids(self.admins_dir, strict=False)
+            clients = _key_ids(self.clients_dir, strict=False, warned=self._warned)
+            admins = _key_ids(self.admins_dir, strict=False, warned=self._warned)
         except (HeirloomError, OSError) as exc:
             log.warning("keeping the Curve keys read before: %s", exc)
             return

@@ -215,7 +215,7 @@ class Broker:
         ]
         for override in self.overrides:
             argv += ["--set", override]
-        return argv
+        return [*argv, "--set", f"server.grace={self.settings.grace}"]  # serve --grace reaches the workers too
 
     def _check_workers(self, now: float) -> None:
         if self.pool is not None and not self.draining:
@@ -301,6 +301,7 @@ class Broker:
         try:
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
+            key = header_key(header) if "idempotency_key" in header else None  # a header field: checked first
             vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
             info = self.routes.get(route) if type(route) is str else None
@@ -310,6 +311,8 @@ class Broker:
                     self._builtin(envelope, request_id, route, user, received, *frames[index + 2 :])
                     return
                 if route in KERNEL_ROUTES:
+                    if route in ADMIN_ROUTES:  # admin rights before the body, as a worker checks them
+                        self._check_admin(route, user)
                     if frames[index + 2] != NIL or len(frames) > index + 3:
                         raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
                     self._builtin(envelope, request_id, route, user, received)
@@ -331,8 +334,8 @@ class Broker:
                     retry_after_ms=max(10, int(stats.typical * 1000)),
                 )
             client = user.encode() if user is not None else envelope[0]
-            if "idempotency_key" in header:  # a retry goes where the first attempt went (while the ready set holds)
-                worker = ready[hash((client, header_key(header))) % len(ready)]
+            if key is not None:  # a retry goes where the first attempt went (while the ready set holds)
+                worker = ready[hash((client, key)) % len(ready)]
             elif len(ready) == 1:
                 worker = ready[0]
             else:
@@ -372,7 +375,7 @@ class Broker:
     def _builtin(
         self, envelope: list[bytes], request_id: Any, route: str, user: str | None, received: float, *body: bytes
     ) -> None:
-        if route in ADMIN_ROUTES or route == SCALE_ROUTE:
+        if route == SCALE_ROUTE:  # the kernel's admin routes were checked before their body
             self._check_admin(route, user)
         answer = self._route_scale(body) if route == SCALE_ROUTE else getattr(self, f"_route{route}")()
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
@@ -432,6 +435,7 @@ class Broker:
                 INVALID_ARGUMENT,
                 '_scale needs a resource manager that places workers (e.g. use = "ray"); '
                 "local workers follow --workers",
+                "header.route",
             )
         body = unpackb(body_frames[0]) if len(body_frames) == 1 else None
         count = body.get("workers") if isinstance(body, dict) else None

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import msgpack
 
-from heirloom.core.limits import leaves, shortened
+from heirloom.core.limits import leaves, nests_deeper, shortened
 
 SIGNATURE = b"HLM1"
 #: Frames a worker and its broker use for control messages start with an empty frame.
@@ -68,6 +68,9 @@ _ITEMSIZE = {
 packb = msgpack.Packer(use_bin_type=True, datetime=False).pack
 #: Deepest nesting of arrays and maps a body may have (msgpack's packer refuses past 511).
 MAX_NESTING = 500
+#: Deepest nesting of a body that carries buffers (placeholders sit near the top of a body;
+#: finding them recurses).
+BUFFER_BODY_NESTING = 64
 #: ``packb(None)``: the body of a request that sends nothing.
 NIL = b"\xc0"
 #: Longest ``idempotency_key`` string accepted.
@@ -230,6 +233,10 @@ def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> An
             buffers.append(Buffer(spec["dtype"], tuple(spec["shape"]), frame))
         except (KeyError, TypeError, ValueError) as exc:
             raise RequestError(INVALID_ARGUMENT, f"buffer {i}: {exc}", f"header.buffers[{i}]") from exc
+    if nests_deeper(body, BUFFER_BODY_NESTING):  # the placeholder walk recurses: bound it before it starts
+        raise RequestError(
+            INVALID_ARGUMENT, f"a body with buffers nests arrays and maps {BUFFER_BODY_NESTING} levels or more", "body"
+        )
 
     def substitute(node: Any) -> Any:
         if isinstance(node, dict):

@@ -300,6 +300,7 @@ class Server:
         try:
             header = read_header(frames[head])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
+            key = header_key(header) if "idempotency_key" in header else None  # a header field: checked first
             vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
             endpoint = self.router.endpoints.get(route) if type(route) is str else None
@@ -315,10 +316,9 @@ class Server:
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
             call = decode_call(envelope, request_id, endpoint, header, frames[head + 1 :], received)
-            key = header.get("idempotency_key")
             if key is not None:
                 client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
-                call.idem = (client, endpoint.name, header_key(header))
+                call.idem = (client, endpoint.name, key)
                 call.digest = body_digest(frames[head + 1 :])
                 if self._replayed(call):
                     return
