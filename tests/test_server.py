@@ -215,8 +215,10 @@ def test_async_client_shares_the_wire_and_its_errors(daemon, tmp_path):
 
 def test_async_client_calls_wait_for_a_daemon_that_starts_later(tmp_path):
     """Calls made before any daemon listens wait (libzmq queues 1,000; the client holds the
-    rest until the socket is writable) and are answered once one starts, within their
-    deadline; one whose deadline passes first is DEADLINE_EXCEEDED."""
+    rest until the socket is writable) and are each answered once one starts, within their
+    deadline; one whose deadline passes first is DEADLINE_EXCEEDED. Those that reach the
+    daemon before its routes are mounted get UNAVAILABLE, retryable (docs/PROTOCOL.md), and a
+    retry is answered."""
     import asyncio
 
     import heirloom
@@ -231,7 +233,12 @@ def test_async_client_calls_wait_for_a_daemon_that_starts_later(tmp_path):
             await asyncio.sleep(0.3)
             daemon = Daemon(tmp_path, address=address)
             try:
-                assert await asyncio.gather(*waiting) == list(range(1500))
+                answers = await asyncio.gather(*waiting, return_exceptions=True)
+                early = [i for i, answer in enumerate(answers) if isinstance(answer, Unavailable)]
+                assert all("starting" in str(answers[i]) and answers[i].retryable for i in early)
+                for i in early:  # the retry a client makes of a retryable refusal
+                    answers[i] = await client.call("echo.echo", i)
+                assert answers == list(range(1500))
             finally:
                 assert daemon.terminate() == 0
 
