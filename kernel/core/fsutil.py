@@ -1,10 +1,28 @@
-"""Durable file writes: a crash leaves either the old file or the new one, never half."""
+"""Durable file writes (a crash leaves either the old file or the new one, never half), and
+reads that cannot be made to block or run away (a FIFO, a device, a folder)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+
+class NotRegularFile(OSError):
+    """The path names a folder, a FIFO, a device or a socket, not a file."""
+
+
+def open_regular(path: Path, flags: int = 0) -> int:
+    """A read-only descriptor of ``path``, which must be a regular file (else NotRegularFile,
+    whose ``strerror`` is "not a regular file"); opened without blocking, so a FIFO cannot
+    hang the reader. ``flags`` adds to the open (``os.O_NOFOLLOW``)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+    return fd
 
 
 def fsync_dir(directory: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import attrs
 
 from heirloom.core.components import State
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
-from heirloom.core.fsutil import write_atomic
+from heirloom.core.fsutil import open_regular, write_atomic
 from heirloom.core.paths import home
 from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
@@ -254,15 +253,12 @@ class ArtifactStore:
             raise HeirloomError(f"artifact {artifact.ref} is damaged: its index row names the blob {name[:80]!r}")
         path = self.blobs / name
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = open_regular(path, os.O_NOFOLLOW)
         except FileNotFoundError:
             raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is missing") from None
         except OSError as exc:
             what = "a symbolic link (the store never follows links)" if path.is_symlink() else exc.strerror
             raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is {what}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is not a regular file")
         with os.fdopen(fd, "rb") as handle:
             try:
                 data = handle.read()

@@ -17,7 +17,6 @@ import fcntl
 import json
 import logging
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
+from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import home
 from heirloom.core.quota import StorageQuota
 
@@ -173,12 +173,10 @@ def _open_regular(path: Path) -> Any:
     """``path`` opened for reading if it exists (None if not); HeirloomError naming it when it
     is not a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        return os.fdopen(open_regular(path), "rb")
     except FileNotFoundError:
         return None
+    except NotRegularFile:
+        raise HeirloomError(f"the log {path} is not a regular file") from None
     except OSError as exc:
         raise HeirloomError(f"cannot read the log {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise HeirloomError(f"the log {path} is not a regular file")
-    return os.fdopen(fd, "rb")

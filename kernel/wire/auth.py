@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 import threading
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from heirloom.core.errors import HeirloomError
+from heirloom.core.fsutil import NotRegularFile, open_regular
 
 log = logging.getLogger("heirloom.wire.auth")
 
@@ -61,17 +61,15 @@ def read_key_file(path: Path) -> dict[str, bytes]:
     regular file (a FIFO would block, a device never end), larger than KEY_FILE_LIMIT, or a
     key that is not 40 z85 characters."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = open_regular(path)  # before reading: a folder, a FIFO, a device
+        try:
+            raw = os.read(fd, KEY_FILE_LIMIT + 1)
+        finally:
+            os.close(fd)
+    except NotRegularFile:
+        raise HeirloomError(f"the Curve key {path} is not a regular file") from None
     except OSError as exc:
         raise HeirloomError(f"cannot read the Curve key {path}: {exc.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before reading: a folder, a FIFO, a device
-            raise HeirloomError(f"the Curve key {path} is not a regular file")
-        raw = os.read(fd, KEY_FILE_LIMIT + 1)
-    except OSError as exc:
-        raise HeirloomError(f"cannot read the Curve key {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
     if len(raw) > KEY_FILE_LIMIT:
         raise HeirloomError(f"the Curve key {path} is larger than {KEY_FILE_LIMIT} bytes: not a key file")
     keys: dict[str, bytes] = {}
