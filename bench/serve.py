@@ -3,6 +3,9 @@
 In one run, on the same machine, each server answers while the others idle:
   (a) raw pyzmq + msgpack ROUTER echo, with the same lean calls as heirloom.wire.transport
       (Cython send/recv bound once, frames without copies): the ceiling of Python on ZeroMQ;
+  (a2) the same raw server speaking heirloom's frames (signature, header, body each way; it
+      reads the request id from the header and writes a reply header): what the protocol
+      itself costs, with none of the daemon's checks, routing or accounting;
   (b) ``heirloom serve minimal`` answering ``echo.echo``, in one process and ``--workers 2``;
   (c) FastAPI + uvicorn (uvloop, httptools) answering ``POST /echo`` with JSON;
   (d) finance-sentiment's ``sentiment.predict``, one text a request: adaptive batching (the
@@ -12,7 +15,10 @@ In one run, on the same machine, each server answers while the others idle:
 The load generator is a lean loop in this process (a raw DEALER for ZeroMQ, raw keep-alive
 HTTP/1.1 connections for (c)), so the clients cost the same for everyone; throughput counts
 OK replies only. Sequential p50/p99 latency, then throughput with 1, 8 and 64 requests in
-flight; medians of interleaved rounds.
+flight; medians of interleaved rounds. "cores @64" is the CPU time the server's processes
+(a broker's workers included) spent per second of the 64-in-flight measurement, from
+/proc: on a machine whose cores are all busy, a server that already uses more than one
+core cannot be made much faster by more processes.
 
 Targets (issue 10): (b) one process >= 0.6x (a) at 64 in flight; (d) batched p50 at one in
 flight within 1.2x of unbatched, and at 64 in flight at least today's defaults; (e) two
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -44,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = {"text": "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn", "n": 7}
 IN_FLIGHT = (1, 8, 64)
 RAW = "(a) raw pyzmq + msgpack (lean calls)"
+RAW_PROTOCOL = "(a2) raw pyzmq, heirloom's frames"
 ECHO, ECHO_WORKERS = "(b) heirloom echo.echo", "(b) heirloom echo.echo --workers 2"
 FASTAPI = "(c) FastAPI + uvicorn"
 BATCHED, UNBATCHED = "(d) predict, adaptive batching", "(d) predict, batching = false"
@@ -67,6 +75,12 @@ RAW_SERVER = textwrap.dedent("""
         drain(sock, recv, echo, 1000)
 """)
 
+# (a2): the raw server above, answering heirloom's frames: [identity, signature, header, body].
+RAW_PROTOCOL_SERVER = RAW_SERVER.replace(
+    "send([frames[0], packb(unpackb(frames[1]))])",
+    'send([frames[0], frames[1], packb({"id": unpackb(frames[2])["id"], "status": "OK"}), packb(unpackb(frames[3]))])',
+)
+
 FASTAPI_SERVER = textwrap.dedent("""
     import sys, uvicorn
     from fastapi import FastAPI, Request
@@ -86,6 +100,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        for task in Path(f"/proc/{pids[index]}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                pids += [int(child) for child in (task / "children").read_text().split()]
+        index += 1
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / TICK
 
 
 class ZmqLoad:
@@ -234,8 +274,8 @@ def measure_throughput(load: ZmqLoad, in_flight: int, seconds: float) -> float:
     return load.throughput(in_flight, seconds)
 
 
-def wait_zmq(address: str, timeout: float = 60) -> None:
-    load = ZmqLoad(address, False)
+def wait_zmq(address: str, timeout: float = 60, *, heirloom: bool = False) -> None:
+    load = ZmqLoad(address, heirloom)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         load.send(0)
@@ -256,14 +296,19 @@ def wait_http(port: int, timeout: float = 60) -> None:
     raise TimeoutError(f"no HTTP echo on port {port}")
 
 
-def measure_once(load, seconds: float, sequential: int) -> dict[str, float]:
-    """One round: sequential latency percentiles, then throughput at each concurrency."""
+def measure_once(load, pid: int, seconds: float, sequential: int) -> dict[str, float]:
+    """One round: sequential latency percentiles, then throughput at each concurrency and
+    the cores the server process ``pid`` (and its children) used meanwhile."""
     load.latencies(sequential // 10)  # warm-up
     samples = sorted(load.latencies(sequential))
     row = {"p50_us": samples[len(samples) // 2] * 1e6, "p99_us": samples[int(len(samples) * 0.99)] * 1e6}
     for n in IN_FLIGHT:
-        zmq_load = isinstance(load, ZmqLoad)
-        row[f"rps_{n}"] = measure_throughput(load, n, seconds) if zmq_load else load.throughput(n, seconds)
+        if isinstance(load, ZmqLoad):
+            load.throughput(n, 0.5)  # warm-up
+        pids = tree(pid)
+        used, began = cpu_seconds(pids), time.perf_counter()
+        row[f"rps_{n}"] = load.throughput(n, seconds)
+        row[f"cores_{n}"] = (cpu_seconds(pids) - used) / (time.perf_counter() - began)
     return row
 
 
@@ -295,8 +340,10 @@ def main() -> None:
 
     # (label, kind, command, target, route, bodies, sequential samples)
     raw = [sys.executable, "-c", RAW_SERVER, f"ipc://{tmp}/raw"]
+    raw_protocol = [sys.executable, "-c", RAW_PROTOCOL_SERVER, f"ipc://{tmp}/raw2"]
     servers: list[tuple] = [
         (RAW, "raw", raw, f"ipc://{tmp}/raw", None, None, 2000),
+        (RAW_PROTOCOL, "raw-protocol", raw_protocol, f"ipc://{tmp}/raw2", None, None, 2000),
         daemon(ECHO, "minimal", "h1"),
         daemon(ECHO_WORKERS, "minimal", "h2", "--workers", "2"),
     ]
@@ -322,14 +369,17 @@ def main() -> None:
         ]
     # All servers start first and idle between turns; rounds interleave them so that the
     # machine's drift (other processes, frequency) hits every row alike.
-    processes, loads, sequential = [], {}, {}
+    processes, loads, sequential, pids = [], {}, {}, {}
     try:
         for label, kind, command, target, route, bodies, samples in servers:
             processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
-            sequential[label] = samples
+            sequential[label], pids[label] = samples, processes[-1].pid
             if kind == "raw":
                 wait_zmq(target)
                 loads[label] = ZmqLoad(target, False)
+            elif kind == "raw-protocol":
+                wait_zmq(target, heirloom=True)
+                loads[label] = ZmqLoad(target, True)
             elif kind == "http":
                 wait_http(target)
                 loads[label] = HttpLoad(target)
@@ -339,7 +389,7 @@ def main() -> None:
         rounds: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
         for round_number in range(args.repeats):
             for label, load in loads.items():
-                rounds[label].append(measure_once(load, args.seconds, sequential[label]))
+                rounds[label].append(measure_once(load, pids[label], args.seconds, sequential[label]))
             print(f"round {round_number + 1}/{args.repeats} done", file=sys.stderr)
         rows = {label: medians(samples) for label, samples in rounds.items()}
     finally:
@@ -357,12 +407,14 @@ def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
         f"\n{os.cpu_count()} cores; medians of {repeats} interleaved rounds; OK replies only; "
         "ratios are to (a) in this run.\n"
     )
-    header = ["server", "seq p50 µs", "seq p99 µs", "req/s @1", "req/s @8", "req/s @64", "p50 vs (a)", "@64 vs (a)"]
+    header = ["server", "seq p50 µs", "seq p99 µs", "req/s @1", "req/s @8", "req/s @64", "cores @64"]
+    header += ["p50 vs (a)", "@64 vs (a)"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for label, row in rows.items():
         cells = [label, f"{row['p50_us']:.0f}", f"{row['p99_us']:.0f}"]
         cells += [f"{row[f'rps_{n}']:,.0f}" for n in IN_FLIGHT]
+        cells.append(f"{row['cores_64']:.2f}")
         if label.startswith(("(a)", "(b)", "(c)")):
             cells += [f"{row['p50_us'] / base['p50_us']:.2f}x", f"{row['rps_64'] / base['rps_64']:.2f}x"]
         else:
@@ -372,6 +424,8 @@ def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
     at_least, at_most = (lambda limit: lambda r: r >= limit), (lambda limit: lambda r: r <= limit)
     checks = [
         (ECHO, RAW, "rps_64", "(b) one process vs (a) at 64 in flight", ">= 0.6x", at_least(0.6)),
+        (RAW_PROTOCOL, RAW, "rps_64", "(a2) heirloom's frames, no daemon logic, vs (a) at 64 in flight", "", None),
+        (ECHO, RAW_PROTOCOL, "rps_64", "(b) one process vs (a2) at 64 in flight", "", None),
         (ECHO_WORKERS, ECHO, "rps_64", "(b) --workers 2 vs one process at 64 in flight", "(vs today's: >= 0.6x)", None),
         (FASTAPI, ECHO, "rps_64", "(c) FastAPI vs (b) one process at 64 in flight", "", None),
         (BATCHED, UNBATCHED, "p50_us", "(d) batched vs unbatched p50, one in flight", "<= 1.2x", at_most(1.2)),
@@ -383,6 +437,12 @@ def print_table(rows: dict[str, dict[str, float]], repeats: int) -> None:
             ratio = rows[row][key] / rows[base_row][key]
             verdict = "" if met is None else (" (met)" if met(ratio) else " (MISSED)")
             print(f"{what}: {ratio:.2f}x {target}{verdict}")
+    if HEAVY in rows:
+        cores, used = os.cpu_count() or 1, rows[HEAVY]["cores_64"]
+        print(
+            f"(e) one process used {used:.2f} of {cores} cores at 64 in flight: any number of processes "
+            f"on this machine can add at most {cores / used:.2f}x (less what the load generator uses)"
+        )
 
 
 if __name__ == "__main__":

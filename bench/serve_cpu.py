@@ -17,7 +17,6 @@ interleave all daemons and the medians are reported.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
@@ -27,33 +26,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import REPO, ZmqLoad, phrasebank_texts, wait_ready
+from serve import REPO, ZmqLoad, cpu_seconds, phrasebank_texts, tree, wait_ready
 
-TICK = os.sysconf("SC_CLK_TCK")
 IN_FLIGHT = 64
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    pids, index = [pid], 0
-    while index < len(pids):
-        for task in Path(f"/proc/{pids[index]}/task").glob("*"):
-            with contextlib.suppress(OSError):
-                pids += [int(child) for child in (task / "children").read_text().split()]
-        index += 1
-    return pids
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes (all their threads)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / TICK
 
 
 def run_requests(load: ZmqLoad, count: int, in_flight: int) -> int:
