@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from concurrent.futures import wait
 
 import pytest
 
-from heirloom.wire.client import RemoteError, Unavailable
+from heirloom.wire.client import DeadlineExceeded, RemoteError, Unavailable
 from tests.daemons import Daemon
-from tests.helpers import free_tcp_address, run_heirloom
+from tests.helpers import HEIRLOOM, free_tcp_address, run_heirloom
 
 
 def _worker_pids(client) -> list[int]:
@@ -122,3 +123,39 @@ def test_an_address_in_use_is_one_line_naming_it(tmp_path, workers):
         assert expected in worker_side.stderr
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from_elsewhere(tmp_path):
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    worker = None
+    try:
+        with daemon.client(timeout=1.0, retries=0) as client:
+            deadline = time.monotonic() + 30
+            while True:  # the broker is up as soon as it answers; it spawns nothing
+                try:
+                    ready = client.call("_ready")
+                    break
+                except (Unavailable, DeadlineExceeded):  # not listening yet
+                    assert time.monotonic() < deadline, daemon.log()
+            assert ready["ready"] is False and ready["expected_workers"] == 1 and ready["workers"] == []
+        worker = subprocess.Popen(
+            [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address],
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"},
+        )
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            assert client.call("echo.echo", {"hi": 1}) == {"hi": 1}
+            (served_by,) = client.call("_ready")["workers"]
+            assert served_by["pid"] == worker.pid and served_by["local"] is False and served_by["ready"] is True
+    finally:
+        assert daemon.terminate() == 0
+        if worker is not None:
+            assert worker.wait(30) == 0  # the broker's drain reaches a remote worker too
+
+
+def test_a_broker_with_no_local_workers_needs_an_address_for_the_others():
+    result = run_heirloom("serve", "minimal", "--bind", free_tcp_address(), "--workers", "0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--workers 0 is a broker whose workers all connect from elsewhere: give it --worker-bind" in result.stderr

@@ -27,7 +27,12 @@ from heirloom.wire.metrics import MetricsAddress
     help="Endpoint to listen on, repeatable (tcp://HOST:PORT, ipc:///path). Default: [server] bind, "
     "else tcp://127.0.0.1:5555.",
 )
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes behind a broker (default 1: in-process).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Worker processes behind a broker (default 1: in-process; 0: a broker whose workers all "
+    "connect from elsewhere, with --worker-bind).",
+)
 @click.option(
     "--grace",
     type=SECONDS,
@@ -39,7 +44,8 @@ from heirloom.wire.metrics import MetricsAddress
     metavar="ADDR",
     help='With --workers (or [resources] use = "ray"): where workers connect (default: an ipc:// socket '
     "in a private temp folder). Bind a tcp:// address to accept `heirloom worker --connect` from other "
-    "hosts; Ray workers need one their nodes reach (docs/SCALE.md).",
+    "hosts (they join the local ones; --workers 0: only they serve); Ray workers need one their nodes "
+    "reach (docs/SCALE.md).",
 )
 @existing_file("--curve-secret", "This server's .key_secret file: serve over CurveZMQ.")
 @existing_folder(

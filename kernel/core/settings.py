@@ -49,8 +49,9 @@ class ServerSettings:
 
     #: ZeroMQ endpoints the daemon binds (``tcp://HOST:PORT``, ``ipc:///path``).
     bind: list[str] = attrs.field(factory=lambda: ["tcp://127.0.0.1:5555"], validator=_endpoints)
-    #: Worker processes behind a broker; 1 serves from the daemon process itself.
-    workers: int = attrs.field(default=1, validator=_positive)
+    #: Worker processes behind a broker; 1 serves from the daemon process itself; 0 is a
+    #: broker with no local worker, for workers on other hosts (``serve --worker-bind``).
+    workers: int = attrs.field(default=1, validator=_non_negative)
     #: Seconds in-flight work may take to finish after SIGTERM/SIGINT.
     grace: float = attrs.field(default=30.0, validator=_positive)
     #: Requests waiting per route; beyond it RESOURCE_EXHAUSTED is answered at once.

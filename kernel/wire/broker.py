@@ -383,7 +383,9 @@ class Broker:
         (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
 
     def _expected_workers(self) -> int:
-        return self.pool.size if self.pool is not None else self.settings.workers
+        """Workers ``_ready`` waits for: the placed or local ones; with no local worker
+        (``--workers 0``), the first remote one."""
+        return self.pool.size if self.pool is not None else max(1, self.settings.workers)
 
     def _is_ready(self) -> bool:
         return not self.draining and len(self._ready) >= self._expected_workers()

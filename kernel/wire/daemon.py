@@ -101,12 +101,18 @@ def serve(
         if worker_bind is not None:  # no broker would listen there: remote workers would wait forever
             raise HeirloomError(
                 f"--worker-bind {worker_bind} needs a broker: serve with --workers N (N >= 2; remote workers "
-                'join the N local ones), or a resource manager that places workers ([resources] use = "ray")'
+                "join the N local ones; N = 0: only remote workers), or a resource manager that places workers "
+                '([resources] use = "ray")'
             )
         return run_server(kernel.system(profile, serve_models=True), settings, curve=curve, metrics=metrics)
     from heirloom.wire.broker import Broker
 
     resources = configured_resources(profile)
+    if settings.workers == 0 and worker_bind is None and not _places_workers(resources):
+        raise HeirloomError(
+            "--workers 0 is a broker whose workers all connect from elsewhere: give it --worker-bind ADDR "
+            "for them to connect to (`heirloom worker PROFILE --connect ADDR`)"
+        )
     broker = Broker(
         settings,
         profile_ref=profile_ref,
