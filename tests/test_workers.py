@@ -11,8 +11,8 @@ from concurrent.futures import wait
 import pytest
 
 from heirloom.wire.client import DeadlineExceeded, RemoteError, Unavailable
-from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, free_tcp_address, run_heirloom
+from tests.daemons import PROFILE, Daemon
+from tests.helpers import HEIRLOOM, free_tcp_address, run_heirloom, write
 
 
 def _worker_pids(client) -> list[int]:
@@ -159,3 +159,29 @@ def test_a_broker_with_no_local_workers_needs_an_address_for_the_others():
     result = run_heirloom("serve", "minimal", "--bind", free_tcp_address(), "--workers", "0")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--workers 0 is a broker whose workers all connect from elsewhere: give it --worker-bind" in result.stderr
+
+
+def test_a_worker_says_when_it_cannot_reach_its_broker_and_when_it_does(tmp_path):
+    broker_address = free_tcp_address()
+    profile = write(tmp_path / "worker.toml", PROFILE.format(max_queue=1024, grace=10))
+    log = tmp_path / "worker.log"
+    command = [*HEIRLOOM, "worker", str(profile), "--connect", broker_address, "--set", "server.heartbeat=0.2"]
+    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    worker = subprocess.Popen(command, stderr=log.open("w"), env=env)
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 30
+        while text not in log.read_text():
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+            time.sleep(0.1)
+
+    try:
+        wait_for(f"cannot reach the broker at {broker_address}; still trying")
+        assert "connected to the broker" not in log.read_text()
+        daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", broker_address)
+        daemon.wait_ready()
+        wait_for(f"connected to the broker at {broker_address}")
+        assert daemon.terminate() == 0
+        assert worker.wait(30) == 0
+    finally:
+        worker.kill()

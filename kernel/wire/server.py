@@ -33,7 +33,8 @@ from heirloom.core.components import ClientLimits, Versioned
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire.batching import Batcher
-from heirloom.wire.builtin_routes import KernelApi, worker_status
+from heirloom.wire.broker_link import BrokerLink
+from heirloom.wire.builtin_routes import KernelApi
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
@@ -118,7 +119,6 @@ class Server:
         self._executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="heirloom-handler")
         self._system_ready = threading.Event()
         self._installed = False
-        self.connect_address = connect
         self._worker = connect is not None
         self.socket = self.context.socket(zmq.DEALER if connect is not None else zmq.ROUTER)
         # socket options apply to connections made after they are set: before bind/connect
@@ -128,6 +128,7 @@ class Server:
         if connect is not None:
             self.identity = f"w{os.getpid()}-{os.urandom(4).hex()}".encode()
             self.socket.setsockopt(zmq.IDENTITY, self.identity)
+            self.socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a broker not connected (BrokerLink)
             attach(self.socket, connect, bind=False)
         else:
             if curve is not None:
@@ -142,7 +143,7 @@ class Server:
             settings.reply_backlog_total_mb << 20,
             nonblocking=connect is not None,
         )
-        self._last_heartbeat = 0.0
+        self.link = BrokerLink(self, connect) if connect is not None else None
         #: How long the I/O loop may wait for the socket or a wake-up before its next turn.
         self.wait_ms = POLL_MS
 
@@ -216,8 +217,8 @@ class Server:
         self._drain_done()
         if not self._installed and self._system_ready.is_set() and not self._install():
             return False
-        if self.connect_address is not None:
-            self._heartbeat()
+        if self.link is not None:
+            self.link.beat()
         if self.draining:
             left = self._drain_deadline - time.perf_counter()
             if self.admission.in_flight == 0 or left <= 0:
@@ -239,13 +240,14 @@ class Server:
             self.system.serving.watch(self.settings.reload_interval)
         self.admission.resources = self.system.resources
         self._installed = True
-        self._last_heartbeat = 0.0  # tell a broker at once
+        if self.link is not None:
+            self.link.beat_soon()  # tell the broker at once
         log.info("serving %d routes: %s", len(names), ", ".join(names))
         waiting = [name for name, ready in self.system.readiness().items() if not ready]
         if waiting:  # as _ready says: e.g. a model with no version to serve yet
             log.info("started; not ready until these report ready: %s", ", ".join(waiting))
         else:
-            log.info("ready")
+            log.info("ready" + (f"; requests come through the broker at {self.link.address}" if self.link else ""))
         return True
 
     def finish_drain(self) -> None:
@@ -287,7 +289,7 @@ class Server:
         received = time.perf_counter()
         if self._worker:  # [tag + client identity, header, body, *buffers]: no signature frame
             if frames[0] == CONTROL:
-                self._control(frames)
+                self.link.control(frames)
                 return
             envelope, head = frames[:1], 1
         else:
@@ -477,17 +479,3 @@ class Server:
         if self._worker:
             return [envelope[0][:TAG_BYTES] + STATUS_BYTE[status]]
         return [*envelope, SIGNATURE]
-
-    # -- worker mode ---------------------------------------------------------------------
-    def _heartbeat(self) -> None:
-        now = time.monotonic()
-        if now - self._last_heartbeat >= self.settings.heartbeat:
-            self._last_heartbeat = now
-            self.outbox.send([CONTROL, b"HEARTBEAT", packb(worker_status(self))])
-
-    def _control(self, frames: list[bytes]) -> None:
-        command = frames[1] if len(frames) > 1 else b""
-        if command == b"DRAIN":
-            self.request_drain()
-        elif command == b"RELOAD" and self.system.serving is not None:
-            self.system.serving.check_now()

@@ -1,0 +1,71 @@
+"""A worker's side of its broker link (``heirloom worker``, or a worker the broker spawned):
+heartbeats, the broker's control messages, and whether the broker can be reached at all.
+
+A worker's DEALER cannot queue a message while it has no connection, so a heartbeat that
+could not be sent is how a worker knows its broker is unreachable (a wrong address, a broker
+not started yet or gone). The worker says so in its log rather than only "ready": requests
+reach it through the broker alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from heirloom.wire.builtin_routes import worker_status
+from heirloom.wire.protocol import CONTROL, packb
+
+if TYPE_CHECKING:
+    from heirloom.wire.server import Server
+
+log = logging.getLogger("heirloom.server")
+#: Heartbeats in a row that could not be sent before the worker says it cannot reach its broker.
+MISSED_BEATS = 3
+
+
+class BrokerLink:
+    """Heartbeats ``server``'s status to the broker at ``address`` and obeys its commands."""
+
+    def __init__(self, server: Server, address: str):
+        self.server = server
+        self.address = address
+        self._last_beat = 0.0
+        self._reached = False
+        self._unsent = 0
+
+    def beat_soon(self) -> None:
+        """Send the next heartbeat on the loop's next turn (the status changed)."""
+        self._last_beat = 0.0
+
+    def beat(self) -> None:
+        """Send a heartbeat if one is due (called every turn of the I/O loop)."""
+        now = time.monotonic()
+        if now - self._last_beat < self.server.settings.heartbeat:
+            return
+        self._last_beat = now
+        outbox = self.server.outbox
+        unsent = outbox.undeliverable
+        outbox.send([CONTROL, b"HEARTBEAT", packb(worker_status(self.server))])
+        self._note(outbox.undeliverable == unsent)
+
+    def _note(self, sent: bool) -> None:
+        if sent:
+            if not self._reached:
+                log.info("connected to the broker at %s", self.address)
+            self._reached, self._unsent = True, 0
+            return
+        self._unsent += 1
+        if self._unsent == MISSED_BEATS:
+            log.warning(
+                "cannot reach the broker at %s; still trying (requests reach this worker only through it)", self.address
+            )
+            self._reached = False
+
+    def control(self, frames: list[bytes]) -> None:
+        """A command from the broker: ``DRAIN`` (it is shutting down) or ``RELOAD`` (``_reload``)."""
+        command = frames[1] if len(frames) > 1 else b""
+        if command == b"DRAIN":
+            self.server.request_drain()
+        elif command == b"RELOAD" and self.server.system.serving is not None:
+            self.server.system.serving.check_now()
