@@ -40,16 +40,6 @@ def _device_present(instance: Any, attribute: attrs.Attribute, value: str) -> No
         raise ValueError(f"'{attribute.name}' is {value!r} but torch {torch.__version__} sees {seen}")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
-def _non_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if not value >= 0:
-        raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
-
-
 def resident_mb() -> float:
     """This process's resident memory in MiB (Linux /proc; 0 where unavailable)."""
     try:
@@ -70,27 +60,27 @@ class LocalResources(heirloom.Resources):
 
     #: Intra-op threads for torch; 0 uses every core the process may run on (a local worker
     #: of ``serve --workers N``: its share of them, ``heirloom.cpu_share()``).
-    threads: int = attrs.field(default=0, validator=[_non_negative, attrs.validators.le(MAX_THREADS)])
+    threads: int = attrs.field(default=0, validator=[heirloom.at_least(0), attrs.validators.le(MAX_THREADS)])
     #: ``cpu``, ``cuda``, ``cuda:N``, or ``auto`` (the first GPU when one is present).
     device: str = attrs.field(default="cpu", validator=[_device, _device_present])
     #: Requests admitted at once, by the whole daemon (with ``--workers N`` the broker counts
     #: across workers); more are refused with RESOURCE_EXHAUSTED. 0: no limit.
-    max_in_flight: int = attrs.field(default=1024, validator=_non_negative)
+    max_in_flight: int = attrs.field(default=1024, validator=heirloom.at_least(0))
     #: Refuse new requests while resident memory exceeds this many MiB, per process (each
     #: worker checks its own); 0: no limit.
-    memory_budget_mb: int = attrs.field(default=0, validator=_non_negative)
+    memory_budget_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
     #: MiB the project may keep in the artifact store, and in its durable logs (feedback,
     #: events); a write past either is refused whole. 0: no quota.
-    artifact_quota_mb: int = attrs.field(default=0, validator=_non_negative)
-    log_quota_mb: int = attrs.field(default=0, validator=_non_negative)
+    artifact_quota_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    log_quota_mb: int = attrs.field(default=0, validator=heirloom.at_least(0))
     #: After each train keep the newest N versions per model (aliased ones and ancestors of
     #: kept ones always stay); 0 keeps every version.
-    keep_versions: int = attrs.field(default=0, validator=_non_negative)
+    keep_versions: int = attrs.field(default=0, validator=heirloom.at_least(0))
     #: Per client (Curve key, else connection): sustained requests and bytes per second,
     #: with bursts of ``client_burst_s`` seconds' worth; 0: no limit.
-    client_requests_per_s: float = attrs.field(default=0.0, validator=_non_negative)
-    client_bytes_per_s: float = attrs.field(default=0.0, validator=_non_negative)
-    client_burst_s: float = attrs.field(default=1.0, validator=_positive)
+    client_requests_per_s: float = attrs.field(default=0.0, validator=heirloom.at_least(0))
+    client_bytes_per_s: float = attrs.field(default=0.0, validator=heirloom.at_least(0))
+    client_burst_s: float = attrs.field(default=1.0, validator=heirloom.above(0))
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)

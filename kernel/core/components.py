@@ -10,6 +10,7 @@ set in ``start`` (the bases have no ``__slots__``, so slotted attrs subclasses c
 from __future__ import annotations
 
 import abc
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -44,10 +45,18 @@ def ref(kind: str, *, many: bool = False, **kwargs: Any) -> Any:
 def at_least(low: float) -> Any:
     """An attrs validator: the value must be ``>= low`` (the message names the field, so
     ``profile check`` reports ``models.x.epochs: 'epochs' must be >= 1, got 0``)."""
+    return _bounded(low, ">=", operator.ge)
 
+
+def above(low: float) -> Any:
+    """An attrs validator: the value must be ``> low`` (``'l2' must be > 0, got 0.0``)."""
+    return _bounded(low, ">", operator.gt)
+
+
+def _bounded(low: float, sign: str, holds: Callable[[Any, float], bool]) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-        if not value >= low:  # NaN fails every comparison
-            raise ValueError(f"'{attribute.name}' must be >= {low}, got {value!r}")
+        if not holds(value, low):  # NaN fails every comparison
+            raise ValueError(f"'{attribute.name}' must be {sign} {low}, got {value!r}")
 
     return check
 

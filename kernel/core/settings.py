@@ -11,10 +11,7 @@ import re
 
 import attrs
 
-
-def _positive(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # not ``<= 0``: NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
+from heirloom.core.components import above, at_least
 
 
 @attrs.define
@@ -22,14 +19,9 @@ class SystemSettings:
     """``[system]``: lifecycle limits for the components of a profile."""
 
     #: Seconds a component may take in ``start`` before the system gives up on it.
-    start_timeout: float = attrs.field(default=120.0, validator=_positive)
+    start_timeout: float = attrs.field(default=120.0, validator=above(0))
     #: Seconds a component may take in ``stop``.
-    stop_timeout: float = attrs.field(default=30.0, validator=_positive)
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute, value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
+    stop_timeout: float = attrs.field(default=30.0, validator=above(0))
 
 
 def _endpoints(instance: object, attribute: attrs.Attribute, value: list[str]) -> None:
@@ -51,35 +43,35 @@ class ServerSettings:
     bind: list[str] = attrs.field(factory=lambda: ["tcp://127.0.0.1:5555"], validator=_endpoints)
     #: Worker processes behind a broker; 1 serves from the daemon process itself; 0 is a
     #: broker with no local worker, for workers on other hosts (``serve --worker-bind``).
-    workers: int = attrs.field(default=1, validator=_non_negative)
+    workers: int = attrs.field(default=1, validator=at_least(0))
     #: Seconds in-flight work may take to finish after SIGTERM/SIGINT.
-    grace: float = attrs.field(default=30.0, validator=_positive)
+    grace: float = attrs.field(default=30.0, validator=above(0))
     #: Requests waiting per route; beyond it RESOURCE_EXHAUSTED is answered at once.
-    max_queue: int = attrs.field(default=1024, validator=_positive)
+    max_queue: int = attrs.field(default=1024, validator=above(0))
     #: A batched request that finds the daemon idle (nothing else in flight or waiting) is
     #: computed on the I/O thread, sparing two thread hand-overs, when its route's last batch
     #: took at most this many ms; requests arriving meanwhile wait at most about that long.
     #: 0: always hand batched requests to the route's batcher thread.
-    idle_inline_ms: float = attrs.field(default=5.0, validator=_non_negative)
+    idle_inline_ms: float = attrs.field(default=5.0, validator=at_least(0))
     #: Threads running non-inline, non-batched handlers.
-    handler_threads: int = attrs.field(default=4, validator=_positive)
+    handler_threads: int = attrs.field(default=4, validator=above(0))
     #: Largest frame the transport accepts (ZeroMQ's ``MAXMSGSIZE``, checked per frame): a peer
     #: that sends a larger one is disconnected and gets no reply.
-    max_message_bytes: int = attrs.field(default=64 << 20, validator=_positive)
+    max_message_bytes: int = attrs.field(default=64 << 20, validator=above(0))
     #: MiB of large replies (64 KiB and up) held for one client that is not reading them;
     #: past it, that client's large replies are dropped (``_stats`` ``dropped_replies``).
-    reply_backlog_mb: int = attrs.field(default=64, validator=_positive)
+    reply_backlog_mb: int = attrs.field(default=64, validator=above(0))
     #: MiB of large replies held for all clients together.
-    reply_backlog_total_mb: int = attrs.field(default=256, validator=_positive)
+    reply_backlog_total_mb: int = attrs.field(default=256, validator=above(0))
     #: Seconds between worker heartbeats; a worker silent for 3 of them is declared dead.
-    heartbeat: float = attrs.field(default=1.0, validator=_positive)
+    heartbeat: float = attrs.field(default=1.0, validator=above(0))
     #: Seconds between checks of the artifact store for a moved alias, and between re-reads of
     #: the Curve key folders (0: only on ``_reload``).
-    reload_interval: float = attrs.field(default=2.0, validator=_non_negative)
+    reload_interval: float = attrs.field(default=2.0, validator=at_least(0))
     #: Replies remembered for idempotency keys, so a retried write is not applied twice ...
-    idempotency_cache: int = attrs.field(default=10_000, validator=_positive)
+    idempotency_cache: int = attrs.field(default=10_000, validator=above(0))
     #: ... within this many MiB of remembered replies (the oldest are forgotten first).
-    idempotency_cache_mb: int = attrs.field(default=64, validator=_positive)
+    idempotency_cache_mb: int = attrs.field(default=64, validator=above(0))
 
 
 #: A project, model or component name: it becomes a file or folder name (store refs,
@@ -101,7 +93,7 @@ def _optional_match(pattern: re.Pattern[str], expected: str):
 
 def _optional_positive(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
     if value is not None:
-        _positive(instance, attribute, value)
+        above(0)(instance, attribute, value)
 
 
 @attrs.define

@@ -80,7 +80,7 @@ class EncoderClassifier(EncoderModel):
     #: its weight chosen on validation (fusion.WEIGHTS; 0 keeps the encoder alone).
     fuse_ngrams: bool = False
     #: L2 penalty of that regression (the text-classifier's default).
-    ngram_l2: float = attrs.field(default=0.03, validator=attrs.validators.gt(0))
+    ngram_l2: float = attrs.field(default=0.03, validator=heirloom.above(0))
 
     def __attrs_post_init__(self) -> None:
         for option in ("reject", "fuse_ngrams"):

@@ -48,8 +48,8 @@ class ContrastiveEncoder(EncoderModel):
     """Fine-tunes an inherited sentence encoder so texts of one label embed close together
     (``data`` yields ``{"text", "label"}``; a label groups texts that mean the same)."""
 
-    epochs: int = attrs.field(default=1, validator=attrs.validators.gt(0))
-    learning_rate: float = attrs.field(default=5e-5, validator=attrs.validators.gt(0))
+    epochs: int = attrs.field(default=1, validator=heirloom.above(0))
+    learning_rate: float = attrs.field(default=5e-5, validator=heirloom.above(0))
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()

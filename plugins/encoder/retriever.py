@@ -98,14 +98,14 @@ class Fusion:
 class EncoderRetriever(EncoderModel):
     """Ranks documents for a query: BM25 + fine-tuned dense encoder + known paraphrases."""
 
-    epochs: int = attrs.field(default=2, validator=attrs.validators.gt(0))
-    learning_rate: float = attrs.field(default=5e-5, validator=attrs.validators.gt(0))
+    epochs: int = attrs.field(default=2, validator=heirloom.above(0))
+    learning_rate: float = attrs.field(default=5e-5, validator=heirloom.above(0))
     #: Share of each group's training queries held out to choose the fusion and threshold.
     validation_fraction: float = attrs.field(default=0.2, validator=fraction)
     #: After selection, retrain the encoder on every training query.
     refit: bool = True
     #: Answers returned per query.
-    top_k: int = attrs.field(default=10, validator=attrs.validators.gt(0))
+    top_k: int = attrs.field(default=10, validator=heirloom.above(0))
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()

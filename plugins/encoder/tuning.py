@@ -22,11 +22,6 @@ if TYPE_CHECKING:
     from heirloom_plugins.encoder.network import Encoder
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
 def _trainable(instance: Any, attribute: attrs.Attribute, value: int) -> None:
     if not 1 <= value <= 12:
         raise ValueError(f"'{attribute.name}' must be between 1 and 12 (the encoder's top layers), got {value!r}")
@@ -39,18 +34,18 @@ class Tuning:
     #: How many of the encoder's top layers train; the layers below stay frozen and cached.
     trainable_layers: int = attrs.field(default=2, validator=_trainable)
     #: Most passes over the training data.
-    epochs: int = attrs.field(default=3, validator=_positive)
-    batch_size: int = attrs.field(default=32, validator=_positive)
+    epochs: int = attrs.field(default=3, validator=heirloom.above(0))
+    batch_size: int = attrs.field(default=32, validator=heirloom.above(0))
     #: Learning rate of the encoder's layers, and of the task head on top of them.
-    learning_rate: float = attrs.field(default=1e-4, validator=_positive)
-    head_learning_rate: float = attrs.field(default=1e-2, validator=_positive)
-    weight_decay: float = attrs.field(default=0.01, validator=attrs.validators.ge(0))
+    learning_rate: float = attrs.field(default=1e-4, validator=heirloom.above(0))
+    head_learning_rate: float = attrs.field(default=1e-2, validator=heirloom.above(0))
+    weight_decay: float = attrs.field(default=0.01, validator=heirloom.at_least(0))
     #: Share of the steps spent warming the learning rate up from zero.
     warmup: float = attrs.field(
-        default=0.1, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(1))
+        default=0.1, validator=attrs.validators.and_(heirloom.at_least(0), attrs.validators.lt(1))
     )
     #: Longest input in tokens (longer texts are cut); 0 keeps the parent encoder's.
-    max_length: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    max_length: int = attrs.field(default=0, validator=heirloom.at_least(0))
     seed: int = 0
 
 
@@ -69,7 +64,7 @@ class EncoderModel(Tuning, heirloom.Model):
     #: The source of the records to train and evaluate on.
     data: str = heirloom.ref("source")
     #: Similarity scale: logits are ``scale`` x cosine (sentence-transformers uses 20).
-    scale: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
+    scale: float = attrs.field(default=20.0, validator=heirloom.above(0))
 
     def __attrs_post_init__(self) -> None:
         self._device = "cpu"

@@ -20,11 +20,6 @@ from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import RecordInput, find_encounter
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
 @attrs.define
 class PredictInput:
     """A patient of the daemon (``patient``) or a record given inline (``record``), and the
@@ -105,10 +100,10 @@ class CodesApi(heirloom.Api):
     #: The ``medical-records`` api whose patients requests may name (None: inline records only).
     records: str | None = heirloom.ref("api", default=None)
     #: Batching: at most this many encounters per model call, waiting at most ``max_wait_ms``.
-    max_batch: int = attrs.field(default=64, validator=_positive)
-    max_wait_ms: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    max_batch: int = attrs.field(default=64, validator=heirloom.above(0))
+    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
     #: Largest request body in bytes (an inline record can be long).
-    max_payload: int = attrs.field(default=4 << 20, validator=_positive)
+    max_payload: int = attrs.field(default=4 << 20, validator=heirloom.above(0))
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)

@@ -100,7 +100,7 @@ class MultiLabelModel(heirloom.Model):
     #: The net's hidden units, dropout after them, and AdamW weight decay.
     net_hidden: int = attrs.field(default=256, validator=heirloom.at_least(1))
     net_dropout: float = attrs.field(default=0.5, converter=float, validator=_fraction)
-    net_weight_decay: float = attrs.field(default=0.01, converter=float, validator=attrs.validators.ge(0))
+    net_weight_decay: float = attrs.field(default=0.01, converter=float, validator=heirloom.at_least(0))
     #: Validation folds over the training patients (chooses ``l2``, the net weight and the threshold).
     folds: int = attrs.field(default=5, validator=heirloom.at_least(2))
     #: Quantile bins per numeric observation.

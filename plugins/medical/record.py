@@ -23,16 +23,6 @@ from heirloom_plugins.medical.search import SearchIndex
 from heirloom_plugins.medical.summary import summarize
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if not value > 0:  # NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
-def _not_negative(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if not value >= 0:
-        raise ValueError(f"'{attribute.name}' must be >= 0, got {value!r}")
-
-
 @attrs.define
 class SummaryInput:
     """The id of a patient of the source."""
@@ -45,15 +35,15 @@ class SearchInput:
     """Words, a condition or drug name, or a code (``snomed:44054006``); at most ``k`` patients."""
 
     text: str
-    k: int = attrs.field(default=10, validator=_positive)
+    k: int = attrs.field(default=10, validator=heirloom.above(0))
 
 
 @attrs.define
 class PatientsInput:
     """A page of the indexed patients."""
 
-    offset: int = attrs.field(default=0, validator=_not_negative)
-    limit: int = attrs.field(default=100, validator=_positive)
+    offset: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    limit: int = attrs.field(default=100, validator=heirloom.above(0))
 
 
 @attrs.define
@@ -63,9 +53,9 @@ class RecordsApi(heirloom.Api):
     #: The fhir source whose patients it indexes (every split).
     data: str = heirloom.ref("source")
     #: The most patients one search or page returns.
-    max_results: int = attrs.field(default=100, validator=_positive)
+    max_results: int = attrs.field(default=100, validator=heirloom.above(0))
     #: Longest search text accepted, in characters.
-    max_text_chars: int = attrs.field(default=1000, validator=_positive)
+    max_text_chars: int = attrs.field(default=1000, validator=heirloom.above(0))
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)

@@ -59,10 +59,10 @@ class SupportApi(heirloom.Api):
     #: base about other things than the intents).
     handoff: str = attrs.field(default="either", validator=attrs.validators.in_(POLICIES))
     #: FAQ answers per reply.
-    answers: int = attrs.field(default=3, validator=attrs.validators.gt(0))
-    max_batch: int = attrs.field(default=64, validator=attrs.validators.gt(0))
-    max_wait_ms: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
-    max_text_chars: int = attrs.field(default=2_000, validator=attrs.validators.gt(0))
+    answers: int = attrs.field(default=3, validator=heirloom.above(0))
+    max_batch: int = attrs.field(default=64, validator=heirloom.above(0))
+    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
+    max_text_chars: int = attrs.field(default=2_000, validator=heirloom.above(0))
     #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``).
     handoff_path: str | None = None
 

@@ -53,11 +53,11 @@ class StackFaqSource(heirloom.Source):
     #: The folder holding ``stackExchange-FAQ.xml``.
     path: str = heirloom.path_field()
     train_queries: int = attrs.field(
-        default=5, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(10))
+        default=5, validator=attrs.validators.and_(heirloom.at_least(0), attrs.validators.le(10))
     )
-    validation_queries: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    validation_queries: int = attrs.field(default=0, validator=heirloom.at_least(0))
     #: Only the first N threads (0: all of them), for quick experiments and tests.
-    threads_limit: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    threads_limit: int = attrs.field(default=0, validator=heirloom.at_least(0))
     seed: int = 0
 
     def __attrs_post_init__(self) -> None:
@@ -137,11 +137,11 @@ class OutOfScopeSource(heirloom.Source):
     #: The labelled source (``{"text", "label"}`` records).
     data: str = heirloom.ref("source")
     #: How many labels to hold out (a seeded choice), or name them in ``labels``.
-    holdout: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    holdout: int = attrs.field(default=10, validator=heirloom.at_least(0))
     labels: list[str] = attrs.field(factory=list)
     seed: int = 0
     validation_fraction: float = attrs.field(
-        default=0.0, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.lt(1))
+        default=0.0, validator=attrs.validators.and_(heirloom.at_least(0), attrs.validators.lt(1))
     )
     #: The label out-of-scope test records get.
     label: str = OUT_OF_SCOPE

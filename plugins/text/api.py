@@ -24,11 +24,6 @@ log = logging.getLogger("heirloom_plugins.text.api")
 MAX_LABEL_CHARS = 200
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
 def predict_input(max_chars: int, max_texts: int) -> type:
     """The attrs class of a predict body, with this api's limits in its validators."""
 
@@ -106,18 +101,18 @@ class ClassifyApi(heirloom.Api):
     #: The model that classifies.
     model: str = heirloom.ref("model")
     #: Batching: at most this many texts per model call, waiting at most ``max_wait_ms``.
-    max_batch: int = attrs.field(default=128, validator=_positive)
-    max_wait_ms: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    max_batch: int = attrs.field(default=128, validator=heirloom.above(0))
+    max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
     #: Off: every request is its own model call (for comparison; on is faster under load).
     batching: bool = True
     #: Longest text accepted, and most texts per request.
-    max_text_chars: int = attrs.field(default=10_000, validator=_positive)
-    max_texts: int = attrs.field(default=256, validator=_positive)
+    max_text_chars: int = attrs.field(default=10_000, validator=heirloom.above(0))
+    max_texts: int = attrs.field(default=256, validator=heirloom.above(0))
     #: Where ``<name>.feedback`` appends corrections (default: under HEIRLOOM_HOME, see
     #: the ``feedback`` source, which reads the same place).
     feedback_path: str | None = None
     #: The feedback log's size limit in MiB; past it, feedback is refused RESOURCE_EXHAUSTED.
-    feedback_max_mb: int = attrs.field(default=256, validator=_positive)
+    feedback_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
     #: Let ``<name>.feedback`` take labels the served model lacks. They are recorded, but
     #: train only once accepted: ``heirloom feedback accept-label PROFILE LABEL``.
     new_labels: bool = False

@@ -35,11 +35,6 @@ def _between(low: float, high: float):
     return check
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
 def _each_positive(instance: Any, attribute: attrs.Attribute, value: list[float]) -> None:
     for item in value:
         if item <= 0:
@@ -95,7 +90,7 @@ class TextClassifier(heirloom.Model):
     #: L2 penalty toward the prior (zeros, or the parent's weights when warm-starting).
     #: The default sits where validation data put it on PhraseBank and Banking77
     #: (docs/TEXT.md); ``l2_search`` chooses per data set.
-    l2: float = attrs.field(default=0.03, validator=_positive)
+    l2: float = attrs.field(default=0.03, validator=heirloom.above(0))
     #: L2 values to choose from instead of ``l2``: the best validation accuracy wins (then
     #: the lower validation loss), chosen on validation data, never on test.
     l2_search: list[float] = attrs.field(factory=list, validator=_each_positive)

@@ -29,12 +29,6 @@ import attrs
 import heirloom
 from heirloom_plugins.text.api import serving
 
-
-def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not value > 0:  # NaN fails every comparison
-        raise ValueError(f"'{attribute.name}' must be > 0, got {value!r}")
-
-
 #: Texts of matching items kept for an alert's examples (the newest ones).
 EXAMPLES = 3
 KEPT_TEXTS = 16
@@ -87,23 +81,23 @@ class LabelMonitorApi(heirloom.Api):
     #: The label whose share is watched (e.g. ``negative``).
     label: str = "negative"
     #: Seconds of the current window and of the baseline period before it.
-    window: float = attrs.field(default=3600.0, validator=_positive)
-    baseline: float = attrs.field(default=86_400.0, validator=_positive)
+    window: float = attrs.field(default=3600.0, validator=heirloom.above(0))
+    baseline: float = attrs.field(default=86_400.0, validator=heirloom.above(0))
     #: Alert when the window's share is at least ``ratio`` x the baseline's ...
-    ratio: float = attrs.field(default=2.0, validator=_positive)
+    ratio: float = attrs.field(default=2.0, validator=heirloom.above(0))
     #: ... and at least ``min_increase`` above it (absolute share, 0..1) ...
-    min_increase: float = attrs.field(default=0.15, validator=attrs.validators.ge(0))
+    min_increase: float = attrs.field(default=0.15, validator=heirloom.at_least(0))
     #: ... and both periods hold at least this many items.
-    min_items: int = attrs.field(default=10, validator=_positive)
+    min_items: int = attrs.field(default=10, validator=heirloom.above(0))
     #: Alerts remembered for ``<name>.alerts``.
-    max_alerts: int = attrs.field(default=1000, validator=_positive)
+    max_alerts: int = attrs.field(default=1000, validator=heirloom.above(0))
     #: Longest text and most items per ``post`` (as the classify api's predict).
-    max_text_chars: int = attrs.field(default=10_000, validator=_positive)
-    max_items: int = attrs.field(default=256, validator=_positive)
+    max_text_chars: int = attrs.field(default=10_000, validator=heirloom.above(0))
+    max_items: int = attrs.field(default=256, validator=heirloom.above(0))
     #: Seconds an item's time may be ahead of the daemon's clock.
-    max_future: float = attrs.field(default=86_400.0, validator=_positive)
+    max_future: float = attrs.field(default=86_400.0, validator=heirloom.above(0))
     #: Item times kept at most (the oldest are forgotten first).
-    max_tracked: int = attrs.field(default=1_000_000, validator=_positive)
+    max_tracked: int = attrs.field(default=1_000_000, validator=heirloom.above(0))
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)

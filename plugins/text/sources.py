@@ -87,10 +87,10 @@ class TextSource(heirloom.Source):
     labels: list[str] = attrs.field(factory=list)
     #: A JSON file listing labels; with ``first_labels`` N, keep its first N in sorted order.
     labels_file: str | None = heirloom.path_field(default=None)
-    first_labels: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    first_labels: int = attrs.field(default=0, validator=heirloom.at_least(0))
     #: Keep at most this many training records per label (seeded choice; 0: all). The
     #: validation and test splits are never thinned, so models compare on the same data.
-    train_per_label: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    train_per_label: int = attrs.field(default=0, validator=heirloom.at_least(0))
 
     @abc.abstractmethod
     def files(self) -> tuple[str, str | None]:
