@@ -204,7 +204,7 @@ def test_extension_types_are_refused(daemon):
         for value in (msgpack.ExtType(5, b"abc"), msgpack.Timestamp(1, 2)):
             reply, body = raw.call({"id": 1, "route": "echo.echo"}, raw_body=msgpack.packb({"v": value}))
             assert reply["status"] == "INVALID_ARGUMENT" and body["field"] == "body"
-            assert "extension type" in body["message"] or "max_ext_len" in body["message"]
+            assert "extension type" in body["message"]
     finally:
         raw.close()
 

@@ -13,10 +13,11 @@ MESSAGE_LIMIT = 1000
 
 
 def shortened(message: str) -> str:
-    """``message`` cut to MESSAGE_LIMIT characters, saying how many more there were."""
+    """``message`` cut to at most MESSAGE_LIMIT characters, ending with how many were left out."""
     if len(message) <= MESSAGE_LIMIT:
         return message
-    return f"{message[:MESSAGE_LIMIT]}... ({len(message) - MESSAGE_LIMIT} more characters)"
+    keep = MESSAGE_LIMIT - len(f"... ({len(message)} more characters)")  # a count never longer than this
+    return f"{message[:keep]}... ({len(message) - keep} more characters)"
 
 
 class TooDeep(ValueError):
@@ -39,7 +40,8 @@ def leaves(value: Any, max_depth: int) -> Iterator[Any]:
 
 
 def nests_deeper(value: Any, max_depth: int) -> bool:
-    """Whether ``value``'s dicts, lists and tuples nest ``max_depth`` levels or more."""
+    """Whether ``value``'s dicts, lists and tuples nest deeper than ``max_depth`` levels (one
+    level per container: ``[[1]]`` is two)."""
     try:
         deque(leaves(value, max_depth), maxlen=0)
     except TooDeep:

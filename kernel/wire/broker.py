@@ -36,7 +36,7 @@ from heirloom.core.placement import WorkerPool
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer
-from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES
+from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, kernel_route
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
@@ -54,7 +54,7 @@ from heirloom.wire.protocol import (
     RequestError,
     error_frames,
     header_id,
-    header_key,
+    header_options,
     header_route,
     packb,
     read_header,
@@ -62,6 +62,7 @@ from heirloom.wire.protocol import (
     unpackb,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
+from heirloom.wire.routing import Endpoint
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver, sender
@@ -70,6 +71,7 @@ log = logging.getLogger("heirloom.wire.broker")
 MISSED_HEARTBEATS = 3
 #: The admin route that changes how many workers a placing resource manager keeps.
 SCALE_ROUTE = "_scale"
+SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
 #: A worker's load, for picking the least busy (a C getter: no Python call per worker).
@@ -301,7 +303,7 @@ class Broker:
         try:
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
-            key = header_key(header) if "idempotency_key" in header else None  # a header field: checked first
+            key, _ = header_options(header)  # the header's own fields: checked first (the worker applies the deadline)
             vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
             info = self.routes.get(route) if type(route) is str else None
@@ -402,7 +404,14 @@ class Broker:
         }
 
     def _route_routes(self) -> dict[str, Any]:
-        return {"routes": list(self.routes.values())}
+        return {"routes": [*self._kernel_routes(), *self.routes.values()]}
+
+    def _kernel_routes(self) -> list[dict[str, Any]]:
+        """The broker's own routes, described as a one-process daemon describes its built-ins."""
+        routes = [kernel_route(name, getattr(self, f"_route{name}")) for name in KERNEL_ROUTES]
+        if self.pool is not None:
+            routes.append(kernel_route(SCALE_ROUTE, self._route_scale, SCALE_DESCRIPTION, admin=True))
+        return [Endpoint(route.name, route, builtin=True).describe() for route in routes]
 
     def _route_stats(self) -> dict[str, Any]:
         ready = self._ready

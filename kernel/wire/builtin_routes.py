@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -34,6 +35,19 @@ KERNEL_ROUTES = {
 ADMIN_ROUTES = frozenset({"_reload"})
 
 
+def kernel_route(name: str, handler: Callable[..., Any], description: str = "", admin: bool = False) -> Route:
+    """A built-in route: inline, with KERNEL_ROUTES' description and admin rights unless told
+    (the broker describes its own with these too, so ``_routes`` reads the same behind one)."""
+    return Route(
+        name,
+        handler=handler,
+        inline=True,
+        description=description or KERNEL_ROUTES[name],
+        admin=admin or name in ADMIN_ROUTES,
+        max_payload=HEADER_LIMIT,
+    )
+
+
 @attrs.define
 class KernelApi(Api):
     """What a daemon says about itself, read from its :class:`Server`."""
@@ -48,17 +62,7 @@ class KernelApi(Api):
             "_stats": self.stats,
             "_reload": self.reload,
         }
-        return [
-            Route(
-                name,
-                handler=handlers[name],
-                inline=True,
-                description=doc,
-                admin=name in ADMIN_ROUTES,
-                max_payload=HEADER_LIMIT,
-            )
-            for name, doc in KERNEL_ROUTES.items()
-        ]
+        return [kernel_route(name, handlers[name]) for name in KERNEL_ROUTES]
 
     def health(self, body: Any) -> dict[str, Any]:
         return {"live": True, "draining": self.daemon.draining, "pid": os.getpid()}

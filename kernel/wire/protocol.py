@@ -68,8 +68,8 @@ _ITEMSIZE = {
 packb = msgpack.Packer(use_bin_type=True, datetime=False).pack
 #: Deepest nesting of arrays and maps a body may have (msgpack's packer refuses past 511).
 MAX_NESTING = 500
-#: Deepest nesting of a body that carries buffers (placeholders sit near the top of a body;
-#: finding them recurses).
+#: Deepest nesting of a body that carries buffers, in arrays and maps inside one another
+#: (placeholders sit near the top of a body; finding them recurses).
 BUFFER_BODY_NESTING = 64
 #: ``packb(None)``: the body of a request that sends nothing.
 NIL = b"\xc0"
@@ -85,6 +85,27 @@ def _refuse_extension(code: int, data: bytes) -> Any:
 #: included) are refused; msgpack caps every container and string length by the frame's
 #: size, so a hostile frame cannot balloon. A C partial: no Python frame on the hot path.
 unpackb = functools.partial(msgpack.unpackb, strict_map_key=False, max_ext_len=0, ext_hook=_refuse_extension)
+#: How deep msgpack's decoder lets arrays and maps nest (deeper: StackError).
+DECODE_NESTING = 1024
+
+
+def decoding_error(what: str, exc: Exception) -> str:
+    """Why ``unpackb`` refused a frame, for a client (several of msgpack's errors say nothing)."""
+    if isinstance(exc, msgpack.exceptions.StackError):
+        reason = f"arrays and maps nest deeper than {DECODE_NESTING} levels"
+    elif isinstance(exc, msgpack.ExtraData):
+        reason = "bytes follow the first msgpack value"
+    elif isinstance(exc, msgpack.exceptions.FormatError):
+        reason = "a byte that starts no msgpack value (such as 0xc1)"
+    elif isinstance(exc, UnicodeDecodeError):
+        reason = f"a string is not UTF-8 ({exc.reason} at byte {exc.start}); send bytes as bin"
+    elif isinstance(exc, TypeError):
+        reason = f"a map key is an array or a map ({exc})"
+    elif "max_ext_len" in str(exc):  # any extension type with data (timestamps included)
+        reason = "msgpack extension types are not accepted (plain data only)"
+    else:  # a truncated value, an extension type: msgpack's own words say it
+        reason = f"{type(exc).__name__}: {exc}"
+    return f"cannot decode the {what}: {reason}"
 
 
 @attrs.frozen
@@ -147,8 +168,7 @@ def read_header(frame: bytes) -> dict[str, Any]:
     try:
         header = unpackb(frame)
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
-        message = f"cannot decode the header: {type(exc).__name__}: {exc}"
-        raise RequestError(INVALID_ARGUMENT, message, "header") from None
+        raise RequestError(INVALID_ARGUMENT, decoding_error("header", exc), "header") from None
     if type(header) is not dict:
         raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {type(header).__name__}", "header")
     return header
@@ -197,6 +217,44 @@ def header_key(header: dict[str, Any]) -> int | str | None:
     )
 
 
+def header_options(header: dict[str, Any]) -> tuple[int | str | None, float | None]:
+    """``(idempotency_key, deadline_ms)`` of a request header, each None when absent, and
+    ``buffers`` checked to be buffer descriptions: the header's own fields, checked before
+    the route is looked up (RequestError naming the first bad one)."""
+    if len(header) == 2 and "route" in header and "id" in header:  # the common case: nothing more
+        return None, None
+    key = header_key(header) if "idempotency_key" in header else None
+    budget = header_deadline(header) if "deadline_ms" in header else None
+    if header.get("buffers") is not None:
+        buffer_specs(header)
+    return key, budget
+
+
+def buffer_specs(header: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    """``(dtype, shape)`` of each buffer ``header.buffers`` describes (RequestError naming
+    ``header.buffers`` or the description at fault)."""
+    specs = header.get("buffers")
+    if type(specs) is not list:
+        raise RequestError(
+            INVALID_ARGUMENT,
+            f"header.buffers must be an array of {{dtype, shape}} maps, got {type(specs).__name__} {specs!r:.80}",
+            "header.buffers",
+        )
+    described = []
+    for i, spec in enumerate(specs):
+        dtype = spec.get("dtype") if type(spec) is dict else None
+        shape = spec.get("shape") if type(spec) is dict else None
+        if dtype not in DTYPES or type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
+            raise RequestError(
+                INVALID_ARGUMENT,
+                f"header.buffers[{i}] must be a map with 'dtype' (one of {', '.join(sorted(DTYPES))}) and 'shape' "
+                f"(an array of non-negative ints), got {spec!r:.120}",
+                f"header.buffers[{i}]",
+            )
+        described.append((dtype, tuple(shape)))
+    return described
+
+
 def error_reply(request_id: Any, error: RequestError) -> list[bytes]:
     """An error reply's header and body frames."""
     return [packb({"id": request_id, "status": error.code}), packb(error.body())]
@@ -207,11 +265,15 @@ def error_frames(envelope: list[bytes], request_id: Any, error: RequestError) ->
     return [*envelope, SIGNATURE, *error_reply(request_id, error)]
 
 
+#: Frames a request's routing envelope may have (the ROUTER's identity frame and three more).
+MAX_ENVELOPE = 4
+
+
 def split_envelope(frames: list[bytes]) -> int:
     """Index of the signature frame (after the routing envelope), or -1 if not an envelope."""
     if len(frames) >= 4 and frames[1] == SIGNATURE:
         return 1
-    for index in range(2, min(len(frames) - 2, 6)):
+    for index in range(2, min(len(frames) - 2, MAX_ENVELOPE + 1)):
         if frames[index] == SIGNATURE:
             return index
     return -1
@@ -219,23 +281,30 @@ def split_envelope(frames: list[bytes]) -> int:
 
 def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> Any:
     """Replace ``{"$buffer": i}`` placeholders in ``body`` by :class:`Buffer` objects."""
-    specs = header.get("buffers")
-    if type(specs) is not list or len(specs) != len(frames):
-        described = f"describes {len(specs)}" if type(specs) is list else f"is {type(specs).__name__}"
+    if header.get("buffers") is None:
         raise RequestError(
             INVALID_ARGUMENT,
-            f"header.buffers {described}; it must describe each of the {len(frames)} buffer frame(s) sent",
+            f"{len(frames)} buffer frame(s) sent without header.buffers to describe them",
+            "header.buffers",
+        )
+    specs = buffer_specs(header)
+    if len(specs) != len(frames):
+        raise RequestError(
+            INVALID_ARGUMENT,
+            f"header.buffers describes {len(specs)}; it must describe each of the {len(frames)} buffer frame(s) sent",
             "header.buffers",
         )
     buffers = []
-    for i, (spec, frame) in enumerate(zip(specs, frames, strict=True)):
+    for i, ((dtype, shape), frame) in enumerate(zip(specs, frames, strict=True)):
         try:
-            buffers.append(Buffer(spec["dtype"], tuple(spec["shape"]), frame))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RequestError(INVALID_ARGUMENT, f"buffer {i}: {exc}", f"header.buffers[{i}]") from exc
+            buffers.append(Buffer(dtype, shape, frame))
+        except ValueError as exc:
+            raise RequestError(INVALID_ARGUMENT, f"buffer {i}: {exc}", f"header.buffers[{i}]") from None
     if nests_deeper(body, BUFFER_BODY_NESTING):  # the placeholder walk recurses: bound it before it starts
         raise RequestError(
-            INVALID_ARGUMENT, f"a body with buffers nests arrays and maps {BUFFER_BODY_NESTING} levels or more", "body"
+            INVALID_ARGUMENT,
+            f"a body with buffers nests arrays and maps deeper than {BUFFER_BODY_NESTING} levels",
+            "body",
         )
 
     def substitute(node: Any) -> Any:

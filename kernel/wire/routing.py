@@ -25,7 +25,7 @@ from heirloom.wire.protocol import (
     UNAVAILABLE,
     RequestError,
     attach_buffers,
-    header_deadline,
+    decoding_error,
     unpackb,
 )
 from heirloom.wire.stats import RouteStats
@@ -115,12 +115,18 @@ class Router:
 
 
 def decode_call(
-    envelope: list[bytes], request_id: Any, endpoint: Endpoint, header: dict, rest: list[bytes], received: float
+    envelope: list[bytes],
+    request_id: Any,
+    endpoint: Endpoint,
+    header: dict,
+    rest: list[bytes],
+    received: float,
+    budget: float | None,
 ) -> Call:
     """A :class:`Call` with its deadline and validated body, or RequestError naming the field.
 
     ``rest`` is the body frame and any buffer frames: together they must fit the route's
-    ``max_payload``.
+    ``max_payload``. ``budget``: the header's ``deadline_ms`` (see ``header_options``).
     """
     route = endpoint.route
     size = len(rest[0]) if len(rest) == 1 else sum(len(frame) for frame in rest)
@@ -132,17 +138,15 @@ def decode_call(
             "body",
         )
     call = Call(envelope, request_id, endpoint, received)
-    if "deadline_ms" in header:
-        budget = header_deadline(header)
-        if budget is not None:
-            if budget <= 0:
-                raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
-            call.deadline = received + budget / 1000
+    if budget is not None:
+        if budget <= 0:
+            raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
+        call.deadline = received + budget / 1000
     try:
         body = unpackb(rest[0])
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
-        raise RequestError(INVALID_ARGUMENT, f"cannot decode the body: {type(exc).__name__}: {exc}", "body") from None
-    if len(rest) > 1 or "buffers" in header:
+        raise RequestError(INVALID_ARGUMENT, decoding_error("body", exc), "body") from None
+    if len(rest) > 1 or header.get("buffers") is not None:
         body = attach_buffers(body, header, rest[1:])
     if endpoint.validate is not None:
         body = endpoint.validate(body)

@@ -50,7 +50,7 @@ from heirloom.wire.protocol import (
     RequestError,
     error_reply,
     header_id,
-    header_key,
+    header_options,
     header_route,
     packb,
     read_header,
@@ -302,7 +302,7 @@ class Server:
         try:
             header = read_header(frames[head])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
-            key = header_key(header) if "idempotency_key" in header else None  # a header field: checked first
+            key, budget = header_options(header)  # the header's own fields: checked first
             vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
             endpoint = self.router.endpoints.get(route) if type(route) is str else None
@@ -317,7 +317,7 @@ class Server:
                 return
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
-            call = decode_call(envelope, request_id, endpoint, header, frames[head + 1 :], received)
+            call = decode_call(envelope, request_id, endpoint, header, frames[head + 1 :], received, budget)
             if key is not None:
                 client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
                 call.idem = (client, endpoint.name, key)

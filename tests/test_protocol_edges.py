@@ -1,0 +1,120 @@
+"""Edges of docs/PROTOCOL.md that a client written in C from the doc alone ran into: each
+test is the doc's rule, held alike by one process and by a broker with workers."""
+
+from __future__ import annotations
+
+import math
+
+import msgpack
+import pytest
+import zmq
+
+from tests.daemons import Daemon
+
+SIGNATURE = b"HLM1"
+
+
+@pytest.fixture(scope="module", params=["1", "2"], ids=["one process", "--workers 2"])
+def daemon(request, tmp_path_factory):
+    daemon = Daemon(tmp_path_factory.mktemp("edges"), "--workers", request.param)
+    daemon.wait_ready()
+    yield daemon
+    assert daemon.terminate() == 0
+
+
+@pytest.fixture
+def send(daemon):
+    """``send(*frames)``: the reply's (header, body), or None when none came within 2 s."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.address)
+
+    def send(*frames: bytes) -> tuple[dict, object] | None:
+        sock.send_multipart(list(frames))
+        if not sock.poll(2000):
+            return None
+        reply = sock.recv_multipart()
+        start = reply.index(SIGNATURE)
+        return msgpack.unpackb(reply[start + 1]), msgpack.unpackb(reply[start + 2], strict_map_key=False)
+
+    yield send
+    sock.close()
+
+
+def header(**fields) -> bytes:
+    return msgpack.packb({"id": 7, **fields})
+
+
+def refused(reply, field: str) -> str:
+    """The message of an INVALID_ARGUMENT reply naming ``field``."""
+    head, body = reply
+    assert head["status"] == "INVALID_ARGUMENT" and body["field"] == field, reply
+    return body["message"]
+
+
+def test_the_signature_may_follow_at_most_three_envelope_frames_after_the_identity(send):
+    health = [SIGNATURE, header(route="_health"), msgpack.packb(None)]
+    answered = send(b"a", b"b", b"c", *health)  # the daemon sees it as frame 5: identity, a, b, c, HLM1
+    assert answered is not None and answered[0]["status"] == "OK"
+    assert send(b"a", b"b", b"c", b"d", *health) is None  # frame 6: dropped, as the doc says
+
+
+@pytest.mark.parametrize("route", ["_health", "nope.nope", "echo.echo"])
+def test_header_fields_are_checked_before_the_route_on_every_route(send, route):
+    nil = msgpack.packb(None)
+    assert "finite number" in refused(
+        send(SIGNATURE, header(route=route, deadline_ms=math.nan), nil), "header.deadline_ms"
+    )
+    assert "array of" in refused(send(SIGNATURE, header(route=route, buffers="x"), nil), "header.buffers")
+    expired_and_bad = header(route=route, deadline_ms=0, buffers=[3])  # the header, before the deadline
+    assert "must be a map with 'dtype'" in refused(send(SIGNATURE, expired_and_bad, nil, b"\0"), "header.buffers[0]")
+
+
+def test_every_buffer_frame_must_be_described(send):
+    body = msgpack.packb({"x": {"$buffer": 0}})
+    message = refused(send(SIGNATURE, header(route="echo.echo"), body, b"\0" * 4), "header.buffers")
+    assert message == "1 buffer frame(s) sent without header.buffers to describe them"
+    one = [{"dtype": "uint8", "shape": [4]}]
+    assert "describes 1; it must describe each of the 2" in refused(
+        send(SIGNATURE, header(route="echo.echo", buffers=one), body, b"\0" * 4, b"\0"), "header.buffers"
+    )
+
+
+def test_a_body_with_buffers_may_nest_64_levels(send):
+    described = header(route="echo.echo", buffers=[{"dtype": "uint8", "shape": [1]}])
+    placeholder = msgpack.packb({"$buffer": 0})
+    at_the_limit = b"\x91" * 63 + placeholder  # 63 arrays around the placeholder's map: 64 levels
+    assert send(SIGNATURE, described, at_the_limit, b"\1")[0]["status"] == "OK"
+    message = refused(send(SIGNATURE, described, b"\x91" + at_the_limit, b"\1"), "body")
+    assert message == "a body with buffers nests arrays and maps deeper than 64 levels"
+
+
+def test_error_messages_are_at_most_1000_characters_however_long_the_bad_value(send):
+    for length in (990, 5000):
+        head, body = send(SIGNATURE, header(route="r" * length), msgpack.packb(None))
+        assert head["status"] == "NOT_FOUND" and len(body["message"]) <= 1000
+        assert body["message"].endswith("more characters)")
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (msgpack.packb(1) + b"\x02", "bytes follow the first msgpack value"),
+        (b"\xc1", "a byte that starts no msgpack value"),
+        (b"\xa2\xff\xfe", "a string is not UTF-8"),
+        (b"\x81\x81\x01\x02\x03", "a map key is an array or a map"),
+        (b"\x91" * 1025 + b"\x01", "nest deeper than 1024 levels"),
+        (b"\xd4\x01\x01", "extension types are not accepted"),
+        (b"\xc7\x00\x05", "extension type 5 is not accepted"),
+    ],
+)
+def test_an_undecodable_body_says_why(send, frame, reason):
+    assert reason in refused(send(SIGNATURE, header(route="echo.echo"), frame), "body")
+
+
+def test_routes_lists_the_built_in_routes_behind_a_broker_too(send):
+    _, body = send(SIGNATURE, header(route="_routes"), msgpack.packb(None))
+    builtins = {route["name"]: route for route in body["routes"] if route["name"].startswith("_")}
+    assert sorted(builtins) == ["_health", "_ready", "_reload", "_routes", "_stats"]
+    assert all(route["max_payload"] == 65536 and route["inline"] for route in builtins.values())
+    assert builtins["_reload"]["admin"] and not builtins["_health"]["admin"]
