@@ -73,6 +73,18 @@ def test_predict_over_a_real_socket_names_the_version(daemon):
         assert client.call("sentiment.labels")["labels"] == ["negative", "neutral", "positive"]
 
 
+def test_routes_describes_both_reply_forms_of_predict(daemon):
+    """A client generating types from ``_routes`` must see the ``{"texts"}`` reply too."""
+    with daemon.client(timeout=10) as client:
+        (entry,) = [r for r in client.call("_routes")["routes"] if r["name"] == "sentiment.predict"]
+        forms = entry["output"]["anyOf"]
+        for body in ({"text": "Sales rose 20%"}, {"texts": ["Sales rose 20%", "The AGM is on Tuesday"]}):
+            reply = client.call("sentiment.predict", body)
+            fitting = [f for f in forms if set(f["required"]) <= set(reply) <= set(f["properties"])]
+            assert len(fitting) == 1, (body, reply, forms)
+        assert "label" in forms[0]["properties"]  # the one-text form first: what HTTP gateways read
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [

@@ -287,7 +287,9 @@ class Route:
     answer only clients whose Curve key is an admin key (when the daemon uses Curve).
     ``model`` names the profile model the route serves one prediction per body from:
     HTTP gateways offer such a route as an Open Inference Protocol model. ``output`` is
-    an attrs class describing one reply (documentation only: ``_routes`` shows its schema).
+    an attrs class describing one reply, or a union of them for a route that answers in
+    more than one form (``A | B``; the one-body form first, which gateways read):
+    documentation only, ``_routes`` shows its schema.
     """
 
     name: str
@@ -302,7 +304,7 @@ class Route:
     description: str = ""
     admin: bool = False
     model: str | None = None
-    output: type | None = None
+    output: Any = None
 
 
 @attrs.frozen

@@ -30,6 +30,10 @@ def without_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def properties(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An object schema's fields; of a reply that comes in several forms (``anyOf``), those of
+    the first, the one-body form (Route.output)."""
+    if "properties" not in schema and schema.get("anyOf"):
+        schema = schema["anyOf"][0]
     return {name: without_null(value) for name, value in (schema.get("properties") or {}).items()}
 
 

@@ -78,12 +78,31 @@ def serving(handle: Any) -> tuple[Any, str | None]:
 
 @attrs.define
 class PredictOutput:
-    """The reply to {'text'}: the best label and every label's probability (for {'texts'}:
-    ``{"predictions": [{"label", "probabilities"}, ...], "version"}``)."""
+    """The reply to {'text'}: the best label and every label's probability."""
 
     label: str
     probabilities: dict[str, float]
     version: str | None
+
+
+@attrs.define
+class Prediction:
+    """One text's best label and every label's probability."""
+
+    label: str
+    probabilities: dict[str, float]
+
+
+@attrs.define
+class PredictManyOutput:
+    """The reply to {'texts'}: one prediction per text, in their order."""
+
+    predictions: list[Prediction]
+    version: str | None
+
+
+#: A predict route answers in the form it was asked in (the one-text form first).
+PREDICT_OUTPUT = PredictOutput | PredictManyOutput
 
 
 @attrs.define
@@ -146,7 +165,7 @@ class ClassifyApi(heirloom.Api):
                 items=lambda body: 1 if body.text is not None else len(body.texts),
                 description="Label and probabilities for {'text': str} or {'texts': [str, ...]}.",
                 model=self.model,
-                output=PredictOutput,
+                output=PREDICT_OUTPUT,
             )
             if self.batching
             else heirloom.Route(
@@ -155,7 +174,7 @@ class ClassifyApi(heirloom.Api):
                 input=self.input,
                 description="Label and probabilities for {'text': str} or {'texts': [str, ...]} (unbatched).",
                 model=self.model,
-                output=PredictOutput,
+                output=PREDICT_OUTPUT,
             )
         )
         return [
