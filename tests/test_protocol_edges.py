@@ -68,6 +68,9 @@ def test_header_fields_are_checked_before_the_route_on_every_route(send, route):
     assert "array of" in refused(send(SIGNATURE, header(route=route, buffers="x"), nil), "header.buffers")
     expired_and_bad = header(route=route, deadline_ms=0, buffers=[3])  # the header, before the deadline
     assert "must be a map with 'dtype'" in refused(send(SIGNATURE, expired_and_bad, nil, b"\0"), "header.buffers[0]")
+    for spec in ({"dtype": ["uint8"], "shape": [1]}, {"dtype": "uint8", "shape": [-1]}, {"dtype": "uint8"}):
+        bad = header(route=route, buffers=[spec])
+        assert "must be a map with 'dtype'" in refused(send(SIGNATURE, bad, nil, b"\0"), "header.buffers[0]")
 
 
 def test_every_buffer_frame_must_be_described(send):

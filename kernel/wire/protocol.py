@@ -244,7 +244,8 @@ def buffer_specs(header: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
     for i, spec in enumerate(specs):
         dtype = spec.get("dtype") if type(spec) is dict else None
         shape = spec.get("shape") if type(spec) is dict else None
-        if dtype not in DTYPES or type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
+        known = type(dtype) is str and dtype in DTYPES  # a list or a map as dtype is unhashable
+        if not known or type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
             raise RequestError(
                 INVALID_ARGUMENT,
                 f"header.buffers[{i}] must be a map with 'dtype' (one of {', '.join(sorted(DTYPES))}) and 'shape' "
