@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import urllib.request
 from concurrent.futures import wait
 
 import msgpack
 import pytest
+import yaml
 import zmq
 
 from heirloom.wire.client import RemoteError
 from tests.daemons import Daemon
-from tests.helpers import free_port, run_heirloom, write
+from tests.helpers import REPO, free_port, run_heirloom, write
 
 parser = pytest.importorskip(
     "prometheus_client.parser", reason="needs the 'metrics' extra: pip install -c constraints.txt -e '.[metrics]'"
@@ -192,8 +195,34 @@ def test_with_workers_the_numbers_cover_every_worker(tmp_path, served):
             time.sleep(0.2)
         check_counts(after, expected_processes=2)
         assert value(after, "heirloom_workers", state="ready") == 2
+        for source, exprs in shipped_queries().items():  # a broker with workers exports every family
+            for name in sorted({n for expr in exprs for n in re.findall(r"\bheirloom_\w+", expr)}):
+                assert name in after, f"{source} queries {name}, which no heirloom daemon exports"
     finally:
         assert daemon.terminate() == 0, daemon.log()
+
+
+def shipped_queries() -> dict[str, list[str]]:
+    """The PromQL of deploy/'s alerting rules and Grafana dashboard, by file."""
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "heirloom-alerts.yml").read_text())
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "heirloom-dashboard.json").read_text())
+    return {
+        "heirloom-alerts.yml": [rule["expr"] for group in rules["groups"] for rule in group["rules"]],
+        "heirloom-dashboard.json": [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]],
+    }
+
+
+def test_the_shipped_alerts_are_well_formed_rules():
+    """What Prometheus requires of a rule file (promtool is not installed here), and what an
+    operator's routing relies on: a severity and a summary on every alert."""
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "heirloom-alerts.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert len({rule["alert"] for rule in alerts}) == len(alerts) >= 5
+    for rule in alerts:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, rule
+        assert rule["labels"]["severity"] in ("page", "ticket") and rule["annotations"]["summary"], rule
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule
+        assert rule["expr"].count("(") == rule["expr"].count(")"), rule
 
 
 def client_stats(daemon: Daemon) -> dict:
