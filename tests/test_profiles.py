@@ -103,6 +103,30 @@ max_in_flihgt = 3
     assert f"{bad}: resources.max_in_flihgt: unknown key; did you mean 'max_in_flight'?" in text
 
 
+def test_a_typo_in_a_kernel_key_of_a_component_is_answered_like_one_in_its_own_keys(tmp_path):
+    """``inherit``, ``serve``, ``enabled`` and ``use`` are valid in every table they belong to:
+    an unknown key's message offers them too, not only the plugin's own fields."""
+    bad = write(
+        tmp_path / "bad.toml",
+        """
+[sources.rows]
+use = "toy-source"
+enable = false
+[models.m]
+use = "toy-model"
+data = "rows"
+inherti = "x/m@1"
+""",
+    )
+    result = run_heirloom("profile", "check", str(bad), env={"HEIRLOOM_PLUGINS": "tests.toys"})
+    assert result.returncode == 2
+    model, source = sorted(result.stderr.strip().splitlines())
+    assert "models.m.inherti: unknown key; did you mean 'inherit'?" in model
+    assert all(f"{key}," in model or f"{key})" in model for key in ("inherit", "serve", "enabled", "use"))
+    assert "sources.rows.enable: unknown key; did you mean 'enabled'?" in source
+    assert "inherit" not in source  # a source has no weights to inherit
+
+
 def test_valid_profile_checks_with_exit_zero():
     result = run_heirloom("profile", "check", "minimal")
     assert result.returncode == 0, result.stderr

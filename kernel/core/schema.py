@@ -262,7 +262,7 @@ class Validator:
         table.update(kernel_keys)
         table.update(config)  # the tree now shows typed, resolved values (profile show)
         keys = self._structure(key, kernel_keys, keys_cls)
-        instance = self._structure(key, config, cls)
+        instance = self._structure(key, config, cls, also=sorted(reserved))
         if instance is None or keys is None:
             # every problem at once: the references the table names are checked all the same
             found = [(f, k, t) for f, k, t in declared_references(cls, config) if isinstance(t, str)]
@@ -307,11 +307,13 @@ class Validator:
             if must_exist and not path.exists():
                 self.problem(f"{key}.{field.name}", f"path does not exist: {path}")
 
-    def _structure(self, key: str, config: dict, cls: type) -> Any:
+    def _structure(self, key: str, config: dict, cls: type, also: typing.Sequence[str] = ()) -> Any:
+        """``config`` structured into ``cls``, or None after reporting every problem; ``also``:
+        keys of the table that are valid though not ``cls``'s (the kernel's ``use``, ``inherit``...)."""
         try:
             return self.converter.structure(config, cls)
         except (ClassValidationError, IterableValidationError) as exc:
-            for path, message in flatten_errors(exc, []):
+            for path, message in flatten_errors(exc, [], {cls: also}):
                 self.problem(_join(key, path), message)
         except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
             field = _field_named_in(exc, cls)
@@ -354,21 +356,26 @@ class Validator:
         return ordered
 
 
-def flatten_errors(exc: BaseException, path: list[str]) -> typing.Iterator[tuple[list[str], str]]:
-    """(key path, message) for every leaf error inside a cattrs validation error."""
+def flatten_errors(
+    exc: BaseException, path: list[str], also: typing.Mapping[type, typing.Sequence[str]] | None = None
+) -> typing.Iterator[tuple[list[str], str]]:
+    """(key path, message) for every leaf error inside a cattrs validation error; ``also``:
+    more valid keys of a class's table, offered with its own for an unknown key."""
+    also = also or {}
     if isinstance(exc, ForbiddenExtraKeysError):
         names = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        names += [name for name in also.get(exc.cl, ()) if name not in names]
         for key in sorted(exc.extra_fields):
             yield [*path, key], f"unknown key{did_you_mean(key, names)} (valid keys: {', '.join(names) or 'none'})"
     elif isinstance(exc, (ClassValidationError, IterableValidationError)):
         with_notes, without_notes = exc.group_exceptions()
         for sub, note in with_notes:
             step = note.name if hasattr(note, "name") else f"[{note.index}]"
-            yield from flatten_errors(sub, [*path, step])
+            yield from flatten_errors(sub, [*path, step], also)
         for sub in without_notes:
             # attrs validators run in __init__: map "'field' must ..." back to its field
             field = _field_named_in(sub, getattr(exc, "cl", None))
-            yield from flatten_errors(sub, [*path, field] if field else path)
+            yield from flatten_errors(sub, [*path, field] if field else path, also)
     elif isinstance(exc, KeyError):
         yield path, "required key missing"
     else:
