@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -185,3 +186,18 @@ def test_a_worker_says_when_it_cannot_reach_its_broker_and_when_it_does(tmp_path
         assert worker.wait(30) == 0
     finally:
         worker.kill()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_heirloom_call_run_again_with_its_idempotency_key_writes_once(tmp_path, workers):
+    """Each `heirloom call` is a new connection; a rerun with the same key must still be
+    the same client's retry, not a second write."""
+    daemon = Daemon(tmp_path, "--workers", workers)
+    daemon.wait_ready()
+    try:
+        call = ("call", "t.write", "null", "--connect", daemon.address, "--idempotency-key", "order-17")
+        runs = [run_heirloom(*call) for _ in range(3)]  # three writes would make some worker count 2
+        assert all(run.returncode == 0 for run in runs), runs[0].stderr
+        assert [json.loads(run.stdout) for run in runs] == [1, 1, 1]
+    finally:
+        assert daemon.terminate() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,11 @@ def _jsonable(value: Any) -> Any:
     type=SECONDS,
     help="Seconds before giving up (sent to the daemon as the deadline).",
 )
-@click.option("--idempotency-key", help="Makes a write safe to retry: the daemon answers a repeated key from memory.")
+@click.option(
+    "--idempotency-key",
+    help="Makes a write safe to retry: running the same call again with the same key gets the first "
+    "reply from the daemon's memory instead of writing twice.",
+)
 @existing_file("--curve-secret", "This client's .key_secret file (CurveZMQ).")
 @existing_file("--curve-server", "The server's public .key file (CurveZMQ).")
 def call_command(
@@ -63,12 +68,22 @@ def call_command(
     if (curve_secret is None) != (curve_server is None):
         fail("error: --curve-secret and --curve-server go together", 2)
     curve = CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
-    with Client(connect, timeout=timeout, curve=curve) as client:
+    with Client(connect, timeout=timeout, curve=curve, routing_id=_retry_identity(idempotency_key, curve)) as client:
         try:
             reply = client.request(route, payload, idempotency_key=idempotency_key)
         except RemoteError as exc:
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""))
     click.echo(json.dumps(_jsonable(reply.body), indent=2))
+
+
+def _retry_identity(key: str | None, curve: CurveClient | None) -> bytes | None:
+    """A key belongs to one client: with Curve that is the key pair, which a rerun shares;
+    otherwise the connection, new in every run, so a rerun with a key takes an identity
+    made from it (two runs with one key at the same moment: the second waits out its
+    timeout, since a daemon serves one connection per identity)."""
+    if key is None or curve is not None:
+        return None
+    return b"heirloom-call-" + hashlib.sha256(key.encode()).hexdigest()[:32].encode()
 
 
 COMMANDS = [call_command]

@@ -151,7 +151,11 @@ class Client:
         timeout: float = 10.0,
         retries: int = 2,
         curve: CurveClient | None = None,
+        routing_id: bytes | None = None,
     ):
+        """``routing_id``: this client's identity at the daemon (ZMQ_ROUTING_ID) instead of
+        one per connection, so that an idempotency key sent again from another process is
+        the same client's key (docs/PROTOCOL.md); unique among clients connected at once."""
         self.address = address
         self.timeout = timeout
         self.retries = retries
@@ -167,6 +171,8 @@ class Client:
         self._wake_push.connect(self._wake_address)
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if routing_id is not None:
+            self._socket.setsockopt(zmq.ROUTING_ID, routing_id)
         self._monitor = None
         if curve is not None:
             curve.apply(self._socket)
