@@ -27,7 +27,11 @@ def classification_metrics(
     the confusion matrix (rows: true label, columns: predicted label).
 
     ``labels`` fixes the order (e.g. the model's label set); labels seen in ``truth`` or
-    ``predicted`` but not listed are appended in sorted order. Everything is JSON-able.
+    ``predicted`` but not listed are appended in sorted order. Every label gets a row; the
+    averages count only the labels that occur in ``truth`` or ``predicted`` (scikit-learn's
+    default), so a label the model knows but the data never has and nobody predicts (a new
+    label learnt from feedback, which never enters a test split) does not pull
+    ``macro_f1`` down. Everything is JSON-able.
     """
     if len(truth) != len(predicted):
         raise ValueError(f"{len(truth)} true labels but {len(predicted)} predictions")
@@ -49,11 +53,13 @@ def classification_metrics(
         }
     total = len(truth)
 
+    occurring = [label for label in order if support[label] or predicted_count[label]]
+
     def average(weighted: bool) -> dict[str, float]:
-        weights = {label: (support[label] if weighted else 1) for label in order}
+        weights = {label: (support[label] if weighted else 1) for label in occurring}
         norm = sum(weights.values())
         result: dict[str, float] = {
-            key: _ratio(sum(per_class[label][key] * weights[label] for label in order), norm)
+            key: _ratio(sum(per_class[label][key] * weights[label] for label in occurring), norm)
             for key in ("precision", "recall", "f1")
         }
         result["support"] = total

@@ -53,6 +53,9 @@ def test_show_prints_records_of_any_source(rows):
     assert "numbers record 1" in result.stdout and "numbers record 2" in result.stdout
     assert "numbers record 3" not in result.stdout
     assert "'i': 1" in result.stdout
+    assert "2 shown; the source has more" in result.stderr  # a short listing says it is one
+    everything = run_heirloom("data", "show", rows["profile"], "numbers", "--limit", "7", env=rows)
+    assert "numbers record 7" in everything.stdout and "shown" not in everything.stderr
 
 
 def test_show_json_prints_one_object_per_line(rows):

@@ -375,3 +375,14 @@ def test_metrics_match_hand_computed_values():
         "f1": 0.0,
         "support": 0,
     }
+
+
+def test_a_label_nobody_has_or_predicts_gets_a_row_but_does_not_pull_the_averages_down():
+    """A label learnt from feedback never enters a test split: with a zero row in the macro
+    average, every version that learnt one would lose to one that did not."""
+    truth, predicted = ["a", "b", "b"], ["a", "b", "a"]
+    without = classification_metrics(truth, predicted, ["a", "b"])
+    learnt = classification_metrics(truth, predicted, ["a", "b", "new"])
+    assert learnt["per_class"]["new"]["support"] == 0
+    assert learnt["macro_f1"] == without["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert learnt["weighted_avg"] == without["weighted_avg"]

@@ -62,12 +62,15 @@ def data_show(profile: str, source: str, limit: int, split: str | None, as_json:
     with started_source(profile, source) as component:
         if split is not None and split not in component.splits():
             fail(f"source {source!r} has no split {split!r} (splits: {', '.join(component.splits())})", EXIT_INVALID)
-        for number, record in enumerate(itertools.islice(component.records(split), limit or None), start=1):
+        records = iter(component.records(split))
+        for number, record in enumerate(itertools.islice(records, limit or None), start=1):
             if as_json:
                 click.echo(json.dumps(plain(record), ensure_ascii=False, default=str))
             else:
                 console.rule(f"{source} record {number}")
                 console.print(Pretty(plain(record), max_length=SHOWN_ITEMS, max_string=SHOWN_CHARS))
+        if limit and next(records, None) is not None:  # on stderr: --json output stays records only
+            err_console.print(f"{limit} shown; the source has more (--limit N, or --limit 0 for all)")
 
 
 @data_group.command("stats")
