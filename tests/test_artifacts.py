@@ -453,3 +453,32 @@ def test_unknown_refs_exit_2_and_say_what_exists(store):
     assert malformed.returncode == 2 and "invalid artifact reference" in said(malformed)
     shown = json.loads(models(store, "show", "medical/triage", "--json").stdout)
     assert shown["ref"] == "medical/triage@2"
+
+
+TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'production'?"
+
+
+@pytest.mark.parametrize(
+    ("project", "keys", "problem"),
+    [
+        ("next", 'inherit = "team/m@9"', "models.m.inherit: no version 9 of team/m (versions: 1-2)"),
+        ("next", 'inherit = "team/m@prod"', "models.m.inherit: team/m has no alias 'prod'"),
+        ("next", 'inherit = "team/mm"', "models.m.inherit: no model 'team/mm' in the store"),
+        ("team", 'serve = "prodution"', TYPO),
+        ("next", 'inherit = "elsewhere/thing@production"', None),  # not trained yet: train will say
+        ("team", 'serve = "canary"', None),  # a new alias: promoted after the first train
+        ("next", 'inherit = "team/m@production"\nserve = "production"', None),
+    ],
+)
+def test_profile_check_names_inherit_and_serve_typos_the_store_reveals(store, tmp_path, project, keys, problem):
+    put(store, "team/m", 1)
+    put(store, "team/m", 2)
+    store.promote("team/m@2", "production")
+    tables = f'[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n{keys}\n'
+    profile = write(tmp_path / "next.toml", f'project = "{project}"\n{tables}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    result = run_heirloom("profile", "check", str(profile), env=env)
+    if problem is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode == 2 and f"{profile}: {problem}" in said(result), result.stderr

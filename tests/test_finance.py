@@ -195,8 +195,8 @@ def test_serving_an_alias_nobody_holds_says_to_promote(trained, tmp_path):
             with pytest.raises(Unavailable) as caught:
                 client.call("sentiment.predict", {"text": "Sales rose"})
         assert caught.value.message == (
-            "model 'sentiment' serves nothing: no version of finance/sentiment has alias 'production' "
-            "(latest: finance/sentiment@1); promote one: heirloom models promote finance/sentiment@1 production"
+            "model 'sentiment' serves nothing: finance/sentiment has no alias 'production' (aliases: none); "
+            "latest: finance/sentiment@1. To serve 'production': heirloom models promote finance/sentiment@1 production"
         )
     finally:
         assert daemon.terminate() == 0

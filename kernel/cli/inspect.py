@@ -20,7 +20,7 @@ from heirloom.cli.common import (
 )
 from heirloom.core.errors import HeirloomError, ProfileError
 from heirloom.core.profile import MASK
-from heirloom.store.checks import served_model_problems
+from heirloom.store.checks import reference_problems, served_model_problems
 
 
 @click.command("plugins")
@@ -127,11 +127,12 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
 
     Each error reads FILE: key.path: message. When the artifact store holds the versions
     the profile would serve, settings are also checked against them (a label-monitor's
-    label must be one its model predicts).
+    label must be one its model predicts), and so are inherit and serve values that look
+    mistyped (a version or alias a stored model lacks, a name one typo from a stored one).
     """
     resolved = resolve_or_exit(profile, overrides)
     try:
-        problems = served_model_problems(get_kernel(), resolved)
+        problems = reference_problems(get_kernel(), resolved) + served_model_problems(get_kernel(), resolved)
     except HeirloomError as exc:
         fail(f"error: {exc}")
     if problems:

@@ -135,10 +135,12 @@ class ModelServing:
         except HeirloomError:
             return f"{base} has no trained version yet (run heirloom train)"
         if serve is not None and not serve.isdigit():
-            return (
-                f"no version of {base} has alias {serve!r} (latest: {latest.ref}); promote one: "
-                f"heirloom models promote {latest.ref} {serve}"
-            )
+            try:
+                self.store.resolve(f"{base}@{serve}")
+                why = f"no version of {base} has alias {serve!r}"
+            except HeirloomError as exc:  # names the aliases it has, and a close one
+                why = str(exc)
+            return f"{why}; latest: {latest.ref}. To serve {serve!r}: heirloom models promote {latest.ref} {serve}"
         return f"{base} has no version {serve} (latest: {latest.ref})"
 
     def status(self) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, references
 from heirloom.core.errors import HeirloomError, Problem
+from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
+from heirloom.store.training import PRETRAINED, SERVED
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -53,3 +55,45 @@ def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
     model = profile.instantiate(spec)
     model.load(store.load(artifact))
     return model
+
+
+def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem]:
+    """``inherit`` and ``serve`` values that look mistyped against what the store holds.
+
+    A reference to a model the store has never seen may be one not trained yet (another
+    project's, trained later), so it is left to ``train``; but a version or an alias the
+    stored model lacks, a model name one typo away from a stored one, or a ``serve`` alias
+    one typo away from an alias the model has are reported here, with their key.
+    """
+    models = [spec for spec in profile.components if spec.kind == "model"]
+    inherits = [(spec, spec.keys.inherit) for spec in models if _stored_ref(spec.keys.inherit)]
+    aliases = [(spec, spec.keys.serve) for spec in models if spec.keys.serve and not spec.keys.serve.isdigit()]
+    if not inherits and not aliases:
+        return []
+    store = kernel.store(profile)
+    known = sorted({f"{a.project}/{a.model}" for a in store.list()})
+    own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
+    problems = []
+
+    def report(spec: Any, field: str, message: str) -> None:
+        key = f"{spec.key}.{field}"
+        problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, message))
+
+    for spec, ref in inherits:
+        try:
+            store.resolve(ref)
+        except HeirloomError as exc:
+            named = ref.partition("@")[0]
+            if named not in own and (named in known or did_you_mean(named, known)):
+                report(spec, "inherit", str(exc))
+    for spec, alias in aliases:
+        held = {name for artifact in store.list(profile.project, spec.name) for name in artifact.aliases}
+        hint = did_you_mean(alias, held)
+        if alias not in held and hint:
+            report(spec, "serve", f"no version holds alias {alias!r}{hint} (aliases: {', '.join(sorted(held))})")
+    return problems
+
+
+def _stored_ref(ref: str | None) -> bool:
+    """Whether an ``inherit`` value names a stored artifact (not ``served``, a pretrained state or nothing)."""
+    return bool(ref) and ref != SERVED and not ref.startswith(PRETRAINED)
