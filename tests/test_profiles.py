@@ -127,6 +127,37 @@ inherti = "x/m@1"
     assert "inherit" not in source  # a source has no weights to inherit
 
 
+def test_every_bad_value_of_one_table_is_reported_at_once(tmp_path):
+    """attrs stops at a table's first failing validator and cattrs runs none once a key or a
+    type is wrong: a second bound, or a bound next to a typo, must still be reported."""
+    bad = write(
+        tmp_path / "bad.toml",
+        """
+[resources]
+device = 3
+threads = -1
+memory_budget_mb = -5
+[server]
+grace = 0
+max_queue = 0
+bogus = 1
+[apis.echo]
+use = "echo"
+""",
+    )
+    result = run_heirloom("profile", "check", str(bad))
+    assert result.returncode == 2
+    reported = sorted(line.split(": ")[1] for line in result.stderr.strip().splitlines())
+    assert reported == [
+        "resources.device",
+        "resources.memory_budget_mb",
+        "resources.threads",
+        "server.bogus",
+        "server.grace",
+        "server.max_queue",
+    ]
+
+
 def test_valid_profile_checks_with_exit_zero():
     result = run_heirloom("profile", "check", "minimal")
     assert result.returncode == 0, result.stderr

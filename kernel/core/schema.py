@@ -310,6 +310,7 @@ class Validator:
     def _structure(self, key: str, config: dict, cls: type, also: typing.Sequence[str] = ()) -> Any:
         """``config`` structured into ``cls``, or None after reporting every problem; ``also``:
         keys of the table that are valid though not ``cls``'s (the kernel's ``use``, ``inherit``...)."""
+        reported = len(self.problems)
         try:
             return self.converter.structure(config, cls)
         except (ClassValidationError, IterableValidationError) as exc:
@@ -318,7 +319,25 @@ class Validator:
         except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
             field = _field_named_in(exc, cls)
             self.problem(f"{key}.{field}" if field else key, str(exc))
+        # attrs stops at the first failing validator, and cattrs runs none once a key or a
+        # type is wrong: check each remaining field on its own, so all are reported at once
+        named = {problem.path for problem in self.problems[reported:]}
+        for field, message in self._field_problems(config, cls):
+            if f"{key}.{field}" not in named:
+                self.problem(f"{key}.{field}", message)
         return None
+
+    def _field_problems(self, config: dict, cls: type) -> typing.Iterator[tuple[str, str]]:
+        """``(field, message)`` for each field of ``config`` whose value fails its validator."""
+        for field in attrs.fields(attrs.resolve_types(cls)):
+            if field.name not in config or field.validator is None:
+                continue
+            try:
+                field.validator(None, field, self.converter.structure(config[field.name], field.type))
+            except ValueError as exc:
+                yield field.name, str(exc)
+            except Exception:  # noqa: BLE001 - a wrong type (reported above) or a check across fields
+                continue
 
     def _check_references(self, key: str, found: list[tuple[str, str, Any]]) -> None:
         for field, kind, target in found:
