@@ -148,3 +148,14 @@ def test_fhir_truncated_bundle_is_skipped_and_counted(data_dir, tmp_path):
     assert stats["records"] == 3
     assert stats["errors"]["skipped_files"] == 1
     assert stats["errors"]["messages"][0].startswith(f"{victim}: malformed JSON")
+
+
+def test_a_plugin_both_installed_and_named_in_heirloom_plugins_loads_once(rows):
+    """PLUGINS.md's development shortcut next to an installed copy of the same package was a
+    raw pluggy 'already registered under a different name' for every command."""
+    env = {**rows, "HEIRLOOM_PLUGINS": "heirloom_rows"}
+    result = run_heirloom("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    listed = [p for p in json.loads(result.stdout) if "rows" in p["provides"]["source"]]
+    assert [(p["name"], p["status"]) for p in listed] == [("rows", "loaded")]
+    assert run_heirloom("data", "show", rows["profile"], "numbers", env=env).returncode == 0

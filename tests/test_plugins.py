@@ -108,6 +108,31 @@ def test_failing_plugin_is_isolated_and_reported():
     assert infos["tests.toys"].status == "loaded"
 
 
+def test_a_hook_function_without_the_marker_is_an_error_not_silence():
+    """pluggy calls only functions marked @heirloom.hookimpl: an unmarked one (rightly named
+    or one typo off) would register nothing and say nothing."""
+
+    class Unmarked:
+        def heirloom_register_models(self, register):
+            register("never", toys.ToyModel)
+
+    class UnmarkedTypo:
+        def heirloom_register_modls(self, register):
+            pass
+
+    class MarkedTypo:
+        @heirloom.hookimpl
+        def heirloom_register_modls(self, register):
+            pass
+
+    infos = _kernel(Unmarked(), UnmarkedTypo(), MarkedTypo()).plugins.infos
+    assert "heirloom_register_models is not marked @heirloom.hookimpl" in infos["Unmarked"].error
+    assert "did you mean 'heirloom_register_models'?" in infos["UnmarkedTypo"].error
+    misspelt = "unknown hook 'heirloom_register_modls'; did you mean 'heirloom_register_models'?"
+    assert misspelt in infos["MarkedTypo"].error
+    assert {infos[name].status for name in ("Unmarked", "UnmarkedTypo", "MarkedTypo")} == {"failed"}
+
+
 def test_register_rejects_a_class_that_is_not_a_component():
     class NotAComponent:
         pass
@@ -137,6 +162,20 @@ def test_register_rejects_a_component_field_named_like_a_key_the_kernel_reads():
     info = _kernel(Plugin()).plugins.infos["Plugin"]
     assert info.status == "failed"
     assert "model 'shadowing': Shadowing has field(s) inherit, which the kernel reads itself" in info.error
+
+
+def test_a_plugin_registering_one_name_twice_fails_to_load_saying_so():
+    """Two registrations in one plugin were once reported as 'two plugins: X and X', with
+    the advice to disable one of them."""
+
+    class Stutter:
+        @heirloom.hookimpl
+        def heirloom_register_models(self, register):
+            register("stutter", toys.ToyModel)
+            register("stutter", toys.ToyModel)
+
+    info = _kernel(Stutter()).plugins.infos["Stutter"]
+    assert info.status == "failed" and "model 'stutter' is registered twice by this plugin" in info.error
 
 
 def test_duplicate_component_name_is_an_error_naming_both(tmp_path):

@@ -16,6 +16,7 @@ call, with the plugin and its duration, to stderr.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import re
 import sys
@@ -68,6 +69,22 @@ def _describe(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
+    """PluginError for a function named like a hook that pluggy would skip or refuse: one
+    without ``@heirloom.hookimpl`` (never called, silently), or a marked one whose name is
+    no hook (pluggy's error, with the closest hook's name)."""
+    for attribute in dir(plugin):
+        if not attribute.startswith("heirloom_") or not callable(getattr(plugin, attribute, None)):
+            continue
+        marked = hasattr(getattr(plugin, attribute), "heirloom_impl")
+        close = difflib.get_close_matches(attribute, hooks, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]!r}?" if close and close[0] != attribute else ""
+        if marked and attribute not in hooks:
+            raise PluginError(f"unknown hook {attribute!r}{hint} (hooks: {', '.join(hooks)})")
+        if not marked and close:
+            raise PluginError(f"{attribute} is not marked @heirloom.hookimpl, so it would never be called{hint}")
+
+
 def _trace(message: str) -> None:
     print(f"heirloom trace: {message}", file=sys.stderr, flush=True)
 
@@ -109,8 +126,10 @@ class PluginHost:
         """Installed entry points, plus modules named in ``HEIRLOOM_PLUGINS`` (for plugin
         development and tests: no packaging needed, like ``PYTEST_PLUGINS``)."""
         named = [m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip()]
-        extra = [EntryPoint(name=module, value=module, group=ENTRY_POINT_GROUP) for module in named]
-        for ep in [*entry_points(group=ENTRY_POINT_GROUP), *extra]:
+        installed = list(entry_points(group=ENTRY_POINT_GROUP))
+        modules = {ep.value for ep in installed}  # a module installed too is listed once, as installed
+        extra = [EntryPoint(name=m, value=m, group=ENTRY_POINT_GROUP) for m in named if m not in modules]
+        for ep in [*installed, *extra]:
             if ep.name not in self._entry_points and _selected(ep):
                 self._list(ep)
 
@@ -135,6 +154,7 @@ class PluginHost:
         staged: list[tuple[str, str, type]] = []
         named: dict[str, list[tuple[str, Any]]] = {what: [] for what in NAMED_HOOKS}
         try:
+            _check_hook_names(plugin, [hook for hook in dir(self.pm.hook) if hook.startswith("heirloom_")])
             self.pm.register(plugin, name=name)
             try:
                 self.pm.check_pending()
@@ -183,6 +203,8 @@ class PluginHost:
                     f"{kind} {name!r}: {cls.__name__} has field(s) {', '.join(clash)}, which the kernel reads "
                     f"itself in every {kind} table ({', '.join(sorted(reserved))}): rename them"
                 )
+            if any(staged_kind == kind and staged_name == name for staged_kind, staged_name, _ in staged):
+                raise PluginError(f"{kind} {name!r} is registered twice by this plugin: register each name once")
             staged.append((kind, name, cls))
 
         return register
