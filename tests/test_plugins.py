@@ -365,3 +365,39 @@ def test_a_request_error_with_a_status_no_client_knows_is_refused_where_it_is_ra
         heirloom.RequestError("NOT_A_CODE", "no such status")
     with pytest.raises(ValueError, match="'OK' is not an error status"):
         heirloom.RequestError("OK", "an error that says all is well")
+
+
+SHIPPER = """
+import os
+from pathlib import Path
+
+import heirloom
+
+if os.environ.get("SHIPPER_BROKEN"):
+    raise RuntimeError("shipper is broken today")
+
+
+@heirloom.hookimpl
+def heirloom_register_profiles(register):
+    register("shipped", Path(__file__).with_name("shipped.toml"))
+"""
+
+
+def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
+    site = tmp_path / "site"
+    write(site / "heirloom_shipper.py", SHIPPER)
+    write(site / "shipped.toml", '[apis.echo]\nuse = "echo"\n')
+    info = site / "heirloom_shipper-0.3.0.dist-info"
+    write(info / "METADATA", "Metadata-Version: 2.1\nName: heirloom-shipper\nVersion: 0.3.0\n")
+    write(info / "entry_points.txt", "[heirloom]\nshipper = heirloom_shipper\n")
+    user = write(tmp_path / "mine.toml", 'extends = ["shipped"]\n')
+    env = {"PYTHONPATH": str(site)}
+    assert run_heirloom("profile", "check", str(user), env=env).returncode == 0  # the catalog learns who ships it
+    broken = run_heirloom("profile", "check", str(user), env={**env, "SHIPPER_BROKEN": "1"})
+    assert broken.returncode == 2
+    said = " ".join(broken.stderr.split())
+    assert "no profile named 'shipped'" in said
+    assert "it comes from a plugin that failed to load: shipper (heirloom-shipper 0.3.0): RuntimeError" in said
+    assert "shipper is broken today" in said
+    typo = run_heirloom("profile", "check", "shiped", env=env)
+    assert typo.returncode == 2 and "did you mean 'shipped'?" in typo.stderr

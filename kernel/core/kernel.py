@@ -10,7 +10,7 @@ from heirloom.core.consoles import Console
 from heirloom.core.errors import PluginError
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import ProfileLoader, RawProfile, display_path
-from heirloom.core.schema import ResolvedProfile, validate
+from heirloom.core.schema import ResolvedProfile, did_you_mean, validate
 from heirloom.core.serving import VersionStore
 from heirloom.core.system import System
 
@@ -24,12 +24,22 @@ class Kernel:
 
     def __init__(self, *, plugins: Iterable[Any] = (), use_entry_points: bool = True, catalog_path: Path | None = None):
         self.plugins = PluginHost(use_entry_points=use_entry_points, plugins=plugins, catalog_path=catalog_path)
-        self.loader = ProfileLoader(registered=self._registered_profile)
+        self.loader = ProfileLoader(registered=self._registered_profile, missing=self._missing_profile)
 
     def _registered_profile(self, name: str) -> Path | None:
         self.plugins.ensure(profiles=[name])
         entries = self.plugins.profiles.get(name)
         return Path(str(entries[0][1])) if entries else None
+
+    def _missing_profile(self, name: str) -> str:
+        """More about a profile name nothing provides: the failed plugin that shipped it, or a close name."""
+        if "/" in name or name.endswith(".toml"):
+            return ""
+        shipped_by = [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]
+        if shipped_by:
+            details = "; ".join(f"{info.label}: {info.error}" for info in shipped_by)
+            return f"; it comes from a plugin that failed to load: {details}"
+        return did_you_mean(name, [entry["name"] for entry in self.available_profiles()])
 
     def load_profile(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
         """Merge ``ref`` (a path or a name) with its ancestors and overrides."""

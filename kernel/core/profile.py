@@ -96,8 +96,10 @@ ProfileLookup = Callable[[str], "Path | None"]
 class ProfileLoader:
     """Finds profile files by name or path and resolves ``extends`` chains."""
 
-    def __init__(self, registered: ProfileLookup | None = None):
+    def __init__(self, registered: ProfileLookup | None = None, missing: Callable[[str], str] | None = None):
         self._registered = registered or (lambda name: None)
+        #: Why no profile has this name, when more can be said (a failed plugin, a close name).
+        self._missing = missing or (lambda name: "")
 
     def search_dirs(self) -> list[Path]:
         dirs = [Path(p) for p in os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep) if p]
@@ -126,7 +128,8 @@ class ProfileLoader:
                         "",
                         "no such profile file or profile name (searched: "
                         + ", ".join(display_path(d) for d in self.search_dirs())
-                        + " and plugin profiles)",
+                        + " and plugin profiles)"
+                        + self._missing(ref),
                     )
                 ]
             )
@@ -195,7 +198,7 @@ class ProfileLoader:
                         "extends",
                         f"no profile named {parent!r} (looked next to "
                         f"{label}, in {', '.join(display_path(d) for d in self.search_dirs())} "
-                        "and plugin profiles)",
+                        f"and plugin profiles){self._missing(parent)}",
                     )
                 )
                 continue
