@@ -67,7 +67,7 @@ enabled = false
 def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     profiles = tmp_path / "profiles"
     write(profiles / "grand.toml", '[apis.a]\nuse = "echo"\n[apis.b]\nuse = "echo"\n[resources]\nthreads = 1\n')
-    write(profiles / "parent.toml", 'extends = ["grand"]\n[resources]\nthreads = 2\nmax_in_flight = 8\n')
+    write(profiles / "parent.toml", 'extends = ["grand"]\nproject = "fam"\n[resources]\nthreads = 2\nmax_in_flight = 8\n')
     write(profiles / "child.toml", 'extends = ["parent"]\n[resources]\nmax_in_flight = 16\n[apis.b]\nenabled = false\n')
     result = run_heirloom("profile", "show", "child", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -78,6 +78,9 @@ def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     assert shown["provenance"]["resources.max_in_flight"] == "profiles/child.toml"
     assert shown["provenance"]["apis.a.use"] == "profiles/grand.toml"
     assert "apis.b.use" not in shown["provenance"]
+    assert shown["project"] == "child"  # a project is never inherited: the parent's "fam" is not the child's
+    table = run_heirloom("profile", "show", "child", cwd=tmp_path)
+    assert "project child (the file's name: a project is never inherited)" in " ".join(table.stdout.split())
 
 
 def test_three_mistakes_are_all_reported_with_file_and_key_path(tmp_path):

@@ -90,9 +90,12 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     raw = resolved.raw
     data = raw.data if show_secrets else _masked(raw.data, raw.secrets)
     if as_json:
-        print_json({"profile": data, "provenance": raw.provenance, "secrets": sorted(raw.secrets)})
+        shown = {"project": resolved.project, "profile": data, "provenance": raw.provenance}
+        print_json({**shown, "secrets": sorted(raw.secrets)})
         return
-    console.print(f"[bold]{raw.name}[/] ({raw.file}); extends chain: {' -> '.join(raw.files)}")
+    named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
+    console.print(f"[bold]{raw.name}[/] ({raw.file}); project {resolved.project}{named}")
+    console.print(f"extends chain: {' -> '.join(raw.files)}")
     table = Table("key", "value", "set by")
     for key, origin in sorted(raw.provenance.items()):
         secret = " (from the environment)" if key in raw.secrets else ""
