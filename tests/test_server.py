@@ -402,6 +402,7 @@ def test_the_global_log_level_reaches_the_daemon_and_its_own_wins(tmp_path, befo
         (("serve", "minimal", "--bind", "tcp://127.0.0.1:99999"), "needs a port from 0 to 65535"),
         (("serve", "minimal", "--bind", "bogus://x"), "--bind entries must be tcp://, ipc:// or inproc://"),
         (("profile", "check", "minimal", "--set", "server.grace=nan"), "'grace' must be > 0, got nan"),
+        (("profile", "check", "minimal", "--set", "server.grace=inf"), "'grace' must be a finite number, got inf"),
     ],
 )
 def test_durations_and_addresses_that_cannot_work_are_refused_at_once(args, message):

@@ -10,6 +10,7 @@ set in ``start`` (the bases have no ``__slots__``, so slotted attrs subclasses c
 from __future__ import annotations
 
 import abc
+import math
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -57,6 +58,8 @@ def _bounded(low: float, sign: str, holds: Callable[[Any, float], bool]) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: float) -> None:
         if not holds(value, low):  # NaN fails every comparison
             raise ValueError(f"'{attribute.name}' must be {sign} {low}, got {value!r}")
+        if not math.isfinite(value):  # no setting means "infinite": a typo or an overflow
+            raise ValueError(f"'{attribute.name}' must be a finite number, got {value!r}")
 
     return check
 
