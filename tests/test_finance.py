@@ -73,6 +73,15 @@ def test_predict_over_a_real_socket_names_the_version(daemon):
         assert client.call("sentiment.labels")["labels"] == ["negative", "neutral", "positive"]
 
 
+def test_heirloom_call_full_shows_which_version_answered(daemon):
+    body = '{"text": "Sales rose 20%"}'
+    result = run_heirloom("call", "sentiment.predict", body, "--full", "--connect", daemon.address)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["version"] == "finance/sentiment@1" and reply["body"]["label"] in ("negative", "neutral", "positive")
+    assert reply["queue_ms"] >= 0 and reply["compute_ms"] > 0
+
+
 def test_routes_describes_both_reply_forms_of_predict(daemon):
     """A client generating types from ``_routes`` must see the ``{"texts"}`` reply too."""
     with daemon.client(timeout=10) as client:

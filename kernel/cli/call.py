@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from heirloom.cli.common import fail
@@ -45,6 +46,12 @@ def _jsonable(value: Any) -> Any:
     help="Makes a write safe to retry: running the same call again with the same key gets the first "
     "reply from the daemon's memory instead of writing twice.",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help='Print the whole reply, {"version", "queue_ms", "compute_ms", "body"}: which model version '
+    "answered, and how long it queued and computed.",
+)
 @existing_file("--curve-secret", "This client's .key_secret file (CurveZMQ).")
 @existing_file("--curve-server", "The server's public .key file (CurveZMQ).")
 def call_command(
@@ -53,6 +60,7 @@ def call_command(
     connect: str,
     timeout: float,
     idempotency_key: str | None,
+    full: bool,
     curve_secret: Path | None,
     curve_server: Path | None,
 ) -> None:
@@ -73,7 +81,8 @@ def call_command(
             reply = client.request(route, payload, idempotency_key=idempotency_key)
         except RemoteError as exc:
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""))
-    click.echo(json.dumps(_jsonable(reply.body), indent=2))
+    shown = attrs.asdict(reply, recurse=False) if full else reply.body
+    click.echo(json.dumps(_jsonable(shown), indent=2))
 
 
 def _retry_identity(key: str | None, curve: CurveClient | None) -> bytes | None:
