@@ -401,3 +401,18 @@ def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
     assert "shipper is broken today" in said
     typo = run_heirloom("profile", "check", "shiped", env=env)
     assert typo.returncode == 2 and "did you mean 'shipped'?" in typo.stderr
+
+
+def test_plugins_json_names_the_conflicts_of_each_plugin(tmp_path):
+    write(
+        tmp_path / "heirloom_copycat.py",
+        "import heirloom\nfrom tests.toys import ToyModel\n\n\n@heirloom.hookimpl\n"
+        "def heirloom_register_models(register):\n    register('toy-model', ToyModel)\n",
+    )
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "tests.toys,heirloom_copycat"}
+    result = run_heirloom("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    conflicts = {p["name"]: p["conflicts"] for p in json.loads(result.stdout)}
+    assert conflicts["tests.toys"] == conflicts["heirloom_copycat"] == ["model toy-model"]
+    assert conflicts["echo"] == []
+    assert "conflict: model toy-model is registered by" in result.stderr

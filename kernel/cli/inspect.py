@@ -34,7 +34,12 @@ def plugins_command(as_json: bool) -> None:
     host.load_all()
     infos = sorted(host.infos.values(), key=lambda i: i.name)
     if as_json:
-        print_json([info.to_json() for info in infos])
+        shared: dict[str, list[str]] = {}  # plugin -> the "kind name"s it registers like another plugin
+        for kind, table in host.components.items():
+            for name, providers in table.items():
+                for plugin, _ in providers if len(providers) > 1 else ():
+                    shared.setdefault(plugin, []).append(f"{kind} {name}")
+        print_json([{**info.to_json(), "conflicts": shared.get(info.name, [])} for info in infos])
     else:
         table = Table("plugin", "distribution", "status", "provides")
         for info in infos:
