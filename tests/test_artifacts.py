@@ -482,3 +482,9 @@ def test_profile_check_names_inherit_and_serve_typos_the_store_reveals(store, tm
         assert result.returncode == 0, result.stderr
     else:
         assert result.returncode == 2 and f"{profile}: {problem}" in said(result), result.stderr
+
+
+def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
+    put(store, "team/m", 1)
+    result = models(store, "list", "--project", "tema")
+    assert result.returncode == 0 and f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout

@@ -252,6 +252,10 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     lonely = write(tmp_path / "lonely.toml", 'extends = ["nowhere"]\n')
     with pytest.raises(heirloom.ProfileError, match="no profile named 'nowhere'"):
         kernel.resolve(str(lonely))
+    by_path = write(tmp_path / "sub" / "by_path.toml", 'extends = ["../profiles/missing.toml"]\n')
+    with pytest.raises(heirloom.ProfileError) as caught:  # the path it resolved to, not a "name"
+        kernel.resolve(str(by_path))
+    assert f"no profile file {tmp_path / 'profiles' / 'missing.toml'}" in str(caught.value)
 
 
 def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):

@@ -95,6 +95,9 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
         usage = store.usage()
         for name in sorted({a.project for a in artifacts}):
             console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
+    elif project is not None:
+        projects = sorted({a.project for a in store.list()})
+        click.echo(f"no artifacts of project {project!r} in {store.root} (projects: {', '.join(projects) or 'none'})")
     else:
         click.echo(f"no artifacts in {store.root}")
 

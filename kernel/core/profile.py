@@ -196,7 +196,9 @@ class ProfileLoader:
                     Problem(
                         label,
                         "extends",
-                        f"no profile named {parent!r} (looked next to "
+                        f"no profile file {display_path(Path(os.path.normpath(path.parent / parent)))}"
+                        if parent.endswith(".toml") or "/" in parent
+                        else f"no profile named {parent!r} (looked next to "
                         f"{label}, in {', '.join(display_path(d) for d in self.search_dirs())} "
                         f"and plugin profiles){self._missing(parent)}",
                     )
