@@ -487,4 +487,5 @@ def test_profile_check_names_inherit_and_serve_typos_the_store_reveals(store, tm
 def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
     put(store, "team/m", 1)
     result = models(store, "list", "--project", "tema")
-    assert result.returncode == 0 and f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout
+    assert result.returncode == 0
+    assert f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout

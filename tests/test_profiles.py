@@ -67,7 +67,8 @@ enabled = false
 def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     profiles = tmp_path / "profiles"
     write(profiles / "grand.toml", '[apis.a]\nuse = "echo"\n[apis.b]\nuse = "echo"\n[resources]\nthreads = 1\n')
-    write(profiles / "parent.toml", 'extends = ["grand"]\nproject = "fam"\n[resources]\nthreads = 2\nmax_in_flight = 8\n')
+    parent = 'extends = ["grand"]\nproject = "fam"\n[resources]\nthreads = 2\nmax_in_flight = 8\n'
+    write(profiles / "parent.toml", parent)
     write(profiles / "child.toml", 'extends = ["parent"]\n[resources]\nmax_in_flight = 16\n[apis.b]\nenabled = false\n')
     result = run_heirloom("profile", "show", "child", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
