@@ -34,12 +34,11 @@ def plugins_command(as_json: bool) -> None:
     host.load_all()
     infos = sorted(host.infos.values(), key=lambda i: i.name)
     if as_json:
-        shared: dict[str, list[str]] = {}  # plugin -> the "kind name"s it registers like another plugin
-        for kind, table in host.components.items():
-            for name, providers in table.items():
-                for plugin, _ in providers if len(providers) > 1 else ():
-                    shared.setdefault(plugin, []).append(f"{kind} {name}")
-        print_json([{**info.to_json(), "conflicts": shared.get(info.name, [])} for info in infos])
+        shared: dict[str, list[str]] = {}  # plugin label -> the "kind name"s another plugin registers too
+        for what, labels in host.conflicts().items():
+            for label in labels:
+                shared.setdefault(label, []).append(what)
+        print_json([{**info.to_json(), "conflicts": shared.get(info.label, [])} for info in infos])
     else:
         table = Table("plugin", "distribution", "status", "provides")
         for info in infos:

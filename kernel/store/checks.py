@@ -71,7 +71,8 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
     if not inherits and not aliases:
         return []
     store = kernel.store(profile)
-    known = sorted({f"{a.project}/{a.model}" for a in store.list()})
+    stored = store.list()  # one read of the index: names and aliases both come from it
+    known = sorted({f"{a.project}/{a.model}" for a in stored})
     own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
     problems = []
 
@@ -87,7 +88,7 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
             if named not in own and (named in known or did_you_mean(named, known)):
                 report(spec, "inherit", str(exc))
     for spec, alias in aliases:
-        held = {name for artifact in store.list(profile.project, spec.name) for name in artifact.aliases}
+        held = {name for a in stored if (a.project, a.model) == (profile.project, spec.name) for name in a.aliases}
         hint = did_you_mean(alias, held)
         if alias not in held and hint:
             report(spec, "serve", f"no version holds alias {alias!r}{hint} (aliases: {', '.join(sorted(held))})")
