@@ -133,6 +133,10 @@ def test_a_warm_start_reuses_the_parents_choice_instead_of_searching(movielens):
     }
     with pytest.raises(heirloom.HeirloomError, match="not a hybrid-recommender state"):
         child.fit(source.records("train"), parent=heirloom.State({}, {"format": "heirloom.text-classifier/1"}))
+    # a one-value list fixes that parameter over the parent's choice; the others stay the parent's
+    pinned = HybridRecommender(data="movies", **{**grids, "l2": [3000.0], "text_weight": [3.0, 10.0]})
+    pinned.fit(source.records("train"), parent=parent.state())
+    assert pinned.fitted.choice.l2 == 3000.0 and pinned.fitted.choice.text_weight == parent.fitted.choice.text_weight
 
 
 def test_drop_cold_removes_the_cold_movies_and_their_ratings(movielens):

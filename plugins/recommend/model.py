@@ -120,8 +120,9 @@ class HybridRecommender(heirloom.Model):
         if fixed is not None:
             return fixed, None
         if inherited is not None and inherited.tower.settings == tower.settings:
-            progress.log(f"warm start: reusing the parent's {inherited.choice}")
-            return inherited.choice, None
+            choice = self.grids().pinned(inherited.choice)
+            progress.log(f"warm start: reusing the parent's {inherited.choice}" + _pins(choice, inherited.choice))
+            return choice, None
         if inherited is not None:
             progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
         choice, trials = tune(
@@ -296,3 +297,9 @@ def _report_text(metrics: dict[str, Any], users: int, cold_items: int, cold_user
         )
         lines.append(f"  {'cold_ndcg_at_10':<16} {metrics['cold_ndcg_at_10']:.4f}")
     return "\n".join(lines)
+
+
+def _pins(choice: Choice, parent: Choice) -> str:
+    """What the configuration fixed over the parent's choice, for the training log."""
+    fixed = [f"{name}={value:g}" for name, value in attrs.asdict(choice).items() if value != getattr(parent, name)]
+    return f", except {', '.join(fixed)} (fixed by the configuration)" if fixed else ""

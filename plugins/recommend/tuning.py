@@ -47,6 +47,13 @@ class Grids:
             return Choice(self.l2[0], self.text_weight[0], self.tower_l2[0])
         return None
 
+    def pinned(self, choice: Choice) -> Choice:
+        """``choice`` with every parameter the configuration fixes (a one-value grid) set
+        to that value: what a warm start keeps of its parent's choice."""
+        return Choice(
+            *(grid[0] if len(grid) == 1 else getattr(choice, name) for name, grid in attrs.asdict(self).items())
+        )
+
     def fits(self) -> int:
         """About how many solves a search costs (for the progress bar)."""
         return len(self.l2) + len(self.text_weight) - 1 + (len(self.tower_l2) if len(self.tower_l2) > 1 else 0)
