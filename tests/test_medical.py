@@ -205,15 +205,21 @@ def test_allergies_map_to_drug_ingredients():
     assert "levonorgestrel" in ingredients("Levora 0.15/30 28 Day Pack")  # a brand pack, resolved
     assert "amoxicillin" in substances(PENICILLIN) and "penicillin" in substances("Penicillin allergy (finding)")
     assert substances("Allergy to grass pollen") == {"grass pollen"}  # Synthea's allergies rule out no drug
+    assert "amoxicillin" in substances("PCN allergy")  # the clinical abbreviation
 
 
-def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment, records):
-    allergic = [
-        attrs.evolve(
-            r, timeline=(*r.timeline, attrs.evolve(r.timeline[0], kind="allergy", display=PENICILLIN, code="x:1"))
-        )
-        for r in records
-    ]
+def _with_allergy(records: list[Any], code: str, display: str | None) -> list[Any]:
+    allergy = {"kind": "allergy", "code": code, "display": display}
+    return [attrs.evolve(r, timeline=(*r.timeline, attrs.evolve(r.timeline[0], **allergy))) for r in records]
+
+
+@pytest.mark.parametrize(
+    ("code", "display", "named"),
+    [("x:1", PENICILLIN, PENICILLIN), ("snomed:91936005", None, "snomed:91936005")],
+    ids=["by-display", "by-code-only"],
+)
+def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment, records, code, display, named):
+    allergic = _with_allergy(records, code, display)
     penicillins = {
         c for c in treatment.labels if ingredients(treatment.state().metadata["names"].get(c)) & substances(PENICILLIN)
     }
@@ -222,10 +228,17 @@ def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment,
     answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in examples])
     assert not any(item["code"] in penicillins for answer in answers for item in answer["codes"])
     assert any(
-        block["code"] in penicillins and block["allergies"] == [PENICILLIN] for a in answers for block in a["blocked"]
+        block["code"] in penicillins and block["allergies"] == [named] for a in answers for block in a["blocked"]
     )
+    assert all(answer["unread_allergies"] == [] for answer in answers)
     metrics = treatment.evaluate([r for r in allergic if r.split == "test"]).metrics
     assert metrics["allergy_violations"] == 0 and metrics["allergy_checked"] > 0
+
+
+def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treatment, records):
+    unknown = _with_allergy(records[:3], "snomed:999999999", None)
+    answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(unknown)])
+    assert answers and all(answer["unread_allergies"] == ["snomed:999999999"] for answer in answers)
 
 
 def test_treatment_names_the_conditions_a_drug_answers(treatment, records):

@@ -83,6 +83,8 @@ class TreatmentOutput:
     date: str | None
     codes: list[TreatedCode]
     blocked: list[WithheldCode]
+    #: Recorded allergies the filter cannot map to a substance (safety.py): check by hand.
+    unread_allergies: list[str]
     version: str | None
 
 

@@ -28,7 +28,7 @@ from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
 from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
 from heirloom_plugins.medical.net import Net, Settings, net_from_state
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
-from heirloom_plugins.medical.safety import conflicts, ingredients, substances
+from heirloom_plugins.medical.safety import allergy_substances, conflicts, ingredients, unread
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
 
 if TYPE_CHECKING:
@@ -401,7 +401,9 @@ class TreatmentModel(MultiLabelModel):
         blocked = []
         for one in visits:
             allergies = {
-                e.display or e.code or "": substances(e.display) for e in one.record.timeline if e.kind == "allergy"
+                e.display or e.code or "": allergy_substances(e.code, e.display)
+                for e in one.record.timeline
+                if e.kind == "allergy"
             }
             found: dict[str, list[str]] = {}
             for name, ruled_out in allergies.items():
@@ -441,7 +443,8 @@ class TreatmentModel(MultiLabelModel):
             "blocked": [
                 {"code": code, "display": fitted.names.get(code), "allergies": sorted(allergies)}
                 for code, allergies in sorted(blocked.items())
-            ]
+            ],
+            "unread_allergies": unread((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
         }
 
     def _condition_columns(self, fitted: Fitted) -> dict[int, str]:
@@ -461,7 +464,9 @@ class TreatmentModel(MultiLabelModel):
         fitted = self._require()
         violations = 0
         for (one, _), answer in zip(examples, answers, strict=True):
-            ruled_out = frozenset().union(*(substances(e.display) for e in one.record.timeline if e.kind == "allergy"))
+            ruled_out = frozenset().union(
+                *(allergy_substances(e.code, e.display) for e in one.record.timeline if e.kind == "allergy")
+            )
             for item in answer["codes"]:
                 if conflicts(self._ingredients(fitted)[item["code"]], ruled_out):
                     violations += 1

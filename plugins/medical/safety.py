@@ -12,6 +12,11 @@ Both are mapped to *substance names* and compared there:
   ``X allergy``, an RxNorm ingredient display), widened to the drug class it stands for
   (``CLASSES``: an allergy to penicillin rules out amoxicillin).
 
+A record may carry an allergy's code without a display: the SNOMED CT drug-allergy
+findings in ``ALLERGY_CODES`` name their substance by code. An allergy neither its display
+nor its code maps to a substance is *unread*: the answer lists it for a person to check
+(``unread``), because no filter can promise safety against what it cannot read.
+
 A drug is ruled out when one of its ingredients starts with one of the allergy's
 substances (``oxycodone`` rules out ``oxycodone hydrochloride``). Every recorded allergy
 counts, whatever its status or date: a safety filter errs on the side of caution.
@@ -42,6 +47,13 @@ CLASSES: dict[str, tuple[str, ...]] = {
     "aspirin": ("aspirin", "ibuprofen", "naproxen", "diclofenac", "ketorolac"),
     "opioid": ("oxycodone", "hydrocodone", "morphine", "codeine", "fentanyl", "tramadol", "meperidine"),
     "codeine": ("codeine",),
+}
+CLASSES["pcn"] = CLASSES["penicillin"]  # the clinical abbreviation
+#: SNOMED CT drug-allergy findings a record may code without a display, and their substance.
+ALLERGY_CODES: dict[str, str] = {
+    "snomed:91936005": "penicillin",  # Allergy to penicillin
+    "snomed:294505008": "amoxicillin",  # Allergy to amoxicillin
+    "snomed:293586001": "aspirin",  # Allergy to aspirin
 }
 #: Brand names in RxNorm displays of this kind of data, and their ingredients.
 BRANDS: dict[str, tuple[str, ...]] = {
@@ -109,6 +121,18 @@ def substances(display: str | None) -> frozenset[str]:
     for word in named.split():
         found.update(CLASSES.get(word.removesuffix("s"), ()))
     return frozenset(found)
+
+
+def allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
+    """What a recorded allergy rules out: its display's substances and its code's."""
+    by_code = ALLERGY_CODES.get(code or "")
+    return substances(display) | (substances(by_code) if by_code else frozenset())
+
+
+def unread(allergies: Iterable[tuple[str | None, str | None]]) -> list[str]:
+    """The ``(code, display)`` allergies that map to no substance, by display or code."""
+    missing = {display or code or "(no code)" for code, display in allergies if not allergy_substances(code, display)}
+    return sorted(missing)
 
 
 def conflicts(drug_ingredients: Iterable[str], allergy_substances: Iterable[str]) -> list[str]:
