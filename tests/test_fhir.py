@@ -389,6 +389,54 @@ def test_a_bad_ndjson_line_is_named_by_line_number(tmp_path):
     assert stats_or_error(path, "skip")["records"] == 1
 
 
+def test_a_prescription_naming_its_drug_by_reference_gets_the_drug_code_and_statements_are_history(tmp_path):
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+    amoxicillin = {"coding": [{"system": rxnorm, "code": "308182", "display": "Amoxicillin 250 MG Oral Capsule"}]}
+    encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+    encounter |= {"subject": {"reference": "urn:uuid:p1"}, "period": {"start": "2001-02-03T03:00:00Z"}}
+    request = {"resourceType": "MedicationRequest", "status": "active", "intent": "order"}
+    request |= {"subject": {"reference": "urn:uuid:p1"}, "encounter": {"reference": "urn:uuid:e1"}}
+    resources = [
+        PATIENT,
+        encounter,
+        {"resourceType": "Medication", "id": "m1", "code": amoxicillin},
+        {**request, "id": "r1", "authoredOn": "2001-02-03", "medicationReference": {"reference": "Medication/m1"}},
+        {
+            **request,
+            "id": "r2",
+            "authoredOn": "2001-02-04",
+            "contained": [{"resourceType": "Medication", "id": "local", "code": amoxicillin}],
+            "medicationReference": {"reference": "#local"},
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": "s1",
+            "status": "active",
+            "subject": {"reference": "urn:uuid:p1"},
+            "context": {"reference": "urn:uuid:e1"},
+            "effectiveDateTime": "2001-01-01",
+            "medicationCodeableConcept": amoxicillin,
+        },
+    ]
+    write(tmp_path / "set" / "clinic.json", bundle(*resources))
+    (record,) = FhirSource(path=str(tmp_path / "set")).records()
+    drugs = {e.id: (e.code, e.date[:10], e.encounter) for e in record.timeline if e.kind == "medication"}
+    assert drugs == {
+        "r1": ("rxnorm:308182", "2001-02-03", "e1"),
+        "r2": ("rxnorm:308182", "2001-02-04", "e1"),
+        "s1": ("rxnorm:308182", "2001-01-01", None),  # what the patient takes: history, never a prescription label
+    }
+    bulk = tmp_path / "bulk"  # an NDJSON export keeps Medication resources in their own file
+    for kind in ("Patient", "Encounter", "Medication", "MedicationRequest"):
+        lines = [json.dumps(r) for r in resources if r["resourceType"] == kind]
+        text = "\n".join(lines).replace("urn:uuid:p1", "Patient/p1").replace("urn:uuid:e1", "Encounter/e1")
+        write(bulk / f"{kind}.ndjson", text + "\n")
+    (exported,) = FhirSource(path=str(bulk)).records()
+    assert {e.id: e.code for e in exported.timeline if e.kind == "medication"} == dict.fromkeys(
+        ("r1", "r2"), drugs["r1"][0]
+    )
+
+
 def weight(value: Any, subject: str) -> dict[str, Any]:
     """An Observation of a weight, whatever its value."""
     return {

@@ -56,6 +56,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "Condition": ("subject",),
     "Observation": ("status", "code"),
     "MedicationRequest": ("status", "intent", "medication[x]", "subject"),
+    "MedicationStatement": ("status", "medication[x]", "subject"),
     "Procedure": ("status", "subject"),
     "Immunization": ("status", "vaccineCode", "patient", "occurrence[x]"),
     "AllergyIntolerance": ("patient",),

@@ -20,6 +20,7 @@ KINDS = {
     "Condition": "condition",
     "Observation": "observation",
     "MedicationRequest": "medication",
+    "MedicationStatement": "medication",
     "Procedure": "procedure",
     "Immunization": "immunization",
     "AllergyIntolerance": "allergy",
@@ -215,9 +216,28 @@ def _medication(r: dict[str, Any], enc: str | None) -> Event:
         code, display = coding(r["medicationCodeableConcept"], "medication")
     else:
         code, display = None, r["medicationReference"].get("display")
-    return Event(
-        "medication", r.get("id"), _first(r, "authoredOn"), None, code, display, r.get("status"), encounter=enc
-    )
+    date = _first(r, "authoredOn", "effectiveDateTime", "effectivePeriod.start", "dateAsserted")
+    return Event("medication", r.get("id"), date, None, code, display, r.get("status"), encounter=enc)
+
+
+def with_medication(resource: dict[str, Any], medications: Callable[[str], Any]) -> dict[str, Any]:
+    """``resource`` with the code of the Medication its ``medicationReference`` names (a
+    contained ``#id``, else ``medications(reference)``: the unit's Medication resources)
+    as ``medicationCodeableConcept``; unchanged when it has a concept or the target is unknown."""
+    reference = resource.get("medicationReference")
+    ref = reference.get("reference") if isinstance(reference, dict) else None
+    if "medicationCodeableConcept" in resource or not isinstance(ref, str):
+        return resource
+    if ref.startswith("#"):
+        contained = [c for c in resource.get("contained") or () if isinstance(c, dict)]
+        found = next((c.get("code") for c in contained if c.get("id") == ref[1:] and _is_medication(c)), None)
+    else:
+        found = medications(ref)
+    return {**resource, "medicationCodeableConcept": found} if isinstance(found, dict) else resource
+
+
+def _is_medication(resource: dict[str, Any]) -> bool:
+    return resource.get("resourceType") == "Medication"
 
 
 def _procedure(r: dict[str, Any], enc: str | None) -> Event:
@@ -265,6 +285,7 @@ EVENTS: dict[str, Callable[[dict[str, Any], str | None], Event]] = {
     "Condition": _condition,
     "Observation": _observation,
     "MedicationRequest": _medication,
+    "MedicationStatement": _medication,
     "Procedure": _procedure,
     "Immunization": _immunization,
     "AllergyIntolerance": _allergy,

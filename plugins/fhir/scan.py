@@ -36,6 +36,7 @@ from heirloom_plugins.fhir.records import (
     event,
     patient_record,
     patient_reference,
+    with_medication,
 )
 from heirloom_plugins.fhir.references import Catalog, Known, walk
 
@@ -107,6 +108,24 @@ class Tally:
         }
 
 
+@attrs.define
+class Drugs:
+    """The ``code`` of each Medication resource of a unit, which prescriptions may name by
+    reference (``medicationReference``) instead of coding the drug themselves; only these
+    concepts are kept, never whole resources."""
+
+    catalog: Catalog
+    codes: dict[tuple[str, str], Any] = attrs.Factory(dict)
+
+    def add(self, target: tuple[str, str], resource: dict[str, Any]) -> None:
+        if target[0] == "Medication" and isinstance(resource.get("code"), dict):
+            self.codes[target] = resource["code"]
+
+    def code(self, reference: str) -> Any:
+        target = self.catalog.resolve(reference)
+        return self.codes.get(target) if target else None
+
+
 class Scan:
     """A single pass; ``records(split)`` streams, ``tally`` fills in as it goes."""
 
@@ -147,6 +166,9 @@ class Scan:
         catalog = Catalog()
         targets = [catalog.add(e.resource, e.full_url) for e in entries]
         self.known.keys.update(catalog.by_key)
+        drugs = Drugs(catalog)
+        for target, e in zip(targets, entries, strict=True):
+            drugs.add(target, e.resource)
         for e in entries:
             self._check_references(path, e, catalog)
         patients = {
@@ -163,12 +185,13 @@ class Scan:
                 if owner is None:
                     self.tally.unassigned += 1
                 elif owner in chosen:
-                    self._add_event(events[owner], path, e, catalog)
+                    self._add_event(events[owner], path, e, catalog, drugs)
         for pid in wanted:
             yield from self._record(path, patients[pid], pid, events[pid])
 
     def _bulk(self, paths: list[Path], split: str | None) -> Iterator[PatientRecord]:
         catalog = Catalog()
+        drugs = Drugs(catalog)
         patients: dict[str, Place] = {}
         by_reference: dict[str | None, list[Place]] = defaultdict(list)
         for index, path in enumerate(paths):
@@ -177,6 +200,7 @@ class Scan:
                 if not self._accept(path, e):
                     continue
                 kind, rid = catalog.add(e.resource, None)
+                drugs.add((kind, rid), e.resource)
                 self._check_references(path, e, None)
                 place = (index, e.offset or 0, e.where)
                 if kind == "Patient":
@@ -198,7 +222,7 @@ class Scan:
                 index, offset, where = patients[pid]
                 events: list[Event] = []
                 for i, o, w in owned[pid]:
-                    self._add_event(events, paths[i], read_line(handles[i], o, w), catalog)
+                    self._add_event(events, paths[i], read_line(handles[i], o, w), catalog, drugs)
                 yield from self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
     # -- steps ---------------------------------------------------------------------------
@@ -264,12 +288,13 @@ class Scan:
                 wanted.append(pid)
         return wanted
 
-    def _add_event(self, events: list[Event], path: Path, entry: Entry, catalog: Catalog) -> None:
+    def _add_event(self, events: list[Event], path: Path, entry: Entry, catalog: Catalog, drugs: Drugs) -> None:
         try:
             encounter = entry.resource.get("encounter")
             ref = encounter.get("reference") if isinstance(encounter, dict) else None
             target = catalog.resolve(ref) if isinstance(ref, str) else None
-            events.append(event(entry.resource, target[1] if target and target[0] == "Encounter" else None))
+            resource = with_medication(entry.resource, drugs.code)
+            events.append(event(resource, target[1] if target and target[0] == "Encounter" else None))
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
 
