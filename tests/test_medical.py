@@ -316,6 +316,17 @@ def test_reference_ranges_flag_values_outside_them():
     assert flags(attrs.evolve(low, value=13.0)) == []
 
 
+
+def test_a_us_core_blood_pressure_panel_is_a_vital_sign_with_its_flag():
+    from heirloom_plugins.medical.patients import EventInput, MeasurementInput, RecordInput
+    from heirloom_plugins.medical.summary import summarize
+
+    parts = [MeasurementInput(code="loinc:8480-6", value=182), MeasurementInput(code="loinc:8462-4", value=101)]
+    panel = EventInput(kind="observation", code="loinc:85354-9", date="2020-01-01", components=parts)
+    (vital,) = summarize(RecordInput(timeline=[panel]))["vitals"]
+    assert vital["code"] == "loinc:85354-9" and "high blood pressure (>= 140/90)" in vital["flags"]
+
+
 # -- the system: train, one report, serve ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):

@@ -14,6 +14,7 @@ VITALS = {
     "loinc:39156-5": "bmi",
     "loinc:59576-9": "bmi percentile",
     "loinc:55284-4": "blood pressure",
+    "loinc:85354-9": "blood pressure",  # the panel US Core profiles use
     "loinc:8480-6": "systolic",
     "loinc:8462-4": "diastolic",
     "loinc:8867-4": "heart rate",
@@ -36,7 +37,8 @@ def condition_active(event: Any) -> bool:
 
 
 def medication_current(status: str | None) -> bool:
-    """A current medication: a MedicationRequest whose status is active (or on-hold, draft)."""
+    """A current medication: its latest MedicationRequest or MedicationStatement is active
+    (or on-hold, draft)."""
     return status in ("active", "on-hold", "draft")
 
 
