@@ -369,6 +369,17 @@ def test_a_bad_resource_fails_naming_it_or_is_skipped(tmp_path, resource, messag
     assert stats["errors"]["skipped_resources"] == 1 and stats["records"] == 1
 
 
+def test_a_transaction_entry_that_deletes_carries_no_resource_and_is_passed_over(tmp_path):
+    document = json.loads(bundle(PATIENT, condition(), kind="transaction"))
+    document["entry"].append({"request": {"method": "DELETE", "url": "Condition/old"}})
+    document["entry"].append({"request": {"method": "POST", "url": "Condition"}})  # a POST must carry one
+    path = write(tmp_path / "tx.json", json.dumps(document))
+    with pytest.raises(FhirDataError, match=re.escape(f"{path}: entry[3]: entry without a resource")):
+        stats_or_error(path)
+    stats = stats_or_error(path, "skip")
+    assert stats["records"] == 1 and stats["errors"]["skipped_resources"] == 1
+
+
 def test_a_patient_in_two_bundles_is_one_record_and_the_second_is_named(tmp_path):
     write(tmp_path / "set" / "part1.json", bundle(PATIENT, condition("c1")))
     second = write(tmp_path / "set" / "part2.json", bundle(PATIENT, condition("c2")))

@@ -159,11 +159,18 @@ def read_bundle(path: Path) -> list[Entry]:
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
         raise FhirDataError(path, None, f"Bundle.entry must be a list, got {type(entries).__name__}")
-    return [_bundle_entry(index, item) for index, item in enumerate(entries)]
+    return [entry for index, item in enumerate(entries) if (entry := _bundle_entry(index, item)) is not None]
 
 
-def _bundle_entry(index: int, item: Any) -> Entry:
+#: Transaction and batch requests that carry no resource by design: nothing to read.
+NO_RESOURCE_METHODS = ("DELETE", "GET", "HEAD")
+
+
+def _bundle_entry(index: int, item: Any) -> Entry | None:
     where = f"entry[{index}]"
+    request = item.get("request") if isinstance(item, dict) else None
+    if isinstance(request, dict) and request.get("method") in NO_RESOURCE_METHODS and "resource" not in item:
+        return None
     if not isinstance(item, dict) or "resource" not in item:
         return Entry(None, where, error="entry without a resource")
     url = item.get("fullUrl")
