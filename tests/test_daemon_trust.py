@@ -217,6 +217,13 @@ def test_list_fields_refuse_a_string_or_a_map(daemon):
             assert caught.value.field == "body.values", caught.value.message
 
 
+def test_a_number_as_a_body_key_is_an_unknown_key_named_like_any_other(daemon):
+    """msgpack allows any key type: an integer key was a Python TypeError in the reply."""
+    with daemon.client(timeout=5) as client, pytest.raises(InvalidArgument) as caught:
+        client.call("t.batched", {"values": [1], 7: "x"})
+    assert caught.value.field == "body.7" and "unknown key" in caught.value.message, caught.value.message
+
+
 def test_an_error_quoting_a_huge_bad_value_stays_small(daemon):
     """An unknown key of 500,000 characters was quoted in full (in the message and the
     field): a 1 MB error reply to a 0.5 MB request. Both are cut at 1,000 characters,

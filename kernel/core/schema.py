@@ -384,7 +384,7 @@ def flatten_errors(
     if isinstance(exc, ForbiddenExtraKeysError):
         names = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
         names += [name for name in also.get(exc.cl, ()) if name not in names]
-        for key in sorted(exc.extra_fields):
+        for key in sorted(map(str, exc.extra_fields)):  # a msgpack map key may be a number
             yield [*path, key], f"unknown key{did_you_mean(key, names)} (valid keys: {', '.join(names) or 'none'})"
     elif isinstance(exc, (ClassValidationError, IterableValidationError)):
         with_notes, without_notes = exc.group_exceptions()
@@ -403,7 +403,7 @@ def flatten_errors(
 
 def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
     """The attrs field an error message starts with (``'epochs' must be > 0``), if any."""
-    if cls is None or not attrs.has(cls):
+    if cls is None or not attrs.has(cls) or isinstance(exc, ForbiddenExtraKeysError):  # its str() fails on int keys
         return None
     message = str(exc)
     return next((f.name for f in attrs.fields(cls) if message.startswith(f"'{f.name}'")), None)
