@@ -120,6 +120,48 @@ def test_treatment_reads_the_encounters_conditions_but_never_its_prescriptions(r
 
 
 # -- models -------------------------------------------------------------------------------------
+def _inline(record: Any, timeline: list[Any] | None = None) -> Any:
+    """``record`` as a client sends it inline (``{"record": ...}``), with another timeline."""
+    from heirloom_plugins.medical.patients import EventInput, MeasurementInput, RecordInput
+
+    events = [
+        EventInput(**{**attrs.asdict(e), "components": [MeasurementInput(**attrs.asdict(m)) for m in e.components]})
+        for e in (record.timeline if timeline is None else timeline)
+    ]
+    return RecordInput(timeline=events, id=record.id, gender=record.gender, birth_date=record.birth_date)
+
+
+def test_an_inline_timeline_in_any_order_is_read_in_time_order(diagnosis, records):
+    record = max(records, key=lambda r: sum(e.kind == "encounter" for e in r.timeline))
+    latest = [e for e in record.timeline if e.kind == "encounter" and e.date][-1]
+    shuffled = _inline(record, record.timeline[::-1])
+    assert diagnosis.predict([Query(shuffled, latest.id)]) == diagnosis.predict([Query(_inline(record), latest.id)])
+    (answer,) = diagnosis.predict([Query(shuffled)])  # no encounter named: the latest, not the last in the list
+    assert answer["encounter"] == latest.id
+
+
+def test_a_date_without_a_time_is_history_only_once_all_of_it_is_before_the_encounter():
+    from heirloom_plugins.medical.patients import EventInput, RecordInput, visit
+
+    encounter = EventInput(kind="encounter", id="e", date="2020-03-01T09:00:00Z")
+    dated = ["2020-02-15", "2020-02", "2019", "2020-03-01", "2020-03", "2020", "2020-03-01T08:59:59Z"]
+    record = RecordInput(timeline=[encounter, *(EventInput(kind="condition", id=d, date=d) for d in dated)])
+    before = {e.id for e in visit(record, next(e for e in record.timeline if e.id == "e")).before}
+    assert before == {"2020-02-15", "2020-02", "2019", "2020-03-01T08:59:59Z"}
+
+
+def test_an_undated_encounter_is_named_as_undated_not_as_missing():
+    from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
+
+    record = RecordInput(
+        timeline=[EventInput(kind="encounter", id="dated", date="2020-01-01"), EventInput(kind="encounter", id="u")]
+    )
+    with pytest.raises(LookupError, match="encounter 'u' has no start date"):
+        find_encounter(record, "u")
+    with pytest.raises(LookupError, match="has no encounter 'x'"):
+        find_encounter(record, "x")
+
+
 def test_diagnosis_ranks_codes_with_names_and_probabilities(diagnosis, records):
     record = next(r for r in records if r.split == "test")
     [answer] = diagnosis.predict([Query(record)])
@@ -314,7 +356,6 @@ def test_reference_ranges_flag_values_outside_them():
     low = EventInput(kind="observation", code="loinc:718-7", value=9.5, low=12.0, high=16.0)
     assert flags(low) == ["below reference range (12-16)"]
     assert flags(attrs.evolve(low, value=13.0)) == []
-
 
 
 def test_a_us_core_blood_pressure_panel_is_a_vital_sign_with_its_flag():

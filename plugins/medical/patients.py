@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -38,6 +38,22 @@ def day(value: str) -> float:
     else:
         moment = datetime.strptime(value, _FORMATS.get(len(value), "?")).replace(tzinfo=UTC)
     return moment.timestamp() / DAY
+
+
+def ends_before(value: str, start: float) -> bool:
+    """Whether the date ``value`` is over before ``start`` (days): a dateTime when it is
+    earlier; a year, month or day only when all of it is (``2020-03`` and ``2020-03-01``
+    are not before ``2020-03-01T09:00``: either may be later that day)."""
+    if "T" in value:
+        return day(value) < start
+    first = datetime.strptime(value, _FORMATS[len(value)]).replace(tzinfo=UTC)
+    if len(value) == 4:
+        after = first.replace(year=first.year + 1)
+    elif len(value) == 7:
+        after = first.replace(year=first.year + first.month // 12, month=first.month % 12 + 1)
+    else:
+        after = first + timedelta(days=1)
+    return after.timestamp() / DAY <= start
 
 
 def _date(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
@@ -92,15 +108,21 @@ class EventInput:
     high: float | None = None
 
 
+def _in_time_order(event: EventInput) -> tuple[bool, float, int, str]:
+    """Undated events last; at one instant, encounters first (the fhir source's order)."""
+    return (event.date is None, day(event.date) if event.date else 0.0, KINDS.index(event.kind), event.id or "")
+
+
 @attrs.frozen
 class RecordInput:
     """A patient's record given inline: the shape of ``heirloom data show --json``.
 
     ``file``, ``split``, ``deceased``, ``deceased_date``, ``text`` and ``codes`` are
-    accepted (so a record can be pasted as printed) and not used.
+    accepted (so a record can be pasted as printed) and not used. The timeline is put in
+    time order, as the fhir source writes it, whatever order it came in.
     """
 
-    timeline: list[EventInput]
+    timeline: list[EventInput] = attrs.field(converter=lambda events: sorted(events, key=_in_time_order))
     id: str = "inline"
     gender: str | None = None
     birth_date: str | None = attrs.field(default=None, validator=_date)
@@ -163,7 +185,7 @@ def visit(record: Any, encounter: Any, at: Sequence[Any] | None = None) -> Visit
         for e in record.timeline
         if e is not encounter
         and e.date
-        and day(e.date) < start
+        and ends_before(e.date, start)
         and (e.encounter is None or e.encounter != encounter.id)
     )
     return Visit(record, encounter, start, tuple(at), before)
@@ -175,11 +197,16 @@ def find_encounter(record: Any, encounter_id: str | None) -> Any:
     Raises LookupError with the reason when there is none.
     """
     encounters = [e for e in record.timeline if e.kind == "encounter" and e.date]
+    if encounter_id is not None:
+        for event in record.timeline:
+            if event.kind == "encounter" and event.id == encounter_id:
+                if not event.date:
+                    raise LookupError(
+                        f"patient {record.id!r}'s encounter {encounter_id!r} has no start date (period.start): "
+                        "only a dated encounter has a before and an after to predict from"
+                    )
+                return event
+        raise LookupError(f"patient {record.id!r} has no encounter {encounter_id!r}")
     if not encounters:
         raise LookupError("the record has no dated encounter")
-    if encounter_id is None:
-        return encounters[-1]
-    for event in encounters:
-        if event.id == encounter_id:
-            return event
-    raise LookupError(f"patient {record.id!r} has no encounter {encounter_id!r}")
+    return max(encounters, key=lambda e: day(e.date))
