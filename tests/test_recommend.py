@@ -123,8 +123,10 @@ def test_a_warm_start_reuses_the_parents_choice_instead_of_searching(movielens):
     assert parent.fitted.choice.l2 == best
     event = {"type": "interaction", "user": "new-user", "item": "50", "kind": "click", "value": 1.0, "time": 0}
     child = HybridRecommender(data="movies", **grids)
-    child.fit([*source.records("train"), event], parent=parent.state())
+    stray = {**event, "item": "no-such-movie"}  # a recorded event naming an item the catalogue does not list
+    child.fit([*source.records("train"), event, stray], parent=parent.state())
     assert child.fitted.choice == parent.fitted.choice and child.fitted.training["trials"] is None
+    assert "no-such-movie" not in child.catalogue.index and child.fitted.training["interactions_outside_catalogue"] == 1
     assert child.fitted.training["warm_start"] == {
         "users_added": 1,
         "items_added": 0,
@@ -260,7 +262,7 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
     [
         ("recs.recommend", {"user": "nobody"}, NotFound, "body.user", "unknown to recommend/recs@1"),
         ("recs.recommend", {"history": ["50", "no-such"]}, NotFound, "body.history[1]", "not in the catalogue"),
-        ("recs.recommend", {"user": 1, "history": ["50"]}, InvalidArgument, "body.user", "not both"),
+        ("recs.recommend", {"user": 1, "history": ["50"]}, InvalidArgument, "body.user", "both were sent"),
         ("recs.recommend", {"user": 1, "k": 0}, InvalidArgument, "body.k", "between 1 and 100"),
         ("recs.recommend", {"history": "50"}, InvalidArgument, "body.history", "expected a list, got str '50'"),
         ("recs.similar", {"item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
@@ -268,6 +270,10 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.event", {"user": "u1", "item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
         ("recs.event", {"user": "u1", "item": "50", "value": float("inf")}, InvalidArgument, "body.value", "finite"),
         ("recs.event", {"item": "50"}, InvalidArgument, "body.user", "required"),
+        ("recs.event", {"user": " ", "item": "50"}, InvalidArgument, "body.user", "1 to 256 characters"),
+        ("recs.event", {"user": True, "item": "50"}, InvalidArgument, "body.user", "got True"),
+        ("recs.event", {"user": "u" * 10_000, "item": "50"}, InvalidArgument, "body.user", "got 10000 characters"),
+        ("recs.recommend", {}, InvalidArgument, "body.user", "neither was sent"),
     ],
 )
 def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(served, route, body, error, field, words):

@@ -28,6 +28,18 @@ log = logging.getLogger("heirloom_plugins.recommend.api")
 Id = str | int
 MAX_KIND_CHARS = 64
 MAX_TITLE_CHARS = 1000
+MAX_ID_CHARS = 256
+
+
+def _id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
+    """A user or item id: a whole number, or text that is not blank (a bool is neither)."""
+    if value is None and attribute.default is None:
+        return
+    if isinstance(value, bool) or (isinstance(value, str) and (not value.strip() or len(value) > MAX_ID_CHARS)):
+        shown = f"{len(value)} characters" if isinstance(value, str) and len(value) > MAX_ID_CHARS else repr(value)
+        raise ValueError(
+            f"'{attribute.name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}"
+        )
 
 
 def _k_between(low: int, high: int):
@@ -50,19 +62,20 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class RecommendInput:
         """A known ``user``, or the ``history`` (item ids) of someone the model has not seen, and ``k``."""
 
-        user: Id | None = None
+        user: Id | None = attrs.field(default=None, validator=_id_ok)
         history: list[Id] | None = attrs.field(default=None, validator=history_ok)
         k: int = attrs.field(default=10, validator=k_ok)
 
         def __attrs_post_init__(self) -> None:
             if (self.user is None) == (self.history is None):
-                raise ValueError("'user' (a known user id) or 'history' (a list of item ids) is required, not both")
+                given = "both were sent" if self.user is not None else "neither was sent"
+                raise ValueError(f"'user' (a known user id) or 'history' (a list of item ids) is required ({given})")
 
     @attrs.define
     class SimilarInput:
         """A catalogue item and how many neighbours."""
 
-        item: Id
+        item: Id = attrs.field(validator=_id_ok)
         k: int = attrs.field(default=10, validator=k_ok)
 
     def title_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -81,7 +94,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class HistoryInput:
         """A known ``user`` and at most ``limit`` of their items."""
 
-        user: Id
+        user: Id = attrs.field(validator=_id_ok)
         limit: int = attrs.field(default=max_history, validator=_k_between(1, max_history))
 
     return {
@@ -106,8 +119,8 @@ def _finite(instance: Any, attribute: attrs.Attribute, value: float) -> None:
 class EventInput:
     """Something a user did with an item: ``kind`` (view, click, rating...) and its ``value``."""
 
-    user: Id
-    item: Id
+    user: Id = attrs.field(validator=_id_ok)
+    item: Id = attrs.field(validator=_id_ok)
     kind: str = attrs.field(default="interaction", validator=_kind_ok)
     value: float = attrs.field(default=1.0, validator=_finite)
 

@@ -97,6 +97,19 @@ def read_records(data: Iterable[Any]) -> tuple[list[Mapping[str, Any]], list[tup
     return items, pairs
 
 
+def listed(
+    items: list[Mapping[str, Any]], pairs: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(pairs whose item the catalogue lists, the others)``. Without item records every
+    pair is kept (the catalogue is what the interactions name); with them, an interaction
+    with an item they do not list (a recorded event naming a removed or mistyped id) is
+    left out rather than made into an untitled item."""
+    if not items:
+        return pairs, []
+    known = {record["item"] for record in items}
+    return [p for p in pairs if p[1] in known], [p for p in pairs if p[1] not in known]
+
+
 def catalogue_of(items: list[Mapping[str, Any]], pairs: list[tuple[str, str]]) -> Catalogue:
     """The items of the records, then any item only interactions name (it has no text)."""
     ids: dict[str, ItemText] = {}

@@ -22,7 +22,7 @@ import numpy as np
 import heirloom
 from heirloom_plugins.recommend import ease
 from heirloom_plugins.recommend.checks import grid, share
-from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, read_records
+from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, listed, read_records
 from heirloom_plugins.recommend.fitted import Fitted
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
 from heirloom_plugins.recommend.ranking import top_k
@@ -77,6 +77,12 @@ class HybridRecommender(heirloom.Model):
         progress = progress or heirloom.NullProgress()
         began = time.perf_counter()
         items, pairs = read_records(data)
+        pairs, stray = listed(items, pairs)
+        if stray:
+            progress.log(
+                f"left out {len(stray)} interaction(s) with items the catalogue does not list "
+                f"(first: user {stray[0][0]!r}, item {stray[0][1]!r})"
+            )
         if not pairs:
             raise heirloom.HeirloomError("hybrid-recommender needs interactions to fit; the training data has none")
         catalogue = catalogue_of(items, pairs)
@@ -98,6 +104,7 @@ class HybridRecommender(heirloom.Model):
             "users": len(histories),
             "items": len(catalogue),
             "interactions": len(histories.items),
+            "interactions_outside_catalogue": len(stray),
             "items_without_interactions": len(catalogue) - len(hybrid.warm),
             "trials": trials,
             "warm_start": _growth(inherited, catalogue, histories) if inherited is not None else None,
