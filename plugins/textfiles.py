@@ -12,6 +12,6 @@ def read_text(path: str | Path) -> str:
     almost never valid UTF-8, so the first that decodes is the right one."""
     raw = Path(path).read_bytes()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's export) is no part of the text
     except UnicodeDecodeError:
         return raw.decode("latin-1")

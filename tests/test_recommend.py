@@ -98,6 +98,40 @@ def test_a_utf8_catalogue_reads_right_and_a_rating_of_an_unknown_movie_names_its
         list(MovieLensSource(path=str(tmp_path)).records())
 
 
+@pytest.mark.parametrize(
+    ("file", "text", "error"),
+    [
+        ("u.data", "1\t1\tnan\t881250949\n", r"u\.data:1: the rating is 'nan', not a finite number"),
+        ("u.data", "1\t1\tinf\t881250949\n", r"u\.data:1: the rating is 'inf'"),
+        ("u.data", " \t1\t4\t881250949\n", r"u\.data:1: the user id is blank"),
+        (
+            "u.item",
+            "1|Heat (1995)|01-Jan-1995||url|0|1\n1|Heat again|01-Jan-1995||url|0|1\n",
+            r"u\.item:2: item '1' is listed already \(line 1\)",
+        ),
+    ],
+)
+def test_a_malformed_grouplens_row_is_an_error_naming_its_line(tmp_path, file, text, error):
+    files = {"u.genre": "unknown|0\nAction|1\n", "u.item": "1|Heat (1995)|01-Jan-1995||url|0|1\n"}
+    for name, content in {**files, "u.data": "1\t1\t5\t881250949\n", file: text}.items():
+        write(tmp_path / name, content)
+    with pytest.raises(heirloom.HeirloomError, match=error):
+        list(MovieLensSource(path=str(tmp_path)).records())
+
+
+def test_a_byte_order_mark_is_no_part_of_the_first_id_and_a_missing_file_is_named(tmp_path):
+    write(tmp_path / "u.genre", "unknown|0\nAction|1\n")
+    (tmp_path / "u.item").write_bytes("\ufeff1|Heat (1995)|01-Jan-1995||url|0|1\n".encode())
+    (tmp_path / "u.data").write_bytes("\ufeff1\t1\t5\t881250949\n".encode())
+    records = list(MovieLensSource(path=str(tmp_path), test_fraction=0.5, cold_fraction=0).records())
+    assert {r["item"] for r in records} == {"1"} and {r["user"] for r in records if r["type"] == "interaction"} == {"1"}
+    (tmp_path / "u.genre").unlink()
+    with pytest.raises(
+        ValueError, match=r"'path' .* lacks u\.genre \(a GroupLens folder has u\.data, u\.item, u\.genre\)"
+    ):
+        MovieLensSource(path=str(tmp_path))
+
+
 def test_validation_is_carved_from_train_and_is_the_split_the_model_tunes_on(movielens):
     plain = MovieLensSource(path=movielens)
     carved = MovieLensSource(path=movielens, validation_fraction=0.25)

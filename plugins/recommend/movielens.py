@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -46,6 +47,18 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
+FILES = ("u.data", "u.item", "u.genre")
+
+
+def _grouplens_folder(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """The folder holds the three files (a missing folder is the path check's to report)."""
+    folder = Path(value)
+    missing = [name for name in FILES if folder.is_dir() and not (folder / name).is_file()]
+    if missing:
+        wanted = ", ".join(FILES)
+        raise ValueError(f"'{attribute.name}' {value} lacks {', '.join(missing)} (a GroupLens folder has {wanted})")
+
+
 def read_ratings(path: Path, items: set[str]) -> list[tuple[str, str, float, int]]:
     """``(user, item, rating, unix time)`` of every line of ``u.data``; each item must be one
     of ``items`` (u.item's), or the catalogue would grow an untitled movie."""
@@ -54,11 +67,15 @@ def read_ratings(path: Path, items: set[str]) -> list[tuple[str, str, float, int
         fields = line.split("\t")
         try:
             user, item, rating, stamp = fields
-            rows.append((user, item, float(rating), int(stamp)))
+            rows.append((user.strip(), item, float(rating), int(stamp)))
         except ValueError:
             raise heirloom.HeirloomError(
                 f"{path}:{number}: expected 'user<TAB>item<TAB>rating<TAB>unix time', got {line[:80]!r}"
             ) from None
+        if not rows[-1][0]:
+            raise heirloom.HeirloomError(f"{path}:{number}: the user id is blank")
+        if not math.isfinite(rows[-1][2]):
+            raise heirloom.HeirloomError(f"{path}:{number}: the rating is {rating!r}, not a finite number")
         if item not in items:
             raise heirloom.HeirloomError(f"{path}:{number}: item {item!r} is not in u.item")
     return rows
@@ -77,9 +94,13 @@ def read_genres(path: Path) -> list[str]:
 
 def read_items(path: Path, genre_names: list[str]) -> list[dict[str, Any]]:
     """``{"item", "title", "year", "genres"}`` of every line of ``u.item``."""
-    items = []
+    items: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for number, line in _lines(path):
         fields = line.split("|")
+        first = seen.setdefault(fields[0], number)
+        if first != number:
+            raise heirloom.HeirloomError(f"{path}:{number}: item {fields[0]!r} is listed already (line {first})")
         flags = fields[LEADING_FIELDS:]
         if len(flags) != len(genre_names) or not set(flags) <= {"0", "1"}:
             raise heirloom.HeirloomError(
@@ -97,7 +118,7 @@ class MovieLensSource(heirloom.Source):
     """MovieLens 100K (GroupLens): ``u.data`` ratings, ``u.item`` movies with title, year and genres."""
 
     #: The folder holding ``u.data``, ``u.item`` and ``u.genre``.
-    path: str = heirloom.path_field()
+    path: str = heirloom.path_field(validator=_grouplens_folder)
     #: Share of each user's ratings held out as ``test`` (seeded, per user).
     test_fraction: float = attrs.field(default=0.25, validator=share(zero_ok=False))
     #: Share of each user's remaining ratings carved out as ``validation`` (0: no such split).
@@ -111,7 +132,7 @@ class MovieLensSource(heirloom.Source):
 
     def files(self) -> tuple[Path, Path, Path]:
         folder = Path(self.path)
-        return folder / "u.data", folder / "u.item", folder / "u.genre"
+        return folder / FILES[0], folder / FILES[1], folder / FILES[2]
 
     def splits(self) -> list[str]:
         return [split for split in SPLITS if split != "validation" or self.validation_fraction]
@@ -137,6 +158,9 @@ class MovieLensSource(heirloom.Source):
     def _prepared(self) -> tuple[list[dict[str, Any]], list[str], set[str]]:
         """The items, each rating's split and the cold items; recomputed only when a file changes."""
         paths = self.files()
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise heirloom.HeirloomError(f"movielens source: {', '.join(missing)} not found")
         key = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] != key:
