@@ -132,6 +132,22 @@ def test_a_byte_order_mark_is_no_part_of_the_first_id_and_a_missing_file_is_name
         MovieLensSource(path=str(tmp_path))
 
 
+def test_with_no_user_to_score_nothing_is_claimed_chosen_or_measured(tmp_path):
+    """Three users with one rating each: no validation and no test interaction exists, so
+    nothing is "chosen on validation" and no metric is 0.0 over nobody."""
+    write(tmp_path / "u.genre", "unknown|0\nAction|1\n")
+    write(tmp_path / "u.item", "".join(f"{i}|Film {i} (1995)|01-Jan-1995||url|0|1\n" for i in range(1, 4)))
+    write(tmp_path / "u.data", "".join(f"u{i}\t{i}\t5\t881250949\n" for i in range(1, 4)))
+    source = MovieLensSource(path=str(tmp_path), cold_fraction=0.5)
+    assert not [r for r in source.records("test") if r["type"] == "interaction"]
+    model = HybridRecommender(data="movies")
+    model.fit(source.records("train"))
+    assert model.fitted.training["trials"] is None and model.fitted.choice.l2 == 500.0
+    report = model.evaluate(source.records("test"))
+    assert report.metrics["ndcg_at_10"] is None and report.metrics["cold_ndcg_at_10"] is None
+    assert "n/a (no test user has held-out items)" in report.text
+
+
 def test_validation_is_carved_from_train_and_is_the_split_the_model_tunes_on(movielens):
     plain = MovieLensSource(path=movielens)
     carved = MovieLensSource(path=movielens, validation_fraction=0.25)

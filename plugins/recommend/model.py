@@ -142,7 +142,10 @@ class HybridRecommender(heirloom.Model):
             seed=self.seed,
             progress=progress,
         )
-        progress.log(f"chosen on validation: {choice}")
+        if trials is None:
+            progress.log(f"no validation interactions to choose on (every user has too few): {choice}")
+        else:
+            progress.log(f"chosen on validation: {choice}")
         return choice, trials
 
     # -- evaluation -----------------------------------------------------------------------
@@ -157,13 +160,14 @@ class HybridRecommender(heirloom.Model):
         cold = np.zeros(len(fitted.catalogue), dtype=bool)
         cold[[index[r["item"]] for r in items if r.get("cold") and r["item"] in index]] = True
         cold_ndcg, cold_users = self._cold_start(fitted, cold, held) if cold.any() else (None, 0)
+        scored = main["users"] > 0  # a metric over no user is no figure, not 0.0
         metrics = {
-            "ndcg_at_10": main["ndcg"],
-            "precision_at_10": main["precision"],
-            "recall_at_10": main["recall"],
-            "map_at_10": main["map"],
-            "coverage": main["coverage"],
-            "cold_ndcg_at_10": cold_ndcg,
+            "ndcg_at_10": main["ndcg"] if scored else None,
+            "precision_at_10": main["precision"] if scored else None,
+            "recall_at_10": main["recall"] if scored else None,
+            "map_at_10": main["map"] if scored else None,
+            "coverage": main["coverage"] if scored else None,
+            "cold_ndcg_at_10": cold_ndcg if cold_users else None,
         }
         return heirloom.Report(metrics, _report_text(metrics, main["users"], int(cold.sum()), cold_users))
 
@@ -294,9 +298,12 @@ def _growth(parent: Fitted, catalogue: Catalogue, histories: Histories) -> dict[
 def _report_text(metrics: dict[str, Any], users: int, cold_items: int, cold_users: int) -> str:
     lines = [f"ranking all items each user has not interacted with, top 10, {users} test users"]
     for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "coverage"):
-        lines.append(f"  {name:<16} {metrics[name]:.4f}")
-    if metrics["cold_ndcg_at_10"] is None:
+        shown = "n/a (no test user has held-out items)" if users == 0 else f"{metrics[name]:.4f}"
+        lines.append(f"  {name:<16} {shown}")
+    if not cold_items:
         lines.append("cold start: the data marks no cold items")
+    elif not cold_users:
+        lines.append(f"cold start: {cold_items} items marked cold, but no test user has one held out: n/a")
     else:
         lines.append(
             f"cold start: {cold_items} items refitted without their interactions, "

@@ -87,9 +87,13 @@ def tune(
     cold_fraction: float,
     seed: int,
     progress: heirloom.Progress,
-) -> tuple[Choice, dict[str, list[dict[str, float]]]]:
-    """The best ``Choice`` by validation nDCG@10, and the score of every setting tried."""
+) -> tuple[Choice, dict[str, list[dict[str, float]]] | None]:
+    """The best ``Choice`` by validation nDCG@10, and the score of every setting tried; with
+    no validation interaction to score (every user has too few), each grid's middle value
+    and no trials."""
     split = split_for_tuning(histories, catalogue, fraction, seed)
+    if not split.held:
+        return Choice(*(sorted(grid)[len(grid) // 2] for grid in (grids.l2, grids.text_weight, grids.tower_l2))), None
     cooc = ease.cooccurrence(split.fit, len(catalogue))
     progress.start("tuning on validation", total=grids.fits())
     scored: dict[tuple[float, float], float] = {}
