@@ -232,6 +232,11 @@ def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, d
     assert 0 < metrics["recall_at_10"] < metrics["precision_at_10"] and 0 < metrics["map_at_10"] < 1
     assert 0.05 < metrics["coverage"] <= 1
     assert metrics["cold_ndcg_at_10"] > 0.15
+    # inherit = "served" with nothing new: @2 records its warm start from @1; a third train
+    # would be @2 again (same weights, same data, warm from @2), so nothing is stored
+    for parent, stored in (("@1", "stored recommend/recs@2"), ("@2", "unchanged: identical to recommend/recs@2")):
+        again = run_heirloom("train", "recommend", *FIXED_SET, env=env, timeout=300)
+        assert f"warm start from recommend/recs{parent}" in again.stderr and stored in again.stdout, again.stdout
 
 
 def test_a_bad_model_setting_fails_profile_check_naming_the_key(tmp_path, data_dir):

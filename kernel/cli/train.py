@@ -63,8 +63,8 @@ def report_trained(trained: Trained) -> None:
     artifact = trained.artifact
     if trained.reused:
         console.print(
-            f"unchanged: identical to [bold]{artifact.ref}[/] {artifact.digest[:12]} (same weights, parent and data); "
-            "no new version stored"
+            f"unchanged: identical to [bold]{artifact.ref}[/] {artifact.digest[:12]} (same weights and data, "
+            "and the same parent or warm-started from it); no new version stored"
         )
         return
     parent = f" (parent {artifact.parent})" if artifact.parent else ""

@@ -220,11 +220,12 @@ def takes_validation(model: Any) -> bool:
 
 
 def _identical(store: ArtifactStore, project: str, name: str, digest: str, record: dict[str, Any]) -> Artifact | None:
-    """A stored version of ``project/name`` with the same content, parent and data, if any."""
+    """A stored version of ``project/name`` with the same content and data, and either the
+    same parent or being that parent (a warm start from ``served`` with nothing new)."""
     for artifact in store.list(project, name):
         if (
             artifact.digest == digest
-            and artifact.parent == record["parent"]
+            and record["parent"] in (artifact.parent, artifact.ref)
             and artifact.data_fingerprints == record["data_fingerprints"]
         ):
             return artifact
