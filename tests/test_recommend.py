@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,6 +238,24 @@ def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, d
     for parent, stored in (("@1", "stored recommend/recs@2"), ("@2", "unchanged: identical to recommend/recs@2")):
         again = run_heirloom("train", "recommend", *FIXED_SET, env=env, timeout=300)
         assert f"warm start from recommend/recs{parent}" in again.stderr and stored in again.stdout, again.stdout
+
+
+def test_in_process_a_system_serves_the_stored_version_only_when_asked(tmp_path, data_dir, monkeypatch):
+    from heirloom.wire.protocol import RequestError
+
+    monkeypatch.setenv("HEIRLOOM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HEIRLOOM_DATA", str(data_dir))
+    assert run_heirloom("train", "recommend", *FIXED_SET, timeout=300).returncode == 0
+    kernel = heirloom.Kernel()
+
+    def similar(system: Any) -> Any:
+        route = next(route for route in system.apis()["recs"].routes() if route.name == "similar")
+        return route.handler(route.input(item="50", k=3))
+
+    with kernel.system("recommend") as system, pytest.raises(RequestError, match="build it with serve_models=True"):
+        similar(system)
+    with kernel.system("recommend", serve_models=True) as system:
+        assert similar(system).version == "recommend/recs@1"
 
 
 def test_a_bad_model_setting_fails_profile_check_naming_the_key(tmp_path, data_dir):

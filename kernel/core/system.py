@@ -112,7 +112,9 @@ class System:
         """The handle apis use to reach model ``name`` (it follows hot swaps)."""
         if self.serving is not None and name in self.serving.handles:
             return self.serving.handles[name]
-        return ModelHandle(name, self.component(name, "model"))
+        handle = ModelHandle(name, self.component(name, "model"))
+        handle.unavailable = "this system loads no stored version (build it with serve_models=True)"
+        return handle
 
     def readiness(self) -> dict[str, bool]:
         """``{"models.sentiment": bool, ...}``: each component's ``ready()`` (a served model's

@@ -133,7 +133,10 @@ class CodesApi(heirloom.Api):
         model, version = self.handle.current
         if not model.ready():
             raise heirloom.RequestError(
-                "UNAVAILABLE", f"model {self.handle.name!r} has no trained version yet (run heirloom train)", None, 5000
+                "UNAVAILABLE",
+                f"model {self.handle.name!r} serves nothing: {self.handle.unavailable or 'no trained version yet'}",
+                None,
+                5000,
             )
         results: list[Any] = []
         queries: list[tuple[int, Query]] = []

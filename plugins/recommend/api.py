@@ -198,7 +198,7 @@ class RecommendApi(heirloom.Api):
         if not model.ready():
             raise heirloom.RequestError(
                 "UNAVAILABLE",
-                f"model {self.handle.name!r} has no trained version yet (run heirloom train)",
+                f"model {self.handle.name!r} serves nothing: {self.handle.unavailable or 'no trained version yet'}",
                 retry_after_ms=5000,
             )
         return model, version
