@@ -238,6 +238,10 @@ def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, d
     for parent, stored in (("@1", "stored recommend/recs@2"), ("@2", "unchanged: identical to recommend/recs@2")):
         again = run_heirloom("train", "recommend", *FIXED_SET, env=env, timeout=300)
         assert f"warm start from recommend/recs{parent}" in again.stderr and stored in again.stdout, again.stdout
+    shown = run_heirloom("models", "show", "recommend/recs@2", "--metadata", env=env)
+    assert json.loads(shown.stdout)["training"]["warm_start"] == dict.fromkeys(
+        ("users_added", "items_added", "interactions_added", "interactions_removed"), 0
+    )
 
 
 def test_in_process_a_system_serves_the_stored_version_only_when_asked(tmp_path, data_dir, monkeypatch):

@@ -104,10 +104,19 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
 
 @models_group.command("show")
 @click.argument("ref")
+@click.option(
+    "--metadata",
+    is_flag=True,
+    help="Print the stored state's metadata instead, as JSON (what the model wrote: its labels, settings, "
+    "the choices its training made; checked against the version's digest).",
+)
 @json_option
 @store_option
-def models_show(ref: str, as_json: bool, store: ArtifactStore) -> None:
+def models_show(ref: str, metadata: bool, as_json: bool, store: ArtifactStore) -> None:
     """Everything recorded about REF."""
+    if metadata:
+        print_json(store.metadata(ref))
+        return
     record = store.resolve(ref).to_json()
     if as_json:
         print_json(record)

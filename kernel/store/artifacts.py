@@ -231,6 +231,10 @@ class ArtifactStore:
         artifact, weights, metadata = self._verified(ref)
         return State(decode_tensors(artifact.framework, weights), json.loads(metadata))
 
+    def metadata(self, ref: str | Ref | Artifact) -> dict[str, Any]:
+        """The stored state's JSON metadata, checked like ``load`` (the tensors are not decoded)."""
+        return json.loads(self._verified(ref)[2])
+
     def verify(self, ref: str | Ref | Artifact) -> Artifact:
         """The artifact ``ref`` names, once every byte of its blobs matches its digests."""
         return self._verified(ref)[0]
