@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from concurrent.futures import wait
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +83,71 @@ def test_sigterm_drains_the_broker_and_its_workers(tmp_path, workers):
         daemon.process.send_signal(signal.SIGTERM)
         assert all(f.result().body == {"slept_ms": 300} for f in futures)
     assert daemon.process.wait(30) == 0
+
+
+def test_workers_drain_with_the_broker_so_the_daemon_stops_within_one_grace(tmp_path):
+    """The broker waited out its grace before telling the workers, which then started theirs
+    (twice --grace), and SIGKILLed a worker still inside its own, so it never stopped."""
+    daemon = Daemon(tmp_path, "--workers", "2", grace=1)
+    daemon.wait_ready()
+    with daemon.client(timeout=20, retries=0) as client:
+        futures = [client.submit("t.slow", {"ms": 2500}) for _ in range(6)]
+        time.sleep(0.3)
+        daemon.process.send_signal(signal.SIGTERM)
+        wait(futures, timeout=20)
+        assert all(isinstance(f.exception(), Unavailable) for f in futures)
+    assert daemon.process.wait(30) == 0
+    log = daemon.log()
+    assert "ignored SIGTERM" not in log and log.count("heirloom.wire.daemon: stopped") == 2, log
+
+
+def test_a_worker_told_to_stop_under_load_drains_without_failing_a_request(tmp_path):
+    """A remote worker's SIGTERM: the broker kept sending it work, refused as 'draining'."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    workers = [subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env) for _ in range(2)]
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20, retries=0) as client:
+            deadline = time.monotonic() + 30
+            while len(_worker_pids(client)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            futures = [client.submit("t.slow", {"ms": 20}) for _ in range(300)]
+            time.sleep(0.2)
+            workers[0].send_signal(signal.SIGTERM)
+            futures += [client.submit("t.slow", {"ms": 20}) for _ in range(300)]
+            wait(futures, timeout=60)
+            assert [f.exception() for f in futures if f.exception() is not None] == []
+            assert workers[0].wait(30) == 0
+            assert _worker_pids(client) == [workers[1].pid]
+        assert f"worker pid {workers[0].pid} drained and stopped" in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+        for worker in workers:
+            worker.kill()
+
+
+def test_local_workers_stop_when_their_broker_is_killed(tmp_path):
+    daemon = Daemon(tmp_path, "--workers", "2")
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        pids = _worker_pids(client)
+    daemon.process.kill()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if _running(pid)], daemon.log()
+    assert "the broker (pid" in daemon.log() and "is gone; stopping" in daemon.log()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie has exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_broker_stats_report_resources_models_and_daemon_wide_admission(tmp_path):

@@ -74,6 +74,8 @@ SCALE_ROUTE = "_scale"
 SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
+#: Seconds a local worker has to stop its components once the shared grace period is over.
+STOP_SECONDS = 10.0
 #: A worker's load, for picking the least busy (a C getter: no Python call per worker).
 _LOAD = operator.attrgetter("in_flight")
 
@@ -158,10 +160,13 @@ class Broker:
 
     # -- lifecycle -----------------------------------------------------------------------
     def request_drain(self) -> None:
+        """Refuse new work, and let every worker start its own drain now: their grace and
+        the broker's run together, so the daemon stops within one ``--grace``."""
         if not self.draining:
             self.draining = True
             self._drain_deadline = time.perf_counter() + self.settings.grace
             log.info("draining: %d request(s) in flight, grace %.1fs", len(self.forwarded), self.settings.grace)
+            self._tell_workers(b"DRAIN")
 
     def run(self) -> int:
         log.info("broker listening on %s; workers connect to %s", ", ".join(self.settings.bind), self.worker_address)
@@ -189,9 +194,8 @@ class Broker:
     def _shutdown(self) -> None:
         for tag in list(self.forwarded):
             self._fail(tag, "the daemon shut down before the request finished")
-        for worker in self.workers.values():
-            self._to_worker([worker.identity, CONTROL, b"DRAIN"])
-        self.local.stop(self.settings.grace)
+        self._tell_workers(b"DRAIN")  # one that connected during the drain
+        self.local.stop(STOP_SECONDS)  # draining since the broker began: their grace is over too
         if self.pool is not None:
             self.pool.close()
         if self.curve is not None:
@@ -203,6 +207,10 @@ class Broker:
         log.info("stopped")
 
     # -- workers -------------------------------------------------------------------------
+    def _tell_workers(self, command: bytes) -> None:
+        for worker in self.workers.values():
+            self._to_worker([worker.identity, CONTROL, command])
+
     def _worker_argv(self) -> list[str]:
         """``heirloom worker`` arguments that connect a worker to this broker."""
         argv = [
@@ -233,10 +241,13 @@ class Broker:
         for worker in [w for w in self.workers.values() if w.pid == pid]:
             self._drop(worker, reason)
         if not any(w.pid == pid for w in self.workers.values()):
-            log.warning("%s", reason)
+            log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
 
-    def _drop(self, worker: Worker, reason: str) -> None:
-        log.warning("%s; failing its %d in-flight request(s)", reason, worker.in_flight)
+    def _drop(self, worker: Worker, reason: str, level: int = logging.WARNING) -> None:
+        if worker.in_flight or level >= logging.WARNING:
+            log.warning("%s; failing its %d in-flight request(s)", reason, worker.in_flight)
+        else:
+            log.log(level, "%s", reason)
         self.workers.pop(worker.identity, None)
         self.worker_totals.retire(worker.identity)
         self._update_ready()
@@ -258,6 +269,9 @@ class Broker:
         if tagged == CONTROL:
             if len(frames) > 3 and frames[2] == b"HEARTBEAT":
                 self._heartbeat(frames[0], unpackb(frames[3]))
+            elif len(frames) > 2 and frames[2] == b"GONE" and frames[0] in self.workers:
+                worker = self.workers[frames[0]]
+                self._drop(worker, f"worker pid {worker.pid} drained and stopped", logging.INFO)
             return
         tag = tagged[:TAG_BYTES]
         forwarded = self.forwarded.pop(tag, None)
@@ -435,8 +449,7 @@ class Broker:
     def _route_reload(self) -> dict[str, Any]:
         if self.curve is not None:
             self.curve.refresh()
-        for worker in self.workers.values():
-            self._to_worker([worker.identity, CONTROL, b"RELOAD"])
+        self._tell_workers(b"RELOAD")
         return {"workers": len(self.workers)}
 
     def _route_scale(self, body_frames: tuple[bytes, ...]) -> dict[str, Any]:

@@ -10,10 +10,12 @@ reach it through the broker alone.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING
 
 from heirloom.wire.builtin_routes import worker_status
+from heirloom.wire.local_workers import PARENT_ENV
 from heirloom.wire.protocol import CONTROL, packb
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ class BrokerLink:
         self._last_beat = 0.0
         self._reached = False
         self._unsent = 0
+        #: The broker that spawned this worker (a local one), whose exit ends it too.
+        self._parent = int(os.environ.pop(PARENT_ENV, "0") or 0)
 
     def beat_soon(self) -> None:
         """Send the next heartbeat on the loop's next turn (the status changed)."""
@@ -44,10 +48,18 @@ class BrokerLink:
         if now - self._last_beat < self.server.settings.heartbeat:
             return
         self._last_beat = now
+        if self._parent and os.getppid() != self._parent and not self.server.draining:
+            log.warning("the broker (pid %d) that started this worker is gone; stopping", self._parent)
+            self.server.request_drain()
         outbox = self.server.outbox
         unsent = outbox.undeliverable
         outbox.send([CONTROL, b"HEARTBEAT", packb(worker_status(self.server))])
         self._note(outbox.undeliverable == unsent)
+
+    def leave(self) -> None:
+        """Tell the broker this worker is gone (drained): it forgets it at once instead of
+        after missed heartbeats."""
+        self.server.outbox.send([CONTROL, b"GONE"])
 
     def _note(self, sent: bool) -> None:
         if sent:

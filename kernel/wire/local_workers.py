@@ -15,6 +15,9 @@ import time
 from heirloom.core.cores import CPU_SHARE_ENV, available_cores
 
 log = logging.getLogger("heirloom.wire.broker")
+#: The pid of the broker that spawned a local worker: the worker stops once it is gone
+#: (a broker killed by SIGKILL cannot stop its workers itself).
+PARENT_ENV = "HEIRLOOM_PARENT_BROKER"
 RESPAWN_BACKOFF_MAX = 30.0
 #: A worker that lived this long before exiting starts its failure count afresh.
 STABLE_SECONDS = 60.0
@@ -85,7 +88,7 @@ class LocalWorkers:
         # each local worker's share of the cores: N workers each using all of them would
         # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
         share = max(1, available_cores() // self.count)
-        env = {**os.environ, CPU_SHARE_ENV: str(share)}
+        env = {**os.environ, CPU_SHARE_ENV: str(share), PARENT_ENV: str(os.getpid())}
         process = subprocess.Popen([sys.executable, "-m", "heirloom", *self.argv], stdin=subprocess.DEVNULL, env=env)
         self.processes.append(LocalProcess(process, time.monotonic(), failures))
         log.info("spawned worker pid %d", process.pid)

@@ -187,6 +187,8 @@ class Server:
             self.draining = True
             self._drain_deadline = time.perf_counter() + self.settings.grace
             log.info("draining: %d request(s) in flight, grace %.1fs", self.admission.in_flight, self.settings.grace)
+            if self.link is not None:
+                self.link.beat_soon()  # the broker stops sending work at the next turn
 
     def run(self) -> None:
         """The I/O loop; returns once drained (or the system failed to start)."""
@@ -221,7 +223,9 @@ class Server:
             self.link.beat()
         if self.draining:
             left = self._drain_deadline - time.perf_counter()
-            if self.admission.in_flight == 0 or left <= 0:
+            # a worker also answers what its broker sent before it learnt of the drain
+            waiting = self.link is not None and self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
+            if (self.admission.in_flight == 0 and not waiting) or left <= 0:
                 return False
             self.wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
         return True
@@ -270,6 +274,8 @@ class Server:
                 self._finish(call, UNAVAILABLE, body, None, 0.0)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.router.stop_batchers(timeout=0.5)
+        if self.link is not None:
+            self.link.leave()
 
     def close(self) -> None:
         """Close sockets; pending replies are flushed for up to the linger time. Threads still
@@ -315,7 +321,7 @@ class Server:
                     raise RequestError(INVALID_ARGUMENT, f"{endpoint.name} takes no body (send nil)", "body")
                 self._inline(Call(envelope, request_id, endpoint, received), False)
                 return
-            if self.draining:
+            if self.draining and self.link is None:  # a broker stops routing to a draining worker itself
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
             call = decode_call(envelope, request_id, endpoint, header, frames[head + 1 :], received, budget)
             if key is not None:
