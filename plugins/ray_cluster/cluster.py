@@ -50,7 +50,13 @@ def connect(config: RayResources) -> bool:
     """Join the configured cluster unless this process has already; True if it joined now."""
     if ray.is_initialized():
         return False
-    ray.init(address=config.address, logging_level=logging.WARNING)
+    try:
+        ray.init(address=config.address, logging_level=logging.WARNING)
+    except ConnectionError as exc:
+        raise heirloom.HeirloomError(
+            f"resources.address = {config.address!r}: no Ray cluster answers there ({exc}); start one "
+            "(`ray start --head`, docs/SCALE.md), or set address = \"local\" for a cluster of this host alone"
+        ) from None
     return True
 
 
