@@ -48,7 +48,7 @@ from heirloom.store.feedback import FeedbackLog
 from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
 from heirloom.wire.aclient import AsyncClient
 from heirloom.wire.auth import CurveClient
-from heirloom.wire.client import Client, RemoteError
+from heirloom.wire.client import Client, RemoteError, Reply
 from heirloom.wire.daemon import in_one_process
 from heirloom.wire.onloop import LoopDaemon, served_on_loop
 from heirloom.wire.protocol import Buffer, RequestError
@@ -81,6 +81,7 @@ __all__ = [
     "ProfileError",
     "Progress",
     "RemoteError",
+    "Reply",
     "Report",
     "RequestError",
     "ResourceExhaustedError",
