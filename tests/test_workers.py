@@ -129,6 +129,27 @@ def test_a_worker_told_to_stop_under_load_drains_without_failing_a_request(tmp_p
             worker.kill()
 
 
+def test_a_worker_with_a_slower_heartbeat_than_its_broker_is_not_declared_dead(tmp_path):
+    """Broker at 0.2 s, worker at the default 1 s: it was declared dead every second."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address, "--set", "server.heartbeat=0.2")
+    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    worker = subprocess.Popen(
+        command, stderr=subprocess.DEVNULL, env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    )
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10, retries=0) as client:
+            until = time.monotonic() + 3
+            while time.monotonic() < until:
+                assert client.call("echo.echo", 1) == 1
+                time.sleep(0.05)
+        assert "missed" not in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+        worker.kill()
+
+
 def test_local_workers_stop_when_their_broker_is_killed(tmp_path):
     daemon = Daemon(tmp_path, "--workers", "2")
     daemon.wait_ready()

@@ -83,13 +83,15 @@ _LOAD = operator.attrgetter("in_flight")
 class Worker:
     """A connected worker as the broker sees it."""
 
-    __slots__ = ("identity", "in_flight", "last_seen", "pid", "ready", "status")
+    __slots__ = ("identity", "in_flight", "last_seen", "pid", "ready", "silence", "status")
 
     def __init__(self, identity: bytes):
         self.identity = identity
         self.pid = 0
         self.ready = False
         self.last_seen = 0.0
+        #: Seconds of silence after which it is dead: three of its heartbeats or the broker's.
+        self.silence = 0.0
         self.status: dict[str, Any] = {}
         #: Requests this worker is handling (a count: the broker's ``forwarded`` holds their
         #: tags, scanned only when a worker dies, so the hot path does no set operations).
@@ -232,7 +234,7 @@ class Broker:
             self.pool.observe(len(self.forwarded), len(self._ready))
         for pid, reason in self.local.reap(now, respawn=not self.draining):
             self._forget_pid(pid, reason)
-        silent = [w for w in self.workers.values() if now - w.last_seen > MISSED_HEARTBEATS * self.settings.heartbeat]
+        silent = [w for w in self.workers.values() if now - w.last_seen > w.silence]
         for worker in silent:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
             self.local.kill(worker.pid)
@@ -289,6 +291,9 @@ class Broker:
             worker = self.workers[identity] = Worker(identity)
             log.info("worker pid %s connected", status.get("pid"))
         was_ready = worker.ready
+        beat = status.get("heartbeat")
+        own = float(beat) if type(beat) in (int, float) and 0 < beat < 3600 else 0.0
+        worker.silence = MISSED_HEARTBEATS * max(self.settings.heartbeat, own)
         worker.pid = int(status.get("pid", 0))
         worker.ready = bool(status.get("ready")) and not status.get("draining")
         worker.status = status
@@ -298,6 +303,14 @@ class Broker:
             self._update_ready()
             if worker.ready:
                 log.info("worker pid %d ready", worker.pid)
+                theirs = {r.get("name") for r in status.get("routes", [])}
+                if theirs != set(self.routes):
+                    log.warning(
+                        "worker pid %d serves other routes than the first ready worker (another profile or "
+                        "version?): only the first's are listed and routed; differing: %s",
+                        worker.pid,
+                        ", ".join(sorted(map(str, theirs ^ set(self.routes)))[:10]),
+                    )
 
     def _update_ready(self) -> None:
         self._ready = [w for w in self.workers.values() if w.ready]

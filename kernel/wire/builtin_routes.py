@@ -114,6 +114,7 @@ def worker_status(daemon: Server) -> dict[str, Any]:
         "ready": daemon.ready(),
         "in_flight": daemon.admission.in_flight,
         "draining": daemon.draining,
+        "heartbeat": daemon.settings.heartbeat,
         "routes": [e.describe() for e in daemon.router.endpoints.values() if not e.builtin],
         "resources": system.resources.usage() if system.state == "running" else {},
         "models": system.serving.status() if system.serving is not None else {},

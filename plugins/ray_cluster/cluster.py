@@ -55,7 +55,7 @@ def connect(config: RayResources) -> bool:
     except ConnectionError as exc:
         raise heirloom.HeirloomError(
             f"resources.address = {config.address!r}: no Ray cluster answers there ({exc}); start one "
-            "(`ray start --head`, docs/SCALE.md), or set address = \"local\" for a cluster of this host alone"
+            '(`ray start --head`, docs/SCALE.md), or set address = "local" for a cluster of this host alone'
         ) from None
     return True
 
