@@ -485,6 +485,12 @@ def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, pa
             "INVALID_ARGUMENT",
             "body.record.timeline[0].kind",
         ),
+        (
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "observation", "date": "2020-01-01", "value": float("nan")}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].value",
+        ),
         ("treatment.recommend", {"record": {"timeline": []}}, "INVALID_ARGUMENT", "body.record"),
         ("diagnosis.predict", {"record": {"timeline": [], "colour": 1}}, "INVALID_ARGUMENT", "body.record.colour"),
         ("record.search", {"text": "asthma", "k": "ten"}, "INVALID_ARGUMENT", "body.k"),

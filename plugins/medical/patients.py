@@ -12,6 +12,7 @@ INVALID_ARGUMENT naming the field (``body.record.timeline[3].date``).
 from __future__ import annotations
 
 import functools
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -76,13 +77,19 @@ def _kind(instance: Any, attribute: attrs.Attribute, value: str) -> None:
 Scalar = float | int | str | bool | None
 
 
+def _finite(instance: Any, attribute: attrs.Attribute, value: Scalar) -> None:
+    """A number must be one (NaN and infinity would reach the features and the answers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"'{attribute.name}' must be a finite number, text or a bool, got {value!r}")
+
+
 @attrs.frozen
 class MeasurementInput:
     """One component of an observation (the systolic part of a blood pressure)."""
 
     code: str | None = None
     display: str | None = None
-    value: Scalar = None
+    value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None
     low: float | None = None
     high: float | None = None
@@ -99,7 +106,7 @@ class EventInput:
     code: str | None = None
     display: str | None = None
     status: str | None = None
-    value: Scalar = None
+    value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None
     components: list[MeasurementInput] = attrs.Factory(list)
     encounter: str | None = None
