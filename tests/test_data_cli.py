@@ -75,6 +75,10 @@ def test_stats_defaults_to_records_per_split(rows):
     table = run_heirloom("data", "stats", rows["profile"], "numbers", env=rows)
     assert table.returncode == 0, table.stderr
     assert "records.train" in table.stdout
+    changed = run_heirloom(
+        "data", "stats", rows["profile"], "numbers", "--json", "--set", "sources.numbers.count=3", env=rows
+    )
+    assert json.loads(changed.stdout) == {"records": {"train": 2, "test": 1}}  # --set, as train and serve take it
 
 
 def test_unknown_source_or_split_is_a_usage_error(rows):

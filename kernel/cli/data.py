@@ -16,7 +16,16 @@ import click
 from rich.pretty import Pretty
 from rich.table import Table
 
-from heirloom.cli.common import EXIT_INVALID, console, err_console, fail, get_kernel, print_json, resolve_or_exit
+from heirloom.cli.common import (
+    EXIT_INVALID,
+    console,
+    err_console,
+    fail,
+    get_kernel,
+    print_json,
+    resolve_or_exit,
+    set_option,
+)
 from heirloom.core.components import Source
 from heirloom.core.schema import did_you_mean
 
@@ -31,10 +40,10 @@ def plain(record: Any) -> Any:
 
 
 @contextmanager
-def started_source(profile: str, name: str) -> Iterator[Source]:
+def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> Iterator[Source]:
     """Start just source ``name`` of ``profile``; exit 2 when the profile or the name is wrong."""
     kernel = get_kernel()
-    resolved = resolve_or_exit(profile)
+    resolved = resolve_or_exit(profile, overrides)
     names = sorted(spec.name for spec in resolved.components if spec.kind == "source")
     if name not in names:
         fail(
@@ -57,9 +66,12 @@ def data_group() -> None:
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(min=0), help="Records to print (0: all).")
 @click.option("--split", default=None, help="Only records of this split (e.g. train, test).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line, in full.")
-def data_show(profile: str, source: str, limit: int, split: str | None, as_json: bool) -> None:
+@set_option
+def data_show(
+    profile: str, source: str, limit: int, split: str | None, as_json: bool, overrides: tuple[str, ...]
+) -> None:
     """Print the records SOURCE of PROFILE yields."""
-    with started_source(profile, source) as component:
+    with started_source(profile, source, overrides) as component:
         if split is not None and split not in component.splits():
             fail(f"source {source!r} has no split {split!r} (splits: {', '.join(component.splits())})", EXIT_INVALID)
         records = iter(component.records(split))
@@ -77,9 +89,11 @@ def data_show(profile: str, source: str, limit: int, split: str | None, as_json:
 @click.argument("profile")
 @click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def data_stats(profile: str, source: str, as_json: bool) -> None:
+@set_option
+def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, ...]) -> None:
     """Print the counts of SOURCE of PROFILE (records, and what the source reports)."""
-    with started_source(profile, source) as component, err_console.status(f"reading every record of {source}..."):
+    reading = err_console.status(f"reading every record of {source}...")
+    with started_source(profile, source, overrides) as component, reading:
         stats = component.stats()
     if as_json:
         print_json(stats)
