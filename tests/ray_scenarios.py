@@ -9,6 +9,8 @@ saw is written to OUT.json for the test to assert on.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -61,6 +63,18 @@ def ready_workers(daemon: Daemon, count: int, timeout: float) -> list[dict[str, 
                 return placed
             time.sleep(0.2)
     raise TimeoutError(f"{count} placed workers not ready after {timeout}s: {workers}\n{daemon.log()}")
+
+
+def use_up_restarts(daemon: Daemon, restarts: int) -> list[dict[str, Any]]:
+    """SIGKILL the one worker ``restarts + 1`` times (Ray restarts its actor ``restarts``
+    times, then gives up on it); ``_ready``'s workers once one is ready again."""
+    for _ in range(restarts + 1):
+        (victim,) = ready_workers(daemon, 1, timeout=90)
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(w["pid"] == victim["pid"] for w in ready_workers(daemon, 0, 5)):
+            time.sleep(0.1)
+    return ready_workers(daemon, 1, timeout=120)
 
 
 def calls(daemon: Daemon, route: str, bodies: list[Any]) -> list[tuple[str, float]]:
@@ -147,11 +161,17 @@ def serve(out: Path) -> None:
             report["recovered"] = recovered
             report["after"] = [status for status, _ in calls(daemon, "echo.echo", [{"i": i} for i in range(100)])]
             with daemon.client(timeout=DEADLINE_S) as client:
+                load = [client.submit("t.slow", {"ms": 20}, timeout=DEADLINE_S) for _ in range(150)]
                 report["scale_to_1"] = client.call("_scale", {"workers": 1})
+                load += [client.submit("t.slow", {"ms": 20}, timeout=DEADLINE_S) for _ in range(150)]
+                wait(load, timeout=DEADLINE_S * 3)
+                report["during_scale"] = ["OK" if f.exception() is None else f.exception().code for f in load]
                 deadline = time.monotonic() + 30
                 while len(client.call("_ready")["workers"]) != 1 and time.monotonic() < deadline:
                     time.sleep(0.2)
                 report["after_scale"] = client.call("_ready")
+            report["restarts_used_up"] = use_up_restarts(daemon, restarts=5)
+            report["gave_up_logged"] = "a ray worker actor died for good (max_restarts = 5 used up" in daemon.log()
         finally:
             report["exit_code"] = daemon.terminate(timeout=60)
             report["log_tail"] = daemon.log()[-4000:]

@@ -124,7 +124,11 @@ def test_tritonclient_serves_diagnosis_and_treatment_as_oip_models(medical):
         inputs.append(tensor)
     for model, route, outputs in (
         ("diagnosis", "diagnosis.predict", ("patient", "encounter", "date", "codes")),
-        ("treatment.recommend", "treatment.recommend", ("patient", "encounter", "date", "codes", "blocked")),
+        (
+            "treatment.recommend",
+            "treatment.recommend",
+            ("patient", "encounter", "date", "codes", "blocked", "unread_allergies"),
+        ),
     ):
         assert client.is_model_ready(model)
         metadata = client.get_model_metadata(model)

@@ -117,9 +117,16 @@ def test_a_removed_node_fails_its_requests_unavailable_and_its_worker_returns(se
 
 def test_scale_changes_the_number_of_ray_workers(served):
     assert served["scale_to_1"] == {"workers": 1}
+    assert Counter(served["during_scale"]) == {"OK": 300}  # the removed worker drained: no request failed
     after = served["after_scale"]
     assert after["ready"] and after["expected_workers"] == 1 and len(after["workers"]) == 1
     assert served["exit_code"] == 0, served["log_tail"]
+
+
+def test_an_actor_ray_gives_up_on_is_replaced(served):
+    (worker,) = served["restarts_used_up"]
+    assert worker["ready"] and worker["state"] == "ALIVE"
+    assert served["gave_up_logged"], served["log_tail"]
 
 
 def test_a_pool_with_min_and_max_workers_grows_with_the_queue(served):

@@ -200,10 +200,26 @@ class RayWorkerPool(heirloom.WorkerPool):
             for actor in actors:
                 try:
                     info = ray.get(actor.info.remote(), timeout=REFRESH_S)
-                except Exception:  # noqa: BLE001 - restarting or gone: it has no worker to describe now
+                except ray.exceptions.ActorDiedError as exc:  # its restarts are used up: Ray gives up on it
+                    self._replace(actor, exc)
+                    continue
+                except Exception:  # noqa: BLE001 - restarting or unreachable: no worker to describe now
                     continue
                 found[info.pop("pid")] = {**info, "state": "ALIVE"}
             self._placements = found
+
+    def _replace(self, dead: Any, why: Exception) -> None:
+        """Start a new actor in place of one Ray will not restart again, so the pool keeps its size."""
+        with self._lock:
+            if dead not in self._actors:
+                return  # removed meanwhile (a scale-down or close)
+            self._actors[self._actors.index(dead)] = self._actor.remote(self.argv, os.getcwd(), self._env)
+        first = str(why).strip().splitlines()[0][:200] if str(why).strip() else type(why).__name__
+        log.error(
+            "a ray worker actor died for good (max_restarts = %d used up: %s); starting a new one",
+            self.config.max_restarts,
+            first,
+        )
 
     def close(self) -> None:
         self._closed.set()
