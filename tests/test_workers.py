@@ -286,5 +286,7 @@ def test_heirloom_call_run_again_with_its_idempotency_key_writes_once(tmp_path, 
         runs = [run_heirloom(*call) for _ in range(3)]  # three writes would make some worker count 2
         assert all(run.returncode == 0 for run in runs), runs[0].stderr
         assert [json.loads(run.stdout) for run in runs] == [1, 1, 1]
+        echoed = run_heirloom("call", "echo.echo", '{"title": "Amélie — 東京"}', "--connect", daemon.address)
+        assert '"Amélie — 東京"' in echoed.stdout  # printed as written, not as \\u escapes
     finally:
         assert daemon.terminate() == 0

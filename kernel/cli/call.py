@@ -82,7 +82,7 @@ def call_command(
         except RemoteError as exc:
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""))
     shown = attrs.asdict(reply, recurse=False) if full else reply.body
-    click.echo(json.dumps(_jsonable(shown), indent=2))
+    click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
 
 
 def _retry_identity(key: str | None, curve: CurveClient | None) -> bytes | None:

@@ -62,7 +62,7 @@ def resolve_or_exit(profile: str, overrides: tuple[str, ...] = ()) -> ResolvedPr
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=False))
 
 
 set_option = click.option(
