@@ -77,6 +77,22 @@ def test_profile_check_accepts_a_ray_profile(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+@needs_ray
+def test_serve_with_no_cluster_at_the_address_says_so_in_one_line(tmp_path):
+    path = write(tmp_path / "ray.toml", PROFILE.format(keys='address = "auto"'))
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    result = subprocess.run(  # an empty Ray temp folder: "auto" finds no cluster this machine runs
+        [sys.executable, "-m", "heirloom", "serve", str(path), "--bind", "tcp://127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**env, "RAY_TMPDIR": str(tmp_path / "ray-tmp"), "HEIRLOOM_HOME": str(tmp_path / "home")},
+        timeout=120,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "resources.address = 'auto': no Ray cluster answers there" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """One two-node cluster for the serving scenarios (tests/ray_scenarios.py), run once."""
