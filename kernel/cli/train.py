@@ -122,7 +122,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
     "html_path",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Also write a self-contained HTML report to this file: tables, the confusion matrix and, "
-    "for rankers, metric-at-k curves (needs the 'ui' extra).",
+    "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra).",
 )
 @set_option
 def eval_command(
