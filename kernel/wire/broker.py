@@ -245,11 +245,12 @@ class Broker:
         if not any(w.pid == pid for w in self.workers.values()):
             log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
 
-    def _drop(self, worker: Worker, reason: str, level: int = logging.WARNING) -> None:
-        if worker.in_flight or level >= logging.WARNING:
-            log.warning("%s; failing its %d in-flight request(s)", reason, worker.in_flight)
+    def _drop(self, worker: Worker, reason: str, planned: bool = False) -> None:
+        """Forget ``worker``, failing its in-flight requests (a planned, idle exit is no warning)."""
+        if planned and not worker.in_flight:
+            log.info("%s", reason)
         else:
-            log.log(level, "%s", reason)
+            log.warning("%s; failing its %d in-flight request(s)", reason, worker.in_flight)
         self.workers.pop(worker.identity, None)
         self.worker_totals.retire(worker.identity)
         self._update_ready()
@@ -273,7 +274,7 @@ class Broker:
                 self._heartbeat(frames[0], unpackb(frames[3]))
             elif len(frames) > 2 and frames[2] == b"GONE" and frames[0] in self.workers:
                 worker = self.workers[frames[0]]
-                self._drop(worker, f"worker pid {worker.pid} drained and stopped", logging.INFO)
+                self._drop(worker, f"worker pid {worker.pid} drained and stopped", planned=True)
             return
         tag = tagged[:TAG_BYTES]
         forwarded = self.forwarded.pop(tag, None)
