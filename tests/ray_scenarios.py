@@ -21,6 +21,7 @@ from typing import Any
 import ray
 from ray.cluster_utils import Cluster
 
+from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import RemoteError
 from tests.daemons import Daemon
 from tests.helpers import free_tcp_address, run_heirloom, write
@@ -48,11 +49,11 @@ use = "testing"
 DEADLINE_S = 10.0
 
 
-def ready_workers(daemon: Daemon, count: int, timeout: float) -> list[dict[str, Any]]:
+def ready_workers(daemon: Daemon, count: int, timeout: float, curve: CurveClient | None = None) -> list[dict[str, Any]]:
     """``_ready``'s workers once ``count`` are ready and placed (node ids known)."""
     deadline = time.monotonic() + timeout
     workers: list[dict[str, Any]] = []
-    with daemon.client(timeout=2.0) as client:
+    with daemon.client(timeout=2.0, curve=curve) as client:
         while time.monotonic() < deadline:
             try:
                 workers = client.call("_ready")["workers"]
@@ -129,6 +130,33 @@ def autoscale(tmp: Path, address: str) -> list[int]:
     return seen
 
 
+def over_curve(tmp: Path, address: str) -> dict[str, Any]:
+    """A broker serving Curve: its Ray actors join its tcp:// worker endpoint with the key it
+    hands them (through the environment Ray gives them), and clients are served."""
+    keys = tmp / "keys"
+    for folder, name in [("server", "server"), ("clients", "alice")]:
+        run_heirloom("keys", "new", str(keys / folder), "--name", name).check_returncode()
+    (tmp / "curve").mkdir()
+    daemon = Daemon(
+        tmp / "curve",
+        "--worker-bind", free_tcp_address(),
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        profile=PROFILE.format(address=address),
+        address=free_tcp_address(),
+    )  # fmt: skip
+    curve = CurveClient(keys / "clients" / "alice.key_secret", keys / "server" / "server.key")
+    report: dict[str, Any] = {}
+    try:
+        report["placed"] = len(ready_workers(daemon, 2, timeout=90, curve=curve))
+        with daemon.client(curve=curve, timeout=DEADLINE_S) as client:
+            report["echoed"] = [client.call("echo.echo", i) for i in range(20)]
+    finally:
+        report["exit_code"] = daemon.terminate(timeout=60)
+        report["log_tail"] = daemon.log()[-2000:]
+    return report
+
+
 def serve(out: Path) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     second = cluster.add_node(num_cpus=1)
@@ -176,6 +204,7 @@ def serve(out: Path) -> None:
             report["exit_code"] = daemon.terminate(timeout=60)
             report["log_tail"] = daemon.log()[-4000:]
             report["autoscale"] = autoscale(Path(tmp), cluster.address)
+            report["curve"] = over_curve(Path(tmp), cluster.address)
         try:
             report["train"] = {
                 where: train(Path(tmp) / where, resources)

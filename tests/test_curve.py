@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,98 @@ def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):
     escape = run_heirloom("keys", "new", str(tmp_path / "k"), "--name", "../../escape")
     assert escape.returncode != 0 and "key name '../../escape': use 1-100 letters" in escape.stderr
     assert not (tmp_path.parent / "escape.key").exists()
+
+
+def _worker(tmp_path, address: str, log_name: str, *curve: str) -> tuple[subprocess.Popen, Path]:
+    """``heirloom worker`` joining the broker at ``address`` from outside it, logging to a file."""
+    log = tmp_path / f"{log_name}.log"
+    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", address, *curve]
+    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    return subprocess.Popen([*command, "--set", "server.heartbeat=0.2"], stderr=log.open("w"), env=env), log
+
+
+def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised_key(tmp_path, keys):
+    """Whatever reaches a tcp:// worker endpoint could take clients' requests: with Curve, a
+    worker without a key, or with a key outside --curve-workers, never joins; the broker's
+    own workers and one with an authorised key serve."""
+    for folder, name in [("workers", "node2"), ("rogues", "eve")]:
+        assert run_heirloom("keys", "new", str(tmp_path / folder), "--name", name).returncode == 0
+    worker_address, server_key = free_tcp_address(), str(keys / "server" / "server.key")
+    daemon = Daemon(
+        tmp_path,
+        "--workers", "2",
+        "--worker-bind", worker_address,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        "--curve-workers", str(tmp_path / "workers"),
+        address=free_tcp_address(),
+    )  # fmt: skip
+    alice = _curve(keys, "clients/alice.key_secret")
+    daemon.wait_ready(curve=alice)
+    plain, plain_log = _worker(tmp_path, worker_address, "plain")
+    rogue, rogue_log = _worker(
+        tmp_path, worker_address, "rogue", "--curve-secret", str(tmp_path / "rogues" / "eve.key_secret"),
+        "--curve-server", server_key,
+    )  # fmt: skip
+    member, _ = _worker(
+        tmp_path, worker_address, "member", "--curve-secret", str(tmp_path / "workers" / "node2.key_secret"),
+        "--curve-server", server_key,
+    )  # fmt: skip
+    try:
+        with daemon.client(curve=alice, timeout=5) as client:
+            deadline = time.monotonic() + 30
+            while len(pids := {w["pid"] for w in client.call("_ready")["workers"] if w["ready"]}) < 3:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+            assert member.pid in pids and plain.pid not in pids and rogue.pid not in pids
+            served_by = {client.call("t.pid") for _ in range(30)}
+            assert served_by <= pids
+            for log in (plain_log, rogue_log):
+                while "cannot reach the broker" not in log.read_text():
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+            assert len(client.call("_ready")["workers"]) == 3
+        assert "refused a worker whose Curve key" in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+        assert member.wait(30) == 0  # the broker's drain reaches the admitted worker
+        for process in (plain, rogue):
+            process.kill()
+
+
+def test_revoking_a_worker_key_drops_that_worker(tmp_path, keys):
+    assert run_heirloom("keys", "new", str(tmp_path / "workers"), "--name", "node2").returncode == 0
+    worker_address = free_tcp_address()
+    daemon = Daemon(
+        tmp_path,
+        "--workers", "0",
+        "--worker-bind", worker_address,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        "--curve-workers", str(tmp_path / "workers"),
+        "--set", "server.reload_interval=0.2",
+        address=free_tcp_address(),
+    )  # fmt: skip
+    alice = _curve(keys, "clients/alice.key_secret")
+    member, _ = _worker(
+        tmp_path, worker_address, "member", "--curve-secret", str(tmp_path / "workers" / "node2.key_secret"),
+        "--curve-server", str(keys / "server" / "server.key"),
+    )  # fmt: skip
+    try:
+        daemon.wait_ready(curve=alice)
+        (tmp_path / "workers" / "node2.key").unlink()
+        with daemon.client(curve=alice, timeout=5) as client:
+            deadline = time.monotonic() + 30
+            while client.call("_ready")["workers"]:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+        assert f"worker pid {member.pid}: key removed" in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+        member.kill()
+
+
+def test_curve_workers_needs_a_curve_broker_on_tcp(tmp_path):
+    result = run_heirloom("serve", "minimal", "--workers", "2", "--curve-workers", str(tmp_path))
+    assert result.returncode == 2
+    assert "--curve-workers needs --curve-secret and a tcp:// --worker-bind" in result.stderr

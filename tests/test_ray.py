@@ -157,3 +157,11 @@ def test_train_on_the_cluster_stores_what_a_local_train_stores(served):
     for key in ("digest", "parent", "parent_digest", "data_fingerprints", "metrics", "model_type"):
         assert cluster["version"][key] == local["version"][key], key
     assert local["version"]["parent"] == "base/m@1"
+
+
+def test_ray_workers_join_a_curve_broker_with_the_key_it_hands_them(served):
+    """With Curve, the tcp:// worker endpoint admits only keys it knows: actors on both
+    nodes get theirs from the broker, through the environment Ray gives them."""
+    curve = served["curve"]
+    assert curve["placed"] == 2, curve["log_tail"]
+    assert curve["echoed"] == list(range(20)) and curve["exit_code"] == 0, curve["log_tail"]

@@ -11,8 +11,11 @@ from concurrent.futures import wait
 from pathlib import Path
 
 import pytest
+import zmq
 
 from heirloom.wire.client import DeadlineExceeded, RemoteError, Unavailable
+from heirloom.wire.protocol import CONTROL, packb
+from heirloom.wire.server import TAG_BYTES
 from tests.daemons import PROFILE, Daemon
 from tests.helpers import HEIRLOOM, free_tcp_address, run_heirloom, write
 
@@ -237,6 +240,7 @@ def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from
             assert client.call("echo.echo", {"hi": 1}) == {"hi": 1}
             (served_by,) = client.call("_ready")["workers"]
             assert served_by["pid"] == worker.pid and served_by["local"] is False and served_by["ready"] is True
+        assert f"workers connect to {worker_address} without Curve" in daemon.log()  # a warning, not silence
     finally:
         assert daemon.terminate() == 0
         if worker is not None:
@@ -290,3 +294,57 @@ def test_heirloom_call_run_again_with_its_idempotency_key_writes_once(tmp_path, 
         assert '"Amélie — 東京"' in echoed.stdout  # printed as written, not as \\u escapes
     finally:
         assert daemon.terminate() == 0
+
+
+def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_path):
+    """Whatever reaches the worker endpoint (another version, a stray process) sends input
+    like a client: heartbeats that are not a worker's status are ignored and named in the
+    log, a reply with an unknown status fails its request at once, and the broker serves on."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    stray = context.socket(zmq.DEALER)
+    stray.connect(worker_address)
+    worker = None
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    client.call("_health")
+                    break
+                except (Unavailable, DeadlineExceeded):
+                    assert time.monotonic() < deadline, daemon.log()
+            for status in [{"pid": "abc", "ready": True}, [1], {"routes": [1]}, {"heartbeat": "0.1"}]:
+                stray.send_multipart([CONTROL, b"HEARTBEAT", packb(status)])
+            stray.send_multipart([CONTROL, b"HEARTBEAT", b"\xc1"])
+            stray.send_multipart([b"\x00" * 9])
+            route = {"name": "t.slow", "admin": False}
+            stray.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 1, "ready": True, "routes": [route]})])
+            while _worker_pids(client) != [1]:  # a stray that says the right things is routed to
+                assert time.monotonic() < deadline, daemon.log()
+            pending = client.submit("t.slow", {"ms": 1})
+            assert stray.poll(10_000), daemon.log()
+            tagged, *_ = stray.recv_multipart()
+            stray.send_multipart([tagged[:TAG_BYTES] + b"\x77", packb({}), packb(None)])
+            with pytest.raises(Unavailable, match="its worker sent a reply the broker cannot read"):
+                pending.result(timeout=5)
+            stray.close(linger=0)
+        worker = subprocess.Popen(
+            [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address],
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"},
+        )
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while _worker_pids(client) != [worker.pid]:  # the stray is dropped once silent
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+            assert client.call("t.slow", {"ms": 1}, timeout=10) == {"slept_ms": 1}
+        assert "ignored a heartbeat on the worker endpoint: heartbeat.pid is a str" in daemon.log()
+        assert "Traceback" not in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+        if worker is not None:
+            assert worker.wait(30) == 0

@@ -13,7 +13,7 @@ from heirloom.cli import logs
 from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
 from heirloom.cli.options import SECONDS, existing_file, existing_folder, log_options
 from heirloom.core.errors import HeirloomError
-from heirloom.wire.auth import CurveServer
+from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.metrics import MetricsAddress
 
 
@@ -57,6 +57,12 @@ from heirloom.wire.metrics import MetricsAddress
     "--curve-admins",
     "Folder of public .key files allowed to call admin routes (_reload); each must also be in --curve-clients.",
 )
+@existing_folder(
+    "--curve-workers",
+    "Folder of public .key files of workers allowed to join from elsewhere (heirloom worker --curve-secret). "
+    "With --curve-secret, a tcp:// --worker-bind is Curve too: workers this daemon starts get a key of "
+    "their own, any other needs its key here (read again like --curve-clients).",
+)
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
@@ -81,6 +87,7 @@ def serve_command(
     curve_secret: Path | None,
     curve_clients: Path | None,
     curve_admins: Path | None,
+    curve_workers: Path | None,
     metrics_port: int | None,
     metrics_host: str,
     overrides: tuple[str, ...],
@@ -110,9 +117,13 @@ def serve_command(
         fail("error: " + str(exc).replace("'bind'", "--bind"), 2)
     if (curve_secret is None) != (curve_clients is None):
         fail("error: --curve-secret and --curve-clients go together", 2)
+    if curve_workers is not None and not (curve_secret and (worker_bind or "").startswith("tcp://")):
+        fail("error: --curve-workers needs --curve-secret and a tcp:// --worker-bind for workers to join", 2)
     try:
         curve = (
-            CurveServer(curve_secret, curve_clients, curve_admins, refresh_interval=settings.reload_interval)
+            CurveServer(
+                curve_secret, curve_clients, curve_admins, curve_workers, refresh_interval=settings.reload_interval
+            )
             if curve_secret and curve_clients
             else None
         )
@@ -137,16 +148,31 @@ def serve_command(
 @click.command("worker")
 @click.argument("profile")
 @click.option("--connect", required=True, metavar="ADDR", help="The broker's worker endpoint (serve --worker-bind).")
+@existing_file(
+    "--curve-secret", "This worker's .key_secret file, for a broker serving Curve (its public key in --curve-workers)."
+)
+@existing_file("--curve-server", "The broker's public .key file (the pair of its serve --curve-secret).")
 @set_option
 @log_options
-def worker_command(profile: str, connect: str, overrides: tuple[str, ...], log_format: str, log_level: str) -> None:
+def worker_command(
+    profile: str,
+    connect: str,
+    curve_secret: Path | None,
+    curve_server: Path | None,
+    overrides: tuple[str, ...],
+    log_format: str,
+    log_level: str,
+) -> None:
     """Serve PROFILE as a worker of a broker (`heirloom serve --workers N`), possibly from another host."""
     logs.configure(log_level, log_format)
+    if (curve_secret is None) != (curve_server is None):
+        fail("error: --curve-secret and --curve-server go together", 2)
     resolved = resolve_or_exit(profile, overrides)
     from heirloom.wire.daemon import run_server
 
+    curve = worker_curve(curve_secret, curve_server)  # first: out of the environment before any plugin runs
     system = get_kernel().system(resolved, serve_models=True)
-    sys.exit(run_server(system, resolved.settings["server"], connect=connect))
+    sys.exit(run_server(system, resolved.settings["server"], connect=connect, curve=curve))
 
 
 COMMANDS = [serve_command, worker_command]

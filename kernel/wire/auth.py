@@ -9,6 +9,12 @@ the keys heirloom parsed itself: a malformed file is named, never a crash). The 
 are read again every ``refresh_interval``
 seconds and on ``_reload``: a removed key stops being served, on connections already open
 too (their next request is answered UNAUTHENTICATED).
+
+A broker's tcp:// worker endpoint is a Curve server too (ZAP domain ``heirloom-workers``):
+it admits the keys of its own workers folder and one key it makes at start for the workers
+it starts itself (local processes, Ray actors), which receive it in their environment
+(``WORKER_KEYS_ENV``). Anything else that reaches the endpoint is refused before it could
+receive a client's request.
 """
 
 from __future__ import annotations
@@ -27,9 +33,17 @@ from zmq.utils import z85
 
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import NotRegularFile, open_regular
+from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.wire.auth")
 
+
+#: The ZAP domain of a broker's worker endpoint: its handshakes are checked against worker keys.
+WORKER_DOMAIN = "heirloom-workers"
+#: Where a broker's own workers find their Curve keys: "BROKER_PUBLIC WORKER_PUBLIC WORKER_SECRET" (z85).
+WORKER_KEYS_ENV = "HEIRLOOM_WORKER_CURVE"
+#: Seconds between two warnings about refused workers (a stranger may retry without end).
+REFUSAL_LOG_SECONDS = 60.0
 
 #: A key's name: a file name in the folder given, never a path out of it.
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -130,16 +144,23 @@ class CurveServer:
     """Curve for a listening socket: its keypair, the authorised clients, the admins.
 
     An admin key must also be in the clients folder: the handshake admits clients only.
+    Worker keys (``workers_dir``) admit workers to a broker's worker endpoint, not clients.
     """
 
     secret_file: Path
     clients_dir: Path
     admins_dir: Path | None = None
+    workers_dir: Path | None = None
     #: Seconds between re-reads of the key folders (0: only on ``refresh``, i.e. ``_reload``).
     refresh_interval: float = 2.0
     _authenticator: ThreadAuthenticator | None = attrs.field(init=False, default=None)
     _clients: frozenset[str] = attrs.field(init=False, factory=frozenset)
     _admins: frozenset[str] = attrs.field(init=False, factory=frozenset)
+    _workers: frozenset[str] = attrs.field(init=False, factory=frozenset)
+    #: The public key this broker gave the workers it starts itself (``serve_workers``).
+    _own_workers: str | None = attrs.field(init=False, default=None)
+    #: Warnings of refused workers (a stranger may retry without end).
+    _refusals: Every = attrs.field(init=False, factory=lambda: Every(REFUSAL_LOG_SECONDS))
     _stopped: threading.Event = attrs.field(init=False, factory=threading.Event)
     #: Bad key files already named in a warning (the folders are re-read every few seconds).
     _warned: set[str] = attrs.field(init=False, factory=set)
@@ -150,13 +171,15 @@ class CurveServer:
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
         self._clients = _key_ids(self.clients_dir, strict=True)
         self._admins = _key_ids(self.admins_dir, strict=True)
+        self._workers = _key_ids(self.workers_dir, strict=True)
 
     def serve(self, socket: zmq.Socket) -> None:
         """Make ``socket`` a Curve server; start the ZAP authenticator on first use."""
         if self._authenticator is None:
             self._authenticator = ThreadAuthenticator(socket.context)
             self._authenticator.start()
-            self._authenticator.configure_curve_callback(domain="*", credentials_provider=self)
+            for domain in ("*", WORKER_DOMAIN):
+                self._authenticator.configure_curve_callback(domain=domain, credentials_provider=self)
             if self.refresh_interval > 0:
                 threading.Thread(target=self._refresh_loop, name="heirloom-curve-keys", daemon=True).start()
         public, secret = load_keypair(self.secret_file)
@@ -164,18 +187,30 @@ class CurveServer:
         socket.curve_publickey = public
         socket.curve_server = True
 
+    def serve_workers(self, socket: zmq.Socket) -> str:
+        """Make a broker's worker ``socket`` a Curve server for worker keys; returns the keys
+        (``WORKER_KEYS_ENV``'s value) of a new keypair it admits, for the workers it starts."""
+        public, secret = zmq.curve_keypair()
+        self._own_workers = public.decode()
+        socket.zap_domain = WORKER_DOMAIN.encode()
+        self.serve(socket)
+        return b" ".join((load_keypair(self.secret_file)[0], public, secret)).decode()
+
     def refresh(self) -> None:
         """Read the key folders again (a file that is no key is skipped with a warning); when a
         folder cannot be read at all, keep the keys known so far."""
         try:
             clients = _key_ids(self.clients_dir, strict=False, warned=self._warned)
             admins = _key_ids(self.admins_dir, strict=False, warned=self._warned)
+            workers = _key_ids(self.workers_dir, strict=False, warned=self._warned)
         except (HeirloomError, OSError) as exc:
             log.warning("keeping the Curve keys read before: %s", exc)
             return
-        if clients != self._clients or admins != self._admins:
-            log.info("Curve keys reloaded: %d client(s), %d admin(s)", len(clients), len(admins))
-        self._clients, self._admins = clients, admins
+        if (clients, admins, workers) != (self._clients, self._admins, self._workers):
+            log.info(
+                "Curve keys reloaded: %d client(s), %d admin(s), %d worker(s)", len(clients), len(admins), len(workers)
+            )
+        self._clients, self._admins, self._workers = clients, admins, workers
 
     def _refresh_loop(self) -> None:
         while not self._stopped.wait(self.refresh_interval):
@@ -183,8 +218,25 @@ class CurveServer:
 
     def callback(self, domain: str, client_key: bytes) -> bool:
         """The handshake's check (ZAP, on the authenticator's thread): whether ``client_key``
-        (z85) is one of the authorised clients read last."""
-        return client_key.decode("ascii", "replace") in self._clients
+        (z85) is one of the authorised clients read last, or on the worker endpoint, workers."""
+        key = client_key.decode("ascii", "replace")
+        if domain != WORKER_DOMAIN:
+            return key in self._clients
+        if self.is_worker(key):
+            return True
+        held = self._refusals.due()
+        if held is not None:
+            log.warning(
+                "refused a worker whose Curve key %s is not in the --curve-workers folder (%d more "
+                "since the previous warning)",
+                key,
+                held,
+            )
+        return False
+
+    def is_worker(self, user: str | None) -> bool:
+        """Whether a connected worker's key (its ZAP User-Id) is still admitted."""
+        return user is not None and (user in self._workers or user == self._own_workers)
 
     def is_client(self, user: str | None) -> bool:
         """Whether the client's key (its ZAP User-Id, the z85 public key) is still authorised."""
@@ -208,7 +260,52 @@ class CurveClient:
     server_key_file: Path
 
     def apply(self, socket: zmq.Socket) -> None:
-        public, secret = load_keypair(self.secret_file)
-        socket.curve_secretkey = secret
-        socket.curve_publickey = public
-        socket.curve_serverkey = load_public(self.server_key_file)
+        CurveKeys(*load_keypair(self.secret_file), load_public(self.server_key_file)).apply(socket)
+
+
+@attrs.frozen
+class CurveKeys:
+    """A connecting socket's Curve keys as z85 bytes: its own keypair and the server's public key."""
+
+    public: bytes
+    secret: bytes
+    server: bytes
+
+    def apply(self, socket: zmq.Socket) -> None:
+        socket.curve_secretkey = self.secret
+        socket.curve_publickey = self.public
+        socket.curve_serverkey = self.server
+
+
+def worker_curve(secret_file: Path | None, server_key_file: Path | None) -> CurveClient | CurveKeys | None:
+    """A worker's Curve keys for its broker link: the files given (``heirloom worker
+    --curve-secret/--curve-server``), else the keys a broker handed the worker it started
+    (taken out of the environment, so nothing this worker starts inherits them)."""
+    handed = os.environ.pop(WORKER_KEYS_ENV, "")
+    if secret_file is not None and server_key_file is not None:
+        return CurveClient(secret_file, server_key_file)
+    if not handed:
+        return None
+    keys = handed.split()
+    if len(keys) != 3:
+        raise HeirloomError(f"{WORKER_KEYS_ENV} holds {len(keys)} keys, not the three a broker sets")
+    server, public, secret = (key.encode() for key in keys)
+    return CurveKeys(public, secret, server)
+
+
+def secure_worker_endpoint(curve: CurveServer | None, socket: zmq.Socket, address: str | None) -> bool:
+    """Before a broker binds its worker ``socket`` to a tcp:// ``address``: Curve when the
+    daemon serves Curve (the keys for the workers it starts go into this process's
+    environment, which local workers and Ray actors inherit), else a warning. Whether the
+    endpoint is Curve."""
+    if not (address or "").startswith("tcp://"):
+        return False  # ipc://: a private temp folder, or a path the operator's file modes guard
+    if curve is None:
+        log.warning(
+            "workers connect to %s without Curve: whatever reaches it can join as a worker and receive "
+            "requests; serve with --curve-secret (docs/SCALE.md)",
+            address,
+        )
+        return False
+    os.environ[WORKER_KEYS_ENV] = curve.serve_workers(socket)
+    return True

@@ -35,12 +35,13 @@ from heirloom.core.components import ClientLimits
 from heirloom.core.placement import WorkerPool
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
-from heirloom.wire.auth import CurveServer
+from heirloom.wire.auth import CurveServer, secure_worker_endpoint
+from heirloom.wire.broker_workers import Worker, read_heartbeat
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, kernel_route
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
-    CODES,
+    CODE_OF_BYTE,
     CONTROL,
     INTERNAL,
     INVALID_ARGUMENT,
@@ -65,6 +66,7 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Endpoint
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
+from heirloom.wire.throttle import Every
 from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
@@ -78,24 +80,6 @@ CHECK_INTERVAL = 0.05
 STOP_SECONDS = 10.0
 #: A worker's load, for picking the least busy (a C getter: no Python call per worker).
 _LOAD = operator.attrgetter("in_flight")
-
-
-class Worker:
-    """A connected worker as the broker sees it."""
-
-    __slots__ = ("identity", "in_flight", "last_seen", "pid", "ready", "silence", "status")
-
-    def __init__(self, identity: bytes):
-        self.identity = identity
-        self.pid = 0
-        self.ready = False
-        self.last_seen = 0.0
-        #: Seconds of silence after which it is dead: three of its heartbeats or the broker's.
-        self.silence = 0.0
-        self.status: dict[str, Any] = {}
-        #: Requests this worker is handling (a count: the broker's ``forwarded`` holds their
-        #: tags, scanned only when a worker dies, so the hot path does no set operations).
-        self.in_flight = 0
 
 
 class Broker:
@@ -134,12 +118,14 @@ class Broker:
         for address in settings.bind:
             attach(self.frontend, address, bind=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="heirloom-broker-")
+        #: With Curve on the worker endpoint, each worker's key comes with its messages (revocation).
+        self._from_workers = receiver(self.backend, with_user=secure_worker_endpoint(curve, self.backend, worker_bind))
         attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/workers", bind=True)
         self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
         self.outbox = Outbox(self.frontend, settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20)
         self._to_worker = sender(self.backend)
         self._from_clients = receiver(self.frontend, with_user=curve is not None)
-        self._from_workers = receiver(self.backend)
+        self._unreadable = Every(60.0)
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
         self.routes: dict[str, dict[str, Any]] = {}
@@ -263,39 +249,52 @@ class Broker:
             return
         worker, stats, received, envelope, request_id = forwarded
         worker.in_flight -= 1
-        error = RequestError(UNAVAILABLE, message, retry_after_ms=100)
-        self.outbox.send(error_frames(envelope, request_id, error))
+        self.outbox.send(error_frames(envelope, request_id, RequestError(UNAVAILABLE, message, retry_after_ms=100)))
         stats.record(UNAVAILABLE, time.perf_counter() - received)
 
-    def _from_worker(self, frames: list[bytes], user: Any) -> None:
+    def _from_worker(self, frames: list[bytes], user: str | None) -> None:
         tagged = frames[1]
         if tagged == CONTROL:
-            if len(frames) > 3 and frames[2] == b"HEARTBEAT":
-                self._heartbeat(frames[0], unpackb(frames[3]))
+            if user is not None and not self.curve.is_worker(user):  # its key was removed since it connected
+                if frames[0] in self.workers:
+                    self._drop(self.workers[frames[0]], f"worker pid {self.workers[frames[0]].pid}: key removed")
+            elif len(frames) > 3 and frames[2] == b"HEARTBEAT":
+                self._heartbeat(frames[0], frames[3])
             elif len(frames) > 2 and frames[2] == b"GONE" and frames[0] in self.workers:
                 worker = self.workers[frames[0]]
                 self._drop(worker, f"worker pid {worker.pid} drained and stopped", planned=True)
             return
         tag = tagged[:TAG_BYTES]
+        code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
+        if code is None:  # not a reply a worker sends: its request fails now rather than at its deadline
+            return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
         forwarded = self.forwarded.pop(tag, None)
         if forwarded is None:
             return  # answered already: its worker was declared dead meanwhile
         worker, stats, received, envelope, _ = forwarded
         worker.in_flight -= 1
-        stats.record(CODES[tagged[TAG_BYTES]], time.perf_counter() - received)
+        stats.record(code, time.perf_counter() - received)
         reply = frames[2:]
         self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
 
-    def _heartbeat(self, identity: bytes, status: dict[str, Any]) -> None:
+    def _heartbeat(self, identity: bytes, frame: bytes) -> None:
+        try:
+            status = read_heartbeat(frame)
+        except ValueError as exc:
+            if (held := self._unreadable.due()) is not None:
+                log.warning(
+                    "ignored a heartbeat on the worker endpoint: %s (%d more since the previous warning)", exc, held
+                )
+            return
         worker = self.workers.get(identity)
         if worker is None:
             worker = self.workers[identity] = Worker(identity)
             log.info("worker pid %s connected", status.get("pid"))
         was_ready = worker.ready
         beat = status.get("heartbeat")
-        own = float(beat) if type(beat) in (int, float) and 0 < beat < 3600 else 0.0
+        own = float(beat) if beat is not None and 0 < beat < 3600 else 0.0
         worker.silence = MISSED_HEARTBEATS * max(self.settings.heartbeat, own)
-        worker.pid = int(status.get("pid", 0))
+        worker.pid = status.get("pid") or 0
         worker.ready = bool(status.get("ready")) and not status.get("draining")
         worker.status = status
         worker.last_seen = time.monotonic()

@@ -16,7 +16,7 @@ from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
-from heirloom.wire.auth import CurveServer
+from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot, daemon_snapshot
 from heirloom.wire.server import Server
 
@@ -40,10 +40,11 @@ def run_server(
     *,
     bind: list[str] | None = None,
     connect: str | None = None,
-    curve: CurveServer | None = None,
+    curve: CurveServer | CurveClient | CurveKeys | None = None,
     metrics: MetricsAddress | None = None,
 ) -> int:
-    """Serve ``system`` until drained; returns the process exit code."""
+    """Serve ``system`` until drained; returns the process exit code. ``curve``: the client
+    socket's CurveServer, or (``connect``) the worker's keys for its broker."""
     limits = None if connect is not None else configured_resources(system.profile).client_limits()
     server = Server(system, settings, bind=bind, connect=connect, curve=curve, limits=limits)
     exporter = Exporter(metrics, lambda: daemon_snapshot(server)) if metrics is not None else None
@@ -57,7 +58,7 @@ def run_server(
         server.run()
     finally:
         stopped_cleanly = stop_when_started(server, system)
-        if curve is not None:
+        if isinstance(curve, CurveServer):
             curve.stop()
         if exporter is not None:
             exporter.close()

@@ -49,6 +49,7 @@ CODES = (
 )
 #: A worker's reply tag ends with one byte: the index of its status in CODES (docs/PROTOCOL.md).
 STATUS_BYTE = {code: bytes([index]) for index, code in enumerate(CODES)}
+CODE_OF_BYTE = {byte: code for code, byte in STATUS_BYTE.items()}
 #: Codes a client may retry after a pause (with the same idempotency key for writes).
 RETRYABLE = frozenset({RESOURCE_EXHAUSTED, UNAVAILABLE})
 

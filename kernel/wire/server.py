@@ -95,7 +95,7 @@ class Server:
         self.buckets = ClientBuckets(limits) if limits is not None else None
         self.settings = settings
         self.context = context or zmq.Context()
-        self.curve = curve
+        self.curve = curve if connect is None else None  # a worker's requests were checked by its broker
         self.router = Router()
         for route in KernelApi(self).routes():
             self.router.add(route.name, route, builtin=True)
@@ -129,13 +129,15 @@ class Server:
             self.identity = f"w{os.getpid()}-{os.urandom(4).hex()}".encode()
             self.socket.setsockopt(zmq.IDENTITY, self.identity)
             self.socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a broker not connected (BrokerLink)
+            if curve is not None:  # the worker's keys for a broker whose worker endpoint is Curve
+                curve.apply(self.socket)
             attach(self.socket, connect, bind=False)
         else:
             if curve is not None:
                 curve.serve(self.socket)
             for address in bind or settings.bind:
                 attach(self.socket, address, bind=True)
-        self._recv = receiver(self.socket, with_user=curve is not None)
+        self._recv = receiver(self.socket, with_user=self.curve is not None)
         self._send_raw = sender(self.socket)
         self.outbox = Outbox(
             self.socket,

@@ -1,0 +1,67 @@
+"""The workers a broker knows, and their heartbeats read as untrusted input.
+
+A worker is another process, maybe on another host running another heirloom version, and
+without Curve on the worker endpoint anything that reached it: a heartbeat that is not the
+map ``builtin_routes.worker_status`` sends is refused with a reason, never a crash of the
+broker every client depends on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heirloom.wire.protocol import decoding_error, unpackb
+
+#: The heartbeat keys the broker reads, and the types they must have when present.
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "pid": int,
+    "ready": bool,
+    "draining": bool,
+    "heartbeat": (int, float),
+    "routes": list,
+    "resources": dict,
+    "models": dict,
+    "storage": dict,
+    "metrics": dict,
+}
+
+
+class Worker:
+    """A connected worker as the broker sees it."""
+
+    __slots__ = ("identity", "in_flight", "last_seen", "pid", "ready", "silence", "status")
+
+    def __init__(self, identity: bytes):
+        self.identity = identity
+        self.pid = 0
+        self.ready = False
+        self.last_seen = 0.0
+        #: Seconds of silence after which it is dead: three of its heartbeats or the broker's.
+        self.silence = 0.0
+        self.status: dict[str, Any] = {}
+        #: Requests this worker is handling (a count: the broker's ``forwarded`` holds their
+        #: tags, scanned only when a worker dies, so the hot path does no set operations).
+        self.in_flight = 0
+
+
+def read_heartbeat(frame: bytes) -> dict[str, Any]:
+    """A heartbeat's status map; ValueError saying what is wrong with it."""
+    try:
+        status = unpackb(frame)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises several types; each is a bad frame
+        raise ValueError(decoding_error("heartbeat", exc)) from None
+    if not isinstance(status, dict):
+        raise ValueError(f"the heartbeat is a {type(status).__name__}, not a map")
+    for key, kind in _FIELDS.items():
+        value = status.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise ValueError(f"heartbeat.{key} is a {type(value).__name__}")
+    routes = status.get("routes") or []
+    if not all(_describes_route(route) for route in routes):
+        raise ValueError("heartbeat.routes holds an entry that is not a route description")
+    return status
+
+
+def _describes_route(route: Any) -> bool:
+    """Whether ``route`` has what the broker reads of a route's description (``Endpoint.describe``)."""
+    return isinstance(route, dict) and isinstance(route.get("name"), str) and isinstance(route.get("admin"), bool)

@@ -1,0 +1,25 @@
+"""Rate-limited warnings: what a stranger can make the daemon say, said at most so often."""
+
+from __future__ import annotations
+
+import time
+
+
+class Every:
+    """At most once per ``seconds``: whether a warning a stranger could repeat without end
+    is due, and how many were held back before it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._last = float("-inf")
+        self._held = 0
+
+    def due(self) -> int | None:
+        """None when the last one was under ``seconds`` ago (this one is held back); else
+        how many were held back since it."""
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            self._held += 1
+            return None
+        held, self._last, self._held = self._held, now, 0
+        return held
