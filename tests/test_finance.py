@@ -102,6 +102,7 @@ def test_routes_describes_both_reply_forms_of_predict(daemon):
         ({"text": "x" * 1_000_000}, "body.text", "at most 10000"),
         ({"texts": []}, "body.texts", "empty list"),
         ({"texts": ["fine", 3]}, "body.texts[1]", "expected str"),
+        ({"texts": ["fine", "ok", "x" * 10_001]}, "body.texts[2]", "'texts[2]' is 10001 characters; at most 10000"),
         ({"texts": "Profit fell"}, "body.texts", "expected a list, got str"),  # not one label per character
         ({"texts": {"a": 1}}, "body.texts", "expected a list, got dict"),
     ],

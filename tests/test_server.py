@@ -102,6 +102,54 @@ def test_a_slow_batched_route_never_holds_up_the_other_requests(tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_a_request_far_larger_than_the_last_ones_is_not_computed_on_the_io_thread(tmp_path):
+    """After quick requests, one many times their size would take as many times longer: it
+    goes to the batcher thread, so a health check sent behind it is answered first."""
+    profile = '[server]\nidle_inline_ms = 20\n\n[apis.t]\nuse = "testing"\nbatch_ms = 1\nitem_ms = 2\n'
+    daemon = Daemon(tmp_path, profile=profile)
+    try:
+        daemon.wait_ready()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(daemon.address)
+        for attempt in range(3):  # quick and small: computed on the I/O thread
+            sock.send_multipart(request_frames(attempt, "t.batched", {"values": [attempt]}))
+            assert sock.poll(5000)
+            sock.recv_multipart()
+        sock.send_multipart(request_frames("large", "t.batched", {"values": list(range(300))}))
+        time.sleep(0.05)  # alone on arrival: it computes for about 600 ms
+        sock.send_multipart(request_frames("health", "_health", None))
+        order = []
+        for _ in range(2):
+            assert sock.poll(5000)
+            order.append(msgpack.unpackb(sock.recv_multipart()[1])["id"])
+        assert order == ["health", "large"]
+        sock.close()
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_batched_request_dropped_for_its_deadline_reports_how_long_it_waited(tmp_path):
+    """``queue_ms`` is the wait before the request was computed or dropped (PROTOCOL.md)."""
+    daemon = Daemon(tmp_path, profile='[apis.t]\nuse = "testing"\nbatch_ms = 300\n')
+    try:
+        daemon.wait_ready()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(daemon.address)
+        sock.send_multipart(request_frames("first", "t.batched", {"values": [1]}))
+        time.sleep(0.05)  # the first computes for 300 ms; the late one waits behind it
+        sock.send_multipart(request_frames("late", "t.batched", {"values": [2]}, deadline_ms=50))
+        headers = {}
+        for _ in range(2):
+            assert sock.poll(5000)
+            header = msgpack.unpackb(sock.recv_multipart()[1])
+            headers[header["id"]] = header
+        assert headers["late"]["status"] == "DEADLINE_EXCEEDED"
+        assert headers["late"]["queue_ms"] > 150 and headers["late"]["compute_ms"] == 0.0
+        sock.close()
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_deadline_exceeded_before_compute(daemon, client):
     """The server itself drops expired work before computing it: a raw socket waits for the
     server's answer (no client-side timeout), and the late request never ran."""

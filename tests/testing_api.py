@@ -35,8 +35,9 @@ class Items:
 class TestingApi(heirloom.Api):
     max_batch: int = 8
     max_wait_ms: float = 20.0
-    #: Milliseconds one batch of ``batched`` takes.
+    #: Milliseconds one batch of ``batched`` takes, and more per item in it.
     batch_ms: float = 5.0
+    item_ms: float = 0.0
     #: Milliseconds start takes (a slow model load).
     start_ms: float = 0.0
 
@@ -95,7 +96,7 @@ class TestingApi(heirloom.Api):
         if any("explode" in item.values for item in inputs):
             raise RuntimeError("a poisoned item broke the batch")
         size = sum(len(item.values) for item in inputs)
-        time.sleep(self.batch_ms / 1000)
+        time.sleep((self.batch_ms + self.item_ms * size) / 1000)
         return [
             RequestError(INVALID_ARGUMENT, "bad value", "body.values") if "bad" in item.values else {"batch": size}
             for item in inputs

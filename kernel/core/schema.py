@@ -402,11 +402,13 @@ def flatten_errors(
 
 
 def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
-    """The attrs field an error message starts with (``'epochs' must be > 0``), if any."""
+    """The attrs field an error message starts with (``'epochs' must be > 0``; ``'texts[2]' is``
+    names an item), if any."""
     if cls is None or not attrs.has(cls) or isinstance(exc, ForbiddenExtraKeysError):  # its str() fails on int keys
         return None
     message = str(exc)
-    return next((f.name for f in attrs.fields(cls) if message.startswith(f"'{f.name}'")), None)
+    named = next((f.name for f in attrs.fields(cls) if message.startswith((f"'{f.name}'", f"'{f.name}["))), None)
+    return message[1 : message.index("'", 1)] if named else None
 
 
 def _join(prefix: str, path: list[str]) -> str:

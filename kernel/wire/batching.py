@@ -40,18 +40,22 @@ class Batcher:
         self._stopping = False
         self._busy = False  # requests were waiting when the last batch finished
         self._computing = False  # a batch is being computed, on this thread or by run_here
-        #: Seconds the last batch took to compute, which bounds how long run_here may hold up
-        #: its caller (unknown until the first batch, which runs on this thread).
+        #: Seconds the last batch took to compute and its payload bytes: scaled to a request's
+        #: size, they bound how long run_here may hold up its caller (unknown until the first
+        #: batch, which runs on this thread).
         self.last_compute = float("inf")
+        self.last_size = 1
         self._thread = threading.Thread(target=self._loop, name=f"heirloom-batch:{name}", daemon=True)
         self._thread.start()
 
     def run_here(self, call: Call, complete: Complete, longest: float) -> bool:
         """Compute ``call`` alone on the calling thread and hand its result to ``complete``;
-        False (nothing done) when this route has work queued or computing, or its last batch
-        took longer than ``longest`` seconds (the calling thread serves nothing else meanwhile)."""
+        False (nothing done) when this route has work queued or computing, or its last batch,
+        scaled up to ``call``'s size when larger, took longer than ``longest`` seconds (the
+        calling thread serves nothing else meanwhile: a request far larger than the last
+        ones goes to this thread)."""
         with self._cond:
-            if self._queue or self._computing or self.last_compute > longest:
+            if self._queue or self._computing or self.last_compute * max(1.0, call.size / self.last_size) > longest:
                 return False
             self._computing = True
         try:
@@ -123,10 +127,10 @@ class Batcher:
         now = time.perf_counter()
         live: list[Call] = []
         for call in calls:
+            call.started = now  # its queue_ms, computed or not
             if call.deadline is not None and now > call.deadline:
                 complete(call, DEADLINE_EXCEEDED, deadline_body(), None, 0.0)
             else:
-                call.started = now
                 live.append(call)
         if live:
             self.stats.record_batch(sum(call.items for call in live))
@@ -146,6 +150,7 @@ class Batcher:
                 self._compute([call], complete)
             return
         compute = self.last_compute = time.perf_counter() - began
+        self.last_size = max(1, sum(call.size for call in calls))
         self._busy = bool(self._queue)  # judged before the replies go out and invite new requests
         for call, result in zip(calls, results, strict=True):
             settle(call, result, complete, compute)

@@ -44,6 +44,7 @@ class Call:
         "idem",
         "items",
         "received",
+        "size",
         "started",
     )
 
@@ -59,6 +60,8 @@ class Call:
         self.digest = b""
         self.body: Any = None
         self.items = 1
+        #: Payload bytes (body and buffers): with the last batch's, how long computing it may take.
+        self.size = 0
         self.done = False
 
 

@@ -138,6 +138,7 @@ def decode_call(
             "body",
         )
     call = Call(envelope, request_id, endpoint, received)
+    call.size = size
     if budget is not None:
         if budget <= 0:
             raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")

@@ -40,7 +40,7 @@ def predict_input(max_chars: int, max_texts: int) -> type:
             raise ValueError(f"'texts' has {len(value)} texts; at most {max_texts} per request")
         for position, text in enumerate(value):
             if len(text) > max_chars:
-                raise ValueError(f"'texts' item {position} is {len(text)} characters; at most {max_chars}")
+                raise ValueError(f"'texts[{position}]' is {len(text)} characters; at most {max_chars}")
 
     @attrs.define
     class PredictInput:
