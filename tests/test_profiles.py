@@ -309,6 +309,18 @@ def test_project_is_never_inherited(tmp_path, kernel):
     assert kernel.resolve(str(child)).project == "newsdesk"
 
 
+def test_project_interpolates_to_the_extending_files_own_project(tmp_path, kernel):
+    """A shipped profile whose models inherit a sibling (``inherit = "${project}/encoder"``)
+    keeps working for a project that extends it: the reference names the new project's."""
+    write(tmp_path / "support.toml", 'project = "support"\ndescription = "models of ${project}"\n')
+    write(tmp_path / "telco.toml", 'extends = ["support"]\nproject = "telco"\n')
+    write(tmp_path / "unnamed.toml", 'extends = ["support"]\n')
+    described = {
+        name: kernel.resolve(str(tmp_path / f"{name}.toml")).description for name in ("support", "telco", "unnamed")
+    }
+    assert described == {"support": "models of support", "telco": "models of telco", "unnamed": "models of unnamed"}
+
+
 @pytest.mark.parametrize("project", ["/tmp/x", "../../outside", "..", ".hidden", "a b", "x" * 101])
 def test_project_names_that_are_not_safe_file_names_fail_check(tmp_path, project):
     path = write(tmp_path / "p.toml", f'extends = ["minimal"]\nproject = "{project}"\n')

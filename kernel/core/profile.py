@@ -3,7 +3,7 @@
 Resolution: load the file, resolve its ``extends`` chain (names or relative paths),
 deep-merge parents then child (later wins; a table whose ``use`` changes is replaced, not
 merged; ``project`` is never inherited), apply ``--set`` overrides, drop components with ``enabled = false``, and
-interpolate ``${VAR}`` / ``${data}``. Every leaf value remembers the file that set it,
+interpolate ``${VAR}`` / ``${data}`` / ``${project}``. Every leaf value remembers the file that set it,
 and values taken from the environment are marked secret (``profile show`` masks them).
 Validation against component schemas happens in :mod:`heirloom.core.schema`.
 
@@ -142,7 +142,8 @@ class ProfileLoader:
         _apply_overrides(data, provenance, overrides, problems)
         _drop_disabled(data, provenance)
         secrets: set[str] = set()
-        _interpolate(data, provenance, problems, [], secrets)
+        project = str(data.get("project") or profile_name(path))  # ${project}: the extending file's own
+        _interpolate(data, provenance, problems, [], secrets, project)
         if problems:
             raise ProfileError(problems)
         return RawProfile(
@@ -308,25 +309,31 @@ def _disabled(value: Any) -> bool:
     return value is False
 
 
-def _interpolate(node: Any, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str]) -> Any:
+def _interpolate(
+    node: Any, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str], project: str
+) -> Any:
     if isinstance(node, dict):
         for key in list(node):
-            node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], secrets)
+            node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], secrets, project)
         return node
     if isinstance(node, list):
-        return [_interpolate(item, provenance, problems, path, secrets) for item in node]
+        return [_interpolate(item, provenance, problems, path, secrets, project) for item in node]
     if isinstance(node, SetValue):
-        return SetValue(_substitute(node.text, provenance, problems, path, secrets))
+        return SetValue(_substitute(node.text, provenance, problems, path, secrets, project))
     if isinstance(node, str):
-        return _substitute(node, provenance, problems, path, secrets)
+        return _substitute(node, provenance, problems, path, secrets, project)
     return node
 
 
-def _substitute(text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str]) -> str:
+def _substitute(
+    text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str], project: str
+) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if name == "project":
+            return project
         if name == "data":
             root = data_root()
             if root is not None:
