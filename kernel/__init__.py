@@ -50,6 +50,7 @@ from heirloom.wire.aclient import AsyncClient
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError, Reply
 from heirloom.wire.daemon import in_one_process
+from heirloom.wire.labels import check_label, label_pattern
 from heirloom.wire.onloop import LoopDaemon, served_on_loop
 from heirloom.wire.protocol import Buffer, RequestError
 
@@ -94,10 +95,12 @@ __all__ = [
     "__version__",
     "above",
     "at_least",
+    "check_label",
     "cpu_share",
     "home",
     "hookimpl",
     "in_one_process",
+    "label_pattern",
     "log_path",
     "nests_deeper",
     "path_field",

@@ -6,6 +6,7 @@ Needs the ``support`` extra; without it every test here is skipped, naming the e
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -30,7 +31,14 @@ from heirloom_plugins.encoder.fusion import WEIGHTS, choose_weight  # noqa: E402
 from heirloom_plugins.encoder.network import SERVING_CACHE  # noqa: E402
 from heirloom_plugins.encoder.novelty import LabelWords  # noqa: E402
 from heirloom_plugins.encoder.ranking import query_metrics  # noqa: E402
-from heirloom_plugins.encoder.reject import MIX_WEIGHTS, SCORES, Rule, choose, threshold_for  # noqa: E402
+from heirloom_plugins.encoder.reject import (  # noqa: E402
+    MIX_WEIGHTS,
+    SCORES,
+    Rule,
+    calibration_count,
+    choose,
+    threshold_for,
+)
 from heirloom_plugins.encoder.retriever import EncoderRetriever  # noqa: E402
 from heirloom_plugins.encoder.tuning import split_of  # noqa: E402
 from heirloom_plugins.ngrams.head import NgramHead  # noqa: E402
@@ -166,12 +174,23 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         listed = reply["handoffs"]
         queued = {entry["id"]: entry for entry in listed}[body["handoff_id"]]
         assert queued["reasons"] and body["handoff_reasons"] == queued["reasons"]
+        for bad, words in [
+            ("Roaming Charges!!", "a new label must match '[a-z][a-z0-9_]{0,63}'"),  # the shipped profile's rule
+            ("x" * 5000, "at most 200 characters"),
+            ("  ", "'intent' is blank"),
+        ]:
+            with pytest.raises(InvalidArgument) as refused:
+                client.call("support.resolve", {"id": body["handoff_id"], "intent": bad})
+            assert refused.value.field == "body.intent" and words in refused.value.message
         decision = client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})
         assert decision == {"resolved": True, "id": body["handoff_id"], "intent": "card_swallowed", "new_intent": True}
         still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
         assert body["handoff_id"] not in still_open
     records = small_records("intent-data", "train")  # what the next heirloom train support fits on
     assert {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"} in records
+    with daemon.client(timeout=60) as client:  # "none of them": no new intent (training leaves it out)
+        closed = client.call("support.resolve", {"id": body["handoff_id"], "intent": "out_of_scope"})
+        assert closed["new_intent"] is False
 
 
 def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):
@@ -189,6 +208,9 @@ def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):
             client.call("support.resolve", {"id": "nope", "intent": "card_arrival", "answer_id": "thread-1/1"})
         assert "exactly one of 'intent' or 'answer_id'" in both.value.message
         assert client.call("support.answer", {"text": "my card has not arrived"})["version"]
+        for nothing_to_search in ("?", "😡", "the", "to be or not to be"):  # BM25 finds no word in them
+            answered = client.call("support.answer", {"text": nothing_to_search})
+            assert answered["answers"] and answered["version"]
 
 
 def test_stackfaq_source_counts_and_deterministic_query_split(data_dir):
@@ -220,15 +242,45 @@ def test_markup_inside_a_faq_answer_keeps_the_whole_answer(tmp_path):
     assert document["answer"] == "Use ~~tildes~~ around the words, see the docs for more."
 
 
+def _faq_xml(*threads: tuple[str | None, int]) -> str:
+    """A StackFAQ-layout file: per thread its ``<qapair id>`` (None: none) and paraphrase count."""
+    pairs = "".join(
+        (f'<qapair id="{thread_id}">' if thread_id else "<qapair>")
+        + f"<question>Question {n}?</question>"
+        + "".join(f"<rephr>asking {n} way {i}</rephr>" for i in range(paraphrases))
+        + f"<answer>Answer {n}.</answer></qapair>"
+        for n, (thread_id, paraphrases) in enumerate(threads)
+    )
+    return f"<root>{pairs}</root>"
+
+
+def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
+    """A team's own FAQ: ids that do not move when an entry is added above (resolutions name
+    answers by id), read from a file path; a repeated id and a split with no test query fail."""
+    own = write(tmp_path / "faq.xml", _faq_xml(("faq-insurance", 4), (None, 4)))
+    documents = [r for r in StackFaqSource(path=str(own), train_queries=2).records("train") if r["role"] == "document"]
+    assert [d["id"] for d in documents] == ["faq-insurance/1", "thread-2/1"]
+    write(tmp_path / "twice.xml", _faq_xml(("faq-insurance", 4), ("faq-insurance", 4)))
+    with pytest.raises(heirloom.HeirloomError, match="<qapair> 2: id 'faq-insurance' appears twice"):
+        list(StackFaqSource(path=str(tmp_path / "twice.xml"), train_queries=2).records("train"))
+    with pytest.raises(heirloom.HeirloomError, match=r"train_queries = 5 leaves no test query .* at most 4"):
+        list(StackFaqSource(path=str(own)).records("test"))
+
+
 def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):
     monkeypatch.setenv("HEIRLOOM_DATA", str(data_dir))
     with heirloom.Kernel().system("support", only={("source", "intents")}) as system:
         source = system.component("intents", "source")
         held = set(source.held_out())
-        train_labels = {r["label"] for r in source.records("train")}
+        train = list(source.records("train"))
+        train_labels = {r["label"] for r in train}
         test = list(source.records("test"))
     assert len(held) == 10 and not held & train_labels and len(train_labels) == 67
     assert sum(r["label"] == "out_of_scope" for r in test) == 400 and len(test) == 3080
+    # every training row of the other intents, the 10% the csv source carves as validation too
+    with (data_dir / "banking77" / "train.csv").open(newline="") as rows:
+        in_scope = sum(row["category"] not in held for row in csv.DictReader(rows))
+    assert len(train) == in_scope
 
 
 def test_reject_threshold_keeps_accuracy_within_the_allowed_drop():
@@ -241,6 +293,14 @@ def test_reject_threshold_keeps_accuracy_within_the_allowed_drop():
     # allowing 0.2 lets it give up two right answers (0.2, 0.3) to reject 0.35 as well
     threshold, recall, accuracy = threshold_for(in_scope, correct, out_of_scope, max_drop=0.2)
     assert (round(threshold, 3), recall, round(accuracy, 3)) == (0.375, 0.75, 0.6)
+
+
+def test_a_small_label_set_holds_out_at_most_a_quarter_of_its_labels_for_the_reject_rule():
+    """With 12 intents, holding out the default 10 left 2 to learn from and a rule chosen on 2
+    validation texts that rejected 92% of in-scope texts (an outside team's first model)."""
+    assert calibration_count(10, 67) == 10  # Banking77's in-scope intents: the default holds
+    assert [calibration_count(10, n) for n in (3, 8, 12, 40)] == [1, 2, 3, 10]
+    assert calibration_count(2, 12) == 2
 
 
 def test_mahalanobis_distance_is_the_shared_covariance_distance_to_the_nearest_class_mean():
@@ -258,6 +318,18 @@ def test_mahalanobis_distance_is_the_shared_covariance_distance_to_the_nearest_c
     assert torch.allclose(distance, expected, rtol=1e-4)
     # the same Euclidean step costs far more along a direction the classes do not vary in
     assert distance[1] > 10 * distance[0] and distance[2] > distance[1]
+
+
+def test_models_show_metadata_prints_the_rule_and_sizes_the_tokenizer(trained):
+    """``models show --metadata`` is for reading what training chose: the half-megabyte
+    tokenizer is shown by its size there, and whole with --json."""
+    shown = run_heirloom("models", "show", "support/intent@1", "--metadata", env=trained)
+    assert shown.returncode == 0, shown.stderr
+    abridged = json.loads(shown.stdout)
+    assert len(shown.stdout) < 100_000 and abridged["rule"]["score"]
+    assert abridged["encoder"]["tokenizer"].endswith("characters; --metadata --json prints it>")
+    whole = json.loads(run_heirloom("models", "show", "support/intent@1", "--metadata", "--json", env=trained).stdout)
+    assert len(whole["encoder"]["tokenizer"]) > 100_000 and whole["rule"] == abridged["rule"]
 
 
 def test_the_stored_intent_model_carries_what_its_reject_rule_needs(trained):

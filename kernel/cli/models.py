@@ -102,20 +102,34 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
         click.echo(f"no artifacts in {store.root}")
 
 
+#: The longest metadata value ``models show --metadata`` prints whole (``--json`` prints all).
+METADATA_VALUE_CHARS = 2_000
+
+
+def _abridged(value: Any) -> Any:
+    """``value`` with every part longer than METADATA_VALUE_CHARS as JSON replaced by its size,
+    maps opened first so their small entries stay readable."""
+    if isinstance(value, dict):
+        return {key: _abridged(item) for key, item in value.items()}
+    size = len(json.dumps(value, ensure_ascii=False))
+    return value if size <= METADATA_VALUE_CHARS else f"<{size:,} characters; --metadata --json prints it>"
+
+
 @models_group.command("show")
 @click.argument("ref")
 @click.option(
     "--metadata",
     is_flag=True,
     help="Print the stored state's metadata instead, as JSON (what the model wrote: its labels, settings, "
-    "the choices its training made; checked against the version's digest).",
+    "the choices its training made; checked against the version's digest). A value longer than "
+    f"{METADATA_VALUE_CHARS:,} characters (a tokenizer) is shown by its size; with --json, everything.",
 )
 @json_option
 @store_option
 def models_show(ref: str, metadata: bool, as_json: bool, store: ArtifactStore) -> None:
     """Everything recorded about REF."""
     if metadata:
-        print_json(store.metadata(ref))
+        print_json(store.metadata(ref) if as_json else _abridged(store.metadata(ref)))
         return
     record = store.resolve(ref).to_json()
     if as_json:

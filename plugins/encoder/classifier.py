@@ -22,6 +22,7 @@ training starts from a nearest-centroid classifier (new labels included).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,15 @@ from heirloom_plugins.encoder.fusion import choose_weight, fuse
 from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache
 from heirloom_plugins.encoder.novelty import LabelWords
 from heirloom_plugins.encoder.records import check_texts, labelled
-from heirloom_plugins.encoder.reject import NOVELTY, SCORES, Rule, choose
+from heirloom_plugins.encoder.reject import (
+    FEW_VALIDATION_TEXTS,
+    MIN_LABELS_TO_REJECT,
+    NOVELTY,
+    SCORES,
+    Rule,
+    calibration_count,
+    choose,
+)
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction, split_of
 from heirloom_plugins.metrics import classification_metrics, classification_text
 from heirloom_plugins.ngrams.head import NgramHead
@@ -61,6 +70,10 @@ def label_indices(labels: list[str], label_set: list[str]) -> list[int]:
     return [index[label] for label in labels]
 
 
+#: A label with fewer training texts than this is barely learnt (a warning at fit).
+FEW_EXAMPLES = 3
+
+
 @attrs.define(kw_only=True)
 class EncoderClassifier(EncoderModel):
     """Classifies texts with a fine-tuned sentence encoder; may answer "out of scope".
@@ -70,7 +83,8 @@ class EncoderClassifier(EncoderModel):
     validation_fraction: float = attrs.field(default=0.1, validator=fraction)
     #: Learn a reject rule: below its threshold the answer is ``out_of_scope_label``.
     reject: bool = False
-    #: Labels held out whole during selection to stand in for out-of-scope texts.
+    #: Labels held out whole during selection to stand in for out-of-scope texts (at most a
+    #: quarter of the labels: calibration_count).
     calibration_labels: int = attrs.field(default=10, validator=attrs.validators.ge(1))
     #: In-scope validation accuracy the reject rule may give up (0.015: 1.5 points).
     max_accuracy_drop: float = attrs.field(default=0.015, validator=fraction)
@@ -116,10 +130,19 @@ class EncoderClassifier(EncoderModel):
             kept = [i for i, label in enumerate(labels) if label != self.out_of_scope_label]
             texts, labels = [texts[i] for i in kept], [labels[i] for i in kept]
         label_set = sorted(set(labels))
-        if len(label_set) < 2 or (self.reject and len(label_set) <= self.calibration_labels + 1):
+        counts = Counter(labels)
+        scarce = sorted(label for label in label_set if counts[label] < FEW_EXAMPLES)
+        if scarce:
+            progress.log(
+                f"warning: {len(scarce)} label(s) have fewer than {FEW_EXAMPLES} training texts, too few to learn "
+                f"well: {', '.join(scarce[:10])}" + (" ..." if len(scarce) > 10 else "")
+            )
+        least = MIN_LABELS_TO_REJECT if self.reject else 2
+        if len(label_set) < least:
             raise heirloom.HeirloomError(
-                f"encoder-classifier needs at least {self.calibration_labels + 2 if self.reject else 2} labels "
-                f"to fit, got {len(label_set)}"
+                f"encoder-classifier needs at least {least} labels to fit"
+                + (" with 'reject' (some stand in for out-of-scope texts)" if self.reject else "")
+                + f", got {len(label_set)}"
             )
         epochs, rule, weight, selection = self.epochs, None, 0.0, None
         if self.validation_fraction:
@@ -161,7 +184,13 @@ class EncoderClassifier(EncoderModel):
         """Train on part of the data and choose epochs (then the n-gram weight, then the
         reject rule) on the rest."""
         label_set = sorted(set(labels))
-        held_labels = set(random.Random(self.seed).sample(label_set, self.calibration_labels)) if self.reject else set()
+        calibration = calibration_count(self.calibration_labels, len(label_set)) if self.reject else 0
+        if calibration < self.calibration_labels and self.reject:
+            progress.log(
+                f"calibration_labels = {self.calibration_labels} would leave too few of the {len(label_set)} labels "
+                f"to learn from: holding out {calibration} as out of scope"
+            )
+        held_labels = set(random.Random(self.seed).sample(label_set, calibration))
         held = heirloom.stratified_holdout(labels, self.validation_fraction, self.seed)
         train = [i for i in range(len(texts)) if i not in held and labels[i] not in held_labels]
         known = [i for i in sorted(held) if labels[i] not in held_labels]
@@ -171,6 +200,11 @@ class EncoderClassifier(EncoderModel):
             f"selection: {len(train)} training texts, {len(known)} validation texts"
             + (f", {len(unseen)} texts of {len(held_labels)} held-out labels as out of scope" if unseen else "")
         )
+        if self.reject and len(known) < FEW_VALIDATION_TEXTS:
+            progress.log(
+                f"warning: the reject rule's threshold is chosen on {len(known)} in-scope validation texts, too few "
+                "to trust (it may reject most in-scope texts): add examples or raise validation_fraction"
+            )
         scores: list[dict[str, Any]] = []
         evaluated = [texts[i] for i in known + unseen]
 

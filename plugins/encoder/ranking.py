@@ -7,6 +7,7 @@ MAP over the full ranking.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -54,14 +55,18 @@ class Lexical:
         require("bm25s")
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import: one line per index
         self.k1, self.b = k1, b
+        self.documents = len(documents)
         self.index = bm25s.BM25(k1=k1, b=b)
         self.index.index(bm25s.tokenize(list(documents), stopwords="en", show_progress=False), show_progress=False)
 
     def scores(self, queries: Sequence[str]) -> Any:
-        """``[queries, documents]`` BM25 scores (a numpy array)."""
+        """``[queries, documents]`` BM25 scores (a numpy array). A query with no word to
+        search for ("?", an emoji, only stop words) scores 0 everywhere: bm25s fails on it."""
         import bm25s
         import numpy
 
         tokens = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
-        return numpy.stack([self.index.get_scores(words) for words in tokens]) if tokens else numpy.zeros((0, 0))
+        rows = [self.index.get_scores(words) if words else numpy.zeros(self.documents) for words in tokens]
+        return numpy.stack(rows) if rows else numpy.zeros((0, self.documents))

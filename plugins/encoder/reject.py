@@ -27,6 +27,16 @@ SCORES = ("probability", "fused", "similarity", "energy", "mahalanobis", "novelt
 NOVELTY = "novelty"
 #: Weights of the novelty in a mixture with another score.
 MIX_WEIGHTS = (0.3, 0.4, 0.5, 0.6)
+#: Labels a reject option needs: one held out to stand in for out-of-scope texts, two to learn.
+MIN_LABELS_TO_REJECT = 3
+#: Fewer in-scope validation texts than this make a threshold a guess (a warning).
+FEW_VALIDATION_TEXTS = 30
+
+
+def calibration_count(wanted: int, labels: int) -> int:
+    """How many of ``labels`` to hold out as stand-ins for out-of-scope texts: ``wanted``, but
+    at most a quarter of them (at least one), so a small label set keeps most to learn from."""
+    return max(1, min(wanted, labels // 4))
 
 
 @attrs.frozen

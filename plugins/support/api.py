@@ -65,6 +65,10 @@ class SupportApi(heirloom.Api):
     max_text_chars: int = attrs.field(default=2_000, validator=heirloom.above(0))
     #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``).
     handoff_path: str | None = None
+    #: Let ``<name>.resolve`` name an intent the intent model does not know (a new intent
+    #: the next training learns), matching ``new_intent_pattern`` in full when it is set.
+    new_intents: bool = False
+    new_intent_pattern: str | None = attrs.field(default=None, validator=heirloom.label_pattern)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -192,9 +196,12 @@ class SupportApi(heirloom.Api):
         if body.id not in texts:
             raise heirloom.RequestError("NOT_FOUND", f"no handoff with id {body.id!r}", "body.id")
         if body.intent is not None:
-            if not body.intent.strip():
-                raise heirloom.RequestError("INVALID_ARGUMENT", "'intent' is blank", "body.intent")
-            new_intent = body.intent not in getattr(self.intent_handle.model, "labels", [])
+            model = self.intent_handle.model
+            out_of_scope = getattr(model, "out_of_scope_label", None)  # a person's "none of them": closes it
+            known = [*getattr(model, "labels", []), *([out_of_scope] if out_of_scope else [])]
+            new_intent = heirloom.check_label(
+                body.intent, known, "body.intent", allow_new=self.new_intents, pattern=self.new_intent_pattern
+            )
         else:
             ids = getattr(self.faq_handle.model, "document_ids", list)()
             if body.answer_id not in ids:

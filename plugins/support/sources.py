@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ import heirloom
 
 SPLITS = ("train", "validation", "test")
 FAQ_FILE = "stackExchange-FAQ.xml"
+#: A thread id given in the XML (``<qapair id="...">``).
+THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 OUT_OF_SCOPE = "out_of_scope"
 
 
@@ -48,9 +51,11 @@ class StackFaqSource(heirloom.Source):
     10 paraphrased queries. Documents are the pairs (``label``: the thread); per thread,
     ``train_queries`` paraphrases (a seeded choice) are training queries and the others
     test queries; ``validation_queries`` of the training ones may form a validation split.
+    A thread is ``thread-N`` by its position, or the ``id`` its ``<qapair id="...">`` gives
+    (ids that stay put when the file changes, so recorded resolutions keep their answer).
     """
 
-    #: The folder holding ``stackExchange-FAQ.xml``.
+    #: The XML file, or a folder holding ``stackExchange-FAQ.xml``.
     path: str = heirloom.path_field()
     train_queries: int = attrs.field(
         default=5, validator=attrs.validators.and_(heirloom.at_least(0), attrs.validators.le(10))
@@ -71,17 +76,22 @@ class StackFaqSource(heirloom.Source):
 
     def threads(self) -> list[dict[str, Any]]:
         """``{"label", "question", "answers", "queries"}`` per thread, in file order."""
-        file = Path(self.path) / FAQ_FILE
+        file = self._file()
         try:
             root = ElementTree.parse(file).getroot()
         except (OSError, ElementTree.ParseError) as exc:
             raise heirloom.HeirloomError(f"{file}: cannot read the StackFAQ XML: {exc}") from exc
-        threads = []
+        threads, seen = [], set()
         for number, pair in enumerate(root.iter("qapair"), 1):
+            label = pair.get("id", f"thread-{number}").strip()
+            if not THREAD_ID.fullmatch(label) or label in seen:
+                problem = "appears twice" if label in seen else "is not 1-100 letters, digits, '.', '_' or '-'"
+                raise heirloom.HeirloomError(f"{file}: <qapair> {number}: id {label[:120]!r} {problem}")
+            seen.add(label)
             queries = [_text(r) for r in pair.iter("rephr")]
             threads.append(
                 {
-                    "label": f"thread-{number}",
+                    "label": label,
                     "question": _text(pair.find("question")),
                     "answers": [_text(a) for a in pair.iter("answer") if _text(a)],
                     "queries": [q for q in queries if q and q.strip("*")],
@@ -89,7 +99,18 @@ class StackFaqSource(heirloom.Source):
             )
         if not threads:
             raise heirloom.HeirloomError(f"{file}: no <qapair> threads")
-        return threads[: self.threads_limit] if self.threads_limit else threads
+        threads = threads[: self.threads_limit] if self.threads_limit else threads
+        most = max(len(thread["queries"]) for thread in threads)
+        if most <= self.train_queries:
+            raise heirloom.HeirloomError(
+                f"{file}: train_queries = {self.train_queries} leaves no test query (a thread has at most {most} "
+                "<rephr> paraphrases): lower it"
+            )
+        return threads
+
+    def _file(self) -> Path:
+        path = Path(self.path)
+        return path / FAQ_FILE if path.is_dir() else path
 
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         _check_split(split)
@@ -123,7 +144,7 @@ class StackFaqSource(heirloom.Source):
             "threads_limit": self.threads_limit,
             "seed": self.seed,
         }
-        return _digest(settings, Path(self.path) / FAQ_FILE)
+        return _digest(settings, self._file())
 
 
 @attrs.define(kw_only=True)
@@ -131,8 +152,8 @@ class OutOfScopeSource(heirloom.Source):
     """Another source's labelled records with ``holdout`` labels (a seeded choice) held out
     entirely: they never reach training, and their test records carry the ``label``
     ``out_of_scope``, so a model with a reject option is measured on texts it never saw a
-    label for. ``validation_fraction`` of each kept label's training records may form a
-    deterministic validation split."""
+    label for. ``validation_fraction`` of each kept label's training records (the inner
+    source's train and validation splits together) may form a deterministic validation split."""
 
     #: The labelled source (``{"text", "label"}`` records).
     data: str = heirloom.ref("source")
@@ -154,10 +175,20 @@ class OutOfScopeSource(heirloom.Source):
     def splits(self) -> list[str]:
         return list(SPLITS) if self.validation_fraction else ["train", "test"]
 
+    def _training_records(self) -> Iterator[dict[str, Any]]:
+        """The inner source's records that are not test: its train split, and its validation
+        split when it carves one (this source carves its own; the csv source's default 10%
+        would otherwise be lost to training)."""
+        for split in ("train", "validation"):
+            if split in self.inner.splits():
+                yield from self.inner.records(split)
+
     def held_out(self) -> list[str]:
         """The held-out labels, sorted (computed once from the training labels)."""
         if self._held is None:
-            known = sorted({str(record["label"]) for record in self.inner.records("train")})
+            known = sorted({str(record["label"]) for record in self._training_records()})
+            if not known:
+                raise heirloom.HeirloomError(f"sources.{self.ctx.name}: sources.{self.data} has no training records")
             unknown = sorted(set(self.labels) - set(known))
             if unknown:
                 raise heirloom.HeirloomError(f"sources.{self.ctx.name}.labels: not in the data: {', '.join(unknown)}")
@@ -173,7 +204,7 @@ class OutOfScopeSource(heirloom.Source):
         _check_split(split)
         held = set(self.held_out())
         if split in (None, "train", "validation"):
-            kept = [dict(r) for r in self.inner.records("train") if str(r["label"]) not in held]
+            kept = [dict(r) for r in self._training_records() if str(r["label"]) not in held]
             validation = self._validation(kept)
             for index, record in enumerate(kept):
                 if split is None or (index in validation) == (split == "validation"):
@@ -198,6 +229,7 @@ class OutOfScopeSource(heirloom.Source):
     def fingerprint(self) -> str:
         settings = {
             "type": "out-of-scope",
+            "from": ["train", "validation"],  # the inner splits it trains on
             "held": self.held_out(),
             "validation_fraction": self.validation_fraction,
             "seed": self.seed,

@@ -9,9 +9,7 @@ a new class in the next model; new labels, where allowed, wait for an operator's
 
 from __future__ import annotations
 
-import difflib
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,6 @@ import attrs
 import heirloom
 
 log = logging.getLogger("heirloom_plugins.text.api")
-#: Longest label a feedback record may carry.
-MAX_LABEL_CHARS = 200
 
 
 def predict_input(max_chars: int, max_texts: int) -> type:
@@ -54,15 +50,6 @@ def predict_input(max_chars: int, max_texts: int) -> type:
                 raise ValueError("'text' (a string) or 'texts' (a list of strings) is required, not both")
 
     return PredictInput
-
-
-def _pattern(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    if value is None:
-        return
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"'{attribute.name}' is not a regular expression: {exc}") from None
 
 
 def serving(handle: Any) -> tuple[Any, str | None]:
@@ -136,7 +123,7 @@ class ClassifyApi(heirloom.Api):
     #: train only once accepted: ``heirloom feedback accept-label PROFILE LABEL``.
     new_labels: bool = False
     #: With ``new_labels``: a regular expression a new label must match in full.
-    new_label_pattern: str | None = attrs.field(default=None, validator=_pattern)
+    new_label_pattern: str | None = attrs.field(default=None, validator=heirloom.label_pattern)
 
     def feedback_log(self, project: str, name: str) -> Path:
         return Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", project, name)
@@ -207,14 +194,15 @@ class ClassifyApi(heirloom.Api):
         return heirloom.Versioned({"labels": list(getattr(model, "labels", [])), "version": version}, version)
 
     def feedback(self, body: FeedbackInput) -> dict[str, Any]:
-        if not body.text.strip() or not body.label.strip():
-            raise heirloom.RequestError("INVALID_ARGUMENT", "text and label must not be blank", "body")
-        for field, value, limit in (("text", body.text, self.max_text_chars), ("label", body.label, MAX_LABEL_CHARS)):
-            if len(value) > limit:
-                message = f"'{field}' is {len(value)} characters; at most {limit} are accepted"
-                raise heirloom.RequestError("INVALID_ARGUMENT", message, f"body.{field}")
+        if not body.text.strip():
+            raise heirloom.RequestError("INVALID_ARGUMENT", "'text' is blank", "body.text")
+        if len(body.text) > self.max_text_chars:
+            message = f"'text' is {len(body.text)} characters; at most {self.max_text_chars} are accepted"
+            raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.text")
         model, _ = serving(self.handle)
-        new = self._check_label(body.label, list(model.labels))
+        new = heirloom.check_label(
+            body.label, list(model.labels), "body.label", allow_new=self.new_labels, pattern=self.new_label_pattern
+        )
         record = {"text": body.text, "label": body.label, **({heirloom.FeedbackLog.NEW_LABEL: True} if new else {})}
         try:
             record_id = self.feedback_records.add(record)
@@ -227,24 +215,3 @@ class ClassifyApi(heirloom.Api):
             message = "the feedback could not be written to disk; nothing was recorded, retry later"
             raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
         return {"recorded": True, "id": record_id, "new_label": new}
-
-    def _check_label(self, label: str, known: list[str]) -> bool:
-        """Whether ``label`` is new to the model; INVALID_ARGUMENT when it may not be."""
-        if label in known:
-            return False
-        close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        if not self.new_labels:
-            raise heirloom.RequestError(
-                "INVALID_ARGUMENT",
-                f"label {label!r} is not one the model predicts{hint} (labels: {', '.join(known)})",
-                "body.label",
-            )
-        if self.new_label_pattern is not None and not re.fullmatch(self.new_label_pattern, label):
-            raise heirloom.RequestError(
-                "INVALID_ARGUMENT",
-                f"label {label!r} is not one the model predicts{hint}, and a new label must match "
-                f"{self.new_label_pattern!r}",
-                "body.label",
-            )
-        return True

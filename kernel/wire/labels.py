@@ -1,0 +1,53 @@
+"""Labels a client sends for a model to learn (feedback, a person's resolution of a handoff):
+one the served model knows, or a new one only where the api allows new labels.
+
+Shared by every api with such a route, so a typo (``data_plan_upgrad``) or a hostile label
+(``pwned \\u202e<script>``) is refused the same way everywhere, with the closest known label.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
+
+#: The longest label accepted.
+MAX_LABEL_CHARS = 200
+
+
+def check_label(
+    label: str, known: Sequence[str], field: str, *, allow_new: bool = False, pattern: str | None = None
+) -> bool:
+    """Whether ``label`` is new to a model predicting ``known``; INVALID_ARGUMENT at ``field``
+    when it is blank, longer than MAX_LABEL_CHARS, or new where new labels are not allowed
+    (``allow_new``) or do not match ``pattern`` in full."""
+    if not label.strip():
+        raise RequestError(INVALID_ARGUMENT, f"'{field.rpartition('.')[2]}' is blank", field)
+    if len(label) > MAX_LABEL_CHARS:
+        raise RequestError(
+            INVALID_ARGUMENT, f"a label is at most {MAX_LABEL_CHARS} characters; got {len(label)}", field
+        )
+    if label in known:
+        return False
+    close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)
+    unknown = f"label {label!r} is not one the model predicts" + (f"; did you mean {close[0]!r}?" if close else "")
+    if not allow_new:
+        raise RequestError(INVALID_ARGUMENT, f"{unknown} (labels: {', '.join(known)})", field)
+    if pattern is not None and not re.fullmatch(pattern, label):
+        raise RequestError(INVALID_ARGUMENT, f"{unknown}, and a new label must match {pattern!r}", field)
+    return True
+
+
+def label_pattern(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    """attrs validator of an api's new-label pattern: None, or a regular expression."""
+    if value is None:
+        return
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"'{attribute.name}' is not a regular expression: {exc}") from None
