@@ -53,6 +53,7 @@ from heirloom.wire.daemon import in_one_process
 from heirloom.wire.labels import check_label, label_pattern
 from heirloom.wire.onloop import LoopDaemon, served_on_loop
 from heirloom.wire.protocol import Buffer, RequestError
+from heirloom.wire.writes import durable_write
 
 __all__ = [
     "Api",
@@ -97,6 +98,7 @@ __all__ = [
     "at_least",
     "check_label",
     "cpu_share",
+    "durable_write",
     "home",
     "hookimpl",
     "in_one_process",

@@ -159,6 +159,15 @@ def test_feedback_with_a_label_the_model_lacks_is_refused_naming_the_labels(daem
     )
 
 
+@pytest.mark.parametrize("label", [" negative", "negative\n", "\u200b", "neg\x00ative", "a\u202eb"])
+def test_feedback_refuses_a_label_that_would_print_like_another(daemon, label):
+    """Surrounding spaces, zero-width and control characters made classes of their own that
+    printed as 'negative' or split the training report (an outside attack)."""
+    with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
+        client.call("sentiment.feedback", {"text": "Shares plunged", "label": label})
+    assert caught.value.field == "body.label" and "surrounding spaces or an invisible" in caught.value.message
+
+
 def test_a_monitor_watching_a_label_the_model_lacks_fails_check_and_serve(trained, tmp_path):
     text = 'extends = ["finance-sentiment"]\nproject = "finance"\n[apis.monitor]\nlabel = "negatve"\n'
     profile = write(tmp_path / "typo.toml", text)
@@ -213,16 +222,22 @@ def test_serving_an_alias_nobody_holds_says_to_promote(trained, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("when", "field"),
-    [(1e12, "body.items[1].time"), (float("nan"), "body.items[1].time"), (float("inf"), "body.items[1].time")],
+    ("ahead", "field"),
+    [
+        (1e12, "body.items[1].time"),
+        (float("nan"), "body.items[1].time"),
+        (float("inf"), "body.items[1].time"),
+        (3600.0, "body.items[1].time"),  # an hour ahead moved T: the real items became baseline, no alert
+    ],
 )
-def test_monitor_refuses_times_outside_a_sane_window_and_keeps_its_state(daemon, when, field):
+def test_monitor_refuses_times_outside_a_sane_window_and_keeps_its_state(daemon, ahead, field):
     with daemon.client(timeout=10) as client:
         client.call("monitor.post", {"items": [{"text": "Net sales rose 5%", "time": time.time() - 60}]})
         before = client.call("monitor.state")
+        when = time.time() + ahead if ahead == 3600.0 else ahead
         with pytest.raises(InvalidArgument) as caught:
             client.call("monitor.post", {"items": [{"text": "Sales fell"}, {"text": "Profit fell", "time": when}]})
-        assert caught.value.field == field and "not a time up to 86400 s from now" in caught.value.message
+        assert caught.value.field == field and "not a time up to 300 s from now" in caught.value.message
         assert client.call("monitor.state") == before  # nothing of the refused request was kept
         later = client.call("monitor.post", {"items": [{"text": "Orders grew", "time": time.time()}]})
         assert later["state"]["window"]["items"] == before["window"]["items"] + 1  # real items still count

@@ -352,6 +352,8 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.event", {"user": True, "item": "50"}, InvalidArgument, "body.user", "got True"),
         ("recs.event", {"user": "u" * 10_000, "item": "50"}, InvalidArgument, "body.user", "got 10000 characters"),
         ("recs.recommend", {}, InvalidArgument, "body.user", "neither was sent"),
+        ("recs.recommend", {"history": ["50", True]}, InvalidArgument, "body.history[1]", "got True"),
+        ("recs.recommend", {"history": ["  "]}, InvalidArgument, "body.history[0]", "1 to 256 characters"),
     ],
 )
 def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(served, route, body, error, field, words):

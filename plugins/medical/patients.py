@@ -91,8 +91,8 @@ class MeasurementInput:
     display: str | None = None
     value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None
-    low: float | None = None
-    high: float | None = None
+    low: float | None = attrs.field(default=None, validator=_finite)
+    high: float | None = attrs.field(default=None, validator=_finite)
 
 
 @attrs.frozen
@@ -111,8 +111,8 @@ class EventInput:
     components: list[MeasurementInput] = attrs.Factory(list)
     encounter: str | None = None
     text: str | None = None
-    low: float | None = None
-    high: float | None = None
+    low: float | None = attrs.field(default=None, validator=_finite)
+    high: float | None = attrs.field(default=None, validator=_finite)
 
 
 def _in_time_order(event: EventInput) -> tuple[bool, float, int, str]:
@@ -129,7 +129,9 @@ class RecordInput:
     time order, as the fhir source writes it, whatever order it came in.
     """
 
-    timeline: list[EventInput] = attrs.field(converter=lambda events: sorted(events, key=_in_time_order))
+    timeline: list[EventInput] = attrs.field(
+        converter=lambda events: sorted(events, key=_in_time_order), validator=lambda _, __, events: _one_each(events)
+    )
     id: str = "inline"
     gender: str | None = None
     birth_date: str | None = attrs.field(default=None, validator=_date)
@@ -139,6 +141,22 @@ class RecordInput:
     deceased_date: str | None = None
     text: str | None = None
     codes: dict[str, list[str]] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        born = day(self.birth_date) if self.birth_date else None
+        first = next((e for e in self.timeline if e.kind == "encounter" and e.date), None)
+        if born is not None and first is not None and day(first.date) < born:
+            raise ValueError(f"'birth_date' {self.birth_date} is after encounter {first.id!r} on {first.date}")
+
+
+def _one_each(events: list[EventInput]) -> None:
+    """Two encounters with one id would mix their events (and the answer of either)."""
+    seen: set[str] = set()
+    for event in events:
+        if event.kind == "encounter" and event.id is not None:
+            if event.id in seen:
+                raise ValueError(f"'timeline' has two encounters with id {event.id!r}")
+            seen.add(event.id)
 
 
 def when(event: Any) -> float | None:

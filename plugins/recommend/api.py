@@ -9,7 +9,6 @@ reads, so the next ``heirloom train`` learns from them.
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,6 @@ from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.records import parse_year
 from heirloom_plugins.recommend.tower import ItemText
 
-log = logging.getLogger("heirloom_plugins.recommend.api")
-
 Id = str | int
 MAX_KIND_CHARS = 64
 MAX_TITLE_CHARS = 1000
@@ -35,11 +32,14 @@ def _id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
     """A user or item id: a whole number, or text that is not blank (a bool is neither)."""
     if value is None and attribute.default is None:
         return
+    _check_id(attribute.name, value)
+
+
+def _check_id(name: str, value: Any) -> None:
+    """ValueError naming ``name`` (``item``, ``history[3]``) when ``value`` is no id."""
     if isinstance(value, bool) or (isinstance(value, str) and (not value.strip() or len(value) > MAX_ID_CHARS)):
         shown = f"{len(value)} characters" if isinstance(value, str) and len(value) > MAX_ID_CHARS else repr(value)
-        raise ValueError(
-            f"'{attribute.name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}"
-        )
+        raise ValueError(f"'{name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}")
 
 
 def _k_between(low: int, high: int):
@@ -57,6 +57,8 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     def history_ok(instance: Any, attribute: attrs.Attribute, value: list[Id] | None) -> None:
         if value is not None and len(value) > max_history:
             raise ValueError(f"'history' has {len(value)} items; at most {max_history} are accepted")
+        for position, item in enumerate(value or ()):
+            _check_id(f"history[{position}]", item)
 
     @attrs.define
     class RecommendInput:
@@ -141,13 +143,16 @@ class RecommendApi(heirloom.Api):
     max_wait_ms: float = attrs.field(default=0.0, validator=heirloom.at_least(0.0))
     #: Where ``<name>.event`` appends (default: under HEIRLOOM_HOME, where the ``events`` source reads).
     events_path: str | None = None
+    #: The event log's size limit in MiB (with the project's log quota): past it, an event is
+    #: refused RESOURCE_EXHAUSTED.
+    events_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.inputs = inputs(self.max_k, self.max_history)
         path = Path(self.events_path) if self.events_path else event_log_path(ctx.project, ctx.name)
-        self.events = heirloom.AppendLog(path, quota=ctx.log_quota())
+        self.events = heirloom.AppendLog(path, max_bytes=self.events_max_mb << 20, quota=ctx.log_quota())
 
     def stop(self) -> None:
         events = getattr(self, "events", None)
@@ -260,12 +265,8 @@ class RecommendApi(heirloom.Api):
     def event(self, body: EventInput) -> dict[str, Any]:
         model, version = self._serving()
         self._item(model, version, body.item)
-        try:
+        with heirloom.durable_write("event"):
             self.events.append({"user": str(body.user), "item": str(body.item), "kind": body.kind, "value": body.value})
-        except heirloom.LogWriteError as exc:  # the operator's log names the file; the client learns no path
-            log.error("%s", exc)
-            message = "the event could not be written to disk; nothing was recorded, retry later"
-            raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
         return {"recorded": True}
 
     @staticmethod

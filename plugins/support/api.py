@@ -63,8 +63,11 @@ class SupportApi(heirloom.Api):
     max_batch: int = attrs.field(default=64, validator=heirloom.above(0))
     max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
     max_text_chars: int = attrs.field(default=2_000, validator=heirloom.above(0))
-    #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``).
+    #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``) and its
+    #: size limit in MiB (with the project's log quota): past it, a handoff is refused
+    #: RESOURCE_EXHAUSTED rather than acknowledged and lost.
     handoff_path: str | None = None
+    handoff_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
     #: Let ``<name>.resolve`` name an intent the intent model does not know (a new intent
     #: the next training learns), matching ``new_intent_pattern`` in full when it is set.
     new_intents: bool = False
@@ -75,7 +78,7 @@ class SupportApi(heirloom.Api):
         self.intent_handle = ctx.model(self.intent)
         self.faq_handle = ctx.model(self.faq)
         path = Path(self.handoff_path) if self.handoff_path else heirloom.log_path("handoffs", ctx.project, ctx.name)
-        self.log = heirloom.AppendLog(path)
+        self.log = heirloom.AppendLog(path, max_bytes=self.handoff_max_mb << 20, quota=ctx.log_quota())
         limit = self.max_text_chars
 
         def text_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -153,7 +156,12 @@ class SupportApi(heirloom.Api):
                 reasons = [
                     name for name, on in (("out_of_scope", out_of_scope), ("low_answer_confidence", unsure)) if on
                 ]
-                reply["handoff_id"] = self._queue(text, intent, faq, reasons, version)
+                try:
+                    with heirloom.durable_write("handoff"):
+                        reply["handoff_id"] = self._queue(text, intent, faq, reasons, version)
+                except heirloom.RequestError as refused:  # nothing queued: this request fails, not the batch
+                    results.append(refused)
+                    continue
                 reply["handoff_reasons"] = reasons
             results.append(heirloom.Versioned(reply, version))
         return results
@@ -210,5 +218,6 @@ class SupportApi(heirloom.Api):
                 )
             new_intent = False
         decision = {"intent": body.intent} if body.intent is not None else {"answer_id": body.answer_id}
-        self.log.append({"type": "resolution", "id": body.id, **decision})
+        with heirloom.durable_write("resolution"):
+            self.log.append({"type": "resolution", "id": body.id, **decision})
         return {"resolved": True, "id": body.id, **decision, "new_intent": new_intent}

@@ -9,15 +9,12 @@ a new class in the next model; new labels, where allowed, wait for an operator's
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 import heirloom
-
-log = logging.getLogger("heirloom_plugins.text.api")
 
 
 def predict_input(max_chars: int, max_texts: int) -> type:
@@ -204,14 +201,6 @@ class ClassifyApi(heirloom.Api):
             body.label, list(model.labels), "body.label", allow_new=self.new_labels, pattern=self.new_label_pattern
         )
         record = {"text": body.text, "label": body.label, **({heirloom.FeedbackLog.NEW_LABEL: True} if new else {})}
-        try:
+        with heirloom.durable_write("feedback"):
             record_id = self.feedback_records.add(record)
-        except heirloom.LogFull as exc:
-            log.error("%s", exc)
-            message = "the feedback log is full (its size limit or the project's log quota); nothing was recorded"
-            raise heirloom.RequestError("RESOURCE_EXHAUSTED", message) from None
-        except heirloom.LogWriteError as exc:  # the operator's log names the file; the client learns no path
-            log.error("%s", exc)
-            message = "the feedback could not be written to disk; nothing was recorded, retry later"
-            raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
         return {"recorded": True, "id": record_id, "new_label": new}

@@ -94,8 +94,9 @@ class LabelMonitorApi(heirloom.Api):
     #: Longest text and most items per ``post`` (as the classify api's predict).
     max_text_chars: int = attrs.field(default=10_000, validator=heirloom.above(0))
     max_items: int = attrs.field(default=256, validator=heirloom.above(0))
-    #: Seconds an item's time may be ahead of the daemon's clock.
-    max_future: float = attrs.field(default=86_400.0, validator=heirloom.above(0))
+    #: Seconds an item's time may be ahead of the daemon's clock: clock skew, no more (an item
+    #: ahead moves T, so the items before it count as baseline until the clock catches up).
+    max_future: float = attrs.field(default=300.0, validator=heirloom.above(0))
     #: Item times kept at most (the oldest are forgotten first).
     max_tracked: int = attrs.field(default=1_000_000, validator=heirloom.above(0))
 

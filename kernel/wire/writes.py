@@ -1,0 +1,36 @@
+"""Durable writes a route makes for a client (feedback, an event, a handoff): what the client
+hears when one fails. The operator's log names the file; the client learns no server path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from heirloom.store.logs import LogFull, LogWriteError
+from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAVAILABLE, RequestError
+
+log = logging.getLogger("heirloom.wire.writes")
+
+
+@contextlib.contextmanager
+def durable_write(what: str) -> Iterator[None]:
+    """Around an ``AppendLog``/``FeedbackLog`` write of ``what`` (``"feedback"``): a full log
+    (its size limit, the project's log quota) is RESOURCE_EXHAUSTED, a write that did not
+    reach the disk UNAVAILABLE (retryable); either way nothing was recorded."""
+    try:
+        yield
+    except LogFull as exc:
+        log.error("%s", exc)
+        raise RequestError(
+            RESOURCE_EXHAUSTED,
+            f"the {what} log is full (its size limit or the project's log quota); nothing was recorded",
+        ) from None
+    except LogWriteError as exc:
+        log.error("%s", exc)
+        raise RequestError(
+            UNAVAILABLE,
+            f"the {what} could not be written to disk; nothing was recorded, retry later",
+            retry_after_ms=1000,
+        ) from None
