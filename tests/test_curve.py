@@ -236,6 +236,19 @@ def _worker(tmp_path, address: str, log_name: str, *curve: str) -> tuple[subproc
     return subprocess.Popen([*command, "--set", "server.heartbeat=0.2"], stderr=log.open("w"), env=env), log
 
 
+def _curve_broker(tmp_path, keys, worker_address: str, *args: str) -> Daemon:
+    """A Curve broker whose tcp:// worker endpoint admits the keys of ``tmp_path/workers``."""
+    return Daemon(
+        tmp_path,
+        "--worker-bind", worker_address,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        "--curve-workers", str(tmp_path / "workers"),
+        *args,
+        address=free_tcp_address(),
+    )  # fmt: skip
+
+
 def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised_key(tmp_path, keys):
     """Whatever reaches a tcp:// worker endpoint could take clients' requests: with Curve, a
     worker without a key, or with a key outside --curve-workers, never joins; the broker's
@@ -243,15 +256,7 @@ def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised
     for folder, name in [("workers", "node2"), ("rogues", "eve")]:
         assert run_heirloom("keys", "new", str(tmp_path / folder), "--name", name).returncode == 0
     worker_address, server_key = free_tcp_address(), str(keys / "server" / "server.key")
-    daemon = Daemon(
-        tmp_path,
-        "--workers", "2",
-        "--worker-bind", worker_address,
-        "--curve-secret", str(keys / "server" / "server.key_secret"),
-        "--curve-clients", str(keys / "clients"),
-        "--curve-workers", str(tmp_path / "workers"),
-        address=free_tcp_address(),
-    )  # fmt: skip
+    daemon = _curve_broker(tmp_path, keys, worker_address, "--workers", "2")
     alice = _curve(keys, "clients/alice.key_secret")
     daemon.wait_ready(curve=alice)
     plain, plain_log = _worker(tmp_path, worker_address, "plain")
@@ -288,16 +293,7 @@ def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised
 def test_revoking_a_worker_key_drops_that_worker(tmp_path, keys):
     assert run_heirloom("keys", "new", str(tmp_path / "workers"), "--name", "node2").returncode == 0
     worker_address = free_tcp_address()
-    daemon = Daemon(
-        tmp_path,
-        "--workers", "0",
-        "--worker-bind", worker_address,
-        "--curve-secret", str(keys / "server" / "server.key_secret"),
-        "--curve-clients", str(keys / "clients"),
-        "--curve-workers", str(tmp_path / "workers"),
-        "--set", "server.reload_interval=0.2",
-        address=free_tcp_address(),
-    )  # fmt: skip
+    daemon = _curve_broker(tmp_path, keys, worker_address, "--workers", "0", "--set", "server.reload_interval=0.2")
     alice = _curve(keys, "clients/alice.key_secret")
     member, _ = _worker(
         tmp_path, worker_address, "member", "--curve-secret", str(tmp_path / "workers" / "node2.key_secret"),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import wait
 
 import msgpack
@@ -83,71 +85,59 @@ def test_a_slow_batched_route_never_holds_up_the_other_requests(tmp_path):
     took at most ``[server] idle_inline_ms``: while a slow route computes, even its first
     request, everything else is still answered at once."""
     profile = '[server]\nidle_inline_ms = 50\n\n[apis.t]\nuse = "testing"\nbatch_ms = 400\n'
-    daemon = Daemon(tmp_path, profile=profile)
-    try:
-        daemon.wait_ready()
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.connect(daemon.address)
+    with _dealer_to(tmp_path, profile) as sock:
         for attempt in range(2):  # the first (cost unknown), then one after a slow batch
             sock.send_multipart(request_frames(f"batched{attempt}", "t.batched", {"values": [attempt]}))
             time.sleep(0.1)  # alone on arrival: now it computes
             sock.send_multipart(request_frames(f"health{attempt}", "_health", None))
-            order = []
-            for _ in range(2):
-                assert sock.poll(5000)
-                order.append(msgpack.unpackb(sock.recv_multipart()[1])["id"])
-            assert order == [f"health{attempt}", f"batched{attempt}"]
-        sock.close()
-    finally:
-        assert daemon.terminate() == 0
+            assert [header["id"] for header in _reply_headers(sock, 2)] == [f"health{attempt}", f"batched{attempt}"]
 
 
 def test_a_request_far_larger_than_the_last_ones_is_not_computed_on_the_io_thread(tmp_path):
     """After quick requests, one many times their size would take as many times longer: it
     goes to the batcher thread, so a health check sent behind it is answered first."""
     profile = '[server]\nidle_inline_ms = 20\n\n[apis.t]\nuse = "testing"\nbatch_ms = 1\nitem_ms = 2\n'
+    with _dealer_to(tmp_path, profile) as sock:
+        for attempt in range(3):  # quick and small: computed on the I/O thread
+            sock.send_multipart(request_frames(attempt, "t.batched", {"values": [attempt]}))
+            _reply_headers(sock, 1)
+        sock.send_multipart(request_frames("large", "t.batched", {"values": list(range(300))}))
+        time.sleep(0.05)  # alone on arrival: it computes for about 600 ms
+        sock.send_multipart(request_frames("health", "_health", None))
+        assert [header["id"] for header in _reply_headers(sock, 2)] == ["health", "large"]
+
+
+def test_a_batched_request_dropped_for_its_deadline_reports_how_long_it_waited(tmp_path):
+    """``queue_ms`` is the wait before the request was computed or dropped (PROTOCOL.md)."""
+    with _dealer_to(tmp_path, '[apis.t]\nuse = "testing"\nbatch_ms = 300\n') as sock:
+        sock.send_multipart(request_frames("first", "t.batched", {"values": [1]}))
+        time.sleep(0.05)  # the first computes for 300 ms; the late one waits behind it
+        sock.send_multipart(request_frames("late", "t.batched", {"values": [2]}, deadline_ms=50))
+        late = {header["id"]: header for header in _reply_headers(sock, 2)}["late"]
+        assert late["status"] == "DEADLINE_EXCEEDED" and late["queue_ms"] > 150 and late["compute_ms"] == 0.0
+
+
+@contextlib.contextmanager
+def _dealer_to(tmp_path, profile: str) -> Iterator[zmq.Socket]:
+    """A raw DEALER socket connected to a daemon serving ``profile``, stopped afterwards."""
     daemon = Daemon(tmp_path, profile=profile)
     try:
         daemon.wait_ready()
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.connect(daemon.address)
-        for attempt in range(3):  # quick and small: computed on the I/O thread
-            sock.send_multipart(request_frames(attempt, "t.batched", {"values": [attempt]}))
-            assert sock.poll(5000)
-            sock.recv_multipart()
-        sock.send_multipart(request_frames("large", "t.batched", {"values": list(range(300))}))
-        time.sleep(0.05)  # alone on arrival: it computes for about 600 ms
-        sock.send_multipart(request_frames("health", "_health", None))
-        order = []
-        for _ in range(2):
-            assert sock.poll(5000)
-            order.append(msgpack.unpackb(sock.recv_multipart()[1])["id"])
-        assert order == ["health", "large"]
+        yield sock
         sock.close()
     finally:
         assert daemon.terminate() == 0
 
 
-def test_a_batched_request_dropped_for_its_deadline_reports_how_long_it_waited(tmp_path):
-    """``queue_ms`` is the wait before the request was computed or dropped (PROTOCOL.md)."""
-    daemon = Daemon(tmp_path, profile='[apis.t]\nuse = "testing"\nbatch_ms = 300\n')
-    try:
-        daemon.wait_ready()
-        sock = zmq.Context.instance().socket(zmq.DEALER)
-        sock.connect(daemon.address)
-        sock.send_multipart(request_frames("first", "t.batched", {"values": [1]}))
-        time.sleep(0.05)  # the first computes for 300 ms; the late one waits behind it
-        sock.send_multipart(request_frames("late", "t.batched", {"values": [2]}, deadline_ms=50))
-        headers = {}
-        for _ in range(2):
-            assert sock.poll(5000)
-            header = msgpack.unpackb(sock.recv_multipart()[1])
-            headers[header["id"]] = header
-        assert headers["late"]["status"] == "DEADLINE_EXCEEDED"
-        assert headers["late"]["queue_ms"] > 150 and headers["late"]["compute_ms"] == 0.0
-        sock.close()
-    finally:
-        assert daemon.terminate() == 0
+def _reply_headers(sock: zmq.Socket, count: int) -> list[dict]:
+    """The headers of the next ``count`` replies, in the order they came."""
+    headers = []
+    for _ in range(count):
+        assert sock.poll(5000)
+        headers.append(msgpack.unpackb(sock.recv_multipart()[1]))
+    return headers
 
 
 def test_deadline_exceeded_before_compute(daemon, client):
