@@ -147,3 +147,13 @@ def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
     assert "no api 'sentimnt' that records feedback; did you mean 'sentiment'?" in wrong_api.stderr
     bare = write(tmp_path / "bare.toml", '[apis.echo]\nuse = "echo"\n')
     assert "no api of profile" in run_heirloom("feedback", "list", str(bare), env=env).stderr
+
+
+@pytest.mark.parametrize("label", [" negative", "negative ", "\u200b", "a\nb", "x\x00", "ab\u202ecd"])
+def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_are_allowed(label):
+    """With new labels on, ' negative' and a zero-width label became classes of their own
+    (printed as 'negative', or not at all) in the next model: refused before recording."""
+    with pytest.raises(heirloom.RequestError) as caught:
+        heirloom.check_label(label, ["negative", "neutral"], "body.label", allow_new=True)
+    assert caught.value.field == "body.label" and "surrounding spaces or an invisible" in caught.value.message
+    assert heirloom.check_label("trading_halted", ["negative"], "body.label", allow_new=True) is True

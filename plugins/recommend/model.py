@@ -240,7 +240,8 @@ class HybridRecommender(heirloom.Model):
     def similar_text(self, text: ItemText, k: int) -> list[tuple[int, float]]:
         """Catalogue items for a new item known only by its text: its column of ``B``,
         predicted by the text tower, turned into its row (what a user who has it should
-        see next, as ``similar`` ranks). Scores order the items; their scale is arbitrary."""
+        see next, as ``similar`` ranks). Scores order the items; their scale is arbitrary.
+        A text that shares no feature with a catalogue item resembles none: no items."""
         fitted = self._require()
         found = fitted.tower.encode([text])
         buckets, values = found.row(0)
@@ -251,6 +252,8 @@ class HybridRecommender(heirloom.Model):
         for bucket, value in zip(buckets.tolist(), values.tolist(), strict=True):
             rows, weights = postings.row(bucket)
             similarity[rows] += value * weights
+        if not similarity.any():
+            return []
         return _best(fitted.hybrid.text_map @ similarity / fitted.hybrid.diagonal, k)
 
     def _postings(self, fitted: Fitted) -> SparseRows:
