@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import wait
+from typing import Any
 
 import msgpack
 import pytest
@@ -90,7 +91,7 @@ def test_a_slow_batched_route_never_holds_up_the_other_requests(tmp_path):
             sock.send_multipart(request_frames(f"batched{attempt}", "t.batched", {"values": [attempt]}))
             time.sleep(0.1)  # alone on arrival: now it computes
             sock.send_multipart(request_frames(f"health{attempt}", "_health", None))
-            assert [header["id"] for header in _reply_headers(sock, 2)] == [f"health{attempt}", f"batched{attempt}"]
+            assert [header["id"] for header, _ in _replies(sock, 2)] == [f"health{attempt}", f"batched{attempt}"]
 
 
 def test_a_request_far_larger_than_the_last_ones_is_not_computed_on_the_io_thread(tmp_path):
@@ -100,11 +101,30 @@ def test_a_request_far_larger_than_the_last_ones_is_not_computed_on_the_io_threa
     with _dealer_to(tmp_path, profile) as sock:
         for attempt in range(3):  # quick and small: computed on the I/O thread
             sock.send_multipart(request_frames(attempt, "t.batched", {"values": [attempt]}))
-            _reply_headers(sock, 1)
+            _replies(sock, 1)
         sock.send_multipart(request_frames("large", "t.batched", {"values": list(range(300))}))
         time.sleep(0.05)  # alone on arrival: it computes for about 600 ms
         sock.send_multipart(request_frames("health", "_health", None))
-        assert [header["id"] for header in _reply_headers(sock, 2)] == ["health", "large"]
+        assert [header["id"] for header, _ in _replies(sock, 2)] == ["health", "large"]
+
+
+def test_a_batched_body_is_validated_off_the_io_thread_unless_it_is_small_and_alone(tmp_path):
+    """Structuring a large body (an inline medical record: 7 us per event) held every other
+    request, _health included: a batched route's body is validated on its batcher thread,
+    on the I/O thread only where a lone small request is computed there (idle_inline_ms)."""
+    large = {"points": [{"x": i, "y": -i} for i in range(20_000)]}
+    small = {"points": [{"x": 1, "y": 2}]}
+    with _dealer_to(tmp_path, '[apis.t]\nuse = "testing"\n') as sock:
+        checked_on = []
+        for number, body in enumerate([large, small, small, large]):  # each alone in the daemon
+            sock.send_multipart(request_frames(number, "t.shape", body))
+            ((header, reply),) = _replies(sock, 1)
+            assert header["status"] == "OK" and reply["points"] == len(body["points"]), header
+            checked_on.append(reply["checked_on"])
+    batcher = "heirloom-batch:t.shape"
+    # the first (its route's cost unknown) and a large one: the batcher; the small ones after
+    # a quick batch are computed, and so validated, where they were read
+    assert checked_on[0] == checked_on[3] == batcher and batcher not in checked_on[1:3], checked_on
 
 
 def test_a_batched_request_dropped_for_its_deadline_reports_how_long_it_waited(tmp_path):
@@ -113,7 +133,7 @@ def test_a_batched_request_dropped_for_its_deadline_reports_how_long_it_waited(t
         sock.send_multipart(request_frames("first", "t.batched", {"values": [1]}))
         time.sleep(0.05)  # the first computes for 300 ms; the late one waits behind it
         sock.send_multipart(request_frames("late", "t.batched", {"values": [2]}, deadline_ms=50))
-        late = {header["id"]: header for header in _reply_headers(sock, 2)}["late"]
+        late = {header["id"]: header for header, _ in _replies(sock, 2)}["late"]
         assert late["status"] == "DEADLINE_EXCEEDED" and late["queue_ms"] > 150 and late["compute_ms"] == 0.0
 
 
@@ -131,13 +151,14 @@ def _dealer_to(tmp_path, profile: str) -> Iterator[zmq.Socket]:
         assert daemon.terminate() == 0
 
 
-def _reply_headers(sock: zmq.Socket, count: int) -> list[dict]:
-    """The headers of the next ``count`` replies, in the order they came."""
-    headers = []
+def _replies(sock: zmq.Socket, count: int) -> list[tuple[dict, Any]]:
+    """``(header, body)`` of the next ``count`` replies, in the order they came."""
+    replies = []
     for _ in range(count):
         assert sock.poll(5000)
-        headers.append(msgpack.unpackb(sock.recv_multipart()[1]))
-    return headers
+        frames = sock.recv_multipart()
+        replies.append((msgpack.unpackb(frames[1]), msgpack.unpackb(frames[2])))
+    return replies
 
 
 def test_deadline_exceeded_before_compute(daemon, client):

@@ -32,6 +32,21 @@ class Items:
 
 
 @attrs.define
+class Point:
+    x: float
+    y: float
+
+
+@attrs.define
+class Shape:
+    """Points, each structured on its own: a large body takes a while to validate. Records
+    the thread that validated it (never the daemon's I/O thread for a large one)."""
+
+    points: list[Point]
+    checked_on: str = attrs.field(init=False, factory=lambda: threading.current_thread().name)
+
+
+@attrs.define
 class TestingApi(heirloom.Api):
     max_batch: int = 8
     max_wait_ms: float = 20.0
@@ -69,6 +84,12 @@ class TestingApi(heirloom.Api):
                 max_batch=self.max_batch,
                 max_wait_ms=self.max_wait_ms,
                 items=lambda body: len(body.values),
+            ),
+            heirloom.Route(
+                "shape",
+                handler=lambda shapes: [{"points": len(s.points), "checked_on": s.checked_on} for s in shapes],
+                input=Shape,
+                batched=True,
             ),
         ]
 

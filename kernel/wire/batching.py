@@ -21,8 +21,8 @@ import time
 from collections import deque
 
 from heirloom.core.components import Route
-from heirloom.wire.call import Call, Complete, deadline_body, fail, settle
-from heirloom.wire.protocol import DEADLINE_EXCEEDED
+from heirloom.wire.call import Call, Complete, deadline_body, fail, invalid_part, settle
+from heirloom.wire.protocol import DEADLINE_EXCEEDED, RequestError
 from heirloom.wire.stats import RouteStats
 
 
@@ -122,19 +122,33 @@ class Batcher:
                 self._computing = False
 
     def _start(self, calls: list[Call], complete: Complete) -> list[Call]:
-        """The calls still within their deadline, marked started and counted as one batch;
-        the others are answered DEADLINE_EXCEEDED without being computed."""
+        """The calls still within their deadline and with a valid body, marked started and
+        counted as one batch; the others are answered DEADLINE_EXCEEDED or INVALID_ARGUMENT
+        without being computed. A body the I/O thread left unchecked is validated here."""
         now = time.perf_counter()
         live: list[Call] = []
         for call in calls:
             call.started = now  # its queue_ms, computed or not
             if call.deadline is not None and now > call.deadline:
                 complete(call, DEADLINE_EXCEEDED, deadline_body(), None, 0.0)
-            else:
+            elif not call.unchecked or self._validate(call, complete):
                 live.append(call)
         if live:
             self.stats.record_batch(sum(call.items for call in live))
         return live
+
+    def _validate(self, call: Call, complete: Complete) -> bool:
+        """Structure ``call``'s body into its route's input; False (answered) when invalid."""
+        try:
+            call.body = call.endpoint.validate(call.body)
+        except RequestError as exc:
+            fail(call, exc, complete, self.name)
+            return False
+        except Exception as exc:  # noqa: BLE001 - as the I/O thread answers a body it cannot structure
+            fail(call, invalid_part("body", exc), complete, self.name)
+            return False
+        call.unchecked = False
+        return True
 
     def _compute(self, calls: list[Call], complete: Complete) -> None:
         began = time.perf_counter()

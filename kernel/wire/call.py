@@ -17,6 +17,7 @@ from heirloom.core.limits import shortened
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
     INTERNAL,
+    INVALID_ARGUMENT,
     OK,
     RESOURCE_EXHAUSTED,
     RequestError,
@@ -46,6 +47,7 @@ class Call:
         "received",
         "size",
         "started",
+        "unchecked",
     )
 
     def __init__(self, envelope: list[bytes], request_id: Any, endpoint: Endpoint, received: float):
@@ -62,6 +64,8 @@ class Call:
         self.items = 1
         #: Payload bytes (body and buffers): with the last batch's, how long computing it may take.
         self.size = 0
+        #: The body is still to be validated against the route's input (on its batcher thread).
+        self.unchecked = False
         self.done = False
 
 
@@ -98,6 +102,11 @@ def deadline_body() -> dict[str, Any]:
         "message": "the deadline passed before the request was computed",
         "retryable": False,
     }
+
+
+def invalid_part(part: str, exc: BaseException) -> RequestError:
+    """INVALID_ARGUMENT for a header or body (``part``) that raised ``exc`` while being read."""
+    return RequestError(INVALID_ARGUMENT, f"invalid {part}: {type(exc).__name__}: {exc}", part)
 
 
 def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:

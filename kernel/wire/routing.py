@@ -149,7 +149,9 @@ def decode_call(
         raise RequestError(INVALID_ARGUMENT, decoding_error("body", exc), "body") from None
     if len(rest) > 1 or header.get("buffers") is not None:
         body = attach_buffers(body, header, rest[1:])
-    if endpoint.validate is not None:
+    if endpoint.validate is not None and endpoint.batcher is not None and route.items is None:
+        call.unchecked = True  # structured on the batcher's thread: a large body never holds the I/O thread
+    elif endpoint.validate is not None:
         body = endpoint.validate(body)
     call.body = body
     call.items = 1 if route.items is None else max(1, route.items(body))

@@ -35,7 +35,7 @@ from heirloom.core.system import System
 from heirloom.wire.batching import Batcher
 from heirloom.wire.broker_link import BrokerLink
 from heirloom.wire.builtin_routes import KernelApi
-from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, settle
+from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, invalid_part, settle
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
     CONTROL,
@@ -343,8 +343,7 @@ class Server:
             self._refuse(envelope, request_id, endpoint, error, received)
             return
         except Exception as exc:  # noqa: BLE001 - a malformed request must never stop the daemon
-            field = "header" if request_id is None else "body"
-            error = RequestError(INVALID_ARGUMENT, f"invalid {field}: {type(exc).__name__}: {exc}", field)
+            error = invalid_part("header" if request_id is None else "body", exc)
             self._refuse(envelope, request_id, endpoint, error, received)
             return
         if endpoint.inline:

@@ -104,9 +104,8 @@ class CodesApi(heirloom.Api):
     #: Batching: at most this many encounters per model call, waiting at most ``max_wait_ms``.
     max_batch: int = attrs.field(default=64, validator=heirloom.above(0))
     max_wait_ms: float = attrs.field(default=2.0, validator=heirloom.at_least(0))
-    #: Largest request body in bytes. An inline record is checked on the daemon's I/O thread
-    #: (about 7 us per timeline event), so the bound also bounds how long one request holds
-    #: every other one, ``_health`` included: 1 MiB, about 0.2-0.5 s at worst.
+    #: Largest request body in bytes (an inline record is structured on the batcher thread,
+    #: about 7 us per timeline event: the bound also bounds how long it delays its route).
     max_payload: int = attrs.field(default=1 << 20, validator=heirloom.above(0))
 
     def start(self, ctx: heirloom.Context) -> None:
