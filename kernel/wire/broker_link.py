@@ -70,7 +70,9 @@ class BrokerLink:
         self._unsent += 1
         if self._unsent == MISSED_BEATS:
             log.warning(
-                "cannot reach the broker at %s; still trying (requests reach this worker only through it)", self.address
+                "cannot reach the broker at %s; still trying (requests reach this worker only through it; a "
+                "broker serving Curve also refuses a worker whose key is not in its --curve-workers folder)",
+                self.address,
             )
             self._reached = False
 
