@@ -489,3 +489,41 @@ def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
     result = models(store, "list", "--project", "tema")
     assert result.returncode == 0
     assert f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout
+
+
+def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(store, tmp_path):
+    """A profile whose ``use`` changed since its model was trained (or a project name reused)
+    must not hand one plugin another plugin's weights, which it might even load."""
+    put(store, "team/m", 1)  # a text-classifier's version
+    tables = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{tables}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    result = run_heirloom("eval", str(profile), env=env)
+    assert result.returncode == 1
+    assert "team/m@1 is a text-classifier model; models.m uses toy-model" in said(result), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("state", "said_"),
+    [
+        (heirloom.State({}, {"scale": float("nan")}), "must be JSON-serialisable: it holds NaN or infinity"),
+        (heirloom.State({}, ["labels"]), "state metadata must be a dict, got list"),
+        (heirloom.State({"w": torch.randn(3, 4).T}, {}), "ValueError: You are trying to save a non contiguous tensor"),
+        (heirloom.State({"a": (tied := torch.randn(4)), "b": tied}, {}), "RuntimeError: Some tensors share memory"),
+        (heirloom.State({1: torch.zeros(3)}, {}), "a state's tensor names must be strings, got 1"),
+    ],
+    ids=["nan-metadata", "list-metadata", "non-contiguous", "shared-memory", "int-name"],
+)
+def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(said_)):
+        store.put("team", "m", state, model_type="toy-model")
+    assert store.list() == []
+
+
+def test_metrics_that_are_not_finite_numbers_are_stored_as_missing_in_strict_json(store):
+    """Another language's JSON parser refuses NaN, and a NaN holder could never be beaten."""
+    put(store, "team/m", 1, metrics={"accuracy": float("nan"), "validation": {"f1": float("inf"), "n": 3}})
+    assert store.resolve("team/m@1").metrics == {"accuracy": None, "validation": {"f1": None, "n": 3}}
+    listed = models(store, "list", "--json")
+    assert listed.returncode == 0 and "NaN" not in listed.stdout and "Infinity" not in listed.stdout
+    json.loads(listed.stdout, parse_constant=lambda name: pytest.fail(f"{name} in models list --json"))

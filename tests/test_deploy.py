@@ -7,6 +7,7 @@ deploy/README.md says what was and was not run.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -25,25 +26,49 @@ UNIT = REPO / "deploy" / "heirloom@.service"
 INSTALLED = "/opt/heirloom/venv/bin/heirloom"
 
 
-def service_settings() -> dict[str, str]:
-    """The [Service] section's last value per key (systemd's rule for single-valued keys)."""
+def unit_settings(wanted: str = "[Service]") -> dict[str, str]:
+    """A section's last value per key (systemd's rule for single-valued keys)."""
     settings, section = {}, None
     for line in UNIT.read_text().splitlines():
         line = line.strip()
         if line.startswith("["):
             section = line
-        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+        elif section == wanted and "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
             settings[key] = value
     return settings
 
 
+def service_settings() -> dict[str, str]:
+    return unit_settings("[Service]")
+
+
+def unit_environment() -> dict[str, str]:
+    """Every ``Environment=NAME=value`` of the unit (the defaults an instance's env file overrides)."""
+    lines = UNIT.read_text().splitlines()
+    return dict(line.partition("=")[2].split("=", 1) for line in lines if line.startswith("Environment="))
+
+
 def command(line: str, address: str, metrics: int) -> list[str]:
-    """A unit command line for this machine: the venv's heirloom, the minimal profile, free ports."""
-    words = shlex.split(line.replace("%i", "minimal"))
+    """A unit command line for this machine: the venv's heirloom, the minimal profile, and the
+    instance's env file setting free ports (as /etc/heirloom/%i.env would)."""
+    environment = {**unit_environment(), "BIND": address, "METRICS_PORT": str(metrics)}
+    words = shlex.split(re.sub(r"\$\{(\w+)\}", lambda m: environment[m[1]], line.replace("%i", "minimal")))
     assert words[0] == INSTALLED
-    words = [sys.executable, "-m", "heirloom", *words[1:]]
-    return [w.replace("tcp://127.0.0.1:5555", address).replace("9464", str(metrics)) for w in words]
+    return [sys.executable, "-m", "heirloom", *words[1:]]
+
+
+def test_each_instance_sets_its_own_endpoints_and_a_crash_loop_stops():
+    """Two instances of the template cannot share ports: the endpoints come from the
+    instance's env file; a start that keeps failing stops being retried."""
+    service, unit = service_settings(), unit_settings("[Unit]")
+    assert service["EnvironmentFile"] == "-/etc/heirloom/%i.env"
+    for name in ("BIND", "METRICS_PORT"):
+        assert name in unit_environment() and f"${{{name}}}" in service["ExecStart"]
+    assert "${BIND}" in service["ExecReload"]
+    assert "5555" not in service["ExecStart"] + service["ExecReload"]
+    restarts = float(unit["StartLimitIntervalSec"]) / float(service["RestartSec"])
+    assert int(unit["StartLimitBurst"]) < restarts, "the start limit must be reachable at the restart pace"
 
 
 def test_the_unit_stops_with_sigterm_after_the_grace_period_and_reloads_through_the_daemon():

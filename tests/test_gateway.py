@@ -626,7 +626,8 @@ def test_gateway_profile_whose_system_cannot_start_exits_saying_why(tmp_path):
         timeout=60,
     )
     assert result.returncode == 1, result.stderr
-    assert "the system did not start: models.m (toy-model) failed to start: m refuses to start" in result.stderr
+    said = "the system did not start: models.m (toy-model) failed to start: RuntimeError: m refuses to start"
+    assert said in result.stderr
 
 
 def gateway_process(tmp_path: Path, *args: str, stderr: int = subprocess.DEVNULL) -> tuple[subprocess.Popen, int]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 import urllib.request
 from concurrent.futures import wait
@@ -58,6 +60,14 @@ def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
+
+
+def try_scrape(port: int) -> dict:
+    """A scrape, or nothing while the exporter is not listening yet."""
+    try:
+        return scrape(port)
+    except OSError:
+        return {}
 
 
 def value(samples, name: str, **labels: str) -> float:
@@ -163,6 +173,41 @@ def test_a_daemon_under_load_exports_every_family(tmp_path, served):
         check_counts(after, expected_processes=1)
         assert value(after, "heirloom_in_flight") == 0
         assert value(after, "heirloom_queue_depth", route="t.slow") == 0
+        assert value(after, "heirloom_ready") == 1 and value(after, "heirloom_model_ready", model="m") == 1
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+UNTRAINED = """
+project = "untrained"
+
+[sources.texts]
+use = "jsonl"
+train = "{path}"
+
+[models.sentiment]
+use = "text-classifier"
+data = "texts"
+
+[apis.sentiment]
+use = "classify"
+model = "sentiment"
+"""
+
+
+def test_a_daemon_with_a_model_it_cannot_serve_says_so_without_traffic(tmp_path):
+    """What an alert on readiness needs: no request has to fail first."""
+    port = free_port()
+    texts = write(tmp_path / "texts.jsonl", '{"text": "Profit rose", "label": "positive"}\n')
+    daemon = Daemon(tmp_path, "--metrics-port", str(port), profile=UNTRAINED.format(path=texts))  # nothing trained
+    try:
+        deadline = time.monotonic() + 30
+        while "heirloom_model_ready" not in (samples := try_scrape(port)):  # the model's start is done
+            assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()
+            time.sleep(0.1)
+        assert value(samples, "heirloom_ready") == 0
+        assert value(samples, "heirloom_model_ready", model="sentiment") == 0
+        assert "heirloom_model_info" not in samples
     finally:
         assert daemon.terminate() == 0, daemon.log()
 
@@ -194,10 +239,40 @@ def test_with_workers_the_numbers_cover_every_worker(tmp_path, served):
                 break
             time.sleep(0.2)
         check_counts(after, expected_processes=2)
-        assert value(after, "heirloom_workers", state="ready") == 2
+        workers = {state: value(after, "heirloom_workers", state=state) for state in ("ready", "expected")}
+        assert workers == {"ready": 2, "expected": 2}
+        assert value(after, "heirloom_ready") == 1 and value(after, "heirloom_workers_lost_total") == 0
+        batches = client_stats(daemon)["routes"]["t.batched"]["batch_sizes"]  # as one process reports them
+        assert round(batches["mean"] * batches["batches"]) == 2 * BATCHED, "every item of every batch counted"
+        assert 2 <= batches["p50"] <= batches["max"] <= 2 * BATCHED
         for source, exprs in shipped_queries().items():  # a broker with workers exports every family
             for name in sorted({n for expr in exprs for n in re.findall(r"\bheirloom_\w+", expr)}):
                 assert name in after, f"{source} queries {name}, which no heirloom daemon exports"
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_lost_worker_is_counted_and_logged_once(tmp_path, served):
+    """The broker keeps serving on the other worker (``serving``), ``_ready`` waits for the
+    respawned one, and the loss is a counter an alert can watch."""
+    port = free_port()
+    daemon = Daemon(tmp_path, "--workers", "2", "--metrics-port", str(port), profile=served.read_text(), env=PLUGINS)
+    try:
+        daemon.wait_ready()
+        victim = client_stats(daemon)["workers"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while value(scrape(port), "heirloom_workers_lost_total") < 1:
+            assert time.monotonic() < deadline, "the lost worker was never counted"
+            time.sleep(0.05)
+        with daemon.client(timeout=10) as client:
+            ready = client.call("_ready")
+        assert ready["serving"] and not ready["ready"], ready
+        assert value(scrape(port), "heirloom_ready") == 0
+        daemon.wait_ready()
+        samples = scrape(port)
+        assert value(samples, "heirloom_ready") == 1 and value(samples, "heirloom_workers_lost_total") == 1
+        assert daemon.log().count(f"worker pid {victim} exited") == 1, daemon.log()
     finally:
         assert daemon.terminate() == 0, daemon.log()
 

@@ -416,3 +416,48 @@ def test_plugins_json_names_the_conflicts_of_each_plugin(tmp_path):
     assert conflicts["tests.toys"] == conflicts["heirloom_copycat"] == ["model toy-model"]
     assert conflicts["echo"] == []
     assert "conflict: model toy-model is registered by" in result.stderr
+
+
+def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
+    """Which file ``minimal`` means must not depend on which plugin happened to load first,
+    nor may a plugin register a profile file that is not there."""
+    mine = write(tmp_path / "mine.toml", 'project = "mine"\n')
+    write(
+        tmp_path / "heirloom_shadow.py",
+        "import heirloom\n\n\n@heirloom.hookimpl\n"
+        f"def heirloom_register_profiles(register):\n    register('minimal', {str(mine)!r})\n",
+    )
+    write(
+        tmp_path / "heirloom_ghost.py",
+        "import heirloom\n\n\n@heirloom.hookimpl\n"
+        "def heirloom_register_profiles(register):\n    register('ghost', '/nonexistent/ghost.toml')\n",
+    )
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "heirloom_shadow,heirloom_ghost"}
+    for _ in range(2):  # the first run fills the catalog, the second reads it
+        shown = run_heirloom("profile", "show", "minimal", cwd=tmp_path, env=env)
+        assert shown.returncode != 0 and "profile 'minimal' is registered by two plugins" in shown.stderr, shown
+        assert "heirloom_shadow" in shown.stderr
+    listed = run_heirloom("plugins", "--json", cwd=tmp_path, env=env)
+    plugins = {p["name"]: p for p in json.loads(listed.stdout)}
+    assert plugins["heirloom_shadow"]["conflicts"] == ["profile minimal"]
+    assert plugins["heirloom_ghost"]["status"] == "failed"
+    assert "'ghost' (/nonexistent/ghost.toml)" in plugins["heirloom_ghost"]["error"]
+
+
+def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_stored_model(tmp_path):
+    """``train && promote`` in a script must stop when nothing was trained."""
+    write(
+        tmp_path / "heirloom_quitter.py",
+        "import sys\nimport heirloom\nfrom tests.toys import ToyModel\n\n\nclass Quitter(ToyModel):\n"
+        "    def fit(self, data, parent=None, progress=None):\n        sys.exit(0)\n\n\n@heirloom.hookimpl\n"
+        "def heirloom_register_models(register):\n    register('quitter', Quitter)\n",
+    )
+    profile = write(
+        tmp_path / "quits.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "quitter"\ndata = "rows"\n'
+    )
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "tests.toys,heirloom_quitter"}
+    result = run_heirloom("train", str(profile), env=env)
+    assert result.returncode == 1, result.stderr
+    assert "plugin code called sys.exit(0)" in result.stderr
+    listed = run_heirloom("models", "list", "--json", env=env)
+    assert json.loads(listed.stdout) == []

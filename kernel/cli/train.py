@@ -104,6 +104,8 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
             report_trained(trained)
     except HeirloomError as exc:
         fail(f"error: {exc}")
+    except SystemExit as exc:  # a plugin's sys.exit(0) must not read as a model trained and stored
+        fail(f"error: training stopped: plugin code called sys.exit({exc.code!r}); nothing more was stored")
 
 
 @click.command("eval")

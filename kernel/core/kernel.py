@@ -28,7 +28,10 @@ class Kernel:
 
     def _registered_profile(self, name: str) -> Path | None:
         self.plugins.ensure(profiles=[name])
-        entries = self.plugins.profiles.get(name)
+        entries = self.plugins.profiles.get(name, [])
+        if len(entries) > 1:  # which one a name means must not depend on which plugin loaded first
+            labels = " and ".join(self.plugins.infos[plugin].label for plugin, _ in entries)
+            raise PluginError(f"profile {name!r} is registered by two plugins: {labels}; disable one")
         return Path(str(entries[0][1])) if entries else None
 
     def _missing_profile(self, name: str) -> str:

@@ -18,9 +18,7 @@ def home() -> Path:
 
 def cache_dir() -> Path:
     """Disposable caches: under ``HEIRLOOM_HOME`` when set (keeps tests isolated)."""
-    if os.environ.get("HEIRLOOM_HOME"):
-        return home() / "cache"
-    return Path(platformdirs.user_cache_dir(APP))
+    return home() / "cache" if os.environ.get("HEIRLOOM_HOME") else Path(platformdirs.user_cache_dir(APP))
 
 
 def data_root() -> Path | None:

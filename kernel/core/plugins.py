@@ -166,6 +166,9 @@ class PluginHost:
                     entries = named[what]
                     if hook_name in implemented:
                         self.call_one(hook_name, name, register=lambda n, obj, into=entries: into.append((str(n), obj)))
+                missing = [f"{n!r} ({obj})" for n, obj in named["profiles"] if not Path(str(obj)).is_file()]
+                if missing:
+                    raise PluginError(f"registers profiles whose files do not exist: {', '.join(missing)}")
             except BaseException:
                 self.pm.unregister(name=name)
                 raise
@@ -367,10 +370,10 @@ class PluginHost:
         return [info for info in self.infos.values() if info.status == "failed"]
 
     def conflicts(self) -> dict[str, list[str]]:
-        """``"kind name" -> [plugin labels]`` for names registered more than once."""
+        """``"kind name" -> [plugin labels]`` for names registered more than once (profiles too)."""
         return {
             f"{kind} {name}": [self.infos[p].label for p, _ in providers]
-            for kind, table in self.components.items()
+            for kind, table in [*self.components.items(), *((what[:-1], t) for what, t in self.named.items())]
             for name, providers in table.items()
             if len(providers) > 1
         }

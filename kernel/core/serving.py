@@ -31,13 +31,12 @@ WATCHER_JOIN_TIMEOUT = 5.0
 
 
 class StoredVersion(Protocol):
-    """What serving reads of a stored version: its ``project/model@N`` ref and content digest."""
+    """What serving reads of a stored version: its ``project/model@N`` ref, content digest
+    and the model type that stored it (attributes of a frozen attrs class)."""
 
-    @property
-    def ref(self) -> str: ...
-
-    @property
-    def digest(self) -> str: ...
+    ref: str
+    digest: str
+    model_type: str
 
 
 class VersionStore(Protocol):
@@ -86,17 +85,15 @@ class ModelServing:
             handle.unavailable = self._nothing_served(spec)
             log.warning("%s serves nothing yet: %s", spec.name, handle.unavailable)
             return handle
-        model.load(self.store.load(artifact))
+        self._load(spec, model, artifact)
         handle.swap(model, artifact.ref)
         self.digests[spec.name] = artifact.digest
         log.info("serving %s", artifact.ref)
         return handle
 
     def refresh(self) -> dict[str, str]:
-        """Swap in every model whose served ref now points at another version.
-
-        Returns ``{model: new version}`` for the models that changed.
-        """
+        """Swap in every model whose served ref now points at another version; returns
+        ``{model: new version}`` for the models that changed."""
         self._stop_retired()
         changed: dict[str, str] = {}
         for name, handle in self.handles.items():
@@ -111,7 +108,7 @@ class ModelServing:
             try:
                 model = self.start_model(spec)
                 self._spawned.append(model)
-                model.load(self.store.load(artifact))
+                self._load(spec, model, artifact)
                 if not model.ready():
                     raise HeirloomError(f"{artifact.ref} loaded but the model does not report ready")
             except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
@@ -125,6 +122,11 @@ class ModelServing:
             changed[name] = artifact.ref
             log.info("now serving %s (was %s)", artifact.ref, previous or "nothing")
         return changed
+
+    def _load(self, spec: ComponentSpec, model: Model, artifact: StoredVersion) -> None:
+        if artifact.model_type != spec.use:  # another type's weights: the plugin might even load them
+            raise HeirloomError(f"{artifact.ref} is a {artifact.model_type} model; models.{spec.name} uses {spec.use}")
+        model.load(self.store.load(artifact))
 
     def _nothing_served(self, spec: ComponentSpec) -> str:
         """Why ``spec`` serves nothing, and what to run: train, or promote a version."""

@@ -148,7 +148,8 @@ class System:
                 log.error("start failed: %s: %s", what, exc)
                 errors = self._stop_started()
                 self.state = "failed"
-                raise LifecycleError(f"{what} failed to start: {exc}", [exc, *errors]) from exc
+                reason = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # said once
+                raise LifecycleError(f"{what} failed to start: {reason}", errors) from exc
             self._started.append((spec, component))
             log.info("started %s in %.2fs", what, time.perf_counter() - began)
         problems = self._served_model_problems()

@@ -31,8 +31,10 @@ from heirloom.store.content import (
     canonical_json,
     decode_tensors,
     encode_tensors,
+    finite,
     manifest_digest,
     sha256,
+    state_metadata,
 )
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size
 from heirloom.store.index import StoreIndex, Transaction
@@ -169,7 +171,7 @@ class ArtifactStore:
         check_name("project", project)
         check_name("model", model)
         framework, weights = encode_tensors(state.tensors)
-        metadata = canonical_json(state.metadata, "state metadata")
+        metadata = state_metadata(state)
         weights_sha, metadata_sha = sha256(weights), sha256(metadata)
         blobs = {f"{weights_sha}.safetensors": weights, f"{metadata_sha}.json": metadata}
         record = {
@@ -180,7 +182,7 @@ class ArtifactStore:
             "parent_digest": parent.digest if parent else None,
             "profile_digest": profile_digest,
             "data_fingerprints": dict(data_fingerprints or {}),
-            "metrics": dict(metrics or {}),
+            "metrics": finite(dict(metrics or {})),
             "created_at": _now(),
             "heirloom_version": HEIRLOOM_VERSION,
             "plugin_versions": dict(plugin_versions or {}),

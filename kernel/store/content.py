@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import math
 from typing import Any
 
 from heirloom.core.components import State
@@ -21,11 +22,32 @@ def sha256(data: bytes) -> str:
 
 
 def canonical_json(value: Any, what: str) -> bytes:
-    """Deterministic JSON bytes, so equal content gets equal digests."""
+    """Deterministic JSON bytes, so equal content gets equal digests; strict JSON (no NaN or
+    infinity, which other languages' parsers refuse)."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
-        raise HeirloomError(f"{what} must be JSON-serialisable: {exc}") from exc
+        nan = "Out of range float" in str(exc)
+        raise HeirloomError(f"{what} must be JSON-serialisable: {'it holds NaN or infinity' if nan else exc}") from exc
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float inside replaced by None (JSON's null): a
+    metric that could not be computed is stored as missing, never as an unparsable NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def state_metadata(state: State) -> bytes:
+    """A state's metadata as canonical JSON: a dict, as the model contract says."""
+    if not isinstance(state.metadata, dict):
+        raise HeirloomError(f"state metadata must be a dict, got {type(state.metadata).__name__}")
+    return canonical_json(state.metadata, "state metadata")
 
 
 def manifest_digest(framework: str, weights: str, metadata: str) -> str:
@@ -44,7 +66,7 @@ def _adapter(framework: str) -> Any:
 def state_digest(state: State) -> str:
     """The digest ``put`` would give ``state``: equal digests, equal content."""
     framework, weights = encode_tensors(state.tensors)
-    return manifest_digest(framework, sha256(weights), sha256(canonical_json(state.metadata, "state metadata")))
+    return manifest_digest(framework, sha256(weights), sha256(state_metadata(state)))
 
 
 def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
@@ -55,7 +77,17 @@ def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     if len(frameworks) > 1:
         raise HeirloomError(f"a state's tensors must come from one framework, got {', '.join(sorted(frameworks))}")
     framework = frameworks.pop()
-    return framework, _adapter(framework).save(tensors)
+    odd = [repr(name) for name in tensors if not isinstance(name, str)]
+    if odd:
+        raise HeirloomError(f"a state's tensor names must be strings, got {', '.join(odd)}")
+    try:
+        return framework, _adapter(framework).save(tensors)
+    except Exception as exc:  # safetensors and the framework raise several types
+        raise HeirloomError(
+            f"cannot write the state's {framework} tensors as safetensors ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); each must be "
+            "an array or tensor (not a scalar), contiguous, and not share memory with another (.contiguous().clone())"
+        ) from exc
 
 
 def decode_tensors(framework: str, data: bytes) -> dict[str, Any]:

@@ -36,10 +36,10 @@ from heirloom.core.placement import WorkerPool
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
-from heirloom.wire.broker_workers import Worker, read_heartbeat
+from heirloom.wire.broker_workers import Worker, describe_workers, read_heartbeat
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, kernel_route
 from heirloom.wire.local_workers import LocalWorkers
-from heirloom.wire.metrics import WorkerTotals
+from heirloom.wire.metrics import WorkerTotals, broker_route_stats
 from heirloom.wire.protocol import (
     CODE_OF_BYTE,
     CONTROL,
@@ -135,6 +135,8 @@ class Broker:
         self.stats: dict[str, RouteStats] = {}
         self.worker_totals = WorkerTotals()
         self.dropped = 0
+        #: Workers lost without a planned stop (crashed, killed, silent, key revoked).
+        self.workers_lost = 0
         #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
         self.unrouted: Counter[str] = Counter()
         self.draining = False
@@ -226,13 +228,16 @@ class Broker:
             self.local.kill(worker.pid)
 
     def _forget_pid(self, pid: int, reason: str) -> None:
-        for worker in [w for w in self.workers.values() if w.pid == pid]:
+        connected = [w for w in self.workers.values() if w.pid == pid]
+        for worker in connected:
             self._drop(worker, reason)
-        if not any(w.pid == pid for w in self.workers.values()):
+        if not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
+            self.workers_lost += not self.draining
             log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
 
     def _drop(self, worker: Worker, reason: str, planned: bool = False) -> None:
         """Forget ``worker``, failing its in-flight requests (a planned, idle exit is no warning)."""
+        self.workers_lost += not (planned or self.draining)
         if planned and not worker.in_flight:
             log.info("%s", reason)
         else:
@@ -411,22 +416,23 @@ class Broker:
         self.outbox.send([*envelope, SIGNATURE, packb(header), packb(answer)])
         (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
 
-    def _expected_workers(self) -> int:
+    def expected_workers(self) -> int:
         """Workers ``_ready`` waits for: the placed or local ones; with no local worker
         (``--workers 0``), the first remote one."""
         return self.pool.size if self.pool is not None else max(1, self.settings.workers)
 
-    def _is_ready(self) -> bool:
-        return not self.draining and len(self._ready) >= self._expected_workers()
+    def is_ready(self) -> bool:
+        return not self.draining and len(self._ready) >= self.expected_workers()
 
     def _route_health(self) -> dict[str, Any]:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}
 
     def _route_ready(self) -> dict[str, Any]:
         return {
-            "ready": self._is_ready(),
+            "ready": self.is_ready(),
             "draining": self.draining,
-            "expected_workers": self._expected_workers(),
+            "expected_workers": self.expected_workers(),
+            "serving": not self.draining and bool(self._ready),
             "workers": self._workers(),
         }
 
@@ -451,7 +457,7 @@ class Broker:
             "reply_backlog_bytes": self.outbox.release(),
             "undeliverable_replies": self.outbox.undeliverable,
             "draining": self.draining,
-            "routes": {name: stats.snapshot(0) for name, stats in self.stats.items()},
+            "routes": broker_route_stats(self.stats, self.worker_totals),
             "resources": {"in_flight": len(self.forwarded), "max_in_flight": self.max_in_flight},
             "network": self.buckets.usage() if self.buckets is not None else {},
             "models": ready[0].status.get("models", {}) if ready else {},
@@ -460,6 +466,7 @@ class Broker:
         }
 
     def _route_reload(self) -> dict[str, Any]:
+        log.info("_reload: re-reading the Curve keys and asking %d worker(s) to check the store", len(self.workers))
         if self.curve is not None:
             self.curve.refresh()
         self._tell_workers(b"RELOAD")
@@ -481,19 +488,5 @@ class Broker:
         return {"workers": self.pool.scale(count)}
 
     def _workers(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        local = self.local.pids()
         placed = self.pool.placements() if self.pool is not None else {}
-        return [
-            {
-                **placed.get(w.pid, {}),
-                "pid": w.pid,
-                "ready": w.ready,
-                "in_flight": w.in_flight,
-                "local": w.pid in local,
-                "last_seen_ms": round((now - w.last_seen) * 1000, 1),
-                "resources": w.status.get("resources", {}),
-                "models": w.status.get("models", {}),
-            }
-            for w in self.workers.values()
-        ]
+        return describe_workers(list(self.workers.values()), self.local.pids(), placed)

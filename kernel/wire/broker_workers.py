@@ -8,6 +8,7 @@ broker every client depends on.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from heirloom.wire.protocol import decoding_error, unpackb
@@ -65,3 +66,22 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
 def _describes_route(route: Any) -> bool:
     """Whether ``route`` has what the broker reads of a route's description (``Endpoint.describe``)."""
     return isinstance(route, dict) and isinstance(route.get("name"), str) and isinstance(route.get("admin"), bool)
+
+
+def describe_workers(workers: list[Worker], local: set[int], placed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``_ready``'s and ``_stats``' ``workers``: each worker's state, where it runs (``local``
+    pids, ``placed`` by a resource manager) and what its last heartbeat said."""
+    now = time.monotonic()
+    return [
+        {
+            **placed.get(w.pid, {}),
+            "pid": w.pid,
+            "ready": w.ready,
+            "in_flight": w.in_flight,
+            "local": w.pid in local,
+            "last_seen_ms": round((now - w.last_seen) * 1000, 1),
+            "resources": w.status.get("resources", {}),
+            "models": w.status.get("models", {}),
+        }
+        for w in workers
+    ]

@@ -7,6 +7,7 @@ without a profile table and under bare names (no ``api.`` prefix). Its routes ar
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from heirloom.core.system import System
     from heirloom.wire.server import Server
 
+log = logging.getLogger("heirloom.wire.server")
 #: The built-in routes and what each answers.
 KERNEL_ROUTES = {
     "_health": "Liveness: answers while the process runs.",
@@ -71,6 +73,7 @@ class KernelApi(Api):
         return {
             "ready": self.daemon.ready(),
             "draining": self.daemon.draining,
+            "serving": self.daemon.ready(),
             "components": self.daemon.system.readiness(),
         }
 
@@ -102,7 +105,9 @@ class KernelApi(Api):
         if self.daemon.curve is not None:
             self.daemon.curve.refresh()
         serving = self.daemon.system.serving
-        return {"checking": serving.check_now() if serving is not None else []}
+        checking = serving.check_now() if serving is not None else []
+        log.info("_reload: re-reading the Curve keys; checking the store for %s", ", ".join(checking) or "no model")
+        return {"checking": checking}
 
 
 def worker_status(daemon: Server) -> dict[str, Any]:

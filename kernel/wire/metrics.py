@@ -49,7 +49,15 @@ def daemon_snapshot(server: Server) -> Snapshot:
         "dropped_frames": server.dropped,
         "refused_unrouted": dict(server.unrouted),
         "models": served_models(server.system),
+        "waiting_models": waiting_models(server.system),
+        "ready": server.ready(),
     }
+
+
+def waiting_models(system: System) -> list[str]:
+    """Models that serve no stored version (none trained yet, or it failed to load)."""
+    serving = system.serving
+    return sorted(name for name, status in serving.status().items() if status["version"] is None) if serving else []
 
 
 def served_models(system: System) -> list[dict[str, Any]]:
@@ -81,17 +89,17 @@ class WorkerTotals:
         if snapshot is not None:
             self.retired = [merge([*self.retired, snapshot], live=False)]
 
-    def snapshots(self) -> tuple[list[Snapshot], list[Snapshot]]:
-        """``(live, retired)`` snapshots."""
-        return list(self.live.values()), list(self.retired)
+    def merged(self) -> tuple[Snapshot, Snapshot]:
+        """``(since start, now)``: every worker's counters summed (the dead ones' too), and
+        the live workers' gauges summed."""
+        live = list(self.live.values())
+        return merge(live + self.retired, live=False), merge(live, live=True)
 
 
 def broker_snapshot(broker: Broker) -> Snapshot:
     """The broker's own request counts and latencies (every reply passes through it), with
     the batch sizes, queue times, queue depths and models its workers report."""
-    live, retired = broker.worker_totals.snapshots()
-    workers = merge(live + retired, live=False)
-    current = merge(live, live=True)
+    workers, current = broker.worker_totals.merged()
     seen = dict(broker.stats)
     routes: dict[str, dict[str, Any]] = {}
     for name in [*seen, *(name for name in workers["routes"] if name not in seen)]:
@@ -107,18 +115,35 @@ def broker_snapshot(broker: Broker) -> Snapshot:
         "dropped_frames": broker.dropped + workers["dropped_frames"],
         "refused_unrouted": dict(Counter(broker.unrouted) + Counter(workers["refused_unrouted"])),
         "models": current["models"],
+        "waiting_models": current["waiting_models"],
+        "ready": broker.is_ready(),
         "workers": {
             "connected": len(broker.workers),
             "ready": sum(1 for worker in list(broker.workers.values()) if worker.ready),
+            "expected": broker.expected_workers(),
         },
+        "workers_lost": broker.workers_lost,
     }
+
+
+def broker_route_stats(stats: dict[str, RouteStats], totals: WorkerTotals) -> dict[str, dict[str, Any]]:
+    """A broker's ``_stats`` routes: its own counts and latencies, its workers' queue depths
+    and batch sizes (from their histograms: since start, p50 and max as bucket bounds)."""
+    workers, current = totals.merged()
+    routes = {}
+    for name, seen in list(stats.items()):
+        routes[name] = seen.snapshot(current["routes"].get(name, {}).get("queue_depth", 0))
+        batches = batch_summary(workers["routes"].get(name, {}).get("batch"))
+        if batches is not None:
+            routes[name]["batch_sizes"] = batches
+    return routes
 
 
 def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
     """Sum snapshots route by route. ``live``: gauges (queue depth, in flight, models) are
     summed too; otherwise only counters and histograms are."""
     routes: dict[str, dict[str, Any]] = {}
-    dropped, in_flight, unrouted = 0, 0, Counter()
+    dropped, in_flight, unrouted, waiting = 0, 0, Counter(), set()
     models: Counter[tuple[str, str, str]] = Counter()
     for snapshot in snapshots:
         dropped += snapshot.get("dropped_frames", 0)
@@ -133,12 +158,14 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
         if live:
             in_flight += snapshot.get("in_flight", 0)
             models.update((m["model"], m["ref"], m["digest"]) for m in snapshot.get("models", []))
+            waiting.update(snapshot.get("waiting_models", []))
     return {
         "routes": {name: {**totals, "requests": dict(totals["requests"])} for name, totals in routes.items()},
         "in_flight": in_flight,
         "dropped_frames": dropped,
         "refused_unrouted": dict(unrouted),
         "models": [{"model": m, "ref": r, "digest": d, "count": n} for (m, r, d), n in sorted(models.items())],
+        "waiting_models": sorted(waiting),
     }
 
 
@@ -205,11 +232,50 @@ class SnapshotCollector:
         for model in snap["models"]:
             info.add_metric([model["model"], model["ref"], model["digest"]], model.get("count", 1))
         yield info
+        ready = GaugeMetricFamily(
+            "heirloom_model_ready",
+            "1 while every process serves a stored version of the model, 0 while one has none (_stats.models: why).",
+            labels=["model"],
+        )
+        waiting = set(snap.get("waiting_models", []))
+        for name in sorted(waiting | {model["model"] for model in snap["models"]}):
+            ready.add_metric([name], 0 if name in waiting else 1)
+        yield ready
+        yield GaugeMetricFamily(
+            "heirloom_ready",
+            "1 while _ready answers true, else 0 (starting, a model unserved, draining).",
+            value=snap["ready"],
+        )
         if "workers" in snap:
-            workers = GaugeMetricFamily("heirloom_workers", "Worker processes, by state.", labels=["state"])
+            workers = GaugeMetricFamily(
+                "heirloom_workers",
+                "Worker processes: connected, ready, expected (what _ready waits for).",
+                labels=["state"],
+            )
             for state, count in snap["workers"].items():
                 workers.add_metric([state], count)
             yield workers
+            yield CounterMetricFamily(
+                "heirloom_workers_lost",
+                "Workers lost without a planned stop (exited, killed, silent, key revoked); local ones are respawned.",
+                value=snap["workers_lost"],
+            )
+
+
+def batch_summary(histogram: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``_stats``' ``batch_sizes`` from a batch histogram: the count and mean are exact, p50 and
+    max the upper bounds of their buckets; None for a route that never ran a batch."""
+    if histogram is None or not sum(histogram["counts"]):
+        return None
+    batches, bounds = sum(histogram["counts"]), [*histogram["bounds"], histogram["bounds"][-1]]
+    filled = [bound for bound, count in zip(bounds, histogram["counts"], strict=True) if count]
+    running, median = 0, filled[-1]
+    for bound, count in zip(bounds, histogram["counts"], strict=True):
+        running += count
+        if running * 2 >= batches:
+            median = bound
+            break
+    return {"batches": batches, "mean": round(histogram["sum"] / batches, 2), "p50": median, "max": filled[-1]}
 
 
 def _cumulative(histogram: dict[str, Any]) -> list[tuple[str, float]]:
