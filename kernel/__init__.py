@@ -50,6 +50,7 @@ from heirloom.wire.aclient import AsyncClient
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError, Reply
 from heirloom.wire.daemon import in_one_process
+from heirloom.wire.handles import served_model
 from heirloom.wire.labels import check_label, label_pattern
 from heirloom.wire.onloop import LoopDaemon, served_on_loop
 from heirloom.wire.protocol import Buffer, RequestError
@@ -108,6 +109,7 @@ __all__ = [
     "path_field",
     "path_fields",
     "ref",
+    "served_model",
     "served_on_loop",
     "shortened",
     "stratified_holdout",

@@ -92,6 +92,9 @@ def test_routes_describes_both_reply_forms_of_predict(daemon):
             fitting = [f for f in forms if set(f["required"]) <= set(reply) <= set(f["properties"])]
             assert len(fitting) == 1, (body, reply, forms)
         assert "label" in forms[0]["properties"]  # the one-text form first: what HTTP gateways read
+        texts = entry["input"]["properties"]["texts"]  # the limits the validators enforce, stated
+        assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 256, 10_000)
+        assert entry["input"]["properties"]["text"]["maxLength"] == 10_000
 
 
 @pytest.mark.parametrize(
@@ -201,6 +204,8 @@ def test_an_untrained_model_is_not_ready_and_answers_unavailable(tmp_path, data_
             assert ready["ready"] is False and ready["components"]["models.sentiment"] is False
             with pytest.raises(Unavailable, match="no trained version yet"):
                 client.call("sentiment.predict", {"text": "Sales rose"})  # not idempotent: no retry
+            with pytest.raises(Unavailable, match="no trained version yet"):
+                client.call("sentiment.labels")
     finally:
         assert daemon.terminate() == 0
 

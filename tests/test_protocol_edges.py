@@ -83,6 +83,14 @@ def test_every_buffer_frame_must_be_described(send):
     )
 
 
+def test_a_built_in_route_sent_buffers_says_so_not_that_its_nil_body_is_a_body(send):
+    described = header(route="_health", buffers=[{"dtype": "uint8", "shape": [1]}])
+    message = refused(send(SIGNATURE, described, msgpack.packb(None), b"\1"), "body")
+    assert message == "_health takes no buffers: 1 frame(s) came after the body"
+    with_a_body = send(SIGNATURE, header(route="_health"), msgpack.packb(1))
+    assert refused(with_a_body, "body") == "_health takes no body (send nil)"
+
+
 def test_a_body_with_buffers_may_nest_64_levels(send):
     described = header(route="echo.echo", buffers=[{"dtype": "uint8", "shape": [1]}])
     placeholder = msgpack.packb({"$buffer": 0})

@@ -121,6 +121,7 @@ def test_a_batched_body_is_validated_off_the_io_thread_unless_it_is_small_and_al
             ((header, reply),) = _replies(sock, 1)
             assert header["status"] == "OK" and reply["points"] == len(body["points"]), header
             checked_on.append(reply["checked_on"])
+            time.sleep(0.05)  # the batcher marks itself idle just after its reply goes out
     batcher = "heirloom-batch:t.shape"
     # the first (its route's cost unknown) and a large one: the batcher; the small ones after
     # a quick batch are computed, and so validated, where they were read

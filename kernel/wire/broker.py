@@ -37,7 +37,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
 from heirloom.wire.broker_workers import Worker, describe_workers, read_heartbeat
-from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, kernel_route
+from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body, kernel_route
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals, broker_route_stats
 from heirloom.wire.protocol import (
@@ -45,7 +45,6 @@ from heirloom.wire.protocol import (
     CONTROL,
     INTERNAL,
     INVALID_ARGUMENT,
-    NIL,
     NOT_FOUND,
     OK,
     PERMISSION_DENIED,
@@ -347,8 +346,7 @@ class Broker:
                 if route in KERNEL_ROUTES:
                     if route in ADMIN_ROUTES:  # admin rights before the body, as a worker checks them
                         self._check_admin(route, user)
-                    if frames[index + 2] != NIL or len(frames) > index + 3:
-                        raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
+                    check_no_body(route, frames[index + 2 :])
                     self._builtin(envelope, request_id, route, user, received)
                     return
                 raise self._unroutable(route)

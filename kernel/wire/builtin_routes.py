@@ -19,7 +19,7 @@ from heirloom.core.components import Api, Route
 from heirloom.core.quota import MIB
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire.metrics import daemon_snapshot
-from heirloom.wire.protocol import HEADER_LIMIT
+from heirloom.wire.protocol import HEADER_LIMIT, INVALID_ARGUMENT, NIL, RequestError
 
 if TYPE_CHECKING:
     from heirloom.core.system import System
@@ -108,6 +108,17 @@ class KernelApi(Api):
         checking = serving.check_now() if serving is not None else []
         log.info("_reload: re-reading the Curve keys; checking the store for %s", ", ".join(checking) or "no model")
         return {"checking": checking}
+
+
+def check_no_body(route: str, after_header: list[bytes]) -> None:
+    """A built-in route's message carries a nil body and nothing after it (INVALID_ARGUMENT
+    naming which of the two was sent)."""
+    if after_header[0] != NIL:
+        raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
+    if len(after_header) > 1:
+        raise RequestError(
+            INVALID_ARGUMENT, f"{route} takes no buffers: {len(after_header) - 1} frame(s) came after the body", "body"
+        )
 
 
 def worker_status(daemon: Server) -> dict[str, Any]:

@@ -55,7 +55,8 @@ def json_schema(tp: Any) -> dict[str, Any]:
         fields = attrs.fields(attrs.resolve_types(tp))
         schema: dict[str, Any] = {
             "type": "object",
-            "properties": {f.name: json_schema(f.type) for f in fields},
+            # validators are code: a field states its limits for clients in metadata={"schema": {...}}
+            "properties": {f.name: {**json_schema(f.type), **f.metadata.get("schema", {})} for f in fields},
             "additionalProperties": False,
         }
         required = [f.name for f in fields if f.default is attrs.NOTHING]

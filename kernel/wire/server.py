@@ -34,14 +34,12 @@ from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire.batching import Batcher
 from heirloom.wire.broker_link import BrokerLink
-from heirloom.wire.builtin_routes import KernelApi
+from heirloom.wire.builtin_routes import KernelApi, check_no_body
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, invalid_part, settle
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
     CONTROL,
     DEADLINE_EXCEEDED,
-    INVALID_ARGUMENT,
-    NIL,
     OK,
     PERMISSION_DENIED,
     SIGNATURE,
@@ -319,8 +317,7 @@ class Server:
             if endpoint.admin:
                 self._check_admin(endpoint, user)
             if endpoint.builtin:
-                if frames[head + 1] != NIL or len(frames) > head + 2:
-                    raise RequestError(INVALID_ARGUMENT, f"{endpoint.name} takes no body (send nil)", "body")
+                check_no_body(endpoint.name, frames[head + 1 :])
                 self._inline(Call(envelope, request_id, endpoint, received), False)
                 return
             if self.draining and self.link is None:  # a broker stops routing to a draining worker itself

@@ -131,14 +131,7 @@ class CodesApi(heirloom.Api):
         ]
 
     def batch(self, inputs: list[PredictInput]) -> list[Any]:
-        model, version = self.handle.current
-        if not model.ready():
-            raise heirloom.RequestError(
-                "UNAVAILABLE",
-                f"model {self.handle.name!r} serves nothing: {self.handle.unavailable or 'no trained version yet'}",
-                None,
-                5000,
-            )
+        model, version = heirloom.served_model(self.handle)
         results: list[Any] = []
         queries: list[tuple[int, Query]] = []
         for position, body in enumerate(inputs):

@@ -199,14 +199,7 @@ class RecommendApi(heirloom.Api):
         ]
 
     def _serving(self) -> tuple[HybridRecommender, str | None]:
-        model, version = self.handle.current
-        if not model.ready():
-            raise heirloom.RequestError(
-                "UNAVAILABLE",
-                f"model {self.handle.name!r} serves nothing: {self.handle.unavailable or 'no trained version yet'}",
-                retry_after_ms=5000,
-            )
-        return model, version
+        return heirloom.served_model(self.handle)
 
     def recommend_batch(self, bodies: list[Any]) -> list[Any]:
         model, version = self._serving()

@@ -126,17 +126,8 @@ class SupportApi(heirloom.Api):
         ]
 
     def answer_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
-        (intent_model, intent_version), (faq_model, faq_version) = self.intent_handle.current, self.faq_handle.current
-        missing = [
-            f"model {name!r} serves nothing: {handle.unavailable or 'no trained version yet'}"
-            for name, handle, model in (
-                (self.intent, self.intent_handle, intent_model),
-                (self.faq, self.faq_handle, faq_model),
-            )
-            if not model.ready()
-        ]
-        if missing:
-            raise heirloom.RequestError("UNAVAILABLE", "; ".join(missing), retry_after_ms=5000)
+        intent_model, intent_version = heirloom.served_model(self.intent_handle)
+        faq_model, faq_version = heirloom.served_model(self.faq_handle)
         texts = [body.text for body in inputs]
         intents = intent_model.predict(texts)
         found = faq_model.predict(texts)

@@ -39,25 +39,18 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     class PredictInput:
         """One text (``text``) or several (``texts``) to classify."""
 
-        text: str | None = attrs.field(default=None, validator=text_ok)
-        texts: list[str] | None = attrs.field(default=None, validator=texts_ok)
+        text: str | None = attrs.field(default=None, validator=text_ok, metadata={"schema": {"maxLength": max_chars}})
+        texts: list[str] | None = attrs.field(
+            default=None,
+            validator=texts_ok,
+            metadata={"schema": {"minItems": 1, "maxItems": max_texts, "items": {"maxLength": max_chars}}},
+        )
 
         def __attrs_post_init__(self) -> None:
             if (self.text is None) == (self.texts is None):
                 raise ValueError("'text' (a string) or 'texts' (a list of strings) is required, not both")
 
     return PredictInput
-
-
-def serving(handle: Any) -> tuple[Any, str | None]:
-    """``(model, version)``, or UNAVAILABLE saying why no trained version is loaded."""
-    model, version = handle.current
-    if not model.ready():
-        reason = getattr(handle, "unavailable", None) or "no trained version yet (run heirloom train)"
-        raise heirloom.RequestError(
-            "UNAVAILABLE", f"model {handle.name!r} serves nothing: {reason}", retry_after_ms=5000
-        )
-    return model, version
 
 
 @attrs.define
@@ -174,7 +167,7 @@ class ClassifyApi(heirloom.Api):
         ]
 
     def predict_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
-        model, version = serving(self.handle)
+        model, version = heirloom.served_model(self.handle)
         texts = [text for body in inputs for text in ([body.text] if body.text is not None else body.texts)]
         predictions = iter(model.predict(texts))
         results = []
@@ -187,7 +180,7 @@ class ClassifyApi(heirloom.Api):
         return results
 
     def labels(self, body: Any) -> heirloom.Versioned:
-        model, version = self.handle.current
+        model, version = heirloom.served_model(self.handle)  # an empty list would read as a model with no labels
         return heirloom.Versioned({"labels": list(getattr(model, "labels", [])), "version": version}, version)
 
     def feedback(self, body: FeedbackInput) -> dict[str, Any]:
@@ -196,7 +189,7 @@ class ClassifyApi(heirloom.Api):
         if len(body.text) > self.max_text_chars:
             message = f"'text' is {len(body.text)} characters; at most {self.max_text_chars} are accepted"
             raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.text")
-        model, _ = serving(self.handle)
+        model, _ = heirloom.served_model(self.handle)
         new = heirloom.check_label(
             body.label, list(model.labels), "body.label", allow_new=self.new_labels, pattern=self.new_label_pattern
         )

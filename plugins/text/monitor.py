@@ -27,7 +27,6 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.text.api import serving
 
 #: Texts of matching items kept for an alert's examples (the newest ones).
 EXAMPLES = 3
@@ -128,7 +127,7 @@ class LabelMonitorApi(heirloom.Api):
         self._check_sizes(body)
         now = time.time()
         times = [_timestamp(item.time, position, now, self.max_future) for position, item in enumerate(body.items)]
-        model, version = serving(self.handle)
+        model, version = heirloom.served_model(self.handle)
         predictions = model.predict([item.text for item in body.items])
         with self._lock:  # nothing above changed any state: a refused request leaves it whole
             for moment, item, prediction in zip(times, body.items, predictions, strict=True):
