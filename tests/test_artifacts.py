@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 
 import heirloom
 from heirloom.store.artifacts import ArtifactStore, Ref, RefError
+from heirloom.store.backup import backup_store
 from tests.helpers import REPO, run_heirloom, write
 
 
@@ -527,3 +529,60 @@ def test_metrics_that_are_not_finite_numbers_are_stored_as_missing_in_strict_jso
     listed = models(store, "list", "--json")
     assert listed.returncode == 0 and "NaN" not in listed.stdout and "Infinity" not in listed.stdout
     json.loads(listed.stdout, parse_constant=lambda name: pytest.fail(f"{name} in models list --json"))
+
+
+def test_a_backup_taken_while_versions_are_stored_and_collected_names_only_blobs_it_has(store, tmp_path):
+    """Retention (keep_versions) runs a gc after every train: a backup that copied the index
+    first and the blobs after lost the blobs that gc removed in between."""
+    stop = threading.Event()
+
+    def train_with_retention() -> None:
+        seed = 100
+        while not stop.is_set():
+            put(store, "team/m", seed)
+            store.gc(2, project="team")
+            seed += 1
+
+    put(store, "team/m", 99)
+    writer = threading.Thread(target=train_with_retention)
+    writer.start()
+    try:
+        for _ in range(12):
+            report = backup_store(store, tmp_path / "backup")
+            copy = ArtifactStore(tmp_path / "backup")
+            assert len(copy.list()) == report.versions >= 1
+            for artifact in copy.list():
+                copy.verify(artifact)
+    finally:
+        stop.set()
+        writer.join()
+
+
+def test_models_backup_and_verify_from_the_command_line(store, tmp_path):
+    put(store, "team/m", 1)
+    put(store, "team/m", 2)
+    store.promote("team/m@2", "production")
+    destination = tmp_path / "backup"
+    backed = models(store, "backup", str(destination))
+    assert backed.returncode == 0 and "backed up 2 version(s)" in backed.stdout and "4 blob(s) copied" in backed.stdout
+    assert run_heirloom("models", "verify", "--store", str(destination)).stdout.strip() == "2 of 2 version(s) intact"
+    again = models(store, "backup", str(destination))
+    assert "0 blob(s) copied, 4 already there" in again.stdout  # incremental
+    restored = ArtifactStore(destination)
+    assert restored.resolve("team/m@production").version == 2
+    weights = next(p for p in (destination / "blobs").iterdir() if p.suffix == ".safetensors")
+    weights.write_bytes(b"not what the digest says")
+    damaged = run_heirloom("models", "verify", "--store", str(destination), "--json")
+    assert damaged.returncode == 1
+    report = json.loads(damaged.stdout)
+    assert report["checked"] == 2 and len(report["damaged"]) == 1, report
+
+
+def test_an_os_error_is_one_line_naming_the_path_not_a_traceback(store, tmp_path):
+    put(store, "team/m", 1)
+    destination = tmp_path / "backup"
+    destination.mkdir()
+    (destination / "blobs").write_text("a file where the blobs folder goes")
+    result = models(store, "backup", str(destination))
+    assert result.returncode == 1
+    assert said(result) == f"error: File exists: {destination / 'blobs'}"

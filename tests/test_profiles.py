@@ -8,7 +8,7 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import run_heirloom, write
+from tests.helpers import REPO, run_heirloom, write
 
 
 @pytest.fixture
@@ -411,3 +411,21 @@ def test_a_string_is_not_a_list(tmp_path, kernel):
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path), ['models.m.tags="ab"'])
     assert "--set: models.m.tags: expected a list, got str 'ab'" in str(caught.value)
+
+
+def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_path):
+    """attrs' built-in validators raise ValueError(message, attribute, ...): the tuple's
+    repr (with the whole Attribute) is not a message."""
+    write(
+        tmp_path / "heirloom_choosy.py",
+        "import attrs\nimport heirloom\nfrom tests.toys import ToySource\n\n\n@attrs.define(kw_only=True)\n"
+        "class Choosy(ToySource):\n"
+        "    mode: str = attrs.field(default='fast', validator=attrs.validators.in_(('fast', 'slow')))\n"
+        "\n\n@heirloom.hookimpl\ndef heirloom_register_sources(register):\n    register('choosy', Choosy)\n",
+    )
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "choosy"\nmode = "slwo"\n')
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "tests.toys,heirloom_choosy"}
+    result = run_heirloom("profile", "check", str(profile), env=env)
+    assert result.returncode == 2
+    assert f"{profile}: sources.s.mode: 'mode' must be in ('fast', 'slow') (got 'slwo')" in result.stderr, result.stderr
+    assert "Attribute(" not in result.stderr

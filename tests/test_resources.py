@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from concurrent.futures import wait
 
@@ -205,3 +206,70 @@ def test_a_client_over_its_byte_rate_is_refused(serve):
             client.call("echo.echo", "small")
         assert 400 <= caught.value.retry_after_ms <= 600
     assert daemon.terminate() == 0
+
+
+# -- D. a third-party resource manager that misbehaves ---------------------------------------
+FAULTY = 'use = "faulty"\nfail = "{fail}"'
+
+
+@pytest.mark.parametrize("fail", ["admit", "admit_type"])
+def test_a_resource_manager_failing_to_admit_fails_the_request_as_internal_not_the_clients_fault(serve, fail):
+    daemon = serve(FAULTY.format(fail=fail))
+    with daemon.client(timeout=10, retries=0) as client:
+        for _ in range(20):
+            with pytest.raises(heirloom.RemoteError) as caught:
+                client.call("echo.echo", "hi")
+            assert caught.value.code == "INTERNAL" and "resource manager" in caught.value.message
+        assert client.call("_health")["live"]
+    assert daemon.log().count("resource manager tests.testing_api.FaultyResources: admit()") == 1  # rate-limited
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_resource_manager_failing_to_release_or_to_report_never_stops_the_daemon(serve, workers):
+    """A worker whose manager's usage() fails must still heartbeat (it was a crash loop)."""
+    for fail in ("release", "usage", "usage_type"):
+        daemon = serve(FAULTY.format(fail=fail), "--workers", workers)
+        with daemon.client(timeout=10, retries=0) as client:
+            assert [client.call("echo.echo", i) for i in range(5)] == list(range(5))
+            stats = client.call("_stats")
+        reports = [w["resources"] for w in stats["workers"]] if workers == "2" else [stats["resources"]]
+        expected = (
+            {"fine": True}
+            if fail == "release"
+            else {"error": f"usage() failed: {'TypeError' if fail == 'usage_type' else 'RuntimeError'}"}
+        )
+        assert reports and all(report == expected for report in reports), (fail, reports)
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_daemon_in_flight_limit_of_the_wrong_type_is_an_error_at_start(tmp_path):
+    profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=FAULTY.format(fail="limit_type")))
+    result = run_heirloom(
+        "serve",
+        str(profile),
+        "--workers",
+        "2",
+        "--bind",
+        f"ipc://{tmp_path}/s.sock",
+        env={"HEIRLOOM_PLUGINS": "tests.testing_api"},
+    )
+    assert result.returncode == 1
+    assert "daemon_in_flight_limit() returned 'lots'; it must be None or an int >= 1" in result.stderr
+
+
+def test_a_handler_stuck_past_the_grace_period_does_not_keep_the_process_alive(tmp_path):
+    """Its client hears UNAVAILABLE at the grace deadline; then the process must exit (the
+    interpreter would wait for the handler's thread forever, deaf to further signals)."""
+    daemon = Daemon(tmp_path, grace=1)
+    daemon.wait_ready()
+    with daemon.client(timeout=30, retries=0) as client:
+        stuck = client.submit("t.slow", {"ms": 600_000})
+        time.sleep(0.5)
+        began = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        with pytest.raises(heirloom.RemoteError) as caught:
+            stuck.result(timeout=10)
+        assert caught.value.code == "UNAVAILABLE"
+    assert daemon.process.wait(15) == 0, daemon.log()
+    assert time.monotonic() - began < 8
+    assert "1 request handler(s) still running after the grace period" in daemon.log()

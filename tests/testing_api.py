@@ -143,6 +143,42 @@ class TorchProbe(heirloom.Api):
         return {"threads": torch.get_num_threads(), "device": self.device}
 
 
+@attrs.define
+class FaultyResources(heirloom.Resources):
+    """A third-party resource manager that misbehaves where ``fail`` says: raising in, or
+    answering the wrong type from, one of its methods."""
+
+    fail: str = ""
+
+    def prepare(self, name: str, component: Any) -> None:
+        pass
+
+    def device_for(self, name: str) -> str:
+        return "cpu"
+
+    def admit(self) -> Any:
+        if self.fail == "admit":
+            raise RuntimeError("deliberate failure in admit")
+        return "yes" if self.fail == "admit_type" else True
+
+    def release(self) -> None:
+        if self.fail == "release":
+            raise RuntimeError("deliberate failure in release")
+
+    def usage(self) -> Any:
+        if self.fail == "usage":
+            raise RuntimeError("deliberate failure in usage")
+        return {"unencodable": object()} if self.fail == "usage_type" else {"fine": True}
+
+    def daemon_in_flight_limit(self) -> Any:
+        return "lots" if self.fail == "limit_type" else None
+
+
+@heirloom.hookimpl
+def heirloom_register_resource_managers(register):
+    register("faulty", FaultyResources)
+
+
 @heirloom.hookimpl
 def heirloom_register_apis(register):
     register("testing", TestingApi)

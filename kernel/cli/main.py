@@ -75,3 +75,5 @@ def main() -> None:
         cli(standalone_mode=True)
     except HeirloomError as exc:
         fail(f"error: {exc}")
+    except OSError as exc:  # a full disk, a folder without permission: the path and the reason, not a traceback
+        fail(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))

@@ -15,6 +15,7 @@ import click
 from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_INVALID, console, err_console, fail, get_kernel, print_json
+from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import (
     SPLITS,
     VALIDATION,
@@ -25,6 +26,7 @@ from heirloom.store.artifacts import (
     RefError,
     metric_value,
 )
+from heirloom.store.backup import backup_store
 
 EXIT_REFUSED = 3
 
@@ -272,6 +274,49 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
         err_console.print(
             f"warning: {store.blobs / name} is {what}, not a blob; gc leaves it alone", markup=False, soft_wrap=True
         )
+
+
+@models_group.command("backup")
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@store_option
+def models_backup(destination: Path, store: ArtifactStore) -> None:
+    """Copy the store to DESTINATION (a store folder: index.sqlite and blobs/), consistently,
+    while daemons serve and training writes it.
+
+    Incremental: blobs already in DESTINATION are kept, ones its new index no longer names
+    are removed. To restore, stop the daemons and put DESTINATION in the store's place (or
+    point HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only
+    files: copy them yourself (docs/OPERATIONS.md).
+    """
+    report = backup_store(store, destination)
+    click.echo(
+        f"backed up {report.versions} version(s) to {destination}: {report.copied} blob(s) copied, "
+        f"{report.present} already there, {report.removed} stale removed"
+    )
+
+
+@models_group.command("verify")
+@click.argument("refs", nargs=-1)
+@json_option
+@store_option
+def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) -> None:
+    """Read every version (or REFS) and check its blobs against its digest; exit 1 naming
+    each one that is missing or damaged (after a restore, a crash, a full disk)."""
+    artifacts = [store.resolve(ref) for ref in refs] if refs else store.list()
+    damaged = {}
+    for artifact in artifacts:
+        try:
+            store.verify(artifact)
+        except HeirloomError as exc:
+            damaged[artifact.ref] = str(exc)
+    if as_json:
+        print_json({"checked": len(artifacts), "damaged": damaged})
+    else:
+        for ref, problem in damaged.items():
+            err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
+        click.echo(f"{len(artifacts) - len(damaged)} of {len(artifacts)} version(s) intact")
+    if damaged:
+        raise SystemExit(1)
 
 
 COMMANDS = [models_group]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +126,7 @@ def serve_command(
             if curve_secret and curve_clients
             else None
         )
-        from heirloom.wire.daemon import serve
+        from heirloom.wire.daemon import exit_process, serve
 
         code = serve(
             get_kernel(),
@@ -142,7 +141,7 @@ def serve_command(
         )
     except HeirloomError as exc:
         fail(f"error: {exc}")
-    sys.exit(code)
+    exit_process(code)
 
 
 @click.command("worker")
@@ -168,11 +167,11 @@ def worker_command(
     if (curve_secret is None) != (curve_server is None):
         fail("error: --curve-secret and --curve-server go together", 2)
     resolved = resolve_or_exit(profile, overrides)
-    from heirloom.wire.daemon import run_server
+    from heirloom.wire.daemon import exit_process, run_server
 
     curve = worker_curve(curve_secret, curve_server)  # first: out of the environment before any plugin runs
     system = get_kernel().system(resolved, serve_models=True)
-    sys.exit(run_server(system, resolved.settings["server"], connect=connect, curve=curve))
+    exit_process(run_server(system, resolved.settings["server"], connect=connect, curve=curve))
 
 
 COMMANDS = [serve_command, worker_command]

@@ -90,9 +90,7 @@ class Kernel:
             for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
                 found[path.stem] = {"name": path.stem, "path": display_path(path), "origin": display_path(directory)}
         self.plugins.load_all()
-        for name, entries in sorted(self.plugins.profiles.items()):
-            plugin, path = entries[0]
-            found.setdefault(
-                name, {"name": name, "path": str(path), "origin": f"plugin {self.plugins.infos[plugin].label}"}
-            )
+        for name, ((plugin, path), *_) in sorted(self.plugins.profiles.items()):
+            origin = f"plugin {self.plugins.infos[plugin].label}"
+            found.setdefault(name, {"name": name, "path": str(path), "origin": origin})
         return sorted(found.values(), key=lambda p: p["name"])

@@ -166,8 +166,7 @@ class PluginHost:
                     entries = named[what]
                     if hook_name in implemented:
                         self.call_one(hook_name, name, register=lambda n, obj, into=entries: into.append((str(n), obj)))
-                missing = [f"{n!r} ({obj})" for n, obj in named["profiles"] if not Path(str(obj)).is_file()]
-                if missing:
+                if missing := [f"{n!r} ({obj})" for n, obj in named["profiles"] if not Path(str(obj)).is_file()]:
                     raise PluginError(f"registers profiles whose files do not exist: {', '.join(missing)}")
             except BaseException:
                 self.pm.unregister(name=name)

@@ -398,7 +398,11 @@ def flatten_errors(
     elif isinstance(exc, KeyError):
         yield path, "required key missing"
     else:
-        yield path, str(exc)
+        yield path, _message(exc)
+
+
+def _message(exc: BaseException) -> str:  # attrs' own validators raise (message, attribute, ...)
+    return exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else str(exc)
 
 
 def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
@@ -406,7 +410,7 @@ def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
     names an item), if any."""
     if cls is None or not attrs.has(cls) or isinstance(exc, ForbiddenExtraKeysError):  # its str() fails on int keys
         return None
-    message = str(exc)
+    message = _message(exc)
     named = next((f.name for f in attrs.fields(cls) if message.startswith((f"'{f.name}'", f"'{f.name}["))), None)
     return message[1 : message.index("'", 1)] if named else None
 

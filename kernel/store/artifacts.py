@@ -209,7 +209,8 @@ class ArtifactStore:
             raise ResourceExhaustedError(
                 f"not stored: project {project!r} holds {used / MIB:.1f} MiB in the artifact store at {self.root}; "
                 f"{project}/{model} needs {adding / MIB:.1f} MiB more, past its artifact quota of {quota_mb} MiB; "
-                "free space with `heirloom models gc` or a retention policy (keep_versions)"
+                "free space with `heirloom models gc` or a retention policy (keep_versions); with one, the "
+                "quota must hold keep_versions + 1 versions, since retention runs after the new one is stored"
             )
 
     @staticmethod

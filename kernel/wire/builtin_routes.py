@@ -18,6 +18,7 @@ import attrs
 from heirloom.core.components import Api, Route
 from heirloom.core.quota import MIB
 from heirloom.store.artifacts import ArtifactStore
+from heirloom.wire import manager_calls
 from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import HEADER_LIMIT, INVALID_ARGUMENT, NIL, RequestError
 
@@ -93,7 +94,7 @@ class KernelApi(Api):
             "draining": daemon.draining,
             "idempotency": daemon.idempotency.usage(),
             "routes": {name: e.stats.snapshot(e.pending) for name, e in daemon.router.endpoints.items()},
-            "resources": system.resources.usage() if system.state == "running" else {},
+            "resources": manager_calls.usage(system.resources) if system.state == "running" else {},
             "models": system.serving.status() if system.serving is not None else {},
             "storage": storage_usage(system),
             "network": daemon.buckets.usage() if daemon.buckets is not None else {},
@@ -132,7 +133,7 @@ def worker_status(daemon: Server) -> dict[str, Any]:
         "draining": daemon.draining,
         "heartbeat": daemon.settings.heartbeat,
         "routes": [e.describe() for e in daemon.router.endpoints.values() if not e.builtin],
-        "resources": system.resources.usage() if system.state == "running" else {},
+        "resources": manager_calls.usage(system.resources) if system.state == "running" else {},
         "models": system.serving.status() if system.serving is not None else {},
         "storage": storage_usage(system),
         "metrics": daemon_snapshot(daemon),

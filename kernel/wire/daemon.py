@@ -8,17 +8,22 @@ flushing durable writes, and the process exits 0.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 from heirloom.core.components import Resources
 from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
+from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot, daemon_snapshot
-from heirloom.wire.server import Server
+from heirloom.wire.server import HANDLER_THREADS, Server
 
 log = logging.getLogger("heirloom.wire.daemon")
 
@@ -121,7 +126,7 @@ def serve(
         curve=curve,
         log_format=log_format,
         worker_bind=worker_bind,
-        max_in_flight=resources.daemon_in_flight_limit(),
+        max_in_flight=manager_calls.in_flight_limit(resources),
         limits=resources.client_limits(),
         place_workers=resources.place_workers if _places_workers(resources) else None,
     )
@@ -149,3 +154,18 @@ def configured_resources(profile: ResolvedProfile) -> Resources:
     """The profile's resource manager as configured (not started): what the process that
     owns the client socket asks for daemon-wide limits."""
     return profile.instantiate(next(spec for spec in profile.components if spec.kind == "resources"))
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a daemon or worker process with ``code``. A handler still running past the grace
+    period (its request was answered UNAVAILABLE, the system has stopped) would keep the
+    interpreter waiting for its thread forever, deaf to further signals: then exit at once."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith(HANDLER_THREADS)]
+    for thread in stuck:
+        thread.join(0.2 / len(stuck))  # idle handler threads are on their way out
+    stuck = [t for t in stuck if t.is_alive()]
+    if stuck:
+        log.warning("%d request handler(s) still running after the grace period; exiting without them", len(stuck))
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)

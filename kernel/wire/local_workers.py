@@ -81,7 +81,7 @@ class LocalWorkers:
             try:
                 local.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                log.warning("worker pid %d ignored SIGTERM; killing it", local.process.pid)
+                log.warning("worker pid %d did not exit within %.0f s; killing it", local.process.pid, grace)
                 local.process.kill()
 
     def _spawn(self, failures: int = 0) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from heirloom.core.components import Resources, Route
 from heirloom.core.schema import did_you_mean
 from heirloom.core.system import System
+from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
 from heirloom.wire.call import Call, Complete
 from heirloom.wire.inputs import InputValidator, json_schema
@@ -179,7 +180,7 @@ class Admission:
                 f"{endpoint.name} has {endpoint.pending} requests queued (the limit); retry after the hinted pause",
                 retry_after_ms=_retry_hint(endpoint),
             )
-        if not self.resources.admit():
+        if not manager_calls.admit(self.resources):
             raise refused(endpoint)
         endpoint.pending += 1
         self.in_flight += 1
@@ -191,7 +192,7 @@ class Admission:
             self.open.remove(call)
             call.endpoint.pending -= 1
             self.in_flight -= 1
-            self.resources.release()
+            manager_calls.release(self.resources)
 
 
 def refused(endpoint: Endpoint) -> RequestError:

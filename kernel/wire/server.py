@@ -32,6 +32,7 @@ from zmq.backend import zmq_poll
 from heirloom.core.components import ClientLimits, Versioned
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
+from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
 from heirloom.wire.broker_link import BrokerLink
 from heirloom.wire.builtin_routes import KernelApi, check_no_body
@@ -58,6 +59,8 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
 from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, attach, drain, receiver, sender
 
+#: Name prefix of the threads that run unbatched handlers.
+HANDLER_THREADS = "heirloom-handler"
 log = logging.getLogger("heirloom.server")
 POLL_MS = 50
 DRAIN_BATCH = 1000
@@ -114,7 +117,7 @@ class Server:
         self._wake_lock = threading.Lock()
         self._closed = False
         self._idle_inline = settings.idle_inline_ms / 1000
-        self._executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="heirloom-handler")
+        self._executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix=HANDLER_THREADS)
         self._system_ready = threading.Event()
         self._installed = False
         self._worker = connect is not None
@@ -330,7 +333,7 @@ class Server:
                 if self._replayed(call):
                     return
             if endpoint.inline:
-                if not self.admission.resources.admit():
+                if not manager_calls.admit(self.admission.resources):
                     raise refused(endpoint)
             else:
                 self.admission.admit(call)
@@ -405,7 +408,7 @@ class Server:
             settle(call, result, self._finish, now - began)
         finally:
             if admitted:
-                self.admission.resources.release()
+                manager_calls.release(self.admission.resources)
 
     def _run_lone(self, call: Call, batcher: Batcher) -> bool:
         """Compute a batched request on this thread when it is the daemon's only one in

@@ -92,7 +92,8 @@ class RouteStats:
         latency.total += seconds
         queue.counts[bisect_left(SECONDS_BUCKETS, queued)] += 1
         queue.total += queued
-        self.typical += (seconds - self.typical) * 0.05
+        if status == "OK":  # refusals are quick: counted, they would shrink the retry hint under load
+            self.typical += (seconds - self.typical) * 0.2
 
     def record_batch(self, items: int) -> None:
         """One handler call of a batched route on ``items`` items."""

@@ -10,8 +10,17 @@ from collections.abc import Iterator
 
 from heirloom.store.logs import LogFull, LogWriteError
 from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAVAILABLE, RequestError
+from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.wire.writes")
+#: A full or failing disk fails every write a client retries: said once a minute, not each time.
+_said = {"full": Every(60.0), "failed": Every(60.0)}
+
+
+def _log(kind: str, exc: Exception) -> None:
+    held = _said[kind].due()
+    if held is not None:
+        log.error("%s%s", exc, f" ({held} more since the previous error)" if held else "")
 
 
 @contextlib.contextmanager
@@ -22,13 +31,13 @@ def durable_write(what: str) -> Iterator[None]:
     try:
         yield
     except LogFull as exc:
-        log.error("%s", exc)
+        _log("full", exc)
         raise RequestError(
             RESOURCE_EXHAUSTED,
             f"the {what} log is full (its size limit or the project's log quota); nothing was recorded",
         ) from None
     except LogWriteError as exc:
-        log.error("%s", exc)
+        _log("failed", exc)
         raise RequestError(
             UNAVAILABLE,
             f"the {what} could not be written to disk; nothing was recorded, retry later",

@@ -1,0 +1,80 @@
+"""The resource manager's per-request methods, called as the daemon must call a plugin's
+code: a manager that raises, or answers something other than what its contract says, fails
+the request it was asked about (INTERNAL, logged with the manager's name, rate-limited),
+never the daemon, and never reads as the client's fault."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from heirloom.core.components import Resources
+from heirloom.core.errors import HeirloomError
+from heirloom.wire.protocol import INTERNAL, RequestError, packb
+from heirloom.wire.throttle import Every
+
+log = logging.getLogger("heirloom.wire.resources")
+_warned = {"admit": Every(60.0), "release": Every(60.0), "usage": Every(60.0)}
+
+
+def manager_name(resources: Resources) -> str:
+    return f"{type(resources).__module__}.{type(resources).__qualname__}"
+
+
+def _report(method: str, resources: Resources, problem: str) -> None:
+    held = _warned[method].due()
+    if held is not None:
+        more = f" ({held} more since the previous warning)" if held else ""
+        log.error("resource manager %s: %s() %s%s", manager_name(resources), method, problem, more)
+
+
+def admit(resources: Resources) -> bool:
+    """``resources.admit()``: True or False as it answered; INTERNAL when it raised or
+    answered something other than a bool (a truthy string must not admit by accident)."""
+    try:
+        answer = resources.admit()
+    except Exception as exc:  # noqa: BLE001 - a plugin's failure, reported as such
+        _report("admit", resources, f"raised {type(exc).__name__}: {exc}")
+        raise RequestError(
+            INTERNAL, f"the resource manager failed to admit the request: {type(exc).__name__}"
+        ) from None
+    if answer is True or answer is False:
+        return answer
+    _report("admit", resources, f"returned {answer!r}, not a bool")
+    raise RequestError(INTERNAL, "the resource manager answered admission with something other than a bool")
+
+
+def release(resources: Resources) -> None:
+    """``resources.release()``; a failure is logged and the request's reply stands."""
+    try:
+        resources.release()
+    except Exception as exc:  # noqa: BLE001 - the request was answered: nothing to fail but the log
+        _report("release", resources, f"raised {type(exc).__name__}: {exc}")
+
+
+def usage(resources: Resources) -> dict[str, Any]:
+    """``resources.usage()`` for ``_stats`` and heartbeats, or ``{"error": ...}`` when it
+    raised or gave what msgpack cannot send (a heartbeat that fails to encode would stop a
+    worker, and a worker restarted would fail the same way)."""
+    try:
+        report = resources.usage()
+        packb(report)
+    except Exception as exc:  # noqa: BLE001 - a plugin's failure, reported in its place
+        _report("usage", resources, f"failed: {type(exc).__name__}: {exc}")
+        return {"error": f"usage() failed: {type(exc).__name__}"}
+    if not isinstance(report, dict):
+        _report("usage", resources, f"returned a {type(report).__name__}, not a dict")
+        return {"error": f"usage() returned a {type(report).__name__}, not a dict"}
+    return report
+
+
+def in_flight_limit(resources: Resources) -> int | None:
+    """``resources.daemon_in_flight_limit()``, checked once when a broker starts: a wrong
+    type would otherwise fail every request the broker routes."""
+    limit = resources.daemon_in_flight_limit()
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise HeirloomError(
+            f"resource manager {manager_name(resources)}: daemon_in_flight_limit() returned {limit!r}; "
+            "it must be None or an int >= 1"
+        )
+    return limit
