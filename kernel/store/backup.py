@@ -87,7 +87,12 @@ def _copy(source: Path, target: Path, names: set[str], *, gone_ok: bool) -> tupl
 
 
 def _snapshot(index: Path, copy: Path) -> None:
-    """The index as committed now, through SQLite's online backup (the WAL included)."""
-    copy.unlink(missing_ok=True)
-    with closing(sqlite3.connect(index)) as source, closing(sqlite3.connect(copy)) as target:
+    """The index as committed now, through SQLite's online backup (the WAL included), put in
+    place whole: a backup interrupted here keeps the previous copy."""
+    partial = copy.with_name(f".{copy.name}.partial")
+    partial.unlink(missing_ok=True)
+    with closing(sqlite3.connect(index)) as source, closing(sqlite3.connect(partial)) as target:
         source.backup(target)
+    for stale in (copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
+        stale.unlink(missing_ok=True)  # a previous copy's, which must not be replayed into this one
+    partial.replace(copy)

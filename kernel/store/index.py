@@ -107,7 +107,8 @@ class StoreIndex:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            hint = "" if "locked" in str(exc) else " (its folder must be writable, even to read, and its disk not full)"
+            environment = any(word in str(exc) for word in ("unable to open", "readonly", "disk I/O", "full"))
+            hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
             raise HeirloomError(f"the store index {self.path} cannot be used: {exc}{hint}") from None
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:

@@ -464,7 +464,8 @@ class Broker:
         }
 
     def _route_reload(self) -> dict[str, Any]:
-        log.info("_reload: re-reading the Curve keys and asking %d worker(s) to check the store", len(self.workers))
+        keys = "; Curve keys re-read" if self.curve is not None else ""
+        log.info("_reload: asking %d worker(s) to check the store%s", len(self.workers), keys)
         if self.curve is not None:
             self.curve.refresh()
         self._tell_workers(b"RELOAD")

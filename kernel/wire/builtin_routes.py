@@ -107,7 +107,8 @@ class KernelApi(Api):
             self.daemon.curve.refresh()
         serving = self.daemon.system.serving
         checking = serving.check_now() if serving is not None else []
-        log.info("_reload: re-reading the Curve keys; checking the store for %s", ", ".join(checking) or "no model")
+        keys = "; Curve keys re-read" if self.daemon.curve is not None else ""
+        log.info("_reload: checking the store for %s%s", ", ".join(checking) or "no model", keys)
         return {"checking": checking}
 
 
