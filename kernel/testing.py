@@ -373,12 +373,15 @@ def check_api(
     *,
     tables: dict[str, Any] | None = None,
     bad_inputs: dict[str, Iterable[Any]] | None = None,
+    good_inputs: dict[str, Iterable[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Check the api contract for ``cls`` served by a real daemon loop on an ipc socket.
 
     ``tables`` are the other profile tables it needs (``{"models": {"m": {...}}}``).
     ``bad_inputs`` maps a route (without the api prefix) to bodies it must refuse with
-    INVALID_ARGUMENT, for routes that validate in their handler. Returns ``_routes``.
+    INVALID_ARGUMENT, for routes that validate in their handler; ``good_inputs`` to bodies
+    it must answer OK (a handler that raises, or returns what msgpack cannot send, fails
+    the check; so does a resource manager in ``tables`` that refuses them). Returns ``_routes``.
     """
     assert issubclass(cls, Api) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Api"
     with _system(cls, config, tables) as system, _serving(system) as client:
@@ -397,6 +400,15 @@ def check_api(
                     )
                 else:
                     raise AssertionError(f"{route['name']} accepted the bad body {body!r} and answered {reply!r}")
+        names = {route["name"].removeprefix(f"{CHECKED}.") for route in routes}
+        for name, bodies in (good_inputs or {}).items():
+            assert name in names, f"good_inputs names {name!r}, not a route of the api ({', '.join(sorted(names))})"
+            for body in bodies:
+                try:
+                    client.call(f"{CHECKED}.{name}", body)
+                except RemoteError as error:
+                    refusal = f"{error.code} {error.message}"
+                    raise AssertionError(f"{name} refused the good body {body!r}: {refusal}") from None
     return routes
 
 

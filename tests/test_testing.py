@@ -149,3 +149,20 @@ def test_check_api_catches_undocumented_routes_and_accepted_bad_input():
         check_api(SloppyApi, bad_inputs={"count": ["abc"]})
     with pytest.raises(AssertionError, match=r"checked\.count answered INTERNAL to the bad body 5"):
         check_api(SloppyApi, bad_inputs={"count": [5]})
+
+
+def test_check_api_calls_each_good_input_and_fails_on_a_refusal(monkeypatch):
+    """Bad bodies alone pass an api whose every valid call fails (a handler that raises, or a
+    resource manager that refuses everything)."""
+    check_api(SloppyApi, good_inputs={"greet": [{"name": "Ada"}], "count": [[1, 2]]})
+    with pytest.raises(AssertionError, match=r"count refused the good body 5: INTERNAL"):
+        check_api(SloppyApi, good_inputs={"count": [5]})  # len(5) raises in the handler
+    with pytest.raises(AssertionError, match=r"good_inputs names 'greeet', not a route of the api \(count, greet\)"):
+        check_api(SloppyApi, good_inputs={"greeet": [{"name": "Ada"}]})
+    monkeypatch.setenv("HEIRLOOM_PLUGINS", "tests.testing_api")  # its 'faulty' resource manager
+    with pytest.raises(AssertionError, match=r"greet refused the good body .*: INTERNAL the resource manager failed"):
+        check_api(
+            SloppyApi,
+            tables={"resources": {"use": "faulty", "fail": "admit"}},
+            good_inputs={"greet": [{"name": "Ada"}]},
+        )
