@@ -1,4 +1,4 @@
-"""``heirloom models``: list, inspect, promote and prune the versions in an artifact store.
+"""``heirloom models``: list, inspect, promote, prune, back up and verify the versions in an artifact store.
 
 Every command reads ``--store PATH``, else ``HEIRLOOM_STORE``, else ``HEIRLOOM_HOME/store``.
 Exit codes: 2 when a reference is malformed or names nothing (the message lists what
@@ -76,7 +76,7 @@ def _table(artifacts: list[Artifact]) -> Table:
 
 @click.group("models", cls=ModelsGroup)
 def models_group() -> None:
-    """Stored model versions: lineage, aliases, promotion, garbage collection.
+    """Stored model versions: lineage, aliases, promotion, garbage collection, backup, verification.
 
     REF is project/model (the latest version), project/model@N or project/model@ALIAS.
     """
