@@ -666,3 +666,28 @@ def test_http_commands_share_their_listen_options():
         text = " ".join(helps[command].split())
         assert "--host TEXT Address to listen on (0.0.0.0: every interface). [default: 127.0.0.1]" in text
         assert f"--port INTEGER RANGE HTTP port. [default: {port}; 0<=x<=65535]" in text
+
+
+def test_the_gateway_stays_ready_while_one_of_two_workers_is_replaced(tmp_path):
+    """A Kubernetes readiness probe on /v2/health/ready must not pull a pod whose broker
+    still serves on its other worker (``_ready``'s ``serving``)."""
+    daemon = Daemon(tmp_path, "--workers", "2")
+    daemon.wait_ready()
+    gateway = Gateway(tmp_path, daemon.address)
+    try:
+        with daemon.client(timeout=10) as client:
+            victim = client.call("_stats")["workers"][0]["pid"]
+        os.kill(victim, 9)
+        deadline = time.monotonic() + 5
+        while True:  # until the broker notices the loss
+            with daemon.client(timeout=10) as client:
+                ready = client.call("_ready")
+            if not ready["ready"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert ready["serving"] and not ready["ready"], ready
+        status, _, body = http(gateway.url + "/v2/health/ready")
+        assert status == 200 and body == {"ready": True}
+    finally:
+        assert gateway.stop() == 0
+        assert daemon.terminate() == 0

@@ -64,6 +64,12 @@ ROWS_IN_FLIGHT = 256
 Headers = Mapping[str, str]  # by lower-case name: Starlette's Headers, or front.headers_of
 
 
+def serves(ready: dict[str, Any]) -> bool:
+    """Whether a ``_ready`` reply says requests can be answered now: ``serving`` (a broker
+    with one worker lost and being replaced still serves on the others), else ``ready``."""
+    return bool(ready.get("serving", ready.get("ready")))
+
+
 class Gateway:
     """The state behind the routes: connections to the daemon, its route table, consoles."""
 
@@ -190,7 +196,8 @@ class Gateway:
 
     async def ready(self, request: Request) -> Response:
         ready = await self.body(self.caller(request.headers), "_ready", None, self.deadline(request.headers))
-        return JSONResponse({"ready": bool(ready.get("ready"))}, status_code=200 if ready.get("ready") else 503)
+        serving = bool(serves(ready))
+        return JSONResponse({"ready": serving}, status_code=200 if serving else 503)
 
     async def _model(self, name: str, wanted: str | None, headers: Headers) -> tuple[Model, heirloom.AsyncClient]:
         """The OIP model named in the path (404 otherwise); a version in the path must be
@@ -233,7 +240,7 @@ class Gateway:
         model, client = await self._path_model(request)
         ready = await self.body(client, "_ready", None, self.deadline(request.headers))
         component = f"models.{model.entry['model']}"
-        is_ready = bool(ready.get("ready")) and ready.get("components", {}).get(component, True)
+        is_ready = serves(ready) and ready.get("components", {}).get(component, True)
         return JSONResponse({"name": model.name, "ready": bool(is_ready)}, status_code=200 if is_ready else 503)
 
     async def infer(self, name: str, version: str | None, headers: Headers, receive: Receive) -> Answer:
