@@ -78,7 +78,7 @@ def profile_group() -> None:
 @profile_group.command("show")
 @click.argument("profile")
 @set_option
-@click.option("--json", "as_json", is_flag=True, help='Print {"profile": ..., "provenance": ..., "secrets": [...]}.')
+@click.option("--json", "as_json", is_flag=True, help='Print {"profile", "project", "provenance", "secrets"}.')
 @click.option(
     "--show-secrets",
     is_flag=True,
