@@ -586,3 +586,19 @@ def test_an_os_error_is_one_line_naming_the_path_not_a_traceback(store, tmp_path
     result = models(store, "backup", str(destination))
     assert result.returncode == 1
     assert said(result) == f"error: File exists: {destination / 'blobs'}"
+
+
+def test_a_blob_the_disk_refuses_is_an_error_naming_it_and_no_version_is_stored(store):
+    """os.write on a full disk names no file: the store says which blob it could not write."""
+    import resource
+
+    put(store, "team/m", 1)
+    big = heirloom.State({"w": torch.zeros(512, 1024)}, {})  # 2 MiB of weights
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))  # Python ignores SIGXFSZ: writes fail with EFBIG
+    try:
+        with pytest.raises(heirloom.HeirloomError, match=r"cannot write .*/blobs/\w+\.safetensors: File too large"):
+            store.put("team", "m", big, model_type="text-classifier")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert [a.version for a in store.list()] == [1]

@@ -197,7 +197,11 @@ class ArtifactStore:
             if quota_mb is not None:
                 self._check_quota(tx, project, model, blobs, quota_mb)
             for name, data in blobs.items():
-                write_atomic(self.blobs / name, data)
+                try:
+                    write_atomic(self.blobs / name, data)
+                except OSError as exc:  # a full disk: os.write names no file, so say which
+                    reason = f"cannot write {self.blobs / name}: {exc.strerror or exc}"
+                    raise HeirloomError(f"{reason}; the version was not stored") from exc
             version = tx.insert(record, *blobs)
         return Artifact(version=version, **record)
 
