@@ -317,3 +317,17 @@ def test_curve_workers_needs_a_curve_broker_on_tcp(tmp_path):
     result = run_heirloom("serve", "minimal", "--workers", "2", "--curve-workers", str(tmp_path))
     assert result.returncode == 2
     assert "--curve-workers needs --curve-secret and a tcp:// --worker-bind" in result.stderr
+
+
+def test_keys_new_refuses_a_dangling_link_and_leaves_the_secret_private(tmp_path):
+    """A link planted where the secret goes would receive it (its target need not exist)."""
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    (folder / "probe.key_secret").symlink_to(tmp_path / "attacker-reads-this")
+    refused = run_heirloom("keys", "new", str(folder), "--name", "probe")
+    assert refused.returncode != 0 and "already exists" in refused.stderr
+    assert not (tmp_path / "attacker-reads-this").exists()
+    made = run_heirloom("keys", "new", str(folder), "--name", "server")
+    assert made.returncode == 0, made.stderr
+    assert (folder / "server.key_secret").stat().st_mode & 0o777 == 0o600
+    assert (folder / "server.key").stat().st_mode & 0o777 == 0o644

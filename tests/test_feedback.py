@@ -157,3 +157,17 @@ def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_a
         heirloom.check_label(label, ["negative", "neutral"], "body.label", allow_new=True)
     assert caught.value.field == "body.label" and "surrounding spaces or an invisible" in caught.value.message
     assert heirloom.check_label("trading_halted", ["negative"], "body.label", allow_new=True) is True
+
+
+def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeying_them(tmp_path, data_dir):
+    """A client's text is printed to an operator's terminal: it must not set its title,
+    colour the rows after it, or be read as rich markup."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    profile = write(tmp_path / "reviews.toml", PROFILE)
+    log = heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "reviews" / "sentiment.jsonl")
+    log.add({"text": "\x1b]0;PWNED\x07 \x1b[31mred [bold magenta]loud[/]", "label": "negative"})
+    log.close()
+    table = run_heirloom("feedback", "list", str(profile), "sentiment", env={**env, "COLUMNS": "400"})
+    assert table.returncode == 0, table.stderr
+    assert "\x1b" not in table.stdout and "\x07" not in table.stdout
+    assert "\\x1b]0;PWNED\\x07" in table.stdout and "[bold magenta]loud[/]" in table.stdout

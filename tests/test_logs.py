@@ -120,3 +120,25 @@ def test_a_full_log_refuses_records_past_its_cap(tmp_path):
         log.close()
     assert 0 < written < 100
     assert [r["n"] for r in heirloom.AppendLog.read(tmp_path / "log.jsonl")] == list(range(written))
+
+
+def test_a_log_of_clients_texts_is_private_and_never_written_through_a_link(tmp_path):
+    """Feedback and handoff logs hold what clients sent (a patient's, a customer's words):
+    readable by their owner only, and a link planted in a log's place is refused rather than
+    appended through to its target."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "feedback" / "p" / "api.jsonl"
+        log = heirloom.AppendLog(path)
+        log.append({"text": "private"})
+        log.close()
+        assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+    finally:
+        os.umask(old)
+    target = tmp_path / "someone-elses-file"
+    target.write_text("untouched\n")
+    planted = tmp_path / "feedback" / "p" / "other.jsonl"
+    planted.symlink_to(target)
+    with pytest.raises(heirloom.HeirloomError, match=f"cannot open the log {planted}"):
+        heirloom.AppendLog(planted)
+    assert target.read_text() == "untouched\n"

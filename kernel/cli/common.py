@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import ProfileError
@@ -23,6 +25,16 @@ EXIT_INVALID = 2
 KERNEL_KEY = "heirloom.kernel"
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)
+
+
+#: C0 and C1 control characters: escape sequences would drive the operator's terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def inert(value: Any) -> Text:
+    """``value`` (text a client sent) for a terminal: rich markup shown as typed, control
+    characters shown escaped (``\\x1b``), never obeyed."""
+    return Text(_CONTROL.sub(lambda match: ascii(match[0])[1:-1], str(value)))
 
 
 def get_kernel(ctx: click.Context | None = None) -> Kernel:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_INVALID, console, fail, print_json, resolve_or_exit, set_option
+from heirloom.cli.common import EXIT_INVALID, console, fail, inert, print_json, resolve_or_exit, set_option
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.store.feedback import Entry, FeedbackLog, Replay
 
@@ -105,8 +105,8 @@ def feedback_list(
     table = Table(Column("id", no_wrap=True), "api", "time", "label", "status", "text")
     for row in rows:
         text = row.get("text", "")
-        table.add_row(row["id"], row["api"], _when(row), str(row.get("label", "")), row["status"],
-                      text if len(text) <= 80 else text[:77] + "...")  # fmt: skip
+        cells = [row["id"], row["api"], _when(row), row.get("label", ""), row["status"]]
+        table.add_row(*map(inert, cells), inert(text if len(text) <= 80 else text[:77] + "..."))
     console.print(table)
     click.echo(f"{len(rows)} record(s)")
 

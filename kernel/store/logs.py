@@ -57,10 +57,13 @@ class AppendLog:
         self.path = path
         self.max_bytes = max_bytes
         self.quota = quota
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # clients' texts: private to this user
         if quota is not None:
             quota.cover(path)
-        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # never through a link planted in the log's place (it would append to the link's target)
+            self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise LogWriteError(f"cannot open the log {path}: {exc.strerror}") from None
         self._lock = threading.Lock()
 
     def append(self, record: dict[str, Any]) -> None:

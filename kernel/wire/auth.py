@@ -57,10 +57,14 @@ def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
         )
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
-    if public.exists() or secret.exists():
+    if os.path.lexists(public) or os.path.lexists(secret):  # a dangling link too: it would be written through
         raise HeirloomError(f"{public} or {secret} already exists; choose another --name or folder")
-    public_path, secret_path = zmq.auth.create_certificates(str(directory), name)
-    os.chmod(secret_path, 0o600)
+    umask = os.umask(0o077)  # the secret file is private from its creation, not from a chmod after it
+    try:
+        public_path, secret_path = zmq.auth.create_certificates(str(directory), name)
+    finally:
+        os.umask(umask)
+    os.chmod(public_path, 0o644)  # the public half is meant to be shared
     return Path(public_path), Path(secret_path)
 
 
