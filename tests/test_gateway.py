@@ -691,3 +691,27 @@ def test_the_gateway_stays_ready_while_one_of_two_workers_is_replaced(tmp_path):
     finally:
         assert gateway.stop() == 0
         assert daemon.terminate() == 0
+
+
+def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_path):
+    """A page open in a browser on the gateway's host could POST feedback (a text/plain body
+    needs no CORS preflight) or call _reload; programs send neither Origin nor Sec-Fetch-Site."""
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    gateway = Gateway(tmp_path, daemon.address)
+    echo = gateway.url + "/v1/routes/echo.echo"
+    try:
+        for forged in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
+            status, _, body = http(echo, [1], headers=forged)
+            assert status == 403 and body["code"] == "PERMISSION_DENIED", (forged, body)
+            status, _, _ = http(gateway.url + "/console/echo?text=x", headers=forged)
+            assert status == 403, forged  # a console's GET form calls a route
+        status, _, body = http(echo, [1], headers={"Origin": gateway.url, "Sec-Fetch-Site": "same-origin"})
+        assert (status, body) == (200, [1])  # the gateway's own pages
+        status, _, body = http(echo, [2])  # a program
+        assert (status, body) == (200, [2])
+        status, _, _ = http(gateway.url + "/v2/health/ready", headers={"Sec-Fetch-Site": "cross-site"})
+        assert status == 200  # a read with no side effect stays open (a link from a wiki page)
+    finally:
+        assert gateway.stop() == 0
+        assert daemon.terminate() == 0

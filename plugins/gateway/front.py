@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.responses import Response
@@ -30,6 +31,9 @@ Answer = tuple[bytes, list[tuple[bytes, bytes]]]
 ROUTES = "/v1/routes/"
 MODELS = "/v2/models/"
 INFER = "/infer"
+#: Consoles answer GET forms by calling routes: reads with side effects (a handoff queued).
+CONSOLES = "/console"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 def to_json(content: Any) -> bytes:
@@ -104,6 +108,23 @@ async def read_body(receive: Receive, limit: int, refuse: Callable[[int], Respon
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def cross_site(scope: Scope) -> str | None:
+    """Why a request that acts looks sent by another site's page in a browser (a forged
+    request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
+    Browsers send Sec-Fetch-Site and Origin; programs (curl, tritonclient, heirloom's
+    clients) send neither, and a page of the gateway's own (its consoles) is same-origin."""
+    if scope["method"] in SAFE_METHODS and not scope["path"].startswith(CONSOLES):
+        return None
+    headers = headers_of(scope)
+    site = headers.get("sec-fetch-site")
+    if site in ("cross-site", "same-site"):
+        return f"Sec-Fetch-Site: {site}"
+    origin = headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != headers.get("host"):
+        return f"Origin {origin[:200]} is not this gateway"
+    return None
+
+
 def refusal(exc: Refused | heirloom.RemoteError) -> Response:
     """The HTTP reply of a refusal by the gateway or by the daemon."""
     return exc.response if isinstance(exc, Refused) else remote_error_response(exc)
@@ -123,6 +144,11 @@ class Front:
         self.infer = infer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        forged = cross_site(scope) if scope["type"] == "http" else None
+        if forged is not None:
+            message = f"refused a request another site's page sent through a browser ({forged})"
+            await error_response(403, message, code="PERMISSION_DENIED")(scope, receive, send)
+            return
         hot = hot_path(scope["path"]) if scope["type"] == "http" else None
         if hot is None:
             await self.app(scope, receive, send)
