@@ -106,6 +106,15 @@ def test_training_that_grows_past_the_memory_budget_is_stopped(tmp_path):
     assert "past resources.memory_budget_mb = 250" in result.stderr and versions("quota") == []
 
 
+def test_training_that_grows_past_the_memory_budget_without_reporting_progress_is_stopped(tmp_path):
+    """A model building its features reports no progress for minutes: the budget holds anyway."""
+    path = train_profile(tmp_path, "memory_budget_mb = 250")
+    result = run_heirloom("train", str(path), "--set", "models.m.silent_allocate_mb=1500", env=TOYS)
+    assert result.returncode == 1, result.stderr
+    assert "past resources.memory_budget_mb = 250" in result.stderr and versions("quota") == []
+    assert "Traceback" not in result.stderr
+
+
 def test_profile_check_refuses_a_cuda_device_torch_cannot_see(tmp_path):
     import torch
 

@@ -386,3 +386,11 @@ def test_a_label_nobody_has_or_predicts_gets_a_row_but_does_not_pull_the_average
     assert learnt["per_class"]["new"]["support"] == 0
     assert learnt["macro_f1"] == without["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     assert learnt["weighted_avg"] == without["weighted_avg"]
+
+
+def test_a_bad_jsonl_record_is_named_by_the_files_line_and_the_records_column(tmp_path):
+    """The decoder's own "line 2 column 1" counted the newline: it contradicted the file line."""
+    path = write(tmp_path / "items.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": \n')
+    with pytest.raises(heirloom.HeirloomError) as caught:
+        list(JsonlSource(train=str(path)).records())
+    assert str(caught.value) == f"{path}:2: invalid JSON at column 24: Expecting value"

@@ -49,6 +49,8 @@ class ToyModel(heirloom.Model):
     fail_stop: bool = False
     start_seconds: float = 0.0
     allocate_mb: int = 0
+    #: Memory fit grows by without a word of progress (building features, one long op).
+    silent_allocate_mb: int = 0
 
     def start(self, ctx):
         super().start(ctx)
@@ -70,6 +72,9 @@ class ToyModel(heirloom.Model):
             held.append(bytearray(10 << 20))
             time.sleep(0.02)
             progress.advance(1)
+        for _ in range(self.silent_allocate_mb // 10):
+            held.append(bytearray(10 << 20))
+            time.sleep(0.02)
         if parent is not None:
             self.epochs = parent.metadata["epochs"]  # a warm start keeps what the parent learnt
 

@@ -17,17 +17,17 @@ import hashlib
 import inspect
 import itertools
 import json
-import time
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom.core.components import NullProgress, Progress, Report, Resources, Source, State, references
+from heirloom.core.components import NullProgress, Progress, Report, Source, State, references
 from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key
 from heirloom.store.content import state_digest
+from heirloom.store.memory_watch import MemoryWatch, watched_memory
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -253,12 +253,13 @@ def train(
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         fitted = resources.run_fit(functools.partial(fit_state, profile.raw, spec.name, parent_state))
-        if fitted is None:
-            fit(model, source, source_name, parent_state, progress)
-        else:
-            progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
-            model.load(fitted)
-        evaluations = [score(model, source, split, progress) for split in splits]
+        with watched_memory(resources, f"training {spec.key}"):
+            if fitted is None:
+                fit(model, source, source_name, parent_state, progress)
+            else:
+                progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
+                model.load(fitted)
+            evaluations = [score(model, source, split, progress) for split in splits]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
@@ -314,35 +315,6 @@ def fit_state(raw: RawProfile, name: str, parent_state: State | None) -> State:
         source_name = data_source(next(s for s in profile.components if s.kind == "model" and s.name == name), model)
         fit(model, system.component(source_name, "source"), source_name, parent_state, NullProgress())
         return model.state()
-
-
-class MemoryWatch:
-    """Progress that also holds training to the memory budget: each update (at most every
-    ``MEMORY_CHECK_S``) asks the resource manager, which raises past the budget."""
-
-    def __init__(self, progress: Progress, resources: Resources, what: str):
-        self.progress, self.resources, self.what = progress, resources, what
-        self._checked = time.monotonic()
-
-    def start(self, description: str, total: float | None = None) -> None:
-        self._check()
-        self.progress.start(description, total)
-
-    def advance(self, amount: float = 1) -> None:
-        self._check()
-        self.progress.advance(amount)
-
-    def log(self, message: str) -> None:
-        self.progress.log(message)
-
-    def _check(self) -> None:
-        now = time.monotonic()
-        if now - self._checked >= MEMORY_CHECK_S:
-            self._checked = now
-            self.resources.check_memory(self.what)
-
-
-MEMORY_CHECK_S = 0.1
 
 
 def evaluate(

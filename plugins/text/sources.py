@@ -292,9 +292,10 @@ class JsonlSource(TextSource):
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise heirloom.HeirloomError(f"{path}:{number}: invalid JSON: {exc}") from exc
+                    row = json.loads(line.rstrip("\r\n"))
+                except json.JSONDecodeError as exc:  # the file's line is ours; the decoder's, the record's
+                    where = f"{path}:{number}: invalid JSON at column {exc.colno}"
+                    raise heirloom.HeirloomError(f"{where}: {exc.msg}") from None
                 if not isinstance(row, dict) or self.text_field not in row or self.label_field not in row:
                     raise heirloom.HeirloomError(
                         f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r}"
