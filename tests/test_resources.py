@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from concurrent.futures import wait
 
@@ -15,7 +16,7 @@ import pytest
 import heirloom
 from heirloom.wire.client import ResourceExhausted
 from tests.daemons import Daemon
-from tests.helpers import run_heirloom, write
+from tests.helpers import HEIRLOOM, run_heirloom, write
 
 TOYS = {"HEIRLOOM_PLUGINS": "tests.toys"}
 TRAIN_PROFILE = """
@@ -109,7 +110,14 @@ def test_training_that_grows_past_the_memory_budget_is_stopped(tmp_path):
 def test_training_that_grows_past_the_memory_budget_without_reporting_progress_is_stopped(tmp_path):
     """A model building its features reports no progress for minutes: the budget holds anyway."""
     path = train_profile(tmp_path, "memory_budget_mb = 250")
-    result = run_heirloom("train", str(path), "--set", "models.m.silent_allocate_mb=1500", env=TOYS)
+    result = subprocess.run(  # as a job started in the background is: deaf to SIGINT
+        [*HEIRLOOM, "train", str(path), "--set", "models.m.silent_allocate_mb=1500"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **TOYS},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
     assert "past resources.memory_budget_mb = 250" in result.stderr and versions("quota") == []
     assert "Traceback" not in result.stderr

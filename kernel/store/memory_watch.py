@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from heirloom.core.components import Progress, Resources
 from heirloom.core.errors import ResourceExhaustedError
 
 MEMORY_CHECK_S = 0.1
+#: The signal whose handler the watchdog calls in the main thread (never sent to the process).
+WATCHDOG_SIGNAL = signal.SIGUSR1
 #: What an allocator says when the machine cannot give it the memory (torch, CUDA).
 _REFUSED_ALLOCATION = ("can't allocate memory", "out of memory")
 
@@ -50,15 +54,26 @@ class MemoryWatch:
             self.resources.check_memory(self.what)
 
 
+class _OverBudget(BaseException):
+    """Raised in the main thread by the watchdog's signal handler (a BaseException, as
+    KeyboardInterrupt is, so a plugin's ``except Exception`` cannot swallow it)."""
+
+
 @contextlib.contextmanager
 def watched_memory(resources: Resources, what: str) -> Iterator[None]:
     """Around ``fit`` in the main thread: a watchdog interrupts it past the memory budget and
-    the manager's ResourceExhaustedError is raised here (a Ctrl-C stays a KeyboardInterrupt)."""
+    the manager's ResourceExhaustedError is raised here. The interruption is a handler of
+    SIGUSR1 called through ``_thread.interrupt_main``, not SIGINT: a job started in the
+    background (``nohup ... &``, many CI runners) ignores SIGINT, and so would the watchdog."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread can be interrupted
         with _allocations(what):
             yield
         return
     stop, lock, over = threading.Event(), threading.Lock(), []
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if over:  # a stray SIGUSR1 meanwhile is ignored rather than ending the process
+            raise _OverBudget
 
     def watch() -> None:
         while not stop.wait(MEMORY_CHECK_S):
@@ -68,9 +83,10 @@ def watched_memory(resources: Resources, what: str) -> Iterator[None]:
                 with lock:
                     if not stop.is_set():
                         over.append(exc)
-                        _thread.interrupt_main()
+                        _thread.interrupt_main(WATCHDOG_SIGNAL)
                 return
 
+    previous = signal.signal(WATCHDOG_SIGNAL, interrupted)
     watcher = threading.Thread(target=watch, name="heirloom-memory-watch", daemon=True)
     watcher.start()
     try:
@@ -81,10 +97,10 @@ def watched_memory(resources: Resources, what: str) -> Iterator[None]:
             with lock:  # after this no interrupt is sent; one sent before is delivered here
                 stop.set()
             watcher.join()
-    except KeyboardInterrupt:
-        if over:
-            raise over[0] from None
-        raise
+    except _OverBudget:
+        raise over[0] from None
+    finally:
+        signal.signal(WATCHDOG_SIGNAL, signal.SIG_DFL if previous is None else previous)
 
 
 @contextlib.contextmanager
