@@ -22,7 +22,6 @@ import attrs
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import fsync_dir
 from heirloom.store.artifacts import ArtifactStore
-from heirloom.store.index import Transaction
 
 
 @attrs.frozen
@@ -36,8 +35,8 @@ class BackupReport:
     removed: int
 
 
-def named_blobs(tx: Transaction) -> set[str]:
-    return {name for row in tx.blob_rows() for name in row[3:]}
+def named_blobs(rows: list[tuple[str, str, int, str, str]]) -> set[str]:
+    return {name for row in rows for name in row[3:]}
 
 
 def backup_store(store: ArtifactStore, destination: Path) -> BackupReport:
@@ -48,11 +47,11 @@ def backup_store(store: ArtifactStore, destination: Path) -> BackupReport:
     blobs = destination / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     with store.index.reading() as tx:
-        early = named_blobs(tx)
+        early = named_blobs(tx.blob_rows())
     copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
     with store.index.writing() as tx:
-        named = named_blobs(tx)
-        versions = len(tx.blob_rows())
+        rows = tx.blob_rows()
+        named, versions = named_blobs(rows), len(rows)
         _snapshot(store.index.path, destination / "index.sqlite")
         late, _ = _copy(store.blobs, blobs, named - early, gone_ok=False)
     stale = [path for path in blobs.iterdir() if path.name not in named]

@@ -48,28 +48,23 @@ def daemon_snapshot(server: Server) -> Snapshot:
         "in_flight": server.admission.in_flight,
         "dropped_frames": server.dropped,
         "refused_unrouted": dict(server.unrouted),
-        "models": served_models(server.system),
-        "waiting_models": waiting_models(server.system),
+        **model_states(server.system),
         "ready": server.ready(),
     }
 
 
-def waiting_models(system: System) -> list[str]:
-    """Models that serve no stored version (none trained yet, or it failed to load)."""
-    serving = system.serving
-    return sorted(name for name, status in serving.status().items() if status["version"] is None) if serving else []
-
-
-def served_models(system: System) -> list[dict[str, Any]]:
-    """``[{"model", "ref", "digest"}]`` for every model serving a stored version."""
-    serving = system.serving
-    if serving is None:
-        return []
-    return [
-        {"model": name, "ref": status["version"], "digest": status["digest"] or ""}
-        for name, status in serving.status().items()
-        if status["version"] is not None
-    ]
+def model_states(system: System) -> dict[str, Any]:
+    """``models``: ``[{"model", "ref", "digest"}]`` of every model serving a stored version;
+    ``waiting_models``: the names of those serving none (nothing trained, or a failed load)."""
+    states = system.serving.status() if system.serving is not None else {}
+    return {
+        "models": [
+            {"model": name, "ref": status["version"], "digest": status["digest"] or ""}
+            for name, status in states.items()
+            if status["version"] is not None
+        ],
+        "waiting_models": sorted(name for name, status in states.items() if status["version"] is None),
+    }
 
 
 class WorkerTotals:

@@ -108,14 +108,13 @@ async def read_body(receive: Receive, limit: int, refuse: Callable[[int], Respon
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def cross_site(scope: Scope) -> str | None:
+def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
     """Why a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
     Browsers send Sec-Fetch-Site and Origin; programs (curl, tritonclient, heirloom's
     clients) send neither, and a page of the gateway's own (its consoles) is same-origin."""
     if scope["method"] in SAFE_METHODS and not scope["path"].startswith(CONSOLES):
         return None
-    headers = headers_of(scope)
     site = headers.get("sec-fetch-site")
     if site in ("cross-site", "same-site"):
         return f"Sec-Fetch-Site: {site}"
@@ -144,7 +143,8 @@ class Front:
         self.infer = infer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        forged = cross_site(scope) if scope["type"] == "http" else None
+        headers = headers_of(scope) if scope["type"] == "http" else {}
+        forged = cross_site(scope, headers) if scope["type"] == "http" else None
         if forged is not None:
             message = f"refused a request another site's page sent through a browser ({forged})"
             await error_response(403, message, code="PERMISSION_DENIED")(scope, receive, send)
@@ -161,9 +161,9 @@ class Front:
         kind, name, version = hot
         try:
             if kind == "route":
-                body, extra = await self.route(name, headers_of(scope), receive)
+                body, extra = await self.route(name, headers, receive)
             else:
-                body, extra = await self.infer(name, version, headers_of(scope), receive)
+                body, extra = await self.infer(name, version, headers, receive)
         except (Refused, heirloom.RemoteError) as exc:
             await refusal(exc)(scope, receive, send)
             return
