@@ -228,14 +228,8 @@ class CurveServer:
             return key in self._clients
         if self.is_worker(key):
             return True
-        held = self._refusals.due()
-        if held is not None:
-            log.warning(
-                "refused a worker whose Curve key %s is not in the --curve-workers folder (%d more "
-                "since the previous warning)",
-                key,
-                held,
-            )
+        refused = "refused a worker whose Curve key %s is not in the --curve-workers folder"
+        self._refusals.log(log, logging.WARNING, refused, key)
         return False
 
     def is_worker(self, user: str | None) -> bool:

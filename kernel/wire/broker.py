@@ -285,10 +285,7 @@ class Broker:
         try:
             status = read_heartbeat(frame)
         except ValueError as exc:
-            if (held := self._unreadable.due()) is not None:
-                log.warning(
-                    "ignored a heartbeat on the worker endpoint: %s (%d more since the previous warning)", exc, held
-                )
+            self._unreadable.log(log, logging.WARNING, "ignored a heartbeat on the worker endpoint: %s", exc)
             return
         worker = self.workers.get(identity)
         if worker is None:

@@ -22,10 +22,7 @@ def manager_name(resources: Resources) -> str:
 
 
 def _report(method: str, resources: Resources, problem: str) -> None:
-    held = _warned[method].due()
-    if held is not None:
-        more = f" ({held} more since the previous warning)" if held else ""
-        log.error("resource manager %s: %s() %s%s", manager_name(resources), method, problem, more)
+    _warned[method].log(log, logging.ERROR, "resource manager %s: %s() %s", manager_name(resources), method, problem)
 
 
 def admit(resources: Resources) -> bool:

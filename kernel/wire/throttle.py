@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 
@@ -23,3 +24,12 @@ class Every:
             return None
         held, self._last, self._held = self._held, now, 0
         return held
+
+    def log(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
+        """``logger.log(level, message, *args)`` when due, saying how many were held back."""
+        held = self.due()
+        if held is None:
+            return
+        if held:
+            message, args = f"{message} (%d more since the previous one)", (*args, held)
+        logger.log(level, message, *args)

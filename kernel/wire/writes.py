@@ -18,9 +18,7 @@ _said = {"full": Every(60.0), "failed": Every(60.0)}
 
 
 def _log(kind: str, exc: Exception) -> None:
-    held = _said[kind].due()
-    if held is not None:
-        log.error("%s%s", exc, f" ({held} more since the previous error)" if held else "")
+    _said[kind].log(log, logging.ERROR, "%s", exc)
 
 
 @contextlib.contextmanager
