@@ -451,6 +451,7 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
     assert keys.returncode == 0, keys.stderr
     token = "a-long-token-for-the-clinic-app"
     tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "keys/clinic.key_secret"\n')
+    tokens.chmod(0o600)
     gateway = Gateway(tmp_path, daemon.address, "--tokens", str(tokens))
     try:
         status, headers, body = http(gateway.url + "/v1/routes/echo.echo", {"a": 1})
@@ -470,8 +471,52 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
 
 def test_a_bad_tokens_file_is_refused_naming_the_file(tmp_path):
     tokens = write(tmp_path / "tokens.toml", '[tokens]\n"short" = "missing.key_secret"\n')
+    tokens.chmod(0o600)
     result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
     assert result.returncode == 1 and f"{tokens}: tokens.shor...: a token must be at least 16" in result.stderr
+
+
+def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_none(tmp_path):
+    """Tokens are secrets (a world-readable file hands them to every user of the host), and a
+    token whose key file is broken would fail its first caller rather than the operator's start."""
+    keys = run_heirloom("keys", "new", str(tmp_path / "keys"), "--name", "server")
+    assert keys.returncode == 0, keys.stderr
+    write(tmp_path / "keys" / "app.key_secret", "not a key\n")
+    tokens = write(tmp_path / "tokens.toml", '[tokens]\n"a-long-token-for-the-app" = "keys/app.key_secret"\n')
+    tokens.chmod(0o644)
+    command = ("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
+    result = run_heirloom(*command)
+    assert result.returncode == 1, result.stderr
+    assert f"{tokens}: other users may read its tokens (mode 644): chmod 600" in result.stderr
+    tokens.chmod(0o640)
+    result = run_heirloom(*command, "--curve-server-key", str(tmp_path / "keys" / "server.key"))
+    assert result.returncode == 1 and "app.key_secret" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
+    """DNS rebinding: a page whose own name now resolves to 127.0.0.1 is same-origin to the
+    browser (no Origin check can tell), but its requests carry that name as Host."""
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    gateway = Gateway(tmp_path, daemon.address)
+    proxied = Gateway(tmp_path, daemon.address, "--allow-host", "API.example.com")
+    port = gateway.url.rsplit(":", 1)[1]
+    try:
+        for name in ("rebound.example", "127.0.0.1.rebound.example"):
+            status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Host": f"{name}:{port}"})
+            assert status == 403 and body["code"] == "PERMISSION_DENIED" and name in body["error"], body
+            status, _, _ = http(gateway.url + "/v2/health/ready", headers={"Host": name})
+            assert status == 403  # reads too: a rebound page could read the daemon's routes and stats
+        for name in ("localhost", "127.0.0.1", "[::1]", "LocalHost"):
+            status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Host": f"{name}:{port}"})
+            assert (status, body) == (200, [1]), name
+        status, _, body = http(proxied.url + "/v1/routes/echo.echo", [2], headers={"Host": "api.example.com"})
+        assert (status, body) == (200, [2])
+        assert http(proxied.url + "/v2/health/ready", headers={"Host": "rebound.example"})[0] == 403
+    finally:
+        assert gateway.stop() == 0
+        assert proxied.stop() == 0
+        assert daemon.terminate() == 0
 
 
 def test_gateway_profile_serves_the_daemon_in_its_own_process_and_stops_it(tmp_path):

@@ -260,6 +260,11 @@ class CurveClient:
     def apply(self, socket: zmq.Socket) -> None:
         CurveKeys(*load_keypair(self.secret_file), load_public(self.server_key_file)).apply(socket)
 
+    def check(self) -> None:
+        """HeirloomError naming the file when a key is unusable: at start, not at first use."""
+        load_keypair(self.secret_file)
+        load_public(self.server_key_file)
+
 
 @attrs.frozen
 class CurveKeys:

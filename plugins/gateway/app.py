@@ -340,10 +340,13 @@ async def _row(client: heirloom.AsyncClient, route: str, row: int, body: Any, ti
         raise
 
 
-def create_app(gateway: Gateway, daemon: heirloom.LoopDaemon | None = None) -> Front:
+def create_app(
+    gateway: Gateway, daemon: heirloom.LoopDaemon | None = None, hosts: frozenset[str] | None = None
+) -> Front:
     """The gateway's ASGI app: the hot paths in :class:`Front`, the rest in Starlette.
     ``daemon`` (one the gateway runs in its process) is served from the app's event loop
-    from start-up, and drained at shutdown, once the HTTP requests in flight are answered."""
+    from start-up, and drained at shutdown, once the HTTP requests in flight are answered.
+    ``hosts``: the Host header names it answers (None: any)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -374,4 +377,5 @@ def create_app(gateway: Gateway, daemon: heirloom.LoopDaemon | None = None) -> F
     routes = [Route(path, _guarded(handler), methods=[method]) for path, handler, method in table]
     routes.append(Route("/", lambda request: RedirectResponse("/console"), methods=["GET"]))
     handlers = {HTTPException: http_error, Exception: unhandled_error}
-    return Front(Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers), route=g.route, infer=g.infer)
+    starlette = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    return Front(starlette, route=g.route, infer=g.infer, hosts=hosts)

@@ -9,15 +9,25 @@ decide what it may do; the gateway holds no second list of permissions.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import tomllib
 from pathlib import Path
 
 import heirloom
 
+#: Mode bits a tokens file may not have: readable by every user, writable or runnable by the group
+#: (as PostgreSQL's rule for its key file: 0600, or 0640 for a group that runs the gateway).
+LOOSE_MODE = 0o037
 
-def read_tokens(path: Path) -> dict[str, Path]:
-    """``token -> client secret key file``; HeirloomError naming the file and key when wrong."""
+
+def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, Path]:
+    """``token -> client secret key file``; HeirloomError naming the file and key when wrong,
+    when other users may read the file, or (with the daemon's ``curve_server_key``) when a
+    token's key file is no Curve secret key."""
+    with contextlib.suppress(OSError):  # unreadable: said below
+        if (mode := path.stat().st_mode & 0o777) & LOOSE_MODE:
+            raise heirloom.HeirloomError(f"{path}: other users may read its tokens (mode {mode:o}): chmod 600 {path}")
     try:
         table = tomllib.loads(path.read_text()).get("tokens")
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -31,6 +41,8 @@ def read_tokens(path: Path) -> dict[str, Path]:
             raise heirloom.HeirloomError(f"{path}: tokens.{token[:4]}...: a token must be at least 16 characters")
         if not key_path.is_file():
             raise heirloom.HeirloomError(f"{path}: tokens.{token[:4]}...: no key file at {key_path}")
+        if curve_server_key is not None:
+            heirloom.CurveClient(key_path, curve_server_key).check()
         tokens[token] = key_path
     return tokens
 

@@ -106,6 +106,14 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
 @existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')
 @existing_file("--curve-server-key", "The daemon's public key (server.key), with --tokens when the daemon uses Curve.")
 @click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host header name to answer besides loopback ones (repeatable; '*': any). Default: on a loopback "
+    "--host, loopback names only (against DNS rebinding); on another address, any.",
+)
+@click.option(
     "--separate-daemon",
     is_flag=True,
     help="With PROFILE: run its daemon as a `heirloom serve` child process, not on the gateway's event loop.",
@@ -119,6 +127,7 @@ def gateway_command(
     timeout: float,
     tokens: Path | None,
     curve_server_key: Path | None,
+    allowed_hosts: tuple[str, ...],
     separate_daemon: bool,
     log_format: str,
     log_level: str,
@@ -150,6 +159,7 @@ def gateway_command(
 
         from heirloom_plugins.gateway.app import Gateway, create_app
         from heirloom_plugins.gateway.auth import read_tokens
+        from heirloom_plugins.gateway.front import answered_hosts
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     configure_logs(log_level, log_format)
@@ -169,7 +179,7 @@ def gateway_command(
         context = zmq.Context()
         stack.callback(context.destroy, linger=0)
         try:
-            token_keys = read_tokens(tokens) if tokens is not None else None
+            token_keys = read_tokens(tokens, curve_server_key) if tokens is not None else None
             kernel = heirloom.Kernel()
             consoles = kernel.consoles()
             if connect is not None:
@@ -193,4 +203,5 @@ def gateway_command(
         click.echo(f"heirloom gateway: http://{host}:{port}/ -> {daemon.address}", err=True)
         # on a stop signal, a request (or a body that never ends) gets --timeout more at most
         settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout}
-        uvicorn.run(create_app(gateway, daemon.on_loop), host=host, port=port, **settings)
+        app = create_app(gateway, daemon.on_loop, answered_hosts(host, allowed_hosts))
+        uvicorn.run(app, host=host, port=port, **settings)

@@ -11,6 +11,7 @@ Refusals are the same ``error_response`` replies the Starlette routes send.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,6 +125,40 @@ def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
     return None
 
 
+def loopback(name: str) -> bool:
+    """Whether ``name`` (a host name or address, IPv6 without brackets) is this host's loopback."""
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | None:
+    """The Host names besides loopback ones that a gateway listening on ``listen`` answers
+    (``--allow-host``); None: any, when it listens beyond loopback and none is given."""
+    if "*" in allowed or not (allowed or loopback(listen)):
+        return None
+    return frozenset(name.lower() for name in allowed)
+
+
+def foreign_host(headers: dict[str, str], hosts: frozenset[str] | None) -> str | None:
+    """Why the request's Host header is neither a loopback name nor one of ``hosts`` (None:
+    any host is), or None. A gateway on loopback answers only loopback names: a page whose
+    own name resolves to 127.0.0.1 (DNS rebinding) is same-origin to the browser, but its
+    requests carry that name."""
+    if hosts is None or (host := headers.get("host")) is None:  # HTTP/1.0 may send none; browsers always do
+        return None
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return f"Host {host[:200]!r} is not a host name"
+    if name.lower() in hosts or loopback(name):
+        return None
+    return f"Host {host[:200]!r} is not a name of this gateway (--allow-host adds one)"
+
+
 def refusal(exc: Refused | heirloom.RemoteError) -> Response:
     """The HTTP reply of a refusal by the gateway or by the daemon."""
     return exc.response if isinstance(exc, Refused) else remote_error_response(exc)
@@ -137,13 +172,18 @@ class Front:
         app: ASGIApp,
         route: Callable[[str, dict[str, str], Receive], Awaitable[Answer]],
         infer: Callable[[str, str | None, dict[str, str], Receive], Awaitable[Answer]],
+        hosts: frozenset[str] | None = None,
     ):
         self.app = app
         self.route = route
         self.infer = infer
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope) if scope["type"] == "http" else {}
+        if scope["type"] == "http" and (foreign := foreign_host(headers, self.hosts)) is not None:
+            await error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED")(scope, receive, send)
+            return
         forged = cross_site(scope, headers) if scope["type"] == "http" else None
         if forged is not None:
             message = f"refused a request another site's page sent through a browser ({forged})"
