@@ -45,7 +45,7 @@ from heirloom.core.splits import stratified_holdout
 from heirloom.core.version import VERSION as __version__
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.feedback import FeedbackLog
-from heirloom.store.logs import AppendLog, LogFull, LogWriteError, log_path
+from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
 from heirloom.wire.aclient import AsyncClient
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import Client, RemoteError, Reply
@@ -73,6 +73,7 @@ __all__ = [
     "HeirloomError",
     "Kernel",
     "LifecycleError",
+    "LogCursor",
     "LogFull",
     "LogWriteError",
     "LoopDaemon",

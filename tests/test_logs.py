@@ -142,3 +142,33 @@ def test_a_log_of_clients_texts_is_private_and_never_written_through_a_link(tmp_
     with pytest.raises(heirloom.HeirloomError, match=f"cannot open the log {planted}"):
         heirloom.AppendLog(planted)
     assert target.read_text() == "untouched\n"
+
+
+def test_a_cursor_reads_what_any_writer_appended_since_and_starts_over_on_a_replaced_log(tmp_path, caplog):
+    """A route answering from a log (the support api's handoff queue) reads each record once:
+    records another process appended, a line being written left for later, a log restored
+    from a backup read again from its start."""
+    path = tmp_path / "log.jsonl"
+    cursor = heirloom.LogCursor(path)
+    assert cursor.read() == ([], False)  # no log yet
+    log = heirloom.AppendLog(path)
+    log.append({"n": 0})
+    appended = f"import heirloom, pathlib; heirloom.AppendLog(pathlib.Path({str(path)!r})).append({{'n': 1}})"
+    subprocess.run([sys.executable, "-c", appended], check=True, cwd=REPO)  # another worker
+    found, restarted = cursor.read()
+    assert [r["n"] for _, r in found] == [0, 1] and not restarted
+    assert cursor.records_at([offset for offset, _ in reversed(found)]) == [r for _, r in reversed(found)]
+    with path.open("ab") as raw:
+        raw.write(b'not json\n{"n": 2, "ti')  # a bad line, then a record half written
+    assert cursor.read() == ([], False)
+    assert "line 3 is torn" in caplog.text  # numbered across reads
+    with path.open("ab") as raw:
+        raw.write(b'me": 5}\n')
+    found, _ = cursor.read()
+    assert [r["n"] for _, r in found] == [2] and cursor.read() == ([], False)
+    log.close()
+    restored = tmp_path / "restored.jsonl"
+    restored.write_bytes(b'{"n": 9}\n')
+    os.replace(restored, path)
+    found, restarted = cursor.read()
+    assert [r["n"] for _, r in found] == [9] and restarted

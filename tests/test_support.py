@@ -193,6 +193,22 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert closed["new_intent"] is False
 
 
+def test_a_handoff_another_worker_queued_is_listed_and_resolvable(daemon, trained):
+    """Workers behind a broker share the handoff log: what one queued, another's handoffs
+    and resolve routes know at once (they read what was appended since their last request)."""
+    log = heirloom.AppendLog(Path(trained["HEIRLOOM_HOME"]) / "handoffs" / "support" / "support.jsonl")
+    with daemon.client(timeout=60) as client:
+        client.call("support.handoffs", {})  # the route has read the log up to here
+        log.append({"type": "handoff", "id": "f" * 16, "text": "queued by another worker", "reasons": ["out_of_scope"]})
+        newest = client.call("support.handoffs", {"limit": 1})["handoffs"]
+        assert [(e["id"], e["text"], e["resolution"]) for e in newest] == [("f" * 16, "queued by another worker", None)]
+        client.call("support.resolve", {"id": "f" * 16, "intent": "card_arrival"})
+        assert "f" * 16 not in [e["id"] for e in client.call("support.handoffs", {})["handoffs"]]
+        listed = client.call("support.handoffs", {"include_resolved": True, "limit": 1})["handoffs"]
+        assert listed[0]["resolution"] == {"intent": "card_arrival"}
+    log.close()
+
+
 def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):
     with daemon.client(timeout=60) as client:
         with pytest.raises(InvalidArgument) as caught:

@@ -12,6 +12,7 @@ records are never glued, and readers report and skip it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -126,25 +127,89 @@ class AppendLog:
         if handle is None:
             return
         with handle:
-            for number, line in enumerate(_lines(handle), 1):
-                try:
-                    record = json.loads(line) if line.endswith(b"\n") else None
-                except (ValueError, RecursionError):
-                    record = None
-                if not isinstance(record, dict):
-                    if line.strip():
-                        log.warning(
-                            "%s: line %d is torn (a crash cut it short before it was acknowledged) or no JSON "
-                            "object (edited, or too long); skipped",
-                            path,
-                            number,
-                        )
-                    continue
-                fault = _time_fault(record.get("time")) or (check(record) if check is not None else None)
-                if fault is not None:
-                    log.warning("%s: line %d: %s; skipped", path, number, fault)
-                    continue
-                yield record
+            for number, (_, line) in enumerate(_lines(handle), 1):
+                if (record := _record(path, number, line, check)) is not None:
+                    yield record
+
+
+class LogCursor:
+    """A reader that keeps its place in a growing log: each ``read()`` returns the records
+    appended since the last one (by any thread or process: a broker's workers share a log),
+    with the byte offset each starts at, so a route answering from a log reads each record
+    once rather than the whole file per request. A last line without its newline (a record
+    being written, or torn by a crash) is left for a later read. A log that was replaced or
+    shrank (restored from a backup) is read again from its start, and ``read`` says so."""
+
+    def __init__(self, path: Path, check: Callable[[dict[str, Any]], str | None] | None = None):
+        self.path = path
+        self.check = check
+        self._offset = 0  # where the next read starts: just past the last whole line read
+        self._lines = 0
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file read so far
+
+    def read(self) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        """``([(offset, record), ...], restarted)``: the new records, and whether the log was
+        replaced or shrank since the last read (then they are all of its records)."""
+        handle = _open_regular(self.path)
+        if handle is None:
+            restarted, self._offset, self._lines, self._file = self._file is not None, 0, 0, None
+            return [], restarted
+        found = []
+        with handle:
+            stat = os.fstat(handle.fileno())
+            restarted = self._file not in (None, (stat.st_dev, stat.st_ino)) or stat.st_size < self._offset
+            if restarted:
+                self._offset = self._lines = 0
+            self._file = (stat.st_dev, stat.st_ino)
+            handle.seek(self._offset)
+            for size, line in _lines(handle):
+                if not line.endswith(b"\n"):
+                    break
+                self._lines += 1
+                if (record := _record(self.path, self._lines, line, self.check)) is not None:
+                    found.append((self._offset, record))
+                self._offset += size
+        return found, restarted
+
+    def records_at(self, offsets: list[int]) -> list[dict[str, Any]]:
+        """The records ``read`` returned at ``offsets`` read back from the file (the caller
+        keeps offsets, not records, in memory); one the log no longer holds is left out."""
+        handle = _open_regular(self.path)
+        if handle is None:
+            return []
+        records = []
+        with handle:
+            for offset in offsets:
+                handle.seek(offset)
+                line = handle.readline(LINE_LIMIT)
+                with contextlib.suppress(ValueError, RecursionError):
+                    if isinstance(record := json.loads(line), dict):
+                        records.append(record)
+        return records
+
+
+def _record(
+    path: Path, number: int, line: bytes, check: Callable[[dict[str, Any]], str | None] | None
+) -> dict[str, Any] | None:
+    """Line ``number`` of a log as its record, or None (reported) when it is unusable."""
+    try:
+        record = json.loads(line) if line.endswith(b"\n") else None
+    except (ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        if line.strip():
+            log.warning(
+                "%s: line %d is torn (a crash cut it short before it was acknowledged) or no JSON "
+                "object (edited, or too long); skipped",
+                path,
+                number,
+            )
+        return None
+    fault = _time_fault(record.get("time")) or (check(record) if check is not None else None)
+    if fault is not None:
+        log.warning("%s: line %d: %s; skipped", path, number, fault)
+        return None
+    return record
 
 
 def _time_fault(stamp: Any) -> str | None:
@@ -159,17 +224,21 @@ def _time_fault(stamp: Any) -> str | None:
 LINE_LIMIT = 16 << 20
 
 
-def _lines(handle: Any) -> Iterator[bytes]:
-    """The file's lines; a line past LINE_LIMIT comes back as ``b"?"`` (not JSON: skipped)."""
+def _lines(handle: Any) -> Iterator[tuple[int, bytes]]:
+    """The file's lines with their sizes in bytes; a line past LINE_LIMIT comes back as
+    ``b"?\\n"`` (not JSON: skipped), or ``b"?"`` when it has no newline yet."""
     while True:
         line = handle.readline(LINE_LIMIT)
         if not line:
             return
-        if len(line) == LINE_LIMIT and not line.endswith(b"\n"):
-            while (more := handle.readline(LINE_LIMIT)) and not more.endswith(b"\n"):
-                pass
-            line = b"?"
-        yield line
+        size = len(line)
+        if size == LINE_LIMIT and not line.endswith(b"\n"):
+            ended = False
+            while not ended and (more := handle.readline(LINE_LIMIT)):
+                size += len(more)
+                ended = more.endswith(b"\n")
+            line = b"?\n" if ended else b"?"
+        yield size, line
 
 
 def _open_regular(path: Path) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.support.sources import handoff_fault, resolved
+from heirloom_plugins.support.queue import HandoffQueue
 
 POLICIES = ("either", "both")
 
@@ -79,6 +79,7 @@ class SupportApi(heirloom.Api):
         self.faq_handle = ctx.model(self.faq)
         path = Path(self.handoff_path) if self.handoff_path else heirloom.log_path("handoffs", ctx.project, ctx.name)
         self.log = heirloom.AppendLog(path, max_bytes=self.handoff_max_mb << 20, quota=ctx.log_quota())
+        self.queue = HandoffQueue(path)
         limit = self.max_text_chars
 
         def text_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -176,23 +177,11 @@ class SupportApi(heirloom.Api):
         return handoff_id
 
     def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
-        """Reads the whole log (a person-facing route, not the request path)."""
-        entries = list(heirloom.AppendLog.read(self.log.path, check=handoff_fault))
-        _, decisions = resolved(iter(entries))
-        listed = []
-        for entry in reversed(entries):
-            if entry.get("type") != "handoff" or (entry["id"] in decisions and not body.include_resolved):
-                continue
-            decision = decisions.get(entry["id"])
-            resolution = {k: decision[k] for k in ("intent", "answer_id") if decision.get(k)} if decision else None
-            listed.append({**entry, "resolution": resolution})
-            if len(listed) >= body.limit:
-                break
+        listed = self.queue.listed(body.include_resolved, body.limit)
         return {"handoffs": listed}  # never the log's path: a client learns nothing of the server's files
 
     def resolve(self, body: ResolveInput) -> dict[str, Any]:
-        texts, _ = resolved(heirloom.AppendLog.read(self.log.path, check=handoff_fault))
-        if body.id not in texts:
+        if not self.queue.holds(body.id):
             raise heirloom.RequestError("NOT_FOUND", f"no handoff with id {body.id!r}", "body.id")
         if body.intent is not None:
             model = self.intent_handle.model

@@ -1,0 +1,56 @@
+"""The handoff queue as the ``handoffs`` and ``resolve`` routes see it: which handoffs the
+log holds and what people decided, kept in step with the log by reading only what was
+appended since the last request (by this process or by another worker sharing the log).
+A request reads a few lines, not the whole file: the log may hold ``handoff_max_mb`` MiB.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import heirloom
+from heirloom_plugins.support.sources import handoff_fault
+
+DECISION_KEYS = ("intent", "answer_id")
+
+
+class HandoffQueue:
+    """Handoff ids with the offset of their line in the log, and each one's latest decision.
+    Only offsets stay in memory; a listing reads its entries back from the file."""
+
+    def __init__(self, path: Path):
+        self._cursor = heirloom.LogCursor(path, check=handoff_fault)
+        self._offsets: dict[str, int] = {}
+        self._decisions: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def _catch_up(self) -> None:
+        found, restarted = self._cursor.read()
+        if restarted:  # the log was replaced (restored from a backup): what it holds now
+            self._offsets.clear()
+            self._decisions.clear()
+        for offset, entry in found:
+            if entry["type"] == "handoff":
+                self._offsets[entry["id"]] = offset
+            elif entry["id"] in self._offsets:  # a resolution: the latest one wins
+                self._decisions[entry["id"]] = {key: entry[key] for key in DECISION_KEYS if entry.get(key)}
+
+    def holds(self, handoff_id: str) -> bool:
+        with self._lock:
+            self._catch_up()
+            return handoff_id in self._offsets
+
+    def listed(self, include_resolved: bool, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` handoffs, newest first, each with its ``resolution`` (or None)."""
+        with self._lock:
+            self._catch_up()
+            chosen = []
+            for handoff_id in reversed(self._offsets):
+                if include_resolved or handoff_id not in self._decisions:
+                    chosen.append(self._offsets[handoff_id])
+                    if len(chosen) >= limit:
+                        break
+            entries = self._cursor.records_at(chosen)
+            return [{**entry, "resolution": self._decisions.get(entry["id"])} for entry in entries]
