@@ -8,11 +8,13 @@ commands share, so the same option reads the same in every ``--help``.
   ``Path``, as ``heirloom serve --curve-secret`` and ``heirloom gateway --tokens`` are.
 - ``log_options``: ``--log-format`` and ``--log-level`` of a command that runs a daemon;
   ``configure_logs(level, fmt)`` sends heirloom's log lines to stderr that way.
+- ``ADDRESS``: the type of a ZeroMQ endpoint option (``--connect``: tcp://, ipc:// or
+  inproc://), as ``heirloom call --connect`` and ``heirloom gateway --connect`` take.
 - ``SECONDS``: the type of a duration option (a finite number of seconds, 0 < s <= a day),
   as ``heirloom call --timeout`` and ``heirloom gateway --timeout`` take.
 """
 
 from heirloom.cli.logs import configure as configure_logs
-from heirloom.cli.options import SECONDS, existing_file, existing_folder, listen_options, log_options
+from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folder, listen_options, log_options
 
-__all__ = ["SECONDS", "configure_logs", "existing_file", "existing_folder", "listen_options", "log_options"]
+__all__ = ["ADDRESS", "SECONDS", "configure_logs", "existing_file", "existing_folder", "listen_options", "log_options"]

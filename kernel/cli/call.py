@@ -12,7 +12,7 @@ import attrs
 import click
 
 from heirloom.cli.common import fail
-from heirloom.cli.options import SECONDS, existing_file
+from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, RemoteError
 from heirloom.wire.protocol import Buffer
@@ -33,7 +33,9 @@ def _jsonable(value: Any) -> Any:
 @click.command("call")
 @click.argument("route")
 @click.argument("body", required=False)
-@click.option("--connect", default=DEFAULT_ADDRESS, show_default=True, metavar="ADDR", help="The daemon's address.")
+@click.option(
+    "--connect", type=ADDRESS, default=DEFAULT_ADDRESS, show_default=True, metavar="ADDR", help="The daemon's address."
+)
 @click.option(
     "--timeout",
     default=10.0,

@@ -11,6 +11,8 @@ from typing import TypeVar
 
 import click
 
+from heirloom.core.settings import endpoint_problem
+
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -88,3 +90,18 @@ class Seconds(click.ParamType):
 
 
 SECONDS = Seconds()
+
+
+class Address(click.ParamType):
+    """A ZeroMQ endpoint option (``--connect``): ``tcp://HOST:PORT``, ``ipc:///path`` or
+    ``inproc://name``; a bare ``HOST:PORT`` is a usage error, not ZeroMQ's traceback."""
+
+    name = "address"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if (problem := endpoint_problem(str(value))) is not None:
+            self.fail(f"{problem} (e.g. tcp://127.0.0.1:5555)", param, ctx)
+        return str(value)
+
+
+ADDRESS = Address()

@@ -10,7 +10,7 @@ import click
 
 from heirloom.cli import logs
 from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
-from heirloom.cli.options import SECONDS, existing_file, existing_folder, log_options
+from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folder, log_options
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.metrics import MetricsAddress
@@ -146,7 +146,9 @@ def serve_command(
 
 @click.command("worker")
 @click.argument("profile")
-@click.option("--connect", required=True, metavar="ADDR", help="The broker's worker endpoint (serve --worker-bind).")
+@click.option(
+    "--connect", type=ADDRESS, required=True, metavar="ADDR", help="The broker's worker endpoint (serve --worker-bind)."
+)
 @existing_file(
     "--curve-secret", "This worker's .key_secret file, for a broker serving Curve (its public key in --curve-workers)."
 )

@@ -1,9 +1,5 @@
-"""Kernel-owned profile sections (not components): ``[system]``.
-
-Each section is an attrs class validated like a component table. Sections added by
-later subsystems (``[server]``, ``[store]``) register here too, so the profile schema
-stays in one place.
-"""
+"""Kernel-owned profile sections (not components): ``[system]``, ``[server]``, ``[store]``,
+attrs classes validated like component tables, so the profile schema stays in one place."""
 
 from __future__ import annotations
 
@@ -24,15 +20,18 @@ class SystemSettings:
     stop_timeout: float = attrs.field(default=30.0, validator=above(0))
 
 
+def endpoint_problem(address: str) -> str | None:
+    """Why ``address`` is no ZeroMQ endpoint a daemon binds or a client connects to, or None."""
+    if not address.startswith(("tcp://", "ipc://", "inproc://")):
+        return f"{address!r} is not a tcp://, ipc:// or inproc:// address"
+    port = address.rpartition(":")[2] if address.startswith("tcp://") else "0"
+    return None if port == "*" or (port.isdigit() and int(port) <= 65535) else f"{address!r} needs a port 0-65535"
+
+
 def _endpoints(instance: object, attribute: attrs.Attribute, value: list[str]) -> None:
     for address in value:
-        if not address.startswith(("tcp://", "ipc://", "inproc://")):
-            raise ValueError(
-                f"'{attribute.name}' entries must be tcp://, ipc:// or inproc:// addresses, got {address!r}"
-            )
-        port = address.rpartition(":")[2] if address.startswith("tcp://") else "0"
-        if port != "*" and not (port.isdigit() and int(port) <= 65535):
-            raise ValueError(f"'{attribute.name}': {address!r} needs a port from 0 to 65535 (or *)")
+        if (problem := endpoint_problem(address)) is not None:
+            raise ValueError(f"'{attribute.name}': {problem}")
 
 
 @attrs.define

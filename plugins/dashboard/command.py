@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 import heirloom
-from heirloom.options import existing_file, listen_options
+from heirloom.options import ADDRESS, existing_file, listen_options
 from heirloom.reports import EXTRA_HINT
 
 
@@ -21,7 +21,9 @@ from heirloom.reports import EXTRA_HINT
     show_envvar=True,
     help="The artifact store folder (default: the one `heirloom train` uses, HEIRLOOM_HOME/store).",
 )
-@click.option("--connect", metavar="ADDR", help="A running daemon's address, for live route stats (tcp://, ipc://).")
+@click.option(
+    "--connect", type=ADDRESS, metavar="ADDR", help="A running daemon's address, for live route stats (tcp://, ipc://)."
+)
 @existing_file("--curve-secret", "With --connect to a CurveZMQ daemon: this client's .key_secret file.")
 @existing_file("--curve-server", "With --connect to a CurveZMQ daemon: the daemon's public .key file.")
 @listen_options(default_port=8765)

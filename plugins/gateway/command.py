@@ -18,7 +18,7 @@ import click
 import zmq
 
 import heirloom
-from heirloom.options import SECONDS, configure_logs, existing_file, listen_options, log_options
+from heirloom.options import ADDRESS, SECONDS, configure_logs, existing_file, listen_options, log_options
 from heirloom.reports import EXTRA_HINT
 
 #: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
@@ -94,7 +94,9 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
 
 @click.command("gateway")
 @click.argument("profile", required=False)
-@click.option("--connect", metavar="ADDR", help="A running daemon's address (tcp://, ipc://) instead of PROFILE.")
+@click.option(
+    "--connect", type=ADDRESS, metavar="ADDR", help="A running daemon's address (tcp://, ipc://) instead of PROFILE."
+)
 @listen_options(default_port=8000)
 @click.option(
     "--timeout",
