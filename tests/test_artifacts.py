@@ -290,14 +290,53 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     assert "scored on different validation data" in said(other_data)
     assert "notes:validation: fp-validation-2 vs fp-validation-1" in said(other_data)
     typo = models(store, "promote", "medical/triage@2", "production", "--if-better", "acuracy")
-    assert typo.returncode == 3 and "did you mean 'accuracy'" in said(typo)
+    assert typo.returncode == 2 and "did you mean 'accuracy'" in said(typo)  # a mistake, not a declined model
     unheld = models(store, "promote", "medical/triage@2", "staging", "--if-better", "acuracy")
-    assert unheld.returncode == 3 and store.alias_version("medical", "triage", "staging") is None
+    assert unheld.returncode == 2 and store.alias_version("medical", "triage", "staging") is None
+    held = models(store, "promote", "medical/triage@3", "production", "--if-better", "acuracy")
+    assert held.returncode == 2 and "did you mean 'accuracy'" in said(held)  # REF holds it: still a typo
     assert store.alias_version("medical", "triage", "production") == 3
 
     forced = models(store, "promote", "medical/triage@2", "production")
     assert forced.returncode == 0, forced.stderr
     assert store.alias_version("medical", "triage", "production") == 2
+
+
+def test_a_new_alias_named_like_an_existing_one_is_taken_for_a_misspelling(store):
+    """``promote @2 prodution`` would create an alias and leave production where it was,
+    while the user believes the model moved."""
+    put(store, "finance/sentiment", 1)
+    put(store, "finance/sentiment", 2)
+    store.promote("finance/sentiment@1", "production")
+    for typo in ("prodution", "Production"):
+        refused = models(store, "promote", "finance/sentiment@2", typo)
+        assert refused.returncode == 2 and f"has no alias {typo!r}; did you mean 'production'?" in said(refused)
+        assert "--new-alias" in said(refused)
+    assert store.alias_version("finance", "sentiment", "production") == 1
+    created = models(store, "promote", "finance/sentiment@2", "Production", "--new-alias")
+    assert created.returncode == 0 and store.alias_version("finance", "sentiment", "Production") == 2
+    assert models(store, "promote", "finance/sentiment@2", "staging").returncode == 0  # no near name: created
+
+
+def test_a_misspelt_nested_metric_is_suggested_by_its_whole_path(store):
+    metrics = {"accuracy": 0.8, "per_class": {"negative": {"f1": 0.7}}}
+    put(store, "finance/sentiment", 1, metrics={**metrics, "validation": metrics})
+    typo = models(store, "promote", "finance/sentiment@1", "production", "--if-better", "per_class.negatve.f1")
+    assert typo.returncode == 2 and "did you mean 'per_class.negative.f1'?" in said(typo)
+
+
+def test_on_test_a_version_stored_before_test_fingerprints_is_compared_by_whole_sources(store):
+    """An older heirloom recorded only whole-source fingerprints: the comparison says so
+    rather than calling the newer version's recorded source absent."""
+    put(store, "medical/triage", 1, metrics={"accuracy": 0.80}, data_fingerprints={"notes": "fp-old"})
+    store.promote("medical/triage@1", "production")
+    put(store, "medical/triage", 2, metrics=scored(0.9, 0.85), data_fingerprints=evaluated("fp-new"))
+    refused = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy", "--on", "test")
+    assert refused.returncode == 3
+    assert "(notes: fp-new vs fp-old) (of whole sources: medical/triage@1 was stored before" in said(refused)
+    put(store, "medical/triage", 3, metrics=scored(0.9, 0.85), data_fingerprints=evaluated("fp-old"))
+    same = models(store, "promote", "medical/triage@3", "production", "--if-better", "accuracy", "--on", "test")
+    assert same.returncode == 0, said(same)
 
 
 def test_versions_without_validation_scores_compare_only_on_test_when_asked(store):

@@ -7,6 +7,7 @@ exists), 3 when ``promote --if-better`` declines.
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -212,16 +213,29 @@ def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
     help="The split --if-better compares: validation (the gate) or test (choosing on test makes its scores "
     "optimistic).",
 )
+@click.option(
+    "--new-alias",
+    is_flag=True,
+    help="Create ALIAS although its name is close to an alias the store has (else a misspelling: exit 2).",
+)
 @store_option
-def models_promote(ref: str, alias: str, metric: str | None, split: str, store: ArtifactStore) -> None:
+def models_promote(ref: str, alias: str, metric: str | None, split: str, new_alias: bool, store: ArtifactStore) -> None:
     """Point ALIAS of REF's model at REF (e.g. production).
 
     With --if-better METRIC (accuracy, or a dotted path such as per_class.negative.f1) the
     alias moves only when REF beats the current holder on the validation split, both
     scored on the same validation records; test metrics are stored for reporting only.
+    A new ALIAS whose name is close to one the store has (prodution, Production) is taken
+    for a misspelling unless --new-alias says otherwise. Exit 0 when the alias points at
+    REF, 2 for a reference or METRIC that names nothing, 3 when --if-better declines.
+
+    \b
+    heirloom models promote finance/sentiment@3 production --if-better accuracy
     """
     target = store.resolve(ref)
     held = store.alias_version(target.project, target.model, alias)
+    if held is None and not new_alias:
+        _refuse_misspelt_alias(store, target, alias)
     store.promote(target.ref, alias, if_better=metric, on=split)
     name = f"{target.project}/{target.model}@{alias}"
     if held is None:
@@ -239,6 +253,18 @@ def models_promote(ref: str, alias: str, metric: str | None, split: str, store: 
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)
             gain = f" ({split} {metric} {before:g} -> {after:g})"
         click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
+
+
+def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:
+    """RefError when ``alias``, new to ``target``'s model, looks like a misspelling of an
+    alias in the store: moving a new alias would leave the intended one where it was."""
+    known = {name for version in store.list() for name in version.aliases} - {alias}
+    close = [name for name in known if name.lower() == alias.lower()] or difflib.get_close_matches(alias, known, 1)
+    if close:
+        raise RefError(
+            f"{target.project}/{target.model} has no alias {alias!r}; did you mean {close[0]!r}? "
+            f"(--new-alias creates {alias!r})"
+        )
 
 
 @models_group.command("gc")

@@ -319,8 +319,8 @@ class ArtifactStore:
         with self.index.writing() as tx:  # exactly the version verified, whatever ``ref`` names now
             candidate = self._resolve(tx, Ref(verified.project, verified.model, str(verified.version)))
             held = tx.alias_version(candidate.project, candidate.model, alias)
-            if if_better and held != candidate.version:
-                holder = tx.row(candidate.project, candidate.model, held)
+            if if_better:  # also when REF holds the alias already: a misspelt metric is an error either way
+                holder = tx.row(candidate.project, candidate.model, held) if held != candidate.version else None
                 check_better(candidate, Artifact(**holder) if holder else None, if_better, on)
             tx.set_alias(candidate.project, candidate.model, alias, candidate.version)
             return Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
@@ -412,21 +412,35 @@ def scores(artifact: Artifact, split: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def evaluated_on(artifact: Artifact, split: str) -> dict[str, str]:
+def evaluated_on(artifact: Artifact, split: str, *, whole: bool = False) -> dict[str, str]:
     """Fingerprints of the records ``artifact`` was scored on for ``split``.
 
     Versions stored before split fingerprints existed recorded only whole sources; for
-    them the test comparison falls back to those.
+    them (or with ``whole``) the test comparison falls back to those.
     """
     suffix = f":{split}"
-    found = {key: value for key, value in artifact.data_fingerprints.items() if key.endswith(suffix)}
+    found = {} if whole else {key: value for key, value in artifact.data_fingerprints.items() if key.endswith(suffix)}
     if not found and split == TEST:
         return {key: value for key, value in artifact.data_fingerprints.items() if ":" not in key}
     return found
 
 
-def metric_value(artifact: Artifact, metric: str, split: str = TEST) -> float:
-    """``metric`` (dotted paths reach into nested dicts) of ``artifact`` on ``split``, a number."""
+def metric_paths(metrics: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted path to a number in ``metrics`` (``per_class.negative.f1``): the names
+    ``--if-better`` accepts, for a did-you-mean."""
+    paths = []
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            paths += metric_paths(value, f"{prefix}{name}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def metric_value(artifact: Artifact, metric: str, split: str = TEST, *, candidate: bool = False) -> float:
+    """``metric`` (dotted paths reach into nested dicts) of ``artifact`` on ``split``, a number.
+    PromotionRefused when it has none; for the ``candidate`` of a promotion, RefError: the
+    metric names nothing (a typo), which is the caller's mistake, not a refusal."""
     metrics = scores(artifact, split)
     if metrics is None:
         raise PromotionRefused(
@@ -439,10 +453,11 @@ def metric_value(artifact: Artifact, metric: str, split: str = TEST) -> float:
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         names = sorted(name for name in metrics if name != VALIDATION)
-        raise PromotionRefused(
-            f"metrics are not comparable: {artifact.ref} has no numeric {split} metric {metric!r}"
-            f"{did_you_mean(metric, names)} (metrics: {', '.join(names) or 'none'})"
-        )
+        paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
+        problem = f"{artifact.ref} has no numeric {split} metric {metric!r}{did_you_mean(metric, paths)}"
+        if candidate:
+            raise RefError(f"{problem} (metrics: {', '.join(names) or 'none'})")
+        raise PromotionRefused(f"metrics are not comparable: {problem} (metrics: {', '.join(names) or 'none'})")
     return float(value)
 
 
@@ -455,11 +470,16 @@ def check_better(candidate: Artifact, holder: Artifact | None, metric: str, spli
     """
     if split not in SPLITS:
         raise PromotionRefused(f"cannot compare on split {split!r}; choose one of {', '.join(SPLITS)}")
-    new = metric_value(candidate, metric, split)
+    new = metric_value(candidate, metric, split, candidate=True)
     if holder is None:
         return
     old = metric_value(holder, metric, split)
     ours, theirs = evaluated_on(candidate, split), evaluated_on(holder, split)
+    older = [a.ref for a, found in ((candidate, ours), (holder, theirs)) if not any(":" in key for key in found)]
+    whole = ""
+    if split == TEST and len(older) == 1:  # stored before test fingerprints: compare whole sources on both
+        ours, theirs = evaluated_on(candidate, split, whole=True), evaluated_on(holder, split, whole=True)
+        whole = f" (of whole sources: {older[0]} was stored before heirloom recorded the test records' own)"
     if not ours and not theirs:
         raise PromotionRefused(
             f"metrics are not comparable: neither {candidate.ref} nor {holder.ref} records the {split} data "
@@ -470,7 +490,7 @@ def check_better(candidate: Artifact, holder: Artifact | None, metric: str, spli
         details = "; ".join(f"{name}: {ours.get(name, 'absent')} vs {theirs.get(name, 'absent')}" for name in differing)
         raise PromotionRefused(
             f"metrics are not comparable: {candidate.ref} and {holder.ref} were scored on different {split} data "
-            f"({details})"
+            f"({details}){whole}"
         )
     if not new > old:
         raise PromotionRefused(f"{candidate.ref} does not beat {holder.ref} on {split} {metric}: {new:g} vs {old:g}")
