@@ -181,6 +181,24 @@ def test_set_overrides_are_typed_by_schema(tmp_path, kernel):
     assert "--set: models.m.epochs: expected int, got str 'seven'" in str(caught.value)
 
 
+def test_a_set_into_a_component_the_profile_lacks_or_disables_is_an_error(tmp_path, kernel):
+    """``--set models.sentimnt.epochs=3`` made a component without ``use`` (blamed on the
+    file, no suggestion); one into a disabled component was dropped with it, silently."""
+    tables = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+    path = write(tmp_path / "p.toml", tables + '[models.off]\nuse = "toy-model"\ndata = "s"\nenabled = false\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ["models.mm.epochs=3", "models.off.epochs=2"])
+    assert [str(problem) for problem in caught.value.problems] == [
+        "--set: models.mm.epochs: no such component; did you mean 'm'? (models: m, off)",
+        "--set: models.off.epochs: models.off is disabled (enabled = false)",
+    ]
+    enabled = kernel.resolve(str(path), ["models.off.enabled=true", "models.off.epochs=2"])
+    assert enabled.raw.data["models"]["off"]["epochs"] == 2
+    added = kernel.resolve(str(path), ["models.n.data=s", "models.n.use=toy-model"])  # a new one names its use
+    assert "n" in added.raw.data["models"]
+    assert "off" not in kernel.resolve(str(path), ["models.off.enabled=false"]).raw.data["models"]
+
+
 def test_a_set_override_of_use_loads_that_plugin_with_a_warm_catalog():
     for attempt in ("cold catalog", "warm catalog"):  # the second run lists plugins without importing them
         overrides = ("--set", "apis.echo.use=echo", "--set", "resources.use=local")

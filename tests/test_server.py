@@ -476,6 +476,23 @@ def test_durations_and_addresses_that_cannot_work_are_refused_at_once(args, mess
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_ctrl_c_in_a_command_exits_130_saying_so(tmp_path):
+    """A shell (and a script's ``$?``) tells an interrupted command by 130; click's own
+    "Aborted!" exited 1, like any failure."""
+    process = subprocess.Popen(
+        [*HEIRLOOM, "call", "_health", "--connect", f"ipc://{tmp_path}/nobody.sock", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job's SIGINT is ignored
+    )
+    time.sleep(3)  # waiting for a reply nobody sends
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+
+
 def test_under_json_logs_a_daemon_that_cannot_start_says_why_in_json():
     for args in (("no-such-profile",), ("minimal", "--bind", "bogus://x")):
         result = run_heirloom("serve", *args, "--log-format", "json", timeout=60)

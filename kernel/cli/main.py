@@ -39,6 +39,14 @@ class HeirloomGroup(click.Group):
             self._attach(ctx)
         return self.commands.get(name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Ctrl-C in a command without its own handling (train, call, eval): exit 130 as a
+        shell expects of SIGINT, saying what holds, where click said only "Aborted!" (exit 1)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            fail("interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is", 130)
+
     def _attach(self, ctx: click.Context, only: list[str] | None = None) -> list[str]:
         plugins = get_kernel(ctx).plugins
         attached = ctx.find_root().meta.setdefault("heirloom.attached", set())

@@ -14,9 +14,8 @@ def available_cores() -> int:
 
 
 def cpu_share() -> int:
-    """Cores this process should use for compute (e.g. torch intra-op threads): the available
-    ones, or this worker's share of them when a broker spawned it next to others. N workers
-    that each used every core would oversubscribe the machine and run slower than one."""
+    """Cores this process should use for compute (torch intra-op threads): all available, or this
+    worker's share when a broker spawned it beside others (N workers using every core oversubscribe)."""
     share = os.environ.get(CPU_SHARE_ENV, "")
     cores = available_cores()
     return max(1, min(int(share), cores)) if share.isdigit() and int(share) > 0 else cores

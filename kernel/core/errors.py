@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 import attrs
 
 
 class HeirloomError(Exception):
     """Base class of every error heirloom raises on purpose."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    return "".join(f"; did you mean {close!r}?" for close in difflib.get_close_matches(name, list(choices), 1))
 
 
 @attrs.frozen

@@ -12,8 +12,9 @@ APP = "heirloom"
 
 def home() -> Path:
     """The store root: ``HEIRLOOM_HOME``, else the platform's user data dir."""
-    configured = os.environ.get("HEIRLOOM_HOME")
-    return Path(configured) if configured else Path(platformdirs.user_data_dir(APP))
+    return (
+        Path(configured) if (configured := os.environ.get("HEIRLOOM_HOME")) else Path(platformdirs.user_data_dir(APP))
+    )
 
 
 def cache_dir() -> Path:
@@ -23,5 +24,4 @@ def cache_dir() -> Path:
 
 def data_root() -> Path | None:
     """The shared data folder profiles call ``${data}`` (``HEIRLOOM_DATA``), if set."""
-    configured = os.environ.get("HEIRLOOM_DATA")
-    return Path(configured) if configured else None
+    return Path(configured) if (configured := os.environ.get("HEIRLOOM_DATA")) else None

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from heirloom.core.components import KINDS, TABLES
-from heirloom.core.errors import Problem, ProfileError
+from heirloom.core.errors import Problem, ProfileError, did_you_mean
 from heirloom.core.paths import data_root
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
@@ -139,8 +139,8 @@ class ProfileLoader:
         files: list[str] = []
         self._merged: set[Path] = set()
         self._merge_file(path, data, provenance, files, problems, chain=[])
-        _apply_overrides(data, provenance, overrides, problems)
-        _drop_disabled(data, provenance)
+        _apply_overrides(data, provenance, list(overrides), problems)
+        _drop_disabled(data, provenance, problems)
         secrets: set[str] = set()
         project = str(data.get("project") or profile_name(path))  # ${project}: the extending file's own
         _interpolate(data, provenance, problems, [], secrets, project)
@@ -255,9 +255,8 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
 
 
 def _is_component_table(path: list[str]) -> bool:
-    if len(path) == 1 and path[0] in SINGLE_COMPONENT_TABLES:
-        return True
-    return len(path) == 2 and path[0] in TABLES.values() and path[0] not in SINGLE_COMPONENT_TABLES
+    single = len(path) == 1 and path[0] in SINGLE_COMPONENT_TABLES
+    return single or (len(path) == 2 and path[0] in TABLES.values() and path[0] not in SINGLE_COMPONENT_TABLES)
 
 
 def _forget(provenance: dict[str, str], path: list[str], old: Any) -> None:
@@ -268,12 +267,18 @@ def _forget(provenance: dict[str, str], path: list[str], old: Any) -> None:
             _forget(provenance, [*path, key], value)
 
 
-def _apply_overrides(data: dict, provenance: dict, overrides: Iterable[str], problems: list[Problem]) -> None:
+def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problems: list[Problem]) -> None:
+    created = {key[:-4] for key in (item.partition("=")[0].strip() for item in overrides) if key.endswith(".use")}
     for item in overrides:
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
         if not sep or not all(parts):
             problems.append(Problem(OVERRIDE_SOURCE, key, f"expected KEY.PATH=VALUE, got {item!r}"))
+            continue
+        group = data.get(parts[0]) if _is_component_table(parts[:2]) and len(parts) > 2 else None
+        if isinstance(group, dict) and parts[1] not in group and ".".join(parts[:2]) not in created:  # a typo
+            named = f"no such component{did_you_mean(parts[1], group)} ({parts[0]}: {', '.join(group) or 'none'})"
+            problems.append(Problem(OVERRIDE_SOURCE, key, named))
             continue
         node = data
         for part in parts[:-1]:
@@ -288,8 +293,8 @@ def _apply_overrides(data: dict, provenance: dict, overrides: Iterable[str], pro
             provenance[key.strip()] = OVERRIDE_SOURCE
 
 
-def _drop_disabled(data: dict, provenance: dict) -> None:
-    """Remove components whose merged table says ``enabled = false``."""
+def _drop_disabled(data: dict, provenance: dict, problems: list[Problem]) -> None:
+    """Remove components whose merged table says ``enabled = false``; a ``--set`` into one is a problem."""
     for kind in KINDS:
         table_name = TABLES[kind]
         table = data.get(table_name)
@@ -300,6 +305,10 @@ def _drop_disabled(data: dict, provenance: dict) -> None:
                 _forget(provenance, [table_name], data.pop(table_name))
             continue
         for name in [n for n, t in table.items() if isinstance(t, dict) and _disabled(t.get("enabled"))]:
+            prefix = f"{table_name}.{name}."
+            for key in [k for k, by in provenance.items() if by == OVERRIDE_SOURCE and k.startswith(prefix)]:
+                if key != f"{prefix}enabled":
+                    problems.append(Problem(OVERRIDE_SOURCE, key, f"{prefix[:-1]} is disabled (enabled = false)"))
             _forget(provenance, [table_name, name], table.pop(name))
 
 

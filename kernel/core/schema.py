@@ -9,7 +9,6 @@ value and its key path.
 from __future__ import annotations
 
 import collections.abc
-import difflib
 import tomllib
 import types
 import typing
@@ -23,7 +22,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from cattrs.strategies import configure_union_passthrough
 
 from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_references, references
-from heirloom.core.errors import Problem, ProfileError
+from heirloom.core.errors import Problem, ProfileError, did_you_mean
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
@@ -116,11 +115,6 @@ def make_converter() -> cattrs.Converter:
     # unions of plain types (``float | str | None``) accept whichever member the value is
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)
     return converter
-
-
-def did_you_mean(name: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def parse_set_value(text: str, tp: Any) -> Any:

@@ -90,11 +90,6 @@ def _optional_match(pattern: re.Pattern[str], expected: str):
     return check
 
 
-def _optional_positive(instance: object, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None:
-        above(0)(instance, attribute, value)
-
-
 @attrs.define
 class ComponentKeys:
     """Keys the kernel reads in every component table (the rest is the component's own)."""
@@ -104,7 +99,7 @@ class ComponentKeys:
     #: ``false`` drops the component (typically one a parent profile defined).
     enabled: bool = True
     #: Seconds ``start`` may take; overrides ``[system] start_timeout``.
-    start_timeout: float | None = attrs.field(default=None, validator=_optional_positive)
+    start_timeout: float | None = attrs.field(default=None, validator=attrs.validators.optional(above(0)))
 
 
 @attrs.define
