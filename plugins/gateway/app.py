@@ -94,7 +94,10 @@ class Gateway:
         self._clients: dict[str | None, heirloom.AsyncClient] = {}
         self._stats: dict[str, Any] = {}
         self._stats_at = -STATS_TTL
-        self.routes = Routes(lambda: self.body(self.client(None), "_routes", None, 5.0))
+        self.routes = Routes(lambda client: self.body(client, "_routes", None, 5.0))
+        #: Whose connection reads ``_routes`` for a page that needs no token (/openapi.json,
+        #: /docs): with a Curve daemon, the first token's key; a connection without one gets no reply.
+        self.anonymous = next(iter(self.tokens)) if self.tokens and curve_server_key is not None else None
 
     # -- connections ---------------------------------------------------------------------
     def client(self, token: str | None) -> heirloom.AsyncClient:
@@ -175,16 +178,16 @@ class Gateway:
         """``POST /v1/routes/{name}`` (a hot path, served by :class:`Front`)."""
         client = self.caller(headers)
         timeout = self.deadline(headers)
-        table = await self.routes.table()
+        table = await self.routes.table(client)
         if name not in table.routes:
-            table = await self.routes.table(fresh=True)
+            table = await self.routes.table(client, fresh=True)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
         reply = await client.request(name, body, timeout=timeout, idempotency_key=headers.get(IDEMPOTENCY_HEADER))
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:
-        self.caller(request.headers)
-        return JSONResponse({"routes": list((await self.routes.table()).routes.values())})
+        client = self.caller(request.headers)
+        return JSONResponse({"routes": list((await self.routes.table(client)).routes.values())})
 
     # -- Open Inference Protocol v2 ------------------------------------------------------
     async def server_metadata(self, request: Request) -> Response:
@@ -203,9 +206,9 @@ class Gateway:
         """The OIP model named in the path (404 otherwise); a version in the path must be
         the one served."""
         client = self.caller(headers)
-        table = await self.routes.table()
+        table = await self.routes.table(client)
         if name not in table.models:
-            table = await self.routes.table(fresh=True)
+            table = await self.routes.table(client, fresh=True)
         entry = table.models.get(name)
         if entry is None:
             known = ", ".join(sorted(table.models)) or "none"
@@ -265,20 +268,19 @@ class Gateway:
 
     # -- documents and pages -------------------------------------------------------------
     async def openapi_json(self, request: Request) -> Response:
-        return JSONResponse(openapi(await self.routes.table()))
+        return JSONResponse(openapi(await self.routes.table(self.client(self.anonymous))))
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(docs_page(openapi(await self.routes.table())))
+        return HTMLResponse(docs_page(openapi(await self.routes.table(self.client(self.anonymous)))))
 
     async def console_index(self, request: Request) -> Response:
-        self.caller(request.headers)
-        table = await self.routes.table()
+        table = await self.routes.table(self.caller(request.headers))
         return HTMLResponse(console_pages.index(console_pages.mounted(self.consoles, table)))
 
     async def console(self, request: Request) -> Response:
         client = self.caller(request.headers)
         api = request.path_params["api"]
-        table = await self.routes.table()
+        table = await self.routes.table(client)
         found = console_pages.mounted(self.consoles, table).get(api)
         if found is None:
             return HTMLResponse(console_pages.missing(api), status_code=404)
