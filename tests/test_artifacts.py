@@ -619,12 +619,56 @@ def test_models_backup_and_verify_from_the_command_line(store, tmp_path):
 
 def test_an_os_error_is_one_line_naming_the_path_not_a_traceback(store, tmp_path):
     put(store, "team/m", 1)
-    destination = tmp_path / "backup"
-    destination.mkdir()
-    (destination / "blobs").write_text("a file where the blobs folder goes")
+    (tmp_path / "file").write_text("a file where a folder goes")
+    destination = tmp_path / "file" / "backup"
     result = models(store, "backup", str(destination))
     assert result.returncode == 1
-    assert said(result) == f"error: File exists: {destination / 'blobs'}"
+    assert said(result) == f"error: Not a directory: {destination / 'blobs'}"
+
+
+def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tmp_path):
+    """A backup mirrors the store (it removes what the store lacks): into a folder holding
+    other files, another store, or from a store with no versions (a wrong HEIRLOOM_HOME),
+    it deleted files and versions it never wrote, and exited 0."""
+    empty = ArtifactStore(tmp_path / "empty")
+    put(store, "team/m", 1)
+    backup = tmp_path / "backup"
+    assert models(store, "backup", str(backup)).returncode == 0
+    before = sorted(backup.rglob("*"))
+    wrong_home = models(empty, "backup", str(backup))
+    assert wrong_home.returncode == 1 and "holds no versions: nothing to back up" in said(wrong_home)
+    other = ArtifactStore(tmp_path / "other")
+    put(other, "team/m", 7)
+    another = models(other, "backup", str(backup))
+    assert another.returncode == 1 and f"is a backup of the store at {store.root.resolve()}" in said(another)
+    assert sorted(backup.rglob("*")) == before and ArtifactStore(backup).resolve("team/m").version == 1
+
+    into_store = models(store, "backup", str(other.root))  # a store, not a backup: --overwrite to replace it
+    assert into_store.returncode == 1 and "a store folder with no heirloom-backup.json" in said(into_store)
+    assert other.resolve("team/m").version == 1 and "--overwrite" in said(into_store)
+    notes = tmp_path / "notes"
+    (notes / "blobs").mkdir(parents=True)
+    (notes / "blobs" / "keep.txt").write_text("mine")
+    foreign = models(store, "backup", str(notes))
+    assert foreign.returncode == 1 and "holds files a backup does not write (blobs/keep.txt)" in said(foreign)
+    assert sorted(p.name for p in notes.rglob("*")) == ["blobs", "keep.txt"]  # nothing written, nothing removed
+    inside = models(store, "backup", str(store.root / "copy"))
+    assert inside.returncode == 1 and "one folder holds the other" in said(inside)
+    assert not (store.root / "copy").exists()
+    replaced = models(store, "backup", str(other.root), "--overwrite")
+    assert replaced.returncode == 0 and ArtifactStore(other.root).list()[0].digest == store.list()[0].digest
+
+
+def test_verify_refuses_a_folder_that_is_no_store_and_creates_nothing_in_it(tmp_path):
+    """An unmounted backup mount point passed as '0 of 0 version(s) intact' (and got an index)."""
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    result = run_heirloom("models", "verify", "--store", str(folder))
+    assert result.returncode == 2 and "holds no index.sqlite: not an artifact store" in said(result)
+    assert list(folder.iterdir()) == []
+    ArtifactStore(folder)  # an index and no versions
+    empty = run_heirloom("models", "verify", "--store", str(folder))
+    assert empty.returncode == 1 and "holds no versions: nothing to verify" in said(empty)
 
 
 def test_a_blob_the_disk_refuses_is_an_error_naming_it_and_no_version_is_stored(store):

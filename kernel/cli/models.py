@@ -45,6 +45,8 @@ class ModelsGroup(click.Group):
 
 
 def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
+    if value and not any((value / name).exists() for name in ("index.sqlite", "blobs")):  # create no store to read
+        raise click.BadParameter(f"{value} holds no index.sqlite: not an artifact store (heirloom train makes one)")
     return ArtifactStore(value) if value else get_kernel(ctx).store()
 
 
@@ -304,17 +306,25 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
 
 @models_group.command("backup")
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Also replace DESTINATION when it is a backup of another store, or a store without a backup marker.",
+)
 @store_option
-def models_backup(destination: Path, store: ArtifactStore) -> None:
+def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> None:
     """Copy the store to DESTINATION (a store folder: index.sqlite and blobs/), consistently,
     while daemons serve and training writes it.
 
-    Incremental: blobs already in DESTINATION are kept, ones its new index no longer names
-    are removed. To restore, stop the daemons and put DESTINATION in the store's place (or
-    point HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only
-    files: copy them yourself (docs/OPERATIONS.md).
+    Incremental: blobs already in DESTINATION are kept (checked by size: `models verify
+    --store DESTINATION` reads them), ones its new index no longer names are removed. So
+    DESTINATION must be new, empty or an earlier backup of this store; a folder with other
+    files, or a store with no versions to back up, is refused before anything is written.
+    To restore, stop the daemons and put DESTINATION in the store's place (or point
+    HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only files:
+    copy them yourself (docs/OPERATIONS.md).
     """
-    report = backup_store(store, destination)
+    report = backup_store(store, destination, overwrite=overwrite)
     click.echo(
         f"backed up {report.versions} version(s) to {destination}: {report.copied} blob(s) copied, "
         f"{report.present} already there, {report.removed} stale removed"
@@ -329,6 +339,8 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
     """Read every version (or REFS) and check its blobs against its digest; exit 1 naming
     each one that is missing or damaged (after a restore, a crash, a full disk)."""
     artifacts = [store.resolve(ref) for ref in refs] if refs else store.list()
+    if not artifacts:  # an empty folder, an unmounted backup: nothing verified is no pass
+        fail(f"error: the store at {store.root} holds no versions: nothing to verify")
     damaged = {}
     for artifact in artifacts:
         try:

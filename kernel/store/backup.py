@@ -7,11 +7,18 @@ the index is snapshotted with SQLite's backup API and the blobs it names that ar
 missing are copied: the copy never names a blob it lacks, however a gc raced the first
 pass. The lock is held for the index and the newest blobs only, well within the time a
 writer waits for it (index.BUSY_TIMEOUT).
+
+A backup mirrors the store: blobs its new index no longer names are removed. So it writes
+only into an empty folder or an earlier backup of the same store (its MARKER file names the
+store), and refuses, before writing anything, a folder holding files a backup does not write,
+or a source store with no versions (a wrong HEIRLOOM_HOME would otherwise empty the backup).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import sqlite3
 from contextlib import closing
@@ -20,8 +27,17 @@ from pathlib import Path
 import attrs
 
 from heirloom.core.errors import HeirloomError
-from heirloom.core.fsutil import fsync_dir
+from heirloom.core.fsutil import fsync_dir, write_atomic
 from heirloom.store.artifacts import ArtifactStore
+from heirloom.store.gc import BLOB_NAME
+
+#: Written last into a backup: which store it copies (so a backup of another store is not
+#: mirrored over by accident).
+MARKER = "heirloom-backup.json"
+#: What a backup writes at its top level, besides MARKER.
+INDEX_FILES = {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm", ".index.sqlite.partial"}
+#: A blob copy interrupted before its rename.
+PARTIAL_BLOB = re.compile(rf"\.{BLOB_NAME.pattern}\.partial")
 
 
 @attrs.frozen
@@ -39,15 +55,20 @@ def named_blobs(rows: list[tuple[str, str, int, str, str]]) -> set[str]:
     return {name for row in rows for name in row[3:]}
 
 
-def backup_store(store: ArtifactStore, destination: Path) -> BackupReport:
+def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = False) -> BackupReport:
     """Copy ``store`` to ``destination`` (a store folder: ``index.sqlite`` and ``blobs/``),
-    incrementally: a blob already there with the same size is kept."""
-    if destination.resolve() == store.root.resolve():
-        raise HeirloomError(f"cannot back up the store at {store.root} into itself")
-    blobs = destination / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
+    incrementally: a blob already there with the same size is kept. ``overwrite``: also
+    into a backup of another store, or a store folder without MARKER."""
     with store.index.reading() as tx:
         early = named_blobs(tx.blob_rows())
+    if not early:
+        raise HeirloomError(
+            f"the store at {store.root} holds no versions: nothing to back up (is it the store you meant? "
+            "HEIRLOOM_HOME, HEIRLOOM_STORE or --store choose it)"
+        )
+    check_destination(store.root, destination, overwrite=overwrite)
+    blobs = destination / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
     copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
     with store.index.writing() as tx:
         rows = tx.blob_rows()
@@ -58,7 +79,57 @@ def backup_store(store: ArtifactStore, destination: Path) -> BackupReport:
     for path in stale:
         path.unlink()
     fsync_dir(blobs)
+    write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())
     return BackupReport(versions, copied + late, present, len(stale))
+
+
+def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None:
+    """HeirloomError, before anything is written, unless ``destination`` is new, empty, or
+    an earlier backup of the store at ``root`` holding only what a backup writes."""
+    source, target = root.resolve(), destination.resolve()
+    if target == source or target.is_relative_to(source) or source.is_relative_to(target):
+        raise HeirloomError(f"cannot back up the store at {root} into {destination}: one folder holds the other")
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise HeirloomError(f"{destination} is not a folder")
+    found = sorted(path.name for path in target.iterdir())
+    if not found:
+        return
+    foreign = [name for name in found if name not in {MARKER, "blobs", *INDEX_FILES}]
+    blobs = target / "blobs"
+    if blobs.is_dir():
+        foreign += [f"blobs/{p.name}" for p in blobs.iterdir() if not _backup_blob(p)]
+    elif blobs.exists():
+        foreign.append("blobs")
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise HeirloomError(
+            f"{destination} holds files a backup does not write ({listed}); a backup removes what the store "
+            "lacks, so back up into an empty folder or an earlier backup"
+        )
+    copied = _marked_source(target / MARKER)
+    if copied != str(source) and not overwrite:
+        what = f"a backup of the store at {copied}" if copied else f"a store folder with no {MARKER}"
+        raise HeirloomError(
+            f"{destination} is {what}, not a backup of {root}: --overwrite replaces its versions with this store's"
+        )
+
+
+def _backup_blob(path: Path) -> bool:
+    return (
+        not path.is_symlink()
+        and path.is_file()
+        and bool(BLOB_NAME.fullmatch(path.name) or PARTIAL_BLOB.fullmatch(path.name))
+    )
+
+
+def _marked_source(marker: Path) -> str | None:
+    """The store a backup's MARKER names, or None without one (or an unreadable one)."""
+    try:
+        return str(json.loads(marker.read_text()).get("source"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _copy(source: Path, target: Path, names: set[str], *, gone_ok: bool) -> tuple[int, int]:
