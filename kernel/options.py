@@ -2,7 +2,9 @@
 commands share, so the same option reads the same in every ``--help``.
 
 - ``listen_options(default_port)``: ``--host`` (default 127.0.0.1) and ``--port`` of a
-  command that serves HTTP, as ``heirloom gateway`` and ``heirloom ui`` do.
+  command that serves HTTP, as ``heirloom gateway`` and ``heirloom ui`` do;
+  ``check_listenable(host, port)`` says "cannot listen on HOST:PORT: ..." (exit 1) before
+  the server starts.
 - ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
   (a key, a tokens file) or a folder (of keys) that must exist, given to the command as a
   ``Path``, as ``heirloom serve --curve-secret`` and ``heirloom gateway --tokens`` are.
@@ -15,6 +17,23 @@ commands share, so the same option reads the same in every ``--help``.
 """
 
 from heirloom.cli.logs import configure as configure_logs
-from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folder, listen_options, log_options
+from heirloom.cli.options import (
+    ADDRESS,
+    SECONDS,
+    check_listenable,
+    existing_file,
+    existing_folder,
+    listen_options,
+    log_options,
+)
 
-__all__ = ["ADDRESS", "SECONDS", "configure_logs", "existing_file", "existing_folder", "listen_options", "log_options"]
+__all__ = [
+    "ADDRESS",
+    "SECONDS",
+    "check_listenable",
+    "configure_logs",
+    "existing_file",
+    "existing_folder",
+    "listen_options",
+    "log_options",
+]

@@ -270,7 +270,7 @@ def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained
     host, port = gateway.host.rsplit(":", 1)
     with socket.create_connection((host, int(port))) as connection:
         connection.sendall(
-            b"POST /v1/routes/sentiment.predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/routes/sentiment.predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Content-Length: 2000000\r\n\r\n"
         )
         answer = raw_response(connection)
@@ -279,7 +279,7 @@ def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained
     size = 1048576 + 1
     with socket.create_connection((host, int(port))) as connection:
         connection.sendall(
-            b"POST /v1/routes/sentiment.predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/routes/sentiment.predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % size + b" " * size + b"\r\n"
         )
         answer = raw_response(connection)
@@ -400,8 +400,10 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     ready = document["paths"]["/v2/models/sentiment/ready"]["get"]["responses"]["503"]
     assert ready["content"]["application/json"]["schema"]["properties"] == {"ready": {"type": "boolean"}}
     assert "get" in document["paths"]["/v1/routes"]
-    status, _, page = http(gateway.url + "/docs")
+    status, headers, page = http(gateway.url + "/docs")
     assert status == 200 and "/v1/routes/sentiment.feedback" in page
+    # another site must not frame the page and lay its try-it-out buttons under a user's click
+    assert headers["X-Frame-Options"] == "DENY" and headers["Content-Security-Policy"] == "frame-ancestors 'none'"
 
 
 # -- refusals from a daemon that cannot serve ------------------------------------------------
@@ -544,7 +546,7 @@ def test_sigterm_stops_the_gateway_within_timeout_although_a_client_never_ends_i
     try:
         with socket.create_connection(("127.0.0.1", port)) as held:
             held.sendall(
-                b'POST /v1/routes/echo.echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\n'
+                b'POST /v1/routes/echo.echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\n'
             )
             time.sleep(0.3)
             process.terminate()
@@ -760,3 +762,16 @@ def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_pat
     finally:
         assert gateway.stop() == 0
         assert daemon.terminate() == 0
+
+
+def test_a_port_in_use_is_one_line_and_exit_1_before_anything_starts(tmp_path):
+    """As `heirloom serve` says it; uvicorn logged its error after the banner and exited 3,
+    the code `models promote --if-better` uses for "not promoted"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for command in (("gateway", "--connect", "tcp://127.0.0.1:5555"), ("ui",)):
+            result = run_heirloom(*command, "--port", port, env={"HEIRLOOM_HOME": str(tmp_path)})
+            assert result.returncode == 1, (command, result.stderr)
+            assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr

@@ -5,6 +5,7 @@ Plugins take them from :mod:`heirloom.options`, the public face of this module.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -39,6 +40,19 @@ def listen_options(default_port: int) -> Callable[[F], F]:
         return host(port(command))
 
     return decorate
+
+
+def check_listenable(host: str, port: int) -> None:
+    """ClickException (exit 1) naming the address when ``host:port`` cannot be listened on
+    (in use, no such address), checked before the server starts: as ``heirloom serve`` says
+    it, where uvicorn logged a line after the banner and exited 3."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def log_options(command: F) -> F:

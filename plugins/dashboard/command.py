@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 import heirloom
-from heirloom.options import ADDRESS, existing_file, listen_options
+from heirloom.options import ADDRESS, check_listenable, existing_file, listen_options
 from heirloom.reports import EXTRA_HINT
 
 
@@ -68,6 +68,7 @@ def ui_command(
         raise click.ClickException(f"no artifact store at {store} (no index.sqlite there)")
     opened = heirloom.ArtifactStore(store) if store is not None else heirloom.Kernel().store()
     curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
+    check_listenable(host, port)
     app = create_app(opened, connect=connect, refresh=refresh, curve=curve)
     click.echo(f"heirloom ui: http://{host}:{port}/ (store {getattr(opened, 'root', opened)}, read-only)", err=True)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the

@@ -18,7 +18,15 @@ import click
 import zmq
 
 import heirloom
-from heirloom.options import ADDRESS, SECONDS, configure_logs, existing_file, listen_options, log_options
+from heirloom.options import (
+    ADDRESS,
+    SECONDS,
+    check_listenable,
+    configure_logs,
+    existing_file,
+    listen_options,
+    log_options,
+)
 from heirloom.reports import EXTRA_HINT
 
 #: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
@@ -165,6 +173,7 @@ def gateway_command(
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     configure_logs(log_level, log_format)
+    check_listenable(host, port)  # before the daemon loads its models
     # SIGTERM/SIGINT unwind the stack below (drain and stop the daemon), also while it starts;
     # uvicorn stops gracefully on them, then re-raises: exit 0 as serve does. A signal that
     # lands while a plugin imports is taken for the plugin's own SystemExit (the kernel

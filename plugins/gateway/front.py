@@ -159,6 +159,22 @@ def foreign_host(headers: dict[str, str], hosts: frozenset[str] | None) -> str |
     return f"Host {host[:200]!r} is not a name of this gateway (--allow-host adds one)"
 
 
+#: On every page the gateway serves (not the hot JSON paths): no other site may frame it, so
+#: a page cannot lay the try-it-out buttons of /docs or a console's form under a user's click.
+UNFRAMED = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
+
+
+def unframed(send: Send) -> Send:
+    """``send`` with UNFRAMED added to the response's headers."""
+
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), *UNFRAMED]
+        await send(message)
+
+    return sending
+
+
 def refusal(exc: Refused | heirloom.RemoteError) -> Response:
     """The HTTP reply of a refusal by the gateway or by the daemon."""
     return exc.response if isinstance(exc, Refused) else remote_error_response(exc)
@@ -191,7 +207,7 @@ class Front:
             return
         hot = hot_path(scope["path"]) if scope["type"] == "http" else None
         if hot is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, unframed(send) if scope["type"] == "http" else send)
             return
         if scope["method"] != "POST":
             message = f"{scope['method']} is not allowed on {scope['path']}"
