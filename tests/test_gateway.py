@@ -546,7 +546,7 @@ def test_sigterm_stops_the_gateway_within_timeout_although_a_client_never_ends_i
     try:
         with socket.create_connection(("127.0.0.1", port)) as held:
             held.sendall(
-                b'POST /v1/routes/echo.echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\n'
+                b'POST /v1/routes/echo.echo HTTP/1.1\r\nHost: [::1]\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\n'
             )
             time.sleep(0.3)
             process.terminate()

@@ -277,6 +277,25 @@ def test_a_lost_worker_is_counted_and_logged_once(tmp_path, served):
         assert daemon.terminate() == 0, daemon.log()
 
 
+def test_a_hung_worker_is_counted_lost_once(tmp_path, served):
+    """A silent worker is dropped (counted) and killed; its exit was counted a second time,
+    so two hangs looked like a crash loop to HeirloomWorkersLost."""
+    port = free_port()
+    daemon = Daemon(tmp_path, "--workers", "2", "--metrics-port", str(port), profile=served.read_text(), env=PLUGINS)
+    try:
+        daemon.wait_ready()
+        victim = client_stats(daemon)["workers"][0]["pid"]
+        os.kill(victim, signal.SIGSTOP)  # alive, silent
+        deadline = time.monotonic() + 30
+        while f"worker pid {victim} exited" not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.1)
+        daemon.wait_ready()
+        assert value(scrape(port), "heirloom_workers_lost_total") == 1, daemon.log()
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
 def shipped_queries() -> dict[str, list[str]]:
     """The PromQL of deploy/'s alerting rules and Grafana dashboard, by file."""
     rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "heirloom-alerts.yml").read_text())

@@ -136,6 +136,8 @@ class Broker:
         self.dropped = 0
         #: Workers lost without a planned stop (crashed, killed, silent, key revoked).
         self.workers_lost = 0
+        #: Local workers killed for silence: counted lost once, when dropped, not again at exit.
+        self._killed_silent: set[int] = set()
         #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
         self.unrouted: Counter[str] = Counter()
         self.draining = False
@@ -224,13 +226,17 @@ class Broker:
         silent = [w for w in self.workers.values() if now - w.last_seen > w.silence]
         for worker in silent:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
-            self.local.kill(worker.pid)
+            if self.local.kill(worker.pid):
+                self._killed_silent.add(worker.pid)
 
     def _forget_pid(self, pid: int, reason: str) -> None:
         connected = [w for w in self.workers.values() if w.pid == pid]
         for worker in connected:
             self._drop(worker, reason)
-        if not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
+        if pid in self._killed_silent:  # dropped and counted when it fell silent
+            self._killed_silent.discard(pid)
+            log.info("%s (killed for its silence)", reason)
+        elif not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
             self.workers_lost += not self.draining
             log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
 

@@ -66,11 +66,14 @@ class LocalWorkers:
                 self._spawn(failures)
         return exited
 
-    def kill(self, pid: int) -> None:
-        """SIGKILL the local process ``pid`` (a hung worker); ``reap`` then reports and replaces it."""
+    def kill(self, pid: int) -> bool:
+        """SIGKILL the local process ``pid`` (a hung worker); ``reap`` then reports and replaces
+        it. False when ``pid`` is none of them (a worker on another host)."""
         for local in self.processes:
             if local.process.pid == pid:
                 local.process.kill()
+                return True
+        return False
 
     def stop(self, grace: float) -> None:
         """SIGTERM every process, then SIGKILL those still running after ``grace`` seconds."""
