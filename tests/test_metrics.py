@@ -122,6 +122,9 @@ def check_counts(samples, *, expected_processes: int) -> None:
     assert value(samples, requests, route="t.batched", status="OK") == BATCHED
     assert value(samples, requests, route="t.boom", status="INTERNAL") == BOOMS
     assert value(samples, requests, route="t.typed", status="INVALID_ARGUMENT") == BAD
+    # every status is a series from the start, at 0: increase() counts a route's first error
+    assert value(samples, requests, route="echo.echo", status="INTERNAL") == 0
+    assert value(samples, "heirloom_refused_unrouted_total", status="RESOURCE_EXHAUSTED") == 0
     latency = "heirloom_request_duration_seconds"
     assert value(samples, f"{latency}_count", route="echo.echo") == ECHOES
     assert 0 < value(samples, f"{latency}_sum", route="echo.echo") < ECHOES * 1.0

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.errors import HeirloomError
+from heirloom.wire.protocol import CODES
 from heirloom.wire.stats import RouteStats
 
 if TYPE_CHECKING:
@@ -191,9 +192,9 @@ class SnapshotCollector:
         requests = CounterMetricFamily(
             "heirloom_requests", "Requests answered, by route and status code.", labels=["route", "status"]
         )
-        for route, totals in routes.items():
-            for status, count in totals["requests"].items():
-                requests.add_metric([route, status], count)
+        for route, totals in routes.items():  # every code from the start, at 0: Prometheus' increase()
+            for status in CODES:  # takes a series' first sample as its start, so a first error would not count
+                requests.add_metric([route, status], totals["requests"].get(status, 0))
         yield requests
         for key, (name, documentation) in HISTOGRAMS.items():
             family = HistogramMetricFamily(name, documentation, labels=["route"])
@@ -216,8 +217,8 @@ class SnapshotCollector:
             "Requests refused before a route was known (unknown route, unreadable header, client rate limit).",
             labels=["status"],
         )
-        for status, count in snap.get("refused_unrouted", {}).items():
-            unrouted.add_metric([status], count)
+        for status in CODES[1:]:
+            unrouted.add_metric([status], snap.get("refused_unrouted", {}).get(status, 0))
         yield unrouted
         info = GaugeMetricFamily(
             "heirloom_model_info",
