@@ -7,6 +7,7 @@ then, so systems without torch models never load it.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import time
@@ -15,6 +16,8 @@ from typing import Any
 import attrs
 
 import heirloom
+
+log = logging.getLogger("heirloom.resources")
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -157,7 +160,15 @@ class LocalResources(heirloom.Resources):
         now = time.monotonic()
         if now - self._memory_checked > _MEMORY_CHECK_INTERVAL:
             self._memory_checked = now
-            self._memory_ok = resident_mb() <= self.memory_budget_mb
+            resident = resident_mb()
+            within = resident <= self.memory_budget_mb
+            if within != self._memory_ok:  # said when it turns, not per refusal
+                say = log.info if within else log.warning
+                state = "within" if within else "past"
+                refusing = "admitting requests again" if within else "refusing new requests (RESOURCE_EXHAUSTED)"
+                say("this process holds %.0f MiB, %s resources.memory_budget_mb = %d: %s", resident, state,
+                    self.memory_budget_mb, refusing)  # fmt: skip
+            self._memory_ok = within
         return self._memory_ok
 
     def usage(self) -> dict[str, Any]:

@@ -90,6 +90,19 @@ def test_a_flood_of_echo_calls_is_refused_daemon_wide_with_two_workers(serve):
     assert daemon.terminate() == 0
 
 
+def test_a_daemon_past_its_memory_budget_says_why_it_refuses(serve):
+    """A budget below what the loaded daemon holds refuses every request: the log says so
+    once, not per refusal, so an operator sees why everything is RESOURCE_EXHAUSTED."""
+    daemon = serve("memory_budget_mb = 1")
+    with daemon.client(timeout=20, retries=0) as client:
+        for i in range(5):
+            with pytest.raises(ResourceExhausted):
+                client.call("echo.echo", i)
+    assert daemon.terminate() == 0
+    said = daemon.log()
+    assert said.count("past resources.memory_budget_mb = 1: refusing new requests") == 1, said
+
+
 def test_training_within_a_tiny_memory_budget_is_refused_before_it_starts(tmp_path):
     path = train_profile(tmp_path)
     result = run_heirloom("train", str(path), "--set", "resources.memory_budget_mb=1", env=TOYS)
