@@ -685,3 +685,13 @@ def test_a_blob_the_disk_refuses_is_an_error_naming_it_and_no_version_is_stored(
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert [a.version for a in store.list()] == [1]
+
+
+def test_models_show_lists_each_metric_on_its_own_row(store):
+    """The metrics were one wrapped JSON blob: at 80 columns a per-class score was unfindable."""
+    metrics = {"accuracy": 0.792783505, "per_class": {"negative": {"f1": 0.685446009}}}
+    put(store, "team/m", 1, metrics={**metrics, "validation": metrics})
+    shown = models(store, "show", "team/m@1")
+    assert shown.returncode == 0, shown.stderr
+    rows = {tuple(cell.strip() for cell in line.split("│")[1:3]) for line in shown.stdout.splitlines() if "│" in line}
+    assert ("metrics.per_class.negative.f1", "0.6854") in rows and ("metrics.validation.accuracy", "0.7928") in rows

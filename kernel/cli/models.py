@@ -140,10 +140,24 @@ def models_show(ref: str, metadata: bool, as_json: bool, store: ArtifactStore) -
     if as_json:
         print_json(record)
         return
-    table = Table("field", "value")
-    for key, value in record.items():
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    table = Table(Column("field", overflow="fold"), Column("value", overflow="fold"))
+    for key, value in _rows(record):
+        table.add_row(key, value)
     console.print(table)
+
+
+def _rows(record: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A record as (dotted field, value) rows: nested metrics one per row, numbers to 4
+    significant digits (``--json`` has them whole), so a table reads at 80 columns."""
+    rows = []
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            rows += _rows(value, f"{prefix}{key}.")
+        elif isinstance(value, float):
+            rows.append((f"{prefix}{key}", f"{value:.4g}"))
+        else:
+            rows.append((f"{prefix}{key}", value if isinstance(value, str) else json.dumps(value)))
+    return rows
 
 
 @models_group.command("lineage")
