@@ -199,6 +199,21 @@ def test_a_set_into_a_component_the_profile_lacks_or_disables_is_an_error(tmp_pa
     assert "off" not in kernel.resolve(str(path), ["models.off.enabled=false"]).raw.data["models"]
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [("3", "expected a list of 2, got int 3"), ("[3]", "expected a list of 2, got list [3]"),
+     ('"2-5"', "expected a list of 2, got str '2-5'"), ('["a", 5]', "expected int, got str 'a'")],
+)  # fmt: skip
+def test_a_fixed_length_pair_is_explained_in_the_profiles_terms(tmp_path, kernel, value, said):
+    """cattrs said "object of type 'int' has no len()" of ``char_ngrams = 3``."""
+    path = write(
+        tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "text-classifier"\ndata = "s"\n'
+    )
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), [f"models.m.char_ngrams={value}"])
+    assert str(caught.value) == f"--set: models.m.char_ngrams: {said}"
+
+
 def test_a_set_override_of_use_loads_that_plugin_with_a_warm_catalog():
     for attempt in ("cold catalog", "warm catalog"):  # the second run lists plugins without importing them
         overrides = ("--set", "apis.echo.use=echo", "--set", "resources.use=local")

@@ -313,9 +313,7 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem]) -> Non
 
 
 def _disabled(value: Any) -> bool:
-    if isinstance(value, SetValue):
-        return value.text.strip().lower() in ("false", "0", "no")
-    return value is False
+    return value.text.strip().lower() in ("false", "0", "no") if isinstance(value, SetValue) else value is False
 
 
 def _interpolate(

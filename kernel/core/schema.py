@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 import cattrs
-from cattrs.cols import homogenous_tuple_structure_factory, is_sequence, list_structure_factory
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 from cattrs.strategies import configure_union_passthrough
 
@@ -87,16 +87,17 @@ def _strict(expected: type, accepts: tuple[type, ...]):
 
 
 def _strict_sequence(tp: Any, converter: cattrs.Converter) -> Any:
-    """Structure ``list[X]``/``tuple[X, ...]`` from an array only: cattrs would iterate a
-    string into characters and a map into its keys."""
-    inner = (list_structure_factory if typing.get_origin(tp) is list else homogenous_tuple_structure_factory)(
-        tp, converter
-    )
+    """Structure ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` from an array (of that length) only: cattrs
+    would iterate a string or a map, and fail a number saying "object of type 'int' has no len()"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    fixed = len(args) if origin is tuple and Ellipsis not in args else 0
+    factory = list_structure_factory if origin is list else homogenous_tuple_structure_factory
+    inner = None if fixed else factory(tp, converter)
 
     def structure(value: Any, cl: Any) -> Any:
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"expected a list, got {type(value).__name__} {value!r:.60}")
-        return inner(value, cl)
+        if not isinstance(value, (list, tuple)) or len(value) != (fixed or len(value)):
+            raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {type(value).__name__} {value!r:.60}")
+        return tuple(map(converter.structure, value, args)) if inner is None else inner(value, cl)
 
     return structure
 
@@ -105,7 +106,7 @@ def make_converter() -> cattrs.Converter:
     """A cattrs converter that refuses unknown keys and never coerces types silently."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     converter.register_structure_hook_factory(
-        lambda tp: is_sequence(tp) and typing.get_origin(tp) in (list, tuple, collections.abc.Sequence),
+        lambda tp: typing.get_origin(tp) in (list, tuple, collections.abc.Sequence),
         _strict_sequence,
     )
     converter.register_structure_hook(str, _strict(str, (str,)))
