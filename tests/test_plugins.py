@@ -442,6 +442,10 @@ def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
     assert plugins["heirloom_shadow"]["conflicts"] == ["profile minimal"]
     assert plugins["heirloom_ghost"]["status"] == "failed"
     assert "'ghost' (/nonexistent/ghost.toml)" in plugins["heirloom_ghost"]["error"]
+    profiles = run_heirloom("profiles", "--json", cwd=tmp_path, env=env)
+    clashing = {p["name"]: p["conflicts"] for p in json.loads(profiles.stdout)}["minimal"]
+    assert len(clashing) == 2 and any("heirloom_shadow" in label for label in clashing), clashing
+    assert "conflict: profile minimal is registered by" in run_heirloom("profiles", cwd=tmp_path, env=env).stderr
 
 
 def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_stored_model(tmp_path):

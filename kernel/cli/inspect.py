@@ -56,23 +56,31 @@ def plugins_command(as_json: bool) -> None:
 @click.command("profiles")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def profiles_command(as_json: bool) -> None:
-    """List the profiles available: ./profiles, HEIRLOOM_PROFILE_PATH and plugin profiles."""
-    found = get_kernel().available_profiles()
+    """List the profiles available: ./profiles, HEIRLOOM_PROFILE_PATH and plugin profiles.
+
+    A name two plugins register is a conflict (naming it is an error): listed with both.
+    """
+    kernel = get_kernel()
+    found = kernel.available_profiles()
+    clashes = {
+        what[len("profile ") :]: labels
+        for what, labels in kernel.plugins.conflicts().items()
+        if what.startswith("profile ")
+    }
     if as_json:
-        print_json(found)
+        print_json([{**entry, "conflicts": clashes.get(entry["name"], [])} for entry in found])
         return
     table = Table("profile", "file", "from")
     for entry in found:
         table.add_row(entry["name"], entry["path"], entry["origin"])
     console.print(table)
+    for name, labels in clashes.items():
+        err_console.print(f"conflict: profile {name} is registered by {' and '.join(labels)}", markup=False)
 
 
 @click.group("profile")
 def profile_group() -> None:
     """Inspect and validate profiles."""
-
-
-#: What ``profile show`` prints instead of a value that came from the environment.
 
 
 @profile_group.command("show")
