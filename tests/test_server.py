@@ -66,9 +66,10 @@ def test_invalid_argument_names_the_field(client):
     with pytest.raises(InvalidArgument) as caught:
         client.call("t.typed", {"txet": "a"})
     assert caught.value.field in ("body.txet", "body.text")
-    with pytest.raises(InvalidArgument) as caught:
-        client.call("t.typed", "not a map")
-    assert caught.value.field == "body"
+    for body, sent in (("not a map", "string"), (None, "nil (no body)"), ([1], "array")):  # the protocol's words
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("t.typed", body)
+        assert caught.value.field == "body" and caught.value.message.endswith(f"got {sent}"), caught.value.message
     with pytest.raises(InvalidArgument) as caught:
         client.call("t.typed", {"text": "x" * 5000})
     assert caught.value.field == "body" and "accepts at most 4096" in caught.value.message

@@ -20,6 +20,13 @@ _converter = make_converter()
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", bytes: "binary"}
 
 
+def wire_type(value: Any) -> str:
+    """What a client sent, in the protocol's words (docs/PROTOCOL.md), not Python's."""
+    if value is None:
+        return "nil (no body)"
+    return "array" if isinstance(value, list | tuple) else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 class InputValidator:
     """Structures request bodies into one attrs class; raises RequestError naming the field."""
 
@@ -30,7 +37,7 @@ class InputValidator:
     def __call__(self, body: Any) -> Any:
         if not isinstance(body, dict):
             raise RequestError(
-                INVALID_ARGUMENT, f"body must be a map with keys {self.keys()}, got {type(body).__name__}", "body"
+                INVALID_ARGUMENT, f"body must be a map with keys {self.keys()}, got {wire_type(body)}", "body"
             )
         try:
             return self._structure(body, self.cls)
