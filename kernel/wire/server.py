@@ -249,7 +249,7 @@ class Server:
         self._installed = True
         if self.link is not None:
             self.link.beat_soon()  # tell the broker at once
-        log.info("serving %d routes: %s", len(names), ", ".join(names))
+        log.info("serving %d route%s: %s", len(names), "s" * (len(names) != 1), ", ".join(names))
         waiting = [name for name, ready in self.system.readiness().items() if not ready]
         if waiting:  # as _ready says: e.g. a model with no version to serve yet
             log.info("started; not ready until these report ready: %s", ", ".join(waiting))
