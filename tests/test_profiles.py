@@ -309,7 +309,7 @@ def test_invalid_toml_names_the_file(tmp_path, kernel):
         kernel.resolve(str(path))
 
 
-def test_missing_path_field_is_reported(tmp_path):
+def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     import attrs
 
     from heirloom.core.components import path_field  # noqa: F401 - documented helper under test
@@ -333,6 +333,13 @@ def test_missing_path_field_is_reported(tmp_path):
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
     assert f"{path}: sources.f.path: path does not exist: {tmp_path / 'missing/data.csv'}" in str(caught.value)
+    monkeypatch.setenv("HEIRLOOM_DATA", str(tmp_path / "data"))  # a wrong data root is named as the cause
+    write(path, '[sources.f]\nuse = "file"\npath = "${data}/data.csv"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
+    assert f"path does not exist: {tmp_path / 'data/data.csv'} (HEIRLOOM_DATA is {tmp_path / 'data'})" in str(
+        caught.value
+    )
 
 
 def test_project_is_never_inherited(tmp_path, kernel):

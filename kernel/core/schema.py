@@ -23,6 +23,7 @@ from cattrs.strategies import configure_union_passthrough
 
 from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_references, references
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
+from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
@@ -300,7 +301,8 @@ class Validator:
             path = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
             config[field.name] = str(path)
             if must_exist and not path.exists():
-                self.problem(f"{key}.{field.name}", f"path does not exist: {path}")
+                under = f" (HEIRLOOM_DATA is {root})" if (root := data_root()) and path.is_relative_to(root) else ""
+                self.problem(f"{key}.{field.name}", f"path does not exist: {path}{under}")
 
     def _structure(self, key: str, config: dict, cls: type, also: typing.Sequence[str] = ()) -> Any:
         """``config`` structured into ``cls``, or None after reporting every problem; ``also``:
