@@ -344,7 +344,7 @@ def test_the_gateway_calls_a_curve_daemon_with_each_tokens_key(secure, keys, tmp
     )
     tokens.chmod(0o600)
     server_key = str(keys / "server" / "server.key")
-    gateway = Gateway(tmp_path, secure.address, "--tokens", str(tokens), "--curve-server-key", server_key)
+    gateway = Gateway(tmp_path, secure.address, "--tokens", str(tokens), "--curve-server", server_key)
     try:
         echo = gateway.url + "/v1/routes/echo.echo"
         status, _, body = http(echo, {"a": 1}, headers={"Authorization": "Bearer alice-token-0123456789"})

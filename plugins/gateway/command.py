@@ -114,7 +114,13 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
     help="Longest wait per request (s); on SIGTERM, also the longest wait for the requests in progress.",
 )
 @existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')
-@existing_file("--curve-server-key", "The daemon's public key (server.key), with --tokens when the daemon uses Curve.")
+@click.option(
+    "--curve-server",
+    "--curve-server-key",
+    "curve_server_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The daemon's public key (server.key), with --tokens when the daemon uses Curve (as call and ui take it).",
+)
 @click.option(
     "--allow-host",
     "allowed_hosts",
@@ -163,7 +169,7 @@ def gateway_command(
     if separate_daemon and connect is not None:
         raise click.UsageError("--separate-daemon goes with PROFILE, not --connect")
     if curve_server_key is not None and tokens is None:
-        raise click.UsageError("--curve-server-key needs --tokens (the client keys to use)")
+        raise click.UsageError("--curve-server needs --tokens (the client keys to use)")
     try:
         import uvicorn
 
