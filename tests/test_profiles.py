@@ -81,6 +81,8 @@ def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     assert "apis.b.use" not in shown["provenance"]
     assert shown["project"] == "child"  # a project is never inherited: the parent's "fam" is not the child's
     table = run_heirloom("profile", "show", "child", cwd=tmp_path)
+    rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in table.stdout.splitlines() if "│" in line]
+    assert ["resources.max_in_flight", "16", "child.toml"] in rows  # keys whole at 80 columns: they go to --set
     assert "project child (the file's name: a project is never inherited)" in " ".join(table.stdout.split())
 
 

@@ -102,7 +102,7 @@ def feedback_list(
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
-    table = Table(Column("id", no_wrap=True), "api", "time", "label", "status", "text")
+    table = Table(Column("id", no_wrap=True), "api", Column("time", no_wrap=True), "label", "status", "text")
     for row in rows:
         text = row.get("text", "")
         cells = [row["id"], row["api"], _when(row), row.get("label", ""), row["status"]]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.table import Column, Table
 
 from heirloom.cli.common import (
     console,
@@ -70,7 +71,7 @@ def profiles_command(as_json: bool) -> None:
     if as_json:
         print_json([{**entry, "conflicts": clashes.get(entry["name"], [])} for entry in found])
         return
-    table = Table("profile", "file", "from")
+    table = Table(Column("profile", no_wrap=True), Column("file", overflow="fold"), "from")  # names are copied
     for entry in found:
         table.add_row(entry["name"], entry["path"], entry["origin"])
     console.print(table)
@@ -108,10 +109,11 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
     console.print(f"[bold]{raw.name}[/] ({raw.file}); project {resolved.project}{named}")
     console.print(f"extends chain: {' -> '.join(raw.files)}")
-    table = Table("key", "value", "set by")
+    table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), "set by")  # keys go to --set
     for key, origin in sorted(raw.provenance.items()):
         secret = " (from the environment)" if key in raw.secrets else ""
-        table.add_row(key, repr(_lookup(data, key)) + secret, origin)
+        file = Path(origin).name if origin in raw.files else origin  # the chain above has the whole paths
+        table.add_row(key, repr(_lookup(data, key)) + secret, file)
     console.print(table)
 
 
