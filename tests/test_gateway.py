@@ -555,6 +555,21 @@ def test_sigterm_stops_the_gateway_within_timeout_although_a_client_never_ends_i
         process.kill()
 
 
+def test_a_body_that_trickles_past_the_timeout_is_refused_408(tmp_path):
+    """A client sending its body a byte at a time held a connection and a buffer for ever."""
+    process, port = gateway_process(tmp_path, "minimal", "--timeout", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(b"POST /v1/routes/echo.echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n[")
+            started = time.monotonic()
+            reply = raw_response(slow)
+        assert reply.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in reply, reply
+        assert time.monotonic() - started < 10
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
+
+
 def test_a_child_daemon_is_serving_its_routes_before_the_gateway_listens(tmp_path):
     """--separate-daemon: the gateway waits for the child's routes, as for a daemon in its
     own process, so its first request is answered, not refused as too early (503)."""

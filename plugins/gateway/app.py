@@ -147,12 +147,17 @@ class Gateway:
 
     async def json_body(self, headers: Headers, receive: Receive, limit: int, where: str, tensors: bool = False) -> Any:
         """The request's JSON, refused (413) past ``limit`` bytes: on its Content-Length before
-        it is read, else as soon as it is longer; with ``tensors`` (an infer request), Triton's
-        binary tensor extension is accepted."""
+        it is read, else as soon as it is longer; 408 when it takes longer than ``timeout`` to
+        arrive; with ``tensors`` (an infer request), Triton's binary tensor extension is accepted."""
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise Refused(_too_large(int(declared), limit, where))
-        raw = await read_body(receive, limit, lambda size: _too_large(size, limit, where))
+        try:  # a client trickling its body holds a connection and a buffer: at most --timeout
+            async with asyncio.timeout(self.timeout):
+                raw = await read_body(receive, limit, lambda size: _too_large(size, limit, where))
+        except TimeoutError:
+            message = f"the request body did not arrive within {self.timeout:g} s (--timeout)"
+            raise Refused(error_response(408, message, code="DEADLINE_EXCEEDED", field="body")) from None
         binary = headers.get("inference-header-content-length")
         if binary is not None:
             if not tensors:

@@ -111,7 +111,8 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
     default=30.0,
     show_default=True,
     type=SECONDS,
-    help="Longest wait per request (s); on SIGTERM, also the longest wait for the requests in progress.",
+    help="Longest wait per request (s), for its body to arrive (408) and for its reply; on SIGTERM, also the "
+    "longest wait for the requests in progress.",
 )
 @existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')
 @click.option(
