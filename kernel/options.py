@@ -1,8 +1,10 @@
 """Click options for plugin commands (``heirloom_register_commands``) that the kernel's own
 commands share, so the same option reads the same in every ``--help``.
 
-- ``listen_options(default_port)``: ``--host`` (default 127.0.0.1) and ``--port`` of a
-  command that serves HTTP, as ``heirloom gateway`` and ``heirloom ui`` do;
+- ``listen_options(default_port)``: ``--host`` (default 127.0.0.1), ``--port`` and
+  ``--allow-host`` of a command that serves HTTP, as ``heirloom gateway`` and ``heirloom
+  ui`` do; ``answered_hosts(host, allowed_hosts)`` is the set of Host names to answer
+  besides loopback ones (``loopback(name)``), None for any;
   ``check_listenable(host, port)`` says "cannot listen on HOST:PORT: ..." (exit 1) before
   the server starts.
 - ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
@@ -20,20 +22,24 @@ from heirloom.cli.logs import configure as configure_logs
 from heirloom.cli.options import (
     ADDRESS,
     SECONDS,
+    answered_hosts,
     check_listenable,
     existing_file,
     existing_folder,
     listen_options,
     log_options,
+    loopback,
 )
 
 __all__ = [
     "ADDRESS",
     "SECONDS",
+    "answered_hosts",
     "check_listenable",
     "configure_logs",
     "existing_file",
     "existing_folder",
     "listen_options",
     "log_options",
+    "loopback",
 ]

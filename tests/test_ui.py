@@ -215,6 +215,20 @@ def test_unknown_refs_are_404_pages_and_nothing_can_be_written(dashboard, page):
     assert refused.value.code == 405
 
 
+def test_a_page_rebinding_its_name_to_loopback_cannot_read_the_dashboard(dashboard):
+    """DNS rebinding: the page is same-origin to the browser, but its requests carry its own
+    name as Host; the dashboard (on loopback) answers loopback names only."""
+    port = dashboard.rsplit(":", 1)[1]
+    rebound = urllib.request.Request(dashboard + "/", headers={"Host": f"rebound.example:{port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=5)
+    assert refused.value.code == 400
+    for name in ("localhost", "[::1]"):
+        own = urllib.request.Request(dashboard + "/", headers={"Host": f"{name}:{port}"})
+        with urllib.request.urlopen(own, timeout=5) as response:
+            assert response.status == 200
+
+
 def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):
     out = tmp_path / "report.html"
     env = {"HEIRLOOM_STORE": str(lineage["store"])}

@@ -5,6 +5,7 @@ Plugins take them from :mod:`heirloom.options`, the public face of this module.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -28,18 +29,47 @@ def existing_folder(name: str, help: str) -> Callable[[F], F]:
 
 
 def listen_options(default_port: int) -> Callable[[F], F]:
-    """``--host`` and ``--port`` of a command that serves HTTP (``heirloom gateway``, ``heirloom ui``)."""
+    """``--host``, ``--port`` and ``--allow-host`` of a command that serves HTTP (``heirloom
+    gateway``, ``heirloom ui``); ``answered_hosts(host, allowed_hosts)`` reads the last."""
     host = click.option(
         "--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface)."
     )
     port = click.option(
         "--port", default=default_port, show_default=True, type=click.IntRange(0, 65535), help="HTTP port."
     )
+    allow = click.option(
+        "--allow-host",
+        "allowed_hosts",
+        multiple=True,
+        metavar="NAME",
+        help="A Host header name to answer besides loopback ones (repeatable; '*': any). Default: on a loopback "
+        "--host, loopback names only (against DNS rebinding); on another address, any.",
+    )
 
     def decorate(command: F) -> F:
-        return host(port(command))
+        return host(port(allow(command)))
 
     return decorate
+
+
+def loopback(name: str) -> bool:
+    """Whether ``name`` (a host name or address, IPv6 without brackets) is this host's loopback."""
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | None:
+    """The Host names besides loopback ones that a server listening on ``listen`` answers
+    (``--allow-host``); None: any, when it listens beyond loopback and none is given. A page
+    whose own name resolves to 127.0.0.1 (DNS rebinding) is same-origin to the browser, but
+    its requests carry that name."""
+    if "*" in allowed or not (allowed or loopback(listen)):
+        return None
+    return frozenset(name.lower() for name in allowed)
 
 
 def check_listenable(host: str, port: int) -> None:

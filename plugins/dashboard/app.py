@@ -16,6 +16,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -165,11 +167,21 @@ class Dashboard:
                 self._client = None
 
 
+#: Host names every dashboard answers (a loopback one: ``--allow-host`` adds others).
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"]
+
+
 def create_app(
-    store: Any, connect: str | None = None, refresh: int = 5, curve: heirloom.CurveClient | None = None
+    store: Any,
+    connect: str | None = None,
+    refresh: int = 5,
+    curve: heirloom.CurveClient | None = None,
+    hosts: frozenset[str] | None = None,
 ) -> Starlette:
     """The dashboard over ``store`` (anything with ``list``, ``lineage``); ``connect``: a daemon
-    (``curve``: this client's keys, for a daemon serving over CurveZMQ)."""
+    (``curve``: this client's keys, for a daemon serving over CurveZMQ); ``hosts``: the Host
+    names it answers besides loopback ones (None: any), so a page rebinding its own name to
+    127.0.0.1 cannot read the store's models and metrics."""
     dashboard = Dashboard(store, connect, refresh, curve)
 
     @contextlib.asynccontextmanager
@@ -183,4 +195,7 @@ def create_app(
         Route("/models/{project}/{model}", dashboard.model),
         Route("/models/{project}/{model}/{version}", dashboard.version),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: dashboard.not_found})
+    middleware = [] if hosts is None else [Middleware(TrustedHostMiddleware, allowed_hosts=[*LOOPBACK_HOSTS, *hosts])]
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={HTTPException: dashboard.not_found}
+    )

@@ -21,6 +21,7 @@ import heirloom
 from heirloom.options import (
     ADDRESS,
     SECONDS,
+    answered_hosts,
     check_listenable,
     configure_logs,
     existing_file,
@@ -123,14 +124,6 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
     help="The daemon's public key (server.key), with --tokens when the daemon uses Curve (as call and ui take it).",
 )
 @click.option(
-    "--allow-host",
-    "allowed_hosts",
-    multiple=True,
-    metavar="NAME",
-    help="A Host header name to answer besides loopback ones (repeatable; '*': any). Default: on a loopback "
-    "--host, loopback names only (against DNS rebinding); on another address, any.",
-)
-@click.option(
     "--separate-daemon",
     is_flag=True,
     help="With PROFILE: run its daemon as a `heirloom serve` child process, not on the gateway's event loop.",
@@ -141,10 +134,10 @@ def gateway_command(
     connect: str | None,
     host: str,
     port: int,
+    allowed_hosts: tuple[str, ...],
     timeout: float,
     tokens: Path | None,
     curve_server_key: Path | None,
-    allowed_hosts: tuple[str, ...],
     separate_daemon: bool,
     log_format: str,
     log_level: str,
@@ -176,7 +169,6 @@ def gateway_command(
 
         from heirloom_plugins.gateway.app import Gateway, create_app
         from heirloom_plugins.gateway.auth import read_tokens
-        from heirloom_plugins.gateway.front import answered_hosts
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     configure_logs(log_level, log_format)

@@ -11,7 +11,6 @@ Refusals are the same ``error_response`` replies the Starlette routes send.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ import orjson
 from starlette.responses import Response
 
 import heirloom
+from heirloom.options import loopback
 from heirloom_plugins.gateway.errors import error_response, failure_response, remote_error_response
 
 Scope = MutableMapping[str, Any]
@@ -123,24 +123,6 @@ def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
     if origin is not None and urlsplit(origin).netloc != headers.get("host"):
         return f"Origin {origin[:200]} is not this gateway"
     return None
-
-
-def loopback(name: str) -> bool:
-    """Whether ``name`` (a host name or address, IPv6 without brackets) is this host's loopback."""
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | None:
-    """The Host names besides loopback ones that a gateway listening on ``listen`` answers
-    (``--allow-host``); None: any, when it listens beyond loopback and none is given."""
-    if "*" in allowed or not (allowed or loopback(listen)):
-        return None
-    return frozenset(name.lower() for name in allowed)
 
 
 def foreign_host(headers: dict[str, str], hosts: frozenset[str] | None) -> str | None:
