@@ -471,3 +471,11 @@ def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_pat
     assert result.returncode == 2
     assert f"{profile}: sources.s.mode: 'mode' must be in ('fast', 'slow') (got 'slwo')" in result.stderr, result.stderr
     assert "Attribute(" not in result.stderr
+
+
+def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
+    """``profile check notes.csv`` said "no such profile file" of a file that exists."""
+    write(tmp_path / "notes.csv", "text,label\n")
+    result = run_heirloom("profile", "check", "notes.csv", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "notes.csv is a file here, but a profile is a .toml file" in " ".join(result.stderr.split())

@@ -36,6 +36,8 @@ class Kernel:
         """More about a profile name nothing provides: the failed plugin that shipped it, or a close name."""
         if "/" in name or name.endswith(".toml"):
             return ""
+        if Path(name).is_file():  # a file, taken for a name because it is no .toml
+            return f"; {name} is a file here, but a profile is a .toml file"
         shipped_by = [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]
         if shipped_by:
             details = "; ".join(f"{info.label}: {info.error}" for info in shipped_by)

@@ -121,18 +121,9 @@ class ProfileLoader:
         """Resolve ``ref`` and its ``extends`` chain into one merged tree, or raise."""
         path = self.find(ref)
         if path is None:
-            raise ProfileError(
-                [
-                    Problem(
-                        ref,
-                        "",
-                        "no such profile file or profile name (searched: "
-                        + ", ".join(display_path(d) for d in self.search_dirs())
-                        + " and plugin profiles)"
-                        + self._missing(ref),
-                    )
-                ]
-            )
+            searched = ", ".join(display_path(d) for d in self.search_dirs())
+            why = f"no such profile file or profile name (searched: {searched} and plugin profiles){self._missing(ref)}"
+            raise ProfileError([Problem(ref, "", why)])
         problems: list[Problem] = []
         data: dict[str, Any] = {}
         provenance: dict[str, str] = {}
