@@ -506,6 +506,9 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
         ("next", 'inherit = "team/m@prod"', "models.m.inherit: team/m has no alias 'prod'"),
         ("next", 'inherit = "team/mm"', "models.m.inherit: no model 'team/mm' in the store"),
         ("team", 'serve = "prodution"', TYPO),
+        ("team", 'serve = "9"', "models.m.serve: no version 9 of team/m (the latest stored: 1, 2)"),
+        ("team", 'serve = "2"', None),
+        ("next", 'serve = "9"', None),  # nothing of next/m stored yet: serve will say
         ("next", 'inherit = "elsewhere/thing@production"', None),  # not trained yet: train will say
         ("team", 'serve = "canary"', None),  # a new alias: promoted after the first train
         ("next", 'inherit = "team/m@production"\nserve = "production"', None),

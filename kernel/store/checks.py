@@ -63,12 +63,14 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
     A reference to a model the store has never seen may be one not trained yet (another
     project's, trained later), so it is left to ``train``; but a version or an alias the
     stored model lacks, a model name one typo away from a stored one, or a ``serve`` alias
-    one typo away from an alias the model has are reported here, with their key.
+    one typo away from an alias the model has, or a ``serve`` version the stored model lacks,
+    are reported here, with their key.
     """
     models = [spec for spec in profile.components if spec.kind == "model"]
     inherits = [(spec, spec.keys.inherit) for spec in models if _stored_ref(spec.keys.inherit)]
     aliases = [(spec, spec.keys.serve) for spec in models if spec.keys.serve and not spec.keys.serve.isdigit()]
-    if not inherits and not aliases:
+    numbers = [(spec, int(spec.keys.serve)) for spec in models if spec.keys.serve and spec.keys.serve.isdigit()]
+    if not inherits and not aliases and not numbers:
         return []
     store = kernel.store(profile)
     stored = store.list()  # one read of the index: names and aliases both come from it
@@ -92,6 +94,11 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
         hint = did_you_mean(alias, held)
         if alias not in held and hint:
             report(spec, "serve", f"no version holds alias {alias!r}{hint} (aliases: {', '.join(sorted(held))})")
+    for spec, number in numbers:  # a model with no version yet is not trained yet: left to serve
+        versions = [a.version for a in stored if (a.project, a.model) == (profile.project, spec.name)]
+        if versions and number not in versions:
+            latest = ", ".join(map(str, versions[-10:]))
+            report(spec, "serve", f"no version {number} of {profile.project}/{spec.name} (the latest stored: {latest})")
     return problems
 
 
