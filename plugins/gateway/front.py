@@ -11,6 +11,7 @@ Refusals are the same ``error_response`` replies the Starlette routes send.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,8 +133,15 @@ def foreign_host(headers: dict[str, str], hosts: frozenset[str] | None) -> str |
     requests carry that name."""
     if hosts is None or (host := headers.get("host")) is None:  # HTTP/1.0 may send none; browsers always do
         return None
+    return _host_refusal(host, hosts)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_refusal(host: str, hosts: frozenset[str]) -> str | None:
+    """``foreign_host``'s verdict on one Host value: clients send the same few, so each is
+    parsed once, not per request."""
     try:
-        name = urlsplit(f"//{host}").hostname or ""
+        name = (urlsplit(f"//{host}").hostname or "").removesuffix(".")  # a name's absolute form is the name
     except ValueError:
         return f"Host {host[:200]!r} is not a host name"
     if name.lower() in hosts or loopback(name):
