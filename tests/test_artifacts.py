@@ -295,6 +295,8 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     assert unheld.returncode == 2 and store.alias_version("medical", "triage", "staging") is None
     held = models(store, "promote", "medical/triage@3", "production", "--if-better", "acuracy")
     assert held.returncode == 2 and "did you mean 'accuracy'" in said(held)  # REF holds it: still a typo
+    unset = models(store, "promote", "medical/triage@2", "production", "--if-better", "")  # "$METRIC" unset
+    assert unset.returncode == 2 and store.alias_version("medical", "triage", "production") == 3
     assert store.alias_version("medical", "triage", "production") == 3
 
     forced = models(store, "promote", "medical/triage@2", "production")
@@ -315,7 +317,12 @@ def test_a_new_alias_named_like_an_existing_one_is_taken_for_a_misspelling(store
     assert store.alias_version("finance", "sentiment", "production") == 1
     created = models(store, "promote", "finance/sentiment@2", "Production", "--new-alias")
     assert created.returncode == 0 and store.alias_version("finance", "sentiment", "Production") == 2
-    assert models(store, "promote", "finance/sentiment@2", "staging").returncode == 0  # no near name: created
+    for new in ("staging", "eu-production", "production2", "prod", "canary"):  # adds to a name, or near none
+        assert models(store, "promote", "finance/sentiment@2", new).returncode == 0, new
+    put(store, "team/m", 3)
+    assert models(store, "promote", "team/m@1", "production").returncode == 0  # a name the store has elsewhere
+    reserved = models(store, "promote", "team/m@1", "Latest")
+    assert reserved.returncode == 2 and "reserved" in said(reserved)
 
 
 def test_a_misspelt_nested_metric_is_suggested_by_its_whole_path(store):

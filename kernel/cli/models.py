@@ -7,8 +7,8 @@ exists), 3 when ``promote --if-better`` declines.
 
 from __future__ import annotations
 
-import difflib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -272,15 +272,31 @@ def models_promote(ref: str, alias: str, metric: str | None, split: str, new_ali
 
 
 def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:
-    """RefError when ``alias``, new to ``target``'s model, looks like a misspelling of an
-    alias in the store: moving a new alias would leave the intended one where it was."""
-    known = {name for version in store.list() for name in version.aliases} - {alias}
-    close = [name for name in known if name.lower() == alias.lower()] or difflib.get_close_matches(alias, known, 1)
+    """RefError when ``alias``, new to ``target``'s model and to the store, looks like a
+    misspelling of an alias the store has: moving a new alias would leave the intended one
+    where it was. A name that only adds to one (``eu-prod``, ``staging2``) is no misspelling."""
+    known = {name for version in store.list() for name in version.aliases}
+    if alias in known:
+        return
+    close = [name for name in known if name.lower() == alias.lower() or _one_typo(alias, name)]
     if close:
         raise RefError(
             f"{target.project}/{target.model} has no alias {alias!r}; did you mean {close[0]!r}? "
             f"(--new-alias creates {alias!r})"
         )
+
+
+def _one_typo(written: str, meant: str) -> bool:
+    """Whether ``written`` is ``meant`` with one letter left out, added, changed or two swapped,
+    both at least 5 letters long, and not ``meant`` with something added before or after it."""
+    if min(len(written), len(meant)) < 5 or written.startswith(meant) or written.endswith(meant):
+        return False
+    if meant.startswith(written) or meant.endswith(written) or abs(len(written) - len(meant)) > 1:
+        return False
+    start = len(os.path.commonprefix([written, meant]))  # noqa: RUF071 - characters, not paths
+    rest_w, rest_m = written[start:], meant[start:]
+    swapped = len(rest_w) >= 2 and rest_w[:2] == rest_m[1::-1] and rest_w[2:] == rest_m[2:]
+    return rest_w[1:] == rest_m[1:] or rest_w[1:] == rest_m or rest_w == rest_m[1:] or swapped
 
 
 @models_group.command("gc")

@@ -65,7 +65,7 @@ def check_name(kind: str, name: str) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS.fullmatch(alias) or alias == LATEST:
+    if not ALIAS.fullmatch(alias) or alias.lower() == LATEST:
         raise RefError(f"invalid alias {alias!r}: a letter, then letters, digits, '-' or '_' ('{LATEST}' is reserved)")
     return alias
 
@@ -319,7 +319,7 @@ class ArtifactStore:
         with self.index.writing() as tx:  # exactly the version verified, whatever ``ref`` names now
             candidate = self._resolve(tx, Ref(verified.project, verified.model, str(verified.version)))
             held = tx.alias_version(candidate.project, candidate.model, alias)
-            if if_better:  # also when REF holds the alias already: a misspelt metric is an error either way
+            if if_better is not None:  # also when REF holds it: a misspelt (or empty) metric is an error either way
                 holder = tx.row(candidate.project, candidate.model, held) if held != candidate.version else None
                 check_better(candidate, Artifact(**holder) if holder else None, if_better, on)
             tx.set_alias(candidate.project, candidate.model, alias, candidate.version)
