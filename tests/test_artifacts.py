@@ -705,3 +705,21 @@ def test_models_show_lists_each_metric_on_its_own_row(store):
     assert shown.returncode == 0, shown.stderr
     rows = {tuple(cell.strip() for cell in line.split("│")[1:3]) for line in shown.stdout.splitlines() if "│" in line}
     assert ("metrics.per_class.negative.f1", "0.6854") in rows and ("metrics.validation.accuracy", "0.7928") in rows
+
+
+def test_a_backup_cut_short_is_resumed_into_the_same_folder(store, tmp_path):
+    """Ctrl-C or kill -9 during a backup leaves its own files: the next run must take them
+    for what they are, not refuse the folder as someone else's."""
+    put(store, "team/m", 1)
+    first = tmp_path / "first"
+    blob = next(store.blobs.iterdir())
+    (first / "blobs").mkdir(parents=True)
+    (first / "blobs" / blob.name).write_bytes(blob.read_bytes())  # copied before the cut
+    (first / "blobs" / f".{blob.name}.partial").write_bytes(b"half")
+    resumed = models(store, "backup", str(first))
+    assert resumed.returncode == 0 and "1 already there" in resumed.stdout, said(resumed)
+    (first / ".index.sqlite.partial-journal").write_bytes(b"")  # killed while snapshotting the index
+    (first / ".heirloom-backup.json.k1ll3d.tmp").write_bytes(b"")  # killed while writing the marker
+    again = models(store, "backup", str(first))
+    assert again.returncode == 0, said(again)
+    assert run_heirloom("models", "verify", "--store", str(first)).returncode == 0

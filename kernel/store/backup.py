@@ -34,8 +34,12 @@ from heirloom.store.gc import BLOB_NAME
 #: Written last into a backup: which store it copies (so a backup of another store is not
 #: mirrored over by accident).
 MARKER = "heirloom-backup.json"
-#: What a backup writes at its top level, besides MARKER.
-INDEX_FILES = {"index.sqlite", "index.sqlite-wal", "index.sqlite-shm", ".index.sqlite.partial"}
+#: What a backup writes at its top level: the marker (and its temp file, a kill may leave
+#: it), blobs/, the index (and its partial copy with SQLite's side files).
+BACKUP_FILES = re.compile(
+    r"heirloom-backup\.json|\.heirloom-backup\.json\.\w+\.tmp|blobs|index\.sqlite(?:-wal|-shm)?"
+    r"|\.index\.sqlite\.partial(?:-journal|-wal|-shm)?"
+)
 #: A blob copy interrupted before its rename.
 PARTIAL_BLOB = re.compile(rf"\.{BLOB_NAME.pattern}\.partial")
 
@@ -67,6 +71,8 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
             "HEIRLOOM_HOME, HEIRLOOM_STORE or --store choose it)"
         )
     check_destination(store.root, destination, overwrite=overwrite)
+    for leftover in destination.glob(f".{MARKER}.*.tmp"):  # a marker write a kill cut short
+        leftover.unlink()
     blobs = destination / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
     copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
@@ -85,7 +91,10 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
 
 def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None:
     """HeirloomError, before anything is written, unless ``destination`` is new, empty, or
-    an earlier backup of the store at ``root`` holding only what a backup writes."""
+    an earlier backup of the store at ``root`` (or a first one cut short) holding only what
+    a backup writes."""
+    if destination.is_symlink() and not destination.exists():
+        raise HeirloomError(f"{destination} is a link to nothing ({os.readlink(destination)})")
     source, target = root.resolve(), destination.resolve()
     if target == source or target.is_relative_to(source) or source.is_relative_to(target):
         raise HeirloomError(f"cannot back up the store at {root} into {destination}: one folder holds the other")
@@ -96,7 +105,7 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
     found = sorted(path.name for path in target.iterdir())
     if not found:
         return
-    foreign = [name for name in found if name not in {MARKER, "blobs", *INDEX_FILES}]
+    foreign = [name for name in found if not BACKUP_FILES.fullmatch(name)]
     blobs = target / "blobs"
     if blobs.is_dir():
         foreign += [f"blobs/{p.name}" for p in blobs.iterdir() if not _backup_blob(p)]
@@ -109,7 +118,8 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
             "lacks, so back up into an empty folder or an earlier backup"
         )
     copied = _marked_source(target / MARKER)
-    if copied != str(source) and not overwrite:
+    interrupted = copied is None and not (target / "index.sqlite").exists()  # a first backup cut short: blobs only
+    if copied != str(source) and not overwrite and not interrupted:
         what = f"a backup of the store at {copied}" if copied else f"a store folder with no {MARKER}"
         raise HeirloomError(
             f"{destination} is {what}, not a backup of {root}: --overwrite replaces its versions with this store's"
