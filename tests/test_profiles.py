@@ -199,6 +199,10 @@ def test_a_set_into_a_component_the_profile_lacks_or_disables_is_an_error(tmp_pa
     added = kernel.resolve(str(path), ["models.n.data=s", "models.n.use=toy-model"])  # a new one names its use
     assert "n" in added.raw.data["models"]
     assert "off" not in kernel.resolve(str(path), ["models.off.enabled=false"]).raw.data["models"]
+    for whole in ("models=1", "sources=1", "models.m=1", "extends=minimal"):  # a crash, or silently ignored
+        with pytest.raises(heirloom.ProfileError) as caught:
+            kernel.resolve(str(path), [whole])
+        assert "a --set sets one value" in str(caught.value), whole
 
 
 @pytest.mark.parametrize(

@@ -266,6 +266,10 @@ def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problem
         if not sep or not all(parts):
             problems.append(Problem(OVERRIDE_SOURCE, key, f"expected KEY.PATH=VALUE, got {item!r}"))
             continue
+        if parts[0] == "extends" or (parts[0] in TABLES.values() and not _is_component_table(parts[:-1])):
+            whole = "a --set sets one value (models.NAME.KEY=VALUE, resources.KEY=VALUE), not a table or extends"
+            problems.append(Problem(OVERRIDE_SOURCE, key, whole))
+            continue
         group = data.get(parts[0]) if _is_component_table(parts[:2]) and len(parts) > 2 else None
         if isinstance(group, dict) and parts[1] not in group and ".".join(parts[:2]) not in created:  # a typo
             named = f"no such component{did_you_mean(parts[1], group)} ({parts[0]}: {', '.join(group) or 'none'})"
