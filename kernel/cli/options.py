@@ -143,9 +143,16 @@ class Address(click.ParamType):
     name = "address"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        if (problem := endpoint_problem(str(value))) is not None:
+        address = str(value)
+        if (problem := endpoint_problem(address)) is not None:
             self.fail(f"{problem} (e.g. tcp://127.0.0.1:5555)", param, ctx)
-        return str(value)
+        scheme, _, rest = address.partition("://")
+        host, _, port = rest.rpartition(":") if scheme == "tcp" else (rest, "", "")
+        if host in ("", "*") or port == "*":  # what a daemon binds, not an address to reach
+            self.fail(
+                f"{address!r} names no {'host and port' if scheme == 'tcp' else 'path'} to connect to", param, ctx
+            )
+        return address
 
 
 ADDRESS = Address()
