@@ -468,6 +468,8 @@ def test_the_global_log_level_reaches_the_daemon_and_its_own_wins(tmp_path, befo
         (("call", "_health", "--connect", "127.0.0.1:5555"), "'127.0.0.1:5555' is not a tcp://, ipc:// or inproc://"),
         (("gateway", "--connect", "localhost:5555"), "'localhost:5555' is not a tcp://, ipc:// or inproc://"),
         (("worker", "--connect", "tcp://127.0.0.1:70000"), "'tcp://127.0.0.1:70000' needs a port 0-65535"),
+        (("call", "_health", "--connect", "tcp://*:5555"), "'tcp://*:5555' names no host and port to connect to"),
+        (("ui", "--connect", "ipc://"), "'ipc://' names no path to connect to"),
         (("profile", "check", "minimal", "--set", "server.grace=nan"), "'grace' must be > 0, got nan"),
         (("profile", "check", "minimal", "--set", "server.grace=inf"), "'grace' must be a finite number, got inf"),
     ],
