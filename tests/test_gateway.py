@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -23,6 +24,9 @@ import pytest
 from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, REPO, free_port, quiet_api_plugin, run_heirloom, write
 from tests.test_ui import SMALL
+
+#: How long the gateway keeps a route table (plugins/gateway/routes.py Routes' ttl).
+ROUTES_TTL = 5.0
 
 pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
 httpclient = pytest.importorskip("tritonclient.http", reason="needs tritonclient[http] (the 'dev' extra)")
@@ -568,6 +572,24 @@ def test_a_body_that_trickles_past_the_timeout_is_refused_408(tmp_path):
     finally:
         process.terminate()
         assert process.wait(30) == 0
+
+
+def test_a_requests_deadline_holds_while_the_route_table_is_read_again(tmp_path):
+    """The table (older than 5 s) was re-read with a fixed 5 s budget, whatever the request's."""
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+    gateway = Gateway(tmp_path, daemon.address)
+    echo = gateway.url + "/v1/routes/echo.echo"
+    try:
+        assert http(echo, [1])[:3:2] == (200, [1])  # the table is read
+        time.sleep(ROUTES_TTL + 0.5)
+        os.kill(daemon.process.pid, signal.SIGSTOP)  # a daemon that answers nothing, the table stale
+        status, _, body = http(echo, [2], headers={"Heirloom-Deadline-Ms": "1000"})
+        assert status == 504 and "deadline of 1000 ms" in body["error"], body
+    finally:
+        os.kill(daemon.process.pid, signal.SIGCONT)
+        assert gateway.stop() == 0
+        assert daemon.terminate() == 0
 
 
 def test_a_child_daemon_is_serving_its_routes_before_the_gateway_listens(tmp_path):

@@ -94,7 +94,7 @@ class Gateway:
         self._clients: dict[str | None, heirloom.AsyncClient] = {}
         self._stats: dict[str, Any] = {}
         self._stats_at = -STATS_TTL
-        self.routes = Routes(lambda client: self.body(client, "_routes", None, 5.0))
+        self.routes = Routes(lambda client, timeout: self.body(client, "_routes", None, min(timeout, 5.0)))
         #: Whose connection reads ``_routes`` for a page that needs no token (/openapi.json,
         #: /docs): with a Curve daemon, the first token's key; a connection without one gets no reply.
         self.anonymous = next(iter(self.tokens)) if self.tokens and curve_server_key is not None else None
@@ -183,9 +183,9 @@ class Gateway:
         """``POST /v1/routes/{name}`` (a hot path, served by :class:`Front`)."""
         client = self.caller(headers)
         timeout = self.deadline(headers)
-        table = await self.routes.table(client)
+        table = await self.routes.table(client, timeout=timeout)
         if name not in table.routes:
-            table = await self.routes.table(client, fresh=True)
+            table = await self.routes.table(client, fresh=True, timeout=timeout)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
         reply = await client.request(name, body, timeout=timeout, idempotency_key=headers.get(IDEMPOTENCY_HEADER))
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
@@ -211,9 +211,10 @@ class Gateway:
         """The OIP model named in the path (404 otherwise); a version in the path must be
         the one served."""
         client = self.caller(headers)
-        table = await self.routes.table(client)
+        timeout = self.deadline(headers)
+        table = await self.routes.table(client, timeout=timeout)
         if name not in table.models:
-            table = await self.routes.table(client, fresh=True)
+            table = await self.routes.table(client, fresh=True, timeout=timeout)
         entry = table.models.get(name)
         if entry is None:
             known = ", ".join(sorted(table.models)) or "none"

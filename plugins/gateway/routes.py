@@ -59,23 +59,23 @@ class RouteTable:
 
 
 class Routes:
-    """The current table, fetched with ``fetch(client)`` (an awaitable ``_routes`` call on
-    that connection) when stale."""
+    """The current table, fetched with ``fetch(client, timeout)`` (an awaitable ``_routes``
+    call on that connection) when stale."""
 
-    def __init__(self, fetch: Callable[[Any], Awaitable[dict[str, Any]]], ttl: float = 5.0):
+    def __init__(self, fetch: Callable[[Any, float], Awaitable[dict[str, Any]]], ttl: float = 5.0):
         self._fetch = fetch
         self.ttl = ttl
         self._table: RouteTable | None = None
         self._read_at = 0.0
 
-    async def table(self, client: Any, fresh: bool = False) -> RouteTable:
+    async def table(self, client: Any, fresh: bool = False, timeout: float = 5.0) -> RouteTable:
         """The table, read when stale on ``client``: the caller's connection, whose key a
         daemon serving Curve admits. ``fresh`` (a name it lacks) reads it again unless it was
         read within FRESH_ENOUGH seconds, so requests for unknown names cannot make a
-        ``_routes`` call each."""
+        ``_routes`` call each. A read waits at most ``timeout`` s (the request's deadline)."""
         age = time.monotonic() - self._read_at
         if self._table is None or age > self.ttl or (fresh and age > FRESH_ENOUGH):
-            reply = await self._fetch(client)
+            reply = await self._fetch(client, timeout)
             self._table = RouteTable({entry["name"]: entry for entry in reply["routes"]})
             self._read_at = time.monotonic()
         return self._table
