@@ -505,7 +505,7 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
     daemon = Daemon(tmp_path)
     daemon.wait_ready()
     gateway = Gateway(tmp_path, daemon.address)
-    proxied = Gateway(tmp_path, daemon.address, "--allow-host", "API.example.com")
+    proxied = Gateway(tmp_path, daemon.address, "--allow-host", "API.example.com.")  # normalised: any case, final dot
     port = gateway.url.rsplit(":", 1)[1]
     try:
         for name in ("rebound.example", "127.0.0.1.rebound.example"):
@@ -519,6 +519,9 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
         status, _, body = http(proxied.url + "/v1/routes/echo.echo", [2], headers={"Host": "api.example.com"})
         assert (status, body) == (200, [2])
         assert http(proxied.url + "/v2/health/ready", headers={"Host": "rebound.example"})[0] == 403
+        for never in ("api.example.com:443", "*.example.com", "https://api.example.com"):  # could match no Host
+            refused = run_heirloom("gateway", "--connect", daemon.address, "--allow-host", never)
+            assert refused.returncode == 2 and "is no host name" in refused.stderr, never
     finally:
         assert gateway.stop() == 0
         assert proxied.stop() == 0

@@ -6,6 +6,7 @@ Plugins take them from :mod:`heirloom.options`, the public face of this module.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,7 @@ def listen_options(default_port: int) -> Callable[[F], F]:
         "allowed_hosts",
         multiple=True,
         metavar="NAME",
+        callback=_host_names,
         help="A Host header name to answer besides loopback ones (repeatable; '*': any). Default: on a loopback "
         "--host, loopback names only (against DNS rebinding); on another address, any.",
     )
@@ -50,6 +52,22 @@ def listen_options(default_port: int) -> Callable[[F], F]:
         return host(port(allow(command)))
 
     return decorate
+
+
+#: A host name (letters, digits, '-', dots) or an IP address, as --allow-host takes it.
+HOST_NAME = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*|[0-9a-f:.]+")
+
+
+def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--allow-host`` values lower-cased, an absolute name's final dot dropped, IPv6 brackets
+    removed; a value that could never equal a Host name (a port, a scheme, a pattern) is a usage error."""
+    names = []
+    for value in values:
+        name = value.strip().lower().removesuffix(".").removeprefix("[").removesuffix("]")
+        if name != "*" and not HOST_NAME.fullmatch(name):
+            raise click.BadParameter(f"{value!r} is no host name (no port, scheme or pattern; '*' allows any)")
+        names.append(name)
+    return tuple(names)
 
 
 def loopback(name: str) -> bool:
