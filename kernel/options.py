@@ -4,7 +4,8 @@ commands share, so the same option reads the same in every ``--help``.
 - ``listen_options(default_port)``: ``--host`` (default 127.0.0.1), ``--port`` and
   ``--allow-host`` of a command that serves HTTP, as ``heirloom gateway`` and ``heirloom
   ui`` do; ``answered_hosts(host, allowed_hosts)`` is the set of Host names to answer
-  besides loopback ones (``loopback(name)``), None for any;
+  besides loopback ones (``loopback(name)``), None for any; ``url_host(host)`` brackets an
+  IPv6 address for a URL;
   ``check_listenable(host, port)`` says "cannot listen on HOST:PORT: ..." (exit 1) before
   the server starts.
 - ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
@@ -29,6 +30,7 @@ from heirloom.cli.options import (
     listen_options,
     log_options,
     loopback,
+    url_host,
 )
 
 __all__ = [
@@ -42,4 +44,5 @@ __all__ = [
     "listen_options",
     "log_options",
     "loopback",
+    "url_host",
 ]

@@ -493,7 +493,7 @@ def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_no
     command = ("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
     result = run_heirloom(*command)
     assert result.returncode == 1, result.stderr
-    assert f"{tokens}: other users may read its tokens (mode 644): chmod 600" in result.stderr
+    assert f"{tokens}: other users may read or change its tokens (mode 644): chmod 600" in result.stderr
     tokens.chmod(0o640)
     result = run_heirloom(*command, "--curve-server-key", str(tmp_path / "keys" / "server.key"))
     assert result.returncode == 1 and "app.key_secret" in result.stderr and "Traceback" not in result.stderr

@@ -370,6 +370,8 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
     each one that is missing or damaged (after a restore, a crash, a full disk)."""
     artifacts = [store.resolve(ref) for ref in refs] if refs else store.list()
     if not artifacts:  # an empty folder, an unmounted backup: nothing verified is no pass
+        if as_json:
+            print_json({"checked": 0, "damaged": {}})
         fail(f"error: the store at {store.root} holds no versions: nothing to verify")
     damaged = {}
     for artifact in artifacts:

@@ -70,6 +70,11 @@ def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return tuple(names)
 
 
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets (``http://[::1]:8000/``)."""
+    return f"[{host}]" if ":" in host else host
+
+
 def loopback(name: str) -> bool:
     """Whether ``name`` (a host name or address, IPv6 without brackets) is this host's loopback."""
     if name.lower() == "localhost":

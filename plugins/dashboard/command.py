@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 import heirloom
-from heirloom.options import ADDRESS, answered_hosts, check_listenable, existing_file, listen_options
+from heirloom.options import ADDRESS, answered_hosts, check_listenable, existing_file, listen_options, url_host
 from heirloom.reports import EXTRA_HINT
 
 
@@ -71,7 +71,9 @@ def ui_command(
     curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
     check_listenable(host, port)
     app = create_app(opened, connect=connect, refresh=refresh, curve=curve, hosts=answered_hosts(host, allowed_hosts))
-    click.echo(f"heirloom ui: http://{host}:{port}/ (store {getattr(opened, 'root', opened)}, read-only)", err=True)
+    click.echo(
+        f"heirloom ui: http://{url_host(host)}:{port}/ (store {getattr(opened, 'root', opened)}, read-only)", err=True
+    )
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the
     # handler it found: exit 0 there, as `heirloom serve` does after a clean stop.
     for stop in (signal.SIGTERM, signal.SIGINT):

@@ -27,7 +27,9 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
     token's key file is no Curve secret key."""
     with contextlib.suppress(OSError):  # unreadable: said below
         if (mode := path.stat().st_mode & 0o777) & LOOSE_MODE:
-            raise heirloom.HeirloomError(f"{path}: other users may read its tokens (mode {mode:o}): chmod 600 {path}")
+            raise heirloom.HeirloomError(
+                f"{path}: other users may read or change its tokens (mode {mode:o}): chmod 600 {path}"
+            )
     try:
         table = tomllib.loads(path.read_text()).get("tokens")
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -27,6 +27,7 @@ from heirloom.options import (
     existing_file,
     listen_options,
     log_options,
+    url_host,
 )
 from heirloom.reports import EXTRA_HINT
 
@@ -210,7 +211,7 @@ def gateway_command(
             consoles=consoles,
             context=context,
         )
-        click.echo(f"heirloom gateway: http://{host}:{port}/ -> {daemon.address}", err=True)
+        click.echo(f"heirloom gateway: http://{url_host(host)}:{port}/ -> {daemon.address}", err=True)
         # on a stop signal, a request (or a body that never ends) gets --timeout more at most
         settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout}
         app = create_app(gateway, daemon.on_loop, answered_hosts(host, allowed_hosts))
