@@ -92,7 +92,7 @@ def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | No
     its requests carry that name."""
     if "*" in allowed or not (allowed or loopback(listen)):
         return None
-    return frozenset(name.lower() for name in allowed)
+    return frozenset(allowed)  # normalised by the option's callback
 
 
 def check_listenable(host: str, port: int) -> None:
