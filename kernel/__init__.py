@@ -39,10 +39,11 @@ from heirloom.core.errors import (
 from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
 from heirloom.core.limits import nests_deeper, shortened
-from heirloom.core.paths import home
+from heirloom.core.paths import data_root, home
 from heirloom.core.placement import WorkerPool
 from heirloom.core.splits import stratified_holdout
 from heirloom.core.version import VERSION as __version__
+from heirloom.datasets import DataFile, Dataset
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.feedback import FeedbackLog
 from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
@@ -69,6 +70,8 @@ __all__ = [
     "ConsoleRequest",
     "Context",
     "CurveClient",
+    "DataFile",
+    "Dataset",
     "FeedbackLog",
     "HeirloomError",
     "Kernel",
@@ -100,6 +103,7 @@ __all__ = [
     "at_least",
     "check_label",
     "cpu_share",
+    "data_root",
     "durable_write",
     "home",
     "hookimpl",

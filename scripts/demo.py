@@ -1,12 +1,12 @@
 """`make demo`: train finance-sentiment if needed, serve it, send real-looking headlines,
 print the predictions and the monitor's alert, and stop the daemon cleanly.
 
-Without the Financial PhraseBank (HEIRLOOM_DATA unset) it serves the minimal echo profile.
+Without the Financial PhraseBank in the data root (HEIRLOOM_DATA, else $HEIRLOOM_HOME/data)
+it serves the minimal echo profile.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -99,12 +99,16 @@ def echo_demo(client: heirloom.Client) -> None:
 
 
 def main() -> None:
-    has_data = bool(os.environ.get("HEIRLOOM_DATA")) and Path(os.environ["HEIRLOOM_DATA"]).is_dir()
+    phrasebank = heirloom.data_root() / "financial-phrasebank"
+    has_data = (phrasebank / "Sentences_50Agree.txt").is_file()
     profile = "finance-sentiment" if has_data else "minimal"
     if has_data:
         ensure_trained(profile)
     else:
-        console.print("[yellow]HEIRLOOM_DATA is not set: serving the minimal echo profile instead[/]")
+        console.print(
+            f"[yellow]no Financial PhraseBank in {phrasebank}: serving the minimal echo profile instead "
+            "(`heirloom data fetch financial-phrasebank --accept-license` downloads it)[/]"
+        )
     address = f"ipc://{tempfile.mkdtemp(prefix='heirloom-demo-')}/daemon.sock"
     console.print(f"[bold]heirloom serve {profile} --bind {address}[/]")
     daemon = subprocess.Popen(heirloom_command("serve", profile, "--bind", address, "--log-level", "WARNING"), cwd=REPO)

@@ -18,7 +18,7 @@ PLUGIN_DOCS = (REPO / "docs" / "PLUGINS.md").read_text()
 
 
 def test_there_are_hooks():
-    assert len(HOOKS) == 11
+    assert len(HOOKS) == 12
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -246,9 +246,8 @@ tags = ["${TOY_TAG}", "${MISSING_TOY:-fallback}"]
     assert profile.description == f"data in {tmp_path}, cost $5"
     assert profile.raw.data["models"]["m"]["tags"] == ["from-env", "fallback"]
     monkeypatch.delenv("HEIRLOOM_DATA")
-    with pytest.raises(heirloom.ProfileError) as caught:
-        kernel.resolve(str(path))
-    assert f"{path}: description: cannot interpolate ${{data}}: HEIRLOOM_DATA is not set" in str(caught.value)
+    home = heirloom.home()
+    assert kernel.resolve(str(path)).description == f"data in {home / 'data'}, cost $5", "the default data root"
 
 
 def test_missing_reference_and_cycle_name_the_chain(tmp_path, kernel):
@@ -343,7 +342,11 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     write(path, '[sources.f]\nuse = "file"\npath = "${data}/data.csv"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
-    assert f"path does not exist: {tmp_path / 'data/data.csv'} (HEIRLOOM_DATA is {tmp_path / 'data'})" in str(
+    assert f"path does not exist: {tmp_path / 'data/data.csv'} (data root {tmp_path / 'data'})" in str(caught.value)
+    write(path, '[sources.f]\nuse = "file"\npath = "${data}/banking77/train.csv"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
+    assert "(data root " in str(caught.value) and "`heirloom data fetch banking77` if it is a public" in str(
         caught.value
     )
 

@@ -1,19 +1,21 @@
-"""``heirloom data``: what a profile's sources produce, for any kind of source.
-
-Only the named source (and what it depends on) is started.
+"""``heirloom data``: what a profile's sources produce, for any kind of source (only the
+named source and what it depends on start), and the public data sets plugins register,
+fetched and checked where profiles read them (``${data}``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
 import click
 from rich.pretty import Pretty
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from heirloom.cli.common import (
@@ -26,8 +28,11 @@ from heirloom.cli.common import (
     resolve_or_exit,
     set_option,
 )
+from heirloom.cli.options import SECONDS
 from heirloom.core.components import Source
+from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
+from heirloom.datasets import DataError, Dataset, fetch, problems
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
 SHOWN_ITEMS = 10
@@ -57,7 +62,12 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
 
 @click.group("data")
 def data_group() -> None:
-    """Look at the records and counts of a profile's data sources."""
+    """Look at the records and counts of a profile's data sources; fetch public data sets.
+
+    Profiles read data under the data root, ``${data}``: HEIRLOOM_DATA, else
+    $HEIRLOOM_HOME/data. ``heirloom data list`` shows the data sets plugins register and
+    ``heirloom data fetch NAME`` downloads one there, checking every file's sha256.
+    """
 
 
 @data_group.command("show")
@@ -111,6 +121,139 @@ def flatten(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
             yield from flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def registered_datasets() -> dict[str, list[tuple[Any, str]]]:
+    """``name -> [(dataset, plugin label)]`` of every data set plugins register (more than
+    one entry when plugins clash)."""
+    kernel = get_kernel()
+    kernel.plugins.ensure(hooks=["heirloom_register_datasets"])
+    named = kernel.plugins.named["datasets"]
+    return {name: [(obj, kernel.plugins.infos[p].label) for p, obj in named[name]] for name in sorted(named)}
+
+
+def usable(name: str, entries: list[tuple[Any, str]]) -> Dataset | str:
+    """The data set registered as ``name``, or what is wrong with its registration."""
+    if len(entries) > 1:
+        return (
+            f"data set {name!r} is registered by {len(entries)} plugins: {' and '.join(label for _, label in entries)}"
+        )
+    dataset, label = entries[0]
+    wrong = problems(name, dataset)
+    return f"plugin {label} registers a bad data set: {'; '.join(wrong)}" if wrong else dataset
+
+
+def present(path: Path, size: int | None) -> bool:
+    """Whether ``path`` is a file of the expected size (cheap; ``fetch`` checks the hash)."""
+    return path.is_file() and (size is None or path.stat().st_size == size)
+
+
+@data_group.command("list")
+@click.option("--to", "root", type=click.Path(file_okay=False, path_type=Path), help="Look here, not in the data root.")
+@click.option("--json", "as_json", is_flag=True, help="Print the data sets as JSON.")
+def data_list(root: Path | None, as_json: bool) -> None:
+    """The public data sets plugins register, and how many of their files are in the data
+    root (by name and size; ``heirloom data fetch`` checks their sha256)."""
+    root = root or data_root()
+    rows = []
+    for name, entries in registered_datasets().items():
+        if isinstance(dataset := usable(name, entries), str):
+            err_console.print(dataset, markup=False, soft_wrap=True)
+            continue
+        here = sum(present(root / name / file.path, file.size) for file in dataset.files)
+        rows.append(
+            {
+                "name": name,
+                "title": dataset.title,
+                "license": dataset.license,
+                "accept_license": dataset.accept_license,
+                "homepage": dataset.homepage,
+                "files": len(dataset.files),
+                "bytes": dataset.size,
+                "present": here,
+                "folder": str(root / name),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "files here", "MB", "license", title=f"data root {root}", title_justify="left")
+    for row in rows:
+        table.add_row(row["name"], f"{row['present']} of {row['files']}", f"{row['bytes'] / 1e6:.1f}", row["license"])
+    console.print(table)
+
+
+@data_group.command("fetch")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option(
+    "--to",
+    "root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Put NAME/ in this folder instead of the data root (profiles then need HEIRLOOM_DATA=it).",
+)
+@click.option("--accept-license", is_flag=True, help="Accept a data set's restrictive license (research-only...).")
+@click.option("--force", is_flag=True, help="Replace files whose sha256 differs (changed by hand, older versions).")
+@click.option("--timeout", type=SECONDS, default=30.0, show_default=True, help="Network timeout per read.")
+def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, force: bool, timeout: float) -> None:
+    """Download the public data sets NAME... into the data root and check each file's sha256.
+
+    Files already there are hashed, not downloaded again: on a machine without network,
+    copy the files in by hand and fetch checks them. A file whose hash differs is an error
+    (--force replaces it); a download whose hash differs is not kept. Exit 2: an unknown
+    NAME or a license to accept; exit 1: a download or check failed.
+    """
+    known = registered_datasets()
+    for name in names:
+        if name not in known:
+            fail(f"no data set {name!r}{did_you_mean(name, list(known))} (known: {', '.join(known)})", EXIT_INVALID)
+    root = root or data_root()
+    for name in dict.fromkeys(names):
+        if isinstance(dataset := usable(name, known[name]), str):
+            fail(dataset)
+        folder = root / name
+        complete = all((folder / f.path).is_file() for f in dataset.files)
+        if dataset.accept_license and not accept_license and not complete:
+            fail(f"{name}: {dataset.license}\n{dataset.homepage}\naccept it with --accept-license", EXIT_INVALID)
+        if not complete:
+            err_console.print(f"{name}: {dataset.title}\n  license: {dataset.license}", markup=False, soft_wrap=True)
+        with downloads() as progress:
+            try:
+                done = fetch(name, dataset, root, force=force, timeout=timeout, progress=progress)
+            except DataError as exc:
+                fail(f"{name}: {exc}\n  its files go in {folder}")
+        fetched = f"{len(done.downloaded)} downloaded, " if done.downloaded else ""
+        console.print(
+            f"{name}: {len(dataset.files)} files checked (sha256) in {done.folder}: {fetched}"
+            f"{len(done.present)} already there",
+            markup=False,
+            highlight=False,
+        )
+
+
+@contextmanager
+def downloads() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+    """A ``progress(label, total)`` for ``heirloom.datasets.fetch``: one bar per download on a
+    terminal (stderr), nothing in a pipe or a log."""
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    shown: list[Any] = []
+
+    def start(label: str, total: int | None) -> Callable[[int], None]:
+        while shown:
+            bars.remove_task(shown.pop())
+        task = bars.add_task(label, total=total)
+        shown.append(task)
+        return lambda n: bars.advance(task, n)
+
+    with bars:
+        yield start
 
 
 COMMANDS = [data_group]

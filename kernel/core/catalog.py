@@ -2,7 +2,7 @@
 
 The catalog (one JSON file per Python environment) remembers what each plugin provided
 the last time it was imported: component types, named things (profiles, pretrained
-states), commands and the hooks it implements. It is keyed by a fingerprint of the
+states, consoles, data sets), commands and the hooks it implements. It is keyed by a fingerprint of the
 plugin's distribution, version and module file, so a profile imports only the plugins
 it uses, and a new, upgraded or edited plugin is imported again to learn what it offers.
 """
@@ -25,21 +25,18 @@ from heirloom.core.components import KINDS
 from heirloom.core.fsutil import write_atomic
 from heirloom.core.paths import cache_dir
 
-CATALOG_VERSION = 3
+CATALOG_VERSION = 4
 #: Things plugins register by name besides component types, and the hook that registers each.
 NAMED_HOOKS = {
     "profiles": "heirloom_register_profiles",
     "pretrained": "heirloom_register_pretrained",
     "consoles": "heirloom_register_consoles",
+    "datasets": "heirloom_register_datasets",
 }
 
 
 def empty_provides() -> dict[str, list[str]]:
     return {kind: [] for kind in KINDS}
-
-
-def _empty_named() -> dict[str, list[str]]:
-    return {what: [] for what in NAMED_HOOKS}
 
 
 @attrs.define
@@ -53,8 +50,8 @@ class PluginInfo:
     status: str = "listed"  # listed (not imported) | loaded | failed
     error: str | None = None
     provides: dict[str, list[str]] = attrs.field(factory=empty_provides)
-    #: Profiles and pretrained states it registers, by name (see ``NAMED_HOOKS``).
-    named: dict[str, list[str]] = attrs.field(factory=_empty_named)
+    #: Profiles, pretrained states, consoles, data sets it registers, by name (``NAMED_HOOKS``).
+    named: dict[str, list[str]] = attrs.field(factory=lambda: {what: [] for what in NAMED_HOOKS})
     commands: list[str] = attrs.field(factory=list)
     #: Names of the hooks it implements.
     hooks: list[str] = attrs.field(factory=list)
@@ -77,9 +74,7 @@ class PluginInfo:
             "status": self.status,
             "builtin": self.builtin,
             "provides": {kind: sorted(names) for kind, names in self.provides.items()},
-            "profiles": sorted(self.named["profiles"]),
-            "pretrained": sorted(self.named["pretrained"]),
-            "consoles": sorted(self.named["consoles"]),
+            **{what: sorted(names) for what, names in self.named.items()},
             "commands": sorted(self.commands),
         }
         if self.status == "failed":

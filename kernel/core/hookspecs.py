@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from heirloom.core.consoles import Console
     from heirloom.core.serving import VersionStore
     from heirloom.core.system import System
+    from heirloom.datasets import Dataset
 
 PROJECT = "heirloom"
 
@@ -85,6 +86,13 @@ def heirloom_register_pretrained(register: Callable[[str, Callable[[], State]], 
         ``load`` runs only when a profile inherits ``pretrained:NAME``, and must not
         download anything.
     """
+
+
+@hookspec
+def heirloom_register_datasets(register: Callable[[str, Dataset], None]) -> None:
+    """Register public data sets for ``heirloom data fetch``: ``register("banking77", heirloom.Dataset(...))``.
+
+    :param register: call it with a folder name under the data root and a ``heirloom.Dataset``."""
 
 
 @hookspec

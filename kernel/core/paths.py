@@ -22,6 +22,7 @@ def cache_dir() -> Path:
     return home() / "cache" if os.environ.get("HEIRLOOM_HOME") else Path(platformdirs.user_cache_dir(APP))
 
 
-def data_root() -> Path | None:
-    """The shared data folder profiles call ``${data}`` (``HEIRLOOM_DATA``), if set."""
-    return Path(configured) if (configured := os.environ.get("HEIRLOOM_DATA")) else None
+def data_root() -> Path:
+    """The data folder profiles call ``${data}``: ``HEIRLOOM_DATA``, else ``data`` in the home
+    (where ``heirloom data fetch`` puts the public data sets)."""
+    return Path(configured) if (configured := os.environ.get("HEIRLOOM_DATA")) else home() / "data"

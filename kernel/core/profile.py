@@ -337,21 +337,15 @@ def _substitute(
         if name == "project":
             return project
         if name == "data":
-            root = data_root()
-            if root is not None:
-                return str(root)
-        elif name in os.environ:
+            return str(data_root())
+        if name in os.environ:
             secrets.add(".".join(path))  # an environment value may be a credential: never shown by default
             return os.environ[name]
         if default is not None:
             return default
         key = ".".join(path)
-        what = (
-            "HEIRLOOM_DATA is not set (it points at the data folder)"
-            if name == "data"
-            else (f"environment variable {name} is not set")
-        )
-        problems.append(Problem(provenance.get(key, "?"), key, f"cannot interpolate ${{{name}}}: {what}"))
+        what = f"cannot interpolate ${{{name}}}: environment variable {name} is not set"
+        problems.append(Problem(provenance.get(key, "?"), key, what))
         return match.group(0)
 
     return _VAR.sub(replace, text)

@@ -301,7 +301,10 @@ class Validator:
             path = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
             config[field.name] = str(path)
             if must_exist and not path.exists():
-                under = f" (HEIRLOOM_DATA is {root})" if (root := data_root()) and path.is_relative_to(root) else ""
+                parts = path.relative_to(root).parts if path.is_relative_to(root := data_root()) else None
+                named = parts and not Path(parts[0]).suffix  # a data set's folder, or a file in one
+                fetch = f"; `heirloom data fetch {parts[0]}` if it is a public data set" if named else ""
+                under = f" (data root {root}{fetch})" if parts is not None else ""
                 self.problem(f"{key}.{field.name}", f"path does not exist: {path}{under}")
 
     def _structure(self, key: str, config: dict, cls: type, also: typing.Sequence[str] = ()) -> Any:
