@@ -135,7 +135,12 @@ def fetcher(tmp_path, server):
         "HEIRLOOM_DATA": str(tmp_path / "data"),
         "TOY_DATA_URL": f"http://127.0.0.1:{server.server_port}",
     }
-    return lambda *args: run_heirloom("data", *args, env=env)
+
+    def run(*args: str):
+        return run_heirloom("data", *args, env=env)
+
+    run.env = env  # type: ignore[attr-defined]
+    return run
 
 
 def test_hook_heirloom_register_datasets(tmp_path, server, fetcher):
@@ -223,3 +228,18 @@ def test_the_shipped_catalog_pins_the_bytes_of_the_shared_data(data_dir):
     assert checked.returncode == 0, checked.stderr
     for name, count in SHIPPED.items():
         assert f"{name}: {count} files checked (sha256) in {data_dir / name}: {count} already there" in checked.stdout
+
+
+def test_without_heirloom_data_a_fetched_set_is_where_profiles_read_data(tmp_path, heirloom_home, fetcher):
+    """``${data}`` defaults to ``$HEIRLOOM_HOME/data``, where ``fetch`` puts data sets, so a
+    shipped profile reads what ``heirloom data fetch`` brought with nothing else set."""
+    env = {"PYTHONPATH": str(tmp_path / "plugins"), "HEIRLOOM_PLUGINS": "toy_datasets", "HEIRLOOM_DATA": ""}
+    env["TOY_DATA_URL"] = fetcher.env["TOY_DATA_URL"]
+    profile = write(tmp_path / "toy.toml", '[sources.s]\nuse = "csv"\ntrain = "${data}/toy/table.csv"\n')
+    before = run_heirloom("data", "show", str(profile), "s", env=env)
+    assert before.returncode == 2 and f"{heirloom_home / 'data'}; `heirloom data fetch toy`" in before.stderr
+    assert run_heirloom("data", "fetch", "toy", env=env).returncode == 0
+    assert (heirloom_home / "data" / "toy" / "table.csv").read_bytes() == TABLE
+    shown = run_heirloom("data", "show", str(profile), "s", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert [json.loads(line)["label"] for line in shown.stdout.splitlines()] == ["greeting"]
