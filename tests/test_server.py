@@ -379,16 +379,23 @@ def test_sigterm_with_64_in_flight_answers_every_request(tmp_path):
 
 
 def test_ready_turns_false_while_draining(tmp_path):
+    """``heirloom call _ready`` is a readiness probe: exit 0 when ready, 3 (declined) while
+    draining, with the reply printed either way."""
     daemon = Daemon(tmp_path, grace=20)
     daemon.wait_ready()
+    probe = run_heirloom("call", "_ready", "--connect", daemon.address)
+    assert probe.returncode == 0 and json.loads(probe.stdout)["ready"] is True
     with daemon.client(timeout=10) as client:
-        slow = client.submit("t.slow", {"ms": 1500})
+        slow = client.submit("t.slow", {"ms": 5000})  # long enough for a CLI to start while it drains
         time.sleep(0.2)
         daemon.process.send_signal(15)
         time.sleep(0.2)
         ready = client.call("_ready")
         assert ready["ready"] is False and ready["draining"] is True
-        assert slow.result().body == {"slept_ms": 1500}
+        probe = run_heirloom("call", "_ready", "--connect", daemon.address)
+        assert probe.returncode == 3 and "not ready: draining" in probe.stderr
+        assert json.loads(probe.stdout)["draining"] is True
+        assert slow.result().body == {"slept_ms": 5000}
     assert daemon.process.wait(30) == 0
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import click
 
-from heirloom.cli.common import fail
+from heirloom.cli.common import EXIT_DECLINED, fail
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, RemoteError
@@ -69,7 +69,8 @@ def call_command(
     """Call ROUTE on a daemon with BODY (JSON, default null) and print the reply as JSON.
 
     On an error reply it prints CODE: message to stderr and exits 1 (2 for bad usage).
-    Example: heirloom call echo.echo '{"hello": 1}'
+    `_ready` answering not ready exits 3 after printing the reply, so `heirloom call _ready`
+    is a readiness probe. Example: heirloom call echo.echo '{"hello": 1}'
     """
     try:
         payload = json.loads(body) if body is not None else None
@@ -85,6 +86,19 @@ def call_command(
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""))
     shown = attrs.asdict(reply, recurse=False) if full else reply.body
     click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
+    if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:
+        fail(f"not ready: {_not_ready(reply.body)}", EXIT_DECLINED)
+
+
+def _not_ready(body: dict[str, Any]) -> str:
+    """Why a daemon is not ready, from its ``_ready`` reply."""
+    if body.get("draining"):
+        return "draining (stopping)"
+    if isinstance(workers := body.get("workers"), list):
+        ready = sum(isinstance(w, dict) and w.get("ready") is True for w in workers)
+        return f"{ready} of {body.get('expected_workers', '?')} workers ready"
+    waiting = [name for name, ready in (body.get("components") or {}).items() if ready is not True]
+    return f"waiting for {', '.join(waiting)}" if waiting else "starting"
 
 
 def _retry_identity(key: str | None, curve: CurveClient | None) -> bytes | None:

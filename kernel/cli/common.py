@@ -22,6 +22,8 @@ from heirloom.core.kernel import Kernel
 from heirloom.core.schema import ResolvedProfile
 
 EXIT_INVALID = 2
+#: The answer is no, by design: a promotion declined, a daemon not ready.
+EXIT_DECLINED = 3
 KERNEL_KEY = "heirloom.kernel"
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True)

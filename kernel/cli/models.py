@@ -15,7 +15,7 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_INVALID, console, err_console, fail, get_kernel, print_json
+from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, print_json
 from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import (
     SPLITS,
@@ -29,8 +29,6 @@ from heirloom.store.artifacts import (
 )
 from heirloom.store.backup import backup_store
 
-EXIT_REFUSED = 3
-
 
 class ModelsGroup(click.Group):
     """Maps the store's expected refusals to exit codes, for every subcommand."""
@@ -41,7 +39,7 @@ class ModelsGroup(click.Group):
         except RefError as exc:
             fail(f"error: {exc}", EXIT_INVALID)
         except PromotionRefused as exc:
-            fail(f"not promoted: {exc}", EXIT_REFUSED)
+            fail(f"not promoted: {exc}", EXIT_DECLINED)
 
 
 def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
