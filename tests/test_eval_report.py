@@ -71,3 +71,12 @@ def test_eval_names_pick_components_and_unknown_names_list_the_choices(trained):
     result = run_heirloom("eval", profile, "chekcs", env=env)
     assert result.returncode == 1
     assert "has no evaluated component 'chekcs' (evaluated components: m, checks)" in " ".join(result.stderr.split())
+
+
+def test_eval_of_an_untrained_model_says_why_once(tmp_path):
+    """The reason (and what to run) is the command's error, not also a log warning above it."""
+    profile = write(tmp_path / "toy.toml", PROFILE)
+    result = run_heirloom("eval", str(profile), env={"HEIRLOOM_PLUGINS": "tests.toys"})
+    assert result.returncode == 1
+    assert result.stderr.count("has no trained version yet") == 1, result.stderr
+    assert "(run heirloom train)" in result.stderr

@@ -82,7 +82,7 @@ class ModelServing:
             artifact = self.store.resolve(self.ref_of(spec))
         except HeirloomError as exc:
             self.errors[spec.name] = str(exc)
-            handle.unavailable = self._nothing_served(spec)
+            handle.unavailable = nothing_served(self.store, self.project, spec)
             log.warning("%s serves nothing yet: %s", spec.name, handle.unavailable)
             return handle
         self._load(spec, model, artifact)
@@ -127,23 +127,6 @@ class ModelServing:
         if artifact.model_type != spec.use:  # another type's weights: the plugin might even load them
             raise HeirloomError(f"{artifact.ref} is a {artifact.model_type} model; models.{spec.name} uses {spec.use}")
         model.load(self.store.load(artifact))
-
-    def _nothing_served(self, spec: ComponentSpec) -> str:
-        """Why ``spec`` serves nothing, and what to run: train, or promote a version."""
-        base = f"{self.project}/{spec.name}"
-        serve = getattr(spec.keys, "serve", None)
-        try:
-            latest = self.store.resolve(base)
-        except HeirloomError:
-            return f"{base} has no trained version yet (run heirloom train)"
-        if serve is not None and not serve.isdigit():
-            try:
-                self.store.resolve(f"{base}@{serve}")
-                why = f"no version of {base} has alias {serve!r}"
-            except HeirloomError as exc:  # names the aliases it has, and a close one
-                why = str(exc)
-            return f"{why}; latest: {latest.ref}. To serve {serve!r}: heirloom models promote {latest.ref} {serve}"
-        return f"{base} has no version {serve} (latest: {latest.ref})"
 
     def status(self) -> dict[str, dict[str, Any]]:
         """``{model: {"version", "digest", "error"}}``: what each model serves and why not."""
@@ -209,3 +192,21 @@ def served_ref(project: str, spec: ComponentSpec) -> str:
     serve = getattr(spec.keys, "serve", None)
     base = f"{project}/{spec.name}"
     return f"{base}@{serve}" if serve else base
+
+
+def nothing_served(store: VersionStore, project: str, spec: ComponentSpec) -> str:
+    """Why ``spec`` serves nothing, and what to run: train, or promote a version."""
+    base = f"{project}/{spec.name}"
+    serve = getattr(spec.keys, "serve", None)
+    try:
+        latest = store.resolve(base)
+    except HeirloomError:
+        return f"{base} has no trained version yet (run heirloom train)"
+    if serve is not None and not serve.isdigit():
+        try:
+            store.resolve(f"{base}@{serve}")
+            why = f"no version of {base} has alias {serve!r}"
+        except HeirloomError as exc:  # names the aliases it has, and a close one
+            why = str(exc)
+        return f"{why}; latest: {latest.ref}. To serve {serve!r}: heirloom models promote {latest.ref} {serve}"
+    return f"{base} has no version {serve} (latest: {latest.ref})"

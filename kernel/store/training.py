@@ -25,6 +25,7 @@ import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, references
 from heirloom.core.errors import HeirloomError
+from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key
 from heirloom.store.content import state_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
@@ -325,6 +326,11 @@ def evaluate(
     progress: Progress | None = None,
 ) -> tuple[str | None, Report]:
     """The served version of ``spec`` evaluated on its source's ``split`` (default test)."""
+    store = kernel.store(profile)
+    try:  # before the system starts, which would log the same reason as a warning
+        store.resolve(served_ref(profile.project, spec))
+    except HeirloomError:
+        raise HeirloomError(nothing_served(store, profile.project, spec)) from None
     with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
         model, version = handle.current
