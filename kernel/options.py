@@ -4,7 +4,9 @@ commands share, so the same option reads the same in every ``--help``.
 - ``listen_options(default_port)``: ``--host`` (default 127.0.0.1), ``--port`` and
   ``--allow-host`` of a command that serves HTTP, as ``heirloom gateway`` and ``heirloom
   ui`` do; ``answered_hosts(host, allowed_hosts)`` is the set of Host names to answer
-  besides loopback ones (``loopback(name)``), None for any; ``url_host(host)`` brackets an
+  besides loopback ones (``loopback(name)``), None for any; ``host_refusal(host, hosts)``
+  says why a request's Host value is not one of them, and ``host_guard(app, hosts)`` wraps
+  an ASGI app to answer such requests 400 (DNS rebinding); ``url_host(host)`` brackets an
   IPv6 address for a URL;
   ``check_listenable(host, port)`` says "cannot listen on HOST:PORT: ..." (exit 1) before
   the server starts.
@@ -27,6 +29,8 @@ from heirloom.cli.options import (
     check_listenable,
     existing_file,
     existing_folder,
+    host_guard,
+    host_refusal,
     listen_options,
     log_options,
     loopback,
@@ -41,6 +45,8 @@ __all__ = [
     "configure_logs",
     "existing_file",
     "existing_folder",
+    "host_guard",
+    "host_refusal",
     "listen_options",
     "log_options",
     "loopback",

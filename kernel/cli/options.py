@@ -5,12 +5,14 @@ Plugins take them from :mod:`heirloom.options`, the public face of this module.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -93,6 +95,45 @@ def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | No
     if "*" in allowed or not (allowed or loopback(listen)):
         return None
     return frozenset(allowed)  # normalised by the option's callback
+
+
+@functools.lru_cache(maxsize=256)
+def host_refusal(host: str, hosts: frozenset[str]) -> str | None:
+    """Why a request's ``Host`` value is neither a loopback name nor one of ``hosts``
+    (``answered_hosts``), or None. Clients send the same few values: each is parsed once."""
+    try:
+        name = (urlsplit(f"//{host}").hostname or "").removesuffix(".")  # a name's absolute form is the name
+    except ValueError:
+        return f"Host {host[:200]!r} is not a host name"
+    if name.lower() in hosts or loopback(name):
+        return None
+    return f"Host {host[:200]!r} is not a name this server answers (--allow-host adds one)"
+
+
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
+
+
+def host_guard(app: ASGIApp, hosts: frozenset[str] | None) -> ASGIApp:
+    """``app`` (ASGI) answering 400 to a request whose ``Host`` ``host_refusal`` refuses;
+    ``hosts`` None: any Host (a server listening beyond loopback with no ``--allow-host``)."""
+    if hosts is None:
+        return app
+
+    async def guarded(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
+        if scope["type"] in ("http", "websocket") and host is not None and (why := host_refusal(host, hosts)):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            headers = [(b"content-type", b"text/plain; charset=utf-8")]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": why.encode()})
+            return
+        await app(scope, receive, send)
+
+    return guarded
 
 
 def check_listenable(host: str, port: int) -> None:

@@ -17,13 +17,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 import heirloom
+from heirloom.options import host_guard
 from heirloom.reports import report_css, report_fragment, scalar_metrics, template_environment
 from heirloom_plugins.dashboard.lineage import NODE_HEIGHT, NODE_WIDTH, Graph, chain_graph, model_graph
 
@@ -167,10 +167,6 @@ class Dashboard:
                 self._client = None
 
 
-#: Host names every dashboard answers (a loopback one: ``--allow-host`` adds others).
-LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"]
-
-
 def create_app(
     store: Any,
     connect: str | None = None,
@@ -195,7 +191,7 @@ def create_app(
         Route("/models/{project}/{model}", dashboard.model),
         Route("/models/{project}/{model}/{version}", dashboard.version),
     ]
-    middleware = [] if hosts is None else [Middleware(TrustedHostMiddleware, allowed_hosts=[*LOOPBACK_HOSTS, *hosts])]
+    middleware = [Middleware(host_guard, hosts=hosts)]
     return Starlette(
         routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={HTTPException: dashboard.not_found}
     )

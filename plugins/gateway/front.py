@@ -11,7 +11,6 @@ Refusals are the same ``error_response`` replies the Starlette routes send.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +19,7 @@ import orjson
 from starlette.responses import Response
 
 import heirloom
-from heirloom.options import loopback
+from heirloom.options import host_refusal
 from heirloom_plugins.gateway.errors import error_response, failure_response, remote_error_response
 
 Scope = MutableMapping[str, Any]
@@ -133,20 +132,7 @@ def foreign_host(headers: dict[str, str], hosts: frozenset[str] | None) -> str |
     requests carry that name."""
     if hosts is None or (host := headers.get("host")) is None:  # HTTP/1.0 may send none; browsers always do
         return None
-    return _host_refusal(host, hosts)
-
-
-@functools.lru_cache(maxsize=256)
-def _host_refusal(host: str, hosts: frozenset[str]) -> str | None:
-    """``foreign_host``'s verdict on one Host value: clients send the same few, so each is
-    parsed once, not per request."""
-    try:
-        name = (urlsplit(f"//{host}").hostname or "").removesuffix(".")  # a name's absolute form is the name
-    except ValueError:
-        return f"Host {host[:200]!r} is not a host name"
-    if name.lower() in hosts or loopback(name):
-        return None
-    return f"Host {host[:200]!r} is not a name of this gateway (--allow-host adds one)"
+    return host_refusal(host, hosts)
 
 
 #: On every page the gateway serves (not the hot JSON paths): no other site may frame it, so
