@@ -8,8 +8,9 @@ commands share, so the same option reads the same in every ``--help``.
   says why a request's Host value is not one of them, and ``host_guard(app, hosts)`` wraps
   an ASGI app to answer such requests 400 (DNS rebinding); ``url_host(host)`` brackets an
   IPv6 address for a URL;
-  ``check_listenable(host, port)`` says "cannot listen on HOST:PORT: ..." (exit 1) before
-  the server starts.
+  ``bound_socket(host, port)`` binds the port before anything loads, for the server to take
+  over (``uvicorn.Server(config).run(sockets=[sock])``), or says "cannot listen on
+  HOST:PORT: ..." (exit 1); ``check_listenable(host, port)`` checks alone.
 - ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
   (a key, a tokens file) or a folder (of keys) that must exist, given to the command as a
   ``Path``, as ``heirloom serve --curve-secret`` and ``heirloom gateway --tokens`` are.
@@ -26,6 +27,7 @@ from heirloom.cli.options import (
     ADDRESS,
     SECONDS,
     answered_hosts,
+    bound_socket,
     check_listenable,
     existing_file,
     existing_folder,
@@ -41,6 +43,7 @@ __all__ = [
     "ADDRESS",
     "SECONDS",
     "answered_hosts",
+    "bound_socket",
     "check_listenable",
     "configure_logs",
     "existing_file",

@@ -8,6 +8,7 @@ classifier, the echo and testing apis, a queue of one) for the refusals.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -633,7 +634,8 @@ SLOW_PLUGIN = quiet_api_plugin(
 def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
     """A SIGTERM that lands while the profile's plugin imports (a slow import: torch,
     transformers) reaches the import as SystemExit, which the kernel takes for that
-    plugin's failure: the gateway must still stop with 0, not fail on the plugin."""
+    plugin's failure: the gateway must still stop with 0, not fail on the plugin. Its port
+    is held from before the import: no other process can take it while the daemon loads."""
     write(tmp_path / "slow_plugin.py", SLOW_PLUGIN)
     profile = write(tmp_path / "p.toml", '[apis.echo]\nuse = "echo"\n[apis.quiet]\nuse = "quiet"\n')
     marker = tmp_path / "importing"
@@ -645,7 +647,7 @@ def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
     }
     run_heirloom("plugins", env=env)  # what each plugin provides is now known: the next run imports on demand
     process = subprocess.Popen(
-        [*HEIRLOOM, "gateway", str(profile), "--port", str(free_port())],
+        [*HEIRLOOM, "gateway", str(profile), "--port", str(port := free_port())],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=REPO,
@@ -656,6 +658,11 @@ def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
         while not marker.exists():
             assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()
             time.sleep(0.02)
+        with socket.socket() as rival, pytest.raises(OSError) as taken:  # the port is the gateway's from the start
+            rival.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            rival.bind(("127.0.0.1", port))
+            rival.listen()
+        assert taken.value.errno == errno.EADDRINUSE
         process.terminate()
         assert process.wait(30) == 0, process.stderr.read().decode()
     finally:

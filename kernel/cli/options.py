@@ -136,17 +136,30 @@ def host_guard(app: ASGIApp, hosts: frozenset[str] | None) -> ASGIApp:
     return guarded
 
 
-def check_listenable(host: str, port: int) -> None:
-    """ClickException (exit 1) naming the address when ``host:port`` cannot be listened on
-    (in use, no such address), checked before the server starts: as ``heirloom serve`` says
-    it, where uvicorn logged a line after the banner and exited 3."""
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` for the server to take over
+    (``uvicorn.Server(config).run(sockets=[sock])``), so no other process can take the port
+    while the server loads (connections wait in the backlog meanwhile); ClickException
+    (exit 1) naming the address when it cannot listen (in use, no such address)."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            probe.bind((host, port))
+        sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        sock.bind((host, port))
+        sock.listen()  # bound alone, another SO_REUSEADDR socket could still bind the port on Linux
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def check_listenable(host: str, port: int) -> None:
+    """``bound_socket``'s check alone (the socket is closed again): for a server that can
+    only bind by itself."""
+    bound_socket(host, port).close()
 
 
 def log_options(command: F) -> F:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 import heirloom
-from heirloom.options import ADDRESS, answered_hosts, check_listenable, existing_file, listen_options, url_host
+from heirloom.options import ADDRESS, answered_hosts, bound_socket, existing_file, listen_options, url_host
 from heirloom.reports import EXTRA_HINT
 
 
@@ -69,7 +69,7 @@ def ui_command(
         raise click.ClickException(f"no artifact store at {store} (no index.sqlite there)")
     opened = heirloom.ArtifactStore(store) if store is not None else heirloom.Kernel().store()
     curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
-    check_listenable(host, port)
+    listening = bound_socket(host, port)  # uvicorn takes it over: no other process can take the port meanwhile
     app = create_app(opened, connect=connect, refresh=refresh, curve=curve, hosts=answered_hosts(host, allowed_hosts))
     click.echo(
         f"heirloom ui: http://{url_host(host)}:{port}/ (store {getattr(opened, 'root', opened)}, read-only)", err=True
@@ -78,4 +78,7 @@ def ui_command(
     # handler it found: exit 0 there, as `heirloom serve` does after a clean stop.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda signum, frame: sys.exit(0))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[listening])
+    if not server.started:
+        sys.exit(1)

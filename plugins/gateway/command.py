@@ -22,7 +22,7 @@ from heirloom.options import (
     ADDRESS,
     SECONDS,
     answered_hosts,
-    check_listenable,
+    bound_socket,
     configure_logs,
     existing_file,
     listen_options,
@@ -173,7 +173,7 @@ def gateway_command(
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     configure_logs(log_level, log_format)
-    check_listenable(host, port)  # before the daemon loads its models
+    listening = bound_socket(host, port)  # before the daemon loads its models; uvicorn takes it over
     # SIGTERM/SIGINT unwind the stack below (drain and stop the daemon), also while it starts;
     # uvicorn stops gracefully on them, then re-raises: exit 0 as serve does. A signal that
     # lands while a plugin imports is taken for the plugin's own SystemExit (the kernel
@@ -215,4 +215,7 @@ def gateway_command(
         # on a stop signal, a request (or a body that never ends) gets --timeout more at most
         settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout}
         app = create_app(gateway, daemon.on_loop, answered_hosts(host, allowed_hosts))
-        uvicorn.run(app, host=host, port=port, **settings)
+        server = uvicorn.Server(uvicorn.Config(app, **settings))
+        server.run(sockets=[listening])
+        if not server.started:
+            sys.exit(1)
