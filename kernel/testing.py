@@ -343,7 +343,7 @@ def check_model(
             json.dumps(report.metrics)  # stored with the version: must be JSON
             state = model.state()
             assert isinstance(state, State), f"state() returned a {type(state).__name__}, not heirloom.State"
-        stored = _through_the_store(state)
+        stored = _through_the_store(state, cls.state_format)
         with _system(cls, config, tables) as system:
             fresh = system.component(CHECKED, "model")
             fresh.load(stored)
@@ -358,12 +358,12 @@ def check_model(
     return report
 
 
-def _through_the_store(state: State) -> State:
+def _through_the_store(state: State, state_format: int) -> State:
     """``state`` written to and read back from a real artifact store (safetensors + JSON)."""
     with tempfile.TemporaryDirectory(prefix="heirloom-check-store-") as folder:
         store = ArtifactStore(Path(folder))
-        artifact = store.put("heirloom-check", CHECKED, state, model_type=CHECKED)
-        return store.load(artifact)
+        artifact = store.put("heirloom-check", CHECKED, state, model_type=CHECKED, state_format=state_format)
+        return store.load(artifact, reads=state_format)
 
 
 # -- apis -----------------------------------------------------------------------------------

@@ -542,6 +542,27 @@ def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
     assert f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout
 
 
+def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, tmp_path):
+    """A downgrade: a model type whose ``state_format`` is 1 refuses a version its newer
+    release stored in format 2 (eval, serve, a warm start), where it would misread it."""
+    tables = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{tables}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    newer = {**env, "TOY_STATE_FORMAT": "2"}
+    assert run_heirloom("train", str(profile), env=newer).returncode == 0
+    assert run_heirloom("eval", str(profile), env=newer).returncode == 0, "a release reads its own format"
+    refusal = "team/m@1 (toy-model) holds state of format 2; this heirloom reads its model type's format 1 at most"
+    older = run_heirloom("eval", str(profile), env=env)
+    assert older.returncode == 1 and refusal in said(older), older.stderr
+    served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
+    assert served.returncode == 1 and refusal in said(served), served.stderr
+    child = write(tmp_path / "child.toml", f'project = "kid"\n{tables}inherit = "team/m@1"\n')
+    warm = run_heirloom("train", str(child), env=env)
+    assert warm.returncode == 1 and refusal in said(warm), warm.stderr
+    assert store.load("team/m@1").metadata == {"epochs": 1}, "the format is heirloom's key, never the model's"
+    assert store.metadata("team/m@1")["heirloom_state_format"] == 2
+
+
 def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(store, tmp_path):
     """A profile whose ``use`` changed since its model was trained (or a project name reused)
     must not hand one plugin another plugin's weights, which it might even load."""

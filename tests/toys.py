@@ -5,8 +5,9 @@ This is a plugin like any third party's, not a stand-in for heirloom's own parts
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -51,6 +52,8 @@ class ToyModel(heirloom.Model):
     allocate_mb: int = 0
     #: Memory fit grows by without a word of progress (building features, one long op).
     silent_allocate_mb: int = 0
+    #: ``TOY_STATE_FORMAT=2`` plays a newer release of this model type.
+    state_format: ClassVar[int] = int(os.environ.get("TOY_STATE_FORMAT", "1"))
 
     def start(self, ctx):
         super().start(ctx)

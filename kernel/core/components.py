@@ -214,6 +214,8 @@ class Model(Component):
     """Something trained: fit, batched predict, evaluate, and a portable state."""
 
     kind = "model"
+    #: Bump when older code would misread your ``state()``: a higher stored format is refused.
+    state_format: ClassVar[int] = 1
 
     @abc.abstractmethod
     def fit(self, data: Iterable[Any], parent: State | None = None, progress: Progress | None = None) -> None:

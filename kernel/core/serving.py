@@ -46,8 +46,8 @@ class VersionStore(Protocol):
         """The version a ref names; raises HeirloomError when it names nothing."""
         ...
 
-    def load(self, ref: StoredVersion) -> State:
-        """The verified state of a version."""
+    def load(self, ref: StoredVersion, reads: int | None = None) -> State:
+        """The verified state of a version; HeirloomError if stored in a state format above ``reads``."""
         ...
 
 
@@ -126,7 +126,7 @@ class ModelServing:
     def _load(self, spec: ComponentSpec, model: Model, artifact: StoredVersion) -> None:
         if artifact.model_type != spec.use:  # another type's weights: the plugin might even load them
             raise HeirloomError(f"{artifact.ref} is a {artifact.model_type} model; models.{spec.name} uses {spec.use}")
-        model.load(self.store.load(artifact))
+        model.load(self.store.load(artifact, reads=model.state_format))
 
     def status(self) -> dict[str, dict[str, Any]]:
         """``{model: {"version", "digest", "error"}}``: what each model serves and why not."""

@@ -29,7 +29,7 @@ from heirloom.core.settings import NAME_PATTERN
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.store.content import (
     canonical_json,
-    decode_tensors,
+    decode_state,
     encode_tensors,
     finite,
     manifest_digest,
@@ -165,13 +165,14 @@ class ArtifactStore:
         metrics: dict[str, Any] | None = None,
         plugin_versions: dict[str, str] | None = None,
         quota_mb: int | None = None,
+        state_format: int = 1,
     ) -> Artifact:
         """Store ``state`` as the next version of ``project/model``; with ``quota_mb``, only
         if the project's blobs stay within it (else ResourceExhaustedError, nothing written)."""
         check_name("project", project)
         check_name("model", model)
         framework, weights = encode_tensors(state.tensors)
-        metadata = state_metadata(state)
+        metadata = state_metadata(state, state_format)
         weights_sha, metadata_sha = sha256(weights), sha256(metadata)
         blobs = {f"{weights_sha}.safetensors": weights, f"{metadata_sha}.json": metadata}
         record = {
@@ -233,10 +234,12 @@ class ArtifactStore:
         with self.index.reading() as tx:
             return self._resolve(tx, _as_ref(ref))
 
-    def load(self, ref: str | Ref | Artifact) -> State:
-        """The stored state, after checking every byte against the recorded digests."""
+    def load(self, ref: str | Ref | Artifact, reads: int | None = None) -> State:
+        """The stored state, after checking every byte against the recorded digests; with
+        ``reads`` (the loading model type's ``state_format``), a state stored in a higher
+        format, which this code would misread, is a HeirloomError."""
         artifact, weights, metadata = self._verified(ref)
-        return State(decode_tensors(artifact.framework, weights), json.loads(metadata))
+        return decode_state(artifact.framework, weights, metadata, reads, f"{artifact.ref} ({artifact.model_type})")
 
     def metadata(self, ref: str | Ref | Artifact) -> dict[str, Any]:
         """The stored state's JSON metadata, checked like ``load`` (the tensors are not decoded)."""

@@ -53,7 +53,7 @@ def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
     except HeirloomError:
         return None
     model = profile.instantiate(spec)
-    model.load(store.load(artifact))
+    model.load(store.load(artifact, reads=model.state_format))
     return model
 
 

@@ -43,11 +43,32 @@ def finite(value: Any) -> Any:
     return value
 
 
-def state_metadata(state: State) -> bytes:
-    """A state's metadata as canonical JSON: a dict, as the model contract says."""
+#: The metadata key that records a state's format (``Model.state_format``) when above 1.
+STATE_FORMAT_KEY = "heirloom_state_format"
+
+
+def state_metadata(state: State, state_format: int = 1) -> bytes:
+    """A state's metadata as canonical JSON: a dict, as the model contract says; a format
+    above 1 is recorded in it (format 1 leaves the bytes, so the digest, as they were)."""
     if not isinstance(state.metadata, dict):
         raise HeirloomError(f"state metadata must be a dict, got {type(state.metadata).__name__}")
-    return canonical_json(state.metadata, "state metadata")
+    if STATE_FORMAT_KEY in state.metadata:
+        raise HeirloomError(f"state metadata key {STATE_FORMAT_KEY!r} is heirloom's (Model.state_format sets it)")
+    recorded = state.metadata if state_format == 1 else {**state.metadata, STATE_FORMAT_KEY: state_format}
+    return canonical_json(recorded, "state metadata")
+
+
+def decode_state(framework: str, weights: bytes, metadata: bytes, reads: int | None, what: str) -> State:
+    """The state ``what`` (a version) stored; HeirloomError if stored in a format above
+    ``reads`` (the loading model type's ``state_format``), which this code would misread."""
+    state = State(decode_tensors(framework, weights), json.loads(metadata))
+    stored = state.metadata.pop(STATE_FORMAT_KEY, 1)
+    if reads is not None and stored > reads:
+        raise HeirloomError(
+            f"{what} holds state of format {stored}; this heirloom reads its model type's format {reads} "
+            "at most (a newer heirloom stored it): upgrade, or serve a version this heirloom trained"
+        )
+    return state
 
 
 def manifest_digest(framework: str, weights: str, metadata: str) -> str:

@@ -240,7 +240,8 @@ def train(
     test, and store a version, unless an identical one is stored already."""
     served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
     parent = parent_of(kernel, store, spec.keys.inherit, served)
-    parent_state = store.load(parent) if parent is not None else None
+    reads = spec.cls.state_format if parent is not None and parent.model_type == spec.use else None
+    parent_state = store.load(parent, reads=reads) if parent is not None else None
     if parent is not None:
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
     elif spec.keys.inherit == SERVED:
@@ -284,6 +285,7 @@ def train(
             metrics=metrics,
             plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
             quota_mb=resources.storage_quota_mb("artifacts"),
+            state_format=spec.cls.state_format,
         )
         keep = resources.retention()
     if keep:
