@@ -273,7 +273,8 @@ def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -
     """RefError when ``alias``, new to ``target``'s model and to the store, looks like a
     misspelling of an alias the store has: moving a new alias would leave the intended one
     where it was. A name that only adds to one (``eu-prod``, ``staging2``) is no misspelling."""
-    known = {name for version in store.list() for name in version.aliases}
+    with store.index.reading() as tx:  # the names alone: not every version of a large store
+        known = tx.alias_names()
     if alias in known:
         return
     close = [name for name in known if name.lower() == alias.lower() or _one_typo(alias, name)]

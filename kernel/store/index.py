@@ -203,6 +203,10 @@ class Transaction:
         query = "SELECT DISTINCT project || '/' || model FROM artifacts ORDER BY 1"
         return [name for (name,) in self.conn.execute(query)]
 
+    def alias_names(self) -> set[str]:
+        """Every alias name the store uses, on any model."""
+        return {name for (name,) in self.conn.execute("SELECT DISTINCT alias FROM aliases")}
+
     def aliases(self, project: str, model: str) -> dict[str, int]:
         query = "SELECT alias, version FROM aliases WHERE project = ? AND model = ?"
         return dict(self.conn.execute(query, (project, model)).fetchall())
