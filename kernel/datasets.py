@@ -13,9 +13,7 @@ import json
 import os
 import re
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,6 +203,9 @@ def _extract(
 @contextmanager
 def _download(url: str, progress: Progress | None, label: str, timeout: float, size: int | None) -> Iterator[IO[bytes]]:
     """The response body of ``url``, advancing ``progress``; network errors become DataError."""
+    import urllib.error  # only when downloading: it costs every ``import heirloom`` 20 ms
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": f"heirloom/{VERSION}"})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
