@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
 import click
+from rich import progress as bars
 from rich.pretty import Pretty
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from heirloom.cli.common import (
@@ -32,7 +32,7 @@ from heirloom.cli.options import SECONDS
 from heirloom.core.components import Source
 from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
-from heirloom.datasets import DataError, Dataset, fetch, problems
+from heirloom.datasets import DataError, Dataset, Progress, fetch, problems
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
 SHOWN_ITEMS = 10
@@ -158,7 +158,7 @@ def data_list(root: Path | None, as_json: bool) -> None:
     rows = []
     for name, entries in registered_datasets().items():
         if isinstance(dataset := usable(name, entries), str):
-            err_console.print(dataset, markup=False, soft_wrap=True)
+            err_console.print(dataset, markup=False, highlight=False, soft_wrap=True)
             continue
         here = sum(present(root / name / file.path, file.size) for file in dataset.files)
         rows.append(
@@ -211,11 +211,18 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
         if isinstance(dataset := usable(name, known[name]), str):
             fail(dataset)
         folder = root / name
-        complete = all((folder / f.path).is_file() for f in dataset.files)
-        if dataset.accept_license and not accept_license and not complete:
+        missing = [f for f in dataset.files if not present(folder / f.path, f.size)]
+        if dataset.accept_license and not accept_license and missing:
             fail(f"{name}: {dataset.license}\n{dataset.homepage}\naccept it with --accept-license", EXIT_INVALID)
-        if not complete:
-            err_console.print(f"{name}: {dataset.title}\n  license: {dataset.license}", markup=False, soft_wrap=True)
+        if missing:
+            size = sum(f.size or 0 for f in missing) / 1e6
+            err_console.print(
+                f"{name}: {dataset.title}\n  license: {dataset.license}\n"
+                f"  fetching {len(missing)} of {len(dataset.files)} files ({size:.1f} MB) into {folder}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         with downloads() as progress:
             try:
                 done = fetch(name, dataset, root, force=force, timeout=timeout, progress=progress)
@@ -231,28 +238,26 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
 
 
 @contextmanager
-def downloads() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+def downloads() -> Iterator[Progress]:
     """A ``progress(label, total)`` for ``heirloom.datasets.fetch``: one bar per download on a
     terminal (stderr), nothing in a pipe or a log."""
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+    shown = bars.Progress(
+        bars.TextColumn("{task.description}"),
+        bars.BarColumn(),
+        bars.DownloadColumn(),
+        bars.TransferSpeedColumn(),
         console=err_console,
         transient=True,
         disable=not err_console.is_terminal,
     )
-    shown: list[Any] = []
 
-    def start(label: str, total: int | None) -> Callable[[int], None]:
-        while shown:
-            bars.remove_task(shown.pop())
-        task = bars.add_task(label, total=total)
-        shown.append(task)
-        return lambda n: bars.advance(task, n)
+    def start(label: str, total: int | None) -> Any:
+        for task in shown.task_ids:
+            shown.remove_task(task)
+        task = shown.add_task(label, total=total)
+        return lambda n: shown.advance(task, n)
 
-    with bars:
+    with shown:
         yield start
 
 
