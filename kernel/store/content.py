@@ -84,10 +84,10 @@ def _adapter(framework: str) -> Any:
         raise HeirloomError(f"cannot (de)serialise {framework} tensors: safetensors.{framework}: {exc}") from exc
 
 
-def state_digest(state: State) -> str:
+def state_digest(state: State, state_format: int = 1) -> str:
     """The digest ``put`` would give ``state``: equal digests, equal content."""
     framework, weights = encode_tensors(state.tensors)
-    return manifest_digest(framework, sha256(weights), sha256(state_metadata(state)))
+    return manifest_digest(framework, sha256(weights), sha256(state_metadata(state, state_format)))
 
 
 def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:

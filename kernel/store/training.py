@@ -270,7 +270,7 @@ def train(
         fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
         state = model.state()
         record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
-        same = _identical(store, profile.project, spec.name, state_digest(state), record)
+        same = _identical(store, profile.project, spec.name, state_digest(state, spec.cls.state_format), record)
         if same is not None:
             return Trained(same, by_split[TEST].report, tuple(evaluations), reused=True)
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
