@@ -10,14 +10,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_heirloom, write
+import heirloom
+from heirloom.datasets import fetch as fetching
+from tests.helpers import HEIRLOOM, REPO, run_heirloom, write
 
 #: The data sets heirloom ships manifests for, and their file counts.
 SHIPPED = {
@@ -31,6 +38,7 @@ SHIPPED = {
 NOTES = b"a note\n" * 3
 TABLE = b"text,label\nhello,greeting\n"
 README = "caf\u00e9 data\n".encode()
+SLOW = b"s" * (64 * 1024)  # sent in 4 KiB pieces, 0.1 s apart: 1.6 s in all
 
 
 def sha(data: bytes) -> str:
@@ -45,20 +53,41 @@ def zipped(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+FILES = {
+    "/notes.txt": NOTES,
+    "/toy.zip": zipped({"toy/table.csv": TABLE, "toy/README": README}),
+    "/changed.txt": b"not what the catalog pinned\n",
+    "/zeros.zip": zipped({"zeros.bin": bytes(5000)}),
+}
+
+
 class Files(BaseHTTPRequestHandler):
-    """Serves ``server.files`` (path -> bytes); ``/endless`` sends bytes without end."""
+    """Serves FILES; ``/endless`` never ends, ``/slow`` and ``/trickle`` take their time,
+    ``/to-ftp`` redirects to an ftp:// URL."""
 
     def do_GET(self) -> None:
         self.server.requests.append(self.path)  # type: ignore[attr-defined]
-        if self.path == "/endless":
+        if self.path == "/to-ftp":
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/notes.txt")
+            self.end_headers()
+            return
+        if self.path in ("/endless", "/slow", "/trickle"):
             self.send_response(200)
             self.end_headers()
+            piece, pause, count = {"/endless": (65536, 0, None), "/slow": (4096, 0.1, 16), "/trickle": (1, 0.5, 60)}[
+                self.path
+            ]
             try:
-                while True:
-                    self.wfile.write(b"x" * 65536)
+                while count is None or count > 0:
+                    self.wfile.write(b"s" * piece)
+                    self.wfile.flush()
+                    time.sleep(pause)
+                    count = None if count is None else count - 1
             except OSError:
-                return
-        body = self.server.files.get(self.path)  # type: ignore[attr-defined]
+                pass
+            return
+        body = FILES.get(self.path)
         if body is None:
             self.send_error(404)
             return
@@ -75,11 +104,6 @@ class Files(BaseHTTPRequestHandler):
 def server() -> Iterator[ThreadingHTTPServer]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Files)
     httpd.daemon_threads = True
-    httpd.files = {  # type: ignore[attr-defined]
-        "/notes.txt": NOTES,
-        "/toy.zip": zipped({"toy/table.csv": TABLE, "toy/README": README}),
-        "/changed.txt": b"not what the catalog pinned\n",
-    }
     httpd.requests = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -88,59 +112,87 @@ def server() -> Iterator[ThreadingHTTPServer]:
     httpd.server_close()
 
 
+#: A third party's plugin: registers the data sets of TOY_DATASETS (JSON manifests by name).
 PLUGIN = """
+import json
 import os
+
 import heirloom
-
-URL = os.environ["TOY_DATA_URL"]
-
-
-def files(*entries):
-    return [heirloom.DataFile(**entry) for entry in entries]
 
 
 @heirloom.hookimpl
 def heirloom_register_datasets(register):
-    register("toy", heirloom.Dataset(
-        title="Toy", license="CC0", files=files(
-            dict(path="docs/notes.txt", url=URL + "/notes.txt", sha256="{notes}", size={notes_size}),
-            dict(path="table.csv", url=URL + "/toy.zip", member="toy/table.csv", sha256="{table}", size={table_size}),
-            dict(path="README", url=URL + "/toy.zip", member="toy/README", sha256="{readme}"),
-        )))
-    register("toy-changed", heirloom.Dataset(
-        title="Changed upstream", license="CC0",
-        files=files(dict(path="changed.txt", url=URL + "/changed.txt", sha256="{notes}"))))
-    register("toy-endless", heirloom.Dataset(
-        title="A server that never stops", license="CC0",
-        files=files(dict(path="big.bin", url=URL + "/endless", sha256="{notes}", size=1000))))
-    register("toy-research", heirloom.Dataset(
-        title="Research only", license="research only, no redistribution", accept_license=True,
-        files=files(dict(path="notes.txt", url=URL + "/notes.txt", sha256="{notes}"))))
-    register("toy-escape", heirloom.Dataset(
-        title="Writes outside its folder", license="CC0",
-        files=files(dict(path="../escaped.txt", url=URL + "/notes.txt", sha256="{notes}"))))
+    for name, manifest in json.loads(os.environ["TOY_DATASETS"]).items():
+        register(name, heirloom.Dataset.from_manifest(json.dumps(manifest)))
 """
+
+
+def entry(path: str, url: str, data: bytes, **more: object) -> dict[str, object]:
+    return {"path": path, "url": url, "sha256": sha(data), **more}
+
+
+def manifests(url: str) -> dict[str, dict[str, object]]:
+    def dataset(*files: dict[str, object], **more: object) -> dict[str, object]:
+        return {"title": "Toy", "license": "CC0", "files": list(files), **more}
+
+    return {
+        "toy": dataset(
+            entry("docs/notes.txt", f"{url}/notes.txt", NOTES, size=len(NOTES)),
+            entry("table.csv", f"{url}/toy.zip", TABLE, member="toy/table.csv", size=len(TABLE)),
+            entry("README", f"{url}/toy.zip", README, member="toy/README"),
+        ),
+        "toy-changed": dataset(entry("changed.txt", f"{url}/changed.txt", NOTES)),
+        "toy-endless": dataset(entry("big.bin", f"{url}/endless", NOTES, size=1000)),
+        "toy-research": dataset(
+            entry("notes.txt", f"{url}/notes.txt", NOTES),
+            license="research only, no redistribution",
+            accept_license=True,
+        ),
+        "toy-escape": dataset(entry("../escaped.txt", f"{url}/notes.txt", NOTES)),
+        "toy-partial": dataset(
+            entry("gone.txt", f"{url}/gone.txt", NOTES),
+            entry("notes.txt", f"{url}/notes.txt", NOTES),
+            entry("ftp.txt", f"{url}/to-ftp", NOTES),
+        ),
+        "toy-slow": dataset(entry("slow.bin", f"{url}/slow", SLOW, size=len(SLOW))),
+        "toy-trickle": dataset(entry("trickle.bin", f"{url}/trickle", NOTES)),
+        "toy-sized-wrong": dataset(entry("notes.txt", f"{url}/notes.txt", NOTES, size=len(NOTES) + 1)),
+        "toy-bomb": dataset(entry("zeros.bin", f"{url}/zeros.zip", bytes(5000), member="zeros.bin")),
+        "toy-sloppy": dataset(
+            entry("a.txt", f"{url}/notes.txt", NOTES),
+            entry("./a.txt", f"{url}/notes.txt", NOTES),
+            entry("a.txt/b.txt", f"{url}/notes.txt", NOTES),
+            entry("nul\x00.txt", f"{url}/notes.txt", NOTES),
+            entry("c.txt", f"{url}/no such file", NOTES, size=-1),
+        ),
+    }
+
+
+def plugin_env(tmp_path: Path, url: str) -> dict[str, str]:
+    write(tmp_path / "plugins" / "toy_datasets.py", PLUGIN)
+    return {
+        "PYTHONPATH": str(tmp_path / "plugins"),
+        "HEIRLOOM_PLUGINS": "toy_datasets",
+        "HEIRLOOM_DATA": str(tmp_path / "data"),
+        "TOY_DATASETS": json.dumps(manifests(url)),
+    }
 
 
 @pytest.fixture
 def fetcher(tmp_path, server):
-    """Run ``heirloom`` with the toy data sets registered, data root ``tmp_path/data``."""
-    plugin = PLUGIN.format(
-        notes=sha(NOTES), notes_size=len(NOTES), table=sha(TABLE), table_size=len(TABLE), readme=sha(README)
-    )
-    write(tmp_path / "plugins" / "toy_datasets.py", plugin)
-    env = {
-        "PYTHONPATH": str(tmp_path / "plugins"),
-        "HEIRLOOM_PLUGINS": "toy_datasets",
-        "HEIRLOOM_DATA": str(tmp_path / "data"),
-        "TOY_DATA_URL": f"http://127.0.0.1:{server.server_port}",
-    }
+    """Run ``heirloom data ...`` with the toy data sets registered, data root ``tmp_path/data``."""
+    env = plugin_env(tmp_path, f"http://127.0.0.1:{server.server_port}")
 
     def run(*args: str):
         return run_heirloom("data", *args, env=env)
 
     run.env = env  # type: ignore[attr-defined]
     return run
+
+
+def left(root: Path) -> list[str]:
+    """The files under ``root`` but the fetch lock: what a fetch leaves behind."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != fetching.LOCK_NAME)
 
 
 def test_hook_heirloom_register_datasets(tmp_path, server, fetcher):
@@ -151,9 +203,9 @@ def test_hook_heirloom_register_datasets(tmp_path, server, fetcher):
     root = tmp_path / "data" / "toy"
     assert (root / "docs" / "notes.txt").read_bytes() == NOTES
     assert (root / "table.csv").read_bytes() == TABLE and (root / "README").read_bytes() == README
-    assert "3 downloaded, 0 already there" in fetched.stdout
+    assert "toy: 3 files in" in fetched.stdout and "3 downloaded, 0 already there" in fetched.stdout
     assert sorted(server.requests) == ["/notes.txt", "/toy.zip"], "the archive is downloaded once for its members"
-    assert sorted(p.name for p in root.rglob("*")) == ["README", "docs", "notes.txt", "table.csv"], "no temp files"
+    assert left(root) == ["README", "docs/notes.txt", "table.csv"], "no temp files"
 
     again = fetcher("fetch", "toy")
     assert again.returncode == 0 and "3 already there" in again.stdout
@@ -166,13 +218,24 @@ def test_fetch_keeps_nothing_whose_sha256_differs_from_the_pinned_original(tmp_p
     refused = fetcher("fetch", "toy-changed")
     assert refused.returncode == 1
     assert "/changed.txt: sha256" in refused.stderr and "nothing kept" in refused.stderr
-    assert not any((tmp_path / "data").rglob("*.*")), "neither the file nor its temp file is left"
+    assert left(tmp_path / "data") == [], "neither the file nor its temp file, nor an empty folder"
+    assert not (tmp_path / "data" / "toy-changed").exists()
 
 
 def test_fetch_stops_a_download_that_grows_past_the_files_size(tmp_path, fetcher):
     stopped = fetcher("fetch", "toy-endless")
-    assert stopped.returncode == 1 and "more than the 1000 bytes expected" in stopped.stderr
-    assert not any((tmp_path / "data").rglob("*.*"))
+    assert stopped.returncode == 1 and "the data set says 1000" in stopped.stderr
+    assert left(tmp_path / "data") == []
+
+
+def test_an_unsized_archive_member_is_refused_past_the_limit_before_a_byte_is_written(tmp_path, server, monkeypatch):
+    """A zip bomb: 5,000 zeros deflate to a few bytes; with the limit at 4,096 bytes the
+    member is refused from the archive's directory, before anything inflates."""
+    monkeypatch.setattr(fetching, "MAX_UNSIZED_BYTES", 4096)
+    bomb = heirloom.Dataset.from_manifest(json.dumps(manifests(f"http://127.0.0.1:{server.server_port}")["toy-bomb"]))
+    done = fetching.fetch("toy-bomb", bomb, tmp_path / "data")
+    assert done.downloaded == [] and len(done.failed) == 1 and "zeros.bin is 5000 bytes" in done.failed[0]
+    assert left(tmp_path / "data") == []
 
 
 def test_a_file_changed_by_hand_is_named_and_replaced_only_with_force(tmp_path, fetcher):
@@ -187,7 +250,7 @@ def test_a_file_changed_by_hand_is_named_and_replaced_only_with_force(tmp_path, 
 
 
 def test_a_restrictive_license_must_be_accepted_before_anything_is_downloaded(tmp_path, server, fetcher):
-    refused = fetcher("fetch", "toy-research")
+    refused = fetcher("fetch", "toy", "toy-research")  # checked for every NAME before any download
     assert refused.returncode == 2 and "research only, no redistribution" in refused.stderr
     assert "--accept-license" in refused.stderr and server.requests == []
     accepted = fetcher("fetch", "toy-research", "--accept-license")
@@ -195,46 +258,99 @@ def test_a_restrictive_license_must_be_accepted_before_anything_is_downloaded(tm
     assert (tmp_path / "data" / "toy-research" / "notes.txt").read_bytes() == NOTES
 
 
-def test_unknown_names_and_files_outside_the_folder_are_refused(tmp_path, server, fetcher):
+def test_bad_registrations_are_refused_naming_the_plugin_and_each_mistake(tmp_path, server, fetcher):
     unknown = fetcher("fetch", "toys")
     assert unknown.returncode == 2 and "no data set 'toys'; did you mean 'toy'?" in unknown.stderr
     escaping = fetcher("fetch", "toy-escape")
     assert escaping.returncode == 1 and "toy_datasets" in escaping.stderr and "'..'" in escaping.stderr
+    sloppy = fetcher("fetch", "toy-sloppy")
+    said = sloppy.stderr
+    assert sloppy.returncode == 1 and "Traceback" not in said, said
+    assert "./a.txt: the same file as 'a.txt'" in said and "a.txt/b.txt: a file cannot also be the folder" in said
+    assert "without control characters" in said and "size must be a number of bytes" in said
+    assert "url without spaces" in said
     assert not (tmp_path / "data" / "escaped.txt").exists() and server.requests == []
 
 
-def test_offline_the_error_names_the_url_and_what_to_do(tmp_path):
-    zeros = "0" * 64
-    write(
-        tmp_path / "plugins" / "toy_datasets.py",
-        PLUGIN.format(notes=zeros, notes_size=1, table=zeros, table_size=1, readme=zeros),
-    )
-    env = {
-        "PYTHONPATH": str(tmp_path / "plugins"),
-        "HEIRLOOM_PLUGINS": "toy_datasets",
-        "HEIRLOOM_DATA": str(tmp_path / "data"),
-        "TOY_DATA_URL": "http://127.0.0.1:9",  # the discard port: nothing listens
-    }
-    offline = run_heirloom("data", "fetch", "toy", "--timeout", "5", env=env)
-    assert offline.returncode == 1 and "http://127.0.0.1:9/notes.txt" in offline.stderr
-    assert "copy the file in by hand" in offline.stderr and str(tmp_path / "data" / "toy") in offline.stderr
-    assert not any((tmp_path / "data").rglob("*.*"))
+def test_one_file_that_fails_does_not_stop_the_others_and_the_rest_is_named(tmp_path, server, fetcher):
+    """A 404 and a redirect to ftp:// fail; the file between them is still fetched, and the
+    error says where each missing file comes from and goes, to copy it in by hand."""
+    partial = fetcher("fetch", "toy-partial")
+    assert partial.returncode == 1
+    folder = tmp_path / "data" / "toy-partial"
+    assert (folder / "notes.txt").read_bytes() == NOTES
+    assert "/gone.txt: HTTP 404" in partial.stderr and "not http(s)" in partial.stderr
+    assert "1 downloaded, 0 already there, 2 missing" in partial.stdout
+    assert f"/gone.txt -> {folder / 'gone.txt'}" in partial.stderr and "2 files could not be fetched" in partial.stderr
+    listed = {row["name"]: row for row in json.loads(fetcher("list", "--json").stdout)}["toy-partial"]
+    assert [m["path"] for m in listed["missing"]] == [str(folder / "gone.txt"), str(folder / "ftp.txt")]
 
 
-def test_the_shipped_catalog_pins_the_bytes_of_the_shared_data(data_dir):
-    """Every file of every shipped data set is in ../shared/data with the pinned sha256: the
-    originals fetch downloads are the bytes every figure in the docs was measured on."""
-    checked = run_heirloom("data", "fetch", *SHIPPED, env={"HEIRLOOM_DATA": str(data_dir)}, timeout=300)
-    assert checked.returncode == 0, checked.stderr
-    for name, count in SHIPPED.items():
-        assert f"{name}: {count} files checked (sha256) in {data_dir / name}: {count} already there" in checked.stdout
+def test_a_trickling_server_and_a_wrong_size_are_stopped(tmp_path, fetcher):
+    started = time.monotonic()
+    trickled = fetcher("fetch", "toy-trickle", "--timeout", "2")
+    assert trickled.returncode == 1 and "under 1 KiB/s" in trickled.stderr
+    assert time.monotonic() - started < 20, "stopped after about --timeout, not after the 30 s the server takes"
+    sized = fetcher("fetch", "toy-sized-wrong")
+    assert sized.returncode == 1 and "21 bytes with the right sha256, but the data set says 22" in sized.stderr
+    assert left(tmp_path / "data") == []
+
+
+def test_sigterm_leaves_no_temp_file_and_a_killed_fetchs_is_swept(tmp_path, server, fetcher):
+    """``timeout``, ``docker stop``, systemd send SIGTERM: the partial download goes. A
+    SIGKILL leaves its temp file, which the next fetch into that folder removes."""
+    folder = tmp_path / "data" / "toy-slow"
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        process = subprocess.Popen(
+            [*HEIRLOOM, "data", "fetch", "toy-slow"],
+            env={**os.environ, **fetcher.env},
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while not list(folder.glob(".slow.bin.*.part")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(stop)
+        assert process.wait(30) == 128 + stop if stop == signal.SIGTERM else process.wait(30) == -stop
+        parts = list(folder.glob(".slow.bin.*.part"))
+        assert parts == [] if stop == signal.SIGTERM else len(parts) == 1
+    fetched = fetcher("fetch", "toy-slow")
+    assert fetched.returncode == 0, fetched.stderr
+    assert left(tmp_path / "data") == ["toy-slow/slow.bin"], "the killed fetch's temp file was swept"
+
+
+def test_two_fetches_at_once_take_turns_and_download_once(tmp_path, server, fetcher):
+    processes = [
+        subprocess.Popen(
+            [*HEIRLOOM, "data", "fetch", "toy-slow"],
+            env={**os.environ, **fetcher.env},
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0]
+    assert sorted("1 downloaded" in out for out in outputs) == [False, True], outputs
+    assert server.requests.count("/slow") == 1
+
+
+def test_a_plugin_that_fails_to_load_is_named_where_its_data_sets_are_missing(tmp_path, fetcher):
+    broken = {**fetcher.env, "TOY_DATASETS": "not json"}
+    listed = run_heirloom("data", "list", env=broken)
+    assert "plugin toy_datasets failed to load" in listed.stderr and "JSONDecodeError" in listed.stderr
+    fetched = run_heirloom("data", "fetch", "toy", env=broken)
+    assert fetched.returncode == 2 and "plugin toy_datasets failed to load" in fetched.stderr
 
 
 def test_without_heirloom_data_a_fetched_set_is_where_profiles_read_data(tmp_path, heirloom_home, fetcher):
     """``${data}`` defaults to ``$HEIRLOOM_HOME/data``, where ``fetch`` puts data sets, so a
     shipped profile reads what ``heirloom data fetch`` brought with nothing else set."""
-    env = {"PYTHONPATH": str(tmp_path / "plugins"), "HEIRLOOM_PLUGINS": "toy_datasets", "HEIRLOOM_DATA": ""}
-    env["TOY_DATA_URL"] = fetcher.env["TOY_DATA_URL"]
+    env = {**fetcher.env, "HEIRLOOM_DATA": ""}
     profile = write(tmp_path / "toy.toml", '[sources.s]\nuse = "csv"\ntrain = "${data}/toy/table.csv"\n')
     before = run_heirloom("data", "show", str(profile), "s", env=env)
     assert before.returncode == 2 and f"{heirloom_home / 'data'}; `heirloom data fetch toy`" in before.stderr
@@ -243,3 +359,22 @@ def test_without_heirloom_data_a_fetched_set_is_where_profiles_read_data(tmp_pat
     shown = run_heirloom("data", "show", str(profile), "s", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     assert [json.loads(line)["label"] for line in shown.stdout.splitlines()] == ["greeting"]
+
+
+def test_offline_the_error_names_the_url_and_what_to_do(tmp_path):
+    env = plugin_env(tmp_path, "http://127.0.0.1:9")  # the discard port: nothing listens
+    offline = run_heirloom("data", "fetch", "toy", "--timeout", "5", env=env)
+    assert offline.returncode == 1 and "http://127.0.0.1:9/notes.txt" in offline.stderr
+    assert "copy the file in by hand" in offline.stderr
+    assert f"-> {tmp_path / 'data' / 'toy' / 'docs' / 'notes.txt'}" in offline.stderr
+    assert left(tmp_path / "data") == []
+
+
+def test_the_shipped_catalog_pins_the_bytes_of_the_shared_data(data_dir):
+    """Every file of every shipped data set is in ../shared/data with the pinned sha256: the
+    originals fetch downloads are the bytes every figure in the docs was measured on."""
+    checked = run_heirloom("data", "fetch", *SHIPPED, env={"HEIRLOOM_DATA": str(data_dir)}, timeout=300)
+    assert checked.returncode == 0, checked.stderr
+    for name, count in SHIPPED.items():
+        line = f"{name}: {count} files in {data_dir / name}: {count} already there (sha256 checked)"
+        assert line in checked.stdout, checked.stdout

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,7 @@ import attrs
 import click
 from rich import progress as bars
 from rich.pretty import Pretty
-from rich.table import Table
+from rich.table import Column, Table
 
 from heirloom.cli.common import (
     EXIT_INVALID,
@@ -32,7 +34,8 @@ from heirloom.cli.options import SECONDS
 from heirloom.core.components import Source
 from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
-from heirloom.datasets import DataError, Dataset, Progress, fetch, problems
+from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
+from heirloom.datasets.fetch import fetch
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
 SHOWN_ITEMS = 10
@@ -64,9 +67,9 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
 def data_group() -> None:
     """Look at the records and counts of a profile's data sources; fetch public data sets.
 
-    Profiles read data under the data root, ``${data}``: HEIRLOOM_DATA, else
-    $HEIRLOOM_HOME/data. ``heirloom data list`` shows the data sets plugins register and
-    ``heirloom data fetch NAME`` downloads one there, checking every file's sha256.
+    Profiles read data under the data root, ${data}: HEIRLOOM_DATA, else
+    $HEIRLOOM_HOME/data. 'heirloom data list' shows the data sets plugins register and
+    'heirloom data fetch NAME' downloads one there, checking every file's sha256.
     """
 
 
@@ -125,9 +128,12 @@ def flatten(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
 
 def registered_datasets() -> dict[str, list[tuple[Any, str]]]:
     """``name -> [(dataset, plugin label)]`` of every data set plugins register (more than
-    one entry when plugins clash)."""
+    one entry when plugins clash); a plugin that failed to load is named on stderr."""
     kernel = get_kernel()
     kernel.plugins.ensure(hooks=["heirloom_register_datasets"])
+    for info in kernel.plugins.infos.values():  # any data sets it registers are missing
+        if info.status == "failed":
+            err_console.print(f"plugin {info.label} failed to load: {info.error}", markup=False, highlight=False)
     named = kernel.plugins.named["datasets"]
     return {name: [(obj, kernel.plugins.infos[p].label) for p, obj in named[name]] for name in sorted(named)}
 
@@ -135,9 +141,8 @@ def registered_datasets() -> dict[str, list[tuple[Any, str]]]:
 def usable(name: str, entries: list[tuple[Any, str]]) -> Dataset | str:
     """The data set registered as ``name``, or what is wrong with its registration."""
     if len(entries) > 1:
-        return (
-            f"data set {name!r} is registered by {len(entries)} plugins: {' and '.join(label for _, label in entries)}"
-        )
+        labels = " and ".join(sorted(label for _, label in entries))
+        return f"data set {name!r} is registered by {len(entries)} plugins: {labels}"
     dataset, label = entries[0]
     wrong = problems(name, dataset)
     return f"plugin {label} registers a bad data set: {'; '.join(wrong)}" if wrong else dataset
@@ -148,19 +153,31 @@ def present(path: Path, size: int | None) -> bool:
     return path.is_file() and (size is None or path.stat().st_size == size)
 
 
+def files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def to_copy(folder: Path, missing: list[DataFile]) -> list[dict[str, Any]]:
+    """Where each missing file comes from and goes: what to copy in by hand, offline."""
+    return [{"path": str(folder / f.path), "url": f.url, "member": f.member, "sha256": f.sha256} for f in missing]
+
+
 @data_group.command("list")
-@click.option("--to", "root", type=click.Path(file_okay=False, path_type=Path), help="Look here, not in the data root.")
-@click.option("--json", "as_json", is_flag=True, help="Print the data sets as JSON.")
+@click.option(
+    "--to", "root", type=click.Path(file_okay=False, path_type=Path), help="Look in this folder, not the data root."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the data sets as JSON, with every missing file.")
 def data_list(root: Path | None, as_json: bool) -> None:
     """The public data sets plugins register, and how many of their files are in the data
-    root (by name and size; ``heirloom data fetch`` checks their sha256)."""
+    root (by name and size; 'heirloom data fetch' checks their sha256). --json lists each
+    missing file: its path here, and its url (and archive member) to copy it in by hand."""
     root = root or data_root()
     rows = []
     for name, entries in registered_datasets().items():
         if isinstance(dataset := usable(name, entries), str):
             err_console.print(dataset, markup=False, highlight=False, soft_wrap=True)
             continue
-        here = sum(present(root / name / file.path, file.size) for file in dataset.files)
+        missing = [file for file in dataset.files if not present(root / name / file.path, file.size)]
         rows.append(
             {
                 "name": name,
@@ -170,14 +187,23 @@ def data_list(root: Path | None, as_json: bool) -> None:
                 "homepage": dataset.homepage,
                 "files": len(dataset.files),
                 "bytes": dataset.size,
-                "present": here,
+                "present": len(dataset.files) - len(missing),
                 "folder": str(root / name),
+                "missing": to_copy(root / name, missing),
             }
         )
     if as_json:
         print_json(rows)
         return
-    table = Table("name", "files here", "MB", "license", title=f"data root {root}", title_justify="left")
+    widest = max((len(row["name"]) for row in rows), default=4)
+    table = Table(
+        Column("name", no_wrap=True, min_width=widest),
+        "files here",
+        "MB",
+        "license",
+        title=f"data root {root}",
+        title_justify="left",
+    )
     for row in rows:
         table.add_row(row["name"], f"{row['present']} of {row['files']}", f"{row['bytes'] / 1e6:.1f}", row["license"])
     console.print(table)
@@ -191,34 +217,48 @@ def data_list(root: Path | None, as_json: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Put NAME/ in this folder instead of the data root (profiles then need HEIRLOOM_DATA=it).",
 )
-@click.option("--accept-license", is_flag=True, help="Accept a data set's restrictive license (research-only...).")
+@click.option("--accept-license", is_flag=True, help="Accept the restrictive licenses (research only...) of NAME...")
 @click.option("--force", is_flag=True, help="Replace files whose sha256 differs (changed by hand, older versions).")
-@click.option("--timeout", type=SECONDS, default=30.0, show_default=True, help="Network timeout per read.")
+@click.option(
+    "--timeout",
+    type=SECONDS,
+    default=30.0,
+    show_default=True,
+    help="Seconds a read may wait; a download slower than 1 KiB/s over that long stops too.",
+)
 def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, force: bool, timeout: float) -> None:
     """Download the public data sets NAME... into the data root and check each file's sha256.
 
     Files already there are hashed, not downloaded again: on a machine without network,
-    copy the files in by hand and fetch checks them. A file whose hash differs is an error
-    (--force replaces it); a download whose hash differs is not kept. Exit 2: an unknown
-    NAME or a license to accept; exit 1: a download or check failed.
+    copy the files in by hand ('heirloom data list --json' says from where to where) and
+    fetch checks them. A file whose hash differs is an error (--force replaces it); a
+    download whose hash or size differs is not kept; a file that fails does not stop the
+    others. Exit 2: an unknown NAME or a license to accept (nothing is downloaded then);
+    exit 1: some file could not be fetched or checked.
     """
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # unwind: temp files go
     known = registered_datasets()
-    for name in names:
-        if name not in known:
-            fail(f"no data set {name!r}{did_you_mean(name, list(known))} (known: {', '.join(known)})", EXIT_INVALID)
+    chosen: dict[str, Dataset] = {}
     root = root or data_root()
     for name in dict.fromkeys(names):
+        if name not in known:
+            fail(f"no data set {name!r}{did_you_mean(name, list(known))} (known: {', '.join(known)})", EXIT_INVALID)
         if isinstance(dataset := usable(name, known[name]), str):
             fail(dataset)
+        chosen[name] = dataset
+    for name, dataset in chosen.items():
+        needed = any(not present(root / name / f.path, f.size) for f in dataset.files)
+        if dataset.accept_license and not accept_license and needed:
+            where = f"\n{dataset.homepage}" if dataset.homepage else ""
+            fail(f"{name}: {dataset.license}{where}\naccept it with --accept-license", EXIT_INVALID)
+    missing: list[dict[str, Any]] = []
+    for name, dataset in chosen.items():
         folder = root / name
-        missing = [f for f in dataset.files if not present(folder / f.path, f.size)]
-        if dataset.accept_license and not accept_license and missing:
-            fail(f"{name}: {dataset.license}\n{dataset.homepage}\naccept it with --accept-license", EXIT_INVALID)
-        if missing:
-            size = sum(f.size or 0 for f in missing) / 1e6
+        if needed := [f for f in dataset.files if not present(folder / f.path, f.size)]:
+            size = sum(f.size or 0 for f in needed) / 1e6
             err_console.print(
                 f"{name}: {dataset.title}\n  license: {dataset.license}\n"
-                f"  fetching {len(missing)} of {len(dataset.files)} files ({size:.1f} MB) into {folder}",
+                f"  fetching {len(needed)} of {files(len(dataset.files))} ({size:.1f} MB) into {folder}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
@@ -227,14 +267,31 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
             try:
                 done = fetch(name, dataset, root, force=force, timeout=timeout, progress=progress)
             except DataError as exc:
-                fail(f"{name}: {exc}\n  its files go in {folder}")
+                fail(f"{name}: {exc}")
+        for problem in done.failed:
+            err_console.print(f"{name}: {problem}", markup=False, highlight=False, soft_wrap=True)
+        missing += to_copy(folder, done.missing)
         fetched = f"{len(done.downloaded)} downloaded, " if done.downloaded else ""
+        unfetched = f", {len(done.missing)} missing" if done.missing else ""
         console.print(
-            f"{name}: {len(dataset.files)} files checked (sha256) in {done.folder}: {fetched}"
-            f"{len(done.present)} already there",
+            f"{name}: {files(len(dataset.files))} in {done.folder}: {fetched}{len(done.present)} already there"
+            f"{unfetched} (sha256 checked)",
             markup=False,
             highlight=False,
         )
+    if missing:
+        shown = "\n".join(f"  {copy_line(m)}" for m in missing[:5])
+        more = f"\n  ... {len(missing) - 5} more" if len(missing) > 5 else ""
+        fail(
+            f"{files(len(missing))} could not be fetched; copy them in by hand, then fetch again:\n{shown}{more}"
+            "\n('heirloom data list --json' lists every missing file)"
+        )
+
+
+def copy_line(missing: dict[str, Any]) -> str:
+    """``URL [(MEMBER)] -> PATH``: one file to copy in by hand."""
+    member = f" (member {missing['member']})" if missing["member"] else ""
+    return f"{missing['url']}{member} -> {missing['path']}"
 
 
 @contextmanager
