@@ -19,6 +19,7 @@ import torch
 import heirloom
 from heirloom.store.artifacts import ArtifactStore, Ref, RefError
 from heirloom.store.backup import backup_store
+from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 
 
@@ -563,6 +564,41 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     assert warm.returncode == 1 and refusal in said(warm), warm.stderr
     assert store.load("team/m@1").metadata == {"epochs": 1}, "the format is heirloom's key, never the model's"
     assert store.metadata("team/m@1")["heirloom_state_format"] == 2
+
+
+def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store, tmp_path):
+    """A promoted version the served model type cannot read (here: a newer state format) is
+    logged once, not at every reload interval (each try starts a model and reads its blobs);
+    ``_reload`` tries it again (a blob restored from a backup), and the old version serves."""
+    tables = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    text = f'project = "team"\n{tables}[apis.t]\nuse = "toy-api"\nmodel = "m"\n[server]\nreload_interval = 0.1\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    daemon = Daemon(tmp_path, profile=text, env=env)
+    try:
+        daemon.wait_ready()
+        newer = run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env={**env, "TOY_STATE_FORMAT": "2"})
+        assert newer.returncode == 0, newer.stderr
+        time.sleep(2)  # 20 reload intervals
+        assert daemon.log().count("could not load team/m@2") == 1, daemon.log()
+        with daemon.client(timeout=10) as client:
+            served = client.call("_stats")["models"]["m"]
+            assert served["version"] == "team/m@1" and "holds state of format 2" in served["error"]
+            client.call("_reload")
+            deadline = time.monotonic() + 10
+            while daemon.log().count("could not load team/m@2") < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert daemon.log().count("could not load team/m@2") == 2
+    finally:
+        assert daemon.terminate() == 0
+    for bad in ("0", "-1"):
+        refused = run_heirloom(
+            "train", str(profile), "--set", "models.m.epochs=3", env={**env, "TOY_STATE_FORMAT": bad}
+        )
+        assert refused.returncode == 1 and f"Model.state_format must be a whole number, 1 or more: {bad}" in said(
+            refused
+        )
 
 
 def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(store, tmp_path):

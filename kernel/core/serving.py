@@ -61,6 +61,7 @@ class ModelServing:
         self.start_model = start_model
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
+        self._failed: dict[str, str] = {}  # the digest of the version each model could not load
         #: The content digest of the version each model serves (``status``, ``/metrics``).
         self.digests: dict[str, str] = {}
         self._specs: dict[str, ComponentSpec] = {}
@@ -91,9 +92,9 @@ class ModelServing:
         log.info("serving %s", artifact.ref)
         return handle
 
-    def refresh(self) -> dict[str, str]:
-        """Swap in every model whose served ref now points at another version; returns
-        ``{model: new version}`` for the models that changed."""
+    def refresh(self, retry: bool = True) -> dict[str, str]:
+        """Swap in every model whose served ref now points at another version (a version that
+        failed to load is tried again only with ``retry``); returns ``{model: new version}``."""
         self._stop_retired()
         changed: dict[str, str] = {}
         for name, handle in self.handles.items():
@@ -103,7 +104,7 @@ class ModelServing:
             except HeirloomError as exc:
                 self.errors[name] = str(exc)
                 continue
-            if artifact.ref == handle.version:
+            if artifact.ref == handle.version or (not retry and self._failed.get(name) == artifact.digest):
                 continue
             try:
                 model = self.start_model(spec)
@@ -112,7 +113,8 @@ class ModelServing:
                 if not model.ready():
                     raise HeirloomError(f"{artifact.ref} loaded but the model does not report ready")
             except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
-                self.errors[name] = f"could not load {artifact.ref}: {exc}; still serving {handle.version}"
+                self.errors[name] = f"could not load {artifact.ref}: {exc}; still serving {handle.version or 'nothing'}"
+                self._failed[name] = artifact.digest
                 log.error("%s", self.errors[name])
                 continue
             previous = handle.version
@@ -149,12 +151,12 @@ class ModelServing:
 
     def _watch(self, interval: float) -> None:
         while not self._stopping.is_set():
-            self._check_now.wait(interval or None)
+            asked = self._check_now.wait(interval or None)  # _reload asked: retry what failed too
             self._check_now.clear()
             if self._stopping.is_set():
                 return
             try:
-                self.refresh()
+                self.refresh(retry=asked)
             except Exception:
                 log.exception("checking the artifact store for new model versions failed")
 
@@ -162,10 +164,9 @@ class ModelServing:
     def _stop_retired(self) -> None:
         """Stop models swapped out at the previous refresh: their requests have finished."""
         retired, self._retired = self._retired, []
-        for model in retired:
-            if model in self._spawned:
-                self._spawned.remove(model)
-                self._stop(model)
+        for model in [model for model in retired if model in self._spawned]:
+            self._spawned.remove(model)
+            self._stop(model)
 
     def stop(self) -> None:
         """End the watcher; stop every instance this object started (the system stops the
@@ -190,8 +191,7 @@ class ModelServing:
 def served_ref(project: str, spec: ComponentSpec) -> str:
     """``project/model[@serve]``: the stored version a model table serves (default: the latest)."""
     serve = getattr(spec.keys, "serve", None)
-    base = f"{project}/{spec.name}"
-    return f"{base}@{serve}" if serve else base
+    return f"{project}/{spec.name}@{serve}" if serve else f"{project}/{spec.name}"
 
 
 def nothing_served(store: VersionStore, project: str, spec: ComponentSpec) -> str:

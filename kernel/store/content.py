@@ -54,6 +54,7 @@ def state_metadata(state: State, state_format: int = 1) -> bytes:
         raise HeirloomError(f"state metadata must be a dict, got {type(state.metadata).__name__}")
     if STATE_FORMAT_KEY in state.metadata:
         raise HeirloomError(f"state metadata key {STATE_FORMAT_KEY!r} is heirloom's (Model.state_format sets it)")
+    check_format(state_format, "Model.state_format")
     recorded = state.metadata if state_format == 1 else {**state.metadata, STATE_FORMAT_KEY: state_format}
     return canonical_json(recorded, "state metadata")
 
@@ -63,12 +64,20 @@ def decode_state(framework: str, weights: bytes, metadata: bytes, reads: int | N
     ``reads`` (the loading model type's ``state_format``), which this code would misread."""
     state = State(decode_tensors(framework, weights), json.loads(metadata))
     stored = state.metadata.pop(STATE_FORMAT_KEY, 1)
-    if reads is not None and stored > reads:
+    check_format(stored, f"{what}: its stored {STATE_FORMAT_KEY}")
+    if reads is not None and stored > check_format(reads, "Model.state_format"):
         raise HeirloomError(
             f"{what} holds state of format {stored}; this heirloom reads its model type's format {reads} "
-            "at most (a newer heirloom stored it): upgrade, or serve a version this heirloom trained"
+            "at most (a newer heirloom stored it): upgrade heirloom, or use a version this heirloom stored"
         )
     return state
+
+
+def check_format(value: Any, what: str) -> int:
+    """``value``, a state format: a whole number, 1 or more (HeirloomError otherwise)."""
+    if type(value) is not int or value < 1:
+        raise HeirloomError(f"{what} must be a whole number, 1 or more: {value!r}")
+    return value
 
 
 def manifest_digest(framework: str, weights: str, metadata: str) -> str:
