@@ -4,8 +4,8 @@ commands share, so the same option reads the same in every ``--help``.
 - ``listen_options(default_port)``: ``--host`` (default 127.0.0.1), ``--port`` and
   ``--allow-host`` of a command that serves HTTP, as ``heirloom gateway`` and ``heirloom
   ui`` do; ``answered_hosts(host, allowed_hosts)`` is the set of Host names to answer
-  besides loopback ones (``loopback(name)``), None for any; ``host_refusal(host, hosts)``
-  says why a request's Host value is not one of them, and ``host_guard(app, hosts)`` wraps
+  besides loopback ones (``loopback(name)``), None for any; ``host_refusal(headers, hosts)``
+  says why a request's Host (from its ASGI headers) is not one of them, and ``host_guard(app, hosts)`` wraps
   an ASGI app to answer such requests 400 (DNS rebinding); ``url_host(host)`` brackets an
   IPv6 address for a URL;
   ``bound_socket(host, port)`` binds the port before anything loads, for the server to take

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -509,7 +510,13 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
     proxied = Gateway(tmp_path, daemon.address, "--allow-host", "API.example.com.")  # normalised: any case, final dot
     port = gateway.url.rsplit(":", 1)[1]
     try:
-        for name in ("rebound.example", "127.0.0.1.rebound.example"):
+        for name in (
+            "rebound.example",
+            "127.0.0.1.rebound.example",
+            "a@localhost",
+            "localhost:80/x",
+            "localhost:99999",
+        ):
             status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Host": f"{name}:{port}"})
             assert status == 403 and body["code"] == "PERMISSION_DENIED" and name in body["error"], body
             status, _, _ = http(gateway.url + "/v2/health/ready", headers={"Host": name})
@@ -517,12 +524,15 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
         for name in ("localhost", "127.0.0.1", "[::1]", "LocalHost"):
             status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Host": f"{name}:{port}"})
             assert (status, body) == (200, [1]), name
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:  # two Host headers
+            raw.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: localhost\r\nHost: rebound.example\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 403")
         status, _, body = http(proxied.url + "/v1/routes/echo.echo", [2], headers={"Host": "api.example.com"})
         assert (status, body) == (200, [2])
         assert http(proxied.url + "/v2/health/ready", headers={"Host": "rebound.example"})[0] == 403
         for never in ("api.example.com:443", "*.example.com", "https://api.example.com"):  # could match no Host
             refused = run_heirloom("gateway", "--connect", daemon.address, "--allow-host", never)
-            assert refused.returncode == 2 and "is no host name" in refused.stderr, never
+            assert refused.returncode == 2 and "is not a host name" in refused.stderr, never
     finally:
         assert gateway.stop() == 0
         assert proxied.stop() == 0
@@ -822,3 +832,26 @@ def test_a_port_in_use_is_one_line_and_exit_1_before_anything_starts(tmp_path):
             result = run_heirloom(*command, "--port", port, env={"HEIRLOOM_HOME": str(tmp_path)})
             assert result.returncode == 1, (command, result.stderr)
             assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_port_0_prints_the_port_the_system_chose(tmp_path):
+    """``--port 0`` (any free port, as test rigs and sidecars use) printed ``:0``; the banner
+    names the port the gateway and the dashboard actually listen on."""
+    for command in (("gateway", "--connect", "ipc:///nowhere"), ("ui",)):
+        process = subprocess.Popen(
+            [*HEIRLOOM, *command, "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "HEIRLOOM_HOME": str(tmp_path)},
+        )
+        try:
+            banner = process.stderr.readline()
+            port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", banner)[1])
+            assert port != 0, banner
+            status, _, _ = http(f"http://127.0.0.1:{port}/")  # an HTTP answer (the gateway's daemon is nowhere)
+            assert status in (200, 504), status
+        finally:
+            process.terminate()
+            assert process.wait(30) == 0

@@ -9,10 +9,9 @@ import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -67,7 +66,7 @@ def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     for value in values:
         name = value.strip().lower().removesuffix(".").removeprefix("[").removesuffix("]")
         if name != "*" and not HOST_NAME.fullmatch(name):
-            raise click.BadParameter(f"{value!r} is no host name (no port, scheme or pattern; '*' allows any)")
+            raise click.BadParameter(f"{value!r} is not a host name (no port, scheme or pattern; '*' allows any)")
         names.append(name)
     return tuple(names)
 
@@ -97,14 +96,29 @@ def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | No
     return frozenset(allowed)  # normalised by the option's callback
 
 
+#: A Host header: a name or a bracketed IPv6 address, then an optional port (RFC 9110 7.2).
+_HOST_HEADER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s@/\\:\[\]?#%]+)(?::([0-9]{1,5}))?\Z")
+
+
+def host_refusal(headers: Iterable[tuple[bytes, bytes]], hosts: frozenset[str] | None) -> str | None:
+    """Why a request (its ASGI ``headers``) is not for a loopback name nor one of ``hosts``
+    (``answered_hosts``; None: any), or None. Two Host headers are refused; none is allowed
+    (HTTP/1.0 may send none, browsers always send one)."""
+    if hosts is None:
+        return None
+    values = [value for key, value in headers if key == b"host"]
+    if len(values) > 1:
+        return "more than one Host header"
+    return _name_refusal(values[0].decode("latin-1"), hosts) if values else None
+
+
 @functools.lru_cache(maxsize=256)
-def host_refusal(host: str, hosts: frozenset[str]) -> str | None:
-    """Why a request's ``Host`` value is neither a loopback name nor one of ``hosts``
-    (``answered_hosts``), or None. Clients send the same few values: each is parsed once."""
-    try:
-        name = (urlsplit(f"//{host}").hostname or "").removesuffix(".")  # a name's absolute form is the name
-    except ValueError:
+def _name_refusal(host: str, hosts: frozenset[str]) -> str | None:
+    """``host_refusal`` of one Host value: clients send the same few, so each is parsed once."""
+    match = _HOST_HEADER.match(host)
+    if match is None or int(match[2] or 0) > 65535:
         return f"Host {host[:200]!r} is not a host name"
+    name = match[1].removeprefix("[").removesuffix("]").removesuffix(".")  # a name's absolute form is the name
     if name.lower() in hosts or loopback(name):
         return None
     return f"Host {host[:200]!r} is not a name this server answers (--allow-host adds one)"
@@ -122,8 +136,7 @@ def host_guard(app: ASGIApp, hosts: frozenset[str] | None) -> ASGIApp:
         return app
 
     async def guarded(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
-        if scope["type"] in ("http", "websocket") and host is not None and (why := host_refusal(host, hosts)):
+        if scope["type"] in ("http", "websocket") and (why := host_refusal(scope["headers"], hosts)):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return

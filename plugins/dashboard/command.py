@@ -71,6 +71,7 @@ def ui_command(
     curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
     listening = bound_socket(host, port)  # uvicorn takes it over: no other process can take the port meanwhile
     app = create_app(opened, connect=connect, refresh=refresh, curve=curve, hosts=answered_hosts(host, allowed_hosts))
+    port = listening.getsockname()[1]  # the one the system chose for --port 0
     click.echo(
         f"heirloom ui: http://{url_host(host)}:{port}/ (store {getattr(opened, 'root', opened)}, read-only)", err=True
     )

@@ -211,6 +211,7 @@ def gateway_command(
             consoles=consoles,
             context=context,
         )
+        port = listening.getsockname()[1]  # the one the system chose for --port 0
         click.echo(f"heirloom gateway: http://{url_host(host)}:{port}/ -> {daemon.address}", err=True)
         # on a stop signal, a request (or a body that never ends) gets --timeout more at most
         settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout}

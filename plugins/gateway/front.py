@@ -125,16 +125,6 @@ def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
     return None
 
 
-def foreign_host(headers: dict[str, str], hosts: frozenset[str] | None) -> str | None:
-    """Why the request's Host header is neither a loopback name nor one of ``hosts`` (None:
-    any host is), or None. A gateway on loopback answers only loopback names: a page whose
-    own name resolves to 127.0.0.1 (DNS rebinding) is same-origin to the browser, but its
-    requests carry that name."""
-    if hosts is None or (host := headers.get("host")) is None:  # HTTP/1.0 may send none; browsers always do
-        return None
-    return host_refusal(host, hosts)
-
-
 #: On every page the gateway serves (not the hot JSON paths): no other site may frame it, so
 #: a page cannot lay the try-it-out buttons of /docs or a console's form under a user's click.
 UNFRAMED = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
@@ -173,7 +163,7 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope) if scope["type"] == "http" else {}
-        if scope["type"] == "http" and (foreign := foreign_host(headers, self.hosts)) is not None:
+        if scope["type"] == "http" and (foreign := host_refusal(scope["headers"], self.hosts)) is not None:
             await error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED")(scope, receive, send)
             return
         forged = cross_site(scope, headers) if scope["type"] == "http" else None
