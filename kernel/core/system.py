@@ -145,7 +145,7 @@ class System:
                     self.serving.attach(spec, component)
             except Exception as exc:
                 self._components.pop((spec.kind, spec.name), None)
-                log.error("start failed: %s: %s", what, exc)
+                log.debug("start failed: %s: %s", what, exc)  # the LifecycleError says it: once
                 errors = self._stop_started()
                 self.state = "failed"
                 reason = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # said once
