@@ -3,59 +3,152 @@
 The public surface for plugin authors and embedders is re-exported here; plugins import
 only these names, never ``heirloom.core``/``store``/``wire``/``cli`` internals. The layers
 underneath (docs/ARCHITECTURE.md) are ``core`` <- ``store`` <- ``wire`` <- ``cli``.
+
+Each name is imported on first use (PEP 562), so ``import heirloom`` costs only what a
+program touches: ``heirloom call`` needs the client, not the profile machinery.
 """
 
-from heirloom.core.components import (
-    Api,
-    ClientLimits,
-    Component,
-    Context,
-    Model,
-    ModelHandle,
-    NullProgress,
-    Progress,
-    Report,
-    Resources,
-    Route,
-    Source,
-    State,
-    Versioned,
-    above,
-    at_least,
-    path_field,
-    path_fields,
-    ref,
-)
-from heirloom.core.consoles import Console, ConsoleRequest
-from heirloom.core.cores import cpu_share
-from heirloom.core.errors import (
-    HeirloomError,
-    LifecycleError,
-    PluginError,
-    Problem,
-    ProfileError,
-    ResourceExhaustedError,
-)
-from heirloom.core.hookspecs import hookimpl
-from heirloom.core.kernel import Kernel
-from heirloom.core.limits import nests_deeper, shortened
-from heirloom.core.paths import data_root, home
-from heirloom.core.placement import WorkerPool
-from heirloom.core.splits import stratified_holdout
-from heirloom.core.version import VERSION as __version__
-from heirloom.datasets import DataFile, Dataset
-from heirloom.store.artifacts import ArtifactStore
-from heirloom.store.feedback import FeedbackLog
-from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
-from heirloom.wire.aclient import AsyncClient
-from heirloom.wire.auth import CurveClient
-from heirloom.wire.client import Client, RemoteError, Reply
-from heirloom.wire.daemon import in_one_process
-from heirloom.wire.handles import served_model
-from heirloom.wire.labels import check_label, label_pattern
-from heirloom.wire.onloop import LoopDaemon, served_on_loop
-from heirloom.wire.protocol import Buffer, RequestError
-from heirloom.wire.writes import durable_write
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from heirloom.core.components import (
+        Api,
+        ClientLimits,
+        Component,
+        Context,
+        Model,
+        ModelHandle,
+        NullProgress,
+        Progress,
+        Report,
+        Resources,
+        Route,
+        Source,
+        State,
+        Versioned,
+        above,
+        at_least,
+        path_field,
+        path_fields,
+        ref,
+    )
+    from heirloom.core.consoles import Console, ConsoleRequest
+    from heirloom.core.cores import cpu_share
+    from heirloom.core.errors import (
+        HeirloomError,
+        LifecycleError,
+        PluginError,
+        Problem,
+        ProfileError,
+        ResourceExhaustedError,
+    )
+    from heirloom.core.hookspecs import hookimpl
+    from heirloom.core.kernel import Kernel
+    from heirloom.core.limits import nests_deeper, shortened
+    from heirloom.core.paths import data_root, home
+    from heirloom.core.placement import WorkerPool
+    from heirloom.core.splits import stratified_holdout
+    from heirloom.core.version import VERSION as __version__
+    from heirloom.datasets import DataFile, Dataset
+    from heirloom.store.artifacts import ArtifactStore
+    from heirloom.store.feedback import FeedbackLog
+    from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
+    from heirloom.wire.aclient import AsyncClient
+    from heirloom.wire.auth import CurveClient
+    from heirloom.wire.client import Client, RemoteError, Reply
+    from heirloom.wire.daemon import in_one_process
+    from heirloom.wire.handles import served_model
+    from heirloom.wire.labels import check_label, label_pattern
+    from heirloom.wire.onloop import LoopDaemon, served_on_loop
+    from heirloom.wire.protocol import Buffer, RequestError
+    from heirloom.wire.writes import durable_write
+
+#: Where each public name lives.
+_EXPORTS = {
+    "__version__": "heirloom.core.version",
+    "above": "heirloom.core.components",
+    "Api": "heirloom.core.components",
+    "AppendLog": "heirloom.store.logs",
+    "ArtifactStore": "heirloom.store.artifacts",
+    "AsyncClient": "heirloom.wire.aclient",
+    "at_least": "heirloom.core.components",
+    "Buffer": "heirloom.wire.protocol",
+    "check_label": "heirloom.wire.labels",
+    "Client": "heirloom.wire.client",
+    "ClientLimits": "heirloom.core.components",
+    "Component": "heirloom.core.components",
+    "Console": "heirloom.core.consoles",
+    "ConsoleRequest": "heirloom.core.consoles",
+    "Context": "heirloom.core.components",
+    "cpu_share": "heirloom.core.cores",
+    "CurveClient": "heirloom.wire.auth",
+    "data_root": "heirloom.core.paths",
+    "DataFile": "heirloom.datasets",
+    "Dataset": "heirloom.datasets",
+    "durable_write": "heirloom.wire.writes",
+    "FeedbackLog": "heirloom.store.feedback",
+    "HeirloomError": "heirloom.core.errors",
+    "home": "heirloom.core.paths",
+    "hookimpl": "heirloom.core.hookspecs",
+    "in_one_process": "heirloom.wire.daemon",
+    "Kernel": "heirloom.core.kernel",
+    "label_pattern": "heirloom.wire.labels",
+    "LifecycleError": "heirloom.core.errors",
+    "log_path": "heirloom.store.logs",
+    "LogCursor": "heirloom.store.logs",
+    "LogFull": "heirloom.store.logs",
+    "LogWriteError": "heirloom.store.logs",
+    "LoopDaemon": "heirloom.wire.onloop",
+    "Model": "heirloom.core.components",
+    "ModelHandle": "heirloom.core.components",
+    "nests_deeper": "heirloom.core.limits",
+    "NullProgress": "heirloom.core.components",
+    "path_field": "heirloom.core.components",
+    "path_fields": "heirloom.core.components",
+    "PluginError": "heirloom.core.errors",
+    "Problem": "heirloom.core.errors",
+    "ProfileError": "heirloom.core.errors",
+    "Progress": "heirloom.core.components",
+    "ref": "heirloom.core.components",
+    "RemoteError": "heirloom.wire.client",
+    "Reply": "heirloom.wire.client",
+    "Report": "heirloom.core.components",
+    "RequestError": "heirloom.wire.protocol",
+    "ResourceExhaustedError": "heirloom.core.errors",
+    "Resources": "heirloom.core.components",
+    "Route": "heirloom.core.components",
+    "served_model": "heirloom.wire.handles",
+    "served_on_loop": "heirloom.wire.onloop",
+    "shortened": "heirloom.core.limits",
+    "Source": "heirloom.core.components",
+    "State": "heirloom.core.components",
+    "stratified_holdout": "heirloom.core.splits",
+    "Versioned": "heirloom.core.components",
+    "WorkerPool": "heirloom.core.placement",
+}
+#: The kernel's packages, reachable as attributes once imported (``heirloom.store.artifacts``).
+_PACKAGES = ("cli", "core", "datasets", "options", "reports", "store", "testing", "wire")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata: 70 ms
+        value = importlib.import_module("heirloom.core.version").VERSION
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _PACKAGES:
+        value = importlib.import_module(f"heirloom.{name}")
+    else:
+        raise AttributeError(f"module 'heirloom' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "Api",

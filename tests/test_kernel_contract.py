@@ -63,3 +63,37 @@ def test_kernel_sources_never_import_heavy_ml_libraries():
     pattern = re.compile(r"^\s*(import|from)\s+(torch|numpy|sklearn|transformers)\b", re.M)
     offenders = [str(p) for p in (REPO / "kernel").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_heirloom_call_loads_neither_plugins_nor_profiles():
+    """``heirloom call _ready`` is what a readiness probe runs every few seconds: it imports
+    the client, not the plugin host, the profile machinery or the store (it cost 0.7 CPU
+    seconds a call when ``import heirloom`` imported everything)."""
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "heirloom",
+            "call",
+            "_health",
+            "--connect",
+            "ipc:///nowhere/x",
+            "--timeout",
+            "0.05",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert probe.returncode == 1 and "DEADLINE_EXCEEDED" in probe.stderr
+    imported = {line.split("|")[-1].strip() for line in probe.stderr.splitlines() if line.startswith("import time:")}
+    assert "heirloom.wire.client" in imported
+    assert not imported & {
+        "heirloom.core.plugins",
+        "heirloom.core.kernel",
+        "heirloom.core.schema",
+        "heirloom.store",
+        "cattrs",
+    }

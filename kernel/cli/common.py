@@ -10,7 +10,7 @@ import json
 import logging
 import re
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -18,8 +18,10 @@ from rich.text import Text
 
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import ProfileError
-from heirloom.core.kernel import Kernel
-from heirloom.core.schema import ResolvedProfile
+
+if TYPE_CHECKING:
+    from heirloom.core.kernel import Kernel
+    from heirloom.core.schema import ResolvedProfile
 
 EXIT_INVALID = 2
 #: The answer is no, by design: a promotion declined, a daemon not ready.
@@ -43,6 +45,8 @@ def get_kernel(ctx: click.Context | None = None) -> Kernel:
     """One Kernel per command invocation, created on first use."""
     root = (ctx or click.get_current_context()).find_root()
     if KERNEL_KEY not in root.meta:
+        from heirloom.core.kernel import Kernel  # here: a command that needs no kernel (call) starts faster
+
         root.meta[KERNEL_KEY] = Kernel()
     return root.meta[KERNEL_KEY]
 

@@ -13,9 +13,9 @@ import logging
 
 import click
 
+from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import err_console, fail, get_kernel
 from heirloom.core.errors import HeirloomError
-from heirloom.core.version import VERSION
 
 
 class HeirloomGroup(click.Group):
@@ -30,6 +30,10 @@ class HeirloomGroup(click.Group):
         command = super().get_command(ctx, name)
         if command is not None:
             return command
+        if name in BUILTIN:  # no plugin can take a built-in's name: no need to ask them
+            for builtin in builtin_commands(BUILTIN[name]):
+                self.add_command(builtin)
+            return self.commands[name]
         plugins = get_kernel(ctx).plugins
         plugins.ensure()
         owner = plugins.command_plugins().get(name)
@@ -59,7 +63,7 @@ class HeirloomGroup(click.Group):
 
 
 @click.group(cls=HeirloomGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(VERSION, prog_name="heirloom")
+@click.version_option(package_name="heirloom", prog_name="heirloom")
 @click.option(
     "--log-level",
     default="WARNING",
