@@ -296,24 +296,30 @@ def test_a_trickling_server_and_a_wrong_size_are_stopped(tmp_path, fetcher):
     assert left(tmp_path / "data") == []
 
 
-def test_sigterm_leaves_no_temp_file_and_a_killed_fetchs_is_swept(tmp_path, server, fetcher):
+def background_fetch(fetcher, name: str) -> subprocess.Popen[str]:
+    """``heirloom data fetch NAME`` running on its own (output in pipes)."""
+    return subprocess.Popen(
+        [*HEIRLOOM, "data", "fetch", name],
+        env={**os.environ, **fetcher.env},
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigterm_leaves_no_temp_file_and_a_killed_fetch_is_swept(tmp_path, server, fetcher):
     """``timeout``, ``docker stop``, systemd send SIGTERM: the partial download goes. A
     SIGKILL leaves its temp file, which the next fetch into that folder removes."""
     folder = tmp_path / "data" / "toy-slow"
     for stop in (signal.SIGTERM, signal.SIGKILL):
-        process = subprocess.Popen(
-            [*HEIRLOOM, "data", "fetch", "toy-slow"],
-            env={**os.environ, **fetcher.env},
-            cwd=REPO,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        process = background_fetch(fetcher, "toy-slow")
         deadline = time.monotonic() + 30
         while not list(folder.glob(".slow.bin.*.part")) and time.monotonic() < deadline:
             time.sleep(0.02)
         process.send_signal(stop)
-        assert process.wait(30) == 128 + stop if stop == signal.SIGTERM else process.wait(30) == -stop
+        process.communicate(timeout=30)
+        assert process.returncode == (128 + stop if stop == signal.SIGTERM else -stop)
         parts = list(folder.glob(".slow.bin.*.part"))
         assert parts == [] if stop == signal.SIGTERM else len(parts) == 1
     fetched = fetcher("fetch", "toy-slow")
@@ -322,17 +328,7 @@ def test_sigterm_leaves_no_temp_file_and_a_killed_fetchs_is_swept(tmp_path, serv
 
 
 def test_two_fetches_at_once_take_turns_and_download_once(tmp_path, server, fetcher):
-    processes = [
-        subprocess.Popen(
-            [*HEIRLOOM, "data", "fetch", "toy-slow"],
-            env={**os.environ, **fetcher.env},
-            cwd=REPO,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
+    processes = [background_fetch(fetcher, "toy-slow") for _ in range(2)]
     outputs = [process.communicate(timeout=60)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0]
     assert sorted("1 downloaded" in out for out in outputs) == [False, True], outputs
