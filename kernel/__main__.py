@@ -1,5 +1,5 @@
 """``python -m heirloom`` is the ``heirloom`` command."""
 
-from heirloom.cli.main import main
+from heirloom.cli.entry import main
 
 main()

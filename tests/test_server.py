@@ -7,6 +7,7 @@ import json
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -501,6 +502,31 @@ def test_ctrl_c_in_a_command_exits_130_saying_so(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+
+
+def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback(tmp_path):
+    """The moment before a command runs (click, rich and the command's modules import) printed
+    a KeyboardInterrupt traceback. The SIGINT is sent by the process to itself, on an audit
+    hook, exactly while heirloom's command line imports rich."""
+    script = (
+        "import os, signal, sys\n"
+        "def ctrl_c(event, args):\n"
+        "    if event == 'import' and args[0] == 'rich.console':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.addaudithook(ctrl_c)\n"
+        "from heirloom.cli.entry import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "call", "_health", "--connect", f"ipc://{tmp_path}/nobody.sock"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job's SIGINT is ignored
+    )
+    assert result.returncode == 130 and "interrupted" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_under_json_logs_a_daemon_that_cannot_start_says_why_in_json():

@@ -1,0 +1,24 @@
+"""The ``heirloom`` console script: Ctrl-C while the command line still loads exits 130
+quietly, as it does once a command runs (``HeirloomGroup.invoke``), not with a traceback."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    sys.stderr.write("interrupted: stopped at Ctrl-C before the command started\n")
+    sys.exit(130)
+
+
+def main() -> None:
+    loading = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not when ignored (nohup, &)
+    if loading:
+        signal.signal(signal.SIGINT, _interrupted)
+    from heirloom.cli.main import main as run  # click, rich, the commands: a noticeable moment
+
+    if loading:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    run()
