@@ -110,10 +110,11 @@ def test_a_worker_told_to_stop_under_load_drains_without_failing_a_request(tmp_p
     daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
     command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
     env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
-    probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "30")
-    assert probe.returncode == 3 and "not ready: 0 of 1 workers ready" in probe.stderr, "a readiness probe"
-    workers = [subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env) for _ in range(2)]
+    workers: list[subprocess.Popen] = []
     try:
+        probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "30")
+        assert probe.returncode == 3 and "not ready: 0 of 1 workers ready" in probe.stderr, "a readiness probe"
+        workers += [subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env) for _ in range(2)]
         daemon.wait_ready()
         with daemon.client(timeout=20, retries=0) as client:
             deadline = time.monotonic() + 30
