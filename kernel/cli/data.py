@@ -246,19 +246,19 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
         if isinstance(dataset := usable(name, known[name]), str):
             fail(dataset)
         chosen[name] = dataset
+    needed = {name: [f for f in ds.files if not present(root / name / f.path, f.size)] for name, ds in chosen.items()}
     for name, dataset in chosen.items():
-        needed = any(not present(root / name / f.path, f.size) for f in dataset.files)
-        if dataset.accept_license and not accept_license and needed:
+        if dataset.accept_license and not accept_license and needed[name]:
             where = f"\n{dataset.homepage}" if dataset.homepage else ""
             fail(f"{name}: {dataset.license}{where}\naccept it with --accept-license", EXIT_INVALID)
     missing: list[dict[str, Any]] = []
     for name, dataset in chosen.items():
         folder = root / name
-        if needed := [f for f in dataset.files if not present(folder / f.path, f.size)]:
-            size = sum(f.size or 0 for f in needed) / 1e6
+        if to_fetch := needed[name]:
+            size = sum(f.size or 0 for f in to_fetch) / 1e6
             err_console.print(
                 f"{name}: {dataset.title}\n  license: {dataset.license}\n"
-                f"  fetching {len(needed)} of {files(len(dataset.files))} ({size:.1f} MB) into {folder}",
+                f"  fetching {len(to_fetch)} of {files(len(dataset.files))} ({size:.1f} MB) into {folder}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
