@@ -338,7 +338,23 @@ def test_sigterm_while_the_system_starts_stops_every_component_once_the_start_is
     assert daemon.process.wait(30) == 0, daemon.log()
     log = daemon.log()
     assert "stopped apis.t (testing)" in log and "stopped apis.echo (echo)" in log, log
-    assert "waiting for the system's start to finish" in log
+    assert "(the grace period) for the system's start to finish" in log
+
+
+def test_sigterm_during_a_start_longer_than_the_grace_period_exits_by_its_end(tmp_path):
+    """A start that outlasts the grace period (a long model load) does not hold the stop
+    signal: the process exits 1 about ``grace`` seconds after it, saying the start was
+    left running (nothing was served, so nothing accepted is lost)."""
+    daemon = Daemon(tmp_path, profile="[server]\ngrace = 0.5\n" + SLOW_START_PROFILE.replace("2000", "120000"))
+    deadline = time.monotonic() + 30
+    while "started apis.echo" not in daemon.log():  # apis.t is starting now, for 120 s
+        assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    signalled = time.monotonic()
+    os.kill(daemon.process.pid, signal.SIGTERM)
+    assert daemon.process.wait(30) == 1, daemon.log()
+    assert time.monotonic() - signalled < 10
+    assert "still starting after the grace period (0.5s): exiting without stopping it" in daemon.log()
 
 
 # -- 19. the grace deadline ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot, daemon_snapshot
-from heirloom.wire.server import HANDLER_THREADS, Server
+from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
 
 log = logging.getLogger("heirloom.wire.daemon")
 
@@ -77,10 +77,15 @@ def run_server(
 def stop_when_started(server: Server, system: System) -> bool:
     """Stop ``system`` once its start (on ``start_system``'s thread) is over: a stop signal
     can end the I/O loop mid-start, and stopping then would race components still starting
-    (those started after the stop would never stop, nor flush what they write)."""
+    (those started after the stop would never stop, nor flush what they write). A start
+    that outlasts the grace period too (a long model load) is left running, unstopped:
+    nothing was served yet, and an operator's stop must not wait for it (False)."""
     if not server.wait_started(0):
-        log.info("waiting for the system's start to finish before stopping it")
-        server.wait_started(None)
+        grace = server.settings.grace
+        log.info("waiting up to %gs (the grace period) for the system's start to finish before stopping it", grace)
+        if not server.wait_started(grace):
+            log.error("the system was still starting after the grace period (%gs): exiting without stopping it", grace)
+            return False
     try:
         system.stop()
     except Exception as exc:  # noqa: BLE001 - report every teardown error, then exit non-zero
@@ -158,14 +163,17 @@ def configured_resources(profile: ResolvedProfile) -> Resources:
 
 def exit_process(code: int) -> NoReturn:
     """End a daemon or worker process with ``code``. A handler still running past the grace
-    period (its request was answered UNAVAILABLE, the system has stopped) would keep the
-    interpreter waiting for its thread forever, deaf to further signals: then exit at once."""
-    stuck = [t for t in threading.enumerate() if t.name.startswith(HANDLER_THREADS)]
+    period (its request was answered UNAVAILABLE, the system has stopped), or a start left
+    running, would keep the interpreter waiting for its thread, deaf to further signals, or
+    crash it at exit (torch's threads): then exit at once."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith((HANDLER_THREADS, START_THREAD))]
     for thread in stuck:
         thread.join(0.2 / len(stuck))  # idle handler threads are on their way out
     stuck = [t for t in stuck if t.is_alive()]
     if stuck:
-        log.warning("%d request handler(s) still running after the grace period; exiting without them", len(stuck))
+        handlers = sum(thread.name.startswith(HANDLER_THREADS) for thread in stuck)
+        if handlers:  # a start left running was said by stop_when_started
+            log.warning("%d request handler(s) still running after the grace period; exiting without them", handlers)
         logging.shutdown()
         os._exit(code)
     sys.exit(code)

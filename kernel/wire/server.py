@@ -61,6 +61,8 @@ from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, attach, dr
 
 #: Name prefix of the threads that run unbatched handlers.
 HANDLER_THREADS = "heirloom-handler"
+#: Name of the thread that starts the system while the I/O loop answers built-in routes.
+START_THREAD = "heirloom-start"
 log = logging.getLogger("heirloom.server")
 POLL_MS = 50
 DRAIN_BATCH = 1000
@@ -167,7 +169,7 @@ class Server:
             self._system_ready.set()
             self._wake_up()
 
-        threading.Thread(target=start, name="heirloom-start", daemon=True).start()
+        threading.Thread(target=start, name=START_THREAD, daemon=True).start()
 
     def wait_started(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` s (None: no limit) for start_system's thread to finish."""
