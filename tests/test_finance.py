@@ -202,6 +202,10 @@ def test_an_untrained_model_is_not_ready_and_answers_unavailable(tmp_path, data_
         with daemon.client(timeout=10) as client:
             ready = wait_started(client)
             assert ready["ready"] is False and ready["components"]["models.sentiment"] is False
+            probe = run_heirloom("call", "_ready", "--connect", daemon.address, env=env)
+            assert probe.returncode == 3, probe.stderr  # the probe says why, not only which
+            why = "waiting for models.sentiment: finance/sentiment has no trained version yet"
+            assert why in probe.stderr, probe.stderr
             with pytest.raises(Unavailable, match="no trained version yet"):
                 client.call("sentiment.predict", {"text": "Sales rose"})  # not idempotent: no retry
             with pytest.raises(Unavailable, match="no trained version yet"):

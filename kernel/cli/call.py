@@ -84,21 +84,36 @@ def call_command(
             reply = client.request(route, payload, idempotency_key=idempotency_key)
         except RemoteError as exc:
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""))
-    shown = attrs.asdict(reply, recurse=False) if full else reply.body
-    click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
-    if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:
-        fail(f"not ready: {_not_ready(reply.body)}", EXIT_DECLINED)
+        shown = attrs.asdict(reply, recurse=False) if full else reply.body
+        click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
+        if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:
+            fail(f"not ready: {_not_ready(reply.body, client)}", EXIT_DECLINED)
 
 
-def _not_ready(body: dict[str, Any]) -> str:
-    """Why a daemon is not ready, from its ``_ready`` reply."""
+def _not_ready(body: dict[str, Any], client: Client) -> str:
+    """Why a daemon is not ready, from its ``_ready`` reply (and, for a model, the reason
+    ``_stats`` gives: no trained version, a version it cannot load)."""
     if body.get("draining"):
         return "draining (stopping)"
     if isinstance(workers := body.get("workers"), list):
         ready = sum(isinstance(w, dict) and w.get("ready") is True for w in workers)
         return f"{ready} of {body.get('expected_workers', '?')} workers ready"
     waiting = [name for name, ready in (body.get("components") or {}).items() if ready is not True]
-    return f"waiting for {', '.join(waiting)}" if waiting else "starting"
+    if not waiting:
+        return "starting"
+    try:
+        stats = client.call("_stats")
+    except RemoteError:  # the probe's answer stands without the reasons
+        stats = {}
+    models = stats.get("models") if isinstance(stats, dict) else None
+    return "waiting for " + "; ".join(f"{name}{_model_error(models, name)}" for name in waiting)
+
+
+def _model_error(models: Any, component: str) -> str:
+    """``: why`` for a served model in ``_stats``'s ``models``, else nothing."""
+    entry = models.get(component.removeprefix("models.")) if isinstance(models, dict) else None
+    error = entry.get("error") if isinstance(entry, dict) else None
+    return f": {error}" if isinstance(error, str) and error else ""
 
 
 def _retry_identity(key: str | None, curve: CurveClient | None) -> bytes | None:

@@ -81,9 +81,8 @@ class ModelServing:
         self._specs[spec.name] = spec
         try:
             artifact = self.store.resolve(self.ref_of(spec))
-        except HeirloomError as exc:
-            self.errors[spec.name] = str(exc)
-            handle.unavailable = nothing_served(self.store, self.project, spec)
+        except HeirloomError:
+            handle.unavailable = self.errors[spec.name] = nothing_served(self.store, self.project, spec)
             log.warning("%s serves nothing yet: %s", spec.name, handle.unavailable)
             return handle
         self._load(spec, model, artifact)
