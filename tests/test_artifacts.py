@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import re
 import signal
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,9 @@ from heirloom.store.artifacts import ArtifactStore, Ref, RefError
 from heirloom.store.backup import backup_store
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
+
+#: A toy source and a toy model trained on it (``HEIRLOOM_PLUGINS=tests.toys``).
+TOY_TABLES = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
 
 
 def make_state(seed: int = 0) -> heirloom.State:
@@ -526,8 +532,7 @@ def test_profile_check_names_inherit_and_serve_typos_the_store_reveals(store, tm
     put(store, "team/m", 1)
     put(store, "team/m", 2)
     store.promote("team/m@2", "production")
-    tables = f'[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n{keys}\n'
-    profile = write(tmp_path / "next.toml", f'project = "{project}"\n{tables}')
+    profile = write(tmp_path / "next.toml", f'project = "{project}"\n{TOY_TABLES}{keys}\n')
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
     result = run_heirloom("profile", "check", str(profile), env=env)
     if problem is None:
@@ -546,8 +551,7 @@ def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
 def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, tmp_path):
     """A downgrade: a model type whose ``state_format`` is 1 refuses a version its newer
     release stored in format 2 (eval, serve, a warm start), where it would misread it."""
-    tables = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
-    profile = write(tmp_path / "team.toml", f'project = "team"\n{tables}')
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
     newer = {**env, "TOY_STATE_FORMAT": "2"}
     for _ in range(2):  # the second run stores nothing new: its digest counts the format
@@ -560,7 +564,7 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     assert said(older).count("holds state of format 2") == 1, "said once, not also as a log line"
     served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
     assert served.returncode == 1 and refusal in said(served), served.stderr
-    child = write(tmp_path / "child.toml", f'project = "kid"\n{tables}inherit = "team/m@1"\n')
+    child = write(tmp_path / "child.toml", f'project = "kid"\n{TOY_TABLES}inherit = "team/m@1"\n')
     warm = run_heirloom("train", str(child), env=env)
     assert warm.returncode == 1 and refusal in said(warm), warm.stderr
     assert store.load("team/m@1").metadata == {"epochs": 1}, "the format is heirloom's key, never the model's"
@@ -571,8 +575,7 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
     """A promoted version the served model type cannot read (here: a newer state format) is
     logged once, not at every reload interval (each try starts a model and reads its blobs);
     ``_reload`` tries it again (a blob restored from a backup), and the old version serves."""
-    tables = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
-    text = f'project = "team"\n{tables}[apis.t]\nuse = "toy-api"\nmodel = "m"\n[server]\nreload_interval = 0.1\n'
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\n[server]\nreload_interval = 0.1\n'
     profile = write(tmp_path / "team.toml", text)
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
     assert run_heirloom("train", str(profile), env=env).returncode == 0
@@ -602,12 +605,59 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
         )
 
 
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """``folder`` read-only for this user: a read-only bind mount for root (whom file modes
+    do not stop), the write bits removed for anyone else."""
+    if os.geteuid() != 0:
+        modes = {path: path.stat().st_mode for path in [folder, *folder.rglob("*")]}
+        for path, mode in modes.items():
+            path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root here cannot bind-mount, so cannot make a folder read-only: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(store, tmp_path):
+    """Trained models on a read-only volume (an image layer, a ReadOnlyMany claim): SQLite's
+    WAL mode would need to create files beside the index even to read it."""
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    with read_only(store.root):
+        daemon = Daemon(tmp_path, profile=text, env=env)
+        try:
+            daemon.wait_ready()
+            with daemon.client(timeout=10) as client:
+                assert client.call("_stats")["models"]["m"]["version"] == "team/m@1"
+                assert client.call("t.predict", {"x": 1}) is not None
+        finally:
+            assert daemon.terminate() == 0
+        listed = models(store, "list")
+        assert listed.returncode == 0 and "team/m@1" in listed.stdout, listed.stderr
+        refused = models(store, "promote", "team/m@1", "production")
+        assert refused.returncode == 1
+        assert "the store's folder is read-only: its models can be listed and served, not changed" in said(refused)
+    assert models(store, "promote", "team/m@1", "production").returncode == 0  # the same store, writable
+
+
 def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(store, tmp_path):
     """A profile whose ``use`` changed since its model was trained (or a project name reused)
     must not hand one plugin another plugin's weights, which it might even load."""
     put(store, "team/m", 1)  # a text-classifier's version
-    tables = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
-    profile = write(tmp_path / "team.toml", f'project = "team"\n{tables}')
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
     result = run_heirloom("eval", str(profile), env=env)
     assert result.returncode == 1

@@ -9,11 +9,13 @@ One connection per transaction, so a store is safe across threads and forked pro
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from heirloom.core.errors import HeirloomError
 
@@ -71,10 +73,14 @@ class StoreIndex:
 
     It is created only when ``create`` allows it: a store whose blobs outlived its index
     must not get a fresh, empty index silently (gc would then see every blob as garbage).
+    In a folder this process cannot write (a read-only volume of trained models), it is
+    opened read-only and as immutable: SQLite's WAL mode would otherwise need to create its
+    shared-memory file there even to read.
     """
 
     def __init__(self, path: Path, *, create: bool = True):
         self.path = path
+        self.read_only = path.parent.is_dir() and not os.access(path.parent, os.W_OK)
         if not create and not _has_content(path):
             raise HeirloomError(
                 f"the store index {path} is missing or empty, but {path.parent / 'blobs'} holds artifacts; "
@@ -95,7 +101,11 @@ class StoreIndex:
                 conn.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        if self.read_only:
+            target = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
+        else:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -109,6 +119,8 @@ class StoreIndex:
         except sqlite3.OperationalError as exc:
             environment = any(word in str(exc) for word in ("unable to open", "readonly", "disk I/O", "full"))
             hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
+            if self.read_only:
+                hint = " (the store's folder is read-only: its models can be listed and served, not changed)"
             raise HeirloomError(f"the store index {self.path} cannot be used: {exc}{hint}") from None
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:
