@@ -393,12 +393,13 @@ def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
     user = write(tmp_path / "mine.toml", 'extends = ["shipped"]\n')
     env = {"PYTHONPATH": str(site)}
     assert run_heirloom("profile", "check", str(user), env=env).returncode == 0  # the catalog learns who ships it
-    broken = run_heirloom("profile", "check", str(user), env={**env, "SHIPPER_BROKEN": "1"})
-    assert broken.returncode == 2
-    said = " ".join(broken.stderr.split())
-    assert "no profile named 'shipped'" in said
-    assert "it comes from a plugin that failed to load: shipper (heirloom-shipper 0.3.0): RuntimeError" in said
-    assert "shipper is broken today" in said
+    for _ in range(2):  # a failure does not make the catalog forget what the plugin ships
+        broken = run_heirloom("profile", "check", str(user), env={**env, "SHIPPER_BROKEN": "1"})
+        assert broken.returncode == 2
+        said = " ".join(broken.stderr.split())
+        assert "no profile named 'shipped'" in said
+        assert "it comes from a plugin that failed to load: shipper (heirloom-shipper 0.3.0): RuntimeError" in said
+        assert "shipper is broken today" in said
     typo = run_heirloom("profile", "check", "shiped", env=env)
     assert typo.returncode == 2 and "did you mean 'shipped'?" in typo.stderr
 
@@ -465,3 +466,64 @@ def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_
     assert "plugin code called sys.exit(0)" in result.stderr
     listed = run_heirloom("models", "list", "--json", env=env)
     assert json.loads(listed.stdout) == []
+
+
+COMMANDER = """
+import os
+
+import click
+import heirloom
+
+if os.environ.get("COMMANDER_BROKEN"):
+    raise RuntimeError("commander is broken today")
+
+
+@click.command("hello")
+def hello():
+    click.echo("hello from a plugin")
+
+
+@click.command("train")
+def train():
+    click.echo("a plugin's own train")
+
+
+@heirloom.hookimpl
+def heirloom_register_commands(cli):
+    cli.add_command(train)
+    cli.add_command(hello)
+"""
+
+
+def test_a_plugins_commands_are_listed_every_time_and_a_failed_ones_named(tmp_path):
+    """``plugins --json`` lists each plugin's commands on a fresh catalog too; a command under
+    a built-in's name (never run) is a conflict; a command whose plugin fails to load says
+    so, on every run, rather than "No such command"."""
+    write(tmp_path / "heirloom_commander.py", COMMANDER)
+    env = {"PYTHONPATH": str(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_commander"}
+    listed = run_heirloom("plugins", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    infos = {p["name"]: p for p in json.loads(listed.stdout)}
+    assert infos["heirloom_commander"]["commands"] == ["hello"]
+    assert infos["heirloom_commander"]["conflicts"] == ["command train (a built-in's)"]
+    assert {"plugins", "profile", "serve", "train"} <= set(infos["heirloom.commands"]["commands"])
+    assert "registers command 'train', a built-in's name: the built-in always runs" in " ".join(listed.stderr.split())
+    assert run_heirloom("hello", env=env).stdout == "hello from a plugin\n"
+    assert "Fit MODELS of PROFILE" in run_heirloom("train", "--help", env=env).stdout
+    for _ in range(2):
+        broken = run_heirloom("hello", env={**env, "COMMANDER_BROKEN": "1"})
+        assert broken.returncode == 2
+        said = " ".join(broken.stderr.split())
+        assert "command 'hello' comes from a plugin that failed to load: heirloom_commander: RuntimeError" in said
+        assert "commander is broken today" in said
+
+
+def test_an_unknown_type_says_which_plugins_the_environment_left_out(tmp_path):
+    """A profile without a ``[resources]`` table uses ``local``: with ``HEIRLOOM_LOAD_PLUGINS``
+    naming other plugins, the error must say why a type every install has is unknown."""
+    profile = write(tmp_path / "p.toml", '[apis.echo]\nuse = "echo"\n')
+    result = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_LOAD_PLUGINS": "echo"})
+    assert result.returncode == 2
+    said = " ".join(result.stderr.split())
+    assert "resources.use: unknown resources type 'local'" in said
+    assert "HEIRLOOM_LOAD_PLUGINS=echo: plugins left out by it are not loaded" in said

@@ -33,12 +33,16 @@ def plugins_command(as_json: bool) -> None:
     """
     host = get_kernel().plugins
     host.load_all()
+    root = click.get_current_context().find_root()
+    root.command.list_commands(root)  # attaches every plugin's commands: their names, every time
     infos = sorted(host.infos.values(), key=lambda i: i.name)
     if as_json:
         shared: dict[str, list[str]] = {}  # plugin label -> the "kind name"s another plugin registers too
         for what, labels in host.conflicts().items():
             for label in labels:
                 shared.setdefault(label, []).append(what)
+        for name, commands in getattr(root.command, "shadowing", {}).items():
+            shared.setdefault(host.infos[name].label, []).extend(f"command {c} (a built-in's)" for c in commands)
         print_json([{**info.to_json(), "conflicts": shared.get(info.label, [])} for info in infos])
     else:
         table = Table("plugin", "distribution", "status", "provides")

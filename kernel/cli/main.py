@@ -10,6 +10,7 @@ COMMAND`` imports only the plugin that provides it.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 
@@ -20,6 +21,20 @@ from heirloom.core.errors import HeirloomError
 
 class HeirloomGroup(click.Group):
     """A click group that also offers the commands plugins register."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Plugin name -> the commands it registered under a built-in's name (never run).
+        self.shadowing: dict[str, list[str]] = {}
+        self._attaching: str | None = None
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """A plugin's command named like a built-in is left out (the built-in always runs) and noted."""
+        name = name or cmd.name
+        if name in BUILTIN and getattr(cmd.callback, "__module__", None) != BUILTIN[name]:
+            self.shadowing.setdefault(self._attaching or "?", []).append(name)
+            return
+        super().add_command(cmd, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         plugins = get_kernel(ctx).plugins
@@ -41,6 +56,9 @@ class HeirloomGroup(click.Group):
             self._attach(ctx, [owner])
         if name not in self.commands:
             self._attach(ctx)
+        if name not in self.commands and owner is not None and plugins.infos[owner].status == "failed":
+            info = plugins.infos[owner]
+            fail(f"error: command {name!r} comes from a plugin that failed to load: {info.label}: {info.error}", 2)
         return self.commands.get(name)
 
     def invoke(self, ctx: click.Context) -> object:
@@ -57,8 +75,17 @@ class HeirloomGroup(click.Group):
         for name in only if only is not None else plugins.plugins_with_commands():
             if name not in attached:
                 attached.add(name)
+                self._attaching = name
                 for error in plugins.add_commands(self, name):
                     err_console.print(f"warning: {error}", markup=False)
+                self._attaching = None
+                for command in self.shadowing.get(name, []):
+                    label = plugins.infos[name].label
+                    err_console.print(
+                        f"warning: plugin {label} registers command {command!r}, a built-in's name: "
+                        "the built-in always runs; rename it",
+                        markup=False,
+                    )
         return list(self.commands)
 
 

@@ -122,7 +122,7 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
 
     It holds a pyproject.toml with the entry point, one component per kind asked, a
     profile shipped as package data, tests using heirloom's pytest plugin
-    (heirloom.testing) and a README. Its tests pass right after `pip install -e .`.
+    (heirloom.testing) and a README. Its tests pass right after `pip install -e '.[test]'`.
     """
     if not NAME.match(name):
         fail(f"error: invalid plugin name {name!r}: lower-case letters, digits and single dashes (heirloom-foo)", 2)

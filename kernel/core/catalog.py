@@ -126,7 +126,8 @@ class Catalog:
         info.hooks = list(cached.get("hooks", []))
 
     def save(self, infos: dict[str, PluginInfo]) -> None:
-        """Remember loaded plugins that came from entry points; forget failed ones."""
+        """Remember loaded plugins that came from entry points. A failed one keeps what it
+        provided when it last loaded: errors name it as the provider of what is missing."""
         for name, info in infos.items():
             if info.fingerprint and info.status == "loaded":
                 self.entries[name] = {
@@ -136,8 +137,6 @@ class Catalog:
                     "commands": info.commands,
                     "hooks": info.hooks,
                 }
-            elif info.status == "failed":
-                self.entries.pop(name, None)
         payload = {"version": CATALOG_VERSION, "plugins": self.entries}
         with contextlib.suppress(OSError):
             write_atomic(self.path, json.dumps(payload, indent=1, sort_keys=True).encode())

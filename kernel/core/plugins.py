@@ -92,13 +92,7 @@ def _trace(message: str) -> None:
 class PluginHost:
     """One pluggy manager and registry per kernel: no module-global state."""
 
-    def __init__(
-        self,
-        *,
-        use_entry_points: bool = True,
-        plugins: Iterable[Any] = (),
-        catalog_path: Path | None = None,
-    ):
+    def __init__(self, *, use_entry_points: bool = True, plugins: Iterable[Any] = (), catalog_path: Path | None = None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
@@ -365,6 +359,12 @@ class PluginHost:
             names.update(info.provides[kind])
         return sorted(names)
 
+    @staticmethod
+    def selection() -> str:
+        """What the environment keeps from loading, for errors about what is missing."""
+        chosen = [f"{v}={os.environ[v]}" for v in ("HEIRLOOM_LOAD_PLUGINS", "HEIRLOOM_DISABLE_PLUGINS") if os.getenv(v)]
+        return f"; {' and '.join(chosen)}: plugins left out by it are not loaded" if chosen else ""
+
     def failures(self) -> list[PluginInfo]:
         return [info for info in self.infos.values() if info.status == "failed"]
 
@@ -386,10 +386,10 @@ class PluginHost:
         """Let one plugin add its commands to ``cli``; remember their names for next time."""
         if not self.load(plugin_name):
             return []
-        before = set(cli.commands)
+        kept, cli.commands = cli.commands, {}  # what this plugin adds, names attached already too
         errors = self.call_each("heirloom_register_commands", only=plugin_name, cli=cli)
         info = self.infos[plugin_name]
-        added = sorted(set(cli.commands) - before)
+        added, cli.commands = sorted(cli.commands), {**kept, **cli.commands}
         if added != info.commands:
             info.commands = added
             self._catalog.save(self.infos)

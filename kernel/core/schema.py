@@ -276,7 +276,8 @@ class Validator:
             details = "; ".join(f"{info.label}: {info.error}" for info in providers)
             return f"{kind} type {use!r} comes from a plugin that failed to load this time: {details}"
         known = self.host.known_names(kind)
-        message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'})"
+        message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'}"
+        message += f"{self.host.selection()})"
         if failed:
             details = "; ".join(f"{info.label}: {info.error}" for info in failed)
             message += f". This profile needs it and these plugins failed to load: {details}"
