@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -672,8 +673,12 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
         (heirloom.State({"w": torch.randn(3, 4).T}, {}), "ValueError: You are trying to save a non contiguous tensor"),
         (heirloom.State({"a": (tied := torch.randn(4)), "b": tied}, {}), "RuntimeError: Some tensors share memory"),
         (heirloom.State({1: torch.zeros(3)}, {}), "a state's tensor names must be strings, got 1"),
+        (
+            heirloom.State({"a": (tied := np.zeros(8)), "b": np.ones(2), "c": tied[4:]}, {}),
+            "the state's arrays 'a' and 'c' share memory",
+        ),
     ],
-    ids=["nan-metadata", "list-metadata", "non-contiguous", "shared-memory", "int-name"],
+    ids=["nan-metadata", "list-metadata", "non-contiguous", "shared-memory", "int-name", "numpy-shared-memory"],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):
     with pytest.raises(heirloom.HeirloomError, match=re.escape(said_)):

@@ -110,6 +110,11 @@ def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     odd = [repr(name) for name in tensors if not isinstance(name, str)]
     if odd:
         raise HeirloomError(f"a state's tensor names must be strings, got {', '.join(odd)}")
+    if framework == "numpy" and (tied := _sharing_memory(tensors)):  # torch's writer checks; numpy's does not
+        raise HeirloomError(
+            f"the state's arrays {', '.join(tied)} share memory: loaded back they would be copies, no longer "
+            "tied (store one and tie them again in load)"
+        )
     try:
         return framework, _adapter(framework).save(tensors)
     except Exception as exc:  # safetensors and the framework raise several types
@@ -118,6 +123,18 @@ def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
             f"{' '.join(str(exc).split())[:200]}); each must be "
             "an array or tensor (not a scalar), contiguous, and not share memory with another (.contiguous().clone())"
         ) from exc
+
+
+def _sharing_memory(arrays: dict[str, Any]) -> list[str]:
+    """``'a' and 'b'`` for each array whose memory overlaps an earlier one's (by address)."""
+    spans = sorted((a.__array_interface__["data"][0], a.nbytes, name) for name, a in arrays.items() if a.nbytes)
+    tied, end, holder = [], 0, ""
+    for start, size, name in spans:
+        if start < end:
+            tied.append(f"{holder!r} and {name!r}")
+        if start + size > end:
+            end, holder = start + size, name
+    return tied
 
 
 def decode_tensors(framework: str, data: bytes) -> dict[str, Any]:
