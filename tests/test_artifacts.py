@@ -559,7 +559,7 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
         assert run_heirloom("train", str(profile), env=newer).returncode == 0
     assert [a.version for a in store.list("team")] == [1]
     assert run_heirloom("eval", str(profile), env=newer).returncode == 0, "a release reads its own format"
-    refusal = "team/m@1 (toy-model) holds state of format 2; this heirloom reads its model type's format 1 at most"
+    refusal = "team/m@1 (toy-model) holds state of format 2; the installed model type reads format 1 at most"
     older = run_heirloom("eval", str(profile), env=env)
     assert older.returncode == 1 and refusal in said(older), older.stderr
     assert said(older).count("holds state of format 2") == 1, "said once, not also as a log line"

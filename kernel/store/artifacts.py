@@ -239,7 +239,8 @@ class ArtifactStore:
         ``reads`` (the loading model type's ``state_format``), a state stored in a higher
         format, which this code would misread, is a HeirloomError."""
         artifact, weights, metadata = self._verified(ref)
-        return decode_state(artifact.framework, weights, metadata, reads, f"{artifact.ref} ({artifact.model_type})")
+        what = f"{artifact.ref} ({artifact.model_type})"
+        return decode_state(artifact.framework, weights, metadata, reads, what, artifact.plugin_versions)
 
     def metadata(self, ref: str | Ref | Artifact) -> dict[str, Any]:
         """The stored state's JSON metadata, checked like ``load`` (the tensors are not decoded)."""

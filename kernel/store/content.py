@@ -59,16 +59,21 @@ def state_metadata(state: State, state_format: int = 1) -> bytes:
     return canonical_json(recorded, "state metadata")
 
 
-def decode_state(framework: str, weights: bytes, metadata: bytes, reads: int | None, what: str) -> State:
+def decode_state(
+    framework: str, weights: bytes, metadata: bytes, reads: int | None, what: str, stored_with: dict[str, str]
+) -> State:
     """The state ``what`` (a version) stored; HeirloomError if stored in a format above
-    ``reads`` (the loading model type's ``state_format``), which this code would misread."""
+    ``reads`` (the loading model type's ``state_format``), which this code would misread.
+    ``stored_with``: the plugin releases that stored it (``{distribution: version}``)."""
     state = State(decode_tensors(framework, weights), json.loads(metadata))
     stored = state.metadata.pop(STATE_FORMAT_KEY, 1)
     check_format(stored, f"{what}: its stored {STATE_FORMAT_KEY}")
     if reads is not None and stored > check_format(reads, "Model.state_format"):
+        releases = ", ".join(f"{dist} {version}" for dist, version in sorted(stored_with.items()))
         raise HeirloomError(
-            f"{what} holds state of format {stored}; this heirloom reads its model type's format {reads} "
-            "at most (a newer heirloom stored it): upgrade heirloom, or use a version this heirloom stored"
+            f"{what} holds state of format {stored}; the installed model type reads format {reads} at most "
+            f"(a newer release of its plugin stored it, with {releases}): upgrade that plugin (heirloom "
+            "itself for heirloom's model types), or use a version the installed one stored"
         )
     return state
 
