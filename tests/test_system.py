@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import attrs
 import pytest
 
 import heirloom
@@ -136,8 +139,46 @@ def test_hook_heirloom_register_pretrained(tmp_path):
     assert store.load(first.artifact).metadata == {"epochs": 7}  # the model started from it
     assert [a.ref for a in store.lineage(first.artifact.ref)] == ["p/m@1", "pretrained/toy-start@1"]
     missing = kernel.resolve(str(write(tmp_path / "q.toml", toml.format("nothing"))))
-    with pytest.raises(heirloom.PluginError, match="no plugin registers pretrained:nothing"):
+    with pytest.raises(heirloom.HeirloomError, match=r"models\.m\.inherit: no plugin registers pretrained:nothing"):
         train(kernel, missing, model_specs(missing, ())[0], store, heirloom.NullProgress())
+
+
+def test_a_pretrained_loader_or_a_state_that_fails_names_the_model_and_the_plugin(tmp_path):
+    """A plugin's pretrained loader that raises, or a ``state()`` the store refuses, is an
+    error naming the model's table and the plugin, not a traceback or a bare complaint."""
+    from heirloom.store.artifacts import ArtifactStore
+    from heirloom.store.training import model_specs, train
+
+    def broken() -> heirloom.State:
+        raise RuntimeError("weights missing from the wheel")
+
+    @attrs.define
+    class NanModel(toys.ToyModel):
+        def state(self):
+            return heirloom.State({}, {"scale": float("nan")})
+
+    class Shipper:
+        @heirloom.hookimpl
+        def heirloom_register_pretrained(self, register):
+            register("toy-broken", broken)
+
+        @heirloom.hookimpl
+        def heirloom_register_models(self, register):
+            register("nan-model", NanModel)
+
+    kernel = heirloom.Kernel(plugins=[toys, Shipper()])
+    store = ArtifactStore(tmp_path / "store")
+    toml = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "{}"\ndata = "s"\n{}'
+    broken_parent = toml.format("toy-model", 'inherit = "pretrained:toy-broken"')
+    inheriting = kernel.resolve(str(write(tmp_path / "p.toml", broken_parent)))
+    said = "models.m.inherit: pretrained:toy-broken (from plugin Shipper) failed to load: RuntimeError: weights missing"
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(said)):
+        train(kernel, inheriting, model_specs(inheriting, ())[0], store, heirloom.NullProgress())
+    nan = kernel.resolve(str(write(tmp_path / "q.toml", toml.format("nan-model", ""))))
+    said = "models.m (nan-model): its state() cannot be stored: state metadata must be JSON-serialisable"
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(said)):
+        train(kernel, nan, model_specs(nan, ())[0], store, heirloom.NullProgress())
+    assert store.list() == []
 
 
 def test_models_that_inherit_a_model_of_the_project_train_after_it(tmp_path):

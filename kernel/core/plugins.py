@@ -324,8 +324,8 @@ class PluginHost:
         """``name -> [(plugin, path)]`` of the profiles plugins ship."""
         return self.named["profiles"]
 
-    def pretrained(self, name: str) -> tuple[Any, PluginInfo]:
-        """The state a plugin registered as ``pretrained:NAME`` (loaded now) and its plugin."""
+    def pretrained(self, name: str) -> tuple[Callable[[], Any], PluginInfo]:
+        """What loads the state a plugin registered as ``pretrained:NAME``, and its plugin."""
         self.ensure(pretrained=[name])
         providers = self.named["pretrained"].get(name, [])
         known = sorted(self.named["pretrained"])
@@ -335,7 +335,7 @@ class PluginHost:
             labels = " and ".join(self.infos[p].label for p, _ in providers)
             raise PluginError(f"pretrained:{name} is registered by two plugins: {labels}")
         plugin, load = providers[0]
-        return load(), self.infos[plugin]
+        return load, self.infos[plugin]
 
     def component_type(self, kind: str, name: str) -> type | None:
         """The class registered as ``name``; None if unknown; PluginError if ambiguous."""

@@ -164,7 +164,11 @@ def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None, served: str
     if not ref.startswith(PRETRAINED):
         return store.resolve(ref)
     name = ref.removeprefix(PRETRAINED)
-    state, plugin = kernel.plugins.pretrained(name)
+    load, plugin = kernel.plugins.pretrained(name)
+    try:
+        state = load()
+    except Exception as exc:  # a plugin's loader may raise anything: name it
+        raise HeirloomError(f"{ref} (from plugin {plugin.label}) failed to load: {type(exc).__name__}: {exc}") from exc
     return import_pretrained(store, name, state, {plugin.distribution: plugin.version or "?"})
 
 
@@ -239,7 +243,10 @@ def train(
     """Fit ``spec`` (warm-started from its ``inherit`` ref), score it on validation and
     test, and store a version, unless an identical one is stored already."""
     served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
-    parent = parent_of(kernel, store, spec.keys.inherit, served)
+    try:
+        parent = parent_of(kernel, store, spec.keys.inherit, served)
+    except HeirloomError as exc:
+        raise HeirloomError(f"{spec.key}.inherit: {exc}") from None
     reads = spec.cls.state_format if parent is not None and parent.model_type == spec.use else None
     parent_state = store.load(parent, reads=reads) if parent is not None else None
     if parent is not None:
@@ -269,8 +276,12 @@ def train(
         fingerprints = {source_name: source.fingerprint()}
         fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
         state = model.state()
+        try:
+            digest = state_digest(state, spec.cls.state_format)  # checks what put will write
+        except HeirloomError as exc:
+            raise HeirloomError(f"{spec.key} ({spec.use}): its state() cannot be stored: {exc}") from None
         record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
-        same = _identical(store, profile.project, spec.name, state_digest(state, spec.cls.state_format), record)
+        same = _identical(store, profile.project, spec.name, digest, record)
         if same is not None:
             return Trained(same, by_split[TEST].report, tuple(evaluations), reused=True)
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
