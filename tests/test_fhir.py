@@ -616,6 +616,19 @@ def test_a_deeply_nested_file_is_a_bad_file_not_the_end_of_the_pass(tmp_path):
     assert stats["errors"]["skipped_files"] == 1 and stats["records"] == 1
 
 
+def test_numbers_past_what_a_reply_can_hold_are_read_as_floats_or_refused(tmp_path):
+    """An integer past 64 bits cannot be packed into a msgpack reply (it stopped the daemon
+    serving that record): it is read as the float a JavaScript reader would see. A number
+    past a float's range would read as infinity: the file is malformed, as with NaN."""
+    text = bundle(PATIENT, weight(1, "Patient/p1"))
+    huge = write(tmp_path / "huge.json", text.replace('"value": 1}', '"value": 18446744073709551616}'))
+    (record,) = FhirSource(path=str(huge)).records()
+    assert [event.value for event in record.timeline if event.kind == "observation"] == [float(2**64)]
+    beyond = write(tmp_path / "inf.json", text.replace('"value": 1}', '"value": 1e400}'))
+    with pytest.raises(FhirDataError, match="the number 1e400 is beyond a 64-bit float"):
+        stats_or_error(beyond)
+
+
 def test_nan_values_are_malformed_json_and_never_reach_data_show(tmp_path):
     observation = weight(float("nan"), "Patient/p1")
     path = write(tmp_path / "nan.json", bundle(PATIENT, observation))  # json.dumps writes NaN

@@ -83,6 +83,16 @@ def test_internal_error_fails_only_that_request(client):
     assert client.call("echo.echo", "still serving") == "still serving"
 
 
+@pytest.mark.parametrize("route", ["t.power", "t.power_off_loop"])
+def test_a_reply_msgpack_cannot_hold_fails_only_that_request(client, route):
+    """An integer past 64 bits (a FHIR value of 2**64 in a record) cannot be packed: that
+    request is INTERNAL, on the I/O loop as on a handler thread; the daemon stopped at it."""
+    assert client.call(route, 63) == 2**63
+    with pytest.raises(Internal, match="reply not encodable"):
+        client.call(route, 64)
+    assert client.call("echo.echo", "still serving") == "still serving"
+
+
 def test_a_slow_batched_route_never_holds_up_the_other_requests(tmp_path):
     """The daemon computes a lone batched request itself only for a route whose last batch
     took at most ``[server] idle_inline_ms``: while a slow route computes, even its first

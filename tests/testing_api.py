@@ -76,6 +76,8 @@ class TestingApi(heirloom.Api):
             heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
+            heirloom.Route("power", handler=lambda body: 2**body, inline=True, description="2 to the body's power."),
+            heirloom.Route("power_off_loop", handler=lambda body: 2**body),
             heirloom.Route(
                 "batched",
                 handler=self.batched,

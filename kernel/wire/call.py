@@ -82,14 +82,14 @@ def encode(status: str, body: Any, version: str | None) -> Encoded:
     """Pack a reply body once (raw buffers as their own frames); INTERNAL if it cannot be."""
     try:
         packed = packb(body)
-    except TypeError:
+    except (TypeError, OverflowError):
         pass
     else:
         return status, version, packed, None, [], len(packed)
     try:
         plain, specs, buffers = detach_buffers(body)
         packed = packb(plain)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer msgpack cannot hold
         error = {"code": INTERNAL, "message": f"reply not encodable: {exc}", "retryable": False}
         packed = packb(error)
         return INTERNAL, None, packed, None, [], len(packed)

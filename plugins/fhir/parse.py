@@ -136,11 +136,26 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity)")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan: only a finite value passes
+        raise ValueError(f"the number {text[:40]} is beyond a 64-bit float (it would read as infinity)")
+    return value
+
+
+def _int64(text: str) -> int | float:
+    """An integer, or (past 64 bits, which msgpack replies cannot hold) the float a JavaScript
+    reader would see."""
+    value = int(text)
+    return value if -(1 << 63) <= value < 1 << 64 else _finite_float(text)
+
+
 def decode_json(data: bytes) -> Any:
-    """Strict JSON: NaN/Infinity refused (strict parsers downstream reject them), and nesting
-    too deep for the parser is a ValueError, not a RecursionError that ends the whole pass."""
+    """Strict JSON: NaN/Infinity refused (strict parsers downstream reject them), a number too
+    large for a float too, and nesting too deep for the parser is a ValueError, not a
+    RecursionError that ends the whole pass."""
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
     except RecursionError:
         raise ValueError("nested too deeply to read") from None
 
