@@ -629,6 +629,30 @@ def test_numbers_past_what_a_reply_can_hold_are_read_as_floats_or_refused(tmp_pa
         stats_or_error(beyond)
 
 
+def verified(status: str) -> dict[str, Any]:
+    system = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+    return {"coding": [{"system": system, "code": status}]}
+
+
+def test_resources_entered_in_error_and_refuted_conditions_are_left_out_and_counted(tmp_path):
+    """FHIR: a resource entered in error, or a Condition or allergy refuted, is to be read as
+    if it were not there: no diagnosis label, no problem, no allergy. ``data stats`` counts them."""
+    allergy = {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "urn:uuid:p1"}}
+    allergy |= {"code": {"text": "penicillin"}, "verificationStatus": verified("refuted")}
+    resources = [
+        PATIENT,
+        condition("kept", verificationStatus=verified("confirmed")),
+        condition("refuted", verificationStatus=verified("refuted")),
+        condition("mistaken", verificationStatus=verified("entered-in-error")),
+        {**weight(80, "urn:uuid:p1"), "status": "entered-in-error"},
+        allergy,
+    ]
+    path = write(tmp_path / "b.json", bundle(*resources))
+    (record,) = FhirSource(path=str(path)).records()
+    assert [event.id for event in record.timeline] == ["kept"]
+    assert stats_or_error(path)["withdrawn_resources"] == 4
+
+
 def test_nan_values_are_malformed_json_and_never_reach_data_show(tmp_path):
     observation = weight(float("nan"), "Patient/p1")
     path = write(tmp_path / "nan.json", bundle(PATIENT, observation))  # json.dumps writes NaN

@@ -17,6 +17,7 @@ import pytest
 
 import heirloom
 from heirloom_plugins.fhir.source import FhirSource
+from heirloom_plugins.medical.checks import summary_checks
 from heirloom_plugins.medical.features import describe
 from heirloom_plugins.medical.metrics import counts_metrics
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
@@ -312,6 +313,43 @@ def test_summary_matches_the_resources_counted_with_json(record_api: RecordsApi,
         encounters = [r for r in resources if r["resourceType"] == "Encounter"]
         assert len(summary["encounters"]) == len(encounters)
         assert {e["class"] for e in summary["encounters"]} <= {"AMB", "EMER", "IMP"}
+
+
+def test_a_condition_without_a_clinical_status_is_unknown_unless_it_abated(tmp_path):
+    """An encounter diagnosis often states no clinical status: the summary says ``unknown``
+    (``resolved`` once it has an abatement date), never ``active`` on a guess, and the
+    record checks of ``heirloom eval`` count it as neither."""
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-02"}
+    coded = {"system": "http://snomed.info/sct", "display": "a condition"}
+
+    def condition(cid: str, **extra: Any) -> dict[str, Any]:
+        code = {"coding": [{**coded, "code": cid}]}
+        return {"resourceType": "Condition", "id": cid, "subject": {"reference": "urn:uuid:p1"}, "code": code} | {
+            "onsetDateTime": "2020-01-02T03:04:05Z",
+            **extra,
+        }
+
+    stated = {"coding": [{"code": "active"}]}
+    resources = [
+        patient,
+        condition("1"),
+        condition("2", abatementDateTime="2021-01-01"),
+        condition("3", clinicalStatus=stated),
+    ]
+    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
+    folder = tmp_path / "ehr"
+    write(folder / "b.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+    text = f'[sources.p]\nuse = "fhir"\npath = "{folder}"\n\n[apis.record]\nuse = "medical-records"\ndata = "p"\n'
+    with heirloom.Kernel().system(str(write(tmp_path / "p.toml", text))) as system:
+        api = system.component("record", "api")
+        summary = api.summary(SummaryInput("p1"))
+        checks = summary_checks(FhirSource(path=str(folder)).records(), lambda pid: api.summary(SummaryInput(pid)))
+    assert {p["code"]: p["status"] for p in summary["problems"]} == {
+        "snomed:1": "unknown",
+        "snomed:2": "resolved",
+        "snomed:3": "active",
+    }
+    assert checks["active problems"] == (1, 0, 0)  # true positives, false positives, misses
 
 
 def test_vitals_carry_abnormal_flags(record_api: RecordsApi, raw):

@@ -163,6 +163,15 @@ def _status(concept: Any) -> str | None:
     return codings[0].get("code") or concept.get("text")
 
 
+def withdrawn(resource: dict[str, Any]) -> bool:
+    """Recorded in error (any resource's ``status``), or a Condition or allergy refuted or
+    recorded in error (its ``verificationStatus``): FHIR says to read the record as if it
+    were not there, so it is no label, no problem and no allergy."""
+    if resource.get("status") == "entered-in-error":
+        return True
+    return _status(resource.get("verificationStatus")) in ("entered-in-error", "refuted")
+
+
 def _value(holder: dict[str, Any]) -> tuple[Any, str | None]:
     """An observation's (or component's) ``value[x]`` and unit."""
     if "valueQuantity" in holder:

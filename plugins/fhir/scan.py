@@ -37,6 +37,7 @@ from heirloom_plugins.fhir.records import (
     patient_record,
     patient_reference,
     with_medication,
+    withdrawn,
 )
 from heirloom_plugins.fhir.references import Catalog, Known, walk
 
@@ -68,6 +69,8 @@ class Tally:
     outside_cohort: int = 0
     skipped_files: int = 0
     skipped_resources: int = 0
+    #: Resources entered in error, and Conditions or allergies refuted: left out of the records.
+    withdrawn: int = 0
     messages: list[str] = attrs.Factory(list)
 
     def fault(self, error: FhirDataError, *, whole_file: bool) -> None:
@@ -98,6 +101,7 @@ class Tally:
             "unresolved_references": self.unresolved,
             "unresolved_examples": self.unresolved_examples,
             "unassigned_resources": self.unassigned,
+            "withdrawn_resources": self.withdrawn,
             "outside_cohort": self.outside_cohort,
             "errors": {
                 "on_error": self.on_error,
@@ -289,6 +293,9 @@ class Scan:
         return wanted
 
     def _add_event(self, events: list[Event], path: Path, entry: Entry, catalog: Catalog, drugs: Drugs) -> None:
+        if withdrawn(entry.resource):
+            self.tally.withdrawn += 1
+            return
         try:
             encounter = entry.resource.get("encounter")
             ref = encounter.get("reference") if isinstance(encounter, dict) else None

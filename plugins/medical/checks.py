@@ -2,7 +2,8 @@
 
 For each patient of the evaluated split, ``record.summary`` must list exactly the
 patient's Conditions (code and onset), mark active exactly those whose clinical status
-is active, list as current exactly the MedicationRequests whose latest status is active,
+is active (recurrence, relapse), list as current exactly the drugs whose latest
+MedicationRequest or MedicationStatement is active (on-hold, draft),
 and list every allergy; ``record.search`` by a condition's or a drug's name must return
 the patients who have it, within the first as many results as there are such patients
 (R-precision, so precision and recall are equal). Each check counts true positives,
@@ -15,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+#: The statuses of a current prescription (its latest MedicationRequest or Statement).
+CURRENT = ("active", "on-hold", "draft")
 #: ``(tp, fp, fn)`` of one check.
 Counts = tuple[int, int, int]
 
@@ -47,11 +50,11 @@ def summary_checks(records: Iterable[Any], summary: Callable[[str], dict[str, An
                 {(p["code"], p["onset"]) for p in answer["problems"]},
             ),
             "active problems": (
-                {e.code for e in conditions if e.status == "active"},
+                {e.code for e in conditions if e.status in ("active", "recurrence", "relapse")},
                 {p["code"] for p in answer["problems"] if p["status"] == "active"},
             ),
             "current medications": (
-                {code for code, status in _latest_status(record, "medication").items() if status == "active"},
+                {code for code, status in _latest_status(record, "medication").items() if status in CURRENT},
                 {m["code"] for m in answer["medications"]["current"]},
             ),
             "allergies": (

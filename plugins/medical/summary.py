@@ -29,11 +29,12 @@ BMI, SYSTOLIC, DIASTOLIC = "loinc:39156-5", "loinc:8480-6", "loinc:8462-4"
 OBESE_BMI, HIGH_SYSTOLIC, HIGH_DIASTOLIC = 30.0, 140.0, 90.0
 
 
-def condition_active(event: Any) -> bool:
-    """Active when its clinical status says so, else when it has no abatement date."""
+def condition_status(event: Any) -> str:
+    """``active`` or ``resolved`` as its clinical status says; without one, ``resolved`` when
+    it has an abatement date, else ``unknown`` (an encounter diagnosis often has neither)."""
     if event.status:
-        return event.status in ("active", "recurrence", "relapse")
-    return event.end is None
+        return "active" if event.status in ("active", "recurrence", "relapse") else "resolved"
+    return "resolved" if event.end is not None else "unknown"
 
 
 def medication_current(status: str | None) -> bool:
@@ -114,7 +115,7 @@ def summarize(record: Any) -> dict[str, Any]:
                 "display": event.display,
                 "onset": event.date,
                 "end": event.end,
-                "status": "active" if condition_active(event) else "resolved",
+                "status": condition_status(event),
                 "encounter": event.encounter,
             }
         elif event.kind == "medication":
