@@ -606,6 +606,24 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
         )
 
 
+def test_inheriting_the_served_version_with_nothing_new_stores_nothing(store, tmp_path):
+    """``inherit = "served"`` and the same data and settings as the version served: refitting
+    would move the weights on data they have seen and store a drifted copy every run (the
+    medical models' threshold went 0.10 -> 0.95); it is scored, not refitted. New settings
+    are a new version, warm-started from it."""
+    text = f'project = "team"\n{TOY_TABLES}inherit = "served"\ndrift = true\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert "stored team/m@1" in run_heirloom("train", str(profile), env=env).stdout
+    for _ in range(2):
+        again = run_heirloom("train", str(profile), env=env)
+        assert "unchanged: identical to team/m@1" in again.stdout, again.stdout + again.stderr
+        assert "the same data and settings as team/m@1, which it serves: not refitted" in said(again)
+    changed = run_heirloom("train", str(profile), "--set", "models.m.rate=0.2", env=env)
+    assert "stored team/m@2" in changed.stdout and "(parent team/m@1)" in changed.stdout, changed.stdout
+    assert [artifact.ref for artifact in store.list("team", "m")] == ["team/m@1", "team/m@2"]
+
+
 @contextlib.contextmanager
 def read_only(folder: Path) -> Iterator[None]:
     """``folder`` read-only for this user: a read-only bind mount for root (whom file modes

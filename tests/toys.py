@@ -52,6 +52,9 @@ class ToyModel(heirloom.Model):
     allocate_mb: int = 0
     #: Memory fit grows by without a word of progress (building features, one long op).
     silent_allocate_mb: int = 0
+    #: A warm start moves the state even on the same data (as a fitted threshold does).
+    drift: bool = False
+    generation: int = 0
     #: ``TOY_STATE_FORMAT=2`` plays a newer release of this model type.
     state_format: ClassVar[int] = int(os.environ.get("TOY_STATE_FORMAT", "1"))
 
@@ -80,6 +83,8 @@ class ToyModel(heirloom.Model):
             time.sleep(0.02)
         if parent is not None:
             self.epochs = parent.metadata["epochs"]  # a warm start keeps what the parent learnt
+            if self.drift:
+                self.generation = parent.metadata.get("generation", 0) + 1
 
     def predict(self, batch: list[Any]) -> list[Any]:
         return batch
@@ -88,10 +93,11 @@ class ToyModel(heirloom.Model):
         return heirloom.Report({"accuracy": 1.0}, "perfect")
 
     def state(self):
-        return heirloom.State({}, {"epochs": self.epochs})
+        return heirloom.State({}, {"epochs": self.epochs} | ({"generation": self.generation} if self.drift else {}))
 
     def load(self, state):
         self.epochs = state.metadata["epochs"]
+        self.generation = state.metadata.get("generation", 0)
 
 
 @attrs.define

@@ -237,6 +237,19 @@ def _identical(store: ArtifactStore, project: str, name: str, digest: str, recor
     return None
 
 
+def _nothing_new(
+    parent: Artifact | None, spec: ComponentSpec, profile: ResolvedProfile, fingerprint: str, source: str
+) -> bool:
+    """Whether ``parent`` (the version the model serves) came from this very profile and data:
+    refitting it on what it has seen would store a copy of itself with drifted weights."""
+    return (
+        parent is not None
+        and parent.model_type == spec.use
+        and parent.profile_digest == profile_digest(profile)
+        and parent.data_fingerprints.get(source) == fingerprint
+    )
+
+
 def train(
     kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
 ) -> Trained:
@@ -261,9 +274,16 @@ def train(
         resources.check_memory(f"training {spec.key}")  # refused before any record is read
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
-        fitted = resources.run_fit(functools.partial(fit_state, profile.raw, spec.name, parent_state))
+        fingerprint = source.fingerprint()
+        unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
+        fitted = (
+            None if unchanged else resources.run_fit(functools.partial(fit_state, profile.raw, spec.name, parent_state))
+        )
         with watched_memory(resources, f"training {spec.key}"):
-            if fitted is None:
+            if unchanged:  # a warm start would only move the weights on data they have seen
+                progress.log(f"{spec.key}: the same data and settings as {parent.ref}, which it serves: not refitted")
+                model.load(parent_state)
+            elif fitted is None:
                 fit(model, source, source_name, parent_state, progress)
             else:
                 progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
@@ -273,7 +293,9 @@ def train(
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
             metrics[VALIDATION] = by_split[VALIDATION].report.metrics
-        fingerprints = {source_name: source.fingerprint()}
+        if unchanged:
+            return Trained(parent, by_split[TEST].report, tuple(evaluations), reused=True)
+        fingerprints = {source_name: fingerprint}
         fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
         state = model.state()
         try:
