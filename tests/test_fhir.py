@@ -653,6 +653,23 @@ def test_resources_entered_in_error_and_refuted_conditions_are_left_out_and_coun
     assert stats_or_error(path)["withdrawn_resources"] == 4
 
 
+def test_a_second_resource_with_an_id_already_read_is_a_bad_resource(tmp_path):
+    """Two Encounters ``e1`` of one patient would merge two visits (the summary kept one,
+    the model the other): the second of a kind and id is a resource error, per ``on_error``."""
+    encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished", "subject": {"reference": "urn:uuid:p1"}}
+    first = {**encounter, "period": {"start": "2023-01-01"}, "class": {"code": "AMB"}}
+    second = {**encounter, "period": {"start": "2024-06-01"}, "class": {"code": "EMER"}}
+    path = write(tmp_path / "b.json", bundle(PATIENT, first, condition("c1"), second, condition("c1")))
+    with pytest.raises(FhirDataError, match="patient 'p1' has a second encounter with id 'e1': it is left out"):
+        stats_or_error(path)
+    stats = stats_or_error(path, "skip")
+    assert stats["errors"]["skipped_resources"] == 2 and stats["records"] == 1
+    (record,) = FhirSource(path=str(path), on_error="skip").records()
+    assert [(e.kind, e.id, e.date) for e in record.timeline if e.kind == "encounter"] == [
+        ("encounter", "e1", "2023-01-01")
+    ]
+
+
 def test_nan_values_are_malformed_json_and_never_reach_data_show(tmp_path):
     observation = weight(float("nan"), "Patient/p1")
     path = write(tmp_path / "nan.json", bundle(PATIENT, observation))  # json.dumps writes NaN

@@ -272,6 +272,20 @@ class Scan:
         self.tally.fault(FhirDataError(path, label, message), whole_file=False)
         return False
 
+    def _unique(self, path: Path, pid: str, events: list[Event]) -> list[Event]:
+        """``events`` less each second resource of a kind with an id already read for this
+        patient, a resource fault: two Encounters ``e1`` would merge two visits into one."""
+        seen: set[tuple[str, str]] = set()
+        kept = []
+        for e in events:
+            if e.id is not None and (e.kind, e.id) in seen:
+                message = f"patient {pid!r} has a second {e.kind} with id {e.id!r}: it is left out"
+                self.tally.fault(FhirDataError(path, None, message), whole_file=False)
+                continue
+            seen.add((e.kind, e.id or ""))
+            kept.append(e)
+        return kept
+
     @staticmethod
     def _owner(ref: str | None, catalog: Catalog, patients: dict[str, Any]) -> str | None:
         """The id of the unit's patient that ``ref`` points at, if it is one."""
@@ -308,7 +322,7 @@ class Scan:
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> Iterator[PatientRecord]:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
         try:
-            record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
+            record = patient_record(entry.resource, pid, name, self.side(pid) or "", self._unique(path, pid, events))
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
             return
