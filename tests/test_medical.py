@@ -315,10 +315,11 @@ def test_summary_matches_the_resources_counted_with_json(record_api: RecordsApi,
         assert {e["class"] for e in summary["encounters"]} <= {"AMB", "EMER", "IMP"}
 
 
-def test_a_condition_without_a_clinical_status_is_unknown_unless_it_abated(tmp_path):
+def test_a_summary_reads_a_status_only_where_stated_and_a_date_only_prescription_at_its_visit(tmp_path):
     """An encounter diagnosis often states no clinical status: the summary says ``unknown``
     (``resolved`` once it has an abatement date), never ``active`` on a guess, and the
-    record checks of ``heirloom eval`` count it as neither."""
+    record checks of ``heirloom eval`` count it as neither. A prescription dated without a
+    time is listed at its visit."""
     patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-02"}
     coded = {"system": "http://snomed.info/sct", "display": "a condition"}
 
@@ -330,8 +331,15 @@ def test_a_condition_without_a_clinical_status_is_unknown_unless_it_abated(tmp_p
         }
 
     stated = {"coding": [{"code": "active"}]}
+    visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "subject": {"reference": "urn:uuid:p1"}}
+    visit |= {"period": {"start": "2020-01-02T10:00:00Z"}, "class": {"code": "AMB"}}
+    drug = {"resourceType": "MedicationRequest", "id": "r1", "status": "active", "intent": "order"}
+    drug |= {"subject": {"reference": "urn:uuid:p1"}, "encounter": {"reference": "urn:uuid:e1"}}
+    drug |= {"authoredOn": "2020-01-02", "medicationCodeableConcept": {"coding": [{**coded, "code": "7"}]}}
     resources = [
         patient,
+        visit,
+        drug,
         condition("1"),
         condition("2", abatementDateTime="2021-01-01"),
         condition("3", clinicalStatus=stated),
@@ -350,6 +358,8 @@ def test_a_condition_without_a_clinical_status_is_unknown_unless_it_abated(tmp_p
         "snomed:3": "active",
     }
     assert checks["active problems"] == (1, 0, 0)  # true positives, false positives, misses
+    # a prescription dated without a time sorts before its visit's start, and is still its visit's
+    assert [(e["id"], e["medications"]) for e in summary["encounters"]] == [("e1", ["snomed:7"])]
 
 
 def test_vitals_carry_abnormal_flags(record_api: RecordsApi, raw):

@@ -135,6 +135,7 @@ def summarize(record: Any) -> dict[str, Any]:
             }
         elif event.kind == "observation" and event.code:
             latest[event.code] = event
+    for event in record.timeline:  # once every encounter is known: a date-only one sorts before its visit
         if event.kind in ("condition", "medication") and event.encounter in encounters and event.code:
             encounters[event.encounter][f"{event.kind}s"].append(event.code)
     ordered = sorted(problems.values(), key=lambda p: (p["status"] != "active", _negated(p["onset"])))
