@@ -69,8 +69,11 @@ def test_eval_names_pick_components_and_unknown_names_list_the_choices(trained):
     only = json.loads(run_heirloom("eval", profile, "checks", "--json", env=env).stdout)
     assert only["models"] == {} and set(only["apis"]) == {"checks"}
     result = run_heirloom("eval", profile, "chekcs", env=env)
-    assert result.returncode == 1
-    assert "has no evaluated component 'chekcs' (evaluated components: m, checks)" in " ".join(result.stderr.split())
+    assert result.returncode == 2  # a name that names nothing (README, exit codes)
+    said = " ".join(result.stderr.split())
+    assert "has no evaluated component 'chekcs'; did you mean 'checks'? (evaluated components: m, checks)" in said
+    trained_typo = run_heirloom("train", profile, "mm", env=env)
+    assert trained_typo.returncode == 2 and "has no model 'mm'; did you mean 'm'? (models: m)" in trained_typo.stderr
 
 
 def test_eval_of_an_untrained_model_says_why_once(tmp_path):

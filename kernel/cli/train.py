@@ -12,7 +12,7 @@ from heirloom.cli.common import console, err_console, fail, get_kernel, print_js
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import write_atomic
-from heirloom.store.artifacts import SPLITS, TEST, VALIDATION
+from heirloom.store.artifacts import SPLITS, TEST, VALIDATION, RefError
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.training import Trained, evaluate, model_specs, train
 
@@ -102,6 +102,8 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
                 trained = train(kernel, resolved, spec, store, progress)
                 progress.finish()
             report_trained(trained)
+    except RefError as exc:  # a model or component name that names nothing
+        fail(f"error: {exc}", 2)
     except HeirloomError as exc:
         fail(f"error: {exc}")
     except SystemExit as exc:  # a plugin's sys.exit(0) must not read as a model trained and stored
@@ -172,6 +174,8 @@ def eval_command(
             sections = [(headers[row], report) for row, report in reports.items()]
             write_html_report(html_path, resolved.name, split, sections)
             err_console.print(f"wrote {html_path}", markup=False, highlight=False)
+    except RefError as exc:  # a model or component name that names nothing
+        fail(f"error: {exc}", 2)
     except HeirloomError as exc:
         fail(f"error: {exc}")
     table = summary(reports)

@@ -25,6 +25,7 @@ import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, references
 from heirloom.core.errors import HeirloomError
+from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key
 from heirloom.store.content import state_digest
@@ -87,12 +88,14 @@ def model_specs(profile: ResolvedProfile, names: tuple[str, ...]) -> list[Compon
 def named_specs(
     profile: ResolvedProfile, found: list[ComponentSpec], names: tuple[str, ...], what: str
 ) -> list[ComponentSpec]:
-    """``found`` (all, or the named ones, in their order); names not in it fail, listing it."""
+    """``found`` (all, or the named ones, in their order); a name not in it is a RefError
+    listing them (the command line exits 2)."""
     unknown = sorted(set(names) - {spec.name for spec in found})
     if unknown:
-        raise HeirloomError(
-            f"profile {profile.name!r} has no {what} {', '.join(map(repr, unknown))} "
-            f"({what}s: {', '.join(spec.name for spec in found) or 'none'})"
+        known = [spec.name for spec in found]
+        raise RefError(
+            f"profile {profile.name!r} has no {what} {', '.join(map(repr, unknown))}"
+            f"{did_you_mean(unknown[0], known)} ({what}s: {', '.join(known) or 'none'})"
         )
     return [spec for spec in found if not names or spec.name in names]
 
