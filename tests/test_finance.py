@@ -100,14 +100,15 @@ def test_routes_describes_both_reply_forms_of_predict(daemon):
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [
-        ({}, "body.text", "'text' (a string) or 'texts'"),
-        ({"text": 42}, "body.text", "expected str, got int 42"),
+        ({}, "body.text", "'text' (a string) or 'texts' (a list of strings): give one of them (neither was given)"),
+        ({"text": "a", "texts": ["b"]}, "body.text", "'texts' (a list of strings): give one of them (both were given)"),
+        ({"text": 42}, "body.text", "expected string, got integer 42"),
         ({"text": "x" * 1_000_000}, "body.text", "at most 10000"),
         ({"texts": []}, "body.texts", "empty list"),
-        ({"texts": ["fine", 3]}, "body.texts[1]", "expected str"),
+        ({"texts": ["fine", 3]}, "body.texts[1]", "expected string"),
         ({"texts": ["fine", "ok", "x" * 10_001]}, "body.texts[2]", "'texts[2]' is 10001 characters; at most 10000"),
-        ({"texts": "Profit fell"}, "body.texts", "expected a list, got str"),  # not one label per character
-        ({"texts": {"a": 1}}, "body.texts", "expected a list, got dict"),
+        ({"texts": "Profit fell"}, "body.texts", "expected an array, got string"),  # not one label per character
+        ({"texts": {"a": 1}}, "body.texts", "expected an array, got map"),
     ],
 )
 def test_bad_inputs_are_invalid_argument_naming_the_field(daemon, body, field, words):

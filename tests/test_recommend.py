@@ -341,7 +341,7 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.recommend", {"history": ["50", "no-such"]}, NotFound, "body.history[1]", "not in the catalogue"),
         ("recs.recommend", {"user": 1, "history": ["50"]}, InvalidArgument, "body.user", "both were sent"),
         ("recs.recommend", {"user": 1, "k": 0}, InvalidArgument, "body.k", "between 1 and 100"),
-        ("recs.recommend", {"history": "50"}, InvalidArgument, "body.history", "expected a list, got str '50'"),
+        ("recs.recommend", {"history": "50"}, InvalidArgument, "body.history", "expected an array, got string '50'"),
         ("recs.similar", {"item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
         ("recs.similar_text", {"title": " "}, InvalidArgument, "body.title", "not blank"),
         ("recs.event", {"user": "u1", "item": "no-such"}, NotFound, "body.item", "not in the catalogue"),

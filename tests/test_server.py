@@ -63,10 +63,18 @@ def test_not_found_names_the_route_and_suggests(client):
 def test_invalid_argument_names_the_field(client):
     with pytest.raises(InvalidArgument) as caught:
         client.call("t.typed", {"text": 5})
-    assert caught.value.field == "body.text" and "expected str, got int 5" in caught.value.message
+    assert caught.value.field == "body.text" and "expected string, got integer 5" in caught.value.message
     with pytest.raises(InvalidArgument) as caught:
         client.call("t.typed", {"txet": "a"})
-    assert caught.value.field in ("body.txet", "body.text")
+    # the typo, not the required key it leaves missing
+    assert caught.value.field == "body.txet" and "unknown key; did you mean 'text'?" in caught.value.message
+    for body, said in (  # nested shapes, in the protocol's words too (not Python's)
+        ({"points": ["a point"]}, "body.points[0]: expected a map, got string"),
+        ({"points": [{"x": {"v": 1}, "y": 2}]}, "body.points[0].x: expected number, got map {'v': 1}"),
+    ):
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("t.shape", body)
+        assert caught.value.message == said, caught.value.message
     for body, sent in (("not a map", "string"), (None, "nil (no body)"), ([1], "array")):  # the protocol's words
         with pytest.raises(InvalidArgument) as caught:
             client.call("t.typed", body)
@@ -364,7 +372,7 @@ def test_call_cli_prints_json_and_fails_with_the_code(daemon):
     assert json.loads(ok.stdout) == {"a": [1, 2]}
     bad = run_heirloom("call", "t.typed", '{"text": 1}', "--connect", daemon.address)
     assert bad.returncode == 1
-    assert bad.stderr.startswith("INVALID_ARGUMENT: body.text: expected str, got int 1")
+    assert bad.stderr.startswith("INVALID_ARGUMENT: body.text: expected string, got integer 1")
     usage = run_heirloom("call", "echo.echo", "{not json", "--connect", daemon.address)
     assert usage.returncode == 2 and "not valid JSON" in usage.stderr
 

@@ -6,6 +6,7 @@ with the field's path, so every api gets precise INVALID_ARGUMENT errors for fre
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any
@@ -18,6 +19,30 @@ from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
 
 _converter = make_converter()
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", bytes: "binary"}
+
+
+#: Python's type names as the protocol says them, for cattrs' messages.
+_WIRE_NAMES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "bytes": "binary"}
+_WIRE_NAMES |= {"list": "array", "tuple": "array", "dict": "map", "NoneType": "nil", "None": "nil"}
+
+
+def in_wire_words(message: str) -> str:
+    """cattrs' messages about a value of the wrong shape, in the protocol's words: a client
+    in another language knows maps and strings, not ``'str' object has no attribute 'keys'``."""
+    if found := re.fullmatch(r"'(\w+)' object has no attribute '(keys|get)'", message):
+        return f"expected a map, got {_WIRE_NAMES.get(found[1], found[1])}"
+    if found := re.fullmatch(r".* \(<class '(\w+)'>\) not part of (.+)", message):
+        wanted = [_WIRE_NAMES.get(name.strip(), name.strip()) for name in found[2].split("|")]
+        return f"expected {' or '.join(dict.fromkeys(wanted))}, got {_WIRE_NAMES.get(found[1], found[1])}"
+    return re.sub(r"\b(expected |got )(an? )?(\w+)", _wire_word, message)  # "expected str, got int 5"
+
+
+def _wire_word(found: re.Match[str]) -> str:
+    name = _WIRE_NAMES.get(found[3])
+    if name is None:
+        return found[0]
+    article = ("an " if name[0] in "aeiou" else "a ") if found[2] else ""
+    return f"{found[1]}{article}{name}"
 
 
 def wire_type(value: Any) -> str:
@@ -42,7 +67,9 @@ class InputValidator:
         try:
             return self._structure(body, self.cls)
         except (ClassValidationError, IterableValidationError) as exc:
-            path, message = next(flatten_errors(exc, []))
+            errors = list(flatten_errors(exc, []))  # a misspelt key first: it is why a required one is missing
+            path, message = min(errors, key=lambda error: not error[1].startswith("unknown key"))
+            message = in_wire_words(message)
             field = "body" + "".join(step if step.startswith("[") else f".{step}" for step in path)
             raise RequestError(INVALID_ARGUMENT, f"{field}: {message}", field) from None
         except (ValueError, TypeError) as exc:

@@ -31,7 +31,8 @@ class PredictInput:
 
     def __attrs_post_init__(self) -> None:
         if (self.patient is None) == (self.record is None):
-            raise ValueError("'patient' (an id) or 'record' (a timeline given inline) is required, not both")
+            given = "both were given" if self.patient is not None else "neither was given"
+            raise ValueError(f"'patient' (an id) or 'record' (a timeline given inline): give one of them ({given})")
 
 
 @attrs.define

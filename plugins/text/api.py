@@ -48,7 +48,8 @@ def predict_input(max_chars: int, max_texts: int) -> type:
 
         def __attrs_post_init__(self) -> None:
             if (self.text is None) == (self.texts is None):
-                raise ValueError("'text' (a string) or 'texts' (a list of strings) is required, not both")
+                given = "both were given" if self.text is not None else "neither was given"
+                raise ValueError(f"'text' (a string) or 'texts' (a list of strings): give one of them ({given})")
 
     return PredictInput
 
