@@ -28,7 +28,8 @@ EXIT_INVALID = 2
 EXIT_DECLINED = 3
 KERNEL_KEY = "heirloom.kernel"
 console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+#: Unwrapped too: a message or progress line piped to a log stays one line to grep.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 #: C0 and C1 control characters: escape sequences would drive the operator's terminal.
