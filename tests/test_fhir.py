@@ -670,6 +670,13 @@ def test_a_second_resource_with_an_id_already_read_is_a_bad_resource(tmp_path):
     ]
 
 
+def test_a_folder_without_fhir_files_is_said_to_be_one(tmp_path):
+    """Not ``files 0`` and, at train, "no encounter with a condition to learn from"."""
+    write(tmp_path / "notes" / "readme.txt", "the export goes here")
+    with pytest.raises(FhirDataError, match=re.escape(f"{tmp_path / 'notes'}: no FHIR files in it (*.json bundles")):
+        stats_or_error(tmp_path / "notes", "skip")
+
+
 def test_nan_values_are_malformed_json_and_never_reach_data_show(tmp_path):
     observation = weight(float("nan"), "Patient/p1")
     path = write(tmp_path / "nan.json", bundle(PATIENT, observation))  # json.dumps writes NaN

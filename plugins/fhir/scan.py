@@ -150,6 +150,9 @@ class Scan:
 
     def records(self, split: str | None) -> Iterator[PatientRecord]:
         paths = discover(self.root)
+        if not paths:  # a wrong folder: said here, not as "no encounter to learn from" after a pass
+            message = "no FHIR files in it (*.json bundles, *.ndjson or *.jsonl bulk exports, searched recursively)"
+            raise FhirDataError(self.root, None, message)
         for path in paths:
             if not is_ndjson(path):
                 yield from self._bundle(path, split)
