@@ -205,6 +205,9 @@ def read_ndjson(path: Path) -> Iterator[Entry]:
 def _ndjson_entry(line: bytes, where: str, offset: int) -> Entry:
     try:
         return Entry(decode_json(line), where, offset=offset)
+    except json.JSONDecodeError as exc:  # its "line 2 column 1" would count the line's own newline
+        problem = f"{exc.msg.removesuffix(' at')} at character {exc.pos + 1}"
+        return Entry(None, where, offset=offset, error=f"malformed JSON: {problem}")
     except ValueError as exc:
         return Entry(None, where, offset=offset, error=f"malformed JSON: {exc}")
 
