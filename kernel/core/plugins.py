@@ -21,7 +21,6 @@ import os
 import re
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -66,7 +65,8 @@ def _selected(ep: EntryPoint) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    """``Type: message``; heirloom's own errors by their message alone (no module path)."""
+    return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
 
 
 def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
