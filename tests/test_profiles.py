@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -389,6 +390,20 @@ def test_component_names_that_are_not_safe_file_names_fail_check(tmp_path):
     path = write(tmp_path / "p.toml", 'extends = ["minimal"]\n[apis."../../x"]\nuse = "echo"\n')
     result = run_heirloom("profile", "check", str(path))
     assert result.returncode == 2 and "apis.../../x: invalid name '../../x'" in result.stderr
+
+
+def test_profile_show_shows_a_profile_that_does_not_validate_then_its_problems(tmp_path):
+    """The table says which file set a bad value: the one thing needed to mend it."""
+    profiles = tmp_path / "profiles"
+    write(profiles / "parent.toml", '[resources]\nthreads = "two"\n[apis.a]\nuse = "echo"\n')
+    write(profiles / "child.toml", 'extends = ["parent"]\n[resources]\nmax_in_flight = 16\n')
+    result = run_heirloom("profile", "show", "child", cwd=tmp_path)
+    assert result.returncode == 2
+    assert re.search(r"resources\.threads\s+│\s+'two'\s+│\s+parent\.toml", result.stdout), result.stdout
+    assert "profiles/parent.toml: resources.threads: expected int, got str 'two'" in result.stderr
+    shown = run_heirloom("profile", "show", "child", "--json", cwd=tmp_path)
+    assert shown.returncode == 2
+    assert json.loads(shown.stdout)["provenance"]["resources.threads"] == "profiles/parent.toml"
 
 
 def test_profile_show_masks_values_from_the_environment(tmp_path):

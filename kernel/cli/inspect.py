@@ -21,6 +21,7 @@ from heirloom.cli.common import (
 )
 from heirloom.core.errors import HeirloomError, ProfileError
 from heirloom.core.profile import MASK
+from heirloom.core.schema import validate
 from heirloom.store.checks import reference_problems, served_model_problems
 
 
@@ -101,24 +102,34 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     """Print the resolved PROFILE and, for every value, the file that set it.
 
     Values interpolated from environment variables may be credentials: they are masked
-    unless --show-secrets.
+    unless --show-secrets. A profile that merges but does not validate is still shown,
+    so the file that set a bad value can be found; its problems follow on stderr (exit 2).
     """
-    resolved = resolve_or_exit(profile, overrides)
-    raw = resolved.raw
+    kernel = get_kernel()
+    try:
+        raw = kernel.load_profile(profile, overrides)
+    except ProfileError as exc:  # it does not even merge (TOML, extends): nothing to show
+        report_profile_error(exc)
+    try:
+        project, problems = validate(raw, kernel.plugins).project, None
+    except ProfileError as exc:
+        project, problems = str(raw.data.get("project") or raw.name), exc
     data = raw.data if show_secrets else _masked(raw.data, raw.secrets)
     if as_json:
-        shown = {"project": resolved.project, "profile": data, "provenance": raw.provenance}
+        shown = {"project": project, "profile": data, "provenance": raw.provenance}
         print_json({**shown, "secrets": sorted(raw.secrets)})
-        return
-    named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
-    console.print(f"[bold]{raw.name}[/] ({raw.file}); project {resolved.project}{named}")
-    console.print(f"extends chain: {' -> '.join(raw.files)}")
-    table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), "set by")  # keys go to --set
-    for key, origin in sorted(raw.provenance.items()):
-        secret = " (from the environment)" if key in raw.secrets else ""
-        file = Path(origin).name if origin in raw.files else origin  # the chain above has the whole paths
-        table.add_row(key, repr(_lookup(data, key)) + secret, file)
-    console.print(table)
+    else:
+        named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
+        console.print(f"[bold]{raw.name}[/] ({raw.file}); project {project}{named}")
+        console.print(f"extends chain: {' -> '.join(raw.files)}")
+        table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), "set by")  # keys go to --set
+        for key, origin in sorted(raw.provenance.items()):
+            secret = " (from the environment)" if key in raw.secrets else ""
+            file = Path(origin).name if origin in raw.files else origin  # the chain above has the whole paths
+            table.add_row(key, repr(_lookup(data, key)) + secret, file)
+        console.print(table)
+    if problems is not None:
+        report_profile_error(problems)
 
 
 def _masked(data: dict, secrets: set[str]) -> dict:
