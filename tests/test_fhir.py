@@ -671,6 +671,13 @@ def test_a_second_resource_with_an_id_already_read_is_a_bad_resource(tmp_path):
     ]
 
 
+def test_an_encounter_class_in_r5s_shape_is_a_bad_resource_not_a_classless_visit(tmp_path):
+    encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished", "subject": {"reference": "urn:uuid:p1"}}
+    r5 = write(tmp_path / "r5.json", bundle(PATIENT, {**encounter, "class": [{"coding": [{"code": "AMB"}]}]}))
+    with pytest.raises(FhirDataError, match=re.escape("cannot read: class is a list (FHIR R5's shape)")):
+        stats_or_error(r5)
+
+
 def test_a_folder_without_fhir_files_is_said_to_be_one(tmp_path):
     """Not ``files 0`` and, at train, "no encounter with a condition to learn from"."""
     write(tmp_path / "notes" / "readme.txt", "the export goes here")

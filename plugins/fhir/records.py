@@ -197,6 +197,8 @@ def _encounter(r: dict[str, Any], enc: str | None) -> Event:
     code, display = coding((r.get("type") or [None])[0], "encounter")
     start, end = _first(r, "period.start"), _first(r, "period.end")
     kind = r.get("class")
+    if isinstance(kind, list):  # read as no class, it would make every visit of such an export classless
+        raise ValueError("class is a list (FHIR R5's shape); this reader takes R4's one Coding")
     value = kind.get("code") if isinstance(kind, dict) else None
     return Event("encounter", r.get("id"), start, end, code, display, r.get("status"), value, encounter=enc)
 
