@@ -44,7 +44,17 @@ def plugins_command(as_json: bool) -> None:
                 shared.setdefault(label, []).append(what)
         for name, commands in getattr(root.command, "shadowing", {}).items():
             shared.setdefault(host.infos[name].label, []).extend(f"command {c} (a built-in's)" for c in commands)
-        print_json([{**info.to_json(), "conflicts": shared.get(info.label, [])} for info in infos])
+        registered = getattr(root.command, "registered", {})  # as attached now (the catalog's may lag)
+        print_json(
+            [
+                {
+                    **info.to_json(),
+                    "commands": sorted(registered.get(info.name, info.commands)),
+                    "conflicts": shared.get(info.label, []),
+                }
+                for info in infos
+            ]
+        )
     else:
         table = Table("plugin", "distribution", "status", "provides")
         for info in infos:

@@ -24,17 +24,20 @@ class HeirloomGroup(click.Group):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: Plugin name -> the commands it registered under a built-in's name (never run).
+        #: Plugin name -> the commands it registered (``heirloom plugins`` lists them), and
+        #: those under a built-in's name, left out (the built-in always runs).
+        self.registered: dict[str, list[str]] = {}
         self.shadowing: dict[str, list[str]] = {}
         self._attaching: str | None = None
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        """A plugin's command named like a built-in is left out (the built-in always runs) and noted."""
+        """Add a command, noting which plugin added it; one named like a built-in is left out."""
         name = name or cmd.name
-        if name in BUILTIN and getattr(cmd.callback, "__module__", None) != BUILTIN[name]:
-            self.shadowing.setdefault(self._attaching or "?", []).append(name)
-            return
-        super().add_command(cmd, name)
+        shadows = name in BUILTIN and getattr(cmd.callback, "__module__", None) != BUILTIN[name]
+        if self._attaching is not None:
+            (self.shadowing if shadows else self.registered).setdefault(self._attaching, []).append(str(name))
+        if not shadows:
+            super().add_command(cmd, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         plugins = get_kernel(ctx).plugins

@@ -386,10 +386,10 @@ class PluginHost:
         """Let one plugin add its commands to ``cli``; remember their names for next time."""
         if not self.load(plugin_name):
             return []
-        kept, cli.commands = cli.commands, {}  # what this plugin adds, names attached already too
+        before = set(cli.commands)
         errors = self.call_each("heirloom_register_commands", only=plugin_name, cli=cli)
         info = self.infos[plugin_name]
-        added, cli.commands = sorted(cli.commands), {**kept, **cli.commands}
+        added = sorted(set(cli.commands) - before)
         if added != info.commands:
             info.commands = added
             self._catalog.save(self.infos)
