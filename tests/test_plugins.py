@@ -402,6 +402,13 @@ def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
         assert "shipper is broken today" in said
     typo = run_heirloom("profile", "check", "shiped", env=env)
     assert typo.returncode == 2 and "did you mean 'shipped'?" in typo.stderr
+    fresh = {**env, "SHIPPER_BROKEN": "1", "HEIRLOOM_HOME": str(tmp_path / "fresh")}  # it never loaded here
+    unknown = run_heirloom("profile", "check", "shipped", env=fresh)
+    said = " ".join(unknown.stderr.split())
+    assert "these plugins failed to load: shipper (heirloom-shipper 0.3.0): RuntimeError" in said
+    left_out = run_heirloom("profile", "check", "shipped", env={**env, "HEIRLOOM_DISABLE_PLUGINS": "shipper"})
+    said = " ".join(left_out.stderr.split())
+    assert "HEIRLOOM_DISABLE_PLUGINS=shipper: plugins left out by it are not loaded" in said
 
 
 def test_plugins_json_names_the_conflicts_of_each_plugin(tmp_path):
@@ -516,6 +523,12 @@ def test_a_plugins_commands_are_listed_every_time_and_a_failed_ones_named(tmp_pa
         said = " ".join(broken.stderr.split())
         assert "command 'hello' comes from a plugin that failed to load: heirloom_commander: RuntimeError" in said
         assert "commander is broken today" in said
+    helped = run_heirloom("--help", env={**env, "COMMANDER_BROKEN": "1"})  # the other commands are still there
+    assert helped.returncode == 0 and "  train " in helped.stdout, helped.stderr
+    fresh = {**env, "COMMANDER_BROKEN": "1", "HEIRLOOM_HOME": str(tmp_path / "fresh")}  # it never loaded here
+    unknown = run_heirloom("hello", env=fresh)
+    assert unknown.returncode == 2
+    assert "no command 'hello'; these plugins failed to load: heirloom_commander: RuntimeError" in unknown.stderr
 
 
 def test_an_unknown_type_says_which_plugins_the_environment_left_out(tmp_path):

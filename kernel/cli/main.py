@@ -17,6 +17,7 @@ import click
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import err_console, fail, get_kernel
 from heirloom.core.errors import HeirloomError
+from heirloom.core.schema import did_you_mean
 
 
 class HeirloomGroup(click.Group):
@@ -59,10 +60,28 @@ class HeirloomGroup(click.Group):
             self._attach(ctx, [owner])
         if name not in self.commands:
             self._attach(ctx)
-        if name not in self.commands and owner is not None and plugins.infos[owner].status == "failed":
-            info = plugins.infos[owner]
-            fail(f"error: command {name!r} comes from a plugin that failed to load: {info.label}: {info.error}", 2)
         return self.commands.get(name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """As click's, but a command nothing provides says which plugins failed to load (the
+        one that provided it last time, if known) or were left out by the environment."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand:
+            name, plugins = click.utils.make_str(args[0]), get_kernel(ctx).plugins
+            owner = plugins.command_plugins().get(name)
+            if owner is not None and plugins.infos[owner].status == "failed":
+                info = plugins.infos[owner]
+                fail(f"error: command {name!r} comes from a plugin that failed to load: {info.label}: {info.error}", 2)
+            failed = "; ".join(f"{info.label}: {info.error}" for info in plugins.failures())
+            if failed or plugins.selection():
+                more = f"; these plugins failed to load: {failed}" if failed else ""
+                fail(
+                    f"error: no command {name!r}{did_you_mean(name, list(self.commands))}{more}{plugins.selection()}", 2
+                )
+            raise
 
     def invoke(self, ctx: click.Context) -> object:
         """Ctrl-C in a command without its own handling (train, call, eval): exit 130 as a

@@ -33,16 +33,20 @@ class Kernel:
         return Path(str(entries[0][1])) if entries else None
 
     def _missing_profile(self, name: str) -> str:
-        """More about a profile name nothing provides: the failed plugin that shipped it, or a close name."""
+        """More about a profile name nothing provides: the failed plugin that shipped it, else a close
+        name, the plugins that failed and those the environment left out."""
         if "/" in name or name.endswith(".toml"):
             return ""
         if Path(name).is_file():  # a file, taken for a name because it is no .toml
             return f"; {name} is a file here, but a profile is a .toml file"
         shipped_by = [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]
         if shipped_by:
-            details = "; ".join(f"{info.label}: {info.error}" for info in shipped_by)
-            return f"; it comes from a plugin that failed to load: {details}"
-        return did_you_mean(name, [entry["name"] for entry in self.available_profiles()])
+            return "; it comes from a plugin that failed to load: " + "; ".join(
+                f"{i.label}: {i.error}" for i in shipped_by
+            )
+        close = did_you_mean(name, [entry["name"] for entry in self.available_profiles()])  # imports every plugin
+        failed = "; ".join(f"{info.label}: {info.error}" for info in self.plugins.failures())
+        return close + (f"; these plugins failed to load: {failed}" if failed else "") + self.plugins.selection()
 
     def load_profile(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
         """Merge ``ref`` (a path or a name) with its ancestors and overrides."""

@@ -156,8 +156,7 @@ class ProfileLoader:
             problems.append(Problem(label, "extends", f"extends cycle: {cycle}"))
             return
         if resolved in self._merged:
-            # each file merges once, where it first appears (a shared base of two parents would
-            # otherwise undo the first parent's changes, and a fan-out grow exponentially)
+            # each file merges once, where first seen: a shared base would undo a parent's changes
             return
         self._merged.add(resolved)
         try:
@@ -172,8 +171,7 @@ class ProfileLoader:
             problems.append(Problem(label, "", str(exc) or f"nested more than {MAX_DEPTH} levels deep"))
             return
         if chain:
-            # a project's name (its artifact namespace) is its own: never inherited, so a new
-            # project that extends "finance" stores its models under its own name
+            # a project's name (its artifact namespace) is never inherited: an extension stores its own
             tree.pop("project", None)
         parents = tree.pop("extends", [])
         if isinstance(parents, str):

@@ -320,8 +320,7 @@ class Validator:
         except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
             field = _field_named_in(exc, cls)
             self.problem(f"{key}.{field}" if field else key, str(exc))
-        # attrs stops at the first failing validator, and cattrs runs none once a key or a
-        # type is wrong: check each remaining field on its own, so all are reported at once
+        # attrs stops at the first failing validator, cattrs runs none after a bad key: check each field
         named = {problem.path for problem in self.problems[reported:]}
         for field, message in self._field_problems(config, cls):
             if f"{key}.{field}" not in named:
