@@ -669,6 +669,8 @@ def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(stor
         refused = models(store, "promote", "team/m@1", "production")
         assert refused.returncode == 1
         assert "the store's folder is read-only: its models can be listed and served, not changed" in said(refused)
+        backed_up = models(store, "backup", str(tmp_path / "backup"))  # a backup only reads the store
+        assert backed_up.returncode == 0, backed_up.stderr
     assert models(store, "promote", "team/m@1", "production").returncode == 0  # the same store, writable
 
 

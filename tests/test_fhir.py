@@ -617,7 +617,7 @@ def test_a_deeply_nested_file_is_a_bad_file_not_the_end_of_the_pass(tmp_path):
     assert stats["errors"]["skipped_files"] == 1 and stats["records"] == 1
 
 
-def test_numbers_past_what_a_reply_can_hold_are_read_as_floats_or_refused(tmp_path):
+def test_numbers_and_strings_past_what_a_reply_can_hold_are_read_as_floats_or_refused(tmp_path):
     """An integer past 64 bits cannot be packed into a msgpack reply (it stopped the daemon
     serving that record): it is read as the float a JavaScript reader would see. A number
     past a float's range would read as infinity: the file is malformed, as with NaN."""
@@ -628,6 +628,11 @@ def test_numbers_past_what_a_reply_can_hold_are_read_as_floats_or_refused(tmp_pa
     beyond = write(tmp_path / "inf.json", text.replace('"value": 1}', '"value": 1e400}'))
     with pytest.raises(FhirDataError, match="the number 1e400 is beyond a 64-bit float"):
         stats_or_error(beyond)
+    half = write(tmp_path / "half.json", text.replace('"text": "weight"', '"text": "weight \\ud800"'))
+    with pytest.raises(FhirDataError, match=re.escape("escapes half a UTF-16 pair")):  # no reply could carry it
+        stats_or_error(half)
+    paired = write(tmp_path / "paired.json", text.replace('"text": "weight"', '"text": "weight \\ud83d\\ude00"'))
+    assert stats_or_error(paired)["records"] == 1
 
 
 def verified(status: str) -> dict[str, Any]:
@@ -640,9 +645,12 @@ def test_resources_entered_in_error_and_refuted_conditions_are_left_out_and_coun
     if it were not there: no diagnosis label, no problem, no allergy. ``data stats`` counts them."""
     allergy = {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "urn:uuid:p1"}}
     allergy |= {"code": {"text": "penicillin"}, "verificationStatus": verified("refuted")}
+    visit = {"resourceType": "Encounter", "id": "e2", "status": "entered-in-error", "class": {"code": "AMB"}}
+    visit |= {"subject": {"reference": "urn:uuid:p1"}}
     resources = [
         PATIENT,
-        condition("kept", verificationStatus=verified("confirmed")),
+        visit,
+        condition("kept", verificationStatus=verified("confirmed"), encounter={"reference": "urn:uuid:e2"}),
         condition("refuted", verificationStatus=verified("refuted")),
         condition("mistaken", verificationStatus=verified("entered-in-error")),
         {**weight(80, "urn:uuid:p1"), "status": "entered-in-error"},
@@ -650,8 +658,8 @@ def test_resources_entered_in_error_and_refuted_conditions_are_left_out_and_coun
     ]
     path = write(tmp_path / "b.json", bundle(*resources))
     (record,) = FhirSource(path=str(path)).records()
-    assert [event.id for event in record.timeline] == ["kept"]
-    assert stats_or_error(path)["withdrawn_resources"] == 4
+    assert [(event.id, event.encounter) for event in record.timeline] == [("kept", None)]  # its visit is gone too
+    assert stats_or_error(path)["withdrawn_resources"] == 5
 
 
 def test_a_second_resource_with_an_id_already_read_is_a_bad_resource(tmp_path):
@@ -661,8 +669,16 @@ def test_a_second_resource_with_an_id_already_read_is_a_bad_resource(tmp_path):
     first = {**encounter, "period": {"start": "2023-01-01"}, "class": {"code": "AMB"}}
     second = {**encounter, "period": {"start": "2024-06-01"}, "class": {"code": "EMER"}}
     path = write(tmp_path / "b.json", bundle(PATIENT, first, condition("c1"), second, condition("c1")))
-    with pytest.raises(FhirDataError, match="patient 'p1' has a second encounter with id 'e1': it is left out"):
+    said = f"{path}: Encounter/e1 (entry[3]): the patient has another Encounter with id 'e1' (ids are unique per type)"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
         stats_or_error(path)
+    bulk = tmp_path / "bulk"  # the file and line of the second one are named, not the patient's
+    write(bulk / "Patient.ndjson", json.dumps(PATIENT) + "\n")
+    lines = [json.dumps({**visit, "subject": {"reference": "Patient/p1"}}) for visit in (first, second)]
+    write(bulk / "Encounter.ndjson", "\n".join(lines) + "\n")
+    said = f"{bulk / 'Encounter.ndjson'}: Encounter/e1 (line 2): the patient has another Encounter"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(bulk)
     stats = stats_or_error(path, "skip")
     assert stats["errors"]["skipped_resources"] == 2 and stats["records"] == 1
     (record,) = FhirSource(path=str(path), on_error="skip").records()

@@ -91,13 +91,15 @@ def test_internal_error_fails_only_that_request(client):
     assert client.call("echo.echo", "still serving") == "still serving"
 
 
-@pytest.mark.parametrize("route", ["t.power", "t.power_off_loop"])
-def test_a_reply_msgpack_cannot_hold_fails_only_that_request(client, route):
-    """An integer past 64 bits (a FHIR value of 2**64 in a record) cannot be packed: that
-    request is INTERNAL, on the I/O loop as on a handler thread; the daemon stopped at it."""
-    assert client.call(route, 63) == 2**63
+@pytest.mark.parametrize("route", ["t.unpackable", "t.unpackable_off_loop"])
+@pytest.mark.parametrize("kind", ["int", "surrogate"])
+def test_a_reply_msgpack_cannot_hold_fails_only_that_request(client, route, kind):
+    """An integer past 64 bits or a lone UTF-16 surrogate (FHIR data can hold either) cannot
+    be packed: that request is INTERNAL, on the I/O loop as on a handler thread; the daemon
+    stopped at it."""
+    assert client.call(route, "fine") == 2**63
     with pytest.raises(Internal, match="reply not encodable"):
-        client.call(route, 64)
+        client.call(route, kind)
     assert client.call("echo.echo", "still serving") == "still serving"
 
 

@@ -24,6 +24,12 @@ class Typed:
     count: int = 1
 
 
+def unpackable(body: str) -> Any:
+    """A reply msgpack cannot pack (``int``: 2**64, ``surrogate``: a lone UTF-16 surrogate,
+    as a FHIR string escape can give), or one it can (``fine``)."""
+    return {"int": 2**64, "surrogate": "COVID \ud800", "fine": 2**63}[body]
+
+
 @attrs.define
 class Items:
     """A list of values; each one is a batch item."""
@@ -76,8 +82,8 @@ class TestingApi(heirloom.Api):
             heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
-            heirloom.Route("power", handler=lambda body: 2**body, inline=True, description="2 to the body's power."),
-            heirloom.Route("power_off_loop", handler=lambda body: 2**body),
+            heirloom.Route("unpackable", handler=unpackable, inline=True, description="What msgpack cannot pack."),
+            heirloom.Route("unpackable_off_loop", handler=unpackable),
             heirloom.Route(
                 "batched",
                 handler=self.batched,

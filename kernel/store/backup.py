@@ -30,6 +30,7 @@ from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import fsync_dir, write_atomic
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME
+from heirloom.store.index import StoreIndex
 
 #: Written last into a backup: which store it copies (so a backup of another store is not
 #: mirrored over by accident).
@@ -79,7 +80,7 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
     with store.index.writing() as tx:
         rows = tx.blob_rows()
         named, versions = named_blobs(rows), len(rows)
-        _snapshot(store.index.path, destination / "index.sqlite")
+        _snapshot(store.index, destination / "index.sqlite")
         late, _ = _copy(store.blobs, blobs, named - early, gone_ok=False)
     stale = [path for path in blobs.iterdir() if path.name not in named]
     for path in stale:
@@ -166,13 +167,18 @@ def _copy(source: Path, target: Path, names: set[str], *, gone_ok: bool) -> tupl
     return copied, present
 
 
-def _snapshot(index: Path, copy: Path) -> None:
+def _snapshot(index: StoreIndex, copy: Path) -> None:
     """The index as committed now, through SQLite's online backup (the WAL included), put in
-    place whole: a backup interrupted here keeps the previous copy."""
+    place whole: a backup interrupted here keeps the previous copy, and a failed one leaves
+    no partial file."""
     partial = copy.with_name(f".{copy.name}.partial")
     partial.unlink(missing_ok=True)
-    with closing(sqlite3.connect(index)) as source, closing(sqlite3.connect(partial)) as target:
-        source.backup(target)
+    try:
+        with closing(index.connect()) as source, closing(sqlite3.connect(partial)) as target:
+            source.backup(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     for stale in (copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
         stale.unlink(missing_ok=True)  # a previous copy's, which must not be replayed into this one
     partial.replace(copy)

@@ -87,7 +87,7 @@ class StoreIndex:
                 "refusing to start a new, empty index over them (restore index.sqlite from a backup, "
                 "or move the blobs folder away to start an empty store)"
             )
-        with self._errors(), closing(self._connect()) as conn:
+        with self._errors(), closing(self.connect()) as conn:
             found = conn.execute("PRAGMA user_version").fetchone()[0]
             if found > SCHEMA_VERSION:
                 raise HeirloomError(f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}")
@@ -100,7 +100,8 @@ class StoreIndex:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
+    def connect(self) -> sqlite3.Connection:
+        """A connection to the index (read-only and immutable in a folder this process cannot write)."""
         if self.read_only:
             target = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
             conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
@@ -129,7 +130,7 @@ class StoreIndex:
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[Transaction]:
-        with self._errors(), closing(self._connect()) as conn:
+        with self._errors(), closing(self.connect()) as conn:
             conn.execute(begin)
             try:
                 yield Transaction(conn)

@@ -82,7 +82,7 @@ def encode(status: str, body: Any, version: str | None) -> Encoded:
     """Pack a reply body once (raw buffers as their own frames); INTERNAL if it cannot be."""
     try:
         packed = packb(body)
-    except (TypeError, OverflowError):
+    except (TypeError, ValueError, OverflowError):  # ValueError: a lone surrogate in a string
         pass
     else:
         return status, version, packed, None, [], len(packed)

@@ -395,8 +395,8 @@ class Server:
             if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
                 try:
                     packed = packb(result)
-                except (TypeError, OverflowError):
-                    pass  # buffers or an unencodable value (an int past 64 bits): the general path says so
+                except (TypeError, ValueError, OverflowError):
+                    pass  # buffers, or what msgpack cannot pack (a lone surrogate, 2**64): the general path says so
                 else:
                     header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
                     if self._worker:

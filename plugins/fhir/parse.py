@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,10 @@ def _present(resource: dict[str, Any], name: str) -> bool:
     return resource.get(name) not in (None, "", [], {})
 
 
+#: ``\ud800``-``\udfff`` escaped in JSON text: a lone one decodes to a string no encoder takes.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity)")
 
@@ -152,12 +157,34 @@ def _int64(text: str) -> int | float:
 
 def decode_json(data: bytes) -> Any:
     """Strict JSON: NaN/Infinity refused (strict parsers downstream reject them), a number too
-    large for a float too, and nesting too deep for the parser is a ValueError, not a
+    large for a float too, a string escaping half a UTF-16 pair (not text: no reply or JSON
+    output could carry it), and nesting too deep for the parser is a ValueError, not a
     RecursionError that ends the whole pass."""
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
+        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_int64)
     except RecursionError:
         raise ValueError("nested too deeply to read") from None
+    if SURROGATE_ESCAPE.search(data):  # rare: only then is every string looked at
+        _refuse_lone_surrogates(value)
+    return value
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"the string {item[:40]!r} escapes half a UTF-16 pair (\\ud800-\\udfff): not text"
+                ) from None
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def read_bundle(path: Path) -> list[Entry]:

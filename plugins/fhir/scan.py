@@ -147,6 +147,8 @@ class Scan:
         self.known = Known()
         #: Where each patient's Patient resource was read (one record per patient).
         self._patients: dict[str, str] = {}
+        #: ``(type, id)`` of the withdrawn resources seen: an event's link to one is dropped.
+        self._withdrawn: set[tuple[str, str]] = set()
 
     def records(self, split: str | None) -> Iterator[PatientRecord]:
         paths = discover(self.root)
@@ -172,6 +174,7 @@ class Scan:
             return
         catalog = Catalog()
         targets = [catalog.add(e.resource, e.full_url) for e in entries]
+        self._withdrawn.update(t for t, e in zip(targets, entries, strict=True) if withdrawn(e.resource))
         self.known.keys.update(catalog.by_key)
         drugs = Drugs(catalog)
         for target, e in zip(targets, entries, strict=True):
@@ -186,13 +189,14 @@ class Scan:
         wanted = self._wanted(patients, split)
         chosen = set(wanted)
         events: dict[str, list[Event]] = defaultdict(list)
+        seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for e in entries:
             if e.resource["resourceType"] in EVENTS:
                 owner = self._owner(patient_reference(e.resource), catalog, patients)
                 if owner is None:
                     self.tally.unassigned += 1
                 elif owner in chosen:
-                    self._add_event(events[owner], path, e, catalog, drugs)
+                    self._add_event(events[owner], seen[owner], path, e, catalog, drugs)
         for pid in wanted:
             yield from self._record(path, patients[pid], pid, events[pid])
 
@@ -207,6 +211,8 @@ class Scan:
                 if not self._accept(path, e):
                     continue
                 kind, rid = catalog.add(e.resource, None)
+                if withdrawn(e.resource):
+                    self._withdrawn.add((kind, rid))
                 drugs.add((kind, rid), e.resource)
                 self._check_references(path, e, None)
                 place = (index, e.offset or 0, e.where)
@@ -228,8 +234,9 @@ class Scan:
             for pid in self._wanted(patients, split):
                 index, offset, where = patients[pid]
                 events: list[Event] = []
+                seen: set[tuple[str, str]] = set()
                 for i, o, w in owned[pid]:
-                    self._add_event(events, paths[i], read_line(handles[i], o, w), catalog, drugs)
+                    self._add_event(events, seen, paths[i], read_line(handles[i], o, w), catalog, drugs)
                 yield from self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
     # -- steps ---------------------------------------------------------------------------
@@ -275,20 +282,6 @@ class Scan:
         self.tally.fault(FhirDataError(path, label, message), whole_file=False)
         return False
 
-    def _unique(self, path: Path, pid: str, events: list[Event]) -> list[Event]:
-        """``events`` less each second resource of a kind with an id already read for this
-        patient, a resource fault: two Encounters ``e1`` would merge two visits into one."""
-        seen: set[tuple[str, str]] = set()
-        kept = []
-        for e in events:
-            if e.id is not None and (e.kind, e.id) in seen:
-                message = f"patient {pid!r} has a second {e.kind} with id {e.id!r}: it is left out"
-                self.tally.fault(FhirDataError(path, None, message), whole_file=False)
-                continue
-            seen.add((e.kind, e.id or ""))
-            kept.append(e)
-        return kept
-
     @staticmethod
     def _owner(ref: str | None, catalog: Catalog, patients: dict[str, Any]) -> str | None:
         """The id of the unit's patient that ``ref`` points at, if it is one."""
@@ -309,23 +302,37 @@ class Scan:
                 wanted.append(pid)
         return wanted
 
-    def _add_event(self, events: list[Event], path: Path, entry: Entry, catalog: Catalog, drugs: Drugs) -> None:
+    def _add_event(
+        self, events: list[Event], seen: set[tuple[str, str]], path: Path, entry: Entry, catalog: Catalog, drugs: Drugs
+    ) -> None:
+        """Add ``entry``'s event to one patient's ``events``, unless withdrawn, or a second
+        resource of its type and id for that patient (a fault: two Encounters ``e1`` would merge
+        two visits into one)."""
         if withdrawn(entry.resource):
             self.tally.withdrawn += 1
             return
+        key = (entry.resource["resourceType"], entry.resource.get("id"))
+        if key[1] is not None and key in seen:
+            message = (
+                f"the patient has another {key[0]} with id {key[1]!r} (ids are unique per type): the first is kept"
+            )
+            self.tally.fault(FhirDataError(path, entry.label(), message), whole_file=False)
+            return
+        seen.add(key)
         try:
             encounter = entry.resource.get("encounter")
             ref = encounter.get("reference") if isinstance(encounter, dict) else None
             target = catalog.resolve(ref) if isinstance(ref, str) else None
             resource = with_medication(entry.resource, drugs.code)
-            events.append(event(resource, target[1] if target and target[0] == "Encounter" else None))
+            visit = target if target and target[0] == "Encounter" and target not in self._withdrawn else None
+            events.append(event(resource, visit[1] if visit else None))
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
 
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> Iterator[PatientRecord]:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
         try:
-            record = patient_record(entry.resource, pid, name, self.side(pid) or "", self._unique(path, pid, events))
+            record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
             return
