@@ -8,6 +8,7 @@ keys, malformed headers, admission for every route, the grace deadline.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -194,6 +195,7 @@ def test_malformed_headers_are_refused_naming_the_field(daemon, header, field):
         reply, body = raw.call(header, {"$buffer": 0})
         assert reply["status"] == "INVALID_ARGUMENT" and body["field"] == field, body
         assert reply["id"] == (header["id"] if field != "header.id" else None)
+        assert not re.search(r"\b(float|list|dict|bool|int|str|NoneType)\b", body["message"]), body  # protocol words
     finally:
         raw.close()
 

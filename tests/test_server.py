@@ -71,6 +71,8 @@ def test_invalid_argument_names_the_field(client):
     for body, said in (  # nested shapes, in the protocol's words too (not Python's)
         ({"points": ["a point"]}, "body.points[0]: expected a map, got string"),
         ({"points": [{"x": {"v": 1}, "y": 2}]}, "body.points[0].x: expected number, got map {'v': 1}"),
+        ({"points": [{"x": None, "y": 2}]}, "body.points[0].x: expected number, got nil"),
+        ({"points": [{"x": True, "y": 2}]}, "body.points[0].x: expected number, got boolean true"),
     ):
         with pytest.raises(InvalidArgument) as caught:
             client.call("t.shape", body)

@@ -15,30 +15,28 @@ import attrs
 from cattrs.errors import ClassValidationError, IterableValidationError
 
 from heirloom.core.schema import flatten_errors, make_converter
-from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
+from heirloom.wire.protocol import INVALID_ARGUMENT, WIRE_NAMES, RequestError, wire_name
 
 _converter = make_converter()
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", bytes: "binary"}
-
-
-#: Python's type names as the protocol says them, for cattrs' messages.
-_WIRE_NAMES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "bytes": "binary"}
-_WIRE_NAMES |= {"list": "array", "tuple": "array", "dict": "map", "NoneType": "nil", "None": "nil"}
+#: How the values of a nil or a boolean read in the protocol (Python's ``repr`` says None, True).
+_JSON_WORDS = {"nil None": "nil", "boolean True": "boolean true", "boolean False": "boolean false"}
 
 
 def in_wire_words(message: str) -> str:
     """cattrs' messages about a value of the wrong shape, in the protocol's words: a client
     in another language knows maps and strings, not ``'str' object has no attribute 'keys'``."""
-    if found := re.fullmatch(r"'(\w+)' object has no attribute '(keys|get)'", message):
-        return f"expected a map, got {_WIRE_NAMES.get(found[1], found[1])}"
+    if found := re.fullmatch(r"'(\w+)' object has no attribute '(keys|get|items)'", message):
+        return f"expected a map, got {WIRE_NAMES.get(found[1], found[1])}"
     if found := re.fullmatch(r".* \(<class '(\w+)'>\) not part of (.+)", message):
-        wanted = [_WIRE_NAMES.get(name.strip(), name.strip()) for name in found[2].split("|")]
-        return f"expected {' or '.join(dict.fromkeys(wanted))}, got {_WIRE_NAMES.get(found[1], found[1])}"
-    return re.sub(r"\b(expected |got )(an? )?(\w+)", _wire_word, message)  # "expected str, got int 5"
+        wanted = [WIRE_NAMES.get(name.strip(), name.strip()) for name in found[2].split("|")]
+        return f"expected {' or '.join(dict.fromkeys(wanted))}, got {WIRE_NAMES.get(found[1], found[1])}"
+    message = re.sub(r"\b(expected |got )(an? )?(\w+)", _wire_word, message)  # "expected str, got int 5"
+    return re.sub(r"got (nil None|boolean True|boolean False)\b", lambda got: f"got {_JSON_WORDS[got[1]]}", message)
 
 
 def _wire_word(found: re.Match[str]) -> str:
-    name = _WIRE_NAMES.get(found[3])
+    name = WIRE_NAMES.get(found[3])
     if name is None:
         return found[0]
     article = ("an " if name[0] in "aeiou" else "a ") if found[2] else ""
@@ -49,7 +47,7 @@ def wire_type(value: Any) -> str:
     """What a client sent, in the protocol's words (docs/PROTOCOL.md), not Python's."""
     if value is None:
         return "nil (no body)"
-    return "array" if isinstance(value, list | tuple) else _JSON_TYPES.get(type(value), type(value).__name__)
+    return wire_name(value)
 
 
 class InputValidator:

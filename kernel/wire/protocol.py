@@ -78,6 +78,16 @@ NIL = b"\xc0"
 KEY_LIMIT = 256
 
 
+#: Python's type names as this protocol says them (docs/PROTOCOL.md), for error messages.
+WIRE_NAMES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "bytes": "binary"}
+WIRE_NAMES |= {"list": "array", "tuple": "array", "dict": "map", "NoneType": "nil", "None": "nil"}
+
+
+def wire_name(value: Any) -> str:
+    """The protocol's name of ``value``'s type: a client in another language knows maps, not dicts."""
+    return WIRE_NAMES.get(type(value).__name__, type(value).__name__)
+
+
 def _refuse_extension(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not accepted (plain data only)")
 
@@ -171,7 +181,7 @@ def read_header(frame: bytes) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
         raise RequestError(INVALID_ARGUMENT, decoding_error("header", exc), "header") from None
     if type(header) is not dict:
-        raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {type(header).__name__}", "header")
+        raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {wire_name(header)}", "header")
     return header
 
 
@@ -180,8 +190,8 @@ def header_id(header: dict[str, Any]) -> int | str:
     request_id = header.get("id")
     kind = type(request_id)
     if kind is not int and kind is not str:
-        got = "nothing" if request_id is None else f"{kind.__name__} {request_id!r}"
-        raise RequestError(INVALID_ARGUMENT, f"header.id must be an int or a string, got {got}", "header.id")
+        got = "nothing" if request_id is None else f"{wire_name(request_id)} {request_id!r}"
+        raise RequestError(INVALID_ARGUMENT, f"header.id must be an integer or a string, got {got}", "header.id")
     return request_id
 
 
@@ -212,8 +222,8 @@ def header_key(header: dict[str, Any]) -> int | str | None:
         return key
     raise RequestError(
         INVALID_ARGUMENT,
-        f"header.idempotency_key must be a non-empty string of at most {KEY_LIMIT} characters or an int, "
-        f"got {type(key).__name__} {key!r:.80}",
+        f"header.idempotency_key must be a non-empty string of at most {KEY_LIMIT} characters or an integer, "
+        f"got {wire_name(key)} {key!r:.80}",
         "header.idempotency_key",
     )
 
@@ -238,7 +248,7 @@ def buffer_specs(header: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
     if type(specs) is not list:
         raise RequestError(
             INVALID_ARGUMENT,
-            f"header.buffers must be an array of {{dtype, shape}} maps, got {type(specs).__name__} {specs!r:.80}",
+            f"header.buffers must be an array of {{dtype, shape}} maps, got {wire_name(specs)} {specs!r:.80}",
             "header.buffers",
         )
     described = []
