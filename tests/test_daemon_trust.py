@@ -343,11 +343,14 @@ def test_sigterm_while_the_system_starts_stops_every_component_once_the_start_is
     assert "(the grace period) for the system's start to finish" in log
 
 
-def test_sigterm_during_a_start_longer_than_the_grace_period_exits_by_its_end(tmp_path):
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")], ids=["one-process", "two-workers"])
+def test_sigterm_during_a_start_longer_than_the_grace_period_exits_by_its_end(tmp_path, workers):
     """A start that outlasts the grace period (a long model load) does not hold the stop
     signal: the process exits 1 about ``grace`` seconds after it, saying the start was
-    left running (nothing was served, so nothing accepted is lost)."""
-    daemon = Daemon(tmp_path, profile="[server]\ngrace = 0.5\n" + SLOW_START_PROFILE.replace("2000", "120000"))
+    left running (nothing was served, so nothing accepted is lost); a broker too, when its
+    workers did so."""
+    profile = "[server]\ngrace = 0.5\n" + SLOW_START_PROFILE.replace("2000", "120000")
+    daemon = Daemon(tmp_path, *workers, profile=profile)
     deadline = time.monotonic() + 30
     while "started apis.echo" not in daemon.log():  # apis.t is starting now, for 120 s
         assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()

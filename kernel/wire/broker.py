@@ -179,14 +179,14 @@ class Broker:
                 if not self.forwarded or left <= 0:
                     break
                 wait_ms = min(POLL_MS, int(left * 1000) + 1)
-        self._shutdown()
-        return 0
+        return 0 if self._shutdown() else 1
 
-    def _shutdown(self) -> None:
+    def _shutdown(self) -> bool:
+        """Stop the workers and close; False when a local worker did not stop cleanly."""
         for tag in list(self.forwarded):
             self._fail(tag, "the daemon shut down before the request finished")
         self._tell_workers(b"DRAIN")  # one that connected during the drain
-        self.local.stop(STOP_SECONDS)  # draining since the broker began: their grace is over too
+        clean = self.local.stop(STOP_SECONDS)  # draining since the broker began: their grace is over too
         if self.pool is not None:
             self.pool.close()
         if self.curve is not None:
@@ -195,7 +195,8 @@ class Broker:
         self.backend.close()
         self.context.term()
         self._tmp.cleanup()
-        log.info("stopped")
+        log.info("stopped" if clean else "stopped; a worker did not stop cleanly (its log says why)")
+        return clean
 
     # -- workers -------------------------------------------------------------------------
     def _tell_workers(self, command: bytes) -> None:

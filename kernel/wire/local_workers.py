@@ -39,6 +39,8 @@ class LocalWorkers:
         self.argv = argv
         self.count = count
         self.processes: list[LocalProcess] = []
+        #: Whether a worker stopping for good (not to be replaced) exited other than 0.
+        self.unclean = False
 
     def start(self) -> None:
         for _ in range(self.count):
@@ -57,6 +59,7 @@ class LocalWorkers:
                 continue
             self.processes.remove(local)
             exited.append((local.process.pid, f"worker pid {local.process.pid} exited with {code}"))
+            self.unclean |= not respawn and code != 0
             if respawn:
                 failures = 0 if now - local.started > STABLE_SECONDS else local.failures + 1
                 delay = min(RESPAWN_BACKOFF_MAX, 0.5 * 2 ** (failures - 1)) if failures > 1 else 0.0
@@ -75,8 +78,9 @@ class LocalWorkers:
                 return True
         return False
 
-    def stop(self, grace: float) -> None:
-        """SIGTERM every process, then SIGKILL those still running after ``grace`` seconds."""
+    def stop(self, grace: float) -> bool:
+        """SIGTERM every process, then SIGKILL those still running after ``grace`` seconds;
+        True when every worker that stopped since the drain began exited 0."""
         for local in self.processes:
             if local.process.poll() is None:
                 local.process.terminate()
@@ -86,6 +90,8 @@ class LocalWorkers:
             except subprocess.TimeoutExpired:
                 log.warning("worker pid %d did not exit within %.0f s; killing it", local.process.pid, grace)
                 local.process.kill()
+                local.process.wait()
+        return not self.unclean and all(local.process.returncode == 0 for local in self.processes)
 
     def _spawn(self, failures: int = 0) -> None:
         # each local worker's share of the cores: N workers each using all of them would
