@@ -72,8 +72,8 @@ def decode_state(
         releases = ", ".join(f"{dist} {version}" for dist, version in sorted(stored_with.items()))
         raise HeirloomError(
             f"{what} holds state of format {stored}; the installed model type reads format {reads} at most "
-            f"(a newer release of its plugin stored it, with {releases}): upgrade that plugin (heirloom "
-            "itself for heirloom's model types), or use a version the installed one stored"
+            f"(the version was stored with {releases or 'no plugin recorded'}): install that release of its "
+            "plugin or a later one (heirloom itself for heirloom's model types), or use a version it stored"
         )
     return state
 
