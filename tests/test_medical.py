@@ -342,6 +342,7 @@ def test_a_summary_reads_a_status_only_where_stated_and_a_date_only_prescription
         drug,
         condition("1"),
         condition("2", abatementDateTime="2021-01-01"),
+        condition("4", abatementString="in childhood"),
         condition("3", clinicalStatus=stated),
     ]
     entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
@@ -356,6 +357,7 @@ def test_a_summary_reads_a_status_only_where_stated_and_a_date_only_prescription
         "snomed:1": "unknown",
         "snomed:2": "resolved",
         "snomed:3": "active",
+        "snomed:4": "resolved",
     }
     assert checks["active problems"] == (1, 0, 0)  # true positives, false positives, misses
     # a prescription dated without a time sorts before its visit's start, and is still its visit's

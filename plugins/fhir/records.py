@@ -207,7 +207,9 @@ def _condition(r: dict[str, Any], enc: str | None) -> Event:
     code, display = coding(r.get("code"), "condition")
     onset = _first(r, "onsetDateTime", "onsetPeriod.start", "recordedDate")
     end = _first(r, "abatementDateTime", "abatementPeriod.end")
-    return Event("condition", r.get("id"), onset, end, code, display, _status(r.get("clinicalStatus")), encounter=enc)
+    # no clinical status but an abatement of any form (a string, an age): FHIR's con-4 makes it resolved
+    status = _status(r.get("clinicalStatus")) or ("resolved" if any(k.startswith("abatement") for k in r) else None)
+    return Event("condition", r.get("id"), onset, end, code, display, status, encounter=enc)
 
 
 def _observation(r: dict[str, Any], enc: str | None) -> Event:
