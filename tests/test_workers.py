@@ -351,3 +351,21 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
         assert daemon.terminate() == 0
         if worker is not None:
             assert worker.wait(30) == 0
+
+
+def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
+    """With workers, ``_ready`` carries each worker's models: the probe says what they wait for."""
+    profile = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    daemon = Daemon(tmp_path, "--workers", "2", profile=profile, env={"HEIRLOOM_PLUGINS": "tests.toys"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "30")
+            if "has no trained version yet" in probe.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert probe.returncode == 3
+        said = "not ready: 0 of 2 workers ready (models.m: daemon/m has no trained version yet (run heirloom train))"
+        assert said in probe.stderr, probe.stderr
+    finally:
+        assert daemon.terminate() == 0

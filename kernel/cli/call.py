@@ -97,7 +97,14 @@ def _not_ready(body: dict[str, Any], client: Client) -> str:
         return "draining (stopping)"
     if isinstance(workers := body.get("workers"), list):
         ready = sum(isinstance(w, dict) and w.get("ready") is True for w in workers)
-        return f"{ready} of {body.get('expected_workers', '?')} workers ready"
+        why: set[str] = set()  # what the workers' models wait for, once for all of them
+        for worker in workers:
+            models = worker.get("models") if isinstance(worker, dict) else None
+            for name in models if isinstance(models, dict) else ():
+                if said := _model_error(models, name):
+                    why.add(f"models.{name}{said}")
+        reasons = f" ({'; '.join(sorted(why))})" if why else ""
+        return f"{ready} of {body.get('expected_workers', '?')} workers ready{reasons}"
     waiting = [name for name, ready in (body.get("components") or {}).items() if ready is not True]
     if not waiting:
         return "starting"

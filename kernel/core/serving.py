@@ -101,7 +101,7 @@ class ModelServing:
             try:
                 artifact = self.store.resolve(self.ref_of(spec))
             except HeirloomError as exc:
-                self.errors[name] = str(exc)
+                self.errors[name] = handle.unavailable or str(exc)  # "no trained version yet", not a path
                 continue
             if artifact.ref == handle.version or (not retry and self._failed.get(name) == artifact.digest):
                 continue

@@ -117,13 +117,13 @@ class System:
         return handle
 
     def readiness(self) -> dict[str, bool]:
-        """``{"models.sentiment": bool, ...}``: each component's ``ready()`` (a served model's
-        current version for models), keyed by its profile key (names repeat across kinds)."""
+        """``{"models.sentiment": bool, ...}``: each component's ``ready()`` (for a served model:
+        a stored version loaded, and ready), keyed by its profile key (names repeat across kinds)."""
         result = {}
         for (kind, name), component in self._components.items():
-            if kind == "model" and self.serving is not None and name in self.serving.handles:
-                component = self.serving.handles[name].model
-            result[TABLES[kind] if kind == "resources" else f"{TABLES[kind]}.{name}"] = component.ready()
+            handle = self.serving.handles.get(name) if kind == "model" and self.serving is not None else None
+            ready = component.ready() if handle is None else handle.version is not None and handle.model.ready()
+            result[TABLES[kind] if kind == "resources" else f"{TABLES[kind]}.{name}"] = ready
         return result
 
     def ready(self) -> bool:

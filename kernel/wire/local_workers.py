@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,10 @@ class LocalProcess:
         self.process = process
         self.started = started
         self.failures = failures
+
+
+#: Exit codes of a worker that stopped cleanly: 0, or the SIGTERM it got while already exiting.
+STOPPED = (0, -signal.SIGTERM)
 
 
 class LocalWorkers:
@@ -59,7 +64,7 @@ class LocalWorkers:
                 continue
             self.processes.remove(local)
             exited.append((local.process.pid, f"worker pid {local.process.pid} exited with {code}"))
-            self.unclean |= not respawn and code != 0
+            self.unclean |= not respawn and code not in STOPPED
             if respawn:
                 failures = 0 if now - local.started > STABLE_SECONDS else local.failures + 1
                 delay = min(RESPAWN_BACKOFF_MAX, 0.5 * 2 ** (failures - 1)) if failures > 1 else 0.0
@@ -91,7 +96,11 @@ class LocalWorkers:
                 log.warning("worker pid %d did not exit within %.0f s; killing it", local.process.pid, grace)
                 local.process.kill()
                 local.process.wait()
-        return not self.unclean and all(local.process.returncode == 0 for local in self.processes)
+        for local in self.processes:
+            if local.process.returncode not in STOPPED:
+                self.unclean = True
+                log.warning("worker pid %d exited with %s", local.process.pid, local.process.returncode)
+        return not self.unclean
 
     def _spawn(self, failures: int = 0) -> None:
         # each local worker's share of the cores: N workers each using all of them would
