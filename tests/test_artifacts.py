@@ -688,7 +688,10 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
 @pytest.mark.parametrize(
     ("state", "said_"),
     [
-        (heirloom.State({}, {"scale": float("nan")}), "must be JSON-serialisable: it holds NaN or infinity"),
+        (
+            heirloom.State({}, {"scale": [1.0, float("nan")]}),
+            "must be JSON-serialisable: it holds NaN or infinity at scale[1]",
+        ),
         (heirloom.State({}, ["labels"]), "state metadata must be a dict, got list"),
         (heirloom.State({"w": torch.randn(3, 4).T}, {}), "ValueError: You are trying to save a non contiguous tensor"),
         (heirloom.State({"a": (tied := torch.randn(4)), "b": tied}, {}), "RuntimeError: Some tensors share memory"),

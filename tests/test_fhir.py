@@ -628,6 +628,9 @@ def test_numbers_and_strings_past_what_a_reply_can_hold_are_read_as_floats_or_re
     beyond = write(tmp_path / "inf.json", text.replace('"value": 1}', '"value": 1e400}'))
     with pytest.raises(FhirDataError, match="the number 1e400 is beyond a 64-bit float"):
         stats_or_error(beyond)
+    longer = write(tmp_path / "long.json", text.replace('"value": 1}', f'"value": 1{"0" * 400}}}'))
+    with pytest.raises(FhirDataError, match=re.escape(f"the number 1{'0' * 39}... (401 characters) is beyond")):
+        stats_or_error(longer)
     half = write(tmp_path / "half.json", text.replace('"text": "weight"', '"text": "weight \\ud800"'))
     with pytest.raises(FhirDataError, match=re.escape("escapes half a UTF-16 pair")):  # no reply could carry it
         stats_or_error(half)

@@ -27,8 +27,21 @@ def canonical_json(value: Any, what: str) -> bytes:
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
-        nan = "Out of range float" in str(exc)
-        raise HeirloomError(f"{what} must be JSON-serialisable: {'it holds NaN or infinity' if nan else exc}") from exc
+        where = _not_finite(value, "")
+        said = f"it holds NaN or infinity{f' at {where}' if where else ''}" if "Out of range float" in str(exc) else exc
+        raise HeirloomError(f"{what} must be JSON-serialisable: {said}") from exc
+
+
+def _not_finite(value: Any, path: str) -> str | None:
+    """The key path (``scores[2]``) of the first NaN or infinite float in ``value``, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "the top"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, item in items:
+        step = f"[{key}]" if isinstance(value, list | tuple) else f"{'.' if path else ''}{key}"
+        if (found := _not_finite(item, path + step)) is not None:
+            return found
+    return None
 
 
 def finite(value: Any) -> Any:

@@ -113,7 +113,8 @@ def is_ndjson(path: Path) -> bool:
 def problem(resource: Any) -> str | None:
     """Why ``resource`` cannot be used (wrong type, missing required field), or None."""
     if not isinstance(resource, dict):
-        return f"expected a JSON object, got {type(resource).__name__}"
+        found = {"list": "an array", "str": "a string", "int": "a number", "float": "a number", "bool": "a boolean"}
+        return f"expected a JSON object, got {found.get(type(resource).__name__, 'null')}"
     kind = resource.get("resourceType")
     if not isinstance(kind, str):
         return "missing resourceType" if kind is None else f"resourceType must be a string, got {kind!r}"
@@ -144,7 +145,8 @@ def _refuse_constant(name: str) -> Any:
 def _finite_float(text: str) -> float:
     value = float(text)
     if value - value != 0.0:  # inf - inf is nan: only a finite value passes
-        raise ValueError(f"the number {text[:40]} is beyond a 64-bit float (it would read as infinity)")
+        shown = text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+        raise ValueError(f"the number {shown} is beyond a 64-bit float (it would read as infinity)")
     return value
 
 
