@@ -37,6 +37,7 @@ def plugins_command(as_json: bool) -> None:
     root = click.get_current_context().find_root()
     root.command.list_commands(root)  # attaches every plugin's commands: their names, every time
     infos = sorted(host.infos.values(), key=lambda i: i.name)
+    registered = getattr(root.command, "registered", {})  # as attached now (the catalog's may lag)
     if as_json:
         shared: dict[str, list[str]] = {}  # plugin label -> the "kind name"s another plugin registers too
         for what, labels in host.conflicts().items():
@@ -44,7 +45,6 @@ def plugins_command(as_json: bool) -> None:
                 shared.setdefault(label, []).append(what)
         for name, commands in getattr(root.command, "shadowing", {}).items():
             shared.setdefault(host.infos[name].label, []).extend(f"command {c} (a built-in's)" for c in commands)
-        registered = getattr(root.command, "registered", {})  # as attached now (the catalog's may lag)
         print_json(
             [
                 {
@@ -58,9 +58,8 @@ def plugins_command(as_json: bool) -> None:
     else:
         table = Table("plugin", "distribution", "status", "provides")
         for info in infos:
-            provides = "; ".join(
-                f"{kind}: {', '.join(sorted(names))}" for kind, names in info.provides.items() if names
-            )
+            provided = [*info.provides.items(), ("commands", registered.get(info.name, info.commands))]
+            provides = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in provided if names)
             status = "[green]loaded[/]" if info.status == "loaded" else f"[red]failed[/]: {info.error}"
             dist = f"{info.distribution} {info.version}" if info.distribution else "-"
             table.add_row(info.name, dist, status, provides or "-")
