@@ -17,7 +17,6 @@ import click
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import err_console, fail, get_kernel
 from heirloom.core.errors import HeirloomError
-from heirloom.core.schema import did_you_mean
 
 
 class HeirloomGroup(click.Group):
@@ -70,6 +69,8 @@ class HeirloomGroup(click.Group):
         try:
             return super().resolve_command(ctx, args)
         except click.exceptions.NoSuchCommand:
+            from heirloom.core.schema import did_you_mean  # here: `heirloom call` must not import the profile code
+
             name, plugins = click.utils.make_str(args[0]), get_kernel(ctx).plugins
             owner = plugins.command_plugins().get(name)
             if owner is not None and plugins.infos[owner].status == "failed":
