@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import attrs
 import pytest
 
 import heirloom
@@ -501,3 +502,26 @@ def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
     result = run_heirloom("profile", "check", "notes.csv", cwd=tmp_path)
     assert result.returncode == 2
     assert "notes.csv is a file here, but a profile is a .toml file" in " ".join(result.stderr.split())
+
+
+@attrs.define
+class _StrictModel(toys.ToyModel):
+    def __attrs_post_init__(self):
+        if self.epochs > 3:
+            raise heirloom.ProfileError("epochs above 3 overfit this toy")
+
+
+class _StrictPlugin:
+    @heirloom.hookimpl
+    def heirloom_register_models(self, register):
+        register("strict-model", _StrictModel)
+
+
+def test_a_plain_message_a_plugin_raises_as_a_profile_error_is_one_problem_at_its_component(tmp_path):
+    """``ProfileError("...")`` from a component's own check was read as a list of problems:
+    one line per character."""
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "strict-model"\ndata = "s"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[toys, _StrictPlugin()]).resolve(str(path), ["models.m.epochs=5"])
+    assert str(caught.value) == f"{path}: models.m: epochs above 3 overfit this toy"
+    assert str(heirloom.ProfileError("plain")) == "plain" and len(heirloom.ProfileError("plain").problems) == 1

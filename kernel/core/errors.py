@@ -27,14 +27,14 @@ class Problem:
     def __str__(self) -> str:
         path = self.path if self.path.isprintable() else ascii(self.path)  # a key may hold a newline
         where = f"{self.file}: {path}" if path else self.file
-        return f"{where}: {self.message}"
+        return f"{where}: {self.message}" if where else self.message
 
 
 class ProfileError(HeirloomError):
     """A profile cannot be resolved or validated; lists every problem found at once."""
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = list(problems)
+    def __init__(self, problems: list[Problem] | str):  # a plugin may raise one plain message
+        self.problems = [Problem("", "", problems)] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
