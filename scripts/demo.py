@@ -109,16 +109,18 @@ def main() -> None:
             f"[yellow]no Financial PhraseBank in {phrasebank}: serving the minimal echo profile instead "
             "(`heirloom data fetch financial-phrasebank --accept-license` downloads it)[/]"
         )
-    address = f"ipc://{tempfile.mkdtemp(prefix='heirloom-demo-')}/daemon.sock"
-    console.print(f"[bold]heirloom serve {profile} --bind {address}[/]")
-    daemon = subprocess.Popen(heirloom_command("serve", profile, "--bind", address, "--log-level", "WARNING"), cwd=REPO)
-    try:
-        with heirloom.Client(address, timeout=10) as client:
-            wait_ready(client, daemon)
-            finance_demo(client) if has_data else echo_demo(client)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(60)
+    with tempfile.TemporaryDirectory(prefix="heirloom-demo-") as folder:  # the socket's, removed after
+        address = f"ipc://{folder}/daemon.sock"
+        console.print(f"[bold]heirloom serve {profile} --bind {address}[/]")
+        command = heirloom_command("serve", profile, "--bind", address, "--log-level", "WARNING")
+        daemon = subprocess.Popen(command, cwd=REPO)
+        try:
+            with heirloom.Client(address, timeout=10) as client:
+                wait_ready(client, daemon)
+                finance_demo(client) if has_data else echo_demo(client)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(60)
     console.print(f"daemon stopped cleanly (exit {code})" if code == 0 else f"[red]daemon exited {code}[/]")
     sys.exit(code)
 
