@@ -85,7 +85,7 @@ def test_every_buffer_frame_must_be_described(send):
 
 def test_a_built_in_route_sent_buffers_says_so_not_that_its_nil_body_is_a_body(send):
     described = header(route="_health", buffers=[{"dtype": "uint8", "shape": [1]}])
-    message = refused(send(SIGNATURE, described, msgpack.packb(None), b"\1"), "body")
+    message = refused(send(SIGNATURE, described, msgpack.packb(None), b"\1"), "header.buffers")
     assert message == "_health takes no buffers: 1 frame(s) came after the body"
     with_a_body = send(SIGNATURE, header(route="_health"), msgpack.packb(1))
     assert refused(with_a_body, "body") == "_health takes no body (send nil)"
@@ -117,10 +117,20 @@ def test_error_messages_are_at_most_1000_characters_however_long_the_bad_value(s
         (b"\x91" * 1025 + b"\x01", "nest deeper than 1024 levels"),
         (b"\xd4\x01\x01", "extension types are not accepted"),
         (b"\xc7\x00\x05", "extension type 5 is not accepted"),
+        (b"\x92\x01", "the frame ends inside a msgpack value (truncated)"),
+        (b"", "the frame ends inside a msgpack value (truncated)"),
     ],
 )
 def test_an_undecodable_body_says_why(send, frame, reason):
-    assert reason in refused(send(SIGNATURE, header(route="echo.echo"), frame), "body")
+    message = refused(send(SIGNATURE, header(route="echo.echo"), frame), "body")
+    assert reason in message and "Error" not in message and "unhashable" not in message  # no Python words
+
+
+@pytest.mark.parametrize(("index", "got"), [(True, "boolean true"), ("0", 'string "0"'), (1, "integer 1")])
+def test_a_placeholder_naming_no_buffer_says_what_it_must_be(send, index, got):
+    described = header(route="echo.echo", buffers=[{"dtype": "uint8", "shape": [1]}])
+    message = refused(send(SIGNATURE, described, msgpack.packb({"x": {"$buffer": index}}), b"\1"), "body.$buffer")
+    assert message == f"$buffer must be the index of a buffer frame sent (0 to 0), got {got}"
 
 
 def test_routes_lists_the_built_in_routes_behind_a_broker_too(send):

@@ -119,7 +119,9 @@ def check_no_body(route: str, after_header: list[bytes]) -> None:
         raise RequestError(INVALID_ARGUMENT, f"{route} takes no body (send nil)", "body")
     if len(after_header) > 1:
         raise RequestError(
-            INVALID_ARGUMENT, f"{route} takes no buffers: {len(after_header) - 1} frame(s) came after the body", "body"
+            INVALID_ARGUMENT,
+            f"{route} takes no buffers: {len(after_header) - 1} frame(s) came after the body",
+            "header.buffers",
         )
 
 

@@ -15,6 +15,7 @@ msgpack decodes only plain data.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from typing import Any
 
@@ -88,6 +89,18 @@ def wire_name(value: Any) -> str:
     return WIRE_NAMES.get(type(value).__name__, type(value).__name__)
 
 
+def quoted(value: Any, limit: int = 80) -> str:
+    """``value`` as an error message quotes it: its type in this protocol's words, then the
+    value as JSON writes it (``true``, not Python's ``True``), cut at ``limit`` characters."""
+    if value is None:
+        return "nil"
+    try:
+        shown = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError, RecursionError):  # a key that is bin or an array; deep nesting
+        shown = "(not shown)"
+    return f"{wire_name(value)} {shown[:limit]}{'...' if len(shown) > limit else ''}"
+
+
 def _refuse_extension(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not accepted (plain data only)")
 
@@ -111,11 +124,13 @@ def decoding_error(what: str, exc: Exception) -> str:
     elif isinstance(exc, UnicodeDecodeError):
         reason = f"a string is not UTF-8 ({exc.reason} at byte {exc.start}); send bytes as bin"
     elif isinstance(exc, TypeError):
-        reason = f"a map key is an array or a map ({exc})"
+        reason = "a map key is an array or a map"
+    elif "incomplete input" in str(exc):
+        reason = "the frame ends inside a msgpack value (truncated)"
     elif "max_ext_len" in str(exc):  # any extension type with data (timestamps included)
         reason = "msgpack extension types are not accepted (plain data only)"
-    else:  # a truncated value, an extension type: msgpack's own words say it
-        reason = f"{type(exc).__name__}: {exc}"
+    else:  # an extension type without data: our own hook's words say it
+        reason = str(exc)
     return f"cannot decode the {what}: {reason}"
 
 
@@ -190,7 +205,7 @@ def header_id(header: dict[str, Any]) -> int | str:
     request_id = header.get("id")
     kind = type(request_id)
     if kind is not int and kind is not str:
-        got = "nothing" if request_id is None else f"{wire_name(request_id)} {request_id!r}"
+        got = "nothing" if request_id is None else quoted(request_id)
         raise RequestError(INVALID_ARGUMENT, f"header.id must be an integer or a string, got {got}", "header.id")
     return request_id
 
@@ -199,7 +214,7 @@ def header_route(header: dict[str, Any]) -> str:
     """The header's route name (RequestError naming ``header.route`` when it is not a string)."""
     route = header.get("route")
     if type(route) is not str:
-        raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {route!r}", "header.route")
+        raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {quoted(route)}", "header.route")
     return route
 
 
@@ -210,7 +225,7 @@ def header_deadline(header: dict[str, Any]) -> float | None:
         return None
     if type(budget) not in (int, float) or not math.isfinite(budget):
         raise RequestError(
-            INVALID_ARGUMENT, f"header.deadline_ms must be a finite number, got {budget!r}", "header.deadline_ms"
+            INVALID_ARGUMENT, f"header.deadline_ms must be a finite number, got {quoted(budget)}", "header.deadline_ms"
         )
     return budget
 
@@ -223,7 +238,7 @@ def header_key(header: dict[str, Any]) -> int | str | None:
     raise RequestError(
         INVALID_ARGUMENT,
         f"header.idempotency_key must be a non-empty string of at most {KEY_LIMIT} characters or an integer, "
-        f"got {wire_name(key)} {key!r:.80}",
+        f"got {quoted(key)}",
         "header.idempotency_key",
     )
 
@@ -248,7 +263,7 @@ def buffer_specs(header: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
     if type(specs) is not list:
         raise RequestError(
             INVALID_ARGUMENT,
-            f"header.buffers must be an array of {{dtype, shape}} maps, got {wire_name(specs)} {specs!r:.80}",
+            f"header.buffers must be an array of {{dtype, shape}} maps, got {quoted(specs)}",
             "header.buffers",
         )
     described = []
@@ -260,7 +275,7 @@ def buffer_specs(header: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
             raise RequestError(
                 INVALID_ARGUMENT,
                 f"header.buffers[{i}] must be a map with 'dtype' (one of {', '.join(sorted(DTYPES))}) and 'shape' "
-                f"(an array of non-negative ints), got {spec!r:.120}",
+                f"(an array of non-negative integers), got {quoted(spec, 120)}",
                 f"header.buffers[{i}]",
             )
         described.append((dtype, tuple(shape)))
@@ -324,7 +339,10 @@ def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> An
             if len(node) == 1 and "$buffer" in node:
                 index = node["$buffer"]
                 if type(index) is not int or not 0 <= index < len(buffers):
-                    raise RequestError(INVALID_ARGUMENT, f"no buffer {index!r}", "body.$buffer")
+                    wanted = f"the index of a buffer frame sent (0 to {len(buffers) - 1})"
+                    raise RequestError(
+                        INVALID_ARGUMENT, f"$buffer must be {wanted}, got {quoted(index)}", "body.$buffer"
+                    )
                 return buffers[index]
             return {k: substitute(v) for k, v in node.items()}
         if isinstance(node, list):
