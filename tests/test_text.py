@@ -141,6 +141,31 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")
 
 
+def test_a_labels_file_that_does_not_list_the_datas_labels_is_an_error_and_an_extension_can_unset_it(tmp_path):
+    """A team extending banking-intents-core with its own CSV kept the parent's Banking77
+    ``labels_file``: 12 of its 15 intents were dropped without a word, and ``labels_file = ""``
+    (TOML has no null) resolved to the profile's folder."""
+    write(tmp_path / "labels.json", '["card_arrival", "exchange_rate", "top_up"]')
+    rows = [f"my card {i} has not arrived,card_arrival\nmy roaming {i} is off abroad,roaming" for i in range(10)]
+    write(tmp_path / "data" / "train.csv", "text,label\n" + "\n".join(rows) + "\n")
+    base = write(
+        tmp_path / "base.toml",
+        '[sources.intents]\nuse = "csv"\ntrain = "data/train.csv"\nlabels_file = "labels.json"\nfirst_labels = 2\n'
+        '[models.intent]\nuse = "text-classifier"\ndata = "intents"\n',
+    )
+    stats = run_heirloom("data", "stats", str(base), "intents")
+    assert stats.returncode == 1
+    assert (
+        "train.csv:3: label 'roaming' is not in labels_file " + str(tmp_path / "labels.json") + " (3 labels): "
+        'it lists every label of the data; set labels_file = "" to keep every label the data has'
+    ) in stats.stderr
+    extension = write(tmp_path / "team" / "p.toml", 'extends = ["../base.toml"]\n[sources.intents]\nlabels_file = ""\n')
+    assert run_heirloom("profile", "check", str(extension)).returncode == 0
+    stats = run_heirloom("data", "stats", str(extension), "intents", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert set(json.loads(stats.stdout)["labels"]["train"]) == {"card_arrival", "roaming"}
+
+
 def test_an_empty_test_split_gets_no_scores_rather_than_zeros(tmp_path):
     rows = [f"my card {i} has not arrived,card_arrival\nthe exchange rate {i} today,exchange_rate" for i in range(12)]
     write(tmp_path / "train.csv", "text,label\n" + "\n".join(rows) + "\n")

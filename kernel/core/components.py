@@ -444,14 +444,9 @@ PATH_KEY = "heirloom_path"
 
 
 def path_field(*, must_exist: bool = True, **kwargs: Any) -> Any:
-    """An attrs field holding a filesystem path from the profile.
-
-    A relative path is taken relative to the profile file that set it, and with
-    ``must_exist`` a missing path is a validation error naming the key and the path.
-    """
-    metadata = dict(kwargs.pop("metadata", {}) or {})
-    metadata[PATH_KEY] = must_exist
-    return attrs.field(metadata=metadata, **kwargs)
+    """A path from the profile, relative to the file that set it; with ``must_exist`` a missing one
+    is an error naming the key. TOML has no null: ``""`` unsets an optional one (default None)."""
+    return attrs.field(metadata={**(kwargs.pop("metadata", None) or {}), PATH_KEY: must_exist}, **kwargs)
 
 
 def path_fields(cls: type) -> dict[str, bool]:

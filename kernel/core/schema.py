@@ -297,6 +297,9 @@ class Validator:
             value = config.get(field.name)
             if must_exist is None or not isinstance(value, str):
                 continue
+            if value == "" and field.default is None:  # unsets a path an extended profile set
+                config[field.name] = None
+                continue
             origin = self.file_of(f"{key}.{field.name}")
             base = Path.cwd() if origin == OVERRIDE_SOURCE else Path(origin).parent
             path = (base / value).resolve() if not Path(value).is_absolute() else Path(value)

@@ -14,6 +14,7 @@ import abc
 import codecs
 import contextlib
 import csv
+import difflib
 import hashlib
 import json
 import os
@@ -108,6 +109,8 @@ class TextSource(heirloom.Source):
             raise heirloom.HeirloomError(f"unknown split {split!r}; expected one of {', '.join(self.splits())} or None")
         kept = self.kept_labels()
         stream = self._stream(split)
+        if self.labels_file is not None:
+            stream = self._listed_only(stream, set(self._listed_labels(self.labels_file)))
         if kept is not None:
             stream = (record for record in stream if record["label"] in kept)
         if self.train_per_label and split == "train":
@@ -118,12 +121,30 @@ class TextSource(heirloom.Source):
         """The labels this source keeps (None: every label in the data)."""
         kept = set(self.labels)
         if self.labels_file is not None:
-            listed = json.loads(Path(self.labels_file).read_text(encoding="utf-8"))
-            if not isinstance(listed, list) or not all(isinstance(label, str) for label in listed):
-                raise heirloom.HeirloomError(f"{self.labels_file}: expected a JSON list of label names")
-            chosen = sorted(listed)
+            chosen = sorted(self._listed_labels(self.labels_file))
             kept.update(chosen[: self.first_labels] if self.first_labels else chosen)
         return kept or None
+
+    @staticmethod
+    def _listed_labels(path: str) -> list[str]:
+        listed = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(listed, list) or not all(isinstance(label, str) for label in listed):
+            raise heirloom.HeirloomError(f"{path}: expected a JSON list of label names")
+        return listed
+
+    def _listed_only(self, stream: Iterator[dict[str, str]], listed: set[str]) -> Iterator[dict[str, str]]:
+        """``stream``, stopped at a record whose label ``labels_file`` does not list: the file
+        is the data set's label list, so such a label means the file is not this data's (an
+        extended profile's list kept, say), not a label to drop silently."""
+        for record in stream:
+            if record["label"] not in listed:
+                close = difflib.get_close_matches(record["label"], listed, 1)
+                raise heirloom.HeirloomError(
+                    f"{record['id']}: label {record['label']!r} is not in labels_file {self.labels_file} "
+                    f"({len(listed)} labels{''.join(f'; did you mean {c!r}?' for c in close)}): it lists every "
+                    'label of the data; set labels_file = "" to keep every label the data has'
+                )
+            yield record
 
     def _stream(self, split: str | None) -> Iterator[dict[str, str]]:
         train, test = self.files()
