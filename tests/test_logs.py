@@ -172,3 +172,32 @@ def test_a_cursor_reads_what_any_writer_appended_since_and_starts_over_on_a_repl
     os.replace(restored, path)
     found, restarted = cursor.read()
     assert [r["n"] for _, r in found] == [9] and restarted
+
+
+def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_that_became_no_file_refuses_it(tmp_path):
+    """An operator restoring the logs from a backup (or rsync, or logrotate) replaced the file
+    a daemon held open: every later record was acknowledged and written to the deleted file."""
+    path = tmp_path / "feedback.jsonl"
+    log = heirloom.AppendLog(path)
+    log.append({"n": 1})
+    restored = tmp_path / "restored.jsonl"
+    restored.write_bytes(path.read_bytes())
+    os.replace(restored, path)  # the restore
+    log.append({"n": 2})
+    assert [record["n"] for record in heirloom.AppendLog.read(path)] == [1, 2]
+    path.unlink()  # removed: the next record starts a new file
+    log.append({"n": 3})
+    assert [record["n"] for record in heirloom.AppendLog.read(path)] == [3]
+
+    def replace_with(make) -> None:
+        path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        make()
+
+    for make in (path.mkdir, lambda: os.mkfifo(path), lambda: path.symlink_to("/dev/zero")):
+        replace_with(make)
+        with pytest.raises(heirloom.LogWriteError, match=f"cannot open the log {path}"):
+            log.append({"n": 4})  # not acknowledged: the api answers UNAVAILABLE
+    replace_with(lambda: path.write_bytes(b""))
+    log.append({"n": 5})  # a regular file again: the writer recovers
+    assert [record["n"] for record in heirloom.AppendLog.read(path)] == [5]
+    log.close()

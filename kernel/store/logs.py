@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,33 +62,67 @@ class AppendLog:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # clients' texts: private to this user
         if quota is not None:
             quota.cover(path)
-        try:  # never through a link planted in the log's place (it would append to the link's target)
-            self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        except OSError as exc:
-            raise LogWriteError(f"cannot open the log {path}: {exc.strerror}") from None
+        self._fd = self._open()
         self._lock = threading.Lock()
 
+    def _open(self) -> int:
+        """A descriptor of the log file, created if missing: never through a link planted in
+        its place (it would append to the link's target), never a FIFO, a device or a folder."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise LogWriteError(f"cannot open the log {self.path}: {exc.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LogWriteError(f"cannot open the log {self.path}: not a regular file")
+        return fd
+
+    def _names_our_file(self) -> bool:
+        """Whether the log's path still names the file we hold open: an operator may replace
+        it under a running daemon (a restore from backup, rsync, logrotate)."""
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._fd)
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
     def append(self, record: dict[str, Any]) -> None:
-        """Write ``record`` (with a ``time`` stamp) and return only once it is on disk."""
+        """Write ``record`` (with a ``time`` stamp) and return only once it is on disk, in the
+        file the log's path names at that moment (a replaced log is reopened first: a record
+        written to the replaced file would be acknowledged and lost)."""
         line = (json.dumps({**record, "time": time.time()}, ensure_ascii=False) + "\n").encode()
-        with self._lock, self._flock():
-            start = os.fstat(self._fd).st_size
-            if start and os.pread(self._fd, 1, start - 1) != b"\n":
-                log.warning("%s ends with a torn record (a crash cut it short); it is skipped on read", self.path)
-                line = b"\n" + line
-            if self.max_bytes is not None and start + len(line) > self.max_bytes:
-                raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes its {self.max_bytes}")
-            if self.quota is not None:
-                try:
-                    self.quota.check(len(line), f"log {self.path.name}")
-                except ResourceExhaustedError as exc:
-                    raise LogFull(str(exc)) from None
+        with self._lock:
+            for _ in range(3):
+                if self._fd < 0:  # closed after a replacement; a failed reopen leaves it so
+                    self._fd = self._open()
+                with self._flock():
+                    if self._names_our_file():
+                        return self._append_held(line)
+                log.warning("%s was replaced or removed since it was opened: reopening it", self.path)
+                os.close(self._fd)
+                self._fd = -1
+            raise LogWriteError(f"{self.path} keeps being replaced; the record was not written")
+
+    def _append_held(self, line: bytes) -> None:
+        """Append ``line`` to the open file; the caller holds its flock."""
+        start = os.fstat(self._fd).st_size
+        if start and os.pread(self._fd, 1, start - 1) != b"\n":
+            log.warning("%s ends with a torn record (a crash cut it short); it is skipped on read", self.path)
+            line = b"\n" + line
+        if self.max_bytes is not None and start + len(line) > self.max_bytes:
+            raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes its {self.max_bytes}")
+        if self.quota is not None:
             try:
-                self._write_all(line)
-                os.fsync(self._fd)
-            except OSError as exc:
-                self._cut(start)
-                raise LogWriteError(f"cannot append to {self.path}: {exc.strerror or exc}; nothing was kept") from None
+                self.quota.check(len(line), f"log {self.path.name}")
+            except ResourceExhaustedError as exc:
+                raise LogFull(str(exc)) from None
+        try:
+            self._write_all(line)
+            os.fsync(self._fd)
+        except OSError as exc:
+            self._cut(start)
+            raise LogWriteError(f"cannot append to {self.path}: {exc.strerror or exc}; nothing was kept") from None
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -114,7 +149,9 @@ class AppendLog:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     @staticmethod
     def read(path: Path, check: Callable[[dict[str, Any]], str | None] | None = None) -> Iterator[dict[str, Any]]:
