@@ -765,6 +765,45 @@ def test_models_backup_and_verify_from_the_command_line(store, tmp_path):
     assert report["checked"] == 2 and len(report["damaged"]) == 1, report
 
 
+def test_a_backup_of_a_store_missing_or_damaging_a_blob_fails_naming_it_and_keeps_the_earlier_copy(store, tmp_path):
+    """A store with a blob deleted was backed up with exit 0 ("5 blob(s) copied") into a copy
+    whose index named the missing blob; a bit-flipped blob was copied as if whole."""
+    put(store, "team/m", 1)
+    put(store, "team/m", 2)
+    destination = tmp_path / "backup"
+    assert models(store, "backup", str(destination)).returncode == 0
+    before = {path.name for path in store.blobs.iterdir()}
+    put(store, "team/m", 3)
+    weights = next(path for path in store.blobs.iterdir() if path.name not in before and path.suffix == ".safetensors")
+    weights.unlink()
+    missing = models(store, "backup", str(destination))
+    assert missing.returncode == 1
+    assert said(missing).startswith(f"error: the store lacks blobs of team/m@3 ({weights.name}): nothing was")
+    assert len(ArtifactStore(destination).list()) == 2  # the earlier copy, still whole
+    weights.write_bytes(b"x" * 10)
+    flipped = models(store, "backup", str(destination))
+    assert flipped.returncode == 1 and f"{weights} is damaged (its sha256 is " in said(flipped)
+    assert len(ArtifactStore(destination).list()) == 2
+    assert run_heirloom("models", "verify", "--store", str(destination)).stdout.strip() == "2 of 2 version(s) intact"
+
+
+def test_gc_keeps_the_newest_versions_that_can_load_when_a_newer_one_lost_a_blob(store, tmp_path):
+    """With the newest version's weights deleted, ``gc --keep 1`` removed the two intact
+    versions and kept only the one that cannot load, exit 0, no warning."""
+    put(store, "team/m", 1)
+    put(store, "team/m", 2)
+    before = {path.name for path in store.blobs.iterdir()}
+    put(store, "team/m", 3)
+    next(path for path in store.blobs.iterdir() if path.name not in before and path.suffix == ".safetensors").unlink()
+    dry = json.loads(models(store, "gc", "--keep", "1", "--dry-run", "--json").stdout)
+    assert dry["versions"] == ["team/m@1"] and dry["unreadable"] == ["team/m@3"]
+    collected = models(store, "gc", "--keep", "1")
+    assert collected.returncode == 0 and "removed 1 version(s)" in collected.stdout
+    assert "warning: team/m@3 cannot load (a blob is missing): kept, and not counted" in said(collected)
+    assert [artifact.version for artifact in store.list()] == [2, 3]
+    store.load("team/m@2")  # the newest version that loads is still there
+
+
 def test_an_os_error_is_one_line_naming_the_path_not_a_traceback(store, tmp_path):
     put(store, "team/m", 1)
     (tmp_path / "file").write_text("a file where a folder goes")

@@ -331,6 +331,13 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
         err_console.print(
             f"warning: {store.blobs / name} is {what}, not a blob; gc leaves it alone", markup=False, soft_wrap=True
         )
+    if plan.unreadable:
+        err_console.print(
+            f"warning: {', '.join(plan.unreadable)} cannot load (a blob is missing): kept, and not counted among "
+            "the newest --keep; heirloom models verify lists every damaged version",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @models_group.command("backup")

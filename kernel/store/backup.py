@@ -2,11 +2,12 @@
 its retention gc) writes it.
 
 Blobs are immutable and named by content, so most of them are copied without any lock;
-then, under the index's write lock (nothing is stored, promoted or collected meanwhile),
-the index is snapshotted with SQLite's backup API and the blobs it names that are still
-missing are copied: the copy never names a blob it lacks, however a gc raced the first
-pass. The lock is held for the index and the newest blobs only, well within the time a
-writer waits for it (index.BUSY_TIMEOUT).
+then, under the index's write lock (nothing is stored, promoted or collected meanwhile), the
+blobs the index names that are still missing are copied and the index is snapshotted with
+SQLite's backup API: the copy never names a blob it lacks, however a gc raced the first
+pass. Each blob is hashed as it is copied, so a damaged one (or one the store lacks) fails
+the backup before the earlier copy's index is replaced. The lock is held for the newest
+blobs and the index only, well within the time a writer waits for it (index.BUSY_TIMEOUT).
 
 A backup mirrors the store: blobs its new index no longer names are removed. So it writes
 only into an empty folder or an earlier backup of the same store (its MARKER file names the
@@ -16,10 +17,10 @@ or a source store with no versions (a wrong HEIRLOOM_HOME would otherwise empty 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-import shutil
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import attrs
 
 from heirloom.core.errors import HeirloomError
-from heirloom.core.fsutil import fsync_dir, write_atomic
+from heirloom.core.fsutil import fsync_dir, open_regular, write_atomic
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME
 from heirloom.store.index import StoreIndex
@@ -80,8 +81,9 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
     with store.index.writing() as tx:
         rows = tx.blob_rows()
         named, versions = named_blobs(rows), len(rows)
+        _refuse_missing(store, rows, {name for name in named if not (blobs / name).is_file()})
+        late, _ = _copy(store.blobs, blobs, named, gone_ok=False)
         _snapshot(store.index, destination / "index.sqlite")
-        late, _ = _copy(store.blobs, blobs, named - early, gone_ok=False)
     stale = [path for path in blobs.iterdir() if path.name not in named]
     for path in stale:
         path.unlink()
@@ -143,28 +145,65 @@ def _marked_source(marker: Path) -> str | None:
         return None
 
 
+def _refuse_missing(store: ArtifactStore, rows: list[tuple[str, str, int, str, str]], absent: set[str]) -> None:
+    """HeirloomError naming the versions whose blobs the store lacks, before the backup's
+    index is replaced: a backup that named a blob it lacks would restore a broken version."""
+    gone = {name for name in absent if not (store.blobs / name).is_file()}
+    damaged = [f"{project}/{model}@{version}" for project, model, version, *names in rows if gone & set(names)]
+    if damaged:
+        raise HeirloomError(
+            f"the store lacks blobs of {', '.join(damaged)} ({', '.join(sorted(gone))[:300]}): nothing was "
+            "backed up over the earlier copy; run heirloom models verify, then remove or restore those versions"
+        )
+
+
 def _copy(source: Path, target: Path, names: set[str], *, gone_ok: bool) -> tuple[int, int]:
     """``(copied, already present)`` of ``names``; each copy lands whole (temp file, fsync,
-    rename). A blob missing from ``source`` is an error unless ``gone_ok``."""
+    rename) and only when its content matches its name (a blob is named by its sha256). A
+    blob missing from ``source`` is an error unless ``gone_ok``."""
     copied = present = 0
     for name in sorted(names):
         origin, copy = source / name, target / name
+        partial = copy.with_name(f".{name}.partial")
         try:
-            size = origin.stat().st_size
-        except FileNotFoundError:
+            if copy.is_file() and copy.stat().st_size == origin.stat().st_size:
+                present += 1
+                continue
+            _copy_checked(origin, partial)
+        except FileNotFoundError:  # a gc collected it (the first pass holds no lock)
+            partial.unlink(missing_ok=True)
             if gone_ok:
                 continue
             raise HeirloomError(f"the store names {origin}, which is missing: run heirloom models verify") from None
-        if copy.is_file() and copy.stat().st_size == size:
-            present += 1
-            continue
-        partial = copy.with_name(f".{name}.partial")
-        shutil.copyfile(origin, partial, follow_symlinks=False)
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(copy)
         copied += 1
     return copied, present
+
+
+def _copy_checked(origin: Path, partial: Path) -> None:
+    """Copy the blob ``origin`` to ``partial`` (synced), hashing it on the way: a damaged blob
+    (a flipped bit) is an error, never a backup that looks whole."""
+    digest = hashlib.sha256()
+    try:
+        source = os.fdopen(open_regular(origin, os.O_NOFOLLOW), "rb")  # never a link out of the store
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise HeirloomError(f"cannot back up {origin}: {exc.strerror}") from None
+    with source, open(partial, "wb") as copy:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            copy.write(chunk)
+        copy.flush()
+        os.fsync(copy.fileno())
+    if digest.hexdigest() != origin.name.partition(".")[0]:
+        raise HeirloomError(
+            f"{origin} is damaged (its sha256 is {digest.hexdigest()}): nothing was backed up over the earlier copy; "
+            "run heirloom models verify"
+        )
 
 
 def _snapshot(index: StoreIndex, copy: Path) -> None:

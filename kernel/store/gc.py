@@ -40,6 +40,9 @@ class GcPlan:
     orphans_removed: bool
     #: ``(name, what it is)`` of entries in ``blobs/`` that are not blob files: never touched.
     foreign: list[tuple[str, str]]
+    #: Refs of versions a blob of which is missing: they cannot load, so they do not count
+    #: among the newest ``keep`` (the newest loadable ones do), and gc never removes them.
+    unreadable: list[str] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,7 @@ class GcPlan:
             "orphans": self.orphans,
             "orphans_removed": self.orphans_removed,
             "foreign": [{"name": name, "is": what} for name, what in self.foreign],
+            "unreadable": self.unreadable,
         }
 
 
@@ -82,14 +86,17 @@ def collect(
 def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans: bool, project: str | None) -> GcPlan:
     on_disk, leftovers, foreign = _scan(blobs)
     rows = tx.rows()
+    used_by: dict[str, set[tuple[str, str, int]]] = defaultdict(set)
+    unreadable: set[str] = set()
+    for owner, model, version, *names in tx.blob_rows():
+        for name in names:
+            used_by[name].add((owner, model, version))
+        if any(name not in on_disk for name in names):
+            unreadable.add(f"{owner}/{model}@{version}")
     doomed_keys: set[tuple[str, str, int]] = set()
     if keep is not None:
-        kept = _survivors(rows, keep, project)
+        kept = _survivors(rows, keep, project, unreadable)
         doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
-    used_by: dict[str, set[tuple[str, str, int]]] = defaultdict(set)
-    for project, model, version, *names in tx.blob_rows():
-        for name in names:
-            used_by[name].add((project, model, version))
     freed = sorted(name for name, users in used_by.items() if users <= doomed_keys and name in on_disk)
     orphaned = sorted(name for name in on_disk if name not in used_by)
     files = freed + leftovers + (orphaned if orphans else [])
@@ -101,6 +108,7 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
         orphans=orphaned,
         orphans_removed=orphans and not dry_run,
         foreign=foreign,
+        unreadable=sorted(unreadable),
     )
 
 
@@ -141,14 +149,18 @@ def _ref(row: dict[str, Any]) -> str:
     return f"{row['project']}/{row['model']}@{row['version']}"
 
 
-def _survivors(rows: list[dict[str, Any]], keep: int, project: str | None = None) -> set[str]:
-    """Refs gc keeps: newest ``keep`` per model, aliased ones, every version outside
-    ``project`` (when given), and all their ancestors."""
+def _survivors(
+    rows: list[dict[str, Any]], keep: int, project: str | None = None, unreadable: set[str] | None = None
+) -> set[str]:
+    """Refs gc keeps: newest ``keep`` loadable versions per model, ``unreadable`` ones,
+    aliased ones, every version outside ``project`` (when given), and all their ancestors."""
+    unreadable = unreadable or set()
     by_model: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        by_model[(row["project"], row["model"])].append(row)
+        if _ref(row) not in unreadable:
+            by_model[(row["project"], row["model"])].append(row)
     kept = {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
-    kept |= {_ref(row) for row in rows if row["aliases"] or project not in (None, row["project"])}
+    kept |= unreadable | {_ref(row) for row in rows if row["aliases"] or project not in (None, row["project"])}
     parents = {_ref(row): row["parent"] for row in rows}
     pending = list(kept)
     while pending:
