@@ -572,6 +572,34 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     assert store.metadata("team/m@1")["heirloom_state_format"] == 2
 
 
+def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store, tmp_path):
+    """A client reading ``_stats`` learnt where the store lives: the error of a damaged
+    version named its blob's full path. The daemon's own log keeps it."""
+    text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text + "[server]\nreload_interval = 0.1\n")
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    store.promote("team/m@1", "production")
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready()
+        before = {path.name for path in store.blobs.iterdir()}
+        assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
+        blob = next(path for path in store.blobs.iterdir() if path.name not in before and path.suffix == ".json")
+        blob.write_bytes(b"{}")  # damaged after it was stored; then the alias moved by hand
+        with sqlite3.connect(store.root / "index.sqlite") as index:
+            index.execute("UPDATE aliases SET version = 2 WHERE alias = 'production'")
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 20
+            while not (error := client.call("_stats")["models"]["m"]["error"]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert error.startswith("could not load team/m@2: artifact team/m@2 is corrupt: <store>/blobs/"), error
+        assert str(store.root) not in error and str(store.root.resolve()) not in error
+        assert str(blob) in daemon.log() or str(blob.resolve()) in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store, tmp_path):
     """A promoted version the served model type cannot read (here: a newer state format) is
     logged once, not at every reload interval (each try starts a model and reads its blobs);

@@ -20,7 +20,7 @@ from heirloom.core.quota import MIB
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire import manager_calls
 from heirloom.wire.metrics import daemon_snapshot
-from heirloom.wire.protocol import HEADER_LIMIT, INVALID_ARGUMENT, NIL, RequestError
+from heirloom.wire.protocol import HEADER_LIMIT, INVALID_ARGUMENT, NIL, RequestError, without_paths
 
 if TYPE_CHECKING:
     from heirloom.core.system import System
@@ -95,7 +95,7 @@ class KernelApi(Api):
             "idempotency": daemon.idempotency.usage(),
             "routes": {name: e.stats.snapshot(e.pending) for name, e in daemon.router.endpoints.items()},
             "resources": manager_calls.usage(system.resources) if system.state == "running" else {},
-            "models": system.serving.status() if system.serving is not None else {},
+            "models": models_status(system),
             "storage": storage_usage(system),
             "network": daemon.buckets.usage() if daemon.buckets is not None else {},
         }
@@ -137,9 +137,20 @@ def worker_status(daemon: Server) -> dict[str, Any]:
         "heartbeat": daemon.settings.heartbeat,
         "routes": [e.describe() for e in daemon.router.endpoints.values() if not e.builtin],
         "resources": manager_calls.usage(system.resources) if system.state == "running" else {},
-        "models": system.serving.status() if system.serving is not None else {},
+        "models": models_status(system),
         "storage": storage_usage(system),
         "metrics": daemon_snapshot(daemon),
+    }
+
+
+def models_status(system: System) -> dict[str, dict[str, Any]]:
+    """What each model serves and why not, for clients: no server path in an error."""
+    if system.serving is None:
+        return {}
+    roots = [store.root] if isinstance(store := system.serving.store, ArtifactStore) else []
+    return {
+        name: {**entry, "error": entry["error"] and without_paths(entry["error"], *roots)}
+        for name, entry in system.serving.status().items()
     }
 
 

@@ -23,6 +23,7 @@ from heirloom.wire.protocol import (
     RequestError,
     detach_buffers,
     packb,
+    without_paths,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +133,11 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
     complete(
         call,
         INTERNAL,
-        {"code": INTERNAL, "message": shortened(f"{where} failed: {type(exc).__name__}: {exc}"), "retryable": False},
+        {
+            "code": INTERNAL,
+            "message": shortened(without_paths(f"{where} failed: {type(exc).__name__}: {exc}")),
+            "retryable": False,
+        },
         None,
         0.0,
     )

@@ -17,12 +17,14 @@ from __future__ import annotations
 import functools
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import attrs
 import msgpack
 
 from heirloom.core.limits import leaves, nests_deeper, shortened
+from heirloom.core.paths import home
 
 SIGNATURE = b"HLM1"
 #: Frames a worker and its broker use for control messages start with an empty frame.
@@ -99,6 +101,15 @@ def quoted(value: Any, limit: int = 80) -> str:
     except (TypeError, ValueError, RecursionError):  # a key that is bin or an array; deep nesting
         shown = "(not shown)"
     return f"{wire_name(value)} {shown[:limit]}{'...' if len(shown) > limit else ''}"
+
+
+def without_paths(text: str, *roots: Path) -> str:
+    """``text`` with the daemon's home and ``roots`` (a store elsewhere) shown by name: a
+    client learns no server path from an error; the daemon's log keeps them whole."""
+    for root, name in [*((root, "<store>") for root in roots), (home(), "$HEIRLOOM_HOME")]:
+        for form in dict.fromkeys((str(root), str(root.resolve()))):
+            text = text.replace(form, name)
+    return text
 
 
 def _refuse_extension(code: int, data: bytes) -> Any:
