@@ -67,6 +67,12 @@ def condition(cid: str = "c1", onset: str = "2001-02-03T04:05:06+01:00", **extra
     return {**base, "onsetDateTime": onset, **extra}
 
 
+def note(attachment: Any) -> dict[str, Any]:
+    """A DocumentReference of p1 whose one content is ``attachment``."""
+    document = {"resourceType": "DocumentReference", "id": "d1", "status": "current"}
+    return {**document, "subject": {"reference": "urn:uuid:p1"}, "content": [{"attachment": attachment}]}
+
+
 # -- the real data ---------------------------------------------------------------------------
 def test_counts_by_resource_type_equal_an_independent_count(bundles):
     expected = Counter(e["resource"]["resourceType"] for e in all_entries(bundles))
@@ -359,6 +365,40 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
         ),
         (condition("c3", onset="2019-4"), "Condition/c3 (entry[2]): cannot read: onsetDateTime: '2019-4' is not"),
         ({"id": "r1"}, "entry[2]: missing resourceType"),
+        (  # FHIR's date pattern has ASCII digits only; strptime reads these, and they sorted out of time order
+            condition("c4", onset="\u0662\u0660\u0662\u0660-01-01"),
+            "Condition/c4 (entry[2]): cannot read: onsetDateTime: '\u0662\u0660\u0662\u0660-01-01' is not a FHIR date",
+        ),
+        (
+            note({"contentType": "text/plain", "data": 5}),
+            "DocumentReference/d1 (entry[2]): cannot read: content[0].attachment.data: expected a base64 string, "
+            "got a number: 5",
+        ),
+        (
+            note({"contentType": ["text/plain"], "data": "aGk="}),
+            "DocumentReference/d1 (entry[2]): cannot read: content[0].attachment.contentType: expected a string "
+            '(text/plain), got an array: ["text/plain"]',
+        ),
+        (
+            note("aGk="),
+            "DocumentReference/d1 (entry[2]): cannot read: content[0].attachment: expected an Attachment object, "
+            'got a string: "aGk="',
+        ),
+        (  # a malformed reference to the patient was counted as an unassigned resource, even with on_error = "fail"
+            condition("c5", subject={"reference": 5}),
+            'Condition/c5 (entry[2]): subject.reference: expected a string ("Type/id", "urn:uuid:..."), '
+            "got a number: 5",
+        ),
+        (
+            condition("c6", subject="Patient/p1"),
+            'Condition/c6 (entry[2]): subject: expected a Reference object ({"reference": "Type/id"}), '
+            'got a string: "Patient/p1"',
+        ),
+        (
+            condition("c7", encounter=["urn:uuid:e1"]),
+            'Condition/c7 (entry[2]): encounter: expected a Reference object ({"reference": "Type/id"}), '
+            'got an array: ["urn:uuid:e1"]',
+        ),
     ],
 )
 def test_a_bad_resource_fails_naming_it_or_is_skipped(tmp_path, resource, message):
@@ -367,6 +407,27 @@ def test_a_bad_resource_fails_naming_it_or_is_skipped(tmp_path, resource, messag
         stats_or_error(path)
     stats = stats_or_error(path, "skip")
     assert stats["errors"]["skipped_resources"] == 1 and stats["records"] == 1
+    assert stats["unassigned_resources"] == 0
+
+
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_datetime_outside_the_years_of_utc_is_a_bad_resource_not_the_end_of_the_pass(tmp_path, start):
+    """In UTC these fall in year 0 or 10000, which no sortable date string holds: it was an
+    uncaught OverflowError that ended ``data stats`` with a traceback, even with on_error = "skip"."""
+    folder = tmp_path / "bulk"
+    write(folder / "Patient.ndjson", json.dumps({"resourceType": "Patient", "id": "p1"}) + "\n")
+    encounter = {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"}}
+    encounter |= {"subject": {"reference": "Patient/p1"}, "period": {"start": start}}
+    encounters = write(folder / "Encounter.ndjson", json.dumps(encounter) + "\n")
+    said = f"{encounters}: Encounter/e (line 1): cannot read: period.start: {start!r} falls outside the years 0001-9999"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(folder)
+    profile = write(tmp_path / "p.toml", f'[sources.patients]\nuse = "fhir"\npath = "{folder}"\non_error = "skip"\n')
+    shown = run_heirloom("data", "stats", str(profile), "patients", "--json")
+    assert shown.returncode == 0, shown.stderr
+    stats = json.loads(shown.stdout)
+    assert stats["records"] == 1 and stats["errors"]["skipped_resources"] == 1
+    assert stats["errors"]["messages"][0].startswith(said)
 
 
 def test_a_transaction_entry_that_deletes_carries_no_resource_and_is_passed_over(tmp_path):

@@ -151,6 +151,36 @@ def test_a_date_without_a_time_is_history_only_once_all_of_it_is_before_the_enco
     assert before == {"2020-02-15", "2020-02", "2019", "2020-03-01T08:59:59Z"}
 
 
+@pytest.mark.parametrize(
+    ("start", "readable"),
+    [
+        ("0001-01-01T00:00:00+14:00", False),  # year 0 in UTC
+        ("9999-12-31T23:59:59-14:00", False),  # year 10000 in UTC
+        ("\u0662\u0660\u0662\u0660-01-01", False),  # Arabic-Indic digits: not FHIR's pattern
+        ("0001-01-01T00:00:00Z", True),
+        ("9999-12-31T23:59:59+14:00", True),
+    ],
+)
+def test_an_inline_record_takes_the_dates_the_fhir_source_takes(tmp_path, start, readable):
+    """A record pasted inline and the same patient read from FHIR agree on which dates are
+    dates: the inline record took the dates the source refused."""
+    from heirloom_plugins.medical.patients import EventInput
+
+    encounter = {"resourceType": "Encounter", "id": "e", "status": "finished", "class": {"code": "AMB"}}
+    encounter |= {"subject": {"reference": "Patient/p"}, "period": {"start": start}}
+    entries = [{"resource": {"resourceType": "Patient", "id": "p"}}, {"resource": encounter}]
+    path = write(tmp_path / "b.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+    source = FhirSource(path=str(path), on_error="skip")
+    (record,) = source.records()
+    assert (source.tally.skipped_resources == 0) is readable
+    if readable:  # as written, and as the source writes it (UTC)
+        for date in (start, record.timeline[0].date):
+            assert EventInput(kind="encounter", date=date).date == date
+    else:
+        with pytest.raises(ValueError, match="'date' must be a FHIR date or dateTime"):
+            EventInput(kind="encounter", date=start)
+
+
 def test_an_undated_encounter_is_named_as_undated_not_as_missing():
     from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
 

@@ -63,6 +63,18 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "AllergyIntolerance": ("patient",),
     "DocumentReference": ("status", "content"),
 }
+#: The Reference fields the records read (the patient, the visit, the drug) in the resources of
+#: ``REQUIRED``: a malformed one would silently drop the resource from its record or its link.
+READ_REFERENCES = ("subject", "patient", "encounter", "medicationReference")
+#: JSON's name for each type ``json.loads`` gives (null is None).
+JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
 
 
 class FhirDataError(heirloom.HeirloomError):
@@ -111,10 +123,10 @@ def is_ndjson(path: Path) -> bool:
 
 
 def problem(resource: Any) -> str | None:
-    """Why ``resource`` cannot be used (wrong type, missing required field), or None."""
+    """Why ``resource`` cannot be used (wrong type, missing required field, malformed Reference
+    the records read), or None."""
     if not isinstance(resource, dict):
-        found = {"list": "an array", "str": "a string", "int": "a number", "float": "a number", "bool": "a boolean"}
-        return f"expected a JSON object, got {found.get(type(resource).__name__, 'null')}"
+        return f"expected a JSON object, got {JSON_TYPES.get(type(resource), 'null')}"
     kind = resource.get("resourceType")
     if not isinstance(kind, str):
         return "missing resourceType" if kind is None else f"resourceType must be a string, got {kind!r}"
@@ -124,7 +136,30 @@ def problem(resource: Any) -> str | None:
     if "id" in resource and not isinstance(resource["id"], str):
         return f"id must be a string, got {resource['id']!r}"
     missing = [name for name in REQUIRED.get(kind, ()) if not _present(resource, name)]
-    return f"missing required field(s): {', '.join(missing)}" if missing else None
+    if missing:
+        return f"missing required field(s): {', '.join(missing)}"
+    return _reference_problem(resource) if kind in REQUIRED else None
+
+
+def found(value: Any) -> str:
+    """What a JSON value is, for messages: ``a number: 5``, ``a string: "Patient/p1"``, ``null``."""
+    if value is None:
+        return "null"
+    text = json.dumps(value)
+    return f"{JSON_TYPES[type(value)]}: {text if len(text) <= 40 else text[:40] + '...'}"
+
+
+def _reference_problem(resource: dict[str, Any]) -> str | None:
+    """Why a Reference the records read is malformed (not an object, or its ``reference`` not a
+    string), or None: read as absent, it would leave the resource unassigned without a word."""
+    for name in READ_REFERENCES:
+        holder = resource.get(name)
+        if holder is not None and not isinstance(holder, dict):
+            return f'{name}: expected a Reference object ({{"reference": "Type/id"}}), got {found(holder)}'
+        ref = holder.get("reference") if holder is not None else None
+        if ref is not None and not isinstance(ref, str):
+            return f'{name}.reference: expected a string ("Type/id", "urn:uuid:..."), got {found(ref)}'
+    return None
 
 
 def _present(resource: dict[str, Any], name: str) -> bool:

@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from heirloom_plugins.fhir.parse import found
+
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
     "Encounter": "encounter",
@@ -110,11 +112,13 @@ _DATE_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
 
 
 def instant(value: Any, field: str = "date") -> str | None:
-    """A FHIR date/dateTime as a sortable string; ValueError naming ``field`` on a malformed one."""
+    """A FHIR date/dateTime as a sortable string; ValueError naming ``field`` on a malformed one,
+    digits other than ASCII ones included (FHIR's pattern has only those; strptime reads others),
+    and on a dateTime whose UTC time falls outside the years 0001-9999 (no sortable form holds it)."""
     if value is None:
         return None
     try:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value.isascii():
             raise TypeError
         if "T" not in value:
             datetime.strptime(value, _DATE_FORMATS[len(value)])
@@ -123,7 +127,10 @@ def instant(value: Any, field: str = "date") -> str | None:
     except (TypeError, KeyError, ValueError):
         raise ValueError(f"{field}: {str(value)[:40]!r} is not {DATE_FORMS}") from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise ValueError(f"{field}: {value!r} falls outside the years 0001-9999 in UTC") from None
         return moment.isoformat(timespec="seconds") + "Z"
     return moment.isoformat(timespec="seconds")
 
@@ -275,21 +282,29 @@ def _allergy(r: dict[str, Any], enc: str | None) -> Event:
 
 def _note(r: dict[str, Any], enc: str | None) -> Event:
     code, display = coding(r.get("type"), "note")
-    texts = [_decode(c["attachment"]) for c in r["content"] if isinstance(c, dict) and "attachment" in c]
+    contents = [(i, c) for i, c in enumerate(r["content"]) if isinstance(c, dict) and "attachment" in c]
+    texts = [_decode(c["attachment"], f"content[{i}].attachment") for i, c in contents]
     date = _first(r, "date")
     text = "\n".join(t for t in texts if t) or None
     return Event("note", r.get("id"), date, None, code, display, r.get("status"), text=text, encounter=enc)
 
 
-def _decode(attachment: dict[str, Any]) -> str | None:
-    """The text of an attachment's base64 ``data`` (text/* or untyped only)."""
+def _decode(attachment: Any, field: str) -> str | None:
+    """The text of an attachment's base64 ``data`` (text/* or untyped only); ValueError naming
+    ``field`` when the attachment, its ``data`` or its ``contentType`` is not what FHIR says."""
+    if not isinstance(attachment, dict):
+        raise ValueError(f"{field}: expected an Attachment object, got {found(attachment)}")
     data, kind = attachment.get("data"), attachment.get("contentType") or "text/plain"
+    if data is not None and not isinstance(data, str):
+        raise ValueError(f"{field}.data: expected a base64 string, got {found(data)}")
+    if not isinstance(kind, str):
+        raise ValueError(f"{field}.contentType: expected a string (text/plain), got {found(kind)}")
     if not data or not kind.startswith("text/"):
         return None
     try:
         return base64.b64decode(data, validate=True).decode("utf-8", errors="replace")
     except binascii.Error as exc:
-        raise ValueError(f"attachment data is not base64: {exc}") from None
+        raise ValueError(f"{field}.data: not base64: {exc}") from None
 
 
 #: resourceType -> builder of its event (from the resource and the id of its encounter).

@@ -24,12 +24,17 @@ import attrs
 KINDS = ("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy", "note")
 _FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
 DAY = 86400.0
+#: The first and last instants (in days) a datetime holds in UTC.
+FIRST_DAY = datetime.min.replace(tzinfo=UTC).timestamp() / DAY
+LAST_DAY = datetime.max.replace(tzinfo=UTC).timestamp() / DAY
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def day(value: str) -> float:
     """Days since 1970-01-01 UTC of a FHIR date or dateTime (a date is its midnight UTC);
-    ValueError for anything else, digits other than ASCII ones included (strptime takes them)."""
+    ValueError for anything else, digits other than ASCII ones included (strptime takes them),
+    and a dateTime whose UTC time falls outside the years 0001-9999 (the fhir source refuses it:
+    no record it writes holds one)."""
     if not value.isascii():
         raise ValueError(f"not a FHIR date: {value!r}")
     if "T" in value:
@@ -38,7 +43,10 @@ def day(value: str) -> float:
             moment = moment.replace(tzinfo=UTC)
     else:
         moment = datetime.strptime(value, _FORMATS.get(len(value), "?")).replace(tzinfo=UTC)
-    return moment.timestamp() / DAY
+    days = moment.timestamp() / DAY
+    if not FIRST_DAY <= days <= LAST_DAY:
+        raise ValueError(f"{value!r} falls outside the years 0001-9999 in UTC")
+    return days
 
 
 def ends_before(value: str, start: float) -> bool:
@@ -64,8 +72,8 @@ def _date(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
         day(value)
     except ValueError:
         raise ValueError(
-            f"'{attribute.name}' must be a FHIR date or dateTime (2019, 2019-06, 2019-06-13, 2019-06-13T10:00:00Z), "
-            f"got {value!r}"
+            f"'{attribute.name}' must be a FHIR date or dateTime (2019, 2019-06, 2019-06-13, 2019-06-13T10:00:00Z) "
+            f"in the years 0001-9999 in UTC, got {value!r}"
         ) from None
 
 
