@@ -277,6 +277,14 @@ def test_monitor_applies_the_predict_text_limits(daemon):
         with pytest.raises(InvalidArgument) as caught:
             client.call("monitor.post", {"items": [{"text": "ok"}] * 257})
         assert caught.value.field == "body.items"
+        with pytest.raises(InvalidArgument) as caught:  # was "body: Length of 'items' must be >= 1: 0"
+            client.call("monitor.post", {"items": []})
+        assert (caught.value.field, caught.value.message) == (
+            "body.items",
+            "body.items: 'items' is an empty list; send at least one item",
+        )
+        post = next(route for route in client.call("_routes")["routes"] if route["name"] == "monitor.post")
+        assert post["input"]["properties"]["items"]["minItems"] == 1  # a client validating by _routes knows it
 
 
 def test_feedback_applies_text_limits(daemon):

@@ -64,11 +64,16 @@ class Item:
     time: float | str | None = None
 
 
+def _not_empty(instance: Any, attribute: attrs.Attribute, value: list[Item]) -> None:
+    if not value:
+        raise ValueError("'items' is an empty list; send at least one item")
+
+
 @attrs.define
 class PostInput:
     """Texts to classify and add to the monitored stream."""
 
-    items: list[Item] = attrs.field(validator=attrs.validators.min_len(1))
+    items: list[Item] = attrs.field(validator=_not_empty, metadata={"schema": {"minItems": 1}})
 
 
 @attrs.define
