@@ -158,8 +158,9 @@ def test_feedback_with_a_label_the_model_lacks_is_refused_naming_the_labels(daem
     with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
         client.call("sentiment.feedback", {"text": "Shares plunged", "label": "negativ"})
     assert caught.value.field == "body.label"
-    assert caught.value.message == (
-        "label 'negativ' is not one the model predicts; did you mean 'negative'? (labels: negative, neutral, positive)"
+    assert caught.value.message == (  # led by the field, as the daemon's own validation messages are
+        "body.label: label 'negativ' is not one the model predicts; did you mean 'negative'? "
+        "(labels: negative, neutral, positive)"
     )
 
 
