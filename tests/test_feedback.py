@@ -82,7 +82,7 @@ def training_view(env, profile) -> list[dict]:
     return [json.loads(line) for line in shown.stdout.splitlines()]
 
 
-def test_list_remove_export_and_accept_label_from_the_command_line(reviews):
+def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_path):
     env, profile, (good, wrong, halted) = reviews
     listed = run_heirloom("feedback", "list", str(profile), "--json", env=env)
     assert listed.returncode == 0, listed.stderr
@@ -122,6 +122,8 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews):
     ]
     exported = run_heirloom("feedback", "export", str(profile), env=env)
     assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == [good, halted]
+    dashed = run_heirloom("feedback", "export", str(profile), "-o", "-", env=env, cwd=tmp_path)
+    assert dashed.stdout == exported.stdout and not (tmp_path / "-").exists()  # -: stdout, as usual
 
 
 def test_a_line_no_api_wrote_never_stops_the_commands_that_repair_the_log(reviews):

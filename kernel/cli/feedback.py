@@ -166,7 +166,9 @@ def feedback_remove(
 @feedback_group.command("export")
 @click.argument("profile")
 @api_argument
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default stdout).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default, or -: stdout)."
+)
 @set_option
 def feedback_export(profile: str, api: str | None, output: Path | None, overrides: tuple[str, ...]) -> None:
     """The records the next train would use, as JSON lines: removed records and records
@@ -178,7 +180,7 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
             json.dumps({**record, "api": name}, ensure_ascii=False) for record in FeedbackLog.replay(path).trainable()
         ]
     text = "".join(line + "\n" for line in lines)
-    if output is None:
+    if output is None or str(output) == "-":
         click.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
