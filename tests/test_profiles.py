@@ -461,6 +461,27 @@ def test_oversized_or_deeply_nested_profiles_are_refused_before_parsing(tmp_path
         assert "Traceback" not in result.stderr
 
 
+def test_an_integer_python_cannot_read_is_a_problem_at_its_key_from_a_file_or_a_set(tmp_path):
+    """Python reads no integer of over 4,300 digits from text: ``--set`` raised its ValueError,
+    and a file reported it naming no key and advising sys.set_int_max_str_digits()."""
+    digits = "9" * 5000
+    text = f'extends = "minimal"\ndescription = "{digits}"  # {digits}\n[resources]\nthreads = {digits}\n'
+    path = write(
+        tmp_path / "p.toml", text + f'[server]\nbind = ["tcp://127.0.0.1:5555", -{digits}]\ngrace = 1.{digits}\n'
+    )
+    said = "an integer of over 4,300 digits (TOML's integers are 64-bit)"
+    from_file = run_heirloom("profile", "check", str(path))
+    assert from_file.returncode == 2, from_file.stderr
+    assert sorted(from_file.stderr.splitlines()) == [
+        f"{path}: resources.threads: {said}",
+        f"{path}: server.bind: {said}",
+    ]
+    sets = [f"resources.threads={digits}", f"server.grace={digits}", f"description={digits}"]  # a str stays text
+    from_set = run_heirloom("profile", "check", "minimal", *(arg for value in sets for arg in ("--set", value)))
+    assert from_set.returncode == 2, from_set.stderr
+    assert sorted(from_set.stderr.splitlines()) == [f"--set: resources.threads: {said}", f"--set: server.grace: {said}"]
+
+
 def test_profile_check_is_linear_in_components(tmp_path):
     """20,000 components: the merge used to rescan every recorded key per value (39 s); a
     generous time limit catches that without timing a fast machine."""

@@ -381,6 +381,32 @@ def test_call_cli_prints_json_and_fails_with_the_code(daemon):
     assert usage.returncode == 2 and "not valid JSON" in usage.stderr
 
 
+def test_call_refuses_a_body_msgpack_cannot_carry_saying_where_and_sends_one_at_the_limits(daemon):
+    """JSON reads what msgpack cannot carry: a lone surrogate (no UTF-8 form), an integer past
+    64 bits, arrays nested past what the packer takes. Each was a traceback (the deepest
+    from the JSON reader, an integer of 5,000 digits too); a body just within sends and prints."""
+    unsendable = "error: BODY cannot be sent: "
+    no_utf8 = "a lone surrogate: no UTF-8 form (msgpack strings are UTF-8)"
+    too_deep = "error: BODY nests arrays and objects deeper than 500 levels, the most this client packs"
+    refused = {
+        '{"text": "\\ud800"}': f"{unsendable}body.text: a string holds \\ud800, {no_utf8}",
+        '{"a": [{"\\udc00x": 1}]}': f"{unsendable}body.a[0] (a key): a string holds \\udc00, {no_utf8}",
+        "123456789012345678901234567890": f"{unsendable}body: integer 123456789012345678901234567890 does not "
+        "fit msgpack's 64 bits (-2^63 to 2^64-1); write a larger number as a float (1e30)",
+        '{"offset": 99999999999999999999}': f"{unsendable}body.offset: integer 99999999999999999999 does not fit",
+        "[-9223372036854775809]": f"{unsendable}body[0]: integer -9223372036854775809 does not fit",
+        "9" * 5000: "error: BODY: an integer of over 4,300 digits does not fit msgpack's 64 bits",
+        "[" * 1023 + "]" * 1023: too_deep,
+        "[" * 501 + "]" * 501: too_deep,
+    }
+    for body, said in refused.items():
+        result = run_heirloom("call", "echo.echo", body, "--connect", daemon.address)
+        assert result.returncode == 2 and result.stderr.startswith(said), (body[:40], result.stderr[-300:])
+    for body in ("[" * 500 + "]" * 500, "[18446744073709551615, -9223372036854775808, 1e30]"):
+        sent = run_heirloom("call", "echo.echo", body, "--connect", daemon.address)
+        assert sent.returncode == 0 and json.loads(sent.stdout) == json.loads(body), sent.stderr[-300:]
+
+
 def test_sigterm_with_64_in_flight_answers_every_request(tmp_path):
     daemon = Daemon(tmp_path, "--log-format", "json", grace=20)
     daemon.wait_ready()
@@ -499,6 +525,10 @@ def test_the_global_log_level_reaches_the_daemon_and_its_own_wins(tmp_path, befo
         (("gateway", "--connect", "localhost:5555"), "'localhost:5555' is not a tcp://, ipc:// or inproc://"),
         (("worker", "--connect", "tcp://127.0.0.1:70000"), "'tcp://127.0.0.1:70000' needs a port 0-65535"),
         (("call", "_health", "--connect", "tcp://*:5555"), "'tcp://*:5555' names no host and port to connect to"),
+        (
+            ("call", "_health", "--connect", f"ipc:///tmp/{'a' * 120}/s"),  # longer than a socket's path may be
+            f"--connect: cannot connect to ipc:///tmp/{'a' * 120}/s: File name too long",
+        ),
         (("ui", "--connect", "ipc://"), "'ipc://' names no path to connect to"),
         (("profile", "check", "minimal", "--set", "server.grace=nan"), "'grace' must be > 0, got nan"),
         (("profile", "check", "minimal", "--set", "server.grace=inf"), "'grace' must be a finite number, got inf"),

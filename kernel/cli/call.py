@@ -11,22 +11,26 @@ from typing import Any
 import attrs
 import click
 
-from heirloom.cli.common import EXIT_DECLINED, fail
+from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, fail
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file
+from heirloom.core.errors import HeirloomError
+from heirloom.core.limits import nests_deeper
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, RemoteError
-from heirloom.wire.protocol import Buffer
+from heirloom.wire.protocol import MAX_NESTING, Buffer, packb, quoted
 
 
 def _jsonable(value: Any) -> Any:
+    """``value`` as JSON can print it. ``map``, not comprehensions: one frame per level of nesting
+    (a comprehension is a second one), so a reply nested as deep as a body may be prints."""
     if isinstance(value, bytes):
         return {"$base64": base64.b64encode(value).decode()}
     if isinstance(value, Buffer):
         return {"dtype": value.dtype, "shape": list(value.shape), "$base64": base64.b64encode(value.data).decode()}
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return dict(zip(map(str, value), map(_jsonable, value.values()), strict=True))
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return list(map(_jsonable, value))
     return value
 
 
@@ -68,18 +72,23 @@ def call_command(
 ) -> None:
     """Call ROUTE on a daemon with BODY (JSON, default null) and print the reply as JSON.
 
+    BODY travels as msgpack: its integers must fit 64 bits (-2^63 to 2^64-1; write a larger
+    number as a float, 1e30), its strings be Unicode without lone surrogates (\\ud800), and
+    its arrays and objects nest at most 500 levels; anything else is refused (exit 2).
+
     On an error reply it prints CODE: message to stderr and exits 1 (2 for bad usage).
     `_ready` answering not ready exits 3 after printing the reply, so `heirloom call _ready`
     is a readiness probe. Example: heirloom call echo.echo '{"hello": 1}'
     """
-    try:
-        payload = json.loads(body) if body is not None else None
-    except json.JSONDecodeError as exc:
-        fail(f"error: BODY is not valid JSON: {exc}", 2)
+    payload = _payload(body) if body is not None else None
     if (curve_secret is None) != (curve_server is None):
-        fail("error: --curve-secret and --curve-server go together", 2)
+        fail("error: --curve-secret and --curve-server go together", EXIT_INVALID)
     curve = CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
-    with Client(connect, timeout=timeout, curve=curve, routing_id=_retry_identity(idempotency_key, curve)) as client:
+    try:
+        client = Client(connect, timeout=timeout, curve=curve, routing_id=_retry_identity(idempotency_key, curve))
+    except HeirloomError as exc:  # an address ZeroMQ refuses (an ipc:// path too long for a socket)
+        fail(f"error: --connect: {exc}", EXIT_INVALID)
+    with client:
         try:
             reply = client.request(route, payload, idempotency_key=idempotency_key)
         except RemoteError as exc:
@@ -88,6 +97,49 @@ def call_command(
         click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
         if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:
             fail(f"not ready: {_not_ready(reply.body, client)}", EXIT_DECLINED)
+
+
+def _payload(body: str) -> Any:
+    """BODY read as JSON, or exit 2 naming what in it msgpack cannot carry (a traceback from
+    the packer said neither what nor where)."""
+    too_deep = f"error: BODY nests arrays and objects deeper than {MAX_NESTING} levels, the most this client packs"
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as exc:
+        fail(f"error: BODY is not valid JSON: {exc}", EXIT_INVALID)
+    except RecursionError:  # deeper than Python's JSON reader goes: far past MAX_NESTING
+        fail(too_deep, EXIT_INVALID)
+    except ValueError:  # Python reads no integer of over 4,300 digits from text
+        fail("error: BODY: an integer of over 4,300 digits does not fit msgpack's 64 bits", EXIT_INVALID)
+    if nests_deeper(payload, MAX_NESTING):
+        fail(too_deep, EXIT_INVALID)
+    try:
+        packb(payload)  # the common case, at C speed: the walk below runs only to say where it fails
+    except (UnicodeEncodeError, OverflowError):
+        fail(f"error: BODY cannot be sent: {_unsendable(payload, 'body')}", EXIT_INVALID)
+    return payload
+
+
+def _unsendable(value: Any, where: str) -> str | None:
+    """Where in ``value`` (read from JSON) and why msgpack cannot carry it, or None: a string
+    with a lone surrogate (it has no UTF-8 form) or an integer past 64 bits."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            surrogate = ascii(value[exc.start])[1:-1]
+            return f"{where}: a string holds {surrogate}, a lone surrogate: no UTF-8 form (msgpack strings are UTF-8)"
+        return None
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        fits = "msgpack's 64 bits (-2^63 to 2^64-1); write a larger number as a float (1e30)"
+        return f"{where}: {quoted(value)} does not fit {fits}"
+    if isinstance(value, list):
+        return next(filter(None, (_unsendable(item, f"{where}[{i}]") for i, item in enumerate(value))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if why := _unsendable(key, f"{where} (a key)") or _unsendable(item, f"{where}.{key}"):
+                return why
+    return None
 
 
 def _not_ready(body: dict[str, Any], client: Client) -> str:

@@ -39,8 +39,7 @@ class Kernel:
             return ""
         if Path(name).is_file():  # a file, taken for a name because it is no .toml
             return f"; {name} is a file here, but a profile is a .toml file"
-        shipped_by = [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]
-        if shipped_by:
+        if shipped_by := [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]:
             return "; it comes from a plugin that failed to load: " + "; ".join(
                 f"{i.label}: {i.error}" for i in shipped_by
             )

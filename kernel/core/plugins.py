@@ -55,9 +55,7 @@ def _env_list(variable: str) -> set[str]:
 
 def _selected(ep: EntryPoint) -> bool:
     """Apply ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` (names or distributions)."""
-    names = {ep.name}
-    if ep.dist is not None:
-        names.add(ep.dist.name)
+    names = {ep.name} if ep.dist is None else {ep.name, ep.dist.name}
     allowed = _env_list("HEIRLOOM_LOAD_PLUGINS")
     if allowed and not names & allowed:
         return False

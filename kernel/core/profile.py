@@ -38,6 +38,12 @@ _STRINGS_AND_COMMENTS = re.compile(
 )
 _LONG_DOTTED_KEY = re.compile(rf"(?:[\w-]+[ \t]*\.[ \t]*){{{MAX_DEPTH},}}")
 _BRACKETS = re.compile(r"[\[\]{}]")
+#: A decimal integer of more digits than Python reads (tomllib's error names no key and advises
+#: sys.set_int_max_str_digits()): a marker string stands in for it until ``_interpolate`` reports its key.
+_LONG_INTEGER = re.compile(
+    rf"({_STRINGS_AND_COMMENTS.pattern})|(?<![\w.+-])[+-]?[0-9][0-9_]{{4300,}}(?![\w.])", re.DOTALL
+)
+TOO_LONG_INTEGER = "an integer of over 4,300 digits (TOML's integers are 64-bit)"
 
 
 @attrs.frozen
@@ -213,7 +219,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         depth += 1 if bracket.group() in "[{" else -1
         if depth > MAX_DEPTH:
             raise ValueError(f"arrays or inline tables nested more than {MAX_DEPTH} levels deep")
-    return tomllib.loads(text)
+    return tomllib.loads(_LONG_INTEGER.sub(lambda match: match[1] or f'"\\u0000{TOO_LONG_INTEGER}"', text))
 
 
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str]) -> None:
@@ -320,6 +326,8 @@ def _interpolate(
         return [_interpolate(item, provenance, problems, path, secrets, project) for item in node]
     if isinstance(node, SetValue):
         return SetValue(_substitute(node.text, provenance, problems, path, secrets, project))
+    if node == f"\0{TOO_LONG_INTEGER}":  # what _read_toml read in place of such an integer
+        problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), TOO_LONG_INTEGER))
     if isinstance(node, str):
         return _substitute(node, provenance, problems, path, secrets, project)
     return node

@@ -25,7 +25,7 @@ from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_reference
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
 from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
-from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
+from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, TOO_LONG_INTEGER, RawProfile, SetValue
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
@@ -151,8 +151,7 @@ class Validator:
         prov = self.raw.provenance
         if key in prov:
             return prov[key]
-        below = [f for k, f in prov.items() if k.startswith(key + ".")]
-        if below:
+        if below := [f for k, f in prov.items() if k.startswith(key + ".")]:
             return below[0]
         parts = key.split(".")
         while parts:
@@ -205,8 +204,9 @@ class Validator:
         if not isinstance(table, dict):
             self.problem(name, f"expected a table, got {type(table).__name__}")
             table = {}
-        table.update(self._typed(table, cls))
-        return self._structure(name, table, cls)
+        typed = self._typed(name, table, cls)
+        table.update(typed)
+        return self._structure(name, typed, cls)
 
     def _component_tables(self, data: dict) -> list[tuple[str, str, Any, dict]]:
         """``(kind, name, use, table)`` for every component, shape-checked."""
@@ -251,9 +251,9 @@ class Validator:
             return None
         keys_cls = ModelKeys if kind == "model" else ComponentKeys
         reserved = {f.name for f in attrs.fields(keys_cls)}
-        kernel_keys = self._typed({k: v for k, v in table.items() if k in reserved}, keys_cls)
+        kernel_keys = self._typed(key, {k: v for k, v in table.items() if k in reserved}, keys_cls)
         kernel_keys["use"] = use
-        config = self._typed({k: v for k, v in table.items() if k not in reserved}, cls)
+        config = self._typed(key, {k: v for k, v in table.items() if k not in reserved}, cls)
         self._resolve_paths(key, config, cls)
         table.update(kernel_keys)
         table.update(config)  # the tree now shows typed, resolved values (profile show)
@@ -271,8 +271,7 @@ class Validator:
 
     def _unknown_type(self, kind: str, use: str) -> str:
         failed = self.host.failures()
-        providers = [info for info in failed if use in info.provides[kind]]  # known from an earlier load
-        if providers:
+        if providers := [info for info in failed if use in info.provides[kind]]:  # known from an earlier load
             details = "; ".join(f"{info.label}: {info.error}" for info in providers)
             return f"{kind} type {use!r} comes from a plugin that failed to load this time: {details}"
         known = self.host.known_names(kind)
@@ -283,13 +282,16 @@ class Validator:
             message += f". This profile needs it and these plugins failed to load: {details}"
         return message
 
-    def _typed(self, table: dict, cls: type) -> dict:
-        """Replace ``--set`` texts by values of the field's schema type."""
-        types_by_field = {f.name: f.type for f in attrs.fields(attrs.resolve_types(cls))}
-        return {
-            key: parse_set_value(value.text, types_by_field.get(key, Any)) if isinstance(value, SetValue) else value
-            for key, value in table.items()
-        }
+    def _typed(self, key: str, table: dict, cls: type) -> dict:
+        """Replace ``--set`` texts by values of the field's schema type (or a problem, the key left out)."""
+        hint = {f.name: f.type for f in attrs.fields(attrs.resolve_types(cls))}
+        typed = {}
+        for name, value in table.items():
+            try:
+                typed[name] = parse_set_value(value.text, hint.get(name, Any)) if isinstance(value, SetValue) else value
+            except ValueError:  # an integer Python cannot read: tomllib's words name no key
+                self.problem(f"{key}.{name}", TOO_LONG_INTEGER)
+        return typed
 
     def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
         for field in attrs.fields(cls):
@@ -419,10 +421,7 @@ def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
 
 
 def _join(prefix: str, path: list[str]) -> str:
-    key = prefix
-    for step in path:
-        key += step if step.startswith("[") else f".{step}"
-    return key
+    return prefix + "".join(step if step.startswith("[") else f".{step}" for step in path)
 
 
 def validate(raw: RawProfile, host: PluginHost) -> ResolvedProfile:

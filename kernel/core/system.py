@@ -49,8 +49,7 @@ def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> N
 def dependency_closure(specs: list[ComponentSpec], wanted: set[tuple[str, str]]) -> list[ComponentSpec]:
     """The components in ``wanted``, what they depend on, and the resource manager, in order."""
     by_key = {(s.kind, s.name): s for s in specs}
-    unknown = sorted(f"{kind} {name!r}" for kind, name in wanted if (kind, name) not in by_key)
-    if unknown:
+    if unknown := sorted(f"{kind} {name!r}" for kind, name in wanted if (kind, name) not in by_key):
         raise HeirloomError(f"the profile has no {', '.join(unknown)}")
     needed = {("resources", "resources")}
     todo = list(wanted)
@@ -152,8 +151,7 @@ class System:
                 raise LifecycleError(f"{what} failed to start: {reason}", errors) from exc
             self._started.append((spec, component))
             log.info("started %s in %.2fs", what, time.perf_counter() - began)
-        problems = self._served_model_problems()
-        if problems:
+        if problems := self._served_model_problems():
             errors = self._stop_started()
             self.state = "failed"
             raise LifecycleError("cannot serve: " + "; ".join(problems), errors)

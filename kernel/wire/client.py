@@ -35,7 +35,7 @@ from heirloom.wire.protocol import (
     request_frames,
     unpackb,
 )
-from heirloom.wire.transport import receiver, sender
+from heirloom.wire.transport import attach, receiver, sender
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 IDEMPOTENT_ROUTES = frozenset({"_health", "_ready", "_routes", "_stats"})
@@ -179,7 +179,11 @@ class Client:
             self._monitor = self._socket.get_monitor_socket(
                 zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
             )
-        self._socket.connect(address)
+        try:
+            attach(self._socket, address, bind=False)  # ZeroMQ's refusal as a message naming the address
+        except HeirloomError:
+            self._context.destroy(linger=0)  # no thread started yet: the sockets go with the context
+            raise
         self._send_frames, self._recv = sender(self._socket, nonblocking=True), receiver(self._socket)
         self._backlog: deque[tuple[int, list[Any], _Pending]] = deque()
         self._deadlines: list[tuple[float, int]] = []
