@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+import heirloom
 from heirloom.wire.client import DeadlineExceeded, RemoteError, Unavailable
 from heirloom.wire.protocol import CONTROL, packb
 from heirloom.wire.server import TAG_BYTES
@@ -367,5 +369,29 @@ def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
         assert probe.returncode == 3
         said = "not ready: 0 of 2 workers ready (models.m: daemon/m has no trained version yet (run heirloom train))"
         assert said in probe.stderr, probe.stderr
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_clients_learn_why_workers_cannot_start_from_ready_and_stats(tmp_path):
+    """A served version whose weights are damaged stops every worker's start: the broker
+    stayed up saying only "0 of 2 workers ready", the reason in its log alone."""
+    profile = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(write(tmp_path / "daemon.toml", profile)), env=toys).returncode == 0
+    blobs = heirloom.ArtifactStore.default().blobs
+    for metadata in blobs.glob("*.json"):
+        metadata.write_bytes(b"{}")
+    daemon = Daemon(tmp_path, "--workers", "2", profile=profile, env=toys)
+    try:
+        deadline = time.monotonic() + 60
+        while "could not start" not in (probe := run_heirloom("call", "_ready", "--connect", daemon.address)).stderr:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.5)
+        assert probe.returncode == 3
+        said = r"not ready: 0 of 2 workers ready \(worker pid \d+ could not start: .*daemon/m@1"
+        assert re.search(said, probe.stderr), probe.stderr
+        with daemon.client(timeout=10) as client:
+            assert "is corrupt: <store>/blobs/" in client.call("_stats")["start_failure"]
     finally:
         assert daemon.terminate() == 0

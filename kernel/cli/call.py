@@ -155,6 +155,8 @@ def _not_ready(body: dict[str, Any], client: Client) -> str:
             for name in models if isinstance(models, dict) else ():
                 if said := _model_error(models, name):
                     why.add(f"models.{name}{said}")
+        if isinstance(failure := body.get("start_failure"), str):
+            why.add(failure)
         reasons = f" ({'; '.join(sorted(why))})" if why else ""
         return f"{ready} of {body.get('expected_workers', '?')} workers ready{reasons}"
     waiting = [name for name, ready in (body.get("components") or {}).items() if ready is not True]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import os
 import tempfile
 import time
 from collections import Counter
@@ -36,15 +35,15 @@ from heirloom.core.placement import WorkerPool
 from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
-from heirloom.wire.broker_workers import Worker, describe_workers, read_heartbeat
-from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body, kernel_route
+from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
+from heirloom.wire.broker_workers import Worker, read_heartbeat, start_failure
+from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.local_workers import LocalWorkers
-from heirloom.wire.metrics import WorkerTotals, broker_route_stats
+from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
     CODE_OF_BYTE,
     CONTROL,
     INTERNAL,
-    INVALID_ARGUMENT,
     NOT_FOUND,
     OK,
     PERMISSION_DENIED,
@@ -59,10 +58,8 @@ from heirloom.wire.protocol import (
     packb,
     read_header,
     split_envelope,
-    unpackb,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
-from heirloom.wire.routing import Endpoint
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.throttle import Every
@@ -70,9 +67,6 @@ from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver
 
 log = logging.getLogger("heirloom.wire.broker")
 MISSED_HEARTBEATS = 3
-#: The admin route that changes how many workers a placing resource manager keeps.
-SCALE_ROUTE = "_scale"
-SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
 #: Seconds a local worker has to stop its components once the shared grace period is over.
@@ -81,7 +75,7 @@ STOP_SECONDS = 10.0
 _LOAD = operator.attrgetter("in_flight")
 
 
-class Broker:
+class Broker(BrokerRoutes):
     """Owns the client socket, the worker socket and the local worker processes."""
 
     def __init__(
@@ -271,9 +265,8 @@ class Broker:
                     self._drop(self.workers[frames[0]], f"worker pid {self.workers[frames[0]].pid}: key removed")
             elif len(frames) > 3 and frames[2] == b"HEARTBEAT":
                 self._heartbeat(frames[0], frames[3])
-            elif len(frames) > 2 and frames[2] == b"GONE" and frames[0] in self.workers:
-                worker = self.workers[frames[0]]
-                self._drop(worker, f"worker pid {worker.pid} drained and stopped", planned=True)
+            elif len(frames) > 2 and frames[2] == b"GONE":
+                self._gone(frames[0], frames[3] if len(frames) > 3 else None)
             return
         tag = tagged[:TAG_BYTES]
         code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
@@ -287,6 +280,16 @@ class Broker:
         stats.record(code, time.perf_counter() - received)
         reply = frames[2:]
         self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
+
+    def _gone(self, identity: bytes, failure: bytes | None) -> None:
+        """A worker drained and stopped, or (``failure``) its system did not start."""
+        if failure is not None:
+            self.start_failure = start_failure(failure)
+            log.error("%s", self.start_failure)
+        if identity in self.workers:
+            worker = self.workers[identity]
+            reason = self.start_failure if failure is not None else f"worker pid {worker.pid} drained and stopped"
+            self._drop(worker, reason or "", planned=failure is None)
 
     def _heartbeat(self, identity: bytes, frame: bytes) -> None:
         try:
@@ -311,6 +314,7 @@ class Broker:
             self._update_ready()
             if worker.ready:
                 log.info("worker pid %d ready", worker.pid)
+                self.start_failure = None
                 theirs = {r.get("name") for r in status.get("routes", [])}
                 if theirs != set(self.routes):
                     log.warning(
@@ -425,71 +429,3 @@ class Broker:
 
     def is_ready(self) -> bool:
         return not self.draining and len(self._ready) >= self.expected_workers()
-
-    def _route_health(self) -> dict[str, Any]:
-        return {"live": True, "draining": self.draining, "pid": os.getpid()}
-
-    def _route_ready(self) -> dict[str, Any]:
-        return {
-            "ready": self.is_ready(),
-            "draining": self.draining,
-            "expected_workers": self.expected_workers(),
-            "serving": not self.draining and bool(self._ready),
-            "workers": self._workers(),
-        }
-
-    def _route_routes(self) -> dict[str, Any]:
-        return {"routes": [*self._kernel_routes(), *self.routes.values()]}
-
-    def _kernel_routes(self) -> list[dict[str, Any]]:
-        """The broker's own routes, described as a one-process daemon describes its built-ins."""
-        routes = [kernel_route(name, getattr(self, f"_route{name}")) for name in KERNEL_ROUTES]
-        if self.pool is not None:
-            routes.append(kernel_route(SCALE_ROUTE, self._route_scale, SCALE_DESCRIPTION, admin=True))
-        return [Endpoint(route.name, route, builtin=True).describe() for route in routes]
-
-    def _route_stats(self) -> dict[str, Any]:
-        ready = self._ready
-        return {
-            "uptime_s": round(time.time() - self.started_at, 3),
-            "in_flight": len(self.forwarded),
-            "dropped_frames": self.dropped,
-            "refused_unrouted": dict(self.unrouted),
-            "dropped_replies": self.outbox.dropped,
-            "reply_backlog_bytes": self.outbox.release(),
-            "undeliverable_replies": self.outbox.undeliverable,
-            "draining": self.draining,
-            "routes": broker_route_stats(self.stats, self.worker_totals),
-            "resources": {"in_flight": len(self.forwarded), "max_in_flight": self.max_in_flight},
-            "network": self.buckets.usage() if self.buckets is not None else {},
-            "models": ready[0].status.get("models", {}) if ready else {},
-            "storage": ready[0].status.get("storage", {}) if ready else {},
-            "workers": self._workers(),
-        }
-
-    def _route_reload(self) -> dict[str, Any]:
-        keys = "; Curve keys re-read" if self.curve is not None else ""
-        log.info("_reload: asking %d worker(s) to check the store%s", len(self.workers), keys)
-        if self.curve is not None:
-            self.curve.refresh()
-        self._tell_workers(b"RELOAD")
-        return {"workers": len(self.workers)}
-
-    def _route_scale(self, body_frames: tuple[bytes, ...]) -> dict[str, Any]:
-        """Admin: ``{"workers": N}`` keeps N workers, where the resource manager places them."""
-        if self.pool is None:
-            raise RequestError(
-                INVALID_ARGUMENT,
-                '_scale needs a resource manager that places workers (e.g. use = "ray"); '
-                "local workers follow --workers",
-                "header.route",
-            )
-        body = unpackb(body_frames[0]) if len(body_frames) == 1 else None
-        count = body.get("workers") if isinstance(body, dict) else None
-        if type(count) is not int or count < 1:
-            raise RequestError(INVALID_ARGUMENT, f"_scale takes {{'workers': N}}, N >= 1; got {body!r}", "body.workers")
-        return {"workers": self.pool.scale(count)}
-
-    def _workers(self) -> list[dict[str, Any]]:
-        placed = self.pool.placements() if self.pool is not None else {}
-        return describe_workers(list(self.workers.values()), self.local.pids(), placed)

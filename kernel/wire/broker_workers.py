@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from heirloom.core.limits import shortened
 from heirloom.wire.protocol import decoding_error, unpackb
 
 #: The heartbeat keys the broker reads, and the types they must have when present.
@@ -85,3 +86,16 @@ def describe_workers(workers: list[Worker], local: set[int], placed: dict[int, d
         }
         for w in workers
     ]
+
+
+def start_failure(frame: bytes) -> str:
+    """What a worker's GONE message after a failed start says (untrusted, like a heartbeat:
+    any frame gives a line, never an error)."""
+    try:
+        said = unpackb(frame)
+    except Exception:  # noqa: BLE001 - msgpack raises several types; each is a bad frame
+        said = None
+    if not isinstance(said, dict):
+        return "a worker could not start (its message saying why was unreadable)"
+    pid = said.get("pid") if type(said.get("pid")) is int else "?"
+    return f"worker pid {pid} could not start: {shortened(str(said.get('error')))}"

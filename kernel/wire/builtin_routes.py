@@ -147,11 +147,16 @@ def models_status(system: System) -> dict[str, dict[str, Any]]:
     """What each model serves and why not, for clients: no server path in an error."""
     if system.serving is None:
         return {}
-    roots = [store.root] if isinstance(store := system.serving.store, ArtifactStore) else []
     return {
-        name: {**entry, "error": entry["error"] and without_paths(entry["error"], *roots)}
+        name: {**entry, "error": entry["error"] and for_clients(entry["error"], system)}
         for name, entry in system.serving.status().items()
     }
+
+
+def for_clients(message: str, system: System) -> str:
+    """``message`` without the server's paths (the home's, the store's): ``without_paths``."""
+    store = system.serving.store if system.serving is not None else None
+    return without_paths(message, *([store.root] if isinstance(store, ArtifactStore) else []))
 
 
 def storage_usage(system: System) -> dict[str, Any]:

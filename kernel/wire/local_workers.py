@@ -44,6 +44,9 @@ class LocalWorkers:
         self.argv = argv
         self.count = count
         self.processes: list[LocalProcess] = []
+        #: ``(when, failures so far)`` of each replacement waiting out its backoff: the broker's
+        #: loop keeps answering meanwhile, and a drain cancels them.
+        self.respawns: list[tuple[float, int]] = []
         #: Whether a worker stopping for good (not to be replaced) exited other than 0.
         self.unclean = False
 
@@ -70,8 +73,11 @@ class LocalWorkers:
                 delay = min(RESPAWN_BACKOFF_MAX, 0.5 * 2 ** (failures - 1)) if failures > 1 else 0.0
                 if delay:
                     log.warning("worker keeps dying; respawning in %.1fs", delay)
-                    time.sleep(min(delay, 1.0))
-                self._spawn(failures)
+                self.respawns.append((now + delay, failures))
+        due = [entry for entry in self.respawns if entry[0] <= now] if respawn else []
+        self.respawns = [entry for entry in self.respawns if entry not in due] if respawn else []
+        for _, failures in due:
+            self._spawn(failures)
         return exited
 
     def kill(self, pid: int) -> bool:

@@ -244,6 +244,8 @@ class Server:
                 self.start_error = exc
         if self.start_error is not None:
             log.error("system failed to start: %s", self.start_error)
+            if self.link is not None:
+                self.link.failed(self.start_error)
             return False
         if self.system.serving is not None:
             self.system.serving.watch(self.settings.reload_interval)

@@ -1,0 +1,101 @@
+"""The broker's own routes (``_health``, ``_ready``, ``_routes``, ``_stats``, ``_reload``,
+``_scale``): what a client learns of a ``--workers`` daemon, gathered from the workers'
+heartbeats and the broker's own counters."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from heirloom.wire.broker_workers import describe_workers
+from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
+from heirloom.wire.metrics import broker_route_stats
+from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError, unpackb
+from heirloom.wire.routing import Endpoint
+
+if TYPE_CHECKING:
+    from heirloom.wire.broker import Broker
+
+log = logging.getLogger("heirloom.wire.broker")
+#: The admin route that changes how many workers a placing resource manager keeps.
+SCALE_ROUTE = "_scale"
+SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
+
+
+class BrokerRoutes:
+    """The built-in routes of :class:`~heirloom.wire.broker.Broker` (a mixin of it)."""
+
+    #: Why the last worker that failed to start failed (its GONE message), until one is ready.
+    start_failure: str | None = None
+
+    def _route_health(self: Broker) -> dict[str, Any]:
+        return {"live": True, "draining": self.draining, "pid": os.getpid()}
+
+    def _route_ready(self: Broker) -> dict[str, Any]:
+        return {
+            "ready": self.is_ready(),
+            "draining": self.draining,
+            "expected_workers": self.expected_workers(),
+            "serving": not self.draining and bool(self._ready),
+            "workers": self._workers(),
+            "start_failure": self.start_failure,
+        }
+
+    def _route_routes(self: Broker) -> dict[str, Any]:
+        return {"routes": [*self._kernel_routes(), *self.routes.values()]}
+
+    def _kernel_routes(self: Broker) -> list[dict[str, Any]]:
+        """The broker's own routes, described as a one-process daemon describes its built-ins."""
+        routes = [kernel_route(name, getattr(self, f"_route{name}")) for name in KERNEL_ROUTES]
+        if self.pool is not None:
+            routes.append(kernel_route(SCALE_ROUTE, self._route_scale, SCALE_DESCRIPTION, admin=True))
+        return [Endpoint(route.name, route, builtin=True).describe() for route in routes]
+
+    def _route_stats(self: Broker) -> dict[str, Any]:
+        ready = self._ready
+        return {
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "in_flight": len(self.forwarded),
+            "dropped_frames": self.dropped,
+            "refused_unrouted": dict(self.unrouted),
+            "dropped_replies": self.outbox.dropped,
+            "reply_backlog_bytes": self.outbox.release(),
+            "undeliverable_replies": self.outbox.undeliverable,
+            "draining": self.draining,
+            "routes": broker_route_stats(self.stats, self.worker_totals),
+            "resources": {"in_flight": len(self.forwarded), "max_in_flight": self.max_in_flight},
+            "network": self.buckets.usage() if self.buckets is not None else {},
+            "models": ready[0].status.get("models", {}) if ready else {},
+            "storage": ready[0].status.get("storage", {}) if ready else {},
+            "workers": self._workers(),
+            "start_failure": self.start_failure,
+        }
+
+    def _route_reload(self: Broker) -> dict[str, Any]:
+        keys = "; Curve keys re-read" if self.curve is not None else ""
+        log.info("_reload: asking %d worker(s) to check the store%s", len(self.workers), keys)
+        if self.curve is not None:
+            self.curve.refresh()
+        self._tell_workers(b"RELOAD")
+        return {"workers": len(self.workers)}
+
+    def _route_scale(self: Broker, body_frames: tuple[bytes, ...]) -> dict[str, Any]:
+        """Admin: ``{"workers": N}`` keeps N workers, where the resource manager places them."""
+        if self.pool is None:
+            raise RequestError(
+                INVALID_ARGUMENT,
+                '_scale needs a resource manager that places workers (e.g. use = "ray"); '
+                "local workers follow --workers",
+                "header.route",
+            )
+        body = unpackb(body_frames[0]) if len(body_frames) == 1 else None
+        count = body.get("workers") if isinstance(body, dict) else None
+        if type(count) is not int or count < 1:
+            raise RequestError(INVALID_ARGUMENT, f"_scale takes {{'workers': N}}, N >= 1; got {body!r}", "body.workers")
+        return {"workers": self.pool.scale(count)}
+
+    def _workers(self: Broker) -> list[dict[str, Any]]:
+        placed = self.pool.placements() if self.pool is not None else {}
+        return describe_workers(list(self.workers.values()), self.local.pids(), placed)
