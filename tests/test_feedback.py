@@ -82,6 +82,17 @@ def training_view(env, profile) -> list[dict]:
     return [json.loads(line) for line in shown.stdout.splitlines()]
 
 
+def test_a_repeated_record_id_keeps_the_later_and_says_so(tmp_path, caplog):
+    """Two logs merged by hand after a restore held the same id twice: one record vanished
+    from ``feedback list`` without a word."""
+    path = tmp_path / "feedback.jsonl"
+    first, second = {"id": "a1", "text": "Profit rose", "label": "positive"}, {"id": "a1", "text": "x", "label": "y"}
+    write(path, "".join(json.dumps(record | {"time": 1.0}) + "\n" for record in (first, second)))
+    replay = heirloom.FeedbackLog.replay(path)
+    assert [entry.record["text"] for entry in replay.entries] == ["x"]
+    assert f"{path}: line 2 repeats the id a1 of an earlier record; the later is kept" in caplog.text
+
+
 def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_path):
     env, profile, (good, wrong, halted) = reviews
     listed = run_heirloom("feedback", "list", str(profile), "--json", env=env)

@@ -546,3 +546,17 @@ def test_a_plain_message_a_plugin_raises_as_a_profile_error_is_one_problem_at_it
         heirloom.Kernel(plugins=[toys, _StrictPlugin()]).resolve(str(path), ["models.m.epochs=5"])
     assert str(caught.value) == f"{path}: models.m: epochs above 3 overfit this toy"
     assert str(heirloom.ProfileError("plain")) == "plain" and len(heirloom.ProfileError("plain").problems) == 1
+
+
+def test_an_unclosed_interpolation_is_a_problem_and_a_byte_order_mark_is_no_part_of_the_profile(tmp_path, kernel):
+    """``path = "${data/x"`` was kept as literal text; a file saved with a BOM (an editor's)
+    was "invalid TOML: Invalid statement (line 1, column 1)"."""
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\nlabel = "${data/x"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    assert str(caught.value) == (
+        f"{path}: sources.s.label: cannot interpolate '${{data/x': ${{ needs a name and }} ($$ is a literal $)"
+    )
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'description = "saved by an editor"\n[sources.s]\nuse = "toy-source"\n')
+    assert kernel.resolve(str(bom)).raw.data["description"] == "saved by an editor"

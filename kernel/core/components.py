@@ -245,11 +245,9 @@ class Model(Component):
 
 
 class ModelHandle:
-    """The model an api should use right now and the version it serves.
-
-    A hot swap is one reference assignment, so a request that read ``current`` keeps
-    the model it got; apis read ``(model, version)`` once per request or batch.
-    """
+    """The model an api should use now and the version it serves. A hot swap is one reference
+    assignment, so a request that read ``current`` keeps the model it got; apis read
+    ``(model, version)`` once per request or batch."""
 
     __slots__ = ("_current", "name", "unavailable")
 

@@ -29,7 +29,7 @@ from heirloom.core.paths import data_root
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # the last: left unclosed
 #: Limits checked before a profile file is parsed.
 MAX_PROFILE_BYTES = 1 << 20
 MAX_DEPTH = 32
@@ -210,7 +210,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
     if len(data) > MAX_PROFILE_BYTES:
         raise ValueError(f"the file is {len(data)} bytes; a profile may be at most {MAX_PROFILE_BYTES}")
-    text = data.decode("utf-8")
+    text = data.decode("utf-8-sig")  # a byte-order mark (an editor's) is no part of the text
     bare = _STRINGS_AND_COMMENTS.sub("s", text)
     if _LONG_DOTTED_KEY.search(bare):
         raise ValueError(f"a dotted key or table name has more than {MAX_DEPTH} parts")
@@ -340,6 +340,10 @@ def _substitute(
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if match.group(0) == "${":  # unclosed, or no name: a typo rather than text
+            what = f"cannot interpolate {text[match.start() :][:30]!r}: ${{ needs a name and }} ($$ is a literal $)"
+            problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), what))
+            return "${"
         if name == "project":
             return project
         if name == "data":

@@ -168,8 +168,7 @@ class ModelServing:
             self._stop(model)
 
     def stop(self) -> None:
-        """End the watcher; stop every instance this object started (the system stops the
-        original ones)."""
+        """End the watcher; stop every instance this object started (the system stops the original ones)."""
         self._stopping.set()
         self._check_now.set()
         if self._watcher is not None:

@@ -11,6 +11,7 @@ acceptance names that label. ``heirloom feedback`` lists and amends these logs.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,8 @@ import attrs
 
 from heirloom.core.quota import StorageQuota
 from heirloom.store.logs import AppendLog
+
+log = logging.getLogger("heirloom.store.feedback")
 
 #: ``op`` of a tombstone line and of a label acceptance; records have no ``op``.
 REMOVE = "remove"
@@ -118,6 +121,9 @@ class FeedbackLog:
                 accepted.setdefault(line["label"], line)
             elif op is None:
                 record = line if "id" in line else {"id": f"line-{number}", **line}
+                if record["id"] in entries:  # two logs merged by hand, a record copied twice
+                    said = "%s: line %d repeats the id %s of an earlier record; the later is kept"
+                    log.warning(said, path, number, record["id"])
                 entries[record["id"]] = Entry(record)
         return Replay(list(entries.values()), accepted)
 
