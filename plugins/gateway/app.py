@@ -39,13 +39,14 @@ from heirloom_plugins.gateway.errors import (
     unhandled_error,
 )
 from heirloom_plugins.gateway.front import (
-    MAX_JSON_NESTING,
+    TOO_DEEP,
     Answer,
     Front,
     Receive,
     Refused,
     from_json,
     nested_deeper,
+    opens_deeper,
     read_body,
     refusal,
     to_json,
@@ -128,8 +129,34 @@ class Gateway:
         self._clients.clear()
 
     # -- calling -------------------------------------------------------------------------
+    async def request(
+        self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float, idempotency_key: str | None = None
+    ) -> heirloom.Reply:
+        """One call of ``route``. When the client itself stops waiting, its message names the
+        daemon's address and asks whether the daemon runs: an HTTP client is told instead that
+        the request's budget ran out (the daemon's own DEADLINE_EXCEEDED replies pass as sent)."""
+        try:
+            return await client.request(route, body, timeout=timeout, idempotency_key=idempotency_key)
+        except heirloom.RemoteError as exc:
+            if exc.code == "DEADLINE_EXCEEDED" and self.address in exc.message:
+                exc.message = (
+                    f"no reply to {route} within the request's budget of {timeout * 1000:g} ms "
+                    f"(Heirloom-Deadline-Ms, at most the gateway's --timeout of {self.timeout:g} s)"
+                )
+            raise
+
     async def body(self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float) -> Any:
-        return await client.call(route, body, timeout=timeout)
+        return (await self.request(client, route, body, timeout)).body
+
+    async def row(
+        self, client: heirloom.AsyncClient, route: str, row: int, body: Any, timeout: float
+    ) -> heirloom.Reply:
+        """Row ``row`` of an infer request as one call; a refusal says which row it was."""
+        try:
+            return await self.request(client, route, body, timeout)
+        except heirloom.RemoteError as exc:
+            exc.message = f"row {row}: {exc.message}"
+            raise
 
     def deadline(self, headers: Headers) -> float:
         """Seconds to wait: the ``Heirloom-Deadline-Ms`` header, at most the gateway's timeout."""
@@ -172,10 +199,10 @@ class Gateway:
         try:
             value = from_json(raw)
         except ValueError as exc:
-            raise Refused(error_response(400, f"the body is not JSON: {exc}", field="body")) from None
+            message = TOO_DEEP if opens_deeper(raw) else f"the body is not JSON: {exc}"
+            raise Refused(error_response(400, message, field="body")) from None
         if nested_deeper(raw, value):
-            message = f"the body nests arrays and objects deeper than {MAX_JSON_NESTING} levels"
-            raise Refused(error_response(400, message, field="body"))
+            raise Refused(error_response(400, TOO_DEEP, field="body"))
         return value
 
     # -- plain routes --------------------------------------------------------------------
@@ -187,7 +214,7 @@ class Gateway:
         if name not in table.routes:
             table = await self.routes.table(client, fresh=True, timeout=timeout)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
-        reply = await client.request(name, body, timeout=timeout, idempotency_key=headers.get(IDEMPOTENCY_HEADER))
+        reply = await self.request(client, name, body, timeout, idempotency_key=headers.get(IDEMPOTENCY_HEADER))
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:
@@ -209,7 +236,7 @@ class Gateway:
 
     async def _model(self, name: str, wanted: str | None, headers: Headers) -> tuple[Model, heirloom.AsyncClient]:
         """The OIP model named in the path (404 otherwise); a version in the path must be
-        the one served."""
+        the served version's number (``7`` for ``project/model@7``)."""
         client = self.caller(headers)
         timeout = self.deadline(headers)
         table = await self.routes.table(client, timeout=timeout)
@@ -221,10 +248,9 @@ class Gateway:
             raise Refused(error_response(404, f"no model {name!r} (models: {known})", field="path.name"))
         model = Model(name, entry, table.signatures[name])
         if wanted is not None:
-            version = await self.served_version(client, entry, headers)
-            if wanted not in (oip.short_version(version), version):
-                serving = oip.short_version(version) or "no version"
-                message = f"model {name!r} version {wanted!r} is not served (serving {serving})"
+            served = oip.short_version(await self.served_version(client, entry, headers))
+            if wanted != served:
+                message = f"model {name!r} version {wanted!r} is not served (serving {served or 'no version'})"
                 raise Refused(error_response(404, message, field="path.version"))
         return model, client
 
@@ -261,12 +287,12 @@ class Gateway:
             bodies = oip.rows(payload, model.signature)
             route = model.entry["name"]
             if len(bodies) == 1:  # no task per row when there is one
-                replies = [await client.request(route, bodies[0], timeout=timeout)]
+                replies = [await self.row(client, route, 0, bodies[0], timeout)]
             else:  # at most ROWS_IN_FLIGHT at a time: a large tensor must not fill the route's queue by itself
                 replies = []
                 for start in range(0, len(bodies), ROWS_IN_FLIGHT):
                     rows = enumerate(bodies[start : start + ROWS_IN_FLIGHT], start)
-                    replies += await asyncio.gather(*(_row(client, route, row, body, timeout) for row, body in rows))
+                    replies += await asyncio.gather(*(self.row(client, route, i, body, timeout) for i, body in rows))
             result = oip.response(name, model.signature, [r.body for r in replies], replies[0].version, payload)
         except oip.InferError as exc:
             raise Refused(error_response(400, str(exc), field=exc.field)) from None
@@ -295,7 +321,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
 
         def call_route(route: str, body: Any) -> Any:  # from the render thread, through the loop
-            return asyncio.run_coroutine_threadsafe(client.call(route, body, timeout=timeout), loop).result()
+            return asyncio.run_coroutine_threadsafe(self.body(client, route, body, timeout), loop).result()
 
         page = heirloom.ConsoleRequest(
             api=api,
@@ -337,15 +363,6 @@ def _guarded(handler: Any) -> Any:
 
     endpoint.__name__ = handler.__name__
     return endpoint
-
-
-async def _row(client: heirloom.AsyncClient, route: str, row: int, body: Any, timeout: float) -> Any:
-    """Row ``row`` of an infer request as one call; a refusal says which row it was."""
-    try:
-        return await client.request(route, body, timeout=timeout)
-    except heirloom.RemoteError as exc:
-        exc.message = f"row {row}: {exc.message}"
-        raise
 
 
 def create_app(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from heirloom_plugins.gateway.front import from_json
+from heirloom_plugins.gateway.front import from_json, to_json
 from heirloom_plugins.gateway.oip import InferError
 
 #: struct codes of the fixed-size datatypes (little-endian).
@@ -53,8 +53,11 @@ def decode(raw: bytes, header_length: str) -> Any:
         binary = (parameters or {}).get("binary_data_size")
         if binary is None:
             continue
-        if not isinstance(binary, int) or binary < 0 or offset + binary > len(raw):
-            raise InferError(f"{where}: binary_data_size {binary!r} runs past the body's end", f"{where}.parameters")
+        field = f"{where}.parameters.binary_data_size"
+        if type(binary) is not int or binary < 0:  # not bool: JSON's true is no size
+            raise InferError(f"{field} must be a whole number of bytes, got {to_json(binary).decode()}", field)
+        if offset + binary > len(raw):
+            raise InferError(f"{where}: binary_data_size {binary} runs past the body's end", field)
         tensor["data"] = _values(raw[offset : offset + binary], tensor.get("datatype"), where)
         offset += binary
     if offset != len(raw):

@@ -32,7 +32,8 @@ from heirloom.options import (
 from heirloom.reports import EXTRA_HINT
 
 #: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
-#: by uvicorn's "auto" choice). bench/gateway.py runs its FastAPI baseline with the same.
+#: by uvicorn's "auto" choice; the gateway's httptools protocol adds its pipelining bound).
+#: bench/gateway.py runs its FastAPI baseline with the same.
 UVICORN_SETTINGS = {"log_level": "warning", "access_log": False}
 
 
@@ -170,6 +171,7 @@ def gateway_command(
 
         from heirloom_plugins.gateway.app import Gateway, create_app
         from heirloom_plugins.gateway.auth import read_tokens
+        from heirloom_plugins.gateway.pipelining import OneQueuedRequest
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     configure_logs(log_level, log_format)
@@ -214,7 +216,7 @@ def gateway_command(
         port = listening.getsockname()[1]  # the one the system chose for --port 0
         click.echo(f"heirloom gateway: http://{url_host(host)}:{port}/ -> {daemon.address}", err=True)
         # on a stop signal, a request (or a body that never ends) gets --timeout more at most
-        settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout}
+        settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout, "http": OneQueuedRequest}
         app = create_app(gateway, daemon.on_loop, answered_hosts(host, allowed_hosts))
         server = uvicorn.Server(uvicorn.Config(app, **settings))
         server.run(sockets=[listening])

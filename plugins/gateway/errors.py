@@ -28,8 +28,10 @@ HTTP_STATUS = {
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
 }
-#: Refused by the gateway itself, before anything reaches the daemon.
+#: Refused by the gateway itself, before anything reaches the daemon: the client's request
+#: is wrong, so their code is INVALID_ARGUMENT (the wire has no code of their own).
 PAYLOAD_TOO_LARGE = 413
+METHOD_NOT_ALLOWED = 405
 
 
 def error_response(
@@ -79,12 +81,16 @@ def failure_response(exc: BaseException) -> JSONResponse:
     return error_response(500, message, code="INTERNAL")
 
 
+def method_not_allowed(method: str, path: str, allow: str) -> JSONResponse:
+    """405 for a method the path does not take; ``allow``: the ones it does."""
+    return error_response(METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}", headers={"Allow": allow})
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own 404 (no such path) and 405 (wrong method) as JSON error bodies."""
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
-        return error_response(405, message, code="INVALID_ARGUMENT", headers=dict(exc.headers or {}))
+    if exc.status_code == METHOD_NOT_ALLOWED:
+        return method_not_allowed(request.method, request.url.path, (exc.headers or {}).get("Allow", ""))
     return error_response(exc.status_code, f"no such path: {request.url.path}", code=_code_of(exc.status_code))
 
 
@@ -93,6 +99,6 @@ async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _code_of(status: int) -> str:
-    if status == PAYLOAD_TOO_LARGE:
+    if status in (PAYLOAD_TOO_LARGE, METHOD_NOT_ALLOWED):
         return "INVALID_ARGUMENT"
     return next((code for code, http in HTTP_STATUS.items() if http == status), "INTERNAL")

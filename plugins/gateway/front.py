@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 import heirloom
 from heirloom.options import host_refusal
-from heirloom_plugins.gateway.errors import error_response, failure_response, remote_error_response
+from heirloom_plugins.gateway.errors import error_response, failure_response, method_not_allowed, remote_error_response
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -53,12 +53,38 @@ def from_json(raw: bytes) -> Any:
 #: Deepest nesting of arrays and objects a body may have: orjson writes JSON at most 255
 #: levels deep, and a route may answer with what it was sent (echo).
 MAX_JSON_NESTING = 254
+TOO_DEEP = f"the body nests arrays and objects deeper than {MAX_JSON_NESTING} levels"
+#: Every byte but quotes and brackets: what the nesting of a refused body is read without.
+NOT_STRUCTURE = bytes(set(range(256)) - set(b'"[]{}'))
 
 
 def nested_deeper(raw: bytes, value: Any) -> bool:
     """Whether ``value`` (parsed from ``raw``) nests past MAX_JSON_NESTING. A body with fewer
     brackets than that cannot, which rules out nearly every body before any walk."""
-    return raw.count(b"[") + raw.count(b"{") > MAX_JSON_NESTING and heirloom.nests_deeper(value, MAX_JSON_NESTING)
+    return _brackets(raw) > MAX_JSON_NESTING and heirloom.nests_deeper(value, MAX_JSON_NESTING)
+
+
+def opens_deeper(raw: bytes) -> bool:
+    """Whether ``raw``, a body the parser refused, has more than MAX_JSON_NESTING arrays and
+    objects open at some point (strings skipped): the parser's own complaint about such a body
+    (``failed to allocate memory``, ``depth limit exceeded``) would not say what is wrong.
+    Vectorised, as a refused body of megabytes must not cost the event loop a Python loop."""
+    if _brackets(raw) <= MAX_JSON_NESTING:
+        return False
+    import numpy  # on this rare path only
+
+    # without escaped backslashes and quotes, each quote left opens or closes a string
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = numpy.frombuffer(unescaped.translate(None, NOT_STRUCTURE), dtype=numpy.uint8)
+    outside = numpy.cumsum(text == ord('"'), dtype=numpy.int32) % 2 == 0
+    opens = (text == ord("[")) | (text == ord("{"))
+    closes = (text == ord("]")) | (text == ord("}"))
+    depth = numpy.cumsum((opens.astype(numpy.int32) - closes) * outside)
+    return int(depth.max(initial=0)) > MAX_JSON_NESTING
+
+
+def _brackets(raw: bytes) -> int:
+    return raw.count(b"[") + raw.count(b"{")
 
 
 class Refused(Exception):
@@ -176,9 +202,7 @@ class Front:
             await self.app(scope, receive, unframed(send) if scope["type"] == "http" else send)
             return
         if scope["method"] != "POST":
-            message = f"{scope['method']} is not allowed on {scope['path']}"
-            refused = error_response(405, message, code="INVALID_ARGUMENT", headers={"Allow": "POST"})
-            await refused(scope, receive, send)
+            await method_not_allowed(scope["method"], scope["path"], "POST")(scope, receive, send)
             return
         kind, name, version = hot
         try:

@@ -135,7 +135,8 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     ident = name.replace(".", "_")
     operations: dict[str, Any] = {}
     for prefix, suffix in ((f"/v2/models/{name}", ""), (f"/v2/models/{name}/versions/{{version}}", "_version")):
-        version = [{"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}] if suffix else []
+        number = {"type": "string", "description": "the served version's number (7 for project/model@7)"}
+        version = [{"name": "version", "in": "path", "required": True, "schema": number}] if suffix else []
         operations[prefix] = {
             "get": {
                 "operationId": f"model_metadata_{ident}{suffix}",
