@@ -11,6 +11,8 @@ is queued behind the one in progress; the rest waits unparsed, and reading stays
 the request in progress is answered. A connection so holds at most one read of raw bytes
 (256 KiB), the request being answered and those of one piece; a client that sends on meets
 TCP's flow control (its sends block), as one that sends a request at a time never notices.
+It reads uvicorn's own attributes (``pipeline``, ``flow``, ``on_response_complete``), so
+constraints.txt pins the uvicorn release it was built on; tests/test_gateway.py checks it.
 """
 
 from __future__ import annotations
