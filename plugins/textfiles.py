@@ -1,10 +1,23 @@
-"""Reading data files whose encoding is not declared: the published originals of older data
-sets are latin-1 (MovieLens 100K, PhraseBank's lower agreement levels), and a copy re-saved by
-an editor or a spreadsheet is usually UTF-8."""
+"""Reading data files: files whose encoding is not declared (the published originals of older
+data sets are latin-1: MovieLens 100K, PhraseBank's lower agreement levels; a copy re-saved by
+an editor or a spreadsheet is usually UTF-8), and CSV files with a header, whose malformed rows
+are errors naming the file and the line."""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import csv
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+
+#: What to do about a CSV file that is not in the source's encoding.
+ENCODING_REMEDY = "set the source's 'encoding' (e.g. \"latin-1\")"
 
 
 def read_text(path: str | Path) -> str:
@@ -15,3 +28,78 @@ def read_text(path: str | Path) -> str:
         return raw.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's export) is no part of the text
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def known_encoding(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """attrs validator: ``value`` names a text encoding Python has."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"'{attribute.name}' {value!r} is not an encoding Python knows (utf-8, latin-1...)") from None
+
+
+def one_character(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """attrs validator: ``value`` is one character (a CSV delimiter)."""
+    if len(value) != 1:
+        raise ValueError(f"'{attribute.name}' must be one character, got {value!r}")
+
+
+@contextlib.contextmanager
+def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
+    """A file that is not ``encoding`` text is an error naming it and the line, not a
+    traceback (the line is found again in the raw bytes: the reader decodes ahead)."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raw = Path(path).read_bytes()
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            line, byte = raw.count(b"\n", 0, exc.start) + 1, raw[exc.start : exc.start + 1]
+        else:  # pragma: no cover - the same bytes decoded in one piece
+            raise
+        raise heirloom.HeirloomError(
+            f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
+        ) from None
+
+
+def csv_rows(
+    path: str | Path, required: Sequence[str], *, delimiter: str = ",", encoding: str = "utf-8-sig"
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, row)`` for each row of a CSV file with a header (RFC-4180 quoting; the
+    line is the row's last, for a quoted value that spans lines). The header must name every
+    ``required`` column; a row must have as many fields as the header (a short row, or a long
+    one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
+    not ``encoding`` text are an error naming their line. A row maps every header column."""
+    with open(path, newline="", encoding=encoding) as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        with decoding(path, encoding, ENCODING_REMEDY):
+            columns = reader.fieldnames or []
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise heirloom.HeirloomError(
+                    f"{path}: no column {', '.join(map(repr, missing))} (columns: {', '.join(columns)})"
+                )
+            for row in reader:
+                fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
+                if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
+                    raise heirloom.HeirloomError(
+                        f"{path}:{reader.line_num}: the row has {fields} fields, the header {len(columns)} "
+                        f"(quote a text that holds {delimiter!r})"
+                    )
+                yield reader.line_num, row
+
+
+@attrs.define(kw_only=True, slots=False)
+class CsvFormat:
+    """The settings of a source that reads CSV files (a mixin: ``class MySource(heirloom.Source,
+    CsvFormat)``), and :meth:`csv_rows` with them."""
+
+    #: The character between fields.
+    delimiter: str = attrs.field(default=",", validator=one_character)
+    #: The files' text encoding (``utf-8-sig`` reads UTF-8 with or without a byte-order mark).
+    encoding: str = attrs.field(default="utf-8-sig", validator=known_encoding)
+
+    def csv_rows(self, path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+        """:func:`csv_rows` of ``path`` with this source's delimiter and encoding."""
+        return csv_rows(path, required, delimiter=self.delimiter, encoding=self.encoding)

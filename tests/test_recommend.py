@@ -7,6 +7,7 @@ bench/recommend.py runs the tuned model against the peers.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from heirloom.wire.client import InvalidArgument, NotFound
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.movielens import MovieLensSource
 from heirloom_plugins.recommend.ranking import ranking_metrics, top_k
+from heirloom_plugins.recommend.ratings_csv import RatingsCsvSource
 from heirloom_plugins.recommend.tuning import split_for_tuning
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
@@ -263,6 +265,178 @@ def test_a_bad_model_setting_fails_profile_check_naming_the_key(tmp_path, data_d
     result = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
     assert result.returncode == 2
     assert "models.recs.l2" in result.stderr and "at least one value" in result.stderr
+
+
+# -- your own ratings (ratings-csv) ----------------------------------------------------------
+#: A shop's catalogue: 30 items in three kinds, ids that are not numbers, no GroupLens fields.
+SHOP_ITEMS = "item,title,genres\n" + "".join(
+    f"{kind[:3]}-{n},{kind} no. {n} ({2010 + n}),{kind}|Shop\n" for kind in ("Tea", "Coffee", "Cups") for n in range(10)
+)
+SHOP_PROFILE = """
+extends = ["recommend"]            # the recs model and api; only the data is swapped
+project = "shop"
+
+[sources.movies]                   # a new `use` replaces the shipped table (MovieLens) entirely
+use = "ratings-csv"
+ratings = "data/ratings.csv"
+items = "data/items.csv"
+validation_fraction = 0.25
+"""
+
+
+def shop_ratings() -> str:
+    """40 users, each rating 5 items of one kind (u0 tea, u1 coffee, u2 cups, ...) and one other."""
+    rows = ["user,item,rating,time"]
+    for user in range(40):
+        kind, other = ("Tea", "Cof", "Cup")[user % 3], ("Tea", "Cof", "Cup")[(user + 1) % 3]
+        items = [f"{kind}-{(user + j) % 10}" for j in range(5)] + [f"{other}-{user % 10}"]
+        rows += [f"u{user},{item},{1 + (user + j) % 5},{1700000000 + 60 * j}" for j, item in enumerate(items)]
+    return "\n".join(rows) + "\n"
+
+
+def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
+    """A shop with 40 users and 30 items, no GroupLens fields: the documented profile trains,
+    stores shop/recs@1 and ``eval --json`` reports the recommend metrics."""
+    write(tmp_path / "data" / "ratings.csv", shop_ratings())
+    write(tmp_path / "data" / "items.csv", SHOP_ITEMS)
+    profile = write(tmp_path / "shop.toml", SHOP_PROFILE)
+    stats = run_heirloom("data", "stats", str(profile), "movies")
+    assert stats.returncode == 0, stats.stderr
+    # per user round(6 * 0.25) = 2 test, round(4 * 0.25) = 1 validation, 3 train; 10% of 30 items cold
+    for count, value in [("items", 30), ("cold_items", 3), ("interactions.train", 120), ("interactions.test", 80)]:
+        assert re.search(rf"{re.escape(count)}\s+│\s+{value}\s", stats.stdout), (count, stats.stdout)
+    trained = run_heirloom("train", str(profile))
+    assert trained.returncode == 0, trained.stderr
+    assert "40 users, 30 items" in trained.stderr and "stored shop/recs@1" in trained.stdout
+    result = run_heirloom("eval", str(profile), "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["models"]["recs"]
+    assert metrics["version"] == "shop/recs@1"
+    assert set(metrics) == {"version", *(f"{m}_at_10" for m in ("ndcg", "precision", "recall", "map", "cold_ndcg"))} | {
+        "coverage"
+    }
+    assert 0 < metrics["ndcg_at_10"] <= 1 and 0 < metrics["recall_at_10"] <= 1 and 0 < metrics["coverage"] <= 1
+
+
+def ratings_csv(tmp_path: Path, ratings: str, items: str | None = None, **settings: Any) -> RatingsCsvSource:
+    write(tmp_path / "ratings.csv", ratings)
+    if items is not None:
+        write(tmp_path / "items.csv", items)
+        settings["items"] = str(tmp_path / "items.csv")
+    return RatingsCsvSource(ratings=str(tmp_path / "ratings.csv"), **settings)
+
+
+def test_ratings_csv_splits_exactly_as_movielens_does_per_user_and_seeded(tmp_path):
+    """The same ratings as a CSV and as GroupLens files give the same train, validation and
+    test pairs and the same cold items; file order does not matter, the seed does."""
+    triples = [(f"{user}", f"{item}") for user in range(1, 13) for item in range(1, 21) if (user * item) % 3]
+    write(tmp_path / "ml" / "u.genre", "unknown|0\nDrama|1\n")
+    write(tmp_path / "ml" / "u.item", "".join(f"{i}|Film {i} (1990)|01-Jan-1990||url|0|1\n" for i in range(1, 21)))
+    write(tmp_path / "ml" / "u.data", "".join(f"{u}\t{i}\t4\t881250949\n" for u, i in triples))
+    items = "item,title\n" + "".join(f"{i},Film {i} (1990)\n" for i in range(1, 21))
+    settings = {"validation_fraction": 0.25, "cold_fraction": 0.2}
+    source = ratings_csv(
+        tmp_path, "user,item,rating\n" + "".join(f"{u},{i},4\n" for u, i in triples), items, **settings
+    )
+    movielens = MovieLensSource(path=str(tmp_path / "ml"), **settings)
+    for split in ("train", "validation", "test"):
+        assert sorted(interactions(source, split)) == sorted(interactions(movielens, split))
+    cold = [r["item"] for r in source.records("test") if r["type"] == "item" and r["cold"]]
+    assert (
+        cold == [r["item"] for r in movielens.records("test") if r["type"] == "item" and r["cold"]] and len(cold) == 4
+    )
+    per_user = Counter(user for user, _ in triples)
+    assert Counter(user for user, _ in interactions(source, "test")) == {
+        u: round(n * 0.25) for u, n in per_user.items()
+    }
+    shuffled = ratings_csv(tmp_path / "b", "user,item,rating\n" + "".join(f"{u},{i},4\n" for u, i in triples[::-1]))
+    assert sorted(interactions(shuffled, "test")) == sorted(interactions(source, "test"))
+    reseeded = ratings_csv(tmp_path / "c", "user,item,rating\n" + "".join(f"{u},{i},4\n" for u, i in triples), seed=7)
+    assert sorted(interactions(reseeded, "test")) != sorted(interactions(source, "test"))
+
+
+def test_ratings_csv_reads_its_columns_years_genres_and_times(tmp_path):
+    items = (
+        "sku;name;tags;year\n"
+        "a;Green tea (2019);Tea, Green;\n"  # year from the title
+        "b;Mug;Cups;2021\n"
+        "c;Gift card;;\n"
+    )
+    ratings = "customer;sku;stars;when\nann;a;5;2024-03-01\nann;b;3.5;1709251200\nbob; c ;-1;\n"
+    columns = {"user_column": "customer", "item_column": "sku", "value_column": "stars", "time_column": "when"}
+    items_columns = {"title_column": "name", "genres_column": "tags", "genre_separator": ","}
+    source = ratings_csv(tmp_path, ratings, items, delimiter=";", cold_fraction=0, **columns, **items_columns)
+    records = list(source.records())
+    assert records[:3] == [
+        {
+            "type": "item",
+            "item": "a",
+            "title": "Green tea (2019)",
+            "year": 2019,
+            "genres": ["Tea", "Green"],
+            "cold": False,
+        },
+        {"type": "item", "item": "b", "title": "Mug", "year": 2021, "genres": ["Cups"], "cold": False},
+        {"type": "item", "item": "c", "title": "Gift card", "year": None, "genres": [], "cold": False},
+    ]
+    assert [(r["user"], r["item"], r["kind"], r["value"], r["time"]) for r in records[3:]] == [
+        ("ann", "a", "rating", 5.0, 1709251200),  # an ISO date is read as its Unix time (UTC)
+        ("ann", "b", "rating", 3.5, 1709251200),
+        ("bob", "c", "rating", -1.0, None),  # ids are trimmed; a blank time is null
+    ]
+    # without an items file: no item records, the catalogue is what the ratings name, no time column
+    bare = ratings_csv(tmp_path / "bare", "user,item,rating\nann,a,5\nann,b,4\nbob,a,1\nbob,c,2\n")
+    assert all(r["type"] == "interaction" and r["time"] is None for r in bare.records())
+    assert bare.stats()["items"] == 3 and bare.stats()["cold_items"] == 0
+    model = HybridRecommender(data="ratings", **FIXED)
+    model.fit(bare.records("train"))
+    assert sorted(model.catalogue.ids) == ["a", "b", "c"] and model.catalogue.describe(0)["title"] == ""
+
+
+@pytest.mark.parametrize(
+    ("ratings", "items", "error"),
+    [
+        ("user,item,score\nann,a,5\n", None, r"ratings\.csv: no column 'rating' \(columns: user, item, score\)"),
+        ("user,item,rating\nann,a,5\n ,a,4\n", None, r"ratings\.csv:3: the 'user' column is empty"),
+        ("user,item,rating\nann,,4\n", None, r"ratings\.csv:2: the 'item' column is empty"),
+        ("user,item,rating\nann,a,five\n", None, r"ratings\.csv:2: the 'rating' column is 'five', not a finite number"),
+        ("user,item,rating\nann,a,nan\n", None, r"ratings\.csv:2: the 'rating' column is 'nan', not a finite number"),
+        ("user,item,rating\nann,a,\n", None, r"ratings\.csv:2: the 'rating' column is '', not a finite number"),
+        ("user,item,rating\nann,a,5\nann,b\n", None, r"ratings\.csv:3: the row has 2 fields, the header 3"),
+        ("user,item,rating,time\nann,a,5,soon\n", None, r"ratings\.csv:2: the 'time' column is 'soon', not a Unix"),
+        (
+            "user,item,rating\nann,a,5\nann,z,4\n",
+            "item,title\na,Tea\n",
+            r"ratings\.csv:3: the 'item' column names item 'z', which \S+items\.csv does not list",
+        ),
+        (
+            "user,item,rating\nann,a,5\n",
+            "item,title\na,Tea\nb,Mug\na,Tea again\n",
+            r"items\.csv:4: the 'item' column repeats item 'a' \(listed at line 2\)",
+        ),
+        ("user,item,rating\nann,a,5\n", "item,name\na,Tea\n", r"items\.csv: no column 'title' \(columns: item, name\)"),
+        (
+            "user,item,rating\nann,a,5\n",
+            "item,title,year\na,Tea,2020s\n",
+            r"items\.csv:2: the 'year' column is '2020s'",
+        ),
+    ],
+)
+def test_a_malformed_ratings_or_items_csv_row_is_an_error_naming_file_line_and_column(tmp_path, ratings, items, error):
+    source = ratings_csv(tmp_path, ratings, items)
+    with pytest.raises(heirloom.HeirloomError, match=error):
+        list(source.records())
+
+
+def test_bytes_not_in_the_ratings_encoding_name_their_line_and_the_encoding_key_reads_them(tmp_path):
+    write(tmp_path / "items.csv", "item,title\ncafe,Café au lait\n")
+    (tmp_path / "ratings.csv").write_bytes(b"user,item,rating\nann,cafe,5\nren\xe9,cafe,4\n")
+    latin = {"ratings": str(tmp_path / "ratings.csv")}
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings\.csv:3: not utf-8-sig text \(byte b'\\xe9'.*'encoding'"):
+        list(RatingsCsvSource(**latin).records())
+    assert {r["user"] for r in RatingsCsvSource(**latin, encoding="latin-1").records()} == {"ann", "rené"}
+    with pytest.raises(ValueError, match="'delimiter' must be one character"):
+        RatingsCsvSource(**latin, delimiter="||")
 
 
 # -- serving ---------------------------------------------------------------------------------

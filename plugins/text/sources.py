@@ -11,9 +11,6 @@ sees the same partition.
 from __future__ import annotations
 
 import abc
-import codecs
-import contextlib
-import csv
 import difflib
 import hashlib
 import json
@@ -27,7 +24,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.textfiles import read_text
+from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
@@ -49,13 +46,6 @@ def _one_of(*choices: str):
             raise ValueError(f"'{attribute.name}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
     return check
-
-
-def _known_encoding(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    try:
-        codecs.lookup(value)
-    except LookupError:
-        raise ValueError(f"'{attribute.name}' {value!r} is not an encoding Python knows (utf-8, latin-1...)") from None
 
 
 def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -236,62 +226,25 @@ class PhraseBankSource(TextSource):
 
 
 @attrs.define(kw_only=True)
-class CsvSource(TextSource):
+class CsvSource(TextSource, CsvFormat):
     """A CSV file with a header (RFC-4180 quoting); ``test`` is optional."""
 
     train: str = heirloom.path_field()
     test: str | None = heirloom.path_field(default=None)
     text_column: str = attrs.field(default="text", validator=_non_empty)
     label_column: str = attrs.field(default="label", validator=_non_empty)
-    delimiter: str = attrs.field(default=",", validator=_non_empty)
-    #: The files' text encoding (``utf-8-sig`` reads UTF-8 with or without a byte-order mark).
-    encoding: str = attrs.field(default="utf-8-sig", validator=_known_encoding)
 
     def files(self) -> tuple[str, str | None]:
         return self.train, self.test
 
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
-        with open(path, newline="", encoding=self.encoding) as handle:
-            reader = csv.DictReader(handle, delimiter=self.delimiter)
-            with _decoding(path, self.encoding, "set the source's 'encoding' (e.g. \"latin-1\")"):
-                columns = reader.fieldnames or []
-                missing = [c for c in (self.text_column, self.label_column) if c not in columns]
-                if missing:
-                    raise heirloom.HeirloomError(
-                        f"{path}: no column {', '.join(map(repr, missing))} (columns: {', '.join(columns)})"
-                    )
-                for row in reader:
-                    text, label = row[self.text_column], row[self.label_column]
-                    where = f"{path}:{reader.line_num}"
-                    fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
-                    if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
-                        raise heirloom.HeirloomError(
-                            f"{where}: the row has {fields} fields, the header {len(columns)} "
-                            f"(quote a text that holds {self.delimiter!r})"
-                        )
-                    if not label.strip():
-                        raise heirloom.HeirloomError(f"{where}: the {self.label_column!r} column is empty")
-                    yield {"id": f"{name}:{reader.line_num}", "text": text, "label": label.strip()}
-
-
-@contextlib.contextmanager
-def _decoding(path: str, encoding: str, remedy: str) -> Iterator[None]:
-    """A file that is not ``encoding`` text is an error naming it and the line, not a
-    traceback (the line is found again in the raw bytes: the reader decodes ahead)."""
-    try:
-        yield
-    except UnicodeDecodeError:
-        raw = Path(path).read_bytes()
-        try:
-            raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            line, byte = raw.count(b"\n", 0, exc.start) + 1, raw[exc.start : exc.start + 1]
-        else:  # pragma: no cover - the same bytes decoded in one piece
-            raise
-        raise heirloom.HeirloomError(
-            f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
-        ) from None
+        columns = (self.text_column, self.label_column)
+        for line, row in self.csv_rows(path, columns):
+            text, label = row[self.text_column], row[self.label_column]
+            if not label.strip():
+                raise heirloom.HeirloomError(f"{path}:{line}: the {self.label_column!r} column is empty")
+            yield {"id": f"{name}:{line}", "text": text, "label": label.strip()}
 
 
 @attrs.define(kw_only=True)
@@ -308,7 +261,7 @@ class JsonlSource(TextSource):
 
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
-        with open(path, encoding="utf-8") as handle, _decoding(path, "utf-8", "JSON lines are UTF-8"):
+        with open(path, encoding="utf-8") as handle, decoding(path, "utf-8", "JSON lines are UTF-8"):
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue

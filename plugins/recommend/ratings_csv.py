@@ -1,0 +1,144 @@
+"""The ``ratings-csv`` source: your own ratings, from a CSV file with a header, and
+optionally your catalogue, from a second one; split as ``movielens`` is (``split.py``).
+
+Every malformed row is an error naming the file, the line and the column: a user or item
+that is blank, a rating that is not a finite number, a time that is neither a Unix time nor
+an ISO 8601 date, a rated item the items file does not list, an item listed twice, a short
+row and bytes that are not the file's encoding.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.recommend.checks import non_empty
+from heirloom_plugins.recommend.records import parse_year
+from heirloom_plugins.recommend.split import Rating, SplitRatingsSource
+from heirloom_plugins.textfiles import CsvFormat
+
+
+@attrs.define(kw_only=True)
+class RatingsCsvSource(SplitRatingsSource, CsvFormat):
+    """Ratings (user, item, rating, time) from a CSV file; titles, years and genres from an
+    optional items CSV. Without one, the catalogue is the items the ratings name (no text, so
+    nothing is cold)."""
+
+    source_type = "ratings-csv"
+
+    #: The ratings CSV (a header, then one rating per row).
+    ratings: str = heirloom.path_field()
+    #: The items CSV (a header, then one item per row), or none.
+    items: str | None = heirloom.path_field(default=None)
+    #: The column of the user id (ratings).
+    user_column: str = attrs.field(default="user", validator=non_empty)
+    #: The column of the item id (ratings and items).
+    item_column: str = attrs.field(default="item", validator=non_empty)
+    #: The column of the rating, a finite number (ratings).
+    value_column: str = attrs.field(default="rating", validator=non_empty)
+    #: The column of the time: a Unix time or an ISO 8601 date (ratings; without it, or blank: null).
+    time_column: str = attrs.field(default="time", validator=non_empty)
+    #: The column of the title (items); a trailing ``(1995)`` is the year when there is no year column.
+    title_column: str = attrs.field(default="title", validator=non_empty)
+    #: The column of the genres, separated by ``genre_separator`` (items; without it: none).
+    genres_column: str = attrs.field(default="genres", validator=non_empty)
+    genre_separator: str = attrs.field(default="|", validator=non_empty)
+    #: The column of the year, a whole number (items; without it, or blank: from the title).
+    year_column: str = attrs.field(default="year", validator=non_empty)
+
+    def files(self) -> tuple[Path, ...]:
+        return (Path(self.ratings),) if self.items is None else (Path(self.ratings), Path(self.items))
+
+    def read_catalogue(self) -> list[dict[str, Any]]:
+        if self.items is None:
+            return []
+        items: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for line, row in self.csv_rows(self.items, (self.item_column, self.title_column)):
+            where = f"{self.items}:{line}"
+            item = _id(row, self.item_column, where)
+            first = seen.setdefault(item, line)
+            if first != line:
+                raise heirloom.HeirloomError(
+                    f"{where}: the {self.item_column!r} column repeats item {item!r} (listed at line {first})"
+                )
+            title = row[self.title_column].strip()
+            genres = (row.get(self.genres_column) or "").split(self.genre_separator)
+            year = _year(row.get(self.year_column), self.year_column, where)
+            items.append(
+                {
+                    "item": item,
+                    "title": title,
+                    "year": parse_year(title) if year is None else year,
+                    "genres": [genre.strip() for genre in genres if genre.strip()],
+                }
+            )
+        return items
+
+    def read_ratings(self, items: list[dict[str, Any]]) -> list[Rating]:
+        listed = {item["item"] for item in items}
+        rows = []
+        for line, row in self.csv_rows(self.ratings, (self.user_column, self.item_column, self.value_column)):
+            where = f"{self.ratings}:{line}"
+            user, item = _id(row, self.user_column, where), _id(row, self.item_column, where)
+            if self.items is not None and item not in listed:
+                raise heirloom.HeirloomError(
+                    f"{where}: the {self.item_column!r} column names item {item!r}, which {self.items} does not list"
+                )
+            value = _rating(row[self.value_column], self.value_column, where)
+            rows.append((user, item, value, _time(row.get(self.time_column), self.time_column, where)))
+        return rows
+
+
+def _id(row: dict[str, str], column: str, where: str) -> str:
+    value = row[column].strip()
+    if not value:
+        raise heirloom.HeirloomError(f"{where}: the {column!r} column is empty")
+    return value
+
+
+def _rating(text: str, column: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}, not a finite number")
+    return value
+
+
+def _year(text: str | None, column: str, where: str) -> int | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}, not a whole number") from None
+
+
+def _time(cell: str | None, column: str, where: str) -> float | int | None:
+    """A Unix time as written (seconds), or an ISO 8601 date or date-time as one (UTC unless
+    it says otherwise); None without a time column or in a blank cell."""
+    text = (cell or "").strip()
+    if not text:
+        return None
+    for parse in (int, float):
+        try:
+            stamp = parse(text)
+        except ValueError:
+            continue
+        if math.isfinite(stamp):
+            return stamp
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date")
+    stamp = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return int(stamp) if stamp.is_integer() else stamp
