@@ -100,6 +100,23 @@ class CsvFormat:
     #: The files' text encoding (``utf-8-sig`` reads UTF-8 with or without a byte-order mark).
     encoding: str = attrs.field(default="utf-8-sig", validator=known_encoding)
 
+    def check_columns(self, path: str | None, columns: dict[str, str]) -> None:
+        """ValueError naming the setting (``'text_column' 'text' is not a column of
+        train.csv (columns: ...)``) when ``path``'s header lacks a column ``columns`` maps a
+        setting to: ``profile check`` says so, before a train reads the data. A file that
+        cannot be read is the reading's to report."""
+        if path is None:
+            return
+        try:
+            with open(path, newline="", encoding=self.encoding) as handle:
+                header = next(csv.reader(handle, delimiter=self.delimiter), [])
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return
+        for setting, column in columns.items():
+            if column not in header:
+                named = ", ".join(header)
+                raise ValueError(f"'{setting}' {column!r} is not a column of {Path(path).name} (columns: {named})")
+
     def csv_rows(self, path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
         """:func:`csv_rows` of ``path`` with this source's delimiter and encoding."""
         return csv_rows(path, required, delimiter=self.delimiter, encoding=self.encoding)

@@ -396,7 +396,6 @@ def test_ratings_csv_reads_its_columns_years_genres_and_times(tmp_path):
 @pytest.mark.parametrize(
     ("ratings", "items", "error"),
     [
-        ("user,item,score\nann,a,5\n", None, r"ratings\.csv: no column 'rating' \(columns: user, item, score\)"),
         ("user,item,rating\nann,a,5\n ,a,4\n", None, r"ratings\.csv:3: the 'user' column is empty"),
         ("user,item,rating\nann,,4\n", None, r"ratings\.csv:2: the 'item' column is empty"),
         ("user,item,rating\nann,a,five\n", None, r"ratings\.csv:2: the 'rating' column is 'five', not a finite number"),
@@ -414,7 +413,6 @@ def test_ratings_csv_reads_its_columns_years_genres_and_times(tmp_path):
             "item,title\na,Tea\nb,Mug\na,Tea again\n",
             r"items\.csv:4: the 'item' column repeats item 'a' \(listed at line 2\)",
         ),
-        ("user,item,rating\nann,a,5\n", "item,name\na,Tea\n", r"items\.csv: no column 'title' \(columns: item, name\)"),
         (
             "user,item,rating\nann,a,5\n",
             "item,title,year\na,Tea,2020s\n",
@@ -426,6 +424,26 @@ def test_a_malformed_ratings_or_items_csv_row_is_an_error_naming_file_line_and_c
     source = ratings_csv(tmp_path, ratings, items)
     with pytest.raises(heirloom.HeirloomError, match=error):
         list(source.records())
+
+
+def test_profile_check_names_the_setting_whose_column_a_csv_file_lacks(tmp_path):
+    """A wrong column name passed ``profile check`` and failed the train after it began."""
+    write(tmp_path / "ratings.csv", "user,item,score\nann,a,5\n")
+    write(tmp_path / "items.csv", "item,name\na,Tea\n")
+    write(tmp_path / "texts.csv", "utterance,intent\nmy bill,billing\n")
+    profile = write(
+        tmp_path / "shop.toml",
+        '[sources.ratings]\nuse = "ratings-csv"\nratings = "ratings.csv"\nitems = "items.csv"\n'
+        '[sources.texts]\nuse = "csv"\ntrain = "texts.csv"\ntext_column = "utterance"\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile))
+    assert checked.returncode == 2
+    assert checked.stderr.splitlines() == [
+        f"{profile}: sources.ratings.value_column: 'value_column' 'rating' is not a column of ratings.csv "
+        "(columns: user, item, score)",
+        f"{profile}: sources.texts.label_column: 'label_column' 'label' is not a column of texts.csv "
+        "(columns: utterance, intent)",
+    ]
 
 
 def test_bytes_not_in_the_ratings_encoding_name_their_line_and_the_encoding_key_reads_them(tmp_path):

@@ -113,10 +113,10 @@ def test_banking77_csv_with_official_test_file(data_dir):
     assert sorted(stats["labels"]["train"]) == sorted(json.loads((folder / "categories.json").read_text()))
 
 
-def test_csv_missing_column_names_the_columns(data_dir):
-    source = CsvSource(train=str(data_dir / "banking77" / "train.csv"))
-    with pytest.raises(heirloom.HeirloomError, match=r"no column 'label' \(columns: text, category\)"):
-        next(source.records("train"))
+def test_csv_missing_column_names_the_setting_and_the_columns(data_dir):
+    said = r"'label_column' 'label' is not a column of train.csv \(columns: text, category\)"
+    with pytest.raises(ValueError, match=said):
+        CsvSource(train=str(data_dir / "banking77" / "train.csv"))
 
 
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):

@@ -51,6 +51,11 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     #: The column of the year, a whole number (items; without it, or blank: from the title).
     year_column: str = attrs.field(default="year", validator=non_empty)
 
+    def __attrs_post_init__(self) -> None:
+        rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
+        self.check_columns(self.ratings, rated)
+        self.check_columns(self.items, {"item_column": self.item_column, "title_column": self.title_column})
+
     def files(self) -> tuple[Path, ...]:
         return (Path(self.ratings),) if self.items is None else (Path(self.ratings), Path(self.items))
 

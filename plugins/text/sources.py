@@ -234,6 +234,10 @@ class CsvSource(TextSource, CsvFormat):
     text_column: str = attrs.field(default="text", validator=_non_empty)
     label_column: str = attrs.field(default="label", validator=_non_empty)
 
+    def __attrs_post_init__(self) -> None:
+        for path in self.files():
+            self.check_columns(path, {"text_column": self.text_column, "label_column": self.label_column})
+
     def files(self) -> tuple[str, str | None]:
         return self.train, self.test
 
