@@ -107,6 +107,9 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     assert good in table.stdout and "3 record(s)" in table.stdout
     assert "new labels waiting for heirloom feedback accept-label: 'halted' (1)" in table.stderr
     assert [r["label"] for r in training_view(env, profile)] == ["negative", "positive"]  # 'halted' waits
+    shown = run_heirloom("data", "show", str(profile), "corrections", "--limit", "0", env=env)
+    waiting = "sentiment.jsonl: 1 correction(s) with new labels wait for heirloom feedback accept-label"
+    assert shown.stderr.count(waiting) == 1, shown.stderr  # what a train reading this source says, once
 
     removed = run_heirloom("feedback", "remove", str(profile), wrong, "--reason", "typo by the annotator", env=env)
     assert removed.returncode == 0, removed.stderr

@@ -14,6 +14,7 @@ import abc
 import difflib
 import hashlib
 import json
+import logging
 import os
 import random
 from collections import Counter
@@ -28,6 +29,8 @@ from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
+
+log = logging.getLogger("heirloom.text")
 
 
 def _open_fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -311,7 +314,16 @@ class FeedbackSource(heirloom.Source):
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         if split not in (None, "train"):
             return
-        for entry in heirloom.FeedbackLog.replay(self.log_path).trainable():
+        replay = heirloom.FeedbackLog.replay(self.log_path)
+        if (waiting := replay.pending_labels()) and not getattr(self, "_said_waiting", False):
+            self._said_waiting = True  # once per run: a train reads the split more than once
+            log.warning(
+                "%s: %d correction(s) with new labels wait for heirloom feedback accept-label and are left out: %s",
+                self.log_path.name,
+                sum(waiting.values()),
+                ", ".join(f"{label!r} ({count})" for label, count in sorted(waiting.items())),
+            )
+        for entry in replay.trainable():
             yield {"id": f"feedback:{entry['id']}", "text": entry["text"], "label": entry["label"]}
 
     def fingerprint(self) -> str:
