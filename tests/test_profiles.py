@@ -560,3 +560,12 @@ def test_an_unclosed_interpolation_is_a_problem_and_a_byte_order_mark_is_no_part
     bom = tmp_path / "bom.toml"
     bom.write_bytes(b"\xef\xbb\xbf" + b'description = "saved by an editor"\n[sources.s]\nuse = "toy-source"\n')
     assert kernel.resolve(str(bom)).raw.data["description"] == "saved by an editor"
+
+
+def test_profile_show_prints_a_value_in_brackets_as_written_not_as_terminal_markup(tmp_path):
+    """``new_label_pattern = "[a-z][a-z0-9_]{0,63}"`` showed as '{0,63}': the table read the
+    brackets as rich markup and dropped them."""
+    profile = write(tmp_path / "p.toml", 'description = "[bold]labels[/bold] match [a-z][a-z0-9_]{0,63}"\n')
+    shown = run_heirloom("profile", "show", str(profile), env={"COLUMNS": "200"})
+    assert shown.returncode == 0, shown.stderr
+    assert "'[bold]labels[/bold] match [a-z][a-z0-9_]{0,63}'" in shown.stdout

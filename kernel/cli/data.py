@@ -26,6 +26,7 @@ from heirloom.cli.common import (
     err_console,
     fail,
     get_kernel,
+    inert,
     print_json,
     resolve_or_exit,
     set_option,
@@ -113,7 +114,7 @@ def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, .
         return
     table = Table("count", "value")
     for key, value in flatten(stats):
-        table.add_row(key, "\n".join(map(str, value)) if isinstance(value, list) else str(value))
+        table.add_row(inert(key), inert("\n".join(map(str, value)) if isinstance(value, list) else value))
     console.print(table)
 
 

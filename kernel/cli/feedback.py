@@ -102,10 +102,12 @@ def feedback_list(
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
         return
-    table = Table(Column("id", no_wrap=True), "api", Column("time", no_wrap=True), "label", "status", "text")
+    apis = len({row["api"] for row in rows}) > 1  # one api's column says nothing, and costs the text its room
+    columns = [Column("id", no_wrap=True), *(["api"] * apis), Column("time", no_wrap=True), "label", "status"]
+    table = Table(*columns, Column("text", min_width=24))
     for row in rows:
         text = row.get("text", "")
-        cells = [row["id"], row["api"], _when(row), row.get("label", ""), row["status"]]
+        cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]
         table.add_row(*map(inert, cells), inert(text if len(text) <= 80 else text[:77] + "..."))
     console.print(table)
     click.echo(f"{len(rows)} record(s)")

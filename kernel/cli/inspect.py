@@ -8,12 +8,14 @@ from typing import Any
 
 import click
 from rich.table import Column, Table
+from rich.text import Text
 
 from heirloom.cli.common import (
     console,
     err_console,
     fail,
     get_kernel,
+    inert,
     print_json,
     report_profile_error,
     resolve_or_exit,
@@ -60,9 +62,9 @@ def plugins_command(as_json: bool) -> None:
         for info in infos:
             provided = [*info.provides.items(), ("commands", registered.get(info.name, info.commands))]
             provides = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in provided if names)
-            status = "[green]loaded[/]" if info.status == "loaded" else f"[red]failed[/]: {info.error}"
+            status = Text("loaded", "green") if info.status == "loaded" else Text("failed", "red") + f": {info.error}"
             dist = f"{info.distribution} {info.version}" if info.distribution else "-"
-            table.add_row(info.name, dist, status, provides or "-")
+            table.add_row(inert(info.name), inert(dist), status, inert(provides or "-"))
         console.print(table)
     for what, labels in host.conflicts().items():
         err_console.print(f"conflict: {what} is registered by {' and '.join(labels)}", markup=False)
@@ -87,7 +89,7 @@ def profiles_command(as_json: bool) -> None:
         return
     table = Table(Column("profile", no_wrap=True), Column("file", overflow="fold"), "from")  # names are copied
     for entry in found:
-        table.add_row(entry["name"], entry["path"], entry["origin"])
+        table.add_row(*map(inert, (entry["name"], entry["path"], entry["origin"])))
     console.print(table)
     for name, labels in clashes.items():
         err_console.print(f"conflict: profile {name} is registered by {' and '.join(labels)}", markup=False)
@@ -129,13 +131,13 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         print_json({**shown, "secrets": sorted(raw.secrets)})
     else:
         named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
-        console.print(f"[bold]{raw.name}[/] ({raw.file}); project {project}{named}")
-        console.print(f"extends chain: {' -> '.join(raw.files)}")
+        console.print(Text(raw.name, "bold") + inert(f" ({raw.file}); project {project}{named}"))
+        console.print(inert(f"extends chain: {' -> '.join(raw.files)}"))
         table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), "set by")  # keys go to --set
         for key, origin in sorted(raw.provenance.items()):
             secret = " (from the environment)" if key in raw.secrets else ""
             file = Path(origin).name if origin in raw.files else origin  # the chain above has the whole paths
-            table.add_row(key, repr(_lookup(data, key)) + secret, file)
+            table.add_row(*map(inert, (key, repr(_lookup(data, key)) + secret, file)))  # '[a-z]' is no markup
         console.print(table)
     if problems is not None:
         report_profile_error(problems)

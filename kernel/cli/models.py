@@ -15,7 +15,16 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, print_json
+from heirloom.cli.common import (
+    EXIT_DECLINED,
+    EXIT_INVALID,
+    console,
+    err_console,
+    fail,
+    get_kernel,
+    inert,
+    print_json,
+)
 from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import (
     SPLITS,
@@ -66,12 +75,13 @@ def metrics_text(metrics: dict[str, Any]) -> str:
 
 
 def _table(artifacts: list[Artifact]) -> Table:
-    """Refs and digests never wrap: they are what people copy. Aliases show under the ref."""
-    fixed = {name: Column(name, no_wrap=True) for name in ("ref", "parent", "digest")}
-    table = Table(fixed["ref"], "metrics", fixed["parent"], fixed["digest"])
+    """Refs and digests never wrap: they are what people copy (a parent folds, whole, where
+    an 80-column terminal leaves the metrics no room). Aliases show under the ref."""
+    ref, digest = Column("ref", no_wrap=True), Column("digest", no_wrap=True)
+    table = Table(ref, Column("metrics", min_width=18), Column("parent", overflow="fold"), digest)
     for a in artifacts:
         ref = a.ref + "".join(f"\n@{alias}" for alias in a.aliases)
-        table.add_row(ref, metrics_text(a.metrics), a.parent or "-", a.digest[:12])
+        table.add_row(ref, inert(metrics_text(a.metrics)), a.parent or "-", a.digest[:12])
     return table
 
 
@@ -140,7 +150,7 @@ def models_show(ref: str, metadata: bool, as_json: bool, store: ArtifactStore) -
         return
     table = Table(Column("field", overflow="fold"), Column("value", overflow="fold"))
     for key, value in _rows(record):
-        table.add_row(key, value)
+        table.add_row(inert(key), inert(value))  # labels, paths: text, never rich markup
     console.print(table)
 
 
