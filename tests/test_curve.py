@@ -351,6 +351,7 @@ def test_the_gateway_calls_a_curve_daemon_with_each_tokens_key(secure, keys, tmp
         assert (status, body) == (200, {"a": 1})
         status, _, body = http(echo, {"a": 1}, headers={"Authorization": "Bearer mallory-token-0123456789"})
         assert status == 401 and body["code"] == "UNAUTHENTICATED", body  # a key the daemon does not admit
+        assert "refused this client's Curve key" in body["error"] and secure.address not in body["error"], body
         status, _, document = http(gateway.url + "/openapi.json")  # needs no token
         assert status == 200 and "/v1/routes/echo.echo" in document["paths"]
     finally:

@@ -134,7 +134,8 @@ class Gateway:
     ) -> heirloom.Reply:
         """One call of ``route``. When the client itself stops waiting, its message names the
         daemon's address and asks whether the daemon runs: an HTTP client is told instead that
-        the request's budget ran out (the daemon's own DEADLINE_EXCEEDED replies pass as sent)."""
+        the request's budget ran out (the daemon's own DEADLINE_EXCEEDED replies pass as sent).
+        No message an HTTP client reads names the daemon's address (a refused Curve key's did)."""
         try:
             return await client.request(route, body, timeout=timeout, idempotency_key=idempotency_key)
         except heirloom.RemoteError as exc:
@@ -143,6 +144,7 @@ class Gateway:
                     f"no reply to {route} within the request's budget of {timeout * 1000:g} ms "
                     f"(Heirloom-Deadline-Ms, at most the gateway's --timeout of {self.timeout:g} s)"
                 )
+            exc.message = exc.message.replace(f" at {self.address}", "").replace(self.address, "the daemon")
             raise
 
     async def body(self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float) -> Any:
