@@ -15,16 +15,7 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import (
-    EXIT_DECLINED,
-    EXIT_INVALID,
-    console,
-    err_console,
-    fail,
-    get_kernel,
-    inert,
-    print_json,
-)
+from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
 from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import (
     SPLITS,
