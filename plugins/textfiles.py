@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import difflib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,14 @@ def one_character(instance: Any, attribute: attrs.Attribute, value: str) -> None
         raise ValueError(f"'{attribute.name}' must be one character, got {value!r}")
 
 
+def close_column(column: str, header: Sequence[str]) -> str:
+    """``; did you mean 'Rating'?`` for a column the header has in another case or spelling."""
+    close = [name for name in header if name.casefold() == column.casefold()] or difflib.get_close_matches(
+        column, header, 1
+    )
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 @contextlib.contextmanager
 def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
     """A file that is not ``encoding`` text is an error naming it and the line, not a
@@ -74,11 +83,12 @@ def csv_rows(
     with open(path, newline="", encoding=encoding) as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         with decoding(path, encoding, ENCODING_REMEDY):
-            columns = reader.fieldnames or []
+            columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
             missing = [c for c in required if c not in columns]
             if missing:
                 raise heirloom.HeirloomError(
-                    f"{path}: no column {', '.join(map(repr, missing))} (columns: {', '.join(columns)})"
+                    f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns)} "
+                    f"(columns: {', '.join(columns)})"
                 )
             for row in reader:
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
@@ -112,10 +122,14 @@ class CsvFormat:
                 header = next(csv.reader(handle, delimiter=self.delimiter), [])
         except (OSError, UnicodeDecodeError, csv.Error):
             return
+        header = [name.strip() for name in header]
         for setting, column in columns.items():
             if column not in header:
                 named = ", ".join(header)
-                raise ValueError(f"'{setting}' {column!r} is not a column of {Path(path).name} (columns: {named})")
+                raise ValueError(
+                    f"'{setting}' {column!r} is not a column of {Path(path).name}{close_column(column, header)} "
+                    f"(columns: {named})"
+                )
 
     def csv_rows(self, path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
         """:func:`csv_rows` of ``path`` with this source's delimiter and encoding."""

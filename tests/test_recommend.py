@@ -393,6 +393,28 @@ def test_ratings_csv_reads_its_columns_years_genres_and_times(tmp_path):
     assert sorted(model.catalogue.ids) == ["a", "b", "c"] and model.catalogue.describe(0)["title"] == ""
 
 
+def test_a_shop_export_reads_without_ratings_with_its_own_id_columns_and_tidy_headers(tmp_path):
+    """A shop team's purchase log had no rating column (required, though its value is not
+    used), its catalogue named the id another way than its orders, and its headers had spaces
+    and capitals: three workarounds, or a header renamed by hand."""
+    orders = " Customer , SKU ,when\nann,tea,2024-03-01\nann,mug,1709251200\nbob,tea,\n"
+    catalogue = "product_id,title\ntea,Green tea\nmug,Mug\n"
+    columns = {"user_column": "Customer", "item_column": "SKU", "value_column": "", "time_column": "when"}
+    source = ratings_csv(tmp_path, orders, catalogue, items_item_column="product_id", cold_fraction=0, **columns)
+    records = list(source.records())
+    assert [r["item"] for r in records if r["type"] == "item"] == ["tea", "mug"]
+    assert [(r["user"], r["item"], r["value"]) for r in records if r["type"] == "interaction"] == [
+        ("ann", "tea", 1.0),  # no rating column: every row is one interaction
+        ("ann", "mug", 1.0),
+        ("bob", "tea", 1.0),
+    ]
+    with pytest.raises(ValueError, match=r"'user_column' 'customer' is not a column of ratings.csv; did you mean 'Cu"):
+        ratings_csv(tmp_path, orders, catalogue, **{**columns, "user_column": "customer"})
+    millis = ratings_csv(tmp_path / "ms", "user,item,time\nann,tea,1716300677000\n", value_column="")
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: the 'time' column is '1716300677000': milli"):
+        list(millis.records())
+
+
 @pytest.mark.parametrize(
     ("ratings", "items", "error"),
     [

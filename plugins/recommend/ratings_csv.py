@@ -22,6 +22,9 @@ from heirloom_plugins.recommend.records import parse_year
 from heirloom_plugins.recommend.split import Rating, SplitRatingsSource
 from heirloom_plugins.textfiles import CsvFormat
 
+#: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today).
+MILLISECONDS = 1e11
+
 
 @attrs.define(kw_only=True)
 class RatingsCsvSource(SplitRatingsSource, CsvFormat):
@@ -37,10 +40,13 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     items: str | None = heirloom.path_field(default=None)
     #: The column of the user id (ratings).
     user_column: str = attrs.field(default="user", validator=non_empty)
-    #: The column of the item id (ratings and items).
+    #: The column of the item id (ratings, and items unless ``items_item_column`` names another).
     item_column: str = attrs.field(default="item", validator=non_empty)
-    #: The column of the rating, a finite number (ratings).
-    value_column: str = attrs.field(default="rating", validator=non_empty)
+    #: The column of the item id in the items file, when it differs (default: ``item_column``).
+    items_item_column: str = ""
+    #: The column of the rating, a finite number (ratings); ``""``: none, every row is a 1 (a
+    #: purchase or click log).
+    value_column: str = "rating"
     #: The column of the time: a Unix time or an ISO 8601 date (ratings; without it, or blank: null).
     time_column: str = attrs.field(default="time", validator=non_empty)
     #: The column of the title (items); a trailing ``(1995)`` is the year when there is no year column.
@@ -53,8 +59,14 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
 
     def __attrs_post_init__(self) -> None:
         rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
-        self.check_columns(self.ratings, rated)
-        self.check_columns(self.items, {"item_column": self.item_column, "title_column": self.title_column})
+        self.check_columns(self.ratings, {setting: column for setting, column in rated.items() if column})
+        listed = "items_item_column" if self.items_item_column else "item_column"
+        self.check_columns(self.items, {listed: self.catalogue_id, "title_column": self.title_column})
+
+    @property
+    def catalogue_id(self) -> str:
+        """The items file's column of item ids."""
+        return self.items_item_column or self.item_column
 
     def files(self) -> tuple[Path, ...]:
         return (Path(self.ratings),) if self.items is None else (Path(self.ratings), Path(self.items))
@@ -64,13 +76,13 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
             return []
         items: list[dict[str, Any]] = []
         seen: dict[str, int] = {}
-        for line, row in self.csv_rows(self.items, (self.item_column, self.title_column)):
+        for line, row in self.csv_rows(self.items, (self.catalogue_id, self.title_column)):
             where = f"{self.items}:{line}"
-            item = _id(row, self.item_column, where)
+            item = _id(row, self.catalogue_id, where)
             first = seen.setdefault(item, line)
             if first != line:
                 raise heirloom.HeirloomError(
-                    f"{where}: the {self.item_column!r} column repeats item {item!r} (listed at line {first})"
+                    f"{where}: the {self.catalogue_id!r} column repeats item {item!r} (listed at line {first})"
                 )
             title = row[self.title_column].strip()
             genres = (row.get(self.genres_column) or "").split(self.genre_separator)
@@ -88,14 +100,15 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     def read_ratings(self, items: list[dict[str, Any]]) -> list[Rating]:
         listed = {item["item"] for item in items}
         rows = []
-        for line, row in self.csv_rows(self.ratings, (self.user_column, self.item_column, self.value_column)):
+        required = (self.user_column, self.item_column, *([self.value_column] if self.value_column else []))
+        for line, row in self.csv_rows(self.ratings, required):
             where = f"{self.ratings}:{line}"
             user, item = _id(row, self.user_column, where), _id(row, self.item_column, where)
             if self.items is not None and item not in listed:
                 raise heirloom.HeirloomError(
                     f"{where}: the {self.item_column!r} column names item {item!r}, which {self.items} does not list"
                 )
-            value = _rating(row[self.value_column], self.value_column, where)
+            value = _rating(row[self.value_column], self.value_column, where) if self.value_column else 1.0
             rows.append((user, item, value, _time(row.get(self.time_column), self.time_column, where)))
         return rows
 
@@ -137,6 +150,8 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
             stamp = parse(text)
         except ValueError:
             continue
+        if math.isfinite(stamp) and abs(stamp) >= MILLISECONDS:
+            raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}: milliseconds? give seconds")
         if math.isfinite(stamp):
             return stamp
     try:
