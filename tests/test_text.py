@@ -193,7 +193,8 @@ def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
     assert source.stats()["labels"]["validation"] == {"even": 2, "odd": 2}
     assert next(source.records()) == {"id": "items.jsonl:1", "text": "text 0", "label": "odd"}
     write(tmp_path / "bad.jsonl", '{"body": "x"}\n')
-    with pytest.raises(heirloom.HeirloomError, match=r"bad.jsonl:1: expected an object with 'body' and 'tag'"):
+    said = r"bad.jsonl:1: expected an object with 'body' and 'tag' \(text_field, label_field\), got the keys 'body'$"
+    with pytest.raises(heirloom.HeirloomError, match=said):
         list(JsonlSource(train=str(tmp_path / "bad.jsonl"), text_field="body", label_field="tag").records())
 
 

@@ -254,6 +254,14 @@ class CsvSource(TextSource, CsvFormat):
             yield {"id": f"{name}:{line}", "text": text, "label": label.strip()}
 
 
+def _json_shape(value: Any) -> str:
+    """What a JSON line holds, for a message: its keys, or its type in JSON's words."""
+    if isinstance(value, dict):
+        return f"the keys {', '.join(map(repr, value))[:200]}" if value else "an empty object"
+    kinds = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return kinds.get(type(value), "null")
+
+
 @attrs.define(kw_only=True)
 class JsonlSource(TextSource):
     """A JSON-lines file, one object per line; ``test`` is optional."""
@@ -279,7 +287,8 @@ class JsonlSource(TextSource):
                     raise heirloom.HeirloomError(f"{where}: {exc.msg}") from None
                 if not isinstance(row, dict) or self.text_field not in row or self.label_field not in row:
                     raise heirloom.HeirloomError(
-                        f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r}"
+                        f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r} "
+                        f"(text_field, label_field), got {_json_shape(row)}"
                     )
                 yield {"id": f"{name}:{number}", "text": str(row[self.text_field]), "label": str(row[self.label_field])}
 
