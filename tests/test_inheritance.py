@@ -139,3 +139,23 @@ data = "training"
     listed = json.loads(run_heirloom("models", "list", "--json", env=env).stdout)
     latest = max(listed, key=lambda a: a["ref"])
     assert latest["ref"] == "finance/sentiment@2"
+
+
+def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
+    """``inherit`` naming a recommender's version in a text-classifier said only "the parent
+    is not a text-classifier state", not which key or what the parent was."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    toy = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+    other = write(tmp_path / "other.toml", toy)
+    assert run_heirloom("train", str(other), env=toys).returncode == 0
+    rows = "".join(f"my card {i} is lost,lost_card\nthe rate {i} today,exchange_rate\n" for i in range(10))
+    write(tmp_path / "train.csv", "text,label\n" + rows)
+    profile = write(
+        tmp_path / "team.toml",
+        '[sources.s]\nuse = "csv"\ntrain = "train.csv"\n'
+        '[models.intent]\nuse = "text-classifier"\ndata = "s"\ninherit = "other/m@1"\n',
+    )
+    trained = run_heirloom("train", str(profile), env=toys)
+    assert trained.returncode == 1
+    said = " ".join(trained.stderr.split())
+    assert "error: models.intent.inherit: other/m@1 is a toy-model model: the parent is not a text-classifier" in said

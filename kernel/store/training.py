@@ -12,6 +12,7 @@ else (feedback, extra training data) went into training.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -279,15 +280,19 @@ def train(
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         fingerprint = source.fingerprint()
         unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
-        fitted = (
-            None if unchanged else resources.run_fit(functools.partial(fit_state, profile.raw, spec.name, parent_state))
-        )
+        with _naming_a_foreign_parent(spec, parent):
+            fitted = (
+                None
+                if unchanged
+                else resources.run_fit(functools.partial(fit_state, profile.raw, spec.name, parent_state))
+            )
         with watched_memory(resources, f"training {spec.key}"):
             if unchanged:  # a warm start would only move the weights on data they have seen
                 progress.log(f"{spec.key}: the same data and settings as {parent.ref}, which it serves: not refitted")
                 model.load(parent_state)
             elif fitted is None:
-                fit(model, source, source_name, parent_state, progress)
+                with _naming_a_foreign_parent(spec, parent):
+                    fit(model, source, source_name, parent_state, progress)
             else:
                 progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
                 model.load(fitted)
@@ -330,6 +335,18 @@ def train(
             removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)
             progress.log(f"retention (keep_versions = {keep}): removed {removed}, {plan.bytes} bytes")
     return Trained(artifact, by_split[TEST].report, tuple(evaluations))
+
+
+@contextlib.contextmanager
+def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> Iterator[None]:
+    """A fit refusing a parent of another model type (``the parent is not a text-classifier
+    state``) names the ``inherit`` key and what the parent is: the model cannot know either."""
+    try:
+        yield
+    except HeirloomError as exc:
+        if parent is None or parent.model_type == spec.use:
+            raise
+        raise HeirloomError(f"{spec.key}.inherit: {parent.ref} is a {parent.model_type} model: {exc}") from None
 
 
 def fit(model: Any, source: Source, source_name: str, parent_state: State | None, progress: Progress) -> None:
