@@ -668,6 +668,12 @@ def test_a_requests_deadline_holds_while_the_route_table_is_read_again(tmp_path)
         os.kill(daemon.process.pid, signal.SIGSTOP)  # a daemon that answers nothing, the table stale
         status, _, body = http(echo, [2], headers={"Heirloom-Deadline-Ms": "1000"})
         assert status == 504 and "budget of 1000 ms" in body["error"] and daemon.address not in body["error"], body
+        assert body["error"].startswith("no reply to the daemon's route table within"), body  # not "_routes"
+        began = time.monotonic()
+        status, _, body = http(gateway.url + "/v1/routes", headers={"Heirloom-Deadline-Ms": "500"})
+        assert status == 504 and time.monotonic() - began < 3, body  # the request's budget, not a fixed 5 s
+        status, _, body = http(gateway.url + "/v2/health/ready", headers={"Heirloom-Deadline-Ms": "500"})
+        assert (status, body) == (503, {"ready": False})  # a silent daemon is not ready; not a gateway timeout
     finally:
         os.kill(daemon.process.pid, signal.SIGCONT)
         stopped = gateway.stop()

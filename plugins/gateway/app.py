@@ -140,8 +140,9 @@ class Gateway:
             return await client.request(route, body, timeout=timeout, idempotency_key=idempotency_key)
         except heirloom.RemoteError as exc:
             if exc.code == "DEADLINE_EXCEEDED" and self.address in exc.message:
+                what = "the daemon's route table" if route == "_routes" else route  # read before any route
                 exc.message = (
-                    f"no reply to {route} within the request's budget of {timeout * 1000:g} ms "
+                    f"no reply to {what} within the request's budget of {timeout * 1000:g} ms "
                     f"(Heirloom-Deadline-Ms, at most the gateway's --timeout of {self.timeout:g} s)"
                 )
             exc.message = exc.message.replace(f" at {self.address}", "").replace(self.address, "the daemon")
@@ -220,8 +221,8 @@ class Gateway:
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:
-        client = self.caller(request.headers)
-        return JSONResponse({"routes": list((await self.routes.table(client)).routes.values())})
+        table = await self.routes.table(self.caller(request.headers), timeout=self.deadline(request.headers))
+        return JSONResponse({"routes": list(table.routes.values())})
 
     # -- Open Inference Protocol v2 ------------------------------------------------------
     async def server_metadata(self, request: Request) -> Response:
@@ -232,9 +233,19 @@ class Gateway:
         return JSONResponse({"live": bool(health.get("live"))})
 
     async def ready(self, request: Request) -> Response:
-        ready = await self.body(self.caller(request.headers), "_ready", None, self.deadline(request.headers))
-        serving = bool(serves(ready))
+        ready = await self.readiness(self.caller(request.headers), request.headers)
+        serving = bool(ready is not None and serves(ready))
         return JSONResponse({"ready": serving}, status_code=200 if serving else 503)
+
+    async def readiness(self, client: heirloom.AsyncClient, headers: Headers) -> dict[str, Any] | None:
+        """``_ready``'s reply, or None when the daemon does not answer in time: a readiness
+        probe reads not ready (503), not a gateway timeout (504)."""
+        try:
+            return await self.body(client, "_ready", None, self.deadline(headers))
+        except heirloom.RemoteError as exc:
+            if exc.code in ("DEADLINE_EXCEEDED", "UNAVAILABLE"):
+                return None
+            raise
 
     async def _model(self, name: str, wanted: str | None, headers: Headers) -> tuple[Model, heirloom.AsyncClient]:
         """The OIP model named in the path (404 otherwise); a version in the path must be
@@ -275,9 +286,9 @@ class Gateway:
 
     async def model_ready(self, request: Request) -> Response:
         model, client = await self._path_model(request)
-        ready = await self.body(client, "_ready", None, self.deadline(request.headers))
+        ready = await self.readiness(client, request.headers)
         component = f"models.{model.entry['model']}"
-        is_ready = serves(ready) and ready.get("components", {}).get(component, True)
+        is_ready = ready is not None and serves(ready) and ready.get("components", {}).get(component, True)
         return JSONResponse({"name": model.name, "ready": bool(is_ready)}, status_code=200 if is_ready else 503)
 
     async def infer(self, name: str, version: str | None, headers: Headers, receive: Receive) -> Answer:
