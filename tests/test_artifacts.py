@@ -830,6 +830,15 @@ def test_gc_keeps_the_newest_versions_that_can_load_when_a_newer_one_lost_a_blob
     assert "warning: team/m@3 cannot load (a blob is missing): kept, and not counted" in said(collected)
     assert [artifact.version for artifact in store.list()] == [2, 3]
     store.load("team/m@2")  # the newest version that loads is still there
+    put(store, "team/m", 4)
+    before = {path.name for path in store.blobs.iterdir()}
+    put(store, "team/m", 5)
+    weights = next(path for path in store.blobs.iterdir() if path.name not in before and path.suffix == ".safetensors")
+    damaged = bytearray(weights.read_bytes())
+    damaged[-1] ^= 1  # one bit of the newest version's weights, same size: only its hash tells
+    weights.write_bytes(bytes(damaged))
+    plan = json.loads(models(store, "gc", "--keep", "1", "--dry-run", "--json").stdout)
+    assert plan["versions"] == ["team/m@2"] and plan["unreadable"] == ["team/m@3", "team/m@5"], plan  # @4 kept
 
 
 def test_an_os_error_is_one_line_naming_the_path_not_a_traceback(store, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,7 @@ def test_a_log_of_clients_texts_is_private_and_never_written_through_a_link(tmp_
         log.append({"text": "private"})
         log.close()
         assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+        assert (tmp_path / "feedback").stat().st_mode & 0o777 == 0o700  # every folder it made, not the last only
     finally:
         os.umask(old)
     target = tmp_path / "someone-elses-file"
@@ -177,15 +179,18 @@ def test_a_cursor_reads_what_any_writer_appended_since_and_starts_over_on_a_repl
 def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_that_became_no_file_refuses_it(tmp_path):
     """An operator restoring the logs from a backup (or rsync, or logrotate) replaced the file
     a daemon held open: every later record was acknowledged and written to the deleted file."""
-    path = tmp_path / "feedback.jsonl"
+    path = tmp_path / "logs" / "feedback.jsonl"
     log = heirloom.AppendLog(path)
     log.append({"n": 1})
-    restored = tmp_path / "restored.jsonl"
+    restored = tmp_path / "logs" / "restored.jsonl"
     restored.write_bytes(path.read_bytes())
     os.replace(restored, path)  # the restore
     log.append({"n": 2})
     assert [record["n"] for record in heirloom.AppendLog.read(path)] == [1, 2]
     path.unlink()  # removed: the next record starts a new file
+    log.append({"n": 3})
+    assert [record["n"] for record in heirloom.AppendLog.read(path)] == [3]
+    shutil.rmtree(tmp_path / "logs")  # its folder removed too (an operator's cleanup)
     log.append({"n": 3})
     assert [record["n"] for record in heirloom.AppendLog.read(path)] == [3]
 

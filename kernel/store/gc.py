@@ -11,6 +11,7 @@ only reported.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import defaultdict
@@ -40,8 +41,10 @@ class GcPlan:
     orphans_removed: bool
     #: ``(name, what it is)`` of entries in ``blobs/`` that are not blob files: never touched.
     foreign: list[tuple[str, str]]
-    #: Refs of versions a blob of which is missing: they cannot load, so they do not count
-    #: among the newest ``keep`` (the newest loadable ones do), and gc never removes them.
+    #: Refs of versions a blob of which is missing or damaged (its content no longer its
+    #: name): they cannot load, so they do not count among the newest ``keep`` (the newest
+    #: loadable ones do), and gc never removes them. Only the versions that would be kept
+    #: in place of removed ones are hashed: a gc that removes nothing reads no blob.
     unreadable: list[str] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,15 +90,23 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
     on_disk, leftovers, foreign = _scan(blobs)
     rows = tx.rows()
     used_by: dict[str, set[tuple[str, str, int]]] = defaultdict(set)
-    unreadable: set[str] = set()
+    blobs_of: dict[str, list[str]] = {}
     for owner, model, version, *names in tx.blob_rows():
+        blobs_of[f"{owner}/{model}@{version}"] = names
         for name in names:
             used_by[name].add((owner, model, version))
-        if any(name not in on_disk for name in names):
-            unreadable.add(f"{owner}/{model}@{version}")
+    unreadable = {ref for ref, names in blobs_of.items() if any(name not in on_disk for name in names)}
     doomed_keys: set[tuple[str, str, int]] = set()
     if keep is not None:
-        kept = _survivors(rows, keep, project, unreadable)
+        checked: set[str] = set()
+        while True:  # a kept version found damaged gives its place to an older one, checked in turn
+            kept = _survivors(rows, keep, project, unreadable)
+            losing = {f"{row['project']}/{row['model']}" for row in rows if _ref(row) not in kept}
+            fresh = [ref for ref in kept - unreadable - checked if ref.rpartition("@")[0] in losing]
+            if not fresh:
+                break
+            checked.update(fresh)
+            unreadable |= {ref for ref in fresh if not all(_intact(blobs / name) for name in blobs_of.get(ref, []))}
         doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
     freed = sorted(name for name, users in used_by.items() if users <= doomed_keys and name in on_disk)
     orphaned = sorted(name for name in on_disk if name not in used_by)
@@ -132,6 +143,15 @@ def _scan(blobs: Path) -> tuple[dict[str, int], list[str], list[tuple[str, str]]
             else:
                 foreign.append((entry.name, "not named like a blob"))
     return found, sorted(leftovers), sorted(foreign)
+
+
+def _intact(path: Path) -> bool:
+    """Whether the blob at ``path`` still holds what its name says (its content's sha256)."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest() == path.name.partition(".")[0]
+    except OSError:
+        return False
 
 
 def file_size(path: Path) -> int:

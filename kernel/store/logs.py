@@ -59,16 +59,17 @@ class AppendLog:
         self.path = path
         self.max_bytes = max_bytes
         self.quota = quota
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # clients' texts: private to this user
         if quota is not None:
             quota.cover(path)
         self._fd = self._open()
         self._lock = threading.Lock()
 
     def _open(self) -> int:
-        """A descriptor of the log file, created if missing: never through a link planted in
-        its place (it would append to the link's target), never a FIFO, a device or a folder."""
+        """A descriptor of the log file, created if missing (its folders too, each private to
+        this user: clients' texts): never through a link planted in its place (it would append
+        to the link's target), never a FIFO, a device or a folder."""
         try:
+            _private_folders(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
         except OSError as exc:
             raise LogWriteError(f"cannot open the log {self.path}: {exc.strerror}") from None
@@ -276,6 +277,14 @@ def _lines(handle: Any) -> Iterator[tuple[int, bytes]]:
                 ended = more.endswith(b"\n")
             line = b"?\n" if ended else b"?"
         yield size, line
+
+
+def _private_folders(folder: Path) -> None:
+    """Create ``folder`` and each missing parent with mode 0700 (``mkdir(parents=True)``
+    gives the parents the umask's mode)."""
+    if not folder.exists():
+        _private_folders(folder.parent)
+        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _open_regular(path: Path) -> Any:
