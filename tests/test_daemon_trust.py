@@ -190,6 +190,7 @@ def test_idempotency_cache_is_capped_by_bytes(daemon):
         ({"id": 1, "route": "echo.echo", "buffers": [{"dtype": "uint8", "shape": [True]}]}, "header.buffers[0]"),
         ({"id": 1}, "header.route"),
         ({"id": 1, "route": 5}, "header.route"),
+        ({"id": 1, "route": b"echo.echo"}, "header.route"),  # bin, not str: shown as the text it holds
         ({"id": 1, "route": "echo.echo", "deadline_ms": "100"}, "header.deadline_ms"),
         ({"id": 1, "route": "echo.echo", "deadline_ms": True}, "header.deadline_ms"),
     ],
@@ -200,6 +201,8 @@ def test_malformed_headers_are_refused_naming_the_field(daemon, header, field):
         reply, body = raw.call(header, {"$buffer": 0})
         assert reply["status"] == "INVALID_ARGUMENT" and body["field"] == field, body
         assert reply["id"] == (header["id"] if field != "header.id" else None)
+        if header.get("route") == b"echo.echo":
+            assert body["message"] == 'header.route must be a string, got binary "echo.echo"', body
         python_words = r"\b(float|list|dict|bool|int|str|NoneType|True|False|None)\b"
         message = re.sub(r"\(one of [^)]*\)", "", body["message"])  # dtype names (bool...) are the protocol's
         assert not re.search(python_words, message), body  # the protocol's words

@@ -97,7 +97,7 @@ def quoted(value: Any, limit: int = 80) -> str:
     if value is None:
         return "nil"
     try:
-        shown = json.dumps(value, ensure_ascii=False, default=repr)
+        shown = json.dumps(value, ensure_ascii=False, default=_shown)
     except (TypeError, ValueError, RecursionError):  # a key that is bin or an array; deep nesting
         shown = "(not shown)"
     return f"{wire_name(value)} {shown[:limit]}{'...' if len(shown) > limit else ''}"
@@ -110,6 +110,11 @@ def without_paths(text: str, *roots: Path) -> str:
         for form in dict.fromkeys((str(root), str(root.resolve()))):
             text = text.replace(form, name)
     return text
+
+
+def _shown(value: Any) -> str:
+    """A value JSON has no form for, as ``quoted`` shows it: bin as the text it holds."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else repr(value)
 
 
 def _refuse_extension(code: int, data: bytes) -> Any:
@@ -350,7 +355,8 @@ def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> An
             if len(node) == 1 and "$buffer" in node:
                 index = node["$buffer"]
                 if type(index) is not int or not 0 <= index < len(buffers):
-                    wanted = f"the index of a buffer frame sent (0 to {len(buffers) - 1})"
+                    sent = f"0 to {len(buffers) - 1}" if buffers else "none was sent"
+                    wanted = f"the index of a buffer frame sent ({sent})"
                     raise RequestError(
                         INVALID_ARGUMENT, f"$buffer must be {wanted}, got {quoted(index)}", "body.$buffer"
                     )
