@@ -569,3 +569,34 @@ def test_profile_show_prints_a_value_in_brackets_as_written_not_as_terminal_mark
     shown = run_heirloom("profile", "show", str(profile), env={"COLUMNS": "200"})
     assert shown.returncode == 0, shown.stderr
     assert "'[bold]labels[/bold] match [a-z][a-z0-9_]{0,63}'" in shown.stdout
+
+
+@attrs.define
+class _BuggyModel(toys.ToyModel):
+    note: str = attrs.field(default="", validator=attrs.validators.max_len(5))
+
+    def __attrs_post_init__(self):
+        if self.epochs == 7:
+            _ = {}["window"]  # a bug in the plugin, not a key the profile lacks
+
+
+class _BuggyPlugin:
+    @heirloom.hookimpl
+    def heirloom_register_models(self, register):
+        register("buggy-model", _BuggyModel)
+
+
+def test_a_plugins_bug_in_its_checks_is_named_as_one_and_attrs_length_checks_name_their_field(tmp_path):
+    """A KeyError raised by a component's own __attrs_post_init__ read "required key missing"
+    (the user looked for a key the profile lacked); attrs' max_len said "Length of 'note'
+    must be <= 5" at the component, not at its field."""
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "buggy-model"\ndata = "s"\n')
+    kernel = heirloom.Kernel(plugins=[toys, _BuggyPlugin()])
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ["models.m.epochs=7"])
+    assert str(caught.value) == (
+        f"{path}: models.m: KeyError: 'window' (raised by the component's own code: a plugin bug?)"
+    )
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ["models.m.note=toolong"])
+    assert str(caught.value) == "--set: models.m.note: Length of 'note' must be <= 5: 7"

@@ -62,9 +62,7 @@ class PluginInfo:
     @property
     def label(self) -> str:
         """``name (distribution version)``, for error messages."""
-        if self.distribution:
-            return f"{self.name} ({self.distribution} {self.version})"
-        return self.name
+        return f"{self.name} ({self.distribution} {self.version})" if self.distribution else self.name
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -57,9 +57,7 @@ def _selected(ep: EntryPoint) -> bool:
     """Apply ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` (names or distributions)."""
     names = {ep.name} if ep.dist is None else {ep.name, ep.dist.name}
     allowed = _env_list("HEIRLOOM_LOAD_PLUGINS")
-    if allowed and not names & allowed:
-        return False
-    return not names & _env_list("HEIRLOOM_DISABLE_PLUGINS")
+    return not (allowed and not names & allowed) and not names & _env_list("HEIRLOOM_DISABLE_PLUGINS")
 
 
 def _describe(exc: BaseException) -> str:

@@ -328,9 +328,7 @@ def _interpolate(
         return SetValue(_substitute(node.text, provenance, problems, path, secrets, project))
     if node == f"\0{TOO_LONG_INTEGER}":  # what _read_toml read in place of such an integer
         problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), TOO_LONG_INTEGER))
-    if isinstance(node, str):
-        return _substitute(node, provenance, problems, path, secrets, project)
-    return node
+    return _substitute(node, provenance, problems, path, secrets, project) if isinstance(node, str) else node
 
 
 def _substitute(

@@ -324,7 +324,7 @@ class Validator:
                 self.problem(_join(key, path), message)
         except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
             field = _field_named_in(exc, cls)
-            self.problem(f"{key}.{field}" if field else key, str(exc))
+            self.problem(f"{key}.{field}" if field else key, _raised(exc))
         # attrs stops at the first failing validator, cattrs runs none after a bad key: check each field
         named = {problem.path for problem in self.problems[reported:]}
         for field, message in self._field_problems(config, cls):
@@ -396,10 +396,11 @@ def flatten_errors(
         for sub, note in with_notes:
             step = note.name if hasattr(note, "name") else f"[{note.index}]"
             yield from flatten_errors(sub, [*path, step], also)
-        for sub in without_notes:
-            # attrs validators run in __init__: map "'field' must ..." back to its field
-            field = _field_named_in(sub, getattr(exc, "cl", None))
-            yield from flatten_errors(sub, [*path, field] if field else path, also)
+        for sub in without_notes:  # __init__'s (attrs validators, a check across fields) or an unknown key
+            field = _field_named_in(sub, getattr(exc, "cl", None))  # "'field' must ...": at its field
+            where = [*path, field] if field else path
+            cattrs_own = isinstance(sub, ClassValidationError | IterableValidationError | ForbiddenExtraKeysError)
+            yield from flatten_errors(sub, where, also) if cattrs_own else [(where, _raised(sub))]
     elif isinstance(exc, KeyError):
         yield path, "required key missing"
     else:
@@ -410,14 +411,19 @@ def _message(exc: BaseException) -> str:  # attrs' own validators raise (message
     return exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else str(exc)
 
 
+def _raised(exc: BaseException) -> str:  # a check's words; any other exception (a KeyError too) is a bug
+    checked = isinstance(exc, ValueError | TypeError | ProfileError) and _message(exc)
+    return checked or f"{type(exc).__name__}: {_message(exc)} (raised by the component's own code: a plugin bug?)"
+
+
 def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
     """The attrs field an error message starts with (``'epochs' must be > 0``; ``'texts[2]' is``
     names an item), if any."""
     if cls is None or not attrs.has(cls) or isinstance(exc, ForbiddenExtraKeysError):  # its str() fails on int keys
         return None
     message = _message(exc)
-    named = next((f.name for f in attrs.fields(cls) if message.startswith((f"'{f.name}'", f"'{f.name}["))), None)
-    return message[1 : message.index("'", 1)] if named else None
+    starts = [(f"'{f.name}'", f"'{f.name}[", f"Length of '{f.name}'") for f in attrs.fields(cls)]  # attrs' min_len
+    return message.split("'")[1] if any(message.startswith(forms) for forms in starts) else None
 
 
 def _join(prefix: str, path: list[str]) -> str:
