@@ -5,10 +5,11 @@ are errors naming the file and the line."""
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import difflib
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,9 @@ def read_text(path: str | Path) -> str:
 def known_encoding(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     """attrs validator: ``value`` names a text encoding Python has."""
     try:
-        codecs.lookup(value)
+        "".encode(value)  # codecs.lookup also knows rot13, hex, base64: no text encodings
     except LookupError:
-        raise ValueError(f"'{attribute.name}' {value!r} is not an encoding Python knows (utf-8, latin-1...)") from None
+        raise ValueError(f"'{attribute.name}' {value!r} is no text encoding Python knows (utf-8, latin-1...)") from None
 
 
 def one_character(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -80,15 +81,18 @@ def csv_rows(
     ``required`` column; a row must have as many fields as the header (a short row, or a long
     one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
     not ``encoding`` text are an error naming their line. A row maps every header column."""
-    with open(path, newline="", encoding=encoding) as handle:
+    fd = regular_file(path)
+    if fd is None:
+        raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)")
+    with open(fd, newline="", encoding=encoding) as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
-        with decoding(path, encoding, ENCODING_REMEDY):
+        with decoding(path, encoding, ENCODING_REMEDY), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
             missing = [c for c in required if c not in columns]
             if missing:
                 raise heirloom.HeirloomError(
                     f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns)} "
-                    f"(columns: {', '.join(columns)})"
+                    f"(columns: {listed(columns)})"
                 )
             for row in reader:
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
@@ -98,6 +102,33 @@ def csv_rows(
                         f"(quote a text that holds {delimiter!r})"
                     )
                 yield reader.line_num, row
+
+
+def regular_file(path: str | Path) -> int | None:
+    """A read descriptor of ``path`` if it is a regular file, else None: a FIFO would block
+    the reader (it is opened without waiting), a device (``/dev/zero``) never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return fd
+
+
+def listed(columns: Sequence[str]) -> str:
+    """A header's columns for a message, cut short when a file has thousands."""
+    text = ", ".join(columns) or "none: the file is empty"
+    return text if len(text) <= 300 else f"{text[:300]}... ({len(columns)} columns)"
+
+
+@contextlib.contextmanager
+def _csv_errors(path: str | Path, reader: Any) -> Iterator[None]:
+    """A row the csv module refuses (a field past its 131,072-character limit, a NUL byte)
+    is an error naming its line, not a traceback."""
+    try:
+        yield
+    except csv.Error as exc:
+        raise heirloom.HeirloomError(f"{path}:{reader.line_num + 1}: {exc}") from None  # the line it was reading
 
 
 @attrs.define(kw_only=True, slots=False)
@@ -118,17 +149,19 @@ class CsvFormat:
         if path is None:
             return
         try:
-            with open(path, newline="", encoding=self.encoding) as handle:
+            fd = regular_file(path)
+            if fd is None:
+                return
+            with open(fd, newline="", encoding=self.encoding) as handle:
                 header = next(csv.reader(handle, delimiter=self.delimiter), [])
-        except (OSError, UnicodeDecodeError, csv.Error):
+        except (OSError, UnicodeError, csv.Error):
             return
         header = [name.strip() for name in header]
         for setting, column in columns.items():
             if column not in header:
-                named = ", ".join(header)
                 raise ValueError(
                     f"'{setting}' {column!r} is not a column of {Path(path).name}{close_column(column, header)} "
-                    f"(columns: {named})"
+                    f"(columns: {listed(header)})"
                 )
 
     def csv_rows(self, path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:

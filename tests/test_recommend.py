@@ -7,6 +7,7 @@ bench/recommend.py runs the tuned model against the peers.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -413,6 +414,26 @@ def test_a_shop_export_reads_without_ratings_with_its_own_id_columns_and_tidy_he
     millis = ratings_csv(tmp_path / "ms", "user,item,time\nann,tea,1716300677000\n", value_column="")
     with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: the 'time' column is '1716300677000': milli"):
         list(millis.records())
+
+
+def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_or_a_reply_that_breaks(tmp_path):
+    """From an attack round: a FIFO as the ratings hung profile check; a 200,000-character
+    cell was a csv traceback; a 23-digit year passed train and broke every reply holding the
+    item (msgpack's ints end at 64 bits); rot13 passed as an encoding."""
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(heirloom.HeirloomError, match=r"fifo.csv is not a regular file"):
+        list(RatingsCsvSource(ratings=str(tmp_path / "fifo.csv")).records())  # constructing it did not wait
+    huge = ratings_csv(tmp_path / "huge", "user,item,rating\nann,a," + "5" * 200_000 + "\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: field larger than field limit"):
+        list(huge.records())
+    year = ratings_csv(tmp_path / "year", "user,item,rating\nann,a,5\n", "item,title,year\na,Tea,99999999999\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"items.csv:2: the 'year' column is '99999999999', not a year"):
+        list(year.records())
+    for odd in ("1_0", "\uff15"):  # Python's float() reads both
+        with pytest.raises(heirloom.HeirloomError, match=r"not a finite number"):
+            list(ratings_csv(tmp_path / "odd", f"user,item,rating\nann,a,{odd}\n").records())
+    with pytest.raises(ValueError, match=r"'encoding' 'rot13' is no text encoding"):
+        RatingsCsvSource(ratings=str(tmp_path / "huge" / "ratings.csv"), encoding="rot13")
 
 
 @pytest.mark.parametrize(

@@ -137,7 +137,7 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: not utf-8-sig text \(byte b'\\xe9'.*'encoding'"):
         records(latin)
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
-    with pytest.raises(ValueError, match="'encoding' 'klingon' is not an encoding Python knows"):
+    with pytest.raises(ValueError, match="'encoding' 'klingon' is no text encoding Python knows"):
         CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")
 
 
@@ -420,3 +420,14 @@ def test_a_bad_jsonl_record_is_named_by_the_files_line_and_the_records_column(tm
     with pytest.raises(heirloom.HeirloomError) as caught:
         list(JsonlSource(train=str(path)).records())
     assert str(caught.value) == f"{path}:2: invalid JSON at column 24: Expecting value"
+
+
+def test_an_error_quoting_a_files_header_shows_its_escape_sequences_escaped(tmp_path):
+    """A CSV header holding an OSC sequence set the terminal's title when profile check quoted
+    the columns (click passes OSC through even to a pipe)."""
+    (tmp_path / "train.csv").write_bytes(b"te\x1b]0;PWNED\x07xt,label\r\nhello,greeting\r\n")
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "csv"\ntrain = "train.csv"\n')
+    checked = run_heirloom("profile", "check", str(profile))
+    assert checked.returncode == 2
+    assert "\x1b" not in checked.stderr and "\x07" not in checked.stderr
+    assert "(columns: te\\x1b]0;PWNED\\x07xt, label)" in checked.stderr

@@ -34,12 +34,24 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 #: C0 and C1 control characters: escape sequences would drive the operator's terminal.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: The same, but line breaks and tabs, which a message of several lines keeps.
+_CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def inert(value: Any) -> Text:
     """``value`` (text a client sent) for a terminal: rich markup shown as typed, control
     characters shown escaped (``\\x1b``), never obeyed."""
-    return Text(_CONTROL.sub(lambda match: ascii(match[0])[1:-1], str(value)))
+    return Text(_CONTROL.sub(_escaped, str(value)))
+
+
+def printable(message: str) -> str:
+    """An error message for a terminal: it may quote what a file or a daemon held (a CSV
+    header, a client's key), so escape sequences in it are shown escaped, never obeyed."""
+    return _CONTROL_IN_LINES.sub(_escaped, message)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return ascii(match[0])[1:-1]
 
 
 def get_kernel(ctx: click.Context | None = None) -> Kernel:
@@ -57,7 +69,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
     if writes_json():
         logging.getLogger("heirloom.cli").error("%s", message)
     else:
-        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+        err_console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -68,7 +80,7 @@ def report_profile_error(exc: ProfileError) -> NoReturn:
         if writes_json():
             logging.getLogger("heirloom.cli").error("%s", problem)
         else:
-            click.echo(str(problem), err=True)
+            click.echo(printable(str(problem)), err=True)
     sys.exit(EXIT_INVALID)
 
 

@@ -10,6 +10,7 @@ row and bytes that are not the file's encoding.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def _id(row: dict[str, str], column: str, where: str) -> str:
 
 def _rating(text: str, column: str, where: str) -> float:
     try:
-        value = float(text)
+        value = float(_plain_number(text))
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
@@ -133,10 +134,17 @@ def _rating(text: str, column: str, where: str) -> float:
 def _year(text: str | None, column: str, where: str) -> int | None:
     if text is None or not text.strip():
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}, not a whole number") from None
+    if not re.fullmatch(r"[0-9]{1,4}", text.strip()):  # a reply carries it: msgpack's ints end at 64 bits
+        raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text[:40]!r}, not a year (0 to 9999)")
+    return int(text)
+
+
+def _plain_number(text: str) -> str:
+    """``text`` if it is a number as a CSV file writes one; else ValueError: Python's float()
+    and int() also read ``1_0`` and digits of other scripts (fullwidth, Arabic-Indic)."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return text
 
 
 def _time(cell: str | None, column: str, where: str) -> float | int | None:
@@ -147,7 +155,7 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
         return None
     for parse in (int, float):
         try:
-            stamp = parse(text)
+            stamp = parse(_plain_number(text))
         except ValueError:
             continue
         if math.isfinite(stamp) and abs(stamp) >= MILLISECONDS:

@@ -87,7 +87,12 @@ class SplitRatingsSource(heirloom.Source):
         for item in items:
             if not (self.drop_cold and item["item"] in cold):
                 yield item_record(**item, cold=item["item"] in cold)
-        for (user, item, value, stamp), role in zip(self.read_ratings(items), roles, strict=True):
+        ratings = self.read_ratings(items)
+        if len(ratings) != len(roles):  # the file changed between the split and this read
+            raise heirloom.HeirloomError(
+                f"{self.source_type} source: {self.files()[0]} changed while it was read; run the command again"
+            )
+        for (user, item, value, stamp), role in zip(ratings, roles, strict=True):
             if (split is None or role == split) and not (self.drop_cold and item in cold):
                 yield interaction_record(user, item, "rating", value, stamp)
 
@@ -95,9 +100,9 @@ class SplitRatingsSource(heirloom.Source):
         """The items, each rating's split and the cold items; recomputed only when a file changes.
         The ratings themselves are read again by each pass (they are most of the memory)."""
         paths = self.files()
-        missing = [str(p) for p in paths if not p.is_file()]
+        missing = [f"{p} {'is not a regular file' if p.exists() else 'not found'}" for p in paths if not p.is_file()]
         if missing:
-            raise heirloom.HeirloomError(f"{self.source_type} source: {', '.join(missing)} not found")
+            raise heirloom.HeirloomError(f"{self.source_type} source: {'; '.join(missing)}")
         key = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] != key:
