@@ -555,7 +555,7 @@ def test_an_unclosed_interpolation_is_a_problem_and_a_byte_order_mark_is_no_part
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path))
     assert str(caught.value) == (
-        f"{path}: sources.s.label: cannot interpolate '${{data/x': ${{ needs a name and }} ($$ is a literal $)"
+        f"{path}: sources.s.label: cannot interpolate '${{data/x': ${{ takes a NAME (A-Z, 0-9, _) and }} ($$: a $)"
     )
     bom = tmp_path / "bom.toml"
     bom.write_bytes(b"\xef\xbb\xbf" + b'description = "saved by an editor"\n[sources.s]\nuse = "toy-source"\n')

@@ -334,7 +334,8 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
         )
     if plan.unreadable:
         err_console.print(
-            f"warning: {', '.join(plan.unreadable)} cannot load (a blob is missing): kept, and not counted among "
+            f"warning: {', '.join(plan.unreadable)} cannot load (a blob missing, damaged or not a file): kept, and not "
+            "counted among "
             "the newest --keep; heirloom models verify lists every damaged version",
             markup=False,
             soft_wrap=True,

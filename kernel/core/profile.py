@@ -339,7 +339,7 @@ def _substitute(
             return "$"
         name, default = match.group(1), match.group(2)
         if match.group(0) == "${":  # unclosed, or no name: a typo rather than text
-            what = f"cannot interpolate {text[match.start() :][:30]!r}: ${{ needs a name and }} ($$ is a literal $)"
+            what = f"cannot interpolate {text[match.start() :][:30]!r}: ${{ takes a NAME (A-Z, 0-9, _) and }} ($$: a $)"
             problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), what))
             return "${"
         if name == "project":

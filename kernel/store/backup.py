@@ -17,6 +17,7 @@ or a source store with no versions (a wrong HEIRLOOM_HOME would otherwise empty 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -191,8 +192,9 @@ def _copy_checked(origin: Path, partial: Path) -> None:
         source = os.fdopen(open_regular(origin, os.O_NOFOLLOW), "rb")  # never a link out of the store
     except FileNotFoundError:
         raise
-    except OSError as exc:
-        raise HeirloomError(f"cannot back up {origin}: {exc.strerror}") from None
+    except OSError as exc:  # ELOOP: O_NOFOLLOW met a link
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise HeirloomError(f"cannot back up {origin}: {why}") from None
     with source, open(partial, "wb") as copy:
         while chunk := source.read(1 << 20):
             digest.update(chunk)
