@@ -493,6 +493,7 @@ def test_models_list_json_has_refs_digests_parents_aliases_metrics(store):
     assert [a["ref"] for a in only] == [child.ref]
     table = models(store, "list")
     assert table.returncode == 0 and "finance/sentiment@1" in table.stdout and "production" in table.stdout
+    assert "accuracy=0.8" in table.stdout and "macro_f1=0.75" in table.stdout and "\\n" not in table.stdout
 
 
 def test_unknown_refs_exit_2_and_say_what_exists(store):

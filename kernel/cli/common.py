@@ -38,10 +38,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def inert(value: Any) -> Text:
+def inert(value: Any, *, lines: bool = False) -> Text:
     """``value`` (text a client sent) for a terminal: rich markup shown as typed, control
-    characters shown escaped (``\\x1b``), never obeyed."""
-    return Text(_CONTROL.sub(_escaped, str(value)))
+    characters shown escaped (``\\x1b``), never obeyed; ``lines`` keeps line breaks (a cell
+    of one item per line)."""
+    return Text((_CONTROL_IN_LINES if lines else _CONTROL).sub(_escaped, str(value)))
 
 
 def printable(message: str) -> str:

@@ -114,7 +114,8 @@ def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, .
         return
     table = Table("count", "value")
     for key, value in flatten(stats):
-        table.add_row(inert(key), inert("\n".join(map(str, value)) if isinstance(value, list) else value))
+        cell = "\n".join(map(str, value)) if isinstance(value, list) else value
+        table.add_row(inert(key), inert(cell, lines=True))
     console.print(table)
 
 

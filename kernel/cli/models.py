@@ -72,7 +72,7 @@ def _table(artifacts: list[Artifact]) -> Table:
     table = Table(ref, Column("metrics", min_width=18), Column("parent", overflow="fold"), digest)
     for a in artifacts:
         ref = a.ref + "".join(f"\n@{alias}" for alias in a.aliases)
-        table.add_row(ref, inert(metrics_text(a.metrics)), a.parent or "-", a.digest[:12])
+        table.add_row(ref, inert(metrics_text(a.metrics), lines=True), a.parent or "-", a.digest[:12])
     return table
 
 
@@ -141,7 +141,7 @@ def models_show(ref: str, metadata: bool, as_json: bool, store: ArtifactStore) -
         return
     table = Table(Column("field", overflow="fold"), Column("value", overflow="fold"))
     for key, value in _rows(record):
-        table.add_row(inert(key), inert(value))  # labels, paths: text, never rich markup
+        table.add_row(inert(key), inert(value, lines=True))  # labels, paths: text, never rich markup
     console.print(table)
 
 
