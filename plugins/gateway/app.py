@@ -416,4 +416,5 @@ def create_app(
     routes.append(Route("/", lambda request: RedirectResponse("/console"), methods=["GET"]))
     handlers = {HTTPException: http_error, Exception: unhandled_error}
     starlette = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    starlette.router.redirect_slashes = False  # POST /v1/routes/ is an unknown path (404), not a 307 elsewhere
     return Front(starlette, route=g.route, infer=g.infer, hosts=hosts)
