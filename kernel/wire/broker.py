@@ -283,13 +283,13 @@ class Broker(BrokerRoutes):
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
-        if failure is not None:
-            self.start_failure = start_failure(failure)
-            log.error("%s", self.start_failure)
+        said = start_failure(failure) if failure is not None else None
+        if said is not None:
+            self.start_failure = said
+            log.error("%s", said)
         if identity in self.workers:
             worker = self.workers[identity]
-            reason = self.start_failure if failure is not None else f"worker pid {worker.pid} drained and stopped"
-            self._drop(worker, reason or "", planned=failure is None)
+            self._drop(worker, said or f"worker pid {worker.pid} drained and stopped", planned=said is None)
 
     def _heartbeat(self, identity: bytes, frame: bytes) -> None:
         try:

@@ -100,10 +100,11 @@ class TextSource(heirloom.Source):
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         if split is not None and split not in self.splits():
             raise heirloom.HeirloomError(f"unknown split {split!r}; expected one of {', '.join(self.splits())} or None")
-        kept = self.kept_labels()
+        listed = self._listed_labels(self.labels_file) if self.labels_file is not None else None
+        kept = self._kept(listed)
         stream = self._stream(split)
-        if self.labels_file is not None:
-            stream = self._listed_only(stream, set(self._listed_labels(self.labels_file)))
+        if listed is not None:
+            stream = self._listed_only(stream, set(listed))
         if kept is not None:
             stream = (record for record in stream if record["label"] in kept)
         if self.train_per_label and split == "train":
@@ -112,9 +113,13 @@ class TextSource(heirloom.Source):
 
     def kept_labels(self) -> set[str] | None:
         """The labels this source keeps (None: every label in the data)."""
+        return self._kept(self._listed_labels(self.labels_file) if self.labels_file is not None else None)
+
+    def _kept(self, listed: list[str] | None) -> set[str] | None:
+        """``labels``, plus the first ``first_labels`` (all: 0) of ``listed`` (``labels_file``'s)."""
         kept = set(self.labels)
-        if self.labels_file is not None:
-            chosen = sorted(self._listed_labels(self.labels_file))
+        if listed is not None:
+            chosen = sorted(listed)
             kept.update(chosen[: self.first_labels] if self.first_labels else chosen)
         return kept or None
 
