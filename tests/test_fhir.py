@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import json
 import re
 import sys
@@ -452,6 +453,64 @@ def test_a_patient_in_two_bundles_is_one_record_and_the_second_is_named(tmp_path
     assert stats["unassigned_resources"] == 1  # the second file's condition has no record to join
     (record,) = FhirSource(path=str(tmp_path / "set"), on_error="skip").records()
     assert [e.id for e in record.timeline] == ["c1"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [  # each was read: "false" as deceased, the others as given; a bad birthDate counted a record that never came
+        ({"deceasedBoolean": "false"}, 'deceasedBoolean: expected true or false, got a string: "false"'),
+        ({"gender": 5}, "gender: expected one of male, female, other, unknown, got a number: 5"),
+        ({"gender": "F"}, 'gender: expected one of male, female, other, unknown, got a string: "F"'),
+        ({"deceasedBoolean": False, "deceasedDateTime": "2020"}, "deceased[x]: one of deceasedBoolean and"),
+        ({"birthDate": "1980-02-30"}, "birthDate: '1980-02-30' is not a FHIR date"),
+    ],
+)
+def test_a_patient_whose_own_fields_are_malformed_is_a_bad_resource_before_it_counts(tmp_path, fields, said):
+    path = write(tmp_path / "one.json", bundle(PATIENT | fields, condition(), {**PATIENT, "id": "p2"}))
+    with pytest.raises(FhirDataError, match=re.escape(f"{path}: Patient/p1 (entry[0]): cannot read: {said}")):
+        stats_or_error(path)
+    stats = stats_or_error(path, "skip")
+    assert stats["records"] == 1 and stats["errors"]["skipped_resources"] == 1
+    assert stats["unassigned_resources"] == 1  # its condition: no record of p1 to join
+    assert [r.id for r in FhirSource(path=str(path), on_error="skip").records()] == ["p2"]
+
+
+def test_a_living_patient_stays_alive_and_a_boolean_death_is_read(tmp_path):
+    alive = {**PATIENT, "deceasedBoolean": False}
+    dead = {**PATIENT, "id": "p2", "deceasedBoolean": True}
+    records = {r.id: r for r in FhirSource(path=str(write(tmp_path / "one.json", bundle(alive, dead)))).records()}
+    assert (records["p1"].deceased, records["p2"].deceased) == (False, True)
+
+
+def test_compressed_files_are_named_not_skipped_unseen_and_a_decompressed_copy_is_read(tmp_path):
+    folder = tmp_path / "export"
+    text = json.dumps(PATIENT) + "\n"
+    compressed = folder / "Patient.ndjson.gz"
+    folder.mkdir()
+    compressed.write_bytes(gzip.compress(text.encode()))
+    said = f"{compressed}: compressed: FHIR files are read uncompressed"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(folder)
+    stats = stats_or_error(folder, "skip")
+    assert stats["files"] == 1 and stats["errors"]["skipped_files"] == 1 and stats["records"] == 0
+    write(folder / "Patient.ndjson", text)  # gunzip -k: the copy is read, the archive passed over
+    stats = stats_or_error(folder)
+    assert stats["files"] == 1 and stats["records"] == 1
+
+
+def test_a_bundle_on_an_ndjson_line_is_a_bad_resource_not_a_silent_loss(tmp_path):
+    path = write(tmp_path / "export.ndjson", bundle(PATIENT) + "\n")
+    said = f"{path}: Bundle at line 1: a Bundle on a line of a bulk export (one resource per line)"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(path)
+
+
+def test_a_patient_twice_in_a_bulk_export_is_named_with_advice_for_bulk_exports(tmp_path):
+    write(tmp_path / "set" / "Patient.000.ndjson", json.dumps(PATIENT) + "\n")
+    second = write(tmp_path / "set" / "Patient.001.ndjson", json.dumps(PATIENT) + "\n")
+    said = f"{second}: Patient/p1 (line 1): Patient 'p1' was read already"
+    with pytest.raises(FhirDataError, match=re.escape(said) + r".*; a bulk export lists each Patient once$"):
+        stats_or_error(tmp_path / "set")
 
 
 def test_a_bad_ndjson_line_is_named_by_line_number(tmp_path):

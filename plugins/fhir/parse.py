@@ -20,6 +20,7 @@ import heirloom
 
 BUNDLE_SUFFIXES = (".json",)
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip")
 #: Bundle types that carry resources to read (history and responses carry outcomes).
 BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "document")
 
@@ -110,12 +111,27 @@ class Entry:
 
 
 def discover(root: Path) -> list[Path]:
-    """The bundle and NDJSON files under ``root`` (or ``root`` itself), in a stable order."""
+    """The bundle and NDJSON files under ``root`` (or ``root`` itself), compressed ones without a
+    decompressed copy included (for a pass to refuse by name, not to skip unseen), in a stable order."""
     if root.is_file():
         return [root]
-    suffixes = BUNDLE_SUFFIXES + NDJSON_SUFFIXES
-    found = (p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    found = (p for p in root.rglob("*") if _fhir_name(p) and p.is_file())
     return sorted((p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts)), key=str)
+
+
+def _fhir_name(path: Path) -> bool:
+    """A bundle or NDJSON file's name; a compressed one's too, unless it was decompressed beside it."""
+    if is_compressed(path):
+        path = path.with_suffix("")
+        if path.exists():
+            return False
+    return path.suffix.lower() in BUNDLE_SUFFIXES + NDJSON_SUFFIXES
+
+
+def is_compressed(path: Path) -> bool:
+    """``Patient.ndjson.gz`` and the like: bulk exports often come so; the reader needs plain files
+    (an NDJSON set is read back by byte offset)."""
+    return path.suffix.lower() in COMPRESSED_SUFFIXES
 
 
 def is_ndjson(path: Path) -> bool:
@@ -268,7 +284,11 @@ def read_ndjson(path: Path) -> Iterator[Entry]:
 
 def _ndjson_entry(line: bytes, where: str, offset: int) -> Entry:
     try:
-        return Entry(decode_json(line), where, offset=offset)
+        resource = decode_json(line)
+        if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+            error = "a Bundle on a line of a bulk export (one resource per line): save bundles as .json files"
+            return Entry(resource, where, offset=offset, error=error)
+        return Entry(resource, where, offset=offset)
     except json.JSONDecodeError as exc:  # its "line 2 column 1" would count the line's own newline
         problem = f"{exc.msg.removesuffix(' at')} at character {exc.pos + 1}"
         return Entry(None, where, offset=offset, error=f"malformed JSON: {problem}")

@@ -48,6 +48,8 @@ PREFERRED = {
     "immunization": "cvx",
     "encounter": "snomed",
 }
+#: FHIR R4's administrative-gender codes (a required binding).
+GENDERS = ("male", "female", "other", "unknown")
 _ORDER = {kind: rank for rank, kind in enumerate(KINDS.values())}
 
 
@@ -333,16 +335,30 @@ def event(resource: dict[str, Any], encounter: str | None) -> Event:
     return EVENTS[resource["resourceType"]](resource, encounter)
 
 
+def demographics(patient: dict[str, Any]) -> tuple[str | None, str | None, bool, str | None]:
+    """``(birth date, gender, deceased, date of death)`` of a Patient resource; ValueError naming
+    the field on a value of the wrong type or outside FHIR's codes (the string ``"false"``,
+    read as truthy, would mark a living patient dead)."""
+    gender, flag = patient.get("gender"), patient.get("deceasedBoolean")
+    if gender is not None and gender not in GENDERS:
+        raise ValueError(f"gender: expected one of {', '.join(GENDERS)}, got {found(gender)}")
+    if flag is not None and not isinstance(flag, bool):
+        raise ValueError(f"deceasedBoolean: expected true or false, got {found(flag)}")
+    if flag is not None and "deceasedDateTime" in patient:
+        raise ValueError("deceased[x]: one of deceasedBoolean and deceasedDateTime, not both")
+    died = instant(patient.get("deceasedDateTime"), "deceasedDateTime")
+    return instant(patient.get("birthDate"), "birthDate"), gender, bool(flag) or died is not None, died
+
+
 def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, events: list[Event]) -> PatientRecord:
-    """The record of one patient from its Patient resource and its events (any order)."""
+    """The record of one patient from its Patient resource (``demographics`` checked) and its
+    events (any order)."""
     timeline = tuple(sorted(events, key=lambda e: (e.date is None, e.date or "", _ORDER[e.kind], e.id or "")))
-    deceased_date = instant(patient.get("deceasedDateTime"), "deceasedDateTime")
-    deceased = bool(patient.get("deceasedBoolean")) or deceased_date is not None
     codes: dict[str, list[str]] = {kind: [] for kind in KINDS.values()}
     for e in timeline:
         if e.code:
             codes[e.kind].append(e.code)
-    birth, gender = instant(patient.get("birthDate"), "birthDate"), patient.get("gender")
+    birth, gender, deceased, deceased_date = demographics(patient)
     return PatientRecord(
         id=pid,
         file=file,

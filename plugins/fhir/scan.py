@@ -23,6 +23,7 @@ from heirloom_plugins.fhir.parse import (
     Entry,
     FhirDataError,
     discover,
+    is_compressed,
     is_ndjson,
     problem,
     read_bundle,
@@ -33,6 +34,7 @@ from heirloom_plugins.fhir.records import (
     EVENTS,
     Event,
     PatientRecord,
+    demographics,
     event,
     patient_record,
     patient_reference,
@@ -156,7 +158,11 @@ class Scan:
             message = "no FHIR files in it (*.json bundles, *.ndjson or *.jsonl bulk exports, searched recursively)"
             raise FhirDataError(self.root, None, message)
         for path in paths:
-            if not is_ndjson(path):
+            if is_compressed(path):
+                self._count_file(path)
+                message = "compressed: FHIR files are read uncompressed (gunzip it, or the tool that made it)"
+                self.tally.fault(FhirDataError(path, None, message), whole_file=True)
+            elif not is_ndjson(path):
                 yield from self._bundle(path, split)
         bulk = [path for path in paths if is_ndjson(path)]
         if bulk:
@@ -182,9 +188,7 @@ class Scan:
         for e in entries:
             self._check_references(path, e, catalog)
         patients = {
-            t[1]: e
-            for t, e in zip(targets, entries, strict=True)
-            if t[0] == "Patient" and self._claim(t[1], path, e.label())
+            t[1]: e for t, e in zip(targets, entries, strict=True) if t[0] == "Patient" and self._claim(t[1], path, e)
         }
         wanted = self._wanted(patients, split)
         chosen = set(wanted)
@@ -198,7 +202,7 @@ class Scan:
                 elif owner in chosen:
                     self._add_event(events[owner], seen[owner], path, e, catalog, drugs)
         for pid in wanted:
-            yield from self._record(path, patients[pid], pid, events[pid])
+            yield self._record(path, patients[pid], pid, events[pid])
 
     def _bulk(self, paths: list[Path], split: str | None) -> Iterator[PatientRecord]:
         catalog = Catalog()
@@ -217,7 +221,7 @@ class Scan:
                 self._check_references(path, e, None)
                 place = (index, e.offset or 0, e.where)
                 if kind == "Patient":
-                    if self._claim(rid, path, e.label()):
+                    if self._claim(rid, path, e):
                         patients[rid] = place
                 elif kind in EVENTS:
                     by_reference[patient_reference(e.resource)].append(place)
@@ -237,7 +241,7 @@ class Scan:
                 seen: set[tuple[str, str]] = set()
                 for i, o, w in owned[pid]:
                     self._add_event(events, seen, paths[i], read_line(handles[i], o, w), catalog, drugs)
-                yield from self._record(paths[index], read_line(handles[index], offset, where), pid, events)
+                yield self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
     # -- steps ---------------------------------------------------------------------------
     def _count_file(self, path: Path) -> None:
@@ -268,17 +272,24 @@ class Scan:
                 else:
                     self.known.defer(ref, f"{path}: {entry.label()}")
 
-    def _claim(self, pid: str, path: Path, label: str) -> bool:
-        """Whether this is the pass's first Patient resource with id ``pid``. A second one (in
-        another bundle, or twice in a unit) is a fault: it would make a second record of the
-        same person, each with part of the history."""
+    def _claim(self, pid: str, path: Path, entry: Entry) -> bool:
+        """Whether this Patient resource makes the record of patient ``pid``: not when its own
+        fields cannot be read, nor when it is the pass's second Patient with that id (in another
+        file, or twice in a unit: a second record of the same person, each with part of the
+        history). Either is a fault before the patient counts, and leaves its resources unassigned."""
+        label = entry.label()
+        try:
+            demographics(entry.resource)
+        except SHAPE_ERRORS as exc:
+            self.tally.fault(FhirDataError(path, label, f"cannot read: {_detail(exc)}"), whole_file=False)
+            return False
         first = self._patients.setdefault(pid, f"{path}: {label}")
         if first == f"{path}: {label}":
             return True
-        message = (
-            f"Patient {pid!r} was read already ({first}); keep a patient's resources in one bundle, or "
-            "export them as NDJSON"
-        )
+        advice = "keep a patient's resources in one bundle, or export them as NDJSON"
+        if is_ndjson(path):
+            advice = "a bulk export lists each Patient once"
+        message = f"Patient {pid!r} was read already ({first}); {advice}"
         self.tally.fault(FhirDataError(path, label, message), whole_file=False)
         return False
 
@@ -329,14 +340,9 @@ class Scan:
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
 
-    def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> Iterator[PatientRecord]:
+    def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> PatientRecord:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
-        try:
-            record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
-        except SHAPE_ERRORS as exc:
-            self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
-            return
-        yield record
+        return patient_record(entry.resource, pid, name, self.side(pid) or "", events)
 
 
 def _detail(exc: Exception) -> str:

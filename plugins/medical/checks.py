@@ -3,11 +3,13 @@
 For each patient of the evaluated split, ``record.summary`` must list exactly the
 patient's Conditions (code and onset), mark active exactly those whose clinical status
 is active (recurrence, relapse), list as current exactly the drugs whose latest
-MedicationRequest or MedicationStatement is active (on-hold, draft),
-and list every allergy; ``record.search`` by a condition's or a drug's name must return
-the patients who have it, within the first as many results as there are such patients
-(R-precision, so precision and recall are equal). Each check counts true positives,
-false positives and misses; ``counts_metrics`` turns them into one table.
+MedicationRequest or MedicationStatement is active (on-hold, draft), and list every
+allergy; an event the data leaves without a code counts too (the summary lists it with
+code null: a drug the record does not name is still one the patient takes).
+``record.search`` by a condition's or a drug's name must return the patients who have
+it, within the first as many results as there are such patients (R-precision, so
+precision and recall are equal). Each check counts true positives, false positives and
+misses; ``counts_metrics`` turns them into one table.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ def _add(total: Counts, more: Counts) -> Counts:
     return total[0] + more[0], total[1] + more[1], total[2] + more[2]
 
 
-def _latest_status(record: Any, kind: str) -> dict[str, str | None]:
-    status: dict[str, str | None] = {}
+def _latest_status(record: Any, kind: str) -> dict[str | None, str | None]:
+    status: dict[str | None, str | None] = {}
     for event in record.timeline:
-        if event.kind == kind and event.code:
+        if event.kind == kind:
             status[event.code] = event.status
     return status
 
@@ -43,7 +45,7 @@ def summary_checks(records: Iterable[Any], summary: Callable[[str], dict[str, An
     totals: dict[str, Counts] = defaultdict(lambda: (0, 0, 0))
     for record in records:
         answer = summary(record.id)
-        conditions = [e for e in record.timeline if e.kind == "condition" and e.code]
+        conditions = [e for e in record.timeline if e.kind == "condition"]
         checks = {
             "problem list": (
                 {(e.code, e.date) for e in conditions},
@@ -58,7 +60,7 @@ def summary_checks(records: Iterable[Any], summary: Callable[[str], dict[str, An
                 {m["code"] for m in answer["medications"]["current"]},
             ),
             "allergies": (
-                {e.code for e in record.timeline if e.kind == "allergy" and e.code},
+                {e.code for e in record.timeline if e.kind == "allergy"},
                 {a["code"] for a in answer["allergies"]},
             ),
         }

@@ -77,6 +77,21 @@ def _date(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
         ) from None
 
 
+def utc(value: Any) -> Any:
+    """A dateTime with a zone in UTC (``...Z``), as the fhir source writes it, so answers quote an
+    inline record's dates as they quote the source's; anything else as given (``_date`` names a
+    malformed one)."""
+    if not isinstance(value, str) or "T" not in value or not value.isascii():
+        return value
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            return value
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    except (ValueError, OverflowError):
+        return value
+
+
 def _kind(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if value not in KINDS:
         raise ValueError(f"'{attribute.name}' must be one of {', '.join(KINDS)}, got {value!r}")
@@ -109,8 +124,8 @@ class EventInput:
 
     kind: str = attrs.field(validator=_kind)
     id: str | None = None
-    date: str | None = attrs.field(default=None, validator=_date)
-    end: str | None = attrs.field(default=None, validator=_date)
+    date: str | None = attrs.field(default=None, converter=utc, validator=_date)
+    end: str | None = attrs.field(default=None, converter=utc, validator=_date)
     code: str | None = None
     display: str | None = None
     status: str | None = None

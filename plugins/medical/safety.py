@@ -49,12 +49,16 @@ CLASSES: dict[str, tuple[str, ...]] = {
     "codeine": ("codeine",),
 }
 CLASSES["pcn"] = CLASSES["penicillin"]  # the clinical abbreviation
-#: SNOMED CT drug-allergy findings a record may code without a display, and their substance.
+#: Drug-allergy codes a record may carry without a display, and their substance: SNOMED CT
+#: findings, and the ICD-10 (-CM) allergy statuses a hospital coding in ICD-10 records.
 ALLERGY_CODES: dict[str, str] = {
     "snomed:91936005": "penicillin",  # Allergy to penicillin
     "snomed:294505008": "amoxicillin",  # Allergy to amoxicillin
     "snomed:293586001": "aspirin",  # Allergy to aspirin
 }
+#: Z88.0 Allergy status to penicillin, Z88.2 to sulfonamides, Z88.5 to narcotic agent.
+ICD10_ALLERGY = {"Z88.0": "penicillin", "Z88.2": "sulfonamide", "Z88.5": "opioid"}
+ALLERGY_CODES |= {f"{system}:{code}": what for system in ("icd10cm", "icd10") for code, what in ICD10_ALLERGY.items()}
 #: Brand names in RxNorm displays of this kind of data, and their ingredients.
 BRANDS: dict[str, tuple[str, ...]] = {
     "natazia": ("estradiol valerate", "dienogest"),
