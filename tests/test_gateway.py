@@ -116,22 +116,26 @@ def http(url: str, body=None, *, method: str | None = None, headers=None, raw: b
 
 def raw_response(connection: socket.socket) -> str:
     """One HTTP/1.1 response read off a raw socket: its headers, then ``Content-Length`` bytes
-    of body, however the server's writes were split into segments."""
+    of body, however the server's writes were split into segments, and not a byte more (a
+    pipelined reply's bytes that arrived with it are the next call's)."""
     connection.settimeout(30)
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += connection.recv(65536) or b"\r\n\r\n"
-    head, _, body = received.partition(b"\r\n\r\n")
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = connection.recv(1)
+        if not byte:
+            break
+        head += byte
     length = next(
         (int(line.split(b":", 1)[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")),
         0,
     )
+    body = b""
     while len(body) < length:
-        segment = connection.recv(65536)
+        segment = connection.recv(length - len(body))
         if not segment:
             break
         body += segment
-    return (head + b"\r\n\r\n" + body).decode()
+    return (head + body).decode()
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +257,8 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     ):
         status, _, body = http(infer, {"inputs": tensors})
         assert status == 400 and body["field"] == field, (tensors, body)
+    status, _, body = http(infer, {"id": 5, "inputs": [text]})  # was echoed as a number; the protocol's is a string
+    assert (status, body["field"], body["error"]) == (400, "id", "'id' must be a string, got 5"), body
     two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], 5]}
     status, _, body = http(infer, {"inputs": [two]})
     assert status == 400 and body["field"] == "body.text" and body["error"].startswith("row 1: "), body
@@ -418,7 +424,9 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     schema = predict["requestBody"]["content"]["application/json"]["schema"]
     assert set(schema["properties"]) == {"text", "texts"} and schema["additionalProperties"] is False
     assert "max_payload 1048576 bytes" in predict["description"]
-    assert {"400", "404", "413", "429", "503", "504"} <= set(predict["responses"])
+    assert {"400", "404", "408", "413", "429", "503", "504"} <= set(predict["responses"])
+    metadata = document["paths"]["/v2/models/sentiment"]["get"]["responses"]
+    assert "404" in metadata and not {"408", "413"} & set(metadata)  # a GET has no body to be late or large
     assert "/v2/models/sentiment/versions/{version}/infer" in document["paths"]
     assert "Idempotency-Key" in {parameter["name"] for parameter in predict["parameters"]}
     infer = document["paths"]["/v2/models/sentiment/infer"]["post"]
@@ -477,6 +485,29 @@ def test_pipelined_requests_are_answered_in_order(bare):
         connection.sendall(b"".join(requests))  # all three before any reply
         answers = [raw_response(connection) for _ in requests]
     assert [json.loads(answer.partition("\r\n\r\n")[2]) for answer in answers] == [{"a": 0}, {"a": 1}, {"a": 2}]
+
+
+def test_a_request_offering_an_h2c_upgrade_keeps_its_body_and_the_next_request_its_place(bare):
+    """Java's HttpClient offers HTTP/2 (``Upgrade: h2c``) on every first request: httptools
+    skipped such a request's body (the route got none: 400) and read the body as the next
+    request ("Invalid HTTP request received.", text/plain). It is HTTP/1.1 like any other."""
+    _, gateway = bare
+    host, port = gateway.host.rsplit(":", 1)
+    offer = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+    upgrading = ECHO.replace(b"Host: localhost\r\n", b"Host: localhost\r\n" + offer).replace(b'{"a": 1}', b'{"a": 0}')
+    with socket.create_connection((host, int(port))) as connection:
+        for split in (len(upgrading) - 3, len(upgrading)):  # the body in a later segment, and in one with the headers
+            connection.sendall(upgrading[:split])
+            time.sleep(0.05)
+            connection.sendall(upgrading[split:] + ECHO)
+            answers = [raw_response(connection) for _ in range(2)]
+            assert [json.loads(answer.partition("\r\n\r\n")[2]) for answer in answers] == [{"a": 0}, {"a": 1}]
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(b"GARBAGE\r\n\r\n")
+        answer = raw_response(connection)
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "application/json" in head, answer
+    assert json.loads(body)["code"] == "INVALID_ARGUMENT" and "malformed HTTP/1.1 request" in json.loads(body)["error"]
 
 
 def test_a_pipelining_client_that_reads_no_replies_meets_flow_control(bare):
@@ -677,6 +708,9 @@ def test_a_requests_deadline_holds_while_the_route_table_is_read_again(tmp_path)
         assert status == 504 and time.monotonic() - began < 3, body  # the request's budget, not a fixed 5 s
         status, _, body = http(gateway.url + "/v2/health/ready", headers={"Heirloom-Deadline-Ms": "500"})
         assert (status, body) == (503, {"ready": False})  # a silent daemon is not ready; not a gateway timeout
+        # a model's readiness, with the table stale and no daemon to read it again from: it was a 504
+        status, _, body = http(gateway.url + "/v2/models/echo/ready", headers={"Heirloom-Deadline-Ms": "500"})
+        assert (status, body) == (503, {"name": "echo", "ready": False})
     finally:
         os.kill(daemon.process.pid, signal.SIGCONT)
         stopped = gateway.stop()

@@ -285,7 +285,12 @@ class Gateway:
         return JSONResponse(oip.metadata(model.name, model.entry, model.signature, version))
 
     async def model_ready(self, request: Request) -> Response:
-        model, client = await self._path_model(request)
+        try:
+            model, client = await self._path_model(request)
+        except heirloom.RemoteError as exc:  # no route table: the daemon does not answer, a probe reads 503
+            if exc.code not in ("DEADLINE_EXCEEDED", "UNAVAILABLE"):
+                raise
+            return JSONResponse({"name": request.path_params["name"], "ready": False}, status_code=503)
         ready = await self.readiness(client, request.headers)
         component = f"models.{model.entry['model']}"
         is_ready = ready is not None and serves(ready) and ready.get("components", {}).get(component, True)

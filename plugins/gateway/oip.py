@@ -124,6 +124,8 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
     """The route bodies of an infer request, one per row; InferError names what is wrong."""
     if not isinstance(request, dict):
         raise InferError("an infer request is a JSON object with 'inputs'", "body")
+    if not isinstance(request.get("id", ""), str):  # the protocol's id is a string, echoed in the response
+        raise InferError(f"'id' must be a string, got {json.dumps(request['id'])[:40]}", "id")
     tensors = request.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise InferError("'inputs' must be a non-empty list of tensors", "inputs")

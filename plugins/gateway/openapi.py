@@ -18,12 +18,15 @@ ERROR_STATUSES = {
     "401": "UNAUTHENTICATED: no or unknown bearer token, or the daemon refused its key",
     "403": "PERMISSION_DENIED: an admin route called without an admin key",
     "404": "NOT_FOUND: no such route or model",
+    "408": "DEADLINE_EXCEEDED: the body did not arrive whole within the gateway's --timeout",
     "413": "the body is larger than the route's max_payload (refused before forwarding)",
     "429": "RESOURCE_EXHAUSTED: queue full or admission refused; see Retry-After",
     "500": "INTERNAL: the handler failed",
     "503": "UNAVAILABLE: starting, draining or no trained model; see Retry-After",
     "504": "DEADLINE_EXCEEDED: the Heirloom-Deadline-Ms budget ran out",
 }
+#: What a GET may be answered: no body to be too large or too slow.
+READ_STATUSES = tuple(code for code in ERROR_STATUSES if code not in ("408", "413"))
 DEADLINE = {
     "name": "Heirloom-Deadline-Ms",
     "in": "header",
@@ -143,7 +146,9 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "summary": f"OIP metadata of {name} (route {entry['name']})",
                 "tags": ["inference"],
                 "parameters": version,
-                "responses": _responses("inputs and outputs", {"$ref": "#/components/schemas/ModelMetadata"}),
+                "responses": _responses(
+                    "inputs and outputs", {"$ref": "#/components/schemas/ModelMetadata"}, READ_STATUSES
+                ),
             }
         }
         operations[f"{prefix}/ready"] = {
@@ -176,7 +181,11 @@ def _health_paths() -> dict[str, Any]:
             "get": {"operationId": "server_metadata", "tags": ["inference"], "responses": _responses("", plain, ())}
         },
         "/v2/health/live": {
-            "get": {"operationId": "live", "tags": ["inference"], "responses": _responses("live", plain, ("503",))}
+            "get": {
+                "operationId": "live",
+                "tags": ["inference"],
+                "responses": _responses("live", plain, ("503", "504")),
+            }
         },
         "/v2/health/ready": {"get": {"operationId": "ready", "tags": ["inference"], "responses": _ready_responses(())}},
         "/v1/routes": {
@@ -184,7 +193,9 @@ def _health_paths() -> dict[str, Any]:
                 "operationId": "route_table",
                 "summary": "Every route of the daemon, as its _routes lists them",
                 "tags": ["kernel"],
-                "responses": _responses("the routes", {"type": "object", "properties": {"routes": {"type": "array"}}}),
+                "responses": _responses(
+                    "the routes", {"type": "object", "properties": {"routes": {"type": "array"}}}, READ_STATUSES
+                ),
             }
         },
     }

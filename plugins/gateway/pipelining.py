@@ -11,14 +11,24 @@ is queued behind the one in progress; the rest waits unparsed, and reading stays
 the request in progress is answered. A connection so holds at most one read of raw bytes
 (256 KiB), the request being answered and those of one piece; a client that sends on meets
 TCP's flow control (its sends block), as one that sends a request at a time never notices.
-It reads uvicorn's own attributes (``pipeline``, ``flow``, ``on_response_complete``), so
-constraints.txt pins the uvicorn release it was built on; tests/test_gateway.py checks it.
+A request offering a protocol upgrade the gateway does not speak (``Upgrade: h2c``, which
+Java's HttpClient sends by default) is an HTTP/1.1 request like any other (RFC 9110 7.8), but
+httptools skips its body and stops parsing there (uvicorn#2722, httptools#124): the route got
+no body and the body's bytes were read as the next request. Here such a body is read by
+``Content-Length`` and the bytes after it parsed on. The malformed bytes httptools refuses get
+a JSON error, as every other error of the gateway.
+
+It reads uvicorn's own attributes (``pipeline``, ``flow``, ``on_response_complete``,
+``_should_upgrade``), so constraints.txt pins the uvicorn release it was built on;
+tests/test_gateway.py checks it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -48,12 +58,31 @@ class OneQueuedRequest(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.flow = HeldFlow(transport)
+        #: Bytes still to come of the body of a request that offered an upgrade (read here).
+        self.upgrade_body = 0
 
     def data_received(self, data: bytes) -> None:
         # reading pauses while bytes wait, so they are nearly always none: no copy then
         waiting = self.flow.unparsed
         self.flow.unparsed = memoryview(bytes(waiting) + data if waiting else data)
         self._parse()
+
+    def on_message_complete(self) -> None:
+        length = self._offered_upgrade_body()
+        if length:  # httptools skipped the body: it is read in _parse, and the request completed then
+            self.upgrade_body = length
+        else:
+            super().on_message_complete()
+
+    def _offered_upgrade_body(self) -> int:
+        """The ``Content-Length`` of a request offering an upgrade the gateway does not speak."""
+        if not self.parser.should_upgrade() or self._should_upgrade():
+            return 0
+        headers = dict(self.headers)
+        if b"transfer-encoding" in headers:
+            self._refuse("a request offering Upgrade must send its body with Content-Length, not chunked")
+            return 0
+        return int(headers.get(b"content-length", 0))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # starts the queued request, if any
@@ -66,10 +95,40 @@ class OneQueuedRequest(HttpToolsProtocol):
         """Parse what was read until a request waits behind the one in progress."""
         flow = self.flow
         while flow.unparsed and not self.pipeline and self._ours():
+            if self.upgrade_body:
+                body, flow.unparsed = flow.unparsed[: self.upgrade_body], flow.unparsed[self.upgrade_body :]
+                self.upgrade_body -= len(body)
+                self.on_body(bytes(body))
+                if not self.upgrade_body:
+                    super().on_message_complete()
+                continue
             piece, flow.unparsed = flow.unparsed[:PIECE], flow.unparsed[PIECE:]
-            super().data_received(piece)  # type: ignore[arg-type]  # httptools parses a memoryview in place
+            self._feed(piece)
         if flow.unparsed and self._ours():
             flow.pause_reading()
+
+    def _feed(self, piece: memoryview) -> None:
+        """uvicorn's ``data_received``, but the bytes after a request that offered an upgrade
+        stay to be read (its body, the next request), and malformed HTTP is a JSON error."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(piece)  # type: ignore[arg-type]  # httptools parses a memoryview in place
+        except httptools.HttpParserError as exc:
+            self._refuse(f"malformed HTTP/1.1 request: {exc}")
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:  # a protocol the gateway does not speak: the request is HTTP/1.1 (RFC 9110 7.8)
+                self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
+
+    def _refuse(self, message: str) -> None:
+        """A 400 with the gateway's JSON error body, and the connection closed (where the
+        next request begins is unknown)."""
+        self.logger.warning(message)
+        body = json.dumps({"error": message, "code": "INVALID_ARGUMENT", "retryable": False}).encode()
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        self.transport.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+        self.transport.close()
 
     def _ours(self) -> bool:
         """Whether the connection is still this protocol's: open, not handed to a WebSocket protocol."""
