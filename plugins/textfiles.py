@@ -46,10 +46,19 @@ def one_character(instance: Any, attribute: attrs.Attribute, value: str) -> None
         raise ValueError(f"'{attribute.name}' must be one character, got {value!r}")
 
 
-def close_column(column: str, header: Sequence[str]) -> str:
-    """``; did you mean 'Rating'?`` for a column the header has in another case or spelling."""
-    close = [name for name in header if name.casefold() == column.casefold()] or difflib.get_close_matches(
-        column, header, 1
+#: Delimiters a one-column header may hold, when the file is not comma-separated.
+OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def close_column(column: str, header: Sequence[str], taken: Sequence[str] = ()) -> str:
+    """``; did you mean 'Rating'?`` for a column the header has in another case or spelling
+    (never one another setting names: ``label`` for a missing ``intent``, not ``text``), or,
+    for a header read as one column, the delimiter it holds."""
+    if len(header) == 1 and (held := [d for d in OTHER_DELIMITERS if d in header[0]]):
+        return f"; the header reads as one column: set delimiter = {held[0]!r}?"
+    free = [name for name in header if name not in taken]
+    close = [name for name in free if name.casefold() == column.casefold()] or difflib.get_close_matches(
+        column, free, 1
     )
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -91,7 +100,7 @@ def csv_rows(
             missing = [c for c in required if c not in columns]
             if missing:
                 raise heirloom.HeirloomError(
-                    f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns)} "
+                    f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns, required)} "
                     f"(columns: {listed(columns)})"
                 )
             for row in reader:
@@ -160,7 +169,8 @@ class CsvFormat:
         for setting, column in columns.items():
             if column not in header:
                 raise ValueError(
-                    f"'{setting}' {column!r} is not a column of {Path(path).name}{close_column(column, header)} "
+                    f"'{setting}' {column!r} is not a column of {Path(path).name}"
+                    f"{close_column(column, header, list(columns.values()))} "
                     f"(columns: {listed(header)})"
                 )
 

@@ -193,6 +193,27 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert closed["new_intent"] is False
 
 
+def test_handoff_out_of_scope_hands_off_what_the_intent_model_rejects_whatever_the_answer(
+    trained, tmp_path, monkeypatch
+):
+    """For a team whose FAQ covers some intents: ``either`` handed off every in-scope question
+    the FAQ had no answer for, ``both`` nothing the FAQ was sure of, out of scope or not."""
+    for name, value in trained.items():
+        monkeypatch.setenv(name, value)
+    texts = random.Random(1).sample([r["text"] for r in small_records("intents", "test")], 24)
+    overrides = [arg for arg in SMALL if arg != "--set"]
+    overrides += ["apis.support.handoff=out_of_scope", f"apis.support.handoff_path={tmp_path / 'h.jsonl'}"]
+    with heirloom.Kernel().system("support", overrides, serve_models=True) as system:
+        api = system.component("support", "api")
+        replies = [r.value for r in api.answer_batch([api.answer_input(text) for text in texts])]
+        confident = [found["confident"] for found in system.component("faq", "model").predict(texts)]
+    handed = [reply["handoff"] for reply in replies]
+    assert handed == [reply["intent"] is None for reply in replies]
+    assert any(handed) and not all(handed)
+    # banking questions the web-app FAQ cannot answer, kept (``either`` handed each off)
+    assert any(r["intent"] is not None and not sure for r, sure in zip(replies, confident, strict=True))
+
+
 def test_a_handoff_another_worker_queued_is_listed_and_resolvable(daemon, trained):
     """Workers behind a broker share the handoff log: what one queued, another's handoffs
     and resolve routes know at once (they read what was appended since their last request)."""
@@ -304,6 +325,20 @@ def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
         list(StackFaqSource(path=str(tmp_path / "twice.xml"), train_queries=2).records("train"))
     with pytest.raises(heirloom.HeirloomError, match=r"train_queries = 5 leaves no test query .* at most 4"):
         list(StackFaqSource(path=str(own)).records("test"))
+    write(tmp_path / "unanswered.xml", _faq_xml(("faq-a", 4), ("faq-b", 4)).replace("<answer>Answer 1.</answer>", ""))
+    with pytest.raises(heirloom.HeirloomError, match=r"<qapair> 2 \('faq-b'\): no <answer> with text"):
+        list(StackFaqSource(path=str(tmp_path / "unanswered.xml"), train_queries=2).records("test"))
+
+
+def test_a_retriever_holds_out_one_of_two_queries_to_choose_its_threshold(tmp_path):
+    """A FAQ with two training paraphrases per thread: 0.2 of two rounded to none, so the
+    confidence threshold stayed 0 and the documented profile never handed off."""
+    from heirloom_plugins.encoder.pretrained import load_minilm
+
+    faq = write(tmp_path / "faq.xml", _faq_xml(*((f"faq-{n}", 3) for n in range(4))))
+    model = EncoderRetriever(data="faq", epochs=1, refit=False)
+    model.fit(list(StackFaqSource(path=str(faq), train_queries=2).records("train")), parent=load_minilm())
+    assert model.state().metadata["training"]["selection"] is not None
 
 
 def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):

@@ -119,6 +119,16 @@ def test_csv_missing_column_names_the_setting_and_the_columns(data_dir):
         CsvSource(train=str(data_dir / "banking77" / "train.csv"))
 
 
+def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_holds(tmp_path):
+    """``intent`` on a text,label file suggested ``text``, the text column; a ``;`` file said
+    only that its one column was ``text;intent``."""
+    with pytest.raises(ValueError, match=r"'label_column' 'intent' is not a column of a.csv \(columns: text, label\)"):
+        CsvSource(train=str(write(tmp_path / "a.csv", "text,label\nhi,greet\n")), label_column="intent")
+    said = r"'text_column' 'text' is not a column of b.csv; the header reads as one column: set delimiter = ';'\?"
+    with pytest.raises(ValueError, match=said):
+        CsvSource(train=str(write(tmp_path / "b.csv", "text;intent\nhi;greet\n")), label_column="intent")
+
+
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     def records(content: bytes, **settings) -> list[dict[str, str]]:
         (tmp_path / "intents.csv").write_bytes(content)
@@ -133,6 +143,8 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     assert records(header + b'"Card declined, why?",card_payment\r\n')[1]["text"] == "Card declined, why?"
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'category' column is empty"):
         records(header + b"Why was my card declined?, \r\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'text' column is empty"):
+        records(header + b" ,card_payment\r\n")  # was a training text ""
     latin = header + "Can I pay at the café?,card_payment\r\n".encode("latin-1")
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: not utf-8-sig text \(byte b'\\xe9'.*'encoding'"):
         records(latin)
@@ -196,6 +208,10 @@ def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
     said = r"bad.jsonl:1: expected an object with 'body' and 'tag' \(text_field, label_field\), got the keys 'body'$"
     with pytest.raises(heirloom.HeirloomError, match=said):
         list(JsonlSource(train=str(tmp_path / "bad.jsonl"), text_field="body", label_field="tag").records())
+    for line, field in (('{"body": "x", "tag": null}', "tag"), ('{"body": " ", "tag": "odd"}', "body")):
+        write(tmp_path / "blank.jsonl", line + "\n")  # null was the label "None"
+        with pytest.raises(heirloom.HeirloomError, match=f"blank.jsonl:1: the '{field}' field is blank or null$"):
+            list(JsonlSource(train=str(tmp_path / "blank.jsonl"), text_field="body", label_field="tag").records())
 
 
 def test_unknown_split_is_refused(allagree):

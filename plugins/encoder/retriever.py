@@ -100,7 +100,8 @@ class EncoderRetriever(EncoderModel):
 
     epochs: int = attrs.field(default=2, validator=heirloom.above(0))
     learning_rate: float = attrs.field(default=5e-5, validator=heirloom.above(0))
-    #: Share of each group's training queries held out to choose the fusion and threshold.
+    #: Share of each group's training queries held out to choose the fusion and threshold
+    #: (one of each group of two when that share rounds to none); ``refit`` trains on them after.
     validation_fraction: float = attrs.field(default=0.2, validator=fraction)
     #: After selection, retrain the encoder on every training query.
     refit: bool = True
@@ -138,6 +139,8 @@ class EncoderRetriever(EncoderModel):
             if self.validation_fraction
             else set()
         )
+        if self.validation_fraction and not held:  # groups of 1-2 queries round to none: one of each pair
+            held = heirloom.stratified_holdout(corpus.query_labels, 0.5, self.seed)
         train = attrs.evolve(
             corpus,
             queries=[q for i, q in enumerate(corpus.queries) if i not in held],
@@ -147,6 +150,12 @@ class EncoderRetriever(EncoderModel):
             f"encoder-retriever: {len(corpus.documents)} documents, {len(train.queries)} training and "
             f"{len(held)} validation queries"
         )
+        if not held:
+            progress.log(
+                "warning: no validation queries (validation_fraction is 0, or each group has one training query), "
+                "so the confidence threshold is 0 and every top answer counts as confident: a handoff rule "
+                "reading it never fires"
+            )
         encoder, history = self._tune(parent, train, progress, "fine-tuning on training queries")
         fusion = Fusion(1.5, 0.75, 1.0, 1.0, 1.0, 0.0)
         selection = None

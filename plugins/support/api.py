@@ -1,7 +1,7 @@
 """The ``support`` api: answer a customer, hand over to a person when unsure, learn from it.
 
 ``<name>.answer`` runs the intent model and the FAQ retriever on a batch of texts (batched
-route). A text is handed off when the intent model says "out of scope" and/or (see
+route). A text is handed off when the intent model says "out of scope", and/or (see
 ``handoff``) the best FAQ answer is below the retriever's confidence threshold; a handoff
 is appended to a durable log (``heirloom.AppendLog``) before the reply, so an acknowledged
 handoff is never lost. ``<name>.handoffs`` lists them, ``<name>.resolve`` records what a
@@ -20,7 +20,7 @@ import attrs
 import heirloom
 from heirloom_plugins.support.queue import HandoffQueue
 
-POLICIES = ("either", "both")
+POLICIES = ("either", "both", "out_of_scope")
 
 
 @attrs.define
@@ -55,8 +55,9 @@ class SupportApi(heirloom.Api):
     #: The FAQ retriever (an ``encoder-retriever``).
     faq: str = heirloom.ref("model")
     #: ``either``: hand off when the intent is out of scope OR the best answer is below
-    #: the retriever's confidence rule. ``both``: only when both are true (for a knowledge
-    #: base about other things than the intents).
+    #: the retriever's confidence rule (a knowledge base covering every intent). ``both``:
+    #: only when both are true (a knowledge base about other things than the intents).
+    #: ``out_of_scope``: when the intent is, whatever the answer (one covering some intents).
     handoff: str = attrs.field(default="either", validator=attrs.validators.in_(POLICIES))
     #: FAQ answers per reply.
     answers: int = attrs.field(default=3, validator=heirloom.above(0))
@@ -136,7 +137,8 @@ class SupportApi(heirloom.Api):
         results = []
         for text, intent, faq in zip(texts, intents, found, strict=True):
             out_of_scope, unsure = not intent["in_scope"], not faq["confident"]
-            handoff = (out_of_scope or unsure) if self.handoff == "either" else (out_of_scope and unsure)
+            rules = {"either": out_of_scope or unsure, "both": out_of_scope and unsure, "out_of_scope": out_of_scope}
+            handoff = rules[self.handoff]
             reply: dict[str, Any] = {
                 "intent": intent["label"] if intent["in_scope"] else None,
                 "confidence": intent["confidence"],

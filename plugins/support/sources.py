@@ -85,15 +85,18 @@ class StackFaqSource(heirloom.Source):
         for number, pair in enumerate(root.iter("qapair"), 1):
             label = pair.get("id", f"thread-{number}").strip()
             if not THREAD_ID.fullmatch(label) or label in seen:
-                problem = "appears twice" if label in seen else "is not 1-100 letters, digits, '.', '_' or '-'"
+                problem = "appears twice" if label in seen else "is not 1-100 ASCII letters, digits, '.', '_' or '-'"
                 raise heirloom.HeirloomError(f"{file}: <qapair> {number}: id {label[:120]!r} {problem}")
             seen.add(label)
             queries = [_text(r) for r in pair.iter("rephr")]
+            answers = [_text(a) for a in pair.iter("answer") if _text(a)]
+            if not answers:  # its paraphrases would train and test against no document
+                raise heirloom.HeirloomError(f"{file}: <qapair> {number} ({label!r}): no <answer> with text")
             threads.append(
                 {
                     "label": label,
                     "question": _text(pair.find("question")),
-                    "answers": [_text(a) for a in pair.iter("answer") if _text(a)],
+                    "answers": answers,
                     "queries": [q for q in queries if q and q.strip("*")],
                 }
             )

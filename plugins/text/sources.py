@@ -228,7 +228,7 @@ class PhraseBankSource(TextSource):
             if not line.strip():
                 continue
             text, at, label = line.rpartition("@")
-            if not at or not label.strip():
+            if not at or not label.strip() or not text.strip():
                 raise heirloom.HeirloomError(f"{path}:{number}: expected 'sentence@label', got {line[:80]!r}")
             yield {"id": f"{name}:{number}", "text": text.strip(), "label": label.strip()}
 
@@ -254,8 +254,9 @@ class CsvSource(TextSource, CsvFormat):
         columns = (self.text_column, self.label_column)
         for line, row in self.csv_rows(path, columns):
             text, label = row[self.text_column], row[self.label_column]
-            if not label.strip():
-                raise heirloom.HeirloomError(f"{path}:{line}: the {self.label_column!r} column is empty")
+            for column, value in ((self.text_column, text), (self.label_column, label)):
+                if not value.strip():  # a blank text teaches nothing, and the daemon refuses one
+                    raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty")
             yield {"id": f"{name}:{line}", "text": text, "label": label.strip()}
 
 
@@ -295,7 +296,11 @@ class JsonlSource(TextSource):
                         f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r} "
                         f"(text_field, label_field), got {_json_shape(row)}"
                     )
-                yield {"id": f"{name}:{number}", "text": str(row[self.text_field]), "label": str(row[self.label_field])}
+                for field in (self.text_field, self.label_field):
+                    if row[field] is None or not str(row[field]).strip():  # str(None) would be a label "None"
+                        raise heirloom.HeirloomError(f"{path}:{number}: the {field!r} field is blank or null")
+                text, label = str(row[self.text_field]), str(row[self.label_field]).strip()
+                yield {"id": f"{name}:{number}", "text": text, "label": label}
 
 
 @attrs.define(kw_only=True)
