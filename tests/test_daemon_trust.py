@@ -399,7 +399,10 @@ def test_grace_deadline_is_met_and_the_daemon_exits_0_every_time(tmp_path):
             futures += [client.submit("t.batched", {"values": [i]}) for i in range(50)]
             for future in futures:
                 future.add_done_callback(lambda f, answered=answered: answered.append(time.monotonic()))
-            time.sleep(0.1)
+            # one connection keeps order: once _health is answered, the daemon has read all 200 (on a
+            # loaded machine 100 ms was not always enough, and a request it never read has no reply)
+            assert client.call("_health")["live"]
+            time.sleep(0.05)
             signalled = time.monotonic()
             os.kill(daemon.process.pid, signal.SIGTERM)
             statuses = []

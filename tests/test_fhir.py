@@ -366,6 +366,7 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
         ),
         (condition("c3", onset="2019-4"), "Condition/c3 (entry[2]): cannot read: onsetDateTime: '2019-4' is not"),
         ({"id": "r1"}, "entry[2]: missing resourceType"),
+        ({**condition("c8"), "id": ""}, 'Condition at entry[2]: id must be a non-empty string, got a string: ""'),
         (  # FHIR's date pattern has ASCII digits only; strptime reads these, and they sorted out of time order
             condition("c4", onset="\u0662\u0660\u0662\u0660-01-01"),
             "Condition/c4 (entry[2]): cannot read: onsetDateTime: '\u0662\u0660\u0662\u0660-01-01' is not a FHIR date",
@@ -463,6 +464,7 @@ def test_a_patient_in_two_bundles_is_one_record_and_the_second_is_named(tmp_path
         ({"gender": "F"}, 'gender: expected one of male, female, other, unknown, got a string: "F"'),
         ({"deceasedBoolean": False, "deceasedDateTime": "2020"}, "deceased[x]: one of deceasedBoolean and"),
         ({"birthDate": "1980-02-30"}, "birthDate: '1980-02-30' is not a FHIR date"),
+        ({"deceasedDateTime": True}, "deceasedDateTime: a boolean: true is not a FHIR date"),  # was 'True'
     ],
 )
 def test_a_patient_whose_own_fields_are_malformed_is_a_bad_resource_before_it_counts(tmp_path, fields, said):
@@ -476,7 +478,7 @@ def test_a_patient_whose_own_fields_are_malformed_is_a_bad_resource_before_it_co
 
 
 def test_a_living_patient_stays_alive_and_a_boolean_death_is_read(tmp_path):
-    alive = {**PATIENT, "deceasedBoolean": False}
+    alive = {**PATIENT, "deceasedBoolean": False, "deceasedDateTime": None}  # null is absent, not a second choice
     dead = {**PATIENT, "id": "p2", "deceasedBoolean": True}
     records = {r.id: r for r in FhirSource(path=str(write(tmp_path / "one.json", bundle(alive, dead)))).records()}
     assert (records["p1"].deceased, records["p2"].deceased) == (False, True)
@@ -493,9 +495,15 @@ def test_compressed_files_are_named_not_skipped_unseen_and_a_decompressed_copy_i
         stats_or_error(folder)
     stats = stats_or_error(folder, "skip")
     assert stats["files"] == 1 and stats["errors"]["skipped_files"] == 1 and stats["records"] == 0
+    (folder / "Patient.ndjson").mkdir()  # a folder of that name is no copy: the archive is still named
+    assert stats_or_error(folder, "skip")["errors"]["skipped_files"] == 1
+    (folder / "Patient.ndjson").rmdir()
     write(folder / "Patient.ndjson", text)  # gunzip -k: the copy is read, the archive passed over
     stats = stats_or_error(folder)
     assert stats["files"] == 1 and stats["records"] == 1
+    compressed.rename(folder / "Patient.ndjson")  # gzip content under a plain name: one file error, not a line each
+    stats = stats_or_error(folder, "skip")
+    assert (stats["files"], stats["errors"]["skipped_files"], stats["errors"]["skipped_resources"]) == (1, 1, 0)
 
 
 def test_a_bundle_on_an_ndjson_line_is_a_bad_resource_not_a_silent_loss(tmp_path):

@@ -502,12 +502,33 @@ def test_a_request_offering_an_h2c_upgrade_keeps_its_body_and_the_next_request_i
             connection.sendall(upgrading[split:] + ECHO)
             answers = [raw_response(connection) for _ in range(2)]
             assert [json.loads(answer.partition("\r\n\r\n")[2]) for answer in answers] == [{"a": 0}, {"a": 1}]
-    with socket.create_connection((host, int(port))) as connection:
-        connection.sendall(b"GARBAGE\r\n\r\n")
-        answer = raw_response(connection)
-    head, _, body = answer.partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.1 400") and "application/json" in head, answer
-    assert json.loads(body)["code"] == "INVALID_ARGUMENT" and "malformed HTTP/1.1 request" in json.loads(body)["error"]
+    daemon, _ = bare
+
+    def echoed() -> int:
+        with daemon.client(timeout=10) as client:
+            return client.call("_stats")["routes"]["echo.echo"]["count"]
+
+    chunked = upgrading.replace(b"Content-Length: 8\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\n")
+    before = echoed()
+    for tail, said in ((b"GARBAGE\r\n\r\n", "malformed HTTP/1.1 request"), (chunked, "not chunked")):
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(ECHO + tail)  # the refused request after one to answer, in one segment
+            first, refusal = raw_response(connection), raw_response(connection)
+        assert json.loads(first.partition("\r\n\r\n")[2]) == {"a": 1}, first  # it was lost to the 400
+        head, _, body = refusal.partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 400") and "application/json" in head, refusal
+        assert json.loads(body)["code"] == "INVALID_ARGUMENT" and said in json.loads(body)["error"], body
+    assert echoed() - before == 2  # the chunked one's route never ran (it ran with no body)
+
+
+def test_a_header_over_the_protocols_limit_is_400_at_once_not_504_at_the_deadline(bare):
+    """An idempotency key of 70,000 characters made a header the daemon refuses unread, so with
+    no id to answer: the request waited out the gateway's --timeout (30 s), then 504."""
+    _, gateway = bare
+    began = time.monotonic()
+    status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Idempotency-Key": "k" * 70_000})
+    assert (status, body["field"]) == (400, "header") and "header is over 65536 bytes" in body["error"], body
+    assert time.monotonic() - began < 10
 
 
 def test_a_pipelining_client_that_reads_no_replies_meets_flow_control(bare):

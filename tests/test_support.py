@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,15 +95,14 @@ def guarded_heirloom(*args: str, env: dict[str, str], timeout: float = 900) -> s
     )
 
 
-def train_small(home: Path, data_dir: Path) -> dict[str, str]:
-    """Trains the support profile on the small slices in ``home``, with the network blocked;
-    returns the environment that serves it (also used by tests/test_consoles.py)."""
+def train_small(home: Path, data_dir: Path) -> None:
+    """Trains the support profile on the small slices in ``home``, with the network blocked
+    (conftest's ``support_home``, which the support tests and consoles serve copies of)."""
     env = {**os.environ, "HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
     result = guarded_heirloom("train", "support", *SMALL, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for ref in ("support/encoder@1", "support/faq@1", "support/intent@1"):
         assert f"stored {ref}" in result.stdout
-    return {"HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data_dir)}
 
 
 def served_profile() -> str:
@@ -110,10 +110,16 @@ def served_profile() -> str:
     return (REPO / "profiles" / "support.toml").read_text().replace('handoff = "both"', 'handoff = "either"')
 
 
+def copied_home(support_home: Path, folder: Path, data_dir: Path) -> dict[str, str]:
+    """A copy of the session's trained support home in ``folder``, and the environment serving it."""
+    shutil.copytree(support_home, folder / "home")
+    return {"HEIRLOOM_HOME": str(folder / "home"), "HEIRLOOM_DATA": str(data_dir)}
+
+
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir):
-    """The support profile trained once on small slices, with the network blocked."""
-    return train_small(tmp_path_factory.mktemp("support-home"), data_dir)
+def trained(support_home, tmp_path_factory, data_dir):
+    """The support profile trained on small slices, with the network blocked (conftest's)."""
+    return copied_home(support_home, tmp_path_factory.mktemp("support"), data_dir)
 
 
 def test_intent_lineage_reaches_the_pretrained_encoder(trained):
@@ -219,10 +225,14 @@ def test_a_handoff_another_worker_queued_is_listed_and_resolvable(daemon, traine
     and resolve routes know at once (they read what was appended since their last request)."""
     log = heirloom.AppendLog(Path(trained["HEIRLOOM_HOME"]) / "handoffs" / "support" / "support.jsonl")
     with daemon.client(timeout=60) as client:
+        answer = client.call("support.answer", {"text": "how do I upload a file"})["answers"][0]["id"]
         client.call("support.handoffs", {})  # the route has read the log up to here
         log.append({"type": "handoff", "id": "f" * 16, "text": "queued by another worker", "reasons": ["out_of_scope"]})
         newest = client.call("support.handoffs", {"limit": 1})["handoffs"]
         assert [(e["id"], e["text"], e["resolution"]) for e in newest] == [("f" * 16, "queued by another worker", None)]
+        with pytest.raises(InvalidArgument) as thread:  # a thread's id, not one of its answers': say which are
+            client.call("support.resolve", {"id": "f" * 16, "answer_id": answer.rpartition("/")[0]})
+        assert f"; the thread's answers are {answer.rpartition('/')[0] + '/1'!r}" in thread.value.message
         client.call("support.resolve", {"id": "f" * 16, "intent": "card_arrival"})
         assert "f" * 16 not in [e["id"] for e in client.call("support.handoffs", {})["handoffs"]]
         listed = client.call("support.handoffs", {"include_resolved": True, "limit": 1})["handoffs"]

@@ -31,11 +31,11 @@ from heirloom.wire.client import (
     Reply,
     Unauthenticated,
     Unavailable,
+    frames_of,
     parse_reply,
     refused_key_message,
     silence_hint,
 )
-from heirloom.wire.protocol import request_frames
 from heirloom.wire.transport import drain, receiver, sender
 
 HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -93,7 +93,7 @@ class AsyncClient:
         loop = self._loop or self._attach()
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
-        frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
+        frames = frames_of(route, body, request_id, budget, idempotency_key)
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
         timer = loop.call_later(budget, self._expire, request_id, budget)

@@ -27,6 +27,7 @@ from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.protocol import (
     CODES,
+    HEADER_LIMIT,
     INTERNAL,
     OK,
     RETRYABLE,
@@ -82,6 +83,16 @@ def error_from_reply(status: str, body: Any) -> RemoteError:
         retryable=bool(body.get("retryable")),
         retry_after_ms=body.get("retry_after_ms"),
     )
+
+
+def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency_key: Any) -> list[Any]:
+    """A request's frames; InvalidArgument at once for a header over HEADER_LIMIT (a route
+    name or idempotency key that long), which the daemon refuses unread, so with no id to
+    answer: the call would wait for its deadline."""
+    frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
+    if len(frames[1]) > HEADER_LIMIT:
+        raise InvalidArgument(f"header is over {HEADER_LIMIT} bytes (a route name or idempotency key)", field="header")
+    return frames
 
 
 @attrs.frozen
@@ -201,7 +212,7 @@ class Client:
             raise HeirloomError("the client is closed")
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
-        frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
+        frames = frames_of(route, body, request_id, budget, idempotency_key)
         pending = _Pending(Future(), time.monotonic() + budget)
         self._outbox.put((request_id, frames, pending))
         with self._wake_lock:

@@ -21,6 +21,9 @@ import heirloom
 BUNDLE_SUFFIXES = (".json",)
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip")
+COMPRESSED = "compressed: FHIR files are read uncompressed (gunzip it, or the tool that made it)"
+#: The first bytes of gzip, bzip2, xz, zip and zstd files (no JSON text starts so).
+COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"PK\x03\x04", b"(\xb5/\xfd")
 #: Bundle types that carry resources to read (history and responses carry outcomes).
 BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "document")
 
@@ -105,7 +108,7 @@ class Entry:
         """``Observation/abc (line 4)``: the resource by id, else by position."""
         resource = self.resource if isinstance(self.resource, dict) else {}
         kind, rid = resource.get("resourceType"), resource.get("id")
-        if isinstance(kind, str) and isinstance(rid, str):
+        if isinstance(kind, str) and isinstance(rid, str) and rid:
             return f"{kind}/{rid} ({self.where})"
         return f"{kind} at {self.where}" if isinstance(kind, str) else self.where
 
@@ -121,17 +124,25 @@ def discover(root: Path) -> list[Path]:
 
 def _fhir_name(path: Path) -> bool:
     """A bundle or NDJSON file's name; a compressed one's too, unless it was decompressed beside it."""
-    if is_compressed(path):
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:
         path = path.with_suffix("")
-        if path.exists():
+        if path.is_file():
             return False
     return path.suffix.lower() in BUNDLE_SUFFIXES + NDJSON_SUFFIXES
 
 
-def is_compressed(path: Path) -> bool:
-    """``Patient.ndjson.gz`` and the like: bulk exports often come so; the reader needs plain files
-    (an NDJSON set is read back by byte offset)."""
-    return path.suffix.lower() in COMPRESSED_SUFFIXES
+def is_compressed(path: Path, sniff: bool = False) -> bool:
+    """``Patient.ndjson.gz`` and the like by name, and with ``sniff`` by content too: bulk
+    exports often come so; the reader needs plain files (an NDJSON set is read back by byte
+    offset). A bundle's content is checked as it is read (:func:`read_bundle`)."""
+    named = path.suffix.lower() in COMPRESSED_SUFFIXES
+    if named or not sniff:
+        return named
+    try:
+        with path.open("rb") as handle:
+            return handle.read(6).startswith(COMPRESSED_MAGIC)
+    except OSError:  # unreadable: the reading says so
+        return False
 
 
 def is_ndjson(path: Path) -> bool:
@@ -149,8 +160,8 @@ def problem(resource: Any) -> str | None:
     if kind not in RESOURCE_TYPES:
         close = difflib.get_close_matches(kind, RESOURCE_TYPES, n=1)
         return f"unknown resourceType {kind!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-    if "id" in resource and not isinstance(resource["id"], str):
-        return f"id must be a string, got {resource['id']!r}"
+    if "id" in resource and (not isinstance(resource["id"], str) or not resource["id"]):
+        return f"id must be a non-empty string, got {found(resource['id'])}"
     missing = [name for name in REQUIRED.get(kind, ()) if not _present(resource, name)]
     if missing:
         return f"missing required field(s): {', '.join(missing)}"
@@ -242,8 +253,11 @@ def _refuse_lone_surrogates(value: Any) -> None:
 
 def read_bundle(path: Path) -> list[Entry]:
     """The entries of one Bundle file; raises FhirDataError if the file is not one."""
+    data = path.read_bytes()
+    if data.startswith(COMPRESSED_MAGIC):
+        raise FhirDataError(path, None, COMPRESSED)
     try:
-        bundle = decode_json(path.read_bytes())
+        bundle = decode_json(data)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise FhirDataError(path, None, f"malformed JSON: {exc}") from None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":

@@ -127,7 +127,8 @@ def instant(value: Any, field: str = "date") -> str | None:
             return value
         moment = datetime.fromisoformat(value)
     except (TypeError, KeyError, ValueError):
-        raise ValueError(f"{field}: {str(value)[:40]!r} is not {DATE_FORMS}") from None
+        shown = repr(value[:40]) if isinstance(value, str) else found(value)  # JSON's words for what is no text
+        raise ValueError(f"{field}: {shown} is not {DATE_FORMS}") from None
     if moment.tzinfo is not None:
         try:
             moment = moment.astimezone(UTC).replace(tzinfo=None)
@@ -344,7 +345,7 @@ def demographics(patient: dict[str, Any]) -> tuple[str | None, str | None, bool,
         raise ValueError(f"gender: expected one of {', '.join(GENDERS)}, got {found(gender)}")
     if flag is not None and not isinstance(flag, bool):
         raise ValueError(f"deceasedBoolean: expected true or false, got {found(flag)}")
-    if flag is not None and "deceasedDateTime" in patient:
+    if flag is not None and patient.get("deceasedDateTime") is not None:
         raise ValueError("deceased[x]: one of deceasedBoolean and deceasedDateTime, not both")
     died = instant(patient.get("deceasedDateTime"), "deceasedDateTime")
     return instant(patient.get("birthDate"), "birthDate"), gender, bool(flag) or died is not None, died

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from heirloom_plugins.fhir.parse import (
+    COMPRESSED,
     Entry,
     FhirDataError,
     discover,
@@ -157,14 +158,15 @@ class Scan:
         if not paths:  # a wrong folder: said here, not as "no encounter to learn from" after a pass
             message = "no FHIR files in it (*.json bundles, *.ndjson or *.jsonl bulk exports, searched recursively)"
             raise FhirDataError(self.root, None, message)
-        for path in paths:
-            if is_compressed(path):
+        bulk = []
+        for path in paths:  # a file at a time: the first bundle's patients come before the last is opened
+            if is_compressed(path, sniff=is_ndjson(path)):
                 self._count_file(path)
-                message = "compressed: FHIR files are read uncompressed (gunzip it, or the tool that made it)"
-                self.tally.fault(FhirDataError(path, None, message), whole_file=True)
-            elif not is_ndjson(path):
+                self.tally.fault(FhirDataError(path, None, COMPRESSED), whole_file=True)
+            elif is_ndjson(path):
+                bulk.append(path)
+            else:
                 yield from self._bundle(path, split)
-        bulk = [path for path in paths if is_ndjson(path)]
         if bulk:
             yield from self._bulk(bulk, split)
         for ref, count, where in self.known.settle():

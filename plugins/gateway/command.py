@@ -34,7 +34,8 @@ from heirloom.reports import EXTRA_HINT
 #: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
 #: by uvicorn's "auto" choice; the gateway's httptools protocol adds its pipelining bound).
 #: bench/gateway.py runs its FastAPI baseline with the same.
-UVICORN_SETTINGS = {"log_level": "warning", "access_log": False}
+#: No WebSocket: the gateway serves none, so an Upgrade: websocket request is plain HTTP/1.1 too.
+UVICORN_SETTINGS = {"log_level": "warning", "access_log": False, "ws": "none"}
 
 
 #: Where the gateway reaches the daemon it runs in its own process.

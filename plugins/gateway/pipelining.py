@@ -15,11 +15,12 @@ A request offering a protocol upgrade the gateway does not speak (``Upgrade: h2c
 Java's HttpClient sends by default) is an HTTP/1.1 request like any other (RFC 9110 7.8), but
 httptools skips its body and stops parsing there (uvicorn#2722, httptools#124): the route got
 no body and the body's bytes were read as the next request. Here such a body is read by
-``Content-Length`` and the bytes after it parsed on. The malformed bytes httptools refuses get
-a JSON error, as every other error of the gateway.
+``Content-Length`` and the bytes after it parsed on (one sent chunked is refused, its route
+never run). Bytes httptools refuses get a JSON 400, as every other error of the gateway, after
+the replies to the requests before them; then the connection closes.
 
-It reads uvicorn's own attributes (``pipeline``, ``flow``, ``on_response_complete``,
-``_should_upgrade``), so constraints.txt pins the uvicorn release it was built on;
+It reads uvicorn's own attributes (``pipeline``, ``flow``, ``cycle``, ``app``, ``headers``,
+``on_response_complete``), so constraints.txt pins the uvicorn release it was built on;
 tests/test_gateway.py checks it.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -49,6 +51,23 @@ class HeldFlow(FlowControl):
             super().resume_reading()
 
 
+def _json_400(message: str) -> bytes:
+    return json.dumps({"error": message, "code": "INVALID_ARGUMENT", "retryable": False}).encode()
+
+
+#: A request offering an upgrade with a chunked body: httptools skips the body unread, and
+#: where the next request begins is unknown, so the request is refused and the connection closed.
+CHUNKED_UPGRADE = _json_400("a request offering Upgrade must send its body with Content-Length, not chunked")
+
+
+async def refuse_chunked_upgrade(scope: Any, receive: Any, send: Any) -> None:
+    """The ASGI app such a request gets instead of the gateway's: the route never runs, and the
+    replies to the requests before it go out first, in order."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(CHUNKED_UPGRADE))]
+    await send({"type": "http.response.start", "status": 400, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": CHUNKED_UPGRADE})
+
+
 class OneQueuedRequest(HttpToolsProtocol):
     """The protocol the gateway serves HTTP/1.1 with: at most one request of a connection
     parsed and waiting behind the one being answered (a piece's worth at worst)."""
@@ -60,6 +79,9 @@ class OneQueuedRequest(HttpToolsProtocol):
         self.flow = HeldFlow(transport)
         #: Bytes still to come of the body of a request that offered an upgrade (read here).
         self.upgrade_body = 0
+        #: Nothing more is parsed: a refusal ends the connection once the replies before it are out.
+        self.stopped = False
+        self.refusal: bytes | None = None
 
     def data_received(self, data: bytes) -> None:
         # reading pauses while bytes wait, so they are nearly always none: no copy then
@@ -67,34 +89,37 @@ class OneQueuedRequest(HttpToolsProtocol):
         self.flow.unparsed = memoryview(bytes(waiting) + data if waiting else data)
         self._parse()
 
+    def on_headers_complete(self) -> None:
+        if not (self.parser.should_upgrade() and b"transfer-encoding" in dict(self.headers)):
+            super().on_headers_complete()
+            return
+        gateway, self.app = self.app, refuse_chunked_upgrade
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = gateway
+        self.stopped = True
+
     def on_message_complete(self) -> None:
-        length = self._offered_upgrade_body()
-        if length:  # httptools skipped the body: it is read in _parse, and the request completed then
+        offered = self.parser.should_upgrade() and not self.stopped
+        length = int(dict(self.headers).get(b"content-length", 0)) if offered else 0
+        if length:  # httptools skipped the body of a request offering an upgrade: _parse reads it
             self.upgrade_body = length
         else:
             super().on_message_complete()
-
-    def _offered_upgrade_body(self) -> int:
-        """The ``Content-Length`` of a request offering an upgrade the gateway does not speak."""
-        if not self.parser.should_upgrade() or self._should_upgrade():
-            return 0
-        headers = dict(self.headers)
-        if b"transfer-encoding" in headers:
-            self._refuse("a request offering Upgrade must send its body with Content-Length, not chunked")
-            return 0
-        return int(headers.get(b"content-length", 0))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # starts the queued request, if any
         if not self.transport.is_closing():
             self._parse()
+            self._refuse_when_due()
             if not self.pipeline:
                 self.flow.resume_reading()
 
     def _parse(self) -> None:
         """Parse what was read until a request waits behind the one in progress."""
         flow = self.flow
-        while flow.unparsed and not self.pipeline and self._ours():
+        while flow.unparsed and not self.pipeline and not self.stopped and self._open():
             if self.upgrade_body:
                 body, flow.unparsed = flow.unparsed[: self.upgrade_body], flow.unparsed[self.upgrade_body :]
                 self.upgrade_body -= len(body)
@@ -104,7 +129,7 @@ class OneQueuedRequest(HttpToolsProtocol):
                 continue
             piece, flow.unparsed = flow.unparsed[:PIECE], flow.unparsed[PIECE:]
             self._feed(piece)
-        if flow.unparsed and self._ours():
+        if flow.unparsed and self._open():
             flow.pause_reading()
 
     def _feed(self, piece: memoryview) -> None:
@@ -115,21 +140,27 @@ class OneQueuedRequest(HttpToolsProtocol):
             self.parser.feed_data(piece)  # type: ignore[arg-type]  # httptools parses a memoryview in place
         except httptools.HttpParserError as exc:
             self._refuse(f"malformed HTTP/1.1 request: {exc}")
-        except httptools.HttpParserUpgrade as upgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:  # a protocol the gateway does not speak: the request is HTTP/1.1 (RFC 9110 7.8)
+        except httptools.HttpParserUpgrade as upgrade:  # a protocol the gateway does not speak: HTTP/1.1 it is
+            if not self.stopped:
                 self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
 
     def _refuse(self, message: str) -> None:
-        """A 400 with the gateway's JSON error body, and the connection closed (where the
-        next request begins is unknown)."""
+        """A 400 with the gateway's JSON error body, after the replies to the requests before
+        it; then the connection closes (where the next request begins is unknown)."""
         self.logger.warning(message)
-        body = json.dumps({"error": message, "code": "INVALID_ARGUMENT", "retryable": False}).encode()
+        body = _json_400(message)
         head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        self.transport.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
-        self.transport.close()
+        self.refusal = head + b"content-length: %d\r\n\r\n" % len(body) + body
+        self.stopped = True
+        self._refuse_when_due()
 
-    def _ours(self) -> bool:
-        """Whether the connection is still this protocol's: open, not handed to a WebSocket protocol."""
-        return not self.transport.is_closing() and self.transport.get_protocol() is self
+    def _refuse_when_due(self) -> None:
+        """Send the refusal once no earlier request awaits its reply (at once when the request
+        refused is the one being answered: its body is what broke)."""
+        cycle = self.cycle
+        if self.refusal and not self.pipeline and (cycle is None or cycle.response_complete or cycle.more_body):
+            self.transport.write(self.refusal)
+            self.transport.close()
+
+    def _open(self) -> bool:
+        return not self.transport.is_closing()

@@ -194,9 +194,11 @@ class SupportApi(heirloom.Api):
             )
         else:
             ids = getattr(self.faq_handle.model, "document_ids", list)()
-            if body.answer_id not in ids:
+            if body.answer_id not in ids:  # a thread's id names its answers' prefix (``faq-porting/1``)
+                answers = [i for i in ids if i.startswith(f"{body.answer_id}/")][:3]
+                hint = f"; the thread's answers are {', '.join(map(repr, answers))}" if answers else ""
                 raise heirloom.RequestError(
-                    "INVALID_ARGUMENT", f"unknown answer_id {body.answer_id!r}", "body.answer_id"
+                    "INVALID_ARGUMENT", f"unknown answer_id {body.answer_id!r}{hint}", "body.answer_id"
                 )
             new_intent = False
         decision = {"intent": body.intent} if body.intent is not None else {"answer_id": body.answer_id}
