@@ -19,7 +19,7 @@ from rich.console import Console
 import heirloom
 
 REPO = Path(__file__).resolve().parent.parent
-console = Console()
+console = Console(soft_wrap=True)  # a command printed whole, to copy (not cut at 80 columns)
 HOUR = 3600.0
 
 CALM = [  # yesterday: ordinary news

@@ -338,6 +338,7 @@ def test_a_misspelt_nested_metric_is_suggested_by_its_whole_path(store):
     put(store, "finance/sentiment", 1, metrics={**metrics, "validation": metrics})
     typo = models(store, "promote", "finance/sentiment@1", "production", "--if-better", "per_class.negatve.f1")
     assert typo.returncode == 2 and "did you mean 'per_class.negative.f1'?" in said(typo)
+    assert "(metrics: accuracy)" in said(typo)  # the numbers to name, not per_class
 
 
 def test_on_test_a_version_stored_before_test_fingerprints_is_compared_by_whole_sources(store):
@@ -364,6 +365,10 @@ def test_versions_without_validation_scores_compare_only_on_test_when_asked(stor
     on_test = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy", "--on", "test")
     assert on_test.returncode == 0, on_test.stderr
     assert "(test accuracy 0.8 -> 0.85)" in on_test.stdout
+    # a validation split too small to hold a record: scored on nothing, it has no validation metrics
+    put(store, "medical/triage", 3, metrics={"accuracy": 0.9, "validation": {}}, data_fingerprints={"notes": "fp-1"})
+    empty = models(store, "promote", "medical/triage@3", "production", "--if-better", "accuracy")
+    assert empty.returncode == 3 and "medical/triage@3 has no validation metrics" in said(empty), said(empty)
 
 
 def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):

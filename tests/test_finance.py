@@ -179,7 +179,7 @@ def test_a_monitor_watching_a_label_the_model_lacks_fails_check_and_serve(traine
     checked = run_heirloom("profile", "check", str(profile), env=trained)
     assert checked.returncode == 2
     assert checked.stderr.strip() == (
-        f"{profile}: apis.monitor.label: 'negatve' is not a label of model 'sentiment' "
+        f"{profile}: apis.monitor.label: 'negatve' is not a label of model 'sentiment'; did you mean 'negative'? "
         "(labels: negative, neutral, positive)"
     )
     assert run_heirloom("profile", "check", "finance-sentiment", env=trained).returncode == 0

@@ -197,6 +197,13 @@ def _plugin_names(env):
     return sorted(p["name"] for p in json.loads(result.stdout))
 
 
+def test_the_plugins_table_shows_the_profiles_and_data_sets_a_plugin_ships():
+    table = run_heirloom("plugins", env={"COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if "shipped-profiles" in line)
+    assert "profiles: banking-intents" in row  # it showed "-", and the JSON alone said what it ships
+
+
 def test_disable_and_load_plugin_lists():
     everything = _plugin_names({})
     assert {"echo", "local-resources", "shipped-profiles"} <= set(everything)

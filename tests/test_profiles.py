@@ -109,6 +109,10 @@ max_in_flihgt = 3
     assert f"{bad}: apis.other.use: unknown api type 'ecko'; did you mean 'echo'?" in text
     assert f"{bad}: resources.threads: expected int, got str 'two'" in text
     assert f"{bad}: resources.max_in_flihgt: unknown key; did you mean 'max_in_flight'?" in text
+    assert "install its package" not in text  # a typo, not a plugin missing
+    missing = run_heirloom("profile", "check", str(write(tmp_path / "loud.toml", '[apis.loud]\nuse = "shout"\n')))
+    assert "unknown api type 'shout'" in missing.stderr and "install its package" in missing.stderr
+    assert "HEIRLOOM_PLUGINS=" in missing.stderr  # what a newcomer with a plugin under development lacked
 
 
 def test_a_typo_in_a_kernel_key_of_a_component_is_answered_like_one_in_its_own_keys(tmp_path):

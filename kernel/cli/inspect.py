@@ -60,7 +60,8 @@ def plugins_command(as_json: bool) -> None:
     else:
         table = Table("plugin", "distribution", "status", "provides")
         for info in infos:
-            provided = [*info.provides.items(), ("commands", registered.get(info.name, info.commands))]
+            commands = registered.get(info.name, info.commands)
+            provided = [*info.provides.items(), *info.named.items(), ("commands", commands)]
             provides = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in provided if names)
             status = Text("loaded", "green") if info.status == "loaded" else Text("failed", "red") + f": {info.error}"
             dist = f"{info.distribution} {info.version}" if info.distribution else "-"

@@ -7,8 +7,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-#: Longest error message (or field) sent back: quoting a huge bad value must not make the
-#: reply as large.
+#: Longest error message (or field) sent back: quoting a huge bad value must not make the reply as large.
 MESSAGE_LIMIT = 1000
 
 

@@ -30,6 +30,7 @@ from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelK
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
 DEFAULT_RESOURCES = "local"
+NOT_INSTALLED = "a plugin's type? install its package (one in development: HEIRLOOM_PLUGINS=its.module)"
 
 
 @attrs.frozen
@@ -276,7 +277,7 @@ class Validator:
             return f"{kind} type {use!r} comes from a plugin that failed to load this time: {details}"
         known = self.host.known_names(kind)
         message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'}"
-        message += f"{self.host.selection()})"
+        message += f"{self.host.selection()})" + ("" if did_you_mean(use, known) else f"; {NOT_INSTALLED}")
         if failed:
             details = "; ".join(f"{info.label}: {info.error}" for info in failed)
             message += f". This profile needs it and these plugins failed to load: {details}"

@@ -446,17 +446,17 @@ def metric_value(artifact: Artifact, metric: str, split: str = TEST, *, candidat
     PromotionRefused when it has none; for the ``candidate`` of a promotion, RefError: the
     metric names nothing (a typo), which is the caller's mistake, not a refusal."""
     metrics = scores(artifact, split)
-    if metrics is None:
+    if not metrics:  # None: no such split; {}: an empty one (too few records to hold any out)
         raise PromotionRefused(
             f"metrics are not comparable: {artifact.ref} has no validation metrics (its source had no "
-            f"validation split when it was trained); retrain it from a source with a validation split, "
+            f"validation split, or an empty one, when it was trained); retrain it with one that holds records, "
             f"or compare test metrics with --on test (choosing by test scores makes them optimistic)"
         )
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        names = sorted(name for name in metrics if name != VALIDATION)
+        names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
         paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
         problem = f"{artifact.ref} has no numeric {split} metric {metric!r}{did_you_mean(metric, paths)}"
         if candidate:

@@ -385,7 +385,9 @@ def evaluate(
     try:  # before the system starts, which would log the same reason as a warning
         store.resolve(served_ref(profile.project, spec))
     except HeirloomError:
-        raise HeirloomError(nothing_served(store, profile.project, spec)) from None
+        why = nothing_served(store, profile.project, spec)  # a `serve` naming no version of a trained model: exit 2
+        trained = getattr(spec.keys, "serve", None) is not None and bool(store.list(profile.project, spec.name))
+        raise (RefError if trained else HeirloomError)(why) from None
     with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
         model, version = handle.current

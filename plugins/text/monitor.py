@@ -17,6 +17,7 @@ the texts of the newest matching items (the alert's examples).
 from __future__ import annotations
 
 import bisect
+import difflib
 import math
 import threading
 import time
@@ -118,7 +119,9 @@ class LabelMonitorApi(heirloom.Api):
         """The watched label must be one the model predicts, or the monitor never alerts."""
         labels = list(getattr(models.get(self.model), "labels", None) or [])
         if labels and self.label not in labels:
-            return [("label", f"{self.label!r} is not a label of model {self.model!r} (labels: {', '.join(labels)})")]
+            close = "".join(f"; did you mean {c!r}?" for c in difflib.get_close_matches(self.label, labels, 1))
+            known = ", ".join(labels)
+            return [("label", f"{self.label!r} is not a label of model {self.model!r}{close} (labels: {known})")]
         return []
 
     def routes(self) -> list[heirloom.Route]:
