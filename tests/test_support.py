@@ -192,8 +192,15 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert decision == {"resolved": True, "id": body["handoff_id"], "intent": "card_swallowed", "new_intent": True}
         still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
         assert body["handoff_id"] not in still_open
-    records = small_records("intent-data", "train")  # what the next heirloom train support fits on
-    assert {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"} in records
+    trained = {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"}
+    assert trained not in small_records("intent-data", "train")  # a new intent waits for review: a typo never trains
+    with daemon.client(timeout=60) as client:
+        with pytest.raises(NotFound) as typo:
+            client.call("support.accept_intent", {"intent": "card_swallow"})
+        assert "did you mean 'card_swallowed'?" in typo.value.message and typo.value.field == "body.intent"
+        accepted = client.call("support.accept_intent", {"intent": "card_swallowed"})
+        assert accepted == {"accepted": True, "intent": "card_swallowed", "resolutions": 1}
+    assert trained in small_records("intent-data", "train")  # what the next heirloom train support fits on
     with daemon.client(timeout=60) as client:  # "none of them": no new intent (training leaves it out)
         closed = client.call("support.resolve", {"id": body["handoff_id"], "intent": "out_of_scope"})
         assert closed["new_intent"] is False
@@ -236,7 +243,7 @@ def test_a_handoff_another_worker_queued_is_listed_and_resolvable(daemon, traine
         client.call("support.resolve", {"id": "f" * 16, "intent": "card_arrival"})
         assert "f" * 16 not in [e["id"] for e in client.call("support.handoffs", {})["handoffs"]]
         listed = client.call("support.handoffs", {"include_resolved": True, "limit": 1})["handoffs"]
-        assert listed[0]["resolution"] == {"intent": "card_arrival"}
+        assert listed[0]["resolution"] == {"intent": "card_arrival", "new_intent": True}  # not one of the 8 trained
     log.close()
 
 

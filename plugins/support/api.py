@@ -6,11 +6,13 @@ route). A text is handed off when the intent model says "out of scope", and/or (
 is appended to a durable log (``heirloom.AppendLog``) before the reply, so an acknowledged
 handoff is never lost. ``<name>.handoffs`` lists them, ``<name>.resolve`` records what a
 person decided (an intent or an FAQ answer); the ``handoffs`` source turns those
-decisions into training records for the next ``heirloom train``.
+decisions into training records for the next ``heirloom train``, those naming a new intent
+once ``<name>.accept_intent`` accepts it (so a typo never becomes an intent).
 """
 
 from __future__ import annotations
 
+import difflib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,13 @@ class ResolveInput:
     def __attrs_post_init__(self) -> None:
         if (self.intent is None) == (self.answer_id is None):
             raise ValueError("send exactly one of 'intent' or 'answer_id'")
+
+
+@attrs.define
+class AcceptInput:
+    """A new intent that resolutions named, accepted: those resolutions train from now on."""
+
+    intent: str
 
 
 @attrs.define
@@ -125,6 +134,13 @@ class SupportApi(heirloom.Api):
                 input=ResolveInput,
                 description="Record a person's decision {'id', 'intent' | 'answer_id'}; the next train learns it.",
             ),
+            heirloom.Route(
+                "accept_intent",
+                handler=self.accept_intent,
+                input=AcceptInput,
+                admin=True,
+                description="Accept a new intent {'intent'} resolutions named: they train from the next train on.",
+            ),
         ]
 
     def answer_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
@@ -202,6 +218,19 @@ class SupportApi(heirloom.Api):
                 )
             new_intent = False
         decision = {"intent": body.intent} if body.intent is not None else {"answer_id": body.answer_id}
+        new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
         with heirloom.durable_write("resolution"):
-            self.log.append({"type": "resolution", "id": body.id, **decision})
+            self.log.append({"type": "resolution", "id": body.id, **decision, **new})
         return {"resolved": True, "id": body.id, **decision, "new_intent": new_intent}
+
+    def accept_intent(self, body: AcceptInput) -> dict[str, Any]:
+        """A person reviewed a new intent: the resolutions naming it train (a typo is never accepted)."""
+        waiting = self.queue.waiting()
+        if body.intent not in waiting:
+            close = "".join(f"; did you mean {c!r}?" for c in difflib.get_close_matches(body.intent, waiting, 1))
+            listed = ", ".join(sorted(waiting)) or "none"
+            message = f"no resolution waits with new intent {body.intent!r}{close} (waiting: {listed})"
+            raise heirloom.RequestError("NOT_FOUND", message, "body.intent")
+        with heirloom.durable_write("acceptance"):
+            self.log.append({"type": "acceptance", "intent": body.intent})
+        return {"accepted": True, "intent": body.intent, "resolutions": waiting[body.intent]}

@@ -13,7 +13,7 @@ from typing import Any
 import heirloom
 from heirloom_plugins.support.sources import handoff_fault
 
-DECISION_KEYS = ("intent", "answer_id")
+DECISION_KEYS = ("intent", "answer_id", "new_intent")
 
 
 class HandoffQueue:
@@ -23,7 +23,8 @@ class HandoffQueue:
     def __init__(self, path: Path):
         self._cursor = heirloom.LogCursor(path, check=handoff_fault)
         self._offsets: dict[str, int] = {}
-        self._decisions: dict[str, dict[str, str]] = {}
+        self._decisions: dict[str, dict[str, Any]] = {}
+        self._accepted: set[str] = set()
         self._lock = threading.Lock()
 
     def _catch_up(self) -> None:
@@ -31,9 +32,12 @@ class HandoffQueue:
         if restarted:  # the log was replaced (restored from a backup): what it holds now
             self._offsets.clear()
             self._decisions.clear()
+            self._accepted.clear()
         for offset, entry in found:
             if entry["type"] == "handoff":
                 self._offsets[entry["id"]] = offset
+            elif entry["type"] == "acceptance":
+                self._accepted.add(entry["intent"])
             elif entry["id"] in self._offsets:  # a resolution: the latest one wins
                 self._decisions[entry["id"]] = {key: entry[key] for key in DECISION_KEYS if entry.get(key)}
 
@@ -54,3 +58,13 @@ class HandoffQueue:
                         break
             entries = self._cursor.records_at(chosen)
             return [{**entry, "resolution": self._decisions.get(entry["id"])} for entry in entries]
+
+    def waiting(self) -> dict[str, int]:
+        """``new intent -> resolutions`` of the latest decisions naming an intent not accepted yet."""
+        with self._lock:
+            self._catch_up()
+            found: dict[str, int] = {}
+            for decision in self._decisions.values():
+                if decision.get("new_intent") and decision["intent"] not in self._accepted:
+                    found[decision["intent"]] = found.get(decision["intent"], 0) + 1
+            return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 import xml.etree.ElementTree as ElementTree
@@ -19,6 +20,8 @@ from typing import Any
 import attrs
 
 import heirloom
+
+log = logging.getLogger("heirloom.support")
 
 SPLITS = ("train", "validation", "test")
 FAQ_FILE = "stackExchange-FAQ.xml"
@@ -268,9 +271,18 @@ class HandoffSource(heirloom.Source):
         _check_split(split)
         if split not in (None, "train"):
             return
-        texts, decisions = resolved(heirloom.AppendLog.read(self.log_path, check=handoff_fault))
+        texts, decisions, accepted = resolved(heirloom.AppendLog.read(self.log_path, check=handoff_fault))
+        waiting = {d["intent"] for d in decisions.values() if d.get("new_intent") and d["intent"] not in accepted}
+        if waiting and self.kind == "intent" and not getattr(self, "_said_waiting", False):
+            self._said_waiting = True  # once per run: a train reads the split more than once
+            log.warning(
+                "%s: resolutions naming new intents wait for %s.accept_intent and are left out: %s",
+                self.log_path.name,
+                self.api,
+                ", ".join(sorted(waiting)),
+            )
         for handoff_id, decision in decisions.items():
-            if self.kind == "intent" and decision.get("intent"):
+            if self.kind == "intent" and decision.get("intent") and decision.get("intent") not in waiting:
                 yield {"id": f"handoff:{handoff_id}", "text": texts[handoff_id], "label": decision["intent"]}
             elif self.kind == "answer" and decision.get("answer_id"):
                 yield {
@@ -284,22 +296,25 @@ class HandoffSource(heirloom.Source):
         return _digest({"type": "handoffs", "kind": self.kind}, self.log_path)
 
 
-def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """``({id: text}, {id: latest resolution})`` of a handoff log's entries."""
+def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, Any]], set[str]]:
+    """``({id: text}, {id: latest resolution}, accepted new intents)`` of a handoff log's entries."""
     texts: dict[str, str] = {}
     decisions: dict[str, dict[str, Any]] = {}
+    accepted: set[str] = set()
     for entry in entries:
         if entry.get("type") == "handoff":
             texts[entry["id"]] = entry["text"]
+        elif entry.get("type") == "acceptance":
+            accepted.add(entry["intent"])
         elif entry.get("type") == "resolution" and entry.get("id") in texts:
             decisions[entry["id"]] = entry
-    return texts, decisions
+    return texts, decisions, accepted
 
 
 def handoff_fault(entry: dict[str, Any]) -> str | None:
     """What makes a handoff log line unusable (AppendLog.read skips it, naming its line)."""
     kind = entry.get("type")
-    needed = {"handoff": ("id", "text"), "resolution": ("id",)}.get(kind)
+    needed = {"handoff": ("id", "text"), "resolution": ("id",), "acceptance": ("intent",)}.get(kind)
     if needed is None:
         return f"unknown type {str(kind)[:40]!r}"
     wrong = [name for name in needed if not isinstance(entry.get(name), str)]
