@@ -427,6 +427,8 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert {"400", "404", "408", "413", "429", "503", "504"} <= set(predict["responses"])
     metadata = document["paths"]["/v2/models/sentiment"]["get"]["responses"]
     assert "404" in metadata and not {"408", "413"} & set(metadata)  # a GET has no body to be late or large
+    probe = document["paths"]["/v2/health/ready"]["get"]["responses"]
+    assert {"400", "401", "403", "503"} <= set(probe)  # a bad deadline header, no token, a foreign Host
     assert "/v2/models/sentiment/versions/{version}/infer" in document["paths"]
     assert "Idempotency-Key" in {parameter["name"] for parameter in predict["parameters"]}
     infer = document["paths"]["/v2/models/sentiment/infer"]["post"]
@@ -508,17 +510,29 @@ def test_a_request_offering_an_h2c_upgrade_keeps_its_body_and_the_next_request_i
         with daemon.client(timeout=10) as client:
             return client.call("_stats")["routes"]["echo.echo"]["count"]
 
-    chunked = upgrading.replace(b"Content-Length: 8\r\n\r\n", b"Transfer-Encoding: chunked\r\n\r\n")
+    # Java sends a streamed body chunked, and offers h2c on every request: the chunks are decoded
+    head = upgrading.split(b"Content-Length")[0] + b"Transfer-Encoding: chunked\r\n\r\n"
+    chunked = head + b'3;ext=1\r\n{"a\r\n5\r\n": 2}\r\n0\r\nX-Trailer: t\r\n\r\n'
+    with socket.create_connection((host, int(port))) as connection:
+        for split in (len(head) + 4, len(chunked) - 1):
+            connection.sendall(chunked[:split])
+            time.sleep(0.05)
+            connection.sendall(chunked[split:] + ECHO)
+            answers = [raw_response(connection) for _ in range(2)]
+            assert [json.loads(answer.partition("\r\n\r\n")[2]) for answer in answers] == [{"a": 2}, {"a": 1}]
     before = echoed()
-    for tail, said in ((b"GARBAGE\r\n\r\n", "malformed HTTP/1.1 request"), (chunked, "not chunked")):
+    for tail, said in (
+        (b"GARBAGE\r\n\r\n", "malformed HTTP/1.1 request"),
+        (head + b"zz\r\n{}\r\n0\r\n\r\n", "malformed chunked body: bad chunk size b'zz'"),
+    ):
         with socket.create_connection((host, int(port))) as connection:
             connection.sendall(ECHO + tail)  # the refused request after one to answer, in one segment
             first, refusal = raw_response(connection), raw_response(connection)
         assert json.loads(first.partition("\r\n\r\n")[2]) == {"a": 1}, first  # it was lost to the 400
-        head, _, body = refusal.partition("\r\n\r\n")
-        assert head.startswith("HTTP/1.1 400") and "application/json" in head, refusal
+        head_, _, body = refusal.partition("\r\n\r\n")
+        assert head_.startswith("HTTP/1.1 400") and "application/json" in head_, refusal
         assert json.loads(body)["code"] == "INVALID_ARGUMENT" and said in json.loads(body)["error"], body
-    assert echoed() - before == 2  # the chunked one's route never ran (it ran with no body)
+    assert echoed() - before == 2  # the malformed chunked request's route never ran
 
 
 def test_a_header_over_the_protocols_limit_is_400_at_once_not_504_at_the_deadline(bare):

@@ -176,7 +176,7 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert handed, "no held-out intent text was handed off"
         text, body = handed[0]
         reply = client.call("support.handoffs", {})
-        assert set(reply) == {"handoffs"}  # nothing of the server's files (the log's path) reaches a client
+        assert set(reply) == {"handoffs", "waiting_intents"}  # nothing of the server's files (the log's path)
         listed = reply["handoffs"]
         queued = {entry["id"]: entry for entry in listed}[body["handoff_id"]]
         assert queued["reasons"] and body["handoff_reasons"] == queued["reasons"]
@@ -195,11 +195,13 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
     trained = {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"}
     assert trained not in small_records("intent-data", "train")  # a new intent waits for review: a typo never trains
     with daemon.client(timeout=60) as client:
+        assert client.call("support.handoffs", {})["waiting_intents"] == {"card_swallowed": 1}  # for a reviewer
         with pytest.raises(NotFound) as typo:
             client.call("support.accept_intent", {"intent": "card_swallow"})
         assert "did you mean 'card_swallowed'?" in typo.value.message and typo.value.field == "body.intent"
         accepted = client.call("support.accept_intent", {"intent": "card_swallowed"})
         assert accepted == {"accepted": True, "intent": "card_swallowed", "resolutions": 1}
+        assert client.call("support.handoffs", {})["waiting_intents"] == {}
     assert trained in small_records("intent-data", "train")  # what the next heirloom train support fits on
     with daemon.client(timeout=60) as client:  # "none of them": no new intent (training leaves it out)
         closed = client.call("support.resolve", {"id": body["handoff_id"], "intent": "out_of_scope"})

@@ -25,6 +25,8 @@ ERROR_STATUSES = {
     "503": "UNAVAILABLE: starting, draining or no trained model; see Retry-After",
     "504": "DEADLINE_EXCEEDED: the Heirloom-Deadline-Ms budget ran out",
 }
+#: What a probe may be answered besides its own: a bad deadline header, no token, a foreign Host.
+PROBE_STATUSES = ("400", "401", "403")
 #: What a GET may be answered: no body to be too large or too slow.
 READ_STATUSES = tuple(code for code in ERROR_STATUSES if code not in ("408", "413"))
 DEADLINE = {
@@ -157,7 +159,7 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "summary": f"Whether {name} is ready",
                 "tags": ["inference"],
                 "parameters": version,
-                "responses": _ready_responses(("404",)),
+                "responses": _ready_responses((*PROBE_STATUSES, "404")),
             }
         }
         operations[f"{prefix}/infer"] = {
@@ -178,16 +180,22 @@ def _health_paths() -> dict[str, Any]:
     plain = {"type": "object"}
     return {
         "/v2": {
-            "get": {"operationId": "server_metadata", "tags": ["inference"], "responses": _responses("", plain, ())}
+            "get": {
+                "operationId": "server_metadata",
+                "tags": ["inference"],
+                "responses": _responses("", plain, ("403",)),
+            }
         },
         "/v2/health/live": {
             "get": {
                 "operationId": "live",
                 "tags": ["inference"],
-                "responses": _responses("live", plain, ("503", "504")),
+                "responses": _responses("live", plain, (*PROBE_STATUSES, "503", "504")),
             }
         },
-        "/v2/health/ready": {"get": {"operationId": "ready", "tags": ["inference"], "responses": _ready_responses(())}},
+        "/v2/health/ready": {
+            "get": {"operationId": "ready", "tags": ["inference"], "responses": _ready_responses(PROBE_STATUSES)}
+        },
         "/v1/routes": {
             "get": {
                 "operationId": "route_table",

@@ -15,8 +15,8 @@ A request offering a protocol upgrade the gateway does not speak (``Upgrade: h2c
 Java's HttpClient sends by default) is an HTTP/1.1 request like any other (RFC 9110 7.8), but
 httptools skips its body and stops parsing there (uvicorn#2722, httptools#124): the route got
 no body and the body's bytes were read as the next request. Here such a body is read by
-``Content-Length`` and the bytes after it parsed on (one sent chunked is refused, its route
-never run). Bytes httptools refuses get a JSON 400, as every other error of the gateway, after
+``Content-Length``, or decoded from its chunks (:class:`ChunkedBody`), and the bytes after it
+parsed on. Bytes httptools refuses get a JSON 400, as every other error of the gateway, after
 the replies to the requests before them; then the connection closes.
 
 It reads uvicorn's own attributes (``pipeline``, ``flow``, ``cycle``, ``app``, ``headers``,
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -55,17 +54,62 @@ def _json_400(message: str) -> bytes:
     return json.dumps({"error": message, "code": "INVALID_ARGUMENT", "retryable": False}).encode()
 
 
-#: A request offering an upgrade with a chunked body: httptools skips the body unread, and
-#: where the next request begins is unknown, so the request is refused and the connection closed.
-CHUNKED_UPGRADE = _json_400("a request offering Upgrade must send its body with Content-Length, not chunked")
+class ChunkedBody:
+    """RFC 9112 7.1's chunked coding, decoded as its bytes arrive: the body httptools skips of
+    a request offering an upgrade (Java's HttpClient offers h2c on every request, and sends a
+    streamed body chunked). Strict: CRLF line ends, hex sizes, lines of at most LINE_LIMIT."""
 
+    LINE_LIMIT = 4096
+    TRAILER_LIMIT = 16384
 
-async def refuse_chunked_upgrade(scope: Any, receive: Any, send: Any) -> None:
-    """The ASGI app such a request gets instead of the gateway's: the route never runs, and the
-    replies to the requests before it go out first, in order."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(CHUNKED_UPGRADE))]
-    await send({"type": "http.response.start", "status": 400, "headers": [*headers, (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": CHUNKED_UPGRADE})
+    def __init__(self) -> None:
+        self.state = "size"  # size -> data -> crlf -> size ... -> trailer -> done
+        self.line = b""
+        self.left = 0
+        self.trailer = 0
+
+    def feed(self, data: memoryview) -> tuple[bytes, int, bool]:
+        """``(decoded bytes, bytes of data consumed, whether the body ended)``; ValueError
+        naming what is malformed."""
+        out, used = [], 0
+        while used < len(data) and self.state != "done":
+            if self.state == "data":
+                taken = bytes(data[used : used + self.left])
+                out.append(taken)
+                used += len(taken)
+                self.left -= len(taken)
+                self.state = "data" if self.left else "crlf"
+                continue
+            end = bytes(data[used : used + self.LINE_LIMIT + 2]).find(b"\n")
+            piece = bytes(data[used : used + end + 1 if end >= 0 else len(data)])
+            used += len(piece)
+            self.line += piece
+            if len(self.line) > self.LINE_LIMIT:
+                raise ValueError(f"a chunk line is over {self.LINE_LIMIT} bytes")
+            if end >= 0:
+                line, self.line = self.line, b""
+                self._line(line)
+        return b"".join(out), used, self.state == "done"
+
+    def _line(self, line: bytes) -> None:
+        if not line.endswith(b"\r\n"):
+            raise ValueError("a chunk line must end with CRLF")
+        text = line[:-2]
+        if self.state == "crlf":
+            if text:
+                raise ValueError("chunk data longer than its size")
+            self.state = "size"
+        elif self.state == "size":
+            size = text.split(b";", 1)[0]
+            if not size or len(size) > 15 or size.strip(b"0123456789abcdefABCDEF"):
+                raise ValueError(f"bad chunk size {size[:20]!r}")
+            self.left = int(size, 16)
+            self.state = "data" if self.left else "trailer"
+        else:  # trailer fields, read and dropped, until the empty line
+            self.trailer += len(line)
+            if self.trailer > self.TRAILER_LIMIT:
+                raise ValueError(f"the trailer is over {self.TRAILER_LIMIT} bytes")
+            self.state = "trailer" if text else "done"
 
 
 class OneQueuedRequest(HttpToolsProtocol):
@@ -77,8 +121,10 @@ class OneQueuedRequest(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.flow = HeldFlow(transport)
-        #: Bytes still to come of the body of a request that offered an upgrade (read here).
+        #: The body still to come of a request that offered an upgrade (read here): its bytes by
+        #: Content-Length, or its chunks.
         self.upgrade_body = 0
+        self.chunks: ChunkedBody | None = None
         #: Nothing more is parsed: a refusal ends the connection once the replies before it are out.
         self.stopped = False
         self.refusal: bytes | None = None
@@ -89,24 +135,16 @@ class OneQueuedRequest(HttpToolsProtocol):
         self.flow.unparsed = memoryview(bytes(waiting) + data if waiting else data)
         self._parse()
 
-    def on_headers_complete(self) -> None:
-        if not (self.parser.should_upgrade() and b"transfer-encoding" in dict(self.headers)):
-            super().on_headers_complete()
-            return
-        gateway, self.app = self.app, refuse_chunked_upgrade
-        try:
-            super().on_headers_complete()
-        finally:
-            self.app = gateway
-        self.stopped = True
-
     def on_message_complete(self) -> None:
-        offered = self.parser.should_upgrade() and not self.stopped
-        length = int(dict(self.headers).get(b"content-length", 0)) if offered else 0
-        if length:  # httptools skipped the body of a request offering an upgrade: _parse reads it
-            self.upgrade_body = length
-        else:
-            super().on_message_complete()
+        if self.parser.should_upgrade():  # httptools skipped the body of a request offering an upgrade
+            headers = dict(self.headers)
+            if b"transfer-encoding" in headers:  # llhttp admits one only ending in chunked
+                self.chunks = ChunkedBody()
+                return
+            self.upgrade_body = int(headers.get(b"content-length", 0))
+            if self.upgrade_body:
+                return
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # starts the queued request, if any
@@ -127,10 +165,27 @@ class OneQueuedRequest(HttpToolsProtocol):
                 if not self.upgrade_body:
                     super().on_message_complete()
                 continue
+            if self.chunks is not None:
+                self._read_chunks()
+                continue
             piece, flow.unparsed = flow.unparsed[:PIECE], flow.unparsed[PIECE:]
             self._feed(piece)
         if flow.unparsed and self._open():
             flow.pause_reading()
+
+    def _read_chunks(self) -> None:
+        assert self.chunks is not None
+        try:
+            body, used, done = self.chunks.feed(self.flow.unparsed)
+        except ValueError as exc:
+            self._refuse(f"malformed chunked body: {exc}")
+            return
+        self.flow.unparsed = self.flow.unparsed[used:]
+        if body:
+            self.on_body(body)
+        if done:
+            self.chunks = None
+            super().on_message_complete()
 
     def _feed(self, piece: memoryview) -> None:
         """uvicorn's ``data_received``, but the bytes after a request that offered an upgrade

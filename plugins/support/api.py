@@ -196,7 +196,8 @@ class SupportApi(heirloom.Api):
 
     def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
         listed = self.queue.listed(body.include_resolved, body.limit)
-        return {"handoffs": listed}  # never the log's path: a client learns nothing of the server's files
+        # never the log's path: a client learns nothing of the server's files
+        return {"handoffs": listed, "waiting_intents": self.queue.waiting()}
 
     def resolve(self, body: ResolveInput) -> dict[str, Any]:
         if not self.queue.holds(body.id):
