@@ -125,8 +125,7 @@ class OneQueuedRequest(HttpToolsProtocol):
         #: Content-Length, or its chunks.
         self.upgrade_body = 0
         self.chunks: ChunkedBody | None = None
-        #: Nothing more is parsed: a refusal ends the connection once the replies before it are out.
-        self.stopped = False
+        #: A refusal ends the connection once the replies before it are out; nothing more is parsed.
         self.refusal: bytes | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -157,7 +156,7 @@ class OneQueuedRequest(HttpToolsProtocol):
     def _parse(self) -> None:
         """Parse what was read until a request waits behind the one in progress."""
         flow = self.flow
-        while flow.unparsed and not self.pipeline and not self.stopped and self._open():
+        while flow.unparsed and not self.pipeline and self.refusal is None and self._open():
             if self.upgrade_body:
                 body, flow.unparsed = flow.unparsed[: self.upgrade_body], flow.unparsed[self.upgrade_body :]
                 self.upgrade_body -= len(body)
@@ -196,8 +195,7 @@ class OneQueuedRequest(HttpToolsProtocol):
         except httptools.HttpParserError as exc:
             self._refuse(f"malformed HTTP/1.1 request: {exc}")
         except httptools.HttpParserUpgrade as upgrade:  # a protocol the gateway does not speak: HTTP/1.1 it is
-            if not self.stopped:
-                self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
+            self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
 
     def _refuse(self, message: str) -> None:
         """A 400 with the gateway's JSON error body, after the replies to the requests before
@@ -206,7 +204,6 @@ class OneQueuedRequest(HttpToolsProtocol):
         body = _json_400(message)
         head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
         self.refusal = head + b"content-length: %d\r\n\r\n" % len(body) + body
-        self.stopped = True
         self._refuse_when_due()
 
     def _refuse_when_due(self) -> None:
