@@ -202,8 +202,8 @@ def test_deadline_exceeded_before_compute(daemon, client):
     sock.close()
     assert statuses == {0: "OK", 1: "OK", 2: "OK", 3: "OK", "late": "DEADLINE_EXCEEDED"}
     assert "late" not in client.call("t.ran")
-    with pytest.raises(DeadlineExceeded):  # and the client raises it, typed
-        client.call("t.slow", {"ms": 1}, timeout=0.000001)
+    with pytest.raises(DeadlineExceeded):  # and the client raises it, typed (its least budget is 1 ms:
+        client.call("t.slow", {"ms": 200}, timeout=0.000001)  # a 1 ms sleep could reply within it)
 
 
 def test_batching_coalesces_items_and_isolates_failures(client):
