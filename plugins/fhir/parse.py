@@ -124,7 +124,7 @@ def discover(root: Path) -> list[Path]:
 
 def _fhir_name(path: Path) -> bool:
     """A bundle or NDJSON file's name; a compressed one's too, unless it was decompressed beside it."""
-    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+    if is_compressed(path):
         path = path.with_suffix("")
         if path.is_file():
             return False

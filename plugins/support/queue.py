@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import heirloom
-from heirloom_plugins.support.sources import handoff_fault
+from heirloom_plugins.support.sources import handoff_fault, waiting_intents
 
 DECISION_KEYS = ("intent", "answer_id", "new_intent")
 
@@ -63,8 +63,4 @@ class HandoffQueue:
         """``new intent -> resolutions`` of the latest decisions naming an intent not accepted yet."""
         with self._lock:
             self._catch_up()
-            found: dict[str, int] = {}
-            for decision in self._decisions.values():
-                if decision.get("new_intent") and decision["intent"] not in self._accepted:
-                    found[decision["intent"]] = found.get(decision["intent"], 0) + 1
-            return found
+            return dict(waiting_intents(self._decisions.values(), self._accepted))

@@ -13,7 +13,8 @@ import logging
 import random
 import re
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,7 @@ class HandoffSource(heirloom.Source):
         if split not in (None, "train"):
             return
         texts, decisions, accepted = resolved(heirloom.AppendLog.read(self.log_path, check=handoff_fault))
-        waiting = {d["intent"] for d in decisions.values() if d.get("new_intent") and d["intent"] not in accepted}
+        waiting = waiting_intents(decisions.values(), accepted)
         if waiting and self.kind == "intent" and not getattr(self, "_said_waiting", False):
             self._said_waiting = True  # once per run: a train reads the split more than once
             log.warning(
@@ -294,6 +295,11 @@ class HandoffSource(heirloom.Source):
 
     def fingerprint(self) -> str:
         return _digest({"type": "handoffs", "kind": self.kind}, self.log_path)
+
+
+def waiting_intents(decisions: Iterable[dict[str, Any]], accepted: set[str]) -> Counter[str]:
+    """``new intent -> resolutions`` of the latest decisions naming an intent nobody accepted yet."""
+    return Counter(d["intent"] for d in decisions if d.get("new_intent") and d["intent"] not in accepted)
 
 
 def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, Any]], set[str]]:
