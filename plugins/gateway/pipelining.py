@@ -193,7 +193,10 @@ class OneQueuedRequest(HttpToolsProtocol):
         try:
             self.parser.feed_data(piece)  # type: ignore[arg-type]  # httptools parses a memoryview in place
         except httptools.HttpParserError as exc:
-            self._refuse(f"malformed HTTP/1.1 request: {exc}")
+            # an error raised in uvicorn's callbacks (a URL it cannot parse: CONNECT's, one over
+            # 64 KiB) reaches here as "User callback error": its own words say what was wrong
+            cause = exc.__context__ if isinstance(exc.__context__, ValueError | httptools.HttpParserError) else exc
+            self._refuse(f"malformed HTTP/1.1 request: {cause}")
         except httptools.HttpParserUpgrade as upgrade:  # a protocol the gateway does not speak: HTTP/1.1 it is
             self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
 
