@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         ProfileError,
         ResourceExhaustedError,
     )
+    from heirloom.core.fsutil import NotRegularFile, open_regular
     from heirloom.core.hookspecs import hookimpl
     from heirloom.core.kernel import Kernel
     from heirloom.core.limits import nests_deeper, shortened
@@ -105,6 +106,8 @@ _EXPORTS = {
     "Model": "heirloom.core.components",
     "ModelHandle": "heirloom.core.components",
     "nests_deeper": "heirloom.core.limits",
+    "open_regular": "heirloom.core.fsutil",
+    "NotRegularFile": "heirloom.core.fsutil",
     "NullProgress": "heirloom.core.components",
     "path_field": "heirloom.core.components",
     "path_fields": "heirloom.core.components",
@@ -175,6 +178,7 @@ __all__ = [
     "LoopDaemon",
     "Model",
     "ModelHandle",
+    "NotRegularFile",
     "NullProgress",
     "PluginError",
     "Problem",
@@ -204,6 +208,7 @@ __all__ = [
     "label_pattern",
     "log_path",
     "nests_deeper",
+    "open_regular",
     "path_field",
     "path_fields",
     "ref",

@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
-import os
-import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,9 +88,10 @@ def csv_rows(
     ``required`` column; a row must have as many fields as the header (a short row, or a long
     one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
     not ``encoding`` text are an error naming their line. A row maps every header column."""
-    fd = regular_file(path)
-    if fd is None:
-        raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)")
+    try:  # a FIFO would block the reader, a device (/dev/zero) never end
+        fd = heirloom.open_regular(Path(path))
+    except heirloom.NotRegularFile:
+        raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)") from None
     with open(fd, newline="", encoding=encoding) as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         with decoding(path, encoding, ENCODING_REMEDY), _csv_errors(path, reader):
@@ -111,17 +110,6 @@ def csv_rows(
                         f"(quote a text that holds {delimiter!r})"
                     )
                 yield reader.line_num, row
-
-
-def regular_file(path: str | Path) -> int | None:
-    """A read descriptor of ``path`` if it is a regular file, else None: a FIFO would block
-    the reader (it is opened without waiting), a device (``/dev/zero``) never end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    os.set_blocking(fd, True)
-    return fd
 
 
 def listed(columns: Sequence[str]) -> str:
@@ -158,9 +146,7 @@ class CsvFormat:
         if path is None:
             return
         try:
-            fd = regular_file(path)
-            if fd is None:
-                return
+            fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
             with open(fd, newline="", encoding=self.encoding) as handle:
                 header = next(csv.reader(handle, delimiter=self.delimiter), [])
         except (OSError, UnicodeError, csv.Error):
