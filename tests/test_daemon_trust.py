@@ -17,7 +17,7 @@ import msgpack
 import pytest
 import zmq
 
-from heirloom.wire.client import InvalidArgument, ResourceExhausted
+from heirloom.wire.client import InvalidArgument, RemoteError, ResourceExhausted
 from heirloom.wire.protocol import SIGNATURE
 from tests.daemons import Daemon
 
@@ -346,6 +346,10 @@ def test_sigterm_while_the_system_starts_stops_every_component_once_the_start_is
     while "started apis.echo" not in daemon.log():  # apis.t is starting now, for 2 s
         assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()
         time.sleep(0.05)
+    with daemon.client(timeout=5, retries=0) as client, pytest.raises(RemoteError) as starting:
+        client.call("echo.echo", 1)
+    error = starting.value  # UNAVAILABLE carries no field (PROTOCOL.md): the route was not the problem
+    assert (error.code, error.field, error.retry_after_ms) == ("UNAVAILABLE", None, 500), error
     os.kill(daemon.process.pid, signal.SIGTERM)
     assert daemon.process.wait(30) == 0, daemon.log()
     log = daemon.log()

@@ -119,6 +119,12 @@ def test_error_messages_are_at_most_1000_characters_however_long_the_bad_value(s
         (b"\xc7\x00\x05", "extension type 5 is not accepted"),
         (b"\x92\x01", "the frame ends inside a msgpack value (truncated)"),
         (b"", "the frame ends inside a msgpack value (truncated)"),
+        # lengths past the frame's end: msgpack said "2 exceeds max_map_len(1)"
+        (b"\x82\xa2\x69", "the frame ends inside a msgpack value (truncated)"),
+        (b"\xdc\x00\x05\x01", "the frame ends inside a msgpack value (truncated)"),
+        (b"\xdf\xff\xff\xff\xff", "the frame ends inside a msgpack value (truncated)"),
+        (b"\xdb\x00\x00\x00\x09ab", "the frame ends inside a msgpack value (truncated)"),
+        (b"\xc6\x00\x00\x00\x09ab", "the frame ends inside a msgpack value (truncated)"),
     ],
 )
 def test_an_undecodable_body_says_why(send, frame, reason):

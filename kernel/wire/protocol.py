@@ -141,10 +141,10 @@ def decoding_error(what: str, exc: Exception) -> str:
         reason = f"a string is not UTF-8 ({exc.reason} at byte {exc.start}); send bytes as bin"
     elif isinstance(exc, TypeError):
         reason = "a map key is an array or a map"
-    elif "incomplete input" in str(exc):
-        reason = "the frame ends inside a msgpack value (truncated)"
     elif "max_ext_len" in str(exc):  # any extension type with data (timestamps included)
         reason = "msgpack extension types are not accepted (plain data only)"
+    elif "incomplete input" in str(exc) or "exceeds max_" in str(exc):  # or a length past the frame's end
+        reason = "the frame ends inside a msgpack value (truncated)"
     else:  # an extension type without data: our own hook's words say it
         reason = str(exc)
     return f"cannot decode the {what}: {reason}"

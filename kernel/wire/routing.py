@@ -92,7 +92,7 @@ class Router:
         if endpoint is not None:
             return endpoint
         if not installed:
-            raise RequestError(UNAVAILABLE, "the daemon is starting; no routes yet", "header.route", 500)
+            raise RequestError(UNAVAILABLE, "the daemon is starting; no routes yet", retry_after_ms=500)
         known = [n for n in self.endpoints if not n.startswith("_")]
         raise RequestError(
             NOT_FOUND, f"no route {name!r}{did_you_mean(name, known)} (call _routes for the list)", "header.route"
