@@ -565,7 +565,8 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
     rate, base = float(np.mean(shared)), float(np.mean(chance))
     assert rate > base + 0.4, f"neighbours share a genre {rate:.3f} of the time; chance {base:.3f}"
     with daemon.client(timeout=10) as client:  # words no catalogue item has: it resembles none
-        for title in ("zzzqqq unknownword", "\x00\x01\x02"):
+        for title in ("zzzqqq unknownword", "\x00\x01\x02", "zzzzqqqq", "qqqzzzxxy wwvvbb"):  # the last two: hashed
+            # into buckets catalogue words use, they found "When Harry Met Sally..." and "Fargo"
             assert client.call("recs.similar_text", {"title": title})["items"] == []
 
 

@@ -26,7 +26,7 @@ from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, 
 from heirloom_plugins.recommend.fitted import Fitted
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
 from heirloom_plugins.recommend.ranking import top_k
-from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings
+from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings, tokens
 from heirloom_plugins.recommend.tuning import Choice, Grids, tune
 
 
@@ -59,7 +59,7 @@ class HybridRecommender(heirloom.Model):
 
     def __attrs_post_init__(self) -> None:
         self._fitted: Fitted | None = None
-        self._postings_of: tuple[Fitted, SparseRows] | None = None
+        self._postings_of: tuple[Fitted, SparseRows, frozenset[tuple[str, str]]] | None = None
 
     def ready(self) -> bool:
         return self._fitted is not None
@@ -243,11 +243,10 @@ class HybridRecommender(heirloom.Model):
         see next, as ``similar`` ranks). Scores order the items; their scale is arbitrary.
         A text that shares no feature with a catalogue item resembles none: no items."""
         fitted = self._require()
-        found = fitted.tower.encode([text])
-        buckets, values = found.row(0)
+        postings, vocabulary = self._postings(fitted)
+        buckets, values = fitted.tower.encode([text], vocabulary).row(0)
         if len(buckets) == 0:
             return []
-        postings = self._postings(fitted)
         similarity = np.zeros(len(fitted.hybrid.warm), dtype=np.float64)
         for bucket, value in zip(buckets.tolist(), values.tolist(), strict=True):
             rows, weights = postings.row(bucket)
@@ -256,13 +255,16 @@ class HybridRecommender(heirloom.Model):
             return []
         return _best(fitted.hybrid.text_map @ similarity / fitted.hybrid.diagonal, k)
 
-    def _postings(self, fitted: Fitted) -> SparseRows:
-        """bucket -> warm items with that feature, built once per fitted state."""
+    def _postings(self, fitted: Fitted) -> tuple[SparseRows, frozenset[tuple[str, str]]]:
+        """bucket -> warm items with that feature, and the tokens of those items (a text's
+        other tokens resemble nothing), built once per fitted state."""
         cached = self._postings_of
         if cached is None or cached[0] is not fitted:
             postings = fitted.features.take(fitted.hybrid.warm).transposed(fitted.tower.settings.buckets)
-            self._postings_of = cached = (fitted, postings)
-        return cached[1]
+            texts = fitted.catalogue.texts
+            vocabulary = frozenset(token for item in fitted.hybrid.warm.tolist() for token in tokens(texts[item]))
+            self._postings_of = cached = (fitted, postings, vocabulary)
+        return cached[1], cached[2]
 
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 import attrs
@@ -113,10 +113,12 @@ class HashedTower:
         self.settings = settings
         self.idf = idf
 
-    def _hashed(self, text: ItemText) -> dict[str, dict[int, float]]:
-        """Term counts per block, keyed by bucket."""
+    def _hashed(self, text: ItemText, known: Container[tuple[str, str]] | None = None) -> dict[str, dict[int, float]]:
+        """Term counts per block, keyed by bucket; with ``known``, of those tokens only."""
         blocks: dict[str, dict[int, float]] = {block: {} for block in BLOCKS}
         for block, token in tokens(text):
+            if known is not None and (block, token) not in known:
+                continue
             bucket = zlib.crc32(f"{block}:{token}".encode()) % self.settings.buckets
             counts = blocks[block]
             counts[bucket] = counts.get(bucket, 0.0) + 1.0
@@ -131,14 +133,16 @@ class HashedTower:
         self.idf = np.log((1 + len(texts)) / (1 + documents)).astype(np.float32)
         return self
 
-    def encode(self, texts: Sequence[ItemText]) -> SparseRows:
-        """One row per text: each block tf-idf weighted, L2-normalised and scaled."""
+    def encode(self, texts: Sequence[ItemText], known: Container[tuple[str, str]] | None = None) -> SparseRows:
+        """One row per text: each block tf-idf weighted, L2-normalised and scaled. With
+        ``known`` (``tokens`` of a catalogue), a token not in it is left out: hashed, it
+        would share a bucket with unrelated ones."""
         if self.idf is None:
             raise ValueError("the tower has no idf yet: fit it first")
         indptr, indices, values = [0], [], []
         for text in texts:
             row: dict[int, float] = {}
-            for block, counts in self._hashed(text).items():
+            for block, counts in self._hashed(text, known).items():
                 weighted = {bucket: count * float(self.idf[bucket]) for bucket, count in counts.items()}
                 norm = sum(v * v for v in weighted.values()) ** 0.5
                 scale = self.settings.weight(block) / norm if norm else 0.0
