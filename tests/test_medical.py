@@ -370,9 +370,13 @@ def test_a_summary_reads_a_status_only_where_stated_and_a_date_only_prescription
     drug = {"resourceType": "MedicationRequest", "id": "r1", "status": "active", "intent": "order"}
     drug |= {"subject": {"reference": "urn:uuid:p1"}, "encounter": {"reference": "urn:uuid:e1"}}
     drug |= {"authoredOn": "2020-01-02", "medicationCodeableConcept": {"coding": [{**coded, "code": "7"}]}}
+    earlier = visit | {"id": "e2", "period": {"start": "2019-05-06T10:00:00Z"}}
+    undated = {key: value for key, value in visit.items() if key != "period"} | {"id": "e0"}
     resources = [
         patient,
+        undated,
         visit,
+        earlier,
         drug,
         condition("1"),
         condition("2", abatementDateTime="2021-01-01"),
@@ -394,8 +398,9 @@ def test_a_summary_reads_a_status_only_where_stated_and_a_date_only_prescription
         "snomed:4": "resolved",
     }
     assert checks["active problems"] == (1, 0, 0)  # true positives, false positives, misses
-    # a prescription dated without a time sorts before its visit's start, and is still its visit's
-    assert [(e["id"], e["medications"]) for e in summary["encounters"]] == [("e1", ["snomed:7"])]
+    # a prescription dated without a time sorts before its visit's start, and is still its visit's;
+    # most recent first, an undated visit last (it came first)
+    assert [(e["id"], e["medications"]) for e in summary["encounters"]] == [("e1", ["snomed:7"]), ("e2", []), ("e0", [])]
 
 
 def test_a_drug_named_in_another_file_is_current_with_no_code_and_the_checks_agree(tmp_path):
@@ -590,6 +595,12 @@ def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, pa
             {"record": {"timeline": [{"kind": "visit"}]}},
             "INVALID_ARGUMENT",
             "body.record.timeline[0].kind",
+        ),
+        (  # FHIR's codes only, as the fhir source reads a Patient ("robot" was taken inline)
+            "diagnosis.predict",
+            {"record": {"gender": "robot", "timeline": [{"kind": "encounter", "date": "2020"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.gender",
         ),
         (
             "diagnosis.predict",

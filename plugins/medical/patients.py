@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 
 #: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
+#: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
+GENDERS = ("male", "female", "other", "unknown")
 KINDS = ("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy", "note")
 _FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
 DAY = 86400.0
@@ -92,9 +94,15 @@ def utc(value: Any) -> Any:
         return value
 
 
-def _kind(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in KINDS:
-        raise ValueError(f"'{attribute.name}' must be one of {', '.join(KINDS)}, got {value!r}")
+def _one_of(choices: tuple[str, ...]) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+        if value is not None and value not in choices:
+            raise ValueError(f"'{attribute.name}' must be one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+_kind = _one_of(KINDS)
 
 
 Scalar = float | int | str | bool | None
@@ -156,7 +164,7 @@ class RecordInput:
         converter=lambda events: sorted(events, key=_in_time_order), validator=lambda _, __, events: _one_each(events)
     )
     id: str = "inline"
-    gender: str | None = None
+    gender: str | None = attrs.field(default=None, validator=_one_of(GENDERS))
     birth_date: str | None = attrs.field(default=None, validator=_date)
     file: str | None = None
     split: str | None = None

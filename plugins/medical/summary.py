@@ -154,7 +154,7 @@ def summarize(record: Any) -> dict[str, Any]:
         "allergies": list(allergies.values()),
         "vitals": [_observation(e) for code, e in latest.items() if code in VITALS],
         "labs": [_observation(e) for code, e in latest.items() if code not in VITALS and _number(e.value) is not None],
-        "encounters": list(encounters.values())[::-1],
+        "encounters": sorted(list(encounters.values())[::-1], key=lambda e: _negated(e["date"])),
     }
 
 
