@@ -400,7 +400,11 @@ def test_a_summary_reads_a_status_only_where_stated_and_a_date_only_prescription
     assert checks["active problems"] == (1, 0, 0)  # true positives, false positives, misses
     # a prescription dated without a time sorts before its visit's start, and is still its visit's;
     # most recent first, an undated visit last (it came first)
-    assert [(e["id"], e["medications"]) for e in summary["encounters"]] == [("e1", ["snomed:7"]), ("e2", []), ("e0", [])]
+    assert [(e["id"], e["medications"]) for e in summary["encounters"]] == [
+        ("e1", ["snomed:7"]),
+        ("e2", []),
+        ("e0", []),
+    ]
 
 
 def test_a_drug_named_in_another_file_is_current_with_no_code_and_the_checks_agree(tmp_path):

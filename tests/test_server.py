@@ -28,7 +28,7 @@ from heirloom.wire.client import (
     ResourceExhausted,
     Unavailable,
 )
-from heirloom.wire.protocol import SIGNATURE, request_frames
+from heirloom.wire.protocol import SIGNATURE, Buffer, request_frames
 from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, REPO, run_heirloom
 
@@ -81,6 +81,9 @@ def test_invalid_argument_names_the_field(client):
         with pytest.raises(InvalidArgument) as caught:
             client.call("t.typed", body)
         assert caught.value.field == "body" and caught.value.message.endswith(f"got {sent}"), caught.value.message
+    with pytest.raises(InvalidArgument) as caught:  # a buffer for text: named, its bytes not quoted
+        client.call("t.typed", {"text": Buffer("uint8", (3000,), b"\xff" * 3000)})
+    assert caught.value.message == "body.text: expected string, got buffer Buffer(dtype='uint8', shape=(3000,))"
     with pytest.raises(InvalidArgument) as caught:
         client.call("t.typed", {"text": "x" * 5000})
     assert caught.value.field == "body" and "accepts at most 4096" in caught.value.message

@@ -83,7 +83,7 @@ KEY_LIMIT = 256
 
 #: Python's type names as this protocol says them (docs/PROTOCOL.md), for error messages.
 WIRE_NAMES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "bytes": "binary"}
-WIRE_NAMES |= {"list": "array", "tuple": "array", "dict": "map", "NoneType": "nil", "None": "nil"}
+WIRE_NAMES |= {"list": "array", "tuple": "array", "dict": "map", "NoneType": "nil", "None": "nil", "Buffer": "buffer"}
 
 
 def wire_name(value: Any) -> str:
@@ -156,7 +156,7 @@ class Buffer:
 
     dtype: str
     shape: tuple[int, ...]
-    data: bytes | memoryview
+    data: bytes | memoryview = attrs.field(repr=False)  # an error quoting a buffer given for text stays short
 
     def __attrs_post_init__(self) -> None:
         if self.dtype not in DTYPES:
