@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -97,15 +98,16 @@ def test_internal_error_fails_only_that_request(client):
 
 
 @pytest.mark.parametrize("route", ["t.unpackable", "t.unpackable_off_loop"])
-@pytest.mark.parametrize("kind", ["int", "surrogate"])
-def test_a_reply_msgpack_cannot_hold_fails_only_that_request(client, route, kind):
+@pytest.mark.parametrize(("kind", "where"), [("int", "reply"), ("surrogate", "reply"), ("set", "reply.labels[1]")])
+def test_a_reply_msgpack_cannot_hold_fails_only_that_request(daemon, client, route, kind, where):
     """An integer past 64 bits or a lone UTF-16 surrogate (FHIR data can hold either) cannot
     be packed: that request is INTERNAL, on the I/O loop as on a handler thread; the daemon
-    stopped at it."""
+    stopped at it. The reply and the daemon's log say where (the log said nothing)."""
     assert client.call(route, "fine") == 2**63
-    with pytest.raises(Internal, match="reply not encodable"):
+    with pytest.raises(Internal, match=re.escape(f"reply not encodable at {where}: ")):
         client.call(route, kind)
     assert client.call("echo.echo", "still serving") == "still serving"
+    assert f"{route}: reply not encodable at {where}: " in daemon.log()
 
 
 def test_a_slow_batched_route_never_holds_up_the_other_requests(tmp_path):
@@ -187,6 +189,33 @@ def _replies(sock: zmq.Socket, count: int) -> list[tuple[dict, Any]]:
         frames = sock.recv_multipart()
         replies.append((msgpack.unpackb(frames[1]), msgpack.unpackb(frames[2])))
     return replies
+
+
+def test_a_batched_handler_that_returns_the_wrong_shape_is_said_in_the_log(tmp_path):
+    """From a plugin author: a handler that returned a map answered a lone request with one
+    of its keys, and one that returned too few results had each request rerun alone, slowly,
+    with nothing said. A batch of the wrong shape is logged, naming the route; alone, it is
+    INTERNAL saying what the handler returned."""
+    daemon = Daemon(tmp_path, profile='[apis.t]\nuse = "testing"\nbatch_ms = 200\n')
+    try:
+        daemon.wait_ready()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.connect(daemon.address)
+        sock.send_multipart(request_frames("first", "t.batched", {"values": [1]}))
+        time.sleep(0.05)  # computing it for 200 ms: the next two wait, then go as one batch
+        for name in ("short", "other"):
+            sock.send_multipart(request_frames(name, "t.batched", {"values": [name]}))
+        replies = {header["id"]: (header["status"], body) for header, body in _replies(sock, 3)}
+        assert replies == {"first": ("OK", {"batch": 1}), "short": ("OK", {"batch": 1}), "other": ("OK", {"batch": 1})}
+        sock.send_multipart(request_frames("dict", "t.batched", {"values": ["dict"]}))
+        [(header, body)] = _replies(sock, 1)
+        sock.close()
+    finally:
+        assert daemon.terminate() == 0
+    assert header["status"] == "INTERNAL", body
+    assert "the batched handler returned a dict for 1 inputs (a list of one result per input)" in body["message"]
+    said = "t.batched: the batched handler returned 1 results for 2 inputs (a list of one result per input); computing"
+    assert said in daemon.log()
 
 
 def test_deadline_exceeded_before_compute(daemon, client):

@@ -26,8 +26,8 @@ class Typed:
 
 def unpackable(body: str) -> Any:
     """A reply msgpack cannot pack (``int``: 2**64, ``surrogate``: a lone UTF-16 surrogate,
-    as a FHIR string escape can give), or one it can (``fine``)."""
-    return {"int": 2**64, "surrogate": "COVID \ud800", "fine": 2**63}[body]
+    as a FHIR string escape can give, ``set``: a Python set deep in a map), or one it can (``fine``)."""
+    return {"int": 2**64, "surrogate": "COVID \ud800", "set": {"labels": ["a", {"b"}]}, "fine": 2**63}[body]
 
 
 @attrs.define
@@ -126,6 +126,10 @@ class TestingApi(heirloom.Api):
             raise RuntimeError("a poisoned item broke the batch")
         size = sum(len(item.values) for item in inputs)
         time.sleep((self.batch_ms + self.item_ms * size) / 1000)
+        if any("dict" in item.values for item in inputs):  # an author's bugs: not a list, or too few results
+            return {"batch": size}
+        if any("short" in item.values for item in inputs):
+            return [{"batch": size}]
         return [
             RequestError(INVALID_ARGUMENT, "bad value", "body.values") if "bad" in item.values else {"batch": size}
             for item in inputs

@@ -20,6 +20,7 @@ from heirloom.wire.protocol import (
     INVALID_ARGUMENT,
     OK,
     RESOURCE_EXHAUSTED,
+    Buffer,
     RequestError,
     detach_buffers,
     packb,
@@ -79,8 +80,9 @@ Complete = Callable[[Call, str, Any, "str | None", float], None]
 Encoded = tuple[str, "str | None", bytes, "list[dict[str, Any]] | None", list[Any], int]
 
 
-def encode(status: str, body: Any, version: str | None) -> Encoded:
-    """Pack a reply body once (raw buffers as their own frames); INTERNAL if it cannot be."""
+def encode(status: str, body: Any, version: str | None, route: str) -> Encoded:
+    """Pack a reply body once (raw buffers as their own frames); INTERNAL, logged with the
+    route and where in the reply, if it cannot be (a plugin's bug the client cannot mend)."""
     try:
         packed = packb(body)
     except (TypeError, ValueError, OverflowError):  # ValueError: a lone surrogate in a string
@@ -91,10 +93,38 @@ def encode(status: str, body: Any, version: str | None) -> Encoded:
         plain, specs, buffers = detach_buffers(body)
         packed = packb(plain)
     except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer msgpack cannot hold
-        error = {"code": INTERNAL, "message": f"reply not encodable: {exc}", "retryable": False}
+        where = unpackable_at(body)
+        log.error("%s: reply not encodable at %s: %s", route, where, exc)
+        error = {"code": INTERNAL, "message": f"reply not encodable at {where}: {exc}", "retryable": False}
         packed = packb(error)
         return INTERNAL, None, packed, None, [], len(packed)
     return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
+
+
+def unpackable_at(value: Any) -> str:
+    """The path of the first part of a reply msgpack cannot pack (``reply.labels``,
+    ``reply.items[3]``); iterative, as a reply may nest deeply."""
+    stack: list[tuple[str, Any]] = [("reply", value)]
+    while stack:
+        path, part = stack.pop()
+        if isinstance(part, dict):
+            for key in part:
+                if not _packs(key):
+                    return f"{path} (a key {type(key).__name__})"
+            stack += reversed([(f"{path}.{key}", item) for key, item in part.items()])
+        elif isinstance(part, list | tuple):
+            stack += reversed([(f"{path}[{index}]", item) for index, item in enumerate(part)])
+        elif not isinstance(part, Buffer) and not _packs(part):
+            return path
+    return "reply"
+
+
+def _packs(value: Any) -> bool:
+    try:
+        packb(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def deadline_body() -> dict[str, Any]:

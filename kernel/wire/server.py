@@ -458,7 +458,7 @@ class Server:
         if call.done:
             return
         call.done = True
-        reply = encode(status, body, version)
+        reply = encode(status, body, version, call.endpoint.name)
         self._send(call, reply, compute)
         self.admission.release(call)
         if call.idem is not None:
