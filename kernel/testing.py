@@ -50,6 +50,7 @@ from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire.client import Client, RemoteError
+from heirloom.wire.routing import api_routes
 from heirloom.wire.server import Server
 
 CHECKED = "checked"
@@ -384,31 +385,34 @@ def check_api(
     the check; so does a resource manager in ``tables`` that refuses them). Returns ``_routes``.
     """
     assert issubclass(cls, Api) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Api"
-    with _system(cls, config, tables) as system, _serving(system) as client:
-        routes = [r for r in client.call("_routes")["routes"] if r["name"].startswith(f"{CHECKED}.")]
-        assert routes, "routes() returned no route"
-        for route in routes:
-            assert route["description"].strip(), f"route {route['name']} has no description (Route(description=...))"
-            refused = list(BAD_BODIES) if route["input"].get("type") == "object" else []
-            refused += list((bad_inputs or {}).get(route["name"].removeprefix(f"{CHECKED}."), []))
-            for body in refused:
-                try:
-                    reply = client.call(route["name"], body)
-                except RemoteError as error:
-                    assert error.code == "INVALID_ARGUMENT", (
-                        f"{route['name']} answered {error.code} to the bad body {body!r}: {error.message}"
-                    )
-                else:
-                    raise AssertionError(f"{route['name']} accepted the bad body {body!r} and answered {reply!r}")
-        names = {route["name"].removeprefix(f"{CHECKED}.") for route in routes}
-        for name, bodies in (good_inputs or {}).items():
-            assert name in names, f"good_inputs names {name!r}, not a route of the api ({', '.join(sorted(names))})"
-            for body in bodies:
-                try:
-                    client.call(f"{CHECKED}.{name}", body)
-                except RemoteError as error:
-                    refusal = f"{error.code} {error.message}"
-                    raise AssertionError(f"{name} refused the good body {body!r}: {refusal}") from None
+    with _system(cls, config, tables) as system:
+        api_routes(f"apis.{CHECKED} ({cls.__name__})", system.component(CHECKED, "api"))  # its mistake, at once
+        with _serving(system) as client:
+            routes = [r for r in client.call("_routes")["routes"] if r["name"].startswith(f"{CHECKED}.")]
+            assert routes, "routes() returned no route"
+            for route in routes:
+                undescribed = f"route {route['name']} has no description (Route(description=...))"
+                assert route["description"].strip(), undescribed
+                refused = list(BAD_BODIES) if route["input"].get("type") == "object" else []
+                refused += list((bad_inputs or {}).get(route["name"].removeprefix(f"{CHECKED}."), []))
+                for body in refused:
+                    try:
+                        reply = client.call(route["name"], body)
+                    except RemoteError as error:
+                        assert error.code == "INVALID_ARGUMENT", (
+                            f"{route['name']} answered {error.code} to the bad body {body!r}: {error.message}"
+                        )
+                    else:
+                        raise AssertionError(f"{route['name']} accepted the bad body {body!r} and answered {reply!r}")
+            names = {route["name"].removeprefix(f"{CHECKED}.") for route in routes}
+            for name, bodies in (good_inputs or {}).items():
+                assert name in names, f"good_inputs names {name!r}, not a route of the api ({', '.join(sorted(names))})"
+                for body in bodies:
+                    try:
+                        client.call(f"{CHECKED}.{name}", body)
+                    except RemoteError as error:
+                        refusal = f"{error.code} {error.message}"
+                        raise AssertionError(f"{name} refused the good body {body!r}: {refusal}") from None
     return routes
 
 

@@ -218,6 +218,13 @@ def test_a_batched_handler_that_returns_the_wrong_shape_is_said_in_the_log(tmp_p
     assert said in daemon.log()
 
 
+def test_an_api_with_two_routes_of_one_name_fails_the_start_naming_it(tmp_path):
+    """The second route of a name hid the first, unsaid (its log said 'a.x, a.x')."""
+    daemon = Daemon(tmp_path, profile='[apis.t]\nuse = "testing"\npid_twice = true\n')
+    assert daemon.process.wait(30) != 0
+    assert "system failed to start: apis.t (testing): 2 routes are named 'pid'" in daemon.log()
+
+
 def test_deadline_exceeded_before_compute(daemon, client):
     """The server itself drops expired work before computing it: a raw socket waits for the
     server's answer (no client-side timeout), and the late request never ran."""

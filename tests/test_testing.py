@@ -129,13 +129,22 @@ class Named:
 @attrs.define
 class SloppyApi(heirloom.Api):
     describe: bool = True
+    #: An author's mistake in routes(): "twice" (two routes of one name), "space" (a name with
+    #: a space), "one" (a Route, not a list), "raise" (a misspelt Route argument).
+    mistake: str = ""
 
     def routes(self):
         description = "Greets." if self.describe else ""
-        return [
-            heirloom.Route("greet", handler=lambda body: f"hi {body.name}", input=Named, description=description),
-            heirloom.Route("count", handler=lambda body: len(body), inline=True, description="Counts."),
-        ]
+        greet = heirloom.Route("greet", handler=lambda body: f"hi {body.name}", input=Named, description=description)
+        count = heirloom.Route("count", handler=lambda body: len(body), inline=True, description="Counts.")
+        if self.mistake == "raise":
+            heirloom.Route("greet", handler=len, batch=True)
+        return {
+            "": [greet, count],
+            "twice": [greet, count, attrs.evolve(count, description="")],
+            "space": [greet, attrs.evolve(count, name="count it")],
+            "one": greet,
+        }[self.mistake]
 
 
 def test_check_api_passes_documented_validated_routes():
@@ -149,6 +158,24 @@ def test_check_api_catches_undocumented_routes_and_accepted_bad_input():
         check_api(SloppyApi, bad_inputs={"count": ["abc"]})
     with pytest.raises(AssertionError, match=r"checked\.count answered INTERNAL to the bad body 5"):
         check_api(SloppyApi, bad_inputs={"count": [5]})
+
+
+@pytest.mark.parametrize(
+    ("mistake", "said"),
+    [
+        ("twice", "apis.checked (SloppyApi): 2 routes are named 'count'"),
+        ("space", "apis.checked (SloppyApi): route name 'count it' must be 1-100 letters, digits, '_' or '-'"),
+        ("one", "apis.checked (SloppyApi): routes() must return a list of heirloom.Route, got Route("),
+        ("raise", "apis.checked (SloppyApi): routes() failed: TypeError: Route.__init__() got an unexpected keyword"),
+    ],
+)
+def test_check_api_names_a_mistake_in_routes_at_once(mistake, said):
+    """From a plugin author: a second route of one name hid the first (the one without a
+    description, so the check passed), a name with a space was served, and routes() returning
+    one Route was a 10 s DeadlineExceeded in check_api; serve said only the TypeError."""
+    with pytest.raises(heirloom.HeirloomError) as caught:
+        check_api(SloppyApi, {"mistake": mistake})
+    assert str(caught.value).startswith(said), caught.value
 
 
 def test_check_api_calls_each_good_input_and_fails_on_a_refusal(monkeypatch):

@@ -61,6 +61,8 @@ class TestingApi(heirloom.Api):
     item_ms: float = 0.0
     #: Milliseconds start takes (a slow model load).
     start_ms: float = 0.0
+    #: An author's mistake: ``pid`` twice among the routes.
+    pid_twice: bool = False
 
     def start(self, ctx):
         super().start(ctx)
@@ -82,6 +84,7 @@ class TestingApi(heirloom.Api):
             heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
+            *[heirloom.Route("pid", handler=lambda body: 0)] * self.pid_twice,
             heirloom.Route("unpackable", handler=unpackable, inline=True, description="What msgpack cannot pack."),
             heirloom.Route("unpackable_off_loop", handler=unpackable),
             heirloom.Route(

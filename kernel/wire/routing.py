@@ -8,10 +8,12 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from heirloom.core.components import Resources, Route
+from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.system import System
 from heirloom.wire import manager_calls
@@ -65,6 +67,28 @@ class Endpoint:
         }
 
 
+#: A route's own name (after ``api.``): it is a part of a URL path at an HTTP gateway.
+ROUTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+
+
+def api_routes(where: str, api: Any) -> list[Route]:
+    """``api.routes()``, checked: a list of ``Route`` with distinct, well-formed names; a
+    HeirloomError naming the component (``where``) otherwise, not a bare TypeError at start."""
+    try:
+        routes = api.routes()
+    except Exception as exc:
+        raise HeirloomError(f"{where}: routes() failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(routes, list | tuple) or not all(isinstance(route, Route) for route in routes):
+        raise HeirloomError(f"{where}: routes() must return a list of heirloom.Route, got {routes!r:.200}")
+    names = [route.name for route in routes]
+    for name in names:
+        if not isinstance(name, str) or not ROUTE_NAME.fullmatch(name):
+            raise HeirloomError(f"{where}: route name {name!r} must be 1-100 letters, digits, '_' or '-'")
+        if names.count(name) > 1:
+            raise HeirloomError(f"{where}: {names.count(name)} routes are named {name!r}")
+    return list(routes)
+
+
 class Router:
     """The route table: ``api.method`` names (and the kernel's ``_`` routes) to endpoints."""
 
@@ -78,8 +102,9 @@ class Router:
     def install(self, system: System, complete: Complete) -> list[str]:
         """Add every route of the system's apis; batched ones get a batcher thread."""
         added = []
+        uses = {spec.name: spec.use for spec in system.specs if spec.kind == "api"}
         for api_name, api in system.apis().items():
-            for route in api.routes():
+            for route in api_routes(f"apis.{api_name} ({uses.get(api_name)})", api):
                 endpoint = self.add(f"{api_name}.{route.name}", route)
                 if route.batched:
                     endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete)
