@@ -217,15 +217,19 @@ class _UnderTest:
 
 
 @contextlib.contextmanager
-def _system(cls: type, config: dict[str, Any] | None, tables: dict[str, Any] | None = None) -> Iterator[System]:
-    """A started system holding ``cls`` (as ``checked``), built from a real profile file."""
+def _system(
+    cls: type, config: dict[str, Any] | None, tables: dict[str, Any] | None = None, plugins: Sequence[Any] = ()
+) -> Iterator[System]:
+    """A started system holding ``cls`` (as ``checked``), built from a real profile file;
+    ``plugins`` (modules or module names) register the types ``tables`` use, uninstalled."""
     use = f"checked-{cls.kind}"
     profile: dict[str, Any] = {"project": "heirloom-check", **(tables or {})}
     profile.setdefault(TABLES[cls.kind], {})[CHECKED] = {"use": use, **(config or {})}
     with tempfile.TemporaryDirectory(prefix="heirloom-check-") as folder:
         path = Path(folder) / "check.toml"
         path.write_text(to_toml(profile))
-        kernel = Kernel(plugins=[_UnderTest({use: cls})])
+        modules = [importlib.import_module(p) if isinstance(p, str) else p for p in plugins]
+        kernel = Kernel(plugins=[_UnderTest({use: cls}), *modules])
         with kernel.system(str(path)) as system:
             yield system
 
@@ -266,16 +270,21 @@ def _value(value: Any) -> str:
 
 # -- sources --------------------------------------------------------------------------------
 def check_source(
-    cls: type[Source], config: dict[str, Any] | None = None, *, tables: dict[str, Any] | None = None
+    cls: type[Source],
+    config: dict[str, Any] | None = None,
+    *,
+    tables: dict[str, Any] | None = None,
+    plugins: Sequence[Any] = (),
 ) -> dict[str, int]:
     """Check the source contract for ``cls`` built from ``config`` (its profile table).
 
-    ``tables`` are other profile tables it needs (the sources a union reads). Returns the
-    number of records per split (``all`` for ``records(None)``).
+    ``tables`` are other profile tables it needs (the sources a union reads), of types that
+    installed plugins or ``plugins`` register. Returns the number of records per split
+    (``all`` for ``records(None)``).
     """
     assert issubclass(cls, Source) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Source"
     counts: dict[str, int] = {}
-    with _system(cls, config, tables) as system:
+    with _system(cls, config, tables, plugins) as system:
         source = system.component(CHECKED, "source")
         fingerprint = source.fingerprint()
         assert isinstance(fingerprint, str) and fingerprint, "fingerprint() must return a non-empty str"
@@ -292,7 +301,7 @@ def check_source(
                 )
             counts[str(split) if split else "all"] = len(first)
         assert source.fingerprint() == fingerprint, "fingerprint() changed between two calls on the same data"
-    with _system(cls, config, tables) as system:
+    with _system(cls, config, tables, plugins) as system:
         again = system.component(CHECKED, "source").fingerprint()
         assert again == fingerprint, "a new instance on the same data and config has another fingerprint"
     return counts
@@ -375,17 +384,19 @@ def check_api(
     tables: dict[str, Any] | None = None,
     bad_inputs: dict[str, Iterable[Any]] | None = None,
     good_inputs: dict[str, Iterable[Any]] | None = None,
+    plugins: Sequence[Any] = (),
 ) -> list[dict[str, Any]]:
     """Check the api contract for ``cls`` served by a real daemon loop on an ipc socket.
 
-    ``tables`` are the other profile tables it needs (``{"models": {"m": {...}}}``).
+    ``tables`` are the other profile tables it needs (``{"models": {"m": {...}}}``), of types
+    that installed plugins or ``plugins`` (modules or module names) register.
     ``bad_inputs`` maps a route (without the api prefix) to bodies it must refuse with
     INVALID_ARGUMENT, for routes that validate in their handler; ``good_inputs`` to bodies
     it must answer OK (a handler that raises, or returns what msgpack cannot send, fails
     the check; so does a resource manager in ``tables`` that refuses them). Returns ``_routes``.
     """
     assert issubclass(cls, Api) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Api"
-    with _system(cls, config, tables) as system:
+    with _system(cls, config, tables, plugins) as system:
         api_routes(f"apis.{CHECKED} ({cls.__name__})", system.component(CHECKED, "api"))  # its mistake, at once
         with _serving(system) as client:
             routes = [r for r in client.call("_routes")["routes"] if r["name"].startswith(f"{CHECKED}.")]

@@ -186,10 +186,10 @@ def test_check_api_calls_each_good_input_and_fails_on_a_refusal(monkeypatch):
         check_api(SloppyApi, good_inputs={"count": [5]})  # len(5) raises in the handler
     with pytest.raises(AssertionError, match=r"good_inputs names 'greeet', not a route of the api \(count, greet\)"):
         check_api(SloppyApi, good_inputs={"greeet": [{"name": "Ada"}]})
-    monkeypatch.setenv("HEIRLOOM_PLUGINS", "tests.testing_api")  # its 'faulty' resource manager
-    with pytest.raises(AssertionError, match=r"greet refused the good body .*: INTERNAL the resource manager failed"):
-        check_api(
-            SloppyApi,
-            tables={"resources": {"use": "faulty", "fail": "admit"}},
-            good_inputs={"greet": [{"name": "Ada"}]},
-        )
+    faulty = {"resources": {"use": "faulty", "fail": "admit"}}  # tests.testing_api's resource manager
+    refused = r"greet refused the good body .*: INTERNAL the resource manager failed"
+    with pytest.raises(AssertionError, match=refused):  # a module not installed, named in plugins
+        check_api(SloppyApi, tables=faulty, good_inputs={"greet": [{"name": "Ada"}]}, plugins=["tests.testing_api"])
+    monkeypatch.setenv("HEIRLOOM_PLUGINS", "tests.testing_api")  # or in the environment
+    with pytest.raises(AssertionError, match=refused):
+        check_api(SloppyApi, tables=faulty, good_inputs={"greet": [{"name": "Ada"}]})
