@@ -464,12 +464,17 @@ def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
 
 
 def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_stored_model(tmp_path):
-    """``train && promote`` in a script must stop when nothing was trained."""
+    """``train && promote`` in a script must stop when nothing was trained. A plugin's bug
+    (a KeyError in fit) is its traceback, then a last line naming the model and its type (the
+    traceback ended in the plugin's file, naming no component)."""
     write(
         tmp_path / "heirloom_quitter.py",
         "import sys\nimport heirloom\nfrom tests.toys import ToyModel\n\n\nclass Quitter(ToyModel):\n"
-        "    def fit(self, data, parent=None, progress=None):\n        sys.exit(0)\n\n\n@heirloom.hookimpl\n"
-        "def heirloom_register_models(register):\n    register('quitter', Quitter)\n",
+        "    def fit(self, data, parent=None, progress=None):\n        sys.exit(0)\n\n\n"
+        "class Buggy(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
+        "        raise KeyError('x')\n\n\n"
+        "@heirloom.hookimpl\ndef heirloom_register_models(register):\n    register('quitter', Quitter)\n"
+        "    register('buggy', Buggy)\n",
     )
     profile = write(
         tmp_path / "quits.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "quitter"\ndata = "rows"\n'
@@ -478,6 +483,10 @@ def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_
     result = run_heirloom("train", str(profile), env=env)
     assert result.returncode == 1, result.stderr
     assert "plugin code called sys.exit(0)" in result.stderr
+    buggy = run_heirloom("train", str(profile), "--set", "models.m.use=buggy", env=env)
+    assert buggy.returncode == 1 and "Traceback" in buggy.stderr, buggy.stderr
+    said = "error: training models.m (buggy) failed: KeyError: 'x' (the traceback above shows where)"
+    assert buggy.stderr.strip().endswith(said), buggy.stderr[-500:]
     listed = run_heirloom("models", "list", "--json", env=env)
     assert json.loads(listed.stdout) == []
 

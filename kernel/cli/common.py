@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -63,6 +64,14 @@ def get_kernel(ctx: click.Context | None = None) -> Kernel:
 
         root.meta[KERNEL_KEY] = Kernel()
     return root.meta[KERNEL_KEY]
+
+
+def fail_unexpectedly(doing: str, exc: BaseException) -> NoReturn:
+    """An exception no one raised on purpose (a plugin's bug, or heirloom's): its traceback,
+    then a last line naming what was being done (``training models.clf (my-model)``), so the
+    end of the output says which component failed."""
+    traceback.print_exception(exc)
+    fail(f"error: {doing} failed: {type(exc).__name__}: {exc} (the traceback above shows where)")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -8,7 +8,16 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from heirloom.cli.common import console, err_console, fail, get_kernel, print_json, resolve_or_exit, set_option
+from heirloom.cli.common import (
+    console,
+    err_console,
+    fail,
+    fail_unexpectedly,
+    get_kernel,
+    print_json,
+    resolve_or_exit,
+    set_option,
+)
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import write_atomic
@@ -93,6 +102,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
     """
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
+    spec = None
     try:
         specs = model_specs(resolved, models)
         store = kernel.store(resolved)
@@ -108,6 +118,8 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
         fail(f"error: {exc}")
     except SystemExit as exc:  # a plugin's sys.exit(0) must not read as a model trained and stored
         fail(f"error: training stopped: plugin code called sys.exit({exc.code!r}); nothing more was stored")
+    except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which model it stopped
+        fail_unexpectedly(f"training {spec.key} ({spec.use})" if spec else "training", exc)
 
 
 @click.command("eval")
@@ -152,6 +164,7 @@ def eval_command(
     results: dict[str, dict[str, Any]] = {"models": {}}
     reports: dict[str, Report] = {}
     headers: dict[str, str] = {}
+    spec = None
     try:
         if html_path is not None:
             from heirloom.reports import check_available
@@ -178,6 +191,8 @@ def eval_command(
         fail(f"error: {exc}", 2)
     except HeirloomError as exc:
         fail(f"error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which component it stopped
+        fail_unexpectedly(f"evaluating {spec.key} ({spec.use})" if spec else "evaluating", exc)
     table = summary(reports)
     if as_json:
         print_json(results | ({"summary": table} if table else {}))
