@@ -526,6 +526,7 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
         ("next", 'inherit = "team/m@9"', "models.m.inherit: no version 9 of team/m (versions: 1-2)"),
         ("next", 'inherit = "team/m@prod"', "models.m.inherit: team/m has no alias 'prod'"),
         ("next", 'inherit = "team/mm"', "models.m.inherit: no model 'team/mm' in the store"),
+        ("next", 'inherit = "pretrained:nothing"', "models.m.inherit: no plugin registers pretrained:nothing"),
         ("team", 'serve = "prodution"', TYPO),
         ("team", 'serve = "9"', "models.m.serve: no version 9 of team/m (the latest stored: 1, 2)"),
         ("team", 'serve = "2"', None),
@@ -546,6 +547,9 @@ def test_profile_check_names_inherit_and_serve_typos_the_store_reveals(store, tm
         assert result.returncode == 0, result.stderr
     else:
         assert result.returncode == 2 and f"{profile}: {problem}" in said(result), result.stderr
+    if problem and "team/mm" in problem:  # train says it as profile check does: exit 2 (it was 1), with the file
+        trained = run_heirloom("train", str(profile), env=env)
+        assert trained.returncode == 2 and f"error: {profile}: {problem}" in said(trained), trained.stderr
 
 
 def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):

@@ -63,24 +63,31 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
     A reference to a model the store has never seen may be one not trained yet (another
     project's, trained later), so it is left to ``train``; but a version or an alias the
     stored model lacks, a model name one typo away from a stored one, or a ``serve`` alias
-    one typo away from an alias the model has, or a ``serve`` version the stored model lacks,
-    are reported here, with their key.
+    one typo away from an alias the model has, a ``serve`` version the stored model lacks, or
+    a ``pretrained:NAME`` no plugin registers, are reported here, with their key.
     """
     models = [spec for spec in profile.components if spec.kind == "model"]
-    inherits = [(spec, spec.keys.inherit) for spec in models if _stored_ref(spec.keys.inherit)]
-    aliases = [(spec, spec.keys.serve) for spec in models if spec.keys.serve and not spec.keys.serve.isdigit()]
-    numbers = [(spec, int(spec.keys.serve)) for spec in models if spec.keys.serve and spec.keys.serve.isdigit()]
-    if not inherits and not aliases and not numbers:
-        return []
-    store = kernel.store(profile)
-    stored = store.list()  # one read of the index: names and aliases both come from it
-    known = sorted({f"{a.project}/{a.model}" for a in stored})
-    own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
     problems = []
 
     def report(spec: Any, field: str, message: str) -> None:
         key = f"{spec.key}.{field}"
         problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, message))
+
+    for spec in models:  # a pretrained state no plugin registers (the plugins are known now)
+        if (spec.keys.inherit or "").startswith(PRETRAINED):
+            try:
+                kernel.plugins.pretrained(spec.keys.inherit.removeprefix(PRETRAINED))
+            except HeirloomError as exc:
+                report(spec, "inherit", str(exc))
+    inherits = [(spec, spec.keys.inherit) for spec in models if _stored_ref(spec.keys.inherit)]
+    aliases = [(spec, spec.keys.serve) for spec in models if spec.keys.serve and not spec.keys.serve.isdigit()]
+    numbers = [(spec, int(spec.keys.serve)) for spec in models if spec.keys.serve and spec.keys.serve.isdigit()]
+    if not inherits and not aliases and not numbers:
+        return problems
+    store = kernel.store(profile)
+    stored = store.list()  # one read of the index: names and aliases both come from it
+    known = sorted({f"{a.project}/{a.model}" for a in stored})
+    own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
 
     for spec, ref in inherits:
         try:

@@ -260,10 +260,13 @@ def train(
     """Fit ``spec`` (warm-started from its ``inherit`` ref), score it on validation and
     test, and store a version, unless an identical one is stored already."""
     served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
+    key = f"{spec.key}.inherit"
     try:
         parent = parent_of(kernel, store, spec.keys.inherit, served)
-    except HeirloomError as exc:
-        raise HeirloomError(f"{spec.key}.inherit: {exc}") from None
+    except HeirloomError as exc:  # a RefError stays one (exit 2: a ref that names nothing), as profile check says
+        raise (RefError if isinstance(exc, RefError) else HeirloomError)(
+            f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {exc}"
+        ) from None
     reads = spec.cls.state_format if parent is not None and parent.model_type == spec.use else None
     parent_state = store.load(parent, reads=reads) if parent is not None else None
     if parent is not None:
