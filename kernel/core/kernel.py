@@ -29,7 +29,7 @@ class Kernel:
         entries = self.plugins.profiles.get(name, [])
         if len(entries) > 1:  # which one a name means must not depend on which plugin loaded first
             labels = " and ".join(self.plugins.infos[plugin].label for plugin, _ in entries)
-            raise PluginError(f"profile {name!r} is registered by two plugins: {labels}; disable one")
+            raise PluginError(f"profile {name!r}: registered by {labels}; disable one (HEIRLOOM_DISABLE_PLUGINS)")
         return Path(str(entries[0][1])) if entries else None
 
     def _missing_profile(self, name: str) -> str:
