@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from heirloom.cli.logs import writes_json
-from heirloom.core.errors import PluginError, ProfileError
+from heirloom.core.errors import ProfileError
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -95,14 +95,11 @@ def report_profile_error(exc: ProfileError) -> NoReturn:
 
 
 def resolve_or_exit(profile: str, overrides: tuple[str, ...] = ()) -> ResolvedProfile:
-    """The resolved PROFILE, or every problem on stderr and exit 2 (two plugins registering
-    its name too: it cannot work as installed)."""
+    """The resolved PROFILE, or every problem on stderr and exit 2."""
     try:
         return get_kernel().resolve(profile, overrides)
     except ProfileError as exc:
         report_profile_error(exc)
-    except PluginError as exc:
-        fail(f"error: {exc}", 2)
 
 
 def print_json(data: Any) -> None:

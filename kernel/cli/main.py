@@ -16,7 +16,7 @@ import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import err_console, fail, get_kernel
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, PluginError
 
 
 class HeirloomGroup(click.Group):
@@ -135,6 +135,8 @@ def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
     try:
         cli(standalone_mode=True)
+    except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed
+        fail(f"error: {exc}", 2)
     except HeirloomError as exc:
         fail(f"error: {exc}")
     except OSError as exc:  # a full disk, a folder without permission: the path and the reason, not a traceback

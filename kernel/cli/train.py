@@ -19,7 +19,7 @@ from heirloom.cli.common import (
     set_option,
 )
 from heirloom.core.components import Report
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import write_atomic
 from heirloom.store.artifacts import SPLITS, TEST, VALIDATION, RefError
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
@@ -112,7 +112,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
                 trained = train(kernel, resolved, spec, store, progress)
                 progress.finish()
             report_trained(trained)
-    except RefError as exc:  # a model or component name that names nothing
+    except (RefError, PluginError) as exc:  # a model, component or pretrained name that names nothing
         fail(f"error: {exc}", 2)
     except HeirloomError as exc:
         fail(f"error: {exc}")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, references
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key
@@ -263,8 +263,8 @@ def train(
     key = f"{spec.key}.inherit"
     try:
         parent = parent_of(kernel, store, spec.keys.inherit, served)
-    except HeirloomError as exc:  # a RefError stays one (exit 2: a ref that names nothing), as profile check says
-        raise (RefError if isinstance(exc, RefError) else HeirloomError)(
+    except HeirloomError as exc:  # a RefError or PluginError stays one (exit 2: a ref that names nothing)
+        raise (type(exc) if isinstance(exc, RefError | PluginError) else HeirloomError)(
             f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {exc}"
         ) from None
     reads = spec.cls.state_format if parent is not None and parent.model_type == spec.use else None
