@@ -125,7 +125,14 @@ def test_a_hook_function_without_the_marker_is_an_error_not_silence():
         def heirloom_register_modls(self, register):
             pass
 
-    infos = _kernel(Unmarked(), UnmarkedTypo(), MarkedTypo()).plugins.infos
+    class WrongArguments:  # pluggy's three-line error broke profile check's one line per problem
+        @heirloom.hookimpl
+        def heirloom_register_apis(self, reg):
+            pass
+
+    infos = _kernel(Unmarked(), UnmarkedTypo(), MarkedTypo(), WrongArguments()).plugins.infos
+    said = infos["WrongArguments"].error
+    assert "heirloom_register_apis(reg)" in said and "{'reg'} are declared in the hookimpl" in said and "\n" not in said
     assert "heirloom_register_models is not marked @heirloom.hookimpl" in infos["Unmarked"].error
     assert "did you mean 'heirloom_register_models'?" in infos["UnmarkedTypo"].error
     misspelt = "unknown hook 'heirloom_register_modls'; did you mean 'heirloom_register_models'?"

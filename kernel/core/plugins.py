@@ -61,8 +61,8 @@ def _selected(ep: EntryPoint) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    """``Type: message``; heirloom's own errors by their message alone (no module path)."""
-    return str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+    """``Type: message`` on one line (pluggy's signature error spans three); ours by message alone."""
+    return str(exc) if isinstance(exc, PluginError) else " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
