@@ -415,7 +415,9 @@ def test_call_cli_prints_json_and_fails_with_the_code(daemon):
     assert json.loads(ok.stdout) == {"a": [1, 2]}
     bad = run_heirloom("call", "t.typed", '{"text": 1}', "--connect", daemon.address)
     assert bad.returncode == 1
-    assert bad.stderr.startswith("INVALID_ARGUMENT: body.text: expected string, got integer 1")
+    assert bad.stderr.strip() == "INVALID_ARGUMENT: body.text: expected string, got integer 1"  # the field once
+    unknown = run_heirloom("call", "t.typo", "--connect", daemon.address)  # a message without it: named after
+    assert unknown.stderr.strip().endswith("(call _routes for the list) (field: header.route)"), unknown.stderr
     usage = run_heirloom("call", "echo.echo", "{not json", "--connect", daemon.address)
     assert usage.returncode == 2 and "not valid JSON" in usage.stderr
 

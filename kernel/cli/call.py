@@ -92,7 +92,8 @@ def call_command(
         try:
             reply = client.request(route, payload, idempotency_key=idempotency_key)
         except RemoteError as exc:
-            fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if exc.field else ""))
+            named = exc.field and not exc.message.startswith(exc.field)  # most messages lead with their field
+            fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if named else ""))
         shown = attrs.asdict(reply, recurse=False) if full else reply.body
         click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
         if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:
