@@ -44,9 +44,20 @@ def test_append_syncs_each_record_before_returning(tmp_path, monkeypatch):
     assert [r["n"] for r in heirloom.AppendLog.read(tmp_path / "log.jsonl")] == [0, 1, 2]
 
 
-def test_a_torn_tail_is_skipped_and_never_glued_to_the_next_record(tmp_path, caplog):
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b'{"n": 1, "ti',  # a crash in the middle of record 1
+        b'{"n": 1, "time": 1}',  # cut just before its newline, or written by hand: never acknowledged
+        b'{"n": 1, "time": 1',  # one brace short
+        b'{"n": 1, "label": "a',  # inside a string
+    ],
+)
+def test_a_torn_tail_is_skipped_and_never_glued_to_the_next_record(tmp_path, caplog, tail):
+    """Ending a torn tail with a bare newline made a whole object of one cut before its
+    newline: a record never acknowledged became one (a label trained, past accept_intent)."""
     path = tmp_path / "log.jsonl"
-    path.write_bytes(b'{"n": 0, "time": 1}\n{"n": 1, "ti')  # a crash in the middle of record 1
+    path.write_bytes(b'{"n": 0, "time": 1}\n' + tail)
     log = heirloom.AppendLog(path)
     log.append({"n": 2})
     log.close()

@@ -34,6 +34,11 @@ from heirloom.core.quota import StorageQuota
 log = logging.getLogger("heirloom.store.logs")
 
 
+#: What ends a torn last line before the next record: no JSON value ends with ')', so the
+#: line stays unreadable whatever was cut (a record whole but for its newline included).
+TORN_END = b" (torn)\n"
+
+
 class LogWriteError(HeirloomError):
     """A record did not reach the disk whole; nothing of it remains in the log."""
 
@@ -108,9 +113,10 @@ class AppendLog:
     def _append_held(self, line: bytes) -> None:
         """Append ``line`` to the open file; the caller holds its flock."""
         start = os.fstat(self._fd).st_size
-        if start and os.pread(self._fd, 1, start - 1) != b"\n":
+        if start and os.pread(self._fd, 1, start - 1) != b"\n":  # under the flock: no writer is mid-record
             log.warning("%s ends with a torn record (a crash cut it short); it is skipped on read", self.path)
-            line = b"\n" + line
+            # ended so it can never parse: a bare newline made a whole record of one cut just before its own
+            line = TORN_END + line
         if self.max_bytes is not None and start + len(line) > self.max_bytes:
             raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes its {self.max_bytes}")
         if self.quota is not None:
