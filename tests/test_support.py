@@ -201,11 +201,21 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert "did you mean 'card_swallowed'?" in typo.value.message and typo.value.field == "body.intent"
         accepted = client.call("support.accept_intent", {"intent": "card_swallowed"})
         assert accepted == {"accepted": True, "intent": "card_swallowed", "resolutions": 1}
+        # a retry whose reply was lost gets the same answer (it was NOT_FOUND, "did you mean" a typo)
+        assert client.call("support.accept_intent", {"intent": "card_swallowed"}) == accepted
         assert client.call("support.handoffs", {})["waiting_intents"] == {}
     assert trained in small_records("intent-data", "train")  # what the next heirloom train support fits on
     with daemon.client(timeout=60) as client:  # "none of them": no new intent (training leaves it out)
         closed = client.call("support.resolve", {"id": body["handoff_id"], "intent": "out_of_scope"})
         assert closed["new_intent"] is False
+    # recorded as new while the model lacked it, listed as new no more once the served model knows it
+    known = small_records("intents", "train")[0]["label"]
+    log = heirloom.AppendLog(heirloom.log_path("handoffs", "support", "support"))  # HEIRLOOM_HOME: the daemon's
+    log.append({"type": "resolution", "id": body["handoff_id"], "intent": known, "new_intent": True})
+    log.close()
+    with daemon.client(timeout=60) as client:
+        listed = {e["id"]: e for e in client.call("support.handoffs", {"include_resolved": True})["handoffs"]}
+        assert listed[body["handoff_id"]]["resolution"] == {"intent": known}
 
 
 def test_handoff_out_of_scope_hands_off_what_the_intent_model_rejects_whatever_the_answer(
@@ -271,7 +281,8 @@ def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):
 
 def test_a_full_handoff_log_refuses_the_handoff_rather_than_lose_it(trained, tmp_path):
     """A client that is handed off again and again cannot fill the disk: past ``handoff_max_mb``
-    a handoff is RESOURCE_EXHAUSTED (nothing acknowledged and lost), and the daemon serves on."""
+    a handoff is RESOURCE_EXHAUSTED (nothing acknowledged and lost), and the daemon serves on.
+    People can still resolve the full queue (decisions were refused too: it could not be drained)."""
     handoffs = tmp_path / "handoffs.jsonl"
     line = json.dumps({"type": "handoff", "id": "0" * 16, "text": "filler " * 100, "reasons": ["out_of_scope"]}) + "\n"
     filled = line * (((1 << 20) - 200) // len(line))
@@ -287,7 +298,10 @@ def test_a_full_handoff_log_refuses_the_handoff_rather_than_lose_it(trained, tmp
             assert refused and all(isinstance(e, ResourceExhausted) for e in refused)
             assert "the handoff log is full" in refused[0].message and str(handoffs) not in refused[0].message
             assert client.call("_health")["live"]
-        assert handoffs.stat().st_size == (1 << 20) - 100  # nothing half-written
+            assert handoffs.stat().st_size == (1 << 20) - 100  # nothing half-written
+            for _ in range(3):  # in the room kept for decisions
+                assert client.call("support.resolve", {"id": "0" * 16, "intent": "out_of_scope"})["resolved"]
+        assert (1 << 20) < handoffs.stat().st_size < (1 << 20) * 5 // 4
     finally:
         assert daemon.terminate() == 0
 

@@ -93,32 +93,34 @@ class AppendLog:
         held = os.fstat(self._fd)
         return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any], max_bytes: int | None = None) -> None:
         """Write ``record`` (with a ``time`` stamp) and return only once it is on disk, in the
         file the log's path names at that moment (a replaced log is reopened first: a record
-        written to the replaced file would be acknowledged and lost)."""
+        written to the replaced file would be acknowledged and lost). ``max_bytes``: a lower
+        cap for this record than the log's own, so one kind of record leaves room for another."""
         line = (json.dumps({**record, "time": time.time()}, ensure_ascii=False) + "\n").encode()
+        cap = min(c for c in (self.max_bytes, max_bytes, float("inf")) if c is not None)
         with self._lock:
             for _ in range(3):
                 if self._fd < 0:  # closed after a replacement; a failed reopen leaves it so
                     self._fd = self._open()
                 with self._flock():
                     if self._names_our_file():
-                        return self._append_held(line)
+                        return self._append_held(line, cap)
                 log.warning("%s was replaced or removed since it was opened: reopening it", self.path)
                 os.close(self._fd)
                 self._fd = -1
             raise LogWriteError(f"{self.path} keeps being replaced; the record was not written")
 
-    def _append_held(self, line: bytes) -> None:
-        """Append ``line`` to the open file; the caller holds its flock."""
+    def _append_held(self, line: bytes, cap: float) -> None:
+        """Append ``line`` to the open file, unless it would pass ``cap`` bytes; the caller holds its flock."""
         start = os.fstat(self._fd).st_size
         if start and os.pread(self._fd, 1, start - 1) != b"\n":  # under the flock: no writer is mid-record
             log.warning("%s ends with a torn record (a crash cut it short); it is skipped on read", self.path)
             # ended so it can never parse: a bare newline made a whole record of one cut just before its own
             line = TORN_END + line
-        if self.max_bytes is not None and start + len(line) > self.max_bytes:
-            raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes its {self.max_bytes}")
+        if start + len(line) > cap:
+            raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes its {cap:.0f}")
         if self.quota is not None:
             try:
                 self.quota.check(len(line), f"log {self.path.name}")

@@ -75,7 +75,8 @@ class SupportApi(heirloom.Api):
     max_text_chars: int = attrs.field(default=2_000, validator=heirloom.above(0))
     #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``) and its
     #: size limit in MiB (with the project's log quota): past it, a handoff is refused
-    #: RESOURCE_EXHAUSTED rather than acknowledged and lost.
+    #: RESOURCE_EXHAUSTED rather than acknowledged and lost. People's decisions (resolve,
+    #: accept_intent) may use a quarter more, so a full queue can still be worked off.
     handoff_path: str | None = None
     handoff_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
     #: Let ``<name>.resolve`` name an intent the intent model does not know (a new intent
@@ -88,7 +89,8 @@ class SupportApi(heirloom.Api):
         self.intent_handle = ctx.model(self.intent)
         self.faq_handle = ctx.model(self.faq)
         path = Path(self.handoff_path) if self.handoff_path else heirloom.log_path("handoffs", ctx.project, ctx.name)
-        self.log = heirloom.AppendLog(path, max_bytes=self.handoff_max_mb << 20, quota=ctx.log_quota())
+        self.handoff_bytes = self.handoff_max_mb << 20
+        self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
         limit = self.max_text_chars
 
@@ -126,12 +128,14 @@ class SupportApi(heirloom.Api):
                 "handoffs",
                 handler=self.handoffs,
                 input=HandoffsInput,
+                admin=True,  # customers' own words: for the people who answer them, not for every client
                 description="Handed-off queries, newest first: open ones, or all with include_resolved.",
             ),
             heirloom.Route(
                 "resolve",
                 handler=self.resolve,
                 input=ResolveInput,
+                admin=True,  # a decision trains the next model
                 description="Record a person's decision {'id', 'intent' | 'answer_id'}; the next train learns it.",
             ),
             heirloom.Route(
@@ -190,12 +194,18 @@ class SupportApi(heirloom.Api):
                 "answer_guess": top,
                 "answer_confidence": faq["confidence"],
                 "version": version,
-            }
+            },
+            max_bytes=self.handoff_bytes,
         )
         return handoff_id
 
     def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
         listed = self.queue.listed(body.include_resolved, body.limit)
+        known = set(getattr(self.intent_handle.model, "labels", None) or ())
+        for entry in listed:  # new_intent while the served model lacks it (the log says: when resolved)
+            resolution = entry["resolution"]
+            if resolution and resolution.get("new_intent") and known and resolution["intent"] in known:
+                entry["resolution"] = {key: value for key, value in resolution.items() if key != "new_intent"}
         # never the log's path: a client learns nothing of the server's files
         return {"handoffs": listed, "waiting_intents": self.queue.waiting()}
 
@@ -227,6 +237,9 @@ class SupportApi(heirloom.Api):
     def accept_intent(self, body: AcceptInput) -> dict[str, Any]:
         """A person reviewed a new intent: the resolutions naming it train (a typo is never accepted)."""
         waiting = self.queue.waiting()
+        if body.intent not in waiting and body.intent in (accepted := self.queue.accepted()):
+            # a retry whose reply was lost: the same answer, not NOT_FOUND pointing at a typo
+            return {"accepted": True, "intent": body.intent, "resolutions": accepted[body.intent]}
         if body.intent not in waiting:
             close = "".join(f"; did you mean {c!r}?" for c in difflib.get_close_matches(body.intent, waiting, 1))
             listed = ", ".join(sorted(waiting)) or "none"

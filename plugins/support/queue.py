@@ -64,3 +64,10 @@ class HandoffQueue:
         with self._lock:
             self._catch_up()
             return dict(waiting_intents(self._decisions.values(), self._accepted))
+
+    def accepted(self) -> dict[str, int]:
+        """``accepted new intent -> resolutions`` naming it: what accepting it again answers."""
+        with self._lock:
+            self._catch_up()
+            named = waiting_intents(self._decisions.values(), set())
+            return {intent: named[intent] for intent in self._accepted}
