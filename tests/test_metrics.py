@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import time
 import urllib.request
 from concurrent.futures import wait
@@ -15,6 +16,7 @@ import pytest
 import yaml
 import zmq
 
+from heirloom.core.paths import home as heirloom_home
 from heirloom.wire.client import RemoteError
 from tests.daemons import Daemon
 from tests.helpers import REPO, free_port, run_heirloom, write
@@ -211,6 +213,37 @@ def test_a_daemon_with_a_model_it_cannot_serve_says_so_without_traffic(tmp_path)
         assert value(samples, "heirloom_ready") == 0
         assert value(samples, "heirloom_model_ready", model="sentiment") == 0
         assert "heirloom_model_info" not in samples
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_promoted_version_that_fails_to_load_is_a_stale_model_not_a_ready_one_only(tmp_path, served):
+    """An attack round: a promoted version whose blob was damaged left every gauge at 1 (the
+    daemon serves the older version on, as it should), so an alert could not tell."""
+    from heirloom.store.artifacts import ArtifactStore
+
+    port = free_port()
+    profile = write(
+        tmp_path / "metered.toml", served.read_text().replace('data = "rows"', 'data = "rows"\nserve = "production"')
+    )
+    store = ArtifactStore(heirloom_home() / "store")
+    store.promote("metered/m@1", "production")
+    daemon = Daemon(tmp_path, "--metrics-port", str(port), profile=profile.read_text(), env=PLUGINS)
+    try:
+        daemon.wait_ready()
+        assert value(scrape(port), "heirloom_model_stale", model="m") == 0
+        before = {path.name for path in store.blobs.iterdir()}
+        assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=PLUGINS).returncode == 0
+        blob = next(path for path in store.blobs.iterdir() if path.name not in before and path.suffix == ".json")
+        blob.write_bytes(b"{}")  # damaged, then promoted by hand
+        with sqlite3.connect(store.root / "index.sqlite") as index:
+            index.execute("UPDATE aliases SET version = 2 WHERE alias = 'production'")
+        with daemon.client(timeout=10) as client:
+            client.call("_reload")
+            assert client.call("_stats")["models"]["m"]["version"] == "metered/m@1"
+        samples = scrape(port)
+        assert value(samples, "heirloom_model_stale", model="m") == 1
+        assert value(samples, "heirloom_model_ready", model="m") == 1  # it still serves @1
     finally:
         assert daemon.terminate() == 0, daemon.log()
 

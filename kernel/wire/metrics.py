@@ -56,9 +56,12 @@ def daemon_snapshot(server: Server) -> Snapshot:
 
 def model_states(system: System) -> dict[str, Any]:
     """``models``: ``[{"model", "ref", "digest"}]`` of every model serving a stored version;
-    ``waiting_models``: the names of those serving none (nothing trained, or a failed load)."""
+    ``waiting_models``: the names of those serving none (nothing trained, or a failed load);
+    ``stale_models``: those serving a version while their ``serve`` ref names another they
+    could not load (a promoted version that is corrupt), or nothing any more."""
     states = system.serving.status() if system.serving is not None else {}
     return {
+        "stale_models": sorted(name for name, s in states.items() if s["version"] is not None and s["error"]),
         "models": [
             {"model": name, "ref": status["version"], "digest": status["digest"] or ""}
             for name, status in states.items()
@@ -112,6 +115,7 @@ def broker_snapshot(broker: Broker) -> Snapshot:
         "refused_unrouted": dict(Counter(broker.unrouted) + Counter(workers["refused_unrouted"])),
         "models": current["models"],
         "waiting_models": current["waiting_models"],
+        "stale_models": current["stale_models"],
         "ready": broker.is_ready(),
         "workers": {
             "connected": len(broker.workers),
@@ -139,7 +143,7 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
     """Sum snapshots route by route. ``live``: gauges (queue depth, in flight, models) are
     summed too; otherwise only counters and histograms are."""
     routes: dict[str, dict[str, Any]] = {}
-    dropped, in_flight, unrouted, waiting = 0, 0, Counter(), set()
+    dropped, in_flight, unrouted, waiting, stale = 0, 0, Counter(), set(), set()
     models: Counter[tuple[str, str, str]] = Counter()
     for snapshot in snapshots:
         dropped += snapshot.get("dropped_frames", 0)
@@ -155,6 +159,7 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
             in_flight += snapshot.get("in_flight", 0)
             models.update((m["model"], m["ref"], m["digest"]) for m in snapshot.get("models", []))
             waiting.update(snapshot.get("waiting_models", []))
+            stale.update(snapshot.get("stale_models", []))
     return {
         "routes": {name: {**totals, "requests": dict(totals["requests"])} for name, totals in routes.items()},
         "in_flight": in_flight,
@@ -162,6 +167,7 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
         "refused_unrouted": dict(unrouted),
         "models": [{"model": m, "ref": r, "digest": d, "count": n} for (m, r, d), n in sorted(models.items())],
         "waiting_models": sorted(waiting),
+        "stale_models": sorted(stale),
     }
 
 
@@ -234,9 +240,17 @@ class SnapshotCollector:
             labels=["model"],
         )
         waiting = set(snap.get("waiting_models", []))
+        stale = set(snap.get("stale_models", []))
+        behind = GaugeMetricFamily(
+            "heirloom_model_stale",
+            "1 while a process serves another version than the serve ref names (it failed to load: _stats.models).",
+            labels=["model"],
+        )
         for name in sorted(waiting | {model["model"] for model in snap["models"]}):
             ready.add_metric([name], 0 if name in waiting else 1)
+            behind.add_metric([name], 1 if name in stale else 0)
         yield ready
+        yield behind
         yield GaugeMetricFamily(
             "heirloom_ready",
             "1 while _ready answers true, else 0 (starting, a model unserved, draining).",
