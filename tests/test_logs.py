@@ -83,9 +83,16 @@ def test_unusable_lines_are_named_and_skipped_and_a_log_that_is_no_file_is_an_er
     ):
         assert warning in caplog.text, warning  # fmt: skip
     os.mkfifo(tmp_path / "fifo.jsonl")  # a reader would block on it for ever
-    for strange, what in ((tmp_path / "fifo.jsonl", "is not a regular file"), (tmp_path, "is not a regular file")):
+    (tmp_path / "link.jsonl").symlink_to(path)  # planted in a log's place: the writer refused it, a reader read it
+    for strange, what in (
+        (tmp_path / "fifo.jsonl", "is not a regular file"),
+        (tmp_path, "is not a regular file"),
+        (tmp_path / "link.jsonl", "is a symbolic link"),
+    ):
         with pytest.raises(heirloom.HeirloomError, match=what):
             list(heirloom.AppendLog.read(strange))
+        with pytest.raises(heirloom.HeirloomError, match=what):
+            heirloom.LogCursor(strange).read()
 
 
 WRITER = """

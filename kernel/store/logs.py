@@ -297,12 +297,15 @@ def _private_folders(folder: Path) -> None:
 
 def _open_regular(path: Path) -> Any:
     """``path`` opened for reading if it exists (None if not); HeirloomError naming it when it
-    is not a regular file."""
+    is not a regular file, or a link (as the writer refuses it: a link planted in a log's
+    place read as an empty queue)."""
     try:
-        return os.fdopen(open_regular(path), "rb")
+        return os.fdopen(open_regular(path, os.O_NOFOLLOW), "rb")
     except FileNotFoundError:
         return None
     except NotRegularFile:
         raise HeirloomError(f"the log {path} is not a regular file") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise HeirloomError(f"the log {path} is a symbolic link (logs are never read through one)") from None
         raise HeirloomError(f"cannot read the log {path}: {exc.strerror}") from None
