@@ -301,6 +301,11 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     with pytest.raises(heirloom.ProfileError) as caught:  # the path it resolved to, not a "name"
         kernel.resolve(str(by_path))
     assert f"no profile file {tmp_path / 'profiles' / 'missing.toml'}" in str(caught.value)
+    write(tmp_path / "passwd", "root:x:0:0:root:/root:/bin/bash\n")  # a file, but no profile: never parsed
+    other = write(tmp_path / "other.toml", f'extends = ["{tmp_path / "passwd"}"]\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(other))
+    assert f"extends: no profile file {tmp_path / 'passwd'} (a .toml file)" in str(caught.value)
 
 
 def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):

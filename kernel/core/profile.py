@@ -112,10 +112,10 @@ class ProfileLoader:
         return [*dirs, Path.cwd() / "profiles"]
 
     def find(self, ref: str, relative_to: Path | None = None) -> Path | None:
-        """A path for ``ref``: a ``.toml`` path, else a name in the search path or a plugin."""
+        """A path for ``ref``: a ``.toml`` file (``/etc/passwd`` is none), else a name found."""
         if ref.endswith(".toml") or "/" in ref or os.sep in ref:
             candidate = Path(ref) if relative_to is None else relative_to / ref
-            return candidate if candidate.is_file() else None
+            return candidate if candidate.is_file() and candidate.suffix == ".toml" else None
         dirs = ([relative_to] if relative_to is not None else []) + self.search_dirs()
         for directory in dirs:
             candidate = directory / f"{ref}.toml"
@@ -192,7 +192,7 @@ class ProfileLoader:
                     Problem(
                         label,
                         "extends",
-                        f"no profile file {display_path(Path(os.path.normpath(path.parent / parent)))}"
+                        f"no profile file {display_path(Path(os.path.normpath(path.parent / parent)))} (a .toml file)"
                         if parent.endswith(".toml") or "/" in parent
                         else f"no profile named {parent!r} (looked next to "
                         f"{label}, in {', '.join(display_path(d) for d in self.search_dirs())} "
