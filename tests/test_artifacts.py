@@ -730,6 +730,11 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
             heirloom.State({}, {"scale": [1.0, float("nan")]}),
             "must be JSON-serialisable: it holds NaN or infinity at scale[1]",
         ),
+        (  # a plugin author's set: the key was not named
+            heirloom.State({}, {"vocab": {"words": [1, {"a"}]}}),
+            "must be JSON-serialisable: it holds a set at vocab.words[1]",
+        ),
+        (heirloom.State({}, {"pairs": {("a", "b"): 1}}), "must be JSON-serialisable: it holds a tuple key at pairs"),
         (heirloom.State({}, ["labels"]), "state metadata must be a dict, got list"),
         (heirloom.State({"w": torch.randn(3, 4).T}, {}), "ValueError: You are trying to save a non contiguous tensor"),
         (heirloom.State({"a": (tied := torch.randn(4)), "b": tied}, {}), "RuntimeError: Some tensors share memory"),
@@ -739,7 +744,16 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
             "the state's arrays 'a' and 'c' share memory",
         ),
     ],
-    ids=["nan-metadata", "list-metadata", "non-contiguous", "shared-memory", "int-name", "numpy-shared-memory"],
+    ids=[
+        "nan-metadata",
+        "set-metadata",
+        "tuple-key",
+        "list-metadata",
+        "non-contiguous",
+        "shared-memory",
+        "int-name",
+        "numpy-shared-memory",
+    ],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):
     with pytest.raises(heirloom.HeirloomError, match=re.escape(said_)):

@@ -27,19 +27,25 @@ def canonical_json(value: Any, what: str) -> bytes:
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError) as exc:
-        where = _not_finite(value, "")
-        said = f"it holds NaN or infinity{f' at {where}' if where else ''}" if "Out of range float" in str(exc) else exc
+        found = _unstorable(value, "")
+        said = f"it holds {found[1]} at {found[0]}" if found else exc
         raise HeirloomError(f"{what} must be JSON-serialisable: {said}") from exc
 
 
-def _not_finite(value: Any, path: str) -> str | None:
-    """The key path (``scores[2]``) of the first NaN or infinite float in ``value``, if any."""
+def _unstorable(value: Any, path: str) -> tuple[str, str] | None:
+    """``(key path, what)`` of the first part of ``value`` JSON cannot hold: a NaN or infinite
+    float, or an object of another type (``("scores[2]", "NaN or infinity")``, ``("seen", "a set")``)."""
+    where = path or "the top"
     if isinstance(value, float) and not math.isfinite(value):
-        return path or "the top"
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+        return where, "NaN or infinity"
+    if not isinstance(value, dict | list | tuple):
+        return None if isinstance(value, str | int | float | bool | None) else (where, f"a {type(value).__name__}")
+    items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
+        if not isinstance(key, str | int | float | bool | None):
+            return where, f"a {type(key).__name__} key"
         step = f"[{key}]" if isinstance(value, list | tuple) else f"{'.' if path else ''}{key}"
-        if (found := _not_finite(item, path + step)) is not None:
+        if (found := _unstorable(item, path + step)) is not None:
             return found
     return None
 
