@@ -169,6 +169,13 @@ def _wait_until_up(daemon: RunningDaemon, route: str, timeout: float) -> None:
             reply = daemon.client.call(route, timeout=1.0)
             if route == "_health" or reply.get("ready"):
                 return
+            models = daemon.client.call("_stats", timeout=1.0).get("models", {})
+            unserved = [f"{name}: {m['error']}" for name, m in models.items() if m["version"] is None and m["error"]]
+            if unserved:  # nothing in the store to serve: it would wait out the timeout
+                raise AssertionError(
+                    f"heirloom serve cannot get ready ({'; '.join(unserved)}): train the profile first, "
+                    f"or start it with ready=False:\n{daemon.log()}"
+                )
         time.sleep(0.1)
     raise AssertionError(f"heirloom serve did not answer {route} within {timeout:g}s:\n{daemon.log()}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import attrs
 import pytest
@@ -43,6 +44,18 @@ def test_heirloom_daemon_serves_a_profile_with_unpackaged_plugins(heirloom_daemo
     assert daemon.client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
     assert daemon.stop() == 0
     assert "draining" in daemon.log()
+
+
+def test_heirloom_daemon_says_at_once_when_a_model_has_nothing_to_serve(heirloom_daemon, tmp_path):
+    """From a plugin author: ready=True on an empty store waited out its 60 s."""
+    profile = write(
+        tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+    )
+    began = time.monotonic()
+    with pytest.raises(AssertionError, match=r"cannot get ready \(m: p/m has no trained version yet"):
+        heirloom_daemon(profile, plugins=["tests.toys"], timeout=60)
+    assert time.monotonic() - began < 30
+    assert heirloom_daemon(profile, plugins=["tests.toys"], ready=False).client.call("_health")["live"]
 
 
 @attrs.define
