@@ -48,9 +48,7 @@ def test_heirloom_daemon_serves_a_profile_with_unpackaged_plugins(heirloom_daemo
 
 def test_heirloom_daemon_says_at_once_when_a_model_has_nothing_to_serve(heirloom_daemon, tmp_path):
     """From a plugin author: ready=True on an empty store waited out its 60 s."""
-    profile = write(
-        tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
-    )
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
     began = time.monotonic()
     with pytest.raises(AssertionError, match=r"cannot get ready \(m: p/m has no trained version yet"):
         heirloom_daemon(profile, plugins=["tests.toys"], timeout=60)
