@@ -223,4 +223,8 @@ def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_th
     replace_with(lambda: path.write_bytes(b""))
     log.append({"n": 5})  # a regular file again: the writer recovers
     assert [record["n"] for record in heirloom.AppendLog.read(path)] == [5]
+    shutil.rmtree(tmp_path / "logs")  # its folder became a file: NotADirectoryError was an INTERNAL reply
+    (tmp_path / "logs").write_text("not a folder")
+    with pytest.raises(heirloom.LogWriteError, match=f"cannot open the log {path}"):
+        log.append({"n": 6})
     log.close()

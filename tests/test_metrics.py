@@ -217,33 +217,58 @@ def test_a_daemon_with_a_model_it_cannot_serve_says_so_without_traffic(tmp_path)
         assert daemon.terminate() == 0, daemon.log()
 
 
-def test_a_promoted_version_that_fails_to_load_is_a_stale_model_not_a_ready_one_only(tmp_path, served):
+def test_a_promoted_version_that_fails_to_load_is_a_stale_model_until_the_ref_names_a_good_one(tmp_path, served):
     """An attack round: a promoted version whose blob was damaged left every gauge at 1 (the
-    daemon serves the older version on, as it should), so an alert could not tell."""
+    daemon serves the older version on, as it should), so an alert could not tell. An
+    operator's round: after a rollback the gauge stayed 1; and a version that once failed,
+    then loaded, was never loaded again when its alias came back to it (served the old one,
+    silently)."""
     from heirloom.store.artifacts import ArtifactStore
 
     port = free_port()
+    text = served.read_text().replace('data = "rows"', 'data = "rows"\nserve = "production"')
     profile = write(
-        tmp_path / "metered.toml", served.read_text().replace('data = "rows"', 'data = "rows"\nserve = "production"')
+        tmp_path / "metered.toml", text.replace("heartbeat = 0.2", "heartbeat = 0.2\nreload_interval = 0.2")
     )
     store = ArtifactStore(heirloom_home() / "store")
     store.promote("metered/m@1", "production")
     daemon = Daemon(tmp_path, "--metrics-port", str(port), profile=profile.read_text(), env=PLUGINS)
+
+    def production(version: int) -> None:  # moved by hand, as a restore or a script might
+        with sqlite3.connect(store.root / "index.sqlite") as index:
+            index.execute("UPDATE aliases SET version = ? WHERE alias = 'production'", (version,))
+
+    def serving(version: str, failing: bool) -> None:
+        deadline = time.monotonic() + 20
+        with daemon.client(timeout=10) as client:
+            while (m := client.call("_stats")["models"]["m"])["version"] != version or bool(m["error"]) != failing:
+                assert time.monotonic() < deadline, (m, daemon.log())
+                time.sleep(0.1)
+        samples = scrape(port)
+        assert value(samples, "heirloom_model_stale", model="m") == failing
+        assert value(samples, "heirloom_model_ready", model="m") == 1  # it always serves one
+
     try:
         daemon.wait_ready()
-        assert value(scrape(port), "heirloom_model_stale", model="m") == 0
+        serving("metered/m@1", failing=False)
         before = {path.name for path in store.blobs.iterdir()}
         assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=PLUGINS).returncode == 0
         blob = next(path for path in store.blobs.iterdir() if path.name not in before and path.suffix == ".json")
+        good = blob.read_bytes()
         blob.write_bytes(b"{}")  # damaged, then promoted by hand
-        with sqlite3.connect(store.root / "index.sqlite") as index:
-            index.execute("UPDATE aliases SET version = 2 WHERE alias = 'production'")
+        production(2)
+        serving("metered/m@1", failing=True)
+        production(1)  # rolled back: nothing fails now
+        serving("metered/m@1", failing=False)
+        blob.write_bytes(good)  # mended, promoted again: _reload retries a version that failed
+        production(2)
         with daemon.client(timeout=10) as client:
             client.call("_reload")
-            assert client.call("_stats")["models"]["m"]["version"] == "metered/m@1"
-        samples = scrape(port)
-        assert value(samples, "heirloom_model_stale", model="m") == 1
-        assert value(samples, "heirloom_model_ready", model="m") == 1  # it still serves @1
+        serving("metered/m@2", failing=False)
+        production(1)
+        serving("metered/m@1", failing=False)
+        production(2)  # back to the mended version: loaded again by the watcher alone
+        serving("metered/m@2", failing=False)
     finally:
         assert daemon.terminate() == 0, daemon.log()
 

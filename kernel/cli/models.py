@@ -314,8 +314,10 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
     """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors.
 
     Removes the blobs only those versions used and temp files of interrupted writes; never
-    a folder, a link or a file not named like a blob. A version whose blob is missing or
-    damaged is kept and listed as unreadable, and KEEP counts only versions that can load.
+    a folder, a link or a file not named like a blob. A version whose blob is missing is kept
+    and listed as unreadable, and so is a damaged one where it matters (gc reads the blobs of
+    a model that would lose versions): KEEP counts only versions that can load. `heirloom
+    models verify` reads every blob.
     """
     plan = store.gc(keep, dry_run=dry_run, orphans=delete_orphans)
     if as_json:

@@ -72,8 +72,7 @@ def references(component: Any) -> list[tuple[str, str, str]]:
 
 
 def declared_references(cls: type, config: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """``(field, kind, target)`` for every reference field of ``cls`` that ``config`` (a
-    component's table, structured or not) sets."""
+    """``(field, kind, target)`` of each reference field of ``cls`` that ``config`` (a table) sets."""
     found = []
     for field in attrs.fields(cls):
         spec = field.metadata.get(REF_KEY)

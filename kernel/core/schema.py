@@ -418,8 +418,7 @@ def _raised(exc: BaseException) -> str:  # a check's words; any other exception 
 
 
 def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
-    """The attrs field an error message starts with (``'epochs' must be > 0``; ``'texts[2]' is``
-    names an item), if any."""
+    """The attrs field a message starts with (``'epochs' must be > 0``, ``'texts[2]' is``), if any."""
     if cls is None or not attrs.has(cls) or isinstance(exc, ForbiddenExtraKeysError):  # its str() fails on int keys
         return None
     message = _message(exc)

@@ -62,8 +62,7 @@ class ModelServing:
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # the digest of the version each model could not load
-        #: The content digest of the version each model serves (``status``, ``/metrics``).
-        self.digests: dict[str, str] = {}
+        self.digests: dict[str, str] = {}  # of the version each model serves (``status``, ``/metrics``)
         self._specs: dict[str, ComponentSpec] = {}
         self._retired: list[Model] = []
         self._spawned: list[Model] = []
@@ -103,7 +102,10 @@ class ModelServing:
             except HeirloomError as exc:
                 self.errors[name] = handle.unavailable or str(exc)  # "no trained version yet", not a path
                 continue
-            if artifact.ref == handle.version or (not retry and self._failed.get(name) == artifact.digest):
+            if artifact.ref == handle.version:  # the ref names what it serves (a rollback): nothing failing now
+                self.errors.pop(name, None)
+                continue
+            if not retry and self._failed.get(name) == artifact.digest:  # _reload retries it (a mended store)
                 continue
             try:
                 model = self.start_model(spec)
@@ -116,12 +118,12 @@ class ModelServing:
                 self._failed[name] = artifact.digest
                 log.error("%s", self.errors[name])
                 continue
-            previous = handle.version
+            log.info("now serving %s (was %s)", artifact.ref, handle.version or "nothing")
             self._retired.append(handle.swap(model, artifact.ref))
             self.digests[name] = artifact.digest
             self.errors.pop(name, None)
+            self._failed.pop(name, None)  # loaded: the same version named again later is loaded again
             changed[name] = artifact.ref
-            log.info("now serving %s (was %s)", artifact.ref, previous or "nothing")
         return changed
 
     def _load(self, spec: ComponentSpec, model: Model, artifact: StoredVersion) -> None:

@@ -88,7 +88,7 @@ class AppendLog:
         it under a running daemon (a restore from backup, rsync, logrotate)."""
         try:
             now = os.stat(self.path, follow_symlinks=False)
-        except FileNotFoundError:
+        except OSError:  # gone, or a folder on its path became a file: reopening says which
             return False
         held = os.fstat(self._fd)
         return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
