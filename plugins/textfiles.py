@@ -71,8 +71,9 @@ def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
         raw = Path(path).read_bytes()
         try:
             raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            line, byte = raw.count(b"\n", 0, exc.start) + 1, raw[exc.start : exc.start + 1]
+        except UnicodeDecodeError as exc:  # its object: the bytes it decoded (utf-8-sig's without the BOM)
+            data = exc.object
+            line, byte = data.count(b"\n", 0, exc.start) + 1, data[exc.start : exc.start + 1]
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
         raise heirloom.HeirloomError(
@@ -102,14 +103,18 @@ def csv_rows(
                     f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns, required)} "
                     f"(columns: {listed(columns)})"
                 )
+            began = reader.line_num + 1
             for row in reader:
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
                 if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
+                    lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{reader.line_num}"
+                    hint = f"a quote opened on line {began} may be unclosed" if began < reader.line_num else ""
                     raise heirloom.HeirloomError(
-                        f"{path}:{reader.line_num}: the row has {fields} fields, the header {len(columns)} "
-                        f"(quote a text that holds {delimiter!r})"
+                        f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} "
+                        f"({hint or f'quote a text that holds {delimiter!r}'})"
                     )
                 yield reader.line_num, row
+                began = reader.line_num + 1
 
 
 def listed(columns: Sequence[str]) -> str:
@@ -141,15 +146,22 @@ class CsvFormat:
     def check_columns(self, path: str | None, columns: dict[str, str]) -> None:
         """ValueError naming the setting (``'text_column' 'text' is not a column of
         train.csv (columns: ...)``) when ``path``'s header lacks a column ``columns`` maps a
-        setting to: ``profile check`` says so, before a train reads the data. A file that
-        cannot be read is the reading's to report."""
+        setting to: ``profile check`` says so, before a train reads the data, and so a header
+        that is not ``encoding`` text. A file that cannot be read is the reading's to report."""
         if path is None:
             return
         try:
             fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
-            with open(fd, newline="", encoding=self.encoding) as handle:
-                header = next(csv.reader(handle, delimiter=self.delimiter), [])
-        except (OSError, UnicodeError, csv.Error):
+            with open(fd, "rb") as handle:  # the first line alone: a text reader decodes 8 KiB ahead
+                first = handle.readline(1 << 20)
+        except OSError:
+            return
+        try:
+            header = next(csv.reader([first.decode(self.encoding)], delimiter=self.delimiter), [])
+        except UnicodeDecodeError:
+            said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
+            raise ValueError(said) from None
+        except csv.Error:
             return
         header = [name.strip() for name in header]
         for setting, column in columns.items():

@@ -127,6 +127,13 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
     said = r"'text_column' 'text' is not a column of b.csv; the header reads as one column: set delimiter = ';'\?"
     with pytest.raises(ValueError, match=said):
         CsvSource(train=str(write(tmp_path / "b.csv", "text;intent\nhi;greet\n")), label_column="intent")
+    excel = tmp_path / "c.csv"  # a spreadsheet's export: ';' and cp1252 past the header (it passed the check)
+    excel.write_bytes(b"text;intent\n" + "Lieferung verspätet;lieferung\n".encode("cp1252") * 400)
+    with pytest.raises(ValueError, match=said.replace("b.csv", "c.csv")):
+        CsvSource(train=str(excel), label_column="intent")
+    excel.write_bytes("Text für;intent\nhi;greet\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"the header of c.csv is not utf-8-sig text: set the source's 'encoding'"):
+        CsvSource(train=str(excel), label_column="intent")
 
 
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
@@ -148,6 +155,10 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     latin = header + "Can I pay at the café?,card_payment\r\n".encode("latin-1")
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: not utf-8-sig text \(byte b'\\xe9'.*'encoding'"):
         records(latin)
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: not utf-8-sig text \(byte b'\\xe9'"):
+        records(b"\xef\xbb\xbf" + latin)  # after a BOM: it named the byte 3 before, and so the line before
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-4: the row has 1 fields, the header 2 \(a quote"):
+        records(header + b'"Where is my card?,card_arrival\r\nThanks,other\r\n')  # it named line 4 and "quote"
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
     with pytest.raises(ValueError, match="'encoding' 'klingon' is no text encoding Python knows"):
         CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")
