@@ -282,6 +282,9 @@ use = "ratings-csv"
 ratings = "data/ratings.csv"
 items = "data/items.csv"
 validation_fraction = 0.25
+
+[models.recs]
+serve = "production"
 """
 
 
@@ -309,6 +312,7 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     trained = run_heirloom("train", str(profile))
     assert trained.returncode == 0, trained.stderr
     assert "40 users, 30 items" in trained.stderr and "stored shop/recs@1" in trained.stdout
+    assert run_heirloom("models", "promote", "shop/recs@1", "production").returncode == 0
     result = run_heirloom("eval", str(profile), "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)["models"]["recs"]
