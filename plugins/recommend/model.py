@@ -157,6 +157,7 @@ class HybridRecommender(heirloom.Model):
         index = fitted.catalogue.index
         held = [(user, index.get(item, -1)) for user, item in pairs]
         main = measure(fitted.hybrid.weights, fitted.histories, held, popularity=fitted.popularity)
+        baseline = measure(None, fitted.histories, held, popularity=fitted.popularity)  # does the model help?
         cold = np.zeros(len(fitted.catalogue), dtype=bool)
         cold[[index[r["item"]] for r in items if r.get("cold") and r["item"] in index]] = True
         cold_ndcg, cold_users = self._cold_start(fitted, cold, held) if cold.any() else (None, 0)
@@ -168,6 +169,7 @@ class HybridRecommender(heirloom.Model):
             "map_at_10": main["map"] if scored else None,
             "coverage": main["coverage"] if scored else None,
             "cold_ndcg_at_10": cold_ndcg if cold_users else None,
+            "popularity_ndcg_at_10": baseline["ndcg"] if scored else None,
         }
         return heirloom.Report(metrics, _report_text(metrics, main["users"], int(cold.sum()), cold_users))
 
@@ -305,6 +307,8 @@ def _report_text(metrics: dict[str, Any], users: int, cold_items: int, cold_user
     for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "coverage"):
         shown = "n/a (no test user has held-out items)" if users == 0 else f"{metrics[name]:.4f}"
         lines.append(f"  {name:<16} {shown}")
+    if users:  # the most popular items each user lacks: a model below it does not help on these data
+        lines.append(f"baseline, the most popular items: ndcg_at_10 {metrics['popularity_ndcg_at_10']:.4f}")
     if not cold_items:
         lines.append("cold start: the data marks no cold items")
     elif not cold_users:

@@ -23,9 +23,15 @@ SCORE_BLOCK = 1024
 CUTOFF = 10
 
 
-def scores(weights: np.ndarray, histories: Sequence[np.ndarray], popularity: np.ndarray | None = None) -> np.ndarray:
-    """One row of item scores per history; history items score -inf."""
-    if len(histories) <= GATHER_LIMIT:
+def scores(
+    weights: np.ndarray | None, histories: Sequence[np.ndarray], popularity: np.ndarray | None = None
+) -> np.ndarray:
+    """One row of item scores per history; history items score -inf. Without ``weights``,
+    the popularity ranking for everyone: the baseline a model must beat."""
+    if weights is None:
+        assert popularity is not None
+        out = np.tile(popularity, (len(histories), 1))
+    elif len(histories) <= GATHER_LIMIT:
         out = np.stack([weights[history].sum(0) for history in histories]) if histories else np.zeros((0, 0))
     else:
         dense = np.zeros((len(histories), len(weights)), dtype=weights.dtype)
@@ -41,7 +47,7 @@ def scores(weights: np.ndarray, histories: Sequence[np.ndarray], popularity: np.
 
 
 def ranked(
-    weights: np.ndarray,
+    weights: np.ndarray | None,
     histories: Sequence[np.ndarray],
     k: int,
     *,
@@ -70,7 +76,7 @@ def held_out_by_user(train: Histories, held_out: Iterable[tuple[str, int]]) -> t
 
 
 def measure(
-    weights: np.ndarray,
+    weights: np.ndarray | None,
     train: Histories,
     held_out: Iterable[tuple[str, int]],
     *,
@@ -78,7 +84,9 @@ def measure(
     popularity: np.ndarray | None = None,
     k: int = CUTOFF,
 ) -> dict[str, float]:
-    """nDCG, precision, recall, MAP at ``k`` and catalogue coverage on ``held_out`` pairs."""
+    """nDCG, precision, recall, MAP at ``k`` and catalogue coverage on ``held_out`` pairs
+    (without ``weights``: of the popularity ranking)."""
     histories, relevant = held_out_by_user(train, held_out)
     top = ranked(weights, histories, k, candidates=candidates, popularity=popularity)
-    return {**ranking_metrics(top, relevant, k), "coverage": coverage(top, len(weights)), "users": len(relevant)}
+    items = len(weights if weights is not None else popularity)
+    return {**ranking_metrics(top, relevant, k), "coverage": coverage(top, items), "users": len(relevant)}
