@@ -5,12 +5,13 @@ are errors naming the file and the line."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import difflib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 
@@ -103,10 +104,11 @@ def csv_rows(
                     f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns, required)} "
                     f"(columns: {listed(columns)})"
                 )
-            began = reader.line_num + 1
             for row in reader:
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
                 if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
+                    values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
+                    began = reader.line_num - sum(v.rstrip("\r\n").count("\n") for v in values)  # quoted lines
                     lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{reader.line_num}"
                     hint = f"a quote opened on line {began} may be unclosed" if began < reader.line_num else ""
                     raise heirloom.HeirloomError(
@@ -114,7 +116,20 @@ def csv_rows(
                         f"({hint or f'quote a text that holds {delimiter!r}'})"
                     )
                 yield reader.line_num, row
-                began = reader.line_num + 1
+
+
+def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:
+    """The first line of a file, decoded (unreadable bytes as U+FFFD) without decoding what
+    follows it: a text reader decodes 8 KiB ahead, so a later row's bad byte failed the header
+    check; a byte-level line split UTF-16's newline in two."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    text = ""
+    while "\n" not in text and len(text) < limit:
+        chunk = handle.read(4096)
+        text += decoder.decode(chunk, final=not chunk)
+        if not chunk:
+            break
+    return text.split("\n", 1)[0]
 
 
 def listed(columns: Sequence[str]) -> str:
@@ -152,15 +167,15 @@ class CsvFormat:
             return
         try:
             fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
-            with open(fd, "rb") as handle:  # the first line alone: a text reader decodes 8 KiB ahead
-                first = handle.readline(1 << 20)
+            with open(fd, "rb") as handle:
+                first = _first_line(handle, self.encoding)
         except OSError:
             return
-        try:
-            header = next(csv.reader([first.decode(self.encoding)], delimiter=self.delimiter), [])
-        except UnicodeDecodeError:
+        if "\ufffd" in first:  # bytes of the header the encoding cannot read
             said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
-            raise ValueError(said) from None
+            raise ValueError(said)
+        try:
+            header = next(csv.reader([first], delimiter=self.delimiter), [])
         except csv.Error:
             return
         header = [name.strip() for name in header]

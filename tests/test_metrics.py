@@ -260,6 +260,10 @@ def test_a_promoted_version_that_fails_to_load_is_a_stale_model_until_the_ref_na
         serving("metered/m@1", failing=True)
         production(1)  # rolled back: nothing fails now
         serving("metered/m@1", failing=False)
+        production(2)  # the damaged version promoted again: said again (the gauge stayed 0)
+        serving("metered/m@1", failing=True)
+        production(1)
+        serving("metered/m@1", failing=False)
         blob.write_bytes(good)  # mended, promoted again: _reload retries a version that failed
         production(2)
         with daemon.client(timeout=10) as client:

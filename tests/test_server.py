@@ -98,16 +98,20 @@ def test_internal_error_fails_only_that_request(client):
 
 
 @pytest.mark.parametrize("route", ["t.unpackable", "t.unpackable_off_loop"])
-@pytest.mark.parametrize(("kind", "where"), [("int", "reply"), ("surrogate", "reply"), ("set", "reply.labels[1]")])
-def test_a_reply_msgpack_cannot_hold_fails_only_that_request(daemon, client, route, kind, where):
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [("int", "reply: "), ("surrogate", "reply: "), ("set", "reply.labels[1]: "), ("cycle", "reply.self.self.self")],
+)
+def test_a_reply_msgpack_cannot_hold_fails_only_that_request(daemon, client, route, kind, said):
     """An integer past 64 bits or a lone UTF-16 surrogate (FHIR data can hold either) cannot
     be packed: that request is INTERNAL, on the I/O loop as on a handler thread; the daemon
-    stopped at it. The reply and the daemon's log say where (the log said nothing)."""
+    stopped at it. The reply and the daemon's log say where (the log said nothing); a reply
+    holding itself is answered too (finding where looped for ever on the I/O thread)."""
     assert client.call(route, "fine") == 2**63
-    with pytest.raises(Internal, match=re.escape(f"reply not encodable at {where}: ")):
+    with pytest.raises(Internal, match=re.escape(f"reply not encodable at {said}")):
         client.call(route, kind)
     assert client.call("echo.echo", "still serving") == "still serving"
-    assert f"{route}: reply not encodable at {where}: " in daemon.log()
+    assert f"{route}: reply not encodable at {said}" in daemon.log()
 
 
 def test_a_slow_batched_route_never_holds_up_the_other_requests(tmp_path):

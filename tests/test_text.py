@@ -134,6 +134,10 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
     excel.write_bytes("Text für;intent\nhi;greet\n".encode("cp1252"))
     with pytest.raises(ValueError, match=r"the header of c.csv is not utf-8-sig text: set the source's 'encoding'"):
         CsvSource(train=str(excel), label_column="intent")
+    unicode = tmp_path / "d.csv"  # Excel's "Unicode text": UTF-16 with a BOM, tabs (a byte-level line split it)
+    unicode.write_bytes("text\tintent\nhi\tgreet\n".encode("utf-16"))
+    source = CsvSource(train=str(unicode), label_column="intent", delimiter="\t", encoding="utf-16")
+    assert [r["label"] for r in source.records()] == ["greet"]
 
 
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
@@ -159,6 +163,8 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(b"\xef\xbb\xbf" + latin)  # after a BOM: it named the byte 3 before, and so the line before
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-4: the row has 1 fields, the header 2 \(a quote"):
         records(header + b'"Where is my card?,card_arrival\r\nThanks,other\r\n')  # it named line 4 and "quote"
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:4: the row has 1 fields, the header 2 \(quote a"):
+        records(header + b"\r\nWhat about my children?\r\n")  # after a blank line: no quote to blame
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
     with pytest.raises(ValueError, match="'encoding' 'klingon' is no text encoding Python knows"):
         CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")

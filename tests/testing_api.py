@@ -26,8 +26,13 @@ class Typed:
 
 def unpackable(body: str) -> Any:
     """A reply msgpack cannot pack (``int``: 2**64, ``surrogate``: a lone UTF-16 surrogate,
-    as a FHIR string escape can give, ``set``: a Python set deep in a map), or one it can (``fine``)."""
-    return {"int": 2**64, "surrogate": "COVID \ud800", "set": {"labels": ["a", {"b"}]}, "fine": 2**63}[body]
+    as a FHIR string escape can give, ``set``: a Python set deep in a map, ``cycle``: a map
+    holding itself), or one it can (``fine``)."""
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    return {"int": 2**64, "surrogate": "COVID \ud800", "set": {"labels": ["a", {"b"}]}, "cycle": cycle, "fine": 2**63}[
+        body
+    ]
 
 
 @attrs.define

@@ -39,8 +39,7 @@ def leaves(value: Any, max_depth: int) -> Iterator[Any]:
 
 
 def nests_deeper(value: Any, max_depth: int) -> bool:
-    """Whether ``value``'s dicts, lists and tuples nest deeper than ``max_depth`` levels (one
-    level per container: ``[[1]]`` is two)."""
+    """Whether ``value``'s dicts, lists and tuples nest past ``max_depth`` (``[[1]]``: two levels)."""
     try:
         deque(leaves(value, max_depth), maxlen=0)
     except TooDeep:

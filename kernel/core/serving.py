@@ -104,6 +104,7 @@ class ModelServing:
                 continue
             if artifact.ref == handle.version:  # the ref names what it serves (a rollback): nothing failing now
                 self.errors.pop(name, None)
+                self._failed.pop(name, None)  # promoted again, a failed version is tried (and said) again
                 continue
             if not retry and self._failed.get(name) == artifact.digest:  # _reload retries it (a mended store)
                 continue

@@ -7,6 +7,7 @@ the functions here, so neither needs the other: a handler's result or exception 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
     INTERNAL,
     INVALID_ARGUMENT,
+    MAX_NESTING,
     OK,
     RESOURCE_EXHAUSTED,
     Buffer,
@@ -93,38 +95,58 @@ def encode(status: str, body: Any, version: str | None, route: str) -> Encoded:
         plain, specs, buffers = detach_buffers(body)
         packed = packb(plain)
     except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer msgpack cannot hold
-        where = unpackable_at(body)
-        log.error("%s: reply not encodable at %s: %s", route, where, exc)
-        error = {"code": INTERNAL, "message": f"reply not encodable at {where}: {exc}", "retryable": False}
+        said = shortened(f"reply not encodable at {unpackable_at(body)}: {exc}")
+        log.error("%s: %s", route, said)
+        error = {"code": INTERNAL, "message": said, "retryable": False}
         packed = packb(error)
         return INTERNAL, None, packed, None, [], len(packed)
     return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
 
 
+#: Parts of an unencodable reply looked at to say where: the walk runs on the I/O thread.
+WHERE_BUDGET = 100_000
+
+
 def unpackable_at(value: Any) -> str:
     """The path of the first part of a reply msgpack cannot pack (``reply.labels``,
-    ``reply.items[3]``); iterative, as a reply may nest deeply."""
-    stack: list[tuple[str, Any]] = [("reply", value)]
+    ``reply.items[3]``). Iterative and bounded, as a reply may nest deeply, hold millions of
+    values or contain itself: ``reply`` when the first WHERE_BUDGET parts showed nothing."""
+    stack: list[tuple[str, Any, int]] = [("reply", value, 0)]
+    budget = WHERE_BUDGET
     while stack:
-        path, part = stack.pop()
+        path, part, depth = stack.pop()
+        if isinstance(part, dict | list | tuple) and depth >= MAX_NESTING:  # a reply that holds itself, too
+            return f"{path} (nested deeper than {MAX_NESTING} levels)"
         if isinstance(part, dict):
-            for key in part:
+            items = list(itertools.islice(part.items(), budget))
+            for key, _ in items:
                 if not _packs(key):
                     return f"{path} (a key {type(key).__name__})"
-            stack += reversed([(f"{path}.{key}", item) for key, item in part.items()])
+            children = [(f"{path}.{key}", item, depth + 1) for key, item in items]
         elif isinstance(part, list | tuple):
-            stack += reversed([(f"{path}[{index}]", item) for index, item in enumerate(part)])
-        elif not isinstance(part, Buffer) and not _packs(part):
+            children = [(f"{path}[{index}]", item, depth + 1) for index, item in enumerate(part[:budget])]
+        elif not _packs(part):
             return path
+        else:
+            continue
+        budget -= len(children)
+        stack += reversed(children)
     return "reply"
 
 
 def _packs(value: Any) -> bool:
-    try:
-        packb(value)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
+    """Whether msgpack packs this leaf (checked, not packed: a bad reply may hold millions)."""
+    if value is None or isinstance(value, bool | float | bytes | bytearray | memoryview | Buffer):
+        return True
+    if isinstance(value, int):
+        return -(1 << 63) <= value < (1 << 64)
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate
+            return False
+        return True
+    return False
 
 
 def deadline_body() -> dict[str, Any]:
