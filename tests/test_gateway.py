@@ -526,6 +526,7 @@ def test_a_request_offering_an_h2c_upgrade_keeps_its_body_and_the_next_request_i
         # errors raised in uvicorn's own callbacks were named "User callback error"
         (b"CONNECT example.com:443 HTTP/1.1\r\n\r\n", "invalid url b'example.com:443'"),
         (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", "url length of 70001 bytes exceeds the maximum"),
+        (b"CONNECT " + b"h" * 60_000 + b":443 HTTP/1.1\r\n\r\n", "more characters)"),  # not echoed whole
         (head + b"zz\r\n{}\r\n0\r\n\r\n", "malformed chunked body: bad chunk size b'zz'"),
     )
     for tail, said in refused:

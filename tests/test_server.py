@@ -211,6 +211,9 @@ def test_a_batched_handler_that_returns_the_wrong_shape_is_said_in_the_log(tmp_p
             sock.send_multipart(request_frames(name, "t.batched", {"values": [name]}))
         replies = {header["id"]: (header["status"], body) for header, body in _replies(sock, 3)}
         assert replies == {"first": ("OK", {"batch": 1}), "short": ("OK", {"batch": 1}), "other": ("OK", {"batch": 1})}
+        sock.send_multipart(request_frames("array", "t.batched", {"values": ["array"]}))
+        [(array_header, array_body)] = _replies(sock, 1)
+        assert (array_header["status"], array_body) == ("OK", 1.0)  # numpy's array of results: one per input
         sock.send_multipart(request_frames("dict", "t.batched", {"values": ["dict"]}))
         [(header, body)] = _replies(sock, 1)
         sock.close()

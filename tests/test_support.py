@@ -208,14 +208,19 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
     with daemon.client(timeout=60) as client:  # "none of them": no new intent (training leaves it out)
         closed = client.call("support.resolve", {"id": body["handoff_id"], "intent": "out_of_scope"})
         assert closed["new_intent"] is False
-    # recorded as new while the model lacked it, listed as new no more once the served model knows it
-    known = small_records("intents", "train")[0]["label"]
+    # listed as new while it waits for accept_intent, as waiting_intents says; accepted, no more
+    with daemon.client(timeout=60) as client:
+        client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})
+        listed = {e["id"]: e for e in client.call("support.handoffs", {"include_resolved": True})["handoffs"]}
+        assert listed[body["handoff_id"]]["resolution"] == {"intent": "card_swallowed"}  # accepted above
     log = heirloom.AppendLog(heirloom.log_path("handoffs", "support", "support"))  # HEIRLOOM_HOME: the daemon's
-    log.append({"type": "resolution", "id": body["handoff_id"], "intent": known, "new_intent": True})
+    log.append({"type": "resolution", "id": body["handoff_id"], "intent": "pet_questions", "new_intent": True})
     log.close()
     with daemon.client(timeout=60) as client:
-        listed = {e["id"]: e for e in client.call("support.handoffs", {"include_resolved": True})["handoffs"]}
-        assert listed[body["handoff_id"]]["resolution"] == {"intent": known}
+        reply = client.call("support.handoffs", {"include_resolved": True})
+        listed = {e["id"]: e for e in reply["handoffs"]}
+        assert listed[body["handoff_id"]]["resolution"] == {"intent": "pet_questions", "new_intent": True}
+        assert reply["waiting_intents"] == {"pet_questions": 1}
 
 
 def test_handoff_out_of_scope_hands_off_what_the_intent_model_rejects_whatever_the_answer(

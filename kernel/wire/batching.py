@@ -161,8 +161,9 @@ class Batcher:
         began = time.perf_counter()
         try:
             results = self.route.handler([call.body for call in calls])
-            if not isinstance(results, list | tuple) or len(results) != len(calls):
-                got = f"{len(results)} results" if isinstance(results, list | tuple) else f"a {type(results).__name__}"
+            sequence = hasattr(results, "__len__") and not isinstance(results, dict | str | bytes)  # an array too
+            if not sequence or len(results) != len(calls):
+                got = f"{len(results)} results" if sequence else f"a {type(results).__name__}"
                 raise BatchShapeError(
                     f"the batched handler returned {got} for {len(calls)} inputs (a list of one result per input)"
                 )

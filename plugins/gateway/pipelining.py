@@ -33,6 +33,8 @@ import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+import heirloom
+
 #: Bytes parsed at a time: the requests past a queued one wait unparsed from the next piece on.
 PIECE = 4096
 
@@ -203,6 +205,7 @@ class OneQueuedRequest(HttpToolsProtocol):
     def _refuse(self, message: str) -> None:
         """A 400 with the gateway's JSON error body, after the replies to the requests before
         it; then the connection closes (where the next request begins is unknown)."""
+        message = heirloom.shortened(message)  # a 60 KB URL is not echoed whole, here nor in the log
         self.logger.warning(message)
         body = _json_400(message)
         head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
