@@ -346,11 +346,13 @@ def test_sigterm_while_the_system_starts_stops_every_component_once_the_start_is
     while "started apis.echo" not in daemon.log():  # apis.t is starting now, for 2 s
         assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()
         time.sleep(0.05)
-    with daemon.client(timeout=5, retries=0) as client, pytest.raises(RemoteError) as starting:
-        client.call("echo.echo", 1)
+    try:
+        with daemon.client(timeout=5, retries=0) as client, pytest.raises(RemoteError) as starting:
+            client.call("echo.echo", 1)
+    finally:
+        os.kill(daemon.process.pid, signal.SIGTERM)
     error = starting.value  # UNAVAILABLE carries no field (PROTOCOL.md): the route was not the problem
     assert (error.code, error.field, error.retry_after_ms) == ("UNAVAILABLE", None, 500), error
-    os.kill(daemon.process.pid, signal.SIGTERM)
     assert daemon.process.wait(30) == 0, daemon.log()
     log = daemon.log()
     assert "stopped apis.t (testing)" in log and "stopped apis.echo (echo)" in log, log

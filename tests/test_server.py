@@ -228,7 +228,11 @@ def test_a_batched_handler_that_returns_the_wrong_shape_is_said_in_the_log(tmp_p
 def test_an_api_with_two_routes_of_one_name_fails_the_start_naming_it(tmp_path):
     """The second route of a name hid the first, unsaid (its log said 'a.x, a.x')."""
     daemon = Daemon(tmp_path, profile='[apis.t]\nuse = "testing"\npid_twice = true\n')
-    assert daemon.process.wait(30) != 0
+    try:
+        assert daemon.process.wait(30) != 0
+    finally:
+        if daemon.process.poll() is None:  # it started anyway: stop it
+            daemon.process.kill()
     assert "system failed to start: apis.t (testing): 2 routes are named 'pid'" in daemon.log()
 
 
