@@ -26,7 +26,7 @@ def env(tmp_path, data_dir):
 
 def test_banking_intents_inherit_the_core_and_grow_the_label_space(env):
     early = run_heirloom("train", "banking-intents", *quick("intent"), env=env, timeout=300)
-    assert early.returncode == 1 and "banking-intents-core/intent" in early.stderr  # nothing to inherit yet
+    assert early.returncode == 2 and "banking-intents-core/intent" in early.stderr  # nothing to inherit yet: exit 2
     core = run_heirloom("train", "banking-intents-core", *quick("intent"), env=env, timeout=300)
     assert core.returncode == 0, core.stderr
     child = run_heirloom("train", "banking-intents", *quick("intent"), env=env, timeout=300)
