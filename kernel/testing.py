@@ -77,8 +77,7 @@ def heirloom_kernel(heirloom_home: Path) -> Callable[..., Kernel]:
     ``entry_points=False`` ignores installed plugins, the ``local`` resource manager too."""
 
     def build(*plugins: Any, entry_points: bool = True) -> Kernel:
-        modules = [importlib.import_module(p) if isinstance(p, str) else p for p in plugins]
-        return Kernel(plugins=modules, use_entry_points=entry_points)
+        return Kernel(plugins=_modules(plugins), use_entry_points=entry_points)
 
     return build
 
@@ -223,6 +222,11 @@ class _UnderTest:
         self._register("api", register)
 
 
+def _modules(plugins: Sequence[Any]) -> list[Any]:
+    """Plugin objects: modules (or objects with hookimpls) as given, module names imported."""
+    return [importlib.import_module(p) if isinstance(p, str) else p for p in plugins]
+
+
 @contextlib.contextmanager
 def _system(
     cls: type, config: dict[str, Any] | None, tables: dict[str, Any] | None = None, plugins: Sequence[Any] = ()
@@ -235,8 +239,7 @@ def _system(
     with tempfile.TemporaryDirectory(prefix="heirloom-check-") as folder:
         path = Path(folder) / "check.toml"
         path.write_text(to_toml(profile))
-        modules = [importlib.import_module(p) if isinstance(p, str) else p for p in plugins]
-        kernel = Kernel(plugins=[_UnderTest({use: cls}), *modules])
+        kernel = Kernel(plugins=[_UnderTest({use: cls}), *_modules(plugins)])
         with kernel.system(str(path)) as system:
             yield system
 

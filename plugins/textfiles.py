@@ -109,11 +109,15 @@ def csv_rows(
                 if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
                     values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
                     began = reader.line_num - sum(v.rstrip("\r\n").count("\n") for v in values)  # quoted lines
-                    lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{reader.line_num}"
-                    hint = f"a quote opened on line {began} may be unclosed" if began < reader.line_num else ""
+                    spans = began < reader.line_num
+                    lines = f"{began}-{reader.line_num}" if spans else f"{reader.line_num}"
+                    hint = (
+                        f"a quote opened on line {began} may be unclosed"
+                        if spans
+                        else f"quote a text that holds {delimiter!r}"
+                    )
                     raise heirloom.HeirloomError(
-                        f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} "
-                        f"({hint or f'quote a text that holds {delimiter!r}'})"
+                        f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
                 yield reader.line_num, row
 

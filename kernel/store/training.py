@@ -259,7 +259,7 @@ def train(
 ) -> Trained:
     """Fit ``spec`` (warm-started from its ``inherit`` ref), score it on validation and
     test, and store a version, unless an identical one is stored already."""
-    served = f"{profile.project}/{spec.name}" + (f"@{spec.keys.serve}" if spec.keys.serve else "")
+    served = served_ref(profile.project, spec)
     key = f"{spec.key}.inherit"
     try:
         parent = parent_of(kernel, store, spec.keys.inherit, served)

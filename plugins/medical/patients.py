@@ -20,9 +20,9 @@ from typing import Any
 
 import attrs
 
-#: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
 GENDERS = ("male", "female", "other", "unknown")
+#: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
 KINDS = ("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy", "note")
 _FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
 DAY = 86400.0

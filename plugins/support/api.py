@@ -201,11 +201,6 @@ class SupportApi(heirloom.Api):
 
     def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
         listed = self.queue.listed(body.include_resolved, body.limit)
-        accepted = self.queue.accepted()
-        for entry in listed:  # new_intent while it waits for accept_intent (the log says: when resolved)
-            resolution = entry["resolution"]
-            if resolution and resolution.get("new_intent") and resolution["intent"] in accepted:
-                entry["resolution"] = {key: value for key, value in resolution.items() if key != "new_intent"}
         # never the log's path: a client learns nothing of the server's files
         return {"handoffs": listed, "waiting_intents": self.queue.waiting()}
 

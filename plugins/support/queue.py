@@ -57,7 +57,13 @@ class HandoffQueue:
                     if len(chosen) >= limit:
                         break
             entries = self._cursor.records_at(chosen)
-            return [{**entry, "resolution": self._decisions.get(entry["id"])} for entry in entries]
+            return [{**entry, "resolution": self._listed(self._decisions.get(entry["id"]))} for entry in entries]
+
+    def _listed(self, decision: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A decision as listed: ``new_intent`` only while its intent waits for accept_intent."""
+        if decision and decision.get("new_intent") and decision["intent"] in self._accepted:
+            return {key: value for key, value in decision.items() if key != "new_intent"}
+        return decision
 
     def waiting(self) -> dict[str, int]:
         """``new intent -> resolutions`` of the latest decisions naming an intent not accepted yet."""
