@@ -522,7 +522,8 @@ def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_pat
     env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "tests.toys,heirloom_choosy"}
     result = run_heirloom("profile", "check", str(profile), env=env)
     assert result.returncode == 2
-    assert f"{profile}: sources.s.mode: 'mode' must be in ('fast', 'slow') (got 'slwo')" in result.stderr, result.stderr
+    said = f"{profile}: sources.s.mode: 'mode' must be in ('fast', 'slow') (got 'slwo'); did you mean 'slow'?"
+    assert said in result.stderr, result.stderr
     assert "Attribute(" not in result.stderr
 
 

@@ -397,7 +397,7 @@ def test_profile_wires_source_and_model_and_rejects_bad_config(tmp_path, phraseb
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel().resolve(str(bad))
     message = str(caught.value)
-    assert "sources.news.agreement: 'agreement' must be one of '50', '66', '75', 'all', got '40'" in message
+    assert "sources.news.agreement: 'agreement' must be in ('50', '66', '75', 'all') (got '40')" in message
     assert "models.sentiment.epochs: 'epochs' must be >= 1, got 0" in message
 
 

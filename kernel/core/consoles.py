@@ -21,8 +21,7 @@ class ConsoleRequest:
     api: str
     #: The page's query string (a server-rendered form submits with GET).
     query: Mapping[str, str]
-    #: ``call(method, body)`` calls ``<api>.<method>`` on the daemon and returns the reply
-    #: body; a refusal raises ``heirloom.RemoteError`` (its ``code`` and ``message``).
+    #: ``call(method, body)``: ``<api>.<method>``'s reply body; a refusal raises ``heirloom.RemoteError``.
     call: Callable[[str, Any], Any]
     #: ``call_route(route, body)``: any route of the daemon by its full name (``diagnosis.predict``).
     call_route: Callable[[str, Any], Any]

@@ -38,8 +38,7 @@ _STRINGS_AND_COMMENTS = re.compile(
 )
 _LONG_DOTTED_KEY = re.compile(rf"(?:[\w-]+[ \t]*\.[ \t]*){{{MAX_DEPTH},}}")
 _BRACKETS = re.compile(r"[\[\]{}]")
-#: A decimal integer of more digits than Python reads (tomllib's error names no key and advises
-#: sys.set_int_max_str_digits()): a marker string stands in for it until ``_interpolate`` reports its key.
+#: An integer longer than Python reads (tomllib's error names no key): a marker stands in until ``_interpolate``.
 _LONG_INTEGER = re.compile(
     rf"({_STRINGS_AND_COMMENTS.pattern})|(?<![\w.+-])[+-]?[0-9][0-9_]{{4300,}}(?![\w.])", re.DOTALL
 )

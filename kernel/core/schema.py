@@ -408,7 +408,9 @@ def flatten_errors(
         yield path, _message(exc)
 
 
-def _message(exc: BaseException) -> str:  # attrs' own validators raise (message, attribute, ...)
+def _message(exc: BaseException) -> str:  # attrs' own validators raise (message, attribute, ...); in_ adds its choices
+    if len(exc.args) == 4 and isinstance(exc.args[2], tuple | list | set | frozenset) and isinstance(exc.args[3], str):
+        return exc.args[0] + did_you_mean(exc.args[3], map(str, exc.args[2]))
     return exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else str(exc)
 
 

@@ -19,11 +19,6 @@ CHUNK = 1 << 20
 ON_ERROR = ("fail", "skip")
 
 
-def _on_error(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ON_ERROR:
-        raise ValueError(f"'{attribute.name}' must be one of {', '.join(ON_ERROR)}, got {value!r}")
-
-
 def _fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
     if not 0 <= value <= 1:
         raise ValueError(f"'{attribute.name}' must be between 0 and 1, got {value!r}")
@@ -60,7 +55,7 @@ class FhirSource(heirloom.Source):
     #: A bundle or NDJSON file, or a folder searched recursively for ``*.json``/``*.ndjson``.
     path: str = heirloom.path_field()
     #: ``fail``: the first bad file or resource stops the pass; ``skip``: skip and count it.
-    on_error: str = attrs.field(default="fail", validator=_on_error)
+    on_error: str = attrs.field(default="fail", validator=attrs.validators.in_(ON_ERROR))
     #: Also validate every resource with the fhir.resources models (about 8x slower; docs/FHIR.md).
     validate: bool = False
     #: Share of patients in ``test``; 1.0 makes every patient a test patient (evaluate a

@@ -94,17 +94,6 @@ def utc(value: Any) -> Any:
         return value
 
 
-def _one_of(choices: tuple[str, ...]) -> Any:
-    def check(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-        if value is not None and value not in choices:
-            raise ValueError(f"'{attribute.name}' must be one of {', '.join(choices)}, got {value!r}")
-
-    return check
-
-
-_kind = _one_of(KINDS)
-
-
 Scalar = float | int | str | bool | None
 
 
@@ -130,7 +119,7 @@ class MeasurementInput:
 class EventInput:
     """One event of a timeline, as the fhir source writes it."""
 
-    kind: str = attrs.field(validator=_kind)
+    kind: str = attrs.field(validator=attrs.validators.in_(KINDS))
     id: str | None = None
     date: str | None = attrs.field(default=None, converter=utc, validator=_date)
     end: str | None = attrs.field(default=None, converter=utc, validator=_date)
@@ -164,7 +153,7 @@ class RecordInput:
         converter=lambda events: sorted(events, key=_in_time_order), validator=lambda _, __, events: _one_each(events)
     )
     id: str = "inline"
-    gender: str | None = attrs.field(default=None, validator=_one_of(GENDERS))
+    gender: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(GENDERS)))
     birth_date: str | None = attrs.field(default=None, validator=_date)
     file: str | None = None
     split: str | None = None

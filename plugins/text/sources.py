@@ -43,14 +43,6 @@ def _fraction_or_zero(instance: Any, attribute: attrs.Attribute, value: float) -
         raise ValueError(f"'{attribute.name}' must be 0 (none) or between 0 and 1, got {value!r}")
 
 
-def _one_of(*choices: str):
-    def check(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-        if value not in choices:
-            raise ValueError(f"'{attribute.name}' must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-    return check
-
-
 def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if not value:
         raise ValueError(f"'{attribute.name}' must not be empty")
@@ -216,7 +208,7 @@ class PhraseBankSource(TextSource):
     #: The folder holding ``Sentences_<agreement>Agree.txt``.
     path: str = heirloom.path_field()
     #: Annotator agreement level: ``50``, ``66``, ``75`` or ``all``.
-    agreement: str = attrs.field(default="50", validator=_one_of(*AGREEMENTS))
+    agreement: str = attrs.field(default="50", validator=attrs.validators.in_(AGREEMENTS))
 
     def files(self) -> tuple[str, str | None]:
         name = "All" if self.agreement == "all" else self.agreement
