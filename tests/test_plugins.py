@@ -185,6 +185,20 @@ def test_a_plugin_registering_one_name_twice_fails_to_load_saying_so():
     assert info.status == "failed" and "model 'stutter' is registered twice by this plugin" in info.error
 
 
+@pytest.mark.parametrize("hook", ["heirloom_register_models", "heirloom_register_profiles"])
+def test_a_registration_hook_that_returns_its_registrations_fails_to_load_saying_to_call_register(hook):
+    """A hook returning ``{"name": cls}`` registered nothing and loaded fine: the profile then
+    named an unknown type and asked whether the plugin was installed."""
+
+    def returns(self, register):
+        return {"returned": toys.ToyModel}
+
+    Returner = type("Returner", (), {hook: heirloom.hookimpl(returns)})
+    info = _kernel(Returner()).plugins.infos["Returner"]
+    assert info.status == "failed"
+    assert f"{hook} returned a value: call register(name, ...) for each instead" in info.error
+
+
 def test_duplicate_component_name_is_an_error_naming_both(tmp_path):
     class Copycat:
         @heirloom.hookimpl

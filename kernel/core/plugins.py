@@ -149,13 +149,12 @@ class PluginHost:
             try:
                 self.pm.check_pending()
                 implemented = {caller.name for caller in self.pm.get_hookcallers(plugin) or []}
-                for kind, hook_name in REGISTER_HOOKS.items():
-                    if hook_name in implemented:
-                        self.call_one(hook_name, name, register=self._stager(kind, staged))
-                for what, hook_name in NAMED_HOOKS.items():
-                    entries = named[what]
-                    if hook_name in implemented:
-                        self.call_one(hook_name, name, register=lambda n, obj, into=entries: into.append((str(n), obj)))
+                registrars = {hook: self._stager(kind, staged) for kind, hook in REGISTER_HOOKS.items()}
+                for what, hook in NAMED_HOOKS.items():
+                    registrars[hook] = lambda n, obj, into=named[what]: into.append((str(n), obj))
+                for hook_name in [hook for hook in registrars if hook in implemented]:
+                    if self.call_one(hook_name, name, register=registrars[hook_name]):  # pluggy drops None results
+                        raise PluginError(f"{hook_name} returned a value: call register(name, ...) for each instead")
                 if missing := [f"{n!r} ({obj})" for n, obj in named["profiles"] if not Path(str(obj)).is_file()]:
                     raise PluginError(f"registers profiles whose files do not exist: {', '.join(missing)}")
             except BaseException:
