@@ -708,13 +708,14 @@ def test_medical_profile_starts_its_fhir_source(bundles, monkeypatch):
 def test_profile_check_names_bad_fhir_fields(tmp_path):
     profile = write(
         tmp_path / "bad.toml",
-        '[sources.ehr]\nuse = "fhir"\npath = "missing-folder"\non_error = "ignore"\n',
-    )
+        '[sources.ehr]\nuse = "fhir"\npath = "missing-folder"\non_error = "ignore"\ntest_fraction = "0.2"\n',
+    )  # a wrong type elsewhere once made the on_error message attrs' whole argument tuple
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel().resolve(str(profile))
     problems = {p.path: p.message for p in caught.value.problems}
     assert "path does not exist" in problems["sources.ehr.path"]
     assert problems["sources.ehr.on_error"] == "'on_error' must be in ('fail', 'skip') (got 'ignore')"
+    assert problems["sources.ehr.test_fraction"] == "expected float, got str '0.2'"
 
 
 @pytest.mark.parametrize(

@@ -341,7 +341,7 @@ class Validator:
             try:
                 field.validator(None, field, self.converter.structure(config[field.name], field.type))
             except ValueError as exc:
-                yield field.name, str(exc)
+                yield field.name, _message(exc)
             except Exception:  # noqa: BLE001 - a wrong type (reported above) or a check across fields
                 continue
 
