@@ -577,6 +577,20 @@ def test_a_prescription_naming_its_drug_by_reference_gets_the_drug_code_and_stat
     )
 
 
+def test_resources_known_by_their_full_url_alone_keep_their_links(tmp_path):
+    """A transaction bundle's new resources have a ``urn:uuid`` fullUrl and no id: the visit's
+    event had id None while its condition named it by the fullUrl, so the link was lost."""
+    encounter = {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"}}
+    encounter |= {"subject": {"reference": "urn:uuid:p1"}, "period": {"start": "2001-02-03T03:00:00Z"}}
+    diabetes = {key: value for key, value in condition(encounter={"reference": "urn:uuid:1"}).items() if key != "id"}
+    write(tmp_path / "set" / "transaction.json", bundle(PATIENT, encounter, diabetes, kind="transaction"))
+    (record,) = FhirSource(path=str(tmp_path / "set")).records()
+    assert {e.kind: (e.id, e.encounter) for e in record.timeline} == {
+        "encounter": ("urn:uuid:1", None),
+        "condition": ("urn:uuid:2", "urn:uuid:1"),
+    }
+
+
 def weight(value: Any, subject: str) -> dict[str, Any]:
     """An Observation of a weight, whatever its value."""
     return {

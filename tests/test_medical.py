@@ -151,6 +151,18 @@ def test_a_date_without_a_time_is_history_only_once_all_of_it_is_before_the_enco
     assert before == {"2020-02-15", "2020-02", "2019", "2020-03-01T08:59:59Z"}
 
 
+def test_an_event_without_a_date_of_its_own_is_history_from_after_its_visit():
+    """A Condition dated by ``onsetAge`` or ``onsetString`` has no date: it never counted as
+    history, even of a visit years after the one it was recorded at."""
+    from heirloom_plugins.medical.patients import EventInput, RecordInput, visit
+
+    visits_ = [EventInput(kind="encounter", id=e, date=d) for e, d in (("e1", "2019-05-01"), ("e2", "2021-05-01"))]
+    undated = EventInput(kind="condition", id="c", code="snomed:38341003", encounter="e1")
+    record = RecordInput(timeline=[*visits_, undated, EventInput(kind="condition", id="loose")])
+    assert [e.id for e in visit(record, record.timeline[1]).before] == ["e1", "c"]
+    assert [e.id for e in visit(record, record.timeline[0]).before] == []
+
+
 @pytest.mark.parametrize(
     ("start", "readable"),
     [
@@ -216,6 +228,15 @@ def test_evaluate_reports_the_asked_metrics(diagnosis, records):
     assert {label: row["support"] for label, row in metrics["per_class"].items() if row["support"]} == dict(truth)
     assert metrics["support"] == sum(truth.values())
     assert metrics["threshold"] in [round(0.05 * i, 2) for i in range(1, 20)]
+
+
+def test_the_report_says_whether_its_settings_were_validated(diagnosis, records):
+    """One training patient cannot be split into folds: the report said "chosen on validation
+    folds" of settings nothing validated."""
+    test = [r for r in records if r.split == "test"]
+    assert "chosen on validation folds" in diagnosis.evaluate(test).text
+    alone = _fitted(DiagnosisModel, [next(r for r in records if r.split == "train")])
+    assert "taken unvalidated (fewer than two training patients)" in alone.evaluate(test).text
 
 
 def test_state_round_trips_to_the_same_predictions(treatment, diagnosis, records):
@@ -481,6 +502,17 @@ def test_a_us_core_blood_pressure_panel_is_a_vital_sign_with_its_flag():
     panel = EventInput(kind="observation", code="loinc:85354-9", date="2020-01-01", components=parts)
     (vital,) = summarize(RecordInput(timeline=[panel]))["vitals"]
     assert vital["code"] == "loinc:85354-9" and "high blood pressure (>= 140/90)" in vital["flags"]
+
+
+def test_a_coded_observation_is_a_lab_with_its_words():
+    """Synthea records every patient's smoking status as a coded value: the summary dropped it."""
+    from heirloom_plugins.medical.patients import EventInput, RecordInput
+    from heirloom_plugins.medical.summary import summarize
+
+    smoking = EventInput(kind="observation", code="loinc:72166-2", date="2020-01-01", value="Never smoked tobacco")
+    unmeasured = EventInput(kind="observation", code="loinc:0000-0", date="2020-01-01")
+    (lab,) = summarize(RecordInput(timeline=[smoking, unmeasured]))["labs"]
+    assert (lab["code"], lab["value"], lab["flags"]) == ("loinc:72166-2", "Never smoked tobacco", [])
 
 
 # -- the system: train, one report, serve ---------------------------------------------------------

@@ -324,7 +324,8 @@ class Scan:
         if withdrawn(entry.resource):
             self.tally.withdrawn += 1
             return
-        key = (entry.resource["resourceType"], entry.resource.get("id"))
+        rid = entry.resource.get("id") or entry.full_url  # a transaction's new resources have only a fullUrl
+        key = (entry.resource["resourceType"], rid)
         if key[1] is not None and key in seen:
             message = (
                 f"the patient has another {key[0]} with id {key[1]!r} (ids are unique per type): the first is kept"
@@ -336,7 +337,9 @@ class Scan:
             encounter = entry.resource.get("encounter")
             ref = encounter.get("reference") if isinstance(encounter, dict) else None
             target = catalog.resolve(ref) if isinstance(ref, str) else None
-            resource = with_medication(entry.resource, drugs.code)
+            resource = with_medication(
+                entry.resource if rid == entry.resource.get("id") else {**entry.resource, "id": rid}, drugs.code
+            )
             visit = target if target and target[0] == "Encounter" and target not in self._withdrawn else None
             events.append(event(resource, visit[1] if visit else None))
         except SHAPE_ERRORS as exc:

@@ -203,10 +203,10 @@ class MultiLabelModel(heirloom.Model):
         names = dict(fitted.names)
         for one, _ in examples:
             names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
-        title = (
-            f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g} "
-            "chosen on validation folds"
-        )
+        unvalidated = fitted.training.get("selection", {}).get("method", "").startswith("fallback")
+        how = "taken unvalidated (fewer than two training patients)" if unvalidated else "chosen on validation folds"
+        title = f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g}"
+        title += f" {how}"
         return heirloom.Report(metrics, f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}")
 
     def _answers(self, visits: list[Visit]) -> list[dict[str, Any]]:

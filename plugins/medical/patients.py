@@ -225,12 +225,14 @@ def visit(record: Any, encounter: Any, at: Sequence[Any] | None = None) -> Visit
     start = day(encounter.date)
     if at is None:
         at = [e for e in record.timeline if e.encounter == encounter.id and e.kind != "encounter"]
+    # an event without a date of its own (a Condition with an onsetAge) happened at its visit
+    visited = {e.id: e.date for e in record.timeline if e.kind == "encounter" and e.id is not None}
     before = tuple(
         e
         for e in record.timeline
         if e is not encounter
-        and e.date
-        and ends_before(e.date, start)
+        and (when := e.date or visited.get(e.encounter))
+        and ends_before(when, start)
         and (e.encounter is None or e.encounter != encounter.id)
     )
     return Visit(record, encounter, start, tuple(at), before)

@@ -47,6 +47,11 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _measured(event: Any) -> bool:
+    """Whether an observation carries a value (a coded one too: smoking status) or components."""
+    return (event.value is not None and event.value != "") or bool(event.components)
+
+
 def _range_flag(value: float | None, low: float | None, high: float | None) -> list[str]:
     if value is None:
         return []
@@ -153,7 +158,7 @@ def summarize(record: Any) -> dict[str, Any]:
         },
         "allergies": list(allergies.values()),
         "vitals": [_observation(e) for code, e in latest.items() if code in VITALS],
-        "labs": [_observation(e) for code, e in latest.items() if code not in VITALS and _number(e.value) is not None],
+        "labs": [_observation(e) for code, e in latest.items() if code not in VITALS and _measured(e)],
         "encounters": sorted(list(encounters.values())[::-1], key=lambda e: _negated(e["date"])),
     }
 
