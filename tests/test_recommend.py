@@ -554,6 +554,24 @@ def test_similar_items_and_the_empty_history(served):
     assert popular[0]["title"] == "Star Wars (1977)"  # no history: the most popular movie first
 
 
+def test_routes_state_the_limits_their_validators_enforce(served):
+    """An OpenAPI client generated from ``_routes`` sent ``k = 1000``: no bound was stated."""
+    daemon, _, _ = served
+    with daemon.client(timeout=10) as client:
+        schemas = {route["name"]: route["input"].get("properties") for route in client.call("_routes")["routes"]}
+        bounded = {"recs.recommend": "k", "recs.similar": "k", "recs.similar_text": "k", "recs.history": "limit"}
+        for route, field in bounded.items():
+            bound = schemas[route][field]
+            assert bound["minimum"] == 1, (route, bound)
+            body = {"recs.recommend": {"history": []}, "recs.similar": {"item": "1"}, "recs.history": {"user": 196}}
+            body = body.get(route, {"title": "Toy Story (1995)"})
+            client.call(route, {**body, field: bound["maximum"]})
+            with pytest.raises(heirloom.RemoteError, match=f"body.{field}"):
+                client.call(route, {**body, field: bound["maximum"] + 1})
+        assert schemas["recs.similar_text"]["title"]["minLength"] == 1
+        assert schemas["recs.recommend"]["history"]["maxItems"] == bound["maximum"]  # max_history, as limit's
+
+
 def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_chance(served, movielens):
     daemon, _, _ = served
     cold = [r for r in MovieLensSource(path=movielens).records("test") if r["type"] == "item" and r["cold"]]

@@ -53,6 +53,7 @@ def _k_between(low: int, high: int):
 def inputs(max_k: int, max_history: int) -> dict[str, type]:
     """The attrs classes of the request bodies, with this api's limits in their validators."""
     k_ok = _k_between(1, max_k)
+    k_schema = {"schema": {"minimum": 1, "maximum": max_k}}  # what the validators enforce, for _routes and OpenAPI
 
     def history_ok(instance: Any, attribute: attrs.Attribute, value: list[Id] | None) -> None:
         if value is not None and len(value) > max_history:
@@ -65,8 +66,10 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
         """A known ``user``, or the ``history`` (item ids) of someone the model has not seen, and ``k``."""
 
         user: Id | None = attrs.field(default=None, validator=_id_ok)
-        history: list[Id] | None = attrs.field(default=None, validator=history_ok)
-        k: int = attrs.field(default=10, validator=k_ok)
+        history: list[Id] | None = attrs.field(
+            default=None, validator=history_ok, metadata={"schema": {"maxItems": max_history}}
+        )
+        k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
         def __attrs_post_init__(self) -> None:
             if (self.user is None) == (self.history is None):
@@ -78,7 +81,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
         """A catalogue item and how many neighbours."""
 
         item: Id = attrs.field(validator=_id_ok)
-        k: int = attrs.field(default=10, validator=k_ok)
+        k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
     def title_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         if not value.strip() or len(value) > MAX_TITLE_CHARS:
@@ -88,16 +91,22 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class SimilarTextInput:
         """An item that is not in the catalogue, by its title (``Name (1999)``) and genres."""
 
-        title: str = attrs.field(validator=title_ok)
+        title: str = attrs.field(
+            validator=title_ok, metadata={"schema": {"minLength": 1, "maxLength": MAX_TITLE_CHARS}}
+        )
         genres: list[str] = attrs.field(factory=list)
-        k: int = attrs.field(default=10, validator=k_ok)
+        k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
     @attrs.define
     class HistoryInput:
         """A known ``user`` and at most ``limit`` of their items."""
 
         user: Id = attrs.field(validator=_id_ok)
-        limit: int = attrs.field(default=max_history, validator=_k_between(1, max_history))
+        limit: int = attrs.field(
+            default=max_history,
+            validator=_k_between(1, max_history),
+            metadata={"schema": {"minimum": 1, "maximum": max_history}},
+        )
 
     return {
         "recommend": RecommendInput,
