@@ -259,6 +259,12 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
         assert status == 400 and body["field"] == field, (tensors, body)
     status, _, body = http(infer, {"id": 5, "inputs": [text]})  # was echoed as a number; the protocol's is a string
     assert (status, body["field"], body["error"]) == (400, "id", "'id' must be a string, got 5"), body
+    status, _, body = http(infer, {"id": None, "inputs": [{**text, "data": [TEXTS[0]]}]})  # OIP's id is optional
+    assert status == 200 and "id" not in body, body
+    status, _, document = http(gateway.url + "/openapi.json")  # and the document says what the server takes
+    schemas = document["components"]["schemas"]
+    assert schemas["InferRequest"]["properties"]["id"]["type"] == ["string", "null"]
+    assert schemas["InferResponse"]["properties"]["id"]["type"] == "string"
     two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], 5]}
     status, _, body = http(infer, {"inputs": [two]})
     assert status == 400 and body["field"] == "body.text" and body["error"].startswith("row 1: "), body

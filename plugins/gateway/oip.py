@@ -124,7 +124,7 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
     """The route bodies of an infer request, one per row; InferError names what is wrong."""
     if not isinstance(request, dict):
         raise InferError("an infer request is a JSON object with 'inputs'", "body")
-    if not isinstance(request.get("id", ""), str):  # the protocol's id is a string, echoed in the response
+    if request.get("id") is not None and not isinstance(request["id"], str):  # the protocol's; null is none
         raise InferError(f"'id' must be a string, got {json.dumps(request['id'])[:40]}", "id")
     tensors = request.get("inputs")
     if not isinstance(tensors, list) or not tensors:
@@ -197,7 +197,7 @@ def response(
         found = signature.encodings.get(field) or encoding(_guess(values[0]))
         outputs.append(_tensor(field, found, values))
     body: dict[str, Any] = {"model_name": name, "model_version": short_version(version), "outputs": outputs}
-    if "id" in request:
+    if request.get("id") is not None:
         body["id"] = request["id"]
     return body
 

@@ -73,7 +73,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["inputs"],
         "properties": {
-            "id": {"type": ["string", "integer"]},
+            "id": {"type": ["string", "null"], "description": "echoed in the response; null is no id"},
             "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
             "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
             "parameters": {"type": "object"},
@@ -84,7 +84,7 @@ SCHEMAS = {
         "properties": {
             "model_name": {"type": "string"},
             "model_version": {"type": "string"},
-            "id": {"type": ["string", "integer"], "description": "the request's id, as sent"},
+            "id": {"type": "string", "description": "the request's id, as sent (absent when it sent none)"},
             "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
         },
     },
