@@ -189,6 +189,54 @@ def test_check_api_names_a_mistake_in_routes_at_once(mistake, said):
     assert str(caught.value).startswith(said), caught.value
 
 
+@attrs.define
+class Bounded:
+    k: int = attrs.field(default=1, validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(50)))
+    mode: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.in_(("a", "b"))))
+    tags: list[str] = attrs.field(factory=lambda: ["x"], validator=attrs.validators.min_len(1))
+    rate: float = attrs.field(default=1.0, validator=heirloom.above(0))
+    offset: int = attrs.field(default=0, validator=heirloom.at_least(0))
+    note: str = attrs.field(default="", validator=attrs.validators.max_len(5), metadata={"schema": {"maxLength": 4}})
+
+
+@attrs.define
+class BoundedApi(heirloom.Api):
+    def routes(self):
+        return [heirloom.Route("bounded", handler=lambda body: body.k, input=Bounded, description="Bounds.")]
+
+
+def test_routes_state_the_bounds_attrs_and_heirloom_validators_enforce():
+    """An OpenAPI client generated from ``_routes`` sent what the validators refuse: their
+    bounds were code the schema did not state (metadata, when given, has the last word)."""
+    (route,) = check_api(
+        BoundedApi,
+        good_inputs={"bounded": [{"k": 50, "mode": "b", "rate": 1e-9}]},
+        bad_inputs={
+            "bounded": [
+                {"k": 51},
+                {"k": 0},
+                {"mode": "c"},
+                {"tags": []},
+                {"rate": 0.0},
+                {"offset": -1},
+                {"note": "toolong"},
+            ]
+        },
+    )
+    stated = {
+        name: {k: v for k, v in schema.items() if k not in ("type", "anyOf", "items")}
+        for name, schema in route["input"]["properties"].items()
+    }
+    assert stated == {
+        "k": {"minimum": 1, "maximum": 50},
+        "mode": {"enum": ["a", "b", None]},
+        "tags": {"minItems": 1},
+        "rate": {"exclusiveMinimum": 0},
+        "offset": {"minimum": 0},
+        "note": {"maxLength": 4},
+    }
+
+
 def test_check_api_calls_each_good_input_and_fails_on_a_refusal(monkeypatch):
     """Bad bodies alone pass an api whose every valid call fails (a handler that raises, or a
     resource manager that refuses everything)."""

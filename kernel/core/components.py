@@ -61,6 +61,7 @@ def _bounded(low: float, sign: str, holds: Callable[[Any, float], bool]) -> Any:
         if not math.isfinite(value):  # no setting means "infinite": a typo or an overflow
             raise ValueError(f"'{attribute.name}' must be a finite number, got {value!r}")
 
+    check.bound, check.compare_op = low, sign  # type: ignore[attr-defined]  # read as attrs' ge/gt are, for _routes
     return check
 
 

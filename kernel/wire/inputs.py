@@ -19,6 +19,8 @@ from heirloom.wire.protocol import INVALID_ARGUMENT, WIRE_NAMES, RequestError, w
 
 _converter = make_converter()
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", bytes: "binary"}
+#: attrs' ``ge``/``gt``/``le``/``lt`` (and ``heirloom.at_least``/``above``, which read alike) as JSON schema.
+_BOUND_KEYWORDS = {">=": "minimum", ">": "exclusiveMinimum", "<=": "maximum", "<": "exclusiveMaximum"}
 #: How the values of a nil or a boolean read in the protocol (Python's ``repr`` says None, True).
 _JSON_WORDS = {"nil None": "nil", "boolean True": "boolean true", "boolean False": "boolean false"}
 
@@ -88,7 +90,7 @@ def json_schema(tp: Any) -> dict[str, Any]:
         schema: dict[str, Any] = {
             "type": "object",
             # validators are code: a field states its limits for clients in metadata={"schema": {...}}
-            "properties": {f.name: {**json_schema(f.type), **f.metadata.get("schema", {})} for f in fields},
+            "properties": {f.name: _field_schema(f) for f in fields},
             "additionalProperties": False,
         }
         required = [f.name for f in fields if f.default is attrs.NOTHING]
@@ -105,3 +107,33 @@ def json_schema(tp: Any) -> dict[str, Any]:
     if origin is dict:
         return {"type": "object", "additionalProperties": json_schema(args[1]) if len(args) == 2 else {}}
     return {"type": _JSON_TYPES.get(tp, "any")}
+
+
+def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
+    """A field's type, the bounds its validator states, and its metadata's own keywords last."""
+    schema, bounds = json_schema(field.type), stated_bounds(field.validator)
+    if "array" in (schema.get("type"), *(a.get("type") for a in schema.get("anyOf", ()))):  # a list's length: items
+        bounds = {key.replace("Length", "Items"): value for key, value in bounds.items()}
+    return {**schema, **bounds, **field.metadata.get("schema", {})}
+
+
+def stated_bounds(validator: Any) -> dict[str, Any]:
+    """The JSON-schema keywords of what a field's validator enforces, where it is one whose
+    bounds can be read: attrs' ``ge``/``gt``/``le``/``lt``, ``in_``, ``min_len``/``max_len``,
+    ``and_`` and ``optional`` of them, and ``heirloom.at_least``/``above``. A client generated
+    from ``_routes`` then refuses what the daemon would; another validator states nothing."""
+    parts = getattr(validator, "_validators", None)  # and_
+    if parts is not None:
+        return {key: value for part in parts for key, value in stated_bounds(part).items()}
+    inner = getattr(validator, "validator", None)  # optional: None passes too
+    if inner is not None:
+        stated = stated_bounds(inner)
+        return {**stated, "enum": [*stated["enum"], None]} if "enum" in stated else stated
+    keyword = _BOUND_KEYWORDS.get(getattr(validator, "compare_op", None))  # type: ignore[arg-type]
+    if keyword and isinstance(getattr(validator, "bound", None), int | float):
+        return {keyword: validator.bound}
+    options = getattr(validator, "options", None)
+    if isinstance(options, tuple | list | frozenset | set) and all(isinstance(o, str | int) for o in options):
+        return {"enum": sorted(options, key=str) if isinstance(options, set | frozenset) else list(options)}
+    stated = {"minLength": getattr(validator, "min_length", None), "maxLength": getattr(validator, "max_length", None)}
+    return {key: value for key, value in stated.items() if isinstance(value, int)}
