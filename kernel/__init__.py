@@ -51,9 +51,9 @@ if TYPE_CHECKING:
     from heirloom.core.limits import nests_deeper, shortened
     from heirloom.core.paths import data_root, home
     from heirloom.core.placement import WorkerPool
-    from heirloom.core.splits import stratified_holdout
     from heirloom.core.version import VERSION as __version__
     from heirloom.datasets import DataFile, Dataset
+    from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore
     from heirloom.store.feedback import FeedbackLog
     from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
@@ -128,7 +128,7 @@ _EXPORTS = {
     "shortened": "heirloom.core.limits",
     "Source": "heirloom.core.components",
     "State": "heirloom.core.components",
-    "stratified_holdout": "heirloom.core.splits",
+    "stratified_holdout": "heirloom.splits",
     "Versioned": "heirloom.core.components",
     "WorkerPool": "heirloom.core.placement",
 }

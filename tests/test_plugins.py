@@ -125,18 +125,25 @@ def test_a_hook_function_without_the_marker_is_an_error_not_silence():
         def heirloom_register_modls(self, register):
             pass
 
+    class MarkedPrefixTypo:  # one letter off the prefix got pluggy's words, with no closest hook
+        @heirloom.hookimpl
+        def heirlom_register_sources(self, register):
+            pass
+
     class WrongArguments:  # pluggy's three-line error broke profile check's one line per problem
         @heirloom.hookimpl
         def heirloom_register_apis(self, reg):
             pass
 
-    infos = _kernel(Unmarked(), UnmarkedTypo(), MarkedTypo(), WrongArguments()).plugins.infos
+    infos = _kernel(Unmarked(), UnmarkedTypo(), MarkedTypo(), MarkedPrefixTypo(), WrongArguments()).plugins.infos
     said = infos["WrongArguments"].error
     assert "heirloom_register_apis(reg)" in said and "{'reg'} are declared in the hookimpl" in said and "\n" not in said
     assert "heirloom_register_models is not marked @heirloom.hookimpl" in infos["Unmarked"].error
     assert "did you mean 'heirloom_register_models'?" in infos["UnmarkedTypo"].error
     misspelt = "unknown hook 'heirloom_register_modls'; did you mean 'heirloom_register_models'?"
     assert infos["MarkedTypo"].error.startswith(misspelt)  # heirloom's own error: no "heirloom.core...: "
+    said = "unknown hook 'heirlom_register_sources'; did you mean 'heirloom_register_sources'?"
+    assert infos["MarkedPrefixTypo"].error.startswith(said)
     assert {infos[name].status for name in ("Unmarked", "UnmarkedTypo", "MarkedTypo")} == {"failed"}
 
 

@@ -40,6 +40,19 @@ def site(tmp_path_factory):
         .replace('shout = "heirloom_shout"', 'broken = "heirloom_broken"'),
     )
     write(broken / "heirloom_broken.py", "import heirloom\nimport a_module_that_does_not_exist\n")
+    listener = root / "heirloom-listener"  # only listens: uses no component of any profile
+    write(
+        listener / "pyproject.toml",
+        _block_after("`pyproject.toml`:")
+        .replace("heirloom-shout", "heirloom-listener")
+        .replace('shout = "heirloom_shout"', 'listener = "heirloom_listener"'),
+    )
+    write(
+        listener / "heirloom_listener.py",
+        "import os\nimport heirloom\n\n\n@heirloom.hookimpl\ndef heirloom_system_started(system):\n"
+        "    with open(os.environ['LISTENED'], 'a') as log:\n"
+        "        log.write(','.join(sorted(system.components())) + '\\n')\n",
+    )
     target = root / "site"
     subprocess.run(
         [
@@ -54,6 +67,7 @@ def site(tmp_path_factory):
             str(target),
             str(good),
             str(broken),
+            str(listener),
         ],
         check=True,
         capture_output=True,
@@ -76,7 +90,8 @@ def test_installed_plugin_is_listed_and_broken_one_is_reported(site):
     assert plugins["shout"]["provides"] == {"source": [], "model": [], "api": ["shout"], "resources": []}
     assert plugins["broken"]["status"] == "failed"
     assert plugins["broken"]["distribution"] == "heirloom-broken"
-    assert "a_module_that_does_not_exist" in plugins["broken"]["error"]
+    error = plugins["broken"]["error"]  # where: a NameError or attrs' error at class creation names no file
+    assert "a_module_that_does_not_exist" in error and error.endswith(f"(at {site / 'heirloom_broken.py'}:2)")
     assert plugins["echo"]["status"] == "loaded"
 
 
@@ -95,6 +110,19 @@ def test_installed_component_works_in_a_profile(site, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "shout HI!!"
+
+
+def test_a_plugin_that_only_listens_hears_every_system_start(site, tmp_path):
+    """The catalog imports only the plugins a profile uses: a plugin whose only hook is a
+    notification heard the first start after it was installed, and never one again."""
+    profile = write(tmp_path / "echo.toml", '[apis.e]\nuse = "echo"\n')
+    listened = tmp_path / "listened.txt"
+    env = {**os.environ, **_env(site), "LISTENED": str(listened), "HEIRLOOM_HOME": str(tmp_path / "home")}
+    script = f"import heirloom\nwith heirloom.Kernel().system({str(profile)!r}):\n    pass\n"
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+        assert run.returncode == 0, run.stderr
+    assert listened.read_text().splitlines() == ["e,resources"] * 2
 
 
 def test_hook_heirloom_register_commands(site):

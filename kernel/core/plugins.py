@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -65,14 +66,24 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, PluginError) else " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+def _where(exc: BaseException, module: str) -> str:
+    """`` (at FILE:LINE)``: the deepest line of the plugin's own code that a failed import ran
+    (a NameError's message names no file; attrs' error at class creation names no class)."""
+    top = module.partition(".")[0]
+    own = [
+        f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).stem == top or f"/{top}/" in f.filename
+    ]
+    return f" (at {own[-1].filename}:{own[-1].lineno})" if own else ""
+
+
 def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
     """PluginError for a function named like a hook that pluggy would skip or refuse: one
     without ``@heirloom.hookimpl`` (never called, silently), or a marked one whose name is
     no hook (pluggy's error, with the closest hook's name)."""
     for attribute in dir(plugin):
-        if not attribute.startswith("heirloom_") or not callable(getattr(plugin, attribute, None)):
+        marked = hasattr(getattr(plugin, attribute, None), "heirloom_impl")  # a marked name is a hook's, any prefix
+        if not (marked or attribute.startswith("heirloom_")) or not callable(getattr(plugin, attribute, None)):
             continue
-        marked = hasattr(getattr(plugin, attribute), "heirloom_impl")
         close = difflib.get_close_matches(attribute, hooks, n=1, cutoff=0.8)
         hint = f"; did you mean {close[0]!r}?" if close and close[0] != attribute else ""
         if marked and attribute not in hooks:
@@ -210,7 +221,7 @@ class PluginHost:
                 try:
                     plugin = self._entry_points[name].load()
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may do anything on import
-                    info.status, info.error = "failed", _describe(exc)
+                    info.status, info.error = "failed", _describe(exc) + _where(exc, info.module)
                     plugin = None
             if self.tracing:
                 elapsed = (time.perf_counter() - began) * 1000
@@ -395,5 +406,7 @@ class PluginHost:
         return [n for n, i in self.infos.items() if i.status != "failed" and "heirloom_register_commands" in i.hooks]
 
     def notify(self, hook_name: str, **kwargs: Any) -> list[BaseException]:
-        """Call a notification hook on every plugin, each in isolation; return the errors."""
+        """Call a notification hook on every plugin that implements it (imported first, though the
+        system uses none of its components), each in isolation; return the errors."""
+        self.ensure(hooks=[hook_name])
         return self.call_each(hook_name, **kwargs)
