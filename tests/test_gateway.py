@@ -372,6 +372,26 @@ def test_requests_for_unknown_names_do_not_each_read_the_route_table(trained):
     assert table_reads() - before <= 3
 
 
+def test_a_burst_that_finds_the_route_table_stale_reads_it_once(trained):
+    """Each request that found the table stale read it itself: 64 at once after an idle
+    spell were 19 ``_routes`` calls. They now await the one read in flight."""
+    daemon, gateway = trained
+
+    def table_reads() -> int:
+        with daemon.client(timeout=10) as client:
+            return client.call("_stats")["routes"].get("_routes", {}).get("count", 0)
+
+    time.sleep(ROUTES_TTL + 0.5)
+    before = table_reads()
+    answers: list[int] = []
+    threads = [threading.Thread(target=lambda: answers.append(http(gateway.url + "/v1/routes")[0])) for _ in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 64 and table_reads() - before <= 2
+
+
 def test_the_gateways_own_404_and_405_are_json_errors(trained):
     _, gateway = trained
     status, _, body = http(gateway.url + "/v3/nothing")
@@ -761,6 +781,25 @@ def test_a_requests_deadline_holds_while_the_route_table_is_read_again(tmp_path)
         os.kill(daemon.process.pid, signal.SIGCONT)
         stopped = gateway.stop()
         assert (stopped, daemon.terminate()) == (0, 0)  # both stopped, whatever failed above
+
+
+def test_the_pages_that_read_the_route_table_keep_the_requests_deadline(tmp_path):
+    """/openapi.json, /docs and /console read the table with a fixed 5 s budget, whatever
+    --timeout or Heirloom-Deadline-Ms said, and took a malformed header."""
+    silent = socket.socket()  # a daemon that never answers: an address nothing serves
+    silent.bind(("127.0.0.1", 0))
+    gateway = Gateway(tmp_path, f"tcp://127.0.0.1:{silent.getsockname()[1]}", "--timeout", "2")
+    try:
+        for path, deadline, budget in (("/openapi.json", None, 2000), ("/docs", "300", 300), ("/console", "300", 300)):
+            began = time.monotonic()
+            status, _, body = http(gateway.url + path, headers={"Heirloom-Deadline-Ms": deadline} if deadline else {})
+            took = time.monotonic() - began
+            assert status == 504 and f"budget of {budget} ms" in body["error"] and took < budget / 1000 + 1, body
+        status, _, body = http(gateway.url + "/openapi.json", headers={"Heirloom-Deadline-Ms": "abc"})
+        assert status == 400 and body["field"] == "header.Heirloom-Deadline-Ms", body
+    finally:
+        silent.close()
+        assert gateway.stop() == 0
 
 
 def test_a_child_daemon_is_serving_its_routes_before_the_gateway_listens(tmp_path):

@@ -52,7 +52,7 @@ from heirloom_plugins.gateway.front import (
     to_json,
 )
 from heirloom_plugins.gateway.openapi import openapi
-from heirloom_plugins.gateway.routes import Routes
+from heirloom_plugins.gateway.routes import Routes, RouteTable
 
 DEADLINE_HEADER = "heirloom-deadline-ms"
 #: The request's idempotency key (the wire's ``idempotency_key``: a retry meets the first attempt).
@@ -95,7 +95,8 @@ class Gateway:
         self._clients: dict[str | None, heirloom.AsyncClient] = {}
         self._stats: dict[str, Any] = {}
         self._stats_at = -STATS_TTL
-        self.routes = Routes(lambda client, timeout: self.body(client, "_routes", None, min(timeout, 5.0)))
+        #: One read serves every request waiting on it, so it may take the longest budget, --timeout.
+        self.routes = Routes(lambda client: self.body(client, "_routes", None, timeout), self.late_table)
         #: Whose connection reads ``_routes`` for a page that needs no token (/openapi.json,
         #: /docs): with a Curve daemon, the first token's key; a connection without one gets no reply.
         self.anonymous = next(iter(self.tokens)) if self.tokens and curve_server_key is not None else None
@@ -140,13 +141,19 @@ class Gateway:
             return await client.request(route, body, timeout=timeout, idempotency_key=idempotency_key)
         except heirloom.RemoteError as exc:
             if exc.code == "DEADLINE_EXCEEDED" and self.address in exc.message:
-                what = "the daemon's route table" if route == "_routes" else route  # read before any route
-                exc.message = (
-                    f"no reply to {what} within the request's budget of {timeout * 1000:g} ms "
-                    f"(Heirloom-Deadline-Ms, at most the gateway's --timeout of {self.timeout:g} s)"
-                )
+                exc.message = self.late_table(timeout) if route == "_routes" else self.late(route, timeout)
             exc.message = exc.message.replace(f" at {self.address}", "").replace(self.address, "the daemon")
             raise
+
+    def late(self, what: str, timeout: float) -> str:
+        """What a request is told when its budget ran out waiting for ``what``."""
+        return (
+            f"no reply to {what} within the request's budget of {timeout * 1000:g} ms "
+            f"(Heirloom-Deadline-Ms, at most the gateway's --timeout of {self.timeout:g} s)"
+        )
+
+    def late_table(self, timeout: float) -> str:
+        return self.late("the daemon's route table", timeout)  # read before any route
 
     async def body(self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float) -> Any:
         return (await self.request(client, route, body, timeout)).body
@@ -318,23 +325,27 @@ class Gateway:
 
     # -- documents and pages -------------------------------------------------------------
     async def openapi_json(self, request: Request) -> Response:
-        return JSONResponse(openapi(await self.routes.table(self.client(self.anonymous))))
+        return JSONResponse(openapi(await self.public_table(request)))
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(docs_page(openapi(await self.routes.table(self.client(self.anonymous)))))
+        return HTMLResponse(docs_page(openapi(await self.public_table(request))))
+
+    async def public_table(self, request: Request) -> RouteTable:
+        """The table for the pages that need no token, read within the request's budget."""
+        return await self.routes.table(self.client(self.anonymous), self.deadline(request.headers))
 
     async def console_index(self, request: Request) -> Response:
-        table = await self.routes.table(self.caller(request.headers))
+        table = await self.routes.table(self.caller(request.headers), self.deadline(request.headers))
         return HTMLResponse(console_pages.index(console_pages.mounted(self.consoles, table)))
 
     async def console(self, request: Request) -> Response:
         client = self.caller(request.headers)
         api = request.path_params["api"]
-        table = await self.routes.table(client)
+        timeout = self.deadline(request.headers)
+        table = await self.routes.table(client, timeout)
         found = console_pages.mounted(self.consoles, table).get(api)
         if found is None:
             return HTMLResponse(console_pages.missing(api), status_code=404)
-        timeout = self.deadline(request.headers)
 
         loop = asyncio.get_running_loop()
 

@@ -8,12 +8,14 @@ seconds, so a restarted daemon with other routes is picked up without a gateway 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 
+import heirloom
 from heirloom_plugins.gateway.oip import Signature
 
 #: Seconds a table read for an unknown name stays good enough for the next unknown name.
@@ -58,24 +60,59 @@ class RouteTable:
         return int(entry["max_payload"]) if entry else DEFAULT_MAX_PAYLOAD
 
 
-class Routes:
-    """The current table, fetched with ``fetch(client, timeout)`` (an awaitable ``_routes``
-    call on that connection) when stale."""
+def _retrieved(read: asyncio.Future[None]) -> None:
+    """A read's failure is its waiters' to raise; when every waiter's budget ran out first,
+    asyncio must not log it as never retrieved."""
+    if not read.cancelled():
+        read.exception()
 
-    def __init__(self, fetch: Callable[[Any, float], Awaitable[dict[str, Any]]], ttl: float = 5.0):
+
+class TableLate(heirloom.RemoteError):
+    """No route table within a request's budget: the wire's DEADLINE_EXCEEDED, as a 504."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+class Routes:
+    """The current table, fetched with ``fetch(client)`` (an awaitable ``_routes`` call on
+    that connection) when stale; ``late(timeout)`` is the message of a request whose budget
+    ran out before the table came."""
+
+    def __init__(
+        self, fetch: Callable[[Any], Awaitable[dict[str, Any]]], late: Callable[[float], str], ttl: float = 5.0
+    ):
         self._fetch = fetch
+        self._late = late
         self.ttl = ttl
         self._table: RouteTable | None = None
         self._read_at = 0.0
+        #: ``client -> its read in flight``: one ``_routes`` call that concurrent requests await.
+        self._reads: dict[Any, asyncio.Future[None]] = {}
 
-    async def table(self, client: Any, fresh: bool = False, timeout: float = 5.0) -> RouteTable:
+    async def table(self, client: Any, timeout: float, fresh: bool = False) -> RouteTable:
         """The table, read when stale on ``client``: the caller's connection, whose key a
         daemon serving Curve admits. ``fresh`` (a name it lacks) reads it again unless it was
         read within FRESH_ENOUGH seconds, so requests for unknown names cannot make a
-        ``_routes`` call each. A read waits at most ``timeout`` s (the request's deadline)."""
+        ``_routes`` call each. Requests that find it stale while a read is in flight on their
+        connection await that read (single flight: a burst after an idle spell is one call),
+        each at most ``timeout`` s (its own deadline); a stale table is never served."""
         age = time.monotonic() - self._read_at
         if self._table is None or age > self.ttl or (fresh and age > FRESH_ENOUGH):
-            reply = await self._fetch(client, timeout)
+            read = self._reads.get(client)
+            if read is None:
+                read = self._reads[client] = asyncio.ensure_future(self._read(client))
+                read.add_done_callback(_retrieved)
+            try:
+                await asyncio.wait_for(asyncio.shield(read), timeout)
+            except TimeoutError:
+                raise TableLate(self._late(timeout)) from None
+        assert self._table is not None  # a read that returned stored one
+        return self._table
+
+    async def _read(self, client: Any) -> None:
+        try:
+            reply = await self._fetch(client)
             self._table = RouteTable({entry["name"]: entry for entry in reply["routes"]})
             self._read_at = time.monotonic()
-        return self._table
+        finally:
+            del self._reads[client]
