@@ -28,9 +28,14 @@ class Typed:
 def unpackable(body: str) -> Any:
     """A reply msgpack cannot pack (``int``: 2**64, ``surrogate``: a lone UTF-16 surrogate,
     as a FHIR string escape can give, ``set``: a Python set deep in a map, ``cycle``: a map
-    holding itself), or one it can (``fine``)."""
+    holding itself, ``version``: a model version that is no text, ``longkey``: a set under a
+    100,000-character key), or one it can (``fine``)."""
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
+    if body == "version":  # its header is packed after the body was: it took the I/O thread down
+        return heirloom.Versioned("fine", object())
+    if body == "longkey":  # a client's text echoed as a key: the path quotes its start
+        return {"k" * 100_000: {"bad": {"set"}}}
     return {"int": 2**64, "surrogate": "COVID \ud800", "set": {"labels": ["a", {"b"}]}, "cycle": cycle, "fine": 2**63}[
         body
     ]
@@ -56,6 +61,20 @@ class Shape:
 
     points: list[Point]
     checked_on: str = attrs.field(init=False, factory=lambda: threading.current_thread().name)
+
+
+class LyingResults:
+    """A plugin's own container whose ``len`` says one result per input and whose iteration
+    yields one fewer: it crashed the daemon."""
+
+    def __init__(self, items: list[Any]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Any:
+        return iter(self.items[:-1])
 
 
 @attrs.define
@@ -141,6 +160,10 @@ class TestingApi(heirloom.Api):
             return [{"batch": size}]
         if any("array" in item.values for item in inputs):  # numpy's: one float per input, as a list would
             return numpy.full(len(inputs), float(size))
+        if any("ints" in item.values for item in inputs):  # numpy's int64, which msgpack cannot pack
+            return numpy.full(len(inputs), size)
+        if any("lying" in item.values for item in inputs):
+            return LyingResults([{"batch": size}] * len(inputs))
         return [
             RequestError(INVALID_ARGUMENT, "bad value", "body.values") if "bad" in item.values else {"batch": size}
             for item in inputs

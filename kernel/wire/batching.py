@@ -20,6 +20,8 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Set
+from typing import Any
 
 from heirloom.core.components import Route
 from heirloom.wire.call import Call, Complete, deadline_body, fail, invalid_part, settle
@@ -31,6 +33,22 @@ log = logging.getLogger("heirloom.server")
 
 class BatchShapeError(TypeError):
     """A batched handler's result is not a list of one result per input."""
+
+
+def one_per_input(results: Any, count: int) -> list[Any]:
+    """A batched handler's ``results`` as a list of ``count`` results: a list, a tuple, or any
+    other sized sequence whose items are listed once (so one whose ``len`` and iteration
+    disagree cannot answer some requests twice or leave one unanswered); a numpy array's
+    rows as plain values. BatchShapeError for a map, text, bytes, a set (no order), a scalar
+    or the wrong count."""
+    if hasattr(results, "tolist") and hasattr(results, "ndim"):  # numpy: int64 and 0-d arrays msgpack cannot send
+        results = results.tolist()
+    unordered = isinstance(results, Mapping | Set | str | bytes | bytearray | memoryview)
+    listed = None if unordered or not hasattr(results, "__len__") else list(results)
+    if listed is None or len(listed) != count:
+        got = f"a {type(results).__name__}" if listed is None else f"{len(listed)} results"
+        raise BatchShapeError(f"the batched handler returned {got} for {count} inputs (a list of one result per input)")
+    return listed
 
 
 class Batcher:
@@ -160,13 +178,7 @@ class Batcher:
     def _compute(self, calls: list[Call], complete: Complete) -> None:
         began = time.perf_counter()
         try:
-            results = self.route.handler([call.body for call in calls])
-            sequence = hasattr(results, "__len__") and not isinstance(results, dict | str | bytes)  # an array too
-            if not sequence or len(results) != len(calls):
-                got = f"{len(results)} results" if sequence else f"a {type(results).__name__}"
-                raise BatchShapeError(
-                    f"the batched handler returned {got} for {len(calls)} inputs (a list of one result per input)"
-                )
+            results = one_per_input(self.route.handler([call.body for call in calls]), len(calls))
         except Exception as exc:  # noqa: BLE001 - isolate the failing request
             if isinstance(exc, BatchShapeError) and len(calls) > 1:  # a plugin's bug: said, not hidden by the retry
                 log.error("%s: %s; computing each request alone", self.name, exc)

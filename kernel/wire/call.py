@@ -84,7 +84,10 @@ Encoded = tuple[str, "str | None", bytes, "list[dict[str, Any]] | None", list[An
 
 def encode(status: str, body: Any, version: str | None, route: str) -> Encoded:
     """Pack a reply body once (raw buffers as their own frames); INTERNAL, logged with the
-    route and where in the reply, if it cannot be (a plugin's bug the client cannot mend)."""
+    route and where in the reply, if it cannot be (a plugin's bug the client cannot mend), or
+    if ``version`` (a ``Versioned``'s) is no text: the header that carries it is packed later."""
+    if version is not None and not (isinstance(version, str) and version.isprintable() and len(version) <= 1000):
+        return _internal(route, f"the reply's model version must be printable text, got {shortened(repr(version))}")
     try:
         packed = packb(body)
     except (TypeError, ValueError, OverflowError):  # ValueError: a lone surrogate in a string
@@ -95,12 +98,16 @@ def encode(status: str, body: Any, version: str | None, route: str) -> Encoded:
         plain, specs, buffers = detach_buffers(body)
         packed = packb(plain)
     except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer msgpack cannot hold
-        said = shortened(f"reply not encodable at {unpackable_at(body)}: {exc}")
-        log.error("%s: %s", route, said)
-        error = {"code": INTERNAL, "message": said, "retryable": False}
-        packed = packb(error)
-        return INTERNAL, None, packed, None, [], len(packed)
+        return _internal(route, f"reply not encodable at {unpackable_at(body)}: {exc}")
     return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
+
+
+def _internal(route: str, message: str) -> Encoded:
+    """The INTERNAL reply to a result the route's plugin made unsendable, logged with the route."""
+    said = shortened(message)
+    log.error("%s: %s", route, said)
+    packed = packb({"code": INTERNAL, "message": said, "retryable": False})
+    return INTERNAL, None, packed, None, [], len(packed)
 
 
 #: Parts of an unencodable reply looked at to say where: the walk runs on the I/O thread.
@@ -110,28 +117,42 @@ WHERE_BUDGET = 100_000
 def unpackable_at(value: Any) -> str:
     """The path of the first part of a reply msgpack cannot pack (``reply.labels``,
     ``reply.items[3]``). Iterative and bounded, as a reply may nest deeply, hold millions of
-    values or contain itself: ``reply`` when the first WHERE_BUDGET parts showed nothing."""
-    stack: list[tuple[str, Any, int]] = [("reply", value, 0)]
+    values or contain itself: ``reply`` when the first WHERE_BUDGET parts showed nothing. A
+    path is a chain of (parent, key) links, spelt out only for the part reported: building
+    each child's text would cost its depth times its keys' length (long keys, deep nesting)."""
+    stack: list[tuple[Any, Any, int]] = [(None, value, 0)]
     budget = WHERE_BUDGET
     while stack:
         path, part, depth = stack.pop()
         if isinstance(part, dict | list | tuple) and depth >= MAX_NESTING:  # a reply that holds itself, too
-            return f"{path} (nested deeper than {MAX_NESTING} levels)"
+            return f"{_spelt(path)} (nested deeper than {MAX_NESTING} levels)"
         if isinstance(part, dict):
             items = list(itertools.islice(part.items(), budget))
             for key, _ in items:
                 if not _packs(key):
-                    return f"{path} (a key {type(key).__name__})"
-            children = [(f"{path}.{key}", item, depth + 1) for key, item in items]
+                    return f"{_spelt(path)} (a key {type(key).__name__})"
+            children = [((path, key), item, depth + 1) for key, item in items]
         elif isinstance(part, list | tuple):
-            children = [(f"{path}[{index}]", item, depth + 1) for index, item in enumerate(part[:budget])]
+            children = [((path, [index]), item, depth + 1) for index, item in enumerate(part[:budget])]
         elif not _packs(part):
-            return path
+            return _spelt(path)
         else:
             continue
         budget -= len(children)
         stack += reversed(children)
     return "reply"
+
+
+def _spelt(path: Any) -> str:
+    """``reply.items[3]`` from a chain of (parent, key) links (``[index]`` a list's step), each
+    key cut at 40 characters and the whole at 300, its middle left out, so what follows the
+    path in the message (why it is there) survives the message's own limit."""
+    steps = []
+    while path is not None:
+        path, key = path
+        steps.append(f"[{key[0]}]" if isinstance(key, list) else f".{str(key)[:40]}")
+    spelt = "reply" + "".join(reversed(steps))
+    return spelt if len(spelt) <= 300 else f"{spelt[:200]}...{spelt[-97:]}"
 
 
 def _packs(value: Any) -> bool:
