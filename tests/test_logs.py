@@ -194,6 +194,26 @@ def test_a_cursor_reads_what_any_writer_appended_since_and_starts_over_on_a_repl
     assert [r["n"] for _, r in found] == [9] and restarted
 
 
+def test_a_cursor_starts_over_on_a_log_truncated_in_place_and_grown_past_where_it_was(tmp_path):
+    """logrotate's copytruncate, then more records than before before the next read: the
+    file kept its inode and outgrew the old offset, so the cursor read from mid-line (a
+    queue listed 7 handoffs of 45, and resolve answered NOT_FOUND for ones it held)."""
+    path = tmp_path / "handoffs.jsonl"
+    log = heirloom.AppendLog(path)
+    for n in range(3):
+        log.append({"n": n, "text": "before"})
+    cursor = heirloom.LogCursor(path)
+    assert len(cursor.read()[0]) == 3
+    with path.open("r+b") as rotated:  # copytruncate: the same file, emptied
+        rotated.truncate(0)
+    for n in range(10, 20):
+        log.append({"n": n, "text": "after the rotation"})
+    found, restarted = cursor.read()
+    assert [record["n"] for _, record in found] == list(range(10, 20)) and restarted
+    log.append({"n": 20})
+    assert [record["n"] for _, record in cursor.read()[0]] == [20]  # and reads on from there
+
+
 def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_that_became_no_file_refuses_it(tmp_path):
     """An operator restoring the logs from a backup (or rsync, or logrotate) replaced the file
     a daemon held open: every later record was acknowledged and written to the deleted file."""

@@ -183,8 +183,9 @@ class LogCursor:
     appended since the last one (by any thread or process: a broker's workers share a log),
     with the byte offset each starts at, so a route answering from a log reads each record
     once rather than the whole file per request. A last line without its newline (a record
-    being written, or torn by a crash) is left for a later read. A log that was replaced or
-    shrank (restored from a backup) is read again from its start, and ``read`` says so."""
+    being written, or torn by a crash) is left for a later read. A log that was replaced,
+    shrank (restored from a backup) or no longer holds what was read last where it was (truncated
+    in place by ``copytruncate`` and grown again) is read again from its start, and ``read`` says so."""
 
     def __init__(self, path: Path, check: Callable[[dict[str, Any]], str | None] | None = None):
         self.path = path
@@ -192,6 +193,9 @@ class LogCursor:
         self._offset = 0  # where the next read starts: just past the last whole line read
         self._lines = 0
         self._file: tuple[int, int] | None = None  # (device, inode) of the file read so far
+        #: The last bytes read, which end at the offset: a log truncated in place (copytruncate)
+        #: and grown past the offset again no longer holds them there.
+        self._tail = b""
 
     def read(self) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
         """``([(offset, record), ...], restarted)``: the new records, and whether the log was
@@ -204,10 +208,15 @@ class LogCursor:
         with handle:
             stat = os.fstat(handle.fileno())
             restarted = self._file not in (None, (stat.st_dev, stat.st_ino)) or stat.st_size < self._offset
+            if not restarted and self._tail:
+                handle.seek(self._offset - len(self._tail))
+                restarted = handle.read(len(self._tail)) != self._tail
             if restarted:
                 self._offset = self._lines = 0
+                self._tail = b""
             self._file = (stat.st_dev, stat.st_ino)
-            handle.seek(self._offset)
+            start = self._offset
+            handle.seek(start)
             for size, line in _lines(handle):
                 if not line.endswith(b"\n"):
                     break
@@ -215,6 +224,9 @@ class LogCursor:
                 if (record := _record(self.path, self._lines, line, self.check)) is not None:
                     found.append((self._offset, record))
                 self._offset += size
+            if self._offset != start:
+                handle.seek(max(0, self._offset - TAIL_BYTES))
+                self._tail = handle.read(self._offset - max(0, self._offset - TAIL_BYTES))
         return found, restarted
 
     def records_at(self, offsets: list[int]) -> list[dict[str, Any]]:
@@ -264,6 +276,9 @@ def _time_fault(stamp: Any) -> str | None:
         return None
     return f"'time' is {str(stamp)[:40]}, not a Unix time"
 
+
+#: Bytes a cursor keeps of what it read last, to tell the same log from one rewritten in place.
+TAIL_BYTES = 64
 
 #: Longest log line read: a record is a few kilobytes (texts are capped by the api); a longer
 #: line is skipped in pieces, never held whole in memory.
