@@ -603,3 +603,29 @@ def test_choices_without_validation_data_are_a_profile_error(tmp_path, option):
     result = run_heirloom("profile", "check", str(profile))
     assert result.returncode != 0
     assert "models.m" in result.stderr and "validation_fraction" in result.stderr and option in result.stderr
+
+
+def test_a_hand_edited_resolution_naming_no_intent_is_skipped_not_fatal_to_every_listing(tmp_path, caplog):
+    """A resolution line with ``new_intent`` and no ``intent`` (an edit, a restore) made every
+    ``handoffs`` and ``accept_intent`` call INTERNAL with a KeyError, until the log was mended."""
+    from heirloom_plugins.support.queue import HandoffQueue
+    from heirloom_plugins.support.sources import HandoffSource
+
+    path = tmp_path / "handoffs.jsonl"
+    lines = [
+        {"type": "handoff", "id": "h1", "text": "my card never came"},
+        {"type": "resolution", "id": "h1", "answer_id": "thread-1/1", "new_intent": True},
+        {"type": "resolution", "id": "h1", "intent": ""},
+        {"type": "handoff", "id": "h2", "text": "the app eats my card"},
+        {"type": "resolution", "id": "h2", "intent": "card_swallowed", "new_intent": True},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    queue = HandoffQueue(path)
+    listed = {entry["id"]: entry["resolution"] for entry in queue.listed(include_resolved=True, limit=10)}
+    assert listed == {"h2": {"intent": "card_swallowed", "new_intent": True}, "h1": None}
+    assert queue.waiting() == {"card_swallowed": 1}
+    assert "line 2: 'new_intent' is set on a resolution that names no 'intent'; skipped" in caplog.text
+    assert "line 3: a resolution names no 'intent' and no 'answer_id'; skipped" in caplog.text
+    source = HandoffSource(api="support", path=str(path), kind="answer")
+    source.log_path = path
+    assert list(source.records()) == []

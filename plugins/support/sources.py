@@ -326,4 +326,8 @@ def handoff_fault(entry: dict[str, Any]) -> str | None:
     wrong = [name for name in needed if not isinstance(entry.get(name), str)]
     if kind == "resolution":
         wrong += [name for name in ("intent", "answer_id") if name in entry and not isinstance(entry[name], str)]
+        if not wrong and not (entry.get("intent") or entry.get("answer_id")):  # resolve writes one of them
+            return "a resolution names no 'intent' and no 'answer_id'"
+        if not wrong and entry.get("new_intent") and not entry.get("intent"):  # an edit: it broke every listing
+            return "'new_intent' is set on a resolution that names no 'intent'"
     return f"{', '.join(map(repr, wrong))} must be text" if wrong else None
