@@ -462,6 +462,21 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     ready = document["paths"]["/v2/models/sentiment/ready"]["get"]["responses"]["503"]
     assert ready["content"]["application/json"]["schema"]["properties"] == {"ready": {"type": "boolean"}}
     assert "get" in document["paths"]["/v1/routes"]
+    # the kernel's routes take no body: the document said any ({}), and {} is a 400
+    health = document["paths"]["/v1/routes/_health"]["post"]["requestBody"]
+    assert health["content"]["application/json"]["schema"]["type"] == "null" and not health["required"]
+    assert (
+        http(gateway.url + "/v1/routes/_health", raw=b"")[0] == http(gateway.url + "/v1/routes/_health", raw=b"null")[0]
+    )
+    assert http(gateway.url + "/v1/routes/_health", {})[0] == 400
+    # a 403 says what refuses it there (it said "an admin route" everywhere, GET /v2 too)
+    said = {
+        path: next(iter(ops.values()))["responses"]["403"]["description"] for path, ops in document["paths"].items()
+    }
+    assert "Host" in said["/v2"] and not {"admin", "Sec-Fetch-Site"} & set(said["/v2"].split())
+    assert "Sec-Fetch-Site" in said["/v2/models/sentiment/infer"] and "admin" not in said["/v2/models/sentiment/infer"]
+    assert "admin" in said["/v1/routes/_reload"] and "admin" not in said["/v1/routes/sentiment.predict"]
+    assert "security" not in document and "securitySchemes" not in document["components"]  # no --tokens
     status, headers, page = http(gateway.url + "/docs")
     assert status == 200 and "/v1/routes/sentiment.feedback" in page
     # another site must not frame the page and lay its try-it-out buttons under a user's click
@@ -640,7 +655,10 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
             gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": f"Bearer {token}"}
         )
         assert status == 200 and body == {"a": 1}
-        assert http(gateway.url + "/openapi.json")[0] == 200
+        status, _, document = http(gateway.url + "/openapi.json")
+        assert status == 200 and document["security"] == [{"bearer": []}]  # generated clients send the token
+        assert document["paths"]["/v2"]["get"]["security"] == []  # the server's metadata needs none
+        openapi_spec_validator.validate(document)
     finally:
         assert gateway.stop() == 0
 

@@ -325,10 +325,10 @@ class Gateway:
 
     # -- documents and pages -------------------------------------------------------------
     async def openapi_json(self, request: Request) -> Response:
-        return JSONResponse(openapi(await self.public_table(request)))
+        return JSONResponse(openapi(await self.public_table(request), bool(self.tokens)))
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(docs_page(openapi(await self.public_table(request))))
+        return HTMLResponse(docs_page(openapi(await self.public_table(request), bool(self.tokens))))
 
     async def public_table(self, request: Request) -> RouteTable:
         """The table for the pages that need no token, read within the request's budget."""

@@ -16,7 +16,7 @@ from heirloom_plugins.gateway.schemas import clean
 ERROR_STATUSES = {
     "400": "INVALID_ARGUMENT: a malformed body or header, naming the field",
     "401": "UNAUTHENTICATED: no or unknown bearer token, or the daemon refused its key",
-    "403": "PERMISSION_DENIED: an admin route called without an admin key",
+    "403": "PERMISSION_DENIED: a Host name this gateway does not answer (--allow-host)",
     "404": "NOT_FOUND: no such route or model",
     "408": "DEADLINE_EXCEEDED: the body did not arrive whole within the gateway's --timeout",
     "413": "the body is larger than the route's max_payload (refused before forwarding)",
@@ -25,6 +25,12 @@ ERROR_STATUSES = {
     "503": "UNAVAILABLE: starting, draining or no trained model; see Retry-After",
     "504": "DEADLINE_EXCEEDED: the Heirloom-Deadline-Ms budget ran out",
 }
+#: What else a 403 says: where a request acts, a browser's request from another site's page.
+CROSS_SITE = ", or a request a browser sent from another site's page (Sec-Fetch-Site, Origin)"
+#: And for an admin route, the daemon's refusal of a key that is not an admin's.
+NOT_ADMIN = ", or a key that is not an admin's (the route is admin)"
+#: The kernel's routes (``_health``, ``_stats``...) take no body: empty, or JSON ``null``.
+NO_BODY = {"type": "null", "description": "no body: send none, or null"}
 #: What a probe may be answered besides its own: a bad deadline header, no token, a foreign Host.
 PROBE_STATUSES = ("400", "401", "403")
 #: What a GET may be answered: no body to be too large or too slow.
@@ -105,10 +111,14 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _responses(ok: str, schema: dict[str, Any], codes: tuple[str, ...] = tuple(ERROR_STATUSES)) -> dict[str, Any]:
+def _responses(
+    ok: str, schema: dict[str, Any], codes: tuple[str, ...] = tuple(ERROR_STATUSES), forbidden: str = ""
+) -> dict[str, Any]:
+    """200 with ``schema``, and ``codes``' errors; ``forbidden``: what else a 403 means there."""
     error = _json({"$ref": "#/components/schemas/Error"})
+    said = {**ERROR_STATUSES, "403": ERROR_STATUSES["403"] + forbidden}
     answers: dict[str, Any] = {"200": {"description": ok, "content": _json(schema)}}
-    answers.update({code: {"description": ERROR_STATUSES[code], "content": error} for code in codes})
+    answers.update({code: {"description": said[code], "content": error} for code in codes})
     return answers
 
 
@@ -122,16 +132,18 @@ def _limits(entry: dict[str, Any], payload_factor: int = 1) -> str:
 
 
 def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    body = clean(entry.get("input") or {})
+    api = name.rpartition(".")[0]
+    body = clean(entry.get("input") or {}) if api else NO_BODY
+    forbidden = CROSS_SITE + (NOT_ADMIN if entry.get("admin") else "")
     return {
         "post": {
             "operationId": f"route_{name}",
             "summary": entry.get("description") or name,
             "description": f"Calls `{name}` on the daemon. Limits: {_limits(entry)}.",
-            "tags": [name.rpartition(".")[0] or "kernel"],
+            "tags": [api or "kernel"],
             "parameters": [DEADLINE, IDEMPOTENCY],
             "requestBody": {"required": bool(entry.get("input")), "content": _json(body)},
-            "responses": _responses("the route's reply", clean(entry.get("output") or {})),
+            "responses": _responses("the route's reply", clean(entry.get("output") or {}), forbidden=forbidden),
         }
     }
 
@@ -170,7 +182,9 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "tags": ["inference"],
                 "parameters": [*version, DEADLINE],
                 "requestBody": {"required": True, "content": _json({"$ref": "#/components/schemas/InferRequest"})},
-                "responses": _responses("output tensors", {"$ref": "#/components/schemas/InferResponse"}),
+                "responses": _responses(
+                    "output tensors", {"$ref": "#/components/schemas/InferResponse"}, forbidden=CROSS_SITE
+                ),
             }
         }
     return operations
@@ -216,13 +230,15 @@ def _ready_responses(codes: tuple[str, ...]) -> dict[str, Any]:
     return answers
 
 
-def openapi(table: RouteTable) -> dict[str, Any]:
+def openapi(table: RouteTable, tokens: bool = False) -> dict[str, Any]:
+    """The document; with ``tokens`` (``--tokens``) every operation but ``GET /v2`` says it
+    needs a bearer token, so generated clients send one."""
     paths = _health_paths()
     for name, entry in sorted(table.models.items()):
         paths.update(_model_paths(name, entry))
     for name, entry in sorted(table.routes.items()):
         paths[f"/v1/routes/{name}"] = _route_operation(name, entry)
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "heirloom gateway",
@@ -230,8 +246,10 @@ def openapi(table: RouteTable) -> dict[str, Any]:
             "description": "Open Inference Protocol v2 for model routes, and every daemon route as JSON.",
         },
         "paths": paths,
-        "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
+        "components": {"schemas": SCHEMAS},
     }
+    if tokens:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+        paths["/v2"]["get"]["security"] = []  # server metadata: answered to anyone
+    return document
