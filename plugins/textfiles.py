@@ -9,6 +9,8 @@ import codecs
 import contextlib
 import csv
 import difflib
+import io
+import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -73,8 +75,8 @@ def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
         try:
             raw.decode(encoding)
         except UnicodeDecodeError as exc:  # its object: the bytes it decoded (utf-8-sig's without the BOM)
-            data = exc.object
-            line, byte = data.count(b"\n", 0, exc.start) + 1, data[exc.start : exc.start + 1]
+            data, byte = exc.object, exc.object[exc.start : exc.start + 1]
+            line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1  # UTF-16 has 0x0A in others
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
         raise heirloom.HeirloomError(
@@ -104,11 +106,11 @@ def csv_rows(
                     f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns, required)} "
                     f"(columns: {listed(columns)})"
                 )
+            row: dict[Any, Any] = {}
             for row in reader:
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
                 if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
-                    values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
-                    began = reader.line_num - sum(v.rstrip("\r\n").count("\n") for v in values)  # quoted lines
+                    began = _first_line_of(row, reader.line_num)
                     spans = began < reader.line_num
                     lines = f"{began}-{reader.line_num}" if spans else f"{reader.line_num}"
                     hint = (
@@ -120,13 +122,44 @@ def csv_rows(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
                 yield reader.line_num, row
+            began = _first_line_of(row, reader.line_num)
+            if began < reader.line_num and _open_at_end(path, encoding, delimiter, began):
+                raise heirloom.HeirloomError(
+                    f"{path}:{began}-{reader.line_num}: a quote opened on line {began} is never closed "
+                    "(the rest of the file would be one value)"
+                )
+
+
+def _first_line_of(row: dict[Any, Any], last: int) -> int:
+    """The line a row ending on line ``last`` began on: a quoted value may span lines."""
+    values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
+    return last - sum(v.rstrip("\r\n").count("\n") for v in values)
+
+
+def _open_at_end(path: str | Path, encoding: str, delimiter: str, began: int) -> bool:
+    """Whether the file's last row, from line ``began``, ends inside a quote: the csv module
+    takes the rest of the file as that value (a quote left open in the last column swallowed
+    195 rows into one text), so its fields count right and only a strict read tells."""
+    with open(path, newline="", encoding=encoding) as handle:
+        tail = "".join(itertools.islice(handle, began - 1, None))
+    try:
+        list(csv.reader(io.StringIO(tail), delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+#: The decoding error handler that reads an unreadable byte as NUL, which no CSV text holds (the
+#: csv module refuses it): U+FFFD, the usual stand-in, is a character a header may hold.
+UNREADABLE = "heirloom-unreadable-as-nul"
+codecs.register_error(UNREADABLE, lambda exc: ("\x00", exc.end))  # type: ignore[arg-type,return-value]
 
 
 def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:
-    """The first line of a file, decoded (unreadable bytes as U+FFFD) without decoding what
+    """The first line of a file, decoded (unreadable bytes as NUL) without decoding what
     follows it: a text reader decodes 8 KiB ahead, so a later row's bad byte failed the header
     check; a byte-level line split UTF-16's newline in two."""
-    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    decoder = codecs.getincrementaldecoder(encoding)(errors=UNREADABLE)
     text = ""
     while "\n" not in text and len(text) < limit:
         chunk = handle.read(4096)
@@ -175,7 +208,7 @@ class CsvFormat:
                 first = _first_line(handle, self.encoding)
         except OSError:
             return
-        if "\ufffd" in first:  # bytes of the header the encoding cannot read
+        if "\x00" in first:  # bytes of the header the encoding cannot read (a U+FFFD is a character)
             said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
             raise ValueError(said)
         try:

@@ -134,10 +134,18 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
     excel.write_bytes("Text für;intent\nhi;greet\n".encode("cp1252"))
     with pytest.raises(ValueError, match=r"the header of c.csv is not utf-8-sig text: set the source's 'encoding'"):
         CsvSource(train=str(excel), label_column="intent")
+    excel.write_text("text;intent \ufffd\nhi;greet\n", encoding="utf-8")  # U+FFFD itself is text: it was refused
+    source = CsvSource(train=str(excel), label_column="intent \ufffd", delimiter=";")
+    assert [r["label"] for r in source.records()] == ["greet"]
     unicode = tmp_path / "d.csv"  # Excel's "Unicode text": UTF-16 with a BOM, tabs (a byte-level line split it)
     unicode.write_bytes("text\tintent\nhi\tgreet\n".encode("utf-16"))
     source = CsvSource(train=str(unicode), label_column="intent", delimiter="\t", encoding="utf-16")
     assert [r["label"] for r in source.records()] == ["greet"]
+    rows = "".join(f"\u0a0a {n}\tgreet\n" for n in range(3))  # U+0A0A: a 0x0A byte in UTF-16, no newline
+    lone_surrogate = b"\x00\xd8" + "\tgreet\n".encode("utf-16-le")
+    unicode.write_bytes(f"text\tintent\n{rows}".encode("utf-16") + lone_surrogate)
+    with pytest.raises(heirloom.HeirloomError, match=r"d.csv:5: not utf-16 text \(byte b'\\x00'"):  # it said :8
+        list(source.records())
 
 
 def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
@@ -163,6 +171,9 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(b"\xef\xbb\xbf" + latin)  # after a BOM: it named the byte 3 before, and so the line before
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-4: the row has 1 fields, the header 2 \(a quote"):
         records(header + b'"Where is my card?,card_arrival\r\nThanks,other\r\n')  # it named line 4 and "quote"
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-5: a quote opened on line 3 is never closed"):
+        records(header + b'Lost card,"card_lost\r\nThanks,other\r\nHi,greet\r\n')  # the rest: one label, silently
+    assert records(header + b'Lost card,"card\r\nlost"\r\n')[1]["label"] == "card\r\nlost"  # closed: a value
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:4: the row has 1 fields, the header 2 \(quote a"):
         records(header + b"\r\nWhat about my children?\r\n")  # after a blank line: no quote to blame
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
