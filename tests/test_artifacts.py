@@ -723,6 +723,12 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
     assert "team/m@1 is a text-classifier model; models.m uses toy-model" in said(result), result.stderr
 
 
+def _holding_itself() -> dict[str, list]:
+    cycle: dict[str, list] = {"words": []}
+    cycle["words"].append(cycle)
+    return cycle
+
+
 @pytest.mark.parametrize(
     ("state", "said_"),
     [
@@ -739,6 +745,14 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
         (heirloom.State({"w": torch.randn(3, 4).T}, {}), "ValueError: You are trying to save a non contiguous tensor"),
         (heirloom.State({"a": (tied := torch.randn(4)), "b": tied}, {}), "RuntimeError: Some tensors share memory"),
         (heirloom.State({1: torch.zeros(3)}, {}), "a state's tensor names must be strings, got 1"),
+        (  # it blamed a missing module, safetensors.builtins
+            heirloom.State({"w": [1.0], "bias": 0.5}, {}),
+            "a state's tensors must be arrays or tensors (numpy, torch): 'w' is a list, 'bias' is a float",
+        ),
+        (  # a RecursionError, from the metadata's own check
+            heirloom.State({}, {"vocab": _holding_itself()}),
+            "it holds nesting deeper than 100 levels (or a value that holds itself) at vocab.words[0].words[0]",
+        ),
         (
             heirloom.State({"a": (tied := np.zeros(8)), "b": np.ones(2), "c": tied[4:]}, {}),
             "the state's arrays 'a' and 'c' share memory",
@@ -752,6 +766,8 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
         "non-contiguous",
         "shared-memory",
         "int-name",
+        "plain-tensors",
+        "cyclic-metadata",
         "numpy-shared-memory",
     ],
 )

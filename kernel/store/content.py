@@ -26,16 +26,23 @@ def canonical_json(value: Any, what: str) -> bytes:
     infinity, which other languages' parsers refuse)."""
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # ValueError: a cycle, too
         found = _unstorable(value, "")
         said = f"it holds {found[1]} at {found[0]}" if found else exc
         raise HeirloomError(f"{what} must be JSON-serialisable: {said}") from exc
 
 
-def _unstorable(value: Any, path: str) -> tuple[str, str] | None:
+#: Nesting past which metadata is refused: JSON nests no deeper in practice, and a value that
+#: holds itself nests for ever.
+MAX_METADATA_NESTING = 100
+
+
+def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
     """``(key path, what)`` of the first part of ``value`` JSON cannot hold: a NaN or infinite
     float, or an object of another type (``("scores[2]", "NaN or infinity")``, ``("seen", "a set")``)."""
     where = path or "the top"
+    if depth > MAX_METADATA_NESTING:
+        return where[:300], f"nesting deeper than {MAX_METADATA_NESTING} levels (or a value that holds itself)"
     if isinstance(value, float) and not math.isfinite(value):
         return where, "NaN or infinity"
     if not isinstance(value, dict | list | tuple):
@@ -45,7 +52,7 @@ def _unstorable(value: Any, path: str) -> tuple[str, str] | None:
         if not isinstance(key, str | int | float | bool | None):
             return where, f"a {type(key).__name__} key"
         step = f"[{key}]" if isinstance(value, list | tuple) else f"{'.' if path else ''}{key}"
-        if (found := _unstorable(item, path + step)) is not None:
+        if (found := _unstorable(item, path + step, depth + 1)) is not None:
             return found
     return None
 
@@ -125,6 +132,11 @@ def state_digest(state: State, state_format: int = 1) -> str:
 
 def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     """``(framework, safetensors bytes)``, using the adapter of the tensors' own library."""
+    if plain := [f"{name!r} is a {type(t).__name__}" for name, t in tensors.items() if not hasattr(t, "shape")]:
+        raise HeirloomError(  # the framework was guessed from a list's module, "builtins", and blamed
+            f"a state's tensors must be arrays or tensors (numpy, torch): {', '.join(plain[:5])} "
+            "(put plain values in the state's metadata)"
+        )
     frameworks = {type(t).__module__.split(".")[0] for t in tensors.values()}
     if not frameworks:
         return NO_TENSORS, b""
