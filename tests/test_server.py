@@ -91,10 +91,14 @@ def test_invalid_argument_names_the_field(client):
     assert client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
 
 
-def test_internal_error_fails_only_that_request(client):
+def test_internal_error_fails_only_that_request(daemon, client):
     with pytest.raises(Internal, match="the boom route always fails"):
         client.call("t.boom")
     assert client.call("echo.echo", "still serving") == "still serving"
+    with pytest.raises(Internal) as caught:  # a server path is the daemon's log's to say, not a client's to learn
+        client.call("t.boom", "open")
+    assert caught.value.message.endswith("No such file or directory: '<a server path>'"), caught.value.message
+    assert "'/srv/secret/weights.bin'" in daemon.log()
 
 
 @pytest.mark.parametrize("route", ["t.unpackable", "t.unpackable_off_loop"])

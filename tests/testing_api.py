@@ -136,6 +136,8 @@ class TestingApi(heirloom.Api):
         return {"slept_ms": body.get("ms", 100)}
 
     def boom(self, body: Any) -> Any:
+        if body == "open":  # a handler's own file: its path is the server's, not the client's
+            return open("/srv/secret/weights.bin")  # it never opens
         raise RuntimeError("the boom route always fails")
 
     def typed(self, body: Typed) -> str:

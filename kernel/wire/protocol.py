@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,18 @@ def quoted(value: Any, limit: int = 80) -> str:
     return f"{wire_name(value)} {shown[:limit]}{'...' if len(shown) > limit else ''}"
 
 
+#: An absolute path of two steps or more, standing alone (not a URL's, not ``a/b`` in a word).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/$<>-])/[^\s'\"():,/]+(?:/[^\s'\"():,/]*)+")
+
+
 def without_paths(text: str, *roots: Path) -> str:
-    """``text`` with the daemon's home and ``roots`` (a store elsewhere) shown by name: a
-    client learns no server path from an error; the daemon's log keeps them whole."""
+    """``text`` with the daemon's home and ``roots`` (a store elsewhere) shown by name, and any
+    other absolute path as ``<a server path>``: a client learns no server path from an error
+    (a plugin's log elsewhere, a file its handler opened); the daemon's log keeps them whole."""
     for root, name in [*((root, "<store>") for root in roots), (home(), "$HEIRLOOM_HOME")]:
         for form in dict.fromkeys((str(root), str(root.resolve()))):
             text = text.replace(form, name)
-    return text
+    return _ABSOLUTE_PATH.sub("<a server path>", text)
 
 
 def _shown(value: Any) -> str:
