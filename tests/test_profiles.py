@@ -533,6 +533,8 @@ def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
     result = run_heirloom("profile", "check", "notes.csv", cwd=tmp_path)
     assert result.returncode == 2
     assert "notes.csv is a file here, but a profile is a .toml file" in " ".join(result.stderr.split())
+    by_path = run_heirloom("profile", "check", str(tmp_path / "notes.csv"))  # a path: it said so of names only
+    assert f"{tmp_path / 'notes.csv'} is a file here, but a profile is a .toml file" in " ".join(by_path.stderr.split())
 
 
 @attrs.define
