@@ -652,7 +652,9 @@ def test_inheriting_the_served_version_with_nothing_new_stores_nothing(store, tm
     text = f'project = "team"\n{TOY_TABLES}inherit = "served"\ndrift = true\n'
     profile = write(tmp_path / "team.toml", text)
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
-    assert "stored team/m@1" in run_heirloom("train", str(profile), env=env).stdout
+    first = run_heirloom("train", str(profile), env=env).stdout
+    assert "stored team/m@1" in first
+    assert re.search(r"test \(reported; records \w+\): accuracy 1\.0000, records [1-9]", first), first  # a count too
     for _ in range(2):
         again = run_heirloom("train", str(profile), env=env)
         assert "unchanged: identical to team/m@1" in again.stdout, again.stdout + again.stderr

@@ -58,7 +58,11 @@ class RichProgress:
 
 
 def _scalars(metrics: dict[str, Any]) -> str:
-    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if isinstance(value, float))
+    """The top-level numbers of ``metrics`` (a count too, as PLUGINS.md says), floats to 4 places."""
+    numbers = {name: value for name, value in metrics.items() if type(value) in (int, float)}  # not a bool
+    return ", ".join(
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}" for name, value in numbers.items()
+    )
 
 
 def report_trained(trained: Trained) -> None:
