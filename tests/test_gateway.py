@@ -581,6 +581,26 @@ def test_a_request_offering_an_h2c_upgrade_keeps_its_body_and_the_next_request_i
     assert echoed() - before == len(refused)  # only the requests before them: the malformed chunked one never ran
 
 
+def test_malformed_requests_are_counted_in_the_log_without_their_bytes(bare, tmp_path):
+    """Each malformed request was a plain-text WARNING line carrying up to 1,000 of the
+    client's bytes (a token sent to the wrong port), even with --log-format json: 300 bad
+    connections, 300 lines. They are now counted in a JSON line at most once a minute."""
+    daemon, _ = bare
+    gateway = Gateway(tmp_path, daemon.address, "--log-format", "json")
+    host, port = gateway.host.split(":")
+    try:
+        for _ in range(30):
+            with socket.create_connection((host, int(port))) as connection:
+                connection.sendall(b"CONNECT secret-token-abc:443 HTTP/1.1\r\n\r\n")
+                assert raw_response(connection).startswith("HTTP/1.1 400")
+    finally:
+        assert gateway.stop() == 0
+    log = gateway.log_path.read_text()
+    assert "secret-token-abc" not in log
+    lines = [json.loads(line) for line in log.splitlines() if "malformed" in line]
+    assert [(line["logger"], line["level"]) for line in lines] == [("heirloom.gateway", "warning")], log
+
+
 def test_a_header_over_the_protocols_limit_is_400_at_once_not_504_at_the_deadline(bare):
     """An idempotency key of 70,000 characters made a header the daemon refuses unread, so with
     no id to answer: the request waited out the gateway's --timeout (30 s), then 504."""

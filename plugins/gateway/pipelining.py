@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 
 import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -37,6 +39,27 @@ import heirloom
 
 #: Bytes parsed at a time: the requests past a queued one wait unparsed from the next piece on.
 PIECE = 4096
+#: Seconds between the log lines that count malformed requests: a flood of them is one a minute.
+REFUSALS_EVERY = 60.0
+
+log = logging.getLogger("heirloom.gateway")
+
+
+class Refusals:
+    """Malformed requests, counted and logged at most once every REFUSALS_EVERY seconds with
+    none of their bytes: as the daemon's refusals, they must not fill the disk, and a client's
+    bytes (a token sent to the wrong port) are never written to the log (docs/OPERATIONS.md)."""
+
+    count = 0
+    logged_at = -REFUSALS_EVERY
+
+    @classmethod
+    def add(cls) -> None:
+        cls.count += 1
+        now = time.monotonic()
+        if now - cls.logged_at >= REFUSALS_EVERY:
+            log.warning("refused %d malformed HTTP/1.1 request(s) with 400 since the last such line", cls.count)
+            cls.count, cls.logged_at = 0, now
 
 
 class HeldFlow(FlowControl):
@@ -205,8 +228,8 @@ class OneQueuedRequest(HttpToolsProtocol):
     def _refuse(self, message: str) -> None:
         """A 400 with the gateway's JSON error body, after the replies to the requests before
         it; then the connection closes (where the next request begins is unknown)."""
-        message = heirloom.shortened(message)  # a 60 KB URL is not echoed whole, here nor in the log
-        self.logger.warning(message)
+        message = heirloom.shortened(message)  # a 60 KB URL is not echoed whole
+        Refusals.add()
         body = _json_400(message)
         head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
         self.refusal = head + b"content-length: %d\r\n\r\n" % len(body) + body
