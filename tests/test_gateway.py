@@ -265,7 +265,7 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     schemas = document["components"]["schemas"]
     assert schemas["InferRequest"]["properties"]["id"]["type"] == ["string", "null"]
     assert schemas["InferResponse"]["properties"]["id"]["type"] == "string"
-    two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], 5]}
+    two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], "x" * 10_001]}
     status, _, body = http(infer, {"inputs": [two]})
     assert status == 400 and body["field"] == "body.text" and body["error"].startswith("row 1: "), body
     one = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x" * 10_001]}  # one row: said all the same
@@ -276,6 +276,24 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     assert status == 400 and body["field"] == "inputs[0].parameters", body
     status, _, body = http(infer, raw=header, headers={"Inference-Header-Content-Length": "\u00b2"})
     assert status == 400 and body["field"] == "header.Inference-Header-Content-Length", body
+    # what was taken (200) though malformed: nesting that disagrees with the shape, data that
+    # is no list, unknown keys, parameters that are no object; a null element was the route's 'row 0'
+    for request, field in (
+        ({"inputs": [{**text, "shape": [2], "data": [["a", "b"]]}]}, "inputs[0].data"),
+        ({"inputs": [{**text, "data": [["a"], "b"]}]}, "inputs[0].data"),
+        ({"inputs": [{**text, "data": "x"}]}, "inputs[0].data"),
+        ({"inputs": [text], "extra": 1}, "extra"),
+        ({"inputs": [{**text, "shapes": [1]}]}, "inputs[0].shapes"),
+        ({"inputs": [text], "parameters": []}, "parameters"),
+        ({"inputs": [text], "parameters": "x"}, "parameters"),
+        ({"inputs": [{**text, "parameters": "x"}]}, "inputs[0].parameters"),
+        ({"inputs": [{**text, "data": [None]}]}, "inputs[0].data[0]"),
+        ({"inputs": [{**text, "shape": [2], "data": ["a", 5]}]}, "inputs[0].data[1]"),
+    ):
+        status, _, body = http(infer, request)
+        assert status == 400 and body["field"] == field, (request, body)
+    nested = {**text, "shape": [2], "data": [TEXTS[0], TEXTS[1]]}
+    assert http(infer, {"inputs": [nested], "parameters": {}})[0] == 200  # flat data and an empty object pass
     status, _, body = http(gateway.url + "/v2/models/sentiment/versions/9/infer", {"inputs": []})
     assert status == 404 and "serving 1" in body["error"]
     status, _, body = http(gateway.url + "/v2/models/nothing")

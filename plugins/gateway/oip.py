@@ -108,22 +108,60 @@ def metadata(name: str, entry: dict[str, Any], signature: Signature, version: st
     }
 
 
-def _flatten(data: Any) -> list[Any]:
-    """Nested lists' values in row-major order (an explicit stack: any depth JSON allows)."""
-    flat, stack = [], [data]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(reversed(node))
-        else:
-            flat.append(node)
+#: The keys of an infer request and of one of its tensors: any other is a mistake, refused.
+REQUEST_KEYS = ("id", "inputs", "outputs", "parameters")
+TENSOR_KEYS = ("name", "shape", "datatype", "data", "parameters")
+#: What each datatype's elements are in JSON (a bool is no number).
+ELEMENTS = {"BYTES": ((str,), "a string"), "BOOL": ((bool,), "a boolean")}
+NUMBER = ((int, float), "a number")
+
+
+def _known_keys(found: dict[str, Any], known: tuple[str, ...], where: str) -> None:
+    """InferError naming the first key not in ``known`` (``where``: the object's field)."""
+    unknown = next((key for key in found if key not in known), None)
+    if unknown is not None:
+        field = f"{where}.{unknown}" if where else unknown
+        raise InferError(f"unknown field {field!r:.60} (one of {', '.join(known)})", field)
+    if not isinstance(found.get("parameters", {}), dict):
+        field = f"{where}.parameters" if where else "parameters"
+        raise InferError(f"{field} must be an object, got {json.dumps(found['parameters'])[:40]}", field)
+
+
+def _flatten(data: Any, shape: list[int], where: str) -> list[Any]:
+    """A tensor's values in row-major order: ``data`` flat, or nested exactly as ``shape``."""
+    if not isinstance(data, list):
+        raise InferError(f"{where}.data must be a list, got {json.dumps(data)[:40]}", f"{where}.data")
+    if not any(isinstance(value, list) for value in data):
+        flat = data
+    else:
+        level = [data]
+        for size in shape:
+            if not all(isinstance(node, list) and len(node) == size for node in level):
+                raise InferError(f"{where}.data is not nested as its shape {shape}", f"{where}.data")
+            level = [value for node in level for value in node]
+        if any(isinstance(value, list) for value in level):
+            raise InferError(f"{where}.data is nested deeper than its shape {shape}", f"{where}.data")
+        flat = level
+    if len(flat) != math.prod(shape):
+        raise InferError(f"{where}: shape {shape} needs {math.prod(shape)} values, got {len(flat)}", f"{where}.data")
     return flat
+
+
+def _check_elements(flat: list[Any], datatype: str, where: str) -> None:
+    """InferError naming the first element that is not of ``datatype`` (the input's)."""
+    types, what = ELEMENTS.get(datatype, NUMBER)
+    numeric = datatype not in ELEMENTS
+    for index, value in enumerate(flat):
+        if not isinstance(value, types) or (numeric and isinstance(value, bool)):
+            field = f"{where}.data[{index}]"
+            raise InferError(f"{field} must be {what} ({datatype}), got {json.dumps(value)[:40]}", field)
 
 
 def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
     """The route bodies of an infer request, one per row; InferError names what is wrong."""
     if not isinstance(request, dict):
         raise InferError("an infer request is a JSON object with 'inputs'", "body")
+    _known_keys(request, REQUEST_KEYS, "")
     if request.get("id") is not None and not isinstance(request["id"], str):  # the protocol's; null is none
         raise InferError(f"'id' must be a string, got {json.dumps(request['id'])[:40]}", "id")
     tensors = request.get("inputs")
@@ -135,6 +173,7 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
         where = f"inputs[{position}]"
         if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= set(tensor):
             raise InferError(f"{where} must have 'name', 'shape', 'datatype' and 'data'", where)
+        _known_keys(tensor, TENSOR_KEYS, where)
         name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
         if not isinstance(name, str) or name in columns:
             problem = "is given twice" if isinstance(name, str) else "must be a string"
@@ -151,11 +190,8 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
             )
         if datatype != expected[0] and not (expected[0] in NUMERIC and datatype in NUMERIC):
             raise InferError(f"{where}: {name!r} is {expected[0]}, got {datatype!r}", f"{where}.datatype")
-        flat = _flatten(tensor["data"])
-        if len(flat) != math.prod(shape):
-            raise InferError(
-                f"{where}: shape {shape} needs {math.prod(shape)} values, got {len(flat)}", f"{where}.data"
-            )
+        flat = _flatten(tensor["data"], shape, where)
+        _check_elements(flat, expected[0], where)
         width = shape[1] if len(shape) == 2 else 1
         columns[name] = [
             flat[row * width : (row + 1) * width] if len(shape) == 2 else flat[row] for row in range(shape[0])
