@@ -191,7 +191,7 @@ class Gateway:
             raise Refused(_too_large(int(declared), limit, where))
         try:  # a client trickling its body holds a connection and a buffer: at most --timeout
             async with asyncio.timeout(self.timeout):
-                raw = await read_body(receive, limit, lambda size: _too_large(size, limit, where))
+                raw = await read_body(receive, limit, lambda _: _too_large(None, limit, where))
         except TimeoutError:
             message = f"the request body did not arrive within {self.timeout:g} s (--timeout)"
             raise Refused(error_response(408, message, code="DEADLINE_EXCEEDED", field="body")) from None
@@ -376,8 +376,13 @@ class Model:
     signature: oip.Signature
 
 
-def _too_large(size: int, limit: int, where: str) -> Response:
-    message = f"the body is {size} bytes; {where} accepts at most {limit}"
+def _too_large(size: int | None, limit: int, where: str) -> Response:
+    """413 for a body of ``size`` bytes (its Content-Length), or None: a body cut once it
+    passed ``limit``, whose whole size is not known."""
+    if size is None:
+        message = f"the body is over {limit} bytes, the most {where} accepts"
+    else:
+        message = f"the body is {size} bytes; {where} accepts at most {limit}"
     return error_response(PAYLOAD_TOO_LARGE, message, field="body")
 
 
