@@ -694,6 +694,10 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
             gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": f"Bearer {token}"}
         )
         assert status == 200 and body == {"a": 1}
+        # the token is checked before a name is looked up (HTTP.md): no probing the names without one
+        assert http(gateway.url + "/v1/routes/nope.nothing", {"a": 1})[0] == 401
+        assert http(gateway.url + "/v2/models/nomodel")[0] == 401
+        assert http(gateway.url + "/v3/nothing")[0] == 404 and http(gateway.url + "/v1/routes/echo.echo")[0] == 405
         status, _, document = http(gateway.url + "/openapi.json")
         assert status == 200 and document["security"] == [{"bearer": []}]  # generated clients send the token
         assert document["paths"]["/v2"]["get"]["security"] == []  # the server's metadata needs none
@@ -1061,8 +1065,9 @@ def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_pat
         for forged in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
             status, _, body = http(echo, [1], headers=forged)
             assert status == 403 and body["code"] == "PERMISSION_DENIED", (forged, body)
-            status, _, _ = http(gateway.url + "/console/echo?text=x", headers=forged)
+            status, headers, _ = http(gateway.url + "/console/echo?text=x", headers=forged)
             assert status == 403, forged  # a console's GET form calls a route
+            assert headers["Content-Type"] == "application/json", headers  # refused before any console: as HTTP.md says
         status, _, body = http(echo, [1], headers={"Origin": gateway.url, "Sec-Fetch-Site": "same-origin"})
         assert (status, body) == (200, [1])  # the gateway's own pages
         status, _, body = http(echo, [2])  # a program
