@@ -361,6 +361,31 @@ def test_a_hung_worker_is_counted_lost_once(tmp_path, served):
         assert daemon.terminate() == 0, daemon.log()
 
 
+def test_a_worker_that_cannot_start_is_counted_lost_and_logged_once(tmp_path):
+    """A worker whose start failed was counted lost when it said so and again when its exit
+    was reaped, and its reason logged twice: HeirloomWorkersLost fired at half its threshold."""
+    profile = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(write(tmp_path / "daemon.toml", profile)), env=toys).returncode == 0
+    for metadata in (heirloom_home() / "store" / "blobs").glob("*.json"):
+        metadata.write_bytes(b"{}")  # the served version's metadata damaged: no worker can load it
+    port = free_port()
+    daemon = Daemon(tmp_path, "--workers", "2", "--metrics-port", str(port), profile=profile, env=toys)
+    try:
+        deadline = time.monotonic() + 60
+        while len(failed := re.findall(r"worker pid (\d+) could not start", daemon.log())) < 3:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.2)
+        while (lost := value(scrape(port), "heirloom_workers_lost_total")) < len(failed):  # counted as reaped
+            assert time.monotonic() < deadline, (lost, daemon.log())
+            time.sleep(0.1)
+        after = re.findall(r"worker pid (\d+) could not start", daemon.log())
+        assert lost <= len(after), (lost, daemon.log())  # twice each before
+        assert len(after) == len(set(after)), daemon.log()  # each failure said once
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
 def shipped_queries() -> dict[str, list[str]]:
     """The PromQL of deploy/'s alerting rules and Grafana dashboard, by file."""
     rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "heirloom-alerts.yml").read_text())

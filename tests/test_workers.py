@@ -204,6 +204,28 @@ def test_a_retry_with_an_idempotency_key_reaches_the_first_attempts_worker(tmp_p
     assert daemon.terminate() == 0
 
 
+def test_a_respawned_worker_takes_no_key_from_the_worker_that_stayed(tmp_path):
+    """Keys went to ``hash % len(ready)``: when a killed worker's replacement became ready,
+    about half the keys the surviving worker had answered moved to it, and their retries were
+    recorded twice (feedback). A replacement takes its predecessor's slot; the others' keys stay."""
+    daemon = Daemon(tmp_path, "--workers", "2")
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            first = {f"order-{i}": client.call("t.pid", None, idempotency_key=f"order-{i}") for i in range(40)}
+            victim, survivor = sorted(set(first.values()), key=list(first.values()).count)
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while len(pids := _worker_pids(client)) < 2 or victim in pids:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            again = {key: client.call("t.pid", None, idempotency_key=key) for key in first}
+        kept = [key for key, pid in first.items() if pid == survivor]
+        assert kept and all(again[key] == survivor for key in kept), (first, again)  # answered from its cache
+    finally:
+        assert daemon.terminate() == 0
+
+
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])
 def test_an_address_in_use_is_one_line_naming_it(tmp_path, workers):
     daemon = Daemon(tmp_path, *workers, address=free_tcp_address())
@@ -394,4 +416,4 @@ def test_clients_learn_why_workers_cannot_start_from_ready_and_stats(tmp_path):
         with daemon.client(timeout=10) as client:
             assert "is corrupt: <store>/blobs/" in client.call("_stats")["start_failure"]
     finally:
-        assert daemon.terminate() == 0
+        assert daemon.terminate() == 0, daemon.log()

@@ -130,8 +130,9 @@ class Broker(BrokerRoutes):
         self.dropped = 0
         #: Workers lost without a planned stop (crashed, killed, silent, key revoked).
         self.workers_lost = 0
-        #: Local workers killed for silence: counted lost once, when dropped, not again at exit.
-        self._killed_silent: set[int] = set()
+        #: Local workers dropped and counted lost before their exit is reaped (killed for their
+        #: silence, or their start failed), with why: counted once, not again at exit.
+        self._counted: dict[int, str] = {}
         #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
         self.unrouted: Counter[str] = Counter()
         self.draining = False
@@ -222,24 +223,24 @@ class Broker(BrokerRoutes):
         for worker in silent:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
             if self.local.kill(worker.pid):
-                self._killed_silent.add(worker.pid)
+                self._counted[worker.pid] = "killed for its silence"
 
     def _forget_pid(self, pid: int, reason: str) -> None:
         connected = [w for w in self.workers.values() if w.pid == pid]
         for worker in connected:
             self._drop(worker, reason)
-        if pid in self._killed_silent:  # dropped and counted when it fell silent
-            self._killed_silent.discard(pid)
-            log.info("%s (killed for its silence)", reason)
+        if pid in self._counted:  # dropped and counted when it fell silent or failed to start
+            log.info("%s (%s)", reason, self._counted.pop(pid))
         elif not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
             self.workers_lost += not self.draining
             log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
 
-    def _drop(self, worker: Worker, reason: str, planned: bool = False) -> None:
-        """Forget ``worker``, failing its in-flight requests (a planned, idle exit is no warning)."""
+    def _drop(self, worker: Worker, reason: str, planned: bool = False, said: bool = False) -> None:
+        """Forget ``worker``, failing its in-flight requests (a planned, idle exit is no warning;
+        ``said``: the caller logged ``reason``, and an idle worker's drop adds nothing to it)."""
         self.workers_lost += not (planned or self.draining)
-        if planned and not worker.in_flight:
-            log.info("%s", reason)
+        if (planned or said) and not worker.in_flight:
+            log.log(logging.DEBUG if said else logging.INFO, "%s", reason)
         else:
             log.warning("%s; failing its %d in-flight request(s)", reason, worker.in_flight)
         self.workers.pop(worker.identity, None)
@@ -247,6 +248,12 @@ class Broker(BrokerRoutes):
         self._update_ready()
         for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:
             self._fail(tag, f"{reason} while handling the request; retry")
+
+    def _slot(self, worker: Worker) -> Any:
+        """What a key is hashed with to pick ``worker``: its local slot, which its replacement
+        takes (so a respawn moves no other worker's keys), else its identity (on another host)."""
+        slot = self.local.slot_of(worker.pid)
+        return worker.identity if slot is None else slot
 
     def _fail(self, tag: bytes, message: str) -> None:
         forwarded = self.forwarded.pop(tag, None)
@@ -283,13 +290,18 @@ class Broker(BrokerRoutes):
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
-        said = start_failure(failure) if failure is not None else None
+        pid, said = start_failure(failure) if failure is not None else (None, None)
         if said is not None:
             self.start_failure = said
             log.error("%s", said)
+        if pid in self.local.pids():  # its exit 1, reaped later, is this loss: counted once, not unclean
+            self._counted[pid] = "its start failed"
+            self.local.failed_starts.add(pid)
         if identity in self.workers:
             worker = self.workers[identity]
-            self._drop(worker, said or f"worker pid {worker.pid} drained and stopped", planned=said is None)
+            self._drop(worker, said or f"worker pid {worker.pid} drained and stopped", said is None, said is not None)
+        elif said is not None and pid in self._counted:  # before its first heartbeat: counted here, as _drop would
+            self.workers_lost += not self.draining
 
     def _heartbeat(self, identity: bytes, frame: bytes) -> None:
         try:
@@ -374,8 +386,8 @@ class Broker(BrokerRoutes):
                     retry_after_ms=max(10, int(stats.typical * 1000)),
                 )
             client = user.encode() if user is not None else envelope[0]
-            if key is not None:  # a retry goes where the first attempt went (while the ready set holds)
-                worker = ready[hash((client, key)) % len(ready)]
+            if key is not None:  # a retry goes where the first attempt went: its worker, or its replacement
+                worker = max(ready, key=lambda w: hash((client, key, self._slot(w))))  # rendezvous hashing
             elif len(ready) == 1:
                 worker = ready[0]
             else:

@@ -88,4 +88,5 @@ class BrokerLink:
         if command == b"DRAIN":
             self.server.request_drain()
         elif command == b"RELOAD" and self.server.system.serving is not None:
-            self.server.system.serving.check_now()
+            checking = self.server.system.serving.check_now()
+            log.info("_reload (from the broker): checking the store for %s", ", ".join(checking) or "no model")

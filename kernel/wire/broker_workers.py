@@ -88,14 +88,14 @@ def describe_workers(workers: list[Worker], local: set[int], placed: dict[int, d
     ]
 
 
-def start_failure(frame: bytes) -> str:
-    """What a worker's GONE message after a failed start says (untrusted, like a heartbeat:
-    any frame gives a line, never an error)."""
+def start_failure(frame: bytes) -> tuple[int | None, str]:
+    """``(pid, line)`` of what a worker's GONE message after a failed start says (untrusted,
+    like a heartbeat: any frame gives a line, never an error; the pid None when unreadable)."""
     try:
         said = unpackb(frame)
     except Exception:  # noqa: BLE001 - msgpack raises several types; each is a bad frame
         said = None
     if not isinstance(said, dict):
-        return "a worker could not start (its message saying why was unreadable)"
-    pid = said.get("pid") if type(said.get("pid")) is int else "?"
-    return f"worker pid {pid} could not start: {shortened(str(said.get('error')))}"
+        return None, "a worker could not start (its message saying why was unreadable)"
+    pid = said.get("pid") if type(said.get("pid")) is int else None
+    return pid, f"worker pid {'?' if pid is None else pid} could not start: {shortened(str(said.get('error')))}"

@@ -25,12 +25,14 @@ STABLE_SECONDS = 60.0
 
 
 class LocalProcess:
-    __slots__ = ("failures", "process", "started")
+    __slots__ = ("failures", "process", "slot", "started")
 
-    def __init__(self, process: subprocess.Popen, started: float, failures: int = 0):
+    def __init__(self, process: subprocess.Popen, started: float, failures: int = 0, slot: int = 0):
         self.process = process
         self.started = started
         self.failures = failures
+        #: Which of the ``count`` workers it is: a replacement takes the slot of the one it replaces.
+        self.slot = slot
 
 
 #: Exit codes of a worker that stopped cleanly: 0, or the SIGTERM it got while already exiting.
@@ -44,18 +46,25 @@ class LocalWorkers:
         self.argv = argv
         self.count = count
         self.processes: list[LocalProcess] = []
-        #: ``(when, failures so far)`` of each replacement waiting out its backoff: the broker's
-        #: loop keeps answering meanwhile, and a drain cancels them.
-        self.respawns: list[tuple[float, int]] = []
+        #: ``(when, failures so far, slot)`` of each replacement waiting out its backoff: the
+        #: broker's loop keeps answering meanwhile, and a drain cancels them.
+        self.respawns: list[tuple[float, int, int]] = []
         #: Whether a worker stopping for good (not to be replaced) exited other than 0.
         self.unclean = False
+        #: Workers whose system failed to start (the broker said so): their exit 1 is that
+        #: failure, already reported, not an unclean stop of the daemon.
+        self.failed_starts: set[int] = set()
 
     def start(self) -> None:
-        for _ in range(self.count):
-            self._spawn()
+        for slot in range(self.count):
+            self._spawn(slot=slot)
 
     def pids(self) -> set[int]:
         return {local.process.pid for local in self.processes}
+
+    def slot_of(self, pid: int) -> int | None:
+        """The slot of the local worker ``pid`` (None for a worker on another host)."""
+        return next((local.slot for local in self.processes if local.process.pid == pid), None)
 
     def reap(self, now: float, *, respawn: bool) -> list[tuple[int, str]]:
         """``(pid, reason)`` of each process that exited since the last call; each is replaced
@@ -67,17 +76,18 @@ class LocalWorkers:
                 continue
             self.processes.remove(local)
             exited.append((local.process.pid, f"worker pid {local.process.pid} exited with {code}"))
-            self.unclean |= not respawn and code not in STOPPED
+            self.unclean |= not respawn and code not in STOPPED and local.process.pid not in self.failed_starts
+            self.failed_starts.discard(local.process.pid)
             if respawn:
                 failures = 0 if now - local.started > STABLE_SECONDS else local.failures + 1
                 delay = min(RESPAWN_BACKOFF_MAX, 0.5 * 2 ** (failures - 1)) if failures > 1 else 0.0
                 if delay:
                     log.warning("worker keeps dying; respawning in %.1fs", delay)
-                self.respawns.append((now + delay, failures))
+                self.respawns.append((now + delay, failures, local.slot))
         due = [entry for entry in self.respawns if entry[0] <= now] if respawn else []
         self.respawns = [entry for entry in self.respawns if entry not in due] if respawn else []
-        for _, failures in due:
-            self._spawn(failures)
+        for _, failures, slot in due:
+            self._spawn(failures, slot)
         return exited
 
     def kill(self, pid: int) -> bool:
@@ -103,16 +113,16 @@ class LocalWorkers:
                 local.process.kill()
                 local.process.wait()
         for local in self.processes:
-            if local.process.returncode not in STOPPED:
+            if local.process.returncode not in STOPPED and local.process.pid not in self.failed_starts:
                 self.unclean = True
                 log.warning("worker pid %d exited with %s", local.process.pid, local.process.returncode)
         return not self.unclean
 
-    def _spawn(self, failures: int = 0) -> None:
+    def _spawn(self, failures: int = 0, slot: int = 0) -> None:
         # each local worker's share of the cores: N workers each using all of them would
         # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
         share = max(1, available_cores() // self.count)
         env = {**os.environ, CPU_SHARE_ENV: str(share), PARENT_ENV: str(os.getpid())}
         process = subprocess.Popen([sys.executable, "-m", "heirloom", *self.argv], stdin=subprocess.DEVNULL, env=env)
-        self.processes.append(LocalProcess(process, time.monotonic(), failures))
+        self.processes.append(LocalProcess(process, time.monotonic(), failures, slot))
         log.info("spawned worker pid %d", process.pid)
