@@ -613,6 +613,13 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.recommend", {}, InvalidArgument, "body.user", "neither was sent"),
         ("recs.recommend", {"history": ["50", True]}, InvalidArgument, "body.history[1]", "got True"),
         ("recs.recommend", {"history": ["  "]}, InvalidArgument, "body.history[0]", "1 to 256 characters"),
+        (  # the value was not quoted where the field takes one of several types
+            "recs.recommend",
+            {"user": 1.5},
+            InvalidArgument,
+            "body.user",
+            "expected string or integer or nil, got number 1.5",
+        ),
     ],
 )
 def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(served, route, body, error, field, words):
