@@ -250,13 +250,13 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     # what an attack sent (each was a 500): a name that is not a string, a name twice, a
     # boolean dimension, binary parameters that are not an object, a non-ASCII digit length
     text = {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}
-    for tensors, field in (
-        ([{**text, "name": ["x"]}], "inputs[0].name"),
-        ([text, text], "inputs[1].name"),
-        ([{**text, "shape": [True]}], "inputs[0].shape"),
+    for tensors, field, said in (
+        ([{**text, "name": None}], "inputs[0].name", "the input name null must be"),  # JSON's words, not Python's
+        ([text, text], "inputs[1].name", 'the input name "text" is given twice'),
+        ([{**text, "shape": [True]}], "inputs[0].shape", "got [true]"),
     ):
         status, _, body = http(infer, {"inputs": tensors})
-        assert status == 400 and body["field"] == field, (tensors, body)
+        assert status == 400 and body["field"] == field and said in body["error"], (tensors, body)
     status, _, body = http(infer, {"id": 5, "inputs": [text]})  # was echoed as a number; the protocol's is a string
     assert (status, body["field"], body["error"]) == (400, "id", "'id' must be a string, got 5"), body
     status, _, body = http(infer, {"id": None, "inputs": [{**text, "data": [TEXTS[0]]}]})  # OIP's id is optional
@@ -264,6 +264,7 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     status, _, document = http(gateway.url + "/openapi.json")  # and the document says what the server takes
     schemas = document["components"]["schemas"]
     assert schemas["InferRequest"]["properties"]["id"]["type"] == ["string", "null"]
+    assert schemas["InferRequest"]["additionalProperties"] is schemas["Tensor"]["additionalProperties"] is False
     assert schemas["InferResponse"]["properties"]["id"]["type"] == "string"
     two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], "x" * 10_001]}
     status, _, body = http(infer, {"inputs": [two]})
@@ -858,6 +859,15 @@ def test_the_pages_that_read_the_route_table_keep_the_requests_deadline(tmp_path
             assert status == 504 and f"budget of {budget} ms" in body["error"] and took < budget / 1000 + 1, body
         status, _, body = http(gateway.url + "/openapi.json", headers={"Heirloom-Deadline-Ms": "abc"})
         assert status == 400 and body["field"] == "header.Heirloom-Deadline-Ms", body
+        # a request that joins a read begun by another waits its own budget, not the first one's
+        first = threading.Thread(target=http, args=(gateway.url + "/openapi.json",))
+        first.start()
+        time.sleep(1)
+        began = time.monotonic()
+        status, _, body = http(gateway.url + "/openapi.json")  # it was answered when the first read gave up, at 1 s
+        took = time.monotonic() - began
+        first.join()
+        assert status == 504 and "budget of 2000 ms" in body["error"] and took > 1.8, (took, body)
     finally:
         silent.close()
         assert gateway.stop() == 0

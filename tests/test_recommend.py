@@ -569,6 +569,7 @@ def test_routes_state_the_limits_their_validators_enforce(served):
             with pytest.raises(heirloom.RemoteError, match=f"body.{field}"):
                 client.call(route, {**body, field: bound["maximum"] + 1})
         assert schemas["recs.similar_text"]["title"]["minLength"] == 1
+        assert (schemas["recs.similar"]["item"]["minLength"], schemas["recs.event"]["user"]["maxLength"]) == (1, 256)
         assert schemas["recs.recommend"]["history"]["maxItems"] == bound["maximum"]  # max_history, as limit's
 
 

@@ -177,19 +177,22 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
         name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
         if not isinstance(name, str) or name in columns:
             problem = "is given twice" if isinstance(name, str) else "must be a string"
-            raise InferError(f"{where}: the input name {name!r:.40} {problem}", f"{where}.name")
+            raise InferError(f"{where}: the input name {json.dumps(name)[:40]} {problem}", f"{where}.name")
         expected = signature.inputs.get(name)
         if expected is None:
             known = ", ".join(signature.inputs) or "none"
             raise InferError(f"{where}: no input named {name!r} (inputs: {known})", f"{where}.name")
         if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
-            raise InferError(f"{where}.shape must be a list of non-negative ints, got {shape!r}", f"{where}.shape")
+            said = f"{where}.shape must be a list of non-negative ints, got {json.dumps(shape)[:40]}"  # JSON's words
+            raise InferError(said, f"{where}.shape")
         if len(shape) != len(expected[1]):
             raise InferError(
                 f"{where}: {name!r} has {len(expected[1])} dimensions, got shape {shape}", f"{where}.shape"
             )
         if datatype != expected[0] and not (expected[0] in NUMERIC and datatype in NUMERIC):
-            raise InferError(f"{where}: {name!r} is {expected[0]}, got {datatype!r}", f"{where}.datatype")
+            raise InferError(
+                f"{where}: {name!r} is {expected[0]}, got {json.dumps(datatype)[:40]}", f"{where}.datatype"
+            )
         flat = _flatten(tensor["data"], shape, where)
         _check_elements(flat, expected[0], where)
         width = shape[1] if len(shape) == 2 else 1

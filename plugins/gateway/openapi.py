@@ -71,6 +71,7 @@ TENSOR = {
         "parameters": {"type": "object"},
         "data": {"type": "array"},
     },
+    "additionalProperties": False,  # the server refuses another key, naming it
 }
 SCHEMAS = {
     "Error": ERROR,
@@ -84,6 +85,7 @@ SCHEMAS = {
             "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
             "parameters": {"type": "object"},
         },
+        "additionalProperties": False,
     },
     "InferResponse": {
         "type": "object",

@@ -95,19 +95,28 @@ class Routes:
         read within FRESH_ENOUGH seconds, so requests for unknown names cannot make a
         ``_routes`` call each. Requests that find it stale while a read is in flight on their
         connection await that read (single flight: a burst after an idle spell is one call),
-        each at most ``timeout`` s (its own deadline); a stale table is never served."""
-        age = time.monotonic() - self._read_at
-        if self._table is None or age > self.ttl or (fresh and age > FRESH_ENOUGH):
+        each at most ``timeout`` s (its own deadline); a stale table is never served. A read
+        that ran out of time before a request's own budget did is followed by another."""
+        deadline = time.monotonic() + timeout
+        while self._table is None or self._stale(fresh):
             read = self._reads.get(client)
             if read is None:
                 read = self._reads[client] = asyncio.ensure_future(self._read(client))
                 read.add_done_callback(_retrieved)
             try:
-                await asyncio.wait_for(asyncio.shield(read), timeout)
+                await asyncio.wait_for(asyncio.shield(read), deadline - time.monotonic())
             except TimeoutError:
                 raise TableLate(self._late(timeout)) from None
-        assert self._table is not None  # a read that returned stored one
+            except heirloom.RemoteError as exc:  # an earlier request's read, out of its time: not of ours
+                if exc.code != "DEADLINE_EXCEEDED":
+                    raise
+                if time.monotonic() >= deadline:
+                    raise TableLate(self._late(timeout)) from None
         return self._table
+
+    def _stale(self, fresh: bool) -> bool:
+        age = time.monotonic() - self._read_at
+        return age > self.ttl or (fresh and age > FRESH_ENOUGH)
 
     async def _read(self, client: Any) -> None:
         try:

@@ -35,6 +35,10 @@ def _id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
     _check_id(attribute.name, value)
 
 
+#: What ``_id_ok`` enforces of a text id, for ``_routes`` (a length bounds no integer id).
+ID_SCHEMA = {"schema": {"minLength": 1, "maxLength": MAX_ID_CHARS}}
+
+
 def _check_id(name: str, value: Any) -> None:
     """ValueError naming ``name`` (``item``, ``history[3]``) when ``value`` is no id."""
     if isinstance(value, bool) or (isinstance(value, str) and (not value.strip() or len(value) > MAX_ID_CHARS)):
@@ -65,7 +69,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class RecommendInput:
         """A known ``user``, or the ``history`` (item ids) of someone the model has not seen, and ``k``."""
 
-        user: Id | None = attrs.field(default=None, validator=_id_ok)
+        user: Id | None = attrs.field(default=None, validator=_id_ok, metadata=ID_SCHEMA)
         history: list[Id] | None = attrs.field(
             default=None, validator=history_ok, metadata={"schema": {"maxItems": max_history}}
         )
@@ -80,7 +84,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class SimilarInput:
         """A catalogue item and how many neighbours."""
 
-        item: Id = attrs.field(validator=_id_ok)
+        item: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
     def title_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -101,7 +105,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class HistoryInput:
         """A known ``user`` and at most ``limit`` of their items."""
 
-        user: Id = attrs.field(validator=_id_ok)
+        user: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
         limit: int = attrs.field(
             default=max_history,
             validator=_k_between(1, max_history),
@@ -130,8 +134,8 @@ def _finite(instance: Any, attribute: attrs.Attribute, value: float) -> None:
 class EventInput:
     """Something a user did with an item: ``kind`` (view, click, rating...) and its ``value``."""
 
-    user: Id = attrs.field(validator=_id_ok)
-    item: Id = attrs.field(validator=_id_ok)
+    user: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
+    item: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
     kind: str = attrs.field(default="interaction", validator=_kind_ok)
     value: float = attrs.field(default=1.0, validator=_finite)
 

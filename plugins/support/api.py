@@ -104,7 +104,7 @@ class SupportApi(heirloom.Api):
         class AnswerInput:
             """The customer's message."""
 
-            text: str = attrs.field(validator=text_ok)
+            text: str = attrs.field(validator=text_ok, metadata={"schema": {"minLength": 1, "maxLength": limit}})
 
         self.answer_input = AnswerInput
 
