@@ -197,6 +197,9 @@ class Bounded:
     rate: float = attrs.field(default=1.0, validator=heirloom.above(0))
     offset: int = attrs.field(default=0, validator=heirloom.at_least(0))
     note: str = attrs.field(default="", validator=attrs.validators.max_len(5), metadata={"schema": {"maxLength": 4}})
+    #: a bound msgpack cannot carry made _routes unencodable, and the gateway with it
+    huge: int = attrs.field(default=0, validator=attrs.validators.and_(attrs.validators.le(10**20), heirloom.above(-1)))
+    both: int = attrs.field(default=5, validator=attrs.validators.and_(attrs.validators.ge(5), attrs.validators.ge(0)))
 
 
 @attrs.define
@@ -234,6 +237,8 @@ def test_routes_state_the_bounds_attrs_and_heirloom_validators_enforce():
         "rate": {"exclusiveMinimum": 0},
         "offset": {"minimum": 0},
         "note": {"maxLength": 4},
+        "huge": {"exclusiveMinimum": -1},
+        "both": {"minimum": 5},  # an and_'s tightest part
     }
 
 

@@ -6,6 +6,7 @@ with the field's path, so every api gets precise INVALID_ARGUMENT errors for fre
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -121,20 +122,37 @@ def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
 def stated_bounds(validator: Any) -> dict[str, Any]:
     """The JSON-schema keywords of what a field's validator enforces, where it is one whose
     bounds can be read: attrs' ``ge``/``gt``/``le``/``lt``, ``in_``, ``min_len``/``max_len``,
-    ``and_`` and ``optional`` of them, and ``heirloom.at_least``/``above``. A client generated
-    from ``_routes`` then refuses what the daemon would; another validator states nothing."""
+    ``and_`` (the tightest of its parts) and ``optional`` of them, and ``heirloom.at_least``/
+    ``above``. A client generated from ``_routes`` then refuses what the daemon would; another
+    validator, or a bound JSON and msgpack cannot carry (infinite, past 2**53), states nothing."""
     parts = getattr(validator, "_validators", None)  # and_
     if parts is not None:
-        return {key: value for part in parts for key, value in stated_bounds(part).items()}
+        stated: dict[str, Any] = {}
+        for part in parts:
+            for key, value in stated_bounds(part).items():
+                stated[key] = value if key not in stated else _tighter(key, stated[key], value)
+        return stated
     inner = getattr(validator, "validator", None)  # optional: None passes too
     if inner is not None:
         stated = stated_bounds(inner)
         return {**stated, "enum": [*stated["enum"], None]} if "enum" in stated else stated
-    keyword = _BOUND_KEYWORDS.get(getattr(validator, "compare_op", None))  # type: ignore[arg-type]
-    if keyword and isinstance(getattr(validator, "bound", None), int | float):
-        return {keyword: validator.bound}
+    keyword, bound = _BOUND_KEYWORDS.get(getattr(validator, "compare_op", None)), getattr(validator, "bound", None)
+    if keyword and _carried(bound):
+        return {keyword: bound}
     options = getattr(validator, "options", None)
-    if isinstance(options, tuple | list | frozenset | set) and all(isinstance(o, str | int) for o in options):
+    if isinstance(options, tuple | list | frozenset | set) and all(_carried(o) or isinstance(o, str) for o in options):
         return {"enum": sorted(options, key=str) if isinstance(options, set | frozenset) else list(options)}
     stated = {"minLength": getattr(validator, "min_length", None), "maxLength": getattr(validator, "max_length", None)}
-    return {key: value for key, value in stated.items() if isinstance(value, int)}
+    return {key: value for key, value in stated.items() if _carried(value)}
+
+
+def _carried(value: Any) -> bool:
+    """A number JSON and msgpack carry as it is (finite, within a double's exact integers)."""
+    return type(value) in (int, float) and math.isfinite(value) and abs(value) <= 2**53
+
+
+def _tighter(key: str, old: Any, new: Any) -> Any:
+    """Of two parts of an ``and_`` stating ``key``, what holds for both."""
+    if key == "enum":
+        return [option for option in old if option in new]
+    return max(old, new) if key.startswith(("min", "exclusiveMin")) else min(old, new)
