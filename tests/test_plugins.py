@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import unittest.mock
 
 import attrs
 import pytest
@@ -145,6 +146,21 @@ def test_a_hook_function_without_the_marker_is_an_error_not_silence():
     said = "unknown hook 'heirlom_register_sources'; did you mean 'heirloom_register_sources'?"
     assert infos["MarkedPrefixTypo"].error.startswith(said)
     assert {infos[name].status for name in ("Unmarked", "UnmarkedTypo", "MarkedTypo")} == {"failed"}
+
+
+def test_a_hook_under_another_name_by_specname_and_a_mock_in_the_module_load():
+    """pluggy's specname names the hook a function of another name implements; an object that
+    answers every attribute (a MagicMock) is no marked function: both failed the load."""
+
+    class Renamed:
+        telemetry = unittest.mock.MagicMock()
+
+        @heirloom.hookimpl(specname="heirloom_register_models")
+        def register_my_models(self, register):
+            register("renamed", toys.ToyModel)
+
+    info = _kernel(Renamed()).plugins.infos["Renamed"]
+    assert info.status == "loaded" and info.provides["model"] == ["renamed"], info.error
 
 
 def test_register_rejects_a_class_that_is_not_a_component():

@@ -81,13 +81,16 @@ def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
     without ``@heirloom.hookimpl`` (never called, silently), or a marked one whose name is
     no hook (pluggy's error, with the closest hook's name)."""
     for attribute in dir(plugin):
-        marked = hasattr(getattr(plugin, attribute, None), "heirloom_impl")  # a marked name is a hook's, any prefix
-        if not (marked or attribute.startswith("heirloom_")) or not callable(getattr(plugin, attribute, None)):
+        value = getattr(plugin, attribute, None)
+        mark = getattr(value, "heirloom_impl", None) if callable(value) else None  # a mock answers every name
+        marked = isinstance(mark, dict)  # a marked function names a hook, with any prefix (or its specname)
+        if not (marked or attribute.startswith("heirloom_")) or not callable(value):
             continue
-        close = difflib.get_close_matches(attribute, hooks, n=1, cutoff=0.8)
-        hint = f"; did you mean {close[0]!r}?" if close and close[0] != attribute else ""
-        if marked and attribute not in hooks:
-            raise PluginError(f"unknown hook {attribute!r}{hint} (hooks: {', '.join(hooks)})")
+        name = (mark or {}).get("specname") or attribute
+        close = difflib.get_close_matches(name, hooks, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]!r}?" if close and close[0] != name else ""
+        if marked and name not in hooks:
+            raise PluginError(f"unknown hook {name!r}{hint} (hooks: {', '.join(hooks)})")
         if not marked and close:
             raise PluginError(f"{attribute} is not marked @heirloom.hookimpl, so it would never be called{hint}")
 
