@@ -11,6 +11,7 @@ import csv
 import difflib
 import io
 import itertools
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -122,18 +123,29 @@ def csv_rows(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
                 yield reader.line_num, row
-            began = _first_line_of(row, reader.line_num)
-            if began < reader.line_num and _open_at_end(path, encoding, delimiter, began):
+            values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
+            if any(_BREAK.search(v) for v in values) and _open_at_end(
+                path, encoding, delimiter, began := _first_line_of(row, reader.line_num)
+            ):
+                lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{began}"
                 raise heirloom.HeirloomError(
-                    f"{path}:{began}-{reader.line_num}: a quote opened on line {began} is never closed "
+                    f"{path}:{lines}: a quote opened on line {began} is never closed "
                     "(the rest of the file would be one value)"
                 )
+
+
+#: The decoding error handler that reads undecodable bytes as a lone surrogate, which no text
+#: a codec decodes holds (U+FFFD, the usual stand-in, and NUL are characters a header may hold).
+UNREADABLE = "heirloom-unreadable"
+codecs.register_error(UNREADABLE, lambda exc: ("\udcff", exc.end))  # type: ignore[arg-type,return-value]
+#: A line break as the csv module counts lines: ``\r\n``, ``\n`` or a lone ``\r``.
+_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def _first_line_of(row: dict[Any, Any], last: int) -> int:
     """The line a row ending on line ``last`` began on: a quoted value may span lines."""
     values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
-    return last - sum(v.rstrip("\r\n").count("\n") for v in values)
+    return last - sum(len(_BREAK.findall(v.rstrip("\r\n"))) for v in values)
 
 
 def _open_at_end(path: str | Path, encoding: str, delimiter: str, began: int) -> bool:
@@ -149,14 +161,8 @@ def _open_at_end(path: str | Path, encoding: str, delimiter: str, began: int) ->
     return False
 
 
-#: The decoding error handler that reads an unreadable byte as NUL, which no CSV text holds (the
-#: csv module refuses it): U+FFFD, the usual stand-in, is a character a header may hold.
-UNREADABLE = "heirloom-unreadable-as-nul"
-codecs.register_error(UNREADABLE, lambda exc: ("\x00", exc.end))  # type: ignore[arg-type,return-value]
-
-
 def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:
-    """The first line of a file, decoded (unreadable bytes as NUL) without decoding what
+    """The first line of a file, decoded (unreadable bytes as lone surrogates) without decoding what
     follows it: a text reader decodes 8 KiB ahead, so a later row's bad byte failed the header
     check; a byte-level line split UTF-16's newline in two."""
     decoder = codecs.getincrementaldecoder(encoding)(errors=UNREADABLE)
@@ -208,7 +214,7 @@ class CsvFormat:
                 first = _first_line(handle, self.encoding)
         except OSError:
             return
-        if "\x00" in first:  # bytes of the header the encoding cannot read (a U+FFFD is a character)
+        if "\udcff" in first:  # bytes of the header the encoding cannot read
             said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
             raise ValueError(said)
         try:

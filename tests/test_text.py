@@ -134,8 +134,8 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
     excel.write_bytes("Text für;intent\nhi;greet\n".encode("cp1252"))
     with pytest.raises(ValueError, match=r"the header of c.csv is not utf-8-sig text: set the source's 'encoding'"):
         CsvSource(train=str(excel), label_column="intent")
-    excel.write_text("text;intent \ufffd\nhi;greet\n", encoding="utf-8")  # U+FFFD itself is text: it was refused
-    source = CsvSource(train=str(excel), label_column="intent \ufffd", delimiter=";")
+    excel.write_text("text;intent \ufffd\x00\nhi;greet\n", encoding="utf-8")  # U+FFFD and NUL are text: refused
+    source = CsvSource(train=str(excel), label_column="intent \ufffd\x00", delimiter=";")
     assert [r["label"] for r in source.records()] == ["greet"]
     unicode = tmp_path / "d.csv"  # Excel's "Unicode text": UTF-16 with a BOM, tabs (a byte-level line split it)
     unicode.write_bytes("text\tintent\nhi\tgreet\n".encode("utf-16"))
@@ -174,6 +174,11 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-5: a quote opened on line 3 is never closed"):
         records(header + b'Lost card,"card_lost\r\nThanks,other\r\nHi,greet\r\n')  # the rest: one label, silently
     assert records(header + b'Lost card,"card\r\nlost"\r\n')[1]["label"] == "card\r\nlost"  # closed: a value
+    cr_only = b'text,category\rLost card,"card_lost\rThanks,other\rHi,greet\r'  # old Mac line ends: lines all the same
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:2-4: a quote opened on line 2 is never closed"):
+        records(cr_only)
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: a quote opened on line 3 is never closed"):
+        records(header + b'Lost card,"card_lost\r\n')  # the last line alone
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:4: the row has 1 fields, the header 2 \(quote a"):
         records(header + b"\r\nWhat about my children?\r\n")  # after a blank line: no quote to blame
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
