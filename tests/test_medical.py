@@ -161,6 +161,10 @@ def test_an_event_without_a_date_of_its_own_is_history_from_after_its_visit():
     record = RecordInput(timeline=[*visits_, undated, EventInput(kind="condition", id="loose")])
     assert [e.id for e in visit(record, record.timeline[1]).before] == ["e1", "c"]
     assert [e.id for e in visit(record, record.timeline[0]).before] == []
+    stay = EventInput(kind="encounter", id="stay", date="2020-01-01", end="2020-03-01")  # a visit during it, then
+    during = EventInput(kind="encounter", id="during", date="2020-02-01")  # a diagnosis made at its discharge
+    record = RecordInput(timeline=[stay, during, EventInput(kind="condition", id="at-discharge", encounter="stay")])
+    assert [e.id for e in visit(record, record.timeline[1]).before] == ["stay"]  # begun; its diagnosis not yet
 
 
 @pytest.mark.parametrize(

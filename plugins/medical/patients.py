@@ -225,8 +225,9 @@ def visit(record: Any, encounter: Any, at: Sequence[Any] | None = None) -> Visit
     start = day(encounter.date)
     if at is None:
         at = [e for e in record.timeline if e.encounter == encounter.id and e.kind != "encounter"]
-    # an event without a date of its own (a Condition with an onsetAge) happened at its visit
-    visited = {e.id: e.date for e in record.timeline if e.kind == "encounter" and e.id is not None}
+    # an event without a date of its own (a Condition with an onsetAge) happened during its visit:
+    # by its end, so a diagnosis made at a stay's discharge is no history of a visit during the stay
+    visited = {e.id: e.end or e.date for e in record.timeline if e.kind == "encounter" and e.id is not None}
     before = tuple(
         e
         for e in record.timeline
