@@ -98,7 +98,7 @@ def test_internal_error_fails_only_that_request(daemon, client):
     with pytest.raises(Internal) as caught:  # a server path is the daemon's log's to say, not a client's to learn
         client.call("t.boom", "open")
     assert caught.value.message.endswith("No such file or directory: '<a server path>'"), caught.value.message
-    assert "'/srv/secret/weights.bin'" in daemon.log()
+    assert "'/srv/secret dir/weights.bin'" in daemon.log()
 
 
 @pytest.mark.parametrize("route", ["t.unpackable", "t.unpackable_off_loop"])

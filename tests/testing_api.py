@@ -137,7 +137,7 @@ class TestingApi(heirloom.Api):
 
     def boom(self, body: Any) -> Any:
         if body == "open":  # a handler's own file: its path is the server's, not the client's
-            return open("/srv/secret/weights.bin")  # it never opens
+            return open("/srv/secret dir/weights.bin")  # it never opens (a space: masked whole)
         raise RuntimeError("the boom route always fails")
 
     def typed(self, body: Typed) -> str:

@@ -230,7 +230,9 @@ class Broker(BrokerRoutes):
         for worker in connected:
             self._drop(worker, reason)
         if pid in self._counted:  # dropped and counted when it fell silent or failed to start
-            log.info("%s (%s)", reason, self._counted.pop(pid))
+            why = self._counted.pop(pid)  # an exit other than 1 after a failed start is a crash of its own: said so
+            expected = why != "its start failed" or reason.endswith(" with 1")
+            log.log(logging.INFO if expected else logging.WARNING, "%s (%s)", reason, why)
         elif not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
             self.workers_lost += not self.draining
             log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)

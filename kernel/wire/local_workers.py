@@ -76,7 +76,7 @@ class LocalWorkers:
                 continue
             self.processes.remove(local)
             exited.append((local.process.pid, f"worker pid {local.process.pid} exited with {code}"))
-            self.unclean |= not respawn and code not in STOPPED and local.process.pid not in self.failed_starts
+            self.unclean |= not respawn and code not in STOPPED and not self._failed_start(local.process.pid, code)
             self.failed_starts.discard(local.process.pid)
             if respawn:
                 failures = 0 if now - local.started > STABLE_SECONDS else local.failures + 1
@@ -89,6 +89,10 @@ class LocalWorkers:
         for _, failures, slot in due:
             self._spawn(failures, slot)
         return exited
+
+    def _failed_start(self, pid: int, code: int | None) -> bool:
+        """Whether ``pid`` exited 1 after saying its start failed (a crash after it, -11, is no such exit)."""
+        return code == 1 and pid in self.failed_starts
 
     def kill(self, pid: int) -> bool:
         """SIGKILL the local process ``pid`` (a hung worker); ``reap`` then reports and replaces
@@ -113,7 +117,9 @@ class LocalWorkers:
                 local.process.kill()
                 local.process.wait()
         for local in self.processes:
-            if local.process.returncode not in STOPPED and local.process.pid not in self.failed_starts:
+            if local.process.returncode not in STOPPED and not self._failed_start(
+                local.process.pid, local.process.returncode
+            ):
                 self.unclean = True
                 log.warning("worker pid %d exited with %s", local.process.pid, local.process.returncode)
         return not self.unclean

@@ -104,8 +104,13 @@ def quoted(value: Any, limit: int = 80) -> str:
     return f"{wire_name(value)} {shown[:limit]}{'...' if len(shown) > limit else ''}"
 
 
-#: An absolute path of two steps or more, standing alone (not a URL's, not ``a/b`` in a word).
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/$<>-])/[^\s'\"():,/]+(?:/[^\s'\"():,/]*)+")
+#: An absolute path of two steps or more: quoted whole (spaces and all), else standing alone,
+#: after a space, a quote, ``:`` or ``=`` (``path:/srv/x``), not a URL's (``http://h/a``) nor
+#: ``a/b`` in a word, and ending where a bracket, a quote or a space does.
+_ABSOLUTE_PATH = re.compile(
+    r"""(?P<q>['"])/(?!/)(?:(?!(?P=q))[^\n])*?/(?:(?!(?P=q))[^\n])*(?P=q)"""
+    r"""|(?<![\w.$<>/\]])/(?!/)[^\s'"()\[\],;/]+(?:/[^\s'"()\[\],;/]*)+"""
+)
 
 
 def without_paths(text: str, *roots: Path) -> str:
@@ -115,7 +120,7 @@ def without_paths(text: str, *roots: Path) -> str:
     for root, name in [*((root, "<store>") for root in roots), (home(), "$HEIRLOOM_HOME")]:
         for form in dict.fromkeys((str(root), str(root.resolve()))):
             text = text.replace(form, name)
-    return _ABSOLUTE_PATH.sub("<a server path>", text)
+    return _ABSOLUTE_PATH.sub(lambda found: f"{found['q'] or ''}<a server path>{found['q'] or ''}", text)
 
 
 def _shown(value: Any) -> str:
