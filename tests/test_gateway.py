@@ -618,7 +618,9 @@ def test_malformed_requests_are_counted_in_the_log_without_their_bytes(bare, tmp
     log = gateway.log_path.read_text()
     assert "secret-token-abc" not in log
     lines = [json.loads(line) for line in log.splitlines() if "malformed" in line]
-    assert [(line["logger"], line["level"]) for line in lines] == [("heirloom.gateway", "warning")], log
+    assert {(line["logger"], line["level"]) for line in lines} == {("heirloom.gateway", "warning")}, log
+    counted = [int(re.search(r"refused (\d+)", line["message"])[1]) for line in lines]
+    assert len(counted) == 2 and sum(counted) == 30, log  # the first, then the rest as it stopped (they were lost)
 
 
 def test_a_header_over_the_protocols_limit_is_400_at_once_not_504_at_the_deadline(bare):

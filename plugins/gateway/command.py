@@ -172,7 +172,7 @@ def gateway_command(
 
         from heirloom_plugins.gateway.app import Gateway, create_app
         from heirloom_plugins.gateway.auth import read_tokens
-        from heirloom_plugins.gateway.pipelining import OneQueuedRequest
+        from heirloom_plugins.gateway.pipelining import OneQueuedRequest, Refusals
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
     configure_logs(log_level, log_format)
@@ -220,6 +220,7 @@ def gateway_command(
         settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout, "http": OneQueuedRequest}
         app = create_app(gateway, daemon.on_loop, answered_hosts(host, allowed_hosts))
         server = uvicorn.Server(uvicorn.Config(app, **settings))
+        stack.callback(Refusals.flush)  # also when a stop signal unwinds the run
         server.run(sockets=[listening])
         if not server.started:
             sys.exit(1)

@@ -56,10 +56,16 @@ class Refusals:
     @classmethod
     def add(cls) -> None:
         cls.count += 1
-        now = time.monotonic()
-        if now - cls.logged_at >= REFUSALS_EVERY:
+        if time.monotonic() - cls.logged_at >= REFUSALS_EVERY:
+            cls.flush()
+
+    @classmethod
+    def flush(cls) -> None:
+        """Log the count since the last line, if any: on a refusal a minute after it, and as the
+        gateway stops (the refusals of its last minute were never said)."""
+        if cls.count:
             log.warning("refused %d malformed HTTP/1.1 request(s) with 400 since the last such line", cls.count)
-            cls.count, cls.logged_at = 0, now
+            cls.count, cls.logged_at = 0, time.monotonic()
 
 
 class HeldFlow(FlowControl):
