@@ -123,8 +123,7 @@ def csv_rows(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
                 yield reader.line_num, row
-            values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
-            if any(_BREAK.search(v) for v in values) and _open_at_end(
+            if any(_BREAK.search(v) for v in _texts(row)) and _open_at_end(
                 path, encoding, delimiter, began := _first_line_of(row, reader.line_num)
             ):
                 lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{began}"
@@ -142,10 +141,14 @@ codecs.register_error(UNREADABLE, lambda exc: ("\udcff", exc.end))  # type: igno
 _BREAK = re.compile(r"\r\n|\r|\n")
 
 
+def _texts(row: dict[Any, Any]) -> list[str]:
+    """A DictReader row's values, a long row's rest (under None) too, without a short row's None padding."""
+    return [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
+
+
 def _first_line_of(row: dict[Any, Any], last: int) -> int:
     """The line a row ending on line ``last`` began on: a quoted value may span lines."""
-    values = [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
-    return last - sum(len(_BREAK.findall(v.rstrip("\r\n"))) for v in values)
+    return last - sum(len(_BREAK.findall(v.rstrip("\r\n"))) for v in _texts(row))
 
 
 def _open_at_end(path: str | Path, encoding: str, delimiter: str, began: int) -> bool:

@@ -66,6 +66,8 @@ from heirloom.wire.throttle import Every
 from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
+#: Why a worker was counted lost before its exit: its start failed (its exit 1 is that failure).
+START_FAILED = "its start failed"
 MISSED_HEARTBEATS = 3
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
@@ -217,21 +219,21 @@ class Broker(BrokerRoutes):
     def _check_workers(self, now: float) -> None:
         if self.pool is not None and not self.draining:
             self.pool.observe(len(self.forwarded), len(self._ready))
-        for pid, reason in self.local.reap(now, respawn=not self.draining):
-            self._forget_pid(pid, reason)
+        for pid, code, reason in self.local.reap(now, respawn=not self.draining):
+            self._forget_pid(pid, code, reason)
         silent = [w for w in self.workers.values() if now - w.last_seen > w.silence]
         for worker in silent:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
             if self.local.kill(worker.pid):
                 self._counted[worker.pid] = "killed for its silence"
 
-    def _forget_pid(self, pid: int, reason: str) -> None:
+    def _forget_pid(self, pid: int, code: int, reason: str) -> None:
         connected = [w for w in self.workers.values() if w.pid == pid]
         for worker in connected:
             self._drop(worker, reason)
         if pid in self._counted:  # dropped and counted when it fell silent or failed to start
             why = self._counted.pop(pid)  # an exit other than 1 after a failed start is a crash of its own: said so
-            expected = why != "its start failed" or reason.endswith(" with 1")
+            expected = why != START_FAILED or code == 1
             log.log(logging.INFO if expected else logging.WARNING, "%s (%s)", reason, why)
         elif not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
             self.workers_lost += not self.draining
@@ -297,7 +299,7 @@ class Broker(BrokerRoutes):
             self.start_failure = said
             log.error("%s", said)
         if pid in self.local.pids():  # its exit 1, reaped later, is this loss: counted once, not unclean
-            self._counted[pid] = "its start failed"
+            self._counted[pid] = START_FAILED
             self.local.failed_starts.add(pid)
         if identity in self.workers:
             worker = self.workers[identity]

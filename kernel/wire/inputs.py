@@ -91,7 +91,7 @@ def json_schema(tp: Any) -> dict[str, Any]:
         fields = attrs.fields(attrs.resolve_types(tp))
         schema: dict[str, Any] = {
             "type": "object",
-            # validators are code: a field states its limits for clients in metadata={"schema": {...}}
+            # the bounds of validators it can read (stated_bounds); others a field states in metadata={"schema": ...}
             "properties": {f.name: _field_schema(f) for f in fields},
             "additionalProperties": False,
         }

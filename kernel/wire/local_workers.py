@@ -66,8 +66,8 @@ class LocalWorkers:
         """The slot of the local worker ``pid`` (None for a worker on another host)."""
         return next((local.slot for local in self.processes if local.process.pid == pid), None)
 
-    def reap(self, now: float, *, respawn: bool) -> list[tuple[int, str]]:
-        """``(pid, reason)`` of each process that exited since the last call; each is replaced
+    def reap(self, now: float, *, respawn: bool) -> list[tuple[int, int, str]]:
+        """``(pid, exit code, reason)`` of each process that exited since the last call; each is replaced
         when ``respawn`` (not while draining), after a backoff if it keeps dying young."""
         exited = []
         for local in list(self.processes):
@@ -75,7 +75,7 @@ class LocalWorkers:
             if code is None:
                 continue
             self.processes.remove(local)
-            exited.append((local.process.pid, f"worker pid {local.process.pid} exited with {code}"))
+            exited.append((local.process.pid, code, f"worker pid {local.process.pid} exited with {code}"))
             self.unclean |= not respawn and code not in STOPPED and not self._failed_start(local.process.pid, code)
             self.failed_starts.discard(local.process.pid)
             if respawn:
