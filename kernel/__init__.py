@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from heirloom.wire.client import Client, RemoteError, Reply
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
+    from heirloom.wire.inputs import text_limit
     from heirloom.wire.labels import check_label, label_pattern
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import Buffer, RequestError
@@ -129,6 +130,7 @@ _EXPORTS = {
     "Source": "heirloom.core.components",
     "State": "heirloom.core.components",
     "stratified_holdout": "heirloom.splits",
+    "text_limit": "heirloom.wire.inputs",
     "Versioned": "heirloom.core.components",
     "WorkerPool": "heirloom.core.placement",
 }
@@ -216,4 +218,5 @@ __all__ = [
     "served_on_loop",
     "shortened",
     "stratified_holdout",
+    "text_limit",
 ]

@@ -285,7 +285,12 @@ def test_monitor_applies_the_predict_text_limits(daemon):
             "body.items: 'items' is an empty list; send at least one item",
         )
         post = next(route for route in client.call("_routes")["routes"] if route["name"] == "monitor.post")
-        assert post["input"]["properties"]["items"]["minItems"] == 1  # a client validating by _routes knows it
+        items = post["input"]["properties"]["items"]  # a client validating by _routes knows every limit
+        assert (items["minItems"], items["maxItems"], items["items"]["properties"]["text"]["maxLength"]) == (
+            1,
+            256,
+            10_000,
+        )
 
 
 def test_feedback_applies_text_limits(daemon):
@@ -297,6 +302,12 @@ def test_feedback_applies_text_limits(daemon):
             with pytest.raises(InvalidArgument) as caught:
                 client.call("sentiment.feedback", body)
             assert caught.value.field == field and "at most" in caught.value.message
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("sentiment.feedback", {"text": " \t", "label": "negative"})
+        assert (caught.value.field, caught.value.message) == ("body.text", "body.text: 'text' is blank")
+        feedback = next(route for route in client.call("_routes")["routes"] if route["name"] == "sentiment.feedback")
+        text = feedback["input"]["properties"]["text"]  # stated as enforced, so a client refuses it first
+        assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, r"\S")
 
 
 def feedback_daemon(trained: dict, tmp_path: Path, log: Path, *args: str, **kwargs) -> Daemon:

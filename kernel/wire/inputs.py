@@ -122,9 +122,10 @@ def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
 def stated_bounds(validator: Any) -> dict[str, Any]:
     """The JSON-schema keywords of what a field's validator enforces, where it is one whose
     bounds can be read: attrs' ``ge``/``gt``/``le``/``lt``, ``in_``, ``min_len``/``max_len``,
-    ``and_`` (the tightest of its parts) and ``optional`` of them, and ``heirloom.at_least``/
-    ``above``. A client generated from ``_routes`` then refuses what the daemon would; another
-    validator, or a bound JSON and msgpack cannot carry (infinite, past 2**53), states nothing."""
+    ``and_`` (the tightest of its parts) and ``optional`` of them, ``heirloom.at_least``/
+    ``above`` and :func:`text_limit` (any validator carrying ``min_length``/``max_length``). A
+    client generated from ``_routes`` then refuses what the daemon would; another validator, or
+    a bound JSON and msgpack cannot carry (infinite, past 2**53), states nothing."""
     parts = getattr(validator, "_validators", None)  # and_
     if parts is not None:
         stated: dict[str, Any] = {}
@@ -143,7 +144,29 @@ def stated_bounds(validator: Any) -> dict[str, Any]:
     if isinstance(options, tuple | list | frozenset | set) and all(_carried(o) or isinstance(o, str) for o in options):
         return {"enum": sorted(options, key=str) if isinstance(options, set | frozenset) else list(options)}
     stated = {"minLength": getattr(validator, "min_length", None), "maxLength": getattr(validator, "max_length", None)}
-    return {key: value for key, value in stated.items() if _carried(value)}
+    pattern = getattr(validator, "pattern", None)  # text_limit's (attrs' matches_re holds a compiled one: not stated)
+    return {key: value for key, value in stated.items() if _carried(value)} | (
+        {"pattern": pattern} if isinstance(pattern, str) else {}
+    )
+
+
+def text_limit(max_chars: int, *, blank: bool = True) -> Any:
+    """An attrs validator for a text in a request body: at most ``max_chars`` characters and,
+    with ``blank=False``, not empty or whitespace only. ``_routes`` states both (``maxLength``;
+    ``minLength`` 1 and ``pattern`` ``\\S``), and the errors name the field."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+        if value is None:  # an optional text; its type is checked before validators run
+            return
+        if not blank and not value.strip():
+            raise ValueError(f"'{attribute.name}' is blank")
+        if len(value) > max_chars:
+            raise ValueError(f"'{attribute.name}' is {len(value)} characters; at most {max_chars} are accepted")
+
+    check.max_length = max_chars  # type: ignore[attr-defined]  # read by stated_bounds, as attrs' max_len's
+    if not blank:
+        check.min_length, check.pattern = 1, r"\S"  # type: ignore[attr-defined]
+    return check
 
 
 def _carried(value: Any) -> bool:

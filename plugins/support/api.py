@@ -92,19 +92,12 @@ class SupportApi(heirloom.Api):
         self.handoff_bytes = self.handoff_max_mb << 20
         self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
-        limit = self.max_text_chars
-
-        def text_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-            if not value.strip():
-                raise ValueError("'text' is blank")
-            if len(value) > limit:
-                raise ValueError(f"'text' is {len(value)} characters; at most {limit} are accepted")
 
         @attrs.define
         class AnswerInput:
             """The customer's message."""
 
-            text: str = attrs.field(validator=text_ok, metadata={"schema": {"minLength": 1, "maxLength": limit}})
+            text: str = attrs.field(validator=heirloom.text_limit(self.max_text_chars, blank=False))
 
         self.answer_input = AnswerInput
 

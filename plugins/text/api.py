@@ -20,10 +20,6 @@ import heirloom
 def predict_input(max_chars: int, max_texts: int) -> type:
     """The attrs class of a predict body, with this api's limits in its validators."""
 
-    def text_ok(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-        if value is not None and len(value) > max_chars:
-            raise ValueError(f"'text' is {len(value)} characters; at most {max_chars} are accepted")
-
     def texts_ok(instance: Any, attribute: attrs.Attribute, value: list[str] | None) -> None:
         if value is None:
             return
@@ -39,11 +35,13 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     class PredictInput:
         """One text (``text``) or several (``texts``) to classify."""
 
-        text: str | None = attrs.field(default=None, validator=text_ok, metadata={"schema": {"maxLength": max_chars}})
+        text: str | None = attrs.field(default=None, validator=heirloom.text_limit(max_chars))
         texts: list[str] | None = attrs.field(
             default=None,
             validator=texts_ok,
-            metadata={"schema": {"minItems": 1, "maxItems": max_texts, "items": {"maxLength": max_chars}}},
+            metadata={
+                "schema": {"minItems": 1, "maxItems": max_texts, "items": {"type": "string", "maxLength": max_chars}}
+            },
         )
 
         def __attrs_post_init__(self) -> None:
@@ -52,6 +50,19 @@ def predict_input(max_chars: int, max_texts: int) -> type:
                 raise ValueError(f"'text' (a string) or 'texts' (a list of strings): give one of them ({given})")
 
     return PredictInput
+
+
+def feedback_input(max_chars: int) -> type:
+    """The attrs class of a feedback body, with this api's text limit in its validator."""
+
+    @attrs.define
+    class FeedbackInput:
+        """A text and the label it should have had."""
+
+        text: str = attrs.field(validator=heirloom.text_limit(max_chars, blank=False))
+        label: str
+
+    return FeedbackInput
 
 
 @attrs.define
@@ -81,14 +92,6 @@ class PredictManyOutput:
 
 #: A predict route answers in the form it was asked in (the one-text form first).
 PREDICT_OUTPUT = PredictOutput | PredictManyOutput
-
-
-@attrs.define
-class FeedbackInput:
-    """A text and the label it should have had."""
-
-    text: str
-    label: str
 
 
 @attrs.define
@@ -123,6 +126,7 @@ class ClassifyApi(heirloom.Api):
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.input = predict_input(self.max_text_chars, self.max_texts)
+        self.feedback_input = feedback_input(self.max_text_chars)
         path = self.feedback_log(ctx.project, ctx.name)
         self.feedback_records = heirloom.FeedbackLog(path, max_bytes=self.feedback_max_mb << 20, quota=ctx.log_quota())
 
@@ -161,7 +165,7 @@ class ClassifyApi(heirloom.Api):
             heirloom.Route(
                 "feedback",
                 handler=self.feedback,
-                input=FeedbackInput,
+                input=self.feedback_input,
                 description="Record the correct label of a text (one the model knows; durable before OK); "
                 "the next train uses it.",
             ),
@@ -184,12 +188,7 @@ class ClassifyApi(heirloom.Api):
         model, version = heirloom.served_model(self.handle)  # an empty list would read as a model with no labels
         return heirloom.Versioned({"labels": list(getattr(model, "labels", [])), "version": version}, version)
 
-    def feedback(self, body: FeedbackInput) -> dict[str, Any]:
-        if not body.text.strip():
-            raise heirloom.RequestError("INVALID_ARGUMENT", "'text' is blank", "body.text")
-        if len(body.text) > self.max_text_chars:
-            message = f"'text' is {len(body.text)} characters; at most {self.max_text_chars} are accepted"
-            raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.text")
+    def feedback(self, body: Any) -> dict[str, Any]:
         model, _ = heirloom.served_model(self.handle)
         new = heirloom.check_label(
             body.label, list(model.labels), "body.label", allow_new=self.new_labels, pattern=self.new_label_pattern

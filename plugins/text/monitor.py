@@ -57,24 +57,31 @@ def _timestamp(value: float | str | None, position: int, now: float, max_future:
     return moment
 
 
-@attrs.define
-class Item:
-    """A text and when it was published (epoch seconds or ISO 8601; default: now)."""
+def post_input(max_chars: int, max_items: int) -> type:
+    """The attrs class of a post body, with this api's limits in its validators (and so in ``_routes``)."""
 
-    text: str
-    time: float | str | None = None
+    @attrs.define
+    class Item:
+        """A text and when it was published (epoch seconds or ISO 8601; default: now)."""
 
+        text: str = attrs.field(validator=heirloom.text_limit(max_chars))
+        time: float | str | None = None
 
-def _not_empty(instance: Any, attribute: attrs.Attribute, value: list[Item]) -> None:
-    if not value:
-        raise ValueError("'items' is an empty list; send at least one item")
+    def items_ok(instance: Any, attribute: attrs.Attribute, value: list[Item]) -> None:
+        if not value:
+            raise ValueError("'items' is an empty list; send at least one item")
+        if len(value) > max_items:
+            raise ValueError(f"'items' has {len(value)} items; at most {max_items}")
 
+    items_ok.min_length, items_ok.max_length = 1, max_items  # type: ignore[attr-defined]  # minItems, maxItems
 
-@attrs.define
-class PostInput:
-    """Texts to classify and add to the monitored stream."""
+    @attrs.define
+    class PostInput:
+        """Texts to classify and add to the monitored stream."""
 
-    items: list[Item] = attrs.field(validator=_not_empty, metadata={"schema": {"minItems": 1}})
+        items: list[Item] = attrs.field(validator=items_ok)
+
+    return attrs.resolve_types(PostInput, localns={"Item": Item})  # a local class: name it for the annotation
 
 
 @attrs.define
@@ -108,6 +115,7 @@ class LabelMonitorApi(heirloom.Api):
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.handle = ctx.model(self.model)
+        self.input = post_input(self.max_text_chars, self.max_items)
         self._lock = threading.Lock()
         self._times: list[float] = []  # sorted item times
         self._flags: list[bool] = []  # whether the item at the same position has `label`
@@ -126,13 +134,12 @@ class LabelMonitorApi(heirloom.Api):
 
     def routes(self) -> list[heirloom.Route]:
         return [
-            heirloom.Route("post", handler=self.post, input=PostInput, description=__doc__.split("\n\n")[0]),
+            heirloom.Route("post", handler=self.post, input=self.input, description=__doc__.split("\n\n")[0]),
             heirloom.Route("state", handler=self.state, inline=True, description="Window and baseline shares."),
             heirloom.Route("alerts", handler=self.alerts, inline=True, description="Alerts raised so far."),
         ]
 
-    def post(self, body: PostInput) -> heirloom.Versioned:
-        self._check_sizes(body)
+    def post(self, body: Any) -> heirloom.Versioned:
         now = time.time()
         times = [_timestamp(item.time, position, now, self.max_future) for position, item in enumerate(body.items)]
         model, version = heirloom.served_model(self.handle)
@@ -162,19 +169,6 @@ class LabelMonitorApi(heirloom.Api):
         """(items, items with the label) with start < time <= end."""
         low, high = bisect.bisect_right(self._times, start), bisect.bisect_right(self._times, end)
         return high - low, sum(self._flags[low:high])
-
-    def _check_sizes(self, body: PostInput) -> None:
-        if len(body.items) > self.max_items:
-            raise heirloom.RequestError(
-                "INVALID_ARGUMENT", f"'items' has {len(body.items)} items; at most {self.max_items}", "body.items"
-            )
-        for position, item in enumerate(body.items):
-            if len(item.text) > self.max_text_chars:
-                raise heirloom.RequestError(
-                    "INVALID_ARGUMENT",
-                    f"items[{position}].text is {len(item.text)} characters; at most {self.max_text_chars}",
-                    f"body.items[{position}].text",
-                )
 
     def _forget_old(self) -> None:
         horizon = self._times[-1] - self.window - self.baseline
