@@ -52,6 +52,20 @@ def test_eval_json_has_accuracy_macro_f1_and_per_class(trained):
         assert isinstance(scores["support"], int)
 
 
+def test_eval_on_other_test_records_than_the_stored_scores_says_so(trained):
+    """PhraseBank's agreement levels nest: the 'all' level's test sentences are mostly 50Agree
+    training sentences, so a version trained on 50Agree scores 0.97 there. eval says that the
+    records differ from the ones the version was scored on when trained, and stays silent when not."""
+    result = run_heirloom("eval", "finance-sentiment", "--json", *FAST, env=trained)
+    assert result.returncode == 0 and "not the ones it was scored on" not in result.stderr, result.stderr
+    other = run_heirloom(
+        "eval", "finance-sentiment", "--json", *FAST, "--set", "sources.news.agreement=all", env=trained
+    )
+    assert other.returncode == 0, other.stderr
+    assert "finance/sentiment@1: these test records (" in other.stderr
+    assert "not the ones it was scored on when trained (abcf322421b6)" in other.stderr  # 50Agree's test records
+
+
 @pytest.fixture(scope="module")
 def daemon(trained, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("finance-daemon")

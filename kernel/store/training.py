@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key
 from heirloom.store.content import state_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
+
+log = logging.getLogger("heirloom.eval")
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -207,19 +210,25 @@ def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
         yield record
 
 
-def score(model: Any, source: Source, split: str, progress: Progress) -> Evaluation:
-    """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored."""
+def score(model: Any, source: Source, split: str, progress: Progress, description: str = "") -> Evaluation | None:
+    """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored;
+    None when the split has no records."""
     digest = hashlib.sha256()
-    description = f"scoring the model on the {split} split"
+    description = description or f"scoring the model on the {split} split"
     records = fingerprinting(reading(source.records(split), progress, description), digest)
     first = next(records, None)
     if first is None:  # scores of nothing would read as a model that got everything wrong
-        progress.log(f"the {split} split has no records: the version gets no {split} scores")
-        return Evaluation(split, digest.hexdigest(), Report({}, f"no {split} records: nothing was scored"))
+        return None
     report = model.evaluate(itertools.chain([first], records))
     for _ in records:  # a model that stopped reading early still gets the whole split hashed
         pass
     return Evaluation(split, digest.hexdigest(), report)
+
+
+def _no_scores(split: str, progress: Progress) -> Evaluation:
+    """What a version trained on data without ``split`` records gets for it: nothing, said so."""
+    progress.log(f"the {split} split has no records: the version gets no {split} scores")
+    return Evaluation(split, hashlib.sha256().hexdigest(), Report({}, f"no {split} records: nothing was scored"))
 
 
 def takes_validation(model: Any) -> bool:
@@ -299,7 +308,7 @@ def train(
             else:
                 progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
                 model.load(fitted)
-            evaluations = [score(model, source, split, progress) for split in splits]
+            evaluations = [score(model, source, split, progress) or _no_scores(split, progress) for split in splits]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
@@ -401,8 +410,18 @@ def evaluate(
         source: Source = system.component(source_name, "source")
         if split not in source.splits():
             raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
-        records = reading(source.records(split), progress or NullProgress(), f"evaluating {version} on {split}")
-        first = next(records, None)
-        if first is None:
+        evaluation = score(model, source, split, progress or NullProgress(), f"evaluating {version} on {split}")
+        if evaluation is None:
             raise HeirloomError(f"the {split} split of source {source_name!r} has no records: nothing to evaluate")
-        return version, model.evaluate(itertools.chain([first], records))
+        stored = store.resolve(version).data_fingerprints.get(evaluation_key(source_name, split))
+        if stored is not None and stored != evaluation.fingerprint:
+            log.warning(
+                "%s: these %s records (%s) are not the ones it was scored on when trained (%s), so its figures "
+                "here are not comparable with its stored ones; the source's data or settings changed, and the "
+                "records may include ones it trained on",
+                version,
+                split,
+                evaluation.fingerprint[:12],
+                stored[:12],
+            )
+        return version, evaluation.report
