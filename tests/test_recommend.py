@@ -635,10 +635,20 @@ def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(served, route,
 def test_an_event_acknowledged_before_kill_9_is_in_the_next_training_set(served):
     """Last in this module: it kills the daemon, then retrains warm from the served version."""
     daemon, env, profile = served
+    shown = run_heirloom("data", "show", str(profile), "movies", "--split", "test", "--json", "--limit", "0", env=env)
+    tested = next(r for r in map(json.loads, shown.stdout.splitlines()) if r["type"] == "interaction")
     with daemon.client(timeout=10) as client:
+        repeated = {"user": tested["user"], "item": tested["item"], "kind": "click", "value": 1}
+        assert client.call("recs.event", repeated)["recorded"] is True  # a test pair: recorded, never trained on
         reply = client.call("recs.event", {"user": "kill-9-user", "item": "50", "kind": "click", "value": 1})
     assert reply["recorded"] is True
     daemon.kill()
+    train = run_heirloom(
+        "data", "show", str(profile), "interactions", "--split", "train", "--json", "--limit", "0", env=env
+    )
+    assert "1 training record(s) of 'events' repeat a validation or test example (same user and item)" in train.stderr
+    pairs = {(r["user"], r["item"]) for r in map(json.loads, train.stdout.splitlines()) if r["type"] == "interaction"}
+    assert ("kill-9-user", "50") in pairs and (tested["user"], tested["item"]) not in pairs
     shown = run_heirloom("data", "show", str(profile), "events", "--json", "--limit", "0", env=env)
     assert shown.returncode == 0, shown.stderr
     events = [json.loads(line) for line in shown.stdout.splitlines()]

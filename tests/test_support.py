@@ -162,7 +162,11 @@ def small_records(source: str, split: str) -> list[dict]:
 def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon, trained, monkeypatch):
     for name, value in trained.items():
         monkeypatch.setenv(name, value)
-    held_out = [r["text"] for r in small_records("intents", "test") if r["label"] == "out_of_scope"]
+    # held-out intents' texts that no split of the data holds: a test text resolved by a person
+    # is left out of training (it would inflate the reported scores), so it could not show the loop
+    out_of_scope = {r["text"] for r in small_records("intents", "test") if r["label"] == "out_of_scope"}
+    held_labels = {r["label"] for r in small_records("banking", "test") if r["text"] in out_of_scope}
+    held_out = [r["text"] for r in small_records("banking", "train") if r["label"] in held_labels]
     texts = random.Random(0).sample(held_out, 6)
     with daemon.client(timeout=60) as client:
         replies = [client.request("support.answer", {"text": text}) for text in texts]

@@ -350,22 +350,79 @@ class UnionSource(heirloom.Source):
     """The records of several sources, split by split (e.g. original data + feedback).
 
     A split comes from every part that has it: feedback (train only) adds training
-    records and leaves validation and test to the original data.
+    records and leaves validation and test to the original data. A training record of a
+    part with no held-out split of its own (feedback, resolutions, events) that repeats an
+    example of the validation or test split (the same ``example_keys`` values: a corrected
+    test sentence, a posted test pair) is left out, with a warning: trained on, it would
+    inflate the very scores that report and compare versions.
     """
 
     sources: list[str] = heirloom.ref("source", many=True)
+    #: The record fields that make an example the same one (``text``; ``user`` and ``item``
+    #: for interactions). Text is compared with case and spacing folded. Empty: no check.
+    example_keys: list[str] = attrs.field(factory=lambda: ["text"])
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
+        self.name = ctx.name
         self.parts = [ctx.get(name, "source") for name in self.sources]
+        self._held_out: set[tuple[Any, ...]] | None = None
+        self._warned: set[str] = set()
 
     def splits(self) -> list[str]:
         return list(dict.fromkeys(split for part in self.parts for split in part.splits()))
 
     def records(self, split: str | None = None) -> Iterator[Any]:
-        for part in self.parts:
-            if split is None or split in part.splits():
+        for part, name in zip(self.parts, self.sources, strict=True):
+            if split is not None and split not in part.splits():
+                continue
+            if split == "train" and self.example_keys and set(part.splits()) == {"train"}:
+                yield from self._unseen(part.records(split), name)
+            else:
                 yield from part.records(split)
 
     def fingerprint(self) -> str:
         return hashlib.sha256("\n".join(part.fingerprint() for part in self.parts).encode()).hexdigest()
+
+    def _unseen(self, records: Iterator[Any], part: str) -> Iterator[Any]:
+        """``records`` less those repeating a held-out example, counted in a warning."""
+        repeated = 0
+        for record in records:  # the held-out examples are read only when there is a record to check
+            if (key := self._example(record)) is not None and key in self._examples_held_out():
+                repeated += 1
+            else:
+                yield record
+        if repeated and part not in self._warned:
+            self._warned.add(part)  # once per run: a train reads the split more than once
+            log.warning(
+                "source %r: %d training record(s) of %r repeat a validation or test example (same %s) and are left "
+                "out of training, which would inflate the scores that report and compare versions",
+                self.name,
+                repeated,
+                part,
+                " and ".join(self.example_keys),
+            )
+
+    def _examples_held_out(self) -> set[tuple[Any, ...]]:
+        """The examples of every part's validation and test splits (read once per run)."""
+        if self._held_out is None:
+            self._held_out = {
+                key
+                for part in self.parts
+                for split in ("validation", "test")
+                if split in part.splits()
+                for record in part.records(split)
+                if (key := self._example(record)) is not None
+            }
+        return self._held_out
+
+    def _example(self, record: Any) -> tuple[Any, ...] | None:
+        """What makes ``record`` an example (None: it lacks one of the keys, e.g. a catalogue item)."""
+        if not isinstance(record, dict) or any(record.get(key) is None for key in self.example_keys):
+            return None
+        return tuple(_folded(record[key]) for key in self.example_keys)
+
+
+def _folded(value: Any) -> Any:
+    """Text with case and runs of spacing folded (``5`` and ``"5"`` are one id, as the apis read them)."""
+    return " ".join(str(value).split()).casefold() if isinstance(value, str | int) else value
