@@ -91,6 +91,20 @@ def test_invalid_argument_names_the_field(client):
     assert client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
 
 
+def test_a_buffer_is_any_contiguous_bytes_view_and_a_strided_one_is_refused_where_it_is_made(client):
+    """A typed view (numpy's float32s) was measured in items, not bytes, and refused; a strided
+    one passed and failed as it was sent, in the middle of a message, killing the daemon."""
+    import numpy
+
+    values = numpy.arange(3, dtype="<f4")
+    reply = client.call("echo.echo", {"v": Buffer("float32", (3,), memoryview(values))})
+    assert (reply["v"].dtype, reply["v"].shape, bytes(reply["v"].data)) == ("float32", (3,), values.tobytes())
+    with pytest.raises(ValueError, match="a buffer's data must be contiguous"):
+        Buffer("uint8", (4,), memoryview(bytearray(8))[::2])
+    with pytest.raises(ValueError, match="a buffer's data must be bytes or a memoryview, got str"):
+        Buffer("uint8", (1,), "x")
+
+
 def test_internal_error_fails_only_that_request(daemon, client):
     with pytest.raises(Internal, match="the boom route always fails"):
         client.call("t.boom")
@@ -111,6 +125,8 @@ def test_internal_error_fails_only_that_request(daemon, client):
         ("cycle", "reply not encodable at reply.self.self.self"),
         ("longkey", f"reply not encodable at reply.{'k' * 40}.bad: "),
         ("version", "the reply's model version must be printable text, got <object object at"),
+        ("strided", "reply not encodable at reply: BufferError: "),  # these two killed the daemon
+        ("raising", "reply not encodable at reply: RuntimeError: this map cannot list its items"),
     ],
 )
 def test_a_reply_msgpack_cannot_hold_fails_only_that_request(daemon, client, route, kind, said):
@@ -228,11 +244,12 @@ def test_a_batched_handler_that_returns_the_wrong_shape_is_said_in_the_log(tmp_p
         sock.send_multipart(request_frames("ints", "t.batched", {"values": ["ints"]}))
         assert [(h["status"], b) for h, b in _replies(sock, 1)] == [("OK", 1)]  # numpy's int64, sent as an int
         answered = []
-        for name in ("lying", "after"):  # len() and iteration disagreeing killed the daemon or its route for good
+        for name in ("lying", "endless", "after"):  # len() and iteration disagreeing killed or wedged the daemon
             sock.send_multipart(request_frames(name, "t.batched", {"values": [name]}))
             answered += [(h["status"], b) for h, b in _replies(sock, 1)]
-        assert answered[1] == ("OK", {"batch": 1}) and answered[0][0] == "INTERNAL"
+        assert answered[2] == ("OK", {"batch": 1}) and answered[0][0] == answered[1][0] == "INTERNAL"
         assert "returned 0 results for 1 inputs" in answered[0][1]["message"]
+        assert "returned more than 1 results for 1 inputs" in answered[1][1]["message"]
         sock.send_multipart(request_frames("dict", "t.batched", {"values": ["dict"]}))
         [(header, body)] = _replies(sock, 1)
         sock.close()

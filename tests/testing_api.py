@@ -5,6 +5,7 @@ Daemon tests load it with ``HEIRLOOM_PLUGINS=tests.testing_api`` (no packaging n
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -25,17 +26,29 @@ class Typed:
     count: int = 1
 
 
+class RaisingItems(dict):
+    """A plugin's own map whose ``items()`` fails (msgpack and the walk saying where both call it)."""
+
+    def items(self) -> Any:
+        raise RuntimeError("this map cannot list its items")
+
+
 def unpackable(body: str) -> Any:
     """A reply msgpack cannot pack (``int``: 2**64, ``surrogate``: a lone UTF-16 surrogate,
     as a FHIR string escape can give, ``set``: a Python set deep in a map, ``cycle``: a map
     holding itself, ``version``: a model version that is no text, ``longkey``: a set under a
-    100,000-character key), or one it can (``fine``)."""
+    100,000-character key, ``strided``: a strided view, ``raising``: a map whose items()
+    raises), or one it can (``fine``)."""
     cycle: dict[str, Any] = {}
     cycle["self"] = cycle
     if body == "version":  # its header is packed after the body was: it took the I/O thread down
         return heirloom.Versioned("fine", object())
     if body == "longkey":  # a client's text echoed as a key: the path quotes its start
         return {"k" * 100_000: {"bad": {"set"}}}
+    if body == "strided":  # msgpack raises BufferError for it: it killed the daemon
+        return {"m": memoryview(bytearray(8))[::2]}
+    if body == "raising":  # a RuntimeError from inside the packer: it killed the daemon
+        return {"outer": RaisingItems(a=1)}
     return {"int": 2**64, "surrogate": "COVID \ud800", "set": {"labels": ["a", {"b"}]}, "cycle": cycle, "fine": 2**63}[
         body
     ]
@@ -65,16 +78,17 @@ class Shape:
 
 class LyingResults:
     """A plugin's own container whose ``len`` says one result per input and whose iteration
-    yields one fewer: it crashed the daemon."""
+    yields one fewer (it crashed the daemon) or never ends (it wedged the daemon)."""
 
-    def __init__(self, items: list[Any]):
+    def __init__(self, items: list[Any], endless: bool = False):
         self.items = items
+        self.endless = endless
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __iter__(self) -> Any:
-        return iter(self.items[:-1])
+        return itertools.repeat(self.items[0]) if self.endless else iter(self.items[:-1])
 
 
 @attrs.define
@@ -164,8 +178,8 @@ class TestingApi(heirloom.Api):
             return numpy.full(len(inputs), float(size))
         if any("ints" in item.values for item in inputs):  # numpy's int64, which msgpack cannot pack
             return numpy.full(len(inputs), size)
-        if any("lying" in item.values for item in inputs):
-            return LyingResults([{"batch": size}] * len(inputs))
+        if any("lying" in item.values or "endless" in item.values for item in inputs):
+            return LyingResults([{"batch": size}] * len(inputs), endless=any("endless" in i.values for i in inputs))
         return [
             RequestError(INVALID_ARGUMENT, "bad value", "body.values") if "bad" in item.values else {"batch": size}
             for item in inputs

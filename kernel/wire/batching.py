@@ -16,6 +16,7 @@ spares two thread wake-ups and GIL hand-overs, about 0.2-0.4 ms on a multi-core 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -41,12 +42,16 @@ def one_per_input(results: Any, count: int) -> list[Any]:
     disagree cannot answer some requests twice or leave one unanswered); a numpy array's
     rows as plain values. BatchShapeError for a map, text, bytes, a set (no order), a scalar
     or the wrong count."""
-    if hasattr(results, "tolist") and hasattr(results, "ndim"):  # numpy: int64 and 0-d arrays msgpack cannot send
-        results = results.tolist()
     unordered = isinstance(results, Mapping | Set | str | bytes | bytearray | memoryview)
-    listed = None if unordered or not hasattr(results, "__len__") else list(results)
+    if not unordered and hasattr(results, "tolist") and hasattr(results, "ndim"):  # numpy: int64s msgpack can't send
+        results = results.tolist()
+    # one more than wanted at most: an iteration that never ends is a wrong count, not a wedged thread
+    listed = None if unordered or not hasattr(results, "__len__") else list(itertools.islice(results, count + 1))
     if listed is None or len(listed) != count:
-        got = f"a {type(results).__name__}" if listed is None else f"{len(listed)} results"
+        if listed is None:
+            got = f"a {type(results).__name__}"
+        else:
+            got = f"more than {count} results" if len(listed) > count else f"{len(listed)} results"
         raise BatchShapeError(f"the batched handler returned {got} for {count} inputs (a list of one result per input)")
     return listed
 

@@ -90,16 +90,24 @@ def encode(status: str, body: Any, version: str | None, route: str) -> Encoded:
         return _internal(route, f"the reply's model version must be printable text, got {shortened(repr(version))}")
     try:
         packed = packb(body)
-    except (TypeError, ValueError, OverflowError):  # ValueError: a lone surrogate in a string
+    except Exception:  # noqa: BLE001 - TypeError, ValueError (a lone surrogate): or a buffer, tried next
         pass
     else:
         return status, version, packed, None, [], len(packed)
     try:
         plain, specs, buffers = detach_buffers(body)
         packed = packb(plain)
-    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an integer msgpack cannot hold
-        return _internal(route, f"reply not encodable at {unpackable_at(body)}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed (BufferError...)
+        return _internal(route, f"reply not encodable at {_located(body)}: {type(exc).__name__}: {exc}")
     return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
+
+
+def _located(body: Any) -> str:
+    """:func:`unpackable_at`, or ``reply`` when walking the reply raises too (a dict whose items() fails)."""
+    try:
+        return unpackable_at(body)
+    except Exception:  # noqa: BLE001 - the walk reads the plugin's objects: any of their methods may raise
+        return "reply"
 
 
 def _internal(route: str, message: str) -> Encoded:

@@ -177,10 +177,20 @@ class Buffer:
             if type(dim) is not int or dim < 0:
                 raise ValueError(f"shape must be a list of non-negative ints, got {list(self.shape)}")
             expected *= dim
-        if expected != len(self.data):
+        try:
+            view = memoryview(self.data)
+        except TypeError:
+            raise ValueError(f"a buffer's data must be bytes or a memoryview, got {type(self.data).__name__}") from None
+        if not view.c_contiguous:  # a strided view cannot go as one frame: sending it would fail mid-message
+            raise ValueError("a buffer's data must be contiguous: send bytes(view) or numpy.ascontiguousarray(a)")
+        if expected != view.nbytes:  # nbytes: a view of float32s has len() of its items, not its bytes
             raise ValueError(
-                f"a {self.dtype} buffer of shape {list(self.shape)} has {expected} bytes, got {len(self.data)}"
+                f"a {self.dtype} buffer of shape {list(self.shape)} has {expected} bytes, got {view.nbytes}"
             )
+
+    def frame(self) -> bytes | memoryview:
+        """The data as one frame of plain bytes (a typed view cast to bytes, so its length is its size)."""
+        return self.data if isinstance(self.data, bytes) else memoryview(self.data).cast("B")
 
 
 class RequestError(Exception):
@@ -400,7 +410,7 @@ def detach_buffers(body: Any) -> tuple[Any, list[dict[str, Any]], list[bytes | m
     def extract(node: Any) -> Any:
         if isinstance(node, Buffer):
             specs.append({"dtype": node.dtype, "shape": list(node.shape)})
-            frames.append(node.data)
+            frames.append(node.frame())
             return {"$buffer": len(frames) - 1}
         if isinstance(node, dict):
             return {k: extract(v) for k, v in node.items()}

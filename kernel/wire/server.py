@@ -397,8 +397,8 @@ class Server:
             if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
                 try:
                     packed = packb(result)
-                except (TypeError, ValueError, OverflowError):
-                    pass  # buffers, or what msgpack cannot pack (a lone surrogate, 2**64): the general path says so
+                except Exception:  # noqa: BLE001 - buffers, or what msgpack cannot pack: the general path says so
+                    pass
                 else:
                     header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
                     if self._worker:
