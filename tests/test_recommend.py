@@ -48,7 +48,7 @@ def movielens(data_dir) -> str:
     return str(data_dir / "movielens-100k")
 
 
-def interactions(source: MovieLensSource, split: str) -> list[tuple[str, str]]:
+def interactions(source: MovieLensSource, split: str | None) -> list[tuple[str, str]]:
     return [(r["user"], r["item"]) for r in source.records(split) if r["type"] == "interaction"]
 
 
@@ -201,6 +201,33 @@ def test_drop_cold_removes_the_cold_movies_and_their_ratings(movielens):
     records = list(kept.records())
     assert not {r["item"] for r in records} & cold
     assert kept.stats()["items"] == 1682 - 168
+
+
+def times_of(source: MovieLensSource, split: str) -> dict[str, list[int]]:
+    """Each user's rating times in ``split``."""
+    found: dict[str, list[int]] = {}
+    for record in source.records(split):
+        if record["type"] == "interaction":
+            found.setdefault(record["user"], []).append(record["time"])
+    return found
+
+
+def test_the_latest_holdout_tests_each_users_newest_ratings_and_validates_on_the_next_newest(movielens):
+    latest = MovieLensSource(path=movielens, holdout="latest", validation_fraction=0.25)
+    train, validation, test = (times_of(latest, split) for split in ("train", "validation", "test"))
+    assert len(test) == len(validation) == len(train) == 943
+    assert all(min(test[user]) >= max(validation[user] + train[user]) for user in test)  # ties may straddle
+    assert all(min(validation[user]) >= max(train[user]) for user in validation)
+    plain = MovieLensSource(path=movielens, holdout="latest")
+    per_user = Counter(user for user, _ in interactions(plain, None))
+    assert all(len(test[user]) == round(count * 0.25) for user, count in per_user.items())
+    assert interactions(plain, "test") == interactions(latest, "test")  # the same test, validation or not
+    assert sorted(interactions(plain, "train")) == sorted(
+        interactions(latest, "train") + interactions(latest, "validation")
+    )
+    assert interactions(MovieLensSource(path=movielens, holdout="latest"), "test") == interactions(plain, "test")
+    assert set(interactions(plain, "test")) != set(interactions(MovieLensSource(path=movielens), "test"))
+    assert plain.fingerprint() != MovieLensSource(path=movielens).fingerprint()
 
 
 def test_a_malformed_ratings_line_is_an_error_naming_file_and_line(tmp_path, movielens):
@@ -493,6 +520,57 @@ def test_profile_check_names_the_setting_whose_column_a_csv_file_lacks(tmp_path)
         f"{profile}: sources.texts.label_column: 'label_column' 'label' is not a column of texts.csv "
         "(columns: utterance, intent)",
     ]
+
+
+def test_the_latest_holdout_of_a_csv_goes_by_each_pairs_last_time_and_breaks_ties_by_the_seed(tmp_path):
+    """ann's two newest items are test and the next newest validation; bob's two items share
+    a time, so the seed picks his test item, whatever the file order; carl keeps his only
+    rating; dan rated e again last, so e is his newest."""
+    rows = [
+        ("ann", "a", "1"),
+        ("ann", "b", "2"),
+        ("ann", "c", "1970-01-01T00:00:03Z"),
+        ("ann", "d", "4"),
+        ("bob", "x", "5"),
+        ("bob", "y", "5"),
+        ("carl", "z", "6"),
+        ("dan", "e", "1"),
+        ("dan", "f", "2"),
+        ("dan", "e", "3"),
+    ]
+    settings = {"holdout": "latest", "test_fraction": 0.5, "validation_fraction": 0.5, "cold_fraction": 0}
+
+    def split_of(folder: str, ordered: list[tuple[str, str, str]], seed: int = 42) -> dict[str, set]:
+        text = "user,item,rating,time\n" + "".join(f"{u},{i},4,{t}\n" for u, i, t in ordered)
+        source = ratings_csv(tmp_path / folder, text, seed=seed, **settings)
+        return {split: set(interactions(source, split)) for split in ("train", "validation", "test")}
+
+    split = split_of("a", rows)
+    assert split["test"] - {("bob", "x"), ("bob", "y")} == {("ann", "c"), ("ann", "d"), ("dan", "e")}
+    assert split["validation"] == {("ann", "b")} and ("carl", "z") in split["train"] and ("dan", "f") in split["train"]
+    assert len(split["test"] & {("bob", "x"), ("bob", "y")}) == 1
+    assert split_of("reversed", rows[::-1]) == split  # not file order
+    tied = {frozenset(split_of(f"seed{seed}", rows, seed)["test"] & {("bob", "x"), ("bob", "y")}) for seed in range(8)}
+    assert len(tied) == 2  # the seed breaks the tie, not the ids
+
+
+def test_a_bad_holdout_is_a_profile_error_naming_the_key_and_latest_needs_every_ratings_time(tmp_path, data_dir):
+    write(tmp_path / "ratings.csv", "user,item,rating\nann,a,5\n")
+    profile = write(
+        tmp_path / "shop.toml",
+        'extends = ["recommend"]\n[sources.movies]\nholdout = "lastest"\n'
+        '[sources.shop]\nuse = "ratings-csv"\nratings = "ratings.csv"\nholdout = "latest"\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
+    assert checked.returncode == 2
+    assert f"{profile}: sources.movies.holdout: " in checked.stderr and "did you mean 'latest'?" in checked.stderr
+    assert (
+        f"{profile}: sources.shop.holdout: 'holdout' 'latest' orders each user's ratings by time, but 'time_column' "
+        "'time' is not a column of ratings.csv (columns: user, item, rating)" in checked.stderr
+    )
+    blank = ratings_csv(tmp_path / "blank", "user,item,rating,time\nann,a,5,4\nann,b,5,\n", holdout="latest")
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings\.csv:3: the 'time' column is blank; holdout = 'latest'"):
+        list(blank.records())
 
 
 def test_bytes_not_in_the_ratings_encoding_name_their_line_and_the_encoding_key_reads_them(tmp_path):

@@ -3,7 +3,8 @@
 
 The splits, the cold movies, the records and the fingerprint are ``SplitRatingsSource``'s
 (``split.py``, shared with ``ratings-csv``): per user, a seeded random ``test_fraction`` of
-their ratings is ``test``, the Microsoft Recommenders protocol.
+their ratings is ``test``, the Microsoft Recommenders protocol, or with ``holdout =
+"latest"`` their most recent ``test_fraction`` by ``u.data``'s Unix times.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ optionally your catalogue, from a second one; split as ``movielens`` is (``split
 
 Every malformed row is an error naming the file, the line and the column: a user or item
 that is blank, a rating that is not a finite number, a time that is neither a Unix time nor
-an ISO 8601 date, a rated item the items file does not list, an item listed twice, a short
-row and bytes that are not the file's encoding.
+an ISO 8601 date (or blank, with ``holdout = "latest"``), a rated item the items file does
+not list, an item listed twice, a short row and bytes that are not the file's encoding.
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         self.check_columns(self.ratings, {setting: column for setting, column in rated.items() if column})
         listed = "items_item_column" if self.items_item_column else "item_column"
         self.check_columns(self.items, {listed: self.catalogue_id, "title_column": self.title_column})
+        if self.holdout == "latest":
+            try:
+                self.check_columns(self.ratings, {"time_column": self.time_column})
+            except ValueError as error:
+                raise ValueError(f"'holdout' 'latest' orders each user's ratings by time, but {error}") from None
 
     @property
     def catalogue_id(self) -> str:
@@ -110,7 +115,12 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
                     f"{where}: the {self.item_column!r} column names item {item!r}, which {self.items} does not list"
                 )
             value = _rating(row[self.value_column], self.value_column, where) if self.value_column else 1.0
-            rows.append((user, item, value, _time(row.get(self.time_column), self.time_column, where)))
+            stamp = _time(row.get(self.time_column), self.time_column, where)
+            if stamp is None and self.holdout == "latest":
+                raise heirloom.HeirloomError(
+                    f"{where}: the {self.time_column!r} column is blank; holdout = 'latest' needs every rating's time"
+                )
+            rows.append((user, item, value, stamp))
         return rows
 
 

@@ -8,9 +8,9 @@ Two shapes of plain dict, told apart by ``type``, so that any source can feed th
 - an interaction: ``{"type": "interaction", "user", "item", "kind", "value", "time"}``
   (a rating, a click, a purchase...: every kind counts as a positive interaction).
 
-User and item ids are strings. Every choice below depends only on the ids, the fraction
-and the seed, never on record order, so a split is the same on every machine and a model
-can carve exactly the split a source would (see ``per_user_holdout``).
+User and item ids are strings. Every choice below depends only on the ids, the times, the
+fraction and the seed, never on record order, so a split is the same on every machine and
+a model can carve exactly the split a source would (see ``per_user_holdout``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 ITEM = "item"
@@ -36,12 +36,19 @@ def interaction_record(user: str, item: str, kind: str, value: float, time: floa
 
 
 def per_user_holdout(
-    pairs: Iterable[tuple[str, str]], fraction: float, seed: int, purpose: str
+    pairs: Iterable[tuple[str, str]],
+    fraction: float,
+    seed: int,
+    purpose: str,
+    times: Mapping[tuple[str, str], float] | None = None,
 ) -> set[tuple[str, str]]:
     """The ``(user, item)`` pairs held out: ``round(n * fraction)`` of each user's distinct
     items, shuffled by a generator seeded with ``(purpose, seed, user)``.
 
-    This is the per-user random split of the Microsoft Recommenders protocol. A user keeps
+    Without ``times`` this is the per-user random split of the Microsoft Recommenders
+    protocol. With ``times`` (a pair's latest time) the held items are each user's most
+    recent ones, so a model is measured on what users did next; the seeded shuffle only
+    breaks ties between equal times, so the choice never depends on file order. A user keeps
     at least one item whenever they have two or more. ``purpose`` (``"test"``,
     ``"validation"``) keeps the choices of different splits independent.
     """
@@ -52,9 +59,21 @@ def per_user_holdout(
     for user, items in by_user.items():
         ordered = sorted(items)
         random.Random(f"{purpose}:{seed}:{user}").shuffle(ordered)
+        if times is not None:
+            ordered.sort(key=lambda item: times[user, item], reverse=True)  # stable: ties keep the shuffle
         count = min(round(len(ordered) * fraction), len(ordered) - 1)
         held.update((user, item) for item in ordered[: max(count, 0)])
     return held
+
+
+def latest_times(ratings: Iterable[tuple[str, str, float]]) -> dict[tuple[str, str], float]:
+    """Each ``(user, item)`` pair's latest time, from ``(user, item, time)`` ratings (an item
+    rated twice counts as recent as its last rating)."""
+    latest: dict[tuple[str, str], float] = {}
+    for user, item, stamp in ratings:
+        if (user, item) not in latest or stamp > latest[user, item]:
+            latest[user, item] = stamp
+    return latest
 
 
 def seeded_share(ids: Iterable[str], fraction: float, seed: int, purpose: str) -> set[str]:

@@ -4,11 +4,14 @@ records, the fingerprint and the stats. A subclass only reads its files.
 Splits follow the Microsoft Recommenders protocol: per user, a seeded random
 ``test_fraction`` of their rated items is ``test``, the rest ``train``; every rating counts
 as an interaction. ``validation_fraction`` carves a ``validation`` split out of train the
-same way (train then excludes it). ``cold_fraction`` marks a seeded share of the catalogue's
-items ``cold``: the cold-start protocol, where a model is refitted without them and ranks
-them from their text alone; ``drop_cold`` removes them from the catalogue and every split
-instead, so they can be asked about as items nobody has seen (``recs.similar_text``).
-Every choice depends only on the ids, the fractions and the seed, never on file order.
+same way (train then excludes it). ``holdout = "latest"`` holds out each user's most recent
+items instead (test, then validation from the older rest): a random split asks a model to
+fill gaps in a history it has partly seen after, a latest split to predict what comes next.
+``cold_fraction`` marks a seeded share of the catalogue's items ``cold``: the cold-start
+protocol, where a model is refitted without them and ranks them from their text alone;
+``drop_cold`` removes them from the catalogue and every split instead, so they can be asked
+about as items nobody has seen (``recs.similar_text``). Every choice depends only on the
+ids, the times, the fractions and the seed, never on file order.
 """
 
 from __future__ import annotations
@@ -30,11 +33,14 @@ from heirloom_plugins.recommend.records import (
     INTERACTION,
     interaction_record,
     item_record,
+    latest_times,
     per_user_holdout,
     seeded_share,
 )
 
 SPLITS = ("train", "validation", "test")
+#: How each user's held-out items are chosen: a seeded random share, or their most recent.
+HOLDOUTS = ("random", "latest")
 #: ``(user, item, value, time)``: one rating as a source reads it.
 Rating = tuple[str, str, float, Any]
 
@@ -51,6 +57,9 @@ class SplitRatingsSource(heirloom.Source):
     test_fraction: float = attrs.field(default=0.25, validator=share(zero_ok=False))
     #: Share of each user's remaining ratings carved out as ``validation`` (0: no such split).
     validation_fraction: float = attrs.field(default=0.0, validator=share(zero_ok=True))
+    #: ``random``: a seeded share of each user's items is held out; ``latest``: their most
+    #: recent ones (by time; the seed breaks ties), so test is what users did last.
+    holdout: str = attrs.field(default="random", validator=attrs.validators.in_(HOLDOUTS))
     #: Seed of every choice: same seed, same splits, same cold items.
     seed: int = 42
     #: Share of the items marked ``cold`` for the cold-start protocol (0: none).
@@ -107,10 +116,12 @@ class SplitRatingsSource(heirloom.Source):
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] != key:
             items = self.read_catalogue()
-            pairs = [(user, item) for user, item, _, _ in self.read_ratings(items)]
-            test = per_user_holdout(pairs, self.test_fraction, self.seed, "test")
+            ratings = self.read_ratings(items)
+            pairs = [(user, item) for user, item, _, _ in ratings]
+            times = latest_times((u, i, stamp) for u, i, _, stamp in ratings) if self.holdout == "latest" else None
+            test = per_user_holdout(pairs, self.test_fraction, self.seed, "test", times)
             rest = [pair for pair in pairs if pair not in test]
-            validation = per_user_holdout(rest, self.validation_fraction, self.seed, "validation")
+            validation = per_user_holdout(rest, self.validation_fraction, self.seed, "validation", times)
             roles = ["test" if p in test else "validation" if p in validation else "train" for p in pairs]
             cold = seeded_share((item["item"] for item in items), self.cold_fraction, self.seed, "cold")
             self._cache = (key, (items, roles, cold))
@@ -120,6 +131,8 @@ class SplitRatingsSource(heirloom.Source):
         """sha256 of the files and the settings that shape the records and the splits."""
         paths = heirloom.path_fields(type(self))
         settings = {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.name not in paths}
+        if self.holdout == "random":  # the setting came later: the default split keeps the fingerprint it had
+            del settings["holdout"]
         digest = hashlib.sha256(json.dumps({"type": self.source_type, **settings}, sort_keys=True).encode())
         for path in self.files():
             digest.update(path.read_bytes())
