@@ -113,6 +113,23 @@ def test_internal_error_fails_only_that_request(daemon, client):
         client.call("t.boom", "open")
     assert caught.value.message.endswith("No such file or directory: '<a server path>'"), caught.value.message
     assert "'/srv/secret dir/weights.bin'" in daemon.log()
+    with pytest.raises(Internal) as caught:  # masking paths in it took 25 s for 40 KB, the daemon deaf meanwhile
+        client.call("t.boom", 'product:"/' + "a/" * 20_000, timeout=10)  # a quote never closed
+    assert caught.value.message == "t.boom failed: RuntimeError: unknown product '\"<a server path>'"
+    assert client.call("echo.echo", "still serving") == "still serving"
+
+
+def test_server_paths_are_masked_but_never_a_longer_name_or_every_dot(monkeypatch, tmp_path):
+    """A sibling of the home (``home2``) read as ``$HEIRLOOM_HOME2``, and a relative home (``.``)
+    turned every dot of a message into ``$HEIRLOOM_HOME``."""
+    from heirloom.wire.protocol import without_paths
+
+    monkeypatch.setenv("HEIRLOOM_HOME", str(tmp_path / "home"))
+    said = f"{tmp_path}/home/feedback/a.jsonl; {tmp_path}/home2/secret.txt; file:///srv/db.sqlite; store.json"
+    assert without_paths(said) == "$HEIRLOOM_HOME/feedback/a.jsonl; <a server path>; <a server path>; store.json"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEIRLOOM_HOME", ".")
+    assert without_paths(f"see store.json in {tmp_path}/x") == "see store.json in $HEIRLOOM_HOME/x"
 
 
 @pytest.mark.parametrize("route", ["t.unpackable", "t.unpackable_off_loop"])

@@ -104,13 +104,18 @@ def quoted(value: Any, limit: int = 80) -> str:
     return f"{wire_name(value)} {shown[:limit]}{'...' if len(shown) > limit else ''}"
 
 
-#: An absolute path of two steps or more: quoted whole (spaces and all), else standing alone,
-#: after a space, a quote, ``:`` or ``=`` (``path:/srv/x``), not a URL's (``http://h/a``) nor
-#: ``a/b`` in a word, and ending where a bracket, a quote or a space does.
+#: An absolute path: quoted whole (spaces and all; a quote's content of two steps or more is
+#: a path, see _masked), a ``file:`` URL, else one of two steps or more standing alone, after a
+#: space, a quote, ``:`` or ``=`` (``path:/srv/x``), not a URL's (``http://h/a``) nor ``a/b`` in
+#: a word, and ending where a bracket, a quote or a space does. Every alternative scans to the
+#: next quote, space or line end without backtracking into it: time linear in the text (a
+#: client's text in a message must not stall the I/O thread).
 _ABSOLUTE_PATH = re.compile(
-    r"""(?P<q>['"])/(?!/)(?:(?!(?P=q))[^\n])*?/(?:(?!(?P=q))[^\n])*(?P=q)"""
+    r"""'/(?!/)[^'\n]*'|"/(?!/)[^"\n]*"|\bfile:/[^\s'"()\[\],;]*"""
     r"""|(?<![\w.$<>/\]])/(?!/)[^\s'"()\[\],;/]+(?:/[^\s'"()\[\],;/]*)+"""
 )
+#: What may follow a root for it to be the root, not a longer name's start (``/srv/home2``).
+_ROOT_END = r"""(?=[/\s'"()\[\],;:]|$)"""
 
 
 def without_paths(text: str, *roots: Path) -> str:
@@ -118,9 +123,19 @@ def without_paths(text: str, *roots: Path) -> str:
     other absolute path as ``<a server path>``: a client learns no server path from an error
     (a plugin's log elsewhere, a file its handler opened); the daemon's log keeps them whole."""
     for root, name in [*((root, "<store>") for root in roots), (home(), "$HEIRLOOM_HOME")]:
-        for form in dict.fromkeys((str(root), str(root.resolve()))):
-            text = text.replace(form, name)
-    return _ABSOLUTE_PATH.sub(lambda found: f"{found['q'] or ''}<a server path>{found['q'] or ''}", text)
+        for form in dict.fromkeys((str(root.absolute()), str(root.resolve()))):
+            if form != "/":  # the root folder is every path's start: naming it would hide nothing
+                text = re.sub(re.escape(form) + _ROOT_END, name.replace("\\", "\\\\"), text)
+    return _ABSOLUTE_PATH.sub(_masked, text)
+
+
+def _masked(found: re.Match[str]) -> str:
+    """A path found by _ABSOLUTE_PATH as ``<a server path>`` (in its quotes); a quoted ``'/x'``
+    of one step is left alone, as an unquoted one is."""
+    path = found[0]
+    if path[0] in "'\"":
+        return path if "/" not in path[2:-1] else f"{path[0]}<a server path>{path[0]}"
+    return "<a server path>"
 
 
 def _shown(value: Any) -> str:
