@@ -200,6 +200,9 @@ class Bounded:
     #: a bound msgpack cannot carry made _routes unencodable, and the gateway with it
     huge: int = attrs.field(default=0, validator=attrs.validators.and_(attrs.validators.le(10**20), heirloom.above(-1)))
     both: int = attrs.field(default=5, validator=attrs.validators.and_(attrs.validators.ge(5), attrs.validators.ge(0)))
+    #: not_ wraps a validator as optional does: its bounds were stated as the very values refused
+    role: str = attrs.field(default="user", validator=attrs.validators.not_(attrs.validators.in_(("admin", "root"))))
+    low: int = attrs.field(default=0, validator=attrs.validators.not_(attrs.validators.ge(5)))
 
 
 @attrs.define
@@ -213,7 +216,7 @@ def test_routes_state_the_bounds_attrs_and_heirloom_validators_enforce():
     bounds were code the schema did not state (metadata, when given, has the last word)."""
     (route,) = check_api(
         BoundedApi,
-        good_inputs={"bounded": [{"k": 50, "mode": "b", "rate": 1e-9}]},
+        good_inputs={"bounded": [{"k": 50, "mode": "b", "rate": 1e-9, "role": "guest", "low": 4}]},
         bad_inputs={
             "bounded": [
                 {"k": 51},
@@ -223,6 +226,8 @@ def test_routes_state_the_bounds_attrs_and_heirloom_validators_enforce():
                 {"rate": 0.0},
                 {"offset": -1},
                 {"note": "toolong"},
+                {"role": "root"},
+                {"low": 5},
             ]
         },
     )
@@ -239,6 +244,8 @@ def test_routes_state_the_bounds_attrs_and_heirloom_validators_enforce():
         "note": {"maxLength": 4},
         "huge": {"exclusiveMinimum": -1},
         "both": {"minimum": 5},  # an and_'s tightest part
+        "role": {},  # what not_ refuses is no bound a schema states
+        "low": {},
     }
 
 

@@ -133,8 +133,8 @@ def stated_bounds(validator: Any) -> dict[str, Any]:
             for key, value in stated_bounds(part).items():
                 stated[key] = value if key not in stated else _tighter(key, stated[key], value)
         return stated
-    inner = getattr(validator, "validator", None)  # optional: None passes too
-    if inner is not None:
+    inner = getattr(validator, "validator", None)
+    if inner is not None and type(validator) is _OPTIONAL:  # None passes too (not_'s inner bounds are refused ones)
         stated = stated_bounds(inner)
         return {**stated, "enum": [*stated["enum"], None]} if "enum" in stated else stated
     keyword, bound = _BOUND_KEYWORDS.get(getattr(validator, "compare_op", None)), getattr(validator, "bound", None)
@@ -167,6 +167,11 @@ def text_limit(max_chars: int, *, blank: bool = True) -> Any:
     if not blank:
         check.min_length, check.pattern = 1, r"\S"  # type: ignore[attr-defined]
     return check
+
+
+#: The class of attrs' ``optional`` validator: of the validators wrapping another, the one
+#: whose inner bounds still hold (``not_`` wraps one too, and means the opposite).
+_OPTIONAL = type(attrs.validators.optional(attrs.validators.instance_of(int)))
 
 
 def _carried(value: Any) -> bool:
