@@ -257,6 +257,11 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     ):
         status, _, body = http(infer, {"inputs": tensors})
         assert status == 400 and body["field"] == field and said in body["error"], (tensors, body)
+    huge = {**text, "shape": [2_000_000_000], "data": []}  # rows were built before they were counted
+    status, _, body = http(infer, {"inputs": [huge]})
+    assert (status, body["field"]) == (400, "inputs[0].shape") and "an infer request takes at most 1024" in body[
+        "error"
+    ]
     status, _, body = http(infer, {"id": 5, "inputs": [text]})  # was echoed as a number; the protocol's is a string
     assert (status, body["field"], body["error"]) == (400, "id", "'id' must be a string, got 5"), body
     status, _, body = http(infer, {"id": None, "inputs": [{**text, "data": [TEXTS[0]]}]})  # OIP's id is optional
@@ -709,11 +714,20 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
         assert gateway.stop() == 0
 
 
-def test_a_bad_tokens_file_is_refused_naming_the_file(tmp_path):
-    tokens = write(tmp_path / "tokens.toml", '[tokens]\n"short" = "missing.key_secret"\n')
+@pytest.mark.parametrize(
+    ("token", "said"),
+    [
+        ("short", "a token must be at least 16 characters"),
+        (" a-long-token-with-a-space", "a token holds only ASCII letters"),  # no request could ever match these
+        ("a-long-token-with-é", "a token holds only ASCII letters"),
+    ],
+)
+def test_a_bad_tokens_file_is_refused_naming_the_file_and_never_the_token(tmp_path, token, said):
+    tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "missing.key_secret"\n')
     tokens.chmod(0o600)
     result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
-    assert result.returncode == 1 and f"{tokens}: tokens.shor...: a token must be at least 16" in result.stderr
+    assert result.returncode == 1 and f"{tokens}: token 1 of [tokens]: {said}" in result.stderr
+    assert token.strip()[:4] not in result.stderr
 
 
 def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_none(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import re
 import tomllib
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import heirloom
 #: Mode bits a tokens file may not have: readable by every user, writable or runnable by the group
 #: (as PostgreSQL's rule for its key file: 0600, or 0640 for a group that runs the gateway).
 LOOSE_MODE = 0o037
+#: What a client can send after ``Bearer``: RFC 6750's token characters (a space or a letter
+#: outside ASCII in the file would make a token no request can ever match).
+TOKEN_FORM = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, Path]:
@@ -37,12 +41,18 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
     if not isinstance(table, dict) or not table:
         raise heirloom.HeirloomError(f'{path}: needs a [tokens] table of "TOKEN" = "client key file"')
     tokens = {}
-    for token, key in table.items():
+    for number, (token, key) in enumerate(table.items(), 1):
+        where = f"{path}: token {number} of [tokens]"  # never the token itself: errors reach logs
         key_path = (path.parent / str(key)) if not Path(str(key)).is_absolute() else Path(str(key))
         if len(token) < 16:
-            raise heirloom.HeirloomError(f"{path}: tokens.{token[:4]}...: a token must be at least 16 characters")
+            raise heirloom.HeirloomError(f"{where}: a token must be at least 16 characters")
+        if not TOKEN_FORM.fullmatch(token):
+            raise heirloom.HeirloomError(
+                f"{where}: a token holds only ASCII letters, digits and - . _ ~ + / (then = signs), as a client's "
+                "Authorization: Bearer header can carry it; this one has a space or another character"
+            )
         if not key_path.is_file():
-            raise heirloom.HeirloomError(f"{path}: tokens.{token[:4]}...: no key file at {key_path}")
+            raise heirloom.HeirloomError(f"{where}: no key file at {key_path}")
         if curve_server_key is not None:
             heirloom.CurveClient(key_path, curve_server_key).check()
         tokens[token] = key_path

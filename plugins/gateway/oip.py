@@ -189,6 +189,10 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
             raise InferError(
                 f"{where}: {name!r} has {len(expected[1])} dimensions, got shape {shape}", f"{where}.shape"
             )
+        if shape[0] > MAX_ROWS:  # before a row is built: [1000000000, 0] with no data is 89 bytes
+            raise InferError(
+                f"{shape[0]} rows: an infer request takes at most {MAX_ROWS} (one call each)", f"{where}.shape"
+            )
         if datatype != expected[0] and not (expected[0] in NUMERIC and datatype in NUMERIC):
             raise InferError(
                 f"{where}: {name!r} is {expected[0]}, got {json.dumps(datatype)[:40]}", f"{where}.datatype"
@@ -204,8 +208,6 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
         count = shape[0]
     if not count:
         raise InferError("the inputs have no rows (first dimension 0)", "inputs[0].shape")
-    if count > MAX_ROWS:
-        raise InferError(f"{count} rows: an infer request takes at most {MAX_ROWS} (one call each)", "inputs[0].shape")
     return [{name: column[row] for name, column in columns.items()} for row in range(count)]
 
 
