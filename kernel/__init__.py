@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
     from heirloom.wire.inputs import text_limit
-    from heirloom.wire.labels import check_label, label_pattern
+    from heirloom.wire.labels import MAX_LABEL_CHARS, check_label, label_pattern
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import Buffer, RequestError
     from heirloom.wire.writes import durable_write
@@ -98,6 +98,7 @@ _EXPORTS = {
     "in_one_process": "heirloom.wire.daemon",
     "Kernel": "heirloom.core.kernel",
     "label_pattern": "heirloom.wire.labels",
+    "MAX_LABEL_CHARS": "heirloom.wire.labels",
     "LifecycleError": "heirloom.core.errors",
     "log_path": "heirloom.store.logs",
     "LogCursor": "heirloom.store.logs",
@@ -156,6 +157,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "MAX_LABEL_CHARS",
     "Api",
     "AppendLog",
     "ArtifactStore",

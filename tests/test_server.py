@@ -352,6 +352,9 @@ def test_builtin_routes(client):
     assert routes["t.typed"]["input"]["properties"]["text"] == {"type": "string"}
     assert routes["t.typed"]["input"]["required"] == ["text"]
     assert routes["t.batched"]["batched"] and routes["t.batched"]["max_batch"] == 8
+    for name in ("_health", "_ready", "_routes", "_stats", "_reload"):  # each refuses a body: its schema said any
+        assert routes[name]["input"] == {"type": "null"}, name
+    assert {type(route["max_wait_ms"]) for route in routes.values()} == {float}  # an int 0 on some, a float on others
     stats = client.call("_stats")
     assert stats["routes"]["echo.echo"]["count"] >= 1 and "p99_ms" in stats["routes"]["echo.echo"]
     assert "in_flight" in stats["resources"]

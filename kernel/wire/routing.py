@@ -57,15 +57,18 @@ class Endpoint:
             "description": route.description,
             "batched": route.batched,
             "max_batch": route.max_batch if route.batched else 1,
-            "max_wait_ms": route.max_wait_ms if route.batched else 0,
+            "max_wait_ms": float(route.max_wait_ms) if route.batched else 0.0,
             "max_payload": route.max_payload,
             "inline": route.inline or self.builtin,
             "admin": route.admin,
-            "input": json_schema(route.input),
+            "input": NO_BODY if self.builtin else json_schema(route.input),
             "output": json_schema(route.output),
             "model": route.model,
         }
 
+
+#: The input of a built-in route: nil, nothing else (check_no_body refuses any other body).
+NO_BODY = {"type": "null"}
 
 #: A route's own name (after ``api.``): it is a part of a URL path at an HTTP gateway.
 ROUTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")

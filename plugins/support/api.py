@@ -23,6 +23,8 @@ import heirloom
 from heirloom_plugins.support.queue import HandoffQueue
 
 POLICIES = ("either", "both", "out_of_scope")
+#: What check_label accepts of an intent's length, stated in _routes (its other rules are code).
+LABEL_SCHEMA = {"minLength": 1, "maxLength": heirloom.MAX_LABEL_CHARS}
 
 
 @attrs.define
@@ -30,7 +32,7 @@ class ResolveInput:
     """A person's decision about a handed-off query: its intent or the FAQ answer that fits."""
 
     id: str
-    intent: str | None = None
+    intent: str | None = attrs.field(default=None, metadata={"schema": LABEL_SCHEMA})
     answer_id: str | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -42,7 +44,7 @@ class ResolveInput:
 class AcceptInput:
     """A new intent that resolutions named, accepted: those resolutions train from now on."""
 
-    intent: str
+    intent: str = attrs.field(metadata={"schema": LABEL_SCHEMA})
 
 
 @attrs.define

@@ -60,7 +60,8 @@ def feedback_input(max_chars: int) -> type:
         """A text and the label it should have had."""
 
         text: str = attrs.field(validator=heirloom.text_limit(max_chars, blank=False))
-        label: str
+        #: check_label's length limit, stated in _routes (its other rules are code)
+        label: str = attrs.field(metadata={"schema": {"minLength": 1, "maxLength": heirloom.MAX_LABEL_CHARS}})
 
     return FeedbackInput
 
