@@ -11,6 +11,7 @@ import csv
 import difflib
 import io
 import itertools
+import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -123,9 +124,8 @@ def csv_rows(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
                 yield reader.line_num, row
-            if any(_BREAK.search(v) for v in _texts(row)) and _open_at_end(
-                path, encoding, delimiter, began := _first_line_of(row, reader.line_num)
-            ):
+            ends_open = any(_BREAK.search(v) for v in _texts(row)) or not _ends_with_break(path)
+            if ends_open and _open_at_end(path, encoding, delimiter, began := _first_line_of(row, reader.line_num)):
                 lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{began}"
                 raise heirloom.HeirloomError(
                     f"{path}:{lines}: a quote opened on line {began} is never closed "
@@ -162,6 +162,14 @@ def _open_at_end(path: str | Path, encoding: str, delimiter: str, began: int) ->
     except csv.Error as exc:
         return "unexpected end of data" in str(exc)
     return False
+
+
+def _ends_with_break(path: str | Path) -> bool:
+    """Whether the file's last bytes are a line break (in UTF-8 or UTF-16 alike): a last row without
+    one may be a value whose quote never closed (``3,"open`` at the very end), read as closed."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - 2))
+        return any(byte in handle.read() for byte in b"\r\n")
 
 
 def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:

@@ -179,6 +179,9 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(cr_only)
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: a quote opened on line 3 is never closed"):
         records(header + b'Lost card,"card_lost\r\n')  # the last line alone
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: a quote opened on line 3 is never closed"):
+        records(header + b'Lost card,"card_lost')  # and with no line end at all: it was read as closed
+    assert records(header + b'Lost card,"card_lost"')[1]["label"] == "card_lost"  # closed at the very end
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:4: the row has 1 fields, the header 2 \(quote a"):
         records(header + b"\r\nWhat about my children?\r\n")  # after a blank line: no quote to blame
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
