@@ -226,6 +226,30 @@ def test_a_respawned_worker_takes_no_key_from_the_worker_that_stayed(tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_a_key_answered_while_its_worker_was_being_replaced_is_not_run_again_by_the_replacement(tmp_path):
+    """A keyed write whose worker slot was vacant ran on the other worker (OK); its retry, once
+    the replacement was up, went to the replacement, which did not know it, and ran it again."""
+    daemon = Daemon(tmp_path, "--workers", "2")
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            victim, survivor = _worker_pids(client)
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while victim in _worker_pids(client):  # the broker has seen it go: its slot is vacant
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.02)
+            during = {f"order-{i}": client.call("t.pid", None, idempotency_key=f"order-{i}") for i in range(40)}
+            assert list(during.values()).count(survivor) > 30, during  # sent before the replacement was up
+            while len(_worker_pids(client)) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            again = {key: client.call("t.pid", None, idempotency_key=key) for key in during}
+        assert again == during, {key: (during[key], again[key]) for key in during if again[key] != during[key]}
+    finally:
+        assert daemon.terminate() == 0
+
+
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])
 def test_an_address_in_use_is_one_line_naming_it(tmp_path, workers):
     daemon = Daemon(tmp_path, *workers, address=free_tcp_address())

@@ -23,7 +23,7 @@ import logging
 import operator
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +73,8 @@ MISSED_HEARTBEATS = 3
 CHECK_INTERVAL = 0.05
 #: Seconds a local worker has to stop its components once the shared grace period is over.
 STOP_SECONDS = 10.0
+#: Keys remembered as sent elsewhere while their worker slot was vacant (the oldest forgotten).
+REROUTED_KEYS = 10_000
 #: A worker's load, for picking the least busy (a C getter: no Python call per worker).
 _LOAD = operator.attrgetter("in_flight")
 
@@ -123,6 +125,8 @@ class Broker(BrokerRoutes):
         self._unreadable = Every(60.0)
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
+        #: (client, idempotency key) -> the worker that took it while its slot was vacant
+        self._rerouted: OrderedDict[tuple[bytes, Any], Worker] = OrderedDict()
         self.routes: dict[str, dict[str, Any]] = {}
         #: tag -> (worker, route stats, received, client envelope, request id)
         self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
@@ -252,6 +256,23 @@ class Broker(BrokerRoutes):
         self._update_ready()
         for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:
             self._fail(tag, f"{reason} while handling the request; retry")
+
+    def _keyed(self, ready: list[Worker], client_key: tuple[bytes, Any]) -> Worker:
+        """The worker for a keyed request: rendezvous hashing over the worker slots, so a retry
+        reaches the worker that keeps the first reply, or its replacement (which takes its slot,
+        so a respawn moves no other key). A key whose slot is vacant (its worker being replaced)
+        goes to the best live worker, remembered, so that its retries find the reply there
+        instead of running again on the replacement."""
+        went = self._rerouted.get(client_key)
+        if went is not None and went in ready:
+            return went
+        worker = max(ready, key=lambda w: hash((*client_key, self._slot(w))))
+        vacant = set(range(self.local.count)) - {self._slot(w) for w in ready}
+        if vacant and max(hash((*client_key, slot)) for slot in vacant) > hash((*client_key, self._slot(worker))):
+            self._rerouted[client_key] = worker
+            if len(self._rerouted) > REROUTED_KEYS:
+                self._rerouted.popitem(last=False)
+        return worker
 
     def _slot(self, worker: Worker) -> Any:
         """What a key is hashed with to pick ``worker``: its local slot, which its replacement
@@ -390,8 +411,8 @@ class Broker(BrokerRoutes):
                     retry_after_ms=max(10, int(stats.typical * 1000)),
                 )
             client = user.encode() if user is not None else envelope[0]
-            if key is not None:  # a retry goes where the first attempt went: its worker, or its replacement
-                worker = max(ready, key=lambda w: hash((client, key, self._slot(w))))  # rendezvous hashing
+            if key is not None:  # a retry goes where the first attempt went
+                worker = self._keyed(ready, (client, key))
             elif len(ready) == 1:
                 worker = ready[0]
             else:
