@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -753,7 +754,11 @@ def _holding_itself() -> dict[str, list]:
         ),
         (  # a RecursionError, from the metadata's own check
             heirloom.State({}, {"vocab": _holding_itself()}),
-            "it holds nesting deeper than 100 levels (or a value that holds itself) at vocab.words[0].words[0]",
+            "it holds nesting deeper than 400 levels (or a value that holds itself) at vocab.words[0].words[0]",
+        ),
+        (  # a NaN 120 levels down was blamed on the nesting
+            heirloom.State({}, {"a": functools.reduce(lambda inner, _: {"a": inner}, range(119), float("nan"))}),
+            "it holds NaN or infinity at a.a.a.a.a",
         ),
         (
             heirloom.State({"a": (tied := np.zeros(8)), "b": np.ones(2), "c": tied[4:]}, {}),
@@ -770,6 +775,7 @@ def _holding_itself() -> dict[str, list]:
         "int-name",
         "plain-tensors",
         "cyclic-metadata",
+        "deep-nan-metadata",
         "numpy-shared-memory",
     ],
 )

@@ -32,9 +32,9 @@ def canonical_json(value: Any, what: str) -> bytes:
         raise HeirloomError(f"{what} must be JSON-serialisable: {said}") from exc
 
 
-#: Nesting past which metadata is refused: JSON nests no deeper in practice, and a value that
-#: holds itself nests for ever.
-MAX_METADATA_NESTING = 100
+#: How deep the search for what JSON cannot hold looks (a value that holds itself nests for
+#: ever); json itself stores deeper metadata, which nothing needs.
+MAX_METADATA_NESTING = 400
 
 
 def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
@@ -44,7 +44,7 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
     if depth > MAX_METADATA_NESTING:
         return where[:300], f"nesting deeper than {MAX_METADATA_NESTING} levels (or a value that holds itself)"
     if isinstance(value, float) and not math.isfinite(value):
-        return where, "NaN or infinity"
+        return where[:300], "NaN or infinity"
     if not isinstance(value, dict | list | tuple):
         return None if isinstance(value, str | int | float | bool | None) else (where, f"a {type(value).__name__}")
     items = value.items() if isinstance(value, dict) else enumerate(value)
