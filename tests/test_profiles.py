@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import attrs
@@ -528,13 +529,21 @@ def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_pat
 
 
 def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
-    """``profile check notes.csv`` said "no such profile file" of a file that exists."""
+    """``profile check notes.csv`` said "no such profile file" of a file that exists, and of a
+    folder or a FIFO named like a profile."""
     write(tmp_path / "notes.csv", "text,label\n")
     result = run_heirloom("profile", "check", "notes.csv", cwd=tmp_path)
     assert result.returncode == 2
-    assert "notes.csv is a file here, but a profile is a .toml file" in " ".join(result.stderr.split())
+    said = "not a profile: a file whose name does not end in .toml (a profile is a regular .toml file)"
+    assert f"notes.csv: {said}" in " ".join(result.stderr.split())
     by_path = run_heirloom("profile", "check", str(tmp_path / "notes.csv"))  # a path: it said so of names only
-    assert f"{tmp_path / 'notes.csv'} is a file here, but a profile is a .toml file" in " ".join(by_path.stderr.split())
+    assert f"{tmp_path / 'notes.csv'}: {said}" in " ".join(by_path.stderr.split())
+    (tmp_path / "folder.toml").mkdir()
+    os.mkfifo(tmp_path / "fifo.toml")
+    for name in ("folder.toml", "fifo.toml"):
+        result = run_heirloom("profile", "check", name, cwd=tmp_path, timeout=30)  # a FIFO must not block it
+        assert result.returncode == 2
+        assert f"{name}: not a profile: a folder, a FIFO or a device" in " ".join(result.stderr.split())
 
 
 @attrs.define

@@ -35,8 +35,6 @@ class Kernel:
     def _missing_profile(self, name: str) -> str:
         """More about a profile name nothing provides: the failed plugin that shipped it, else a close
         name, the plugins that failed and those the environment left out."""
-        if Path(name).is_file() and not name.endswith(".toml"):  # a file that is no .toml (/etc/passwd)
-            return f"; {name} is a file here, but a profile is a .toml file"
         if "/" in name or name.endswith(".toml"):
             return ""
         if shipped_by := [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]:

@@ -125,6 +125,9 @@ class ProfileLoader:
     def load(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
         """Resolve ``ref`` and its ``extends`` chain into one merged tree, or raise."""
         path = self.find(ref)
+        if path is None and Path(ref).exists():  # /etc/passwd, /dev/null, a folder named x.toml
+            what = "a file whose name does not end in .toml" if Path(ref).is_file() else "a folder, a FIFO or a device"
+            raise ProfileError([Problem(ref, "", f"not a profile: {what} (a profile is a regular .toml file)")])
         if path is None:
             searched = ", ".join(display_path(d) for d in self.search_dirs())
             why = f"no such profile file or profile name (searched: {searched} and plugin profiles){self._missing(ref)}"
