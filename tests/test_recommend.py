@@ -649,6 +649,12 @@ def test_routes_state_the_limits_their_validators_enforce(served):
         assert schemas["recs.similar_text"]["title"]["minLength"] == 1
         assert (schemas["recs.similar"]["item"]["minLength"], schemas["recs.event"]["user"]["maxLength"]) == (1, 256)
         assert schemas["recs.recommend"]["history"]["maxItems"] == bound["maximum"]  # max_history, as limit's
+        # blank ids and kinds, long kinds and history ids are refused: stated too (an outside client sent them)
+        assert schemas["recs.similar"]["item"]["pattern"] == schemas["recs.similar_text"]["title"]["pattern"] == r"\S"
+        assert schemas["recs.event"]["kind"]["maxLength"] == 64
+        assert {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"} in (
+            schemas["recs.recommend"]["history"]["items"]["anyOf"]
+        )
 
 
 def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_chance(served, movielens):

@@ -35,8 +35,9 @@ def _id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
     _check_id(attribute.name, value)
 
 
-#: What ``_id_ok`` enforces of a text id, for ``_routes`` (a length bounds no integer id).
-ID_SCHEMA = {"schema": {"minLength": 1, "maxLength": MAX_ID_CHARS}}
+#: What ``_id_ok`` enforces of a text id, for ``_routes`` (a length and a pattern bound no integer id).
+TEXT_ID = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S"}
+ID_SCHEMA = {"schema": TEXT_ID}
 
 
 def _check_id(name: str, value: Any) -> None:
@@ -71,7 +72,14 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
 
         user: Id | None = attrs.field(default=None, validator=_id_ok, metadata=ID_SCHEMA)
         history: list[Id] | None = attrs.field(
-            default=None, validator=history_ok, metadata={"schema": {"maxItems": max_history}}
+            default=None,
+            validator=history_ok,
+            metadata={
+                "schema": {
+                    "maxItems": max_history,
+                    "items": {"anyOf": [{"type": "string", **TEXT_ID}, {"type": "integer"}]},
+                }
+            },
         )
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
@@ -96,7 +104,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
         """An item that is not in the catalogue, by its title (``Name (1999)``) and genres."""
 
         title: str = attrs.field(
-            validator=title_ok, metadata={"schema": {"minLength": 1, "maxLength": MAX_TITLE_CHARS}}
+            validator=title_ok, metadata={"schema": {"minLength": 1, "maxLength": MAX_TITLE_CHARS, "pattern": r"\S"}}
         )
         genres: list[str] = attrs.field(factory=list)
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
@@ -136,7 +144,11 @@ class EventInput:
 
     user: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
     item: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
-    kind: str = attrs.field(default="interaction", validator=_kind_ok)
+    kind: str = attrs.field(
+        default="interaction",
+        validator=_kind_ok,
+        metadata={"schema": {"minLength": 1, "maxLength": MAX_KIND_CHARS, "pattern": r"\S"}},
+    )
     value: float = attrs.field(default=1.0, validator=_finite)
 
 
