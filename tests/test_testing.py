@@ -203,6 +203,8 @@ class Bounded:
     #: not_ wraps a validator as optional does: its bounds were stated as the very values refused
     role: str = attrs.field(default="user", validator=attrs.validators.not_(attrs.validators.in_(("admin", "root"))))
     low: int = attrs.field(default=0, validator=attrs.validators.not_(attrs.validators.ge(5)))
+    #: a text or a list: the length bounds both (only maxItems was stated)
+    either: str | list[str] = attrs.field(default="a", validator=attrs.validators.max_len(3))
 
 
 @attrs.define
@@ -228,6 +230,8 @@ def test_routes_state_the_bounds_attrs_and_heirloom_validators_enforce():
                 {"note": "toolong"},
                 {"role": "root"},
                 {"low": 5},
+                {"either": "abcd"},
+                {"either": ["a", "b", "c", "d"]},
             ]
         },
     )
@@ -246,6 +250,7 @@ def test_routes_state_the_bounds_attrs_and_heirloom_validators_enforce():
         "both": {"minimum": 5},  # an and_'s tightest part
         "role": {},  # what not_ refuses is no bound a schema states
         "low": {},
+        "either": {"maxLength": 3, "maxItems": 3},
     }
 
 

@@ -114,8 +114,10 @@ def json_schema(tp: Any) -> dict[str, Any]:
 def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
     """A field's type, the bounds its validator states, and its metadata's own keywords last."""
     schema, bounds = json_schema(field.type), stated_bounds(field.validator)
-    if "array" in (schema.get("type"), *(a.get("type") for a in schema.get("anyOf", ()))):  # a list's length: items
-        bounds = {key.replace("Length", "Items"): value for key, value in bounds.items()}
+    types = {schema.get("type"), *(branch.get("type") for branch in schema.get("anyOf", ()))}
+    if "array" in types:  # a list's length is minItems/maxItems; str | list[str] states both (each applies to its type)
+        kept = bounds if "string" in types else {k: v for k, v in bounds.items() if not k.endswith("Length")}
+        bounds = {**kept, **{k.replace("Length", "Items"): v for k, v in bounds.items() if k.endswith("Length")}}
     return {**schema, **bounds, **field.metadata.get("schema", {})}
 
 
