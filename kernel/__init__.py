@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from heirloom.wire.client import Client, RemoteError, Reply
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
-    from heirloom.wire.inputs import text_limit
+    from heirloom.wire.inputs import one_of, text_limit
     from heirloom.wire.labels import MAX_LABEL_CHARS, check_label, label_pattern
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import Buffer, RequestError
@@ -132,6 +132,7 @@ _EXPORTS = {
     "State": "heirloom.core.components",
     "stratified_holdout": "heirloom.splits",
     "text_limit": "heirloom.wire.inputs",
+    "one_of": "heirloom.wire.inputs",
     "Versioned": "heirloom.core.components",
     "WorkerPool": "heirloom.core.placement",
 }
@@ -212,6 +213,7 @@ __all__ = [
     "label_pattern",
     "log_path",
     "nests_deeper",
+    "one_of",
     "open_regular",
     "path_field",
     "path_fields",

@@ -284,6 +284,23 @@ def test_an_item_too_old_to_keep_on_an_empty_monitor_is_answered_not_internal(tr
         assert daemon.terminate() == 0
 
 
+def test_a_client_validating_by_routes_refuses_exactly_what_the_daemon_refuses(daemon):
+    """``{}`` and both ``text`` and ``texts`` passed the schema and were refused by the server."""
+    import jsonschema
+
+    with daemon.client(timeout=10) as client:
+        schema = next(r for r in client.call("_routes")["routes"] if r["name"] == "sentiment.predict")["input"]
+        validator = jsonschema.Draft202012Validator(schema)
+        bodies = [{}, {"text": "up", "texts": ["down"]}, {"text": None}, {"text": "up"}, {"texts": ["up"]}]
+        for body in [*bodies, {"text": None, "texts": ["up"]}, {"texts": []}, {"text": "x" * 10_001}, {"txt": "up"}]:
+            try:
+                client.call("sentiment.predict", body)
+                served = True
+            except InvalidArgument:
+                served = False
+            assert validator.is_valid(body) == served, body
+
+
 def test_monitor_applies_the_predict_text_limits(daemon):
     with daemon.client(timeout=10) as client:
         with pytest.raises(InvalidArgument) as caught:

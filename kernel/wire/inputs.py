@@ -100,7 +100,7 @@ def json_schema(tp: Any) -> dict[str, Any]:
             schema["required"] = required
         if tp.__doc__:
             schema["description"] = " ".join(tp.__doc__.split())
-        return schema
+        return schema | getattr(tp, "__schema__", {})  # rules across fields, which no one field's validator states
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [json_schema(a) if a is not type(None) else {"type": "null"} for a in args]}
@@ -186,3 +186,10 @@ def _tighter(key: str, old: Any, new: Any) -> Any:
     if key == "enum":
         return [option for option in old if option in new]
     return max(old, new) if key.startswith(("min", "exclusiveMin")) else min(old, new)
+
+
+def one_of(**fields: str | list[str]) -> dict[str, Any]:
+    """A ``__schema__`` for a body that takes exactly one of ``fields`` (name -> JSON type), as an
+    ``__attrs_post_init__`` enforces: ``__schema__ = heirloom.one_of(text="string", texts="array")``.
+    A field sent as null counts as absent, as the class reads it."""
+    return {"oneOf": [{"required": [name], "properties": {name: {"type": kind}}} for name, kind in fields.items()]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -69,6 +69,8 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     @attrs.define
     class RecommendInput:
         """A known ``user``, or the ``history`` (item ids) of someone the model has not seen, and ``k``."""
+
+        __schema__: ClassVar[dict[str, Any]] = heirloom.one_of(user=["string", "integer"], history="array")
 
         user: Id | None = attrs.field(default=None, validator=_id_ok, metadata=ID_SCHEMA)
         history: list[Id] | None = attrs.field(

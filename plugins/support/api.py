@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -30,6 +30,8 @@ LABEL_SCHEMA = {"minLength": 1, "maxLength": heirloom.MAX_LABEL_CHARS}
 @attrs.define
 class ResolveInput:
     """A person's decision about a handed-off query: its intent or the FAQ answer that fits."""
+
+    __schema__: ClassVar[dict[str, Any]] = heirloom.one_of(intent="string", answer_id="string")
 
     id: str
     intent: str | None = attrs.field(default=None, metadata={"schema": LABEL_SCHEMA})

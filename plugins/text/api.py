@@ -10,7 +10,7 @@ a new class in the next model; new labels, where allowed, wait for an operator's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -34,6 +34,8 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     @attrs.define
     class PredictInput:
         """One text (``text``) or several (``texts``) to classify."""
+
+        __schema__: ClassVar[dict[str, Any]] = heirloom.one_of(text="string", texts="array")
 
         text: str | None = attrs.field(default=None, validator=heirloom.text_limit(max_chars))
         texts: list[str] | None = attrs.field(
