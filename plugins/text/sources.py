@@ -423,6 +423,9 @@ class UnionSource(heirloom.Source):
         return tuple(_folded(record[key]) for key in self.example_keys)
 
 
-def _folded(value: Any) -> Any:
-    """Text with case and runs of spacing folded (``5`` and ``"5"`` are one id, as the apis read them)."""
-    return " ".join(str(value).split()).casefold() if isinstance(value, str | int) else value
+def _folded(value: Any) -> str:
+    """Text with case and runs of spacing folded (``5`` and ``"5"`` are one id, as the apis read
+    them); any other value as its JSON (a list or a map is a value to compare too, not a crash)."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return " ".join(str(value).split()).casefold()
+    return json.dumps(value, sort_keys=True, default=repr)
