@@ -203,10 +203,21 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
 
     tested = shown("news", "test")[0]["text"]
     log = heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "reviews" / "sentiment.jsonl")
-    log.add({"text": "  " + tested.upper().replace(" ", "  ") + " ", "label": "negative"})
+    # the same words however written: case and spacing, then what an outside attack used to pass
+    # the first check (its copies took the reported accuracy to 1.0): a zero-width space, a BOM,
+    # punctuation added, full-width letters
+    copies = [
+        "  " + tested.upper().replace(" ", "  ") + " ",
+        tested[:1] + "\u200b" + tested[1:],
+        "\ufeff" + tested,
+        tested + " !!",
+        tested.replace("a", "\uff41"),
+    ]
+    for copy in copies:
+        log.add({"text": copy, "label": "negative"})
     log.add({"text": "A sentence no split of the data holds", "label": "neutral"})
     log.close()
-    assert len(shown("corrections", "train")) == 2  # the log keeps both: only training leaves one out
+    assert len(shown("corrections", "train")) == 6  # the log keeps them all: only training leaves them out
 
     result = run_heirloom(
         "data", "show", str(profile), "training", "--split", "train", "--limit", "0", "--json", env=env
@@ -216,6 +227,25 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     assert len(records) == len(shown("news", "train")) + 1
     fed_back = [record["text"] for record in records if record["id"].startswith("feedback:")]
     assert fed_back == ["A sentence no split of the data holds"]
-    warning = "source 'training': 1 training record(s) of 'corrections' repeat a validation or test example (same text)"
+    warning = "source 'training': 5 training record(s) of 'corrections' repeat a validation or test example (same text)"
     assert result.stderr.count(warning) == 1, result.stderr
     assert len(shown("training", "test")) == len(shown("news", "test"))  # the held-out splits are the data's
+    typo = write(
+        tmp_path / "typo.toml",
+        PROFILE.replace(
+            'sources = ["news", "corrections"]', 'sources = ["news", "corrections"]\nexample_keys = ["txt"]'
+        ),
+    )
+    result = run_heirloom("data", "show", str(typo), "training", "--split", "train", "--limit", "0", env=env)
+    assert "source 'training': no record of 'corrections' has txt (example_keys): none was checked" in result.stderr
+    # nested: the outer union's own test split (another agreement level, holding sentences the
+    # inner union trains on) is checked too; it was visible to no one
+    nested = PROFILE + '[sources.other]\nuse = "phrasebank"\npath = "${data}/financial-phrasebank"\nagreement = "75"\n'
+    nested += '[sources.outer]\nuse = "union"\nsources = ["other", "training"]\n'
+    outer = write(tmp_path / "nested.toml", nested)
+    result = run_heirloom("data", "show", str(outer), "outer", "--split", "train", "--limit", "0", env=env)
+    assert (
+        result.returncode == 0
+        and "source 'outer': " in result.stderr
+        and "record(s) of 'training' repeat" in result.stderr
+    )

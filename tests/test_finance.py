@@ -64,6 +64,14 @@ def test_eval_on_other_test_records_than_the_stored_scores_says_so(trained):
     assert other.returncode == 0, other.stderr
     assert "finance/sentiment@1: these test records (" in other.stderr
     assert "not the ones it was scored on when trained (abcf322421b6)" in other.stderr  # 50Agree's test records
+    renamed = write(  # a source under another name had no stored fingerprint to differ from: silent
+        Path(trained["HEIRLOOM_HOME"]) / "renamed.toml",
+        'extends = ["finance-sentiment"]\nproject = "finance"\n[sources.news]\nenabled = false\n'
+        '[sources.all]\nuse = "phrasebank"\npath = "${data}/financial-phrasebank"\nagreement = "all"\n'
+        '[models.sentiment]\ndata = "all"\n',
+    )
+    quiet = run_heirloom("eval", str(renamed), "sentiment", "--json", *FAST, env=trained)
+    assert quiet.returncode == 0 and "not the ones it was scored on when trained (abcf322421b6)" in quiet.stderr
 
 
 @pytest.fixture(scope="module")

@@ -715,19 +715,20 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("token", "said"),
+    ("token", "key", "said"),
     [
-        ("short", "a token must be at least 16 characters"),
-        (" a-long-token-with-a-space", "a token holds only ASCII letters"),  # no request could ever match these
-        ("a-long-token-with-é", "a token holds only ASCII letters"),
+        ("short", "missing.key_secret", "a token must be at least 16 characters"),
+        (" a-long-token-with-a-space", "missing.key_secret", "a token holds only ASCII letters"),  # never matched
+        ("a-long-token-with-é", "missing.key_secret", "a token holds only ASCII letters"),
+        ("keys/app-key-file-name", "s3cr3tBearerTokenXYZ0123", "its key file does not exist"),  # columns swapped
     ],
 )
-def test_a_bad_tokens_file_is_refused_naming_the_file_and_never_the_token(tmp_path, token, said):
-    tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "missing.key_secret"\n')
+def test_a_bad_tokens_file_is_refused_naming_the_file_and_never_the_token(tmp_path, token, key, said):
+    tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "{key}"\n')
     tokens.chmod(0o600)
     result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))
     assert result.returncode == 1 and f"{tokens}: token 1 of [tokens]: {said}" in result.stderr
-    assert token.strip()[:4] not in result.stderr
+    assert token.strip()[:4] not in result.stderr and "s3cr3t" not in result.stderr
 
 
 def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_none(tmp_path):

@@ -27,10 +27,21 @@ class Typed:
 
 
 class RaisingItems(dict):
-    """A plugin's own map whose ``items()`` fails (msgpack and the walk saying where both call it)."""
+    """A plugin's own map whose ``items()`` fails (msgpack and the walk saying where both call it)
+    with ``raises``: a RuntimeError by default."""
+
+    raises: BaseException = RuntimeError("this map cannot list its items")
 
     def items(self) -> Any:
-        raise RuntimeError("this map cannot list its items")
+        raise self.raises
+
+
+class ExitingItems(RaisingItems):
+    raises = SystemExit(3)  # not an Exception: it stopped the daemon
+
+
+class LeakingItems(RaisingItems):
+    raises = FileNotFoundError(2, "No such file or directory", "/srv/secret-data/rows.db")
 
 
 def unpackable(body: str) -> Any:
@@ -47,8 +58,8 @@ def unpackable(body: str) -> Any:
         return {"k" * 100_000: {"bad": {"set"}}}
     if body == "strided":  # msgpack raises BufferError for it: it killed the daemon
         return {"m": memoryview(bytearray(8))[::2]}
-    if body == "raising":  # a RuntimeError from inside the packer: it killed the daemon
-        return {"outer": RaisingItems(a=1)}
+    if body in ("raising", "exiting", "leaking"):  # from inside the packer: the first two killed the daemon
+        return {"outer": {"raising": RaisingItems, "exiting": ExitingItems, "leaking": LeakingItems}[body](a=1)}
     return {"int": 2**64, "surrogate": "COVID \ud800", "set": {"labels": ["a", {"b"}]}, "cycle": cycle, "fine": 2**63}[
         body
     ]

@@ -413,7 +413,10 @@ def evaluate(
         evaluation = score(model, source, split, progress or NullProgress(), f"evaluating {version} on {split}")
         if evaluation is None:
             raise HeirloomError(f"the {split} split of source {source_name!r} has no records: nothing to evaluate")
-        stored = store.resolve(version).data_fingerprints.get(evaluation_key(source_name, split))
+        fingerprints = store.resolve(version).data_fingerprints
+        stored = fingerprints.get(evaluation_key(source_name, split)) or next(  # a renamed source: its records
+            (value for key, value in fingerprints.items() if key.endswith(f":{split}")), None
+        )
         if stored is not None and stored != evaluation.fingerprint:
             log.warning(
                 "%s: these %s records (%s) are not the ones it was scored on when trained (%s), so its figures "

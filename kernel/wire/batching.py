@@ -184,7 +184,7 @@ class Batcher:
         began = time.perf_counter()
         try:
             results = one_per_input(self.route.handler([call.body for call in calls]), len(calls))
-        except Exception as exc:  # noqa: BLE001 - isolate the failing request
+        except BaseException as exc:  # noqa: BLE001 - isolate the failing request (a plugin's SystemExit too)
             if isinstance(exc, BatchShapeError) and len(calls) > 1:  # a plugin's bug: said, not hidden by the retry
                 log.error("%s: %s; computing each request alone", self.name, exc)
             if len(calls) == 1:

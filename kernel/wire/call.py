@@ -90,14 +90,14 @@ def encode(status: str, body: Any, version: str | None, route: str) -> Encoded:
         return _internal(route, f"the reply's model version must be printable text, got {shortened(repr(version))}")
     try:
         packed = packb(body)
-    except Exception:  # noqa: BLE001 - TypeError, ValueError (a lone surrogate): or a buffer, tried next
+    except BaseException:  # noqa: BLE001 - TypeError, ValueError (a lone surrogate): or a buffer, tried next
         pass
     else:
         return status, version, packed, None, [], len(packed)
     try:
         plain, specs, buffers = detach_buffers(body)
         packed = packb(plain)
-    except Exception as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed (BufferError...)
+    except BaseException as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed
         return _internal(route, f"reply not encodable at {_located(body)}: {type(exc).__name__}: {exc}")
     return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
 
@@ -106,15 +106,15 @@ def _located(body: Any) -> str:
     """:func:`unpackable_at`, or ``reply`` when walking the reply raises too (a dict whose items() fails)."""
     try:
         return unpackable_at(body)
-    except Exception:  # noqa: BLE001 - the walk reads the plugin's objects: any of their methods may raise
+    except BaseException:  # noqa: BLE001 - the walk reads the plugin's objects: any of their methods may raise
         return "reply"
 
 
 def _internal(route: str, message: str) -> Encoded:
-    """The INTERNAL reply to a result the route's plugin made unsendable, logged with the route."""
-    said = shortened(message)
-    log.error("%s: %s", route, said)
-    packed = packb({"code": INTERNAL, "message": said, "retryable": False})
+    """The INTERNAL reply to a result the route's plugin made unsendable, logged with the route
+    (the log whole, the client without server paths: the exception may quote a file)."""
+    log.error("%s: %s", route, shortened(message))
+    packed = packb({"code": INTERNAL, "message": shortened(without_paths(message)), "retryable": False})
     return INTERNAL, None, packed, None, [], len(packed)
 
 

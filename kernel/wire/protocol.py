@@ -58,6 +58,19 @@ CODE_OF_BYTE = {byte: code for code, byte in STATUS_BYTE.items()}
 RETRYABLE = frozenset({RESOURCE_EXHAUSTED, UNAVAILABLE})
 
 DTYPES = frozenset({"uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "bool"})
+#: The struct codes of a typed view (numpy's memoryview) that hold each dtype's items; raw bytes
+#: (``B``, ``b``, ``c``) are any dtype's. 4- and 8-byte integers have two codes each.
+_FORMATS = {
+    "uint8": "B",
+    "int8": "b",
+    "bool": "?",
+    "int16": "h",
+    "float16": "e",
+    "int32": "il",
+    "int64": "lq",
+    "float32": "f",
+    "float64": "d",
+}
 _ITEMSIZE = {
     "uint8": 1,
     "int8": 1,
@@ -111,11 +124,11 @@ def quoted(value: Any, limit: int = 80) -> str:
 #: next quote, space or line end without backtracking into it: time linear in the text (a
 #: client's text in a message must not stall the I/O thread).
 _ABSOLUTE_PATH = re.compile(
-    r"""'/(?!/)[^'\n]*'|"/(?!/)[^"\n]*"|\bfile:/[^\s'"()\[\],;]*"""
+    r"""'/(?!/)[^'\n]*'|"/(?!/)[^"\n]*"|(?i:\bfile):/[^\s'"()\[\],;]*"""
     r"""|(?<![\w.$<>/\]])/(?!/)[^\s'"()\[\],;/]+(?:/[^\s'"()\[\],;/]*)+"""
 )
 #: What may follow a root for it to be the root, not a longer name's start (``/srv/home2``).
-_ROOT_END = r"""(?=[/\s'"()\[\],;:]|$)"""
+_ROOT_END = r"""(?=[/\s'"()\[\],;:]|\.(?!\w)|$)"""
 
 
 def without_paths(text: str, *roots: Path) -> str:
@@ -198,14 +211,24 @@ class Buffer:
             raise ValueError(f"a buffer's data must be bytes or a memoryview, got {type(self.data).__name__}") from None
         if not view.c_contiguous:  # a strided view cannot go as one frame: sending it would fail mid-message
             raise ValueError("a buffer's data must be contiguous: send bytes(view) or numpy.ascontiguousarray(a)")
+        order, code = (view.format[0], view.format[1:]) if view.format[:1] in "<>=!@" else ("@", view.format)
+        if code not in "Bbc" and (order in ">!" or code not in _FORMATS[self.dtype]):  # typed items: the dtype's
+            raise ValueError(
+                f"a {self.dtype} buffer's data holds {view.format!r} items: send little-endian {self.dtype} "
+                "(numpy: a.astype(a.dtype.newbyteorder('<'))) or plain bytes"
+            )
         if expected != view.nbytes:  # nbytes: a view of float32s has len() of its items, not its bytes
             raise ValueError(
                 f"a {self.dtype} buffer of shape {list(self.shape)} has {expected} bytes, got {view.nbytes}"
             )
 
     def frame(self) -> bytes | memoryview:
-        """The data as one frame of plain bytes (a typed view cast to bytes, so its length is its size)."""
-        return self.data if isinstance(self.data, bytes) else memoryview(self.data).cast("B")
+        """The data as one frame of plain bytes (a typed view cast to bytes, so its length is its size;
+        an empty one is b"", as a view of zero rows of a matrix cannot be cast)."""
+        if isinstance(self.data, bytes):
+            return self.data
+        view = memoryview(self.data)
+        return view.cast("B") if view.nbytes else b""
 
 
 class RequestError(Exception):

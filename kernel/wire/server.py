@@ -390,14 +390,14 @@ class Server:
         try:
             try:
                 result = call.endpoint.route.handler(call.body)
-            except Exception as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit too (signals never raise here)
                 fail(call, exc, self._finish, call.endpoint.name)
                 return
             now = time.perf_counter()
             if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
                 try:
                     packed = packb(result)
-                except Exception:  # noqa: BLE001 - buffers, or what msgpack cannot pack: the general path says so
+                except BaseException:  # noqa: BLE001 - buffers, or what msgpack cannot pack: the general path says so
                     pass
                 else:
                     header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
@@ -431,7 +431,7 @@ class Server:
             return
         try:
             result = call.endpoint.route.handler(call.body)
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - a plugin's SystemExit too (signals never raise here)
             fail(call, exc, self._complete, call.endpoint.name)
             return
         settle(call, result, self._complete, time.perf_counter() - call.started)

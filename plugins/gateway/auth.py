@@ -51,8 +51,11 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
                 f"{where}: a token holds only ASCII letters, digits and - . _ ~ + / (then = signs), as a client's "
                 "Authorization: Bearer header can carry it; this one has a space or another character"
             )
-        if not key_path.is_file():
-            raise heirloom.HeirloomError(f"{where}: no key file at {key_path}")
+        if not key_path.is_file():  # not the path itself: a file with its columns swapped holds a token there
+            raise heirloom.HeirloomError(
+                f'{where}: its key file does not exist (a [tokens] line is "TOKEN" = "path to its .key_secret", '
+                "relative to the tokens file)"
+            )
         if curve_server_key is not None:
             heirloom.CurveClient(key_path, curve_server_key).check()
         tokens[token] = key_path

@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import random
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,8 @@ SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
 
 log = logging.getLogger("heirloom.text")
+#: A word, as the union compares texts (letters and digits of any script).
+WORD = re.compile(r"\w+")
 
 
 def _open_fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -351,22 +355,26 @@ class UnionSource(heirloom.Source):
 
     A split comes from every part that has it: feedback (train only) adds training
     records and leaves validation and test to the original data. A training record of a
-    part with no held-out split of its own (feedback, resolutions, events) that repeats an
-    example of the validation or test split (the same ``example_keys`` values: a corrected
-    test sentence, a posted test pair) is left out, with a warning: trained on, it would
-    inflate the very scores that report and compare versions.
+    part with no held-out split of its own (feedback, resolutions, events), or of a union
+    nested in this one, that repeats an example of the validation or test split (the same
+    ``example_keys`` values: a corrected test sentence, a posted test pair) is left out,
+    with a warning: trained on, it would inflate the very scores that report and compare
+    versions.
     """
 
     sources: list[str] = heirloom.ref("source", many=True)
     #: The record fields that make an example the same one (``text``; ``user`` and ``item``
-    #: for interactions). Text is compared with case and spacing folded. Empty: no check.
+    #: for interactions). Empty: no check.
     example_keys: list[str] = attrs.field(factory=lambda: ["text"])
+    #: How values are compared: ``words`` (text: the same words, whatever the case, accents'
+    #: encoding, punctuation, spacing and invisible characters) or ``exact`` (ids: ``5`` is ``"5"``).
+    example_match: str = attrs.field(default="words", validator=attrs.validators.in_(("words", "exact")))
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.name = ctx.name
         self.parts = [ctx.get(name, "source") for name in self.sources]
-        self._held_out: set[tuple[Any, ...]] | None = None
+        self._held_out: set[tuple[str, ...]] | None = None
         self._warned: set[str] = set()
 
     def splits(self) -> list[str]:
@@ -376,7 +384,8 @@ class UnionSource(heirloom.Source):
         for part, name in zip(self.parts, self.sources, strict=True):
             if split is not None and split not in part.splits():
                 continue
-            if split == "train" and self.example_keys and set(part.splits()) == {"train"}:
+            added = set(part.splits()) == {"train"} or isinstance(part, UnionSource)  # not data with its own test
+            if split == "train" and self.example_keys and added:
                 yield from self._unseen(part.records(split), name)
             else:
                 yield from part.records(split)
@@ -385,25 +394,34 @@ class UnionSource(heirloom.Source):
         return hashlib.sha256("\n".join(part.fingerprint() for part in self.parts).encode()).hexdigest()
 
     def _unseen(self, records: Iterator[Any], part: str) -> Iterator[Any]:
-        """``records`` less those repeating a held-out example, counted in a warning."""
-        repeated = 0
+        """``records`` less those repeating a held-out example, counted in a warning (and a part
+        none of whose records has the ``example_keys``, a typo that would turn the check off)."""
+        repeated = read = keyed = 0
         for record in records:  # the held-out examples are read only when there is a record to check
-            if (key := self._example(record)) is not None and key in self._examples_held_out():
+            read += 1
+            key = self._example(record)
+            keyed += key is not None
+            if key is not None and key in self._examples_held_out():
                 repeated += 1
             else:
                 yield record
-        if repeated and part not in self._warned:
-            self._warned.add(part)  # once per run: a train reads the split more than once
+        if part in self._warned:  # once per run: a train reads the split more than once
+            return
+        self._warned.add(part)
+        keys = " and ".join(self.example_keys)
+        if read and not keyed:
+            log.warning("source %r: no record of %r has %s (example_keys): none was checked", self.name, part, keys)
+        if repeated:
             log.warning(
                 "source %r: %d training record(s) of %r repeat a validation or test example (same %s) and are left "
                 "out of training, which would inflate the scores that report and compare versions",
                 self.name,
                 repeated,
                 part,
-                " and ".join(self.example_keys),
+                keys,
             )
 
-    def _examples_held_out(self) -> set[tuple[Any, ...]]:
+    def _examples_held_out(self) -> set[tuple[str, ...]]:
         """The examples of every part's validation and test splits (read once per run)."""
         if self._held_out is None:
             self._held_out = {
@@ -416,16 +434,26 @@ class UnionSource(heirloom.Source):
             }
         return self._held_out
 
-    def _example(self, record: Any) -> tuple[Any, ...] | None:
+    def _example(self, record: Any) -> tuple[str, ...] | None:
         """What makes ``record`` an example (None: it lacks one of the keys, e.g. a catalogue item)."""
         if not isinstance(record, dict) or any(record.get(key) is None for key in self.example_keys):
             return None
-        return tuple(_folded(record[key]) for key in self.example_keys)
+        fold = _words if self.example_match == "words" else _exact
+        return tuple(fold(record[key]) for key in self.example_keys)
 
 
-def _folded(value: Any) -> str:
-    """Text with case and runs of spacing folded (``5`` and ``"5"`` are one id, as the apis read
-    them); any other value as its JSON (a list or a map is a value to compare too, not a crash)."""
+def _words(value: Any) -> str:
+    """A text as its words: format characters (zero-width, soft hyphen, BOM) dropped, NFKC (one
+    encoding of an accent, full-width letters as letters), case folded, punctuation and spacing
+    gone; the n-gram features see no more than this of a sentence. Not text: as :func:`_exact`."""
+    if not isinstance(value, str):
+        return _exact(value)
+    visible = "".join(char for char in value if unicodedata.category(char) != "Cf")
+    return " ".join(WORD.findall(unicodedata.normalize("NFKC", visible).casefold()))
+
+
+def _exact(value: Any) -> str:
+    """An id as the apis read it (``5`` and ``"5"`` are one); any other value as its JSON."""
     if isinstance(value, str | int) and not isinstance(value, bool):
-        return " ".join(str(value).split()).casefold()
+        return str(value)
     return json.dumps(value, sort_keys=True, default=repr)
