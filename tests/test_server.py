@@ -119,6 +119,8 @@ def test_internal_error_fails_only_that_request(daemon, client):
         client.call("t.boom", "open")
     assert caught.value.message.endswith("No such file or directory: '<a server path>'"), caught.value.message
     assert "'/srv/secret dir/weights.bin'" in daemon.log()
+    with pytest.raises(Internal, match=r"t\.boom failed: SystemExit: 2"):
+        client.call("t.boom", "exit")
     with pytest.raises(Internal) as caught:  # masking paths in it took 25 s for 40 KB, the daemon deaf meanwhile
         client.call("t.boom", 'product:"/' + "a/" * 20_000, timeout=10)  # a quote never closed
     assert caught.value.message == "t.boom failed: RuntimeError: unknown product '\"<a server path>'"

@@ -163,6 +163,8 @@ class TestingApi(heirloom.Api):
     def boom(self, body: Any) -> Any:
         if body == "open":  # a handler's own file: its path is the server's, not the client's
             return open("/srv/secret dir/weights.bin")  # it never opens (a space: masked whole)
+        if body == "exit":  # not an Exception: no reply was sent, and the daemon did not stop at SIGTERM
+            raise SystemExit(2)
         if isinstance(body, str) and body.startswith("product:"):  # a client's text quoted in an error
             raise RuntimeError(f"unknown product '{body.removeprefix('product:')}'")
         raise RuntimeError("the boom route always fails")
