@@ -1122,7 +1122,8 @@ def test_a_port_in_use_is_one_line_and_exit_1_before_anything_starts(tmp_path):
 def test_port_0_prints_the_port_the_system_chose(tmp_path):
     """``--port 0`` (any free port, as test rigs and sidecars use) printed ``:0``; the banner
     names the port the gateway and the dashboard actually listen on."""
-    for command in (("gateway", "--connect", "ipc:///nowhere"), ("ui",)):
+    # the gateway's budget well inside the client's 30 s: its 504 (no daemon) must come first
+    for command in (("gateway", "--connect", "ipc:///nowhere", "--timeout", "2"), ("ui",)):
         process = subprocess.Popen(
             [*HEIRLOOM, *command, "--port", "0"],
             stdout=subprocess.DEVNULL,

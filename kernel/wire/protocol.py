@@ -138,7 +138,7 @@ def without_paths(text: str, *roots: Path) -> str:
     for root, name in [*((root, "<store>") for root in roots), (home(), "$HEIRLOOM_HOME")]:
         for form in dict.fromkeys((str(root.absolute()), str(root.resolve()))):
             if form != "/":  # the root folder is every path's start: naming it would hide nothing
-                text = re.sub(re.escape(form) + _ROOT_END, name.replace("\\", "\\\\"), text)
+                text = re.sub(re.escape(form) + _ROOT_END, name, text)
     return _ABSOLUTE_PATH.sub(_masked, text)
 
 
