@@ -62,8 +62,8 @@ if TYPE_CHECKING:
     from heirloom.wire.client import Client, RemoteError, Reply
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
-    from heirloom.wire.inputs import one_of, text_limit
-    from heirloom.wire.labels import MAX_LABEL_CHARS, check_label, label_pattern
+    from heirloom.wire.inputs import list_limit, one_of, text_limit
+    from heirloom.wire.labels import LABEL_SCHEMA, MAX_LABEL_CHARS, check_label, label_pattern
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import Buffer, RequestError
     from heirloom.wire.writes import durable_write
@@ -99,6 +99,7 @@ _EXPORTS = {
     "Kernel": "heirloom.core.kernel",
     "label_pattern": "heirloom.wire.labels",
     "MAX_LABEL_CHARS": "heirloom.wire.labels",
+    "LABEL_SCHEMA": "heirloom.wire.labels",
     "LifecycleError": "heirloom.core.errors",
     "log_path": "heirloom.store.logs",
     "LogCursor": "heirloom.store.logs",
@@ -132,6 +133,7 @@ _EXPORTS = {
     "State": "heirloom.core.components",
     "stratified_holdout": "heirloom.splits",
     "text_limit": "heirloom.wire.inputs",
+    "list_limit": "heirloom.wire.inputs",
     "one_of": "heirloom.wire.inputs",
     "Versioned": "heirloom.core.components",
     "WorkerPool": "heirloom.core.placement",
@@ -158,6 +160,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "LABEL_SCHEMA",
     "MAX_LABEL_CHARS",
     "Api",
     "AppendLog",
@@ -211,6 +214,7 @@ __all__ = [
     "hookimpl",
     "in_one_process",
     "label_pattern",
+    "list_limit",
     "log_path",
     "nests_deeper",
     "one_of",

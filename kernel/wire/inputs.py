@@ -75,8 +75,8 @@ class InputValidator:
             field = "body" + "".join(step if step.startswith("[") else f".{step}" for step in path)
             raise RequestError(INVALID_ARGUMENT, f"{field}: {message}", field) from None
         except (ValueError, TypeError) as exc:
-            name = next((f.name for f in attrs.fields(self.cls) if str(exc).startswith(f"'{f.name}'")), None)
-            field = f"body.{name}" if name else "body"
+            named = re.match(r"'(\w+)((?:\[\d+\])*)'", str(exc))  # 'text' or an element, 'texts[3]'
+            field = f"body.{named[1]}{named[2]}" if named and named[1] in self.keys() else "body"
             raise RequestError(INVALID_ARGUMENT, f"{field}: {exc}", field) from None
 
     def keys(self) -> list[str]:
@@ -118,6 +118,9 @@ def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
     if "array" in types:  # a list's length is minItems/maxItems; str | list[str] states both (each applies to its type)
         kept = bounds if "string" in types else {k: v for k, v in bounds.items() if not k.endswith("Length")}
         bounds = {**kept, **{k.replace("Length", "Items"): v for k, v in bounds.items() if k.endswith("Length")}}
+        if "items" in bounds:  # an element's bounds (list_limit's each) join the element's type
+            array = next(branch for branch in (schema, *schema.get("anyOf", ())) if branch.get("type") == "array")
+            bounds["items"] = {**array.get("items", {}), **bounds["items"]}
     return {**schema, **bounds, **field.metadata.get("schema", {})}
 
 
@@ -125,7 +128,8 @@ def stated_bounds(validator: Any) -> dict[str, Any]:
     """The JSON-schema keywords of what a field's validator enforces, where it is one whose
     bounds can be read: attrs' ``ge``/``gt``/``le``/``lt``, ``in_``, ``min_len``/``max_len``,
     ``and_`` (the tightest of its parts) and ``optional`` of them, ``heirloom.at_least``/
-    ``above`` and :func:`text_limit` (any validator carrying ``min_length``/``max_length``). A
+    ``above``, :func:`text_limit` (any validator carrying ``min_length``/``max_length``) and
+    :func:`list_limit` (its elements' bounds under ``items``). A
     client generated from ``_routes`` then refuses what the daemon would; another validator, or
     a bound JSON and msgpack cannot carry (infinite, past 2**53), states nothing."""
     parts = getattr(validator, "_validators", None)  # and_
@@ -147,8 +151,11 @@ def stated_bounds(validator: Any) -> dict[str, Any]:
         return {"enum": sorted(options, key=str) if isinstance(options, set | frozenset) else list(options)}
     stated = {"minLength": getattr(validator, "min_length", None), "maxLength": getattr(validator, "max_length", None)}
     pattern = getattr(validator, "pattern", None)  # text_limit's (attrs' matches_re holds a compiled one: not stated)
-    return {key: value for key, value in stated.items() if _carried(value)} | (
-        {"pattern": pattern} if isinstance(pattern, str) else {}
+    each = getattr(validator, "each", None)  # list_limit's element validator
+    return (
+        {key: value for key, value in stated.items() if _carried(value)}
+        | ({"pattern": pattern} if isinstance(pattern, str) else {})
+        | ({"items": stated_bounds(each)} if each is not None else {})
     )
 
 
@@ -168,6 +175,33 @@ def text_limit(max_chars: int, *, blank: bool = True) -> Any:
     check.max_length = max_chars  # type: ignore[attr-defined]  # read by stated_bounds, as attrs' max_len's
     if not blank:
         check.min_length, check.pattern = 1, r"\S"  # type: ignore[attr-defined]
+    return check
+
+
+def list_limit(max_items: int, *, each: Any = None, min_items: int = 1) -> Any:
+    """An attrs validator for a list in a request body: ``min_items`` to ``max_items`` elements,
+    each checked by ``each`` (an attrs validator such as :func:`text_limit`) with its errors naming
+    the element (``'texts[3]' is 12000 characters``). ``_routes`` states ``minItems``/``maxItems``
+    and, under ``items``, what ``each`` states."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: list[Any] | None) -> None:
+        if value is None:  # an optional list; its type is checked before validators run
+            return
+        if len(value) < min_items:
+            has, wanted = f"has {len(value)} items" if value else "is an empty list", f"{min_items} items"
+            raise ValueError(f"'{attribute.name}' {has}; send at least {'one item' if min_items == 1 else wanted}")
+        if len(value) > max_items:
+            raise ValueError(f"'{attribute.name}' has {len(value)} items; at most {max_items} are accepted")
+        if each is None:
+            return
+        for position, item in enumerate(value):
+            try:
+                each(instance, attribute, item)
+            except ValueError as exc:
+                name = f"'{attribute.name}'"
+                raise ValueError(str(exc).replace(name, f"'{attribute.name}[{position}]'", 1)) from None
+
+    check.min_length, check.max_length, check.each = min_items, max_items, each  # type: ignore[attr-defined]
     return check
 
 

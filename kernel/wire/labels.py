@@ -11,6 +11,7 @@ import difflib
 import re
 import unicodedata
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -19,6 +20,9 @@ from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
 
 #: The longest label accepted.
 MAX_LABEL_CHARS = 200
+#: What check_label enforces of a label's length, as JSON-schema keywords for a request field's
+#: ``metadata={"schema": heirloom.LABEL_SCHEMA}`` (``_routes`` states them; its other rules are code).
+LABEL_SCHEMA = MappingProxyType({"minLength": 1, "maxLength": MAX_LABEL_CHARS})
 #: Unicode categories no label may hold: control, format (zero-width, bidi overrides), line
 #: and paragraph separators, unassigned, private use, surrogates.
 UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})

@@ -60,12 +60,6 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     k_ok = _k_between(1, max_k)
     k_schema = {"schema": {"minimum": 1, "maximum": max_k}}  # what the validators enforce, for _routes and OpenAPI
 
-    def history_ok(instance: Any, attribute: attrs.Attribute, value: list[Id] | None) -> None:
-        if value is not None and len(value) > max_history:
-            raise ValueError(f"'history' has {len(value)} items; at most {max_history} are accepted")
-        for position, item in enumerate(value or ()):
-            _check_id(f"history[{position}]", item)
-
     @attrs.define
     class RecommendInput:
         """A known ``user``, or the ``history`` (item ids) of someone the model has not seen, and ``k``."""
@@ -75,13 +69,8 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
         user: Id | None = attrs.field(default=None, validator=_id_ok, metadata=ID_SCHEMA)
         history: list[Id] | None = attrs.field(
             default=None,
-            validator=history_ok,
-            metadata={
-                "schema": {
-                    "maxItems": max_history,
-                    "items": {"anyOf": [{"type": "string", **TEXT_ID}, {"type": "integer"}]},
-                }
-            },
+            validator=heirloom.list_limit(max_history, each=_id_ok, min_items=0),
+            metadata={"schema": {"items": {"anyOf": [{"type": "string", **TEXT_ID}, {"type": "integer"}]}}},
         )
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 

@@ -23,8 +23,6 @@ import heirloom
 from heirloom_plugins.support.queue import HandoffQueue
 
 POLICIES = ("either", "both", "out_of_scope")
-#: What check_label accepts of an intent's length, stated in _routes (its other rules are code).
-LABEL_SCHEMA = {"minLength": 1, "maxLength": heirloom.MAX_LABEL_CHARS}
 
 
 @attrs.define
@@ -34,7 +32,7 @@ class ResolveInput:
     __schema__: ClassVar[dict[str, Any]] = heirloom.one_of(intent="string", answer_id="string")
 
     id: str
-    intent: str | None = attrs.field(default=None, metadata={"schema": LABEL_SCHEMA})
+    intent: str | None = attrs.field(default=None, metadata={"schema": heirloom.LABEL_SCHEMA})
     answer_id: str | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -46,7 +44,7 @@ class ResolveInput:
 class AcceptInput:
     """A new intent that resolutions named, accepted: those resolutions train from now on."""
 
-    intent: str = attrs.field(metadata={"schema": LABEL_SCHEMA})
+    intent: str = attrs.field(metadata={"schema": heirloom.LABEL_SCHEMA})
 
 
 @attrs.define

@@ -20,17 +20,6 @@ import heirloom
 def predict_input(max_chars: int, max_texts: int) -> type:
     """The attrs class of a predict body, with this api's limits in its validators."""
 
-    def texts_ok(instance: Any, attribute: attrs.Attribute, value: list[str] | None) -> None:
-        if value is None:
-            return
-        if not value:
-            raise ValueError("'texts' is an empty list; send at least one text")
-        if len(value) > max_texts:
-            raise ValueError(f"'texts' has {len(value)} texts; at most {max_texts} per request")
-        for position, text in enumerate(value):
-            if len(text) > max_chars:
-                raise ValueError(f"'texts[{position}]' is {len(text)} characters; at most {max_chars}")
-
     @attrs.define
     class PredictInput:
         """One text (``text``) or several (``texts``) to classify."""
@@ -39,11 +28,7 @@ def predict_input(max_chars: int, max_texts: int) -> type:
 
         text: str | None = attrs.field(default=None, validator=heirloom.text_limit(max_chars))
         texts: list[str] | None = attrs.field(
-            default=None,
-            validator=texts_ok,
-            metadata={
-                "schema": {"minItems": 1, "maxItems": max_texts, "items": {"type": "string", "maxLength": max_chars}}
-            },
+            default=None, validator=heirloom.list_limit(max_texts, each=heirloom.text_limit(max_chars))
         )
 
         def __attrs_post_init__(self) -> None:
@@ -62,8 +47,7 @@ def feedback_input(max_chars: int) -> type:
         """A text and the label it should have had."""
 
         text: str = attrs.field(validator=heirloom.text_limit(max_chars, blank=False))
-        #: check_label's length limit, stated in _routes (its other rules are code)
-        label: str = attrs.field(metadata={"schema": {"minLength": 1, "maxLength": heirloom.MAX_LABEL_CHARS}})
+        label: str = attrs.field(metadata={"schema": heirloom.LABEL_SCHEMA})
 
     return FeedbackInput
 

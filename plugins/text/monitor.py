@@ -67,19 +67,11 @@ def post_input(max_chars: int, max_items: int) -> type:
         text: str = attrs.field(validator=heirloom.text_limit(max_chars))
         time: float | str | None = None
 
-    def items_ok(instance: Any, attribute: attrs.Attribute, value: list[Item]) -> None:
-        if not value:
-            raise ValueError("'items' is an empty list; send at least one item")
-        if len(value) > max_items:
-            raise ValueError(f"'items' has {len(value)} items; at most {max_items}")
-
-    items_ok.min_length, items_ok.max_length = 1, max_items  # type: ignore[attr-defined]  # minItems, maxItems
-
     @attrs.define
     class PostInput:
         """Texts to classify and add to the monitored stream."""
 
-        items: list[Item] = attrs.field(validator=items_ok)
+        items: list[Item] = attrs.field(validator=heirloom.list_limit(max_items))
 
     return attrs.resolve_types(PostInput, localns={"Item": Item})  # a local class: name it for the annotation
 
