@@ -58,10 +58,12 @@ def test_eval_on_other_test_records_than_the_stored_scores_says_so(trained):
     records differ from the ones the version was scored on when trained, and stays silent when not."""
     result = run_heirloom("eval", "finance-sentiment", "--json", *FAST, env=trained)
     assert result.returncode == 0 and "not the ones it was scored on" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["models"]["sentiment"]["same_records_as_trained"] is True
     other = run_heirloom(
         "eval", "finance-sentiment", "--json", *FAST, "--set", "sources.news.agreement=all", env=trained
     )
     assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["models"]["sentiment"]["same_records_as_trained"] is False  # for a script
     assert "finance/sentiment@1: these test records (" in other.stderr
     assert "not the ones it was scored on when trained (abcf322421b6)" in other.stderr  # 50Agree's test records
     renamed = write(  # a source under another name had no stored fingerprint to differ from: silent

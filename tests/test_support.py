@@ -282,6 +282,10 @@ def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):
         with pytest.raises(InvalidArgument) as both:
             client.call("support.resolve", {"id": "nope", "intent": "card_arrival", "answer_id": "thread-1/1"})
         assert "exactly one of 'intent' or 'answer_id'" in both.value.message
+        for never_a_label in ("x" * 201, " "):  # refused as no label can be, not "no resolution waits" with it
+            with pytest.raises(InvalidArgument) as refused:
+                client.call("support.accept_intent", {"intent": never_a_label})
+            assert refused.value.field == "body.intent"
         assert client.call("support.answer", {"text": "my card has not arrived"})["version"]
         for nothing_to_search in ("?", "😡", "the", "to be or not to be"):  # BM25 finds no word in them
             answered = client.call("support.answer", {"text": nothing_to_search})

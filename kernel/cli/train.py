@@ -179,8 +179,8 @@ def eval_command(
             row = spec.key if spec.name in reports else spec.name  # a model and an api may share a name
             if spec.kind == "model":
                 with progress_bars(transient=True) as bars:
-                    version, report = evaluate(kernel, resolved, spec, split, RichProgress(bars))
-                results["models"][spec.name] = {"version": version, **report.metrics}
+                    version, report, same = evaluate(kernel, resolved, spec, split, RichProgress(bars))
+                results["models"][spec.name] = {"version": version, "same_records_as_trained": same, **report.metrics}
                 headers[row] = str(version)
             else:
                 report = evaluate_api(kernel, resolved, spec, split)

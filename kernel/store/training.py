@@ -391,8 +391,9 @@ def evaluate(
     spec: ComponentSpec,
     split: str = TEST,
     progress: Progress | None = None,
-) -> tuple[str | None, Report]:
-    """The served version of ``spec`` evaluated on its source's ``split`` (default test)."""
+) -> tuple[str | None, Report, bool | None]:
+    """The served version of ``spec`` evaluated on its source's ``split`` (default test), and
+    whether these are the records it was scored on when trained (None: none were stored)."""
     store = kernel.store(profile)
     try:  # before the system starts, which would log the same reason as a warning
         store.resolve(served_ref(profile.project, spec))
@@ -417,7 +418,8 @@ def evaluate(
         stored = fingerprints.get(evaluation_key(source_name, split)) or next(  # a renamed source: its records
             (value for key, value in fingerprints.items() if key.endswith(f":{split}")), None
         )
-        if stored is not None and stored != evaluation.fingerprint:
+        same = None if stored is None else stored == evaluation.fingerprint
+        if same is False:
             log.warning(
                 "%s: these %s records (%s) are not the ones it was scored on when trained (%s), so its figures "
                 "here are not comparable with its stored ones; the source's data or settings changed, and the "
@@ -427,4 +429,4 @@ def evaluate(
                 evaluation.fingerprint[:12],
                 stored[:12],
             )
-        return version, evaluation.report
+        return version, evaluation.report, same

@@ -44,7 +44,7 @@ class ResolveInput:
 class AcceptInput:
     """A new intent that resolutions named, accepted: those resolutions train from now on."""
 
-    intent: str = attrs.field(metadata={"schema": heirloom.LABEL_SCHEMA})
+    intent: str = attrs.field(validator=heirloom.text_limit(heirloom.MAX_LABEL_CHARS, blank=False))
 
 
 @attrs.define
