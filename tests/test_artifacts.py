@@ -583,6 +583,21 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     assert store.metadata("team/m@1")["heirloom_state_format"] == 2
 
 
+def test_an_api_check_that_raises_is_a_problem_naming_it_not_a_crash(store, tmp_path):
+    """A plugin's ``Api.check`` that indexes an untrained model (absent from what it is given)
+    crashed ``profile check`` with a traceback, and ``serve`` said only ``system failed to start: 'm'``."""
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\ncheck_model = true\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    problem = "apis.t.use: ToyApi.check raised KeyError: 'm' (a plugin bug? models with no stored version are absent"
+    checked = run_heirloom("profile", "check", str(profile), env=env)
+    assert checked.returncode == 2 and problem in said(checked) and "Traceback" not in checked.stdout, checked.stderr
+    served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
+    assert served.returncode == 1 and problem in said(served), served.stderr
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0, "trained: the check passes"
+
+
 def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store, tmp_path):
     """A client reading ``_stats`` learnt where the store lives: the error of a damaged
     version named its blob's full path. The daemon's own log keeps it."""

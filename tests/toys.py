@@ -103,6 +103,11 @@ class ToyModel(heirloom.Model):
 @attrs.define
 class ToyApi(heirloom.Api):
     model: str = heirloom.ref("model")
+    #: look the model up in check, as a plugin author might, forgetting an untrained model is absent
+    check_model: bool = False
+
+    def check(self, models):
+        return [("model", "no model")] if self.check_model and models[self.model] is None else []
 
     def start(self, ctx):
         super().start(ctx)

@@ -14,6 +14,7 @@ from heirloom.core.components import Api, references
 from heirloom.core.errors import HeirloomError, Problem
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
+from heirloom.core.system import api_check
 from heirloom.store.training import PRETRAINED, SERVED
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def served_model_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Prob
             if kind == "model" and target not in loaded:
                 loaded[target] = _stored(store, profile, specs[target])
         models = {name: loaded[name] for _, kind, name in references(api) if kind == "model" and loaded[name]}
-        for field, message in api.check(models):
+        for field, message in api_check(api, models):
             key = f"{spec.key}.{field}"
             problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, message))
     return problems
