@@ -91,6 +91,19 @@ def test_invalid_argument_names_the_field(client):
     assert client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
 
 
+def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and_logged(daemon, client):
+    """A RequestError a validator raised came back at ``body`` as "a plugin bug?", and a validator's
+    KeyError was INVALID_ARGUMENT, blaming the client for the plugin's bug, and never logged."""
+    with pytest.raises(InvalidArgument) as refused:
+        client.call("t.typed", {"text": "a", "count": 7})
+    assert (refused.value.field, refused.value.message) == ("body.count", "7 is no count this route takes")
+    with pytest.raises(Internal) as bug:
+        client.call("t.typed", {"text": "a", "count": 13})
+    assert bug.value.message == "the route's input class raised KeyError: 'unlucky' (a plugin bug)"
+    assert "input class Typed raised" in daemon.log() and "KeyError: 'unlucky'" in daemon.log()
+    assert client.call("t.typed", {"text": "a", "count": 3}) == "aaa"
+
+
 def test_a_buffer_is_any_contiguous_bytes_view_and_a_strided_one_is_refused_where_it_is_made(client):
     """A typed view (numpy's float32s) was measured in items, not bytes, and refused; a strided
     one passed and failed as it was sent, in the middle of a message, killing the daemon."""

@@ -6,6 +6,7 @@ with the field's path, so every api gets precise INVALID_ARGUMENT errors for fre
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import types
@@ -13,11 +14,12 @@ import typing
 from typing import Any
 
 import attrs
-from cattrs.errors import ClassValidationError, IterableValidationError
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from heirloom.core.schema import flatten_errors, make_converter
-from heirloom.wire.protocol import INVALID_ARGUMENT, WIRE_NAMES, RequestError, wire_name
+from heirloom.wire.protocol import INTERNAL, INVALID_ARGUMENT, WIRE_NAMES, RequestError, wire_name, without_paths
 
+log = logging.getLogger("heirloom.wire.inputs")
 _converter = make_converter()
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", bytes: "binary"}
 #: attrs' ``ge``/``gt``/``le``/``lt`` (and ``heirloom.at_least``/``above``, which read alike) as JSON schema.
@@ -69,6 +71,15 @@ class InputValidator:
         try:
             return self._structure(body, self.cls)
         except (ClassValidationError, IterableValidationError) as exc:
+            raised = _raised_by_class(exc)
+            if isinstance(raised, RequestError):  # the class's own refusal, as it said it
+                raise raised from None
+            if raised is not None:  # its bug: the client's request may be fine
+                log.error("input class %s raised", self.cls.__qualname__, exc_info=raised)
+                bug = f"{type(raised).__name__}: {raised}"
+                raise RequestError(
+                    INTERNAL, f"the route's input class raised {without_paths(bug)} (a plugin bug)"
+                ) from None
             errors = list(flatten_errors(exc, []))  # a misspelt key first: it is why a required one is missing
             path, message = min(errors, key=lambda error: not error[1].startswith("unknown key"))
             message = in_wire_words(message)
@@ -81,6 +92,17 @@ class InputValidator:
 
     def keys(self) -> list[str]:
         return [f.name for f in attrs.fields(self.cls)]
+
+
+def _raised_by_class(exc: ClassValidationError | IterableValidationError) -> BaseException | None:
+    """What an input class's own code (a validator, ``__attrs_post_init__``) raised other than a
+    check's ValueError or TypeError: a RequestError it meant, or a bug; None when nothing did."""
+    with_notes, without_notes = exc.group_exceptions()
+    for sub in [*(sub for sub, _ in with_notes), *without_notes]:
+        if isinstance(sub, ClassValidationError | IterableValidationError) and (found := _raised_by_class(sub)):
+            return found
+    checks = ValueError | TypeError | ClassValidationError | IterableValidationError | ForbiddenExtraKeysError
+    return next((sub for sub in without_notes if not isinstance(sub, checks)), None)
 
 
 def json_schema(tp: Any) -> dict[str, Any]:
