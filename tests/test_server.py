@@ -104,6 +104,21 @@ def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and
     assert client.call("t.typed", {"text": "a", "count": 3}) == "aaa"
 
 
+def test_a_field_typed_buffer_takes_a_buffer_frame_and_states_its_placeholder(client):
+    """An input field typed ``heirloom.Buffer`` refused the buffer a client sent ("expected a map,
+    got buffer"), and ``_routes`` described it by the class's own fields, in no schema's words."""
+    import numpy
+
+    values = numpy.array([1.5, 2.0, -0.5], dtype="<f4")
+    assert client.call("t.total", {"values": Buffer("float32", (3,), memoryview(values))}) == 3.0
+    with pytest.raises(InvalidArgument) as caught:
+        client.call("t.total", {"values": [1.5, 2.0]})
+    assert caught.value.field == "body.values" and "expected a buffer ({'$buffer': N}" in caught.value.message
+    (route,) = [route for route in client.call("_routes")["routes"] if route["name"] == "t.total"]
+    schema = route["input"]["properties"]["values"]
+    assert schema["properties"] == {"$buffer": {"type": "integer", "minimum": 0}} and schema["required"] == ["$buffer"]
+
+
 def test_a_buffer_is_any_contiguous_bytes_view_and_a_strided_one_is_refused_where_it_is_made(client):
     """A typed view (numpy's float32s) was measured in items, not bytes, and refused; a strided
     one passed and failed as it was sent, in the middle of a message, killing the daemon."""

@@ -95,6 +95,13 @@ class Shape:
     checked_on: str = attrs.field(init=False, factory=lambda: threading.current_thread().name)
 
 
+@attrs.define
+class Vector:
+    """Float32 values sent as a buffer frame."""
+
+    values: heirloom.Buffer
+
+
 class LyingResults:
     """A plugin's own container whose ``len`` says one result per input and whose iteration
     yields one fewer (it crashed the daemon) or never ends (it wedged the daemon)."""
@@ -153,6 +160,12 @@ class TestingApi(heirloom.Api):
                 max_batch=self.max_batch,
                 max_wait_ms=self.max_wait_ms,
                 items=lambda body: len(body.values),
+            ),
+            heirloom.Route(
+                "total",
+                handler=lambda body: float(numpy.frombuffer(body.values.data, "<f4").sum()),
+                input=Vector,
+                inline=True,
             ),
             heirloom.Route(
                 "shape",

@@ -17,10 +17,37 @@ import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from heirloom.core.schema import flatten_errors, make_converter
-from heirloom.wire.protocol import INTERNAL, INVALID_ARGUMENT, WIRE_NAMES, RequestError, wire_name, without_paths
+from heirloom.wire.protocol import (
+    INTERNAL,
+    INVALID_ARGUMENT,
+    WIRE_NAMES,
+    Buffer,
+    RequestError,
+    quoted,
+    wire_name,
+    without_paths,
+)
 
 log = logging.getLogger("heirloom.wire.inputs")
 _converter = make_converter()
+
+
+def _buffer(value: Any, _: type) -> Buffer:
+    """A field typed ``heirloom.Buffer`` takes the buffer a client sent as a frame, nothing else."""
+    if not isinstance(value, Buffer):
+        raise TypeError(f"expected a buffer ({{'$buffer': N}} naming a frame), got {quoted(value)}")
+    return value
+
+
+_converter.register_structure_hook(Buffer, _buffer)
+#: What a client sends for a buffer field: the placeholder naming its frame (docs/PROTOCOL.md).
+BUFFER_SCHEMA = {
+    "type": "object",
+    "properties": {"$buffer": {"type": "integer", "minimum": 0}},
+    "required": ["$buffer"],
+    "additionalProperties": False,
+    "description": "a raw buffer: {'$buffer': N} names the body's frame N (its dtype and shape in the header)",
+}
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", bytes: "binary"}
 #: attrs' ``ge``/``gt``/``le``/``lt`` (and ``heirloom.at_least``/``above``, which read alike) as JSON schema.
 _BOUND_KEYWORDS = {">=": "minimum", ">": "exclusiveMinimum", "<=": "maximum", "<": "exclusiveMaximum"}
@@ -109,6 +136,8 @@ def json_schema(tp: Any) -> dict[str, Any]:
     """A JSON-schema description of an input type, for ``_routes`` introspection."""
     if tp is None or tp is Any:
         return {}
+    if tp is Buffer:
+        return dict(BUFFER_SCHEMA)
     if attrs.has(tp):
         fields = attrs.fields(attrs.resolve_types(tp))
         schema: dict[str, Any] = {
