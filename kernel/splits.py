@@ -9,8 +9,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 
-def stratified_holdout(labels: Sequence[str], fraction: float, seed: int) -> set[int]:
-    """Indices of the held-out part: ``round(n * fraction)`` of each label's items.
+def stratified_holdout(labels: Sequence[str], fraction: float, seed: int, at_least: int = 0) -> set[int]:
+    """Indices of the held-out part: ``round(n * fraction)`` of each label's items, and no
+    fewer than ``at_least`` (so a label whose share rounds to none is held out too).
 
     Each label's indices are shuffled by a generator seeded with ``seed`` (labels taken in
     sorted order), so the result depends only on the labels, the fraction and the seed.
@@ -24,6 +25,6 @@ def stratified_holdout(labels: Sequence[str], fraction: float, seed: int) -> set
     for label in sorted(by_label):
         indices = by_label[label]
         rng.shuffle(indices)
-        count = min(round(len(indices) * fraction), len(indices) - 1)
+        count = min(max(round(len(indices) * fraction), at_least), len(indices) - 1)
         held_out.update(indices[: max(count, 0)])
     return held_out

@@ -172,7 +172,9 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         replies = [client.request("support.answer", {"text": text}) for text in texts]
         for reply in replies:
             body = reply.body
-            assert set(body) >= {"intent", "confidence", "answers", "handoff", "version"}
+            assert set(body) >= {"intent", "confidence", "answers", "handoff", "version", "answer_confidence"}
+            # what an app reads when no handoff says the answer is weak (this daemon's rule: "either")
+            assert body["handoff"] == (body["intent"] is None or not body["answer_confident"])
             assert reply.version == body["version"] == "support/intent@1+support/faq@1"
             assert 1 <= len(body["answers"]) <= 3
             assert set(body["answers"][0]) == {"id", "question", "answer", "score"}
@@ -376,15 +378,23 @@ def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
         list(StackFaqSource(path=str(tmp_path / "unanswered.xml"), train_queries=2).records("test"))
 
 
-def test_a_retriever_holds_out_one_of_two_queries_to_choose_its_threshold(tmp_path):
+def test_a_retriever_holds_out_one_query_of_every_thread_to_choose_its_threshold(tmp_path):
     """A FAQ with two training paraphrases per thread: 0.2 of two rounded to none, so the
     confidence threshold stayed 0 and the documented profile never handed off."""
     from heirloom_plugins.encoder.pretrained import load_minilm
 
     faq = write(tmp_path / "faq.xml", _faq_xml(*((f"faq-{n}", 3) for n in range(4))))
     model = EncoderRetriever(data="faq", epochs=1, refit=False)
-    model.fit(list(StackFaqSource(path=str(faq), train_queries=2).records("train")), parent=load_minilm())
+    records = list(StackFaqSource(path=str(faq), train_queries=2).records("train"))
+    # a person's resolution gave one thread a third query: its share rounds to one, and the
+    # other threads' validation queries were lost (2 of 9, threshold chosen on one thread's)
+    records.append({"role": "query", "id": "handoff:1", "label": "faq-0", "text": "asking 0 once more"})
+    said: list[str] = []
+    progress = heirloom.NullProgress()
+    progress.log = said.append
+    model.fit(records, parent=load_minilm(), progress=progress)
     assert model.state().metadata["training"]["selection"] is not None
+    assert "4 documents, 5 training and 4 validation queries" in " ".join(said)  # one of each thread's
 
 
 def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):

@@ -134,13 +134,11 @@ class EncoderRetriever(EncoderModel):
             raise heirloom.HeirloomError(
                 f"encoder-retriever: training queries name groups without documents: {unknown[:5]}"
             )
-        held = (
-            heirloom.stratified_holdout(corpus.query_labels, self.validation_fraction, self.seed)
+        held = (  # a group whose share rounds to none (two queries) gives one: every group is validated
+            heirloom.stratified_holdout(corpus.query_labels, self.validation_fraction, self.seed, at_least=1)
             if self.validation_fraction
             else set()
         )
-        if self.validation_fraction and not held:  # groups of 1-2 queries round to none: one of each pair
-            held = heirloom.stratified_holdout(corpus.query_labels, 0.5, self.seed)
         train = attrs.evolve(
             corpus,
             queries=[q for i, q in enumerate(corpus.queries) if i not in held],

@@ -158,6 +158,9 @@ class SupportApi(heirloom.Api):
                 "intent": intent["label"] if intent["in_scope"] else None,
                 "confidence": intent["confidence"],
                 "answers": faq["answers"][: self.answers],
+                # whether the top answer is one to show, for an app when no handoff reads it
+                "answer_confidence": faq["confidence"],
+                "answer_confident": faq["confident"],
                 "handoff": handoff,
                 "version": version,
             }
