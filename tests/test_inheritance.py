@@ -141,6 +141,25 @@ data = "training"
     assert latest["ref"] == "finance/sentiment@2"
 
 
+def test_a_data_error_under_a_parent_of_another_type_names_the_data_not_the_inherit_key(tmp_path):
+    """A source failing as a model inheriting another model type's version read it was blamed on
+    the parent: ``models.encoder.inherit: pretrained/minilm@1 is a pretrained model: faq.xml: ...``."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    rows = "".join(f"my card {i} is lost,lost_card\nthe rate {i} today,exchange_rate\n" for i in range(10))
+    write(tmp_path / "train.csv", "text,label\n" + rows)
+    csv = '[sources.s]\nuse = "csv"\ntrain = "{}"\n'
+    team = write(
+        tmp_path / "team.toml", csv.format("train.csv") + '[models.intent]\nuse = "text-classifier"\ndata = "s"\n'
+    )
+    assert run_heirloom("train", str(team), env=toys).returncode == 0
+    write(tmp_path / "broken.csv", 'text,label\nfine,a\n"a quote never closed,b')
+    kid = csv.format("broken.csv") + '[models.m]\nuse = "toy-model"\ndata = "s"\ninherit = "team/intent@1"\n'
+    trained = run_heirloom("train", str(write(tmp_path / "kid.toml", kid)), env=toys)
+    said = " ".join(trained.stderr.split())
+    assert trained.returncode == 1 and "reading the train split of s: " in said and "broken.csv" in said, said
+    assert "inherit" not in said and "text-classifier" not in said
+
+
 def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     """``inherit`` naming a recommender's version in a text-classifier said only "the parent
     is not a text-classifier state", not which key or what the parent was."""

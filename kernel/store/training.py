@@ -141,11 +141,23 @@ PRETRAINED = "pretrained:"
 PROGRESS_EVERY = 256
 
 
+class SourceReadError(HeirloomError):
+    """A source failed while a model consumed its records: the data's fault, whatever the model."""
+
+
 def reading(records: Iterable[Any], progress: Progress, description: str) -> Iterator[Any]:
-    """``records`` unchanged, counted on a progress bar as the model consumes them."""
+    """``records`` unchanged, counted on a progress bar as the model consumes them; a source's
+    error says what was being read (not blamed on the model or its parent)."""
     progress.start(description)
     pending = 0
-    for record in records:
+    iterator = iter(records)
+    while True:
+        try:
+            record = next(iterator)
+        except StopIteration:
+            break
+        except HeirloomError as exc:
+            raise SourceReadError(f"{description}: {exc}") from None
         yield record
         pending += 1
         if pending == PROGRESS_EVERY:
@@ -356,7 +368,7 @@ def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> It
     try:
         yield
     except HeirloomError as exc:
-        if parent is None or parent.model_type == spec.use:
+        if parent is None or parent.model_type == spec.use or isinstance(exc, SourceReadError):
             raise
         raise HeirloomError(f"{spec.key}.inherit: {parent.ref} is a {parent.model_type} model: {exc}") from None
 
