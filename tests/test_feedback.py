@@ -206,18 +206,24 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     # the same words however written: case and spacing, then what an outside attack used to pass
     # the first check (its copies took the reported accuracy to 1.0): a zero-width space, a BOM,
     # punctuation added, full-width letters
+    # then what the next attack used (1.0 and 0.99 again): words glued by zero-width spaces, a
+    # word added; and a word changed
+    words = tested.split()
     copies = [
         "  " + tested.upper().replace(" ", "  ") + " ",
         tested[:1] + "\u200b" + tested[1:],
         "\ufeff" + tested,
         tested + " !!",
         tested.replace("a", "\uff41"),
+        tested.replace(" ", "\u200b"),
+        tested + " indeed",
+        " ".join([*words[:-2], "elsewhere", words[-1]]),
     ]
     for copy in copies:
         log.add({"text": copy, "label": "negative"})
     log.add({"text": "A sentence no split of the data holds", "label": "neutral"})
     log.close()
-    assert len(shown("corrections", "train")) == 6  # the log keeps them all: only training leaves them out
+    assert len(shown("corrections", "train")) == 9  # the log keeps them all: only training leaves them out
 
     result = run_heirloom(
         "data", "show", str(profile), "training", "--split", "train", "--limit", "0", "--json", env=env
@@ -227,7 +233,8 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     assert len(records) == len(shown("news", "train")) + 1
     fed_back = [record["text"] for record in records if record["id"].startswith("feedback:")]
     assert fed_back == ["A sentence no split of the data holds"]
-    warning = "source 'training': 5 training record(s) of 'corrections' repeat a validation or test example (same text)"
+    warning = "source 'training': 8 training record(s) of 'corrections' repeat a validation or test example (text at "
+    warning += "least 0.8 similar)"
     assert result.stderr.count(warning) == 1, result.stderr
     assert len(shown("training", "test")) == len(shown("news", "test"))  # the held-out splits are the data's
     typo = write(

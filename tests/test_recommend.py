@@ -251,6 +251,7 @@ def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, d
     metrics = json.loads(result.stdout)["models"]["recs"]
     assert set(metrics) == {
         "version",
+        "same_records_as_trained",
         "ndcg_at_10",
         "precision_at_10",
         "recall_at_10",
@@ -348,7 +349,7 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     metrics = json.loads(result.stdout)["models"]["recs"]
     assert metrics["version"] == "shop/recs@1"
     named = ("ndcg", "precision", "recall", "map", "cold_ndcg", "popularity_ndcg")
-    assert set(metrics) == {"version", "coverage", *(f"{m}_at_10" for m in named)}
+    assert set(metrics) == {"version", "same_records_as_trained", "coverage", *(f"{m}_at_10" for m in named)}
     assert 0 < metrics["ndcg_at_10"] <= 1 and 0 < metrics["recall_at_10"] <= 1 and 0 < metrics["coverage"] <= 1
 
 

@@ -17,8 +17,6 @@ import json
 import logging
 import os
 import random
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,14 +25,13 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.text.near_duplicates import NearDuplicates, grams
 from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
 
 log = logging.getLogger("heirloom.text")
-#: A word, as the union compares texts (letters and digits of any script).
-WORD = re.compile(r"\w+")
 
 
 def _open_fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -366,15 +363,21 @@ class UnionSource(heirloom.Source):
     #: The record fields that make an example the same one (``text``; ``user`` and ``item``
     #: for interactions). Empty: no check.
     example_keys: list[str] = attrs.field(factory=lambda: ["text"])
-    #: How values are compared: ``words`` (text: the same words, whatever the case, accents'
-    #: encoding, punctuation, spacing and invisible characters) or ``exact`` (ids: ``5`` is ``"5"``).
+    #: How values are compared: ``words`` (text: near duplicates, see ``example_similarity``,
+    #: whatever the case, accents' encoding, punctuation, spacing and invisible characters) or
+    #: ``exact`` (ids: ``5`` is ``"5"``).
     example_match: str = attrs.field(default="words", validator=attrs.validators.in_(("words", "exact")))
+    #: ``words``: how similar (Jaccard of character 5-grams) a text must be to an example to
+    #: repeat it; 0.8 catches a word added, dropped or changed in a sentence. 1: the same letters.
+    example_similarity: float = attrs.field(
+        default=0.8, validator=attrs.validators.and_(attrs.validators.gt(0), attrs.validators.le(1))
+    )
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.name = ctx.name
         self.parts = [ctx.get(name, "source") for name in self.sources]
-        self._held_out: set[tuple[str, ...]] | None = None
+        self._held_out: set[tuple[str, ...]] | NearDuplicates | None = None
         self._warned: set[str] = set()
 
     def splits(self) -> list[str]:
@@ -391,7 +394,9 @@ class UnionSource(heirloom.Source):
                 yield from part.records(split)
 
     def fingerprint(self) -> str:
-        return hashlib.sha256("\n".join(part.fingerprint() for part in self.parts).encode()).hexdigest()
+        """The parts' fingerprints and the check's settings (they decide which records train)."""
+        check = json.dumps([self.example_keys, self.example_match, self.example_similarity])
+        return hashlib.sha256("\n".join([*(part.fingerprint() for part in self.parts), check]).encode()).hexdigest()
 
     def _unseen(self, records: Iterator[Any], part: str) -> Iterator[Any]:
         """``records`` less those repeating a held-out example, counted in a warning (and a part
@@ -409,47 +414,43 @@ class UnionSource(heirloom.Source):
             return
         self._warned.add(part)
         keys = " and ".join(self.example_keys)
+        similar = f"{keys} at least {self.example_similarity:g} similar" if self.example_match == "words" else ""
         if read and not keyed:
             log.warning("source %r: no record of %r has %s (example_keys): none was checked", self.name, part, keys)
         if repeated:
             log.warning(
-                "source %r: %d training record(s) of %r repeat a validation or test example (same %s) and are left "
+                "source %r: %d training record(s) of %r repeat a validation or test example (%s) and are left "
                 "out of training, which would inflate the scores that report and compare versions",
                 self.name,
                 repeated,
                 part,
-                keys,
+                similar or f"same {keys}",
             )
 
-    def _examples_held_out(self) -> set[tuple[str, ...]]:
+    def _examples_held_out(self) -> set[tuple[str, ...]] | NearDuplicates:
         """The examples of every part's validation and test splits (read once per run)."""
         if self._held_out is None:
-            self._held_out = {
+            examples = (
                 key
                 for part in self.parts
                 for split in ("validation", "test")
                 if split in part.splits()
                 for record in part.records(split)
                 if (key := self._example(record)) is not None
-            }
+            )
+            words = self.example_match == "words"
+            self._held_out = NearDuplicates(examples, self.example_similarity) if words else set(examples)
         return self._held_out
 
-    def _example(self, record: Any) -> tuple[str, ...] | None:
-        """What makes ``record`` an example (None: it lacks one of the keys, e.g. a catalogue item)."""
+    def _example(self, record: Any) -> Any:
+        """What makes ``record`` an example (None: it lacks one of the keys, e.g. a catalogue item):
+        its values' 5-grams (``words``) or the values (``exact``)."""
         if not isinstance(record, dict) or any(record.get(key) is None for key in self.example_keys):
             return None
-        fold = _words if self.example_match == "words" else _exact
-        return tuple(fold(record[key]) for key in self.example_keys)
-
-
-def _words(value: Any) -> str:
-    """A text as its words: format characters (zero-width, soft hyphen, BOM) dropped, NFKC (one
-    encoding of an accent, full-width letters as letters), case folded, punctuation and spacing
-    gone; the n-gram features see no more than this of a sentence. Not text: as :func:`_exact`."""
-    if not isinstance(value, str):
-        return _exact(value)
-    visible = "".join(char for char in value if unicodedata.category(char) != "Cf")
-    return " ".join(WORD.findall(unicodedata.normalize("NFKC", visible).casefold()))
+        values = [record[key] for key in self.example_keys]
+        if self.example_match == "words":
+            return grams(value if isinstance(value, str) else _exact(value) for value in values)
+        return tuple(map(_exact, values))
 
 
 def _exact(value: Any) -> str:
