@@ -27,7 +27,11 @@ import attrs
 from heirloom import HeirloomError
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_WORD_CACHE_LIMIT = 1 << 18
+#: Bytes the word cache may hold (about 32 per character of a word, with the default n-grams):
+#: counted in bytes, as clients choose the words, and a 10,000-character one costs 320 KB.
+_WORD_CACHE_BYTES = 64 << 20
+#: What a cached word costs beyond its features: the dict entry, the tuple, the array, the str.
+_ENTRY_BYTES = 250
 #: Odd 64-bit multiplier (golden ratio) mixing word hashes into an n-gram hash.
 _MIX = 0x9E3779B97F4A7C15
 _MASK = (1 << 64) - 1
@@ -82,6 +86,7 @@ class Featurizer:
         self.settings = settings
         self._half = settings.buckets // 2
         self._words: dict[str, tuple[int, array]] = {}
+        self._cached_bytes = 0
 
     def tokens(self, text: str) -> list[str]:
         return _TOKEN.findall(text.lower() if self.settings.lowercase else text)
@@ -123,7 +128,10 @@ class Featurizer:
                 for i in range(len(padded) - n + 1)
             )
             cached = (word_hash, features)
-            if len(self._words) >= _WORD_CACHE_LIMIT:
+            size = _ENTRY_BYTES + len(token) + features.itemsize * len(features)
+            if self._cached_bytes + size > _WORD_CACHE_BYTES:
                 self._words.clear()
+                self._cached_bytes = 0
             self._words[token] = cached
+            self._cached_bytes += size
         return cached
