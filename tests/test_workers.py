@@ -212,7 +212,8 @@ def test_a_respawned_worker_takes_no_key_from_the_worker_that_stayed(tmp_path):
     try:
         daemon.wait_ready()
         with daemon.client(timeout=10) as client:
-            first = {f"order-{i}": client.call("t.pid", None, idempotency_key=f"order-{i}") for i in range(40)}
+            sent = {f"order-{i}": client.submit("t.pid", None, idempotency_key=f"order-{i}") for i in range(40)}
+            first = {key: future.result(10).body for key, future in sent.items()}  # in flight together: both work
             victim, survivor = sorted(set(first.values()), key=list(first.values()).count)
             os.kill(victim, signal.SIGKILL)
             deadline = time.monotonic() + 30
@@ -248,6 +249,34 @@ def test_a_key_answered_while_its_worker_was_being_replaced_is_not_run_again_by_
         assert again == during, {key: (during[key], again[key]) for key in during if again[key] != during[key]}
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_worker_that_joins_takes_no_key_answered_before_it_came(tmp_path):
+    """Keys were hashed over the workers: a remote worker joining took about a third of the keys
+    the others had answered, and their retries ran again on it (16 of 40 feedback writes twice)."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
+    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    joining = None
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20) as client:
+            first = {f"order-{i}": client.call("t.pid", None, idempotency_key=f"order-{i}") for i in range(40)}
+            env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+            joining = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
+            deadline = time.monotonic() + 60
+            while joining.pid not in _worker_pids(client):
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            again = {key: client.call("t.pid", None, idempotency_key=key) for key in first}
+            sent = [client.submit("t.pid", None, idempotency_key=f"new-{i}") for i in range(6)]  # in flight together
+            new = {future.result(10).body for future in sent}
+        assert again == first, {key: (first[key], again[key]) for key in first if again[key] != first[key]}
+        assert joining.pid in new  # new keys reach it: it takes its share of the work
+    finally:
+        assert daemon.terminate() == 0
+        if joining is not None:
+            joining.kill()
 
 
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])

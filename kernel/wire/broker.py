@@ -73,8 +73,6 @@ MISSED_HEARTBEATS = 3
 CHECK_INTERVAL = 0.05
 #: Seconds a local worker has to stop its components once the shared grace period is over.
 STOP_SECONDS = 10.0
-#: Keys remembered as sent elsewhere while their worker slot was vacant (the oldest forgotten).
-REROUTED_KEYS = 10_000
 #: A worker's load, for picking the least busy (a C getter: no Python call per worker).
 _LOAD = operator.attrgetter("in_flight")
 
@@ -125,8 +123,9 @@ class Broker(BrokerRoutes):
         self._unreadable = Every(60.0)
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
-        #: (client, idempotency key) -> the worker that took it while its slot was vacant
-        self._rerouted: OrderedDict[tuple[bytes, Any], Worker] = OrderedDict()
+        #: (client, idempotency key) -> the worker its first attempt went to, for as many keys as
+        #: a worker's idempotency cache holds (the oldest forgotten first, as the worker forgets them)
+        self._keyed_to: OrderedDict[tuple[bytes, Any], Worker] = OrderedDict()
         self.routes: dict[str, dict[str, Any]] = {}
         #: tag -> (worker, route stats, received, client envelope, request id)
         self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
@@ -258,27 +257,19 @@ class Broker(BrokerRoutes):
             self._fail(tag, f"{reason} while handling the request; retry")
 
     def _keyed(self, ready: list[Worker], client_key: tuple[bytes, Any]) -> Worker:
-        """The worker for a keyed request: rendezvous hashing over the worker slots, so a retry
-        reaches the worker that keeps the first reply, or its replacement (which takes its slot,
-        so a respawn moves no other key). A key whose slot is vacant (its worker being replaced)
-        goes to the best live worker, remembered, so that its retries find the reply there
-        instead of running again on the replacement."""
-        went = self._rerouted.get(client_key)
+        """The worker for a keyed request: the one its first attempt went to, while it lives, as
+        its cache holds the reply (a worker joining or replacing another since takes no such key;
+        hashing keys over the workers moved some to a joining one, and their retries ran again);
+        else, as for a new key, the least busy."""
+        went = self._keyed_to.get(client_key)
         if went is not None and went in ready:
             return went
-        worker = max(ready, key=lambda w: hash((*client_key, self._slot(w))))
-        vacant = set(range(self.local.count)) - {self._slot(w) for w in ready}
-        if vacant and max(hash((*client_key, slot)) for slot in vacant) > hash((*client_key, self._slot(worker))):
-            self._rerouted[client_key] = worker
-            if len(self._rerouted) > REROUTED_KEYS:
-                self._rerouted.popitem(last=False)
+        worker = min(ready, key=_LOAD)
+        self._keyed_to[client_key] = worker
+        self._keyed_to.move_to_end(client_key)
+        if len(self._keyed_to) > self.settings.idempotency_cache:
+            self._keyed_to.popitem(last=False)
         return worker
-
-    def _slot(self, worker: Worker) -> Any:
-        """What a key is hashed with to pick ``worker``: its local slot, which its replacement
-        takes (so a respawn moves no other worker's keys), else its identity (on another host)."""
-        slot = self.local.slot_of(worker.pid)
-        return worker.identity if slot is None else slot
 
     def _fail(self, tag: bytes, message: str) -> None:
         forwarded = self.forwarded.pop(tag, None)

@@ -25,14 +25,12 @@ STABLE_SECONDS = 60.0
 
 
 class LocalProcess:
-    __slots__ = ("failures", "process", "slot", "started")
+    __slots__ = ("failures", "process", "started")
 
-    def __init__(self, process: subprocess.Popen, started: float, failures: int = 0, slot: int = 0):
+    def __init__(self, process: subprocess.Popen, started: float, failures: int = 0):
         self.process = process
         self.started = started
         self.failures = failures
-        #: Which of the ``count`` workers it is: a replacement takes the slot of the one it replaces.
-        self.slot = slot
 
 
 #: Exit codes of a worker that stopped cleanly: 0, or the SIGTERM it got while already exiting.
@@ -46,9 +44,9 @@ class LocalWorkers:
         self.argv = argv
         self.count = count
         self.processes: list[LocalProcess] = []
-        #: ``(when, failures so far, slot)`` of each replacement waiting out its backoff: the
+        #: ``(when, failures so far)`` of each replacement waiting out its backoff: the
         #: broker's loop keeps answering meanwhile, and a drain cancels them.
-        self.respawns: list[tuple[float, int, int]] = []
+        self.respawns: list[tuple[float, int]] = []
         #: Whether a worker stopping for good (not to be replaced) exited other than 0.
         self.unclean = False
         #: Workers whose system failed to start (the broker said so): their exit 1 is that
@@ -56,15 +54,11 @@ class LocalWorkers:
         self.failed_starts: set[int] = set()
 
     def start(self) -> None:
-        for slot in range(self.count):
-            self._spawn(slot=slot)
+        for _ in range(self.count):
+            self._spawn()
 
     def pids(self) -> set[int]:
         return {local.process.pid for local in self.processes}
-
-    def slot_of(self, pid: int) -> int | None:
-        """The slot of the local worker ``pid`` (None for a worker on another host)."""
-        return next((local.slot for local in self.processes if local.process.pid == pid), None)
 
     def reap(self, now: float, *, respawn: bool) -> list[tuple[int, int, str]]:
         """``(pid, exit code, reason)`` of each process that exited since the last call; each is replaced
@@ -83,11 +77,11 @@ class LocalWorkers:
                 delay = min(RESPAWN_BACKOFF_MAX, 0.5 * 2 ** (failures - 1)) if failures > 1 else 0.0
                 if delay:
                     log.warning("worker keeps dying; respawning in %.1fs", delay)
-                self.respawns.append((now + delay, failures, local.slot))
+                self.respawns.append((now + delay, failures))
         due = [entry for entry in self.respawns if entry[0] <= now] if respawn else []
         self.respawns = [entry for entry in self.respawns if entry not in due] if respawn else []
-        for _, failures, slot in due:
-            self._spawn(failures, slot)
+        for _, failures in due:
+            self._spawn(failures)
         return exited
 
     def _failed_start(self, pid: int, code: int | None) -> bool:
@@ -124,11 +118,11 @@ class LocalWorkers:
                 log.warning("worker pid %d exited with %s", local.process.pid, local.process.returncode)
         return not self.unclean
 
-    def _spawn(self, failures: int = 0, slot: int = 0) -> None:
+    def _spawn(self, failures: int = 0) -> None:
         # each local worker's share of the cores: N workers each using all of them would
         # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
         share = max(1, available_cores() // self.count)
         env = {**os.environ, CPU_SHARE_ENV: str(share), PARENT_ENV: str(os.getpid())}
         process = subprocess.Popen([sys.executable, "-m", "heirloom", *self.argv], stdin=subprocess.DEVNULL, env=env)
-        self.processes.append(LocalProcess(process, time.monotonic(), failures, slot))
+        self.processes.append(LocalProcess(process, time.monotonic(), failures))
         log.info("spawned worker pid %d", process.pid)
