@@ -109,10 +109,12 @@ def csv_rows(
                     f"(columns: {listed(columns)})"
                 )
             row: dict[Any, Any] = {}
+            before = ended = reader.line_num  # the last line of the header, then of each row
             for row in reader:
+                before, ended = ended, reader.line_num
+                began = _first_line_of(row, before, ended)
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
                 if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
-                    began = _first_line_of(row, reader.line_num)
                     spans = began < reader.line_num
                     lines = f"{began}-{reader.line_num}" if spans else f"{reader.line_num}"
                     hint = (
@@ -124,8 +126,10 @@ def csv_rows(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
                 yield reader.line_num, row
-            ends_open = any(_BREAK.search(v) for v in _texts(row)) or not _ends_with_break(path)
-            if ends_open and _open_at_end(path, encoding, delimiter, began := _first_line_of(row, reader.line_num)):
+            file_break = _ends_with_break(path)
+            ends_open = any(_BREAK.search(v) for v in _texts(row)) or not file_break
+            if ends_open and _open_at_end(path, encoding, delimiter, _first_line_of(row, before, ended)):
+                began = _first_line_of(row, before, ended, file_break)  # its value holds the file's last break
                 lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{began}"
                 raise heirloom.HeirloomError(
                     f"{path}:{lines}: a quote opened on line {began} is never closed "
@@ -146,9 +150,12 @@ def _texts(row: dict[Any, Any]) -> list[str]:
     return [v for v in [*row.values(), *row.get(None, ())] if isinstance(v, str)]
 
 
-def _first_line_of(row: dict[Any, Any], last: int) -> int:
-    """The line a row ending on line ``last`` began on: a quoted value may span lines."""
-    return last - sum(len(_BREAK.findall(v.rstrip("\r\n"))) for v in _texts(row))
+def _first_line_of(row: dict[Any, Any], before: int, last: int, open_to_the_end: bool = False) -> int:
+    """The line a row ending on line ``last`` began on, the row before it ending on line ``before``
+    (blank lines may come between): a quoted value may span lines, and end with a break. A value
+    left open to the end of the file holds the file's last break too, which starts no line."""
+    breaks = sum(len(_BREAK.findall(value)) for value in _texts(row))
+    return max(before + 1, last - breaks + open_to_the_end)
 
 
 def _open_at_end(path: str | Path, encoding: str, delimiter: str, began: int) -> bool:
@@ -169,7 +176,8 @@ def _ends_with_break(path: str | Path) -> bool:
     one may be a value whose quote never closed (``3,"open`` at the very end), read as closed."""
     with open(path, "rb") as handle:
         handle.seek(max(0, os.fstat(handle.fileno()).st_size - 2))
-        return any(byte in handle.read() for byte in b"\r\n")
+        tail = handle.read()
+        return any(byte in tail for byte in b"\r\n")
 
 
 def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:

@@ -182,6 +182,11 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: a quote opened on line 3 is never closed"):
         records(header + b'Lost card,"card_lost')  # and with no line end at all: it was read as closed
     assert records(header + b'Lost card,"card_lost"')[1]["label"] == "card_lost"  # closed at the very end
+    # a last value ending with a line break, closed: read as never closed (its start line miscounted)
+    assert records(header + b'Lost card,"card_lost\n"\r\n')[1]["label"] == "card_lost"  # (then stripped)
+    assert records(header + b'Lost card,"card_lost\r"')[1]["label"] == "card_lost"
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:5-6: a quote opened on line 5 is never closed"):
+        records(header + b'\r\n\r\nLost card,"card_lost\r\nThanks\r\n')  # blank lines before: its own line
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:4: the row has 1 fields, the header 2 \(quote a"):
         records(header + b"\r\nWhat about my children?\r\n")  # after a blank line: no quote to blame
     assert records(latin, encoding="latin-1")[1]["text"] == "Can I pay at the café?"
