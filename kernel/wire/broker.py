@@ -36,7 +36,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
-from heirloom.wire.broker_workers import Worker, read_heartbeat, start_failure
+from heirloom.wire.broker_workers import Worker, not_sent, read_heartbeat, start_failure
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
@@ -118,7 +118,11 @@ class Broker(BrokerRoutes):
         attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/workers", bind=True)
         self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
         self.outbox = Outbox(self.frontend, settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20)
-        self._to_worker = sender(self.backend)
+        # a message for a worker that is gone raises (refused at once, not lost); what waits for a
+        # worker is bounded by the in-flight limit, not by a high-water mark that drops in silence
+        self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.backend.setsockopt(zmq.SNDHWM, 0)
+        self._to_worker = sender(self.backend, nonblocking=True)
         self._from_clients = receiver(self.frontend, with_user=curve is not None)
         self._unreadable = Every(60.0)
         self.workers: dict[bytes, Worker] = {}
@@ -201,7 +205,10 @@ class Broker(BrokerRoutes):
     # -- workers -------------------------------------------------------------------------
     def _tell_workers(self, command: bytes) -> None:
         for worker in self.workers.values():
-            self._to_worker([worker.identity, CONTROL, command])
+            try:
+                self._to_worker([worker.identity, CONTROL, command])
+            except zmq.ZMQError:  # gone since its last heartbeat: their absence will say so
+                log.debug("could not tell worker pid %d %s", worker.pid, command)
 
     def _worker_argv(self) -> list[str]:
         """``heirloom worker`` arguments that connect a worker to this broker."""
@@ -410,9 +417,12 @@ class Broker(BrokerRoutes):
                 worker = min(ready, key=_LOAD)
             self._tag += 1
             tag = self._tag.to_bytes(TAG_BYTES, "little")
+            try:
+                self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
+            except zmq.ZMQError as exc:  # gone since its last heartbeat
+                raise not_sent(worker, exc) from None
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
-            self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
         except RequestError as error:
             self.outbox.send(error_frames(envelope, request_id, error))
             if info is not None or (type(route) is str and (route in KERNEL_ROUTES or route == SCALE_ROUTE)):

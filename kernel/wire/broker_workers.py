@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import zmq
+
 from heirloom.core.limits import shortened
-from heirloom.wire.protocol import decoding_error, unpackb
+from heirloom.wire.protocol import UNAVAILABLE, RequestError, decoding_error, unpackb
 
 #: The heartbeat keys the broker reads, and the types they must have when present.
 _FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -99,3 +101,9 @@ def start_failure(frame: bytes) -> tuple[int | None, str]:
         return None, "a worker could not start (its message saying why was unreadable)"
     pid = said.get("pid") if type(said.get("pid")) is int else None
     return pid, f"worker pid {'?' if pid is None else pid} could not start: {shortened(str(said.get('error')))}"
+
+
+def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:
+    """The answer to a request the broker could not hand to ``worker`` (gone since its last
+    heartbeat): refused at once, where a ROUTER socket would have dropped it in silence."""
+    return RequestError(UNAVAILABLE, f"worker pid {worker.pid} cannot be reached ({exc}); retry", retry_after_ms=100)
