@@ -279,6 +279,46 @@ def test_a_worker_that_joins_takes_no_key_answered_before_it_came(tmp_path):
             joining.kill()
 
 
+def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_path):
+    """A worker serving another profile was routed a share of every route (NOT_FOUND from it),
+    and once the right workers were restarted it was "first ready": every route it lacked was
+    NOT_FOUND, for good. Each route goes to the workers that serve it; one served before and
+    served by no ready worker now is UNAVAILABLE, to retry."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    ours = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    stray = subprocess.Popen([*HEIRLOOM, "worker", "minimal", "--connect", worker_address], env=env)
+    right = subprocess.Popen(ours, stderr=subprocess.DEVNULL, env=env)
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20, retries=0) as client:
+            deadline = time.monotonic() + 60
+            while len(_worker_pids(client)) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            sent = [client.submit("t.pid", None) for _ in range(30)]  # in flight together: both workers idle
+            assert {future.result(10).body for future in sent} == {right.pid}
+            right.send_signal(signal.SIGTERM)
+            assert right.wait(30) == 0
+            while right.pid in _worker_pids(client):
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            with pytest.raises(Unavailable, match=r"no ready worker serves t\.pid now"):
+                client.call("t.pid", None)
+            assert client.call("echo.echo", "still") == "still"  # what the stray serves, it answers
+            right = subprocess.Popen(ours, stderr=subprocess.DEVNULL, env=env)
+            while right.pid not in _worker_pids(client):
+                assert time.monotonic() < deadline + 30, daemon.log()
+                time.sleep(0.1)
+            assert client.call("t.pid", None) == right.pid
+        assert "serves other routes than the other ready workers" in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+        for worker in (stray, right):
+            worker.kill()
+
+
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])
 def test_an_address_in_use_is_one_line_naming_it(tmp_path, workers):
     daemon = Daemon(tmp_path, *workers, address=free_tcp_address())

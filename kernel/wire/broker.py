@@ -127,6 +127,11 @@ class Broker(BrokerRoutes):
         self._unreadable = Every(60.0)
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
+        #: route -> the ready workers that serve it: a request never goes to one that does not
+        #: (a worker of another profile, or of an older version during a rolling upgrade)
+        self._serving: dict[str, list[Worker]] = {}
+        #: every route a worker has served: one no ready worker serves now is UNAVAILABLE, not NOT_FOUND
+        self._served_once: set[str] = set()
         #: (client, idempotency key) -> the worker its first attempt went to, for as many keys as
         #: a worker's idempotency cache holds (the oldest forgotten first, as the worker forgets them)
         self._keyed_to: OrderedDict[tuple[bytes, Any], Worker] = OrderedDict()
@@ -351,18 +356,29 @@ class Broker(BrokerRoutes):
                 log.info("worker pid %d ready", worker.pid)
                 self.start_failure = None
                 theirs = {r.get("name") for r in status.get("routes", [])}
-                if theirs != set(self.routes):
+                others = {name for peer in self._ready if peer is not worker for name in self._routes_of(peer)}
+                if others and theirs != others:
                     log.warning(
-                        "worker pid %d serves other routes than the first ready worker (another profile or "
-                        "version?): only the first's are listed and routed; differing: %s",
+                        "worker pid %d serves other routes than the other ready workers (another profile or "
+                        "version?): each route goes only to workers that serve it; differing: %s",
                         worker.pid,
-                        ", ".join(sorted(map(str, theirs ^ set(self.routes)))[:10]),
+                        ", ".join(sorted(map(str, theirs ^ others))[:10]),
                     )
 
     def _update_ready(self) -> None:
         self._ready = [w for w in self.workers.values() if w.ready]
-        if self._ready:
-            self.routes = {r["name"]: r for r in self._ready[0].status.get("routes", [])}
+        self._serving = {}
+        for worker in self._ready:
+            for name in self._routes_of(worker):
+                self._serving.setdefault(name, []).append(worker)
+        if self._ready:  # what _routes lists: every route some ready worker serves
+            described = (route for worker in reversed(self._ready) for route in worker.status.get("routes", []))
+            self.routes = {route["name"]: route for route in described}
+            self._served_once.update(self.routes)
+
+    @staticmethod
+    def _routes_of(worker: Worker) -> list[str]:
+        return [route["name"] for route in worker.status.get("routes", [])]
 
     # -- clients -------------------------------------------------------------------------
     def _from_client(self, frames: list[bytes], user: str | None) -> None:
@@ -395,7 +411,7 @@ class Broker(BrokerRoutes):
                 raise self._unroutable(route)
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
-            ready = self._ready
+            ready = self._serving.get(route)
             if not ready:
                 raise self._unroutable(route)
             if info["admin"]:
@@ -436,9 +452,12 @@ class Broker(BrokerRoutes):
             self.outbox.send(error_frames(envelope, request_id, error))
 
     def _unroutable(self, route: str) -> RequestError:
-        """UNAVAILABLE while no worker is ready (nobody knows the routes yet), else NOT_FOUND."""
+        """UNAVAILABLE while no worker is ready (nobody knows the routes yet) or none that is serves a
+        route one served before (being replaced), else NOT_FOUND."""
         if not self._ready:
             return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
+        if route in self._served_once:
+            return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
         message = f"no route {route!r}{did_you_mean(route, self.routes)} (call _routes for the list)"
         return RequestError(NOT_FOUND, message, "header.route")
 
