@@ -779,6 +779,10 @@ def _holding_itself() -> dict[str, list]:
             heirloom.State({"a": (tied := np.zeros(8)), "b": np.ones(2), "c": tied[4:]}, {}),
             "the state's arrays 'a' and 'c' share memory",
         ),
+        (  # json wrote it, and `models show --metadata` then failed with a RecursionError
+            heirloom.State({}, {"a": functools.reduce(lambda inner, _: [inner], range(500), 1)}),
+            "it holds nesting deeper than 400 levels (or a value that holds itself) at a[0][0]",
+        ),
     ],
     ids=[
         "nan-metadata",
@@ -792,6 +796,7 @@ def _holding_itself() -> dict[str, list]:
         "cyclic-metadata",
         "deep-nan-metadata",
         "numpy-shared-memory",
+        "deep-metadata",
     ],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):

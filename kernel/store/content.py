@@ -12,6 +12,7 @@ from typing import Any
 
 from heirloom.core.components import State
 from heirloom.core.errors import HeirloomError
+from heirloom.core.limits import nests_deeper
 
 #: The framework recorded for a state without tensors.
 NO_TENSORS = "none"
@@ -23,7 +24,11 @@ def sha256(data: bytes) -> str:
 
 def canonical_json(value: Any, what: str) -> bytes:
     """Deterministic JSON bytes, so equal content gets equal digests; strict JSON (no NaN or
-    infinity, which other languages' parsers refuse)."""
+    infinity, which other languages' parsers refuse), nesting at most MAX_METADATA_NESTING levels
+    (json writes deeper, but reading it back for display or a warm start would recurse too far)."""
+    if nests_deeper(value, MAX_METADATA_NESTING):
+        where, found = _unstorable(value, "") or ("the top", "deep nesting")
+        raise HeirloomError(f"{what} must be JSON-serialisable: it holds {found} at {where}")
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (TypeError, ValueError, RecursionError) as exc:  # ValueError: a cycle, too
