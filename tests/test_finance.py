@@ -349,7 +349,10 @@ def test_feedback_applies_text_limits(daemon):
         feedback = next(route for route in client.call("_routes")["routes"] if route["name"] == "sentiment.feedback")
         text = feedback["input"]["properties"]["text"]  # stated as enforced, so a client refuses it first
         assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, r"\S")
-        assert feedback["input"]["properties"]["label"]["maxLength"] == 200  # what check_label refuses past
+        label = feedback["input"]["properties"]["label"]  # what check_label refuses: past 200, surrounding spaces
+        assert label["maxLength"] == 200 and label["pattern"] == r"^\S(?:.*\S)?$"
+        with pytest.raises(InvalidArgument):
+            client.call("sentiment.feedback", {"text": "Profit fell", "label": "negative "})
 
 
 def feedback_daemon(trained: dict, tmp_path: Path, log: Path, *args: str, **kwargs) -> Daemon:

@@ -89,6 +89,10 @@ def test_invalid_argument_names_the_field(client):
         client.call("t.typed", {"text": "x" * 5000})
     assert caught.value.field == "body" and "accepts at most 4096" in caught.value.message
     assert client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
+    # an integer with no fraction sent as a float, as JSON clients do (JSON Schema's integer)
+    assert client.call("t.typed", {"text": "ab", "count": 2.0}) == "abab"
+    with pytest.raises(InvalidArgument, match=r"expected integer, got number 2\.5"):
+        client.call("t.typed", {"text": "ab", "count": 2.5})
 
 
 def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and_logged(daemon, client):

@@ -40,6 +40,19 @@ def _buffer(value: Any, _: type) -> Buffer:
 
 
 _converter.register_structure_hook(Buffer, _buffer)
+
+
+def _integer(value: Any, _: type) -> int:
+    """An integer field takes a float with no fraction too (``5.0``): JSON Schema's ``integer``
+    says so, and a JSON client (the HTTP gateway's) cannot tell 5.0 from 5."""
+    if type(value) is float and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if type(value) is not int:
+        raise TypeError(f"expected int, got {type(value).__name__} {value!r}")
+    return value
+
+
+_converter.register_structure_hook(int, _integer)
 #: What a client sends for a buffer field: the placeholder naming its frame (docs/PROTOCOL.md).
 BUFFER_SCHEMA = {
     "type": "object",

@@ -20,9 +20,10 @@ from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
 
 #: The longest label accepted.
 MAX_LABEL_CHARS = 200
-#: What check_label enforces of a label's length, as JSON-schema keywords for a request field's
-#: ``metadata={"schema": heirloom.LABEL_SCHEMA}`` (``_routes`` states them; its other rules are code).
-LABEL_SCHEMA = MappingProxyType({"minLength": 1, "maxLength": MAX_LABEL_CHARS})
+#: What check_label enforces of a label's length and surrounding spaces, as JSON-schema keywords
+#: for a request field's ``metadata={"schema": heirloom.LABEL_SCHEMA}`` (``_routes`` states them;
+#: its other rules are code).
+LABEL_SCHEMA = MappingProxyType({"minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": r"^\S(?:.*\S)?$"})
 #: Unicode categories no label may hold: control, format (zero-width, bidi overrides), line
 #: and paragraph separators, unassigned, private use, surrogates.
 UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
