@@ -343,9 +343,10 @@ def test_feedback_applies_text_limits(daemon):
             with pytest.raises(InvalidArgument) as caught:
                 client.call("sentiment.feedback", body)
             assert caught.value.field == field and "at most" in caught.value.message
-        with pytest.raises(InvalidArgument) as caught:
-            client.call("sentiment.feedback", {"text": " \t", "label": "negative"})
-        assert (caught.value.field, caught.value.message) == ("body.text", "body.text: 'text' is blank")
+        for blank in (" \t", "\u200b", "\ufeff \u200d"):  # invisible characters are no text either
+            with pytest.raises(InvalidArgument) as caught:
+                client.call("sentiment.feedback", {"text": blank, "label": "negative"})
+            assert (caught.value.field, caught.value.message) == ("body.text", "body.text: 'text' is blank")
         feedback = next(route for route in client.call("_routes")["routes"] if route["name"] == "sentiment.feedback")
         text = feedback["input"]["properties"]["text"]  # stated as enforced, so a client refuses it first
         assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, r"\S")

@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+import unicodedata
 from typing import Any
 
 import attrs
@@ -225,13 +226,14 @@ def stated_bounds(validator: Any) -> dict[str, Any]:
 
 def text_limit(max_chars: int, *, blank: bool = True) -> Any:
     """An attrs validator for a text in a request body: at most ``max_chars`` characters and,
-    with ``blank=False``, not empty or whitespace only. ``_routes`` states both (``maxLength``;
-    ``minLength`` 1 and ``pattern`` ``\\S``), and the errors name the field."""
+    with ``blank=False``, not empty, whitespace or invisible characters only (a zero-width space
+    is no text to learn from). ``_routes`` states both (``maxLength``; ``minLength`` 1 and
+    ``pattern`` ``\\S``), and the errors name the field."""
 
     def check(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
         if value is None:  # an optional text; its type is checked before validators run
             return
-        if not blank and not value.strip():
+        if not blank and all(char.isspace() or unicodedata.category(char) in _INVISIBLE for char in value):
             raise ValueError(f"'{attribute.name}' is blank")
         if len(value) > max_chars:
             raise ValueError(f"'{attribute.name}' is {len(value)} characters; at most {max_chars} are accepted")
@@ -268,6 +270,9 @@ def list_limit(max_items: int, *, each: Any = None, min_items: int = 1) -> Any:
     check.min_length, check.max_length, check.each = min_items, max_items, each  # type: ignore[attr-defined]
     return check
 
+
+#: Unicode categories a text of only these (and spaces) is blank of: format (zero-width, BOM), control.
+_INVISIBLE = frozenset({"Cf", "Cc"})
 
 #: The class of attrs' ``optional`` validator: of the validators wrapping another, the one
 #: whose inner bounds still hold (``not_`` wraps one too, and means the opposite).
