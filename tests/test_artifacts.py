@@ -598,6 +598,18 @@ def test_an_api_check_that_raises_is_a_problem_naming_it_not_a_crash(store, tmp_
     assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0, "trained: the check passes"
 
 
+def test_a_data_path_that_is_no_regular_file_is_one_line_not_a_traceback(store, tmp_path):
+    """A profile naming a folder where a plugin's source opens a file (heirloom.open_regular):
+    a traceback and "a plugin bug" for a user's mistake."""
+    (tmp_path / "data").mkdir()
+    text = TOY_TABLES.replace('use = "toy-source"', 'use = "toy-source"\npath = "data"')
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{text}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    trained = run_heirloom("train", str(profile), env=env)
+    assert trained.returncode == 1 and "Traceback" not in trained.stderr, trained.stderr
+    assert f"{tmp_path / 'data'} is not a regular file (a folder, a FIFO or a device)" in said(trained)
+
+
 def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store, tmp_path):
     """A client reading ``_stats`` learnt where the store lives: the error of a damaged
     version named its blob's full path. The daemon's own log keeps it."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
@@ -25,6 +26,8 @@ def _record(event: str) -> None:
 class ToySource(heirloom.Source):
     rows: int = 3
     after: str | None = heirloom.ref("source", default=None)
+    #: a file read before the rows, as a plugin's own source reads its data
+    path: str | None = heirloom.path_field(default=None)
 
     def start(self, ctx):
         super().start(ctx)
@@ -34,6 +37,8 @@ class ToySource(heirloom.Source):
         _record(f"stop {self.ctx.name}")
 
     def records(self, split=None):
+        if self.path is not None:
+            os.close(heirloom.open_regular(Path(self.path)))
         yield from ({"i": i} for i in range(self.rows))
 
     def fingerprint(self) -> str:

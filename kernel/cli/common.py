@@ -19,6 +19,7 @@ from rich.text import Text
 
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import ProfileError
+from heirloom.core.fsutil import NotRegularFile
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -69,7 +70,10 @@ def get_kernel(ctx: click.Context | None = None) -> Kernel:
 def fail_unexpectedly(doing: str, exc: BaseException) -> NoReturn:
     """An exception no one raised on purpose (a plugin's bug, or heirloom's): its traceback,
     then a last line naming what was being done (``training models.clf (my-model)``), so the
-    end of the output says which component failed."""
+    end of the output says which component failed. A path that is no regular file (a folder or
+    a FIFO where a profile names a file) is the user's mistake: one line."""
+    if isinstance(exc, NotRegularFile):
+        fail(f"error: {doing} failed: {exc.filename} is not a regular file (a folder, a FIFO or a device)")
     traceback.print_exception(exc)
     fail(f"error: {doing} failed: {type(exc).__name__}: {exc} (the traceback above shows where)")
 
