@@ -225,7 +225,15 @@ class SupportApi(heirloom.Api):
         new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
         with heirloom.durable_write("resolution"):
             self.log.append({"type": "resolution", "id": body.id, **decision, **new})
-        return {"resolved": True, "id": body.id, **decision, "new_intent": new_intent}
+        # a new intent one typo from a known one (port_numbr): said, so the person resolves again
+        close = difflib.get_close_matches(body.intent, known, 1, 0.8) if new_intent else []
+        return {
+            "resolved": True,
+            "id": body.id,
+            **decision,
+            "new_intent": new_intent,
+            **({"close_to": close[0]} if close else {}),
+        }
 
     def accept_intent(self, body: AcceptInput) -> dict[str, Any]:
         """A person reviewed a new intent: the resolutions naming it train (a typo is never accepted)."""
