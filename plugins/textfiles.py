@@ -102,6 +102,9 @@ def csv_rows(
         reader = csv.DictReader(handle, delimiter=delimiter)
         with decoding(path, encoding, ENCODING_REMEDY), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
+            twice = sorted({name for name in columns if columns.count(name) > 1 and name in required})
+            if twice:  # a row would keep the last column of that name, silently
+                raise heirloom.HeirloomError(f"{path}: the header names column {twice[0]!r} more than once")
             missing = [c for c in required if c not in columns]
             if missing:
                 raise heirloom.HeirloomError(

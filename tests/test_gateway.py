@@ -257,6 +257,9 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     ):
         status, _, body = http(infer, {"inputs": tensors})
         assert status == 400 and body["field"] == field and said in body["error"], (tensors, body)
+    twice = {"inputs": [text], "outputs": [{"name": "label"}, {"name": "label"}]}  # it sent the tensor twice
+    status, _, body = http(infer, twice)
+    assert (status, body["field"]) == (400, "outputs") and "'label' is asked for more than once" in body["error"]
     huge = {**text, "shape": [2_000_000_000], "data": []}  # rows were built before they were counted
     status, _, body = http(infer, {"inputs": [huge]})
     assert (status, body["field"]) == (400, "inputs[0].shape") and "an infer request takes at most 1024" in body[

@@ -222,6 +222,9 @@ def requested(request: dict[str, Any], available: list[str]) -> list[str]:
     unknown = [n for n in names if n not in available]
     if unknown:
         raise InferError(f"no output named {unknown[0]!r} (outputs: {', '.join(available)})", "outputs")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # a client asking twice would get the tensor twice, under one name
+        raise InferError(f"output {twice[0]!r} is asked for more than once", "outputs")
     return names
 
 
