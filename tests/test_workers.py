@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 import heirloom
-from heirloom.wire.client import DeadlineExceeded, RemoteError, Unavailable
+from heirloom.wire.client import DeadlineExceeded, RemoteError, ResourceExhausted, Unavailable
 from heirloom.wire.protocol import CONTROL, packb
 from heirloom.wire.server import TAG_BYTES
 from tests.daemons import PROFILE, Daemon
@@ -317,6 +317,24 @@ def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_pa
         assert daemon.terminate() == 0
         for worker in (stray, right):
             worker.kill()
+
+
+def test_a_broker_holds_at_most_forward_backlog_mb_of_large_requests_for_its_workers(tmp_path):
+    """The broker read every request up to the in-flight limit and held it for its workers:
+    800 echoes of 900 KB took it to 741 MB. Past the budget a large request is refused at once."""
+    daemon = Daemon(tmp_path, "--workers", "2", "--set", "server.forward_backlog_mb=1")
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=30, retries=0) as client:
+            sent = [client.submit("t.slow", {"ms": 300, "pad": "x" * 200_000}) for _ in range(12)]
+            outcomes = [future.exception() for future in sent]
+            refused = [e for e in outcomes if e is not None]
+            assert 0 < len(refused) < 12 and all(isinstance(e, ResourceExhausted) for e in refused), outcomes
+            assert re.search(r"the broker holds [01]\.\d MiB of requests for its workers", refused[0].message)
+            assert client.call("t.slow", {"ms": 1, "pad": "x" * 200_000}) == {"slept_ms": 1}  # freed as answered
+            assert client.call("_stats")["in_flight"] == 0
+    finally:
+        assert daemon.terminate() == 0
 
 
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])

@@ -62,6 +62,8 @@ class ServerSettings:
     reply_backlog_mb: int = attrs.field(default=64, validator=above(0))
     #: MiB of large replies held for all clients together.
     reply_backlog_total_mb: int = attrs.field(default=256, validator=above(0))
+    #: MiB of large requests (64 KiB and up) a broker holds for its workers until they answer.
+    forward_backlog_mb: int = attrs.field(default=256, validator=above(0))
     #: Seconds between worker heartbeats; a worker silent for 3 of them is declared dead.
     heartbeat: float = attrs.field(default=1.0, validator=above(0))
     #: Seconds between checks of the artifact store for a moved alias, and between re-reads of

@@ -36,7 +36,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
-from heirloom.wire.broker_workers import Worker, not_sent, read_heartbeat, start_failure
+from heirloom.wire.broker_workers import Worker, not_sent, read_heartbeat, served_routes, start_failure
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
@@ -73,6 +73,9 @@ MISSED_HEARTBEATS = 3
 CHECK_INTERVAL = 0.05
 #: Seconds a local worker has to stop its components once the shared grace period is over.
 STOP_SECONDS = 10.0
+#: Requests of this many bytes and more count against ``[server] forward_backlog_mb`` (the
+#: smaller ones are bounded by the in-flight limit: 1,024 of them hold at most 64 MiB).
+LARGE_REQUEST = 64 << 10
 #: A worker's load, for picking the least busy (a C getter: no Python call per worker).
 _LOAD = operator.attrgetter("in_flight")
 
@@ -138,6 +141,9 @@ class Broker(BrokerRoutes):
         self.routes: dict[str, dict[str, Any]] = {}
         #: tag -> (worker, route stats, received, client envelope, request id)
         self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
+        #: tag -> bytes of each large forwarded request (LARGE_REQUEST and up), and their sum
+        self._large: dict[bytes, int] = {}
+        self._large_bytes = 0
         self._tag = 0
         self.stats: dict[str, RouteStats] = {}
         self.worker_totals = WorkerTotals()
@@ -287,6 +293,7 @@ class Broker(BrokerRoutes):
         forwarded = self.forwarded.pop(tag, None)
         if forwarded is None:
             return
+        self._large_bytes -= self._large.pop(tag, 0)
         worker, stats, received, envelope, request_id = forwarded
         worker.in_flight -= 1
         self.outbox.send(error_frames(envelope, request_id, RequestError(UNAVAILABLE, message, retry_after_ms=100)))
@@ -310,6 +317,8 @@ class Broker(BrokerRoutes):
         forwarded = self.forwarded.pop(tag, None)
         if forwarded is None:
             return  # answered already: its worker was declared dead meanwhile
+        if self._large:
+            self._large_bytes -= self._large.pop(tag, 0)
         worker, stats, received, envelope, _ = forwarded
         worker.in_flight -= 1
         stats.record(code, time.perf_counter() - received)
@@ -356,7 +365,7 @@ class Broker(BrokerRoutes):
                 log.info("worker pid %d ready", worker.pid)
                 self.start_failure = None
                 theirs = {r.get("name") for r in status.get("routes", [])}
-                others = {name for peer in self._ready if peer is not worker for name in self._routes_of(peer)}
+                others = {name for peer in self._ready if peer is not worker for name in served_routes(peer)}
                 if others and theirs != others:
                     log.warning(
                         "worker pid %d serves other routes than the other ready workers (another profile or "
@@ -369,16 +378,12 @@ class Broker(BrokerRoutes):
         self._ready = [w for w in self.workers.values() if w.ready]
         self._serving = {}
         for worker in self._ready:
-            for name in self._routes_of(worker):
+            for name in served_routes(worker):
                 self._serving.setdefault(name, []).append(worker)
         if self._ready:  # what _routes lists: every route some ready worker serves
             described = (route for worker in reversed(self._ready) for route in worker.status.get("routes", []))
             self.routes = {route["name"]: route for route in described}
             self._served_once.update(self.routes)
-
-    @staticmethod
-    def _routes_of(worker: Worker) -> list[str]:
-        return [route["name"] for route in worker.status.get("routes", [])]
 
     # -- clients -------------------------------------------------------------------------
     def _from_client(self, frames: list[bytes], user: str | None) -> None:
@@ -431,6 +436,10 @@ class Broker(BrokerRoutes):
                 worker = ready[0]
             else:
                 worker = min(ready, key=_LOAD)
+            size = sum(map(len, frames[index + 1 :]))
+            if size >= LARGE_REQUEST and self._large_bytes + size > self.settings.forward_backlog_mb << 20:
+                held = f"{self._large_bytes / (1 << 20):.1f} MiB of requests for its workers"
+                raise RequestError(RESOURCE_EXHAUSTED, f"the broker holds {held}; retry", retry_after_ms=100)
             self._tag += 1
             tag = self._tag.to_bytes(TAG_BYTES, "little")
             try:
@@ -439,6 +448,9 @@ class Broker(BrokerRoutes):
                 raise not_sent(worker, exc) from None
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
+            if size >= LARGE_REQUEST:
+                self._large[tag] = size
+                self._large_bytes += size
         except RequestError as error:
             self.outbox.send(error_frames(envelope, request_id, error))
             if info is not None or (type(route) is str and (route in KERNEL_ROUTES or route == SCALE_ROUTE)):

@@ -107,3 +107,8 @@ def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:
     """The answer to a request the broker could not hand to ``worker`` (gone since its last
     heartbeat): refused at once, where a ROUTER socket would have dropped it in silence."""
     return RequestError(UNAVAILABLE, f"worker pid {worker.pid} cannot be reached ({exc}); retry", retry_after_ms=100)
+
+
+def served_routes(worker: Worker) -> list[str]:
+    """The names of the routes ``worker`` said it serves in its last heartbeat."""
+    return [route["name"] for route in worker.status.get("routes", [])]
