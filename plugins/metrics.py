@@ -31,7 +31,9 @@ def classification_metrics(
     averages count only the labels that occur in ``truth`` or ``predicted`` (scikit-learn's
     default), so a label the model knows but the data never has and nobody predicts (a new
     label learnt from feedback, which never enters a test split) does not pull
-    ``macro_f1`` down. Everything is JSON-able.
+    ``macro_f1`` down. ``unknown_labels``, when there are some, counts the records whose true
+    label is not in ``labels`` (a typo in the test data, a label only the test split has).
+    Everything is JSON-able.
     """
     if len(truth) != len(predicted):
         raise ValueError(f"{len(truth)} true labels but {len(predicted)} predictions")
@@ -66,7 +68,10 @@ def classification_metrics(
         return result
 
     macro, weighted = average(weighted=False), average(weighted=True)
+    known = set(labels)  # a true label the model cannot predict (a typo, a new one): every one is an error
+    unknown = {label: support[label] for label in order if labels and label not in known and support[label]}
     return {
+        **({"unknown_labels": unknown} if unknown else {}),
         "accuracy": _ratio(sum(pairs[(label, label)] for label in order), total),
         "macro_f1": macro["f1"],
         "weighted_f1": weighted["f1"],
@@ -101,6 +106,9 @@ def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
         row("weighted avg", metrics["weighted_avg"]),
         "",
     ]
+    if unknown := metrics.get("unknown_labels"):
+        listed = ", ".join(f"{label} ({count})" for label, count in unknown.items())
+        lines += [f"labels the model does not predict, each record an error: {listed}", ""]
     lines += _confusion_text(metrics["confusion_matrix"])
     return "\n".join(lines) + "\n"
 

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 import heirloom
-from heirloom_plugins.metrics import classification_metrics
+from heirloom_plugins.metrics import classification_metrics, classification_text
 from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.sources import CsvSource, JsonlSource, PhraseBankSource
 from tests.helpers import run_heirloom, write
@@ -471,6 +471,14 @@ def test_a_label_nobody_has_or_predicts_gets_a_row_but_does_not_pull_the_average
     assert learnt["per_class"]["new"]["support"] == 0
     assert learnt["macro_f1"] == without["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     assert learnt["weighted_avg"] == without["weighted_avg"]
+
+
+def test_test_labels_the_model_does_not_predict_are_counted_and_said():
+    """A test file's `Roaming` for the model's `roaming`: each record an error, said nowhere."""
+    metrics = classification_metrics(["roaming", "Roaming", "Roaming", "bill"], ["roaming"] * 4, ["roaming", "bill"])
+    assert metrics["unknown_labels"] == {"Roaming": 2}
+    assert "labels the model does not predict, each record an error: Roaming (2)" in classification_text(metrics)
+    assert "unknown_labels" not in classification_metrics(["bill"], ["bill"], ["roaming", "bill"])
 
 
 def test_a_bad_jsonl_record_is_named_by_the_files_line_and_the_records_column(tmp_path):
