@@ -100,10 +100,13 @@ def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and
     KeyError was INVALID_ARGUMENT, blaming the client for the plugin's bug, and never logged."""
     with pytest.raises(InvalidArgument) as refused:
         client.call("t.typed", {"text": "a", "count": 7})
-    assert (refused.value.field, refused.value.message) == ("body.count", "7 is no count this route takes")
+    assert (refused.value.field, refused.value.message) == ("body.count", "body.count: 7 is no count this route takes")
     with pytest.raises(Internal) as bug:
         client.call("t.typed", {"text": "a", "count": 13})
     assert bug.value.message == "the route's input class raised KeyError: 'unlucky' (a plugin bug)"
+    for fatal in ("KeyboardInterrupt", "SystemExit"):  # the daemon exited 3 at the SystemExit
+        with pytest.raises(Internal, match=f"the route's input class raised {fatal}"):
+            client.call("t.typed", {"text": "a", "count": 98 if fatal == "KeyboardInterrupt" else 99})
     assert "input class Typed raised" in daemon.log() and "KeyError: 'unlucky'" in daemon.log()
     assert client.call("t.typed", {"text": "a", "count": 3}) == "aaa"
 

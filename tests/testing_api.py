@@ -19,11 +19,13 @@ from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
 
 
 def _count_ok(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    """Refuses 7 with a RequestError of its own, and fails on 13 as a validator's bug would."""
+    """Refuses 7 with a RequestError of its own, and fails on 13, 98 and 99 as a validator's bug would."""
     if value == 7:
         raise RequestError(INVALID_ARGUMENT, "7 is no count this route takes", "body.count")
     if value == 13:
         raise KeyError("unlucky")
+    if value in (98, 99):  # not Exceptions: they killed the daemon (or a batcher thread)
+        raise KeyboardInterrupt if value == 98 else SystemExit(3)
 
 
 @attrs.define

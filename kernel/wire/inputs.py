@@ -113,14 +113,13 @@ class InputValidator:
             return self._structure(body, self.cls)
         except (ClassValidationError, IterableValidationError) as exc:
             raised = _raised_by_class(exc)
-            if isinstance(raised, RequestError):  # the class's own refusal, as it said it
-                raise raised from None
-            if raised is not None:  # its bug: the client's request may be fine
-                log.error("input class %s raised", self.cls.__qualname__, exc_info=raised)
-                bug = f"{type(raised).__name__}: {raised}"
-                raise RequestError(
-                    INTERNAL, f"the route's input class raised {without_paths(bug)} (a plugin bug)"
-                ) from None
+            if isinstance(raised, RequestError):  # the class's own refusal, led by its field as any refusal is
+                field = raised.field or ""
+                led = raised.message if not field.startswith("body") else f"{field}: {raised.message}"
+                message = raised.message if raised.message.startswith(field) else led
+                raise RequestError(raised.code, message, raised.field, raised.retry_after_ms) from None
+            if raised is not None:
+                raise self._bug(raised) from None
             errors = list(flatten_errors(exc, []))  # a misspelt key first: it is why a required one is missing
             path, message = min(errors, key=lambda error: not error[1].startswith("unknown key"))
             message = in_wire_words(message)
@@ -130,6 +129,17 @@ class InputValidator:
             named = re.match(r"'(\w+)((?:\[\d+\])*)'", str(exc))  # 'text' or an element, 'texts[3]'
             field = f"body.{named[1]}{named[2]}" if named and named[1] in self.keys() else "body"
             raise RequestError(INVALID_ARGUMENT, f"{field}: {exc}", field) from None
+        except RequestError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a validator's SystemExit or KeyboardInterrupt, not cattrs'
+            raise self._bug(exc) from None
+
+    def _bug(self, raised: BaseException) -> RequestError:
+        """INTERNAL for an exception the input class's own code raised: its bug, not the client's
+        request, logged whole (it killed the daemon, or a batcher thread, when not an Exception)."""
+        log.error("input class %s raised", self.cls.__qualname__, exc_info=raised)
+        bug = f"{type(raised).__name__}: {raised}"
+        return RequestError(INTERNAL, f"the route's input class raised {without_paths(bug)} (a plugin bug)")
 
     def keys(self) -> list[str]:
         return [f.name for f in attrs.fields(self.cls)]
