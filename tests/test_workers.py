@@ -453,7 +453,10 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
                     break
                 except (Unavailable, DeadlineExceeded):
                     assert time.monotonic() < deadline, daemon.log()
-            for status in [{"pid": "abc", "ready": True}, [1], {"routes": [1]}, {"heartbeat": "0.1"}]:
+            # a worker naming the broker's own routes took them over (and _stats' admin check with them)
+            kernel_routes = [{"name": name, "admin": False} for name in ("_ready", "_scale")]
+            taking = {"pid": 2, "ready": True, "routes": kernel_routes}
+            for status in [{"pid": "abc", "ready": True}, [1], {"routes": [1]}, {"heartbeat": "0.1"}, taking]:
                 stray.send_multipart([CONTROL, b"HEARTBEAT", packb(status)])
             stray.send_multipart([CONTROL, b"HEARTBEAT", b"\xc1"])
             stray.send_multipart([b"\x00" * 9])

@@ -9,7 +9,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from heirloom.wire.broker_workers import describe_workers
+from heirloom.wire.broker_workers import SCALE_ROUTE, describe_workers
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
 from heirloom.wire.metrics import broker_route_stats
 from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError, unpackb
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from heirloom.wire.broker import Broker
 
 log = logging.getLogger("heirloom.wire.broker")
-#: The admin route that changes how many workers a placing resource manager keeps.
-SCALE_ROUTE = "_scale"
 SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
 
 

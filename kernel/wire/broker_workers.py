@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 
 from heirloom.core.limits import shortened
+from heirloom.wire.builtin_routes import KERNEL_ROUTES
 from heirloom.wire.protocol import UNAVAILABLE, RequestError, decoding_error, unpackb
 
 #: The heartbeat keys the broker reads, and the types they must have when present.
@@ -48,6 +49,10 @@ class Worker:
         self.in_flight = 0
 
 
+#: The admin route that changes how many workers a placing resource manager keeps.
+SCALE_ROUTE = "_scale"
+
+
 def read_heartbeat(frame: bytes) -> dict[str, Any]:
     """A heartbeat's status map; ValueError saying what is wrong with it."""
     try:
@@ -63,6 +68,8 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
     routes = status.get("routes") or []
     if not all(_describes_route(route) for route in routes):
         raise ValueError("heartbeat.routes holds an entry that is not a route description")
+    if taken := [route["name"] for route in routes if route["name"] in KERNEL_ROUTES or route["name"] == SCALE_ROUTE]:
+        raise ValueError(f"heartbeat.routes names the broker's own route {taken[0]}")  # it would take it over
     return status
 
 
