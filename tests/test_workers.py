@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 import heirloom
-from heirloom.wire.client import DeadlineExceeded, RemoteError, ResourceExhausted, Unavailable
+from heirloom.wire.client import DeadlineExceeded, InvalidArgument, RemoteError, ResourceExhausted, Unavailable
 from heirloom.wire.protocol import CONTROL, packb
 from heirloom.wire.server import TAG_BYTES
 from tests.daemons import PROFILE, Daemon
@@ -317,6 +317,27 @@ def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_pa
         assert daemon.terminate() == 0
         for worker in (stray, right):
             worker.kill()
+
+
+def test_keyed_requests_that_fail_do_not_push_other_keys_out_of_the_brokers_memory(tmp_path):
+    """The broker remembered every key, failed ones too, for as many keys as one worker's cache:
+    a client sending failing keyed requests pushed another client's key out, and its retry ran
+    again on another worker. A failed key is forgotten at once, as the worker forgets it."""
+    daemon = Daemon(tmp_path, "--workers", "2", "--set", "server.idempotency_cache=5")
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20) as victim, daemon.client(timeout=20) as other:
+            first = victim.call("t.pid", None, idempotency_key="K1")
+            for i in range(12):
+                with pytest.raises(InvalidArgument):
+                    other.call("t.typed", {"text": 5}, idempotency_key=f"bad-{i}")
+            busy = [other.submit("t.slow", {"ms": 1500}) for _ in range(3)]  # K1's worker the busier one
+            time.sleep(0.3)
+            assert victim.call("t.pid", None, idempotency_key="K1") == first  # from its cache, not run again
+            for future in busy:
+                future.result(10)
+    finally:
+        assert daemon.terminate() == 0
 
 
 def test_a_broker_holds_at_most_forward_backlog_mb_of_large_requests_for_its_workers(tmp_path):

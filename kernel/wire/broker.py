@@ -20,10 +20,9 @@ moves one frame less than a client's.
 from __future__ import annotations
 
 import logging
-import operator
 import tempfile
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +35,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
-from heirloom.wire.broker_workers import Worker, not_sent, read_heartbeat, served_routes, start_failure
+from heirloom.wire.broker_workers import LOAD, KeyRoutes, Worker, not_sent, read_heartbeat, served_routes, start_failure
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
@@ -76,8 +75,6 @@ STOP_SECONDS = 10.0
 #: Requests of this many bytes and more count against ``[server] forward_backlog_mb`` (the
 #: smaller ones are bounded by the in-flight limit: 1,024 of them hold at most 64 MiB).
 LARGE_REQUEST = 64 << 10
-#: A worker's load, for picking the least busy (a C getter: no Python call per worker).
-_LOAD = operator.attrgetter("in_flight")
 
 
 class Broker(BrokerRoutes):
@@ -135,9 +132,7 @@ class Broker(BrokerRoutes):
         self._serving: dict[str, list[Worker]] = {}
         #: every route a worker has served: one no ready worker serves now is UNAVAILABLE, not NOT_FOUND
         self._served_once: set[str] = set()
-        #: (client, idempotency key) -> the worker its first attempt went to, for as many keys as
-        #: a worker's idempotency cache holds (the oldest forgotten first, as the worker forgets them)
-        self._keyed_to: OrderedDict[tuple[bytes, Any], Worker] = OrderedDict()
+        self.keys = KeyRoutes()
         self.routes: dict[str, dict[str, Any]] = {}
         #: tag -> (worker, route stats, received, client envelope, request id)
         self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
@@ -274,25 +269,11 @@ class Broker(BrokerRoutes):
         for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:
             self._fail(tag, f"{reason} while handling the request; retry")
 
-    def _keyed(self, ready: list[Worker], client_key: tuple[bytes, Any]) -> Worker:
-        """The worker for a keyed request: the one its first attempt went to, while it lives, as
-        its cache holds the reply (a worker joining or replacing another since takes no such key;
-        hashing keys over the workers moved some to a joining one, and their retries ran again);
-        else, as for a new key, the least busy."""
-        went = self._keyed_to.get(client_key)
-        if went is not None and went in ready:
-            return went
-        worker = min(ready, key=_LOAD)
-        self._keyed_to[client_key] = worker
-        self._keyed_to.move_to_end(client_key)
-        if len(self._keyed_to) > self.settings.idempotency_cache:
-            self._keyed_to.popitem(last=False)
-        return worker
-
     def _fail(self, tag: bytes, message: str) -> None:
         forwarded = self.forwarded.pop(tag, None)
         if forwarded is None:
             return
+        self.keys.answered(tag, ok=False)
         self._large_bytes -= self._large.pop(tag, 0)
         worker, stats, received, envelope, request_id = forwarded
         worker.in_flight -= 1
@@ -319,6 +300,7 @@ class Broker(BrokerRoutes):
             return  # answered already: its worker was declared dead meanwhile
         if self._large:
             self._large_bytes -= self._large.pop(tag, 0)
+        self.keys.answered(tag, ok=code == OK)
         worker, stats, received, envelope, _ = forwarded
         worker.in_flight -= 1
         stats.record(code, time.perf_counter() - received)
@@ -430,21 +412,22 @@ class Broker(BrokerRoutes):
                     retry_after_ms=max(10, int(stats.typical * 1000)),
                 )
             client = user.encode() if user is not None else envelope[0]
-            if key is not None:  # a retry goes where the first attempt went
-                worker = self._keyed(ready, (client, key))
-            elif len(ready) == 1:
-                worker = ready[0]
-            else:
-                worker = min(ready, key=_LOAD)
             size = sum(map(len, frames[index + 1 :]))
             if size >= LARGE_REQUEST and self._large_bytes + size > self.settings.forward_backlog_mb << 20:
                 held = f"{self._large_bytes / (1 << 20):.1f} MiB of requests for its workers"
                 raise RequestError(RESOURCE_EXHAUSTED, f"the broker holds {held}; retry", retry_after_ms=100)
             self._tag += 1
             tag = self._tag.to_bytes(TAG_BYTES, "little")
+            if key is not None:  # a retry goes where the first attempt went
+                worker = self.keys.route(ready, (client, key), tag, self.settings.idempotency_cache * len(self.workers))
+            elif len(ready) == 1:
+                worker = ready[0]
+            else:
+                worker = min(ready, key=LOAD)
             try:
                 self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
             except zmq.ZMQError as exc:  # gone since its last heartbeat
+                self.keys.answered(tag, ok=False)
                 raise not_sent(worker, exc) from None
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)

@@ -8,7 +8,9 @@ broker every client depends on.
 
 from __future__ import annotations
 
+import operator
 import time
+from collections import OrderedDict
 from typing import Any
 
 import zmq
@@ -119,3 +121,36 @@ def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:
 def served_routes(worker: Worker) -> list[str]:
     """The names of the routes ``worker`` said it serves in its last heartbeat."""
     return [route["name"] for route in worker.status.get("routes", [])]
+
+
+#: A worker's load, for picking the least busy (a C getter: no Python call per worker).
+LOAD = operator.attrgetter("in_flight")
+
+
+class KeyRoutes:
+    """Where each idempotency key's first attempt went, so that its retries reach the worker
+    whose cache holds the reply, whatever workers joined, left or came back since (a key is
+    not moved). A key answered with an error is forgotten, as the worker forgets it (a client
+    sending failing keyed requests flushed others' keys: their retries ran again elsewhere)."""
+
+    def __init__(self) -> None:
+        self._went: OrderedDict[tuple[bytes, Any], Worker] = OrderedDict()
+        self._keys: dict[bytes, tuple[bytes, Any]] = {}  # tag -> key, until answered
+
+    def route(self, ready: list[Worker], key: tuple[bytes, Any], tag: bytes, limit: int) -> Worker:
+        """The worker for ``key``'s request ``tag``: the first attempt's while it lives, else the
+        least busy; the last ``limit`` keys are kept (the workers' caches together hold as many)."""
+        went = self._went.get(key)
+        worker = went if went is not None and went in ready else min(ready, key=LOAD)
+        self._went[key] = worker
+        self._went.move_to_end(key)
+        self._keys[tag] = key
+        while len(self._went) > limit:
+            self._went.popitem(last=False)
+        return worker
+
+    def answered(self, tag: bytes, *, ok: bool) -> None:
+        """Request ``tag`` was answered (``ok``: successfully, and so remembered by its worker)."""
+        key = self._keys.pop(tag, None)
+        if key is not None and not ok:
+            self._went.pop(key, None)
