@@ -218,12 +218,14 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
         tested.replace(" ", "\u200b"),
         tested + " indeed",
         " ".join([*words[:-2], "elsewhere", words[-1]]),
+        " ".join(reversed(words)),  # and then (1.0 again): its words reordered, or cut in halves
+        " ".join(words[: len(words) // 2]),
     ]
     for copy in copies:
         log.add({"text": copy, "label": "negative"})
     log.add({"text": "A sentence no split of the data holds", "label": "neutral"})
     log.close()
-    assert len(shown("corrections", "train")) == 9  # the log keeps them all: only training leaves them out
+    assert len(shown("corrections", "train")) == 11  # the log keeps them all: only training leaves them out
 
     result = run_heirloom(
         "data", "show", str(profile), "training", "--split", "train", "--limit", "0", "--json", env=env
@@ -233,8 +235,8 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     assert len(records) == len(shown("news", "train")) + 1
     fed_back = [record["text"] for record in records if record["id"].startswith("feedback:")]
     assert fed_back == ["A sentence no split of the data holds"]
-    warning = "source 'training': 8 training record(s) of 'corrections' repeat a validation or test example (text at "
-    warning += "least 0.8 similar)"
+    warning = "source 'training': 10 training record(s) of 'corrections' repeat a validation or test example (text at "
+    warning += "least 0.8 similar, or of its words)"
     assert result.stderr.count(warning) == 1, result.stderr
     assert len(shown("training", "test")) == len(shown("news", "test"))  # the held-out splits are the data's
     typo = write(

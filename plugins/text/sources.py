@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.text.near_duplicates import NearDuplicates, grams
+from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
 from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
 
 SPLITS = ("train", "validation", "test")
@@ -414,7 +414,8 @@ class UnionSource(heirloom.Source):
             return
         self._warned.add(part)
         keys = " and ".join(self.example_keys)
-        similar = f"{keys} at least {self.example_similarity:g} similar" if self.example_match == "words" else ""
+        words = self.example_match == "words"
+        similar = f"{keys} at least {self.example_similarity:g} similar, or of its words" if words else ""
         if read and not keyed:
             log.warning("source %r: no record of %r has %s (example_keys): none was checked", self.name, part, keys)
         if repeated:
@@ -449,7 +450,7 @@ class UnionSource(heirloom.Source):
             return None
         values = [record[key] for key in self.example_keys]
         if self.example_match == "words":
-            return grams(value if isinstance(value, str) else _exact(value) for value in values)
+            return text_of(value if isinstance(value, str) else _exact(value) for value in values)
         return tuple(map(_exact, values))
 
 
