@@ -191,20 +191,10 @@ def invalid_part(part: str, exc: BaseException) -> RequestError:
     return RequestError(INVALID_ARGUMENT, f"invalid {part}: {type(exc).__name__}: {exc}", part)
 
 
-def led_by_field(error: RequestError) -> dict[str, Any]:
-    """A handler's error body, its message led by the body field it names, as the daemon's own
-    validation messages are (``body.label: label 'x' is not one the model predicts``)."""
-    body = error.body()
-    field = body.get("field")
-    if field and field.startswith("body.") and not body["message"].startswith(field):
-        body["message"] = shortened(f"{field}: {body['message']}")
-    return body
-
-
 def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:
     """Answer ``call`` with a handler result (a value, a Versioned or a RequestError)."""
     if isinstance(result, RequestError):
-        complete(call, result.code, led_by_field(result), None, compute)
+        complete(call, result.code, result.led_by_field().body(), None, compute)
     elif isinstance(result, Versioned):
         complete(call, OK, result.value, result.version, compute)
     else:
@@ -214,7 +204,7 @@ def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:
 def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None:
     """Answer ``call`` with the error ``exc`` raised while handling it."""
     if isinstance(exc, RequestError):
-        complete(call, exc.code, led_by_field(exc), None, 0.0)
+        complete(call, exc.code, exc.led_by_field().body(), None, 0.0)
         return
     if isinstance(exc, ResourceExhaustedError):  # a quota or budget: the client's to know, not a bug
         log.warning("%s refused: %s", where, exc)

@@ -18,6 +18,7 @@ import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from heirloom.core.schema import flatten_errors, make_converter
+from heirloom.wire.labels import INVISIBLE
 from heirloom.wire.protocol import (
     INTERNAL,
     INVALID_ARGUMENT,
@@ -114,10 +115,7 @@ class InputValidator:
         except (ClassValidationError, IterableValidationError) as exc:
             raised = _raised_by_class(exc)
             if isinstance(raised, RequestError):  # the class's own refusal, led by its field as any refusal is
-                field = raised.field or ""
-                led = raised.message if not field.startswith("body") else f"{field}: {raised.message}"
-                message = raised.message if raised.message.startswith(field) else led
-                raise RequestError(raised.code, message, raised.field, raised.retry_after_ms) from None
+                raise raised.led_by_field() from None
             if raised is not None:
                 raise self._bug(raised) from None
             errors = list(flatten_errors(exc, []))  # a misspelt key first: it is why a required one is missing
@@ -243,7 +241,7 @@ def text_limit(max_chars: int, *, blank: bool = True) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
         if value is None:  # an optional text; its type is checked before validators run
             return
-        if not blank and all(char.isspace() or unicodedata.category(char) in _INVISIBLE for char in value):
+        if not blank and all(char.isspace() or unicodedata.category(char) in INVISIBLE for char in value):
             raise ValueError(f"'{attribute.name}' is blank")
         if len(value) > max_chars:
             raise ValueError(f"'{attribute.name}' is {len(value)} characters; at most {max_chars} are accepted")
@@ -280,9 +278,6 @@ def list_limit(max_items: int, *, each: Any = None, min_items: int = 1) -> Any:
     check.min_length, check.max_length, check.each = min_items, max_items, each  # type: ignore[attr-defined]
     return check
 
-
-#: Unicode categories a text of only these (and spaces) is blank of: format (zero-width, BOM), control.
-_INVISIBLE = frozenset({"Cf", "Cc"})
 
 #: The class of attrs' ``optional`` validator: of the validators wrapping another, the one
 #: whose inner bounds still hold (``not_`` wraps one too, and means the opposite).

@@ -24,9 +24,12 @@ MAX_LABEL_CHARS = 200
 #: for a request field's ``metadata={"schema": heirloom.LABEL_SCHEMA}`` (``_routes`` states them;
 #: its other rules are code).
 LABEL_SCHEMA = MappingProxyType({"minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": r"^\S(?:.*\S)?$"})
-#: Unicode categories no label may hold: control, format (zero-width, bidi overrides), line
-#: and paragraph separators, unassigned, private use, surrogates.
-UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
+#: Unicode categories that print nothing: control, format (zero-width, BOM, bidi overrides); a
+#: text of only these and spaces is blank.
+INVISIBLE = frozenset({"Cc", "Cf"})
+#: Unicode categories no label may hold: the invisible ones, line and paragraph separators,
+#: unassigned, private use, surrogates.
+UNPRINTABLE = INVISIBLE | {"Zl", "Zp", "Cn", "Co", "Cs"}
 
 
 def check_label(

@@ -248,6 +248,14 @@ class RequestError(Exception):
         self.field = shortened(field) if field is not None else None
         self.retry_after_ms = retry_after_ms
 
+    def led_by_field(self) -> RequestError:
+        """This error, its message led by the body field it names, as the daemon's own validation
+        messages are (``body.label: label 'x' is not one the model predicts``)."""
+        field = self.field or ""
+        if not (field == "body" or field.startswith(("body.", "body["))) or self.message.startswith(field):
+            return self
+        return RequestError(self.code, f"{field}: {self.message}", self.field, self.retry_after_ms)
+
     def body(self) -> dict[str, Any]:
         """The error reply body."""
         body: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.code in RETRYABLE}
