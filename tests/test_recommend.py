@@ -390,6 +390,31 @@ def test_ratings_csv_splits_exactly_as_movielens_does_per_user_and_seeded(tmp_pa
     assert sorted(interactions(reseeded, "test")) != sorted(interactions(source, "test"))
 
 
+def test_an_item_nobody_had_in_training_is_similar_to_what_its_text_resembles_not_to_everything(tmp_path):
+    """A shop's new arrivals (no interactions) all got one list, in catalogue order, every score
+    -0.0, and a history of them did too: their rows of ``B`` are zeros."""
+    teas = ["Green tea", "Black tea", "Oolong tea", "Herbal tea", "White tea"]
+    mugs = ["Ceramic mug", "Travel mug", "Stoneware mug", "Enamel mug", "Glass mug"]
+    items = "item,title\n" + "".join(f"t{n},{t}\n" for n, t in enumerate(teas))
+    items += "".join(f"m{n},{t}\n" for n, t in enumerate(mugs)) + "new-tea,Jasmine tea\nnew-mug,Porcelain mug\n"
+    rows = [f"tea{u},t{n}" for u in range(20) for n in range(5) if (u + n) % 4] + [
+        f"mug{u},m{n}" for u in range(12) for n in range(5) if (u + n) % 4
+    ]
+    source = ratings_csv(tmp_path, "user,item\n" + "\n".join(rows) + "\n", items, value_column="", cold_fraction=0)
+    model = HybridRecommender(data="ratings", l2=[10.0], text_weight=[0.0], tower_l2=[30.0])
+    model.fit(source.records("train"))
+    ids = model.catalogue.ids
+    for new, kind in (("new-tea", "t"), ("new-mug", "m")):
+        similar = [(ids[position], score) for position, score in model.similar(ids.index(new), 4)]
+        assert all(item.startswith(kind) for item, _ in similar), similar
+        assert all(score > 0 for _, score in similar), similar
+    [[(popular, _)]] = model.recommend([np.zeros(0, dtype=np.int64)], [1])
+    [[(alone, _)]] = model.recommend([np.asarray([ids.index("new-tea")])], [1])
+    assert alone == popular  # a history of items nobody had says nothing: the most popular, as an empty one
+    [ranked] = model.recommend([np.zeros(0, dtype=np.int64)], [12], [np.asarray([popular])])
+    assert popular not in {position for position, _ in ranked} and len(ranked) == 11
+
+
 def test_ratings_csv_reads_its_columns_years_genres_and_times(tmp_path):
     items = (
         "sku;name;tags;year\n"
@@ -623,6 +648,20 @@ def test_a_known_user_never_gets_what_they_rated_in_training(served, movielens):
     assert len(items) == 50 and not items & rated
 
 
+def test_a_known_users_new_items_and_a_basket_to_exclude_are_never_recommended(served, movielens):
+    """A shop's client could not tell the daemon what a known user bought since training, nor
+    what sat in their basket: both came back recommended."""
+    daemon, _, _ = served
+    rated = {item for user, item in interactions(MovieLensSource(path=movielens), "train") if user == "196"}
+    with daemon.client(timeout=10) as client:
+        before = [entry["item"] for entry in client.call("recs.recommend", {"user": 196, "k": 10})["items"]]
+        bought, basket = before[:2], [before[2], "no-such-item"]  # a basket may hold items newer than the model
+        reply = client.call("recs.recommend", {"user": 196, "history": bought, "exclude": basket, "k": 50})
+    items = {entry["item"] for entry in reply["items"]}
+    assert len(items) == 50 and not items & (rated | set(bought) | set(basket))
+    assert set(before[3:]) & items  # still this user's list, less what they have
+
+
 def test_similar_items_and_the_empty_history(served):
     daemon, _, _ = served
     with daemon.client(timeout=10) as client:
@@ -685,7 +724,9 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
     [
         ("recs.recommend", {"user": "nobody"}, NotFound, "body.user", "unknown to recommend/recs@1"),
         ("recs.recommend", {"history": ["50", "no-such"]}, NotFound, "body.history[1]", "not in the catalogue"),
-        ("recs.recommend", {"user": 1, "history": ["50"]}, InvalidArgument, "body.user", "both were sent"),
+        ("recs.recommend", {"user": 1, "exclude": ["50", True]}, InvalidArgument, "body.exclude[1]", "got True"),
+        ("recs.event", {"user": "u1", "item": "50", "value": -1}, InvalidArgument, "body.value", "leave dislikes out"),
+        ("recs.event", {"user": "u1", "item": "50", "value": 0}, InvalidArgument, "body.value", "above 0"),
         ("recs.recommend", {"user": 1, "k": 0}, InvalidArgument, "body.k", "between 1 and 100"),
         ("recs.recommend", {"history": "50"}, InvalidArgument, "body.history", "expected an array, got string '50'"),
         ("recs.similar", {"item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
@@ -696,7 +737,7 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.event", {"user": " ", "item": "50"}, InvalidArgument, "body.user", "1 to 256 characters"),
         ("recs.event", {"user": True, "item": "50"}, InvalidArgument, "body.user", "got True"),
         ("recs.event", {"user": "u" * 10_000, "item": "50"}, InvalidArgument, "body.user", "got 10000 characters"),
-        ("recs.recommend", {}, InvalidArgument, "body.user", "neither was sent"),
+        ("recs.recommend", {}, InvalidArgument, "body.user", "or both is required"),
         ("recs.recommend", {"history": ["50", True]}, InvalidArgument, "body.history[1]", "got True"),
         ("recs.recommend", {"history": ["  "]}, InvalidArgument, "body.history[0]", "1 to 256 characters"),
         (  # the value was not quoted where the field takes one of several types

@@ -60,24 +60,29 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     k_ok = _k_between(1, max_k)
     k_schema = {"schema": {"minimum": 1, "maximum": max_k}}  # what the validators enforce, for _routes and OpenAPI
 
+    ids = heirloom.list_limit(max_history, each=_id_ok, min_items=0)
+    ids_schema = {"schema": {"items": {"anyOf": [{"type": "string", **TEXT_ID}, {"type": "integer"}]}}}
+
     @attrs.define
     class RecommendInput:
-        """A known ``user``, or the ``history`` (item ids) of someone the model has not seen, and ``k``."""
+        """A known ``user``, the ``history`` (item ids) of someone the model has not seen, or both
+        (a known user's items since the served version learnt them); items to ``exclude``; ``k``."""
 
-        __schema__: ClassVar[dict[str, Any]] = heirloom.one_of(user=["string", "integer"], history="array")
+        __schema__: ClassVar[dict[str, Any]] = {
+            "anyOf": [
+                {"required": ["user"], "properties": {"user": {"type": ["string", "integer"]}}},
+                {"required": ["history"], "properties": {"history": {"type": "array"}}},
+            ]
+        }
 
         user: Id | None = attrs.field(default=None, validator=_id_ok, metadata=ID_SCHEMA)
-        history: list[Id] | None = attrs.field(
-            default=None,
-            validator=heirloom.list_limit(max_history, each=_id_ok, min_items=0),
-            metadata={"schema": {"items": {"anyOf": [{"type": "string", **TEXT_ID}, {"type": "integer"}]}}},
-        )
+        history: list[Id] | None = attrs.field(default=None, validator=ids, metadata=ids_schema)
+        exclude: list[Id] = attrs.field(factory=list, validator=ids, metadata=ids_schema)
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
         def __attrs_post_init__(self) -> None:
-            if (self.user is None) == (self.history is None):
-                given = "both were sent" if self.user is not None else "neither was sent"
-                raise ValueError(f"'user' (a known user id) or 'history' (a list of item ids) is required ({given})")
+            if self.user is None and self.history is None:
+                raise ValueError("'user' (a known user id), 'history' (a list of item ids) or both is required")
 
     @attrs.define
     class SimilarInput:
@@ -124,9 +129,14 @@ def _kind_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         raise ValueError(f"'kind' must be 1 to {MAX_KIND_CHARS} characters, not blank")
 
 
-def _finite(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    if not math.isfinite(value):
-        raise ValueError(f"'value' must be a finite number, got {value!r}")
+def _wanted(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    """Every event is learnt as something the user wanted, so a dislike (0 or less) is refused,
+    not trained as a like."""
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"'value' must be a finite number above 0 (every event is learnt as an item the user wanted; "
+            f"leave dislikes out), got {value!r}"
+        )
 
 
 @attrs.define
@@ -140,7 +150,7 @@ class EventInput:
         validator=_kind_ok,
         metadata={"schema": {"minLength": 1, "maxLength": MAX_KIND_CHARS, "pattern": r"\S"}},
     )
-    value: float = attrs.field(default=1.0, validator=_finite)
+    value: float = attrs.field(default=1.0, validator=_wanted, metadata={"schema": {"exclusiveMinimum": 0}})
 
 
 @attrs.define
@@ -184,7 +194,8 @@ class RecommendApi(heirloom.Api):
                 batched=True,
                 max_batch=self.max_batch,
                 max_wait_ms=self.max_wait_ms,
-                description="The k best items for {'user': id} or {'history': [item ids]}, never ones they have.",
+                description="The k best items for {'user': id}, {'history': [item ids]} or both, never ones they "
+                "have or 'exclude'.",
             ),
             heirloom.Route(
                 "similar",
@@ -220,19 +231,22 @@ class RecommendApi(heirloom.Api):
     def recommend_batch(self, bodies: list[Any]) -> list[Any]:
         model, version = self._serving()
         results: list[Any] = [None] * len(bodies)
-        wanted: list[tuple[int, np.ndarray, int]] = []
+        wanted: list[tuple[int, np.ndarray, np.ndarray, int]] = []
         for position, body in enumerate(bodies):
             try:
-                wanted.append((position, self._history(model, version, body), body.k))
+                wanted.append((position, self._history(model, version, body), _excluded(model, body.exclude), body.k))
             except heirloom.RequestError as error:
                 results[position] = error
         if wanted:
-            lists = model.recommend([history for _, history, _ in wanted], [k for _, _, k in wanted])
-            for (position, _, _), ranked in zip(wanted, lists, strict=True):
+            _, histories, excluded, ks = zip(*wanted, strict=True)
+            lists = model.recommend(list(histories), list(ks), list(excluded))
+            for (position, *_), ranked in zip(wanted, lists, strict=True):
                 results[position] = _reply(model, version, ranked)
         return results
 
     def _history(self, model: HybridRecommender, version: str | None, body: Any) -> np.ndarray:
+        """The user's learnt items and the request's ``history`` together."""
+        learnt = np.zeros(0, dtype=np.int64)
         if body.user is not None:
             row = model.histories.index.get(str(body.user))
             if row is None:
@@ -241,16 +255,16 @@ class RecommendApi(heirloom.Api):
                     f"user {body.user!r} is unknown to {version}; send their 'history' instead",
                     "body.user",
                 )
-            return model.histories.of(row)
+            learnt = model.histories.of(row)
         index = model.catalogue.index
         positions = []
-        for number, item in enumerate(body.history):
+        for number, item in enumerate(body.history or ()):
             if str(item) not in index:
                 raise heirloom.RequestError(
                     "NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", f"body.history[{number}]"
                 )
             positions.append(index[str(item)])
-        return np.unique(np.asarray(positions, dtype=np.int64))
+        return np.union1d(learnt, np.asarray(positions, dtype=np.int64))
 
     def similar(self, body: Any) -> heirloom.Versioned:
         model, version = self._serving()
@@ -284,6 +298,13 @@ class RecommendApi(heirloom.Api):
         if position is None:
             raise heirloom.RequestError("NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", "body.item")
         return position
+
+
+def _excluded(model: HybridRecommender, items: list[Id]) -> np.ndarray:
+    """Catalogue positions of the items a request excludes (one the catalogue lacks is never
+    recommended anyway: a basket may hold items newer than the served version)."""
+    index = model.catalogue.index
+    return np.asarray([index[str(item)] for item in items if str(item) in index], dtype=np.int64)
 
 
 def _reply(model: HybridRecommender, version: str | None, ranked: list[tuple[int, float]]) -> heirloom.Versioned:

@@ -226,16 +226,28 @@ class HybridRecommender(heirloom.Model):
             raise heirloom.HeirloomError(f"items not in the catalogue: {unknown!r:.120}")
         return np.unique(np.asarray([index[str(item)] for item in query["history"]], dtype=np.int64))
 
-    def recommend(self, histories: list[np.ndarray], ks: list[int]) -> list[list[tuple[int, float]]]:
-        """The ``k`` best ``(item position, score)`` per history, history items excluded;
-        an empty history gets the most popular items."""
+    def recommend(
+        self, histories: list[np.ndarray], ks: list[int], excluded: list[np.ndarray] | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """The ``k`` best ``(item position, score)`` per history, history items and the
+        ``excluded`` positions left out; a history that says nothing (empty, or only items
+        nobody had in training) gets the most popular items."""
         fitted = self._require()
         ranked = scores(fitted.hybrid.weights, histories, fitted.popularity)
+        for row, positions in enumerate(excluded or ()):
+            ranked[row, positions] = -np.inf
         return [_best(row, k) for row, k in zip(ranked, ks, strict=True)]
 
     def similar(self, item: int, k: int) -> list[tuple[int, float]]:
-        """Items a user who has ``item`` should see next (its row of ``B``)."""
-        row = self._require().hybrid.weights[item].astype(np.float64)
+        """Items a user who has ``item`` should see next: its row of ``B``. An item nobody had in
+        training has a row of zeros: its text-predicted column turned into a row instead, as
+        ``similar_text`` ranks, and the most popular items when its text resembles nothing."""
+        hybrid = self._require().hybrid
+        row = hybrid.weights[item].astype(np.float64)
+        if not row.any():
+            row = hybrid.weights[:, item] / hybrid.diagonal
+        if not row.any():
+            row = self._require().popularity.astype(np.float64)
         row[item] = -np.inf
         return _best(row, k)
 

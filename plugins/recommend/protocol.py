@@ -40,7 +40,7 @@ def scores(
         out = dense @ weights
     out = out.astype(np.float64, copy=False)
     for row, history in enumerate(histories):
-        if len(history) == 0 and popularity is not None:
+        if popularity is not None and not out[row].any():  # an empty history, or one of items nobody had
             out[row] = popularity
         out[row, history] = -np.inf
     return out
