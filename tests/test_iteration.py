@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import time
 
 import pytest
@@ -149,3 +150,34 @@ def test_training_twice_on_the_same_data_reuses_the_version(env):
     assert [a["ref"] for a in json.loads(heirloom_ok("models", "list", "--json", env=env).stdout)] == [
         "finance/sentiment@1"
     ]
+
+
+def test_after_new_data_the_gate_rescores_both_versions_on_the_records_of_now(env, tmp_path, data_dir):
+    """A hospital's next export put new patients in the validation split: every later
+    ``--if-better`` refused (different validation data), so teams promoted without a gate."""
+    profile = write(
+        tmp_path / "notes.toml",
+        'project = "notes"\n[sources.notes]\nuse = "csv"\ntrain = "notes.csv"\ntext_column = "note"\n'
+        'label_column = "sentiment"\n[models.sentiment]\nuse = "text-classifier"\ndata = "notes"\n',
+    )
+    write_notes(tmp_path / "all.csv", data_dir)
+    rows = (tmp_path / "all.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "notes.csv").write_text("".join(rows[:400]), encoding="utf-8")  # the first export: 399 notes
+    heirloom_ok("train", str(profile), *QUICK, *WEAK, env=env)
+    heirloom_ok("models", "promote", "notes/sentiment@1", "production", env=env)
+    (tmp_path / "notes.csv").write_text("".join(rows), encoding="utf-8")  # the next export: every note
+    heirloom_ok("train", str(profile), *QUICK, env=env)
+
+    stored = run_heirloom("models", "promote", "notes/sentiment@2", "production", "--if-better", "accuracy", env=env)
+    assert stored.returncode == 3 and "scored on different validation data" in stored.stderr
+    gate = ["--if-better", "accuracy", "--rescore", str(profile)]
+    rescored = heirloom_ok("models", "promote", "notes/sentiment@2", "production", *gate, env=env)
+    before, after = map(float, re.search(r"data now ([\d.]+) -> ([\d.]+)\)", rescored.stdout).groups())
+    assert after > before and "was notes/sentiment@1" in rescored.stdout, rescored.stdout
+    back = run_heirloom("models", "promote", "notes/sentiment@1", "production", *gate, env=env)
+    assert back.returncode == 3 and "notes/sentiment@1 does not beat notes/sentiment@2" in back.stderr
+    typo = ["--if-better", "acuracy", "--rescore", str(profile)]
+    typo = run_heirloom("models", "promote", "notes/sentiment@1", "production", *typo, env=env)
+    assert typo.returncode == 2 and "no numeric validation metric 'acuracy'" in typo.stderr
+    alone = run_heirloom("models", "promote", "notes/sentiment@1", "production", "--rescore", str(profile), env=env)
+    assert alone.returncode == 2 and "give --if-better METRIC too" in alone.stderr

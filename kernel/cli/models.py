@@ -16,6 +16,7 @@ import click
 from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
+from heirloom.cli.rescore import rescored
 from heirloom.core.errors import HeirloomError
 from heirloom.store.artifacts import (
     SPLITS,
@@ -229,12 +230,22 @@ def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
     "optimistic).",
 )
 @click.option(
+    "--rescore",
+    "profile",
+    metavar="PROFILE",
+    default=None,
+    help="With --if-better: score REF and the holder on PROFILE's records of that split as they are now, and "
+    "compare those (stored scores stop being comparable when the data changes: a new export, new ratings).",
+)
+@click.option(
     "--new-alias",
     is_flag=True,
     help="Create ALIAS although its name is close to an alias the store has (else a misspelling: exit 2).",
 )
 @store_option
-def models_promote(ref: str, alias: str, metric: str | None, split: str, new_alias: bool, store: ArtifactStore) -> None:
+def models_promote(
+    ref: str, alias: str, metric: str | None, split: str, profile: str | None, new_alias: bool, store: ArtifactStore
+) -> None:
     """Point ALIAS of REF's model at REF (e.g. production).
 
     With --if-better METRIC (accuracy, or a dotted path such as per_class.negative.f1) the
@@ -243,14 +254,23 @@ def models_promote(ref: str, alias: str, metric: str | None, split: str, new_ali
     A new ALIAS whose name is close to one the store has (prodution, Production) is taken
     for a misspelling unless --new-alias says otherwise. Exit 0 when the alias points at
     REF, 2 for a reference or METRIC that names nothing, 3 when --if-better declines.
+    With --rescore PROFILE both are scored again, on PROFILE's data as it is now.
 
     \b
     heirloom models promote finance/sentiment@3 production --if-better accuracy
+    heirloom models promote clinic/diagnosis@4 production --if-better micro_f1 --rescore clinic.toml
     """
     target = store.resolve(ref)
     held = store.alias_version(target.project, target.model, alias)
     if held is None and not new_alias:
         _refuse_misspelt_alias(store, target, alias)
+    if profile is not None:
+        if metric is None:
+            raise click.UsageError("--rescore compares a metric: give --if-better METRIC too")
+        gain = _rescored_gate(profile, store, target, held, metric, split)
+        store.promote(target.ref, alias)
+        click.echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
+        return
     store.promote(target.ref, alias, if_better=metric, on=split)
     name = f"{target.project}/{target.model}@{alias}"
     if held is None:
@@ -268,6 +288,24 @@ def models_promote(ref: str, alias: str, metric: str | None, split: str, new_ali
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)
             gain = f" ({split} {metric} {before:g} -> {after:g})"
         click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
+
+
+def _rescored_gate(
+    profile: str, store: ArtifactStore, target: Artifact, held: int | None, metric: str, split: str
+) -> str:
+    """What promotion gained, scored on PROFILE's ``split`` now; PromotionRefused unless ``target``
+    beats the version ``held`` there (a first holder, or ``target`` itself, only needs the metric)."""
+    after = rescored(profile, store, target, metric, split, candidate=True)
+    if held is None or held == target.version:
+        return f" ({split} {metric} now {after:g})"
+    holder = store.resolve(f"{target.project}/{target.model}@{held}")
+    before = rescored(profile, store, holder, metric, split, candidate=False)
+    if not after > before:
+        raise PromotionRefused(
+            f"{target.ref} does not beat {holder.ref} on {split} {metric} of {profile}'s data now: "
+            f"{after:g} vs {before:g}"
+        )
+    return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {before:g} -> {after:g})"
 
 
 def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:

@@ -1,0 +1,49 @@
+"""``heirloom models promote --if-better METRIC --rescore PROFILE``: the gate on today's data.
+
+The stored gate compares the validation scores each version got when it was trained, so it
+refuses once the data changed (a new FHIR export adds patients to the validation split, new
+ratings move pairs between splits). Rescoring evaluates the candidate and the alias holder on
+the profile's validation records as they are now, one after the other, and compares those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heirloom.cli.common import get_kernel, resolve_or_exit
+from heirloom.core.errors import HeirloomError
+from heirloom.store.artifacts import Artifact, ArtifactStore, PromotionRefused, RefError
+from heirloom.store.training import evaluate, model_specs
+
+
+def rescored(
+    profile: str, store: ArtifactStore, artifact: Artifact, metric: str, split: str, *, candidate: bool
+) -> float:
+    """``metric`` of ``artifact`` on ``split`` of PROFILE's data now. RefError when PROFILE is not
+    the artifact's project or store, or the ``candidate`` reports no such metric (a typo);
+    PromotionRefused when the holder reports none or cannot be scored."""
+    resolved = resolve_or_exit(profile, (f"models.{artifact.model}.serve={artifact.version}",))
+    if resolved.project != artifact.project:
+        raise RefError(f"--rescore {profile}: its project is {resolved.project!r}, not {artifact.project!r}")
+    [spec] = model_specs(resolved, (artifact.model,))
+    kernel = get_kernel()
+    used = kernel.store(resolved).root
+    if used.resolve() != store.root.resolve():
+        raise RefError(f"--rescore {profile}: it uses the store {used}, not {store.root}")
+    try:
+        _, report, _ = evaluate(kernel, resolved, spec, split)
+    except HeirloomError as exc:
+        raise (RefError if candidate else PromotionRefused)(f"could not rescore {artifact.ref}: {exc}") from None
+    return _metric(report.metrics, metric, artifact, split, candidate=candidate)
+
+
+def _metric(metrics: dict[str, Any], metric: str, artifact: Artifact, split: str, *, candidate: bool) -> float:
+    """``metric`` (a dotted path reaches into nested reports) of a fresh report, a number."""
+    value: Any = metrics
+    for part in [metric] if metric in metrics else metric.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
+        problem = f"{artifact.ref} reports no numeric {split} metric {metric!r} (metrics: {', '.join(names)})"
+        raise (RefError if candidate else PromotionRefused)(problem)
+    return float(value)
