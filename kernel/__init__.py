@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from heirloom.core.placement import WorkerPool
     from heirloom.core.version import VERSION as __version__
     from heirloom.datasets import DataFile, Dataset
+    from heirloom.files import read_regular
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore
     from heirloom.store.feedback import FeedbackLog
@@ -110,6 +111,7 @@ _EXPORTS = {
     "ModelHandle": "heirloom.core.components",
     "nests_deeper": "heirloom.core.limits",
     "open_regular": "heirloom.core.fsutil",
+    "read_regular": "heirloom.files",
     "NotRegularFile": "heirloom.core.fsutil",
     "NullProgress": "heirloom.core.components",
     "path_field": "heirloom.core.components",
@@ -221,6 +223,7 @@ __all__ = [
     "open_regular",
     "path_field",
     "path_fields",
+    "read_regular",
     "ref",
     "served_model",
     "served_on_loop",

@@ -28,7 +28,7 @@ ENCODING_REMEDY = "set the source's 'encoding' (e.g. \"latin-1\")"
 def read_text(path: str | Path) -> str:
     """The file's text as UTF-8, else latin-1 (which reads every byte). A latin-1 file is
     almost never valid UTF-8, so the first that decodes is the right one."""
-    raw = Path(path).read_bytes()
+    raw = heirloom.read_regular(path)
     try:
         return raw.decode("utf-8-sig")  # a byte-order mark (a spreadsheet's export) is no part of the text
     except UnicodeDecodeError:
@@ -73,7 +73,7 @@ def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
     try:
         yield
     except UnicodeDecodeError:
-        raw = Path(path).read_bytes()
+        raw = heirloom.read_regular(path)
         try:
             raw.decode(encoding)
         except UnicodeDecodeError as exc:  # its object: the bytes it decoded (utf-8-sig's without the BOM)

@@ -1018,3 +1018,20 @@ def test_a_backup_cut_short_is_resumed_into_the_same_folder(store, tmp_path):
     again = models(store, "backup", str(first))
     assert again.returncode == 0, said(again)
     assert run_heirloom("models", "verify", "--store", str(first)).returncode == 0
+
+
+def test_a_fifo_named_as_training_data_is_one_line_from_train_not_a_hang(tmp_path):
+    """The csv source's fingerprint read its files before anything opened them regular-only:
+    a FIFO hung ``heirloom train`` for ever, a folder was a traceback."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    for name, make in (("fifo", os.mkfifo), ("folder", os.mkdir)):
+        (tmp_path / name).mkdir()
+        profile = write(
+            tmp_path / name / "p.toml",
+            'project = "ff"\n[sources.s]\nuse = "csv"\ntrain = "data.csv"\ntext_column = "t"\nlabel_column = "l"\n'
+            '[models.m]\nuse = "text-classifier"\ndata = "s"\n',
+        )
+        make(tmp_path / name / "data.csv")
+        trained = run_heirloom("train", str(profile), env=env, timeout=60)
+        assert trained.returncode == 1 and "Traceback" not in trained.stderr, trained.stderr
+        assert f"{tmp_path / name / 'data.csv'} is not a regular file (a folder, a FIFO or a device)" in said(trained)

@@ -56,7 +56,7 @@ class EventsSource(heirloom.Source):
     def fingerprint(self) -> str:
         digest = hashlib.sha256(b"events")
         if self.log_path.exists():
-            digest.update(self.log_path.read_bytes())
+            digest.update(heirloom.read_regular(self.log_path))
         return digest.hexdigest()
 
 

@@ -135,7 +135,7 @@ class SplitRatingsSource(heirloom.Source):
             del settings["holdout"]
         digest = hashlib.sha256(json.dumps({"type": self.source_type, **settings}, sort_keys=True).encode())
         for path in self.files():
-            digest.update(path.read_bytes())
+            digest.update(heirloom.read_regular(path))
         return digest.hexdigest()
 
     def stats(self) -> dict[str, Any]:

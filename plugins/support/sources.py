@@ -40,7 +40,7 @@ def _digest(settings: dict[str, Any], *paths: Path) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in paths:
         if path.exists():
-            digest.update(path.read_bytes())
+            digest.update(heirloom.read_regular(path))
     return digest.hexdigest()
 
 

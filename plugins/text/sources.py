@@ -118,7 +118,7 @@ class TextSource(heirloom.Source):
 
     @staticmethod
     def _listed_labels(path: str) -> list[str]:
-        listed = json.loads(Path(path).read_text(encoding="utf-8"))
+        listed = json.loads(heirloom.read_regular(path).decode("utf-8"))
         if not isinstance(listed, list) or not all(isinstance(label, str) for label in listed):
             raise heirloom.HeirloomError(f"{path}: expected a JSON list of label names")
         return listed
@@ -190,7 +190,7 @@ class TextSource(heirloom.Source):
         digest = hashlib.sha256(json.dumps({"type": type(self).__name__, **settings}, sort_keys=True).encode())
         for path in (train, test):
             if path is not None:
-                digest.update(Path(path).read_bytes())
+                digest.update(heirloom.read_regular(path))
         return digest.hexdigest()
 
     def stats(self) -> dict[str, Any]:
