@@ -320,6 +320,21 @@ def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):
     assert profile.raw.data["apis"]["x"] == {"use": "echo"}
 
 
+def test_an_empty_serve_or_inherit_in_a_child_profile_unsets_what_its_parent_set(tmp_path, kernel):
+    """Two teams could not go back to serving the latest version in a profile extending one
+    with ``serve = "production"``: ``serve = ""`` was an error (TOML has no null)."""
+    write(
+        tmp_path / "base.toml",
+        '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+        'serve = "production"\ninherit = "other/m@production"\n',
+    )
+    child = write(tmp_path / "child.toml", 'extends = ["base"]\n[models.m]\nserve = ""\ninherit = ""\n')
+    [model] = [spec for spec in kernel.resolve(str(child)).components if spec.kind == "model"]
+    assert (model.keys.serve, model.keys.inherit) == (None, None)
+    [model] = [spec for spec in kernel.resolve(str(tmp_path / "base.toml")).components if spec.kind == "model"]
+    assert (model.keys.serve, model.keys.inherit) == ("production", "other/m@production")
+
+
 def test_invalid_toml_names_the_file(tmp_path, kernel):
     path = write(tmp_path / "broken.toml", "[apis.echo\nuse = 1\n")
     with pytest.raises(heirloom.ProfileError, match=r"broken\.toml: invalid TOML"):

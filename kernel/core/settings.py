@@ -84,12 +84,14 @@ REF_PATTERN = re.compile(
 SELECTOR_PATTERN = re.compile(r"^([0-9]+|[A-Za-z][A-Za-z0-9_-]*)$")
 
 
-def _optional_match(pattern: re.Pattern[str], expected: str):
+def _optional_match(pattern: re.Pattern[str], expected: str) -> dict:
+    """``attrs.field`` arguments: None by default; ``""`` unsets (TOML has no null); else ``pattern``."""
+
     def check(instance: object, attribute: attrs.Attribute, value: str | None) -> None:
         if value is not None and not pattern.match(value):
             raise ValueError(f"'{attribute.name}' must be {expected}, got {value!r}")
 
-    return check
+    return {"default": None, "converter": lambda value: value or None, "validator": check}
 
 
 @attrs.define
@@ -114,14 +116,10 @@ class ModelKeys(ComponentKeys):
     #: ``--set models.NAME.inherit=null`` switches off an ``inherit`` that an extended profile
     #: set: the model trains from scratch.
     inherit: str | None = attrs.field(
-        default=None,
-        converter=lambda value: value or None,
-        validator=_optional_match(
-            REF_PATTERN, 'project/model, project/model@N or @alias, pretrained:NAME, served, or "" for none'
-        ),
+        **_optional_match(REF_PATTERN, 'project/model, project/model@N or @alias, pretrained:NAME, served, ""')
     )
-    #: Which stored version ``serve``/``eval`` use: a version number or an alias (default: the latest).
-    serve: str | None = attrs.field(default=None, validator=_optional_match(SELECTOR_PATTERN, "a version or alias"))
+    #: Which stored version ``serve``/``eval`` use: a version number or an alias (default, or ``""``: the latest).
+    serve: str | None = attrs.field(**_optional_match(SELECTOR_PATTERN, 'a version or alias, or "" for the latest'))
 
 
 @attrs.define
