@@ -340,6 +340,52 @@ def test_keyed_requests_that_fail_do_not_push_other_keys_out_of_the_brokers_memo
         assert daemon.terminate() == 0
 
 
+def test_a_refused_repeat_of_an_answered_key_does_not_send_its_next_retry_elsewhere(tmp_path):
+    """An attack: the broker forgot a key on any error, the worker only when its first attempt
+    failed. A repeat with another body (refused), or the same key on a route that refuses it,
+    made the broker forget the key its worker still held: the next retry ran on the other."""
+    daemon = Daemon(tmp_path, "--workers", "2")
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20) as client:
+            first = client.call("t.pid", None, idempotency_key="K1")
+            with pytest.raises(RemoteError, match="idempotency"):
+                client.call("t.pid", {"other": "body"}, idempotency_key="K1")
+            with pytest.raises(InvalidArgument):
+                client.call("t.typed", {"text": 5}, idempotency_key="K1")
+            busy = [client.submit("t.slow", {"ms": 1500}) for _ in range(3)]  # K1's worker the busier one
+            time.sleep(0.3)
+            assert client.call("t.pid", None, idempotency_key="K1") == first  # from its cache, not run again
+            for future in busy:
+                future.result(10)
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_peer_naming_a_local_workers_pid_cannot_get_it_killed(tmp_path):
+    """An attack on an open worker endpoint: a heartbeat claiming a local worker's pid (``_ready``
+    shows them), then silence, made the broker SIGKILL the real worker."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
+    context = zmq.Context()
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            pids = _worker_pids(client)
+            pid = pids[0]
+            rogue = context.socket(zmq.DEALER)
+            rogue.connect(worker_address)
+            rogue.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pid, "ready": False, "heartbeat": 0.1})])
+            rogue.close(linger=1000)
+            time.sleep(4)  # three of the broker's 1 s heartbeats: the rogue is silent
+            assert _worker_pids(client) == pids
+        assert "killed for its silence" not in daemon.log()
+        assert f"ignored a heartbeat naming local worker pid {pid}" in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
 def test_a_broker_holds_at_most_forward_backlog_mb_of_large_requests_for_its_workers(tmp_path):
     """The broker read every request up to the in-flight limit and held it for its workers:
     800 echoes of 900 KB took it to 741 MB. Past the budget a large request is refused at once."""
@@ -482,12 +528,22 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
             stray.send_multipart([CONTROL, b"HEARTBEAT", b"\xc1"])
             stray.send_multipart([b"\x00" * 9])
             route = {"name": "t.slow", "admin": False}
+            metrics = {"dropped_frames": "x"}  # a text where a count belongs stopped the broker once it went
             stray.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 1, "ready": True, "routes": [route]})])
             while _worker_pids(client) != [1]:  # a stray that says the right things is routed to
                 assert time.monotonic() < deadline, daemon.log()
+            more = {"pid": 1, "ready": True, "routes": [route, {"name": "t.new", "admin": False}], "metrics": metrics}
+            stray.send_multipart([CONTROL, b"HEARTBEAT", packb(more)])
+            while "t.new" not in {r["name"] for r in client.call("_routes")["routes"]}:  # it need not turn ready again
+                assert time.monotonic() < deadline, daemon.log()
+            assert client.call("_stats")["workers"][0]["pid"] == 1
             pending = client.submit("t.slow", {"ms": 1})
             assert stray.poll(10_000), daemon.log()
             tagged, *_ = stray.recv_multipart()
+            forger = context.socket(zmq.DEALER)  # another peer answering a request it was not sent
+            forger.connect(worker_address)
+            forger.send_multipart([tagged[:TAG_BYTES] + b"\x00", packb({}), packb("forged")])
+            time.sleep(0.3)
             stray.send_multipart([tagged[:TAG_BYTES] + b"\x77", packb({}), packb(None)])
             with pytest.raises(Unavailable, match="its worker sent a reply the broker cannot read"):
                 pending.result(timeout=5)

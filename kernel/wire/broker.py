@@ -75,6 +75,8 @@ STOP_SECONDS = 10.0
 #: Requests of this many bytes and more count against ``[server] forward_backlog_mb`` (the
 #: smaller ones are bounded by the in-flight limit: 1,024 of them hold at most 64 MiB).
 LARGE_REQUEST = 64 << 10
+#: Route names the broker remembers as served once (UNAVAILABLE, not NOT_FOUND, while no worker serves them).
+MAX_ROUTES = 10_000
 
 
 class Broker(BrokerRoutes):
@@ -292,12 +294,13 @@ class Broker(BrokerRoutes):
                 self._gone(frames[0], frames[3] if len(frames) > 3 else None)
             return
         tag = tagged[:TAG_BYTES]
+        forwarded = self.forwarded.get(tag)
+        if forwarded is None or forwarded[0].identity != frames[0]:
+            return  # answered already (its worker was declared dead meanwhile), or sent to another peer
         code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
         if code is None:  # not a reply a worker sends: its request fails now rather than at its deadline
             return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
-        forwarded = self.forwarded.pop(tag, None)
-        if forwarded is None:
-            return  # answered already: its worker was declared dead meanwhile
+        del self.forwarded[tag]
         if self._large:
             self._large_bytes -= self._large.pop(tag, 0)
         self.keys.answered(tag, ok=code == OK)
@@ -310,6 +313,8 @@ class Broker(BrokerRoutes):
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
         pid, said = start_failure(failure) if failure is not None else (None, None)
+        if identity not in self.workers and not self.local.claim(pid, identity):
+            return  # another peer naming a local process: only that process speaks for it
         if said is not None:
             self.start_failure = said
             log.error("%s", said)
@@ -328,11 +333,14 @@ class Broker(BrokerRoutes):
         except ValueError as exc:
             self._unreadable.log(log, logging.WARNING, "ignored a heartbeat on the worker endpoint: %s", exc)
             return
+        if not self.local.claim(status.get("pid"), identity):
+            self._unreadable.log(log, logging.WARNING, "ignored a heartbeat naming local worker pid %s", status["pid"])
+            return
         worker = self.workers.get(identity)
         if worker is None:
             worker = self.workers[identity] = Worker(identity)
             log.info("worker pid %s connected", status.get("pid"))
-        was_ready = worker.ready
+        was_ready, routes_before = worker.ready, worker.status.get("routes")
         beat = status.get("heartbeat")
         own = float(beat) if beat is not None and 0 < beat < 3600 else 0.0
         worker.silence = MISSED_HEARTBEATS * max(self.settings.heartbeat, own)
@@ -340,10 +348,11 @@ class Broker(BrokerRoutes):
         worker.ready = bool(status.get("ready")) and not status.get("draining")
         worker.status = status
         worker.last_seen = time.monotonic()
-        self.worker_totals.update(identity, status.get("metrics"))
-        if worker.ready != was_ready:
-            self._update_ready()
-            if worker.ready:
+        if not self.worker_totals.update(identity, status.get("metrics")):
+            self._unreadable.log(log, logging.WARNING, "ignored worker pid %d's metrics: not a snapshot", worker.pid)
+        if worker.ready != was_ready or (worker.ready and status.get("routes") != routes_before):
+            self._update_ready()  # a ready worker's new routes count at once, not when it next turns ready
+            if worker.ready and not was_ready:
                 log.info("worker pid %d ready", worker.pid)
                 self.start_failure = None
                 theirs = {r.get("name") for r in status.get("routes", [])}
@@ -365,6 +374,8 @@ class Broker(BrokerRoutes):
         if self._ready:  # what _routes lists: every route some ready worker serves
             described = (route for worker in reversed(self._ready) for route in worker.status.get("routes", []))
             self.routes = {route["name"]: route for route in described}
+            if len(self._served_once) + len(self.routes) > MAX_ROUTES:  # names a rogue worker made up
+                self._served_once.clear()
             self._served_once.update(self.routes)
 
     # -- clients -------------------------------------------------------------------------
@@ -419,7 +430,8 @@ class Broker(BrokerRoutes):
             self._tag += 1
             tag = self._tag.to_bytes(TAG_BYTES, "little")
             if key is not None:  # a retry goes where the first attempt went
-                worker = self.keys.route(ready, (client, key), tag, self.settings.idempotency_cache * len(self.workers))
+                limit = self.settings.idempotency_cache * len(self.workers)
+                worker = self.keys.route(ready, (client, route, key), tag, limit)
             elif len(ready) == 1:
                 worker = ready[0]
             else:

@@ -19,6 +19,8 @@ from heirloom.core.limits import shortened
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
 from heirloom.wire.protocol import UNAVAILABLE, RequestError, decoding_error, unpackb
 
+#: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
+MAX_HEARTBEAT_ROUTES = 1_000
 #: The heartbeat keys the broker reads, and the types they must have when present.
 _FIELDS: dict[str, type | tuple[type, ...]] = {
     "pid": int,
@@ -68,6 +70,8 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
         if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             raise ValueError(f"heartbeat.{key} is a {type(value).__name__}")
     routes = status.get("routes") or []
+    if len(routes) > MAX_HEARTBEAT_ROUTES:
+        raise ValueError(f"heartbeat.routes lists {len(routes)} routes; at most {MAX_HEARTBEAT_ROUTES} are read")
     if not all(_describes_route(route) for route in routes):
         raise ValueError("heartbeat.routes holds an entry that is not a route description")
     if taken := [route["name"] for route in routes if route["name"] in KERNEL_ROUTES or route["name"] == SCALE_ROUTE]:
@@ -127,17 +131,24 @@ def served_routes(worker: Worker) -> list[str]:
 LOAD = operator.attrgetter("in_flight")
 
 
+#: An idempotency key as a worker's cache scopes it: ``(client, route, key)``.
+Key = tuple[bytes, str, Any]
+
+
 class KeyRoutes:
     """Where each idempotency key's first attempt went, so that its retries reach the worker
     whose cache holds the reply, whatever workers joined, left or came back since (a key is
-    not moved). A key answered with an error is forgotten, as the worker forgets it (a client
-    sending failing keyed requests flushed others' keys: their retries ran again elsewhere)."""
+    not moved). A key whose every answer was an error is forgotten, as the worker forgets it
+    (a client sending failing keyed requests flushed others' keys: their retries ran again
+    elsewhere); one answered once is kept, as the worker keeps its reply (an error to a repeat
+    with another body forgot it here only, and the next retry ran again on another worker)."""
 
     def __init__(self) -> None:
-        self._went: OrderedDict[tuple[bytes, Any], Worker] = OrderedDict()
-        self._keys: dict[bytes, tuple[bytes, Any]] = {}  # tag -> key, until answered
+        self._went: OrderedDict[Key, Worker] = OrderedDict()
+        self._kept: set[Key] = set()  # keys answered OK: their worker remembers the reply
+        self._keys: dict[bytes, Key] = {}  # tag -> key, until answered
 
-    def route(self, ready: list[Worker], key: tuple[bytes, Any], tag: bytes, limit: int) -> Worker:
+    def route(self, ready: list[Worker], key: Key, tag: bytes, limit: int) -> Worker:
         """The worker for ``key``'s request ``tag``: the first attempt's while it lives, else the
         least busy; the last ``limit`` keys are kept (the workers' caches together hold as many)."""
         went = self._went.get(key)
@@ -146,11 +157,15 @@ class KeyRoutes:
         self._went.move_to_end(key)
         self._keys[tag] = key
         while len(self._went) > limit:
-            self._went.popitem(last=False)
+            self._kept.discard(self._went.popitem(last=False)[0])
         return worker
 
     def answered(self, tag: bytes, *, ok: bool) -> None:
         """Request ``tag`` was answered (``ok``: successfully, and so remembered by its worker)."""
         key = self._keys.pop(tag, None)
-        if key is not None and not ok:
+        if key is None:
+            return
+        if ok:
+            self._kept.add(key)
+        elif key not in self._kept:
             self._went.pop(key, None)

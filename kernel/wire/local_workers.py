@@ -25,12 +25,14 @@ STABLE_SECONDS = 60.0
 
 
 class LocalProcess:
-    __slots__ = ("failures", "process", "started")
+    __slots__ = ("failures", "identity", "process", "started")
 
     def __init__(self, process: subprocess.Popen, started: float, failures: int = 0):
         self.process = process
         self.started = started
         self.failures = failures
+        #: The worker-socket connection that first spoke for this process (its own).
+        self.identity: bytes | None = None
 
 
 #: Exit codes of a worker that stopped cleanly: 0, or the SIGTERM it got while already exiting.
@@ -87,6 +89,17 @@ class LocalWorkers:
     def _failed_start(self, pid: int, code: int | None) -> bool:
         """Whether ``pid`` exited 1 after saying its start failed (a crash after it, -11, is no such exit)."""
         return code == 1 and pid in self.failed_starts
+
+    def claim(self, pid: object, identity: bytes) -> bool:
+        """Whether the connection ``identity`` may speak for ``pid``: any may for a pid none of
+        these processes has (a worker on another host); for a local one, only the first to
+        claim it (the process's own socket, from its start): another peer naming a pid that
+        ``_ready`` shows got the broker to kill that process once it fell silent."""
+        for local in self.processes:
+            if local.process.pid == pid:
+                local.identity = local.identity or identity
+                return local.identity == identity
+        return True
 
     def kill(self, pid: int) -> bool:
         """SIGKILL the local process ``pid`` (a hung worker); ``reap`` then reports and replaces

@@ -79,9 +79,16 @@ class WorkerTotals:
         self.live: dict[bytes, Snapshot] = {}
         self.retired: list[Snapshot] = []
 
-    def update(self, identity: bytes, snapshot: Snapshot | None) -> None:
-        if snapshot is not None:
-            self.live[identity] = snapshot
+    def update(self, identity: bytes, snapshot: Snapshot | None) -> bool:
+        """Keep ``snapshot`` as the worker's latest; False (kept nothing) when it is not what
+        ``daemon_snapshot`` sends: a heartbeat is untrusted, and a text where a count belongs
+        stopped the broker at the next merge."""
+        if snapshot is None:
+            return True
+        if not _is_snapshot(snapshot):
+            return False
+        self.live[identity] = snapshot
+        return True
 
     def retire(self, identity: bytes) -> None:
         snapshot = self.live.pop(identity, None)
@@ -169,6 +176,66 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
         "waiting_models": sorted(waiting),
         "stale_models": sorted(stale),
     }
+
+
+#: What each entry of a snapshot's ``models`` holds.
+MODEL_KEYS = ("model", "ref", "digest")
+
+
+def _is_snapshot(snapshot: Any) -> bool:
+    """Whether ``snapshot`` has the shape and the number types ``merge`` and the exporter read."""
+    if not isinstance(snapshot, dict):
+        return False
+    routes, unrouted = snapshot.get("routes", {}), snapshot.get("refused_unrouted", {})
+    models = snapshot.get("models", [])
+    return (
+        all(_is_count(snapshot.get(key, 0)) for key in ("dropped_frames", "in_flight"))
+        and _counts(unrouted)
+        and isinstance(routes, dict)
+        and all(isinstance(name, str) and _is_route_totals(totals) for name, totals in routes.items())
+        and isinstance(models, list)
+        and all(isinstance(m, dict) and all(isinstance(m.get(k), str) for k in MODEL_KEYS) for m in models)
+        and all(_names(snapshot.get(key, [])) for key in ("waiting_models", "stale_models"))
+    )
+
+
+def _is_route_totals(totals: Any) -> bool:
+    return (
+        isinstance(totals, dict)
+        and _counts(totals.get("requests"))
+        and _is_count(totals.get("queue_depth", 0))
+        and all(_is_histogram(totals.get(key)) for key in HISTOGRAMS)
+    )
+
+
+def _is_histogram(histogram: Any) -> bool:
+    if not isinstance(histogram, dict):
+        return False
+    bounds, counts = histogram.get("bounds"), histogram.get("counts")
+    return (
+        isinstance(bounds, list)
+        and all(_is_number(bound) for bound in bounds)
+        and isinstance(counts, list)
+        and len(counts) == len(bounds) + 1
+        and all(_is_count(count) for count in counts)
+        and _is_number(histogram.get("sum"))
+    )
+
+
+def _counts(values: Any) -> bool:
+    return isinstance(values, dict) and all(isinstance(k, str) and _is_count(v) for k, v in values.items())
+
+
+def _names(values: Any) -> bool:
+    return isinstance(values, list) and all(isinstance(value, str) for value in values)
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
 
 
 def _add_histograms(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
