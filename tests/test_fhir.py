@@ -861,3 +861,43 @@ def test_nan_values_are_malformed_json_and_never_reach_data_show(tmp_path):
     assert "NaN is not valid JSON" in shown.stderr and "NaN" not in shown.stdout
     records = [json.loads(line, parse_constant=lambda name: pytest.fail(name)) for line in shown.stdout.splitlines()]
     assert [record["id"] for record in records] == ["p1"]
+
+
+def test_resources_no_patient_of_their_unit_owns_are_warned_of_at_the_end_of_every_pass(tmp_path, caplog):
+    """A visit sent in its own bundle (the Patient in another) is on no record: ``heirloom train``
+    read the split without a word, where ``data stats`` counted it."""
+    folder = tmp_path / "set"
+    write(folder / "p1.json", bundle(PATIENT))
+    write(folder / "p1-more.json", bundle(condition("c1") | {"subject": {"reference": "Patient/p1"}}))
+    source = FhirSource(path=str(folder), test_fraction=0.0)
+    with caplog.at_level("WARNING", logger="heirloom.fhir"):
+        assert [r.id for r in source.records("train")] == ["p1"]
+    assert f"{folder}: 1 clinical resource(s) belong to no patient of their own unit" in caplog.text
+
+
+def test_stats_list_the_codes_recorded_in_more_than_one_unit(tmp_path):
+    """°F beside °C, lb beside kg: the same code on two scales is worth seeing before training."""
+
+    def measured(oid: str, code: str, value: float, unit: str | None) -> dict[str, Any]:
+        found = {"resourceType": "Observation", "id": oid, "status": "final", "subject": {"reference": "urn:uuid:p1"}}
+        return found | {
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "valueQuantity": {"value": value, "unit": unit},
+        }
+
+    path = write(
+        tmp_path / "one.json",
+        bundle(
+            PATIENT,
+            measured("o1", "8310-5", 37.0, "Cel"),
+            measured("o2", "8310-5", 98.6, "[degF]"),
+            measured("o3", "8310-5", 36.5, "Cel"),
+            measured("o4", "29463-7", 70.0, "kg"),
+            measured("o5", "72514-3", 3, None),
+            measured("o6", "72514-3", 4, "{score}"),
+        ),
+    )
+    assert FhirSource(path=str(path)).stats()["mixed_units"] == {
+        "loinc:72514-3": {"": 1, "{score}": 1},
+        "loinc:8310-5": {"Cel": 2, "[degF]": 1},
+    }

@@ -8,6 +8,7 @@ independent counts made here with ``json`` over the bundles.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,19 @@ def test_an_event_without_a_date_of_its_own_is_history_from_after_its_visit():
     during = EventInput(kind="encounter", id="during", date="2020-02-01")  # a diagnosis made at its discharge
     record = RecordInput(timeline=[stay, during, EventInput(kind="condition", id="at-discharge", encounter="stay")])
     assert [e.id for e in visit(record, record.timeline[1]).before] == ["stay"]  # begun; its diagnosis not yet
+
+
+def test_an_event_dated_by_its_visit_alone_weighs_in_from_that_visit(tmp_path):
+    """Its recency is counted from its visit's end: reading its own (absent) date crashed
+    training and every prediction of a later visit of a patient with an ``onsetAge`` Condition."""
+    from heirloom_plugins.medical.patients import EventInput, RecordInput, visit
+
+    visits_ = [EventInput(kind="encounter", id="e1", date="2019-05-01", end="2019-05-02")]
+    visits_.append(EventInput(kind="encounter", id="e2", date="2020-05-01"))
+    record = RecordInput(timeline=[*visits_, EventInput(kind="condition", id="c", code="snomed:1", encounter="e1")])
+    for task in (DIAGNOSIS, TREATMENT):
+        tokens = describe(visit(record, record.timeline[1]), task).tokens
+        assert tokens["recent:condition:snomed:1"] == pytest.approx(math.exp(-365 / 365.0))
 
 
 @pytest.mark.parametrize(
@@ -722,3 +736,142 @@ def test_the_medical_profile_reads_the_331_patients(data_dir):
     assert stats["records"] == 331 and sum(stats["splits"].values()) == 331
     assert stats["resources"]["Condition"] == 1715 and stats["resources"]["MedicationRequest"] == 1163
     assert stats["resources"]["Encounter"] == 5273
+
+
+# -- what the outside hospital's export showed ---------------------------------------------------
+def _fhir(folder: Path, *resources: dict[str, Any], name: str = "b.json") -> Path:
+    """One hand-written collection bundle of ``resources`` in ``folder``."""
+    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
+    write(folder / name, json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+    return folder
+
+
+def _visit(eid: str, start: str, patient: str = "urn:uuid:p1") -> dict[str, Any]:
+    return {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": patient},
+        "period": {"start": start},
+    }
+
+
+def _measure(oid: str, eid: str, loinc: str, value: float | None, unit: str | None, when: str) -> dict[str, Any]:
+    """An Observation at visit ``eid``; without a value, FHIR's ``dataAbsentReason`` (not done)."""
+    found = {"resourceType": "Observation", "id": oid, "status": "final", "effectiveDateTime": when}
+    found |= {"subject": {"reference": "urn:uuid:p1"}, "encounter": {"reference": f"urn:uuid:{eid}"}}
+    found["code"] = {"coding": [{"system": "http://loinc.org", "code": loinc}]}
+    if value is None:
+        found["dataAbsentReason"] = {"coding": [{"code": "not-performed"}], "text": "not done"}
+    else:
+        found["valueQuantity"] = {"value": value, "unit": unit}
+    return found
+
+
+def _diagnosis(cid: str, eid: str, code: str | None = "44054006") -> dict[str, Any]:
+    """A Condition at visit ``eid``; ``code`` None: written in text only, as some exports do."""
+    concept = {"coding": [{"system": "http://snomed.info/sct", "code": code}]} if code else {"text": "sugar high"}
+    found = {"resourceType": "Condition", "id": cid, "subject": {"reference": "urn:uuid:p1"}, "code": concept}
+    return found | {"encounter": {"reference": f"urn:uuid:{eid}"}, "onsetDateTime": "2020-01-01T10:00:00Z"}
+
+
+ME = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-02", "gender": "female"}
+
+
+def test_a_valueless_latest_observation_leaves_the_last_value_in_the_summary(tmp_path):
+    """A later "not done" (``dataAbsentReason``) BMI or glucose hid the 2022 value behind ``null``."""
+    from heirloom_plugins.medical.summary import summarize
+
+    resources = [ME, _visit("e1", "2022-03-01T10:00:00Z"), _visit("e2", "2024-03-01T10:00:00Z")]
+    for loinc, value, unit in (("39156-5", 35.5, "kg/m2"), ("2339-0", 101.0, "mg/dL")):
+        resources += [
+            _measure(f"{loinc}-1", "e1", loinc, value, unit, "2022-03-01T10:00:00Z"),
+            _measure(f"{loinc}-2", "e2", loinc, None, None, "2024-03-01T10:00:00Z"),
+        ]
+    resources.append(_measure("never", "e2", "8302-2", None, None, "2024-03-01T10:00:00Z"))  # only ever "not done"
+    (record,) = FhirSource(path=str(_fhir(tmp_path, *resources))).records()
+    summary = summarize(record)
+    assert [(v["code"], v["value"], v["date"], v["flags"]) for v in summary["vitals"]] == [
+        ("loinc:39156-5", 35.5, "2022-03-01T10:00:00Z", ["obese (BMI >= 30)"])
+    ]
+    assert [(v["code"], v["value"]) for v in summary["labs"]] == [("loinc:2339-0", 101.0)]
+
+
+def test_observation_values_of_one_quantity_are_read_on_one_scale(tmp_path):
+    """98.6 °F is 37 °C, 154.32 lb 70 kg, 5.55 mmol/L of glucose 100 mg/dL: the features bin the
+    same number whatever unit the hospital wrote (binned as written, 98.6 °F read as a fever)."""
+    written = {
+        "celsius": [
+            ("8310-5", 37.0, "Cel"),
+            ("29463-7", 70.0, "kg"),
+            ("2339-0", 100.0, "mg/dL"),
+            ("8302-2", 170, "cm"),
+        ],
+        "imperial": [
+            ("8310-5", 98.6, "[degF]"),
+            ("29463-7", 154.324, "lb"),
+            ("2339-0", 5.5506, "mmol/L"),
+            ("8302-2", 66.929, "[in_i]"),
+        ],
+    }
+    numbers, units = {}, {}
+    for name, values in written.items():
+        resources = [ME, _visit("e1", "2022-03-01T10:00:00Z"), _diagnosis("c1", "e1")]
+        resources += [_measure(f"o{i}", "e1", *one, "2022-03-01T10:00:00Z") for i, one in enumerate(values)]
+        (record,) = FhirSource(path=str(_fhir(tmp_path / name, *resources))).records()
+        (visit,) = visits(record)
+        found = describe(visit, DIAGNOSIS)
+        numbers[name], units[name] = found.numbers, set(found.units.values())
+    assert numbers["celsius"] == pytest.approx(numbers["imperial"], abs=1e-3)
+    assert units["celsius"] == units["imperial"] == {"Cel", "kg", "mg/dL", "cm"}
+
+
+def test_values_in_a_unit_that_does_not_convert_are_left_out_and_named(tmp_path, caplog):
+    """A cholesterol in mmol/L among mg/dL ones (no analyte table converts it) is on another
+    scale: it gets no column, and training says which code, in which unit, how many times."""
+    resources = [ME]
+    for i in range(4):
+        when = f"202{i}-03-01T10:00:00Z"
+        resources += [_visit(f"e{i}", when), _diagnosis(f"c{i}", f"e{i}")]
+        resources.append(
+            _measure(f"o{i}", f"e{i}", "2093-3", 5.2 if i == 3 else 190.0 + i, "mmol/L" if i == 3 else "mg/dL", when)
+        )
+    records = list(FhirSource(path=str(_fhir(tmp_path, *resources)), test_fraction=0.0).records())
+    with caplog.at_level("WARNING", logger="heirloom.medical"):
+        model = _fitted(DiagnosisModel, records, blend=(0.0,))
+    assert "1 observation value(s)" in caplog.text
+    assert "loinc:2093-3 in 'mmol/L' (the code's unit: 'mg/dL'): 1" in caplog.text
+    vocabulary = model._fitted.vocabulary
+    assert vocabulary.units["now:loinc:2093-3"] == "mg/dL"
+    last = describe(list(visits(records[0]))[-1], DIAGNOSIS)
+    assert "now:loinc:2093-3" in last.numbers and "now:loinc:2093-3" not in vocabulary.numbers(last)
+
+
+def test_conditions_without_a_code_are_counted_where_they_are_left_out(tmp_path, caplog):
+    """A Condition in text only can be no label: training and evaluation say how many there
+    were and how many encounters had nothing else (they were silently not scored)."""
+    resources = [ME, _visit("e1", "2021-03-01T10:00:00Z"), _visit("e2", "2022-03-01T10:00:00Z")]
+    resources += [_diagnosis("c1", "e1"), _diagnosis("c2", "e1", None), _diagnosis("c3", "e2", None)]
+    records = list(FhirSource(path=str(_fhir(tmp_path, *resources)), test_fraction=0.0).records())
+    with caplog.at_level("WARNING", logger="heirloom.medical"):
+        model = _fitted(DiagnosisModel, records, blend=(0.0,))
+        model.evaluate(records)
+    trained, scored = (r.getMessage() for r in caplog.records if "without a code" in r.getMessage())
+    assert trained.startswith("diagnosis: 2 condition(s) without a code") and "1 encounter(s)" in trained
+    assert trained.endswith("are not learned from") and scored.endswith("are not scored")
+
+
+def test_training_with_nothing_to_learn_names_the_resources_no_patient_owns(tmp_path):
+    """A second bundle for a patient (the visit sent apart from the Patient) leaves its
+    resources unassigned: the training error says how many, not just that nothing was found."""
+    folder = _fhir(tmp_path / "ehr", ME, name="p1.json")
+    apart = [_visit("e1", "2022-03-01T10:00:00Z", "Patient/p1"), _diagnosis("c1", "e1")]
+    apart[1]["subject"] = {"reference": "Patient/p1"}
+    _fhir(folder, *apart, name="p1-visit.json")
+    text = f'[sources.p]\nuse = "fhir"\npath = "{folder}"\ntest_fraction = 0.0\n\n'
+    text += '[models.diagnosis]\nuse = "medical-diagnosis"\ndata = "p"\n'
+    with heirloom.Kernel().system(str(write(tmp_path / "p.toml", text))) as system:
+        model = system.component("diagnosis", "model")
+        with pytest.raises(heirloom.HeirloomError, match=r"to learn from; the source could not assign 2 resource"):
+            model.fit(system.component("p", "source").records("train"))

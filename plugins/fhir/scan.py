@@ -75,6 +75,8 @@ class Tally:
     #: Resources entered in error, and Conditions or allergies refuted: left out of the records.
     withdrawn: int = 0
     messages: list[str] = attrs.Factory(list)
+    #: Units of the numeric observation values (components too) per code.
+    units: defaultdict[str, Counter[str]] = attrs.Factory(lambda: defaultdict(Counter))
 
     def fault(self, error: FhirDataError, *, whole_file: bool) -> None:
         """Apply ``on_error``: raise, or count the skipped file or resource and go on."""
@@ -87,6 +89,13 @@ class Tally:
         log.warning("skipped %s", error)
         if len(self.messages) < KEPT:
             self.messages.append(str(error))
+
+    def measured(self, found: Event) -> None:
+        """Count each numeric value's unit (``""``: none): a code recorded in several units is on
+        several scales, which a reader must convert or keep apart (``mixed_units``)."""
+        for part in (found, *found.components):
+            if part.code and isinstance(part.value, int | float) and not isinstance(part.value, bool):
+                self.units[part.code][part.unit or ""] += 1
 
     def dangling(self, ref: str, count: int, where: str) -> None:
         self.unresolved += count
@@ -105,6 +114,9 @@ class Tally:
             "unresolved_examples": self.unresolved_examples,
             "unassigned_resources": self.unassigned,
             "withdrawn_resources": self.withdrawn,
+            "mixed_units": {
+                code: dict(units.most_common()) for code, units in sorted(self.units.items()) if len(units) > 1
+            },
             "outside_cohort": self.outside_cohort,
             "errors": {
                 "on_error": self.on_error,
@@ -341,7 +353,10 @@ class Scan:
                 entry.resource if rid == entry.resource.get("id") else {**entry.resource, "id": rid}, drugs.code
             )
             visit = target if target and target[0] == "Encounter" and target not in self._withdrawn else None
-            events.append(event(resource, visit[1] if visit else None))
+            found = event(resource, visit[1] if visit else None)
+            if found.kind == "observation":
+                self.tally.measured(found)
+            events.append(found)
         except SHAPE_ERRORS as exc:
             self.tally.fault(FhirDataError(path, entry.label(), f"cannot read: {_detail(exc)}"), whole_file=False)
 

@@ -12,7 +12,7 @@ import attrs
 import heirloom
 from heirloom_plugins.fhir.parse import discover
 from heirloom_plugins.fhir.records import PatientRecord
-from heirloom_plugins.fhir.scan import Scan, Tally
+from heirloom_plugins.fhir.scan import Scan, Tally, log
 from heirloom_plugins.fhir.splits import SPLITS, Splitter, first_by_hash
 
 CHUNK = 1 << 20
@@ -88,6 +88,14 @@ class FhirSource(heirloom.Source):
             yield from first_by_hash(scan.records(split), self.train_patients)
         else:
             yield from scan.records(split)
+        if self.tally.unassigned:
+            log.warning(
+                "%s: %d clinical resource(s) belong to no patient of their own unit (their bundle file, or the NDJSON "
+                "files together) and are on no record: keep a patient's resources in one bundle (data stats: "
+                "unassigned_resources)",
+                self.path,
+                self.tally.unassigned,
+            )
 
     def splits(self) -> list[str]:
         return [split for split in SPLITS if split != "validation" or self.validation_fraction > 0]

@@ -3,9 +3,9 @@
 A visit is described by named features (``describe``): demographics, the encounter's
 class and type, what was recorded at it, and its history, where each code appears once
 with a weight (1 for "ever", ``exp(-days / 365)`` for recency, 1 for a condition still
-active at the encounter). Numeric observations are kept as numbers and binned by the
-vocabulary at quantiles of the training values, so "BMI in the top quarter" is a feature
-where a bag of codes would only say "BMI was measured".
+active at the encounter). Numeric observations are kept as numbers, in one unit per
+quantity (``units.py``), and binned by the vocabulary at quantiles of the training values, so
+"BMI in the top quarter" is a feature where a bag of codes would only say "BMI was measured".
 
 The vocabulary is part of a trained model's state: a warm start keeps the parent's
 columns and bin edges (the parent's weights mean those columns) and appends new ones.
@@ -22,6 +22,7 @@ import attrs
 
 from heirloom_plugins.medical.patients import Visit, age_at, day
 from heirloom_plugins.medical.tasks import Task
+from heirloom_plugins.medical.units import canonical
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +40,8 @@ class Description:
 
     tokens: dict[str, float]
     numbers: dict[str, float]
+    #: Each number's unit once converted (``units.canonical``; None: none recorded).
+    units: dict[str, str | None] = attrs.Factory(dict)
 
 
 def age_bucket(age: float) -> str:
@@ -50,16 +53,17 @@ def age_bucket(age: float) -> str:
     return f"{low}+"
 
 
-def _observe(into: Description, prefix: str, code: str | None, value: Any) -> None:
+def _observe(into: Description, prefix: str, code: str | None, value: Any, unit: str | None) -> None:
     """An observation (or one of its components) as a number to bin, or a categorical token."""
     if not code:
         return
-    into.tokens[f"{prefix}:{code}"] = 1.0  # measured at all (which tests were ordered says much)
+    key = f"{prefix}:{code}"
+    into.tokens[key] = 1.0  # measured at all (which tests were ordered says much)
     if isinstance(value, bool) or not isinstance(value, int | float):
         if value is not None:
-            into.tokens[f"{prefix}:{code}={str(value).lower()}"] = 1.0
+            into.tokens[f"{key}={str(value).lower()}"] = 1.0
     elif math.isfinite(value):
-        into.numbers[f"{prefix}:{code}"] = float(value)
+        into.numbers[key], into.units[key] = canonical(code, float(value), unit)
 
 
 def _observations(into: Description, prefix: str, events: Iterable[Any]) -> None:
@@ -67,9 +71,9 @@ def _observations(into: Description, prefix: str, events: Iterable[Any]) -> None
     for event in events:
         if event.components:
             for part in event.components:
-                _observe(into, prefix, part.code, part.value)
+                _observe(into, prefix, part.code, part.value, part.unit)
         else:
-            _observe(into, prefix, event.code, event.value)
+            _observe(into, prefix, event.code, event.value, event.unit)
 
 
 def describe(visit: Visit, task: Task) -> Description:
@@ -93,6 +97,8 @@ def describe(visit: Visit, task: Task) -> Description:
                 if event.code:
                     tokens[f"now:{kind}:{event.code}"] = tokens[f"now:{kind}:{event.code}&{bucket}"] = 1.0
     history = [e for e in visit.before if e.kind in task.history]
+    # an event without a date of its own (an onsetAge) is history from its visit's end (patients.visit)
+    visited = {e.id: e.end or e.date for e in visit.record.timeline if e.kind == "encounter" and e.id is not None}
     _observations(found, "last", (e for e in history if e.kind == "observation"))
     seen: Counter[str] = Counter()
     for event in history:
@@ -101,7 +107,7 @@ def describe(visit: Visit, task: Task) -> Description:
         key = f"{event.kind}:{event.code}"
         seen[key] += 1
         tokens[f"ever:{key}"] = 1.0
-        tokens[f"recent:{key}"] = math.exp(-(visit.start - day(event.date)) / RECENCY_DAYS)
+        tokens[f"recent:{key}"] = math.exp(-(visit.start - day(event.date or visited[event.encounter])) / RECENCY_DAYS)
         if event.kind == "condition" and (event.end is None or day(event.end) > visit.start):
             tokens[f"active:{key}"] = 1.0
     for key, times in seen.items():
@@ -133,10 +139,13 @@ def _bin(value: float, edges: tuple[float, ...]) -> int:
 
 @attrs.frozen
 class Vocabulary:
-    """Feature names -> columns, and bin edges of each number (kept across warm starts)."""
+    """Feature names -> columns, bin edges and unit of each number (kept across warm starts)."""
 
     columns: tuple[str, ...]
     edges: dict[str, tuple[float, ...]]
+    #: Each number's unit (its most common one in training): a value in another unit is on
+    #: another scale, so it gets no column (a state without units: every value is read).
+    units: dict[str, str | None] = attrs.Factory(dict)
     index: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -147,25 +156,52 @@ class Vocabulary:
         cls, found: Sequence[Description], parent: Vocabulary | None = None, *, bins: int = 5, min_count: int = 1
     ) -> Vocabulary:
         """Columns for the features seen in at least ``min_count`` descriptions, after the parent's."""
+        units = dict(parent.units) if parent else {}
+        seen: dict[str, Counter[str | None]] = {}
+        for description in found:
+            for key, unit in description.units.items():
+                seen.setdefault(key, Counter())[unit] += 1
+        for key in sorted(seen.keys() - units.keys()):
+            units[key] = max(seen[key].items(), key=lambda item: (item[1], item[0] or ""))[0]
         edges = dict(parent.edges) if parent else {}
+        draft = cls((), edges, units)
         values: dict[str, list[float]] = {}
         for description in found:
-            for key, value in description.numbers.items():
+            for key, value in draft.numbers(description).items():
                 values.setdefault(key, []).append(value)
         for key in sorted(values.keys() - edges.keys()):
             edges[key] = _quantile_edges(values[key], bins)
-        draft = cls((), edges)
         counts: Counter[str] = Counter()
         for description in found:
             counts.update(draft.named(description))
         known = set(parent.columns) if parent else set()
         new = sorted(name for name, count in counts.items() if count >= min_count and name not in known)
-        return cls((*(parent.columns if parent else ()), *new), edges)
+        return cls((*(parent.columns if parent else ()), *new), edges, units)
+
+    def numbers(self, description: Description) -> dict[str, float]:
+        """A description's numbers in their key's unit (or of a key without one)."""
+        units = self.units
+        return {
+            key: value
+            for key, value in description.numbers.items()
+            if key not in units or description.units.get(key) == units[key]
+        }
+
+    def left_out(self, found: Iterable[Description]) -> Counter[tuple[str, str | None]]:
+        """``(code, unit)`` of the numbers ``numbers`` leaves out for their unit, counted over the
+        observations at the visits (``now:``; each is read once there, and again as a later visit's
+        ``last:`` value, which goes the same way)."""
+        counts: Counter[tuple[str, str | None]] = Counter()
+        for description in found:
+            for key, unit in description.units.items():
+                if key.startswith("now:") and key in self.units and unit != self.units[key]:
+                    counts[(key.removeprefix("now:"), unit)] += 1
+        return counts
 
     def named(self, description: Description) -> dict[str, float]:
         """All features of a description by name, numbers binned (unknown numbers: one column)."""
         named = dict(description.tokens)
-        for key, value in description.numbers.items():
+        for key, value in self.numbers(description).items():
             edges = self.edges.get(key)
             named[f"{key}#{_bin(value, edges)}" if edges else key] = 1.0
         return named
@@ -188,8 +224,9 @@ class Vocabulary:
         return torch.sparse_coo_tensor(indices, values, size, check_invariants=True).coalesce()
 
     def to_json(self) -> dict[str, Any]:
-        return {"columns": list(self.columns), "edges": {k: list(v) for k, v in self.edges.items()}}
+        edges = {k: list(v) for k, v in self.edges.items()}
+        return {"columns": list(self.columns), "edges": edges, "units": self.units}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Vocabulary:
-        return cls(tuple(data["columns"]), {k: tuple(v) for k, v in data["edges"].items()})
+        return cls(tuple(data["columns"]), {k: tuple(v) for k, v in data["edges"].items()}, data.get("units", {}))

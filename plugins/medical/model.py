@@ -15,7 +15,9 @@ imported inside methods only.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 _CONDITION_COLUMN = re.compile(r"(?:^|:)condition:([^&#]+)")
 #: Conditions named as the reasons for one recommended drug.
 REASONS = 3
+
+log = logging.getLogger("heirloom.medical")
 
 
 def _positive_grid(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
@@ -129,15 +133,29 @@ class MultiLabelModel(heirloom.Model):
         progress = progress or heirloom.NullProgress()
         inherited = self._unpack(parent, "parent") if parent is not None else None
         progress.start(f"reading patients for {self.task.name}")
-        examples = list(self.task.examples(_advancing(data, progress)))
+        uncoded: Counter[str] = Counter()
+        examples = list(self.task.examples(_advancing(data, progress), uncoded))
+        self._warn_uncoded(uncoded, "learned from")
         if not examples:
             raise heirloom.HeirloomError(
                 f"{self.task.name}: the training data has no encounter with a {self.task.label_kind} to learn from"
+                + self._unassigned()
             )
         found = [describe(one, self.task) for one, _ in examples]
         vocabulary = Vocabulary.fit(
             found, inherited.vocabulary if inherited else None, bins=self.bins, min_count=self.min_count
         )
+        if left_out := vocabulary.left_out(found):
+            log.warning(
+                "%s: %d observation value(s) at the training encounters left out of the features, in a unit that "
+                "does not convert to their code's: %s",
+                self.task.name,
+                left_out.total(),
+                "; ".join(
+                    f"{code} in {unit!r} (the code's unit: {vocabulary.units[f'now:{code}']!r}): {count}"
+                    for (code, unit), count in sorted(left_out.items(), key=str)
+                ),
+            )
         labels = list(inherited.labels) if inherited else []
         labels += sorted({code for _, codes in examples for code in codes}.difference(labels))
         names = dict(inherited.names) if inherited else {}
@@ -192,7 +210,9 @@ class MultiLabelModel(heirloom.Model):
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
         """Micro/macro/weighted/samples precision, recall, F1, recall@5, Jaccard, per label."""
         fitted = self._require()
-        examples = list(self.task.examples(data))
+        uncoded: Counter[str] = Counter()
+        examples = list(self.task.examples(data, uncoded))
+        self._warn_uncoded(uncoded, "scored")
         answers = self._answers([one for one, _ in examples])
         truth = [set(codes) for _, codes in examples]
         decided = [{item["code"] for item in answer["codes"] if item["selected"]} for answer in answers]
@@ -209,8 +229,35 @@ class MultiLabelModel(heirloom.Model):
         title += f" {how}"
         return heirloom.Report(metrics, f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}")
 
-    def _answers(self, visits: list[Visit]) -> list[dict[str, Any]]:
+    def _warn_uncoded(self, uncoded: Counter[str], done: str) -> None:
+        """Label events without a code are no labels: say so rather than drop them unseen."""
+        if uncoded["events"]:
+            kind = self.task.label_kind
+            log.warning(
+                "%s: %d %s(s) without a code are no labels; %d encounter(s) whose only %ss have no code are not %s",
+                self.task.name,
+                uncoded["events"],
+                kind,
+                uncoded["visits"],
+                kind,
+                done,
+            )
 
+    def _unassigned(self) -> str:
+        """Why a source may yield no visit: resources it could not give a patient (a started
+        model asks its source's ``stats``; one pass more, only when training has failed)."""
+        ctx = getattr(self, "ctx", None)
+        if ctx is None:
+            return ""
+        count = ctx.get(self.data, "source").stats().get("unassigned_resources")
+        if not count:
+            return ""
+        return (
+            f"; the source could not assign {count} resource(s) to a patient of their own unit "
+            "(a patient's resources in another bundle?) and left them out (heirloom data stats)"
+        )
+
+    def _answers(self, visits: list[Visit]) -> list[dict[str, Any]]:
         fitted = self._require()
         if not visits:
             return []

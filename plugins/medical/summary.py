@@ -138,8 +138,8 @@ def summarize(record: Any) -> dict[str, Any]:
                 "since": event.date,
                 "status": event.status,
             }
-        elif event.kind == "observation" and event.code:
-            latest[event.code] = event
+        elif event.kind == "observation" and event.code and _measured(event):
+            latest[event.code] = event  # a later "not done" must not hide the last value
     for event in record.timeline:  # once every encounter is known: a date-only one sorts before its visit
         if event.kind in ("condition", "medication") and event.encounter in encounters and event.code:
             encounters[event.encounter][f"{event.kind}s"].append(event.code)
@@ -158,7 +158,7 @@ def summarize(record: Any) -> dict[str, Any]:
         },
         "allergies": list(allergies.values()),
         "vitals": [_observation(e) for code, e in latest.items() if code in VITALS],
-        "labs": [_observation(e) for code, e in latest.items() if code not in VITALS and _measured(e)],
+        "labs": [_observation(e) for code, e in latest.items() if code not in VITALS],
         "encounters": sorted(list(encounters.values())[::-1], key=lambda e: _negated(e["date"])),
     }
 

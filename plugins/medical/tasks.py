@@ -14,6 +14,7 @@ The leakage rules live here and nowhere else (docs/MEDICAL.md, "Leakage"):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,11 +41,22 @@ class Task:
         """The label codes of a visit (sorted, each once)."""
         return sorted({e.code for e in visit.at if e.kind == self.label_kind and e.code})
 
-    def examples(self, records: Iterable[Any]) -> Iterable[tuple[Visit, list[str]]]:
-        """``(visit, labels)`` for every visit of every record that has labels."""
+    def examples(
+        self, records: Iterable[Any], uncoded: Counter[str] | None = None
+    ) -> Iterable[tuple[Visit, list[str]]]:
+        """``(visit, labels)`` for every visit of every record that has labels.
+
+        A label event without a code (a Condition coded only in text) can be no label: it is
+        counted in ``uncoded`` (``events``, and ``visits`` that had only such events, so are no
+        example), for the caller to warn of what it could not learn or score.
+        """
         for record in records:
             for one in visits(record):
                 labels = self.labels(one)
+                missing = sum(1 for e in one.at if e.kind == self.label_kind and not e.code)
+                if missing and uncoded is not None:
+                    uncoded["events"] += missing
+                    uncoded["visits"] += not labels
                 if labels:
                     yield one, labels
 
