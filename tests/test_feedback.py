@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import heirloom
+from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
 from tests.helpers import run_heirloom, write
 
 PROFILE = """
@@ -165,13 +166,20 @@ def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
     assert "no api of profile" in run_heirloom("feedback", "list", str(bare), env=env).stderr
 
 
-@pytest.mark.parametrize("label", [" negative", "negative ", "\u200b", "a\nb", "x\x00", "ab\u202ecd"])
-def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_are_allowed(label):
+@pytest.mark.parametrize(
+    ("label", "said"),
+    [
+        *((label, "surrounding") for label in (" negative", "negative ", "a\nb", "x\x00", "ab\u202ecd", "neg\u3164")),
+        *((label, "is blank") for label in ("\u200b", "\u3164")),
+    ],
+)
+def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_are_allowed(label, said):
     """With new labels on, ' negative' and a zero-width label became classes of their own
-    (printed as 'negative', or not at all) in the next model: refused before recording."""
+    (printed as 'negative', or not at all) in the next model: refused before recording. A
+    Hangul filler (a letter to Unicode) printed as nothing too."""
     with pytest.raises(heirloom.RequestError) as caught:
         heirloom.check_label(label, ["negative", "neutral"], "body.label", allow_new=True)
-    assert caught.value.field == "body.label" and "surrounding spaces or an invisible" in caught.value.message
+    assert caught.value.field == "body.label" and said in caught.value.message
     assert heirloom.check_label("trading_halted", ["negative"], "body.label", allow_new=True) is True
 
 
@@ -187,6 +195,13 @@ def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeyi
     assert table.returncode == 0, table.stderr
     assert "\x1b" not in table.stdout and "\x07" not in table.stdout
     assert "\\x1b]0;PWNED\\x07" in table.stdout and "[bold magenta]loud[/]" in table.stdout
+
+
+def test_a_vowel_sign_is_part_of_its_word_when_a_correction_is_compared_with_the_test_split():
+    """An attack: the comparison read words as ``\\w`` runs, which leave combining marks out, so
+    "मुझे कम चाहिए" (I need less) repeated "मुझे काम चाहिए" (I need work) and never trained."""
+    held_out = NearDuplicates([text_of(["मुझे काम चाहिए"])], 0.8)
+    assert text_of(["मुझे काम चाहिए"]) in held_out and text_of(["मुझे कम चाहिए"]) not in held_out
 
 
 def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_dir):
@@ -247,14 +262,14 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     )
     result = run_heirloom("data", "show", str(typo), "training", "--split", "train", "--limit", "0", env=env)
     assert "source 'training': no record of 'corrections' has txt (example_keys): none was checked" in result.stderr
-    # nested: the outer union's own test split (another agreement level, holding sentences the
-    # inner union trains on) is checked too; it was visible to no one
+    # nested: a union inside a union counts as its parts, each checked by what it is: the
+    # corrections still are, the data with held-out splits of its own is not (checked whole, a
+    # nested union's original data lost 950 of Banking77's 9,000 rows, near duplicates of its test)
     nested = PROFILE + '[sources.other]\nuse = "phrasebank"\npath = "${data}/financial-phrasebank"\nagreement = "75"\n'
     nested += '[sources.outer]\nuse = "union"\nsources = ["other", "training"]\n'
     outer = write(tmp_path / "nested.toml", nested)
-    result = run_heirloom("data", "show", str(outer), "outer", "--split", "train", "--limit", "0", env=env)
-    assert (
-        result.returncode == 0
-        and "source 'outer': " in result.stderr
-        and "record(s) of 'training' repeat" in result.stderr
-    )
+    result = run_heirloom("data", "show", str(outer), "outer", "--split", "train", "--limit", "0", "--json", env=env)
+    assert result.returncode == 0 and "source 'outer': 10 training record(s) of 'corrections' repeat" in result.stderr
+    alone = run_heirloom("data", "show", str(outer), "other", "--split", "train", "--limit", "0", "--json", env=env)
+    data = len(shown("news", "train")) + len(alone.stdout.splitlines())
+    assert len(result.stdout.splitlines()) == data + 1  # every record of both data sets, and one correction

@@ -343,7 +343,8 @@ def test_feedback_applies_text_limits(daemon):
             with pytest.raises(InvalidArgument) as caught:
                 client.call("sentiment.feedback", body)
             assert caught.value.field == field and "at most" in caught.value.message
-        for blank in (" \t", "\u200b", "\ufeff \u200d"):  # invisible characters are no text either
+        # invisible characters are no text either, nor fillers (Hangul, braille blank) or a lone combining mark
+        for blank in (" \t", "\u200b", "\ufeff \u200d", "\u3164", "\u2800 \u115f", "\ufe0f", "\u0301"):
             with pytest.raises(InvalidArgument) as caught:
                 client.call("sentiment.feedback", {"text": blank, "label": "negative"})
             assert (caught.value.field, caught.value.message) == ("body.text", "body.text: 'text' is blank")

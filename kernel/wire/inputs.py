@@ -11,14 +11,13 @@ import math
 import re
 import types
 import typing
-import unicodedata
 from typing import Any
 
 import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from heirloom.core.schema import flatten_errors, make_converter
-from heirloom.wire.labels import INVISIBLE
+from heirloom.wire.labels import blank as is_blank
 from heirloom.wire.protocol import (
     INTERNAL,
     INVALID_ARGUMENT,
@@ -241,7 +240,7 @@ def text_limit(max_chars: int, *, blank: bool = True) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
         if value is None:  # an optional text; its type is checked before validators run
             return
-        if not blank and all(char.isspace() or unicodedata.category(char) in INVISIBLE for char in value):
+        if not blank and is_blank(value):
             raise ValueError(f"'{attribute.name}' is blank")
         if len(value) > max_chars:
             raise ValueError(f"'{attribute.name}' is {len(value)} characters; at most {max_chars} are accepted")

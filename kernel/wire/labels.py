@@ -24,12 +24,21 @@ MAX_LABEL_CHARS = 200
 #: for a request field's ``metadata={"schema": heirloom.LABEL_SCHEMA}`` (``_routes`` states them;
 #: its other rules are code).
 LABEL_SCHEMA = MappingProxyType({"minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": r"^\S(?:.*\S)?$"})
-#: Unicode categories that print nothing: control, format (zero-width, BOM, bidi overrides); a
-#: text of only these and spaces is blank.
+#: Unicode categories that print nothing: control, format (zero-width, BOM, bidi overrides).
 INVISIBLE = frozenset({"Cc", "Cf"})
 #: Unicode categories no label may hold: the invisible ones, line and paragraph separators,
 #: unassigned, private use, surrogates.
 UNPRINTABLE = INVISIBLE | {"Zl", "Zp", "Cn", "Co", "Cs"}
+#: Characters that print as nothing though Unicode calls them letters or symbols (Hangul
+#: fillers, the braille blank): a text of only these is blank, and no label may hold one.
+FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_NOTHING = INVISIBLE | {"Mn", "Me"}
+
+
+def blank(text: str) -> bool:
+    """Whether ``text`` prints as nothing: spaces, invisible characters, fillers, and combining
+    marks with nothing to combine with (a lone variation selector)."""
+    return all(char.isspace() or char in FILLERS or unicodedata.category(char) in _NOTHING for char in text)
 
 
 def check_label(
@@ -39,9 +48,9 @@ def check_label(
     when it is blank, longer than MAX_LABEL_CHARS, has surrounding spaces or an unprintable
     character, or is new where new labels are not allowed (``allow_new``) or do not match
     ``pattern`` in full."""
-    if not label.strip():
+    if blank(label):
         raise RequestError(INVALID_ARGUMENT, f"'{field.rpartition('.')[2]}' is blank", field)
-    if label != label.strip() or any(unicodedata.category(char) in UNPRINTABLE for char in label):
+    if label != label.strip() or any(char in FILLERS or unicodedata.category(char) in UNPRINTABLE for char in label):
         raise RequestError(
             INVALID_ARGUMENT,
             f"label {label[:MAX_LABEL_CHARS]!r} has surrounding spaces or an invisible or control character "

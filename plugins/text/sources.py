@@ -352,8 +352,8 @@ class UnionSource(heirloom.Source):
 
     A split comes from every part that has it: feedback (train only) adds training
     records and leaves validation and test to the original data. A training record of a
-    part with no held-out split of its own (feedback, resolutions, events), or of a union
-    nested in this one, that repeats an example of the validation or test split (the same
+    part with no held-out split of its own (feedback, resolutions, events; a nested union's
+    parts count as this one's) that repeats an example of the validation or test split (the same
     ``example_keys`` values: a corrected test sentence, a posted test pair) is left out,
     with a warning: trained on, it would inflate the very scores that report and compare
     versions.
@@ -384,14 +384,23 @@ class UnionSource(heirloom.Source):
         return list(dict.fromkeys(split for part in self.parts for split in part.splits()))
 
     def records(self, split: str | None = None) -> Iterator[Any]:
-        for part, name in zip(self.parts, self.sources, strict=True):
+        for part, name in self._leaves():
             if split is not None and split not in part.splits():
                 continue
-            added = set(part.splits()) == {"train"} or isinstance(part, UnionSource)  # not data with its own test
+            added = set(part.splits()) == {"train"}  # not data with its own test
             if split == "train" and self.example_keys and added:
                 yield from self._unseen(part.records(split), name)
             else:
                 yield from part.records(split)
+
+    def _leaves(self) -> Iterator[tuple[heirloom.Source, str]]:
+        """The parts, a nested union's own parts in its place: each checked by what it is (a
+        nested union's original data, checked whole, lost 950 of Banking77's 9,000 rows)."""
+        for part, name in zip(self.parts, self.sources, strict=True):
+            if isinstance(part, UnionSource):
+                yield from part._leaves()
+            else:
+                yield part, name
 
     def fingerprint(self) -> str:
         """The parts' fingerprints and the check's settings (they decide which records train)."""
