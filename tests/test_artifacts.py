@@ -824,6 +824,9 @@ def test_metrics_that_are_not_finite_numbers_are_stored_as_missing_in_strict_jso
     listed = models(store, "list", "--json")
     assert listed.returncode == 0 and "NaN" not in listed.stdout and "Infinity" not in listed.stdout
     json.loads(listed.stdout, parse_constant=lambda name: pytest.fail(f"{name} in models list --json"))
+    deep = functools.reduce(lambda inner, _: {"a": inner}, range(600), 1)  # a bare RecursionError from the store
+    with pytest.raises(heirloom.HeirloomError, match="metrics must be JSON-serialisable: they nest deeper than 400"):
+        put(store, "team/m", 2, metrics={"a": deep})
 
 
 def test_a_backup_taken_while_versions_are_stored_and_collected_names_only_blobs_it_has(store, tmp_path):

@@ -62,15 +62,18 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
     return None
 
 
-def finite(value: Any) -> Any:
+def finite(value: Any, depth: int = 0) -> Any:
     """``value`` with every NaN or infinite float inside replaced by None (JSON's null): a
-    metric that could not be computed is stored as missing, never as an unparsable NaN."""
+    metric that could not be computed is stored as missing, never as an unparsable NaN.
+    HeirloomError past MAX_METADATA_NESTING levels (a bare RecursionError, deeper)."""
+    if depth > MAX_METADATA_NESTING:
+        raise HeirloomError(f"metrics must be JSON-serialisable: they nest deeper than {MAX_METADATA_NESTING} levels")
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
+        return {key: finite(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
+        return [finite(item, depth + 1) for item in value]
     return value
 
 
