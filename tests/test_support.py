@@ -197,6 +197,8 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         typo = queued["intent_guess"][:-1]  # a known intent, one letter short: a new one, said to be close
         retyped = client.call("support.resolve", {"id": body["handoff_id"], "intent": typo})
         assert retyped["new_intent"] is True and retyped["close_to"] == queued["intent_guess"]
+        longer = client.call("support.resolve", {"id": body["handoff_id"], "intent": queued["intent_guess"] + "_late"})
+        assert longer["new_intent"] is True and "close_to" not in longer  # a new intent, not a typo of one
         decision = client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})
         assert decision == {"resolved": True, "id": body["handoff_id"], "intent": "card_swallowed", "new_intent": True}
         still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
