@@ -23,7 +23,7 @@ from heirloom_plugins.medical.features import describe
 from heirloom_plugins.medical.metrics import counts_metrics
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
 from heirloom_plugins.medical.patients import visits
-from heirloom_plugins.medical.record import RecordsApi, SearchInput, SummaryInput
+from heirloom_plugins.medical.record import RecordsApi, SummaryInput
 from heirloom_plugins.medical.safety import ingredients, substances
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
 from tests.daemons import Daemon
@@ -490,10 +490,11 @@ def test_search_finds_the_patients_with_a_condition(record_api: RecordsApi, raw)
             r["resourceType"] == "Condition" and r["code"]["coding"][0]["display"] == "Hypertension" for r in resources
         )
     }
-    hits = record_api.search(SearchInput("Hypertension", k=len(holders)))["patients"]
+    search_input = record_api.inputs[0]
+    hits = record_api.search(search_input("Hypertension", k=len(holders)))["patients"]
     assert {hit["patient"] for hit in hits} == holders
     assert hits[0]["matches"][0] == {"kind": "condition", "code": "snomed:38341003", "display": "Hypertension"}
-    assert record_api.search(SearchInput("snomed:38341003", k=50))["patients"]  # by code too
+    assert record_api.search(search_input("snomed:38341003", k=50))["patients"]  # by code too
 
 
 def test_a_check_with_nothing_to_find_stays_out_of_the_macro_average():
@@ -684,6 +685,7 @@ def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, pa
         ("diagnosis.predict", {"record": {"timeline": [], "colour": 1}}, "INVALID_ARGUMENT", "body.record.colour"),
         ("record.search", {"text": "asthma", "k": "ten"}, "INVALID_ARGUMENT", "body.k"),
         ("record.search", {"text": "  "}, "INVALID_ARGUMENT", "body.text"),
+        ("record.patients", {"limit": 101}, "INVALID_ARGUMENT", "body.limit"),
     ],
 )
 def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
@@ -700,6 +702,10 @@ def test_routes_documents_each_route(daemon):
         routes = {route["name"]: route for route in client.call("_routes")["routes"]}
     for name in ("record.summary", "record.search", "record.patients", "diagnosis.predict", "treatment.recommend"):
         assert routes[name]["description"] and routes[name]["input"]["type"] == "object", name
+    # the limits a team learnt only from a refusal: stated
+    assert routes["record.patients"]["input"]["properties"]["limit"]["maximum"] == 100
+    assert routes["record.search"]["input"]["properties"]["k"]["maximum"] == 100
+    assert routes["record.search"]["input"]["properties"]["text"]["maxLength"] == 1000
     assert routes["diagnosis.predict"]["batched"] and set(routes["diagnosis.predict"]["input"]["properties"]) == {
         "patient",
         "record",

@@ -30,20 +30,30 @@ class SummaryInput:
     patient: str
 
 
-@attrs.define
-class SearchInput:
-    """Words, a condition or drug name, or a code (``snomed:44054006``); at most ``k`` patients."""
+def _inputs(max_results: int, max_text_chars: int) -> tuple[type, type]:
+    """``search``'s and ``patients``' request classes, with the api's limits in their validators
+    and in the schemas ``_routes`` states (a client learnt ``limit``'s bound from a refusal)."""
+    count = {"schema": {"minimum": 1, "maximum": max_results}}
 
-    text: str
-    k: int = attrs.field(default=10, validator=heirloom.above(0))
+    def at_most_results(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+        if not 1 <= value <= max_results:
+            raise ValueError(f"'{attribute.name}' must be between 1 and {max_results}, got {value}")
 
+    @attrs.define
+    class SearchInput:
+        """Words, a condition or drug name, or a code (``snomed:44054006``); at most ``k`` patients."""
 
-@attrs.define
-class PatientsInput:
-    """A page of the indexed patients."""
+        text: str = attrs.field(validator=heirloom.text_limit(max_text_chars, blank=False))
+        k: int = attrs.field(default=10, validator=at_most_results, metadata=count)
 
-    offset: int = attrs.field(default=0, validator=heirloom.at_least(0))
-    limit: int = attrs.field(default=100, validator=heirloom.above(0))
+    @attrs.define
+    class PatientsInput:
+        """A page of the indexed patients."""
+
+        offset: int = attrs.field(default=0, validator=heirloom.at_least(0))
+        limit: int = attrs.field(default=max_results, validator=at_most_results, metadata=count)
+
+    return SearchInput, PatientsInput
 
 
 @attrs.define
@@ -59,6 +69,7 @@ class RecordsApi(heirloom.Api):
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
+        self.inputs = _inputs(self.max_results, self.max_text_chars)
         began = time.perf_counter()
         records: dict[str, Any] = {}
         summaries: dict[str, dict[str, Any]] = {}
@@ -99,14 +110,14 @@ class RecordsApi(heirloom.Api):
             heirloom.Route(
                 "search",
                 handler=self.search,
-                input=SearchInput,
+                input=self.inputs[0],
                 description="Patients ranked by a condition, a medication, a code or free text: "
                 "{'text': str, 'k': int}.",
             ),
             heirloom.Route(
                 "patients",
                 handler=self.patients,
-                input=PatientsInput,
+                input=self.inputs[1],
                 inline=True,
                 description="A page of the indexed patients (id, gender, birth date, split): {'offset', 'limit'}.",
             ),
@@ -116,23 +127,11 @@ class RecordsApi(heirloom.Api):
         self.patient(body.patient)
         return self._summaries[body.patient]
 
-    def search(self, body: SearchInput) -> dict[str, Any]:
-        if not body.text.strip():
-            raise heirloom.RequestError("INVALID_ARGUMENT", "body.text: must not be blank", "body.text")
-        if len(body.text) > self.max_text_chars:
-            raise heirloom.RequestError(
-                "INVALID_ARGUMENT",
-                f"body.text: {len(body.text)} characters; at most {self.max_text_chars}",
-                "body.text",
-            )
-        if body.k > self.max_results:
-            raise heirloom.RequestError("INVALID_ARGUMENT", f"body.k: at most {self.max_results}", "body.k")
+    def search(self, body: Any) -> dict[str, Any]:
         hits = self._index.search(body.text, body.k)
         return {"patients": [attrs.asdict(hit) for hit in hits]}
 
-    def patients(self, body: PatientsInput) -> dict[str, Any]:
-        if body.limit > self.max_results:
-            raise heirloom.RequestError("INVALID_ARGUMENT", f"body.limit: at most {self.max_results}", "body.limit")
+    def patients(self, body: Any) -> dict[str, Any]:
         page = list(self._records.values())[body.offset : body.offset + body.limit]
         return {
             "total": len(self._records),
