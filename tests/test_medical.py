@@ -20,7 +20,7 @@ import heirloom
 from heirloom_plugins.fhir.source import FhirSource
 from heirloom_plugins.medical.checks import summary_checks
 from heirloom_plugins.medical.features import describe
-from heirloom_plugins.medical.metrics import counts_metrics
+from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
 from heirloom_plugins.medical.patients import visits
 from heirloom_plugins.medical.record import RecordsApi, SummaryInput
@@ -495,6 +495,15 @@ def test_search_finds_the_patients_with_a_condition(record_api: RecordsApi, raw)
     assert {hit["patient"] for hit in hits} == holders
     assert hits[0]["matches"][0] == {"kind": "condition", "code": "snomed:38341003", "display": "Hypertension"}
     assert record_api.search(search_input("snomed:38341003", k=50))["patients"]  # by code too
+
+
+def test_long_labels_that_differ_at_the_end_print_as_different_rows():
+    """A hospital's local codes share a long system URL: cut at 60 characters, four printed alike."""
+    system = "http://st-elsewhere.example.org/fhir/CodeSystem/local-dx|"
+    scores = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3}
+    text = multilabel_text({"per_class": {f"{system}DX-00{i}": scores for i in range(4)}})
+    rows = [line.split()[0] for line in text.splitlines()[2:6]]
+    assert len(set(rows)) == 4 and all(row.endswith(f"DX-00{i}") for i, row in enumerate(rows))
 
 
 def test_a_check_with_nothing_to_find_stays_out_of_the_macro_average():

@@ -89,6 +89,15 @@ def counts_metrics(counts: Mapping[str, tuple[int, int, int]]) -> dict[str, Any]
     return metrics
 
 
+def _fitted(name: str, width: int) -> str:
+    """``name`` in ``width`` characters, cut in the middle: local codes share a long system URL
+    and differ at the end (four rows printed as one ``http://.../local-dx|DX-``)."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return f"{name[: width - 1 - tail]}…{name[-tail:]}"
+
+
 def multilabel_text(
     metrics: Mapping[str, Any], names: Mapping[str, str] | None = None, *, k: int = 5, digits: int = 3
 ) -> str:
@@ -100,7 +109,7 @@ def multilabel_text(
 
     def row(name: str, values: Mapping[str, Any], support: int) -> str:
         cells = " ".join(f"{values[key]:>9.{digits}f}" for key in ("precision", "recall", "f1"))
-        return f"{name[:width]:<{width}} {cells} {support:>9}"
+        return f"{_fitted(name, width):<{width}} {cells} {support:>9}"
 
     lines = [head, ""]
     lines += [row(name, values, values["support"]) for name, values in rows]
