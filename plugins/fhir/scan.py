@@ -86,7 +86,7 @@ class Tally:
             self.skipped_files += 1
         else:
             self.skipped_resources += 1
-        log.warning("skipped %s", error)
+        log.warning("skipped %s: %s", "the file" if whole_file else "one resource", error)
         if len(self.messages) < KEPT:
             self.messages.append(str(error))
 
