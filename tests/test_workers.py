@@ -319,6 +319,16 @@ def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_pa
             worker.kill()
 
 
+def _retried_from_its_cache(client, busy_client, first: int) -> None:
+    """Key K1 retried while its worker is the busier one: answered from that worker's cache
+    (``first``, its pid), not run again on the other."""
+    busy = [busy_client.submit("t.slow", {"ms": 1500}) for _ in range(3)]
+    time.sleep(0.3)
+    assert client.call("t.pid", None, idempotency_key="K1") == first
+    for future in busy:
+        future.result(10)
+
+
 def test_keyed_requests_that_fail_do_not_push_other_keys_out_of_the_brokers_memory(tmp_path):
     """The broker remembered every key, failed ones too, for as many keys as one worker's cache:
     a client sending failing keyed requests pushed another client's key out, and its retry ran
@@ -331,11 +341,7 @@ def test_keyed_requests_that_fail_do_not_push_other_keys_out_of_the_brokers_memo
             for i in range(12):
                 with pytest.raises(InvalidArgument):
                     other.call("t.typed", {"text": 5}, idempotency_key=f"bad-{i}")
-            busy = [other.submit("t.slow", {"ms": 1500}) for _ in range(3)]  # K1's worker the busier one
-            time.sleep(0.3)
-            assert victim.call("t.pid", None, idempotency_key="K1") == first  # from its cache, not run again
-            for future in busy:
-                future.result(10)
+            _retried_from_its_cache(victim, other, first)
     finally:
         assert daemon.terminate() == 0
 
@@ -353,11 +359,7 @@ def test_a_refused_repeat_of_an_answered_key_does_not_send_its_next_retry_elsewh
                 client.call("t.pid", {"other": "body"}, idempotency_key="K1")
             with pytest.raises(InvalidArgument):
                 client.call("t.typed", {"text": 5}, idempotency_key="K1")
-            busy = [client.submit("t.slow", {"ms": 1500}) for _ in range(3)]  # K1's worker the busier one
-            time.sleep(0.3)
-            assert client.call("t.pid", None, idempotency_key="K1") == first  # from its cache, not run again
-            for future in busy:
-                future.result(10)
+            _retried_from_its_cache(client, client, first)
     finally:
         assert daemon.terminate() == 0
 
