@@ -188,13 +188,15 @@ def test_feedback_with_a_label_the_model_lacks_is_refused_naming_the_labels(daem
     )
 
 
-@pytest.mark.parametrize("label", [" negative", "negative\n", "\u200b", "neg\x00ative", "a\u202eb"])
+@pytest.mark.parametrize("label", [" negative", "negative\n", "\u200b", "neg\x00ative", "a\u202eb", "\u3164"])
 def test_feedback_refuses_a_label_that_would_print_like_another(daemon, label):
     """Surrounding spaces, zero-width and control characters made classes of their own that
-    printed as 'negative' or split the training report (an outside attack)."""
+    printed as 'negative' or split the training report (an outside attack); so did a label of
+    nothing visible (a zero-width space, a Hangul filler), now refused as blank."""
     with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
         client.call("sentiment.feedback", {"text": "Shares plunged", "label": label})
-    assert caught.value.field == "body.label" and "surrounding spaces or an invisible" in caught.value.message
+    said = caught.value.message
+    assert caught.value.field == "body.label" and ("surrounding spaces or an invisible" in said or "is blank" in said)
 
 
 def test_a_monitor_watching_a_label_the_model_lacks_fails_check_and_serve(trained, tmp_path):

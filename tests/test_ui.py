@@ -148,6 +148,7 @@ def page(browser, tmp_path, request):
 
 
 def svg_graph(page) -> tuple[list[str], list[tuple[str, str]]]:
+    page.locator("svg.lineage g.node").first.wait_for()  # a click's page may still be loading (a loaded machine)
     nodes = page.locator("svg.lineage g.node").evaluate_all("gs => gs.map(g => g.dataset.ref)")
     edges = page.locator("svg.lineage path.edge").evaluate_all("ps => ps.map(p => [p.dataset.parent, p.dataset.child])")
     return sorted(nodes), sorted(map(tuple, edges))
