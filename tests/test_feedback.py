@@ -269,7 +269,14 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     nested += '[sources.outer]\nuse = "union"\nsources = ["other", "training"]\n'
     outer = write(tmp_path / "nested.toml", nested)
     result = run_heirloom("data", "show", str(outer), "outer", "--split", "train", "--limit", "0", "--json", env=env)
-    assert result.returncode == 0 and "source 'outer': 10 training record(s) of 'corrections' repeat" in result.stderr
+    assert result.returncode == 0 and "source 'training': 10 training record(s) of 'corrections'" in result.stderr
     alone = run_heirloom("data", "show", str(outer), "other", "--split", "train", "--limit", "0", "--json", env=env)
     data = len(shown("news", "train")) + len(alone.stdout.splitlines())
     assert len(result.stdout.splitlines()) == data + 1  # every record of both data sets, and one correction
+    unchecked = write(tmp_path / "unchecked.toml", nested.replace('"training"]\n', '"training"]\nexample_keys = []\n'))
+    result = run_heirloom("data", "show", str(unchecked), "outer", "--split", "train", "--limit", "0", env=env)
+    assert "source 'training': 10 training record(s)" in result.stderr  # the inner check holds (it was replaced)
+    twice = nested.replace('sources = ["other", "training"]', 'sources = ["news", "news"]')
+    twice = write(tmp_path / "twice.toml", twice)
+    checked = run_heirloom("profile", "check", str(twice), env=env)
+    assert checked.returncode == 2 and "sources.outer.sources: 'sources' lists 'news' twice" in checked.stderr

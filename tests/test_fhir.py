@@ -895,9 +895,12 @@ def test_stats_list_the_codes_recorded_in_more_than_one_unit(tmp_path):
             measured("o4", "29463-7", 70.0, "kg"),
             measured("o5", "72514-3", 3, None),
             measured("o6", "72514-3", 4, "{score}"),
+            measured("o7", "29463-7", 71.0, {"text": "kg"}),  # a unit that is no text: no unit (stats crashed)
+            measured("o8", "29463-7", 72.0, 5),  # (training crashed)
         ),
     )
     assert FhirSource(path=str(path)).stats()["mixed_units"] == {
+        "loinc:29463-7": {"kg": 1, "": 2},
         "loinc:72514-3": {"": 1, "{score}": 1},
         "loinc:8310-5": {"Cel": 2, "[degF]": 1},
     }

@@ -660,6 +660,8 @@ def test_a_known_users_new_items_and_a_basket_to_exclude_are_never_recommended(s
     items = {entry["item"] for entry in reply["items"]}
     assert len(items) == 50 and not items & (rated | set(bought) | set(basket))
     assert set(before[3:]) & items  # still this user's list, less what they have
+    with daemon.client(timeout=10) as client:  # a user new to the served version, with a history: answered from it
+        assert client.call("recs.recommend", {"user": "new-customer", "history": bought, "k": 5})["items"]
 
 
 def test_similar_items_and_the_empty_history(served):

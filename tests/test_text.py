@@ -521,3 +521,23 @@ def test_the_word_cache_is_bounded_in_bytes_whatever_words_clients_send(monkeypa
         features.Featurizer(HASHING).buckets(word, fresh)
         assert found == fresh  # what the cache gives is what the word's features are
     assert len(cached._words) < len(words)
+
+
+def test_a_text_written_with_combining_accents_gets_the_features_and_words_of_the_same_text_composed():
+    """A Spanish team: "¿Cuál es mi saldo?" pasted from a system that writes accents as combining
+    marks (NFD) was answered, composed, and handed off, decomposed; the out-of-scope score's
+    words cut "préstamo" into "pr" and "stamo"."""
+    import unicodedata
+
+    from heirloom_plugins.encoder.novelty import words
+    from heirloom_plugins.ngrams.features import Featurizer
+    from heirloom_plugins.ngrams.head import HASHING
+
+    composed = "¿Cuál es el préstamo?"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    featurizer, found = Featurizer(HASHING), ([], [])
+    featurizer.buckets(composed, found[0])
+    featurizer.buckets(decomposed, found[1])
+    assert found[0] == found[1]
+    assert words(composed) == words(decomposed) == ["cuál", "es", "el", "préstamo"]

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
-WORD = re.compile(r"[a-z0-9']+")
+#: Runs of letters and digits in any script, with apostrophes (``[a-z0-9']`` cut "préstamo"
+#: into "pr" and "stamo" for a Spanish team), read in NFC (a copy-paste in NFD is the same text).
+WORD = re.compile(r"(?:[^\W_]|')+")
 
 
 def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
+    return WORD.findall(unicodedata.normalize("NFC", text).lower())
 
 
 class LabelWords:

@@ -186,7 +186,8 @@ def _value(holder: dict[str, Any]) -> tuple[Any, str | None]:
     """An observation's (or component's) ``value[x]`` and unit."""
     if "valueQuantity" in holder:
         quantity = holder["valueQuantity"]
-        return quantity.get("value"), quantity.get("unit") or quantity.get("code")
+        unit = quantity.get("unit") or quantity.get("code")
+        return quantity.get("value"), unit if isinstance(unit, str) else None  # a unit that is no text says nothing
     if "valueCodeableConcept" in holder:
         return coding(holder["valueCodeableConcept"], "")[1], None
     for key in ("valueString", "valueBoolean", "valueInteger", "valueDateTime", "valueTime"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 import zlib
 from array import array
 from collections.abc import MutableSequence
@@ -89,6 +90,10 @@ class Featurizer:
         self._cached_bytes = 0
 
     def tokens(self, text: str) -> list[str]:
+        """Words and punctuation, read in NFC: the same text copied from a system that writes
+        accents as combining marks (NFD) split its words at every accent, and got other answers."""
+        if not text.isascii():
+            text = unicodedata.normalize("NFC", text)
         return _TOKEN.findall(text.lower() if self.settings.lowercase else text)
 
     def buckets(self, text: str, found: MutableSequence[int]) -> None:

@@ -249,13 +249,13 @@ class RecommendApi(heirloom.Api):
         learnt = np.zeros(0, dtype=np.int64)
         if body.user is not None:
             row = model.histories.index.get(str(body.user))
-            if row is None:
+            if row is None and body.history is None:
                 raise heirloom.RequestError(
                     "NOT_FOUND",
                     f"user {body.user!r} is unknown to {version}; send their 'history' instead",
                     "body.user",
                 )
-            learnt = model.histories.of(row)
+            learnt = model.histories.of(row) if row is not None else learnt  # a new user: their history alone
         index = model.catalogue.index
         positions = []
         for number, item in enumerate(body.history or ()):

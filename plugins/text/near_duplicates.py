@@ -57,7 +57,8 @@ def text_of(values: Iterable[str]) -> Text:
     for place, value in enumerate(values):
         found = _letters().findall(unicodedata.normalize("NFKC", value).casefold())
         letters = "".join(found)
-        grams.update(hash((place, letters[i : i + GRAM])) for i in range(max(1, len(letters) - GRAM + 1)))
+        starts = range(max(1, len(letters) - GRAM + 1)) if letters else ()  # no letters (emoji, "!!!"): no grams
+        grams.update(hash((place, letters[i : i + GRAM])) for i in starts)
         words.update(hash((place, word)) for word in found)
     return Text(frozenset(grams), frozenset(words))
 

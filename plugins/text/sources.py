@@ -373,6 +373,10 @@ class UnionSource(heirloom.Source):
         default=0.8, validator=attrs.validators.and_(attrs.validators.gt(0), attrs.validators.le(1))
     )
 
+    def __attrs_post_init__(self) -> None:
+        if twice := next((name for name, count in Counter(self.sources).items() if count > 1), None):
+            raise ValueError(f"'sources' lists {twice!r} twice (its records, test ones too, would count twice)")
+
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.name = ctx.name
@@ -384,23 +388,26 @@ class UnionSource(heirloom.Source):
         return list(dict.fromkeys(split for part in self.parts for split in part.splits()))
 
     def records(self, split: str | None = None) -> Iterator[Any]:
-        for part, name in self._leaves():
+        for part, name, unions in self._leaves(()):
             if split is not None and split not in part.splits():
                 continue
-            added = set(part.splits()) == {"train"}  # not data with its own test
-            if split == "train" and self.example_keys and added:
-                yield from self._unseen(part.records(split), name)
-            else:
-                yield from part.records(split)
+            records = part.records(split)
+            if split == "train" and set(part.splits()) == {"train"}:  # added data, with no test of its own
+                for union in unions:  # the innermost union's check, then each enclosing one's
+                    records = union._unseen(records, name) if union.example_keys else records
+            yield from records
 
-    def _leaves(self) -> Iterator[tuple[heirloom.Source, str]]:
-        """The parts, a nested union's own parts in its place: each checked by what it is (a
-        nested union's original data, checked whole, lost 950 of Banking77's 9,000 rows)."""
+    def _leaves(self, enclosing: tuple[UnionSource, ...]) -> Iterator[tuple[heirloom.Source, str, tuple]]:
+        """Each part with the unions that check it, a nested union's own parts in its place: each
+        checked by what it is (a nested union's original data, checked whole, lost 950 of
+        Banking77's 9,000 rows) and by every union around it (an outer union's settings replaced
+        the inner one's check)."""
+        unions = (self, *enclosing)
         for part, name in zip(self.parts, self.sources, strict=True):
             if isinstance(part, UnionSource):
-                yield from part._leaves()
+                yield from part._leaves(unions)
             else:
-                yield part, name
+                yield part, name, unions
 
     def fingerprint(self) -> str:
         """The parts' fingerprints and the check's settings (they decide which records train)."""
