@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -378,11 +379,15 @@ def test_a_peer_naming_a_local_workers_pid_cannot_get_it_killed(tmp_path):
             rogue = context.socket(zmq.DEALER)
             rogue.connect(worker_address)
             rogue.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pid, "ready": False, "heartbeat": 0.1})])
+            deadline = time.monotonic() + 10
+            while len(named := [w for w in client.call("_ready")["workers"] if w["pid"] == pid]) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+            assert sorted(w["local"] for w in named) == [False, True]  # the rogue is no process of the broker's
+            rogue.send_multipart([CONTROL, b"GONE", packb({"pid": pid, "error": "spoofed"})])  # nor its failed start
             rogue.close(linger=1000)
             time.sleep(4)  # three of the broker's 1 s heartbeats: the rogue is silent
             assert _worker_pids(client) == pids
         assert "killed for its silence" not in daemon.log()
-        assert f"ignored a heartbeat naming local worker pid {pid}" in daemon.log()
     finally:
         context.destroy(linger=0)
         assert daemon.terminate() == 0
@@ -525,12 +530,17 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
             # a worker naming the broker's own routes took them over (and _stats' admin check with them)
             kernel_routes = [{"name": name, "admin": False} for name in ("_ready", "_scale")]
             taking = {"pid": 2, "ready": True, "routes": kernel_routes}
-            for status in [{"pid": "abc", "ready": True}, [1], {"routes": [1]}, {"heartbeat": "0.1"}, taking]:
+            deep = functools.reduce(lambda inner, _: {"a": inner}, range(100), 1)  # _ready could not pack it again
+            nil_routes = {"pid": 3, "ready": True, "routes": None}  # stopped the broker: nil is absent
+            statuses = [{"pid": "abc", "ready": True}, [1], {"routes": [1]}, {"heartbeat": "0.1"}, taking, nil_routes]
+            for status in [*statuses, {"pid": 4, "resources": deep}]:
                 stray.send_multipart([CONTROL, b"HEARTBEAT", packb(status)])
             stray.send_multipart([CONTROL, b"HEARTBEAT", b"\xc1"])
             stray.send_multipart([b"\x00" * 9])
             route = {"name": "t.slow", "admin": False}
             metrics = {"dropped_frames": "x"}  # a text where a count belongs stopped the broker once it went
+            empty = {"bounds": [], "counts": [3], "sum": 1.0}  # made _stats fail for good
+            huge = {"requests": {"OK": 2**64 - 1}, "latency": empty, "queue": empty, "batch": empty}
             stray.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 1, "ready": True, "routes": [route]})])
             while _worker_pids(client) != [1]:  # a stray that says the right things is routed to
                 assert time.monotonic() < deadline, daemon.log()
@@ -538,7 +548,9 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
             stray.send_multipart([CONTROL, b"HEARTBEAT", packb(more)])
             while "t.new" not in {r["name"] for r in client.call("_routes")["routes"]}:  # it need not turn ready again
                 assert time.monotonic() < deadline, daemon.log()
-            assert client.call("_stats")["workers"][0]["pid"] == 1
+            more["metrics"] = {"routes": {"t.slow": huge}}
+            stray.send_multipart([CONTROL, b"HEARTBEAT", packb(more)])
+            assert client.call("_stats")["workers"][0]["pid"] == 1 and client.call("_ready")["workers"]
             pending = client.submit("t.slow", {"ms": 1})
             assert stray.poll(10_000), daemon.log()
             tagged, *_ = stray.recv_multipart()
@@ -561,6 +573,7 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
                 assert time.monotonic() < deadline, daemon.log()
                 time.sleep(0.2)
             assert client.call("t.slow", {"ms": 1}, timeout=10) == {"slept_ms": 1}
+            assert client.call("_stats")["routes"]  # the stray's metrics are gone with it, none kept
         assert "ignored a heartbeat on the worker endpoint: heartbeat.pid is a str" in daemon.log()
         assert "Traceback" not in daemon.log()
     finally:

@@ -95,7 +95,10 @@ def call_command(
             named = exc.field and not exc.message.startswith(exc.field)  # most messages lead with their field
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if named else ""))
         shown = attrs.asdict(reply, recurse=False) if full else reply.body
-        click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
+        try:
+            click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
+        except RecursionError:  # a reply nested near msgpack's 1,024 levels (a stray worker's heartbeat in _ready)
+            fail(f"error: the reply nests too deep to print as JSON (route {route})")
         if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:
             fail(f"not ready: {_not_ready(reply.body, client)}", EXIT_DECLINED)
 

@@ -242,11 +242,11 @@ class Broker(BrokerRoutes):
         silent = [w for w in self.workers.values() if now - w.last_seen > w.silence]
         for worker in silent:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
-            if self.local.kill(worker.pid):
+            if worker.local and self.local.kill(worker.pid):
                 self._counted[worker.pid] = "killed for its silence"
 
     def _forget_pid(self, pid: int, code: int, reason: str) -> None:
-        connected = [w for w in self.workers.values() if w.pid == pid]
+        connected = [w for w in self.workers.values() if w.pid == pid and w.local]
         for worker in connected:
             self._drop(worker, reason)
         if pid in self._counted:  # dropped and counted when it fell silent or failed to start
@@ -312,13 +312,12 @@ class Broker(BrokerRoutes):
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
-        pid, said = start_failure(failure) if failure is not None else (None, None)
-        if identity not in self.workers and not self.local.claim(pid, identity):
-            return  # another peer naming a local process: only that process speaks for it
+        message, said = start_failure(failure) if failure is not None else ({}, None)
+        pid = message.get("pid") if self.local.vouches(message) else None  # one of ours, not a peer naming it
         if said is not None:
             self.start_failure = said
             log.error("%s", said)
-        if pid in self.local.pids():  # its exit 1, reaped later, is this loss: counted once, not unclean
+        if pid is not None:  # its exit 1, reaped later, is this loss: counted once, not unclean
             self._counted[pid] = START_FAILED
             self.local.failed_starts.add(pid)
         if identity in self.workers:
@@ -333,9 +332,6 @@ class Broker(BrokerRoutes):
         except ValueError as exc:
             self._unreadable.log(log, logging.WARNING, "ignored a heartbeat on the worker endpoint: %s", exc)
             return
-        if not self.local.claim(status.get("pid"), identity):
-            self._unreadable.log(log, logging.WARNING, "ignored a heartbeat naming local worker pid %s", status["pid"])
-            return
         worker = self.workers.get(identity)
         if worker is None:
             worker = self.workers[identity] = Worker(identity)
@@ -345,6 +341,7 @@ class Broker(BrokerRoutes):
         own = float(beat) if beat is not None and 0 < beat < 3600 else 0.0
         worker.silence = MISSED_HEARTBEATS * max(self.settings.heartbeat, own)
         worker.pid = status.get("pid") or 0
+        worker.local = self.local.vouches(status)
         worker.ready = bool(status.get("ready")) and not status.get("draining")
         worker.status = status
         worker.last_seen = time.monotonic()

@@ -14,7 +14,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from heirloom.wire.builtin_routes import for_clients, worker_status
+from heirloom.wire.builtin_routes import for_clients, local_token, worker_status
 from heirloom.wire.local_workers import PARENT_ENV
 from heirloom.wire.protocol import CONTROL, packb
 
@@ -65,7 +65,7 @@ class BrokerLink:
         """Tell the broker why this worker's system did not start, before it exits: its
         clients learn it from ``_ready`` and ``_stats``, not only this worker's log."""
         said = for_clients(str(error), self.server.system)
-        self.server.outbox.send([CONTROL, b"GONE", packb({"pid": os.getpid(), "error": said})])
+        self.server.outbox.send([CONTROL, b"GONE", packb({"pid": os.getpid(), "error": said, **local_token()})])
 
     def _note(self, sent: bool) -> None:
         if sent:

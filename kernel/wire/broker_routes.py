@@ -96,4 +96,4 @@ class BrokerRoutes:
 
     def _workers(self: Broker) -> list[dict[str, Any]]:
         placed = self.pool.placements() if self.pool is not None else {}
-        return describe_workers(list(self.workers.values()), self.local.pids(), placed)
+        return describe_workers(list(self.workers.values()), placed)

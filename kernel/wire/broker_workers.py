@@ -15,12 +15,14 @@ from typing import Any
 
 import zmq
 
-from heirloom.core.limits import shortened
+from heirloom.core.limits import nests_deeper, shortened
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
 from heirloom.wire.protocol import UNAVAILABLE, RequestError, decoding_error, unpackb
 
 #: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
 MAX_HEARTBEAT_ROUTES = 1_000
+#: How deep a heartbeat may nest (a worker's own is a few levels; 1,000 broke ``_ready``).
+MAX_HEARTBEAT_DEPTH = 16
 #: The heartbeat keys the broker reads, and the types they must have when present.
 _FIELDS: dict[str, type | tuple[type, ...]] = {
     "pid": int,
@@ -38,11 +40,14 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
 class Worker:
     """A connected worker as the broker sees it."""
 
-    __slots__ = ("identity", "in_flight", "last_seen", "pid", "ready", "silence", "status")
+    __slots__ = ("identity", "in_flight", "last_seen", "local", "pid", "ready", "silence", "status")
 
     def __init__(self, identity: bytes):
         self.identity = identity
         self.pid = 0
+        #: One of the broker's own processes (its heartbeats carry their secret): only such a
+        #: worker's pid is killed when it falls silent, or reaped.
+        self.local = False
         self.ready = False
         self.last_seen = 0.0
         #: Seconds of silence after which it is dead: three of its heartbeats or the broker's.
@@ -65,6 +70,9 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
         raise ValueError(decoding_error("heartbeat", exc)) from None
     if not isinstance(status, dict):
         raise ValueError(f"the heartbeat is a {type(status).__name__}, not a map")
+    if nests_deeper(status, MAX_HEARTBEAT_DEPTH):  # _ready and _stats show parts of it: they must pack again
+        raise ValueError(f"the heartbeat nests deeper than {MAX_HEARTBEAT_DEPTH} levels")
+    status = {key: value for key, value in status.items() if value is not None}  # nil is absent ("routes": nil)
     for key, kind in _FIELDS.items():
         value = status.get(key)
         if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
@@ -84,9 +92,9 @@ def _describes_route(route: Any) -> bool:
     return isinstance(route, dict) and isinstance(route.get("name"), str) and isinstance(route.get("admin"), bool)
 
 
-def describe_workers(workers: list[Worker], local: set[int], placed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """``_ready``'s and ``_stats``' ``workers``: each worker's state, where it runs (``local``
-    pids, ``placed`` by a resource manager) and what its last heartbeat said."""
+def describe_workers(workers: list[Worker], placed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``_ready``'s and ``_stats``' ``workers``: each worker's state, where it runs (local, or
+    ``placed`` by a resource manager) and what its last heartbeat said."""
     now = time.monotonic()
     return [
         {
@@ -94,7 +102,7 @@ def describe_workers(workers: list[Worker], local: set[int], placed: dict[int, d
             "pid": w.pid,
             "ready": w.ready,
             "in_flight": w.in_flight,
-            "local": w.pid in local,
+            "local": w.local,
             "last_seen_ms": round((now - w.last_seen) * 1000, 1),
             "resources": w.status.get("resources", {}),
             "models": w.status.get("models", {}),
@@ -103,17 +111,17 @@ def describe_workers(workers: list[Worker], local: set[int], placed: dict[int, d
     ]
 
 
-def start_failure(frame: bytes) -> tuple[int | None, str]:
-    """``(pid, line)`` of what a worker's GONE message after a failed start says (untrusted,
-    like a heartbeat: any frame gives a line, never an error; the pid None when unreadable)."""
+def start_failure(frame: bytes) -> tuple[dict[str, Any], str]:
+    """``(message, line)`` of what a worker's GONE message after a failed start says (untrusted,
+    like a heartbeat: any frame gives a line, never an error; the message {} when unreadable)."""
     try:
         said = unpackb(frame)
     except Exception:  # noqa: BLE001 - msgpack raises several types; each is a bad frame
         said = None
     if not isinstance(said, dict):
-        return None, "a worker could not start (its message saying why was unreadable)"
+        return {}, "a worker could not start (its message saying why was unreadable)"
     pid = said.get("pid") if type(said.get("pid")) is int else None
-    return pid, f"worker pid {'?' if pid is None else pid} could not start: {shortened(str(said.get('error')))}"
+    return said, f"worker pid {'?' if pid is None else pid} could not start: {shortened(str(said.get('error')))}"
 
 
 def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:

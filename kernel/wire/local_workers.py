@@ -6,12 +6,15 @@ exited, how soon to restart one that keeps dying), the broker only hears which p
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from heirloom.core.cores import CPU_SHARE_ENV, available_cores
 
@@ -19,20 +22,20 @@ log = logging.getLogger("heirloom.wire.broker")
 #: The pid of the broker that spawned a local worker: the worker stops once it is gone
 #: (a broker killed by SIGKILL cannot stop its workers itself).
 PARENT_ENV = "HEIRLOOM_PARENT_BROKER"
+#: The secret a local worker's heartbeats carry, so that the broker knows its own processes.
+TOKEN_ENV = "HEIRLOOM_LOCAL_WORKER"
 RESPAWN_BACKOFF_MAX = 30.0
 #: A worker that lived this long before exiting starts its failure count afresh.
 STABLE_SECONDS = 60.0
 
 
 class LocalProcess:
-    __slots__ = ("failures", "identity", "process", "started")
+    __slots__ = ("failures", "process", "started")
 
     def __init__(self, process: subprocess.Popen, started: float, failures: int = 0):
         self.process = process
         self.started = started
         self.failures = failures
-        #: The worker-socket connection that first spoke for this process (its own).
-        self.identity: bytes | None = None
 
 
 #: Exit codes of a worker that stopped cleanly: 0, or the SIGTERM it got while already exiting.
@@ -51,6 +54,8 @@ class LocalWorkers:
         self.respawns: list[tuple[float, int]] = []
         #: Whether a worker stopping for good (not to be replaced) exited other than 0.
         self.unclean = False
+        #: Given to each process in its environment: its messages carry it (``vouches``).
+        self.token = secrets.token_hex(16)
         #: Workers whose system failed to start (the broker said so): their exit 1 is that
         #: failure, already reported, not an unclean stop of the daemon.
         self.failed_starts: set[int] = set()
@@ -90,16 +95,14 @@ class LocalWorkers:
         """Whether ``pid`` exited 1 after saying its start failed (a crash after it, -11, is no such exit)."""
         return code == 1 and pid in self.failed_starts
 
-    def claim(self, pid: object, identity: bytes) -> bool:
-        """Whether the connection ``identity`` may speak for ``pid``: any may for a pid none of
-        these processes has (a worker on another host); for a local one, only the first to
-        claim it (the process's own socket, from its start): another peer naming a pid that
-        ``_ready`` shows got the broker to kill that process once it fell silent."""
-        for local in self.processes:
-            if local.process.pid == pid:
-                local.identity = local.identity or identity
-                return local.identity == identity
-        return True
+    def vouches(self, said: dict[str, Any]) -> bool:
+        """Whether a heartbeat or GONE message ``said`` comes from one of these processes: it
+        carries their secret (given in their environment) and one of their pids. A peer on the
+        worker endpoint naming a local pid (``_ready`` shows them) got the broker to kill that
+        process once it fell silent; a remote worker of the same pid (another host, or container)
+        is no local process either."""
+        token = said.get("local")
+        return isinstance(token, str) and hmac.compare_digest(token, self.token) and said.get("pid") in self.pids()
 
     def kill(self, pid: int) -> bool:
         """SIGKILL the local process ``pid`` (a hung worker); ``reap`` then reports and replaces
@@ -135,7 +138,7 @@ class LocalWorkers:
         # each local worker's share of the cores: N workers each using all of them would
         # oversubscribe the machine (torch threads fighting) and run CPU-bound routes slower
         share = max(1, available_cores() // self.count)
-        env = {**os.environ, CPU_SHARE_ENV: str(share), PARENT_ENV: str(os.getpid())}
+        env = {**os.environ, CPU_SHARE_ENV: str(share), PARENT_ENV: str(os.getpid()), TOKEN_ENV: self.token}
         process = subprocess.Popen([sys.executable, "-m", "heirloom", *self.argv], stdin=subprocess.DEVNULL, env=env)
         self.processes.append(LocalProcess(process, time.monotonic(), failures))
         log.info("spawned worker pid %d", process.pid)

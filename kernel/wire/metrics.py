@@ -15,6 +15,8 @@ when the exporter starts; the snapshots are plain data and need nothing.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -93,7 +95,10 @@ class WorkerTotals:
     def retire(self, identity: bytes) -> None:
         snapshot = self.live.pop(identity, None)
         if snapshot is not None:
-            self.retired = [merge([*self.retired, snapshot], live=False)]
+            retired = merge([*self.retired, snapshot], live=False)
+            if len(retired["routes"]) > MAX_RETIRED_ROUTES:  # peers long gone, each naming its own routes
+                retired["routes"] = dict(list(retired["routes"].items())[:MAX_RETIRED_ROUTES])
+            self.retired = [retired]
 
     def merged(self) -> tuple[Snapshot, Snapshot]:
         """``(since start, now)``: every worker's counters summed (the dead ones' too), and
@@ -180,6 +185,13 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
 
 #: What each entry of a snapshot's ``models`` holds.
 MODEL_KEYS = ("model", "ref", "digest")
+#: The most routes, models or histogram buckets one snapshot may list (50,000 made-up route
+#: names made every scrape 114 MB, and ``_stats`` block the broker for 7 s).
+MAX_SNAPSHOT_ITEMS = 1_000
+#: The largest count a snapshot may hold: 2**53, a double's exact integers.
+MAX_COUNT = 1 << 53
+#: Routes whose counts a broker keeps of workers that are gone (the first ones).
+MAX_RETIRED_ROUTES = 10_000
 
 
 def _is_snapshot(snapshot: Any) -> bool:
@@ -191,9 +203,12 @@ def _is_snapshot(snapshot: Any) -> bool:
     return (
         all(_is_count(snapshot.get(key, 0)) for key in ("dropped_frames", "in_flight"))
         and _counts(unrouted)
+        and set(unrouted) <= set(CODES)
         and isinstance(routes, dict)
+        and len(routes) <= MAX_SNAPSHOT_ITEMS
         and all(isinstance(name, str) and _is_route_totals(totals) for name, totals in routes.items())
         and isinstance(models, list)
+        and len(models) <= MAX_SNAPSHOT_ITEMS
         and all(isinstance(m, dict) and all(isinstance(m.get(k), str) for k in MODEL_KEYS) for m in models)
         and all(_names(snapshot.get(key, [])) for key in ("waiting_models", "stale_models"))
     )
@@ -214,7 +229,9 @@ def _is_histogram(histogram: Any) -> bool:
     bounds, counts = histogram.get("bounds"), histogram.get("counts")
     return (
         isinstance(bounds, list)
+        and 0 < len(bounds) <= MAX_SNAPSHOT_ITEMS
         and all(_is_number(bound) for bound in bounds)
+        and all(a < b for a, b in itertools.pairwise(bounds))
         and isinstance(counts, list)
         and len(counts) == len(bounds) + 1
         and all(_is_count(count) for count in counts)
@@ -227,15 +244,16 @@ def _counts(values: Any) -> bool:
 
 
 def _names(values: Any) -> bool:
-    return isinstance(values, list) and all(isinstance(value, str) for value in values)
+    return isinstance(values, list) and len(values) <= MAX_SNAPSHOT_ITEMS and all(isinstance(v, str) for v in values)
 
 
 def _is_count(value: Any) -> bool:
-    return type(value) is int and value >= 0
+    """A whole number a sum of many stays exact in (counts near 2**64 overflowed msgpack in ``_stats``)."""
+    return type(value) is int and 0 <= value <= MAX_COUNT
 
 
 def _is_number(value: Any) -> bool:
-    return type(value) in (int, float)
+    return (type(value) is int and abs(value) <= MAX_COUNT) or (type(value) is float and math.isfinite(value))
 
 
 def _add_histograms(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[str, Any]:
