@@ -178,6 +178,9 @@ def test_after_new_data_the_gate_rescores_both_versions_on_the_records_of_now(en
     assert back.returncode == 3 and "notes/sentiment@1 does not beat notes/sentiment@2" in back.stderr
     typo = ["--if-better", "acuracy", "--rescore", str(profile)]
     typo = run_heirloom("models", "promote", "notes/sentiment@1", "production", *typo, env=env)
-    assert typo.returncode == 2 and "no numeric validation metric 'acuracy'" in typo.stderr
+    assert typo.returncode == 2 and "no numeric validation metric 'acuracy'; did you mean 'accuracy'?" in typo.stderr
+    other = write(tmp_path / "other.toml", profile.read_text().replace('project = "notes"', 'project = "other"'))
+    elsewhere = run_heirloom("models", "promote", "notes/sentiment@1", "production", *gate[:3], str(other), env=env)
+    assert elsewhere.returncode == 2 and "its project is 'other', not 'notes'" in elsewhere.stderr
     alone = run_heirloom("models", "promote", "notes/sentiment@1", "production", "--rescore", str(profile), env=env)
     assert alone.returncode == 2 and "give --if-better METRIC too" in alone.stderr

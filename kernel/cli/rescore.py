@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from heirloom.cli.common import get_kernel, resolve_or_exit
-from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import Artifact, ArtifactStore, PromotionRefused, RefError
+from heirloom.core.errors import HeirloomError, did_you_mean
+from heirloom.store.artifacts import Artifact, ArtifactStore, PromotionRefused, RefError, metric_paths
 from heirloom.store.training import evaluate, model_specs
 
 
@@ -22,9 +22,11 @@ def rescored(
     """``metric`` of ``artifact`` on ``split`` of PROFILE's data now. RefError when PROFILE is not
     the artifact's project or store, or the ``candidate`` reports no such metric (a typo);
     PromotionRefused when the holder reports none or cannot be scored."""
+    plain = resolve_or_exit(profile)  # its project and models first: a --set into a model it lacks says less
+    if plain.project != artifact.project:
+        raise RefError(f"--rescore {profile}: its project is {plain.project!r}, not {artifact.project!r}")
+    model_specs(plain, (artifact.model,))  # RefError naming the models it has
     resolved = resolve_or_exit(profile, (f"models.{artifact.model}.serve={artifact.version}",))
-    if resolved.project != artifact.project:
-        raise RefError(f"--rescore {profile}: its project is {resolved.project!r}, not {artifact.project!r}")
     [spec] = model_specs(resolved, (artifact.model,))
     kernel = get_kernel()
     used = kernel.store(resolved).root
@@ -32,8 +34,8 @@ def rescored(
         raise RefError(f"--rescore {profile}: it uses the store {used}, not {store.root}")
     try:
         _, report, _ = evaluate(kernel, resolved, spec, split)
-    except HeirloomError as exc:
-        raise (RefError if candidate else PromotionRefused)(f"could not rescore {artifact.ref}: {exc}") from None
+    except HeirloomError as exc:  # no such split, no records, a version that does not load: not comparable
+        raise PromotionRefused(f"metrics are not comparable: could not rescore {artifact.ref}: {exc}") from None
     return _metric(report.metrics, metric, artifact, split, candidate=candidate)
 
 
@@ -44,6 +46,7 @@ def _metric(metrics: dict[str, Any], metric: str, artifact: Artifact, split: str
         value = value.get(part) if isinstance(value, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
-        problem = f"{artifact.ref} reports no numeric {split} metric {metric!r} (metrics: {', '.join(names)})"
+        hint = did_you_mean(metric, metric_paths(metrics))
+        problem = f"{artifact.ref} reports no numeric {split} metric {metric!r}{hint} (metrics: {', '.join(names)})"
         raise (RefError if candidate else PromotionRefused)(problem)
     return float(value)
