@@ -19,7 +19,7 @@ import pytest
 import heirloom
 from heirloom_plugins.fhir.source import FhirSource
 from heirloom_plugins.medical.checks import summary_checks
-from heirloom_plugins.medical.features import describe
+from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
 from heirloom_plugins.medical.patients import visits
@@ -495,6 +495,17 @@ def test_search_finds_the_patients_with_a_condition(record_api: RecordsApi, raw)
     assert {hit["patient"] for hit in hits} == holders
     assert hits[0]["matches"][0] == {"kind": "condition", "code": "snomed:38341003", "display": "Hypertension"}
     assert record_api.search(search_input("snomed:38341003", k=50))["patients"]  # by code too
+
+
+def test_a_vocabulary_stored_before_units_were_read_bins_values_as_recorded():
+    """Its bin edges are of values as recorded (°F here): converted to °C, every temperature of
+    a version stored before fell in its lowest bin, and so did its warm-started children's."""
+    key = "now:loinc:8310-5"
+    old = Vocabulary.from_json({"columns": [], "edges": {key: [97.0, 98.6, 100.4]}})  # a state with no "units"
+    fever = Description({}, {key: 39.0}, {key: "Cel"}, {key: 102.2})
+    assert old.numbers(fever) == {key: 102.2}
+    child = Vocabulary.fit([fever], old)
+    assert child.units == {} and child.numbers(fever) == {key: 102.2}  # a warm start reads them as its parent did
 
 
 def test_long_labels_that_differ_at_the_end_print_as_different_rows():

@@ -42,6 +42,8 @@ class Description:
     numbers: dict[str, float]
     #: Each number's unit once converted (``units.canonical``; None: none recorded).
     units: dict[str, str | None] = attrs.Factory(dict)
+    #: Each number as recorded, before conversion: what a state stored before units were read bins.
+    recorded: dict[str, float] = attrs.Factory(dict)
 
 
 def age_bucket(age: float) -> str:
@@ -63,7 +65,9 @@ def _observe(into: Description, prefix: str, code: str | None, value: Any, unit:
         if value is not None:
             into.tokens[f"{key}={str(value).lower()}"] = 1.0
     elif math.isfinite(value):
-        into.numbers[key], into.units[key] = canonical(code, float(value), unit)
+        converted, into.units[key] = canonical(code, float(value), unit)
+        if math.isfinite(converted):  # 1e308 °F is no temperature
+            into.numbers[key], into.recorded[key] = converted, float(value)
 
 
 def _observations(into: Description, prefix: str, events: Iterable[Any]) -> None:
@@ -161,7 +165,8 @@ class Vocabulary:
         for description in found:
             for key, unit in description.units.items():
                 seen.setdefault(key, Counter())[unit] += 1
-        for key in sorted(seen.keys() - units.keys()):
+        legacy = parent is not None and parent.edges and not parent.units  # its children read values as recorded
+        for key in sorted(seen.keys() - units.keys()) if not legacy else ():
             units[key] = max(seen[key].items(), key=lambda item: (item[1], item[0] or ""))[0]
         edges = dict(parent.edges) if parent else {}
         draft = cls((), edges, units)
@@ -179,8 +184,12 @@ class Vocabulary:
         return cls((*(parent.columns if parent else ()), *new), edges, units)
 
     def numbers(self, description: Description) -> dict[str, float]:
-        """A description's numbers in their key's unit (or of a key without one)."""
+        """A description's numbers in their key's unit (or of a key without one); as recorded for a
+        vocabulary stored before units were read (its bin edges are of values as recorded: a
+        converted 98.6 °F fell in the lowest bin of every temperature)."""
         units = self.units
+        if self.edges and not units:
+            return description.recorded
         return {
             key: value
             for key, value in description.numbers.items()
