@@ -25,8 +25,8 @@ def _from_fahrenheit(value: float) -> float:
 
 #: Unit spelling (lower case) -> the canonical unit of its dimension and the conversion to it.
 UNITS: dict[str, tuple[str, Convert]] = {
-    **{spelling: ("Cel", float) for spelling in ("cel", "°c", "degc")},
-    **{spelling: ("Cel", _from_fahrenheit) for spelling in ("[degf]", "degf", "°f")},
+    **{spelling: ("Cel", float) for spelling in ("cel", "°c", "degc", "℃")},
+    **{spelling: ("Cel", _from_fahrenheit) for spelling in ("[degf]", "degf", "°f", "℉")},
     **{spelling: ("kg", _times(1.0)) for spelling in ("kg", "kilogram", "kilograms")},
     "g": ("kg", _times(0.001)),
     **{spelling: ("kg", _times(0.45359237)) for spelling in ("[lb_av]", "lb", "lbs", "pound", "pounds")},
@@ -52,7 +52,7 @@ def canonical(code: str | None, value: float, unit: str | None) -> tuple[float, 
     that converts unambiguously (a unit is no dimension without a known analyte: mmol/L)."""
     if unit is None:
         return value, None
-    key = unit.strip().lower()
+    key = "".join(unit.split()).lower()  # "° F" is "°F"
     found = (GLUCOSE_UNITS.get(key) if code in GLUCOSE else None) or UNITS.get(key)
     if found is None:
         return value, unit
