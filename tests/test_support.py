@@ -251,6 +251,7 @@ def test_handoff_out_of_scope_hands_off_what_the_intent_model_rejects_whatever_t
     handed = [reply["handoff"] for reply in replies]
     assert handed == [reply["intent"] is None for reply in replies]
     assert any(handed) and not all(handed)
+    assert all(reply["handoff_reasons"] == ["out_of_scope"] for reply in replies if reply["handoff"])
     # banking questions the web-app FAQ cannot answer, kept (``either`` handed each off)
     assert any(r["intent"] is not None and not sure for r, sure in zip(replies, confident, strict=True))
 

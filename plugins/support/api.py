@@ -165,9 +165,9 @@ class SupportApi(heirloom.Api):
                 "version": version,
             }
             if handoff:
-                reasons = [
-                    name for name, on in (("out_of_scope", out_of_scope), ("low_answer_confidence", unsure)) if on
-                ]
+                considered = (("out_of_scope", out_of_scope), ("low_answer_confidence", unsure))
+                # what the policy hands off on: under out_of_scope, an unsure answer was no reason
+                reasons = [name for name, on in considered[: 1 if self.handoff == "out_of_scope" else 2] if on]
                 try:
                     with heirloom.durable_write("handoff"):
                         reply["handoff_id"] = self._queue(text, intent, faq, reasons, version)
