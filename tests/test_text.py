@@ -164,6 +164,9 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(header + b"Why was my card declined?, \r\n")
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'text' column is empty"):
         records(header + b" ,card_payment\r\n")  # was a training text ""
+    for label in ("card\u202epayment", '"card\npayment"'):  # classes of their own, which feedback may not make
+        with pytest.raises(heirloom.HeirloomError, match=r"csv:[34]: the 'category' column: label .* invisible"):
+            records(header + f"Why was my card declined?,{label}\r\n".encode())
     latin = header + "Can I pay at the café?,card_payment\r\n".encode("latin-1")
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: not utf-8-sig text \(byte b'\\xe9'.*'encoding'"):
         records(latin)
@@ -173,7 +176,8 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(header + b'"Where is my card?,card_arrival\r\nThanks,other\r\n')  # it named line 4 and "quote"
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-5: a quote opened on line 3 is never closed"):
         records(header + b'Lost card,"card_lost\r\nThanks,other\r\nHi,greet\r\n')  # the rest: one label, silently
-    assert records(header + b'Lost card,"card\r\nlost"\r\n')[1]["label"] == "card\r\nlost"  # closed: a value
+    with pytest.raises(heirloom.HeirloomError, match=r"csv:4: the 'category' column: label 'card\\r\\nlost' has"):
+        records(header + b'Lost card,"card\r\nlost"\r\n')  # closed, a value: a label no feedback may make
     cr_only = b'text,category\rLost card,"card_lost\rThanks,other\rHi,greet\r'  # old Mac line ends: lines all the same
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:2-4: a quote opened on line 2 is never closed"):
         records(cr_only)

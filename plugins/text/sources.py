@@ -245,12 +245,27 @@ class CsvSource(TextSource, CsvFormat):
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
         columns = (self.text_column, self.label_column)
-        for line, row in self.csv_rows(path, columns):
+        last: tuple[int, str] | None = None  # a row's label is checked once the next is read: the file's
+        for line, row in self.csv_rows(path, columns):  # last row may be a quote never closed, said so
             text, label = row[self.text_column], row[self.label_column]
             for column, value in ((self.text_column, text), (self.label_column, label)):
                 if not value.strip():  # a blank text teaches nothing, and the daemon refuses one
                     raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty")
+            if last is not None:
+                self._check_label(path, *last)
+            last = (line, label.strip())
             yield {"id": f"{name}:{line}", "text": text, "label": label.strip()}
+        if last is not None:
+            self._check_label(path, *last)
+
+    def _check_label(self, path: str, line: int, label: str) -> None:
+        """The rules feedback labels keep: one that prints like another would be a class of its own."""
+        try:
+            heirloom.check_label(label, (), self.label_column, allow_new=True)
+        except heirloom.RequestError as refused:
+            raise heirloom.HeirloomError(
+                f"{path}:{line}: the {self.label_column!r} column: {refused.message}"
+            ) from None
 
 
 def _json_shape(value: Any) -> str:
