@@ -182,7 +182,8 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert handed, "no held-out intent text was handed off"
         text, body = handed[0]
         reply = client.call("support.handoffs", {})
-        assert set(reply) == {"handoffs", "waiting_intents"}  # nothing of the server's files (the log's path)
+        assert set(reply) == {"handoffs", "open", "waiting_intents"}  # nothing of the server's files (the log's path)
+        assert reply["open"] >= len(reply["handoffs"])  # a listing shows `limit` of them: the count says how many
         listed = reply["handoffs"]
         queued = {entry["id"]: entry for entry in listed}[body["handoff_id"]]
         assert queued["reasons"] and body["handoff_reasons"] == queued["reasons"]

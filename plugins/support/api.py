@@ -200,7 +200,7 @@ class SupportApi(heirloom.Api):
     def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
         listed = self.queue.listed(body.include_resolved, body.limit)
         # never the log's path: a client learns nothing of the server's files
-        return {"handoffs": listed, "waiting_intents": self.queue.waiting()}
+        return {"handoffs": listed, "open": self.queue.open_count(), "waiting_intents": self.queue.waiting()}
 
     def resolve(self, body: ResolveInput) -> dict[str, Any]:
         if not self.queue.holds(body.id):

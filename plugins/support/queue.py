@@ -59,6 +59,12 @@ class HandoffQueue:
             entries = self._cursor.records_at(chosen)
             return [{**entry, "resolution": self._listed(self._decisions.get(entry["id"]))} for entry in entries]
 
+    def open_count(self) -> int:
+        """How many handoffs no one has resolved: a listing shows ``limit`` of them at most."""
+        with self._lock:
+            self._catch_up()
+            return sum(handoff_id not in self._decisions for handoff_id in self._offsets)
+
     def _listed(self, decision: dict[str, Any] | None) -> dict[str, Any] | None:
         """A decision as listed: ``new_intent`` only while its intent waits for accept_intent."""
         if decision and decision.get("new_intent") and decision["intent"] in self._accepted:
