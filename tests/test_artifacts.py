@@ -22,8 +22,9 @@ import pytest
 import torch
 
 import heirloom
-from heirloom.store.artifacts import ArtifactStore, Ref, RefError
+from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.backup import backup_store
+from heirloom.store.refs import Ref, RefError
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 

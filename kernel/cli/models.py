@@ -18,17 +18,10 @@ from rich.table import Column, Table
 from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
 from heirloom.cli.rescore import rescored
 from heirloom.core.errors import HeirloomError
-from heirloom.store.artifacts import (
-    SPLITS,
-    VALIDATION,
-    Artifact,
-    ArtifactStore,
-    PromotionRefused,
-    Ref,
-    RefError,
-    metric_value,
-)
+from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
+from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, metric_value
+from heirloom.store.refs import Ref, RefError
 
 
 class ModelsGroup(click.Group):

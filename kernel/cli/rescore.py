@@ -8,11 +8,11 @@ the profile's validation records as they are now, one after the other, and compa
 
 from __future__ import annotations
 
-from typing import Any
-
 from heirloom.cli.common import get_kernel, resolve_or_exit
-from heirloom.core.errors import HeirloomError, did_you_mean
-from heirloom.store.artifacts import Artifact, ArtifactStore, PromotionRefused, RefError, metric_paths
+from heirloom.core.errors import HeirloomError
+from heirloom.store.artifacts import Artifact, ArtifactStore
+from heirloom.store.compare import PromotionRefused, read_metric
+from heirloom.store.refs import RefError
 from heirloom.store.training import evaluate, model_specs
 
 
@@ -36,17 +36,5 @@ def rescored(
         _, report, _ = evaluate(kernel, resolved, spec, split)
     except HeirloomError as exc:  # no such split, no records, a version that does not load: not comparable
         raise PromotionRefused(f"metrics are not comparable: could not rescore {artifact.ref}: {exc}") from None
-    return _metric(report.metrics, metric, artifact, split, candidate=candidate)
-
-
-def _metric(metrics: dict[str, Any], metric: str, artifact: Artifact, split: str, *, candidate: bool) -> float:
-    """``metric`` (a dotted path reaches into nested reports) of a fresh report, a number."""
-    value: Any = metrics
-    for part in [metric] if metric in metrics else metric.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
-        hint = did_you_mean(metric, metric_paths(metrics))
-        problem = f"{artifact.ref} reports no numeric {split} metric {metric!r}{hint} (metrics: {', '.join(names)})"
-        raise (RefError if candidate else PromotionRefused)(problem)
-    return float(value)
+    missing = f"{artifact.ref} reports no numeric {split} metric"
+    return read_metric(report.metrics, metric, missing, candidate=candidate)

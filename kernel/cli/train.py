@@ -21,8 +21,9 @@ from heirloom.cli.common import (
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import write_atomic
-from heirloom.store.artifacts import SPLITS, TEST, VALIDATION, RefError
+from heirloom.store.compare import SPLITS, TEST, VALIDATION
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
+from heirloom.store.refs import RefError
 from heirloom.store.training import Trained, evaluate, model_specs, train
 
 

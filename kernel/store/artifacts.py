@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from heirloom.core.fsutil import open_regular, write_atomic
 from heirloom.core.paths import home
 from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
-from heirloom.core.settings import NAME_PATTERN
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
+from heirloom.store.compare import VALIDATION, check_better
 from heirloom.store.content import (
     canonical_json,
     decode_state,
@@ -38,68 +37,7 @@ from heirloom.store.content import (
 )
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size
 from heirloom.store.index import StoreIndex, Transaction
-
-NAME = NAME_PATTERN
-VERSION = re.compile(r"[0-9]+")
-ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-#: The selector meaning "no selector": the newest version.
-LATEST = "latest"
-#: The splits a version is scored on: validation gates promotion, test is for reporting.
-VALIDATION = "validation"
-TEST = "test"
-SPLITS = (VALIDATION, TEST)
-
-
-class RefError(HeirloomError):
-    """A reference that is malformed or names nothing in the store (the CLI exits 2)."""
-
-
-class PromotionRefused(HeirloomError):
-    """``promote(if_better=...)`` declined: the candidate is not better, or not comparable."""
-
-
-def check_name(kind: str, name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-' (not a leading '.')")
-    return name
-
-
-def check_alias(alias: str) -> str:
-    if not ALIAS.fullmatch(alias) or alias.lower() == LATEST:
-        raise RefError(f"invalid alias {alias!r}: a letter, then letters, digits, '-' or '_' ('{LATEST}' is reserved)")
-    return alias
-
-
-@attrs.frozen
-class Ref:
-    """``project/model@selector``: a version number, an alias, or None for the latest."""
-
-    project: str
-    model: str
-    selector: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Ref:
-        path, at, selector = text.partition("@")
-        project, slash, model = path.partition("/")
-        if not (slash and NAME.fullmatch(project) and NAME.fullmatch(model)) or (at and not selector):
-            raise RefError(
-                f"invalid artifact reference {text!r}: expected project/model, project/model@VERSION "
-                "or project/model@ALIAS"
-            )
-        if selector == LATEST:
-            selector = ""
-        elif selector and not VERSION.fullmatch(selector):
-            check_alias(selector)
-        return cls(project, model, selector or None)
-
-    @property
-    def version(self) -> int | None:
-        """The version number the selector names, if it is one."""
-        return int(self.selector) if self.selector and VERSION.fullmatch(self.selector) else None
-
-    def __str__(self) -> str:
-        return f"{self.project}/{self.model}" + (f"@{self.selector}" if self.selector else "")
+from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name
 
 
 @attrs.frozen
@@ -232,7 +170,7 @@ class ArtifactStore:
     def resolve(self, ref: str | Ref) -> Artifact:
         """The artifact ``ref`` names; a RefError listing what exists when it names nothing."""
         with self.index.reading() as tx:
-            return self._resolve(tx, _as_ref(ref))
+            return self._resolve(tx, as_ref(ref))
 
     def load(self, ref: str | Ref | Artifact, reads: int | None = None) -> State:
         """The stored state, after checking every byte against the recorded digests; with
@@ -251,7 +189,7 @@ class ArtifactStore:
         return self._verified(ref)[0]
 
     def _verified(self, ref: str | Ref | Artifact) -> tuple[Artifact, bytes, bytes]:
-        wanted = Ref(ref.project, ref.model, str(ref.version)) if isinstance(ref, Artifact) else _as_ref(ref)
+        wanted = Ref(ref.project, ref.model, str(ref.version)) if isinstance(ref, Artifact) else as_ref(ref)
         with self.index.reading() as tx:
             artifact = self._resolve(tx, wanted)
             names = tx.blobs(artifact.project, artifact.model, artifact.version)
@@ -292,7 +230,7 @@ class ArtifactStore:
     def lineage(self, ref: str | Ref) -> list[Artifact]:
         """``[ref, its parent, grandparent, ...]``, across projects; stops at an ancestor not stored."""
         with self.index.reading() as tx:
-            chain = [self._resolve(tx, _as_ref(ref))]
+            chain = [self._resolve(tx, as_ref(ref))]
             while chain[-1].parent is not None:
                 parent = Ref.parse(chain[-1].parent)
                 row = tx.row(parent.project, parent.model, parent.version)
@@ -383,10 +321,6 @@ class ArtifactStore:
         return Artifact(**tx.row(ref.project, ref.model, version))
 
 
-def _as_ref(ref: str | Ref) -> Ref:
-    return ref if isinstance(ref, Ref) else Ref.parse(ref)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -400,101 +334,3 @@ def _spans(numbers: list[int]) -> str:
         else:
             spans.append([number, number])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def evaluation_key(source: str, split: str) -> str:
-    """The ``data_fingerprints`` key of the records a version was scored on: ``SOURCE:SPLIT``."""
-    return f"{source}:{split}"
-
-
-def scores(artifact: Artifact, split: str) -> dict[str, Any] | None:
-    """The metrics ``artifact`` got on ``split``: ``metrics`` for test, ``metrics["validation"]``
-    for validation (None when it was trained without a validation split)."""
-    if split == TEST:
-        return artifact.metrics
-    found = artifact.metrics.get(VALIDATION)
-    return found if isinstance(found, dict) else None
-
-
-def evaluated_on(artifact: Artifact, split: str, *, whole: bool = False) -> dict[str, str]:
-    """Fingerprints of the records ``artifact`` was scored on for ``split``.
-
-    Versions stored before split fingerprints existed recorded only whole sources; for
-    them (or with ``whole``) the test comparison falls back to those.
-    """
-    suffix = f":{split}"
-    found = {} if whole else {key: value for key, value in artifact.data_fingerprints.items() if key.endswith(suffix)}
-    if not found and split == TEST:
-        return {key: value for key, value in artifact.data_fingerprints.items() if ":" not in key}
-    return found
-
-
-def metric_paths(metrics: dict[str, Any], prefix: str = "") -> list[str]:
-    """Every dotted path to a number in ``metrics`` (``per_class.negative.f1``): the names
-    ``--if-better`` accepts, for a did-you-mean."""
-    paths = []
-    for name, value in metrics.items():
-        if isinstance(value, dict):
-            paths += metric_paths(value, f"{prefix}{name}.")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            paths.append(f"{prefix}{name}")
-    return paths
-
-
-def metric_value(artifact: Artifact, metric: str, split: str = TEST, *, candidate: bool = False) -> float:
-    """``metric`` (dotted paths reach into nested dicts) of ``artifact`` on ``split``, a number.
-    PromotionRefused when it has none; for the ``candidate`` of a promotion, RefError: the
-    metric names nothing (a typo), which is the caller's mistake, not a refusal."""
-    metrics = scores(artifact, split)
-    if not metrics:  # None: no such split; {}: an empty one (too few records to hold any out)
-        raise PromotionRefused(
-            f"metrics are not comparable: {artifact.ref} has no validation metrics (its source had no "
-            f"validation split, or an empty one, when it was trained); retrain it with one that holds records, "
-            f"or compare test metrics with --on test (choosing by test scores makes them optimistic)"
-        )
-    value: Any = metrics
-    for part in [metric] if metric in metrics else metric.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
-        paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
-        problem = f"{artifact.ref} has no numeric {split} metric {metric!r}{did_you_mean(metric, paths)}"
-        if candidate:
-            raise RefError(f"{problem} (metrics: {', '.join(names) or 'none'})")
-        raise PromotionRefused(f"metrics are not comparable: {problem} (metrics: {', '.join(names) or 'none'})")
-    return float(value)
-
-
-def check_better(candidate: Artifact, holder: Artifact | None, metric: str, split: str = VALIDATION) -> None:
-    """Raise PromotionRefused unless ``candidate`` beats ``holder`` on ``metric`` (higher wins)
-    on ``split``, scored on the same records (equal fingerprints of that split only: what
-    else went into training, such as feedback, does not matter).
-
-    With no holder, only checks that ``candidate`` has the metric (a typo fails early).
-    """
-    if split not in SPLITS:
-        raise PromotionRefused(f"cannot compare on split {split!r}; choose one of {', '.join(SPLITS)}")
-    new = metric_value(candidate, metric, split, candidate=True)
-    if holder is None:
-        return
-    old = metric_value(holder, metric, split)
-    ours, theirs = evaluated_on(candidate, split), evaluated_on(holder, split)
-    older = [a.ref for a, found in ((candidate, ours), (holder, theirs)) if not any(":" in key for key in found)]
-    whole = ""
-    if split == TEST and len(older) == 1:  # stored before test fingerprints: compare whole sources on both
-        ours, theirs = evaluated_on(candidate, split, whole=True), evaluated_on(holder, split, whole=True)
-        whole = f" (of whole sources: {older[0]} was stored before heirloom recorded the test records' own)"
-    if not ours and not theirs:
-        raise PromotionRefused(
-            f"metrics are not comparable: neither {candidate.ref} nor {holder.ref} records the {split} data "
-            "it was scored on"
-        )
-    differing = [name for name in sorted(ours.keys() | theirs.keys()) if ours.get(name) != theirs.get(name)]
-    if differing:
-        details = "; ".join(f"{name}: {ours.get(name, 'absent')} vs {theirs.get(name, 'absent')}" for name in differing)
-        raise PromotionRefused(
-            f"metrics are not comparable: {candidate.ref} and {holder.ref} were scored on different {split} data "
-            f"({details}){whole}"
-        )
-    if not new > old:
-        raise PromotionRefused(f"{candidate.ref} does not beat {holder.ref} on {split} {metric}: {new:g} vs {old:g}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, Report, Source
-from heirloom.store.artifacts import TEST
+from heirloom.store.compare import TEST
 from heirloom.store.training import data_source, named_specs
 
 if TYPE_CHECKING:

@@ -29,9 +29,10 @@ from heirloom.core.components import NullProgress, Progress, Report, Source, Sta
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
-from heirloom.store.artifacts import TEST, VALIDATION, RefError, evaluation_key
+from heirloom.store.compare import TEST, VALIDATION, evaluation_key
 from heirloom.store.content import state_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
+from heirloom.store.refs import RefError
 
 log = logging.getLogger("heirloom.eval")
 

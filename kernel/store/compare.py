@@ -1,0 +1,126 @@
+"""Comparing versions by their scores: the gate of ``heirloom models promote --if-better``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from heirloom.core.errors import HeirloomError
+from heirloom.core.schema import did_you_mean
+from heirloom.store.refs import RefError
+
+if TYPE_CHECKING:
+    from heirloom.store.artifacts import Artifact
+
+#: The splits a version is scored on: validation gates promotion, test is for reporting.
+VALIDATION = "validation"
+TEST = "test"
+SPLITS = (VALIDATION, TEST)
+
+
+class PromotionRefused(HeirloomError):
+    """``promote(if_better=...)`` declined: the candidate is not better, or not comparable."""
+
+
+def evaluation_key(source: str, split: str) -> str:
+    """The ``data_fingerprints`` key of the records a version was scored on: ``SOURCE:SPLIT``."""
+    return f"{source}:{split}"
+
+
+def scores(artifact: Artifact, split: str) -> dict[str, Any] | None:
+    """The metrics ``artifact`` got on ``split``: ``metrics`` for test, ``metrics["validation"]``
+    for validation (None when it was trained without a validation split)."""
+    if split == TEST:
+        return artifact.metrics
+    found = artifact.metrics.get(VALIDATION)
+    return found if isinstance(found, dict) else None
+
+
+def evaluated_on(artifact: Artifact, split: str, *, whole: bool = False) -> dict[str, str]:
+    """Fingerprints of the records ``artifact`` was scored on for ``split``.
+
+    Versions stored before split fingerprints existed recorded only whole sources; for
+    them (or with ``whole``) the test comparison falls back to those.
+    """
+    suffix = f":{split}"
+    found = {} if whole else {key: value for key, value in artifact.data_fingerprints.items() if key.endswith(suffix)}
+    if not found and split == TEST:
+        return {key: value for key, value in artifact.data_fingerprints.items() if ":" not in key}
+    return found
+
+
+def metric_paths(metrics: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted path to a number in ``metrics`` (``per_class.negative.f1``): the names
+    ``--if-better`` accepts, for a did-you-mean."""
+    paths = []
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            paths += metric_paths(value, f"{prefix}{name}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def metric_value(artifact: Artifact, metric: str, split: str = TEST, *, candidate: bool = False) -> float:
+    """``metric`` (dotted paths reach into nested dicts) of ``artifact`` on ``split``, a number.
+    PromotionRefused when it has none; for the ``candidate`` of a promotion, RefError: the
+    metric names nothing (a typo), which is the caller's mistake, not a refusal."""
+    metrics = scores(artifact, split)
+    if not metrics:  # None: no such split; {}: an empty one (too few records to hold any out)
+        raise PromotionRefused(
+            f"metrics are not comparable: {artifact.ref} has no validation metrics (its source had no "
+            f"validation split, or an empty one, when it was trained); retrain it with one that holds records, "
+            f"or compare test metrics with --on test (choosing by test scores makes them optimistic)"
+        )
+    return read_metric(metrics, metric, f"{artifact.ref} has no numeric {split} metric", candidate=candidate)
+
+
+def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate: bool = False) -> float:
+    """``metric`` of a report, a number: its own key, else a dotted path into nested dicts.
+    Else ``missing`` leads the error: RefError for a ``candidate`` (the metric names nothing: a
+    typo, the caller's mistake), PromotionRefused for a holder (not comparable)."""
+    value: Any = metrics
+    for part in [metric] if metric in metrics else metric.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
+        paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
+        problem = f"{missing} {metric!r}{did_you_mean(metric, paths)} (metrics: {', '.join(names) or 'none'})"
+        if candidate:
+            raise RefError(problem)
+        raise PromotionRefused(f"metrics are not comparable: {problem}")
+    return float(value)
+
+
+def check_better(candidate: Artifact, holder: Artifact | None, metric: str, split: str = VALIDATION) -> None:
+    """Raise PromotionRefused unless ``candidate`` beats ``holder`` on ``metric`` (higher wins)
+    on ``split``, scored on the same records (equal fingerprints of that split only: what
+    else went into training, such as feedback, does not matter).
+
+    With no holder, only checks that ``candidate`` has the metric (a typo fails early).
+    """
+    if split not in SPLITS:
+        raise PromotionRefused(f"cannot compare on split {split!r}; choose one of {', '.join(SPLITS)}")
+    new = metric_value(candidate, metric, split, candidate=True)
+    if holder is None:
+        return
+    old = metric_value(holder, metric, split)
+    ours, theirs = evaluated_on(candidate, split), evaluated_on(holder, split)
+    older = [a.ref for a, found in ((candidate, ours), (holder, theirs)) if not any(":" in key for key in found)]
+    whole = ""
+    if split == TEST and len(older) == 1:  # stored before test fingerprints: compare whole sources on both
+        ours, theirs = evaluated_on(candidate, split, whole=True), evaluated_on(holder, split, whole=True)
+        whole = f" (of whole sources: {older[0]} was stored before heirloom recorded the test records' own)"
+    if not ours and not theirs:
+        raise PromotionRefused(
+            f"metrics are not comparable: neither {candidate.ref} nor {holder.ref} records the {split} data "
+            "it was scored on"
+        )
+    differing = [name for name in sorted(ours.keys() | theirs.keys()) if ours.get(name) != theirs.get(name)]
+    if differing:
+        details = "; ".join(f"{name}: {ours.get(name, 'absent')} vs {theirs.get(name, 'absent')}" for name in differing)
+        raise PromotionRefused(
+            f"metrics are not comparable: {candidate.ref} and {holder.ref} were scored on different {split} data "
+            f"({details}){whole}"
+        )
+    if not new > old:
+        raise PromotionRefused(f"{candidate.ref} does not beat {holder.ref} on {split} {metric}: {new:g} vs {old:g}")

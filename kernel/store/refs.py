@@ -1,0 +1,68 @@
+"""References to stored versions: ``project/model``, ``project/model@7``, ``project/model@production``."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from heirloom.core.errors import HeirloomError
+from heirloom.core.settings import NAME_PATTERN
+
+NAME = NAME_PATTERN
+VERSION = re.compile(r"[0-9]+")
+ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+#: The selector meaning "no selector": the newest version.
+LATEST = "latest"
+
+
+class RefError(HeirloomError):
+    """A reference that is malformed or names nothing in the store (the CLI exits 2)."""
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-' (not a leading '.')")
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS.fullmatch(alias) or alias.lower() == LATEST:
+        raise RefError(f"invalid alias {alias!r}: a letter, then letters, digits, '-' or '_' ('{LATEST}' is reserved)")
+    return alias
+
+
+@attrs.frozen
+class Ref:
+    """``project/model@selector``: a version number, an alias, or None for the latest."""
+
+    project: str
+    model: str
+    selector: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        path, at, selector = text.partition("@")
+        project, slash, model = path.partition("/")
+        if not (slash and NAME.fullmatch(project) and NAME.fullmatch(model)) or (at and not selector):
+            raise RefError(
+                f"invalid artifact reference {text!r}: expected project/model, project/model@VERSION "
+                "or project/model@ALIAS"
+            )
+        if selector == LATEST:
+            selector = ""
+        elif selector and not VERSION.fullmatch(selector):
+            check_alias(selector)
+        return cls(project, model, selector or None)
+
+    @property
+    def version(self) -> int | None:
+        """The version number the selector names, if it is one."""
+        return int(self.selector) if self.selector and VERSION.fullmatch(self.selector) else None
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.model}" + (f"@{self.selector}" if self.selector else "")
+
+
+def as_ref(ref: str | Ref) -> Ref:
+    return ref if isinstance(ref, Ref) else Ref.parse(ref)
