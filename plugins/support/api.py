@@ -165,9 +165,9 @@ class SupportApi(heirloom.Api):
                 "version": version,
             }
             if handoff:
-                considered = (("out_of_scope", out_of_scope), ("low_answer_confidence", unsure))
-                # what the policy hands off on: under out_of_scope, an unsure answer was no reason
-                reasons = [name for name, on in considered[: 1 if self.handoff == "out_of_scope" else 2] if on]
+                reasons = ["out_of_scope"] if out_of_scope else []
+                if unsure and self.handoff != "out_of_scope":  # under that policy, an unsure answer was no reason
+                    reasons.append("low_answer_confidence")
                 try:
                     with heirloom.durable_write("handoff"):
                         reply["handoff_id"] = self._queue(text, intent, faq, reasons, version)
