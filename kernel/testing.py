@@ -294,6 +294,7 @@ def check_source(
     """
     assert issubclass(cls, Source) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Source"
     counts: dict[str, int] = {}
+    seen: dict[str, set[str]] = {}
     with _system(cls, config, tables, plugins) as system:
         source = system.component(CHECKED, "source")
         fingerprint = source.fingerprint()
@@ -310,11 +311,29 @@ def check_source(
                     f"records({split!r}) yielded a {type(record).__name__}: records are dicts or attrs objects"
                 )
             counts[str(split) if split else "all"] = len(first)
+            seen[str(split)] = {json.dumps(_plain(record), sort_keys=True, default=repr) for record in first}
+        _check_apart(seen)
         assert source.fingerprint() == fingerprint, "fingerprint() changed between two calls on the same data"
     with _system(cls, config, tables, plugins) as system:
         again = system.component(CHECKED, "source").fingerprint()
         assert again == fingerprint, "a new instance on the same data and config has another fingerprint"
     return counts
+
+
+def _plain(record: Any) -> Any:
+    return attrs.asdict(record) if attrs.has(type(record)) else record
+
+
+def _check_apart(seen: dict[str, set[str]]) -> None:
+    """A held-out split whose every record is in another split: a source that ignores ``split``
+    (its test records trained on, its scores not held out). Single shared records can be real
+    duplicates in the data, so only a split repeated whole is refused."""
+    for held, other in (("test", "train"), ("validation", "train"), ("test", "validation")):
+        if seen.get(held) and other in seen:
+            assert not seen[held] <= seen[other], (
+                f"every record of records({held!r}) is also in records({other!r}): each split must hold its own "
+                "records (validation carved from train, never from test), or the scores are not held out"
+            )
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -599,6 +599,35 @@ def test_an_api_check_that_raises_is_a_problem_naming_it_not_a_crash(store, tmp_
     assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0, "trained: the check passes"
 
 
+def test_a_version_whose_load_raises_is_named_and_its_traceback_is_logged_at_debug(store, tmp_path):
+    """A plugin author whose ``load`` raised read only ``models.m (toy-model) failed to start:
+    RuntimeError: ...``: no version named, and no file:line even with ``--log-level debug``."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    failing = ("--set", "models.m.fail_load=true")
+    evaluated = run_heirloom("eval", str(profile), *failing, env=env)
+    problem = "models.m (toy-model) failed to start: could not load team/m@1: RuntimeError: m cannot read its weights"
+    assert evaluated.returncode == 1 and problem in said(evaluated), evaluated.stderr
+    assert "Traceback" not in evaluated.stderr, "a traceback only when asked for"
+    debugged = run_heirloom("--log-level", "debug", "eval", str(profile), *failing, env=env)
+    assert debugged.returncode == 1 and problem in said(debugged), debugged.stderr
+    assert re.search(r'File ".*toys\.py", line \d+, in load', debugged.stderr), debugged.stderr
+
+
+def test_training_warns_when_a_source_gives_the_same_records_for_validation_and_test(store, tmp_path):
+    """A plugin's source that ignored ``split`` trained and stored a version scored on the
+    records it had fitted, with the same fingerprint for validation and test, and no word."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    trained = run_heirloom("train", str(profile), "--set", "sources.rows.validation=true", env=env)
+    assert trained.returncode == 0, trained.stderr
+    warning = "warning: the validation and test splits of source 'rows' hold the same records"
+    assert warning in " ".join((trained.stdout + trained.stderr).split())
+    apart = run_heirloom("train", str(profile), env=env)  # no validation split: nothing to compare
+    assert apart.returncode == 0 and "hold the same records" not in apart.stdout + apart.stderr
+
+
 def test_a_data_path_that_is_no_regular_file_is_one_line_not_a_traceback(store, tmp_path):
     """A profile naming a folder where a plugin's source opens a file (heirloom.open_regular):
     a traceback and "a plugin bug" for a user's mistake."""

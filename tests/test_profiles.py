@@ -580,8 +580,25 @@ def test_a_plain_message_a_plugin_raises_as_a_profile_error_is_one_problem_at_it
     path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "strict-model"\ndata = "s"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[toys, _StrictPlugin()]).resolve(str(path), ["models.m.epochs=5"])
-    assert str(caught.value) == f"{path}: models.m: epochs above 3 overfit this toy"
+    assert str(caught.value) == "--set: models.m: epochs above 3 overfit this toy"
     assert str(heirloom.ProfileError("plain")) == "plain" and len(heirloom.ProfileError("plain").problems) == 1
+
+
+def test_a_check_across_fields_names_the_extending_file_not_the_base_it_extends(tmp_path):
+    """A plugin's ``__attrs_post_init__`` refusing values an extending profile set was blamed
+    on the base profile (an installed file the user never edited): the first file that set
+    one of the component's keys, not the most derived."""
+    base = write(
+        tmp_path / "base.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "strict-model"\ndata = "s"\n'
+    )
+    child = write(tmp_path / "child.toml", f'extends = ["{base}"]\n[models.m]\nepochs = 5\n')
+    kernel = heirloom.Kernel(plugins=[toys, _StrictPlugin()])
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(child))
+    assert str(caught.value) == f"{child}: models.m: epochs above 3 overfit this toy"
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(base), ["models.m.epochs=4"])
+    assert str(caught.value) == "--set: models.m: epochs above 3 overfit this toy"
 
 
 def test_an_unclosed_interpolation_is_a_problem_and_a_byte_order_mark_is_no_part_of_the_profile(tmp_path, kernel):
@@ -630,8 +647,8 @@ def test_a_plugins_bug_in_its_checks_is_named_as_one_and_attrs_length_checks_nam
     kernel = heirloom.Kernel(plugins=[toys, _BuggyPlugin()])
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path), ["models.m.epochs=7"])
-    assert str(caught.value) == (
-        f"{path}: models.m: KeyError: 'window' (raised by the component's own code: a plugin bug?)"
+    assert (
+        str(caught.value) == "--set: models.m: KeyError: 'window' (raised by the component's own code: a plugin bug?)"
     )
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path), ["models.m.note=toolong"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 
 import attrs
@@ -74,9 +75,25 @@ class DriftingSource(heirloom.Source):
         return "drifting"
 
 
+@attrs.define
+class OneStreamSource(heirloom.Source):
+    """Ignores ``split``: its test records are its training records (a plugin author's source
+    passed check_source with them, and train scored the model on what it had fitted)."""
+
+    def records(self, split=None):
+        yield from ({"value": i} for i in range(4))
+
+    def fingerprint(self):
+        return "one-stream"
+
+
 @pytest.mark.parametrize(
     ("cls", "message"),
-    [(ListSource, "returned a list: sources stream"), (DriftingSource, "other records the second time")],
+    [
+        (ListSource, "returned a list: sources stream"),
+        (DriftingSource, "other records the second time"),
+        (OneStreamSource, re.escape("every record of records('test') is also in records('train')")),
+    ],
 )
 def test_check_source_catches(cls, message):
     with pytest.raises(AssertionError, match=message):

@@ -28,10 +28,15 @@ class ToySource(heirloom.Source):
     after: str | None = heirloom.ref("source", default=None)
     #: a file read before the rows, as a plugin's own source reads its data
     path: str | None = heirloom.path_field(default=None)
+    #: Declares a validation split too, yielding the same rows for every split (as a buggy source does).
+    validation: bool = False
 
     def start(self, ctx):
         super().start(ctx)
         _record(f"start {ctx.name}")
+
+    def splits(self):
+        return ["train", "validation", "test"] if self.validation else super().splits()
 
     def stop(self):
         _record(f"stop {self.ctx.name}")
@@ -53,6 +58,8 @@ class ToyModel(heirloom.Model):
     tags: list[str] = attrs.field(factory=list)
     fail_start: bool = False
     fail_stop: bool = False
+    #: ``load`` raises, as a plugin's bug in reading its weights does.
+    fail_load: bool = False
     start_seconds: float = 0.0
     allocate_mb: int = 0
     #: Memory fit grows by without a word of progress (building features, one long op).
@@ -101,6 +108,8 @@ class ToyModel(heirloom.Model):
         return heirloom.State({}, {"epochs": self.epochs} | ({"generation": self.generation} if self.drift else {}))
 
     def load(self, state):
+        if self.fail_load:
+            raise RuntimeError(f"{self.ctx.name} cannot read its weights")
         self.epochs = state.metadata["epochs"]
         self.generation = state.metadata.get("generation", 0)
 

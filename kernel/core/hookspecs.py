@@ -38,9 +38,8 @@ Register = Callable[[str, type], None]
 def heirloom_register_sources(register: Register) -> None:
     """Register data source component types: ``register("csv", CsvSource)``.
 
-    :param register: call it once per type with a lower-case name and an attrs class
-        subclassing ``heirloom.Source``; a name another plugin registered is an error
-        naming both plugins when a profile uses it.
+    :param register: call it once per type with a lower-case name and an attrs class subclassing
+        ``heirloom.Source``; a name another plugin registered is an error naming both when a profile uses it.
     """
 
 
@@ -83,8 +82,7 @@ def heirloom_register_pretrained(register: Callable[[str, Callable[[], State]], 
     """Register pretrained states a plugin ships: ``register("news-sentiment", load)``.
 
     :param register: call it with a name and a function ``load() -> heirloom.State``;
-        ``load`` runs only when a profile inherits ``pretrained:NAME``, and must not
-        download anything.
+        ``load`` runs only when a profile inherits ``pretrained:NAME``, and must not download anything.
     """
 
 

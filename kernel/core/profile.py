@@ -7,9 +7,8 @@ interpolate ``${VAR}`` / ``${data}`` / ``${project}``. Every leaf value remember
 and values taken from the environment are marked secret (``profile show`` masks them).
 Validation against component schemas happens in :mod:`heirloom.core.schema`.
 
-A profile file is bounded before it is parsed (size, dotted-key length, nesting), since
-the TOML parser takes minutes on a single 50,000-part key; merging is linear in the
-number of values.
+A profile file is bounded before it is parsed (size, dotted-key length, nesting), since the
+TOML parser takes minutes on a single 50,000-part key; merging is linear in the values.
 """
 
 from __future__ import annotations

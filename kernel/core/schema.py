@@ -148,12 +148,14 @@ class Validator:
         self.converter = make_converter()
 
     def file_of(self, key: str) -> str:
-        """The file that set ``key`` or, failing that, something under or above it."""
+        """The file that set ``key``, else the most derived one (``--set`` first) that set something
+        under it (for an extension's check across fields: its file, not the base's), else above."""
         prov = self.raw.provenance
         if key in prov:
             return prov[key]
         if below := [f for k, f in prov.items() if k.startswith(key + ".")]:
-            return below[0]
+            files = self.raw.files
+            return max(below, key=lambda file: files.index(file) if file in files else len(files))
         parts = key.split(".")
         while parts:
             parts.pop()

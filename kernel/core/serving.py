@@ -84,7 +84,11 @@ class ModelServing:
             handle.unavailable = self.errors[spec.name] = nothing_served(self.store, self.project, spec)
             log.warning("%s serves nothing yet: %s", spec.name, handle.unavailable)
             return handle
-        self._load(spec, model, artifact)
+        try:
+            self._load(spec, model, artifact)
+        except Exception as exc:  # which version would not load; a plugin bug's type too
+            said = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"
+            raise HeirloomError(f"could not load {artifact.ref}: {said}") from exc
         handle.swap(model, artifact.ref)
         self.digests[spec.name] = artifact.digest
         log.info("serving %s", artifact.ref)

@@ -142,7 +142,7 @@ class System:
                     self.serving.attach(spec, component)
             except Exception as exc:
                 self._components.pop((spec.kind, spec.name), None)
-                log.debug("start failed: %s: %s", what, exc)  # the LifecycleError says it: once
+                log.debug("%s failed to start", what, exc_info=exc)  # a plugin bug's traceback; the error says why
                 errors = self._stop_started()
                 self.state = "failed"
                 reason = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # said once

@@ -244,6 +244,17 @@ def _no_scores(split: str, progress: Progress) -> Evaluation:
     return Evaluation(split, hashlib.sha256().hexdigest(), Report({}, f"no {split} records: nothing was scored"))
 
 
+def _warn_if_not_apart(by_split: dict[str, Evaluation], source: str, progress: Progress) -> None:
+    """A source whose validation and test records are the same ones ignores ``split`` (a plugin's
+    bug): the version is stored, but its scores are not held out, and the gate compares nothing."""
+    validation, test = by_split.get(VALIDATION), by_split[TEST]
+    if validation is not None and validation.fingerprint == test.fingerprint and validation.report.metrics:
+        progress.log(
+            f"warning: the validation and test splits of source {source!r} hold the same records: a source keeps "
+            "them apart (validation carved from train, never from test), so these scores may not be held out"
+        )
+
+
 def takes_validation(model: Any) -> bool:
     """Whether ``model.fit`` accepts a ``validation`` keyword (optional in the contract)."""
     parameters = inspect.signature(model.fit).parameters.values()
@@ -323,6 +334,7 @@ def train(
                 model.load(fitted)
             evaluations = [score(model, source, split, progress) or _no_scores(split, progress) for split in splits]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
+        _warn_if_not_apart(by_split, source_name, progress)
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
             metrics[VALIDATION] = by_split[VALIDATION].report.metrics
