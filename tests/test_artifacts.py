@@ -529,6 +529,10 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
         ("next", 'inherit = "team/m@prod"', "models.m.inherit: team/m has no alias 'prod'"),
         ("next", 'inherit = "team/mm"', "models.m.inherit: no model 'team/mm' in the store"),
         ("next", 'inherit = "pretrained:nothing"', "models.m.inherit: no plugin registers pretrained:nothing"),
+        # a model inheriting its own earlier version: it must be stored now (a team's typo passed check)
+        ("team", 'inherit = "team/m@9"', "models.m.inherit: no version 9 of team/m (versions: 1-2)"),
+        ("team", 'inherit = "team/m@prod"', "models.m.inherit: team/m has no alias 'prod'"),
+        ("team", 'inherit = "team/m@production"', None),
         ("team", 'serve = "prodution"', TYPO),
         ("team", 'serve = "9"', "models.m.serve: no version 9 of team/m (the latest stored: 1, 2)"),
         ("team", 'serve = "2"', None),

@@ -132,6 +132,8 @@ def test_routes_describes_both_reply_forms_of_predict(daemon):
         ({"texts": ["fine", 3]}, "body.texts[1]", "expected string"),
         ({"texts": ["fine", "ok", "x" * 10_001]}, "body.texts[2]", "'texts[2]' is 10001 characters; at most 10000"),
         ({"texts": "Profit fell"}, "body.texts", "expected an array, got string"),  # not one label per character
+        ({"text": "  "}, "body.text", "'text' is blank"),  # it was answered with the class of the largest bias
+        ({"texts": ["Profit fell", ""]}, "body.texts[1]", "'texts[1]' is blank"),
         ({"texts": {"a": 1}}, "body.texts", "expected an array, got map"),
     ],
 )
@@ -139,6 +141,15 @@ def test_bad_inputs_are_invalid_argument_naming_the_field(daemon, body, field, w
     with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
         client.call("sentiment.predict", body)
     assert caught.value.field == field and words in caught.value.message
+
+
+def test_labels_takes_no_body_as_the_docs_say(daemon):
+    """``labels`` answered any body (``{"anything": [1, 2]}``) although TEXT.md gives it nil."""
+    with daemon.client(timeout=10) as client:
+        assert "positive" in client.call("sentiment.labels")["labels"]
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("sentiment.labels", {"anything": [1, 2]})
+    assert caught.value.field == "body" and "sentiment.labels takes no body (send nil)" in caught.value.message
 
 
 def test_monitor_raises_one_alert_when_the_negative_share_jumps(daemon):

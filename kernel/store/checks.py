@@ -63,7 +63,7 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
 
     A reference to a model the store has never seen may be one not trained yet (another
     project's, trained later), so it is left to ``train``; but a version or an alias the
-    stored model lacks, a model name one typo away from a stored one, or a ``serve`` alias
+    stored model lacks (and any the model's own earlier versions lack), a model name one typo away from a stored one, or a ``serve`` alias
     one typo away from an alias the model has, a ``serve`` version the stored model lacks, or
     a ``pretrained:NAME`` no plugin registers, are reported here, with their key.
     """
@@ -95,7 +95,8 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
             store.resolve(ref)
         except HeirloomError as exc:
             named = ref.partition("@")[0]
-            if named not in own and (named in known or did_you_mean(named, known)):
+            itself = named == f"{profile.project}/{spec.name}"  # its own earlier version: nothing trains it first
+            if itself or (named not in own and (named in known or did_you_mean(named, known))):
                 report(spec, "inherit", str(exc))
     for spec, alias in aliases:
         held = {name for a in stored if (a.project, a.model) == (profile.project, spec.name) for name in a.aliases}

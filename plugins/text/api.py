@@ -26,9 +26,10 @@ def predict_input(max_chars: int, max_texts: int) -> type:
 
         __schema__: ClassVar[dict[str, Any]] = heirloom.one_of(text="string", texts="array")
 
-        text: str | None = attrs.field(default=None, validator=heirloom.text_limit(max_chars))
+        # a blank text has no words: its "label" would be the class of the largest bias, an answer about nothing
+        text: str | None = attrs.field(default=None, validator=heirloom.text_limit(max_chars, blank=False))
         texts: list[str] | None = attrs.field(
-            default=None, validator=heirloom.list_limit(max_texts, each=heirloom.text_limit(max_chars))
+            default=None, validator=heirloom.list_limit(max_texts, each=heirloom.text_limit(max_chars, blank=False))
         )
 
         def __attrs_post_init__(self) -> None:
@@ -172,6 +173,8 @@ class ClassifyApi(heirloom.Api):
         return results
 
     def labels(self, body: Any) -> heirloom.Versioned:
+        if body is not None:  # as the built-in routes: a body here is a client's mistake, not ignored
+            raise heirloom.RequestError("INVALID_ARGUMENT", f"{self.ctx.name}.labels takes no body (send nil)", "body")
         model, version = heirloom.served_model(self.handle)  # an empty list would read as a model with no labels
         return heirloom.Versioned({"labels": list(getattr(model, "labels", [])), "version": version}, version)
 
