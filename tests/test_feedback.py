@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,9 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     warning = "source 'training': 10 training record(s) of 'corrections' repeat a validation or test example (text at "
     warning += "least 0.8 similar, or of its words)"
     assert result.stderr.count(warning) == 1, result.stderr
+    # the warning names them (the first ten: here all), so a team can find the corrections that will not train
+    named = re.search(r"\(ids: ((?:feedback:\w+, ){9}feedback:\w+)\)", result.stderr)
+    assert named and set(named[1].split(", ")) <= {entry["id"] for entry in shown("corrections", "train")}
     assert len(shown("training", "test")) == len(shown("news", "test"))  # the held-out splits are the data's
     typo = write(
         tmp_path / "typo.toml",

@@ -173,8 +173,9 @@ def feedback_remove(
 )
 @set_option
 def feedback_export(profile: str, api: str | None, output: Path | None, overrides: tuple[str, ...]) -> None:
-    """The records the next train would use, as JSON lines: removed records and records
-    with a label not accepted yet are left out."""
+    """The records the log offers the next train, as JSON lines: removed records and records
+    with a label not accepted yet are left out. A union source may leave out more (those
+    repeating a validation or test text): heirloom train says how many, naming their ids."""
     resolved = resolve_or_exit(profile, overrides)
     lines = []
     for name, path in feedback_logs(resolved, api).items():

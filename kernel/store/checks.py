@@ -63,9 +63,10 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
 
     A reference to a model the store has never seen may be one not trained yet (another
     project's, trained later), so it is left to ``train``; but a version or an alias the
-    stored model lacks (and any the model's own earlier versions lack), a model name one typo away from a stored one, or a ``serve`` alias
-    one typo away from an alias the model has, a ``serve`` version the stored model lacks, or
-    a ``pretrained:NAME`` no plugin registers, are reported here, with their key.
+    stored model lacks (any, when the model inherits its own earlier version), a model name
+    one typo away from a stored one, a ``serve`` alias one typo away from an alias the model
+    has, a ``serve`` version the stored model lacks, or a ``pretrained:NAME`` no plugin
+    registers, are reported here, with their key.
     """
     models = [spec for spec in profile.components if spec.kind == "model"]
     problems = []

@@ -30,6 +30,8 @@ from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
+#: How many ids of left-out records a warning names (the count says how many there are).
+SHOWN_IDS = 10
 
 log = logging.getLogger("heirloom.text")
 
@@ -433,12 +435,16 @@ class UnionSource(heirloom.Source):
         """``records`` less those repeating a held-out example, counted in a warning (and a part
         none of whose records has the ``example_keys``, a typo that would turn the check off)."""
         repeated = read = keyed = 0
+        named: list[str] = []  # a few ids, so a team can find the corrections that will not train
         for record in records:  # the held-out examples are read only when there is a record to check
             read += 1
             key = self._example(record)
             keyed += key is not None
             if key is not None and key in self._examples_held_out():
                 repeated += 1
+                record_id = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
+                if record_id is not None and len(named) < SHOWN_IDS:
+                    named.append(str(record_id))
             else:
                 yield record
         if part in self._warned:  # once per run: a train reads the split more than once
@@ -452,11 +458,12 @@ class UnionSource(heirloom.Source):
         if repeated:
             log.warning(
                 "source %r: %d training record(s) of %r repeat a validation or test example (%s) and are left "
-                "out of training, which would inflate the scores that report and compare versions",
+                "out of training, which would inflate the scores that report and compare versions%s",
                 self.name,
                 repeated,
                 part,
                 similar or f"same {keys}",
+                f" (ids: {', '.join(named)}{', ...' if repeated > len(named) else ''})" if named else "",
             )
 
     def _examples_held_out(self) -> set[tuple[str, ...]] | NearDuplicates:
