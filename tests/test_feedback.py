@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -258,6 +259,10 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     named = re.search(r"\(ids: ((?:feedback:\w+, ){9}feedback:\w+)\)", result.stderr)
     assert named and set(named[1].split(", ")) <= {entry["id"] for entry in shown("corrections", "train")}
     assert len(shown("training", "test")) == len(shown("news", "test"))  # the held-out splits are the data's
+    # data stats of the union counts labels as they will train (a team needed a new label's count)
+    stats = run_heirloom("data", "stats", str(profile), "training", "--json", env=env)
+    trains = Counter(record["label"] for record in shown("news", "train")) + Counter(neutral=1)
+    assert json.loads(stats.stdout)["labels"]["train"] == dict(sorted(trains.items())), stats.stderr
     typo = write(
         tmp_path / "typo.toml",
         PROFILE.replace(

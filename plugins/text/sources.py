@@ -196,12 +196,23 @@ class TextSource(heirloom.Source):
         return digest.hexdigest()
 
     def stats(self) -> dict[str, Any]:
-        """Records and records per label, for each split."""
-        labels = {split: Counter(r["label"] for r in self.records(split)) for split in self.splits()}
-        return {
-            "records": {split: sum(counts.values()) for split, counts in labels.items()},
-            "labels": {split: dict(sorted(counts.items())) for split, counts in labels.items()},
-        }
+        return labelled_stats(self)
+
+
+def labelled_stats(source: heirloom.Source) -> dict[str, Any]:
+    """Records per split and, when every record is a dict with a text label, records per label
+    (a union's after its check: what will train; a union of unlabelled events only counts)."""
+    records, labels, labelled = {}, {}, True
+    for split in source.splits():
+        counts: Counter[str] = Counter()
+        records[split] = 0
+        for record in source.records(split):
+            records[split] += 1
+            label = record.get("label") if isinstance(record, dict) else None
+            labelled = labelled and isinstance(label, str)
+            counts[label] += 1
+        labels[split] = dict(sorted(counts.items())) if labelled else {}
+    return {"records": records, **({"labels": labels} if labelled else {})}
 
 
 @attrs.define(kw_only=True)
@@ -340,6 +351,9 @@ class FeedbackSource(heirloom.Source):
     def splits(self) -> list[str]:
         return ["train"]
 
+    def stats(self) -> dict[str, Any]:
+        return labelled_stats(self)
+
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         if split not in (None, "train"):
             return
@@ -403,6 +417,9 @@ class UnionSource(heirloom.Source):
 
     def splits(self) -> list[str]:
         return list(dict.fromkeys(split for part in self.parts for split in part.splits()))
+
+    def stats(self) -> dict[str, Any]:
+        return labelled_stats(self)
 
     def records(self, split: str | None = None) -> Iterator[Any]:
         for part, name, unions in self._leaves(()):
