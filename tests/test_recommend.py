@@ -18,8 +18,10 @@ import pytest
 
 import heirloom
 from heirloom.wire.client import InvalidArgument, NotFound
+from heirloom_plugins.recommend.data import Histories
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.movielens import MovieLensSource
+from heirloom_plugins.recommend.protocol import measure
 from heirloom_plugins.recommend.ranking import ranking_metrics, top_k
 from heirloom_plugins.recommend.ratings_csv import RatingsCsvSource
 from heirloom_plugins.recommend.tuning import split_for_tuning
@@ -41,6 +43,25 @@ l2 = [500.0]
 text_weight = [10.0]
 tower_l2 = [30.0]
 """
+
+
+def test_held_out_pairs_a_version_trained_on_are_left_out_not_counted_as_misses():
+    """Appended ratings moved pairs a version had trained on into validation; ranking leaves
+    out what a user had in training, so ``--rescore`` counted them as the holder's misses and a
+    music service's gate promoted a clearly worse model (holder 0.2329 -> 0.1773)."""
+    train = Histories.build([("u0", 0), ("u0", 1), ("u1", 2)], ["u0", "u1", "u2"])
+    weights = np.eye(5)
+    popularity = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    held = [("u0", 3), ("u1", 4)]
+    fair = measure(weights, train, held, popularity=popularity)
+    moved = measure(weights, train, [*held, ("u0", 1), ("u1", 2), ("u2", 0)], popularity=popularity)
+    assert moved["known"] == 2 and fair["known"] == 0
+    assert moved["users"] == 3 and fair["users"] == 2  # u2 is new: its pair is a real test
+    assert measure(weights, train, [("u0", 0)], popularity=popularity)["users"] == 0  # nothing left to find
+    both = measure(weights, train, [*held, ("u0", 1), ("u1", 2)], popularity=popularity)
+    assert {name: both[name] for name in ("ndcg", "recall", "map")} == {
+        name: fair[name] for name in ("ndcg", "recall", "map")
+    }
 
 
 @pytest.fixture(scope="module")

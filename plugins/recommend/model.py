@@ -171,7 +171,8 @@ class HybridRecommender(heirloom.Model):
             "cold_ndcg_at_10": cold_ndcg if cold_users else None,
             "popularity_ndcg_at_10": baseline["ndcg"] if scored else None,
         }
-        return heirloom.Report(metrics, _report_text(metrics, main["users"], int(cold.sum()), cold_users))
+        text = _report_text(metrics, main["users"], int(cold.sum()), cold_users, int(main["known"]))
+        return heirloom.Report(metrics, text)
 
     def _cold_start(self, fitted: Fitted, cold: np.ndarray, held: list[tuple[str, int]]) -> tuple[float, int]:
         """Refit with the chosen hyper-parameters but without any interaction on a ``cold``
@@ -231,7 +232,8 @@ class HybridRecommender(heirloom.Model):
     ) -> list[list[tuple[int, float]]]:
         """The ``k`` best ``(item position, score)`` per history, history items and the
         ``excluded`` positions left out; a history that says nothing (empty, or only items
-        nobody had in training) gets the most popular items."""
+        whose rows are zeros: nobody had them in training and their text says nothing) gets the
+        most popular items."""
         fitted = self._require()
         ranked = scores(fitted.hybrid.weights, histories, fitted.popularity)
         for row, positions in enumerate(excluded or ()):
@@ -314,13 +316,17 @@ def _growth(parent: Fitted, catalogue: Catalogue, histories: Histories) -> dict[
     }
 
 
-def _report_text(metrics: dict[str, Any], users: int, cold_items: int, cold_users: int) -> str:
+def _report_text(metrics: dict[str, Any], users: int, cold_items: int, cold_users: int, known: int) -> str:
     lines = [f"ranking all items each user has not interacted with, top 10, {users} test users"]
+    if known:  # the splits moved since this version trained (appended ratings): those pairs are no test of it
+        lines.append(f"  ({known} held-out pairs this version trained on left out: it never recommends them)")
     for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "coverage"):
         shown = "n/a (no test user has held-out items)" if users == 0 else f"{metrics[name]:.4f}"
         lines.append(f"  {name:<16} {shown}")
     if users:  # the most popular items each user lacks: a model below it does not help on these data
         lines.append(f"baseline, the most popular items: ndcg_at_10 {metrics['popularity_ndcg_at_10']:.4f}")
+        if metrics["ndcg_at_10"] <= metrics["popularity_ndcg_at_10"]:
+            lines.append("  the model does not beat it here: widen the l2 grid, add item texts, or serve popularity")
     if not cold_items:
         lines.append("cold start: the data marks no cold items")
     elif not cold_users:

@@ -64,15 +64,28 @@ def ranked(
     return np.concatenate(lists) if lists else np.zeros((0, k), dtype=np.int64)
 
 
-def held_out_by_user(train: Histories, held_out: Iterable[tuple[str, int]]) -> tuple[list[np.ndarray], list[set[int]]]:
-    """For each user with held-out items: their training history (empty if unknown) and those items."""
+def held_out_by_user(
+    train: Histories, held_out: Iterable[tuple[str, int]]
+) -> tuple[list[np.ndarray], list[set[int]], int]:
+    """For each user with held-out items not in their training history: that history (empty if
+    unknown) and those items; and how many held-out pairs were in training. Ranking leaves out
+    what a user had in training, so such a pair can never be found: when a version is scored
+    again on data whose splits moved (appended ratings), its trained pairs now held out would
+    count against it and for a version that never saw them (an outside team's gate promoted a
+    worse model so)."""
     wanted: dict[str, set[int]] = defaultdict(set)
     for user, item in held_out:
         wanted[user].add(item)
     empty = np.zeros(0, dtype=np.int64)
-    users = sorted(wanted)
-    histories = [train.of(train.index[user]) if user in train.index else empty for user in users]
-    return histories, [wanted[user] for user in users]
+    histories, relevant, known = [], [], 0
+    for user in sorted(wanted):
+        history = train.of(train.index[user]) if user in train.index else empty
+        unseen = wanted[user].difference(history.tolist())
+        known += len(wanted[user]) - len(unseen)
+        if unseen:
+            histories.append(history)
+            relevant.append(unseen)
+    return histories, relevant, known
 
 
 def measure(
@@ -85,8 +98,10 @@ def measure(
     k: int = CUTOFF,
 ) -> dict[str, float]:
     """nDCG, precision, recall, MAP at ``k`` and catalogue coverage on ``held_out`` pairs
-    (without ``weights``: of the popularity ranking)."""
-    histories, relevant = held_out_by_user(train, held_out)
+    (without ``weights``: of the popularity ranking), ``users`` scored and ``known`` pairs
+    left out (in ``train`` already: see :func:`held_out_by_user`)."""
+    histories, relevant, known = held_out_by_user(train, held_out)
     top = ranked(weights, histories, k, candidates=candidates, popularity=popularity)
     items = len(weights if weights is not None else popularity)
-    return {**ranking_metrics(top, relevant, k), "coverage": coverage(top, items), "users": len(relevant)}
+    scores = ranking_metrics(top, relevant, k)
+    return {**scores, "coverage": coverage(top, items), "users": len(relevant), "known": known}
