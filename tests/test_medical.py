@@ -24,7 +24,7 @@ from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
 from heirloom_plugins.medical.patients import visits
 from heirloom_plugins.medical.record import RecordsApi, SummaryInput
-from heirloom_plugins.medical.safety import ingredients, substances
+from heirloom_plugins.medical.safety import allergy_substances, conflicts, ingredients, substances, unread
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
@@ -318,6 +318,37 @@ def test_allergies_map_to_drug_ingredients():
     assert "amoxicillin" in substances(PENICILLIN) and "penicillin" in substances("Penicillin allergy (finding)")
     assert substances("Allergy to grass pollen") == {"grass pollen"}  # Synthea's allergies rule out no drug
     assert "amoxicillin" in substances("PCN allergy")  # the clinical abbreviation
+
+
+@pytest.mark.parametrize(
+    ("display", "rules_out"),
+    [  # a second hospital's free-text allergies were neither blocked nor listed as unread
+        ("Allergy to Augmentin", "penicillin v potassium"),  # a brand; amoxicillin widens to its class
+        ("Amoxicillin/clavulanate", "penicillin v potassium"),
+        ("Allergy to amoxicillin", "penicillin v potassium"),  # one penicillin rules out the class
+        ("Beta-lactam antibiotic allergy", "cephalexin"),
+        ("Non-steroidal anti-inflammatory agent allergy", "ibuprofen"),
+        ("ASA allergy", "aspirin"),
+    ],
+)
+def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(display, rules_out):
+    assert conflicts([rules_out], allergy_substances(None, display)), display
+    assert unread([(None, display)]) == []
+
+
+def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read():
+    """ "Allergy to penicilin" (a typo) or to a drug nobody listed was read as a substance that
+    matched nothing: no drug withheld, and nothing listed for a person to check."""
+    drugs = [ingredients("Penicillin V Potassium 250 MG Oral Tablet"), ingredients("Ibuprofen 200 MG Oral Tablet")]
+    typos = ["Allergy to penicilin", "Allergy to unicorn dust", "Allergy to Zyvox"]
+    assert unread([(None, display) for display in typos], drugs) == sorted(typos)
+    synthea = [
+        *("Dander (animal) allergy", "Allergy to tree pollen", "Allergy to mould", "House dust mite allergy"),
+        *("Allergy to nut", "Shellfish allergy", "Allergy to bee venom", "Allergy to wheat", "Allergy to peanuts"),
+        *("Allergy to fish", "Latex allergy", "Allergy to eggs", "Allergy to dairy product", "Allergy to soya"),
+    ]
+    assert unread([(None, display) for display in synthea], drugs) == []
+    assert unread([(None, "Allergy to penicillin V potassium"), ("snomed:294505008", None)], drugs) == []
 
 
 def _with_allergy(records: list[Any], code: str, display: str | None) -> list[Any]:

@@ -491,7 +491,10 @@ class TreatmentModel(MultiLabelModel):
                 {"code": code, "display": fitted.names.get(code), "allergies": sorted(allergies)}
                 for code, allergies in sorted(blocked.items())
             ],
-            "unread_allergies": unread((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
+            "unread_allergies": unread(
+                ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
+                self._ingredients(fitted).values(),
+            ),
         }
 
     def _condition_columns(self, fitted: Fitted) -> dict[int, str]:

@@ -49,6 +49,20 @@ CLASSES: dict[str, tuple[str, ...]] = {
     "codeine": ("codeine",),
 }
 CLASSES["pcn"] = CLASSES["penicillin"]  # the clinical abbreviation
+CLASSES["beta-lactam"] = CLASSES["penicillin"] + CLASSES["cephalosporin"]
+CLASSES["non-steroidal anti-inflammatory"] = CLASSES["nsaid"]
+CLASSES["asa"] = CLASSES["aspirin"]  # acetylsalicylic acid
+#: Classes whose members cross-react: an allergy to one member rules out the class
+#: (an amoxicillin allergy let penicillin V be recommended).
+CROSS_REACTIVE = ("penicillin", "cephalosporin", "sulfonamide", "nsaid")
+_CLASS_OF = {member: name for name in CROSS_REACTIVE for member in CLASSES[name]}
+#: Allergens that are no drug (food, animals, plants, insects, materials): read, and they
+#: rule out no drug. Any other allergy whose substance is no drug this module or the model
+#: knows (a brand it lacks, a typo, a class it has no list for) is unread: listed for a person.
+_NOT_DRUG = re.compile(
+    r"\b(dander|animal|cat|dog|pollen|grass|tree|mou?ld|house dust|dust mites?|nuts?|peanuts?|shellfish|fish|"
+    r"crustacean|bee|wasp|venom|insect|wheat|gluten|eggs?|dairy|milk|lactose|soya?|sesame|latex|nickel|food)\b"
+)
 #: Drug-allergy codes a record may carry without a display, and their substance: SNOMED CT
 #: findings, and the ICD-10 (-CM) allergy statuses a hospital coding in ICD-10 records.
 ALLERGY_CODES: dict[str, str] = {
@@ -83,6 +97,12 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "toprol": ("metoprolol succinate",),
     "colcrys": ("colchicine",),
     "aricept": ("donepezil hydrochloride",),
+    "augmentin": ("amoxicillin", "clavulanate"),
+    "advil": ("ibuprofen",),
+    "motrin": ("ibuprofen",),
+    "aleve": ("naproxen",),
+    "bactrim": ("sulfamethoxazole", "trimethoprim"),
+    "keflex": ("cephalexin",),
 }
 _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|abuse-deterrent|\d+\w*)$")
 _STOP = re.compile(r"^(\d|oral|topical|injectable|injection|extended|prefilled|auto|transdermal|nasal|inhal)")
@@ -121,9 +141,18 @@ def substances(display: str | None) -> frozenset[str]:
     named = " ".join(_ALLERGY_WORDS.sub(" ", text).split())
     if not named:
         return frozenset()
-    found = {named, *CLASSES.get(named, ())}
-    for word in named.split():
-        found.update(CLASSES.get(word.removesuffix("s"), ()))
+    found = {named, *CLASSES.get(named, ()), *BRANDS.get(named, ())}
+    found.update(part.strip() for part in named.split("/") if part.strip())  # amoxicillin/clavulanate
+    for name, members in CLASSES.items():  # a class named in a longer display (agent, drug, antibiotic...)
+        if " " in name and name in named:
+            found.update(members)
+    for word in named.replace("/", " ").split():
+        word = word.removesuffix("s") if word.removesuffix("s") in CLASSES else word
+        found.update(CLASSES.get(word, ()), BRANDS.get(word, ()))
+        if word in BRANDS:
+            found.add(word)
+    for substance in list(found):
+        found.update(CLASSES.get(_CLASS_OF.get(substance, ""), ()))
     return frozenset(found)
 
 
@@ -133,9 +162,26 @@ def allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
     return substances(display) | (substances(by_code) if by_code else frozenset())
 
 
-def unread(allergies: Iterable[tuple[str | None, str | None]]) -> list[str]:
-    """The ``(code, display)`` allergies that map to no substance, by display or code."""
-    missing = {display or code or "(no code)" for code, display in allergies if not allergy_substances(code, display)}
+#: The drug substances this module knows by name (classes, their members, brands, coded allergies).
+KNOWN_DRUGS = frozenset(
+    [*CLASSES, *(m for members in CLASSES.values() for m in members), *BRANDS, *ALLERGY_CODES.values()]
+    + [i for parts in BRANDS.values() for i in parts]
+)
+
+
+def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[Iterable[str]] = ()) -> list[str]:
+    """The ``(code, display)`` allergies no filter can promise safety against: those that map
+    to no drug ``KNOWN_DRUGS`` or the ``drugs`` (ingredient lists) name, and to no allergen
+    that is no drug. "Allergy to Augmentin" before the brand was known, a misspelt
+    "penicilin", a class without a list: a person checks them by hand."""
+    known = KNOWN_DRUGS | {ingredient for parts in drugs for ingredient in parts}
+    missing = set()
+    for code, display in allergies:
+        found = allergy_substances(code, display)
+        named = " ".join(_ALLERGY_WORDS.sub(" ", _QUALIFIER.sub(" ", (display or "").lower())).split())
+        drug = any(s == k or k.startswith(f"{s} ") for s in found for k in known)
+        if not drug and not (named and not ALLERGY_CODES.get(code or "") and _NOT_DRUG.search(named)):
+            missing.add(display or code or "(no code)")
     return sorted(missing)
 
 
