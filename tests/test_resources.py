@@ -221,6 +221,8 @@ def test_a_client_over_its_rate_is_refused_while_another_is_served(serve, worker
         assert 10 <= len(refused) <= 15 and all(isinstance(e, ResourceExhausted) for e in refused)
         assert all("over its rate limit (5 requests/s)" in e.message and e.retry_after_ms > 0 for e in refused)
         assert [polite.call("echo.echo", i) for i in range(3)] == [0, 1, 2]
+        # a load balancer probing through the busy client's connection (an HTTP gateway's) is not refused
+        assert greedy.call("_health")["live"] and "ready" in greedy.call("_ready")
         time.sleep(max(e.retry_after_ms for e in refused) / 1000)
         assert greedy.call("echo.echo", "again") == "again"  # the hint is honest
         network = polite.call("_stats")["network"]

@@ -19,6 +19,7 @@ import heirloom
 from heirloom.wire.client import DeadlineExceeded, InvalidArgument, RemoteError, ResourceExhausted, Unavailable
 from heirloom.wire.protocol import CONTROL, packb
 from heirloom.wire.server import TAG_BYTES
+from heirloom.wire.stats import BATCH_BUCKETS, SECONDS_BUCKETS
 from tests.daemons import PROFILE, Daemon
 from tests.helpers import HEIRLOOM, free_tcp_address, run_heirloom, write
 
@@ -393,6 +394,63 @@ def test_a_peer_naming_a_local_workers_pid_cannot_get_it_killed(tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_broker(tmp_path):
+    """An attack on a tcp worker endpoint without Curve: 1,000 route names of 4,000 characters
+    made one unknown route's did-you-mean block the broker 13 s, and its healthy local workers
+    were SIGKILLed for the silence; 200 peers each leaving valid counts of 2**53 made the kept
+    sums pass 2**64 and ``_stats`` INTERNAL for good; 50 peers took it to 2.2 GB; any peer's
+    GONE set the start failure every client read; the workers' secret stayed in their environment."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
+    context = zmq.Context()
+    peers = []
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20) as client:
+            pids = _worker_pids(client)
+            for _ in range(8):  # taken out of the environment: nothing a plugin starts inherits it
+                assert "HEIRLOOM_LOCAL_WORKER" not in client.call("t.environment")
+            long_names = [{"name": f"t.{i:04d}" + "x" * 4000, "admin": False} for i in range(300)]  # 1.2 MB
+            rogue = context.socket(zmq.DEALER)
+            rogue.connect(worker_address)
+            rogue.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 7, "ready": True, "routes": long_names})])
+            assert client.call("t.slow", {"ms": 1}) == {"slept_ms": 1}  # _stats now reads t.slow's worker numbers
+            count = 2**53
+            seconds = {"bounds": list(SECONDS_BUCKETS), "counts": [count] * (len(SECONDS_BUCKETS) + 1), "sum": 1.0}
+            batches = {"bounds": list(BATCH_BUCKETS), "counts": [count] * (len(BATCH_BUCKETS) + 1), "sum": 1.0}
+            totals = {"requests": {"OK": count}, "latency": seconds, "queue": seconds, "batch": batches}
+            snapshot = {"routes": {"t.slow": totals}}
+            peers = [context.socket(zmq.DEALER) for _ in range(140)]
+            for peer in peers:
+                peer.connect(worker_address)
+            for _ in range(2):  # each leaves its counts behind when it goes; 128 are tracked at once
+                for i, peer in enumerate(peers):
+                    peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 1000 + i, "metrics": snapshot})])
+                deadline = time.monotonic() + 30
+                while "ignored a new worker: 128 are connected" not in daemon.log():
+                    assert time.monotonic() < deadline, daemon.log()
+                    time.sleep(0.2)
+                for peer in peers:
+                    peer.send_multipart([CONTROL, b"GONE", packb({"pid": 1, "error": "visit http://evil.example"})])
+                while len(client.call("_ready")["workers"]) > 2:
+                    assert time.monotonic() < deadline, daemon.log()
+            with pytest.raises(RemoteError, match=r"no route 't\.nothing'"):
+                client.call("t.nothing")
+            stats = client.call("_stats")  # INTERNAL (OverflowError) for good, before
+            assert stats["start_failure"] is None and client.call("_ready")["start_failure"] is None
+            assert stats["routes"]["t.slow"]["batch_sizes"]["batches"] < 2**64
+            time.sleep(4)  # three heartbeats: a stall of the broker's would have read as the workers' silence
+            assert _worker_pids(client) == pids
+        log = daemon.log()
+        assert "heartbeat.routes holds an entry that is not a route description" in log
+        assert "killed for its silence" not in log and "Traceback" not in log
+    finally:
+        for peer in peers:
+            peer.close(linger=0)
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
 def test_a_broker_holds_at_most_forward_backlog_mb_of_large_requests_for_its_workers(tmp_path):
     """The broker read every request up to the in-flight limit and held it for its workers:
     800 echoes of 900 KB took it to 741 MB. Past the budget a large request is refused at once."""
@@ -559,6 +617,12 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
             forger.send_multipart([tagged[:TAG_BYTES] + b"\x00", packb({}), packb("forged")])
             time.sleep(0.3)
             stray.send_multipart([tagged[:TAG_BYTES] + b"\x77", packb({}), packb(None)])
+            with pytest.raises(Unavailable, match="its worker sent a reply the broker cannot read"):
+                pending.result(timeout=5)
+            pending = client.submit("t.slow", {"ms": 1})  # a known status with no header: forwarded bare, before
+            assert stray.poll(10_000), daemon.log()
+            tagged, *_ = stray.recv_multipart()
+            stray.send_multipart([tagged[:TAG_BYTES] + b"\x00"])
             with pytest.raises(Unavailable, match="its worker sent a reply the broker cannot read"):
                 pending.result(timeout=5)
             stray.close(linger=0)

@@ -151,6 +151,12 @@ class TestingApi(heirloom.Api):
             heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
+            heirloom.Route(
+                "environment",
+                handler=lambda body: sorted(name for name in os.environ if name.startswith("HEIRLOOM_")),
+                inline=True,
+                description="The HEIRLOOM_ variables a subprocess this process starts would inherit.",
+            ),
             *[heirloom.Route("pid", handler=lambda body: 0)] * self.pid_twice,
             heirloom.Route("unpackable", handler=unpackable, inline=True, description="What msgpack cannot pack."),
             heirloom.Route("unpackable_off_loop", handler=unpackable),

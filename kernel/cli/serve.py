@@ -170,8 +170,10 @@ def worker_command(
         fail("error: --curve-secret and --curve-server go together", 2)
     resolved = resolve_or_exit(profile, overrides)
     from heirloom.wire.daemon import exit_process, run_server
+    from heirloom.wire.local_workers import take_token
 
     curve = worker_curve(curve_secret, curve_server)  # first: out of the environment before any plugin runs
+    take_token()  # the local worker's secret too
     system = get_kernel().system(resolved, serve_models=True)
     exit_process(run_server(system, resolved.settings["server"], connect=connect, curve=curve))
 

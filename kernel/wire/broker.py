@@ -35,7 +35,17 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
-from heirloom.wire.broker_workers import LOAD, KeyRoutes, Worker, not_sent, read_heartbeat, served_routes, start_failure
+from heirloom.wire.broker_workers import (
+    LOAD,
+    MAX_HEARTBEAT_ROUTES,
+    KeyRoutes,
+    Worker,
+    not_sent,
+    read_heartbeat,
+    served_routes,
+    start_failure,
+    worker_argv,
+)
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
@@ -77,6 +87,8 @@ STOP_SECONDS = 10.0
 LARGE_REQUEST = 64 << 10
 #: Route names the broker remembers as served once (UNAVAILABLE, not NOT_FOUND, while no worker serves them).
 MAX_ROUTES = 10_000
+#: Workers a broker keeps track of at once (a new one past them is ignored, said once a minute).
+MAX_WORKERS = 128
 
 
 class Broker(BrokerRoutes):
@@ -126,7 +138,7 @@ class Broker(BrokerRoutes):
         self.backend.setsockopt(zmq.SNDHWM, 0)
         self._to_worker = sender(self.backend, nonblocking=True)
         self._from_clients = receiver(self.frontend, with_user=curve is not None)
-        self._unreadable = Every(60.0)
+        self._unreadable, self._crowded = Every(60.0), Every(60.0)
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
         #: route -> the ready workers that serve it: a request never goes to one that does not
@@ -158,8 +170,9 @@ class Broker(BrokerRoutes):
         self.started_at = time.time()
         #: Workers the resource manager placed (None: local processes); placed before the
         #: caller installs its signal handlers, so a cluster client's own handlers yield to them.
-        self.pool: WorkerPool | None = place_workers(self._worker_argv()) if place_workers is not None else None
-        self.local = LocalWorkers(self._worker_argv(), settings.workers if self.pool is None else 0)
+        self._worker_argv = worker_argv(profile_ref, self.worker_address, log_format, overrides, settings.grace)
+        self.pool: WorkerPool | None = place_workers(self._worker_argv) if place_workers is not None else None
+        self.local = LocalWorkers(self._worker_argv, settings.workers if self.pool is None else 0)
 
     # -- lifecycle -----------------------------------------------------------------------
     def request_drain(self) -> None:
@@ -218,27 +231,13 @@ class Broker(BrokerRoutes):
             except zmq.ZMQError:  # gone since its last heartbeat: their absence will say so
                 log.debug("could not tell worker pid %d %s", worker.pid, command)
 
-    def _worker_argv(self) -> list[str]:
-        """``heirloom worker`` arguments that connect a worker to this broker."""
-        argv = [
-            "worker",
-            self.profile_ref,
-            "--connect",
-            self.worker_address,
-            "--log-format",
-            self.log_format,
-            "--log-level",  # the broker's own, as `serve --log-level` set it
-            logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-        ]
-        for override in self.overrides:
-            argv += ["--set", override]
-        return [*argv, "--set", f"server.grace={self.settings.grace}"]  # serve --grace reaches the workers too
-
     def _check_workers(self, now: float) -> None:
         if self.pool is not None and not self.draining:
             self.pool.observe(len(self.forwarded), len(self._ready))
         for pid, code, reason in self.local.reap(now, respawn=not self.draining):
             self._forget_pid(pid, code, reason)
+        if any(now - w.last_seen > w.silence for w in self.workers.values()):  # read what a stall of ours held back
+            drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
         silent = [w for w in self.workers.values() if now - w.last_seen > w.silence]
         for worker in silent:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
@@ -298,7 +297,7 @@ class Broker(BrokerRoutes):
         if forwarded is None or forwarded[0].identity != frames[0]:
             return  # answered already (its worker was declared dead meanwhile), or sent to another peer
         code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
-        if code is None:  # not a reply a worker sends: its request fails now rather than at its deadline
+        if code is None or len(frames) < 4:  # no reply a worker sends (a status, a header, a body): fail it now
             return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
         del self.forwarded[tag]
         if self._large:
@@ -314,8 +313,9 @@ class Broker(BrokerRoutes):
         """A worker drained and stopped, or (``failure``) its system did not start."""
         message, said = start_failure(failure) if failure is not None else ({}, None)
         pid = message.get("pid") if self.local.vouches(message) else None  # one of ours, not a peer naming it
-        if said is not None:
-            self.start_failure = said
+        if said is not None:  # a peer's text is logged, not shown to every client as the daemon's state
+            if pid is not None or not self.local.count:  # with local workers, only theirs
+                self.start_failure = said
             log.error("%s", said)
         if pid is not None:  # its exit 1, reaped later, is this loss: counted once, not unclean
             self._counted[pid] = START_FAILED
@@ -334,6 +334,9 @@ class Broker(BrokerRoutes):
             return
         worker = self.workers.get(identity)
         if worker is None:
+            if len(self.workers) >= MAX_WORKERS:  # made-up peers on an open endpoint: each holds a snapshot
+                self._crowded.log(log, logging.WARNING, "ignored a new worker: %d are connected", MAX_WORKERS)
+                return
             worker = self.workers[identity] = Worker(identity)
             log.info("worker pid %s connected", status.get("pid"))
         was_ready, routes_before = worker.ready, worker.status.get("routes")
@@ -389,8 +392,8 @@ class Broker(BrokerRoutes):
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
             key, _ = header_options(header)  # the header's own fields: checked first (the worker applies the deadline)
-            vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
+            vet_sender(self.curve, self.buckets, user, envelope, frames, route if type(route) is str else None)
             info = self.routes.get(route) if type(route) is str else None
             if info is None:
                 route = header_route(header)
@@ -462,7 +465,8 @@ class Broker(BrokerRoutes):
             return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
         if route in self._served_once:
             return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
-        message = f"no route {route!r}{did_you_mean(route, self.routes)} (call _routes for the list)"
+        hint = did_you_mean(route, self.routes) if len(self.routes) <= MAX_HEARTBEAT_ROUTES else ""  # peers' names
+        message = f"no route {route!r}{hint} (call _routes for the list)"
         return RequestError(NOT_FOUND, message, "header.route")
 
     def _check_admin(self, route: str, user: str | None) -> None:

@@ -14,8 +14,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from heirloom.wire.builtin_routes import for_clients, local_token, worker_status
-from heirloom.wire.local_workers import PARENT_ENV
+from heirloom.wire.builtin_routes import for_clients, worker_status
+from heirloom.wire.local_workers import PARENT_ENV, local_token
 from heirloom.wire.protocol import CONTROL, packb
 
 if TYPE_CHECKING:

@@ -8,7 +8,9 @@ broker every client depends on.
 
 from __future__ import annotations
 
+import logging
 import operator
+import re
 import time
 from collections import OrderedDict
 from typing import Any
@@ -23,6 +25,9 @@ from heirloom.wire.protocol import UNAVAILABLE, RequestError, decoding_error, un
 MAX_HEARTBEAT_ROUTES = 1_000
 #: How deep a heartbeat may nest (a worker's own is a few levels; 1,000 broke ``_ready``).
 MAX_HEARTBEAT_DEPTH = 16
+#: The largest heartbeat read (a worker of 50 routes sends a few KB): the broker keeps each
+#: worker's last one, so with ``MAX_WORKERS`` this bounds what peers can make it hold.
+MAX_HEARTBEAT_BYTES = 2 << 20
 #: The heartbeat keys the broker reads, and the types they must have when present.
 _FIELDS: dict[str, type | tuple[type, ...]] = {
     "pid": int,
@@ -60,10 +65,32 @@ class Worker:
 
 #: The admin route that changes how many workers a placing resource manager keeps.
 SCALE_ROUTE = "_scale"
+#: What a route's full name may be (``api.method``: a component name, a dot, a route name):
+#: a heartbeat naming 1,000 routes of 4,000 characters each made one did-you-mean take 13 s.
+FULL_ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,201}")
+
+
+def worker_argv(profile_ref: str, address: str, log_format: str, overrides: tuple[str, ...], grace: float) -> list[str]:
+    """``heirloom worker`` arguments that connect a worker to a broker at ``address``."""
+    argv = [
+        "worker",
+        profile_ref,
+        "--connect",
+        address,
+        "--log-format",
+        log_format,
+        "--log-level",  # the broker's own, as `serve --log-level` set it
+        logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+    ]
+    for override in overrides:
+        argv += ["--set", override]
+    return [*argv, "--set", f"server.grace={grace}"]  # serve --grace reaches the workers too
 
 
 def read_heartbeat(frame: bytes) -> dict[str, Any]:
     """A heartbeat's status map; ValueError saying what is wrong with it."""
+    if len(frame) > MAX_HEARTBEAT_BYTES:
+        raise ValueError(f"the heartbeat is {len(frame)} bytes; at most {MAX_HEARTBEAT_BYTES} are read")
     try:
         status = unpackb(frame)
     except Exception as exc:  # noqa: BLE001 - msgpack raises several types; each is a bad frame
@@ -89,7 +116,10 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
 
 def _describes_route(route: Any) -> bool:
     """Whether ``route`` has what the broker reads of a route's description (``Endpoint.describe``)."""
-    return isinstance(route, dict) and isinstance(route.get("name"), str) and isinstance(route.get("admin"), bool)
+    name = route.get("name") if isinstance(route, dict) else None
+    return (
+        isinstance(name, str) and FULL_ROUTE_NAME.fullmatch(name) is not None and isinstance(route.get("admin"), bool)
+    )
 
 
 def describe_workers(workers: list[Worker], placed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from heirloom.core.components import Api, Route
 from heirloom.core.quota import MIB
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire import manager_calls
-from heirloom.wire.local_workers import TOKEN_ENV
+from heirloom.wire.local_workers import local_token
 from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import HEADER_LIMIT, INVALID_ARGUMENT, NIL, RequestError, without_paths
 
@@ -143,12 +143,6 @@ def worker_status(daemon: Server) -> dict[str, Any]:
         "metrics": daemon_snapshot(daemon),
         **local_token(),
     }
-
-
-def local_token() -> dict[str, str]:
-    """``{"local": secret}`` for a worker its broker spawned (the secret is in its environment)."""
-    token = os.environ.get(TOKEN_ENV)
-    return {"local": token} if token else {}
 
 
 def models_status(system: System) -> dict[str, dict[str, Any]]:

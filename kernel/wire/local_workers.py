@@ -24,6 +24,23 @@ log = logging.getLogger("heirloom.wire.broker")
 PARENT_ENV = "HEIRLOOM_PARENT_BROKER"
 #: The secret a local worker's heartbeats carry, so that the broker knows its own processes.
 TOKEN_ENV = "HEIRLOOM_LOCAL_WORKER"
+#: This worker's secret once taken out of its environment (``take_token``).
+_TAKEN: dict[str, str] = {}
+
+
+def take_token() -> None:
+    """Move the secret out of the environment as a worker starts: nothing it starts (a
+    plugin's subprocess) inherits it; ``local_token`` reads it from here."""
+    token = os.environ.pop(TOKEN_ENV, "")
+    if token:
+        _TAKEN["local"] = token
+
+
+def local_token() -> dict[str, str]:
+    """``{"local": secret}`` for a worker its broker spawned, else ``{}``."""
+    return dict(_TAKEN)
+
+
 RESPAWN_BACKOFF_MAX = 30.0
 #: A worker that lived this long before exiting starts its failure count afresh.
 STABLE_SECONDS = 60.0

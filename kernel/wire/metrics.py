@@ -161,6 +161,8 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
         dropped += snapshot.get("dropped_frames", 0)
         unrouted.update(snapshot.get("refused_unrouted", {}))
         for name, totals in snapshot.get("routes", {}).items():
+            if name not in routes and len(routes) >= MAX_RETIRED_ROUTES:  # many peers, each naming its own
+                continue
             into = routes.setdefault(name, {"requests": Counter(), "queue_depth": 0})
             into["requests"].update(totals["requests"])
             for key in HISTOGRAMS:
@@ -173,10 +175,10 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
             waiting.update(snapshot.get("waiting_models", []))
             stale.update(snapshot.get("stale_models", []))
     return {
-        "routes": {name: {**totals, "requests": dict(totals["requests"])} for name, totals in routes.items()},
+        "routes": {name: {**totals, "requests": _capped(totals["requests"])} for name, totals in routes.items()},
         "in_flight": in_flight,
-        "dropped_frames": dropped,
-        "refused_unrouted": dict(unrouted),
+        "dropped_frames": min(dropped, MAX_COUNT),
+        "refused_unrouted": _capped(unrouted),
         "models": [{"model": m, "ref": r, "digest": d, "count": n} for (m, r, d), n in sorted(models.items())],
         "waiting_models": sorted(waiting),
         "stale_models": sorted(stale),
@@ -263,9 +265,15 @@ def _add_histograms(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[
         return total
     return {
         "bounds": total["bounds"],
-        "counts": [a + b for a, b in zip(total["counts"], more["counts"], strict=True)],
-        "sum": total["sum"] + more["sum"],
+        "counts": [min(a + b, MAX_COUNT) for a, b in zip(total["counts"], more["counts"], strict=True)],
+        "sum": float(total["sum"] + more["sum"]),
     }
+
+
+def _capped(counts: dict[str, int]) -> dict[str, int]:
+    """Summed counts held at ``MAX_COUNT``: the sum of many valid snapshots (the gone workers'
+    kept for good) passed 2**64, and ``_stats`` failed for good on packing it."""
+    return {key: min(count, MAX_COUNT) for key, count in counts.items()}
 
 
 # -- the Prometheus side ----------------------------------------------------------------------

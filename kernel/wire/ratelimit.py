@@ -81,12 +81,24 @@ class ClientBuckets:
         }
 
 
+#: Routes no rate limit refuses: a load balancer's probes, which share a gateway's (or a
+#: proxy's) connection with its busy users and must not read a busy daemon as a failing one.
+#: Refusing one costs the I/O thread what answering it does.
+PROBES = frozenset({"_health", "_ready"})
+
+
 def vet_sender(
-    curve: CurveServer | None, buckets: ClientBuckets | None, user: Any, envelope: list[Any], frames: list[Any]
+    curve: CurveServer | None,
+    buckets: ClientBuckets | None,
+    user: Any,
+    envelope: list[Any],
+    frames: list[Any],
+    route: Any,
 ) -> None:
     """What the server and the broker check of every request's sender before routing it: a
-    Curve key still authorised (``user`` is None without Curve), then its rate limits."""
+    Curve key still authorised (``user`` is None without Curve), then its rate limits (not
+    for the ``PROBES``)."""
     if user is not None and not curve.is_client(user):  # type: ignore[union-attr]  # a user only with Curve
         raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
-    if buckets is not None:
+    if buckets is not None and route not in PROBES:
         buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))

@@ -316,8 +316,8 @@ class Server:
             header = read_header(frames[head])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
             key, budget = header_options(header)  # the header's own fields: checked first
-            vet_sender(self.curve, self.buckets, user, envelope, frames)
             route = header.get("route")
+            vet_sender(self.curve, self.buckets, user, envelope, frames, route if type(route) is str else None)
             endpoint = self.router.endpoints.get(route) if type(route) is str else None
             if endpoint is None:
                 endpoint = self.router.lookup(header_route(header), self._installed)

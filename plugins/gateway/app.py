@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -54,6 +55,7 @@ from heirloom_plugins.gateway.front import (
 from heirloom_plugins.gateway.openapi import openapi
 from heirloom_plugins.gateway.routes import Routes, RouteTable
 
+log = logging.getLogger("heirloom.gateway")
 DEADLINE_HEADER = "heirloom-deadline-ms"
 #: The request's idempotency key (the wire's ``idempotency_key``: a retry meets the first attempt).
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -331,8 +333,21 @@ class Gateway:
         return HTMLResponse(docs_page(openapi(await self.public_table(request), bool(self.tokens))))
 
     async def public_table(self, request: Request) -> RouteTable:
-        """The table for the pages that need no token, read within the request's budget."""
-        return await self.routes.table(self.client(self.anonymous), self.deadline(request.headers))
+        """The table for the pages that need no token, read within the request's budget; with a
+        Curve daemon on the first token's connection whose key it admits (a first key it refused
+        made /openapi.json and /docs 401 for everyone)."""
+        timeout = self.deadline(request.headers)
+        names = list(self.tokens) if self.anonymous is not None else [None]
+        for _ in names[:-1]:  # the last try's refusal is the reply
+            try:
+                return await self.routes.table(self.client(self.anonymous), timeout)
+            except heirloom.RemoteError as refused:
+                if refused.code != "UNAUTHENTICATED":
+                    raise
+                place = names.index(self.anonymous)
+                log.warning("the daemon refuses the Curve key of token %d of [tokens]: trying the next", place + 1)
+                self.anonymous = names[(place + 1) % len(names)]
+        return await self.routes.table(self.client(self.anonymous), timeout)
 
     async def console_index(self, request: Request) -> Response:
         table = await self.routes.table(self.caller(request.headers), self.deadline(request.headers))
