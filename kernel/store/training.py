@@ -377,13 +377,16 @@ def train(
 @contextlib.contextmanager
 def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> Iterator[None]:
     """A fit refusing a parent of another model type (``the parent is not a text-classifier
-    state``) names the ``inherit`` key and what the parent is: the model cannot know either."""
+    state``) names the ``inherit`` key and what the parent is: the model cannot know either.
+    Only an error that speaks of the parent: a retriever inheriting an encoder is normal, and
+    its data errors were blamed on ``inherit``."""
     try:
         yield
     except HeirloomError as exc:
-        if parent is None or parent.model_type == spec.use or isinstance(exc, SourceReadError):
+        foreign = parent is not None and parent.model_type != spec.use
+        if not foreign or isinstance(exc, SourceReadError) or "parent" not in str(exc):
             raise
-        raise HeirloomError(f"{spec.key}.inherit: {parent.ref} is a {parent.model_type} model: {exc}") from None
+        raise HeirloomError(f"{spec.key}.inherit: {parent.ref} is of model type {parent.model_type}: {exc}") from None
 
 
 def fit(model: Any, source: Source, source_name: str, parent_state: State | None, progress: Progress) -> None:

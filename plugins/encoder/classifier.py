@@ -252,6 +252,18 @@ class EncoderClassifier(EncoderModel):
                 + ", ".join(f"{name} {c.validation['oos_recall']:.3f}" for name, c in candidates.items())
                 + ")"
             )
+            if rule.validation["oos_recall"] == 0:  # a team's retrain served a rule that handed off nothing
+                progress.log(
+                    "warning: no reject rule rejects any held-out text within max_accuracy_drop: this version "
+                    "will hardly hand anything off; add in-scope examples, or serve an alias and promote it only "
+                    "after checking oos_recall (docs/SUPPORT.md)"
+                )
+            elif rule.validation["oos_recall"] == 1 and rule.validation["in_scope_accuracy"] == 1:
+                progress.log(
+                    "warning: validation is perfect (every held-out text rejected, every in-scope one right): "
+                    "validation texts likely repeat training ones (templated or augmented data), and the rule "
+                    "may reject most new phrasings; validate on texts written apart (docs/SUPPORT.md)"
+                )
         selection = {
             "validation_accuracy": accuracies,
             "best_epochs": best_epoch + 1,

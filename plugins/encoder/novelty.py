@@ -46,14 +46,16 @@ class LabelWords:
 
     def scores(self, texts: Sequence[str], predicted: Sequence[int]) -> list[float]:
         """Minus the share of each text's word weight on words ``predicted[i]`` never used
-        (0: every word known to that label; -1: none; a text without words scores 0)."""
+        (0: every word known to that label; -1: none). A text without words of any weight (an
+        emoji, "???", only words every label uses) scores -1: nothing in it says it belongs,
+        and at 0 a mixture rule could never reject it, whatever its probability."""
         result = []
         for text, label in zip(texts, predicted, strict=True):
             weighted = [(self.weights.get(word, self.unseen), word) for word in words(text)]
             total = sum(weight for weight, _ in weighted)
             vocabulary = self.vocabularies[label]
             foreign = sum(weight for weight, word in weighted if word not in vocabulary)
-            result.append(-foreign / total if total else 0.0)
+            result.append(-foreign / total if total else -1.0)
         return result
 
     def to_json(self) -> list[list[str]]:

@@ -20,6 +20,7 @@ label, as a person's resolution of a handed-off query gives it).
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     import numpy
     import torch
 
+log = logging.getLogger("heirloom.encoder")
 FORMAT = "heirloom.encoder-retriever/1"
 #: The grids the validation queries choose from.
 BM25_GRID = ((0.9, 0.4), (1.2, 0.75), (1.5, 0.75), (2.0, 0.9))
@@ -68,14 +70,21 @@ class Corpus:
             else:
                 queries.append((position, text, field(record, "label"), field(record, "answer_id")))
         by_id = {doc["id"]: doc["label"] for doc in documents}
-        texts, labels = [], []
+        texts, labels, stale = [], [], []
         for position, text, label, answer_id in queries:
-            if label is None and answer_id not in by_id:
-                raise heirloom.HeirloomError(
-                    f"encoder-retriever: query {position} names no 'label' and no known 'answer_id' ({answer_id!r})"
-                )
+            if label is None and answer_id is None:
+                raise heirloom.HeirloomError(f"encoder-retriever: query {position} names no 'label' and no 'answer_id'")
+            if label is None and answer_id not in by_id:  # a resolution naming an entry removed since: not learnt
+                stale.append(str(answer_id))
+                continue
             texts.append(text)
             labels.append(str(label) if label is not None else by_id[answer_id])
+        if stale:
+            log.warning(
+                "encoder-retriever: %d training query(ies) name an answer the documents no longer hold, left out: %s",
+                len(stale),
+                ", ".join(sorted(set(stale))[:10]),
+            )
         return cls(documents, texts, labels)
 
 

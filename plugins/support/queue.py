@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import heirloom
-from heirloom_plugins.support.sources import handoff_fault, waiting_intents
-
-DECISION_KEYS = ("intent", "answer_id", "new_intent")
+from heirloom_plugins.support.sources import decide, handoff_fault, waiting_intents
 
 
 class HandoffQueue:
@@ -38,8 +36,8 @@ class HandoffQueue:
                 self._offsets[entry["id"]] = offset
             elif entry["type"] == "acceptance":
                 self._accepted.add(entry["intent"])
-            elif entry["id"] in self._offsets:  # a resolution: the latest one wins
-                self._decisions[entry["id"]] = {key: entry[key] for key in DECISION_KEYS if entry.get(key)}
+            elif entry["id"] in self._offsets:  # a resolution: the latest intent and the latest answer win
+                self._decisions[entry["id"]] = decide(self._decisions.get(entry["id"]), entry)
 
     def holds(self, handoff_id: str) -> bool:
         with self._lock:

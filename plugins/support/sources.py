@@ -250,7 +250,7 @@ class HandoffSource(heirloom.Source):
     """What people decided about the queries a ``support`` api handed off, as training
     records (all in ``train``): ``kind = "intent"`` gives ``{"text", "label"}`` for an
     intent model, ``kind = "answer"`` gives ``{"role": "query", "text", "answer_id"}`` for
-    a retriever. The latest resolution of a query wins."""
+    a retriever. A query's latest intent and latest answer win, each (``decide``)."""
 
     #: The support api whose handoff log to read (its component name).
     api: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -294,7 +294,13 @@ class HandoffSource(heirloom.Source):
                 }
 
     def fingerprint(self) -> str:
-        return _digest({"type": "handoffs", "kind": self.kind}, self.log_path)
+        """The records this source trains, not the log's bytes: a new open handoff, or a
+        resolution left out (waiting for its intent), changes no training record, and a train
+        with nothing new stores nothing (every queued handoff refitted and stored a version)."""
+        digest = hashlib.sha256(json.dumps({"type": "handoffs", "kind": self.kind}).encode())
+        for record in self.records("train"):
+            digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+        return digest.hexdigest()
 
 
 def waiting_intents(decisions: Iterable[dict[str, Any]], accepted: set[str]) -> Counter[str]:
@@ -302,8 +308,21 @@ def waiting_intents(decisions: Iterable[dict[str, Any]], accepted: set[str]) -> 
     return Counter(d["intent"] for d in decisions if d.get("new_intent") and d["intent"] not in accepted)
 
 
+def decide(earlier: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
+    """A handoff's decision once ``entry`` (a resolution) is read: the latest intent and the
+    latest answer, each kept (a person records both: an answer recorded after the intent
+    dropped the intent, and the intent model never learnt it)."""
+    decision = dict(earlier or {})
+    if entry.get("intent"):
+        decision.pop("new_intent", None)
+        decision.update((key, entry[key]) for key in ("intent", "new_intent") if entry.get(key))
+    if entry.get("answer_id"):
+        decision["answer_id"] = entry["answer_id"]
+    return decision
+
+
 def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict[str, Any]], set[str]]:
-    """``({id: text}, {id: latest resolution}, accepted new intents)`` of a handoff log's entries."""
+    """``({id: text}, {id: its decision}, accepted new intents)`` of a handoff log's entries."""
     texts: dict[str, str] = {}
     decisions: dict[str, dict[str, Any]] = {}
     accepted: set[str] = set()
@@ -313,7 +332,7 @@ def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[st
         elif entry.get("type") == "acceptance":
             accepted.add(entry["intent"])
         elif entry.get("type") == "resolution" and entry.get("id") in texts:
-            decisions[entry["id"]] = entry
+            decisions[entry["id"]] = decide(decisions.get(entry["id"]), entry)
     return texts, decisions, accepted
 
 
