@@ -173,6 +173,7 @@ def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
     [
         *((label, "surrounding") for label in (" negative", "negative ", "a\nb", "x\x00", "ab\u202ecd", "neg\u3164")),
         *((label, "is blank") for label in ("\u200b", "\u3164")),
+        ("neutr\u0061\u0301l", "is not in Unicode NFC"),  # an attack: the decomposed twin of a label became a class
     ],
 )
 def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_are_allowed(label, said):

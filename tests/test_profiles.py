@@ -333,6 +333,9 @@ def test_an_empty_serve_or_inherit_in_a_child_profile_unsets_what_its_parent_set
     assert (model.keys.serve, model.keys.inherit) == (None, None)
     [model] = [spec for spec in kernel.resolve(str(tmp_path / "base.toml")).components if spec.kind == "model"]
     assert (model.keys.serve, model.keys.inherit) == ("production", "other/m@production")
+    # a trailing line break passed the check (re's $ matches before it) and failed only at serve
+    with pytest.raises(heirloom.ProfileError, match=r"models\.m\.serve: 'serve' must be a version or alias"):
+        kernel.resolve(str(child), ["models.m.serve=production\n"])
 
 
 def test_invalid_toml_names_the_file(tmp_path, kernel):

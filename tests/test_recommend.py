@@ -757,6 +757,7 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.event", {"user": "u1", "item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
         ("recs.event", {"user": "u1", "item": "50", "value": float("inf")}, InvalidArgument, "body.value", "finite"),
         ("recs.event", {"item": "50"}, InvalidArgument, "body.user", "required"),
+        ("recs.event", {"user": "u1", "item": "50", "kind": "\u200b"}, InvalidArgument, "body.kind", "blank"),
         ("recs.event", {"user": " ", "item": "50"}, InvalidArgument, "body.user", "1 to 256 characters"),
         ("recs.event", {"user": True, "item": "50"}, InvalidArgument, "body.user", "got True"),
         ("recs.event", {"user": "u" * 10_000, "item": "50"}, InvalidArgument, "body.user", "got 10000 characters"),

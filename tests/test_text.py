@@ -155,6 +155,8 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
 
     header = b"text,category\r\nWhere is my card?,card_arrival \r\n"
     assert records(header)[0]["label"] == "card_arrival"  # surrounding spaces are not part of a label
+    decomposed = header + "Pay at the café?,cafe\u0301\r\nPay at the bar?,caf\u00e9\r\n".encode()
+    assert {r["label"] for r in records(decomposed)[1:]} == {"caf\u00e9"}  # one class, read in NFC
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the row has 1 fields, the header 2"):
         records(header + b"What about my children?\r\n")
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the row has 3 fields, the header 2 \(quote a"):

@@ -88,7 +88,7 @@ def _optional_match(pattern: re.Pattern[str], expected: str) -> dict:
     """``attrs.field`` arguments: None by default; ``""`` unsets (TOML has no null); else ``pattern``."""
 
     def check(instance: object, attribute: attrs.Attribute, value: str | None) -> None:
-        if value is not None and not pattern.match(value):
+        if value is not None and not pattern.fullmatch(value):  # match's $ let "production\n" through
             raise ValueError(f"'{attribute.name}' must be {expected}, got {value!r}")
 
     return {"default": None, "converter": lambda value: value or None, "validator": check}

@@ -46,8 +46,8 @@ def check_label(
 ) -> bool:
     """Whether ``label`` is new to a model predicting ``known``; INVALID_ARGUMENT at ``field``
     when it is blank, longer than MAX_LABEL_CHARS, has surrounding spaces or an unprintable
-    character, or is new where new labels are not allowed (``allow_new``) or do not match
-    ``pattern`` in full."""
+    character, is not in Unicode NFC (it prints like its composed form), or is new where new
+    labels are not allowed (``allow_new``) or do not match ``pattern`` in full."""
     if blank(label):
         raise RequestError(INVALID_ARGUMENT, f"'{field.rpartition('.')[2]}' is blank", field)
     if label != label.strip() or any(char in FILLERS or unicodedata.category(char) in UNPRINTABLE for char in label):
@@ -63,6 +63,14 @@ def check_label(
         )
     if label in known:
         return False
+    if (composed := unicodedata.normalize("NFC", label)) != label:  # "café" as e + a combining accent
+        raise RequestError(
+            INVALID_ARGUMENT,
+            f"label {label!r} is not in Unicode NFC: it prints as {composed!r}"
+            + (", a label the model predicts" if composed in known else "")
+            + " but would become a class of its own; send it composed",
+            field,
+        )
     close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)
     unknown = f"label {label!r} is not one the model predicts" + (f"; did you mean {close[0]!r}?" if close else "")
     if not allow_new:

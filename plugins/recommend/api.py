@@ -124,11 +124,6 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     }
 
 
-def _kind_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if not value.strip() or len(value) > MAX_KIND_CHARS:
-        raise ValueError(f"'kind' must be 1 to {MAX_KIND_CHARS} characters, not blank")
-
-
 def _wanted(instance: Any, attribute: attrs.Attribute, value: float) -> None:
     """Every event is learnt as something the user wanted, so a dislike (0 or less) is refused,
     not trained as a like."""
@@ -147,7 +142,7 @@ class EventInput:
     item: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
     kind: str = attrs.field(
         default="interaction",
-        validator=_kind_ok,
+        validator=heirloom.text_limit(MAX_KIND_CHARS, blank=False),  # blank: invisible characters too ("\u200b")
         metadata={"schema": {"minLength": 1, "maxLength": MAX_KIND_CHARS, "pattern": r"\S"}},
     )
     value: float = attrs.field(default=1.0, validator=_wanted, metadata={"schema": {"exclusiveMinimum": 0}})

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,8 +267,9 @@ class CsvSource(TextSource, CsvFormat):
                     raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty")
             if last is not None:
                 self._check_label(path, *last)
-            last = (line, label.strip())
-            yield {"id": f"{name}:{line}", "text": text, "label": label.strip()}
+            label = unicodedata.normalize("NFC", label.strip())  # a decomposed "café" is the composed one
+            last = (line, label)
+            yield {"id": f"{name}:{line}", "text": text, "label": label}
         if last is not None:
             self._check_label(path, *last)
 
