@@ -290,3 +290,7 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     twice = write(tmp_path / "twice.toml", twice)
     checked = run_heirloom("profile", "check", str(twice), env=env)
     assert checked.returncode == 2 and "sources.outer.sources: 'sources' lists 'news' twice" in checked.stderr
+    # and through a nested union (an attack: outer = [news, training], training = [news, corrections])
+    through = write(tmp_path / "through.toml", nested.replace('["other", "training"]', '["news", "training"]'))
+    result = run_heirloom("data", "show", str(through), "outer", "--split", "test", "--limit", "0", env=env)
+    assert result.returncode == 1 and "union 'outer' reads source 'news' 2 times" in " ".join(result.stderr.split())

@@ -414,6 +414,12 @@ class UnionSource(heirloom.Source):
         super().start(ctx)
         self.name = ctx.name
         self.parts = [ctx.get(name, "source") for name in self.sources]
+        leaves = Counter(name for _, name, _ in self._leaves(()))
+        if twice := next((name for name, count in leaves.items() if count > 1), None):  # also through a nested union
+            raise heirloom.HeirloomError(
+                f"union {ctx.name!r} reads source {twice!r} {leaves[twice]} times (directly or through the unions it "
+                "lists): its records, test ones too, would count more than once"
+            )
         self._held_out: set[tuple[str, ...]] | NearDuplicates | None = None
         self._warned: set[str] = set()
 
