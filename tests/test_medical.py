@@ -884,6 +884,18 @@ def test_observation_values_of_one_quantity_are_read_on_one_scale(tmp_path):
     assert units["celsius"] == units["imperial"] == {"Cel", "kg", "mg/dL", "cm"}
 
 
+def test_ucum_units_whose_case_tells_them_apart_are_matched_as_written():
+    """Matched without case, a glucose in mM (millimolar) was read as millimetres, M (molar) as
+    metres, G (gauss) as grams: a glucose tagged as a length."""
+    from heirloom_plugins.medical.units import canonical
+
+    assert canonical("loinc:2339-0", 5.5506, "mM") == pytest.approx((100.0, "mg/dL"), abs=1e-3)
+    assert canonical("loinc:8302-2", 5.5, "mM") == (5.5, "mM")  # millimolar, no length
+    assert [canonical("loinc:8302-2", 2.0, unit) for unit in ("M", "G", "MM")] == [(2.0, "M"), (2.0, "G"), (2.0, "MM")]
+    assert canonical("loinc:8302-2", 2.0, "m") == (200.0, "cm")
+    assert canonical("loinc:29463-7", 70.0, "KG") == (70.0, "kg")  # other spellings keep any case
+
+
 def test_values_in_a_unit_that_does_not_convert_are_left_out_and_named(tmp_path, caplog):
     """A cholesterol in mmol/L among mg/dL ones (no analyte table converts it) is on another
     scale: it gets no column, and training says which code, in which unit, how many times."""

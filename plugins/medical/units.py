@@ -44,7 +44,12 @@ GLUCOSE = frozenset(
 GLUCOSE_UNITS: dict[str, tuple[str, Convert]] = {
     "mg/dl": ("mg/dL", float),
     "mmol/l": ("mg/dL", _times(18.016)),
+    "mM": ("mg/dL", _times(18.016)),  # millimolar, as written (below)
 }
+#: Spellings whose case tells UCUM units apart (m metre, M molar; mm millimetre, mM
+#: millimolar; g gram, G gauss): matched as written, never lower-cased (a glucose in mM was
+#: read as millimetres).
+CASE_SENSITIVE = frozenset({"m", "mm", "g"})
 
 
 def canonical(code: str | None, value: float, unit: str | None) -> tuple[float, str | None]:
@@ -52,7 +57,10 @@ def canonical(code: str | None, value: float, unit: str | None) -> tuple[float, 
     that converts unambiguously (a unit is no dimension without a known analyte: mmol/L)."""
     if unit is None:
         return value, None
-    key = "".join(unit.split()).lower()  # "° F" is "°F"
+    written = "".join(unit.split())  # "° F" is "°F"
+    key = written.lower()
+    if key in CASE_SENSITIVE and written != key:
+        key = written
     found = (GLUCOSE_UNITS.get(key) if code in GLUCOSE else None) or UNITS.get(key)
     if found is None:
         return value, unit
