@@ -24,6 +24,7 @@ import torch
 import heirloom
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.backup import backup_store
+from heirloom.store.compare import PromotionRefused
 from heirloom.store.refs import Ref, RefError
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
@@ -272,6 +273,22 @@ def scored(validation: float, test: float) -> dict:
 
 def evaluated(training: str, validation: str = "fp-validation-1", test: str = "fp-test-1") -> dict:
     return {"notes": training, "notes:validation": validation, "notes:test": test}
+
+
+def test_promote_held_by_moves_the_alias_only_if_it_is_where_the_comparison_found_it(store):
+    """``--rescore`` read the holder, scored both, then checked and moved the alias in two
+    transactions: another operator's promote in between was overwritten by an uncompared one."""
+    for seed in (1, 2, 3):
+        put(store, "team/m", seed)
+    store.promote("team/m@1", "production")
+    store.promote("team/m@3", "production")  # another operator's, while @2 was compared with @1
+    with pytest.raises(PromotionRefused, match=r"production moved to @3 since it was compared \(it held @1\)"):
+        store.promote("team/m@2", "production", held_by=1)
+    assert store.alias_version("team", "m", "production") == 3
+    assert store.promote("team/m@2", "production", held_by=3).version == 2
+    store.promote("team/m@2", "canary")  # a first holder meanwhile
+    with pytest.raises(PromotionRefused, match=r"canary moved to @2 since it was compared \(it held nothing\)"):
+        store.promote("team/m@1", "canary", held_by=None)
 
 
 def test_promote_if_better_compares_validation_scores_on_the_same_validation_records(store):

@@ -261,10 +261,7 @@ def models_promote(
         if metric is None:
             raise click.UsageError("--rescore compares a metric: give --if-better METRIC too")
         gain = _rescored_gate(profile, store, target, held, metric, split)
-        now = store.alias_version(target.project, target.model, alias)
-        if now != held:  # moved while both were scored: compare again with the new holder
-            raise PromotionRefused(f"{alias} moved to @{now} while {target.ref} was rescored; run the promote again")
-        store.promote(target.ref, alias)
+        store.promote(target.ref, alias, held_by=held)  # moved while both were scored: refused, in its transaction
         click.echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
         return
     store.promote(target.ref, alias, if_better=metric, on=split)

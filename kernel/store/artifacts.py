@@ -25,7 +25,7 @@ from heirloom.core.paths import home
 from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
-from heirloom.store.compare import VALIDATION, check_better
+from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
     canonical_json,
     decode_state,
@@ -66,6 +66,10 @@ class Artifact:
 
     def to_json(self) -> dict[str, Any]:
         return {"ref": self.ref, **attrs.asdict(self), "aliases": list(self.aliases)}
+
+
+#: ``promote(held_by=...)``'s default: move the alias whoever holds it.
+ANY_HOLDER = -1
 
 
 class ArtifactStore:
@@ -242,7 +246,15 @@ class ArtifactStore:
                     raise HeirloomError(f"{self.index.path}: the lineage loops ({loop}): the index is damaged")
         return chain
 
-    def promote(self, ref: str | Ref, alias: str, *, if_better: str | None = None, on: str = VALIDATION) -> Artifact:
+    def promote(
+        self,
+        ref: str | Ref,
+        alias: str,
+        *,
+        if_better: str | None = None,
+        on: str = VALIDATION,
+        held_by: int | None = ANY_HOLDER,
+    ) -> Artifact:
         """Point ``alias`` at ``ref`` (moving it if another version holds it).
 
         With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC
@@ -250,6 +262,8 @@ class ArtifactStore:
         both scored on the same records of that split; otherwise PromotionRefused says why.
         Check and move happen in one transaction, after the candidate's blobs were read and
         checked against its digest: an alias never moves onto weights that would not load.
+        ``held_by`` (a version, or None for no holder) moves it only if it is still where a
+        comparison made outside found it (``--rescore``); PromotionRefused otherwise.
         """
         check_alias(alias)
         try:
@@ -261,6 +275,11 @@ class ArtifactStore:
         with self.index.writing() as tx:  # exactly the version verified, whatever ``ref`` names now
             candidate = self._resolve(tx, Ref(verified.project, verified.model, str(verified.version)))
             held = tx.alias_version(candidate.project, candidate.model, alias)
+            if held_by != ANY_HOLDER and held not in (held_by, candidate.version):
+                was = "nothing" if held_by is None else f"@{held_by}"
+                raise PromotionRefused(
+                    f"{alias} moved to @{held} since it was compared (it held {was}); run the promote again"
+                )
             if if_better is not None:  # also when REF holds it: a misspelt (or empty) metric is an error either way
                 holder = tx.row(candidate.project, candidate.model, held) if held != candidate.version else None
                 check_better(candidate, Artifact(**holder) if holder else None, if_better, on)
