@@ -730,3 +730,20 @@ def test_an_open_handoff_or_a_waiting_resolution_changes_no_training_fingerprint
     assert append({"type": "resolution", "id": "h2", "intent": "birds", "new_intent": True}) == first
     resolved = append({"type": "resolution", "id": "h1", "intent": "track_order"})
     assert resolved["intent"] != first["intent"] and resolved["answer"] == first["answer"]
+
+
+@pytest.mark.parametrize(
+    ("new", "known", "typo"),
+    [
+        ("port_numbr", "port_number", True),
+        ("tex", "tax", True),  # short names: difflib's 0.8 ratio missed them
+        ("REFUND", "refund", True),  # case
+        ("refund_statsu", "REFUND_STATUS", True),  # two letters swapped, and case
+        ("card_arrival_late", "card_arrival", False),  # a new intent, not a typo of one
+        ("billing", "shipping", False),
+    ],
+)
+def test_resolve_says_which_known_intent_a_new_one_is_one_typo_from(new, known, typo):
+    from heirloom_plugins.support.api import one_typo
+
+    assert one_typo(new, known) is typo

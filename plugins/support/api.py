@@ -25,6 +25,22 @@ from heirloom_plugins.support.queue import HandoffQueue
 POLICIES = ("either", "both", "out_of_scope")
 
 
+def one_typo(new: str, known: str) -> bool:
+    """Whether ``new`` is ``known`` but for its case or one letter added, dropped, changed or two
+    swapped (``tex``/``tax``, ``refund_statsu``; difflib's ratio missed short names and case)."""
+    a, b = new.casefold(), known.casefold()
+    if a == b:
+        return True
+    if abs(len(a) - len(b)) > 1:
+        return False  # card_arrival_late is no typo of card_arrival
+    start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    if len(a) == len(b):
+        swapped = a[start + 2 :] == b[start + 2 :] and a[start : start + 2] == b[start : start + 2][::-1]
+        return a[start + 1 :] == b[start + 1 :] or swapped
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[start + 1 :] == shorter[start:]
+
+
 @attrs.define
 class ResolveInput:
     """A person's decision about a handed-off query: its intent or the FAQ answer that fits."""
@@ -225,9 +241,8 @@ class SupportApi(heirloom.Api):
         new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
         with heirloom.durable_write("resolution"):
             self.log.append({"type": "resolution", "id": body.id, **decision, **new})
-        # a new intent one typo from a known one (port_numbr): said, so the person resolves again
-        close = difflib.get_close_matches(body.intent, known, 1, 0.8) if new_intent else []
-        close = [name for name in close if abs(len(name) - len(body.intent)) <= 1]  # card_arrival_late is no typo
+        # a new intent one typo from a known one (port_numbr, REFUND): said, so the person resolves again
+        close = sorted(name for name in known if one_typo(body.intent, name)) if new_intent else []
         return {
             "resolved": True,
             "id": body.id,
