@@ -475,6 +475,11 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert status == 200
     openapi_spec_validator.validate(document)
     predict = document["paths"]["/v1/routes/sentiment.predict"]["post"]
+    # the headers a web developer's generated client reads are declared (none were)
+    headers = {code: set(answer.get("headers", {})) for code, answer in predict["responses"].items()}
+    assert headers["200"] == {"Heirloom-Model-Version"} and headers["429"] == headers["503"] == {"Retry-After"}
+    ready = document["paths"]["/v2/health/ready"]["get"]
+    assert [parameter["name"] for parameter in ready["parameters"]] == ["Heirloom-Deadline-Ms"]
     schema = predict["requestBody"]["content"]["application/json"]["schema"]
     assert set(schema["properties"]) == {"text", "texts"} and schema["additionalProperties"] is False
     assert "max_payload 1048576 bytes" in predict["description"]
@@ -1019,6 +1024,10 @@ def test_gateway_profile_whose_system_cannot_start_exits_saying_why(tmp_path):
     assert result.returncode == 1, result.stderr
     said = "the system did not start: models.m (toy-model) failed to start: RuntimeError: m refuses to start"
     assert said in result.stderr
+    # a profile that cannot work at all is exit 2, as for serve (it was 1)
+    for named in ("no-such-profile", str(write(tmp_path / "typo.toml", '[apis.a]\nuse = "toy-apii"\n'))):
+        refused = run_heirloom("gateway", named, "--port", str(free_port()), env={"HEIRLOOM_PLUGINS": "tests.toys"})
+        assert refused.returncode == 2, refused.stderr
 
 
 def gateway_process(tmp_path: Path, *args: str, stderr: int = subprocess.DEVNULL) -> tuple[subprocess.Popen, int]:

@@ -203,7 +203,10 @@ def gateway_command(
         except heirloom.HeirloomError as exc:
             if stopping.is_set():  # a plugin "failed" on the signal's SystemExit
                 sys.exit(0)
-            raise click.ClickException(str(exc)) from exc
+            failed = click.ClickException(str(exc))
+            if isinstance(exc, heirloom.ProfileError | heirloom.PluginError):  # a profile that cannot work: 2, as serve
+                failed.exit_code = 2
+            raise failed from exc
         if stopping.is_set():
             sys.exit(0)
         gateway = Gateway(

@@ -113,14 +113,34 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+#: The response headers a status carries (a generated client reads only what is declared).
+HEADERS: dict[str, dict[str, Any]] = {
+    "200": {
+        "Heirloom-Model-Version": {
+            "description": "The model version that produced the reply (when one did)",
+            "schema": {"type": "string"},
+        }
+    },
+    "401": {"WWW-Authenticate": {"description": "Bearer (with --tokens)", "schema": {"type": "string"}}},
+    **{
+        code: {"Retry-After": {"description": "Whole seconds to wait before a retry", "schema": {"type": "integer"}}}
+        for code in ("429", "503")
+    },
+}
+
+
 def _responses(
     ok: str, schema: dict[str, Any], codes: tuple[str, ...] = tuple(ERROR_STATUSES), forbidden: str = ""
 ) -> dict[str, Any]:
-    """200 with ``schema``, and ``codes``' errors; ``forbidden``: what else a 403 means there."""
+    """200 with ``schema``, and ``codes``' errors, each with the headers it carries;
+    ``forbidden``: what else a 403 means there."""
     error = _json({"$ref": "#/components/schemas/Error"})
     said = {**ERROR_STATUSES, "403": ERROR_STATUSES["403"] + forbidden}
     answers: dict[str, Any] = {"200": {"description": ok, "content": _json(schema)}}
     answers.update({code: {"description": said[code], "content": error} for code in codes})
+    for code, answer in answers.items():
+        if code in HEADERS:
+            answer["headers"] = HEADERS[code]
     return answers
 
 
@@ -161,7 +181,7 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "operationId": f"model_metadata_{ident}{suffix}",
                 "summary": f"OIP metadata of {name} (route {entry['name']})",
                 "tags": ["inference"],
-                "parameters": version,
+                "parameters": [*version, DEADLINE],
                 "responses": _responses(
                     "inputs and outputs", {"$ref": "#/components/schemas/ModelMetadata"}, READ_STATUSES
                 ),
@@ -172,8 +192,8 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "operationId": f"model_ready_{ident}{suffix}",
                 "summary": f"Whether {name} is ready",
                 "tags": ["inference"],
-                "parameters": version,
-                "responses": _ready_responses((*PROBE_STATUSES, "404")),
+                "parameters": [*version, DEADLINE],  # 429: a client limit refused the route table's read
+                "responses": _ready_responses((*PROBE_STATUSES, "404", "429")),
             }
         }
         operations[f"{prefix}/infer"] = {
@@ -206,11 +226,17 @@ def _health_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "live",
                 "tags": ["inference"],
+                "parameters": [DEADLINE],
                 "responses": _responses("live", plain, (*PROBE_STATUSES, "503", "504")),
             }
         },
         "/v2/health/ready": {
-            "get": {"operationId": "ready", "tags": ["inference"], "responses": _ready_responses(PROBE_STATUSES)}
+            "get": {
+                "operationId": "ready",
+                "tags": ["inference"],
+                "parameters": [DEADLINE],
+                "responses": _ready_responses(PROBE_STATUSES),
+            }
         },
         "/v1/routes": {
             "get": {
