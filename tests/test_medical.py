@@ -329,6 +329,12 @@ def test_allergies_map_to_drug_ingredients():
         ("Beta-lactam antibiotic allergy", "cephalexin"),
         ("Non-steroidal anti-inflammatory agent allergy", "ibuprofen"),
         ("ASA allergy", "aspirin"),
+        ("Allergy to penicillin and acetaminophen", "acetaminophen"),  # each allergy a display names (an attack)
+        ("Allergy to acetaminophen and shellfish", "acetaminophen"),
+        ("Allergy to sulfa, codeine", "sulfamethoxazole"),
+        ("Allergy to amoxicillin-clavulanate", "penicillin v potassium"),
+        ("Beta lactam allergy", "cephalexin"),
+        ("Allergy to sulphonamide", "sulfamethoxazole"),
     ],
 )
 def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(display, rules_out):
@@ -340,12 +346,14 @@ def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read(
     """ "Allergy to penicilin" (a typo) or to a drug nobody listed was read as a substance that
     matched nothing: no drug withheld, and nothing listed for a person to check."""
     drugs = [ingredients("Penicillin V Potassium 250 MG Oral Tablet"), ingredients("Ibuprofen 200 MG Oral Tablet")]
-    typos = ["Allergy to penicilin", "Allergy to unicorn dust", "Allergy to Zyvox"]
+    typos = ["Allergy to penicilin", "Allergy to unicorn dust", "Allergy to Zyvox", "Allergy to cefepime and peanuts"]
+    typos += ["Allergy to Milk of Magnesia", "Allergy to fish oil"]  # drugs that hold a food's word
     assert unread([(None, display) for display in typos], drugs) == sorted(typos)
     synthea = [
         *("Dander (animal) allergy", "Allergy to tree pollen", "Allergy to mould", "House dust mite allergy"),
         *("Allergy to nut", "Shellfish allergy", "Allergy to bee venom", "Allergy to wheat", "Allergy to peanuts"),
         *("Allergy to fish", "Latex allergy", "Allergy to eggs", "Allergy to dairy product", "Allergy to soya"),
+        *("Allergy to walnut", "Allergy to strawberries"),
     ]
     assert unread([(None, display) for display in synthea], drugs) == []
     assert unread([(None, "Allergy to penicillin V potassium"), ("snomed:294505008", None)], drugs) == []

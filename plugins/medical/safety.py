@@ -49,20 +49,29 @@ CLASSES: dict[str, tuple[str, ...]] = {
     "codeine": ("codeine",),
 }
 CLASSES["pcn"] = CLASSES["penicillin"]  # the clinical abbreviation
-CLASSES["beta-lactam"] = CLASSES["penicillin"] + CLASSES["cephalosporin"]
+CLASSES["beta-lactam"] = CLASSES["beta lactam"] = CLASSES["penicillin"] + CLASSES["cephalosporin"]
+CLASSES["sulphonamide"] = CLASSES["sulfonamide"]  # the British spelling
 CLASSES["non-steroidal anti-inflammatory"] = CLASSES["nsaid"]
 CLASSES["asa"] = CLASSES["aspirin"]  # acetylsalicylic acid
 #: Classes whose members cross-react: an allergy to one member rules out the class
 #: (an amoxicillin allergy let penicillin V be recommended).
 CROSS_REACTIVE = ("penicillin", "cephalosporin", "sulfonamide", "nsaid")
 _CLASS_OF = {member: name for name in CROSS_REACTIVE for member in CLASSES[name]}
-#: Allergens that are no drug (food, animals, plants, insects, materials): read, and they
-#: rule out no drug. Any other allergy whose substance is no drug this module or the model
-#: knows (a brand it lacks, a typo, a class it has no list for) is unread: listed for a person.
-_NOT_DRUG = re.compile(
-    r"\b(dander|animal|cat|dog|pollen|grass|tree|mou?ld|house dust|dust mites?|nuts?|peanuts?|shellfish|fish|"
-    r"crustacean|bee|wasp|venom|insect|wheat|gluten|eggs?|dairy|milk|lactose|soya?|sesame|latex|nickel|food)\b"
-)
+#: Words of allergens that are no drug (food, animals, plants, insects, materials): a part of
+#: a display made of these words only is read, and rules out no drug. Any other part whose
+#: substance is no drug this module or the model knows (a brand it lacks, a typo, a class it
+#: has no list for, "milk of magnesia") is unread: listed for a person.
+_NOT_DRUG_TEXT = """
+    dander animal animals cat cats dog dogs horse hair feathers pollen pollens grass grasses tree trees weed
+    ragweed mould mold moulds molds house dust mite mites nut nuts peanut peanuts walnut walnuts almond almonds
+    cashew cashews hazelnut hazelnuts pecan pecans pistachio pistachios shellfish fish crustacean crustaceans
+    shrimp crab lobster seafood bee bees wasp wasps venom insect insects sting stings wheat gluten egg eggs dairy
+    product products milk cow's cow lactose soy soya sesame latex nickel food foods strawberry strawberries
+    tomato tomatoes kiwi banana bananas apple apples citrus chocolate corn mustard celery"""
+NOT_DRUG_WORDS = frozenset(_NOT_DRUG_TEXT.split())
+#: Where one display names several allergies: "penicillin and acetaminophen", "sulfa, codeine".
+_PARTS = re.compile(r"\s*(?:[,;&/+]|\band\b|\bor\b|\s[-\u2013]\s)\s*")
+_DASH = re.compile(r"[-\u2013]")  # a hyphen or an en dash
 #: Drug-allergy codes a record may carry without a display, and their substance: SNOMED CT
 #: findings, and the ICD-10 (-CM) allergy statuses a hospital coding in ICD-10 records.
 ALLERGY_CODES: dict[str, str] = {
@@ -133,27 +142,38 @@ def ingredients(display: str | None) -> frozenset[str]:
     return frozenset(found)
 
 
-def substances(display: str | None) -> frozenset[str]:
-    """The substances an allergy display rules out (its class widened), lower case."""
-    if not display:
-        return frozenset()
-    text = _QUALIFIER.sub(" ", display.lower())
+def allergy_parts(display: str | None) -> list[str]:
+    """What each allergy a display names is (lower case, without "allergy to" and qualifiers)."""
+    text = _QUALIFIER.sub(" ", (display or "").lower())
     named = " ".join(_ALLERGY_WORDS.sub(" ", text).split())
-    if not named:
-        return frozenset()
+    return [part for part in _PARTS.split(named) if part]
+
+
+def _part_substances(named: str) -> set[str]:
+    """The substances one named allergy rules out, before its class is widened."""
     found = {named, *CLASSES.get(named, ()), *BRANDS.get(named, ())}
-    found.update(part.strip() for part in named.split("/") if part.strip())  # amoxicillin/clavulanate
+    if _DASH.search(named):  # amoxicillin-clavulanate (beta-lactam is a class name too)
+        found.update(piece for piece in _DASH.split(named) if piece)
     for name, members in CLASSES.items():  # a class named in a longer display (agent, drug, antibiotic...)
         if " " in name and name in named:
             found.update(members)
-    for word in named.replace("/", " ").split():
+    for word in named.split():
         word = word.removesuffix("s") if word.removesuffix("s") in CLASSES else word
         found.update(CLASSES.get(word, ()), BRANDS.get(word, ()))
         if word in BRANDS:
             found.add(word)
+    return found
+
+
+def _widened(found: set[str]) -> frozenset[str]:
     for substance in list(found):
         found.update(CLASSES.get(_CLASS_OF.get(substance, ""), ()))
     return frozenset(found)
+
+
+def substances(display: str | None) -> frozenset[str]:
+    """The substances an allergy display rules out (each allergy it names, its class widened), lower case."""
+    return _widened(set().union(*(_part_substances(part) for part in allergy_parts(display))))
 
 
 def allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
@@ -170,18 +190,23 @@ KNOWN_DRUGS = frozenset(
 
 
 def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[Iterable[str]] = ()) -> list[str]:
-    """The ``(code, display)`` allergies no filter can promise safety against: those that map
-    to no drug ``KNOWN_DRUGS`` or the ``drugs`` (ingredient lists) name, and to no allergen
-    that is no drug. "Allergy to Augmentin" before the brand was known, a misspelt
-    "penicilin", a class without a list: a person checks them by hand."""
+    """The ``(code, display)`` allergies no filter can promise safety against: one whose display
+    names an allergy (of the several it may name) that maps to no drug ``KNOWN_DRUGS`` or the
+    ``drugs`` (ingredient lists) name and is no allergen of ``NOT_DRUG_WORDS``, or with no
+    display, a code the filter does not know. "Allergy to Augmentin" before the brand was
+    known, a misspelt "penicilin", "penicillin and acetaminophen" where acetaminophen is no
+    drug the model knows: a person checks them by hand."""
     known = KNOWN_DRUGS | {ingredient for parts in drugs for ingredient in parts}
     missing = set()
     for code, display in allergies:
-        found = allergy_substances(code, display)
-        named = " ".join(_ALLERGY_WORDS.sub(" ", _QUALIFIER.sub(" ", (display or "").lower())).split())
-        drug = any(s == k or k.startswith(f"{s} ") for s in found for k in known)
-        if not drug and not (named and not ALLERGY_CODES.get(code or "") and _NOT_DRUG.search(named)):
+        parts = allergy_parts(display)
+        if not parts and not ALLERGY_CODES.get(code or ""):
             missing.add(display or code or "(no code)")
+        for part in parts:
+            found = _widened(_part_substances(part))
+            drug = any(s == k or k.startswith(f"{s} ") for s in found for k in known)
+            if not drug and not set(re.split(r"[\s-]+", part)) <= NOT_DRUG_WORDS:
+                missing.add(display or code or "(no code)")
     return sorted(missing)
 
 
