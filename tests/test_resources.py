@@ -237,6 +237,10 @@ def test_a_client_over_its_byte_rate_is_refused(serve):
         with pytest.raises(ResourceExhausted, match="20000 bytes/s") as caught:
             client.call("echo.echo", "small")
         assert 400 <= caught.value.retry_after_ms <= 600
+        assert client.call("_health")["live"]  # a bare probe is exempt
+        # one with a body is charged (an attack sent 200 MB through _health past the byte limit)
+        with pytest.raises(ResourceExhausted, match="20000 bytes/s"):
+            client.call("_health", "x" * 30_000)
     assert daemon.terminate() == 0
 
 

@@ -89,6 +89,8 @@ LARGE_REQUEST = 64 << 10
 MAX_ROUTES = 10_000
 #: Workers a broker keeps track of at once (a new one past them is ignored, said once a minute).
 MAX_WORKERS = 128
+#: The longest heartbeat interval a worker may claim (a peer claiming 3,000 s held a slot 2.5 h).
+MAX_CLAIMED_HEARTBEAT = 60.0
 
 
 class Broker(BrokerRoutes):
@@ -334,14 +336,14 @@ class Broker(BrokerRoutes):
             return
         worker = self.workers.get(identity)
         if worker is None:
-            if len(self.workers) >= MAX_WORKERS:  # made-up peers on an open endpoint: each holds a snapshot
+            if len(self.workers) >= MAX_WORKERS and not self.local.vouches(status):  # made-up peers: not ours
                 self._crowded.log(log, logging.WARNING, "ignored a new worker: %d are connected", MAX_WORKERS)
                 return
             worker = self.workers[identity] = Worker(identity)
             log.info("worker pid %s connected", status.get("pid"))
         was_ready, routes_before = worker.ready, worker.status.get("routes")
         beat = status.get("heartbeat")
-        own = float(beat) if beat is not None and 0 < beat < 3600 else 0.0
+        own = float(beat) if beat is not None and 0 < beat <= MAX_CLAIMED_HEARTBEAT else 0.0
         worker.silence = MISSED_HEARTBEATS * max(self.settings.heartbeat, own)
         worker.pid = status.get("pid") or 0
         worker.local = self.local.vouches(status)

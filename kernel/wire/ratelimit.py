@@ -85,6 +85,8 @@ class ClientBuckets:
 #: proxy's) connection with its busy users and must not read a busy daemon as a failing one.
 #: Refusing one costs the I/O thread what answering it does.
 PROBES = frozenset({"_health", "_ready"})
+#: A msgpack nil: a bare probe's body, its last frame (no buffers after it).
+NIL = b"\xc0"
 
 
 def vet_sender(
@@ -97,8 +99,9 @@ def vet_sender(
 ) -> None:
     """What the server and the broker check of every request's sender before routing it: a
     Curve key still authorised (``user`` is None without Curve), then its rate limits (not
-    for the ``PROBES``)."""
+    for a bare probe: one of the ``PROBES`` with a nil body; one with a body, refused anyway,
+    is charged, or it carried bytes past the byte limit)."""
     if user is not None and not curve.is_client(user):  # type: ignore[union-attr]  # a user only with Curve
         raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
-    if buckets is not None and route not in PROBES:
+    if buckets is not None and not (route in PROBES and frames[-1] == NIL):  # a probe with a body is charged
         buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))
