@@ -174,6 +174,7 @@ def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
         *((label, "surrounding") for label in (" negative", "negative ", "a\nb", "x\x00", "ab\u202ecd", "neg\u3164")),
         *((label, "is blank") for label in ("\u200b", "\u3164")),
         ("neutr\u0061\u0301l", "is not in Unicode NFC"),  # an attack: the decomposed twin of a label became a class
+        ("negati\u0301ve", "is not in Unicode NFC"),
     ],
 )
 def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_are_allowed(label, said):
@@ -184,6 +185,13 @@ def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_a
         heirloom.check_label(label, ["negative", "neutral"], "body.label", allow_new=True)
     assert caught.value.field == "body.label" and said in caught.value.message
     assert heirloom.check_label("trading_halted", ["negative"], "body.label", allow_new=True) is True
+
+
+def test_a_label_a_model_knows_in_another_unicode_form_is_refused_naming_the_known_one():
+    """A model trained on a decomposed "café" (a jsonl file) took the composed form keyboards send
+    as a new class, or refused it with a did-you-mean quoting two identical-looking names."""
+    with pytest.raises(heirloom.RequestError, match=r"in another Unicode form: send it as 'cafe\\u0301'"):
+        heirloom.check_label("caf\u00e9", ["cafe\u0301"], "body.label", allow_new=True)
 
 
 def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeying_them(tmp_path, data_dir):

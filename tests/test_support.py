@@ -218,8 +218,11 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert client.call("support.handoffs", {})["waiting_intents"] == {}
     assert trained in small_records("intent-data", "train")  # what the next heirloom train support fits on
     with daemon.client(timeout=60) as client:  # "none of them": no new intent (training leaves it out)
+        client.call("support.resolve", {"id": body["handoff_id"], "answer_id": body["answers"][0]["id"]})
         closed = client.call("support.resolve", {"id": body["handoff_id"], "intent": "out_of_scope"})
         assert closed["new_intent"] is False
+        listed = {e["id"]: e for e in client.call("support.handoffs", {"include_resolved": True})["handoffs"]}
+        assert listed[body["handoff_id"]]["resolution"] == {"intent": "out_of_scope"}  # and no answer stands
     # listed as new while it waits for accept_intent, as waiting_intents says; accepted, no more
     with daemon.client(timeout=60) as client:
         client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})
@@ -673,19 +676,27 @@ def test_a_handoff_resolved_with_an_intent_and_an_answer_trains_both(tmp_path):
         {"type": "resolution", "id": "h2", "answer_id": "acc-password/1"},
         {"type": "resolution", "id": "h2", "intent": "reset_pasword", "new_intent": True},
         {"type": "resolution", "id": "h2", "intent": "reset_password"},  # the latest intent wins, new or not
+        {"type": "handoff", "id": "h3", "text": "what is the airspeed of a swallow"},
+        {"type": "resolution", "id": "h3", "answer_id": "ship-free/1"},
+        {"type": "resolution", "id": "h3", "intent": "out_of_scope", "answer_id": ""},  # "none of them" withdraws it
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     listed = {e["id"]: e["resolution"] for e in HandoffQueue(path).listed(include_resolved=True, limit=10)}
     assert listed == {
         "h1": {"intent": "track_order", "answer_id": "track-how/1"},
         "h2": {"intent": "reset_password", "answer_id": "acc-password/1"},
+        "h3": {"intent": "out_of_scope"},
     }
     records = {}
     for kind in ("intent", "answer"):
         source = HandoffSource(api="support", path=str(path), kind=kind)
         source.log_path = path
         records[kind] = {r["id"]: r.get("label") or r.get("answer_id") for r in source.records()}
-    assert records["intent"] == {"handoff:h1": "track_order", "handoff:h2": "reset_password"}
+    assert records["intent"] == {
+        "handoff:h1": "track_order",
+        "handoff:h2": "reset_password",
+        "handoff:h3": "out_of_scope",
+    }
     assert records["answer"] == {"handoff:h1": "track-how/1", "handoff:h2": "acc-password/1"}
 
 

@@ -63,6 +63,10 @@ def check_label(
         )
     if label in known:
         return False
+    if twin := next((k for k in known if unicodedata.normalize("NFC", k) == unicodedata.normalize("NFC", label)), None):
+        raise RequestError(  # a model trained on the decomposed form, a client sending the composed one
+            INVALID_ARGUMENT, f"label {label!r} is {twin!r} in another Unicode form: send it as {twin!a}", field
+        )
     if (composed := unicodedata.normalize("NFC", label)) != label:  # "café" as e + a combining accent
         raise RequestError(
             INVALID_ARGUMENT,

@@ -238,6 +238,8 @@ class SupportApi(heirloom.Api):
                 )
             new_intent = False
         decision = {"intent": body.intent} if body.intent is not None else {"answer_id": body.answer_id}
+        if body.intent is not None and body.intent == out_of_scope:  # "none of them": no answer stands either
+            decision["answer_id"] = ""
         new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
         with heirloom.durable_write("resolution"):
             self.log.append({"type": "resolution", "id": body.id, **decision, **new})

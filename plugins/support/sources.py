@@ -318,6 +318,8 @@ def decide(earlier: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, A
         decision.update((key, entry[key]) for key in ("intent", "new_intent") if entry.get(key))
     if entry.get("answer_id"):
         decision["answer_id"] = entry["answer_id"]
+    elif entry.get("answer_id") == "":  # withdrawn: a person's "none of them" (out of scope)
+        decision.pop("answer_id", None)
     return decision
 
 

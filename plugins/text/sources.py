@@ -323,6 +323,7 @@ class JsonlSource(TextSource):
                     if row[field] is None or not str(row[field]).strip():  # str(None) would be a label "None"
                         raise heirloom.HeirloomError(f"{path}:{number}: the {field!r} field is blank or null")
                 text, label = str(row[self.text_field]), str(row[self.label_field]).strip()
+                label = unicodedata.normalize("NFC", label)  # a decomposed "café" is the composed one
                 yield {"id": f"{name}:{number}", "text": text, "label": label}
 
 
