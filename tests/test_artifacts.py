@@ -685,6 +685,8 @@ def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store
         assert error.startswith("could not load team/m@2: artifact team/m@2 is corrupt: <store>/blobs/"), error
         assert str(store.root) not in error and str(store.root.resolve()) not in error
         assert str(blob) in daemon.log() or str(blob.resolve()) in daemon.log()
+        # the toy's route has no description: served, and said (check_api refuses it; serve was silent)
+        assert "route t.predict has no description" in daemon.log()
     finally:
         assert daemon.terminate() == 0
 

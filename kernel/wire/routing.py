@@ -8,6 +8,7 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from heirloom.wire.protocol import (
     unpackb,
 )
 from heirloom.wire.stats import RouteStats
+
+log = logging.getLogger("heirloom.server")
 
 
 class Endpoint:
@@ -109,6 +112,8 @@ class Router:
         for api_name, api in system.apis().items():
             for route in api_routes(f"apis.{api_name} ({uses.get(api_name)})", api):
                 endpoint = self.add(f"{api_name}.{route.name}", route)
+                if not (route.description or "").strip():  # served all the same; check_api refuses it
+                    log.warning("route %s has no description: _routes and OpenAPI say nothing of it", endpoint.name)
                 if route.batched:
                     endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete)
                 added.append(endpoint.name)
