@@ -439,16 +439,21 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
                 while len(client.call("_ready")["workers"]) > 2:
                     assert time.monotonic() < deadline, daemon.log()
             # the table is full of peers again: a local worker that dies is replaced and still joins
-            big = {"pid": 2000, "resources": {"pad": "x" * 100_000}, "heartbeat": 3000}  # 3,000 s: held 2.5 h
+            big = {"pid": 2000, "resources": {"pad": "x" * 100_000}}
             peers[0].send_multipart([CONTROL, b"HEARTBEAT", packb(big)])
             while not (shown := [w["resources"] for w in client.call("_ready")["workers"] if w["pid"] == 2000]):
                 assert time.monotonic() < deadline, daemon.log()
             assert shown == [{"omitted": "over 16384 bytes"}]  # every _ready copied each peer's map whole
             for i, peer in enumerate(peers[1:], 1):
                 peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 2000 + i})])
-            os.kill(pids[0], signal.SIGKILL)
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
             deadline = time.monotonic() + 60
-            while len(pids := _worker_pids(client)) < 2 or not all(w["local"] for w in _locals(client, pids)):
+            while (
+                killed in (pids := _worker_pids(client))
+                or len(pids) < 2
+                or not all(w["local"] for w in _locals(client, pids))
+            ):
                 assert time.monotonic() < deadline, daemon.log()
                 time.sleep(0.2)
             with pytest.raises(RemoteError, match=r"no route 't\.nothing'"):
@@ -458,7 +463,6 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
             assert stats["routes"]["t.slow"]["batch_sizes"]["batches"] < 2**64
             time.sleep(4)  # three heartbeats: a stall of the broker's would have read as the workers' silence
             assert _worker_pids(client) == pids
-            assert 2000 not in [w["pid"] for w in client.call("_ready")["workers"]]  # its claimed 3,000 s not taken
         log = daemon.log()
         assert "heartbeat.routes holds an entry that is not a route description" in log
         assert "killed for its silence" not in log and "Traceback" not in log

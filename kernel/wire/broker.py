@@ -343,7 +343,7 @@ class Broker(BrokerRoutes):
             log.info("worker pid %s connected", status.get("pid"))
         was_ready, routes_before = worker.ready, worker.status.get("routes")
         beat = status.get("heartbeat")
-        own = float(beat) if beat is not None and 0 < beat <= MAX_CLAIMED_HEARTBEAT else 0.0
+        own = min(float(beat), MAX_CLAIMED_HEARTBEAT) if beat is not None and 0 < beat else 0.0
         worker.silence = MISSED_HEARTBEATS * max(self.settings.heartbeat, own)
         worker.pid = status.get("pid") or 0
         worker.local = self.local.vouches(status)
