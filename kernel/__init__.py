@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from heirloom.core.consoles import Console, ConsoleRequest
     from heirloom.core.cores import cpu_share
     from heirloom.core.errors import (
+        ForeignState,
         HeirloomError,
         LifecycleError,
         PluginError,
@@ -93,6 +94,7 @@ _EXPORTS = {
     "Dataset": "heirloom.datasets",
     "durable_write": "heirloom.wire.writes",
     "FeedbackLog": "heirloom.store.feedback",
+    "ForeignState": "heirloom.core.errors",
     "HeirloomError": "heirloom.core.errors",
     "home": "heirloom.core.paths",
     "hookimpl": "heirloom.core.hookspecs",
@@ -179,6 +181,7 @@ __all__ = [
     "DataFile",
     "Dataset",
     "FeedbackLog",
+    "ForeignState",
     "HeirloomError",
     "Kernel",
     "LifecycleError",

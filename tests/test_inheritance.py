@@ -177,5 +177,11 @@ def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     trained = run_heirloom("train", str(profile), env=toys)
     assert trained.returncode == 1
     said = " ".join(trained.stderr.split())
-    refused = "error: models.intent.inherit: other/m@1 is of model type toy-model: the parent is not a text-classifier"
+    refused = "error: models.intent.inherit: other/m@1 is of model type toy-model: the parent was not written by"
     assert refused in said
+    # Only a refused parent is put on inherit, not another error that happens to say "parent".
+    write(tmp_path / "train.csv", "text,label\n" + "".join(f"text {i},parent\n" for i in range(5)))
+    alone = run_heirloom("train", str(profile), env=toys)
+    said = " ".join(alone.stderr.split())
+    assert alone.returncode == 1 and "needs at least two labels to fit, got ['parent']" in said
+    assert "inherit" not in said, said

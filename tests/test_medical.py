@@ -262,7 +262,7 @@ def test_state_round_trips_to_the_same_predictions(treatment, diagnosis, records
     copy = TreatmentModel(data="patients")
     copy.load(treatment.state())
     assert copy.predict(queries) == treatment.predict(queries)
-    with pytest.raises(heirloom.HeirloomError, match="not a medical-treatment state"):
+    with pytest.raises(heirloom.ForeignState, match="not written by medical-treatment"):
         copy.load(diagnosis.state())
 
 

@@ -208,7 +208,7 @@ def test_a_warm_start_reuses_the_parents_choice_instead_of_searching(movielens):
         "interactions_added": 1,
         "interactions_removed": 0,
     }
-    with pytest.raises(heirloom.HeirloomError, match="not a hybrid-recommender state"):
+    with pytest.raises(heirloom.ForeignState, match="not written by hybrid-recommender"):
         child.fit(source.records("train"), parent=heirloom.State({}, {"format": "heirloom.text-classifier/1"}))
     # a one-value list fixes that parameter over the parent's choice; the others stay the parent's
     pinned = HybridRecommender(data="movies", **{**grids, "l2": [3000.0], "text_weight": [3.0, 10.0]})

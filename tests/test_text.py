@@ -401,7 +401,7 @@ def test_incompatible_parent_is_refused_with_the_setting(fitted):
     with pytest.raises(heirloom.HeirloomError, match=r"buckets \(parent 1048576, this model 262144\).*word_ngrams"):
         child.fit([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}], parent=fitted.state())
     alien = heirloom.State({}, {"format": "something-else/1"})
-    with pytest.raises(heirloom.HeirloomError, match="not a text-classifier state"):
+    with pytest.raises(heirloom.ForeignState, match="not written by text-classifier"):
         child.fit([{"text": "a", "label": "x"}, {"text": "b", "label": "y"}], parent=alien)
 
 

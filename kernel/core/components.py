@@ -4,8 +4,7 @@ A component type is an attrs class that subclasses one of the bases below; its a
 fields are its configuration schema (a profile table is structured into it, extra keys
 forbidden). The kernel instantiates it from the profile, calls ``start(ctx)`` in
 dependency order and ``stop()`` in reverse. Runtime state lives in ordinary attributes
-set in ``start`` (the bases have no ``__slots__``, so slotted attrs subclasses can).
-"""
+set in ``start`` (the bases have no ``__slots__``, so slotted attrs subclasses can)."""
 
 from __future__ import annotations
 
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
+
+from heirloom.core.errors import ForeignState
 
 if TYPE_CHECKING:
     from heirloom.core.placement import WorkerPool
@@ -34,8 +35,7 @@ def ref(kind: str, *, many: bool = False, **kwargs: Any) -> Any:
 
     ``data: str = ref("source")`` makes ``data = "news"`` in the profile a reference to
     ``[sources.news]``: it must exist, it starts first, and ``ctx.get(self.data)`` returns
-    it. ``many=True`` takes a list of names.
-    """
+    it. ``many=True`` takes a list of names."""
     if kind not in KINDS:
         raise ValueError(f"ref kind must be one of {KINDS}, not {kind!r}")
     metadata = dict(kwargs.pop("metadata", {}) or {})
@@ -168,8 +168,7 @@ class Source(Component):
     ``heirloom models promote --if-better`` can choose between versions; ``test`` is only
     for reporting. A source that offers ``validation`` lists it in :meth:`splits` and
     derives it deterministically from the training data (never from ``test``), so two
-    versions trained on the same data are scored on the same validation records.
-    """
+    versions trained on the same data are scored on the same validation records."""
 
     kind = "source"
 
@@ -177,8 +176,7 @@ class Source(Component):
     def records(self, split: str | None = None) -> Iterator[Any]:
         """Stream records (dicts or attrs objects) of ``split`` (one of :meth:`splits`) or all.
 
-        Must stream: never hold a whole corpus in memory twice.
-        """
+        Must stream: never hold a whole corpus in memory twice."""
 
     @abc.abstractmethod
     def fingerprint(self) -> str:
@@ -200,6 +198,11 @@ class State:
 
     tensors: dict[str, Any]
     metadata: dict[str, Any]
+
+    def expect_format(self, expected: str, model_type: str, what: str = "state") -> None:
+        """Refuse, as ``ForeignState``, a state whose ``format`` metadata is not ``expected``."""
+        if (found := self.metadata.get("format")) != expected:
+            raise ForeignState(f"the {what} was not written by {model_type} (format {found!r}, expected {expected!r})")
 
 
 @attrs.frozen
@@ -224,8 +227,7 @@ class Model(Component):
         A model may also accept a keyword argument ``validation`` (an iterable of records):
         ``heirloom train`` then passes the source's validation split, which the model may
         use to choose hyper-parameters or stop early, but must never train on, because the
-        same records score the fitted version for promotion.
-        """
+        same records score the fitted version for promotion."""
 
     @abc.abstractmethod
     def predict(self, batch: list[Any]) -> list[Any]:
@@ -292,8 +294,7 @@ class Route:
     HTTP gateways offer such a route as an Open Inference Protocol model. ``output`` is
     an attrs class describing one reply, or a union of them for a route that answers in
     more than one form (``A | B``; the one-body form first, which gateways read):
-    documentation only, ``_routes`` shows its schema.
-    """
+    documentation only, ``_routes`` shows its schema."""
 
     name: str
     handler: Callable[[Any], Any]
@@ -332,8 +333,7 @@ class Api(Component):
 
         ``heirloom feedback`` lists, exports and amends that log, so it is called on an api
         that was constructed but not started, with the profile's project and the api's
-        component name. Default: the api records no feedback.
-        """
+        component name. Default: the api records no feedback."""
         return None
 
     def check(self, models: Mapping[str, Model]) -> list[tuple[str, str]]:
@@ -341,8 +341,7 @@ class Api(Component):
 
         ``models`` maps the names of the models this api references to instances holding
         their stored (served) version; a model without one is absent. ``heirloom profile
-        check`` reports each problem with its file and key path. Default: none.
-        """
+        check`` reports each problem with its file and key path. Default: none."""
         return []
 
     def evaluate(self, data: Iterable[Any]) -> Report:

@@ -2,8 +2,7 @@
 
 Framework-free on purpose: a console is a function from a request (the api's name, the
 page's query string, a way to call the daemon) to an HTML fragment. ``heirloom gateway``
-(Starlette) wraps it in its layout; another front end could serve the same consoles.
-"""
+(Starlette) wraps it in its layout; another front end could serve the same consoles."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ class Console:
 
     ``render(request) -> str`` returns an HTML fragment; escape what you interpolate
     (``html.escape``): replies carry user data. It runs on a thread, so it may call the
-    daemon synchronously through ``request.call``.
-    """
+    daemon synchronously through ``request.call``."""
 
     title: str
     routes: tuple[str, ...]

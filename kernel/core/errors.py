@@ -42,6 +42,10 @@ class PluginError(HeirloomError):
     """A plugin the current profile needs could not be loaded or is ambiguous."""
 
 
+class ForeignState(HeirloomError):
+    """A state another model type wrote (``State.expect_format``); from ``fit``, ``train`` puts it on ``inherit``."""
+
+
 class LifecycleError(HeirloomError):
     """A system failed to start or stop; ``errors`` holds every underlying failure."""
 

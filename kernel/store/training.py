@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, references
-from heirloom.core.errors import HeirloomError, PluginError
+from heirloom.core.errors import ForeignState, HeirloomError, PluginError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.compare import TEST, VALIDATION, evaluation_key
@@ -376,15 +376,13 @@ def train(
 
 @contextlib.contextmanager
 def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> Iterator[None]:
-    """A fit refusing a parent of another model type (``the parent is not a text-classifier
-    state``) names the ``inherit`` key and what the parent is: the model cannot know either.
-    Only an error that speaks of the parent: a retriever inheriting an encoder is normal, and
-    its data errors were blamed on ``inherit``."""
+    """A fit refusing a parent of another model type (``ForeignState``) names the ``inherit``
+    key and what the parent is: the model cannot know either. Only that error: a retriever
+    inheriting an encoder is normal, and its data errors were blamed on ``inherit``."""
     try:
         yield
-    except HeirloomError as exc:
-        foreign = parent is not None and parent.model_type != spec.use
-        if not foreign or isinstance(exc, SourceReadError) or "parent" not in str(exc):
+    except ForeignState as exc:
+        if parent is None or parent.model_type == spec.use:
             raise
         raise HeirloomError(f"{spec.key}.inherit: {parent.ref} is of model type {parent.model_type}: {exc}") from None
 

@@ -498,10 +498,7 @@ class EncoderClassifier(EncoderModel):
         )
 
     def load(self, state: heirloom.State) -> None:
-        if state.metadata.get("format") != FORMAT:
-            raise heirloom.HeirloomError(
-                f"not an encoder-classifier state (format {state.metadata.get('format')!r}, expected {FORMAT!r})"
-            )
+        state.expect_format(FORMAT, "encoder-classifier")
         labels = list(state.metadata["labels"])
         head = state.tensors.get("head")
         if head is None or tuple(head.shape[:1]) != (len(labels),):

@@ -132,10 +132,7 @@ class ContrastiveEncoder(EncoderModel):
         return heirloom.State(tensors, metadata)
 
     def load(self, state: heirloom.State) -> None:
-        if state.metadata.get("format") != FORMAT:
-            raise heirloom.HeirloomError(
-                f"not an encoder state (format {state.metadata.get('format')!r}, expected {FORMAT!r})"
-            )
+        state.expect_format(FORMAT, "encoder")
         self._encoder = Encoder(state, self._device)
         self._labels = list(state.metadata.get("labels", []))
         centroids_ = state.tensors.get("centroids")

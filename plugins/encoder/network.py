@@ -67,7 +67,7 @@ class Encoder:
 
         meta = state.metadata.get("encoder")
         if not isinstance(meta, dict) or not {"config", "tokenizer", "max_length"} <= set(meta):
-            raise heirloom.HeirloomError(
+            raise heirloom.ForeignState(
                 f"the state has no sentence encoder (format {state.metadata.get('format')!r}): "
                 "inherit pretrained:minilm or a model trained from it"
             )

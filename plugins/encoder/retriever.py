@@ -359,10 +359,7 @@ class EncoderRetriever(EncoderModel):
 
     def load(self, state: heirloom.State) -> None:
         meta = state.metadata
-        if meta.get("format") != FORMAT:
-            raise heirloom.HeirloomError(
-                f"not an encoder-retriever state (format {meta.get('format')!r}, expected {FORMAT!r})"
-            )
+        state.expect_format(FORMAT, "encoder-retriever")
         corpus = Corpus(list(meta["documents"]), list(meta["queries"]), list(meta["query_labels"]))
         self._install(Encoder(state, self._device), corpus, Fusion(**meta["fusion"]))
         self._training = dict(meta.get("training", {}))

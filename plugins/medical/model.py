@@ -361,11 +361,7 @@ class MultiLabelModel(heirloom.Model):
     def _unpack(self, state: heirloom.State, what: str) -> Fitted:
         """A ``Fitted`` from a state, refusing other models' states and broken shapes."""
         metadata = state.metadata
-        if metadata.get("format") != self.format:
-            raise heirloom.HeirloomError(
-                f"the {what} is not a medical-{self.task.name} state "
-                f"(format {metadata.get('format')!r}, expected {self.format!r})"
-            )
+        state.expect_format(self.format, f"medical-{self.task.name}", what)
         vocabulary = Vocabulary.from_json(metadata["vocabulary"])
         labels = tuple(metadata["labels"])
         weight, bias = state.tensors.get("weight"), state.tensors.get("bias")

@@ -83,10 +83,7 @@ class Fitted:
     def from_state(cls, state: heirloom.State, what: str) -> Fitted:
         """The fitted model in ``state``, refusing other models' states and broken shapes."""
         metadata, tensors = state.metadata, state.tensors
-        if metadata.get("format") != FORMAT:
-            raise heirloom.HeirloomError(
-                f"the {what} is not a hybrid-recommender state (format {metadata.get('format')!r}, expected {FORMAT!r})"
-            )
+        state.expect_format(FORMAT, "hybrid-recommender", what)
         missing = sorted(set(TENSORS).difference(tensors))
         if missing:
             raise heirloom.HeirloomError(f"the {what} lacks tensors: {', '.join(missing)}")

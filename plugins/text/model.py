@@ -357,10 +357,7 @@ def _validation_score(outcome: Outcome) -> tuple[float, float]:
 def _unpack(state: heirloom.State, what: str) -> Fitted:
     """A ``Fitted`` from a state, refusing states of other models or broken shapes."""
     metadata = state.metadata
-    if metadata.get("format") != FORMAT:
-        raise heirloom.HeirloomError(
-            f"the {what} is not a text-classifier state (format {metadata.get('format')!r}, expected {FORMAT!r})"
-        )
+    state.expect_format(FORMAT, "text-classifier", what)
     labels = metadata.get("labels")
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         raise heirloom.HeirloomError(f"the {what}'s metadata 'labels' is not a list of label names")
