@@ -164,6 +164,28 @@ def test_a_worker_with_a_slower_heartbeat_than_its_broker_is_not_declared_dead(t
         worker.kill()
 
 
+def test_a_broker_paused_past_three_heartbeats_keeps_its_workers(tmp_path):
+    """A broker stopped for 4 s (a paused VM, a debugger) woke to heartbeats older than three
+    intervals and SIGKILLed its healthy workers for a silence that was its own: it reads what
+    they sent meanwhile first."""
+    daemon = Daemon(tmp_path, "--workers", "2", "--set", "server.heartbeat=0.2")
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20) as client:
+            pids = _worker_pids(client)
+            for _ in range(5):  # each wake-up races the heartbeats that arrived meanwhile
+                daemon.process.send_signal(signal.SIGSTOP)
+                time.sleep(1)  # five heartbeats
+                daemon.process.send_signal(signal.SIGCONT)
+                assert client.call("echo.echo", 1) == 1
+                time.sleep(0.5)
+                assert _worker_pids(client) == pids, daemon.log()
+        assert "killed for its silence" not in daemon.log()
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+        assert daemon.terminate() == 0
+
+
 def test_local_workers_stop_when_their_broker_is_killed(tmp_path):
     daemon = Daemon(tmp_path, "--workers", "2")
     daemon.wait_ready()
@@ -390,8 +412,12 @@ def test_a_peer_naming_a_local_workers_pid_cannot_get_it_killed(tmp_path):
             assert sorted(w["local"] for w in named) == [False, True]  # the rogue is no process of the broker's
             rogue.send_multipart([CONTROL, b"GONE", packb({"pid": pid, "error": "spoofed"})])  # nor its failed start
             rogue.close(linger=1000)
-            time.sleep(4)  # three of the broker's 1 s heartbeats: the rogue is silent
+            slow = context.socket(zmq.DEALER)  # a remote worker set to 120 s is given 60 s, not the broker's 1 s
+            slow.connect(worker_address)
+            slow.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 99, "ready": False, "heartbeat": 120})])
+            time.sleep(4)  # three of the broker's 1 s heartbeats: the rogue and the slow worker are silent
             assert _worker_pids(client) == pids
+            assert 99 in [w["pid"] for w in client.call("_ready")["workers"]]
         assert "killed for its silence" not in daemon.log()
     finally:
         context.destroy(linger=0)

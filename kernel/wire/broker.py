@@ -199,8 +199,8 @@ class Broker(BrokerRoutes):
                     drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
             now = time.monotonic()
             if now - self._checked >= CHECK_INTERVAL:
+                self._check_workers(now, now - self._checked if self._checked else 0.0)
                 self._checked = now
-                self._check_workers(now)
             if self.draining:
                 left = self._drain_deadline - time.perf_counter()
                 if not self.forwarded or left <= 0:
@@ -233,15 +233,17 @@ class Broker(BrokerRoutes):
             except zmq.ZMQError:  # gone since its last heartbeat: their absence will say so
                 log.debug("could not tell worker pid %d %s", worker.pid, command)
 
-    def _check_workers(self, now: float) -> None:
+    def _check_workers(self, now: float, gap: float) -> None:
+        if gap > self.settings.heartbeat:  # the broker was stopped (a paused VM, a debugger): the silence was its own
+            for worker in self.workers.values():
+                worker.last_seen += gap
         if self.pool is not None and not self.draining:
             self.pool.observe(len(self.forwarded), len(self._ready))
         for pid, code, reason in self.local.reap(now, respawn=not self.draining):
             self._forget_pid(pid, code, reason)
         if any(now - w.last_seen > w.silence for w in self.workers.values()):  # read what a stall of ours held back
             drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
-        silent = [w for w in self.workers.values() if now - w.last_seen > w.silence]
-        for worker in silent:
+        for worker in [w for w in self.workers.values() if now - w.last_seen > w.silence]:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
             if worker.local and self.local.kill(worker.pid):
                 self._counted[worker.pid] = "killed for its silence"
