@@ -1091,3 +1091,26 @@ def test_a_fifo_named_as_training_data_is_one_line_from_train_not_a_hang(tmp_pat
         trained = run_heirloom("train", str(profile), env=env, timeout=60)
         assert trained.returncode == 1 and "Traceback" not in trained.stderr, trained.stderr
         assert f"{tmp_path / name / 'data.csv'} is not a regular file (a folder, a FIFO or a device)" in said(trained)
+
+
+def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path):
+    """A version records digests of its profile and data that no command printed, and a
+    one-byte edit of the data stored a new version without a word of why."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    rows = "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(20))
+    data = write(tmp_path / "train.csv", "text,label\n" + rows)
+    profile = write(
+        tmp_path / "team.toml",
+        f'[sources.s]\nuse = "csv"\ntrain = "{data}"\n[models.m]\nuse = "toy-model"\ndata = "s"\n',
+    )
+    assert run_heirloom("train", str(profile), env=toys).returncode == 0
+    shown = json.loads(run_heirloom("models", "show", "team/m", "--json", env=toys).stdout)
+    profile_json = json.loads(run_heirloom("profile", "show", str(profile), "--json", env=toys).stdout)
+    assert profile_json["digest"] == shown["profile_digest"]
+    stats = json.loads(run_heirloom("data", "stats", str(profile), "s", "--json", env=toys).stdout)
+    assert stats["fingerprint"] == shown["data_fingerprints"]["s"]
+    data.write_text("text,label\n" + rows.replace("text 3", "text 3!"))
+    again = run_heirloom("train", str(profile), env=toys)
+    said = " ".join(again.stderr.split())
+    changed = f"models.m: s differs from the data team/m@1 trained on ({shown['data_fingerprints']['s'][:12]} -> "
+    assert again.returncode == 0 and changed in said, said

@@ -105,10 +105,11 @@ def data_show(
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @set_option
 def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, ...]) -> None:
-    """Print the counts of SOURCE of PROFILE (records, and what the source reports)."""
+    """Print the counts of SOURCE of PROFILE (records, and what the source reports) and its
+    fingerprint: what a version trained on it records under data_fingerprints (models show)."""
     reading = err_console.status(f"reading every record of {source}...")
     with started_source(profile, source, overrides) as component, reading:
-        stats = component.stats()
+        stats = {**component.stats(), "fingerprint": component.fingerprint()}
     if as_json:
         print_json(stats)
         return

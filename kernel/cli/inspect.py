@@ -25,6 +25,7 @@ from heirloom.core.errors import HeirloomError, ProfileError
 from heirloom.core.profile import MASK
 from heirloom.core.schema import validate
 from heirloom.store.checks import reference_problems, served_model_problems
+from heirloom.store.training import profile_digest
 
 
 @click.command("plugins")
@@ -104,7 +105,9 @@ def profile_group() -> None:
 @profile_group.command("show")
 @click.argument("profile")
 @set_option
-@click.option("--json", "as_json", is_flag=True, help='Print {"profile", "project", "provenance", "secrets"}.')
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"profile", "project", "digest", "provenance", "secrets"}.'
+)
 @click.option(
     "--show-secrets",
     is_flag=True,
@@ -116,6 +119,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     Values interpolated from environment variables may be credentials: they are masked
     unless --show-secrets. A profile that merges but does not validate is still shown,
     so the file that set a bad value can be found; its problems follow on stderr (exit 2).
+    The digest is the profile_digest a version trained with it records (models show).
     """
     kernel = get_kernel()
     try:
@@ -123,16 +127,19 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     except ProfileError as exc:  # it does not even merge (TOML, extends): nothing to show
         report_profile_error(exc)
     try:
-        project, problems = validate(raw, kernel.plugins).project, None
+        resolved = validate(raw, kernel.plugins)
+        project, digest, problems = resolved.project, profile_digest(resolved), None
     except ProfileError as exc:
-        project, problems = str(raw.data.get("project") or raw.name), exc
+        project, digest, problems = str(raw.data.get("project") or raw.name), None, exc
     data = raw.data if show_secrets else _masked(raw.data, raw.secrets)
     if as_json:
-        shown = {"project": project, "profile": data, "provenance": raw.provenance}
+        shown = {"project": project, "profile": data, "digest": digest, "provenance": raw.provenance}
         print_json({**shown, "secrets": sorted(raw.secrets)})
     else:
         named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
         console.print(Text(raw.name, "bold") + inert(f" ({raw.file}); project {project}{named}"))
+        if digest is not None:
+            console.print(inert(f"digest {digest[:12]} (the profile_digest of a version trained with it)"))
         console.print(inert(f"extends chain: {' -> '.join(raw.files)}"))
         table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), "set by")  # keys go to --set
         for key, origin in sorted(raw.provenance.items()):

@@ -160,7 +160,7 @@ def eval_command(
     When reports carry a summary row, one table comes first: a row per component, then
     micro, macro and weighted averages; then each component's own report.
 
-    JSON: {"models": {NAME: {"version", <metrics>, "per_class": {...}}}, "apis": {NAME:
+    JSON: {"models": {NAME: {"version", "same_records_as_trained", <metrics>, "per_class": {...}}}, "apis": {NAME:
     {<metrics>}}, "summary": {"rows": {NAME: {"precision", "recall", "f1", "support"}},
     "micro_avg", "macro_avg", "weighted_avg"}}; "apis" and "summary" only when present.
     """

@@ -315,6 +315,7 @@ def train(
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         fingerprint = source.fingerprint()
+        _say_if_the_data_changed(store, profile.project, spec, source_name, fingerprint, progress)
         unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
         with _naming_a_foreign_parent(spec, parent):
             fitted = (
@@ -372,6 +373,18 @@ def train(
             removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)
             progress.log(f"retention (keep_versions = {keep}): removed {removed}, {plan.bytes} bytes")
     return Trained(artifact, by_split[TEST].report, tuple(evaluations))
+
+
+def _say_if_the_data_changed(
+    store: ArtifactStore, project: str, spec: ComponentSpec, source_name: str, fingerprint: str, progress: Progress
+) -> None:
+    """Name a change of the training data since the model's latest version: a new version that
+    a one-byte edit of the data made was otherwise unexplained."""
+    stored = store.list(project, spec.name)
+    before = stored[-1].data_fingerprints.get(source_name) if stored else None
+    if before is not None and before != fingerprint:
+        changed = f"{before[:12]} -> {fingerprint[:12]}; heirloom data stats prints it"
+        progress.log(f"{spec.key}: {source_name} differs from the data {stored[-1].ref} trained on ({changed})")
 
 
 @contextlib.contextmanager
