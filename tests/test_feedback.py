@@ -215,6 +215,17 @@ def test_a_vowel_sign_is_part_of_its_word_when_a_correction_is_compared_with_the
     assert text_of(["मुझे काम चाहिए"]) in held_out and text_of(["मुझे कम चाहिए"]) not in held_out
 
 
+def test_a_chinese_or_japanese_test_sentence_cut_or_edited_is_a_repeat():
+    """A team's texts have no spaces: a sentence was one word, so its halves repeated nothing
+    (none of 96 halves left out) and its 5-grams changed too much for one word dropped."""
+    sentence = "我的包裹到现在还没有送到请帮我查一下"  # my parcel has still not arrived, please check
+    held_out = NearDuplicates([text_of([sentence]), text_of(["パスワードを忘れてしまいました"])], 0.8)
+    assert text_of([sentence[:9]]) in held_out and text_of([sentence[9:]]) in held_out
+    assert text_of([sentence[:-2]]) in held_out and text_of(["パスワードを忘れて"]) in held_out
+    assert text_of(["我想退款请帮我查一下"]) not in held_out  # I want a refund, please check: shares a phrase
+    assert text_of(["忘れて"]) not in held_out  # a word of it
+
+
 def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_dir):
     """485 test sentences sent back as corrections trained the next version, whose reported
     test accuracy rose from 0.79 to 0.90 on the same records: the union leaves out a training

@@ -5,7 +5,9 @@ invisible characters gone, so gluing words with a zero-width space or splitting 
 nothing) and compared by the Jaccard similarity of its character 5-grams: one word added,
 dropped or changed in a sentence leaves most of them. A text of a few words or more whose
 words nearly all come from one example repeats it too (containment): a sentence cut in
-halves, or its words reordered, keeps every word a bag-of-words model learns from. Pairs
+halves, or its words reordered, keeps every word a bag-of-words model learns from. In a text
+mostly of a script written without spaces (Chinese, Japanese, Thai) a word is two characters
+and a gram too, as CJK search engines index them. Pairs
 are found by prefix filtering (Bayardo et al., "Scaling up all pairs similarity search",
 2007): only examples sharing one of a text's rarest grams, or words, are compared with it.
 """
@@ -27,6 +29,14 @@ GRAM = 5
 #: Containment: a text of at least CONTAINED_WORDS distinct words, CONTAINED of them in one example.
 CONTAINED_WORDS = 4
 CONTAINED = 0.9
+
+#: Scripts written without spaces between words (Han, kana, Thai, Lao, Myanmar, Khmer). There a
+#: word is two characters (the bigrams CJK search engines index) and a gram GRAM_SPACELESS.
+SPACELESS = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\U00020000-\U0003134f]+"
+)
+GRAM_SPACELESS = 2
 
 #: Grams and words as hashes of ``(place, text)``: a tenth of the memory of the tuples (3,000
 #: held-out documents of 1,700 characters took 768 MB), within one process, where they are compared.
@@ -57,10 +67,24 @@ def text_of(values: Iterable[str]) -> Text:
     for place, value in enumerate(values):
         found = _letters().findall(unicodedata.normalize("NFKC", value).casefold())
         letters = "".join(found)
-        starts = range(max(1, len(letters) - GRAM + 1)) if letters else ()  # no letters (emoji, "!!!"): no grams
-        grams.update(hash((place, letters[i : i + GRAM])) for i in starts)
-        words.update(hash((place, word)) for word in found)
+        spaceless = sum(map(len, SPACELESS.findall(letters)))
+        gram = GRAM_SPACELESS if 2 * spaceless > len(letters) else GRAM
+        starts = range(max(1, len(letters) - gram + 1)) if letters else ()  # no letters (emoji, "!!!"): no grams
+        grams.update(hash((place, letters[i : i + gram])) for i in starts)
+        words.update(hash((place, word)) for run in found for word in _words(run))
     return Text(frozenset(grams), frozenset(words))
+
+
+def _words(run: str) -> list[str]:
+    """The words of a run of letters: itself, but two characters at a time where it is written
+    without spaces (a sentence of Chinese is one run: cut in halves, it shared no word)."""
+    words, end = [], 0
+    for match in SPACELESS.finditer(run):
+        words.extend(filter(None, [run[end : match.start()]]))
+        chars = match.group()
+        words.extend(chars[i : i + 2] for i in range(max(1, len(chars) - 1)))
+        end = match.end()
+    return [*words, *filter(None, [run[end:]])]
 
 
 class NearDuplicates:
