@@ -33,8 +33,15 @@ def rescored(
     if used.resolve() != store.root.resolve():
         raise RefError(f"--rescore {profile}: it uses the store {used}, not {store.root}")
     try:
-        _, report, _ = evaluate(kernel, resolved, spec, split)
+        _, report, same = evaluate(kernel, resolved, spec, split)
     except HeirloomError as exc:  # no such split, no records, a version that does not load: not comparable
         raise PromotionRefused(f"metrics are not comparable: could not rescore {artifact.ref}: {exc}") from None
     missing = f"{artifact.ref} reports no numeric {split} metric"
-    return read_metric(report.metrics, metric, missing, candidate=candidate)
+    value = read_metric(report.metrics, metric, missing, candidate=candidate)  # a typo first: exit 2
+    if candidate and same is False:  # the holder's would favour the holder; the candidate's, itself
+        raise PromotionRefused(
+            f"{artifact.ref} was scored on other {split} records when trained: it may have trained on some of "
+            f"{profile}'s {split} records now, which would favour it; train it on {profile}'s data, or promote "
+            "without --if-better"
+        )
+    return value

@@ -255,6 +255,25 @@ def _warn_if_not_apart(by_split: dict[str, Evaluation], source: str, progress: P
         )
 
 
+def _warn_if_the_parent_held_out_others(
+    parent: Artifact | None, project: str, name: str, source: str, by_split: dict[str, Evaluation], progress: Progress
+) -> None:
+    """A warm start from the model's own version that was scored on other held-out records (a
+    changed seed or fraction): its weights may hold records held out now, inflating every score
+    of the new version and of each one warm-started from it, without a word until ``eval``."""
+    if parent is None or (parent.project, parent.model) != (project, name):
+        return
+    for split, evaluation in by_split.items():
+        before = parent.data_fingerprints.get(evaluation_key(source, split))
+        if before is not None and before != evaluation.fingerprint:
+            progress.log(
+                f"warning: the parent {parent.ref} was scored on other {split} records ({before[:12]}, now "
+                f"{evaluation.fingerprint[:12]}): if the split moved records (a changed seed or fraction), some it "
+                "trained on are held out now and these scores are optimistic; inherit = null fits from scratch"
+            )
+            return
+
+
 def takes_validation(model: Any) -> bool:
     """Whether ``model.fit`` accepts a ``validation`` keyword (optional in the contract)."""
     parameters = inspect.signature(model.fit).parameters.values()
@@ -336,6 +355,7 @@ def train(
             evaluations = [score(model, source, split, progress) or _no_scores(split, progress) for split in splits]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
         _warn_if_not_apart(by_split, source_name, progress)
+        _warn_if_the_parent_held_out_others(parent, profile.project, spec.name, source_name, by_split, progress)
         metrics = dict(by_split[TEST].report.metrics)
         if VALIDATION in by_split:
             metrics[VALIDATION] = by_split[VALIDATION].report.metrics
