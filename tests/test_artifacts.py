@@ -725,6 +725,36 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
         )
 
 
+def test_a_daemon_started_before_the_first_train_says_what_to_run_as_the_store_is_now(store, tmp_path):
+    """A daemon started on an empty store kept saying "run heirloom train" once a version was
+    stored, after _reload too: its serve alias still needed a promote, which it never named."""
+    text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    daemon = Daemon(tmp_path, profile=text, env=env)
+    try:
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while (error := _model_error(client)) is None:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            assert "team/m has no trained version yet (run heirloom train)" in error
+            assert run_heirloom("train", str(profile), env=env).returncode == 0
+            client.call("_reload")
+            while "heirloom models promote team/m@1 production" not in (error := _model_error(client) or ""):
+                assert time.monotonic() < deadline, error
+                time.sleep(0.1)
+    finally:
+        assert daemon.terminate() == 0
+
+
+def _model_error(client) -> str | None:
+    try:
+        return client.call("_stats")["models"]["m"]["error"]
+    except heirloom.RemoteError:  # still starting
+        return None
+
+
 def test_inheriting_the_served_version_with_nothing_new_stores_nothing(store, tmp_path):
     """``inherit = "served"`` and the same data and settings as the version served: refitting
     would move the weights on data they have seen and store a drifted copy every run (the

@@ -5,8 +5,7 @@ itself, so one plugin's failure can never silently skip another plugin's teardow
 Every hook name starts with ``heirloom_`` and pluggy validates implementations against
 these specs, so a typo in a plugin is an error rather than a silently ignored function.
 Hooks are called through pluggy, one plugin at a time (``tryfirst``/``trylast`` order
-them, hook wrappers wrap them, ``HEIRLOOM_TRACE_PLUGINS=1`` logs each call).
-"""
+them, hook wrappers wrap them, ``HEIRLOOM_TRACE_PLUGINS=1`` logs each call)."""
 
 from __future__ import annotations
 
@@ -39,8 +38,7 @@ def heirloom_register_sources(register: Register) -> None:
     """Register data source component types: ``register("csv", CsvSource)``.
 
     :param register: call it once per type with a lower-case name and an attrs class subclassing
-        ``heirloom.Source``; a name another plugin registered is an error naming both when a profile uses it.
-    """
+        ``heirloom.Source``; a name another plugin registered is an error naming both when a profile uses it."""
 
 
 @hookspec

@@ -103,8 +103,10 @@ class ModelServing:
             spec = self._specs[name]
             try:
                 artifact = self.store.resolve(self.ref_of(spec))
-            except HeirloomError as exc:
-                self.errors[name] = handle.unavailable or str(exc)  # "no trained version yet", not a path
+            except HeirloomError as exc:  # why, as the store is now: "run heirloom train" once trained was stale
+                if handle.version is None:
+                    handle.unavailable = nothing_served(self.store, self.project, spec)
+                self.errors[name] = handle.unavailable or str(exc)
                 continue
             if artifact.ref == handle.version:  # the ref names what it serves (a rollback): nothing failing now
                 self.errors.pop(name, None)
