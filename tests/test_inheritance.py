@@ -160,6 +160,25 @@ def test_a_data_error_under_a_parent_of_another_type_names_the_data_not_the_inhe
     assert "inherit" not in said and "text-classifier" not in said
 
 
+def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(tmp_path):
+    """A third-party source's KeyError read as ``training models.m (toy-model) failed``, and with
+    a ``stop`` that failed too, only the stop's error was shown: the first failure was lost."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    profile = write(
+        tmp_path / "team.toml",
+        '[sources.rows]\nuse = "toy-source"\nbug = true\n[models.m]\nuse = "toy-model"\ndata = "rows"\n',
+    )
+    for stop in ("false", "true"):
+        trained = run_heirloom("train", str(profile), "--set", f"sources.rows.fail_stop={stop}", env=toys)
+        last = trained.stderr.strip().splitlines()[-1]
+        assert trained.returncode == 1 and "KeyError: 'body'" in trained.stderr, trained.stderr
+        assert last.startswith("error: reading the train split of sources.rows (toy-source) failed: KeyError"), last
+    assert "rows refuses to stop" in trained.stderr  # said too, after the failure it followed
+    shown = run_heirloom("data", "show", str(profile), "rows", env=toys)
+    last = shown.stderr.strip().splitlines()[-1]
+    assert shown.returncode == 1 and last.startswith("error: reading sources.rows (toy-source) failed: KeyError"), last
+
+
 def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     """``inherit`` naming a recommender's version in a text-classifier said only "the parent
     is not a text-classifier state", not which key or what the parent was."""

@@ -30,6 +30,9 @@ class ToySource(heirloom.Source):
     path: str | None = heirloom.path_field(default=None)
     #: Declares a validation split too, yielding the same rows for every split (as a buggy source does).
     validation: bool = False
+    #: ``records`` raises KeyError after its first row, and ``stop`` raises: a plugin's bugs.
+    bug: bool = False
+    fail_stop: bool = False
 
     def start(self, ctx):
         super().start(ctx)
@@ -40,11 +43,16 @@ class ToySource(heirloom.Source):
 
     def stop(self):
         _record(f"stop {self.ctx.name}")
+        if self.fail_stop:
+            raise RuntimeError(f"{self.ctx.name} refuses to stop")
 
     def records(self, split=None):
         if self.path is not None:
             os.close(heirloom.open_regular(Path(self.path)))
-        yield from ({"i": i} for i in range(self.rows))
+        for i in range(self.rows):
+            if self.bug and i:
+                raise KeyError("body")
+            yield {"i": i}
 
     def fingerprint(self) -> str:
         return f"toy-{self.rows}"

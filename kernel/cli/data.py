@@ -25,6 +25,7 @@ from heirloom.cli.common import (
     console,
     err_console,
     fail,
+    fail_unexpectedly,
     get_kernel,
     inert,
     print_json,
@@ -33,6 +34,7 @@ from heirloom.cli.common import (
 )
 from heirloom.cli.options import SECONDS
 from heirloom.core.components import Source
+from heirloom.core.errors import HeirloomError
 from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
@@ -60,8 +62,14 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
             f"(sources: {', '.join(names) or 'none'})",
             EXIT_INVALID,
         )
+    use = next(spec.use for spec in resolved.components if spec.kind == "source" and spec.name == name)
     with kernel.system(resolved, only={("source", name)}) as system:
-        yield system.component(name, "source")
+        try:
+            yield system.component(name, "source")
+        except (HeirloomError, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a source's bug: its traceback, then a line naming the source
+            fail_unexpectedly(f"reading sources.{name} ({use})", exc)
 
 
 @click.group("data")

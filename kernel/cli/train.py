@@ -23,6 +23,7 @@ from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import write_atomic
 from heirloom.store.compare import SPLITS, TEST, VALIDATION
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
+from heirloom.store.reading import SourceBug
 from heirloom.store.refs import RefError
 from heirloom.store.training import Trained, evaluate, model_specs, train
 
@@ -123,6 +124,8 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
         fail(f"error: {exc}")
     except SystemExit as exc:  # a plugin's sys.exit(0) must not read as a model trained and stored
         fail(f"error: training stopped: plugin code called sys.exit({exc.code!r}); nothing more was stored")
+    except SourceBug as exc:  # the source's bug, not the model's
+        fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which model it stopped
         fail_unexpectedly(f"training {spec.key} ({spec.use})" if spec else "training", exc)
 
@@ -196,6 +199,8 @@ def eval_command(
         fail(f"error: {exc}", 2)
     except HeirloomError as exc:
         fail(f"error: {exc}")
+    except SourceBug as exc:  # the source's bug, not the model's
+        fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which component it stopped
         fail_unexpectedly(f"evaluating {spec.key} ({spec.use})" if spec else "evaluating", exc)
     table = summary(reports)

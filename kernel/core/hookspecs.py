@@ -45,24 +45,21 @@ def heirloom_register_sources(register: Register) -> None:
 def heirloom_register_models(register: Register) -> None:
     """Register model component types: ``register("text-classifier", TextClassifier)``.
 
-    :param register: as for sources; the class subclasses ``heirloom.Model``.
-    """
+    :param register: as for sources; the class subclasses ``heirloom.Model``."""
 
 
 @hookspec
 def heirloom_register_apis(register: Register) -> None:
     """Register api component types (route providers): ``register("echo", EchoApi)``.
 
-    :param register: as for sources; the class subclasses ``heirloom.Api``.
-    """
+    :param register: as for sources; the class subclasses ``heirloom.Api``."""
 
 
 @hookspec
 def heirloom_register_resource_managers(register: Register) -> None:
     """Register resource manager component types: ``register("local", LocalResources)``.
 
-    :param register: as for sources; the class subclasses ``heirloom.Resources``.
-    """
+    :param register: as for sources; the class subclasses ``heirloom.Resources``."""
 
 
 @hookspec
@@ -71,8 +68,7 @@ def heirloom_register_profiles(register: Callable[[str, Path], None]) -> None:
 
     :param register: call it with a profile name and the path of its TOML file (a
         ``Path``, or an ``importlib.resources`` traversable of a file inside the package),
-        so other projects can ``extends = ["medical"]`` without copying files.
-    """
+        so other projects can ``extends = ["medical"]`` without copying files."""
 
 
 @hookspec
@@ -80,8 +76,7 @@ def heirloom_register_pretrained(register: Callable[[str, Callable[[], State]], 
     """Register pretrained states a plugin ships: ``register("news-sentiment", load)``.
 
     :param register: call it with a name and a function ``load() -> heirloom.State``;
-        ``load`` runs only when a profile inherits ``pretrained:NAME``, and must not download anything.
-    """
+        ``load`` runs only when a profile inherits ``pretrained:NAME``, and must not download anything."""
 
 
 @hookspec

@@ -221,8 +221,13 @@ class System:
     def __enter__(self) -> System:
         return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def __exit__(self, kind: object, *rest: object) -> None:
+        try:
+            self.stop()
+        except LifecycleError as teardown:  # after a failure inside, that one is what to fix: it goes on
+            if kind is None:
+                raise
+            log.error("%s", teardown)
 
 
 def api_check(api: Api, models: dict[str, Any]) -> list[tuple[str, str]]:

@@ -16,11 +16,9 @@ import contextlib
 import functools
 import hashlib
 import inspect
-import itertools
 import json
 import logging
-from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -32,6 +30,7 @@ from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.compare import TEST, VALIDATION, evaluation_key
 from heirloom.store.content import state_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
+from heirloom.store.reading import Evaluation, reading, score
 from heirloom.store.refs import RefError
 
 log = logging.getLogger("heirloom.eval")
@@ -41,15 +40,6 @@ if TYPE_CHECKING:
     from heirloom.core.profile import RawProfile
     from heirloom.core.schema import ComponentSpec, ResolvedProfile
     from heirloom.store.artifacts import Artifact, ArtifactStore
-
-
-@attrs.frozen
-class Evaluation:
-    """A fitted model scored on one split, and the fingerprint of that split's records."""
-
-    split: str
-    fingerprint: str
-    report: Report
 
 
 @attrs.frozen
@@ -138,35 +128,6 @@ def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> 
 
 
 PRETRAINED = "pretrained:"
-#: Records between two progress updates while a split streams into a model.
-PROGRESS_EVERY = 256
-
-
-class SourceReadError(HeirloomError):
-    """A source failed while a model consumed its records: the data's fault, whatever the model."""
-
-
-def reading(records: Iterable[Any], progress: Progress, description: str) -> Iterator[Any]:
-    """``records`` unchanged, counted on a progress bar as the model consumes them; a source's
-    error says what was being read (not blamed on the model or its parent)."""
-    progress.start(description)
-    pending = 0
-    iterator = iter(records)
-    while True:
-        try:
-            record = next(iterator)
-        except StopIteration:
-            break
-        except HeirloomError as exc:
-            raise SourceReadError(f"{description}: {exc}") from None
-        yield record
-        pending += 1
-        if pending == PROGRESS_EVERY:
-            progress.advance(pending)
-            pending = 0
-    progress.advance(pending)
-
-
 #: ``inherit = "served"``: the version the model itself serves (``serve`` key, else the latest).
 SERVED = "served"
 
@@ -200,42 +161,6 @@ def import_pretrained(store: ArtifactStore, name: str, state: Any, versions: dic
         return latest
     plugin_versions = {dist: version for dist, version in versions.items() if dist}
     return store.put("pretrained", name, state, model_type="pretrained", plugin_versions=plugin_versions)
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-able stand-in for values ``json`` cannot encode, stable across runs."""
-    if attrs.has(type(value)):
-        return attrs.asdict(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
-    return str(value)
-
-
-def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
-    """Yield ``records`` while feeding their canonical JSON to ``digest``, so scoring a
-    split and fingerprinting it take one pass over its records."""
-    for record in records:
-        digest.update(json.dumps(record, sort_keys=True, default=_plain, ensure_ascii=False).encode() + b"\n")
-        yield record
-
-
-def score(model: Any, source: Source, split: str, progress: Progress, description: str = "") -> Evaluation | None:
-    """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored;
-    None when the split has no records."""
-    digest = hashlib.sha256()
-    description = description or f"scoring the model on the {split} split"
-    records = fingerprinting(reading(source.records(split), progress, description), digest)
-    first = next(records, None)
-    if first is None:  # scores of nothing would read as a model that got everything wrong
-        return None
-    report = model.evaluate(itertools.chain([first], records))
-    for _ in records:  # a model that stopped reading early still gets the whole split hashed
-        pass
-    return Evaluation(split, digest.hexdigest(), report)
 
 
 def _no_scores(split: str, progress: Progress) -> Evaluation:
@@ -423,8 +348,9 @@ def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> It
 def fit(model: Any, source: Source, source_name: str, parent_state: State | None, progress: Progress) -> None:
     """Fit ``model`` on ``source``'s train split (and its validation split, if it takes one)."""
     splits = source.splits()
-    extra = {VALIDATION: source.records(VALIDATION)} if VALIDATION in splits and takes_validation(model) else {}
-    train_split = reading(source.records("train"), progress, f"reading the train split of {source_name}")
+    validation = reading(source, VALIDATION, NullProgress(), f"reading the validation split of {source_name}")
+    extra = {VALIDATION: validation} if VALIDATION in splits and takes_validation(model) else {}
+    train_split = reading(source, "train", progress, f"reading the train split of {source_name}")
     model.fit(train_split, parent=parent_state, progress=progress, **extra)
 
 

@@ -1,0 +1,104 @@
+"""A model reading a source's records: progress, one-pass fingerprints of what was scored,
+and a source's errors told apart from the model's (a source's bug is not the model's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime
+from typing import Any
+
+import attrs
+
+from heirloom.core.components import Progress, Report, Source
+from heirloom.core.errors import HeirloomError
+
+#: Records between two progress updates while a split streams into a model.
+PROGRESS_EVERY = 256
+
+
+@attrs.frozen
+class Evaluation:
+    """A fitted model scored on one split, and the fingerprint of that split's records."""
+
+    split: str
+    fingerprint: str
+    report: Report
+
+
+class SourceReadError(HeirloomError):
+    """A source failed while a model consumed its records: the data's fault, whatever the model."""
+
+
+class SourceBug(Exception):
+    """An exception no source raised on purpose (a plugin's bug), while a model read its records:
+    ``args[0]`` says which source, so the model is not blamed; ``__cause__`` is the exception."""
+
+
+def reading(source: Source, split: str, progress: Progress, description: str) -> Iterator[Any]:
+    """``source``'s records of ``split`` unchanged, counted on a progress bar as the model consumes
+    them; a source's error says what was being read (not blamed on the model or its parent)."""
+    progress.start(description)
+    pending = 0
+    with _blaming_the_source(source, split, description):  # the model's own errors never pass through here
+        for record in source.records(split):
+            yield record
+            pending += 1
+            if pending == PROGRESS_EVERY:
+                progress.advance(pending)
+                pending = 0
+    progress.advance(pending)
+
+
+@contextlib.contextmanager
+def _blaming_the_source(source: Source, split: str, description: str) -> Iterator[None]:
+    try:
+        yield
+    except HeirloomError as exc:
+        raise SourceReadError(f"{description}: {exc}") from None
+    except Exception as exc:
+        ctx = getattr(source, "ctx", None)  # set by Source.start, unless a plugin's start skipped it
+        system = getattr(ctx, "system", None)
+        specs = [spec for spec in getattr(system, "specs", ()) if (spec.kind, spec.name) == (ctx.kind, ctx.name)]
+        named = f"{specs[0].key} ({specs[0].use})" if specs else type(source).__name__
+        raise SourceBug(f"reading the {split} split of {named}") from exc
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able stand-in for values ``json`` cannot encode, stable across runs."""
+    if attrs.has(type(value)):
+        return attrs.asdict(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
+    """Yield ``records`` while feeding their canonical JSON to ``digest``, so scoring a
+    split and fingerprinting it take one pass over its records."""
+    for record in records:
+        digest.update(json.dumps(record, sort_keys=True, default=_plain, ensure_ascii=False).encode() + b"\n")
+        yield record
+
+
+def score(model: Any, source: Source, split: str, progress: Progress, description: str = "") -> Evaluation | None:
+    """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored;
+    None when the split has no records."""
+    digest = hashlib.sha256()
+    description = description or f"scoring the model on the {split} split"
+    records = fingerprinting(reading(source, split, progress, description), digest)
+    first = next(records, None)
+    if first is None:  # scores of nothing would read as a model that got everything wrong
+        return None
+    report = model.evaluate(itertools.chain([first], records))
+    for _ in records:  # a model that stopped reading early still gets the whole split hashed
+        pass
+    return Evaluation(split, digest.hexdigest(), report)
