@@ -26,6 +26,7 @@ oil, gelatin) are not modelled.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 
@@ -69,9 +70,13 @@ _NOT_DRUG_TEXT = """
     product products milk cow's cow lactose soy soya sesame latex nickel food foods strawberry strawberries
     tomato tomatoes kiwi banana bananas apple apples citrus chocolate corn mustard celery"""
 NOT_DRUG_WORDS = frozenset(_NOT_DRUG_TEXT.split())
+_DASHES = "\\-\u2010\u2011\u2012\u2013\u2014\u2212"  # hyphens (a non-breaking one too), dashes, minus
 #: Where one display names several allergies: "penicillin and acetaminophen", "sulfa, codeine".
-_PARTS = re.compile(r"\s*(?:[,;&/+]|\band\b|\bor\b|\s[-\u2013]\s)\s*")
-_DASH = re.compile(r"[-\u2013]")  # a hyphen or an en dash
+_PARTS = re.compile(f"\\s*(?:[,;&/+]|\\band\\b|\\bor\\b|\\s[{_DASHES}]\\s)\\s*")
+_DASH = re.compile(f"[{_DASHES}]")
+_WORDS = re.compile(f"[\\s,{_DASHES}]+")
+#: Names this long that differ by a letter are one drug misspelt (``simvistatin``), never two.
+TYPO_LENGTH, TYPO_RATIO = 8, 0.9
 #: Drug-allergy codes a record may carry without a display, and their substance: SNOMED CT
 #: findings, and the ICD-10 (-CM) allergy statuses a hospital coding in ICD-10 records.
 ALLERGY_CODES: dict[str, str] = {
@@ -117,6 +122,17 @@ _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|a
 _STOP = re.compile(r"^(\d|oral|topical|injectable|injection|extended|prefilled|auto|transdermal|nasal|inhal)")
 _ALLERGY_WORDS = re.compile(r"\b(allergy to|allergy|allergic to|intolerance to|intolerance|hypersensitivity)\b")
 _QUALIFIER = re.compile(r"\([^)]*\)|\[[^]]*\]")
+#: SNOMED CT's semantic tags: the only brackets an allergy display loses ("(finding)"); others
+#: name more allergies ("Penicillin allergy (also ibuprofen)" hid the ibuprofen).
+_SEMANTIC_TAG = re.compile(r"\((?:disorder|finding|substance|product|medicinal product|situation|qualifier value)\)")
+#: Words of an allergy display that name nothing (``penicillin with codeine``, ``also ibuprofen``).
+_FILLER_TEXT = "to of with also and or the a an in by from medication medications drug drugs agent agents antibiotic"
+FILLER_WORDS = frozenset(_FILLER_TEXT.split())
+#: Salt and form words of ingredient names: ``naproxen sodium`` is naproxen, never "sodium".
+_SALT_TEXT = """sodium potassium calcium hydrochloride hcl sulfate sulphate acetate citrate phosphate succinate
+    tartrate maleate fumarate besylate mesylate bitartrate bromide chloride valerate monohydrate dihydrate
+    trihydrate macrocrystals hyclate hydrobromide propionate dipropionate"""
+SALT_WORDS = frozenset(_SALT_TEXT.split())
 
 
 def ingredients(display: str | None) -> frozenset[str]:
@@ -135,7 +151,7 @@ def ingredients(display: str | None) -> frozenset[str]:
         for word in words:
             if _STOP.match(word):
                 break
-            name.append(word)
+            name.append(word.strip(","))
         if name:
             joined = " ".join(name)
             found.update(BRANDS.get(joined) or BRANDS.get(name[0]) or (joined,))
@@ -144,7 +160,7 @@ def ingredients(display: str | None) -> frozenset[str]:
 
 def allergy_parts(display: str | None) -> list[str]:
     """What each allergy a display names is (lower case, without "allergy to" and qualifiers)."""
-    text = _QUALIFIER.sub(" ", (display or "").lower())
+    text = re.sub(r"[()\[\]]", ",", _SEMANTIC_TAG.sub(" ", (display or "").lower()))
     named = " ".join(_ALLERGY_WORDS.sub(" ", text).split())
     return [part for part in _PARTS.split(named) if part]
 
@@ -160,12 +176,13 @@ def _part_substances(named: str) -> set[str]:
     for word in named.split():
         word = word.removesuffix("s") if word.removesuffix("s") in CLASSES else word
         found.update(CLASSES.get(word, ()), BRANDS.get(word, ()))
-        if word in BRANDS:
-            found.add(word)
+        if word not in FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS:  # each drug it names: "naproxen sodium"
+            found.add(word)  # is naproxen, "ibuprofen with codeine" both
     return found
 
 
 def _widened(found: set[str]) -> frozenset[str]:
+    """``found`` and the cross-reactive classes of its members."""
     for substance in list(found):
         found.update(CLASSES.get(_CLASS_OF.get(substance, ""), ()))
     return frozenset(found)
@@ -191,26 +208,36 @@ KNOWN_DRUGS = frozenset(
 
 def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[Iterable[str]] = ()) -> list[str]:
     """The ``(code, display)`` allergies no filter can promise safety against: one whose display
-    names an allergy (of the several it may name) that maps to no drug ``KNOWN_DRUGS`` or the
-    ``drugs`` (ingredient lists) name and is no allergen of ``NOT_DRUG_WORDS``, or with no
-    display, a code the filter does not know. "Allergy to Augmentin" before the brand was
-    known, a misspelt "penicilin", "penicillin and acetaminophen" where acetaminophen is no
-    drug the model knows: a person checks them by hand."""
+    has a word that is no word of a drug ``KNOWN_DRUGS`` or the ``drugs`` (ingredient lists)
+    name, of a class, of a non-drug allergen (``NOT_DRUG_WORDS``), a salt or a filler word, or
+    with no display, a code the filter does not know. "Allergy to Augmentin" before the brand
+    was known, a misspelt "penicilin", "penicilin with codeine" (codeine read, the rest not),
+    "fish oil": a person checks them by hand."""
     known = KNOWN_DRUGS | {ingredient for parts in drugs for ingredient in parts}
+    readable = {word for name in known for word in _WORDS.split(name)} | FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
     missing = set()
     for code, display in allergies:
         parts = allergy_parts(display)
         if not parts and not ALLERGY_CODES.get(code or ""):
             missing.add(display or code or "(no code)")
-        for part in parts:
-            found = _widened(_part_substances(part))
-            drug = any(s == k or k.startswith(f"{s} ") for s in found for k in known)
-            if not drug and not set(re.split(r"[\s-]+", part)) <= NOT_DRUG_WORDS:
-                missing.add(display or code or "(no code)")
+        words = {word for part in parts for word in _WORDS.split(part) if word}
+        if any(word not in readable and word.removesuffix("s") not in readable for word in words):
+            missing.add(display or code or "(no code)")
     return sorted(missing)
 
 
 def conflicts(drug_ingredients: Iterable[str], allergy_substances: Iterable[str]) -> list[str]:
-    """The allergy substances that rule out a drug with these ingredients."""
+    """The allergy substances that rule out a drug with these ingredients: the same substance,
+    one a salt or form of the other (``oxycodone hydrochloride``; an allergy to ``naproxen
+    sodium`` and naproxen), or the same long name but for a typo (a data set's ``Simvistatin``)."""
     drug = list(drug_ingredients)
-    return sorted({s for s in allergy_substances for i in drug if i == s or i.startswith(f"{s} ")})
+    return sorted({s for s in allergy_substances for i in drug if _same_substance(i, s)})
+
+
+def _same_substance(ingredient: str, substance: str) -> bool:
+    if ingredient == substance or ingredient.startswith(f"{substance} ") or substance.startswith(f"{ingredient} "):
+        return True
+    if substance not in SALT_WORDS and substance in ingredient.split():  # estradiol in ethinyl estradiol
+        return True
+    first = ingredient.split()[0]
+    return len(first) >= TYPO_LENGTH and difflib.SequenceMatcher(None, first, substance).ratio() >= TYPO_RATIO
