@@ -444,6 +444,14 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
             rogue = context.socket(zmq.DEALER)
             rogue.connect(worker_address)
             rogue.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 7, "ready": True, "routes": long_names})])
+            # 2 MiB of one-byte maps: 6 s of checking and 150 MB kept per peer, before they were counted
+            rogue.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 8, "x": [{}] * 2_000_000})])
+            rogue.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 9, "x": [[{}] * 20_000] * 100})])
+            rogue.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 10})])  # read after them: they were read
+            deadline = time.monotonic() + 30
+            while 10 not in (seen := [w["pid"] for w in client.call("_ready")["workers"]]):
+                assert time.monotonic() < deadline, daemon.log()
+            assert 8 not in seen and 9 not in seen
             assert client.call("t.slow", {"ms": 1}) == {"slept_ms": 1}  # _stats now reads t.slow's worker numbers
             count = 2**53
             seconds = {"bounds": list(SECONDS_BUCKETS), "counts": [count] * (len(SECONDS_BUCKETS) + 1), "sum": 1.0}

@@ -92,16 +92,14 @@ def heirloom_register_consoles(register: Callable[[str, Console], None]) -> None
 
     :param register: call it with a name and a ``heirloom.Console``; ``heirloom gateway``
         serves the console at ``/console/<api>`` for every api of the connected daemon that
-        has all the route methods the console needs (``Console.routes``).
-    """
+        has all the route methods the console needs (``Console.routes``)."""
 
 
 @hookspec
 def heirloom_register_commands(cli: click.Group) -> None:
     """Add commands to the ``heirloom`` command line: ``cli.add_command(my_command)``.
 
-    :param cli: the root click group of ``heirloom``.
-    """
+    :param cli: the root click group of ``heirloom``."""
 
 
 @hookspec(firstresult=True)
@@ -113,16 +111,14 @@ def heirloom_open_store(path: str | None) -> VersionStore | None:
     object with the same methods (docs/PLUGINS.md lists them), or None to decline.
 
     :param path: the profile's ``[store] path``, or None for the default location
-        (``HEIRLOOM_STORE``, else ``HEIRLOOM_HOME/store``).
-    """
+        (``HEIRLOOM_STORE``, else ``HEIRLOOM_HOME/store``)."""
 
 
 @hookspec
 def heirloom_system_started(system: System) -> None:
     """Notification: every component of ``system`` has started.
 
-    :param system: the running system (``system.components()``, ``system.profile``).
-    """
+    :param system: the running system (``system.components()``, ``system.profile``)."""
 
 
 @hookspec

@@ -20,28 +20,32 @@ def shortened(message: str) -> str:
 
 
 class TooDeep(ValueError):
-    """A value whose lists and maps nest past the limit."""
+    """A value whose lists and maps nest past the limit, or hold more values than allowed."""
 
 
-def leaves(value: Any, max_depth: int) -> Iterator[Any]:
+def leaves(value: Any, max_depth: int, max_values: int | None = None) -> Iterator[Any]:
     """Every value inside ``value`` that is not a dict, list or tuple (``value`` itself if it
-    is none); TooDeep once a container sits ``max_depth`` levels down. An explicit stack, not
-    recursion: a hostile depth must not exhaust the interpreter's stack on the way."""
-    stack = [(value, 0)]
+    is none); TooDeep once a container sits ``max_depth`` levels down, or past ``max_values``
+    values and containers. An explicit stack, not recursion: a hostile depth must not exhaust
+    the interpreter's stack on the way."""
+    stack, seen = [(value, 0)], 1
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict | list | tuple):
             if depth == max_depth:
                 raise TooDeep(f"the value nests arrays and maps deeper than {max_depth} levels")
+            if max_values is not None and (seen := seen + len(node)) > max_values:  # before any is stacked
+                raise TooDeep(f"the value holds more than {max_values} arrays, maps and values")
             stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
         else:
             yield node
 
 
-def nests_deeper(value: Any, max_depth: int) -> bool:
-    """Whether ``value``'s dicts, lists and tuples nest past ``max_depth`` (``[[1]]``: two levels)."""
+def nests_deeper(value: Any, max_depth: int, max_values: int | None = None) -> str | None:
+    """Why ``value``'s dicts, lists and tuples nest past ``max_depth`` (``[[1]]``: two levels) or
+    hold more than ``max_values`` in all; None when they do not."""
     try:
-        deque(leaves(value, max_depth), maxlen=0)
-    except TooDeep:
-        return True
-    return False
+        deque(leaves(value, max_depth, max_values), maxlen=0)
+    except TooDeep as exc:
+        return str(exc)
+    return None

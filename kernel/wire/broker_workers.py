@@ -28,6 +28,9 @@ MAX_HEARTBEAT_DEPTH = 16
 #: The largest heartbeat read (a worker of 50 routes sends a few KB): the broker keeps each
 #: worker's last one, so with ``MAX_WORKERS`` this bounds what peers can make it hold.
 MAX_HEARTBEAT_BYTES = 2 << 20
+#: The most values (arrays, maps, strings, numbers) a heartbeat may hold: 2 MiB of one-byte empty
+#: maps took 6 s to check (a worker of 1,000 routes sends tens of thousands).
+MAX_HEARTBEAT_VALUES = 200_000
 #: The maps of a heartbeat that ``_ready`` and ``_stats`` show per worker, and their largest size.
 SHOWN = ("resources", "models", "storage")
 MAX_SHOWN_BYTES = 16 << 10
@@ -94,15 +97,18 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
     """A heartbeat's status map; ValueError saying what is wrong with it."""
     if len(frame) > MAX_HEARTBEAT_BYTES:
         raise ValueError(f"the heartbeat is {len(frame)} bytes; at most {MAX_HEARTBEAT_BYTES} are read")
-    try:
-        status = unpackb(frame)
+    try:  # one array or map longer than the whole may hold is refused by its header, before any is made
+        status = unpackb(frame, max_array_len=MAX_HEARTBEAT_VALUES, max_map_len=MAX_HEARTBEAT_VALUES)
     except Exception as exc:  # noqa: BLE001 - msgpack raises several types; each is a bad frame
+        if f"_len({MAX_HEARTBEAT_VALUES})" in str(exc):  # our cap, not a length past the frame's end
+            raise ValueError(f"the heartbeat is refused: an array or map holds over {MAX_HEARTBEAT_VALUES}") from None
         raise ValueError(decoding_error("heartbeat", exc)) from None
     if not isinstance(status, dict):
         raise ValueError(f"the heartbeat is a {type(status).__name__}, not a map")
-    if nests_deeper(status, MAX_HEARTBEAT_DEPTH):  # _ready and _stats show parts of it: they must pack again
-        raise ValueError(f"the heartbeat nests deeper than {MAX_HEARTBEAT_DEPTH} levels")
-    status = {key: value for key, value in status.items() if value is not None}  # nil is absent ("routes": nil)
+    if too_big := nests_deeper(status, MAX_HEARTBEAT_DEPTH, MAX_HEARTBEAT_VALUES):  # _ready and _stats pack parts
+        raise ValueError(f"the heartbeat is refused: {too_big}")
+    # nil is absent ("routes": nil); a key the broker does not read is not kept (a peer's made it hold 150 MB)
+    status = {key: value for key, value in status.items() if value is not None and (key in _FIELDS or key == "local")}
     for key, kind in _FIELDS.items():
         value = status.get(key)
         if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):

@@ -61,7 +61,7 @@ NOT_STRUCTURE = bytes(set(range(256)) - set(b'"[]{}'))
 def nested_deeper(raw: bytes, value: Any) -> bool:
     """Whether ``value`` (parsed from ``raw``) nests past MAX_JSON_NESTING. A body with fewer
     brackets than that cannot, which rules out nearly every body before any walk."""
-    return _brackets(raw) > MAX_JSON_NESTING and heirloom.nests_deeper(value, MAX_JSON_NESTING)
+    return _brackets(raw) > MAX_JSON_NESTING and heirloom.nests_deeper(value, MAX_JSON_NESTING) is not None
 
 
 def opens_deeper(raw: bytes) -> bool:
