@@ -241,6 +241,12 @@ def test_a_client_over_its_byte_rate_is_refused(serve):
         # one with a body is charged (an attack sent 200 MB through _health past the byte limit)
         with pytest.raises(ResourceExhausted, match="20000 bytes/s"):
             client.call("_health", "x" * 30_000)
+        time.sleep(2)  # the bucket refills: only the charge refuses what follows
+        nil_tail = {"pad": "x" * 30_000, "tail": heirloom.Buffer("uint8", (1,), b"\xc0")}  # last frame nil
+        with pytest.raises(heirloom.RemoteError, match="takes no body"):  # one may overdraw
+            client.call("_health", nil_tail)
+        with pytest.raises(ResourceExhausted, match="20000 bytes/s"):  # 18 MB passed as bare probes this way
+            client.call("_health", nil_tail)
     assert daemon.terminate() == 0
 
 

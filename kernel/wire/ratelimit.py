@@ -103,5 +103,6 @@ def vet_sender(
     is charged, or it carried bytes past the byte limit)."""
     if user is not None and not curve.is_client(user):  # type: ignore[union-attr]  # a user only with Curve
         raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
-    if buckets is not None and not (route in PROBES and frames[-1] == NIL):  # a probe with a body is charged
+    bare = route in PROBES and len(frames) == len(envelope) + 3 and frames[-1] == NIL  # signature, header, nil
+    if buckets is not None and not bare:  # a probe with a body, or buffers after a nil one, is charged
         buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))
