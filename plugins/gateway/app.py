@@ -338,16 +338,22 @@ class Gateway:
         made /openapi.json and /docs 401 for everyone)."""
         timeout = self.deadline(request.headers)
         names = list(self.tokens) if self.anonymous is not None else [None]
-        for _ in names[:-1]:  # the last try's refusal is the reply
+        start = names.index(self.anonymous)  # each request counts its own tries: others move the start meanwhile
+        order = names[start:] + names[:start]
+        for name in order[:-1]:
             try:
-                return await self.routes.table(self.client(self.anonymous), timeout)
+                table = await self.routes.table(self.client(name), timeout)
             except heirloom.RemoteError as refused:
                 if refused.code != "UNAUTHENTICATED":
                     raise
-                place = names.index(self.anonymous)
-                log.warning("the daemon refuses the Curve key of token %d of [tokens]: trying the next", place + 1)
-                self.anonymous = names[(place + 1) % len(names)]
-        return await self.routes.table(self.client(self.anonymous), timeout)
+                place = names.index(name) + 1
+                log.warning("the daemon refuses the Curve key of token %d of [tokens]: trying the next", place)
+                continue
+            self.anonymous = name  # where the next request starts
+            return table
+        table = await self.routes.table(self.client(order[-1]), timeout)  # its refusal is the reply
+        self.anonymous = order[-1]
+        return table
 
     async def console_index(self, request: Request) -> Response:
         table = await self.routes.table(self.caller(request.headers), self.deadline(request.headers))
