@@ -878,6 +878,10 @@ def _holding_itself() -> dict[str, list]:
             heirloom.State({}, {"a": functools.reduce(lambda inner, _: [inner], range(500), 1)}),
             "it holds nesting deeper than 400 levels (or a value that holds itself) at a[0][0]",
         ),
+        (  # stored as it lay in memory: loaded back, a transpose was the untransposed matrix
+            heirloom.State({"w": np.arange(6.0).reshape(2, 3).T, "v": np.zeros((4, 4))[:, ::2]}, {}),
+            "the state's arrays 'w', 'v' are not C-contiguous",
+        ),
     ],
     ids=[
         "nan-metadata",
@@ -892,6 +896,7 @@ def _holding_itself() -> dict[str, list]:
         "deep-nan-metadata",
         "numpy-shared-memory",
         "deep-metadata",
+        "numpy-strided",
     ],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):

@@ -154,6 +154,11 @@ def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     odd = [repr(name) for name in tensors if not isinstance(name, str)]
     if odd:
         raise HeirloomError(f"a state's tensor names must be strings, got {', '.join(odd)}")
+    if framework == "numpy" and (strided := [repr(n) for n, a in tensors.items() if not a.flags.c_contiguous]):
+        raise HeirloomError(  # numpy's writer takes the memory as it lies: a transpose loaded back untransposed
+            f"the state's arrays {', '.join(strided)} are not C-contiguous (a transpose, a slice, Fortran order): "
+            "written as they lie in memory they would load with other values; store np.ascontiguousarray(a)"
+        )
     if framework == "numpy" and (tied := _sharing_memory(tensors)):  # torch's writer checks; numpy's does not
         raise HeirloomError(
             f"the state's arrays {', '.join(tied)} share memory: loaded back they would be copies, no longer "
