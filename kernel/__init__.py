@@ -57,11 +57,26 @@ if TYPE_CHECKING:
     from heirloom.files import read_regular
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore
+    from heirloom.store.compare import PromotionRefused
     from heirloom.store.feedback import FeedbackLog
     from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
+    from heirloom.store.reading import records_fingerprint
+    from heirloom.store.refs import RefError
     from heirloom.wire.aclient import AsyncClient
     from heirloom.wire.auth import CurveClient
-    from heirloom.wire.client import Client, RemoteError, Reply
+    from heirloom.wire.client import (
+        Client,
+        DeadlineExceeded,
+        Internal,
+        InvalidArgument,
+        NotFound,
+        PermissionDenied,
+        RemoteError,
+        Reply,
+        ResourceExhausted,
+        Unauthenticated,
+        Unavailable,
+    )
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
     from heirloom.wire.inputs import list_limit, one_of, text_limit
@@ -114,6 +129,7 @@ _EXPORTS = {
     "nests_deeper": "heirloom.core.limits",
     "open_regular": "heirloom.core.fsutil",
     "read_regular": "heirloom.files",
+    "records_fingerprint": "heirloom.store.reading",
     "NotRegularFile": "heirloom.core.fsutil",
     "NullProgress": "heirloom.core.components",
     "path_field": "heirloom.core.components",
@@ -124,6 +140,16 @@ _EXPORTS = {
     "Progress": "heirloom.core.components",
     "ref": "heirloom.core.components",
     "RemoteError": "heirloom.wire.client",
+    "InvalidArgument": "heirloom.wire.client",
+    "NotFound": "heirloom.wire.client",
+    "ResourceExhausted": "heirloom.wire.client",
+    "Unavailable": "heirloom.wire.client",
+    "DeadlineExceeded": "heirloom.wire.client",
+    "Unauthenticated": "heirloom.wire.client",
+    "PermissionDenied": "heirloom.wire.client",
+    "Internal": "heirloom.wire.client",
+    "PromotionRefused": "heirloom.store.compare",
+    "RefError": "heirloom.store.refs",
     "Reply": "heirloom.wire.client",
     "Report": "heirloom.core.components",
     "RequestError": "heirloom.wire.protocol",
@@ -180,9 +206,12 @@ __all__ = [
     "CurveClient",
     "DataFile",
     "Dataset",
+    "DeadlineExceeded",
     "FeedbackLog",
     "ForeignState",
     "HeirloomError",
+    "Internal",
+    "InvalidArgument",
     "Kernel",
     "LifecycleError",
     "LogCursor",
@@ -191,21 +220,28 @@ __all__ = [
     "LoopDaemon",
     "Model",
     "ModelHandle",
+    "NotFound",
     "NotRegularFile",
     "NullProgress",
+    "PermissionDenied",
     "PluginError",
     "Problem",
     "ProfileError",
     "Progress",
+    "PromotionRefused",
+    "RefError",
     "RemoteError",
     "Reply",
     "Report",
     "RequestError",
+    "ResourceExhausted",
     "ResourceExhaustedError",
     "Resources",
     "Route",
     "Source",
     "State",
+    "Unauthenticated",
+    "Unavailable",
     "Versioned",
     "WorkerPool",
     "__version__",
@@ -227,6 +263,7 @@ __all__ = [
     "path_field",
     "path_fields",
     "read_regular",
+    "records_fingerprint",
     "ref",
     "served_model",
     "served_on_loop",

@@ -1128,7 +1128,7 @@ def test_a_fifo_named_as_training_data_is_one_line_from_train_not_a_hang(tmp_pat
         assert f"{tmp_path / name / 'data.csv'} is not a regular file (a folder, a FIFO or a device)" in said(trained)
 
 
-def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path):
+def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path, monkeypatch):
     """A version records digests of its profile and data that no command printed, and a
     one-byte edit of the data stored a new version without a word of why."""
     toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
@@ -1144,6 +1144,10 @@ def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path):
     assert profile_json["digest"] == shown["profile_digest"]
     stats = json.loads(run_heirloom("data", "stats", str(profile), "s", "--json", env=toys).stdout)
     assert stats["fingerprint"] == shown["data_fingerprints"]["s"]
+    monkeypatch.setenv("HEIRLOOM_PLUGINS", "tests.toys")  # and from Python, as ARTIFACTS.md shows
+    with heirloom.Kernel().system(str(profile), only={("source", "s")}) as system:
+        test = list(system.component("s", "source").records("test"))
+    assert heirloom.records_fingerprint(test) == shown["data_fingerprints"]["s:test"]
     data.write_text("text,label\n" + rows.replace("text 3", "text 3!"))
     again = run_heirloom("train", str(profile), env=toys)
     said = " ".join(again.stderr.split())

@@ -70,7 +70,7 @@ class Kernel:
         return System(profile, self.plugins, only, store=self.store(profile) if serve_models else None)
 
     def store(self, profile: ResolvedProfile | None = None) -> Any:
-        """The artifact store a profile uses (``[store] path``, else ``HEIRLOOM_STORE``, else
+        """The artifact store a profile uses (``HEIRLOOM_STORE``, else ``[store] path``, else
         ``$HEIRLOOM_HOME/store``), opened by the ``heirloom_open_store`` hook: the kernel's
         store plugin answers unless another plugin answers first."""
         path = profile.settings["store"].path if profile is not None else None

@@ -81,6 +81,15 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def records_fingerprint(records: Iterable[Any]) -> str:
+    """The fingerprint ``heirloom train`` records for the records a score was computed on
+    (``SOURCE:validation``, ``SOURCE:test``): sha256 of their canonical JSON lines."""
+    digest = hashlib.sha256()
+    for _ in fingerprinting(records, digest):
+        pass
+    return digest.hexdigest()
+
+
 def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
     """Yield ``records`` while feeding their canonical JSON to ``digest``, so scoring a
     split and fingerprinting it take one pass over its records."""
