@@ -175,6 +175,9 @@ def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
         *((label, "is blank") for label in ("\u200b", "\u3164")),
         ("neutr\u0061\u0301l", "is not in Unicode NFC"),  # an attack: the decomposed twin of a label became a class
         ("negati\u0301ve", "is not in Unicode NFC"),
+        # an attack past NFC: a Cyrillic letter in a Latin word, full-width letters
+        ("n\u0435gative", "the word 'n\\u0435gative' mixes CYRILLIC and LATIN letters"),
+        ("\uff4e\uff45\uff47\uff41\uff54\uff49\uff56\uff45", "is 'negative' in another Unicode form"),
     ],
 )
 def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_are_allowed(label, said):
@@ -192,6 +195,10 @@ def test_a_label_a_model_knows_in_another_unicode_form_is_refused_naming_the_kno
     as a new class, or refused it with a did-you-mean quoting two identical-looking names."""
     with pytest.raises(heirloom.RequestError, match=r"in another Unicode form: send it as 'cafe\\u0301'"):
         heirloom.check_label("caf\u00e9", ["cafe\u0301"], "body.label", allow_new=True)
+    for space in "\u00a0\u2009\u3000":  # a no-break, thin or ideographic space: "credit card" again
+        with pytest.raises(heirloom.RequestError, match=r"in another Unicode form: send it as 'credit card'"):
+            heirloom.check_label(f"credit{space}card", ["credit card"], "body.label", allow_new=True)
+    assert heirloom.check_label("\u043f\u043e\u043b\u044c\u0437\u0430", ["refund"], "x", allow_new=True)  # all Cyrillic
 
 
 def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeying_them(tmp_path, data_dir):

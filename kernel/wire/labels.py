@@ -33,12 +33,19 @@ UNPRINTABLE = INVISIBLE | {"Zl", "Zp", "Cn", "Co", "Cs"}
 #: fillers, the braille blank): a text of only these is blank, and no label may hold one.
 FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _NOTHING = INVISIBLE | {"Mn", "Me"}
+#: Scripts with letters that print alike (Latin a, Cyrillic U+0430, Greek U+03B1): no word of a label mixes them.
+LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
 
 def blank(text: str) -> bool:
     """Whether ``text`` prints as nothing: spaces, invisible characters, fillers, and combining
     marks with nothing to combine with (a lone variation selector)."""
     return all(char.isspace() or char in FILLERS or unicodedata.category(char) in _NOTHING for char in text)
+
+
+def _lookalike_scripts(word: str) -> set[str]:
+    """Which of LOOKALIKE_SCRIPTS the letters of ``word`` are written in."""
+    return {script for char in word if (script := unicodedata.name(char, " ").split()[0]) in LOOKALIKE_SCRIPTS}
 
 
 def check_label(
@@ -63,9 +70,18 @@ def check_label(
         )
     if label in known:
         return False
-    if twin := next((k for k in known if unicodedata.normalize("NFC", k) == unicodedata.normalize("NFC", label)), None):
-        raise RequestError(  # a model trained on the decomposed form, a client sending the composed one
+    if twin := next(
+        (k for k in known if unicodedata.normalize("NFKC", k) == unicodedata.normalize("NFKC", label)), None
+    ):
+        raise RequestError(  # decomposed vs composed, a no-break or ideographic space, full-width letters
             INVALID_ARGUMENT, f"label {label!r} is {twin!r} in another Unicode form: send it as {twin!a}", field
+        )
+    if mixed := next((word for word in label.split() if len(_lookalike_scripts(word)) > 1), None):
+        raise RequestError(  # "negative" with a Cyrillic U+0435 for its e became a class printed as "negative"
+            INVALID_ARGUMENT,
+            f"label {label!r}: the word {mixed!a} mixes {' and '.join(sorted(_lookalike_scripts(mixed)))} letters, "
+            "which print alike (a label that looks like another would become a class of its own)",
+            field,
         )
     if (composed := unicodedata.normalize("NFC", label)) != label:  # "café" as e + a combining accent
         raise RequestError(
