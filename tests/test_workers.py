@@ -17,6 +17,7 @@ import zmq
 
 import heirloom
 from heirloom.wire.client import DeadlineExceeded, InvalidArgument, RemoteError, ResourceExhausted, Unavailable
+from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import CONTROL, packb
 from heirloom.wire.server import TAG_BYTES
 from heirloom.wire.stats import BATCH_BUCKETS, SECONDS_BUCKETS
@@ -505,6 +506,23 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
             peer.close(linger=0)
         context.destroy(linger=0)
         assert daemon.terminate() == 0
+
+
+def test_a_peers_histogram_sums_cannot_make_the_brokers_metrics_infinite():
+    """Two accepted snapshots with sums of -1.7e308 and 1.7e308 made /metrics print -Inf and
+    ``_stats`` a mean of -Infinity, which no JSON parser reads."""
+
+    def snapshot(total: float) -> dict:
+        seconds = {"bounds": list(SECONDS_BUCKETS), "counts": [1] * (len(SECONDS_BUCKETS) + 1), "sum": total}
+        batches = {"bounds": list(BATCH_BUCKETS), "counts": [1] * (len(BATCH_BUCKETS) + 1), "sum": total}
+        return {"routes": {"t.slow": {"requests": {"OK": 1}, "latency": seconds, "queue": seconds, "batch": batches}}}
+
+    totals = WorkerTotals()
+    assert not totals.update(b"a", snapshot(-1.7e308)) and not totals.update(b"b", snapshot(1.7e308))
+    for peer in (b"c", b"d", b"e"):
+        assert totals.update(peer, snapshot(float(2**53)))  # the largest sum accepted; their total holds there
+    since_start, _ = totals.merged()
+    assert since_start["routes"]["t.slow"]["latency"]["sum"] == float(2**53)
 
 
 def test_a_broker_holds_at_most_forward_backlog_mb_of_large_requests_for_its_workers(tmp_path):

@@ -237,7 +237,8 @@ def _is_histogram(histogram: Any) -> bool:
         and isinstance(counts, list)
         and len(counts) == len(bounds) + 1
         and all(_is_count(count) for count in counts)
-        and _is_number(histogram.get("sum"))
+        and _is_number(total := histogram.get("sum"))
+        and 0 <= total <= MAX_COUNT  # seconds or batch sizes: never below 0 (a peer's -1.7e308 summed to -inf)
     )
 
 
@@ -266,7 +267,7 @@ def _add_histograms(total: dict[str, Any] | None, more: dict[str, Any]) -> dict[
     return {
         "bounds": total["bounds"],
         "counts": [min(a + b, MAX_COUNT) for a, b in zip(total["counts"], more["counts"], strict=True)],
-        "sum": float(total["sum"] + more["sum"]),
+        "sum": float(min(total["sum"] + more["sum"], MAX_COUNT)),
     }
 
 
