@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
     from heirloom.wire.inputs import list_limit, one_of, text_limit
-    from heirloom.wire.labels import LABEL_SCHEMA, MAX_LABEL_CHARS, check_label, label_pattern
+    from heirloom.wire.labels import LABEL_SCHEMA, MAX_LABEL_CHARS, OPTIONAL_MARKS, check_label, label_pattern
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import Buffer, RequestError
     from heirloom.wire.writes import durable_write
@@ -117,6 +117,7 @@ _EXPORTS = {
     "Kernel": "heirloom.core.kernel",
     "label_pattern": "heirloom.wire.labels",
     "MAX_LABEL_CHARS": "heirloom.wire.labels",
+    "OPTIONAL_MARKS": "heirloom.wire.labels",
     "LABEL_SCHEMA": "heirloom.wire.labels",
     "LifecycleError": "heirloom.core.errors",
     "log_path": "heirloom.store.logs",
@@ -192,6 +193,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "LABEL_SCHEMA",
     "MAX_LABEL_CHARS",
+    "OPTIONAL_MARKS",
     "Api",
     "AppendLog",
     "ArtifactStore",

@@ -193,12 +193,17 @@ def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_a
 def test_a_label_a_model_knows_in_another_unicode_form_is_refused_naming_the_known_one():
     """A model trained on a decomposed "café" (a jsonl file) took the composed form keyboards send
     as a new class, or refused it with a did-you-mean quoting two identical-looking names."""
-    with pytest.raises(heirloom.RequestError, match=r"in another Unicode form: send it as 'cafe\\u0301'"):
+    twin = r"in another Unicode form or with optional marks: send it as "
+    with pytest.raises(heirloom.RequestError, match=twin + r"'cafe\\u0301'"):
         heirloom.check_label("caf\u00e9", ["cafe\u0301"], "body.label", allow_new=True)
     for space in "\u00a0\u2009\u3000":  # a no-break, thin or ideographic space: "credit card" again
-        with pytest.raises(heirloom.RequestError, match=r"in another Unicode form: send it as 'credit card'"):
+        with pytest.raises(heirloom.RequestError, match=twin + "'credit card'"):
             heirloom.check_label(f"credit{space}card", ["credit card"], "body.label", allow_new=True)
     assert heirloom.check_label("\u043f\u043e\u043b\u044c\u0437\u0430", ["refund"], "x", allow_new=True)  # all Cyrillic
+    inquiry = "\u0627\u0633\u062a\u0641\u0633\u0627\u0631"  # an Arabic label; then with a tatweel, with a kasra
+    for twin in (inquiry.replace("\u0633\u0627", "\u0633\u0640\u0627"), inquiry.replace("\u062a", "\u062a\u0650")):
+        with pytest.raises(heirloom.RequestError, match="in another Unicode form or with optional marks"):
+            heirloom.check_label(twin, [inquiry], "body.label", allow_new=True)
 
 
 def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeying_them(tmp_path, data_dir):
@@ -231,6 +236,24 @@ def test_a_chinese_or_japanese_test_sentence_cut_or_edited_is_a_repeat():
     assert text_of([sentence[:-2]]) in held_out and text_of(["パスワードを忘れて"]) in held_out
     assert text_of(["我想退款请帮我查一下"]) not in held_out  # I want a refund, please check: shares a phrase
     assert text_of(["忘れて"]) not in held_out  # a word of it
+
+
+def test_an_arabic_or_hebrew_test_sentence_with_vowel_marks_or_tatweel_is_a_repeat():
+    """Harakat, niqqud and the tatweel are written or left out at will: a team's 120 test
+    sentences sent back with one mark per word all trained (test accuracy 0.82 -> 0.89)."""
+    arabic = "\u0623\u0631\u064a\u062f \u0627\u0633\u062a\u0631\u062f\u0627\u062f \u0627\u0644\u0645\u0628\u0644\u063a"
+    hebrew = "\u05d0\u05e0\u05d9 \u05e8\u05d5\u05e6\u05d4 \u05dc\u05d1\u05d8\u05dc"
+    held_out = NearDuplicates([text_of([arabic]), text_of([hebrew])], 0.8)
+    marked = (
+        "\u0623\u064e\u0631\u0650\u064a\u062f\u064f \u0627\u0633\u0652\u062a\u0650\u0631\u0652\u062f\u064e\u0627\u062f"
+    )
+    stretched = arabic.replace("\u0645", "\u0645\u0640\u0640")  # tatweel after each meem
+    pointed = (  # niqqud
+        "\u05d0\u05b2\u05e0\u05b4\u05d9 \u05e8\u05d5\u05b9\u05e6\u05b6\u05d4 "
+        "\u05dc\u05b0\u05d1\u05b7\u05d8\u05bc\u05b5\u05dc"
+    )
+    for variant in (marked + " \u0627\u0644\u0645\u0628\u0644\u063a", stretched, pointed):
+        assert text_of([variant]) in held_out, variant
 
 
 def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_dir):

@@ -547,3 +547,29 @@ def test_a_text_written_with_combining_accents_gets_the_features_and_words_of_th
     featurizer.buckets(decomposed, found[1])
     assert found[0] == found[1]
     assert words(composed) == words(decomposed) == ["cuál", "es", "el", "préstamo"]
+
+
+def test_fold_reads_full_width_letters_arabic_marks_and_bidi_marks_as_the_plain_text(fitted):
+    """A Japanese input method's full-width PASSWORD had no feature the model knew (the answer
+    of "???"), and Arabic with harakat changed 24 of 60 labels: ``fold = true`` reads them as
+    typed plainly. A hashing setting: stored with the state, and compared with a parent's."""
+    from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
+
+    plain = HashingSettings(1 << 20, 2, (2, 5), True)
+    folding = HashingSettings(1 << 20, 2, (2, 5), True, fold=True)
+    arabic = "\u0623\u0631\u064a\u062f \u0627\u0644\u0645\u0628\u0644\u063a"  # I want the amount
+    marked = "\u0623\u064e\u0631\u0650\u064a\u062f\u064f \u0627\u0644\u0645\u0640\u0640\u0628\u0644\u063a"
+    pairs = [
+        ("\uff30\uff21\uff33\uff33\uff37\uff2f\uff32\uff24 reset", "password reset"),  # full-width
+        ("\uff8a\uff9f\uff7d\uff9c\uff70\uff84\uff9e", "\u30d1\u30b9\u30ef\u30fc\u30c9"),  # half-width katakana
+        (marked, arabic),  # harakat and tatweel
+        ("\u200f\u05e9\u05b0\u05c1\u05d0\u05b5\u05dc\u05b8\u05d4 \u0664\u0665", "\u05e9\u05d0\u05dc\u05d4 45"),
+    ]
+    for varied, typed in pairs:  # the RLM, niqqud and Arabic-Indic digits of the last
+        assert Featurizer(folding).tokens(varied) == Featurizer(folding).tokens(typed), varied
+        assert Featurizer(plain).tokens(varied) != Featurizer(plain).tokens(typed), varied
+    assert "fold" not in plain.to_json() and HashingSettings.from_json(plain.to_json()) == plain  # states before it
+    assert HashingSettings.from_json(folding.to_json()).fold is True
+    records = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
+    with pytest.raises(heirloom.HeirloomError, match=r"fold \(parent False, this model True\)"):
+        TextClassifier(data="news", fold=True).fit(records, parent=fitted.state())

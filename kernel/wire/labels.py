@@ -33,6 +33,13 @@ UNPRINTABLE = INVISIBLE | {"Zl", "Zp", "Cn", "Co", "Cs"}
 #: fillers, the braille blank): a text of only these is blank, and no label may hold one.
 FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _NOTHING = INVISIBLE | {"Mn", "Me"}
+#: Marks written only sometimes: Arabic harakat, Quranic annotation marks and the superscript
+#: alef; Hebrew points and cantillation; the tatweel (U+0640), which only lengthens a stroke.
+#: Two labels that differ by these print as one word to their readers.
+OPTIONAL_MARKS = re.compile(
+    "[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e8\u06ea-\u06ed\u0591-\u05bd\u05bf\u05c1\u05c2"
+    "\u05c4\u05c5\u05c7\u0640]"
+)
 #: Scripts with letters that print alike (Latin a, Cyrillic U+0430, Greek U+03B1): no word of a label mixes them.
 LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
@@ -41,6 +48,11 @@ def blank(text: str) -> bool:
     """Whether ``text`` prints as nothing: spaces, invisible characters, fillers, and combining
     marks with nothing to combine with (a lone variation selector)."""
     return all(char.isspace() or char in FILLERS or unicodedata.category(char) in _NOTHING for char in text)
+
+
+def _printed(label: str) -> str:
+    """What a reader of ``label`` sees: NFKC, without the marks written only sometimes."""
+    return OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", label))
 
 
 def _lookalike_scripts(word: str) -> set[str]:
@@ -70,11 +82,11 @@ def check_label(
         )
     if label in known:
         return False
-    if twin := next(
-        (k for k in known if unicodedata.normalize("NFKC", k) == unicodedata.normalize("NFKC", label)), None
-    ):
+    if twin := next((k for k in known if _printed(k) == _printed(label)), None):
         raise RequestError(  # decomposed vs composed, a no-break or ideographic space, full-width letters
-            INVALID_ARGUMENT, f"label {label!r} is {twin!r} in another Unicode form: send it as {twin!a}", field
+            INVALID_ARGUMENT,
+            f"label {label!r} is {twin!r} in another Unicode form or with optional marks: send it as {twin!a}",
+            field,
         )
     if mixed := next((word for word in label.split() if len(_lookalike_scripts(word)) > 1), None):
         raise RequestError(  # "negative" with a Cyrillic U+0435 for its e became a class printed as "negative"

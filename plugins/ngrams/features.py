@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from heirloom import HeirloomError
+from heirloom_plugins.ngrams.folding import folded
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 #: Bytes the word cache may hold (about 32 per character of a word, with the default n-grams):
@@ -54,9 +55,14 @@ class HashingSettings:
     word_ngrams: int
     char_ngrams: tuple[int, int]
     lowercase: bool
+    #: Text folded first (``folding.folded``); states from before it was a setting read False.
+    fold: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {**attrs.asdict(self), "char_ngrams": list(self.char_ngrams)}
+        data = {**attrs.asdict(self), "char_ngrams": list(self.char_ngrams)}
+        if not self.fold:  # as states stored before it: an identical retrain stays identical
+            del data["fold"]
+        return data
 
     @classmethod
     def from_json(cls, data: Any, what: str = "the state") -> HashingSettings:
@@ -72,6 +78,7 @@ class HashingSettings:
                 and 1 <= settings.word_ngrams <= 8
                 and all(type(n) is int and 0 <= n <= 16 for n in (low, high))
                 and type(settings.lowercase) is bool
+                and type(settings.fold) is bool
             )
         except (TypeError, KeyError, ValueError):
             valid = False
@@ -91,8 +98,11 @@ class Featurizer:
 
     def tokens(self, text: str) -> list[str]:
         """Words and punctuation, read in NFC: the same text copied from a system that writes
-        accents as combining marks (NFD) split its words at every accent, and got other answers."""
-        if not text.isascii():
+        accents as combining marks (NFD) split its words at every accent, and got other answers;
+        with ``fold``, folded (full-width letters, Arabic harakat, bidi marks: ``folding.py``)."""
+        if self.settings.fold:
+            text = folded(text)
+        elif not text.isascii():
             text = unicodedata.normalize("NFC", text)
         return _TOKEN.findall(text.lower() if self.settings.lowercase else text)
 

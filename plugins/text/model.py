@@ -87,6 +87,10 @@ class TextClassifier(heirloom.Model):
     #: ``[min, max]`` characters per n-gram inside each word; ``[0, 0]`` turns them off.
     char_ngrams: tuple[int, int] = attrs.field(default=(2, 5), converter=tuple, validator=_char_range)
     lowercase: bool = True
+    #: Fold text first: full-width and half-width forms as plain letters, the marks Arabic and
+    #: Hebrew write only sometimes (harakat, niqqud) and the tatweel out, bidi marks out, digits
+    #: of every script as ASCII (docs/TEXT.md). A hashing setting: a parent must have the same.
+    fold: bool = False
     #: L2 penalty toward the prior (zeros, or the parent's weights when warm-starting).
     #: The default sits where validation data put it on PhraseBank and Banking77
     #: (docs/TEXT.md); ``l2_search`` chooses per data set.
@@ -134,7 +138,7 @@ class TextClassifier(heirloom.Model):
 
     def hashing(self) -> HashingSettings:
         """The configured hashing settings (a loaded state's may differ; see ``load``)."""
-        return HashingSettings(self.buckets, self.word_ngrams, self.char_ngrams, self.lowercase)
+        return HashingSettings(self.buckets, self.word_ngrams, self.char_ngrams, self.lowercase, self.fold)
 
     # -- training -------------------------------------------------------------------------
     def fit(

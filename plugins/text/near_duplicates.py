@@ -1,15 +1,16 @@
 """Near-duplicate examples: a held-out text that a training record repeats with small edits.
 
-A text is reduced to its letters and digits (NFKC, case folded; spacing, punctuation and
-invisible characters gone, so gluing words with a zero-width space or splitting them changes
-nothing) and compared by the Jaccard similarity of its character 5-grams: one word added,
-dropped or changed in a sentence leaves most of them. A text of a few words or more whose
-words nearly all come from one example repeats it too (containment): a sentence cut in
-halves, or its words reordered, keeps every word a bag-of-words model learns from. In a text
-mostly of a script written without spaces (Chinese, Japanese, Thai) a word is two characters
-and a gram too, as CJK search engines index them. Pairs
-are found by prefix filtering (Bayardo et al., "Scaling up all pairs similarity search",
-2007): only examples sharing one of a text's rarest grams, or words, are compared with it.
+A text is reduced to its letters and digits (folded: NFKC, the marks Arabic and Hebrew write
+only sometimes and the tatweel gone; case folded; spacing, punctuation and invisible
+characters gone, so gluing words with a zero-width space or splitting them changes nothing)
+and compared by the Jaccard similarity of its character 5-grams: one word added, dropped or
+changed in a sentence leaves most of them. A text of a few words or more whose words nearly
+all come from one example repeats it too (containment): a sentence cut in halves, or its
+words reordered, keeps every word a bag-of-words model learns from. In a text mostly of a
+script written without spaces (Chinese, Japanese, Thai) a word is two characters and a gram
+too, as CJK search engines index them. Pairs are found by prefix filtering (Bayardo et al.,
+"Scaling up all pairs similarity search", 2007): only examples sharing one of a text's
+rarest grams, or words, are compared with it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import attrs
+
+from heirloom_plugins.ngrams.folding import folded
 
 #: Characters per gram: a word's change touches about this many grams on each side.
 GRAM = 5
@@ -65,7 +68,7 @@ def text_of(values: Iterable[str]) -> Text:
     grams: set[int] = set()
     words: set[int] = set()
     for place, value in enumerate(values):
-        found = _letters().findall(unicodedata.normalize("NFKC", value).casefold())
+        found = _letters().findall(folded(value).casefold())
         letters = "".join(found)
         spaceless = sum(map(len, SPACELESS.findall(letters)))
         gram = GRAM_SPACELESS if 2 * spaceless > len(letters) else GRAM
