@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 from tests.helpers import REPO, run_heirloom, write
@@ -405,6 +406,12 @@ def test_a_retriever_holds_out_one_query_of_every_thread_to_choose_its_threshold
     model.fit(records, parent=load_minilm(), progress=progress)
     assert model.state().metadata["training"]["selection"] is not None
     assert "4 documents, 5 training and 4 validation queries" in " ".join(said)  # one of each thread's
+    # a query of word pieces the encoder lacks had the same embedding as all such: one answer, "confident"
+    unreadable = ["\U0001f621", "\uff32\uff25\uff26\uff35\uff2e\uff24", "\uff8a\uff9f\uff7d\uff9c\uff70\uff84\uff9e"]
+    model._fusion = attrs.evolve(model._fusion, threshold=0.0)  # every readable answer is confident
+    assert [answer["confident"] for answer in model.predict(unreadable)] == [False] * 3
+    assert model.predict(["asking 0 once more"])[0]["confident"]
+    assert model._encoder.unreadable(["asking 0 once more", "\U0001f621 asking"]) == [False, False]
 
 
 def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):

@@ -107,6 +107,12 @@ class Encoder:
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
 
+    def unreadable(self, texts: Sequence[str]) -> list[bool]:
+        """Whether the vocabulary holds none of a text's word pieces (all ``[UNK]``: emoji,
+        full-width letters, most Chinese): its embedding is the same whatever it says."""
+        known = {self.tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[UNK]")}
+        return [known.issuperset(ids) for ids in self.tokenize(texts)]
+
     def lower(self, ids: list[list[int]], split: int, cache: LayerCache | None = None) -> list[torch.Tensor]:
         """Hidden states after the first ``split`` layers, one ``[tokens, hidden]`` per text
         (frozen: no gradients), from ``cache`` (default: the training one, CACHE) when the

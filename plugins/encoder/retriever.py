@@ -288,7 +288,8 @@ class EncoderRetriever(EncoderModel):
 
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         """``{"answers": [{"id", "question", "answer", "score"}], "confidence", "confident"}``
-        per query: the ``top_k`` documents, and whether the best one clears the threshold."""
+        per query: the ``top_k`` documents, and whether the best one clears the threshold (never
+        for a query the encoder reads nothing of)."""
         import numpy
 
         check_texts(batch, "encoder-retriever")
@@ -297,6 +298,7 @@ class EncoderRetriever(EncoderModel):
             return []
         scores, confidence = self._scores(batch, split_of(encoder, self), SERVING_CACHE)
         order = numpy.argsort(-scores, axis=1, kind="stable")[:, : self.top_k]
+        unreadable = encoder.unreadable(batch)  # all such queries got one answer, "confident"
         results = []
         for row, ranked in enumerate(order.tolist()):
             top = float(confidence[row, ranked[0]])
@@ -309,7 +311,8 @@ class EncoderRetriever(EncoderModel):
                 }
                 for d in ranked
             ]
-            results.append({"answers": answers, "confidence": top, "confident": top >= fusion.threshold})
+            confident = top >= fusion.threshold and not unreadable[row]
+            results.append({"answers": answers, "confidence": top, "confident": confident})
         return results
 
     def document_ids(self) -> list[str]:
