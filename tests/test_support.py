@@ -765,3 +765,12 @@ def test_resolve_says_which_known_intent_a_new_one_is_one_typo_from(new, known, 
     from heirloom_plugins.support.api import one_typo
 
     assert one_typo(new, known) is typo
+
+
+def test_an_empty_new_intent_pattern_unsets_the_one_a_profile_inherits(tmp_path, data_dir, monkeypatch):
+    """An Arabic team extending ``support`` set ``new_intent_pattern = ""`` to lift its ASCII-only
+    pattern: profile check said ok, and every new intent was refused as not matching ''."""
+    monkeypatch.setenv("HEIRLOOM_DATA", str(data_dir))
+    team = write(tmp_path / "team.toml", 'extends = ["support"]\n[apis.support]\nnew_intent_pattern = ""\n')
+    api = next(s for s in heirloom.Kernel().resolve(str(team)).components if s.kind == "api" and s.name == "support")
+    assert api.cls(**api.config).new_intent_pattern is None

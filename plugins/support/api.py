@@ -100,7 +100,11 @@ class SupportApi(heirloom.Api):
     #: Let ``<name>.resolve`` name an intent the intent model does not know (a new intent
     #: the next training learns), matching ``new_intent_pattern`` in full when it is set.
     new_intents: bool = False
-    new_intent_pattern: str | None = attrs.field(default=None, validator=heirloom.label_pattern)
+    new_intent_pattern: str | None = attrs.field(
+        default=None,
+        converter=lambda value: value or None,
+        validator=heirloom.label_pattern,  # "": unset
+    )
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)

@@ -105,7 +105,11 @@ class ClassifyApi(heirloom.Api):
     #: train only once accepted: ``heirloom feedback accept-label PROFILE LABEL``.
     new_labels: bool = False
     #: With ``new_labels``: a regular expression a new label must match in full.
-    new_label_pattern: str | None = attrs.field(default=None, validator=heirloom.label_pattern)
+    new_label_pattern: str | None = attrs.field(
+        default=None,
+        converter=lambda value: value or None,
+        validator=heirloom.label_pattern,  # "": unset
+    )
 
     def feedback_log(self, project: str, name: str) -> Path:
         return Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", project, name)
