@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from rich.cells import cell_len
+
 #: Above this many labels the text shows the most frequent confusions, not the matrix.
 MATRIX_TEXT_LIMIT = 15
 TOP_CONFUSIONS = 10
@@ -90,12 +92,12 @@ def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
     """A scikit-learn-style report table of ``classification_metrics`` output, followed by
     the confusion matrix (or, for many labels, the most frequent confusions)."""
     names = list(metrics["per_class"])
-    width = max(len("weighted avg"), *(len(name) for name in names))
+    width = max(len("weighted avg"), *(cell_len(name) for name in names))
     head = f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"
 
     def row(name: str, values: dict[str, float]) -> str:
         cells = " ".join(f"{values[key]:>9.{digits}f}" for key in ("precision", "recall", "f1"))
-        return f"{name:>{width}} {cells} {values['support']:>9}"
+        return f"{_right(name, width)} {cells} {values['support']:>9}"
 
     lines = [head, ""]
     lines += [row(name, metrics["per_class"][name]) for name in names]
@@ -123,10 +125,16 @@ def _confusion_text(confusion: dict[str, Any]) -> list[str]:
         lines = [f"most frequent confusions (true -> predicted; full matrix in the metrics, {len(labels)} labels):"]
         lines += [f"  {count:>5}  {true} -> {guess}" for count, true, guess in mistakes if count]
         return lines
-    width = max(5, *(len(label) for label in labels), *(len(str(v)) for row in matrix for v in row))
+    width = max(5, *(cell_len(label) for label in labels), *(len(str(v)) for row in matrix for v in row))
     lines = ["confusion matrix (rows: true, columns: predicted):"]
-    lines.append(f"{'':>{width}} " + " ".join(f"{label:>{width}}" for label in labels))
+    lines.append(f"{'':>{width}} " + " ".join(_right(label, width) for label in labels))
     lines += [
-        f"{label:>{width}} " + " ".join(f"{v:>{width}}" for v in row) for label, row in zip(labels, matrix, strict=True)
+        f"{_right(label, width)} " + " ".join(f"{v:>{width}}" for v in row)
+        for label, row in zip(labels, matrix, strict=True)
     ]
     return lines
+
+
+def _right(text: str, width: int) -> str:
+    """``text`` right-aligned in ``width`` terminal columns: a Hangul or kanji character takes two."""
+    return " " * max(0, width - cell_len(text)) + text

@@ -573,3 +573,13 @@ def test_fold_reads_full_width_letters_arabic_marks_and_bidi_marks_as_the_plain_
     records = [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
     with pytest.raises(heirloom.HeirloomError, match=r"fold \(parent False, this model True\)"):
         TextClassifier(data="news", fold=True).fit(records, parent=fitted.state())
+
+
+def test_the_report_lines_up_labels_that_take_two_columns_a_character():
+    """Hangul and kanji labels were padded by characters, not columns: their rows sat to the right."""
+    from rich.cells import cell_len
+
+    truth, guesses = ["기타", "billing", "기타", "パスワード再設定"], ["기타", "billing", "billing", "パスワード再設定"]
+    lines = classification_text(classification_metrics(truth, guesses)).splitlines()
+    assert len({cell_len(line) for line in lines[2:5]}) == 1, lines[2:5]  # a row per label
+    assert len({cell_len(line) for line in lines[-4:]}) == 1, lines[-4:]  # the confusion matrix, its header too
