@@ -213,11 +213,13 @@ def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeyi
     profile = write(tmp_path / "reviews.toml", PROFILE)
     log = heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "reviews" / "sentiment.jsonl")
     log.add({"text": "\x1b]0;PWNED\x07 \x1b[31mred [bold magenta]loud[/]", "label": "negative"})
+    log.add({"text": "refund \u202eden fo \u2066reversed", "label": "negative"})  # bidi: reorders what follows
     log.close()
     table = run_heirloom("feedback", "list", str(profile), "sentiment", env={**env, "COLUMNS": "400"})
     assert table.returncode == 0, table.stderr
     assert "\x1b" not in table.stdout and "\x07" not in table.stdout
     assert "\\x1b]0;PWNED\\x07" in table.stdout and "[bold magenta]loud[/]" in table.stdout
+    assert "\u202e" not in table.stdout and "\\u202eden fo \\u2066reversed" in table.stdout
 
 
 def test_a_vowel_sign_is_part_of_its_word_when_a_correction_is_compared_with_the_test_split():

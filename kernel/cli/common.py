@@ -34,10 +34,11 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-#: C0 and C1 control characters: escape sequences would drive the operator's terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: C0 and C1 control characters: escape sequences would drive the operator's terminal; and
+#: bidi embeddings, overrides and isolates, which would reorder the cells after them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: The same, but line breaks and tabs, which a message of several lines keeps.
-_CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def inert(value: Any, *, lines: bool = False) -> Text:
