@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import random
@@ -1153,3 +1154,34 @@ def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path, monkey
     said = " ".join(again.stderr.split())
     changed = f"models.m: s differs from the data team/m@1 trained on ({shown['data_fingerprints']['s'][:12]} -> "
     assert again.returncode == 0 and changed in said, said
+
+
+def test_models_history_says_which_version_held_an_alias_when(store):
+    """An auditor asked which version held production on a past day: the index kept only the
+    alias's current version, and the daemon's log (if anyone kept it) was the only trail."""
+    for seed in (1, 2):
+        put(store, "team/m", seed)
+    for version in (1, 2, 2, 1):  # the second @2 moves nothing
+        store.promote(f"team/m@{version}", "production")
+    store.promote("team/m@2", "canary")
+    moves = json.loads(models(store, "history", "team/m", "--json").stdout)
+    assert [(m["alias"], m["version"], m["previous"]) for m in moves] == [
+        ("production", 1, None),
+        ("production", 2, 1),
+        ("production", 1, 2),
+        ("canary", 2, None),
+    ]
+    assert all(m["moved_at"] <= n["moved_at"] for m, n in itertools.pairwise(moves))
+    only = json.loads(models(store, "history", "team/m", "--alias", "canary", "--json").stdout)
+    assert [m["alias"] for m in only] == ["canary"]
+    table = models(store, "history", "team/m")
+    assert table.returncode == 0 and "team/m@1" in table.stdout and "@2" in table.stdout
+    typo = models(store, "history", "team/n")
+    assert typo.returncode == 2 and "did you mean 'team/m'?" in said(typo)
+    # an index an older heirloom wrote has no such table: it gets one, and history starts there
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("DROP TABLE alias_moves")
+    assert ArtifactStore(store.root).alias_history("team", "m") == []
+    store = ArtifactStore(store.root)
+    store.promote("team/m@2", "production")
+    assert [m["version"] for m in store.alias_history("team", "m")] == [2]

@@ -203,6 +203,33 @@ def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
     return found
 
 
+@models_group.command("history")
+@click.argument("model")
+@click.option("--alias", default=None, help="Only the moves of this alias.")
+@json_option
+@store_option
+def models_history(model: str, alias: str | None, as_json: bool, store: ArtifactStore) -> None:
+    """Every move of MODEL's aliases (project/model), oldest first: when, which version, and the
+    version it left. Which version held production on a past day is the last move before it.
+    Kept since this heirloom; moves made by an older one were not recorded.
+
+    JSON: [{"alias", "version", "previous", "moved_at"}] (previous null for an alias's first).
+    """
+    artifact = store.resolve(model)  # a name that names nothing fails here, listing what exists
+    moves = [m for m in store.alias_history(artifact.project, artifact.model) if alias in (None, m["alias"])]
+    if as_json:
+        print_json(moves)
+        return
+    if not moves:
+        click.echo(f"no recorded alias moves of {artifact.project}/{artifact.model}" + (f"@{alias}" if alias else ""))
+        return
+    table = Table("moved at (UTC)", "alias", Column("version", no_wrap=True), "was")
+    for move in moves:
+        was = "-" if move["previous"] is None else f"@{move['previous']}"
+        table.add_row(move["moved_at"], move["alias"], f"{artifact.project}/{artifact.model}@{move['version']}", was)
+    console.print(table)
+
+
 @models_group.command("promote")
 @click.argument("ref")
 @click.argument("alias")

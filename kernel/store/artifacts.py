@@ -283,8 +283,13 @@ class ArtifactStore:
             if if_better is not None:  # also when REF holds it: a misspelt (or empty) metric is an error either way
                 holder = tx.row(candidate.project, candidate.model, held) if held != candidate.version else None
                 check_better(candidate, Artifact(**holder) if holder else None, if_better, on)
-            tx.set_alias(candidate.project, candidate.model, alias, candidate.version)
+            tx.set_alias(candidate.project, candidate.model, alias, candidate.version, _now())
             return Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
+
+    def alias_history(self, project: str, model: str) -> list[dict[str, Any]]:
+        """``[{"alias", "version", "previous", "moved_at"}]``: every move of the model's aliases, oldest first."""
+        with self.index.reading() as tx:
+            return tx.alias_moves(project, model)
 
     def alias_version(self, project: str, model: str, alias: str) -> int | None:
         """The version ``alias`` points at (one indexed query: daemons poll it to hot-swap)."""

@@ -66,6 +66,18 @@ CREATE TABLE IF NOT EXISTS aliases (
 );
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+#: Every move of an alias, when, from which version: which version served when (an audit). Added
+#: to an index of this schema when it is first opened for writing; an older one kept none.
+ALIAS_MOVES = """
+CREATE TABLE IF NOT EXISTS alias_moves (
+    project TEXT NOT NULL,
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    previous INTEGER,
+    moved_at TEXT NOT NULL
+)
+"""
 
 
 class StoreIndex:
@@ -99,6 +111,11 @@ class StoreIndex:
                     )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(SCHEMA)
+            if (
+                not self.read_only
+                and not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alias_moves'").fetchone()
+            ):
+                conn.execute(ALIAS_MOVES)
 
     def connect(self) -> sqlite3.Connection:
         """A connection to the index (read-only and immutable in a folder this process cannot write)."""
@@ -230,12 +247,30 @@ class Transaction:
         ).fetchone()
         return found[0] if found else None
 
-    def set_alias(self, project: str, model: str, alias: str, version: int) -> None:
+    def set_alias(self, project: str, model: str, alias: str, version: int, at: str) -> None:
+        """Point ``alias`` at ``version``; a move is recorded with its time ``at`` and the version it left."""
+        previous = self.alias_version(project, model, alias)
+        if previous != version:
+            self.conn.execute(
+                "INSERT INTO alias_moves (project, model, alias, version, previous, moved_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (project, model, alias, version, previous, at),
+            )
         self.conn.execute(
             "INSERT INTO aliases (project, model, alias, version) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (project, model, alias) DO UPDATE SET version = excluded.version",
             (project, model, alias, version),
         )
+
+    def alias_moves(self, project: str, model: str) -> list[dict[str, Any]]:
+        """Every recorded move of ``project/model``'s aliases, oldest first ([] in an index too old to hold any)."""
+        query = (
+            "SELECT alias, version, previous, moved_at FROM alias_moves WHERE project = ? AND model = ? ORDER BY rowid"
+        )
+        try:
+            return [dict(row) for row in self.conn.execute(query, (project, model))]
+        except sqlite3.OperationalError:  # a read-only store an older heirloom wrote: no such table
+            return []
 
     def delete(self, keys: list[tuple[str, str, int]]) -> None:
         self.conn.executemany("DELETE FROM artifacts WHERE project = ? AND model = ? AND version = ?", keys)
