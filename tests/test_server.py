@@ -19,6 +19,7 @@ import msgpack
 import pytest
 import zmq
 
+import heirloom
 from heirloom.wire.client import (
     Client,
     DeadlineExceeded,
@@ -767,3 +768,21 @@ def test_a_header_field_is_checked_before_the_deadline_and_a_deep_body_with_buff
     finally:
         sock.close()
         assert daemon.terminate() == 0
+
+
+def test_clients_refuse_a_timeout_or_retry_count_that_means_nothing(tmp_path):
+    """``timeout=-1`` was sent as a 1 ms deadline by Client (and answered) while AsyncClient
+    failed at once; ``retries=-1`` and a text routing id were taken, the last as a raw pyzmq
+    TypeError that leaked the half-built client."""
+    address = f"ipc://{tmp_path}/nobody.sock"
+    for bad in (-5, 0, float("nan"), float("inf"), "10"):
+        with pytest.raises(ValueError, match="timeout must be a number of seconds above 0"):
+            heirloom.Client(address, timeout=bad)
+        with pytest.raises(ValueError, match="timeout must be a number of seconds above 0"):
+            heirloom.AsyncClient(address, timeout=bad)
+    with pytest.raises(ValueError, match="retries must be a whole number, 0 or more"):
+        heirloom.Client(address, retries=-1)
+    with pytest.raises(TypeError, match="routing_id must be bytes"):
+        heirloom.Client(address, routing_id="me")
+    with heirloom.Client(address) as client, pytest.raises(ValueError, match="got -1"):
+        client.call("_health", timeout=-1)

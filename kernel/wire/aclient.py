@@ -34,6 +34,7 @@ from heirloom.wire.client import (
     frames_of,
     parse_reply,
     refused_key_message,
+    seconds,
     silence_hint,
 )
 from heirloom.wire.transport import drain, receiver, sender
@@ -60,7 +61,7 @@ class AsyncClient:
         """``context``: a ZeroMQ context to share (``inproc://`` reaches only sockets of the same
         context); the client then leaves it open on close. Otherwise it makes and ends its own."""
         self.address = address
-        self.timeout = timeout
+        self.timeout = seconds(timeout)
         self._silence = silence_hint(curve)
         self._owns_context = context is None
         self._context = context or zmq.Context()

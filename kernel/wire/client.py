@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import queue
 import random
 import threading
@@ -85,10 +86,19 @@ def error_from_reply(status: str, body: Any) -> RemoteError:
     )
 
 
+def seconds(value: Any, what: str = "timeout") -> float:
+    """``value``, a timeout: ValueError unless it is a finite number of seconds above 0 (-1 was
+    sent as a 1 ms deadline by one client, and failed at once in the other)."""
+    if type(value) not in (int, float) or not 0 < value < math.inf:
+        raise ValueError(f"{what} must be a number of seconds above 0, got {value!r}")
+    return float(value)
+
+
 def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency_key: Any) -> list[Any]:
     """A request's frames; InvalidArgument at once for a header over HEADER_LIMIT (a route
     name or idempotency key that long), which the daemon refuses unread, so with no id to
     answer: the call would wait for its deadline."""
+    seconds(budget)
     frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
     if len(frames[1]) > HEADER_LIMIT:
         raise InvalidArgument(f"header is over {HEADER_LIMIT} bytes (a route name or idempotency key)", field="header")
@@ -167,8 +177,12 @@ class Client:
         """``routing_id``: this client's identity at the daemon (ZMQ_ROUTING_ID) instead of
         one per connection, so that an idempotency key sent again from another process is
         the same client's key (docs/PROTOCOL.md); unique among clients connected at once."""
+        if type(retries) is not int or retries < 0:
+            raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
+        if routing_id is not None and not isinstance(routing_id, bytes):
+            raise TypeError(f"routing_id must be bytes (ZeroMQ's identity), got {type(routing_id).__name__}")
         self.address = address
-        self.timeout = timeout
+        self.timeout = seconds(timeout)
         self.retries = retries
         self._silence = silence_hint(curve)
         self._context = zmq.Context()
@@ -233,7 +247,7 @@ class Client:
         A retry is safe for idempotent calls (built-in routes, ``idempotent=True``) and for
         calls with an ``idempotency_key`` (the daemon answers a repeated key from memory).
         """
-        budget = self.timeout if timeout is None else timeout
+        budget = self.timeout if timeout is None else seconds(timeout)
         deadline = time.monotonic() + budget
         safe = idempotency_key is not None or (idempotent if idempotent is not None else route in IDEMPOTENT_ROUTES)
         for attempt in itertools.count():
