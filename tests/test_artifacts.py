@@ -1154,6 +1154,9 @@ def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path, monkey
     said = " ".join(again.stderr.split())
     changed = f"models.m: s differs from the data team/m@1 trained on ({shown['data_fingerprints']['s'][:12]} -> "
     assert again.returncode == 0 and changed in said, said
+    scripted = run_heirloom("train", str(profile), "--json", env=toys)  # a pipeline reads what was stored
+    result = json.loads(scripted.stdout)["models"]["m"]
+    assert result["stored"] is False and result["ref"] == "team/m@2" and result["digest"], scripted.stdout
 
 
 def test_models_history_says_which_version_held_an_alias_when(store):

@@ -95,8 +95,15 @@ def progress_bars(transient: bool = False) -> Progress:
 @click.command("train")
 @click.argument("profile")
 @click.argument("models", nargs=-1)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print, instead of the reports, {"models": {NAME: {"stored", <the version as models show --json>}}} '
+    "(stored: false when an identical version was named instead).",
+)
 @set_option
-def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+def train_command(profile: str, models: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -> None:
     """Fit MODELS of PROFILE (default: all) and store each as a new version.
 
     Each model fits on the train split of its data source (warm-starting from its
@@ -109,6 +116,7 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
     spec = None
+    results: dict[str, dict[str, Any]] = {}
     try:
         specs = model_specs(resolved, models)
         store = kernel.store(resolved)
@@ -117,7 +125,12 @@ def train_command(profile: str, models: tuple[str, ...], overrides: tuple[str, .
                 progress = RichProgress(bars)
                 trained = train(kernel, resolved, spec, store, progress)
                 progress.finish()
-            report_trained(trained)
+            if as_json:
+                results[spec.name] = {"stored": not trained.reused, **trained.artifact.to_json()}
+            else:
+                report_trained(trained)
+        if as_json:
+            print_json({"models": results})
     except (RefError, PluginError) as exc:  # a model, component or pretrained name that names nothing
         fail(f"error: {exc}", 2)
     except HeirloomError as exc:
