@@ -345,6 +345,9 @@ def test_allergies_map_to_drug_ingredients():
         ("Allergy to ibuprofen with codeine", "ibuprofen"),
         ("Allergy to estradiol", "ethinyl estradiol"),
         ("Allergy to amoxicillin\u2011clavulanate", "amoxicillin"),  # a non-breaking hyphen
+        ("Non steroidal anti inflammatory drugs", "ibuprofen"),  # a class spelt without hyphens was no class
+        ("Allergy to anti-inflammatory agent", "naproxen"),
+        ("Allergy to acetylsalicylic acid", "aspirin"),
     ],
 )
 def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(display, rules_out):
@@ -359,6 +362,7 @@ def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read(
     typos = ["Allergy to penicilin", "Allergy to unicorn dust", "Allergy to Zyvox", "Allergy to cefepime and peanuts"]
     typos += ["Allergy to Milk of Magnesia", "Allergy to fish oil"]  # drugs that hold a food's word
     typos += ["Allergy to penicilin with codeine"]  # codeine is read; the rest is not
+    typos += ["Antibiotic allergy", "Drug allergy", "Allergy to medications"]  # no drug named: read as nothing
     assert unread([(None, display) for display in typos], drugs) == sorted(typos)
     synthea = [
         *("Dander (animal) allergy", "Allergy to tree pollen", "Allergy to mould", "House dust mite allergy"),
@@ -371,6 +375,15 @@ def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read(
     assert ingredients("NITROFURANTOIN, MACROCRYSTALS 50 MG Oral Capsule") == {"nitrofurantoin macrocrystals"}
     assert not conflicts(ingredients("Penicillin V Potassium 250 MG Oral Tablet"), substances("Allergy to potassium"))
     assert conflicts(ingredients("Simvistatin 10 MG"), substances("Allergy to simvastatin"))  # the data's typo
+    for allergy, drug in [  # a word that names no substance alone matched other drugs' names
+        ("Allergy to folic acid", "Alendronic acid 10 MG Oral Tablet"),
+        ("Allergy to vitamin K", "Vitamin B 12 5 MG/ML Injectable Solution"),
+        ("Allergy to human albumin", "Insulin, Regular, Human 100 UNT/ML Injectable Solution"),
+        ("Allergy to zinc oxide", "Nitrous Oxide 1000 MG/ML Gas for Inhalation"),
+    ]:
+        assert not conflicts(ingredients(drug), substances(allergy)), allergy
+    endless = "Allergy to " + " ".join(f"word{n}" for n in range(90_000))  # held the route 100 s
+    assert len(substances(endless)) < 60 and unread([(None, endless)]) == [endless]
 
 
 def _with_allergy(records: list[Any], code: str, display: str | None) -> list[Any]:

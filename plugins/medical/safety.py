@@ -53,7 +53,8 @@ CLASSES["pcn"] = CLASSES["penicillin"]  # the clinical abbreviation
 CLASSES["beta-lactam"] = CLASSES["beta lactam"] = CLASSES["penicillin"] + CLASSES["cephalosporin"]
 CLASSES["sulphonamide"] = CLASSES["sulfonamide"]  # the British spelling
 CLASSES["non-steroidal anti-inflammatory"] = CLASSES["nsaid"]
-CLASSES["asa"] = CLASSES["aspirin"]  # acetylsalicylic acid
+CLASSES["asa"] = CLASSES["acetylsalicylic acid"] = CLASSES["aspirin"]
+CLASSES["anti-inflammatory"] = CLASSES["nsaid"]  # "anti-inflammatory agent" (a steroid too, but no drug is let through)
 #: Classes whose members cross-react: an allergy to one member rules out the class
 #: (an amoxicillin allergy let penicillin V be recommended).
 CROSS_REACTIVE = ("penicillin", "cephalosporin", "sulfonamide", "nsaid")
@@ -77,6 +78,12 @@ _DASH = re.compile(f"[{_DASHES}]")
 _WORDS = re.compile(f"[\\s,{_DASHES}]+")
 #: Names this long that differ by a letter are one drug misspelt (``simvistatin``), never two.
 TYPO_LENGTH, TYPO_RATIO = 8, 0.9
+#: The shortest word of an allergy taken as a substance of its own ("naproxen sodium" is
+#: naproxen): shorter ones ("b", "acid") matched unrelated drugs' names.
+WORD_SUBSTANCE_LENGTH = 6
+#: How much of an allergy display is read: a longer one is unread (listed) and read this far.
+#: A request's 90,000-word allergy held the treatment route 100 s.
+MAX_ALLERGY_CHARS = 300
 #: Drug-allergy codes a record may carry without a display, and their substance: SNOMED CT
 #: findings, and the ICD-10 (-CM) allergy statuses a hospital coding in ICD-10 records.
 ALLERGY_CODES: dict[str, str] = {
@@ -128,6 +135,10 @@ _SEMANTIC_TAG = re.compile(r"\((?:disorder|finding|substance|product|medicinal p
 #: Words of an allergy display that name nothing (``penicillin with codeine``, ``also ibuprofen``).
 _FILLER_TEXT = "to of with also and or the a an in by from medication medications drug drugs agent agents antibiotic"
 FILLER_WORDS = frozenset(_FILLER_TEXT.split())
+#: Words of ingredient names that name no substance alone: a "folic acid" allergy rules out
+#: no other acid, a "human albumin" one no human insulin.
+_GENERIC_TEXT = "acid vitamin human oxide hydroxide extract oil water vaccine protein solution cream ointment"
+GENERIC_WORDS = frozenset(_GENERIC_TEXT.split())
 #: Salt and form words of ingredient names: ``naproxen sodium`` is naproxen, never "sodium".
 _SALT_TEXT = """sodium potassium calcium hydrochloride hcl sulfate sulphate acetate citrate phosphate succinate
     tartrate maleate fumarate besylate mesylate bitartrate bromide chloride valerate monohydrate dihydrate
@@ -160,9 +171,15 @@ def ingredients(display: str | None) -> frozenset[str]:
 
 def allergy_parts(display: str | None) -> list[str]:
     """What each allergy a display names is (lower case, without "allergy to" and qualifiers)."""
-    text = re.sub(r"[()\[\]]", ",", _SEMANTIC_TAG.sub(" ", (display or "").lower()))
+    text = re.sub(r"[()\[\]]", ",", _SEMANTIC_TAG.sub(" ", (display or "")[:MAX_ALLERGY_CHARS].lower()))
     named = " ".join(_ALLERGY_WORDS.sub(" ", text).split())
     return [part for part in _PARTS.split(named) if part]
+
+
+def _class_phrases(named: str) -> list[str]:
+    """The classes of several words a part names, hyphens or not ("non steroidal anti inflammatory drugs")."""
+    spaced = f" {_WORDS.sub(' ', named)} "
+    return [name for name in CLASSES if " " in (phrase := _WORDS.sub(" ", name)) and f" {phrase} " in spaced]
 
 
 def _part_substances(named: str) -> set[str]:
@@ -170,15 +187,19 @@ def _part_substances(named: str) -> set[str]:
     found = {named, *CLASSES.get(named, ()), *BRANDS.get(named, ())}
     if _DASH.search(named):  # amoxicillin-clavulanate (beta-lactam is a class name too)
         found.update(piece for piece in _DASH.split(named) if piece)
-    for name, members in CLASSES.items():  # a class named in a longer display (agent, drug, antibiotic...)
-        if " " in name and name in named:
-            found.update(members)
-    for word in named.split():
+    for name in _class_phrases(named):  # a class named in a longer display (agent, drug, antibiotic...)
+        found.update(CLASSES[name])
+    for word in filter(None, _WORDS.split(named)):
         word = word.removesuffix("s") if word.removesuffix("s") in CLASSES else word
         found.update(CLASSES.get(word, ()), BRANDS.get(word, ()))
-        if word not in FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS:  # each drug it names: "naproxen sodium"
-            found.add(word)  # is naproxen, "ibuprofen with codeine" both
+        if _names_a_substance(word):  # each drug it names: "naproxen sodium" is naproxen, "ibuprofen with codeine"
+            found.add(word)
     return found
+
+
+def _names_a_substance(word: str) -> bool:
+    """Whether a word of an allergy or an ingredient name can stand for a substance of its own."""
+    return len(word) >= WORD_SUBSTANCE_LENGTH and word not in FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS | GENERIC_WORDS
 
 
 def _widened(found: set[str]) -> frozenset[str]:
@@ -207,23 +228,32 @@ KNOWN_DRUGS = frozenset(
 
 
 def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[Iterable[str]] = ()) -> list[str]:
-    """The ``(code, display)`` allergies no filter can promise safety against: one whose display
-    has a word that is no word of a drug ``KNOWN_DRUGS`` or the ``drugs`` (ingredient lists)
-    name, of a class, of a non-drug allergen (``NOT_DRUG_WORDS``), a salt or a filler word, or
-    with no display, a code the filter does not know. "Allergy to Augmentin" before the brand
-    was known, a misspelt "penicilin", "penicilin with codeine" (codeine read, the rest not),
-    "fish oil": a person checks them by hand."""
+    """The ``(code, display)`` allergies no filter can promise safety against: with no display, a
+    code the filter does not know; else a display over MAX_ALLERGY_CHARS, or with a part that
+    names no drug (``KNOWN_DRUGS``, the ``drugs``' ingredients, a class) and is no non-drug
+    allergen (``NOT_DRUG_WORDS``), or one with a word besides that is no salt or filler word.
+    "Allergy to Augmentin" before the brand was known, a misspelt "penicilin", "penicilin with
+    codeine" (codeine read, the rest not), "fish oil", "Antibiotic allergy": a person checks them."""
     known = KNOWN_DRUGS | {ingredient for parts in drugs for ingredient in parts}
-    readable = {word for name in known for word in _WORDS.split(name)} | FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
+    drug_words = {word for name in known if not _class_phrases(name) for word in _WORDS.split(name) if word}
     missing = set()
     for code, display in allergies:
         parts = allergy_parts(display)
-        if not parts and not ALLERGY_CODES.get(code or ""):
+        if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
-        words = {word for part in parts for word in _WORDS.split(part) if word}
-        if any(word not in readable and word.removesuffix("s") not in readable for word in words):
+        if not all(_read(part, drug_words) for part in parts):
             missing.add(display or code or "(no code)")
     return sorted(missing)
+
+
+def _read(part: str, drug_words: set[str]) -> bool:
+    """Whether ``part`` names a drug (every other word a salt or filler word), or only allergens that are no drug."""
+    words = {word for word in _WORDS.split(part) if word}
+    named = {w for w in words if w in drug_words or w.removesuffix("s") in drug_words}
+    named |= {word for name in _class_phrases(part) for word in _WORDS.split(name)}
+    if named:
+        return words - named <= FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
+    return bool(words & NOT_DRUG_WORDS) and words <= NOT_DRUG_WORDS | FILLER_WORDS
 
 
 def conflicts(drug_ingredients: Iterable[str], allergy_substances: Iterable[str]) -> list[str]:
@@ -237,7 +267,9 @@ def conflicts(drug_ingredients: Iterable[str], allergy_substances: Iterable[str]
 def _same_substance(ingredient: str, substance: str) -> bool:
     if ingredient == substance or ingredient.startswith(f"{substance} ") or substance.startswith(f"{ingredient} "):
         return True
-    if substance not in SALT_WORDS and substance in ingredient.split():  # estradiol in ethinyl estradiol
+    if _names_a_substance(substance) and substance in ingredient.split():  # estradiol in ethinyl estradiol
         return True
-    first = ingredient.split()[0]
-    return len(first) >= TYPO_LENGTH and difflib.SequenceMatcher(None, first, substance).ratio() >= TYPO_RATIO
+    first = ingredient.split()[0]  # a typo: names this long, of nearly one length (cheap to rule out first)
+    if len(first) < TYPO_LENGTH or abs(len(first) - len(substance)) > 2:
+        return False
+    return difflib.SequenceMatcher(None, first, substance).ratio() >= TYPO_RATIO
