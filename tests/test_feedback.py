@@ -176,8 +176,9 @@ def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
         ("neutr\u0061\u0301l", "is not in Unicode NFC"),  # an attack: the decomposed twin of a label became a class
         ("negati\u0301ve", "is not in Unicode NFC"),
         # an attack past NFC: a Cyrillic letter in a Latin word, full-width letters
-        ("n\u0435gative", "the word 'n\\u0435gative' mixes CYRILLIC and LATIN letters"),
-        ("\uff4e\uff45\uff47\uff41\uff54\uff49\uff56\uff45", "is 'negative' in another Unicode form"),
+        ("n\u0435gative", "prints as 'negative'"),
+        ("tr\u0430ding_halted", "the word 'tr\\u0430ding_halted' mixes CYRILLIC and LATIN letters"),  # no twin known
+        ("\uff4e\uff45\uff47\uff41\uff54\uff49\uff56\uff45", "prints as 'negative'"),
     ],
 )
 def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_are_allowed(label, said):
@@ -193,16 +194,19 @@ def test_a_new_label_that_would_print_like_another_is_refused_where_new_labels_a
 def test_a_label_a_model_knows_in_another_unicode_form_is_refused_naming_the_known_one():
     """A model trained on a decomposed "café" (a jsonl file) took the composed form keyboards send
     as a new class, or refused it with a did-you-mean quoting two identical-looking names."""
-    twin = r"in another Unicode form or with optional marks: send it as "
+    twin = r"\(another Unicode form, optional marks, look-alike letters\): send it as "
     with pytest.raises(heirloom.RequestError, match=twin + r"'cafe\\u0301'"):
         heirloom.check_label("caf\u00e9", ["cafe\u0301"], "body.label", allow_new=True)
     for space in "\u00a0\u2009\u3000":  # a no-break, thin or ideographic space: "credit card" again
         with pytest.raises(heirloom.RequestError, match=twin + "'credit card'"):
             heirloom.check_label(f"credit{space}card", ["credit card"], "body.label", allow_new=True)
     assert heirloom.check_label("\u043f\u043e\u043b\u044c\u0437\u0430", ["refund"], "x", allow_new=True)  # all Cyrillic
+    for lookalike in ("\u0441\u0430\u0455\u04bb", "\u1d04ash"):  # "cash" wholly in Cyrillic; a small capital C
+        with pytest.raises(heirloom.RequestError, match=r"prints as 'cash'"):
+            heirloom.check_label(lookalike, ["cash"], "body.label", allow_new=True)
     inquiry = "\u0627\u0633\u062a\u0641\u0633\u0627\u0631"  # an Arabic label; then with a tatweel, with a kasra
     for twin in (inquiry.replace("\u0633\u0627", "\u0633\u0640\u0627"), inquiry.replace("\u062a", "\u062a\u0650")):
-        with pytest.raises(heirloom.RequestError, match="in another Unicode form or with optional marks"):
+        with pytest.raises(heirloom.RequestError, match="look-alike letters"):
             heirloom.check_label(twin, [inquiry], "body.label", allow_new=True)
 
 

@@ -40,6 +40,15 @@ OPTIONAL_MARKS = re.compile(
     "[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e8\u06ea-\u06ed\u0591-\u05bd\u05bf\u05c1\u05c2"
     "\u05c4\u05c5\u05c7\u0640]"
 )
+#: Letters of other scripts that print as a Latin one (a label wholly in them looks Latin):
+#: Cyrillic, Greek and small capitals, as Unicode's confusables list pairs them.
+_LOOKALIKES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u04bb\u0501\u051b\u051d\u04cf\u043a\u0475\u04af"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0423\u0405\u0406\u0408"
+    "\u03bf\u03bd\u03c1\u03b9\u03ba\u03c5\u03c7\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f"
+    "\u03a1\u03a4\u03a5\u03a7\u1d04\u1d0f\u1d20\u1d21\u1d22\ua731",
+    "aeopcyxsijhdqwlkvyABEKMHOPCTXYSIJovpikuxABEZHIKMNOPTYXcovwzs",
+)
 #: Scripts with letters that print alike (Latin a, Cyrillic U+0430, Greek U+03B1): no word of a label mixes them.
 LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 
@@ -51,8 +60,9 @@ def blank(text: str) -> bool:
 
 
 def _printed(label: str) -> str:
-    """What a reader of ``label`` sees: NFKC, without the marks written only sometimes."""
-    return OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", label))
+    """What a reader of ``label`` sees: NFKC, without the marks written only sometimes, with
+    letters that print as Latin ones read as those (a Cyrillic "cash" is "cash")."""
+    return OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", label)).translate(_LOOKALIKES)
 
 
 def _lookalike_scripts(word: str) -> set[str]:
@@ -85,7 +95,8 @@ def check_label(
     if twin := next((k for k in known if _printed(k) == _printed(label)), None):
         raise RequestError(  # decomposed vs composed, a no-break or ideographic space, full-width letters
             INVALID_ARGUMENT,
-            f"label {label!r} is {twin!r} in another Unicode form or with optional marks: send it as {twin!a}",
+            f"label {label!r} prints as {twin!r} (another Unicode form, optional marks, look-alike letters): "
+            f"send it as {twin!a}",
             field,
         )
     if mixed := next((word for word in label.split() if len(_lookalike_scripts(word)) > 1), None):
