@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -1188,3 +1189,18 @@ def test_models_history_says_which_version_held_an_alias_when(store):
     store = ArtifactStore(store.root)
     store.promote("team/m@2", "production")
     assert [m["version"] for m in store.alias_history("team", "m")] == [2]
+
+
+def test_a_records_fingerprint_sees_every_value_of_an_array_and_takes_keys_of_several_types():
+    """str() of a numpy array elides its middle: two validation splits differing there had one
+    fingerprint, so the gate compared versions scored on different records; {1: .., "a": ..}
+    raised TypeError (json cannot sort the keys)."""
+    values = np.arange(2000.0)
+    changed = values.copy()
+    changed[1000] = -5
+    assert heirloom.records_fingerprint([{"x": values}]) != heirloom.records_fingerprint([{"x": changed}])
+    mixed = [{1: "one", "a": "letter"}]
+    assert heirloom.records_fingerprint(mixed) == heirloom.records_fingerprint([{"a": "letter", 1: "one"}])
+    plain = [{"text": "Sales rose", "label": "positive"}]  # what built-in sources yield: as before
+    expected = hashlib.sha256(json.dumps(plain[0], sort_keys=True).encode() + b"\n").hexdigest()
+    assert heirloom.records_fingerprint(plain) == expected

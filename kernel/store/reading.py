@@ -78,7 +78,26 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, set | frozenset):
         return sorted(value, key=repr)
+    if callable(getattr(value, "tolist", None)):  # numpy and torch: str() elides long arrays ("...")
+        return value.tolist()
     return str(value)
+
+
+def _canonical(record: Any) -> bytes:
+    """One line of a record's canonical JSON (keys sorted; keys of several types by their repr)."""
+    try:
+        text = json.dumps(record, sort_keys=True, default=_plain, ensure_ascii=False)
+    except TypeError:  # {1: ..., "a": ...} has no order: the same record must still give one line
+        text = json.dumps(_keys_as_text(record), sort_keys=True, default=_plain, ensure_ascii=False)
+    return text.encode() + b"\n"
+
+
+def _keys_as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key if isinstance(key, str) else repr(key): _keys_as_text(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_keys_as_text(item) for item in value]
+    return value
 
 
 def records_fingerprint(records: Iterable[Any]) -> str:
@@ -94,7 +113,7 @@ def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
     """Yield ``records`` while feeding their canonical JSON to ``digest``, so scoring a
     split and fingerprinting it take one pass over its records."""
     for record in records:
-        digest.update(json.dumps(record, sort_keys=True, default=_plain, ensure_ascii=False).encode() + b"\n")
+        digest.update(_canonical(record))
         yield record
 
 
