@@ -16,7 +16,7 @@ import heirloom
 
 
 @functools.cache
-def _digits_and_formats() -> dict[int, str | None]:
+def translation_table() -> dict[int, str | None]:
     """``str.translate`` table: every decimal digit as its ASCII digit, format characters removed."""
     table: dict[int, str | None] = {}
     for code in range(sys.maxunicode + 1):
@@ -32,4 +32,4 @@ def folded(text: str) -> str:
     """``text`` in NFKC, without optional marks, tatweel and format characters, digits in ASCII."""
     if text.isascii():
         return text
-    return heirloom.OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", text)).translate(_digits_and_formats())
+    return heirloom.OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", text)).translate(translation_table())
