@@ -284,6 +284,34 @@ def test_a_resource_manager_failing_to_release_or_to_report_never_stops_the_daem
         assert daemon.terminate() == 0, daemon.log()
 
 
+def test_a_slow_resource_manager_call_is_named_in_the_log(serve):
+    """A usage() of 4 s got every worker killed for missed heartbeats, over and over, and no
+    line of the log named the manager: every request, probe and heartbeat waits on it."""
+    daemon = serve(FAULTY.format(fail="slow_usage"))
+    with daemon.client(timeout=10, retries=0) as client:
+        assert client.call("_stats")["resources"] == {"fine": True}
+    said = "resource manager tests.testing_api.FaultyResources: usage() took 0.4"
+    assert said in daemon.log() and "on the daemon's I/O thread" in daemon.log()
+    assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize(("fail", "gave"), [("retention", "an error, RuntimeError"), ("retention_value", "-1")])
+def test_a_retention_that_fails_after_a_version_is_stored_does_not_fail_the_train(tmp_path, fail, gave):
+    """``train`` exited 1 ("gc must keep at least 1 version per model, got -1") with the version
+    stored: automation read a failed train and trained again."""
+    profile = write(
+        tmp_path / "team.toml",
+        f'[resources]\n{FAULTY.format(fail=fail)}\n[sources.s]\nuse = "toy-source"\n'
+        '[models.m]\nuse = "toy-model"\ndata = "s"\n',
+    )
+    trained = run_heirloom("train", str(profile), env={"HEIRLOOM_PLUGINS": "tests.toys,tests.testing_api"})
+    said = " ".join(trained.stderr.split())
+    assert trained.returncode == 0, said
+    assert f"warning: stored team/m@1, but the resource manager's retention() gave '{gave}" in said or (
+        f"retention() gave {gave}, not None" in said
+    ), said
+
+
 def test_a_daemon_in_flight_limit_of_the_wrong_type_is_an_error_at_start(tmp_path):
     profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=FAULTY.format(fail="limit_type")))
     result = run_heirloom(

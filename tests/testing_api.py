@@ -272,12 +272,19 @@ class FaultyResources(heirloom.Resources):
             raise RuntimeError("deliberate failure in release")
 
     def usage(self) -> Any:
+        if self.fail == "slow_usage":
+            time.sleep(0.4)  # querying a GPU or a cgroup, slowly
         if self.fail == "usage":
             raise RuntimeError("deliberate failure in usage")
         return {"unencodable": object()} if self.fail == "usage_type" else {"fine": True}
 
     def daemon_in_flight_limit(self) -> Any:
         return "lots" if self.fail == "limit_type" else None
+
+    def retention(self) -> Any:
+        if self.fail == "retention":
+            raise RuntimeError("deliberate failure in retention")
+        return -1 if self.fail == "retention_value" else None
 
 
 @heirloom.hookimpl

@@ -311,8 +311,16 @@ def train(
             quota_mb=resources.storage_quota_mb("artifacts"),
             state_format=spec.cls.state_format,
         )
-        keep = resources.retention()
-    if keep:
+        try:  # the version is stored: a manager's retention bug must not fail train now
+            keep = resources.retention()
+        except Exception as exc:  # noqa: BLE001 - said below, like a wrong answer
+            keep = f"an error, {type(exc).__name__}: {exc}"
+    if keep is not None and (type(keep) is not int or keep < 1):
+        progress.log(
+            f"warning: stored {artifact.ref}, but the resource manager's retention() gave {keep!r}, "
+            "not None or an int >= 1: nothing was removed"
+        )
+    elif keep:
         plan = store.gc(keep, project=profile.project)
         if plan.versions:
             removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)

@@ -6,6 +6,9 @@ never the daemon, and never reads as the client's fault."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from heirloom.core.components import Resources
@@ -15,6 +18,8 @@ from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.wire.resources")
 _warned = {"admit": Every(60.0), "release": Every(60.0), "usage": Every(60.0)}
+#: A call slower than this held the daemon's I/O thread long enough to say so (once a minute).
+SLOW_CALL_S = 0.25
 
 
 def manager_name(resources: Resources) -> str:
@@ -25,11 +30,23 @@ def _report(method: str, resources: Resources, problem: str) -> None:
     _warned[method].log(log, logging.ERROR, "resource manager %s: %s() %s", manager_name(resources), method, problem)
 
 
+@contextmanager
+def _timed(method: str, resources: Resources) -> Iterator[None]:
+    """Say when ``method`` held the I/O thread: every request, probe and heartbeat waited on it
+    (a usage() of 4 s got every worker killed for missed heartbeats, and no line said why)."""
+    started = time.perf_counter()
+    yield
+    if (took := time.perf_counter() - started) > SLOW_CALL_S:
+        waited = "every request, probe and heartbeat waited (3 heartbeats missed: a worker is killed)"
+        _report(method, resources, f"took {took:.2f} s on the daemon's I/O thread: {waited}")
+
+
 def admit(resources: Resources) -> bool:
     """``resources.admit()``: True or False as it answered; INTERNAL when it raised or
     answered something other than a bool (a truthy string must not admit by accident)."""
     try:
-        answer = resources.admit()
+        with _timed("admit", resources):
+            answer = resources.admit()
     except Exception as exc:  # noqa: BLE001 - a plugin's failure, reported as such
         _report("admit", resources, f"raised {type(exc).__name__}: {exc}")
         raise RequestError(
@@ -44,7 +61,8 @@ def admit(resources: Resources) -> bool:
 def release(resources: Resources) -> None:
     """``resources.release()``; a failure is logged and the request's reply stands."""
     try:
-        resources.release()
+        with _timed("release", resources):
+            resources.release()
     except Exception as exc:  # noqa: BLE001 - the request was answered: nothing to fail but the log
         _report("release", resources, f"raised {type(exc).__name__}: {exc}")
 
@@ -54,7 +72,8 @@ def usage(resources: Resources) -> dict[str, Any]:
     raised or gave what msgpack cannot send (a heartbeat that fails to encode would stop a
     worker, and a worker restarted would fail the same way)."""
     try:
-        report = resources.usage()
+        with _timed("usage", resources):
+            report = resources.usage()
         packb(report)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure, reported in its place
         _report("usage", resources, f"failed: {type(exc).__name__}: {exc}")
