@@ -312,19 +312,28 @@ def test_a_retention_that_fails_after_a_version_is_stored_does_not_fail_the_trai
     ), said
 
 
-def test_a_daemon_in_flight_limit_of_the_wrong_type_is_an_error_at_start(tmp_path):
-    profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=FAULTY.format(fail="limit_type")))
+@pytest.mark.parametrize(
+    ("fail", "workers", "said"),
+    [
+        ("limit_type", "2", "daemon_in_flight_limit() returned 'lots'; it must be None or an int >= 1"),
+        # a raw traceback before, naming no manager
+        ("client_limits_type", "1", "client_limits() returned a dict; it must be None or a heirloom.ClientLimits"),
+        ("client_limits_type", "2", "client_limits() returned a dict; it must be None or a heirloom.ClientLimits"),
+    ],
+)
+def test_a_resource_managers_wrong_answer_at_start_is_an_error_naming_it(tmp_path, fail, workers, said):
+    profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=FAULTY.format(fail=fail)))
     result = run_heirloom(
         "serve",
         str(profile),
         "--workers",
-        "2",
+        workers,
         "--bind",
         f"ipc://{tmp_path}/s.sock",
         env={"HEIRLOOM_PLUGINS": "tests.testing_api"},
     )
-    assert result.returncode == 1
-    assert "daemon_in_flight_limit() returned 'lots'; it must be None or an int >= 1" in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"resource manager tests.testing_api.FaultyResources: {said}" in result.stderr
 
 
 def test_a_handler_stuck_past_the_grace_period_does_not_keep_the_process_alive(tmp_path):

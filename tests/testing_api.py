@@ -281,6 +281,9 @@ class FaultyResources(heirloom.Resources):
     def daemon_in_flight_limit(self) -> Any:
         return "lots" if self.fail == "limit_type" else None
 
+    def client_limits(self) -> Any:
+        return {"requests_per_s": 5} if self.fail == "client_limits_type" else None
+
     def retention(self) -> Any:
         if self.fail == "retention":
             raise RuntimeError("deliberate failure in retention")

@@ -50,7 +50,7 @@ def run_server(
 ) -> int:
     """Serve ``system`` until drained; returns the process exit code. ``curve``: the client
     socket's CurveServer, or (``connect``) the worker's keys for its broker."""
-    limits = None if connect is not None else configured_resources(system.profile).client_limits()
+    limits = None if connect is not None else manager_calls.client_limits(configured_resources(system.profile))
     server = Server(system, settings, bind=bind, connect=connect, curve=curve, limits=limits)
     exporter = Exporter(metrics, lambda: daemon_snapshot(server)) if metrics is not None else None
     if connect is not None:
@@ -132,7 +132,7 @@ def serve(
         log_format=log_format,
         worker_bind=worker_bind,
         max_in_flight=manager_calls.in_flight_limit(resources),
-        limits=resources.client_limits(),
+        limits=manager_calls.client_limits(resources),
         place_workers=resources.place_workers if _places_workers(resources) else None,
     )
     on_stop_signals(broker.request_drain)

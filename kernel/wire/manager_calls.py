@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from heirloom.core.components import Resources
+from heirloom.core.components import ClientLimits, Resources
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.protocol import INTERNAL, RequestError, packb
 from heirloom.wire.throttle import Every
@@ -82,6 +82,23 @@ def usage(resources: Resources) -> dict[str, Any]:
         _report("usage", resources, f"returned a {type(report).__name__}, not a dict")
         return {"error": f"usage() returned a {type(report).__name__}, not a dict"}
     return report
+
+
+def client_limits(resources: Resources) -> ClientLimits | None:
+    """``resources.client_limits()``, checked once where the client socket is: a wrong answer
+    (or an exception) stopped ``serve`` with a raw traceback, naming no manager."""
+    try:
+        limits = resources.client_limits()
+    except Exception as exc:
+        raise HeirloomError(
+            f"resource manager {manager_name(resources)}: client_limits() raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if limits is not None and not isinstance(limits, ClientLimits):
+        raise HeirloomError(
+            f"resource manager {manager_name(resources)}: client_limits() returned a {type(limits).__name__}; "
+            "it must be None or a heirloom.ClientLimits"
+        )
+    return limits
 
 
 def in_flight_limit(resources: Resources) -> int | None:

@@ -24,6 +24,7 @@ import zmq
 from heirloom.core.errors import HeirloomError
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
+from heirloom.wire import manager_calls
 from heirloom.wire.daemon import configured_resources, stop_when_started
 from heirloom.wire.server import Server
 
@@ -97,7 +98,7 @@ def served_on_loop(
     ``context``) closes; a daemon never attached, or whose loop ended undrained, is drained
     here first.
     """
-    limits = configured_resources(system.profile).client_limits()
+    limits = manager_calls.client_limits(configured_resources(system.profile))
     server = Server(system, settings, bind=[address], context=context, limits=limits)
     daemon = LoopDaemon(server)
     try:
