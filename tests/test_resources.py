@@ -336,6 +336,16 @@ def test_a_resource_managers_wrong_answer_at_start_is_an_error_naming_it(tmp_pat
     assert f"resource manager tests.testing_api.FaultyResources: {said}" in result.stderr
 
 
+def test_a_resource_manager_failing_to_prepare_a_component_is_named_as_the_cause(tmp_path):
+    """``apis.s (sleepy) failed to start: RuntimeError: quota prepare failed`` blamed the api."""
+    profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=FAULTY.format(fail="prepare")))
+    result = run_heirloom(
+        "serve", str(profile), "--bind", f"ipc://{tmp_path}/s.sock", env={"HEIRLOOM_PLUGINS": "tests.testing_api"}
+    )
+    said = "failed to start: the resource manager's prepare() raised RuntimeError: deliberate failure in prepare"
+    assert result.returncode != 0 and said in " ".join(result.stderr.split()), result.stderr
+
+
 def test_a_handler_stuck_past_the_grace_period_does_not_keep_the_process_alive(tmp_path):
     """Its client hears UNAVAILABLE at the grace deadline; then the process must exit (the
     interpreter would wait for the handler's thread forever, deaf to further signals)."""

@@ -257,7 +257,8 @@ class FaultyResources(heirloom.Resources):
     fail: str = ""
 
     def prepare(self, name: str, component: Any) -> None:
-        pass
+        if self.fail == "prepare":
+            raise RuntimeError("deliberate failure in prepare")
 
     def device_for(self, name: str) -> str:
         return "cpu"

@@ -10,8 +10,7 @@ Every hook is called through pluggy, one plugin at a time: ``tryfirst``/``trylas
 decide the order, other plugins' hook wrappers wrap each call, and an exception is
 recorded against the plugin that raised it (with its distribution and version) instead
 of stopping the others. ``HEIRLOOM_TRACE_PLUGINS=1`` prints every plugin import and hook
-call, with the plugin and its duration, to stderr.
-"""
+call, with the plugin and its duration, to stderr."""
 
 from __future__ import annotations
 
@@ -255,8 +254,7 @@ class PluginHost:
 
         Plugins the catalog does not know are imported too (their contents are unknown);
         if a component type or named thing is still missing afterwards, everything is
-        imported as a last resort.
-        """
+        imported as a last resort."""
         wanted_components = set(components)
         wanted_named = {"profiles": set(profiles), "pretrained": set(pretrained)}
         wanted_hooks = set(hooks)

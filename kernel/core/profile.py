@@ -8,8 +8,7 @@ and values taken from the environment are marked secret (``profile show`` masks 
 Validation against component schemas happens in :mod:`heirloom.core.schema`.
 
 A profile file is bounded before it is parsed (size, dotted-key length, nesting), since the
-TOML parser takes minutes on a single 50,000-part key; merging is linear in the values.
-"""
+TOML parser takes minutes on a single 50,000-part key; merging is linear in the values."""
 
 from __future__ import annotations
 
@@ -226,8 +225,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str]) -> None:
     """Deep-merge ``overlay`` into ``base``; record ``label`` as provenance of each leaf.
 
-    A replaced value forgets only its own provenance entries: linear in the values merged.
-    """
+    A replaced value forgets only its own provenance entries: linear in the values merged."""
     for key, value in overlay.items():
         here = [*path, key]
         old = base.get(key)

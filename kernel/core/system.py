@@ -181,7 +181,10 @@ class System:
         if spec.kind == "resources":
             self._components[(spec.kind, spec.name)] = component  # the others' prepare needs it
         else:
-            self.resources.prepare(spec.name, component)
+            try:
+                self.resources.prepare(spec.name, component)
+            except Exception as exc:  # the manager's bug, not the component's
+                raise LifecycleError(f"the resource manager's prepare() raised {type(exc).__name__}: {exc}") from exc
         context = Context(name=spec.name, kind=spec.kind, system=self)
         run_with_timeout(
             lambda: component.start(context),
