@@ -376,6 +376,8 @@ class Client:
         if self._closed.is_set():
             return
         self._closed.set()
+        with self._wake_lock:  # the I/O thread sees it now, not at its next poll timeout (100 ms)
+            self._wake_push.send(b"")
         self._thread.join()
         if self._monitor is not None:
             self._socket.disable_monitor()
