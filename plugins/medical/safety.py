@@ -27,6 +27,7 @@ oil, gelatin) are not modelled.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable
 
@@ -84,6 +85,9 @@ WORD_SUBSTANCE_LENGTH = 6
 #: How much of an allergy display is read: a longer one is unread (listed) and read this far.
 #: A request's 90,000-word allergy held the treatment route 100 s.
 MAX_ALLERGY_CHARS = 300
+#: How many allergies of one record are read; the rest are listed unread. 600 short ones held
+#: the route 9 s (each is checked against every drug).
+MAX_ALLERGIES = 100
 #: Drug-allergy codes a record may carry without a display, and their substance: SNOMED CT
 #: findings, and the ICD-10 (-CM) allergy statuses a hospital coding in ICD-10 records.
 ALLERGY_CODES: dict[str, str] = {
@@ -127,7 +131,9 @@ BRANDS: dict[str, tuple[str, ...]] = {
 }
 _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|abuse-deterrent|\d+\w*)$")
 _STOP = re.compile(r"^(\d|oral|topical|injectable|injection|extended|prefilled|auto|transdermal|nasal|inhal)")
-_ALLERGY_WORDS = re.compile(r"\b(allergy to|allergy|allergic to|intolerance to|intolerance|hypersensitivity)\b")
+_ALLERGY_WORDS = re.compile(
+    r"\b(allergy to|allergy|allergic to|intolerance to|intolerance|hypersensitivity to|hypersensitivity)\b"
+)
 _QUALIFIER = re.compile(r"\([^)]*\)|\[[^]]*\]")
 #: SNOMED CT's semantic tags: the only brackets an allergy display loses ("(finding)"); others
 #: name more allergies ("Penicillin allergy (also ibuprofen)" hid the ibuprofen).
@@ -176,10 +182,13 @@ def allergy_parts(display: str | None) -> list[str]:
     return [part for part in _PARTS.split(named) if part]
 
 
-def _class_phrases(named: str) -> list[str]:
-    """The classes of several words a part names, hyphens or not ("non steroidal anti inflammatory drugs")."""
+def _phrases(named: str) -> list[str]:
+    """The classes and brands of several words a part names, hyphens or not ("non steroidal
+    anti inflammatory drugs", "ortho tri cyclen lo")."""
     spaced = f" {_WORDS.sub(' ', named)} "
-    return [name for name in CLASSES if " " in (phrase := _WORDS.sub(" ", name)) and f" {phrase} " in spaced]
+    return [
+        name for name in (*CLASSES, *BRANDS) if " " in (phrase := _WORDS.sub(" ", name)) and f" {phrase} " in spaced
+    ]
 
 
 def _part_substances(named: str) -> set[str]:
@@ -187,10 +196,10 @@ def _part_substances(named: str) -> set[str]:
     found = {named, *CLASSES.get(named, ()), *BRANDS.get(named, ())}
     if _DASH.search(named):  # amoxicillin-clavulanate (beta-lactam is a class name too)
         found.update(piece for piece in _DASH.split(named) if piece)
-    for name in _class_phrases(named):  # a class named in a longer display (agent, drug, antibiotic...)
-        found.update(CLASSES[name])
+    for name in _phrases(named):  # a class or brand named in a longer display (agent, drug, antibiotic...)
+        found.update(CLASSES.get(name, ()), BRANDS.get(name, ()))
     for word in filter(None, _WORDS.split(named)):
-        word = word.removesuffix("s") if word.removesuffix("s") in CLASSES else word
+        word = word[:-1] if word.endswith("s") and len(word) > 4 and word[-2] != "s" else word  # "valiums"
         found.update(CLASSES.get(word, ()), BRANDS.get(word, ()))
         if _names_a_substance(word):  # each drug it names: "naproxen sodium" is naproxen, "ibuprofen with codeine"
             found.add(word)
@@ -214,6 +223,7 @@ def substances(display: str | None) -> frozenset[str]:
     return _widened(set().union(*(_part_substances(part) for part in allergy_parts(display))))
 
 
+@functools.lru_cache(maxsize=4096)  # the same few displays, in every visit of every patient
 def allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
     """What a recorded allergy rules out: its display's substances and its code's."""
     by_code = ALLERGY_CODES.get(code or "")
@@ -235,22 +245,43 @@ def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[I
     "Allergy to Augmentin" before the brand was known, a misspelt "penicilin", "penicilin with
     codeine" (codeine read, the rest not), "fish oil", "Antibiotic allergy": a person checks them."""
     known = KNOWN_DRUGS | {ingredient for parts in drugs for ingredient in parts}
-    drug_words = {word for name in known if not _class_phrases(name) for word in _WORDS.split(name) if word}
+    drug_words, names = _drug_words(known), _spaced_names(known)
+    allergies = list(allergies)
     missing = set()
-    for code, display in allergies:
+    if len(allergies) > MAX_ALLERGIES:
+        missing.add(f"{len(allergies) - MAX_ALLERGIES} allergies past the first {MAX_ALLERGIES}")
+    for code, display in allergies[:MAX_ALLERGIES]:
         parts = allergy_parts(display)
         if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
-        if not all(_read(part, drug_words) for part in parts):
+        if not all(_WORDS.sub(" ", part) in names or _read(part, drug_words) for part in parts):
             missing.add(display or code or "(no code)")
     return sorted(missing)
 
 
-def _read(part: str, drug_words: set[str]) -> bool:
+@functools.lru_cache(maxsize=8)
+def _drug_words(known: frozenset[str]) -> frozenset[str]:
+    """The words that name a drug alone: a phrase's words only together, a generic or two-letter word never."""
+    return frozenset(
+        word
+        for name in known
+        if not _phrases(name)
+        for word in _WORDS.split(name)
+        if len(word) > 2 and word not in GENERIC_WORDS
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _spaced_names(known: frozenset[str]) -> frozenset[str]:
+    """Known names, hyphens and commas as spaces: a part that is one is read whole ("penicillin v potassium")."""
+    return frozenset(_WORDS.sub(" ", name) for name in known)
+
+
+def _read(part: str, drug_words: frozenset[str]) -> bool:
     """Whether ``part`` names a drug (every other word a salt or filler word), or only allergens that are no drug."""
     words = {word for word in _WORDS.split(part) if word}
     named = {w for w in words if w in drug_words or w.removesuffix("s") in drug_words}
-    named |= {word for name in _class_phrases(part) for word in _WORDS.split(name)}
+    named |= {word for name in _phrases(part) for word in _WORDS.split(name)}
     if named:
         return words - named <= FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
     return bool(words & NOT_DRUG_WORDS) and words <= NOT_DRUG_WORDS | FILLER_WORDS
