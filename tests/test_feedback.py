@@ -177,7 +177,7 @@ def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
         ("negati\u0301ve", "is not in Unicode NFC"),
         # an attack past NFC: a Cyrillic letter in a Latin word, full-width letters
         ("n\u0435gative", "prints as 'negative'"),
-        ("tr\u0430ding_halted", "the word 'tr\\u0430ding_halted' mixes CYRILLIC and LATIN letters"),  # no twin known
+        ("tr\u0430ding_halted", "the word 'tr\\u0430ding' mixes CYRILLIC and LATIN letters"),  # no twin known
         ("\uff4e\uff45\uff47\uff41\uff54\uff49\uff56\uff45", "prints as 'negative'"),
     ],
 )
@@ -201,7 +201,11 @@ def test_a_label_a_model_knows_in_another_unicode_form_is_refused_naming_the_kno
         with pytest.raises(heirloom.RequestError, match=twin + "'credit card'"):
             heirloom.check_label(f"credit{space}card", ["credit card"], "body.label", allow_new=True)
     assert heirloom.check_label("\u043f\u043e\u043b\u044c\u0437\u0430", ["refund"], "x", allow_new=True)  # all Cyrillic
-    for lookalike in ("\u0441\u0430\u0455\u04bb", "\u1d04ash"):  # "cash" wholly in Cyrillic; a small capital C
+    for science in ("\u03b2-blocker", "TNF-\u03b1"):  # a Greek letter of its own next to a Latin word
+        assert heirloom.check_label(science, ["refund"], "x", allow_new=True)
+    with pytest.raises(heirloom.RequestError, match=r"prints as 'CASH'"):  # Cherokee letters
+        heirloom.check_label("\u13df\u13aa\u13da\u13bb", ["CASH"], "body.label", allow_new=True)
+    for lookalike in ("\u0441\u0430\u0455\u04bb", "\u1d04ash", "c\u0251sh"):  # Cyrillic; a small capital; IPA
         with pytest.raises(heirloom.RequestError, match=r"prints as 'cash'"):
             heirloom.check_label(lookalike, ["cash"], "body.label", allow_new=True)
     inquiry = "\u0627\u0633\u062a\u0641\u0633\u0627\u0631"  # an Arabic label; then with a tatweel, with a kasra
