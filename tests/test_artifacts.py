@@ -1182,6 +1182,8 @@ def test_models_history_says_which_version_held_an_alias_when(store):
     assert table.returncode == 0 and "team/m@1" in table.stdout and "@2" in table.stdout
     typo = models(store, "history", "team/n")
     assert typo.returncode == 2 and "did you mean 'team/m'?" in said(typo)
+    alias_typo = models(store, "history", "team/m", "--alias", "Production")  # not "no moves"
+    assert alias_typo.returncode == 2 and "did you mean 'production'?" in said(alias_typo)
     # an index an older heirloom wrote has no such table: it gets one, and history starts there
     with sqlite3.connect(store.root / "index.sqlite") as conn:
         conn.execute("DROP TABLE alias_moves")
@@ -1201,6 +1203,7 @@ def test_a_records_fingerprint_sees_every_value_of_an_array_and_takes_keys_of_se
     assert heirloom.records_fingerprint([{"x": values}]) != heirloom.records_fingerprint([{"x": changed}])
     mixed = [{1: "one", "a": "letter"}]
     assert heirloom.records_fingerprint(mixed) == heirloom.records_fingerprint([{"a": "letter", 1: "one"}])
+    assert heirloom.records_fingerprint(mixed) != heirloom.records_fingerprint([{"1": "one", "a": "letter"}])
     plain = [{"text": "Sales rose", "label": "positive"}]  # what built-in sources yield: as before
     expected = hashlib.sha256(json.dumps(plain[0], sort_keys=True).encode() + b"\n").hexdigest()
     assert heirloom.records_fingerprint(plain) == expected

@@ -17,7 +17,7 @@ from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
 from heirloom.cli.rescore import rescored
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, metric_value
@@ -216,7 +216,12 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
     JSON: [{"alias", "version", "previous", "moved_at"}] (previous null for an alias's first).
     """
     artifact = store.resolve(model)  # a name that names nothing fails here, listing what exists
-    moves = [m for m in store.alias_history(artifact.project, artifact.model) if alias in (None, m["alias"])]
+    every = store.alias_history(artifact.project, artifact.model)
+    named = sorted({m["alias"] for m in every})
+    if alias is not None and alias not in named and named:  # a typo ("Production") is no empty history
+        listed = ", ".join(named)
+        raise RefError(f"no recorded moves of alias {alias!r}{did_you_mean(alias, named)} (aliases: {listed})")
+    moves = [m for m in every if alias in (None, m["alias"])]
     if as_json:
         print_json(moves)
         return

@@ -92,9 +92,16 @@ def _canonical(record: Any) -> bytes:
     return text.encode() + b"\n"
 
 
+def _key_text(key: Any) -> str:
+    return key if isinstance(key, str) else f"\x00{type(key).__name__}:{key!r}"
+
+
 def _keys_as_text(value: Any) -> Any:
+    """``value`` with every non-text key as its type and repr (``1`` and ``"1"`` stay two keys)."""
+    if attrs.has(type(value)):
+        value = attrs.asdict(value)
     if isinstance(value, dict):
-        return {key if isinstance(key, str) else repr(key): _keys_as_text(item) for key, item in value.items()}
+        return {_key_text(key): _keys_as_text(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_keys_as_text(item) for item in value]
     return value

@@ -18,6 +18,7 @@ from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.wire.resources")
 _warned = {"admit": Every(60.0), "release": Every(60.0), "usage": Every(60.0)}
+_slow = {"admit": Every(60.0), "release": Every(60.0), "usage": Every(60.0)}  # apart: a slow call hides no failure
 #: A call slower than this held the daemon's I/O thread long enough to say so (once a minute).
 SLOW_CALL_S = 0.25
 
@@ -37,8 +38,16 @@ def _timed(method: str, resources: Resources) -> Iterator[None]:
     started = time.perf_counter()
     yield
     if (took := time.perf_counter() - started) > SLOW_CALL_S:
-        waited = "every request, probe and heartbeat waited (3 heartbeats missed: a worker is killed)"
-        _report(method, resources, f"took {took:.2f} s on the daemon's I/O thread: {waited}")
+        waited = "every request, probe and heartbeat waited on it"
+        _slow[method].log(
+            log,
+            logging.WARNING,
+            "resource manager %s: %s() took %.2f s on the daemon's I/O thread: %s",
+            manager_name(resources),
+            method,
+            took,
+            waited,
+        )
 
 
 def admit(resources: Resources) -> bool:
