@@ -445,6 +445,12 @@ def test_an_allergy_naming_part_of_a_brand_or_only_a_generic_word_is_unread(disp
     assert unread([(None, display)], drugs) == [display]
 
 
+def test_a_short_drug_word_that_rules_nothing_out_alone_does_not_make_an_allergy_read():
+    """ "the iron": iron named a drug of the data, so the part read, but as a substance "iron" is
+    too short to rule anything out, and "the iron" is no drug's name: a silent pass."""
+    assert unread([(None, "Allergy to the iron")], [["iron sucrose"]]) == ["Allergy to the iron"]
+
+
 def test_many_allergies_are_read_up_to_a_bound_and_the_rest_listed():
     allergies = [(None, f"Allergy to drug{n}") for n in range(150)]  # 600 held the route 9 s
     assert "50 allergies past the first 100" in unread(allergies)

@@ -277,10 +277,16 @@ def _spaced_names(known: frozenset[str]) -> frozenset[str]:
     return frozenset(_WORDS.sub(" ", name) for name in known)
 
 
+def _names_a_drug(word: str, drug_words: frozenset[str]) -> bool:
+    """A class or brand, or a drug's word that is a substance of its own (a shorter one, "iron"
+    in "the iron", rules nothing out alone, so it cannot make a part read)."""
+    return word in CLASSES or word in BRANDS or (word in drug_words and _names_a_substance(word))
+
+
 def _read(part: str, drug_words: frozenset[str]) -> bool:
     """Whether ``part`` names a drug (every other word a salt or filler word), or only allergens that are no drug."""
     words = {word for word in _WORDS.split(part) if word}
-    named = {w for w in words if w in drug_words or w.removesuffix("s") in drug_words}
+    named = {w for w in words for one in (w, w.removesuffix("s")) if _names_a_drug(one, drug_words)}
     named |= {word for name in _phrases(part) for word in _WORDS.split(name)}
     if named:
         return words - named <= FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
