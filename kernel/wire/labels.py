@@ -8,6 +8,7 @@ Shared by every api with such a route, so a typo (``data_plan_upgrad``) or a hos
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ def blank(text: str) -> bool:
     return all(char.isspace() or char in FILLERS or unicodedata.category(char) in _NOTHING for char in text)
 
 
+@functools.lru_cache(maxsize=4096)  # every known label, at every feedback request
 def _printed(label: str) -> str:
     """What a reader of ``label`` sees: NFKC, without the marks written only sometimes, with
     letters that print as Latin ones read as those (a Cyrillic "cash" is "cash")."""

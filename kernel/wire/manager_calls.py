@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from heirloom.core.components import ClientLimits, Resources
@@ -31,12 +29,10 @@ def _report(method: str, resources: Resources, problem: str) -> None:
     _warned[method].log(log, logging.ERROR, "resource manager %s: %s() %s", manager_name(resources), method, problem)
 
 
-@contextmanager
-def _timed(method: str, resources: Resources) -> Iterator[None]:
+def _took(method: str, resources: Resources, started: float) -> None:
     """Say when ``method`` held the I/O thread: every request, probe and heartbeat waited on it
-    (a usage() of 4 s got every worker killed for missed heartbeats, and no line said why)."""
-    started = time.perf_counter()
-    yield
+    (a usage() of 4 s got every worker killed for missed heartbeats, and no line said why).
+    A plain call, not a context manager: admit and release run once per request."""
     if (took := time.perf_counter() - started) > SLOW_CALL_S:
         waited = "every request, probe and heartbeat waited on it"
         _slow[method].log(
@@ -54,8 +50,9 @@ def admit(resources: Resources) -> bool:
     """``resources.admit()``: True or False as it answered; INTERNAL when it raised or
     answered something other than a bool (a truthy string must not admit by accident)."""
     try:
-        with _timed("admit", resources):
-            answer = resources.admit()
+        started = time.perf_counter()
+        answer = resources.admit()
+        _took("admit", resources, started)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure, reported as such
         _report("admit", resources, f"raised {type(exc).__name__}: {exc}")
         raise RequestError(
@@ -70,8 +67,9 @@ def admit(resources: Resources) -> bool:
 def release(resources: Resources) -> None:
     """``resources.release()``; a failure is logged and the request's reply stands."""
     try:
-        with _timed("release", resources):
-            resources.release()
+        started = time.perf_counter()
+        resources.release()
+        _took("release", resources, started)
     except Exception as exc:  # noqa: BLE001 - the request was answered: nothing to fail but the log
         _report("release", resources, f"raised {type(exc).__name__}: {exc}")
 
@@ -81,8 +79,9 @@ def usage(resources: Resources) -> dict[str, Any]:
     raised or gave what msgpack cannot send (a heartbeat that fails to encode would stop a
     worker, and a worker restarted would fail the same way)."""
     try:
-        with _timed("usage", resources):
-            report = resources.usage()
+        started = time.perf_counter()
+        report = resources.usage()
+        _took("usage", resources, started)
         packb(report)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure, reported in its place
         _report("usage", resources, f"failed: {type(exc).__name__}: {exc}")
