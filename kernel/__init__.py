@@ -36,7 +36,6 @@ if TYPE_CHECKING:
         ref,
     )
     from heirloom.core.consoles import Console, ConsoleRequest
-    from heirloom.core.cores import cpu_share
     from heirloom.core.errors import (
         ForeignState,
         HeirloomError,
@@ -77,6 +76,7 @@ if TYPE_CHECKING:
         Unauthenticated,
         Unavailable,
     )
+    from heirloom.wire.cores import cpu_share
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
     from heirloom.wire.inputs import list_limit, one_of, text_limit
@@ -102,7 +102,7 @@ _EXPORTS = {
     "Console": "heirloom.core.consoles",
     "ConsoleRequest": "heirloom.core.consoles",
     "Context": "heirloom.core.components",
-    "cpu_share": "heirloom.core.cores",
+    "cpu_share": "heirloom.wire.cores",
     "CurveClient": "heirloom.wire.auth",
     "data_root": "heirloom.core.paths",
     "DataFile": "heirloom.datasets",

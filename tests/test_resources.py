@@ -313,6 +313,37 @@ def test_a_retention_that_fails_after_a_version_is_stored_does_not_fail_the_trai
 
 
 @pytest.mark.parametrize(
+    ("fail", "said"),
+    [
+        # a TypeError after the fit, read as the model's: "error: training models.m (toy-model) failed"
+        ("quota_type", "storage_quota_mb('artifacts') returned '100'; it must be None or an int >= 1"),
+        ("quota", "storage_quota_mb('artifacts') raised RuntimeError: deliberate failure in storage_quota_mb"),
+        ("run_fit_type", "run_fit() returned a dict, not the heirloom.State its task returns (or None to fit here)"),
+    ],
+)
+def test_a_resource_managers_wrong_answer_to_train_is_an_error_naming_it_and_stores_nothing(tmp_path, fail, said):
+    profile = write(tmp_path / "team.toml", TRAIN_PROFILE.format(project="team", resources=FAULTY.format(fail=fail)))
+    env = {"HEIRLOOM_PLUGINS": "tests.toys,tests.testing_api", "HEIRLOOM_HOME": str(tmp_path / "home")}
+    trained = run_heirloom("train", str(profile), env=env)
+    told = " ".join(trained.stderr.split())
+    assert trained.returncode == 1 and "Traceback" not in told, told
+    assert f"resource manager tests.testing_api.FaultyResources: {said}" in told
+    assert "toy-model) failed" not in told  # not the model's fault
+    listed = run_heirloom("models", "list", "--json", env=env)
+    assert json.loads(listed.stdout or "[]") == [], listed.stdout
+
+
+@pytest.mark.parametrize("fail", ["quota", "quota_type"])
+def test_a_resource_managers_wrong_storage_quota_is_said_in_stats_not_an_internal_error(serve, fail):
+    daemon = serve(FAULTY.format(fail=fail))
+    with daemon.client(timeout=10, retries=0) as client:
+        storage = client.call("_stats")["storage"]  # it was INTERNAL: operators lost every figure
+        assert client.call("echo.echo", "hi") == "hi"
+    assert list(storage) == ["error"] and "FaultyResources: storage_quota_mb('artifacts')" in storage["error"]
+    assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize(
     ("fail", "workers", "said"),
     [
         ("limit_type", "2", "daemon_in_flight_limit() returned 'lots'; it must be None or an int >= 1"),

@@ -285,6 +285,14 @@ class FaultyResources(heirloom.Resources):
     def client_limits(self) -> Any:
         return {"requests_per_s": 5} if self.fail == "client_limits_type" else None
 
+    def storage_quota_mb(self, area: str) -> Any:
+        if self.fail == "quota" and area == "artifacts":  # the logs' quota is asked at start: this is later
+            raise RuntimeError("deliberate failure in storage_quota_mb")
+        return "100" if self.fail == "quota_type" and area == "artifacts" else None
+
+    def run_fit(self, task: Any) -> Any:
+        return {"weights": [1.0]} if self.fail == "run_fit_type" else None
+
     def retention(self) -> Any:
         if self.fail == "retention":
             raise RuntimeError("deliberate failure in retention")

@@ -421,6 +421,11 @@ class Resources(Component):
         return None
 
 
+def manager_name(resources: Resources) -> str:
+    """How errors and logs name a resource manager: the class its plugin registered."""
+    return f"{type(resources).__module__}.{type(resources).__qualname__}"
+
+
 @attrs.frozen
 class ClientLimits:
     """Token buckets per client (its Curve key, else its connection): a request takes one

@@ -14,9 +14,23 @@ import os
 import threading
 from pathlib import Path
 
-from heirloom.core.errors import ResourceExhaustedError
+from heirloom.core.components import Resources, manager_name
+from heirloom.core.errors import HeirloomError, ResourceExhaustedError
 
 MIB = 1 << 20
+
+
+def quota_mb(resources: Resources, area: str) -> int | None:
+    """``resources.storage_quota_mb(area)``, checked: a wrong answer failed ``_stats`` (INTERNAL)
+    and ``train`` after fitting (a TypeError read as the model's), naming no manager."""
+    named = f"resource manager {manager_name(resources)}: storage_quota_mb({area!r})"
+    try:
+        mb = resources.storage_quota_mb(area)
+    except Exception as exc:
+        raise HeirloomError(f"{named} raised {type(exc).__name__}: {exc}") from exc
+    if mb is not None and (type(mb) is not int or mb < 1):
+        raise HeirloomError(f"{named} returned {mb!r}; it must be None or an int >= 1")
+    return mb
 
 
 class StorageQuota:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import TABLES, Api, Component, Context, ModelHandle, Resources, references
 from heirloom.core.errors import HeirloomError, LifecycleError
-from heirloom.core.quota import StorageQuota
+from heirloom.core.quota import StorageQuota, quota_mb
 from heirloom.core.schema import ComponentSpec, ResolvedProfile
 from heirloom.core.serving import ModelServing, VersionStore
 
@@ -91,7 +91,7 @@ class System:
     def log_quota(self) -> StorageQuota:
         """The project's durable-log quota, shared by every log its components open."""
         if self._log_quota is None:
-            self._log_quota = StorageQuota("logs", self.profile.project, self.resources.storage_quota_mb("logs"))
+            self._log_quota = StorageQuota("logs", self.profile.project, quota_mb(self.resources, "logs"))
         return self._log_quota
 
     @property

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom.core.components import NullProgress, Progress, Report, Source, State, references
+from heirloom.core.components import NullProgress, Progress, Report, Source, State, manager_name, references
 from heirloom.core.errors import ForeignState, HeirloomError, PluginError
+from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.compare import TEST, VALIDATION, evaluation_key
@@ -256,6 +257,7 @@ def train(
         source: Source = system.component(source_name, "source")
         resources = system.resources
         resources.check_memory(f"training {spec.key}")  # refused before any record is read
+        quota = quota_mb(resources, "artifacts")  # a manager's wrong answer, said before the fit
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         fingerprint = source.fingerprint()
@@ -274,6 +276,11 @@ def train(
             elif fitted is None:
                 with _naming_a_foreign_parent(spec, parent):
                     fit(model, source, source_name, parent_state, progress)
+            elif not isinstance(fitted, State):  # model.load would fail on it, read as the model's bug
+                raise HeirloomError(
+                    f"{spec.key}: resource manager {manager_name(resources)}: run_fit() returned a "
+                    f"{type(fitted).__name__}, not the heirloom.State its task returns (or None to fit here)"
+                )
             else:
                 progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
                 model.load(fitted)
@@ -308,7 +315,7 @@ def train(
             data_fingerprints=fingerprints,
             metrics=metrics,
             plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
-            quota_mb=resources.storage_quota_mb("artifacts"),
+            quota_mb=quota,
             state_format=spec.cls.state_format,
         )
         try:  # the version is stored: a manager's retention bug must not fail train now

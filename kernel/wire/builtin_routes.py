@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.components import Api, Route
-from heirloom.core.quota import MIB
+from heirloom.core.errors import HeirloomError
+from heirloom.core.quota import MIB, quota_mb
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire import manager_calls
 from heirloom.wire.local_workers import local_token
@@ -166,9 +167,13 @@ def storage_usage(system: System) -> dict[str, Any]:
     if system.state != "running":
         return {}
     store = system.serving.store if system.serving is not None else None
-    quota = system.resources.storage_quota_mb("artifacts")
+    try:
+        quota = quota_mb(system.resources, "artifacts")
+        logs = system.log_quota.usage()
+    except HeirloomError as exc:  # the manager's wrong answer, said in its place (as usage() is)
+        return {"error": str(exc)}
     used = store.usage().get(system.profile.project, 0) if isinstance(store, ArtifactStore) else None
     return {
         "artifacts": {"used_mb": None if used is None else round(used / MIB, 3), "quota_mb": quota},
-        "logs": system.log_quota.usage(),
+        "logs": logs,
     }

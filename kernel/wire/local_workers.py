@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from heirloom.core.cores import CPU_SHARE_ENV, available_cores
+from heirloom.wire.cores import CPU_SHARE_ENV, available_cores
 
 log = logging.getLogger("heirloom.wire.broker")
 #: The pid of the broker that spawned a local worker: the worker stops once it is gone

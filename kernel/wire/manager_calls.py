@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from heirloom.core.components import ClientLimits, Resources
+from heirloom.core.components import ClientLimits, Resources, manager_name
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.protocol import INTERNAL, RequestError, packb
 from heirloom.wire.throttle import Every
@@ -19,10 +19,6 @@ _warned = {"admit": Every(60.0), "release": Every(60.0), "usage": Every(60.0)}
 _slow = {"admit": Every(60.0), "release": Every(60.0), "usage": Every(60.0)}  # apart: a slow call hides no failure
 #: A call slower than this held the daemon's I/O thread long enough to say so (once a minute).
 SLOW_CALL_S = 0.25
-
-
-def manager_name(resources: Resources) -> str:
-    return f"{type(resources).__module__}.{type(resources).__qualname__}"
 
 
 def _report(method: str, resources: Resources, problem: str) -> None:
