@@ -182,13 +182,14 @@ def allergy_parts(display: str | None) -> list[str]:
     return [part for part in _PARTS.split(named) if part]
 
 
-def _phrases(named: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)  # asked of each part by both substances() and unread()
+def _phrases(named: str) -> tuple[str, ...]:
     """The classes and brands of several words a part names, hyphens or not ("non steroidal
     anti inflammatory drugs", "ortho tri cyclen lo")."""
     spaced = f" {_WORDS.sub(' ', named)} "
-    return [
+    return tuple(
         name for name in (*CLASSES, *BRANDS) if " " in (phrase := _WORDS.sub(" ", name)) and f" {phrase} " in spaced
-    ]
+    )
 
 
 def _part_substances(named: str) -> set[str]:
