@@ -613,7 +613,7 @@ def test_an_api_check_that_raises_is_a_problem_naming_it_not_a_crash(store, tmp_
     text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\ncheck_model = true\n'
     profile = write(tmp_path / "team.toml", text)
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
-    problem = "apis.t.use: ToyApi.check raised KeyError: 'm' (a plugin bug? models with no stored version are absent"
+    problem = "apis.t.use: ToyApi.check, heirloom.Api's hook (no route handler), raised KeyError: 'm' (a plugin bug?"
     checked = run_heirloom("profile", "check", str(profile), env=env)
     assert checked.returncode == 2 and problem in said(checked) and "Traceback" not in checked.stdout, checked.stderr
     served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
@@ -725,6 +725,31 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
         assert refused.returncode == 1 and f"Model.state_format must be a whole number, 1 or more: {bad}" in said(
             refused
         )
+
+
+def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
+    """A promote onto a version an api's ``check`` refuses (the label-monitor's label, missing
+    from it) was hot-swapped in silently, and the next restart of the daemon refused to start."""
+    text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text + "needs_epochs = 1\n[server]\nreload_interval = 0.1\n")
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
+    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready()
+        assert run_heirloom("models", "promote", "team/m@2", "production", env=env).returncode == 0
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 20
+            while (error := _model_error(client)) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.call("_stats")["models"]["m"]["version"] == "team/m@1"
+            assert client.call("t.predict", 1) is not None
+        refused = "apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
+        assert error is not None and error.startswith("could not load team/m@2: ") and refused in error, error
+    finally:
+        assert daemon.terminate() == 0
 
 
 def test_a_daemon_started_before_the_first_train_says_what_to_run_as_the_store_is_now(store, tmp_path):

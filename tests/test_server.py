@@ -336,6 +336,44 @@ def test_an_api_with_two_routes_of_one_name_fails_the_start_naming_it(tmp_path):
     assert "system failed to start: apis.t (testing): 2 routes are named 'pid'" in daemon.log()
 
 
+@pytest.mark.parametrize(
+    ("flaw", "said"),
+    [
+        # the api's own hook replaced: heirloom eval would have called the handler with the test data
+        ("hook", "route 'evaluate': its handler evaluate() overrides heirloom.Api.evaluate, which the kernel calls"),
+        # "system failed to start: <class 'int'> is not an attrs-decorated class." named no route
+        (
+            "input",
+            "route 'cfg': input must be an attrs class, type(None) (no body) or None (any body), not <class 'int'>",
+        ),
+        (
+            "payload",
+            "route 'cfg': max_payload must be an int >= 1, not -1",
+        ),  # every body refused, as the client's fault
+        ("wait", "route 'cfg': max_wait_ms must be a finite number >= 0, not nan"),
+    ],
+)
+def test_a_route_declared_wrongly_fails_the_start_naming_it(tmp_path, flaw, said):
+    daemon = Daemon(tmp_path, profile=f'[apis.t]\nuse = "testing"\nflaw = "{flaw}"\n')
+    try:
+        assert daemon.process.wait(30) != 0
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    assert f"system failed to start: apis.t (testing): {said}" in daemon.log()
+
+
+def test_a_route_declared_with_no_input_refuses_any_body_but_nil(client):
+    assert client.call("t.nobody") == "asked"
+    with pytest.raises(heirloom.RemoteError) as caught:  # input=None would have taken it
+        client.call("t.nobody", {"x": 1})
+    assert (
+        caught.value.code == "INVALID_ARGUMENT" and caught.value.message == "t.nobody takes no body (send nil), got map"
+    )
+    described = next(route for route in client.call("_routes")["routes"] if route["name"] == "t.nobody")
+    assert described["input"] == {"type": "null"}
+
+
 def test_deadline_exceeded_before_compute(daemon, client):
     """The server itself drops expired work before computing it: a raw socket waits for the
     server's answer (no client-side timeout), and the late request never ran."""

@@ -6,6 +6,7 @@ Daemon tests load it with ``HEIRLOOM_PLUGINS=tests.testing_api`` (no packaging n
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -130,6 +131,9 @@ class TestingApi(heirloom.Api):
     start_ms: float = 0.0
     #: An author's mistake: ``pid`` twice among the routes.
     pid_twice: bool = False
+    #: Another, in one more route: "hook" (a handler by a name of heirloom.Api's, here evaluate),
+    #: "input" (not an attrs class), "payload" (max_payload = -1) or "wait" (max_wait_ms NaN).
+    flaw: str = ""
 
     def start(self, ctx):
         super().start(ctx)
@@ -158,6 +162,8 @@ class TestingApi(heirloom.Api):
                 description="The HEIRLOOM_ variables a subprocess this process starts would inherit.",
             ),
             *[heirloom.Route("pid", handler=lambda body: 0)] * self.pid_twice,
+            *self._flawed(),
+            heirloom.Route("nobody", handler=lambda body: "asked", input=type(None), description="Takes no body."),
             heirloom.Route("unpackable", handler=unpackable, inline=True, description="What msgpack cannot pack."),
             heirloom.Route("unpackable_off_loop", handler=unpackable),
             heirloom.Route(
@@ -182,6 +188,15 @@ class TestingApi(heirloom.Api):
                 batched=True,
             ),
         ]
+
+    def _flawed(self) -> list[heirloom.Route]:
+        flawed = {
+            "hook": heirloom.Route("evaluate", handler=self.evaluate),
+            "input": heirloom.Route("cfg", handler=len, input=int),
+            "payload": heirloom.Route("cfg", handler=len, max_payload=-1),
+            "wait": heirloom.Route("cfg", handler=len, batched=True, max_wait_ms=math.nan),
+        }
+        return [flawed[self.flaw]] if self.flaw else []
 
     def slow(self, body: dict) -> dict:
         if "mark" in body:

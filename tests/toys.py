@@ -127,8 +127,12 @@ class ToyApi(heirloom.Api):
     model: str = heirloom.ref("model")
     #: look the model up in check, as a plugin author might, forgetting an untrained model is absent
     check_model: bool = False
+    #: a setting only a version trained for these epochs can serve (as a monitored label a version lacks)
+    needs_epochs: int = 0
 
     def check(self, models):
+        if self.needs_epochs and (model := models.get(self.model)) and model.epochs != self.needs_epochs:
+            return [("needs_epochs", f"the model was trained for {model.epochs} epochs")]
         return [("model", "no model")] if self.check_model and models[self.model] is None else []
 
     def start(self, ctx):

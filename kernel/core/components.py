@@ -183,8 +183,7 @@ class Source(Component):
         """A content hash of the underlying data (changes when the data changes)."""
 
     def splits(self) -> list[str]:
-        """The split names this source can produce: ``train``, ``test`` and, when the
-        source carves one out of its training data, ``validation``."""
+        """The splits it yields: ``train``, ``test`` and, if carved out of its training data, ``validation``."""
         return ["train", "test"]
 
     def stats(self) -> dict[str, Any]:
@@ -285,7 +284,7 @@ class Route:
     """One callable method of an api, served as ``<api name>.<name>``.
 
     ``input`` is an attrs class the request body is structured into (unknown keys and
-    wrong types are INVALID_ARGUMENT naming the field); None accepts any msgpack value.
+    wrong types are INVALID_ARGUMENT naming the field); None accepts any msgpack value, type(None) nil only.
     Batched routes get a list of inputs and return one result per input; ``items`` counts
     the items in one input so max batch is measured in items, not requests. Inline routes
     are cheap and run on the I/O loop; the others run on worker threads. ``admin`` routes

@@ -56,5 +56,4 @@ class LifecycleError(HeirloomError):
 
 
 class ResourceExhaustedError(HeirloomError):
-    """A limit of the resource manager was reached (memory, a storage quota); nothing was
-    written. Served over the wire as RESOURCE_EXHAUSTED."""
+    """A resource manager's limit was reached (memory, a quota); nothing written. RESOURCE_EXHAUSTED on the wire."""

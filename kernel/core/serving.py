@@ -51,14 +51,19 @@ class VersionStore(Protocol):
         ...
 
 
+Vet = Callable[[tuple[str, Model]], list[str]]
+
+
 class ModelServing:
     """Loads the served version of each model of a system and keeps it current."""
 
-    def __init__(self, project: str, store: VersionStore, start_model: Callable[[ComponentSpec], Model]):
-        """``start_model(spec)`` builds and starts a fresh instance (the system's own way)."""
+    def __init__(self, project: str, store: VersionStore, start_model: Callable[[ComponentSpec], Model], vet: Vet):
+        """``start_model(spec)`` builds and starts a fresh instance (the system's own way);
+        ``vet((name, model))`` says what the apis find wrong with serving it (their ``check``)."""
         self.project = project
         self.store = store
         self.start_model = start_model
+        self.vet = vet
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # the digest of the version each model could not load
@@ -120,6 +125,8 @@ class ModelServing:
                 self._load(spec, model, artifact)
                 if not model.ready():
                     raise HeirloomError(f"{artifact.ref} loaded but the model does not report ready")
+                if problems := self.vet((name, model)):  # a setting of an api the new version cannot serve
+                    raise HeirloomError("; ".join(problems))
             except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
                 self.errors[name] = f"could not load {artifact.ref}: {exc}; still serving {handle.version or 'nothing'}"
                 self._failed[name] = artifact.digest

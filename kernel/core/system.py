@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from heirloom.core.components import TABLES, Api, Component, Context, ModelHandle, Resources, references
+from heirloom.core.components import TABLES, Api, Component, Context, Model, ModelHandle, Resources, references
 from heirloom.core.errors import HeirloomError, LifecycleError
 from heirloom.core.quota import StorageQuota, quota_mb
 from heirloom.core.schema import ComponentSpec, ResolvedProfile
@@ -73,7 +73,8 @@ class System:
         self.profile = profile
         self.plugins = plugins
         self.specs = profile.components if only is None else dependency_closure(profile.components, only)
-        self.serving = ModelServing(profile.project, store, self.start_component) if store is not None else None
+        vet = self._served_model_problems
+        self.serving = ModelServing(profile.project, store, self.start_component, vet) if store else None
         self.state = "built"
         self._components: dict[tuple[str, str], Component] = {}
         self._started: list[tuple[ComponentSpec, Component]] = []
@@ -158,21 +159,18 @@ class System:
             log.warning("%s", error)
         return self
 
-    def _served_model_problems(self) -> list[str]:
-        """What each api's ``check`` finds wrong with the stored versions it would serve
-        (e.g. a monitored label the model lacks); nothing when serving no stored models."""
+    def _served_model_problems(self, swap: tuple[str, Model] | None = None) -> list[str]:
+        """What each api's ``check`` finds wrong with the stored versions it would serve (a monitored
+        label the model lacks), with ``swap``'s model in place of its name's: a hot swap is vetted too."""
         if self.serving is None:
             return []
+        served = {n: h.model for n, h in self.serving.handles.items() if h.version is not None}
+        served.update([swap] if swap else [])
         problems = []
         for (kind, name), api in self._components.items():
-            if kind != "api":
-                continue
-            models = {}
-            for _, ref_kind, target in references(api):
-                handle = self.serving.handles.get(target) if ref_kind == "model" else None
-                if handle is not None and handle.version is not None:
-                    models[target] = handle.model
-            problems += [f"{TABLES[kind]}.{name}.{field}: {message}" for field, message in api_check(api, models)]
+            if kind == "api":
+                models = {t: served[t] for _, ref_kind, t in references(api) if ref_kind == "model" and t in served}
+                problems += [f"{TABLES[kind]}.{name}.{field}: {message}" for field, message in api_check(api, models)]
         return problems
 
     def start_component(self, spec: ComponentSpec) -> Component:
@@ -239,5 +237,5 @@ def api_check(api: Api, models: dict[str, Any]) -> list[tuple[str, str]]:
         return list(api.check(models))
     except Exception as exc:  # any bug of a plugin's check: not a crash of profile check, nor serve's bare 'm'
         log.warning("%s.check raised", type(api).__name__, exc_info=True)
-        bug = f"{type(api).__name__}.check raised {type(exc).__name__}: {exc}"
+        bug = f"{type(api).__name__}.check, heirloom.Api's hook (no route handler), raised {type(exc).__name__}: {exc}"
         return [("use", f"{bug} (a plugin bug? models with no stored version are absent: it had {sorted(models)})")]

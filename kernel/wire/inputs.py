@@ -157,6 +157,8 @@ def json_schema(tp: Any) -> dict[str, Any]:
     """A JSON-schema description of an input type, for ``_routes`` introspection."""
     if tp is None or tp is Any:
         return {}
+    if tp is type(None):  # a route that takes no body
+        return {"type": "null"}
     if tp is Buffer:
         return dict(BUFFER_SCHEMA)
     if attrs.has(tp):

@@ -9,18 +9,22 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
-from heirloom.core.components import Resources, Route
+import attrs
+
+from heirloom.core.components import Api, Resources, Route
 from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
 from heirloom.wire.call import Call, Complete
-from heirloom.wire.inputs import InputValidator, json_schema
+from heirloom.wire.inputs import InputValidator, json_schema, wire_type
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
@@ -48,7 +52,9 @@ class Endpoint:
         self.builtin = builtin
         self.inline = route.inline
         self.admin = route.admin
-        self.validate = InputValidator(route.input) if route.input is not None else None
+        self.validate = (
+            None if route.input is None else no_body(name) if route.input is NO_INPUT else InputValidator(route.input)
+        )
         self.stats = RouteStats()
         self.pending = 0
         self.batcher: Batcher | None = None
@@ -72,6 +78,19 @@ class Endpoint:
 
 #: The input of a built-in route: nil, nothing else (check_no_body refuses any other body).
 NO_BODY = {"type": "null"}
+#: A plugin route's ``input`` when it takes no body: nil, nothing else.
+NO_INPUT = type(None)
+
+
+def no_body(name: str) -> Callable[[Any], None]:
+    """The validator of a route declared with ``input=type(None)``: any body but nil is refused."""
+
+    def validate(body: Any) -> None:
+        if body is not None:
+            raise RequestError(INVALID_ARGUMENT, f"{name} takes no body (send nil), got {wire_type(body)}", "body")
+
+    return validate
+
 
 #: A route's own name (after ``api.``): it is a part of a URL path at an HTTP gateway.
 ROUTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
@@ -87,12 +106,39 @@ def api_routes(where: str, api: Any) -> list[Route]:
     if not isinstance(routes, list | tuple) or not all(isinstance(route, Route) for route in routes):
         raise HeirloomError(f"{where}: routes() must return a list of heirloom.Route, got {routes!r:.200}")
     names = [route.name for route in routes]
-    for name in names:
+    for name, route in zip(names, routes, strict=True):
         if not isinstance(name, str) or not ROUTE_NAME.fullmatch(name):
             raise HeirloomError(f"{where}: route name {name!r} must be 1-100 letters, digits, '_' or '-'")
         if names.count(name) > 1:
             raise HeirloomError(f"{where}: {names.count(name)} routes are named {name!r}")
+        if problem := _declaration_problem(route):
+            raise HeirloomError(f"{where}: route {name!r}: {problem}")
     return list(routes)
+
+
+#: ``heirloom.Api``'s own methods, which the kernel calls: a route handler by one of these names replaces one.
+API_HOOKS = frozenset({"check", "evaluate", "feedback_log", "ready", "routes", "start", "stop"})
+
+
+def _declaration_problem(route: Route) -> str | None:
+    """What is wrong with a route's declaration, said at start: a non-attrs ``input`` stopped
+    ``serve`` naming no route, and ``max_payload = -1`` refused every body as the client's fault."""
+    handler = route.handler
+    if not callable(handler) or (route.items is not None and not callable(route.items)):
+        return "handler and items must be callables"
+    if isinstance(getattr(handler, "__self__", None), Api) and getattr(handler, "__name__", "") in API_HOOKS:
+        hook = handler.__name__
+        return (
+            f"its handler {hook}() overrides heirloom.Api.{hook}, which the kernel calls: give the method another name"
+        )
+    if route.input not in (None, NO_INPUT) and not attrs.has(route.input):
+        return f"input must be an attrs class, type(None) (no body) or None (any body), not {route.input!r}"
+    for limit in ("max_batch", "max_payload"):
+        if type(value := getattr(route, limit)) is not int or value < 1:
+            return f"{limit} must be an int >= 1, not {value!r}"
+    if type(route.max_wait_ms) not in (int, float) or not 0 <= route.max_wait_ms < math.inf:
+        return f"max_wait_ms must be a finite number >= 0, not {route.max_wait_ms!r}"
+    return None
 
 
 class Router:
