@@ -244,13 +244,19 @@ class CsvFormat:
         except csv.Error:
             return
         header = [name.strip() for name in header]
-        for setting, column in columns.items():
-            if column not in header:
-                raise ValueError(
-                    f"'{setting}' {column!r} is not a column of {Path(path).name}"
-                    f"{close_column(column, header, list(columns.values()))} "
-                    f"(columns: {listed(header)})"
-                )
+        missing = [(setting, column) for setting, column in columns.items() if column not in header]
+        if not missing:
+            return
+        hints = [close_column(column, header, list(columns.values())) for _, column in missing]
+        (setting, column), *others = missing  # the first leads (the error's key path), the others follow
+        nor = [
+            f"'{s}' {c!r}" + (f" ({h.removeprefix('; ')})" if h and h != hints[0] else "")  # one delimiter hint
+            for (s, c), h in zip(others, hints[1:], strict=True)
+        ]
+        said = f"{' Nor' if hints[0] else '; nor'} {'is' if len(nor) == 1 else 'are'} {', '.join(nor)}" if nor else ""
+        raise ValueError(
+            f"'{setting}' {column!r} is not a column of {Path(path).name}{hints[0]}{said} (columns: {listed(header)})"
+        )
 
     def csv_rows(self, path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
         """:func:`csv_rows` of ``path`` with this source's delimiter and encoding."""

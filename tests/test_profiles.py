@@ -69,8 +69,9 @@ enabled = false
 
 def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     profiles = tmp_path / "profiles"
-    write(profiles / "grand.toml", '[apis.a]\nuse = "echo"\n[apis.b]\nuse = "echo"\n[resources]\nthreads = 1\n')
-    parent = 'extends = ["grand"]\nproject = "fam"\n[resources]\nthreads = 2\nmax_in_flight = 8\n'
+    write(profiles / "grand.toml", '[apis.a]\nuse = "echo"\n[apis.b]\nuse = "echo"\n')
+    write(profiles / "mid.toml", 'extends = ["grand"]\n[resources]\nthreads = 1\n')
+    parent = 'extends = ["mid"]\nproject = "fam"\n[resources]\nthreads = 2\nmax_in_flight = 8\n'
     write(profiles / "parent.toml", parent)
     write(profiles / "child.toml", 'extends = ["parent"]\n[resources]\nmax_in_flight = 16\n[apis.b]\nenabled = false\n')
     result = run_heirloom("profile", "show", "child", "--json", cwd=tmp_path)
@@ -86,6 +87,11 @@ def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     table = run_heirloom("profile", "show", "child", cwd=tmp_path)
     rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in table.stdout.splitlines() if "│" in line]
     assert ["resources.max_in_flight", "16", "child.toml"] in rows  # keys whole at 80 columns: they go to --set
+    # the manager that runs though no file names one (the table left it out; TEXT.md said it shows it)
+    assert ["resources.use", "'local'", "(kernel default)"] in rows
+    assert shown["provenance"]["resources.use"] == "(kernel default)"
+    bare = json.loads(run_heirloom("profile", "show", "grand", "--json", cwd=tmp_path).stdout)
+    assert bare["profile"]["resources"]["use"] == "local", "no [resources] table at all: the same"
     assert "project child (the file's name: a project is never inherited)" in " ".join(table.stdout.split())
 
 

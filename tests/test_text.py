@@ -119,6 +119,14 @@ def test_csv_missing_column_names_the_setting_and_the_columns(data_dir):
         CsvSource(train=str(data_dir / "banking77" / "train.csv"))
 
 
+def test_every_missing_column_of_a_file_is_said_at_once(tmp_path):
+    """``profile check`` said the first only: fix it, check again, hear of the next one."""
+    with pytest.raises(ValueError) as caught:
+        CsvSource(train=str(write(tmp_path / "d.csv", "body,Label\nhi,greet\n")), text_column="text")
+    said = "'text_column' 'text' is not a column of d.csv; nor is 'label_column' 'label' (did you mean 'Label'?)"
+    assert str(caught.value) == f"{said} (columns: body, Label)"
+
+
 def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_holds(tmp_path):
     """``intent`` on a text,label file suggested ``text``, the text column; a ``;`` file said
     only that its one column was ``text;intent``."""

@@ -23,7 +23,7 @@ from heirloom.cli.common import (
 )
 from heirloom.core.errors import HeirloomError, ProfileError
 from heirloom.core.profile import MASK
-from heirloom.core.schema import validate
+from heirloom.core.schema import DEFAULT_RESOURCES, validate
 from heirloom.store.checks import reference_problems, served_model_problems
 from heirloom.store.training import profile_digest
 
@@ -132,8 +132,12 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     except ProfileError as exc:
         project, digest, problems = str(raw.data.get("project") or raw.name), None, exc
     data = raw.data if show_secrets else _masked(raw.data, raw.secrets)
+    provenance = dict(raw.provenance)
+    if "resources.use" not in provenance and isinstance(data.setdefault("resources", {}), dict):
+        data["resources"].setdefault("use", DEFAULT_RESOURCES)  # what runs when no file names a manager
+        provenance["resources.use"] = KERNEL_DEFAULT
     if as_json:
-        shown = {"project": project, "profile": data, "digest": digest, "provenance": raw.provenance}
+        shown = {"project": project, "profile": data, "digest": digest, "provenance": provenance}
         print_json({**shown, "secrets": sorted(raw.secrets)})
     else:
         named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
@@ -142,13 +146,17 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
             console.print(inert(f"digest {digest[:12]} (the profile_digest of a version trained with it)"))
         console.print(inert(f"extends chain: {' -> '.join(raw.files)}"))
         table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), "set by")  # keys go to --set
-        for key, origin in sorted(raw.provenance.items()):
+        for key, origin in sorted(provenance.items()):
             secret = " (from the environment)" if key in raw.secrets else ""
             file = Path(origin).name if origin in raw.files else origin  # the chain above has the whole paths
             table.add_row(*map(inert, (key, repr(_lookup(data, key)) + secret, file)))  # '[a-z]' is no markup
         console.print(table)
     if problems is not None:
         report_profile_error(problems)
+
+
+#: The "set by" of a value no profile file set: the kernel's default resource manager.
+KERNEL_DEFAULT = "(kernel default)"
 
 
 def _masked(data: dict, secrets: set[str]) -> dict:
