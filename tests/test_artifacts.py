@@ -852,6 +852,34 @@ def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(stor
     assert models(store, "promote", "team/m@1", "production").returncode == 0  # the same store, writable
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_store_made_read_only_or_moved_under_a_running_daemon_is_served_on(store, tmp_path, workers):
+    """An SRE's drill: the store remounted read-only while serving stopped every worker at
+    its next heartbeat (reading the store's usage: 'attempt to write a readonly database'),
+    and made a one-process daemon's _stats INTERNAL; moved away, the same, 'read-only' said."""
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    daemon = Daemon(tmp_path, "--workers", workers, profile=text, env=env)
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10, retries=0) as client:
+            with read_only(store.root):
+                time.sleep(3)  # heartbeats, and the model watcher's reads
+                stats = client.call("_stats")
+                assert client.call("t.predict", {"x": 1}) is not None
+            assert stats["storage"]["artifacts"]["used_mb"] is not None, stats["storage"]  # read as read-only
+            store.root.rename(tmp_path / "moved")
+            time.sleep(3)
+            stats = client.call("_stats")
+            assert client.call("t.predict", {"x": 2}) is not None
+        assert "is gone: moved or removed while in use?" in stats["storage"]["artifacts"]["error"], stats["storage"]
+        assert "exited" not in daemon.log() and "Traceback" not in daemon.log(), daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(store, tmp_path):
     """A profile whose ``use`` changed since its model was trained (or a project name reused)
     must not hand one plugin another plugin's weights, which it might even load."""

@@ -118,7 +118,9 @@ class StoreIndex:
                 conn.execute(ALIAS_MOVES)
 
     def connect(self) -> sqlite3.Connection:
-        """A connection to the index (read-only and immutable in a folder this process cannot write)."""
+        """A connection to the index (read-only and immutable in a folder this process cannot write,
+        asked again at each connection: a volume remounted read-only under a daemon is read on)."""
+        self.read_only = self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK)
         if self.read_only:
             target = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
             conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
@@ -139,6 +141,8 @@ class StoreIndex:
             hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
             if self.read_only:
                 hint = " (the store's folder is read-only: its models can be listed and served, not changed)"
+            elif not self.path.parent.is_dir():  # "unable to open database file" said nothing of why
+                hint = f" (its folder {self.path.parent} is gone: moved or removed while in use?)"
             raise HeirloomError(f"the store index {self.path} cannot be used: {exc}{hint}") from None
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:

@@ -172,7 +172,11 @@ def storage_usage(system: System) -> dict[str, Any]:
         logs = system.log_quota.usage()
     except HeirloomError as exc:  # the manager's wrong answer, said in its place (as usage() is)
         return {"error": str(exc)}
-    used = store.usage().get(system.profile.project, 0) if isinstance(store, ArtifactStore) else None
+    try:
+        used = store.usage().get(system.profile.project, 0) if isinstance(store, ArtifactStore) else None
+    except (HeirloomError, OSError) as exc:  # a store made read-only, or moved, under the daemon: it serves on
+        unread = {"used_mb": None, "quota_mb": quota, "error": for_clients(str(exc), system)}
+        return {"artifacts": unread, "logs": logs}  # a heartbeat raising it stopped every worker at once
     return {
         "artifacts": {"used_mb": None if used is None else round(used / MIB, 3), "quota_mb": quota},
         "logs": logs,
