@@ -752,6 +752,31 @@ def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
         assert daemon.terminate() == 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sighup_reloads_the_served_versions_and_never_stops_the_daemon(store, tmp_path, workers):
+    """A hang-up (a closed terminal, a tool meaning "reload") killed the daemon at once, its
+    requests unanswered, exit 129: SIGHUP now does what _reload does."""
+    text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text + "[server]\nreload_interval = 0\n")  # no polling: only asked
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
+    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    daemon = Daemon(tmp_path, "--workers", workers, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready()
+        assert run_heirloom("models", "promote", "team/m@2", "production", env=env).returncode == 0
+        daemon.process.send_signal(signal.SIGHUP)
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 20
+            while client.call("_stats")["models"]["m"]["version"] != "team/m@2" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.call("_stats")["models"]["m"]["version"] == "team/m@2"
+        assert daemon.process.poll() is None and "received SIGHUP" in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_a_daemon_started_before_the_first_train_says_what_to_run_as_the_store_is_now(store, tmp_path):
     """A daemon started on an empty store kept saying "run heirloom train" once a version was
     stored, after _reload too: its serve alias still needed a promote, which it never named."""
@@ -823,7 +848,7 @@ def read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True)
         yield
     finally:
-        subprocess.run(["umount", str(folder)], check=True)
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # a daemon may hold its files still
 
 
 def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(store, tmp_path):

@@ -113,6 +113,26 @@ def test_workers_drain_with_the_broker_so_the_daemon_stops_within_one_grace(tmp_
     assert "did not exit within" not in log and log.count("heirloom.wire.daemon: stopped") == 2, log
 
 
+def test_a_request_reaching_a_broker_whose_workers_are_stopping_is_answered_unavailable(tmp_path):
+    """SRE drill: with nothing in flight the broker stopped reading its clients while its
+    workers flushed and stopped (2 s), so a request then got no reply at all (deploy/README.md
+    says a draining daemon answers new requests UNAVAILABLE); its client waited out its timeout."""
+    daemon = Daemon(tmp_path, "--workers", "2", profile='[apis.t]\nuse = "testing"\nstop_ms = 3000\n')
+    daemon.wait_ready()
+    with daemon.client(timeout=20, retries=0) as client:
+        client.call("t.slow", {"ms": 1})  # connected
+        daemon.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "draining: 0 request(s) in flight" not in daemon.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the workers are inside their 3 s stop
+        began = time.monotonic()
+        with pytest.raises(Unavailable, match="draining"):
+            client.call("t.slow", {"ms": 1})
+        assert time.monotonic() - began < 2
+    assert daemon.process.wait(30) == 0
+
+
 def test_a_worker_told_to_stop_under_load_drains_without_failing_a_request(tmp_path):
     """A remote worker's SIGTERM: the broker kept sending it work, refused as 'draining'."""
     worker_address = free_tcp_address()

@@ -127,8 +127,9 @@ class TestingApi(heirloom.Api):
     #: Milliseconds one batch of ``batched`` takes, and more per item in it.
     batch_ms: float = 5.0
     item_ms: float = 0.0
-    #: Milliseconds start takes (a slow model load).
+    #: Milliseconds start takes (a slow model load), and stop (flushing what it holds).
     start_ms: float = 0.0
+    stop_ms: float = 0.0
     #: An author's mistake: ``pid`` twice among the routes.
     pid_twice: bool = False
     #: Another, in one more route: "hook" (a handler by a name of heirloom.Api's, here evaluate),
@@ -144,6 +145,7 @@ class TestingApi(heirloom.Api):
         self.log = heirloom.AppendLog(heirloom.log_path("records", ctx.project, ctx.name), quota=ctx.log_quota())
 
     def stop(self):
+        time.sleep(self.stop_ms / 1000)
         self.log.close()
 
     def routes(self):

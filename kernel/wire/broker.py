@@ -201,6 +201,7 @@ class Broker(BrokerRoutes):
             if now - self._checked >= CHECK_INTERVAL:
                 self._check_workers(now, now - self._checked if self._checked else 0.0)
                 self._checked = now
+                self._reload_if_asked()
             if self.draining:
                 left = self._drain_deadline - time.perf_counter()
                 if not self.forwarded or left <= 0:
@@ -213,7 +214,7 @@ class Broker(BrokerRoutes):
         for tag in list(self.forwarded):
             self._fail(tag, "the daemon shut down before the request finished")
         self._tell_workers(b"DRAIN")  # one that connected during the drain
-        clean = self.local.stop(STOP_SECONDS)  # draining since the broker began: their grace is over too
+        clean = self.local.stop(STOP_SECONDS, self._refuse_clients)  # their grace is over too (draining)
         if self.pool is not None:
             self.pool.close()
         if self.curve is not None:
@@ -492,8 +493,7 @@ class Broker(BrokerRoutes):
         (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
 
     def expected_workers(self) -> int:
-        """Workers ``_ready`` waits for: the placed or local ones; with no local worker
-        (``--workers 0``), the first remote one."""
+        """Workers ``_ready`` waits for: the placed or local ones, else (``--workers 0``) one remote one."""
         return self.pool.size if self.pool is not None else max(1, self.settings.workers)
 
     def is_ready(self) -> bool:

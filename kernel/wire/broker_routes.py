@@ -9,11 +9,16 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+import zmq
+from zmq.backend import zmq_poll
+
 from heirloom.wire.broker_workers import SCALE_ROUTE, describe_workers
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
 from heirloom.wire.metrics import broker_route_stats
 from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError, unpackb
 from heirloom.wire.routing import Endpoint
+from heirloom.wire.server import DRAIN_BATCH
+from heirloom.wire.transport import drain
 
 if TYPE_CHECKING:
     from heirloom.wire.broker import Broker
@@ -27,6 +32,19 @@ class BrokerRoutes:
 
     #: Why the last worker that failed to start failed (its GONE message), until one is ready.
     start_failure: str | None = None
+    #: SIGHUP asked for what ``_reload`` does (done on the I/O loop, never in the signal handler).
+    reload_asked = False
+
+    def _reload_if_asked(self: Broker) -> None:
+        if self.reload_asked:
+            self.reload_asked = False
+            self._route_reload()
+
+    def _refuse_clients(self: Broker) -> None:
+        """Answer what clients send for 50 ms (UNAVAILABLE: draining): while the workers stop, a
+        request that reached the broker was left unanswered (its client waited out its timeout)."""
+        for _ in zmq_poll([(self.frontend, zmq.POLLIN)], 50):
+            drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
 
     def _route_health(self: Broker) -> dict[str, Any]:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}

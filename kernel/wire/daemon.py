@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from heirloom.core.components import Resources
 from heirloom.core.errors import HeirloomError
@@ -24,6 +24,9 @@ from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot, daemon_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
+
+if TYPE_CHECKING:
+    from heirloom.wire.broker import Broker
 
 log = logging.getLogger("heirloom.wire.daemon")
 
@@ -37,6 +40,17 @@ def on_stop_signals(callback: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def on_hang_up(target: Server | Broker) -> None:
+    """SIGHUP asks ``target`` for what ``_reload`` does (Curve keys read again, the store checked
+    for moved aliases now), on its I/O thread: the signal's default killed the daemon undrained."""
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("received SIGHUP: reloading (Curve keys, the store's versions)")
+        target.reload_asked = True
+
+    signal.signal(signal.SIGHUP, handler)
 
 
 def run_server(
@@ -58,6 +72,7 @@ def run_server(
     else:
         log.info("listening on %s", ", ".join(bind or settings.bind))
     on_stop_signals(server.request_drain)
+    on_hang_up(server)
     server.start_system()
     try:
         server.run()
@@ -136,6 +151,7 @@ def serve(
         place_workers=resources.place_workers if _places_workers(resources) else None,
     )
     on_stop_signals(broker.request_drain)
+    on_hang_up(broker)
     exporter = Exporter(metrics, lambda: broker_snapshot(broker)) if metrics is not None else None
     try:
         return broker.run()

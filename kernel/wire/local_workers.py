@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from heirloom.wire.cores import CPU_SHARE_ENV, available_cores
@@ -130,15 +131,19 @@ class LocalWorkers:
                 return True
         return False
 
-    def stop(self, grace: float) -> bool:
+    def stop(self, grace: float, meanwhile: Callable[[], None]) -> bool:
         """SIGTERM every process, then SIGKILL those still running after ``grace`` seconds;
-        True when every worker that stopped since the drain began exited 0."""
+        True when every worker that stopped since the drain began exited 0. ``meanwhile`` is
+        called over and over as they stop (it must return within a fraction of a second)."""
         for local in self.processes:
             if local.process.poll() is None:
                 local.process.terminate()
+        until = time.monotonic() + grace
+        while any(local.process.poll() is None for local in self.processes) and time.monotonic() < until:
+            meanwhile()
         for local in self.processes:
             try:
-                local.process.wait(timeout=grace)
+                local.process.wait(timeout=max(0.0, until - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("worker pid %d did not exit within %.0f s; killing it", local.process.pid, grace)
                 local.process.kill()

@@ -105,6 +105,7 @@ class Server:
         self.admission = Admission(settings.max_queue)
         self.idempotency = IdempotencyCache(settings.idempotency_cache, settings.idempotency_cache_mb << 20)
         self.draining = False
+        self.reload_asked = False  # by SIGHUP: done on the loop's next turn
         self.dropped = 0
         #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
         self.unrouted: Counter[str] = Counter()
@@ -226,6 +227,9 @@ class Server:
             return False
         if self.link is not None:
             self.link.beat()
+        if self.reload_asked:  # what _reload does, here on the I/O thread, not in the signal handler
+            self.reload_asked = False
+            self.router.endpoints["_reload"].route.handler(None)
         if self.draining:
             left = self._drain_deadline - time.perf_counter()
             # a worker also answers what its broker sent before it learnt of the drain
