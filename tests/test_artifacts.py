@@ -773,6 +773,8 @@ def test_sighup_reloads_the_served_versions_and_never_stops_the_daemon(store, tm
                 time.sleep(0.1)
             assert client.call("_stats")["models"]["m"]["version"] == "team/m@2"
         assert daemon.process.poll() is None and "received SIGHUP" in daemon.log()
+        stamped = re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} INFO ", daemon.log(), re.MULTILINE)
+        assert stamped, "text log lines carry their UTC offset (an SRE read local times with no zone)"
     finally:
         assert daemon.terminate() == 0
 

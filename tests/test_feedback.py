@@ -106,8 +106,9 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
         (wrong, "ok", "sentiment"),
         (halted, "new label", "sentiment"),
     ]
-    table = run_heirloom("feedback", "list", str(profile), "sentiment", env=env)
+    table = run_heirloom("feedback", "list", str(profile), "sentiment", env={**env, "TZ": "Asia/Tokyo"})
     assert good in table.stdout and "3 record(s)" in table.stdout
+    assert "+09:00" in table.stdout, "a time with its UTC offset (it read 22:18 or 13:18 by TZ, no zone)"
     assert "new labels waiting for heirloom feedback accept-label: 'halted' (1)" in table.stderr
     assert [r["label"] for r in training_view(env, profile)] == ["negative", "positive"]  # 'halted' waits
     shown = run_heirloom("data", "show", str(profile), "corrections", "--limit", "0", env=env)

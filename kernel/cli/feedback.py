@@ -50,8 +50,11 @@ def _one_log(profile: ResolvedProfile, api: str | None) -> tuple[str, Path]:
 
 
 def _when(record: dict[str, Any]) -> str:
+    """When it was recorded, local time with its UTC offset (one shown without was ambiguous)."""
     stamp = record.get("time")
-    return datetime.fromtimestamp(stamp).isoformat(timespec="seconds") if isinstance(stamp, int | float) else "-"
+    if not isinstance(stamp, int | float):
+        return "-"
+    return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")
 
 
 def _row(api: str, entry: Entry, replay: Replay) -> dict[str, Any]:

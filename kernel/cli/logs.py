@@ -24,13 +24,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class TextFormatter(logging.Formatter):
+    """``2026-12-01 22:18:08,123+0900 INFO [pid] logger: message``: local time with its UTC
+    offset (a line read in another zone, or beside JSON lines in UTC, is unambiguous)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return super().formatTime(record, datefmt) + time.strftime("%z", self.converter(record.created))
+
+
 def configure(level: str = "INFO", fmt: str = "text") -> None:
     """Send heirloom's logs to stderr in ``fmt`` (``text`` or ``json``), replacing handlers."""
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
