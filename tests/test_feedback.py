@@ -267,6 +267,19 @@ def test_an_arabic_or_hebrew_test_sentence_with_vowel_marks_or_tatweel_is_a_repe
         assert text_of([variant]) in held_out, variant
 
 
+def test_a_text_holding_a_test_sentence_is_a_repeat():
+    """An attack sent the 970 PhraseBank test sentences two to a feedback text: 464 of 484
+    trained (test accuracy 0.79 -> 0.92 on the same records); a held-out Chinese sentence with
+    two English words after it trained too. A text holding nearly all of an example's words
+    repeats it."""
+    first, second = "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn", "Net sales fell by 5 % in the quarter"
+    chinese = "我的包裹到现在还没有送到请帮我查一下"
+    held_out = NearDuplicates([text_of([first]), text_of([second]), text_of([chinese])], 0.8)
+    assert text_of([f"{first}. {second}."]) in held_out and text_of([f"{second} {first}"]) in held_out
+    assert text_of([f"{chinese} thanks bank"]) in held_out and text_of([f"urgent please {chinese}"]) in held_out
+    assert text_of(["Operating profit rose sharply in the third quarter of the year"]) not in held_out  # words shared
+
+
 def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_dir):
     """485 test sentences sent back as corrections trained the next version, whose reported
     test accuracy rose from 0.79 to 0.90 on the same records: the union leaves out a training

@@ -6,7 +6,8 @@ characters gone, so gluing words with a zero-width space or splitting them chang
 and compared by the Jaccard similarity of its character 5-grams: one word added, dropped or
 changed in a sentence leaves most of them. A text of a few words or more whose words nearly
 all come from one example repeats it too (containment): a sentence cut in halves, or its
-words reordered, keeps every word a bag-of-words model learns from. In a text mostly of a
+words reordered, keeps every word a bag-of-words model learns from; so does a text holding
+an example of a few words word for word (two held-out sentences sent as one). In a text mostly of a
 script written without spaces (Chinese, Japanese, Thai) a word is two characters and a gram
 too, as CJK search engines index them. Pairs are found by prefix filtering (Bayardo et al.,
 "Scaling up all pairs similarity search", 2007): only examples sharing one of a text's
@@ -57,25 +58,28 @@ def _letters() -> re.Pattern[str]:
 @attrs.frozen
 class Text:
     """What a text is compared by: the 5-grams of its letters, and its distinct words (each
-    tagged with its value's place, text vs title)."""
+    tagged with its value's place, text vs title), and its words in order (``letters``)."""
 
     grams: Grams
     words: Grams
+    letters: str = ""
 
 
 def text_of(values: Iterable[str]) -> Text:
     """The grams and words of a record's values (its ``example_keys``, in order)."""
     grams: set[int] = set()
     words: set[int] = set()
+    spaced = []
     for place, value in enumerate(values):
         found = _letters().findall(folded(value).casefold())
+        spaced.append(" ".join(found))
         letters = "".join(found)
         spaceless = sum(map(len, SPACELESS.findall(letters)))
         gram = GRAM_SPACELESS if 2 * spaceless > len(letters) else GRAM
         starts = range(max(1, len(letters) - gram + 1)) if letters else ()  # no letters (emoji, "!!!"): no grams
         grams.update(hash((place, letters[i : i + gram])) for i in starts)
         words.update(hash((place, word)) for run in found for word in _words(run))
-    return Text(frozenset(grams), frozenset(words))
+    return Text(frozenset(grams), frozenset(words), "\x1f".join(spaced))
 
 
 def _words(run: str) -> list[str]:
@@ -100,11 +104,14 @@ class NearDuplicates:
         self._index: defaultdict[int, list[int]] = defaultdict(list)
         self._word_counts = Counter(word for example in self.examples for word in example.words)
         self._word_index: defaultdict[int, list[int]] = defaultdict(list)
+        self._inside_index: defaultdict[int, list[int]] = defaultdict(list)  # by each example's rarest word
         for number, example in enumerate(self.examples):
             for gram in _prefix(example.grams, self._counts, threshold):
                 self._index[gram].append(number)
             for word in example.words:
                 self._word_index[word].append(number)
+            if len(example.words) >= CONTAINED_WORDS:  # all its words are in a text that holds it
+                self._inside_index[_prefix(example.words, self._word_counts, 1.0)[0]].append(number)
 
     def __contains__(self, text: Text) -> bool:
         """Whether some example is at least ``threshold`` similar (Jaccard of grams) to ``text``,
@@ -119,6 +126,8 @@ class NearDuplicates:
             shared = len(text.grams & example)
             if shared >= self.threshold * (len(text.grams) + len(example) - shared) - 1e-9:
                 return True
+        if self._holds_an_example(text):
+            return True
         if len(text.words) < CONTAINED_WORDS:
             return False
         rarest = _prefix(text.words, self._word_counts, CONTAINED)
@@ -126,6 +135,13 @@ class NearDuplicates:
         candidates = {number for word in rarest for number in self._word_index.get(word, ())}
         examples = (self.examples[number].words for number in candidates)
         return any(len(words) >= needed and len(text.words & words) >= needed for words in examples)
+
+    def _holds_an_example(self, text: Text) -> bool:
+        """Whether ``text`` holds an example of a few words or more, word for word: two held-out
+        sentences sent as one feedback text each trained (test accuracy 0.79 -> 0.92), and so did
+        a held-out Chinese sentence with two English words after it."""
+        candidates = {number for word in text.words for number in self._inside_index.get(word, ())}
+        return any(self.examples[number].letters in text.letters for number in candidates)
 
 
 def _prefix(items: Grams, counts: Counter[int], share: float) -> list[int]:
