@@ -24,7 +24,19 @@ from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
 from heirloom_plugins.medical.patients import visits
 from heirloom_plugins.medical.record import RecordsApi, SummaryInput
-from heirloom_plugins.medical.safety import allergy_substances, conflicts, ingredients, substances, unread
+from heirloom_plugins.medical.safety import (
+    BRANDS,
+    CLASSES,
+    KNOWN_DRUGS,
+    MAX_ALLERGY_TEXT,
+    _allergy_substances,
+    allergy_substances,
+    conflicts,
+    ingredients,
+    read_allergies,
+    substances,
+    unread,
+)
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
@@ -348,11 +360,43 @@ def test_allergies_map_to_drug_ingredients():
         ("Non steroidal anti inflammatory drugs", "ibuprofen"),  # a class spelt without hyphens was no class
         ("Allergy to anti-inflammatory agent", "naproxen"),
         ("Allergy to acetylsalicylic acid", "aspirin"),
+        # read, yet ruling out nothing (a plural's "s" was dropped for one and kept for the other):
+        # amoxicillin/clavulanate, ferrous sulfate and colchicine were recommended, listed nowhere
+        ("Allergy to PCNs", "amoxicillin"),
+        ("Allergy to ferrous sulphate", "ferrous sulfate"),
+        ("Drug allergy to ferrous sulfate", "ferrous sulfate"),
+        ("Allergy to the Colcrys", "colchicine"),
     ],
 )
 def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(display, rules_out):
     assert conflicts([rules_out], allergy_substances(None, display)), display
     assert unread([(None, display)], [[rules_out]]) == []
+
+
+def test_every_known_drug_name_an_allergy_reads_rules_something_out():
+    """The promise: an allergy is either read, ruling out what it names, or listed unread. A sweep
+    of every class, member and brand the filter knows, as an attack wrote them."""
+    drugs = [[name] for name in sorted(KNOWN_DRUGS)]
+    for name in sorted(KNOWN_DRUGS):
+        named = CLASSES.get(name) or BRANDS.get(name) or (name,)  # what it stands for
+        for display in (f"Allergy to {name}", f"Allergy to {name}s", f"Allergy to the {name}", f"{name} allergy"):
+            ruled_out = substances(display)
+            assert unread([(None, display)], drugs) or any(conflicts([drug], ruled_out) for drug in named), display
+
+
+def test_a_records_allergies_are_read_within_a_bound_of_text_and_the_rest_listed():
+    """100 allergies of 300 characters of distinct long words held the route 12 s (each word is
+    checked against every drug); and a cache of what each display rules out kept every display
+    whole (900 KB ones: 234 MB -> 1.3 GB), though only its first 300 characters are read."""
+    words = ("".join(chr(97 + (n * 7 + i) % 26) for i in range(10)) for n in range(3000))
+    allergies = [(None, " ".join(next(words) for _ in range(27))) for _ in range(100)]
+    read, left = read_allergies(allergies)
+    assert sum(len(display) for _, display in read) <= MAX_ALLERGY_TEXT and left == 100 - len(read) > 0
+    assert f"{left} allergies past the first {len(read)}" in unread(allergies)
+    allergy_substances(None, "Allergy to penicillin, " + "x" * 400)
+    hits = _allergy_substances.cache_info().hits
+    allergy_substances(None, "Allergy to penicillin, " + "x" * 900_000)  # the same first 300 characters
+    assert _allergy_substances.cache_info().hits == hits + 1
 
 
 def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read():

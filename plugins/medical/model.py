@@ -30,7 +30,7 @@ from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
 from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
 from heirloom_plugins.medical.net import Net, Settings, net_from_state
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
-from heirloom_plugins.medical.safety import MAX_ALLERGIES, allergy_substances, conflicts, ingredients, unread
+from heirloom_plugins.medical.safety import allergy_substances, conflicts, ingredients, read_allergies, unread
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
 
 if TYPE_CHECKING:
@@ -444,9 +444,10 @@ class TreatmentModel(MultiLabelModel):
         blocked = []
         for one in visits:
             allergies: dict[str, frozenset[str]] = {}  # one display, two codes: both count
-            for e in [e for e in one.record.timeline if e.kind == "allergy"][:MAX_ALLERGIES]:  # the rest: unread
-                name = e.display or e.code or ""
-                allergies[name] = allergies.get(name, frozenset()) | allergy_substances(e.code, e.display)
+            read, _ = read_allergies((e.code, e.display) for e in one.record.timeline if e.kind == "allergy")
+            for code, display in read:  # the rest: listed unread
+                name = display or code or ""
+                allergies[name] = allergies.get(name, frozenset()) | allergy_substances(code, display)
             found: dict[str, list[str]] = {}
             for name, ruled_out in allergies.items():
                 if ruled_out:

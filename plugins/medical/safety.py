@@ -85,9 +85,12 @@ WORD_SUBSTANCE_LENGTH = 6
 #: How much of an allergy display is read: a longer one is unread (listed) and read this far.
 #: A request's 90,000-word allergy held the treatment route 100 s.
 MAX_ALLERGY_CHARS = 300
-#: How many allergies of one record are read; the rest are listed unread. 600 short ones held
-#: the route 9 s (each is checked against every drug).
-MAX_ALLERGIES = 100
+#: How many allergies of one record are read, and how many characters of their displays
+#: together; the rest are listed unread. 600 short ones held the route 9 s, and 100 of 300
+#: characters of distinct long words 12 s (each word is checked against every drug).
+MAX_ALLERGIES, MAX_ALLERGY_TEXT = 100, 3_000
+#: A code longer than this is no code (it is read as unknown; a cache kept 900 KB ones whole).
+MAX_CODE_CHARS = 100
 #: Drug-allergy codes a record may carry without a display, and their substance: SNOMED CT
 #: findings, and the ICD-10 (-CM) allergy statuses a hospital coding in ICD-10 records.
 ALLERGY_CODES: dict[str, str] = {
@@ -98,6 +101,8 @@ ALLERGY_CODES: dict[str, str] = {
 #: Z88.0 Allergy status to penicillin, Z88.2 to sulfonamides, Z88.5 to narcotic agent.
 ICD10_ALLERGY = {"Z88.0": "penicillin", "Z88.2": "sulfonamide", "Z88.5": "opioid"}
 ALLERGY_CODES |= {f"{system}:{code}": what for system in ("icd10cm", "icd10") for code, what in ICD10_ALLERGY.items()}
+#: A recorded allergy as the filter reads it: ``(code, display)``.
+Allergy = tuple[str | None, str | None]
 #: Brand names in RxNorm displays of this kind of data, and their ingredients.
 BRANDS: dict[str, tuple[str, ...]] = {
     "natazia": ("estradiol valerate", "dienogest"),
@@ -200,11 +205,18 @@ def _part_substances(named: str) -> set[str]:
     for name in _phrases(named):  # a class or brand named in a longer display (agent, drug, antibiotic...)
         found.update(CLASSES.get(name, ()), BRANDS.get(name, ()))
     for word in filter(None, _WORDS.split(named)):
-        word = word[:-1] if word.endswith("s") and len(word) > 4 and word[-2] != "s" else word  # "valiums"
-        found.update(CLASSES.get(word, ()), BRANDS.get(word, ()))
-        if _names_a_substance(word):  # each drug it names: "naproxen sodium" is naproxen, "ibuprofen with codeine"
-            found.add(word)
+        for form in _forms(word):  # as _read reads it: "the colcrys", "pcns", "ferrous sulphate", "valiums"
+            found.update(CLASSES.get(form, ()), BRANDS.get(form, ()))
+            if _names_a_substance(form):  # each drug it names: "naproxen sodium" is naproxen, "ibuprofen with codeine"
+                found.add(form)
     return found
+
+
+def _forms(word: str) -> tuple[str, ...]:
+    """A word as written and without a plural's ``s``: the one reading of a word for both
+    whether an allergy is read and what it rules out (they differed: "Allergy to PCNs" read,
+    ruling out nothing, and amoxicillin was recommended, listed nowhere)."""
+    return (word, word[:-1]) if word.endswith("s") and len(word) > 1 else (word,)
 
 
 def _names_a_substance(word: str) -> bool:
@@ -224,11 +236,28 @@ def substances(display: str | None) -> frozenset[str]:
     return _widened(set().union(*(_part_substances(part) for part in allergy_parts(display))))
 
 
-@functools.lru_cache(maxsize=4096)  # the same few displays, in every visit of every patient
 def allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
     """What a recorded allergy rules out: its display's substances and its code's."""
+    code = code if code is None or len(code) <= MAX_CODE_CHARS else None
+    return _allergy_substances(code, None if display is None else display[:MAX_ALLERGY_CHARS])
+
+
+@functools.lru_cache(maxsize=4096)  # the same few displays, in every visit of every patient; as read, not whole
+def _allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
     by_code = ALLERGY_CODES.get(code or "")
     return substances(display) | (substances(by_code) if by_code else frozenset())
+
+
+def read_allergies(allergies: Iterable[Allergy]) -> tuple[list[Allergy], int]:
+    """The ``(code, display)`` allergies of a record that are read, and how many are not: the
+    first MAX_ALLERGIES, within MAX_ALLERGY_TEXT characters of display together."""
+    allergies, read, text = list(allergies), [], 0
+    for code, display in allergies[:MAX_ALLERGIES]:
+        text += len((display or "")[:MAX_ALLERGY_CHARS])
+        if text > MAX_ALLERGY_TEXT:
+            break
+        read.append((code, display))
+    return read, len(allergies) - len(read)
 
 
 #: The drug substances this module knows by name (classes, their members, brands, coded allergies).
@@ -247,11 +276,9 @@ def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[I
     codeine" (codeine read, the rest not), "fish oil", "Antibiotic allergy": a person checks them."""
     known = KNOWN_DRUGS | {ingredient for parts in drugs for ingredient in parts}
     drug_words, names = _drug_words(known), _spaced_names(known)
-    allergies = list(allergies)
-    missing = set()
-    if len(allergies) > MAX_ALLERGIES:
-        missing.add(f"{len(allergies) - MAX_ALLERGIES} allergies past the first {MAX_ALLERGIES}")
-    for code, display in allergies[:MAX_ALLERGIES]:
+    read, left = read_allergies(allergies)
+    missing = {f"{left} allergies past the first {len(read)}"} if left else set()
+    for code, display in read:
         parts = allergy_parts(display)
         if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
@@ -287,7 +314,7 @@ def _names_a_drug(word: str, drug_words: frozenset[str]) -> bool:
 def _read(part: str, drug_words: frozenset[str]) -> bool:
     """Whether ``part`` names a drug (every other word a salt or filler word), or only allergens that are no drug."""
     words = {word for word in _WORDS.split(part) if word}
-    named = {w for w in words for one in (w, w.removesuffix("s")) if _names_a_drug(one, drug_words)}
+    named = {w for w in words for one in _forms(w) if _names_a_drug(one, drug_words)}
     named |= {word for name in _phrases(part) for word in _WORDS.split(name)}
     if named:
         return words - named <= FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
@@ -310,4 +337,5 @@ def _same_substance(ingredient: str, substance: str) -> bool:
     first = ingredient.split()[0]  # a typo: names this long, of nearly one length (cheap to rule out first)
     if len(first) < TYPO_LENGTH or abs(len(first) - len(substance)) > 2:
         return False
-    return difflib.SequenceMatcher(None, first, substance).ratio() >= TYPO_RATIO
+    matcher = difflib.SequenceMatcher(None, first, substance)  # quick_ratio bounds ratio from above, cheaply
+    return matcher.quick_ratio() >= TYPO_RATIO and matcher.ratio() >= TYPO_RATIO
