@@ -16,6 +16,7 @@ import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import err_console, fail, get_kernel
+from heirloom.cli.logs import TextFormatter
 from heirloom.core.errors import HeirloomError, PluginError
 
 
@@ -128,7 +129,9 @@ def cli(log_level: str) -> None:
     plugin) names the components of a system and wires them together.
     """
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=log_level.upper(), handlers=[handler])
 
 
 def main() -> None:
