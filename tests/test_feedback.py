@@ -209,6 +209,10 @@ def test_a_label_a_model_knows_in_another_unicode_form_is_refused_naming_the_kno
     for lookalike in ("\u0441\u0430\u0455\u04bb", "\u1d04ash", "c\u0251sh"):  # Cyrillic; a small capital; IPA
         with pytest.raises(heirloom.RequestError, match=r"prints as 'cash'"):
             heirloom.check_label(lookalike, ["cash"], "body.label", allow_new=True)
+    # an attack's new labels: a Coptic o, a small-capital I, a dotless i (mixed words, or wholly Latin ones)
+    for lookalike in ("p\u2c9fsitive", "pos\u026ative", "negat\u0131ve"):
+        with pytest.raises(heirloom.RequestError, match=r"look-alike letters|mixes"):
+            heirloom.check_label(lookalike, ["positive", "negative"], "body.label", allow_new=True)
     inquiry = "\u0627\u0633\u062a\u0641\u0633\u0627\u0631"  # an Arabic label; then with a tatweel, with a kasra
     for twin in (inquiry.replace("\u0633\u0627", "\u0633\u0640\u0627"), inquiry.replace("\u062a", "\u062a\u0650")):
         with pytest.raises(heirloom.RequestError, match="look-alike letters"):

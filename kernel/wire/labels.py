@@ -42,17 +42,20 @@ OPTIONAL_MARKS = re.compile(
     "\u05c4\u05c5\u05c7\u0640]"
 )
 #: Letters of other scripts that print as a Latin one (a label wholly in them looks Latin):
-#: Cyrillic, Greek, Armenian, Cherokee, small capitals and IPA letters, as Unicode's confusables pair them.
+#: Cyrillic, Greek, Armenian, Cherokee, Coptic, small capitals, dotless i and j and IPA letters, as
+#: Unicode's confusables pair them.
 _LOOKALIKES = str.maketrans(
     "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u04bb\u0501\u051b\u051d\u04cf\u043a\u0475\u04af"
     "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0423\u0405\u0406\u0408"
     "\u03bf\u03bd\u03c1\u03b9\u03ba\u03c5\u03c7\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f"
     "\u03a1\u03a4\u03a5\u03a7\u1d04\u1d0f\u1d20\u1d21\u1d22\ua731\u1d1c\u0261\u0251\u0585\u057d\u0578"
-    "\u13df\u13aa\u13da\u13bb\u13a0\u13ac\u13b3\u13de\u13e2\u13a2\u13d9",
-    "aeopcyxsijhdqwlkvyABEKMHOPCTXYSIJovpikuxABEZHIKMNOPTYXcovwzsugaounCASHDEWLPTV",
+    "\u13df\u13aa\u13da\u13bb\u13a0\u13ac\u13b3\u13de\u13e2\u13a2\u13d9"
+    "\u1d00\u0299\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d18\u0280\u1d1b\u028f\u0131\u0237"
+    "\u2c81\u2c93\u2c95\u2c9f\u2ca3\u2ca5\u2cad",
+    "aeopcyxsijhdqwlkvyABEKMHOPCTXYSIJovpikuxABEZHIKMNOPTYXcovwzsugaounCASHDEWLPTVabdefghijklmnprtyijaikopcx",
 )
 #: Scripts with letters that print alike (Latin a, Cyrillic U+0430, Greek U+03B1): no word of a label mixes them.
-LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE"})
+LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
 
 
 def blank(text: str) -> bool:
