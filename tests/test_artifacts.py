@@ -130,7 +130,7 @@ def test_versions_aliases_and_alias_names(store):
     assert store.alias_version("medical", "triage", "production") == 2
     assert store.resolve("medical/triage@production").version == 2
     assert store.resolve("medical/triage@1").aliases == ()
-    for bad in ("latest", "9lives", "has space"):
+    for bad in ("latest", "9lives", "has space", "a" * 101):  # 5,000 characters were stored and listed
         with pytest.raises(RefError, match="invalid alias"):
             store.promote("medical/triage@1", bad)
 

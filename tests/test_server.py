@@ -822,5 +822,8 @@ def test_clients_refuse_a_timeout_or_retry_count_that_means_nothing(tmp_path):
         heirloom.Client(address, retries=-1)
     with pytest.raises(TypeError, match="routing_id must be bytes"):
         heirloom.Client(address, routing_id="me")
+    for bad in (b"", b"x" * 256, b"\0me"):  # ZeroMQ's bare "Invalid argument" before
+        with pytest.raises(ValueError, match="routing_id must be 1 to 255 bytes"):
+            heirloom.Client(address, routing_id=bad)
     with heirloom.Client(address) as client, pytest.raises(ValueError, match="got -1"):
         client.call("_health", timeout=-1)

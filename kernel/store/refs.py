@@ -11,7 +11,7 @@ from heirloom.core.settings import NAME_PATTERN
 
 NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
-ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")  # as long as a name at most (5,000 characters were listed)
 #: The selector meaning "no selector": the newest version.
 LATEST = "latest"
 
@@ -28,7 +28,9 @@ def check_name(kind: str, name: str) -> str:
 
 def check_alias(alias: str) -> str:
     if not ALIAS.fullmatch(alias) or alias.lower() == LATEST:
-        raise RefError(f"invalid alias {alias!r}: a letter, then letters, digits, '-' or '_' ('{LATEST}' is reserved)")
+        raise RefError(
+            f"invalid alias {alias!r:.120}: a letter, then up to 99 letters, digits, '-' or '_' ('{LATEST}': reserved)"
+        )
     return alias
 
 

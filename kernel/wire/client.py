@@ -181,6 +181,8 @@ class Client:
             raise ValueError(f"retries must be a whole number, 0 or more, got {retries!r}")
         if routing_id is not None and not isinstance(routing_id, bytes):
             raise TypeError(f"routing_id must be bytes (ZeroMQ's identity), got {type(routing_id).__name__}")
+        if routing_id is not None and not (0 < len(routing_id) < 256 and routing_id[0]):  # ZeroMQ's own rule
+            raise ValueError(f"routing_id must be 1 to 255 bytes, the first not zero, got {routing_id[:20]!r}")
         self.address = address
         self.timeout = seconds(timeout)
         self.retries = retries
