@@ -773,6 +773,11 @@ def test_sighup_reloads_the_served_versions_and_never_stops_the_daemon(store, tm
                 time.sleep(0.1)
             assert client.call("_stats")["models"]["m"]["version"] == "team/m@2"
         assert daemon.process.poll() is None and "received SIGHUP" in daemon.log()
+        for _ in range(100_000):  # a flood: the handler's logging recursed until the process died (exit 129)
+            daemon.process.send_signal(signal.SIGHUP)
+        with daemon.client(timeout=10) as client:
+            assert client.call("t.predict", {"x": 1}) is not None
+        assert daemon.process.poll() is None and "RecursionError" not in daemon.log()
         stamped = re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} INFO ", daemon.log(), re.MULTILINE)
         assert stamped, "text log lines carry their UTC offset (an SRE read local times with no zone)"
     finally:
@@ -901,10 +906,40 @@ def test_a_store_made_read_only_or_moved_under_a_running_daemon_is_served_on(sto
             time.sleep(3)
             stats = client.call("_stats")
             assert client.call("t.predict", {"x": 2}) is not None
-        assert "is gone: moved or removed while in use?" in stats["storage"]["artifacts"]["error"], stats["storage"]
+        assert "is gone (moved or removed while in use?)" in stats["storage"]["artifacts"]["error"], stats["storage"]
         assert "exited" not in daemon.log() and "Traceback" not in daemon.log(), daemon.log()
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_store_made_read_only_with_a_promote_left_in_its_wal_reads_the_promote(store, tmp_path):
+    """An attack: a promote still in index.sqlite-wal (another process held the index open) when
+    the store was remounted read-only; read as immutable, the -wal was ignored, and a running
+    daemon swapped back to the version before, saying nothing (models show said @1 too)."""
+    put(store, "team/m", 1)
+    put(store, "team/m", 2)
+    store.promote("team/m@1", "prod")
+    holder = sqlite3.connect(store.root / "index.sqlite")  # the last connection to close folds the -wal in
+    try:
+        holder.execute("SELECT count(*) FROM artifacts").fetchall()  # reads the file: it holds the -wal open
+        store.promote("team/m@2", "prod")
+        assert (store.root / "index.sqlite-wal").stat().st_size > 0
+        with read_only(store.root):
+            assert ArtifactStore(store.root).resolve("team/m@prod").version == 2
+    finally:
+        holder.close()
+
+
+def test_a_store_index_moved_away_is_never_created_again_by_a_reader(store, tmp_path):
+    """A daemon whose store folder was moved, then a new empty folder made at its path: its next
+    read created an empty index.sqlite there, and said 'no such table: artifacts'."""
+    put(store, "team/m", 1)
+    reader = ArtifactStore(store.root)
+    store.root.rename(tmp_path / "moved")
+    store.root.mkdir()
+    with pytest.raises(heirloom.HeirloomError, match="is gone \\(moved or removed while in use\\?\\)"):
+        reader.resolve("team/m")
+    assert not (store.root / "index.sqlite").exists()
 
 
 def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(store, tmp_path):

@@ -346,11 +346,13 @@ def test_an_api_with_two_routes_of_one_name_fails_the_start_naming_it(tmp_path):
             "input",
             "route 'cfg': input must be an attrs class, type(None) (no body) or None (any body), not <class 'int'>",
         ),
-        (
-            "payload",
-            "route 'cfg': max_payload must be an int >= 1, not -1",
-        ),  # every body refused, as the client's fault
-        ("wait", "route 'cfg': max_wait_ms must be a finite number >= 0, not nan"),
+        # every body refused, as the client's fault
+        ("payload", "route 'cfg': max_payload must be an int from 1 to 1,099,511,627,776, not -1"),
+        ("wait", "route 'cfg': max_wait_ms must be a number from 0 to 60,000, not nan"),
+        # the batcher's wait overflowed time_t: the route never answered again
+        ("long_wait", "route 'cfg': max_wait_ms must be a number from 0 to 60,000, not 1e+300"),
+        # msgpack cannot send it: _routes INTERNAL, and a broker's workers died at each heartbeat
+        ("huge_payload", "route 'cfg': max_payload must be an int from 1 to 1,099,511,627,776, not " + str(2**70)),
     ],
 )
 def test_a_route_declared_wrongly_fails_the_start_naming_it(tmp_path, flaw, said):

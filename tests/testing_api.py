@@ -197,6 +197,8 @@ class TestingApi(heirloom.Api):
             "input": heirloom.Route("cfg", handler=len, input=int),
             "payload": heirloom.Route("cfg", handler=len, max_payload=-1),
             "wait": heirloom.Route("cfg", handler=len, batched=True, max_wait_ms=math.nan),
+            "long_wait": heirloom.Route("cfg", handler=len, batched=True, max_wait_ms=1e300),
+            "huge_payload": heirloom.Route("cfg", handler=len, max_payload=2**70),
         }
         return [flawed[self.flaw]] if self.flaw else []
 

@@ -13,7 +13,13 @@ def _interrupted(signum: int, frame: Any) -> None:
     sys.exit(130)
 
 
+#: Commands that run as daemons: SIGHUP reloads them (``heirloom.wire.daemon.on_hang_up``).
+DAEMONS = frozenset({"serve", "worker"})
+
+
 def main() -> None:
+    if DAEMONS & set(sys.argv[1:]):  # a hang-up while the daemon still loads killed it (exit 129)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     loading = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not when ignored (nohup, &)
     if loading:
         signal.signal(signal.SIGINT, _interrupted)

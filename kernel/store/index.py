@@ -80,6 +80,13 @@ CREATE TABLE IF NOT EXISTS alias_moves (
 """
 
 
+#: Why a read-only store whose ``-wal`` file holds changes cannot be read (SQLite needs its ``-shm`` too).
+WAL_HINT = (
+    " (the store's folder is read-only, and a writer left changes in index.sqlite-wal that cannot be read "
+    "here: run one heirloom command where the folder is writable, e.g. models list, to fold them in)"
+)
+
+
 class StoreIndex:
     """Opens transactions on ``index.sqlite``.
 
@@ -89,6 +96,8 @@ class StoreIndex:
     opened read-only and as immutable: SQLite's WAL mode would otherwise need to create its
     shared-memory file there even to read.
     """
+
+    _opened = False
 
     def __init__(self, path: Path, *, create: bool = True):
         self.path = path
@@ -116,13 +125,18 @@ class StoreIndex:
                 and not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alias_moves'").fetchone()
             ):
                 conn.execute(ALIAS_MOVES)
+        self._opened = True  # from now on a missing index is one moved away, never one to create
 
     def connect(self) -> sqlite3.Connection:
         """A connection to the index (read-only and immutable in a folder this process cannot write,
         asked again at each connection: a volume remounted read-only under a daemon is read on)."""
         self.read_only = self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK)
+        if self._opened and not self.path.exists():  # sqlite3 would create an empty one in a folder put back
+            raise HeirloomError(f"the store index {self.path} is gone (moved or removed while in use?)")
         if self.read_only:
-            target = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+            wal = self.path.with_name(f"{self.path.name}-wal")  # immutable ignores it: a promote left there was
+            immutable = "" if wal.exists() and wal.stat().st_size else "&immutable=1"  # read as never made
+            target = f"file:{quote(str(self.path.resolve()))}?mode=ro{immutable}"
             conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
         else:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
@@ -141,12 +155,21 @@ class StoreIndex:
             hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
             if self.read_only:
                 hint = " (the store's folder is read-only: its models can be listed and served, not changed)"
+                if self.path.with_name(f"{self.path.name}-wal").exists():
+                    hint = WAL_HINT
             elif not self.path.parent.is_dir():  # "unable to open database file" said nothing of why
-                hint = f" (its folder {self.path.parent} is gone: moved or removed while in use?)"
+                hint = f" (its folder {self.path.parent} is gone (moved or removed while in use?))"
             raise HeirloomError(f"the store index {self.path} cannot be used: {exc}{hint}") from None
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:
                 raise
+            if self.read_only:  # read as unchanging while a process with write access changed it: no damage
+                raise HeirloomError(
+                    f"the store index {self.path} could not be read ({exc}): its folder is read-only to this "
+                    "process, which reads it as unchanging, so a process writing it meanwhile (train, promote "
+                    "where it is writable) gives this; run again, and `heirloom models verify` it where it is "
+                    "writable before restoring anything"
+                ) from None
             raise HeirloomError(f"the store index {self.path} is damaged ({exc}); restore it from a backup") from None
 
     @contextmanager

@@ -38,6 +38,7 @@ class BrokerRoutes:
     def _reload_if_asked(self: Broker) -> None:
         if self.reload_asked:
             self.reload_asked = False
+            log.info("received SIGHUP: reloading")
             self._route_reload()
 
     def _refuse_clients(self: Broker) -> None:

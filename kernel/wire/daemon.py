@@ -34,8 +34,12 @@ log = logging.getLogger("heirloom.wire.daemon")
 def on_stop_signals(callback: Callable[[], None]) -> None:
     """Call ``callback`` on SIGTERM and SIGINT (the drain trigger)."""
 
+    said: set[int] = set()
+
     def handler(signum: int, frame: object) -> None:
-        log.info("received %s", signal.Signals(signum).name)
+        if signum not in said:  # once: logging inside a flood of signals recursed until the process died
+            said.add(signum)
+            log.info("received %s", signal.Signals(signum).name)
         callback()
 
     signal.signal(signal.SIGTERM, handler)
@@ -44,10 +48,10 @@ def on_stop_signals(callback: Callable[[], None]) -> None:
 
 def on_hang_up(target: Server | Broker) -> None:
     """SIGHUP asks ``target`` for what ``_reload`` does (Curve keys read again, the store checked
-    for moved aliases now), on its I/O thread: the signal's default killed the daemon undrained."""
+    for moved aliases now), on its I/O thread: the signal's default killed the daemon undrained. The
+    handler only sets a flag (logging in it, a flood of SIGHUPs recursed until the process died)."""
 
     def handler(signum: int, frame: object) -> None:
-        log.info("received SIGHUP: reloading (Curve keys, the store's versions)")
         target.reload_asked = True
 
     signal.signal(signal.SIGHUP, handler)

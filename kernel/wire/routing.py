@@ -9,7 +9,6 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from collections.abc import Callable
@@ -134,11 +133,17 @@ def _declaration_problem(route: Route) -> str | None:
     if route.input not in (None, NO_INPUT) and not attrs.has(route.input):
         return f"input must be an attrs class, type(None) (no body) or None (any body), not {route.input!r}"
     for limit in ("max_batch", "max_payload"):
-        if type(value := getattr(route, limit)) is not int or value < 1:
-            return f"{limit} must be an int >= 1, not {value!r}"
-    if type(route.max_wait_ms) not in (int, float) or not 0 <= route.max_wait_ms < math.inf:
-        return f"max_wait_ms must be a finite number >= 0, not {route.max_wait_ms!r}"
+        if type(value := getattr(route, limit)) is not int or not 1 <= value <= ROUTE_LIMITS[limit]:
+            return f"{limit} must be an int from 1 to {ROUTE_LIMITS[limit]:,}, not {value!r}"
+    wait, longest = route.max_wait_ms, ROUTE_LIMITS["max_wait_ms"]
+    if type(wait) not in (int, float) or not 0 <= wait <= longest:  # NaN is neither
+        return f"max_wait_ms must be a number from 0 to {longest:,}, not {wait!r}"
     return None
+
+
+#: The largest value of each route limit: beyond them a batcher could not wait (time_t overflowed
+#: and the route never answered again) or msgpack not send the limit in ``_routes`` or a heartbeat.
+ROUTE_LIMITS = {"max_batch": 1 << 20, "max_payload": 1 << 40, "max_wait_ms": 60_000}
 
 
 class Router:

@@ -227,8 +227,9 @@ class Server:
             return False
         if self.link is not None:
             self.link.beat()
-        if self.reload_asked:  # what _reload does, here on the I/O thread, not in the signal handler
+        if self.reload_asked:  # SIGHUP: what _reload does, here on the I/O thread, not in the signal handler
             self.reload_asked = False
+            log.info("received SIGHUP: reloading")
             self.router.endpoints["_reload"].route.handler(None)
         if self.draining:
             left = self._drain_deadline - time.perf_counter()
