@@ -87,6 +87,14 @@ WAL_HINT = (
 )
 
 
+def _size(path: Path) -> int:
+    """``path``'s size; 0 when it is not there (a writer may fold a -wal file in at any moment)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 class StoreIndex:
     """Opens transactions on ``index.sqlite``.
 
@@ -135,7 +143,7 @@ class StoreIndex:
             raise HeirloomError(f"the store index {self.path} is gone (moved or removed while in use?)")
         if self.read_only:
             wal = self.path.with_name(f"{self.path.name}-wal")  # immutable ignores it: a promote left there was
-            immutable = "" if wal.exists() and wal.stat().st_size else "&immutable=1"  # read as never made
+            immutable = "" if _size(wal) else "&immutable=1"  # read as never made
             target = f"file:{quote(str(self.path.resolve()))}?mode=ro{immutable}"
             conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
         else:
