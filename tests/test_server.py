@@ -369,9 +369,12 @@ def test_a_route_declared_with_no_input_refuses_any_body_but_nil(client):
     assert client.call("t.nobody") == "asked"
     with pytest.raises(heirloom.RemoteError) as caught:  # input=None would have taken it
         client.call("t.nobody", {"x": 1})
-    assert (
-        caught.value.code == "INVALID_ARGUMENT" and caught.value.message == "t.nobody takes no body (send nil), got map"
-    )
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert caught.value.message == "body: t.nobody takes no body (send nil), got map"
+    with pytest.raises(heirloom.RemoteError) as caught:  # a batched one says it the same way
+        client.call("t.nobody_batched", {"x": 1})
+    assert caught.value.message == "body: t.nobody_batched takes no body (send nil), got map"
+    assert client.call("t.nobody_batched") == "asked"
     described = next(route for route in client.call("_routes")["routes"] if route["name"] == "t.nobody")
     assert described["input"] == {"type": "null"}
 

@@ -166,6 +166,13 @@ class TestingApi(heirloom.Api):
             *[heirloom.Route("pid", handler=lambda body: 0)] * self.pid_twice,
             *self._flawed(),
             heirloom.Route("nobody", handler=lambda body: "asked", input=type(None), description="Takes no body."),
+            heirloom.Route(
+                "nobody_batched",
+                handler=lambda bodies: ["asked"] * len(bodies),
+                input=type(None),
+                batched=True,
+                description="Takes no body, batched.",
+            ),
             heirloom.Route("unpackable", handler=unpackable, inline=True, description="What msgpack cannot pack."),
             heirloom.Route("unpackable_off_loop", handler=unpackable),
             heirloom.Route(

@@ -86,7 +86,8 @@ def no_body(name: str) -> Callable[[Any], None]:
 
     def validate(body: Any) -> None:
         if body is not None:
-            raise RequestError(INVALID_ARGUMENT, f"{name} takes no body (send nil), got {wire_type(body)}", "body")
+            said = f"body: {name} takes no body (send nil), got {wire_type(body)}"  # led by its field, as batched
+            raise RequestError(INVALID_ARGUMENT, said, "body")
 
     return validate
 
