@@ -106,10 +106,11 @@ class StoreIndex:
     """
 
     _opened = False
+    read_only = False  # asked again at each connection
 
     def __init__(self, path: Path, *, create: bool = True):
         self.path = path
-        self.read_only = path.parent.is_dir() and not os.access(path.parent, os.W_OK)
+        self.wal = _wal(path)
         if not create and not _has_content(path):
             raise HeirloomError(
                 f"the store index {path} is missing or empty, but {path.parent / 'blobs'} holds artifacts; "
@@ -142,8 +143,8 @@ class StoreIndex:
         if self._opened and not self.path.exists():  # sqlite3 would create an empty one in a folder put back
             raise HeirloomError(f"the store index {self.path} is gone (moved or removed while in use?)")
         if self.read_only:
-            wal = self.path.with_name(f"{self.path.name}-wal")  # immutable ignores it: a promote left there was
-            immutable = "" if _size(wal) else "&immutable=1"  # read as never made
+            # immutable ignores the -wal: a promote a writer left there was read as never made
+            immutable = "" if _size(self.wal) else "&immutable=1"
             target = f"file:{quote(str(self.path.resolve()))}?mode=ro{immutable}"
             conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=True)
         else:
@@ -163,7 +164,7 @@ class StoreIndex:
             hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
             if self.read_only:
                 hint = " (the store's folder is read-only: its models can be listed and served, not changed)"
-                if self.path.with_name(f"{self.path.name}-wal").exists():
+                if self.wal.exists():
                     hint = WAL_HINT
             elif not self.path.parent.is_dir():  # "unable to open database file" said nothing of why
                 hint = f" (its folder {self.path.parent} is gone (moved or removed while in use?))"
@@ -318,8 +319,12 @@ class Transaction:
 
 def _has_content(path: Path) -> bool:
     """Whether an index file (or its write-ahead log) holds anything."""
-    wal = path.with_name(path.name + "-wal")
-    return any(p.is_file() and p.stat().st_size > 0 for p in (path, wal))
+    return any(p.is_file() and _size(p) > 0 for p in (path, _wal(path)))
+
+
+def _wal(path: Path) -> Path:
+    """The index's write-ahead log, where SQLite keeps changes not yet folded into the file."""
+    return path.with_name(f"{path.name}-wal")
 
 
 def _record(row: sqlite3.Row, aliases: list[str]) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class Text:
 
     grams: Grams
     words: Grams
-    letters: str = ""
+    letters: str
 
 
 def text_of(values: Iterable[str]) -> Text:
