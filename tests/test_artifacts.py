@@ -333,6 +333,23 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     assert store.alias_version("medical", "triage", "production") == 2
 
 
+def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
+    """A forecaster's mae: with ``--if-better mae`` alone the worse version won (higher mae)."""
+    errors = {1: {"mae": 1.05}, 2: {"mae": 1.06}, 3: {"mae": 0.9}}
+    for version, mae in errors.items():
+        put(store, "ops/forecaster", version, metrics={**mae, "validation": mae}, data_fingerprints=evaluated("d"))
+    assert models(store, "promote", "ops/forecaster@1", "production").returncode == 0
+    worse = models(store, "promote", "ops/forecaster@2", "production", "--if-better", "mae", "--lower-is-better")
+    assert worse.returncode == 3 and store.alias_version("ops", "forecaster", "production") == 1
+    assert "does not beat ops/forecaster@1 on validation mae (lower is better): 1.06 vs 1.05" in said(worse)
+    better = models(store, "promote", "ops/forecaster@3", "production", "--if-better", "mae", "--lower-is-better")
+    assert better.returncode == 0, better.stderr
+    assert "ops/forecaster@1 -> ops/forecaster@3 (validation mae 1.05 -> 0.9)" in better.stdout
+    alone = models(store, "promote", "ops/forecaster@1", "production", "--lower-is-better")
+    assert alone.returncode == 2 and "give --if-better METRIC too" in said(alone)
+    assert store.alias_version("ops", "forecaster", "production") == 3
+
+
 def test_a_new_alias_named_like_an_existing_one_is_taken_for_a_misspelling(store):
     """``promote @2 prodution`` would create an alias and leave production where it was,
     while the user believes the model moved."""

@@ -20,7 +20,7 @@ from heirloom.cli.rescore import rescored
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
-from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, metric_value
+from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, metric_value
 from heirloom.store.refs import Ref, RefError
 
 
@@ -246,6 +246,11 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
     help="Only if REF scores higher on METRIC than the alias holder, on the same records (else exit 3).",
 )
 @click.option(
+    "--lower-is-better",
+    is_flag=True,
+    help="With --if-better: METRIC is an error or a loss (mae, rmse): REF must score lower than the holder.",
+)
+@click.option(
     "--on",
     "split",
     type=click.Choice(SPLITS),
@@ -269,7 +274,14 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
 )
 @store_option
 def models_promote(
-    ref: str, alias: str, metric: str | None, split: str, profile: str | None, new_alias: bool, store: ArtifactStore
+    ref: str,
+    alias: str,
+    metric: str | None,
+    lower_is_better: bool,
+    split: str,
+    profile: str | None,
+    new_alias: bool,
+    store: ArtifactStore,
 ) -> None:
     """Point ALIAS of REF's model at REF (e.g. production).
 
@@ -279,24 +291,28 @@ def models_promote(
     A new ALIAS whose name is close to one the store has (prodution, Production) is taken
     for a misspelling unless --new-alias says otherwise. Exit 0 when the alias points at
     REF, 2 for a reference or METRIC that names nothing, 3 when --if-better declines.
-    With --rescore PROFILE both are scored again, on PROFILE's data as it is now.
+    With --rescore PROFILE both are scored again, on PROFILE's data as it is now. Higher
+    wins; --lower-is-better for an error metric (mae, rmse, a loss).
 
     \b
     heirloom models promote finance/sentiment@3 production --if-better accuracy
+    heirloom models promote ops/forecaster@5 production --if-better mae --lower-is-better
     heirloom models promote clinic/diagnosis@4 production --if-better micro_f1 --rescore clinic.toml
     """
     target = store.resolve(ref)
     held = store.alias_version(target.project, target.model, alias)
     if held is None and not new_alias:
         _refuse_misspelt_alias(store, target, alias)
+    if metric is None and lower_is_better:
+        raise click.UsageError("--lower-is-better says how --if-better compares: give --if-better METRIC too")
     if profile is not None:
         if metric is None:
             raise click.UsageError("--rescore compares a metric: give --if-better METRIC too")
-        gain = _rescored_gate(profile, store, target, held, metric, split)
+        gain = _rescored_gate(profile, store, target, held, metric, split, lower_is_better=lower_is_better)
         store.promote(target.ref, alias, held_by=held)  # moved while both were scored: refused, in its transaction
         click.echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
         return
-    store.promote(target.ref, alias, if_better=metric, on=split)
+    store.promote(target.ref, alias, if_better=metric, on=split, lower_is_better=lower_is_better)
     name = f"{target.project}/{target.model}@{alias}"
     if held is None:
         click.echo(f"{name} -> {target.ref} (new alias)")
@@ -316,7 +332,14 @@ def models_promote(
 
 
 def _rescored_gate(
-    profile: str, store: ArtifactStore, target: Artifact, held: int | None, metric: str, split: str
+    profile: str,
+    store: ArtifactStore,
+    target: Artifact,
+    held: int | None,
+    metric: str,
+    split: str,
+    *,
+    lower_is_better: bool,
 ) -> str:
     """What promotion gained, scored on PROFILE's ``split`` now; PromotionRefused unless ``target``
     beats the version ``held`` there (a first holder, or ``target`` itself, only needs the metric)."""
@@ -325,9 +348,10 @@ def _rescored_gate(
         return f" ({split} {metric} now {after:g})"
     holder = store.resolve(f"{target.project}/{target.model}@{held}")
     before = rescored(profile, store, holder, metric, split, candidate=False)
-    if not after > before:
+    if not beats(after, before, lower_is_better=lower_is_better):
+        direction = " (lower is better)" if lower_is_better else ""
         raise PromotionRefused(
-            f"{target.ref} does not beat {holder.ref} on {split} {metric} of {profile}'s data now: "
+            f"{target.ref} does not beat {holder.ref} on {split} {metric}{direction} of {profile}'s data now: "
             f"{after:g} vs {before:g}"
         )
     return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {before:g} -> {after:g})"

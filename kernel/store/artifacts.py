@@ -253,13 +253,15 @@ class ArtifactStore:
         *,
         if_better: str | None = None,
         on: str = VALIDATION,
+        lower_is_better: bool = False,
         held_by: int | None = ANY_HOLDER,
     ) -> Artifact:
         """Point ``alias`` at ``ref`` (moving it if another version holds it).
 
-        With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC
-        than the current holder on split ``on`` (default validation; test is for reporting),
-        both scored on the same records of that split; otherwise PromotionRefused says why.
+        With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC (lower
+        with ``lower_is_better``: an error such as mae) than the current holder on split ``on``
+        (default validation; test is for reporting), both scored on the same records of that
+        split; otherwise PromotionRefused says why.
         Check and move happen in one transaction, after the candidate's blobs were read and
         checked against its digest: an alias never moves onto weights that would not load.
         ``held_by`` (a version, or None for no holder) moves it only if it is still where a
@@ -282,7 +284,9 @@ class ArtifactStore:
                 )
             if if_better is not None:  # also when REF holds it: a misspelt (or empty) metric is an error either way
                 holder = tx.row(candidate.project, candidate.model, held) if held != candidate.version else None
-                check_better(candidate, Artifact(**holder) if holder else None, if_better, on)
+                check_better(
+                    candidate, Artifact(**holder) if holder else None, if_better, on, lower_is_better=lower_is_better
+                )
             tx.set_alias(candidate.project, candidate.model, alias, candidate.version, _now())
             return Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
 

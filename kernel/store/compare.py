@@ -91,10 +91,24 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
     return float(value)
 
 
-def check_better(candidate: Artifact, holder: Artifact | None, metric: str, split: str = VALIDATION) -> None:
-    """Raise PromotionRefused unless ``candidate`` beats ``holder`` on ``metric`` (higher wins)
-    on ``split``, scored on the same records (equal fingerprints of that split only: what
-    else went into training, such as feedback, does not matter).
+def beats(new: float, old: float, *, lower_is_better: bool = False) -> bool:
+    """Whether a score of ``new`` is strictly better than ``old``: higher, or lower for an
+    error metric (mae, rmse, loss); a tie keeps the holder."""
+    return new < old if lower_is_better else new > old
+
+
+def check_better(
+    candidate: Artifact,
+    holder: Artifact | None,
+    metric: str,
+    split: str = VALIDATION,
+    *,
+    lower_is_better: bool = False,
+) -> None:
+    """Raise PromotionRefused unless ``candidate`` beats ``holder`` on ``metric`` (higher wins,
+    or lower with ``lower_is_better``) on ``split``, scored on the same records (equal
+    fingerprints of that split only: what else went into training, such as feedback, does
+    not matter).
 
     With no holder, only checks that ``candidate`` has the metric (a typo fails early).
     """
@@ -122,5 +136,8 @@ def check_better(candidate: Artifact, holder: Artifact | None, metric: str, spli
             f"metrics are not comparable: {candidate.ref} and {holder.ref} were scored on different {split} data "
             f"({details}){whole}"
         )
-    if not new > old:
-        raise PromotionRefused(f"{candidate.ref} does not beat {holder.ref} on {split} {metric}: {new:g} vs {old:g}")
+    if not beats(new, old, lower_is_better=lower_is_better):
+        direction = " (lower is better)" if lower_is_better else ""
+        raise PromotionRefused(
+            f"{candidate.ref} does not beat {holder.ref} on {split} {metric}{direction}: {new:g} vs {old:g}"
+        )
