@@ -366,6 +366,11 @@ def test_allergies_map_to_drug_ingredients():
         ("Allergy to ferrous sulphate", "ferrous sulfate"),
         ("Drug allergy to ferrous sulfate", "ferrous sulfate"),
         ("Allergy to the Colcrys", "colchicine"),
+        # a class of several words in the plural was listed unread, the drugs it names not withheld
+        ("Allergy to beta-lactams", "cephalexin"),
+        ("Beta lactams allergy", "amoxicillin"),
+        ("Allergy to anti-inflammatories", "ibuprofen"),
+        ("Non-steroidal anti-inflammatories", "naproxen"),
     ],
 )
 def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(display, rules_out):
@@ -407,6 +412,8 @@ def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read(
     typos += ["Allergy to Milk of Magnesia", "Allergy to fish oil"]  # drugs that hold a food's word
     typos += ["Allergy to penicilin with codeine"]  # codeine is read; the rest is not
     typos += ["Antibiotic allergy", "Drug allergy", "Allergy to medications"]  # no drug named: read as nothing
+    # a drug, but none named, beside a food's word: read as a food allergy, amoxicillin recommended
+    typos += ["Drug product allergy", "Antibiotic product allergy", "Food-drug allergy", "Allergy to drug in food"]
     assert unread([(None, display) for display in typos], drugs) == sorted(typos)
     synthea = [
         *("Dander (animal) allergy", "Allergy to tree pollen", "Allergy to mould", "House dust mite allergy"),

@@ -146,6 +146,10 @@ _SEMANTIC_TAG = re.compile(r"\((?:disorder|finding|substance|product|medicinal p
 #: Words of an allergy display that name nothing (``penicillin with codeine``, ``also ibuprofen``).
 _FILLER_TEXT = "to of with also and or the a an in by from medication medications drug drugs agent agents antibiotic"
 FILLER_WORDS = frozenset(_FILLER_TEXT.split())
+#: Words that say an allergy is to some drug: a part with one of them and no drug named is
+#: unread, whatever else it says ("Drug product allergy", "Food-drug allergy" were read as
+#: allergies to foods, and amoxicillin was recommended, listed nowhere).
+DRUG_KIND_WORDS = frozenset(("medication", "medicine", "drug", "agent", "antibiotic", "pharmaceutical", "medicinal"))
 #: Words of ingredient names that name no substance alone: a "folic acid" allergy rules out
 #: no other acid, a "human albumin" one no human insulin.
 _GENERIC_TEXT = "acid vitamin human oxide hydroxide extract oil water vaccine protein solution cream ointment"
@@ -189,11 +193,15 @@ def allergy_parts(display: str | None) -> list[str]:
 
 @functools.lru_cache(maxsize=4096)  # asked of each part by both substances() and unread()
 def _phrases(named: str) -> tuple[str, ...]:
-    """The classes and brands of several words a part names, hyphens or not ("non steroidal
-    anti inflammatory drugs", "ortho tri cyclen lo")."""
-    spaced = f" {_WORDS.sub(' ', named)} "
+    """The classes and brands of several words a part names, hyphens or not, as written or
+    in the singular ("non steroidal anti inflammatory drugs", "ortho tri cyclen lo", "beta
+    lactams", "anti-inflammatories")."""
+    words = [word for word in _WORDS.split(named) if word]
+    spaced = (f" {' '.join(words)} ", f" {' '.join(_forms(word)[-1] for word in words)} ")
     return tuple(
-        name for name in (*CLASSES, *BRANDS) if " " in (phrase := _WORDS.sub(" ", name)) and f" {phrase} " in spaced
+        name
+        for name in (*CLASSES, *BRANDS)
+        if " " in (phrase := _WORDS.sub(" ", name)) and any(f" {phrase} " in text for text in spaced)
     )
 
 
@@ -213,9 +221,12 @@ def _part_substances(named: str) -> set[str]:
 
 
 def _forms(word: str) -> tuple[str, ...]:
-    """A word as written and without a plural's ``s``: the one reading of a word for both
-    whether an allergy is read and what it rules out (they differed: "Allergy to PCNs" read,
-    ruling out nothing, and amoxicillin was recommended, listed nowhere)."""
+    """A word as written and without a plural's ``s`` (or ``ies``: anti-inflammatories), its
+    singular last: the one reading of a word for both whether an allergy is read and what it
+    rules out (they differed: "Allergy to PCNs" read, ruling out nothing, and amoxicillin was
+    recommended, listed nowhere)."""
+    if word.endswith("ies") and len(word) > 3:
+        return (word, word[:-1], f"{word[:-3]}y")
     return (word, word[:-1]) if word.endswith("s") and len(word) > 1 else (word,)
 
 
@@ -315,9 +326,12 @@ def _read(part: str, drug_words: frozenset[str]) -> bool:
     """Whether ``part`` names a drug (every other word a salt or filler word), or only allergens that are no drug."""
     words = {word for word in _WORDS.split(part) if word}
     named = {w for w in words for one in _forms(w) if _names_a_drug(one, drug_words)}
-    named |= {word for name in _phrases(part) for word in _WORDS.split(name)}
+    phrased = {word for name in _phrases(part) for word in _WORDS.split(name)}
+    named |= {w for w in words if phrased.intersection(_forms(w))}
     if named:
         return words - named <= FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
+    if any(DRUG_KIND_WORDS.intersection(_forms(word)) for word in words):  # a drug, but which?
+        return False
     return bool(words & NOT_DRUG_WORDS) and words <= NOT_DRUG_WORDS | FILLER_WORDS
 
 
