@@ -708,6 +708,35 @@ def test_record_shape_from_every_kind_of_resource(tmp_path):
     assert json.loads(json.dumps(attrs.asdict(record)))["timeline"][1]["components"][0]["unit"] == "mm[Hg]"
 
 
+def test_an_allergy_keeps_every_name_its_resource_gives_what_it_is_to(tmp_path):
+    """A generic code ("Drug allergy") with the substance in ``code.text``, in a second coding or
+    in a reaction's substance: only the first coding's display was kept, and the medical
+    safety filter, given "Drug allergy" alone, let amoxicillin through."""
+    from heirloom_plugins.medical.safety import allergy_substances
+
+    generic = {"system": "http://snomed.info/sct", "code": "416098002", "display": "Drug allergy"}
+    rxnorm = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "7980", "display": "penicillin G"}
+    allergy = {"resourceType": "AllergyIntolerance", "patient": {"reference": "urn:uuid:p1"}}
+    resources = [
+        PATIENT,
+        {**allergy, "id": "a1", "code": {"coding": [generic], "text": "Penicillin"}},
+        {**allergy, "id": "a2", "code": {"coding": [generic, rxnorm]}},
+        {**allergy, "id": "a3", "code": {"coding": [generic]}, "reaction": [{"substance": {"text": "Amoxil"}}]},
+        {**allergy, "id": "a4", "code": {"coding": [{**generic, "display": "Latex"}], "text": "latex"}},
+    ]
+    write(tmp_path / "set" / "p.json", bundle(*resources))
+    [record] = list(FhirSource(path=str(tmp_path / "set")).records())
+    shown = {e.id: (e.code, e.display) for e in record.timeline}
+    assert shown == {
+        "a1": ("snomed:416098002", "Drug allergy; Penicillin"),
+        "a2": ("snomed:416098002", "Drug allergy; penicillin G"),
+        "a3": ("snomed:416098002", "Drug allergy; Amoxil"),
+        "a4": ("snomed:416098002", "Latex"),  # the same name once
+    }
+    for allergy_id in ("a1", "a2"):
+        assert "amoxicillin" in allergy_substances(*shown[allergy_id]), allergy_id
+
+
 # -- the profile ----------------------------------------------------------------------------
 def test_medical_profile_starts_its_fhir_source(bundles, monkeypatch):
     monkeypatch.setenv("HEIRLOOM_DATA", str(bundles.parent.parent))

@@ -279,9 +279,33 @@ def _immunization(r: dict[str, Any], enc: str | None) -> Event:
 
 
 def _allergy(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(r.get("code"), "allergy")
+    code, _ = coding(r.get("code"), "allergy")
     date = _first(r, "onsetDateTime", "recordedDate")
+    display = "; ".join(_allergy_names(r)) or None
     return Event("allergy", r.get("id"), date, None, code, display, _status(r.get("clinicalStatus")), encounter=enc)
+
+
+def _allergy_names(r: dict[str, Any]) -> list[str]:
+    """Every name an AllergyIntolerance gives what it is to, once each: its code's codings and
+    text, then its reactions' substances. A generic code ("Drug allergy") with the substance
+    in ``code.text`` or a second coding (RxNorm penicillin G) lost the substance, and
+    amoxicillin was recommended."""
+    reactions = r.get("reaction")
+    concepts = [r.get("code"), *(one.get("substance") for one in _listed(reactions) if isinstance(one, dict))]
+    names: dict[str, str] = {}
+    for concept in concepts:
+        if not isinstance(concept, dict):
+            continue
+        codings = [c.get("display") for c in _listed(concept.get("coding")) if isinstance(c, dict)]
+        for name in (*codings, concept.get("text")):
+            if isinstance(name, str) and name.strip():
+                names.setdefault(name.strip().casefold(), name.strip())
+    return list(names.values())
+
+
+def _listed(value: Any) -> list[Any]:
+    """A FHIR array as a list; anything else (a damaged file's map or number) as empty."""
+    return value if isinstance(value, list) else []
 
 
 def _note(r: dict[str, Any], enc: str | None) -> Event:
