@@ -131,6 +131,38 @@ def test_admin_route_needs_an_admin_key(secure, keys):
         assert client.call("_reload") == {"checking": []}
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_api_route_named_in_admin_routes_answers_admin_keys_only(tmp_path, keys, workers):
+    """A recommender's event route or a classifier's feedback route took training data from any
+    client key: the app's key that reads predictions could write what the next model learns."""
+    daemon = Daemon(
+        tmp_path,
+        "--workers", workers,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        "--curve-admins", str(keys / "admins"),
+        "--set", 'server.admin_routes=["echo.echo"]',
+        address=free_tcp_address(),
+    )  # fmt: skip
+    daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+    with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as alice:
+        with pytest.raises(PermissionDenied, match=r"echo\.echo is an admin route"):
+            alice.call("echo.echo", "from the app")
+        [route] = [r for r in alice.call("_routes")["routes"] if r["name"] == "echo.echo"]
+        assert route["admin"] is True
+    with daemon.client(curve=_curve(keys, "admins/root.key_secret"), timeout=5) as root:
+        assert root.call("echo.echo", "from a person") == "from a person"
+    assert daemon.terminate() == 0
+
+
+def test_an_admin_route_that_is_no_api_route_stops_the_start_naming_it(tmp_path):
+    started = run_heirloom(
+        "serve", "minimal", "--bind", f"ipc://{tmp_path}/s", "--set", 'server.admin_routes=["echo.ecko"]'
+    )
+    assert started.returncode == 1
+    assert "[server] admin_routes: no api route 'echo.ecko'; did you mean 'echo.echo'?" in started.stderr
+
+
 def test_call_cli_speaks_curve(secure, keys):
     ok = run_heirloom("call", "echo.echo", '"hi"', "--connect", secure.address,
                       "--curve-secret", str(keys / "clients" / "alice.key_secret"),

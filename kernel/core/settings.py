@@ -73,6 +73,8 @@ class ServerSettings:
     idempotency_cache: int = attrs.field(default=10_000, validator=above(0))
     #: ... within this many MiB of remembered replies (the oldest are forgotten first).
     idempotency_cache_mb: int = attrs.field(default=64, validator=above(0))
+    #: Api routes (``recs.event``) that, under Curve, only ``--curve-admins`` keys may call.
+    admin_routes: list[str] = attrs.field(factory=list)
 
 
 #: A project, model or component name: it becomes a file or folder name (store refs,

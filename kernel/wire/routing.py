@@ -68,7 +68,7 @@ class Endpoint:
             "max_wait_ms": float(route.max_wait_ms) if route.batched else 0.0,
             "max_payload": route.max_payload,
             "inline": route.inline or self.builtin,
-            "admin": route.admin,
+            "admin": self.admin,
             "input": NO_BODY if self.builtin else json_schema(route.input),
             "output": json_schema(route.output),
             "model": route.model,
@@ -157,8 +157,9 @@ class Router:
         endpoint = self.endpoints[name] = Endpoint(name, route, builtin)
         return endpoint
 
-    def install(self, system: System, complete: Complete) -> list[str]:
-        """Add every route of the system's apis; batched ones get a batcher thread."""
+    def install(self, system: System, complete: Complete, admin_routes: list[str]) -> list[str]:
+        """Add every route of the system's apis; batched ones get a batcher thread; those
+        named in ``admin_routes`` (``[server]``) become admin routes."""
         added = []
         uses = {spec.name: spec.use for spec in system.specs if spec.kind == "api"}
         for api_name, api in system.apis().items():
@@ -169,6 +170,10 @@ class Router:
                 if route.batched:
                     endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete)
                 added.append(endpoint.name)
+        for name in admin_routes:
+            if name not in added:
+                raise HeirloomError(f"[server] admin_routes: no api route {name!r}{did_you_mean(name, added)}")
+            self.endpoints[name].admin = True
         return added
 
     def lookup(self, name: str, installed: bool) -> Endpoint:
