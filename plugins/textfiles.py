@@ -22,7 +22,17 @@ import attrs
 import heirloom
 
 #: What to do about a CSV file that is not in the source's encoding.
-ENCODING_REMEDY = "set the source's 'encoding' (e.g. \"latin-1\")"
+ENCODING_REMEDY = 'set the source\'s \'encoding\' (e.g. "cp1252" for a Windows export, else "latin-1")'
+#: Characters no text holds (C1 controls): bytes 0x80-0x9F of a Windows-1252 file (curly quotes,
+#: dashes) read as latin-1, which trained as invisible characters ("The company\x92s profit").
+_C1_CONTROLS = re.compile("[\u0080-\u009f]")
+#: What to do about a file that starts with a UTF-16 byte-order mark (a spreadsheet's "Unicode text").
+UTF16_REMEDY = "it starts with a UTF-16 byte-order mark: set the source's 'encoding' = \"utf-16\""
+
+
+def _utf16(start: bytes) -> bool:
+    """Whether a file starting with these bytes is UTF-16 text, by its byte-order mark."""
+    return start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 def read_text(path: str | Path) -> str:
@@ -81,6 +91,7 @@ def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
             line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1  # UTF-16 has 0x0A in others
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
+        remedy = UTF16_REMEDY if _utf16(raw) else remedy
         raise heirloom.HeirloomError(
             f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
         ) from None
@@ -128,6 +139,7 @@ def csv_rows(
                     raise heirloom.HeirloomError(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
+                _refuse_control_characters(path, reader.line_num, row, required, encoding)
                 yield reader.line_num, row
             file_break = _ends_with_break(path)
             ends_open = any(_BREAK.search(v) for v in _texts(row)) or not file_break
@@ -138,6 +150,20 @@ def csv_rows(
                     f"{path}:{lines}: a quote opened on line {began} is never closed "
                     "(the rest of the file would be one value)"
                 )
+
+
+def _refuse_control_characters(
+    path: str | Path, line: int, row: dict[Any, Any], columns: Sequence[str], encoding: str
+) -> None:
+    """An error naming the column whose value holds a C1 control character, which no text holds:
+    the file is in another encoding than the one read (Windows-1252 read as latin-1)."""
+    for column in columns:
+        if found := _C1_CONTROLS.search(row[column] or ""):
+            raise heirloom.HeirloomError(
+                f"{path}:{line}: the {column!r} column holds the control character U+{ord(found[0]):04X}, which "
+                f"no text holds: the file is not {encoding} text (a Windows export? set the source's 'encoding' "
+                '= "cp1252")'
+            )
 
 
 #: The decoding error handler that reads undecodable bytes as a lone surrogate, which no text
@@ -233,9 +259,13 @@ class CsvFormat:
         try:
             fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
             with open(fd, "rb") as handle:
+                start = handle.read(2)
+                handle.seek(0)
                 first = _first_line(handle, self.encoding)
         except OSError:
             return
+        if _utf16(start) and codecs.lookup(self.encoding).name not in ("utf-16", "utf-16-le", "utf-16-be"):
+            raise ValueError(f"{Path(path).name} is not {self.encoding} text: {UTF16_REMEDY}")
         if "\udcff" in first:  # bytes of the header the encoding cannot read
             said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
             raise ValueError(said)

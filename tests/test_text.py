@@ -254,6 +254,51 @@ def test_an_empty_test_split_gets_no_scores_rather_than_zeros(tmp_path):
     assert "the test split of source 'intents' has no records: nothing to evaluate" in evaluated.stderr
 
 
+def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path):
+    """Curly quotes and dashes (0x92, 0x96) read as latin-1 trained as invisible control
+    characters ("The company\x92s profit"), as the error's own advice had it read."""
+    path = tmp_path / "news.csv"
+    path.write_bytes(b"text,label\r\nThe company\x92s profit rose \x96 a record year,positive\r\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"news.csv:2: not utf-8-sig text .*\"cp1252\" for a Windows"):
+        list(CsvSource(train=str(path)).records())
+    with pytest.raises(heirloom.HeirloomError, match=r"news.csv:2: the 'text' column holds .* U\+0092.*= \"cp1252\""):
+        list(CsvSource(train=str(path), encoding="latin-1").records())
+    [record] = CsvSource(train=str(path), encoding="cp1252").records()
+    assert record["text"] == "The company\u2019s profit rose \u2013 a record year"
+    path.write_bytes("text,label\r\nProfit rose,positive\r\n".encode("utf-16"))  # a spreadsheet's "Unicode text"
+    for encoding in ("utf-8-sig", "latin-1"):
+        with pytest.raises(ValueError, match=r"news.csv is not .* UTF-16 byte-order mark: .* = \"utf-16\""):
+            CsvSource(train=str(path), encoding=encoding)
+    assert next(CsvSource(train=str(path), encoding="utf-16").records())["text"] == "Profit rose"
+
+
+def test_labels_of_a_file_that_print_alike_are_an_error_not_two_classes(tmp_path):
+    """A no-break space, full-width letters, a dotless i: each label became a class of its own,
+    printed like the other (the report showed two 'très positif' rows); feedback refuses them."""
+    header = "text,label\nProfit rose,très positif\nLoss widened,négatif\n"
+    for twin in ("très\u00a0positif", "\uff54rès positif"):
+        path = write(tmp_path / "news.csv", header + f"Flat year,{twin}\n")
+        with pytest.raises(heirloom.HeirloomError, match=r"news.csv:4: the 'label' column: label .* prints as 'très p"):
+            list(CsvSource(train=str(path)).records())
+    train, test = write(tmp_path / "train.csv", "text,label\nok,positive\nbad,negative\n"), tmp_path / "test.csv"
+    write(test, "text,label\nfine,pos\u0131tive\n")  # a dotless i, in the test file
+    with pytest.raises(heirloom.HeirloomError, match=r"test.csv:2: the 'label' column: label 'pos\u0131tive' prints"):
+        list(CsvSource(train=str(train), test=str(test)).records())
+    lines = ['{"text": "a", "label": "positive"}', '{"text": "b", "label": "\uff50ositive"}']
+    path = write(tmp_path / "j.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field: label .* prints as 'positive'"):
+        list(JsonlSource(train=str(path)).records())
+
+
+@pytest.mark.parametrize("label", ["1.0", "true", "[1]", '{"a": 1}'])
+def test_a_jsonl_label_that_is_no_string_or_integer_is_an_error(tmp_path, label):
+    """1 and 1.0 became two labels ("1", "1.0"), true the label "True"."""
+    path = write(tmp_path / "j.jsonl", f'{{"text": "a", "label": 1}}\n{{"text": "b", "label": {label}}}\n')
+    with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field holds .*; expected a string or an"):
+        list(JsonlSource(train=str(path)).records())
+    assert next(JsonlSource(train=str(path)).records())["label"] == "1"
+
+
 def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
     lines = [json.dumps({"body": f"text {i}", "tag": "even" if i % 2 else "odd"}) for i in range(50)]
     path = write(tmp_path / "items.jsonl", "\n".join(lines) + "\n\n")

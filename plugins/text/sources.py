@@ -86,6 +86,19 @@ class TextSource(heirloom.Source):
     def files(self) -> tuple[str, str | None]:
         """``(train file, test file or None)``."""
 
+    def checked_label(self, where: str, field: str, label: str) -> str:
+        """``label`` if it keeps the rules feedback labels keep, among every label this source
+        read before (any file, any pass): one that prints like another (a no-break space,
+        full-width letters, a dotless i) would train as a class of its own that looks the same."""
+        seen = self.__dict__.setdefault("_labels_read", {})
+        if label not in seen:
+            try:
+                heirloom.check_label(label, list(seen), field, allow_new=True)
+            except heirloom.RequestError as refused:
+                raise heirloom.HeirloomError(f"{where}: {refused.message}") from None
+            seen[label] = None
+        return label
+
     @abc.abstractmethod
     def read(self, path: str) -> Iterator[dict[str, str]]:
         """Every record of one file, in file order."""
@@ -274,13 +287,7 @@ class CsvSource(TextSource, CsvFormat):
             self._check_label(path, *last)
 
     def _check_label(self, path: str, line: int, label: str) -> None:
-        """The rules feedback labels keep: one that prints like another would be a class of its own."""
-        try:
-            heirloom.check_label(label, (), self.label_column, allow_new=True)
-        except heirloom.RequestError as refused:
-            raise heirloom.HeirloomError(
-                f"{path}:{line}: the {self.label_column!r} column: {refused.message}"
-            ) from None
+        self.checked_label(f"{path}:{line}: the {self.label_column!r} column", self.label_column, label)
 
 
 def _json_shape(value: Any) -> str:
@@ -322,8 +329,14 @@ class JsonlSource(TextSource):
                 for field in (self.text_field, self.label_field):
                     if row[field] is None or not str(row[field]).strip():  # str(None) would be a label "None"
                         raise heirloom.HeirloomError(f"{path}:{number}: the {field!r} field is blank or null")
+                    if type(row[field]) not in (str, int):  # 1.0 and 1 would be two labels, true a label "True"
+                        raise heirloom.HeirloomError(
+                            f"{path}:{number}: the {field!r} field holds {json.dumps(row[field])[:80]}; "
+                            "expected a string or an integer"
+                        )
                 text, label = str(row[self.text_field]), str(row[self.label_field]).strip()
                 label = unicodedata.normalize("NFC", label)  # a decomposed "café" is the composed one
+                self.checked_label(f"{path}:{number}: the {self.label_field!r} field", self.label_field, label)
                 yield {"id": f"{name}:{number}", "text": text, "label": label}
 
 
