@@ -33,6 +33,9 @@ SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
 #: How many ids of left-out records a warning names (the count says how many there are).
 SHOWN_IDS = 10
+#: The share of held-out texts that training records may repeat unsaid: the published data sets
+#: repeat a few (6 of Banking77's 3,080 test questions, 6 of PhraseBank's held-out sentences).
+REPEATS_SAID = 0.01
 
 log = logging.getLogger("heirloom.text")
 
@@ -115,10 +118,39 @@ class TextSource(heirloom.Source):
         if listed is not None:
             stream = self._listed_only(stream, set(listed))
         if kept is not None:
-            stream = (record for record in stream if record["label"] in kept)
+            stream = self._kept_only(stream, kept, split)
         if self.train_per_label and split == "train":
             stream = iter(sample_per_label(list(stream), self.train_per_label, self.seed))
+        if split == "train" and "_said_repeats" not in self.__dict__:
+            stream = self._warn_of_repeats(stream)
         return stream
+
+    def _named(self) -> str:
+        """``source 'news'`` once started in a system, else the class's name."""
+        ctx = getattr(self, "ctx", None)
+        return f"source {ctx.name!r}" if ctx is not None else type(self).__name__
+
+    def _warn_of_repeats(self, stream: Iterator[dict[str, str]]) -> Iterator[dict[str, str]]:
+        """``stream`` (the train split); training records whose text is a validation or test text
+        (whatever the case and spacing) are counted, and said once when more than REPEATS_SAID
+        of the held-out texts: test rows pasted into the training file reported a test accuracy
+        of 0.979 for a model that scores 0.770."""
+        held = {" ".join(r["text"].casefold().split()) for s in self.splits() if s != "train" for r in self.records(s)}
+        repeats = []
+        for record in stream:
+            if " ".join(record["text"].casefold().split()) in held:
+                repeats.append(record["id"])
+            yield record
+        self._said_repeats = True
+        if len(repeats) > REPEATS_SAID * len(held):
+            log.warning(
+                "%s: %d training record(s) repeat a validation or test text (%s%s): the held-out scores are "
+                "optimistic; remove the repeats from the training data",
+                self._named(),
+                len(repeats),
+                ", ".join(repeats[:SHOWN_IDS]),
+                ", ..." if len(repeats) > SHOWN_IDS else "",
+            )
 
     def kept_labels(self) -> set[str] | None:
         """The labels this source keeps (None: every label in the data)."""
@@ -138,6 +170,35 @@ class TextSource(heirloom.Source):
         if not isinstance(listed, list) or not all(isinstance(label, str) for label in listed):
             raise heirloom.HeirloomError(f"{path}: expected a JSON list of label names")
         return listed
+
+    def _kept_only(
+        self, stream: Iterator[dict[str, str]], kept: set[str], split: str | None
+    ) -> Iterator[dict[str, str]]:
+        """``stream``'s records of the ``kept`` labels; how many others were left out is said once
+        per split (a test file spelling ``Negative`` lost 142 test records unseen, and the
+        reported accuracy rose from 0.70 to 0.82)."""
+        left: Counter[str] = Counter()
+        for record in stream:
+            if record["label"] in kept:
+                yield record
+            else:
+                left[record["label"]] += 1
+        said = self.__dict__.setdefault("_said_left_out", set())
+        if left and split not in said:
+            said.add(split)
+            folded = {label.casefold(): label for label in kept}
+            log.warning(
+                "%s: %d %srecord(s) of labels not in 'labels' left out: %s",
+                self._named(),
+                sum(left.values()),
+                "" if split is None else f"{split} ",
+                ", ".join(
+                    f"{label!r} ({count}"
+                    + (f"; {folded[label.casefold()]!r} in another case" if label.casefold() in folded else "")
+                    + ")"
+                    for label, count in left.most_common(SHOWN_IDS)
+                ),
+            )
 
     def _listed_only(self, stream: Iterator[dict[str, str]], listed: set[str]) -> Iterator[dict[str, str]]:
         """``stream``, stopped at a record whose label ``labels_file`` does not list: the file
