@@ -502,6 +502,23 @@ def test_a_short_drug_word_that_rules_nothing_out_alone_does_not_make_an_allergy
     assert unread([(None, "Allergy to the iron")], [["iron sucrose"]]) == ["Allergy to the iron"]
 
 
+def test_the_console_shows_what_the_filter_withheld_and_the_allergies_it_could_not_read():
+    """The page showed only the drugs let through: a person reading it could not learn that an
+    allergy went unread, which the route's answer says so that one checks the drugs."""
+    from heirloom_plugins.medical.console import _ranked
+
+    answer = {
+        "codes": [{"code": "rxnorm:308182", "display": "Amoxicillin 250 MG", "probability": 0.9, "selected": True}],
+        "version": "medical/treatment@1",
+        "blocked": [{"code": "rxnorm:1", "display": "Penicillin V", "allergies": ["Allergy to <PCN>"]}],
+        "unread_allergies": ["Allergy to Amoxil"],
+    }
+    page = _ranked("treatment.recommend", answer)
+    assert "could not read" in page and "<span class='allergy'>Allergy to Amoxil</span>" in page
+    assert "<tr data-code='rxnorm:1'><td>Penicillin V</td>" in page and "Allergy to &lt;PCN&gt;" in page
+    assert "could not read" not in _ranked("treatment.recommend", {**answer, "unread_allergies": []})
+
+
 def test_many_allergies_are_read_up_to_a_bound_and_the_rest_listed():
     allergies = [(None, f"Allergy to drug{n}") for n in range(150)]  # 600 held the route 9 s
     assert "50 allergies past the first 100" in unread(allergies)

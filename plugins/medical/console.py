@@ -141,8 +141,34 @@ def _ranked(route: str, answer: dict[str, Any]) -> str:
     version = _text(answer.get("version"))
     return (
         f"<section class='ranked' data-route='{title}'><h3>{title} <small>({version})</small></h3>"
-        f"<table class='ranked'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>"
+        f"<table class='ranked'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        f"{_allergy_notes(answer)}</section>"
     )
+
+
+def _allergy_notes(answer: dict[str, Any]) -> str:
+    """What the safety filter withheld, and the allergies it could not read, which a person must
+    check the drugs against: the page showed neither, only the drugs it let through."""
+    unread = answer.get("unread_allergies") or []
+    blocked = answer.get("blocked") or []
+    listed = "; ".join(f"<span class='allergy'>{_text(allergy)}</span>" for allergy in unread)
+    notes = (
+        "<p class='unread'><strong>Allergies the safety filter could not read: check every drug against "
+        f"them.</strong> {listed}</p>"
+        if unread
+        else ""
+    )
+    if blocked:
+        rows = "".join(
+            f"<tr data-code='{_text(b.get('code'))}'><td>{_text(b.get('display'))}</td>"
+            f"<td><code>{_text(b.get('code'))}</code></td><td>{_text('; '.join(b.get('allergies') or []))}</td></tr>"
+            for b in blocked
+        )
+        notes += (
+            "<table class='blocked'><caption>Withheld for an allergy</caption><thead><tr><th>name</th><th>code</th>"
+            f"<th>allergies</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return notes
 
 
 def render(request: heirloom.ConsoleRequest) -> str:
