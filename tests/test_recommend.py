@@ -813,3 +813,16 @@ def test_an_event_acknowledged_before_kill_9_is_in_the_next_training_set(served)
     state = store.load("recommend/recs@2")
     assert "kill-9-user" in state.metadata["users"]
     assert state.metadata["training"]["warm_start"]["users_added"] == 1
+
+
+@pytest.mark.parametrize("k", ["abc", "\u00b2", "99999999999999999999999", "-1"])
+def test_the_recs_console_refuses_a_count_that_is_no_whole_number_beside_its_form(k):
+    """``k=²`` passed ``str.isdigit`` and failed int() (500, a traceback), and a 23-digit count
+    could not be packed: the page says what is wrong instead, before calling any route."""
+    from heirloom_plugins.recommend.console import render
+
+    def never(*_):
+        raise AssertionError("the console called a route with a count it should refuse")
+
+    request = heirloom.ConsoleRequest(api="recs", query={"user": "1", "k": k}, call=never, call_route=never, routes={})
+    assert "<p class='error'>'How many' must be a whole number" in render(request)

@@ -33,8 +33,8 @@ def render(request: heirloom.ConsoleRequest) -> str:
     )
     if not user:
         return form + "<p>Enter a user id (MovieLens: 1 to 943).</p>"
-    if not k.isdigit():
-        return form + "<p class='error'>'How many' must be a whole number.</p>"
+    if not (k.isascii() and k.isdigit()) or len(k) > 9:  # "²" is a digit; 10^23 cannot be sent
+        return form + "<p class='error'>'How many' must be a whole number (the route says how large).</p>"
     try:
         history = request.call("history", {"user": user, "limit": HISTORY_SHOWN})
         recommended = request.call("recommend", {"user": user, "k": int(k)})
