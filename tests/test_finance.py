@@ -434,3 +434,21 @@ def test_feedback_on_a_full_disk_is_an_error_and_never_poisons_training(trained,
     stats = run_heirloom("data", "stats", str(retrain), "corrections", "--json", env=trained)
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["records"]["train"] == len(acknowledged)
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+def test_a_monitor_time_without_a_zone_is_utc_whatever_the_daemons_zone(monkeypatch, zone):
+    """West of UTC a current zoneless time was refused as hours ahead; east of it, the alert rule
+    silently compared the wrong periods (the data sources read such a time as UTC)."""
+    from heirloom_plugins.text.monitor import _timestamp
+
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        now = time.time()
+        zoneless = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        assert _timestamp(zoneless, 0, now, 300) == _timestamp(f"{zoneless}+00:00", 0, now, 300)
+        assert abs(_timestamp(zoneless, 0, now, 300) - now) < 2
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -35,8 +35,9 @@ KEPT_TEXTS = 16
 
 
 def _timestamp(value: float | str | None, position: int, now: float, max_future: float) -> float:
-    """Seconds since the epoch from a number or an ISO 8601 string (default: now), finite and
-    not more than ``max_future`` seconds ahead of ``now``."""
+    """Seconds since the epoch from a number or an ISO 8601 string (default: now; without a
+    zone, UTC: the daemon's own zone refused a current time west of Greenwich and compared the
+    wrong periods east of it), finite and not more than ``max_future`` seconds ahead of ``now``."""
     field = f"body.items[{position}].time"
     if value is None:
         return now
@@ -44,7 +45,8 @@ def _timestamp(value: float | str | None, position: int, now: float, max_future:
         moment = float(value)
     else:
         try:
-            moment = datetime.fromisoformat(str(value)).timestamp()
+            parsed = datetime.fromisoformat(str(value))  # without a zone: UTC, as the data sources read it
+            moment = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
         except (ValueError, OverflowError):
             message = f"{field}: expected seconds since the epoch or an ISO 8601 time, got {value!r}"
             raise heirloom.RequestError("INVALID_ARGUMENT", message, field) from None
