@@ -531,6 +531,9 @@ def test_a_string_is_not_a_list(tmp_path, kernel):
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path), ['models.m.tags="ab"'])
     assert "--set: models.m.tags: expected a list, got str 'ab'" in str(caught.value)
+    with pytest.raises(heirloom.ProfileError) as caught:  # a long value quoted was cut at 60, unsaid
+        kernel.resolve(str(path), [f'models.m.tags="{"I" * 3000}"'])
+    assert "--set: models.m.tags: expected a list, got str 'IIIIIIIIIIII...IIIIIIIIIIIII'" in str(caught.value)
 
 
 def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_path):

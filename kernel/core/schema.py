@@ -13,6 +13,7 @@ import tomllib
 import types
 import typing
 from pathlib import Path
+from reprlib import repr as short
 from typing import Any
 
 import attrs
@@ -98,7 +99,7 @@ def _strict_sequence(tp: Any, converter: cattrs.Converter) -> Any:
 
     def structure(value: Any, cl: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != (fixed or len(value)):
-            raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {type(value).__name__} {value!r:.60}")
+            raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {type(value).__name__} {short(value)}")
         return tuple(map(converter.structure, value, args)) if inner is None else inner(value, cl)
 
     return structure

@@ -54,8 +54,7 @@ class ServerSettings:
     idle_inline_ms: float = attrs.field(default=5.0, validator=at_least(0))
     #: Threads running non-inline, non-batched handlers.
     handler_threads: int = attrs.field(default=4, validator=above(0))
-    #: Largest frame the transport accepts (ZeroMQ's ``MAXMSGSIZE``, checked per frame): a peer
-    #: that sends a larger one is disconnected and gets no reply.
+    #: Largest frame accepted (ZeroMQ's ``MAXMSGSIZE``, per frame): a larger one disconnects its peer, unanswered.
     max_message_bytes: int = attrs.field(default=64 << 20, validator=above(0))
     #: MiB of large replies (64 KiB and up) held for one client that is not reading them;
     #: past it, that client's large replies are dropped (``_stats`` ``dropped_replies``).

@@ -259,7 +259,7 @@ class Client:
             except RemoteError as error:
                 if not (safe and error.code in RETRYABLE and attempt < self.retries):
                     raise
-                pause = (error.retry_after_ms or 50 * 2**attempt) / 1000 * random.uniform(0.8, 1.2)
+                pause = (error.retry_after_ms or 50 * 2**attempt) / 1000 * random.uniform(1.0, 1.5)
                 if time.monotonic() + pause >= deadline:
                     raise
                 time.sleep(pause)
