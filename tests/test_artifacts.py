@@ -668,6 +668,26 @@ def test_training_warns_when_a_source_gives_the_same_records_for_validation_and_
     assert apart.returncode == 0 and "hold the same records" not in apart.stdout + apart.stderr
 
 
+@pytest.mark.parametrize(
+    ("odd", "said_"),
+    [
+        ("numpy", "ToyModel.evaluate()'s metrics must be JSON-serialisable: it holds a float32 at accuracy"),
+        ("dict", "ToyModel.evaluate() returned {'accuracy': 1.0, 'records': 1}, not a heirloom.Report(metrics="),
+    ],
+)
+def test_an_evaluate_report_train_could_not_store_is_refused_by_eval_too(store, tmp_path, odd, said_):
+    """A plugin's numpy float: train refused to store it, but `eval --json` printed it as the
+    string "1.0"; a dict instead of a Report was an AttributeError."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), "--set", "sources.rows.rows=1", env=env).returncode == 0
+    odd_setting = ("--set", "sources.rows.rows=1", "--set", f"models.m.odd_report={odd}")
+    for command in (("train", str(profile)), ("eval", str(profile), "--json")):
+        refused = run_heirloom(*command, *odd_setting, env=env)
+        assert refused.returncode == 1 and said_ in said(refused), refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr and '"accuracy": "1.0"' not in refused.stdout
+
+
 def test_a_data_path_that_is_no_regular_file_is_one_line_not_a_traceback(store, tmp_path):
     """A profile naming a folder where a plugin's source opens a file (heirloom.open_regular):
     a traceback and "a plugin bug" for a user's mistake."""

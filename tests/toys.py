@@ -75,6 +75,8 @@ class ToyModel(heirloom.Model):
     #: A warm start moves the state even on the same data (as a fitted threshold does).
     drift: bool = False
     generation: int = 0
+    #: ``numpy``: evaluate reports a numpy float; ``dict``: a plain dict, not a Report (plugin bugs).
+    odd_report: str = ""
     #: ``TOY_STATE_FORMAT=2`` plays a newer release of this model type.
     state_format: ClassVar[int] = int(os.environ.get("TOY_STATE_FORMAT", "1"))
 
@@ -110,7 +112,12 @@ class ToyModel(heirloom.Model):
         return batch
 
     def evaluate(self, data):
-        return heirloom.Report({"accuracy": 1.0, "records": sum(1 for _ in data)}, "perfect")
+        metrics = {"accuracy": 1.0, "records": sum(1 for _ in data)}
+        if self.odd_report == "numpy":
+            import numpy
+
+            metrics["accuracy"] = numpy.float32(1.0)
+        return metrics if self.odd_report == "dict" else heirloom.Report(metrics, "perfect")
 
     def state(self):
         return heirloom.State({}, {"epochs": self.epochs} | ({"generation": self.generation} if self.drift else {}))

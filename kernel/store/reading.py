@@ -10,12 +10,14 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
+from reprlib import repr as short
 from typing import Any
 
 import attrs
 
 from heirloom.core.components import Progress, Report, Source
 from heirloom.core.errors import HeirloomError
+from heirloom.store.content import canonical_json, finite
 
 #: Records between two progress updates while a split streams into a model.
 PROGRESS_EVERY = 256
@@ -134,6 +136,10 @@ def score(model: Any, source: Source, split: str, progress: Progress, descriptio
     if first is None:  # scores of nothing would read as a model that got everything wrong
         return None
     report = model.evaluate(itertools.chain([first], records))
+    named = f"{type(model).__name__}.evaluate()"
+    if not isinstance(report, Report) or not isinstance(report.metrics, dict):
+        raise HeirloomError(f"{named} returned {short(report)}, not a heirloom.Report(metrics=a dict, text=...)")
+    canonical_json(finite(report.metrics), f"{named}'s metrics")  # what train refuses to store, eval refuses too
     for _ in records:  # a model that stopped reading early still gets the whole split hashed
         pass
     return Evaluation(split, digest.hexdigest(), report)
