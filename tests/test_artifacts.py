@@ -688,6 +688,15 @@ def test_an_evaluate_report_train_could_not_store_is_refused_by_eval_too(store, 
         assert "Traceback" not in refused.stderr and '"accuracy": "1.0"' not in refused.stdout
 
 
+def test_train_says_no_records_only_when_a_split_had_none(store, tmp_path):
+    """A report of nested scores only was printed as "no records, no scores" for 360 records."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    trained = run_heirloom("train", str(profile), "--set", "models.m.odd_report=nested", env=env)
+    assert trained.returncode == 0, trained.stderr
+    assert "no top-level scores (see the report)" in trained.stdout and "no records" not in trained.stdout
+
+
 def test_a_data_path_that_is_no_regular_file_is_one_line_not_a_traceback(store, tmp_path):
     """A profile naming a folder where a plugin's source opens a file (heirloom.open_regular):
     a traceback and "a plugin bug" for a user's mistake."""

@@ -75,7 +75,8 @@ class ToyModel(heirloom.Model):
     #: A warm start moves the state even on the same data (as a fitted threshold does).
     drift: bool = False
     generation: int = 0
-    #: ``numpy``: evaluate reports a numpy float; ``dict``: a plain dict, not a Report (plugin bugs).
+    #: ``numpy``: evaluate reports a numpy float; ``dict``: a plain dict, not a Report (plugin bugs);
+    #: ``nested``: only nested scores.
     odd_report: str = ""
     #: ``TOY_STATE_FORMAT=2`` plays a newer release of this model type.
     state_format: ClassVar[int] = int(os.environ.get("TOY_STATE_FORMAT", "1"))
@@ -117,6 +118,8 @@ class ToyModel(heirloom.Model):
             import numpy
 
             metrics["accuracy"] = numpy.float32(1.0)
+        if self.odd_report == "nested":
+            metrics = {"per_class": {"a": metrics}}
         return metrics if self.odd_report == "dict" else heirloom.Report(metrics, "perfect")
 
     def state(self):

@@ -72,7 +72,8 @@ def report_trained(trained: Trained) -> None:
     console.print(trained.report.text, markup=False, highlight=False)
     for evaluation in trained.evaluations:
         role = "reported" if evaluation.split == TEST else "compared by promote --if-better"
-        scores = _scalars(evaluation.report.metrics) or "no records, no scores"
+        metrics = evaluation.report.metrics  # scores nested only (per_class...) are no missing records
+        scores = _scalars(metrics) or ("no top-level scores (see the report)" if metrics else "no records, no scores")
         line = f"{evaluation.split} ({role}; records {evaluation.fingerprint[:12]}): {scores}"
         console.print(line, markup=False, highlight=False)
     artifact = trained.artifact
