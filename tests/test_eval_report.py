@@ -76,6 +76,17 @@ def test_eval_names_pick_components_and_unknown_names_list_the_choices(trained):
     assert trained_typo.returncode == 2 and "has no model 'mm'; did you mean 'm'? (models: m)" in trained_typo.stderr
 
 
+def test_an_api_whose_optional_source_is_unset_is_left_out_of_eval_not_a_failure(trained):
+    """Its optional 'data' unset, the api failed the whole eval (exit 1), the models unevaluated."""
+    profile, env = trained
+    unset = ("--set", "apis.checks.data=null")
+    result = run_heirloom("eval", profile, "--json", *unset, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["models"]["m"]["accuracy"] == 1.0 and "checks" not in result.stdout
+    named = run_heirloom("eval", profile, "checks", *unset, env=env)
+    assert named.returncode == 1 and "apis.checks: cannot tell which source its records come from" in named.stderr
+
+
 def test_eval_of_an_untrained_model_says_why_once(tmp_path):
     """The reason (and what to run) is the command's error, not also a log warning above it."""
     profile = write(tmp_path / "toy.toml", PROFILE)

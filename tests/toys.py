@@ -161,7 +161,7 @@ class ToyApi(heirloom.Api):
 class ToyChecks(heirloom.Api):
     """An api with an evaluation of its own: every record passes, plus one false alarm."""
 
-    data: str = heirloom.ref("source")
+    data: str | None = heirloom.ref("source", default=None)
 
     def routes(self):
         return []

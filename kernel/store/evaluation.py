@@ -32,6 +32,8 @@ def evaluates(spec: ComponentSpec) -> bool:
 def evaluated_specs(profile: ResolvedProfile, names: tuple[str, ...]) -> list[ComponentSpec]:
     """The components ``heirloom eval`` evaluates: all, or the named ones (unknown names fail)."""
     found = [spec for spec in profile.components if evaluates(spec)]
+    if not names:  # an api whose optional source is unset has nothing to be evaluated on: left out, not a failure
+        found = [spec for spec in found if spec.kind == "model" or any(kind == "source" for kind, _ in spec.depends)]
     return named_specs(profile, found, names, "evaluated component")
 
 

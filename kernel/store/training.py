@@ -70,7 +70,7 @@ def data_source(spec: ComponentSpec, model: Any) -> str:
     if len(sources) == 1:
         return sources[0][1]
     raise HeirloomError(
-        f"{spec.key}: cannot tell which source to train on; name it in a field called 'data' "
+        f"{spec.key}: cannot tell which source its records come from; name it in a field called 'data' "
         f"(source references: {', '.join(f'{f}={t}' for f, t in sources) or 'none'})"
     )
 
