@@ -177,6 +177,11 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     shown = run_heirloom("data", "show", str(profile), "rows", env=toys)
     last = shown.stderr.strip().splitlines()[-1]
     assert shown.returncode == 1 and last.startswith("error: reading sources.rows (toy-source) failed: KeyError"), last
+    hashed = run_heirloom(  # was "training models.m (toy-model) failed: ValueError: cannot hash"
+        "train", str(profile), "--set", "sources.rows.bug=false", "--set", "sources.rows.bad_fingerprint=true", env=toys
+    )
+    last = hashed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: computing the fingerprint of sources.rows (toy-source) failed: ValueError"), last
 
 
 def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):

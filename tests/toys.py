@@ -33,6 +33,8 @@ class ToySource(heirloom.Source):
     #: ``records`` raises KeyError after its first row, and ``stop`` raises: a plugin's bugs.
     bug: bool = False
     fail_stop: bool = False
+    #: ``fingerprint`` raises ValueError: a plugin's bug.
+    bad_fingerprint: bool = False
 
     def start(self, ctx):
         super().start(ctx)
@@ -55,6 +57,8 @@ class ToySource(heirloom.Source):
             yield {"i": i}
 
     def fingerprint(self) -> str:
+        if self.bad_fingerprint:
+            raise ValueError("cannot hash")
         return f"toy-{self.rows}"
 
 

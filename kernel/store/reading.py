@@ -46,7 +46,7 @@ def reading(source: Source, split: str, progress: Progress, description: str) ->
     them; a source's error says what was being read (not blamed on the model or its parent)."""
     progress.start(description)
     pending = 0
-    with _blaming_the_source(source, split, description):  # the model's own errors never pass through here
+    with blaming_the_source(source, f"reading the {split} split", description):  # never the model's own errors
         for record in source.records(split):
             yield record
             pending += 1
@@ -57,7 +57,9 @@ def reading(source: Source, split: str, progress: Progress, description: str) ->
 
 
 @contextlib.contextmanager
-def _blaming_the_source(source: Source, split: str, description: str) -> Iterator[None]:
+def blaming_the_source(source: Source, doing: str, description: str) -> Iterator[None]:
+    """Errors raised inside as the source's, ``doing`` (``reading the test split``) what: its
+    HeirloomError as SourceReadError, any other exception as a SourceBug naming it."""
     try:
         yield
     except HeirloomError as exc:
@@ -67,7 +69,7 @@ def _blaming_the_source(source: Source, split: str, description: str) -> Iterato
         system = getattr(ctx, "system", None)
         specs = [spec for spec in getattr(system, "specs", ()) if (spec.kind, spec.name) == (ctx.kind, ctx.name)]
         named = f"{specs[0].key} ({specs[0].use})" if specs else type(source).__name__
-        raise SourceBug(f"reading the {split} split of {named}") from exc
+        raise SourceBug(f"{doing} of {named}") from exc
 
 
 def _plain(value: Any) -> Any:

@@ -31,7 +31,7 @@ from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.compare import TEST, VALIDATION, evaluation_key
 from heirloom.store.content import state_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
-from heirloom.store.reading import Evaluation, reading, score
+from heirloom.store.reading import Evaluation, blaming_the_source, reading, score
 from heirloom.store.refs import RefError
 
 log = logging.getLogger("heirloom.eval")
@@ -260,7 +260,8 @@ def train(
         quota = quota_mb(resources, "artifacts")  # a manager's wrong answer, said before the fit
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
-        fingerprint = source.fingerprint()
+        with blaming_the_source(source, "computing the fingerprint", f"fingerprinting source {source_name!r}"):
+            fingerprint = source.fingerprint()
         _say_if_the_data_changed(store, profile.project, spec, source_name, fingerprint, progress)
         unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
         with _naming_a_foreign_parent(spec, parent):
