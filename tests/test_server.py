@@ -570,6 +570,9 @@ def test_call_cli_prints_json_and_fails_with_the_code(daemon):
     ok = run_heirloom("call", "echo.echo", '{"a": [1, 2]}', "--connect", daemon.address)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout) == {"a": [1, 2]}
+    odd = run_heirloom("call", "echo.echo", "[NaN, Infinity, -Infinity, 1.5]", "--connect", daemon.address)
+    strict = json.loads(odd.stdout, parse_constant=lambda name: pytest.fail(f"not strict JSON: {name}"))
+    assert strict == ["NaN", "Infinity", "-Infinity", 1.5]  # printed bare, other languages' parsers refused it
     bad = run_heirloom("call", "t.typed", '{"text": 1}', "--connect", daemon.address)
     assert bad.returncode == 1
     assert bad.stderr.strip() == "INVALID_ARGUMENT: body.text: expected string, got integer 1"  # the field once

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ def _jsonable(value: Any) -> Any:
         return dict(zip(map(str, value), map(_jsonable, value.values()), strict=True))
     if isinstance(value, (list, tuple)):
         return list(map(_jsonable, value))
+    if isinstance(value, float) and not math.isfinite(value):  # strict JSON has none: protobuf's JSON words
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     return value
 
 
@@ -70,7 +73,9 @@ def call_command(
     curve_secret: Path | None,
     curve_server: Path | None,
 ) -> None:
-    """Call ROUTE on a daemon with BODY (JSON, default null) and print the reply as JSON.
+    """Call ROUTE on a daemon with BODY (JSON, default null) and print the reply as JSON
+    (strict JSON: a float that is not finite prints as the string "NaN", "Infinity" or
+    "-Infinity"; bytes as {"$base64": ...}).
 
     BODY travels as msgpack: its integers must fit 64 bits (-2^63 to 2^64-1; write a larger
     number as a float, 1e30), its strings be Unicode without lone surrogates (\\ud800), and
