@@ -614,6 +614,7 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     refusal = "team/m@1 (toy-model) holds state of format 2; the installed model type reads format 1 at most"
     older = run_heirloom("eval", str(profile), env=env)
     assert older.returncode == 1 and refusal in said(older), older.stderr
+    assert "install a release of its plugin whose model type reads format 2" in said(older)
     assert said(older).count("holds state of format 2") == 1, "said once, not also as a log line"
     served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
     assert served.returncode == 1 and refusal in said(served), served.stderr

@@ -106,8 +106,8 @@ def decode_state(
         releases = ", ".join(f"{dist} {version}" for dist, version in sorted(stored_with.items()))
         raise HeirloomError(
             f"{what} holds state of format {stored}; the installed model type reads format {reads} at most "
-            f"(the version was stored with {releases or 'no plugin recorded'}): install that release of its "
-            "plugin or a later one (heirloom itself for heirloom's model types), or use a version it stored"
+            f"(the version was stored with {releases or 'no plugin recorded'}): install a release of its plugin "
+            f"whose model type reads format {stored} (heirloom itself for heirloom's), or use a version it stored"
         )
     return state
 
