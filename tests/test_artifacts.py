@@ -696,6 +696,8 @@ def test_train_says_no_records_only_when_a_split_had_none(store, tmp_path):
     trained = run_heirloom("train", str(profile), "--set", "models.m.odd_report=nested", env=env)
     assert trained.returncode == 0, trained.stderr
     assert "no top-level scores (see the report)" in trained.stdout and "no records" not in trained.stdout
+    empty = run_heirloom("train", str(profile), "--set", "sources.rows.rows=0", env=env)  # a header-only CSV
+    assert empty.returncode == 1 and "the train split of source 'rows' has no records: nothing to fit" in said(empty)
 
 
 def test_a_data_path_that_is_no_regular_file_is_one_line_not_a_traceback(store, tmp_path):

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -367,7 +368,10 @@ def fit(model: Any, source: Source, source_name: str, parent_state: State | None
     validation = reading(source, VALIDATION, NullProgress(), f"reading the validation split of {source_name}")
     extra = {VALIDATION: validation} if VALIDATION in splits and takes_validation(model) else {}
     train_split = reading(source, "train", progress, f"reading the train split of {source_name}")
-    model.fit(train_split, parent=parent_state, progress=progress, **extra)
+    first = next(train_split, None)
+    if first is None:  # a model's own complaint ("needs two labels, got []") named no source or file
+        raise HeirloomError(f"the train split of source {source_name!r} has no records: nothing to fit")
+    model.fit(itertools.chain([first], train_split), parent=parent_state, progress=progress, **extra)
 
 
 def fit_state(raw: RawProfile, name: str, parent_state: State | None) -> State:
