@@ -317,6 +317,8 @@ def test_a_jsonl_label_that_is_no_string_or_integer_is_an_error(tmp_path, label)
     with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field holds .*; expected a string or an"):
         list(JsonlSource(train=str(path)).records())
     assert next(JsonlSource(train=str(path)).records())["label"] == "1"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().split(b"\n")[0])  # an editor's byte-order mark: no text
+    assert next(JsonlSource(train=str(path)).records()) == {"id": "j.jsonl:1", "text": "a", "label": "1"}
 
 
 def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):

@@ -373,7 +373,7 @@ class JsonlSource(TextSource):
 
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
-        with open(path, encoding="utf-8") as handle, decoding(path, "utf-8", "JSON lines are UTF-8"):
+        with open(path, encoding="utf-8-sig") as handle, decoding(path, "utf-8-sig", "JSON lines are UTF-8"):
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
