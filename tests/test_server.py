@@ -72,6 +72,8 @@ def test_invalid_argument_names_the_field(client):
     assert caught.value.field == "body.txet" and "unknown key; did you mean 'text'?" in caught.value.message
     for body, said in (  # nested shapes, in the protocol's words too (not Python's)
         ({"points": ["a point"]}, "body.points[0]: expected a map, got string"),
+        ({"points": [1, None]}, "body.points[0]: expected a map, got integer"),  # was "argument of type 'int' ..."
+        ({"points": [None]}, "body.points[0]: expected a map, got nil"),
         ({"points": [{"x": {"v": 1}, "y": 2}]}, "body.points[0].x: expected number, got map {'v': 1}"),
         ({"points": [{"x": None, "y": 2}]}, "body.points[0].x: expected number, got nil"),
         ({"points": [{"x": True, "y": 2}]}, "body.points[0].x: expected number, got boolean true"),

@@ -74,6 +74,8 @@ def in_wire_words(message: str) -> str:
     in another language knows maps and strings, not ``'str' object has no attribute 'keys'``."""
     if found := re.fullmatch(r"'(\w+)' object has no attribute '(keys|get|items)'", message):
         return f"expected a map, got {WIRE_NAMES.get(found[1], found[1])}"
+    if found := re.fullmatch(r"argument of type '(\w+)' is not iterable", message):  # a number or nil for a map
+        return f"expected a map, got {WIRE_NAMES.get(found[1], found[1])}"
     if found := re.fullmatch(r"(.*) \(<class '(\w+)'>\) not part of (.+)", message, re.DOTALL):
         wanted = [WIRE_NAMES.get(name.strip(), name.strip()) for name in found[3].split("|")]
         shown = found[1] if len(found[1]) <= 40 else f"{found[1][:40]}..."  # as a lone type's message quotes it
