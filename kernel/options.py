@@ -18,6 +18,9 @@ commands share, so the same option reads the same in every ``--help``.
   ``configure_logs(level, fmt)`` sends heirloom's log lines to stderr that way.
 - ``ADDRESS``: the type of a ZeroMQ endpoint option (``--connect``: tcp://, ipc:// or
   inproc://), as ``heirloom call --connect`` and ``heirloom gateway --connect`` take.
+- ``set_option``: ``--set KEY.PATH=VALUE`` (repeatable) of a command that takes a profile,
+  given as ``overrides`` for ``Kernel.resolve(profile, overrides)``, as every kernel command
+  and ``heirloom gateway PROFILE`` take it.
 - ``SECONDS``: the type of a duration option (a finite number of seconds, 0 < s <= a day),
   as ``heirloom call --timeout`` and ``heirloom gateway --timeout`` take.
 """
@@ -36,6 +39,7 @@ from heirloom.cli.options import (
     listen_options,
     log_options,
     loopback,
+    set_option,
     url_host,
 )
 
@@ -53,5 +57,6 @@ __all__ = [
     "listen_options",
     "log_options",
     "loopback",
+    "set_option",
     "url_host",
 ]

@@ -973,12 +973,15 @@ def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("server", "options"), [("[server]\nworkers = 2\n", []), ("", ["--separate-daemon"])], ids=["workers", "asked"]
+    ("server", "options"),
+    [("[server]\nworkers = 2\n", []), ("", ["--separate-daemon"]), ("", ["--set", "server.workers=2"])],
+    ids=["workers", "asked", "set"],
 )
 def test_gateway_profile_runs_a_child_daemon_for_workers_or_when_asked(tmp_path, server, options):
     """A daemon of several workers cannot live in the gateway's process, and
     --separate-daemon asks for one that does not: it runs as a ``heirloom serve`` child
-    (another pid), stopped with the gateway."""
+    (another pid), stopped with the gateway. ``--set`` reaches it as ``serve --set`` does
+    (the gateway had none: a setting meant a profile of its own)."""
     profile = write(tmp_path / "p.toml", f'extends = ["minimal"]\n{server}')
     port = free_port()
     process = subprocess.Popen(

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from heirloom.cli.logs import writes_json
+from heirloom.cli.options import set_option  # noqa: F401 - the commands' shared --set
 from heirloom.core.errors import ProfileError
 from heirloom.core.fsutil import NotRegularFile
 
@@ -109,12 +110,3 @@ def resolve_or_exit(profile: str, overrides: tuple[str, ...] = ()) -> ResolvedPr
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=False))
-
-
-set_option = click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY.PATH=VALUE",
-    help="Override a value, typed by the schema (repeatable): --set models.sentiment.epochs=3",
-)

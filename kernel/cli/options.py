@@ -20,6 +20,17 @@ from heirloom.core.settings import endpoint_problem
 F = TypeVar("F", bound=Callable[..., object])
 
 
+#: ``--set KEY.PATH=VALUE`` (repeatable), given to the command as ``overrides``: what
+#: ``Kernel.resolve(profile, overrides)`` takes.
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY.PATH=VALUE",
+    help="Override a value, typed by the schema (repeatable): --set models.sentiment.epochs=3",
+)
+
+
 def existing_file(name: str, help: str) -> Callable[[F], F]:
     """An option naming a file that must exist, as a Path: a key (``--curve-secret``), a tokens file."""
     return click.option(name, type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help)

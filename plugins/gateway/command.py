@@ -27,6 +27,7 @@ from heirloom.options import (
     existing_file,
     listen_options,
     log_options,
+    set_option,
     url_host,
 )
 from heirloom.reports import EXTRA_HINT
@@ -52,7 +53,9 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def daemon_for(kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, separate: bool) -> Iterator[Daemon]:
+def daemon_for(
+    kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, separate: bool, overrides: tuple[str, ...] = ()
+) -> Iterator[Daemon]:
     """PROFILE's daemon, started for the gateway and stopped when it stops.
 
     By default a one-process daemon is served from the gateway's own event loop, reached
@@ -60,10 +63,10 @@ def daemon_for(kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, s
     request to cross (docs/HTTP.md). ``separate``, or a daemon of worker processes: a
     ``heirloom serve`` child, with an interpreter lock of its own.
     """
-    resolved = kernel.resolve(profile)
+    resolved = kernel.resolve(profile, overrides)
     settings = resolved.settings["server"]
     if separate or not heirloom.in_one_process(resolved, settings):
-        with served_by_child(profile, start_timeout=120) as address:
+        with served_by_child(profile, overrides, start_timeout=120) as address:
             yield Daemon(address)
         return
     system = kernel.system(resolved, serve_models=True)
@@ -72,13 +75,14 @@ def daemon_for(kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, s
 
 
 @contextlib.contextmanager
-def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
+def served_by_child(profile: str, overrides: tuple[str, ...], start_timeout: float) -> Iterator[str]:
     """``heirloom serve PROFILE`` as a child on a private ipc socket, yielded once it serves
     its routes (as the in-process daemon is: started and mounted, so the gateway's first
     requests are not refused as too early); SIGTERM on the way out."""
     folder = tempfile.mkdtemp(prefix="heirloom-gateway-")
     address = f"ipc://{folder}/daemon.sock"
-    child = subprocess.Popen([sys.executable, "-m", "heirloom", "serve", profile, "--bind", address])
+    settings = [f"--set={override}" for override in overrides]
+    child = subprocess.Popen([sys.executable, "-m", "heirloom", "serve", profile, *settings, "--bind", address])
     try:
         with heirloom.Client(address, timeout=2.0, retries=0) as client:
             deadline = time.monotonic() + start_timeout
@@ -131,9 +135,11 @@ def served_by_child(profile: str, start_timeout: float) -> Iterator[str]:
     is_flag=True,
     help="With PROFILE: run its daemon as a `heirloom serve` child process, not on the gateway's event loop.",
 )
+@set_option
 @log_options
 def gateway_command(
     profile: str | None,
+    overrides: tuple[str, ...],
     connect: str | None,
     host: str,
     port: int,
@@ -165,6 +171,8 @@ def gateway_command(
         raise click.UsageError("give PROFILE or --connect ADDR (one of them)")
     if separate_daemon and connect is not None:
         raise click.UsageError("--separate-daemon goes with PROFILE, not --connect")
+    if overrides and connect is not None:
+        raise click.UsageError("--set changes PROFILE's settings: it goes with PROFILE, not --connect")
     if curve_server_key is not None and tokens is None:
         raise click.UsageError("--curve-server needs --tokens (the client keys to use)")
     try:
@@ -199,7 +207,9 @@ def gateway_command(
             if connect is not None:
                 daemon = Daemon(connect)
             else:
-                daemon = stack.enter_context(daemon_for(kernel, profile, context, separate=separate_daemon))
+                daemon = stack.enter_context(
+                    daemon_for(kernel, profile, context, separate=separate_daemon, overrides=overrides)
+                )
         except heirloom.HeirloomError as exc:
             if stopping.is_set():  # a plugin "failed" on the signal's SystemExit
                 sys.exit(0)
