@@ -129,6 +129,23 @@ def test_a_field_typed_buffer_takes_a_buffer_frame_and_states_its_placeholder(cl
     assert schema["properties"] == {"$buffer": {"type": "integer", "minimum": 0}} and schema["required"] == ["$buffer"]
 
 
+def test_routes_states_every_float_bound_and_the_int_bounds_json_readers_hold():
+    """``above(-1e300)`` was enforced but left out of ``_routes`` (only bounds within 2^53 were
+    stated, floats too, which JSON and msgpack carry whole); an int past 2^53 a JSON reader
+    would round stays unstated."""
+    import attrs
+
+    from heirloom.wire.inputs import json_schema
+
+    @attrs.define
+    class Body:
+        level: float = attrs.field(validator=heirloom.above(-1e300))
+        count: int = attrs.field(validator=attrs.validators.le(2**60))
+
+    properties = json_schema(Body)["properties"]
+    assert properties["level"]["exclusiveMinimum"] == -1e300 and "maximum" not in properties["count"]
+
+
 def test_a_buffer_is_any_contiguous_bytes_view_and_a_strided_one_is_refused_where_it_is_made(client):
     """A typed view (numpy's float32s) was measured in items, not bytes, and refused; a strided
     one passed and failed as it was sent, in the middle of a message, killing the daemon."""

@@ -288,8 +288,9 @@ _OPTIONAL = type(attrs.validators.optional(attrs.validators.instance_of(int)))
 
 
 def _carried(value: Any) -> bool:
-    """A number JSON and msgpack carry as it is (finite, within a double's exact integers)."""
-    return type(value) in (int, float) and math.isfinite(value) and abs(value) <= 2**53
+    """A number JSON and msgpack carry as it is: a finite float (``above(-1e300)`` was left out of
+    ``_routes``, though enforced), an int within a double's exact integers (JSON readers' numbers)."""
+    return (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) <= 2**53)
 
 
 def _tighter(key: str, old: Any, new: Any) -> Any:
