@@ -708,6 +708,16 @@ def test_record_shape_from_every_kind_of_resource(tmp_path):
     assert json.loads(json.dumps(attrs.asdict(record)))["timeline"][1]["components"][0]["unit"] == "mm[Hg]"
 
 
+def test_a_symlinked_folder_of_exports_is_read_and_a_link_loop_ends(tmp_path):
+    """A link to a folder of bundles read as "no FHIR files in it" (linked files were read)."""
+    write(tmp_path / "exports" / "p.json", bundle(PATIENT))
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "hospital").symlink_to(tmp_path / "exports")
+    (tmp_path / "exports" / "again").symlink_to(tmp_path / "set")  # a loop back up
+    [record] = list(FhirSource(path=str(tmp_path / "set")).records())
+    assert record.id == "p1"
+
+
 def test_an_allergy_keeps_every_name_its_resource_gives_what_it_is_to(tmp_path):
     """A generic code ("Drug allergy") with the substance in ``code.text``, in a second coding or
     in a reaction's substance: only the first coding's display was kept, and the medical

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,8 +119,20 @@ def discover(root: Path) -> list[Path]:
     decompressed copy included (for a pass to refuse by name, not to skip unseen), in a stable order."""
     if root.is_file():
         return [root]
-    found = (p for p in root.rglob("*") if _fhir_name(p) and p.is_file())
+    found = (p for p in _files_under(root) if _fhir_name(p) and p.is_file())
     return sorted((p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts)), key=str)
+
+
+def _files_under(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, a symlinked folder followed (``Path.rglob`` did not: a link to a
+    folder of exports read as "no FHIR files in it"), each real folder once (a link loop ends)."""
+    seen: set[str] = set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        if (real := os.path.realpath(folder)) in seen:
+            folders.clear()
+            continue
+        seen.add(real)
+        yield from (Path(folder, name) for name in files)
 
 
 def _fhir_name(path: Path) -> bool:
