@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import heirloom
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DeadlineExceeded, PermissionDenied, Unauthenticated
 from tests.daemons import Daemon
@@ -225,6 +227,33 @@ def test_client_keys_are_read_again_on_a_timer(tmp_path, keys):
     daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
     with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as alice:
         assert alice.call("echo.echo", 1) == 1
+    assert daemon.terminate() == 0
+
+
+def test_a_client_refused_at_the_handshake_is_served_once_its_key_is_added(tmp_path, keys):
+    """libzmq never reconnects a socket refused at the Curve handshake: the same client stayed
+    UNAUTHENTICATED after its key was authorised, and only a new one was served."""
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "root.key").write_bytes((keys / "clients" / "root.key").read_bytes())
+    daemon = refreshing_daemon(tmp_path, keys, clients)
+    daemon.wait_ready(curve=_curve(keys, "admins/root.key_secret"))
+    with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5, retries=0) as alice:
+        with pytest.raises(Unauthenticated):
+            alice.call("echo.echo", "before")
+        (clients / "alice.key").write_bytes((keys / "clients" / "alice.key").read_bytes())
+        time.sleep(1)  # read again every 0.2 s
+        assert alice.call("echo.echo", "after") == "after"
+
+    async def refused_then_added() -> None:  # the asyncio client alike
+        async with heirloom.AsyncClient(daemon.address, curve=_curve(keys, "strangers/mallory.key_secret")) as mallory:
+            with pytest.raises(Unauthenticated):
+                await mallory.call("echo.echo", "before", timeout=5)
+            (clients / "mallory.key").write_bytes((keys / "strangers" / "mallory.key").read_bytes())
+            await asyncio.sleep(1)
+            assert await mallory.call("echo.echo", "after", timeout=5) == "after"
+
+    asyncio.run(refused_then_added())
     assert daemon.terminate() == 0
 
 

@@ -33,6 +33,7 @@ from heirloom.wire.client import (
     Unavailable,
     frames_of,
     parse_reply,
+    redial,
     refused_key_message,
     seconds,
     silence_hint,
@@ -89,8 +90,9 @@ class AsyncClient:
         """Send one request and wait for its :class:`Reply`; a non-OK status raises its RemoteError."""
         if self._closed:
             raise HeirloomError("the client is closed")
-        if self._auth_failure is not None:
-            raise Unauthenticated(self._auth_failure)
+        if self._auth_failure is not None:  # a call after a refusal: try the handshake again
+            self._auth_failure = None
+            redial(self._socket, self.address)
         loop = self._loop or self._attach()
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)

@@ -8,6 +8,7 @@ callers hand it requests through a queue and get futures back, so any number of 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import math
@@ -138,6 +139,14 @@ def parse_reply(frames: list[Any], expected: Callable[[Any], bool]) -> tuple[Any
     if status != OK:
         return request_id, error_from_reply(str(status), body)
     return request_id, Reply(body, header.get("version"), header.get("queue_ms", 0.0), header.get("compute_ms", 0.0))
+
+
+def redial(socket: zmq.Socket, address: str) -> None:
+    """Connect ``socket`` to ``address`` again: libzmq leaves a socket refused at the Curve
+    handshake with no peer, for good, so a key authorised since was served only to a new client."""
+    with contextlib.suppress(zmq.ZMQError):  # the refused connection may be gone already
+        socket.disconnect(address)
+    socket.connect(address)
 
 
 def refused_key_message(address: str) -> str:
@@ -312,10 +321,9 @@ class Client:
             if entry.future.done():  # expired while waiting for a connection
                 self._backlog.popleft()
                 continue
-            if self._auth_failure is not None:
-                self._backlog.popleft()
-                entry.future.set_exception(Unauthenticated(self._auth_failure))
-                continue
+            if self._auth_failure is not None:  # a call after a refusal: try the handshake again
+                self._auth_failure = None
+                redial(self._socket, self.address)
             try:
                 self._send_frames(frames)
             except zmq.Again:
@@ -351,9 +359,11 @@ class Client:
                 self._auth_failure = None
                 continue
             self._auth_failure = refused_key_message(self.address)
-            for entry in pending.values():
-                entry.future.set_exception(Unauthenticated(self._auth_failure))
+            for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
+                if not entry.future.done():
+                    entry.future.set_exception(Unauthenticated(self._auth_failure))
             pending.clear()
+            self._backlog.clear()
 
     def _expire(self, pending: dict[int, _Pending]) -> None:
         now = time.monotonic()
