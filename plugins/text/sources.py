@@ -135,13 +135,13 @@ class TextSource(heirloom.Source):
         (whatever the case and spacing) are counted, and said once when more than REPEATS_SAID
         of the held-out texts: test rows pasted into the training file reported a test accuracy
         of 0.979 for a model that scores 0.770."""
-        held = {" ".join(r["text"].casefold().split()) for s in self.splits() if s != "train" for r in self.records(s)}
-        repeats = []
+        trained = []
         for record in stream:
-            if " ".join(record["text"].casefold().split()) in held:
-                repeats.append(record["id"])
+            trained.append((" ".join(record["text"].casefold().split()), record["id"]))
             yield record
-        self._said_repeats = True
+        self._said_repeats = True  # the held-out splits read after the train split: its errors come first
+        held = {" ".join(r["text"].casefold().split()) for s in self.splits() if s != "train" for r in self.records(s)}
+        repeats = [record_id for text, record_id in trained if text in held]
         if len(repeats) > REPEATS_SAID * len(held):
             log.warning(
                 "%s: %d training record(s) repeat a validation or test text (%s%s): the held-out scores are "
