@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.text import Text
 
 from heirloom.cli.logs import writes_json
-from heirloom.cli.options import set_option  # noqa: F401 - the commands' shared --set
 from heirloom.core.errors import ProfileError
 from heirloom.core.fsutil import NotRegularFile
 

@@ -30,9 +30,8 @@ from heirloom.cli.common import (
     inert,
     print_json,
     resolve_or_exit,
-    set_option,
 )
-from heirloom.cli.options import SECONDS
+from heirloom.cli.options import SECONDS, set_option
 from heirloom.core.components import Source
 from heirloom.core.errors import HeirloomError
 from heirloom.core.paths import data_root

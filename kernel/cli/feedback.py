@@ -16,7 +16,8 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_INVALID, console, fail, inert, print_json, resolve_or_exit, set_option
+from heirloom.cli.common import EXIT_INVALID, console, fail, inert, print_json, resolve_or_exit
+from heirloom.cli.options import set_option
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.store.feedback import Entry, FeedbackLog, Replay
 

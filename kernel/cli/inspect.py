@@ -19,8 +19,8 @@ from heirloom.cli.common import (
     print_json,
     report_profile_error,
     resolve_or_exit,
-    set_option,
 )
+from heirloom.cli.options import set_option
 from heirloom.core.errors import HeirloomError, ProfileError
 from heirloom.core.profile import MASK
 from heirloom.core.schema import DEFAULT_RESOURCES, validate

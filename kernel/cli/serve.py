@@ -9,8 +9,8 @@ import attrs
 import click
 
 from heirloom.cli import logs
-from heirloom.cli.common import fail, get_kernel, resolve_or_exit, set_option
-from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folder, log_options
+from heirloom.cli.common import fail, get_kernel, resolve_or_exit
+from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folder, log_options, set_option
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.metrics import MetricsAddress

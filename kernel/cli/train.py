@@ -16,8 +16,8 @@ from heirloom.cli.common import (
     get_kernel,
     print_json,
     resolve_or_exit,
-    set_option,
 )
+from heirloom.cli.options import set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import write_atomic
