@@ -15,16 +15,15 @@ Contract checks, each a plain function that raises ``AssertionError`` naming the
 rule (the built-in plugins' tests run them too):
 
 - :func:`check_source`: records stream, the same on every call; the fingerprint is stable.
-- :func:`check_model`: no weights means not ready; fit, predict one output per input,
-  evaluate returns a Report; the state survives the artifact store and predicts the same;
-  a warm start from its own state works.
-- :func:`check_api`: served by a real daemon loop on a real socket: every route documented,
-  bad bodies answered INVALID_ARGUMENT.
+- :func:`check_model`: no weights means not ready; fit, predict one output per input, evaluate
+  returns a Report; the state survives the store, predicts the same and warm-starts a fit.
+- :func:`check_api`: on a real daemon loop and socket, every route documented, bad bodies refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import itertools
 import json
@@ -38,12 +37,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 import pytest
 
 from heirloom.core.components import REF_KEY, TABLES, Api, Model, Report, Source, State
+from heirloom.core.errors import HeirloomError
 from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
 from heirloom.core.settings import ServerSettings
@@ -52,6 +52,9 @@ from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.routing import api_routes
 from heirloom.wire.server import Server
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 CHECKED = "checked"
 RECORDS_SOURCE = "heirloom-testing-records"
@@ -278,7 +281,26 @@ def _value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} {value!r} into a profile")
 
 
+def _contract_check(check: Callable[P, R]) -> Callable[P, R]:
+    """``check`` raising only ``AssertionError``, as PLUGINS.md says: what the component (or the
+    profile built from its config) raised otherwise (a HeirloomError, a KeyError) becomes one
+    naming it, chained to it for its traceback."""
+
+    @functools.wraps(check)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return check(*args, **kwargs)
+        except AssertionError:
+            raise
+        except Exception as exc:
+            said = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"
+            raise AssertionError(f"{check.__name__}: {said}") from exc
+
+    return checked
+
+
 # -- sources --------------------------------------------------------------------------------
+@_contract_check
 def check_source(
     cls: type[Source],
     config: dict[str, Any] | None = None,
@@ -337,6 +359,7 @@ def _check_apart(seen: dict[str, set[str]]) -> None:
 
 
 # -- models ---------------------------------------------------------------------------------
+@_contract_check
 def check_model(
     cls: type[Model],
     config: dict[str, Any] | None,
@@ -406,6 +429,7 @@ def _through_the_store(state: State, state_format: int) -> State:
 
 
 # -- apis -----------------------------------------------------------------------------------
+@_contract_check
 def check_api(
     cls: type[Api],
     config: dict[str, Any] | None = None,
