@@ -736,6 +736,13 @@ def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store
         assert error.startswith("could not load team/m@2: artifact team/m@2 is corrupt: <store>/blobs/"), error
         assert str(store.root) not in error and str(store.root.resolve()) not in error
         assert str(blob) in daemon.log() or str(blob.resolve()) in daemon.log()
+        keyless = store.put("team", "m", heirloom.State({}, {}), model_type="toy-model")  # load() raises KeyError
+        store.promote(keyless.ref, "production")
+        with daemon.client(timeout=10) as client:  # a plugin's own exception named by its type, as at the start
+            deadline = time.monotonic() + 20
+            while "@3" not in (error := client.call("_stats")["models"]["m"]["error"]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert error == "could not load team/m@3: KeyError: 'epochs'; still serving team/m@1", error
         # the toy's route has no description: served, and said (check_api refuses it; serve was silent)
         assert "route t.predict has no description" in daemon.log()
     finally:

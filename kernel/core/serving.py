@@ -30,8 +30,7 @@ WATCHER_JOIN_TIMEOUT = 5.0
 
 
 class StoredVersion(Protocol):
-    """What serving reads of a stored version: its ``project/model@N`` ref, content digest
-    and the model type that stored it (attributes of a frozen attrs class)."""
+    """What serving reads of a stored version: its ref, content digest and model type."""
 
     ref: str
     digest: str
@@ -127,7 +126,8 @@ class ModelServing:
                 if problems := self.vet((name, model)):  # a setting of an api the new version cannot serve
                     raise HeirloomError("; ".join(problems))
             except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
-                self.errors[name] = f"could not load {artifact.ref}: {exc}; still serving {handle.version or 'nothing'}"
+                why = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # as at the start
+                self.errors[name] = f"could not load {artifact.ref}: {why}; still serving {handle.version or 'nothing'}"
                 self._failed[name] = artifact.digest
                 log.error("%s", self.errors[name])
                 continue
