@@ -38,8 +38,10 @@ from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
     LOAD,
     MAX_HEARTBEAT_ROUTES,
+    MISSED_HEARTBEATS,
     KeyRoutes,
     Worker,
+    allowed_silence,
     not_sent,
     read_heartbeat,
     served_routes,
@@ -77,7 +79,6 @@ from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver
 log = logging.getLogger("heirloom.wire.broker")
 #: Why a worker was counted lost before its exit: its start failed (its exit 1 is that failure).
 START_FAILED = "its start failed"
-MISSED_HEARTBEATS = 3
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
 #: Seconds a local worker has to stop its components once the shared grace period is over.
@@ -89,8 +90,6 @@ LARGE_REQUEST = 64 << 10
 MAX_ROUTES = 10_000
 #: Workers a broker keeps track of at once (a new one past them is ignored, said once a minute).
 MAX_WORKERS = 128
-#: The longest heartbeat interval a worker may claim (a peer claiming 3,000 s held a slot 2.5 h).
-MAX_CLAIMED_HEARTBEAT = 60.0
 
 
 class Broker(BrokerRoutes):
@@ -345,12 +344,12 @@ class Broker(BrokerRoutes):
             worker = self.workers[identity] = Worker(identity)
             log.info("worker pid %s connected", status.get("pid"))
         was_ready, routes_before = worker.ready, worker.status.get("routes")
-        beat = status.get("heartbeat")
-        own = min(float(beat), MAX_CLAIMED_HEARTBEAT) if beat is not None and 0 < beat else 0.0
-        worker.silence = MISSED_HEARTBEATS * max(self.settings.heartbeat, own)
         worker.pid = status.get("pid") or 0
         worker.local = self.local.vouches(status)
         worker.ready = bool(status.get("ready")) and not status.get("draining")
+        worker.silence = allowed_silence(
+            self.settings.heartbeat, status.get("heartbeat"), worker.local and not worker.ready
+        )
         worker.status = status
         worker.last_seen = time.monotonic()
         if not self.worker_totals.update(identity, status.get("metrics")):

@@ -69,6 +69,22 @@ class Worker:
         self.in_flight = 0
 
 
+#: Heartbeats a worker may miss before it is dropped; one of the broker's own processes that is
+#: starting (not ready), STARTING_PATIENCE times as many: thirteen daemons starting at once on 2
+#: cores starved workers importing torch past 3 s; killed and respawned, they took 109 s to be
+#: ready. (A peer on the worker endpoint gets no more: unready fakes would hold the slots.)
+MISSED_HEARTBEATS, STARTING_PATIENCE = 3, 10
+#: The longest heartbeat interval a worker may claim (a peer claiming 3,000 s held a slot 2.5 h).
+MAX_CLAIMED_HEARTBEAT = 60.0
+
+
+def allowed_silence(broker_beat: float, claimed: Any, starting: bool) -> float:
+    """Seconds a worker may stay silent: MISSED_HEARTBEATS of its heartbeat interval (as it claims
+    it, within MAX_CLAIMED_HEARTBEAT) or the broker's, whichever is longer; more while ``starting``."""
+    own = min(float(claimed), MAX_CLAIMED_HEARTBEAT) if claimed is not None and 0 < claimed else 0.0
+    return MISSED_HEARTBEATS * max(broker_beat, own) * (STARTING_PATIENCE if starting else 1)
+
+
 #: The admin route that changes how many workers a placing resource manager keeps.
 SCALE_ROUTE = "_scale"
 #: What a route's full name may be (``api.method``: a component name, a dot, a route name):
