@@ -424,3 +424,29 @@ def test_the_gateway_calls_a_curve_daemon_with_each_tokens_key(secure, keys, tmp
         assert http(gateway.url + "/docs")[0] == 200
     finally:
         assert gateway.stop() == 0
+
+
+def test_a_broker_keeps_its_own_admin_routes_whatever_its_workers_say(tmp_path, keys):
+    """A worker started without the broker's [server] admin_routes (a rolling upgrade, a node with
+    an older profile) reported echo.echo as open, and the broker let every client key call it."""
+    assert run_heirloom("keys", "new", str(tmp_path / "workers"), "--name", "node2").returncode == 0
+    worker_address, server_key = free_tcp_address(), str(keys / "server" / "server.key")
+    daemon = _curve_broker(
+        tmp_path, keys, worker_address, "--workers", "0", "--curve-admins", str(keys / "admins"),
+        "--set", 'server.admin_routes=["echo.echo"]',
+    )  # fmt: skip
+    worker, _ = _worker(
+        tmp_path, worker_address, "open", "--curve-secret", str(tmp_path / "workers" / "node2.key_secret"),
+        "--curve-server", server_key,
+    )  # fmt: skip
+    try:
+        daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+        with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as alice:
+            with pytest.raises(PermissionDenied, match=r"echo\.echo is an admin route"):
+                alice.call("echo.echo", "from the app")
+            assert [r["admin"] for r in alice.call("_routes")["routes"] if r["name"] == "echo.echo"] == [True]
+        with daemon.client(curve=_curve(keys, "admins/root.key_secret"), timeout=5) as root:
+            assert root.call("echo.echo", "from a person") == "from a person"
+    finally:
+        assert daemon.terminate() == 0
+        assert worker.wait(30) == 0

@@ -42,6 +42,7 @@ from heirloom.wire.broker_workers import (
     KeyRoutes,
     Worker,
     allowed_silence,
+    described_routes,
     not_sent,
     read_heartbeat,
     served_routes,
@@ -376,8 +377,7 @@ class Broker(BrokerRoutes):
             for name in served_routes(worker):
                 self._serving.setdefault(name, []).append(worker)
         if self._ready:  # what _routes lists: every route some ready worker serves
-            described = (route for worker in reversed(self._ready) for route in worker.status.get("routes", []))
-            self.routes = {route["name"]: route for route in described}
+            self.routes = described_routes(self._ready, self.settings.admin_routes)
             if len(self._served_once) + len(self.routes) > MAX_ROUTES:  # names a rogue worker made up
                 self._served_once.clear()
             self._served_once.update(self.routes)

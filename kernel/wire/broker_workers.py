@@ -13,6 +13,7 @@ import operator
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import Any
 
 import zmq
@@ -186,6 +187,15 @@ def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:
     """The answer to a request the broker could not hand to ``worker`` (gone since its last
     heartbeat): refused at once, where a ROUTER socket would have dropped it in silence."""
     return RequestError(UNAVAILABLE, f"worker pid {worker.pid} cannot be reached ({exc}); retry", retry_after_ms=100)
+
+
+def described_routes(ready: list[Worker], admin_routes: Collection[str]) -> dict[str, dict[str, Any]]:
+    """What ``_routes`` lists: every route a ready worker serves, as the first ready one describes
+    it, admin where any of them or the broker's own ``[server] admin_routes`` says so (a worker
+    started without the setting, or first in a rolling upgrade, opened it to every client key)."""
+    routes = {route["name"]: route for worker in reversed(ready) for route in worker.status.get("routes", [])}
+    admin = set(admin_routes) | {r["name"] for w in ready for r in w.status.get("routes", []) if r["admin"]}
+    return {name: {**route, "admin": True} if name in admin else route for name, route in routes.items()}
 
 
 def served_routes(worker: Worker) -> list[str]:
