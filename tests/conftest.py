@@ -18,21 +18,6 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-#: Modules that serve copies of one trained support home (the ``support_home`` session fixture).
-SUPPORT_MODULES = frozenset({"test_support", "test_consoles"})
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) a module's tests run on
-    one worker, so its module fixtures (a trained model, a daemon) are built once; the modules
-    sharing the trained support home run on one worker too, which trains it once."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        module = item.module.__name__.rpartition(".")[2] if item.module is not None else "other"
-        item.add_marker(pytest.mark.xdist_group("support" if module in SUPPORT_MODULES else module))
-
-
 @pytest.fixture(autouse=True)
 def heirloom_home(tmp_path, monkeypatch) -> Path:
     """An isolated store and plugin catalog per test."""
