@@ -716,6 +716,9 @@ def test_a_symlinked_folder_of_exports_is_read_and_a_link_loop_ends(tmp_path):
     (tmp_path / "exports" / "again").symlink_to(tmp_path / "set")  # a loop back up
     [record] = list(FhirSource(path=str(tmp_path / "set")).records())
     assert record.id == "p1"
+    for name in (".snap", ".a", ".z"):  # a hidden link to it, walked first, took the folder's turn
+        (tmp_path / "set" / name).symlink_to(tmp_path / "exports")
+        assert [r.id for r in FhirSource(path=str(tmp_path / "set")).records()] == ["p1"], name
 
 
 def test_an_allergy_keeps_every_name_its_resource_gives_what_it_is_to(tmp_path):

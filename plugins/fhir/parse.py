@@ -124,15 +124,18 @@ def discover(root: Path) -> list[Path]:
 
 
 def _files_under(root: Path) -> Iterator[Path]:
-    """Every file under ``root``, a symlinked folder followed (``Path.rglob`` did not: a link to a
-    folder of exports read as "no FHIR files in it"), each real folder once (a link loop ends)."""
+    """Every file under ``root`` but hidden ones, a symlinked folder followed (``Path.rglob`` did
+    not: a link to a folder of exports read as "no FHIR files in it"), each real folder once (a
+    link loop ends). Hidden folders are never entered: a hidden link walked first took the real
+    folder's turn, and its files were then dropped as hidden."""
     seen: set[str] = set()
     for folder, folders, files in os.walk(root, followlinks=True):
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
         if (real := os.path.realpath(folder)) in seen:
             folders.clear()
             continue
         seen.add(real)
-        yield from (Path(folder, name) for name in files)
+        yield from (Path(folder, name) for name in files if not name.startswith("."))
 
 
 def _fhir_name(path: Path) -> bool:
