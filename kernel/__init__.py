@@ -80,7 +80,14 @@ if TYPE_CHECKING:
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
     from heirloom.wire.inputs import list_limit, one_of, text_limit
-    from heirloom.wire.labels import LABEL_SCHEMA, MAX_LABEL_CHARS, OPTIONAL_MARKS, check_label, label_pattern
+    from heirloom.wire.labels import (
+        LABEL_SCHEMA,
+        MAX_LABEL_CHARS,
+        OPTIONAL_MARKS,
+        check_label,
+        label_pattern,
+        printed_form,
+    )
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import Buffer, RequestError
     from heirloom.wire.writes import durable_write
@@ -96,6 +103,7 @@ _EXPORTS = {
     "at_least": "heirloom.core.components",
     "Buffer": "heirloom.wire.protocol",
     "check_label": "heirloom.wire.labels",
+    "printed_form": "heirloom.wire.labels",
     "Client": "heirloom.wire.client",
     "ClientLimits": "heirloom.core.components",
     "Component": "heirloom.core.components",
@@ -264,6 +272,7 @@ __all__ = [
     "open_regular",
     "path_field",
     "path_fields",
+    "printed_form",
     "read_regular",
     "records_fingerprint",
     "ref",

@@ -26,13 +26,26 @@ ENCODING_REMEDY = 'set the source\'s \'encoding\' (e.g. "cp1252" for a Windows e
 #: Characters no text holds (C1 controls): bytes 0x80-0x9F of a Windows-1252 file (curly quotes,
 #: dashes) read as latin-1, which trained as invisible characters ("The company\x92s profit").
 _C1_CONTROLS = re.compile("[\u0080-\u009f]")
-#: What to do about a file that starts with a UTF-16 byte-order mark (a spreadsheet's "Unicode text").
-UTF16_REMEDY = "it starts with a UTF-16 byte-order mark: set the source's 'encoding' = \"utf-16\""
+#: Python's name of latin-1 (``latin-1``, ``l1``...), the encoding that reads 0x80-0x9F as those
+#: characters (a UTF-8 file may hold one, U+0085, as itself: cp1252, as advised, garbled its accents).
+LATIN_1 = "iso8859-1"
+#: Byte-order marks of the encodings a spreadsheet's "Unicode text" is in, longest first (UTF-32's
+#: little-endian mark begins with UTF-16's).
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
-def _utf16(start: bytes) -> bool:
-    """Whether a file starting with these bytes is UTF-16 text, by its byte-order mark."""
-    return start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+def wide_encoding(start: bytes) -> str | None:
+    """``utf-32`` or ``utf-16`` for a file starting with that byte-order mark, else None."""
+    return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
+
+
+def wide_remedy(name: str) -> str:
+    return f"it starts with a {name.upper()} byte-order mark: set the source's 'encoding' = \"{name}\""
 
 
 def read_text(path: str | Path) -> str:
@@ -91,7 +104,7 @@ def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
             line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1  # UTF-16 has 0x0A in others
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
-        remedy = UTF16_REMEDY if _utf16(raw) else remedy
+        remedy = wide_remedy(wide) if (wide := wide_encoding(raw[:4])) else remedy
         raise heirloom.HeirloomError(
             f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
         ) from None
@@ -109,6 +122,7 @@ def csv_rows(
         fd = heirloom.open_regular(Path(path))
     except heirloom.NotRegularFile:
         raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)") from None
+    one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     with open(fd, newline="", encoding=encoding) as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         with decoding(path, encoding, ENCODING_REMEDY), _csv_errors(path, reader):
@@ -139,7 +153,8 @@ def csv_rows(
                     raise heirloom.HeirloomError(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
-                _refuse_control_characters(path, reader.line_num, row, required, encoding)
+                if one_byte:
+                    _refuse_control_characters(path, reader.line_num, row, required, encoding)
                 yield reader.line_num, row
             file_break = _ends_with_break(path)
             ends_open = any(_BREAK.search(v) for v in _texts(row)) or not file_break
@@ -155,8 +170,8 @@ def csv_rows(
 def _refuse_control_characters(
     path: str | Path, line: int, row: dict[Any, Any], columns: Sequence[str], encoding: str
 ) -> None:
-    """An error naming the column whose value holds a C1 control character, which no text holds:
-    the file is in another encoding than the one read (Windows-1252 read as latin-1)."""
+    """An error naming the column whose value holds a C1 control character, which no text read as
+    latin-1 holds: the file is in another encoding (Windows-1252)."""
     for column in columns:
         if found := _C1_CONTROLS.search(row[column] or ""):
             raise heirloom.HeirloomError(
@@ -259,13 +274,13 @@ class CsvFormat:
         try:
             fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
             with open(fd, "rb") as handle:
-                start = handle.read(2)
+                start = handle.read(4)
                 handle.seek(0)
                 first = _first_line(handle, self.encoding)
         except OSError:
             return
-        if _utf16(start) and codecs.lookup(self.encoding).name not in ("utf-16", "utf-16-le", "utf-16-be"):
-            raise ValueError(f"{Path(path).name} is not {self.encoding} text: {UTF16_REMEDY}")
+        if (wide := wide_encoding(start)) and not codecs.lookup(self.encoding).name.startswith(wide):
+            raise ValueError(f"{Path(path).name} is not {self.encoding} text: {wide_remedy(wide)}")
         if "\udcff" in first:  # bytes of the header the encoding cannot read
             said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
             raise ValueError(said)

@@ -265,11 +265,14 @@ def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path
         list(CsvSource(train=str(path), encoding="latin-1").records())
     [record] = CsvSource(train=str(path), encoding="cp1252").records()
     assert record["text"] == "The company\u2019s profit rose \u2013 a record year"
-    path.write_bytes("text,label\r\nProfit rose,positive\r\n".encode("utf-16"))  # a spreadsheet's "Unicode text"
-    for encoding in ("utf-8-sig", "latin-1"):
-        with pytest.raises(ValueError, match=r"news.csv is not .* UTF-16 byte-order mark: .* = \"utf-16\""):
-            CsvSource(train=str(path), encoding=encoding)
-    assert next(CsvSource(train=str(path), encoding="utf-16").records())["text"] == "Profit rose"
+    for wide in ("utf-16", "utf-32"):  # a spreadsheet's "Unicode text" (UTF-32's mark begins with UTF-16's)
+        path.write_bytes("text,label\r\nProfit rose,positive\r\n".encode(wide))
+        for encoding in ("utf-8-sig", "latin-1"):
+            with pytest.raises(ValueError, match=f"news.csv is not .* {wide.upper()} byte-order mark: .* = .{wide}."):
+                CsvSource(train=str(path), encoding=encoding)
+        assert next(CsvSource(train=str(path), encoding=wide).records())["text"] == "Profit rose"
+    path.write_text("text,label\nA line\u0085ends,positive\nUn café,positive\n")  # UTF-8 holding U+0085 itself
+    assert [r["text"] for r in CsvSource(train=str(path)).records()] == ["A line\u0085ends", "Un café"]
 
 
 def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said(tmp_path, caplog):
@@ -284,30 +287,40 @@ def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said
         assert len(list(source.records("train"))) == 21
         list(source.records("test"))  # said once
     said = [record.getMessage() for record in caplog.records]
-    assert said[0] == (
-        "CsvSource: 2 test record(s) of labels not in 'labels' left out: "
-        "'Negative' (1; 'negative' in another case), 'neutral' (1)"
+    assert said[0] == (  # 'neutral' is left out as labels asks: unsaid (banking-intents-core keeps 40 of 77)
+        "CsvSource: 1 test record(s) left out whose label is one of 'labels' in another case: "
+        "'Negative' (1; 'negative')"
     )
     assert said[1].startswith("CsvSource: 1 training record(s) repeat a validation or test text (train.csv:22)")
     assert len(said) == 2
 
 
-def test_labels_of_a_file_that_print_alike_are_an_error_not_two_classes(tmp_path):
-    """A no-break space, full-width letters, a dotless i: each label became a class of its own,
-    printed like the other (the report showed two 'très positif' rows); feedback refuses them."""
+def test_labels_of_a_file_in_another_unicode_form_are_an_error_and_look_alikes_are_said(tmp_path, caplog):
+    """A no-break space or full-width letters: each label became a class of its own, printed
+    like the other (the report showed two 'très positif' rows). Letters that only look alike
+    (a dotless i) may be different words (Turkish), so they are said, not refused."""
     header = "text,label\nProfit rose,très positif\nLoss widened,négatif\n"
     for twin in ("très\u00a0positif", "\uff54rès positif"):
         path = write(tmp_path / "news.csv", header + f"Flat year,{twin}\n")
-        with pytest.raises(heirloom.HeirloomError, match=r"news.csv:4: the 'label' column: label .* prints as 'très p"):
+        said = r"news.csv:4: the 'label' column: label .* is 'très positif' in another Unicode form"
+        with pytest.raises(heirloom.HeirloomError, match=said):
             list(CsvSource(train=str(path)).records())
-    train, test = write(tmp_path / "train.csv", "text,label\nok,positive\nbad,negative\n"), tmp_path / "test.csv"
-    write(test, "text,label\nfine,pos\u0131tive\n")  # a dotless i, in the test file
-    with pytest.raises(heirloom.HeirloomError, match=r"test.csv:2: the 'label' column: label 'pos\u0131tive' prints"):
-        list(CsvSource(train=str(train), test=str(test)).records())
     lines = ['{"text": "a", "label": "positive"}', '{"text": "b", "label": "\uff50ositive"}']
     path = write(tmp_path / "j.jsonl", "\n".join(lines) + "\n")
-    with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field: label .* prints as 'positive'"):
+    with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field: label .* is 'positive' in"):
         list(JsonlSource(train=str(path)).records())
+    train, test = write(tmp_path / "train.csv", "text,label\nhair,k\u0131l\nclay,kil\n"), tmp_path / "test.csv"
+    write(test, "text,label\nthe vowel,\u026a\nthe other,i\n")  # IPA's two vowels
+    with caplog.at_level("WARNING", logger="heirloom.text"):
+        assert [r["label"] for r in CsvSource(train=str(train), test=str(test)).records()] == [
+            "k\u0131l", "kil", "\u026a", "i"
+        ]  # fmt: skip
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "the 'label' column: labels 'k\u0131l' and 'kil' print alike (look-alike letters); they are two "
+        "classes: if they are one, write them the same",
+        "the 'label' column: labels '\u026a' and 'i' print alike (look-alike letters); they are two "
+        "classes: if they are one, write them the same",
+    ]
 
 
 @pytest.mark.parametrize("label", ["1.0", "true", "[1]", '{"a": 1}'])
@@ -317,8 +330,9 @@ def test_a_jsonl_label_that_is_no_string_or_integer_is_an_error(tmp_path, label)
     with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field holds .*; expected a string or an"):
         list(JsonlSource(train=str(path)).records())
     assert next(JsonlSource(train=str(path)).records())["label"] == "1"
-    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().split(b"\n")[0])  # an editor's byte-order mark: no text
-    assert next(JsonlSource(train=str(path)).records()) == {"id": "j.jsonl:1", "text": "a", "label": "1"}
+    first = path.read_bytes().split(b"\n")[0]
+    path.write_bytes(b"\xef\xbb\xbf" + first + b"\n\xef\xbb\xbf" + first)  # files joined, each with an editor's BOM
+    assert [r["label"] for r in JsonlSource(train=str(path)).records()] == ["1", "1"]
 
 
 def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):

@@ -65,7 +65,7 @@ def blank(text: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)  # every known label, at every feedback request
-def _printed(label: str) -> str:
+def printed_form(label: str) -> str:
     """What a reader of ``label`` sees: NFKC, without the marks written only sometimes, with
     letters that print as Latin ones read as those (a Cyrillic "cash" is "cash")."""
     return OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", label)).translate(_LOOKALIKES)
@@ -98,7 +98,7 @@ def check_label(
         )
     if label in known:
         return False
-    if twin := next((k for k in known if _printed(k) == _printed(label)), None):
+    if twin := next((k for k in known if printed_form(k) == printed_form(label)), None):
         raise RequestError(  # decomposed vs composed, a no-break or ideographic space, full-width letters
             INVALID_ARGUMENT,
             f"label {label!r} prints as {twin!r} (another Unicode form, optional marks, look-alike letters): "
@@ -121,13 +121,13 @@ def check_label(
             + " but would become a class of its own; send it composed",
             field,
         )
-    close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)
+    if allow_new and (pattern is None or re.fullmatch(pattern, label)):
+        return True
+    close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)  # only for a refusal: it costs per label known
     unknown = f"label {label!r} is not one the model predicts" + (f"; did you mean {close[0]!r}?" if close else "")
     if not allow_new:
         raise RequestError(INVALID_ARGUMENT, f"{unknown} (labels: {', '.join(known)})", field)
-    if pattern is not None and not re.fullmatch(pattern, label):
-        raise RequestError(INVALID_ARGUMENT, f"{unknown}, and a new label must match {pattern!r}", field)
-    return True
+    raise RequestError(INVALID_ARGUMENT, f"{unknown}, and a new label must match {pattern!r}", field)
 
 
 def label_pattern(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
