@@ -347,6 +347,9 @@ def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
     assert "ops/forecaster@1 -> ops/forecaster@3 (validation mae 1.05 -> 0.9)" in better.stdout
     alone = models(store, "promote", "ops/forecaster@1", "production", "--lower-is-better")
     assert alone.returncode == 2 and "give --if-better METRIC too" in said(alone)
+    put(store, "ops/forecaster", 4, metrics=scored(0.7, 0.7), data_fingerprints=evaluated("d"))  # an accuracy
+    slip = models(store, "promote", "ops/forecaster@4", "staging", "--if-better", "accuracy", "--lower-is-better")
+    assert slip.returncode == 0 and "accuracy is a score (higher is better)" in said(slip)
     assert store.alias_version("ops", "forecaster", "production") == 3
 
 

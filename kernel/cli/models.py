@@ -305,6 +305,8 @@ def models_promote(
         _refuse_misspelt_alias(store, target, alias)
     if metric is None and lower_is_better:
         raise click.UsageError("--lower-is-better says how --if-better compares: give --if-better METRIC too")
+    if lower_is_better and metric is not None and metric.rpartition(".")[2] in HIGHER_IS_BETTER:
+        click.echo(f"warning: {metric} is a score (higher is better): --lower-is-better keeps the worse", err=True)
     if profile is not None:
         if metric is None:
             raise click.UsageError("--rescore compares a metric: give --if-better METRIC too")
@@ -329,6 +331,11 @@ def models_promote(
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)
             gain = f" ({split} {metric} {before:g} -> {after:g})"
         click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
+
+
+#: Scores, not errors (a dotted metric's last part): --lower-is-better on one promoted the worse version.
+_SCORES = "accuracy f1 macro_f1 micro_f1 precision recall auc map mrr mrr_at_10 ndcg_at_10 p_at_5 oos_recall"
+HIGHER_IS_BETTER = frozenset(_SCORES.split())
 
 
 def _rescored_gate(
