@@ -299,6 +299,11 @@ def _worker(tmp_path, address: str, log_name: str, *curve: str) -> tuple[subproc
     return subprocess.Popen([*command, "--set", "server.heartbeat=0.2"], stderr=log.open("w"), env=env), log
 
 
+def _keyed_worker(tmp_path, address: str, log_name: str, secret: Path, server_key: str) -> subprocess.Popen:
+    """:func:`_worker` with a Curve keypair (``secret``) for a broker whose public key is ``server_key``."""
+    return _worker(tmp_path, address, log_name, "--curve-secret", str(secret), "--curve-server", server_key)[0]
+
+
 def _curve_broker(tmp_path, keys, worker_address: str, *args: str) -> Daemon:
     """A Curve broker whose tcp:// worker endpoint admits the keys of ``tmp_path/workers``."""
     return Daemon(
@@ -323,14 +328,9 @@ def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised
     alice = _curve(keys, "clients/alice.key_secret")
     daemon.wait_ready(curve=alice)
     plain, plain_log = _worker(tmp_path, worker_address, "plain")
-    rogue, rogue_log = _worker(
-        tmp_path, worker_address, "rogue", "--curve-secret", str(tmp_path / "rogues" / "eve.key_secret"),
-        "--curve-server", server_key,
-    )  # fmt: skip
-    member, _ = _worker(
-        tmp_path, worker_address, "member", "--curve-secret", str(tmp_path / "workers" / "node2.key_secret"),
-        "--curve-server", server_key,
-    )  # fmt: skip
+    rogue = _keyed_worker(tmp_path, worker_address, "rogue", tmp_path / "rogues" / "eve.key_secret", server_key)
+    rogue_log = tmp_path / "rogue.log"
+    member = _keyed_worker(tmp_path, worker_address, "member", tmp_path / "workers" / "node2.key_secret", server_key)
     try:
         with daemon.client(curve=alice, timeout=5) as client:
             deadline = time.monotonic() + 30
@@ -358,10 +358,8 @@ def test_revoking_a_worker_key_drops_that_worker(tmp_path, keys):
     worker_address = free_tcp_address()
     daemon = _curve_broker(tmp_path, keys, worker_address, "--workers", "0", "--set", "server.reload_interval=0.2")
     alice = _curve(keys, "clients/alice.key_secret")
-    member, _ = _worker(
-        tmp_path, worker_address, "member", "--curve-secret", str(tmp_path / "workers" / "node2.key_secret"),
-        "--curve-server", str(keys / "server" / "server.key"),
-    )  # fmt: skip
+    secret, server_key = tmp_path / "workers" / "node2.key_secret", str(keys / "server" / "server.key")
+    member = _keyed_worker(tmp_path, worker_address, "member", secret, server_key)
     try:
         daemon.wait_ready(curve=alice)
         (tmp_path / "workers" / "node2.key").unlink()
@@ -435,10 +433,7 @@ def test_a_broker_keeps_its_own_admin_routes_whatever_its_workers_say(tmp_path, 
         tmp_path, keys, worker_address, "--workers", "0", "--curve-admins", str(keys / "admins"),
         "--set", 'server.admin_routes=["echo.echo"]',
     )  # fmt: skip
-    worker, _ = _worker(
-        tmp_path, worker_address, "open", "--curve-secret", str(tmp_path / "workers" / "node2.key_secret"),
-        "--curve-server", server_key,
-    )  # fmt: skip
+    worker = _keyed_worker(tmp_path, worker_address, "open", tmp_path / "workers" / "node2.key_secret", server_key)
     try:
         daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
         with daemon.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as alice:
