@@ -39,12 +39,13 @@ _WIDE_BOMS = (
 )
 
 
-def wide_encoding(start: bytes) -> str | None:
+def _wide_encoding(start: bytes) -> str | None:
     """``utf-32`` or ``utf-16`` for a file starting with that byte-order mark, else None."""
     return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
 
 
-def wide_remedy(name: str) -> str:
+def _wide_remedy(name: str) -> str:
+    """What to do about a file in ``name`` (utf-16, utf-32) read as another encoding."""
     return f"it starts with a {name.upper()} byte-order mark: set the source's 'encoding' = \"{name}\""
 
 
@@ -104,7 +105,7 @@ def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
             line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1  # UTF-16 has 0x0A in others
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
-        remedy = wide_remedy(wide) if (wide := wide_encoding(raw[:4])) else remedy
+        remedy = _wide_remedy(wide) if (wide := _wide_encoding(raw[:4])) else remedy
         raise heirloom.HeirloomError(
             f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
         ) from None
@@ -279,8 +280,8 @@ class CsvFormat:
                 first = _first_line(handle, self.encoding)
         except OSError:
             return
-        if (wide := wide_encoding(start)) and not codecs.lookup(self.encoding).name.startswith(wide):
-            raise ValueError(f"{Path(path).name} is not {self.encoding} text: {wide_remedy(wide)}")
+        if (wide := _wide_encoding(start)) and not codecs.lookup(self.encoding).name.startswith(wide):
+            raise ValueError(f"{Path(path).name} is not {self.encoding} text: {_wide_remedy(wide)}")
         if "\udcff" in first:  # bytes of the header the encoding cannot read
             said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
             raise ValueError(said)
