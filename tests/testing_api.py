@@ -5,6 +5,7 @@ Daemon tests load it with ``HEIRLOOM_PLUGINS=tests.testing_api`` (no packaging n
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import math
 import os
@@ -120,6 +121,11 @@ class LyingResults:
         return itertools.repeat(self.items[0]) if self.endless else iter(self.items[:-1])
 
 
+def _note_the_exit(path: str) -> None:
+    with open(path, "a") as noted:
+        noted.write(f"{os.getpid()}\n")
+
+
 @attrs.define
 class TestingApi(heirloom.Api):
     max_batch: int = 8
@@ -135,10 +141,16 @@ class TestingApi(heirloom.Api):
     #: Another, in one more route: "hook" (a handler by a name of heirloom.Api's, here evaluate),
     #: "input" (not an attrs class), "payload" (max_payload = -1) or "wait" (max_wait_ms NaN).
     flaw: str = ""
+    #: A file each process that started this api appends its pid to when it exits (an atexit
+    #: handler, as a plugin's own), after a thread that is no daemon thread has ended.
+    at_exit: str = ""
 
     def start(self, ctx):
         super().start(ctx)
         time.sleep(self.start_ms / 1000)
+        if self.at_exit:
+            threading.Thread(target=time.sleep, args=(0.5,), name="a plugin's own").start()
+            atexit.register(_note_the_exit, self.at_exit)
         self.writes = 0
         self.ran: list[Any] = []
         self.lock = threading.Lock()
