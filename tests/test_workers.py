@@ -789,3 +789,19 @@ def test_clients_learn_why_workers_cannot_start_from_ready_and_stats(tmp_path):
             assert "is corrupt: <store>/blobs/" in client.call("_stats")["start_failure"]
     finally:
         assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_worker_whose_start_fails_as_the_drain_begins_is_no_unclean_stop(tmp_path):
+    """A worker respawned just before SIGTERM failed to start during the drain: the broker, no
+    longer reading its workers, took its exit 1 for an unclean stop and exited 1 itself."""
+    profile = (
+        '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+        "fail_start = true\nstart_seconds = 1.5\n"
+    )
+    daemon = Daemon(tmp_path, "--workers", "2", profile=profile, env={"HEIRLOOM_PLUGINS": "tests.toys"})
+    deadline = time.monotonic() + 60
+    while "started sources.rows" not in daemon.log():  # the worker is inside its 1.5 s start
+        assert time.monotonic() < deadline and daemon.process.poll() is None, daemon.log()
+        time.sleep(0.05)
+    assert daemon.terminate() == 0, daemon.log()
+    assert "could not start" in daemon.log() and "did not stop cleanly" not in daemon.log()

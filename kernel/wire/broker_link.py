@@ -35,6 +35,7 @@ class BrokerLink:
         self._last_beat = 0.0
         self._reached = False
         self._unsent = 0
+        self._told_failure = False
         #: The broker that spawned this worker (a local one), whose exit ends it too.
         self._parent = int(os.environ.pop(PARENT_ENV, "0") or 0)
 
@@ -63,7 +64,10 @@ class BrokerLink:
 
     def failed(self, error: BaseException) -> None:
         """Tell the broker why this worker's system did not start, before it exits: its
-        clients learn it from ``_ready`` and ``_stats``, not only this worker's log."""
+        clients learn it from ``_ready`` and ``_stats``, not only this worker's log (once)."""
+        if self._told_failure:
+            return
+        self._told_failure = True
         said = for_clients(str(error), self.server.system)
         self.server.outbox.send([CONTROL, b"GONE", packb({"pid": os.getpid(), "error": said, **local_token()})])
 

@@ -43,9 +43,14 @@ class BrokerRoutes:
 
     def _refuse_clients(self: Broker) -> None:
         """Answer what clients send for 50 ms (UNAVAILABLE: draining): while the workers stop, a
-        request that reached the broker was left unanswered (its client waited out its timeout)."""
-        for _ in zmq_poll([(self.frontend, zmq.POLLIN)], 50):
-            drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
+        request that reached the broker was left unanswered (its client waited out its timeout).
+        And read what workers send: a worker whose start failed as the drain began says so (its
+        exit 1 is that failure, not an unclean stop, which made the broker exit 1)."""
+        for socket, _ in zmq_poll([(self.frontend, zmq.POLLIN), (self.backend, zmq.POLLIN)], 50):
+            if socket is self.frontend:
+                drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
+            else:
+                drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
 
     def _route_health(self: Broker) -> dict[str, Any]:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}

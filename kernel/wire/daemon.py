@@ -84,6 +84,8 @@ def run_server(
         server.run()
     finally:
         stopped_cleanly = stop_when_started(server, system)
+        if server.start_error is not None and server.link is not None:  # a start that failed as a drain began:
+            server.link.failed(server.start_error)  # its exit 1 is that failure, which the broker counts as one
         if isinstance(curve, CurveServer):
             curve.stop()
         if exporter is not None:
