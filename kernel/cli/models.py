@@ -20,7 +20,7 @@ from heirloom.cli.rescore import rescored
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
-from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, metric_value
+from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, direction, metric_value
 from heirloom.store.refs import Ref, RefError
 
 
@@ -356,9 +356,9 @@ def _rescored_gate(
     holder = store.resolve(f"{target.project}/{target.model}@{held}")
     before = rescored(profile, store, holder, metric, split, candidate=False)
     if not beats(after, before, lower_is_better=lower_is_better):
-        direction = " (lower is better)" if lower_is_better else ""
         raise PromotionRefused(
-            f"{target.ref} does not beat {holder.ref} on {split} {metric}{direction} of {profile}'s data now: "
+            f"{target.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)} of {profile}'s "
+            "data now: "
             f"{after:g} vs {before:g}"
         )
     return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {before:g} -> {after:g})"

@@ -97,6 +97,11 @@ def beats(new: float, old: float, *, lower_is_better: bool = False) -> bool:
     return new < old if lower_is_better else new > old
 
 
+def direction(lower_is_better: bool) -> str:
+    """How a refusal names the comparison: `` (lower is better)`` for an error metric, else nothing."""
+    return " (lower is better)" if lower_is_better else ""
+
+
 def check_better(
     candidate: Artifact,
     holder: Artifact | None,
@@ -137,7 +142,7 @@ def check_better(
             f"({details}){whole}"
         )
     if not beats(new, old, lower_is_better=lower_is_better):
-        direction = " (lower is better)" if lower_is_better else ""
         raise PromotionRefused(
-            f"{candidate.ref} does not beat {holder.ref} on {split} {metric}{direction}: {new:g} vs {old:g}"
+            f"{candidate.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)}: "
+            f"{new:g} vs {old:g}"
         )

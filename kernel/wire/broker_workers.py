@@ -193,8 +193,11 @@ def described_routes(ready: list[Worker], admin_routes: Collection[str]) -> dict
     """What ``_routes`` lists: every route a ready worker serves, as the first ready one describes
     it, admin where any of them or the broker's own ``[server] admin_routes`` says so (a worker
     started without the setting, or first in a rolling upgrade, opened it to every client key)."""
-    routes = {route["name"]: route for worker in reversed(ready) for route in worker.status.get("routes", [])}
-    admin = set(admin_routes) | {r["name"] for w in ready for r in w.status.get("routes", []) if r["admin"]}
+    routes, admin = {}, set(admin_routes)
+    for route in (route for worker in reversed(ready) for route in worker.status.get("routes", [])):
+        routes[route["name"]] = route
+        if route["admin"]:
+            admin.add(route["name"])
     return {name: {**route, "admin": True} if name in admin else route for name, route in routes.items()}
 
 
