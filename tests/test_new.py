@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import pytest
 
@@ -23,27 +25,22 @@ def _build_flags() -> list[str]:
     return ["--no-build-isolation"] if major >= 69 else []
 
 
-@pytest.fixture
-def installed():
-    """``install(folder, dist)``: ``pip install -e`` into this environment, uninstalled at teardown."""
-    distributions: list[str] = []
+def _install(folder: Path, site: Path) -> dict[str, str]:
+    """Install the project into ``site``, a folder of its own, and return the environment that finds it.
 
-    def install(folder, dist: str) -> None:
-        distributions.append(dist)
-        result = subprocess.run(
-            [*PIP, "install", "--quiet", "--no-deps", *_build_flags(), "-e", str(folder)],
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stderr
-
-    yield install
-    for dist in distributions:
-        subprocess.run([*PIP, "uninstall", "--yes", "--quiet", dist], capture_output=True, check=True)
+    Installing into this virtualenv showed the plugin, half-written, to every test other pytest
+    workers ran at that moment."""
+    result = subprocess.run(
+        [*PIP, "install", "--quiet", "--no-deps", *_build_flags(), "--target", str(site), str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
 
 
-def _plugins() -> dict[str, dict]:
-    listed = run_heirloom("plugins", "--json")
+def _plugins(env: dict[str, str]) -> dict[str, dict]:
+    listed = run_heirloom("plugins", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     return {plugin["name"]: plugin for plugin in json.loads(listed.stdout)}
 
@@ -56,28 +53,29 @@ def _plugins() -> dict[str, dict]:
         ("api", 3, {"source": [], "model": [], "api": ["demo-api"]}),
     ],
 )
-def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, installed, kinds, tests, provides):
+def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, kinds, tests, provides):
     created = run_heirloom("new", "plugin", "heirloom-demo", "--kinds", kinds, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     project = tmp_path / "heirloom-demo"
     assert (project / "pyproject.toml").is_file() and (project / "heirloom_demo" / "profiles" / "demo.toml").is_file()
-    installed(project, "heirloom-demo")
+    env = _install(project, tmp_path / "site")
 
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         capture_output=True,
         text=True,
         cwd=project,
+        env=env,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{tests} passed" in result.stdout
 
-    plugin = _plugins()["demo"]
+    plugin = _plugins(env)["demo"]
     assert plugin["status"] == "loaded" and plugin["distribution"] == "heirloom-demo"
     assert {kind: plugin["provides"][kind] for kind in provides} == provides
     assert plugin["profiles"] == ["demo"]
-    assert run_heirloom("profile", "check", "demo").returncode == 0
+    assert run_heirloom("profile", "check", "demo", env=env).returncode == 0
 
 
 def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):
