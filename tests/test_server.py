@@ -182,6 +182,19 @@ def test_internal_error_fails_only_that_request(daemon, client):
     assert client.call("echo.echo", "still serving") == "still serving"
 
 
+def test_a_failure_repeated_is_answered_each_time_and_its_traceback_logged_once_a_minute(daemon, client):
+    """A model that is broken fails every request alike: a batch of five logged five identical
+    tracebacks, and a busy daemon's log filled with them."""
+    for _ in range(5):
+        with pytest.raises(Internal, match="unknown product 'repeated'"):
+            client.call("t.boom", "product:repeated")
+    with pytest.raises(Internal, match="unknown product 'another'"):
+        client.call("t.boom", "product:another")
+    log = daemon.log()
+    assert log.count("t.boom failed: unknown product 'repeated'") == 1
+    assert log.count("t.boom failed: unknown product 'another'") == 1, "another failure is said at once"
+
+
 def test_server_paths_are_masked_but_never_a_longer_name_or_every_dot(monkeypatch, tmp_path):
     """A sibling of the home (``home2``) read as ``$HEIRLOOM_HOME2``, and a relative home (``.``)
     turned every dot of a message into ``$HEIRLOOM_HOME``."""

@@ -28,11 +28,14 @@ from heirloom.wire.protocol import (
     packb,
     without_paths,
 )
+from heirloom.wire.throttle import Every
 
 if TYPE_CHECKING:
     from heirloom.wire.routing import Endpoint
 
 log = logging.getLogger("heirloom.server")
+FAILURE_LOGS = 1024  # distinct failures whose tracebacks are throttled; forgotten all at once past it
+_failures: dict[tuple[str, str, str], Every] = {}
 
 
 class Call:
@@ -210,7 +213,7 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
         log.warning("%s refused: %s", where, exc)
         complete(call, RESOURCE_EXHAUSTED, RequestError(RESOURCE_EXHAUSTED, str(exc)).body(), None, 0.0)
         return
-    log.error("%s failed: %s", where, exc, exc_info=exc)
+    _log_failure(where, exc)
     complete(
         call,
         INTERNAL,
@@ -222,3 +225,14 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
         None,
         0.0,
     )
+
+
+def _log_failure(where: str, exc: BaseException) -> None:
+    """Log ``exc``'s traceback, the same failure of a route once a minute: a model that is
+    broken fails every request alike, and a batch of them was as many identical tracebacks."""
+    key = (where, type(exc).__qualname__, str(exc)[:200])
+    if (every := _failures.get(key)) is None:
+        if len(_failures) >= FAILURE_LOGS:
+            _failures.clear()
+        every = _failures[key] = Every(60.0)
+    every.log(log, logging.ERROR, "%s failed: %s", where, exc, exc_info=exc)

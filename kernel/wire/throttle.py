@@ -25,11 +25,13 @@ class Every:
         held, self._last, self._held = self._held, now, 0
         return held
 
-    def log(self, logger: logging.Logger, level: int, message: str, *args: object) -> None:
+    def log(
+        self, logger: logging.Logger, level: int, message: str, *args: object, exc_info: BaseException | None = None
+    ) -> None:
         """``logger.log(level, message, *args)`` when due, saying how many were held back."""
         held = self.due()
         if held is None:
             return
         if held:
             message, args = f"{message} (%d more since the previous one)", (*args, held)
-        logger.log(level, message, *args)
+        logger.log(level, message, *args, exc_info=exc_info)
