@@ -115,7 +115,7 @@ def csv_rows(
     path: str | Path, required: Sequence[str], *, delimiter: str = ",", encoding: str = "utf-8-sig"
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line, row)`` for each row of a CSV file with a header (RFC-4180 quoting; the
-    line is the row's last, for a quoted value that spans lines). The header must name every
+    line is the row's first, for a quoted value that spans lines). The header must name every
     ``required`` column; a row must have as many fields as the header (a short row, or a long
     one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
     not ``encoding`` text are an error naming their line. A row maps every header column."""
@@ -155,8 +155,8 @@ def csv_rows(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
                 if one_byte:
-                    _refuse_control_characters(path, reader.line_num, row, required, encoding)
-                yield reader.line_num, row
+                    _refuse_control_characters(path, began, row, required, encoding)
+                yield began, row  # the line an editor shows the row on: a quoted value may span lines
             file_break = _ends_with_break(path)
             ends_open = any(_BREAK.search(v) for v in _texts(row)) or not file_break
             if ends_open and _open_at_end(path, encoding, delimiter, _first_line_of(row, before, ended)):

@@ -186,8 +186,10 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(header + b'"Where is my card?,card_arrival\r\nThanks,other\r\n')  # it named line 4 and "quote"
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-5: a quote opened on line 3 is never closed"):
         records(header + b'Lost card,"card_lost\r\nThanks,other\r\nHi,greet\r\n')  # the rest: one label, silently
-    with pytest.raises(heirloom.HeirloomError, match=r"csv:4: the 'category' column: label 'card\\r\\nlost' has"):
+    with pytest.raises(heirloom.HeirloomError, match=r"csv:3: the 'category' column: label 'card\\r\\nlost' has"):
         records(header + b'Lost card,"card\r\nlost"\r\n')  # closed, a value: a label no feedback may make
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'category' column is empty"):
+        records(header + b'"Where is\r\nmy card?", \r\n')  # the row of lines 3-4: it named line 4, its last
     cr_only = b'text,category\rLost card,"card_lost\rThanks,other\rHi,greet\r'  # old Mac line ends: lines all the same
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:2-4: a quote opened on line 2 is never closed"):
         records(cr_only)
