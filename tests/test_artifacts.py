@@ -28,6 +28,7 @@ from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import PromotionRefused
 from heirloom.store.refs import Ref, RefError
+from heirloom.wire.client import Unavailable
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 
@@ -750,6 +751,41 @@ def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store
         assert "route t.predict has no description" in daemon.log()
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_model_ready_without_weights_is_unavailable_until_a_version_is_stored(store, tmp_path):
+    """A model whose ``ready()`` says True before it has weights: ``_ready`` said not ready, but
+    ``heirloom.served_model`` let the request through to the empty model (INTERNAL, or an answer
+    from nothing) where the docs promise UNAVAILABLE."""
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\nversioned = true\n'
+    profile = write(tmp_path / "team.toml", text)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    daemon = Daemon(tmp_path, profile=text, env=env)
+    try:
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while "t.predict" not in str(call_or_none(client, "_routes")):
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            assert client.call("_ready")["ready"] is False
+            with pytest.raises(Unavailable, match=r"model 'm' serves nothing: .*heirloom train"):
+                client.call("t.predict", "hello")
+            assert run_heirloom("train", str(profile), env=env).returncode == 0
+            client.call("_reload")
+            while client.call("_ready")["ready"] is False:  # the swap is the model watcher's
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            assert client.call("t.predict", "hello") == {"out": "hello", "version": "team/m@1"}
+    finally:
+        assert daemon.terminate() == 0
+
+
+def call_or_none(client, route: str):
+    """``client.call(route)``, or None while the daemon is not up yet."""
+    try:
+        return client.call(route, timeout=1)
+    except Exception:  # noqa: BLE001 - not listening yet
+        return None
 
 
 def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store, tmp_path):

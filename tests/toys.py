@@ -143,6 +143,8 @@ class ToyApi(heirloom.Api):
     check_model: bool = False
     #: a setting only a version trained for these epochs can serve (as a monitored label a version lacks)
     needs_epochs: int = 0
+    #: read the model through ``heirloom.served_model`` and reply with the version too
+    versioned: bool = False
 
     def check(self, models):
         if self.needs_epochs and (model := models.get(self.model)) and model.epochs != self.needs_epochs:
@@ -158,7 +160,13 @@ class ToyApi(heirloom.Api):
         _record(f"stop {self.ctx.name}")
 
     def routes(self):
-        return [heirloom.Route("predict", handler=lambda body: self.target.predict([body])[0])]
+        return [heirloom.Route("predict", handler=self.predict)]
+
+    def predict(self, body):
+        if not self.versioned:
+            return self.target.predict([body])[0]
+        model, version = heirloom.served_model(self.ctx.model(self.model))
+        return {"out": model.predict([body])[0], "version": version}
 
 
 @attrs.define

@@ -14,9 +14,10 @@ RETRY_AFTER_MS = 5000
 
 def served_model(handle: ModelHandle) -> tuple[Any, str | None]:
     """``(model, version)`` a request should use, read once; UNAVAILABLE (retryable) when
-    the model has no trained version loaded, rather than an answer from an empty model."""
+    the model has no trained version loaded, rather than an answer from an empty model: when
+    the daemon found none to load (as ``_ready`` says), whatever the model's ``ready()``."""
     model, version = handle.current
-    if not model.ready():
+    if (version is None and handle.unavailable is not None) or not model.ready():
         reason = handle.unavailable or "no trained version yet (run heirloom train)"
         message = f"model {handle.name!r} serves nothing: {reason}"
         raise RequestError(UNAVAILABLE, message, retry_after_ms=RETRY_AFTER_MS)
