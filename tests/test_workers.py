@@ -215,6 +215,38 @@ def test_a_broker_paused_past_three_heartbeats_keeps_its_workers(tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_a_starting_worker_silent_past_three_heartbeats_is_given_time(tmp_path):
+    """Thirteen daemons starting at once on two cores starved their workers, importing torch,
+    past three heartbeats: SIGKILLed and respawned, they took 109 s to be ready. A local worker
+    that is starting may be silent ten times as long as a ready one."""
+    daemon = Daemon(tmp_path, "--workers", "2", "--set", "server.heartbeat=0.2", "--set", "apis.t.start_ms=5000")
+    try:
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while len(starting := sorted(w["pid"] for w in _stats_or_none(client, "_ready") if not w["ready"])) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.05)
+            for pid in starting:  # silent for ten heartbeats, the broker's patience three
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(2)
+            for pid in starting:
+                os.kill(pid, signal.SIGCONT)
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            assert _worker_pids(client) == starting, daemon.log()
+        assert "killed for its silence" not in daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
+
+def _stats_or_none(client, route: str) -> list[dict]:
+    """The workers ``route`` lists, or none while the broker is not listening yet."""
+    try:
+        return client.call(route, timeout=1)["workers"]
+    except (Unavailable, DeadlineExceeded):
+        return []
+
+
 def test_local_workers_stop_when_their_broker_is_killed(tmp_path):
     daemon = Daemon(tmp_path, "--workers", "2")
     daemon.wait_ready()
