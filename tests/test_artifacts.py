@@ -36,6 +36,13 @@ from tests.helpers import REPO, run_heirloom, write
 TOY_TABLES = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
 
 
+def toy_daemon(store: ArtifactStore, tmp_path: Path, text: str) -> tuple[Path, dict[str, str], Daemon]:
+    """The toy profile ``text`` written to team.toml, the environment that finds ``store`` and
+    the toys, and a daemon serving it."""
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    return write(tmp_path / "team.toml", text), env, Daemon(tmp_path, profile=text, env=env)
+
+
 def make_state(seed: int = 0) -> heirloom.State:
     generator = torch.Generator().manual_seed(seed)
     tensors = {
@@ -758,9 +765,7 @@ def test_a_model_ready_without_weights_is_unavailable_until_a_version_is_stored(
     ``heirloom.served_model`` let the request through to the empty model (INTERNAL, or an answer
     from nothing) where the docs promise UNAVAILABLE."""
     text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\nversioned = true\n'
-    profile = write(tmp_path / "team.toml", text)
-    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
-    daemon = Daemon(tmp_path, profile=text, env=env)
+    profile, env, daemon = toy_daemon(store, tmp_path, text)
     try:
         with daemon.client(timeout=10) as client:
             deadline = time.monotonic() + 60
@@ -883,9 +888,7 @@ def test_a_daemon_started_before_the_first_train_says_what_to_run_as_the_store_i
     """A daemon started on an empty store kept saying "run heirloom train" once a version was
     stored, after _reload too: its serve alias still needed a promote, which it never named."""
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
-    profile = write(tmp_path / "team.toml", text)
-    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
-    daemon = Daemon(tmp_path, profile=text, env=env)
+    profile, env, daemon = toy_daemon(store, tmp_path, text)
     try:
         with daemon.client(timeout=10) as client:
             deadline = time.monotonic() + 30
