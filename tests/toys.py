@@ -137,6 +137,31 @@ class ToyModel(heirloom.Model):
 
 
 @attrs.define
+class ToyClassifier(ToyModel):
+    """A model of another type than the shipped classifiers, as a third party writes one: it
+    labels every text ``a`` (with ``float32``, numpy's floats as its probabilities)."""
+
+    float32: bool = False
+    labels: ClassVar[list[str]] = ["a", "b"]
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        chances = {"a": 0.75, "b": 0.25}
+        if self.float32:
+            import numpy
+
+            chances = {label: numpy.float32(chance) for label, chance in chances.items()}
+        return [{"label": "a", "probabilities": chances} for _ in batch]
+
+    def state(self):
+        state = super().state()  # what changes predictions travels in the state (docs/PLUGINS.md)
+        return heirloom.State(state.tensors, {**state.metadata, "float32": self.float32})
+
+    def load(self, state):
+        super().load(state)
+        self.float32 = state.metadata["float32"]
+
+
+@attrs.define
 class ToyApi(heirloom.Api):
     model: str = heirloom.ref("model")
     #: look the model up in check, as a plugin author might, forgetting an untrained model is absent
@@ -193,6 +218,7 @@ def heirloom_register_sources(register):
 @heirloom.hookimpl
 def heirloom_register_models(register):
     register("toy-model", ToyModel)
+    register("toy-classifier", ToyClassifier)
 
 
 @heirloom.hookimpl

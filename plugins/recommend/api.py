@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 
 import heirloom
+from heirloom_plugins.model_needs import missing_members, refusal
 from heirloom_plugins.recommend.events import event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.records import parse_year
@@ -148,6 +149,19 @@ class EventInput:
     value: float = attrs.field(default=1.0, validator=_wanted, metadata={"schema": {"exclusiveMinimum": 0}})
 
 
+#: What the routes read of the model (a call: ``()``), as a hybrid-recommender has them.
+RECOMMENDER_NEEDS = (
+    "catalogue.index",
+    "catalogue.describe()",
+    "histories.index",
+    "histories.of()",
+    "recommend()",
+    "similar()",
+    "similar_text()",
+)
+RECOMMEND_DOC = "docs/RECOMMEND.md, 'Another model behind recommend'"
+
+
 @attrs.define
 class RecommendApi(heirloom.Api):
     """Serves a hybrid recommender: recommendations, similar items, new items by text, events."""
@@ -167,6 +181,12 @@ class RecommendApi(heirloom.Api):
     #: The event log's size limit in MiB (with the project's log quota): past it, an event is
     #: refused RESOURCE_EXHAUSTED.
     events_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
+
+    def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
+        """A model of another type must have what the routes read of a hybrid recommender."""
+        if (model := models.get(self.model)) is None or not (missing := missing_members(model, RECOMMENDER_NEEDS)):
+            return []
+        return [refusal("model", model, "recommend", f"it lacks {', '.join(missing)}", RECOMMEND_DOC)]
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)

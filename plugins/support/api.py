@@ -20,7 +20,13 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
+from heirloom_plugins.model_needs import prediction_problem, refusal
 from heirloom_plugins.support.queue import HandoffQueue
+
+#: What ``answer`` reads of each prediction of the intent model and of the FAQ retriever.
+INTENT_NEEDS = {"label": "a string", "guess": "a string", "confidence": "a number", "in_scope": "true or false"}
+FAQ_NEEDS = {"answers": "a list", "confidence": "a number", "confident": "true or false"}
+SUPPORT_DOC = "docs/SUPPORT.md, 'Other models behind support'"
 
 POLICIES = ("either", "both", "out_of_scope")
 
@@ -105,6 +111,16 @@ class SupportApi(heirloom.Api):
         converter=lambda value: value or None,
         validator=heirloom.label_pattern,  # "": unset
     )
+
+    def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
+        """Models of other types must predict what ``answer`` reads: an intent and whether it is in
+        scope; answers and whether the best is one to give."""
+        problems = []
+        for field, needs in (("intent", INTENT_NEEDS), ("faq", FAQ_NEEDS)):
+            model = models.get(getattr(self, field))
+            if model is not None and (problem := prediction_problem(model, needs)):
+                problems.append(refusal(field, model, "support", problem, SUPPORT_DOC))
+        return problems
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)

@@ -15,6 +15,10 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
+from heirloom_plugins.model_needs import classifier_problems
+
+#: Where a model of another type learns what this api reads of it.
+CLASSIFY_DOC = "docs/TEXT.md, 'Another model behind classify'"
 
 
 def predict_input(max_chars: int, max_texts: int) -> type:
@@ -110,6 +114,12 @@ class ClassifyApi(heirloom.Api):
         converter=lambda value: value or None,
         validator=heirloom.label_pattern,  # "": unset
     )
+
+    def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
+        """A model of another type must give what this api serves: labels, and per text a label
+        and its probabilities."""
+        model = models.get(self.model)
+        return classifier_problems("model", model, "classify", CLASSIFY_DOC) if model is not None else []
 
     def feedback_log(self, project: str, name: str) -> Path:
         return Path(self.feedback_path) if self.feedback_path else heirloom.log_path("feedback", project, name)

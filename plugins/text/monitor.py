@@ -28,6 +28,8 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.model_needs import classifier_problems
+from heirloom_plugins.text.api import CLASSIFY_DOC
 
 #: Texts of matching items kept for an alert's examples (the newest ones).
 EXAMPLES = 3
@@ -118,9 +120,14 @@ class LabelMonitorApi(heirloom.Api):
         self._active: dict[str, Any] | None = None
 
     def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
-        """The watched label must be one the model predicts, or the monitor never alerts."""
-        labels = list(getattr(models.get(self.model), "labels", None) or [])
-        if labels and self.label not in labels:
+        """The watched label must be one the model predicts, or the monitor never alerts; a
+        model of another type must give labels and per text a label (as ``classify`` reads)."""
+        if (model := models.get(self.model)) is None:
+            return []
+        if problems := classifier_problems("model", model, "label-monitor", CLASSIFY_DOC):
+            return problems
+        labels = list(model.labels)
+        if self.label not in labels:
             close = "".join(f"; did you mean {c!r}?" for c in difflib.get_close_matches(self.label, labels, 1))
             known = ", ".join(labels)
             return [("label", f"{self.label!r} is not a label of model {self.model!r}{close} (labels: {known})")]
@@ -138,6 +145,8 @@ class LabelMonitorApi(heirloom.Api):
         times = [_timestamp(item.time, position, now, self.max_future) for position, item in enumerate(body.items)]
         model, version = heirloom.served_model(self.handle)
         predictions = model.predict([item.text for item in body.items])
+        # the reply is made before the state changes: a prediction it cannot read fails the request alone
+        labelled = [{"label": p["label"], "probability": float(p["probabilities"][p["label"]])} for p in predictions]
         with self._lock:  # nothing above changed any state: a refused request leaves it whole
             for moment, item, prediction in zip(times, body.items, predictions, strict=True):
                 index = bisect.bisect(self._times, moment)
@@ -148,7 +157,6 @@ class LabelMonitorApi(heirloom.Api):
                     del self._texts[:-KEPT_TEXTS]
             self._forget_old()
             raised, summary = self._evaluate()
-        labelled = [{"label": p["label"], "probability": p["probabilities"][p["label"]]} for p in predictions]
         return heirloom.Versioned({"predictions": labelled, "alert": raised, "state": summary}, version)
 
     def state(self, body: Any) -> dict[str, Any]:

@@ -1,0 +1,109 @@
+"""What a shipped api reads of its model beyond ``predict``'s call, checked in the api's ``check``.
+
+``check`` runs where a stored version meets the api: ``heirloom profile check``, ``serve``'s
+start and every hot swap. Another model type behind a shipped api (a third party's, or the
+one ``heirloom new plugin`` generates) passed them all, then answered INTERNAL on every
+request; now it is refused there, naming what it lacks and the page that says what to give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgpack
+
+#: A text every text model can read: what ``check`` asks ``predict`` about.
+PROBE = "Where is my order?"
+_ABSENT = object()
+
+#: What a prediction's value must be, by the words the messages use.
+KINDS: dict[str, Any] = {
+    "a string": str,
+    "true or false": bool,
+    "a number": (int, float),
+    "a list": list,
+    "a map of label to probability": dict,
+}
+
+
+#: What the ``classify`` and ``label-monitor`` apis read of each prediction.
+CLASSIFIER_NEEDS = {"label": "a string", "probabilities": "a map of label to probability"}
+
+
+def classifier_problems(field: str, model: Any, api: str, doc: str) -> list[tuple[str, str]]:
+    """A classifier's ``labels`` (a list of strings) and its predictions, as ``check`` reports them."""
+    labels = getattr(model, "labels", _ABSENT)
+    if labels is _ABSENT:
+        return [refusal(field, model, api, "it has no 'labels' (the labels it predicts, a list of strings)", doc)]
+    if (
+        isinstance(labels, str | bytes)
+        or not isinstance(labels, Sequence | set | frozenset)
+        or not labels
+        or not all(isinstance(label, str) for label in labels)
+    ):
+        return [refusal(field, model, api, f"its 'labels' is {_shown(labels)}, not a list of strings", doc)]
+    problem = prediction_problem(model, CLASSIFIER_NEEDS, list(labels))
+    return [refusal(field, model, api, problem, doc)] if problem else []
+
+
+def refusal(field: str, model: Any, api: str, problem: str, doc: str) -> tuple[str, str]:
+    """The ``(field, message)`` an api's ``check`` returns for the model ``field`` names."""
+    return field, f"{type(model).__name__} cannot serve behind the {api} api: {problem} ({doc})"
+
+
+def missing_members(model: Any, members: Sequence[str]) -> list[str]:
+    """Of ``members`` (``"catalogue.index"``, ``"recommend()"``: a call), those ``model`` lacks."""
+    missing = []
+    for member in members:
+        target: Any = model
+        for part in member.removesuffix("()").split("."):
+            target = getattr(target, part, _ABSENT)
+            if target is _ABSENT:
+                break
+        if target is _ABSENT or (member.endswith("()") and not callable(target)):
+            missing.append(member)
+    return missing
+
+
+def prediction_problem(model: Any, needs: Mapping[str, str], labels: Sequence[str] | None = None) -> str | None:
+    """What is wrong with ``model.predict([PROBE])`` for an api reading ``needs`` (``{key: kind}``,
+    a kind of :data:`KINDS`) of each prediction, or None. With ``labels``, the probabilities are
+    numbers keyed by them."""
+    try:
+        predictions = model.predict([PROBE])
+    except Exception as exc:  # noqa: BLE001 - the plugin's bug, said as the api's check
+        return f"its predict([{PROBE!r}]) raised {type(exc).__name__}: {exc}"
+    if not isinstance(predictions, Sequence) or len(predictions) != 1:
+        return f"its predict([{PROBE!r}]) returned {_shown(predictions)}, not a list of one prediction per text"
+    prediction = predictions[0]
+    if not isinstance(prediction, Mapping):
+        return f"its prediction for a text is {_shown(prediction)}, not a map of {_keys(needs)}"
+    for key, kind in needs.items():
+        value = prediction.get(key, _ABSENT)
+        if value is _ABSENT:
+            return f"its prediction for a text has no {key!r} (it has {_keys(prediction) or 'no keys'})"
+        if not isinstance(value, KINDS[kind]) or (kind == "a number" and isinstance(value, bool)):
+            return f"its prediction's {key!r} is {_shown(value)}, not {kind}"
+    if labels is not None:  # a label may be none of them: a model's "I don't know"
+        odd = [f"{k!r}: {_shown(v)}" for k, v in prediction["probabilities"].items() if not _probability(k, v, labels)]
+        if odd:
+            return f"its prediction's probabilities must map its labels to numbers, got {odd[0]}"
+    try:
+        msgpack.packb(prediction)
+    except (TypeError, ValueError, OverflowError) as exc:  # a numpy float32: every reply failed to encode
+        return f"its prediction cannot be sent as msgpack ({exc}): give Python str, int, float, bool, list, dict"
+    return None
+
+
+def _probability(label: Any, value: Any, labels: Sequence[str]) -> bool:
+    return label in labels and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _keys(mapping: Mapping[str, Any]) -> str:
+    return ", ".join(repr(key) for key in mapping)
+
+
+def _shown(value: Any) -> str:
+    text = str(value) if hasattr(value, "dtype") else repr(value)  # numpy's repr: np.float32(0.75)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"

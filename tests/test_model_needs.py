@@ -1,0 +1,108 @@
+"""Another model type behind a shipped api: served when it gives what the api reads, refused
+naming what it lacks where ``profile check``, ``serve``'s start and a hot swap run the api's
+check. A third party's item-kNN behind ``recommend`` passed every check, then answered
+INTERNAL on every route; a classifier without ``labels`` silenced the label monitor."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemons import Daemon
+from tests.helpers import run_heirloom, write
+
+SOURCE = '[sources.rows]\nuse = "toy-source"\n'
+
+
+def _profile(tmp_path: Path, model: str, apis: str) -> tuple[Path, dict[str, str]]:
+    """A toy project whose model ``m`` is of type ``model``, behind ``apis``; trained."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys"}
+    text = f'project = "team"\n{SOURCE}[models.m]\nuse = "{model}"\ndata = "rows"\n{apis}'
+    profile = write(tmp_path / "team.toml", text)
+    trained = run_heirloom("train", str(profile), env=env)
+    assert trained.returncode == 0, trained.stderr
+    return profile, env
+
+
+def test_a_classifier_of_another_type_serves_behind_classify(tmp_path):
+    profile, env = _profile(tmp_path, "toy-classifier", '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n')
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            predicted = client.call("sentiment.predict", {"text": "anything"})
+            assert predicted == {"label": "a", "probabilities": {"a": 0.75, "b": 0.25}, "version": "team/m@1"}
+            assert client.call("sentiment.labels")["labels"] == ["a", "b"]
+            assert client.call("sentiment.feedback", {"text": "anything", "label": "b"})["recorded"] is True
+    finally:
+        assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "apis", "said"),
+    [
+        (
+            "toy-model",
+            '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n',
+            "apis.sentiment.model: ToyModel cannot serve behind the classify api: it has no 'labels' (the labels "
+            "it predicts, a list of strings) (docs/TEXT.md, 'Another model behind classify')",
+        ),
+        (
+            "toy-model",  # the monitor would never alert: it compared every label to nothing
+            '[apis.monitor]\nuse = "label-monitor"\nmodel = "m"\nlabel = "a"\n',
+            "apis.monitor.model: ToyModel cannot serve behind the label-monitor api: it has no 'labels'",
+        ),
+        (
+            "toy-model",
+            '[apis.recs]\nuse = "recommend"\nmodel = "m"\n',
+            "apis.recs.model: ToyModel cannot serve behind the recommend api: it lacks catalogue.index, "
+            "catalogue.describe(), histories.index, histories.of(), recommend(), similar(), similar_text() "
+            "(docs/RECOMMEND.md, 'Another model behind recommend')",
+        ),
+        (
+            "toy-classifier",
+            '[apis.help]\nuse = "support"\nintent = "m"\nfaq = "m"\n',
+            "apis.help.intent: ToyClassifier cannot serve behind the support api: its prediction for a text has "
+            "no 'guess' (it has 'label', 'probabilities') (docs/SUPPORT.md, 'Other models behind support')",
+        ),
+        (
+            "toy-model",
+            '[apis.help]\nuse = "support"\nintent = "m"\nfaq = "m"\n',
+            "apis.help.faq: ToyModel cannot serve behind the support api: its prediction for a text is str "
+            "'Where is my order?', not a map of 'answers', 'confidence', 'confident'",
+        ),
+    ],
+)
+def test_a_model_lacking_what_a_shipped_api_reads_is_refused_naming_it(tmp_path, model, apis, said):
+    profile, env = _profile(tmp_path, model, apis)
+    checked = run_heirloom("profile", "check", str(profile), env=env)
+    assert checked.returncode == 2 and said in checked.stderr, checked.stderr
+
+
+def test_numpy_floats_in_predictions_are_refused_at_a_hot_swap_and_at_the_start(tmp_path):
+    """numpy's float32 probabilities passed ``check_model``, then every reply failed to encode."""
+    apis = '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n[server]\nreload_interval = 0.1\n'
+    profile, env = _profile(tmp_path, "toy-classifier", apis)
+    refused = "ToyClassifier cannot serve behind the classify api: its prediction's probabilities must map its "
+    refused += "labels to numbers, got 'a': float32 0.75"
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        newer = run_heirloom("train", str(profile), "--set", "models.m.float32=true", env=env)
+        assert newer.returncode == 0, newer.stderr
+        deadline = time.monotonic() + 30
+        while refused not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.1)
+        with daemon.client(timeout=10) as client:  # the version that cannot serve was never swapped in
+            assert client.call("sentiment.predict", {"text": "anything"})["version"] == "team/m@1"
+    finally:
+        assert daemon.terminate() == 0
+    checked = run_heirloom("profile", "check", str(profile), env=env)
+    assert checked.returncode == 2 and refused in checked.stderr, checked.stderr
+    started = Daemon(tmp_path / "again", profile=profile.read_text(), env=env)
+    assert started.process.wait(120) != 0
+    assert refused in started.log()
