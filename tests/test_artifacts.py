@@ -1270,6 +1270,28 @@ def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tm
     assert replaced.returncode == 0 and ArtifactStore(other.root).list()[0].digest == store.list()[0].digest
 
 
+def test_a_backup_never_deletes_what_a_linked_blobs_folder_or_a_store_without_its_index_holds(store, tmp_path):
+    """A backup folder whose ``blobs`` linked into the live store removed the store's own files
+    (an orphan, and a put's file as it was written); a store that lost its index was taken for
+    a first backup cut short, and its blobs were deleted (an attack on the store)."""
+    put(store, "team/m", 1)
+    orphan = store.blobs / ("0" * 64 + ".json")
+    orphan.write_bytes(b"{}")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "blobs").symlink_to(store.blobs)
+    refused = models(store, "backup", str(linked))
+    assert refused.returncode == 1 and "holds files a backup does not write (blobs (a link))" in said(refused)
+    assert orphan.exists() and run_heirloom("models", "verify", "--store", str(store.root)).returncode == 0
+    other = ArtifactStore(tmp_path / "other")
+    put(other, "team/m", 7)
+    (other.root / "index.sqlite").rename(tmp_path / "index.sqlite")
+    kept = sorted(other.blobs.iterdir())
+    indexless = models(store, "backup", str(other.root))
+    assert indexless.returncode == 1 and "a store folder with no heirloom-backup.json" in said(indexless)
+    assert sorted(other.blobs.iterdir()) == kept
+
+
 def test_verify_refuses_a_folder_that_is_no_store_and_creates_nothing_in_it(tmp_path):
     """An unmounted backup mount point passed as '0 of 0 version(s) intact' (and got an index)."""
     folder = tmp_path / "mnt"
@@ -1315,6 +1337,7 @@ def test_a_backup_cut_short_is_resumed_into_the_same_folder(store, tmp_path):
     first = tmp_path / "first"
     blob = next(store.blobs.iterdir())
     (first / "blobs").mkdir(parents=True)
+    (first / "heirloom-backup.json").write_text(json.dumps({"source": str(store.root.resolve())}))  # written first
     (first / "blobs" / blob.name).write_bytes(blob.read_bytes())  # copied before the cut
     (first / "blobs" / f".{blob.name}.partial").write_bytes(b"half")
     resumed = models(store, "backup", str(first))
@@ -1324,6 +1347,10 @@ def test_a_backup_cut_short_is_resumed_into_the_same_folder(store, tmp_path):
     again = models(store, "backup", str(first))
     assert again.returncode == 0, said(again)
     assert run_heirloom("models", "verify", "--store", str(first)).returncode == 0
+    barely = tmp_path / "barely"  # killed as it wrote its marker, the first thing a backup writes
+    barely.mkdir()
+    (barely / ".heirloom-backup.json.k1ll3d.tmp").write_bytes(b"")
+    assert models(store, "backup", str(barely)).returncode == 0
 
 
 def test_a_fifo_named_as_training_data_is_one_line_from_train_not_a_hang(tmp_path):

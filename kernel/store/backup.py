@@ -39,8 +39,9 @@ from heirloom.store.index import StoreIndex
 MARKER = "heirloom-backup.json"
 #: What a backup writes at its top level: the marker (and its temp file, a kill may leave
 #: it), blobs/, the index (and its partial copy with SQLite's side files).
+MARKER_WRITE = re.compile(r"\.heirloom-backup\.json\.\w+\.tmp")
 BACKUP_FILES = re.compile(
-    r"heirloom-backup\.json|\.heirloom-backup\.json\.\w+\.tmp|blobs|index\.sqlite(?:-wal|-shm)?"
+    rf"heirloom-backup\.json|{MARKER_WRITE.pattern}|blobs|index\.sqlite(?:-wal|-shm)?"
     r"|\.index\.sqlite\.partial(?:-journal|-wal|-shm)?"
 )
 #: A blob copy interrupted before its rename.
@@ -76,8 +77,10 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
     check_destination(store.root, destination, overwrite=overwrite)
     for leftover in destination.glob(f".{MARKER}.*.tmp"):  # a marker write a kill cut short
         leftover.unlink()
+    destination.mkdir(parents=True, exist_ok=True)  # the marker first: blobs without it are no backup of ours
+    write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())
     blobs = destination / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
+    blobs.mkdir(exist_ok=True)
     copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
     with store.index.writing() as tx:
         rows = tx.blob_rows()
@@ -89,14 +92,14 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
     for path in stale:
         path.unlink()
     fsync_dir(blobs)
-    write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())
     return BackupReport(versions, copied + late, present, len(stale))
 
 
 def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None:
     """HeirloomError, before anything is written, unless ``destination`` is new, empty, or
-    an earlier backup of the store at ``root`` (or a first one cut short) holding only what
-    a backup writes."""
+    an earlier backup of the store at ``root`` (one cut short too: it wrote its marker first)
+    holding only what a backup writes, none of it a link (a ``blobs`` linked into the store
+    had the backup delete the store's own files)."""
     if destination.is_symlink() and not destination.exists():
         raise HeirloomError(f"{destination} is a link to nothing ({os.readlink(destination)})")
     source, target = root.resolve(), destination.resolve()
@@ -109,11 +112,11 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
     found = sorted(path.name for path in target.iterdir())
     if not found:
         return
-    foreign = [name for name in found if not BACKUP_FILES.fullmatch(name)]
+    foreign = [f"{name} (a link)" if (target / name).is_symlink() else name for name in found if _foreign(target, name)]
     blobs = target / "blobs"
-    if blobs.is_dir():
+    if blobs.is_dir() and not blobs.is_symlink():
         foreign += [f"blobs/{p.name}" for p in blobs.iterdir() if not _backup_blob(p)]
-    elif blobs.exists():
+    elif blobs.exists() and not blobs.is_symlink():
         foreign.append("blobs")
     if foreign:
         listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
@@ -122,12 +125,16 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
             "lacks, so back up into an empty folder or an earlier backup"
         )
     copied = _marked_source(target / MARKER)
-    interrupted = copied is None and not (target / "index.sqlite").exists()  # a first backup cut short: blobs only
-    if copied != str(source) and not overwrite and not interrupted:
+    unmarked = all(MARKER_WRITE.fullmatch(name) for name in found)  # cut short as it wrote its marker: nothing else
+    if copied != str(source) and not overwrite and not unmarked:
         what = f"a backup of the store at {copied}" if copied else f"a store folder with no {MARKER}"
         raise HeirloomError(
             f"{destination} is {what}, not a backup of {root}: --overwrite replaces its versions with this store's"
         )
+
+
+def _foreign(folder: Path, name: str) -> bool:
+    return (folder / name).is_symlink() or not BACKUP_FILES.fullmatch(name)
 
 
 def _backup_blob(path: Path) -> bool:
