@@ -9,6 +9,7 @@ import base64
 import functools
 import gzip
 import json
+import logging
 import re
 import sys
 from collections import Counter, defaultdict
@@ -475,6 +476,21 @@ def test_a_patient_whose_own_fields_are_malformed_is_a_bad_resource_before_it_co
     assert stats["records"] == 1 and stats["errors"]["skipped_resources"] == 1
     assert stats["unassigned_resources"] == 1  # its condition: no record of p1 to join
     assert [r.id for r in FhirSource(path=str(path), on_error="skip").records()] == ["p2"]
+
+
+def test_a_patient_born_after_an_encounter_is_read_counted_and_said(tmp_path, caplog):
+    """A birthDate after the visits was read without a word: the summary said age -130.2 and
+    the diagnosis answered from it (the inline route refuses such a record). One of the 331
+    Synthea patients has a stray encounter 14 years before its birth, so it is no error."""
+    visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+    visit |= {"subject": {"reference": "urn:uuid:p1"}, "period": {"start": "1954-11-04T10:10:39Z"}}
+    path = write(tmp_path / "one.json", bundle(PATIENT | {"birthDate": "2099-01-01"}, visit, {**PATIENT, "id": "p2"}))
+    said = f"{path}: Patient/p1 (entry[0]): birthDate 2099-01-01 is after encounter 'e1' on 1954-11-04T10:10:39Z"
+    with caplog.at_level(logging.WARNING, logger="heirloom.fhir"):
+        stats = stats_or_error(path)
+    assert stats["records"] == 2
+    assert stats["encounters_before_birth"] == {"patients": 1, "examples": [said]}
+    assert f"{said}: ages there are below zero" in caplog.text
 
 
 def test_a_living_patient_stays_alive_and_a_boolean_death_is_read(tmp_path):

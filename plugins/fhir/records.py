@@ -399,6 +399,14 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
     )
 
 
+def encounter_before_birth(record: PatientRecord) -> Event | None:
+    """The first encounter dated before the patient's birthDate, if any: one of the two dates
+    is wrong, and every age computed from them is below zero there."""
+    first = next((e for e in record.timeline if e.kind == "encounter" and e.date), None)
+    born = record.birth_date
+    return first if born and first is not None and first.date is not None and first.date[:10] < born[:10] else None
+
+
 def summary(gender: str | None, birth: str | None, deceased: str | None, timeline: tuple[Event, ...]) -> str:
     """A readable history: one line per event, dates first."""
     head = f"Patient: {gender or 'unknown gender'}, born {birth or 'unknown'}"
