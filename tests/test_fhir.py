@@ -21,7 +21,7 @@ import pytest
 
 import heirloom
 from heirloom_plugins.fhir.parse import FhirDataError
-from heirloom_plugins.fhir.records import KINDS, instant
+from heirloom_plugins.fhir.records import KINDS, coding, instant
 from heirloom_plugins.fhir.source import FhirSource
 from tests.helpers import REPO, run_heirloom, write
 
@@ -627,6 +627,23 @@ def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
         FhirDataError, match=re.escape(f"{path}: Observation/o1 (entry[1]): invalid: valueQuantity.value")
     ):
         stats_or_error(path, validate=True)
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "read"),
+    [
+        ("urn:oid:2.16.840.1.113883.6.96", "91936005", "snomed:91936005"),  # a penicillin allergy, from CDA
+        ("http://snomed.info/sct/731000124108", "91936005", "snomed:91936005"),  # the US edition
+        ("http://snomed.info/sct/731000124108/version/20230301", "91936005", "snomed:91936005"),
+        ("urn:oid:2.16.840.1.113883.6.90", "E11.9", "icd10cm:E11.9"),
+        ("http://loinc.org/", "8480-6", "loinc:8480-6"),
+        ("urn:oid:1.2.3.4", "x", "urn:oid:1.2.3.4|x"),  # a system it does not know keeps its name
+    ],
+)
+def test_a_code_system_named_by_its_oid_or_edition_is_the_system_it_names(system, code, read):
+    """A penicillin allergy coded with SNOMED's OID was read as another system's code: listed
+    unread, and amoxicillin was recommended."""
+    assert coding({"coding": [{"system": system, "code": code}]}, "allergy") == (read, None)
 
 
 def test_record_shape_from_every_kind_of_resource(tmp_path):

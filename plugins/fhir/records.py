@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,29 @@ SYSTEMS = {
     "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",
     "http://hl7.org/fhir/sid/icd-10": "icd10",
 }
+#: The same systems by their HL7 OIDs, as records converted from CDA name them (``urn:oid:...``).
+OIDS = {
+    "2.16.840.1.113883.6.96": "snomed",
+    "2.16.840.1.113883.6.1": "loinc",
+    "2.16.840.1.113883.6.88": "rxnorm",
+    "2.16.840.1.113883.12.292": "cvx",
+    "2.16.840.1.113883.6.90": "icd10cm",
+    "2.16.840.1.113883.6.3": "icd10",
+}
+#: SNOMED CT named with its edition (``http://snomed.info/sct/731000124108``, the US one).
+SNOMED_EDITION = re.compile(r"http://snomed\.info/sct/\d+(?:/version/\d+)?")
+
+
+def short_system(system: str) -> str | None:
+    """The short name of a code system (``SYSTEMS``), by its URL (a trailing ``/`` or SNOMED's
+    edition path too) or its OID: a penicillin allergy coded ``urn:oid:2.16.840.1.113883.6.96``
+    was not read as SNOMED's, and the drugs it rules out were recommended."""
+    system = system.rstrip("/")
+    if system.startswith("urn:oid:"):
+        return OIDS.get(system.removeprefix("urn:oid:"))
+    return "snomed" if SNOMED_EDITION.fullmatch(system) else SYSTEMS.get(system)
+
+
 #: The system each kind's code is preferably taken from when a concept has several codings.
 PREFERRED = {
     "condition": "snomed",
@@ -143,12 +167,12 @@ def coding(concept: Any, kind: str) -> tuple[str | None, str | None]:
     if not isinstance(concept, dict):
         return None, None
     codings = [c for c in concept.get("coding") or () if isinstance(c, dict) and c.get("code")]
-    preferred = [c for c in codings if SYSTEMS.get(c.get("system", "")) == PREFERRED.get(kind)]
+    preferred = [c for c in codings if short_system(str(c.get("system", ""))) == PREFERRED.get(kind)]
     chosen = (preferred or codings or [None])[0]
     if chosen is None:
         return None, concept.get("text")
     system = chosen.get("system")
-    short = SYSTEMS.get(system or "")
+    short = short_system(str(system or ""))
     code = f"{short}:{chosen['code']}" if short else f"{system}|{chosen['code']}" if system else chosen["code"]
     return code, chosen.get("display") or concept.get("text")
 
