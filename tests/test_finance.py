@@ -144,12 +144,15 @@ def test_bad_inputs_are_invalid_argument_naming_the_field(daemon, body, field, w
 
 
 def test_labels_takes_no_body_as_the_docs_say(daemon):
-    """``labels`` answered any body (``{"anything": [1, 2]}``) although TEXT.md gives it nil."""
+    """``labels`` answered any body (``{"anything": [1, 2]}``) although TEXT.md gives it nil;
+    then refused one while ``_routes`` said it took any body."""
     with daemon.client(timeout=10) as client:
         assert "positive" in client.call("sentiment.labels")["labels"]
         with pytest.raises(InvalidArgument) as caught:
             client.call("sentiment.labels", {"anything": [1, 2]})
+        described = next(r for r in client.call("_routes")["routes"] if r["name"] == "sentiment.labels")
     assert caught.value.field == "body" and "sentiment.labels takes no body (send nil)" in caught.value.message
+    assert described["input"] == {"type": "null"}
 
 
 def test_monitor_raises_one_alert_when_the_negative_share_jumps(daemon):

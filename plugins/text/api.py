@@ -163,7 +163,13 @@ class ClassifyApi(heirloom.Api):
         )
         return [
             predict,
-            heirloom.Route("labels", handler=self.labels, inline=True, description="The labels the model predicts."),
+            heirloom.Route(
+                "labels",
+                handler=self.labels,
+                input=type(None),  # _routes says {"type": "null"}: it said any body, and refused one
+                inline=True,
+                description="The labels the model predicts.",
+            ),
             heirloom.Route(
                 "feedback",
                 handler=self.feedback,
@@ -186,9 +192,7 @@ class ClassifyApi(heirloom.Api):
                 results.append(heirloom.Versioned({"predictions": batch, "version": version}, version))
         return results
 
-    def labels(self, body: Any) -> heirloom.Versioned:
-        if body is not None:  # as the built-in routes: a body here is a client's mistake, not ignored
-            raise heirloom.RequestError("INVALID_ARGUMENT", f"{self.ctx.name}.labels takes no body (send nil)", "body")
+    def labels(self, body: None) -> heirloom.Versioned:
         model, version = heirloom.served_model(self.handle)  # an empty list would read as a model with no labels
         return heirloom.Versioned({"labels": list(getattr(model, "labels", [])), "version": version}, version)
 
