@@ -1292,6 +1292,34 @@ def test_a_backup_never_deletes_what_a_linked_blobs_folder_or_a_store_without_it
     assert sorted(other.blobs.iterdir()) == kept
 
 
+def test_a_daemon_swaps_in_a_restored_version_that_reuses_the_number_it_serves(store, tmp_path):
+    """After an older backup was restored and new versions stored, ``team/m@2`` named other
+    weights: the daemon compared refs alone and served the old ones for good (an attack on
+    the store)."""
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\nversioned = true\n'
+    profile, env, daemon = toy_daemon(store, tmp_path, text)
+    elsewhere = {**env, "HEIRLOOM_STORE": str(tmp_path / "elsewhere")}
+    for epochs, where in ((1, env), (2, env), (1, elsewhere), (3, elsewhere)):
+        assert run_heirloom("train", str(profile), "--set", f"models.m.epochs={epochs}", env=where).returncode == 0
+    other = ArtifactStore(tmp_path / "elsewhere").resolve("team/m@2").digest
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            assert client.call("_stats")["models"]["m"]["digest"] != other
+            restored = run_heirloom(
+                "models", "backup", "--store", str(tmp_path / "elsewhere"), str(store.root), "--overwrite"
+            )
+            assert restored.returncode == 0, restored.stderr
+            client.call("_reload")
+            deadline = time.monotonic() + 30
+            while client.call("_stats")["models"]["m"]["digest"] != other:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            assert client.call("t.predict", "x")["version"] == "team/m@2"
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_verify_refuses_a_folder_that_is_no_store_and_creates_nothing_in_it(tmp_path):
     """An unmounted backup mount point passed as '0 of 0 version(s) intact' (and got an index)."""
     folder = tmp_path / "mnt"

@@ -111,7 +111,7 @@ class ModelServing:
                     handle.unavailable = nothing_served(self.store, self.project, spec)
                 self.errors[name] = handle.unavailable or str(exc)
                 continue
-            if artifact.ref == handle.version:  # the ref names what it serves (a rollback): nothing failing now
+            if (artifact.ref, artifact.digest) == (handle.version, self.digests.get(name)):  # restores reuse refs
                 self.errors.pop(name, None)
                 self._failed.pop(name, None)  # promoted again, a failed version is tried (and said) again
                 continue
