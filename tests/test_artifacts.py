@@ -276,6 +276,19 @@ def test_a_damaged_metrics_column_names_the_version_and_the_index(store, metrics
         assert "index.sqlite is damaged (the metrics of finance/sentiment@1 is not a JSON object)" in said(damaged)
 
 
+def test_a_version_that_is_no_number_is_damage_naming_the_index_not_a_traceback(store):
+    """A hand-edited ``version = 'abc'``: gc compared versions and died of a raw TypeError."""
+    put(store, "finance/sentiment", 1)
+    put(store, "finance/sentiment", 2)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("UPDATE artifacts SET version = 'abc' WHERE version = 2")
+    for command in (["list"], ["gc", "--keep", "1"], ["verify"], ["backup", str(store.root.parent / "copy")]):
+        damaged = models(store, *command)
+        assert damaged.returncode == 1 and "Traceback" not in damaged.stderr, damaged.stderr
+        assert "index.sqlite is damaged (a version of finance/sentiment is 'abc', not a whole number)" in said(damaged)
+    assert (store.blobs).is_dir() and len(list(store.blobs.iterdir())) == 4  # nothing removed
+
+
 def scored(validation: float, test: float) -> dict:
     """Metrics as ``heirloom train`` stores them: test at the top, validation nested."""
     return {"accuracy": test, "validation": {"accuracy": validation}}
@@ -1234,7 +1247,7 @@ def test_an_os_error_is_one_line_naming_the_path_not_a_traceback(store, tmp_path
     destination = tmp_path / "file" / "backup"
     result = models(store, "backup", str(destination))
     assert result.returncode == 1
-    assert said(result) == f"error: Not a directory: {destination / 'blobs'}"
+    assert said(result) == f"error: Not a directory: {destination}"
 
 
 def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tmp_path):

@@ -262,7 +262,7 @@ class Transaction:
 
     def versions(self, project: str, model: str) -> list[int]:
         query = "SELECT version FROM artifacts WHERE project = ? AND model = ? ORDER BY version"
-        return [version for (version,) in self.conn.execute(query, (project, model))]
+        return [_whole(project, model, version) for (version,) in self.conn.execute(query, (project, model))]
 
     def names(self) -> list[str]:
         """``project/model`` of every stored model."""
@@ -314,7 +314,10 @@ class Transaction:
     def blob_rows(self) -> list[tuple[str, str, int, str, str]]:
         """``(project, model, version, weights blob, metadata blob)`` of every version."""
         query = "SELECT project, model, version, weights_blob, metadata_blob FROM artifacts"
-        return [tuple(row) for row in self.conn.execute(query)]
+        return [
+            (project, model, _whole(project, model, version), *blobs)
+            for project, model, version, *blobs in self.conn.execute(query)
+        ]
 
 
 def _has_content(path: Path) -> bool:
@@ -327,8 +330,18 @@ def _wal(path: Path) -> Path:
     return path.with_name(f"{path.name}-wal")
 
 
+def _whole(project: str, model: str, version: Any) -> int:
+    """``version``, which only damage (a hand edit) makes anything but a whole number: then
+    every comparison of versions failed as a raw TypeError (``models gc``)."""
+    if isinstance(version, int):
+        return version
+    raise sqlite3.DatabaseError(f"a version of {project}/{model} is {version!r}, not a whole number")
+
+
 def _record(row: sqlite3.Row, aliases: list[str]) -> dict[str, Any]:
-    record = {name: row[name] for name in (*RECORD_COLUMNS, "version")}
+    record = {name: row[name] for name in RECORD_COLUMNS} | {
+        "version": _whole(row["project"], row["model"], row["version"])
+    }
     for name in JSON_COLUMNS:
         try:
             value = json.loads(row[name])
