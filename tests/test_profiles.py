@@ -296,6 +296,21 @@ def test_a_bad_reference_is_reported_beside_the_same_tables_type_errors(tmp_path
     assert f"{path}: models.m.data: no source named 'nwes'" in text
 
 
+def test_a_long_extends_chain_and_a_nul_in_a_value_are_problems_not_tracebacks(tmp_path, kernel):
+    """A chain of 1,000 files was a RecursionError; a NUL (``\\u0000``) in a path a raw
+    ValueError from profile check, and from eval after a model had been loaded."""
+    for number in range(100):
+        write(tmp_path / f"p{number}.toml", f'extends = ["p{number + 1}"]\n')
+    write(tmp_path / "p100.toml", 'project = "deep"\n')
+    with pytest.raises(heirloom.ProfileError, match=r"p64.toml: extends: over 64 files extend one another from here"):
+        kernel.resolve(str(tmp_path / "p0.toml"))
+    assert kernel.resolve(str(tmp_path / "p40.toml")).raw.files[0].endswith("p100.toml")  # 60 deep is fine
+    nul = write(tmp_path / "nul.toml", 'extends = ["finance-sentiment"]\n[store]\npath = "a\\u0000b"\n')
+    checked = run_heirloom("profile", "check", str(nul), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr
+    assert checked.stderr.strip() == f"{nul}: store.path: holds a NUL character (\\u0000)"
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

@@ -31,6 +31,7 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # 
 #: Limits checked before a profile file is parsed.
 MAX_PROFILE_BYTES = 1 << 20
 MAX_DEPTH = 32
+MAX_EXTENDS = 64  # files in one extends chain: 1,000 was a RecursionError
 _STRINGS_AND_COMMENTS = re.compile(
     r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*', re.DOTALL
 )
@@ -143,14 +144,7 @@ class ProfileLoader:
         _interpolate(data, provenance, problems, [], secrets, project)
         if problems:
             raise ProfileError(problems)
-        return RawProfile(
-            name=profile_name(path),
-            file=display_path(path),
-            data=data,
-            provenance=provenance,
-            files=files,
-            secrets=secrets,
-        )
+        return RawProfile(profile_name(path), display_path(path), data, provenance, files, secrets)  # in field order
 
     def _merge_file(
         self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
@@ -160,6 +154,9 @@ class ProfileLoader:
         if resolved in chain:
             cycle = " -> ".join(display_path(p) for p in [*chain, resolved])
             problems.append(Problem(label, "extends", f"extends cycle: {cycle}"))
+            return
+        if len(chain) >= MAX_EXTENDS:
+            problems.append(Problem(label, "extends", f"over {MAX_EXTENDS} files extend one another from here"))
             return
         if resolved in self._merged:
             # each file merges once, where first seen: a shared base would undo a parent's changes
@@ -327,6 +324,8 @@ def _interpolate(
         return SetValue(_substitute(node.text, provenance, problems, path, secrets, project))
     if node == f"\0{TOO_LONG_INTEGER}":  # what _read_toml read in place of such an integer
         problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), TOO_LONG_INTEGER))
+    elif isinstance(node, str) and "\0" in node:  # in a path it was a raw ValueError, late
+        problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), "holds a NUL character (\\u0000)"))
     return _substitute(node, provenance, problems, path, secrets, project) if isinstance(node, str) else node
 
 
