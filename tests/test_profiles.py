@@ -311,6 +311,23 @@ def test_a_long_extends_chain_and_a_nul_in_a_value_are_problems_not_tracebacks(t
     assert checked.stderr.strip() == f"{nul}: store.path: holds a NUL character (\\u0000)"
 
 
+def test_a_grid_of_settings_refuses_nan_and_infinity_once_naming_the_item_and_its_file(tmp_path):
+    """``l2_search = [nan]`` passed check and trained a model scoring 0.124, then refused to
+    store it; an item's error was said twice, once blamed on the base profile."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    grid = write(
+        tmp_path / "grid.toml", 'extends = ["finance-sentiment"]\n[models.sentiment]\nl2_search = [0.1, nan]\n'
+    )
+    checked = run_heirloom("profile", "check", str(grid), env=env)
+    said = [line for line in checked.stderr.splitlines() if "l2_search" in line]
+    assert checked.returncode == 2 and said == [
+        f"{grid}: models.sentiment.l2_search[1]: 'l2_search[1]' must be > 0, got nan"
+    ]
+    for key, value in (("models.recs.l2", "[inf]"), ("models.recs.text_weight", "[nan]")):
+        refused = run_heirloom("profile", "check", "recommend", "--set", f"{key}={value}", env=env)
+        assert refused.returncode == 2 and f"--set: {key}: " in refused.stderr and "must be finite" in refused.stderr
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

@@ -151,7 +151,7 @@ class Validator:
     def file_of(self, key: str) -> str:
         """The file that set ``key``, else the most derived one (``--set`` first) that set something
         under it (for an extension's check across fields: its file, not the base's), else above."""
-        prov = self.raw.provenance
+        prov, key = self.raw.provenance, key.split("[")[0]  # an item's file is its list's
         if key in prov:
             return prov[key]
         if below := [f for k, f in prov.items() if k.startswith(key + ".")]:
@@ -332,7 +332,7 @@ class Validator:
         # attrs stops at the first failing validator, cattrs runs none after a bad key: check each field
         named = {problem.path for problem in self.problems[reported:]}
         for field, message in self._field_problems(config, cls):
-            if f"{key}.{field}" not in named:
+            if not any(path.split("[")[0] == f"{key}.{field}" for path in named):  # l2_search[0] said it
                 self.problem(f"{key}.{field}", message)
         return None
 

@@ -16,6 +16,7 @@ imported inside methods only.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -45,8 +46,8 @@ log = logging.getLogger("heirloom.medical")
 
 
 def _positive_grid(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
-    if not value or any(v <= 0 for v in value):
-        raise ValueError(f"'{attribute.name}' must be a non-empty list of numbers > 0, got {list(value)!r}")
+    if not value or any(not (v > 0 and math.isfinite(v)) for v in value):
+        raise ValueError(f"'{attribute.name}' must be a non-empty list of finite numbers > 0, got {list(value)!r}")
 
 
 def _blend_grid(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -24,9 +25,9 @@ def grid(*, low: float):
     def check(instance: Any, attribute: attrs.Attribute, value: list[float]) -> None:
         if not value:
             raise ValueError(f"'{attribute.name}' must list at least one value")
-        bad = [v for v in value if v < low]
+        bad = [v for v in value if not (math.isfinite(v) and v >= low)]  # nan compares false
         if bad:
-            raise ValueError(f"'{attribute.name}' values must be >= {low}, got {bad!r}")
+            raise ValueError(f"'{attribute.name}' values must be finite numbers >= {low}, got {bad!r}")
 
     return check
 
