@@ -439,7 +439,8 @@ def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
     put(store, "medical/triage", 10)  # @1: nobody needs it
     inherited = put(store, "medical/triage", 11, parent=finance[1])  # @2: parent finance@2
     put(store, "medical/triage", 12, parent=inherited)  # @3: newest
-    (store.blobs / ".crash-leftover.tmp").write_bytes(b"half")
+    (store.blobs / f".{'a' * 64}.json.k1ll3d.tmp").write_bytes(b"half")  # a blob's write a kill cut short
+    (store.blobs / ".notes.tmp").write_bytes(b"mine")  # no file of heirloom's: it removed any .x.tmp
 
     dry = models(store, "gc", "--keep", "1", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
@@ -460,7 +461,8 @@ def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
     ]
     for ref in kept:
         store.load(ref)
-    assert len(list(store.blobs.iterdir())) == 2 * len(kept)  # their blobs and the temp file are gone
+    assert len(list(store.blobs.iterdir())) == 2 * len(kept) + 1  # their blobs, the notes; the temp file is gone
+    assert (store.blobs / ".notes.tmp").read_bytes() == b"mine"
     assert "removed 0 version(s) and 0 file(s)" in models(store, "gc", "--keep", "1").stdout
     assert put(store, "medical/triage", 13).version == 4  # numbers are never reused
 

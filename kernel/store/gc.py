@@ -24,6 +24,8 @@ from heirloom.store.index import StoreIndex, Transaction
 
 #: How ``put`` names blobs: the content's sha256 and what it holds.
 BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(?:safetensors|json)")
+#: A blob's write a kill cut short (``write_atomic``'s temp file): any other ``.x.tmp`` is no file of ours.
+BLOB_WRITE = re.compile(rf"\.{BLOB_NAME.pattern}\.\w+\.tmp")
 
 
 @attrs.define
@@ -138,7 +140,7 @@ def _scan(blobs: Path) -> tuple[dict[str, int], list[str], list[tuple[str, str]]
                 foreign.append((entry.name, "not a regular file"))
             elif BLOB_NAME.fullmatch(entry.name):
                 found[entry.name] = entry.stat(follow_symlinks=False).st_size
-            elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            elif BLOB_WRITE.fullmatch(entry.name):
                 leftovers.append(entry.name)
             else:
                 foreign.append((entry.name, "not named like a blob"))
