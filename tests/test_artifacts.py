@@ -1363,6 +1363,26 @@ def test_a_blob_the_disk_refuses_is_an_error_naming_it_and_no_version_is_stored(
     assert [a.version for a in store.list()] == [1]
 
 
+def test_a_backup_the_disk_refuses_names_the_backup_not_the_store(store, tmp_path):
+    """A full disk said ``error: No space left on device`` naming no file (an attack on the
+    store: a small tmpfs)."""
+    import resource
+
+    store.put("team", "m", heirloom.State({"w": torch.zeros(512 * 1024)}, {}), model_type="text-classifier")
+    destination = tmp_path / "backup"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))  # Python ignores SIGXFSZ: the 2 MiB blob's write fails
+    try:
+        with pytest.raises(heirloom.HeirloomError) as caught:
+            backup_store(store, destination)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(caught.value) == (
+        f"cannot write the backup in {destination}: File too large; run it again once that is mended (it resumes)"
+    )
+    assert run_heirloom("models", "verify", "--store", str(store.root)).returncode == 0
+
+
 def test_models_show_lists_each_metric_on_its_own_row(store):
     """The metrics were one wrapped JSON blob: at 80 columns a per-class score was unfindable."""
     metrics = {"accuracy": 0.792783505, "per_class": {"negative": {"f1": 0.685446009}}}

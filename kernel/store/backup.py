@@ -23,7 +23,8 @@ import json
 import os
 import re
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import attrs
@@ -75,24 +76,39 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
             "HEIRLOOM_HOME, HEIRLOOM_STORE or --store choose it)"
         )
     check_destination(store.root, destination, overwrite=overwrite)
-    for leftover in destination.glob(f".{MARKER}.*.tmp"):  # a marker write a kill cut short
-        leftover.unlink()
-    destination.mkdir(parents=True, exist_ok=True)  # the marker first: blobs without it are no backup of ours
-    write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())
-    blobs = destination / "blobs"
-    blobs.mkdir(exist_ok=True)
-    copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
-    with store.index.writing() as tx:
-        rows = tx.blob_rows()
-        named, versions = named_blobs(rows), len(rows)
-        _refuse_missing(store, rows, {name for name in named if not (blobs / name).is_file()})
-        late, _ = _copy(store.blobs, blobs, named, gone_ok=False)
-        _snapshot(store.index, destination / "index.sqlite")
-    stale = [path for path in blobs.iterdir() if path.name not in named]
-    for path in stale:
-        path.unlink()
-    fsync_dir(blobs)
+    with _writing(destination):
+        for leftover in destination.glob(f".{MARKER}.*.tmp"):  # a marker write a kill cut short
+            leftover.unlink()
+        destination.mkdir(parents=True, exist_ok=True)  # the marker first: blobs without it are no backup of ours
+        write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())
+        blobs = destination / "blobs"
+        blobs.mkdir(exist_ok=True)
+        copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
+        with store.index.writing() as tx:
+            rows = tx.blob_rows()
+            named, versions = named_blobs(rows), len(rows)
+            _refuse_missing(store, rows, {name for name in named if not (blobs / name).is_file()})
+            late, _ = _copy(store.blobs, blobs, named, gone_ok=False)
+            _snapshot(store.index, destination / "index.sqlite")
+        stale = [path for path in blobs.iterdir() if path.name not in named]
+        for path in stale:
+            path.unlink()
+        fsync_dir(blobs)
     return BackupReport(versions, copied + late, present, len(stale))
+
+
+@contextmanager
+def _writing(destination: Path) -> Iterator[None]:
+    """An OSError of the backup's own writes as one naming the backup: a full disk named no
+    file (``error: No space left on device``), and its index copy blamed the store's index."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise HeirloomError(
+            f"cannot write the backup in {destination}: {exc.strerror or exc}{where}; run it again once "
+            "that is mended (it resumes)"
+        ) from exc
 
 
 def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None:
@@ -224,6 +240,9 @@ def _snapshot(index: StoreIndex, copy: Path) -> None:
     try:
         with closing(index.connect()) as source, closing(sqlite3.connect(partial)) as target:
             source.backup(target)
+    except sqlite3.Error as exc:  # the copy's disk, not the store's index: said as the backup's
+        partial.unlink(missing_ok=True)
+        raise OSError(errno.EIO, f"copying the index failed: {exc}", str(copy)) from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
