@@ -328,6 +328,17 @@ def test_a_grid_of_settings_refuses_nan_and_infinity_once_naming_the_item_and_it
         assert refused.returncode == 2 and f"--set: {key}: " in refused.stderr and "must be finite" in refused.stderr
 
 
+def test_a_set_text_value_in_toml_quotes_is_read_without_them(tmp_path):
+    """``--set 'store.path="/srv/x"'`` kept the quotes: check said ok and made a folder named
+    with them (an attack on the CLI)."""
+    for value in ('"/srv/x"', "'/srv/x'", "/srv/x"):
+        shown = run_heirloom("profile", "show", "minimal", "--set", f"store.path={value}", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["profile"]["store"]["path"] == "/srv/x", shown.stdout
+    odd = run_heirloom("profile", "show", "minimal", "--set", 'store.path="a"b"', "--json")
+    assert json.loads(odd.stdout)["profile"]["store"]["path"] == '"a"b"'  # no TOML string: as it was typed
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

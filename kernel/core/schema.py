@@ -129,8 +129,8 @@ def parse_set_value(text: str, tp: Any) -> Any:
             return None
         others = [a for a in args if a is not type(None)]
         tp = others[0] if len(others) == 1 else Any
-    if tp in (str, Path):
-        return text
+    if tp in (str, Path) and not (len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"):
+        return text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
     if tp is bool and text.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
         return text.strip().lower() in ("true", "yes", "1")
     try:
