@@ -541,12 +541,30 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
             "item,title,year\na,Tea,2020s\n",
             r"items\.csv:2: the 'year' column is '2020s'",
         ),
+        (  # trained, it was an id no request can name: the api takes 256 characters at most
+            "user,item,rating\n" + "u" * 300 + ",a,5\n",
+            None,
+            r"ratings\.csv:2: the 'user' column holds an id of 300 characters; at most 256",
+        ),
     ],
 )
 def test_a_malformed_ratings_or_items_csv_row_is_an_error_naming_file_line_and_column(tmp_path, ratings, items, error):
     source = ratings_csv(tmp_path, ratings, items)
     with pytest.raises(heirloom.HeirloomError, match=error):
         list(source.records())
+
+
+def test_an_id_is_one_whatever_its_unicode_form_and_surrounding_spaces(tmp_path, served):
+    """``José`` typed two ways was two users with half a history each; the csv source read
+    ``" user 1 "`` as ``user 1`` while the api took it as another, unknown, user."""
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"
+    source = ratings_csv(tmp_path, f"user,item,rating\n{composed},a,5\n{decomposed},b,4\n {composed} ,c,3\n")
+    assert {record["user"] for record in source.records() if "user" in record} == {composed}
+    daemon, _, _ = served
+    with daemon.client(timeout=10) as client:
+        assert client.call("recs.history", {"user": " 196 "}) == client.call("recs.history", {"user": 196})
+        padded = client.call("recs.similar", {"item": " 172 ", "k": 3})
+        assert padded == client.call("recs.similar", {"item": "172", "k": 3})
 
 
 def test_profile_check_names_the_setting_whose_column_a_csv_file_lacks(tmp_path):

@@ -20,13 +20,12 @@ import heirloom
 from heirloom_plugins.model_needs import missing_members, refusal
 from heirloom_plugins.recommend.events import event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
-from heirloom_plugins.recommend.records import parse_year
+from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
 from heirloom_plugins.recommend.tower import ItemText
 
 Id = str | int
 MAX_KIND_CHARS = 64
 MAX_TITLE_CHARS = 1000
-MAX_ID_CHARS = 256
 
 
 def _id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
@@ -263,7 +262,7 @@ class RecommendApi(heirloom.Api):
         """The user's learnt items and the request's ``history`` together."""
         learnt = np.zeros(0, dtype=np.int64)
         if body.user is not None:
-            row = model.histories.index.get(str(body.user))
+            row = model.histories.index.get(id_key(body.user))
             if row is None and body.history is None:
                 raise heirloom.RequestError(
                     "NOT_FOUND",
@@ -274,11 +273,11 @@ class RecommendApi(heirloom.Api):
         index = model.catalogue.index
         positions = []
         for number, item in enumerate(body.history or ()):
-            if str(item) not in index:
+            if id_key(item) not in index:
                 raise heirloom.RequestError(
                     "NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", f"body.history[{number}]"
                 )
-            positions.append(index[str(item)])
+            positions.append(index[id_key(item)])
         return np.union1d(learnt, np.asarray(positions, dtype=np.int64))
 
     def similar(self, body: Any) -> heirloom.Versioned:
@@ -293,7 +292,7 @@ class RecommendApi(heirloom.Api):
 
     def history(self, body: Any) -> heirloom.Versioned:
         model, version = self._serving()
-        row = model.histories.index.get(str(body.user))
+        row = model.histories.index.get(id_key(body.user))
         if row is None:
             raise heirloom.RequestError("NOT_FOUND", f"user {body.user!r} is unknown to {version}", "body.user")
         positions = model.histories.of(row).tolist()
@@ -304,12 +303,13 @@ class RecommendApi(heirloom.Api):
         model, version = self._serving()
         self._item(model, version, body.item)
         with heirloom.durable_write("event"):
-            self.events.append({"user": str(body.user), "item": str(body.item), "kind": body.kind, "value": body.value})
+            user, item = id_key(body.user), id_key(body.item)
+            self.events.append({"user": user, "item": item, "kind": body.kind, "value": body.value})
         return {"recorded": True}
 
     @staticmethod
     def _item(model: HybridRecommender, version: str | None, item: Any) -> int:
-        position = model.catalogue.index.get(str(item))
+        position = model.catalogue.index.get(id_key(item))
         if position is None:
             raise heirloom.RequestError("NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", "body.item")
         return position
@@ -319,7 +319,8 @@ def _excluded(model: HybridRecommender, items: list[Id]) -> np.ndarray:
     """Catalogue positions of the items a request excludes (one the catalogue lacks is never
     recommended anyway: a basket may hold items newer than the served version)."""
     index = model.catalogue.index
-    return np.asarray([index[str(item)] for item in items if str(item) in index], dtype=np.int64)
+    keys = [id_key(item) for item in items]
+    return np.asarray([index[key] for key in keys if key in index], dtype=np.int64)
 
 
 def _reply(model: HybridRecommender, version: str | None, ranked: list[tuple[int, float]]) -> heirloom.Versioned:

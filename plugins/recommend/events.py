@@ -17,7 +17,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.recommend.checks import non_empty
-from heirloom_plugins.recommend.records import interaction_record
+from heirloom_plugins.recommend.records import id_key, interaction_record
 
 EVENT_FIELDS = ("user", "item", "kind", "value", "time")
 
@@ -50,7 +50,7 @@ class EventsSource(heirloom.Source):
             return
         for entry in heirloom.AppendLog.read(self.log_path, check=event_fault):
             yield interaction_record(
-                str(entry["user"]), str(entry["item"]), str(entry["kind"]), float(entry["value"]), entry["time"]
+                id_key(entry["user"]), id_key(entry["item"]), str(entry["kind"]), float(entry["value"]), entry["time"]
             )
 
     def fingerprint(self) -> str:

@@ -26,6 +26,7 @@ from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, 
 from heirloom_plugins.recommend.fitted import Fitted
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
 from heirloom_plugins.recommend.ranking import top_k
+from heirloom_plugins.recommend.records import id_key
 from heirloom_plugins.recommend.tower import HashedTower, ItemText, SparseRows, TowerSettings, tokens
 from heirloom_plugins.recommend.tuning import Choice, Grids, tune
 
@@ -217,15 +218,15 @@ class HybridRecommender(heirloom.Model):
         """The item positions of a query's history (a known user's training items)."""
         fitted = self._require()
         if "user" in query:
-            row = fitted.histories.index.get(str(query["user"]))
+            row = fitted.histories.index.get(id_key(query["user"]))
             if row is None:
                 raise heirloom.HeirloomError(f"unknown user {query['user']!r}")
             return fitted.histories.of(row)
         index = fitted.catalogue.index
-        unknown = [item for item in query["history"] if str(item) not in index]
+        unknown = [item for item in query["history"] if id_key(item) not in index]
         if unknown:
             raise heirloom.HeirloomError(f"items not in the catalogue: {unknown!r:.120}")
-        return np.unique(np.asarray([index[str(item)] for item in query["history"]], dtype=np.int64))
+        return np.unique(np.asarray([index[id_key(item)] for item in query["history"]], dtype=np.int64))
 
     def recommend(
         self, histories: list[np.ndarray], ks: list[int], excluded: list[np.ndarray] | None = None

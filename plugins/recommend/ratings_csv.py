@@ -19,7 +19,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.recommend.checks import non_empty
-from heirloom_plugins.recommend.records import parse_year
+from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
 from heirloom_plugins.recommend.split import Rating, SplitRatingsSource
 from heirloom_plugins.textfiles import CsvFormat
 
@@ -125,9 +125,14 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
 
 
 def _id(row: dict[str, str], column: str, where: str) -> str:
-    value = row[column].strip()
+    value = id_key(row[column])
     if not value:
         raise heirloom.HeirloomError(f"{where}: the {column!r} column is empty")
+    if len(value) > MAX_ID_CHARS:  # trained, it was an id no request could name
+        raise heirloom.HeirloomError(
+            f"{where}: the {column!r} column holds an id of {len(value)} characters; at most {MAX_ID_CHARS} "
+            "(the recommend api's bound): map long ids (URLs) to short ones"
+        )
     return value
 
 

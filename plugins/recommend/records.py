@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,17 @@ ITEM = "item"
 INTERACTION = "interaction"
 #: A title that ends in its year, as MovieLens writes them: ``Toy Story (1995)``.
 TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
+#: The longest id a source or a request may name (the api's bound: data never holds an id no request can reach).
+MAX_ID_CHARS = 256
+
+
+def id_key(value: str | int) -> str:
+    """An id as sources and requests compare it: text in Unicode NFC without surrounding spaces
+    (``José`` typed two ways was two users; ``" user 1 "`` unknown to the api, as ``user 1`` to the
+    csv source, and a new user once its event trained)."""
+    return unicodedata.normalize("NFC", str(value).strip())
 
 
 def item_record(item: str, title: str, year: int | None, genres: list[str], cold: bool = False) -> dict[str, Any]:
