@@ -24,6 +24,7 @@ from heirloom_plugins.recommend.movielens import MovieLensSource
 from heirloom_plugins.recommend.protocol import measure
 from heirloom_plugins.recommend.ranking import ranking_metrics, top_k
 from heirloom_plugins.recommend.ratings_csv import RatingsCsvSource
+from heirloom_plugins.recommend.tower import ItemText, tokens
 from heirloom_plugins.recommend.tuning import split_for_tuning
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
@@ -214,6 +215,17 @@ def test_a_warm_start_reuses_the_parents_choice_instead_of_searching(movielens):
     pinned = HybridRecommender(data="movies", **{**grids, "l2": [3000.0], "text_weight": [3.0, 10.0]})
     pinned.fit(source.records("train"), parent=parent.state())
     assert pinned.fitted.choice.l2 == 3000.0 and pinned.fitted.choice.text_weight == parent.fitted.choice.text_weight
+
+
+def test_titles_written_without_spaces_are_read_two_characters_at_a_time():
+    """A Japanese title was one word: a new item's text matched an identical title only
+    (``similar_text`` of 味噌ラーメン found none of the three titles holding it), and cold
+    items scored nDCG@10 0.54 against 0.91 for the same catalogue in English."""
+    short, long = (ItemText(title, None, ()) for title in ("味噌ラーメン", "大盛り味噌ラーメン (2001)"))
+    assert {token for _, token in tokens(short)} == {"味噌", "噌ラ", "ラー", "ーメ", "メン"}
+    assert set(tokens(short)) < set(tokens(long))
+    spaced = tokens(ItemText("Miso Ramen", None, ("Noodles",)))
+    assert spaced == [("title", "miso"), ("title", "ramen"), ("genre", "noodles")]  # as before
 
 
 def test_drop_cold_removes_the_cold_movies_and_their_ratings(movielens):

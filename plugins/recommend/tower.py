@@ -22,6 +22,7 @@ import attrs
 import numpy as np
 
 from heirloom_plugins.recommend.records import TITLE_YEAR
+from heirloom_plugins.spaceless import words_of
 
 WORD = re.compile(r"\w+")
 BLOCKS = ("title", "year", "genre")
@@ -99,7 +100,7 @@ class SparseRows:
 def tokens(text: ItemText) -> list[tuple[str, str]]:
     """``(block, token)`` pairs of an item: title words, year buckets, genres."""
     title = TITLE_YEAR.sub("", text.title).lower()
-    found = [("title", word) for word in WORD.findall(title)]
+    found = [("title", word) for run in WORD.findall(title) for word in words_of(run)]  # 味噌ラーメン: 味噌, 噌ラ...
     if text.year is not None:
         found += [("year", f"{text.year}"), ("year", f"{text.year // 5 * 5}s5"), ("year", f"{text.year // 10 * 10}s")]
     found += [("genre", genre.lower()) for genre in text.genres]

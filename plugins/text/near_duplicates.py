@@ -27,6 +27,7 @@ from collections.abc import Iterable
 import attrs
 
 from heirloom_plugins.ngrams.folding import folded
+from heirloom_plugins.spaceless import SPACELESS, words_of
 
 #: Characters per gram: a word's change touches about this many grams on each side.
 GRAM = 5
@@ -34,12 +35,7 @@ GRAM = 5
 CONTAINED_WORDS = 4
 CONTAINED = 0.9
 
-#: Scripts written without spaces between words (Han, kana, Thai, Lao, Myanmar, Khmer). There a
-#: word is two characters (the bigrams CJK search engines index) and a gram GRAM_SPACELESS.
-SPACELESS = re.compile(
-    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-    "\U00020000-\U0003134f]+"
-)
+#: Characters per gram in a text mostly of scripts written without spaces.
 GRAM_SPACELESS = 2
 
 #: Grams and words as hashes of ``(place, text)``: a tenth of the memory of the tuples (3,000
@@ -78,20 +74,8 @@ def text_of(values: Iterable[str]) -> Text:
         gram = GRAM_SPACELESS if 2 * spaceless > len(letters) else GRAM
         starts = range(max(1, len(letters) - gram + 1)) if letters else ()  # no letters (emoji, "!!!"): no grams
         grams.update(hash((place, letters[i : i + gram])) for i in starts)
-        words.update(hash((place, word)) for run in found for word in _words(run))
+        words.update(hash((place, word)) for run in found for word in words_of(run))
     return Text(frozenset(grams), frozenset(words), "\x1f".join(spaced))
-
-
-def _words(run: str) -> list[str]:
-    """The words of a run of letters: itself, but two characters at a time where it is written
-    without spaces (a sentence of Chinese is one run: cut in halves, it shared no word)."""
-    words, end = [], 0
-    for match in SPACELESS.finditer(run):
-        words.extend(filter(None, [run[end : match.start()]]))
-        chars = match.group()
-        words.extend(chars[i : i + 2] for i in range(max(1, len(chars) - 1)))
-        end = match.end()
-    return [*words, *filter(None, [run[end:]])]
 
 
 class NearDuplicates:
