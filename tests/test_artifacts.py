@@ -1063,7 +1063,7 @@ def test_a_stored_version_of_another_model_type_is_never_loaded_into_a_model(sto
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
     result = run_heirloom("eval", str(profile), env=env)
     assert result.returncode == 1
-    assert "team/m@1 is a text-classifier model; models.m uses toy-model" in said(result), result.stderr
+    assert "team/m@1 is of model type text-classifier; models.m uses toy-model" in said(result), result.stderr
 
 
 def _holding_itself() -> dict[str, list]:

@@ -140,8 +140,8 @@ class ModelServing:
         return changed
 
     def _load(self, spec: ComponentSpec, model: Model, artifact: StoredVersion) -> None:
-        if artifact.model_type != spec.use:  # another type's weights: the plugin might even load them
-            raise HeirloomError(f"{artifact.ref} is a {artifact.model_type} model; models.{spec.name} uses {spec.use}")
+        if (stored := artifact.model_type) != spec.use:  # another type's weights: the plugin might even load them
+            raise HeirloomError(f"{artifact.ref} is of model type {stored}; models.{spec.name} uses {spec.use}")
         model.load(self.store.load(artifact, reads=model.state_format))
 
     def status(self) -> dict[str, dict[str, Any]]:
