@@ -68,6 +68,24 @@ def test_show_json_prints_one_object_per_line(rows):
     assert lines[0]["text"] == "row " * 200
 
 
+def test_show_into_a_pipe_closed_early_stops_quietly(rows, tmp_path):
+    """``data show ... | head -1`` printed a BrokenPipeError traceback, then blamed the source."""
+    import os
+    import subprocess
+
+    from tests.helpers import HEIRLOOM
+
+    write(tmp_path / "many.toml", "[sources.numbers]\nuse = 'rows'\ncount = 20000\n")
+    command = [*HEIRLOOM, "data", "show", str(tmp_path / "many.toml"), "numbers", "--limit", "0", "--json"]
+    shown = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **rows}, cwd=REPO
+    )
+    assert json.loads(shown.stdout.readline())["i"] == 0
+    shown.stdout.close()  # as head does once it has its line
+    said = shown.stderr.read().decode()
+    assert shown.wait(60) == 141 and said == "", said
+
+
 def test_stats_defaults_to_records_per_split(rows):
     result = run_heirloom("data", "stats", rows["profile"], "numbers", "--json", env=rows)
     assert result.returncode == 0, result.stderr

@@ -65,7 +65,7 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
     with kernel.system(resolved, only={("source", name)}) as system:
         try:
             yield system.component(name, "source")
-        except (HeirloomError, SystemExit):
+        except (HeirloomError, SystemExit, BrokenPipeError):  # the pipe: `data show ... | head` has what it wanted
             raise
         except Exception as exc:  # noqa: BLE001 - a source's bug: its traceback, then a line naming the source
             fail_unexpectedly(f"reading sources.{name} ({use})", exc)

@@ -10,6 +10,8 @@ COMMAND`` imports only the plugin that provides it.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 import click
@@ -92,6 +94,9 @@ class HeirloomGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             fail("interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is", 130)
+        except BrokenPipeError:  # `heirloom data show ... | head` closed the pipe: what it read was all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes
+            sys.exit(141)  # as a tool killed by SIGPIPE exits in a shell
 
     def _attach(self, ctx: click.Context, only: list[str] | None = None) -> list[str]:
         plugins = get_kernel(ctx).plugins
