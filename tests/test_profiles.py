@@ -502,6 +502,10 @@ def test_profile_show_masks_values_from_the_environment(tmp_path):
     for where in (("--set", "resources.threads=${SHOW_TOKEN}"), ("--set", "apis.echo.use=${SHOW_TOKEN}")):
         refused = run_heirloom("profile", "check", str(path), *where, env=env)  # an error quotes what it refuses
         assert refused.returncode == 2 and "********" in refused.stderr and "s3cr3t" not in refused.stderr
+    env["SHORT"] = "e"
+    short = run_heirloom("profile", "check", str(path), "--set", "resources.threads=${SHORT}", env=env)
+    said = "--set: resources.threads: expected int, got str '********'"  # every "e" of it was masked
+    assert short.returncode == 2 and said in short.stderr, short.stderr
 
 
 def test_a_shared_base_merges_once_and_a_fan_out_of_extends_stays_linear(tmp_path, kernel):

@@ -77,7 +77,7 @@ class RawProfile:
             node = node.get(part) if isinstance(node, dict) else None
         text = node.text if isinstance(node, SetValue) else node
         if isinstance(text, str) and text:
-            message = message.replace(repr(text), repr(MASK)).replace(text, MASK)
+            message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", MASK, message.replace(repr(text), repr(MASK)))
         return message
 
 
