@@ -265,6 +265,17 @@ def test_an_alias_pointing_at_no_stored_version_is_named_and_promote_repairs_it(
     assert store.resolve("finance/sentiment@production").version == 1
 
 
+def test_models_list_shows_escape_sequences_in_the_index_escaped_not_obeyed(store):
+    """An alias hand-written into the index with a terminal escape retitled the terminal and
+    turned it red when ``models list`` printed it (``models show`` escaped it)."""
+    put(store, "team/m", 1)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("INSERT INTO aliases VALUES ('team', 'm', ?, 1)", ("\x1b]0;pwned\x07\x1b[31mRED",))
+    listed = models(store, "list")
+    assert listed.returncode == 0 and "\x1b" not in listed.stdout
+    assert "@\\x1b]0;pwned\\x07\\x1b[31mRED" in listed.stdout
+
+
 @pytest.mark.parametrize("metrics", ["{not json", "[1, 2]", "[" * 100_000 + "]" * 100_000])
 def test_a_damaged_metrics_column_names_the_version_and_the_index(store, metrics):
     put(store, "finance/sentiment", 1)

@@ -66,7 +66,7 @@ def _table(artifacts: list[Artifact]) -> Table:
     table = Table(ref, Column("metrics", min_width=18), Column("parent", overflow="fold"), digest)
     for a in artifacts:
         ref = a.ref + "".join(f"\n@{alias}" for alias in a.aliases)
-        table.add_row(ref, inert(metrics_text(a.metrics), lines=True), a.parent or "-", a.digest[:12])
+        table.add_row(*(inert(c, lines=True) for c in (ref, metrics_text(a.metrics), a.parent or "-", a.digest[:12])))
     return table
 
 
