@@ -395,6 +395,12 @@ def test_a_new_alias_named_like_an_existing_one_is_taken_for_a_misspelling(store
         refused = models(store, "promote", "finance/sentiment@2", typo)
         assert refused.returncode == 2 and f"has no alias {typo!r}; did you mean 'production'?" in said(refused)
         assert "--new-alias" in said(refused)
+    invalid = models(store, "promote", "finance/sentiment@2", "prod/uction")  # it offered --new-alias, which refused it
+    assert (
+        invalid.returncode == 2
+        and "invalid alias 'prod/uction'" in said(invalid)
+        and "--new-alias" not in said(invalid)
+    )
     assert store.alias_version("finance", "sentiment", "production") == 1
     created = models(store, "promote", "finance/sentiment@2", "Production", "--new-alias")
     assert created.returncode == 0 and store.alias_version("finance", "sentiment", "Production") == 2

@@ -21,7 +21,7 @@ from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, direction, metric_value
-from heirloom.store.refs import Ref, RefError
+from heirloom.store.refs import Ref, RefError, check_alias
 
 
 class ModelsGroup(click.Group):
@@ -370,7 +370,7 @@ def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -
     where it was. A name that only adds to one (``eu-prod``, ``staging2``) is no misspelling."""
     with store.index.reading() as tx:  # the names alone: not every version of a large store
         known = tx.alias_names()
-    if alias in known:
+    if check_alias(alias) in known:  # an invalid one first: --new-alias could not create it either
         return
     close = [name for name in known if name.lower() == alias.lower() or _one_typo(alias, name)]
     if close:
