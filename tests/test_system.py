@@ -9,7 +9,7 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import write
+from tests.helpers import run_heirloom, write
 
 CHAIN = """
 [sources.raw]
@@ -193,3 +193,9 @@ def test_models_that_inherit_a_model_of_the_project_train_after_it(tmp_path):
     profile = heirloom.Kernel(plugins=[toys]).resolve(str(write(tmp_path / "p.toml", toml)))
     assert [spec.name for spec in model_specs(profile, ())] == ["b", "c", "a"]
     assert [spec.name for spec in model_specs(profile, ("a", "c"))] == ["c", "a"]
+
+
+def test_train_of_a_profile_without_models_says_there_is_nothing_to_train(tmp_path):
+    """It printed nothing and exited 0, as if something had been trained."""
+    trained = run_heirloom("train", "minimal", env={"HEIRLOOM_HOME": str(tmp_path)})
+    assert trained.returncode == 0 and "profile 'minimal' has no models: nothing to train" in trained.stderr

@@ -120,6 +120,8 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     results: dict[str, dict[str, Any]] = {}
     try:
         specs = model_specs(resolved, models)
+        if not specs:  # it said nothing, and exited 0
+            err_console.print(f"profile {resolved.name!r} has no models: nothing to train", markup=False)
         store = kernel.store(resolved)
         for spec in specs:
             with progress_bars() as bars:
