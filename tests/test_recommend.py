@@ -434,6 +434,7 @@ def test_an_item_nobody_had_in_training_is_similar_to_what_its_text_resembles_no
         f"mug{u},m{n}" for u in range(12) for n in range(5) if (u + n) % 4
     ]
     source = ratings_csv(tmp_path, "user,item\n" + "\n".join(rows) + "\n", items, value_column="", cold_fraction=0)
+    assert {r["kind"] for r in source.records() if r["type"] == "interaction"} == {"interaction"}  # it said rating
     model = HybridRecommender(data="ratings", l2=[10.0], text_weight=[0.0], tower_l2=[30.0])
     model.fit(source.records("train"))
     ids = model.catalogue.ids

@@ -77,6 +77,9 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     def files(self) -> tuple[Path, ...]:
         return (Path(self.ratings),) if self.items is None else (Path(self.ratings), Path(self.items))
 
+    def interaction_kind(self) -> str:
+        return "rating" if self.value_column else "interaction"  # a click log's rows are no ratings
+
     def read_catalogue(self) -> list[dict[str, Any]]:
         if self.items is None:
             return []

@@ -80,6 +80,10 @@ class SplitRatingsSource(heirloom.Source):
     def read_ratings(self, items: list[dict[str, Any]]) -> list[Rating]:
         """Every rating, in file order; ``items`` is :meth:`read_catalogue`'s."""
 
+    def interaction_kind(self) -> str:
+        """The ``kind`` of the interactions it yields: ratings, unless the data has no values."""
+        return "rating"
+
     def splits(self) -> list[str]:
         return [split for split in SPLITS if split != "validation" or self.validation_fraction]
 
@@ -101,9 +105,10 @@ class SplitRatingsSource(heirloom.Source):
             raise heirloom.HeirloomError(
                 f"{self.source_type} source: {self.files()[0]} changed while it was read; run the command again"
             )
+        kind = self.interaction_kind()
         for (user, item, value, stamp), role in zip(ratings, roles, strict=True):
             if (split is None or role == split) and not (self.drop_cold and item in cold):
-                yield interaction_record(user, item, "rating", value, stamp)
+                yield interaction_record(user, item, kind, value, stamp)
 
     def _prepared(self) -> tuple[list[dict[str, Any]], list[str], set[str]]:
         """The items, each rating's split and the cold items; recomputed only when a file changes.
