@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import random
@@ -387,6 +388,19 @@ def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
     write(tmp_path / "unanswered.xml", _faq_xml(("faq-a", 4), ("faq-b", 4)).replace("<answer>Answer 1.</answer>", ""))
     with pytest.raises(heirloom.HeirloomError, match=r"<qapair> 2 \('faq-b'\): no <answer> with text"):
         list(StackFaqSource(path=str(tmp_path / "unanswered.xml"), train_queries=2).records("test"))
+
+
+def test_a_faq_file_with_a_namespace_is_read_and_threads_without_a_test_query_are_said(tmp_path, caplog):
+    """A root with ``xmlns="..."`` was 'no <qapair> threads'; a thread with no more paraphrases
+    than train_queries got no test query, and data stats counted one fewer without a word."""
+    spaced = _faq_xml(("faq-a", 4), ("faq-b", 2)).replace("<root>", '<root xmlns="http://example.com/faq">')
+    faq = write(tmp_path / "faq.xml", spaced)
+    with caplog.at_level(logging.WARNING, logger="heirloom.support"):
+        test = list(StackFaqSource(path=str(faq), train_queries=2).records("test"))
+        list(StackFaqSource(path=str(faq), train_queries=2).records("train"))
+    assert [r["label"] for r in test] == ["faq-a", "faq-a"]
+    said = "1 thread(s) have at most train_queries = 2 paraphrases, so none of theirs is a test query (faq-b)"
+    assert caplog.text.count(said) == 2  # once per source
 
 
 def test_a_retriever_holds_out_one_query_of_every_thread_to_choose_its_threshold(tmp_path):

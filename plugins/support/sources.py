@@ -85,6 +85,8 @@ class StackFaqSource(heirloom.Source):
             root = ElementTree.parse(file).getroot()
         except (OSError, ElementTree.ParseError) as exc:
             raise heirloom.HeirloomError(f"{file}: cannot read the StackFAQ XML: {exc}") from exc
+        for element in root.iter():  # a default namespace (xmlns="...") named every tag {ns}qapair: none found
+            element.tag = str(element.tag).rpartition("}")[2]
         threads, seen = [], set()
         for number, pair in enumerate(root.iter("qapair"), 1):
             label = pair.get("id", f"thread-{number}").strip()
@@ -113,7 +115,22 @@ class StackFaqSource(heirloom.Source):
                 f"{file}: train_queries = {self.train_queries} leaves no test query (a thread has at most {most} "
                 "<rephr> paraphrases): lower it"
             )
+        self._say_untested(file, threads)
         return threads
+
+    def _say_untested(self, file: Path, threads: list[dict[str, Any]]) -> None:
+        """Warn, once per source, of threads with no test query: data stats counted fewer test
+        records without a word."""
+        few = [thread["label"] for thread in threads if len(thread["queries"]) <= self.train_queries]
+        if few and not getattr(self, "_said_untested", False):
+            self._said_untested = True
+            log.warning(
+                "%s: %d thread(s) have at most train_queries = %d paraphrases, so none of theirs is a test query (%s)",
+                file,
+                len(few),
+                self.train_queries,
+                ", ".join(few[:5]),
+            )
 
     def _file(self) -> Path:
         path = Path(self.path)
