@@ -484,6 +484,18 @@ def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
     assert put(store, "medical/triage", 13).version == 4  # numbers are never reused
 
 
+@pytest.mark.parametrize("make", ["folder", "fifo", "device"])
+def test_an_index_that_is_no_regular_file_is_named_as_such(store, make):
+    """A folder, a FIFO or a link to /dev/zero in place of index.sqlite was 'missing or empty'."""
+    put(store, "team/m", 1)
+    index = store.root / "index.sqlite"
+    index.unlink()
+    {"folder": index.mkdir, "fifo": lambda: os.mkfifo(index), "device": lambda: index.symlink_to("/dev/zero")}[make]()
+    listed = models(store, "list")
+    assert listed.returncode == 1 and "Traceback" not in listed.stderr
+    assert f"the store index {index} is not a regular file (a folder, a FIFO or a device)" in said(listed)
+
+
 def test_a_lost_index_is_never_recreated_over_existing_blobs(tmp_path):
     store = ArtifactStore(tmp_path / "store")
     put(store, "finance/sentiment", 1)
@@ -1266,7 +1278,8 @@ def test_an_os_error_is_one_line_naming_the_path_not_a_traceback(store, tmp_path
     destination = tmp_path / "file" / "backup"
     result = models(store, "backup", str(destination))
     assert result.returncode == 1
-    assert said(result) == f"error: Not a directory: {destination}"
+    said_now = f"error: cannot write the backup in {destination}: Not a directory; run it again once that is mended"
+    assert said(result) == f"{said_now} (it resumes)"
 
 
 def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tmp_path):

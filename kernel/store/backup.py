@@ -104,7 +104,7 @@ def _writing(destination: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(destination) else ""
         raise HeirloomError(
             f"cannot write the backup in {destination}: {exc.strerror or exc}{where}; run it again once "
             "that is mended (it resumes)"

@@ -111,6 +111,8 @@ class StoreIndex:
     def __init__(self, path: Path, *, create: bool = True):
         self.path = path
         self.wal = _wal(path)
+        if path.exists() and not path.is_file():  # it was "missing or empty", or SQLite's own words
+            raise HeirloomError(f"the store index {path} is not a regular file (a folder, a FIFO or a device)")
         if not create and not _has_content(path):
             raise HeirloomError(
                 f"the store index {path} is missing or empty, but {path.parent / 'blobs'} holds artifacts; "
