@@ -4,17 +4,23 @@
 start and every hot swap. Another model type behind a shipped api (a third party's, or the
 one ``heirloom new plugin`` generates) passed them all, then answered INTERNAL on every
 request; now it is refused there, naming what it lacks and the page that says what to give.
+Its members are checked everywhere; a prediction only of a started model (``serve``'s start,
+a hot swap): ``profile check`` starts none, and a model's ``predict`` may need what ``start``
+sets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
 
 #: A text every text model can read: what ``check`` asks ``predict`` about.
 PROBE = "Where is my order?"
+#: How long it may take: a predict that hung left serve "starting" for ever, saying nothing.
+PROBE_SECONDS = 60.0
 _ABSENT = object()
 
 #: What a prediction's value must be, by the words the messages use.
@@ -36,14 +42,10 @@ def classifier_problems(field: str, model: Any, api: str, doc: str) -> list[tupl
     labels = getattr(model, "labels", _ABSENT)
     if labels is _ABSENT:
         return [refusal(field, model, api, "it has no 'labels' (the labels it predicts, a list of strings)", doc)]
-    if (
-        isinstance(labels, str | bytes)
-        or not isinstance(labels, Sequence | set | frozenset)
-        or not labels
-        or not all(isinstance(label, str) for label in labels)
-    ):
+    listed = list(labels) if isinstance(labels, Iterable) and not isinstance(labels, str | bytes | Mapping) else []
+    if not listed or not all(isinstance(label, str) for label in listed):  # a numpy array of str is one
         return [refusal(field, model, api, f"its 'labels' is {_shown(labels)}, not a list of strings", doc)]
-    problem = prediction_problem(model, CLASSIFIER_NEEDS, list(labels))
+    problem = prediction_problem(model, CLASSIFIER_NEEDS, listed)
     return [refusal(field, model, api, problem, doc)] if problem else []
 
 
@@ -69,11 +71,12 @@ def missing_members(model: Any, members: Sequence[str]) -> list[str]:
 def prediction_problem(model: Any, needs: Mapping[str, str], labels: Sequence[str] | None = None) -> str | None:
     """What is wrong with ``model.predict([PROBE])`` for an api reading ``needs`` (``{key: kind}``,
     a kind of :data:`KINDS`) of each prediction, or None. With ``labels``, the probabilities are
-    numbers keyed by them."""
-    try:
-        predictions = model.predict([PROBE])
-    except Exception as exc:  # noqa: BLE001 - the plugin's bug, said as the api's check
-        return f"its predict([{PROBE!r}]) raised {type(exc).__name__}: {exc}"
+    numbers keyed by them. None too for a model never started (see the module's docstring)."""
+    if getattr(model, "ctx", None) is None:
+        return None
+    predictions, problem = _probe(model)
+    if problem is not None:
+        return problem
     if not isinstance(predictions, Sequence) or len(predictions) != 1:
         return f"its predict([{PROBE!r}]) returned {_shown(predictions)}, not a list of one prediction per text"
     prediction = predictions[0]
@@ -94,6 +97,28 @@ def prediction_problem(model: Any, needs: Mapping[str, str], labels: Sequence[st
     except (TypeError, ValueError, OverflowError) as exc:  # a numpy float32: every reply failed to encode
         return f"its prediction cannot be sent as msgpack ({exc}): give Python str, int, float, bool, list, dict"
     return None
+
+
+def _probe(model: Any) -> tuple[Any, str | None]:
+    """``(model.predict([PROBE]), None)``, or ``(None, why it gave no answer)``: it raised, or
+    it did not answer within PROBE_SECONDS (its thread is left behind, a daemon thread)."""
+    outcome: list[tuple[Any, BaseException | None]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((model.predict([PROBE]), None))
+        except Exception as exc:  # noqa: BLE001 - the plugin's bug, said as the api's check
+            outcome.append((None, exc))
+
+    thread = threading.Thread(target=run, name="heirloom-check-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_SECONDS)
+    if not outcome:
+        return None, f"its predict([{PROBE!r}]) gave no answer within {PROBE_SECONDS:.0f} s"
+    predictions, raised = outcome[0]
+    if raised is not None:
+        return None, f"its predict([{PROBE!r}]) raised {type(raised).__name__}: {raised}"
+    return predictions, None
 
 
 def _probability(label: Any, value: Any, labels: Sequence[str]) -> bool:

@@ -142,7 +142,14 @@ class ToyClassifier(ToyModel):
     labels every text ``a`` (with ``float32``, numpy's floats as its probabilities)."""
 
     float32: bool = False
+    #: ``dunno``: labels every text ``dunno``, a label of none of its probabilities (an "I don't
+    #: know"); ``needs_start``: predicts with what start sets.
+    mode: str = ""
     labels: ClassVar[list[str]] = ["a", "b"]
+
+    def start(self, ctx):
+        super().start(ctx)
+        self.calls = 0
 
     def predict(self, batch: list[Any]) -> list[Any]:
         chances = {"a": 0.75, "b": 0.25}
@@ -150,7 +157,9 @@ class ToyClassifier(ToyModel):
             import numpy
 
             chances = {label: numpy.float32(chance) for label, chance in chances.items()}
-        return [{"label": "a", "probabilities": chances} for _ in batch]
+        if self.mode == "needs_start":
+            self.calls += 1
+        return [{"label": "dunno" if self.mode == "dunno" else "a", "probabilities": chances} for _ in batch]
 
     def state(self):
         state = super().state()  # what changes predictions travels in the state (docs/PLUGINS.md)

@@ -146,7 +146,7 @@ class LabelMonitorApi(heirloom.Api):
         model, version = heirloom.served_model(self.handle)
         predictions = model.predict([item.text for item in body.items])
         # the reply is made before the state changes: a prediction it cannot read fails the request alone
-        labelled = [{"label": p["label"], "probability": float(p["probabilities"][p["label"]])} for p in predictions]
+        labelled = [{"label": p["label"], "probability": _probability(p)} for p in predictions]
         with self._lock:  # nothing above changed any state: a refused request leaves it whole
             for moment, item, prediction in zip(times, body.items, predictions, strict=True):
                 index = bisect.bisect(self._times, moment)
@@ -225,3 +225,10 @@ class LabelMonitorApi(heirloom.Api):
             self._active = None
             summary = {**summary, "alerting": False}
         return None, summary
+
+
+def _probability(prediction: dict[str, Any]) -> float | None:
+    """The probability of the label a text got; None for one the model has none for (its "I
+    don't know", ``out_of_scope``: every post holding such a text failed with a KeyError)."""
+    chance = prediction["probabilities"].get(prediction["label"])
+    return None if chance is None else float(chance)
