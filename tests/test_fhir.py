@@ -491,6 +491,11 @@ def test_a_patient_born_after_an_encounter_is_read_counted_and_said(tmp_path, ca
     assert stats["records"] == 2
     assert stats["encounters_before_birth"] == {"patients": 1, "examples": [said]}
     assert f"{said}: ages there are below zero" in caplog.text
+    for start, counted in (("2016-06-12T01:00:00+09:00", 0), ("2016-06-11T09:59:59Z", 1), ("2016-06-11", 1)):
+        early = write(  # the birth day began at 2016-06-11T10:00Z somewhere (UTC+14): not before it
+            tmp_path / "zone.json", bundle(PATIENT | {"birthDate": "2016-06-12"}, visit | {"period": {"start": start}})
+        )
+        assert stats_or_error(early)["encounters_before_birth"]["patients"] == counted, start
 
 
 def test_a_living_patient_stays_alive_and_a_boolean_death_is_read(tmp_path):

@@ -10,7 +10,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -425,10 +425,16 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
 
 def encounter_before_birth(record: PatientRecord) -> Event | None:
     """The first encounter dated before the patient's birthDate, if any: one of the two dates
-    is wrong, and every age computed from them is below zero there."""
+    is wrong, and every age computed from them is below zero there. A birthDate is a local
+    day in an unknown zone, an encounter's time UTC: only one before that day began anywhere
+    (UTC+14) is counted (2016-06-12T01:00+09:00, 16:00Z the day before, was)."""
     first = next((e for e in record.timeline if e.kind == "encounter" and e.date), None)
-    born = record.birth_date
-    return first if born and first is not None and first.date is not None and first.date[:10] < born[:10] else None
+    if not record.birth_date or first is None or first.date is None:
+        return None
+    if "T" not in first.date:  # a date of its own: compared as dates
+        return first if first.date[:10] < record.birth_date[:10] else None
+    earliest = datetime.fromisoformat(record.birth_date[:10]) - timedelta(hours=14)
+    return first if datetime.fromisoformat(first.date.removesuffix("Z")) < earliest else None
 
 
 def summary(gender: str | None, birth: str | None, deceased: str | None, timeline: tuple[Event, ...]) -> str:
