@@ -224,6 +224,9 @@ def test_titles_written_without_spaces_are_read_two_characters_at_a_time():
     short, long = (ItemText(title, None, ()) for title in ("味噌ラーメン", "大盛り味噌ラーメン (2001)"))
     assert {token for _, token in tokens(short)} == {"味噌", "噌ラ", "ラー", "ーメ", "メン"}
     assert set(tokens(short)) < set(tokens(long))
+    eat, prevent = ({token for _, token in tokens(ItemText(title, None, ()))} for title in ("กิน", "กัน"))
+    assert eat == {"กิ", "ิน"} and not eat & prevent  # Thai vowel signs: both were ก and น
+    assert len(tokens(ItemText("ｶﾞﾝﾀﾞﾑ", None, ()))) == 5  # half-width katakana: it was one word
     spaced = tokens(ItemText("Miso Ramen", None, ("Noodles",)))
     assert spaced == [("title", "miso"), ("title", "ramen"), ("genre", "noodles")]  # as before
 

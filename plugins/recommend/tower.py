@@ -13,7 +13,6 @@ into rows whose inner products say how alike two items read.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Container, Sequence
 from typing import Any
@@ -22,9 +21,8 @@ import attrs
 import numpy as np
 
 from heirloom_plugins.recommend.records import TITLE_YEAR
-from heirloom_plugins.spaceless import words_of
+from heirloom_plugins.spaceless import letter_runs, words_of
 
-WORD = re.compile(r"\w+")
 BLOCKS = ("title", "year", "genre")
 
 
@@ -100,7 +98,9 @@ class SparseRows:
 def tokens(text: ItemText) -> list[tuple[str, str]]:
     """``(block, token)`` pairs of an item: title words, year buckets, genres."""
     title = TITLE_YEAR.sub("", text.title).lower()
-    found = [("title", word) for run in WORD.findall(title) for word in words_of(run)]  # 味噌ラーメン: 味噌, 噌ラ...
+    found = [
+        ("title", word) for run in letter_runs().findall(title) for word in words_of(run)
+    ]  # 味噌ラーメン: 味噌, 噌ラ...
     if text.year is not None:
         found += [("year", f"{text.year}"), ("year", f"{text.year // 5 * 5}s5"), ("year", f"{text.year // 10 * 10}s")]
     found += [("genre", genre.lower()) for genre in text.genres]

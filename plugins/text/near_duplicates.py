@@ -16,18 +16,14 @@ rarest grams, or words, are compared with it.
 
 from __future__ import annotations
 
-import functools
 import math
-import re
-import sys
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 import attrs
 
 from heirloom_plugins.ngrams.folding import folded
-from heirloom_plugins.spaceless import SPACELESS, words_of
+from heirloom_plugins.spaceless import SPACELESS, letter_runs, words_of
 
 #: Characters per gram: a word's change touches about this many grams on each side.
 GRAM = 5
@@ -41,14 +37,6 @@ GRAM_SPACELESS = 2
 #: Grams and words as hashes of ``(place, text)``: a tenth of the memory of the tuples (3,000
 #: held-out documents of 1,700 characters took 768 MB), within one process, where they are compared.
 Grams = frozenset[int]
-
-
-@functools.cache
-def _letters() -> re.Pattern[str]:
-    """Runs of letters, digits and combining marks: ``\\w`` leaves the marks out, and an Indic
-    vowel sign is part of its word ("काम", work, compared equal to "कम", less)."""
-    marks = (chr(code) for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)).startswith("M"))
-    return re.compile(f"[\\w{re.escape(''.join(marks))}]+")
 
 
 @attrs.frozen
@@ -67,7 +55,7 @@ def text_of(values: Iterable[str]) -> Text:
     words: set[int] = set()
     spaced = []
     for place, value in enumerate(values):
-        found = _letters().findall(folded(value).casefold())
+        found = letter_runs().findall(folded(value).casefold())
         spaced.append(" ".join(found))
         letters = "".join(found)
         spaceless = sum(map(len, SPACELESS.findall(letters)))
