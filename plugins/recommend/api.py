@@ -42,8 +42,9 @@ ID_SCHEMA = {"schema": TEXT_ID}
 
 def _check_id(name: str, value: Any) -> None:
     """ValueError naming ``name`` (``item``, ``history[3]``) when ``value`` is no id."""
-    if isinstance(value, bool) or (isinstance(value, str) and (not value.strip() or len(value) > MAX_ID_CHARS)):
-        shown = f"{len(value)} characters" if isinstance(value, str) and len(value) > MAX_ID_CHARS else repr(value)
+    key = id_key(value) if isinstance(value, str) else None  # as it is stored and looked up: sources say the same
+    if isinstance(value, bool) or (key is not None and not 0 < len(key) <= MAX_ID_CHARS):
+        shown = f"{len(key)} characters" if key is not None and len(key) > MAX_ID_CHARS else repr(value)
         raise ValueError(f"'{name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}")
 
 
