@@ -498,6 +498,8 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     # the kernel's routes take no body: the document said any ({}), and {} is a 400
     health = document["paths"]["/v1/routes/_health"]["post"]["requestBody"]
     assert health["content"]["application/json"]["schema"]["type"] == "null" and not health["required"]
+    labels = document["paths"]["/v1/routes/sentiment.labels"]["post"]["requestBody"]  # an api's route taking none
+    assert labels["content"]["application/json"]["schema"]["type"] == "null" and not labels["required"]
     assert (
         http(gateway.url + "/v1/routes/_health", raw=b"")[0] == http(gateway.url + "/v1/routes/_health", raw=b"null")[0]
     )

@@ -164,7 +164,10 @@ def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             "description": f"Calls `{name}` on the daemon. Limits: {_limits(entry)}.",
             "tags": [api or "kernel"],
             "parameters": [DEADLINE, IDEMPOTENCY],
-            "requestBody": {"required": bool(api and entry.get("input")), "content": _json(body)},
+            "requestBody": {
+                "required": bool(api and entry.get("input")) and body.get("type") != "null",
+                "content": _json(body),
+            },
             "responses": _responses("the route's reply", clean(entry.get("output") or {}), forbidden=forbidden),
         }
     }
