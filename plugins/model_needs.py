@@ -12,7 +12,7 @@ sets.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
@@ -68,13 +68,25 @@ def missing_members(model: Any, members: Sequence[str]) -> list[str]:
     return missing
 
 
-def prediction_problem(model: Any, needs: Mapping[str, str], labels: Sequence[str] | None = None) -> str | None:
+def started(model: Any) -> bool:
+    """Whether ``model`` was started (``Component.start`` keeps its context): only such a one is
+    asked for an answer (see the module's docstring)."""
+    return getattr(model, "ctx", None) is not None
+
+
+def prediction_problem(
+    model: Any,
+    needs: Mapping[str, str],
+    labels: Sequence[str] | None = None,
+    entries: Mapping[str, Mapping[str, str]] | None = None,
+) -> str | None:
     """What is wrong with ``model.predict([PROBE])`` for an api reading ``needs`` (``{key: kind}``,
-    a kind of :data:`KINDS`) of each prediction, or None. With ``labels``, the probabilities are
-    numbers keyed by them. None too for a model never started (see the module's docstring)."""
-    if getattr(model, "ctx", None) is None:
+    a kind of :data:`KINDS`) of each prediction, or None (None too for a model never started).
+    With ``labels``, the probabilities are numbers keyed by them; ``entries``: ``{key: needs}``
+    of each map in the list at ``key`` (a retriever's answers)."""
+    if not started(model):
         return None
-    predictions, problem = _probe(model)
+    predictions, problem = answer_within(lambda: model.predict([PROBE]), f"its predict([{PROBE!r}])")
     if problem is not None:
         return problem
     if not isinstance(predictions, Sequence) or len(predictions) != 1:
@@ -82,12 +94,12 @@ def prediction_problem(model: Any, needs: Mapping[str, str], labels: Sequence[st
     prediction = predictions[0]
     if not isinstance(prediction, Mapping):
         return f"its prediction for a text is {_shown(prediction)}, not a map of {_keys(needs)}"
-    for key, kind in needs.items():
-        value = prediction.get(key, _ABSENT)
-        if value is _ABSENT:
-            return f"its prediction for a text has no {key!r} (it has {_keys(prediction) or 'no keys'})"
-        if not isinstance(value, KINDS[kind]) or (kind == "a number" and isinstance(value, bool)):
-            return f"its prediction's {key!r} is {_shown(value)}, not {kind}"
+    if problem := prediction_problem_of(prediction, needs, "its prediction for a text"):
+        return problem
+    for key, wanted in (entries or {}).items():
+        for entry in prediction[key][:1]:  # the probe may find none
+            if problem := prediction_problem_of(entry, wanted, f"its prediction's {key}[0]"):
+                return problem
     if labels is not None:  # a label may be none of them: a model's "I don't know"
         odd = [f"{k!r}: {_shown(v)}" for k, v in prediction["probabilities"].items() if not _probability(k, v, labels)]
         if odd:
@@ -99,14 +111,27 @@ def prediction_problem(model: Any, needs: Mapping[str, str], labels: Sequence[st
     return None
 
 
-def _probe(model: Any) -> tuple[Any, str | None]:
-    """``(model.predict([PROBE]), None)``, or ``(None, why it gave no answer)``: it raised, or
-    it did not answer within PROBE_SECONDS (its thread is left behind, a daemon thread)."""
+def prediction_problem_of(value: Any, needs: Mapping[str, str], what: str) -> str | None:
+    """What ``value`` (``what``: how a message names it) lacks of ``needs``, or None."""
+    if not isinstance(value, Mapping):
+        return f"{what} is {_shown(value)}, not a map of {_keys(needs)}"
+    for key, kind in needs.items():
+        found = value.get(key, _ABSENT)
+        if found is _ABSENT:
+            return f"{what} has no {key!r} (it has {_keys(value) or 'no keys'})"
+        if not isinstance(found, KINDS[kind]) or (kind == "a number" and isinstance(found, bool)):
+            return f"{what.removesuffix(' for a text')}'s {key!r} is {_shown(found)}, not {kind}"
+    return None
+
+
+def answer_within(call: Callable[[], Any], what: str) -> tuple[Any, str | None]:
+    """``(call(), None)``, or ``(None, why it gave no answer)``: it raised, or it did not answer
+    within PROBE_SECONDS (its thread is left behind, a daemon thread). ``what`` names the call."""
     outcome: list[tuple[Any, BaseException | None]] = []
 
     def run() -> None:
         try:
-            outcome.append((model.predict([PROBE]), None))
+            outcome.append((call(), None))
         except Exception as exc:  # noqa: BLE001 - the plugin's bug, said as the api's check
             outcome.append((None, exc))
 
@@ -114,11 +139,11 @@ def _probe(model: Any) -> tuple[Any, str | None]:
     thread.start()
     thread.join(PROBE_SECONDS)
     if not outcome:
-        return None, f"its predict([{PROBE!r}]) gave no answer within {PROBE_SECONDS:.0f} s"
-    predictions, raised = outcome[0]
+        return None, f"{what} gave no answer within {PROBE_SECONDS:.0f} s"
+    answer, raised = outcome[0]
     if raised is not None:
-        return None, f"its predict([{PROBE!r}]) raised {type(raised).__name__}: {raised}"
-    return predictions, None
+        return None, f"{what} raised {type(raised).__name__}: {raised}"
+    return answer, None
 
 
 def _probability(label: Any, value: Any, labels: Sequence[str]) -> bool:

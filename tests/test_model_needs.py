@@ -71,8 +71,8 @@ def test_a_classifier_of_another_type_serves_behind_classify(tmp_path):
         (
             "toy-model",
             '[apis.help]\nuse = "support"\nintent = "m"\nfaq = "m"\n',
-            "apis.help.faq: ToyModel cannot serve behind the support api: its prediction for a text is str "
-            "'Where is my order?', not a map of 'answers', 'confidence', 'confident'",
+            "apis.help.faq: ToyModel cannot serve behind the support api: it lacks document_ids() (docs/SUPPORT.md, "
+            "'Other models behind support')",
         ),
     ],
 )
@@ -144,3 +144,41 @@ def test_a_predict_that_never_answers_is_a_problem_not_a_start_that_never_ends(m
     model.ctx = object()  # started
     problem = model_needs.prediction_problem(model, model_needs.CLASSIFIER_NEEDS)
     assert problem == "its predict(['Where is my order?']) gave no answer within 1 s"
+
+
+@pytest.mark.parametrize(
+    ("model", "apis", "setting", "said"),
+    [
+        (
+            "toy-recommender",
+            '[apis.recs]\nuse = "recommend"\nmodel = "m"\n',
+            "models.m.float32=true",
+            "apis.recs.model: ToyRecommender cannot serve behind the recommend api: its recommend([an empty history], "
+            "[1], [nothing excluded]) ranked (0, np.float32(0.5)), not a (position, score) pair with a Python number",
+        ),
+        (
+            "toy-classifier",
+            '[apis.help]\nuse = "support"\nintent = "m"\nfaq = "m"\n',
+            "models.m.mode=support_noid",
+            "apis.help.faq: ToyClassifier cannot serve behind the support api: its prediction's answers[0] has no 'id'",
+        ),
+    ],
+)
+def test_what_a_route_sends_of_a_prediction_is_checked_where_the_model_starts(tmp_path, model, apis, setting, said):
+    """numpy float32 scores failed every recommend reply; an answer without its id failed every
+    handoff with a KeyError: both passed every check. Each is served once it is mended."""
+    profile, env = _profile(tmp_path, model, apis)
+    refused = Daemon(tmp_path / "refused", "--set", setting, profile=profile.read_text(), env=env)
+    assert refused.process.wait(120) != 0
+    assert said in refused.log(), refused.log()
+    mended = ("--set", "models.m.mode=support") if model == "toy-classifier" else ()
+    served = Daemon(tmp_path / "served", *mended, profile=profile.read_text(), env=env)
+    try:
+        served.wait_ready(timeout=60)
+        with served.client(timeout=10) as client:
+            if model == "toy-recommender":
+                assert client.call("recs.recommend", {"user": "u1", "k": 1})["items"][0]["score"] == 0.5
+            else:
+                assert client.call("help.answer", {"text": "where?"})["answers"][0]["id"] == "t/1"
+    finally:
+        assert served.terminate() == 0

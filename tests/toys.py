@@ -146,6 +146,10 @@ class ToyClassifier(ToyModel):
     #: know"); ``needs_start``: predicts with what start sets.
     mode: str = ""
     labels: ClassVar[list[str]] = ["a", "b"]
+    out_of_scope_label: ClassVar[str] = "dunno"
+
+    def document_ids(self) -> list[str]:
+        return ["t/1"]
 
     def start(self, ctx):
         super().start(ctx)
@@ -159,6 +163,11 @@ class ToyClassifier(ToyModel):
             chances = {label: numpy.float32(chance) for label, chance in chances.items()}
         if self.mode == "needs_start":
             self.calls += 1
+        if self.mode.startswith("support"):  # an intent and answers in one, as the support api reads them
+            answer = {"question": "Where?", "answer": "Here.", "score": 1.0}
+            answer |= {} if "noid" in self.mode else {"id": "t/1"}
+            found = {"guess": "a", "confidence": 0.75, "in_scope": True, "answers": [answer], "confident": True}
+            return [{"label": "a", "probabilities": chances} | found for _ in batch]
         return [{"label": "dunno" if self.mode == "dunno" else "a", "probabilities": chances} for _ in batch]
 
     def state(self):
@@ -168,6 +177,39 @@ class ToyClassifier(ToyModel):
     def load(self, state):
         super().load(state)
         self.float32 = state.metadata["float32"]
+
+
+@attrs.define
+class ToyRecommender(ToyModel):
+    """What the recommend api reads of a model, and no more: one item ``i1``, one user ``u1``
+    (with ``float32``, numpy's floats as scores)."""
+
+    float32: bool = False
+
+    def load(self, state):
+        super().load(state)
+        import numpy
+
+        self.catalogue = attrs.make_class("Catalogue", ["index", "describe"])(
+            {"i1": 0}, lambda position: {"item": "i1", "title": "One", "year": None, "genres": []}
+        )
+        self.histories = attrs.make_class("Histories", ["index", "of"])(
+            {"u1": 0}, lambda row: numpy.zeros(0, dtype=numpy.int64)
+        )
+
+    def _ranked(self) -> list[tuple[int, float]]:
+        import numpy
+
+        return [(0, numpy.float32(0.5) if self.float32 else 0.5)]
+
+    def recommend(self, histories, ks, excluded=None):
+        return [self._ranked() for _ in histories]
+
+    def similar(self, position, k):
+        return self._ranked()
+
+    def similar_text(self, text, k):
+        return self._ranked()
 
 
 @attrs.define
@@ -228,6 +270,7 @@ def heirloom_register_sources(register):
 def heirloom_register_models(register):
     register("toy-model", ToyModel)
     register("toy-classifier", ToyClassifier)
+    register("toy-recommender", ToyRecommender)
 
 
 @heirloom.hookimpl

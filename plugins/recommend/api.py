@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 
 import heirloom
-from heirloom_plugins.model_needs import missing_members, refusal
+from heirloom_plugins.model_needs import answer_within, missing_members, refusal, started
 from heirloom_plugins.recommend.events import event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
@@ -184,9 +184,12 @@ class RecommendApi(heirloom.Api):
 
     def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
         """A model of another type must have what the routes read of a hybrid recommender."""
-        if (model := models.get(self.model)) is None or not (missing := missing_members(model, RECOMMENDER_NEEDS)):
+        if (model := models.get(self.model)) is None:
             return []
-        return [refusal("model", model, "recommend", f"it lacks {', '.join(missing)}", RECOMMEND_DOC)]
+        if missing := missing_members(model, RECOMMENDER_NEEDS):
+            return [refusal("model", model, "recommend", f"it lacks {', '.join(missing)}", RECOMMEND_DOC)]
+        problem = _ranking_problem(model) if started(model) else None  # only a started one is asked
+        return [refusal("model", model, "recommend", problem, RECOMMEND_DOC)] if problem else []
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -314,6 +317,23 @@ class RecommendApi(heirloom.Api):
         if position is None:
             raise heirloom.RequestError("NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", "body.item")
         return position
+
+
+def _ranking_problem(model: Any) -> str | None:
+    """What is wrong with the model's answer for an empty history (a list of one list of
+    ``(position, score)`` pairs, Python numbers): numpy's float32 scores failed every reply."""
+    nothing = np.zeros(0, dtype=np.int64)
+    what = "its recommend([an empty history], [1], [nothing excluded])"
+    ranked, problem = answer_within(lambda: model.recommend([nothing], [1], [nothing]), what)
+    if problem is not None:
+        return problem
+    if not isinstance(ranked, list) or len(ranked) != 1 or not isinstance(ranked[0], list):
+        return f"{what} returned {type(ranked).__name__}, not a list of one list of (position, score) pairs"
+    for pair in ranked[0][:1]:
+        score = pair[1] if isinstance(pair, tuple | list) and len(pair) == 2 else None
+        if not isinstance(score, int | float) or isinstance(score, bool):
+            return f"{what} ranked {pair!r:.80}, not a (position, score) pair with a Python number as score"
+    return None
 
 
 def _excluded(model: HybridRecommender, items: list[Id]) -> np.ndarray:

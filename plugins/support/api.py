@@ -20,12 +20,15 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import prediction_problem, refusal
+from heirloom_plugins.model_needs import missing_members, prediction_problem, refusal
 from heirloom_plugins.support.queue import HandoffQueue
 
 #: What ``answer`` reads of each prediction of the intent model and of the FAQ retriever.
 INTENT_NEEDS = {"label": "a string", "guess": "a string", "confidence": "a number", "in_scope": "true or false"}
 FAQ_NEEDS = {"answers": "a list", "confidence": "a number", "confident": "true or false"}
+ANSWER_NEEDS = {"id": "a string", "question": "a string", "answer": "a string", "score": "a number"}
+#: What ``resolve`` reads of each: the intents a person may name, and the ids of the answers.
+INTENT_MEMBERS, FAQ_MEMBERS = ("labels", "out_of_scope_label"), ("document_ids()",)
 SUPPORT_DOC = "docs/SUPPORT.md, 'Other models behind support'"
 
 POLICIES = ("either", "both", "out_of_scope")
@@ -116,9 +119,13 @@ class SupportApi(heirloom.Api):
         """Models of other types must predict what ``answer`` reads: an intent and whether it is in
         scope; answers and whether the best is one to give."""
         problems = []
-        for field, needs in (("intent", INTENT_NEEDS), ("faq", FAQ_NEEDS)):
-            model = models.get(getattr(self, field))
-            if model is not None and (problem := prediction_problem(model, needs)):
+        checks = (("intent", INTENT_NEEDS, INTENT_MEMBERS, None), ("faq", FAQ_NEEDS, FAQ_MEMBERS, ANSWER_NEEDS))
+        for field, needs, members, answers in checks:
+            if (model := models.get(getattr(self, field))) is None:
+                continue
+            lacks, entries = missing_members(model, members), {"answers": answers} if answers else None
+            problem = f"it lacks {', '.join(lacks)}" if lacks else prediction_problem(model, needs, entries=entries)
+            if problem:
                 problems.append(refusal(field, model, "support", problem, SUPPORT_DOC))
         return problems
 
