@@ -1365,6 +1365,33 @@ def test_a_daemon_swaps_in_a_restored_version_that_reuses_the_number_it_serves(s
         assert daemon.terminate() == 0
 
 
+def test_a_restored_store_written_into_is_no_backup_and_a_backup_in_progress_holds_its_folder(store, tmp_path):
+    """A restore copied the backup's marker into the live store: a later backup of the store it
+    came from mirrored over it and deleted @2, its only copy. Two backups into one folder at
+    once deleted each other's files and blamed the filesystem (an operator's drill)."""
+    import fcntl
+    import shutil
+
+    put(store, "team/m", 1)
+    backup = tmp_path / "backup"
+    assert models(store, "backup", str(backup)).returncode == 0
+    restored = ArtifactStore(shutil.copytree(backup, tmp_path / "restored"))
+    put(restored, "team/m", 2)  # written into: a live store now, whatever it was copied from
+    assert not (restored.root / "heirloom-backup.json").exists()
+    over = models(store, "backup", str(restored.root))
+    assert over.returncode == 1 and "a store folder with no heirloom-backup.json" in said(over)
+    assert [a.version for a in restored.list()] == [1, 2]
+    promoted = ArtifactStore(shutil.copytree(backup, tmp_path / "promoted"))
+    promoted.promote("team/m@1", "production")  # an alias move is a write too
+    assert not (promoted.root / "heirloom-backup.json").exists()
+    with open(backup / ".heirloom-backup.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a backup still running holds it
+        busy = models(store, "backup", str(backup))
+    assert busy.returncode == 1 and f"another heirloom models backup is writing {backup}" in said(busy)
+    assert models(store, "backup", str(backup)).returncode == 0
+    assert run_heirloom("models", "verify", "--store", str(backup)).returncode == 0
+
+
 def test_verify_refuses_a_folder_that_is_no_store_and_creates_nothing_in_it(tmp_path):
     """An unmounted backup mount point passed as '0 of 0 version(s) intact' (and got an index)."""
     folder = tmp_path / "mnt"

@@ -70,6 +70,8 @@ class Artifact:
 
 #: ``promote(held_by=...)``'s default: move the alias whoever holds it.
 ANY_HOLDER = -1
+#: What marks a folder as a backup of a store (``models backup`` writes it first).
+BACKUP_MARKER = "heirloom-backup.json"
 
 
 class ArtifactStore:
@@ -146,7 +148,13 @@ class ArtifactStore:
                     reason = f"cannot write {self.blobs / name}: {exc.strerror or exc}"
                     raise HeirloomError(f"{reason}; the version was not stored") from exc
             version = tx.insert(record, *blobs)
+        self._written()
         return Artifact(version=version, **record)
+
+    def _written(self) -> None:
+        """A restored backup is a live store once written to: its marker goes. Kept, it let a
+        backup of the store it came from mirror over it, deleting the versions stored since."""
+        (self.root / BACKUP_MARKER).unlink(missing_ok=True)
 
     def _check_quota(self, tx: Transaction, project: str, model: str, blobs: dict[str, bytes], quota_mb: int) -> None:
         held = self._project_blobs(tx, project)
@@ -288,7 +296,9 @@ class ArtifactStore:
                     candidate, Artifact(**holder) if holder else None, if_better, on, lower_is_better=lower_is_better
                 )
             tx.set_alias(candidate.project, candidate.model, alias, candidate.version, _now())
-            return Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
+            promoted = Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
+        self._written()
+        return promoted
 
     def alias_history(self, project: str, model: str) -> list[dict[str, Any]]:
         """``[{"alias", "version", "previous", "moved_at"}]``: every move of the model's aliases, oldest first."""

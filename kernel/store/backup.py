@@ -18,6 +18,7 @@ or a source store with no versions (a wrong HEIRLOOM_HOME would otherwise empty 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -31,18 +32,20 @@ import attrs
 
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import fsync_dir, open_regular, write_atomic
-from heirloom.store.artifacts import ArtifactStore
+from heirloom.store.artifacts import BACKUP_MARKER, ArtifactStore
 from heirloom.store.gc import BLOB_NAME
 from heirloom.store.index import StoreIndex
 
-#: Written last into a backup: which store it copies (so a backup of another store is not
-#: mirrored over by accident).
-MARKER = "heirloom-backup.json"
+#: Written first into a backup: which store it copies (so a backup of another store is not
+#: mirrored over by accident); a store written into loses it (``ArtifactStore._written``).
+MARKER = BACKUP_MARKER
+#: Held while a backup writes its folder: two at once deleted each other's files.
+LOCK = ".heirloom-backup.lock"
 #: What a backup writes at its top level: the marker (and its temp file, a kill may leave
 #: it), blobs/, the index (and its partial copy with SQLite's side files).
 MARKER_WRITE = re.compile(r"\.heirloom-backup\.json\.\w+\.tmp")
 BACKUP_FILES = re.compile(
-    rf"heirloom-backup\.json|{MARKER_WRITE.pattern}|blobs|index\.sqlite(?:-wal|-shm)?"
+    rf"heirloom-backup\.json|{MARKER_WRITE.pattern}|\.heirloom-backup\.lock|blobs|index\.sqlite(?:-wal|-shm)?"
     r"|\.index\.sqlite\.partial(?:-journal|-wal|-shm)?"
 )
 #: A blob copy interrupted before its rename.
@@ -76,11 +79,10 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
             "HEIRLOOM_HOME, HEIRLOOM_STORE or --store choose it)"
         )
     check_destination(store.root, destination, overwrite=overwrite)
-    with _writing(destination):
+    with _writing(destination), _alone(destination):
         for leftover in destination.glob(f".{MARKER}.*.tmp"):  # a marker write a kill cut short
             leftover.unlink()
-        destination.mkdir(parents=True, exist_ok=True)  # the marker first: blobs without it are no backup of ours
-        write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())
+        write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())  # first
         blobs = destination / "blobs"
         blobs.mkdir(exist_ok=True)
         copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
@@ -95,6 +97,20 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
             path.unlink()
         fsync_dir(blobs)
     return BackupReport(versions, copied + late, present, len(stale))
+
+
+@contextmanager
+def _alone(destination: Path) -> Iterator[None]:
+    """Hold the backup folder's lock (made with the folder) while a backup writes it."""
+    destination.mkdir(parents=True, exist_ok=True)
+    with open(destination / LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HeirloomError(
+                f"another heirloom models backup is writing {destination}: let it finish, then run this one again"
+            ) from None
+        yield
 
 
 @contextmanager
@@ -141,7 +157,7 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
             "lacks, so back up into an empty folder or an earlier backup"
         )
     copied = _marked_source(target / MARKER)
-    unmarked = all(MARKER_WRITE.fullmatch(name) for name in found)  # cut short as it wrote its marker: nothing else
+    unmarked = all(MARKER_WRITE.fullmatch(name) or name == LOCK for name in found)  # cut short before its marker
     if copied != str(source) and not overwrite and not unmarked:
         what = f"a backup of the store at {copied}" if copied else f"a store folder with no {MARKER}"
         raise HeirloomError(
