@@ -1460,6 +1460,8 @@ def test_a_backup_cut_short_is_resumed_into_the_same_folder(store, tmp_path):
     (first / "heirloom-backup.json").write_text(json.dumps({"source": str(store.root.resolve())}))  # written first
     (first / "blobs" / blob.name).write_bytes(blob.read_bytes())  # copied before the cut
     (first / "blobs" / f".{blob.name}.partial").write_bytes(b"half")
+    early = run_heirloom("models", "verify", "--store", str(first))  # it gave a live store's advice
+    assert early.returncode == 1 and "it is a backup cut short before its index was copied" in said(early)
     resumed = models(store, "backup", str(first))
     assert resumed.returncode == 0 and "1 already there" in resumed.stdout, said(resumed)
     (first / ".index.sqlite.partial-journal").write_bytes(b"")  # killed while snapshotting the index

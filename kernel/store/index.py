@@ -114,10 +114,15 @@ class StoreIndex:
         if path.exists() and not path.is_file():  # it was "missing or empty", or SQLite's own words
             raise HeirloomError(f"the store index {path} is not a regular file (a folder, a FIFO or a device)")
         if not create and not _has_content(path):
+            cut_short = (path.parent / "heirloom-backup.json").exists()  # a backup's marker, written first
             raise HeirloomError(
                 f"the store index {path} is missing or empty, but {path.parent / 'blobs'} holds artifacts; "
-                "refusing to start a new, empty index over them (restore index.sqlite from a backup, "
-                "or move the blobs folder away to start an empty store)"
+                + (
+                    "it is a backup cut short before its index was copied: run heirloom models backup into it again"
+                    if cut_short
+                    else "refusing to start a new, empty index over them (restore index.sqlite from a backup, "
+                    "or move the blobs folder away to start an empty store)"
+                )
             )
         with self._errors(), closing(self.connect()) as conn:
             found = conn.execute("PRAGMA user_version").fetchone()[0]
