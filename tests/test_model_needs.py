@@ -26,6 +26,18 @@ def _profile(tmp_path: Path, model: str, apis: str) -> tuple[Path, dict[str, str
     return profile, env
 
 
+def _refused(daemon: Daemon) -> str:
+    """The log of a daemon that must refuse to start; one that starts anyway is killed, not left
+    running after the test fails."""
+    try:
+        code = daemon.process.wait(120)
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    assert code != 0, daemon.log()
+    return daemon.log()
+
+
 def test_a_classifier_of_another_type_serves_behind_classify(tmp_path):
     profile, env = _profile(tmp_path, "toy-classifier", '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n')
     assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
@@ -83,9 +95,7 @@ def test_a_model_lacking_what_a_shipped_api_reads_is_refused_naming_it(tmp_path,
     checked = run_heirloom("profile", "check", str(profile), env=env)
     if "its prediction" not in said:
         assert checked.returncode == 2 and said in checked.stderr, checked.stderr
-    started = Daemon(tmp_path, profile=profile.read_text(), env=env)
-    assert started.process.wait(120) != 0
-    assert said in started.log(), started.log()
+    assert said in _refused(Daemon(tmp_path, profile=profile.read_text(), env=env))
 
 
 def test_numpy_floats_in_predictions_are_refused_at_a_hot_swap_and_at_the_start(tmp_path):
@@ -107,9 +117,7 @@ def test_numpy_floats_in_predictions_are_refused_at_a_hot_swap_and_at_the_start(
             assert client.call("sentiment.predict", {"text": "anything"})["version"] == "team/m@1"
     finally:
         assert daemon.terminate() == 0
-    started = Daemon(tmp_path / "again", profile=profile.read_text(), env=env)
-    assert started.process.wait(120) != 0
-    assert refused in started.log()
+    assert refused in _refused(Daemon(tmp_path / "again", profile=profile.read_text(), env=env))
 
 
 def test_a_label_without_a_probability_is_monitored_and_a_model_that_needs_its_start_is_not_refused(tmp_path):
@@ -168,9 +176,7 @@ def test_what_a_route_sends_of_a_prediction_is_checked_where_the_model_starts(tm
     """numpy float32 scores failed every recommend reply; an answer without its id failed every
     handoff with a KeyError: both passed every check. Each is served once it is mended."""
     profile, env = _profile(tmp_path, model, apis)
-    refused = Daemon(tmp_path / "refused", "--set", setting, profile=profile.read_text(), env=env)
-    assert refused.process.wait(120) != 0
-    assert said in refused.log(), refused.log()
+    assert said in _refused(Daemon(tmp_path / "refused", "--set", setting, profile=profile.read_text(), env=env))
     mended = ("--set", "models.m.mode=support") if model == "toy-classifier" else ()
     served = Daemon(tmp_path / "served", *mended, profile=profile.read_text(), env=env)
     try:
