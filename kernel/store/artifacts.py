@@ -36,7 +36,7 @@ from heirloom.store.content import (
     state_metadata,
 )
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size
-from heirloom.store.index import StoreIndex, Transaction
+from heirloom.store.index import BACKUP_MARKER, StoreIndex, Transaction
 from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name
 
 
@@ -70,8 +70,6 @@ class Artifact:
 
 #: ``promote(held_by=...)``'s default: move the alias whoever holds it.
 ANY_HOLDER = -1
-#: What marks a folder as a backup of a store (``models backup`` writes it first).
-BACKUP_MARKER = "heirloom-backup.json"
 
 
 class ArtifactStore:

@@ -32,9 +32,9 @@ import attrs
 
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import fsync_dir, open_regular, write_atomic
-from heirloom.store.artifacts import BACKUP_MARKER, ArtifactStore
+from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME
-from heirloom.store.index import StoreIndex
+from heirloom.store.index import BACKUP_MARKER, StoreIndex
 
 #: Written first into a backup: which store it copies (so a backup of another store is not
 #: mirrored over by accident); a store written into loses it (``ArtifactStore._written``).
@@ -43,9 +43,9 @@ MARKER = BACKUP_MARKER
 LOCK = ".heirloom-backup.lock"
 #: What a backup writes at its top level: the marker (and its temp file, a kill may leave
 #: it), blobs/, the index (and its partial copy with SQLite's side files).
-MARKER_WRITE = re.compile(r"\.heirloom-backup\.json\.\w+\.tmp")
+MARKER_WRITE = re.compile(rf"\.{re.escape(MARKER)}\.\w+\.tmp")
 BACKUP_FILES = re.compile(
-    rf"heirloom-backup\.json|{MARKER_WRITE.pattern}|\.heirloom-backup\.lock|blobs|index\.sqlite(?:-wal|-shm)?"
+    rf"{re.escape(MARKER)}|{MARKER_WRITE.pattern}|{re.escape(LOCK)}|blobs|index\.sqlite(?:-wal|-shm)?"
     r"|\.index\.sqlite\.partial(?:-journal|-wal|-shm)?"
 )
 #: A blob copy interrupted before its rename.

@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 from heirloom.core.errors import HeirloomError
 
+#: What marks a folder as a backup of a store (``models backup`` writes it first).
+BACKUP_MARKER = "heirloom-backup.json"
 SCHEMA_VERSION = 1
 #: Seconds a writer waits for another one to finish (big blobs are written under the lock).
 BUSY_TIMEOUT = 120.0
@@ -114,7 +116,7 @@ class StoreIndex:
         if path.exists() and not path.is_file():  # it was "missing or empty", or SQLite's own words
             raise HeirloomError(f"the store index {path} is not a regular file (a folder, a FIFO or a device)")
         if not create and not _has_content(path):
-            cut_short = (path.parent / "heirloom-backup.json").exists()  # a backup's marker, written first
+            cut_short = (path.parent / BACKUP_MARKER).exists()  # written first
             raise HeirloomError(
                 f"the store index {path} is missing or empty, but {path.parent / 'blobs'} holds artifacts; "
                 + (
