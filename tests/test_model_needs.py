@@ -53,6 +53,18 @@ def test_a_classifier_of_another_type_serves_behind_classify(tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_a_refusal_names_the_extending_file_that_swapped_the_model(tmp_path):
+    """The api's ``model`` key was set by the shipped parent, which its user cannot edit; the
+    swap that caused the refusal is in their own file, so that file is named too."""
+    profile, env = _profile(tmp_path, "toy-classifier", '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n')
+    child = write(tmp_path / "swap.toml", 'extends = ["team.toml"]\n[models.m]\nuse = "toy-model"\ndata = "rows"\n')
+    assert run_heirloom("train", str(child), env=env).returncode == 0
+    checked = run_heirloom("profile", "check", str(child), env=env)
+    assert checked.returncode == 2, checked.stderr
+    said = f"{profile}: apis.sentiment.model: ToyModel cannot serve behind the classify api: it has no 'labels'"
+    assert said in checked.stderr and f"; models.m is set in {child}" in checked.stderr, checked.stderr
+
+
 @pytest.mark.parametrize(
     ("model", "apis", "said"),
     [

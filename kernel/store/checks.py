@@ -41,10 +41,22 @@ def served_model_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Prob
             if kind == "model" and target not in loaded:
                 loaded[target] = _stored(store, profile, specs[target])
         models = {name: loaded[name] for _, kind, name in references(api) if kind == "model" and loaded[name]}
+        targets = {field: name for field, kind, name in references(api) if kind == "model"}
         for field, message in api_check(api, models):
             key = f"{spec.key}.{field}"
-            problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, message))
+            file = profile.raw.provenance.get(key, profile.raw.file)
+            if field in targets:
+                message += _model_set_in(profile, targets[field], file)
+            problems.append(Problem(file, key, message))
     return problems
+
+
+def _model_set_in(profile: ResolvedProfile, model: str, file: str) -> str:
+    """Where the model an api field names was chosen and configured, when not (only) in ``file``:
+    an extending profile that swaps the model should see its own file named, not just the parent's."""
+    prefix = f"models.{model}."
+    files = list(dict.fromkeys(f for key, f in profile.raw.provenance.items() if key.startswith(prefix)))
+    return f"; models.{model} is set in {', '.join(files)}" if files and files != [file] else ""
 
 
 def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
