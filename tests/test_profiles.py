@@ -309,6 +309,9 @@ def test_a_long_extends_chain_and_a_nul_in_a_value_are_problems_not_tracebacks(t
     checked = run_heirloom("profile", "check", str(nul), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
     assert checked.returncode == 2 and "Traceback" not in checked.stderr
     assert checked.stderr.strip() == f"{nul}: store.path: holds a NUL character (\\u0000)"
+    quoted = run_heirloom("profile", "check", "finance-sentiment", "--set", 'sources.news.path="a\\u0000b"')
+    assert quoted.returncode == 2 and "Traceback" not in quoted.stderr  # a --set one, quoted as TOML writes it
+    assert quoted.stderr.strip() == "--set: sources.news.path: holds a NUL character (\\u0000)"
 
 
 def test_a_grid_of_settings_refuses_nan_and_infinity_once_naming_the_item_and_its_file(tmp_path):

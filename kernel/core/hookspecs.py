@@ -125,5 +125,4 @@ def heirloom_system_started(system: System) -> None:
 def heirloom_system_stopping(system: System) -> None:
     """Notification: ``system`` is about to stop its components (in reverse order).
 
-    :param system: the system being stopped; its components are still running.
-    """
+    :param system: the system being stopped; its components are still running."""

@@ -64,8 +64,7 @@ class Kernel:
 
         ``only`` (``{(kind, name)}``) limits it to those components and their dependencies,
         e.g. one source for ``heirloom data show``. ``serve_models`` loads each model's
-        served version from the artifact store and follows it (``serve``, ``eval``).
-        """
+        served version from the artifact store and follows it (``serve``, ``eval``)."""
         profile = ref if isinstance(ref, ResolvedProfile) else self.resolve(ref, overrides)
         return System(profile, self.plugins, only, store=self.store(profile) if serve_models else None)
 

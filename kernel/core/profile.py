@@ -1,11 +1,10 @@
 """Profiles: TOML files that name components and wire them, resolved into one tree.
 
-Resolution: load the file, resolve its ``extends`` chain (names or relative paths),
-deep-merge parents then child (later wins; a table whose ``use`` changes is replaced, not
-merged; ``project`` is never inherited), apply ``--set`` overrides, drop components with ``enabled = false``, and
-interpolate ``${VAR}`` / ``${data}`` / ``${project}``. Every leaf value remembers the file that set it,
-and values taken from the environment are marked secret (``profile show`` masks them).
-Validation against component schemas happens in :mod:`heirloom.core.schema`.
+Resolution: load the file, resolve its ``extends`` chain (names or relative paths), deep-merge parents
+then child (later wins; a table whose ``use`` changes is replaced, not merged; ``project`` is never
+inherited), apply ``--set`` overrides, drop components with ``enabled = false``, and interpolate
+``${VAR}`` / ``${data}`` / ``${project}``. Every leaf value remembers the file that set it, and values
+from the environment are marked secret (``profile show`` masks them); :mod:`heirloom.core.schema` validates.
 
 A profile file is bounded before it is parsed (size, dotted-key length, nesting), since the
 TOML parser takes minutes on a single 50,000-part key; merging is linear in the values."""
@@ -15,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ _LONG_INTEGER = re.compile(
     rf"({_STRINGS_AND_COMMENTS.pattern})|(?<![\w.+-])[+-]?[0-9][0-9_]{{4300,}}(?![\w.])", re.DOTALL
 )
 TOO_LONG_INTEGER = "an integer of over 4,300 digits (TOML's integers are 64-bit)"
+HOLDS_NUL = "holds a NUL character (\\u0000)"  # in a path it was a raw ValueError, late
 
 
 @attrs.frozen
@@ -49,6 +51,28 @@ class SetValue:
     """A ``--set`` value kept as text until the schema says what type it must be."""
 
     text: str
+
+    def typed(self, tp: Any) -> Any:
+        """The value for a field of type ``tp`` (text stays text, others parse as TOML); ValueError says why not."""
+        text, args = self.text, typing.get_args(tp)
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+            if text.strip().lower() in ("none", "null"):
+                return None
+            others = [a for a in args if a is not type(None)]
+            tp = others[0] if len(others) == 1 else Any
+        if tp in (str, Path) and not (len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"):
+            return text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
+        if tp is bool and text.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+            return text.strip().lower() in ("true", "yes", "1")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            return text
+        except ValueError:  # an integer Python cannot read: tomllib's words name no key
+            raise ValueError(TOO_LONG_INTEGER) from None
+        if isinstance(value, str) and "\0" in value:  # "\u0000" in a quoted one
+            raise ValueError(HOLDS_NUL)
+        return value
 
 
 #: What a value from the environment shows instead of itself (``profile show``, errors).
@@ -324,8 +348,8 @@ def _interpolate(
         return SetValue(_substitute(node.text, provenance, problems, path, secrets, project))
     if node == f"\0{TOO_LONG_INTEGER}":  # what _read_toml read in place of such an integer
         problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), TOO_LONG_INTEGER))
-    elif isinstance(node, str) and "\0" in node:  # in a path it was a raw ValueError, late
-        problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), "holds a NUL character (\\u0000)"))
+    elif isinstance(node, str) and "\0" in node:
+        problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), HOLDS_NUL))
     return _substitute(node, provenance, problems, path, secrets, project) if isinstance(node, str) else node
 
 

@@ -1,16 +1,12 @@
 """Validate a merged profile against component schemas; report every problem at once.
 
-Each component table is structured into its attrs class with cattrs (extra keys
-forbidden, no silent coercion), references between components are checked, and the
-dependency graph must be acyclic. Every problem names the file that set the offending
-value and its key path.
-"""
+Each component table is structured into its attrs class with cattrs (extra keys forbidden, no
+silent coercion), references between components are checked, and the dependency graph must be
+acyclic. Every problem names the file that set the offending value and its key path."""
 
 from __future__ import annotations
 
 import collections.abc
-import tomllib
-import types
 import typing
 from pathlib import Path
 from reprlib import repr as short
@@ -26,7 +22,7 @@ from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_reference
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
 from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
-from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, TOO_LONG_INTEGER, RawProfile, SetValue
+from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
@@ -119,24 +115,6 @@ def make_converter() -> cattrs.Converter:
     # unions of plain types (``float | str | None``) accept whichever member the value is
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)
     return converter
-
-
-def parse_set_value(text: str, tp: Any) -> Any:
-    """Type a ``--set`` value by the schema: strings stay text, others parse as TOML."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-        if text.strip().lower() in ("none", "null"):
-            return None
-        others = [a for a in args if a is not type(None)]
-        tp = others[0] if len(others) == 1 else Any
-    if tp in (str, Path) and not (len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"):
-        return text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
-    if tp is bool and text.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
-        return text.strip().lower() in ("true", "yes", "1")
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 class Validator:
@@ -292,9 +270,9 @@ class Validator:
         typed = {}
         for name, value in table.items():
             try:
-                typed[name] = parse_set_value(value.text, hint.get(name, Any)) if isinstance(value, SetValue) else value
-            except ValueError:  # an integer Python cannot read: tomllib's words name no key
-                self.problem(f"{key}.{name}", TOO_LONG_INTEGER)
+                typed[name] = value.typed(hint.get(name, Any)) if isinstance(value, SetValue) else value
+            except ValueError as exc:
+                self.problem(f"{key}.{name}", str(exc))
         return typed
 
     def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
@@ -324,8 +302,10 @@ class Validator:
         try:
             return self.converter.structure(config, cls)
         except (ClassValidationError, IterableValidationError) as exc:
+            said = {problem.path for problem in self.problems}  # a --set value _typed refused is not "missing" too
             for path, message in flatten_errors(exc, [], {cls: also}):
-                self.problem(_join(key, path), message)
+                if _join(key, path) not in said or message != "required key missing":
+                    self.problem(_join(key, path), message)
         except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
             field = _field_named_in(exc, cls)
             self.problem(f"{key}.{field}" if field else key, _raised(exc))

@@ -8,8 +8,7 @@ loaded into a fresh instance and checked ready before the swap; a failed load ke
 old version and says why. A watcher thread looks for moved versions every
 ``reload_interval`` seconds, or at once when asked (the daemon's ``_reload``).
 
-The store is anything with ``resolve(ref)`` and ``load(artifact)``: the core never imports it.
-"""
+The store is anything with ``resolve(ref)`` and ``load(artifact)``: the core never imports it."""
 
 from __future__ import annotations
 
