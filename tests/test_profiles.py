@@ -390,6 +390,18 @@ def test_an_empty_serve_or_inherit_in_a_child_profile_unsets_what_its_parent_set
         kernel.resolve(str(child), ["models.m.serve=production\n"])
 
 
+def test_an_empty_required_path_is_a_problem_not_the_profiles_folder(tmp_path, data_dir):
+    """``train = ""`` read as the profile's folder, which exists: check passed and only reading
+    the data failed. An optional path (``test``) is unset by it, as ``serve = ""`` is."""
+    child = write(tmp_path / "child.toml", 'extends = ["banking-intents-core"]\n[sources.intents]\ntest = ""\n')
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    assert run_heirloom("profile", "check", str(child), env=env).returncode == 0
+    checked = run_heirloom("profile", "check", str(child), "--set", 'sources.intents.train=""', env=env)
+    assert checked.returncode == 2, checked.stderr
+    said = 'an empty path, where one is required ("" unsets only a path that may be unset)'
+    assert checked.stderr.strip() == f"--set: sources.intents.train: {said}"
+
+
 def test_invalid_toml_names_the_file(tmp_path, kernel):
     path = write(tmp_path / "broken.toml", "[apis.echo\nuse = 1\n")
     with pytest.raises(heirloom.ProfileError, match=r"broken\.toml: invalid TOML"):

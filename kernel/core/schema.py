@@ -27,6 +27,7 @@ from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelK
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
 DEFAULT_RESOURCES = "local"
+EMPTY = 'an empty path, where one is required ("" unsets only a path that may be unset)'
 NOT_INSTALLED = "a plugin's type? install its package (one in development: HEIRLOOM_PLUGINS=its.module)"
 
 
@@ -281,8 +282,8 @@ class Validator:
             value = config.get(field.name)
             if must_exist is None or not isinstance(value, str):
                 continue
-            if value == "" and field.default is None:  # unsets a path an extended profile set
-                config[field.name] = None
+            if value == "":  # unsets a path an extended profile set, where the field may be unset
+                config[field.name] = None if field.default is None else self.problem(f"{key}.{field.name}", EMPTY) or ""
                 continue
             origin = self.file_of(f"{key}.{field.name}")
             base = Path.cwd() if origin == OVERRIDE_SOURCE else Path(origin).parent
