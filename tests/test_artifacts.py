@@ -457,6 +457,7 @@ def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
     inherited = put(store, "medical/triage", 11, parent=finance[1])  # @2: parent finance@2
     put(store, "medical/triage", 12, parent=inherited)  # @3: newest
     (store.blobs / f".{'a' * 64}.json.k1ll3d.tmp").write_bytes(b"half")  # a blob's write a kill cut short
+    (store.blobs / f".{'b' * 64}.safetensors.partial").write_bytes(b"half")  # a restored backup's cut-short copy
     (store.blobs / ".notes.tmp").write_bytes(b"mine")  # no file of heirloom's: it removed any .x.tmp
 
     dry = models(store, "gc", "--keep", "1", "--dry-run", "--json")
@@ -478,7 +479,7 @@ def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
     ]
     for ref in kept:
         store.load(ref)
-    assert len(list(store.blobs.iterdir())) == 2 * len(kept) + 1  # their blobs, the notes; the temp file is gone
+    assert len(list(store.blobs.iterdir())) == 2 * len(kept) + 1  # their blobs, the notes; the temp files are gone
     assert (store.blobs / ".notes.tmp").read_bytes() == b"mine"
     assert "removed 0 version(s) and 0 file(s)" in models(store, "gc", "--keep", "1").stdout
     assert put(store, "medical/triage", 13).version == 4  # numbers are never reused

@@ -33,7 +33,7 @@ import attrs
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import fsync_dir, open_regular, write_atomic
 from heirloom.store.artifacts import ArtifactStore
-from heirloom.store.gc import BLOB_NAME
+from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB
 from heirloom.store.index import BACKUP_MARKER, StoreIndex
 
 #: Written first into a backup: which store it copies (so a backup of another store is not
@@ -48,8 +48,6 @@ BACKUP_FILES = re.compile(
     rf"{re.escape(MARKER)}|{MARKER_WRITE.pattern}|{re.escape(LOCK)}|blobs|index\.sqlite(?:-wal|-shm)?"
     r"|\.index\.sqlite\.partial(?:-journal|-wal|-shm)?"
 )
-#: A blob copy interrupted before its rename.
-PARTIAL_BLOB = re.compile(rf"\.{BLOB_NAME.pattern}\.partial")
 
 
 @attrs.frozen

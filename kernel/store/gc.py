@@ -26,6 +26,8 @@ from heirloom.store.index import StoreIndex, Transaction
 BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(?:safetensors|json)")
 #: A blob's write a kill cut short (``write_atomic``'s temp file): any other ``.x.tmp`` is no file of ours.
 BLOB_WRITE = re.compile(rf"\.{BLOB_NAME.pattern}\.\w+\.tmp")
+#: A blob copy a backup's kill cut short: a store restored from such a backup holds it.
+PARTIAL_BLOB = re.compile(rf"\.{BLOB_NAME.pattern}\.partial")
 
 
 @attrs.define
@@ -140,7 +142,7 @@ def _scan(blobs: Path) -> tuple[dict[str, int], list[str], list[tuple[str, str]]
                 foreign.append((entry.name, "not a regular file"))
             elif BLOB_NAME.fullmatch(entry.name):
                 found[entry.name] = entry.stat(follow_symlinks=False).st_size
-            elif BLOB_WRITE.fullmatch(entry.name):
+            elif BLOB_WRITE.fullmatch(entry.name) or PARTIAL_BLOB.fullmatch(entry.name):
                 leftovers.append(entry.name)
             else:
                 foreign.append((entry.name, "not named like a blob"))
