@@ -295,6 +295,15 @@ def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said
     )
     assert said[1].startswith("CsvSource: 1 training record(s) repeat a validation or test text (train.csv:22)")
     assert len(said) == 2
+    caplog.clear()  # a typo in 'labels' left the class out of the data and every score, unsaid
+    typo = CsvSource(train=str(train), test=str(test), labels=["positive", "negatve"], validation_fraction=0)
+    with caplog.at_level("WARNING", logger="heirloom.text"):
+        assert {record["label"] for record in typo.records("train")} == {"positive"}
+        list(typo.records("train"))  # said once
+    assert [record.getMessage() for record in caplog.records].count(
+        "CsvSource: 1 of 'labels' match no training record, so their classes are left out: "
+        "'negatve' (did you mean 'negative'?)"
+    ) == 1
 
 
 def test_labels_of_a_file_in_another_unicode_form_are_an_error_and_look_alikes_are_said(tmp_path, caplog):

@@ -197,11 +197,18 @@ class TextSource(heirloom.Source):
         out are what ``labels`` is for: a subset of the data's)."""
         folded = {label.casefold(): label for label in kept}
         cased: Counter[str] = Counter()
+        found: set[str] = set()
+        left_out: set[str] = set()
         for record in stream:
             if record["label"] in kept:
+                found.add(record["label"])
                 yield record
             elif record["label"].casefold() in folded:
                 cased[record["label"]] += 1
+            else:
+                left_out.add(record["label"])
+        if split == "train":
+            self._say_unmatched([label for label in self.labels if label not in found], left_out)
         said = self.__dict__.setdefault("_said_left_out", set())
         if cased and split not in said:
             said.add(split)
@@ -211,6 +218,20 @@ class TextSource(heirloom.Source):
                 sum(cased.values()),
                 "" if split is None else f"{split} ",
                 ", ".join(f"{label!r} ({count}; {folded[label.casefold()]!r})" for label, count in cased.most_common()),
+            )
+
+    def _say_unmatched(self, unmatched: list[str], left_out: set[str]) -> None:
+        """Warn of ``labels`` no training record has, once: a typo (``pin_blockd``) left the class
+        out of the data and of every score, and check, train and the report said nothing."""
+        if unmatched and "_said_unmatched" not in self.__dict__:
+            self._said_unmatched = True
+            close = {label: difflib.get_close_matches(label, sorted(left_out), 1) for label in unmatched}
+            hints = (f"{label!r}{''.join(f' (did you mean {c!r}?)' for c in close[label])}" for label in unmatched)
+            log.warning(
+                "%s: %d of 'labels' match no training record, so their classes are left out: %s",
+                self._named(),
+                len(unmatched),
+                ", ".join(hints),
             )
 
     def _listed_only(self, stream: Iterator[dict[str, str]], listed: set[str]) -> Iterator[dict[str, str]]:
