@@ -496,6 +496,13 @@ def test_a_patient_born_after_an_encounter_is_read_counted_and_said(tmp_path, ca
             tmp_path / "zone.json", bundle(PATIENT | {"birthDate": "2016-06-12"}, visit | {"period": {"start": start}})
         )
         assert stats_or_error(early)["encounters_before_birth"]["patients"] == counted, start
+    cases = [("1970", "1969-12-31T09:59:59Z", 1), ("1970", "1970-01-01", 0), ("1970-06", "1970", 0)]
+    cases += [("1970-06", "1970-05-31", 1), ("0001-01-01", "2000-01-01T10:00:00Z", 0)]  # 0001: an OverflowError
+    for birth, start, counted in cases:  # FHIR's partial dates: a year or a month was a ValueError, the read stopped
+        partial = write(
+            tmp_path / "partial.json", bundle(PATIENT | {"birthDate": birth}, visit | {"period": {"start": start}})
+        )
+        assert stats_or_error(partial)["encounters_before_birth"]["patients"] == counted, (birth, start)
 
 
 def test_a_living_patient_stays_alive_and_a_boolean_death_is_read(tmp_path):

@@ -431,9 +431,14 @@ def encounter_before_birth(record: PatientRecord) -> Event | None:
     first = next((e for e in record.timeline if e.kind == "encounter" and e.date), None)
     if not record.birth_date or first is None or first.date is None:
         return None
-    if "T" not in first.date:  # a date of its own: compared as dates
-        return first if first.date[:10] < record.birth_date[:10] else None
-    earliest = datetime.fromisoformat(record.birth_date[:10]) - timedelta(hours=14)
+    birth = record.birth_date[:10]  # "1970" and "1970-06" are dates too (FHIR's partial dates)
+    if "T" not in first.date:  # a date of its own: compared as dates, at the precision both have
+        shared = min(len(first.date[:10]), len(birth))
+        return first if first.date[:shared] < birth[:shared] else None
+    try:
+        earliest = datetime.fromisoformat((birth + "-01-01")[:10]) - timedelta(hours=14)  # its first day
+    except OverflowError:  # born on 0001-01-01: nothing is earlier
+        return None
     return first if datetime.fromisoformat(first.date.removesuffix("Z")) < earliest else None
 
 
