@@ -199,3 +199,24 @@ def test_train_of_a_profile_without_models_says_there_is_nothing_to_train(tmp_pa
     """It printed nothing and exited 0, as if something had been trained."""
     trained = run_heirloom("train", "minimal", env={"HEIRLOOM_HOME": str(tmp_path)})
     assert trained.returncode == 0 and "profile 'minimal' has no models: nothing to train" in trained.stderr
+
+
+def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops(tmp_path, heirloom_home):
+    """Each refused swap started and loaded the new version, then kept it: five ``_reload`` calls of
+    a refused 100 MB model held five copies until the daemon stopped."""
+    path = write(
+        tmp_path / "team.toml",
+        'project = "team"\n[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-classifier"\ndata = "rows"\n'
+        '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n',
+    )
+    env = {"HEIRLOOM_HOME": str(heirloom_home), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(path), env=env).returncode == 0
+    with heirloom.Kernel(plugins=[toys]).system(str(path), serve_models=True) as system:
+        refused = run_heirloom("train", str(path), "--set", "models.m.float32=true", env=env)  # the api refuses it
+        assert refused.returncode == 0, refused.stderr
+        toys.EVENTS.clear()
+        for _ in range(3):
+            assert system.serving.refresh() == {}
+        assert system.serving.status()["m"]["version"] == "team/m@1"
+        assert toys.EVENTS == ["start m", "stop m", "start m", "stop m", "start m"]  # the last: at the next refresh
+    assert toys.EVENTS.count("stop m") == 4  # and the daemon's stop: the one it served, the one refused last

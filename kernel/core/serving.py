@@ -1,12 +1,11 @@
 """Serving stored models: each model serves one stored version, swapped live when it moves.
 
-A model table's ``serve`` key selects the version (a number or an alias; default the
-latest). Apis reach models through a :class:`~heirloom.core.components.ModelHandle` and
-read ``(model, version)`` once per request or batch, so a swap is a single reference
-assignment: requests that already hold the old model finish on it. A new version is
-loaded into a fresh instance and checked ready before the swap; a failed load keeps the
-old version and says why. A watcher thread looks for moved versions every
-``reload_interval`` seconds, or at once when asked (the daemon's ``_reload``).
+A model table's ``serve`` key selects the version (a number or an alias; default the latest). Apis reach
+models through a :class:`~heirloom.core.components.ModelHandle` and read ``(model, version)`` once per
+request or batch, so a swap is a single reference assignment: requests that already hold the old model
+finish on it. A new version is loaded into a fresh instance and checked ready before the swap; a failed
+load keeps the old version, says why, and stops the instance it loaded. A watcher thread looks for moved
+versions every ``reload_interval`` seconds, or at once when asked (the daemon's ``_reload``).
 
 The store is anything with ``resolve(ref)`` and ``load(artifact)``: the core never imports it."""
 
@@ -116,6 +115,7 @@ class ModelServing:
                 continue
             if not retry and self._failed.get(name) == artifact.digest:  # _reload retries it (a mended store)
                 continue
+            model = None
             try:
                 model = self.start_model(spec)
                 self._spawned.append(model)
@@ -129,7 +129,8 @@ class ModelServing:
                 self.errors[name] = f"could not load {artifact.ref}: {why}; still serving {handle.version or 'nothing'}"
                 self._failed[name] = artifact.digest
                 log.error("%s", self.errors[name])
-                continue
+                self._retired += [model] if model is not None else []  # stopped at the next refresh: 5 refused
+                continue  # swaps of a 100 MB model kept 5 copies until the daemon stopped
             log.info("now serving %s (was %s)", artifact.ref, handle.version or "nothing")
             self._retired.append(handle.swap(model, artifact.ref))
             self.digests[name] = artifact.digest
