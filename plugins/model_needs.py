@@ -17,8 +17,10 @@ from typing import Any
 
 import msgpack
 
-#: A text every text model can read: what ``check`` asks ``predict`` about.
+#: Texts every text model can read: what ``check`` asks ``predict`` about, two at once (a model
+#: answering one prediction whatever the batch passed a probe of one, then failed every batch).
 PROBE = "Where is my order?"
+PROBES = [PROBE, "How do I reset my password?"]
 #: How long it may take: a predict that hung left serve "starting" for ever, saying nothing.
 PROBE_SECONDS = 60.0
 _ABSENT = object()
@@ -86,11 +88,12 @@ def prediction_problem(
     of each map in the list at ``key`` (a retriever's answers)."""
     if not started(model):
         return None
-    predictions, problem = answer_within(lambda: model.predict([PROBE]), f"its predict([{PROBE!r}])")
+    asked = f"its predict([{', '.join(map(repr, PROBES))}])"
+    predictions, problem = answer_within(lambda: model.predict(list(PROBES)), asked)
     if problem is not None:
         return problem
-    if not isinstance(predictions, Sequence) or len(predictions) != 1:
-        return f"its predict([{PROBE!r}]) returned {_shown(predictions)}, not a list of one prediction per text"
+    if not isinstance(predictions, Sequence) or len(predictions) != len(PROBES):
+        return f"{asked} returned {_shown(predictions)}, not a list of one prediction per text"
     prediction = predictions[0]
     if not isinstance(prediction, Mapping):
         return f"its prediction for a text is {_shown(prediction)}, not a map of {_keys(needs)}"
@@ -103,7 +106,7 @@ def prediction_problem(
     if labels is not None:  # a label may be none of them: a model's "I don't know"
         odd = [f"{k!r}: {_shown(v)}" for k, v in prediction["probabilities"].items() if not _probability(k, v, labels)]
         if odd:
-            return f"its prediction's probabilities must map its labels to numbers, got {odd[0]}"
+            return f"its prediction's probabilities must map its labels to numbers from 0 to 1, got {odd[0]}"
     try:
         msgpack.packb(prediction)
     except (TypeError, ValueError, OverflowError) as exc:  # a numpy float32: every reply failed to encode
@@ -122,6 +125,16 @@ def prediction_problem_of(value: Any, needs: Mapping[str, str], what: str) -> st
         if not isinstance(found, KINDS[kind]) or (kind == "a number" and isinstance(found, bool)):
             return f"{what.removesuffix(' for a text')}'s {key!r} is {_shown(found)}, not {kind}"
     return None
+
+
+def predictions_of(model: Any, batch: list[Any]) -> list[Any]:
+    """``model.predict(batch)``, one prediction per input, or an error naming the model (a model
+    that answered fewer failed the route with zip's or next's words, or none at all)."""
+    predictions = model.predict(batch)
+    if not isinstance(predictions, Sequence) or len(predictions) != len(batch):
+        count = f"{len(predictions)} predictions" if isinstance(predictions, Sequence) else _shown(predictions)
+        raise RuntimeError(f"{type(model).__name__}.predict returned {count} for {len(batch)} inputs, not one each")
+    return list(predictions)
 
 
 def answer_within(call: Callable[[], Any], what: str) -> tuple[Any, str | None]:
@@ -147,7 +160,8 @@ def answer_within(call: Callable[[], Any], what: str) -> tuple[Any, str | None]:
 
 
 def _probability(label: Any, value: Any, labels: Sequence[str]) -> bool:
-    return label in labels and isinstance(value, int | float) and not isinstance(value, bool)
+    """Whether ``value`` is ``label``'s chance: NaN, infinite and negative ones were served."""
+    return label in labels and isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def _keys(mapping: Mapping[str, Any]) -> str:

@@ -115,7 +115,7 @@ def test_numpy_floats_in_predictions_are_refused_at_a_hot_swap_and_at_the_start(
     apis = '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n[server]\nreload_interval = 0.1\n'
     profile, env = _profile(tmp_path, "toy-classifier", apis)
     refused = "ToyClassifier cannot serve behind the classify api: its prediction's probabilities must map its "
-    refused += "labels to numbers, got 'a': float32 0.75"
+    refused += "labels to numbers from 0 to 1, got 'a': float32 0.75"
     daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
     try:
         daemon.wait_ready(timeout=60)
@@ -163,7 +163,34 @@ def test_a_predict_that_never_answers_is_a_problem_not_a_start_that_never_ends(m
     model = Hanging(data="rows")
     model.ctx = object()  # started
     problem = model_needs.prediction_problem(model, model_needs.CLASSIFIER_NEEDS)
-    assert problem == "its predict(['Where is my order?']) gave no answer within 1 s"
+    assert problem == "its predict(['Where is my order?', 'How do I reset my password?']) gave no answer within 1 s"
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("one", "its predict(['Where is my order?', 'How do I reset my password?']) returned list [{"),
+        ("chances", "its prediction's probabilities must map its labels to numbers from 0 to 1, got 'a': float nan"),
+    ],
+)
+def test_a_batch_answered_short_and_probabilities_that_are_no_chances_are_refused_where_the_model_starts(
+    tmp_path, mode, said
+):
+    """One prediction whatever the batch passed a probe of one text, then every batch of two failed
+    INTERNAL with StopIteration's empty words; NaN, infinite and negative probabilities were served."""
+    profile, env = _profile(tmp_path, "toy-classifier", '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n')
+    daemon = Daemon(tmp_path, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env)
+    assert f"apis.sentiment.model: ToyClassifier cannot serve behind the classify api: {said}" in _refused(daemon)
+
+
+def test_a_model_answering_fewer_predictions_than_inputs_is_an_error_naming_it():
+    from heirloom_plugins.model_needs import predictions_of
+    from tests.toys import ToyClassifier
+
+    model = ToyClassifier(data="rows", mode="one")
+    with pytest.raises(RuntimeError, match=r"^ToyClassifier.predict returned 1 predictions for 2 inputs, not one"):
+        predictions_of(model, ["a", "b"])
+    assert len(predictions_of(model, ["a"])) == 1
 
 
 @pytest.mark.parametrize(

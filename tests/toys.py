@@ -143,7 +143,8 @@ class ToyClassifier(ToyModel):
 
     float32: bool = False
     #: ``dunno``: labels every text ``dunno``, a label of none of its probabilities (an "I don't
-    #: know"); ``needs_start``: predicts with what start sets.
+    #: know"); ``needs_start``: predicts with what start sets; ``one``: one prediction whatever the
+    #: batch; ``chances``: probabilities that are none (NaN, infinite, negative).
     mode: str = ""
     labels: ClassVar[list[str]] = ["a", "b"]
     out_of_scope_label: ClassVar[str] = "dunno"
@@ -168,7 +169,10 @@ class ToyClassifier(ToyModel):
             answer |= {} if "noid" in self.mode else {"id": "t/1"}
             found = {"guess": "a", "confidence": 0.75, "in_scope": True, "answers": [answer], "confident": True}
             return [{"label": "a", "probabilities": chances} | found for _ in batch]
-        return [{"label": "dunno" if self.mode == "dunno" else "a", "probabilities": chances} for _ in batch]
+        if self.mode == "chances":
+            chances = {"a": float("nan"), "b": float("-inf")}
+        answers = [{"label": "dunno" if self.mode == "dunno" else "a", "probabilities": chances} for _ in batch]
+        return answers[:1] if self.mode == "one" else answers
 
     def state(self):
         state = super().state()  # what changes predictions travels in the state (docs/PLUGINS.md)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import missing_members, prediction_problem, refusal
+from heirloom_plugins.model_needs import missing_members, prediction_problem, predictions_of, refusal
 from heirloom_plugins.support.queue import HandoffQueue
 
 #: What ``answer`` reads of each prediction of the intent model and of the FAQ retriever.
@@ -189,8 +189,7 @@ class SupportApi(heirloom.Api):
         intent_model, intent_version = heirloom.served_model(self.intent_handle)
         faq_model, faq_version = heirloom.served_model(self.faq_handle)
         texts = [body.text for body in inputs]
-        intents = intent_model.predict(texts)
-        found = faq_model.predict(texts)
+        intents, found = predictions_of(intent_model, texts), predictions_of(faq_model, texts)
         version = f"{intent_version}+{faq_version}"
         results = []
         for text, intent, faq in zip(texts, intents, found, strict=True):

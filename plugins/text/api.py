@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import classifier_problems
+from heirloom_plugins.model_needs import classifier_problems, predictions_of
 
 #: Where a model of another type learns what this api reads of it.
 CLASSIFY_DOC = "docs/TEXT.md, 'Another model behind classify'"
@@ -182,7 +182,7 @@ class ClassifyApi(heirloom.Api):
     def predict_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
         model, version = heirloom.served_model(self.handle)
         texts = [text for body in inputs for text in ([body.text] if body.text is not None else body.texts)]
-        predictions = iter(model.predict(texts))
+        predictions = iter(predictions_of(model, texts))
         results = []
         for body in inputs:
             if body.text is not None:

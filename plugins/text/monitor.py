@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import classifier_problems
+from heirloom_plugins.model_needs import classifier_problems, predictions_of
 from heirloom_plugins.text.api import CLASSIFY_DOC
 
 #: Texts of matching items kept for an alert's examples (the newest ones).
@@ -144,7 +144,7 @@ class LabelMonitorApi(heirloom.Api):
         now = time.time()
         times = [_timestamp(item.time, position, now, self.max_future) for position, item in enumerate(body.items)]
         model, version = heirloom.served_model(self.handle)
-        predictions = model.predict([item.text for item in body.items])
+        predictions = predictions_of(model, [item.text for item in body.items])
         # the reply is made before the state changes: a prediction it cannot read fails the request alone
         labelled = [{"label": p["label"], "probability": _probability(p)} for p in predictions]
         with self._lock:  # nothing above changed any state: a refused request leaves it whole
