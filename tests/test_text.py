@@ -375,6 +375,34 @@ def test_model_beats_the_majority_class_by_a_wide_margin(fitted, allagree):
     assert report.metrics["macro_f1"] > 0.75
 
 
+def test_a_report_counts_texts_it_or_a_parent_trained_on_and_says_when_majority_does_as_well(fitted, allagree):
+    """A parent trained on the child's test file scored 0.993 against 0.950 with an honest one;
+    a union of two exports of one table trained on 345 of its 500 test texts; a model below the
+    majority class on data without signal: all were reported as any other scores."""
+    train, test = list(allagree.records("train")), list(allagree.records("test"))
+    honest = fitted.evaluate(test)
+    assert honest.metrics["seen_in_training"] == 2 and "were training texts" not in honest.text  # under 1%: unsaid
+    assert honest.metrics["majority"] == {"label": "neutral", "accuracy": pytest.approx(MAJORITY_ALLAGREE, abs=0.01)}
+    assert "always answering 'neutral' (the most frequent training label): accuracy 0.6" in honest.text
+    assert "no better than" not in honest.text
+    leaky = TextClassifier(data="news")
+    leaky.fit([*train[:200], *test[:30]])  # the parent saw 30 test texts, one of them written in capitals
+    child = TextClassifier(data="news")
+    child.fit([*train[200:400], {**test[0], "text": test[0]["text"].upper()}], parent=leaky.state())
+    loaded = TextClassifier(data="news")
+    loaded.load(child.state())  # the hashes travel with the state
+    report = loaded.evaluate(test)
+    assert report.metrics["seen_in_training"] == 30
+    said = f"warning: 30 of {len(test)} texts were training texts of this version or of a version it inherits from"
+    assert said in report.text
+    noise = [{"text": f"word{n} filler", "label": "a" if n % 7 else "b"} for n in range(140)]
+    guess = TextClassifier(data="news")
+    guess.fit(noise)
+    unseen = guess.evaluate([{"text": f"other{n} text", "label": "a" if n % 7 else "b"} for n in range(70)])
+    assert unseen.metrics["accuracy"] <= unseen.metrics["majority"]["accuracy"]
+    assert "warning: no better than always answering it" in unseen.text
+
+
 def test_evaluate_reports_per_class_averages_and_confusion(fitted, allagree):
     report = fitted.evaluate(allagree.records("test"))
     metrics = report.metrics

@@ -8,10 +8,12 @@ torch is imported inside methods only, so profiles that never fit or predict (an
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import numpy as np
 
 import heirloom
 from heirloom_plugins.metrics import classification_metrics, classification_text
@@ -19,6 +21,7 @@ from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
 from heirloom_plugins.ngrams.head import NgramHead
 from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, train
 from heirloom_plugins.ngrams.vectors import Bags, Counts, Vocabulary, count
+from heirloom_plugins.text import seen as seen_texts
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +55,8 @@ class Fitted:
     #: The hashing settings, vocabulary and weights (the regression itself).
     head: NgramHead
     training: dict[str, Any]
+    #: Hashes of the texts this version and its ancestors trained on (``seen.py``).
+    seen: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.int64))
 
     def to(self, device: str) -> Fitted:
         return attrs.evolve(self, head=self.head.to(device))
@@ -195,6 +200,7 @@ class TextClassifier(heirloom.Model):
             "validation": "given" if validation is not None else "held out of the training data",
             "refit": None,
             "warm_start": _lineage(label_set, inherited),
+            "label_counts": dict(sorted(Counter(labels).items())),
         }
         vocabulary = problem.vocabulary
         if validation is None and len(tried) > 1 and self.refit:
@@ -204,7 +210,8 @@ class TextClassifier(heirloom.Model):
             outcome = self._train(everything, l2, progress, description)
             vocabulary, training["refit"] = everything.vocabulary, outcome.summary
         training["features"] = len(vocabulary.features)
-        self._fitted = Fitted(label_set, NgramHead(hashing, vocabulary, outcome.weights), training)
+        seen = seen_texts.seen_texts(texts, parent)
+        self._fitted = Fitted(label_set, NgramHead(hashing, vocabulary, outcome.weights), training, seen)
 
     def _train(
         self,
@@ -253,12 +260,20 @@ class TextClassifier(heirloom.Model):
         ]
 
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
-        """Accuracy, per-class precision/recall/F1, averages and the confusion matrix."""
+        """Accuracy, per-class precision/recall/F1, averages and the confusion matrix; beside them
+        the majority class's accuracy (a model on data without signal scored below it, unsaid) and
+        how many texts this version or an ancestor trained on (``seen.py``)."""
         fitted = self._require()
         texts, truth = _examples(data)
         predicted = [fitted.labels[i] for i in self._probabilities(texts).argmax(1).tolist()]
         metrics = classification_metrics(truth, predicted, fitted.labels)
-        return heirloom.Report(metrics, classification_text(metrics))
+        metrics["seen_in_training"] = seen_texts.count_seen(texts, fitted.seen)
+        lines = seen_texts.seen_text(metrics["seen_in_training"], len(texts))
+        if counts := fitted.training.get("label_counts"):
+            majority = max(sorted(counts), key=counts.get)  # the most frequent training label; ties: first by name
+            metrics["majority"] = {"label": majority, "accuracy": truth.count(majority) / len(truth) if truth else 0.0}
+            lines += _majority_text(metrics)
+        return heirloom.Report(metrics, classification_text(metrics) + "\n".join(lines))
 
     def _probabilities(self, texts: list[Any]) -> torch.Tensor:
         fitted = self._require()
@@ -277,7 +292,8 @@ class TextClassifier(heirloom.Model):
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:
         """Tensors ``features`` (hashed bucket ids), ``idf``, ``weight`` (features x labels),
-        ``bias``; metadata: format, labels, hashing settings, configuration, training summary."""
+        ``bias``, ``seen_texts`` (``seen.py``); metadata: format, labels, hashing settings,
+        configuration, training summary (with the training label counts)."""
         fitted = self._require()
         config = attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
         metadata = {
@@ -288,7 +304,8 @@ class TextClassifier(heirloom.Model):
             "config": config,
             "training": fitted.training,
         }
-        return heirloom.State(fitted.head.tensors(""), metadata)
+        tensors = {**fitted.head.tensors(""), seen_texts.TENSOR: seen_texts.as_tensor(fitted.seen)}
+        return heirloom.State(tensors, metadata)
 
     def load(self, state: heirloom.State) -> None:
         """Adopt ``state``, including its hashing settings (what its weights mean)."""
@@ -362,7 +379,9 @@ def _unpack(state: heirloom.State, what: str) -> Fitted:
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         raise heirloom.HeirloomError(f"the {what}'s metadata 'labels' is not a list of label names")
     head = NgramHead.from_state(state, "", metadata.get("hashing"), len(labels), f"the {what}")
-    return Fitted(labels, head, dict(metadata.get("training", {})))
+    seen = state.tensors.get(seen_texts.TENSOR)  # absent in versions stored before it was kept
+    hashes = seen.numpy().astype(np.int64) if seen is not None else np.zeros(0, dtype=np.int64)
+    return Fitted(labels, head, dict(metadata.get("training", {})), hashes)
 
 
 def _prior(
@@ -404,6 +423,15 @@ def _prior(
         weight[:, new] = inherited.weight @ mix.T
         bias[new] = mix @ inherited.bias
     return Weights(weight, bias)
+
+
+def _majority_text(metrics: dict[str, Any]) -> list[str]:
+    """The report's line on the majority-class baseline, and a warning when the model is no better."""
+    label, accuracy = metrics["majority"]["label"], metrics["majority"]["accuracy"]
+    lines = [f"always answering {label!r} (the most frequent training label): accuracy {accuracy:.3f}"]
+    if metrics["support"] and metrics["accuracy"] <= accuracy:
+        lines.append("warning: no better than always answering it: the texts may not tell these labels apart")
+    return [*lines, ""]
 
 
 def _lineage(labels: list[str], parent: Fitted | None) -> dict[str, list[str]] | None:

@@ -27,15 +27,13 @@ import attrs
 
 import heirloom
 from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
+from heirloom_plugins.text.seen import REPEATS_SAID, normal_text
 from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
 #: How many ids of left-out records a warning names (the count says how many there are).
 SHOWN_IDS = 10
-#: The share of held-out texts that training records may repeat unsaid: the published data sets
-#: repeat a few (6 of Banking77's 3,080 test questions, 6 of PhraseBank's held-out sentences).
-REPEATS_SAID = 0.01
 
 log = logging.getLogger("heirloom.text")
 
@@ -154,10 +152,10 @@ class TextSource(heirloom.Source):
         of 0.979 for a model that scores 0.770."""
         trained = []
         for record in stream:
-            trained.append((" ".join(record["text"].casefold().split()), record["id"]))
+            trained.append((normal_text(record["text"]), record["id"]))
             yield record
         self._said_repeats = True  # the held-out splits read after the train split: its errors come first
-        held = {" ".join(r["text"].casefold().split()) for s in self.splits() if s != "train" for r in self.records(s)}
+        held = {normal_text(r["text"]) for s in self.splits() if s != "train" for r in self.records(s)}
         repeats = [record_id for text, record_id in trained if text in held]
         if len(repeats) > REPEATS_SAID * len(held):
             log.warning(
