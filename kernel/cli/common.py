@@ -29,9 +29,20 @@ EXIT_INVALID = 2
 #: The answer is no, by design: a promotion declined, a daemon not ready.
 EXIT_DECLINED = 3
 KERNEL_KEY = "heirloom.kernel"
-console = Console(soft_wrap=True)
+
+
+class PipedConsole(Console):
+    """rich's Console, but a reader gone away (``data show ... | head``) reaches the CLI's
+    BrokenPipeError handler, exit 141 as with ``--json``, where rich exits 1 ("it failed")."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to print: the rest would only fail again
+        raise BrokenPipeError
+
+
+console = PipedConsole(soft_wrap=True)
 #: Unwrapped too: a message or progress line piped to a log stays one line to grep.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = PipedConsole(stderr=True, soft_wrap=True)
 
 
 #: C0 and C1 control characters: escape sequences would drive the operator's terminal; and
