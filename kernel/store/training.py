@@ -196,7 +196,8 @@ def _warn_if_the_parent_held_out_others(
             progress.log(
                 f"warning: the parent {parent.ref} was scored on other {split} records ({before[:12]}, now "
                 f"{evaluation.fingerprint[:12]}): if the split moved records (a changed seed or fraction), some it "
-                "trained on are held out now and these scores are optimistic; inherit = null fits from scratch"
+                f'trained on are held out now and these scores are optimistic; inherit = "" (TOML) or --set '
+                f"models.{name}.inherit=null fits from scratch"
             )
             return
 
