@@ -619,7 +619,12 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
     [
         ("next", 'inherit = "team/m@9"', "models.m.inherit: no version 9 of team/m (versions: 1-2)"),
         ("next", 'inherit = "team/m@prod"', "models.m.inherit: team/m has no alias 'prod'"),
-        ("next", 'inherit = "team/mm"', "models.m.inherit: no model 'team/mm' in the store"),
+        ("next", 'inherit = "tem/m"', "models.m.inherit: no model 'tem/m' in the store"),
+        ("next", 'inherit = "taem/m"', "models.m.inherit: no model 'taem/m' in the store"),  # two letters swapped
+        # more than one typo from a stored name, or one that only adds to it: another model, not trained yet
+        # (medical/diagnosis was refused beside medical-small/diagnosis, before the profile medical had trained)
+        ("next", 'inherit = "team-eu/m"', None),
+        ("next", 'inherit = "team/m2"', None),
         ("next", 'inherit = "pretrained:nothing"', "models.m.inherit: no plugin registers pretrained:nothing"),
         # a model inheriting its own earlier version: it must be stored now (a team's typo passed check)
         ("team", 'inherit = "team/m@9"', "models.m.inherit: no version 9 of team/m (versions: 1-2)"),
@@ -631,6 +636,7 @@ TYPO = "models.m.serve: no version holds alias 'prodution'; did you mean 'produc
         ("next", 'serve = "9"', None),  # nothing of next/m stored yet: serve will say
         ("next", 'inherit = "elsewhere/thing@production"', None),  # not trained yet: train will say
         ("team", 'serve = "canary"', None),  # a new alias: promoted after the first train
+        ("team", 'serve = "production-eu"', None),  # so is one a word longer than a held one
         ("next", 'inherit = "team/m@production"\nserve = "production"', None),
     ],
 )

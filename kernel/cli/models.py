@@ -8,7 +8,6 @@ exists), 3 when ``promote --if-better`` declines.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, direction, metric_value
-from heirloom.store.refs import Ref, RefError, check_alias
+from heirloom.store.refs import Ref, RefError, check_alias, one_typo
 
 
 class ModelsGroup(click.Group):
@@ -372,25 +371,12 @@ def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -
         known = tx.alias_names()
     if check_alias(alias) in known:  # an invalid one first: --new-alias could not create it either
         return
-    close = [name for name in known if name.lower() == alias.lower() or _one_typo(alias, name)]
+    close = [name for name in known if name.lower() == alias.lower() or one_typo(alias, name)]
     if close:
         raise RefError(
             f"{target.project}/{target.model} has no alias {alias!r}; did you mean {close[0]!r}? "
             f"(--new-alias creates {alias!r})"
         )
-
-
-def _one_typo(written: str, meant: str) -> bool:
-    """Whether ``written`` is ``meant`` with one letter left out, added, changed or two swapped,
-    both at least 5 letters long, and not ``meant`` with something added before or after it."""
-    if min(len(written), len(meant)) < 5 or written.startswith(meant) or written.endswith(meant):
-        return False
-    if meant.startswith(written) or meant.endswith(written) or abs(len(written) - len(meant)) > 1:
-        return False
-    start = len(os.path.commonprefix([written, meant]))  # noqa: RUF071 - characters, not paths
-    rest_w, rest_m = written[start:], meant[start:]
-    swapped = len(rest_w) >= 2 and rest_w[:2] == rest_m[1::-1] and rest_w[2:] == rest_m[2:]
-    return rest_w[1:] == rest_m[1:] or rest_w[1:] == rest_m or rest_w == rest_m[1:] or swapped
 
 
 @models_group.command("gc")

@@ -8,6 +8,7 @@ When the store holds the version a model table serves, each api that implements
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, references
@@ -15,6 +16,7 @@ from heirloom.core.errors import HeirloomError, Problem
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
+from heirloom.store.refs import one_typo
 from heirloom.store.training import PRETRAINED, SERVED
 
 if TYPE_CHECKING:
@@ -109,11 +111,11 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
         except HeirloomError as exc:
             named = ref.partition("@")[0]
             itself = named == f"{profile.project}/{spec.name}"  # its own earlier version: nothing trains it first
-            if itself or (named not in own and (named in known or did_you_mean(named, known))):
+            if itself or (named not in own and (named in known or _typo_of(named, known))):
                 report(spec, "inherit", str(exc))
     for spec, alias in aliases:
         held = {name for a in stored if (a.project, a.model) == (profile.project, spec.name) for name in a.aliases}
-        hint = did_you_mean(alias, held)
+        hint = _typo_of(alias, held)
         if alias not in held and hint:
             report(spec, "serve", f"no version holds alias {alias!r}{hint} (aliases: {', '.join(sorted(held))})")
     for spec, number in numbers:  # a model with no version yet is not trained yet: left to serve
@@ -122,6 +124,13 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
             latest = ", ".join(map(str, versions[-10:]))
             report(spec, "serve", f"no version {number} of {profile.project}/{spec.name} (the latest stored: {latest})")
     return problems
+
+
+def _typo_of(name: str, choices: Iterable[str]) -> str:
+    """``did_you_mean`` over the ``choices`` one typo from ``name`` ("" if none): a name further
+    off (``medical/diagnosis`` beside ``medical-small/diagnosis``) may be one not trained or
+    promoted yet, which a check must not refuse."""
+    return did_you_mean(name, [choice for choice in choices if one_typo(name, choice)])
 
 
 def _stored_ref(ref: str | None) -> bool:

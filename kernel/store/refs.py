@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import attrs
@@ -32,6 +33,19 @@ def check_alias(alias: str) -> str:
             f"invalid alias {alias!r:.120}: a letter, then up to 99 letters, digits, '-' or '_' ('{LATEST}': reserved)"
         )
     return alias
+
+
+def one_typo(written: str, meant: str) -> bool:
+    """Whether ``written`` is ``meant`` with one letter left out, added, changed or two swapped,
+    both at least 5 letters long, and not ``meant`` with something added before or after it."""
+    if min(len(written), len(meant)) < 5 or written.startswith(meant) or written.endswith(meant):
+        return False
+    if meant.startswith(written) or meant.endswith(written) or abs(len(written) - len(meant)) > 1:
+        return False
+    start = len(os.path.commonprefix([written, meant]))  # noqa: RUF071 - characters, not paths
+    rest_w, rest_m = written[start:], meant[start:]
+    swapped = len(rest_w) >= 2 and rest_w[:2] == rest_m[1::-1] and rest_w[2:] == rest_m[2:]
+    return rest_w[1:] == rest_m[1:] or rest_w[1:] == rest_m or rest_w == rest_m[1:] or swapped
 
 
 @attrs.frozen
