@@ -520,6 +520,14 @@ def test_gc_never_deletes_a_blob_it_cannot_account_for_without_the_flag(store):
     dry = json.loads(models(store, "gc", "--keep", "1", "--dry-run", "--json").stdout)
     real = models(store, "gc", "--keep", "1")
     assert real.returncode == 0 and "kept 1 orphan blob(s)" in real.stdout
+    assert f"\n  {orphan.name}\n" in real.stdout  # named, as --help and OPERATIONS.md say (it was a count)
+    for number in range(11):
+        (store.blobs / (f"{number:02d}" * 32 + ".safetensors")).write_bytes(b"restored index lost it")
+    many = models(store, "gc", "--keep", "1", "--dry-run").stdout
+    assert "kept 12 orphan blob(s)" in many and "  ... 2 more (--json lists every one)" in many, many
+    assert "00" * 32 in many and "10" * 32 not in many
+    for number in range(11):
+        (store.blobs / (f"{number:02d}" * 32 + ".safetensors")).unlink()
     assert orphan.exists() and dry["orphans"] == [orphan.name] and dry["files"] == []
     flagged = json.loads(models(store, "gc", "--keep", "1", "--delete-orphans", "--json").stdout)
     assert flagged["files"] == [orphan.name] and flagged["orphans_removed"] and not orphan.exists()

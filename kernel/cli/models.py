@@ -379,6 +379,10 @@ def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -
         )
 
 
+#: Orphan blobs ``gc`` names in text (``--json`` lists all).
+SHOWN_ORPHANS = 10
+
+
 @models_group.command("gc")
 @click.option("--keep", required=True, type=click.IntRange(min=1), help="Newest versions kept per model.")
 @click.option("--dry-run", is_flag=True, help="Say exactly what would be removed; remove nothing.")
@@ -409,8 +413,14 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
         f"{verb} {len(report['versions'])} version(s) and {len(plan.files)} file(s), {plan.bytes:,} bytes"
         + "".join(f"\n  {ref}" for ref in report["versions"])
     )
-    if plan.orphans and not delete_orphans:
-        click.echo(f"kept {len(plan.orphans)} orphan blob(s) no version references (--delete-orphans removes them)")
+    if plan.orphans and not delete_orphans:  # named: which blobs a restored index lost is what an operator checks
+        more = len(plan.orphans) - SHOWN_ORPHANS
+        click.echo(
+            f"kept {len(plan.orphans)} orphan blob(s) no version references (--delete-orphans removes them), "
+            f"in {store.blobs}:"
+            + "".join(f"\n  {name}" for name in plan.orphans[:SHOWN_ORPHANS])
+            + (f"\n  ... {more} more (--json lists every one)" if more > 0 else "")
+        )
     for name, what in plan.foreign:
         err_console.print(
             f"warning: {store.blobs / name} is {what}, not a blob; gc leaves it alone", markup=False, soft_wrap=True
