@@ -67,7 +67,13 @@ def _row(api: str, entry: Entry, replay: Replay) -> dict[str, Any]:
 
 
 api_argument = click.argument("api", required=False)
-api_option = click.option("--api", default=None, help="The api whose log to use (needed when several record feedback).")
+#: ``show`` and ``remove`` find an ID in any log; ``accept-label`` needs one log (the only one, or ``--api``'s).
+api_option = click.option(
+    "--api", default=None, help="Look in this api's log only (default: every api's that records feedback)."
+)
+one_api_option = click.option(
+    "--api", default=None, help="The api whose log to use (needed when several record feedback)."
+)
 
 
 @click.group("feedback")
@@ -198,7 +204,7 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
 @click.argument("profile")
 @click.argument("label")
 @click.option("--reason", default="", help="Why (kept with the acceptance for audit).")
-@api_option
+@one_api_option
 @set_option
 def feedback_accept_label(profile: str, label: str, reason: str, api: str | None, overrides: tuple[str, ...]) -> None:
     """Accept LABEL, a new label feedback brought: its records train from the next train on.
