@@ -340,6 +340,9 @@ def test_a_set_text_value_in_toml_quotes_is_read_without_them(tmp_path):
         assert json.loads(shown.stdout)["profile"]["store"]["path"] == "/srv/x", shown.stdout
     odd = run_heirloom("profile", "show", "minimal", "--set", 'store.path="a"b"', "--json")
     assert json.loads(odd.stdout)["profile"]["store"]["path"] == '"a"b"'  # no TOML string: as it was typed
+    for top in ("description", "project"):  # the profile's own texts kept them
+        shown = run_heirloom("profile", "show", "minimal", "--set", f'{top}="hello"', "--json")
+        assert json.loads(shown.stdout)["profile"][top] == "hello", shown.stdout
 
 
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):

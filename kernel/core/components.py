@@ -163,12 +163,11 @@ class Component(abc.ABC):
 class Source(Component):
     """Yields records for a split; reports a content fingerprint for lineage.
 
-    The three roles of data (docs/ITERATION.md): ``train`` is what a model fits on;
-    ``validation`` (optional) is what ``heirloom train`` scores every version on so that
-    ``heirloom models promote --if-better`` can choose between versions; ``test`` is only
-    for reporting. A source that offers ``validation`` lists it in :meth:`splits` and
-    derives it deterministically from the training data (never from ``test``), so two
-    versions trained on the same data are scored on the same validation records."""
+    The three roles of data (docs/ITERATION.md): ``train`` is what a model fits on; ``validation`` (optional) is what
+    ``heirloom train`` scores every version on so that ``heirloom models promote --if-better`` can choose between
+    versions; ``test`` is only for reporting. A source that offers ``validation`` lists it in :meth:`splits` and derives
+    it deterministically from the training data (never from ``test``), so two versions trained on the same data are
+    scored on the same validation records."""
 
     kind = "source"
 
@@ -283,17 +282,14 @@ class ModelHandle:
 class Route:
     """One callable method of an api, served as ``<api name>.<name>``.
 
-    ``input`` is an attrs class the request body is structured into (unknown keys and
-    wrong types are INVALID_ARGUMENT naming the field); None accepts any msgpack value, type(None) nil only.
-    Batched routes get a list of inputs and return one result per input; ``items`` counts
-    the items in one input so max batch is measured in items, not requests. Inline routes
-    are cheap and run on the I/O loop; the others run on worker threads. ``admin`` routes
-    answer only clients whose Curve key is an admin key (when the daemon uses Curve).
-    ``model`` names the profile model the route serves one prediction per body from:
-    HTTP gateways offer such a route as an Open Inference Protocol model. ``output`` is
-    an attrs class describing one reply, or a union of them for a route that answers in
-    more than one form (``A | B``; the one-body form first, which gateways read):
-    documentation only, ``_routes`` shows its schema."""
+    ``input`` is an attrs class the request body is structured into (unknown keys and wrong types are INVALID_ARGUMENT
+    naming the field); None accepts any msgpack value, type(None) nil only. Batched routes get a list of inputs and
+    return one result per input; ``items`` counts the items in one input so max batch is measured in items, not
+    requests. Inline routes are cheap and run on the I/O loop; the others run on worker threads. ``admin`` routes answer
+    only clients whose Curve key is an admin key (when the daemon uses Curve). ``model`` names the profile model the
+    route serves one prediction per body from: HTTP gateways offer such a route as an Open Inference Protocol model.
+    ``output`` is an attrs class describing one reply, or a union of them for a route that answers in more than one form
+    (``A | B``; the one-body form first, which gateways read): documentation only, ``_routes`` shows its schema."""
 
     name: str
     handler: Callable[[Any], Any]

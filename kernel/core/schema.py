@@ -167,8 +167,11 @@ class Validator:
 
     def _text(self, data: dict, key: str, default: str) -> str:
         value = data.get(key, default)
-        if isinstance(value, SetValue):
-            value = data[key] = value.text
+        if isinstance(value, SetValue):  # as a text setting of a component reads it: quotes are TOML's
+            try:
+                value = data[key] = value.typed(str)
+            except ValueError as exc:
+                return self.problem(key, str(exc)) or default
         if not isinstance(value, str):
             self.problem(key, f"expected str, got {type(value).__name__} {value!r}")
             return default
