@@ -184,15 +184,15 @@ def test_internal_error_fails_only_that_request(daemon, client):
 
 def test_a_failure_repeated_is_answered_each_time_and_its_traceback_logged_once_a_minute(daemon, client):
     """A model that is broken fails every request alike: a batch of five logged five identical
-    tracebacks, and a busy daemon's log filled with them."""
-    for _ in range(5):
-        with pytest.raises(Internal, match="unknown product 'repeated'"):
-            client.call("t.boom", "product:repeated")
-    with pytest.raises(Internal, match="unknown product 'another'"):
-        client.call("t.boom", "product:another")
+    tracebacks, and a busy daemon's log filled with them; so did one quoting each request's data."""
+    for number in range(5):  # each message another: 300 such requests logged 300 tracebacks
+        with pytest.raises(Internal, match=f"cannot read row {number}"):
+            client.call("t.boom", f"varied:row {number}")
+    with pytest.raises(Internal, match="cannot read row 9"):
+        client.call("t.boom", "elsewhere:row 9")
     log = daemon.log()
-    assert log.count("t.boom failed: unknown product 'repeated'") == 1
-    assert log.count("t.boom failed: unknown product 'another'") == 1, "another failure is said at once"
+    assert log.count("t.boom failed: cannot read row") == 2, "once raised at one line, once at another"
+    assert "t.boom failed: cannot read row 0" in log and "t.boom failed: cannot read row 9" in log
 
 
 def test_server_paths_are_masked_but_never_a_longer_name_or_every_dot(monkeypatch, tmp_path):

@@ -234,6 +234,10 @@ class TestingApi(heirloom.Api):
             raise SystemExit(2)
         if isinstance(body, str) and body.startswith("product:"):  # a client's text quoted in an error
             raise RuntimeError(f"unknown product '{body.removeprefix('product:')}'")
+        if isinstance(body, str) and body.startswith("varied:"):  # a failure quoting each request's data
+            raise ValueError(f"cannot read {body.removeprefix('varied:')}")
+        if isinstance(body, str) and body.startswith("elsewhere:"):  # the same words, raised at another line
+            raise ValueError(f"cannot read {body.removeprefix('elsewhere:')}")
         raise RuntimeError("the boom route always fails")
 
     def typed(self, body: Typed) -> str:

@@ -228,9 +228,14 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
 
 
 def _log_failure(where: str, exc: BaseException) -> None:
-    """Log ``exc``'s traceback, the same failure of a route once a minute: a model that is
-    broken fails every request alike, and a batch of them was as many identical tracebacks."""
-    key = (where, type(exc).__qualname__, str(exc)[:200])
+    """Log ``exc``'s traceback, the same failure of a route (its type, raised at the same line)
+    once a minute: a broken model fails every request alike, and a batch of them was as many
+    tracebacks; keyed by the message too, one quoting each request's data logged every one."""
+    raised = exc.__traceback__
+    while raised is not None and raised.tb_next is not None:
+        raised = raised.tb_next
+    site = f"{raised.tb_frame.f_code.co_filename}:{raised.tb_lineno}" if raised is not None else ""
+    key = (where, type(exc).__qualname__, site)
     if (every := _failures.get(key)) is None:
         if len(_failures) >= FAILURE_LOGS:
             _failures.clear()
