@@ -155,7 +155,8 @@ def answer_within(call: Callable[[], Any], what: str) -> tuple[Any, str | None]:
         return None, f"{what} gave no answer within {PROBE_SECONDS:.0f} s"
     answer, raised = outcome[0]
     if raised is not None:
-        return None, f"{what} raised {type(raised).__name__}: {raised}"
+        said = str(raised) if len(str(raised)) <= 200 else f"{str(raised)[:197]}..."  # 5,000 characters were said whole
+        return None, f"{what} raised {type(raised).__name__}: {said}"
     return answer, None
 
 

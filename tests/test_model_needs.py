@@ -165,6 +165,15 @@ def test_a_predict_that_never_answers_is_a_problem_not_a_start_that_never_ends(m
     problem = model_needs.prediction_problem(model, model_needs.CLASSIFIER_NEEDS)
     assert problem == "its predict(['Where is my order?', 'How do I reset my password?']) gave no answer within 1 s"
 
+    class Raising(ToyClassifier):
+        def predict(self, batch):
+            raise RuntimeError("boom " + "x" * 5000)
+
+    model = Raising(data="rows")
+    model.ctx = object()
+    problem = model_needs.prediction_problem(model, model_needs.CLASSIFIER_NEEDS)  # its words were said whole
+    assert problem.endswith(f"raised RuntimeError: boom {'x' * 192}...")
+
 
 @pytest.mark.parametrize(
     ("mode", "said"),
