@@ -1323,6 +1323,14 @@ def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tm
     foreign = models(store, "backup", str(notes))
     assert foreign.returncode == 1 and "holds files a backup does not write (blobs/keep.txt)" in said(foreign)
     assert sorted(p.name for p in notes.rglob("*")) == ["blobs", "keep.txt"]  # nothing written, nothing removed
+    odd_ones = (("heirloom-backup.json", os.mkfifo), (".heirloom-backup.lock", os.mkfifo), ("blobs", Path.touch))
+    for name, make in odd_ones:
+        odd = tmp_path / f"odd-{name}"  # a FIFO as its marker or lock hung the backup for ever
+        odd.mkdir()
+        make(odd / name)
+        refused = models(store, "backup", str(odd))  # run_heirloom times out at 120 s
+        kind = "a file" if name == "blobs" else "no regular file"
+        assert refused.returncode == 1 and f"holds files a backup does not write ({name} ({kind}))" in said(refused)
     inside = models(store, "backup", str(store.root / "copy"))
     assert inside.returncode == 1 and "one folder holds the other" in said(inside)
     assert not (store.root / "copy").exists()

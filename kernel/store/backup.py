@@ -142,12 +142,10 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
     found = sorted(path.name for path in target.iterdir())
     if not found:
         return
-    foreign = [f"{name} (a link)" if (target / name).is_symlink() else name for name in found if _foreign(target, name)]
+    foreign = [_described(target / name) for name in found if _foreign(target, name)]
     blobs = target / "blobs"
     if blobs.is_dir() and not blobs.is_symlink():
         foreign += [f"blobs/{p.name}" for p in blobs.iterdir() if not _backup_blob(p)]
-    elif blobs.exists() and not blobs.is_symlink():
-        foreign.append("blobs")
     if foreign:
         listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise HeirloomError(
@@ -164,7 +162,19 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
 
 
 def _foreign(folder: Path, name: str) -> bool:
-    return (folder / name).is_symlink() or not BACKUP_FILES.fullmatch(name)
+    """Whether a backup did not write ``name``: a link, another name, or one of its names that is
+    no file (``blobs``: no folder); a FIFO named as its marker or lock hung the backup."""
+    path = folder / name
+    if path.is_symlink() or not BACKUP_FILES.fullmatch(name):
+        return True
+    return not (path.is_dir() if name == "blobs" else path.is_file())
+
+
+def _described(path: Path) -> str:
+    if path.is_symlink():
+        return f"{path.name} (a link)"
+    kind = "a folder" if path.is_dir() else "a file" if path.is_file() else "no regular file"
+    return f"{path.name} ({kind})" if BACKUP_FILES.fullmatch(path.name) else path.name
 
 
 def _backup_blob(path: Path) -> bool:
