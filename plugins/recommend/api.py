@@ -45,6 +45,8 @@ def _check_id(name: str, value: Any) -> None:
     key = id_key(value) if isinstance(value, str) else None  # as it is stored and looked up: sources say the same
     if isinstance(value, bool) or (key is not None and not 0 < len(key) <= MAX_ID_CHARS):
         shown = f"{len(key)} characters" if key is not None and len(key) > MAX_ID_CHARS else repr(value)
+        if key and len(key) != len(value.strip()):  # the client sent fewer: say why they count more
+            shown += " in Unicode's composed form (NFC), as ids are stored"
         raise ValueError(f"'{name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}")
 
 
