@@ -302,7 +302,8 @@ def test_a_long_extends_chain_and_a_nul_in_a_value_are_problems_not_tracebacks(t
     for number in range(100):
         write(tmp_path / f"p{number}.toml", f'extends = ["p{number + 1}"]\n')
     write(tmp_path / "p100.toml", 'project = "deep"\n')
-    with pytest.raises(heirloom.ProfileError, match=r"p64.toml: extends: over 64 files extend one another from here"):
+    too_deep = r"p64.toml: extends: over 64 files extend one another, from .*p0.toml to here"  # it named p64 alone
+    with pytest.raises(heirloom.ProfileError, match=too_deep):
         kernel.resolve(str(tmp_path / "p0.toml"))
     assert kernel.resolve(str(tmp_path / "p40.toml")).raw.files[0].endswith("p100.toml")  # 60 deep is fine
     nul = write(tmp_path / "nul.toml", 'extends = ["finance-sentiment"]\n[store]\npath = "a\\u0000b"\n')

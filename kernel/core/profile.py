@@ -180,7 +180,8 @@ class ProfileLoader:
             problems.append(Problem(label, "extends", f"extends cycle: {cycle}"))
             return
         if len(chain) >= MAX_EXTENDS:
-            problems.append(Problem(label, "extends", f"over {MAX_EXTENDS} files extend one another from here"))
+            said = f"over {MAX_EXTENDS} files extend one another, from {display_path(chain[0])} to here"
+            problems.append(Problem(label, "extends", said))
             return
         if resolved in self._merged:
             # each file merges once, where first seen: a shared base would undo a parent's changes
