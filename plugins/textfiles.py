@@ -44,8 +44,11 @@ def _wide_encoding(start: bytes) -> str | None:
     return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
 
 
-def _wide_remedy(name: str) -> str:
-    """What to do about a file in ``name`` (utf-16, utf-32) read as another encoding."""
+def _wide_remedy(name: str, fixed: str | None = None) -> str:
+    """What to do about a file in ``name`` (utf-16, utf-32) read as another encoding; ``fixed``:
+    why a source without an ``encoding`` setting reads only its own (it was advised to set one)."""
+    if fixed is not None:
+        return f"it starts with a {name.upper()} byte-order mark; {fixed}: convert it (iconv -f {name} -t utf-8)"
     return f"it starts with a {name.upper()} byte-order mark: set the source's 'encoding' = \"{name}\""
 
 
@@ -91,9 +94,10 @@ def close_column(column: str, header: Sequence[str], taken: Sequence[str] = ()) 
 
 
 @contextlib.contextmanager
-def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
+def decoding(path: str | Path, encoding: str, remedy: str, *, settable: bool = True) -> Iterator[None]:
     """A file that is not ``encoding`` text is an error naming it and the line, not a
-    traceback (the line is found again in the raw bytes: the reader decodes ahead)."""
+    traceback (the line is found again in the raw bytes: the reader decodes ahead).
+    ``settable``: the source has an ``encoding`` setting (else ``remedy`` says why not)."""
     try:
         yield
     except UnicodeDecodeError:
@@ -105,7 +109,8 @@ def decoding(path: str | Path, encoding: str, remedy: str) -> Iterator[None]:
             line = data[: exc.start].decode(encoding, errors="replace").count("\n") + 1  # UTF-16 has 0x0A in others
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
-        remedy = _wide_remedy(wide) if (wide := _wide_encoding(raw[:4])) else remedy
+        if wide := _wide_encoding(raw[:4]):
+            remedy = _wide_remedy(wide, None if settable else remedy)
         raise heirloom.HeirloomError(
             f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
         ) from None

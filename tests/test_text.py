@@ -273,6 +273,10 @@ def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path
             with pytest.raises(ValueError, match=f"news.csv is not .* {wide.upper()} byte-order mark: .* = .{wide}."):
                 CsvSource(train=str(path), encoding=encoding)
         assert next(CsvSource(train=str(path), encoding=wide).records())["text"] == "Profit rose"
+    lines = tmp_path / "news.jsonl"  # JSON lines have no 'encoding' setting: the advice was to set one
+    lines.write_bytes('{"text": "Profit rose", "label": "positive"}\n'.encode("utf-16"))
+    with pytest.raises(heirloom.HeirloomError, match=r"UTF-16 byte-order mark; JSON lines are UTF-8: convert it"):
+        list(JsonlSource(train=str(lines)).records())
     path.write_text("text,label\nA line\u0085ends,positive\nUn café,positive\n")  # UTF-8 holding U+0085 itself
     assert [r["text"] for r in CsvSource(train=str(path)).records()] == ["A line\u0085ends", "Un café"]
 

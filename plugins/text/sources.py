@@ -405,7 +405,8 @@ class JsonlSource(TextSource):
 
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
-        with open(path, encoding="utf-8-sig") as handle, decoding(path, "utf-8-sig", "JSON lines are UTF-8"):
+        utf8_only = decoding(path, "utf-8-sig", "JSON lines are UTF-8", settable=False)
+        with open(path, encoding="utf-8-sig") as handle, utf8_only:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
