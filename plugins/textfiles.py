@@ -148,6 +148,8 @@ def csv_rows(
                 before, ended = ended, reader.line_num
                 began = _first_line_of(row, before, ended)
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
+                if fields == 1 < len(columns) and not "".join(_texts(row)).strip():  # a blank line of spaces
+                    continue
                 if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
                     spans = began < reader.line_num
                     lines = f"{began}-{reader.line_num}" if spans else f"{reader.line_num}"

@@ -170,6 +170,7 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the row has 3 fields, the header 2 \(quote a"):
         records(header + b"Card declined, why?,card_payment\r\n")
     assert records(header + b'"Card declined, why?",card_payment\r\n')[1]["text"] == "Card declined, why?"
+    assert len(records(header + b"  \r\n\t\r\nAnd now?,other\r\n")) == 2  # lines of spaces are blank lines
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'category' column is empty"):
         records(header + b"Why was my card declined?, \r\n")
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'text' column is empty"):
