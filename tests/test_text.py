@@ -175,6 +175,8 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(header + b"Why was my card declined?, \r\n")
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'text' column is empty"):
         records(header + b" ,card_payment\r\n")  # was a training text ""
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: the 'text' column is empty or blank"):
+        records(header + "\u200b\u200b,card_payment\r\n".encode())  # trained on, where predict refuses it
     for label in ("card\u202epayment", '"card\npayment"'):  # classes of their own, which feedback may not make
         with pytest.raises(heirloom.HeirloomError, match=r"csv:[34]: the 'category' column: label .* invisible"):
             records(header + f"Why was my card declined?,{label}\r\n".encode())
@@ -362,7 +364,8 @@ def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
     said = r"bad.jsonl:1: expected an object with 'body' and 'tag' \(text_field, label_field\), got the keys 'body'$"
     with pytest.raises(heirloom.HeirloomError, match=said):
         list(JsonlSource(train=str(tmp_path / "bad.jsonl"), text_field="body", label_field="tag").records())
-    for line, field in (('{"body": "x", "tag": null}', "tag"), ('{"body": " ", "tag": "odd"}', "body")):
+    blanks = (('{"body": "x", "tag": null}', "tag"), ('{"body": " ", "tag": "odd"}', "body"))
+    for line, field in (*blanks, ('{"body": "\\u200b\\u200b", "tag": "odd"}', "body")):  # invisible only
         write(tmp_path / "blank.jsonl", line + "\n")  # null was the label "None"
         with pytest.raises(heirloom.HeirloomError, match=f"blank.jsonl:1: the '{field}' field is blank or null$"):
             list(JsonlSource(train=str(tmp_path / "blank.jsonl"), text_field="body", label_field="tag").records())

@@ -369,8 +369,8 @@ class CsvSource(TextSource, CsvFormat):
         for line, row in self.csv_rows(path, columns):  # last row may be a quote never closed, said so
             text, label = row[self.text_column], row[self.label_column]
             for column, value in ((self.text_column, text), (self.label_column, label)):
-                if not value.strip():  # a blank text teaches nothing, and the daemon refuses one
-                    raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty")
+                if heirloom.blank(value):  # a blank text teaches nothing, and the daemon refuses one
+                    raise heirloom.HeirloomError(f"{path}:{line}: the {column!r} column is empty or blank")
             if last is not None:
                 self._check_label(path, *last)
             label = unicodedata.normalize("NFC", label.strip())  # a decomposed "café" is the composed one
@@ -421,7 +421,7 @@ class JsonlSource(TextSource):
                         f"(text_field, label_field), got {_json_shape(row)}"
                     )
                 for field in (self.text_field, self.label_field):
-                    if row[field] is None or not str(row[field]).strip():  # str(None) would be a label "None"
+                    if row[field] is None or heirloom.blank(str(row[field])):  # str(None) would be a label "None"
                         raise heirloom.HeirloomError(f"{path}:{number}: the {field!r} field is blank or null")
                     if type(row[field]) not in (str, int):  # 1.0 and 1 would be two labels, true a label "True"
                         raise heirloom.HeirloomError(
