@@ -12,6 +12,7 @@ sets.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,10 @@ PROBES = [PROBE, "How do I reset my password?"]
 #: How long it may take: a predict that hung left serve "starting" for ever, saying nothing.
 PROBE_SECONDS = 60.0
 _ABSENT = object()
+#: Each started instance's answer to the probe (or why none), by ``id``, with a weak reference
+#: that tells a live instance from a later one at the same address (models need not be hashable).
+_PROBED: dict[int, tuple[weakref.ref, tuple[Any, str | None]]] = {}
+_PROBED_LOCK = threading.Lock()
 
 #: What a prediction's value must be, by the words the messages use.
 KINDS: dict[str, Any] = {
@@ -89,7 +94,7 @@ def prediction_problem(
     if not started(model):
         return None
     asked = f"its predict([{', '.join(map(repr, PROBES))}])"
-    predictions, problem = answer_within(lambda: model.predict(list(PROBES)), asked)
+    predictions, problem = _probed(model, lambda: answer_within(lambda: model.predict(list(PROBES)), asked))
     if problem is not None:
         return problem
     if not isinstance(predictions, Sequence) or len(predictions) != len(PROBES):
@@ -125,6 +130,19 @@ def prediction_problem_of(value: Any, needs: Mapping[str, str], what: str) -> st
         if not isinstance(found, KINDS[kind]) or (kind == "a number" and isinstance(found, bool)):
             return f"{what.removesuffix(' for a text')}'s {key!r} is {_shown(found)}, not {kind}"
     return None
+
+
+def _probed(model: Any, probe: Callable[[], tuple[Any, str | None]]) -> tuple[Any, str | None]:
+    """``probe()``'s outcome for ``model``, asked once per instance: classify and its label
+    monitor on one model that hung waited 60 s each, and each left a thread spinning."""
+    with _PROBED_LOCK:
+        for key in [key for key, (ref, _) in _PROBED.items() if ref() is None]:
+            del _PROBED[key]
+        if (known := _PROBED.get(id(model))) is not None and known[0]() is model:
+            return known[1]
+        outcome = probe()
+        _PROBED[id(model)] = (weakref.ref(model), outcome)
+        return outcome
 
 
 def predictions_of(model: Any, batch: list[Any]) -> list[Any]:

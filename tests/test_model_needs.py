@@ -173,6 +173,11 @@ def test_a_predict_that_never_answers_is_a_problem_not_a_start_that_never_ends(m
     model.ctx = object()
     problem = model_needs.prediction_problem(model, model_needs.CLASSIFIER_NEEDS)  # its words were said whole
     assert problem.endswith(f"raised RuntimeError: boom {'x' * 192}...")
+    counted = ToyClassifier(data="rows", mode="needs_start")
+    counted.ctx, counted.calls = object(), 0
+    for needs in (model_needs.CLASSIFIER_NEEDS, {"label": "a string"}):  # classify, then its label monitor
+        assert model_needs.prediction_problem(counted, needs) is None
+    assert counted.calls == 1  # one probe per instance: a hung one kept each api waiting 60 s, one after another
 
 
 @pytest.mark.parametrize(
