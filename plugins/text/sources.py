@@ -159,25 +159,21 @@ class TextSource(heirloom.Source):
         self._said_repeats = True  # the held-out splits read after the train split: its errors come first
         torn = [record_id for text, record_id in trained if len(labels[text]) > 1]
         if len(torn) > REPEATS_SAID * len(trained):  # PhraseBank 50Agree has 2: a few are the annotators' doubt
-            log.warning(  # 30 texts labelled both card_arrival and exchange_rate passed unsaid
-                "%s: %d training record(s) share their text with a record of another label (%s%s): no model "
-                "can learn both; keep the right one",
-                self._named(),
-                len(torn),
-                ", ".join(torn[:SHOWN_IDS]),
-                ", ..." if len(torn) > SHOWN_IDS else "",
-            )
+            self._say_records(
+                torn, "share their text with a record of another label", "no model can learn both; keep the right one"
+            )  # 30 texts labelled both card_arrival and exchange_rate, unsaid
         held = {normal_text(r["text"]) for s in self.splits() if s != "train" for r in self.records(s)}
         repeats = [record_id for text, record_id in trained if text in held]
         if len(repeats) > REPEATS_SAID * len(held):
-            log.warning(
-                "%s: %d training record(s) repeat a validation or test text (%s%s): the held-out scores are "
-                "optimistic; remove the repeats from the training data",
-                self._named(),
-                len(repeats),
-                ", ".join(repeats[:SHOWN_IDS]),
-                ", ..." if len(repeats) > SHOWN_IDS else "",
+            self._say_records(
+                repeats,
+                "repeat a validation or test text",
+                "the held-out scores are optimistic; remove the repeats from the training data",
             )
+
+    def _say_records(self, ids: list[str], what: str, advice: str) -> None:
+        shown = ", ".join(ids[:SHOWN_IDS]) + (", ..." if len(ids) > SHOWN_IDS else "")
+        log.warning("%s: %d training record(s) %s (%s): %s", self._named(), len(ids), what, shown, advice)
 
     def kept_labels(self) -> set[str] | None:
         """The labels this source keeps (None: every label in the data)."""
