@@ -154,6 +154,15 @@ def test_an_inline_timeline_in_any_order_is_read_in_time_order(diagnosis, record
     assert answer["encounter"] == latest.id
 
 
+def test_an_inline_record_has_the_codes_and_text_the_fhir_source_gives_its_patient(records):
+    """A model reading ``record.codes`` (docs/FHIR.md) answered a patient of the source and
+    failed INTERNAL on the same record sent inline, where ``codes`` and ``text`` were None."""
+    for record in records:
+        pasted = attrs.evolve(_inline(record, record.timeline[::-1]), deceased_date=record.deceased_date)
+        stale = attrs.evolve(pasted, codes={"condition": ["snomed:0"]}, text="stale")
+        assert (stale.codes, stale.text) == (record.codes, record.text), record.id
+
+
 def test_a_date_without_a_time_is_history_only_once_all_of_it_is_before_the_encounter():
     from heirloom_plugins.medical.patients import EventInput, RecordInput, visit
 

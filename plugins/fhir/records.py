@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from heirloom_plugins.fhir.parse import found
+from heirloom_plugins.timelines import codes_by_kind, summary
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
 KINDS = {
@@ -404,10 +405,6 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
     """The record of one patient from its Patient resource (``demographics`` checked) and its
     events (any order)."""
     timeline = tuple(sorted(events, key=lambda e: (e.date is None, e.date or "", _ORDER[e.kind], e.id or "")))
-    codes: dict[str, list[str]] = {kind: [] for kind in KINDS.values()}
-    for e in timeline:
-        if e.code:
-            codes[e.kind].append(e.code)
     birth, gender, deceased, deceased_date = demographics(patient)
     return PatientRecord(
         id=pid,
@@ -419,7 +416,7 @@ def patient_record(patient: dict[str, Any], pid: str, file: str, split: str, eve
         deceased_date=deceased_date,
         timeline=timeline,
         text=summary(gender, birth, deceased_date, timeline),
-        codes=codes,
+        codes=codes_by_kind(timeline, KINDS.values()),
     )
 
 
@@ -440,29 +437,3 @@ def encounter_before_birth(record: PatientRecord) -> Event | None:
     except OverflowError:  # born on 0001-01-01: nothing is earlier
         return None
     return first if datetime.fromisoformat(first.date.removesuffix("Z")) < earliest else None
-
-
-def summary(gender: str | None, birth: str | None, deceased: str | None, timeline: tuple[Event, ...]) -> str:
-    """A readable history: one line per event, dates first."""
-    head = f"Patient: {gender or 'unknown gender'}, born {birth or 'unknown'}"
-    lines = [head + (f", died {deceased[:10]}." if deceased else ".")]
-    lines.extend(_line(e) for e in timeline)
-    return "\n".join(lines)
-
-
-def _line(e: Event) -> str:
-    text = f"{(e.date or 'undated')[:10]} {e.kind}: {e.display or e.code or 'unspecified'}"
-    if e.value is not None:
-        text += f" {_number(e.value)}" + (f" {e.unit}" if e.unit else "")
-    if e.components:
-        parts = (f"{m.display or m.code}: {_number(m.value)} {m.unit or ''}".rstrip() for m in e.components)
-        text += f" ({'; '.join(parts)})"
-    if e.end and e.end[:10] != (e.date or "")[:10]:
-        text += f", until {e.end[:10]}"
-    if e.text:
-        text += "\n" + " ".join(e.text.split())
-    return text
-
-
-def _number(value: Any) -> str:
-    return f"{value:.5g}" if isinstance(value, float) else str(value)

@@ -20,6 +20,8 @@ from typing import Any
 
 import attrs
 
+from heirloom_plugins.timelines import codes_by_kind, summary
+
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
 GENDERS = ("male", "female", "other", "unknown")
 #: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
@@ -144,9 +146,10 @@ def _in_time_order(event: EventInput) -> tuple[bool, float, int, str]:
 class RecordInput:
     """A patient's record given inline: the shape of ``heirloom data show --json``.
 
-    ``file``, ``split``, ``deceased``, ``deceased_date``, ``text`` and ``codes`` are
-    accepted (so a record can be pasted as printed) and not used. The timeline is put in
-    time order, as the fhir source writes it, whatever order it came in.
+    ``file``, ``split``, ``deceased`` and ``deceased_date`` are accepted (so a record can be
+    pasted as printed) and read by no shipped model. The timeline is put in time order, and
+    ``text`` and ``codes`` are derived from it (any given are replaced), as the fhir source
+    writes them, so a model reads the same record shape whichever way it came.
     """
 
     timeline: list[EventInput] = attrs.field(
@@ -163,6 +166,8 @@ class RecordInput:
     codes: dict[str, list[str]] | None = None
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "codes", codes_by_kind(self.timeline, KINDS))
+        object.__setattr__(self, "text", summary(self.gender, self.birth_date, self.deceased_date, self.timeline))
         born = day(self.birth_date) if self.birth_date else None
         first = next((e for e in self.timeline if e.kind == "encounter" and e.date), None)
         if born is not None and first is not None and day(first.date) < born:
