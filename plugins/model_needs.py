@@ -33,6 +33,7 @@ _PROBED_LOCK = threading.Lock()
 #: What a prediction's value must be, by the words the messages use.
 KINDS: dict[str, Any] = {
     "a string": str,
+    "a string or null": (str, type(None)),
     "true or false": bool,
     "a number": (int, float),
     "a list": list,
@@ -112,6 +113,48 @@ def prediction_problem(
         odd = [f"{k!r}: {_shown(v)}" for k, v in prediction["probabilities"].items() if not _probability(k, v, labels)]
         if odd:
             return f"its prediction's probabilities must map its labels to numbers from 0 to 1, got {odd[0]}"
+    return _unsendable(prediction)
+
+
+def answers_problem(model: Any, batch: list[Any], shown: str, needs: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``model.predict(batch)`` (``shown``: how messages write the batch) for
+    an api reading ``needs`` (see :func:`shape_problem`) of each prediction, or None (None too
+    for a model never started): one prediction per item, in order, each sendable."""
+    if not started(model):
+        return None
+    predictions, problem = answer_within(lambda: model.predict(batch), f"its predict({shown})")
+    if problem is not None:
+        return problem
+    if not isinstance(predictions, Sequence) or len(predictions) != len(batch):
+        return f"its predict({shown}) returned {_shown(predictions)}, not a list of {len(batch)} prediction(s)"
+    for prediction in predictions:
+        if problem := shape_problem(prediction, needs, "its prediction") or _unsendable(prediction):
+            return problem
+    return None
+
+
+def shape_problem(value: Any, needs: Mapping[str, Any], what: str) -> str | None:
+    """What ``value`` (``what``: how a message names it) lacks of ``needs``, or None: ``{key:
+    kind}`` (a kind of :data:`KINDS`), or ``{key: [need]}``, a list each of whose items is of
+    that kind or has those needs (``{"codes": [{"code": "a string"}]}``), checked item by item."""
+    kinds = {key: "a list" if isinstance(need, list) else need for key, need in needs.items()}
+    if problem := prediction_problem_of(value, kinds, what):
+        return problem
+    for key, need in needs.items():
+        if not isinstance(need, list):
+            continue
+        for index, item in enumerate(value[key]):
+            where, wanted = f"{what}'s {key}[{index}]", need[0]
+            if isinstance(wanted, Mapping):
+                problem = shape_problem(item, wanted, where)
+            else:
+                problem = None if isinstance(item, KINDS[wanted]) else f"{where} is {_shown(item)}, not {wanted}"
+            if problem:
+                return problem
+    return None
+
+
+def _unsendable(prediction: Any) -> str | None:
     try:
         msgpack.packb(prediction)
     except (TypeError, ValueError, OverflowError) as exc:  # a numpy float32: every reply failed to encode

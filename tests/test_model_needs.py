@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import heirloom
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
 
@@ -241,3 +242,115 @@ def test_what_a_route_sends_of_a_prediction_is_checked_where_the_model_starts(tm
                 assert client.call("help.answer", {"text": "where?"})["answers"][0]["id"] == "t/1"
     finally:
         assert served.terminate() == 0
+
+
+MEDICAL_APIS = (
+    '[models.t]\nuse = "toy-codes"\ndata = "rows"\ntreatment = true\n'
+    '[apis.diagnosis]\nuse = "medical-diagnosis"\nmodel = "m"\n'
+    '[apis.treatment]\nuse = "medical-treatment"\nmodel = "t"\n'
+)
+MEDICAL_DOC = "(docs/MEDICAL.md, 'Another model behind diagnosis and treatment')"
+PENICILLIN = "Allergy to penicillin"
+#: An inline record: a sore throat, and an allergy to penicillin.
+ALLERGIC = {
+    "id": "p1",
+    "timeline": [
+        {"kind": "encounter", "id": "e1", "date": "2021-03-04T10:00:00Z"},
+        {"kind": "condition", "code": "snomed:43878008", "date": "2021-03-04T10:00:00Z", "encounter": "e1"},
+        {"kind": "allergy", "code": "snomed:91936005", "display": PENICILLIN, "date": "2020-01-01"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        (
+            "models.m.mode=nocodes",
+            "apis.diagnosis.model: ToyCodes cannot serve behind the medical-diagnosis api: its prediction has no "
+            f"'codes' (it has 'patient', 'encounter', 'date') {MEDICAL_DOC}",
+        ),
+        (
+            "models.m.mode=strcodes",
+            "apis.diagnosis.model: ToyCodes cannot serve behind the medical-diagnosis api: its prediction's codes[0] "
+            "is str 'snomed:43878008', not a map of 'code', 'display', 'probability', 'selected'",
+        ),
+        (
+            "models.m.mode=float32",
+            "apis.diagnosis.model: ToyCodes cannot serve behind the medical-diagnosis api: its prediction's "
+            "codes[0]'s 'probability' is float32 0.5, not a number",
+        ),
+        (
+            "models.t.mode=noextras",
+            "apis.treatment.model: ToyCodes cannot serve behind the medical-treatment api: its prediction has no "
+            "'blocked' (it has 'patient', 'encounter', 'date', 'codes')",
+        ),
+    ],
+)
+def test_a_model_behind_the_medical_apis_answering_what_their_routes_cannot_send_is_refused(tmp_path, setting, said):
+    """Each passed ``profile check`` and ``serve``'s start, then answered INTERNAL, or replies that
+    broke the route's published schema (no ``codes``, codes as plain strings)."""
+    profile, env = _profile(tmp_path, "toy-codes", MEDICAL_APIS)
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0  # it starts no model to ask
+    assert said in _refused(Daemon(tmp_path, "--set", setting, profile=profile.read_text(), env=env))
+
+
+def test_a_medical_model_version_that_cannot_serve_is_not_swapped_in(tmp_path):
+    """A hot swap asks the newer version about the probe before it serves, as ``serve``'s start does."""
+    apis = MEDICAL_APIS + "[server]\nreload_interval = 0.1\n"
+    profile, env = _profile(tmp_path, "toy-codes", apis)
+    refused = "ToyCodes cannot serve behind the medical-treatment api: its prediction has no 'blocked'"
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        newer = run_heirloom("train", str(profile), "t", "--set", "models.t.mode=noextras", env=env)
+        assert newer.returncode == 0, newer.stderr
+        deadline = time.monotonic() + 30
+        while refused not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.1)
+        with daemon.client(timeout=10) as client:  # the version that cannot serve was never swapped in
+            assert client.call("treatment.recommend", {"record": ALLERGIC})["version"] == "team/t@1"
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_the_medical_apis_serve_another_model_inline_and_the_treatment_api_withholds_allergens(tmp_path):
+    """A treatment model without an allergy filter recommended penicillin to a patient allergic
+    to it; a model reading ``record.codes`` failed INTERNAL on every inline record."""
+    profile, env = _profile(tmp_path, "toy-codes", MEDICAL_APIS)
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            diagnosed = client.call("diagnosis.predict", {"record": ALLERGIC})
+            assert [item["code"] for item in diagnosed["codes"]] == ["snomed:43878008"], diagnosed
+            treated = client.call("treatment.recommend", {"record": ALLERGIC})
+            penicillin = {"code": "rxnorm:834102", "display": "Penicillin V Potassium 500 MG Oral Tablet"}
+            assert treated["codes"] == [] and treated["blocked"] == [{**penicillin, "allergies": [PENICILLIN]}]
+            assert treated["unread_allergies"] == [] and treated["version"] == "team/t@1"
+            tolerant = {**ALLERGIC, "timeline": ALLERGIC["timeline"][:2]}
+            treated = client.call("treatment.recommend", {"record": tolerant})
+            assert [item["code"] for item in treated["codes"]] == ["rxnorm:834102"] and treated["blocked"] == []
+            assert treated["codes"][0]["answers"] == [{"code": "snomed:43878008", "display": None}]
+            routes = {route["name"]: route for route in client.call("_routes")["routes"]}
+            assert routes["diagnosis.predict"]["description"].endswith(
+                "or {'record': {...}, 'encounter': id} (default encounter: the last)."
+            )
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_prediction_count_that_differs_from_the_batch_names_the_model(tmp_path):
+    """It was zip()'s "argument 2 is shorter than argument 1"."""
+    profile, env = _profile(tmp_path, "toy-codes", MEDICAL_APIS)
+    daemon = Daemon(tmp_path, "--set", "models.m.mode=short_later", profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client, pytest.raises(heirloom.RemoteError) as caught:
+            client.call("diagnosis.predict", {"record": ALLERGIC})
+        assert caught.value.code == "INTERNAL"
+        said = "model 'm' (ToyCodes, team/m@1) returned 0 prediction(s) for a batch of 1: predict must give one"
+        assert said in str(caught.value), str(caught.value)
+    finally:
+        assert daemon.terminate() == 0

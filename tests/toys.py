@@ -217,6 +217,59 @@ class ToyRecommender(ToyModel):
 
 
 @attrs.define
+class ToyCodes(ToyModel):
+    """A model of another type behind the medical apis, as a third party writes one: it reads
+    ``record.codes`` (docs/FHIR.md), answers the record's conditions as diagnoses and, with
+    ``treatment``, penicillin V for them, whatever the patient's allergies. ``mode`` breaks it
+    as plugins do: ``nocodes``, ``strcodes`` (codes as plain strings), ``float32``, ``noextras``
+    (treatment without ``blocked``, ``unread_allergies``, ``answers``), ``short_later`` (one
+    prediction too few after its first call)."""
+
+    treatment: bool = False
+    mode: str = ""
+
+    def start(self, ctx):
+        super().start(ctx)
+        self.calls = 0
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        self.calls += 1
+        answers = [self._answer(query) for query in batch]
+        return answers[1:] if self.mode == "short_later" and self.calls > 1 else answers
+
+    def state(self):
+        state = super().state()  # a mode it was trained with travels (a hot swap to a broken version)
+        return heirloom.State(state.tensors, {**state.metadata, "mode": self.mode})
+
+    def load(self, state):
+        super().load(state)
+        self.mode = state.metadata["mode"] or self.mode
+
+    def _answer(self, query: Any) -> dict[str, Any]:
+        visit = query.encounter or [e.id for e in query.record.timeline if e.kind == "encounter" and e.date][-1]
+        found = [{"code": code, "display": None} for code in query.record.codes["condition"]]
+        answer: dict[str, Any] = {"patient": query.record.id, "encounter": visit, "date": None}
+        if self.treatment:
+            drug = {"code": "rxnorm:834102", "display": "Penicillin V Potassium 500 MG Oral Tablet"}
+            codes = [{**drug, "probability": 0.9, "selected": True, "answers": found}]
+            answer |= {"codes": codes, "blocked": [], "unread_allergies": []}
+        else:
+            answer["codes"] = [{**item, "probability": 0.5, "selected": True} for item in found]
+        if self.mode == "float32":
+            import numpy
+
+            for item in answer["codes"]:
+                item["probability"] = numpy.float32(item["probability"])
+        if self.mode == "strcodes":
+            answer["codes"] = [item["code"] for item in answer["codes"]]
+        if self.mode == "nocodes":
+            del answer["codes"]
+        if self.mode == "noextras":
+            del answer["blocked"], answer["unread_allergies"], answer["codes"][0]["answers"]
+        return answer
+
+
+@attrs.define
 class ToyApi(heirloom.Api):
     model: str = heirloom.ref("model")
     #: look the model up in check, as a plugin author might, forgetting an untrained model is absent
@@ -275,6 +328,7 @@ def heirloom_register_models(register):
     register("toy-model", ToyModel)
     register("toy-classifier", ToyClassifier)
     register("toy-recommender", ToyRecommender)
+    register("toy-codes", ToyCodes)
 
 
 @heirloom.hookimpl

@@ -7,6 +7,11 @@ record inline (``{"record": {...}, "encounter": id}``, the shape ``heirloom data
 --json`` prints) for a patient the daemon has not seen. Without ``encounter``, the
 record's last encounter is used. Unknown patients and encounters are NOT_FOUND, and a
 malformed record INVALID_ARGUMENT, each naming the field, and only that request fails.
+
+Any model type may answer (docs/MEDICAL.md, "Another model behind diagnosis and
+treatment"): ``check`` asks a started one about a probe record and refuses one whose
+answers the routes cannot send, and the treatment api withholds what the record's
+allergies rule out from whatever the model answers (``safety.py``, the shipped model's filter).
 """
 
 from __future__ import annotations
@@ -17,7 +22,32 @@ import attrs
 
 import heirloom
 from heirloom_plugins.medical.model import Query
-from heirloom_plugins.medical.patients import RecordInput, find_encounter
+from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
+from heirloom_plugins.medical.safety import ingredients, record_allergies, ruled_out, unread
+from heirloom_plugins.model_needs import answers_problem, refusal
+
+MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
+#: What the routes read of each prediction (see ``model_needs.shape_problem``); the replies' shapes below.
+CODE_NEEDS = {"code": "a string", "display": "a string or null", "probability": "a number", "selected": "true or false"}
+DIAGNOSIS_NEEDS = {"patient": "a string", "encounter": "a string", "date": "a string or null", "codes": [CODE_NEEDS]}
+TREATMENT_NEEDS = {
+    **DIAGNOSIS_NEEDS,
+    "codes": [{**CODE_NEEDS, "answers": [{"code": "a string", "display": "a string or null"}]}],
+    "blocked": [{"code": "a string", "display": "a string or null", "allergies": ["a string"]}],
+    "unread_allergies": ["a string"],
+}
+
+
+def probe() -> Query:
+    """What ``check`` asks a model about: a visit for a sore throat of a patient allergic to penicillin."""
+    at = {"encounter": "probe-visit", "date": "2020-01-06T09:00:00Z"}
+    timeline = [
+        EventInput("encounter", "probe-visit", at["date"], code="snomed:185345009", value="AMB"),
+        EventInput("condition", "probe-sore-throat", code="snomed:43878008", display="Streptococcal sore throat", **at),
+        EventInput("allergy", "probe-allergy", "2019-05-01", code="snomed:91936005", display="Allergy to penicillin"),
+    ]
+    record = RecordInput(timeline, id="probe", gender="female", birth_date="1980-02-01")
+    return Query(record, "probe-visit")
 
 
 @attrs.define
@@ -95,6 +125,9 @@ class CodesApi(heirloom.Api):
 
     route: ClassVar[str]
     what: ClassVar[str]
+    #: The api type's name, and what its routes read of each prediction.
+    api_type: ClassVar[str]
+    needs: ClassVar[dict[str, Any]]
     #: The reply's shape (``_routes``, OpenAPI and the gateway's OIP model metadata).
     output: ClassVar[type]
 
@@ -108,6 +141,14 @@ class CodesApi(heirloom.Api):
     #: Largest request body in bytes (an inline record is structured on the batcher thread,
     #: about 7 us per timeline event: the bound also bounds how long it delays its route).
     max_payload: int = attrs.field(default=1 << 20, validator=heirloom.above(0))
+
+    def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
+        """A model of another type must answer what the route sends: asked about a probe record
+        where it was started (``serve``'s start, a hot swap), as the other shipped apis ask theirs."""
+        if (model := models.get(self.model)) is None:
+            return []
+        problem = answers_problem(model, [probe()], "[a probe query]", self.needs)
+        return [refusal("model", model, self.api_type, problem, MEDICAL_DOC)] if problem else []
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -125,7 +166,7 @@ class CodesApi(heirloom.Api):
                 max_wait_ms=self.max_wait_ms,
                 max_payload=self.max_payload,
                 description=f"{self.what} for {{'patient': id, 'encounter': id}} or {{'record': {{...}}, "
-                "'encounter': id}} (default encounter: the last).",
+                "'encounter': id} (default encounter: the last).",
                 model=self.model,
                 output=self.output,
             )
@@ -141,10 +182,19 @@ class CodesApi(heirloom.Api):
                 results.append(None)
             except heirloom.RequestError as error:
                 results.append(error)
-        answers = model.predict([query for _, query in queries]) if queries else []
-        for (position, _), answer in zip(queries, answers, strict=True):
-            results[position] = heirloom.Versioned({**answer, "version": version}, version)
+        answers = list(model.predict([query for _, query in queries])) if queries else []
+        if len(answers) != len(queries):
+            raise heirloom.HeirloomError(
+                f"model {self.model!r} ({type(model).__name__}, {version}) returned {len(answers)} prediction(s) "
+                f"for a batch of {len(queries)}: predict must give one per query, in order"
+            )
+        for (position, query), answer in zip(queries, answers, strict=True):
+            results[position] = heirloom.Versioned({**self._answer(query, answer), "version": version}, version)
         return results
+
+    def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
+        """The reply to ``query`` from the model's answer (as it is, unless a subclass says)."""
+        return answer
 
     def _query(self, body: PredictInput) -> Query:
         if body.record is not None:
@@ -174,6 +224,8 @@ class DiagnosisApi(CodesApi):
     route = "predict"
     what = "Ranked condition codes (SNOMED CT) with display names and probabilities"
     output = DiagnosisOutput
+    api_type = "medical-diagnosis"
+    needs = DIAGNOSIS_NEEDS
 
 
 @attrs.define
@@ -184,3 +236,31 @@ class TreatmentApi(CodesApi):
     route = "recommend"
     output = TreatmentOutput
     what = "Ranked drugs (RxNorm) with the conditions each answers, allergy conflicts withheld,"
+    api_type = "medical-treatment"
+    needs = TREATMENT_NEEDS
+
+    def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer without the drugs the record's allergies rule out, whatever model gave it: the
+        shipped model's filter (``safety.py``), so the guarantee is the api's, not each model's. The
+        withheld drugs join ``blocked``; the allergies the filter cannot read against the answer's
+        drugs join ``unread_allergies``. A no-op on the shipped model's answers but for that list."""
+        allergies = [(e.code, e.display) for e in query.record.timeline if e.kind == "allergy"]
+        if not allergies:
+            return answer
+        drugs = {item["code"]: ingredients(item["display"]) for item in answer["codes"]}
+        found = ruled_out(record_allergies(query.record), drugs)
+        blocked = {item["code"]: item for item in answer["blocked"]}
+        for item in answer["codes"]:
+            if item["code"] in found:
+                blocked[item["code"]] = {
+                    "code": item["code"],
+                    "display": item["display"],
+                    "allergies": sorted(found[item["code"]]),
+                }
+        known = [*drugs.values(), *(ingredients(item["display"]) for item in answer["blocked"])]
+        return {
+            **answer,
+            "codes": [item for item in answer["codes"] if item["code"] not in found],
+            "blocked": [blocked[code] for code in sorted(blocked)],
+            "unread_allergies": sorted({*answer["unread_allergies"], *unread(allergies, known)}),
+        }

@@ -31,7 +31,14 @@ from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
 from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
 from heirloom_plugins.medical.net import Net, Settings, net_from_state
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
-from heirloom_plugins.medical.safety import allergy_substances, conflicts, ingredients, read_allergies, unread
+from heirloom_plugins.medical.safety import (
+    allergy_substances,
+    conflicts,
+    ingredients,
+    record_allergies,
+    ruled_out,
+    unread,
+)
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
 
 if TYPE_CHECKING:
@@ -442,21 +449,7 @@ class TreatmentModel(MultiLabelModel):
 
     def _blocked(self, visits: list[Visit], fitted: Fitted) -> list[dict[str, list[str]]]:
         drugs = self._ingredients(fitted)
-        blocked = []
-        for one in visits:
-            allergies: dict[str, frozenset[str]] = {}  # one display, two codes: both count
-            read, _ = read_allergies((e.code, e.display) for e in one.record.timeline if e.kind == "allergy")
-            for code, display in read:  # the rest: listed unread
-                name = display or code or ""
-                allergies[name] = allergies.get(name, frozenset()) | allergy_substances(code, display)
-            found: dict[str, list[str]] = {}
-            for name, ruled_out in allergies.items():
-                if ruled_out:
-                    for code, parts in drugs.items():
-                        if conflicts(parts, ruled_out):
-                            found.setdefault(code, []).append(name)
-            blocked.append(found)
-        return blocked
+        return [ruled_out(record_allergies(one.record), drugs) for one in visits]
 
     def _explain(
         self, one: Visit, found: Description, codes: list[dict[str, Any]], blocked: dict[str, list[str]], fitted: Fitted

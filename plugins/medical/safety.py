@@ -29,7 +29,8 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 #: Drug classes an allergy display may name, and the ingredients they cover.
 CLASSES: dict[str, tuple[str, ...]] = {
@@ -269,6 +270,29 @@ def read_allergies(allergies: Iterable[Allergy]) -> tuple[list[Allergy], int]:
             break
         read.append((code, display))
     return read, len(allergies) - len(read)
+
+
+def record_allergies(record: Any) -> dict[str, frozenset[str]]:
+    """A record's allergies the filter reads (``read_allergies``), by name (display, else code),
+    with what each rules out: one display under two codes rules out what either does."""
+    found: dict[str, frozenset[str]] = {}
+    read, _ = read_allergies((e.code, e.display) for e in record.timeline if e.kind == "allergy")
+    for code, display in read:  # the rest: listed unread
+        name = display or code or ""
+        found[name] = found.get(name, frozenset()) | allergy_substances(code, display)
+    return found
+
+
+def ruled_out(allergies: Mapping[str, frozenset[str]], drugs: Mapping[str, frozenset[str]]) -> dict[str, list[str]]:
+    """Of ``drugs`` (code: ingredients), those ``allergies`` (``record_allergies``) rule out, with
+    the names of the allergies that do."""
+    found: dict[str, list[str]] = {}
+    for name, excluded in allergies.items():
+        if excluded:
+            for code, parts in drugs.items():
+                if conflicts(parts, excluded):
+                    found.setdefault(code, []).append(name)
+    return found
 
 
 #: The drug substances this module knows by name (classes, their members, brands, coded allergies).
