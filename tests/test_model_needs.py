@@ -350,7 +350,7 @@ def test_a_prediction_count_that_differs_from_the_batch_names_the_model(tmp_path
         with daemon.client(timeout=10) as client, pytest.raises(heirloom.RemoteError) as caught:
             client.call("diagnosis.predict", {"record": ALLERGIC})
         assert caught.value.code == "INTERNAL"
-        said = "model 'm' (ToyCodes, team/m@1) returned 0 prediction(s) for a batch of 1: predict must give one"
+        said = "diagnosis.predict failed: RuntimeError: ToyCodes.predict returned 0 predictions for 1 inputs, not one"
         assert said in str(caught.value), str(caught.value)
     finally:
         assert daemon.terminate() == 0

@@ -24,7 +24,7 @@ import heirloom
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
 from heirloom_plugins.medical.safety import ingredients, record_allergies, ruled_out, unread
-from heirloom_plugins.model_needs import answers_problem, refusal
+from heirloom_plugins.model_needs import answers_problem, predictions_of, refusal
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
 #: What the routes read of each prediction (see ``model_needs.shape_problem``); the replies' shapes below.
@@ -182,12 +182,7 @@ class CodesApi(heirloom.Api):
                 results.append(None)
             except heirloom.RequestError as error:
                 results.append(error)
-        answers = list(model.predict([query for _, query in queries])) if queries else []
-        if len(answers) != len(queries):
-            raise heirloom.HeirloomError(
-                f"model {self.model!r} ({type(model).__name__}, {version}) returned {len(answers)} prediction(s) "
-                f"for a batch of {len(queries)}: predict must give one per query, in order"
-            )
+        answers = predictions_of(model, [query for _, query in queries]) if queries else []
         for (position, query), answer in zip(queries, answers, strict=True):
             results[position] = heirloom.Versioned({**self._answer(query, answer), "version": version}, version)
         return results
