@@ -219,4 +219,13 @@ def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops
             assert system.serving.refresh() == {}
         assert system.serving.status()["m"]["version"] == "team/m@1"
         assert toys.EVENTS == ["start m", "stop m", "start m", "stop m", "start m"]  # the last: at the next refresh
-    assert toys.EVENTS.count("stop m") == 4  # and the daemon's stop: the one it served, the one refused last
+        original = system.component("m")
+        swapped = run_heirloom("train", str(path), "--set", "models.m.note=newer", env=env)  # one it can serve
+        assert swapped.returncode == 0, swapped.stderr
+        assert system.serving.refresh() == {"m": "team/m@3"}
+        serving = system.serving.handles["m"].model
+        toys.STOPPED_MODELS.clear()
+        system.serving.refresh()  # retires the original: the system stops it, once, at its own stop
+        assert toys.STOPPED_MODELS == []  # it stopped the equal-looking serving instance, and never that one
+    assert toys.EVENTS.count("stop m") == 5  # the daemon's stop: the refused one left, the one served, the original
+    assert sorted(toys.STOPPED_MODELS) == sorted([id(serving), id(original)])

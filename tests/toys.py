@@ -16,6 +16,8 @@ import heirloom
 
 #: Lifecycle events, in order, appended by the components below.
 EVENTS: list[str] = []
+#: ``id`` of each model instance stopped, in order: instances of equal settings compare equal.
+STOPPED_MODELS: list[int] = []
 
 
 def _record(event: str) -> None:
@@ -79,6 +81,9 @@ class ToyModel(heirloom.Model):
     #: A warm start moves the state even on the same data (as a fitted threshold does).
     drift: bool = False
     generation: int = 0
+    #: Stored in the state and left out of ``==``, as a real model's weights are: instances of
+    #: two versions then compare equal.
+    note: str = attrs.field(default="", eq=False)
     #: ``numpy``: evaluate reports a numpy float; ``dict``: a plain dict, not a Report (plugin bugs);
     #: ``nested``: only nested scores.
     odd_report: str = ""
@@ -95,6 +100,7 @@ class ToyModel(heirloom.Model):
 
     def stop(self):
         _record(f"stop {self.ctx.name}")
+        STOPPED_MODELS.append(id(self))
         if self.fail_stop:
             raise RuntimeError(f"{self.ctx.name} refuses to stop")
 
@@ -127,13 +133,15 @@ class ToyModel(heirloom.Model):
         return metrics if self.odd_report == "dict" else heirloom.Report(metrics, "perfect")
 
     def state(self):
-        return heirloom.State({}, {"epochs": self.epochs} | ({"generation": self.generation} if self.drift else {}))
+        drifted = {"generation": self.generation} if self.drift else {}
+        return heirloom.State({}, {"epochs": self.epochs} | drifted | ({"note": self.note} if self.note else {}))
 
     def load(self, state):
         if self.fail_load:
             raise RuntimeError(f"{self.ctx.name} cannot read its weights")
         self.epochs = state.metadata["epochs"]
         self.generation = state.metadata.get("generation", 0)
+        self.note = state.metadata.get("note", "")
 
 
 @attrs.define
@@ -222,8 +230,9 @@ class ToyCodes(ToyModel):
     ``record.codes`` (docs/FHIR.md), answers the record's conditions as diagnoses and, with
     ``treatment``, penicillin V for them, whatever the patient's allergies. ``mode`` breaks it
     as plugins do: ``nocodes``, ``strcodes`` (codes as plain strings), ``float32``, ``noextras``
-    (treatment without ``blocked``, ``unread_allergies``, ``answers``), ``short_later`` (one
-    prediction too few after its first call)."""
+    (treatment without ``blocked``, ``unread_allergies``, ``answers``), ``nodisplay`` (drugs
+    without their names); after its first call (the check's probe): ``short_later`` (one
+    prediction too few), ``noextras_later``, ``other_later`` (another patient's answer)."""
 
     treatment: bool = False
     mode: str = ""
@@ -264,8 +273,13 @@ class ToyCodes(ToyModel):
             answer["codes"] = [item["code"] for item in answer["codes"]]
         if self.mode == "nocodes":
             del answer["codes"]
-        if self.mode == "noextras":
+        later = self.calls > 1
+        if self.mode == "noextras" or (self.mode == "noextras_later" and later):
             del answer["blocked"], answer["unread_allergies"], answer["codes"][0]["answers"]
+        if self.mode == "nodisplay":
+            answer["codes"][0]["display"] = None
+        if self.mode == "other_later" and later:
+            answer["patient"] = "someone-else"
         return answer
 
 

@@ -66,7 +66,7 @@ class ModelServing:
         self.digests: dict[str, str] = {}  # of the version each model serves (``status``, ``/metrics``)
         self._specs: dict[str, ComponentSpec] = {}
         self._retired: list[Model] = []
-        self._spawned: list[Model] = []
+        self._spawned: dict[int, Model] = {}  # by id: attrs models with equal settings compare equal
         self._check_now = threading.Event()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -118,7 +118,7 @@ class ModelServing:
             model = None
             try:
                 model = self.start_model(spec)
-                self._spawned.append(model)
+                self._spawned[id(model)] = model
                 self._load(spec, model, artifact)
                 if not model.ready():
                     raise HeirloomError(f"{artifact.ref} loaded but the model does not report ready")
@@ -178,9 +178,9 @@ class ModelServing:
     def _stop_retired(self) -> None:
         """Stop models swapped out at the previous refresh: their requests have finished."""
         retired, self._retired = self._retired, []
-        for model in [model for model in retired if model in self._spawned]:
-            self._spawned.remove(model)
-            self._stop(model)
+        for model in retired:
+            if self._spawned.pop(id(model), None) is not None:  # one the system started is its to stop
+                self._stop(model)
 
     def stop(self) -> None:
         """End the watcher; stop every instance this object started (the system stops the original ones)."""
@@ -188,7 +188,7 @@ class ModelServing:
         self._check_now.set()
         if self._watcher is not None:
             self._watcher.join(WATCHER_JOIN_TIMEOUT)
-        for model in self._spawned:
+        for model in self._spawned.values():
             self._stop(model)
         self._spawned.clear()
         self._retired.clear()
