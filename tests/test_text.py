@@ -377,6 +377,9 @@ def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
         write(tmp_path / "blank.jsonl", line + "\n")  # null was the label "None"
         with pytest.raises(heirloom.HeirloomError, match=f"blank.jsonl:1: the '{field}' field is blank or null$"):
             list(JsonlSource(train=str(tmp_path / "blank.jsonl"), text_field="body", label_field="tag").records())
+    write(tmp_path / "lone.jsonl", '{"body": "bad \\ud800 x", "tag": "odd"}\n')  # a raw traceback at training
+    with pytest.raises(heirloom.HeirloomError, match=r"lone.jsonl:1: the 'body' field holds a lone surrogate"):
+        list(JsonlSource(train=str(tmp_path / "lone.jsonl"), text_field="body", label_field="tag").records())
 
 
 def test_unknown_split_is_refused(allagree):
@@ -402,13 +405,18 @@ def test_a_report_counts_texts_it_or_a_parent_trained_on_and_says_when_majority_
     assert "always answering 'neutral' (the most frequent training label): accuracy 0.6" in honest.text
     assert "no better than" not in honest.text
     leaky = TextClassifier(data="news")
-    leaky.fit([*train[:200], *test[:30]])  # the parent saw 30 test texts, one of them written in capitals
+    glued = [{**record, "text": record["text"].replace(" ", "")} for record in test[:30]]  # "3.3 % ." as "3.3%."
+    leaky.fit([*train[:200], *glued])  # the parent saw 30 test texts, spaced otherwise (the child: one in capitals)
     child = TextClassifier(data="news")
     child.fit([*train[200:400], {**test[0], "text": test[0]["text"].upper()}], parent=leaky.state())
     loaded = TextClassifier(data="news")
     loaded.load(child.state())  # the hashes travel with the state
     report = loaded.evaluate(test)
     assert report.metrics["seen_in_training"] == 30
+    forged = child.state()  # a float tensor lost the hashes' precision: 60 texts counted 120
+    forged.tensors["seen_texts"] = forged.tensors["seen_texts"].float()
+    with pytest.raises(heirloom.HeirloomError, match=r"the state's tensor 'seen_texts' is torch\.float32 of shape"):
+        TextClassifier(data="news").load(forged)
     said = f"warning: 30 of {len(test)} texts were training texts of this version or of a version it inherits from"
     assert said in report.text
     noise = [{"text": f"word{n} filler", "label": "a" if n % 7 else "b"} for n in range(140)]

@@ -379,9 +379,7 @@ def _unpack(state: heirloom.State, what: str) -> Fitted:
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         raise heirloom.HeirloomError(f"the {what}'s metadata 'labels' is not a list of label names")
     head = NgramHead.from_state(state, "", metadata.get("hashing"), len(labels), f"the {what}")
-    seen = state.tensors.get(seen_texts.TENSOR)  # absent in versions stored before it was kept
-    hashes = seen.numpy().astype(np.int64) if seen is not None else np.zeros(0, dtype=np.int64)
-    return Fitted(labels, head, dict(metadata.get("training", {})), hashes)
+    return Fitted(labels, head, dict(metadata.get("training", {})), seen_texts.hashes_of(state, what))
 
 
 def _prior(

@@ -6,13 +6,14 @@ through another way in: a parent version trained on this data's test file (test 
 0.993 against 0.950 with an honest parent), or a union of two exports of one table (345 of
 500 test texts were training texts, validation accuracy 1.000). The hashes of a version's
 training texts, and of every version it inherits from, travel with its state; evaluating
-counts the texts it was trained on. Texts compare after case folding and with runs of
-spacing made one space, as the sources' repeat check compares them.
+counts the texts it was trained on. Texts compare by their letters and digits, case folded, as
+the sources' repeat check compares them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -34,22 +35,43 @@ MAX_SEEN = 2_000_000
 
 
 def normal_text(text: str) -> str:
-    """``text`` as the repeat checks compare it: case folded, spacing made single spaces."""
-    return " ".join(text.casefold().split())
+    """``text`` as the repeat checks compare it: its letters and digits, case folded (NFKC). With
+    spacing kept, a file whose "3.3 % ." read "3.3%." hid 966 of 967 test texts from both checks;
+    "" for a text of neither, which repeats nothing."""
+    return "".join(char for char in unicodedata.normalize("NFKC", text).casefold() if char.isalnum())
 
 
 def text_hashes(texts: Iterable[str]) -> np.ndarray:
-    """One signed 64-bit hash per text, in order (blake2b of its normal form)."""
-    digests = (hashlib.blake2b(normal_text(text).encode(), digest_size=8).digest() for text in texts)
+    """One signed 64-bit hash per text, in order (blake2b of its normal form; 0 for an empty one)."""
+    digests = (_digest(normal_text(text)) for text in texts)
     return np.fromiter((int.from_bytes(d, "little", signed=True) for d in digests), dtype=np.int64)
 
 
+def _digest(normal: str) -> bytes:
+    return hashlib.blake2b(normal.encode("utf-8", "surrogatepass"), digest_size=8).digest() if normal else bytes(8)
+
+
 def seen_texts(texts: Iterable[str], parent: heirloom.State | None) -> np.ndarray:
-    """The sorted hashes of ``texts`` and of what the ``parent`` state had seen (none when it
-    predates this record)."""
-    inherited = parent.tensors.get(TENSOR) if parent is not None else None
-    theirs = inherited.numpy().astype(np.int64) if inherited is not None else np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate([text_hashes(texts), theirs]))[:MAX_SEEN]
+    """The sorted hashes of ``texts`` and of what the ``parent`` state had seen."""
+    theirs = hashes_of(parent, "parent") if parent is not None else np.zeros(0, dtype=np.int64)
+    hashes = np.unique(np.concatenate([text_hashes(texts), theirs]))
+    return hashes[hashes != 0][:MAX_SEEN]
+
+
+def hashes_of(state: heirloom.State, what: str) -> np.ndarray:
+    """The hashes ``state`` (``what``: the parent, the state) holds: none in a version stored
+    before they were kept; an error naming it for any but a 1-D int64 tensor of at most MAX_SEEN
+    (a float one lost precision and counted 120 texts of 60)."""
+    tensor = state.tensors.get(TENSOR)
+    if tensor is None:
+        return np.zeros(0, dtype=np.int64)
+    if str(getattr(tensor, "dtype", "")) != "torch.int64" or tensor.dim() != 1 or len(tensor) > MAX_SEEN:
+        shape = tuple(getattr(tensor, "shape", ()))
+        raise heirloom.HeirloomError(
+            f"the {what}'s tensor {TENSOR!r} is {getattr(tensor, 'dtype', type(tensor).__name__)} of shape {shape}, "
+            f"not int64 hashes of at most {MAX_SEEN:,} texts"
+        )
+    return tensor.numpy()
 
 
 def as_tensor(hashes: np.ndarray) -> torch.Tensor:
@@ -70,6 +92,6 @@ def seen_text(seen: int, total: int) -> list[str]:
         return []
     return [
         f"warning: {seen} of {total} texts were training texts of this version or of a version it inherits "
-        "from (same words, any case or spacing): these scores are optimistic",
+        "from (the same letters and digits): these scores are optimistic",
         "",
     ]

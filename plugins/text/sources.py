@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import random
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ AGREEMENTS = ("50", "66", "75", "all")
 SHOWN_IDS = 10
 
 log = logging.getLogger("heirloom.text")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _open_fraction(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -147,7 +149,7 @@ class TextSource(heirloom.Source):
 
     def _warn_of_repeats(self, stream: Iterator[dict[str, str]]) -> Iterator[dict[str, str]]:
         """``stream`` (the train split); training records whose text is a validation or test text
-        (whatever the case and spacing) are counted, and said once when more than REPEATS_SAID
+        (the same letters and digits) are counted, and said once when more than REPEATS_SAID
         of the held-out texts: test rows pasted into the training file reported a test accuracy
         of 0.979 for a model that scores 0.770."""
         trained = []
@@ -157,13 +159,13 @@ class TextSource(heirloom.Source):
             labels.setdefault(text, set()).add(record["label"])
             yield record
         self._said_repeats = True  # the held-out splits read after the train split: its errors come first
-        torn = [record_id for text, record_id in trained if len(labels[text]) > 1]
+        torn = [record_id for text, record_id in trained if text and len(labels[text]) > 1]
         if len(torn) > REPEATS_SAID * len(trained):  # PhraseBank 50Agree has 2: a few are the annotators' doubt
             self._say_records(
                 torn, "share their text with a record of another label", "no model can learn both; keep the right one"
             )  # 30 texts labelled both card_arrival and exchange_rate, unsaid
         held = {normal_text(r["text"]) for s in self.splits() if s != "train" for r in self.records(s)}
-        repeats = [record_id for text, record_id in trained if text in held]
+        repeats = [record_id for text, record_id in trained if text and text in held]
         if len(repeats) > REPEATS_SAID * len(held):
             self._say_records(
                 repeats,
@@ -435,6 +437,11 @@ class JsonlSource(TextSource):
                         raise heirloom.HeirloomError(
                             f"{path}:{number}: the {field!r} field holds {json.dumps(row[field])[:80]}; "
                             "expected a string or an integer"
+                        )
+                    if isinstance(row[field], str) and _SURROGATE.search(row[field]):  # JSON's "\ud800": no text
+                        raise heirloom.HeirloomError(
+                            f"{path}:{number}: the {field!r} field holds a lone surrogate (a \\ud800-\\udfff escape "
+                            "without its pair), which is no text: UTF-8 cannot write it"
                         )
                 text, label = str(row[self.text_field]), str(row[self.label_field]).strip()
                 label = unicodedata.normalize("NFC", label)  # a decomposed "café" is the composed one
