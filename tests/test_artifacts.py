@@ -737,6 +737,9 @@ def test_training_warns_when_a_source_gives_the_same_records_for_validation_and_
     assert warning in " ".join((trained.stdout + trained.stderr).split())
     apart = run_heirloom("train", str(profile), env=env)  # no validation split: nothing to compare
     assert apart.returncode == 0 and "hold the same records" not in apart.stdout + apart.stderr
+    warned = ("--set", "sources.rows.validation=true", "--set", "models.m.odd_report=warning")
+    flattered = run_heirloom("train", str(profile), *warned, env=env)  # validation's report is not printed
+    assert flattered.returncode == 0 and "validation warning: these scores flatter" in flattered.stdout
 
 
 @pytest.mark.parametrize(

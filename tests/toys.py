@@ -85,7 +85,7 @@ class ToyModel(heirloom.Model):
     #: two versions then compare equal.
     note: str = attrs.field(default="", eq=False)
     #: ``numpy``: evaluate reports a numpy float; ``dict``: a plain dict, not a Report (plugin bugs);
-    #: ``nested``: only nested scores.
+    #: ``nested``: only nested scores; ``warning``: a report that warns.
     odd_report: str = ""
     #: ``TOY_STATE_FORMAT=2`` plays a newer release of this model type.
     state_format: ClassVar[int] = int(os.environ.get("TOY_STATE_FORMAT", "1"))
@@ -130,7 +130,8 @@ class ToyModel(heirloom.Model):
             metrics["accuracy"] = numpy.float32(1.0)
         if self.odd_report == "nested":
             metrics = {"per_class": {"a": metrics}}
-        return metrics if self.odd_report == "dict" else heirloom.Report(metrics, "perfect")
+        said = "perfect\nwarning: these scores flatter\n" if self.odd_report == "warning" else "perfect"
+        return metrics if self.odd_report == "dict" else heirloom.Report(metrics, said)
 
     def state(self):
         drifted = {"generation": self.generation} if self.drift else {}
@@ -231,7 +232,7 @@ class ToyCodes(ToyModel):
     ``treatment``, penicillin V for them, whatever the patient's allergies. ``mode`` breaks it
     as plugins do: ``nocodes``, ``strcodes`` (codes as plain strings), ``float32``, ``noextras``
     (treatment without ``blocked``, ``unread_allergies``, ``answers``), ``nodisplay`` (drugs
-    without their names); after its first call (the check's probe): ``short_later`` (one
+    without their names), ``nan`` (a probability); after its first call (the probe): ``short_later`` (one
     prediction too few), ``noextras_later``, ``other_later`` (another patient's answer)."""
 
     treatment: bool = False
@@ -276,6 +277,8 @@ class ToyCodes(ToyModel):
         later = self.calls > 1
         if self.mode == "noextras" or (self.mode == "noextras_later" and later):
             del answer["blocked"], answer["unread_allergies"], answer["codes"][0]["answers"]
+        if self.mode == "nan":
+            answer["codes"][0]["probability"] = float("nan")
         if self.mode == "nodisplay":
             answer["codes"][0]["display"] = None
         if self.mode == "other_later" and later:
