@@ -36,6 +36,7 @@ KINDS: dict[str, Any] = {
     "a string or null": (str, type(None)),
     "true or false": bool,
     "a number": (int, float),
+    "a number from 0 to 1": (int, float),  # a probability: NaN, negative and 1e300 ones were served
     "a list": list,
     "a map of label to probability": dict,
 }
@@ -170,7 +171,8 @@ def prediction_problem_of(value: Any, needs: Mapping[str, str], what: str) -> st
         found = value.get(key, _ABSENT)
         if found is _ABSENT:
             return f"{what} has no {key!r} (it has {_keys(value) or 'no keys'})"
-        if not isinstance(found, KINDS[kind]) or (kind == "a number" and isinstance(found, bool)):
+        numeric = kind.startswith("a number")
+        if not isinstance(found, KINDS[kind]) or (numeric and isinstance(found, bool)) or not _within(kind, found):
             return f"{what.removesuffix(' for a text')}'s {key!r} is {_shown(found)}, not {kind}"
     return None
 
@@ -219,6 +221,10 @@ def answer_within(call: Callable[[], Any], what: str) -> tuple[Any, str | None]:
         said = str(raised) if len(str(raised)) <= 200 else f"{str(raised)[:197]}..."  # 5,000 characters were said whole
         return None, f"{what} raised {type(raised).__name__}: {said}"
     return answer, None
+
+
+def _within(kind: str, value: Any) -> bool:
+    return kind != "a number from 0 to 1" or 0 <= value <= 1
 
 
 def _probability(label: Any, value: Any, labels: Sequence[str]) -> bool:

@@ -278,12 +278,22 @@ ALLERGIC = {
         (
             "models.m.mode=float32",
             "apis.diagnosis.model: ToyCodes cannot serve behind the medical-diagnosis api: its prediction's "
-            "codes[0]'s 'probability' is float32 0.5, not a number",
+            "codes[0]'s 'probability' is float32 0.5, not a number from 0 to 1",
         ),
         (
             "models.t.mode=noextras",
             "apis.treatment.model: ToyCodes cannot serve behind the medical-treatment api: its prediction has no "
             "'blocked' (it has 'patient', 'encounter', 'date', 'codes')",
+        ),
+        (
+            "models.m.mode=nan",  # NaN, negative and 1e300 probabilities were served
+            "apis.diagnosis.model: ToyCodes cannot serve behind the medical-diagnosis api: its prediction's "
+            "codes[0]'s 'probability' is float nan, not a number from 0 to 1",
+        ),
+        (  # the allergy filter reads a drug's name: a null one let penicillin through to a patient allergic to it
+            "models.t.mode=nodisplay",
+            "apis.treatment.model: ToyCodes cannot serve behind the medical-treatment api: its prediction's "
+            "codes[0]'s 'display' is NoneType None, not a string",
         ),
     ],
 )
@@ -341,16 +351,30 @@ def test_the_medical_apis_serve_another_model_inline_and_the_treatment_api_withh
         assert daemon.terminate() == 0
 
 
-def test_a_prediction_count_that_differs_from_the_batch_names_the_model(tmp_path):
-    """It was zip()'s "argument 2 is shorter than argument 1"."""
+@pytest.mark.parametrize(
+    ("mode", "route", "said"),
+    [
+        ("short_later", "diagnosis.predict", "ToyCodes.predict returned 0 predictions for 1 inputs, not one"),
+        ("noextras_later", "treatment.recommend", "ToyCodes: its prediction has no 'blocked' (it has 'patient', "),
+        (
+            "other_later",
+            "diagnosis.predict",
+            "ToyCodes: its prediction is for patient 'someone-else', asked about 'p1'",
+        ),
+    ],
+)
+def test_an_answer_the_probe_never_saw_that_the_route_cannot_send_names_the_model(tmp_path, mode, route, said):
+    """A count that differs from the batch's was zip()'s "argument 2 is shorter than argument 1";
+    an answer without 'blocked' a bare KeyError; answers in another order gave every patient another
+    patient's answer, unsaid. The check asks about one probe record: each passed it."""
     profile, env = _profile(tmp_path, "toy-codes", MEDICAL_APIS)
-    daemon = Daemon(tmp_path, "--set", "models.m.mode=short_later", profile=profile.read_text(), env=env)
+    model = "m" if route.startswith("diagnosis") else "t"
+    daemon = Daemon(tmp_path, "--set", f"models.{model}.mode={mode}", profile=profile.read_text(), env=env)
     try:
         daemon.wait_ready(timeout=60)
         with daemon.client(timeout=10) as client, pytest.raises(heirloom.RemoteError) as caught:
-            client.call("diagnosis.predict", {"record": ALLERGIC})
+            client.call(route, {"record": ALLERGIC})
         assert caught.value.code == "INTERNAL"
-        said = "diagnosis.predict failed: RuntimeError: ToyCodes.predict returned 0 predictions for 1 inputs, not one"
-        assert said in str(caught.value), str(caught.value)
+        assert f"{route} failed: RuntimeError: {said}" in str(caught.value), str(caught.value)
     finally:
         assert daemon.terminate() == 0

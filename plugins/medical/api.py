@@ -24,15 +24,20 @@ import heirloom
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
 from heirloom_plugins.medical.safety import ingredients, record_allergies, ruled_out, unread
-from heirloom_plugins.model_needs import answers_problem, predictions_of, refusal
+from heirloom_plugins.model_needs import answers_problem, predictions_of, refusal, shape_problem
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
 #: What the routes read of each prediction (see ``model_needs.shape_problem``); the replies' shapes below.
-CODE_NEEDS = {"code": "a string", "display": "a string or null", "probability": "a number", "selected": "true or false"}
+CODE_NEEDS = {
+    "code": "a string",
+    "display": "a string or null",
+    "probability": "a number from 0 to 1",
+    "selected": "true or false",
+}
 DIAGNOSIS_NEEDS = {"patient": "a string", "encounter": "a string", "date": "a string or null", "codes": [CODE_NEEDS]}
-TREATMENT_NEEDS = {
+TREATMENT_NEEDS = {  # a drug's display is its RxNorm name, which the allergy filter reads: never null
     **DIAGNOSIS_NEEDS,
-    "codes": [{**CODE_NEEDS, "answers": [{"code": "a string", "display": "a string or null"}]}],
+    "codes": [{**CODE_NEEDS, "display": "a string", "answers": [{"code": "a string", "display": "a string or null"}]}],
     "blocked": [{"code": "a string", "display": "a string or null", "allergies": ["a string"]}],
     "unread_allergies": ["a string"],
 }
@@ -184,8 +189,21 @@ class CodesApi(heirloom.Api):
                 results.append(error)
         answers = predictions_of(model, [query for _, query in queries]) if queries else []
         for (position, query), answer in zip(queries, answers, strict=True):
+            self._vet(model, query, answer)
             results[position] = heirloom.Versioned({**self._answer(query, answer), "version": version}, version)
         return results
+
+    def _vet(self, model: heirloom.Model, query: Query, answer: Any) -> None:
+        """RuntimeError naming what is wrong with one answer: the check asks about one probe record,
+        and a model whose answers changed with the record passed it, then broke the reply schema
+        (a KeyError) or, answering in another order, gave every patient another patient's answer."""
+        problem = shape_problem(answer, self.needs, "its prediction")
+        if problem is None and answer["patient"] != query.record.id:
+            problem = f"its prediction is for patient {answer['patient']!r:.80}, asked about {query.record.id!r}"
+        if problem is None and query.encounter is not None and answer["encounter"] != query.encounter:
+            problem = f"its prediction is for encounter {answer['encounter']!r:.80}, asked about {query.encounter!r}"
+        if problem is not None:
+            raise RuntimeError(f"{type(model).__name__}: {problem} ({MEDICAL_DOC})")
 
     def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
         """The reply to ``query`` from the model's answer (as it is, unless a subclass says)."""
@@ -242,20 +260,17 @@ class TreatmentApi(CodesApi):
         allergies = [(e.code, e.display) for e in query.record.timeline if e.kind == "allergy"]
         if not allergies:
             return answer
-        drugs = {item["code"]: ingredients(item["display"]) for item in answer["codes"]}
-        found = ruled_out(record_allergies(query.record), drugs)
+        read = record_allergies(query.record)
+        drugs = [ingredients(item["display"]) for item in answer["codes"]]  # by item: a code twice hid one
+        found = [ruled_out(read, {"drug": parts}).get("drug") for parts in drugs]
         blocked = {item["code"]: item for item in answer["blocked"]}
-        for item in answer["codes"]:
-            if item["code"] in found:
-                blocked[item["code"]] = {
-                    "code": item["code"],
-                    "display": item["display"],
-                    "allergies": sorted(found[item["code"]]),
-                }
-        known = [*drugs.values(), *(ingredients(item["display"]) for item in answer["blocked"])]
+        for item, names in zip(answer["codes"], found, strict=True):
+            if names:
+                blocked[item["code"]] = {"code": item["code"], "display": item["display"], "allergies": sorted(names)}
+        known = [*drugs, *(ingredients(item["display"]) for item in answer["blocked"])]
         return {
             **answer,
-            "codes": [item for item in answer["codes"] if item["code"] not in found],
+            "codes": [item for item, names in zip(answer["codes"], found, strict=True) if not names],
             "blocked": [blocked[code] for code in sorted(blocked)],
             "unread_allergies": sorted({*answer["unread_allergies"], *unread(allergies, known)}),
         }

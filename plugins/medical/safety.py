@@ -57,6 +57,8 @@ CLASSES["sulphonamide"] = CLASSES["sulfonamide"]  # the British spelling
 CLASSES["non-steroidal anti-inflammatory"] = CLASSES["nsaid"]
 CLASSES["asa"] = CLASSES["acetylsalicylic acid"] = CLASSES["aspirin"]
 CLASSES["anti-inflammatory"] = CLASSES["nsaid"]  # "anti-inflammatory agent" (a steroid too, but no drug is let through)
+#: The one-word substances of the classes: found anywhere in a drug's display, whatever its punctuation.
+CLASS_MEMBERS = frozenset(member for members in CLASSES.values() for member in members if " " not in member)
 #: Classes whose members cross-react: an allergy to one member rules out the class
 #: (an amoxicillin allergy let penicillin V be recommended).
 CROSS_REACTIVE = ("penicillin", "cephalosporin", "sulfonamide", "nsaid")
@@ -129,6 +131,12 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "colcrys": ("colchicine",),
     "aricept": ("donepezil hydrochloride",),
     "augmentin": ("amoxicillin", "clavulanate"),
+    "amoxil": ("amoxicillin",),
+    "pen vk": ("penicillin v potassium",),
+    "moxatag": ("amoxicillin",),
+    "veetids": ("penicillin v potassium",),
+    "unasyn": ("ampicillin", "sulbactam"),
+    "zosyn": ("piperacillin", "tazobactam"),
     "advil": ("ibuprofen",),
     "motrin": ("ibuprofen",),
     "aleve": ("naproxen",),
@@ -182,6 +190,8 @@ def ingredients(display: str | None) -> frozenset[str]:
         if name:
             joined = " ".join(name)
             found.update(BRANDS.get(joined) or BRANDS.get(name[0]) or (joined,))
+    for word in re.findall(r"[a-z]+", text):  # a name the parse above misses: a pack's parts, hyphens, glued
+        found.update(BRANDS.get(word) or ((word,) if word in CLASS_MEMBERS else ()))  # digits ("Amoxicillin500")
     return frozenset(found)
 
 
