@@ -417,7 +417,7 @@ def test_a_report_counts_texts_it_or_a_parent_trained_on_and_says_when_majority_
     forged.tensors["seen_texts"] = forged.tensors["seen_texts"].float()
     with pytest.raises(heirloom.HeirloomError, match=r"the state's tensor 'seen_texts' is torch\.float32 of shape"):
         TextClassifier(data="news").load(forged)
-    said = f"warning: 30 of {len(test)} texts were training texts of this version or of a version it inherits from"
+    said = f"warning: 30 of {len(test)} texts were trained on by this version or a version it inherits from (the same"
     assert said in report.text
     noise = [{"text": f"word{n} filler", "label": "a" if n % 7 else "b"} for n in range(140)]
     guess = TextClassifier(data="news")

@@ -23,8 +23,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
+import numpy as np
 
 import heirloom
+from heirloom_plugins import seen
 from heirloom_plugins.medical.decision import THRESHOLDS, average, decide, select
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
@@ -75,6 +77,10 @@ class Query:
     encounter: str | None = None
 
 
+#: The state tensor of the hashes of the patients trained on.
+SEEN_TENSOR = "seen_patients"
+
+
 @attrs.frozen
 class Fitted:
     """Everything a trained model needs to predict."""
@@ -89,6 +95,8 @@ class Fitted:
     #: The net's weight in the average with the linear model, and the net (None when 0).
     blend: float = 0.0
     net: Net | None = None
+    #: Hashes of the patients this version and its ancestors trained on (``heirloom_plugins.seen``).
+    seen: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.int64), eq=False, repr=False)
     position: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -204,6 +212,7 @@ class MultiLabelModel(heirloom.Model):
             training,
             selection.blend,
             selection.net,
+            seen.seen_keys(patients, parent, SEEN_TENSOR),
         )
 
     # -- inference ------------------------------------------------------------------------
@@ -228,6 +237,7 @@ class MultiLabelModel(heirloom.Model):
         metrics = multilabel_metrics(truth, decided, ranked, labels=fitted.labels)
         metrics.update(self._extra_metrics(examples, answers))
         metrics["threshold"], metrics["l2"], metrics["blend"] = fitted.threshold, fitted.l2, fitted.blend
+        metrics["seen_in_training"] = seen.count_seen((one.record.id for one, _ in examples), fitted.seen)
         names = dict(fitted.names)
         for one, _ in examples:
             names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
@@ -235,7 +245,11 @@ class MultiLabelModel(heirloom.Model):
         how = "taken unvalidated (fewer than two training patients)" if unvalidated else "chosen on validation folds"
         title = f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g}"
         title += f" {how}"
-        return heirloom.Report(metrics, f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}")
+        said = seen.seen_warning(
+            metrics["seen_in_training"], len(examples), "visits are of patients trained on", "the same patient ids"
+        )
+        text = f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}"
+        return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))
 
     def _warn_uncoded(self, uncoded: Counter[str], done: str) -> None:
         """Label events without a code are no labels: say so rather than drop them unseen."""
@@ -342,9 +356,10 @@ class MultiLabelModel(heirloom.Model):
         return f"heirloom.medical-{self.task.name}/1"
 
     def state(self) -> heirloom.State:
-        """Tensors ``weight`` (features x labels) and ``bias``, and the net's ``net.*`` when its
-        weight is above 0; metadata: labels and their names, the vocabulary (columns, bin
-        edges), threshold, l2, the net's weight ``blend``, configuration, training."""
+        """Tensors ``weight`` (features x labels) and ``bias``, ``seen_patients`` (hashes of the
+        patients trained on), and the net's ``net.*`` when its weight is above 0; metadata: labels
+        and their names, the vocabulary (columns, bin edges), threshold, l2, the net's weight
+        ``blend``, configuration, training."""
         fitted = self._require()
         config = attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
         metadata = {
@@ -358,7 +373,11 @@ class MultiLabelModel(heirloom.Model):
             "config": config,
             "training": fitted.training,
         }
-        tensors = {"weight": fitted.weights.weight, "bias": fitted.weights.bias}
+        tensors = {
+            "weight": fitted.weights.weight,
+            "bias": fitted.weights.bias,
+            SEEN_TENSOR: seen.as_tensor(fitted.seen),
+        }
         if fitted.net is not None and fitted.blend:
             tensors.update(fitted.net.tensors())
         return heirloom.State({k: t.detach().cpu().contiguous() for k, t in tensors.items()}, metadata)
@@ -392,6 +411,7 @@ class MultiLabelModel(heirloom.Model):
             dict(metadata.get("training", {})),
             float(blend),
             net_from_state(state, what, len(vocabulary.columns), len(labels)) if blend else None,
+            seen.hashes_of(state, SEEN_TENSOR, what),
         )
 
 
