@@ -73,6 +73,13 @@ class Daemon:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def wait_logged(self, said: str, timeout: float = 30.0) -> None:
+        """Until the daemon's log holds ``said`` (a hot swap it refused, say); fails with the log after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while said not in self.log():
+            assert time.monotonic() < deadline, self.log()
+            time.sleep(0.1)
+
     def terminate(self, timeout: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

@@ -122,10 +122,7 @@ def test_numpy_floats_in_predictions_are_refused_at_a_hot_swap_and_at_the_start(
         daemon.wait_ready(timeout=60)
         newer = run_heirloom("train", str(profile), "--set", "models.m.float32=true", env=env)
         assert newer.returncode == 0, newer.stderr
-        deadline = time.monotonic() + 30
-        while refused not in daemon.log():
-            assert time.monotonic() < deadline, daemon.log()
-            time.sleep(0.1)
+        daemon.wait_logged(refused)
         with daemon.client(timeout=10) as client:  # the version that cannot serve was never swapped in
             assert client.call("sentiment.predict", {"text": "anything"})["version"] == "team/m@1"
     finally:
@@ -315,10 +312,7 @@ def test_a_medical_model_version_that_cannot_serve_is_not_swapped_in(tmp_path):
         daemon.wait_ready(timeout=60)
         newer = run_heirloom("train", str(profile), "t", "--set", "models.t.mode=noextras", env=env)
         assert newer.returncode == 0, newer.stderr
-        deadline = time.monotonic() + 30
-        while refused not in daemon.log():
-            assert time.monotonic() < deadline, daemon.log()
-            time.sleep(0.1)
+        daemon.wait_logged(refused)
         with daemon.client(timeout=10) as client:  # the version that cannot serve was never swapped in
             assert client.call("treatment.recommend", {"record": ALLERGIC})["version"] == "team/t@1"
     finally:
