@@ -740,6 +740,11 @@ def test_training_warns_when_a_source_gives_the_same_records_for_validation_and_
     warned = ("--set", "sources.rows.validation=true", "--set", "models.m.odd_report=warning")
     flattered = run_heirloom("train", str(profile), *warned, env=env)  # validation's report is not printed
     assert flattered.returncode == 0 and "validation warning: these scores flatter" in flattered.stdout
+    moved = ("--set", "sources.rows.validation=true", "--set", "sources.rows.rows=5")  # other held-out records
+    heir = run_heirloom("train", str(profile), *moved, "--set", "models.m.inherit=team/m@1", env=env)
+    assert heir.returncode == 0 and "warning: the parent team/m@1 was scored on other validation records" in " ".join(
+        heir.stderr.split()
+    ), heir.stderr  # a report without its own seen_in_training count gets the kernel's words
 
 
 @pytest.mark.parametrize(

@@ -295,6 +295,7 @@ def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, d
         "coverage",
         "cold_ndcg_at_10",
         "popularity_ndcg_at_10",
+        "seen_in_training",
     }
     # popularity scores nDCG@10 0.25 on this split (eval reports it: the baseline a team's model
     # must beat) and ranking cold movies at random ~0.05
@@ -384,8 +385,8 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)["models"]["recs"]
     assert metrics["version"] == "shop/recs@1"
-    named = ("ndcg", "precision", "recall", "map", "cold_ndcg", "popularity_ndcg")
-    assert set(metrics) == {"version", "same_records_as_trained", "coverage", *(f"{m}_at_10" for m in named)}
+    named_at_10 = (f"{m}_at_10" for m in ("ndcg", "precision", "recall", "map", "cold_ndcg", "popularity_ndcg"))
+    assert set(metrics) == {"version", "same_records_as_trained", "coverage", "seen_in_training", *named_at_10}
     assert 0 < metrics["ndcg_at_10"] <= 1 and 0 < metrics["recall_at_10"] <= 1 and 0 < metrics["coverage"] <= 1
 
 
