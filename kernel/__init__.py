@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
     from heirloom.store.reading import records_fingerprint
     from heirloom.store.refs import RefError
+    from heirloom.store.training import SEEN_IN_TRAINING
     from heirloom.wire.aclient import AsyncClient
     from heirloom.wire.auth import CurveClient
     from heirloom.wire.client import (
@@ -167,6 +168,7 @@ _EXPORTS = {
     "ResourceExhaustedError": "heirloom.core.errors",
     "Resources": "heirloom.core.components",
     "Route": "heirloom.core.components",
+    "SEEN_IN_TRAINING": "heirloom.store.training",
     "served_model": "heirloom.wire.handles",
     "served_on_loop": "heirloom.wire.onloop",
     "shortened": "heirloom.core.limits",
@@ -204,6 +206,7 @@ __all__ = [
     "LABEL_SCHEMA",
     "MAX_LABEL_CHARS",
     "OPTIONAL_MARKS",
+    "SEEN_IN_TRAINING",
     "Api",
     "AppendLog",
     "ArtifactStore",

@@ -6,13 +6,14 @@ another way in: a parent version trained on this data's test split (text accurac
 0.950 with an honest parent; a medical parent of another project trained on 12 of the child's 14
 test patients, diagnosis micro-F1 0.597 against 0.388), or a union of two exports of one table.
 The hashes of a version's training keys, and of every version it inherits from, travel with its
-state (one tensor); evaluating counts the scored examples among them. Shared by the text and
-medical plugins (keys: a text's letters and digits; a patient's id).
+state (one tensor); evaluating counts the scored examples among them. Shared by the text,
+encoder and medical plugins (keys: a text's letters and digits, ``normal_text``; a patient's id).
 """
 
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,15 @@ REPEATS_SAID = 0.01
 #: Hashes kept at most (16 MB): past it, an even sample of them (hash order), so a count is
 #: then a lower bound.
 MAX_SEEN = 2_000_000
+#: The state tensor of a text model's hashes.
+TEXTS = "seen_texts"
+
+
+def normal_text(text: str) -> str:
+    """``text`` as the repeat checks compare it: its letters and digits, case folded (NFKC). With
+    spacing kept, a file whose "3.3 % ." read "3.3%." hid 966 of 967 test texts from both checks;
+    "" for a text of neither, which repeats nothing."""
+    return "".join(char for char in unicodedata.normalize("NFKC", text).casefold() if char.isalnum())
 
 
 def key_hashes(keys: Iterable[str]) -> np.ndarray:
@@ -84,3 +94,15 @@ def seen_warning(seen: int, total: int, examples: str, alike: str) -> list[str]:
         "these scores are optimistic",
         "",
     ]
+
+
+def texts_seen(texts: Iterable[str], parent: heirloom.State | None) -> np.ndarray:
+    """The sorted hashes of the ``texts`` trained on (``normal_text``) and of those the ``parent`` had."""
+    return seen_keys(map(normal_text, texts), parent, TEXTS)
+
+
+def count_texts(metrics: dict, texts: list[str], seen: np.ndarray, examples: str = "texts") -> list[str]:
+    """Sets ``metrics``' ``seen_in_training`` to how many of the scored ``texts`` are in ``seen`` (by
+    ``normal_text``), and returns the report's warning lines on them."""
+    metrics[heirloom.SEEN_IN_TRAINING] = count = count_seen(map(normal_text, texts), seen)
+    return seen_warning(count, len(texts), f"{examples} were trained on", "the same letters and digits")

@@ -563,6 +563,32 @@ def test_a_mixture_rule_mixes_z_scored_scores_and_is_chosen_when_it_rejects_more
     assert Rule.from_json(json.loads(json.dumps(rule.to_json()))) == rule
 
 
+def test_the_support_models_count_the_scored_texts_they_or_the_encoder_they_inherit_trained_on(trained):
+    """A parent encoder or an earlier version trained on the test texts flatters every score of
+    the models inheriting it: each support model keeps the hashes of what it and its ancestors
+    trained on (``seen_texts``) and says how many scored texts are among them."""
+    store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
+    intent = EncoderClassifier(data="intents", reject=True)
+    intent.load(store.load("support/intent@1"))
+    faq = EncoderRetriever(data="faq")
+    faq.load(store.load("support/faq@1"))
+    test = small_records("intents", "test")
+    honest = intent.evaluate(test)  # Banking77's test file repeats a few of its training questions
+    assert honest.metrics["seen_in_training"] <= len(test) / 100 and "were trained on" not in honest.text
+    trained_on = [r for r in small_records("intents", "train") if r["label"] in intent.labels]
+    flattered = intent.evaluate(trained_on)
+    assert flattered.metrics["seen_in_training"] == len(trained_on)
+    assert f"warning: {len(trained_on)} of {len(trained_on)} texts were trained on" in flattered.text
+    # the retriever never trained on intent texts, the encoder it inherits did: the count says so
+    faq_train = small_records("faq", "train")
+    label = next(r["label"] for r in faq_train if r["role"] == "document")
+    as_queries = [{"role": "query", "text": r["text"], "label": label} for r in trained_on[:20]]
+    assert faq.evaluate(as_queries).metrics["seen_in_training"] == 20
+    own = [r for r in faq_train if r["role"] == "query"]
+    assert faq.evaluate(own).metrics["seen_in_training"] == len(own)
+    assert faq.evaluate(small_records("faq", "test")).metrics["seen_in_training"] == 0
+
+
 def test_the_intent_model_and_the_retriever_pass_a_query_through_their_shared_lower_layers_once(trained):
     """Both inherit support/encoder and fine-tune only its top layers: the lower layers'
     outputs the intent model computed for a query are what the retriever reads, and

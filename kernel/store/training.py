@@ -193,7 +193,7 @@ def _warn_if_the_parent_held_out_others(
     if parent is None or (parent.project, parent.model) != (project, name):
         return
     for split, evaluation in by_split.items():
-        if SEEN in evaluation.report.metrics:
+        if SEEN_IN_TRAINING in evaluation.report.metrics:
             continue
         before = parent.data_fingerprints.get(evaluation_key(source, split))
         if before is not None and before != evaluation.fingerprint:
@@ -207,7 +207,7 @@ def _warn_if_the_parent_held_out_others(
 
 
 #: A report's count of the scored records the version or an ancestor trained on (PLUGINS.md).
-SEEN = "seen_in_training"
+SEEN_IN_TRAINING = "seen_in_training"
 
 
 def takes_validation(model: Any) -> bool:

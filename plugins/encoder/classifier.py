@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 import heirloom
+from heirloom_plugins import seen
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
 from heirloom_plugins.encoder.fusion import choose_weight, fuse
 from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache
@@ -167,6 +168,7 @@ class EncoderClassifier(EncoderModel):
             "selection": selection,
             "parent": parent.metadata.get("format"),
         }
+        self.remember_texts(texts, parent)
 
     def _ngram_head(
         self, texts: list[str], labels: list[str], label_set: list[str], progress: heirloom.Progress, description: str
@@ -439,7 +441,8 @@ class EncoderClassifier(EncoderModel):
 
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
         """Accuracy, macro F1 and per-class scores over in-scope texts (no rejection); with
-        a reject rule also in-scope accuracy with rejection and out-of-scope recall."""
+        a reject rule also in-scope accuracy with rejection and out-of-scope recall; how many
+        of the texts this version or an ancestor trained on."""
         encoder, head = self._require()
         texts, truth = labelled(data, "encoder-classifier")
         split = max(encoder.layers - self.trainable_layers, 0)
@@ -461,9 +464,10 @@ class EncoderClassifier(EncoderModel):
             text += (
                 f"\nreject rule: {self._rule.score} < {self._rule.threshold:.4f}\n"
                 f"in-scope accuracy with rejection: {metrics['in_scope_accuracy']:.4f} "
-                f"(without: {metrics['accuracy']:.4f}); out-of-scope recall: {recall} over {len(outside)} texts"
+                f"(without: {metrics['accuracy']:.4f}); out-of-scope recall: {recall} over {len(outside)} texts\n"
             )
-        return heirloom.Report(metrics, text)
+        said = seen.count_texts(metrics, texts, self._seen)
+        return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))
 
     def _require(self) -> tuple[Encoder, torch.Tensor]:
         if self._encoder is None or self._head is None:
@@ -472,12 +476,12 @@ class EncoderClassifier(EncoderModel):
 
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:
-        """The encoder's tensors, ``head`` (labels x hidden), with a Mahalanobis rule the
+        """The encoder's tensors, ``head`` (labels x hidden), ``seen_texts``, with a Mahalanobis rule the
         training embeddings' ``class_means`` (labels x hidden) and ``precision`` (hidden x
         hidden); metadata: labels, rule, encoder."""
         encoder, head = self._require()
         config = attrs.asdict(self)
-        tensors = {**encoder.tensors(), "head": head.detach().cpu().contiguous()}
+        tensors = {**encoder.tensors(), **self.seen_tensors(), "head": head.detach().cpu().contiguous()}
         if self._gaussian is not None:
             tensors["class_means"], tensors["precision"] = (t.detach().cpu().contiguous() for t in self._gaussian)
         if self._fusion is not None:
@@ -534,6 +538,7 @@ class EncoderClassifier(EncoderModel):
         if NOVELTY in needed and self._words is None:
             raise heirloom.HeirloomError("the state's reject rule reads the novelty but it has no label_words")
         self.scale = float(state.metadata.get("scale", self.scale))
+        self.load_seen(state)
         self._training = dict(state.metadata.get("training", {}))
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 import heirloom
+from heirloom_plugins import seen
 from heirloom_plugins.encoder.network import FORMAT, Encoder
 from heirloom_plugins.encoder.records import check_texts, labelled
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, contrastive_loss, split_of
@@ -90,6 +91,7 @@ class ContrastiveEncoder(EncoderModel):
         self._encoder = encoder
         self._labels, self._centroids = centroids(encoder.embed(texts, split), labels)
         self._training = {"examples": len(texts), "pairs_per_epoch": len(plans[0]), "loss": history}
+        self.remember_texts(texts, parent)
 
     def predict(self, batch: list[Any]) -> list[list[float]]:
         """The unit-length embedding of each text."""
@@ -99,7 +101,8 @@ class ContrastiveEncoder(EncoderModel):
 
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
         """Nearest training-centroid label of each test text (labels the training lacked are
-        left out), as accuracy, macro F1 and per-class scores."""
+        left out), as accuracy, macro F1 and per-class scores, and how many of the texts this
+        version or an ancestor trained on."""
         encoder = self._require()
         if self._centroids is None:
             raise heirloom.HeirloomError("this encoder state has no training centroids to evaluate against")
@@ -109,7 +112,9 @@ class ContrastiveEncoder(EncoderModel):
         best = (embedded.to(self._centroids.device) @ self._centroids.T).argmax(1).tolist()
         metrics = classification_metrics([truth[i] for i in known], [self._labels[b] for b in best], self._labels)
         metrics["evaluated"] = len(known)
-        return heirloom.Report(metrics, "nearest training centroid\n" + classification_text(metrics))
+        said = seen.count_texts(metrics, [texts[i] for i in known], self._seen)
+        text = "nearest training centroid\n" + classification_text(metrics)
+        return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))
 
     def _require(self) -> Encoder:
         if self._encoder is None:
@@ -117,9 +122,10 @@ class ContrastiveEncoder(EncoderModel):
         return self._encoder
 
     def state(self) -> heirloom.State:
-        """An encoder state (``encoder.*`` tensors), plus the training labels' centroids."""
+        """An encoder state (``encoder.*`` tensors), plus the training labels' centroids and the
+        hashes of the texts trained on (``seen_texts``)."""
         encoder = self._require()
-        tensors = encoder.tensors()
+        tensors = {**encoder.tensors(), **self.seen_tensors()}
         if self._centroids is not None:
             tensors["centroids"] = self._centroids.detach().cpu().contiguous()
         metadata = {
@@ -137,6 +143,7 @@ class ContrastiveEncoder(EncoderModel):
         self._labels = list(state.metadata.get("labels", []))
         centroids_ = state.tensors.get("centroids")
         self._centroids = centroids_.to(self._device) if centroids_ is not None else None
+        self.load_seen(state)
         self._training = dict(state.metadata.get("training", {}))
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 import heirloom
+from heirloom_plugins import seen
 from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache
 from heirloom_plugins.encoder.ranking import METRICS, Lexical, mean_metrics, report_text
 from heirloom_plugins.encoder.records import check_texts, field
@@ -173,6 +174,7 @@ class EncoderRetriever(EncoderModel):
                 encoder, history = self._tune(parent, corpus, progress, "refitting on every training query")
         self._install(encoder, corpus, fusion)
         self._training = {"loss": history, "selection": selection, "documents": len(corpus.documents)}
+        self.remember_texts(corpus.queries, parent)
 
     def _tune(
         self, parent: heirloom.State, corpus: Corpus, progress: heirloom.Progress, description: str
@@ -320,7 +322,9 @@ class EncoderRetriever(EncoderModel):
         return [doc["id"] for doc in self._corpus.documents] if self._corpus is not None else []
 
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
-        """nDCG@10, MRR@10, P@5 and MAP of the test queries (relevant: their group's documents)."""
+        """nDCG@10, MRR@10, P@5 and MAP of the test queries (relevant: their group's documents), and
+        how many of them this version or an ancestor trained on (a training query scores its own
+        group's documents by the paraphrase signal)."""
         import numpy
 
         encoder, corpus, _ = self._require()
@@ -335,7 +339,8 @@ class EncoderRetriever(EncoderModel):
         relevant = [{i for i, doc in enumerate(corpus.documents) if doc["label"] == label} for label in labels]
         metrics: dict[str, Any] = mean_metrics(numpy.argsort(-scores, axis=1, kind="stable").tolist(), relevant)
         metrics["queries"] = len(queries)
-        return heirloom.Report(metrics, report_text(metrics, f"{len(queries)} test queries"))
+        said = seen.count_texts(metrics, queries, self._seen, "test queries")
+        return heirloom.Report(metrics, "\n".join([report_text(metrics, f"{len(queries)} test queries"), *said]))
 
     def _require(self) -> tuple[Encoder, Corpus, Fusion]:
         if self._encoder is None or self._corpus is None or self._fusion is None:
@@ -344,10 +349,10 @@ class EncoderRetriever(EncoderModel):
 
     # -- state ----------------------------------------------------------------------------
     def state(self) -> heirloom.State:
-        """Encoder tensors; metadata: documents, training queries, fusion, encoder."""
+        """Encoder tensors, ``seen_texts``; metadata: documents, training queries, fusion, encoder."""
         encoder, corpus, fusion = self._require()
         return heirloom.State(
-            encoder.tensors(),
+            {**encoder.tensors(), **self.seen_tensors()},
             {
                 "format": FORMAT,
                 "documents": corpus.documents,
@@ -365,6 +370,7 @@ class EncoderRetriever(EncoderModel):
         state.expect_format(FORMAT, "encoder-retriever")
         corpus = Corpus(list(meta["documents"]), list(meta["queries"]), list(meta["query_labels"]))
         self._install(Encoder(state, self._device), corpus, Fusion(**meta["fusion"]))
+        self.load_seen(state)
         self._training = dict(meta.get("training", {}))
 
 

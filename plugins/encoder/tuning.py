@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import numpy as np
 
 import heirloom
+from heirloom_plugins import seen
 
 if TYPE_CHECKING:
     import torch
@@ -70,12 +72,25 @@ class EncoderModel(Tuning, heirloom.Model):
         self._device = "cpu"
         self._encoder: Encoder | None = None
         self._training: dict[str, Any] = {}
+        #: Hashes of the texts this version and the versions it inherits from trained on (``seen.py``).
+        self._seen = np.zeros(0, dtype=np.int64)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self._device = ctx.resources.device_for(ctx.name)
         if self._encoder is not None:
             self._encoder.to(self._device)
+
+    def remember_texts(self, texts: list[str], parent: heirloom.State) -> None:
+        """Keeps the hashes of the ``texts`` trained on, and of those the ``parent`` had."""
+        self._seen = seen.texts_seen(texts, parent)
+
+    def seen_tensors(self) -> dict[str, torch.Tensor]:
+        """The state tensor of those hashes."""
+        return {seen.TEXTS: seen.as_tensor(self._seen)}
+
+    def load_seen(self, state: heirloom.State) -> None:
+        self._seen = seen.hashes_of(state, seen.TEXTS, "state")
 
     def parent_encoder(self, parent: heirloom.State | None, what: str) -> heirloom.State:
         """The inherited state to fine-tune; refused with the fix when there is none."""

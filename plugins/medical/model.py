@@ -237,7 +237,8 @@ class MultiLabelModel(heirloom.Model):
         metrics = multilabel_metrics(truth, decided, ranked, labels=fitted.labels)
         metrics.update(self._extra_metrics(examples, answers))
         metrics["threshold"], metrics["l2"], metrics["blend"] = fitted.threshold, fitted.l2, fitted.blend
-        metrics["seen_in_training"] = seen.count_seen((one.record.id for one, _ in examples), fitted.seen)
+        known = seen.count_seen((one.record.id for one, _ in examples), fitted.seen)
+        metrics[heirloom.SEEN_IN_TRAINING] = known
         names = dict(fitted.names)
         for one, _ in examples:
             names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
@@ -245,9 +246,7 @@ class MultiLabelModel(heirloom.Model):
         how = "taken unvalidated (fewer than two training patients)" if unvalidated else "chosen on validation folds"
         title = f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g}"
         title += f" {how}"
-        said = seen.seen_warning(
-            metrics["seen_in_training"], len(examples), "visits are of patients trained on", "the same patient ids"
-        )
+        said = seen.seen_warning(known, len(examples), "visits are of patients trained on", "the same patient ids")
         text = f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}"
         return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))
 

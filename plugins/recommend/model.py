@@ -171,7 +171,7 @@ class HybridRecommender(heirloom.Model):
             "coverage": main["coverage"] if scored else None,
             "cold_ndcg_at_10": cold_ndcg if cold_users else None,
             "popularity_ndcg_at_10": baseline["ndcg"] if scored else None,
-            "seen_in_training": 0,  # the held-out pairs it trained on are left out of every score
+            heirloom.SEEN_IN_TRAINING: 0,  # the held-out pairs it trained on are left out of every score
         }
         text = _report_text(metrics, main["users"], int(cold.sum()), cold_users, int(main["known"]))
         return heirloom.Report(metrics, text)

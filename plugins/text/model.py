@@ -22,7 +22,6 @@ from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
 from heirloom_plugins.ngrams.head import NgramHead
 from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, train
 from heirloom_plugins.ngrams.vectors import Bags, Counts, Vocabulary, count
-from heirloom_plugins.text.seen import TENSOR, normal_text
 
 if TYPE_CHECKING:
     import torch
@@ -211,7 +210,7 @@ class TextClassifier(heirloom.Model):
             outcome = self._train(everything, l2, progress, description)
             vocabulary, training["refit"] = everything.vocabulary, outcome.summary
         training["features"] = len(vocabulary.features)
-        hashes = seen.seen_keys(map(normal_text, texts), parent, TENSOR)
+        hashes = seen.texts_seen(texts, parent)
         self._fitted = Fitted(label_set, NgramHead(hashing, vocabulary, outcome.weights), training, hashes)
 
     def _train(
@@ -268,9 +267,7 @@ class TextClassifier(heirloom.Model):
         texts, truth = _examples(data)
         predicted = [fitted.labels[i] for i in self._probabilities(texts).argmax(1).tolist()]
         metrics = classification_metrics(truth, predicted, fitted.labels)
-        metrics["seen_in_training"] = seen.count_seen(map(normal_text, texts), fitted.seen)
-        said = ("texts were trained on", "the same letters and digits")
-        lines = seen.seen_warning(metrics["seen_in_training"], len(texts), *said)
+        lines = seen.count_texts(metrics, texts, fitted.seen)
         if counts := fitted.training.get("label_counts"):
             majority = max(sorted(counts), key=counts.get)  # the most frequent training label; ties: first by name
             metrics["majority"] = {"label": majority, "accuracy": truth.count(majority) / len(truth) if truth else 0.0}
@@ -306,7 +303,7 @@ class TextClassifier(heirloom.Model):
             "config": config,
             "training": fitted.training,
         }
-        tensors = {**fitted.head.tensors(""), TENSOR: seen.as_tensor(fitted.seen)}
+        tensors = {**fitted.head.tensors(""), seen.TEXTS: seen.as_tensor(fitted.seen)}
         return heirloom.State(tensors, metadata)
 
     def load(self, state: heirloom.State) -> None:
@@ -381,7 +378,7 @@ def _unpack(state: heirloom.State, what: str) -> Fitted:
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         raise heirloom.HeirloomError(f"the {what}'s metadata 'labels' is not a list of label names")
     head = NgramHead.from_state(state, "", metadata.get("hashing"), len(labels), f"the {what}")
-    return Fitted(labels, head, dict(metadata.get("training", {})), seen.hashes_of(state, TENSOR, what))
+    return Fitted(labels, head, dict(metadata.get("training", {})), seen.hashes_of(state, seen.TEXTS, what))
 
 
 def _prior(

@@ -27,9 +27,8 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.seen import REPEATS_SAID
+from heirloom_plugins.seen import REPEATS_SAID, normal_text
 from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
-from heirloom_plugins.text.seen import normal_text
 from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
 
 SPLITS = ("train", "validation", "test")
