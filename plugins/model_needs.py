@@ -11,6 +11,7 @@ sets.
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ KINDS: dict[str, Any] = {
     "a string or null": (str, type(None)),
     "true or false": bool,
     "a number": (int, float),
+    "a finite number": (int, float),  # NaN reached clients and a log strict JSON parsers refuse
     "a number from 0 to 1": (int, float),  # a probability: NaN, negative and 1e300 ones were served
     "a list": list,
     "a map of label to probability": dict,
@@ -93,14 +95,9 @@ def prediction_problem(
     a kind of :data:`KINDS`) of each prediction, or None (None too for a model never started).
     With ``labels``, the probabilities are numbers keyed by them; ``entries``: ``{key: needs}``
     of each map in the list at ``key`` (a retriever's answers)."""
-    if not started(model):
-        return None
-    asked = f"its predict([{', '.join(map(repr, PROBES))}])"
-    predictions, problem = _probed(model, lambda: answer_within(lambda: model.predict(list(PROBES)), asked))
-    if problem is not None:
+    predictions, problem = probed(model)
+    if predictions is None:
         return problem
-    if not isinstance(predictions, Sequence) or len(predictions) != len(PROBES):
-        return f"{asked} returned {_shown(predictions)}, not a list of one prediction per text"
     prediction = predictions[0]
     if not isinstance(prediction, Mapping):
         return f"its prediction for a text is {_shown(prediction)}, not a map of {_keys(needs)}"
@@ -115,6 +112,20 @@ def prediction_problem(
         if odd:
             return f"its prediction's probabilities must map its labels to numbers from 0 to 1, got {odd[0]}"
     return _unsendable(prediction)
+
+
+def probed(model: Any) -> tuple[Sequence[Any] | None, str | None]:
+    """``model``'s predictions for PROBES, one per text, or ``(None, what is wrong)``; ``(None,
+    None)`` for a model never started. Asked once per instance (see :func:`_probed`)."""
+    if not started(model):
+        return None, None
+    asked = f"its predict([{', '.join(map(repr, PROBES))}])"
+    predictions, problem = _probed(model, lambda: answer_within(lambda: model.predict(list(PROBES)), asked))
+    if problem is not None:
+        return None, problem
+    if not isinstance(predictions, Sequence) or len(predictions) != len(PROBES):
+        return None, f"{asked} returned {_shown(predictions)}, not a list of one prediction per text"
+    return predictions, None
 
 
 def answers_problem(model: Any, batch: list[Any], shown: str, needs: Mapping[str, Any]) -> str | None:
@@ -171,7 +182,7 @@ def prediction_problem_of(value: Any, needs: Mapping[str, str], what: str) -> st
         found = value.get(key, _ABSENT)
         if found is _ABSENT:
             return f"{what} has no {key!r} (it has {_keys(value) or 'no keys'})"
-        numeric = kind.startswith("a number")
+        numeric = "number" in kind
         if not isinstance(found, KINDS[kind]) or (numeric and isinstance(found, bool)) or not _within(kind, found):
             return f"{what.removesuffix(' for a text')}'s {key!r} is {_shown(found)}, not {kind}"
     return None
@@ -224,6 +235,8 @@ def answer_within(call: Callable[[], Any], what: str) -> tuple[Any, str | None]:
 
 
 def _within(kind: str, value: Any) -> bool:
+    if kind == "a finite number":
+        return isinstance(value, int) or math.isfinite(value)
     return kind != "a number from 0 to 1" or 0 <= value <= 1
 
 

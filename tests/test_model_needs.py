@@ -66,6 +66,18 @@ def test_a_refusal_names_the_extending_file_that_swapped_the_model(tmp_path):
     assert said in checked.stderr and f"; models.m is set in {child}" in checked.stderr, checked.stderr
 
 
+def test_profile_check_names_the_table_whose_use_changed_since_its_stored_version(tmp_path):
+    """``profile check`` exited 1 with a bare "the state was not written by ..."."""
+    profile, env = _profile(tmp_path, "toy-classifier", '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n')
+    profile.write_text(profile.read_text().replace('use = "toy-classifier"', 'use = "toy-model"'))
+    checked = run_heirloom("profile", "check", str(profile), env=env)
+    said = (
+        f"{profile}: models.m.use: the stored team/m@1 is of model type toy-classifier, not toy-model: train the "
+        "profile to store a toy-model version before serving it"
+    )
+    assert checked.returncode == 2 and said in checked.stderr, checked.stderr
+
+
 @pytest.mark.parametrize(
     ("model", "apis", "said"),
     [
@@ -90,7 +102,7 @@ def test_a_refusal_names_the_extending_file_that_swapped_the_model(tmp_path):
         (
             "toy-classifier",
             '[apis.help]\nuse = "support"\nintent = "m"\nfaq = "m"\n',
-            "apis.help.intent: ToyClassifier cannot serve behind the support api: its prediction for a text has "
+            "apis.help.intent: ToyClassifier cannot serve behind the support api: its prediction has "
             "no 'guess' (it has 'label', 'probabilities') (docs/SUPPORT.md, 'Other models behind support')",
         ),
         (
@@ -370,5 +382,67 @@ def test_an_answer_the_probe_never_saw_that_the_route_cannot_send_names_the_mode
             client.call(route, {"record": ALLERGIC})
         assert caught.value.code == "INTERNAL"
         assert f"{route} failed: RuntimeError: {said}" in str(caught.value), str(caught.value)
+    finally:
+        assert daemon.terminate() == 0
+
+
+SUPPORT_API = '[apis.help]\nuse = "support"\nintent = "m"\nfaq = "m"\n'
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        (
+            "support_oos_in_scope",
+            "apis.help.intent: ToyClassifier cannot serve behind the support api: its prediction "
+            "says in_scope True with the label 'dunno'",
+        ),
+        (
+            "support_nan",
+            "apis.help.intent: ToyClassifier cannot serve behind the support api: its prediction's "
+            "'confidence' is float nan, not a number from 0 to 1",
+        ),
+        (
+            "support_unknown_id",
+            "apis.help.faq: ToyClassifier cannot serve behind the support api: its prediction's "
+            "answer id 'elsewhere/1' is none of its document_ids()",
+        ),
+    ],
+)
+def test_support_models_whose_answers_contradict_themselves_or_their_terms_are_refused_at_the_start(
+    tmp_path, mode, said
+):
+    """ "out of scope" said in scope lost every handoff; NaN confidences reached clients and the
+    handoff log; answers of no document could not be resolved with. Each passed the type checks."""
+    profile, env = _profile(tmp_path, "toy-classifier", SUPPORT_API)
+    assert said in _refused(Daemon(tmp_path, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env))
+
+
+def test_a_support_answer_the_probe_never_saw_fails_that_request_naming_the_model_and_queues_nothing(tmp_path):
+    profile, env = _profile(tmp_path, "toy-classifier", SUPPORT_API)
+    daemon = Daemon(tmp_path, "--set", "models.m.mode=support_oos_in_scope_later", profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            with pytest.raises(heirloom.RemoteError) as caught:
+                client.call("help.answer", {"text": "where?"})
+            assert caught.value.code == "INTERNAL"
+            assert "ToyClassifier: its prediction says in_scope True with the label 'dunno'" in str(caught.value)
+            assert client.call("help.handoffs", {})["open"] == 0
+            assert client.call("_health")["live"] is True
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_support_answers_are_sent_best_first_with_only_the_keys_the_reply_names(tmp_path):
+    """A key of the model's own inside each answer (a file path) reached every client."""
+    profile, env = _profile(tmp_path, "toy-classifier", SUPPORT_API)
+    daemon = Daemon(tmp_path, "--set", "models.m.mode=support_extras", profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            answers = client.call("help.answer", {"text": "where?"})["answers"]
+        assert [answer["id"] for answer in answers] == ["t/2", "t/1"]
+        assert all(set(answer) == {"id", "question", "answer", "score"} for answer in answers)
     finally:
         assert daemon.terminate() == 0

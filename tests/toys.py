@@ -153,13 +153,17 @@ class ToyClassifier(ToyModel):
     float32: bool = False
     #: ``dunno``: labels every text ``dunno``, a label of none of its probabilities (an "I don't
     #: know"); ``needs_start``: predicts with what start sets; ``one``: one prediction whatever the
-    #: batch; ``chances``: probabilities that are none (NaN, infinite, negative).
+    #: batch; ``chances``: probabilities that are none (NaN, infinite, negative). ``support``: an
+    #: intent and FAQ answers in one; ``support_FLAW`` breaks them from the first call,
+    #: ``support_FLAW_later`` after it (the probe): ``noid`` (an answer without its id), ``nan``
+    #: (a NaN confidence), ``oos_in_scope`` (``dunno`` said in scope), ``unknown_id`` (an answer of
+    #: no document), ``extras`` (two answers, worst first, one with a key the reply does not name).
     mode: str = ""
     labels: ClassVar[list[str]] = ["a", "b"]
     out_of_scope_label: ClassVar[str] = "dunno"
 
     def document_ids(self) -> list[str]:
-        return ["t/1"]
+        return ["t/1", "t/2"]
 
     def start(self, ctx):
         super().start(ctx)
@@ -173,15 +177,33 @@ class ToyClassifier(ToyModel):
             chances = {label: numpy.float32(chance) for label, chance in chances.items()}
         if self.mode == "needs_start":
             self.calls += 1
-        if self.mode.startswith("support"):  # an intent and answers in one, as the support api reads them
-            answer = {"question": "Where?", "answer": "Here.", "score": 1.0}
-            answer |= {} if "noid" in self.mode else {"id": "t/1"}
-            found = {"guess": "a", "confidence": 0.75, "in_scope": True, "answers": [answer], "confident": True}
-            return [{"label": "a", "probabilities": chances} | found for _ in batch]
+        if self.mode.startswith("support"):
+            self.calls += 1
+            return [self._support_answer(chances) for _ in batch]
         if self.mode == "chances":
             chances = {"a": float("nan"), "b": float("-inf")}
         answers = [{"label": "dunno" if self.mode == "dunno" else "a", "probabilities": chances} for _ in batch]
         return answers[:1] if self.mode == "one" else answers
+
+    def _support_answer(self, chances: dict[str, Any]) -> dict[str, Any]:
+        """An intent and FAQ answers in one, as the support api reads them (``mode``)."""
+        flaw = self.mode.removeprefix("support").removeprefix("_").removesuffix("_later")
+        if self.mode.endswith("_later") and self.calls == 1:
+            flaw = ""
+        answers = [{"id": "t/1", "question": "Where?", "answer": "Here.", "score": 1.0}]
+        if flaw == "extras":
+            answers = [{**answers[0], "score": 0.2, "internal_path": "/srv/kb.xml"}, {**answers[0], "id": "t/2"}]
+        answer = {"label": "a", "probabilities": chances, "guess": "a", "confidence": 0.75, "in_scope": True}
+        answer |= {"answers": answers, "confident": True}
+        if flaw == "noid":
+            del answers[0]["id"]
+        if flaw == "nan":
+            answer["confidence"] = float("nan")
+        if flaw == "oos_in_scope":
+            answer["label"] = "dunno"
+        if flaw == "unknown_id":
+            answers[0]["id"] = "elsewhere/1"
+        return answer
 
     def state(self):
         state = super().state()  # what changes predictions travels in the state (docs/PLUGINS.md)

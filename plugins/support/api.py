@@ -20,14 +20,18 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import missing_members, prediction_problem, predictions_of, refusal
+from heirloom_plugins.model_needs import missing_members, predictions_of, probed, refusal
 from heirloom_plugins.support.queue import HandoffQueue
+from heirloom_plugins.support.vetting import (
+    IntentTerms,
+    answer_ids,
+    best_answers,
+    faq_problem,
+    intent_problem,
+    intent_terms,
+)
 
-#: What ``answer`` reads of each prediction of the intent model and of the FAQ retriever.
-INTENT_NEEDS = {"label": "a string", "guess": "a string", "confidence": "a number", "in_scope": "true or false"}
-FAQ_NEEDS = {"answers": "a list", "confidence": "a number", "confident": "true or false"}
-ANSWER_NEEDS = {"id": "a string", "question": "a string", "answer": "a string", "score": "a number"}
-#: What ``resolve`` reads of each: the intents a person may name, and the ids of the answers.
+#: What ``resolve`` reads of each model: the intents a person may name, and the ids of the answers.
 INTENT_MEMBERS, FAQ_MEMBERS = ("labels", "out_of_scope_label"), ("document_ids()",)
 SUPPORT_DOC = "docs/SUPPORT.md, 'Other models behind support'"
 
@@ -116,18 +120,40 @@ class SupportApi(heirloom.Api):
     )
 
     def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
-        """Models of other types must predict what ``answer`` reads: an intent and whether it is in
-        scope; answers and whether the best is one to give."""
+        """Models of other types must predict what ``answer`` reads (vetting.py): an intent they
+        know and whether it is in scope; answers from their documents, and whether the best is
+        one to give."""
         problems = []
-        checks = (("intent", INTENT_NEEDS, INTENT_MEMBERS, None), ("faq", FAQ_NEEDS, FAQ_MEMBERS, ANSWER_NEEDS))
-        for field, needs, members, answers in checks:
+        for field, members in (("intent", INTENT_MEMBERS), ("faq", FAQ_MEMBERS)):
             if (model := models.get(getattr(self, field))) is None:
                 continue
-            lacks, entries = missing_members(model, members), {"answers": answers} if answers else None
-            problem = f"it lacks {', '.join(lacks)}" if lacks else prediction_problem(model, needs, entries=entries)
+            lacks = missing_members(model, members)
+            problem = f"it lacks {', '.join(lacks)}" if lacks else self._answers_problem(field, model)
             if problem:
                 problems.append(refusal(field, model, "support", problem, SUPPORT_DOC))
         return problems
+
+    def _answers_problem(self, field: str, model: heirloom.Model) -> str | None:
+        """What is wrong with ``model``'s terms or with its answers to the probe texts, or None."""
+        terms = intent_terms(model) if field == "intent" else answer_ids(model)
+        if isinstance(terms, str):
+            return terms
+        predictions, problem = probed(model)
+        vet = intent_problem if field == "intent" else faq_problem
+        return problem or next(filter(None, (vet(prediction, terms) for prediction in predictions or ())), None)
+
+    def _terms_of(self, field: str, model: heirloom.Model) -> Any:
+        """The served model's labels (intent) or answer ids (faq), read once per instance (a hot
+        swap serves a new one); INTERNAL naming the model when they are wrong."""
+        cached = self._terms.get(field)
+        if cached is None or cached[0] is not model:
+            self._terms[field] = cached = (model, intent_terms(model) if field == "intent" else answer_ids(model))
+        if isinstance(cached[1], str):
+            raise self._broken(model, cached[1])
+        return cached[1]
+
+    def _broken(self, model: heirloom.Model, problem: str) -> heirloom.RequestError:
+        return heirloom.RequestError("INTERNAL", f"{type(model).__name__}: {problem} ({SUPPORT_DOC})")
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -137,6 +163,8 @@ class SupportApi(heirloom.Api):
         self.handoff_bytes = self.handoff_max_mb << 20
         self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
+        #: Each model's terms (``_terms_of``), with the instance they were read from.
+        self._terms: dict[str, tuple[heirloom.Model, Any]] = {}
 
         @attrs.define
         class AnswerInput:
@@ -185,44 +213,64 @@ class SupportApi(heirloom.Api):
             ),
         ]
 
-    def answer_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
+    def answer_batch(self, inputs: list[Any]) -> list[heirloom.Versioned | heirloom.RequestError]:
         intent_model, intent_version = heirloom.served_model(self.intent_handle)
         faq_model, faq_version = heirloom.served_model(self.faq_handle)
         texts = [body.text for body in inputs]
         intents, found = predictions_of(intent_model, texts), predictions_of(faq_model, texts)
+        terms, ids = self._terms_of("intent", intent_model), self._terms_of("faq", faq_model)
         version = f"{intent_version}+{faq_version}"
-        results = []
+        results: list[heirloom.Versioned | heirloom.RequestError] = []
         for text, intent, faq in zip(texts, intents, found, strict=True):
-            out_of_scope, unsure = not intent["in_scope"], not faq["confident"]
-            rules = {"either": out_of_scope or unsure, "both": out_of_scope and unsure, "out_of_scope": out_of_scope}
-            handoff = rules[self.handoff]
-            reply: dict[str, Any] = {
-                "intent": intent["label"] if intent["in_scope"] else None,
-                "confidence": intent["confidence"],
-                "answers": faq["answers"][: self.answers],
-                # whether the top answer is one to show, for an app when no handoff reads it
-                "answer_confidence": faq["confidence"],
-                "answer_confident": faq["confident"],
-                "handoff": handoff,
-                "version": version,
-            }
-            if handoff:
-                reasons = ["out_of_scope"] if out_of_scope else []
-                if unsure and self.handoff != "out_of_scope":  # under that policy, an unsure answer was no reason
-                    reasons.append("low_answer_confidence")
-                try:
-                    with heirloom.durable_write("handoff"):
-                        reply["handoff_id"] = self._queue(text, intent, faq, reasons, version)
-                except heirloom.RequestError as refused:  # nothing queued: this request fails, not the batch
-                    results.append(refused)
-                    continue
-                reply["handoff_reasons"] = reasons
-            results.append(heirloom.Versioned(reply, version))
+            if problem := intent_problem(intent, terms):  # vetting.py: this request fails, not the batch
+                results.append(self._broken(intent_model, problem))
+                continue
+            if problem := faq_problem(faq, ids):
+                results.append(self._broken(faq_model, problem))
+                continue
+            results.append(self._reply(text, intent, faq, version))
         return results
 
-    def _queue(self, text: str, intent: dict[str, Any], faq: dict[str, Any], reasons: list[str], version: str) -> str:
+    def _reply(
+        self, text: str, intent: dict[str, Any], faq: dict[str, Any], version: str
+    ) -> heirloom.Versioned | heirloom.RequestError:
+        """The reply to ``text`` from the two models' vetted predictions, its handoff queued first."""
+        out_of_scope, unsure = not intent["in_scope"], not faq["confident"]
+        rules = {"either": out_of_scope or unsure, "both": out_of_scope and unsure, "out_of_scope": out_of_scope}
+        handoff = rules[self.handoff]
+        answers = best_answers(faq["answers"], self.answers)
+        reply: dict[str, Any] = {
+            "intent": intent["label"] if intent["in_scope"] else None,
+            "confidence": intent["confidence"],
+            "answers": answers,
+            # whether the top answer is one to show, for an app when no handoff reads it
+            "answer_confidence": faq["confidence"],
+            "answer_confident": faq["confident"],
+            "handoff": handoff,
+            "version": version,
+        }
+        if handoff:
+            reasons = ["out_of_scope"] if out_of_scope else []
+            if unsure and self.handoff != "out_of_scope":  # under that policy, an unsure answer was no reason
+                reasons.append("low_answer_confidence")
+            try:
+                with heirloom.durable_write("handoff"):
+                    reply["handoff_id"] = self._queue(text, intent, faq, answers, reasons, version)
+            except heirloom.RequestError as refused:  # nothing queued: this request fails, not the batch
+                return refused
+            reply["handoff_reasons"] = reasons
+        return heirloom.Versioned(reply, version)
+
+    def _queue(
+        self,
+        text: str,
+        intent: dict[str, Any],
+        faq: dict[str, Any],
+        answers: list[dict[str, Any]],
+        reasons: list[str],
+        version: str,
+    ) -> str:
         handoff_id = uuid.uuid4().hex[:16]
-        top = faq["answers"][0]["id"] if faq["answers"] else None
         self.log.append(
             {
                 "type": "handoff",
@@ -231,7 +279,7 @@ class SupportApi(heirloom.Api):
                 "reasons": reasons,
                 "intent_guess": intent["guess"],
                 "confidence": intent["confidence"],
-                "answer_guess": top,
+                "answer_guess": answers[0]["id"] if answers else None,
                 "answer_confidence": faq["confidence"],
                 "version": version,
             },
@@ -247,17 +295,18 @@ class SupportApi(heirloom.Api):
     def resolve(self, body: ResolveInput) -> dict[str, Any]:
         if not self.queue.holds(body.id):
             raise heirloom.RequestError("NOT_FOUND", f"no handoff with id {body.id!r}", "body.id")
+        out_of_scope = None
         if body.intent is not None:
-            model = self.intent_handle.model
-            out_of_scope = getattr(model, "out_of_scope_label", None)  # a person's "none of them": closes it
-            known = [*getattr(model, "labels", []), *([out_of_scope] if out_of_scope else [])]
+            terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
+            out_of_scope = terms.out_of_scope  # a person's "none of them": closes it
+            known = [*sorted(terms.labels), out_of_scope]
             new_intent = heirloom.check_label(
                 body.intent, known, "body.intent", allow_new=self.new_intents, pattern=self.new_intent_pattern
             )
         else:
-            ids = getattr(self.faq_handle.model, "document_ids", list)()
+            ids = self._terms_of("faq", heirloom.served_model(self.faq_handle)[0])
             if body.answer_id not in ids:  # a thread's id names its answers' prefix (``faq-porting/1``)
-                answers = [i for i in ids if i.startswith(f"{body.answer_id}/")][:3]
+                answers = sorted(i for i in ids if i.startswith(f"{body.answer_id}/"))[:3]
                 hint = f"; the thread's answers are {', '.join(map(repr, answers))}" if answers else ""
                 raise heirloom.RequestError(
                     "INVALID_ARGUMENT", f"unknown answer_id {body.answer_id!r}{hint}", "body.answer_id"
