@@ -41,7 +41,12 @@ def served_model_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Prob
         api = profile.instantiate(spec)
         for _, kind, target in references(api):
             if kind == "model" and target not in loaded:
-                loaded[target] = _stored(store, profile, specs[target])
+                try:
+                    loaded[target] = _stored(store, profile, specs[target])
+                except HeirloomError as error:  # said as a problem of the model's table, not a bare exit 1
+                    loaded[target] = None
+                    key = f"models.{target}.use"
+                    problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, str(error)))
         models = {name: loaded[name] for _, kind, name in references(api) if kind == "model" and loaded[name]}
         targets = {field: name for field, kind, name in references(api) if kind == "model"}
         for field, message in api_check(api, models):
@@ -67,8 +72,16 @@ def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
         artifact = store.resolve(served_ref(profile.project, spec))
     except HeirloomError:
         return None
+    if artifact.model_type != spec.use:  # a changed ``use``: the stored version is another type's
+        raise HeirloomError(
+            f"the stored {artifact.ref} is of model type {artifact.model_type}, not {spec.use}: train the "
+            f"profile to store a {spec.use} version before serving it"
+        )
     model = profile.instantiate(spec)
-    model.load(store.load(artifact, reads=model.state_format))
+    try:
+        model.load(store.load(artifact, reads=model.state_format))
+    except HeirloomError as error:
+        raise HeirloomError(f"cannot load the stored {artifact.ref}: {error}") from None
     return model
 
 
