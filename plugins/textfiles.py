@@ -9,9 +9,7 @@ import codecs
 import contextlib
 import csv
 import difflib
-import io
 import itertools
-import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -130,7 +128,7 @@ def csv_rows(
         raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)") from None
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     with open(fd, newline="", encoding=encoding) as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
+        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
         with decoding(path, encoding, ENCODING_REMEDY), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
             twice = sorted({name for name in columns if columns.count(name) > 1 and name in required})
@@ -142,17 +140,17 @@ def csv_rows(
                     f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns, required)} "
                     f"(columns: {listed(columns)})"
                 )
-            row: dict[Any, Any] = {}
             before = ended = reader.line_num  # the last line of the header, then of each row
-            for row in reader:
-                before, ended = ended, reader.line_num
+            for row, open_at_end in _rows_strictly(path, reader, encoding):
+                before, ended = ended, reader.reader.line_num
                 began = _first_line_of(row, before, ended)
                 fields = len(columns) - list(row.values()).count(None) + len(row.get(None, ()))
-                if fields == 1 < len(columns) and not "".join(_texts(row)).strip():  # a blank line of spaces
+                blank = fields == 1 < len(columns) and not "".join(_texts(row)).strip()  # a line of spaces
+                if blank and not open_at_end:  # one that opens a quote left open is said below
                     continue
-                if fields != len(columns):  # DictReader pads a short row with None, keeps a long one's rest
-                    spans = began < reader.line_num
-                    lines = f"{began}-{reader.line_num}" if spans else f"{reader.line_num}"
+                if fields != len(columns) and not blank:  # DictReader pads a short row with None, keeps the rest
+                    spans = began < ended
+                    lines = f"{began}-{ended}" if spans else f"{ended}"
                     hint = (
                         f"a quote opened on line {began} may be unclosed"
                         if spans
@@ -161,18 +159,77 @@ def csv_rows(
                     raise heirloom.HeirloomError(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
+                if open_at_end:  # its last value holds the file's last break, if the file ends with one
+                    began = _first_line_of(row, before, ended, _texts(row)[-1].endswith(("\r", "\n")))
+                    lines = f"{began}-{ended}" if began < ended else f"{began}"
+                    raise heirloom.HeirloomError(
+                        f"{path}:{lines}: a quote opened on line {began} is never closed "
+                        "(the rest of the file would be one value)"
+                    )
                 if one_byte:
                     _refuse_control_characters(path, began, row, required, encoding)
                 yield began, row  # the line an editor shows the row on: a quoted value may span lines
-            file_break = _ends_with_break(path)
-            ends_open = any(_BREAK.search(v) for v in _texts(row)) or not file_break
-            if ends_open and _open_at_end(path, encoding, delimiter, _first_line_of(row, before, ended)):
-                began = _first_line_of(row, before, ended, file_break)  # its value holds the file's last break
-                lines = f"{began}-{reader.line_num}" if began < reader.line_num else f"{began}"
-                raise heirloom.HeirloomError(
-                    f"{path}:{lines}: a quote opened on line {began} is never closed "
-                    "(the rest of the file would be one value)"
-                )
+
+
+def _rows_strictly(path: str | Path, reader: csv.DictReader, encoding: str) -> Iterator[tuple[dict[Any, Any], bool]]:
+    """``(row, open_at_end)`` for each row of a strict ``reader``: a quote inside a quoted value that is
+    not doubled (``"he said "hi" to me"`` read as ``he said hi" to me``) is an error naming the line
+    and the column. A quote left open to the end of the file, which the strict reader refuses
+    unsaid, yields the rest of the file read as that value (a quote left open in the last
+    column swallowed 195 rows into one text), with ``open_at_end``: the caller says which lines."""
+    ended = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "expected after" in str(exc):  # "',' expected after '\"'": a quoted value closed early
+                raise _early_close(path, reader, encoding, ended) from None
+            if str(exc) != "unexpected end of data":
+                raise
+            rest = _lines_after(path, encoding, ended)
+            *_, row = csv.DictReader(rest, reader.fieldnames, delimiter=reader.reader.dialect.delimiter)
+            yield row, True
+            return
+        ended = reader.line_num
+        yield row, False
+
+
+def _lines_after(path: str | Path, encoding: str, line: int, last: int | None = None) -> list[str]:
+    """The file's lines after ``line`` (to ``last``), split where the csv module counts a line: at a break."""
+    with open(path, newline="", encoding=encoding) as handle:
+        return list(itertools.islice(handle, line, last))
+
+
+def _early_close(path: str | Path, reader: csv.DictReader, encoding: str, ended: int) -> heirloom.HeirloomError:
+    """The error for a quoted value whose closing quote the delimiter or a line end does not follow,
+    in the row after line ``ended``: it names the column and the value, which may have run on
+    from a quote left open on an earlier line."""
+    delimiter, columns, last = reader.reader.dialect.delimiter, reader.fieldnames or [], reader.reader.line_num
+    lines = _lines_after(path, encoding, ended, last)
+    blank = next(n for n, line in enumerate(lines) if line.strip("\r\n"))  # blank lines before the row
+    text, column, at, end = "".join(lines[blank:]), 0, 0, 0
+    while at < len(text):  # RFC 4180: a quoted value starts with a quote, and "" inside it is one
+        if text[at] != '"':  # unquoted: a quote inside is a character
+            end = min((i for i in (text.find(d, at) for d in (delimiter, "\r", "\n")) if i >= 0), default=len(text))
+        else:
+            end = text.index('"', at + 1) + 1
+            while text.startswith('"', end):  # doubled: the value goes on
+                end = text.index('"', end + 1) + 1
+            if text[end : end + 1] not in (delimiter, "\r", "\n", ""):
+                break
+        column, at = column + 1, end + 1
+    opened = ended + 1 + blank + len(_BREAK.findall(text[:at]))
+    value, then = text[at:end], _BREAK.split(text[end : end + 12])[0]
+    where = f"the {columns[column]!r} column" if column < len(columns) else f"field {column + 1} (past the header's)"
+    located = f"{path}:{opened}-{last}" if opened < last else f"{path}:{last}"
+    cut = value if len(value) <= 60 else f"{value[:28]}...{value[-28:]}"
+    unclosed = f", or the quote opened on line {opened} is never closed" if opened < last else ""
+    return heirloom.HeirloomError(
+        f"{located}: the quoted value of {where}, {cut!r}, ends before {then!r}: a quote inside a quoted value "
+        f'must be doubled (""){unclosed}'
+    )
 
 
 def _refuse_control_characters(
@@ -208,28 +265,6 @@ def _first_line_of(row: dict[Any, Any], before: int, last: int, open_to_the_end:
     left open to the end of the file holds the file's last break too, which starts no line."""
     breaks = sum(len(_BREAK.findall(value)) for value in _texts(row))
     return max(before + 1, last - breaks + open_to_the_end)
-
-
-def _open_at_end(path: str | Path, encoding: str, delimiter: str, began: int) -> bool:
-    """Whether the file's last row, from line ``began``, ends inside a quote: the csv module
-    takes the rest of the file as that value (a quote left open in the last column swallowed
-    195 rows into one text), so its fields count right and only a strict read tells."""
-    with open(path, newline="", encoding=encoding) as handle:
-        tail = "".join(itertools.islice(handle, began - 1, None))
-    try:
-        list(csv.reader(io.StringIO(tail), delimiter=delimiter, strict=True))
-    except csv.Error as exc:
-        return "unexpected end of data" in str(exc)
-    return False
-
-
-def _ends_with_break(path: str | Path) -> bool:
-    """Whether the file's last bytes are a line break (in UTF-8 or UTF-16 alike): a last row without
-    one may be a value whose quote never closed (``3,"open`` at the very end), read as closed."""
-    with open(path, "rb") as handle:
-        handle.seek(max(0, os.fstat(handle.fileno()).st_size - 2))
-        tail = handle.read()
-        return any(byte in tail for byte in b"\r\n")
 
 
 def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:

@@ -215,6 +215,37 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")
 
 
+def test_a_quote_inside_a_quoted_csv_value_must_be_doubled(tmp_path):
+    """``"he said "hi" to me",positive`` trained as ``he said hi" to me``, silently: the csv
+    module closes the value at the second quote and reads on. A quote left open on an earlier
+    line, closed by the next row's opening quote, read two rows as one, as silently."""
+    source = CsvSource(train=str(tmp_path / "t.csv"))
+
+    def refused(rows: str) -> str:
+        (tmp_path / "t.csv").write_text("text,label\nfine,neutral\n" + rows)
+        with pytest.raises(heirloom.HeirloomError) as caught:
+            list(source.records())
+        return str(caught.value)
+
+    doubled = 'a quote inside a quoted value must be doubled ("")'
+    said = refused('"he said "hi" to me",positive\n')
+    assert said == f"{tmp_path / 't.csv'}:3: the quoted value of the 'text' column, '\"he said \"', ends before " + (
+        f"'hi\" to me\",p': {doubled}"
+    )
+    assert refused('nice,"pos"itive\n').endswith(
+        f":3: the quoted value of the 'label' column, '\"pos\"', ends before 'itive': {doubled}"
+    )
+    said = refused('\n"never closed,positive\nalso,negative\n"next",neutral\n')  # a blank line before it
+    assert "t.csv:4-6: the quoted value of the 'text' column, " in said
+    assert said.endswith(f"ends before 'next\",neutra': {doubled}, or the quote opened on line 4 is never closed")
+    for rest in ('"\n', '"'):  # a quote alone on the last line, open to the end (the second was read as nothing)
+        assert refused(rest).endswith(
+            ":3: a quote opened on line 3 is never closed (the rest of the file would be one value)"
+        )
+    (tmp_path / "t.csv").write_text('text,label\n"he said ""hi"" to me",positive\nhe said "hi",negative\n')
+    assert [r["text"] for r in source.records()] == ['he said "hi" to me', 'he said "hi"']  # doubled, or unquoted
+
+
 def test_a_labels_file_that_does_not_list_the_datas_labels_is_an_error_and_an_extension_can_unset_it(tmp_path):
     """A team extending banking-intents-core with its own CSV kept the parent's Banking77
     ``labels_file``: 12 of its 15 intents were dropped without a word, and ``labels_file = ""``
