@@ -245,9 +245,8 @@ class Model(Component):
 
 
 class ModelHandle:
-    """The model an api should use now and the version it serves. A hot swap is one reference
-    assignment, so a request that read ``current`` keeps the model it got; apis read
-    ``(model, version)`` once per request or batch."""
+    """The model an api should use now and the version it serves. A hot swap is one reference assignment, so a request
+    that read ``current`` keeps the model it got; apis read ``(model, version)`` once per request or batch."""
 
     __slots__ = ("_current", "name", "unavailable")
 
@@ -340,9 +339,8 @@ class Api(Component):
         return []
 
     def evaluate(self, data: Iterable[Any]) -> Report:
-        """Optional: checks of the api's own on held-out ``data`` (the test split of its
-        ``data`` source). An api type that implements it is evaluated by ``heirloom eval``
-        beside the models; one that does not is skipped."""
+        """Optional: checks of the api's own on held-out ``data`` (the test split of its ``data`` source). An api type
+        that implements it is evaluated by ``heirloom eval`` beside the models; one that does not is skipped."""
         raise NotImplementedError(f"{type(self).__name__} has no evaluation")
 
 
@@ -361,9 +359,8 @@ class Resources(Component):
 
     @abc.abstractmethod
     def admit(self) -> bool:
-        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED). The daemon calls
-        ``admit`` and ``release`` from its I/O thread only, once per request of every route
-        but the kernel's: keep them cheap."""
+        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED). The daemon calls ``admit`` and ``release``
+        from its I/O thread only, once per request of every route but the kernel's: keep them cheap."""
 
     @abc.abstractmethod
     def release(self) -> None:
@@ -374,10 +371,9 @@ class Resources(Component):
         """Current usage for ``_stats``: threads, device, in-flight, memory."""
 
     def daemon_in_flight_limit(self) -> int | None:
-        """Requests the whole daemon may have in flight, all worker processes together;
-        None for no daemon-wide limit. Asked before ``start``, of the configured instance:
-        with ``serve --workers N`` the broker enforces it (each worker's ``admit`` still
-        applies inside that worker)."""
+        """Requests the whole daemon may have in flight, all worker processes together; None for no daemon-wide limit.
+        Asked before ``start``, of the configured instance: with ``serve --workers N`` the broker enforces it (each
+        worker's ``admit`` still applies inside that worker)."""
         return None
 
     def check_memory(self, what: str) -> None:
@@ -386,10 +382,9 @@ class Resources(Component):
         kernel calls it before ``fit`` starts and as training reports progress."""
 
     def storage_quota_mb(self, area: str) -> int | None:
-        """The most MiB this system's project may keep in ``area``: ``"artifacts"`` (its
-        versions' blobs in the artifact store) or ``"logs"`` (its durable logs, every
-        :class:`~heirloom.AppendLog` opened with ``ctx.log_quota()``); None: no quota. The
-        kernel enforces it: a write past it is refused whole."""
+        """The most MiB this system's project may keep in ``area``: ``"artifacts"`` (its versions' blobs in the artifact
+        store) or ``"logs"`` (its durable logs, every :class:`~heirloom.AppendLog` opened with ``ctx.log_quota()``);
+        None: no quota. The kernel enforces it: a write past it is refused whole."""
         return None
 
     def retention(self) -> int | None:
@@ -409,10 +404,9 @@ class Resources(Component):
         return None
 
     def place_workers(self, argv: list[str]) -> WorkerPool | None:
-        """Place ``serve``'s workers yourself: start a :class:`~heirloom.WorkerPool` whose
-        workers each run ``python -m heirloom`` with ``argv`` (a ``worker`` command that
-        connects to the broker), or return None to let the broker spawn local processes
-        (``[server] workers``). Called once, in the broker's process, before ``start``."""
+        """Place ``serve``'s workers yourself: start a :class:`~heirloom.WorkerPool` whose workers each run ``python -m
+        heirloom`` with ``argv`` (a ``worker`` command that connects to the broker), or return None to let the broker
+        spawn local processes (``[server] workers``). Called once, in the broker's process, before ``start``."""
         return None
 
 
@@ -423,9 +417,8 @@ def manager_name(resources: Resources) -> str:
 
 @attrs.frozen
 class ClientLimits:
-    """Token buckets per client (its Curve key, else its connection): a request takes one
-    request token and its size in byte tokens; a client out of either is refused
-    RESOURCE_EXHAUSTED with ``retry_after_ms``. 0 turns a limit off."""
+    """Token buckets per client (its Curve key, else its connection): a request takes one request token and its size in
+    byte tokens; a client out of either is refused RESOURCE_EXHAUSTED with ``retry_after_ms``. 0 turns a limit off."""
 
     #: Sustained requests per second, and bytes per second, one client may send.
     requests_per_s: float = 0.0

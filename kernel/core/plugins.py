@@ -1,16 +1,13 @@
 """Plugin discovery, isolated loading, hook calls, and the registry of component types.
 
-Entry points in the ``heirloom`` group are *listed* without importing them; the
-:class:`~heirloom.core.catalog.Catalog` says what each provides, so a profile imports
-only the plugins it uses. The kernel's own plugins (its commands, its artifact store) are
-listed the same way but cannot be disabled, as pytest ships its features as
-``default_plugins``.
+Entry points in the ``heirloom`` group are *listed* without importing them; the :class:`~heirloom.core.catalog.Catalog`
+says what each provides, so a profile imports only the plugins it uses. The kernel's own plugins (its commands, its
+artifact store) are listed the same way but cannot be disabled, as pytest ships its features as ``default_plugins``.
 
-Every hook is called through pluggy, one plugin at a time: ``tryfirst``/``trylast``
-decide the order, other plugins' hook wrappers wrap each call, and an exception is
-recorded against the plugin that raised it (with its distribution and version) instead
-of stopping the others. ``HEIRLOOM_TRACE_PLUGINS=1`` prints every plugin import and hook
-call, with the plugin and its duration, to stderr."""
+Every hook is called through pluggy, one plugin at a time: ``tryfirst``/``trylast`` decide the order, other plugins'
+hook wrappers wrap each call, and an exception is recorded against the plugin that raised it (with its distribution and
+version) instead of stopping the others. ``HEIRLOOM_TRACE_PLUGINS=1`` prints every plugin import and hook call, with the
+plugin and its duration, to stderr."""
 
 from __future__ import annotations
 
@@ -249,12 +246,10 @@ class PluginHost:
         pretrained: Iterable[str] = (),
         hooks: Iterable[str] = (),
     ) -> None:
-        """Import the plugins that provide these component types, profiles, pretrained states
-        or implement these hooks.
+        """Import the plugins that provide these component types, profiles, pretrained states or implement these hooks.
 
-        Plugins the catalog does not know are imported too (their contents are unknown);
-        if a component type or named thing is still missing afterwards, everything is
-        imported as a last resort."""
+        Plugins the catalog does not know are imported too (their contents are unknown); if a component type or named
+        thing is still missing afterwards, everything is imported as a last resort."""
         wanted_components = set(components)
         wanted_named = {"profiles": set(profiles), "pretrained": set(pretrained)}
         wanted_hooks = set(hooks)
