@@ -339,11 +339,42 @@ def test_a_set_text_value_in_toml_quotes_is_read_without_them(tmp_path):
         shown = run_heirloom("profile", "show", "minimal", "--set", f"store.path={value}", "--json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["profile"]["store"]["path"] == "/srv/x", shown.stdout
-    odd = run_heirloom("profile", "show", "minimal", "--set", 'store.path="a"b"', "--json")
-    assert json.loads(odd.stdout)["profile"]["store"]["path"] == '"a"b"'  # no TOML string: as it was typed
     for top in ("description", "project"):  # the profile's own texts kept them
         shown = run_heirloom("profile", "show", "minimal", "--set", f'{top}="hello"', "--json")
         assert json.loads(shown.stdout)["profile"][top] == "hello", shown.stdout
+
+
+def test_a_set_value_in_quotes_that_is_no_toml_string_is_an_error_naming_the_key(tmp_path, kernel):
+    """``--set 'description="ab\\q"'`` (a backslash TOML writes ``\\\\``) kept its quotes, silently,
+    as did ``"a"b"`` in a path and ``'it's'``: the value was the text with its quotes."""
+    said = 'is in quotes but no TOML string: in "..." write \\\\ for a backslash and \\" for a quote, or write the text'
+    checked = run_heirloom("profile", "check", "minimal", "--set", 'description="ab\\q"')
+    assert checked.returncode == 2 and checked.stderr.strip() == f'--set: description: "ab\\q" {said} without quotes'
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
+    for key, value in (("sources.s.path", '"a"b"'), ("models.m.note", "'it's'")):
+        with pytest.raises(heirloom.ProfileError) as caught:
+            kernel.resolve(str(path), [f"{key}={value}"])
+        assert [str(problem) for problem in caught.value.problems] == [f"--set: {key}: {value} {said} without quotes"]
+    escaped = kernel.resolve(str(path), ['models.m.note="ab\\\\q \\"hi\\""', "description='C:\\temp'"]).raw.data
+    assert escaped["models"]["m"]["note"] == 'ab\\q "hi"' and escaped["description"] == "C:\\temp"  # as TOML reads them
+
+
+def test_a_nul_in_a_set_list_or_table_is_refused_as_in_a_quoted_text(tmp_path, kernel):
+    """``--set 'sources.news.labels=["a\\u0000b"]'`` passed profile check, where ``"a\\u0000b"``
+    alone is refused; so did a NUL character itself, given to ``Kernel.resolve``."""
+    nul = "holds a NUL character (\\u0000)"
+    checked = run_heirloom("profile", "check", "finance-sentiment", "--set", 'sources.news.labels=["a\\u0000b"]')
+    assert checked.returncode == 2 and checked.stderr.strip() == f"--set: sources.news.labels: {nul}"
+    path = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
+    for key, value in (
+        ("models.m.tags", '[["a"], ["b\\U00000000"]]'),  # nested
+        ("models.m.tags", '[{"k\\u0000" = 1}]'),  # a key of a table
+        ("models.m.tags", '["a\0b"]'),
+        ("models.m.note", "a\0b"),
+    ):
+        with pytest.raises(heirloom.ProfileError) as caught:
+            kernel.resolve(str(path), [f"{key}={value}"])
+        assert [str(problem) for problem in caught.value.problems] == [f"--set: {key}: {nul}"], value
 
 
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):

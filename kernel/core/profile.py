@@ -60,19 +60,31 @@ class SetValue:
                 return None
             others = [a for a in args if a is not type(None)]
             tp = others[0] if len(others) == 1 else Any
-        if tp in (str, Path) and not (len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"):
-            return text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
-        if tp is bool and text.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        quoted = len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"
+        if tp in (str, Path) and not quoted:
+            value = text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
+        elif tp is bool and text.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
             return text.strip().lower() in ("true", "yes", "1")
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            return text
-        except ValueError:  # an integer Python cannot read: tomllib's words name no key
-            raise ValueError(TOO_LONG_INTEGER) from None
-        if isinstance(value, str) and "\0" in value:  # "\u0000" in a quoted one
+        else:
+            try:
+                value = tomllib.loads(f"v = {text}")["v"]
+            except tomllib.TOMLDecodeError:
+                if quoted:  # it kept its quotes, silently: "ab\q" (a backslash TOML writes \\)
+                    shown = text if text.isprintable() else ascii(text)
+                    said = 'in "..." write \\\\ for a backslash and \\" for a quote, or write the text without quotes'
+                    raise ValueError(f"{shown} is in quotes but no TOML string: {said}") from None
+                value = text
+            except ValueError:  # an integer Python cannot read: tomllib's words name no key
+                raise ValueError(TOO_LONG_INTEGER) from None
+        if _holds_nul(value):  # "\u0000" in a quoted one or one in a list or table, or a NUL Kernel.resolve got
             raise ValueError(HOLDS_NUL)
         return value
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a text, or a text, key or value inside a list or table, holds a NUL character."""
+    inside = [*value, *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else None
+    return any(map(_holds_nul, inside)) if inside is not None else isinstance(value, str) and "\0" in value
 
 
 #: What a value from the environment shows instead of itself (``profile show``, errors).
