@@ -26,6 +26,8 @@ PROBES = [PROBE, "How do I reset my password?"]
 #: How long it may take: a predict that hung left serve "starting" for ever, saying nothing.
 PROBE_SECONDS = 60.0
 _ABSENT = object()
+#: How many keys a message names at most (a model's answer may hold thousands).
+MAX_SHOWN = 5
 #: Each started instance's answer to the probe (or why none), by ``id``, with a weak reference
 #: that tells a live instance from a later one at the same address (models need not be hashable).
 _PROBED: dict[int, tuple[weakref.ref, tuple[Any, str | None]]] = {}
@@ -128,10 +130,13 @@ def probed(model: Any) -> tuple[Sequence[Any] | None, str | None]:
     return predictions, None
 
 
-def answers_problem(model: Any, batch: list[Any], shown: str, needs: Mapping[str, Any]) -> str | None:
+def answers_problem(
+    model: Any, batch: list[Any], shown: str, problem_of: Callable[[Any, Any], str | None]
+) -> str | None:
     """What is wrong with ``model.predict(batch)`` (``shown``: how messages write the batch) for
-    an api reading ``needs`` (see :func:`shape_problem`) of each prediction, or None (None too
-    for a model never started): one prediction per item, in order, each sendable."""
+    an api that finds what is wrong with one answer by ``problem_of(item, prediction)`` (the check
+    it runs on every answer it sends), or None (None too for a model never started): one
+    prediction per item, in order, each sendable."""
     if not started(model):
         return None
     predictions, problem = answer_within(lambda: model.predict(batch), f"its predict({shown})")
@@ -139,26 +144,33 @@ def answers_problem(model: Any, batch: list[Any], shown: str, needs: Mapping[str
         return problem
     if not isinstance(predictions, Sequence) or len(predictions) != len(batch):
         return f"its predict({shown}) returned {_shown(predictions)}, not a list of {len(batch)} prediction(s)"
-    for prediction in predictions:
-        if problem := shape_problem(prediction, needs, "its prediction") or _unsendable(prediction):
+    for item, prediction in zip(batch, predictions, strict=True):
+        if problem := problem_of(item, prediction) or _unsendable(prediction):
             return problem
     return None
 
 
-def shape_problem(value: Any, needs: Mapping[str, Any], what: str) -> str | None:
+def shape_problem(value: Any, needs: Mapping[str, Any], what: str, *, exact: bool = True) -> str | None:
     """What ``value`` (``what``: how a message names it) lacks of ``needs``, or None: ``{key:
     kind}`` (a kind of :data:`KINDS`), or ``{key: [need]}``, a list each of whose items is of
-    that kind or has those needs (``{"codes": [{"code": "a string"}]}``), checked item by item."""
+    that kind or has those needs (``{"codes": [{"code": "a string"}]}``), checked item by item.
+    With ``exact``, ``needs`` is the whole shape: a key it does not name is a problem too (a
+    model's ``debug`` and ``internal_path`` reached clients, past the route's schema, which names
+    every key); an api that sends only the keys it names passes ``exact=False``."""
     kinds = {key: "a list" if isinstance(need, list) else need for key, need in needs.items()}
     if problem := prediction_problem_of(value, kinds, what):
         return problem
+    if exact and (extra := [key for key in value if key not in needs]):
+        more = f" and {len(extra) - MAX_SHOWN} more" if len(extra) > MAX_SHOWN else ""
+        named = _keys(needs)
+        return f"{what} has {_keys(extra[:MAX_SHOWN])}{more}: keys the route's reply does not name (it names {named})"
     for key, need in needs.items():
         if not isinstance(need, list):
             continue
         for index, item in enumerate(value[key]):
             where, wanted = f"{what}'s {key}[{index}]", need[0]
             if isinstance(wanted, Mapping):
-                problem = shape_problem(item, wanted, where)
+                problem = shape_problem(item, wanted, where, exact=exact)
             else:
                 problem = None if isinstance(item, KINDS[wanted]) else f"{where} is {_shown(item)}, not {wanted}"
             if problem:
@@ -245,8 +257,8 @@ def _probability(label: Any, value: Any, labels: Sequence[str]) -> bool:
     return label in labels and isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def _keys(mapping: Mapping[str, Any]) -> str:
-    return ", ".join(repr(key) for key in mapping)
+def _keys(keys: Iterable[Any]) -> str:
+    return ", ".join(f"{key!r:.80}" for key in keys)  # a model's key may be long
 
 
 def _shown(value: Any) -> str:

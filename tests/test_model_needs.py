@@ -304,6 +304,18 @@ ALLERGIC = {
             "apis.treatment.model: ToyCodes cannot serve behind the medical-treatment api: its prediction's "
             "codes[0]'s 'display' is NoneType None, not a string",
         ),
+        (  # a model's own keys reached clients, past the route's schema, which names every key of a reply
+            "models.m.mode=debug",
+            "apis.diagnosis.model: ToyCodes cannot serve behind the medical-diagnosis api: its prediction has "
+            "'debug', 'internal_path': keys the route's reply does not name (it names 'patient', 'encounter', "
+            "'date', 'codes')",
+        ),
+        (
+            "models.t.mode=itemdebug",
+            "apis.treatment.model: ToyCodes cannot serve behind the medical-treatment api: its prediction's codes[0] "
+            "has 'internal_rank': keys the route's reply does not name (it names 'code', 'display', 'probability', "
+            "'selected', 'answers')",
+        ),
     ],
 )
 def test_a_model_behind_the_medical_apis_answering_what_their_routes_cannot_send_is_refused(tmp_path, setting, said):
@@ -357,10 +369,31 @@ def test_the_medical_apis_serve_another_model_inline_and_the_treatment_api_withh
         assert daemon.terminate() == 0
 
 
+#: ALLERGIC with the sore throat recorded twice, and a sinusitis: two conditions, one of them twice.
+UNWELL = {
+    **ALLERGIC,
+    "timeline": [
+        *ALLERGIC["timeline"],
+        {"kind": "condition", "code": "snomed:43878008", "date": "2021-03-04T10:05:00Z", "encounter": "e1"},
+        {"kind": "condition", "code": "snomed:444814009", "date": "2021-03-04T10:05:00Z", "encounter": "e1"},
+    ],
+}
+
+
 @pytest.mark.parametrize(
     ("mode", "route", "said"),
     [
         ("short_later", "diagnosis.predict", "ToyCodes.predict returned 0 predictions for 1 inputs, not one"),
+        (  # codes in another order, or one twice, were sent as ranked (the probe has one condition)
+            "unranked",
+            "diagnosis.predict",
+            "ToyCodes: its prediction's codes are not ranked: codes[1]'s probability 0.2 is above codes[0]'s 0.1",
+        ),
+        (
+            "repeats",
+            "diagnosis.predict",
+            "ToyCodes: its prediction's codes[1] repeats codes[0]'s code 'snomed:43878008'",
+        ),
         ("noextras_later", "treatment.recommend", "ToyCodes: its prediction has no 'blocked' (it has 'patient', "),
         (
             "other_later",
@@ -379,7 +412,7 @@ def test_an_answer_the_probe_never_saw_that_the_route_cannot_send_names_the_mode
     try:
         daemon.wait_ready(timeout=60)
         with daemon.client(timeout=10) as client, pytest.raises(heirloom.RemoteError) as caught:
-            client.call(route, {"record": ALLERGIC})
+            client.call(route, {"record": UNWELL})
         assert caught.value.code == "INTERNAL"
         assert f"{route} failed: RuntimeError: {said}" in str(caught.value), str(caught.value)
     finally:

@@ -254,8 +254,10 @@ class ToyCodes(ToyModel):
     ``treatment``, penicillin V for them, whatever the patient's allergies. ``mode`` breaks it
     as plugins do: ``nocodes``, ``strcodes`` (codes as plain strings), ``float32``, ``noextras``
     (treatment without ``blocked``, ``unread_allergies``, ``answers``), ``nodisplay`` (drugs
-    without their names), ``nan`` (a probability); after its first call (the probe): ``short_later`` (one
-    prediction too few), ``noextras_later``, ``other_later`` (another patient's answer)."""
+    without their names), ``nan`` (a probability), ``debug`` (keys the reply does not name),
+    ``itemdebug`` (such a key in each ranked item), ``unranked`` (the least probable first),
+    ``repeats`` (a condition recorded twice, answered twice); after its first call (the probe):
+    ``short_later`` (one prediction too few), ``noextras_later``, ``other_later`` (another patient's answer)."""
 
     treatment: bool = False
     mode: str = ""
@@ -279,7 +281,11 @@ class ToyCodes(ToyModel):
 
     def _answer(self, query: Any) -> dict[str, Any]:
         visit = query.encounter or [e.id for e in query.record.timeline if e.kind == "encounter" and e.date][-1]
-        found = [{"code": code, "display": None} for code in query.record.codes["condition"]]
+        conditions = query.record.codes["condition"]
+        found = [
+            {"code": code, "display": None}
+            for code in (conditions if self.mode == "repeats" else dict.fromkeys(conditions))
+        ]
         answer: dict[str, Any] = {"patient": query.record.id, "encounter": visit, "date": None}
         if self.treatment:
             drug = {"code": "rxnorm:834102", "display": "Penicillin V Potassium 500 MG Oral Tablet"}
@@ -287,6 +293,14 @@ class ToyCodes(ToyModel):
             answer |= {"codes": codes, "blocked": [], "unread_allergies": []}
         else:
             answer["codes"] = [{**item, "probability": 0.5, "selected": True} for item in found]
+        if self.mode == "unranked":
+            for index, item in enumerate(answer["codes"]):
+                item["probability"] = min(1.0, 0.1 * (index + 1))
+        if self.mode == "debug":
+            answer |= {"debug": {"features": len(found)}, "internal_path": "/srv/models/toy"}
+        if self.mode == "itemdebug":
+            for index, item in enumerate(answer["codes"]):
+                item["internal_rank"] = index
         if self.mode == "float32":
             import numpy
 

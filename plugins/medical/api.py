@@ -27,7 +27,7 @@ from heirloom_plugins.medical.safety import ingredients, record_allergies, ruled
 from heirloom_plugins.model_needs import answers_problem, predictions_of, refusal, shape_problem
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
-#: What the routes read of each prediction (see ``model_needs.shape_problem``); the replies' shapes below.
+#: Each prediction's whole shape, every key (see ``model_needs.shape_problem``); the replies' shapes below.
 CODE_NEEDS = {
     "code": "a string",
     "display": "a string or null",
@@ -53,6 +53,22 @@ def probe() -> Query:
     ]
     record = RecordInput(timeline, id="probe", gender="female", birth_date="1980-02-01")
     return Query(record, "probe-visit")
+
+
+def ranking_problem(codes: list[dict[str, Any]]) -> str | None:
+    """Why ``codes`` are no ranking, or None: a ranking holds each code once, the most probable
+    first (ties in any order). A model's codes in another order, or one code twice, were sent
+    as ranked; one pass, as every answer is checked as it is sent."""
+    where: dict[str, int] = {}
+    for index, item in enumerate(codes):
+        if (first := where.setdefault(item["code"], index)) != index:
+            return f"its prediction's codes[{index}] repeats codes[{first}]'s code {item['code']!r:.80}"
+        if index and item["probability"] > (above := codes[index - 1]["probability"]):
+            return (
+                f"its prediction's codes are not ranked: codes[{index}]'s probability {item['probability']!r} is "
+                f"above codes[{index - 1}]'s {above!r} (the most probable first)"
+            )
+    return None
 
 
 @attrs.define
@@ -152,7 +168,7 @@ class CodesApi(heirloom.Api):
         where it was started (``serve``'s start, a hot swap), as the other shipped apis ask theirs."""
         if (model := models.get(self.model)) is None:
             return []
-        problem = answers_problem(model, [probe()], "[a probe query]", self.needs)
+        problem = answers_problem(model, [probe()], "[a probe query]", self._problem)
         return [refusal("model", model, self.api_type, problem, MEDICAL_DOC)] if problem else []
 
     def start(self, ctx: heirloom.Context) -> None:
@@ -197,13 +213,18 @@ class CodesApi(heirloom.Api):
         """RuntimeError naming what is wrong with one answer: the check asks about one probe record,
         and a model whose answers changed with the record passed it, then broke the reply schema
         (a KeyError) or, answering in another order, gave every patient another patient's answer."""
-        problem = shape_problem(answer, self.needs, "its prediction")
+        if (problem := self._problem(query, answer)) is not None:
+            raise RuntimeError(f"{type(model).__name__}: {problem} ({MEDICAL_DOC})")
+
+    def _problem(self, query: Query, answer: Any) -> str | None:
+        """What is wrong with the answer to ``query``, or None: its shape (``needs``, and no key
+        the reply's schema does not name), its ranking, its patient and encounter."""
+        problem = shape_problem(answer, self.needs, "its prediction") or ranking_problem(answer["codes"])
         if problem is None and answer["patient"] != query.record.id:
             problem = f"its prediction is for patient {answer['patient']!r:.80}, asked about {query.record.id!r}"
         if problem is None and query.encounter is not None and answer["encounter"] != query.encounter:
             problem = f"its prediction is for encounter {answer['encounter']!r:.80}, asked about {query.encounter!r}"
-        if problem is not None:
-            raise RuntimeError(f"{type(model).__name__}: {problem} ({MEDICAL_DOC})")
+        return problem
 
     def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
         """The reply to ``query`` from the model's answer (as it is, unless a subclass says)."""
