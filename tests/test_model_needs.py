@@ -269,6 +269,8 @@ ALLERGIC = {
         {"kind": "allergy", "code": "snomed:91936005", "display": PENICILLIN, "date": "2020-01-01"},
     ],
 }
+#: ALLERGIC's visit and sore throat, no allergy.
+TOLERANT = ALLERGIC["timeline"][:2]
 
 
 @pytest.mark.parametrize(
@@ -357,7 +359,12 @@ def test_the_medical_apis_serve_another_model_inline_and_the_treatment_api_withh
             penicillin = {"code": "rxnorm:834102", "display": "Penicillin V Potassium 500 MG Oral Tablet"}
             assert treated["codes"] == [] and treated["blocked"] == [{**penicillin, "allergies": [PENICILLIN]}]
             assert treated["unread_allergies"] == [] and treated["version"] == "team/t@1"
-            tolerant = {**ALLERGIC, "timeline": ALLERGIC["timeline"][:2]}
+            misspelt = {"kind": "allergy", "display": "Allergy to penicilin", "date": "2020-01-01"}
+            treated = client.call("treatment.recommend", {"record": {**ALLERGIC, "timeline": [*TOLERANT, misspelt]}})
+            # withheld by the typo rule and listed unread as well: one allergy both applied and not understood
+            assert treated["blocked"] == [{**penicillin, "allergies": [misspelt["display"]]}], treated
+            assert treated["unread_allergies"] == []
+            tolerant = {**ALLERGIC, "timeline": TOLERANT}
             treated = client.call("treatment.recommend", {"record": tolerant})
             assert [item["code"] for item in treated["codes"]] == ["rxnorm:834102"] and treated["blocked"] == []
             assert treated["codes"][0]["answers"] == [{"code": "snomed:43878008", "display": None}]

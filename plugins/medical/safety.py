@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -65,8 +66,9 @@ CROSS_REACTIVE = ("penicillin", "cephalosporin", "sulfonamide", "nsaid")
 _CLASS_OF = {member: name for name in CROSS_REACTIVE for member in CLASSES[name]}
 #: Words of allergens that are no drug (food, animals, plants, insects, materials): a part of
 #: a display made of these words only is read, and rules out no drug. Any other part whose
-#: substance is no drug this module or the model knows (a brand it lacks, a typo, a class it
-#: has no list for, "milk of magnesia") is unread: listed for a person.
+#: substance is no drug this module or the model knows (a brand it lacks, a class it has no
+#: list for, "milk of magnesia") is unread: listed for a person. A typo of a drug it knows is
+#: read as that drug (``_corrected``).
 _NOT_DRUG_TEXT = """
     dander animal animals cat cats dog dogs horse hair feathers pollen pollens grass grasses tree trees weed
     ragweed mould mold moulds molds house dust mite mites nut nuts peanut peanuts walnut walnuts almond almonds
@@ -82,6 +84,8 @@ _DASH = re.compile(f"[{_DASHES}]")
 _WORDS = re.compile(f"[\\s,{_DASHES}]+")
 #: Names this long that differ by a letter are one drug misspelt (``simvistatin``), never two.
 TYPO_LENGTH, TYPO_RATIO = 8, 0.9
+#: Where an allergy's words are the ones the typo rule compares.
+_TOKEN = re.compile(f"[^\\s,{_DASHES}]+")
 #: The shortest word of an allergy taken as a substance of its own ("naproxen sodium" is
 #: naproxen): shorter ones ("b", "acid") matched unrelated drugs' names.
 WORD_SUBSTANCE_LENGTH = 6
@@ -168,6 +172,8 @@ _SALT_TEXT = """sodium potassium calcium hydrochloride hcl sulfate sulphate acet
     tartrate maleate fumarate besylate mesylate bitartrate bromide chloride valerate monohydrate dihydrate
     trihydrate macrocrystals hyclate hydrobromide propionate dipropionate"""
 SALT_WORDS = frozenset(_SALT_TEXT.split())
+#: The words that never stand for a substance alone (built once: each word of a display is asked).
+NO_SUBSTANCE_WORDS = FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS | GENERIC_WORDS
 
 
 def ingredients(display: str | None) -> frozenset[str]:
@@ -243,7 +249,7 @@ def _forms(word: str) -> tuple[str, ...]:
 
 def _names_a_substance(word: str) -> bool:
     """Whether a word of an allergy or an ingredient name can stand for a substance of its own."""
-    return len(word) >= WORD_SUBSTANCE_LENGTH and word not in FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS | GENERIC_WORDS
+    return len(word) >= WORD_SUBSTANCE_LENGTH and word not in NO_SUBSTANCE_WORDS
 
 
 def _widened(found: set[str]) -> frozenset[str]:
@@ -254,8 +260,16 @@ def _widened(found: set[str]) -> frozenset[str]:
 
 
 def substances(display: str | None) -> frozenset[str]:
-    """The substances an allergy display rules out (each allergy it names, its class widened), lower case."""
-    return _widened(set().union(*(_part_substances(part) for part in allergy_parts(display))))
+    """The substances an allergy display rules out (each allergy it names, as written and with its
+    typos of known drugs mended: ``_corrected``; its class widened), lower case."""
+    return _widened(
+        set().union(
+            *(
+                _part_substances(part) | _part_substances(_corrected(part, TYPO_NAMES))
+                for part in allergy_parts(display)
+            )
+        )
+    )
 
 
 def allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
@@ -310,6 +324,54 @@ KNOWN_DRUGS = frozenset(
     [*CLASSES, *(m for members in CLASSES.values() for m in members), *BRANDS, *ALLERGY_CODES.values()]
     + [i for parts in BRANDS.values() for i in parts]
 )
+#: The words of those names an allergy's typo is read as (``_corrected``): "penicilin" is penicillin.
+TYPO_NAMES = frozenset(word for name in KNOWN_DRUGS for word in _WORDS.split(name) if _names_a_substance(word))
+
+
+@functools.lru_cache(maxsize=8)
+def _typo_names(firsts: frozenset[str]) -> frozenset[str]:
+    """TYPO_NAMES and the first words of other drugs' ingredient names (``firsts``), those the
+    typo rule of ``conflicts`` compares an allergy with."""
+    return TYPO_NAMES | firsts
+
+
+@functools.lru_cache(maxsize=8)
+def _by_length(names: frozenset[str]) -> dict[int, tuple[str, ...]]:
+    """``names`` the typo rule compares (TYPO_LENGTH letters or more) by length, in order: a word
+    is compared with names of nearly its length only."""
+    found: dict[int, list[str]] = {}
+    for name in sorted(names):
+        if len(name) >= TYPO_LENGTH:
+            found.setdefault(len(name), []).append(name)
+    return {length: tuple(group) for length, group in found.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _corrected(part: str, names: frozenset[str]) -> str:
+    """``part`` with each word that misspells one of ``names`` (``_typo``), and names none of them
+    as written or in the singular, replaced by the nearest such name: one reading of a typo for
+    what an allergy rules out and for whether it is read ("Allergy to penicilin" withheld
+    penicillin V by the typo rule, was listed unread too, and let amoxicillin through)."""
+
+    def mended(match: re.Match[str]) -> str:
+        word = match.group()
+        forms = _forms(word)
+        if any(form in names or form in CLASSES or form in BRANDS for form in forms):
+            return word
+        return next((name for form in forms if (name := _misspelt(form, names))), word)
+
+    return _TOKEN.sub(mended, part)
+
+
+@functools.lru_cache(maxsize=4096)
+def _misspelt(word: str, names: frozenset[str]) -> str | None:
+    """The name of ``names`` that ``word`` misspells (``_typo``; the nearest), or None."""
+    if not _names_a_substance(word):
+        return None
+    by_length = _by_length(names)
+    near = (name for length in range(len(word) - 2, len(word) + 3) for name in by_length.get(length, ()))
+    found = [(difflib.SequenceMatcher(None, name, word).ratio(), name) for name in near if _typo(name, word)]
+    return max(found)[1] if found else None
 
 
 def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[Iterable[str]] = ()) -> list[str]:
@@ -317,14 +379,18 @@ def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[I
     code the filter does not know; else a display over MAX_ALLERGY_CHARS, or with a part that
     names no drug (``KNOWN_DRUGS``, the ``drugs``' ingredients, a class) and is no non-drug
     allergen (``NOT_DRUG_WORDS``), or one with a word besides that is no salt or filler word.
-    "Allergy to Augmentin" before the brand was known, a misspelt "penicilin", "penicilin with
-    codeine" (codeine read, the rest not), "fish oil", "Antibiotic allergy": a person checks them."""
-    known = KNOWN_DRUGS | {ingredient for parts in drugs for ingredient in parts}
+    A word that misspells a known drug, or the first word of one of ``drugs``' ingredients, is read
+    as that drug (``_corrected``), as ``conflicts`` rules it out. "Allergy to Augmentin" before the
+    brand was known, "penicillin with Zyvox" (penicillin read, the rest not), "fish oil",
+    "Antibiotic allergy": a person checks them."""
+    given = {ingredient for parts in drugs for ingredient in parts if ingredient}
+    known = KNOWN_DRUGS | given
     drug_words, names = _drug_words(known), _spaced_names(known)
+    typos = _typo_names(frozenset(ingredient.split()[0] for ingredient in given))
     read, left = read_allergies(allergies)
     missing = {f"{left} allergies past the first {len(read)}"} if left else set()
     for code, display in read:
-        parts = allergy_parts(display)
+        parts = [_corrected(part, typos) for part in allergy_parts(display)]  # as conflicts() reads a typo
         if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
         if not all(_WORDS.sub(" ", part) in names or _read(part, drug_words) for part in parts):
@@ -382,8 +448,24 @@ def _same_substance(ingredient: str, substance: str) -> bool:
         return True
     if _names_a_substance(substance) and substance in ingredient.split():  # estradiol in ethinyl estradiol
         return True
-    first = ingredient.split()[0]  # a typo: names this long, of nearly one length (cheap to rule out first)
-    if len(first) < TYPO_LENGTH or abs(len(first) - len(substance)) > 2:
+    return _typo(ingredient.split()[0], substance)
+
+
+@functools.lru_cache(maxsize=8192)
+def _letters(word: str) -> int:
+    """The letters of ``word`` as bits (a letter of one word and not the other is at least one
+    letter ``difflib`` cannot match; two letters may share a bit, which only lowers the count)."""
+    return functools.reduce(operator.or_, (1 << (ord(letter) % 64) for letter in word), 0)
+
+
+def _typo(name: str, word: str) -> bool:
+    """Whether ``word`` is ``name`` (a drug's first word) misspelt: ``name`` has TYPO_LENGTH
+    letters or more, and they are of nearly one length and letters. The one rule for what a
+    typo rules out (``conflicts``) and whether it is read (``unread``, ``_corrected``)."""
+    if len(name) < TYPO_LENGTH or abs(len(name) - len(word)) > 2:  # cheap to rule out first
         return False
-    matcher = difflib.SequenceMatcher(None, first, substance)  # quick_ratio bounds ratio from above, cheaply
+    total = len(name) + len(word)  # letters in one and not the other bound ratio from above, cheaply
+    if (total - (_letters(name) ^ _letters(word)).bit_count()) / total < TYPO_RATIO:
+        return False
+    matcher = difflib.SequenceMatcher(None, name, word)  # so does quick_ratio, less cheaply
     return matcher.quick_ratio() >= TYPO_RATIO and matcher.ratio() >= TYPO_RATIO
