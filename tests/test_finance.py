@@ -66,6 +66,11 @@ def test_eval_on_other_test_records_than_the_stored_scores_says_so(trained):
     assert json.loads(other.stdout)["models"]["sentiment"]["same_records_as_trained"] is False  # for a script
     assert "finance/sentiment@1: these test records (" in other.stderr
     assert "not the ones it was scored on when trained (abcf322421b6)" in other.stderr  # 50Agree's test records
+    seen = json.loads(other.stdout)["models"]["sentiment"]["seen_in_training"]  # "may include" stood beside it
+    assert seen > 0 and f"its report counts {seen} of the scored examples as trained on" in " ".join(
+        other.stderr.split()
+    )
+    assert "may include ones it trained on" not in other.stderr
     renamed = write(  # a source under another name had no stored fingerprint to differ from: silent
         Path(trained["HEIRLOOM_HOME"]) / "renamed.toml",
         'extends = ["finance-sentiment"]\nproject = "finance"\n[sources.news]\nenabled = false\n'

@@ -811,6 +811,20 @@ def test_eval_prints_one_table_with_a_row_per_module(trained):
     assert "snomed:444814009 Viral sinusitis (disorder)" in result.stdout  # a per-label row
 
 
+def test_eval_on_a_wider_test_split_says_how_many_visits_were_trained_on(trained):
+    """Half the patients as test: eval said the records "may include ones it trained on" beside
+    the report's exact count of them."""
+    wider = ("--set", "sources.patients.test_fraction=0.5")
+    result = run_heirloom("eval", "medical-small", "diagnosis", "--json", *wider, env=trained, timeout=300)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["models"]["diagnosis"]
+    assert metrics["same_records_as_trained"] is False and metrics["seen_in_training"] > 0
+    said = " ".join(result.stderr.split())
+    assert "medical-small/diagnosis@1: these test records (" in said, said
+    counted = f"its report counts {metrics['seen_in_training']} of the scored examples as trained on by it or a"
+    assert counted in said and "may include ones it trained on" not in said, said
+
+
 def test_eval_json_has_the_asked_shape(trained):
     result = run_heirloom("eval", "medical-small", "--json", env=trained, timeout=300)
     assert result.returncode == 0, result.stderr

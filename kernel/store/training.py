@@ -436,11 +436,21 @@ def evaluate(
         if same is False:
             log.warning(
                 "%s: these %s records (%s) are not the ones it was scored on when trained (%s), so its figures "
-                "here are not comparable with its stored ones; the source's data or settings changed, and the "
-                "records may include ones it trained on",
+                "here are not comparable with its stored ones; the source's data or settings changed, and %s",
                 version,
                 split,
                 evaluation.fingerprint[:12],
                 stored[:12],
+                _trained_on(evaluation.report),
             )
         return version, evaluation.report, same
+
+
+def _trained_on(report: Report) -> str:
+    """How many of the records a report scored its version trained on: the count when the report
+    keeps one (``seen_in_training``; "may include" stood beside the exact count), else a maybe."""
+    seen = report.metrics.get(SEEN)
+    if not isinstance(seen, int) or isinstance(seen, bool):
+        return "the records may include ones it trained on"
+    trained = "as trained on by it or a version it inherits from"
+    return f"its report counts {seen or 'none'} of the scored examples {trained} ({SEEN})"
