@@ -67,7 +67,7 @@ def intent_terms(model: Any) -> IntentTerms | str:
 
 def intent_problem(prediction: Any, terms: IntentTerms) -> str | None:
     """What is wrong with one prediction of the intent model, or None."""
-    if problem := shape_problem(prediction, INTENT_NEEDS, "its prediction"):
+    if problem := shape_problem(prediction, INTENT_NEEDS, "its prediction", exact=False):
         return problem
     label, guess = prediction["label"], prediction["guess"]
     if label != terms.out_of_scope and label not in terms.labels:
@@ -90,7 +90,7 @@ def answer_ids(model: Any) -> frozenset[str] | str:
 
 def faq_problem(prediction: Any, ids: frozenset[str]) -> str | None:
     """What is wrong with one prediction of the retriever, or None."""
-    if problem := shape_problem(prediction, FAQ_NEEDS, "its prediction"):
+    if problem := shape_problem(prediction, FAQ_NEEDS, "its prediction", exact=False):
         return problem
     unknown = next((answer["id"] for answer in prediction["answers"] if answer["id"] not in ids), None)
     return None if unknown is None else f"its prediction's answer id {unknown!r:.80} is none of its document_ids()"
