@@ -449,8 +449,8 @@ def evaluate(
 def _trained_on(report: Report) -> str:
     """How many of the records a report scored its version trained on: the count when the report
     keeps one (``seen_in_training``; "may include" stood beside the exact count), else a maybe."""
-    seen = report.metrics.get(SEEN)
+    seen = report.metrics.get(SEEN_IN_TRAINING)
     if not isinstance(seen, int) or isinstance(seen, bool):
         return "the records may include ones it trained on"
     trained = "as trained on by it or a version it inherits from"
-    return f"its report counts {seen or 'none'} of the scored examples {trained} ({SEEN})"
+    return f"its report counts {seen or 'none'} of the scored examples {trained} ({SEEN_IN_TRAINING})"
