@@ -377,6 +377,18 @@ def test_a_nul_in_a_set_list_or_table_is_refused_as_in_a_quoted_text(tmp_path, k
         assert [str(problem) for problem in caught.value.problems] == [f"--set: {key}: {nul}"], value
 
 
+def test_a_set_value_that_is_more_than_one_toml_value_is_refused_not_cut(tmp_path):
+    """A line break in a --set value read its first value and dropped the rest, exit 0: a table
+    or key smuggled after it was neither set nor said."""
+    value = 'resources.threads=2\n[apis.x]\nuse = "echo"'
+    checked = run_heirloom("profile", "check", "minimal", "--set", value)
+    said = "--set: resources.threads: '2\\n[apis.x]\\nuse = \"echo\"' is more than one TOML value: a line break"
+    assert checked.returncode == 2 and said in checked.stderr, checked.stderr
+    # a value TOML writes over several lines is one value
+    spread = run_heirloom("profile", "show", "minimal", "--json", "--set", "description=\"\"\"two\nlines\"\"\"")
+    assert spread.returncode == 0, spread.stderr
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

@@ -16,9 +16,8 @@ from heirloom.core.system import System
 
 
 class Kernel:
-    """Isolated plugin state: build as many as you like (tests do). ``plugins`` registers extra
-    plugin objects directly (modules or instances with hookimpls); ``use_entry_points=False``
-    ignores installed plugins entirely."""
+    """Isolated plugin state: build as many as you like (tests do). ``plugins`` registers extra plugin objects
+    directly (modules or instances with hookimpls); ``use_entry_points=False`` ignores installed plugins entirely."""
 
     def __init__(self, *, plugins: Iterable[Any] = (), use_entry_points: bool = True, catalog_path: Path | None = None):
         self.plugins = PluginHost(use_entry_points=use_entry_points, plugins=plugins, catalog_path=catalog_path)

@@ -67,15 +67,17 @@ class SetValue:
             return text.strip().lower() in ("true", "yes", "1")
         else:
             try:
-                value = tomllib.loads(f"v = {text}")["v"]
+                value, *more = tomllib.loads(f"v = {text}").values()
             except tomllib.TOMLDecodeError:
                 if quoted:  # it kept its quotes, silently: "ab\q" (a backslash TOML writes \\)
                     shown = text if text.isprintable() else ascii(text)
                     said = 'in "..." write \\\\ for a backslash and \\" for a quote, or write the text without quotes'
                     raise ValueError(f"{shown} is in quotes but no TOML string: {said}") from None
-                value = text
+                value, more = text, []
             except ValueError:  # an integer Python cannot read: tomllib's words name no key
                 raise ValueError(TOO_LONG_INTEGER) from None
+            if more:  # '2\n[apis.x]\nuse = "echo"' set the table, unsaid
+                raise ValueError(f"{text!a} is more than one TOML value: a line break before another key or table")
         if _holds_nul(value):  # "\u0000" in a quoted one or one in a list or table, or a NUL Kernel.resolve got
             raise ValueError(HOLDS_NUL)
         return value

@@ -22,9 +22,8 @@ log = logging.getLogger("heirloom.core.system")
 
 
 def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> None:
-    """Run ``action`` on a helper thread; raise if it fails or outlives ``timeout``. A thread
-    cannot be killed: on timeout it is abandoned (daemon) and the caller goes on tearing down,
-    which is what a stuck ``start`` needs."""
+    """Run ``action`` on a helper thread; raise if it fails or outlives ``timeout``. A thread cannot be killed: on
+    timeout it is abandoned (daemon) and the caller goes on tearing down, which is what a stuck ``start`` needs."""
     failure: list[BaseException] = []
 
     def target() -> None:
