@@ -82,8 +82,9 @@ class EncoderModel(Tuning, heirloom.Model):
             self._encoder.to(self._device)
 
     def remember_texts(self, texts: list[str], parent: heirloom.State) -> None:
-        """Keeps the hashes of the ``texts`` trained on, and of those the ``parent`` had."""
-        self._seen = seen.texts_seen(texts, parent)
+        """Keeps the hashes of the ``texts`` trained on, and of those the ``parent`` had (none of ours
+        in a pretrained state, which names its ``origin``)."""
+        self._seen = seen.texts_seen(texts, parent, foreign="origin" in parent.metadata)
 
     def seen_tensors(self) -> dict[str, torch.Tensor]:
         """The state tensor of those hashes."""

@@ -238,7 +238,9 @@ class MultiLabelModel(heirloom.Model):
         metrics.update(self._extra_metrics(examples, answers))
         metrics["threshold"], metrics["l2"], metrics["blend"] = fitted.threshold, fitted.l2, fitted.blend
         known = seen.count_seen((one.record.id for one, _ in examples), fitted.seen)
-        metrics[heirloom.SEEN_IN_TRAINING] = known
+        said = seen.seen_report(
+            metrics, known, len(examples), "visits are of patients trained on", "the same patient ids"
+        )
         names = dict(fitted.names)
         for one, _ in examples:
             names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
@@ -246,7 +248,6 @@ class MultiLabelModel(heirloom.Model):
         how = "taken unvalidated (fewer than two training patients)" if unvalidated else "chosen on validation folds"
         title = f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g}"
         title += f" {how}"
-        said = seen.seen_warning(known, len(examples), "visits are of patients trained on", "the same patient ids")
         text = f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}"
         return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))
 
