@@ -58,8 +58,45 @@ def classifier_problems(field: str, model: Any, api: str, doc: str) -> list[tupl
     listed = list(labels) if isinstance(labels, Iterable) and not isinstance(labels, str | bytes | Mapping) else []
     if not listed or not all(isinstance(label, str) for label in listed):  # a numpy array of str is one
         return [refusal(field, model, api, f"its 'labels' is {_shown(labels)}, not a list of strings", doc)]
-    problem = prediction_problem(model, CLASSIFIER_NEEDS, listed)
+    known = frozenset(listed)  # a list: 50,000 labels took 50 s to check, quadratic
+    predictions, problem = probed(model)
+    for prediction in predictions or ():
+        problem = problem or classification_problem(prediction, known) or _unsendable(prediction)
     return [refusal(field, model, api, problem, doc)] if problem else []
+
+
+def classification_problem(prediction: Any, labels: frozenset[str]) -> str | None:
+    """What is wrong with one prediction the ``classify`` and ``label-monitor`` routes send, or None:
+    a label (a string; none of ``labels`` is a model's "I don't know") and probabilities mapping
+    its labels to numbers from 0 to 1. Checked on every answer: a model right on the probe then
+    sent None, NaN probabilities or a list for a label."""
+    if problem := prediction_problem_of(prediction, CLASSIFIER_NEEDS, "its prediction for a text"):
+        return problem
+    odd = ((k, v) for k, v in prediction["probabilities"].items() if not _probability(k, v, labels))
+    if (found := next(odd, None)) is not None:
+        said = f"{found[0]!r}: {_shown(found[1])}"
+        return f"its prediction's probabilities must map its labels to numbers from 0 to 1, got {said}"
+    return None
+
+
+def labels_of(model: Any) -> frozenset[str]:
+    """The labels a served classifier predicts (its check made sure they are strings)."""
+    return frozenset(getattr(model, "labels", ()))
+
+
+class PerInstance:
+    """``compute(model)``, worked out again only for another model instance (a hot swap serves a
+    new one): what a route reads of its model on every request, read once."""
+
+    def __init__(self, compute: Callable[[Any], Any]):
+        self._compute = compute
+        self._last: tuple[Any, Any] = (None, None)
+
+    def __call__(self, model: Any) -> Any:
+        last = self._last
+        if last[0] is not model:
+            self._last = last = (model, self._compute(model))
+        return last[1]
 
 
 def refusal(field: str, model: Any, api: str, problem: str, doc: str) -> tuple[str, str]:
@@ -85,35 +122,6 @@ def started(model: Any) -> bool:
     """Whether ``model`` was started (``Component.start`` keeps its context): only such a one is
     asked for an answer (see the module's docstring)."""
     return getattr(model, "ctx", None) is not None
-
-
-def prediction_problem(
-    model: Any,
-    needs: Mapping[str, str],
-    labels: Sequence[str] | None = None,
-    entries: Mapping[str, Mapping[str, str]] | None = None,
-) -> str | None:
-    """What is wrong with ``model.predict([PROBE])`` for an api reading ``needs`` (``{key: kind}``,
-    a kind of :data:`KINDS`) of each prediction, or None (None too for a model never started).
-    With ``labels``, the probabilities are numbers keyed by them; ``entries``: ``{key: needs}``
-    of each map in the list at ``key`` (a retriever's answers)."""
-    predictions, problem = probed(model)
-    if predictions is None:
-        return problem
-    prediction = predictions[0]
-    if not isinstance(prediction, Mapping):
-        return f"its prediction for a text is {_shown(prediction)}, not a map of {_keys(needs)}"
-    if problem := prediction_problem_of(prediction, needs, "its prediction for a text"):
-        return problem
-    for key, wanted in (entries or {}).items():
-        for entry in prediction[key][:1]:  # the probe may find none
-            if problem := prediction_problem_of(entry, wanted, f"its prediction's {key}[0]"):
-                return problem
-    if labels is not None:  # a label may be none of them: a model's "I don't know"
-        odd = [f"{k!r}: {_shown(v)}" for k, v in prediction["probabilities"].items() if not _probability(k, v, labels)]
-        if odd:
-            return f"its prediction's probabilities must map its labels to numbers from 0 to 1, got {odd[0]}"
-    return _unsendable(prediction)
 
 
 def probed(model: Any) -> tuple[Sequence[Any] | None, str | None]:
@@ -252,7 +260,7 @@ def _within(kind: str, value: Any) -> bool:
     return kind != "a number from 0 to 1" or 0 <= value <= 1
 
 
-def _probability(label: Any, value: Any, labels: Sequence[str]) -> bool:
+def _probability(label: Any, value: Any, labels: frozenset[str]) -> bool:
     """Whether ``value`` is ``label``'s chance: NaN, infinite and negative ones were served."""
     return label in labels and isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 

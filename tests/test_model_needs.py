@@ -172,7 +172,7 @@ def test_a_predict_that_never_answers_is_a_problem_not_a_start_that_never_ends(m
     monkeypatch.setattr(model_needs, "PROBE_SECONDS", 1.0)
     model = Hanging(data="rows")
     model.ctx = object()  # started
-    problem = model_needs.prediction_problem(model, model_needs.CLASSIFIER_NEEDS)
+    problem = model_needs.probed(model)[1]
     assert problem == "its predict(['Where is my order?', 'How do I reset my password?']) gave no answer within 1 s"
 
     class Raising(ToyClassifier):
@@ -181,12 +181,12 @@ def test_a_predict_that_never_answers_is_a_problem_not_a_start_that_never_ends(m
 
     model = Raising(data="rows")
     model.ctx = object()
-    problem = model_needs.prediction_problem(model, model_needs.CLASSIFIER_NEEDS)  # its words were said whole
+    problem = model_needs.probed(model)[1]  # its words were said whole
     assert problem.endswith(f"raised RuntimeError: boom {'x' * 192}...")
     counted = ToyClassifier(data="rows", mode="needs_start")
     counted.ctx, counted.calls = object(), 0
-    for needs in (model_needs.CLASSIFIER_NEEDS, {"label": "a string"}):  # classify, then its label monitor
-        assert model_needs.prediction_problem(counted, needs) is None
+    for api in ("classify", "label-monitor"):  # two apis on one model
+        assert model_needs.classifier_problems("model", counted, api, "doc") == []
     assert counted.calls == 1  # one probe per instance: a hung one kept each api waiting 60 s, one after another
 
 
@@ -486,3 +486,36 @@ def test_support_answers_are_sent_best_first_with_only_the_keys_the_reply_names(
         assert all(set(answer) == {"id", "question", "answer", "score"} for answer in answers)
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_classifier_answer_the_probe_never_saw_fails_its_request_naming_the_model(tmp_path):
+    """A model right on the probe then sent None for a text and NaN probabilities to clients (and
+    a monitor post failed with a TypeError naming nothing)."""
+    apis = '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n'
+    apis += '[apis.watch]\nuse = "label-monitor"\nmodel = "m"\nlabel = "a"\n'
+    profile, env = _profile(tmp_path, "toy-classifier", apis)
+    for mode, said in (
+        (
+            "none_later",
+            "ToyClassifier: its prediction for a text is NoneType None, not a map of 'label', 'probabilities'",
+        ),
+        (
+            "chances_later",
+            "ToyClassifier: its prediction's probabilities must map its labels to numbers from 0 to 1, "
+            "got 'a': float nan",
+        ),
+    ):
+        daemon = Daemon(tmp_path / mode, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env)
+        try:
+            daemon.wait_ready(timeout=60)
+            with daemon.client(timeout=10) as client:
+                for route, body in (
+                    ("sentiment.predict", {"texts": ["x", "y"]}),
+                    ("watch.post", {"items": [{"text": "x"}]}),
+                ):
+                    with pytest.raises(heirloom.RemoteError) as caught:
+                        client.call(route, body)
+                    assert caught.value.code == "INTERNAL" and said in str(caught.value), (route, str(caught.value))
+                assert client.call("sentiment.labels")["labels"] == ["a", "b"]  # it keeps serving
+        finally:
+            assert daemon.terminate() == 0

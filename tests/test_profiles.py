@@ -385,7 +385,7 @@ def test_a_set_value_that_is_more_than_one_toml_value_is_refused_not_cut(tmp_pat
     said = "--set: resources.threads: '2\\n[apis.x]\\nuse = \"echo\"' is more than one TOML value: a line break"
     assert checked.returncode == 2 and said in checked.stderr, checked.stderr
     # a value TOML writes over several lines is one value
-    spread = run_heirloom("profile", "show", "minimal", "--json", "--set", "description=\"\"\"two\nlines\"\"\"")
+    spread = run_heirloom("profile", "show", "minimal", "--json", "--set", 'description="""two\nlines"""')
     assert spread.returncode == 0, spread.stderr
 
 

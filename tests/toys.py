@@ -153,7 +153,8 @@ class ToyClassifier(ToyModel):
     float32: bool = False
     #: ``dunno``: labels every text ``dunno``, a label of none of its probabilities (an "I don't
     #: know"); ``needs_start``: predicts with what start sets; ``one``: one prediction whatever the
-    #: batch; ``chances``: probabilities that are none (NaN, infinite, negative). ``support``: an
+    #: batch; ``chances``: probabilities that are none (NaN, infinite, negative); after the first call
+    #: (the probe), ``chances_later`` and ``none_later`` (None for the last text). ``support``: an
     #: intent and FAQ answers in one; ``support_FLAW`` breaks them from the first call,
     #: ``support_FLAW_later`` after it (the probe): ``noid`` (an answer without its id), ``nan``
     #: (a NaN confidence), ``oos_in_scope`` (``dunno`` said in scope), ``unknown_id`` (an answer of
@@ -175,14 +176,16 @@ class ToyClassifier(ToyModel):
             import numpy
 
             chances = {label: numpy.float32(chance) for label, chance in chances.items()}
-        if self.mode == "needs_start":
+        if self.mode == "needs_start" or self.mode.startswith("support") or self.mode.endswith("_later"):
             self.calls += 1
         if self.mode.startswith("support"):
-            self.calls += 1
             return [self._support_answer(chances) for _ in batch]
-        if self.mode == "chances":
+        later = self.mode.endswith("_later") and self.calls > 1
+        if self.mode == "chances" or (self.mode == "chances_later" and later):
             chances = {"a": float("nan"), "b": float("-inf")}
         answers = [{"label": "dunno" if self.mode == "dunno" else "a", "probabilities": chances} for _ in batch]
+        if self.mode == "none_later" and later:
+            answers[-1] = None
         return answers[:1] if self.mode == "one" else answers
 
     def _support_answer(self, chances: dict[str, Any]) -> dict[str, Any]:

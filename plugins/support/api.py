@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import missing_members, predictions_of, probed, refusal
+from heirloom_plugins.model_needs import PerInstance, missing_members, predictions_of, probed, refusal
 from heirloom_plugins.support.queue import HandoffQueue
 from heirloom_plugins.support.vetting import (
     IntentTerms,
@@ -143,14 +143,12 @@ class SupportApi(heirloom.Api):
         return problem or next(filter(None, (vet(prediction, terms) for prediction in predictions or ())), None)
 
     def _terms_of(self, field: str, model: heirloom.Model) -> Any:
-        """The served model's labels (intent) or answer ids (faq), read once per instance (a hot
-        swap serves a new one); INTERNAL naming the model when they are wrong."""
-        cached = self._terms.get(field)
-        if cached is None or cached[0] is not model:
-            self._terms[field] = cached = (model, intent_terms(model) if field == "intent" else answer_ids(model))
-        if isinstance(cached[1], str):
-            raise self._broken(model, cached[1])
-        return cached[1]
+        """The served model's labels (intent) or answer ids (faq), read once per instance; INTERNAL
+        naming the model when they are wrong."""
+        terms = self._terms[field](model)
+        if isinstance(terms, str):
+            raise self._broken(model, terms)
+        return terms
 
     def _broken(self, model: heirloom.Model, problem: str) -> heirloom.RequestError:
         return heirloom.RequestError("INTERNAL", f"{type(model).__name__}: {problem} ({SUPPORT_DOC})")
@@ -163,8 +161,7 @@ class SupportApi(heirloom.Api):
         self.handoff_bytes = self.handoff_max_mb << 20
         self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
-        #: Each model's terms (``_terms_of``), with the instance they were read from.
-        self._terms: dict[str, tuple[heirloom.Model, Any]] = {}
+        self._terms = {"intent": PerInstance(intent_terms), "faq": PerInstance(answer_ids)}
 
         @attrs.define
         class AnswerInput:

@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import classifier_problems, predictions_of
+from heirloom_plugins.model_needs import (
+    PerInstance,
+    classification_problem,
+    classifier_problems,
+    labels_of,
+    predictions_of,
+)
 
 #: Where a model of another type learns what this api reads of it.
 CLASSIFY_DOC = "docs/TEXT.md, 'Another model behind classify'"
@@ -127,6 +133,7 @@ class ClassifyApi(heirloom.Api):
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.handle = ctx.model(self.model)
+        self._labels = PerInstance(labels_of)
         self.input = predict_input(self.max_text_chars, self.max_texts)
         self.feedback_input = feedback_input(self.max_text_chars)
         path = self.feedback_log(ctx.project, ctx.name)
@@ -179,16 +186,19 @@ class ClassifyApi(heirloom.Api):
             ),
         ]
 
-    def predict_batch(self, inputs: list[Any]) -> list[heirloom.Versioned]:
+    def predict_batch(self, inputs: list[Any]) -> list[heirloom.Versioned | heirloom.RequestError]:
         model, version = heirloom.served_model(self.handle)
         texts = [text for body in inputs for text in ([body.text] if body.text is not None else body.texts)]
-        predictions = iter(predictions_of(model, texts))
-        results = []
+        predictions, labels = iter(predictions_of(model, texts)), self._labels(model)
+        results: list[heirloom.Versioned | heirloom.RequestError] = []
         for body in inputs:
-            if body.text is not None:
-                results.append(heirloom.Versioned({**next(predictions), "version": version}, version))
+            batch = [next(predictions) for _ in ([body.text] if body.text is not None else body.texts)]
+            if problem := next(filter(None, (classification_problem(p, labels) for p in batch)), None):
+                message = f"{type(model).__name__}: {problem} ({CLASSIFY_DOC})"  # this request fails, not the batch
+                results.append(heirloom.RequestError("INTERNAL", message))
+            elif body.text is not None:
+                results.append(heirloom.Versioned({**batch[0], "version": version}, version))
             else:
-                batch = [next(predictions) for _ in body.texts]
                 results.append(heirloom.Versioned({"predictions": batch, "version": version}, version))
         return results
 

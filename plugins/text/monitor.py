@@ -28,7 +28,13 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import classifier_problems, predictions_of
+from heirloom_plugins.model_needs import (
+    PerInstance,
+    classification_problem,
+    classifier_problems,
+    labels_of,
+    predictions_of,
+)
 from heirloom_plugins.text.api import CLASSIFY_DOC
 
 #: Texts of matching items kept for an alert's examples (the newest ones).
@@ -111,6 +117,7 @@ class LabelMonitorApi(heirloom.Api):
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
         self.handle = ctx.model(self.model)
+        self._labels = PerInstance(labels_of)
         self.input = post_input(self.max_text_chars, self.max_items)
         self._lock = threading.Lock()
         self._times: list[float] = []  # sorted item times
@@ -144,7 +151,9 @@ class LabelMonitorApi(heirloom.Api):
         now = time.time()
         times = [_timestamp(item.time, position, now, self.max_future) for position, item in enumerate(body.items)]
         model, version = heirloom.served_model(self.handle)
-        predictions = predictions_of(model, [item.text for item in body.items])
+        predictions, labels = predictions_of(model, [item.text for item in body.items]), self._labels(model)
+        if problem := next(filter(None, (classification_problem(p, labels) for p in predictions)), None):
+            raise heirloom.RequestError("INTERNAL", f"{type(model).__name__}: {problem} ({CLASSIFY_DOC})")
         # the reply is made before the state changes: a prediction it cannot read fails the request alone
         labelled = [{"label": p["label"], "probability": _probability(p)} for p in predictions]
         with self._lock:  # nothing above changed any state: a refused request leaves it whole
