@@ -390,6 +390,22 @@ def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
         list(StackFaqSource(path=str(tmp_path / "unanswered.xml"), train_queries=2).records("test"))
 
 
+def test_a_blank_faq_answer_keeps_the_others_ids_and_a_split_leaving_no_training_query_is_refused(tmp_path, caplog):
+    """A blank second answer was dropped unsaid and the third became faq-a/2, so a person's
+    resolution naming faq-a/3 was refused; validation_queries equal to train_queries left the
+    retriever no training paraphrase, accepted."""
+    faq = _faq_xml(("faq-a", 4)).replace(
+        "<answer>Answer 0.</answer>", "<answer>One.</answer><answer> </answer><answer>Three.</answer>"
+    )
+    write(tmp_path / "faq.xml", faq)
+    with caplog.at_level(logging.WARNING, logger="heirloom.support"):
+        records = list(StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2).records("train"))
+    assert [r["id"] for r in records if r["role"] == "document"] == ["faq-a/1", "faq-a/3"]
+    assert "<qapair> 1 ('faq-a'): blank <answer> [2] left out" in caplog.text
+    with pytest.raises(ValueError, match=r"'validation_queries' \(2\) must be below 'train_queries' \(2\)"):
+        StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2, validation_queries=2)
+
+
 def test_a_faq_file_with_a_namespace_is_read_and_threads_without_a_test_query_are_said(tmp_path, caplog):
     """A root with ``xmlns="..."`` was 'no <qapair> threads'; a thread with no more paraphrases
     than train_queries got no test query, and data stats counted one fewer without a word."""

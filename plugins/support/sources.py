@@ -70,16 +70,18 @@ class StackFaqSource(heirloom.Source):
     seed: int = 0
 
     def __attrs_post_init__(self) -> None:
-        if self.validation_queries > self.train_queries:
-            raise ValueError(
-                f"'validation_queries' ({self.validation_queries}) must be <= 'train_queries' ({self.train_queries})"
+        if self.validation_queries and self.validation_queries >= self.train_queries:
+            raise ValueError(  # equal left no training paraphrase: the retriever trained on documents alone
+                f"'validation_queries' ({self.validation_queries}) must be below 'train_queries' "
+                f"({self.train_queries}): the training paraphrases it leaves train the retriever"
             )
 
     def splits(self) -> list[str]:
         return list(SPLITS) if self.validation_queries else ["train", "test"]
 
     def threads(self) -> list[dict[str, Any]]:
-        """``{"label", "question", "answers", "queries"}`` per thread, in file order."""
+        """``{"label", "question", "answers", "queries"}`` per thread, in file order (``answers``: by
+        their place in the thread, from 1; a blank one is left out, with a warning)."""
         file = self._file()
         try:
             root = ElementTree.parse(file).getroot()
@@ -95,9 +97,12 @@ class StackFaqSource(heirloom.Source):
                 raise heirloom.HeirloomError(f"{file}: <qapair> {number}: id {label[:120]!r} {problem}")
             seen.add(label)
             queries = [_text(r) for r in pair.iter("rephr")]
-            answers = [_text(a) for a in pair.iter("answer") if _text(a)]
+            written = [_text(a) for a in pair.iter("answer")]
+            answers = {n: text for n, text in enumerate(written, 1) if text}  # ids keep their place: label/2 is the 2nd
             if not answers:  # its paraphrases would train and test against no document
                 raise heirloom.HeirloomError(f"{file}: <qapair> {number} ({label!r}): no <answer> with text")
+            if blank := [n for n in range(1, len(written) + 1) if n not in answers]:
+                log.warning("%s: <qapair> %d (%r): blank <answer> %s left out", file, number, label, blank)
             threads.append(
                 {
                     "label": label,
@@ -142,7 +147,7 @@ class StackFaqSource(heirloom.Source):
         for thread in self.threads():
             label, queries = thread["label"], thread["queries"]
             if split in (None, "train"):
-                for number, answer in enumerate(thread["answers"], 1):
+                for number, answer in thread["answers"].items():
                     yield {
                         "role": "document",
                         "id": f"{label}/{number}",
