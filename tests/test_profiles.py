@@ -389,6 +389,13 @@ def test_a_set_value_that_is_more_than_one_toml_value_is_refused_not_cut(tmp_pat
     assert spread.returncode == 0, spread.stderr
 
 
+def test_profile_show_prints_a_set_value_that_does_not_validate_as_it_was_typed():
+    """It printed ``SetValue(text='"a\\u0000b"')``, a Python repr, in the table and in --json."""
+    shown = run_heirloom("profile", "show", "minimal", "--json", "--set", 'description="a\\u0000b"')
+    assert shown.returncode == 2 and "--set: description: holds a NUL character" in shown.stderr
+    assert json.loads(shown.stdout)["profile"]["description"] == '"a\\u0000b"'
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

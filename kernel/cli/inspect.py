@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from heirloom.cli.common import (
 )
 from heirloom.cli.options import set_option
 from heirloom.core.errors import HeirloomError, ProfileError
-from heirloom.core.profile import MASK
+from heirloom.core.profile import MASK, SetValue
 from heirloom.core.schema import DEFAULT_RESOURCES, validate
 from heirloom.store.checks import reference_problems, served_model_problems
 from heirloom.store.training import profile_digest
@@ -131,7 +130,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         project, digest, problems = resolved.project, profile_digest(resolved), None
     except ProfileError as exc:
         project, digest, problems = str(raw.data.get("project") or raw.name), None, exc
-    data = raw.data if show_secrets else _masked(raw.data, raw.secrets)
+    data = _masked(raw.data, set() if show_secrets else raw.secrets)
     provenance = dict(raw.provenance)
     if "resources.use" not in provenance and isinstance(data.setdefault("resources", {}), dict):
         data["resources"].setdefault("use", DEFAULT_RESOURCES)  # what runs when no file names a manager
@@ -160,8 +159,9 @@ KERNEL_DEFAULT = "(kernel default)"
 
 
 def _masked(data: dict, secrets: set[str]) -> dict:
-    """A copy of ``data`` with the values at the ``secrets`` keys replaced by MASK."""
-    masked = copy.deepcopy(data)
+    """A copy of ``data`` as shown: the values at the ``secrets`` keys replaced by MASK, a ``--set``
+    value that did not validate as typed (its repr, ``SetValue(text=...)``, was shown)."""
+    masked = _typed_as_written(data)
     for key in secrets:
         *parents, last = key.split(".")
         node = masked
@@ -169,6 +169,14 @@ def _masked(data: dict, secrets: set[str]) -> dict:
             node = node[part]
         node[last] = MASK
     return masked
+
+
+def _typed_as_written(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _typed_as_written(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_typed_as_written(value) for value in node]
+    return node.text if isinstance(node, SetValue) else node
 
 
 def _lookup(data: dict, key: str) -> Any:
