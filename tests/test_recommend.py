@@ -231,6 +231,26 @@ def test_titles_written_without_spaces_are_read_two_characters_at_a_time():
     assert spaced == [("title", "miso"), ("title", "ramen"), ("genre", "noodles")]  # as before
 
 
+def test_similar_text_reads_titles_and_genres_in_unicode_nfc_whichever_form_either_side_wrote(tmp_path):
+    """``Scho\u0308ne`` (decomposed, as macOS sends it) found nothing where ``Schöne`` found the
+    mugs, and a catalogue written decomposed matched decomposed queries only."""
+    composed, decomposed = ("Sch\u00f6ne", "K\u00fcche"), ("Scho\u0308ne", "Ku\u0308che")
+    for form, (written, kind) in (("nfc", composed), ("nfd", decomposed)):
+        items = "item,title,genres\n" + "".join(
+            f"m{n},{written} Tasse {n},{kind}\n" if n % 2 else f"t{n},Green tea {n},Tea\n" for n in range(12)
+        )
+        rated = [f"u{u},{'m' if u % 2 else 't'}{n}" for u in range(12) for n in range(12) if n % 2 == u % 2]
+        source = ratings_csv(tmp_path / form, "user,item\n" + "\n".join(rated) + "\n", items, value_column="")
+        model = HybridRecommender(data="ratings", **FIXED)
+        model.fit(source.records("train"))
+        for title, genre in (composed, decomposed):
+            found = [
+                *model.similar_text(ItemText(title, None, ()), 3),
+                *model.similar_text(ItemText("", None, (genre,)), 3),
+            ]
+            assert {model.catalogue.ids[item][0] for item, _ in found} == {"m"}, (form, ascii(title), found)
+
+
 def test_drop_cold_removes_the_cold_movies_and_their_ratings(movielens):
     kept = MovieLensSource(path=movielens, drop_cold=True)
     cold = {r["item"] for r in MovieLensSource(path=movielens).records("test") if r["type"] == "item" and r["cold"]}

@@ -13,6 +13,7 @@ into rows whose inner products say how alike two items read.
 
 from __future__ import annotations
 
+import unicodedata
 import zlib
 from collections.abc import Container, Sequence
 from typing import Any
@@ -96,14 +97,15 @@ class SparseRows:
 
 
 def tokens(text: ItemText) -> list[tuple[str, str]]:
-    """``(block, token)`` pairs of an item: title words, year buckets, genres."""
-    title = TITLE_YEAR.sub("", text.title).lower()
+    """``(block, token)`` pairs of an item: title words, year buckets, genres, in Unicode NFC
+    (macOS sends ``Schöne`` decomposed: it matched only a catalogue written the same way)."""
+    title = unicodedata.normalize("NFC", TITLE_YEAR.sub("", text.title).lower())
     found = [
         ("title", word) for run in letter_runs().findall(title) for word in words_of(run)
     ]  # 味噌ラーメン: 味噌, 噌ラ...
     if text.year is not None:
         found += [("year", f"{text.year}"), ("year", f"{text.year // 5 * 5}s5"), ("year", f"{text.year // 10 * 10}s")]
-    found += [("genre", genre.lower()) for genre in text.genres]
+    found += [("genre", unicodedata.normalize("NFC", genre.lower())) for genre in text.genres]
     return found
 
 
