@@ -563,6 +563,7 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
         ("user,item,rating\nann,a,\n", None, r"ratings\.csv:2: the 'rating' column is '', not a finite number"),
         ("user,item,rating\nann,a,5\nann,b\n", None, r"ratings\.csv:3: the row has 2 fields, the header 3"),
         ("user,item,rating,time\nann,a,5,soon\n", None, r"ratings\.csv:2: the 'time' column is 'soon', not a Unix"),
+        ("user,item,rating,time\nann,a,5,-1\n", None, r"ratings\.csv:2: the 'time' column is '-1', a Unix time before"),
         (
             "user,item,rating\nann,a,5\nann,z,4\n",
             "item,title\na,Tea\n",
@@ -654,6 +655,17 @@ def test_the_latest_holdout_of_a_csv_goes_by_each_pairs_last_time_and_breaks_tie
     assert split_of("reversed", rows[::-1]) == split  # not file order
     tied = {frozenset(split_of(f"seed{seed}", rows, seed)["test"] & {("bob", "x"), ("bob", "y")}) for seed in range(8)}
     assert len(tied) == 2  # the seed breaks the tie, not the ids
+
+
+def test_an_eight_digit_time_that_is_a_date_is_that_date_not_unix_seconds_of_1970(tmp_path):
+    """``20240305`` (ISO 8601's basic form) was read as seconds, 1970-08-23, so the newest rating
+    of a latest split was taken for the oldest."""
+    rows = "user,item,rating,time\nu1,a,5,2024-03-01\nu1,b,4,2024-03-02\nu1,c,4,2024-03-03\nu1,d,4,20240305\n"
+    source = ratings_csv(tmp_path, rows, holdout="latest", cold_fraction=0)
+    assert [r["time"] for r in source.records()][-1] == 1709596800  # 2024-03-05T00:00:00Z
+    assert interactions(source, "test") == [("u1", "d")]
+    seconds = ratings_csv(tmp_path / "s", "user,item,rating,time\nu1,a,5,20241345\nu1,b,5,12345678\n")
+    assert [r["time"] for r in seconds.records()] == [20241345, 12345678]  # no date: Unix seconds, as written
 
 
 def test_a_bad_holdout_is_a_profile_error_naming_the_key_and_latest_needs_every_ratings_time(tmp_path, data_dir):

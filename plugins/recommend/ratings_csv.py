@@ -167,24 +167,41 @@ def _plain_number(text: str) -> str:
 
 def _time(cell: str | None, column: str, where: str) -> float | int | None:
     """A Unix time as written (seconds), or an ISO 8601 date or date-time as one (UTC unless
-    it says otherwise); None without a time column or in a blank cell."""
+    it says otherwise); None without a time column or in a blank cell. Eight digits that are a
+    date of 1900-2100 (``20240305``, ISO 8601's basic form) are that date: as seconds they
+    were 1970-1973, before any rating data, and reordered a latest split."""
     text = (cell or "").strip()
     if not text:
         return None
-    for parse in (int, float):
-        try:
-            stamp = parse(_plain_number(text))
-        except ValueError:
-            continue
-        if math.isfinite(stamp) and abs(stamp) >= MILLISECONDS:
-            raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}: milliseconds? give seconds")
-        if math.isfinite(stamp):
-            return stamp
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
+    moment = _basic_date(text)
     if moment is None:
-        raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date")
+        for parse in (int, float):
+            try:
+                stamp = parse(_plain_number(text))
+            except ValueError:
+                continue
+            if not math.isfinite(stamp):
+                continue
+            if stamp < 0:  # a -1 for "unknown" sorted as the oldest rating
+                raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}, a Unix time before 1970")
+            if stamp >= MILLISECONDS:
+                raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}: milliseconds? give seconds")
+            return stamp
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise heirloom.HeirloomError(
+                f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date"
+            ) from None
     stamp = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     return int(stamp) if stamp.is_integer() else stamp
+
+
+def _basic_date(text: str) -> datetime | None:
+    """``YYYYMMDD`` of the years 1900 to 2100, or None."""
+    if not (re.fullmatch(r"[0-9]{8}", text) and 1900 <= int(text[:4]) <= 2100):
+        return None
+    try:
+        return datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        return None
