@@ -130,6 +130,7 @@ def test_a_utf8_catalogue_reads_right_and_a_rating_of_an_unknown_movie_names_its
         ("u.data", "1\t1\tnan\t881250949\n", r"u\.data:1: the rating is 'nan', not a finite number"),
         ("u.data", "1\t1\tinf\t881250949\n", r"u\.data:1: the rating is 'inf'"),
         ("u.data", " \t1\t4\t881250949\n", r"u\.data:1: the user id is blank"),
+        ("u.data", "\n", r"movielens source: \S+u\.data holds no ratings"),
         (
             "u.item",
             "1|Heat (1995)|01-Jan-1995||url|0|1\n1|Heat again|01-Jan-1995||url|0|1\n",
@@ -564,6 +565,7 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
         ("user,item,rating\nann,a,5\nann,b\n", None, r"ratings\.csv:3: the row has 2 fields, the header 3"),
         ("user,item,rating,time\nann,a,5,soon\n", None, r"ratings\.csv:2: the 'time' column is 'soon', not a Unix"),
         ("user,item,rating,time\nann,a,5,-1\n", None, r"ratings\.csv:2: the 'time' column is '-1', a Unix time before"),
+        ("user,item,rating\n\n", "item,title\na,Tea\n", r"ratings-csv source: \S+ratings\.csv holds no ratings"),
         (
             "user,item,rating\nann,a,5\nann,z,4\n",
             "item,title\na,Tea\n",

@@ -122,6 +122,10 @@ class SplitRatingsSource(heirloom.Source):
         if cached is None or cached[0] != key:
             items = self.read_catalogue()
             ratings = self.read_ratings(items)
+            if not ratings:  # an export cut short trained on the recorded events alone, and was served
+                raise heirloom.HeirloomError(
+                    f"{self.source_type} source: {paths[0]} holds no ratings: nothing to split"
+                )
             pairs = [(user, item) for user, item, _, _ in ratings]
             times = latest_times((u, i, stamp) for u, i, _, stamp in ratings) if self.holdout == "latest" else None
             test = per_user_holdout(pairs, self.test_fraction, self.seed, "test", times)
