@@ -474,6 +474,20 @@ def test_an_item_nobody_had_in_training_is_similar_to_what_its_text_resembles_no
     assert popular not in {position for position, _ in ranked} and len(ranked) == 11
 
 
+def test_similar_text_finds_no_items_when_its_look_alikes_have_no_neighbours(tmp_path):
+    """A text matching only an item one user bought alone got the catalogue's first k items at
+    score 0.0; an item nobody had lends its words to no text (the docs said any catalogue item)."""
+    items = "item,title,genres\n" + "".join(f"m{i},Film number {i} (1995),Drama\n" for i in range(20))
+    items += "g1,Solar gadget (2025),Gadgets\nnew,Lunar widget (2030),Widgets\n"
+    rated = [f"u{u},m{i}" for u in range(30) for i in range(20) if (u + i) % 4 == 0] + ["solo,g1"]
+    source = ratings_csv(tmp_path, "user,item\n" + "\n".join(rated) + "\n", items, value_column="", cold_fraction=0)
+    model = HybridRecommender(data="ratings", **FIXED)
+    model.fit(source.records("train"))
+    assert model.similar_text(ItemText("Solar gadget", None, ("Gadgets",)), 3) == []
+    assert model.similar_text(ItemText("Lunar widget (2030)", 2030, ("Widgets",)), 3) == []
+    assert len(model.similar_text(ItemText("Film number 3", None, ("Drama",)), 3)) == 3
+
+
 def test_ratings_csv_reads_its_columns_years_genres_and_times(tmp_path):
     items = (
         "sku;name;tags;year\n"

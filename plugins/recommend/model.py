@@ -259,7 +259,10 @@ class HybridRecommender(heirloom.Model):
         """Catalogue items for a new item known only by its text: its column of ``B``,
         predicted by the text tower, turned into its row (what a user who has it should
         see next, as ``similar`` ranks). Scores order the items; their scale is arbitrary.
-        A text that shares no feature with a catalogue item resembles none: no items."""
+        A text that shares no feature with an item someone had resembles none: no items. An
+        item the text says nothing about (score exactly 0) is left out, so a text that resembles
+        only items nobody had with another one gets no items either, not the catalogue's first
+        ``k`` at 0."""
         fitted = self._require()
         postings, vocabulary = self._postings(fitted)
         buckets, values = fitted.tower.encode([text], vocabulary).row(0)
@@ -271,7 +274,9 @@ class HybridRecommender(heirloom.Model):
             similarity[rows] += value * weights
         if not similarity.any():
             return []
-        return _best(fitted.hybrid.text_map @ similarity / fitted.hybrid.diagonal, k)
+        row = fitted.hybrid.text_map @ similarity / fitted.hybrid.diagonal
+        row[row == 0] = -np.inf
+        return _best(row, k)
 
     def _postings(self, fitted: Fitted) -> tuple[SparseRows, frozenset[tuple[str, str]]]:
         """bucket -> warm items with that feature, and the tokens of those items (a text's
