@@ -311,6 +311,9 @@ def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path
     lines.write_bytes('{"text": "Profit rose", "label": "positive"}\n'.encode("utf-16"))
     with pytest.raises(heirloom.HeirloomError, match=r"UTF-16 byte-order mark; JSON lines are UTF-8: convert it"):
         list(JsonlSource(train=str(lines)).records())
+    lines.write_bytes('{"text": "Profit rose", "label": "positive"}\n'.encode("utf-16-le"))  # no mark: "column 2"
+    with pytest.raises(heirloom.HeirloomError, match=r"news.jsonl:1: invalid JSON .* looks like UTF-16 text: convert"):
+        list(JsonlSource(train=str(lines)).records())
     path.write_text("text,label\nA line\u0085ends,positive\nUn café,positive\n")  # UTF-8 holding U+0085 itself
     assert [r["text"] for r in CsvSource(train=str(path)).records()] == ["A line\u0085ends", "Un café"]
 

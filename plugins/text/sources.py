@@ -424,7 +424,9 @@ class JsonlSource(TextSource):
                     row = json.loads(line.rstrip("\r\n").removeprefix("\ufeff"))  # files joined, each with a BOM
                 except json.JSONDecodeError as exc:  # the file's line is ours; the decoder's, the record's
                     where = f"{path}:{number}: invalid JSON at column {exc.colno}"
-                    raise heirloom.HeirloomError(f"{where}: {exc.msg}") from None
+                    wide = "\0" in line  # every other byte NUL: UTF-16 without a byte-order mark
+                    hint = "; it looks like UTF-16 text: convert it (iconv -f utf-16le -t utf-8)" if wide else ""
+                    raise heirloom.HeirloomError(f"{where}: {exc.msg}{hint}") from None
                 if not isinstance(row, dict) or self.text_field not in row or self.label_field not in row:
                     raise heirloom.HeirloomError(
                         f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r} "
