@@ -85,7 +85,9 @@ def answer_ids(model: Any) -> frozenset[str] | str:
         ids = _strings(model.document_ids())
     except Exception as exc:  # noqa: BLE001 - the plugin's bug, said as the api's check
         return f"its document_ids() raised {type(exc).__name__}: {str(exc)[:200]}"
-    return frozenset(ids) if ids else "its document_ids() is not a list of strings (the ids of its answers)"
+    if ids is None:
+        return "its document_ids() is not a list of strings (the ids of its answers)"
+    return frozenset(ids) if ids else "its document_ids() is empty: a person could resolve with none of its answers"
 
 
 def faq_problem(prediction: Any, ids: frozenset[str]) -> str | None:
