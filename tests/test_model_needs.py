@@ -5,7 +5,9 @@ INTERNAL on every route; a classifier without ``labels`` silenced the label moni
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -458,34 +460,35 @@ def test_support_models_whose_answers_contradict_themselves_or_their_terms_are_r
     assert said in _refused(Daemon(tmp_path, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env))
 
 
-def test_a_support_answer_the_probe_never_saw_fails_that_request_naming_the_model_and_queues_nothing(tmp_path):
+@contextlib.contextmanager
+def _support_client(tmp_path: Path, mode: str) -> Iterator[heirloom.Client]:
+    """A client of a daemon serving the toy classifier in ``mode`` behind the support api."""
     profile, env = _profile(tmp_path, "toy-classifier", SUPPORT_API)
-    daemon = Daemon(tmp_path, "--set", "models.m.mode=support_oos_in_scope_later", profile=profile.read_text(), env=env)
+    daemon = Daemon(tmp_path, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env)
     try:
         daemon.wait_ready(timeout=60)
         with daemon.client(timeout=10) as client:
-            with pytest.raises(heirloom.RemoteError) as caught:
-                client.call("help.answer", {"text": "where?"})
-            assert caught.value.code == "INTERNAL"
-            assert "ToyClassifier: its prediction says in_scope True with the label 'dunno'" in str(caught.value)
-            assert client.call("help.handoffs", {})["open"] == 0
-            assert client.call("_health")["live"] is True
+            yield client
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_support_answer_the_probe_never_saw_fails_that_request_naming_the_model_and_queues_nothing(tmp_path):
+    with _support_client(tmp_path, "support_oos_in_scope_later") as client:
+        with pytest.raises(heirloom.RemoteError) as caught:
+            client.call("help.answer", {"text": "where?"})
+        assert caught.value.code == "INTERNAL"
+        assert "ToyClassifier: its prediction says in_scope True with the label 'dunno'" in str(caught.value)
+        assert client.call("help.handoffs", {})["open"] == 0
+        assert client.call("_health")["live"] is True
 
 
 def test_support_answers_are_sent_best_first_with_only_the_keys_the_reply_names(tmp_path):
     """A key of the model's own inside each answer (a file path) reached every client."""
-    profile, env = _profile(tmp_path, "toy-classifier", SUPPORT_API)
-    daemon = Daemon(tmp_path, "--set", "models.m.mode=support_extras", profile=profile.read_text(), env=env)
-    try:
-        daemon.wait_ready(timeout=60)
-        with daemon.client(timeout=10) as client:
-            answers = client.call("help.answer", {"text": "where?"})["answers"]
-        assert [answer["id"] for answer in answers] == ["t/2", "t/1"]
-        assert all(set(answer) == {"id", "question", "answer", "score"} for answer in answers)
-    finally:
-        assert daemon.terminate() == 0
+    with _support_client(tmp_path, "support_extras") as client:
+        answers = client.call("help.answer", {"text": "where?"})["answers"]
+    assert [answer["id"] for answer in answers] == ["t/2", "t/1"]
+    assert all(set(answer) == {"id", "question", "answer", "score"} for answer in answers)
 
 
 def test_a_classifier_answer_the_probe_never_saw_fails_its_request_naming_the_model(tmp_path):
