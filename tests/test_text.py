@@ -383,6 +383,22 @@ def test_labels_of_a_file_in_another_unicode_form_are_an_error_and_look_alikes_a
     ]
 
 
+def test_labels_that_differ_only_by_case_spaces_or_underscores_are_said_once_each(tmp_path, caplog):
+    """CARD_ARRIVAL, card arrival and card_arrival trained as three classes of one intent, unsaid."""
+    rows = "".join(
+        f"text {n},{label}\n" for n, label in enumerate(["card_arrival", "CARD_ARRIVAL", "card arrival"] * 2)
+    )
+    path = write(tmp_path / "intents.csv", "text,label\n" + rows)
+    with caplog.at_level("WARNING", logger="heirloom.text"):
+        assert len(list(CsvSource(train=str(path)).records())) == 6  # two classes more, as written
+    said = [r.getMessage() for r in caplog.records if "differ only by case" in r.getMessage()]
+    assert said == [
+        f"{path}:{line}: the 'label' column: labels 'card_arrival' and {label!r} differ only by case, spaces, '_' or "
+        "'-'; they are two classes: if they are one, write them the same"
+        for line, label in ((3, "CARD_ARRIVAL"), (4, "card arrival"))
+    ]
+
+
 @pytest.mark.parametrize("label", ["1.0", "true", "[1]", '{"a": 1}'])
 def test_a_jsonl_label_that_is_no_string_or_integer_is_an_error(tmp_path, label):
     """1 and 1.0 became two labels ("1", "1.0"), true the label "True"."""

@@ -120,6 +120,15 @@ class TextSource(heirloom.Source):
                 alike,
                 label,
             )
+        spelt = self.__dict__.setdefault("_label_spellings", {})  # case, spaces, '_' and '-' aside -> first
+        if (variant := spelt.setdefault(_spelling(label), label)) != label and variant != alike:
+            log.warning(
+                "%s: labels %r and %r differ only by case, spaces, '_' or '-'; they are two classes: if they are "
+                "one, write them the same",
+                where,
+                variant,
+                label,
+            )
         known.add(label)
         return label
 
@@ -399,6 +408,12 @@ def _json_shape(value: Any) -> str:
         return f"the keys {', '.join(map(repr, value))[:200]}" if value else "an empty object"
     kinds = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
     return kinds.get(type(value), "null")
+
+
+def _spelling(label: str) -> str:
+    """``label`` with case, spaces, underscores and hyphens aside: CARD_ARRIVAL, card arrival and
+    card_arrival were three classes of one intent, unsaid."""
+    return re.sub(r"[\s_-]+", "", label.casefold())
 
 
 @attrs.define(kw_only=True)
