@@ -36,6 +36,7 @@ from heirloom_plugins.medical.safety import (
     read_allergies,
     substances,
     unread,
+    unreadable,
 )
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
 from tests.daemons import Daemon
@@ -414,6 +415,46 @@ def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(di
     assert unread([(None, display)], [[rules_out]]) == []
 
 
+@pytest.mark.parametrize(
+    ("allergy", "drug"),
+    [  # an attack's drugs, each recommended to a patient allergic to it: a member missing from its class's
+        # list, a brand or another name of the drug, a combination's second ingredient, a name in other characters
+        ("Allergy to penicillin", "Flucloxacillin 500 MG Oral Capsule"),
+        ("Allergy to penicillin", "Phenoxymethylpenicillin 250 MG Oral Tablet"),
+        ("Allergy to penicillin", "Bicillin L-A 1200000 UNT Injectable Suspension"),
+        ("Allergy to penicillin", "Co-amoxiclav 500 MG / 125 MG Oral Tablet"),
+        ("Allergy to ibuprofen", "Indomethacin 25 MG Oral Capsule"),
+        ("Allergy to ibuprofen", "Mefenamic Acid 250 MG Oral Capsule"),
+        ("Allergy to ibuprofen", "Celebrex 200 MG Oral Capsule"),
+        ("Allergy to aspirin", "Acetylsalicylic Acid 81 MG Oral Tablet"),
+        ("Allergy to cephalosporin", "Cefepime 1000 MG Injection"),
+        ("Allergy to cefuroxime", "Cefalexin 500 MG Oral Capsule"),
+        ("Sulfa allergy", "Sulfisoxazole 500 MG Oral Tablet"),
+        ("Sulfa allergy", "Septra DS Oral Tablet"),
+        ("Allergy to opioid", "Methadone Hydrochloride 10 MG Oral Tablet"),
+        ("Allergy to opioid", "Percocet 5/325 Oral Tablet"),
+        ("Allergy to acetaminophen", "Hydrocodone/Acetaminophen 5/325 MG Oral Tablet"),
+        ("Allergy to clavulanate", "Amoxicillin-Clavulanate 875-125 MG Oral Tablet"),
+        ("Allergy to trimethoprim", "Sulfamethoxazole/Trimethoprim 800/160 MG Oral Tablet"),
+        ("Allergy to penicillin", "\uff21\uff2d\uff2f\uff38 500 MG Oral Capsule"),  # full-width letters: AMOX
+        ("Allergy to penicillin", "A\u200bmox\u200bicil\u200blin 500 MG Oral Capsule"),  # zero-width spaces
+        ("Allergy to penicillin", "AMOX\u0130C\u0130LL\u0130N 500 MG Oral Capsule"),  # Turkish dotted I
+        ("Allergy to peni\u00adcillin", "Amoxicillin 500 MG Oral Capsule"),  # a soft hyphen: read, not listed
+    ],
+)
+def test_an_allergy_rules_out_each_member_brand_and_ingredient_of_a_drug_however_written(allergy, drug):
+    assert conflicts(ingredients(drug), allergy_substances(None, allergy)), drug
+    assert unread([(None, allergy)], [ingredients(drug)]) == []
+    assert unreadable(drug) is None
+
+
+def test_a_drug_name_that_names_no_ingredient_is_unreadable():
+    """Such a drug may be any drug: the treatment api withholds it from a patient with allergies."""
+    for display in ("", " ", "\u200b", "Pen V", "Am\u043excicillin 500 MG Oral Capsule"):  # a Cyrillic o
+        assert unreadable(display), display
+    assert unreadable("Iron 65 MG Oral Tablet") is None  # the shortest ingredients' names are read
+
+
 def test_every_known_drug_name_an_allergy_reads_rules_something_out():
     """The promise: an allergy is either read, ruling out what it names, or listed unread. A sweep
     of every class, member and brand the filter knows, as an attack wrote them."""
@@ -444,7 +485,7 @@ def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read(
     """An allergy to a drug nobody listed was read as a substance that matched nothing: no drug
     withheld, and nothing listed for a person to check."""
     drugs = [ingredients("Penicillin V Potassium 250 MG Oral Tablet"), ingredients("Ibuprofen 200 MG Oral Tablet")]
-    typos = ["Allergy to Zyvox", "Allergy to unicorn dust", "Allergy to cefepime and peanuts"]
+    typos = ["Allergy to Zyvox", "Allergy to unicorn dust", "Allergy to linezolid and peanuts"]
     typos += ["Allergy to Milk of Magnesia", "Allergy to fish oil"]  # drugs that hold a food's word
     typos += ["Allergy to penicillin with Zyvox"]  # penicillin is read; the rest is not
     typos += ["Antibiotic allergy", "Drug allergy", "Allergy to medications"]  # no drug named: read as nothing

@@ -390,6 +390,30 @@ UNWELL = {
 
 
 @pytest.mark.parametrize(
+    ("drug", "why"),
+    [("", "its name is empty"), ("Pen V", "its name names no ingredient")],
+)
+def test_a_drug_whose_name_the_filter_cannot_read_is_withheld_from_a_patient_with_allergies(tmp_path, drug, why):
+    """A blank name, or one naming no ingredient, matched no allergy: it was recommended to a
+    patient allergic to penicillin, though it may be any penicillin."""
+    profile, env = _profile(tmp_path, "toy-codes", MEDICAL_APIS)
+    daemon = Daemon(tmp_path, "--set", f'models.t.drug="{drug}"', profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            treated = client.call("treatment.recommend", {"record": ALLERGIC})
+            unchecked = [f"(not checked against the allergies: {why})"]
+            assert treated["codes"] == []
+            assert treated["blocked"] == [{"code": "rxnorm:834102", "display": drug, "allergies": unchecked}]
+            tolerant = {**ALLERGIC, "timeline": ALLERGIC["timeline"][:2]}  # no allergy: nothing to check it against
+            assert [item["display"] for item in client.call("treatment.recommend", {"record": tolerant})["codes"]] == [
+                drug
+            ]
+    finally:
+        assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize(
     ("mode", "route", "said"),
     [
         ("short_later", "diagnosis.predict", "ToyCodes.predict returned 0 predictions for 1 inputs, not one"),

@@ -264,6 +264,8 @@ class ToyCodes(ToyModel):
 
     treatment: bool = False
     mode: str = ""
+    #: The name of the drug it recommends.
+    drug: str = "Penicillin V Potassium 500 MG Oral Tablet"
 
     def start(self, ctx):
         super().start(ctx)
@@ -291,7 +293,7 @@ class ToyCodes(ToyModel):
         ]
         answer: dict[str, Any] = {"patient": query.record.id, "encounter": visit, "date": None}
         if self.treatment:
-            drug = {"code": "rxnorm:834102", "display": "Penicillin V Potassium 500 MG Oral Tablet"}
+            drug = {"code": "rxnorm:834102", "display": self.drug}
             codes = [{**drug, "probability": 0.9, "selected": True, "answers": found}]
             answer |= {"codes": codes, "blocked": [], "unread_allergies": []}
         else:

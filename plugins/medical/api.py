@@ -23,7 +23,7 @@ import attrs
 import heirloom
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
-from heirloom_plugins.medical.safety import ingredients, record_allergies, ruled_out, unread
+from heirloom_plugins.medical.safety import ingredients, record_allergies, ruled_out, unchecked, unread
 from heirloom_plugins.model_needs import answers_problem, predictions_of, refusal, shape_problem
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
@@ -283,7 +283,10 @@ class TreatmentApi(CodesApi):
             return answer
         read = record_allergies(query.record)
         drugs = [ingredients(item["display"]) for item in answer["codes"]]  # by item: a code twice hid one
-        found = [ruled_out(read, {"drug": parts}).get("drug") for parts in drugs]
+        found = [  # a name the filter cannot read may be any drug: withheld, the reason in place of allergies
+            ruled_out(read, {"drug": parts}).get("drug") or unchecked(item["display"])
+            for item, parts in zip(answer["codes"], drugs, strict=True)
+        ]
         blocked = {item["code"]: item for item in answer["blocked"]}
         for item, names in zip(answer["codes"], found, strict=True):
             if names:

@@ -3,11 +3,12 @@
 Allergies and drugs are coded in different systems: Synthea writes AllergyIntolerance
 codes in SNOMED CT (``Allergy to penicillin``, ``Shellfish allergy``), prescriptions in
 RxNorm (clinical drugs such as ``Amoxicillin 250 MG / Clavulanate 125 MG Oral Tablet``).
-Both are mapped to *substance names* and compared there:
+Both are mapped to *substance names* and compared there, each display read as ``normal_text``:
 
 - a drug's substances are its RxNorm ingredients, read from the normalised name
-  (``ingredient strength unit / ingredient ...``; a brand in brackets or a known brand
-  pack is resolved by ``BRANDS``);
+  (``ingredient strength unit / ingredient ...``, a combination's ``A/B`` or ``A-B`` split
+  too; a brand in brackets, a known brand pack or another name of a drug is resolved by
+  ``BRANDS``); a name that names no ingredient is ``unreadable``: the api withholds it;
 - an allergy's substances are the substance its display names (``Allergy to X``,
   ``X allergy``, an RxNorm ingredient display), widened to the drug class it stands for
   (``CLASSES``: an allergy to penicillin rules out amoxicillin).
@@ -30,28 +31,51 @@ import difflib
 import functools
 import operator
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: Drug classes an allergy display may name, and the ingredients they cover.
+#: Drug classes an allergy display may name, and the ingredients they cover: the WHO ATC
+#: classification's members in US (USAN) and international (INN) spelling (J01C penicillins,
+#: J01DB-DI cephalosporins, J01E sulfonamides, M01A and N02BA NSAIDs and salicylates, N02A
+#: opioids), the ones in use. A member missing here is a drug of the class let through: each
+#: list was found short (flucloxacillin, cefepime, indomethacin, sulfisoxazole, methadone).
 CLASSES: dict[str, tuple[str, ...]] = {
     "penicillin": (
-        "penicillin",
-        "amoxicillin",
-        "ampicillin",
-        "piperacillin",
-        "nafcillin",
-        "oxacillin",
-        "dicloxacillin",
+        *("penicillin", "amoxicillin", "ampicillin", "piperacillin", "nafcillin", "oxacillin", "dicloxacillin"),
+        *("cloxacillin", "flucloxacillin", "methicillin", "meticillin", "ticarcillin", "carbenicillin"),
+        *("mezlocillin", "azlocillin", "temocillin", "bacampicillin", "pivampicillin", "talampicillin"),
+        *("mecillinam", "pivmecillinam", "benzylpenicillin", "phenoxymethylpenicillin", "pheneticillin"),
+        *("propicillin", "azidocillin", "hetacillin", "epicillin", "sulbenicillin", "penamecillin"),
     ),
-    "cephalosporin": ("cefuroxime", "cephalexin", "cefaclor", "ceftriaxone", "cefdinir", "cefazolin", "cefadroxil"),
-    "sulfonamide": ("sulfamethoxazole", "sulfasalazine", "sulfadiazine"),
-    "sulfa": ("sulfamethoxazole", "sulfasalazine", "sulfadiazine"),
-    "nsaid": ("ibuprofen", "naproxen", "aspirin", "diclofenac", "meloxicam", "celecoxib", "ketorolac"),
+    "cephalosporin": (
+        *("cefuroxime", "cephalexin", "cefalexin", "cefaclor", "ceftriaxone", "cefdinir", "cefazolin", "cefadroxil"),
+        *("cefepime", "ceftazidime", "cefixime", "cefprozil", "cefpodoxime", "cefoxitin", "cefotaxime"),
+        *("cefotetan", "cefditoren", "ceftibuten", "cefoperazone", "ceftizoxime", "cefamandole", "cefmetazole"),
+        *("cefonicid", "cefradine", "cephradine", "cefalotin", "cephalothin", "cefapirin", "cephapirin"),
+        *("cefaloridine", "cefpirome", "ceftaroline", "ceftobiprole", "ceftolozane", "cefiderocol", "loracarbef"),
+    ),
+    "sulfonamide": (
+        *("sulfamethoxazole", "sulfasalazine", "sulfadiazine", "sulfisoxazole", "sulfafurazole", "sulfacetamide"),
+        *("sulfadoxine", "sulfamethizole", "sulfapyridine", "sulfanilamide", "sulfadimidine", "mafenide"),
+    ),
+    "nsaid": (
+        *("ibuprofen", "naproxen", "aspirin", "diclofenac", "meloxicam", "celecoxib", "ketorolac"),
+        *("indomethacin", "indometacin", "ketoprofen", "dexketoprofen", "flurbiprofen", "fenoprofen"),
+        *("oxaprozin", "etodolac", "nabumetone", "piroxicam", "tenoxicam", "lornoxicam", "sulindac"),
+        *("diflunisal", "salsalate", "mefenamic acid", "meclofenamate", "meclofenamic acid", "tolmetin"),
+        *("aceclofenac", "etoricoxib", "valdecoxib", "parecoxib", "nimesulide", "dexibuprofen"),
+    ),
     "aspirin": ("aspirin", "ibuprofen", "naproxen", "diclofenac", "ketorolac"),
-    "opioid": ("oxycodone", "hydrocodone", "morphine", "codeine", "fentanyl", "tramadol", "meperidine"),
+    "opioid": (
+        *("oxycodone", "hydrocodone", "morphine", "codeine", "fentanyl", "tramadol", "meperidine"),
+        *("hydromorphone", "oxymorphone", "methadone", "tapentadol", "buprenorphine", "levorphanol"),
+        *("pentazocine", "butorphanol", "nalbuphine", "dihydrocodeine", "sufentanil", "remifentanil"),
+        *("alfentanil", "pethidine", "diamorphine", "propoxyphene", "dextropropoxyphene"),
+    ),
     "codeine": ("codeine",),
 }
+CLASSES["sulfa"] = CLASSES["sulfonamide"]
 CLASSES["pcn"] = CLASSES["penicillin"]  # the clinical abbreviation
 CLASSES["beta-lactam"] = CLASSES["beta lactam"] = CLASSES["penicillin"] + CLASSES["cephalosporin"]
 CLASSES["sulphonamide"] = CLASSES["sulfonamide"]  # the British spelling
@@ -82,6 +106,8 @@ _DASHES = "\\-\u2010\u2011\u2012\u2013\u2014\u2212"  # hyphens (a non-breaking o
 _PARTS = re.compile(f"\\s*(?:[,;&/+]|\\band\\b|\\bor\\b|\\s[{_DASHES}]\\s)\\s*")
 _DASH = re.compile(f"[{_DASHES}]")
 _WORDS = re.compile(f"[\\s,{_DASHES}]+")
+#: Between two ingredients of a combination's name: ``Sulfamethoxazole/Trimethoprim``, ``Amoxicillin-Clavulanate``.
+_COMBINED = re.compile(f"(?<=[a-z])(?:\\s*[/+&{_DASHES}]\\s*|\\s+(?:and|with)\\s+)(?=[a-z])")
 #: Names this long that differ by a letter are one drug misspelt (``simvistatin``), never two.
 TYPO_LENGTH, TYPO_RATIO = 8, 0.9
 #: Where an allergy's words are the ones the typo rule compares.
@@ -146,6 +172,48 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "aleve": ("naproxen",),
     "bactrim": ("sulfamethoxazole", "trimethoprim"),
     "keflex": ("cephalexin",),
+    # the penicillins, cephalosporins, NSAIDs, sulfonamides and opioids' common US and UK brands
+    # (DailyMed, the BNF), and the names besides RxNorm's of one drug (INN, BAN, UK combination
+    # names, clinical abbreviations): each was recommended to a patient allergic to its ingredient
+    "bicillin": ("penicillin g benzathine",),
+    "trimox": ("amoxicillin",),
+    "principen": ("ampicillin",),
+    "dynapen": ("dicloxacillin",),
+    "celebrex": ("celecoxib",),
+    "toradol": ("ketorolac",),
+    "naprosyn": ("naproxen",),
+    "anaprox": ("naproxen",),
+    "voltaren": ("diclofenac",),
+    "mobic": ("meloxicam",),
+    "indocin": ("indomethacin",),
+    "feldene": ("piroxicam",),
+    "relafen": ("nabumetone",),
+    "septra": ("sulfamethoxazole", "trimethoprim"),
+    "percocet": ("oxycodone", "acetaminophen"),
+    "norco": ("hydrocodone", "acetaminophen"),
+    "oxycontin": ("oxycodone",),
+    "dilaudid": ("hydromorphone",),
+    "demerol": ("meperidine",),
+    "ultram": ("tramadol",),
+    "ceftin": ("cefuroxime",),
+    "omnicef": ("cefdinir",),
+    "rocephin": ("ceftriaxone",),
+    "tylenol": ("acetaminophen",),
+    "zestril": ("lisinopril",),
+    "carbatrol": ("carbamazepine",),
+    "co-amoxiclav": ("amoxicillin", "clavulanate"),
+    "amoxiclav": ("amoxicillin", "clavulanate"),
+    "amox-clav": ("amoxicillin", "clavulanate"),
+    "amox": ("amoxicillin",),
+    "co-trimoxazole": ("sulfamethoxazole", "trimethoprim"),
+    "smx-tmp": ("sulfamethoxazole", "trimethoprim"),
+    "co-codamol": ("codeine", "acetaminophen"),
+    "paracetamol": ("acetaminophen",),
+    "pethidine": ("meperidine",),
+    "acetylsalicylic acid": ("aspirin",),
+    "asa": ("aspirin",),
+    "benzylpenicillin": ("penicillin g",),
+    "phenoxymethylpenicillin": ("penicillin v",),
 }
 _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|abuse-deterrent|\d+\w*)$")
 _STOP = re.compile(r"^(\d|oral|topical|injectable|injection|extended|prefilled|auto|transdermal|nasal|inhal)")
@@ -176,15 +244,28 @@ SALT_WORDS = frozenset(_SALT_TEXT.split())
 NO_SUBSTANCE_WORDS = FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS | GENERIC_WORDS
 
 
+def normal_text(text: str) -> str:
+    """``text`` as the filter reads it: NFKC (full-width letters as letters), casefolded, without
+    accents and invisible characters (zero-width spaces, soft hyphens), Turkish dotless i as i.
+    Each hid a drug's name from the filter: amoxicillin in full-width letters, with zero-width
+    spaces, or with Turkish dotted capital Is was recommended to a patient allergic to penicillin."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    kept = "".join(char for char in folded if unicodedata.category(char) not in ("Mn", "Cf"))
+    return unicodedata.normalize("NFC", kept).replace("\u0131", "i")
+
+
 def ingredients(display: str | None) -> frozenset[str]:
-    """The ingredient names of an RxNorm drug display (lower case)."""
+    """The ingredient names of an RxNorm drug display (``normal_text``). A name may join its
+    ingredients by ``/``, ``-``, ``+``, ``&``, ``and`` or ``with`` (``Hydrocodone/Acetaminophen 5/325
+    MG`` hid the acetaminophen): it is read as written and split there, both."""
     if not display:
         return frozenset()
-    text = display.lower()
+    text = normal_text(display)
     found: set[str] = set()
     for brand in re.findall(r"\[([^]]+)\]", text):
         found.update((brand.strip(), *BRANDS.get(brand.strip(), ())))
-    for part in _QUALIFIER.sub(" ", text).split(" / "):
+    plain = _QUALIFIER.sub(" ", text)
+    for part in {*plain.split(" / "), *_COMBINED.sub(" / ", plain).split(" / ")}:
         words = part.split()
         while words and _AMOUNT.match(words[0]):
             words = words[1:]
@@ -201,9 +282,38 @@ def ingredients(display: str | None) -> frozenset[str]:
     return frozenset(found)
 
 
+#: A drug name needs a run of this many letters to be read: the shortest ingredients' names
+#: (iron, zinc, urea) have 4; ``Pen V`` has none, and matched no allergy.
+READABLE_LETTERS = 4
+
+
+def unreadable(display: str | None) -> str | None:
+    """Why a drug's name cannot be checked against allergies, or None when it can: empty, with
+    letters of another alphabet once ``normal_text`` (amoxicillin with a Cyrillic o), or
+    naming no ingredient (``Pen V``). Such a drug may be any drug: for a patient with allergies it is
+    withheld, never recommended."""
+    text = normal_text(display or "")
+    if not text.strip():
+        return "its name is empty"
+    found = ingredients(display)
+    if any(not char.isascii() and char.isalpha() for name in found for char in name):
+        return "its name has letters of another alphabet"
+    if not any(re.search(f"[a-z]{{{READABLE_LETTERS}}}", name) for name in found):
+        return "its name names no ingredient"
+    return None
+
+
+def unchecked(display: str | None) -> list[str] | None:
+    """What a blocked drug's ``allergies`` say of a drug withheld for a name that cannot be read
+    (``unreadable``), or None when it can be."""
+    why = unreadable(display)
+    return [f"(not checked against the allergies: {why})"] if why else None
+
+
 def allergy_parts(display: str | None) -> list[str]:
     """What each allergy a display names is (lower case, without "allergy to" and qualifiers)."""
-    text = re.sub(r"[()\[\]]", ",", _SEMANTIC_TAG.sub(" ", (display or "")[:MAX_ALLERGY_CHARS].lower()))
+    read = normal_text((display or "")[:MAX_ALLERGY_CHARS])[:MAX_ALLERGY_CHARS]  # NFKC may lengthen it
+    text = re.sub(r"[()\[\]]", ",", _SEMANTIC_TAG.sub(" ", read))
     named = " ".join(_ALLERGY_WORDS.sub(" ", text).split())
     return [part for part in _PARTS.split(named) if part]
 
