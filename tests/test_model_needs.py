@@ -433,6 +433,11 @@ def test_a_drug_whose_name_the_filter_cannot_read_is_withheld_from_a_patient_wit
             "diagnosis.predict",
             "ToyCodes: its prediction is for patient 'someone-else', asked about 'p1'",
         ),
+        (  # the request names no encounter: the answer's was not checked
+            "elsewhere_later",
+            "diagnosis.predict",
+            "ToyCodes: its prediction is for encounter 'elsewhere', asked about 'e1'",
+        ),
     ],
 )
 def test_an_answer_the_probe_never_saw_that_the_route_cannot_send_names_the_model(tmp_path, mode, route, said):
@@ -448,6 +453,27 @@ def test_an_answer_the_probe_never_saw_that_the_route_cannot_send_names_the_mode
             client.call(route, {"record": UNWELL})
         assert caught.value.code == "INTERNAL"
         assert f"{route} failed: RuntimeError: {said}" in str(caught.value), str(caught.value)
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_inline_records_the_answer_check_cannot_tell_apart_never_get_each_others_answers(tmp_path):
+    """Records sent without an ``id`` are all "inline": a model answering a batch in another order gave
+    12 of 20 concurrent clients another request's diagnosis, unsaid (the check compares patient and
+    encounter only). Such records are asked of the model one per call."""
+    profile, env = _profile(tmp_path, "toy-codes", MEDICAL_APIS)
+    daemon = Daemon(tmp_path, "--set", "models.m.mode=reversed_later", profile=profile.read_text(), env=env)
+    at = {"date": "2021-03-04T10:00:00Z"}
+    records = [
+        {"timeline": [{"kind": "encounter", "id": "e1", **at}, {"kind": "condition", "code": f"snomed:{n}", **at}]}
+        for n in range(6)
+    ]
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=20) as client:
+            sent = [client.submit("diagnosis.predict", {"record": record}) for record in records]
+            answered = [[item["code"] for item in future.result().body["codes"]] for future in sent]
+        assert answered == [[f"snomed:{n}"] for n in range(6)]
     finally:
         assert daemon.terminate() == 0
 

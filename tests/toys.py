@@ -260,7 +260,9 @@ class ToyCodes(ToyModel):
     without their names), ``nan`` (a probability), ``debug`` (keys the reply does not name),
     ``itemdebug`` (such a key in each ranked item), ``unranked`` (the least probable first),
     ``repeats`` (a condition recorded twice, answered twice); after its first call (the probe):
-    ``short_later`` (one prediction too few), ``noextras_later``, ``other_later`` (another patient's answer)."""
+    ``short_later`` (one prediction too few), ``noextras_later``, ``other_later`` (another patient's answer),
+    ``elsewhere_later`` (another encounter's), ``reversed_later`` (a batch's answers in reverse order, slowly,
+    so requests batch)."""
 
     treatment: bool = False
     mode: str = ""
@@ -274,6 +276,9 @@ class ToyCodes(ToyModel):
     def predict(self, batch: list[Any]) -> list[Any]:
         self.calls += 1
         answers = [self._answer(query) for query in batch]
+        if self.mode == "reversed_later" and self.calls > 1:
+            time.sleep(0.3)
+            return answers[::-1]
         return answers[1:] if self.mode == "short_later" and self.calls > 1 else answers
 
     def state(self):
@@ -324,6 +329,8 @@ class ToyCodes(ToyModel):
             answer["codes"][0]["display"] = None
         if self.mode == "other_later" and later:
             answer["patient"] = "someone-else"
+        if self.mode == "elsewhere_later" and later:
+            answer["encounter"] = "elsewhere"
         return answer
 
 

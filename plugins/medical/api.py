@@ -203,10 +203,11 @@ class CodesApi(heirloom.Api):
                 results.append(None)
             except heirloom.RequestError as error:
                 results.append(error)
-        answers = predictions_of(model, [query for _, query in queries]) if queries else []
-        for (position, query), answer in zip(queries, answers, strict=True):
-            self._vet(model, query, answer)
-            results[position] = heirloom.Versioned({**self._answer(query, answer), "version": version}, version)
+        for one_call in _told_apart(queries):
+            answers = predictions_of(model, [query for _, query in one_call])
+            for (position, query), answer in zip(one_call, answers, strict=True):
+                self._vet(model, query, answer)
+                results[position] = heirloom.Versioned({**self._answer(query, answer), "version": version}, version)
         return results
 
     def _vet(self, model: heirloom.Model, query: Query, answer: Any) -> None:
@@ -222,8 +223,8 @@ class CodesApi(heirloom.Api):
         problem = shape_problem(answer, self.needs, "its prediction") or ranking_problem(answer["codes"])
         if problem is None and answer["patient"] != query.record.id:
             problem = f"its prediction is for patient {answer['patient']!r:.80}, asked about {query.record.id!r}"
-        if problem is None and query.encounter is not None and answer["encounter"] != query.encounter:
-            problem = f"its prediction is for encounter {answer['encounter']!r:.80}, asked about {query.encounter!r}"
+        if problem is None and answer["encounter"] != (asked := _visit(query)):
+            problem = f"its prediction is for encounter {answer['encounter']!r:.80}, asked about {asked!r}"
         return problem
 
     def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +250,26 @@ class CodesApi(heirloom.Api):
             code = "NOT_FOUND" if body.encounter is not None else "INVALID_ARGUMENT"
             raise heirloom.RequestError(code, f"{field}: {error}", field) from None
         return Query(record, body.encounter)
+
+
+def _visit(query: Query) -> str:
+    """The encounter a query asks about: the one named, else the record's last (the model's default)."""
+    return query.encounter if query.encounter is not None else find_encounter(query.record, None).id
+
+
+def _told_apart(queries: list[tuple[int, Query]]) -> list[list[tuple[int, Query]]]:
+    """``queries`` in model calls within which no two ask about one patient and encounter: ``_vet``
+    tells answers apart by them only. Inline records without an ``id`` are all "inline": answered in
+    another order in one call, 12 of 20 concurrent clients got another request's diagnosis, unsaid."""
+    calls: list[list[tuple[int, Query]]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for one in queries:
+        key = (one[1].record.id, _visit(one[1]))
+        seen[key] = turn = seen.get(key, -1) + 1
+        if turn == len(calls):
+            calls.append([])
+        calls[turn].append(one)
+    return calls
 
 
 @attrs.define
