@@ -150,6 +150,35 @@ def test_a_client_that_never_reads_replies_cannot_grow_the_daemon(tmp_path):
     assert daemon.terminate() == 0
 
 
+WORKERS = [pytest.param((), id="one-process"), pytest.param(("--workers", "2"), id="broker")]
+
+
+def stats_of(daemon: Daemon) -> dict:
+    with daemon.client(timeout=10) as client:
+        return client.call("_stats")
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_envelope_frames_over_255_bytes_are_dropped_and_counted(tmp_path, workers):
+    """A reply carries its envelope back, counted by no reply limit: 10 MiB envelope frames on
+    requests whose replies were never read grew a broker by 870 MiB (issue 165). An envelope
+    frame holds at most 255 bytes, as a ZeroMQ routing id does."""
+    daemon = Daemon(tmp_path, *workers, profile=profile())
+    daemon.wait_ready()
+    raw = Raw(daemon.address)
+    health = [SIGNATURE, msgpack.packb({"id": 1, "route": "_health"}), msgpack.packb(None)]
+    try:
+        raw.sock.send_multipart([b"e" * 255, b"", *health])
+        assert raw.sock.poll(5000)
+        assert raw.sock.recv_multipart()[:3] == [b"e" * 255, b"", SIGNATURE]
+        raw.sock.send_multipart([b"", b"e" * 256, *health])
+        assert not raw.sock.poll(1000)
+        assert stats_of(daemon)["dropped_frames"] == 1
+    finally:
+        raw.close()
+    assert daemon.terminate() == 0
+
+
 # -- 6, 7. idempotency -----------------------------------------------------------------------
 def test_idempotency_keys_are_scoped_by_client_and_body(daemon):
     with daemon.client(timeout=10) as alice, daemon.client(timeout=10) as bob:

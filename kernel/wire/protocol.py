@@ -377,15 +377,19 @@ def error_frames(envelope: list[bytes], request_id: Any, error: RequestError) ->
 
 #: Frames a request's routing envelope may have (the ROUTER's identity frame and three more).
 MAX_ENVELOPE = 4
+#: Bytes an envelope frame may hold, as a ZeroMQ routing id: a reply carries the envelope back,
+#: so larger frames would be memory a client that never reads makes the daemon hold uncounted.
+MAX_ENVELOPE_FRAME = 255
 
 
 def split_envelope(frames: list[bytes]) -> int:
-    """Index of the signature frame (after the routing envelope), or -1 if not an envelope."""
+    """Index of the signature frame (after the routing envelope), or -1 if not an envelope
+    (or one with a frame over MAX_ENVELOPE_FRAME bytes)."""
     if len(frames) >= 4 and frames[1] == SIGNATURE:
         return 1
     for index in range(2, min(len(frames) - 2, MAX_ENVELOPE + 1)):
         if frames[index] == SIGNATURE:
-            return index
+            return index if max(map(len, frames[1:index])) <= MAX_ENVELOPE_FRAME else -1
     return -1
 
 
