@@ -179,6 +179,48 @@ def test_envelope_frames_over_255_bytes_are_dropped_and_counted(tmp_path, worker
     assert daemon.terminate() == 0
 
 
+@pytest.mark.parametrize("workers", WORKERS)
+def test_every_reply_a_client_does_not_read_is_delivered_or_counted(tmp_path, workers):
+    """A client that does not read fills its 1,000-reply queue; ZeroMQ's ROUTER dropped the
+    rest uncounted (issue 165): now what it cannot take is counted in undeliverable_replies."""
+    daemon = Daemon(tmp_path, *workers, profile=profile())
+    daemon.wait_ready()
+    raw = Raw(daemon.address, RCVHWM=1, RCVBUF=4096, SNDHWM=100_000)
+    sent = 6000
+    try:
+        for i in range(sent):
+            raw.send({"id": i, "route": "echo.echo"}, i)
+        deadline = time.monotonic() + 60
+        while (stats := stats_of(daemon))["routes"]["echo.echo"]["count"] < sent:
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.2)
+        received = 0
+        while raw.reply(timeout=1.0) is not None:
+            received += 1
+    finally:
+        raw.close()
+    undeliverable = stats_of(daemon)["undeliverable_replies"]
+    assert undeliverable > 0 and received + undeliverable == sent, (received, undeliverable)
+    assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_replies_to_a_client_that_is_gone_are_counted(tmp_path, workers):
+    daemon = Daemon(tmp_path, *workers, profile=profile())
+    daemon.wait_ready()
+    raw = Raw(daemon.address)
+    for i in range(5):
+        raw.send({"id": i, "route": "t.slow"}, {"ms": 300})
+    time.sleep(0.1)
+    raw.close()
+    deadline = time.monotonic() + 10
+    while (stats := stats_of(daemon))["undeliverable_replies"] < 5:
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+    assert stats["undeliverable_replies"] == 5
+    assert daemon.terminate() == 0
+
+
 # -- 6, 7. idempotency -----------------------------------------------------------------------
 def test_idempotency_keys_are_scoped_by_client_and_body(daemon):
     with daemon.client(timeout=10) as alice, daemon.client(timeout=10) as bob:

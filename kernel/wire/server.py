@@ -57,7 +57,7 @@ from heirloom.wire.protocol import (
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
-from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, Outbox, attach, drain, receiver, sender
+from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver
 
 #: Name prefix of the threads that run unbatched handlers.
 HANDLER_THREADS = "heirloom-handler"
@@ -142,13 +142,7 @@ class Server:
             for address in bind or settings.bind:
                 attach(self.socket, address, bind=True)
         self._recv = receiver(self.socket, with_user=self.curve is not None)
-        self._send_raw = sender(self.socket)
-        self.outbox = Outbox(
-            self.socket,
-            settings.reply_backlog_mb << 20,
-            settings.reply_backlog_total_mb << 20,
-            nonblocking=connect is not None,
-        )
+        self.outbox = Outbox(self.socket, settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20)
         self.link = BrokerLink(self, connect) if connect is not None else None
         #: How long the I/O loop may wait for the socket or a wake-up before its next turn.
         self.wait_ms = POLL_MS
@@ -408,8 +402,6 @@ class Server:
                     header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
                     if self._worker:
                         self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, header, packed])
-                    elif len(packed) < TRACK_BYTES:
-                        self._send_raw([*call.envelope, SIGNATURE, header, packed])  # a ROUTER never blocks
                     else:
                         self.outbox.send([*call.envelope, SIGNATURE, header, packed], len(packed))
                     call.endpoint.stats.record(OK, now - call.received)

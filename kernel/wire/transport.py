@@ -7,7 +7,9 @@ bind the Cython methods once and use plain int flags.
 
 :class:`Outbox` bounds what replies cost when a client stops reading them: ZeroMQ's
 high-water mark counts messages, not bytes, so large replies are sent zero-copy with a
-tracker and counted until libzmq lets go of them.
+tracker and counted until libzmq lets go of them. On a ROUTER it sets ``ROUTER_MANDATORY``
+and sends without blocking, so a reply ZeroMQ cannot take (the client's queue is full, or
+the client is gone) raises and is counted instead of vanishing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+#: Why a non-blocking send is refused for one peer (its queue is full; a ROUTER_MANDATORY
+#: socket has no such peer): the reply is counted as undeliverable, the daemon goes on.
+_UNDELIVERABLE = (zmq.EAGAIN, zmq.EHOSTUNREACH)
 
 
 def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
@@ -39,8 +44,8 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
 def sender(socket: zmq.Socket, *, nonblocking: bool = False) -> Callable[[Sequence[Any]], None]:
     """``send(frames)`` for ``socket``.
 
-    ROUTER sockets never block (unroutable messages are dropped). A DEALER blocks while it
-    has no connected peer, so with ``nonblocking`` the send raises ``zmq.Again`` instead;
+    A DEALER blocks while it has no connected peer (a ROUTER_MANDATORY socket while the
+    peer's queue is full), so with ``nonblocking`` the send raises ``zmq.Again`` instead;
     libzmq queues a multipart message atomically, so only the first frame can fail.
     """
     send = _BackendSocket.send.__get__(socket)
@@ -116,24 +121,26 @@ TRACK_BYTES = 64 << 10
 
 
 class Outbox:
-    """Sends replies on a socket; drops large ones that would leave more than ``per_peer``
-    bytes queued for one client, or ``total`` for all, and counts what it dropped.
+    """Sends replies on a socket without blocking; drops large ones that would leave more than
+    ``per_peer`` bytes queued for one client, or ``total`` for all, and counts what it dropped.
 
     A client that sends requests but never reads replies would otherwise make the daemon
     hold every reply in memory. Only the I/O thread that owns the socket calls it.
     """
 
-    def __init__(self, socket: zmq.Socket, per_peer: int, total: int, *, nonblocking: bool = False):
-        self._send = sender(socket, nonblocking=nonblocking)
+    def __init__(self, socket: zmq.Socket, per_peer: int, total: int):
+        if socket.type == zmq.ROUTER:  # refuse, not drop in silence, what no peer can take now
+            socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._send = sender(socket, nonblocking=True)
         self._send_one = _BackendSocket.send.__get__(socket)
-        self._first = _SNDMORE | (_NOBLOCK if nonblocking else 0)
+        self._first = _SNDMORE | _NOBLOCK
         self.per_peer = per_peer
         self.total = total
         self.queued = 0
         self._peers: dict[bytes, list[Any]] = {}  # peer -> [bytes queued, deque of (tracker, bytes)]
         #: Large replies dropped because their client was not reading (``_stats``).
         self.dropped = 0
-        #: Replies with nobody to take them (a worker whose broker is gone).
+        #: Replies ZeroMQ refused: the client's queue is full or the client is gone (a worker's broker).
         self.undeliverable = 0
 
     def send(self, frames: Sequence[Any], size: int = 0) -> None:
@@ -141,8 +148,8 @@ class Outbox:
         if size < TRACK_BYTES:
             try:
                 self._send(frames)
-            except zmq.Again:
-                self.undeliverable += 1
+            except zmq.ZMQError as exc:
+                self._refused(exc)
             return
         self.release()
         peer = bytes(frames[0])
@@ -160,14 +167,19 @@ class Outbox:
                     tracker = self._send_one(frame, flags, copy=False, track=True)
                 else:
                     self._send_one(frame, flags)
-        except zmq.Again:
-            self.undeliverable += 1
+        except zmq.ZMQError as exc:
+            self._refused(exc)
             return
         if entry is None:
             entry = self._peers[peer] = [0, deque()]
         entry[0] += size
         entry[1].append((tracker, size))
         self.queued += size
+
+    def _refused(self, exc: zmq.ZMQError) -> None:
+        if exc.errno not in _UNDELIVERABLE:
+            raise exc
+        self.undeliverable += 1
 
     def release(self) -> int:
         """Forget the replies libzmq has finished with; returns the bytes still queued."""
