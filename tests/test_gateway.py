@@ -648,6 +648,18 @@ def test_a_header_over_the_protocols_limit_is_400_at_once_not_504_at_the_deadlin
     assert time.monotonic() - began < 10
 
 
+def test_an_idempotency_key_header_is_read_as_utf8(bare):
+    """The gateway read the header as latin-1: a key of 200 "é" (400 UTF-8 bytes) was 400
+    characters, refused as too long, and not the key a ZeroMQ client sends (issue 165)."""
+    _, gateway = bare
+    write = gateway.url + "/v1/routes/t.write"
+    key = {"Idempotency-Key": ("é" * 200).encode()}
+    first, again = http(write, None, headers=key, raw=b"null"), http(write, None, headers=key, raw=b"null")
+    assert first[0] == again[0] == 200 and first[2] == again[2], (first, again)  # one write, remembered
+    status, _, body = http(write, None, headers={"Idempotency-Key": b"k\xff"}, raw=b"null")
+    assert (status, body["field"]) == (400, "header.Idempotency-Key") and "not UTF-8" in body["error"], body
+
+
 def test_a_pipelining_client_that_reads_no_replies_meets_flow_control(bare):
     """uvicorn parsed and queued every pipelined request it read, reading on after each reply:
     a client that sent requests and never read the replies grew the gateway by a parsed request

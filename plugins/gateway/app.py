@@ -67,6 +67,17 @@ ROWS_IN_FLIGHT = 256
 Headers = Mapping[str, str]  # by lower-case name: Starlette's Headers, or front.headers_of
 
 
+def idempotency_key(headers: Headers) -> str | None:
+    """The ``Idempotency-Key`` header read as UTF-8, so that a key is the same string it is over
+    ZeroMQ (HTTP servers hand header bytes over as latin-1: 200 "é" read as 400 characters)."""
+    raw = headers.get(IDEMPOTENCY_HEADER)
+    try:
+        return None if raw is None else raw.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"header Idempotency-Key is not UTF-8 (byte {exc.start}: {raw[exc.start].encode('latin-1')!r})"
+        raise Refused(error_response(400, message, field="header.Idempotency-Key")) from None
+
+
 def serves(ready: dict[str, Any]) -> bool:
     """Whether a ``_ready`` reply says requests can be answered now: ``serving`` (a broker
     with one worker lost and being replaced still serves on the others), else ``ready``."""
@@ -226,7 +237,7 @@ class Gateway:
         if name not in table.routes:
             table = await self.routes.table(client, fresh=True, timeout=timeout)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
-        reply = await self.request(client, name, body, timeout, idempotency_key=headers.get(IDEMPOTENCY_HEADER))
+        reply = await self.request(client, name, body, timeout, idempotency_key=idempotency_key(headers))
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:

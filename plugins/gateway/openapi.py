@@ -46,7 +46,7 @@ IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "Makes a retry safe: the same key and body get the first attempt's reply (docs/HTTP.md).",
+    "description": "Makes a retry safe: the same key (UTF-8) and body get the first attempt's reply (docs/HTTP.md).",
     "schema": {"type": "string", "minLength": 1, "maxLength": 256},
 }
 READINESS = {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}}
