@@ -280,6 +280,30 @@ def test_a_file_that_is_no_key_is_named_and_never_stops_a_revocation(tmp_path, k
     assert f"skipping the Curve key {clients / 'folder.key'} is not a regular file" in daemon.log()
 
 
+def test_a_key_file_with_two_public_keys_is_skipped_naming_it(tmp_path, keys):
+    """A client .key with two public-key lines authorised the last in silence (issue 165):
+    which one its owner meant is unknown, so the file is skipped, as any other bad key file."""
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "alice.key").write_bytes((keys / "clients" / "alice.key").read_bytes())
+    daemon = Daemon(
+        tmp_path,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(clients),
+        "--set", "server.reload_interval=0.2",
+    )  # fmt: skip
+    daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+    lines = (keys / "strangers" / "mallory.key").read_text().splitlines()
+    mallory_line = next(line for line in lines if line.strip().startswith("public-key"))
+    (clients / "two.key").write_text((keys / "clients" / "alice.key").read_text() + mallory_line + "\n")
+    time.sleep(1)
+    mallory = _curve(keys, "strangers/mallory.key_secret")
+    with daemon.client(curve=mallory, timeout=5, retries=0) as client, pytest.raises(Unauthenticated):
+        client.call("echo.echo", "two keys in one file")
+    assert daemon.terminate() == 0
+    assert f"skipping the Curve key {clients / 'two.key'} has more than one public-key line" in daemon.log()
+
+
 def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):
     fifo = tmp_path / "server.key_secret"
     os.mkfifo(fifo)

@@ -76,8 +76,8 @@ _KEY_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]*)"\s*$')
 def read_key_file(path: Path) -> dict[str, bytes]:
     """``{"public": z85, "secret": z85}`` (secret only in a ``.key_secret``) from a key file as
     ``heirloom keys new`` writes it. HeirloomError naming the file when it is not one: not a
-    regular file (a FIFO would block, a device never end), larger than KEY_FILE_LIMIT, or a
-    key that is not 40 z85 characters."""
+    regular file (a FIFO would block, a device never end), larger than KEY_FILE_LIMIT, a key
+    that is not 40 z85 characters, or two keys of a kind."""
     try:
         fd = open_regular(path)  # before reading: a folder, a FIFO, a device
         try:
@@ -102,6 +102,8 @@ def read_key_file(path: Path) -> dict[str, bytes]:
             valid = False
         if not valid:
             raise HeirloomError(f"the Curve key {path}: its {kind}-key is not 40 z85 characters")
+        if kind in keys:  # which one its owner meant is unknown: authorise neither
+            raise HeirloomError(f"the Curve key {path} has more than one {kind}-key line")
         keys[kind] = value.encode("ascii")
     if "public" not in keys:
         raise HeirloomError(f"the Curve key {path} has no public-key line (make keys with heirloom keys new)")
