@@ -340,10 +340,10 @@ def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said
     torn = write(tmp_path / "torn.csv", f"text,label\n{rows}Up we go,positive\nup WE go,negative\n")
     with caplog.at_level("WARNING", logger="heirloom.text"):
         list(CsvSource(train=str(torn), test=str(test), validation_fraction=0).records("train"))
-    assert caplog.records[-2].getMessage() == (
+    assert (
         "CsvSource: 2 training record(s) share their text with a record of another label (torn.csv:22, torn.csv:23): "
         "no model can learn both; keep the right one"
-    )
+    ) in [record.getMessage() for record in caplog.records]  # beside: test.csv's 'Negative' is a case variant
     caplog.clear()  # a typo in 'labels' left the class out of the data and every score, unsaid
     typo = CsvSource(train=str(train), test=str(test), labels=["positive", "negatve"], validation_fraction=0)
     with caplog.at_level("WARNING", logger="heirloom.text"):

@@ -121,7 +121,8 @@ class TextSource(heirloom.Source):
                 label,
             )
         spelt = self.__dict__.setdefault("_label_spellings", {})  # case, spaces, '_' and '-' aside -> first
-        if (variant := spelt.setdefault(_spelling(label), label)) != label and variant != alike:
+        filtered = self.labels or self.labels_file  # those keep their labels and say the case variants they drop
+        if (variant := spelt.setdefault(_spelling(label), label)) != label and variant != alike and not filtered:
             log.warning(
                 "%s: labels %r and %r differ only by case, spaces, '_' or '-'; they are two classes: if they are "
                 "one, write them the same",
