@@ -74,8 +74,9 @@ def one_character(instance: Any, attribute: attrs.Attribute, value: str) -> None
         raise ValueError(f"'{attribute.name}' must be one character, got {value!r}")
 
 
-#: Delimiters a one-column header may hold, when the file is not comma-separated.
-OTHER_DELIMITERS = (";", "\t", "|")
+#: Delimiters a one-column header may hold: another than the source's (a ',' test file beside
+#: a ';' train file was told "did you mean 'text,intent'?").
+OTHER_DELIMITERS = (",", ";", "\t", "|")
 
 
 def close_column(column: str, header: Sequence[str], taken: Sequence[str] = ()) -> str:

@@ -135,6 +135,9 @@ def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_hol
     said = r"'text_column' 'text' is not a column of b.csv; the header reads as one column: set delimiter = ';'\?"
     with pytest.raises(ValueError, match=said):
         CsvSource(train=str(write(tmp_path / "b.csv", "text;intent\nhi;greet\n")), label_column="intent")
+    commas = write(tmp_path / "e.csv", "text,intent\nhi,greet\n")  # a ',' test file beside a ';' train file
+    with pytest.raises(ValueError, match=r"not a column of e.csv; the header reads as one column: set delimiter = ','"):
+        CsvSource(train=str(tmp_path / "b.csv"), test=str(commas), label_column="intent", delimiter=";")
     excel = tmp_path / "c.csv"  # a spreadsheet's export: ';' and cp1252 past the header (it passed the check)
     excel.write_bytes(b"text;intent\n" + "Lieferung verspätet;lieferung\n".encode("cp1252") * 400)
     with pytest.raises(ValueError, match=said.replace("b.csv", "c.csv")):
