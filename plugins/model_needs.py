@@ -55,14 +55,32 @@ def classifier_problems(field: str, model: Any, api: str, doc: str) -> list[tupl
     labels = getattr(model, "labels", _ABSENT)
     if labels is _ABSENT:
         return [refusal(field, model, api, "it has no 'labels' (the labels it predicts, a list of strings)", doc)]
-    listed = list(labels) if isinstance(labels, Iterable) and not isinstance(labels, str | bytes | Mapping) else []
-    if not listed or not all(isinstance(label, str) for label in listed):  # a numpy array of str is one
+    listed = strings_of(labels)
+    if not listed:  # a numpy array of str is one
         return [refusal(field, model, api, f"its 'labels' is {_shown(labels)}, not a list of strings", doc)]
     known = frozenset(listed)  # a list: 50,000 labels took 50 s to check, quadratic
     predictions, problem = probed(model)
-    for prediction in predictions or ():
-        problem = problem or classification_problem(prediction, known) or _unsendable(prediction)
+    problem = problem or first_problem(predictions or (), _probe_problem, known)
     return [refusal(field, model, api, problem, doc)] if problem else []
+
+
+def strings_of(value: Any) -> list[str] | None:
+    """``value`` as a list of strings (a tuple or numpy array of them too), or None."""
+    if not isinstance(value, Iterable) or isinstance(value, str | bytes | Mapping):
+        return None
+    listed = list(value)
+    return listed if all(isinstance(item, str) for item in listed) else None
+
+
+def first_problem(predictions: Iterable[Any], problem_of: Callable[[Any, Any], str | None], terms: Any) -> str | None:
+    """The first of ``problem_of(prediction, terms)`` that is not None, or None: the check an api
+    runs on each answer, over a batch of them."""
+    return next(filter(None, (problem_of(prediction, terms) for prediction in predictions)), None)
+
+
+def _probe_problem(prediction: Any, labels: frozenset[str]) -> str | None:
+    """A probe answer's problem: as every answer's, and one msgpack cannot send (numpy's floats)."""
+    return classification_problem(prediction, labels) or _unsendable(prediction)
 
 
 def classification_problem(prediction: Any, labels: frozenset[str]) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import PerInstance, missing_members, predictions_of, probed, refusal
+from heirloom_plugins.model_needs import PerInstance, first_problem, missing_members, predictions_of, probed, refusal
 from heirloom_plugins.support.queue import HandoffQueue
 from heirloom_plugins.support.vetting import (
     IntentTerms,
@@ -34,6 +34,9 @@ from heirloom_plugins.support.vetting import (
 #: What ``resolve`` reads of each model: the intents a person may name, and the ids of the answers.
 INTENT_MEMBERS, FAQ_MEMBERS = ("labels", "out_of_scope_label"), ("document_ids()",)
 SUPPORT_DOC = "docs/SUPPORT.md, 'Other models behind support'"
+#: How each model's terms are read, and each of its answers checked against them (vetting.py).
+TERMS = {"intent": intent_terms, "faq": answer_ids}
+VETS = {"intent": intent_problem, "faq": faq_problem}
 
 POLICIES = ("either", "both", "out_of_scope")
 
@@ -135,12 +138,11 @@ class SupportApi(heirloom.Api):
 
     def _answers_problem(self, field: str, model: heirloom.Model) -> str | None:
         """What is wrong with ``model``'s terms or with its answers to the probe texts, or None."""
-        terms = intent_terms(model) if field == "intent" else answer_ids(model)
+        terms = TERMS[field](model)
         if isinstance(terms, str):
             return terms
         predictions, problem = probed(model)
-        vet = intent_problem if field == "intent" else faq_problem
-        return problem or next(filter(None, (vet(prediction, terms) for prediction in predictions or ())), None)
+        return problem or first_problem(predictions or (), VETS[field], terms)
 
     def _terms_of(self, field: str, model: heirloom.Model) -> Any:
         """The served model's labels (intent) or answer ids (faq), read once per instance; INTERNAL
@@ -161,7 +163,7 @@ class SupportApi(heirloom.Api):
         self.handoff_bytes = self.handoff_max_mb << 20
         self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
-        self._terms = {"intent": PerInstance(intent_terms), "faq": PerInstance(answer_ids)}
+        self._terms = {field: PerInstance(read) for field, read in TERMS.items()}
 
         @attrs.define
         class AnswerInput:

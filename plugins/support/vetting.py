@@ -12,13 +12,12 @@ alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import shape_problem
+from heirloom_plugins.model_needs import shape_problem, strings_of
 
 #: What ``answer`` reads of each prediction of the intent model and of the FAQ retriever.
 INTENT_NEEDS = {
@@ -39,18 +38,10 @@ class IntentTerms:
     out_of_scope: str
 
 
-def _strings(value: Any) -> list[str] | None:
-    """``value`` as a list of strings (a tuple or numpy array of them too), or None."""
-    if not isinstance(value, Iterable) or isinstance(value, str | bytes | Mapping):
-        return None
-    listed = list(value)
-    return listed if all(isinstance(item, str) for item in listed) else None
-
-
 def intent_terms(model: Any) -> IntentTerms | str:
     """``model``'s ``labels`` and ``out_of_scope_label``, or what is wrong with them: a person's
     resolution names one of them, so each must be a label a person could send."""
-    labels, out_of_scope = _strings(getattr(model, "labels", None)), getattr(model, "out_of_scope_label", None)
+    labels, out_of_scope = strings_of(getattr(model, "labels", None)), getattr(model, "out_of_scope_label", None)
     if not labels:
         return f"its 'labels' is {getattr(model, 'labels', None)!r:.80}, not a list of strings"
     for label in labels:
@@ -82,7 +73,7 @@ def intent_problem(prediction: Any, terms: IntentTerms) -> str | None:
 def answer_ids(model: Any) -> frozenset[str] | str:
     """The ids ``model.document_ids()`` gives (the answers a person may name), or what is wrong."""
     try:
-        ids = _strings(model.document_ids())
+        ids = strings_of(model.document_ids())
     except Exception as exc:  # noqa: BLE001 - the plugin's bug, said as the api's check
         return f"its document_ids() raised {type(exc).__name__}: {str(exc)[:200]}"
     if ids is None:

@@ -19,6 +19,7 @@ from heirloom_plugins.model_needs import (
     PerInstance,
     classification_problem,
     classifier_problems,
+    first_problem,
     labels_of,
     predictions_of,
 )
@@ -193,7 +194,7 @@ class ClassifyApi(heirloom.Api):
         results: list[heirloom.Versioned | heirloom.RequestError] = []
         for body in inputs:
             batch = [next(predictions) for _ in ([body.text] if body.text is not None else body.texts)]
-            if problem := next(filter(None, (classification_problem(p, labels) for p in batch)), None):
+            if problem := first_problem(batch, classification_problem, labels):
                 message = f"{type(model).__name__}: {problem} ({CLASSIFY_DOC})"  # this request fails, not the batch
                 results.append(heirloom.RequestError("INTERNAL", message))
             elif body.text is not None:

@@ -32,6 +32,7 @@ from heirloom_plugins.model_needs import (
     PerInstance,
     classification_problem,
     classifier_problems,
+    first_problem,
     labels_of,
     predictions_of,
 )
@@ -152,7 +153,7 @@ class LabelMonitorApi(heirloom.Api):
         times = [_timestamp(item.time, position, now, self.max_future) for position, item in enumerate(body.items)]
         model, version = heirloom.served_model(self.handle)
         predictions, labels = predictions_of(model, [item.text for item in body.items]), self._labels(model)
-        if problem := next(filter(None, (classification_problem(p, labels) for p in predictions)), None):
+        if problem := first_problem(predictions, classification_problem, labels):
             raise heirloom.RequestError("INTERNAL", f"{type(model).__name__}: {problem} ({CLASSIFY_DOC})")
         # the reply is made before the state changes: a prediction it cannot read fails the request alone
         labelled = [{"label": p["label"], "probability": _probability(p)} for p in predictions]
