@@ -10,11 +10,14 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import msgpack
 import pytest
+import zmq
 
 import heirloom
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DeadlineExceeded, PermissionDenied, Unauthenticated
+from heirloom.wire.protocol import SIGNATURE
 from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, REPO, free_port, free_tcp_address, run_heirloom
 from tests.test_gateway import Gateway, http
@@ -469,3 +472,46 @@ def test_a_broker_keeps_its_own_admin_routes_whatever_its_workers_say(tmp_path, 
     finally:
         assert daemon.terminate() == 0
         assert worker.wait(30) == 0
+
+
+def _raw_curve_dealer(context, address: str, curve: CurveClient, routing_id: bytes) -> zmq.Socket:
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.ROUTING_ID, routing_id)
+    curve.apply(socket)
+    socket.connect(address)
+    return socket
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_reply_never_reaches_another_key_that_takes_over_the_routing_id(tmp_path, keys, workers):
+    """A client disconnects with a request in flight; another authorised key connects with the
+    same routing id before the reply: the reply is dropped (counted undeliverable), not sent to it."""
+    daemon = Daemon(
+        tmp_path,
+        "--workers", workers,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(keys / "clients"),
+        address=free_tcp_address(),
+    )  # fmt: skip
+    alice_key, root_key = _curve(keys, "clients/alice.key_secret"), _curve(keys, "admins/root.key_secret")
+    daemon.wait_ready(curve=alice_key)
+    context = zmq.Context()
+    try:
+        victim = _raw_curve_dealer(context, daemon.address, alice_key, b"shared-id")
+        victim.send_multipart([SIGNATURE, msgpack.packb({"id": 1, "route": "t.slow"}), msgpack.packb({"ms": 1500})])
+        time.sleep(0.5)  # the request is in flight
+        victim.close()
+        time.sleep(0.3)  # the daemon has seen the disconnect
+        hijacker = _raw_curve_dealer(context, daemon.address, root_key, b"shared-id")
+        assert not hijacker.poll(2500), f"another key got the reply: {hijacker.recv_multipart()}"
+        hijacker.send_multipart([SIGNATURE, msgpack.packb({"id": 2, "route": "echo.echo"}), msgpack.packb("own")])
+        assert hijacker.poll(5000), "the new connection is not served"
+        _, header, body = hijacker.recv_multipart()
+        assert (msgpack.unpackb(header)["id"], msgpack.unpackb(body)) == (2, "own")
+        hijacker.close()
+    finally:
+        context.destroy(linger=0)
+    with daemon.client(curve=alice_key, timeout=5) as alice:
+        assert alice.call("_stats")["undeliverable_replies"] == 1
+    assert daemon.terminate() == 0

@@ -1,20 +1,17 @@
 """``serve --workers N``: a broker in front of worker processes, for more than one core.
 
-Clients talk to the broker's ROUTER exactly as to a single daemon. Workers (``heirloom
-worker PROFILE --connect ADDR``, spawned locally or started on other hosts) connect a
-DEALER to the broker's worker endpoint and heartbeat their status. Each request goes to
-the ready worker with the fewest requests in flight (a request with an idempotency key to
-the worker its key hashes to, so a retry meets the first attempt), prefixed with a tag
-frame and the client's identity; the worker answers with the tag (plus a status byte) in
-front, so the broker matches replies without decoding them. The broker enforces the
-resource manager's daemon-wide in-flight limit. When a worker dies (its process exits or
-its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local
+Clients talk to the broker's ROUTER exactly as to a single daemon. Workers (``heirloom worker PROFILE --connect
+ADDR``, spawned locally or started on other hosts) connect a DEALER to the broker's worker endpoint and heartbeat
+their status. Each request goes to the ready worker with the fewest requests in flight (a request with an
+idempotency key to the worker its key hashes to, so a retry meets the first attempt), prefixed with a tag frame and
+the client's identity; the worker answers with the tag (plus a status byte) in front, so the broker matches replies
+without decoding them. The broker enforces the resource manager's daemon-wide in-flight limit. When a worker dies
+(its process exits or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local
 worker is respawned.
 
-A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status,
-header, body, ...]``: the client's routing frames stay at the broker and the signature
-frame is left out both ways (the broker checked it), so each message between the two
-moves one frame less than a client's.
+A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status, header, body, ...]``: the
+client's routing frames stay at the broker and the signature frame is left out both ways (the broker checked it),
+so each message between the two moves one frame less than a client's.
 """
 
 from __future__ import annotations
@@ -50,6 +47,7 @@ from heirloom.wire.broker_workers import (
     worker_argv,
 )
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
+from heirloom.wire.connections import ConnectionWatch, reply_outbox
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
@@ -75,7 +73,7 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.throttle import Every
-from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver, sender
+from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
 #: Why a worker was counted lost before its exit: its start failed (its exit 1 is that failure).
@@ -126,6 +124,7 @@ class Broker(BrokerRoutes):
             socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
             socket.setsockopt(zmq.LINGER, 2000)
         self.frontend.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
+        self.watch = ConnectionWatch(self.frontend, self.context) if curve is not None else None  # see Server.watch
         for address in settings.bind:
             attach(self.frontend, address, bind=True)
         self._tmp = tempfile.TemporaryDirectory(prefix="heirloom-broker-")
@@ -133,13 +132,13 @@ class Broker(BrokerRoutes):
         self._from_workers = receiver(self.backend, with_user=secure_worker_endpoint(curve, self.backend, worker_bind))
         attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/workers", bind=True)
         self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.outbox = Outbox(self.frontend, settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20)
+        self.outbox = reply_outbox(self.frontend, settings, self.watch)
         # a message for a worker that is gone raises (refused at once, not lost); what waits for a
         # worker is bounded by the in-flight limit, not by a high-water mark that drops in silence
         self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.backend.setsockopt(zmq.SNDHWM, 0)
         self._to_worker = sender(self.backend, nonblocking=True)
-        self._from_clients = receiver(self.frontend, with_user=curve is not None)
+        self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
         self._unreadable, self._crowded = Every(60.0), Every(60.0)
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
@@ -199,6 +198,8 @@ class Broker(BrokerRoutes):
                     drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
             now = time.monotonic()
             if now - self._checked >= CHECK_INTERVAL:
+                if self.watch is not None:
+                    self.watch.catch_up()
                 self._check_workers(now, now - self._checked if self._checked else 0.0)
                 self._checked = now
                 self._reload_if_asked()
@@ -219,9 +220,7 @@ class Broker(BrokerRoutes):
             self.pool.close()
         if self.curve is not None:
             self.curve.stop()
-        self.frontend.close()
-        self.backend.close()
-        self.context.term()
+        self.context.destroy()  # the sockets, with their linger, and a ConnectionWatch's
         self._tmp.cleanup()
         log.info("stopped" if clean else "stopped; a worker did not stop cleanly (its log says why)")
         return clean

@@ -37,6 +37,7 @@ from heirloom.wire.batching import Batcher
 from heirloom.wire.broker_link import BrokerLink
 from heirloom.wire.builtin_routes import KernelApi, check_no_body
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, invalid_part, settle
+from heirloom.wire.connections import ConnectionWatch, reply_outbox
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
     CONTROL,
@@ -57,7 +58,7 @@ from heirloom.wire.protocol import (
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
-from heirloom.wire.transport import RECEIVE_HWM, Outbox, attach, drain, receiver
+from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver
 
 #: Name prefix of the threads that run unbatched handlers.
 HANDLER_THREADS = "heirloom-handler"
@@ -129,6 +130,8 @@ class Server:
         self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
         self.socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         self.socket.setsockopt(zmq.LINGER, 2000)
+        #: Under Curve: which connection each request came on, so no other key gets its reply.
+        self.watch = ConnectionWatch(self.socket, self.context) if self.curve is not None else None
         if connect is not None:
             self.identity = f"w{os.getpid()}-{os.urandom(4).hex()}".encode()
             self.socket.setsockopt(zmq.IDENTITY, self.identity)
@@ -141,8 +144,8 @@ class Server:
                 curve.serve(self.socket)
             for address in bind or settings.bind:
                 attach(self.socket, address, bind=True)
-        self._recv = receiver(self.socket, with_user=self.curve is not None)
-        self.outbox = Outbox(self.socket, settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20)
+        self._recv = receiver(self.socket, with_user=self.watch is not None, stamp=self.watch and self.watch.stamp)
+        self.outbox = reply_outbox(self.socket, settings, self.watch)
         self.link = BrokerLink(self, connect) if connect is not None else None
         #: How long the I/O loop may wait for the socket or a wake-up before its next turn.
         self.wait_ms = POLL_MS
@@ -217,6 +220,8 @@ class Server:
         """Answer finished calls, mount the routes once started, heartbeat, check the drain;
         False once the loop should end (drained, or the system failed to start)."""
         self._drain_done()
+        if self.watch is not None:
+            self.watch.catch_up()
         if not self._installed and self._system_ready.is_set() and not self._install():
             return False
         if self.link is not None:

@@ -64,14 +64,20 @@ def sender(socket: zmq.Socket, *, nonblocking: bool = False) -> Callable[[Sequen
     return send_frames
 
 
-def receiver(socket: zmq.Socket, *, with_user: bool = False) -> Callable[[], tuple[list[bytes], str | None]]:
+def receiver(
+    socket: zmq.Socket, *, with_user: bool = False, stamp: Callable[[bytes, zmq.Frame], bytes] | None = None
+) -> Callable[[], tuple[list[bytes], str | None]]:
     """``recv()`` for ``socket``: one whole message without blocking (raises ``zmq.Again``)
-    and the ZAP User-Id it came with (the client's Curve key) when ``with_user``."""
+    and the ZAP User-Id it came with (the client's Curve key) when ``with_user``; ``stamp``
+    (with ``with_user``) marks the first frame with the connection it came on."""
     if with_user:
 
         def recv_with_user() -> tuple[list[bytes], str | None]:
             frames = socket.recv_multipart(_NOBLOCK, copy=False)
-            return [frame.bytes for frame in frames], frames[-1].get("User-Id")
+            data = [frame.bytes for frame in frames]
+            if stamp is not None:
+                data[0] = stamp(data[0], frames[0])
+            return data, frames[-1].get("User-Id")
 
         return recv_with_user
     recv = _BackendSocket.recv.__get__(socket)
