@@ -12,6 +12,7 @@ unchanged, and is otherwise counted undeliverable, as a reply to a vanished clie
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,7 @@ _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _SRCFD = int(zmq.SRCFD)
 _EVENT = struct.Struct("=HI")  # a monitor event's first frame: event number, value (the fd)
+_MONITORS = itertools.count()  # each watch's own inproc address, in a context others may share
 
 
 class Peer(bytes):
@@ -37,7 +39,7 @@ class ConnectionWatch:
     """Counts the closed connections of one socket, by descriptor. Only its I/O thread calls it."""
 
     def __init__(self, socket: zmq.Socket, context: zmq.Context):
-        address = f"inproc://heirloom-connections-{id(socket):x}"
+        address = f"inproc://heirloom-connections-{next(_MONITORS)}"
         socket.monitor(address, zmq.EVENT_DISCONNECTED)
         self._events = context.socket(zmq.PAIR)
         # libzmq's I/O thread blocks when a monitor's queue is full: never let it fill
