@@ -19,8 +19,6 @@ import attrs
 
 import heirloom
 
-#: What to do about a CSV file that is not in the source's encoding.
-ENCODING_REMEDY = 'set the source\'s \'encoding\' (e.g. "cp1252" for a Windows export, else "latin-1")'
 #: Characters no text holds (C1 controls): bytes 0x80-0x9F of a Windows-1252 file (curly quotes,
 #: dashes) read as latin-1, which trained as invisible characters ("The company\x92s profit").
 _C1_CONTROLS = re.compile("[\u0080-\u009f]")
@@ -42,12 +40,17 @@ def _wide_encoding(start: bytes) -> str | None:
     return next((name for bom, name in _WIDE_BOMS if start.startswith(bom)), None)
 
 
-def _wide_remedy(name: str, fixed: str | None = None) -> str:
-    """What to do about a file in ``name`` (utf-16, utf-32) read as another encoding; ``fixed``:
-    why a source without an ``encoding`` setting reads only its own (it was advised to set one)."""
-    if fixed is not None:
+def _encoding_remedy(setting: str) -> str:
+    """What to do about a CSV file that is not in the encoding the source's ``setting`` names."""
+    return f'set the source\'s {setting!r} (e.g. "cp1252" for a Windows export, else "latin-1")'
+
+
+def _wide_remedy(name: str, setting: str | None, fixed: str = "") -> str:
+    """What to do about a file in ``name`` (utf-16, utf-32) read as another encoding: set
+    ``setting``; without one (None), ``fixed`` says why the source reads only its own encoding."""
+    if setting is None:
         return f"it starts with a {name.upper()} byte-order mark; {fixed}: convert it (iconv -f {name} -t utf-8)"
-    return f"it starts with a {name.upper()} byte-order mark: set the source's 'encoding' = \"{name}\""
+    return f'it starts with a {name.upper()} byte-order mark: set the source\'s {setting!r} = "{name}"'
 
 
 def read_text(path: str | Path) -> str:
@@ -93,10 +96,11 @@ def close_column(column: str, header: Sequence[str], taken: Sequence[str] = ()) 
 
 
 @contextlib.contextmanager
-def decoding(path: str | Path, encoding: str, remedy: str, *, settable: bool = True) -> Iterator[None]:
+def decoding(path: str | Path, encoding: str, remedy: str, *, setting: str | None = "encoding") -> Iterator[None]:
     """A file that is not ``encoding`` text is an error naming it and the line, not a
     traceback (the line is found again in the raw bytes: the reader decodes ahead).
-    ``settable``: the source has an ``encoding`` setting (else ``remedy`` says why not)."""
+    ``setting``: the source's setting that names the file's encoding (None: it has none,
+    and ``remedy`` says why not)."""
     try:
         yield
     except UnicodeDecodeError:
@@ -109,20 +113,26 @@ def decoding(path: str | Path, encoding: str, remedy: str, *, settable: bool = T
         else:  # pragma: no cover - the same bytes decoded in one piece
             raise
         if wide := _wide_encoding(raw[:4]):
-            remedy = _wide_remedy(wide, None if settable else remedy)
+            remedy = _wide_remedy(wide, setting, remedy)
         raise heirloom.HeirloomError(
             f"{path}:{line}: not {encoding} text (byte {byte!r} cannot be decoded); {remedy}"
         ) from None
 
 
 def csv_rows(
-    path: str | Path, required: Sequence[str], *, delimiter: str = ",", encoding: str = "utf-8-sig"
+    path: str | Path,
+    required: Sequence[str],
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8-sig",
+    setting: str = "encoding",
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line, row)`` for each row of a CSV file with a header (RFC-4180 quoting; the
     line is the row's first, for a quoted value that spans lines). The header must name every
     ``required`` column; a row must have as many fields as the header (a short row, or a long
     one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
-    not ``encoding`` text are an error naming their line. A row maps every header column."""
+    not ``encoding`` text are an error naming their line and ``setting``, the source's setting
+    that names the encoding. A row maps every header column."""
     try:  # a FIFO would block the reader, a device (/dev/zero) never end
         fd = heirloom.open_regular(Path(path))
     except heirloom.NotRegularFile:
@@ -130,7 +140,7 @@ def csv_rows(
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     with open(fd, newline="", encoding=encoding) as handle:
         reader = csv.DictReader(handle, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
-        with decoding(path, encoding, ENCODING_REMEDY), _csv_errors(path, reader):
+        with decoding(path, encoding, _encoding_remedy(setting), setting=setting), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
             twice = sorted({name for name in columns if columns.count(name) > 1 and name in required})
             if twice:  # a row would keep the last column of that name, silently
@@ -168,7 +178,7 @@ def csv_rows(
                         "(the rest of the file would be one value)"
                     )
                 if one_byte:
-                    _refuse_control_characters(path, began, row, required, encoding)
+                    _refuse_control_characters(path, began, row, required, encoding, setting)
                 yield began, row  # the line an editor shows the row on: a quoted value may span lines
 
 
@@ -234,7 +244,7 @@ def _early_close(path: str | Path, reader: csv.DictReader, encoding: str, ended:
 
 
 def _refuse_control_characters(
-    path: str | Path, line: int, row: dict[Any, Any], columns: Sequence[str], encoding: str
+    path: str | Path, line: int, row: dict[Any, Any], columns: Sequence[str], encoding: str, setting: str
 ) -> None:
     """An error naming the column whose value holds a C1 control character, which no text read as
     latin-1 holds: the file is in another encoding (Windows-1252)."""
@@ -242,7 +252,7 @@ def _refuse_control_characters(
         if found := _C1_CONTROLS.search(row[column] or ""):
             raise heirloom.HeirloomError(
                 f"{path}:{line}: the {column!r} column holds the control character U+{ord(found[0]):04X}, which "
-                f"no text holds: the file is not {encoding} text (a Windows export? set the source's 'encoding' "
+                f"no text holds: the file is not {encoding} text (a Windows export? set the source's {setting!r} "
                 '= "cp1252")'
             )
 
@@ -308,25 +318,32 @@ class CsvFormat:
     #: The files' text encoding (``utf-8-sig`` reads UTF-8 with or without a byte-order mark).
     encoding: str = attrs.field(default="utf-8-sig", validator=known_encoding)
 
-    def check_columns(self, path: str | None, columns: dict[str, str]) -> None:
+    def encoding_named(self, setting: str) -> str:
+        """The encoding the source's ``setting`` names: ``encoding``, or a setting of one file's
+        own (``items_encoding``) that is ``encoding`` when unset (None)."""
+        return getattr(self, setting) or self.encoding
+
+    def check_columns(self, path: str | None, columns: dict[str, str], setting: str = "encoding") -> None:
         """ValueError naming the setting (``'text_column' 'text' is not a column of
         train.csv (columns: ...)``) when ``path``'s header lacks a column ``columns`` maps a
         setting to: ``profile check`` says so, before a train reads the data, and so a header
-        that is not ``encoding`` text. A file that cannot be read is the reading's to report."""
+        that is not text of the encoding ``setting`` names. A file that cannot be read is the
+        reading's to report."""
         if path is None:
             return
+        encoding = self.encoding_named(setting)
         try:
             fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
             with open(fd, "rb") as handle:
                 start = handle.read(4)
                 handle.seek(0)
-                first = _first_line(handle, self.encoding)
+                first = _first_line(handle, encoding)
         except OSError:
             return
-        if (wide := _wide_encoding(start)) and not codecs.lookup(self.encoding).name.startswith(wide):
-            raise ValueError(f"{Path(path).name} is not {self.encoding} text: {_wide_remedy(wide)}")
+        if (wide := _wide_encoding(start)) and not codecs.lookup(encoding).name.startswith(wide):
+            raise ValueError(f"{Path(path).name} is not {encoding} text: {_wide_remedy(wide, setting)}")
         if "\udcff" in first:  # bytes of the header the encoding cannot read
-            said = f"the header of {Path(path).name} is not {self.encoding} text: {ENCODING_REMEDY}"
+            said = f"the header of {Path(path).name} is not {encoding} text: {_encoding_remedy(setting)}"
             raise ValueError(said)
         try:
             header = next(csv.reader([first], delimiter=self.delimiter), [])
@@ -347,6 +364,10 @@ class CsvFormat:
             f"'{setting}' {column!r} is not a column of {Path(path).name}{hints[0]}{said} (columns: {listed(header)})"
         )
 
-    def csv_rows(self, path: str | Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
-        """:func:`csv_rows` of ``path`` with this source's delimiter and encoding."""
-        return csv_rows(path, required, delimiter=self.delimiter, encoding=self.encoding)
+    def csv_rows(
+        self, path: str | Path, required: Sequence[str], setting: str = "encoding"
+    ) -> Iterator[tuple[int, dict[str, str]]]:
+        """:func:`csv_rows` of ``path`` with this source's delimiter and the encoding its ``setting`` names."""
+        return csv_rows(
+            path, required, delimiter=self.delimiter, encoding=self.encoding_named(setting), setting=setting
+        )

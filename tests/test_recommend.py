@@ -714,6 +714,38 @@ def test_bytes_not_in_the_ratings_encoding_name_their_line_and_the_encoding_key_
         RatingsCsvSource(**latin, delimiter="||")
 
 
+def test_a_latin1_items_file_beside_utf8_ratings_reads_with_items_encoding(tmp_path):
+    """One ``encoding`` read both files: a shop's catalogue exported as Latin-1 beside UTF-8
+    ratings could not be read (latin-1 for both garbles the ratings' ids)."""
+    (tmp_path / "items.csv").write_bytes("item,title\ncafé,Café au lait\nthé,Thé vert\n".encode("latin-1"))
+    write(tmp_path / "ratings.csv", "user,item,rating\nrené,café,5\nann,thé,4\n")
+    files = {"ratings": str(tmp_path / "ratings.csv"), "items": str(tmp_path / "items.csv")}
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"items\.csv:2: not utf-8-sig text \(byte b'\\xe9'.*'items_encoding'"
+    ):
+        list(RatingsCsvSource(**files).records())
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings\.csv:2: the 'item' column names item 'cafÃ©'"):
+        list(RatingsCsvSource(**files, encoding="latin-1").records())  # the catalogue reads, the ratings do not
+    source = RatingsCsvSource(**files, items_encoding="latin-1")
+    records = list(source.records())
+    assert {r["title"] for r in records if r["type"] == "item"} == {"Café au lait", "Thé vert"}
+    assert {(r["user"], r["item"]) for r in records if r["type"] == "interaction"} == {("rené", "café"), ("ann", "thé")}
+    assert source.fingerprint() != RatingsCsvSource(**files).fingerprint()  # other records, another fingerprint
+    (tmp_path / "items.csv").write_bytes("item,title\ncafé,Café \u2019au\u2019 lait\n".encode("cp1252"))
+    with pytest.raises(heirloom.HeirloomError, match=r"items\.csv:2: .*U\+0092.*set the source's 'items_encoding'"):
+        list(RatingsCsvSource(**files, items_encoding="latin-1").records())
+    profile = write(
+        tmp_path / "shop.toml",
+        '[sources.shop]\nuse = "ratings-csv"\nratings = "ratings.csv"\nitems = "items.csv"\nitems_encoding = "rot13"\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile))
+    assert checked.returncode == 2
+    assert checked.stderr.splitlines() == [
+        f"{profile}: sources.shop.items_encoding: 'items_encoding' 'rot13' is no text encoding Python knows (utf-8, "
+        "latin-1...)"
+    ]
+
+
 # -- serving ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, data_dir):

@@ -4,7 +4,9 @@ optionally your catalogue, from a second one; split as ``movielens`` is (``split
 Every malformed row is an error naming the file, the line and the column: a user or item
 that is blank, a rating that is not a finite number, a time that is neither a Unix time nor
 an ISO 8601 date (or blank, with ``holdout = "latest"``), a rated item the items file does
-not list, an item listed twice, a short row and bytes that are not the file's encoding.
+not list, an item listed twice, a short row and bytes that are not the file's encoding (``encoding``,
+or ``items_encoding`` for the items file: a catalogue exported by another system than the
+ratings may be in another).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -21,8 +23,10 @@ import heirloom
 from heirloom_plugins.recommend.checks import non_empty
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
 from heirloom_plugins.recommend.split import Rating, SplitRatingsSource
-from heirloom_plugins.textfiles import CsvFormat
+from heirloom_plugins.textfiles import CsvFormat, known_encoding
 
+#: The setting of the items file's encoding.
+ITEMS_ENCODING = "items_encoding"
 #: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today).
 MILLISECONDS = 1e11
 
@@ -34,6 +38,7 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     nothing is cold)."""
 
     source_type = "ratings-csv"
+    added_later: ClassVar[dict[str, Any]] = {**SplitRatingsSource.added_later, "items_encoding": None}
 
     #: The ratings CSV (a header, then one rating per row).
     ratings: str = heirloom.path_field()
@@ -57,12 +62,14 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     genre_separator: str = attrs.field(default="|", validator=non_empty)
     #: The column of the year, a whole number (items; without it, or blank: from the title).
     year_column: str = attrs.field(default="year", validator=non_empty)
+    #: The items file's text encoding, when it differs from the ratings file's (None: ``encoding``).
+    items_encoding: str | None = attrs.field(default=None, validator=attrs.validators.optional(known_encoding))
 
     def __attrs_post_init__(self) -> None:
         rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
         self.check_columns(self.ratings, {setting: column for setting, column in rated.items() if column})
         listed = "items_item_column" if self.items_item_column else "item_column"
-        self.check_columns(self.items, {listed: self.catalogue_id, "title_column": self.title_column})
+        self.check_columns(self.items, {listed: self.catalogue_id, "title_column": self.title_column}, ITEMS_ENCODING)
         if self.holdout == "latest":
             try:
                 self.check_columns(self.ratings, {"time_column": self.time_column})
@@ -85,7 +92,7 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
             return []
         items: list[dict[str, Any]] = []
         seen: dict[str, int] = {}
-        for line, row in self.csv_rows(self.items, (self.catalogue_id, self.title_column)):
+        for line, row in self.csv_rows(self.items, (self.catalogue_id, self.title_column), ITEMS_ENCODING):
             where = f"{self.items}:{line}"
             item = _id(row, self.catalogue_id, where)
             first = seen.setdefault(item, line)

@@ -52,6 +52,9 @@ class SplitRatingsSource(heirloom.Source):
 
     #: The name the source type is registered under (its messages and fingerprint say it).
     source_type: ClassVar[str]
+    #: Settings that came later, left out of the fingerprint at these values (their defaults): a
+    #: profile that does not set them keeps the fingerprint its trained versions recorded.
+    added_later: ClassVar[dict[str, Any]] = {"holdout": "random"}
 
     #: Share of each user's ratings held out as ``test`` (seeded, per user).
     test_fraction: float = attrs.field(default=0.25, validator=share(zero_ok=False))
@@ -140,8 +143,9 @@ class SplitRatingsSource(heirloom.Source):
         """sha256 of the files and the settings that shape the records and the splits."""
         paths = heirloom.path_fields(type(self))
         settings = {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.name not in paths}
-        if self.holdout == "random":  # the setting came later: the default split keeps the fingerprint it had
-            del settings["holdout"]
+        for name, default in self.added_later.items():
+            if settings[name] == default:
+                del settings[name]
         digest = hashlib.sha256(json.dumps({"type": self.source_type, **settings}, sort_keys=True).encode())
         for path in self.files():
             digest.update(heirloom.read_regular(path))

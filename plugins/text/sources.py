@@ -431,7 +431,7 @@ class JsonlSource(TextSource):
 
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
-        utf8_only = decoding(path, "utf-8-sig", "JSON lines are UTF-8", settable=False)
+        utf8_only = decoding(path, "utf-8-sig", "JSON lines are UTF-8", setting=None)
         with open(path, encoding="utf-8-sig") as handle, utf8_only:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
