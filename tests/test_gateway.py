@@ -9,6 +9,7 @@ classifier, the echo and testing apis, a queue of one) for the refusals.
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import os
 import re
@@ -478,14 +479,15 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     # the headers a web developer's generated client reads are declared (none were)
     headers = {code: set(answer.get("headers", {})) for code, answer in predict["responses"].items()}
     assert headers["200"] == {"Heirloom-Model-Version"} and headers["429"] == headers["503"] == {"Retry-After"}
+    assert headers["415"] == {"Accept-Encoding"} and headers["501"] == set()
     ready = document["paths"]["/v2/health/ready"]["get"]
     assert [parameter["name"] for parameter in ready["parameters"]] == ["Heirloom-Deadline-Ms"]
     schema = predict["requestBody"]["content"]["application/json"]["schema"]
     assert set(schema["properties"]) == {"text", "texts"} and schema["additionalProperties"] is False
     assert "max_payload 1048576 bytes" in predict["description"]
-    assert {"400", "404", "408", "413", "429", "503", "504"} <= set(predict["responses"])
+    assert {"400", "404", "408", "413", "415", "429", "501", "503", "504"} <= set(predict["responses"])
     metadata = document["paths"]["/v2/models/sentiment"]["get"]["responses"]
-    assert "404" in metadata and not {"408", "413"} & set(metadata)  # a GET has no body to be late or large
+    assert "404" in metadata and not {"408", "413", "415", "501"} & set(metadata)  # a GET has no body to refuse
     probe = document["paths"]["/v2/health/ready"]["get"]["responses"]
     assert {"400", "401", "403", "503"} <= set(probe)  # a bad deadline header, no token, a foreign Host
     assert "/v2/models/sentiment/versions/{version}/infer" in document["paths"]
@@ -614,6 +616,49 @@ def test_a_request_offering_an_h2c_upgrade_keeps_its_body_and_the_next_request_i
         assert head_.startswith("HTTP/1.1 400") and "application/json" in head_, refusal
         assert json.loads(body)["code"] == "INVALID_ARGUMENT" and said in json.loads(body)["error"], body
     assert echoed() - before == len(refused)  # only the requests before them: the malformed chunked one never ran
+
+
+def test_a_body_in_a_coding_the_gateway_does_not_decode_is_refused_naming_the_header(bare):
+    """``Transfer-Encoding: gzip, chunked`` was read as plain chunked: the route got the gzip
+    bytes and the client a 400 saying the body is not UTF-8. RFC 9112 6.1: a transfer coding
+    the server does not understand is 501; a content coding it does not decode, 415 (RFC 9110).
+    The body's framing is known (chunked, or Content-Length): the connection serves on."""
+    _, gateway = bare
+    host, port = gateway.host.rsplit(":", 1)
+    gzipped = gzip.compress(b'{"a": 0}')
+    chunks = b"%x\r\n%s\r\n0\r\n\r\n" % (len(gzipped), gzipped)
+    head = ECHO.split(b"Content-Length")[0]
+    te, ce, h2c = b"Transfer-Encoding: ", b"Content-Encoding: ", b"Upgrade: h2c\r\nConnection: Upgrade\r\n"
+    sent = [  # (headers, body, status, the header named, its codings as said)
+        (te + b"gzip, chunked", chunks, 501, "Transfer-Encoding", "'gzip, chunked'"),
+        (te + b"gzip\r\n" + te + b"chunked", chunks, 501, "Transfer-Encoding", "'gzip, chunked'"),  # one list
+        (h2c + te + b"gzip, chunked", chunks, 501, "Transfer-Encoding", "'gzip, chunked'"),  # a body read here
+        (ce + b"gzip\r\nContent-Length: %d" % len(gzipped), gzipped, 415, "Content-Encoding", "'gzip'"),
+        (ce + b"GZIP\r\n" + te + b"chunked", chunks, 415, "Content-Encoding", "'gzip'"),
+    ]
+    for headers, body, status, header, said in sent:
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(head + headers + b"\r\n\r\n" + body + ECHO)
+            refusal, after = raw_response(connection), raw_response(connection)
+        top, _, error = refusal.partition("\r\n\r\n")
+        assert top.startswith(f"HTTP/1.1 {status} ") and "application/json" in top, (headers, refusal)
+        assert json.loads(error)["code"] == "INVALID_ARGUMENT" and json.loads(error)["field"] == f"header.{header}"
+        assert f"header {header} {said}" in json.loads(error)["error"], error
+        assert status == 501 or "accept-encoding: identity" in top.lower(), top
+        assert json.loads(after.partition("\r\n\r\n")[2]) == {"a": 1}, after
+    plain = b'{"a": 2}'
+    for headers, body in (
+        (te + b"Chunked", b"%x\r\n%s\r\n0\r\n\r\n" % (len(plain), plain)),  # a coding's case is no matter
+        (ce + b"identity\r\nContent-Length: %d" % len(plain), plain),
+    ):
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(head + headers + b"\r\n\r\n" + body)
+            assert json.loads(raw_response(connection).partition("\r\n\r\n")[2]) == {"a": 2}
+    for coded in (b"gzip", b"chunked, chunked"):  # no chunked last, or twice: the parser's 400 (RFC 9112 6.3)
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(head + te + coded + b"\r\n\r\n" + chunks)
+            top, _, error = raw_response(connection).partition("\r\n\r\n")
+        assert top.startswith("HTTP/1.1 400 ") and "Transfer-Encoding" in json.loads(error)["error"], error
 
 
 def test_malformed_requests_are_counted_in_the_log_without_their_bytes(bare, tmp_path):

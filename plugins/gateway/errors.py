@@ -32,6 +32,10 @@ HTTP_STATUS = {
 #: is wrong, so their code is INVALID_ARGUMENT (the wire has no code of their own).
 PAYLOAD_TOO_LARGE = 413
 METHOD_NOT_ALLOWED = 405
+#: A body in a content coding (gzip) the gateway does not decode.
+UNSUPPORTED_MEDIA_TYPE = 415
+#: A body in a transfer coding other than chunked (RFC 9112 6.1).
+NOT_IMPLEMENTED = 501
 
 
 def error_response(
@@ -99,6 +103,6 @@ async def unhandled_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _code_of(status: int) -> str:
-    if status in (PAYLOAD_TOO_LARGE, METHOD_NOT_ALLOWED):
+    if status in (PAYLOAD_TOO_LARGE, METHOD_NOT_ALLOWED, UNSUPPORTED_MEDIA_TYPE, NOT_IMPLEMENTED):
         return "INVALID_ARGUMENT"
     return next((code for code, http in HTTP_STATUS.items() if http == status), "INTERNAL")

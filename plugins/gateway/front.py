@@ -20,7 +20,14 @@ from starlette.responses import Response
 
 import heirloom
 from heirloom.options import host_refusal
-from heirloom_plugins.gateway.errors import error_response, failure_response, method_not_allowed, remote_error_response
+from heirloom_plugins.gateway.errors import (
+    NOT_IMPLEMENTED,
+    UNSUPPORTED_MEDIA_TYPE,
+    error_response,
+    failure_response,
+    method_not_allowed,
+    remote_error_response,
+)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -135,6 +142,37 @@ async def read_body(receive: Receive, limit: int, refuse: Callable[[int], Respon
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _codings(scope: Scope, header: bytes) -> list[str]:
+    """The codings ``header`` (lower-case) lists over all its lines, in order and lower-cased:
+    ``Transfer-Encoding: gzip`` then ``Transfer-Encoding: chunked`` is ``["gzip", "chunked"]``."""
+    lines = (value.decode("latin-1") for name, value in scope["headers"] if name == header)
+    return [coding.strip().lower() for line in lines for coding in line.split(",") if coding.strip()]
+
+
+def unread_coding(scope: Scope) -> Response | None:
+    """The refusal of a body the gateway cannot read as sent, naming the header, or None. The
+    HTTP parser decodes the chunks of ``Transfer-Encoding: gzip, chunked`` and hands over the
+    gzip bytes as the body (a 400 saying it is not JSON): a transfer coding other than chunked
+    alone is 501 (RFC 9112 6.1). Bodies are never decompressed: a ``Content-Encoding`` other
+    than identity is 415 (RFC 9110 15.5.16), with ``Accept-Encoding: identity``."""
+    transfer = _codings(scope, b"transfer-encoding")
+    if transfer and transfer != ["chunked"]:
+        message = (
+            f"header Transfer-Encoding {', '.join(transfer)!r}: the gateway reads a body as sent (Content-Length) or "
+            "chunked, in no other transfer coding"
+        )
+        return error_response(NOT_IMPLEMENTED, message, field="header.Transfer-Encoding")
+    content = [coding for coding in _codings(scope, b"content-encoding") if coding != "identity"]
+    if content:
+        message = (
+            f"header Content-Encoding {', '.join(content)!r}: the gateway does not decompress bodies (send the JSON "
+            "uncompressed)"
+        )
+        headers = {"Accept-Encoding": "identity"}
+        return error_response(UNSUPPORTED_MEDIA_TYPE, message, field="header.Content-Encoding", headers=headers)
+    return None
+
+
 def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
     """Why a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
@@ -196,6 +234,10 @@ class Front:
         if forged is not None:
             message = f"refused a request another site's page sent through a browser ({forged})"
             await error_response(403, message, code="PERMISSION_DENIED")(scope, receive, send)
+            return
+        coded = unread_coding(scope) if scope["type"] == "http" else None
+        if coded is not None:
+            await coded(scope, receive, send)
             return
         hot = hot_path(scope["path"]) if scope["type"] == "http" else None
         if hot is None:

@@ -20,8 +20,10 @@ ERROR_STATUSES = {
     "404": "NOT_FOUND: no such route or model",
     "408": "DEADLINE_EXCEEDED: the body did not arrive whole within the gateway's --timeout",
     "413": "the body is larger than the route's max_payload (refused before forwarding)",
+    "415": "a Content-Encoding other than identity: bodies are never decompressed",
     "429": "RESOURCE_EXHAUSTED: queue full or admission refused; see Retry-After",
     "500": "INTERNAL: the handler failed",
+    "501": "a Transfer-Encoding other than chunked (RFC 9112 6.1)",
     "503": "UNAVAILABLE: starting, draining or no trained model; see Retry-After",
     "504": "DEADLINE_EXCEEDED: the Heirloom-Deadline-Ms budget ran out",
 }
@@ -33,8 +35,8 @@ NOT_ADMIN = ", or a key that is not an admin's (the route is admin)"
 NO_BODY = {"type": "null", "description": "no body: send none, or null"}
 #: What a probe may be answered besides its own: a bad deadline header, no token, a foreign Host.
 PROBE_STATUSES = ("400", "401", "403")
-#: What a GET may be answered: no body to be too large or too slow.
-READ_STATUSES = tuple(code for code in ERROR_STATUSES if code not in ("408", "413"))
+#: What a GET may be answered: no body to be too large, too slow or in a coding not read.
+READ_STATUSES = tuple(code for code in ERROR_STATUSES if code not in ("408", "413", "415", "501"))
 DEADLINE = {
     "name": "Heirloom-Deadline-Ms",
     "in": "header",
@@ -122,6 +124,7 @@ HEADERS: dict[str, dict[str, Any]] = {
         }
     },
     "401": {"WWW-Authenticate": {"description": "Bearer (with --tokens)", "schema": {"type": "string"}}},
+    "415": {"Accept-Encoding": {"description": "identity: the one content coding read", "schema": {"type": "string"}}},
     **{
         code: {"Retry-After": {"description": "Whole seconds to wait before a retry", "schema": {"type": "integer"}}}
         for code in ("429", "503")
