@@ -455,6 +455,53 @@ def test_a_drug_name_that_names_no_ingredient_is_unreadable():
     assert unreadable("Iron 65 MG Oral Tablet") is None  # the shortest ingredients' names are read
 
 
+@pytest.mark.parametrize(
+    ("drug", "unknown"),
+    [
+        ("Zyvox 600 MG", "zyvox"),  # a brand of linezolid the table lacks: read as a drug named "zyvox"
+        ("[Zyvox]", "zyvox"),
+        ("Linezolid 600 MG Oral Tablet", "linezolid"),  # an ingredient no table names: it may be of any class
+        ("Acetaminophen 325 MG / Zyvox 600 MG", "zyvox"),  # each ingredient of a combination is read
+        ("Potassium Chloride 20 MEQ Oral Tablet", "potassium chloride"),
+    ],
+)
+def test_a_drug_naming_no_ingredient_the_filter_knows_is_unreadable(drug, unknown):
+    """Such a name matched no allergy and was not unreadable either: recommended, unchecked, to a
+    patient with allergies (``Zyvox 600 MG`` to one allergic to linezolid's brand)."""
+    assert unreadable(drug) == f"its name names no ingredient the filter knows ({unknown!r})"
+
+
+def test_every_drug_the_data_prescribes_is_read_to_a_known_ingredient(treatment):
+    """The rule withholds none of the shipped data's drugs (the 100 of both Synthea folders, all in
+    ``INGREDIENTS``, ``BRANDS`` or ``CLASSES``; checked on the labels of the small folder's model),
+    nor the names each table knows, however they are joined or branded."""
+    names = treatment.state().metadata["names"]
+    assert names and [name for name in names.values() if unreadable(name)] == []
+    for drug in (
+        "Amoxicillin-Clavulanate 875-125 MG Oral Tablet",  # in pieces, not whole
+        "Hydrocodone/Acetaminophen 5/325 MG Oral Tablet",
+        "Penicillin V Potassium 500 MG Oral Tablet [Veetids]",
+        "Bicillin L-A 1200000 UNT Injectable Suspension",  # a brand's first word
+        "Simvistatin 10 MG",  # the data's typo, as conflicts reads it
+        "Vitamin B 12 5 MG/ML Injectable Solution",
+        "Metoprolol Tartrate 25 MG Oral Tablet",  # another salt of a known ingredient
+    ):
+        assert unreadable(drug) is None, drug
+
+
+def test_a_salt_allergy_that_rules_out_a_drug_is_read_and_not_listed():
+    """ "Allergy to potassium" withheld potassium chloride and was listed unread too: one allergy
+    both applied and not understood. A salt no drug begins with rules nothing out: listed."""
+    drugs = [ingredients("Potassium Chloride 20 MEQ Oral Tablet")]
+    assert conflicts(drugs[0], substances("Allergy to potassium"))
+    assert unread([(None, "Allergy to potassium")], drugs) == []
+    assert unread([(None, "Allergy to potassium")]) == ["Allergy to potassium"]  # no potassium drug known
+    assert unread([(None, "Allergy to sulfate"), (None, "Allergy to potassium medication")], drugs) == [
+        "Allergy to potassium medication",
+        "Allergy to sulfate",
+    ]
+
+
 def test_every_known_drug_name_an_allergy_reads_rules_something_out():
     """The promise: an allergy is either read, ruling out what it names, or listed unread. A sweep
     of every class, member and brand the filter knows, as an attack wrote them."""
@@ -564,6 +611,29 @@ def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment,
     assert all(answer["unread_allergies"] == [] for answer in answers)
     metrics = treatment.evaluate([r for r in allergic if r.split == "test"]).metrics
     assert metrics["allergy_violations"] == 0 and metrics["allergy_checked"] > 0
+
+
+def test_the_shipped_model_withholds_a_drug_whose_name_it_cannot_read_as_the_api_does(records):
+    """The model's own filter lacked the api's rule for names it cannot read: a drug the data names
+    by a brand the filter lacks was recommended to a patient allergic to penicillin (the api, behind
+    it, withheld it: one answer from ``recommend``, another from ``evaluate``). One function now."""
+    counts = Counter(e.code for r in records for e in r.timeline if e.kind == "medication" and e.code)
+    names = {e.code: e.display for r in records for e in r.timeline if e.kind == "medication"}
+    code = next(c for c, _ in counts.most_common() if not conflicts(ingredients(names[c]), substances(PENICILLIN)))
+    renamed = [
+        attrs.evolve(
+            r, timeline=tuple(attrs.evolve(e, display="Zyvox 600 MG") if e.code == code else e for e in r.timeline)
+        )
+        for r in records  # the same drug, named by its brand
+    ]
+    model = _fitted(TreatmentModel, renamed)
+    asked = [Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(renamed)]
+    assert any(item["code"] == code for answer in model.predict(asked) for item in answer["codes"])
+    allergic = _with_allergy(renamed, "x:1", PENICILLIN)
+    answers = model.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(allergic)])
+    assert not any(item["code"] == code for answer in answers for item in answer["codes"])
+    why = ["(not checked against the allergies: its name names no ingredient the filter knows ('zyvox'))"]
+    assert {"code": code, "display": "Zyvox 600 MG", "allergies": why} in [b for a in answers for b in a["blocked"]]
 
 
 def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treatment, records):

@@ -391,7 +391,11 @@ UNWELL = {
 
 @pytest.mark.parametrize(
     ("drug", "why"),
-    [("", "its name is empty"), ("Pen V", "its name names no ingredient")],
+    [
+        ("", "its name is empty"),
+        ("Pen V", "its name names no ingredient"),
+        ("Zyvox 600 MG", "its name names no ingredient the filter knows ('zyvox')"),  # a brand the filter lacks
+    ],
 )
 def test_a_drug_whose_name_the_filter_cannot_read_is_withheld_from_a_patient_with_allergies(tmp_path, drug, why):
     """A blank name, or one naming no ingredient, matched no allergy: it was recommended to a

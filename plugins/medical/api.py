@@ -23,7 +23,7 @@ import attrs
 import heirloom
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
-from heirloom_plugins.medical.safety import ingredients, record_allergies, ruled_out, unchecked, unread
+from heirloom_plugins.medical.safety import ingredients, read_drug, unread, withheld
 from heirloom_plugins.model_needs import answers_problem, predictions_of, refusal, shape_problem
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
@@ -302,20 +302,16 @@ class TreatmentApi(CodesApi):
         allergies = [(e.code, e.display) for e in query.record.timeline if e.kind == "allergy"]
         if not allergies:
             return answer
-        read = record_allergies(query.record)
-        drugs = [ingredients(item["display"]) for item in answer["codes"]]  # by item: a code twice hid one
-        found = [  # a name the filter cannot read may be any drug: withheld, the reason in place of allergies
-            ruled_out(read, {"drug": parts}).get("drug") or unchecked(item["display"])
-            for item, parts in zip(answer["codes"], drugs, strict=True)
-        ]
+        drugs = {item["code"]: read_drug(item["display"]) for item in answer["codes"]}  # each code once: vetted
+        found = withheld(query.record, drugs)  # an unreadable name too, the reason in place of allergies
         blocked = {item["code"]: item for item in answer["blocked"]}
-        for item, names in zip(answer["codes"], found, strict=True):
-            if names:
+        for item in answer["codes"]:
+            if names := found.get(item["code"]):
                 blocked[item["code"]] = {"code": item["code"], "display": item["display"], "allergies": sorted(names)}
-        known = [*drugs, *(ingredients(item["display"]) for item in answer["blocked"])]
+        known = [*(parts for parts, _ in drugs.values()), *(ingredients(item["display"]) for item in answer["blocked"])]
         return {
             **answer,
-            "codes": [item for item, names in zip(answer["codes"], found, strict=True) if not names],
+            "codes": [item for item in answer["codes"] if item["code"] not in found],
             "blocked": [blocked[code] for code in sorted(blocked)],
             "unread_allergies": sorted({*answer["unread_allergies"], *unread(allergies, known)}),
         }

@@ -33,14 +33,7 @@ from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
 from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
 from heirloom_plugins.medical.net import Net, Settings, net_from_state
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
-from heirloom_plugins.medical.safety import (
-    allergy_substances,
-    conflicts,
-    ingredients,
-    record_allergies,
-    ruled_out,
-    unread,
-)
+from heirloom_plugins.medical.safety import Drug, allergy_substances, conflicts, read_drug, unread, withheld
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
 
 if TYPE_CHECKING:
@@ -460,16 +453,16 @@ class TreatmentModel(MultiLabelModel):
 
     task = TREATMENT
 
-    def _ingredients(self, fitted: Fitted) -> dict[str, frozenset[str]]:
-        """Each drug label's ingredients, computed once per fitted state."""
-        cached = getattr(self, "_drug_ingredients", None)
+    def _drugs(self, fitted: Fitted) -> dict[str, Drug]:
+        """Each drug label as the allergy filter reads its name, computed once per fitted state."""
+        cached = getattr(self, "_read_drugs", None)
         if cached is None or cached[0] is not fitted:
-            self._drug_ingredients = cached = (fitted, {c: ingredients(fitted.names.get(c)) for c in fitted.labels})
+            self._read_drugs = cached = (fitted, {c: read_drug(fitted.names.get(c)) for c in fitted.labels})
         return cached[1]
 
     def _blocked(self, visits: list[Visit], fitted: Fitted) -> list[dict[str, list[str]]]:
-        drugs = self._ingredients(fitted)
-        return [ruled_out(record_allergies(one.record), drugs) for one in visits]
+        drugs = self._drugs(fitted)  # the api's filter (safety.withheld): unreadable names too
+        return [withheld(one.record, drugs) for one in visits]
 
     def _explain(
         self, one: Visit, found: Description, codes: list[dict[str, Any]], blocked: dict[str, list[str]], fitted: Fitted
@@ -503,7 +496,7 @@ class TreatmentModel(MultiLabelModel):
             ],
             "unread_allergies": unread(
                 ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
-                self._ingredients(fitted).values(),
+                [parts for parts, _ in self._drugs(fitted).values()],
             ),
         }
 
@@ -528,7 +521,7 @@ class TreatmentModel(MultiLabelModel):
                 *(allergy_substances(e.code, e.display) for e in one.record.timeline if e.kind == "allergy")
             )
             for item in answer["codes"]:
-                if conflicts(self._ingredients(fitted)[item["code"]], ruled_out):
+                if conflicts(self._drugs(fitted)[item["code"]][0], ruled_out):
                     violations += 1
         return {
             "allergy_violations": violations,

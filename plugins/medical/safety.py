@@ -8,7 +8,9 @@ Both are mapped to *substance names* and compared there, each display read as ``
 - a drug's substances are its RxNorm ingredients, read from the normalised name
   (``ingredient strength unit / ingredient ...``, a combination's ``A/B`` or ``A-B`` split
   too; a brand in brackets, a known brand pack or another name of a drug is resolved by
-  ``BRANDS``); a name that names no ingredient is ``unreadable``: the api withholds it;
+  ``BRANDS``); a name that names no ingredient, or one the tables do not know (``INGREDIENTS``
+  and the rest), is ``unreadable``: ``withheld`` (the shipped model's and the api's one filter)
+  withholds it from a patient with allergies;
 - an allergy's substances are the substance its display names (``Allergy to X``,
   ``X allergy``, an RxNorm ingredient display), widened to the drug class it stands for
   (``CLASSES``: an allergy to penicillin rules out amoxicillin).
@@ -215,6 +217,24 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "benzylpenicillin": ("penicillin g",),
     "phenoxymethylpenicillin": ("penicillin v",),
 }
+#: RxNorm ingredient (IN) names besides the ones above, so that a drug's name is read to an
+#: ingredient the filter knows (``unreadable``): every ingredient of the 100 drugs the Synthea data
+#: prescribes (fhir-synthea-smart-r4-331 and fhir-synthea-smart-r4, RxNorm's displays as written
+#: there), and the shortest ingredients' names (iron, zinc, urea). A drug with another ingredient
+#: is withheld from a patient with allergies, its reason said: add its ingredient here.
+INGREDIENTS = frozenset(
+    (
+        *("albuterol", "alendronic acid", "allopurinol", "alteplase", "amiodarone", "amlodipine", "astemizole"),
+        *("atomoxetine", "atorvastatin", "atropine", "captopril", "cetirizine", "chlorpheniramine", "clopidogrel"),
+        *("cyclosporine", "dextromethorphan", "digoxin", "diphenhydramine", "docetaxel", "donepezil"),
+        *("doxycycline", "doxylamine", "epinephrine", "ferrous sulfate", "fexofenadine", "fluoxetine"),
+        *("fluticasone", "galantamine", "hydrochlorothiazide", "hydrocortisone", "leucovorin", "leuprolide"),
+        *("levothyroxine", "loratadine", "medroxyprogesterone", "memantine", "metformin", "methotrexate"),
+        *("methylphenidate", "metoprolol", "nitrofurantoin", "nitroglycerin", "norelgestromin", "oxaliplatin"),
+        *("phenazopyridine", "prednisone", "salmeterol", "simvastatin", "terfenadine", "verapamil"),
+        *("vitamin b 12", "warfarin", "iron", "zinc", "urea"),
+    )
+)
 _AMOUNT = re.compile(r"^(nda\d+|\d[\d.,]*|ml|mg|hr|mcg|unt|meq|actuat|day|pack|abuse-deterrent|\d+\w*)$")
 _STOP = re.compile(r"^(\d|oral|topical|injectable|injection|extended|prefilled|auto|transdermal|nasal|inhal)")
 _ALLERGY_WORDS = re.compile(
@@ -264,22 +284,36 @@ def ingredients(display: str | None) -> frozenset[str]:
     found: set[str] = set()
     for brand in re.findall(r"\[([^]]+)\]", text):
         found.update((brand.strip(), *BRANDS.get(brand.strip(), ())))
-    plain = _QUALIFIER.sub(" ", text)
-    for part in {*plain.split(" / "), *_COMBINED.sub(" / ", plain).split(" / ")}:
-        words = part.split()
-        while words and _AMOUNT.match(words[0]):
-            words = words[1:]
-        name: list[str] = []
-        for word in words:
-            if _STOP.match(word):
-                break
-            name.append(word.strip(","))
-        if name:
-            joined = " ".join(name)
-            found.update(BRANDS.get(joined) or BRANDS.get(name[0]) or (joined,))
+    for whole, pieces in _named(text):
+        for name in filter(None, (whole, *pieces)):
+            found.update(BRANDS.get(name) or BRANDS.get(name.split()[0]) or (name,))
     for word in re.findall(r"[a-z]+", text):  # a name the parse above misses: a pack's parts, hyphens, glued
         found.update(BRANDS.get(word) or ((word,) if word in CLASS_MEMBERS else ()))  # digits ("Amoxicillin500")
     return frozenset(found)
+
+
+def _named(text: str) -> list[tuple[str, list[str]]]:
+    """Each ingredient of a normalised drug name (its parts between `` / ``, brackets left out),
+    read whole and in the pieces a combination's sign or word joins (``_COMBINED``)."""
+    plain = _QUALIFIER.sub(" ", text)
+    return [
+        (_drug_name(part), [_drug_name(piece) for piece in _COMBINED.sub(" / ", part).split(" / ")])
+        for part in plain.split(" / ")
+    ]
+
+
+def _drug_name(part: str) -> str:
+    """The ingredient a part of a drug's name names: its words after leading amounts (``24 HR``),
+    before its strength or form ("" when it has none)."""
+    words = part.split()
+    while words and _AMOUNT.match(words[0]):
+        words = words[1:]
+    name: list[str] = []
+    for word in words:
+        if _STOP.match(word):
+            break
+        name.append(word.strip(","))
+    return " ".join(name)
 
 
 #: A drug name needs a run of this many letters to be read: the shortest ingredients' names
@@ -289,9 +323,10 @@ READABLE_LETTERS = 4
 
 def unreadable(display: str | None) -> str | None:
     """Why a drug's name cannot be checked against allergies, or None when it can: empty, with
-    letters of another alphabet once ``normal_text`` (amoxicillin with a Cyrillic o), or
-    naming no ingredient (``Pen V``). Such a drug may be any drug: for a patient with allergies it is
-    withheld, never recommended."""
+    letters of another alphabet once ``normal_text`` (amoxicillin with a Cyrillic o), naming no
+    ingredient (``Pen V``), or with an ingredient the filter does not know (``Zyvox 600 MG``, a brand
+    of linezolid not in ``BRANDS``: ``_known``). Such a drug may be any drug: for a patient with
+    allergies it is withheld, never recommended (``withheld``)."""
     text = normal_text(display or "")
     if not text.strip():
         return "its name is empty"
@@ -300,14 +335,44 @@ def unreadable(display: str | None) -> str | None:
         return "its name has letters of another alphabet"
     if not any(re.search(f"[a-z]{{{READABLE_LETTERS}}}", name) for name in found):
         return "its name names no ingredient"
+    named = [(whole, [piece for piece in pieces if piece]) for whole, pieces in _named(text) if whole]
+    for whole, pieces in named or [(brand.strip(), []) for brand in re.findall(r"\[([^]]+)\]", text)]:
+        if not (_known(whole) or (pieces and all(map(_known, pieces)))):  # "Amoxicillin-Clavulanate": in pieces
+            return f"its name names no ingredient the filter knows ({whole!r:.80})"
     return None
 
 
-def unchecked(display: str | None) -> list[str] | None:
-    """What a blocked drug's ``allergies`` say of a drug withheld for a name that cannot be read
-    (``unreadable``), or None when it can be."""
-    why = unreadable(display)
-    return [f"(not checked against the allergies: {why})"] if why else None
+def _known(name: str) -> bool:
+    """Whether an ingredient a drug's name names (``_drug_name``) is one the filter knows: a known
+    drug's name as a drug's name reads it (``vitamin b`` of ``Vitamin B 12``), or a name whose
+    first word is a brand or a word of a known ingredient (``penicillin v potassium``, ``amiodarone
+    hydrochloride``) or misspells one (the data's ``Simvistatin``, as ``conflicts`` reads it)."""
+    first = name.split()[0] if name else ""
+    return (
+        name in KNOWN_NAMES or first in BRANDS or first in INGREDIENT_WORDS or bool(_misspelt(first, INGREDIENT_WORDS))
+    )
+
+
+#: A drug as the filter reads its name (``read_drug``): its ingredients, and why it cannot be read.
+Drug = tuple[frozenset[str], str | None]
+
+
+def read_drug(display: str | None) -> Drug:
+    """A drug's name as ``withheld`` reads it: its ``ingredients`` and ``unreadable``'s reason."""
+    return ingredients(display), unreadable(display)
+
+
+def withheld(record: Any, drugs: Mapping[str, Drug]) -> dict[str, list[str]]:
+    """Of ``drugs`` (``read_drug``), those ``record``'s allergies rule out, with the names of the
+    allergies that do; and for a record with any allergy, those whose name cannot be read, with the
+    reason in their place (``(not checked against the allergies: ...)``). The one filter the shipped
+    model applies before it decides and the treatment api after any model's answer: the model's
+    lacked the unreadable names the api withheld."""
+    if not any(event.kind == "allergy" for event in record.timeline):
+        return {}
+    found = ruled_out(record_allergies(record), {key: parts for key, (parts, _) in drugs.items()})
+    unread_names = {key: [f"(not checked against the allergies: {why})"] for key, (_, why) in drugs.items() if why}
+    return unread_names | found
 
 
 def allergy_parts(display: str | None) -> list[str]:
@@ -429,11 +494,21 @@ def ruled_out(allergies: Mapping[str, frozenset[str]], drugs: Mapping[str, froze
     return found
 
 
-#: The drug substances this module knows by name (classes, their members, brands, coded allergies).
+#: The drug substances this module knows by name (classes, their members, brands, coded allergies,
+#: the ingredients of ``INGREDIENTS``).
 KNOWN_DRUGS = frozenset(
     [*CLASSES, *(m for members in CLASSES.values() for m in members), *BRANDS, *ALLERGY_CODES.values()]
     + [i for parts in BRANDS.values() for i in parts]
+    + list(INGREDIENTS)
 )
+#: The ingredients among them (class members, brands' ingredients, ``INGREDIENTS``): a word of one that is a
+#: substance of its own (``_names_a_substance``) is known as the first word of a drug's name (``_known``).
+_INGREDIENT_NAMES = {m for members in CLASSES.values() for m in members} | {i for p in BRANDS.values() for i in p}
+INGREDIENT_WORDS = frozenset(
+    word for name in _INGREDIENT_NAMES | INGREDIENTS for word in _WORDS.split(name) if _names_a_substance(word)
+)
+#: Known ingredients and brands as a drug's name reads them (``_drug_name``: "Vitamin B 12" is ``vitamin b``).
+KNOWN_NAMES = frozenset(_drug_name(name) for name in [*_INGREDIENT_NAMES, *INGREDIENTS, *BRANDS])
 #: The words of those names an allergy's typo is read as (``_corrected``): "penicilin" is penicillin.
 TYPO_NAMES = frozenset(word for name in KNOWN_DRUGS for word in _WORDS.split(name) if _names_a_substance(word))
 
@@ -503,9 +578,22 @@ def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[I
         parts = [_corrected(part, typos) for part in allergy_parts(display)]  # as conflicts() reads a typo
         if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
-        if not all(_WORDS.sub(" ", part) in names or _read(part, drug_words) for part in parts):
+        if not all(
+            _WORDS.sub(" ", part) in names or _read(part, drug_words) or _salt_of(part, known) for part in parts
+        ):
             missing.add(display or code or "(no code)")
     return sorted(missing)
+
+
+def _salt_of(part: str, known: frozenset[str]) -> bool:
+    """Whether ``part`` is a salt alone that an ingredient of ``known`` begins with ("potassium" and
+    potassium chloride): read as that substance, which ``conflicts`` rules out (an allergy to
+    potassium withheld potassium chloride and was listed unread too). One no ingredient known
+    begins with ("sulfate") rules nothing out: it stays listed."""
+    words = _WORDS.split(part)
+    return all(word in SALT_WORDS for word in words) and any(
+        name == part or name.startswith(f"{part} ") for name in known
+    )
 
 
 @functools.lru_cache(maxsize=8)
