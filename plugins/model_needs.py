@@ -28,9 +28,9 @@ PROBE_SECONDS = 60.0
 _ABSENT = object()
 #: How many keys a message names at most (a model's answer may hold thousands).
 MAX_SHOWN = 5
-#: Each started instance's answer to the probe (or why none), by ``id``, with a weak reference
+#: Each started instance's answer to a probe (or why none), by ``id`` and question, with a weak reference
 #: that tells a live instance from a later one at the same address (models need not be hashable).
-_PROBED: dict[int, tuple[weakref.ref, tuple[Any, str | None]]] = {}
+_PROBED: dict[tuple[int, str], tuple[weakref.ref, tuple[Any, str | None]]] = {}
 _PROBED_LOCK = threading.Lock()
 
 #: What a prediction's value must be, by the words the messages use.
@@ -80,7 +80,7 @@ def first_problem(predictions: Iterable[Any], problem_of: Callable[[Any, Any], s
 
 def _probe_problem(prediction: Any, labels: frozenset[str]) -> str | None:
     """A probe answer's problem: as every answer's, and one msgpack cannot send (numpy's floats)."""
-    return classification_problem(prediction, labels) or _unsendable(prediction)
+    return classification_problem(prediction, labels) or unsendable(prediction)
 
 
 def classification_problem(prediction: Any, labels: frozenset[str]) -> str | None:
@@ -142,38 +142,21 @@ def started(model: Any) -> bool:
     return getattr(model, "ctx", None) is not None
 
 
-def probed(model: Any) -> tuple[Sequence[Any] | None, str | None]:
-    """``model``'s predictions for PROBES, one per text, or ``(None, what is wrong)``; ``(None,
-    None)`` for a model never started. Asked once per instance (see :func:`_probed`)."""
+def probed(
+    model: Any, batch: Sequence[Any] = PROBES, shown: str | None = None
+) -> tuple[Sequence[Any] | None, str | None]:
+    """``model``'s predictions for ``batch`` (PROBES, or an api's own probe; ``shown``: how messages
+    write it), one per input, or ``(None, what is wrong)``; ``(None, None)`` for a model never
+    started. Asked once per instance and batch (see :func:`_probed`)."""
     if not started(model):
         return None, None
-    asked = f"its predict([{', '.join(map(repr, PROBES))}])"
-    predictions, problem = _probed(model, lambda: answer_within(lambda: model.predict(list(PROBES)), asked))
+    asked = f"its predict({shown or '[' + ', '.join(map(repr, batch)) + ']'})"
+    predictions, problem = _probed(model, asked, lambda: answer_within(lambda: model.predict(list(batch)), asked))
     if problem is not None:
         return None, problem
-    if not isinstance(predictions, Sequence) or len(predictions) != len(PROBES):
-        return None, f"{asked} returned {_shown(predictions)}, not a list of one prediction per text"
-    return predictions, None
-
-
-def answers_problem(
-    model: Any, batch: list[Any], shown: str, problem_of: Callable[[Any, Any], str | None]
-) -> str | None:
-    """What is wrong with ``model.predict(batch)`` (``shown``: how messages write the batch) for
-    an api that finds what is wrong with one answer by ``problem_of(item, prediction)`` (the check
-    it runs on every answer it sends), or None (None too for a model never started): one
-    prediction per item, in order, each sendable."""
-    if not started(model):
-        return None
-    predictions, problem = answer_within(lambda: model.predict(batch), f"its predict({shown})")
-    if problem is not None:
-        return problem
     if not isinstance(predictions, Sequence) or len(predictions) != len(batch):
-        return f"its predict({shown}) returned {_shown(predictions)}, not a list of {len(batch)} prediction(s)"
-    for item, prediction in zip(batch, predictions, strict=True):
-        if problem := problem_of(item, prediction) or _unsendable(prediction):
-            return problem
-    return None
+        return None, f"{asked} returned {_shown(predictions)}, not a list of one prediction per input"
+    return predictions, None
 
 
 def shape_problem(value: Any, needs: Mapping[str, Any], what: str, *, exact: bool = True) -> str | None:
@@ -204,7 +187,8 @@ def shape_problem(value: Any, needs: Mapping[str, Any], what: str, *, exact: boo
     return None
 
 
-def _unsendable(prediction: Any) -> str | None:
+def unsendable(prediction: Any) -> str | None:
+    """Why msgpack cannot send ``prediction`` (a reply's encoding would fail), or None."""
     try:
         msgpack.packb(prediction)
     except (TypeError, ValueError, OverflowError) as exc:  # a numpy float32: every reply failed to encode
@@ -226,16 +210,16 @@ def prediction_problem_of(value: Any, needs: Mapping[str, str], what: str) -> st
     return None
 
 
-def _probed(model: Any, probe: Callable[[], tuple[Any, str | None]]) -> tuple[Any, str | None]:
-    """``probe()``'s outcome for ``model``, asked once per instance: classify and its label
-    monitor on one model that hung waited 60 s each, and each left a thread spinning."""
+def _probed(model: Any, asked: str, probe: Callable[[], tuple[Any, str | None]]) -> tuple[Any, str | None]:
+    """``probe()``'s outcome for ``model``, asked once per instance and question (``asked``): classify
+    and its label monitor on one model that hung waited 60 s each, and each left a thread spinning."""
     with _PROBED_LOCK:
         for key in [key for key, (ref, _) in _PROBED.items() if ref() is None]:
             del _PROBED[key]
-        if (known := _PROBED.get(id(model))) is not None and known[0]() is model:
+        if (known := _PROBED.get((id(model), asked))) is not None and known[0]() is model:
             return known[1]
         outcome = probe()
-        _PROBED[id(model)] = (weakref.ref(model), outcome)
+        _PROBED[(id(model), asked)] = (weakref.ref(model), outcome)
         return outcome
 
 

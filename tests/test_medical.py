@@ -1102,6 +1102,73 @@ def test_the_clinic_inherits_the_medical_models(trained, small):
 
 
 # -- the 331 patients -------------------------------------------------------------------------------
+# -- another model behind the apis ------------------------------------------------------------------
+TOY_CODES = """project = "team"
+[sources.rows]
+use = "toy-source"
+[models.m]
+use = "toy-codes"
+data = "rows"
+mode = "repeats"
+[apis.diagnosis]
+use = "medical-diagnosis"
+model = "m"
+"""
+
+
+def _toy_record(patient: str, *conditions: str) -> Any:
+    """An inline record: one visit with these conditions."""
+    from heirloom_plugins.medical.patients import EventInput, RecordInput
+
+    at = {"encounter": "e1", "date": "2021-03-04T10:00:00Z"}
+    found = [EventInput("condition", f"c{n}", code=code, **at) for n, code in enumerate(conditions)]
+    return RecordInput([EventInput("encounter", "e1", at["date"]), *found], id=patient)
+
+
+def test_the_medical_apis_ask_a_model_instance_their_probe_once():
+    """Each api asked the model again, where classify and support ask once per instance: two apis on
+    one model that hung waited 60 s each, one after another (``model_needs.probed``)."""
+    from heirloom_plugins.medical.api import DiagnosisApi
+    from tests.toys import ToyCodes
+
+    model = ToyCodes(data="rows")
+    model.ctx, model.calls = object(), 0  # started
+    assert [DiagnosisApi(model="m").check({"m": model}) for _ in range(2)] == [[], []]
+    assert model.calls == 1
+    broken = ToyCodes(data="rows", mode="nocodes")
+    broken.ctx, broken.calls = object(), 0
+    refused = DiagnosisApi(model="m").check({"m": broken})
+    assert refused == [
+        (
+            "model",
+            "ToyCodes cannot serve behind the medical-diagnosis api: its prediction has no 'codes' (it has 'patient', "
+            "'encounter', 'date') (docs/MEDICAL.md, 'Another model behind diagnosis and treatment')",
+        )
+    ]
+
+
+def test_an_answer_the_route_cannot_send_fails_only_its_request_and_the_model_is_asked_once(tmp_path, monkeypatch):
+    """One bad answer failed the whole batch, and the daemon asked the model again for each request
+    alone (a batch of 64 with one bad answer: 65 calls); classify and support fail only that request."""
+    from heirloom_plugins.medical.api import PredictInput
+
+    monkeypatch.setenv("HEIRLOOM_PLUGINS", "tests.toys")
+    profile = write(tmp_path / "team.toml", TOY_CODES)
+    trained = run_heirloom("train", str(profile))
+    assert trained.returncode == 0, trained.stderr
+    with heirloom.Kernel().system(str(profile), serve_models=True) as system:
+        api = system.component("diagnosis", "api")
+        model, _ = heirloom.served_model(api.handle)
+        calls = model.calls
+        twice = PredictInput(record=_toy_record("p1", "snomed:1", "snomed:1"))  # answered twice: no ranking
+        results = api.batch([twice, PredictInput(record=_toy_record("p2", "snomed:2"))])
+        assert model.calls == calls + 1
+    assert isinstance(results[0], heirloom.RequestError) and results[0].code == "INTERNAL"
+    said = "ToyCodes: its prediction's codes[1] repeats codes[0]'s code 'snomed:1' (docs/MEDICAL.md, "
+    assert str(results[0]).startswith(said), str(results[0])
+    assert [item["code"] for item in results[1].value["codes"]] == ["snomed:2"]
+
+
 def test_the_medical_profile_reads_the_331_patients(data_dir):
     result = run_heirloom(
         "data", "stats", "medical", "patients", "--json", env={"HEIRLOOM_DATA": str(data_dir)}, timeout=300

@@ -24,7 +24,7 @@ import heirloom
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
 from heirloom_plugins.medical.safety import ingredients, read_drug, unread, withheld
-from heirloom_plugins.model_needs import answers_problem, predictions_of, refusal, shape_problem
+from heirloom_plugins.model_needs import first_problem, predictions_of, probed, refusal, shape_problem, unsendable
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
 #: Each prediction's whole shape, every key (see ``model_needs.shape_problem``); the replies' shapes below.
@@ -43,7 +43,16 @@ TREATMENT_NEEDS = {  # a drug's display is its RxNorm name, which the allergy fi
 }
 
 
-def probe() -> Query:
+@attrs.frozen
+class Asked:
+    """A request as its model is asked it (``query``), and the encounter its answer must be for
+    (``visit``: the one named, else the record's last, found once, where the request is read)."""
+
+    query: Query
+    visit: str
+
+
+def probe() -> Asked:
     """What ``check`` asks a model about: a visit for a sore throat of a patient allergic to penicillin."""
     at = {"encounter": "probe-visit", "date": "2020-01-06T09:00:00Z"}
     timeline = [
@@ -52,7 +61,7 @@ def probe() -> Query:
         EventInput("allergy", "probe-allergy", "2019-05-01", code="snomed:91936005", display="Allergy to penicillin"),
     ]
     record = RecordInput(timeline, id="probe", gender="female", birth_date="1980-02-01")
-    return Query(record, "probe-visit")
+    return Asked(Query(record, "probe-visit"), "probe-visit")
 
 
 def ranking_problem(codes: list[dict[str, Any]]) -> str | None:
@@ -165,11 +174,18 @@ class CodesApi(heirloom.Api):
 
     def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
         """A model of another type must answer what the route sends: asked about a probe record
-        where it was started (``serve``'s start, a hot swap), as the other shipped apis ask theirs."""
+        where it was started (``serve``'s start, a hot swap), once per instance, as the other shipped
+        apis ask theirs (``model_needs.probed``), its answer checked as every answer is, and sendable."""
         if (model := models.get(self.model)) is None:
             return []
-        problem = answers_problem(model, [probe()], "[a probe query]", self._problem)
+        asked = probe()
+        predictions, problem = probed(model, [asked.query], "[a probe query]")
+        problem = problem or first_problem(predictions or (), self._probe_problem, asked)
         return [refusal("model", model, self.api_type, problem, MEDICAL_DOC)] if problem else []
+
+    def _probe_problem(self, answer: Any, asked: Asked) -> str | None:
+        """The probe answer's problem: as every answer's, and one msgpack cannot send (numpy's floats)."""
+        return self._problem(answer, asked) or unsendable(answer)
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -196,7 +212,7 @@ class CodesApi(heirloom.Api):
     def batch(self, inputs: list[PredictInput]) -> list[Any]:
         model, version = heirloom.served_model(self.handle)
         results: list[Any] = []
-        queries: list[tuple[int, Query]] = []
+        queries: list[tuple[int, Asked]] = []
         for position, body in enumerate(inputs):
             try:
                 queries.append((position, self._query(body)))
@@ -204,34 +220,33 @@ class CodesApi(heirloom.Api):
             except heirloom.RequestError as error:
                 results.append(error)
         for one_call in _told_apart(queries):
-            answers = predictions_of(model, [query for _, query in one_call])
-            for (position, query), answer in zip(one_call, answers, strict=True):
-                self._vet(model, query, answer)
-                results[position] = heirloom.Versioned({**self._answer(query, answer), "version": version}, version)
+            answers = predictions_of(model, [asked.query for _, asked in one_call])
+            for (position, asked), answer in zip(one_call, answers, strict=True):
+                if (problem := self._problem(answer, asked)) is not None:  # this request fails, not the batch
+                    message = f"{type(model).__name__}: {problem} ({MEDICAL_DOC})"
+                    results[position] = heirloom.RequestError("INTERNAL", message)
+                    continue
+                reply = {**self._answer(asked.query, answer), "version": version}
+                results[position] = heirloom.Versioned(reply, version)
         return results
 
-    def _vet(self, model: heirloom.Model, query: Query, answer: Any) -> None:
-        """RuntimeError naming what is wrong with one answer: the check asks about one probe record,
-        and a model whose answers changed with the record passed it, then broke the reply schema
-        (a KeyError) or, answering in another order, gave every patient another patient's answer."""
-        if (problem := self._problem(query, answer)) is not None:
-            raise RuntimeError(f"{type(model).__name__}: {problem} ({MEDICAL_DOC})")
-
-    def _problem(self, query: Query, answer: Any) -> str | None:
-        """What is wrong with the answer to ``query``, or None: its shape (``needs``, and no key
-        the reply's schema does not name), its ranking, its patient and encounter."""
+    def _problem(self, answer: Any, asked: Asked) -> str | None:
+        """What is wrong with the answer to ``asked``, or None: its shape (``needs``, and no key the
+        reply's schema does not name), its ranking, its patient and encounter. The check asks about
+        one probe record: a model whose answers changed with the record passed it, then broke the
+        reply schema (a KeyError) or, answering in another order, gave every patient another's."""
         problem = shape_problem(answer, self.needs, "its prediction") or ranking_problem(answer["codes"])
-        if problem is None and answer["patient"] != query.record.id:
-            problem = f"its prediction is for patient {answer['patient']!r:.80}, asked about {query.record.id!r}"
-        if problem is None and answer["encounter"] != (asked := _visit(query)):
-            problem = f"its prediction is for encounter {answer['encounter']!r:.80}, asked about {asked!r}"
+        if problem is None and answer["patient"] != (patient := asked.query.record.id):
+            problem = f"its prediction is for patient {answer['patient']!r:.80}, asked about {patient!r}"
+        if problem is None and answer["encounter"] != asked.visit:
+            problem = f"its prediction is for encounter {answer['encounter']!r:.80}, asked about {asked.visit!r}"
         return problem
 
     def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
         """The reply to ``query`` from the model's answer (as it is, unless a subclass says)."""
         return answer
 
-    def _query(self, body: PredictInput) -> Query:
+    def _query(self, body: PredictInput) -> Asked:
         if body.record is not None:
             record, where = body.record, "body.record"
         elif self.lookup is None:
@@ -244,27 +259,22 @@ class CodesApi(heirloom.Api):
         else:
             record, where = self.lookup.patient(body.patient), "body.patient"
         try:
-            find_encounter(record, body.encounter)
+            visit = find_encounter(record, body.encounter).id  # the named one, else the last: the model's default
         except LookupError as error:
             field = "body.encounter" if body.encounter is not None else where
             code = "NOT_FOUND" if body.encounter is not None else "INVALID_ARGUMENT"
             raise heirloom.RequestError(code, f"{field}: {error}", field) from None
-        return Query(record, body.encounter)
+        return Asked(Query(record, body.encounter), visit)
 
 
-def _visit(query: Query) -> str:
-    """The encounter a query asks about: the one named, else the record's last (the model's default)."""
-    return query.encounter if query.encounter is not None else find_encounter(query.record, None).id
-
-
-def _told_apart(queries: list[tuple[int, Query]]) -> list[list[tuple[int, Query]]]:
-    """``queries`` in model calls within which no two ask about one patient and encounter: ``_vet``
+def _told_apart(queries: list[tuple[int, Asked]]) -> list[list[tuple[int, Asked]]]:
+    """``queries`` in model calls within which no two ask about one patient and encounter: ``_problem``
     tells answers apart by them only. Inline records without an ``id`` are all "inline": answered in
     another order in one call, 12 of 20 concurrent clients got another request's diagnosis, unsaid."""
-    calls: list[list[tuple[int, Query]]] = []
+    calls: list[list[tuple[int, Asked]]] = []
     seen: dict[tuple[str, str], int] = {}
     for one in queries:
-        key = (one[1].record.id, _visit(one[1]))
+        key = (one[1].query.record.id, one[1].visit)
         seen[key] = turn = seen.get(key, -1) + 1
         if turn == len(calls):
             calls.append([])
