@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -485,8 +486,9 @@ def _raw_curve_dealer(context, address: str, curve: CurveClient, routing_id: byt
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_reply_never_reaches_another_key_that_takes_over_the_routing_id(tmp_path, keys, workers):
-    """A client disconnects with a request in flight; another authorised key connects with the
-    same routing id before the reply: the reply is dropped (counted undeliverable), not sent to it."""
+    """A client disconnects with a request in flight (read by the daemon, or still queued when it
+    left); another authorised key connects with the same routing id before the reply: the reply is
+    dropped (counted undeliverable), never sent to it, and the new connection is served."""
     daemon = Daemon(
         tmp_path,
         "--workers", workers,
@@ -497,21 +499,64 @@ def test_a_reply_never_reaches_another_key_that_takes_over_the_routing_id(tmp_pa
     alice_key, root_key = _curve(keys, "clients/alice.key_secret"), _curve(keys, "admins/root.key_secret")
     daemon.wait_ready(curve=alice_key)
     context = zmq.Context()
+    leaked, rounds = [], [0.5] + [0.0] * 12  # seconds between the request and the client's leaving
     try:
-        victim = _raw_curve_dealer(context, daemon.address, alice_key, b"shared-id")
-        victim.send_multipart([SIGNATURE, msgpack.packb({"id": 1, "route": "t.slow"}), msgpack.packb({"ms": 1500})])
-        time.sleep(0.5)  # the request is in flight
-        victim.close()
-        time.sleep(0.3)  # the daemon has seen the disconnect
-        hijacker = _raw_curve_dealer(context, daemon.address, root_key, b"shared-id")
-        assert not hijacker.poll(2500), f"another key got the reply: {hijacker.recv_multipart()}"
-        hijacker.send_multipart([SIGNATURE, msgpack.packb({"id": 2, "route": "echo.echo"}), msgpack.packb("own")])
-        assert hijacker.poll(5000), "the new connection is not served"
-        _, header, body = hijacker.recv_multipart()
-        assert (msgpack.unpackb(header)["id"], msgpack.unpackb(body)) == (2, "own")
-        hijacker.close()
+        for attempt, stay in enumerate(rounds):
+            routing_id = b"shared-%d" % attempt
+            victim = _raw_curve_dealer(context, daemon.address, alice_key, routing_id)
+            victim.setsockopt(zmq.LINGER, 2000)  # the request does go out
+            _send(victim, 1, "echo.echo", "connected")
+            assert victim.poll(5000), "the first client is not served"
+            victim.recv_multipart()
+            _send(victim, 2, "t.slow", {"ms": 300})
+            time.sleep(stay)
+            victim.close()
+            time.sleep(0.1)
+            hijacker = _raw_curve_dealer(context, daemon.address, root_key, routing_id)
+            if hijacker.poll(800):
+                leaked.append((attempt, msgpack.unpackb(hijacker.recv_multipart()[1])))
+                continue
+            _send(hijacker, 3, "echo.echo", "own")
+            assert hijacker.poll(5000), "the new connection is not served"
+            _, header, body = hijacker.recv_multipart()
+            assert (msgpack.unpackb(header)["id"], msgpack.unpackb(body)) == (3, "own")
+            hijacker.close()
     finally:
         context.destroy(linger=0)
+    assert not leaked, f"another key got {len(leaked)} of {len(rounds)} replies: {leaked[:3]}"
     with daemon.client(curve=alice_key, timeout=5) as alice:
-        assert alice.call("_stats")["undeliverable_replies"] == 1
+        stats = alice.call("_stats")
+    # at least the first round's reply is counted; one of a client leaving at once may have been read
+    # by ZeroMQ unsent (its request never read), or taken by its closing connection, as PROTOCOL.md says
+    assert 1 <= stats["undeliverable_replies"] <= stats["routes"]["t.slow"]["count"] <= len(rounds)
     assert daemon.terminate() == 0
+
+
+def _send(socket: zmq.Socket, request_id: int, route: str, body: object) -> None:
+    socket.send_multipart([SIGNATURE, msgpack.packb({"id": request_id, "route": route}), msgpack.packb(body)])
+
+
+_FIRST_ROUTING_ID = """
+import zmq
+from heirloom.wire.connections import seed_routing_ids
+seed_routing_ids()
+context = zmq.Context()
+router = context.socket(zmq.ROUTER)
+port = router.bind_to_random_port("tcp://127.0.0.1")
+dealer = context.socket(zmq.DEALER)
+dealer.connect(f"tcp://127.0.0.1:{port}")
+dealer.send(b"x")
+print(router.recv_multipart()[0].hex())
+context.destroy(linger=0)
+"""
+
+
+def test_the_routing_ids_zeromq_gives_clients_start_at_a_random_value():
+    """Unseeded, libzmq's counter made every daemon's first client 006b8b4567: a guessable id."""
+    first = {
+        subprocess.run(
+            [sys.executable, "-c", _FIRST_ROUTING_ID], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(3)
+    }
+    assert len(first) == 3 and "006b8b4567" not in first, first

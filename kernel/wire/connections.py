@@ -4,15 +4,25 @@ A ROUTER sends a reply to whichever connection holds the request's routing id wh
 is sent, and a client may choose its routing id. So when a client disconnected with a
 request in flight, another authorised client connecting with the same id would receive the
 reply: a leak between keys. libzmq tells which connection a message came on (its file
-descriptor, ``ZMQ_SRCFD``) and, through a socket monitor, when a connection closes; it reports
-the close before the descriptor can be reused. Each request's routing id is stamped with its
-descriptor and the closes seen on it so far; its reply is sent only while that count is
-unchanged, and is otherwise counted undeliverable, as a reply to a vanished client is.
+descriptor, ``ZMQ_SRCFD``) and, through a socket monitor, when a connection on a descriptor
+is accepted and when it closes, each reported before any message of it is read, and a close
+before the descriptor can be reused. Each request's routing id is stamped with its
+descriptor and the closes seen on it so far, or as gone when no connection is open on that
+descriptor when it is read (it waited in the socket's queue while its client left); its
+reply is sent only while that count is unchanged, and is otherwise counted undeliverable, as
+a reply to a vanished client is. What stays open: a request read after its client left
+*and* another connection took its descriptor is stamped with that connection's count
+(ZeroMQ's in-band disconnect notice, ``ZMQ_ROUTER_NOTIFY``, is a draft API): only a client
+that knows the id can take that reply, so the ids ZeroMQ gives start at a random value
+(:func:`seed_routing_ids`; docs/PROTOCOL.md says what is left to clients that choose their own).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import itertools
+import os
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -25,8 +35,21 @@ from heirloom.wire.transport import Outbox
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _SRCFD = int(zmq.SRCFD)
+_ACCEPTED = int(zmq.EVENT_ACCEPTED)
 _EVENT = struct.Struct("=HI")  # a monitor event's first frame: event number, value (the fd)
+#: The close count of a request read when no connection was open on its descriptor.
+GONE = -1
 _MONITORS = itertools.count()  # each watch's own inproc address, in a context others may share
+
+
+def seed_routing_ids() -> None:
+    """Start libzmq's routing ids at a random value for the ROUTER sockets made after this.
+
+    libzmq gives a connection that sets no id of its own the next of a counter that starts at
+    libc's ``rand()``, which nothing seeds: every daemon's first client was ``00 6b 8b 45 67``,
+    the next ``...68``, so a client could work out another's id (see the module's docstring)."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # no C library to seed: ids stay a counter
+        ctypes.CDLL(None).srand(int.from_bytes(os.urandom(4), "little"))
 
 
 class Peer(bytes):
@@ -36,38 +59,46 @@ class Peer(bytes):
 
 
 class ConnectionWatch:
-    """Counts the closed connections of one socket, by descriptor. Only its I/O thread calls it."""
+    """Which descriptors of one socket have a connection open, and how many closed on each. Only
+    its I/O thread calls it."""
 
     def __init__(self, socket: zmq.Socket, context: zmq.Context):
         address = f"inproc://heirloom-connections-{next(_MONITORS)}"
-        socket.monitor(address, zmq.EVENT_DISCONNECTED)
+        socket.monitor(address, zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self._events = context.socket(zmq.PAIR)
         # libzmq's I/O thread blocks when a monitor's queue is full: never let it fill
         self._events.setsockopt(zmq.RCVHWM, 0)
         self._events.connect(address)
         self._closed: dict[int, int] = {}
+        self._open: set[int] = set()
 
     def catch_up(self) -> None:
-        """Read every close reported so far (also on each turn of the loop, so none pile up)."""
+        """Read every accept and close reported so far (also on each turn of the loop, so none pile up)."""
         events, closed = self._events, self._closed
         while events.get(_EVENTS) & _POLLIN:  # asking is cheaper than a zmq.Again raised
-            fd = _EVENT.unpack_from(events.recv())[1]
+            event, fd = _EVENT.unpack_from(events.recv())
             events.recv()  # the endpoint
-            closed[fd] = closed.get(fd, 0) + 1
+            if event == _ACCEPTED:
+                self._open.add(fd)
+            else:
+                self._open.discard(fd)
+                closed[fd] = closed.get(fd, 0) + 1
 
     def stamp(self, routing_id: bytes, frame: zmq.Frame) -> Peer:
         """``routing_id`` with the connection ``frame`` arrived on."""
         self.catch_up()
         fd = frame.get(_SRCFD)
         peer = Peer(routing_id)
-        peer.connection = (fd, self._closed.get(fd, 0))
+        peer.connection = (fd, self._closed.get(fd, 0) if fd in self._open else GONE)
         return peer
 
     def still_open(self, routing_id: bytes) -> bool:
         """False when the connection a request came on has closed since."""
         fd, closes = getattr(routing_id, "connection", (-1, 0))
-        if fd < 0:
+        if fd < 0:  # not a client's routing id (nothing stamped it)
             return True
+        if closes == GONE:
+            return False
         self.catch_up()
         return self._closed.get(fd, 0) == closes
 
