@@ -39,6 +39,7 @@ KINDS: dict[str, Any] = {
     "a string or null": (str, type(None)),
     "true or false": bool,
     "a number": (int, float),
+    "a whole number or null": (int, type(None)),
     "a finite number": (int, float),  # NaN reached clients and a log strict JSON parsers refuse
     "a number from 0 to 1": (int, float),  # a probability: NaN, negative and 1e300 ones were served
     "a list": list,

@@ -227,7 +227,7 @@ def test_a_model_answering_fewer_predictions_than_inputs_is_an_error_naming_it()
             '[apis.recs]\nuse = "recommend"\nmodel = "m"\n',
             "models.m.float32=true",
             "apis.recs.model: ToyRecommender cannot serve behind the recommend api: its recommend([an empty history], "
-            "[1], [nothing excluded]) ranked (0, np.float32(0.5)), not a (position, score) pair with a Python number",
+            "[1], [nothing excluded]) scored position 0 np.float32(0.5), not a finite Python float",
         ),
         (
             "toy-classifier",
@@ -253,6 +253,87 @@ def test_what_a_route_sends_of_a_prediction_is_checked_where_the_model_starts(tm
                 assert client.call("help.answer", {"text": "where?"})["answers"][0]["id"] == "t/1"
     finally:
         assert served.terminate() == 0
+
+
+RECS = '[apis.recs]\nuse = "recommend"\nmodel = "m"\n'
+RECS_DOC = "(docs/RECOMMEND.md, 'Another model behind recommend')"
+#: What ToyRecommender's modes break on: a request whose history (or exclude) holds i3.
+ON_I3 = {"history": ["i3"], "k": 2}
+
+
+@pytest.fixture(scope="module")
+def toy_recs(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """A toy-recommender project, trained once: each test serves it in a mode of its own."""
+    tmp = tmp_path_factory.mktemp("recs")
+    profile, env = _profile(tmp, "toy-recommender", RECS)
+    return tmp, profile, env
+
+
+def _recs_serving(toy_recs: tuple[Path, Path, dict[str, str]], mode: str) -> contextlib.AbstractContextManager:
+    tmp, profile, env = toy_recs
+    return _client_in_mode(tmp / mode, profile, env, mode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "route", "body", "said"),
+    [
+        (
+            "untitled",
+            "recs.recommend",
+            ON_I3,
+            "its catalogue.describe(1) has no 'title' (it has 'item', 'year', 'genres')",
+        ),
+        (
+            "own",
+            "recs.recommend",
+            ON_I3,
+            "its recommend() ranked position 2, an item of the request's user, history or exclude, which the reply "
+            "never holds",
+        ),
+        ("own", "recs.recommend", {"history": ["i2"], "exclude": ["i3"]}, "its recommend() ranked position 2, an item"),
+        ("self", "recs.similar", {"item": "i1", "k": 2}, "its similar(0, 2) ranked position 0, the item it was asked"),
+        ("minus", "recs.recommend", ON_I3, "its recommend() gave position -1, not a Python int from 0 to 2"),
+        ("true", "recs.recommend", ON_I3, "its recommend() gave position True, not a Python int from 0 to 2"),
+        ("beyond", "recs.recommend", ON_I3, "its recommend() gave position 3, not a Python int from 0 to 2"),
+        ("more", "recs.recommend", {**ON_I3, "k": 1}, "its recommend() returned 2 items for k=1"),
+        ("twice", "recs.recommend", ON_I3, "its recommend() ranked position 0 twice"),
+        ("nan", "recs.recommend", ON_I3, "its recommend() scored position 0 nan, not a finite Python float"),
+        ("text", "recs.recommend", ON_I3, "its recommend() scored position 0 '0.5', not a finite Python float"),
+    ],
+)
+def test_a_recommenders_answer_that_breaks_the_apis_promise_fails_that_request_naming_the_model(
+    toy_recs, mode, route, body, said
+):
+    """A third party's recommender passed the start check, then sent clients a known user's own
+    items, excluded ones, the item asked about, position -1 (the catalogue's last item), True (as
+    1), more than k items, one twice, NaN scores or text, and items without a title, as OK."""
+    with _recs_serving(toy_recs, mode) as client:
+        with pytest.raises(heirloom.RemoteError) as caught:
+            client.call(route, body)
+        assert caught.value.code == "INTERNAL"
+        assert f"ToyRecommender: {said}" in str(caught.value) and RECS_DOC in str(caught.value), str(caught.value)
+        assert client.call("recs.recommend", {"history": [], "k": 1})["items"][0]["item"] == "i1"  # the next served
+
+
+def test_what_a_recommender_raises_names_it(toy_recs):
+    """Its error was "recs.recommend failed: ValueError: too many values to unpack", naming no model."""
+    with _recs_serving(toy_recs, "raise") as client:
+        with pytest.raises(heirloom.RemoteError) as caught:
+            client.call("recs.recommend", ON_I3)
+        said = "recs.recommend failed: RuntimeError: ToyRecommender: its recommend() raised ValueError: too many"
+        assert caught.value.code == "INTERNAL" and said in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["extra", "unranked"])
+def test_a_recommenders_items_reach_clients_best_first_with_only_the_keys_the_reply_names(toy_recs, mode):
+    """Every key of ``catalogue.describe``'s answer (a secret path) reached every client, and
+    items were sent in the model's order, worst first."""
+    item = {"title": "One", "year": None, "genres": []}
+    with _recs_serving(toy_recs, mode) as client:
+        assert client.call("recs.recommend", ON_I3)["items"] == [
+            {"item": "i1", **item, "score": 0.5},
+            {"item": "i2", **item, "score": 1 / 3},
+        ]
 
 
 MEDICAL_APIS = (
@@ -519,11 +600,16 @@ def test_support_models_whose_answers_contradict_themselves_or_their_terms_are_r
     assert said in _refused(Daemon(tmp_path, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env))
 
 
-@contextlib.contextmanager
-def _support_client(tmp_path: Path, mode: str) -> Iterator[heirloom.Client]:
+def _support_client(tmp_path: Path, mode: str) -> contextlib.AbstractContextManager:
     """A client of a daemon serving the toy classifier in ``mode`` behind the support api."""
     profile, env = _profile(tmp_path, "toy-classifier", SUPPORT_API)
-    daemon = Daemon(tmp_path, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env)
+    return _client_in_mode(tmp_path, profile, env, mode)
+
+
+@contextlib.contextmanager
+def _client_in_mode(tmp: Path, profile: Path, env: dict[str, str], mode: str) -> Iterator[heirloom.Client]:
+    """A client of a daemon serving ``profile`` (trained) with its model ``m`` in ``mode``."""
+    daemon = Daemon(tmp, "--set", f"models.m.mode={mode}", profile=profile.read_text(), env=env)
     try:
         daemon.wait_ready(timeout=60)
         with daemon.client(timeout=10) as client:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -798,6 +799,72 @@ def test_a_known_users_new_items_and_a_basket_to_exclude_are_never_recommended(s
     assert set(before[3:]) & items  # still this user's list, less what they have
     with daemon.client(timeout=10) as client:  # a user new to the served version, with a history: answered from it
         assert client.call("recs.recommend", {"user": "new-customer", "history": bought, "k": 5})["items"]
+
+
+def _toy_recommender() -> Any:
+    """A third party's recommender of items i1, i2, i3 (tests/toys.py), loaded."""
+    from tests.toys import ToyRecommender
+
+    model = ToyRecommender(data="rows")
+    model.load(heirloom.State({}, {"epochs": 1}))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("ranked", "said"),
+    [
+        ([(np.int64(0), 0.5)], "gave position np.int64(0), not a Python int from 0 to 2 (its catalogue's)"),
+        ([(0, np.float32(0.5))], "scored position 0 np.float32(0.5), not a finite Python float"),
+        ([(0, float("inf"))], "scored position 0 inf, not a finite Python float"),
+        ([(0, None)], "scored position 0 None, not a finite Python float"),
+        ([(0, True)], "scored position 0 True, not a finite Python float"),
+        ([(0, 0.5, "/srv/secret")], "ranked (0, 0.5, '/srv/secret'), not a (position, score) pair"),
+        ([{"position": 0, "score": 0.5}], "ranked {'position': 0, 'score': 0.5}, not a (position, score) pair"),
+        ((pair for pair in [(0, 0.5)]), "returned generator, not a list of (position, score) pairs"),
+        ([(0, 0.5)] * 300_000, "returned 300000 items for k=10"),  # 25 MB and 4 s, for a k of 1
+    ],
+)
+def test_what_a_recommender_ranks_must_be_catalogue_positions_scored_by_finite_python_floats(ranked, said):
+    from heirloom_plugins.recommend.vetting import ranked_items
+
+    started = time.perf_counter()
+    assert (
+        ranked_items(_toy_recommender(), ranked, 10, frozenset(), "its recommend()", "", kept={})
+        == f"its recommend() {said}"
+    )
+    assert time.perf_counter() - started < 0.5  # a huge answer is counted, not read
+
+
+@pytest.mark.parametrize(
+    ("described", "said"),
+    [
+        ({"item": "i1", "year": None, "genres": []}, " has no 'title' (it has 'item', 'year', 'genres')"),
+        ({"item": "i1", "title": None, "year": None, "genres": []}, "'s 'title' is NoneType None, not a string"),
+        (
+            {"item": "i1", "title": "A", "year": "1995", "genres": []},
+            "'s 'year' is str '1995', not a whole number or null",
+        ),
+        (
+            {"item": "i1", "title": "A", "year": True, "genres": []},
+            "'s 'year' is bool True, not a whole number or null",
+        ),
+        ({"item": "i1", "title": "A", "year": None, "genres": {"Comedy"}}, "'s 'genres' is set {'Comedy'}, not a list"),
+        ({"item": "i1", "title": "A", "year": None, "genres": [7]}, "'s genres[0] is int 7, not a string"),
+        (
+            {"item": "i2", "title": "A", "year": None, "genres": []},
+            " is item 'i2', which its catalogue.index puts at 1",
+        ),
+    ],
+)
+def test_how_a_recommender_describes_an_item_must_be_what_replies_promise(described, said):
+    """A missing title was dropped from the reply, unsaid; a describe of another item sent its id."""
+    from heirloom_plugins.recommend.vetting import described as reply_item
+
+    model = _toy_recommender()
+    model.catalogue.describe = lambda position: described
+    assert reply_item(model, 0, {}) == f"its catalogue.describe(0){said}"
+    model.catalogue.describe = lambda position: {**described, "item": "i1", "title": "A", "year": 1995, "genres": ["X"]}
+    assert reply_item(model, 0, {}) == {"item": "i1", "title": "A", "year": 1995, "genres": ["X"]}  # and no other key
 
 
 def test_similar_items_and_the_empty_history(served):

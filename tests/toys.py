@@ -219,35 +219,75 @@ class ToyClassifier(ToyModel):
 
 @attrs.define
 class ToyRecommender(ToyModel):
-    """What the recommend api reads of a model, and no more: one item ``i1``, one user ``u1``
-    (with ``float32``, numpy's floats as scores)."""
+    """What the recommend api reads of a model, and no more: items ``i1``, ``i2``, ``i3`` (scored
+    1/2, 1/3, 1/4), one user ``u1`` who has none (with ``float32``, numpy's floats as scores).
+    ``mode`` breaks each answer for a request whose history or exclude holds ``i3`` (the start
+    check asks an empty history) as a third party's did: ``extra`` (describe adds a
+    key replies do not name), ``untitled`` (describe has no title), ``own`` (``i3`` ranked),
+    ``minus`` (position -1 first), ``true`` (position True first), ``beyond`` (position 3 first),
+    ``more`` (an item more than k), ``twice`` (the best item twice), ``unranked`` (worst first),
+    ``nan``, ``text`` (scores as text), ``raise``; ``self`` (similar ranks the item asked about
+    first)."""
 
     float32: bool = False
+    mode: str = ""
 
     def load(self, state):
         super().load(state)
         import numpy
 
         self.catalogue = attrs.make_class("Catalogue", ["index", "describe"])(
-            {"i1": 0}, lambda position: {"item": "i1", "title": "One", "year": None, "genres": []}
+            {"i1": 0, "i2": 1, "i3": 2}, self._describe
         )
         self.histories = attrs.make_class("Histories", ["index", "of"])(
             {"u1": 0}, lambda row: numpy.zeros(0, dtype=numpy.int64)
         )
 
-    def _ranked(self) -> list[tuple[int, float]]:
+    def _describe(self, position: int) -> dict[str, Any]:
+        item = {"item": f"i{position + 1}", "title": "One", "year": None, "genres": []}
+        if position and self.mode == "extra":  # i1 is what the start check describes
+            item["internal_path"] = "/srv/acme/secret.pem"
+        if position and self.mode == "untitled":
+            del item["title"]
+        return item
+
+    def _ranked(self, leave: set[int], k: int) -> list[tuple[int, Any]]:
         import numpy
 
-        return [(0, numpy.float32(0.5) if self.float32 else 0.5)]
+        ranked = [(position, 1 / (position + 2)) for position in range(3) if position not in leave][:k]
+        return [(position, numpy.float32(score)) for position, score in ranked] if self.float32 else ranked
 
     def recommend(self, histories, ks, excluded=None):
-        return [self._ranked() for _ in histories]
+        excluded = excluded or [[] for _ in histories]
+        return [
+            self._broken(ranked, k) if 2 in history or 2 in left else ranked
+            for history, k, left in zip(histories, ks, excluded, strict=True)
+            for ranked in [self._ranked({*history.tolist(), *left}, k)]
+        ]
+
+    def _broken(self, ranked: list[tuple[int, Any]], k: int) -> list[tuple[Any, Any]]:
+        best = ranked[1:]  # the first makes way for a wrong one
+        broken = {
+            "own": [(2, 0.9), *best],
+            "minus": [(-1, 0.9), *best],
+            "true": [(True, 0.9), *best],
+            "beyond": [(3, 0.9), *best],
+            "more": [*ranked, (2, 0.1)],
+            "twice": ranked[:1] * 2,
+            "unranked": ranked[::-1],
+            "nan": [(position, float("nan")) for position, _ in ranked],
+            "text": [(position, str(score)) for position, score in ranked],
+        }
+        if self.mode == "raise":
+            raise ValueError("too many values to unpack")
+        return broken.get(self.mode, ranked)
 
     def similar(self, position, k):
-        return self._ranked()
+        ranked = self._ranked({position}, k)
+        return [(position, 1.0), *ranked][:k] if self.mode == "self" else ranked
 
     def similar_text(self, text, k):
-        return self._ranked()
+        return self._ranked(set(), k)
 
 
 @attrs.define

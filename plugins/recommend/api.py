@@ -10,6 +10,7 @@ reads, so the next ``heirloom train`` learns from them.
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,13 +18,15 @@ import attrs
 import numpy as np
 
 import heirloom
-from heirloom_plugins.model_needs import answer_within, missing_members, refusal, started
+from heirloom_plugins.model_needs import PerInstance, answer_within, missing_members, refusal, started
 from heirloom_plugins.recommend.events import event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
 from heirloom_plugins.recommend.tower import ItemText
+from heirloom_plugins.recommend.vetting import RECOMMEND_DOC, asked, broken, described, position_problem, ranked_items
 
 Id = str | int
+Reply = heirloom.Versioned | heirloom.RequestError
 MAX_KIND_CHARS = 64
 MAX_TITLE_CHARS = 1000
 
@@ -161,7 +164,9 @@ RECOMMENDER_NEEDS = (
     "similar()",
     "similar_text()",
 )
-RECOMMEND_DOC = "docs/RECOMMEND.md, 'Another model behind recommend'"
+#: What a reply never holds, as messages say it.
+LEFT_OUT = "an item of the request's user, history or exclude, which the reply never holds"
+ASKED_ABOUT = "the item it was asked about, which the reply never holds"
 
 
 @attrs.define
@@ -197,6 +202,7 @@ class RecommendApi(heirloom.Api):
         super().start(ctx)
         self.handle = ctx.model(self.model)
         self.inputs = inputs(self.max_k, self.max_history)
+        self._kept = PerInstance(lambda model: {})  # each served version's vetted items (vetting.KEPT)
         path = Path(self.events_path) if self.events_path else event_log_path(ctx.project, ctx.name)
         self.events = heirloom.AppendLog(path, max_bytes=self.events_max_mb << 20, quota=ctx.log_quota())
 
@@ -257,15 +263,22 @@ class RecommendApi(heirloom.Api):
                 wanted.append((position, self._history(model, version, body), _excluded(model, body.exclude), body.k))
             except heirloom.RequestError as error:
                 results[position] = error
-        if wanted:
-            _, histories, excluded, ks = zip(*wanted, strict=True)
-            lists = model.recommend(list(histories), list(ks), list(excluded))
-            for (position, *_), ranked in zip(wanted, lists, strict=True):
-                results[position] = _reply(model, version, ranked)
+        if not wanted:
+            return results
+        _, histories, excluded, ks = zip(*wanted, strict=True)
+        lists = asked(model, "recommend()", model.recommend, list(histories), list(ks), list(excluded))
+        if not isinstance(lists, list) or len(lists) != len(wanted):
+            said = f"{len(lists)} lists" if isinstance(lists, list) else type(lists).__name__
+            error = broken(model, f"its recommend() returned {said} for {len(wanted)} requests, not one list each")
+            return [error if result is None else result for result in results]
+        for (position, history, left, k), ranked in zip(wanted, lists, strict=True):
+            leave = {*history.tolist(), *left.tolist()}
+            results[position] = self._reply(model, version, ranked, k, leave, ("its recommend()", LEFT_OUT))
         return results
 
     def _history(self, model: HybridRecommender, version: str | None, body: Any) -> np.ndarray:
-        """The user's learnt items and the request's ``history`` together."""
+        """The user's learnt items and the request's ``history`` together, read-only: they are
+        what the reply leaves out, read again after the model's call."""
         learnt = np.zeros(0, dtype=np.int64)
         if body.user is not None:
             row = model.histories.index.get(id_key(body.user))
@@ -275,7 +288,8 @@ class RecommendApi(heirloom.Api):
                     f"user {body.user!r} is unknown to {version}; send their 'history' instead",
                     "body.user",
                 )
-            learnt = model.histories.of(row) if row is not None else learnt  # a new user: their history alone
+            if row is not None:  # a new user: their history alone
+                learnt = asked(model, "histories.of()", model.histories.of, row)
         index = model.catalogue.index
         positions = []
         for number, item in enumerate(body.history or ()):
@@ -284,25 +298,47 @@ class RecommendApi(heirloom.Api):
                     "NOT_FOUND", f"item {item!r} is not in the catalogue of {version}", f"body.history[{number}]"
                 )
             positions.append(index[id_key(item)])
-        return np.union1d(learnt, np.asarray(positions, dtype=np.int64))
+        merged = np.union1d(learnt, np.asarray(positions, dtype=np.int64))
+        merged.flags.writeable = False
+        return merged
 
-    def similar(self, body: Any) -> heirloom.Versioned:
+    def similar(self, body: Any) -> Reply:
         model, version = self._serving()
         position = self._item(model, version, body.item)
-        return _reply(model, version, model.similar(position, body.k))
+        what = f"similar({position}, {body.k})"
+        ranked = asked(model, what, model.similar, position, body.k)
+        return self._reply(model, version, ranked, body.k, {position}, (f"its {what}", ASKED_ABOUT))
 
-    def similar_text(self, body: Any) -> heirloom.Versioned:
+    def similar_text(self, body: Any) -> Reply:
         model, version = self._serving()
         text = ItemText(body.title, parse_year(body.title), tuple(body.genres))
-        return _reply(model, version, model.similar_text(text, body.k))
+        ranked = asked(model, "similar_text()", model.similar_text, text, body.k)
+        return self._reply(model, version, ranked, body.k, frozenset(), ("its similar_text()", ""))
+
+    def _reply(
+        self, model: Any, version: str | None, ranked: Any, k: int, left_out: AbstractSet[int], said: tuple[str, str]
+    ) -> Reply:
+        """``{"items": [{"item", "title", "year", "genres", "score"}], "version"}``, best first, from
+        the model's ``ranked`` pairs, or INTERNAL naming the model (for this request alone) when they
+        break a promise the reply makes (vetting.py; ``said``: the call, and whose items ``left_out``
+        holds)."""
+        items = ranked_items(model, ranked, k, left_out, *said, kept=self._kept(model))
+        if isinstance(items, str):
+            return broken(model, items)
+        return heirloom.Versioned({"items": items, "version": version}, version)
 
     def history(self, body: Any) -> heirloom.Versioned:
         model, version = self._serving()
         row = model.histories.index.get(id_key(body.user))
         if row is None:
             raise heirloom.RequestError("NOT_FOUND", f"user {body.user!r} is unknown to {version}", "body.user")
-        positions = model.histories.of(row).tolist()
-        items = [model.catalogue.describe(position) for position in positions[: body.limit]]
+        positions = asked(model, "histories.of()", model.histories.of, row).tolist()
+        size, kept, items = len(model.catalogue.index), self._kept(model), []
+        for position in positions[: body.limit]:
+            item = position_problem(position, size, "its histories.of()") or described(model, position, kept)
+            if isinstance(item, str):
+                raise broken(model, item)
+            items.append(item)
         return heirloom.Versioned({"items": items, "count": len(positions), "version": version}, version)
 
     def event(self, body: EventInput) -> dict[str, Any]:
@@ -322,20 +358,17 @@ class RecommendApi(heirloom.Api):
 
 
 def _ranking_problem(model: Any) -> str | None:
-    """What is wrong with the model's answer for an empty history (a list of one list of
-    ``(position, score)`` pairs, Python numbers): numpy's float32 scores failed every reply."""
+    """What is wrong with the model's answer for an empty history, as each request's answer is
+    checked: numpy's float32 scores failed every reply."""
     nothing = np.zeros(0, dtype=np.int64)
     what = "its recommend([an empty history], [1], [nothing excluded])"
     ranked, problem = answer_within(lambda: model.recommend([nothing], [1], [nothing]), what)
     if problem is not None:
         return problem
-    if not isinstance(ranked, list) or len(ranked) != 1 or not isinstance(ranked[0], list):
+    if not isinstance(ranked, list) or len(ranked) != 1:
         return f"{what} returned {type(ranked).__name__}, not a list of one list of (position, score) pairs"
-    for pair in ranked[0][:1]:
-        score = pair[1] if isinstance(pair, tuple | list) and len(pair) == 2 else None
-        if not isinstance(score, int | float) or isinstance(score, bool):
-            return f"{what} ranked {pair!r:.80}, not a (position, score) pair with a Python number as score"
-    return None
+    items, problem = answer_within(lambda: ranked_items(model, ranked[0], 1, frozenset(), what, "", kept={}), what)
+    return problem or (items if isinstance(items, str) else None)
 
 
 def _excluded(model: HybridRecommender, items: list[Id]) -> np.ndarray:
@@ -343,10 +376,6 @@ def _excluded(model: HybridRecommender, items: list[Id]) -> np.ndarray:
     recommended anyway: a basket may hold items newer than the served version)."""
     index = model.catalogue.index
     keys = [id_key(item) for item in items]
-    return np.asarray([index[key] for key in keys if key in index], dtype=np.int64)
-
-
-def _reply(model: HybridRecommender, version: str | None, ranked: list[tuple[int, float]]) -> heirloom.Versioned:
-    """``{"items": [{"item", "title", "year", "genres", "score"}], "version"}``, best first."""
-    items = [{**model.catalogue.describe(item), "score": score} for item, score in ranked]
-    return heirloom.Versioned({"items": items, "version": version}, version)
+    positions = np.asarray([index[key] for key in keys if key in index], dtype=np.int64)
+    positions.flags.writeable = False  # what the reply leaves out, read after the model's call
+    return positions
