@@ -336,6 +336,17 @@ def test_a_recommenders_items_reach_clients_best_first_with_only_the_keys_the_re
         ]
 
 
+def test_a_recommender_answering_a_batch_in_another_order_is_refused_where_it_starts(toy_recs):
+    """16 of 16 concurrent clients got another request's items: the start check asked one history."""
+    tmp, profile, env = toy_recs
+    daemon = Daemon(tmp / "swap", "--set", "models.m.mode=swap", profile=profile.read_text(), env=env)
+    said = (
+        "apis.recs.model: ToyRecommender cannot serve behind the recommend api: its recommend([an empty history, "
+        "[0]], [10, 10], [nothing excluded, nothing excluded]) answered each request with the other's items"
+    )
+    assert said in _refused(daemon)
+
+
 MEDICAL_APIS = (
     '[models.t]\nuse = "toy-codes"\ndata = "rows"\ntreatment = true\n'
     '[apis.diagnosis]\nuse = "medical-diagnosis"\nmodel = "m"\n'

@@ -222,12 +222,12 @@ class ToyRecommender(ToyModel):
     """What the recommend api reads of a model, and no more: items ``i1``, ``i2``, ``i3`` (scored
     1/2, 1/3, 1/4), one user ``u1`` who has none (with ``float32``, numpy's floats as scores).
     ``mode`` breaks each answer for a request whose history or exclude holds ``i3`` (the start
-    check asks an empty history) as a third party's did: ``extra`` (describe adds a
+    check asks an empty history and ``[i1]``) as a third party's did: ``extra`` (describe adds a
     key replies do not name), ``untitled`` (describe has no title), ``own`` (``i3`` ranked),
     ``minus`` (position -1 first), ``true`` (position True first), ``beyond`` (position 3 first),
     ``more`` (an item more than k), ``twice`` (the best item twice), ``unranked`` (worst first),
     ``nan``, ``text`` (scores as text), ``raise``; ``self`` (similar ranks the item asked about
-    first)."""
+    first), ``swap`` (a batch's answers in reverse order)."""
 
     float32: bool = False
     mode: str = ""
@@ -259,11 +259,12 @@ class ToyRecommender(ToyModel):
 
     def recommend(self, histories, ks, excluded=None):
         excluded = excluded or [[] for _ in histories]
-        return [
+        answers = [
             self._broken(ranked, k) if 2 in history or 2 in left else ranked
             for history, k, left in zip(histories, ks, excluded, strict=True)
             for ranked in [self._ranked({*history.tolist(), *left}, k)]
         ]
+        return answers[::-1] if self.mode == "swap" else answers
 
     def _broken(self, ranked: list[tuple[int, Any]], k: int) -> list[tuple[Any, Any]]:
         best = ranked[1:]  # the first makes way for a wrong one

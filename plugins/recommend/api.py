@@ -167,6 +167,8 @@ RECOMMENDER_NEEDS = (
 #: What a reply never holds, as messages say it.
 LEFT_OUT = "an item of the request's user, history or exclude, which the reply never holds"
 ASKED_ABOUT = "the item it was asked about, which the reply never holds"
+#: How many items the start check's batch-order probe asks per history.
+PROBE_K = 10
 
 
 @attrs.define
@@ -358,8 +360,8 @@ class RecommendApi(heirloom.Api):
 
 
 def _ranking_problem(model: Any) -> str | None:
-    """What is wrong with the model's answer for an empty history, as each request's answer is
-    checked: numpy's float32 scores failed every reply."""
+    """What is wrong with the model's answer for an empty history (as each request's answer is
+    checked: numpy's float32 scores failed every reply), or with the order of its batch's answers."""
     nothing = np.zeros(0, dtype=np.int64)
     what = "its recommend([an empty history], [1], [nothing excluded])"
     ranked, problem = answer_within(lambda: model.recommend([nothing], [1], [nothing]), what)
@@ -368,7 +370,37 @@ def _ranking_problem(model: Any) -> str | None:
     if not isinstance(ranked, list) or len(ranked) != 1:
         return f"{what} returned {type(ranked).__name__}, not a list of one list of (position, score) pairs"
     items, problem = answer_within(lambda: ranked_items(model, ranked[0], 1, frozenset(), what, "", kept={}), what)
-    return problem or (items if isinstance(items, str) else None)
+    return problem or (items if isinstance(items, str) else None) or _order_problem(model, nothing)
+
+
+def _order_problem(model: Any, nothing: np.ndarray) -> str | None:
+    """Whether the model answers a batch of two requests in another order: each of 16 concurrent
+    clients got another's items. Only answers that differ asked alone tell (never ties)."""
+    if not len(model.catalogue.index):
+        return None
+    first = np.zeros(1, dtype=np.int64)  # the history of position 0
+
+    def ask() -> tuple[list[Any], Any]:
+        alone = [model.recommend([history], [PROBE_K], [nothing])[0] for history in (nothing, first)]
+        return alone, model.recommend([nothing, first], [PROBE_K, PROBE_K], [nothing, nothing])
+
+    what = f"its recommend([an empty history, [0]], [{PROBE_K}, {PROBE_K}], [nothing excluded, nothing excluded])"
+    answers, problem = answer_within(ask, what)
+    if problem is not None:
+        return problem
+    alone, together = (_positions(answer) for answer in (answers[0], answers[1]))
+    if alone and alone[0] != alone[1] and together == alone[::-1]:
+        return f"{what} answered each request with the other's items (asked alone, they get different ones)"
+    return None
+
+
+def _positions(answers: Any) -> list[list[Any]] | None:
+    """The positions each of ``answers`` ranks, or None where they are not lists of pairs (each
+    request's check says what is wrong with those)."""
+    try:
+        return [[pair[0] for pair in ranked] for ranked in answers]
+    except (TypeError, IndexError, KeyError):
+        return None
 
 
 def _excluded(model: HybridRecommender, items: list[Id]) -> np.ndarray:
