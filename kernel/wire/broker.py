@@ -215,6 +215,7 @@ class Broker(BrokerRoutes):
         """Stop the workers and close; False when a local worker did not stop cleanly."""
         for tag in list(self.forwarded):
             self._fail(tag, "the daemon shut down before the request finished")
+        drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)  # heartbeats not read yet
         self._tell_workers(b"DRAIN")  # one that connected during the drain
         clean = self.local.stop(STOP_SECONDS, self._refuse_clients)  # their grace is over too (draining)
         if self.pool is not None:
