@@ -538,10 +538,9 @@ def _send(socket: zmq.Socket, request_id: int, route: str, body: object) -> None
 
 _FIRST_ROUTING_ID = """
 import zmq
-from heirloom.wire.connections import seed_routing_ids
-seed_routing_ids()
+from heirloom.wire.connections import client_router
 context = zmq.Context()
-router = context.socket(zmq.ROUTER)
+router = client_router(context)
 port = router.bind_to_random_port("tcp://127.0.0.1")
 dealer = context.socket(zmq.DEALER)
 dealer.connect(f"tcp://127.0.0.1:{port}")

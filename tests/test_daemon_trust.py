@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import pytest
 import zmq
 
 from heirloom.wire.client import InvalidArgument, RemoteError, ResourceExhausted
+from heirloom.wire.connections import HANDSHAKE_MS
 from heirloom.wire.protocol import SIGNATURE
 from tests.daemons import Daemon
+from tests.helpers import free_tcp_address
 
 PROFILE = """
 [resources]
@@ -491,3 +494,24 @@ def test_grace_deadline_is_met_and_the_daemon_exits_0_every_time(tmp_path):
         assert late <= GRACE + 0.05, f"run {run}: last reply {late * 1000:.0f} ms after SIGTERM"
         assert set(statuses) <= {"OK", "UNAVAILABLE"} and "UNAVAILABLE" in statuses
         assert "Traceback" not in daemon.log() and "terminate called" not in daemon.log()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_connection_that_never_finishes_its_handshake_is_closed(tmp_path, workers):
+    """A peer that opens a TCP connection and never greets held one of the daemon's descriptors
+    for libzmq's 30 s; a few thousand such peers locked every client out. Now it is closed after
+    HANDSHAKE_MS, while clients that greet are served."""
+    daemon = Daemon(tmp_path, "--workers", workers, address=free_tcp_address())
+    daemon.wait_ready()
+    host, port = daemon.address.removeprefix("tcp://").rsplit(":", 1)
+    began = time.monotonic()
+    try:
+        with socket.create_connection((host, int(port)), timeout=HANDSHAKE_MS / 1000 + 15) as silent:
+            while silent.recv(4096):  # the daemon's own greeting, then nothing until it closes
+                pass
+        held = time.monotonic() - began
+        with daemon.client(timeout=5) as client:
+            assert client.call("echo.echo", "still served") == "still served"
+    finally:
+        assert daemon.terminate() == 0
+    assert HANDSHAKE_MS / 1000 - 1 < held < HANDSHAKE_MS / 1000 + 10, held

@@ -47,7 +47,7 @@ from heirloom.wire.broker_workers import (
     worker_argv,
 )
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
-from heirloom.wire.connections import ConnectionWatch, reply_outbox, seed_routing_ids
+from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
@@ -116,8 +116,7 @@ class Broker(BrokerRoutes):
         self.max_in_flight = max_in_flight
         self.buckets = ClientBuckets(limits) if limits is not None else None
         self.context = zmq.Context()
-        seed_routing_ids()
-        self.frontend = self.context.socket(zmq.ROUTER)
+        self.frontend = client_router(self.context)
         if curve is not None:
             curve.serve(self.frontend)
         self.backend = self.context.socket(zmq.ROUTER)

@@ -14,7 +14,7 @@ a reply to a vanished client is. What stays open: a request read after its clien
 *and* another connection took its descriptor is stamped with that connection's count
 (ZeroMQ's in-band disconnect notice, ``ZMQ_ROUTER_NOTIFY``, is a draft API): only a client
 that knows the id can take that reply, so the ids ZeroMQ gives start at a random value
-(:func:`seed_routing_ids`; docs/PROTOCOL.md says what is left to clients that choose their own).
+(:func:`client_router`; docs/PROTOCOL.md says what is left to clients that choose their own).
 """
 
 from __future__ import annotations
@@ -42,14 +42,22 @@ GONE = -1
 _MONITORS = itertools.count()  # each watch's own inproc address, in a context others may share
 
 
-def seed_routing_ids() -> None:
-    """Start libzmq's routing ids at a random value for the ROUTER sockets made after this.
+#: How long a new connection may take to finish its ZeroMQ handshake (libzmq's default: 30 s), so
+#: connections that never greet, or never prove a key, hold a descriptor only that long.
+HANDSHAKE_MS = 10_000
+
+
+def client_router(context: zmq.Context) -> zmq.Socket:
+    """The ROUTER clients connect to, with libzmq's routing ids started at a random value.
 
     libzmq gives a connection that sets no id of its own the next of a counter that starts at
     libc's ``rand()``, which nothing seeds: every daemon's first client was ``00 6b 8b 45 67``,
     the next ``...68``, so a client could work out another's id (see the module's docstring)."""
     with contextlib.suppress(OSError, AttributeError, TypeError):  # no C library to seed: ids stay a counter
         ctypes.CDLL(None).srand(int.from_bytes(os.urandom(4), "little"))
+    socket = context.socket(zmq.ROUTER)
+    socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
+    return socket
 
 
 class Peer(bytes):

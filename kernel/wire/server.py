@@ -37,7 +37,7 @@ from heirloom.wire.batching import Batcher
 from heirloom.wire.broker_link import BrokerLink
 from heirloom.wire.builtin_routes import KernelApi, check_no_body
 from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, invalid_part, settle
-from heirloom.wire.connections import ConnectionWatch, reply_outbox, seed_routing_ids
+from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
     CONTROL,
@@ -125,9 +125,7 @@ class Server:
         self._system_ready = threading.Event()
         self._installed = False
         self._worker = connect is not None
-        if connect is None:
-            seed_routing_ids()
-        self.socket = self.context.socket(zmq.DEALER if connect is not None else zmq.ROUTER)
+        self.socket = self.context.socket(zmq.DEALER) if connect is not None else client_router(self.context)
         # socket options apply to connections made after they are set: before bind/connect
         self.socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
         self.socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
