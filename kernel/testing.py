@@ -282,9 +282,8 @@ def _value(value: Any) -> str:
 
 
 def _contract_check(check: Callable[P, R]) -> Callable[P, R]:
-    """``check`` raising only ``AssertionError``, as PLUGINS.md says: what the component (or the
-    profile built from its config) raised otherwise (a HeirloomError, a KeyError) becomes one
-    naming it, chained to it for its traceback."""
+    """``check`` raising only ``AssertionError``, as PLUGINS.md says: what the component (or the profile built
+    from its config) raised otherwise (a HeirloomError, a KeyError) becomes one naming it, chained to it."""
 
     @functools.wraps(check)
     def checked(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -491,7 +490,9 @@ def _serving(system: System) -> Iterator[Client]:
         loop.start()
         try:
             with Client(address, timeout=10, retries=0) as client:
-                client.call("_health")
+                server.wait_started(60)
+                while loop.is_alive() and not server.mounted:  # the routes mount on the loop's next turn
+                    time.sleep(0.01)
                 yield client
         finally:
             server.request_drain()
