@@ -40,8 +40,6 @@ _EVENT = struct.Struct("=HI")  # a monitor event's first frame: event number, va
 #: The close count of a request read when no connection was open on its descriptor.
 GONE = -1
 _MONITORS = itertools.count()  # each watch's own inproc address, in a context others may share
-
-
 #: How long a new connection may take to finish its ZeroMQ handshake (libzmq's default: 30 s), so
 #: connections that never greet, or never prove a key, hold a descriptor only that long.
 HANDSHAKE_MS = 10_000
