@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import daemons
 
 #: Each test's reports by phase (setup, call, teardown), for fixtures that act on failure.
 PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -16,6 +19,18 @@ def pytest_runtest_makereport(item, call):
     report = yield
     item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
     return report
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left_running() -> Iterator[None]:
+    """Kill the daemons a test started and left running: one whose assertion failed before its
+    ``terminate()`` left the process (a broker, with its workers) up until the session ended.
+    Daemons of wider-scoped fixtures, started before this, are theirs to stop."""
+    before = len(daemons.STARTED)
+    yield
+    for daemon in daemons.STARTED[before:]:
+        daemon.kill()
+    del daemons.STARTED[before:]
 
 
 @pytest.fixture(autouse=True)

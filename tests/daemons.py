@@ -28,6 +28,10 @@ use = "testing"
 """
 
 
+#: Every daemon started in this process, in order: conftest kills those a failing test left running.
+STARTED: list[Daemon] = []
+
+
 class Daemon:
     """``heirloom serve`` in a subprocess on an ipc:// endpoint in a temp folder."""
 
@@ -53,6 +57,7 @@ class Daemon:
             env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api", **(env or {})},
             preexec_fn=preexec_fn,
         )
+        STARTED.append(self)
 
     def client(self, **kwargs) -> Client:
         return Client(self.address, **kwargs)
