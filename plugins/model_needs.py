@@ -19,6 +19,8 @@ from typing import Any
 
 import msgpack
 
+import heirloom
+
 #: Texts every text model can read: what ``check`` asks ``predict`` about, two at once (a model
 #: answering one prediction whatever the batch passed a probe of one, then failed every batch).
 PROBE = "Where is my order?"
@@ -121,6 +123,12 @@ class PerInstance:
 def refusal(field: str, model: Any, api: str, problem: str, doc: str) -> tuple[str, str]:
     """The ``(field, message)`` an api's ``check`` returns for the model ``field`` names."""
     return field, f"{type(model).__name__} cannot serve behind the {api} api: {problem} ({doc})"
+
+
+def failed_answer(model: Any, problem: str, doc: str) -> heirloom.RequestError:
+    """The INTERNAL error of one request whose answer from ``model`` the route cannot send (``problem``;
+    ``doc``: the page that says what the api needs): that request fails, not its batch."""
+    return heirloom.RequestError("INTERNAL", f"{type(model).__name__}: {problem} ({doc})")
 
 
 def missing_members(model: Any, members: Sequence[str]) -> list[str]:

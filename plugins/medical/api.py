@@ -24,7 +24,15 @@ import heirloom
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
 from heirloom_plugins.medical.safety import ingredients, read_drug, unread, withheld
-from heirloom_plugins.model_needs import first_problem, predictions_of, probed, refusal, shape_problem, unsendable
+from heirloom_plugins.model_needs import (
+    failed_answer,
+    first_problem,
+    predictions_of,
+    probed,
+    refusal,
+    shape_problem,
+    unsendable,
+)
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
 #: Each prediction's whole shape, every key (see ``model_needs.shape_problem``); the replies' shapes below.
@@ -222,9 +230,8 @@ class CodesApi(heirloom.Api):
         for one_call in _told_apart(queries):
             answers = predictions_of(model, [asked.query for _, asked in one_call])
             for (position, asked), answer in zip(one_call, answers, strict=True):
-                if (problem := self._problem(answer, asked)) is not None:  # this request fails, not the batch
-                    message = f"{type(model).__name__}: {problem} ({MEDICAL_DOC})"
-                    results[position] = heirloom.RequestError("INTERNAL", message)
+                if (problem := self._problem(answer, asked)) is not None:
+                    results[position] = failed_answer(model, problem, MEDICAL_DOC)
                     continue
                 reply = {**self._answer(asked.query, answer), "version": version}
                 results[position] = heirloom.Versioned(reply, version)

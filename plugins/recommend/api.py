@@ -18,12 +18,12 @@ import attrs
 import numpy as np
 
 import heirloom
-from heirloom_plugins.model_needs import PerInstance, answer_within, missing_members, refusal, started
+from heirloom_plugins.model_needs import PerInstance, answer_within, failed_answer, missing_members, refusal, started
 from heirloom_plugins.recommend.events import event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
 from heirloom_plugins.recommend.tower import ItemText
-from heirloom_plugins.recommend.vetting import RECOMMEND_DOC, asked, broken, described, position_problem, ranked_items
+from heirloom_plugins.recommend.vetting import RECOMMEND_DOC, asked, described, position_problem, ranked_items
 
 Id = str | int
 Reply = heirloom.Versioned | heirloom.RequestError
@@ -271,7 +271,8 @@ class RecommendApi(heirloom.Api):
         lists = asked(model, "recommend()", model.recommend, list(histories), list(ks), list(excluded))
         if not isinstance(lists, list) or len(lists) != len(wanted):
             said = f"{len(lists)} lists" if isinstance(lists, list) else type(lists).__name__
-            error = broken(model, f"its recommend() returned {said} for {len(wanted)} requests, not one list each")
+            problem = f"its recommend() returned {said} for {len(wanted)} requests, not one list each"
+            error = failed_answer(model, problem, RECOMMEND_DOC)
             return [error if result is None else result for result in results]
         for (position, history, left, k), ranked in zip(wanted, lists, strict=True):
             leave = {*history.tolist(), *left.tolist()}
@@ -326,7 +327,7 @@ class RecommendApi(heirloom.Api):
         holds)."""
         items = ranked_items(model, ranked, k, left_out, *said, kept=self._kept(model))
         if isinstance(items, str):
-            return broken(model, items)
+            return failed_answer(model, items, RECOMMEND_DOC)
         return heirloom.Versioned({"items": items, "version": version}, version)
 
     def history(self, body: Any) -> heirloom.Versioned:
@@ -339,7 +340,7 @@ class RecommendApi(heirloom.Api):
         for position in positions[: body.limit]:
             item = position_problem(position, size, "its histories.of()") or described(model, position, kept)
             if isinstance(item, str):
-                raise broken(model, item)
+                raise failed_answer(model, item, RECOMMEND_DOC)
             items.append(item)
         return heirloom.Versioned({"items": items, "count": len(positions), "version": version}, version)
 

@@ -35,11 +35,6 @@ ITEM_NEEDS: dict[str, Any] = {
 }
 
 
-def broken(model: Any, problem: str) -> heirloom.RequestError:
-    """The INTERNAL error of one request whose answer from ``model`` the route cannot send."""
-    return heirloom.RequestError("INTERNAL", f"{type(model).__name__}: {problem} ({RECOMMEND_DOC})")
-
-
 def asked(model: Any, what: str, call: Callable[..., Any], *args: Any) -> Any:
     """``call(*args)``, a member of ``model`` (``what``: how a message names it); what it raises
     names the model, which "recs.recommend failed: ValueError: ..." did not."""

@@ -20,7 +20,15 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.model_needs import PerInstance, first_problem, missing_members, predictions_of, probed, refusal
+from heirloom_plugins.model_needs import (
+    PerInstance,
+    failed_answer,
+    first_problem,
+    missing_members,
+    predictions_of,
+    probed,
+    refusal,
+)
 from heirloom_plugins.support.queue import HandoffQueue
 from heirloom_plugins.support.vetting import (
     IntentTerms,
@@ -149,11 +157,8 @@ class SupportApi(heirloom.Api):
         naming the model when they are wrong."""
         terms = self._terms[field](model)
         if isinstance(terms, str):
-            raise self._broken(model, terms)
+            raise failed_answer(model, terms, SUPPORT_DOC)
         return terms
-
-    def _broken(self, model: heirloom.Model, problem: str) -> heirloom.RequestError:
-        return heirloom.RequestError("INTERNAL", f"{type(model).__name__}: {problem} ({SUPPORT_DOC})")
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
@@ -222,10 +227,10 @@ class SupportApi(heirloom.Api):
         results: list[heirloom.Versioned | heirloom.RequestError] = []
         for text, intent, faq in zip(texts, intents, found, strict=True):
             if problem := intent_problem(intent, terms):  # vetting.py: this request fails, not the batch
-                results.append(self._broken(intent_model, problem))
+                results.append(failed_answer(intent_model, problem, SUPPORT_DOC))
                 continue
             if problem := faq_problem(faq, ids):
-                results.append(self._broken(faq_model, problem))
+                results.append(failed_answer(faq_model, problem, SUPPORT_DOC))
                 continue
             results.append(self._reply(text, intent, faq, version))
         return results

@@ -19,6 +19,7 @@ from heirloom_plugins.model_needs import (
     PerInstance,
     classification_problem,
     classifier_problems,
+    failed_answer,
     first_problem,
     labels_of,
     predictions_of,
@@ -195,8 +196,7 @@ class ClassifyApi(heirloom.Api):
         for body in inputs:
             batch = [next(predictions) for _ in ([body.text] if body.text is not None else body.texts)]
             if problem := first_problem(batch, classification_problem, labels):
-                message = f"{type(model).__name__}: {problem} ({CLASSIFY_DOC})"  # this request fails, not the batch
-                results.append(heirloom.RequestError("INTERNAL", message))
+                results.append(failed_answer(model, problem, CLASSIFY_DOC))
             elif body.text is not None:
                 results.append(heirloom.Versioned({**batch[0], "version": version}, version))
             else:
