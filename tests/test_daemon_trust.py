@@ -468,8 +468,10 @@ batch_ms = 50
 
 def test_grace_deadline_is_met_and_the_daemon_exits_0_every_time(tmp_path):
     """200 requests in flight (handler threads and a batcher busy for seconds), SIGTERM:
-    every request is answered by the deadline (+50 ms), and the process exits 0 although
-    handlers still finish after the sockets closed — 20 times in a row."""
+    every request is answered by the deadline, and the process exits 0 although handlers still
+    finish after the sockets closed — 20 times in a row. The client reads the last of ~150 refusals
+    up to 150 ms after the deadline on a loaded machine (50 ms failed CI once at 254 ms); a daemon
+    that waited for its handlers would answer seconds late."""
     for run in range(20):
         daemon = Daemon(tmp_path / f"run{run}", profile=GRACE_PROFILE)
         daemon.wait_ready()
@@ -491,7 +493,7 @@ def test_grace_deadline_is_met_and_the_daemon_exits_0_every_time(tmp_path):
                 statuses.append(error.code if error else "OK")
         assert daemon.process.wait(30) == 0, daemon.log()
         late = max(answered) - signalled
-        assert late <= GRACE + 0.05, f"run {run}: last reply {late * 1000:.0f} ms after SIGTERM"
+        assert late <= GRACE + 0.15, f"run {run}: last reply {late * 1000:.0f} ms after SIGTERM"
         assert set(statuses) <= {"OK", "UNAVAILABLE"} and "UNAVAILABLE" in statuses
         assert "Traceback" not in daemon.log() and "terminate called" not in daemon.log()
 
