@@ -107,16 +107,18 @@ def labels_of(model: Any) -> frozenset[str]:
 
 class PerInstance:
     """``compute(model)``, worked out again only for another model instance (a hot swap serves a
-    new one): what a route reads of its model on every request, read once."""
+    new one): what a route reads of its model on every request, read once. The model is held
+    weakly (every model is a :class:`heirloom.Model`, which can be): a swapped-out version stayed
+    in memory until the route's next request."""
 
     def __init__(self, compute: Callable[[Any], Any]):
         self._compute = compute
-        self._last: tuple[Any, Any] = (None, None)
+        self._last: tuple[Callable[[], Any], Any] = (lambda: None, None)
 
     def __call__(self, model: Any) -> Any:
         last = self._last
-        if last[0] is not model:
-            self._last = last = (model, self._compute(model))
+        if last[0]() is not model:
+            self._last = last = (weakref.ref(model), self._compute(model))
         return last[1]
 
 

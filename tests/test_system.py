@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import weakref
 
 import attrs
 import pytest
@@ -201,6 +203,33 @@ def test_train_of_a_profile_without_models_says_there_is_nothing_to_train(tmp_pa
     assert trained.returncode == 0 and "profile 'minimal' has no models: nothing to train" in trained.stderr
 
 
+def test_every_swapped_out_version_is_freed_without_waiting_for_a_request_or_the_daemons_stop(tmp_path, heirloom_home):
+    """The system kept the first version it served (its weights) until the daemon stopped, and the
+    classify api the last version it had answered with until its next request."""
+    path = write(
+        tmp_path / "team.toml",
+        'project = "team"\n[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-classifier"\ndata = "rows"\n'
+        '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n',
+    )
+    env = {"HEIRLOOM_HOME": str(heirloom_home), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(path), env=env).returncode == 0
+    with heirloom.Kernel(plugins=[toys]).system(str(path), serve_models=True) as system:
+        api, swapped_out = system.component("sentiment", "api"), [weakref.ref(system.component("m", "model"))]
+        for note in ("two", "three"):
+            assert run_heirloom("train", str(path), "--set", f"models.m.note={note}", env=env).returncode == 0
+            system.serving.refresh()
+            assert (
+                api.predict_batch([api.input(text="hello", texts=None)])[0].version
+                == system.serving.handles["m"].version
+            )
+            swapped_out.append(weakref.ref(system.serving.handles["m"].model))
+        assert run_heirloom("train", str(path), "--set", "models.m.note=four", env=env).returncode == 0
+        assert system.serving.refresh() == {"m": "team/m@4"}
+        system.serving.refresh()  # stops the version swapped out at the previous one
+        gc.collect()
+        assert [ref() is None for ref in swapped_out] == [True, True, True]
+
+
 def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops(tmp_path, heirloom_home):
     """Each refused swap started and loaded the new version, then kept it: five ``_reload`` calls of
     a refused 100 MB model held five copies until the daemon stopped."""
@@ -225,7 +254,8 @@ def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops
         assert system.serving.refresh() == {"m": "team/m@3"}
         serving = system.serving.handles["m"].model
         toys.STOPPED_MODELS.clear()
-        system.serving.refresh()  # retires the original: the system stops it, once, at its own stop
-        assert toys.STOPPED_MODELS == []  # it stopped the equal-looking serving instance, and never that one
-    assert toys.EVENTS.count("stop m") == 5  # the daemon's stop: the refused one left, the one served, the original
+        system.serving.refresh()  # stops the original, swapped out: the one serving takes its place in the system
+        assert toys.STOPPED_MODELS == [id(original)]  # and never the equal-looking serving instance
+        assert system.component("m", "model") is serving
+    assert toys.EVENTS.count("stop m") == 5  # the daemon's stop: the refused one left, the one served
     assert sorted(toys.STOPPED_MODELS) == sorted([id(serving), id(original)])

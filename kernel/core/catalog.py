@@ -1,10 +1,9 @@
 """What the kernel knows about each plugin, and the cache that spares imports.
 
-The catalog (one JSON file per Python environment) remembers what each plugin provided
-the last time it was imported: component types, named things (profiles, pretrained
-states, consoles, data sets), commands and the hooks it implements. It is keyed by a fingerprint of the
-plugin's distribution, version and module file, so a profile imports only the plugins
-it uses, and a new, upgraded or edited plugin is imported again to learn what it offers."""
+The catalog (one JSON file per Python environment) remembers what each plugin provided the last time it was imported:
+component types, named things (profiles, pretrained states, consoles, data sets), commands and the hooks it implements.
+It is keyed by a fingerprint of the plugin's distribution, version and module file, so a profile imports only the
+plugins it uses, and a new, upgraded or edited plugin is imported again to learn what it offers."""
 
 from __future__ import annotations
 

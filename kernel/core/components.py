@@ -1,10 +1,9 @@
 """The four kinds of component and the contract each one honours.
 
-A component type is an attrs class that subclasses one of the bases below; its attrs
-fields are its configuration schema (a profile table is structured into it, extra keys
-forbidden). The kernel instantiates it from the profile, calls ``start(ctx)`` in
-dependency order and ``stop()`` in reverse. Runtime state lives in ordinary attributes
-set in ``start`` (the bases have no ``__slots__``, so slotted attrs subclasses can)."""
+A component type is an attrs class that subclasses one of the bases below; its attrs fields are its configuration schema
+(a profile table is structured into it, extra keys forbidden). The kernel instantiates it from the profile, calls
+``start(ctx)`` in dependency order and ``stop()`` in reverse. Runtime state lives in ordinary attributes set in
+``start`` (the bases have no ``__slots__``, so slotted attrs subclasses can)."""
 
 from __future__ import annotations
 
@@ -33,9 +32,8 @@ REF_KEY = "heirloom_ref"
 def ref(kind: str, *, many: bool = False, **kwargs: Any) -> Any:
     """An attrs field naming another component of ``kind`` (a dependency edge).
 
-    ``data: str = ref("source")`` makes ``data = "news"`` in the profile a reference to
-    ``[sources.news]``: it must exist, it starts first, and ``ctx.get(self.data)`` returns
-    it. ``many=True`` takes a list of names."""
+    ``data: str = ref("source")`` makes ``data = "news"`` in the profile a reference to ``[sources.news]``: it must
+    exist, it starts first, and ``ctx.get(self.data)`` returns it. ``many=True`` takes a list of names."""
     if kind not in KINDS:
         raise ValueError(f"ref kind must be one of {KINDS}, not {kind!r}")
     metadata = dict(kwargs.pop("metadata", {}) or {})
@@ -222,10 +220,9 @@ class Model(Component):
     def fit(self, data: Iterable[Any], parent: State | None = None, progress: Progress | None = None) -> None:
         """Train on ``data``; ``parent`` is an inherited state to warm-start from.
 
-        A model may also accept a keyword argument ``validation`` (an iterable of records):
-        ``heirloom train`` then passes the source's validation split, which the model may
-        use to choose hyper-parameters or stop early, but must never train on, because the
-        same records score the fitted version for promotion."""
+        A model may also accept a keyword argument ``validation`` (an iterable of records): ``heirloom train`` then
+        passes the source's validation split, which the model may use to choose hyper-parameters or stop early, but must
+        never train on, because the same records score the fitted version for promotion."""
 
     @abc.abstractmethod
     def predict(self, batch: list[Any]) -> list[Any]:
@@ -325,9 +322,8 @@ class Api(Component):
     def feedback_log(self, project: str, name: str) -> Path | None:
         """The :class:`heirloom.FeedbackLog` this api records corrections in, or None.
 
-        ``heirloom feedback`` lists, exports and amends that log, so it is called on an api
-        that was constructed but not started, with the profile's project and the api's
-        component name. Default: the api records no feedback."""
+        ``heirloom feedback`` lists, exports and amends that log, so it is called on an api that was constructed but not
+        started, with the profile's project and the api's component name. Default: the api records no feedback."""
         return None
 
     def check(self, models: Mapping[str, Model]) -> list[tuple[str, str]]:

@@ -33,9 +33,8 @@ class ConsoleRequest:
 class Console:
     """A server-rendered page for every api that has all of ``routes`` (method names).
 
-    ``render(request) -> str`` returns an HTML fragment; escape what you interpolate
-    (``html.escape``): replies carry user data. It runs on a thread, so it may call the
-    daemon synchronously through ``request.call``."""
+    ``render(request) -> str`` returns an HTML fragment; escape what you interpolate (``html.escape``): replies carry
+    user data. It runs on a thread, so it may call the daemon synchronously through ``request.call``."""
 
     title: str
     routes: tuple[str, ...]

@@ -1,11 +1,10 @@
 """The hook contract between the kernel and plugins.
 
-Hooks only *register*, *notify* or *open* something: the kernel drives the lifecycle
-itself, so one plugin's failure can never silently skip another plugin's teardown.
-Every hook name starts with ``heirloom_`` and pluggy validates implementations against
-these specs, so a typo in a plugin is an error rather than a silently ignored function.
-Hooks are called through pluggy, one plugin at a time (``tryfirst``/``trylast`` order
-them, hook wrappers wrap them, ``HEIRLOOM_TRACE_PLUGINS=1`` logs each call)."""
+Hooks only *register*, *notify* or *open* something: the kernel drives the lifecycle itself, so one plugin's failure can
+never silently skip another plugin's teardown. Every hook name starts with ``heirloom_`` and pluggy validates
+implementations against these specs, so a typo in a plugin is an error rather than a silently ignored function. Hooks
+are called through pluggy, one plugin at a time (``tryfirst``/``trylast`` order them, hook wrappers wrap them,
+``HEIRLOOM_TRACE_PLUGINS=1`` logs each call)."""
 
 from __future__ import annotations
 

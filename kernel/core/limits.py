@@ -24,10 +24,9 @@ class TooDeep(ValueError):
 
 
 def leaves(value: Any, max_depth: int, max_values: int | None = None) -> Iterator[Any]:
-    """Every value inside ``value`` that is not a dict, list or tuple (``value`` itself if it
-    is none); TooDeep once a container sits ``max_depth`` levels down, or past ``max_values``
-    values and containers. An explicit stack, not recursion: a hostile depth must not exhaust
-    the interpreter's stack on the way."""
+    """Every value inside ``value`` that is not a dict, list or tuple (``value`` itself if it is none); TooDeep once a
+    container sits ``max_depth`` levels down, or past ``max_values`` values and containers. An explicit stack, not
+    recursion: a hostile depth must not exhaust the interpreter's stack on the way."""
     stack, seen = [(value, 0)], 1
     while stack:
         node, depth = stack.pop()

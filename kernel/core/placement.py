@@ -1,11 +1,10 @@
 """Worker placement: the seam through which a resource manager runs ``serve``'s workers.
 
-The broker owns the client socket and the ZeroMQ worker endpoint either way. By default it
-spawns ``heirloom worker`` processes on its own machine; a resource manager that places
-workers elsewhere (a cluster scheduler) returns a :class:`WorkerPool` from
-:meth:`Resources.place_workers` and the broker asks it for nothing but a count, a scale
-and where each worker runs. The pool only places and restarts processes: requests still
-travel over ZeroMQ, and a worker that vanishes is noticed by its lapsed heartbeats."""
+The broker owns the client socket and the ZeroMQ worker endpoint either way. By default it spawns ``heirloom worker``
+processes on its own machine; a resource manager that places workers elsewhere (a cluster scheduler) returns a
+:class:`WorkerPool` from :meth:`Resources.place_workers` and the broker asks it for nothing but a count, a scale and
+where each worker runs. The pool only places and restarts processes: requests still travel over ZeroMQ, and a worker
+that vanishes is noticed by its lapsed heartbeats."""
 
 from __future__ import annotations
 

@@ -73,9 +73,8 @@ def _where(exc: BaseException, module: str) -> str:
 
 
 def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
-    """PluginError for a function named like a hook that pluggy would skip or refuse: one
-    without ``@heirloom.hookimpl`` (never called, silently), or a marked one whose name is
-    no hook (pluggy's error, with the closest hook's name)."""
+    """PluginError for a function named like a hook that pluggy would skip or refuse: one without ``@heirloom.hookimpl``
+    (never called, silently), or a marked one whose name is no hook (pluggy's error, with the closest hook's name)."""
     for attribute in dir(plugin):
         value = getattr(plugin, attribute, None)
         mark = getattr(value, "heirloom_impl", None) if callable(value) else None  # a mock answers every name

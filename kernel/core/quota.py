@@ -1,9 +1,8 @@
 """A storage quota shared by a project's files: one limit, the files it covers, their use.
 
-The durable logs of one project (feedback, events, ...) are written by several processes
-(``serve --workers N``): the use is the sum of their sizes, read from the file system at each
-check. Two processes appending at the same instant may each pass the check: the quota is then
-exceeded by at most one record per process, never by more."""
+The durable logs of one project (feedback, events, ...) are written by several processes (``serve --workers N``): the
+use is the sum of their sizes, read from the file system at each check. Two processes appending at the same instant may
+each pass the check: the quota is then exceeded by at most one record per process, never by more."""
 
 from __future__ import annotations
 

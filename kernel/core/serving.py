@@ -47,25 +47,29 @@ class VersionStore(Protocol):
         ...
 
 
+Start = Callable[["ComponentSpec"], Model]
 Vet = Callable[[tuple[str, Model]], list[str]]
+Adopt = Callable[[str, Model, Model], None]
 
 
 class ModelServing:
     """Loads the served version of each model of a system and keeps it current."""
 
-    def __init__(self, project: str, store: VersionStore, start_model: Callable[[ComponentSpec], Model], vet: Vet):
+    def __init__(self, project: str, store: VersionStore, start_model: Start, vet: Vet, adopt: Adopt):
         """``start_model(spec)`` builds and starts a fresh instance (the system's own way);
-        ``vet((name, model))`` says what the apis find wrong with serving it (their ``check``)."""
+        ``vet((name, model))`` says what the apis find wrong with serving it (their ``check``);
+        ``adopt(name, old, new)``: the system's own instance ``old`` is stopped, ``new`` is its to stop."""
         self.project = project
         self.store = store
         self.start_model = start_model
         self.vet = vet
+        self.adopt = adopt
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # the digest of the version each model could not load
         self.digests: dict[str, str] = {}  # of the version each model serves (``status``, ``/metrics``)
         self._specs: dict[str, ComponentSpec] = {}
-        self._retired: list[Model] = []
+        self._retired: list[tuple[str, Model]] = []
         self._spawned: dict[int, Model] = {}  # by id: attrs models with equal settings compare equal
         self._check_now = threading.Event()
         self._stopping = threading.Event()
@@ -129,10 +133,10 @@ class ModelServing:
                 self.errors[name] = f"could not load {artifact.ref}: {why}; still serving {handle.version or 'nothing'}"
                 self._failed[name] = artifact.digest
                 log.error("%s", self.errors[name])
-                self._retired += [model] if model is not None else []  # stopped at the next refresh: 5 refused
+                self._retired += [(name, model)] if model is not None else []  # stopped at the next refresh: 5 refused
                 continue  # swaps of a 100 MB model kept 5 copies until the daemon stopped
             log.info("now serving %s (was %s)", artifact.ref, handle.version or "nothing")
-            self._retired.append(handle.swap(model, artifact.ref))
+            self._retired.append((name, handle.swap(model, artifact.ref)))
             self.digests[name] = artifact.digest
             self.errors.pop(name, None)
             self._failed.pop(name, None)  # loaded: the same version named again later is loaded again
@@ -176,14 +180,16 @@ class ModelServing:
 
     # -- teardown --------------------------------------------------------------------
     def _stop_retired(self) -> None:
-        """Stop models swapped out at the previous refresh: their requests have finished."""
+        """Stop models swapped out at the previous refresh: their requests have finished. The system's own too, the
+        one serving in its place becoming the system's (it kept the first version's weights until the end)."""
         retired, self._retired = self._retired, []
-        for model in retired:
-            if self._spawned.pop(id(model), None) is not None:  # one the system started is its to stop
-                self._stop(model)
+        for name, model in retired:
+            if self._spawned.pop(id(model), None) is None:
+                self.adopt(name, model, self._spawned.pop(id(self.handles[name].model), self.handles[name].model))
+            self._stop(model)
 
     def stop(self) -> None:
-        """End the watcher; stop every instance this object started (the system stops the original ones)."""
+        """End the watcher; stop every instance this object started and kept (the system stops its own)."""
         self._stopping.set()
         self._check_now.set()
         if self._watcher is not None:

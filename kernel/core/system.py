@@ -73,7 +73,7 @@ class System:
         self.plugins = plugins
         self.specs = profile.components if only is None else dependency_closure(profile.components, only)
         vet = self._served_model_problems
-        self.serving = ModelServing(profile.project, store, self.start_component, vet) if store else None
+        self.serving = ModelServing(profile.project, store, self.start_component, vet, self._adopt) if store else None
         self.state = "built"
         self._components: dict[tuple[str, str], Component] = {}
         self._started: list[tuple[ComponentSpec, Component]] = []
@@ -189,6 +189,11 @@ class System:
             f"start of {spec.key} ({spec.use})",
         )
         return component
+
+    def _adopt(self, name: str, old: Model, new: Model) -> None:
+        """``new`` serves in the place of model ``name``'s ``old`` (which serving stops): stop it in that turn."""
+        self._components[("model", name)] = new
+        self._started = [(spec, new if component is old else component) for spec, component in self._started]
 
     def stop(self) -> None:
         """Stop every started component in reverse order; raise one error listing all failures."""
