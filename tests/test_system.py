@@ -203,9 +203,8 @@ def test_train_of_a_profile_without_models_says_there_is_nothing_to_train(tmp_pa
     assert trained.returncode == 0 and "profile 'minimal' has no models: nothing to train" in trained.stderr
 
 
-def test_every_swapped_out_version_is_freed_without_waiting_for_a_request_or_the_daemons_stop(tmp_path, heirloom_home):
-    """The system kept the first version it served (its weights) until the daemon stopped, and the
-    classify api the last version it had answered with until its next request."""
+def trained_team(tmp_path, heirloom_home) -> tuple[str, dict[str, str]]:
+    """A profile serving a toy classifier behind ``classify``, its first version trained; the env to train it again."""
     path = write(
         tmp_path / "team.toml",
         'project = "team"\n[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-classifier"\ndata = "rows"\n'
@@ -213,17 +212,24 @@ def test_every_swapped_out_version_is_freed_without_waiting_for_a_request_or_the
     )
     env = {"HEIRLOOM_HOME": str(heirloom_home), "HEIRLOOM_PLUGINS": "tests.toys"}
     assert run_heirloom("train", str(path), env=env).returncode == 0
-    with heirloom.Kernel(plugins=[toys]).system(str(path), serve_models=True) as system:
+    return str(path), env
+
+
+def test_every_swapped_out_version_is_freed_without_waiting_for_a_request_or_the_daemons_stop(tmp_path, heirloom_home):
+    """The system kept the first version it served (its weights) until the daemon stopped, and the
+    classify api the last version it had answered with until its next request."""
+    path, env = trained_team(tmp_path, heirloom_home)
+    with heirloom.Kernel(plugins=[toys]).system(path, serve_models=True) as system:
         api, swapped_out = system.component("sentiment", "api"), [weakref.ref(system.component("m", "model"))]
         for note in ("two", "three"):
-            assert run_heirloom("train", str(path), "--set", f"models.m.note={note}", env=env).returncode == 0
+            assert run_heirloom("train", path, "--set", f"models.m.note={note}", env=env).returncode == 0
             system.serving.refresh()
             assert (
                 api.predict_batch([api.input(text="hello", texts=None)])[0].version
                 == system.serving.handles["m"].version
             )
             swapped_out.append(weakref.ref(system.serving.handles["m"].model))
-        assert run_heirloom("train", str(path), "--set", "models.m.note=four", env=env).returncode == 0
+        assert run_heirloom("train", path, "--set", "models.m.note=four", env=env).returncode == 0
         assert system.serving.refresh() == {"m": "team/m@4"}
         system.serving.refresh()  # stops the version swapped out at the previous one
         gc.collect()
@@ -233,15 +239,9 @@ def test_every_swapped_out_version_is_freed_without_waiting_for_a_request_or_the
 def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops(tmp_path, heirloom_home):
     """Each refused swap started and loaded the new version, then kept it: five ``_reload`` calls of
     a refused 100 MB model held five copies until the daemon stopped."""
-    path = write(
-        tmp_path / "team.toml",
-        'project = "team"\n[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-classifier"\ndata = "rows"\n'
-        '[apis.sentiment]\nuse = "classify"\nmodel = "m"\n',
-    )
-    env = {"HEIRLOOM_HOME": str(heirloom_home), "HEIRLOOM_PLUGINS": "tests.toys"}
-    assert run_heirloom("train", str(path), env=env).returncode == 0
-    with heirloom.Kernel(plugins=[toys]).system(str(path), serve_models=True) as system:
-        refused = run_heirloom("train", str(path), "--set", "models.m.float32=true", env=env)  # the api refuses it
+    path, env = trained_team(tmp_path, heirloom_home)
+    with heirloom.Kernel(plugins=[toys]).system(path, serve_models=True) as system:
+        refused = run_heirloom("train", path, "--set", "models.m.float32=true", env=env)  # the api refuses it
         assert refused.returncode == 0, refused.stderr
         toys.EVENTS.clear()
         for _ in range(3):
@@ -249,7 +249,7 @@ def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops
         assert system.serving.status()["m"]["version"] == "team/m@1"
         assert toys.EVENTS == ["start m", "stop m", "start m", "stop m", "start m"]  # the last: at the next refresh
         original = system.component("m")
-        swapped = run_heirloom("train", str(path), "--set", "models.m.note=newer", env=env)  # one it can serve
+        swapped = run_heirloom("train", path, "--set", "models.m.note=newer", env=env)  # one it can serve
         assert swapped.returncode == 0, swapped.stderr
         assert system.serving.refresh() == {"m": "team/m@3"}
         serving = system.serving.handles["m"].model
