@@ -10,7 +10,8 @@ import heirloom
 from heirloom_plugins.text.api import ClassifyApi
 from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.monitor import LabelMonitorApi
-from heirloom_plugins.text.sources import CsvSource, FeedbackSource, JsonlSource, PhraseBankSource, UnionSource
+from heirloom_plugins.text.sources import CsvSource, FeedbackSource, JsonlSource, PhraseBankSource
+from heirloom_plugins.text.union import UnionSource
 
 
 @heirloom.hookimpl
