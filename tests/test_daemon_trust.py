@@ -117,6 +117,27 @@ def test_message_size_is_enforced_by_serve(tmp_path, workers):
     assert daemon.terminate() == 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_reply_over_max_message_bytes_is_an_error_naming_the_limit_and_frees_its_place(tmp_path, workers):
+    """Behind a broker, a worker's reply over the limit disconnected the worker: no answer, and
+    the request kept its in-flight place for good; two of them refused every client for good
+    (``max_in_flight = 2``). In one process a reply of 300 MiB was dropped, unexplained."""
+    daemon = Daemon(tmp_path, "--workers", workers, profile=profile(max_message_bytes=1 << 20, max_in_flight=2))
+    daemon.wait_ready()
+    try:
+        with daemon.client(timeout=10, retries=0) as client:
+            for _ in range(3):
+                with pytest.raises(RemoteError) as refused:
+                    client.call("t.bulk", (1 << 20) + 1)
+                said = "reply too large: a frame of 1,048,582 bytes is over [server] max_message_bytes (1,048,576)"
+                assert refused.value.code == "INTERNAL" and said in refused.value.message
+            assert client.call("t.bulk", 1000) == bytes(1000)
+            assert client.call("_stats")["in_flight"] == 0
+    finally:
+        assert daemon.terminate() == 0
+    assert "t.bulk: reply too large" in daemon.log()
+
+
 def test_buffer_frames_count_toward_max_payload(daemon):
     raw = Raw(daemon.address)
     try:

@@ -169,6 +169,7 @@ class TestingApi(heirloom.Api):
             heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
+            heirloom.Route("bulk", handler=lambda body: bytes(body), description="body (a count) zero bytes."),
             heirloom.Route(
                 "environment",
                 handler=lambda body: sorted(name for name in os.environ if name.startswith("HEIRLOOM_")),

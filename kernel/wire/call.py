@@ -85,23 +85,25 @@ Complete = Callable[[Call, str, Any, "str | None", float], None]
 Encoded = tuple[str, "str | None", bytes, "list[dict[str, Any]] | None", list[Any], int]
 
 
-def encode(status: str, body: Any, version: str | None, route: str) -> Encoded:
+def encode(status: str, body: Any, version: str | None, route: str, largest: int) -> Encoded:
     """Pack a reply body once (raw buffers as their own frames); INTERNAL, logged with the
-    route and where in the reply, if it cannot be (a plugin's bug the client cannot mend), or
-    if ``version`` (a ``Versioned``'s) is no text: the header that carries it is packed later."""
+    route and where in the reply, if it cannot be (a plugin's bug the client cannot mend), if
+    ``version`` (a ``Versioned``'s) is no text (the header that carries it is packed later), or
+    if a frame is over ``largest`` bytes (``max_message_bytes``): a broker disconnected the worker
+    sending it, and the request held its in-flight place for good."""
     if version is not None and not (isinstance(version, str) and version.isprintable() and len(version) <= 1000):
         return _internal(route, f"the reply's model version must be printable text, got {shortened(repr(version))}")
     try:
-        packed = packb(body)
+        packed, specs, buffers = packb(body), None, []
     except BaseException:  # noqa: BLE001 - TypeError, ValueError (a lone surrogate): or a buffer, tried next
-        pass
-    else:
-        return status, version, packed, None, [], len(packed)
-    try:
-        plain, specs, buffers = detach_buffers(body)
-        packed = packb(plain)
-    except BaseException as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed
-        return _internal(route, f"reply not encodable at {_located(body)}: {type(exc).__name__}: {exc}")
+        try:
+            plain, specs, buffers = detach_buffers(body)
+            packed = packb(plain)
+        except BaseException as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed
+            return _internal(route, f"reply not encodable at {_located(body)}: {type(exc).__name__}: {exc}")
+    if (frame := max([len(packed), *map(len, buffers)])) > largest:
+        said = f"a frame of {frame:,} bytes is over [server] max_message_bytes ({largest:,})"
+        return _internal(route, f"reply too large: {said}; send less per request (docs/PROTOCOL.md, 'Size limits')")
     return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
 
 
