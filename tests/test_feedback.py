@@ -371,3 +371,43 @@ def test_a_correction_repeating_a_test_sentence_does_not_train(tmp_path, data_di
     through = write(tmp_path / "through.toml", nested.replace('["other", "training"]', '["news", "training"]'))
     result = run_heirloom("data", "show", str(through), "outer", "--split", "test", "--limit", "0", env=env)
     assert result.returncode == 1 and "union 'outer' reads source 'news' 2 times" in " ".join(result.stderr.split())
+
+
+def test_a_correction_of_a_training_text_replaces_it_and_the_last_correction_wins(tmp_path):
+    """25 corrections of texts of the training file were recorded, then trained beside the file's
+    own labels: the next version answered 1 of them as corrected, and nothing said why."""
+    rows = [("the parcel came late", "bad"), ("great support thanks", "good"), ("it broke in a day", "bad")]
+    rows += [(f"review number {n} was fine", "good") for n in range(6)]
+    write(tmp_path / "train.csv", "text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
+    write(tmp_path / "test.csv", "text,label\nthe box was crushed,bad\nlovely colour,good\n")
+    union = '[sources.training]\nuse = "union"\nsources = ["reviews", "corrections"]\n'
+    profile = write(
+        tmp_path / "shop.toml",
+        'project = "shop"\n[sources.reviews]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n'
+        "validation_fraction = 0\n"
+        '[sources.corrections]\nuse = "feedback"\napi = "sentiment"\n' + union,
+    )
+    log = heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "shop" / "sentiment.jsonl")
+    log.add({"text": "The parcel came LATE!", "label": "good"})  # the same letters and digits
+    log.add({"text": "it broke in a day", "label": "good"})
+    log.add({"text": "it broke in a day", "label": "bad"})  # its sender corrected the correction
+    log.close()
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    shown = run_heirloom(
+        "data", "show", str(profile), "training", "--split", "train", "--limit", "0", "--json", env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    trained = [(record["text"], record["label"]) for record in map(json.loads, shown.stdout.splitlines())]
+    assert trained == [
+        ("great support thanks", "good"),
+        *rows[3:],
+        ("The parcel came LATE!", "good"),
+        ("it broke in a day", "bad"),
+    ]
+    said = "training records replaced by a later record of the same example (text; latest_wins): 2 of 'reviews', 1 of"
+    assert said in " ".join(shown.stderr.split())
+    write(profile, profile.read_text().replace(union, union + "latest_wins = false\n"))
+    shown = run_heirloom(
+        "data", "show", str(profile), "training", "--split", "train", "--limit", "0", "--json", env=env
+    )
+    assert len(shown.stdout.splitlines()) == len(rows) + 3  # every record trains, as events must

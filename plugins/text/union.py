@@ -28,7 +28,8 @@ class UnionSource(heirloom.Source):
     parts count as this one's) that repeats an example of the validation or test split (the same
     ``example_keys`` values: a corrected test sentence, a posted test pair) is left out,
     with a warning: trained on, it would inflate the very scores that report and compare
-    versions.
+    versions. Such a record replaces the training records of its example read from the other
+    parts, and a later one an earlier one (``latest_wins``): a correction wins.
     """
 
     sources: list[str] = heirloom.ref("source", many=True)
@@ -44,6 +45,13 @@ class UnionSource(heirloom.Source):
     example_similarity: float = attrs.field(
         default=0.8, validator=attrs.validators.and_(attrs.validators.gt(0), attrs.validators.le(1))
     )
+
+    #: A training record of a part with no held-out split of its own (a correction, a resolution)
+    #: replaces the training records of the same example (the same ``example_keys`` values; texts:
+    #: the same letters and digits) of the other parts, and the last of its part's records of that
+    #: example the others: both labels trained, 25 corrections of training texts changed 1 answer.
+    #: ``false`` trains every record (events: a view and a rating of one pair are two interactions).
+    latest_wins: bool = True
 
     def __attrs_post_init__(self) -> None:
         if twice := next((name for name, count in Counter(self.sources).items() if count > 1), None):
@@ -69,14 +77,51 @@ class UnionSource(heirloom.Source):
         return labelled_stats(self)
 
     def records(self, split: str | None = None) -> Iterator[Any]:
+        if split != "train" or not (self.latest_wins and self.example_keys):
+            yield from (record for _, _, record in self._read(split))
+            return
+        last = {}  # the example of each record of the added parts: the place of its last record
+        for place, (_, _, record) in enumerate(self._read(split, added_only=True)):
+            if (example := self._same(record)) is not None:
+                last[example] = place
+        replaced: Counter[str] = Counter()
+        added_place = -1
+        for name, added, record in self._read(split):
+            added_place += added
+            example = self._same(record) if last else None
+            if example not in last or (added and last[example] == added_place):
+                yield record
+            else:
+                replaced[name] += 1
+        self._say_replaced(replaced)
+
+    def _read(self, split: str | None, added_only: bool = False) -> Iterator[tuple[str, bool, Any]]:
+        """``(part, added, record)`` of every part having ``split``, in order; ``added``: a part with
+        no held-out split of its own, whose records repeating a held-out example are left out."""
         for part, name, unions in self._leaves(()):
-            if split is not None and split not in part.splits():
+            added = set(part.splits()) == {"train"}
+            if (split is not None and split not in part.splits()) or (added_only and not added):
                 continue
             records = part.records(split)
-            if split == "train" and set(part.splits()) == {"train"}:  # added data, with no test of its own
+            if split == "train" and added:  # added data, with no test of its own
                 for union in unions:  # the innermost union's check, then each enclosing one's
                     records = union._unseen(records, name) if union.example_keys else records
-            yield from records
+            yield from ((name, added, record) for record in records)
+
+    def _same(self, record: Any) -> Any:
+        """What ``latest_wins`` compares: a text's letters and digits (``words``), or the values."""
+        example = self._example(record)
+        return example.letters if self.example_match == "words" and example is not None else example
+
+    def _say_replaced(self, replaced: Counter[str]) -> None:
+        if replaced and "latest_wins" not in self._warned:  # once per run
+            self._warned.add("latest_wins")
+            log.warning(
+                "source %r: training records replaced by a later record of the same example (%s; latest_wins): %s",
+                self.name,
+                " and ".join(self.example_keys),
+                ", ".join(f"{count} of {name!r}" for name, count in replaced.items()),
+            )
 
     def _leaves(self, enclosing: tuple[UnionSource, ...]) -> Iterator[tuple[heirloom.Source, str, tuple]]:
         """Each part with the unions that check it, a nested union's own parts in its place: each
@@ -92,7 +137,7 @@ class UnionSource(heirloom.Source):
 
     def fingerprint(self) -> str:
         """The parts' fingerprints and the check's settings (they decide which records train)."""
-        check = json.dumps([self.example_keys, self.example_match, self.example_similarity])
+        check = json.dumps([self.example_keys, self.example_match, self.example_similarity, self.latest_wins])
         return hashlib.sha256("\n".join([*(part.fingerprint() for part in self.parts), check]).encode()).hexdigest()
 
     def _unseen(self, records: Iterator[Any], part: str) -> Iterator[Any]:
