@@ -1240,6 +1240,24 @@ def test_a_valueless_latest_observation_leaves_the_last_value_in_the_summary(tmp
     assert [(v["code"], v["value"]) for v in summary["labs"]] == [("loinc:2339-0", 101.0)]
 
 
+def test_an_undated_observation_is_not_the_latest_beside_a_dated_one(tmp_path):
+    """An Observation without ``effective[x]`` of a 2014 visit (undated events come last in a
+    timeline) showed as the latest weight beside one measured in 2016."""
+    from heirloom_plugins.medical.summary import summarize
+
+    undated = _measure("w1", "e1", "29463-7", 111.2, "kg", "2014-05-01T10:00:00Z")
+    del undated["effectiveDateTime"]
+    resources = [ME, _visit("e1", "2014-05-01T10:00:00Z"), _visit("e2", "2016-06-17T10:00:00Z"), undated]
+    resources += [_measure("w2", "e2", "29463-7", 113.1, "kg", "2016-06-17T10:00:00Z")]
+    resources += [_measure("g1", "e1", "2339-0", 101.0, "mg/dL", "2014-05-01T10:00:00Z")]
+    resources[-1].pop("effectiveDateTime")  # undated, and the only one of its code: still the latest
+    (record,) = FhirSource(path=str(_fhir(tmp_path, *resources))).records()
+    assert [e.date for e in record.timeline if e.code == "loinc:29463-7"] == ["2016-06-17T10:00:00Z", None]
+    summary = summarize(record)
+    assert [(v["value"], v["date"]) for v in summary["vitals"]] == [(113.1, "2016-06-17T10:00:00Z")]
+    assert [(v["value"], v["date"]) for v in summary["labs"]] == [(101.0, None)]
+
+
 def test_observation_values_of_one_quantity_are_read_on_one_scale(tmp_path):
     """98.6 °F is 37 °C, 154.32 lb 70 kg, 5.55 mmol/L of glucose 100 mg/dL: the features bin the
     same number whatever unit the hospital wrote (binned as written, 98.6 °F read as a fever)."""
@@ -1329,3 +1347,26 @@ def test_training_with_nothing_to_learn_names_the_resources_no_patient_owns(tmp_
         model = system.component("diagnosis", "model")
         with pytest.raises(heirloom.HeirloomError, match=r"to learn from; the source could not assign 2 resource"):
             model.fit(system.component("p", "source").records("train"))
+
+
+def test_a_text_only_condition_beside_coded_ones_trains_and_a_label_is_named_by_its_usual_display(records):
+    """A visit with a coded condition and one of text alone ("sugar high") failed the whole train
+    at the end: the text one named a label ``None``, which no state stores. And a code was named
+    by the last display seen, in whichever language or dose that record wrote it."""
+    train = [r for r in records if r.split == "train"]
+    conditions = [(i, e) for i, r in enumerate(train) for e in r.timeline if e.kind == "condition" and e.code]
+    (first, coded), (other, renamed) = (
+        conditions[0],
+        next(c for c in conditions[::-1] if c[1].code == conditions[0][1].code),
+    )
+    text_only = attrs.evolve(coded, code=None, display="sugar high")
+    train[first] = attrs.evolve(train[first], timeline=(*train[first].timeline, text_only))
+    train[other] = _replace_at(
+        train[other], renamed.encounter, {"condition"}, lambda e: attrs.evolve(e, display="Otra")
+    )
+    model = DiagnosisModel(data="patients", **QUICK)
+    model.fit(train)
+    metadata = model.state().metadata
+    json.dumps(metadata, sort_keys=True)  # what the artifact store writes
+    assert None not in metadata["names"] and "sugar high" not in metadata["names"].values()
+    assert metadata["names"][coded.code] == coded.display

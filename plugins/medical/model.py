@@ -167,9 +167,7 @@ class MultiLabelModel(heirloom.Model):
             )
         labels = list(inherited.labels) if inherited else []
         labels += sorted({code for _, codes in examples for code in codes}.difference(labels))
-        names = dict(inherited.names) if inherited else {}
-        for one, _ in examples:
-            names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
+        names = label_names(examples, self.task.label_kind, inherited.names if inherited else {})
         index = {label: i for i, label in enumerate(labels)}
         targets = torch.zeros(len(examples), len(labels))
         for row, (_, codes) in enumerate(examples):
@@ -234,9 +232,7 @@ class MultiLabelModel(heirloom.Model):
         said = seen.seen_report(
             metrics, known, len(examples), "visits are of patients trained on", "the same patient ids"
         )
-        names = dict(fitted.names)
-        for one, _ in examples:
-            names.update({e.code: e.display for e in one.at if e.kind == self.task.label_kind and e.display})
+        names = label_names(examples, self.task.label_kind, fitted.names)
         unvalidated = fitted.training.get("selection", {}).get("method", "").startswith("fallback")
         how = "taken unvalidated (fewer than two training patients)" if unvalidated else "chosen on validation folds"
         title = f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g}"
@@ -412,6 +408,18 @@ def _advancing(records: Iterable[Any], progress: heirloom.Progress) -> Iterable[
     for record in records:
         yield record
         progress.advance()
+
+
+def label_names(examples: Iterable[tuple[Any, Any]], kind: str, known: dict[str, str]) -> dict[str, str]:
+    """Each label's name: the display its ``kind`` events give it most often in ``examples``, else
+    ``known``'s (the parent's). The last display seen named it (a site's other language, another
+    dose), and an event with no code (a text-only condition) named ``None``, which no state stores."""
+    shown: dict[str, Counter[str]] = {}
+    for one, _ in examples:
+        for event in one.at:
+            if event.kind == kind and event.code and event.display:
+                shown.setdefault(event.code, Counter())[event.display] += 1
+    return {**known, **{code: displays.most_common(1)[0][0] for code, displays in shown.items()}}
 
 
 def _prior(vocabulary: Vocabulary, labels: list[str], parent: Fitted | None) -> Weights:

@@ -95,6 +95,10 @@ def _observation(event: Any) -> dict[str, Any]:
     }
 
 
+#: The kinds a summary shows the latest event of, per code.
+LATEST_OF_CODE = frozenset({"medication", "allergy", "observation"})
+
+
 def summarize(record: Any) -> dict[str, Any]:
     """The summary ``record.summary`` answers (docs/MEDICAL.md, "Record analysis")."""
     problems: dict[tuple[str | None, str | None], dict[str, Any]] = {}
@@ -102,7 +106,12 @@ def summarize(record: Any) -> dict[str, Any]:
     allergies: dict[str | None, dict[str, Any]] = {}
     latest: dict[str, Any] = {}
     encounters: dict[str, dict[str, Any]] = {}
+    dated: set[tuple[str, Any]] = set()  # the kinds and codes of dated events, which come before undated ones
     for event in record.timeline:
+        if event.date is not None:
+            dated.add((event.kind, event.code))
+        elif event.kind in LATEST_OF_CODE and (event.kind, event.code) in dated:
+            continue  # an undated weight (of 2014, its visit said) was the "latest" beside one of 2016
         if event.kind == "encounter":
             encounters[event.id or f"#{len(encounters)}"] = {
                 "id": event.id,
