@@ -832,6 +832,21 @@ def test_search_finds_the_patients_with_a_condition(record_api: RecordsApi, raw)
     assert record_api.search(search_input("snomed:38341003", k=50))["patients"]  # by code too
 
 
+def test_search_reads_words_of_any_script_without_case_or_accents():
+    """``hipertension`` found none of the patients with ``Hipertensión`` (the words were ASCII only:
+    it read ``hipertensi`` and ``n``), and a Chinese or Greek display was no word at all."""
+    from heirloom_plugins.medical.patients import EventInput
+    from heirloom_plugins.medical.search import SearchIndex
+
+    index = SearchIndex()
+    index.add("es", [EventInput(kind="condition", code="icd10cm:I10", display="Hipertensión arterial")])
+    index.add("zh", [EventInput(kind="condition", code="icd10cm:I10", display="高血压")])
+    index.add("el", [EventInput(kind="condition", code="icd10cm:E11", display="Διαβήτης τύπου 2")])
+    for query, found in [("hipertension", "es"), ("HIPERTENSIÓN ARTERIAL", "es"), ("高血压", "zh"), ("διαβητης", "el")]:
+        assert [hit.patient for hit in index.search(query, 3)] == [found], query
+    assert {hit.patient for hit in index.search("icd10cm:i10", 3)} == {"es", "zh"}
+
+
 def test_a_vocabulary_stored_before_units_were_read_bins_values_as_recorded():
     """Its bin edges are of values as recorded (°F here): converted to °C, every temperature of
     a version stored before fell in its lowest bin, and so did its warm-started children's."""

@@ -3,7 +3,9 @@
 A patient's document is the distinct (kind, code, display) of its events plus its notes;
 a term's frequency is the number of distinct events that mention it, so a condition
 recorded once counts as much as a vital sign measured fifty times. Codes are terms too,
-with and without their system (``snomed:44054006`` and ``44054006``). A query that is
+with and without their system (``snomed:44054006`` and ``44054006``). Words are read in any script,
+without case or accents (``hipertension`` finds ``Hipertensión``: the ASCII-only words split it and
+found nothing). A query that is
 exactly an event's name or code (``Sinusitis (disorder)``) ranks the patients with that
 very event first, before those whose events only share its words (``Viral sinusitis``).
 """
@@ -18,16 +20,18 @@ from typing import Any
 
 import attrs
 
-_TOKEN = re.compile(r"[a-z0-9]+(?::[a-z0-9.\-]+)?")
+from heirloom_plugins.medical.safety import normal_text
+
+_TOKEN = re.compile(r"[^\W_]+(?::[\w.\-]+)?")
 #: BM25 parameters (the usual defaults).
 K1, B = 1.2, 0.75
 SEARCHED = ("condition", "medication", "allergy", "procedure", "immunization", "observation", "encounter", "note")
 
 
 def terms(text: str) -> list[str]:
-    """Lower-case words and ``system:code`` tokens (a code also as its bare number)."""
+    """Words (as :func:`normal_text` reads them) and ``system:code`` tokens (a code also as its bare number)."""
     found = []
-    for token in _TOKEN.findall(text.lower()):
+    for token in _TOKEN.findall(normal_text(text)):
         found.append(token)
         if ":" in token:
             found.append(token.split(":", 1)[1])
@@ -65,7 +69,7 @@ class SearchIndex:
                 words.update(terms(f"{event.code or ''} {event.display or ''}"))
                 for name in (event.code, event.display):
                     if name:
-                        self.exact[name.strip().lower()].add(patient)
+                        self.exact[normal_text(name.strip())].add(patient)
             if event.kind == "note" and event.text:
                 words.update(terms(event.text))
             for word in words:
@@ -91,7 +95,7 @@ class SearchIndex:
             for patient, tf in posting.items():
                 norm = tf + K1 * (1 - B + B * self.lengths[patient] / average)
                 scores[patient] += idf * tf * (K1 + 1) / norm
-        exact = self.exact.get(text.strip().lower(), set())
+        exact = self.exact.get(normal_text(text.strip()), set())
         best = sorted(scores.items(), key=lambda item: (item[0] not in exact, -item[1], item[0]))[:k]
         return [Hit(patient, round(score, 4), self._matches(patient, query)) for patient, score in best]
 
