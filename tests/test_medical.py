@@ -27,8 +27,8 @@ from heirloom_plugins.medical.record import RecordsApi, SummaryInput
 from heirloom_plugins.medical.safety import (
     BRANDS,
     CLASSES,
-    KNOWN_DRUGS,
     MAX_ALLERGY_TEXT,
+    SHIPPED,
     _allergy_substances,
     allergy_substances,
     conflicts,
@@ -505,8 +505,8 @@ def test_a_salt_allergy_that_rules_out_a_drug_is_read_and_not_listed():
 def test_every_known_drug_name_an_allergy_reads_rules_something_out():
     """The promise: an allergy is either read, ruling out what it names, or listed unread. A sweep
     of every class, member and brand the filter knows, as an attack wrote them."""
-    drugs = [[name] for name in sorted(KNOWN_DRUGS)]
-    for name in sorted(KNOWN_DRUGS):
+    drugs = [[name] for name in sorted(SHIPPED.known_drugs)]
+    for name in sorted(SHIPPED.known_drugs):
         named = CLASSES.get(name) or BRANDS.get(name) or (name,)  # what it stands for
         for display in (f"Allergy to {name}", f"Allergy to {name}s", f"Allergy to the {name}", f"{name} allergy"):
             ruled_out = substances(display)

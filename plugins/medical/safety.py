@@ -9,8 +9,9 @@ Both are mapped to *substance names* and compared there, each display read as ``
   (``ingredient strength unit / ingredient ...``, a combination's ``A/B`` or ``A-B`` split
   too; a brand in brackets, a known brand pack or another name of a drug is resolved by
   ``BRANDS``); a name that names no ingredient, or one the tables do not know (``INGREDIENTS``
-  and the rest), is ``unreadable``: ``withheld`` (the shipped model's and the api's one filter)
-  withholds it from a patient with allergies;
+  and the rest, and a hospital's own: ``Formulary``, ``formulary.py``), is ``unreadable``:
+  ``withheld`` (the shipped model's and the api's one filter) withholds it from a patient with
+  allergies;
 - an allergy's substances are the substance its display names (``Allergy to X``,
   ``X allergy``, an RxNorm ingredient display), widened to the drug class it stands for
   (``CLASSES``: an allergy to penicillin rules out amoxicillin).
@@ -36,6 +37,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import attrs
 
 #: Drug classes an allergy display may name, and the ingredients they cover: the WHO ATC
 #: classification's members in US (USAN) and international (INN) spelling (J01C penicillins,
@@ -221,7 +224,8 @@ BRANDS: dict[str, tuple[str, ...]] = {
 #: ingredient the filter knows (``unreadable``): every ingredient of the 100 drugs the Synthea data
 #: prescribes (fhir-synthea-smart-r4-331 and fhir-synthea-smart-r4, RxNorm's displays as written
 #: there), and the shortest ingredients' names (iron, zinc, urea). A drug with another ingredient
-#: is withheld from a patient with allergies, its reason said: add its ingredient here.
+#: is withheld from a patient with allergies, its reason said: a hospital names its own drugs in
+#: a formulary file its profile sets (``formulary.py``), never here.
 INGREDIENTS = frozenset(
     (
         *("albuterol", "alendronic acid", "allopurinol", "alteplase", "amiodarone", "amlodipine", "astemizole"),
@@ -274,24 +278,6 @@ def normal_text(text: str) -> str:
     return unicodedata.normalize("NFC", kept).replace("\u0131", "i")
 
 
-def ingredients(display: str | None) -> frozenset[str]:
-    """The ingredient names of an RxNorm drug display (``normal_text``). A name may join its
-    ingredients by ``/``, ``-``, ``+``, ``&``, ``and`` or ``with`` (``Hydrocodone/Acetaminophen 5/325
-    MG`` hid the acetaminophen): it is read as written and split there, both."""
-    if not display:
-        return frozenset()
-    text = normal_text(display)
-    found: set[str] = set()
-    for brand in re.findall(r"\[([^]]+)\]", text):
-        found.update((brand.strip(), *BRANDS.get(brand.strip(), ())))
-    for whole, pieces in _named(text):
-        for name in filter(None, (whole, *pieces)):
-            found.update(BRANDS.get(name) or BRANDS.get(name.split()[0]) or (name,))
-    for word in re.findall(r"[a-z]+", text):  # a name the parse above misses: a pack's parts, hyphens, glued
-        found.update(BRANDS.get(word) or ((word,) if word in CLASS_MEMBERS else ()))  # digits ("Amoxicillin500")
-    return frozenset(found)
-
-
 def _named(text: str) -> list[tuple[str, list[str]]]:
     """Each ingredient of a normalised drug name (its parts between `` / ``, brackets left out),
     read whole and in the pieces a combination's sign or word joins (``_COMBINED``)."""
@@ -316,61 +302,124 @@ def _drug_name(part: str) -> str:
     return " ".join(name)
 
 
+def _names_a_substance(word: str) -> bool:
+    """Whether a word of an allergy or an ingredient name can stand for a substance of its own."""
+    return len(word) >= WORD_SUBSTANCE_LENGTH and word not in NO_SUBSTANCE_WORDS
+
+
+@attrs.frozen(eq=False)  # hashed by identity: the caches below key on it, one object per formulary
+class Formulary:
+    """The names drugs and allergies are read with: the brands and ingredients the filter knows,
+    the shipped ones (``SHIPPED``: ``BRANDS``, ``INGREDIENTS``) or those and a hospital's own
+    (``formulary.py``), and the tables derived from them, built here once per formulary, never
+    per request. Every function of the filter takes one (the shipped one by default)."""
+
+    #: Brand names (``normal_text``) and their ingredients.
+    brands: Mapping[str, tuple[str, ...]]
+    #: Ingredient names besides the classes' members and the brands' ingredients.
+    ingredients: frozenset[str]
+    #: The drug substances known by name: classes, their members, brands, coded allergies, ingredients.
+    known_drugs: frozenset[str] = attrs.field(init=False)
+    #: The words of the known ingredients (class members, brands' ingredients, ``ingredients``) that are
+    #: substances of their own (``_names_a_substance``): known as the first word of a drug's name (``_known``).
+    ingredient_words: frozenset[str] = attrs.field(init=False)
+    #: Known ingredients and brands as a drug's name reads them (``_drug_name``: "Vitamin B 12" is ``vitamin b``).
+    known_names: frozenset[str] = attrs.field(init=False)
+    #: The words of the known drugs an allergy's typo is read as (``_corrected``): "penicilin" is penicillin.
+    typo_names: frozenset[str] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        members = {member for members in CLASSES.values() for member in members}
+        named = members | {part for parts in self.brands.values() for part in parts} | self.ingredients
+        known = frozenset([*CLASSES, *self.brands, *ALLERGY_CODES.values(), *named])
+        derived = {
+            "known_drugs": known,
+            "ingredient_words": frozenset(w for name in named for w in _WORDS.split(name) if _names_a_substance(w)),
+            "known_names": frozenset(_drug_name(name) for name in [*named, *self.brands]),
+            "typo_names": frozenset(w for name in known for w in _WORDS.split(name) if _names_a_substance(w)),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+
+#: The shipped tables: every function's default.
+SHIPPED = Formulary(BRANDS, INGREDIENTS)
+
+
+def ingredients(display: str | None, formulary: Formulary = SHIPPED) -> frozenset[str]:
+    """The ingredient names of an RxNorm drug display (``normal_text``), its brands read with
+    ``formulary``'s. A name may join its ingredients by ``/``, ``-``, ``+``, ``&``, ``and`` or
+    ``with`` (``Hydrocodone/Acetaminophen 5/325 MG`` hid the acetaminophen): it is read as
+    written and split there, both."""
+    brands = formulary.brands
+    if not display:
+        return frozenset()
+    text = normal_text(display)
+    found: set[str] = set()
+    for brand in re.findall(r"\[([^]]+)\]", text):
+        found.update((brand.strip(), *brands.get(brand.strip(), ())))
+    for whole, pieces in _named(text):
+        for name in filter(None, (whole, *pieces)):
+            found.update(brands.get(name) or brands.get(name.split()[0]) or (name,))
+    for word in re.findall(r"[a-z]+", text):  # a name the parse above misses: a pack's parts, hyphens, glued
+        found.update(brands.get(word) or ((word,) if word in CLASS_MEMBERS else ()))  # digits ("Amoxicillin500")
+    return frozenset(found)
+
+
 #: A drug name needs a run of this many letters to be read: the shortest ingredients' names
 #: (iron, zinc, urea) have 4; ``Pen V`` has none, and matched no allergy.
 READABLE_LETTERS = 4
 
 
-def unreadable(display: str | None) -> str | None:
+def unreadable(display: str | None, formulary: Formulary = SHIPPED) -> str | None:
     """Why a drug's name cannot be checked against allergies, or None when it can: empty, with
     letters of another alphabet once ``normal_text`` (amoxicillin with a Cyrillic o), naming no
     ingredient (``Pen V``), or with an ingredient the filter does not know (``Zyvox 600 MG``, a brand
-    of linezolid not in ``BRANDS``: ``_known``). Such a drug may be any drug: for a patient with
-    allergies it is withheld, never recommended (``withheld``)."""
+    of linezolid not in ``formulary``'s brands: ``_known``). Such a drug may be any drug: for a patient
+    with allergies it is withheld, never recommended (``withheld``)."""
     text = normal_text(display or "")
     if not text.strip():
         return "its name is empty"
-    found = ingredients(display)
+    found = ingredients(display, formulary)
     if any(not char.isascii() and char.isalpha() for name in found for char in name):
         return "its name has letters of another alphabet"
     if not any(re.search(f"[a-z]{{{READABLE_LETTERS}}}", name) for name in found):
         return "its name names no ingredient"
     named = [(whole, [piece for piece in pieces if piece]) for whole, pieces in _named(text) if whole]
     for whole, pieces in named or [(brand.strip(), []) for brand in re.findall(r"\[([^]]+)\]", text)]:
-        if not (_known(whole) or (pieces and all(map(_known, pieces)))):  # "Amoxicillin-Clavulanate": in pieces
+        known = _known(whole, formulary) or (pieces and all(_known(piece, formulary) for piece in pieces))
+        if not known:  # "Amoxicillin-Clavulanate": known in pieces
             return f"its name names no ingredient the filter knows ({whole!r:.80})"
     return None
 
 
-def _known(name: str) -> bool:
-    """Whether an ingredient a drug's name names (``_drug_name``) is one the filter knows: a known
+def _known(name: str, formulary: Formulary) -> bool:
+    """Whether an ingredient a drug's name names (``_drug_name``) is one ``formulary`` knows: a known
     drug's name as a drug's name reads it (``vitamin b`` of ``Vitamin B 12``), or a name whose
     first word is a brand or a word of a known ingredient (``penicillin v potassium``, ``amiodarone
     hydrochloride``) or misspells one (the data's ``Simvistatin``, as ``conflicts`` reads it)."""
-    first = name.split()[0] if name else ""
-    return (
-        name in KNOWN_NAMES or first in BRANDS or first in INGREDIENT_WORDS or bool(_misspelt(first, INGREDIENT_WORDS))
-    )
+    first, words = name.split()[0] if name else "", formulary.ingredient_words
+    return name in formulary.known_names or first in formulary.brands or first in words or bool(_misspelt(first, words))
 
 
 #: A drug as the filter reads its name (``read_drug``): its ingredients, and why it cannot be read.
 Drug = tuple[frozenset[str], str | None]
 
 
-def read_drug(display: str | None) -> Drug:
+def read_drug(display: str | None, formulary: Formulary = SHIPPED) -> Drug:
     """A drug's name as ``withheld`` reads it: its ``ingredients`` and ``unreadable``'s reason."""
-    return ingredients(display), unreadable(display)
+    return ingredients(display, formulary), unreadable(display, formulary)
 
 
-def withheld(record: Any, drugs: Mapping[str, Drug]) -> dict[str, list[str]]:
-    """Of ``drugs`` (``read_drug``), those ``record``'s allergies rule out, with the names of the
-    allergies that do; and for a record with any allergy, those whose name cannot be read, with the
-    reason in their place (``(not checked against the allergies: ...)``). The one filter the shipped
-    model applies before it decides and the treatment api after any model's answer: the model's
-    lacked the unreadable names the api withheld."""
+def withheld(record: Any, drugs: Mapping[str, Drug], formulary: Formulary = SHIPPED) -> dict[str, list[str]]:
+    """Of ``drugs`` (``read_drug``, with the same ``formulary``), those ``record``'s allergies rule
+    out, with the names of the allergies that do; and for a record with any allergy, those whose
+    name cannot be read, with the reason in their place (``(not checked against the allergies:
+    ...)``). The one filter the shipped model applies before it decides and the treatment api after
+    any model's answer: the model's lacked the unreadable names the api withheld."""
     if not any(event.kind == "allergy" for event in record.timeline):
         return {}
-    found = ruled_out(record_allergies(record), {key: parts for key, (parts, _) in drugs.items()})
+    found = ruled_out(record_allergies(record, formulary), {key: parts for key, (parts, _) in drugs.items()})
     unread_names = {key: [f"(not checked against the allergies: {why})"] for key, (_, why) in drugs.items() if why}
     return unread_names | found
 
@@ -384,7 +433,7 @@ def allergy_parts(display: str | None) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)  # asked of each part by both substances() and unread()
-def _phrases(named: str) -> tuple[str, ...]:
+def _phrases(named: str, formulary: Formulary) -> tuple[str, ...]:
     """The classes and brands of several words a part names, hyphens or not, as written or
     in the singular ("non steroidal anti inflammatory drugs", "ortho tri cyclen lo", "beta
     lactams", "anti-inflammatories")."""
@@ -392,21 +441,22 @@ def _phrases(named: str) -> tuple[str, ...]:
     spaced = (f" {' '.join(words)} ", f" {' '.join(_forms(word)[-1] for word in words)} ")
     return tuple(
         name
-        for name in (*CLASSES, *BRANDS)
+        for name in (*CLASSES, *formulary.brands)
         if " " in (phrase := _WORDS.sub(" ", name)) and any(f" {phrase} " in text for text in spaced)
     )
 
 
-def _part_substances(named: str) -> set[str]:
+def _part_substances(named: str, formulary: Formulary) -> set[str]:
     """The substances one named allergy rules out, before its class is widened."""
-    found = {named, *CLASSES.get(named, ()), *BRANDS.get(named, ())}
+    brands = formulary.brands
+    found = {named, *CLASSES.get(named, ()), *brands.get(named, ())}
     if _DASH.search(named):  # amoxicillin-clavulanate (beta-lactam is a class name too)
         found.update(piece for piece in _DASH.split(named) if piece)
-    for name in _phrases(named):  # a class or brand named in a longer display (agent, drug, antibiotic...)
-        found.update(CLASSES.get(name, ()), BRANDS.get(name, ()))
+    for name in _phrases(named, formulary):  # a class or brand named in a longer display (agent, drug, antibiotic...)
+        found.update(CLASSES.get(name, ()), brands.get(name, ()))
     for word in filter(None, _WORDS.split(named)):
         for form in _forms(word):  # as _read reads it: "the colcrys", "pcns", "ferrous sulphate", "valiums"
-            found.update(CLASSES.get(form, ()), BRANDS.get(form, ()))
+            found.update(CLASSES.get(form, ()), brands.get(form, ()))
             if _names_a_substance(form):  # each drug it names: "naproxen sodium" is naproxen, "ibuprofen with codeine"
                 found.add(form)
     return found
@@ -422,11 +472,6 @@ def _forms(word: str) -> tuple[str, ...]:
     return (word, word[:-1]) if word.endswith("s") and len(word) > 1 else (word,)
 
 
-def _names_a_substance(word: str) -> bool:
-    """Whether a word of an allergy or an ingredient name can stand for a substance of its own."""
-    return len(word) >= WORD_SUBSTANCE_LENGTH and word not in NO_SUBSTANCE_WORDS
-
-
 def _widened(found: set[str]) -> frozenset[str]:
     """``found`` and the cross-reactive classes of its members."""
     for substance in list(found):
@@ -434,29 +479,30 @@ def _widened(found: set[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def substances(display: str | None) -> frozenset[str]:
+def substances(display: str | None, formulary: Formulary = SHIPPED) -> frozenset[str]:
     """The substances an allergy display rules out (each allergy it names, as written and with its
     typos of known drugs mended: ``_corrected``; its class widened), lower case."""
     return _widened(
         set().union(
             *(
-                _part_substances(part) | _part_substances(_corrected(part, TYPO_NAMES))
+                _part_substances(part, formulary)
+                | _part_substances(_corrected(part, formulary.typo_names, formulary), formulary)
                 for part in allergy_parts(display)
             )
         )
     )
 
 
-def allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
+def allergy_substances(code: str | None, display: str | None, formulary: Formulary = SHIPPED) -> frozenset[str]:
     """What a recorded allergy rules out: its display's substances and its code's."""
     code = code if code is None or len(code) <= MAX_CODE_CHARS else None
-    return _allergy_substances(code, None if display is None else display[:MAX_ALLERGY_CHARS])
+    return _allergy_substances(code, None if display is None else display[:MAX_ALLERGY_CHARS], formulary)
 
 
 @functools.lru_cache(maxsize=4096)  # the same few displays, in every visit of every patient; as read, not whole
-def _allergy_substances(code: str | None, display: str | None) -> frozenset[str]:
+def _allergy_substances(code: str | None, display: str | None, formulary: Formulary) -> frozenset[str]:
     by_code = ALLERGY_CODES.get(code or "")
-    return substances(display) | (substances(by_code) if by_code else frozenset())
+    return substances(display, formulary) | (substances(by_code, formulary) if by_code else frozenset())
 
 
 def read_allergies(allergies: Iterable[Allergy]) -> tuple[list[Allergy], int]:
@@ -471,14 +517,14 @@ def read_allergies(allergies: Iterable[Allergy]) -> tuple[list[Allergy], int]:
     return read, len(allergies) - len(read)
 
 
-def record_allergies(record: Any) -> dict[str, frozenset[str]]:
+def record_allergies(record: Any, formulary: Formulary = SHIPPED) -> dict[str, frozenset[str]]:
     """A record's allergies the filter reads (``read_allergies``), by name (display, else code),
     with what each rules out: one display under two codes rules out what either does."""
     found: dict[str, frozenset[str]] = {}
     read, _ = read_allergies((e.code, e.display) for e in record.timeline if e.kind == "allergy")
     for code, display in read:  # the rest: listed unread
         name = display or code or ""
-        found[name] = found.get(name, frozenset()) | allergy_substances(code, display)
+        found[name] = found.get(name, frozenset()) | allergy_substances(code, display, formulary)
     return found
 
 
@@ -494,30 +540,11 @@ def ruled_out(allergies: Mapping[str, frozenset[str]], drugs: Mapping[str, froze
     return found
 
 
-#: The drug substances this module knows by name (classes, their members, brands, coded allergies,
-#: the ingredients of ``INGREDIENTS``).
-KNOWN_DRUGS = frozenset(
-    [*CLASSES, *(m for members in CLASSES.values() for m in members), *BRANDS, *ALLERGY_CODES.values()]
-    + [i for parts in BRANDS.values() for i in parts]
-    + list(INGREDIENTS)
-)
-#: The ingredients among them (class members, brands' ingredients, ``INGREDIENTS``): a word of one that is a
-#: substance of its own (``_names_a_substance``) is known as the first word of a drug's name (``_known``).
-_INGREDIENT_NAMES = {m for members in CLASSES.values() for m in members} | {i for p in BRANDS.values() for i in p}
-INGREDIENT_WORDS = frozenset(
-    word for name in _INGREDIENT_NAMES | INGREDIENTS for word in _WORDS.split(name) if _names_a_substance(word)
-)
-#: Known ingredients and brands as a drug's name reads them (``_drug_name``: "Vitamin B 12" is ``vitamin b``).
-KNOWN_NAMES = frozenset(_drug_name(name) for name in [*_INGREDIENT_NAMES, *INGREDIENTS, *BRANDS])
-#: The words of those names an allergy's typo is read as (``_corrected``): "penicilin" is penicillin.
-TYPO_NAMES = frozenset(word for name in KNOWN_DRUGS for word in _WORDS.split(name) if _names_a_substance(word))
-
-
 @functools.lru_cache(maxsize=8)
-def _typo_names(firsts: frozenset[str]) -> frozenset[str]:
-    """TYPO_NAMES and the first words of other drugs' ingredient names (``firsts``), those the
-    typo rule of ``conflicts`` compares an allergy with."""
-    return TYPO_NAMES | firsts
+def _typo_names(firsts: frozenset[str], formulary: Formulary) -> frozenset[str]:
+    """``formulary``'s typo names and the first words of other drugs' ingredient names (``firsts``),
+    those the typo rule of ``conflicts`` compares an allergy with."""
+    return formulary.typo_names | firsts
 
 
 @functools.lru_cache(maxsize=8)
@@ -532,7 +559,7 @@ def _by_length(names: frozenset[str]) -> dict[int, tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _corrected(part: str, names: frozenset[str]) -> str:
+def _corrected(part: str, names: frozenset[str], formulary: Formulary) -> str:
     """``part`` with each word that misspells one of ``names`` (``_typo``), and names none of them
     as written or in the singular, replaced by the nearest such name: one reading of a typo for
     what an allergy rules out and for whether it is read ("Allergy to penicilin" withheld
@@ -541,7 +568,7 @@ def _corrected(part: str, names: frozenset[str]) -> str:
     def mended(match: re.Match[str]) -> str:
         word = match.group()
         forms = _forms(word)
-        if any(form in names or form in CLASSES or form in BRANDS for form in forms):
+        if any(form in names or form in CLASSES or form in formulary.brands for form in forms):
             return word
         return next((name for form in forms if (name := _misspelt(form, names))), word)
 
@@ -559,27 +586,32 @@ def _misspelt(word: str, names: frozenset[str]) -> str | None:
     return max(found)[1] if found else None
 
 
-def unread(allergies: Iterable[tuple[str | None, str | None]], drugs: Iterable[Iterable[str]] = ()) -> list[str]:
+def unread(
+    allergies: Iterable[tuple[str | None, str | None]],
+    drugs: Iterable[Iterable[str]] = (),
+    formulary: Formulary = SHIPPED,
+) -> list[str]:
     """The ``(code, display)`` allergies no filter can promise safety against: with no display, a
     code the filter does not know; else a display over MAX_ALLERGY_CHARS, or with a part that
-    names no drug (``KNOWN_DRUGS``, the ``drugs``' ingredients, a class) and is no non-drug
+    names no drug (``formulary``'s known drugs, the ``drugs``' ingredients, a class) and is no non-drug
     allergen (``NOT_DRUG_WORDS``), or one with a word besides that is no salt or filler word.
     A word that misspells a known drug, or the first word of one of ``drugs``' ingredients, is read
     as that drug (``_corrected``), as ``conflicts`` rules it out. "Allergy to Augmentin" before the
     brand was known, "penicillin with Zyvox" (penicillin read, the rest not), "fish oil",
     "Antibiotic allergy": a person checks them."""
     given = {ingredient for parts in drugs for ingredient in parts if ingredient}
-    known = KNOWN_DRUGS | given
-    drug_words, names = _drug_words(known), _spaced_names(known)
-    typos = _typo_names(frozenset(ingredient.split()[0] for ingredient in given))
+    known = formulary.known_drugs | given
+    drug_words, names = _drug_words(known, formulary), _spaced_names(known)
+    typos = _typo_names(frozenset(ingredient.split()[0] for ingredient in given), formulary)
     read, left = read_allergies(allergies)
     missing = {f"{left} allergies past the first {len(read)}"} if left else set()
     for code, display in read:
-        parts = [_corrected(part, typos) for part in allergy_parts(display)]  # as conflicts() reads a typo
+        parts = [_corrected(part, typos, formulary) for part in allergy_parts(display)]  # as conflicts() reads a typo
         if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
         if not all(
-            _WORDS.sub(" ", part) in names or _read(part, drug_words) or _salt_of(part, known) for part in parts
+            _WORDS.sub(" ", part) in names or _read(part, drug_words, formulary) or _salt_of(part, known)
+            for part in parts
         ):
             missing.add(display or code or "(no code)")
     return sorted(missing)
@@ -597,12 +629,12 @@ def _salt_of(part: str, known: frozenset[str]) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _drug_words(known: frozenset[str]) -> frozenset[str]:
+def _drug_words(known: frozenset[str], formulary: Formulary) -> frozenset[str]:
     """The words that name a drug alone: a phrase's words only together, a generic or two-letter word never."""
     return frozenset(
         word
         for name in known
-        if not _phrases(name)
+        if not _phrases(name, formulary)
         for word in _WORDS.split(name)
         if len(word) > 2 and word not in GENERIC_WORDS
     )
@@ -614,17 +646,17 @@ def _spaced_names(known: frozenset[str]) -> frozenset[str]:
     return frozenset(_WORDS.sub(" ", name) for name in known)
 
 
-def _names_a_drug(word: str, drug_words: frozenset[str]) -> bool:
+def _names_a_drug(word: str, drug_words: frozenset[str], formulary: Formulary) -> bool:
     """A class or brand, or a drug's word that is a substance of its own (a shorter one, "iron"
     in "the iron", rules nothing out alone, so it cannot make a part read)."""
-    return word in CLASSES or word in BRANDS or (word in drug_words and _names_a_substance(word))
+    return word in CLASSES or word in formulary.brands or (word in drug_words and _names_a_substance(word))
 
 
-def _read(part: str, drug_words: frozenset[str]) -> bool:
+def _read(part: str, drug_words: frozenset[str], formulary: Formulary) -> bool:
     """Whether ``part`` names a drug (every other word a salt or filler word), or only allergens that are no drug."""
     words = {word for word in _WORDS.split(part) if word}
-    named = {w for w in words for one in _forms(w) if _names_a_drug(one, drug_words)}
-    phrased = {word for name in _phrases(part) for word in _WORDS.split(name)}
+    named = {w for w in words for one in _forms(w) if _names_a_drug(one, drug_words, formulary)}
+    phrased = {word for name in _phrases(part, formulary) for word in _WORDS.split(name)}
     named |= {w for w in words if phrased.intersection(_forms(w))}
     if named:
         return words - named <= FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
