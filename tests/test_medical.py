@@ -636,6 +636,49 @@ def test_the_shipped_model_withholds_a_drug_whose_name_it_cannot_read_as_the_api
     assert {"code": code, "display": "Zyvox 600 MG", "allergies": why} in [b for a in answers for b in a["blocked"]]
 
 
+#: A hospital's formulary file: an ingredient and two brands the shipped tables lack, one of them amoxicillin's.
+FORMULARY = 'ingredients = ["linezolid"]\n\n[brands]\nZyvox = ["linezolid"]\nHospamox = ["amoxicillin"]\n'
+
+
+def test_the_shipped_model_reads_a_hospitals_own_drugs_with_its_formulary_file(records, tmp_path):
+    """Drugs of ingredients the filter's tables lack were withheld from every patient with an allergy, and the
+    docs had a hospital edit the tables in the installed package's code. With the formulary file the model's
+    ``formulary`` names, linezolid is offered to a patient allergic to penicillin, and the hospital's brand of
+    amoxicillin withheld for that allergy (and offered for another); without it, both are withheld unread."""
+    names = {e.code: e.display for r in records for e in r.timeline if e.kind == "medication"}
+    counts = Counter(e.code for r in records for e in r.timeline if e.kind == "medication" and e.code)
+    penicillins = [c for c, _ in counts.most_common() if conflicts(ingredients(names[c]), substances(PENICILLIN))]
+    other = next(c for c, _ in counts.most_common() if c not in penicillins)
+    renamed_as = {other: "Linezolid 600 MG Oral Tablet", penicillins[0]: "Hospamox 500 MG Oral Capsule"}
+    renamed = [
+        attrs.evolve(r, timeline=tuple(attrs.evolve(e, display=renamed_as.get(e.code, e.display)) for e in r.timeline))
+        for r in records
+    ]
+    shipped = _fitted(TreatmentModel, renamed, top=1000)  # every drug shown that is not withheld
+    hospital = TreatmentModel(data="patients", formulary=str(write(tmp_path / "f.toml", FORMULARY)), top=1000)
+    hospital.load(shipped.state())
+    penicillin = _with_allergy(renamed, "x:1", PENICILLIN)
+    asked, sulfa = (
+        [Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(allergic)]
+        for allergic in (penicillin, _with_allergy(renamed, "x:1", "Allergy to sulfa"))
+    )
+
+    def shown(model: TreatmentModel, queries: list[Query]) -> tuple[set[str], dict[str, list[str]]]:
+        """The renamed drugs offered, and those withheld with why, over ``queries``' answers."""
+        answers = model.predict(queries)
+        offered = {item["code"] for answer in answers for item in answer["codes"] if item["code"] in renamed_as}
+        held = {b["code"]: b["allergies"] for answer in answers for b in answer["blocked"] if b["code"] in renamed_as}
+        return offered, held
+
+    unread = "(not checked against the allergies: its name names no ingredient the filter knows ({!r}))"
+    held = {other: [unread.format("linezolid")], penicillins[0]: [unread.format("hospamox")]}
+    assert shown(shipped, asked) == shown(shipped, sulfa) == (set(), held)
+    assert shown(hospital, asked) == ({other}, {penicillins[0]: [PENICILLIN]})
+    assert shown(hospital, sulfa) == (set(renamed_as), {})
+    report = hospital.evaluate([r for r in penicillin if r.split == "test"]).metrics
+    assert report["allergy_violations"] == 0 and report["allergy_blocked"] > 0
+
+
 def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treatment, records):
     unknown = _with_allergy(records[:3], "snomed:999999999", None)
     answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(unknown)])
@@ -1079,6 +1122,87 @@ def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
     assert caught.value.code == code and caught.value.field == field, str(caught.value)
     with daemon.client(timeout=30) as client:
         assert client.call("_health")  # still serving
+
+
+def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_another(daemon, trained, patient, tmp_path):
+    """One setting, on the model, reaches the api serving it: "Allergy to Zyvox", a brand the file adds, is read
+    by both (the api listed it unread while the model read it). An api set to another formulary than its
+    model's is refused where the profile is checked: the model would withhold what the api offers."""
+    write(tmp_path / "our-formulary.toml", FORMULARY)
+    hospital = (
+        'extends = ["medical-small"]\nproject = "medical-small"\n[models.treatment]\nformulary = "our-formulary.toml"\n'
+    )
+    inline = json.loads(json.dumps(attrs.asdict(patient)))
+    allergic = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "display": "Allergy to Zyvox"}]}
+    with daemon.client(timeout=30) as client:  # the shipped tables alone
+        assert client.call("treatment.recommend", {"record": allergic})["unread_allergies"] == ["Allergy to Zyvox"]
+    served = Daemon(tmp_path, profile=hospital, env=trained)
+    try:
+        served.wait_ready(timeout=120)
+        with served.client(timeout=30) as client:
+            assert client.call("treatment.recommend", {"record": allergic})["unread_allergies"] == []
+    finally:
+        assert served.terminate() == 0
+    assert run_heirloom("profile", "check", str(tmp_path / "daemon.toml"), env=trained).returncode == 0
+    other = write(tmp_path / "other.toml", hospital.replace("[models.treatment]", "[apis.treatment]"))
+    checked = run_heirloom("profile", "check", str(other), env=trained)
+    said = (
+        f"{other}: apis.treatment.formulary: {tmp_path / 'our-formulary.toml'} is not the formulary of "
+        "models.treatment (unset: the shipped tables alone), which withholds the drugs it cannot read before the "
+        "api sees them: set 'formulary' on models.treatment alone (this api reads it)"
+    )
+    assert checked.returncode == 2 and said in checked.stderr, checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (None, "path does not exist: {path}"),
+        ("ingredients = [", "'formulary' file {path}: not a TOML file: "),
+        (
+            'ingredient = ["linezolid"]',
+            "'formulary' file {path}: ingredient: not a formulary key (it has 'ingredients'",
+        ),
+        ('ingredients = "linezolid"', "'formulary' file {path}: ingredients: a list of ingredient names, not str"),
+        (
+            '[brands]\n"Pen X" = ["penicillin", 5]',
+            "'formulary' file {path}: brands.\"Pen X\"[1]: a name (a string), not int 5",
+        ),
+        ('ingredients = ["linezolid", " "]', "'formulary' file {path}: ingredients[1]: an empty name"),
+        ("[brands]\nZyvox = []", "'formulary' file {path}: brands.Zyvox: a brand with no ingredients"),
+        (
+            'ingredients = ["12345"]',
+            "'formulary' file {path}: ingredients[0]: a drug named '12345' cannot be read with it (its name names no "
+            "ingredient)",
+        ),
+        (
+            '[brands]\nZyvox = ["Oral Tablet"]',
+            "'formulary' file {path}: brands.Zyvox[0]: a drug named 'oral tablet' cannot be read with it",
+        ),
+    ],
+    ids=[
+        "missing",
+        "not-toml",
+        "unknown-key",
+        "wrong-type",
+        "wrong-item-type",
+        "empty",
+        "no-ingredients",
+        "digits",
+        "form",
+    ],
+)
+def test_a_formulary_the_filter_cannot_use_is_named_with_its_key_where_the_profile_is_checked(tmp_path, text, said):
+    formulary = tmp_path / "our-formulary.toml"
+    if text is not None:
+        write(formulary, text)
+    profile = write(
+        tmp_path / "hospital.toml",
+        'extends = ["medical-small"]\n[models.treatment]\nformulary = "our-formulary.toml"\n',
+    )
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel().resolve(str(profile))
+    assert f"{profile}: models.treatment.formulary: {said.format(path=formulary)}" in str(caught.value)
 
 
 def test_routes_documents_each_route(daemon):

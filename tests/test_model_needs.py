@@ -15,6 +15,7 @@ import pytest
 import heirloom
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
+from tests.test_medical import FORMULARY
 
 SOURCE = '[sources.rows]\nuse = "toy-source"\n'
 
@@ -507,6 +508,45 @@ def test_a_drug_whose_name_the_filter_cannot_read_is_withheld_from_a_patient_wit
             ]
     finally:
         assert daemon.terminate() == 0
+
+
+#: ALLERGIC's visit, with an allergy to a sulfonamide instead.
+SULFA = {**ALLERGIC, "timeline": [*TOLERANT, {"kind": "allergy", "display": "Allergy to sulfamethoxazole"}]}
+
+
+@pytest.mark.parametrize(
+    ("drug", "penicillin"),
+    [("Linezolid 600 MG Oral Tablet", False), ("Zyvox 600 MG", False), ("Hospamox 500 MG Oral Capsule", True)],
+)
+def test_a_formulary_file_lets_the_treatment_api_read_a_hospitals_own_drugs(tmp_path, drug, penicillin):
+    """A drug whose ingredient the filter's tables lack was withheld from every patient with an allergy, and
+    the docs had a hospital add its drugs to the tables in the installed package's code. The formulary file
+    its profile names adds them, behind a model of any type: each is read to its ingredients, withheld for
+    the allergies that rule those out (a brand it maps to amoxicillin, for an allergy to penicillin) and
+    offered to the other patients with allergies."""
+    profile, env = _profile(tmp_path, "toy-codes", MEDICAL_APIS)
+    hospital = profile.read_text().replace('model = "t"\n', 'model = "t"\nformulary = "our-formulary.toml"\n')
+    write(tmp_path / "hospital" / "our-formulary.toml", FORMULARY)
+    answers = {}
+    for folder, text in (("shipped", profile.read_text()), ("hospital", hospital)):
+        daemon = Daemon(tmp_path / folder, "--set", f'models.t.drug="{drug}"', profile=text, env=env)
+        try:
+            daemon.wait_ready(timeout=60)
+            with daemon.client(timeout=10) as client:
+                answers[folder] = [client.call("treatment.recommend", {"record": r}) for r in (ALLERGIC, SULFA)]
+        finally:
+            assert daemon.terminate() == 0
+    item = {"code": "rxnorm:834102", "display": drug}
+    name = drug.split()[0].lower()
+    unknown = f"(not checked against the allergies: its name names no ingredient the filter knows ({name!r}))"
+    assert [(a["codes"], a["blocked"]) for a in answers["shipped"]] == [([], [{**item, "allergies": [unknown]}])] * 2
+    allergic, sulfa = answers["hospital"]
+    if penicillin:
+        assert allergic["codes"] == [] and allergic["blocked"] == [{**item, "allergies": [PENICILLIN]}], allergic
+    else:
+        assert [code["display"] for code in allergic["codes"]] == [drug] and allergic["blocked"] == [], allergic
+    assert [code["display"] for code in sulfa["codes"]] == [drug] and sulfa["blocked"] == [], sulfa
+    assert all(a["unread_allergies"] == [] for a in (*answers["shipped"], allergic, sulfa))
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.medical.model import Query
+from heirloom_plugins.medical.formulary import formulary_field, read_formulary
+from heirloom_plugins.medical.model import Query, TreatmentModel
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
-from heirloom_plugins.medical.safety import ingredients, read_drug, unread, withheld
+from heirloom_plugins.medical.safety import Formulary, ingredients, read_drug, unread, withheld
 from heirloom_plugins.model_needs import (
     failed_answer,
     first_problem,
@@ -311,6 +312,36 @@ class TreatmentApi(CodesApi):
     api_type = "medical-treatment"
     needs = TREATMENT_NEEDS
 
+    #: A hospital's own drugs for the allergy filter (``formulary.py``), for a model of another type;
+    #: unset, the shipped treatment model's ``formulary`` (one setting, read by both).
+    formulary: str | None = formulary_field()
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        self.tables = self._formulary_of(ctx.get(self.model, "model"))
+
+    def _formulary_of(self, model: Any) -> Formulary:
+        """The filter's tables: this api's ``formulary``, else the shipped treatment model's."""
+        if self.formulary is None and isinstance(model, TreatmentModel):
+            return model.tables()
+        return read_formulary(self.formulary)
+
+    def check(self, models: dict[str, heirloom.Model]) -> list[tuple[str, str]]:
+        """As every medical api's, and a shipped treatment model that reads drug names with other
+        tables than this api's (each ``formulary``): one would withhold a drug the other offers."""
+        problems = super().check(models)
+        model = models.get(self.model)
+        if isinstance(model, TreatmentModel) and not self._formulary_of(model).same_names(model.tables()):
+            problems.append(
+                (
+                    "formulary",
+                    f"{self.formulary} is not the formulary of models.{self.model} "
+                    f"({model.formulary or 'unset: the shipped tables alone'}), which withholds the drugs it cannot "
+                    f"read before the api sees them: set 'formulary' on models.{self.model} alone (this api reads it)",
+                )
+            )
+        return problems
+
     def _answer(self, query: Query, answer: dict[str, Any]) -> dict[str, Any]:
         """The answer without the drugs the record's allergies rule out, whatever model gave it: the
         shipped model's filter (``safety.py``), so the guarantee is the api's, not each model's. The
@@ -319,16 +350,17 @@ class TreatmentApi(CodesApi):
         allergies = [(e.code, e.display) for e in query.record.timeline if e.kind == "allergy"]
         if not allergies:
             return answer
-        drugs = {item["code"]: read_drug(item["display"]) for item in answer["codes"]}  # each code once: vetted
-        found = withheld(query.record, drugs)  # an unreadable name too, the reason in place of allergies
+        drugs = {item["code"]: read_drug(item["display"], self.tables) for item in answer["codes"]}  # vetted: once each
+        found = withheld(query.record, drugs, self.tables)  # an unreadable name too, the reason in place of allergies
         blocked = {item["code"]: item for item in answer["blocked"]}
         for item in answer["codes"]:
             if names := found.get(item["code"]):
                 blocked[item["code"]] = {"code": item["code"], "display": item["display"], "allergies": sorted(names)}
-        known = [*(parts for parts, _ in drugs.values()), *(ingredients(item["display"]) for item in answer["blocked"])]
+        blocked_parts = (ingredients(item["display"], self.tables) for item in answer["blocked"])
+        known = [*(parts for parts, _ in drugs.values()), *blocked_parts]
         return {
             **answer,
             "codes": [item for item in answer["codes"] if item["code"] not in found],
             "blocked": [blocked[code] for code in sorted(blocked)],
-            "unread_allergies": sorted({*answer["unread_allergies"], *unread(allergies, known)}),
+            "unread_allergies": sorted({*answer["unread_allergies"], *unread(allergies, known, self.tables)}),
         }

@@ -29,11 +29,12 @@ import heirloom
 from heirloom_plugins import seen
 from heirloom_plugins.medical.decision import THRESHOLDS, average, decide, select
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
+from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
 from heirloom_plugins.medical.metrics import multilabel_metrics, multilabel_text
 from heirloom_plugins.medical.net import Net, Settings, net_from_state
 from heirloom_plugins.medical.patients import Visit, find_encounter, visit
-from heirloom_plugins.medical.safety import Drug, allergy_substances, conflicts, read_drug, unread, withheld
+from heirloom_plugins.medical.safety import Drug, Formulary, allergy_substances, conflicts, read_drug, unread, withheld
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
 
 if TYPE_CHECKING:
@@ -461,16 +462,28 @@ class TreatmentModel(MultiLabelModel):
 
     task = TREATMENT
 
+    #: A hospital's own drugs for the allergy filter (``formulary.py``): a formulary file. The
+    #: treatment api serving this model reads it too.
+    formulary: str | None = formulary_field()
+
+    def tables(self) -> Formulary:
+        """The allergy filter's tables: the shipped ones and ``formulary``'s, read once per instance."""
+        tables = getattr(self, "_tables", None)
+        if tables is None:
+            self._tables = tables = read_formulary(self.formulary)
+        return tables
+
     def _drugs(self, fitted: Fitted) -> dict[str, Drug]:
         """Each drug label as the allergy filter reads its name, computed once per fitted state."""
         cached = getattr(self, "_read_drugs", None)
         if cached is None or cached[0] is not fitted:
-            self._read_drugs = cached = (fitted, {c: read_drug(fitted.names.get(c)) for c in fitted.labels})
+            drugs = {code: read_drug(fitted.names.get(code), self.tables()) for code in fitted.labels}
+            self._read_drugs = cached = (fitted, drugs)
         return cached[1]
 
     def _blocked(self, visits: list[Visit], fitted: Fitted) -> list[dict[str, list[str]]]:
         drugs = self._drugs(fitted)  # the api's filter (safety.withheld): unreadable names too
-        return [withheld(one.record, drugs) for one in visits]
+        return [withheld(one.record, drugs, self.tables()) for one in visits]
 
     def _explain(
         self, one: Visit, found: Description, codes: list[dict[str, Any]], blocked: dict[str, list[str]], fitted: Fitted
@@ -505,6 +518,7 @@ class TreatmentModel(MultiLabelModel):
             "unread_allergies": unread(
                 ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
                 [parts for parts, _ in self._drugs(fitted).values()],
+                self.tables(),
             ),
         }
 
@@ -522,11 +536,11 @@ class TreatmentModel(MultiLabelModel):
 
     def _extra_metrics(self, examples: list[tuple[Visit, list[str]]], answers: list[dict[str, Any]]) -> dict[str, Any]:
         """Allergy safety: recommendations that conflict with a recorded allergy (must be 0)."""
-        fitted = self._require()
+        fitted, tables = self._require(), self.tables()
         violations = 0
         for (one, _), answer in zip(examples, answers, strict=True):
             ruled_out = frozenset().union(
-                *(allergy_substances(e.code, e.display) for e in one.record.timeline if e.kind == "allergy")
+                *(allergy_substances(e.code, e.display, tables) for e in one.record.timeline if e.kind == "allergy")
             )
             for item in answer["codes"]:
                 if conflicts(self._drugs(fitted)[item["code"]][0], ruled_out):

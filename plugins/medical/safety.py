@@ -341,6 +341,10 @@ class Formulary:
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
+    def same_names(self, other: Formulary) -> bool:
+        """Whether ``other`` knows the same brands and ingredients (two readings of one file are two objects)."""
+        return (self.brands, self.ingredients) == (other.brands, other.ingredients)
+
 
 #: The shipped tables: every function's default.
 SHIPPED = Formulary(BRANDS, INGREDIENTS)

@@ -1,0 +1,154 @@
+"""A hospital's own drugs for the allergy filter: a formulary file its profile names.
+
+The filter (``safety.py``) reads a drug's name only to the ingredients it knows (``INGREDIENTS``,
+``BRANDS``, the classes' members): any other drug is withheld from a patient with allergies. A
+hospital whose drugs the shipped tables lack names them in a TOML file, not in the package's code::
+
+    ingredients = ["linezolid", "tedizolid"]
+
+    [brands]
+    Zyvox = ["linezolid"]
+    Hospamox = ["amoxicillin"]   # a class member: an allergy to penicillin rules it out
+
+and sets ``formulary = "our-formulary.toml"`` on the treatment model; the treatment api reads the
+model's (docs/MEDICAL.md, "A hospital's own drugs"). The file adds to the shipped tables, never
+takes from them: a brand they have keeps its ingredients besides the file's.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import heirloom
+from heirloom_plugins.medical.safety import SHIPPED, Formulary, ingredients, normal_text, unreadable
+
+#: What a formulary file holds.
+KEYS = {"ingredients": "a list of ingredient names", "brands": "a table of brand names, each = [its ingredients]"}
+#: A key the path of a problem writes bare (``brands.Zyvox``); others quoted (``brands."Pen X"``).
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+#: A name as the file gives it, with the key path of its problems: ``("ingredients[2]", "Linezolid")``.
+Named = tuple[str, str]
+
+
+def formulary_field() -> Any:
+    """The ``formulary`` setting of the treatment model and api: a formulary file (relative to the
+    profile that sets it), checked where the profile is; unset, the shipped tables alone."""
+    return heirloom.path_field(default=None, validator=_formulary_file)
+
+
+def _formulary_file(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    """A file the filter can read its drugs with (a missing one is the path check's to report)."""
+    if value is not None and Path(value).exists():
+        try:
+            read_formulary(value)
+        except heirloom.HeirloomError as error:
+            raise ValueError(f"'{attribute.name}' file {error}") from None
+
+
+def read_formulary(path: str | None) -> Formulary:
+    """The filter's tables: the shipped ones, with the formulary file at ``path`` added (one object
+    per content: built once, whoever reads it). HeirloomError naming the file and the key in it of
+    anything the filter cannot use."""
+    if path is None:
+        return SHIPPED
+    try:
+        data = tomllib.loads(heirloom.read_regular(path).decode("utf-8"))
+    except OSError as error:
+        raise heirloom.HeirloomError(f"{path}: cannot read it: {error.strerror or error}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise heirloom.HeirloomError(f"{path}: not a TOML file: {error}") from None
+    try:
+        extra, brands = _names(data)
+        built = _built(frozenset(name for _, name in extra), _merged(brands))
+        _check_readable(extra, brands, built)
+    except ValueError as error:
+        raise heirloom.HeirloomError(f"{path}: {error}") from None
+    return built
+
+
+def _names(data: dict[str, Any]) -> tuple[list[Named], list[tuple[Named, list[Named]]]]:
+    """The file's ingredients and its brands with theirs, normalised as the filter reads names;
+    ValueError naming the key of the first that is not a name."""
+    for key in data:
+        if key not in KEYS:
+            known = ", ".join(f"{name!r} ({what})" for name, what in KEYS.items())
+            raise ValueError(f"{_key(key)}: not a formulary key (it has {known})")
+    extra = _listed("ingredients", data.get("ingredients", []), "ingredient")
+    table = data.get("brands", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"brands: {KEYS['brands']}, not {_shown(table)}")
+    brands = []
+    for brand, parts in table.items():
+        where = f"brands.{_key(brand)}"
+        if parts == []:
+            raise ValueError(
+                f"{where}: a brand with no ingredients (a drug of it may be any drug: list what it is made of)"
+            )
+        brands.append((_name(where, brand), _listed(where, parts, "ingredient")))
+    if not extra and not brands:
+        raise ValueError("names no ingredient and no brand (set 'ingredients' or 'brands', or unset 'formulary')")
+    return extra, brands
+
+
+def _listed(where: str, values: Any, what: str) -> list[Named]:
+    """The names of a list of ``what`` names at key ``where``."""
+    if not isinstance(values, list):
+        raise ValueError(f"{where}: a list of {what} names, not {_shown(values)}")
+    return [_name(f"{where}[{index}]", value) for index, value in enumerate(values)]
+
+
+def _name(where: str, value: Any) -> Named:
+    """One name, as the filter reads it (``normal_text``, spaces collapsed)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: a name (a string), not {_shown(value)}")
+    if not (name := " ".join(normal_text(value).split())):
+        raise ValueError(f"{where}: an empty name")
+    return where, name
+
+
+def _merged(brands: list[tuple[Named, list[Named]]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The file's brands, one entry each (a brand given twice, as ``Zyvox`` and ``ZYVOX``: both its
+    lists), in order: the cache key of ``_built``."""
+    found: dict[str, tuple[str, ...]] = {}
+    for (_, brand), parts in sorted(brands, key=lambda item: item[0][1]):
+        found[brand] = tuple(sorted({*found.get(brand, ()), *(name for _, name in parts)}))
+    return tuple(found.items())
+
+
+@functools.lru_cache(maxsize=8)
+def _built(extra: frozenset[str], brands: tuple[tuple[str, tuple[str, ...]], ...]) -> Formulary:
+    """The shipped tables with these ingredients and brands added: one object per content, so that
+    the model and the api that read one file share it and the caches keyed on it."""
+    merged = dict(SHIPPED.brands)
+    for brand, parts in brands:
+        merged[brand] = tuple(dict.fromkeys((*merged.get(brand, ()), *parts)))
+    return Formulary(merged, SHIPPED.ingredients | extra)
+
+
+def _check_readable(extra: list[Named], brands: list[tuple[Named, list[Named]]], built: Formulary) -> None:
+    """ValueError naming the first name a drug's name cannot be read to with ``built`` (``unreadable``:
+    digits alone, a dose form, another alphabet), or a brand a drug named by it is not read as."""
+    for where, name in [*extra, *(named for brand, parts in brands for named in (brand, *parts))]:
+        if why := unreadable(name, built):
+            raise ValueError(f"{where}: a drug named {name!r} cannot be read with it ({why})")
+    for (where, brand), parts in brands:
+        if missing := sorted({name for _, name in parts} - ingredients(brand, built)):
+            found = ", ".join(sorted(ingredients(brand, built)))
+            raise ValueError(f"{where}: a drug named {brand!r} is read as {found}, without {', '.join(missing)}")
+
+
+def _key(key: str) -> str:
+    """A TOML key as a key path writes it."""
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def _shown(value: Any) -> str:
+    """A value of the wrong type, for a message: its type and the start of it."""
+    return f"{type(value).__name__} {value!r:.60}"
