@@ -287,6 +287,27 @@ def test_evaluate_reports_the_asked_metrics(diagnosis, records):
     assert metrics["threshold"] in [round(0.05 * i, 2) for i in range(1, 20)]
 
 
+def test_a_report_names_the_true_labels_the_model_does_not_predict(diagnosis, records):
+    """A hospital scoring the shipped model on its ICD-10 data read micro-F1 0.000, unexplained:
+    every true code was one the model never predicts."""
+    test = [r for r in records if r.split == "test"]
+    relabelled = [
+        attrs.evolve(
+            r,
+            timeline=tuple(
+                attrs.evolve(e, code=f"icd10cm:{e.code}") if e.kind == "condition" else e for e in r.timeline
+            ),
+        )
+        for r in test
+    ]
+    report = diagnosis.evaluate(relabelled)
+    truth = Counter(label for _, labels in DIAGNOSIS.examples(relabelled) for label in labels)
+    assert report.metrics["unknown_labels"] == dict(sorted(truth.items())) and truth
+    assert f"{len(truth)} true label(s) the model does not predict, each one a miss" in report.text
+    own = {label for _, labels in DIAGNOSIS.examples(test) for label in labels} - set(diagnosis.labels)
+    assert set(diagnosis.evaluate(test).metrics.get("unknown_labels", {})) == own  # a code only the test split has
+
+
 def test_the_report_says_whether_its_settings_were_validated(diagnosis, records):
     """One training patient cannot be split into folds: the report said "chosen on validation
     folds" of settings nothing validated."""

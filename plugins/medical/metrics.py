@@ -62,6 +62,9 @@ def multilabel_metrics(
     metrics.update({f"samples_{key}": _ratio(value, examples) for key, value in samples.items()})
     metrics.update({f"recall_at_{k}": _ratio(recall_at_k, examples), "jaccard": _ratio(jaccard, examples)})
     metrics["examples"] = examples
+    known = set(labels)  # a true code the model cannot predict (another code system): every one a miss
+    if unknown := {name: support[name] for name in names if labels and name not in known and support[name]}:
+        metrics["unknown_labels"] = unknown
     metrics["per_class"] = metrics.pop("per_class")  # last: the long part of the JSON
     return metrics
 
@@ -124,4 +127,8 @@ def multilabel_text(
             f"examples {metrics['examples']}, recall@{k} {metrics[f'recall_at_{k}']:.{digits}f}, "
             f"jaccard {metrics['jaccard']:.{digits}f}",
         ]
+    if unknown := metrics.get("unknown_labels"):
+        shown = ", ".join(f"{label} ({count})" for label, count in list(unknown.items())[:20])
+        more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
+        lines += ["", f"{len(unknown)} true label(s) the model does not predict, each one a miss: {shown}{more}"]
     return "\n".join(lines) + "\n"
