@@ -396,6 +396,20 @@ def test_profile_show_prints_a_set_value_that_does_not_validate_as_it_was_typed(
     assert json.loads(shown.stdout)["profile"]["description"] == '"a\\u0000b"'
 
 
+def test_a_symbolic_link_loop_in_extends_or_a_path_is_a_problem_not_a_traceback(tmp_path, kernel):
+    """``path.resolve()`` raised RuntimeError on a link to itself: profile check, train and serve
+    printed a traceback."""
+    os.symlink("loop.toml", tmp_path / "loop.toml")
+    os.symlink("selfloop", tmp_path / "selfloop")
+    write(tmp_path / "via.toml", 'extends = ["loop.toml"]\n')
+    with pytest.raises(heirloom.ProfileError, match=r"via.toml: extends: no profile file .*loop.toml"):
+        kernel.resolve(str(tmp_path / "via.toml"))
+    path = write(tmp_path / "p.toml", '[sources.news]\nuse = "phrasebank"\npath = "selfloop"\n')
+    checked = run_heirloom("profile", "check", str(path), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr
+    assert f"sources.news.path: path does not exist: {tmp_path}/selfloop" in checked.stderr
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

@@ -124,7 +124,7 @@ def display_path(path: Path | str) -> str:
     path = Path(path)
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):  # not under it; a symbolic link loop
         return str(path)
 
 
@@ -188,7 +188,7 @@ class ProfileLoader:
         self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
     ) -> None:
         label = display_path(path)
-        resolved = path.resolve()
+        resolved = Path(os.path.realpath(path))  # resolve() raised on a symbolic link loop: a traceback
         if resolved in chain:
             cycle = " -> ".join(display_path(p) for p in [*chain, resolved])
             problems.append(Problem(label, "extends", f"extends cycle: {cycle}"))

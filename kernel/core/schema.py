@@ -7,6 +7,7 @@ acyclic. Every problem names the file that set the offending value and its key p
 from __future__ import annotations
 
 import collections.abc
+import os
 import typing
 from pathlib import Path
 from reprlib import repr as short
@@ -282,22 +283,21 @@ class Validator:
     def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
         for field in attrs.fields(cls):
             must_exist = field.metadata.get(PATH_KEY)
-            value = config.get(field.name)
+            value, where = config.get(field.name), f"{key}.{field.name}"
             if must_exist is None or not isinstance(value, str):
                 continue
             if value == "":  # unsets a path an extended profile set, where the field may be unset
-                config[field.name] = None if field.default is None else self.problem(f"{key}.{field.name}", EMPTY) or ""
+                config[field.name] = None if field.default is None else self.problem(where, EMPTY) or ""
                 continue
-            origin = self.file_of(f"{key}.{field.name}")
-            base = Path.cwd() if origin == OVERRIDE_SOURCE else Path(origin).parent
-            path = (base / value).resolve() if not Path(value).is_absolute() else Path(value)
+            base = Path.cwd() if (origin := self.file_of(where)) == OVERRIDE_SOURCE else Path(origin).parent
+            path = Path(os.path.realpath(base / value)) if not Path(value).is_absolute() else Path(value)  # loops too
             config[field.name] = str(path)
             if must_exist and not path.exists():
                 parts = path.relative_to(root).parts if path.is_relative_to(root := data_root()) else None
                 named = parts and not Path(parts[0]).suffix  # a data set's folder, or a file in one
                 fetch = f"; `heirloom data fetch {parts[0]}` if it is a public data set" if named else ""
                 under = f" (data root {root}{fetch})" if parts is not None else ""
-                self.problem(f"{key}.{field.name}", f"path does not exist: {path}{under}")
+                self.problem(where, f"path does not exist: {path}{under}")
 
     def _structure(self, key: str, config: dict, cls: type, also: typing.Sequence[str] = ()) -> Any:
         """``config`` structured into ``cls``, or None after reporting every problem; ``also``:
