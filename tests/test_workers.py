@@ -54,6 +54,23 @@ def test_requests_spread_over_workers_and_ready_tells_the_truth(tmp_path):
     assert daemon.terminate() == 0
 
 
+def test_more_local_workers_than_the_cores_can_run_are_refused_and_a_stop_ends_the_spawning(tmp_path):
+    """``--workers 100000`` (a typo for 10) spawned 1,146 workers and ran the machine out of
+    memory; a stop signal meanwhile did not stop the spawning."""
+    from heirloom.wire.cores import available_cores
+    from heirloom.wire.local_workers import WORKERS_PER_CORE, LocalWorkers
+
+    most = WORKERS_PER_CORE * available_cores()
+    refused = run_heirloom("serve", "minimal", "--bind", free_tcp_address(), "--workers", str(most + 1), timeout=60)
+    said = f"error: {most + 1} workers (--workers, [server] workers): at most {most} local ones on this machine's"
+    assert refused.returncode == 1 and said in refused.stderr
+    workers = LocalWorkers(["--version"], most)  # each prints the version and exits
+    workers.start(stopping=lambda: len(workers.processes) == 2)
+    assert len(workers.processes) == 2
+    for local in workers.processes:
+        assert local.process.wait(30) == 0
+
+
 def test_killed_worker_fails_its_requests_and_is_replaced(tmp_path):
     daemon = Daemon(tmp_path, "--workers", "2")
     daemon.wait_ready()

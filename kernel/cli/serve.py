@@ -30,7 +30,7 @@ from heirloom.wire.metrics import MetricsAddress
     "--workers",
     type=click.IntRange(min=0),
     help="Worker processes behind a broker (default 1: in-process; 0: a broker whose workers all "
-    "connect from elsewhere, with --worker-bind).",
+    "connect from elsewhere, with --worker-bind; at most 8 per core on this host).",
 )
 @click.option(
     "--grace",

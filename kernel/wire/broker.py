@@ -187,7 +187,7 @@ class Broker(BrokerRoutes):
 
     def run(self) -> int:
         log.info("broker listening on %s; workers connect to %s", ", ".join(self.settings.bind), self.worker_address)
-        self.local.start()
+        self.local.start(lambda: self.draining)
         watched = [(self.frontend, zmq.POLLIN), (self.backend, zmq.POLLIN)]
         wait_ms = POLL_MS
         while True:

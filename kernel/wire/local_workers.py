@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from heirloom.core.errors import HeirloomError
 from heirloom.wire.cores import CPU_SHARE_ENV, available_cores
 
 log = logging.getLogger("heirloom.wire.broker")
@@ -42,6 +43,10 @@ def local_token() -> dict[str, str]:
     return dict(_TAKEN)
 
 
+#: Local workers per core at most: each is a CPU-bound process with its own copy of the models, so
+#: more only compete for the cores (``--workers 100000``, a typo, spawned 1,146 and ran the machine
+#: out of memory). Workers on other hosts join with ``heirloom worker --connect``.
+WORKERS_PER_CORE = 8
 RESPAWN_BACKOFF_MAX = 30.0
 #: A worker that lived this long before exiting starts its failure count afresh.
 STABLE_SECONDS = 60.0
@@ -64,6 +69,12 @@ class LocalWorkers:
     """``count`` ``heirloom worker`` processes on this host, each running ``argv``."""
 
     def __init__(self, argv: list[str], count: int):
+        if count > (most := WORKERS_PER_CORE * available_cores()):
+            raise HeirloomError(
+                f"{count} workers (--workers, [server] workers): at most {most} local ones on this machine's "
+                f"{available_cores()} core(s) ({WORKERS_PER_CORE} per core: more only compete for the cores); "
+                "workers on other hosts join with heirloom worker --connect"
+            )
         self.argv = argv
         self.count = count
         self.processes: list[LocalProcess] = []
@@ -78,8 +89,12 @@ class LocalWorkers:
         #: failure, already reported, not an unclean stop of the daemon.
         self.failed_starts: set[int] = set()
 
-    def start(self) -> None:
+    def start(self, stopping: Callable[[], bool]) -> None:
+        """Spawn the workers, fewer once ``stopping()`` (a stop signal while they spawn: 1,079 more
+        were spawned after one, for six minutes)."""
         for _ in range(self.count):
+            if stopping():
+                return
             self._spawn()
 
     def pids(self) -> set[int]:
