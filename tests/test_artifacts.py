@@ -110,6 +110,50 @@ def test_a_corrupted_or_missing_blob_fails_load_naming_the_ref_and_file(store):
 
 
 @pytest.mark.parametrize(
+    ("blob", "forged", "said"),
+    [
+        ("weights", lambda data: data[: len(data) // 2], "its weights do not decode (SafetensorError"),
+        ("weights", lambda data: (2**62).to_bytes(8, "little") + b"{}", "its weights do not decode"),
+        ("metadata", lambda data: b"[1, 2]", "its metadata is a JSON list, not an object"),
+        ("metadata", lambda data: b"[" * 100_000 + b"]" * 100_000, "its metadata is not JSON (RecursionError"),
+        ("metadata", lambda data: b'{"x": "\xff"}', "its metadata is not JSON (UnicodeDecodeError"),
+    ],
+)
+def test_blobs_that_match_a_forged_digest_but_do_not_decode_are_damaged_for_verify_and_promote(
+    store, blob, forged, said
+):
+    """Blobs swapped for undecodable ones, with the index row's digest rewritten to match, passed
+    ``verify`` and ``promote``, then every load (train's inherit, show) failed with a traceback."""
+    from heirloom.store.content import manifest_digest
+
+    artifact = put(store, "team/m", 1)
+    with sqlite3.connect(store.root / "index.sqlite") as index:
+        row = index.execute("select weights_blob, metadata_blob from artifacts").fetchone()
+        names = dict(zip(("weights", "metadata"), row, strict=True))
+        data = forged((store.blobs / names[blob]).read_bytes())
+        digest = hashlib.sha256(data).hexdigest()
+        names[blob] = f"{digest}.{names[blob].split('.', 1)[1]}"
+        (store.blobs / names[blob]).write_bytes(data)
+        digests = {key: name.split(".")[0] for key, name in names.items()}
+        index.execute(
+            "update artifacts set weights_blob = ?, metadata_blob = ?, digest = ?",
+            (
+                names["weights"],
+                names["metadata"],
+                manifest_digest(artifact.framework, digests["weights"], digests["metadata"]),
+            ),
+        )
+    for attempt in (store.verify, store.load, lambda ref: store.promote(ref, "production")):
+        with pytest.raises(heirloom.HeirloomError, match=re.escape(f"team/m@1 (text-classifier) is damaged: {said}")):
+            attempt("team/m@1")
+    if blob == "metadata":
+        with pytest.raises(heirloom.HeirloomError, match=re.escape(said)):
+            store.metadata("team/m@1")
+    checked = models(store, "verify")
+    assert checked.returncode == 1 and said in " ".join(checked.stderr.split()) and "Traceback" not in checked.stderr
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("medical/triage", Ref("medical", "triage")),
@@ -1244,6 +1288,9 @@ def test_models_backup_and_verify_from_the_command_line(store, tmp_path):
     assert damaged.returncode == 1
     report = json.loads(damaged.stdout)
     assert report["checked"] == 2 and len(report["damaged"]) == 1, report
+    empty = run_heirloom("models", "backup", "", "--store", str(store.root), cwd=tmp_path)  # an unset variable
+    assert empty.returncode == 2 and "'DESTINATION': is empty (an unset variable?)" in empty.stderr
+    assert not (tmp_path / "index.sqlite").exists()  # "" was the working directory
 
 
 def test_a_backup_of_a_store_missing_or_damaging_a_blob_fails_naming_it_and_keeps_the_earlier_copy(store, tmp_path):

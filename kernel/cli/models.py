@@ -15,6 +15,7 @@ import click
 from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
+from heirloom.cli.options import a_path
 from heirloom.cli.rescore import rescored
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
@@ -436,7 +437,7 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
 
 
 @models_group.command("backup")
-@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("destination", type=click.Path(file_okay=False), callback=a_path)
 @click.option(
     "--overwrite",
     is_flag=True,

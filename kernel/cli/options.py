@@ -82,6 +82,14 @@ def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return tuple(names)
 
 
+def a_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """A path argument as a Path; ``""`` (an unset variable in a script) is a usage error, where
+    ``Path("")`` would read it as the working directory (``models backup ""`` wrote there)."""
+    if value == "":
+        raise click.BadParameter("is empty (an unset variable?): name a folder, '.' for this one")
+    return None if value is None else Path(value)
+
+
 def url_host(host: str) -> str:
     """``host`` as a URL writes it: an IPv6 address in brackets (``http://[::1]:8000/``)."""
     return f"[{host}]" if ":" in host else host

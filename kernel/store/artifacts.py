@@ -10,7 +10,6 @@ kernel itself never imports torch.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
     canonical_json,
+    decode_metadata,
     decode_state,
     encode_tensors,
     finite,
@@ -186,17 +186,22 @@ class ArtifactStore:
         """The stored state, after checking every byte against the recorded digests; with
         ``reads`` (the loading model type's ``state_format``), a state stored in a higher
         format, which this code would misread, is a HeirloomError."""
-        artifact, weights, metadata = self._verified(ref)
-        what = f"{artifact.ref} ({artifact.model_type})"
-        return decode_state(artifact.framework, weights, metadata, reads, what, artifact.plugin_versions)
+        return self._decoded(ref, reads)[1]
 
     def metadata(self, ref: str | Ref | Artifact) -> dict[str, Any]:
         """The stored state's JSON metadata, checked like ``load`` (the tensors are not decoded)."""
-        return json.loads(self._verified(ref)[2])
+        artifact, _, metadata = self._verified(ref)
+        return decode_metadata(metadata, f"{artifact.ref} ({artifact.model_type})")
 
     def verify(self, ref: str | Ref | Artifact) -> Artifact:
-        """The artifact ``ref`` names, once every byte of its blobs matches its digests."""
-        return self._verified(ref)[0]
+        """The artifact ``ref`` names, once every byte of its blobs matches its digests and they decode:
+        blobs an index row's digests were made to match passed, then failed every load."""
+        return self._decoded(ref, None)[0]
+
+    def _decoded(self, ref: str | Ref | Artifact, reads: int | None) -> tuple[Artifact, State]:
+        artifact, weights, metadata = self._verified(ref)
+        what = f"{artifact.ref} ({artifact.model_type})"
+        return artifact, decode_state(artifact.framework, weights, metadata, reads, what, artifact.plugin_versions)
 
     def _verified(self, ref: str | Ref | Artifact) -> tuple[Artifact, bytes, bytes]:
         wanted = Ref(ref.project, ref.model, str(ref.version)) if isinstance(ref, Artifact) else as_ref(ref)

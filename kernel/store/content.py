@@ -99,7 +99,11 @@ def decode_state(
     """The state ``what`` (a version) stored; HeirloomError if stored in a format above
     ``reads`` (the loading model type's ``state_format``), which this code would misread.
     ``stored_with``: the plugin releases that stored it (``{distribution: version}``)."""
-    state = State(decode_tensors(framework, weights), json.loads(metadata))
+    try:
+        tensors = decode_tensors(framework, weights)
+    except Exception as exc:  # noqa: BLE001 - safetensors' error, a header declaring 2**62 bytes: a forged or torn blob
+        raise HeirloomError(f"{what} is damaged: its weights do not decode ({type(exc).__name__}: {exc})") from None
+    state = State(tensors, decode_metadata(metadata, what))
     stored = state.metadata.pop(STATE_FORMAT_KEY, 1)
     check_format(stored, f"{what}: its stored {STATE_FORMAT_KEY}")
     if reads is not None and stored > check_format(reads, "Model.state_format"):
@@ -110,6 +114,18 @@ def decode_state(
             f"whose model type reads format {stored} (heirloom itself for heirloom's), or use a version it stored"
         )
     return state
+
+
+def decode_metadata(metadata: bytes, what: str) -> dict[str, Any]:
+    """A version's metadata blob as the JSON object it must be; HeirloomError naming ``what``
+    otherwise (a blob whose digest an index row was made to match: tracebacks in train and show)."""
+    try:
+        value = json.loads(metadata)
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested past the parser's depth
+        raise HeirloomError(f"{what} is damaged: its metadata is not JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(value, dict):
+        raise HeirloomError(f"{what} is damaged: its metadata is a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def check_format(value: Any, what: str) -> int:
