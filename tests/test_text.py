@@ -127,6 +127,25 @@ def test_every_missing_column_of_a_file_is_said_at_once(tmp_path):
     assert str(caught.value) == f"{said} (columns: body, Label)"
 
 
+def test_a_file_without_records_or_a_text_column_that_is_the_label_column_is_refused_where_the_profile_is_checked(
+    tmp_path,
+):
+    """A header-only test file trained and stored a version no test could score (its eval then
+    failed); ``text_column = "label"`` trained a model on its answers (accuracy 1.0)."""
+    train = str(write(tmp_path / "train.csv", "text,label\nhi,greet\nbye,leave\n"))
+    with pytest.raises(ValueError, match=r"^'test' file test.csv holds no record \(a header or blank lines alone\)$"):
+        CsvSource(train=train, test=str(write(tmp_path / "test.csv", "text,label\n\n")))
+    with pytest.raises(ValueError, match=r"^'train' file t.jsonl holds no record"):
+        JsonlSource(train=str(write(tmp_path / "t.jsonl", "\n")))
+    with pytest.raises(ValueError, match=r"^'text_column' and 'label_column' are both 'label'$"):
+        CsvSource(train=train, text_column="label")
+    with pytest.raises(ValueError, match=r"^'text_field' and 'label_field' are both 'text'$"):
+        JsonlSource(train=train, label_field="text")
+    profile = write(tmp_path / "p.toml", f'[sources.d]\nuse = "csv"\ntrain = "{train}"\ntest = "{tmp_path}/test.csv"\n')
+    checked = run_heirloom("profile", "check", str(profile))
+    assert checked.returncode == 2 and "sources.d.test: 'test' file test.csv holds no record" in checked.stderr
+
+
 def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_holds(tmp_path):
     """``intent`` on a text,label file suggested ``text``, the text column; a ``;`` file said
     only that its one column was ``text;intent``."""
@@ -277,11 +296,11 @@ def test_a_labels_file_that_does_not_list_the_datas_labels_is_an_error_and_an_ex
 def test_an_empty_test_split_gets_no_scores_rather_than_zeros(tmp_path):
     rows = [f"my card {i} has not arrived,card_arrival\nthe exchange rate {i} today,exchange_rate" for i in range(12)]
     write(tmp_path / "train.csv", "text,label\n" + "\n".join(rows) + "\n")
-    write(tmp_path / "test.csv", "text,label\n")
+    write(tmp_path / "test.csv", "text,label\nam I roaming now,roaming\n")  # a label the source leaves out
     profile = write(
         tmp_path / "p.toml",
         '[sources.intents]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n'
-        '[models.intent]\nuse = "text-classifier"\ndata = "intents"\n',
+        'labels = ["card_arrival", "exchange_rate"]\n[models.intent]\nuse = "text-classifier"\ndata = "intents"\n',
     )
     trained = run_heirloom("train", str(profile))
     assert trained.returncode == 0, trained.stderr

@@ -84,6 +84,19 @@ class TextSource(heirloom.Source):
     #: validation and test splits are never thinned, so models compare on the same data.
     train_per_label: int = attrs.field(default=0, validator=heirloom.at_least(0))
 
+    def __attrs_post_init__(self) -> None:
+        for role, path in zip(("train", "test"), self.files(), strict=True):
+            if path is not None and Path(path).is_file() and self._holds_no_record(path):
+                raise ValueError(f"'{role}' file {Path(path).name} holds no record (a header or blank lines alone)")
+
+    def _holds_no_record(self, path: str) -> bool:
+        """Whether ``path`` has no record: a header-only test file trained and stored a version no test
+        could score, and its eval failed. A file whose first record is bad is the reading's to report."""
+        try:
+            return next(iter(self.read(path)), None) is None
+        except heirloom.HeirloomError:
+            return False
+
     @abc.abstractmethod
     def files(self) -> tuple[str, str | None]:
         """``(train file, test file or None)``."""
@@ -375,8 +388,11 @@ class CsvSource(TextSource, CsvFormat):
     label_column: str = attrs.field(default="label", validator=_non_empty)
 
     def __attrs_post_init__(self) -> None:
+        if self.text_column == self.label_column:  # it trained on its labels: accuracy 1.0
+            raise ValueError(f"'text_column' and 'label_column' are both {self.text_column!r}")
         for path in self.files():
             self.check_columns(path, {"text_column": self.text_column, "label_column": self.label_column})
+        super().__attrs_post_init__()
 
     def files(self) -> tuple[str, str | None]:
         return self.train, self.test
@@ -424,6 +440,11 @@ class JsonlSource(TextSource):
     test: str | None = heirloom.path_field(default=None)
     text_field: str = attrs.field(default="text", validator=_non_empty)
     label_field: str = attrs.field(default="label", validator=_non_empty)
+
+    def __attrs_post_init__(self) -> None:
+        if self.text_field == self.label_field:  # it trained on its labels: accuracy 1.0
+            raise ValueError(f"'text_field' and 'label_field' are both {self.text_field!r}")
+        super().__attrs_post_init__()
 
     def files(self) -> tuple[str, str | None]:
         return self.train, self.test
