@@ -122,9 +122,9 @@ def _confusion_text(confusion: dict[str, Any]) -> list[str]:
             ((count, labels[t], labels[p]) for t, row in enumerate(matrix) for p, count in enumerate(row) if t != p),
             key=lambda item: (-item[0], item[1], item[2]),
         )[:TOP_CONFUSIONS]
-        lines = [f"most frequent confusions (true -> predicted; full matrix in the metrics, {len(labels)} labels):"]
-        lines += [f"  {count:>5}  {true} -> {guess}" for count, true, guess in mistakes if count]
-        return lines
+        found = [f"  {count:>5}  {true} -> {guess}" for count, true, guess in mistakes if count]
+        heading = f"most frequent confusions (true -> predicted; full matrix in the metrics, {len(labels)} labels):"
+        return [heading, *found] if found else [f"no confusions ({len(labels)} labels: every record right)"]
     width = max(5, *(cell_len(label) for label in labels), *(len(str(v)) for row in matrix for v in row))
     lines = ["confusion matrix (rows: true, columns: predicted):"]
     lines.append(f"{'':>{width}} " + " ".join(_right(label, width) for label in labels))

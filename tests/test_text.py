@@ -837,3 +837,12 @@ def test_the_report_lines_up_labels_that_take_two_columns_a_character():
     lines = classification_text(classification_metrics(truth, guesses)).splitlines()
     assert len({cell_len(line) for line in lines[2:5]}) == 1, lines[2:5]  # a row per label
     assert len({cell_len(line) for line in lines[-4:]}) == 1, lines[-4:]  # the confusion matrix, its header too
+
+
+def test_a_report_of_many_labels_without_a_mistake_says_so_rather_than_an_empty_heading():
+    """60 labels, every record right: "most frequent confusions (...):" with nothing under it."""
+    labels = [f"label{n}" for n in range(60)]
+    text = classification_text(classification_metrics(labels, labels))
+    assert "no confusions (60 labels: every record right)" in text and "most frequent confusions" not in text
+    wrong = classification_text(classification_metrics(labels, [labels[1], *labels[1:]]))
+    assert "most frequent confusions" in wrong and "      1  label0 -> label1" in wrong
