@@ -1197,8 +1197,48 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
             "ingredient)",
         ),
         (
-            '[brands]\nZyvox = ["Oral Tablet"]',
-            "'formulary' file {path}: brands.Zyvox[0]: a drug named 'oral tablet' cannot be read with it",
+            'ingredients = ["Oral Tablet"]',
+            "'formulary' file {path}: ingredients[0]: a drug named 'oral tablet' cannot be read with it",
+        ),
+        # each of these passed the check, then let an allergen through (outside check 180)
+        (
+            'ingredients = ["linezolid"]\n[brands]\nAmoxicillin = ["linezolid"]',
+            "'formulary' file {path}: "
+            "brands.Amoxicillin: 'amoxicillin' is an ingredient the filter knows, not a brand: "
+            "a drug named by it would be read as linezolid",
+        ),
+        (
+            '[brands]\nPenicillin = ["amoxicillin"]',
+            "'formulary' file {path}: brands.Penicillin: 'penicillin' is a drug class the filter knows",
+        ),
+        (
+            '[brands]\nClavumox = ["Augmentin"]',
+            "'formulary' file {path}: "
+            "brands.Clavumox[0]: 'augmentin' is a brand (or another name) the filter reads as amoxicillin, "
+            "clavulanate: list its ingredients instead",
+        ),
+        (
+            '[brands]\nClavumox = ["amoxicilin"]',
+            "'formulary' file {path}: "
+            "brands.Clavumox[0]: 'amoxicilin' is no ingredient the filter knows (did you mean 'amoxicillin'?): list it "
+            "under 'ingredients' too if it is one",
+        ),
+        (
+            'ingredients = ["cefuroxim"]',
+            "'formulary' file {path}: ingredients[0]: 'cefuroxim' is not 'cefuroxime', which the filter knows?",
+        ),
+        ('ingredients = ["sodium"]', "'formulary' file {path}: ingredients[0]: 'sodium' names no substance alone"),
+        (
+            'ingredients = ["Augmentin"]',
+            "'formulary' file {path}: ingredients[0]: 'augmentin' is a brand (or another name) the filter reads",
+        ),
+        (
+            '[brands]\nTablet = ["amoxicillin"]',
+            "'formulary' file {path}: brands.Tablet: 'tablet' is no brand name: drug names hold it",
+        ),
+        (
+            'ingredients = ["linezolid"]\n[brands]\nZyvox = ["linezolid"]\nZYVOX = ["linezolid"]',
+            "'formulary' file {path}: brands.ZYVOX: the brand 'zyvox' again (brands.Zyvox): give each brand once",
         ),
     ],
     ids=[
@@ -1211,6 +1251,15 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         "no-ingredients",
         "digits",
         "form",
+        "brand-named-like-an-ingredient",
+        "brand-named-like-a-class",
+        "ingredient-that-is-a-brand",
+        "unknown-ingredient",
+        "misspelt-ingredient",
+        "salt",
+        "brand-as-ingredient",
+        "form-word-brand",
+        "brand-twice",
     ],
 )
 def test_a_formulary_the_filter_cannot_use_is_named_with_its_key_where_the_profile_is_checked(tmp_path, text, said):

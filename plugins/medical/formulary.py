@@ -17,8 +17,11 @@ takes from them: a brand they have keeps its ingredients besides the file's.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import hashlib
 import json
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -27,8 +30,32 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.medical.safety import SHIPPED, Formulary, ingredients, normal_text, unreadable
+from heirloom_plugins.medical.safety import (
+    CLASSES,
+    NO_SUBSTANCE_WORDS,
+    SHIPPED,
+    Formulary,
+    ingredients,
+    normal_text,
+    unreadable,
+)
 
+log = logging.getLogger("heirloom.medical")
+#: The ingredients the shipped tables know: the classes' members, the brands' ingredients, ``INGREDIENTS``.
+KNOWN_INGREDIENTS = frozenset(
+    {member for members in CLASSES.values() for member in members}
+    | {part for parts in SHIPPED.brands.values() for part in parts}
+    | SHIPPED.ingredients
+)
+#: Letters a one-word brand name has at least (``Zy`` would be found inside other names' words).
+BRAND_LETTERS = 3
+#: Words drug names hold whatever their drug: no one-word brand may be one (each word of a name is
+#: looked up as a brand).
+_FORM_TEXT = """tablet tablets capsule capsules oral solution suspension syrup injection injectable cream ointment gel
+    patch spray drops powder chewable extended release delayed film coated kit inhaler inhalation suppository lozenge
+    topical vial prefilled syringe pen auto injector transdermal nasal ophthalmic otic elixir liquid dose unit pack
+    day hour mg ml mcg meq actuat"""
+NOT_BRANDS = NO_SUBSTANCE_WORDS | frozenset(_FORM_TEXT.split())
 #: What a formulary file holds.
 KEYS = {"ingredients": "a list of ingredient names", "brands": "a table of brand names, each = [its ingredients]"}
 #: A key the path of a problem writes bare (``brands.Zyvox``); others quoted (``brands."Pen X"``).
@@ -59,17 +86,21 @@ def read_formulary(path: str | None) -> Formulary:
     if path is None:
         return SHIPPED
     try:
-        data = tomllib.loads(heirloom.read_regular(path).decode("utf-8"))
+        content = heirloom.read_regular(path)
+        data = tomllib.loads(content.decode("utf-8"))
     except OSError as error:
         raise heirloom.HeirloomError(f"{path}: cannot read it: {error.strerror or error}") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise heirloom.HeirloomError(f"{path}: not a TOML file: {error}") from None
     try:
         extra, brands = _names(data)
+        _check_roles(extra, brands)
         built = _built(frozenset(name for _, name in extra), _merged(brands))
         _check_readable(extra, brands, built)
     except ValueError as error:
         raise heirloom.HeirloomError(f"{path}: {error}") from None
+    digest = hashlib.sha256(content).hexdigest()[:12]  # which list an answer was read with, for an audit
+    log.info("formulary %s (sha256 %s): %d ingredient(s), %d brand(s) added", path, digest, len(extra), len(brands))
     return built
 
 
@@ -142,6 +173,51 @@ def _check_readable(extra: list[Named], brands: list[tuple[Named, list[Named]]],
         if missing := sorted({name for _, name in parts} - ingredients(brand, built)):
             found = ", ".join(sorted(ingredients(brand, built)))
             raise ValueError(f"{where}: a drug named {brand!r} is read as {found}, without {', '.join(missing)}")
+
+
+def _check_roles(extra: list[Named], brands: list[tuple[Named, list[Named]]]) -> None:
+    """ValueError naming the first name that plays another role in the shipped tables than the file
+    gives it, each of which let an allergen through: a brand named like a known ingredient or class
+    (``Amoxicillin = ["linezolid"]``: amoxicillin offered to a penicillin allergy), an ingredient that
+    is a known brand or another name of one (``Clavumox = ["Augmentin"]``: an ingredient of no class),
+    one the filter knows nowhere (``["co-amoxiclav-local"]``, ``["amoxicilin"]``), a word of every
+    drug's name as a brand (``Tablet``: a linezolid allergy blocked every tablet)."""
+    listed = {name for _, name in extra}
+    for where, name in extra:
+        if name in CLASSES or (name in SHIPPED.brands and name not in KNOWN_INGREDIENTS):
+            raise ValueError(f"{where}: {name!r} is {_role(name)} the filter knows, not an ingredient")
+        if all(word in NO_SUBSTANCE_WORDS for word in name.split()):
+            raise ValueError(f"{where}: {name!r} names no substance alone (a salt, a form, a generic word)")
+        if name not in KNOWN_INGREDIENTS and (close := difflib.get_close_matches(name, KNOWN_INGREDIENTS, 1, 0.85)):
+            raise ValueError(f"{where}: {name!r} is not {close[0]!r}, which the filter knows? A typo is a new drug")
+    seen: dict[str, str] = {}
+    for (where, brand), parts in brands:
+        if (first := seen.setdefault(brand, where)) != where:  # "Zyvox" and "ZYVOX": one brand, its lists merged
+            raise ValueError(f"{where}: the brand {brand!r} again ({first}): give each brand once")
+        if brand in CLASSES or brand in KNOWN_INGREDIENTS:
+            said = f"{brand!r} is {_role(brand)} the filter knows, not a brand"
+            raise ValueError(f"{where}: {said}: a drug named by it would be read as {', '.join(n for _, n in parts)}")
+        if " " not in brand and (len(brand) < BRAND_LETTERS or brand in NOT_BRANDS):
+            raise ValueError(f"{where}: {brand!r} is no brand name: drug names hold it whatever their drug")
+        for part_where, part in parts:
+            if part in SHIPPED.brands and part not in KNOWN_INGREDIENTS:
+                raise ValueError(f"{part_where}: {part!r} is {_role(part)}: list its ingredients instead")
+            if part not in KNOWN_INGREDIENTS and part not in listed:
+                close = difflib.get_close_matches(part, KNOWN_INGREDIENTS, 1, 0.85)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"{part_where}: {part!r} is no ingredient the filter knows{hint}: list it under 'ingredients' "
+                    "too if it is one (a brand's ingredients decide which allergies rule it out)"
+                )
+
+
+def _role(name: str) -> str:
+    """What the shipped tables know ``name`` as."""
+    if name in CLASSES:
+        return "a drug class"
+    if name in KNOWN_INGREDIENTS:
+        return "an ingredient"
+    return f"a brand (or another name) the filter reads as {', '.join(SHIPPED.brands[name])}"
 
 
 def _key(key: str) -> str:
