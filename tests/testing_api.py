@@ -171,6 +171,11 @@ class TestingApi(heirloom.Api):
             heirloom.Route("pid", handler=lambda body: os.getpid()),
             heirloom.Route("bulk", handler=lambda body: bytes(body), description="body (a count) zero bytes."),
             heirloom.Route(
+                "buffers",
+                handler=lambda body: [heirloom.Buffer("uint8", (0,), b"") for _ in range(body)],
+                description="body (a count) empty buffers: a large reply header, a spec each.",
+            ),
+            heirloom.Route(
                 "environment",
                 handler=lambda body: sorted(name for name in os.environ if name.startswith("HEIRLOOM_")),
                 inline=True,

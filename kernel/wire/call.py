@@ -101,10 +101,18 @@ def encode(status: str, body: Any, version: str | None, route: str, largest: int
             packed = packb(plain)
         except BaseException as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed
             return _internal(route, f"reply not encodable at {_located(body)}: {type(exc).__name__}: {exc}")
-    if (frame := max([len(packed), *map(len, buffers)])) > largest:
-        said = f"a frame of {frame:,} bytes is over [server] max_message_bytes ({largest:,})"
-        return _internal(route, f"reply too large: {said}; send less per request (docs/PROTOCOL.md, 'Size limits')")
+    frame = max([len(packed), *map(len, buffers)])
+    header = len(packb(specs)) + HEADER_FIELDS if specs else 0  # a spec per buffer: 60,000 made a 1.3 MB header
+    if frame > largest or header > largest:
+        said = f"a frame of {frame:,} bytes" if frame > largest else f"its header ({len(buffers):,} buffer specs)"
+        limit = f"over [server] max_message_bytes ({largest:,}); send less per request"
+        return _internal(route, f"reply too large: {said} is {limit} (docs/PROTOCOL.md, 'Size limits')")
     return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
+
+
+#: What a reply header holds besides its buffer specs, at most: the request's id (a request header is
+#: 64 KiB at most), the status, the model version (1,000 characters), times.
+HEADER_FIELDS = 66 << 10
 
 
 def _located(body: Any) -> str:
