@@ -377,6 +377,7 @@ def test_a_correction_of_a_training_text_replaces_it_and_the_last_correction_win
     """25 corrections of texts of the training file were recorded, then trained beside the file's
     own labels: the next version answered 1 of them as corrected, and nothing said why."""
     rows = [("the parcel came late", "bad"), ("great support thanks", "good"), ("it broke in a day", "bad")]
+    rows += [("I don't like the e-mails", "bad"), ("👍", "good"), ("!!!", "bad")]
     rows += [(f"review number {n} was fine", "good") for n in range(6)]
     write(tmp_path / "train.csv", "text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
     write(tmp_path / "test.csv", "text,label\nthe box was crushed,bad\nlovely colour,good\n")
@@ -391,6 +392,8 @@ def test_a_correction_of_a_training_text_replaces_it_and_the_last_correction_win
     log.add({"text": "The parcel came LATE!", "label": "good"})  # the same letters and digits
     log.add({"text": "it broke in a day", "label": "good"})
     log.add({"text": "it broke in a day", "label": "bad"})  # its sender corrected the correction
+    log.add({"text": "I dont like the emails", "label": "good"})  # punctuation inside words aside too
+    log.add({"text": "🙂", "label": "bad"})  # no letters: it repeats nothing (it replaced every emoji and "!!!")
     log.close()
     env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
     shown = run_heirloom(
@@ -400,14 +403,16 @@ def test_a_correction_of_a_training_text_replaces_it_and_the_last_correction_win
     trained = [(record["text"], record["label"]) for record in map(json.loads, shown.stdout.splitlines())]
     assert trained == [
         ("great support thanks", "good"),
-        *rows[3:],
+        *rows[4:],
         ("The parcel came LATE!", "good"),
         ("it broke in a day", "bad"),
+        ("I dont like the emails", "good"),
+        ("🙂", "bad"),
     ]
-    said = "training records replaced by a later record of the same example (text; latest_wins): 2 of 'reviews', 1 of"
+    said = "training records replaced by a later record of the same example (text; latest_wins): 3 of 'reviews', 1 of"
     assert said in " ".join(shown.stderr.split())
     write(profile, profile.read_text().replace(union, union + "latest_wins = false\n"))
     shown = run_heirloom(
         "data", "show", str(profile), "training", "--split", "train", "--limit", "0", "--json", env=env
     )
-    assert len(shown.stdout.splitlines()) == len(rows) + 3  # every record trains, as events must
+    assert len(shown.stdout.splitlines()) == len(rows) + 5  # every record trains, as events must

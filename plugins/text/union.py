@@ -109,9 +109,14 @@ class UnionSource(heirloom.Source):
             yield from ((name, added, record) for record in records)
 
     def _same(self, record: Any) -> Any:
-        """What ``latest_wins`` compares: a text's letters and digits (``words``), or the values."""
+        """What ``latest_wins`` compares: a text's letters and digits, without the spaces between them
+        (``don't`` is ``dont``, ``e-mail`` ``email``), or the values; None for a text of no letters or
+        digits, which repeats nothing (one correction of a "💩" replaced every emoji-only text)."""
         example = self._example(record)
-        return example.letters if self.example_match == "words" and example is not None else example
+        if self.example_match != "words" or example is None:
+            return example
+        letters = example.letters.replace(" ", "")
+        return letters if letters.strip("\x1f") else None
 
     def _say_replaced(self, replaced: Counter[str]) -> None:
         if replaced and "latest_wins" not in self._warned:  # once per run
