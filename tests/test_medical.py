@@ -1227,6 +1227,7 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
             'ingredients = ["cefuroxim"]',
             "'formulary' file {path}: ingredients[0]: 'cefuroxim' is not 'cefuroxime', which the filter knows?",
         ),
+        ("ingredients = " + "[" * 3000 + "]" * 3000, "'formulary' file {path}: nested too deep for a formulary"),
         ('ingredients = ["sodium"]', "'formulary' file {path}: ingredients[0]: 'sodium' names no substance alone"),
         (
             'ingredients = ["Augmentin"]',
@@ -1256,6 +1257,7 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         "ingredient-that-is-a-brand",
         "unknown-ingredient",
         "misspelt-ingredient",
+        "deep",
         "salt",
         "brand-as-ingredient",
         "form-word-brand",

@@ -468,8 +468,8 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
 @json_option
 @store_option
 def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) -> None:
-    """Read every version (or REFS) and check its blobs against its digest; exit 1 naming
-    each one that is missing or damaged (after a restore, a crash, a full disk).
+    """Read every version (or REFS), check its blobs against its digest and decode them; exit 1
+    naming each one that is missing or damaged (after a restore, a crash, a full disk).
 
     The digest covers the weights and metadata, not the index's other fields (parent,
     metrics, fingerprints, created_at). JSON: {"checked": N, "damaged": {REF: message}}."""

@@ -273,8 +273,9 @@ class ArtifactStore:
         with ``lower_is_better``: an error such as mae) than the current holder on split ``on``
         (default validation; test is for reporting), both scored on the same records of that
         split; otherwise PromotionRefused says why.
-        Check and move happen in one transaction, after the candidate's blobs were read and
-        checked against its digest: an alias never moves onto weights that would not load.
+        Check and move happen in one transaction, after the candidate's blobs were read, checked
+        against its digest and decoded: an alias never moves onto blobs that would not decode (a
+        state the model type then refuses, its tensors another's, is the loading's to say).
         ``held_by`` (a version, or None for no holder) moves it only if it is still where a
         comparison made outside found it (``--rescore``); PromotionRefused otherwise.
         """

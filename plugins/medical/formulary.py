@@ -92,6 +92,8 @@ def read_formulary(path: str | None) -> Formulary:
         raise heirloom.HeirloomError(f"{path}: cannot read it: {error.strerror or error}") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise heirloom.HeirloomError(f"{path}: not a TOML file: {error}") from None
+    except RecursionError:  # arrays 3,000 deep: a plugin bug's message, naming no file
+        raise heirloom.HeirloomError(f"{path}: nested too deep for a formulary (lists of names)") from None
     try:
         extra, brands = _names(data)
         _check_roles(extra, brands)
