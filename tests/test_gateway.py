@@ -553,6 +553,13 @@ def test_a_full_queue_is_429_with_retry_after_and_a_spent_deadline_504(bare):
     assert daemon.address not in body["error"] and "running" not in body["error"], body
 
 
+def test_a_routes_bytes_reach_json_clients_as_base64(bare):
+    """A route answering bytes was a 500 (orjson cannot write bytes)."""
+    _, gateway = bare
+    status, _, body = http(gateway.url + "/v1/routes/t.bulk", 3)
+    assert status == 200 and body == {"$base64": "AAAA"}
+
+
 #: A request echo answers at once, as a client that pipelines sends it.
 ECHO = b'POST /v1/routes/echo.echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\n{"a": 1}'
 
