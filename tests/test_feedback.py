@@ -411,8 +411,13 @@ def test_a_correction_of_a_training_text_replaces_it_and_the_last_correction_win
     ]
     said = "training records replaced by a later record of the same example (text; latest_wins): 3 of 'reviews', 1 of"
     assert said in " ".join(shown.stderr.split())
-    write(profile, profile.read_text().replace(union, union + "latest_wins = false\n"))
+    write(tmp_path / "more.csv", "text,label\nfast delivery,good\nwrong size sent,bad\n")
+    nested = '[sources.more]\nuse = "csv"\ntrain = "more.csv"\ntest = "test.csv"\nvalidation_fraction = 0\n'
+    nested += '[sources.outer]\nuse = "union"\nsources = ["training", "more"]\n'  # the outer one's true did it all
+    write(profile, profile.read_text().replace(union, union + "latest_wins = false\n") + nested)
     shown = run_heirloom(
         "data", "show", str(profile), "training", "--split", "train", "--limit", "0", "--json", env=env
     )
     assert len(shown.stdout.splitlines()) == len(rows) + 5  # every record trains, as events must
+    shown = run_heirloom("data", "show", str(profile), "outer", "--split", "train", "--limit", "0", "--json", env=env)
+    assert len(shown.stdout.splitlines()) == len(rows) + 5 + 2, shown.stderr  # nested, it still replaces nothing

@@ -77,27 +77,29 @@ class UnionSource(heirloom.Source):
         return labelled_stats(self)
 
     def records(self, split: str | None = None) -> Iterator[Any]:
-        if split != "train" or not (self.latest_wins and self.example_keys):
-            yield from (record for _, _, record in self._read(split))
+        if split != "train":
+            yield from (record for *_, record in self._read(split))
             return
-        last = {}  # the example of each record of the added parts: the place of its last record
-        for place, (_, _, record) in enumerate(self._read(split, added_only=True)):
-            if (example := self._same(record)) is not None:
-                last[example] = place
+        last = {}  # each example of the added parts (with the union that lists them): the place of its last record
+        for place, (_, _, union, record) in enumerate(self._read(split, added_only=True)):
+            if (example := union._same(record)) is not None:
+                last[id(union), example] = place
         replaced: Counter[str] = Counter()
         added_place = -1
-        for name, added, record in self._read(split):
+        for name, added, union, record in self._read(split):
             added_place += added
-            example = self._same(record) if last else None
+            example = (id(union), union._same(record)) if last else None
             if example not in last or (added and last[example] == added_place):
                 yield record
             else:
                 replaced[name] += 1
         self._say_replaced(replaced)
 
-    def _read(self, split: str | None, added_only: bool = False) -> Iterator[tuple[str, bool, Any]]:
-        """``(part, added, record)`` of every part having ``split``, in order; ``added``: a part with
-        no held-out split of its own, whose records repeating a held-out example are left out."""
+    def _read(self, split: str | None, added_only: bool = False) -> Iterator[tuple[str, bool, UnionSource, Any]]:
+        """``(part, added, union, record)`` of every part having ``split``, in order; ``added``: a part
+        with no held-out split of its own, whose records repeating a held-out example are left out;
+        ``union``: the innermost union listing the part, whose ``latest_wins`` replaces among its own
+        parts (an outer union's replaced them all: the recommend union's ``false`` was lost in another)."""
         for part, name, unions in self._leaves(()):
             added = set(part.splits()) == {"train"}
             if (split is not None and split not in part.splits()) or (added_only and not added):
@@ -106,12 +108,15 @@ class UnionSource(heirloom.Source):
             if split == "train" and added:  # added data, with no test of its own
                 for union in unions:  # the innermost union's check, then each enclosing one's
                     records = union._unseen(records, name) if union.example_keys else records
-            yield from ((name, added, record) for record in records)
+            yield from ((name, added, unions[0], record) for record in records)
 
     def _same(self, record: Any) -> Any:
         """What ``latest_wins`` compares: a text's letters and digits, without the spaces between them
         (``don't`` is ``dont``, ``e-mail`` ``email``), or the values; None for a text of no letters or
-        digits, which repeats nothing (one correction of a "💩" replaced every emoji-only text)."""
+        digits, which repeats nothing (one correction of a "💩" replaced every emoji-only text), and
+        for every record of a union that replaces nothing (``latest_wins`` false, no ``example_keys``)."""
+        if not (self.latest_wins and self.example_keys):
+            return None
         example = self._example(record)
         if self.example_match != "words" or example is None:
             return example
