@@ -147,12 +147,9 @@ def _name(where: str, value: Any) -> Named:
 
 
 def _merged(brands: list[tuple[Named, list[Named]]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The file's brands, one entry each (a brand given twice, as ``Zyvox`` and ``ZYVOX``: both its
-    lists), in order: the cache key of ``_built``."""
-    found: dict[str, tuple[str, ...]] = {}
-    for (_, brand), parts in sorted(brands, key=lambda item: item[0][1]):
-        found[brand] = tuple(sorted({*found.get(brand, ()), *(name for _, name in parts)}))
-    return tuple(found.items())
+    """The file's brands and their ingredients, in order: the cache key of ``_built`` (a brand given
+    twice is refused before, ``_check_roles``)."""
+    return tuple(sorted((brand, tuple(sorted({name for _, name in parts}))) for (_, brand), parts in brands))
 
 
 @functools.lru_cache(maxsize=8)

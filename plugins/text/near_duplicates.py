@@ -49,13 +49,18 @@ class Text:
     letters: str
 
 
+def letter_words(value: str) -> list[str]:
+    """The runs of letters and digits of ``value``, folded and casefolded: what texts are compared by."""
+    return letter_runs().findall(folded(value).casefold())
+
+
 def text_of(values: Iterable[str]) -> Text:
     """The grams and words of a record's values (its ``example_keys``, in order)."""
     grams: set[int] = set()
     words: set[int] = set()
     spaced = []
     for place, value in enumerate(values):
-        found = letter_runs().findall(folded(value).casefold())
+        found = letter_words(value)
         spaced.append(" ".join(found))
         letters = "".join(found)
         spaceless = sum(map(len, SPACELESS.findall(letters)))

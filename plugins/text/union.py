@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
+from heirloom_plugins.text.near_duplicates import NearDuplicates, letter_words, text_of
 from heirloom_plugins.text.sources import SHOWN_IDS, labelled_stats
 
 log = logging.getLogger("heirloom.text")
@@ -77,7 +77,8 @@ class UnionSource(heirloom.Source):
         return labelled_stats(self)
 
     def records(self, split: str | None = None) -> Iterator[Any]:
-        if split != "train":
+        replacing = any(unions[0].latest_wins and unions[0].example_keys for *_, unions in self._leaves(()))
+        if split != "train" or not replacing:  # no second read of an events log that replaces nothing
             yield from (record for *_, record in self._read(split))
             return
         last = {}  # each example of the added parts (with the union that lists them): the place of its last record
@@ -115,12 +116,12 @@ class UnionSource(heirloom.Source):
         (``don't`` is ``dont``, ``e-mail`` ``email``), or the values; None for a text of no letters or
         digits, which repeats nothing (one correction of a "💩" replaced every emoji-only text), and
         for every record of a union that replaces nothing (``latest_wins`` false, no ``example_keys``)."""
-        if not (self.latest_wins and self.example_keys):
+        if not (self.latest_wins and self.example_keys) or (values := self._values(record)) is None:
             return None
-        example = self._example(record)
-        if self.example_match != "words" or example is None:
-            return example
-        letters = example.letters.replace(" ", "")
+        texts = [value if isinstance(value, str) else _exact(value) for value in values]
+        if self.example_match != "words":
+            return tuple(texts)
+        letters = "\x1f".join("".join(letter_words(text)) for text in texts)  # no grams: only the letters count
         return letters if letters.strip("\x1f") else None
 
     def _say_replaced(self, replaced: Counter[str]) -> None:
@@ -200,12 +201,17 @@ class UnionSource(heirloom.Source):
             self._held_out = NearDuplicates(examples, self.example_similarity) if words else set(examples)
         return self._held_out
 
-    def _example(self, record: Any) -> Any:
-        """What makes ``record`` an example (None: it lacks one of the keys, e.g. a catalogue item):
-        its values' 5-grams (``words``) or the values (``exact``)."""
+    def _values(self, record: Any) -> list[Any] | None:
+        """``record``'s ``example_keys`` values; None when it lacks one (e.g. a catalogue item)."""
         if not isinstance(record, dict) or any(record.get(key) is None for key in self.example_keys):
             return None
-        values = [record[key] for key in self.example_keys]
+        return [record[key] for key in self.example_keys]
+
+    def _example(self, record: Any) -> Any:
+        """What makes ``record`` an example (None: it lacks one of the keys): its values' 5-grams
+        (``words``) or the values (``exact``)."""
+        if (values := self._values(record)) is None:
+            return None
         if self.example_match == "words":
             return text_of(value if isinstance(value, str) else _exact(value) for value in values)
         return tuple(map(_exact, values))
