@@ -317,6 +317,34 @@ def test_the_report_says_whether_its_settings_were_validated(diagnosis, records)
     assert "taken unvalidated (fewer than two training patients)" in alone.evaluate(test).text
 
 
+@attrs.define
+class CountedSteps:
+    """A ``heirloom.Progress`` that keeps each step's description and the amount advanced on it."""
+
+    steps: list[list[Any]] = attrs.field(factory=list)
+
+    def start(self, description: str, total: float | None = None) -> None:
+        self.steps.append([description, 0])
+
+    def advance(self, amount: float = 1) -> None:
+        self.steps[-1][1] += amount
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def test_the_training_patients_are_counted_once_on_the_kernels_reading_bar(small, records):
+    """``heirloom train medical-small`` drew "reading the train split of patients 0/0" and then
+    counted each patient twice on the model's own "reading patients" bar (38/38 for 19)."""
+    from heirloom.store.reading import reading
+
+    progress = CountedSteps()
+    data = reading(FhirSource(path=str(small)), "train", progress, "reading")
+    TreatmentModel(data="patients", **QUICK).fit(data, progress=progress)
+    assert progress.steps[0] == ["reading", sum(r.split == "train" for r in records)], progress.steps
+    assert not any(description.startswith("reading") for description, _ in progress.steps[1:]), progress.steps
+
+
 def test_state_round_trips_to_the_same_predictions(treatment, diagnosis, records):
     queries = [Query(r) for r in records[:5]]
     copy = TreatmentModel(data="patients")

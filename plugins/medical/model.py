@@ -142,9 +142,8 @@ class MultiLabelModel(heirloom.Model):
 
         progress = progress or heirloom.NullProgress()
         inherited = self._unpack(parent, "parent") if parent is not None else None
-        progress.start(f"reading patients for {self.task.name}")
-        uncoded: Counter[str] = Counter()
-        examples = list(self.task.examples(_advancing(data, progress), uncoded))
+        uncoded: Counter[str] = Counter()  # the records count on the kernel's bar as they are read
+        examples = list(self.task.examples(data, uncoded))
         self._warn_uncoded(uncoded, "learned from")
         if not examples:
             raise heirloom.HeirloomError(
@@ -403,12 +402,6 @@ class MultiLabelModel(heirloom.Model):
             net_from_state(state, what, len(vocabulary.columns), len(labels)) if blend else None,
             seen.hashes_of(state, SEEN_TENSOR, what),
         )
-
-
-def _advancing(records: Iterable[Any], progress: heirloom.Progress) -> Iterable[Any]:
-    for record in records:
-        yield record
-        progress.advance()
 
 
 def label_names(examples: Iterable[tuple[Any, Any]], kind: str, known: dict[str, str]) -> dict[str, str]:
