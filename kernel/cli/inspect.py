@@ -20,11 +20,12 @@ from heirloom.cli.common import (
     resolve_or_exit,
 )
 from heirloom.cli.options import set_option
-from heirloom.core.errors import HeirloomError, ProfileError
+from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue
 from heirloom.core.schema import DEFAULT_RESOURCES, validate
 from heirloom.store.checks import reference_problems, served_model_problems
 from heirloom.store.training import profile_digest
+from heirloom.wire.local_workers import too_many_workers
 
 
 @click.command("plugins")
@@ -202,6 +203,9 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
         problems = reference_problems(get_kernel(), resolved) + served_model_problems(get_kernel(), resolved)
     except HeirloomError as exc:
         fail(f"error: {exc}")
+    if too_many := too_many_workers(workers := resolved.settings["server"].workers):
+        key = "server.workers"
+        problems.append(Problem(resolved.raw.provenance.get(key, resolved.raw.file), key, f"{workers}: {too_many}"))
     if problems:
         report_profile_error(ProfileError(problems))
     names = ", ".join(spec.key for spec in resolved.components)

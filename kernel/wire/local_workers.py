@@ -52,6 +52,16 @@ RESPAWN_BACKOFF_MAX = 30.0
 STABLE_SECONDS = 60.0
 
 
+def too_many_workers(count: int) -> str | None:
+    """Why ``count`` local workers cannot run on this host (``serve`` and ``profile check`` say it), or None."""
+    if count <= (most := WORKERS_PER_CORE * available_cores()):
+        return None
+    return (
+        f"at most {most} local ones on this machine's {available_cores()} core(s) ({WORKERS_PER_CORE} per core: "
+        "more only compete for the cores); workers on other hosts join with heirloom worker --connect"
+    )
+
+
 class LocalProcess:
     __slots__ = ("failures", "process", "started")
 
@@ -69,12 +79,8 @@ class LocalWorkers:
     """``count`` ``heirloom worker`` processes on this host, each running ``argv``."""
 
     def __init__(self, argv: list[str], count: int):
-        if count > (most := WORKERS_PER_CORE * available_cores()):
-            raise HeirloomError(
-                f"{count} workers (--workers, [server] workers): at most {most} local ones on this machine's "
-                f"{available_cores()} core(s) ({WORKERS_PER_CORE} per core: more only compete for the cores); "
-                "workers on other hosts join with heirloom worker --connect"
-            )
+        if too_many := too_many_workers(count):
+            raise HeirloomError(f"{count} workers (--workers, [server] workers): {too_many}")
         self.argv = argv
         self.count = count
         self.processes: list[LocalProcess] = []
