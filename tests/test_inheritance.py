@@ -184,6 +184,18 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     assert last.startswith("error: computing the fingerprint of sources.rows (toy-source) failed: ValueError"), last
 
 
+def test_a_models_complaint_about_its_records_names_the_model_and_its_source(tmp_path):
+    """A source yielding records without a text said only "error: record 0 needs a 'text' (str)
+    and a 'label'": of which model, reading which source, in a profile training several?"""
+    profile = write(
+        tmp_path / "team.toml",
+        '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "text-classifier"\ndata = "rows"\n',
+    )
+    trained = run_heirloom("train", str(profile), env={"HEIRLOOM_PLUGINS": "tests.toys"})
+    last = trained.stderr.strip().splitlines()[-1]
+    assert trained.returncode == 1 and last.startswith("error: models.m (text-classifier) on source 'rows': record 0 ")
+
+
 def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     """``inherit`` naming a recommender's version in a text-classifier said only "the parent
     is not a text-classifier state", not which key or what the parent was."""

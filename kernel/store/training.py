@@ -285,7 +285,7 @@ def train(
                 progress.log(f"{spec.key}: the same data and settings as {parent.ref}, which it serves: not refitted")
                 model.load(parent_state)
             elif fitted is None:
-                with _naming_a_foreign_parent(spec, parent):
+                with _naming_a_foreign_parent(spec, parent), _naming_the_model(spec, source_name):
                     fit(model, source, source_name, parent_state, progress)
             elif not isinstance(fitted, State):  # model.load would fail on it, read as the model's bug
                 raise HeirloomError(
@@ -295,7 +295,8 @@ def train(
             else:
                 progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
                 model.load(fitted)
-            evaluations = [score(model, source, split, progress) or _no_scores(split, progress) for split in splits]
+            with _naming_the_model(spec, source_name):
+                evaluations = [score(model, source, split, progress) or _no_scores(split, progress) for split in splits]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
         _warn_if_not_apart(by_split, source_name, progress)
         _warn_if_the_parent_held_out_others(parent, profile.project, spec.name, source_name, by_split, progress)
@@ -369,6 +370,19 @@ def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> It
         if parent is None or parent.model_type == spec.use:
             raise
         raise HeirloomError(f"{spec.key}.inherit: {parent.ref} is of model type {parent.model_type}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _naming_the_model(spec: ComponentSpec, source_name: str) -> Iterator[None]:
+    """A model's own complaint about its data (``record 0 needs a 'text'``) names the model and its
+    source: a profile trains several, and the message alone said neither. Errors of a more
+    specific kind, and those naming the model already, are left as they are."""
+    try:
+        yield
+    except HeirloomError as exc:
+        if type(exc) is not HeirloomError or spec.key in str(exc):
+            raise
+        raise HeirloomError(f"{spec.key} ({spec.use}) on source {source_name!r}: {exc}") from None
 
 
 def fit(model: Any, source: Source, source_name: str, parent_state: State | None, progress: Progress) -> None:
