@@ -728,6 +728,32 @@ def test_the_shipped_model_reads_a_hospitals_own_drugs_with_its_formulary_file(r
     assert report["allergy_violations"] == 0 and report["allergy_blocked"] > 0
 
 
+def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_an_allergy_reaches(tmp_path):
+    """A pharmacy writing a formulary could only see how a drug was read by serving a profile, and the
+    answer named the allergy that withheld a drug, not the ingredient linking them."""
+    formulary = str(write(tmp_path / "f.toml", FORMULARY))
+    drugs = ("Hospamox 500 MG Oral Capsule", "Linezolid 600 MG Oral Tablet", "Naproxen sodium 220 MG Oral Tablet")
+    allergies = ("--allergy", PENICILLIN, "--allergy", "Allergy to NSAIDs", "--allergy", "fish oil")
+    said = run_heirloom("medical", "drug", *drugs, *allergies, "--formulary", formulary, "--json")
+    assert said.returncode == 0, said.stderr
+    found = {drug["name"]: drug for drug in json.loads(said.stdout)["drugs"]}
+    assert found[drugs[0]]["ingredients"] == ["amoxicillin"] and found[drugs[0]]["unreadable"] is None
+    assert found[drugs[0]]["ruled_out_by"] == {PENICILLIN: [["amoxicillin", "amoxicillin"]]}
+    assert found[drugs[1]]["ingredients"] == ["linezolid"] and found[drugs[1]]["ruled_out_by"] == {}
+    assert found[drugs[2]]["ruled_out_by"] == {
+        "Allergy to NSAIDs": [["naproxen", "naproxen"], ["naproxen sodium", "naproxen"]]
+    }
+    shipped = run_heirloom("medical", "drug", drugs[1], *allergies)  # no file: linezolid is unknown
+    assert shipped.returncode == 0 and shipped.stdout.splitlines()[1:] == [
+        "  read as: linezolid",
+        "  not checked against allergies: its name names no ingredient the filter knows ('linezolid'): withheld "
+        "from every patient with one",
+        "allergy 'fish oil': not read in full: listed for a person to check",
+    ]
+    broken = run_heirloom("medical", "drug", drugs[0], "--formulary", str(write(tmp_path / "b.toml", "brands = 1")))
+    assert broken.returncode == 1 and broken.stderr.startswith(f"error: {tmp_path / 'b.toml'}: brands: ")
+
+
 def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treatment, records):
     unknown = _with_allergy(records[:3], "snomed:999999999", None)
     answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(unknown)])

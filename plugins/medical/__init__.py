@@ -27,6 +27,13 @@ def heirloom_register_apis(register):
 
 
 @heirloom.hookimpl
+def heirloom_register_commands(cli):
+    from heirloom_plugins.medical.drug_command import medical_group
+
+    cli.add_command(medical_group)
+
+
+@heirloom.hookimpl
 def heirloom_register_consoles(register):
     from heirloom_plugins.medical.console import CONSOLE
 

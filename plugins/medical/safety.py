@@ -673,8 +673,14 @@ def conflicts(drug_ingredients: Iterable[str], allergy_substances: Iterable[str]
     """The allergy substances that rule out a drug with these ingredients: the same substance,
     one a salt or form of the other (``oxycodone hydrochloride``; an allergy to ``naproxen
     sodium`` and naproxen), or the same long name but for a typo (a data set's ``Simvistatin``)."""
+    return sorted({substance for _, substance in links(drug_ingredients, allergy_substances)})
+
+
+def links(drug_ingredients: Iterable[str], allergy_substances: Iterable[str]) -> list[tuple[str, str]]:
+    """``(ingredient, allergy substance)`` pairs by which ``conflicts`` rules a drug out: which of its
+    ingredients an allergy reaches, and as what (``heirloom medical drug`` says it)."""
     drug = list(drug_ingredients)
-    return sorted({s for s in allergy_substances for i in drug if _same_substance(i, s)})
+    return sorted({(i, s) for s in allergy_substances for i in drug if _same_substance(i, s)})
 
 
 def _same_substance(ingredient: str, substance: str) -> bool:

@@ -1,0 +1,98 @@
+"""``heirloom medical drug``: how the allergy filter reads drug names and allergies.
+
+A pharmacy writing a formulary file (docs/MEDICAL.md) could only see what the filter made of a
+drug by serving a profile and asking for a patient's treatment: an answer says which allergy
+withheld a drug, not which ingredient linked the two, nor what a name was read to. This
+command says both, with the shipped tables or a formulary file, starting nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from heirloom_plugins.medical.formulary import read_formulary
+from heirloom_plugins.medical.safety import Formulary, allergy_substances, links, read_drug, unread
+
+
+def reading(drugs: tuple[str, ...], allergies: tuple[str, ...], tables: Formulary) -> dict[str, Any]:
+    """What the filter reads each drug to, and which of ``allergies`` rule it out through which ingredient."""
+    read = {drug: read_drug(drug, tables) for drug in drugs}
+    ruling = {allergy: allergy_substances(None, allergy, tables) for allergy in allergies}
+    known = tuple(tuple(sorted(parts)) for parts, _ in read.values())
+    not_read = set(unread(tuple((None, allergy) for allergy in allergies), known, tables))
+    return {
+        "drugs": [
+            {
+                "name": drug,
+                "ingredients": sorted(parts),
+                "unreadable": why,
+                "ruled_out_by": {
+                    allergy: [list(pair) for pair in found]
+                    for allergy, substances in ruling.items()
+                    if (found := links(parts, substances))
+                },
+            }
+            for drug, (parts, why) in read.items()
+        ],
+        "allergies": [
+            {"name": allergy, "substances": sorted(substances), "read": allergy not in not_read}
+            for allergy, substances in ruling.items()
+        ],
+    }
+
+
+def _text(found: dict[str, Any], allergies: tuple[str, ...]) -> list[str]:
+    lines = []
+    for drug in found["drugs"]:
+        lines.append(drug["name"])
+        lines.append(f"  read as: {', '.join(drug['ingredients']) or 'nothing'}")
+        if drug["unreadable"]:
+            lines.append(f"  not checked against allergies: {drug['unreadable']}: withheld from every patient with one")
+            continue
+        for allergy in allergies:
+            pairs = drug["ruled_out_by"].get(allergy)
+            said = "; ".join(i if i == s else f"{i} (as {s})" for i, s in pairs or ())
+            lines.append(f"  {allergy!r}: " + (f"rules it out through {said}" if pairs else "does not rule it out"))
+    for allergy in found["allergies"]:
+        if not allergy["read"]:
+            lines.append(f"allergy {allergy['name']!r}: not read in full: listed for a person to check")
+    return lines
+
+
+@click.group("medical")
+def medical_group() -> None:
+    """The medical plugin's tools (docs/MEDICAL.md)."""
+
+
+@medical_group.command("drug")
+@click.argument("drugs", nargs=-1, required=True)
+@click.option(
+    "--allergy",
+    "allergies",
+    multiple=True,
+    metavar="TEXT",
+    help="An allergy as a record names it ('Allergy to penicillin'); repeat for several.",
+)
+@click.option(
+    "--formulary",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A formulary file (the value of models.treatment.formulary); default: the shipped tables alone.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the reading as JSON.")
+def drug_command(drugs: tuple[str, ...], allergies: tuple[str, ...], formulary: Path | None, as_json: bool) -> None:
+    """How the allergy filter reads each of DRUGS (names as prescriptions write them).
+
+    For each drug: the ingredients its name is read to, or why it cannot be read (then it is
+    withheld from every patient with an allergy); for each --allergy, whether it rules the
+    drug out and through which ingredient (and the allergy's substance it matched). Allergies
+    the filter cannot read in full are named: the api lists those for a person to check.
+
+    Example: heirloom medical drug "Zyvox 600 MG" "Hospamox 500 MG Oral Capsule"
+    --allergy "Allergy to penicillin" --formulary our-formulary.toml
+    """
+    found = reading(drugs, allergies, read_formulary(None if formulary is None else str(formulary)))
+    click.echo(json.dumps(found, indent=2) if as_json else "\n".join(_text(found, allergies)))
