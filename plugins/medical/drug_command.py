@@ -48,7 +48,7 @@ def reading(drugs: tuple[str, ...], allergies: tuple[str, ...], tables: Formular
 def _text(found: dict[str, Any], allergies: tuple[str, ...]) -> list[str]:
     lines = []
     for drug in found["drugs"]:
-        lines.append(drug["name"])
+        lines.append(drug["name"] or "(an empty name)")
         lines.append(f"  read as: {', '.join(drug['ingredients']) or 'nothing'}")
         if drug["unreadable"]:
             lines.append(f"  not checked against allergies: {drug['unreadable']}: withheld from every patient with one")
