@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import wait
 from typing import Any
 
+import attrs
 import msgpack
 import pytest
 import zmq
@@ -60,6 +61,9 @@ def test_not_found_names_the_route_and_suggests(client):
         client.call("echo.ehco", 1)
     assert "no route 'echo.ehco'; did you mean 'echo.echo'?" in caught.value.message
     assert caught.value.field == "header.route"
+    for sent, meant in (("_helth", "_health"), ("t.TYPED", "t.typed")):  # a built-in route; another case
+        with pytest.raises(NotFound, match=f"no route '{sent}'; did you mean '{meant}'"):
+            client.call(sent)
 
 
 def test_invalid_argument_names_the_field(client):
@@ -96,6 +100,21 @@ def test_invalid_argument_names_the_field(client):
     assert client.call("t.typed", {"text": "ab", "count": 2.0}) == "abab"
     with pytest.raises(InvalidArgument, match=r"expected integer, got number 2\.5"):
         client.call("t.typed", {"text": "ab", "count": 2.5})
+
+
+@attrs.define
+class Timed:
+    time: float | str | None = None
+
+
+def test_a_wrong_type_for_a_field_of_several_types_is_said_in_the_protocols_words():
+    """``monitor.post``'s ``time`` (a number, a string or nil) said "got boolean True", Python's word."""
+    from heirloom.wire.inputs import InputValidator
+
+    for sent, said in ((True, "boolean true"), ([1], "array [1]")):
+        with pytest.raises(heirloom.RequestError) as refused:
+            InputValidator(Timed)({"time": sent})
+        assert refused.value.message == f"body.time: expected number or string or nil, got {said}"
 
 
 def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and_logged(daemon, client):

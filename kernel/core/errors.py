@@ -13,7 +13,8 @@ class HeirloomError(Exception):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    return "".join(f"; did you mean {close!r}?" for close in difflib.get_close_matches(name, list(choices), 1))
+    folded = {choice.casefold(): choice for choice in reversed(list(choices))}  # PREDICT: predict, not labels
+    return "".join(f"; did you mean {folded[c]!r}?" for c in difflib.get_close_matches(name.casefold(), folded, 1))
 
 
 @attrs.frozen
@@ -51,8 +52,7 @@ class LifecycleError(HeirloomError):
 
     def __init__(self, message: str, errors: list[BaseException] | None = None):
         self.errors = list(errors or [])
-        details = "".join(f"\n  - {e}" for e in self.errors)
-        super().__init__(message + details)
+        super().__init__(message + "".join(f"\n  - {e}" for e in self.errors))
 
 
 class ResourceExhaustedError(HeirloomError):

@@ -79,8 +79,9 @@ def in_wire_words(message: str) -> str:
     if found := re.fullmatch(r"(.*) \(<class '(\w+)'>\) not part of (.+)", message, re.DOTALL):
         wanted = [WIRE_NAMES.get(name.strip(), name.strip()) for name in found[3].split("|")]
         shown = found[1] if len(found[1]) <= 40 else f"{found[1][:40]}..."  # as a lone type's message quotes it
-        return f"expected {' or '.join(dict.fromkeys(wanted))}, got {WIRE_NAMES.get(found[2], found[2])} {shown}"
-    message = re.sub(r"\b(expected |got )(an? )?(\w+)", _wire_word, message)  # "expected str, got int 5"
+        message = f"expected {' or '.join(dict.fromkeys(wanted))}, got {WIRE_NAMES.get(found[2], found[2])} {shown}"
+    else:
+        message = re.sub(r"\b(expected |got )(an? )?(\w+)", _wire_word, message)  # "expected str, got int 5"
     return re.sub(r"got (nil None|boolean True|boolean False)\b", lambda got: f"got {_JSON_WORDS[got[1]]}", message)
 
 

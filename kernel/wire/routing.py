@@ -183,10 +183,8 @@ class Router:
             return endpoint
         if not installed:
             raise RequestError(UNAVAILABLE, "the daemon is starting; no routes yet", retry_after_ms=500)
-        known = [n for n in self.endpoints if not n.startswith("_")]
-        raise RequestError(
-            NOT_FOUND, f"no route {name!r}{did_you_mean(name, known)} (call _routes for the list)", "header.route"
-        )
+        hint = did_you_mean(name, self.endpoints)  # the built-in routes too: _helth is _health
+        raise RequestError(NOT_FOUND, f"no route {name!r}{hint} (call _routes for the list)", "header.route")
 
     def describe(self) -> list[dict[str, Any]]:
         return [endpoint.describe() for endpoint in self.endpoints.values()]
