@@ -184,6 +184,23 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     assert last.startswith("error: computing the fingerprint of sources.rows (toy-source) failed: ValueError"), last
 
 
+def test_a_child_warm_starts_from_the_version_its_parent_got_in_the_same_train(tmp_path):
+    """An encoder found identical to an older version (@1) while a later one (@2) was fitted on other
+    data: the intent and FAQ models inheriting ``project/encoder`` warm-started from @2, and recorded it."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    profile = write(
+        tmp_path / "team.toml",
+        '[sources.s]\nuse = "toy-source"\n[models.a]\nuse = "toy-model"\ndata = "s"\nnote = "one"\n'
+        '[models.b]\nuse = "toy-model"\ndata = "s"\ninherit = "team/a"\n',
+    )
+    for note in ("one", "two", "one"):
+        trained = run_heirloom("train", str(profile), "--json", "--set", f"models.a.note={note}", env=toys)
+        assert trained.returncode == 0, trained.stderr
+    models = json.loads(trained.stdout)["models"]
+    assert (models["a"]["ref"], models["a"]["stored"]) == ("team/a@1", False)  # the same as the first a
+    assert models["b"]["parent"] == "team/a@1" and "warm start from team/a@1" in trained.stderr
+
+
 def test_a_models_complaint_about_its_records_names_the_model_and_its_source(tmp_path):
     """A source yielding records without a text said only "error: record 0 needs a 'text' (str)
     and a 'label'": of which model, reading which source, in a profile training several?"""

@@ -126,11 +126,13 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         if not specs:  # it said nothing, and exited 0
             err_console.print(f"profile {resolved.name!r} has no models: nothing to train", markup=False)
         store = kernel.store(resolved)
+        trained_now: dict[str, Any] = {}  # a child inheriting project/model warm-starts from this run's version
         for spec in specs:
             with progress_bars() as bars:
                 progress = RichProgress(bars)
-                trained = train(kernel, resolved, spec, store, progress)
+                trained = train(kernel, resolved, spec, store, progress, trained_now)
                 progress.finish()
+            trained_now[f"{resolved.project}/{spec.name}"] = trained.artifact
             if as_json:
                 results[spec.name] = {"stored": not trained.reused, **trained.artifact.to_json()}
             else:

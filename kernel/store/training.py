@@ -19,7 +19,8 @@ import inspect
 import itertools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -243,14 +244,21 @@ def _nothing_new(
 
 
 def train(
-    kernel: Kernel, profile: ResolvedProfile, spec: ComponentSpec, store: ArtifactStore, progress: Progress
+    kernel: Kernel,
+    profile: ResolvedProfile,
+    spec: ComponentSpec,
+    store: ArtifactStore,
+    progress: Progress,
+    trained_now: Mapping[str, Artifact] = MappingProxyType({}),
 ) -> Trained:
     """Fit ``spec`` (warm-started from its ``inherit`` ref), score it on validation and
-    test, and store a version, unless an identical one is stored already."""
+    test, and store a version, unless an identical one is stored already. ``trained_now``:
+    the versions this run trained or found identical, by ``project/model``: an ``inherit``
+    naming one so (its latest) means that one, not a later version of other data."""
     served = served_ref(profile.project, spec)
     key = f"{spec.key}.inherit"
     try:
-        parent = parent_of(kernel, store, spec.keys.inherit, served)
+        parent = trained_now.get(spec.keys.inherit or "") or parent_of(kernel, store, spec.keys.inherit, served)
     except HeirloomError as exc:  # a RefError or PluginError stays one (exit 2: a ref that names nothing)
         raise (type(exc) if isinstance(exc, RefError | PluginError) else HeirloomError)(
             f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {exc}"
