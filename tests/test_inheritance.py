@@ -201,6 +201,28 @@ def test_a_child_warm_starts_from_the_version_its_parent_got_in_the_same_train(t
     assert models["b"]["parent"] == "team/a@1" and "warm start from team/a@1" in trained.stderr
 
 
+def test_training_data_that_changes_neither_the_weights_nor_the_scored_records_stores_nothing(tmp_path):
+    """A customer-service handoff resolved ``out_of_scope`` changed the intent data's fingerprint, which the
+    model leaves out: every such train stored a copy of the last version (SUPPORT.md: "A train with nothing
+    new stores nothing"). New test records still make a new version, scored on them."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    write(tmp_path / "train.csv", "text,label\nmy card is lost,lost_card\n")
+    write(tmp_path / "test.csv", "text,label\nI lost my card,lost_card\n")
+    profile = write(
+        tmp_path / "team.toml",
+        '[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n'
+        '[models.m]\nuse = "toy-model"\ndata = "s"\n',
+    )
+    assert run_heirloom("train", str(profile), env=toys).returncode == 0
+    write(tmp_path / "train.csv", "text,label\nmy card is lost,lost_card\nnone of them,out_of_scope\n")
+    again = run_heirloom("train", str(profile), env=toys)
+    said = " ".join(again.stdout.split())
+    assert again.returncode == 0 and "unchanged: identical to team/m@1" in said, said
+    assert "same weights and scores from changed training data" in said
+    write(tmp_path / "test.csv", "text,label\nI lost my card,lost_card\nwhere is my card,lost_card\n")
+    assert "stored team/m@2" in run_heirloom("train", str(profile), env=toys).stdout
+
+
 def test_a_models_complaint_about_its_records_names_the_model_and_its_source(tmp_path):
     """A source yielding records without a text said only "error: record 0 needs a 'text' (str)
     and a 'label'": of which model, reading which source, in a profile training several?"""

@@ -81,8 +81,9 @@ def report_trained(trained: Trained) -> None:
                 console.print(f"{evaluation.split} {said}", markup=False, highlight=False)
     artifact = trained.artifact
     if trained.reused:
+        same = "same weights and data" if trained.same_data else "same weights and scores from changed training data"
         console.print(
-            f"unchanged: identical to [bold]{artifact.ref}[/] {artifact.digest[:12]} (same weights and data, "
+            f"unchanged: identical to [bold]{artifact.ref}[/] {artifact.digest[:12]} ({same}, "
             "and the same parent or warm-started from it); no new version stored"
         )
         return

@@ -55,6 +55,8 @@ class Trained:
     evaluations: tuple[Evaluation, ...]
     #: True when an identical version was already stored, so no new version was added.
     reused: bool = False
+    #: False when that version was trained on other data that gave the same weights.
+    same_data: bool = True
 
 
 def profile_digest(profile: ResolvedProfile) -> str:
@@ -217,14 +219,19 @@ def takes_validation(model: Any) -> bool:
     return any(p.name == VALIDATION or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def _identical(store: ArtifactStore, project: str, name: str, digest: str, record: dict[str, Any]) -> Artifact | None:
-    """A stored version of ``project/name`` with the same content and data, and either the
-    same parent or being that parent (a warm start from ``served`` with nothing new)."""
+def _identical(
+    store: ArtifactStore, project: str, name: str, digest: str, record: dict[str, Any], source: str
+) -> Artifact | None:
+    """A stored version of ``project/name`` with the same content, scored on the same records, and
+    either the same parent or being that parent (a warm start from ``served`` with nothing new).
+    Its training data may differ (``source``'s fingerprint): a record the model leaves out (a text
+    resolved ``out_of_scope``) changed that, not the weights, and each such train stored a copy."""
+    scored = {key: value for key, value in record["data_fingerprints"].items() if key != source}
     for artifact in store.list(project, name):
         if (
             artifact.digest == digest
             and record["parent"] in (artifact.parent, artifact.ref)
-            and artifact.data_fingerprints == record["data_fingerprints"]
+            and {key: value for key, value in artifact.data_fingerprints.items() if key != source} == scored
         ):
             return artifact
     return None
@@ -321,9 +328,10 @@ def train(
         except HeirloomError as exc:
             raise HeirloomError(f"{spec.key} ({spec.use}): its state() cannot be stored: {exc}") from None
         record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
-        same = _identical(store, profile.project, spec.name, digest, record)
+        same = _identical(store, profile.project, spec.name, digest, record, source_name)
         if same is not None:
-            return Trained(same, by_split[TEST].report, tuple(evaluations), reused=True)
+            same_data = same.data_fingerprints.get(source_name) == fingerprint
+            return Trained(same, by_split[TEST].report, tuple(evaluations), reused=True, same_data=same_data)
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
         artifact = store.put(
             profile.project,
