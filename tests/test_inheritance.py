@@ -210,8 +210,7 @@ def test_training_data_that_changes_neither_the_weights_nor_the_scored_records_s
     write(tmp_path / "test.csv", "text,label\nI lost my card,lost_card\n")
     profile = write(
         tmp_path / "team.toml",
-        '[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n'
-        '[models.m]\nuse = "toy-model"\ndata = "s"\n',
+        '[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n[models.m]\nuse = "toy-model"\ndata = "s"\n',
     )
     assert run_heirloom("train", str(profile), env=toys).returncode == 0
     write(tmp_path / "train.csv", "text,label\nmy card is lost,lost_card\nnone of them,out_of_scope\n")
