@@ -5,9 +5,9 @@ ADDR``, spawned locally or started on other hosts) connect a DEALER to the broke
 their status. Each request goes to the ready worker with the fewest requests in flight (a request with an
 idempotency key to the worker its key hashes to, so a retry meets the first attempt), prefixed with a tag frame and
 the client's identity; the worker answers with the tag (plus a status byte) in front, so the broker matches replies
-without decoding them. The broker enforces the resource manager's daemon-wide in-flight limit. When a worker dies
-(its process exits or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local
-worker is respawned.
+without decoding them. The broker checks a request's size and deadline, then enforces the resource manager's
+daemon-wide in-flight limit (the body's contents are the worker's to check). When a worker dies (its process exits
+or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local worker is respawned.
 
 A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status, header, body, ...]``: the
 client's routing frames stay at the broker and the signature frame is left out both ways (the broker checked it),
@@ -28,13 +28,11 @@ from zmq.backend import zmq_poll
 
 from heirloom.core.components import ClientLimits
 from heirloom.core.placement import WorkerPool
-from heirloom.core.schema import did_you_mean
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
     LOAD,
-    MAX_HEARTBEAT_ROUTES,
     MISSED_HEARTBEATS,
     KeyRoutes,
     Worker,
@@ -54,9 +52,7 @@ from heirloom.wire.protocol import (
     CODE_OF_BYTE,
     CONTROL,
     INTERNAL,
-    NOT_FOUND,
     OK,
-    PERMISSION_DENIED,
     RESOURCE_EXHAUSTED,
     SIGNATURE,
     UNAVAILABLE,
@@ -65,11 +61,11 @@ from heirloom.wire.protocol import (
     header_id,
     header_options,
     header_route,
-    packb,
     read_header,
     split_envelope,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
+from heirloom.wire.routing import passed_on_arrival, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.throttle import Every
@@ -89,6 +85,8 @@ LARGE_REQUEST = 64 << 10
 MAX_ROUTES = 10_000
 #: Workers a broker keeps track of at once (a new one past them is ignored, said once a minute).
 MAX_WORKERS = 128
+#: A request in flight: its worker, route stats, when it was received, its client's envelope, its id.
+Forwarded = tuple[Worker, RouteStats, float, list[bytes], Any]
 
 
 class Broker(BrokerRoutes):
@@ -149,8 +147,7 @@ class Broker(BrokerRoutes):
         self._served_once: set[str] = set()
         self.keys = KeyRoutes()
         self.routes: dict[str, dict[str, Any]] = {}
-        #: tag -> (worker, route stats, received, client envelope, request id)
-        self.forwarded: dict[bytes, tuple[Worker, RouteStats, float, list[bytes], Any]] = {}
+        self.forwarded: dict[bytes, Forwarded] = {}  # by tag
         #: tag -> bytes of each large forwarded request (LARGE_REQUEST and up), and their sum
         self._large: dict[bytes, int] = {}
         self._large_bytes = 0
@@ -395,7 +392,7 @@ class Broker(BrokerRoutes):
         try:
             header = read_header(frames[index + 1])
             request_id = header_id(header)  # an invalid id raises, and its reply carries nil
-            key, _ = header_options(header)  # the header's own fields: checked first (the worker applies the deadline)
+            key, budget = header_options(header)  # the header's own fields: checked first
             route = header.get("route")
             vet_sender(self.curve, self.buckets, user, envelope, frames, route if type(route) is str else None)
             info = self.routes.get(route) if type(route) is str else None
@@ -411,13 +408,19 @@ class Broker(BrokerRoutes):
                     self._builtin(envelope, request_id, route, user, received)
                     return
                 raise self._unroutable(route)
+            if info["admin"]:
+                self._check_admin(route, user)
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
             ready = self._serving.get(route)
             if not ready:
                 raise self._unroutable(route)
-            if info["admin"]:
-                self._check_admin(route, user)
+            # the checks a worker makes before admission that need no decoding; the body's contents are the worker's
+            payload = sum(map(len, frames[index + 2 :]))
+            if type(limit := info.get("max_payload")) is int and payload > limit:  # as the workers describe it
+                raise too_large(route, payload, len(frames) - index - 2, limit)
+            if budget is not None and budget <= 0:
+                raise passed_on_arrival()
             stats = self.stats.get(route) or self._new_stats(route)
             if self.max_in_flight is not None and len(self.forwarded) >= self.max_in_flight:
                 raise RequestError(
@@ -427,7 +430,7 @@ class Broker(BrokerRoutes):
                     retry_after_ms=max(10, int(stats.typical * 1000)),
                 )
             client = user.encode() if user is not None else envelope[0]
-            size = sum(map(len, frames[index + 1 :]))
+            size = payload + len(frames[index + 1])
             if size >= LARGE_REQUEST and self._large_bytes + size > self.settings.forward_backlog_mb << 20:
                 held = f"{self._large_bytes / (1 << 20):.1f} MiB of requests for its workers"
                 raise RequestError(RESOURCE_EXHAUSTED, f"the broker holds {held}; retry", retry_after_ms=100)
@@ -461,39 +464,3 @@ class Broker(BrokerRoutes):
             log.exception("broker failed on a request")
             error = RequestError(INTERNAL, f"the broker failed: {type(exc).__name__}: {exc}")
             self.outbox.send(error_frames(envelope, request_id, error))
-
-    def _unroutable(self, route: str) -> RequestError:
-        """UNAVAILABLE while no worker is ready (nobody knows the routes yet) or none that is serves a
-        route one served before (being replaced), else NOT_FOUND."""
-        if not self._ready:
-            return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
-        if route in self._served_once:
-            return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
-        hint = did_you_mean(route, self.routes) if len(self.routes) <= MAX_HEARTBEAT_ROUTES else ""  # peers' names
-        message = f"no route {route!r}{hint} (call _routes for the list)"
-        return RequestError(NOT_FOUND, message, "header.route")
-
-    def _check_admin(self, route: str, user: str | None) -> None:
-        if self.curve is not None and not self.curve.is_admin(user):
-            raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
-
-    def _new_stats(self, route: str) -> RouteStats:
-        stats = self.stats[route] = RouteStats()
-        return stats
-
-    def _builtin(
-        self, envelope: list[bytes], request_id: Any, route: str, user: str | None, received: float, *body: bytes
-    ) -> None:
-        if route == SCALE_ROUTE:  # the kernel's admin routes were checked before their body
-            self._check_admin(route, user)
-        answer = self._route_scale(body) if route == SCALE_ROUTE else getattr(self, f"_route{route}")()
-        header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
-        self.outbox.send([*envelope, SIGNATURE, packb(header), packb(answer)])
-        (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
-
-    def expected_workers(self) -> int:
-        """Workers ``_ready`` waits for: the placed or local ones, else (``--workers 0``) one remote one."""
-        return self.pool.size if self.pool is not None else max(1, self.settings.workers)
-
-    def is_ready(self) -> bool:
-        return not self.draining and len(self._ready) >= self.expected_workers()

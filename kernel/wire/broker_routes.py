@@ -12,12 +12,24 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.backend import zmq_poll
 
-from heirloom.wire.broker_workers import SCALE_ROUTE, describe_workers
+from heirloom.core.schema import did_you_mean
+from heirloom.wire.broker_workers import MAX_HEARTBEAT_ROUTES, SCALE_ROUTE, describe_workers
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
 from heirloom.wire.metrics import broker_route_stats
-from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError, unpackb
+from heirloom.wire.protocol import (
+    INVALID_ARGUMENT,
+    NOT_FOUND,
+    OK,
+    PERMISSION_DENIED,
+    SIGNATURE,
+    UNAVAILABLE,
+    RequestError,
+    packb,
+    unpackb,
+)
 from heirloom.wire.routing import Endpoint
 from heirloom.wire.server import DRAIN_BATCH
+from heirloom.wire.stats import RouteStats
 from heirloom.wire.transport import drain
 
 if TYPE_CHECKING:
@@ -40,6 +52,48 @@ class BrokerRoutes:
             self.reload_asked = False
             log.info("received SIGHUP: reloading")
             self._route_reload()
+
+    def _unroutable(self: Broker, route: str) -> RequestError:
+        """UNAVAILABLE while no worker is ready (nobody knows the routes yet) or none that is serves a
+        route one served before (being replaced), else NOT_FOUND."""
+        if not self._ready:
+            return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
+        if route in self._served_once:
+            return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
+        hint = did_you_mean(route, self.routes) if len(self.routes) <= MAX_HEARTBEAT_ROUTES else ""  # peers' names
+        message = f"no route {route!r}{hint} (call _routes for the list)"
+        return RequestError(NOT_FOUND, message, "header.route")
+
+    def _check_admin(self: Broker, route: str, user: str | None) -> None:
+        if self.curve is not None and not self.curve.is_admin(user):
+            raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
+
+    def _new_stats(self: Broker, route: str) -> RouteStats:
+        stats = self.stats[route] = RouteStats()
+        return stats
+
+    def _builtin(
+        self: Broker,
+        envelope: list[bytes],
+        request_id: Any,
+        route: str,
+        user: str | None,
+        received: float,
+        *body: bytes,
+    ) -> None:
+        if route == SCALE_ROUTE:  # the kernel's admin routes were checked before their body
+            self._check_admin(route, user)
+        answer = self._route_scale(body) if route == SCALE_ROUTE else getattr(self, f"_route{route}")()
+        header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
+        self.outbox.send([*envelope, SIGNATURE, packb(header), packb(answer)])
+        (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
+
+    def expected_workers(self: Broker) -> int:
+        """Workers ``_ready`` waits for: the placed or local ones, else (``--workers 0``) one remote one."""
+        return self.pool.size if self.pool is not None else max(1, self.settings.workers)
+
+    def is_ready(self: Broker) -> bool:
+        return not self.draining and len(self._ready) >= self.expected_workers()
 
     def _refuse_clients(self: Broker) -> None:
         """Answer what clients send for 50 ms (UNAVAILABLE: draining): while the workers stop, a

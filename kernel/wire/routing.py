@@ -220,17 +220,12 @@ def decode_call(
     route = endpoint.route
     size = len(rest[0]) if len(rest) == 1 else sum(len(frame) for frame in rest)
     if size > route.max_payload:
-        what = "body" if len(rest) == 1 else f"body and {len(rest) - 1} buffer(s)"
-        raise RequestError(
-            INVALID_ARGUMENT,
-            f"{what}: {size} bytes; {endpoint.name} accepts at most {route.max_payload}",
-            "body",
-        )
+        raise too_large(endpoint.name, size, len(rest), route.max_payload)
     call = Call(envelope, request_id, endpoint, received)
     call.size = size
     if budget is not None:
         if budget <= 0:
-            raise RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
+            raise passed_on_arrival()
         call.deadline = received + budget / 1000
     try:
         body = unpackb(rest[0])
@@ -245,6 +240,18 @@ def decode_call(
     call.body = body
     call.items = 1 if route.items is None else max(1, route.items(body))
     return call
+
+
+def too_large(route: str, size: int, frames: int, limit: int) -> RequestError:
+    """The refusal of a body (and ``frames - 1`` buffers) of ``size`` bytes, over ``route``'s
+    ``max_payload`` of ``limit`` (a worker's, and its broker's before admission)."""
+    what = "body" if frames == 1 else f"body and {frames - 1} buffer(s)"
+    return RequestError(INVALID_ARGUMENT, f"{what}: {size} bytes; {route} accepts at most {limit}", "body")
+
+
+def passed_on_arrival() -> RequestError:
+    """The refusal of a request whose ``deadline_ms`` is zero or less."""
+    return RequestError(DEADLINE_EXCEEDED, "the deadline had passed when the request arrived")
 
 
 class Admission:

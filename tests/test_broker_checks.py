@@ -1,0 +1,83 @@
+"""What a ``serve --workers`` broker checks itself: a request's size and deadline before its
+admission."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from heirloom.wire.protocol import SIGNATURE, packb, request_frames
+from tests.daemons import Daemon
+
+#: Two slots for the whole daemon: two slow requests fill it.
+FULL = """
+[resources]
+max_in_flight = 2
+
+[server]
+grace = 1
+
+[apis.t]
+use = "testing"
+"""
+
+
+def _dealer(daemon: Daemon) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.address)
+    return sock
+
+
+def _reply(sock: zmq.Socket, frames: list[Any] | None = None, wait_s: float = 20) -> tuple[dict, Any]:
+    """``(header, body)`` of the next reply on ``sock`` (after sending ``frames``)."""
+    if frames is not None:
+        sock.send_multipart(frames)
+    assert sock.poll(int(wait_s * 1000)), "no reply"
+    reply = sock.recv_multipart()
+    return msgpack.unpackb(reply[1]), msgpack.unpackb(reply[2])
+
+
+def test_a_full_broker_checks_size_and_deadline_before_admission_and_leaves_contents_to_workers(tmp_path):
+    """With max_in_flight full, a broker answered RESOURCE_EXHAUSTED (retry) to a deadline of 0 and
+    to a body over the route's max_payload, which one process refuses for good; an idle one
+    shipped every oversized body to a worker only to have it refused. PROTOCOL.md's order: the
+    body's size, the deadline, then (behind a broker) admission, then the body's contents."""
+    daemon = Daemon(tmp_path, "--workers", "2", profile=FULL)
+    try:
+        daemon.wait_ready()
+        sock = _dealer(daemon)
+        for number in range(2):  # the two slots, held for 20 s (the drain's grace ends them)
+            sock.send_multipart(request_frames(f"slow{number}", "t.slow", {"ms": 20_000}))
+        with daemon.client(timeout=10) as client:
+            while client.call("_stats")["in_flight"] < 2:
+                time.sleep(0.05)
+        oversized = packb("x" * 5000)  # t.typed accepts 4096 bytes
+        cases = {
+            "deadline 0": (request_frames(1, "t.slow", {"ms": 1}, deadline_ms=0), "DEADLINE_EXCEEDED"),
+            "deadline -5": (request_frames(2, "t.slow", {"ms": 1}, deadline_ms=-5), "DEADLINE_EXCEEDED"),
+            "too large": ([SIGNATURE, packb({"id": 3, "route": "t.typed"}), oversized], "INVALID_ARGUMENT"),
+            "too large, deadline 0": (
+                [SIGNATURE, packb({"id": 4, "route": "t.typed", "deadline_ms": 0}), oversized],
+                "INVALID_ARGUMENT",
+            ),
+            "unreadable, deadline 0": (
+                [SIGNATURE, packb({"id": 5, "route": "t.typed", "deadline_ms": 0}), b"\xc1"],
+                "DEADLINE_EXCEEDED",
+            ),
+            "unreadable": ([SIGNATURE, packb({"id": 6, "route": "t.typed"}), b"\xc1"], "RESOURCE_EXHAUSTED"),
+        }
+        for name, (frames, code) in cases.items():
+            header, body = _reply(sock, frames)
+            assert (header["status"], body["retryable"]) == (code, code == "RESOURCE_EXHAUSTED"), (name, body)
+        header, body = _reply(sock, cases["too large"][0])
+        assert body["field"] == "body" and body["message"] == "body: 5003 bytes; t.typed accepts at most 4096"
+        with daemon.client(timeout=10) as client:
+            stats = client.call("_stats")
+        assert stats["in_flight"] == 2 and sum(w["in_flight"] for w in stats["workers"]) == 2  # none was forwarded
+        sock.close()
+    finally:
+        assert daemon.terminate() == 0
