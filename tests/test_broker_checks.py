@@ -1,8 +1,10 @@
 """What a ``serve --workers`` broker checks itself: a request's size and deadline before its
-admission."""
+admission, and the deadlines of requests its workers hold."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -80,4 +82,42 @@ def test_a_full_broker_checks_size_and_deadline_before_admission_and_leaves_cont
         assert stats["in_flight"] == 2 and sum(w["in_flight"] for w in stats["workers"]) == 2  # none was forwarded
         sock.close()
     finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_stopped_worker_never_keeps_a_client_past_its_deadline_nor_gets_more_work(tmp_path):
+    """SIGSTOP on a worker holding requests with 500 ms budgets: they were answered UNAVAILABLE
+    after its three missed heartbeats (2.7 s). The broker answers DEADLINE_EXCEEDED at the
+    deadline, keeps the request's slot on that worker (so it is sent nothing more) and drops
+    its late reply; the other worker serves on."""
+    daemon = Daemon(tmp_path, "--workers", "2", "--set", "server.heartbeat=5")  # declared lost after 15 s
+    stopped = None
+    try:
+        daemon.wait_ready()
+        sock = _dealer(daemon)
+        sock.send_multipart(request_frames("busy", "t.slow", {"ms": 3000}))  # no deadline
+        with daemon.client(timeout=10) as client:
+            while not any((held := {w["pid"]: w["in_flight"] for w in client.call("_stats")["workers"]}).values()):
+                time.sleep(0.05)
+        running, stopped = sorted(held, key=held.get, reverse=True)
+        os.kill(stopped, signal.SIGSTOP)
+        sock.send_multipart(request_frames("late", "t.pid", None, deadline_ms=500))  # to the less busy: stopped
+        replies = {header["id"]: (header["status"], body) for header, body in (_reply(sock) for _ in range(2))}
+        assert replies["busy"] == ("OK", {"slept_ms": 3000})
+        status, body = replies["late"]
+        assert status == "DEADLINE_EXCEEDED" and f"before worker pid {stopped} answered" in body["message"], body
+        with daemon.client(timeout=10) as client:
+            stats = client.call("_stats")
+            assert {w["pid"]: w["in_flight"] for w in stats["workers"]} == {stopped: 1, running: 0}
+            assert stats["in_flight"] == 1  # its slot is held until the worker answers or is lost
+            assert {client.call("t.pid") for _ in range(6)} == {running}  # a freed slot would send it more
+            os.kill(stopped, signal.SIGCONT)
+            while client.call("_stats")["in_flight"]:  # it answers, late
+                time.sleep(0.05)
+        header, _ = _reply(sock, request_frames("after", "_health", None))
+        assert header["id"] == "after"  # its late reply was dropped, not sent after the deadline's
+        sock.close()
+    finally:
+        if stopped is not None:
+            os.kill(stopped, signal.SIGCONT)
         assert daemon.terminate() == 0

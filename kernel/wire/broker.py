@@ -7,7 +7,8 @@ idempotency key to the worker its key hashes to, so a retry meets the first atte
 the client's identity; the worker answers with the tag (plus a status byte) in front, so the broker matches replies
 without decoding them. The broker checks a request's size and deadline, then enforces the resource manager's
 daemon-wide in-flight limit (the body's contents are the worker's to check). When a worker dies (its process exits
-or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local worker is respawned.
+or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local worker is respawned; a
+request still unanswered at its deadline is answered DEADLINE_EXCEEDED then (``broker_deadlines``).
 
 A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status, header, body, ...]``: the
 client's routing frames stay at the broker and the signature frame is left out both ways (the broker checked it),
@@ -30,6 +31,7 @@ from heirloom.core.components import ClientLimits
 from heirloom.core.placement import WorkerPool
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, secure_worker_endpoint
+from heirloom.wire.broker_deadlines import Deadlines
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
     LOAD,
@@ -51,6 +53,7 @@ from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
     CODE_OF_BYTE,
     CONTROL,
+    DEADLINE_EXCEEDED,
     INTERNAL,
     OK,
     RESOURCE_EXHAUSTED,
@@ -148,6 +151,7 @@ class Broker(BrokerRoutes):
         self.keys = KeyRoutes()
         self.routes: dict[str, dict[str, Any]] = {}
         self.forwarded: dict[bytes, Forwarded] = {}  # by tag
+        self.deadlines = Deadlines(self.forwarded)
         #: tag -> bytes of each large forwarded request (LARGE_REQUEST and up), and their sum
         self._large: dict[bytes, int] = {}
         self._large_bytes = 0
@@ -187,7 +191,7 @@ class Broker(BrokerRoutes):
         self.local.start(lambda: self.draining)
         watched = [(self.frontend, zmq.POLLIN), (self.backend, zmq.POLLIN)]
         wait_ms = POLL_MS
-        while True:
+        while True:  # woken by a message, the next check, or the soonest deadline of a forwarded request
             for ready, _ in zmq_poll(watched, wait_ms):
                 if ready is self.backend:
                     drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
@@ -200,11 +204,12 @@ class Broker(BrokerRoutes):
                 self._check_workers(now, now - self._checked if self._checked else 0.0)
                 self._checked = now
                 self._reload_if_asked()
+            wait_ms = self._expire()
             if self.draining:
                 left = self._drain_deadline - time.perf_counter()
                 if not self.forwarded or left <= 0:
                     break
-                wait_ms = min(POLL_MS, int(left * 1000) + 1)
+                wait_ms = min(wait_ms, int(left * 1000) + 1)
         return 0 if self._shutdown() else 1
 
     def _shutdown(self) -> bool:
@@ -273,15 +278,34 @@ class Broker(BrokerRoutes):
             self._fail(tag, f"{reason} while handling the request; retry")
 
     def _fail(self, tag: bytes, message: str) -> None:
-        forwarded = self.forwarded.pop(tag, None)
-        if forwarded is None:
+        forwarded = self.forwarded.get(tag)
+        if forwarded is None or not self._release(tag, forwarded, ok=False):
             return
-        self.keys.answered(tag, ok=False)
-        self._large_bytes -= self._large.pop(tag, 0)
-        worker, stats, received, envelope, request_id = forwarded
-        worker.in_flight -= 1
+        _, stats, received, envelope, request_id = forwarded
         self.outbox.send(error_frames(envelope, request_id, RequestError(UNAVAILABLE, message, retry_after_ms=100)))
         stats.record(UNAVAILABLE, time.perf_counter() - received)
+
+    def _release(self, tag: bytes, forwarded: Forwarded, ok: bool) -> bool:
+        """Free request ``tag``'s slot (its worker answered, ``ok`` or not, or is lost); False when
+        its client was answered at its deadline already, and is told nothing more."""
+        del self.forwarded[tag]
+        if self._large:
+            self._large_bytes -= self._large.pop(tag, 0)
+        self.keys.answered(tag, ok=ok)
+        forwarded[0].in_flight -= 1
+        return not self.deadlines.answered(tag)
+
+    def _expire(self) -> int:
+        """Answer DEADLINE_EXCEEDED to each forwarded request whose deadline passed (its worker may be
+        stopped or hung: it keeps the request's slot until it answers or is lost); returns the
+        milliseconds to wait for the next deadline, at most POLL_MS."""
+        now = time.perf_counter()
+        for tag in self.deadlines.due(now):
+            worker, stats, received, envelope, request_id = self.forwarded[tag]
+            said = f"the deadline passed before worker pid {worker.pid} answered (it may still run the request)"
+            self.outbox.send(error_frames(envelope, request_id, RequestError(DEADLINE_EXCEEDED, said)))
+            stats.record(DEADLINE_EXCEEDED, now - received)
+        return self.deadlines.wait_ms(now, POLL_MS)
 
     def _from_worker(self, frames: list[bytes], user: str | None) -> None:
         tagged = frames[1]
@@ -301,12 +325,9 @@ class Broker(BrokerRoutes):
         code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
         if code is None or len(frames) < 4:  # no reply a worker sends (a status, a header, a body): fail it now
             return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
-        del self.forwarded[tag]
-        if self._large:
-            self._large_bytes -= self._large.pop(tag, 0)
-        self.keys.answered(tag, ok=code == OK)
-        worker, stats, received, envelope, _ = forwarded
-        worker.in_flight -= 1
+        if not self._release(tag, forwarded, ok=code == OK):
+            return  # answered at its deadline: a reply after it is dropped
+        _, stats, received, envelope, _ = forwarded
         stats.record(code, time.perf_counter() - received)
         reply = frames[2:]
         self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
@@ -450,6 +471,8 @@ class Broker(BrokerRoutes):
                 raise not_sent(worker, exc) from None
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
+            if budget is not None:
+                self.deadlines.add(received + budget / 1000, tag)
             if size >= LARGE_REQUEST:
                 self._large[tag] = size
                 self._large_bytes += size

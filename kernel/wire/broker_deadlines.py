@@ -1,0 +1,66 @@
+"""The deadlines of the requests a broker forwarded to its workers.
+
+A worker answers ``DEADLINE_EXCEEDED`` itself when a request's budget runs out in its queue,
+but a worker that is stopped (SIGSTOP, a paused VM) or hung answers nothing: its clients
+waited until three heartbeats were missed (2.7 s for a 500 ms budget). The broker answers
+each such request ``DEADLINE_EXCEEDED`` at its deadline instead, so a lost process never
+leaves a client waiting past it (docs/SCALE.md).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Any
+
+#: Heap entries of answered requests kept before the heap is rebuilt without them (as many
+#: again as are in flight, and this many more): a client sending many quick requests with
+#: hour-long budgets must not grow the broker.
+SLACK = 1024
+
+
+class Deadlines:
+    """The forwarded requests that carry a deadline, soonest first: one push per request and
+    a look at the head per loop turn, never a scan of every request in flight.
+
+    A request whose deadline passed is *expired*: its client was answered, but the request
+    keeps its admission slot and its worker's ``in_flight`` until that worker answers (the
+    reply dropped) or is lost, so a hung worker is not handed more work through freed slots.
+    """
+
+    def __init__(self, forwarded: Mapping[bytes, Any]):
+        #: The broker's requests in flight, by tag (an answered request's entry is stale).
+        self._forwarded = forwarded
+        self._heap: list[tuple[float, bytes]] = []
+        self._expired: set[bytes] = set()
+
+    def add(self, deadline: float, tag: bytes) -> None:
+        """Request ``tag`` (just forwarded) is due an answer by ``deadline`` (``perf_counter``)."""
+        heapq.heappush(self._heap, (deadline, tag))
+        if len(self._heap) > 2 * len(self._forwarded) + SLACK:
+            self._heap = [entry for entry in self._heap if entry[1] in self._forwarded]
+            heapq.heapify(self._heap)
+
+    def due(self, now: float) -> list[bytes]:
+        """The requests still in flight whose deadline is past ``now``; counted expired from now on."""
+        heap, due = self._heap, []
+        while heap and heap[0][0] <= now:
+            tag = heapq.heappop(heap)[1]
+            if tag in self._forwarded and tag not in self._expired:
+                self._expired.add(tag)
+                due.append(tag)
+        return due
+
+    def wait_ms(self, now: float, longest: int) -> int:
+        """Milliseconds until the next deadline (rounded up), at most ``longest``."""
+        if not self._heap:
+            return longest
+        return max(0, min(longest, int((self._heap[0][0] - now) * 1000) + 1))
+
+    def answered(self, tag: bytes) -> bool:
+        """Whether request ``tag``'s client was answered at its deadline already (its worker's
+        reply, or its loss, is then told nobody); forgets it either way."""
+        if tag in self._expired:
+            self._expired.remove(tag)
+            return True
+        return False
