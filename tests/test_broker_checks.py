@@ -1,5 +1,5 @@
 """What a ``serve --workers`` broker checks itself: a request's size and deadline before its
-admission, and the deadlines of requests its workers hold."""
+admission, the deadlines of requests its workers hold, and how much ``_reload`` makes it log."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 import msgpack
+import pytest
 import zmq
 
 from heirloom.wire.protocol import SIGNATURE, packb, request_frames
+from heirloom.wire.throttle import RELOAD_LOG_SECONDS
 from tests.daemons import Daemon
 
 #: Two slots for the whole daemon: two slow requests fill it.
@@ -120,4 +122,25 @@ def test_a_stopped_worker_never_keeps_a_client_past_its_deadline_nor_gets_more_w
     finally:
         if stopped is not None:
             os.kill(stopped, signal.SIGCONT)
+        assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_a_flood_of_reloads_is_a_line_a_second_in_each_processs_log(tmp_path, workers):
+    """Without Curve anyone may call _reload: 1,000 calls wrote 3,000 log lines (the broker's and
+    each worker's, one per call). Each process says it at most once a second."""
+    daemon = Daemon(tmp_path, *workers)
+    try:
+        daemon.wait_ready()
+        began = time.monotonic()
+        with daemon.client(timeout=10) as client:
+            for _ in range(300):
+                client.call("_reload")
+        said = ["_reload: asking", "_reload (from the broker)"] if workers else ["_reload: checking the store"]
+        daemon.wait_logged(said[-1])
+        time.sleep(0.5)  # the last RELOAD messages reach the workers
+        lines = [line for line in daemon.log().splitlines() if any(s in line for s in said)]
+        processes = 3 if workers else 1
+        assert 0 < len(lines) <= processes * ((time.monotonic() - began) / RELOAD_LOG_SECONDS + 1), lines
+    finally:
         assert daemon.terminate() == 0

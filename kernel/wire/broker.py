@@ -71,7 +71,7 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import passed_on_arrival, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.throttle import Every
+from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
 from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
@@ -140,7 +140,7 @@ class Broker(BrokerRoutes):
         self.backend.setsockopt(zmq.SNDHWM, 0)
         self._to_worker = sender(self.backend, nonblocking=True)
         self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
-        self._unreadable, self._crowded = Every(60.0), Every(60.0)
+        self._unreadable, self._crowded, self._reloads = Every(60.0), Every(60.0), Every(RELOAD_LOG_SECONDS)
         self.workers: dict[bytes, Worker] = {}
         self._ready: list[Worker] = []
         #: route -> the ready workers that serve it: a request never goes to one that does not

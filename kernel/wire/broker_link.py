@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from heirloom.wire.builtin_routes import for_clients, worker_status
 from heirloom.wire.local_workers import PARENT_ENV, local_token
 from heirloom.wire.protocol import CONTROL, packb
+from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
 
 if TYPE_CHECKING:
     from heirloom.wire.server import Server
@@ -36,6 +37,7 @@ class BrokerLink:
         self._reached = False
         self._unsent = 0
         self._told_failure = False
+        self._reloads = Every(RELOAD_LOG_SECONDS)
         #: The broker that spawned this worker (a local one), whose exit ends it too.
         self._parent = int(os.environ.pop(PARENT_ENV, "0") or 0)
 
@@ -93,4 +95,5 @@ class BrokerLink:
             self.server.request_drain()
         elif command == b"RELOAD" and self.server.system.serving is not None:
             checking = self.server.system.serving.check_now()
-            log.info("_reload (from the broker): checking the store for %s", ", ".join(checking) or "no model")
+            said = ", ".join(checking) or "no model"
+            self._reloads.log(log, logging.INFO, "_reload (from the broker): checking the store for %s", said)

@@ -23,6 +23,7 @@ from heirloom.wire import manager_calls
 from heirloom.wire.local_workers import local_token
 from heirloom.wire.metrics import daemon_snapshot
 from heirloom.wire.protocol import HEADER_LIMIT, INVALID_ARGUMENT, NIL, RequestError, without_paths
+from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
 
 if TYPE_CHECKING:
     from heirloom.core.system import System
@@ -58,6 +59,7 @@ class KernelApi(Api):
     """What a daemon says about itself, read from its :class:`Server`."""
 
     daemon: Server
+    _reloads: Every = attrs.field(init=False, factory=lambda: Every(RELOAD_LOG_SECONDS))
 
     def routes(self) -> list[Route]:
         handlers = {
@@ -110,7 +112,9 @@ class KernelApi(Api):
         serving = self.daemon.system.serving
         checking = serving.check_now() if serving is not None else []
         keys = "; Curve keys re-read" if self.daemon.curve is not None else ""
-        log.info("_reload: checking the store for %s%s", ", ".join(checking) or "no model", keys)
+        self._reloads.log(
+            log, logging.INFO, "_reload: checking the store for %s%s", ", ".join(checking) or "no model", keys
+        )
         return {"checking": checking}
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import logging
 import time
 
+#: Seconds between the lines a process logs for ``_reload``, which any client may call on a daemon
+#: without Curve: 1,000 calls wrote 3,000 lines (the broker's and each of two workers'). A person's
+#: reloads are each said; a flood is one line a second, counting the calls held back.
+RELOAD_LOG_SECONDS = 1.0
+
 
 class Every:
     """At most once per ``seconds``: whether a warning a stranger could repeat without end
