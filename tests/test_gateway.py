@@ -13,9 +13,11 @@ import gzip
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -1072,6 +1074,51 @@ def test_gateway_profile_runs_a_child_daemon_for_workers_or_when_asked(tmp_path,
         assert process.wait(30) == 0
     with pytest.raises(ProcessLookupError):
         os.kill(daemon_pid, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+@pytest.mark.parametrize("options", [["--set", "server.workers=2"], ["--separate-daemon"]], ids=["workers", "asked"])
+def test_a_child_daemon_stops_when_the_gateway_is_killed(tmp_path, options):
+    """SIGKILL runs none of the gateway's clean-up: its child daemon (a broker and its workers,
+    or one process) served on for ever under pid 1. The child gets SIGTERM when the gateway
+    dies, drains and stops, its workers with it; the folder of its socket stays (HTTP.md)."""
+    profile = write(tmp_path / "p.toml", 'extends = ["minimal"]\n')
+    process, port = gateway_process(tmp_path, str(profile), *options)
+    pids: list[int] = []
+    folder = None
+    try:
+        workers = 2 if "--separate-daemon" not in options else 0
+        deadline = time.monotonic() + 60
+        while True:  # every worker is up
+            status, _, stats = http(f"http://127.0.0.1:{port}/v1/routes/_stats", method="POST", raw=b"null")
+            if status == 200 and len([w for w in stats.get("workers", []) if w["ready"]]) == workers:
+                break
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.2)
+        _, _, health = http(f"http://127.0.0.1:{port}/v1/routes/_health", method="POST", raw=b"null")
+        pids = [health["pid"], *(worker["pid"] for worker in stats.get("workers", []))]
+        command = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
+        folder = Path(command[command.index(b"--bind") + 1].decode().removeprefix("ipc://")).parent
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 60
+        while any(map(running, pids)):
+            assert time.monotonic() < deadline, [pid for pid in pids if running(pid)]
+            time.sleep(0.2)
+    finally:
+        process.kill()
+        for pid in filter(running, pids):
+            os.kill(pid, signal.SIGKILL)
+        if folder is not None:  # what no process is left to remove (docs/HTTP.md)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, which an init that reaps nothing leaves, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_gateway_profile_whose_system_cannot_start_exits_saying_why(tmp_path):

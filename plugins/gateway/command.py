@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -82,7 +83,8 @@ def served_by_child(profile: str, overrides: tuple[str, ...], start_timeout: flo
     folder = tempfile.mkdtemp(prefix="heirloom-gateway-")
     address = f"ipc://{folder}/daemon.sock"
     settings = [f"--set={override}" for override in overrides]
-    child = subprocess.Popen([sys.executable, "-m", "heirloom", "serve", profile, *settings, "--bind", address])
+    command = [sys.executable, "-m", "heirloom", "serve", profile, *settings, "--bind", address]
+    child = subprocess.Popen(command, preexec_fn=stopped_with_parent())
     try:
         with heirloom.Client(address, timeout=2.0, retries=0) as client:
             deadline = time.monotonic() + start_timeout
@@ -103,9 +105,35 @@ def served_by_child(profile: str, overrides: tuple[str, ...], start_timeout: flo
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
             child.wait()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(FileNotFoundError):  # a socket the daemon never bound
             os.remove(f"{folder}/daemon.sock")
+        with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+#: prctl(2)'s option that has the kernel send a process a signal when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def stopped_with_parent() -> Callable[[], None] | None:
+    """For ``Popen(preexec_fn=...)`` on Linux: the child gets SIGTERM (drains and stops, its
+    workers with it) when the gateway dies, even of SIGKILL, which runs none of the gateway's
+    own clean-up; a child of a gateway already gone ends at once. None elsewhere (no prctl).
+
+    The signal follows the thread that started the child: the gateway's main thread, which
+    lives as long as the gateway. libc is loaded here, before the fork: the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the gateway died before prctl took effect
+            os._exit(1)
+
+    return in_child
 
 
 @click.command("gateway")
@@ -159,13 +187,14 @@ def gateway_command(
     /openapi.json, /docs the OpenAPI 3.1 document and a page to try each operation
     /console/API         the web console plugins supply for an api (heirloom_register_consoles)
 
-    With PROFILE the gateway runs PROFILE's daemon itself, and drains and stops it on exit:
-    in its own process, served from the gateway's event loop over inproc:// (one process to
-    run, the lowest latency), or with --separate-daemon, [server] workers > 1 or a placing
-    resource manager, as a `heirloom serve` child (more requests per second under heavy
-    load: the daemon has its own interpreter lock). With --connect it uses a running daemon. Errors map to HTTP statuses
-    (docs/HTTP.md); Heirloom-Deadline-Ms sets a request's budget. Needs the 'ui' extra
-    (starlette, uvicorn, orjson).
+    With PROFILE the gateway runs PROFILE's daemon itself, and drains and stops it on exit
+    (on Linux a child daemon also when the gateway is killed): in its own process, served
+    from the gateway's event loop over inproc:// (one process to run, the lowest latency),
+    or with --separate-daemon, [server] workers > 1 or a placing resource manager, as a
+    `heirloom serve` child (more requests per second under heavy load: the daemon has its
+    own interpreter lock). With --connect it uses a running daemon. Errors map to HTTP
+    statuses (docs/HTTP.md); Heirloom-Deadline-Ms sets a request's budget. Needs the 'ui'
+    extra (starlette, uvicorn, orjson).
     """
     if (profile is None) == (connect is None):
         raise click.UsageError("give PROFILE or --connect ADDR (one of them)")
