@@ -472,6 +472,43 @@ def test_a_large_infer_tensor_never_fills_the_routes_queue_by_itself(trained, tm
         assert small_queue.terminate() == 0
 
 
+@pytest.mark.parametrize(
+    "room", ["[server]\nmax_queue = 2\n", '[resources]\nuse = "local"\nmax_in_flight = 2\n'], ids=["queue", "in-flight"]
+)
+def test_an_infer_request_of_more_rows_than_the_daemon_holds_is_answered(trained, tmp_path, room):
+    """40 rows at a daemon that holds 2 requests at once: the gateway sent them all, the daemon
+    refused the rows past its room RESOURCE_EXHAUSTED, and the request was 429 on every try
+    although the daemon was otherwise idle (OPERATIONS.md's max_in_flight = 256 failed a 256-row
+    request whenever anything else was in flight). A refused row waits for a row of the
+    gateway's to be answered and is sent again: each request is answered, several at once too."""
+    daemon, _ = trained
+    small = Daemon(tmp_path, profile=(daemon.log_path.parent / "daemon.toml").read_text() + room)
+    small.wait_ready(timeout=120)
+    gateway = Gateway(tmp_path, small.address)
+    try:
+        rows = [TEXTS[i % 3] for i in range(40)]
+        tensor = {"name": "text", "shape": [40], "datatype": "BYTES", "data": rows}
+        url = gateway.url + "/v2/models/sentiment/infer"
+        status, _, body = http(url, {"inputs": [tensor]})
+        assert status == 200, body
+        labels = next(o for o in body["outputs"] if o["name"] == "label")["data"]
+        with small.client() as client:
+            alone = [client.call("sentiment.predict", {"text": text})["label"] for text in TEXTS]
+        assert labels == alone * 13 + alone[:1]
+        answers: list[int] = []  # requests at once share the room: a row waits for any of theirs
+        threads = [
+            threading.Thread(target=lambda: answers.append(http(url, {"inputs": [tensor]})[0])) for _ in range(3)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [200, 200, 200]
+    finally:
+        assert gateway.stop() == 0
+        assert small.terminate() == 0
+
+
 def test_the_openapi_document_validates_and_describes_each_route(trained):
     _, gateway = trained
     status, _, document = http(gateway.url + "/openapi.json")

@@ -54,6 +54,7 @@ from heirloom_plugins.gateway.front import (
 )
 from heirloom_plugins.gateway.openapi import openapi
 from heirloom_plugins.gateway.routes import Routes, RouteTable
+from heirloom_plugins.gateway.rows import Rows
 
 log = logging.getLogger("heirloom.gateway")
 DEADLINE_HEADER = "heirloom-deadline-ms"
@@ -62,8 +63,6 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 VERSION_HEADER = b"heirloom-model-version"
 #: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
 STATS_TTL = 1.0
-#: Rows of one infer request in flight at a time (the daemon's default route queue is 1,024).
-ROWS_IN_FLIGHT = 256
 Headers = Mapping[str, str]  # by lower-case name: Starlette's Headers, or front.headers_of
 
 
@@ -108,6 +107,7 @@ class Gateway:
         self._clients: dict[str | None, heirloom.AsyncClient] = {}
         self._stats: dict[str, Any] = {}
         self._stats_at = -STATS_TTL
+        self.rows = Rows()
         #: One read serves every request waiting on it, so it may take the longest budget, --timeout.
         self.routes = Routes(lambda client: self.body(client, "_routes", None, timeout), self.late_table)
         #: Whose connection reads ``_routes`` for a page that needs no token (/openapi.json,
@@ -144,17 +144,25 @@ class Gateway:
 
     # -- calling -------------------------------------------------------------------------
     async def request(
-        self, client: heirloom.AsyncClient, route: str, body: Any, timeout: float, idempotency_key: str | None = None
+        self,
+        client: heirloom.AsyncClient,
+        route: str,
+        body: Any,
+        timeout: float,
+        idempotency_key: str | None = None,
+        budget: float | None = None,
     ) -> heirloom.Reply:
         """One call of ``route``. When the client itself stops waiting, its message names the
         daemon's address and asks whether the daemon runs: an HTTP client is told instead that
         the request's budget ran out (the daemon's own DEADLINE_EXCEEDED replies pass as sent).
-        No message an HTTP client reads names the daemon's address (a refused Curve key's did)."""
+        No message an HTTP client reads names the daemon's address (a refused Curve key's did).
+        ``budget``: the request's, when ``timeout`` is what is left of it (a row sent again)."""
         try:
             return await client.request(route, body, timeout=timeout, idempotency_key=idempotency_key)
         except heirloom.RemoteError as exc:
             if exc.code == "DEADLINE_EXCEEDED" and self.address in exc.message:
-                exc.message = self.late_table(timeout) if route == "_routes" else self.late(route, timeout)
+                said = timeout if budget is None else budget
+                exc.message = self.late_table(said) if route == "_routes" else self.late(route, said)
             exc.message = exc.message.replace(f" at {self.address}", "").replace(self.address, "the daemon")
             raise
 
@@ -172,11 +180,14 @@ class Gateway:
         return (await self.request(client, route, body, timeout)).body
 
     async def row(
-        self, client: heirloom.AsyncClient, route: str, row: int, body: Any, timeout: float
+        self, client: heirloom.AsyncClient, route: str, row: int, body: Any, left: float, budget: float
     ) -> heirloom.Reply:
-        """Row ``row`` of an infer request as one call; a refusal says which row it was."""
+        """Row ``row`` of an infer request as one call, within the ``left`` seconds of the
+        request's ``budget``; a refusal says which row it was."""
         try:
-            return await self.request(client, route, body, timeout)
+            if left <= 0:  # spent waiting for room at the daemon
+                raise heirloom.DeadlineExceeded(self.late(route, budget))
+            return await self.request(client, route, body, left, budget=budget)
         except heirloom.RemoteError as exc:
             exc.message = f"row {row}: {exc.message}"
             raise
@@ -325,12 +336,11 @@ class Gateway:
             bodies = oip.rows(payload, model.signature)
             route = model.entry["name"]
             if len(bodies) == 1:  # no task per row when there is one
-                replies = [await self.row(client, route, 0, bodies[0], timeout)]
-            else:  # at most ROWS_IN_FLIGHT at a time: a large tensor must not fill the route's queue by itself
-                replies = []
-                for start in range(0, len(bodies), ROWS_IN_FLIGHT):
-                    rows = enumerate(bodies[start : start + ROWS_IN_FLIGHT], start)
-                    replies += await asyncio.gather(*(self.row(client, route, i, body, timeout) for i, body in rows))
+                replies = [await self.row(client, route, 0, bodies[0], timeout, timeout)]
+            else:  # a large tensor must not fill the route's queue by itself, nor fail for the daemon's room
+                replies = await self.rows.all(
+                    lambda i, left: self.row(client, route, i, bodies[i], left, timeout), len(bodies), timeout
+                )
             result = oip.response(name, model.signature, [r.body for r in replies], replies[0].version, payload)
         except oip.InferError as exc:
             raise Refused(error_response(400, str(exc), field=exc.field)) from None
