@@ -751,6 +751,34 @@ def test_an_idempotency_key_header_is_read_as_utf8(bare):
     assert (status, body["field"]) == (400, "header.Idempotency-Key") and "not UTF-8" in body["error"], body
 
 
+def test_a_header_whose_value_matters_is_refused_when_sent_twice_or_not_in_digits(bare):
+    """``Heirloom-Deadline-Ms: 1_000`` was read as 1000 (Python's float() takes underscores,
+    exponents, nan), and a header sent twice was read as its first line, where a proxy in front
+    may have read the last: each is a 400 naming the header, before anything is forwarded."""
+    _, gateway = bare
+    for deadline in ("1_000", "1e3", "nan", "0x10", ".5"):
+        status, _, body = http(gateway.url + "/v1/routes/echo.echo", 1, headers={"Heirloom-Deadline-Ms": deadline})
+        assert (status, body["field"]) == (400, "header.Heirloom-Deadline-Ms"), (deadline, body)
+    status, _, body = http(gateway.url + "/v1/routes/echo.echo", 1, headers={"Heirloom-Deadline-Ms": "2500.5"})
+    assert (status, body) == (200, 1)
+    host, port = gateway.host.rsplit(":", 1)
+    for name, first, second in (
+        ("Heirloom-Deadline-Ms", "5000", "1"),
+        ("Idempotency-Key", "key-b", "key-c"),
+        ("Authorization", "Bearer one", "Bearer two"),
+    ):
+        request = (
+            b"POST /v1/routes/echo.echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n"
+            + f"{name}: {first}\r\n{name.lower()}: {second}\r\n\r\n1".encode()
+        )
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(request)
+            head, _, payload = raw_response(connection).partition("\r\n\r\n")
+        body = json.loads(payload)
+        assert head.startswith("HTTP/1.1 400") and body["field"] == f"header.{name}", (name, head, body)
+        assert body["error"] == f"header {name} is sent 2 times: send it once", body
+
+
 def test_a_pipelining_client_that_reads_no_replies_meets_flow_control(bare):
     """uvicorn parsed and queued every pipelined request it read, reading on after each reply:
     a client that sent requests and never read the replies grew the gateway by a parsed request

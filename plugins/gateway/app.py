@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -58,6 +59,9 @@ from heirloom_plugins.gateway.rows import Rows
 
 log = logging.getLogger("heirloom.gateway")
 DEADLINE_HEADER = "heirloom-deadline-ms"
+#: A Heirloom-Deadline-Ms value: decimal digits, a fraction if any (float() also reads
+#: "1_000", "1e3" and "nan", which no HTTP client means as a number of milliseconds).
+MILLISECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 #: The request's idempotency key (the wire's ``idempotency_key``: a retry meets the first attempt).
 IDEMPOTENCY_HEADER = "idempotency-key"
 VERSION_HEADER = b"heirloom-model-version"
@@ -197,12 +201,11 @@ class Gateway:
         raw = headers.get(DEADLINE_HEADER)
         if raw is None:
             return self.timeout
-        try:
-            milliseconds = float(raw)
-        except ValueError:
-            milliseconds = -1.0
+        milliseconds = float(raw) if MILLISECONDS.fullmatch(raw.strip()) else 0.0
         if not 0 < milliseconds < float("inf"):
-            message = f"header Heirloom-Deadline-Ms must be a number of milliseconds > 0, got {raw!r}"
+            message = (
+                f"header Heirloom-Deadline-Ms must be a number of milliseconds > 0 in digits (250, 2.5), got {raw!r}"
+            )
             raise Refused(error_response(400, message, field="header.Heirloom-Deadline-Ms"))
         return min(milliseconds / 1000, self.timeout)
 

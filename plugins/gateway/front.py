@@ -134,6 +134,33 @@ def headers_of(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
 
 
+#: Headers whose value decides what a request does, by lower-case name (their names as
+#: written). One sent twice leaves which counts to a guess (the first, as Starlette reads
+#: headers; a proxy in front may have read the last): a 400 naming it. Two Hosts are also
+#: RFC 9112 3.2's 400 (a 403 first where the gateway checks the name, host_refusal).
+ONCE = {
+    b"host": "Host",
+    b"heirloom-deadline-ms": "Heirloom-Deadline-Ms",
+    b"idempotency-key": "Idempotency-Key",
+    b"authorization": "Authorization",
+    b"inference-header-content-length": "Inference-Header-Content-Length",
+    b"origin": "Origin",
+    b"sec-fetch-site": "Sec-Fetch-Site",
+}
+
+
+def repeated(scope: Scope, headers: dict[str, str]) -> Response | None:
+    """The 400 of a request that sends a header of ONCE more than once, or None."""
+    if len(headers) == len(scope["headers"]):  # no name twice: nearly every request
+        return None
+    names = [name for name, _ in scope["headers"]]
+    for name, written in ONCE.items():
+        if (times := names.count(name)) > 1:
+            message = f"header {written} is sent {times} times: send it once"
+            return error_response(400, message, field=f"header.{written}")
+    return None
+
+
 async def read_body(receive: Receive, limit: int, refuse: Callable[[int], Response]) -> bytes:
     """The whole body, or Refused (``refuse(size)``) as soon as it passes ``limit`` bytes."""
     chunks: list[bytes] = []
@@ -238,6 +265,10 @@ class Front:
         headers = headers_of(scope) if scope["type"] == "http" else {}
         if scope["type"] == "http" and (foreign := host_refusal(scope["headers"], self.hosts)) is not None:
             await error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED")(scope, receive, send)
+            return
+        twice = repeated(scope, headers) if scope["type"] == "http" else None
+        if twice is not None:
+            await twice(scope, receive, send)
             return
         forged = cross_site(scope, headers) if scope["type"] == "http" else None
         if forged is not None:
