@@ -779,6 +779,29 @@ def test_a_header_whose_value_matters_is_refused_when_sent_twice_or_not_in_digit
         assert body["error"] == f"header {name} is sent 2 times: send it once", body
 
 
+def test_a_client_that_pipelines_and_hangs_up_leaves_no_traceback(bare):
+    """With a request queued behind the one being answered, uvicorn told only the queued one
+    that its client hung up: the reply of the one being answered was written to the closed
+    connection, a 16-line 'Exception in ASGI application' traceback per such client."""
+    daemon, gateway = bare
+    host, port = gateway.host.rsplit(":", 1)
+    slow = b'{"ms": 300}'
+    answered = b"POST /v1/routes/t.slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n" + slow
+    before = gateway.log_path.read_text().count("Traceback")
+    with daemon.client(timeout=10) as client:
+        done = client.call("_stats")["routes"].get("t.slow", {}).get("count", 0)
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(answered + ECHO)  # the echo is parsed and queued behind the slow one
+            while client.call("_stats")["in_flight"] == 0:  # the slow one reached the daemon
+                time.sleep(0.01)
+        while client.call("_stats")["routes"]["t.slow"]["count"] == done:  # its reply went to the gateway
+            time.sleep(0.01)
+    # an answer through the gateway's connection to the daemon, behind the slow one's reply
+    status, _, body = http(gateway.url + "/v1/routes/echo.echo", [7])
+    assert (status, body) == (200, [7])
+    assert gateway.log_path.read_text().count("Traceback") == before, gateway.log_path.read_text()
+
+
 def test_a_pipelining_client_that_reads_no_replies_meets_flow_control(bare):
     """uvicorn parsed and queued every pipelined request it read, reading on after each reply:
     a client that sent requests and never read the replies grew the gateway by a parsed request

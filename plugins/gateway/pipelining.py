@@ -20,8 +20,8 @@ parsed on. Bytes httptools refuses get a JSON 400, as every other error of the g
 the replies to the requests before them; then the connection closes.
 
 It reads uvicorn's own attributes (``pipeline``, ``flow``, ``cycle``, ``app``, ``headers``,
-``on_response_complete``), so constraints.txt pins the uvicorn release it was built on;
-tests/test_gateway.py checks it.
+``on_response_complete``, ``_start_asgi_task``), so constraints.txt pins the uvicorn release
+it was built on; tests/test_gateway.py checks it.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import logging
 import time
 
 import httptools
+from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 import heirloom
 
@@ -158,6 +159,24 @@ class OneQueuedRequest(HttpToolsProtocol):
         self.chunks: ChunkedBody | None = None
         #: A refusal ends the connection once the replies before it are out; nothing more is parsed.
         self.refusal: bytes | None = None
+        #: The request being answered (uvicorn's ``cycle`` is the last one parsed: one queued behind it).
+        self.answering: RequestResponseCycle | None = None
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self.answering = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn tells only its ``cycle`` that the client is gone: with a request queued behind
+        the one being answered, that is the queued one, and the reply of the one being answered
+        was written to the closed transport (a RuntimeError traceback in the log per client that
+        pipelined and hung up). Every request of the connection is told, as a lone one is."""
+        super().connection_lost(exc)
+        queued = [cycle for cycle, _ in self.pipeline]
+        for cycle in (self.answering, *queued):
+            if cycle is not None and not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
 
     def data_received(self, data: bytes) -> None:
         # reading pauses while bytes wait, so they are nearly always none: no copy then
