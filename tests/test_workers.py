@@ -51,6 +51,9 @@ def test_requests_spread_over_workers_and_ready_tells_the_truth(tmp_path):
             client.call("_scale", {"workers": 3})
         assert refused.value.code == "INVALID_ARGUMENT" and "places workers" in str(refused.value)
         assert refused.value.field == "header.route"  # every INVALID_ARGUMENT of the daemon names a field
+        for sent, meant in (("_helth", "_health"), ("T.SLOW", "t.slow")):  # hints as one process gives them
+            with pytest.raises(RemoteError, match=f"no route '{sent}'; did you mean '{meant}'"):
+                client.call(sent)
     assert daemon.terminate() == 0
 
 

@@ -60,7 +60,8 @@ class BrokerRoutes:
             return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
         if route in self._served_once:
             return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
-        hint = did_you_mean(route, self.routes) if len(self.routes) <= MAX_HEARTBEAT_ROUTES else ""  # peers' names
+        known = [*self.routes, *KERNEL_ROUTES, SCALE_ROUTE] if len(self.routes) <= MAX_HEARTBEAT_ROUTES else []
+        hint = did_you_mean(route, known)  # peers' names and the built-in ones: _helth is _health
         message = f"no route {route!r}{hint} (call _routes for the list)"
         return RequestError(NOT_FOUND, message, "header.route")
 
