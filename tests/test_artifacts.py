@@ -1016,6 +1016,49 @@ def test_a_daemon_started_before_the_first_train_says_what_to_run_as_the_store_i
         assert daemon.terminate() == 0
 
 
+def test_a_store_that_cannot_be_read_is_said_as_such_not_as_a_model_to_train(store, tmp_path):
+    """A store damaged while the daemon loaded its model said "has no trained version yet (run heirloom
+    train)", so an operator would retrain instead of restoring it; and a served model's store moved away
+    under the daemon was said in ``_stats`` alone, never in the log."""
+    text = f'project = "team"\n{TOY_TABLES}[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile, env, daemon = toy_daemon(store, tmp_path, text)
+    try:
+        with daemon.client(timeout=10) as client:
+            assert run_heirloom("train", str(profile), env=env).returncode == 0
+            _until(client, lambda error: error is None and client.call("_stats")["models"]["m"]["version"])
+            store.root.rename(tmp_path / "away")
+            client.call("_reload")
+            assert "is gone" in _until(client, lambda error: error)
+            said = [line for line in daemon.log().splitlines() if "WARNING" in line and "serving: m: " in line]
+            assert len(said) == 1 and "is gone" in said[0], said  # in the log too, once, not at each look
+            (tmp_path / "away").rename(store.root)
+            client.call("_reload")
+            _until(client, lambda error: error is None)
+            assert client.call("t.predict", {"x": 1}) is not None
+    finally:
+        assert daemon.terminate() == 0
+    fresh = ArtifactStore(tmp_path / "fresh")
+    _, env, daemon = toy_daemon(fresh, tmp_path / "two", text)
+    try:
+        with daemon.client(timeout=10) as client:
+            _until(client, lambda error: "no trained version yet" in (error or ""))
+            (fresh.root / "index.sqlite").write_bytes(os.urandom(4096))
+            client.call("_reload")
+            damaged = _until(client, lambda error: "damaged" in (error or "") and error)
+            assert "restore it from a backup" in damaged and "heirloom train" not in damaged
+    finally:
+        assert daemon.terminate() == 0
+
+
+def _until(client, done, seconds: float = 30):
+    """``done(the model's error in _stats)``, asked until it is truthy, which is returned."""
+    deadline = time.monotonic() + seconds
+    while not (answer := done(_model_error(client))):
+        assert time.monotonic() < deadline, _model_error(client)
+        time.sleep(0.1)
+    return answer
+
+
 def _model_error(client) -> str | None:
     try:
         return client.call("_stats")["models"]["m"]["error"]

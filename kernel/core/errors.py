@@ -39,6 +39,10 @@ class ProfileError(HeirloomError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class RefError(HeirloomError):
+    """A reference that is malformed or names nothing in the store (the CLI exits 2)."""
+
+
 class PluginError(HeirloomError):
     """A plugin the current profile needs could not be loaded or is ambiguous."""
 

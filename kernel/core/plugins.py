@@ -116,7 +116,6 @@ class PluginHost:
             self.infos[name] = PluginInfo(name=name, module=name)
             self._load(name, plugin)
 
-    # -- discovery -----------------------------------------------------------------------
     def _list_builtins(self) -> None:
         for name, module in BUILTIN_PLUGINS.items():
             self._list(EntryPoint(name=name, value=module, group=ENTRY_POINT_GROUP), builtin=True)
@@ -146,7 +145,6 @@ class PluginHost:
         self._catalog.fill(info)
         self.infos[ep.name] = info
 
-    # -- loading -------------------------------------------------------------------------
     def _load(self, name: str, plugin: Any) -> None:
         """Register one plugin and run its registration hooks; record any failure."""
         info = self.infos[name]
@@ -273,7 +271,6 @@ class PluginHost:
         if todo or missing:
             self._catalog.save(self.infos)
 
-    # -- calling hooks -------------------------------------------------------------------
     def call_one(self, hook_name: str, plugin_name: str, **kwargs: Any) -> list[Any]:
         """Call ``hook_name`` on one plugin only, through pluggy (wrappers and tracing apply)."""
         hook = getattr(self.pm.hook, hook_name)
@@ -319,7 +316,6 @@ class PluginHost:
 
         self.pm.add_hookcall_monitoring(before, after)
 
-    # -- queries -------------------------------------------------------------------------
     @property
     def profiles(self) -> dict[str, list[tuple[str, Any]]]:
         """``name -> [(plugin, path)]`` of the profiles plugins ship."""
@@ -378,7 +374,6 @@ class PluginHost:
             if len(providers) > 1
         }
 
-    # -- commands and notifications ------------------------------------------------------
     def command_plugins(self) -> dict[str, str]:
         """``command name -> plugin name`` as far as the catalog knows."""
         return {cmd: name for name, info in self.infos.items() for cmd in info.commands}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from heirloom.core.components import Model, ModelHandle, State
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, RefError
 
 if TYPE_CHECKING:
     from heirloom.core.schema import ComponentSpec
@@ -111,7 +111,9 @@ class ModelServing:
             except HeirloomError as exc:  # why, as the store is now: "run heirloom train" once trained was stale
                 if handle.version is None:
                     handle.unavailable = nothing_served(self.store, self.project, spec)
-                self.errors[name] = handle.unavailable or str(exc)
+                if self.errors.get(name) != (said := handle.unavailable or str(exc)):  # once, not at each look
+                    log.warning("%s: %s", name, said)  # a store moved away or unreadable: _stats alone said it
+                self.errors[name] = said
                 continue
             if (artifact.ref, artifact.digest) == (handle.version, self.digests.get(name)):  # restores reuse refs
                 self.errors.pop(name, None)
@@ -155,7 +157,6 @@ class ModelServing:
             for name, h in list(self.handles.items())
         }
 
-    # -- watching the store ----------------------------------------------------------
     def watch(self, interval: float) -> None:
         """Refresh every ``interval`` seconds (0: only on :meth:`check_now`) on a thread."""
         if self._watcher is None and self.handles:
@@ -178,7 +179,6 @@ class ModelServing:
             except Exception:
                 log.exception("checking the artifact store for new model versions failed")
 
-    # -- teardown --------------------------------------------------------------------
     def _stop_retired(self) -> None:
         """Stop models swapped out at the previous refresh: their requests have finished. The system's own too, the
         one serving in its place becoming the system's (it kept the first version's weights until the end)."""
@@ -219,8 +219,10 @@ def nothing_served(store: VersionStore, project: str, spec: ComponentSpec) -> st
     serve = getattr(spec.keys, "serve", None)
     try:
         latest = store.resolve(base)
-    except HeirloomError:
+    except RefError:
         return f"{base} has no trained version yet (run heirloom train)"
+    except HeirloomError as exc:  # a damaged or unreadable store: training would not mend it
+        return str(exc)
     if serve is not None and not serve.isdigit():
         try:
             store.resolve(f"{base}@{serve}")

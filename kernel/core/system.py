@@ -79,7 +79,6 @@ class System:
         self._started: list[tuple[ComponentSpec, Component]] = []
         self._log_quota: StorageQuota | None = None
 
-    # -- lookups -------------------------------------------------------------------------
     def component(self, name: str, kind: str | None = None) -> Any:
         """The component called ``name`` (of ``kind`` when names collide across kinds)."""
         matches = [c for (k, n), c in self._components.items() if n == name and kind in (None, k)]
@@ -127,7 +126,6 @@ class System:
         """True when running and every component reports ready (started and warm)."""
         return self.state == "running" and all(self.readiness().values())
 
-    # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> System:
         if self.state != "built":
             raise LifecycleError(f"system {self.profile.name!r} is {self.state}; build a new one to start again")

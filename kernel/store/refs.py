@@ -7,7 +7,7 @@ import re
 
 import attrs
 
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import RefError
 from heirloom.core.settings import NAME_PATTERN
 
 NAME = NAME_PATTERN
@@ -15,10 +15,6 @@ VERSION = re.compile(r"[0-9]+")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")  # as long as a name at most (5,000 characters were listed)
 #: The selector meaning "no selector": the newest version.
 LATEST = "latest"
-
-
-class RefError(HeirloomError):
-    """A reference that is malformed or names nothing in the store (the CLI exits 2)."""
 
 
 def check_name(kind: str, name: str) -> str:
