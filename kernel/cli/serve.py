@@ -114,6 +114,10 @@ def serve_command(
         settings = attrs.evolve(settings, **changes)
     except ValueError as exc:  # the settings' own validators: a malformed --bind
         fail("error: " + str(exc).replace("'bind'", "--bind"), 2)
+    from heirloom.wire.local_workers import too_many_workers
+
+    if too_many := too_many_workers(settings.workers):  # a value that cannot work here: exit 2, as a typo's
+        fail(f"error: {settings.workers} workers (--workers, [server] workers): {too_many}", 2)
     if (curve_secret is None) != (curve_clients is None):
         fail("error: --curve-secret and --curve-clients go together", 2)
     if curve_workers is not None and not (curve_secret and (worker_bind or "").startswith("tcp://")):

@@ -150,7 +150,8 @@ class System:
         if problems := self._served_model_problems():
             errors = self._stop_started()
             self.state = "failed"
-            raise LifecycleError("cannot serve: " + "; ".join(problems), errors)
+            versions = ", ".join(h.version for h in self.serving.handles.values() if h.version)  # what to roll back
+            raise LifecycleError(f"cannot serve {versions}: " + "; ".join(problems), errors)
         self.state = "running"
         for error in self.plugins.notify("heirloom_system_started", system=self):
             log.warning("%s", error)
