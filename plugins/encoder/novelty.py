@@ -22,6 +22,15 @@ from collections.abc import Sequence
 #: Runs of letters and digits in any script, with apostrophes (``[a-z0-9']`` cut "préstamo"
 #: into "pr" and "stamo" for a Spanish team), read in NFC (a copy-paste in NFD is the same text).
 WORD = re.compile(r"(?:[^\W_]|')+")
+# fmt: off
+#: Lucene's English stop words, those BM25 (bm25s ``"en"``) drops: a text of only these says
+#: nothing of an intent, though the label it is given may well have used them all.
+STOP_WORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not",
+    "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was",
+    "will", "with",
+})
+# fmt: on
 
 
 def words(text: str) -> list[str]:
@@ -47,15 +56,18 @@ class LabelWords:
     def scores(self, texts: Sequence[str], predicted: Sequence[int]) -> list[float]:
         """Minus the share of each text's word weight on words ``predicted[i]`` never used
         (0: every word known to that label; -1: none). A text without words of any weight (an
-        emoji, "???", only words every label uses) scores -1: nothing in it says it belongs,
-        and at 0 a mixture rule could never reject it, whatever its probability."""
+        emoji, "???", only words every label uses) or of only stop words ("the and of") scores
+        -1: nothing in it says it belongs, and at 0 a mixture rule could never reject it,
+        whatever its probability."""
         result = []
         for text, label in zip(texts, predicted, strict=True):
-            weighted = [(self.weights.get(word, self.unseen), word) for word in words(text)]
+            found = words(text)
+            weighted = [(self.weights.get(word, self.unseen), word) for word in found]
             total = sum(weight for weight, _ in weighted)
             vocabulary = self.vocabularies[label]
             foreign = sum(weight for weight, word in weighted if word not in vocabulary)
-            result.append(-foreign / total if total else -1.0)
+            meaningless = not total or STOP_WORDS.issuperset(found)
+            result.append(-1.0 if meaningless else -foreign / total)
         return result
 
     def to_json(self) -> list[list[str]]:

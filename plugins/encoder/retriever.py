@@ -43,6 +43,9 @@ FORMAT = "heirloom.encoder-retriever/1"
 #: The grids the validation queries choose from.
 BM25_GRID = ((0.9, 0.4), (1.2, 0.75), (1.5, 0.75), (2.0, 0.9))
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0)
+#: Below this many validation queries the fit warns: 4 x 63 combinations and a threshold chosen
+#: on a handful of queries fit those queries (the intent model warns below 30 texts).
+FEW_VALIDATION_QUERIES = 20
 
 
 @attrs.frozen
@@ -163,6 +166,12 @@ class EncoderRetriever(EncoderModel):
                 "warning: no validation queries (validation_fraction is 0, or each group has one training query), "
                 "so the confidence threshold is 0 and every top answer counts as confident: a handoff rule "
                 "reading it never fires"
+            )
+        elif len(held) < FEW_VALIDATION_QUERIES:  # a team's weights were chosen on 2, without a word
+            progress.log(
+                f"warning: the BM25 parameters, fusion weights and confidence threshold are chosen on {len(held)} "
+                f"validation queries, fewer than {FEW_VALIDATION_QUERIES} and too few to trust: add threads or "
+                "paraphrases per thread, or raise validation_fraction"
             )
         encoder, history = self._tune(parent, train, progress, "fine-tuning on training queries")
         fusion = Fusion(1.5, 0.75, 1.0, 1.0, 1.0, 0.0)

@@ -47,6 +47,8 @@ TERMS = {"intent": intent_terms, "faq": answer_ids}
 VETS = {"intent": intent_problem, "faq": faq_problem}
 
 POLICIES = ("either", "both", "out_of_scope")
+#: How many of a thread's answers an unknown ``answer_id``'s refusal lists.
+MAX_HINTED = 10
 
 
 def one_typo(new: str, known: str) -> bool:
@@ -63,6 +65,23 @@ def one_typo(new: str, known: str) -> bool:
         return a[start + 1 :] == b[start + 1 :] or swapped
     longer, shorter = (a, b) if len(a) > len(b) else (b, a)
     return longer[start + 1 :] == shorter[start:]
+
+
+def thread_hint(answer_id: str, ids: frozenset[str]) -> str:
+    """The answers of the thread ``answer_id`` names or is one of (``faq-porting``,
+    ``faq-roaming/9``), as its refusal's hint, so a person picks one that is there."""
+    for thread in (answer_id, answer_id.rpartition("/")[0]):
+        answers = sorted((i for i in ids if thread and i.startswith(f"{thread}/")), key=answer_order)
+        if answers:
+            more = " ..." if len(answers) > MAX_HINTED else ""
+            return f"; the thread's answers are {', '.join(map(repr, answers[:MAX_HINTED]))}{more}"
+    return ""
+
+
+def answer_order(answer_id: str) -> tuple[str, int]:
+    """``thread/N`` by thread, then by N as a number (``/2`` before ``/10``)."""
+    thread, _, number = answer_id.rpartition("/")
+    return thread, int(number) if number.isdigit() else 0
 
 
 @attrs.define
@@ -166,6 +185,9 @@ class SupportApi(heirloom.Api):
         self.faq_handle = ctx.model(self.faq)
         path = Path(self.handoff_path) if self.handoff_path else heirloom.log_path("handoffs", ctx.project, ctx.name)
         self.handoff_bytes = self.handoff_max_mb << 20
+        # what a full log names, never its path: the setting that sizes it (whole MiB)
+        self._limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB,"
+        self._decisions_limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB and a quarter more,"
         self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
         self._terms = {field: PerInstance(read) for field, read in TERMS.items()}
@@ -258,7 +280,7 @@ class SupportApi(heirloom.Api):
             if unsure and self.handoff != "out_of_scope":  # under that policy, an unsure answer was no reason
                 reasons.append("low_answer_confidence")
             try:
-                with heirloom.durable_write("handoff"):
+                with heirloom.durable_write("handoff", self._limit):
                     reply["handoff_id"] = self._queue(text, intent, faq, answers, reasons, version)
             except heirloom.RequestError as refused:  # nothing queued: this request fails, not the batch
                 return refused
@@ -309,28 +331,36 @@ class SupportApi(heirloom.Api):
             )
         else:
             ids = self._terms_of("faq", heirloom.served_model(self.faq_handle)[0])
-            if body.answer_id not in ids:  # a thread's id names its answers' prefix (``faq-porting/1``)
-                answers = sorted(i for i in ids if i.startswith(f"{body.answer_id}/"))[:3]
-                hint = f"; the thread's answers are {', '.join(map(repr, answers))}" if answers else ""
+            if body.answer_id not in ids:
+                hint = thread_hint(body.answer_id, ids)
                 raise heirloom.RequestError(
                     "INVALID_ARGUMENT", f"unknown answer_id {body.answer_id!r}{hint}", "body.answer_id"
                 )
             new_intent = False
-        decision = {"intent": body.intent} if body.intent is not None else {"answer_id": body.answer_id}
+        given = {"intent": body.intent} if body.intent is not None else {"answer_id": body.answer_id}
+        decision = dict(given)
         if body.intent is not None and body.intent == out_of_scope:  # "none of them": no answer stands either
-            decision["answer_id"] = ""
+            decision["answer_id"] = ""  # in the log, where it withdraws one; the reply says what was sent
         new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
-        with heirloom.durable_write("resolution"):
+        # a new intent one typo from a known or a waiting one (port_numbr, router_hlep): said, to resolve again
+        close = self._close_to(body.intent, known) if new_intent else None
+        with heirloom.durable_write("resolution", self._decisions_limit):
             self.log.append({"type": "resolution", "id": body.id, **decision, **new})
-        # a new intent one typo from a known one (port_numbr, REFUND): said, so the person resolves again
-        close = sorted(name for name in known if one_typo(body.intent, name)) if new_intent else []
         return {
             "resolved": True,
             "id": body.id,
-            **decision,
+            **given,
             "new_intent": new_intent,
-            **({"close_to": close[0]} if close else {}),
+            **({"close_to": close} if close else {}),
         }
+
+    def _close_to(self, intent: str, known: list[str]) -> str | None:
+        """The known intent, else the one waiting for accept_intent, that ``intent`` is one typo from."""
+        for names in (known, sorted(self.queue.waiting())):
+            close = sorted(name for name in names if name != intent and one_typo(intent, name))
+            if close:
+                return close[0]
+        return None
 
     def accept_intent(self, body: AcceptInput) -> dict[str, Any]:
         """A person reviewed a new intent: the resolutions naming it train (a typo is never accepted)."""
@@ -343,6 +373,6 @@ class SupportApi(heirloom.Api):
             listed = ", ".join(sorted(waiting)) or "none"
             message = f"no resolution waits with new intent {body.intent!r}{close} (waiting: {listed})"
             raise heirloom.RequestError("NOT_FOUND", message, "body.intent")
-        with heirloom.durable_write("acceptance"):
+        with heirloom.durable_write("acceptance", self._decisions_limit):
             self.log.append({"type": "acceptance", "intent": body.intent})
         return {"accepted": True, "intent": body.intent, "resolutions": waiting[body.intent]}

@@ -182,7 +182,10 @@ class OutOfScopeSource(heirloom.Source):
     entirely: they never reach training, and their test records carry the ``label``
     ``out_of_scope``, so a model with a reject option is measured on texts it never saw a
     label for. ``validation_fraction`` of each kept label's training records (the inner
-    source's train and validation splits together) may form a deterministic validation split."""
+    source's train and validation splits together) may form a deterministic validation split;
+    it then also holds, labelled ``out_of_scope``, every non-test record of the held-out labels
+    and every one the data labels ``out_of_scope`` (no model trains on either), so validation
+    scores the reject rule too: ``promote --if-better oos_recall`` had nothing to compare."""
 
     #: The labelled source (``{"text", "label"}`` records).
     data: str = heirloom.ref("source")
@@ -214,8 +217,8 @@ class OutOfScopeSource(heirloom.Source):
 
     def held_out(self) -> list[str]:
         """The held-out labels, sorted (computed once from the training labels)."""
-        if self._held is None:
-            known = sorted({str(record["label"]) for record in self._training_records()})
+        if self._held is None:  # out-of-scope examples are no intent to hold out
+            known = sorted({str(record["label"]) for record in self._training_records()} - {self.label})
             if not known:
                 raise heirloom.HeirloomError(f"sources.{self.ctx.name}: sources.{self.data} has no training records")
             unknown = sorted(set(self.labels) - set(known))
@@ -233,11 +236,16 @@ class OutOfScopeSource(heirloom.Source):
         _check_split(split)
         held = set(self.held_out())
         if split in (None, "train", "validation"):
-            kept = [dict(r) for r in self._training_records() if str(r["label"]) not in held]
+            outside = held | {self.label} if self.validation_fraction else held
+            kept = [dict(r) for r in self._training_records() if str(r["label"]) not in outside]
             validation = self._validation(kept)
             for index, record in enumerate(kept):
                 if split is None or (index in validation) == (split == "validation"):
                     yield record
+            if split in (None, "validation") and self.validation_fraction:
+                for record in self._training_records():
+                    if str(record["label"]) in outside:
+                        yield {**record, "label": self.label}
         if split in (None, "test"):
             for record in self.inner.records("test"):
                 yield {**record, "label": self.label} if str(record["label"]) in held else dict(record)
@@ -264,6 +272,8 @@ class OutOfScopeSource(heirloom.Source):
             "seed": self.seed,
             "label": self.label,
         }
+        if self.validation_fraction:  # validation holds out-of-scope texts since: versions before differ
+            settings["validation_out_of_scope"] = True
         return hashlib.sha256((self.inner.fingerprint() + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
 
 
