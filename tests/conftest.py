@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,11 +59,23 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def support_home(tmp_path_factory, data_dir) -> Path:
-    """The support profile trained once per session on tests/test_support.py's small slices,
-    with the network blocked (about a minute of CPU); each module serves a copy of it."""
+def support_home(tmp_path_factory, worker_id, data_dir) -> Path:
+    """The support profile trained once per run on tests/test_support.py's small slices, with
+    the network blocked (a minute or two of CPU); each module serves a copy of it. Under
+    xdist the workers share one training: the first to take the lock trains, the others wait
+    for it (two trainings at once on two cores cost each other as much as they take)."""
     from tests.test_support import train_small
 
-    home = tmp_path_factory.mktemp("support-trained") / "home"
-    train_small(home, data_dir)
-    return home
+    if worker_id == "master":
+        home = tmp_path_factory.mktemp("support-trained") / "home"
+        train_small(home, data_dir)
+        return home
+    folder = tmp_path_factory.getbasetemp().parent / "support-trained"  # this run's, shared by its workers
+    folder.mkdir(exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "done").exists():
+            shutil.rmtree(folder / "home", ignore_errors=True)  # a worker's failed try
+            train_small(folder / "home", data_dir)
+            (folder / "done").touch()
+    return folder / "home"
