@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         Problem,
         ProfileError,
         ResourceExhaustedError,
+        did_you_mean,
     )
     from heirloom.core.fsutil import NotRegularFile, open_regular
     from heirloom.core.hookspecs import hookimpl
@@ -116,6 +117,7 @@ _EXPORTS = {
     "cpu_share": "heirloom.wire.cores",
     "CurveClient": "heirloom.wire.auth",
     "data_root": "heirloom.core.paths",
+    "did_you_mean": "heirloom.core.errors",
     "DataFile": "heirloom.datasets",
     "Dataset": "heirloom.datasets",
     "durable_write": "heirloom.wire.writes",
@@ -266,6 +268,7 @@ __all__ = [
     "check_label",
     "cpu_share",
     "data_root",
+    "did_you_mean",
     "durable_write",
     "home",
     "hookimpl",

@@ -226,15 +226,20 @@ def _identical(
     either the same parent or being that parent (a warm start from ``served`` with nothing new).
     Its training data may differ (``source``'s fingerprint): a record the model leaves out (a text
     resolved ``out_of_scope``) changed that, not the weights, and each such train stored a copy."""
-    scored = {key: value for key, value in record["data_fingerprints"].items() if key != source}
+    scored = _scored(record["data_fingerprints"], source)
     for artifact in store.list(project, name):
         if (
             artifact.digest == digest
             and record["parent"] in (artifact.parent, artifact.ref)
-            and {key: value for key, value in artifact.data_fingerprints.items() if key != source} == scored
+            and _scored(artifact.data_fingerprints, source) == scored
         ):
             return artifact
     return None
+
+
+def _scored(fingerprints: dict[str, str], source: str) -> dict[str, str]:
+    """The fingerprints of the data a version was scored on: all but its training ``source``'s."""
+    return {key: value for key, value in fingerprints.items() if key != source}
 
 
 def _nothing_new(

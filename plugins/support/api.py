@@ -12,8 +12,8 @@ once ``<name>.accept_intent`` accepts it (so a typo never becomes an intent).
 
 from __future__ import annotations
 
-import difflib
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,6 +65,11 @@ def one_typo(new: str, known: str) -> bool:
         return a[start + 1 :] == b[start + 1 :] or swapped
     longer, shorter = (a, b) if len(a) > len(b) else (b, a)
     return longer[start + 1 :] == shorter[start:]
+
+
+def typo_of(new: str, names: Iterable[str]) -> str | None:
+    """The first of ``names`` (sorted) that ``new`` is one typo from, other than ``new`` itself."""
+    return min((name for name in names if name != new and one_typo(new, name)), default=None)
 
 
 def thread_hint(answer_id: str, ids: frozenset[str]) -> str:
@@ -356,11 +361,7 @@ class SupportApi(heirloom.Api):
 
     def _close_to(self, intent: str, known: list[str]) -> str | None:
         """The known intent, else the one waiting for accept_intent, that ``intent`` is one typo from."""
-        for names in (known, sorted(self.queue.waiting())):
-            close = sorted(name for name in names if name != intent and one_typo(intent, name))
-            if close:
-                return close[0]
-        return None
+        return typo_of(intent, known) or typo_of(intent, self.queue.waiting())  # the log read only if needed
 
     def accept_intent(self, body: AcceptInput) -> dict[str, Any]:
         """A person reviewed a new intent: the resolutions naming it train (a typo is never accepted)."""
@@ -369,7 +370,7 @@ class SupportApi(heirloom.Api):
             # a retry whose reply was lost: the same answer, not NOT_FOUND pointing at a typo
             return {"accepted": True, "intent": body.intent, "resolutions": accepted[body.intent]}
         if body.intent not in waiting:
-            close = "".join(f"; did you mean {c!r}?" for c in difflib.get_close_matches(body.intent, waiting, 1))
+            close = heirloom.did_you_mean(body.intent, waiting)
             listed = ", ".join(sorted(waiting)) or "none"
             message = f"no resolution waits with new intent {body.intent!r}{close} (waiting: {listed})"
             raise heirloom.RequestError("NOT_FOUND", message, "body.intent")
