@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -293,10 +294,19 @@ def test_monitor_refuses_times_outside_a_sane_window_and_keeps_its_state(daemon,
         when = time.time() + ahead if ahead == 3600.0 else ahead
         with pytest.raises(InvalidArgument) as caught:
             client.call("monitor.post", {"items": [{"text": "Sales fell"}, {"text": "Profit fell", "time": when}]})
-        assert caught.value.field == field and "not a time up to 300 s from now" in caught.value.message
+        said = "is not a finite number" if not math.isfinite(ahead) else "is not a time up to 300 s from now"
+        assert caught.value.field == field and said in caught.value.message
         assert client.call("monitor.state") == before  # nothing of the refused request was kept
         later = client.call("monitor.post", {"items": [{"text": "Orders grew", "time": time.time()}]})
         assert later["state"]["window"]["items"] == before["window"]["items"] + 1  # real items still count
+
+
+def test_a_time_in_milliseconds_is_refused_saying_so(daemon):
+    """A JavaScript client's ``Date.now()`` is milliseconds: the refusal says how it reads."""
+    with daemon.client(timeout=10) as client, pytest.raises(InvalidArgument) as caught:
+        client.call("monitor.post", {"items": [{"text": "Sales fell", "time": time.time() * 1000}]})
+    assert caught.value.field == "body.items[0].time"
+    assert caught.value.message.endswith("; it reads as milliseconds: send seconds")
 
 
 def test_an_item_too_old_to_keep_on_an_empty_monitor_is_answered_not_internal(trained, tmp_path):

@@ -104,13 +104,14 @@ def test_error_messages_are_at_most_1000_characters_however_long_the_bad_value(s
     for length in (990, 5000):
         head, body = send(SIGNATURE, header(route="r" * length), msgpack.packb(None))
         assert head["status"] == "NOT_FOUND" and len(body["message"]) <= 1000
-        assert body["message"].endswith("more characters)")
+        assert body["message"].endswith("...' (call _routes for the list)")  # the name cut at 80, the advice kept
 
 
 @pytest.mark.parametrize(
     ("frame", "reason"),
     [
         (msgpack.packb(1) + b"\x02", "bytes follow the first msgpack value"),
+        (b'{"id": 1}', "bytes follow the first msgpack value (it reads as JSON: send msgpack)"),
         (b"\xc1", "a byte that starts no msgpack value"),
         (b"\xa2\xff\xfe", "a string is not UTF-8"),
         (b"\x81\x81\x01\x02\x03", "a map key is an array or a map"),

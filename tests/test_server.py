@@ -64,6 +64,9 @@ def test_not_found_names_the_route_and_suggests(client):
     for sent, meant in (("_helth", "_health"), ("t.TYPED", "t.typed")):  # a built-in route; another case
         with pytest.raises(NotFound, match=f"no route '{sent}'; did you mean '{meant}'"):
             client.call(sent)
+    with pytest.raises(NotFound) as caught:  # a long name is quoted cut at 80, as header values are
+        client.call("x" * 200)
+    assert caught.value.message == f"no route '{'x' * 80}...' (call _routes for the list)"
 
 
 def test_invalid_argument_names_the_field(client):

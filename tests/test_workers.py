@@ -54,6 +54,9 @@ def test_requests_spread_over_workers_and_ready_tells_the_truth(tmp_path):
         for sent, meant in (("_helth", "_health"), ("T.SLOW", "t.slow")):  # hints as one process gives them
             with pytest.raises(RemoteError, match=f"no route '{sent}'; did you mean '{meant}'"):
                 client.call(sent)
+        with pytest.raises(RemoteError) as caught:
+            client.call("x" * 200)
+        assert caught.value.message == f"no route '{'x' * 80}...' (call _routes for the list)"
     assert daemon.terminate() == 0
 
 

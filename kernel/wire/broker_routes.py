@@ -24,6 +24,7 @@ from heirloom.wire.protocol import (
     SIGNATURE,
     UNAVAILABLE,
     RequestError,
+    cut,
     packb,
     unpackb,
 )
@@ -62,7 +63,7 @@ class BrokerRoutes:
             return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
         known = [*self.routes, *KERNEL_ROUTES, SCALE_ROUTE] if len(self.routes) <= MAX_HEARTBEAT_ROUTES else []
         hint = did_you_mean(route, known)  # peers' names and the built-in ones: _helth is _health
-        message = f"no route {route!r}{hint} (call _routes for the list)"
+        message = f"no route {cut(route)!r}{hint} (call _routes for the list)"
         return RequestError(NOT_FOUND, message, "header.route")
 
     def _check_admin(self: Broker, route: str, user: str | None) -> None:

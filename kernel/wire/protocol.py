@@ -114,7 +114,12 @@ def quoted(value: Any, limit: int = 80) -> str:
         shown = json.dumps(value, ensure_ascii=False, default=_shown)
     except (TypeError, ValueError, RecursionError):  # a key that is bin or an array; deep nesting
         shown = "(not shown)"
-    return f"{wire_name(value)} {shown[:limit]}{'...' if len(shown) > limit else ''}"
+    return f"{wire_name(value)} {cut(shown, limit)}"
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """``text`` cut at ``limit`` characters, ending ``...`` when it was."""
+    return f"{text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 #: An absolute path: quoted whole (spaces and all; a quote's content of two steps or more is
@@ -172,8 +177,9 @@ def decoding_error(what: str, exc: Exception) -> str:
     """Why ``unpackb`` refused a frame, for a client (several of msgpack's errors say nothing)."""
     if isinstance(exc, msgpack.exceptions.StackError):
         reason = f"arrays and maps nest deeper than {DECODE_NESTING} levels"
-    elif isinstance(exc, msgpack.ExtraData):
-        reason = "bytes follow the first msgpack value"
+    elif isinstance(exc, msgpack.ExtraData):  # JSON's "{" and "[" are the msgpack ints 123 and 91
+        json_like = exc.unpacked in (ord("{"), ord("["))
+        reason = "bytes follow the first msgpack value" + (" (it reads as JSON: send msgpack)" if json_like else "")
     elif isinstance(exc, msgpack.exceptions.FormatError):
         reason = "a byte that starts no msgpack value (such as 0xc1)"
     elif isinstance(exc, UnicodeDecodeError):

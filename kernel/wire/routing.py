@@ -32,6 +32,7 @@ from heirloom.wire.protocol import (
     UNAVAILABLE,
     RequestError,
     attach_buffers,
+    cut,
     decoding_error,
     unpackb,
 )
@@ -184,7 +185,7 @@ class Router:
         if not installed:
             raise RequestError(UNAVAILABLE, "the daemon is starting; no routes yet", retry_after_ms=500)
         hint = did_you_mean(name, self.endpoints)  # the built-in routes too: _helth is _health
-        raise RequestError(NOT_FOUND, f"no route {name!r}{hint} (call _routes for the list)", "header.route")
+        raise RequestError(NOT_FOUND, f"no route {cut(name)!r}{hint} (call _routes for the list)", "header.route")
 
     def describe(self) -> list[dict[str, Any]]:
         return [endpoint.describe() for endpoint in self.endpoints.values()]

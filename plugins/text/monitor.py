@@ -41,6 +41,8 @@ from heirloom_plugins.text.api import CLASSIFY_DOC
 #: Texts of matching items kept for an alert's examples (the newest ones).
 EXAMPLES = 3
 KEPT_TEXTS = 16
+#: How far a time read as milliseconds may be from now to be said to be one (a JS ``Date.now()``).
+DAY_SECONDS = 86_400.0
 
 
 def _timestamp(value: float | str | None, position: int, now: float, max_future: float) -> float:
@@ -59,10 +61,14 @@ def _timestamp(value: float | str | None, position: int, now: float, max_future:
         except (ValueError, OverflowError):
             message = f"{field}: expected seconds since the epoch or an ISO 8601 time, got {value!r}"
             raise heirloom.RequestError("INVALID_ARGUMENT", message, field) from None
-    if not math.isfinite(moment) or moment > now + max_future:
+    if not math.isfinite(moment):
+        raise heirloom.RequestError("INVALID_ARGUMENT", f"{field}: {value!r} is not a finite number", field)
+    if moment > now + max_future:
+        hint = "; it reads as milliseconds: send seconds" if abs(moment / 1000 - now) <= DAY_SECONDS else ""
         raise heirloom.RequestError(
             "INVALID_ARGUMENT",
-            f"{field}: {value!r} is not a time up to {max_future:g} s from now (the daemon's clock says {now:.0f})",
+            f"{field}: {value!r} is not a time up to {max_future:g} s from now (the daemon's clock says {now:.0f})"
+            + hint,
             field,
         )
     return moment
