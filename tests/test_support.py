@@ -400,6 +400,14 @@ def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
     write(tmp_path / "unanswered.xml", _faq_xml(("faq-a", 4), ("faq-b", 4)).replace("<answer>Answer 1.</answer>", ""))
     with pytest.raises(heirloom.HeirloomError, match=r"<qapair> 2 \('faq-b'\): no <answer> with text"):
         list(StackFaqSource(path=str(tmp_path / "unanswered.xml"), train_queries=2).records("test"))
+    nested = (
+        _faq_xml(("faq-a", 4), ("faq-b", 4))
+        .replace("</qapair><qapair", "<qapair")
+        .replace("</root>", "</qapair></root>")
+    )
+    write(tmp_path / "nested.xml", nested)
+    with pytest.raises(heirloom.HeirloomError, match=r"<qapair> 1 \('faq-a'\) holds another <qapair> \('faq-b'\)"):
+        list(StackFaqSource(path=str(tmp_path / "nested.xml"), train_queries=2).records("test"))
 
 
 def test_a_blank_faq_answer_keeps_the_others_ids_and_a_split_leaving_no_training_query_is_refused(tmp_path, caplog):
@@ -734,7 +742,20 @@ def test_a_fused_intent_model_stores_its_ngram_regression_and_answers_the_same_a
         EncoderClassifier(data="intents", reject=True).load(heirloom.State(state.tensors, metadata))
 
 
+def test_eval_scores_queries_about_a_thread_added_since_training_as_misses(trained):
+    """A FAQ that gained a thread after the retriever was trained: `eval` failed with a traceback
+    (a query without relevant items cannot be scored) and printed nothing of the other models."""
+    result = run_heirloom(
+        "eval", "support", "--json", *SMALL, "--set", "sources.faq.threads_limit=7", "faq", env=trained, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    faq = json.loads(result.stdout)["models"]["faq"]
+    assert faq["queries"] == 35 and faq["queries_without_documents"] == 5  # the seventh thread's 5 test queries
+    assert 0 < faq["ndcg_at_10"] < 1
+
+
 def test_ranking_metrics_match_hand_computed_values():
+    assert query_metrics([3, 1, 7], relevant=set()) == {"ndcg_at_10": 0, "mrr_at_10": 0, "p_at_5": 0, "map": 0}
     scores = query_metrics([3, 1, 7, 2, 5, 0], relevant={1, 2})
     assert scores["mrr_at_10"] == 0.5 and scores["p_at_5"] == 0.4
     assert scores["map"] == pytest.approx((1 / 2 + 2 / 4) / 2)

@@ -16,9 +16,11 @@ METRICS = ("ndcg_at_10", "mrr_at_10", "p_at_5", "map")
 
 
 def query_metrics(ranking: Sequence[int], relevant: set[int]) -> dict[str, float]:
-    """The four metrics of one query: ``ranking`` lists item indices best first."""
+    """The four metrics of one query: ``ranking`` lists item indices best first. With no
+    relevant item among those ranked (a group the ranked items hold nothing of) it is a miss:
+    0 on every metric, as the one asking would see it."""
     if not relevant:
-        raise ValueError("a query without relevant items cannot be scored")
+        return dict.fromkeys(METRICS, 0.0)
     hits = [item in relevant for item in ranking]
     dcg = sum(1 / math.log2(rank + 2) for rank, hit in enumerate(hits[:10]) if hit)
     ideal = sum(1 / math.log2(rank + 2) for rank in range(min(len(relevant), 10)))

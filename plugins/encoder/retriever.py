@@ -348,8 +348,18 @@ class EncoderRetriever(EncoderModel):
         relevant = [{i for i, doc in enumerate(corpus.documents) if doc["label"] == label} for label in labels]
         metrics: dict[str, Any] = mean_metrics(numpy.argsort(-scores, axis=1, kind="stable").tolist(), relevant)
         metrics["queries"] = len(queries)
+        lines = [report_text(metrics, f"{len(queries)} test queries")]
+        missing = [label for label, items in zip(labels, relevant, strict=True) if not items]
+        if missing:  # a thread added since this version was trained: its queries find nothing here
+            groups = sorted(set(missing))
+            metrics["queries_without_documents"] = len(missing)
+            lines.append(
+                f"warning: {len(missing)} test queries ask about {len(groups)} group(s) this version has no "
+                f"document of ({', '.join(groups[:5])}{' ...' if len(groups) > 5 else ''}): scored as misses; "
+                "retrain to serve them"
+            )
         said = seen.count_texts(metrics, queries, self._seen, "test queries")
-        return heirloom.Report(metrics, "\n".join([report_text(metrics, f"{len(queries)} test queries"), *said]))
+        return heirloom.Report(metrics, "\n".join([*lines, *said]))
 
     def _require(self) -> tuple[Encoder, Corpus, Fusion]:
         if self._encoder is None or self._corpus is None or self._fusion is None:

@@ -8,6 +8,7 @@ machine, so model versions compare on the same test data.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import random
@@ -96,6 +97,11 @@ class StackFaqSource(heirloom.Source):
                 problem = "appears twice" if label in seen else "is not 1-100 ASCII letters, digits, '.', '_' or '-'"
                 raise heirloom.HeirloomError(f"{file}: <qapair> {number}: id {label[:120]!r} {problem}")
             seen.add(label)
+            if (inner := next(itertools.islice(pair.iter("qapair"), 1, None), None)) is not None:  # [0]: pair itself
+                raise heirloom.HeirloomError(  # its answers and paraphrases would count for both threads
+                    f"{file}: <qapair> {number} ({label!r}) holds another <qapair> "
+                    f"({inner.get('id', 'no id')!r}): threads do not nest"
+                )
             queries = [_text(r) for r in pair.iter("rephr")]
             written = [_text(a) for a in pair.iter("answer")]
             answers = {n: text for n, text in enumerate(written, 1) if text}  # ids keep their place: label/2 is the 2nd
