@@ -75,7 +75,7 @@ def plugins_command(as_json: bool) -> None:
 @click.command("profiles")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def profiles_command(as_json: bool) -> None:
-    """List the profiles available: ./profiles, HEIRLOOM_PROFILE_PATH and plugin profiles.
+    """List the profiles available: HEIRLOOM_PROFILE_PATH, ./profiles and plugin profiles.
 
     A name two plugins register is a conflict (naming it is an error): listed with both.
     """

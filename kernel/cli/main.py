@@ -130,8 +130,8 @@ class HeirloomGroup(click.Group):
 def cli(log_level: str) -> None:
     """heirloom: compose machine-learning systems from plugins and inherit earlier projects.
 
-    A profile (a TOML file, or the name of one in ./profiles, HEIRLOOM_PROFILE_PATH or a
-    plugin) names the components of a system and wires them together.
+    A profile (a TOML file, or the name of one in HEIRLOOM_PROFILE_PATH, ./profiles or a
+    plugin, looked up in that order) names the components of a system and wires them together.
     """
     if not logging.getLogger().handlers:
         handler = logging.StreamHandler()
