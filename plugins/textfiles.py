@@ -159,7 +159,15 @@ def csv_rows(
                 blank = fields == 1 < len(columns) and not "".join(_texts(row)).strip()  # a line of spaces
                 if blank and not open_at_end:  # one that opens a quote left open is said below
                     continue
-                if fields != len(columns) and not blank:  # DictReader pads a short row with None, keeps the rest
+                if open_at_end:  # first: a row it swallowed has too few fields, and a short row's hint misleads
+                    # its last value holds the file's last break, if the file ends with one
+                    began = _first_line_of(row, before, ended, _texts(row)[-1].endswith(("\r", "\n")))
+                    lines = f"{began}-{ended}" if began < ended else f"{began}"
+                    raise heirloom.HeirloomError(
+                        f"{path}:{lines}: a quote opened on line {began} is never closed "
+                        "(the rest of the file would be one value)"
+                    )
+                if fields != len(columns):  # DictReader pads a short row with None, keeps the rest
                     spans = began < ended
                     lines = f"{began}-{ended}" if spans else f"{ended}"
                     hint = (
@@ -169,13 +177,6 @@ def csv_rows(
                     )
                     raise heirloom.HeirloomError(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
-                    )
-                if open_at_end:  # its last value holds the file's last break, if the file ends with one
-                    began = _first_line_of(row, before, ended, _texts(row)[-1].endswith(("\r", "\n")))
-                    lines = f"{began}-{ended}" if began < ended else f"{began}"
-                    raise heirloom.HeirloomError(
-                        f"{path}:{lines}: a quote opened on line {began} is never closed "
-                        "(the rest of the file would be one value)"
                     )
                 if one_byte:
                     _refuse_control_characters(path, began, row, required, encoding, setting)

@@ -1252,7 +1252,7 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         ),
         (
             'ingredients = ["Oral Tablet"]',
-            "'formulary' file {path}: ingredients[0]: a drug named 'oral tablet' cannot be read with it",
+            "'formulary' file {path}: ingredients[0]: 'oral tablet' names no substance alone",
         ),
         # each of these passed the check, then let an allergen through (outside check 180)
         (
@@ -1283,6 +1283,11 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         ),
         ("ingredients = " + "[" * 3000 + "]" * 3000, "'formulary' file {path}: nested too deep for a formulary"),
         ('ingredients = ["sodium"]', "'formulary' file {path}: ingredients[0]: 'sodium' names no substance alone"),
+        ('ingredients = ["tablets"]', "'formulary' file {path}: ingredients[0]: 'tablets' names no substance alone"),
+        (
+            'ingredients = ["linezolid"]\n[brands]\n"Zy\\nvox" = ["linezolid"]',
+            "'formulary' file {path}: brands.\"Zy\\nvox\": 'Zy\\nvox' holds the control or invisible character U+000A",
+        ),
         (
             'ingredients = ["Augmentin"]',
             "'formulary' file {path}: ingredients[0]: 'augmentin' is a brand (or another name) the filter reads",
@@ -1313,6 +1318,8 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         "misspelt-ingredient",
         "deep",
         "salt",
+        "dose-form",
+        "line-break",
         "brand-as-ingredient",
         "form-word-brand",
         "brand-twice",

@@ -207,8 +207,10 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(latin)
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3: not utf-8-sig text \(byte b'\\xe9'"):
         records(b"\xef\xbb\xbf" + latin)  # after a BOM: it named the byte 3 before, and so the line before
-    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-4: the row has 1 fields, the header 2 \(a quote"):
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-4: a quote opened on line 3 is never closed"):
         records(header + b'"Where is my card?,card_arrival\r\nThanks,other\r\n')  # it named line 4 and "quote"
+    with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:4: a quote opened on line 4 is never closed"):
+        records(header + b'Fine,other\r\n"Where is my card?,card_arrival\r\n')  # a short row, "quote a text"
     with pytest.raises(heirloom.HeirloomError, match=r"intents.csv:3-5: a quote opened on line 3 is never closed"):
         records(header + b'Lost card,"card_lost\r\nThanks,other\r\nHi,greet\r\n')  # the rest: one label, silently
     with pytest.raises(heirloom.HeirloomError, match=r"csv:3: the 'category' column: label 'card\\r\\nlost' has"):

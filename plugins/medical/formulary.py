@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ BRAND_LETTERS = 3
 _FORM_TEXT = """tablet tablets capsule capsules oral solution suspension syrup injection injectable cream ointment gel
     patch spray drops powder chewable extended release delayed film coated kit inhaler inhalation suppository lozenge
     topical vial prefilled syringe pen auto injector transdermal nasal ophthalmic otic elixir liquid dose unit pack
-    day hour mg ml mcg meq actuat"""
+    day hour mg ml mcg meq actuat milligram milligrams gram grams microgram micrograms millilitre milliliter"""
 NOT_BRANDS = NO_SUBSTANCE_WORDS | frozenset(_FORM_TEXT.split())
 #: What a formulary file holds.
 KEYS = {"ingredients": "a list of ingredient names", "brands": "a table of brand names, each = [its ingredients]"}
@@ -141,6 +142,11 @@ def _name(where: str, value: Any) -> Named:
     """One name, as the filter reads it (``normal_text``, spaces collapsed)."""
     if not isinstance(value, str):
         raise ValueError(f"{where}: a name (a string), not {_shown(value)}")
+    if hidden := next((char for char in value if unicodedata.category(char) in ("Cc", "Cf")), None):
+        raise ValueError(  # a NUL, a line break or a bidi override: a name that maps nothing, or not what it shows
+            f"{where}: {value!r} holds the control or invisible character U+{ord(hidden):04X}: "
+            "write the name as it prints"
+        )
     if not (name := " ".join(normal_text(value).split())):
         raise ValueError(f"{where}: an empty name")
     return where, name
@@ -185,7 +191,7 @@ def _check_roles(extra: list[Named], brands: list[tuple[Named, list[Named]]]) ->
     for where, name in extra:
         if name in CLASSES or (name in SHIPPED.brands and name not in KNOWN_INGREDIENTS):
             raise ValueError(f"{where}: {name!r} is {_role(name)} the filter knows, not an ingredient")
-        if all(word in NO_SUBSTANCE_WORDS for word in name.split()):
+        if all(word in NOT_BRANDS for word in name.split()):  # NOT_BRANDS: no substance words and dose forms
             raise ValueError(f"{where}: {name!r} names no substance alone (a salt, a form, a generic word)")
         if name not in KNOWN_INGREDIENTS and (close := difflib.get_close_matches(name, KNOWN_INGREDIENTS, 1, 0.85)):
             raise ValueError(f"{where}: {name!r} is not {close[0]!r}, which the filter knows? A typo is a new drug")
