@@ -59,6 +59,15 @@ if TYPE_CHECKING:
     from heirloom.store.artifacts import ArtifactStore
     from heirloom.store.compare import PromotionRefused
     from heirloom.store.feedback import FeedbackLog
+    from heirloom.store.labels import (
+        LABEL_SCHEMA,
+        MAX_LABEL_CHARS,
+        OPTIONAL_MARKS,
+        blank,
+        label_pattern,
+        label_problem,
+        printed_form,
+    )
     from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
     from heirloom.store.reading import records_fingerprint
     from heirloom.store.refs import RefError
@@ -82,15 +91,7 @@ if TYPE_CHECKING:
     from heirloom.wire.daemon import in_one_process
     from heirloom.wire.handles import served_model
     from heirloom.wire.inputs import list_limit, one_of, text_limit
-    from heirloom.wire.labels import (
-        LABEL_SCHEMA,
-        MAX_LABEL_CHARS,
-        OPTIONAL_MARKS,
-        blank,
-        check_label,
-        label_pattern,
-        printed_form,
-    )
+    from heirloom.wire.labels import check_label
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
     from heirloom.wire.protocol import Buffer, RequestError
     from heirloom.wire.writes import durable_write
@@ -105,9 +106,9 @@ _EXPORTS = {
     "AsyncClient": "heirloom.wire.aclient",
     "at_least": "heirloom.core.components",
     "Buffer": "heirloom.wire.protocol",
-    "blank": "heirloom.wire.labels",
+    "blank": "heirloom.store.labels",
     "check_label": "heirloom.wire.labels",
-    "printed_form": "heirloom.wire.labels",
+    "printed_form": "heirloom.store.labels",
     "Client": "heirloom.wire.client",
     "ClientLimits": "heirloom.core.components",
     "Component": "heirloom.core.components",
@@ -128,10 +129,11 @@ _EXPORTS = {
     "hookimpl": "heirloom.core.hookspecs",
     "in_one_process": "heirloom.wire.daemon",
     "Kernel": "heirloom.core.kernel",
-    "label_pattern": "heirloom.wire.labels",
-    "MAX_LABEL_CHARS": "heirloom.wire.labels",
-    "OPTIONAL_MARKS": "heirloom.wire.labels",
-    "LABEL_SCHEMA": "heirloom.wire.labels",
+    "label_pattern": "heirloom.store.labels",
+    "label_problem": "heirloom.store.labels",
+    "MAX_LABEL_CHARS": "heirloom.store.labels",
+    "OPTIONAL_MARKS": "heirloom.store.labels",
+    "LABEL_SCHEMA": "heirloom.store.labels",
     "LifecycleError": "heirloom.core.errors",
     "log_path": "heirloom.store.logs",
     "LogCursor": "heirloom.store.logs",
@@ -274,6 +276,7 @@ __all__ = [
     "hookimpl",
     "in_one_process",
     "label_pattern",
+    "label_problem",
     "list_limit",
     "log_path",
     "nests_deeper",

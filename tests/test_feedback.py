@@ -160,6 +160,44 @@ def test_a_line_no_api_wrote_never_stops_the_commands_that_repair_the_log(review
     assert [r["label"] for r in training_view(env, profile)] == ["negative"]
 
 
+def test_a_line_no_text_or_a_label_feedback_refuses_edited_into_the_log_is_named_and_skipped(reviews):
+    """A line holding a lone surrogate made ``feedback list/show/export`` and a train traceback
+    (UnicodeEncodeError); a label with a bidi override, a blank text, edited in by hand, trained."""
+    env, profile, (good, wrong, halted) = reviews
+    log = Path(env["HEIRLOOM_HOME"]) / "feedback" / "reviews" / "sentiment.jsonl"
+    with log.open("a") as handle:
+        for line in (
+            {"id": "s1", "text": "Shares \ud800 jumped on the news", "label": "positive", "time": 1.0},
+            {"id": "b1", "text": "Shares jumped", "label": "bogus\u202e", "time": 1.0},
+            {"id": "b2", "text": "Shares jumped", "label": "bogus\u202e", "new_label": True, "time": 1.0},
+            {"id": "b3", "text": " \u200b ", "label": "positive", "time": 1.0},
+            {"id": "b4", "text": "Shares jumped", "label": "cafe\u0301", "new_label": True, "time": 1.0},
+            {"op": "accept-label", "label": "bogus\u202e", "time": 1.0},
+        ):
+            handle.write(json.dumps(line) + "\n")
+    bidi = "label 'bogus\\u202e' has surrounding spaces or an invisible or control character"
+    faults = {
+        4: "the string 'Shares \\ud800 jumped on the news' holds a lone surrogate",
+        5: bidi,
+        6: bidi,  # flagged new: the reader cannot know the api's labels, but no label may hold this
+        7: "'text' is blank",
+        8: "is not in Unicode NFC",
+        9: bidi,  # an acceptance of it
+    }
+    listed = run_heirloom("feedback", "list", str(profile), "--all", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(row)["id"] for row in listed.stdout.splitlines()] == [good, wrong, halted]
+    for number, fault in faults.items():
+        said = rf"sentiment\.jsonl: line {number}: [^\n]*{re.escape(fault)}[^\n]*; skipped"
+        assert re.search(said, listed.stderr), number
+    exported = run_heirloom("feedback", "export", str(profile), env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == [good, wrong]
+    shown = run_heirloom("feedback", "show", str(profile), "s1", env=env)
+    assert shown.returncode == 2 and "no feedback record 's1'" in shown.stderr, shown.stderr
+    assert [r["label"] for r in training_view(env, profile)] == ["negative", "positive"]  # what a train reads
+
+
 def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
     env, profile, _ = reviews
     wrong_api = run_heirloom("feedback", "list", str(profile), "sentimnt", env=env)

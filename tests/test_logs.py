@@ -95,6 +95,28 @@ def test_unusable_lines_are_named_and_skipped_and_a_log_that_is_no_file_is_an_er
             heirloom.LogCursor(strange).read()
 
 
+def test_a_line_holding_a_lone_surrogate_is_named_and_skipped_by_every_reader(tmp_path, caplog):
+    """``"\\ud800"`` (as Python's ``json.dumps`` writes half a UTF-16 pair) parses, but is no
+    text: ``feedback list``, ``export``, ``train`` and ``data stats`` failed on it with a
+    UnicodeEncodeError until someone deleted the line by hand."""
+    path = tmp_path / "log.jsonl"
+    lines = [
+        b'{"n": 0, "text": "fine \\ud83d\\ude00"}',  # an escaped pair: an emoji, kept
+        b'{"n": 1, "text": "Shares \\ud800 jumped"}',
+        b'{"n": 2, "text": "raw \xed\xa0\x80 bytes"}',  # the same in raw UTF-8, which json.loads reads too
+        b'{"n": 3, "\\udc80": 1}',  # a key
+        b'{"n": 4, "reasons": [["deep \\uDFFF"]]}',
+        b'{"n": 5, "text": "\\\\ud800 is only written out"}',  # an escaped backslash: text
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert [record["n"] for record in heirloom.AppendLog.read(path)] == [0, 5]
+    found, _ = heirloom.LogCursor(path).read()
+    assert [record["n"] for _, record in found] == [0, 5]
+    for number in (2, 3, 4, 5):
+        assert f"{path}: line {number}: the string" in caplog.text, number
+    assert "'Shares \\ud800 jumped' holds a lone surrogate" in caplog.text  # written as escapes: a terminal shows it
+
+
 WRITER = """
 import resource, sys
 from pathlib import Path

@@ -76,6 +76,21 @@ def interactions(source: MovieLensSource, split: str | None) -> list[tuple[str, 
 
 
 # -- metrics ---------------------------------------------------------------------------------
+def test_an_event_line_holding_a_lone_surrogate_is_named_and_skipped(tmp_path, caplog):
+    """``data show``/``data stats`` of the events source (and a train) failed with a
+    UnicodeEncodeError on a line whose user was ``"u\\ud800"``, which the daemon never writes."""
+    from heirloom_plugins.recommend.events import EventsSource
+
+    path = tmp_path / "recs.jsonl"
+    event = {"user": "1", "item": "50", "kind": "rating", "value": 5, "time": 1796221775.0}
+    path.write_text(json.dumps(event) + "\n" + json.dumps({**event, "user": "u\ud800"}) + "\n")
+    source = EventsSource(api="recs", path=str(path))
+    source.log_path = path
+    assert [record["user"] for record in source.records()] == ["1"]
+    assert heirloom.records_fingerprint(source.records())
+    assert f"{path}: line 2: the string 'u\\ud800' holds a lone surrogate" in caplog.text
+
+
 def test_ranking_metrics_match_hand_computed_values():
     # one user, relevant {1, 3}; ranked [1, 2, 3]: hits at ranks 1 and 3, k = 3
     found = ranking_metrics(np.array([[1, 2, 3]]), [{1, 3}], 3)

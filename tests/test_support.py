@@ -806,6 +806,50 @@ def test_a_hand_edited_resolution_naming_no_intent_is_skipped_not_fatal_to_every
     assert list(source.records()) == []
 
 
+def test_hand_edited_handoff_lines_the_api_would_refuse_are_named_and_skipped_not_trained(tmp_path, caplog):
+    """A handoff text holding a lone surrogate made the ``handoffs`` source (``data show``, a
+    train, a union's fingerprint) traceback; a blank text and an intent with a bidi override,
+    edited in by hand, trained. A text the api takes (a NUL, a tab: control characters a client
+    may send) still trains."""
+    from heirloom_plugins.support.queue import HandoffQueue
+    from heirloom_plugins.support.sources import HandoffSource
+
+    path = tmp_path / "handoffs.jsonl"
+    lines = [
+        {"type": "handoff", "id": "h1", "text": "my card \ud800 never came"},
+        {"type": "handoff", "id": "h2", "text": ""},
+        {"type": "handoff", "id": "h3", "text": "   \u200b  "},
+        {"type": "handoff", "id": "h4", "text": "normal question about my card pin"},
+        {"type": "handoff", "id": "h5", "text": "text with nul \u0000 and\ta tab"},
+        {"type": "resolution", "id": "h4", "intent": "card\u202e_arrival"},
+        {"type": "resolution", "id": "h5", "intent": "Bogus Intent!!", "new_intent": True},
+        {"type": "acceptance", "intent": "Bogus\u202e"},
+        {"type": "resolution", "id": "h1", "intent": "card_arrival"},
+        {"type": "resolution", "id": "h2", "intent": "card_arrival"},
+        {"type": "resolution", "id": "h3", "intent": "card_arrival"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    source = HandoffSource(api="support", path=str(path))
+    source.log_path = path
+    assert list(source.records()) == []  # h5's new intent waits for accept_intent
+    source.fingerprint()
+    with path.open("a") as handle:
+        handle.write(json.dumps({"type": "acceptance", "intent": "Bogus Intent!!"}) + "\n")
+    records = list(source.records())
+    assert records == [{"id": "handoff:h5", "text": "text with nul \u0000 and\ta tab", "label": "Bogus Intent!!"}]
+    for number, fault in (
+        (1, "the string 'my card \\ud800 never came' holds a lone surrogate"),
+        (2, "'text' is blank"),
+        (3, "'text' is blank"),
+        (6, "label 'card\\u202e_arrival' has surrounding spaces or an invisible or control character"),
+        (8, "label 'Bogus\\u202e' has surrounding spaces or an invisible or control character"),
+    ):
+        assert f"{path}: line {number}: {fault}" in caplog.text, number
+    assert "line 4:" not in caplog.text and "line 5:" not in caplog.text and "line 7:" not in caplog.text
+    listed = HandoffQueue(path).listed(include_resolved=True, limit=10)
+    assert [entry["id"] for entry in listed] == ["h5", "h4"]
+
+
 def test_a_handoff_resolved_with_an_intent_and_an_answer_trains_both(tmp_path):
     """An agent recorded the intent, then the answer, of one handoff: the answer replaced the
     intent (``resolved: true`` both times), and the intent model never learnt the text."""

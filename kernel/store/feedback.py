@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import attrs
 
 from heirloom.core.quota import StorageQuota
+from heirloom.store.labels import blank, label_problem
 from heirloom.store.logs import AppendLog
 
 log = logging.getLogger("heirloom.store.feedback")
@@ -129,7 +130,9 @@ class FeedbackLog:
 
 
 def _fault(line: dict[str, Any]) -> str | None:
-    """What makes a feedback log line unusable (AppendLog.read skips it, naming the line)."""
+    """What makes a feedback log line unusable (AppendLog.read skips it, naming the line): a
+    line edited by hand is held to what the feedback route refuses, a blank text or a label
+    no model may learn (``label_problem``, as the text sources check their files' labels)."""
     op = line.get("op")
     needed = {None: ("text", "label"), REMOVE: ("id",), ACCEPT_LABEL: ("label",)}.get(op)
     if needed is None:
@@ -137,4 +140,8 @@ def _fault(line: dict[str, Any]) -> str | None:
     if op is None and "id" in line:
         needed = (*needed, "id")
     wrong = [name for name in needed if not isinstance(line.get(name), str)]
-    return f"{', '.join(map(repr, wrong))} must be text" if wrong else None
+    if wrong:
+        return f"{', '.join(map(repr, wrong))} must be text"
+    if op is None and blank(line["text"]):
+        return "'text' is blank"
+    return label_problem(line["label"], (), "label", allow_new=True) if "label" in needed else None

@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -167,7 +168,8 @@ class AppendLog:
         """The records of a log at ``path`` (none if it does not exist). A line that is not a
         whole JSON object (torn by a crash before it was acknowledged, edited by hand, longer
         than LINE_LIMIT, nested past the parser) is reported with its line number and skipped;
-        so is a record ``check`` finds fault with (it returns what is wrong, else None). A
+        so is one holding a lone surrogate (``"\\ud800"``: no text), and a record ``check`` finds
+        fault with (it returns what is wrong, else None). A
         path that is not a regular file is an error naming it (a FIFO would block the reader)."""
         handle = _open_regular(path)
         if handle is None:
@@ -263,11 +265,42 @@ def _record(
                 number,
             )
         return None
-    fault = _time_fault(record.get("time")) or (check(record) if check is not None else None)
+    fault = _surrogate_fault(line, record) or _time_fault(record.get("time"))
+    fault = fault or (check(record) if check is not None else None)
     if fault is not None:
         log.warning("%s: line %d: %s; skipped", path, number, fault)
         return None
     return record
+
+
+#: What a line holds when one of its strings may be half a UTF-16 pair: the escape ``\\ud800``
+#: to ``\\udfff`` (as Python's ``json.dumps`` writes one), or those code points in raw UTF-8
+#: (``json.loads`` reads them); any other line is not searched.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _surrogate_fault(line: bytes, record: dict[str, Any]) -> str | None:
+    """Whether a key or string of ``record`` is a lone surrogate, which is no text: UTF-8 cannot
+    write it, so every reader (a listing, an export, a training run's fingerprint) failed on it."""
+    if not _MAYBE_SURROGATE.search(line):
+        return None
+    pending: list[Any] = [record]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    f"the string {item[:40]!a} holds a lone surrogate (a \\ud800-\\udfff escape without its "
+                    "pair), which is no text: UTF-8 cannot write it"
+                )
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
 
 
 def _time_fault(stamp: Any) -> str | None:

@@ -17,7 +17,7 @@ import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from heirloom.core.schema import flatten_errors, make_converter
-from heirloom.wire.labels import blank as is_blank
+from heirloom.store.labels import blank as is_blank
 from heirloom.wire.protocol import (
     INTERNAL,
     INVALID_ARGUMENT,

@@ -1,140 +1,20 @@
-"""Labels a client sends for a model to learn (feedback, a person's resolution of a handoff):
-one the served model knows, or a new one only where the api allows new labels.
-
-Shared by every api with such a route, so a typo (``data_plan_upgrad``) or a hostile label
-(``pwned \\u202e<script>``) is refused the same way everywhere, with the closest known label.
-"""
+"""A label in a request body (feedback, a person's resolution of a handoff), refused as
+INVALID_ARGUMENT at its field when it breaks the rules of :mod:`heirloom.store.labels`."""
 
 from __future__ import annotations
 
-import difflib
-import functools
-import re
-import unicodedata
 from collections.abc import Sequence
-from types import MappingProxyType
-from typing import Any
 
-import attrs
-
+from heirloom.store.labels import label_problem
 from heirloom.wire.protocol import INVALID_ARGUMENT, RequestError
-
-#: The longest label accepted.
-MAX_LABEL_CHARS = 200
-#: What check_label enforces of a label's length and surrounding spaces, as JSON-schema keywords
-#: for a request field's ``metadata={"schema": heirloom.LABEL_SCHEMA}`` (``_routes`` states them;
-#: its other rules are code).
-LABEL_SCHEMA = MappingProxyType({"minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": r"^\S(?:.*\S)?$"})
-#: Unicode categories that print nothing: control, format (zero-width, BOM, bidi overrides).
-INVISIBLE = frozenset({"Cc", "Cf"})
-#: Unicode categories no label may hold: the invisible ones, line and paragraph separators,
-#: unassigned, private use, surrogates.
-UNPRINTABLE = INVISIBLE | {"Zl", "Zp", "Cn", "Co", "Cs"}
-#: Characters that print as nothing though Unicode calls them letters or symbols (Hangul
-#: fillers, the braille blank): a text of only these is blank, and no label may hold one.
-FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-_NOTHING = INVISIBLE | {"Mn", "Me"}
-#: Marks written only sometimes: Arabic harakat, Quranic annotation marks and the superscript
-#: alef; Hebrew points and cantillation; the tatweel (U+0640), which only lengthens a stroke.
-#: Two labels that differ by these print as one word to their readers.
-OPTIONAL_MARKS = re.compile(
-    "[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e8\u06ea-\u06ed\u0591-\u05bd\u05bf\u05c1\u05c2"
-    "\u05c4\u05c5\u05c7\u0640]"
-)
-#: Letters of other scripts that print as a Latin one (a label wholly in them looks Latin):
-#: Cyrillic, Greek, Armenian, Cherokee, Coptic, small capitals, dotless i and j and IPA letters, as
-#: Unicode's confusables pair them.
-_LOOKALIKES = str.maketrans(
-    "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0455\u0456\u0458\u04bb\u0501\u051b\u051d\u04cf\u043a\u0475\u04af"
-    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0423\u0405\u0406\u0408"
-    "\u03bf\u03bd\u03c1\u03b9\u03ba\u03c5\u03c7\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f"
-    "\u03a1\u03a4\u03a5\u03a7\u1d04\u1d0f\u1d20\u1d21\u1d22\ua731\u1d1c\u0261\u0251\u0585\u057d\u0578"
-    "\u13df\u13aa\u13da\u13bb\u13a0\u13ac\u13b3\u13de\u13e2\u13a2\u13d9"
-    "\u1d00\u0299\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d18\u0280\u1d1b\u028f\u0131\u0237"
-    "\u2c81\u2c93\u2c95\u2c9f\u2ca3\u2ca5\u2cad",
-    "aeopcyxsijhdqwlkvyABEKMHOPCTXYSIJovpikuxABEZHIKMNOPTYXcovwzsugaounCASHDEWLPTVabdefghijklmnprtyijaikopcx",
-)
-#: Scripts with letters that print alike (Latin a, Cyrillic U+0430, Greek U+03B1): no word of a label mixes them.
-LOOKALIKE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"})
-
-
-def blank(text: str) -> bool:
-    """Whether ``text`` prints as nothing: spaces, invisible characters, fillers, and combining
-    marks with nothing to combine with (a lone variation selector)."""
-    return all(char.isspace() or char in FILLERS or unicodedata.category(char) in _NOTHING for char in text)
-
-
-@functools.lru_cache(maxsize=4096)  # every known label, at every feedback request
-def printed_form(label: str) -> str:
-    """What a reader of ``label`` sees: NFKC, without the marks written only sometimes, with
-    letters that print as Latin ones read as those (a Cyrillic "cash" is "cash")."""
-    return OPTIONAL_MARKS.sub("", unicodedata.normalize("NFKC", label)).translate(_LOOKALIKES)
-
-
-def _lookalike_scripts(word: str) -> set[str]:
-    """Which of LOOKALIKE_SCRIPTS the letters of ``word`` are written in."""
-    return {script for char in word if (script := unicodedata.name(char, " ").split()[0]) in LOOKALIKE_SCRIPTS}
 
 
 def check_label(
     label: str, known: Sequence[str], field: str, *, allow_new: bool = False, pattern: str | None = None
 ) -> bool:
     """Whether ``label`` is new to a model predicting ``known``; INVALID_ARGUMENT at ``field``
-    when it is blank, longer than MAX_LABEL_CHARS, has surrounding spaces or an unprintable
-    character, is not in Unicode NFC (it prints like its composed form), or is new where new
-    labels are not allowed (``allow_new``) or do not match ``pattern`` in full."""
-    if blank(label):
-        raise RequestError(INVALID_ARGUMENT, f"'{field.rpartition('.')[2]}' is blank", field)
-    if label != label.strip() or any(char in FILLERS or unicodedata.category(char) in UNPRINTABLE for char in label):
-        raise RequestError(
-            INVALID_ARGUMENT,
-            f"label {label[:MAX_LABEL_CHARS]!r} has surrounding spaces or an invisible or control character "
-            "(a label that prints like another would become a class of its own)",
-            field,
-        )
-    if len(label) > MAX_LABEL_CHARS:
-        raise RequestError(
-            INVALID_ARGUMENT, f"a label is at most {MAX_LABEL_CHARS} characters; got {len(label)}", field
-        )
-    if label in known:
-        return False
-    if twin := next((k for k in known if printed_form(k) == printed_form(label)), None):
-        raise RequestError(  # decomposed vs composed, a no-break or ideographic space, full-width letters
-            INVALID_ARGUMENT,
-            f"label {label!r} prints as {twin!r} (another Unicode form, optional marks, look-alike letters): "
-            f"send it as {twin!a}",
-            field,
-        )
-    words = re.findall(r"[^\W\d_]+", unicodedata.normalize("NFKC", label))  # "TNF-alpha" is two words
-    if mixed := next((word for word in words if len(_lookalike_scripts(word)) > 1), None):
-        raise RequestError(  # "negative" with a Cyrillic U+0435 for its e became a class printed as "negative"
-            INVALID_ARGUMENT,
-            f"label {label!r}: the word {mixed!a} mixes {' and '.join(sorted(_lookalike_scripts(mixed)))} letters, "
-            "which print alike (a label that looks like another would become a class of its own)",
-            field,
-        )
-    if (composed := unicodedata.normalize("NFC", label)) != label:  # "café" as e + a combining accent
-        raise RequestError(
-            INVALID_ARGUMENT,
-            f"label {label!r} is not in Unicode NFC: it prints as {composed!r}"
-            + (", a label the model predicts" if composed in known else "")
-            + " but would become a class of its own; send it composed",
-            field,
-        )
-    if allow_new and (pattern is None or re.fullmatch(pattern, label)):
-        return True
-    close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)  # only for a refusal: it costs per label known
-    unknown = f"label {label!r} is not one the model predicts" + (f"; did you mean {close[0]!r}?" if close else "")
-    if not allow_new:
-        raise RequestError(INVALID_ARGUMENT, f"{unknown} (labels: {', '.join(known)})", field)
-    raise RequestError(INVALID_ARGUMENT, f"{unknown}, and a new label must match {pattern!r}", field)
-
-
-def label_pattern(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    """attrs validator of an api's new-label pattern: None, or a regular expression."""
-    if value is None:
-        return
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"'{attribute.name}' is not a regular expression: {exc}") from None
+    when ``label_problem`` finds fault with it (blank, an unprintable character, not NFC, new
+    where new labels are not allowed or do not match ``pattern``)."""
+    if (problem := label_problem(label, known, field, allow_new=allow_new, pattern=pattern)) is not None:
+        raise RequestError(INVALID_ARGUMENT, problem, field)
+    return label not in known

@@ -377,7 +377,9 @@ def resolved(entries: Iterator[dict[str, Any]]) -> tuple[dict[str, str], dict[st
 
 
 def handoff_fault(entry: dict[str, Any]) -> str | None:
-    """What makes a handoff log line unusable (AppendLog.read skips it, naming its line)."""
+    """What makes a handoff log line unusable (AppendLog.read skips it, naming its line): a line
+    edited by hand is held to what the api refuses, a blank text or an intent no model may learn
+    (``heirloom.label_problem``, as the text sources check their files' labels)."""
     kind = entry.get("type")
     needed = {"handoff": ("id", "text"), "resolution": ("id",), "acceptance": ("intent",)}.get(kind)
     if needed is None:
@@ -385,8 +387,13 @@ def handoff_fault(entry: dict[str, Any]) -> str | None:
     wrong = [name for name in needed if not isinstance(entry.get(name), str)]
     if kind == "resolution":
         wrong += [name for name in ("intent", "answer_id") if name in entry and not isinstance(entry[name], str)]
-        if not wrong and not (entry.get("intent") or entry.get("answer_id")):  # resolve writes one of them
-            return "a resolution names no 'intent' and no 'answer_id'"
-        if not wrong and entry.get("new_intent") and not entry.get("intent"):  # an edit: it broke every listing
-            return "'new_intent' is set on a resolution that names no 'intent'"
-    return f"{', '.join(map(repr, wrong))} must be text" if wrong else None
+    if wrong:
+        return f"{', '.join(map(repr, wrong))} must be text"
+    if kind == "handoff" and heirloom.blank(entry["text"]):  # the api refuses a blank text
+        return "'text' is blank"
+    if kind == "resolution" and not (entry.get("intent") or entry.get("answer_id")):  # resolve writes one of them
+        return "a resolution names no 'intent' and no 'answer_id'"
+    if kind == "resolution" and entry.get("new_intent") and not entry.get("intent"):  # it broke every listing
+        return "'new_intent' is set on a resolution that names no 'intent'"
+    intent = entry.get("intent")  # a resolution's or an acceptance's (a handoff records 'intent_guess')
+    return heirloom.label_problem(intent, (), "intent", allow_new=True) if intent else None
