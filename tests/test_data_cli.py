@@ -111,6 +111,9 @@ def test_unknown_source_or_split_is_a_usage_error(rows):
     result = run_heirloom("data", "show", rows["profile"], "numbers", "--split", "dev", env=rows)
     assert result.returncode == 2
     assert "no split 'dev' (splits: train, test)" in " ".join(result.stderr.split())
+    result = run_heirloom("data", "show", rows["profile"], "numbers", "--limit", "9" * 23, env=rows)
+    assert result.returncode == 2, result.stderr  # a usage error, not islice's traceback
+    assert "Invalid value for '--limit'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_profile_is_reported_like_profile_check(tmp_path):

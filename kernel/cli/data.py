@@ -84,7 +84,13 @@ def data_group() -> None:
 @data_group.command("show")
 @click.argument("profile")
 @click.argument("source")
-@click.option("--limit", default=5, show_default=True, type=click.IntRange(min=0), help="Records to print (0: all).")
+@click.option(
+    "--limit",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, sys.maxsize),  # what itertools.islice takes
+    help="Records to print (0: all).",
+)
 @click.option("--split", default=None, help="Only records of this split (e.g. train, test).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line, in full.")
 @set_option
