@@ -14,6 +14,9 @@ commands share, so the same option reads the same in every ``--help``.
 - ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
   (a key, a tokens file) or a folder (of keys) that must exist, given to the command as a
   ``Path``, as ``heirloom serve --curve-secret`` and ``heirloom gateway --tokens`` are.
+- ``a_path(exists=, file_okay=, dir_okay=, writable=)``: the type of any other path option or
+  argument: click.Path giving a ``Path``, with ``""`` (an unset variable in a script) a usage
+  error, where ``Path("")`` would be the working directory.
 - ``log_options``: ``--log-format`` and ``--log-level`` of a command that runs a daemon;
   ``configure_logs(level, fmt)`` sends heirloom's log lines to stderr that way.
 - ``ADDRESS``: the type of a ZeroMQ endpoint option (``--connect``: tcp://, ipc:// or
@@ -29,6 +32,7 @@ from heirloom.cli.logs import configure as configure_logs
 from heirloom.cli.options import (
     ADDRESS,
     SECONDS,
+    a_path,
     answered_hosts,
     bound_socket,
     check_listenable,
@@ -46,6 +50,7 @@ from heirloom.cli.options import (
 __all__ = [
     "ADDRESS",
     "SECONDS",
+    "a_path",
     "answered_hosts",
     "bound_socket",
     "check_listenable",

@@ -116,6 +116,29 @@ def test_unknown_source_or_split_is_a_usage_error(rows):
     assert "Invalid value for '--limit'" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("keys", "new", "", "--name", "x"),
+        ("data", "fetch", "banking77", "--to", ""),
+        ("data", "list", "--to", ""),
+        ("feedback", "export", "finance-sentiment", "--output", ""),
+        ("eval", "finance-sentiment", "--html", ""),
+        ("models", "list", "--store", ""),
+        ("serve", "finance-sentiment", "--curve-secret", ""),
+        ("new", "plugin", "x", "--dir", ""),
+    ],
+)
+def test_an_empty_path_is_a_usage_error_not_the_working_directory(tmp_path, command):
+    """``Path("")`` is the working directory: ``keys new ""`` wrote keys there (exit 0) and
+    ``data fetch --to ""`` fetched there; every path option and argument refuses ``""`` as
+    ``models backup ""`` did (an unset variable in a script)."""
+    result = run_heirloom(*command, cwd=tmp_path, env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2, result.stderr
+    assert "is empty (an unset variable?): name a" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
 def test_bad_profile_is_reported_like_profile_check(tmp_path):
     profile = write(tmp_path / "bad.toml", "[sources.x]\nuse = 'nope'\n")
     result = run_heirloom("data", "stats", str(profile), "x")

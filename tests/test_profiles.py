@@ -703,6 +703,15 @@ def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
         assert f"{name}: not a profile: a folder, a FIFO or a device" in " ".join(result.stderr.split())
 
 
+def test_a_profile_name_too_long_for_a_file_name_is_a_usage_error(tmp_path):
+    """``profile check <5000 characters>`` said "File name too long" with exit 1, a runtime failure;
+    a name no file can have names nothing: exit 2, the name cut short."""
+    result = run_heirloom("profile", "check", "a" * 5000, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "File name too long" in result.stderr and "aaaa... (" in result.stderr
+    assert len(result.stderr) < 400
+
+
 @attrs.define
 class _StrictModel(toys.ToyModel):
     def __attrs_post_init__(self):

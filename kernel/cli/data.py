@@ -31,7 +31,7 @@ from heirloom.cli.common import (
     print_json,
     resolve_or_exit,
 )
-from heirloom.cli.options import SECONDS, set_option
+from heirloom.cli.options import SECONDS, a_path, set_option
 from heirloom.core.components import Source
 from heirloom.core.errors import HeirloomError
 from heirloom.core.paths import data_root
@@ -179,9 +179,7 @@ def to_copy(folder: Path, missing: list[DataFile]) -> list[dict[str, Any]]:
 
 
 @data_group.command("list")
-@click.option(
-    "--to", "root", type=click.Path(file_okay=False, path_type=Path), help="Look in this folder, not the data root."
-)
+@click.option("--to", "root", type=a_path(file_okay=False), help="Look in this folder, not the data root.")
 @click.option("--json", "as_json", is_flag=True, help="Print the data sets as JSON, with every missing file.")
 def data_list(root: Path | None, as_json: bool) -> None:
     """The public data sets plugins register, and how many of their files are in the data
@@ -230,7 +228,7 @@ def data_list(root: Path | None, as_json: bool) -> None:
 @click.option(
     "--to",
     "root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=a_path(file_okay=False),
     help="Put NAME/ in this folder instead of the data root (profiles then need HEIRLOOM_DATA=it).",
 )
 @click.option("--accept-license", is_flag=True, help="Accept the restrictive licenses (research only...) of NAME...")

@@ -17,7 +17,7 @@ import click
 from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_INVALID, console, fail, inert, print_json, resolve_or_exit
-from heirloom.cli.options import set_option
+from heirloom.cli.options import a_path, set_option
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.store.feedback import Entry, FeedbackLog, Replay
 
@@ -178,9 +178,7 @@ def feedback_remove(
 @feedback_group.command("export")
 @click.argument("profile")
 @api_argument
-@click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default, or -: stdout)."
-)
+@click.option("--output", "-o", type=a_path(dir_okay=False), help="Write here (default, or -: stdout).")
 @set_option
 def feedback_export(profile: str, api: str | None, output: Path | None, overrides: tuple[str, ...]) -> None:
     """The records the log offers the next train, as JSON lines: removed records and records

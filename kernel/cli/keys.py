@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from heirloom.cli.common import fail
+from heirloom.cli.options import a_path
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import new_keypair
 
@@ -17,7 +18,7 @@ def keys_group() -> None:
 
 
 @keys_group.command("new")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=a_path(file_okay=False))
 @click.option("--name", default="heirloom", show_default=True, help="File name stem of the keypair.")
 def keys_new(directory: Path, name: str) -> None:
     """Write NAME.key (public: give it to the other side) and NAME.key_secret (keep private) into DIRECTORY."""

@@ -9,6 +9,7 @@ COMMAND`` imports only the plugin that provides it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -148,4 +149,7 @@ def main() -> None:
     except HeirloomError as exc:
         fail(f"error: {exc}")
     except OSError as exc:  # a full disk, a folder without permission: the path and the reason, not a traceback
+        if exc.errno == errno.ENAMETOOLONG:  # a name no path can have (a profile name, a folder): a usage error
+            name = str(exc.filename)
+            fail(f"error: {exc.strerror}: {name[:80]}... ({len(name)} characters)", 2)
         fail(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))

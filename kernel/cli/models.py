@@ -44,7 +44,7 @@ def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) 
 
 store_option = click.option(
     "--store",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=a_path(exists=True, file_okay=False),
     envvar="HEIRLOOM_STORE",
     show_envvar=True,
     callback=_open_store,
@@ -437,7 +437,7 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
 
 
 @models_group.command("backup")
-@click.argument("destination", type=click.Path(file_okay=False), callback=a_path)
+@click.argument("destination", type=a_path(file_okay=False))
 @click.option(
     "--overwrite",
     is_flag=True,

@@ -17,6 +17,7 @@ from string import Template
 import click
 
 from heirloom.cli.common import fail
+from heirloom.cli.options import a_path
 from heirloom.core.version import VERSION
 
 KINDS = ("source", "model", "api")
@@ -114,7 +115,7 @@ def new_group() -> None:
 @click.option(
     "--dir",
     "target",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=a_path(file_okay=False),
     help="Folder to create (default: ./NAME). It must not exist or be empty.",
 )
 def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:

@@ -33,12 +33,12 @@ set_option = click.option(
 
 def existing_file(name: str, help: str) -> Callable[[F], F]:
     """An option naming a file that must exist, as a Path: a key (``--curve-secret``), a tokens file."""
-    return click.option(name, type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help)
+    return click.option(name, type=a_path(exists=True, dir_okay=False), help=help)
 
 
 def existing_folder(name: str, help: str) -> Callable[[F], F]:
     """An option naming a folder that must exist, as a Path: a folder of keys (``--curve-clients``)."""
-    return click.option(name, type=click.Path(exists=True, file_okay=False, path_type=Path), help=help)
+    return click.option(name, type=a_path(exists=True, file_okay=False), help=help)
 
 
 def listen_options(default_port: int) -> Callable[[F], F]:
@@ -82,12 +82,21 @@ def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return tuple(names)
 
 
-def a_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
-    """A path argument as a Path; ``""`` (an unset variable in a script) is a usage error, where
-    ``Path("")`` would read it as the working directory (``models backup ""`` wrote there)."""
-    if value == "":
-        raise click.BadParameter("is empty (an unset variable?): name a folder, '.' for this one")
-    return None if value is None else Path(value)
+class GivenPath(click.Path):
+    """click.Path, as a Path, refusing ``""`` (an unset variable in a script): ``Path("")`` is
+    the working directory, so ``keys new ""`` wrote keys there and ``data fetch --to ""`` fetched there."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            folder = "a folder, '.' for this one" if self.dir_okay else ""
+            what = " or ".join(filter(None, ["a file" if self.file_okay else "", folder]))
+            self.fail(f"is empty (an unset variable?): name {what}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def a_path(*, exists: bool = False, file_okay: bool = True, dir_okay: bool = True, writable: bool = False) -> GivenPath:
+    """The type of every path option and argument: ``GivenPath`` giving a ``Path``."""
+    return GivenPath(exists=exists, file_okay=file_okay, dir_okay=dir_okay, writable=writable, path_type=Path)
 
 
 def url_host(host: str) -> str:

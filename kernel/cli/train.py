@@ -17,7 +17,7 @@ from heirloom.cli.common import (
     print_json,
     resolve_or_exit,
 )
-from heirloom.cli.options import set_option
+from heirloom.cli.options import a_path, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import write_atomic
@@ -166,7 +166,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    type=a_path(dir_okay=False, writable=True),
     help="Also write a self-contained HTML report to this file: tables, the confusion matrix and, "
     "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra).",
 )

@@ -9,14 +9,14 @@ from pathlib import Path
 import click
 
 import heirloom
-from heirloom.options import ADDRESS, answered_hosts, bound_socket, existing_file, listen_options, url_host
+from heirloom.options import ADDRESS, a_path, answered_hosts, bound_socket, existing_file, listen_options, url_host
 from heirloom.reports import EXTRA_HINT
 
 
 @click.command("ui")
 @click.option(
     "--store",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=a_path(file_okay=False),
     envvar="HEIRLOOM_STORE",
     show_envvar=True,
     help="The artifact store folder (default: the one `heirloom train` uses, HEIRLOOM_HOME/store).",

@@ -22,6 +22,7 @@ import heirloom
 from heirloom.options import (
     ADDRESS,
     SECONDS,
+    a_path,
     answered_hosts,
     bound_socket,
     configure_logs,
@@ -155,7 +156,7 @@ def stopped_with_parent() -> Callable[[], None] | None:
     "--curve-server",
     "--curve-server-key",
     "curve_server_key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=a_path(exists=True, dir_okay=False),
     help="The daemon's public key (server.key), with --tokens when the daemon uses Curve (as call and ui take it).",
 )
 @click.option(

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from heirloom.options import a_path
 from heirloom_plugins.medical.formulary import read_formulary
 from heirloom_plugins.medical.safety import Formulary, allergy_substances, links, read_drug, unread
 
@@ -79,7 +80,7 @@ def medical_group() -> None:
 )
 @click.option(
     "--formulary",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=a_path(exists=True, dir_okay=False),
     help="A formulary file (the value of models.treatment.formulary); default: the shipped tables alone.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the reading as JSON.")
