@@ -640,11 +640,24 @@ def test_an_address_in_use_is_one_line_naming_it(tmp_path, workers):
         assert result.returncode == 1
         assert result.stderr.strip().splitlines()[-1] == f"error: cannot bind {taken}: Address already in use"
         worker_side = run_heirloom("serve", "minimal", "--bind", free_tcp_address(), "--worker-bind", taken, *workers)
-        assert worker_side.returncode == 1 and "Traceback" not in worker_side.stderr
-        expected = f"error: cannot bind {taken}: Address already in use" if workers else "needs a broker"
-        assert expected in worker_side.stderr
+        assert "Traceback" not in worker_side.stderr
+        in_use = f"error: cannot bind {taken}: Address already in use"  # it failed; without a broker it cannot work
+        expected, code = (in_use, 1) if workers else ("needs a broker", 2)
+        assert expected in worker_side.stderr and worker_side.returncode == code
     finally:
         assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_a_bind_address_naming_no_interface_of_this_host_is_a_usage_error(workers):
+    """``--bind tcp://nosuchhost.invalid:PORT`` said ZeroMQ's "No such device", exit 1: bind takes
+    an interface's address or name (not a DNS name), so it is what was typed that cannot work."""
+    port = free_tcp_address().rpartition(":")[2]
+    for address in (f"tcp://nosuchhost.invalid:{port}", f"tcp://192.0.2.1:{port}"):  # 192.0.2.1: TEST-NET-1
+        result = run_heirloom("serve", "minimal", "--bind", address, *workers, timeout=60)
+        assert result.returncode == 2, result.stderr
+        host = address.removeprefix("tcp://").rpartition(":")[0]
+        assert f"error: cannot bind {address}: {host} names no interface of this host" in result.stderr
 
 
 def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from_elsewhere(tmp_path):
@@ -680,7 +693,7 @@ def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from
 
 def test_a_broker_with_no_local_workers_needs_an_address_for_the_others():
     result = run_heirloom("serve", "minimal", "--bind", free_tcp_address(), "--workers", "0")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # flags that cannot work: a usage error
     assert "--workers 0 is a broker whose workers all connect from elsewhere: give it --worker-bind" in result.stderr
 
 

@@ -9,11 +9,12 @@ import attrs
 import click
 
 from heirloom.cli import logs
-from heirloom.cli.common import fail, get_kernel, resolve_or_exit
+from heirloom.cli.common import EXIT_INVALID, fail, get_kernel, resolve_or_exit
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folder, log_options, set_option
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.metrics import MetricsAddress
+from heirloom.wire.transport import Unworkable
 
 
 @click.command("serve")
@@ -23,8 +24,8 @@ from heirloom.wire.metrics import MetricsAddress
     "binds",
     multiple=True,
     metavar="ADDR",
-    help="Endpoint to listen on, repeatable (tcp://HOST:PORT, ipc:///path). Default: [server] bind, "
-    "else tcp://127.0.0.1:5555.",
+    help="Endpoint to listen on, repeatable (tcp://HOST:PORT, HOST an interface's address or name, or *; "
+    "ipc:///path). Default: [server] bind, else tcp://127.0.0.1:5555.",
 )
 @click.option(
     "--workers",
@@ -144,7 +145,7 @@ def serve_command(
             metrics=MetricsAddress(metrics_host, metrics_port) if metrics_port is not None else None,
         )
     except HeirloomError as exc:
-        fail(f"error: {exc}")
+        fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, Unworkable) else 1)
     exit_process(code)
 
 

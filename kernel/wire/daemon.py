@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from heirloom.core.components import Resources
-from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import ResolvedProfile
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
@@ -26,6 +25,7 @@ from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot, daemon_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
+from heirloom.wire.transport import Unworkable
 
 if TYPE_CHECKING:
     from heirloom.wire.broker import Broker
@@ -133,7 +133,7 @@ def serve(
     ``metrics``: also serve Prometheus ``/metrics`` there."""
     if in_one_process(profile, settings):
         if worker_bind is not None:  # no broker would listen there: remote workers would wait forever
-            raise HeirloomError(
+            raise Unworkable(
                 f"--worker-bind {worker_bind} needs a broker: serve with --workers N (N >= 2; remote workers "
                 "join the N local ones; N = 0: only remote workers), or a resource manager that places workers "
                 '([resources] use = "ray")'
@@ -143,7 +143,7 @@ def serve(
 
     resources = configured_resources(profile)
     if settings.workers == 0 and worker_bind is None and not _places_workers(resources):
-        raise HeirloomError(
+        raise Unworkable(
             "--workers 0 is a broker whose workers all connect from elsewhere: give it --worker-bind ADDR "
             "for them to connect to (`heirloom worker PROFILE --connect ADDR`)"
         )

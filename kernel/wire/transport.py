@@ -14,6 +14,7 @@ the client is gone) raises and is counted instead of vanishing.
 
 from __future__ import annotations
 
+import errno
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,12 +33,27 @@ _POLLIN = int(zmq.POLLIN)
 _UNDELIVERABLE = (zmq.EAGAIN, zmq.EHOSTUNREACH)
 
 
+class Unworkable(HeirloomError):
+    """What the operator asked cannot work as given (an address naming no interface of this
+    host, flags that need each other): the CLI exits 2, as for a typo, not 1 (it failed)."""
+
+
+#: What ZeroMQ says when a bind address is no interface of this host (a DNS name, another host's address).
+_NO_INTERFACE = (errno.ENODEV, errno.EADDRNOTAVAIL)
+
+
 def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
     """``socket.bind(address)`` (else ``connect``), with ZeroMQ's refusal (a port in use, a
     malformed address, an unknown interface) as an error naming the address."""
     try:
         socket.bind(address) if bind else socket.connect(address)
     except zmq.ZMQError as exc:
+        if bind and exc.errno in _NO_INTERFACE:
+            host = address.partition("://")[2].rpartition(":")[0]
+            raise Unworkable(
+                f"cannot bind {address}: {host} names no interface of this host (bind takes an interface's "
+                "address or name, or * for every interface)"
+            ) from None
         raise HeirloomError(f"cannot {'bind' if bind else 'connect to'} {address}: {zmq.strerror(exc.errno)}") from None
 
 
