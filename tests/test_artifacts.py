@@ -647,6 +647,30 @@ def test_models_list_json_has_refs_digests_parents_aliases_metrics(store):
     assert "accuracy=0.8" in table.stdout and "macro_f1=0.75" in table.stdout and "\\n" not in table.stdout
 
 
+def _strict_json(text: str):
+    """``text`` read as JSON is specified: Python's reader alone takes a bare NaN or Infinity."""
+    return json.loads(text, parse_constant=lambda word: pytest.fail(f"not JSON: {word}"))
+
+
+def test_a_non_finite_metric_is_null_in_every_json_the_cli_prints(store):
+    """A NaN metric in the index was printed as a bare ``NaN`` by ``models list --json`` and
+    ``models show --json``: no JSON reader but Python's takes that."""
+    put(store, "finance/sentiment", 1)
+    with sqlite3.connect(store.root / "index.sqlite") as index:  # put stores null; an older heirloom, or a hand, NaN
+        index.execute("""UPDATE artifacts SET metrics = '{"loss": NaN, "validation": {"loss": Infinity}}'""")
+    index.close()
+    for command in (
+        ("list", "--json"),
+        ("show", "finance/sentiment@1", "--json"),
+        ("lineage", "finance/sentiment@1", "--json"),
+    ):
+        result = models(store, *command)
+        assert result.returncode == 0, result.stderr
+        printed = _strict_json(result.stdout)
+        artifact = printed[0] if isinstance(printed, list) else printed
+        assert artifact["metrics"] == {"loss": None, "validation": {"loss": None}}, command
+
+
 def test_unknown_refs_exit_2_and_say_what_exists(store):
     put(store, "medical/triage", 1)
     put(store, "medical/triage", 2)

@@ -20,6 +20,7 @@ from rich.text import Text
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import ProfileError
 from heirloom.core.fsutil import NotRegularFile
+from heirloom.store.content import finite
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -119,4 +120,10 @@ def resolve_or_exit(profile: str, overrides: tuple[str, ...] = ()) -> ResolvedPr
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=False))
+    click.echo(json_text(data, indent=2))
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """``data`` as strict JSON, as every --json prints it: a non-finite number (a NaN metric) is
+    null, where json.dumps writes a bare NaN that no JSON reader but Python's takes."""
+    return json.dumps(finite(data), indent=indent, default=str, ensure_ascii=False, allow_nan=False)

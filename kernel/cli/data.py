@@ -6,7 +6,6 @@ fetched and checked where profiles read them (``${data}``).
 from __future__ import annotations
 
 import itertools
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from heirloom.cli.common import (
     fail_unexpectedly,
     get_kernel,
     inert,
+    json_text,
     print_json,
     resolve_or_exit,
 )
@@ -104,7 +104,7 @@ def data_show(
         records = iter(component.records(split))
         for number, record in enumerate(itertools.islice(records, limit or None), start=1):
             if as_json:
-                click.echo(json.dumps(plain(record), ensure_ascii=False, default=str))
+                click.echo(json_text(plain(record)))
             else:
                 console.rule(f"{source} record {number}")
                 console.print(Pretty(plain(record), max_length=SHOWN_ITEMS, max_string=SHOWN_CHARS))

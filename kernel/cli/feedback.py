@@ -8,7 +8,6 @@ appends whole lines to the same file.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_INVALID, console, fail, inert, print_json, resolve_or_exit
+from heirloom.cli.common import EXIT_INVALID, console, fail, inert, json_text, print_json, resolve_or_exit
 from heirloom.cli.options import a_path, set_option
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.store.feedback import Entry, FeedbackLog, Replay
@@ -110,7 +109,7 @@ def feedback_list(
     rows = rows[-limit:] if limit else rows
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_text(row))
         return
     apis = len({row["api"] for row in rows}) > 1  # one api's column says nothing, and costs the text its room
     columns = [Column("id", no_wrap=True), *(["api"] * apis), Column("time", no_wrap=True), "label", "status"]
@@ -187,9 +186,7 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
     resolved = resolve_or_exit(profile, overrides)
     lines = []
     for name, path in feedback_logs(resolved, api).items():
-        lines += [
-            json.dumps({**record, "api": name}, ensure_ascii=False) for record in FeedbackLog.replay(path).trainable()
-        ]
+        lines += [json_text({**record, "api": name}) for record in FeedbackLog.replay(path).trainable()]
     text = "".join(line + "\n" for line in lines)
     if output is None or str(output) == "-":
         click.echo(text, nl=False)
