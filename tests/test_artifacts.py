@@ -297,6 +297,35 @@ def test_a_parent_loop_in_a_damaged_index_is_an_error_not_a_hang(store):
     assert [a["ref"] for a in json.loads(descendants.stdout)] == ["finance/sentiment@2"]
 
 
+def test_a_garbage_parent_in_the_index_is_damage_named_not_a_usage_error(store):
+    """``models lineage`` of a version whose stored parent is no ref said "invalid artifact
+    reference", exit 2 (what was typed names nothing), though the index is at fault."""
+    put(store, "finance/sentiment", 1)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("UPDATE artifacts SET parent = 'not a ref!!' WHERE version = 1")
+    conn.close()
+    result = models(store, "lineage", "finance/sentiment@1")
+    assert result.returncode == 1, result.stderr
+    assert "finance/sentiment@1 records its parent as 'not a ref!!', no artifact reference" in said(result)
+    assert "the index is damaged" in said(result)
+
+
+def test_a_version_past_2_to_the_53_in_a_damaged_index_is_refused_before_anything_is_written(store):
+    """A row edited to version 2**63-1 made the next put store version 2**63 as SQLite's REAL
+    (9.22e18), after which every command refused the index: put refuses it, writing nothing."""
+    put(store, "finance/sentiment", 1)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("UPDATE artifacts SET version = 9223372036854775807")
+    conn.close()
+    blobs = sorted((store.root / "blobs").iterdir())
+    with pytest.raises(heirloom.HeirloomError, match="is damaged") as refused:
+        put(store, "finance/sentiment", 2)
+    assert f"the newest version of finance/sentiment is {2**63 - 1}, past {2**53}" in str(refused.value)
+    assert sorted((store.root / "blobs").iterdir()) == blobs
+    assert [a.version for a in store.list()] == [2**63 - 1]  # still readable: nothing stored as a REAL
+    assert put(store, "finance/other", 2).version == 1  # other models store as before
+
+
 def test_an_alias_pointing_at_no_stored_version_is_named_and_promote_repairs_it(store):
     put(store, "finance/sentiment", 1)
     with sqlite3.connect(store.root / "index.sqlite") as conn:

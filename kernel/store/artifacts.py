@@ -139,13 +139,14 @@ class ArtifactStore:
                 raise RefError(f"parent {parent.ref} ({parent.digest[:12]}) is not in the store at {self.root}")
             if quota_mb is not None:
                 self._check_quota(tx, project, model, blobs, quota_mb)
+            version = tx.next_version(project, model)
             for name, data in blobs.items():
                 try:
                     write_atomic(self.blobs / name, data)
                 except OSError as exc:  # a full disk: os.write names no file, so say which
                     reason = f"cannot write {self.blobs / name}: {exc.strerror or exc}"
                     raise HeirloomError(f"{reason}; the version was not stored") from exc
-            version = tx.insert(record, *blobs)
+            tx.insert(record, version, *blobs)
         self._written()
         return Artifact(version=version, **record)
 
@@ -247,7 +248,7 @@ class ArtifactStore:
         with self.index.reading() as tx:
             chain = [self._resolve(tx, as_ref(ref))]
             while chain[-1].parent is not None:
-                parent = Ref.parse(chain[-1].parent)
+                parent = self._stored_parent(chain[-1])
                 row = tx.row(parent.project, parent.model, parent.version)
                 if row is None:
                     break
@@ -256,6 +257,17 @@ class ArtifactStore:
                     loop = " <- ".join(a.ref for a in chain)
                     raise HeirloomError(f"{self.index.path}: the lineage loops ({loop}): the index is damaged")
         return chain
+
+    def _stored_parent(self, artifact: Artifact) -> Ref:
+        """``artifact``'s parent as the index records it: a ref no put writes is the index's
+        fault, so not a RefError (what was typed names nothing, exit 2) but damage named."""
+        try:
+            return Ref.parse(artifact.parent)
+        except RefError:
+            raise HeirloomError(
+                f"{self.index.path}: {artifact.ref} records its parent as {artifact.parent[:80]!r}, no artifact "
+                "reference: the index is damaged; restore it from a backup"
+            ) from None
 
     def promote(
         self,

@@ -25,6 +25,8 @@ SCHEMA_VERSION = 1
 #: Seconds a writer waits for another one to finish (big blobs are written under the lock).
 BUSY_TIMEOUT = 120.0
 JSON_COLUMNS = ("data_fingerprints", "metrics", "plugin_versions")
+#: The largest version stored: a JSON reader that reads numbers as doubles (JavaScript) reads it exactly.
+MAX_VERSION = 2**53
 RECORD_COLUMNS = (
     "project",
     "model",
@@ -216,19 +218,26 @@ class Transaction:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
-    def insert(self, record: dict[str, Any], weights_blob: str, metadata_blob: str) -> int:
-        """Add ``record`` as the next version of its project/model; return the version."""
-        (version,) = self.conn.execute(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM artifacts WHERE project = ? AND model = ?",
-            (record["project"], record["model"]),
+    def next_version(self, project: str, model: str) -> int:
+        """The version ``insert`` gives ``project/model`` next. Only damage (a hand edit) puts one
+        near SQLite's largest integer, past which the next would be stored as a REAL (9.22e18)
+        that every later read refuses: refused here, before the caller writes anything."""
+        (newest,) = self.conn.execute(
+            "SELECT MAX(version) FROM artifacts WHERE project = ? AND model = ?", (project, model)
         ).fetchone()
+        newest = 0 if newest is None else _whole(project, model, newest)
+        if newest >= MAX_VERSION:
+            raise sqlite3.DatabaseError(f"the newest version of {project}/{model} is {newest}, past {MAX_VERSION}")
+        return newest + 1
+
+    def insert(self, record: dict[str, Any], version: int, weights_blob: str, metadata_blob: str) -> None:
+        """Add ``record`` as ``version`` (``next_version``) of its project/model."""
         values = {**record, **{name: json.dumps(record[name]) for name in JSON_COLUMNS}}
         columns = (*RECORD_COLUMNS, "version", "weights_blob", "metadata_blob")
         self.conn.execute(
             f"INSERT INTO artifacts ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             (*(values[name] for name in RECORD_COLUMNS), version, weights_blob, metadata_blob),
         )
-        return version
 
     def rows(self, project: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
         """Every matching version, ordered by project, model, version."""
