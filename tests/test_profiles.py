@@ -344,6 +344,17 @@ def test_a_set_text_value_in_toml_quotes_is_read_without_them(tmp_path):
         assert json.loads(shown.stdout)["profile"][top] == "hello", shown.stdout
 
 
+def test_set_null_of_a_key_that_cannot_be_unset_says_so(tmp_path):
+    """README: ``--set key=null`` unsets an optional value; of an int one it said ``expected
+    int, got str 'null'``, as if null were a typo of a number."""
+    checked = run_heirloom("profile", "check", "minimal", "--set", "server.grace=null", "--set", "server.bind=none")
+    assert checked.returncode == 2
+    assert "--set: server.grace: cannot be unset: it takes float" in checked.stderr
+    assert "--set: server.bind: cannot be unset: it takes list[str]" in checked.stderr
+    unset = run_heirloom("profile", "show", "minimal", "--set", "store.path=null", "--json")
+    assert unset.returncode == 0 and json.loads(unset.stdout)["profile"]["store"]["path"] is None
+
+
 def test_a_set_value_in_quotes_that_is_no_toml_string_is_an_error_naming_the_key(tmp_path, kernel):
     """``--set 'description="ab\\q"'`` (a backslash TOML writes ``\\\\``) kept its quotes, silently,
     as did ``"a"b"`` in a path and ``'it's'``: the value was the text with its quotes."""

@@ -55,11 +55,14 @@ class SetValue:
     def typed(self, tp: Any) -> Any:
         """The value for a field of type ``tp`` (text stays text, others parse as TOML); ValueError says why not."""
         text, args = self.text, typing.get_args(tp)
+        unset = text.strip().lower() in ("none", "null")
         if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-            if text.strip().lower() in ("none", "null"):
+            if unset:
                 return None
             others = [a for a in args if a is not type(None)]
             tp = others[0] if len(others) == 1 else Any
+        elif unset and tp not in (str, Path, Any):  # README: --set key=null unsets an optional value
+            raise ValueError(f"cannot be unset: it takes {tp.__name__ if isinstance(tp, type) else tp}")
         quoted = len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"
         if tp in (str, Path) and not quoted:
             value = text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
@@ -197,8 +200,7 @@ class ProfileLoader:
             said = f"over {MAX_EXTENDS} files extend one another, from {display_path(chain[0])} to here"
             problems.append(Problem(label, "extends", said))
             return
-        if resolved in self._merged:
-            # each file merges once, where first seen: a shared base would undo a parent's changes
+        if resolved in self._merged:  # each file merges once, first seen: a shared base would undo a parent's edits
             return
         self._merged.add(resolved)
         try:
@@ -212,8 +214,7 @@ class ProfileLoader:
         except (ValueError, RecursionError) as exc:
             problems.append(Problem(label, "", str(exc) or f"nested more than {MAX_DEPTH} levels deep"))
             return
-        if chain:
-            # a project's name (its artifact namespace) is never inherited: an extension stores its own
+        if chain:  # a project's name (its artifact namespace) is never inherited: an extension stores its own
             tree.pop("project", None)
         parents = tree.pop("extends", [])
         if isinstance(parents, str):
@@ -271,15 +272,13 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
             base[key] = {}
         if isinstance(value, dict):
             if not isinstance(base.get(key), dict):
-                if key in base:
-                    _forget(provenance, here, old)
+                _forget(provenance, here, old)  # None when absent: nothing to forget
                 base[key] = {}
             _merge(base[key], value, provenance, label, here)
             if not value:
                 provenance[".".join(here)] = label
         else:
-            if key in base:
-                _forget(provenance, here, old)
+            _forget(provenance, here, old)
             base[key] = value
             provenance[".".join(here)] = label
 
