@@ -714,6 +714,16 @@ def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
         assert f"{name}: not a profile: a folder, a FIFO or a device" in " ".join(result.stderr.split())
 
 
+def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_key(tmp_path, data_dir):
+    """``[store] path = "/dev/null"`` made ``profile check`` say ``error: cannot use /dev/null as a
+    store ...``, naming neither the profile file nor ``store.path``."""
+    write(tmp_path / "devnull.toml", 'extends = ["finance-sentiment"]\n[store]\npath = "/dev/null"\n')
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": ""}
+    result = run_heirloom("profile", "check", "devnull.toml", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("devnull.toml: store.path: cannot use /dev/null as a store"), result.stderr
+
+
 def test_a_profile_name_too_long_for_a_file_name_is_a_usage_error(tmp_path):
     """``profile check <5000 characters>`` said "File name too long" with exit 1, a runtime failure;
     a name no file can have names nothing: exit 2, the name cut short."""

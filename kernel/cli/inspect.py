@@ -201,6 +201,8 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     resolved = resolve_or_exit(profile, overrides)
     try:
         problems = reference_problems(get_kernel(), resolved) + served_model_problems(get_kernel(), resolved)
+    except ProfileError as exc:  # the store a profile names cannot be used
+        report_profile_error(exc)
     except HeirloomError as exc:
         fail(f"error: {exc}")
     if too_many := too_many_workers(workers := resolved.settings["server"].workers):

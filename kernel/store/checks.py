@@ -8,11 +8,12 @@ When the store holds the version a model table serves, each api that implements
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, references
-from heirloom.core.errors import HeirloomError, Problem
+from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
@@ -22,6 +23,18 @@ from heirloom.store.training import PRETRAINED, SERVED
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
     from heirloom.core.schema import ResolvedProfile
+
+
+def open_store(kernel: Kernel, profile: ResolvedProfile) -> Any:
+    """``kernel.store(profile)``; a store that cannot be used where the profile's ``[store] path``
+    puts it (``/dev/null``) is a ProfileError naming the file and the key, as a bad value is."""
+    try:
+        return kernel.store(profile)
+    except HeirloomError as exc:
+        key = "store.path"
+        if isinstance(exc, ProfileError) or os.environ.get("HEIRLOOM_STORE") or key not in profile.raw.provenance:
+            raise
+        raise ProfileError([Problem(profile.raw.provenance[key], key, str(exc))]) from None
 
 
 def served_model_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem]:
@@ -34,7 +47,7 @@ def served_model_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Prob
     if not checking:
         return []
     specs = {spec.name: spec for spec in profile.components if spec.kind == "model"}
-    store = kernel.store(profile)
+    store = open_store(kernel, profile)
     loaded: dict[str, Any] = {}
     problems = []
     for spec in checking:
@@ -113,7 +126,7 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
     numbers = [(spec, int(spec.keys.serve)) for spec in models if spec.keys.serve and spec.keys.serve.isdigit()]
     if not inherits and not aliases and not numbers:
         return problems
-    store = kernel.store(profile)
+    store = open_store(kernel, profile)
     stored = store.list()  # one read of the index: names and aliases both come from it
     known = sorted({f"{a.project}/{a.model}" for a in stored})
     own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
