@@ -263,6 +263,32 @@ tags = ["${TOY_TAG}", "${MISSING_TOY:-fallback}"]
     assert kernel.resolve(str(path)).description == f"data in {home / 'data'}, cost $5", "the default data root"
 
 
+def test_a_default_holding_an_interpolation_is_refused_and_an_empty_variable_takes_the_default(
+    tmp_path, kernel, monkeypatch
+):
+    """``${A:-${B}}`` gave '${B' then a literal '}' (or 'x}', or '}'), silently; ``:-`` now reads
+    as in sh: an empty variable takes the default too."""
+    monkeypatch.setenv("TOY_B", "x")
+    monkeypatch.setenv("TOY_EMPTY", "")
+    path = write(tmp_path / "p.toml", 'description = "${TOY_A:-${TOY_B}}"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    said = "description: cannot interpolate '${TOY_A:-${TOY_B}}': a :- default is plain text, no ${...}"
+    assert [str(problem) for problem in caught.value.problems] == [f"{path}: {said}"]
+    write(path, 'description = "${TOY_EMPTY:-fallback}/${TOY_EMPTY}"\n')
+    assert kernel.resolve(str(path)).description == "fallback/"
+
+
+def test_a_project_named_after_itself_is_one_problem(tmp_path, kernel):
+    """``project = "p-${project}"`` said ``project: invalid name 'p-p-${project}'``, twice."""
+    path = write(tmp_path / "p.toml", 'project = "p-${project}"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{path}: project: refers to itself (${{project}} is its name)"
+    ]
+
+
 def test_missing_reference_and_cycle_name_the_chain(tmp_path, kernel):
     path = write(
         tmp_path / "p.toml",

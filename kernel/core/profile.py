@@ -217,8 +217,7 @@ class ProfileLoader:
         if chain:  # a project's name (its artifact namespace) is never inherited: an extension stores its own
             tree.pop("project", None)
         parents = tree.pop("extends", [])
-        if isinstance(parents, str):
-            parents = [parents]
+        parents = [parents] if isinstance(parents, str) else parents
         if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
             problems.append(Problem(label, "extends", f"expected a profile name or a list of names, got {parents!r}"))
             parents = []
@@ -370,26 +369,29 @@ def _interpolate(
 def _substitute(
     text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str], project: str
 ) -> str:
+    key = ".".join(path)
+
+    def refused(match: re.Match[str], what: str) -> str:
+        problems.append(Problem(provenance.get(key, "?"), key, what))
+        return match.group(0)  # as written: the problem stops the profile anyway
+
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        name, default = match.group(1), match.group(2)
+        name, default, at = match.group(1), match.group(2), text[match.start() :][:40]
         if match.group(0) == "${":  # unclosed, or no name: a typo rather than text
-            what = f"cannot interpolate {text[match.start() :][:30]!r}: ${{ takes a NAME (A-Z, 0-9, _) and }} ($$: a $)"
-            problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), what))
-            return "${"
-        if name == "project":
-            return project
+            return refused(match, f"cannot interpolate {at!r}: ${{ takes a NAME (A-Z, 0-9, _) and }} ($$: a $)")
+        if default is not None and "${" in default:  # ${A:-${B}} read '${B' as the default, then a '}'
+            return refused(match, f"cannot interpolate {at!r}: a :- default is plain text, no ${{...}}")
+        if name == "project":  # project = "p-${project}" would name itself
+            return project if key != "project" else refused(match, "refers to itself (${project} is its name)")
         if name == "data":
             return str(data_root())
-        if name in os.environ:
-            secrets.add(".".join(path))  # an environment value may be a credential: never shown by default
+        if os.environ.get(name) or (name in os.environ and default is None):  # as in sh, :- takes "" as unset
+            secrets.add(key)  # an environment value may be a credential: never shown by default
             return os.environ[name]
         if default is not None:
             return default
-        key = ".".join(path)
-        what = f"cannot interpolate ${{{name}}}: environment variable {name} is not set"
-        problems.append(Problem(provenance.get(key, "?"), key, what))
-        return match.group(0)
+        return refused(match, f"cannot interpolate ${{{name}}}: environment variable {name} is not set")
 
     return _VAR.sub(replace, text)

@@ -114,8 +114,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int, _strict(int, (int,)))
     converter.register_structure_hook(float, _strict(float, (int, float)))
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
-    # unions of plain types (``float | str | None``) accept whichever member the value is
-    configure_union_passthrough(str | int | float | bool | bytes | None, converter)
+    configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
     return converter
 
 
@@ -246,8 +245,7 @@ class Validator:
         table.update(config)  # the tree now shows typed, resolved values (profile show)
         keys = self._structure(key, kernel_keys, keys_cls)
         instance = self._structure(key, config, cls, also=sorted(reserved))
-        if instance is None or keys is None:
-            # every problem at once: the references the table names are checked all the same
+        if instance is None or keys is None:  # every problem at once: the references it names are checked too
             found = [(f, k, t) for f, k, t in declared_references(cls, config) if isinstance(t, str)]
             self._check_references(key, found)
             return None
