@@ -289,6 +289,22 @@ def test_a_project_named_after_itself_is_one_problem(tmp_path, kernel):
     ]
 
 
+def test_resources_cannot_be_disabled_in_an_extending_profile_or_by_set(tmp_path, kernel):
+    """``[resources] enabled = false`` dropped every inherited resource setting (threads,
+    quotas, admission limits) and ran the kernel's default manager, silently."""
+    write(tmp_path / "parent.toml", "[resources]\nthreads = 2\n")
+    child = write(tmp_path / "child.toml", 'extends = ["parent"]\n[resources]\nenabled = false\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(child))
+    [problem] = caught.value.problems
+    assert (problem.file, problem.path) == (str(child), "resources.enabled"), str(problem)
+    assert "cannot be false: a system always has a resource manager" in problem.message
+    assert "set the keys to change instead" in problem.message
+    with pytest.raises(heirloom.ProfileError, match=r"resources\.enabled: cannot be false"):
+        kernel.resolve(str(tmp_path / "parent.toml"), ["resources.enabled=false"])
+    assert kernel.resolve(str(child), ["resources.enabled=true"]).settings is not None  # true: as if unsaid
+
+
 def test_missing_reference_and_cycle_name_the_chain(tmp_path, kernel):
     path = write(
         tmp_path / "p.toml",

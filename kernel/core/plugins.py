@@ -212,8 +212,7 @@ class PluginHost:
         info = self.infos[name]
         if info.status == "listed":
             began = time.perf_counter()
-            # what a plugin prints while importing goes to stderr: stdout may be JSON (--json)
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(sys.stderr):  # what a plugin prints importing: stdout may be --json
                 try:
                     plugin = self._entry_points[name].load()
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may do anything on import

@@ -332,9 +332,11 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem]) -> Non
         table = data.get(table_name)
         if not isinstance(table, dict):
             continue
-        if table_name in SINGLE_COMPONENT_TABLES:
+        if table_name in SINGLE_COMPONENT_TABLES:  # refused: it would drop every inherited setting, silently
             if _disabled(table.get("enabled")):
-                _forget(provenance, [table_name], data.pop(table_name))
+                why = "cannot be false: a system always has a resource manager (the default one, with every setting "
+                why += "inherited dropped): set the keys to change instead, or another `use` to replace the table"
+                problems.append(Problem(provenance.get(f"{table_name}.enabled", "?"), f"{table_name}.enabled", why))
             continue
         for name in [n for n, t in table.items() if isinstance(t, dict) and _disabled(t.get("enabled"))]:
             prefix = f"{table_name}.{name}."

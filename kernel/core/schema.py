@@ -311,8 +311,7 @@ class Validator:
         except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
             field = _field_named_in(exc, cls)
             self.problem(f"{key}.{field}" if field else key, _raised(exc))
-        # attrs stops at the first failing validator, cattrs runs none after a bad key: check each field
-        named = {problem.path for problem in self.problems[reported:]}
+        named = {problem.path for problem in self.problems[reported:]}  # attrs and cattrs stop early: check each
         for field, message in self._field_problems(config, cls):
             if not any(path.split("[")[0] == f"{key}.{field}" for path in named):  # l2_search[0] said it
                 self.problem(f"{key}.{field}", message)
