@@ -20,7 +20,6 @@ from rich.text import Text
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import ProfileError
 from heirloom.core.fsutil import NotRegularFile
-from heirloom.store.content import finite
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -126,4 +125,6 @@ def print_json(data: Any) -> None:
 def json_text(data: Any, indent: int | None = None) -> str:
     """``data`` as strict JSON, as every --json prints it: a non-finite number (a NaN metric) is
     null, where json.dumps writes a bare NaN that no JSON reader but Python's takes."""
+    from heirloom.store.content import finite  # here: `heirloom call` (a probe) imports this module, not the store
+
     return json.dumps(finite(data), indent=indent, default=str, ensure_ascii=False, allow_nan=False)

@@ -150,6 +150,6 @@ def main() -> None:
         fail(f"error: {exc}")
     except OSError as exc:  # a full disk, a folder without permission: the path and the reason, not a traceback
         if exc.errno == errno.ENAMETOOLONG:  # a name no path can have (a profile name, a folder): a usage error
-            name = str(exc.filename)
+            name = os.path.basename(str(exc.filename))  # what was typed, not the folder it was looked up in
             fail(f"error: {exc.strerror}: {name[:80]}... ({len(name)} characters)", 2)
         fail(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
