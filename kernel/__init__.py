@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         label_problem,
         printed_form,
     )
-    from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path
+    from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path, lone_surrogate
     from heirloom.store.reading import records_fingerprint
     from heirloom.store.refs import RefError
     from heirloom.store.training import SEEN_IN_TRAINING
@@ -136,6 +136,7 @@ _EXPORTS = {
     "LABEL_SCHEMA": "heirloom.store.labels",
     "LifecycleError": "heirloom.core.errors",
     "log_path": "heirloom.store.logs",
+    "lone_surrogate": "heirloom.store.logs",
     "LogCursor": "heirloom.store.logs",
     "LogFull": "heirloom.store.logs",
     "LogWriteError": "heirloom.store.logs",
@@ -279,6 +280,7 @@ __all__ = [
     "label_problem",
     "list_limit",
     "log_path",
+    "lone_surrogate",
     "nests_deeper",
     "one_of",
     "open_regular",

@@ -282,19 +282,26 @@ _MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 def _surrogate_fault(line: bytes, record: dict[str, Any]) -> str | None:
     """Whether a key or string of ``record`` is a lone surrogate, which is no text: UTF-8 cannot
     write it, so every reader (a listing, an export, a training run's fingerprint) failed on it."""
-    if not _MAYBE_SURROGATE.search(line):
+    if not _MAYBE_SURROGATE.search(line) or (bad := lone_surrogate(record)) is None:
         return None
-    pending: list[Any] = [record]
+    return (
+        f"the string {bad[:40]!a} holds a lone surrogate (a \\ud800-\\udfff escape without its pair), which is "
+        "no text: UTF-8 cannot write it"
+    )
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """The first string of ``value`` (dict keys included, lists and dicts walked without
+    recursion) holding a lone surrogate, which ``json.loads`` reads from an escape such as
+    ``"\\ud800"`` but UTF-8 cannot write; None when there is none."""
+    pending = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                return (
-                    f"the string {item[:40]!a} holds a lone surrogate (a \\ud800-\\udfff escape without its "
-                    "pair), which is no text: UTF-8 cannot write it"
-                )
+                return item
         elif isinstance(item, dict):
             pending.extend(item)
             pending.extend(item.values())

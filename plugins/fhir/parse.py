@@ -250,21 +250,8 @@ def decode_json(data: bytes) -> Any:
 
 
 def _refuse_lone_surrogates(value: Any) -> None:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(
-                    f"the string {item[:40]!r} escapes half a UTF-16 pair (\\ud800-\\udfff): not text"
-                ) from None
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+    if (bad := heirloom.lone_surrogate(value)) is not None:
+        raise ValueError(f"the string {bad[:40]!r} escapes half a UTF-16 pair (\\ud800-\\udfff): not text")
 
 
 def read_bundle(path: Path) -> list[Entry]:
