@@ -9,7 +9,7 @@ ifneq ($(wildcard ../shared/data),)
 export HEIRLOOM_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: test demo lint install clean
+.PHONY: test demo lint install bytecode clean
 
 install: $(STAMP)
 
@@ -18,16 +18,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ui,metrics]'
 	touch $@
 
+# Byte-compile our sources: where PYTHONDONTWRITEBYTECODE is set (container images often set it), every
+# `heirloom` process compiled them again, a second or more per command and per daemon start on 2 cores.
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q kernel plugins tests scripts bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: lint
+test: lint bytecode
 	$(BIN)/pytest -n 2 --dist loadfile
 
-demo: $(STAMP)
+demo: bytecode
 	$(BIN)/python scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find kernel plugins tests scripts bench -name __pycache__ -prune -exec rm -rf {} +

@@ -8,12 +8,13 @@ plugins it uses, and a new, upgraded or edited plugin is imported again to learn
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import sys
-from importlib.metadata import EntryPoint
+from importlib.metadata import Distribution, EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,13 @@ def fingerprint(ep: EntryPoint) -> str:
         stamp = os.stat(origin).st_mtime_ns if origin and os.path.exists(origin) else 0
     except Exception:  # noqa: BLE001 - a broken package still gets listed
         stamp = -1
-    dist = f"{ep.dist.name}=={ep.dist.version}" if ep.dist is not None else "-"
+    dist = "==".join(release(ep.dist)) if ep.dist is not None else "-"
     return f"{dist}|{ep.value}|{stamp}"
+
+
+@functools.cache  # ``Distribution.name`` and ``.version`` parse the metadata file at each call: 65 times a command
+def release(dist: Distribution) -> tuple[str, str]:
+    return (metadata := dist.metadata)["Name"], metadata["Version"]
 
 
 class Catalog:

@@ -65,9 +65,8 @@ def _bounded(low: float, sign: str, holds: Callable[[Any, float], bool]) -> Any:
 
 def references(component: Any) -> list[tuple[str, str, str]]:
     """``(field, kind, target)`` for every reference field set on a component instance."""
-    return declared_references(
-        type(component), {f.name: getattr(component, f.name) for f in attrs.fields(type(component))}
-    )
+    values = {f.name: getattr(component, f.name) for f in attrs.fields(type(component))}
+    return declared_references(type(component), values)
 
 
 def declared_references(cls: type, config: dict[str, Any]) -> list[tuple[str, str, Any]]:

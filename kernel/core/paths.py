@@ -12,9 +12,8 @@ APP = "heirloom"
 
 def home() -> Path:
     """The store root: ``HEIRLOOM_HOME``, else the platform's user data dir."""
-    return (
-        Path(configured) if (configured := os.environ.get("HEIRLOOM_HOME")) else Path(platformdirs.user_data_dir(APP))
-    )
+    configured = os.environ.get("HEIRLOOM_HOME")
+    return Path(configured) if configured else Path(platformdirs.user_data_dir(APP))
 
 
 def cache_dir() -> Path:

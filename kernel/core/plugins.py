@@ -27,7 +27,7 @@ import attrs
 import pluggy
 
 from heirloom.core import hookspecs
-from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint
+from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint, release
 from heirloom.core.components import KIND_BASES, KINDS
 from heirloom.core.errors import PluginError
 from heirloom.core.settings import ComponentKeys, ModelKeys
@@ -52,7 +52,7 @@ def _env_list(variable: str) -> set[str]:
 
 def _selected(ep: EntryPoint) -> bool:
     """Apply ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` (names or distributions)."""
-    names = {ep.name} if ep.dist is None else {ep.name, ep.dist.name}
+    names = {ep.name} if ep.dist is None else {ep.name, release(ep.dist)[0]}
     allowed = _env_list("HEIRLOOM_LOAD_PLUGINS")
     return not (allowed and not names & allowed) and not names & _env_list("HEIRLOOM_DISABLE_PLUGINS")
 
@@ -133,12 +133,12 @@ class PluginHost:
 
     def _list(self, ep: EntryPoint, builtin: bool = False) -> None:
         self._entry_points[ep.name] = ep
-        dist = ep.dist
+        dist, version = release(ep.dist) if ep.dist is not None else ("heirloom", VERSION) if builtin else (None, None)
         info = PluginInfo(
             name=ep.name,
             module=ep.value,
-            distribution=dist.name if dist is not None else ("heirloom" if builtin else None),
-            version=dist.version if dist is not None else (VERSION if builtin else None),
+            distribution=dist,
+            version=version,
             fingerprint=fingerprint(ep),
             builtin=builtin,
         )
@@ -195,8 +195,7 @@ class PluginHost:
                 raise PluginError(
                     f"{kind} {name!r}: {cls!r} must be an attrs class subclassing heirloom.{base.__name__}"
                 )
-            clash = sorted({field.name for field in attrs.fields(cls)} & reserved)
-            if clash:  # the kernel would take these keys from the table: the field would never be set
+            if clash := sorted({field.name for field in attrs.fields(cls)} & reserved):  # the kernel takes these keys
                 raise PluginError(
                     f"{kind} {name!r}: {cls.__name__} has field(s) {', '.join(clash)}, which the kernel reads "
                     f"itself in every {kind} table ({', '.join(sorted(reserved))}): rename them"
@@ -251,13 +250,11 @@ class PluginHost:
         wanted_hooks = set(hooks)
         todo = {n for n, i in self.infos.items() if i.status == "listed" and not self._catalog.knows(i)}
         for name, info in self.infos.items():
-            if info.status != "listed":
-                continue
-            if any(component in info.provides[kind] for kind, component in wanted_components):
-                todo.add(name)
-            if any(wanted & set(info.named[what]) for what, wanted in wanted_named.items()):
-                todo.add(name)
-            if wanted_hooks & set(info.hooks):
+            if info.status == "listed" and (
+                any(component in info.provides[kind] for kind, component in wanted_components)
+                or any(wanted & set(info.named[what]) for what, wanted in wanted_named.items())
+                or wanted_hooks & set(info.hooks)
+            ):
                 todo.add(name)
         for name in sorted(todo):
             self.load(name)
