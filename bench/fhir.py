@@ -55,7 +55,7 @@ def library_only(files: list[Path]) -> Callable[[], object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per reader (medians are reported)")
     args = parser.parse_args()
     # This script is named fhir.py: its folder must leave the path, or ``import fhir.resources`` finds it.
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]

@@ -64,8 +64,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shots", default="5,10,20", help="training examples per intent (comma list)")
     parser.add_argument("--seeds", type=seeds_option, default=[0, 1, 2], help="sampling seeds (default 0,1,2)")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
+        help="the shared data root (default: HEIRLOOM_DATA)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     import torch
 

@@ -387,11 +387,16 @@ def serve(data: Path, requests: int, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="quality,clinic,serve")
+    parser.add_argument("--parts", default="quality,clinic,serve", help="comma-separated, from quality, clinic, serve")
     parser.add_argument("--sizes", default="10,20,40", help="clinic training patients (comma list)")
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per route")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput measurement")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
+        help="the shared data root (default: HEIRLOOM_DATA)",
+    )
     args = parser.parse_args()
     import torch
 

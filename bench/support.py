@@ -353,7 +353,12 @@ def section_serve(args: argparse.Namespace, results: Results) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
+        help="the shared data root (default: HEIRLOOM_DATA)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--epochs", type=int, default=3, help="most epochs of the classifiers (chosen on validation)")
     parser.add_argument(
