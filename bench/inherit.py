@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from options import add_data_option
 from spread import seeds_option, spread
 
 from heirloom_plugins.metrics import classification_metrics
 from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.sources import CsvSource
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def banking(root: Path, **settings) -> CsvSource:
@@ -64,12 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shots", default="5,10,20", help="training examples per intent (comma list)")
     parser.add_argument("--seeds", type=seeds_option, default=[0, 1, 2], help="sampling seeds (default 0,1,2)")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
-        help="the shared data root (default: HEIRLOOM_DATA)",
-    )
+    add_data_option(parser)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     import torch

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from options import add_data_option
 
 from heirloom_plugins.fhir.source import FhirSource
 from heirloom_plugins.fhir.splits import Splitter, first_by_hash
@@ -53,7 +54,6 @@ from heirloom_plugins.medical.safety import conflicts, ingredients, substances
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data"
 FOLDER = "fhir-synthea-smart-r4-331/bundles"
 C_GRID = (0.1, 0.3, 1.0, 3.0)
 MODELS: dict[str, type[MultiLabelModel]] = {"diagnosis": DiagnosisModel, "treatment": TreatmentModel}
@@ -391,12 +391,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,20,40", help="clinic training patients (comma list)")
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per route")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput measurement")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
-        help="the shared data root (default: HEIRLOOM_DATA)",
-    )
+    add_data_option(parser)
     args = parser.parse_args()
     import torch
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from options import add_data_option
 
 from heirloom_plugins.recommend import ease
 from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, read_records
@@ -57,7 +58,6 @@ from heirloom_plugins.recommend.tower import ItemText
 from heirloom_plugins.recommend.tuning import split_for_tuning
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KNN_SIZES = (25, 50, 100, 200, 0)  # 0: every neighbour
 COLD_TARGET = 2.0
 PUBLISHED = {"BPR (Cornac), published": 0.441997, "BiVAE, published": 0.475077}
@@ -298,12 +298,7 @@ def print_serving(served: dict[str, dict[str, float]], rounds: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="42,43,44", help="split seeds, comma-separated (default: 42,43,44)")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
-        help="data root (default: $HEIRLOOM_DATA, else ../shared/data)",
-    )
+    add_data_option(parser)
     parser.add_argument(
         "--holdout",
         choices=HOLDOUTS,

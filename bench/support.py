@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from options import add_data_option
+
 import heirloom
 from heirloom import stratified_holdout
 from heirloom_plugins.encoder.classifier import EncoderClassifier
@@ -56,7 +58,6 @@ from heirloom_plugins.metrics import classification_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 SECTIONS = ("intent", "oos", "faq", "finance", "serve")
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FINBERT = 0.86
 C_GRID = (1.0, 10.0, 100.0)
 
@@ -353,12 +354,7 @@ def section_serve(args: argparse.Namespace, results: Results) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
-        help="the shared data root (default: HEIRLOOM_DATA)",
-    )
+    add_data_option(parser)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--epochs", type=int, default=3, help="most epochs of the classifiers (chosen on validation)")
     parser.add_argument(

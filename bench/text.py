@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from options import add_data_option
 from spread import seeds_option, spread
 
 from heirloom_plugins.metrics import classification_metrics
@@ -56,7 +57,6 @@ BATCHING_TARGET = 5.0
 L2_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 C_GRID = tuple(round(1 / l2, 6) for l2 in L2_GRID)
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def data_sets(root: Path) -> dict[str, Callable[[int], TextSource]]:
@@ -161,12 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default=sets_help.replace(" ", ""), help="comma-separated data sets (default: all)")
     parser.add_argument("--seeds", type=seeds_option, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch and for BLAS (default: 2)")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("HEIRLOOM_DATA", DEFAULT_DATA)),
-        help="data root (default: $HEIRLOOM_DATA, else ../shared/data)",
-    )
+    add_data_option(parser)
     parser.add_argument("--l2-search", action="store_true", help="heirloom chooses l2 per set on a holdout")
     parser.add_argument("--skip-serving", action="store_true", help="only the accuracy table")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per serving measurement")
