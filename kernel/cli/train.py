@@ -92,9 +92,11 @@ def report_trained(trained: Trained) -> None:
 
 
 def progress_bars(transient: bool = False) -> Progress:
-    """Bars on stderr (stdout stays the report, or JSON): step, bar, count, elapsed time."""
+    """Bars on stderr (stdout stays the report, or JSON): step, bar, count, elapsed time. Transient
+    bars are off where stderr is no terminal: rich would print their last state as an empty line."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    return Progress(*columns, console=err_console, transient=transient)
+    hidden = transient and not err_console.is_interactive
+    return Progress(*columns, console=err_console, transient=transient, disable=hidden)
 
 
 @click.command("train")
