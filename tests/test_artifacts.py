@@ -324,6 +324,10 @@ def test_a_version_past_2_to_the_53_in_a_damaged_index_is_refused_before_anythin
     assert sorted((store.root / "blobs").iterdir()) == blobs
     assert [a.version for a in store.list()] == [2**63 - 1]  # still readable: nothing stored as a REAL
     assert put(store, "finance/other", 2).version == 1  # other models store as before
+    checked = models(store, "verify")  # it passed verify, though put never gives such a version
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr
+    assert f"finance/sentiment@{2**63 - 1} is damaged: its index row's version is past {2**53}" in said(checked)
+    assert "1 of 2 version(s) intact" in checked.stdout
 
 
 def test_an_alias_pointing_at_no_stored_version_is_named_and_promote_repairs_it(store):

@@ -36,7 +36,7 @@ from heirloom.store.content import (
     state_metadata,
 )
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size
-from heirloom.store.index import BACKUP_MARKER, StoreIndex, Transaction
+from heirloom.store.index import BACKUP_MARKER, MAX_VERSION, StoreIndex, Transaction
 from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name
 
 
@@ -196,8 +196,15 @@ class ArtifactStore:
 
     def verify(self, ref: str | Ref | Artifact) -> Artifact:
         """The artifact ``ref`` names, once every byte of its blobs matches its digests and they decode:
-        blobs an index row's digests were made to match passed, then failed every load."""
-        return self._decoded(ref, None)[0]
+        blobs an index row's digests were made to match passed, then failed every load. A version past
+        ``MAX_VERSION``, which ``put`` never gives (only a hand edit of the index does), is damage too."""
+        artifact = self._decoded(ref, None)[0]
+        if artifact.version > MAX_VERSION:
+            raise HeirloomError(
+                f"artifact {artifact.ref} is damaged: its index row's version is past {MAX_VERSION}, "
+                "the largest the store gives"
+            )
+        return artifact
 
     def _decoded(self, ref: str | Ref | Artifact, reads: int | None) -> tuple[Artifact, State]:
         artifact, weights, metadata = self._verified(ref)
