@@ -91,6 +91,27 @@ def test_an_event_line_holding_a_lone_surrogate_is_named_and_skipped(tmp_path, c
     assert f"{path}: line 2: the string 'u\\ud800' holds a lone surrogate" in caplog.text
 
 
+def test_an_event_line_the_event_route_would_refuse_is_named_and_skipped(tmp_path, caplog):
+    """A hand-edited value of -7 (a dislike, which ``recs.event`` refuses) or a blank kind was
+    read and trained as a like: the reader applies the route's own checks (EventInput)."""
+    from heirloom_plugins.recommend.events import EventsSource
+
+    path = tmp_path / "recs.jsonl"
+    event = {"user": "1", "item": "50", "kind": "rating", "value": 5, "time": 1796221775.0}
+    edits = [{"value": -7}, {"value": 0}, {"kind": " "}, {"kind": "k" * 65}, {"item": "i" * 300}]
+    path.write_text("".join(json.dumps({**event, **edit}) + "\n" for edit in [{}, *edits, {"kind": "nope"}]))
+    source = EventsSource(api="recs", path=str(path))
+    source.log_path = path
+    assert [(record["kind"], record["value"]) for record in source.records()] == [("rating", 5.0), ("nope", 5.0)]
+    warned = " ".join(caplog.text.split())
+    wanted = "'value' must be a finite number above 0 (every event is learnt as an item the user wanted; leave"
+    assert f"{path}: line 2: {wanted} dislikes out), got -7" in warned
+    assert f"{path}: line 3: {wanted} dislikes out), got 0" in warned
+    assert f"{path}: line 4: 'kind' is blank" in warned
+    assert f"{path}: line 5: 'kind' is 65 characters; at most 64 are accepted" in warned
+    assert f"{path}: line 6: 'item' must be a whole number or 1 to 256 characters of text, got 300 characters" in warned
+
+
 def test_ranking_metrics_match_hand_computed_values():
     # one user, relevant {1, 3}; ranked [1, 2, 3]: hits at ranks 1 and 3, k = 3
     found = ranking_metrics(np.array([[1, 2, 3]]), [{1, 3}], 3)

@@ -9,7 +9,6 @@ reads, so the next ``heirloom train`` learns from them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,38 +18,14 @@ import numpy as np
 
 import heirloom
 from heirloom_plugins.model_needs import PerInstance, answer_within, failed_answer, missing_members, refusal, started
-from heirloom_plugins.recommend.events import event_log_path
+from heirloom_plugins.recommend.events import EventInput, event_log_path
 from heirloom_plugins.recommend.model import HybridRecommender
-from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
+from heirloom_plugins.recommend.records import ID_SCHEMA, TEXT_ID, Id, id_key, id_ok, parse_year
 from heirloom_plugins.recommend.tower import ItemText
 from heirloom_plugins.recommend.vetting import RECOMMEND_DOC, asked, described, position_problem, ranked_items
 
-Id = str | int
 Reply = heirloom.Versioned | heirloom.RequestError
-MAX_KIND_CHARS = 64
 MAX_TITLE_CHARS = 1000
-
-
-def _id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
-    """A user or item id: a whole number, or text that is not blank (a bool is neither)."""
-    if value is None and attribute.default is None:
-        return
-    _check_id(attribute.name, value)
-
-
-#: What ``_id_ok`` enforces of a text id, for ``_routes`` (a length and a pattern bound no integer id).
-TEXT_ID = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S"}
-ID_SCHEMA = {"schema": TEXT_ID}
-
-
-def _check_id(name: str, value: Any) -> None:
-    """ValueError naming ``name`` (``item``, ``history[3]``) when ``value`` is no id."""
-    key = id_key(value) if isinstance(value, str) else None  # as it is stored and looked up: sources say the same
-    if isinstance(value, bool) or (key is not None and not 0 < len(key) <= MAX_ID_CHARS):
-        shown = f"{len(key)} characters" if key is not None and len(key) > MAX_ID_CHARS else repr(value)
-        if key and len(key) != len(value.strip()):  # the client sent fewer: say why they count more
-            shown += " in Unicode's composed form (NFC), as ids are stored"
-        raise ValueError(f"'{name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}")
 
 
 def _k_between(low: int, high: int):
@@ -66,7 +41,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     k_ok = _k_between(1, max_k)
     k_schema = {"schema": {"minimum": 1, "maximum": max_k}}  # what the validators enforce, for _routes and OpenAPI
 
-    ids = heirloom.list_limit(max_history, each=_id_ok, min_items=0)
+    ids = heirloom.list_limit(max_history, each=id_ok, min_items=0)
     ids_schema = {"schema": {"items": {"anyOf": [{"type": "string", **TEXT_ID}, {"type": "integer"}]}}}
 
     @attrs.define
@@ -81,7 +56,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
             ]
         }
 
-        user: Id | None = attrs.field(default=None, validator=_id_ok, metadata=ID_SCHEMA)
+        user: Id | None = attrs.field(default=None, validator=id_ok, metadata=ID_SCHEMA)
         history: list[Id] | None = attrs.field(default=None, validator=ids, metadata=ids_schema)
         exclude: list[Id] = attrs.field(factory=list, validator=ids, metadata=ids_schema)
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
@@ -94,7 +69,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class SimilarInput:
         """A catalogue item and how many neighbours."""
 
-        item: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
+        item: Id = attrs.field(validator=id_ok, metadata=ID_SCHEMA)
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
     def title_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -115,7 +90,7 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
     class HistoryInput:
         """A known ``user`` and at most ``limit`` of their items."""
 
-        user: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
+        user: Id = attrs.field(validator=id_ok, metadata=ID_SCHEMA)
         limit: int = attrs.field(
             default=max_history,
             validator=_k_between(1, max_history),
@@ -128,30 +103,6 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
         "similar_text": SimilarTextInput,
         "history": HistoryInput,
     }
-
-
-def _wanted(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    """Every event is learnt as something the user wanted, so a dislike (0 or less) is refused,
-    not trained as a like."""
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"'value' must be a finite number above 0 (every event is learnt as an item the user wanted; "
-            f"leave dislikes out), got {value!r}"
-        )
-
-
-@attrs.define
-class EventInput:
-    """Something a user did with an item: ``kind`` (view, click, rating...) and its ``value``."""
-
-    user: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
-    item: Id = attrs.field(validator=_id_ok, metadata=ID_SCHEMA)
-    kind: str = attrs.field(
-        default="interaction",
-        validator=heirloom.text_limit(MAX_KIND_CHARS, blank=False),  # blank: invisible characters too ("\u200b")
-        metadata={"schema": {"minLength": 1, "maxLength": MAX_KIND_CHARS, "pattern": r"\S"}},
-    )
-    value: float = attrs.field(default=1.0, validator=_wanted, metadata={"schema": {"exclusiveMinimum": 0}})
 
 
 #: What the routes read of the model (a call: ``()``), as a hybrid-recommender has them.

@@ -17,9 +17,35 @@ import attrs
 
 import heirloom
 from heirloom_plugins.recommend.checks import non_empty
-from heirloom_plugins.recommend.records import id_key, interaction_record
+from heirloom_plugins.recommend.records import ID_SCHEMA, Id, id_key, id_ok, interaction_record
 
 EVENT_FIELDS = ("user", "item", "kind", "value", "time")
+MAX_KIND_CHARS = 64
+
+
+def _wanted(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    """Every event is learnt as something the user wanted, so a dislike (0 or less) is refused,
+    not trained as a like."""
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"'value' must be a finite number above 0 (every event is learnt as an item the user wanted; "
+            f"leave dislikes out), got {value!r}"
+        )
+
+
+@attrs.define
+class EventInput:
+    """Something a user did with an item: ``kind`` (view, click, rating...) and its ``value``. The
+    body of ``<api>.event``, and what ``event_fault`` checks each logged event against."""
+
+    user: Id = attrs.field(validator=id_ok, metadata=ID_SCHEMA)
+    item: Id = attrs.field(validator=id_ok, metadata=ID_SCHEMA)
+    kind: str = attrs.field(
+        default="interaction",
+        validator=heirloom.text_limit(MAX_KIND_CHARS, blank=False),  # blank: invisible characters too ("\u200b")
+        metadata={"schema": {"minLength": 1, "maxLength": MAX_KIND_CHARS, "pattern": r"\S"}},
+    )
+    value: float = attrs.field(default=1.0, validator=_wanted, metadata={"schema": {"exclusiveMinimum": 0}})
 
 
 def event_log_path(project: str, api: str) -> Path:
@@ -61,7 +87,8 @@ class EventsSource(heirloom.Source):
 
 
 def event_fault(entry: dict[str, Any]) -> str | None:
-    """What makes a recorded event unusable (AppendLog.read skips it, naming its line)."""
+    """What makes a recorded event unusable (AppendLog.read skips it, naming its line): a hand
+    edit the route would have refused (a value of 0 or less, a blank kind) is refused here too."""
     missing = [name for name in EVENT_FIELDS if name not in entry]
     if missing:
         return f"lacks {', '.join(missing)}"
@@ -70,4 +97,8 @@ def event_fault(entry: dict[str, Any]) -> str | None:
     value = entry["value"]
     if type(value) not in (int, float) or not math.isfinite(value):
         return f"'value' is {str(value)[:40]!r}, not a number"
+    try:
+        EventInput(entry["user"], entry["item"], str(entry["kind"]), value)
+    except ValueError as exc:
+        return str(exc)
     return None

@@ -22,6 +22,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
+
 ITEM = "item"
 INTERACTION = "interaction"
 #: A title that ends in its year, as MovieLens writes them: ``Toy Story (1995)``.
@@ -30,6 +32,10 @@ TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 
 #: The longest id a source or a request may name (the api's bound: data never holds an id no request can reach).
 MAX_ID_CHARS = 256
+Id = str | int
+#: What ``id_ok`` enforces of a text id, for ``_routes`` (a length and a pattern bound no integer id).
+TEXT_ID = {"minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S"}
+ID_SCHEMA = {"schema": TEXT_ID}
 
 
 def id_key(value: str | int) -> str:
@@ -37,6 +43,21 @@ def id_key(value: str | int) -> str:
     (``José`` typed two ways was two users; ``" user 1 "`` unknown to the api, as ``user 1`` to the
     csv source, and a new user once its event trained)."""
     return unicodedata.normalize("NFC", str(value).strip())
+
+
+def id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
+    """A user or item id of a request (or of a logged event): a whole number, or text that is not
+    blank (a bool is neither)."""
+    if value is None and attribute.default is None:
+        return
+    key = id_key(value) if isinstance(value, str) else None  # as it is stored and looked up: sources say the same
+    if isinstance(value, bool) or (key is not None and not 0 < len(key) <= MAX_ID_CHARS):
+        shown = f"{len(key)} characters" if key is not None and len(key) > MAX_ID_CHARS else repr(value)
+        if key and len(key) != len(value.strip()):  # the client sent fewer: say why they count more
+            shown += " in Unicode's composed form (NFC), as ids are stored"
+        raise ValueError(
+            f"'{attribute.name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}"
+        )
 
 
 def item_record(item: str, title: str, year: int | None, genres: list[str], cold: bool = False) -> dict[str, Any]:
