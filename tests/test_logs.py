@@ -95,6 +95,24 @@ def test_unusable_lines_are_named_and_skipped_and_a_log_that_is_no_file_is_an_er
             heirloom.LogCursor(strange).read()
 
 
+def test_a_skipped_line_is_warned_of_once_per_process_however_often_it_is_read(tmp_path, caplog):
+    """A train reads each source several times (fingerprint, splits, epochs): every read said
+    every bad line again. Once per file, line and reason, for every reader."""
+    path, other = tmp_path / "log.jsonl", tmp_path / "other.jsonl"
+    for log_file in (path, other):
+        log_file.write_text('{"n": 0}\nnot json\n{"n": 2}\n')
+    odd = lambda record: "n is 2" if record.get("n") == 2 else None  # noqa: E731
+    for _ in range(3):
+        assert [record["n"] for record in heirloom.AppendLog.read(path, check=odd)] == [0]
+        assert [record["n"] for _, record in heirloom.LogCursor(path, check=odd).read()[0]] == [0]
+    assert caplog.text.count(f"{path}: line 2 is torn") == 1
+    assert caplog.text.count(f"{path}: line 3: n is 2; skipped") == 1
+    list(heirloom.AppendLog.read(path, check=lambda record: "n is two" if record.get("n") == 2 else None))
+    list(heirloom.AppendLog.read(other))
+    assert f"{path}: line 3: n is two; skipped" in caplog.text  # another reason is said
+    assert f"{other}: line 2 is torn" in caplog.text  # and another file
+
+
 def test_a_line_holding_a_lone_surrogate_is_named_and_skipped_by_every_reader(tmp_path, caplog):
     """``"\\ud800"`` (as Python's ``json.dumps`` writes half a UTF-16 pair) parses, but is no
     text: ``feedback list``, ``export``, ``train`` and ``data stats`` failed on it with a

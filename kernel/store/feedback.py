@@ -11,7 +11,6 @@ acceptance names that label. ``heirloom feedback`` lists and amends these logs.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,7 @@ import attrs
 
 from heirloom.core.quota import StorageQuota
 from heirloom.store.labels import blank, label_problem
-from heirloom.store.logs import AppendLog
-
-log = logging.getLogger("heirloom.store.feedback")
+from heirloom.store.logs import AppendLog, warn_line
 
 #: ``op`` of a tombstone line and of a label acceptance; records have no ``op``.
 REMOVE = "remove"
@@ -123,8 +120,7 @@ class FeedbackLog:
             elif op is None:
                 record = line if "id" in line else {"id": f"line-{number}", **line}
                 if record["id"] in entries:  # two logs merged by hand, a record copied twice
-                    said = "%s: line %d repeats the id %s of an earlier record; the later is kept"
-                    log.warning(said, path, number, record["id"])
+                    warn_line(path, number, f" repeats the id {record['id']} of an earlier record; the later is kept")
                 entries[record["id"]] = Entry(record)
         return Replay(list(entries.values()), accepted)
 

@@ -258,19 +258,33 @@ def _record(
         record = None
     if not isinstance(record, dict):
         if line.strip():
-            log.warning(
-                "%s: line %d is torn (a crash cut it short before it was acknowledged) or no JSON "
-                "object (edited, or too long); skipped",
-                path,
-                number,
-            )
+            torn = "is torn (a crash cut it short before it was acknowledged) or no JSON object (edited, or too long)"
+            warn_line(path, number, f" {torn}; skipped")
         return None
     fault = _surrogate_fault(line, record) or _time_fault(record.get("time"))
     fault = fault or (check(record) if check is not None else None)
     if fault is not None:
-        log.warning("%s: line %d: %s; skipped", path, number, fault)
+        warn_line(path, number, f": {fault}; skipped")
         return None
     return record
+
+
+#: The (file, line, what) already warned of in this process: a train reads each source several
+#: times (its fingerprint, its splits, each epoch), and each read said every bad line again.
+_warned: set[tuple[str, int, str]] = set()
+#: How many are remembered: past it, a new one is still said, each time it is read.
+WARNED_LIMIT = 65_536
+
+
+def warn_line(path: Path, number: int, what: str) -> None:
+    """Log ``PATH: line N`` and ``what`` (``": ..."``, ``" is ..."``) once per process for each file,
+    line and reason: every log reader reports its unusable lines through here."""
+    key = (str(path), number, what)
+    if key in _warned:
+        return
+    if len(_warned) < WARNED_LIMIT:
+        _warned.add(key)
+    log.warning("%s: line %d%s", path, number, what)
 
 
 #: What a line holds when one of its strings may be half a UTF-16 pair: the escape ``\\ud800``
