@@ -794,6 +794,43 @@ def test_durations_and_addresses_that_cannot_work_are_refused_at_once(args, mess
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--bind", "--worker-bind"])
+def test_an_ipc_path_no_socket_can_have_is_a_usage_error_naming_the_option_and_why(tmp_path, option):
+    """A folder ("Address already in use"), a missing folder ("No such file or directory") or a
+    path past a socket's 107 bytes ("File name too long") was libzmq's word, exit 1."""
+    sockets = tmp_path / "sockets"  # not tmp_path, which holds the home conftest makes
+    (sockets / "folder").mkdir(parents=True)
+    long = f"{sockets}/{'a' * 120}.sock"
+    cases = [
+        (f"{sockets}/folder", f"{sockets}/folder is a directory; name a socket file in it"),
+        (f"{sockets}/missing/d.sock", f"the folder {sockets}/missing does not exist"),
+        (long, f"the path is {len(long)} bytes, longer than a unix socket's path may be (107)"),
+    ]
+    extra = ("--workers", "2") if option == "--worker-bind" else ()
+    for path, why in cases:
+        result = run_heirloom("serve", "minimal", *extra, option, f"ipc://{path}", timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert f"error: {option} ipc://{path}: {why}" in " ".join(result.stderr.split())
+    assert sorted(path.name for path in sockets.iterdir()) == ["folder"]
+
+
+def test_the_ipc_socket_files_a_daemon_bound_are_gone_once_it_stops(tmp_path):
+    """libzmq leaves an ipc:// socket file behind when its socket closes: a stopped daemon left
+    its --bind and --worker-bind files for ever (now removed at exit, whichever way it exits)."""
+    sockets = tmp_path / "sockets"  # not tmp_path, which holds the home conftest makes
+    sockets.mkdir()
+    address, workers = f"ipc://{sockets}/d.sock", f"ipc://{sockets}/w.sock"
+    command = [*HEIRLOOM, "serve", "minimal", "--workers", "2", "--bind", address, "--worker-bind", workers]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL, cwd=REPO)
+    with Client(address, timeout=30) as client:
+        while not client.call("_ready")["ready"]:
+            time.sleep(0.05)
+    assert {path.name for path in sockets.iterdir()} == {"d.sock", "w.sock"}
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    assert list(sockets.iterdir()) == []
+
+
 def test_ctrl_c_in_a_command_exits_130_saying_so(tmp_path):
     """A shell (and a script's ``$?``) tells an interrupted command by 130; click's own
     "Aborted!" exited 1, like any failure."""

@@ -14,7 +14,7 @@ from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folde
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.metrics import MetricsAddress
-from heirloom.wire.transport import Unworkable
+from heirloom.wire.transport import Unworkable, ipc_bind_problem
 
 
 @click.command("serve")
@@ -115,6 +115,10 @@ def serve_command(
         settings = attrs.evolve(settings, **changes)
     except ValueError as exc:  # the settings' own validators: a malformed --bind
         fail("error: " + str(exc).replace("'bind'", "--bind"), 2)
+    binds_from = "--bind" if binds else "[server] bind"  # checked before anything starts
+    for option, address in [*((binds_from, address) for address in settings.bind), ("--worker-bind", worker_bind)]:
+        if address and (problem := ipc_bind_problem(address)) is not None:
+            fail(f"error: {option} {address}: {problem}", 2)
     from heirloom.wire.local_workers import too_many_workers
 
     if too_many := too_many_workers(settings.workers):  # a value that cannot work here: exit 2, as a typo's

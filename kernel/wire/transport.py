@@ -14,7 +14,11 @@ the client is gone) raises and is counted instead of vanishing.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import errno
+import os
+import stat
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,7 +48,8 @@ _NO_INTERFACE = (errno.ENODEV, errno.EADDRNOTAVAIL)
 
 def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
     """``socket.bind(address)`` (else ``connect``), with ZeroMQ's refusal (a port in use, a
-    malformed address, an unknown interface) as an error naming the address."""
+    malformed address, an unknown interface, an ipc:// path no socket can have) as an error
+    naming the address. The socket file of an ipc:// bind is removed when the process exits."""
     try:
         socket.bind(address) if bind else socket.connect(address)
     except zmq.ZMQError as exc:
@@ -54,7 +59,50 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
                 f"cannot bind {address}: {host} names no interface of this host (bind takes an interface's "
                 "address or name, or * for every interface)"
             ) from None
+        if bind and (problem := ipc_bind_problem(address)) is not None:
+            raise Unworkable(f"cannot bind {address}: {problem}") from None
         raise HeirloomError(f"cannot {'bind' if bind else 'connect to'} {address}: {zmq.strerror(exc.errno)}") from None
+    if bind and address.startswith("ipc://"):
+        _remember_ipc_file(address.removeprefix("ipc://"))
+
+
+def ipc_bind_problem(address: str) -> str | None:
+    """Why no socket can be bound at the ipc:// ``address``, or None: libzmq said "Address already
+    in use" of a folder, "No such file or directory" of a missing one."""
+    path = address.removeprefix("ipc://")
+    if path == address or path == "*" or path.startswith("@"):  # not ipc://, a temp name, Linux's abstract names
+        return None
+    if (size := len(os.fsencode(path))) > zmq.IPC_PATH_MAX_LEN:
+        return f"the path is {size} bytes, longer than a unix socket's path may be ({zmq.IPC_PATH_MAX_LEN})"
+    if os.path.isdir(path):
+        return f"{path} is a directory; name a socket file in it"
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        return f"the folder {folder} does not exist" if not os.path.exists(folder) else f"{folder} is not a folder"
+    return None
+
+
+#: The socket files this process bound (path: its process, device and inode). libzmq leaves them
+#: behind when a socket closes, or when a start fails after the bind; removed at exit.
+_ipc_files: dict[str, tuple[int, int, int]] = {}
+
+
+def _remember_ipc_file(path: str) -> None:
+    with contextlib.suppress(OSError):  # ipc://* (libzmq removes its own) or Linux's abstract @names: no file
+        found = os.lstat(path)
+        if not _ipc_files:
+            atexit.register(_remove_ipc_files)
+        _ipc_files[path] = (os.getpid(), found.st_dev, found.st_ino)
+
+
+def _remove_ipc_files() -> None:
+    """Remove each socket file this process bound, unless it is now another's (a later bind
+    replaced it) or this is a forked child, whose parent may still be listening."""
+    for path, (pid, device, inode) in _ipc_files.items():
+        with contextlib.suppress(OSError):
+            found = os.lstat(path)
+            if pid == os.getpid() and stat.S_ISSOCK(found.st_mode) and (found.st_dev, found.st_ino) == (device, inode):
+                os.unlink(path)
 
 
 def sender(socket: zmq.Socket, *, nonblocking: bool = False) -> Callable[[Sequence[Any]], None]:
