@@ -101,7 +101,7 @@ def test_invalid_argument_names_the_field(client):
     assert client.call("t.typed", {"text": "ab", "count": 2}) == "abab"
     # an integer with no fraction sent as a float, as JSON clients do (JSON Schema's integer)
     assert client.call("t.typed", {"text": "ab", "count": 2.0}) == "abab"
-    with pytest.raises(InvalidArgument, match=r"expected integer, got number 2\.5"):
+    with pytest.raises(InvalidArgument, match=r"body.count: must be a whole number, got 2\.5"):
         client.call("t.typed", {"text": "ab", "count": 2.5})
 
 
@@ -118,6 +118,38 @@ def test_a_wrong_type_for_a_field_of_several_types_is_said_in_the_protocols_word
         with pytest.raises(heirloom.RequestError) as refused:
             InputValidator(Timed)({"time": sent})
         assert refused.value.message == f"body.time: expected number or string or nil, got {said}"
+
+
+@attrs.define
+class Numbers:
+    count: int = 1
+    value: float = attrs.field(default=1.0, validator=heirloom.above(0))
+    values: list[float] = attrs.field(factory=list, validator=heirloom.list_limit(4, each=heirloom.above(0)))
+
+
+def test_a_number_is_refused_for_its_value_quoted_as_sent_and_a_float_field_gets_a_float():
+    """``recs.event {"value": 0}`` said ``got 0.0``, a number the client never sent; an integer
+    field sent 1e20 or 2.5 said "expected integer, got number", as if its type were wrong."""
+    from heirloom.wire.inputs import InputValidator
+    from heirloom_plugins.recommend.events import EventInput
+
+    check = InputValidator(Numbers)
+    for body, said in (
+        ({"value": 0}, "body.value: 'value' must be > 0, got 0"),
+        ({"value": 0.0}, "body.value: 'value' must be > 0, got 0.0"),
+        ({"values": [1, -3]}, "body.values[1]: 'values[1]' must be > 0, got -3"),
+        ({"count": 1e20}, "body.count: 1e+20 is out of range: integers must be within +-2**53"),
+        ({"count": 2.5}, "body.count: must be a whole number, got 2.5"),
+    ):
+        with pytest.raises(heirloom.RequestError) as refused:
+            check(body)
+        assert refused.value.message == said
+    taken = check({"count": 3.0, "value": 2, "values": [1, 2.5]})
+    assert (taken.count, taken.value, taken.values) == (3, 2.0, [1.0, 2.5])
+    assert [type(number) for number in (taken.count, taken.value, *taken.values)] == [int, float, float, float]
+    with pytest.raises(heirloom.RequestError) as refused:
+        InputValidator(EventInput)({"user": "u1", "item": "50", "value": 0})
+    assert refused.value.message.endswith("leave dislikes out), got 0")
 
 
 def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and_logged(daemon, client):

@@ -45,8 +45,13 @@ _converter.register_structure_hook(Buffer, _buffer)
 
 def _integer(value: Any, _: type) -> int:
     """An integer field takes a float with no fraction too (``5.0``): JSON Schema's ``integer``
-    says so, and a JSON client (the HTTP gateway's) cannot tell 5.0 from 5."""
-    if type(value) is float and value.is_integer() and abs(value) <= 2**53:
+    says so, and a JSON client (the HTTP gateway's) cannot tell 5.0 from 5. Another float is refused
+    for its value (``2.5``, ``1e20``), not as a wrong type: "expected integer" misled the client."""
+    if type(value) is float:
+        if not value.is_integer():  # nan and the infinities too
+            raise TypeError(f"must be a whole number, got {value!r}")
+        if abs(value) > 2**53:
+            raise TypeError(f"{value!r} is out of range: integers must be within +-2**53")
         return int(value)
     if type(value) is not int:
         raise TypeError(f"expected int, got {type(value).__name__} {value!r}")
@@ -122,13 +127,14 @@ class InputValidator:
                 raise self._bug(raised) from None
             errors = list(flatten_errors(exc, []))  # a misspelt key first: it is why a required one is missing
             path, message = min(errors, key=lambda error: not error[1].startswith("unknown key"))
-            message = in_wire_words(message)
+            message = in_wire_words(_as_sent(message, body, path))
             field = "body" + "".join(step if step.startswith("[") else f".{step}" for step in path)
             raise RequestError(INVALID_ARGUMENT, f"{field}: {message}", field) from None
         except (ValueError, TypeError) as exc:
             named = re.match(r"'(\w+)((?:\[\d+\])*)'", str(exc))  # 'text' or an element, 'texts[3]'
             field = f"body.{named[1]}{named[2]}" if named and named[1] in self.keys() else "body"
-            raise RequestError(INVALID_ARGUMENT, f"{field}: {exc}", field) from None
+            message = _as_sent(str(exc), body, [field.removeprefix("body")])
+            raise RequestError(INVALID_ARGUMENT, f"{field}: {message}", field) from None
         except RequestError:
             raise
         except BaseException as exc:  # noqa: BLE001 - a validator's SystemExit or KeyboardInterrupt, not cattrs'
@@ -143,6 +149,24 @@ class InputValidator:
 
     def keys(self) -> list[str]:
         return [f.name for f in attrs.fields(self.cls)]
+
+
+def _as_sent(message: str, body: Any, path: list[str]) -> str:
+    """A check's message quotes the float a float field holds: a client that sent the integer 0
+    reads ``got 0``, as sent, not ``got 0.0`` (the handler is given 0.0 all the same). ``path``:
+    the field's steps, ``["points", "[3]", "x"]`` or ``["values[3]"]``."""
+    sent = body
+    for name, index in re.findall(r"(\w+)|\[(\d+)\]", "".join(path)):
+        if name:
+            sent = sent.get(name) if isinstance(sent, dict) else None
+        else:
+            sent = sent[int(index)] if isinstance(sent, list) and int(index) < len(sent) else None
+    if type(sent) is not int:
+        return message
+    try:
+        return message.replace(f"got {float(sent)!r}", f"got {sent!r}")
+    except OverflowError:  # an int no float holds (a JSON client's): quoted as sent already
+        return message
 
 
 def _raised_by_class(exc: ClassValidationError | IterableValidationError) -> BaseException | None:
