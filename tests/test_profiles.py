@@ -766,6 +766,20 @@ def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_ke
     assert result.stderr.startswith("devnull.toml: store.path: cannot use /dev/null as a store"), result.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "serve", "eval"])
+def test_train_serve_and_eval_name_the_file_and_key_of_a_store_path_that_cannot_be_a_store(tmp_path, command):
+    """``profile check`` named the file and ``store.path``; train, serve and eval said only
+    ``error: cannot use ... as a store`` (exit 1), leaving the user to find which setting."""
+    write(tmp_path / "afile", "not a store\n")
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": ""}
+    for store in ("afile", "afile/store"):  # a regular file, a path under one
+        write(tmp_path / "bad.toml", f'extends = ["minimal"]\n[store]\npath = "{tmp_path / store}"\n')
+        result = run_heirloom(command, "bad.toml", cwd=tmp_path, env=env, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        said = f"bad.toml: store.path: cannot use {tmp_path / store} as a store"
+        assert result.stderr.startswith(said), result.stderr
+
+
 def test_a_profile_name_too_long_for_a_file_name_is_a_usage_error(tmp_path):
     """``profile check <5000 characters>`` said "File name too long" with exit 1, a runtime failure;
     a name no file can have names nothing: exit 2, the name cut short."""

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from heirloom.cli.logs import writes_json
-from heirloom.core.errors import ProfileError
+from heirloom.core.errors import HeirloomError, ProfileError
 from heirloom.core.fsutil import NotRegularFile
 
 if TYPE_CHECKING:
@@ -110,12 +110,21 @@ def report_profile_error(exc: ProfileError) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def resolve_or_exit(profile: str, overrides: tuple[str, ...] = ()) -> ResolvedProfile:
-    """The resolved PROFILE, or every problem on stderr and exit 2."""
+def resolve_or_exit(profile: str, overrides: tuple[str, ...] = (), *, store: bool = False) -> ResolvedProfile:
+    """The resolved PROFILE, or every problem on stderr and exit 2. With ``store`` (a command that
+    opens the profile's artifact store), that it opens too: a ``[store] path`` that cannot be a
+    store (a file, a folder it may not write) names the file and ``store.path``, as ``profile check`` does."""
     try:
-        return get_kernel().resolve(profile, overrides)
+        resolved = get_kernel().resolve(profile, overrides)
+        if store:
+            from heirloom.store.checks import open_store
+
+            open_store(get_kernel(), resolved)
+        return resolved
     except ProfileError as exc:
         report_profile_error(exc)
+    except HeirloomError as exc:  # HEIRLOOM_STORE's, or the default store's: no profile key to name
+        fail(f"error: {exc}")
 
 
 def print_json(data: Any) -> None:

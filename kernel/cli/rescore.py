@@ -26,7 +26,7 @@ def rescored(
     if plain.project != artifact.project:
         raise RefError(f"--rescore {profile}: its project is {plain.project!r}, not {artifact.project!r}")
     model_specs(plain, (artifact.model,))  # RefError naming the models it has
-    resolved = resolve_or_exit(profile, (f"models.{artifact.model}.serve={artifact.version}",))
+    resolved = resolve_or_exit(profile, (f"models.{artifact.model}.serve={artifact.version}",), store=True)
     [spec] = model_specs(resolved, (artifact.model,))
     kernel = get_kernel()
     used = kernel.store(resolved).root

@@ -121,7 +121,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     settings and data stores nothing new and names the identical version.
     """
     kernel = get_kernel()
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = resolve_or_exit(profile, overrides, store=True)
     spec = None
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -192,7 +192,7 @@ def eval_command(
     "micro_avg", "macro_avg", "weighted_avg"}}; "apis" and "summary" only when present.
     """
     kernel = get_kernel()
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = resolve_or_exit(profile, overrides, store=True)
     results: dict[str, dict[str, Any]] = {"models": {}}
     reports: dict[str, Report] = {}
     headers: dict[str, str] = {}
