@@ -146,6 +146,7 @@ def test_eval_json_reports_intent_and_faq_metrics(trained):
     assert intent["accuracy"] > 0.5  # 8 intents: chance is 0.125
     assert set(faq) >= {"ndcg_at_10", "mrr_at_10", "p_at_5", "map"}
     assert faq["queries"] == 30 and faq["ndcg_at_10"] > 0.5
+    assert faq["queries_without_documents"] == 0  # always there (it was left out when 0), so readers can rely on it
 
 
 @pytest.fixture(scope="module")

@@ -350,9 +350,9 @@ class EncoderRetriever(EncoderModel):
         metrics["queries"] = len(queries)
         lines = [report_text(metrics, f"{len(queries)} test queries")]
         missing = [label for label, items in zip(labels, relevant, strict=True) if not items]
+        metrics["queries_without_documents"] = len(missing)  # always there, 0 too: readers rely on it
         if missing:  # a thread added since this version was trained: its queries find nothing here
             groups = sorted(set(missing))
-            metrics["queries_without_documents"] = len(missing)
             lines.append(
                 f"warning: {len(missing)} test queries ask about {len(groups)} group(s) this version has no "
                 f"document of ({', '.join(groups[:5])}{' ...' if len(groups) > 5 else ''}): scored as misses; "
