@@ -177,7 +177,7 @@ def worker_command(
     logs.configure(log_level, log_format)
     if (curve_secret is None) != (curve_server is None):
         fail("error: --curve-secret and --curve-server go together", 2)
-    resolved = resolve_or_exit(profile, overrides, store=True)
+    resolved = resolve_or_exit(profile, overrides)
     from heirloom.wire.daemon import exit_process, run_server
     from heirloom.wire.local_workers import take_token
 
