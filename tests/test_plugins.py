@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -601,3 +602,57 @@ def test_an_unknown_type_says_which_plugins_the_environment_left_out(tmp_path):
     said = " ".join(result.stderr.split())
     assert "resources.use: unknown resources type 'local'" in said
     assert "HEIRLOOM_LOAD_PLUGINS=echo: plugins left out by it are not loaded" in said
+
+
+def _pythonpath(folder):
+    """``folder`` (a plugin written by the test) and the tests' package, before this run's own
+    PYTHONPATH (which may point at the heirloom under test)."""
+    return os.pathsep.join([str(folder), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+CHATTY = """
+import heirloom
+from tests.toys import ToyModel, ToySource
+
+
+class ChattySource(ToySource):
+    def records(self, split=None):
+        print("chatty source reading")
+        yield from super().records(split)
+
+
+class ChattyModel(ToyModel):
+    def fit(self, data, parent=None, progress=None):
+        print("chatty model fitting")
+        super().fit(data, parent, progress)
+
+    def evaluate(self, data):
+        print("chatty model evaluating")
+        return super().evaluate(data)
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("chatty-source", ChattySource)
+
+
+@heirloom.hookimpl
+def heirloom_register_models(register):
+    register("talker", ChattyModel)
+"""
+
+
+def test_what_plugin_code_prints_under_json_goes_to_stderr_leaving_stdout_json(tmp_path):
+    """A ``print()`` in a component must not corrupt the JSON a script reads from stdout."""
+    write(tmp_path / "heirloom_chatty.py", CHATTY)
+    profile = write(
+        tmp_path / "chat.toml", '[sources.rows]\nuse = "chatty-source"\n[models.m]\nuse = "talker"\ndata = "rows"\n'
+    )
+    env = {"PYTHONPATH": _pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_chatty"}
+    for command in (["train"], ["eval"], ["data", "stats"], ["data", "show"]):
+        result = run_heirloom(*command, str(profile), *(["rows"] if command[0] == "data" else []), "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        documents = [result.stdout] if command[0] != "data" or command[1] == "stats" else result.stdout.splitlines()
+        assert all(json.loads(document) for document in documents), result.stdout
+        assert "chatty source reading" in result.stderr and "chatty" not in result.stdout, command
+    assert "chatty model fitting" in run_heirloom("train", str(profile), env=env).stdout  # without --json: stdout

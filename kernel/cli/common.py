@@ -6,12 +6,15 @@ so the command line has no import circles.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import re
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 from rich.console import Console
@@ -29,6 +32,7 @@ EXIT_INVALID = 2
 #: The answer is no, by design: a promotion declined, a daemon not ready.
 EXIT_DECLINED = 3
 KERNEL_KEY = "heirloom.kernel"
+JSON_STDOUT_KEY = "heirloom.json_stdout"
 
 
 class PipedConsole(Console):
@@ -127,8 +131,30 @@ def resolve_or_exit(profile: str, overrides: tuple[str, ...] = (), *, store: boo
         fail(f"error: {exc}")
 
 
+def plugin_output_to_stderr(command: Callable[..., None]) -> Callable[..., None]:
+    """For a command with ``--json`` that runs plugin code: under ``--json``, what that code prints
+    (a ``print()`` in ``fit``) goes to stderr, so stdout holds the JSON alone (:func:`echo_json`)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        if not kwargs.get("as_json"):
+            return command(*args, **kwargs)
+        click.get_current_context().meta[JSON_STDOUT_KEY] = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            return command(*args, **kwargs)
+
+    return run
+
+
+def echo_json(text: str) -> None:
+    """One JSON document (or line) to stdout: the real one under :func:`plugin_output_to_stderr`."""
+    context = click.get_current_context(silent=True)
+    stdout: TextIO | None = context.meta.get(JSON_STDOUT_KEY) if context is not None else None
+    click.echo(text, file=stdout)
+
+
 def print_json(data: Any) -> None:
-    click.echo(json_text(data, indent=2))
+    echo_json(json_text(data, indent=2))
 
 
 def json_text(data: Any, indent: int | None = None) -> str:

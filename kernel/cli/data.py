@@ -22,12 +22,14 @@ from rich.table import Column, Table
 from heirloom.cli.common import (
     EXIT_INVALID,
     console,
+    echo_json,
     err_console,
     fail,
     fail_unexpectedly,
     get_kernel,
     inert,
     json_text,
+    plugin_output_to_stderr,
     print_json,
     resolve_or_exit,
 )
@@ -94,6 +96,7 @@ def data_group() -> None:
 @click.option("--split", default=None, help="Only records of this split (e.g. train, test).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line, in full.")
 @set_option
+@plugin_output_to_stderr
 def data_show(
     profile: str, source: str, limit: int, split: str | None, as_json: bool, overrides: tuple[str, ...]
 ) -> None:
@@ -104,7 +107,7 @@ def data_show(
         records = iter(component.records(split))
         for number, record in enumerate(itertools.islice(records, limit or None), start=1):
             if as_json:
-                click.echo(json_text(plain(record)))
+                echo_json(json_text(plain(record)))
             else:
                 console.rule(f"{source} record {number}")
                 console.print(Pretty(plain(record), max_length=SHOWN_ITEMS, max_string=SHOWN_CHARS))
@@ -117,6 +120,7 @@ def data_show(
 @click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @set_option
+@plugin_output_to_stderr
 def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, ...]) -> None:
     """Print the counts of SOURCE of PROFILE (records, and what the source reports) and its
     fingerprint: what a version trained on it records under data_fingerprints (models show)."""

@@ -14,6 +14,7 @@ from heirloom.cli.common import (
     fail,
     fail_unexpectedly,
     get_kernel,
+    plugin_output_to_stderr,
     print_json,
     resolve_or_exit,
 )
@@ -110,6 +111,7 @@ def progress_bars(transient: bool = False) -> Progress:
     "(stored: false when an identical version was named instead).",
 )
 @set_option
+@plugin_output_to_stderr
 def train_command(profile: str, models: tuple[str, ...], as_json: bool, overrides: tuple[str, ...]) -> None:
     """Fit MODELS of PROFILE (default: all) and store each as a new version.
 
@@ -173,6 +175,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra).",
 )
 @set_option
+@plugin_output_to_stderr
 def eval_command(
     profile: str,
     names: tuple[str, ...],
