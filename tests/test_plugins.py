@@ -656,3 +656,43 @@ def test_what_plugin_code_prints_under_json_goes_to_stderr_leaving_stdout_json(t
         assert all(json.loads(document) for document in documents), result.stdout
         assert "chatty source reading" in result.stderr and "chatty" not in result.stdout, command
     assert "chatty model fitting" in run_heirloom("train", str(profile), env=env).stdout  # without --json: stdout
+
+
+GREETER = """
+import click
+import heirloom
+
+
+@click.command("hello")
+def hello():
+    click.echo("hello from {name}")
+
+
+@heirloom.hookimpl
+def heirloom_register_commands(cli):
+    cli.add_command(hello)
+"""
+
+
+def _install(site, distribution, module, text):
+    """``module`` as pip installs it into ``site``: the file, and the dist-info naming its entry point."""
+    write(site / f"{module}.py", text)
+    info = site / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    write(info / "METADATA", f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+    write(info / "entry_points.txt", f"[heirloom]\n{module} = {module}\n")
+
+
+def test_a_command_two_plugins_register_runs_neither_and_names_both(tmp_path):
+    """Which of two ``hello`` commands ran depended on the order plugins were imported in."""
+    _install(tmp_path, "heirloom-hi-a", "heirloom_hi_a", GREETER.format(name="a"))
+    _install(tmp_path, "heirloom-hi-b", "heirloom_hi_b", GREETER.format(name="b"))
+    env = {"PYTHONPATH": _pythonpath(tmp_path)}
+    both = "heirloom_hi_a (heirloom-hi-a 1.0) and heirloom_hi_b (heirloom-hi-b 1.0)"
+    for _ in range(2):  # a fresh plugin catalog, then one that remembers who adds 'hello'
+        result = run_heirloom("hello", "--help", env=env)
+        assert result.returncode == 2 and "hello from" not in result.stdout, result.stdout
+        assert f"command 'hello' is registered by two plugins: {both}; neither runs" in " ".join(result.stderr.split())
+    listed = run_heirloom("plugins", "--json", env=env)
+    conflicts = {p["name"]: p["conflicts"] for p in json.loads(listed.stdout)}
+    assert conflicts["heirloom_hi_a"] == conflicts["heirloom_hi_b"] == ["command hello"]
+    assert f"conflict: command hello is registered by {both}" in " ".join(listed.stderr.split())

@@ -41,9 +41,11 @@ def plugins_command(as_json: bool) -> None:
     root.command.list_commands(root)  # attaches every plugin's commands: their names, every time
     infos = sorted(host.infos.values(), key=lambda i: i.name)
     registered = getattr(root.command, "registered", {})  # as attached now (the catalog's may lag)
+    clashes = getattr(root.command, "clashes", {})  # commands two plugins register: neither runs
+    conflicts = host.conflicts() | {f"command {c}": [host.infos[p].label for p in by] for c, by in clashes.items()}
     if as_json:
         shared: dict[str, list[str]] = {}  # plugin label -> the "kind name"s another plugin registers too
-        for what, labels in host.conflicts().items():
+        for what, labels in conflicts.items():
             for label in labels:
                 shared.setdefault(label, []).append(what)
         for name, commands in getattr(root.command, "shadowing", {}).items():
@@ -68,7 +70,7 @@ def plugins_command(as_json: bool) -> None:
             dist = f"{info.distribution} {info.version}" if info.distribution else "-"
             table.add_row(inert(info.name), inert(dist), status, inert(provides or "-"))
         console.print(table)
-    for what, labels in host.conflicts().items():
+    for what, labels in conflicts.items():
         err_console.print(f"conflict: {what} is registered by {' and '.join(labels)}", markup=False)
 
 

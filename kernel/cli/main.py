@@ -32,15 +32,22 @@ class HeirloomGroup(click.Group):
         #: those under a built-in's name, left out (the built-in always runs).
         self.registered: dict[str, list[str]] = {}
         self.shadowing: dict[str, list[str]] = {}
+        #: Command name -> the plugins that registered it, when two did: neither runs.
+        self.clashes: dict[str, list[str]] = {}
+        self._owners: dict[str, str | None] = {}
         self._attaching: str | None = None
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        """Add a command, noting which plugin added it; one named like a built-in is left out."""
-        name = name or cmd.name
+        """Add a command, noting which plugin added it; one named like a built-in is left out,
+        and one another plugin added too is a clash (see :meth:`_attach`)."""
+        name = str(name or cmd.name)
         shadows = name in BUILTIN and getattr(cmd.callback, "__module__", None) != BUILTIN[name]
         if self._attaching is not None:
-            (self.shadowing if shadows else self.registered).setdefault(self._attaching, []).append(str(name))
+            (self.shadowing if shadows else self.registered).setdefault(self._attaching, []).append(name)
         if not shadows:
+            owner = self._owners.setdefault(name, self._attaching)
+            if owner != self._attaching and name not in BUILTIN:  # a built-in is added by no plugin, too
+                self.clashes.setdefault(name, [str(owner)]).append(str(self._attaching))
             super().add_command(cmd, name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -58,9 +65,12 @@ class HeirloomGroup(click.Group):
             return self.commands[name]
         plugins = get_kernel(ctx).plugins
         plugins.ensure()
-        owner = plugins.command_plugins().get(name)
-        if owner is not None:
-            self._attach(ctx, [owner])
+        if owners := [  # every plugin that adds it, as far as the catalog knows, or may (new): two clash
+            plugin
+            for plugin, info in plugins.infos.items()
+            if name in info.commands or (not info.commands and "heirloom_register_commands" in info.hooks)
+        ]:
+            self._attach(ctx, owners)
         if name not in self.commands:
             self._attach(ctx)
         return self.commands.get(name)
@@ -116,7 +126,32 @@ class HeirloomGroup(click.Group):
                         "the built-in always runs; rename it",
                         markup=False,
                     )
+        for command, owners in self.clashes.items():
+            self.commands[command] = _clash(
+                command, " and ".join(sorted(plugins.infos[owner].label for owner in owners))
+            )
         return list(self.commands)
+
+
+def _clash(name: str, labels: str) -> click.Command:
+    """What ``heirloom NAME`` runs when two plugins register NAME: neither's command (which one
+    would win depends on import order), but an error naming both, whatever the arguments."""
+
+    def refuse() -> None:
+        fail(
+            f"error: command {name!r} is registered by two plugins: {labels}; neither runs: uninstall or "
+            "disable one (HEIRLOOM_DISABLE_PLUGINS)",
+            2,
+        )
+
+    settings = {"ignore_unknown_options": True, "allow_extra_args": True}
+    return click.Command(
+        name,
+        callback=refuse,
+        help=f"Registered by {labels}: neither runs.",
+        context_settings=settings,
+        add_help_option=False,
+    )
 
 
 @click.group(cls=HeirloomGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -375,13 +375,13 @@ class PluginHost:
         return {cmd: name for name, info in self.infos.items() for cmd in info.commands}
 
     def add_commands(self, cli: Any, plugin_name: str) -> list[BaseException]:
-        """Let one plugin add its commands to ``cli``; remember their names for next time."""
+        """Let one plugin add its commands to ``cli`` (the CLI's group, which notes what each plugin
+        registers); remember their names for next time."""
         if not self.load(plugin_name):
             return []
-        before = set(cli.commands)
         errors = self.call_each("heirloom_register_commands", only=plugin_name, cli=cli)
         info = self.infos[plugin_name]
-        added = sorted(set(cli.commands) - before)
+        added = sorted(set(cli.registered.get(plugin_name, [])))  # one another plugin added too (a clash) as well
         if added != info.commands:
             info.commands = added
             self._catalog.save(self.infos)
