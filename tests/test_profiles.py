@@ -566,6 +566,37 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     )
 
 
+def test_a_relative_path_default_is_the_profile_files_and_is_checked(tmp_path, monkeypatch):
+    """A plugin's relative default (``path_field(default="rows.csv")``) was used as-is, relative
+    to whatever folder the command ran in; it is the profile file's, as a value in it would be."""
+    import attrs
+
+    @attrs.define
+    class RowsSource(heirloom.Source):
+        rows: str = heirloom.path_field(default="rows.csv")
+
+        def records(self, split=None):
+            return iter(())
+
+        def fingerprint(self):
+            return ""
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_sources(self, register):
+            register("rows", RowsSource)
+
+    profile = write(tmp_path / "project" / "p.toml", '[sources.r]\nuse = "rows"\n')
+    monkeypatch.chdir(write(tmp_path / "elsewhere" / "rows.csv", "").parent)  # a rows.csv here must not count
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+    missing = tmp_path / "project" / "rows.csv"
+    assert f"sources.r.rows: path does not exist: {missing} (the default of its type)" in str(caught.value)
+    write(missing, "")
+    resolved = heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+    assert resolved.instantiate(resolved.components[-1]).rows == str(missing)
+
+
 def test_project_is_never_inherited(tmp_path, kernel):
     write(tmp_path / "finance.toml", 'project = "finance"\n[apis.echo]\nuse = "echo"\n')
     child = write(tmp_path / "newsdesk.toml", 'extends = ["finance"]\n')

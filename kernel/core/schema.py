@@ -280,9 +280,9 @@ class Validator:
 
     def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
         for field in attrs.fields(cls):
-            must_exist = field.metadata.get(PATH_KEY)
-            value, where = config.get(field.name), f"{key}.{field.name}"
-            if must_exist is None or not isinstance(value, str):
+            default = field.name not in config  # a relative default is the profile file's too, and is checked
+            value, where = config.get(field.name, field.default or None), f"{key}.{field.name}"
+            if (must_exist := field.metadata.get(PATH_KEY)) is None or not isinstance(value, str):
                 continue
             if value == "":  # unsets a path an extended profile set, where the field may be unset
                 config[field.name] = None if field.default is None else self.problem(where, EMPTY) or ""
@@ -295,7 +295,7 @@ class Validator:
                 named = parts and not Path(parts[0]).suffix  # a data set's folder, or a file in one
                 fetch = f"; `heirloom data fetch {parts[0]}` if it is a public data set" if named else ""
                 under = f" (data root {root}{fetch})" if parts is not None else ""
-                self.problem(where, f"path does not exist: {path}{under}")
+                self.problem(where, f"path does not exist: {path}{under}{' (the default of its type)' * default}")
 
     def _structure(self, key: str, config: dict, cls: type, also: typing.Sequence[str] = ()) -> Any:
         """``config`` structured into ``cls``, or None after reporting every problem; ``also``:
