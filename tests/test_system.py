@@ -159,6 +159,11 @@ def test_a_pretrained_loader_or_a_state_that_fails_names_the_model_and_the_plugi
         def state(self):
             return heirloom.State({}, {"scale": float("nan")})
 
+    @attrs.define
+    class DictModel(toys.ToyModel):
+        def state(self):  # the weights, but not in a heirloom.State: an AttributeError's traceback, before
+            return {"weights": [1, 2]}
+
     class Shipper:
         @heirloom.hookimpl
         def heirloom_register_pretrained(self, register):
@@ -167,6 +172,7 @@ def test_a_pretrained_loader_or_a_state_that_fails_names_the_model_and_the_plugi
         @heirloom.hookimpl
         def heirloom_register_models(self, register):
             register("nan-model", NanModel)
+            register("dict-model", DictModel)
 
     kernel = heirloom.Kernel(plugins=[toys, Shipper()])
     store = ArtifactStore(tmp_path / "store")
@@ -177,9 +183,13 @@ def test_a_pretrained_loader_or_a_state_that_fails_names_the_model_and_the_plugi
     with pytest.raises(heirloom.HeirloomError, match=re.escape(said)):
         train(kernel, inheriting, model_specs(inheriting, ())[0], store, heirloom.NullProgress())
     nan = kernel.resolve(str(write(tmp_path / "q.toml", toml.format("nan-model", ""))))
-    said = "models.m (nan-model): its state() cannot be stored: state metadata must be JSON-serialisable"
+    said = "models.m (nan-model, from plugin Shipper): its state() cannot be stored: state metadata must be JSON-"
     with pytest.raises(heirloom.HeirloomError, match=re.escape(said)):
         train(kernel, nan, model_specs(nan, ())[0], store, heirloom.NullProgress())
+    plain = kernel.resolve(str(write(tmp_path / "d.toml", toml.format("dict-model", ""))))
+    said = "models.m (dict-model, from plugin Shipper): its state() cannot be stored: it returned {'weights': [1, 2]}"
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(f"{said}, a dict, not a heirloom.State")):
+        train(kernel, plain, model_specs(plain, ())[0], store, heirloom.NullProgress())
     assert store.list() == []
 
 

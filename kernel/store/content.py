@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import json
 import math
+import reprlib
 from typing import Any
 
 from heirloom.core.components import State
@@ -150,6 +151,8 @@ def _adapter(framework: str) -> Any:
 
 def state_digest(state: State, state_format: int = 1) -> str:
     """The digest ``put`` would give ``state``: equal digests, equal content."""
+    if not isinstance(state, State):  # a dict of weights: an error naming it, not an AttributeError's traceback
+        raise HeirloomError(f"it returned {reprlib.repr(state)}, a {type(state).__name__}, not a heirloom.State")
     framework, weights = encode_tensors(state.tensors)
     return manifest_digest(framework, sha256(weights), sha256(state_metadata(state, state_format)))
 

@@ -331,7 +331,9 @@ def train(
         try:
             digest = state_digest(state, spec.cls.state_format)  # checks what put will write
         except HeirloomError as exc:
-            raise HeirloomError(f"{spec.key} ({spec.use}): its state() cannot be stored: {exc}") from None
+            by = kernel.plugins.provider("model", spec.use)
+            said = f"{spec.key} ({spec.use}, from plugin {by.label if by else '?'}): its state() cannot be stored"
+            raise HeirloomError(f"{said}: {exc}") from None
         record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
         same = _identical(store, profile.project, spec.name, digest, record, source_name)
         if same is not None:
