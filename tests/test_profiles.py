@@ -569,7 +569,6 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
 def test_a_relative_path_default_is_the_profile_files_and_is_checked(tmp_path, monkeypatch):
     """A plugin's relative default (``path_field(default="rows.csv")``) was used as-is, relative
     to whatever folder the command ran in; it is the profile file's, as a value in it would be."""
-    import attrs
 
     @attrs.define
     class RowsSource(heirloom.Source):
@@ -595,6 +594,43 @@ def test_a_relative_path_default_is_the_profile_files_and_is_checked(tmp_path, m
     write(missing, "")
     resolved = heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
     assert resolved.instantiate(resolved.components[-1]).rows == str(missing)
+
+
+def test_a_default_that_fails_its_own_validator_or_type_is_the_plugins_bug(tmp_path):
+    """A profile that leaves ``batch`` unset did nothing wrong: the message said it was theirs;
+    a default of the wrong type (``"3"`` for an ``int``) passed unnoticed."""
+
+    @attrs.define
+    class BadDefault(toys.ToySource):
+        batch: int = attrs.field(default=0, validator=heirloom.at_least(1))
+
+    @attrs.define
+    class WrongType(toys.ToySource):
+        batch: int = "3"  # type: ignore[assignment]
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_sources(self, register):
+            register("bad-default", BadDefault)
+            register("wrong-type", WrongType)
+
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "bad-default"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+    said = (
+        f"{profile}: sources.s.batch: the default of source type 'bad-default' (plugin Plugin), 0, is refused: "
+        "'batch' must be >= 1, got 0 (a bug of the plugin: set batch in the profile meanwhile)"
+    )
+    assert str(caught.value) == said
+    write(profile, '[sources.s]\nuse = "bad-default"\nbatch = 2\n')  # set, the default is not used
+    heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+    write(profile, '[sources.s]\nuse = "wrong-type"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+    assert str(caught.value) == (
+        f"{profile}: sources.s.batch: the default of source type 'wrong-type' (plugin Plugin), '3', is refused: "
+        "expected int, got str '3' (a bug of the plugin: set batch in the profile meanwhile)"
+    )
 
 
 def test_project_is_never_inherited(tmp_path, kernel):

@@ -27,8 +27,10 @@ from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawP
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
+EXPECTED_TOP_LEVEL = f"expected one of: {', '.join(TOP_LEVEL)}"
 DEFAULT_RESOURCES = "local"
 EMPTY = 'an empty path, where one is required ("" unsets only a path that may be unset)'
+SEQUENCES = (list, tuple, collections.abc.Sequence)
 NOT_INSTALLED = "a plugin's type? install its package (one in development: HEIRLOOM_PLUGINS=its.module)"
 
 
@@ -106,14 +108,9 @@ def _strict_sequence(tp: Any, converter: cattrs.Converter) -> Any:
 def make_converter() -> cattrs.Converter:
     """A cattrs converter that refuses unknown keys and never coerces types silently."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    converter.register_structure_hook_factory(
-        lambda tp: typing.get_origin(tp) in (list, tuple, collections.abc.Sequence),
-        _strict_sequence,
-    )
-    converter.register_structure_hook(str, _strict(str, (str,)))
-    converter.register_structure_hook(int, _strict(int, (int,)))
-    converter.register_structure_hook(float, _strict(float, (int, float)))
-    converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) in SEQUENCES, _strict_sequence)
+    for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
+        converter.register_structure_hook(expected, _strict(expected, accepts))
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
     return converter
 
@@ -148,12 +145,8 @@ class Validator:
 
     def run(self) -> ResolvedProfile:
         data = self.raw.data
-        for key in data:
-            if key not in TOP_LEVEL:
-                self.problem(
-                    key,
-                    f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} (expected one of: {', '.join(TOP_LEVEL)})",
-                )
+        for key in [key for key in data if key not in TOP_LEVEL]:
+            self.problem(key, f"unknown top-level key{did_you_mean(key, TOP_LEVEL)} ({EXPECTED_TOP_LEVEL})")
         project = self._name("project", self._text(data, "project", default=self.raw.name), "project" not in data)
         description = self._text(data, "description", default="")
         settings = {name: self._section(name, cls) for name, cls in SECTIONS.items()}
@@ -214,10 +207,8 @@ class Validator:
             for name, table in group.items():
                 self._name(f"{table_name}.{name}", name)
                 if not isinstance(table, dict):
-                    self.problem(
-                        f"{table_name}.{name}",
-                        f'expected a table like [{table_name}.{name}] with use = "...", got {table!r}',
-                    )
+                    where = f"{table_name}.{name}"
+                    self.problem(where, f'expected a table like [{where}] with use = "...", got {table!r}')
                     continue
                 found.append((kind, name, _use(table), table))
         return found
@@ -244,7 +235,14 @@ class Validator:
         table.update(kernel_keys)
         table.update(config)  # the tree now shows typed, resolved values (profile show)
         keys = self._structure(key, kernel_keys, keys_cls)
-        instance = self._structure(key, config, cls, also=sorted(reserved))
+        reported, defaults = len(self.problems), {f.name: f.default for f in attrs.fields(cls) if _plain_default(f)}
+        instance = self._structure(key, defaults | config, cls, also=sorted(reserved))  # attrs never checks a default
+        by = getattr(self.host.provider(kind, use), "label", "?")
+        for i, problem in enumerate(self.problems[reported:], reported):  # a default the profile left: a plugin bug
+            if (field := problem.path.removeprefix(f"{key}.").split("[")[0]) in defaults.keys() - config.keys():
+                said = f"the default of {kind} type {use!r} (plugin {by}), {defaults[field]!r}, is refused"
+                fix = f"(a bug of the plugin: set {field} in the profile meanwhile)"
+                self.problems[i] = attrs.evolve(problem, message=f"{said}: {problem.message} {fix}")
         if instance is None or keys is None:  # every problem at once: the references it names are checked too
             found = [(f, k, t) for f, k, t in declared_references(cls, config) if isinstance(t, str)]
             self._check_references(key, found)
@@ -334,11 +332,8 @@ class Validator:
             group = self.raw.data.get(TABLES[kind], {})
             if not isinstance(target, str) or target not in group:
                 names = sorted(group) if isinstance(group, dict) else []
-                self.problem(
-                    f"{key}.{field}",
-                    f"no {kind} named {target!r}{did_you_mean(str(target), names)} "
-                    f"({TABLES[kind]} defined: {', '.join(names) or 'none'})",
-                )
+                said = f"no {kind} named {target!r}{did_you_mean(str(target), names)}"
+                self.problem(f"{key}.{field}", f"{said} ({TABLES[kind]} defined: {', '.join(names) or 'none'})")
 
     def _order(self, specs: list[ComponentSpec]) -> list[ComponentSpec]:
         """Dependency order (resources first); a cycle is a problem naming the chain."""
@@ -390,6 +385,11 @@ def flatten_errors(
         yield path, "required key missing"
     else:
         yield path, _message(exc)
+
+
+def _plain_default(field: attrs.Attribute) -> bool:
+    """A default a profile could have written (a TOML value; no factory, no converter to apply)."""
+    return field.init and field.converter is None and isinstance(field.default, str | int | float | bool | list | dict)
 
 
 def _message(exc: BaseException) -> str:  # attrs' own validators raise (message, attribute, ...); in_ adds its choices
