@@ -957,3 +957,22 @@ def test_an_empty_new_intent_pattern_unsets_the_one_a_profile_inherits(tmp_path,
     team = write(tmp_path / "team.toml", 'extends = ["support"]\n[apis.support]\nnew_intent_pattern = ""\n')
     api = next(s for s in heirloom.Kernel().resolve(str(team)).components if s.kind == "api" and s.name == "support")
     assert api.cls(**api.config).new_intent_pattern is None
+
+
+def test_the_encoder_learns_no_out_of_scope_class_from_texts_labelled_so():
+    """Texts labelled out_of_scope (a person's "none of them" among them) share no meaning: the
+    contrastive encoder left them out, as the intent model does, rather than pull them together."""
+    from heirloom_plugins.encoder.contrastive import ContrastiveEncoder
+    from heirloom_plugins.encoder.pretrained import load_minilm
+
+    texts = {"refund": ["refund my order", "I want my money back"], "track": ["where is my parcel", "track it"]}
+    records = [{"text": text, "label": label} for label, group in texts.items() for text in group]
+    records += [{"text": text, "label": "out_of_scope"} for text in ("tell me a joke", "who won the match")]
+    encoder = ContrastiveEncoder(data="d", batch_size=4)
+    logged: list[str] = []
+    progress = heirloom.NullProgress()
+    progress.log = logged.append
+    encoder.fit(records, parent=load_minilm(), progress=progress)
+    metadata = encoder.state().metadata
+    assert metadata["labels"] == ["refund", "track"] and metadata["training"]["examples"] == 4
+    assert "leaving out 2 training texts labelled 'out_of_scope'" in logged

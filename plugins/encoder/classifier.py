@@ -34,7 +34,7 @@ from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
 from heirloom_plugins.encoder.fusion import choose_weight, fuse
 from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache
 from heirloom_plugins.encoder.novelty import LabelWords
-from heirloom_plugins.encoder.records import check_texts, labelled
+from heirloom_plugins.encoder.records import OUT_OF_SCOPE, check_texts, in_scope, labelled
 from heirloom_plugins.encoder.reject import (
     FEW_VALIDATION_TEXTS,
     MIN_LABELS_TO_REJECT,
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     import torch
 
 FORMAT = "heirloom.encoder-classifier/1"
-OUT_OF_SCOPE = "out_of_scope"
 #: Prefix of the fused n-gram regression's tensors in the state.
 NGRAM_PREFIX = "ngram_"
 
@@ -124,12 +123,7 @@ class EncoderClassifier(EncoderModel):
     ) -> None:
         progress = progress or heirloom.NullProgress()
         parent = self.parent_encoder(parent, "encoder-classifier")
-        texts, labels = labelled(data, "encoder-classifier")
-        dropped = sum(label == self.out_of_scope_label for label in labels)
-        if dropped:
-            progress.log(f"leaving out {dropped} training texts labelled {self.out_of_scope_label!r}")
-            kept = [i for i, label in enumerate(labels) if label != self.out_of_scope_label]
-            texts, labels = [texts[i] for i in kept], [labels[i] for i in kept]
+        texts, labels = in_scope(*labelled(data, "encoder-classifier"), self.out_of_scope_label, progress)
         label_set = sorted(set(labels))
         counts = Counter(labels)
         scarce = sorted(label for label in label_set if counts[label] < FEW_EXAMPLES)

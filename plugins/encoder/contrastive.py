@@ -19,7 +19,7 @@ import attrs
 import heirloom
 from heirloom_plugins import seen
 from heirloom_plugins.encoder.network import FORMAT, Encoder
-from heirloom_plugins.encoder.records import check_texts, labelled
+from heirloom_plugins.encoder.records import OUT_OF_SCOPE, check_texts, in_scope, labelled
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, contrastive_loss, split_of
 from heirloom_plugins.metrics import classification_metrics, classification_text
 
@@ -51,6 +51,8 @@ class ContrastiveEncoder(EncoderModel):
 
     epochs: int = attrs.field(default=1, validator=heirloom.above(0))
     learning_rate: float = attrs.field(default=5e-5, validator=heirloom.above(0))
+    #: Texts with this label are left out of training, as the classifier leaves them out.
+    out_of_scope_label: str = OUT_OF_SCOPE
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -66,7 +68,7 @@ class ContrastiveEncoder(EncoderModel):
 
         progress = progress or heirloom.NullProgress()
         parent = self.parent_encoder(parent, "encoder")
-        texts, labels = labelled(data, "encoder")
+        texts, labels = in_scope(*labelled(data, "encoder"), self.out_of_scope_label, progress)
         encoder = Encoder(parent, self._device, self.max_length or None)
         split = split_of(encoder, self)
         ids = encoder.tokenize(texts)

@@ -7,6 +7,9 @@ from typing import Any
 
 import heirloom
 
+#: The label of texts that are none of the labels ("none of them"): no class to learn or to embed.
+OUT_OF_SCOPE = "out_of_scope"
+
 
 def field(record: Any, name: str) -> Any:
     return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
@@ -25,6 +28,19 @@ def labelled(data: Iterable[Any], what: str) -> tuple[list[str], list[str]]:
         texts.append(text)
         labels.append(str(label))
     return texts, labels
+
+
+def in_scope(
+    texts: list[str], labels: list[str], out_of_scope_label: str, progress: heirloom.Progress
+) -> tuple[list[str], list[str]]:
+    """The texts and labels without those labelled ``out_of_scope_label``: out-of-scope texts (a
+    person's "none of them" included) share no meaning, so they are no class, nor positives of each other."""
+    dropped = sum(label == out_of_scope_label for label in labels)
+    if not dropped:
+        return texts, labels
+    progress.log(f"leaving out {dropped} training texts labelled {out_of_scope_label!r}")
+    kept = [i for i, label in enumerate(labels) if label != out_of_scope_label]
+    return [texts[i] for i in kept], [labels[i] for i in kept]
 
 
 def check_texts(texts: list[Any], what: str) -> None:
