@@ -96,6 +96,18 @@ def test_a_repeated_record_id_keeps_the_later_and_says_so(tmp_path, caplog):
     assert f"{path}: line 2 repeats the id a1 of an earlier record; the later is kept" in caplog.text
 
 
+def test_lines_are_named_by_their_line_in_the_file_with_skipped_lines_counted(tmp_path, caplog):
+    """A skipped line (torn, edited) before them shifted the ``line-N`` ids of records written
+    without one, and the line a "repeats the id" warning named: both counted only the records read."""
+    path = tmp_path / "feedback.jsonl"
+    lines = ["{torn", json.dumps({"text": "Profit rose", "label": "positive", "time": 1.0})]
+    lines += [json.dumps({"id": "b2", "text": t, "label": "negative", "time": 1.0}) for t in ("Loss", "Loss again")]
+    write(path, "\n".join(lines) + "\n")
+    replay = heirloom.FeedbackLog.replay(path)
+    assert [entry.id for entry in replay.entries] == ["line-2", "b2"]
+    assert f"{path}: line 4 repeats the id b2 of an earlier record; the later is kept" in caplog.text
+
+
 def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_path):
     env, profile, (good, wrong, halted) = reviews
     listed = run_heirloom("feedback", "list", str(profile), "--json", env=env)

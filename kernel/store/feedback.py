@@ -109,7 +109,7 @@ class FeedbackLog:
         ids are named ``line-N`` by their line number."""
         entries: dict[str, Entry] = {}
         accepted: dict[str, dict[str, Any]] = {}
-        for number, line in enumerate(AppendLog.read(Path(path), check=_fault), 1):
+        for number, line in AppendLog.numbered(Path(path), check=_fault):
             op = line.get("op")
             if op == REMOVE:
                 target = entries.get(line.get("id"))

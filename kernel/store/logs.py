@@ -171,13 +171,21 @@ class AppendLog:
         so is one holding a lone surrogate (``"\\ud800"``: no text), and a record ``check`` finds
         fault with (it returns what is wrong, else None). A
         path that is not a regular file is an error naming it (a FIFO would block the reader)."""
+        return (record for _, record in AppendLog.numbered(path, check))
+
+    @staticmethod
+    def numbered(
+        path: Path, check: Callable[[dict[str, Any]], str | None] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``read``'s records with the line number of each in the file (skipped lines counted), for
+        a reader that names a record by its line or says a line: the count of records read is not it."""
         handle = _open_regular(path)
         if handle is None:
             return
         with handle:
             for number, (_, line) in enumerate(_lines(handle), 1):
                 if (record := _record(path, number, line, check)) is not None:
-                    yield record
+                    yield number, record
 
 
 class LogCursor:
