@@ -822,7 +822,7 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
 
 
 def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
-    """With workers, ``_ready`` carries each worker's models: the probe says what they wait for."""
+    """With workers, ``_ready`` carries each worker's models: the probe, and a refused route, say what they wait for."""
     profile = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
     daemon = Daemon(tmp_path, "--workers", "2", profile=profile, env={"HEIRLOOM_PLUGINS": "tests.toys"})
     try:
@@ -835,6 +835,10 @@ def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
         assert probe.returncode == 3
         said = "not ready: 0 of 2 workers ready (models.m: daemon/m has no trained version yet (run heirloom train))"
         assert said in probe.stderr, probe.stderr
+        # a route's refusal says it too (it said only "no worker is ready (2 connected)")
+        refused = run_heirloom("call", "m.predict", "{}", "--connect", daemon.address, "--timeout", "30")
+        why = "no worker is ready (2 connected; models.m: daemon/m has no trained version yet (run heirloom train))"
+        assert refused.returncode == 1 and why in refused.stderr, refused.stderr
     finally:
         assert daemon.terminate() == 0
 

@@ -58,13 +58,24 @@ class BrokerRoutes:
         """UNAVAILABLE while no worker is ready (nobody knows the routes yet) or none that is serves a
         route one served before (being replaced), else NOT_FOUND."""
         if not self._ready:
-            return RequestError(UNAVAILABLE, f"no worker is ready ({len(self.workers)} connected)", retry_after_ms=500)
+            said = f"no worker is ready ({len(self.workers)} connected{self._why_not_ready()})"
+            return RequestError(UNAVAILABLE, said, retry_after_ms=500)
         if route in self._served_once:
             return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
         known = [*self.routes, *KERNEL_ROUTES, SCALE_ROUTE] if len(self.routes) <= MAX_HEARTBEAT_ROUTES else []
         hint = did_you_mean(route, known)  # peers' names and the built-in ones: _helth is _health
         message = f"no route {cut(route)!r}{hint} (call _routes for the list)"
         return RequestError(NOT_FOUND, message, "header.route")
+
+    def _why_not_ready(self: Broker) -> str:
+        """What a connected worker's last heartbeat says a model waits for (``models.m: ... no trained
+        version yet``), else why the last start failed: what a one-process daemon's refusal says."""
+        for worker in self.workers.values():
+            models = worker.status.get("models")
+            for name, entry in models.items() if isinstance(models, dict) else ():
+                if isinstance(entry, dict) and entry.get("error"):  # a heartbeat is untrusted: shown cut, as text
+                    return f"; models.{cut(str(name))}: {cut(str(entry['error']), 300)}"
+        return f"; {cut(self.start_failure, 300)}" if self.start_failure else ""
 
     def _check_admin(self: Broker, route: str, user: str | None) -> None:
         if self.curve is not None and not self.curve.is_admin(user):

@@ -308,7 +308,8 @@ class SnapshotCollector:
         for route, totals in routes.items():
             depth.add_metric([route], totals.get("queue_depth", 0))
         yield depth
-        yield GaugeMetricFamily("heirloom_in_flight", "Requests admitted and not yet answered (queued ones too).", value=snap["in_flight"])
+        in_flight = "Requests admitted and not yet answered (queued ones too)."
+        yield GaugeMetricFamily("heirloom_in_flight", in_flight, value=snap["in_flight"])
         yield CounterMetricFamily(
             "heirloom_dropped_frames", "Messages dropped without a reply (no envelope).", value=snap["dropped_frames"]
         )
