@@ -111,7 +111,8 @@ class HybridRecommender(heirloom.Model):
             "warm_start": _growth(inherited, catalogue, histories) if inherited is not None else None,
         }
         popularity = np.bincount(histories.items, minlength=len(catalogue)).astype(np.float32)
-        self._adopt(Fitted(catalogue, histories, tower, features, hybrid, popularity, choice, training))
+        fitted = Fitted(catalogue, histories, tower, features, hybrid, popularity, choice, training)
+        self.load(fitted.state(attrs.asdict(self)))  # what is stored and served (float32), so train scores it, as eval
 
     def _choose(
         self,
