@@ -411,6 +411,21 @@ def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
         list(StackFaqSource(path=str(tmp_path / "nested.xml"), train_queries=2).records("test"))
 
 
+def test_a_thread_added_or_removed_moves_no_other_threads_queries_between_splits(tmp_path):
+    """One seeded shuffle ran through the threads in file order: a thread added at the top moved
+    about half of every other thread's test queries into training (an outside check)."""
+    threads = [(f"faq-{n}", 6) for n in range(12)]
+
+    def split_of(*kept: tuple[str, int]) -> dict[str, str]:  # query id: its split
+        source = StackFaqSource(path=str(write(tmp_path / "faq.xml", _faq_xml(*kept))), train_queries=3)
+        return {r["id"]: split for split in ("train", "test") for r in source.records(split) if r["role"] == "query"}
+
+    before = split_of(*threads)
+    added, removed = split_of(("faq-new", 6), *threads), split_of(*threads[1:])
+    assert {query: added[query] for query in before} == before and len(added) == len(before) + 6
+    assert {query: role for query, role in before.items() if query in removed} == removed
+
+
 def test_a_blank_faq_answer_keeps_the_others_ids_and_a_split_leaving_no_training_query_is_refused(tmp_path, caplog):
     """A blank second answer was dropped unsaid and the third became faq-a/2, so a person's
     resolution naming faq-a/3 was refused; validation_queries equal to train_queries left the

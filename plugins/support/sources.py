@@ -149,7 +149,6 @@ class StackFaqSource(heirloom.Source):
 
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         _check_split(split)
-        rng = random.Random(self.seed)
         for thread in self.threads():
             label, queries = thread["label"], thread["queries"]
             if split in (None, "train"):
@@ -162,7 +161,8 @@ class StackFaqSource(heirloom.Source):
                         "answer": answer,
                         "text": f"{thread['question']}\n{answer}",
                     }
-            order = rng.sample(range(len(queries)), len(queries))
+            # seeded per thread by its id: a thread added or removed moves no other thread's queries
+            order = random.Random(f"{self.seed}/{label}").sample(range(len(queries)), len(queries))
             roles = {i: "train" for i in order[: self.train_queries]}
             roles.update(
                 {i: "validation" for i in order[self.train_queries - self.validation_queries : self.train_queries]}
