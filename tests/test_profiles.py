@@ -529,26 +529,37 @@ def test_invalid_toml_names_the_file(tmp_path, kernel):
         kernel.resolve(str(path))
 
 
+class _NoRecords(heirloom.Source):
+    """A source type whose config is what a test is about: it reads nothing."""
+
+    def records(self, split=None):
+        return iter(())
+
+    def fingerprint(self):
+        return ""
+
+
+def _registering(name: str, source_type: type) -> type:
+    """A plugin class registering ``source_type`` as source type ``name``."""
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_sources(self, register):
+            register(name, source_type)
+
+    return Plugin
+
+
 def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     import attrs
 
     from heirloom.core.components import path_field  # noqa: F401 - documented helper under test
 
     @attrs.define
-    class FileSource(heirloom.Source):
+    class FileSource(_NoRecords):
         path: str = heirloom.path_field()
 
-        def records(self, split=None):
-            return iter(())
-
-        def fingerprint(self):
-            return ""
-
-    class Plugin:
-        @heirloom.hookimpl
-        def heirloom_register_sources(self, register):
-            register("file", FileSource)
-
+    Plugin = _registering("file", FileSource)
     path = write(tmp_path / "p.toml", '[sources.f]\nuse = "file"\npath = "missing/data.csv"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
@@ -571,20 +582,10 @@ def test_a_relative_path_default_is_the_profile_files_and_is_checked(tmp_path, m
     to whatever folder the command ran in; it is the profile file's, as a value in it would be."""
 
     @attrs.define
-    class RowsSource(heirloom.Source):
+    class RowsSource(_NoRecords):
         rows: str = heirloom.path_field(default="rows.csv")
 
-        def records(self, split=None):
-            return iter(())
-
-        def fingerprint(self):
-            return ""
-
-    class Plugin:
-        @heirloom.hookimpl
-        def heirloom_register_sources(self, register):
-            register("rows", RowsSource)
-
+    Plugin = _registering("rows", RowsSource)
     profile = write(tmp_path / "project" / "p.toml", '[sources.r]\nuse = "rows"\n')
     monkeypatch.chdir(write(tmp_path / "elsewhere" / "rows.csv", "").parent)  # a rows.csv here must not count
     with pytest.raises(heirloom.ProfileError) as caught:
