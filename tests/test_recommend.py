@@ -683,10 +683,15 @@ def test_profile_check_names_the_setting_whose_column_a_csv_file_lacks(tmp_path)
     )
     checked = run_heirloom("profile", "check", str(profile))
     assert checked.returncode == 2
+    # each value the profile left unset is said to be its type's default (the team wrote no 'rating')
+    defaults = [
+        f"the default of source type '{use}' (plugin {by} (heirloom {heirloom.__version__})), '{name}', is refused"
+        for use, by, name in (("ratings-csv", "recommend", "rating"), ("csv", "text", "label"))
+    ]
     assert checked.stderr.splitlines() == [
-        f"{profile}: sources.ratings.value_column: 'value_column' 'rating' is not a column of ratings.csv "
-        "(columns: user, item, score)",
-        f"{profile}: sources.texts.label_column: 'label_column' 'label' is not a column of texts.csv "
+        f"{profile}: sources.ratings.value_column: {defaults[0]}: 'value_column' 'rating' is not a column of "
+        "ratings.csv (columns: user, item, score)",
+        f"{profile}: sources.texts.label_column: {defaults[1]}: 'label_column' 'label' is not a column of texts.csv "
         "(columns: utterance, intent)",
     ]
 

@@ -236,13 +236,13 @@ class Validator:
         table.update(config)  # the tree now shows typed, resolved values (profile show)
         keys = self._structure(key, kernel_keys, keys_cls)
         reported, defaults = len(self.problems), {f.name: f.default for f in attrs.fields(cls) if _plain_default(f)}
-        instance = self._structure(key, defaults | config, cls, also=sorted(reserved))  # attrs never checks a default
+        instance = self._structure(key, defaults | config, cls, also=sorted(reserved))  # cattrs checks no default
         by = getattr(self.host.provider(kind, use), "label", "?")
-        for i, problem in enumerate(self.problems[reported:], reported):  # a default the profile left: a plugin bug
+        for i, problem in enumerate(self.problems[reported:], reported):  # a default the profile left, said so
             if (field := problem.path.removeprefix(f"{key}.").split("[")[0]) in defaults.keys() - config.keys():
                 said = f"the default of {kind} type {use!r} (plugin {by}), {defaults[field]!r}, is refused"
-                fix = f"(a bug of the plugin: set {field} in the profile meanwhile)"
-                self.problems[i] = attrs.evolve(problem, message=f"{said}: {problem.message} {fix}")
+                fix = f" (a plugin bug: set {field} in the profile meanwhile)" * problem.message.startswith("expected ")
+                self.problems[i] = attrs.evolve(problem, message=f"{said}: {problem.message}{fix}")
         if instance is None or keys is None:  # every problem at once: the references it names are checked too
             found = [(f, k, t) for f, k, t in declared_references(cls, config) if isinstance(t, str)]
             self._check_references(key, found)
