@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -768,6 +769,8 @@ def test_eval_scores_queries_about_a_thread_added_since_training_as_misses(train
     faq = json.loads(result.stdout)["models"]["faq"]
     assert faq["queries"] == 35 and faq["queries_without_documents"] == 5  # the seventh thread's 5 test queries
     assert 0 < faq["ndcg_at_10"] < 1
+    # the report's warning naming the thread is said under --json too (on stderr: stdout is the JSON)
+    assert re.search(r"warning: 5 test queries ask about 1 group\(s\) this version has no document of", result.stderr)
 
 
 def test_ranking_metrics_match_hand_computed_values():

@@ -192,7 +192,8 @@ def eval_command(
 
     JSON: {"models": {NAME: {"version", "same_records_as_trained", <metrics>, "per_class": {...}}}, "apis": {NAME:
     {<metrics>}}, "summary": {"rows": {NAME: {"precision", "recall", "f1", "support"}},
-    "micro_avg", "macro_avg", "weighted_avg"}}; "apis" and "summary" only when present.
+    "micro_avg", "macro_avg", "weighted_avg"}}; "apis" and "summary" only when present. The
+    reports' warning lines go to stderr.
     """
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides, store=True)
@@ -232,6 +233,10 @@ def eval_command(
         fail_unexpectedly(f"evaluating {spec.key} ({spec.use})" if spec else "evaluating", exc)
     table = summary(reports)
     if as_json:
+        for report in reports.values():  # a report's warnings are no metrics: said on stderr, not lost
+            for line in report.text.splitlines():
+                if line.startswith("warning:"):
+                    err_console.print(line, markup=False, highlight=False)
         print_json(results | ({"summary": table} if table else {}))
         return
     if table:
