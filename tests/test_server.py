@@ -481,23 +481,8 @@ def test_deadline_exceeded_before_compute(daemon, client):
     sock.close()
     assert statuses == {0: "OK", 1: "OK", 2: "OK", 3: "OK", "late": "DEADLINE_EXCEEDED"}
     assert "late" not in client.call("t.ran")
-    with pytest.raises(DeadlineExceeded):  # and the client raises it, typed (its least budget is 1 ms, and it
-        client.call("t.slow", {"ms": 600}, timeout=0.000001)  # waits 250 ms past it: a sleep within could reply)
-
-
-def test_clients_wait_past_the_budget_they_send_for_the_daemons_answer(daemon):
-    """An answer computed just in time (or the daemon's own DEADLINE_EXCEEDED) reached the caller
-    after its budget, and was lost to a local timeout: clients wait max(10%, 250 ms) longer."""
-    import asyncio
-
-    with daemon.client(timeout=10) as client:
-        assert client.call("t.slow", {"ms": 350}, timeout=0.25) == {"slept_ms": 350}  # it gives up at 500 ms
-
-    async def scenario() -> None:
-        async with heirloom.AsyncClient(daemon.address, timeout=10) as client:
-            assert await client.call("t.slow", {"ms": 350}, timeout=0.25) == {"slept_ms": 350}
-
-    asyncio.run(scenario())
+    with pytest.raises(DeadlineExceeded):  # and the client raises it, typed (its least budget is 1 ms:
+        client.call("t.slow", {"ms": 200}, timeout=0.000001)  # a 1 ms sleep could reply within it)
 
 
 def test_batching_coalesces_items_and_isolates_failures(client):

@@ -48,8 +48,7 @@ def _jsonable(value: Any) -> Any:
     default=10.0,
     show_default=True,
     type=SECONDS,
-    help="The deadline in seconds, sent to the daemon; the call gives up max(10%, 250 ms) after it, "
-    "so the daemon's own DEADLINE_EXCEEDED still arrives.",
+    help="Seconds before giving up (sent to the daemon as the deadline).",
 )
 @click.option(
     "--idempotency-key",

@@ -33,7 +33,6 @@ from heirloom.wire.client import (
     Unavailable,
     frames_of,
     parse_reply,
-    patience,
     redial,
     refused_key_message,
     seconds,
@@ -100,7 +99,7 @@ class AsyncClient:
         frames = frames_of(route, body, request_id, budget, idempotency_key)
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
-        timer = loop.call_later(patience(budget), self._expire, request_id, budget)
+        timer = loop.call_later(budget, self._expire, request_id, budget)
         try:
             self._submit(request_id, frames)
             return await future

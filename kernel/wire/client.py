@@ -95,12 +95,6 @@ def seconds(value: Any, what: str = "timeout") -> float:
     return float(value)
 
 
-def patience(budget: float) -> float:
-    """How long a call of deadline ``budget`` waits for its reply: past the budget by max(10%, 250 ms),
-    so the daemon's own DEADLINE_EXCEEDED, or an answer computed just in time, is not lost in transit."""
-    return budget + max(0.1 * budget, 0.25)
-
-
 def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency_key: Any) -> list[Any]:
     """A request's frames; InvalidArgument at once for a header over HEADER_LIMIT (a route
     name or idempotency key that long), which the daemon refuses unread, so with no id to
@@ -244,7 +238,7 @@ class Client:
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
-        pending = _Pending(Future(), time.monotonic() + patience(budget))
+        pending = _Pending(Future(), time.monotonic() + budget)
         self._outbox.put((request_id, frames, pending))
         with self._wake_lock:
             self._wake_push.send(b"")
