@@ -62,8 +62,16 @@ def _as_json(value: Any) -> Any:
 def from_json(raw: bytes) -> Any:
     """A request body parsed strictly: ``NaN``/``Infinity`` literals and nesting deeper than
     1,024 are refused (orjson.JSONDecodeError, a ValueError), where the standard library
-    let them through or raised RecursionError. An integer past 64 bits becomes a float."""
-    return orjson.loads(raw)
+    let them through or raised RecursionError. An integer past 64 bits becomes a float. Bytes
+    that are not UTF-8 are named by offset (orjson's own words speak of surrogates)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8") from None
+        raise
 
 
 #: Deepest nesting of arrays and objects a body may have: orjson writes JSON at most 255
