@@ -332,6 +332,15 @@ def _keyed_worker(tmp_path, address: str, log_name: str, secret: Path, server_ke
     return _worker(tmp_path, address, log_name, "--curve-secret", str(secret), "--curve-server", server_key)[0]
 
 
+def _exit_code(worker: subprocess.Popen, log: Path) -> int:
+    """The worker's exit code once it stops; where it does not within 30 s, its log says why."""
+    try:
+        return worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise AssertionError(f"the worker did not stop within 30 s of its broker, log:\n{log.read_text()}") from None
+
+
 def _curve_broker(tmp_path, keys, worker_address: str, *args: str) -> Daemon:
     """A Curve broker whose tcp:// worker endpoint admits the keys of ``tmp_path/workers``."""
     return Daemon(
@@ -376,7 +385,7 @@ def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised
         assert "refused a worker whose Curve key" in daemon.log()
     finally:
         assert daemon.terminate() == 0
-        assert member.wait(30) == 0  # the broker's drain reaches the admitted worker
+        assert _exit_code(member, tmp_path / "member.log") == 0  # the broker's drain reaches the admitted worker
         for process in (plain, rogue):
             process.kill()
 
@@ -472,7 +481,7 @@ def test_a_broker_keeps_its_own_admin_routes_whatever_its_workers_say(tmp_path, 
             assert root.call("echo.echo", "from a person") == "from a person"
     finally:
         assert daemon.terminate() == 0
-        assert worker.wait(30) == 0
+        assert _exit_code(worker, tmp_path / "open.log") == 0
 
 
 def _raw_curve_dealer(context, address: str, curve: CurveClient, routing_id: bytes) -> zmq.Socket:
