@@ -92,6 +92,7 @@ class LocalResources(heirloom.Resources):
         self._resolved_device: str | None = None
         self._memory_ok = True
         self._memory_checked = 0.0
+        self._memory_resident = 0.0  # MiB at the last check, named in refusals
 
     def effective_threads(self) -> int:
         """``threads``, or this process's share of the cores when it is 0."""
@@ -123,10 +124,11 @@ class LocalResources(heirloom.Resources):
     def admit(self) -> bool:
         # the daemon calls admit and release from its I/O thread only: no lock needed
         if self.memory_budget_mb and not self._memory_within_budget():
-            return False
+            raise heirloom.ResourceExhaustedError(self._past_budget(self._memory_resident))
         count = self._in_flight
         if self.max_in_flight and count[0] >= self.max_in_flight:
-            return False
+            held = f"this process has {count[0]} requests in flight"
+            raise heirloom.ResourceExhaustedError(f"resources.max_in_flight ({self.max_in_flight}) reached: {held}")
         count[0] += 1
         return True
 
@@ -141,9 +143,12 @@ class LocalResources(heirloom.Resources):
     def check_memory(self, what: str) -> None:
         if self.memory_budget_mb and (resident := resident_mb()) > self.memory_budget_mb:
             raise heirloom.ResourceExhaustedError(
-                f"{what}: this process holds {resident:.0f} MiB, past resources.memory_budget_mb = "
-                f"{self.memory_budget_mb}; raise the budget or train on a machine with more memory"
+                f"{what}: {self._past_budget(resident)}; raise the budget or train on a machine with more memory"
             )
+
+    def _past_budget(self, resident: float) -> str:
+        """What a refusal, a stopped training and the serving log line all say past the budget."""
+        return f"this process holds {resident:.0f} MiB, past resources.memory_budget_mb = {self.memory_budget_mb}"
 
     def storage_quota_mb(self, area: str) -> int | None:
         return {"artifacts": self.artifact_quota_mb, "logs": self.log_quota_mb}.get(area) or None
@@ -160,14 +165,14 @@ class LocalResources(heirloom.Resources):
         now = time.monotonic()
         if now - self._memory_checked > _MEMORY_CHECK_INTERVAL:
             self._memory_checked = now
-            resident = resident_mb()
+            self._memory_resident = resident = resident_mb()
             within = resident <= self.memory_budget_mb
             if within != self._memory_ok:  # said when it turns, not per refusal
-                say = log.info if within else log.warning
-                state = "within" if within else "past"
-                refusing = "admitting requests again" if within else "refusing new requests (RESOURCE_EXHAUSTED)"
-                say("this process holds %.0f MiB, %s resources.memory_budget_mb = %d: %s", resident, state,
-                    self.memory_budget_mb, refusing)  # fmt: skip
+                if within:
+                    log.info("this process holds %.0f MiB, within resources.memory_budget_mb = %d: admitting requests "
+                             "again", resident, self.memory_budget_mb)  # fmt: skip
+                else:
+                    log.warning("%s: refusing new requests (RESOURCE_EXHAUSTED)", self._past_budget(resident))
             self._memory_ok = within
         return self._memory_ok
 

@@ -82,12 +82,24 @@ def test_a_flood_of_echo_calls_is_refused_daemon_wide_with_two_workers(serve):
         refused = [a for a in answered if isinstance(a, ResourceExhausted)]
         assert all(a == i for i, a in enumerate(answered) if not isinstance(a, Exception)), "every other call is OK"
         assert len(refused) + sum(not isinstance(a, Exception) for a in answered) == 1000  # none lost
-        assert refused and all(r.retry_after_ms >= 10 and "requests in flight" in r.message for r in refused)
+        assert refused and all(r.retry_after_ms >= 10 and "max_in_flight (2) reached" in r.message for r in refused)
         stats = client.call("_stats")
         assert stats["resources"]["max_in_flight"] == 2
         assert stats["routes"]["echo.echo"]["errors"]["RESOURCE_EXHAUSTED"] == len(refused)
         assert client.call("echo.echo", "after") == "after"
     assert daemon.terminate() == 0
+
+
+def test_a_single_process_refusal_names_the_limit_and_its_value(serve):
+    """One process's refusals said only "in-flight or memory limit"; the log and the broker named it."""
+    daemon = serve("max_in_flight = 1")
+    with daemon.client(timeout=20, retries=0) as client:
+        slow = client.submit("t.slow", {"ms": 1500})
+        time.sleep(0.3)
+        with pytest.raises(ResourceExhausted) as refused:
+            client.call("echo.echo", 1)
+        assert "resources.max_in_flight (1) reached: this process has 1 requests in flight" in refused.value.message
+        slow.result(timeout=10)
 
 
 def test_a_daemon_past_its_memory_budget_says_why_it_refuses(serve):
@@ -96,7 +108,7 @@ def test_a_daemon_past_its_memory_budget_says_why_it_refuses(serve):
     daemon = serve("memory_budget_mb = 1")
     with daemon.client(timeout=20, retries=0) as client:
         for i in range(5):
-            with pytest.raises(ResourceExhausted):
+            with pytest.raises(ResourceExhausted, match=r"holds \d+ MiB, past resources.memory_budget_mb = 1"):
                 client.call("echo.echo", i)
     assert daemon.terminate() == 0
     said = daemon.log()

@@ -354,8 +354,8 @@ class Resources(Component):
 
     @abc.abstractmethod
     def admit(self) -> bool:
-        """Take an in-flight slot; False means refuse (RESOURCE_EXHAUSTED). The daemon calls ``admit`` and ``release``
-        from its I/O thread only, once per request of every route but the kernel's: keep them cheap."""
+        """Take an in-flight slot; False refuses (RESOURCE_EXHAUSTED), so does ResourceExhaustedError naming the limit.
+        Like ``release``, from the daemon's I/O thread only, once per request of every route but the kernel's: cheap."""
 
     @abc.abstractmethod
     def release(self) -> None:

@@ -68,7 +68,7 @@ from heirloom.wire.protocol import (
     split_envelope,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
-from heirloom.wire.routing import passed_on_arrival, too_large
+from heirloom.wire.routing import passed_on_arrival, refused, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
@@ -444,12 +444,8 @@ class Broker(BrokerRoutes):
                 raise passed_on_arrival()
             stats = self.stats.get(route) or self._new_stats(route)
             if self.max_in_flight is not None and len(self.forwarded) >= self.max_in_flight:
-                raise RequestError(
-                    RESOURCE_EXHAUSTED,
-                    f"the daemon has {len(self.forwarded)} requests in flight (the resource manager's limit); "
-                    "retry after the hinted pause",
-                    retry_after_ms=max(10, int(stats.typical * 1000)),
-                )
+                held = f"the daemon has {len(self.forwarded)} requests in flight across its workers"
+                raise refused(f"max_in_flight ({self.max_in_flight}) reached: {held}", stats)
             client = user.encode() if user is not None else envelope[0]
             size = payload + len(frames[index + 1])
             if size >= LARGE_REQUEST and self._large_bytes + size > self.settings.forward_backlog_mb << 20:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from heirloom.core.components import ClientLimits, Resources, manager_name
-from heirloom.core.errors import HeirloomError
+from heirloom.core.errors import HeirloomError, ResourceExhaustedError
 from heirloom.wire.protocol import INTERNAL, RequestError, packb
 from heirloom.wire.throttle import Every
 
@@ -42,20 +42,24 @@ def _took(method: str, resources: Resources, started: float) -> None:
         )
 
 
-def admit(resources: Resources) -> bool:
-    """``resources.admit()``: True or False as it answered; INTERNAL when it raised or
-    answered something other than a bool (a truthy string must not admit by accident)."""
+def admit(resources: Resources) -> str | None:
+    """``resources.admit()``: None when it admitted, else why not (the message of the
+    ResourceExhaustedError it raised, naming the limit, or a plain False's generic reason);
+    INTERNAL when it raised anything else or answered something other than a bool (a truthy
+    string must not admit by accident)."""
     try:
         started = time.perf_counter()
         answer = resources.admit()
         _took("admit", resources, started)
+    except ResourceExhaustedError as exc:
+        return str(exc)
     except Exception as exc:  # noqa: BLE001 - a plugin's failure, reported as such
         _report("admit", resources, f"raised {type(exc).__name__}: {exc}")
         raise RequestError(
             INTERNAL, f"the resource manager failed to admit the request: {type(exc).__name__}"
         ) from None
     if answer is True or answer is False:
-        return answer
+        return None if answer else "an in-flight or memory limit (its admit() said no)"
     _report("admit", resources, f"returned {answer!r}, not a bool")
     raise RequestError(INTERNAL, "the resource manager answered admission with something other than a bool")
 

@@ -276,8 +276,8 @@ class Admission:
                 f"{endpoint.name} has {endpoint.pending} requests queued (the limit); retry after the hinted pause",
                 retry_after_ms=_retry_hint(endpoint),
             )
-        if not manager_calls.admit(self.resources):
-            raise refused(endpoint)
+        if (why := manager_calls.admit(self.resources)) is not None:
+            raise refused(why, endpoint)
         endpoint.pending += 1
         self.in_flight += 1
         self.open.add(call)
@@ -291,16 +291,18 @@ class Admission:
             manager_calls.release(self.resources)
 
 
-def refused(endpoint: Endpoint) -> RequestError:
-    """RESOURCE_EXHAUSTED for a request the resource manager would not admit (inline calls
-    take their slot directly from it: they run, and give it back, at once)."""
+def refused(why: str, endpoint: Endpoint | RouteStats) -> RequestError:
+    """RESOURCE_EXHAUSTED for a request the resource manager would not admit, saying which limit (``why``), in one
+    wording for a daemon and a broker (inline calls take their slot directly from the manager: they run, and give it
+    back, at once)."""
     return RequestError(
         RESOURCE_EXHAUSTED,
-        "the resource manager refused the request (in-flight or memory limit); retry after the hinted pause",
+        f"the resource manager refused the request: {why}; retry after the hinted pause",
         retry_after_ms=_retry_hint(endpoint),
     )
 
 
-def _retry_hint(endpoint: Endpoint) -> int:
+def _retry_hint(endpoint: Endpoint | RouteStats) -> int:
     """A pause worth one typical request: cheap, since it is computed on every refusal."""
-    return max(10, int(endpoint.stats.typical * 1000))
+    stats = endpoint.stats if isinstance(endpoint, Endpoint) else endpoint
+    return max(10, int(stats.typical * 1000))

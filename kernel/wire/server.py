@@ -341,8 +341,8 @@ class Server:
                 if self._replayed(call):
                     return
             if endpoint.inline:
-                if not manager_calls.admit(self.admission.resources):
-                    raise refused(endpoint)
+                if (why := manager_calls.admit(self.admission.resources)) is not None:
+                    raise refused(why, endpoint)
             else:
                 self.admission.admit(call)
                 if call.idem is not None:
