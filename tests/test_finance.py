@@ -395,6 +395,22 @@ def feedback_daemon(trained: dict, tmp_path: Path, log: Path, *args: str, **kwar
     return Daemon(tmp_path, *args, profile=profile, env=trained, **kwargs)
 
 
+def test_feedback_past_the_projects_log_quota_names_the_quota_not_the_log_size(trained, tmp_path):
+    """A refusal said "its size limit or the project's log quota": the operator could not tell which to raise."""
+    log = tmp_path / "feedback.jsonl"
+    daemon = feedback_daemon(trained, tmp_path, log, "--set", "resources.log_quota_mb=1")
+    daemon.wait_ready()
+    record = {"text": "Shares fell " + "x" * 9_980, "label": "negative"}
+    with daemon.client(timeout=10) as client, pytest.raises(ResourceExhausted) as refused:
+        for _ in range(110):
+            client.call("sentiment.feedback", record)
+    message = refused.value.message
+    assert message == "the feedback log is full: the project's log quota of 1 MiB reached; nothing was recorded"
+    assert log.stat().st_size <= 1 << 20
+    assert daemon.terminate() == 0
+    assert "would pass its logs quota of 1 MiB" in daemon.log()  # the operator's line: use and file
+
+
 def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
     """Past ``feedback_max_mb`` feedback is RESOURCE_EXHAUSTED and nothing more is written;
     the monitor keeps at most ``max_tracked`` item times."""
@@ -407,7 +423,9 @@ def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
     with daemon.client(timeout=10) as client:
         for _ in range(104):  # about 1 MB - 10 KB
             assert client.call("sentiment.feedback", record)["recorded"] is True
-        with pytest.raises(ResourceExhausted, match="feedback log is full"):
+        with pytest.raises(
+            ResourceExhausted, match=r"feedback log is full: apis\.sentiment\.feedback_max_mb = 1 MiB reached"
+        ):
             for _ in range(3):
                 client.call("sentiment.feedback", record)
         for _ in range(3):

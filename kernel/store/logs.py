@@ -45,7 +45,13 @@ class LogWriteError(HeirloomError):
 
 
 class LogFull(LogWriteError, ResourceExhaustedError):
-    """The log reached its size limit or the project's log quota; the record was not written."""
+    """The log reached its size limit or the project's log quota; the record was not written. ``limit`` names which
+    and its value, without the log's path (what a client may hear); ``quota`` is True for the project's log quota."""
+
+    def __init__(self, message: str, *, limit: str = "its size limit", quota: bool = False):
+        super().__init__(message)
+        self.limit = limit
+        self.quota = quota
 
 
 def log_path(kind: str, project: str, name: str) -> Path:
@@ -121,12 +127,14 @@ class AppendLog:
             # ended so it can never parse: a bare newline made a whole record of one cut just before its own
             line = TORN_END + line
         if start + len(line) > cap:
-            raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes its {cap:.0f}")
+            limit = f"its size limit of {cap:.0f} bytes"
+            raise LogFull(f"{self.path} holds {start} bytes; a {len(line)}-byte record passes {limit}", limit=limit)
         if self.quota is not None:
             try:
                 self.quota.check(len(line), f"log {self.path.name}")
             except ResourceExhaustedError as exc:
-                raise LogFull(str(exc)) from None
+                limit = f"the project's log quota of {self.quota.limit >> 20} MiB"
+                raise LogFull(str(exc), limit=limit, quota=True) from None
         try:
             self._write_all(line)
             os.fsync(self._fd)

@@ -22,18 +22,19 @@ def _log(kind: str, exc: Exception) -> None:
 
 
 @contextlib.contextmanager
-def durable_write(what: str, limit: str = "its size limit") -> Iterator[None]:
+def durable_write(what: str, limit: str | None = None) -> Iterator[None]:
     """Around an ``AppendLog``/``FeedbackLog`` write of ``what`` (``"feedback"``): a full log
-    (``limit``, the setting that sizes it, or the project's log quota) is RESOURCE_EXHAUSTED,
-    a write that did not reach the disk UNAVAILABLE (retryable); either way nothing was recorded."""
+    is RESOURCE_EXHAUSTED naming the limit it reached and its value (``limit``, the setting
+    that sizes the log, e.g. ``apis.x.feedback_max_mb = 256 MiB``, else the log's size in
+    bytes; or the project's log quota), a write that did not reach the disk UNAVAILABLE
+    (retryable); either way nothing was recorded."""
     try:
         yield
     except LogFull as exc:
         _log("full", exc)
-        raise RequestError(
-            RESOURCE_EXHAUSTED,
-            f"the {what} log is full ({limit} or the project's log quota); nothing was recorded",
-        ) from None
+        reached = exc.limit if exc.quota or limit is None else limit
+        full = f"the {what} log is full: {reached} reached; nothing was recorded"
+        raise RequestError(RESOURCE_EXHAUSTED, full) from None
     except LogWriteError as exc:
         _log("failed", exc)
         raise RequestError(

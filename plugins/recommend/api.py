@@ -298,7 +298,7 @@ class RecommendApi(heirloom.Api):
     def event(self, body: EventInput) -> dict[str, Any]:
         model, version = self._serving()
         self._item(model, version, body.item)
-        with heirloom.durable_write("event"):
+        with heirloom.durable_write("event", f"apis.{self.ctx.name}.events_max_mb = {self.events_max_mb} MiB"):
             user, item = id_key(body.user), id_key(body.item)
             self.events.append({"user": user, "item": item, "kind": body.kind, "value": body.value})
         return {"recorded": True}

@@ -191,8 +191,8 @@ class SupportApi(heirloom.Api):
         path = Path(self.handoff_path) if self.handoff_path else heirloom.log_path("handoffs", ctx.project, ctx.name)
         self.handoff_bytes = self.handoff_max_mb << 20
         # what a full log names, never its path: the setting that sizes it (whole MiB)
-        self._limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB,"
-        self._decisions_limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB and a quarter more,"
+        self._limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB"
+        self._decisions_limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB and a quarter more"
         self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
         self._terms = {field: PerInstance(read) for field, read in TERMS.items()}

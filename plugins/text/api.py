@@ -213,6 +213,6 @@ class ClassifyApi(heirloom.Api):
             body.label, list(model.labels), "body.label", allow_new=self.new_labels, pattern=self.new_label_pattern
         )
         record = {"text": body.text, "label": body.label, **({heirloom.FeedbackLog.NEW_LABEL: True} if new else {})}
-        with heirloom.durable_write("feedback"):
+        with heirloom.durable_write("feedback", f"apis.{self.ctx.name}.feedback_max_mb = {self.feedback_max_mb} MiB"):
             record_id = self.feedback_records.add(record)
         return {"recorded": True, "id": record_id, "new_label": new}
