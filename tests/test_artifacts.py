@@ -1052,6 +1052,33 @@ def test_sighup_reloads_the_served_versions_and_never_stops_the_daemon(store, tm
         assert daemon.terminate() == 0
 
 
+def test_sighup_while_the_models_load_is_said_and_checks_the_store_once_they_have(store, tmp_path):
+    """A SIGHUP while the daemon still loaded its models logged "checking the store for no model"."""
+    text = f'project = "team"\n{TOY_TABLES}start_seconds = 3\nserve = "production"\n[apis.t]\nuse = "toy-api"\n'
+    profile = write(tmp_path / "team.toml", text + 'model = "m"\n[server]\nreload_interval = 0\n')  # only asked
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
+    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        with daemon.client(timeout=10) as client:
+            assert client.call("_health")["live"] and not client.call("_ready")["ready"]  # loading m@1
+            assert run_heirloom("models", "promote", "team/m@2", "production", env=env).returncode == 0
+            daemon.process.send_signal(signal.SIGHUP)
+            daemon.wait_ready()
+            deadline = time.monotonic() + 20
+            while client.call("_stats")["models"]["m"]["version"] != "team/m@2" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.call("_stats")["models"]["m"]["version"] == "team/m@2"
+        said = daemon.log()
+        assert "no model" not in said, said
+        assert "reload asked during start-up: the store is checked once the models have loaded" in said, said
+        assert re.search(r"_reload: checking the store for m\b", said), said
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_a_daemon_started_before_the_first_train_says_what_to_run_as_the_store_is_now(store, tmp_path):
     """A daemon started on an empty store kept saying "run heirloom train" once a version was
     stored, after _reload too: its serve alias still needed a promote, which it never named."""

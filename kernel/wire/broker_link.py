@@ -93,6 +93,8 @@ class BrokerLink:
         command = frames[1] if len(frames) > 1 else b""
         if command == b"DRAIN":
             self.server.request_drain()
+        elif command == b"RELOAD" and not self.server.mounted:  # still loading: checked once the models have loaded
+            self.server.reload_asked = True
         elif command == b"RELOAD" and self.server.system.serving is not None:
             checking = self.server.system.serving.check_now()
             said = ", ".join(checking) or "no model"

@@ -106,7 +106,8 @@ class Server:
         self.admission = Admission(settings.max_queue)
         self.idempotency = IdempotencyCache(settings.idempotency_cache, settings.idempotency_cache_mb << 20)
         self.draining = False
-        self.reload_asked = False  # by SIGHUP: done on the loop's next turn
+        self.reload_asked = False  # by SIGHUP: done on the loop's next turn once the models have loaded
+        self._reload_waits = False  # asked during start-up, and said so
         self.dropped = 0
         #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
         self.unrouted: Counter[str] = Counter()
@@ -226,9 +227,12 @@ class Server:
             return False
         if self.link is not None:
             self.link.beat()
-        if self.reload_asked:  # SIGHUP: what _reload does, here on the I/O thread, not in the signal handler
-            self.reload_asked = False
-            log.info("received SIGHUP: reloading")
+        if self.reload_asked and not self._installed and not self._reload_waits:  # said once, and kept asked
+            self._reload_waits = True
+            log.info("reload asked during start-up: the store is checked once the models have loaded")
+        if self.reload_asked and self._installed:  # SIGHUP: what _reload does, on the I/O thread, not in the handler
+            self.reload_asked = self._reload_waits = False
+            log.info("received SIGHUP: reloading" if self.link is None else "reloading, as the broker asked at start")
             self.router.endpoints["_reload"].route.handler(None)
         if self.draining:
             left = self._drain_deadline - time.perf_counter()
