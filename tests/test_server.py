@@ -273,6 +273,7 @@ def test_server_paths_are_masked_but_never_a_longer_name_or_every_dot(monkeypatc
         ("surrogate", "reply not encodable at reply: "),
         ("set", "reply not encodable at reply.labels[1]: "),
         ("cycle", "reply not encodable at reply.self.self.self"),
+        ("tuplekey", "reply not encodable at reply.scores (a key tuple): TypeError: "),
         ("longkey", f"reply not encodable at reply.{'k' * 40}.bad: "),
         ("version", "the reply's model version must be printable text, got <object object at"),
         ("strided", "reply not encodable at reply: BufferError: "),  # these two killed the daemon
@@ -287,8 +288,10 @@ def test_a_reply_msgpack_cannot_hold_fails_only_that_request(daemon, client, rou
     stopped at it. The reply and the daemon's log say where (the log said nothing); a reply
     holding itself is answered too (finding where looped for ever on the I/O thread)."""
     assert client.call(route, "fine") == 2**63
+    counted = client.call("_stats")["routes"][route]["errors"].get("INTERNAL", 0)
     with pytest.raises(Internal, match=re.escape(said)):
         client.call(route, kind)
+    assert client.call("_stats")["routes"][route]["errors"]["INTERNAL"] == counted + 1  # as the client got it
     assert client.call("echo.echo", "still serving") == "still serving"
     logged = said.partition("'<a server")[0]  # the log has the whole path, the client not
     assert f"{route}: {logged}" in daemon.log()

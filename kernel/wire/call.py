@@ -26,6 +26,7 @@ from heirloom.wire.protocol import (
     RequestError,
     detach_buffers,
     packb,
+    unpackb,
     without_paths,
 )
 from heirloom.wire.throttle import Every
@@ -95,10 +96,11 @@ def encode(status: str, body: Any, version: str | None, route: str, largest: int
         return _internal(route, f"the reply's model version must be printable text, got {shortened(repr(version))}")
     try:
         packed, specs, buffers = packb(body), None, []
+        unpackb(packed)  # a tuple key packs, as an array, that no client decodes: counted OK, the client got INTERNAL
     except BaseException:  # noqa: BLE001 - TypeError, ValueError (a lone surrogate): or a buffer, tried next
         try:
             plain, specs, buffers = detach_buffers(body)
-            packed = packb(plain)
+            unpackb(packed := packb(plain))
         except BaseException as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed
             return _internal(route, f"reply not encodable at {_located(body)}: {type(exc).__name__}: {exc}")
     frame = max([len(packed), *map(len, buffers)])
@@ -150,7 +152,7 @@ def unpackable_at(value: Any) -> str:
         if isinstance(part, dict):
             items = list(itertools.islice(part.items(), budget))
             for key, _ in items:
-                if not _packs(key):
+                if not _packs(key) or isinstance(key, tuple):  # an array: a key no client can decode
                     return f"{_spelt(path)} (a key {type(key).__name__})"
             children = [((path, key), item, depth + 1) for key, item in items]
         elif isinstance(part, list | tuple):

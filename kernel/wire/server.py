@@ -55,6 +55,7 @@ from heirloom.wire.protocol import (
     packb,
     read_header,
     split_envelope,
+    unpackb,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
@@ -404,7 +405,7 @@ class Server:
             now = time.perf_counter()
             if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
                 try:
-                    packed = packb(result)
+                    unpackb(packed := packb(result))  # a tuple key packs, but no client decodes it: the general path
                 except BaseException:  # noqa: BLE001 - buffers, or what msgpack cannot pack: the general path says so
                     pass
                 else:
