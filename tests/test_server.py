@@ -344,6 +344,15 @@ def test_a_batched_body_is_validated_off_the_io_thread_unless_it_is_small_and_al
     assert checked_on[0] == checked_on[3] == batcher and batcher not in checked_on[1:3], checked_on
 
 
+def test_one_process_answers_a_compute_that_outlives_its_deadline_with_its_result(tmp_path):
+    """PROTOCOL.md, Deadlines: a deadline drops only work not started; one process answers a
+    started compute with its result, late, OK (a broker answers DEADLINE_EXCEEDED at the deadline)."""
+    with _dealer_to(tmp_path, '[apis.t]\nuse = "testing"\n') as sock:
+        sock.send_multipart(request_frames("slow", "t.slow", {"ms": 600}, deadline_ms=100))
+        ((header, _),) = _replies(sock, 1)
+        assert header["status"] == "OK" and header["compute_ms"] >= 550, header
+
+
 def test_a_batched_request_dropped_for_its_deadline_reports_how_long_it_waited(tmp_path):
     """``queue_ms`` is the wait before the request was computed or dropped (PROTOCOL.md)."""
     with _dealer_to(tmp_path, '[apis.t]\nuse = "testing"\nbatch_ms = 300\n') as sock:
