@@ -183,6 +183,27 @@ def test_a_daemon_under_load_exports_every_family(tmp_path, served):
         assert daemon.terminate() == 0, daemon.log()
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "two workers"])
+def test_a_batched_route_exports_its_batch_sizes_at_zero_before_its_first_batch(tmp_path, served, workers):
+    """Before its first batch a batched route had no heirloom_batch_size series at all, so the
+    first batch's increase() was lost; a route that is not batched has none, ever."""
+    port = free_port()
+    daemon = Daemon(tmp_path, "--metrics-port", str(port), *workers, profile=served.read_text(), env=PLUGINS)
+    try:
+        daemon.wait_ready()
+        deadline = time.monotonic() + 10
+        while (("route", "t.batched"),) not in try_scrape(port).get("heirloom_batch_size_count", {}):
+            assert time.monotonic() < deadline, "no heirloom_batch_size series for t.batched"  # a heartbeat brings it
+            time.sleep(0.2)
+        before = scrape(port)
+        assert value(before, "heirloom_batch_size_count", route="t.batched") == 0
+        assert value(before, "heirloom_batch_size_sum", route="t.batched") == 0
+        assert value(before, "heirloom_batch_size_bucket", route="t.batched", le="+Inf") == 0
+        assert not [ls for ls in before["heirloom_batch_size_count"] if ("route", "echo.echo") in ls]
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
 UNTRAINED = """
 project = "untrained"
 

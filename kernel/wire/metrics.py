@@ -115,7 +115,7 @@ def broker_snapshot(broker: Broker) -> Snapshot:
     routes: dict[str, dict[str, Any]] = {}
     for name in [*seen, *(name for name in workers["routes"] if name not in seen)]:
         routes[name] = (seen.get(name) or RouteStats()).totals()
-        for measured_by_workers in ("batch", "queue"):  # the broker reads no reply header
+        for measured_by_workers in ("batch", "queue", "batched"):  # the broker reads no reply header
             routes[name][measured_by_workers] = (
                 workers["routes"].get(name, {}).get(measured_by_workers, routes[name][measured_by_workers])
             )
@@ -167,6 +167,7 @@ def merge(snapshots: Iterable[Snapshot], *, live: bool) -> Snapshot:
             into["requests"].update(totals["requests"])
             for key in HISTOGRAMS:
                 into[key] = _add_histograms(into.get(key), totals[key])
+            into["batched"] = into.get("batched") is True or totals.get("batched") is True
             if live:
                 into["queue_depth"] += totals.get("queue_depth", 0)
         if live:
@@ -221,6 +222,7 @@ def _is_route_totals(totals: Any) -> bool:
         isinstance(totals, dict)
         and _counts(totals.get("requests"))
         and _is_count(totals.get("queue_depth", 0))
+        and isinstance(totals.get("batched", False), bool)
         and all(_is_histogram(totals.get(key)) for key in HISTOGRAMS)
     )
 
@@ -300,8 +302,8 @@ class SnapshotCollector:
             family = HistogramMetricFamily(name, documentation, labels=["route"])
             for route, totals in routes.items():
                 histogram = totals[key]
-                if key == "batch" and not sum(histogram["counts"]):
-                    continue  # not a batched route
+                if key == "batch" and not totals.get("batched") and not sum(histogram["counts"]):
+                    continue  # not a batched route (a batched one is exported from the start, at 0 batches)
                 family.add_metric([route], _cumulative(histogram), histogram["sum"])
             yield family
         depth = GaugeMetricFamily("heirloom_queue_depth", "Requests admitted and not yet answered.", labels=["route"])

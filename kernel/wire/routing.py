@@ -170,6 +170,7 @@ class Router:
                     log.warning("route %s has no description: _routes and OpenAPI say nothing of it", endpoint.name)
                 if route.batched:
                     endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete)
+                    endpoint.stats.batched = True
                 added.append(endpoint.name)
         for name in admin_routes:
             if name not in added:

@@ -57,6 +57,7 @@ class RouteStats:
     __slots__ = (
         "batch_hist",
         "batch_sizes",
+        "batched",
         "count",
         "errors",
         "latencies",
@@ -75,6 +76,8 @@ class RouteStats:
         self.latency_hist = Histogram(SECONDS_BUCKETS)
         self.queue_hist = Histogram(SECONDS_BUCKETS)
         self.batch_hist = Histogram(BATCH_BUCKETS)
+        #: A batched route's: /metrics exports its batch sizes from the start, at 0 batches.
+        self.batched = False
         #: A moving average of latency in seconds, for retry hints (no sort on the hot path).
         self.typical = 0.05
 
@@ -107,6 +110,7 @@ class RouteStats:
             "latency": self.latency_hist.totals(),
             "queue": self.queue_hist.totals(),
             "batch": self.batch_hist.totals(),
+            "batched": self.batched,
         }
 
     def snapshot(self, queue_depth: int) -> dict[str, Any]:
