@@ -358,7 +358,7 @@ def test_a_damaged_metrics_column_names_the_version_and_the_index(store, metrics
     put(store, "finance/sentiment", 1)
     with sqlite3.connect(store.root / "index.sqlite") as conn:
         conn.execute("UPDATE artifacts SET metrics = ?", (metrics,))
-    for command in (["list"], ["show", "finance/sentiment@1"], ["gc", "--keep", "1", "--dry-run"]):
+    for command in (["show", "finance/sentiment@1"], ["gc", "--keep", "1", "--dry-run"]):
         damaged = models(store, *command)
         assert damaged.returncode == 1 and "Traceback" not in damaged.stderr
         assert "index.sqlite is damaged (the metrics of finance/sentiment@1 is not a JSON object)" in said(damaged)
@@ -370,11 +370,31 @@ def test_a_version_that_is_no_number_is_damage_naming_the_index_not_a_traceback(
     put(store, "finance/sentiment", 2)
     with sqlite3.connect(store.root / "index.sqlite") as conn:
         conn.execute("UPDATE artifacts SET version = 'abc' WHERE version = 2")
-    for command in (["list"], ["gc", "--keep", "1"], ["verify"], ["backup", str(store.root.parent / "copy")]):
+    for command in (["gc", "--keep", "1"], ["verify"], ["backup", str(store.root.parent / "copy")]):
         damaged = models(store, *command)
         assert damaged.returncode == 1 and "Traceback" not in damaged.stderr, damaged.stderr
         assert "index.sqlite is damaged (a version of finance/sentiment is 'abc', not a whole number)" in said(damaged)
     assert (store.blobs).is_dir() and len(list(store.blobs.iterdir())) == 4  # nothing removed
+
+
+def test_models_list_lists_every_good_row_and_names_each_damaged_one(store):
+    """One hand-damaged row made ``models list`` fail whole: it lists the rest (with the storage use), names each
+    damaged row on stderr and exits 0; ``verify`` is what fails on damage."""
+    for seed in (1, 2, 3):
+        put(store, "team/m", seed)
+    put(store, "other/n", 4)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("UPDATE artifacts SET metrics = 'not json' WHERE project = 'team' AND version = 2")
+        conn.execute("UPDATE artifacts SET version = 'three' WHERE project = 'team' AND version = 3")
+    for args in ([], ["--json"], ["--project", "team"]):
+        listed = models(store, "list", *args)
+        assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+        assert "team/m@1" in listed.stdout and ("other/n@1" in listed.stdout) == (args != ["--project", "team"])
+        assert "team/m@2" not in listed.stdout and "three" not in listed.stdout
+        assert "has a damaged row, not listed: row 2: the metrics of team/m@2 is not a JSON object" in said(listed)
+        assert "row 3: a version of team/m is 'three', not a whole number" in said(listed)
+    assert "team: " in models(store, "list").stdout  # the storage use still ends the listing
+    assert models(store, "verify").returncode == 1
 
 
 def scored(validation: float, test: float) -> dict:

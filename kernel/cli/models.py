@@ -85,7 +85,9 @@ def models_group() -> None:
 def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> None:
     """Every stored version, oldest first per model, then each project's storage use (the
     blobs its versions reference, what a resource manager's artifact quota counts)."""
-    artifacts = store.list(project)
+    artifacts = store.list(project, damaged=(damaged := []))
+    for problem in damaged:  # every good row is still listed; `models verify` is what fails on damage
+        click.echo(f"warning: the store index {store.index.path} has a damaged row, not listed: {problem}", err=True)
     if as_json:
         print_json([artifact.to_json() for artifact in artifacts])
     elif artifacts:
@@ -94,7 +96,7 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
         for name in sorted({a.project for a in artifacts}):
             console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
     elif project is not None:
-        projects = sorted({a.project for a in store.list()})
+        projects = sorted({a.project for a in store.list(damaged=[])})
         click.echo(f"no artifacts of project {project!r} in {store.root} (projects: {', '.join(projects) or 'none'})")
     else:
         click.echo(f"no artifacts in {store.root}")

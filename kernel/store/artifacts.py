@@ -169,13 +169,13 @@ class ArtifactStore:
 
     @staticmethod
     def _project_blobs(tx: Transaction, project: str) -> set[str]:
-        return {name for row in tx.blob_rows() if row[0] == project for name in row[3:]}
+        return {name for row in tx.project_blobs() if row[0] == project for name in row[1:]}
 
     def usage(self) -> dict[str, int]:
         """``{project: bytes}``: the size of the blobs each project's versions reference (a
         blob two projects share counts for both)."""
         with self.index.reading() as tx:
-            projects = {row[0] for row in tx.blob_rows()}
+            projects = {row[0] for row in tx.project_blobs()}
             return {p: sum(file_size(self.blobs / n) for n in self._project_blobs(tx, p)) for p in sorted(projects)}
 
     def resolve(self, ref: str | Ref) -> Artifact:
@@ -245,10 +245,13 @@ class ArtifactStore:
             raise HeirloomError(f"artifact {artifact.ref} is corrupt: {path} has sha256 {actual}, not {expected}")
         return data
 
-    def list(self, project: str | None = None, model: str | None = None) -> list[Artifact]:
-        """Every version, ordered by project, model and version."""
+    def list(
+        self, project: str | None = None, model: str | None = None, damaged: list[str] | None = None
+    ) -> list[Artifact]:
+        """Every version, ordered by project, model and version; with ``damaged``, a damaged index row is left out and
+        said there instead of failing the whole listing."""
         with self.index.reading() as tx:
-            return [Artifact(**row) for row in tx.rows(project, model)]
+            return [Artifact(**row) for row in tx.rows(project, model, damaged)]
 
     def lineage(self, ref: str | Ref) -> list[Artifact]:
         """``[ref, its parent, grandparent, ...]``, across projects; stops at an ancestor not stored."""

@@ -239,17 +239,28 @@ class Transaction:
             (*(values[name] for name in RECORD_COLUMNS), version, weights_blob, metadata_blob),
         )
 
-    def rows(self, project: str | None = None, model: str | None = None) -> list[dict[str, Any]]:
-        """Every matching version, ordered by project, model, version."""
+    def rows(
+        self, project: str | None = None, model: str | None = None, damaged: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every matching version, ordered by project, model, version. A damaged row (a hand edit) raises, or with
+        ``damaged`` is left out and said there (what is wrong with it), so a listing shows every good row."""
         found = self.conn.execute(
-            "SELECT * FROM artifacts WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR model = ?2) "
+            "SELECT rowid, * FROM artifacts WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR model = ?2) "
             "ORDER BY project, model, version",
             (project, model),
         ).fetchall()
         aliases: dict[tuple[str, str, int], list[str]] = {}
         for row in self.conn.execute("SELECT project, model, version, alias FROM aliases ORDER BY alias"):
             aliases.setdefault((row["project"], row["model"], row["version"]), []).append(row["alias"])
-        return [_record(row, aliases.get((row["project"], row["model"], row["version"]), [])) for row in found]
+        records = []
+        for row in found:
+            try:
+                records.append(_record(row, aliases.get((row["project"], row["model"], row["version"]), [])))
+            except sqlite3.DatabaseError as exc:
+                if damaged is None:
+                    raise
+                damaged.append(f"row {row['rowid']}: {exc}")
+        return records
 
     def row(self, project: str, model: str, version: int | None) -> dict[str, Any] | None:
         found = self.conn.execute(
@@ -328,6 +339,11 @@ class Transaction:
 
     def delete(self, keys: list[tuple[str, str, int]]) -> None:
         self.conn.executemany("DELETE FROM artifacts WHERE project = ? AND model = ? AND version = ?", keys)
+
+    def project_blobs(self) -> list[tuple[str, str, str]]:
+        """``(project, weights blob, metadata blob)`` of every version, its version unread: storage use counts a
+        damaged row's blobs too (they are on disk), and ``models list`` still ends with it."""
+        return [tuple(row) for row in self.conn.execute("SELECT project, weights_blob, metadata_blob FROM artifacts")]
 
     def blob_rows(self) -> list[tuple[str, str, int, str, str]]:
         """``(project, model, version, weights blob, metadata blob)`` of every version."""
