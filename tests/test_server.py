@@ -7,6 +7,7 @@ import json
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -859,6 +860,37 @@ def test_an_ipc_path_no_socket_can_have_is_a_usage_error_naming_the_option_and_w
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert f"error: {option} ipc://{path}: {why}" in " ".join(result.stderr.split())
     assert sorted(path.name for path in sockets.iterdir()) == ["folder"]
+
+
+def test_an_ipc_path_a_live_daemon_listens_on_is_refused_and_a_stale_one_is_replaced(tmp_path):
+    """libzmq removes an ipc:// socket file and binds anew: a second serve took the path of a live
+    daemon without a word, and the first was unreachable from then on."""
+    sockets = tmp_path / "sockets"  # not tmp_path, which holds the home conftest makes
+    sockets.mkdir()
+    live, stale = sockets / "live.sock", sockets / "stale.sock"
+    first = subprocess.Popen(
+        [*HEIRLOOM, "serve", "minimal", "--bind", f"ipc://{live}"], stderr=subprocess.DEVNULL, cwd=REPO
+    )
+    try:
+        with Client(f"ipc://{live}", timeout=30) as client:
+            while not client.call("_ready")["ready"]:
+                time.sleep(0.05)
+            for option, extra in (("--bind", ()), ("--worker-bind", ("--workers", "2"))):
+                result = run_heirloom("serve", "minimal", *extra, option, f"ipc://{live}", timeout=60)
+                assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+                said = f"error: {option} ipc://{live}: another process listens on {live} (a running daemon?)"
+                assert said in " ".join(result.stderr.split()), result.stderr
+            assert client.call("_health")["live"]  # the first daemon still has its socket
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:  # a socket file nothing listens on
+            dead.bind(str(stale))
+        second = subprocess.Popen([*HEIRLOOM, "serve", "minimal", "--bind", f"ipc://{stale}"], cwd=REPO)
+        with Client(f"ipc://{stale}", timeout=30) as client:
+            assert client.call("_health")["live"]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 0
 
 
 def test_the_ipc_socket_files_a_daemon_bound_are_gone_once_it_stops(tmp_path):

@@ -18,6 +18,7 @@ import atexit
 import contextlib
 import errno
 import os
+import socket
 import stat
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -68,7 +69,9 @@ def attach(socket: zmq.Socket, address: str, *, bind: bool) -> None:
 
 def ipc_bind_problem(address: str) -> str | None:
     """Why no socket can be bound at the ipc:// ``address``, or None: libzmq said "Address already
-    in use" of a folder, "No such file or directory" of a missing one."""
+    in use" of a folder, "No such file or directory" of a missing one, and took over the path of
+    a live daemon without a word (it removes the file and binds anew: that daemon is then unreachable).
+    A socket file nothing listens on (left by a process that died) is fine to replace."""
     path = address.removeprefix("ipc://")
     if path == address or path == "*" or path.startswith("@"):  # not ipc://, a temp name, Linux's abstract names
         return None
@@ -79,7 +82,20 @@ def ipc_bind_problem(address: str) -> str | None:
     folder = os.path.dirname(path) or "."
     if not os.path.isdir(folder):
         return f"the folder {folder} does not exist" if not os.path.exists(folder) else f"{folder} is not a folder"
+    if _listening(path):
+        return f"another process listens on {path} (a running daemon?); stop it first, or bind another path"
     return None
+
+
+def _listening(path: str) -> bool:
+    """Whether something accepts a connection on the unix socket file ``path`` (False: no such file, or a stale one)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:  # refused (stale), missing, not a socket, not ours: libzmq decides
+            return False
+    return True
 
 
 #: The socket files this process bound (path: its process, device and inode). libzmq leaves them
