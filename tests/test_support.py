@@ -377,15 +377,17 @@ def test_markup_inside_a_faq_answer_keeps_the_whole_answer(tmp_path):
 
 
 def _faq_xml(*threads: tuple[str | None, int]) -> str:
-    """A StackFAQ-layout file: per thread its ``<qapair id>`` (None: none) and paraphrase count."""
+    """A StackFAQ-layout file: per thread its ``<qapair id>`` (None: none) and paraphrase count, one
+    thread a line (the n-th from 0 on line n + 2)."""
     pairs = "".join(
-        (f'<qapair id="{thread_id}">' if thread_id else "<qapair>")
+        "\n"
+        + (f'<qapair id="{thread_id}">' if thread_id else "<qapair>")
         + f"<question>Question {n}?</question>"
         + "".join(f"<rephr>asking {n} way {i}</rephr>" for i in range(paraphrases))
         + f"<answer>Answer {n}.</answer></qapair>"
         for n, (thread_id, paraphrases) in enumerate(threads)
     )
-    return f"<root>{pairs}</root>"
+    return f"<root>{pairs}\n</root>"
 
 
 def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
@@ -395,21 +397,47 @@ def test_faq_threads_keep_the_ids_the_file_gives_them(tmp_path):
     documents = [r for r in StackFaqSource(path=str(own), train_queries=2).records("train") if r["role"] == "document"]
     assert [d["id"] for d in documents] == ["faq-insurance/1", "thread-2/1"]
     write(tmp_path / "twice.xml", _faq_xml(("faq-insurance", 4), ("faq-insurance", 4)))
-    with pytest.raises(heirloom.HeirloomError, match="<qapair> 2: id 'faq-insurance' appears twice"):
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"twice.xml:3: <qapair> id 'faq-insurance' appears twice \(first at line 2\)"
+    ):
         list(StackFaqSource(path=str(tmp_path / "twice.xml"), train_queries=2).records("train"))
     with pytest.raises(heirloom.HeirloomError, match=r"train_queries = 5 leaves no test query .* at most 4"):
         list(StackFaqSource(path=str(own)).records("test"))
     write(tmp_path / "unanswered.xml", _faq_xml(("faq-a", 4), ("faq-b", 4)).replace("<answer>Answer 1.</answer>", ""))
-    with pytest.raises(heirloom.HeirloomError, match=r"<qapair> 2 \('faq-b'\): no <answer> with text"):
+    with pytest.raises(heirloom.HeirloomError, match=r"unanswered.xml:3: <qapair> 'faq-b': no <answer> with text"):
         list(StackFaqSource(path=str(tmp_path / "unanswered.xml"), train_queries=2).records("test"))
     nested = (
         _faq_xml(("faq-a", 4), ("faq-b", 4))
-        .replace("</qapair><qapair", "<qapair")
+        .replace("</qapair>\n<qapair", "\n<qapair")
         .replace("</root>", "</qapair></root>")
     )
     write(tmp_path / "nested.xml", nested)
-    with pytest.raises(heirloom.HeirloomError, match=r"<qapair> 1 \('faq-a'\) holds another <qapair> \('faq-b'\)"):
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"nested.xml:2: <qapair> 'faq-a' holds another <qapair> \('faq-b', line 3\)"
+    ):
         list(StackFaqSource(path=str(tmp_path / "nested.xml"), train_queries=2).records("test"))
+
+
+def test_faq_xml_errors_name_the_line_and_an_external_entity_is_never_read(tmp_path):
+    """A malformed element was named by the parser's line but a bad thread by its position
+    (``<qapair> 40``), which a team's hand-kept file does not show; an entity declared in the
+    file still expands, an external one (a file, a URL) is refused, as ElementTree refused it."""
+    threads = [(f"faq-{n}", 4) for n in range(3)]
+    write(tmp_path / "broken.xml", _faq_xml(*threads).replace("<question>Question 1?</question>", "<question>Q?"))
+    with pytest.raises(heirloom.HeirloomError, match=r"broken.xml:3: cannot read the StackFAQ XML: mismatched tag"):
+        StackFaqSource(path=str(tmp_path / "broken.xml"), train_queries=2).threads()
+    write(tmp_path / "bad-id.xml", _faq_xml(*threads, ("faq a", 4)))
+    with pytest.raises(heirloom.HeirloomError, match=r"bad-id.xml:5: <qapair> id 'faq a' is not 1-100 ASCII"):
+        StackFaqSource(path=str(tmp_path / "bad-id.xml"), train_queries=2).threads()
+    declared = '<!DOCTYPE root [<!ENTITY plan "the Premium plan">]>\n' + _faq_xml(*threads)
+    write(tmp_path / "declared.xml", declared.replace("Answer 2.", "Part of &plan;."))
+    answers = [t["answers"] for t in StackFaqSource(path=str(tmp_path / "declared.xml"), train_queries=2).threads()]
+    assert answers[2] == {1: "Part of the Premium plan."}
+    secret = write(tmp_path / "secret.txt", "not for the index")
+    external = f'<!DOCTYPE root [<!ENTITY plan SYSTEM "{secret.as_uri()}">]>\n' + _faq_xml(*threads)
+    write(tmp_path / "external.xml", external.replace("Answer 2.", "Part of &plan;."))
+    with pytest.raises(heirloom.HeirloomError, match=r"external.xml:5: an external entity \('file:.*secret.txt'\)"):
+        StackFaqSource(path=str(tmp_path / "external.xml"), train_queries=2).threads()
 
 
 def test_a_thread_added_or_removed_moves_no_other_threads_queries_between_splits(tmp_path):
@@ -438,7 +466,7 @@ def test_a_blank_faq_answer_keeps_the_others_ids_and_a_split_leaving_no_training
     with caplog.at_level(logging.WARNING, logger="heirloom.support"):
         records = list(StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2).records("train"))
     assert [r["id"] for r in records if r["role"] == "document"] == ["faq-a/1", "faq-a/3"]
-    assert "<qapair> 1 ('faq-a'): blank <answer> [2] left out" in caplog.text
+    assert "faq.xml:2: <qapair> 'faq-a': blank <answer> 2 left out" in caplog.text
     with pytest.raises(ValueError, match=r"'validation_queries' \(2\) must be below 'train_queries' \(2\)"):
         StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2, validation_queries=2)
 

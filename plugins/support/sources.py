@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 import attrs
 
@@ -43,6 +44,35 @@ def _digest(settings: dict[str, Any], *paths: Path) -> str:
         if path.exists():
             digest.update(heirloom.read_regular(path))
     return digest.hexdigest()
+
+
+def _parse_lined(file: Path) -> tuple[ElementTree.Element, dict[ElementTree.Element, int]]:
+    """The file's element tree and each element's line: errors in a team's FAQ name where to look.
+    Tags are read without their namespace (``xmlns="..."`` or a prefix); internal entities expand
+    (expat bounds their amplification) and an external one is refused, never fetched."""
+    parser, builder, lines = expat.ParserCreate(namespace_separator="}"), ElementTree.TreeBuilder(), {}
+
+    def start(tag: str, attributes: dict[str, str]) -> None:
+        named = {key.rpartition("}")[2]: value for key, value in attributes.items()}
+        lines[builder.start(tag.rpartition("}")[2], named)] = parser.CurrentLineNumber
+
+    def external(_context: str, _base: str | None, system_id: str, _public_id: str | None) -> None:
+        raise heirloom.HeirloomError(
+            f"{file}:{parser.CurrentLineNumber}: an external entity ({system_id!r}) is not read: write the text in"
+        )
+
+    parser.StartElementHandler, parser.CharacterDataHandler = start, builder.data
+    parser.EndElementHandler = lambda tag: builder.end(tag.rpartition("}")[2])
+    parser.ExternalEntityRefHandler = external
+    try:
+        with open(file, "rb") as stream:
+            parser.ParseFile(stream)
+    except OSError as exc:
+        raise heirloom.HeirloomError(f"{file}: cannot read the StackFAQ XML: {exc}") from exc
+    except expat.ExpatError as exc:
+        reason = f"{expat.ErrorString(exc.code)} (column {exc.offset + 1})"
+        raise heirloom.HeirloomError(f"{file}:{exc.lineno}: cannot read the StackFAQ XML: {reason}") from exc
+    return builder.close(), lines
 
 
 def _text(element: ElementTree.Element | None) -> str:
@@ -84,31 +114,30 @@ class StackFaqSource(heirloom.Source):
         """``{"label", "question", "answers", "queries"}`` per thread, in file order (``answers``: by
         their place in the thread, from 1; a blank one is left out, with a warning)."""
         file = self._file()
-        try:
-            root = ElementTree.parse(file).getroot()
-        except (OSError, ElementTree.ParseError) as exc:
-            raise heirloom.HeirloomError(f"{file}: cannot read the StackFAQ XML: {exc}") from exc
-        for element in root.iter():  # a default namespace (xmlns="...") named every tag {ns}qapair: none found
-            element.tag = str(element.tag).rpartition("}")[2]
-        threads, seen = [], set()
+        root, lines = _parse_lined(file)
+        threads, first = [], {}  # first: a thread id's line
         for number, pair in enumerate(root.iter("qapair"), 1):
-            label = pair.get("id", f"thread-{number}").strip()
-            if not THREAD_ID.fullmatch(label) or label in seen:
-                problem = "appears twice" if label in seen else "is not 1-100 ASCII letters, digits, '.', '_' or '-'"
-                raise heirloom.HeirloomError(f"{file}: <qapair> {number}: id {label[:120]!r} {problem}")
-            seen.add(label)
+            label, where = pair.get("id", f"thread-{number}").strip(), f"{file}:{lines[pair]}: <qapair>"
+            if label in first:
+                raise heirloom.HeirloomError(f"{where} id {label!r} appears twice (first at line {first[label]})")
+            if not THREAD_ID.fullmatch(label):
+                raise heirloom.HeirloomError(
+                    f"{where} id {label[:120]!r} is not 1-100 ASCII letters, digits, '.', '_' or '-'"
+                )
+            first[label] = lines[pair]
             if (inner := next(itertools.islice(pair.iter("qapair"), 1, None), None)) is not None:  # [0]: pair itself
                 raise heirloom.HeirloomError(  # its answers and paraphrases would count for both threads
-                    f"{file}: <qapair> {number} ({label!r}) holds another <qapair> "
-                    f"({inner.get('id', 'no id')!r}): threads do not nest"
+                    f"{where} {label!r} holds another <qapair> ({inner.get('id', 'no id')!r}, line {lines[inner]}): "
+                    "threads do not nest"
                 )
             queries = [_text(r) for r in pair.iter("rephr")]
-            written = [_text(a) for a in pair.iter("answer")]
-            answers = {n: text for n, text in enumerate(written, 1) if text}  # ids keep their place: label/2 is the 2nd
+            written = list(pair.iter("answer"))
+            answers = {n: text for n, a in enumerate(written, 1) if (text := _text(a))}  # ids keep their place: label/2
             if not answers:  # its paraphrases would train and test against no document
-                raise heirloom.HeirloomError(f"{file}: <qapair> {number} ({label!r}): no <answer> with text")
-            if blank := [n for n in range(1, len(written) + 1) if n not in answers]:
-                log.warning("%s: <qapair> %d (%r): blank <answer> %s left out", file, number, label, blank)
+                raise heirloom.HeirloomError(f"{where} {label!r}: no <answer> with text")
+            for n, answer in enumerate(written, 1):
+                if n not in answers:
+                    log.warning("%s:%d: <qapair> %r: blank <answer> %d left out", file, lines[answer], label, n)
             threads.append(
                 {
                     "label": label,
