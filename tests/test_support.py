@@ -288,6 +288,9 @@ def test_a_handoff_another_worker_queued_is_listed_and_resolvable(daemon, traine
         with pytest.raises(InvalidArgument) as missing:  # an answer the thread lacks: it was not told its answers
             client.call("support.resolve", {"id": "f" * 16, "answer_id": answer.rpartition("/")[0] + "/99"})
         assert f"; the thread's answers are {answer.rpartition('/')[0] + '/1'!r}" in missing.value.message
+        with pytest.raises(InvalidArgument) as typo:  # a typo of an answer's id was refused with no hint
+            client.call("support.resolve", {"id": "f" * 16, "answer_id": answer[1:]})
+        assert typo.value.message.endswith(f"; did you mean {answer!r}?") and typo.value.field == "body.answer_id"
         client.call("support.resolve", {"id": "f" * 16, "intent": "card_arrival"})
         assert "f" * 16 not in [e["id"] for e in client.call("support.handoffs", {})["handoffs"]]
         listed = client.call("support.handoffs", {"include_resolved": True, "limit": 1})["handoffs"]

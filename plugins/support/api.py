@@ -336,8 +336,8 @@ class SupportApi(heirloom.Api):
             )
         else:
             ids = self._terms_of("faq", heirloom.served_model(self.faq_handle)[0])
-            if body.answer_id not in ids:
-                hint = thread_hint(body.answer_id, ids)
+            if body.answer_id not in ids:  # a thread's id or its missing answer: its answers; else the closest id
+                hint = thread_hint(body.answer_id, ids) or heirloom.did_you_mean(body.answer_id, sorted(ids))
                 raise heirloom.RequestError(
                     "INVALID_ARGUMENT", f"unknown answer_id {body.answer_id!r}{hint}", "body.answer_id"
                 )
