@@ -640,6 +640,11 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
             "item,title\na,Tea\nb,Mug\na,Tea again\n",
             r"items\.csv:4: the 'item' column repeats item 'a' \(listed at line 2\)",
         ),
+        (  # an untitled item: nothing for similar_text's tower to read, a blank title in every reply
+            "user,item,rating\nann,a,5\n",
+            "item,title,genres\na,Tea,Green\nb,  ,Cups\n",
+            r"items\.csv:3: the 'title' column is empty; every item needs a title",
+        ),
         (
             "user,item,rating\nann,a,5\n",
             "item,title,year\na,Tea,2020s\n",

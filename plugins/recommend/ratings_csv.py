@@ -101,6 +101,10 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
                     f"{where}: the {self.catalogue_id!r} column repeats item {item!r} (listed at line {first})"
                 )
             title = row[self.title_column].strip()
+            if not title:  # the text tower reads its words and every reply shows it: an untitled item has neither
+                raise heirloom.HeirloomError(
+                    f"{where}: the {self.title_column!r} column is empty; every item needs a title"
+                )
             genres = (row.get(self.genres_column) or "").split(self.genre_separator)
             year = _year(row.get(self.year_column), self.year_column, where)
             items.append(
