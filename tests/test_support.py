@@ -198,6 +198,7 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
             ("Roaming Charges!!", "a new label must match '[a-z][a-z0-9_]{0,63}'"),  # the shipped profile's rule
             ("x" * 5000, "at most 200 characters"),
             ("  ", "'intent' is blank"),
+            (queued["intent_guess"] + "!", f"; did you mean {queued['intent_guess']!r}?"),  # fails the pattern
         ]:
             with pytest.raises(InvalidArgument) as refused:
                 client.call("support.resolve", {"id": body["handoff_id"], "intent": bad})
