@@ -921,6 +921,71 @@ def test_a_drug_named_in_another_file_is_current_with_no_code_and_the_checks_agr
     assert checks["current medications"] == (1, 0, 0)  # true positives, false positives, misses
 
 
+def _bundle(folder: Path, *resources: dict[str, Any]) -> Path:
+    """A collection bundle of ``resources`` (each known by ``urn:uuid:<id>``) in ``folder/b.json``."""
+    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
+    return write(folder / "b.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+
+
+def _on(kind: str, rid: str, concept: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A clinical resource of patient p1 (its ``code`` or drug concept as given)."""
+    field = "medicationCodeableConcept" if kind.startswith("Medication") else "code"
+    holder = "patient" if kind == "AllergyIntolerance" else "subject"
+    return {"resourceType": kind, "id": rid, holder: {"reference": "urn:uuid:p1"}, field: concept, **extra}
+
+
+def test_a_summary_keeps_every_allergy_problem_and_drug_that_shares_a_code_or_has_none(tmp_path):
+    """Keyed by code alone, the summary merged three text-only allergies into one, two allergies
+    coded with the generic "Drug allergy" (the substance in its text) into one, two conditions of
+    one local code into one and two text-only current drugs into one; a clinician reads it. Only
+    true repeats (same code and same name, Synthea's) merge; ``heirloom eval``'s record checks
+    count what the resources hold, so the dropped entries show as misses there."""
+    generic = {"coding": [{"system": "http://snomed.info/sct", "code": "416098002", "display": "Drug allergy"}]}
+    local = {"system": "http://h.example/codes", "code": "K1"}
+    onset = {"onsetDateTime": "2020-01-02", "clinicalStatus": {"coding": [{"code": "active"}]}}
+    taken = {"status": "active", "effectiveDateTime": "2020-01-02"}
+    resources = [
+        {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-02"},
+        *(_on("AllergyIntolerance", f"a{i}", {"text": t}) for i, t in enumerate(("Latex", "Penicillin", "Sulfa"))),
+        _on("AllergyIntolerance", "g1", generic | {"text": "Penicillin"}),
+        _on("AllergyIntolerance", "g2", generic | {"text": "Sulfonamide"}),
+        _on("Condition", "c1", {"coding": [local | {"display": "bad knee"}]}, **onset),
+        _on("Condition", "c2", {"coding": [local | {"display": "sore back"}]}, **onset),
+        _on("Condition", "c3", {"coding": [local | {"display": "sore back"}]}, **onset),  # a true repeat
+        _on("MedicationStatement", "m1", {"text": "Metformin 500 mg (local)"}, **taken),
+        _on("MedicationStatement", "m2", {"text": "Atorvastatin 20 mg (local)"}, **taken),
+    ]
+    folder = tmp_path / "ehr"
+    _bundle(folder, *resources)
+    text = f'[sources.p]\nuse = "fhir"\npath = "{folder}"\ntest_fraction = 1.0\n\n'
+    text += '[apis.record]\nuse = "medical-records"\ndata = "p"\n'
+    profile = write(tmp_path / "p.toml", text)
+    with heirloom.Kernel().system(str(profile)) as system:
+        summary = system.component("record", "api").summary(SummaryInput("p1"))
+    assert sorted(a["display"] for a in summary["allergies"]) == [
+        "Drug allergy; Penicillin",
+        "Drug allergy; Sulfonamide",
+        "Latex",
+        "Penicillin",
+        "Sulfa",
+    ]
+    assert sorted(p["display"] for p in summary["problems"]) == ["bad knee", "sore back"]
+    assert sorted(m["display"] for m in summary["medications"]["current"]) == [
+        "Atorvastatin 20 mg (local)",
+        "Metformin 500 mg (local)",
+    ]
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    result = run_heirloom("eval", str(profile), "record", "--json", env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    checks = json.loads(result.stdout)["apis"]["record"]["per_class"]
+    assert {name: checks[name]["support"] for name in ("allergies", "problem list", "current medications")} == {
+        "allergies": 5,
+        "problem list": 2,
+        "current medications": 2,
+    }
+    assert {checks[name]["recall"] for name in ("allergies", "problem list", "current medications")} == {1.0}
+
+
 def test_vitals_carry_abnormal_flags(record_api: RecordsApi, raw):
     flagged = Counter()
     for pid in raw:

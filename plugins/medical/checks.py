@@ -1,11 +1,14 @@
 """How record analysis is evaluated: its answers checked against the source's resources.
 
 For each patient of the evaluated split, ``record.summary`` must list exactly the
-patient's Conditions (code and onset), mark active exactly those whose clinical status
-is active (recurrence, relapse), list as current exactly the drugs whose latest
+patient's Conditions (code, display and onset), mark active exactly those whose clinical
+status is active (recurrence, relapse), list as current exactly the drugs whose latest
 MedicationRequest or MedicationStatement is active (on-hold, draft), and list every
 allergy; an event the data leaves without a code counts too (the summary lists it with
-code null: a drug the record does not name is still one the patient takes).
+code null: a drug the record does not name is still one the patient takes). What is one
+entry is decided here from the resources alone (code and display, as a clinician tells
+two allergies apart), and every entry the summary lists is counted, not a set of its
+codes: truth keyed by code as the summary was let an allergy the summary dropped score 1.0.
 ``record.search`` by a condition's or a drug's name must return the patients who have
 it, within the first as many results as there are such patients (R-precision, so
 precision and recall are equal). Each check counts true positives, false positives and
@@ -15,7 +18,7 @@ misses; ``counts_metrics`` turns them into one table.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 #: The statuses of a current prescription (its latest MedicationRequest or Statement).
@@ -24,19 +27,21 @@ CURRENT = ("active", "on-hold", "draft")
 Counts = tuple[int, int, int]
 
 
-def _compare(expected: set[Any], found: set[Any]) -> Counts:
-    return len(expected & found), len(found - expected), len(expected - found)
+def _compare(expected: set[Any], found: Collection[Any]) -> Counts:
+    """A listed entry that is not expected, or listed twice, is a false positive."""
+    hits = expected & set(found)
+    return len(hits), len(found) - len(hits), len(expected - hits)
 
 
 def _add(total: Counts, more: Counts) -> Counts:
     return total[0] + more[0], total[1] + more[1], total[2] + more[2]
 
 
-def _latest_status(record: Any, kind: str) -> dict[str | None, str | None]:
-    status: dict[str | None, str | None] = {}
+def _latest_status(record: Any, kind: str) -> dict[tuple[str | None, str | None], str | None]:
+    status: dict[tuple[str | None, str | None], str | None] = {}
     for event in record.timeline:
         if event.kind == kind:
-            status[event.code] = event.status
+            status[(event.code, event.display)] = event.status
     return status
 
 
@@ -48,20 +53,20 @@ def summary_checks(records: Iterable[Any], summary: Callable[[str], dict[str, An
         conditions = [e for e in record.timeline if e.kind == "condition"]
         checks = {
             "problem list": (
-                {(e.code, e.date) for e in conditions},
-                {(p["code"], p["onset"]) for p in answer["problems"]},
+                {(e.code, e.display, e.date) for e in conditions},
+                [(p["code"], p["display"], p["onset"]) for p in answer["problems"]],
             ),
-            "active problems": (
-                {e.code for e in conditions if e.status in ("active", "recurrence", "relapse")},
-                {p["code"] for p in answer["problems"] if p["status"] == "active"},
+            "active problems": (  # one condition active at two onsets is one active problem
+                {(e.code, e.display) for e in conditions if e.status in ("active", "recurrence", "relapse")},
+                list({(p["code"], p["display"]) for p in answer["problems"] if p["status"] == "active"}),
             ),
             "current medications": (
-                {code for code, status in _latest_status(record, "medication").items() if status in CURRENT},
-                {m["code"] for m in answer["medications"]["current"]},
+                {drug for drug, status in _latest_status(record, "medication").items() if status in CURRENT},
+                [(m["code"], m["display"]) for m in answer["medications"]["current"]],
             ),
             "allergies": (
-                {e.code for e in record.timeline if e.kind == "allergy"},
-                {a["code"] for a in answer["allergies"]},
+                {(e.code, e.display) for e in record.timeline if e.kind == "allergy"},
+                [(a["code"], a["display"]) for a in answer["allergies"]],
             ),
         }
         for name, (expected, found) in checks.items():

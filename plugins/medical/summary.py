@@ -95,22 +95,30 @@ def _observation(event: Any) -> dict[str, Any]:
     }
 
 
-#: The kinds a summary shows the latest event of, per code.
+#: The kinds a summary shows the latest event of, per entry (``entry``).
 LATEST_OF_CODE = frozenset({"medication", "allergy", "observation"})
+
+
+def entry(event: Any) -> tuple[str | None, str | None] | str | None:
+    """What one summary entry stands for: an observation's code; otherwise code AND display,
+    so only true repeats merge (Synthea records one condition or drug again and again) while
+    allergies coded with one generic "Drug allergy" code, or text-only ones (code None), stay
+    apart: keyed by code alone, three text-only allergies showed as one."""
+    return event.code if event.kind == "observation" else (event.code, event.display)
 
 
 def summarize(record: Any) -> dict[str, Any]:
     """The summary ``record.summary`` answers (docs/MEDICAL.md, "Record analysis")."""
-    problems: dict[tuple[str | None, str | None], dict[str, Any]] = {}
-    medications: dict[str | None, dict[str, Any]] = {}
-    allergies: dict[str | None, dict[str, Any]] = {}
+    problems: dict[tuple[Any, str | None], dict[str, Any]] = {}
+    medications: dict[Any, dict[str, Any]] = {}
+    allergies: dict[Any, dict[str, Any]] = {}
     latest: dict[str, Any] = {}
     encounters: dict[str, dict[str, Any]] = {}
-    dated: set[tuple[str, Any]] = set()  # the kinds and codes of dated events, which come before undated ones
+    dated: set[tuple[str, Any]] = set()  # the kinds and entries of dated events, which come before undated ones
     for event in record.timeline:
         if event.date is not None:
-            dated.add((event.kind, event.code))
-        elif event.kind in LATEST_OF_CODE and (event.kind, event.code) in dated:
+            dated.add((event.kind, entry(event)))
+        elif event.kind in LATEST_OF_CODE and (event.kind, entry(event)) in dated:
             continue  # an undated weight (of 2014, its visit said) was the "latest" beside one of 2016
         if event.kind == "encounter":
             encounters[event.id or f"#{len(encounters)}"] = {
@@ -124,7 +132,7 @@ def summarize(record: Any) -> dict[str, Any]:
                 "medications": [],
             }
         elif event.kind == "condition":
-            problems[(event.code, event.date)] = {
+            problems[(entry(event), event.date)] = {
                 "code": event.code,
                 "display": event.display,
                 "onset": event.date,
@@ -133,7 +141,7 @@ def summarize(record: Any) -> dict[str, Any]:
                 "encounter": event.encounter,
             }
         elif event.kind == "medication":
-            medications[event.code] = {
+            medications[entry(event)] = {
                 "code": event.code,
                 "display": event.display,
                 "date": event.date,
@@ -141,7 +149,7 @@ def summarize(record: Any) -> dict[str, Any]:
                 "encounter": event.encounter,
             }
         elif event.kind == "allergy":
-            allergies[event.code] = {
+            allergies[entry(event)] = {
                 "code": event.code,
                 "display": event.display,
                 "since": event.date,
