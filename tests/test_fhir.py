@@ -927,6 +927,39 @@ def test_an_encounter_class_in_r5s_shape_is_a_bad_resource_not_a_classless_visit
         stats_or_error(r5)
 
 
+def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tmp_path):
+    """An allergy inside a List (``entry[].item`` -> ``#alg1``) and a diagnosis inside its Encounter
+    (``diagnosis.condition`` -> ``#dx1``) were dropped without a word: the allergy ruled nothing
+    out. They are the container's patient's (or their own subject's), the diagnosis its visit's,
+    in a bundle and in a bulk export alike; ``data stats`` counts them."""
+    from heirloom_plugins.medical.safety import record_allergies, ruled_out
+
+    named = "Allergy to penicillin"
+    penicillin = {"coding": [{"system": "http://snomed.info/sct", "code": "91936005", "display": named}]}
+    allergy = {"resourceType": "AllergyIntolerance", "id": "alg1", "code": penicillin}
+    listed = {"resourceType": "List", "id": "l1", "status": "current", "mode": "snapshot"}
+    listed |= {"subject": {"reference": "Patient/p1"}, "contained": [allergy]}
+    listed |= {"entry": [{"item": {"reference": "#alg1"}}]}
+    visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+    visit |= {"subject": {"reference": "Patient/p1"}, "period": {"start": "2021-03-01"}}
+    visit |= {"contained": [condition("dx1") | {"subject": {"reference": "Patient/p1"}}]}
+    visit |= {"diagnosis": [{"condition": {"reference": "#dx1"}}]}
+    path = write(tmp_path / "b.json", bundle(PATIENT, listed, visit))
+    bulk = tmp_path / "bulk"
+    for resource in (PATIENT, listed, visit):
+        write(bulk / f"{resource['resourceType']}.ndjson", json.dumps(resource) + "\n")
+    for where in (path, bulk):
+        (record,) = FhirSource(path=str(where)).records()
+        events = [(e.kind, e.id, e.code, e.encounter) for e in record.timeline if e.kind != "encounter"]
+        assert sorted(events, key=str) == [
+            ("allergy", "l1#alg1", "snomed:91936005", None),
+            ("condition", "e1#dx1", "snomed:44054006", "e1"),
+        ]
+        amoxicillin = {"rxnorm:308182": frozenset({"amoxicillin"})}
+        assert ruled_out(record_allergies(record), amoxicillin) == {"rxnorm:308182": [named]}
+        assert stats_or_error(where)["contained_resources"] == 2
+
+
 def test_a_folder_without_fhir_files_is_said_to_be_one(tmp_path):
     """Not ``files 0`` and, at train, "no encounter with a condition to learn from"."""
     write(tmp_path / "notes" / "readme.txt", "the export goes here")

@@ -33,6 +33,7 @@ from heirloom_plugins.fhir.parse import (
 )
 from heirloom_plugins.fhir.records import (
     EVENTS,
+    PATIENT_FIELD,
     Event,
     PatientRecord,
     demographics,
@@ -53,7 +54,34 @@ KEPT = 20
 #: Odd shapes the lean parser lets through surface as these while building an event.
 SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
-Place = tuple[int, int, str]  # (file index, byte offset, "line N") of an NDJSON resource
+#: (file index, byte offset, "line N", position in ``contained_events`` or -1) of an NDJSON resource
+Place = tuple[int, int, str, int]
+#: Contained resources read as timeline events of their own (a contained Encounter is no visit).
+CONTAINED = frozenset(EVENTS) - {"Encounter"}
+
+
+def contained_events(entry: Entry) -> list[Entry]:
+    """The clinical resources ``entry`` contains (``CONTAINED``), each as an entry of its own:
+    an allergy inside a List, a diagnosis inside its Encounter. Each is about its own
+    patient when it names one, else the container's; one contained in an Encounter without
+    an ``encounter`` of its own is that visit's. Its id is ``container#id`` (a contained id is
+    unique only in its container). Left unread, such an allergy ruled nothing out."""
+    container = entry.resource or {}
+    holder = container.get("subject") or container.get("patient")  # a List's, an Encounter's, a Claim's
+    cid = container.get("id")
+    here = f"{container.get('resourceType')}/{cid}" if isinstance(cid, str) else entry.full_url
+    found = []
+    for index, inner in enumerate(container.get("contained") or ()):
+        if not isinstance(inner, dict) or inner.get("resourceType") not in CONTAINED:
+            continue
+        resource = {**inner, "id": f"{cid or entry.where}#{inner.get('id') or index}"}
+        field = PATIENT_FIELD.get(inner["resourceType"], "subject")
+        if resource.get(field) is None and holder is not None:
+            resource[field] = holder
+        if container.get("resourceType") == "Encounter" and "encounter" not in resource and here:
+            resource["encounter"] = {"reference": here}
+        found.append(Entry(resource, f"{entry.where}.contained[{index}]", offset=entry.offset))
+    return found
 
 
 @attrs.define
@@ -75,6 +103,8 @@ class Tally:
     skipped_resources: int = 0
     #: Resources entered in error, and Conditions or allergies refuted: left out of the records.
     withdrawn: int = 0
+    #: Clinical resources read from inside another resource's ``contained``.
+    contained: int = 0
     messages: list[str] = attrs.Factory(list)
     #: Patients with an encounter dated before their birthDate (``file: Patient/id: ...``), and how many.
     before_birth: int = 0
@@ -127,6 +157,7 @@ class Tally:
             "unresolved_examples": self.unresolved_examples,
             "unassigned_resources": self.unassigned,
             "withdrawn_resources": self.withdrawn,
+            "contained_resources": self.contained,
             "mixed_units": {
                 code: dict(units.most_common()) for code, units in sorted(self.units.items()) if len(units) > 1
             },
@@ -215,6 +246,7 @@ class Scan:
             drugs.add(target, e.resource)
         for e in entries:
             self._check_references(path, e, catalog)
+        inside = [c for e in entries for c in contained_events(e) if self._accept_contained(path, c)]
         patients = {
             t[1]: e for t, e in zip(targets, entries, strict=True) if t[0] == "Patient" and self._claim(t[1], path, e)
         }
@@ -222,7 +254,7 @@ class Scan:
         chosen = set(wanted)
         events: dict[str, list[Event]] = defaultdict(list)
         seen: dict[str, set[tuple[str, str]]] = defaultdict(set)
-        for e in entries:
+        for e in entries + inside:
             if e.resource["resourceType"] in EVENTS:
                 owner = self._owner(patient_reference(e.resource), catalog, patients)
                 if owner is None:
@@ -247,12 +279,15 @@ class Scan:
                     self._withdrawn.add((kind, rid))
                 drugs.add((kind, rid), e.resource)
                 self._check_references(path, e, None)
-                place = (index, e.offset or 0, e.where)
+                place = (index, e.offset or 0, e.where, -1)
                 if kind == "Patient":
                     if self._claim(rid, path, e):
                         patients[rid] = place
                 elif kind in EVENTS:
                     by_reference[patient_reference(e.resource)].append(place)
+                for j, inner in enumerate(contained_events(e)):
+                    if self._accept_contained(path, inner):
+                        by_reference[patient_reference(inner.resource)].append((*place[:3], j))
         self.known.keys.update(catalog.by_key)
         owned: dict[str, list[Place]] = defaultdict(list)
         for ref, places in by_reference.items():
@@ -264,11 +299,13 @@ class Scan:
         with ExitStack() as stack:
             handles = [stack.enter_context(path.open("rb")) for path in paths]
             for pid in self._wanted(patients, split):
-                index, offset, where = patients[pid]
+                index, offset, where, _ = patients[pid]
                 events: list[Event] = []
                 seen: set[tuple[str, str]] = set()
-                for i, o, w in owned[pid]:
-                    self._add_event(events, seen, paths[i], read_line(handles[i], o, w), catalog, drugs)
+                for i, o, w, j in owned[pid]:
+                    entry = read_line(handles[i], o, w)
+                    entry = entry if j < 0 else contained_events(entry)[j]
+                    self._add_event(events, seen, paths[i], entry, catalog, drugs)
                 yield self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
     # -- steps ---------------------------------------------------------------------------
@@ -283,6 +320,16 @@ class Scan:
             self.tally.fault(FhirDataError(path, entry.label(), message), whole_file=False)
             return False
         self.tally.resources[entry.resource["resourceType"]] += 1
+        return True
+
+    def _accept_contained(self, path: Path, entry: Entry) -> bool:
+        """The lean checks of a contained clinical resource (its container passed them and
+        validation); counts what passes."""
+        message = problem(entry.resource)
+        if message:
+            self.tally.fault(FhirDataError(path, entry.label(), message), whole_file=False)
+            return False
+        self.tally.contained += 1
         return True
 
     def _check_references(self, path: Path, entry: Entry, catalog: Catalog | None) -> None:
