@@ -402,6 +402,30 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
             'Condition/c7 (entry[2]): encounter: expected a Reference object ({"reference": "Type/id"}), '
             'got an array: ["urn:uuid:e1"]',
         ),
+        # a coded field of the wrong JSON type was read as "nothing": an allergy to nothing ruled nothing out
+        (
+            {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "urn:uuid:p1"}}
+            | {"code": "penicillin"},
+            'AllergyIntolerance/a1 (entry[2]): cannot read: code: expected a CodeableConcept object ({"coding": '
+            '[...], "text": ...}), got a string: "penicillin"',
+        ),
+        (
+            condition("c9") | {"code": "38341003"},
+            "Condition/c9 (entry[2]): cannot read: code: expected a CodeableConcept object "
+            '({"coding": [...], "text": ...}), got a string: "38341003"',
+        ),
+        (
+            {"resourceType": "MedicationStatement", "id": "m1", "status": "active"}
+            | {"subject": {"reference": "urn:uuid:p1"}, "medicationCodeableConcept": [{"text": "metformin"}]},
+            "MedicationStatement/m1 (entry[2]): cannot read: medicationCodeableConcept: expected a CodeableConcept "
+            'object ({"coding": [...], "text": ...}), got an array: [{"text": "metformin"}]',
+        ),
+        (
+            {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": "AMB"}
+            | {"subject": {"reference": "urn:uuid:p1"}},
+            'Encounter/e1 (entry[2]): cannot read: class: expected a Coding object ({"system": ..., "code": ...}), '
+            'got a string: "AMB"',
+        ),
     ],
 )
 def test_a_bad_resource_fails_naming_it_or_is_skipped(tmp_path, resource, message):
@@ -639,6 +663,12 @@ def test_validation_catches_what_the_lean_path_lets_through(tmp_path):
         FhirDataError, match=re.escape(f"{path}: Observation/o1 (entry[1]): invalid: valueQuantity.value")
     ):
         stats_or_error(path, validate=True)
+    # pydantic tries a string where an object goes as JSON: "code: Invalid JSON: expected value at line 1 column 1"
+    for code in ("38341003", "penicillin"):
+        coded = write(tmp_path / "coded.json", bundle(PATIENT, condition("c1") | {"code": code}))
+        said = f'Condition/c1 (entry[1]): invalid: code: expected a JSON object, got a string: "{code}"'
+        with pytest.raises(FhirDataError, match=re.escape(f"{coded}: {said}")):
+            stats_or_error(coded, validate=True)
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,19 @@ def coding(concept: Any, kind: str) -> tuple[str | None, str | None]:
     return code, chosen.get("display") or concept.get("text")
 
 
+#: What a CodeableConcept and a Coding look like, for the errors of ``concept``.
+SHAPES = {"CodeableConcept": '{"coding": [...], "text": ...}', "Coding": '{"system": ..., "code": ...}'}
+
+
+def concept(resource: dict[str, Any], field: str, shape: str = "CodeableConcept") -> Any:
+    """``resource[field]``; ValueError naming the field when it is there but no JSON object:
+    a string (``"code": "penicillin"``) or a list read as "nothing" lost an allergy unsaid."""
+    value = resource.get(field)
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"{field}: expected a {shape} object ({SHAPES[shape]}), got {found(value)}")
+    return value
+
+
 def _first(resource: dict[str, Any], *names: str) -> str | None:
     """The first present of several date fields (``x.start`` reads a Period)."""
     for name in names:
@@ -232,15 +245,15 @@ def _range(holder: dict[str, Any]) -> tuple[float | None, float | None]:
 def _encounter(r: dict[str, Any], enc: str | None) -> Event:
     code, display = coding((r.get("type") or [None])[0], "encounter")
     start, end = _first(r, "period.start"), _first(r, "period.end")
-    kind = r.get("class")
-    if isinstance(kind, list):  # read as no class, it would make every visit of such an export classless
+    if isinstance(r.get("class"), list):  # read as no class, it would make every visit of such an export classless
         raise ValueError("class is a list (FHIR R5's shape); this reader takes R4's one Coding")
-    value = kind.get("code") if isinstance(kind, dict) else None
+    kind = concept(r, "class", "Coding")
+    value = kind.get("code") if kind is not None else None
     return Event("encounter", r.get("id"), start, end, code, display, r.get("status"), value, encounter=enc)
 
 
 def _condition(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(r.get("code"), "condition")
+    code, display = coding(concept(r, "code"), "condition")
     onset = _first(r, "onsetDateTime", "onsetPeriod.start", "recordedDate")
     end = _first(r, "abatementDateTime", "abatementPeriod.end")
     # no clinical status but an abatement of any form (a string, an age): FHIR's con-4 makes it resolved
@@ -249,7 +262,7 @@ def _condition(r: dict[str, Any], enc: str | None) -> Event:
 
 
 def _observation(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(r.get("code"), "observation")
+    code, display = coding(concept(r, "code"), "observation")
     value, unit = _value(r)
     components = [c for c in r.get("component") or () if c]
     parts = tuple(Measurement(*coding(c.get("code"), "observation"), *_value(c), *_range(c)) for c in components)
@@ -262,7 +275,7 @@ def _observation(r: dict[str, Any], enc: str | None) -> Event:
 
 def _medication(r: dict[str, Any], enc: str | None) -> Event:
     if "medicationCodeableConcept" in r:
-        code, display = coding(r["medicationCodeableConcept"], "medication")
+        code, display = coding(concept(r, "medicationCodeableConcept"), "medication")
     else:
         code, display = None, r["medicationReference"].get("display")
     date = _first(r, "authoredOn", "effectiveDateTime", "effectivePeriod.start", "dateAsserted")
@@ -290,7 +303,7 @@ def _is_medication(resource: dict[str, Any]) -> bool:
 
 
 def _procedure(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(r.get("code"), "procedure")
+    code, display = coding(concept(r, "code"), "procedure")
     date = _first(r, "performedDateTime", "performedPeriod.start")
     return Event(
         "procedure", r.get("id"), date, _first(r, "performedPeriod.end"), code, display, r.get("status"), encounter=enc
@@ -298,13 +311,13 @@ def _procedure(r: dict[str, Any], enc: str | None) -> Event:
 
 
 def _immunization(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(r.get("vaccineCode"), "immunization")
+    code, display = coding(concept(r, "vaccineCode"), "immunization")
     date = _first(r, "occurrenceDateTime", "recorded")
     return Event("immunization", r.get("id"), date, None, code, display, r.get("status"), encounter=enc)
 
 
 def _allergy(r: dict[str, Any], enc: str | None) -> Event:
-    code, _ = coding(r.get("code"), "allergy")
+    code, _ = coding(concept(r, "code"), "allergy")
     date = _first(r, "onsetDateTime", "recordedDate")
     display = "; ".join(_allergy_names(r)) or None
     return Event("allergy", r.get("id"), date, None, code, display, _status(r.get("clinicalStatus")), encounter=enc)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from heirloom_plugins.fhir.parse import found
+
 #: Validation errors quoted per resource; the rest are counted.
 SHOWN = 3
 
@@ -29,9 +31,30 @@ def checker() -> Callable[[dict[str, Any]], str | None]:
             model.model_validate(resource)
         except ValidationError as exc:
             errors = exc.errors()
-            shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(resource)'}: {e['msg']}" for e in errors[:SHOWN])
+            said = (f"{'.'.join(map(str, e['loc'])) or '(resource)'}: {_said(e, resource)}" for e in errors[:SHOWN])
+            shown = "; ".join(said)
             more = f" (+{len(errors) - SHOWN} more)" if len(errors) > SHOWN else ""
             return f"invalid: {shown}{more}"
         return None
 
     return check
+
+
+#: Pydantic's words when a value is no JSON object where one goes (a string it first tries as JSON).
+NOT_AN_OBJECT = ("Invalid JSON", "Input should be a valid dictionary")
+
+
+def _said(error: dict[str, Any], resource: Any) -> str:
+    """Pydantic's message, but for a value where an object goes: "code: Invalid JSON: expected
+    value at line 1 column 1" said nothing of what ``code`` should be. The value is quoted as the
+    resource has it (pydantic quotes the string ``"38341003"`` as the number it parsed)."""
+    if not error["msg"].startswith(NOT_AN_OBJECT):
+        return error["msg"]
+    value = resource
+    for part in error["loc"]:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            value = error.get("input")
+            break
+    return f"expected a JSON object, got {found(value)}"
