@@ -1025,6 +1025,37 @@ def test_resources_no_patient_of_their_unit_owns_are_warned_of_at_the_end_of_eve
     assert f"{folder}: 1 clinical resource(s) belong to no patient of their own unit" in caplog.text
 
 
+def test_a_reference_to_a_resource_of_the_wrong_type_is_counted_and_unassigned_ones_are_named(tmp_path, caplog):
+    """``Condition.encounter`` -> ``Patient/p1`` left the condition without its visit unsaid, and
+    ``Condition.subject`` -> ``Encounter/e1`` counted only as ``unassigned_resources: 1``: both are
+    named under ``mistyped_examples``, and unassigned resources under ``unassigned_examples`` and in
+    the end-of-pass warning, from a bundle and from a bulk export alike."""
+    visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+    visit |= {"subject": {"reference": "Patient/p1"}, "period": {"start": "2020-01-01"}}
+    wrong_visit = condition("c1") | {"subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Patient/p1"}}
+    wrong_patient = condition("c2") | {"subject": {"reference": "Encounter/e1"}}
+    path = write(tmp_path / "b.json", bundle(PATIENT, visit, wrong_visit, wrong_patient))
+    bulk = tmp_path / "bulk"
+    write(bulk / "Patient.ndjson", json.dumps(PATIENT) + "\n")
+    write(bulk / "Encounter.ndjson", json.dumps(visit) + "\n")
+    write(bulk / "Condition.ndjson", json.dumps(wrong_visit) + "\n" + json.dumps(wrong_patient) + "\n")
+    for file, first, second in ((path, "entry[2]", "entry[3]"), (bulk / "Condition.ndjson", "line 1", "line 2")):
+        where = path if file == path else bulk
+        stats = stats_or_error(where)
+        assert stats["mistyped_references"] == 2
+        assert stats["mistyped_examples"] == [
+            f"{file}: Condition/c1 ({first}): encounter Patient/p1: type Patient, not Encounter",
+            f"{file}: Condition/c2 ({second}): subject Encounter/e1: type Encounter, not Device or Group or "
+            "Location or Patient or Practitioner",
+        ]
+        stray = f"{file}: Condition/c2 ({second}): subject Encounter/e1"
+        assert (stats["unassigned_resources"], stats["unassigned_examples"]) == (1, [stray])
+        with caplog.at_level("WARNING", logger="heirloom.fhir"):
+            list(FhirSource(path=str(where)).records())
+        assert "1 clinical resource(s) belong to no patient" in caplog.text and f"the first: {stray}" in caplog.text
+        caplog.clear()
+
+
 def test_stats_list_the_codes_recorded_in_more_than_one_unit(tmp_path):
     """°F beside °C, lb beside kg: the same code on two scales is worth seeing before training."""
 

@@ -44,7 +44,7 @@ from heirloom_plugins.fhir.records import (
     with_medication,
     withdrawn,
 )
-from heirloom_plugins.fhir.references import Catalog, Known, walk
+from heirloom_plugins.fhir.references import Catalog, Known, key, walk
 
 log = logging.getLogger("heirloom.fhir")
 
@@ -56,6 +56,13 @@ SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 #: (file index, byte offset, "line N", position in ``contained_events`` or -1) of an NDJSON resource
 Place = tuple[int, int, str, int]
+#: The resource types each Reference field the records read may point at (FHIR R4's, of the
+#: timeline's resources); a reference to another type is counted as mistyped.
+HOLDS = {
+    "subject": frozenset({"Patient", "Group", "Device", "Location", "Practitioner"}),
+    "patient": frozenset({"Patient"}),
+    "encounter": frozenset({"Encounter"}),
+}
 #: Contained resources read as timeline events of their own (a contained Encounter is no visit).
 CONTAINED = frozenset(EVENTS) - {"Encounter"}
 
@@ -98,6 +105,11 @@ class Tally:
     unresolved: int = 0
     unresolved_examples: list[str] = attrs.Factory(list)
     unassigned: int = 0
+    #: The first unassigned resources (``file: Type/id (entry[i]): its patient reference``).
+    unassigned_examples: list[str] = attrs.Factory(list)
+    #: References to a resource of a type their field cannot hold (``Condition.encounter`` -> a Patient).
+    mistyped: int = 0
+    mistyped_examples: list[str] = attrs.Factory(list)
     outside_cohort: int = 0
     skipped_files: int = 0
     skipped_resources: int = 0
@@ -140,6 +152,12 @@ class Tally:
             self.before_birth_examples.append(said)
         log.warning("%s: ages there are below zero; check the two dates (data stats counts these)", said)
 
+    def stray(self, where: str, count: int = 1) -> None:
+        """Count resources no patient of their unit owns, naming the first (``where``)."""
+        self.unassigned += count
+        if where and len(self.unassigned_examples) < KEPT:
+            self.unassigned_examples.append(where)
+
     def dangling(self, ref: str, count: int, where: str) -> None:
         self.unresolved += count
         if len(self.unresolved_examples) < KEPT:
@@ -155,7 +173,10 @@ class Tally:
             "references": self.references,
             "unresolved_references": self.unresolved,
             "unresolved_examples": self.unresolved_examples,
+            "mistyped_references": self.mistyped,
+            "mistyped_examples": self.mistyped_examples,
             "unassigned_resources": self.unassigned,
+            "unassigned_examples": self.unassigned_examples,
             "withdrawn_resources": self.withdrawn,
             "contained_resources": self.contained,
             "mixed_units": {
@@ -258,7 +279,7 @@ class Scan:
             if e.resource["resourceType"] in EVENTS:
                 owner = self._owner(patient_reference(e.resource), catalog, patients)
                 if owner is None:
-                    self.tally.unassigned += 1
+                    self.tally.stray(_stray(path, e))
                 elif owner in chosen:
                     self._add_event(events[owner], seen[owner], path, e, catalog, drugs)
         for pid in wanted:
@@ -293,7 +314,9 @@ class Scan:
         for ref, places in by_reference.items():
             owner = self._owner(ref, catalog, patients)
             if owner is None:
-                self.tally.unassigned += len(places)
+                for i, o, w, j in places:  # the first few read back, for their names
+                    named = len(self.tally.unassigned_examples) < KEPT
+                    self.tally.stray(_stray(paths[i], _read_back(paths[i], o, w, j)) if named else "")
             else:
                 owned[owner].extend(places)
         with ExitStack() as stack:
@@ -335,6 +358,7 @@ class Scan:
     def _check_references(self, path: Path, entry: Entry, catalog: Catalog | None) -> None:
         """Resolve what the unit can now; leave the rest for the end of the pass."""
         resource = entry.resource
+        self._check_types(path, entry, catalog)
         contained = {c.get("id") for c in resource.get("contained") or () if isinstance(c, dict)}
         for ref in walk(resource):
             self.tally.references += 1
@@ -346,6 +370,24 @@ class Scan:
                     self.tally.dangling(ref, 1, f"{path}: {entry.label()}")
                 else:
                     self.known.defer(ref, f"{path}: {entry.label()}")
+
+    def _check_types(self, path: Path, entry: Entry, catalog: Catalog | None) -> None:
+        """Count a patient or visit reference of a timeline resource whose target is of a type
+        its field cannot hold (``Condition.encounter`` -> ``Patient/p2``): the link is dropped,
+        and without a word the condition lost its visit (``HOLDS``)."""
+        resource = entry.resource
+        if resource["resourceType"] not in EVENTS:
+            return
+        for field in ("subject", "patient", "encounter"):
+            holder = resource.get(field)
+            ref = holder.get("reference") if isinstance(holder, dict) else None
+            kind = _target_type(ref, catalog) if isinstance(ref, str) else None
+            if kind is not None and kind not in HOLDS[field]:
+                self.tally.mistyped += 1
+                if len(self.tally.mistyped_examples) < KEPT:
+                    holds = " or ".join(sorted(HOLDS[field]))
+                    said = f"{path}: {entry.label()}: {field} {ref}: type {kind}, not {holds}"
+                    self.tally.mistyped_examples.append(said)
 
     def _claim(self, pid: str, path: Path, entry: Entry) -> bool:
         """Whether this Patient resource makes the record of patient ``pid``: not when its own
@@ -427,6 +469,29 @@ class Scan:
         if (first := encounter_before_birth(record)) is not None:
             self.tally.born_late(f"{path}: {entry.label()}", record, first)
         return record
+
+
+def _target_type(ref: str, catalog: Catalog | None) -> str | None:
+    """The type of the resource ``ref`` points at: the unit's resource, else as the reference
+    writes it (``Patient/p2``, ``Patient?identifier=...``); None for an unknown ``urn:``."""
+    target = catalog.resolve(ref) if catalog is not None else None
+    if target is not None:
+        return target[0]
+    written = key(ref)
+    return written.split("?")[0].split("/")[0] if written else None
+
+
+def _stray(path: Path, entry: Entry) -> str:
+    """An unassigned resource named with the patient reference it has (or lacks)."""
+    ref, field = patient_reference(entry.resource), PATIENT_FIELD.get(entry.resource["resourceType"], "subject")
+    return f"{path}: {entry.label()}: " + (f"{field} {ref}" if ref else f"no {field} reference")
+
+
+def _read_back(path: Path, offset: int, where: str, inner: int) -> Entry:
+    """An NDJSON resource (or the one contained at ``inner``, when not -1) read again."""
+    with path.open("rb") as handle:
+        entry = read_line(handle, offset, where)
+    return entry if inner < 0 else contained_events(entry)[inner]
 
 
 def _detail(exc: Exception) -> str:

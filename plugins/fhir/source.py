@@ -92,9 +92,10 @@ class FhirSource(heirloom.Source):
             log.warning(
                 "%s: %d clinical resource(s) belong to no patient of their own unit (their bundle file, or the NDJSON "
                 "files together) and are on no record: keep a patient's resources in one bundle (data stats: "
-                "unassigned_resources)",
+                "unassigned_resources, unassigned_examples); the first: %s",
                 self.path,
                 self.tally.unassigned,
+                "; ".join(self.tally.unassigned_examples[:3]),
             )
 
     def splits(self) -> list[str]:
