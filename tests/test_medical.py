@@ -754,6 +754,23 @@ def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_
     assert broken.returncode == 1 and broken.stderr.startswith(f"error: {tmp_path / 'b.toml'}: brands: ")
 
 
+def test_a_formulary_file_with_several_mistakes_is_refused_naming_every_one(tmp_path):
+    """A pharmacy fixing a formulary saw only the first mistake, then the next at the next run."""
+    text = 'ingredient = ["x"]\ningredients = ["penicillins", 5]\n[brands]\nHospamox = ["amoxicilin"]\nZyvox = []\n'
+    path = write(tmp_path / "bad.toml", text)
+    said = run_heirloom("medical", "drug", "Hospamox", "--formulary", str(path))
+    assert said.returncode == 1
+    assert said.stderr.removeprefix("error: ").splitlines() == [
+        f"{path}: ingredient: not a formulary key (it has 'ingredients' (a list of ingredient names), 'brands' (a "
+        "table of brand names, each = [its ingredients]))",
+        f"{path}: ingredients[1]: a name (a string), not int 5",
+        f"{path}: brands.Zyvox: a brand with no ingredients (a drug of it may be any drug: list what it is made of)",
+        f"{path}: ingredients[0]: 'penicillins' is not 'penicillin', which the filter knows? A typo is a new drug",
+        f"{path}: brands.Hospamox[0]: 'amoxicilin' is no ingredient the filter knows (did you mean 'amoxicillin'?): "
+        "list it under 'ingredients' too if it is one (a brand's ingredients decide which allergies rule it out)",
+    ]
+
+
 def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treatment, records):
     unknown = _with_allergy(records[:3], "snomed:999999999", None)
     answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(unknown)])

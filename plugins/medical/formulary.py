@@ -83,7 +83,7 @@ def _formulary_file(instance: Any, attribute: attrs.Attribute, value: str | None
 def read_formulary(path: str | None) -> Formulary:
     """The filter's tables: the shipped ones, with the formulary file at ``path`` added (one object
     per content: built once, whoever reads it). HeirloomError naming the file and the key in it of
-    anything the filter cannot use."""
+    everything the filter cannot use, a line each (the first alone had a pharmacy fix one at a time)."""
     if path is None:
         return SHIPPED
     try:
@@ -95,61 +95,68 @@ def read_formulary(path: str | None) -> Formulary:
         raise heirloom.HeirloomError(f"{path}: not a TOML file: {error}") from None
     except RecursionError:  # arrays 3,000 deep: a plugin bug's message, naming no file
         raise heirloom.HeirloomError(f"{path}: nested too deep for a formulary (lists of names)") from None
-    try:
-        extra, brands = _names(data)
-        _check_roles(extra, brands)
-        built = _built(frozenset(name for _, name in extra), _merged(brands))
-        _check_readable(extra, brands, built)
-    except ValueError as error:
-        raise heirloom.HeirloomError(f"{path}: {error}") from None
+    mistakes: list[str] = []
+    extra, brands = _names(data, mistakes)
+    _check_roles(extra, brands, mistakes)
+    built = _built(frozenset(name for _, name in extra), _merged(brands))
+    _check_readable(extra, brands, built, mistakes)
+    if mistakes:
+        raise heirloom.HeirloomError("\n".join(f"{path}: {mistake}" for mistake in mistakes))
     digest = hashlib.sha256(content).hexdigest()[:12]  # which list an answer was read with, for an audit
     log.info("formulary %s (sha256 %s): %d ingredient(s), %d brand(s) added", path, digest, len(extra), len(brands))
     return built
 
 
-def _names(data: dict[str, Any]) -> tuple[list[Named], list[tuple[Named, list[Named]]]]:
+def _names(data: dict[str, Any], mistakes: list[str]) -> tuple[list[Named], list[tuple[Named, list[Named]]]]:
     """The file's ingredients and its brands with theirs, normalised as the filter reads names;
-    ValueError naming the key of the first that is not a name."""
+    a mistake naming the key of each that is not a name (and it left out)."""
     for key in data:
         if key not in KEYS:
             known = ", ".join(f"{name!r} ({what})" for name, what in KEYS.items())
-            raise ValueError(f"{_key(key)}: not a formulary key (it has {known})")
-    extra = _listed("ingredients", data.get("ingredients", []), "ingredient")
+            mistakes.append(f"{_key(key)}: not a formulary key (it has {known})")
+    extra = _listed("ingredients", data.get("ingredients", []), "ingredient", mistakes)
     table = data.get("brands", {})
     if not isinstance(table, dict):
-        raise ValueError(f"brands: {KEYS['brands']}, not {_shown(table)}")
+        mistakes.append(f"brands: {KEYS['brands']}, not {_shown(table)}")
+        table = {}
     brands = []
     for brand, parts in table.items():
         where = f"brands.{_key(brand)}"
         if parts == []:
-            raise ValueError(
+            mistakes.append(
                 f"{where}: a brand with no ingredients (a drug of it may be any drug: list what it is made of)"
             )
-        brands.append((_name(where, brand), _listed(where, parts, "ingredient")))
-    if not extra and not brands:
-        raise ValueError("names no ingredient and no brand (set 'ingredients' or 'brands', or unset 'formulary')")
+        elif (named := _name(where, brand, mistakes)) is not None:
+            brands.append((named, _listed(where, parts, "ingredient", mistakes)))
+    if not extra and not brands and not mistakes:
+        mistakes.append("names no ingredient and no brand (set 'ingredients' or 'brands', or unset 'formulary')")
     return extra, brands
 
 
-def _listed(where: str, values: Any, what: str) -> list[Named]:
+def _listed(where: str, values: Any, what: str, mistakes: list[str]) -> list[Named]:
     """The names of a list of ``what`` names at key ``where``."""
     if not isinstance(values, list):
-        raise ValueError(f"{where}: a list of {what} names, not {_shown(values)}")
-    return [_name(f"{where}[{index}]", value) for index, value in enumerate(values)]
+        mistakes.append(f"{where}: a list of {what} names, not {_shown(values)}")
+        return []
+    named = (_name(f"{where}[{index}]", value, mistakes) for index, value in enumerate(values))
+    return [name for name in named if name is not None]
 
 
-def _name(where: str, value: Any) -> Named:
-    """One name, as the filter reads it (``normal_text``, spaces collapsed)."""
+def _name(where: str, value: Any, mistakes: list[str]) -> Named | None:
+    """One name, as the filter reads it (``normal_text``, spaces collapsed); None, and a mistake
+    said, when it is none."""
     if not isinstance(value, str):
-        raise ValueError(f"{where}: a name (a string), not {_shown(value)}")
-    if hidden := next((char for char in value if unicodedata.category(char) in ("Cc", "Cf")), None):
-        raise ValueError(  # a NUL, a line break or a bidi override: a name that maps nothing, or not what it shows
+        mistakes.append(f"{where}: a name (a string), not {_shown(value)}")
+    elif hidden := next((char for char in value if unicodedata.category(char) in ("Cc", "Cf")), None):
+        mistakes.append(  # a NUL, a line break or a bidi override: a name that maps nothing, or not what it shows
             f"{where}: {value!r} holds the control or invisible character U+{ord(hidden):04X}: "
             "write the name as it prints"
         )
-    if not (name := " ".join(normal_text(value).split())):
-        raise ValueError(f"{where}: an empty name")
-    return where, name
+    elif not (name := " ".join(normal_text(value).split())):
+        mistakes.append(f"{where}: an empty name")
+    else:
+        return where, name
+    return None
 
 
 def _merged(brands: list[tuple[Named, list[Named]]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -168,20 +175,22 @@ def _built(extra: frozenset[str], brands: tuple[tuple[str, tuple[str, ...]], ...
     return Formulary(merged, SHIPPED.ingredients | extra)
 
 
-def _check_readable(extra: list[Named], brands: list[tuple[Named, list[Named]]], built: Formulary) -> None:
-    """ValueError naming the first name a drug's name cannot be read to with ``built`` (``unreadable``:
-    digits alone, a dose form, another alphabet), or a brand a drug named by it is not read as."""
+def _check_readable(
+    extra: list[Named], brands: list[tuple[Named, list[Named]]], built: Formulary, mistakes: list[str]
+) -> None:
+    """A mistake naming each name a drug's name cannot be read to with ``built`` (``unreadable``:
+    digits alone, a dose form, another alphabet), and each brand a drug named by it is not read as."""
     for where, name in [*extra, *(named for brand, parts in brands for named in (brand, *parts))]:
         if why := unreadable(name, built):
-            raise ValueError(f"{where}: a drug named {name!r} cannot be read with it ({why})")
+            mistakes.append(f"{where}: a drug named {name!r} cannot be read with it ({why})")
     for (where, brand), parts in brands:
         if missing := sorted({name for _, name in parts} - ingredients(brand, built)):
             found = ", ".join(sorted(ingredients(brand, built)))
-            raise ValueError(f"{where}: a drug named {brand!r} is read as {found}, without {', '.join(missing)}")
+            mistakes.append(f"{where}: a drug named {brand!r} is read as {found}, without {', '.join(missing)}")
 
 
-def _check_roles(extra: list[Named], brands: list[tuple[Named, list[Named]]]) -> None:
-    """ValueError naming the first name that plays another role in the shipped tables than the file
+def _check_roles(extra: list[Named], brands: list[tuple[Named, list[Named]]], mistakes: list[str]) -> None:
+    """A mistake naming each name that plays another role in the shipped tables than the file
     gives it, each of which let an allergen through: a brand named like a known ingredient or class
     (``Amoxicillin = ["linezolid"]``: amoxicillin offered to a penicillin allergy), an ingredient that
     is a known brand or another name of one (``Clavumox = ["Augmentin"]``: an ingredient of no class),
@@ -190,27 +199,27 @@ def _check_roles(extra: list[Named], brands: list[tuple[Named, list[Named]]]) ->
     listed = {name for _, name in extra}
     for where, name in extra:
         if name in CLASSES or (name in SHIPPED.brands and name not in KNOWN_INGREDIENTS):
-            raise ValueError(f"{where}: {name!r} is {_role(name)} the filter knows, not an ingredient")
-        if all(word in NOT_BRANDS for word in name.split()):  # NOT_BRANDS: no substance words and dose forms
-            raise ValueError(f"{where}: {name!r} names no substance alone (a salt, a form, a generic word)")
-        if name not in KNOWN_INGREDIENTS and (close := difflib.get_close_matches(name, KNOWN_INGREDIENTS, 1, 0.85)):
-            raise ValueError(f"{where}: {name!r} is not {close[0]!r}, which the filter knows? A typo is a new drug")
+            mistakes.append(f"{where}: {name!r} is {_role(name)} the filter knows, not an ingredient")
+        elif all(word in NOT_BRANDS for word in name.split()):  # NOT_BRANDS: no substance words and dose forms
+            mistakes.append(f"{where}: {name!r} names no substance alone (a salt, a form, a generic word)")
+        elif name not in KNOWN_INGREDIENTS and (close := difflib.get_close_matches(name, KNOWN_INGREDIENTS, 1, 0.85)):
+            mistakes.append(f"{where}: {name!r} is not {close[0]!r}, which the filter knows? A typo is a new drug")
     seen: dict[str, str] = {}
     for (where, brand), parts in brands:
         if (first := seen.setdefault(brand, where)) != where:  # "Zyvox" and "ZYVOX": one brand, its lists merged
-            raise ValueError(f"{where}: the brand {brand!r} again ({first}): give each brand once")
-        if brand in CLASSES or brand in KNOWN_INGREDIENTS:
+            mistakes.append(f"{where}: the brand {brand!r} again ({first}): give each brand once")
+        elif brand in CLASSES or brand in KNOWN_INGREDIENTS:
             said = f"{brand!r} is {_role(brand)} the filter knows, not a brand"
-            raise ValueError(f"{where}: {said}: a drug named by it would be read as {', '.join(n for _, n in parts)}")
-        if " " not in brand and (len(brand) < BRAND_LETTERS or brand in NOT_BRANDS):
-            raise ValueError(f"{where}: {brand!r} is no brand name: drug names hold it whatever their drug")
+            mistakes.append(f"{where}: {said}: a drug named by it would be read as {', '.join(n for _, n in parts)}")
+        elif " " not in brand and (len(brand) < BRAND_LETTERS or brand in NOT_BRANDS):
+            mistakes.append(f"{where}: {brand!r} is no brand name: drug names hold it whatever their drug")
         for part_where, part in parts:
             if part in SHIPPED.brands and part not in KNOWN_INGREDIENTS:
-                raise ValueError(f"{part_where}: {part!r} is {_role(part)}: list its ingredients instead")
-            if part not in KNOWN_INGREDIENTS and part not in listed:
+                mistakes.append(f"{part_where}: {part!r} is {_role(part)}: list its ingredients instead")
+            elif part not in KNOWN_INGREDIENTS and part not in listed:
                 close = difflib.get_close_matches(part, KNOWN_INGREDIENTS, 1, 0.85)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(
+                mistakes.append(
                     f"{part_where}: {part!r} is no ingredient the filter knows{hint}: list it under 'ingredients' "
                     "too if it is one (a brand's ingredients decide which allergies rule it out)"
                 )
