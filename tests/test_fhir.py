@@ -974,20 +974,22 @@ def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tm
     visit |= {"subject": {"reference": "Patient/p1"}, "period": {"start": "2021-03-01"}}
     visit |= {"contained": [condition("dx1") | {"subject": {"reference": "Patient/p1"}}]}
     visit |= {"diagnosis": [{"condition": {"reference": "#dx1"}}]}
-    path = write(tmp_path / "b.json", bundle(PATIENT, listed, visit))
+    patient = PATIENT | {"contained": [{"resourceType": "AllergyIntolerance", "id": "alg2", "code": {"text": "Latex"}}]}
+    path = write(tmp_path / "b.json", bundle(patient, listed, visit))
     bulk = tmp_path / "bulk"
-    for resource in (PATIENT, listed, visit):
+    for resource in (patient, listed, visit):
         write(bulk / f"{resource['resourceType']}.ndjson", json.dumps(resource) + "\n")
     for where in (path, bulk):
         (record,) = FhirSource(path=str(where)).records()
         events = [(e.kind, e.id, e.code, e.encounter) for e in record.timeline if e.kind != "encounter"]
         assert sorted(events, key=str) == [
             ("allergy", "l1#alg1", "snomed:91936005", None),
+            ("allergy", "p1#alg2", None, None),
             ("condition", "e1#dx1", "snomed:44054006", "e1"),
         ]
         amoxicillin = {"rxnorm:308182": frozenset({"amoxicillin"})}
         assert ruled_out(record_allergies(record), amoxicillin) == {"rxnorm:308182": [named]}
-        assert stats_or_error(where)["contained_resources"] == 2
+        assert stats_or_error(where)["contained_resources"] == 3
 
 
 def test_a_folder_without_fhir_files_is_said_to_be_one(tmp_path):

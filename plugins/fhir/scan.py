@@ -69,14 +69,17 @@ CONTAINED = frozenset(EVENTS) - {"Encounter"}
 
 def contained_events(entry: Entry) -> list[Entry]:
     """The clinical resources ``entry`` contains (``CONTAINED``), each as an entry of its own:
-    an allergy inside a List, a diagnosis inside its Encounter. Each is about its own
-    patient when it names one, else the container's; one contained in an Encounter without
-    an ``encounter`` of its own is that visit's. Its id is ``container#id`` (a contained id is
-    unique only in its container). Left unread, such an allergy ruled nothing out."""
+    an allergy inside a List, a diagnosis inside its Encounter. Each is about its own patient
+    when it names one, else the container's (the container itself, when a Patient); one
+    contained in an Encounter without an ``encounter`` of its own is that visit's. Its id is
+    ``container#id`` (a contained id is unique only in its container). Left unread, such an
+    allergy ruled nothing out."""
     container = entry.resource or {}
-    holder = container.get("subject") or container.get("patient")  # a List's, an Encounter's, a Claim's
     cid = container.get("id")
     here = f"{container.get('resourceType')}/{cid}" if isinstance(cid, str) else entry.full_url
+    holder = container.get("subject") or container.get("patient")  # a List's, an Encounter's, a Claim's
+    if container.get("resourceType") == "Patient" and here:
+        holder = {"reference": here}
     found = []
     for index, inner in enumerate(container.get("contained") or ()):
         if not isinstance(inner, dict) or inner.get("resourceType") not in CONTAINED:
