@@ -242,8 +242,9 @@ def length_batches(indices: Sequence[int] | range, ids: list[list[int]], size: i
 
 class LayerCache:
     """Frozen lower-layer outputs by (weights digest, token ids), least recently used first
-    out once ``max_bytes`` is exceeded. Shared by every fit and evaluation in a process, so
-    ``heirloom train`` of several models on one encoder computes each text's lower layers once."""
+    out once ``max_bytes`` is exceeded. Shared by a model's fits and evaluation; emptied as the
+    next model's fit starts (``EncoderModel.parent_encoder``), so weights do not depend on
+    which models trained before in the same command."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes

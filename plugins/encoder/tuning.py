@@ -94,7 +94,13 @@ class EncoderModel(Tuning, heirloom.Model):
         self._seen = seen.hashes_of(state, seen.TEXTS, "state")
 
     def parent_encoder(self, parent: heirloom.State | None, what: str) -> heirloom.State:
-        """The inherited state to fine-tune; refused with the fix when there is none."""
+        """The inherited state to fine-tune; refused with the fix when there is none. Each model's
+        fit starts with an empty lower-layer cache: a text's cached output depends in its last bits
+        on the batch it was computed in, so outputs left by an earlier model of the same command
+        made `train P intent` store other weights than `train P` (a redundant version)."""
+        from heirloom_plugins.encoder.network import CACHE
+
+        CACHE.clear()
         if parent is None:
             raise heirloom.HeirloomError(
                 f'{what} fine-tunes a sentence encoder: set inherit = "pretrained:minilm" '
