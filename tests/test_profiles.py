@@ -787,6 +787,16 @@ def test_a_string_is_not_a_list(tmp_path, kernel):
     assert "--set: models.m.tags: expected a list, got str 'IIIIIIIIIIII...IIIIIIIIIIIII'" in str(caught.value)
 
 
+@pytest.mark.parametrize("value", ["3", "1.5", "false"])
+def test_a_component_group_that_is_no_table_is_a_problem_when_another_component_refers_to_it(tmp_path, kernel, value):
+    """`sources = 3` beside a model with `data = "s"` raised TypeError ('int' is not iterable)."""
+    path = write(tmp_path / "p.toml", f'sources = {value}\n[models.m]\nuse = "toy-model"\ndata = "s"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    assert "sources: expected a table of source components, got" in str(caught.value)
+    assert "models.m.data: no source named 's' (sources defined: none)" in str(caught.value)
+
+
 def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_path):
     """attrs' built-in validators raise ValueError(message, attribute, ...): the tuple's
     repr (with the whole Attribute) is not a message."""

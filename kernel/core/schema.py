@@ -329,9 +329,9 @@ class Validator:
 
     def _check_references(self, key: str, found: list[tuple[str, str, Any]]) -> None:
         for field, kind, target in found:
-            group = self.raw.data.get(TABLES[kind], {})
+            group = table if isinstance(table := self.raw.data.get(TABLES[kind]), dict) else {}  # `models = 3`: said
             if not isinstance(target, str) or target not in group:
-                names = sorted(group) if isinstance(group, dict) else []
+                names = sorted(group)
                 said = f"no {kind} named {target!r}{did_you_mean(str(target), names)}"
                 self.problem(f"{key}.{field}", f"{said} ({TABLES[kind]} defined: {', '.join(names) or 'none'})")
 
