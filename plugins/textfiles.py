@@ -133,10 +133,7 @@ def csv_rows(
     one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
     not ``encoding`` text are an error naming their line and ``setting``, the source's setting
     that names the encoding. A row maps every header column."""
-    try:  # a FIFO would block the reader, a device (/dev/zero) never end
-        fd = heirloom.open_regular(Path(path))
-    except heirloom.NotRegularFile:
-        raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)") from None
+    fd = regular_file(path)
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     with open(fd, newline="", encoding=encoding) as handle:
         reader = csv.DictReader(handle, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
@@ -206,6 +203,15 @@ def _rows_strictly(path: str | Path, reader: csv.DictReader, encoding: str) -> I
             return
         ended = reader.line_num
         yield row, False
+
+
+def regular_file(path: str | Path) -> int:
+    """A read-only descriptor of ``path``, refused unless a regular file: a FIFO would block
+    the reader, a device (/dev/zero) never end."""
+    try:
+        return heirloom.open_regular(Path(path))
+    except heirloom.NotRegularFile:
+        raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)") from None
 
 
 def _lines_after(path: str | Path, encoding: str, line: int, last: int | None = None) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -749,6 +750,20 @@ def test_a_bad_jsonl_record_is_named_by_the_files_line_and_the_records_column(tm
     with pytest.raises(heirloom.HeirloomError) as caught:
         list(JsonlSource(train=str(path)).records())
     assert str(caught.value) == f"{path}:2: invalid JSON at column 24: Expecting value"
+
+
+def test_a_jsonl_fifo_or_a_line_nested_too_deep_is_an_error_naming_the_file(tmp_path):
+    """A FIFO as the train file hung `data stats` (only train's fingerprint refused it); a line
+    nested 100,000 deep was a RecursionError blamed on the plugin, naming no file or line."""
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    with pytest.raises(heirloom.HeirloomError, match=r"fifo\.jsonl is not a regular file"):
+        list(JsonlSource(train=str(tmp_path / "fifo.jsonl")).records())
+    deep = write(
+        tmp_path / "deep.jsonl", '{"text": "a", "label": "x"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    )
+    with pytest.raises(heirloom.HeirloomError) as caught:
+        list(JsonlSource(train=str(deep)).records())
+    assert str(caught.value) == f"{deep}:2: the JSON nests too deeply to read"
 
 
 def test_an_error_quoting_a_files_header_shows_its_escape_sequences_escaped(tmp_path):

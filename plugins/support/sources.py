@@ -23,6 +23,7 @@ from xml.parsers import expat
 import attrs
 
 import heirloom
+from heirloom_plugins.textfiles import regular_file
 
 log = logging.getLogger("heirloom.support")
 
@@ -65,7 +66,7 @@ def _parse_lined(file: Path) -> tuple[ElementTree.Element, dict[ElementTree.Elem
     parser.EndElementHandler = lambda tag: builder.end(tag.rpartition("}")[2])
     parser.ExternalEntityRefHandler = external
     try:
-        with open(file, "rb") as stream:
+        with open(regular_file(file), "rb") as stream:
             parser.ParseFile(stream)
     except OSError as exc:
         raise heirloom.HeirloomError(f"{file}: cannot read the StackFAQ XML: {exc}") from exc

@@ -28,7 +28,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.seen import REPEATS_SAID, normal_text
-from heirloom_plugins.textfiles import CsvFormat, decoding, read_text
+from heirloom_plugins.textfiles import CsvFormat, decoding, read_text, regular_file
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
@@ -452,12 +452,14 @@ class JsonlSource(TextSource):
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
         utf8_only = decoding(path, "utf-8-sig", "JSON lines are UTF-8", setting=None)
-        with open(path, encoding="utf-8-sig") as handle, utf8_only:
+        with open(regular_file(path), encoding="utf-8-sig") as handle, utf8_only:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 try:
                     row = json.loads(line.rstrip("\r\n").removeprefix("\ufeff"))  # files joined, each with a BOM
+                except RecursionError:  # [[[[... 100,000 deep
+                    raise heirloom.HeirloomError(f"{path}:{number}: the JSON nests too deeply to read") from None
                 except json.JSONDecodeError as exc:  # the file's line is ours; the decoder's, the record's
                     where = f"{path}:{number}: invalid JSON at column {exc.colno}"
                     wide = "\0" in line  # every other byte NUL: UTF-16 without a byte-order mark
