@@ -253,6 +253,11 @@ def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     said = " ".join(trained.stderr.split())
     refused = "error: models.intent.inherit: other/m@1 is of model type toy-model: the parent was not written by"
     assert refused in said
+    # A parent of the model's own type it refuses is named too (the message alone named nothing)
+    child = write(tmp_path / "child.toml", toy + 'inherit = "other/m@1"\ntags = ["refuse-parent"]\n')
+    refused = run_heirloom("train", str(child), env=toys)
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 1 and "error: models.m.inherit: other/m@1: the parent has dim 64" in said, said
     # Only a refused parent is put on inherit, not another error that happens to say "parent".
     write(tmp_path / "train.csv", "text,label\n" + "".join(f"text {i},parent\n" for i in range(5)))
     alone = run_heirloom("train", str(profile), env=toys)

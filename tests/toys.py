@@ -114,6 +114,8 @@ class ToyModel(heirloom.Model):
         for _ in range(self.silent_allocate_mb // 10):
             held.append(bytearray(10 << 20))
             time.sleep(0.02)
+        if parent is not None and "refuse-parent" in self.tags:  # a parent of its own type it cannot use
+            raise heirloom.ForeignState("the parent has dim 64, this model 32")
         if parent is not None:
             self.epochs = parent.metadata["epochs"]  # a warm start keeps what the parent learnt
             if self.drift:

@@ -384,15 +384,16 @@ def _say_if_the_data_changed(
 
 @contextlib.contextmanager
 def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> Iterator[None]:
-    """A fit refusing a parent of another model type (``ForeignState``) names the ``inherit``
-    key and what the parent is: the model cannot know either. Only that error: a retriever
+    """A fit refusing its parent (``ForeignState``) names the ``inherit`` key, the parent and,
+    of another model type, what it is: the model cannot know these. Only that error: a retriever
     inheriting an encoder is normal, and its data errors were blamed on ``inherit``."""
     try:
         yield
     except ForeignState as exc:
-        if parent is None or parent.model_type == spec.use:
+        if parent is None:
             raise
-        raise HeirloomError(f"{spec.key}.inherit: {parent.ref} is of model type {parent.model_type}: {exc}") from None
+        other = f" is of model type {parent.model_type}" if parent.model_type != spec.use else ""
+        raise HeirloomError(f"{spec.key}.inherit: {parent.ref}{other}: {exc}") from None
 
 
 @contextlib.contextmanager
