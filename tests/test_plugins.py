@@ -431,6 +431,8 @@ if os.environ.get("SHIPPER_BROKEN"):
 
 @heirloom.hookimpl
 def heirloom_register_profiles(register):
+    if os.environ.get("SHIPPER_HOOK_BROKEN"):
+        raise RuntimeError("the registry exploded")
     register("shipped", Path(__file__).with_name("shipped.toml"))
 """
 
@@ -452,6 +454,10 @@ def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
         assert "no profile named 'shipped'" in said
         assert "it comes from a plugin that failed to load: shipper (heirloom-shipper 0.3.0): RuntimeError" in said
         assert "shipper is broken today" in said
+    raised = run_heirloom("profile", "check", str(user), env={**env, "SHIPPER_HOOK_BROKEN": "1"})
+    line = SHIPPER.splitlines().index('        raise RuntimeError("the registry exploded")') + 1
+    said = " ".join(raised.stderr.split())  # which hook raised: its line, as for an import error
+    assert f"RuntimeError: the registry exploded (at {site / 'heirloom_shipper.py'}:{line})" in said, said
     typo = run_heirloom("profile", "check", "shiped", env=env)
     assert typo.returncode == 2 and "did you mean 'shipped'?" in typo.stderr
     fresh = {**env, "SHIPPER_BROKEN": "1", "HEIRLOOM_HOME": str(tmp_path / "fresh")}  # it never loaded here

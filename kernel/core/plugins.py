@@ -167,8 +167,8 @@ class PluginHost:
             except BaseException:
                 self.pm.unregister(name=name)
                 raise
-        except Exception as exc:  # noqa: BLE001 - isolation is the point
-            info.status, info.error = "failed", _describe(exc)
+        except Exception as exc:  # noqa: BLE001 - isolation is the point; the line says which hook raised
+            info.status, info.error = "failed", _describe(exc) + _where(exc, info.module)
             return
         info.status, info.error = "loaded", None
         info.provides = empty_provides()
