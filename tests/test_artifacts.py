@@ -1015,15 +1015,21 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
         )
 
 
+def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
+    """team/m@1 (production) and @2 of the toy profile ``profile``; the environment that reads them."""
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
+    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    return env
+
+
 def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
     """A promote onto a version an api's ``check`` refuses (the label-monitor's label, missing
     from it) was hot-swapped in silently, and the next restart of the daemon refused to start."""
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
     profile = write(tmp_path / "team.toml", text + "needs_epochs = 1\n[server]\nreload_interval = 0.1\n")
-    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
-    assert run_heirloom("train", str(profile), env=env).returncode == 0
-    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
-    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    env = _two_versions_first_in_production(store, profile)
     daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
     try:
         daemon.wait_ready()
@@ -1046,10 +1052,7 @@ def test_sighup_reloads_the_served_versions_and_never_stops_the_daemon(store, tm
     requests unanswered, exit 129: SIGHUP now does what _reload does."""
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
     profile = write(tmp_path / "team.toml", text + "[server]\nreload_interval = 0\n")  # no polling: only asked
-    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
-    assert run_heirloom("train", str(profile), env=env).returncode == 0
-    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
-    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    env = _two_versions_first_in_production(store, profile)
     daemon = Daemon(tmp_path, "--workers", workers, profile=profile.read_text(), env=env)
     try:
         daemon.wait_ready()
@@ -1076,10 +1079,7 @@ def test_sighup_while_the_models_load_is_said_and_checks_the_store_once_they_hav
     """A SIGHUP while the daemon still loaded its models logged "checking the store for no model"."""
     text = f'project = "team"\n{TOY_TABLES}start_seconds = 3\nserve = "production"\n[apis.t]\nuse = "toy-api"\n'
     profile = write(tmp_path / "team.toml", text + 'model = "m"\n[server]\nreload_interval = 0\n')  # only asked
-    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
-    assert run_heirloom("train", str(profile), env=env).returncode == 0
-    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
-    assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+    env = _two_versions_first_in_production(store, profile)
     daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
     try:
         with daemon.client(timeout=10) as client:
