@@ -13,8 +13,8 @@ class HeirloomError(Exception):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    keyed = {choice.casefold(): choice for choice in reversed(list(choices))}  # PREDICT: predict, not labels
-    return "".join(f"; did you mean {keyed[c]!r}?" for c in difflib.get_close_matches(name.casefold(), keyed, 1, 0.7))
+    folded = {choice.casefold(): choice for choice in reversed(list(choices))}  # PREDICT: predict, not labels
+    return "".join(f"; did you mean {folded[c]!r}?" for c in difflib.get_close_matches(name.casefold(), folded, 1))
 
 
 @attrs.frozen
