@@ -174,7 +174,7 @@ def test_a_full_log_refuses_records_past_its_cap(tmp_path):
             log.append({"n": i, "text": "y" * 100})
             written += 1
     except heirloom.LogFull as exc:
-        assert "passes its 1000" in str(exc)
+        assert "passes its size limit of 1000 bytes" in str(exc)
     finally:
         log.close()
     assert 0 < written < 100
