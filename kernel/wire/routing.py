@@ -275,10 +275,10 @@ class Admission:
             raise RequestError(
                 RESOURCE_EXHAUSTED,
                 f"{endpoint.name} has {endpoint.pending} requests queued (the limit); retry after the hinted pause",
-                retry_after_ms=_retry_hint(endpoint),
+                retry_after_ms=_retry_hint(endpoint.stats),
             )
         if (why := manager_calls.admit(self.resources)) is not None:
-            raise refused(why, endpoint)
+            raise refused(why, endpoint.stats)
         endpoint.pending += 1
         self.in_flight += 1
         self.open.add(call)
@@ -292,18 +292,17 @@ class Admission:
             manager_calls.release(self.resources)
 
 
-def refused(why: str, endpoint: Endpoint | RouteStats) -> RequestError:
+def refused(why: str, stats: RouteStats) -> RequestError:
     """RESOURCE_EXHAUSTED for a request the resource manager would not admit, saying which limit (``why``), in one
     wording for a daemon and a broker (inline calls take their slot directly from the manager: they run, and give it
     back, at once)."""
     return RequestError(
         RESOURCE_EXHAUSTED,
         f"the resource manager refused the request: {why}; retry after the hinted pause",
-        retry_after_ms=_retry_hint(endpoint),
+        retry_after_ms=_retry_hint(stats),
     )
 
 
-def _retry_hint(endpoint: Endpoint | RouteStats) -> int:
-    """A pause worth one typical request: cheap, since it is computed on every refusal."""
-    stats = endpoint.stats if isinstance(endpoint, Endpoint) else endpoint
+def _retry_hint(stats: RouteStats) -> int:
+    """A pause worth one typical request of the route: cheap, since it is computed on every refusal."""
     return max(10, int(stats.typical * 1000))

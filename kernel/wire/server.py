@@ -347,7 +347,7 @@ class Server:
                     return
             if endpoint.inline:
                 if (why := manager_calls.admit(self.admission.resources)) is not None:
-                    raise refused(why, endpoint)
+                    raise refused(why, endpoint.stats)
             else:
                 self.admission.admit(call)
                 if call.idem is not None:
