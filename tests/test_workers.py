@@ -740,6 +740,41 @@ def test_heirloom_call_run_again_with_its_idempotency_key_writes_once(tmp_path, 
         assert daemon.terminate() == 0
 
 
+def test_a_stopping_broker_tells_remote_workers_drain_until_they_say_they_stopped(tmp_path):
+    """A remote worker has no parent whose exit ends it: the DRAIN that stops it must arrive.
+    The broker closed 2 ms after sending its one DRAIN and a worker on another host, never told,
+    served nobody for ever. Now the broker repeats DRAIN until each says GONE, for a bounded time."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    deaf, silent = context.socket(zmq.DEALER), context.socket(zmq.DEALER)  # remote workers on one socket each
+    try:
+        routes = [{"name": "t.slow", "admin": False}]
+        for socket in (deaf, silent):
+            socket.connect(worker_address)
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 30
+            while _worker_pids(client) != [11, 12]:
+                for pid, socket in ((11, deaf), (12, silent)):
+                    socket.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pid, "ready": True, "routes": routes})])
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert deaf.poll(10_000) and deaf.recv_multipart() == [CONTROL, b"DRAIN"], daemon.log()
+        ignored_until = time.monotonic() + 1.5  # as if that DRAIN was lost
+        while time.monotonic() < ignored_until:
+            assert deaf.poll(2_000) and deaf.recv_multipart() == [CONTROL, b"DRAIN"], daemon.log()
+        assert daemon.process.poll() is None, daemon.log()  # waiting for both still
+        deaf.send_multipart([CONTROL, b"GONE"])  # drained and stopped
+        assert daemon.process.wait(30) == 0, daemon.log()  # the silent one is waited for 10 s, not for ever
+        log = daemon.log()
+        assert "worker pid 11 drained and stopped" in log
+        assert "remote worker pid 12 did not say it stopped; the broker stops without waiting longer" in log
+    finally:
+        context.destroy(linger=0)
+        daemon.kill()
+
+
 def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_path):
     """Whatever reaches the worker endpoint (another version, a stray process) sends input
     like a client: heartbeats that are not a worker's status are ignored and named in the

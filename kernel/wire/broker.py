@@ -42,6 +42,7 @@ from heirloom.wire.broker_workers import (
     described_routes,
     not_sent,
     read_heartbeat,
+    routes_differing,
     served_routes,
     start_failure,
     worker_argv,
@@ -218,7 +219,9 @@ class Broker(BrokerRoutes):
             self._fail(tag, "the daemon shut down before the request finished")
         drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)  # heartbeats not read yet
         self._tell_workers(b"DRAIN")  # one that connected during the drain
+        until = time.monotonic() + STOP_SECONDS
         clean = self.local.stop(STOP_SECONDS, self._refuse_clients)  # their grace is over too (draining)
+        self._await_remote_workers(until)
         if self.pool is not None:
             self.pool.close()
         if self.curve is not None:
@@ -229,12 +232,14 @@ class Broker(BrokerRoutes):
         return clean
 
     # -- workers -------------------------------------------------------------------------
-    def _tell_workers(self, command: bytes) -> None:
-        for worker in self.workers.values():
+    def _tell_workers(self, command: bytes, workers: list[Worker] | None = None) -> None:
+        for worker in workers or list(self.workers.values()):
             try:
                 self._to_worker([worker.identity, CONTROL, command])
-            except zmq.ZMQError:  # gone since its last heartbeat: their absence will say so
+            except zmq.ZMQError:  # gone since its last heartbeat: their absence will say so, or (draining) this
                 log.debug("could not tell worker pid %d %s", worker.pid, command)
+                if self.draining:  # not one to wait for
+                    self._drop(worker, f"worker pid {worker.pid} disconnected during the drain", planned=True)
 
     def _check_workers(self, now: float, gap: float) -> None:
         if gap > self.settings.heartbeat:  # the broker was stopped (a paused VM, a debugger): the silence was its own
@@ -378,14 +383,12 @@ class Broker(BrokerRoutes):
             if worker.ready and not was_ready:
                 log.info("worker pid %d ready", worker.pid)
                 self.start_failure = None
-                theirs = {r.get("name") for r in status.get("routes", [])}
-                others = {name for peer in self._ready if peer is not worker for name in served_routes(peer)}
-                if others and theirs != others:
+                if differing := routes_differing(worker, self._ready):
                     log.warning(
                         "worker pid %d serves other routes than the other ready workers (another profile or "
                         "version?): each route goes only to workers that serve it; differing: %s",
                         worker.pid,
-                        ", ".join(sorted(map(str, theirs ^ others))[:10]),
+                        ", ".join(differing[:10]),
                     )
 
     def _update_ready(self) -> None:

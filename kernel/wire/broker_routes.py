@@ -1,6 +1,6 @@
 """The broker's own routes (``_health``, ``_ready``, ``_routes``, ``_stats``, ``_reload``,
 ``_scale``): what a client learns of a ``--workers`` daemon, gathered from the workers'
-heartbeats and the broker's own counters."""
+heartbeats and the broker's own counters; and what the broker answers while its workers stop."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from heirloom.wire.broker import Broker
 
 log = logging.getLogger("heirloom.wire.broker")
+#: Seconds between the DRAINs told a remote worker that has not yet said it stopped.
+REMIND_SECONDS = 0.5
 SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource manager places them."
 
 
@@ -118,6 +120,20 @@ class BrokerRoutes:
                 drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
             else:
                 drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
+
+    def _await_remote_workers(self: Broker, until: float) -> None:
+        """Until each worker on another host says it drained and stopped (or ``until``), telling it
+        DRAIN again every half second: the broker closed while its DRAIN was on the way, and such a
+        worker (no parent process whose exit ends it) served nobody until it was killed."""
+        told = 0.0
+        while (remote := [w for w in self.workers.values() if not w.local]) and time.monotonic() < until:
+            if time.monotonic() - told >= REMIND_SECONDS:
+                told = time.monotonic()
+                self._tell_workers(b"DRAIN", remote)
+            self._refuse_clients()
+        if remote:
+            pids = ", ".join(str(worker.pid) for worker in remote)
+            log.warning("remote worker pid %s did not say it stopped; the broker stops without waiting longer", pids)
 
     def _route_health(self: Broker) -> dict[str, Any]:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}

@@ -206,6 +206,13 @@ def served_routes(worker: Worker) -> list[str]:
     return [route["name"] for route in worker.status.get("routes", [])]
 
 
+def routes_differing(worker: Worker, ready: list[Worker]) -> list[str]:
+    """The routes that ``worker`` or else the other ready workers serve (another profile or version?), sorted."""
+    theirs = set(served_routes(worker))
+    others = {name for peer in ready if peer is not worker for name in served_routes(peer)}
+    return sorted(map(str, theirs ^ others)) if others and theirs != others else []
+
+
 #: A worker's load, for picking the least busy (a C getter: no Python call per worker).
 LOAD = operator.attrgetter("in_flight")
 
