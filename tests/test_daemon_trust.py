@@ -130,15 +130,15 @@ def test_a_reply_over_max_message_bytes_is_an_error_naming_the_limit_and_frees_i
                 with pytest.raises(RemoteError) as refused:
                     client.call("t.bulk", (1 << 20) + 1)
                 said = "reply too large: a frame of 1,048,582 bytes is over [server] max_message_bytes (1,048,576)"
-                assert refused.value.code == "INTERNAL" and said in refused.value.message
+                assert refused.value.code == "INTERNAL" and said in refused.value.message, daemon.log()
             with pytest.raises(RemoteError) as refused:  # each buffer's spec is in the header: 1.3 MB of them
                 client.call("t.buffers", 60_000)
             said = "reply too large: its header (60,000 buffer specs) is over [server] max_message_bytes (1,048,576)"
-            assert refused.value.code == "INTERNAL" and said in refused.value.message
+            assert refused.value.code == "INTERNAL" and said in refused.value.message, daemon.log()
             assert client.call("t.bulk", 1000) == bytes(1000)
             assert client.call("_stats")["in_flight"] == 0
     finally:
-        assert daemon.terminate() == 0
+        assert daemon.terminate() == 0, daemon.log()
     assert "t.bulk: reply too large" in daemon.log()
 
 
