@@ -1271,7 +1271,8 @@ def test_a_store_made_read_only_or_moved_under_a_running_daemon_is_served_on(sto
 def test_a_store_made_read_only_with_a_promote_left_in_its_wal_reads_the_promote(store, tmp_path):
     """An attack: a promote still in index.sqlite-wal (another process held the index open) when
     the store was remounted read-only; read as immutable, the -wal was ignored, and a running
-    daemon swapped back to the version before, saying nothing (models show said @1 too)."""
+    daemon swapped back to the version before, saying nothing (models show said @1 too). A promote
+    there is refused as read-only, not with the hint for a -wal that cannot be read."""
     put(store, "team/m", 1)
     put(store, "team/m", 2)
     store.promote("team/m@1", "prod")
@@ -1281,7 +1282,13 @@ def test_a_store_made_read_only_with_a_promote_left_in_its_wal_reads_the_promote
         store.promote("team/m@2", "prod")
         assert (store.root / "index.sqlite-wal").stat().st_size > 0
         with read_only(store.root):
-            assert ArtifactStore(store.root).resolve("team/m@prod").version == 2
+            reader = ArtifactStore(store.root)
+            assert reader.resolve("team/m@prod").version == 2
+            with pytest.raises(heirloom.HeirloomError) as refused:  # the -wal was read: no "cannot be read" hint
+                reader.promote("team/m@1", "prod")
+            assert str(refused.value).endswith(
+                "(the store's folder is read-only: its models can be listed and served, not changed)"
+            )
     finally:
         holder.close()
 

@@ -175,7 +175,7 @@ class StoreIndex:
             hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
             if self.read_only:
                 hint = " (the store's folder is read-only: its models can be listed and served, not changed)"
-                if self.wal.exists():
+                if self.wal.exists() and "readonly" not in str(exc):  # a refused write: the -wal was read
                     hint = WAL_HINT
             elif not self.path.parent.is_dir():  # "unable to open database file" said nothing of why
                 hint = f" (its folder {self.path.parent} is gone (moved or removed while in use?))"
