@@ -195,6 +195,80 @@ def test_register_rejects_a_component_field_named_like_a_key_the_kernel_reads():
     assert "model 'shadowing': Shadowing has field(s) inherit, which the kernel reads itself" in info.error
 
 
+ODD_FIELDS = """
+import datetime
+import enum
+import pathlib
+from typing import Any, Literal
+
+import attrs
+
+import heirloom
+from tests.toys import ToySource
+
+
+class Shape:
+    pass
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@attrs.define
+class Window:
+    days: int = 7
+    mode: Literal["mean", "max"] = "mean"
+
+
+@attrs.define
+class Odd(ToySource):
+    scale: complex = 1j
+    since: datetime.date = datetime.date(2020, 1, 1)
+    shapes: list[Shape | None] = attrs.field(factory=list)
+
+
+@attrs.define
+class Fine(ToySource):
+    colour: Colour = Colour.RED
+    window: Window = attrs.field(factory=Window)
+    limit: int | None = None
+    folder: pathlib.Path = pathlib.Path(".")
+    extra: dict[str, list[float]] = attrs.field(factory=dict)
+    anything: Any = None
+    cache: Shape | None = attrs.field(init=False, default=None)  # not the profile's
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("{name}", {cls})
+"""
+
+
+def test_a_field_type_no_profile_can_give_fails_the_plugins_load_naming_the_field_and_the_types_it_can(tmp_path):
+    """``complex``, ``datetime.date`` or a class of the plugin's own loaded fine, and the first profile using the type
+    was told, in cattrs' words, "StructureHandlerNotFoundError: Unsupported type" (a plugin bug?), even with no value
+    set; the fields a profile can set (an enum, a nested attrs class, a path, Optional) load as before."""
+    _install(tmp_path, "heirloom-fine", "heirloom_fine", ODD_FIELDS.format(name="fine", cls="Fine"))
+    env = {"PYTHONPATH": _pythonpath(tmp_path)}
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "fine"\nwindow = {days = 3}\ncolour = "red"\n')
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
+    _install(tmp_path, "heirloom-odd", "heirloom_odd", ODD_FIELDS.format(name="odd", cls="Odd"))
+    write(profile, '[sources.s]\nuse = "odd"\n')
+    result = run_heirloom("profile", "check", str(profile), env=env)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2, said
+    assert (
+        "heirloom_odd (heirloom-odd 1.0): source 'odd': Odd has field(s) of a type no profile can give: "
+        "scale (complex), since (datetime.date), shapes (list[heirloom_odd.Shape | None]: heirloom_odd.Shape) "
+        "(str, int, float, bool, Any, pathlib.Path, Literal[...] of str/int/bool, an Enum (by its value)," in said
+    )
+    assert "StructureHandlerNotFoundError" not in said
+    listed = {p["name"]: p for p in json.loads(run_heirloom("plugins", "--json", env=env).stdout)}
+    assert listed["heirloom_odd"]["status"] == "failed" and "Odd has field(s)" in listed["heirloom_odd"]["error"]
+    assert listed["heirloom_fine"]["status"] == "loaded"
+
+
 def test_a_plugin_registering_one_name_twice_fails_to_load_saying_so():
     """Two registrations in one plugin were once reported as 'two plugins: X and X', with
     the advice to disable one of them."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Literal
 
 import attrs
 import pytest
@@ -814,6 +815,36 @@ def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_pat
     said = f"{profile}: sources.s.mode: 'mode' must be in ('fast', 'slow') (got 'slwo'); did you mean 'slow'?"
     assert said in result.stderr, result.stderr
     assert "Attribute(" not in result.stderr
+
+
+def test_a_literal_refusal_names_the_values_it_takes_as_the_other_refusals_do(tmp_path):
+    """cattrs said ``slwo not in literal typing.Literal['fast', 'slow']``: no quotes, and typing's repr; ``true`` for
+    ``Literal[1, 2]`` passed, as ``True == 1``."""
+
+    @attrs.define
+    class Modal(toys.ToySource):
+        mode: Literal["fast", "slow"] = "fast"
+        level: Literal[1, 2] = 1
+        modes: list[Literal["fast", "slow"]] = attrs.field(factory=list)
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_sources(self, register):
+            register("modal", Modal)
+
+    profile = write(
+        tmp_path / "p.toml", '[sources.s]\nuse = "modal"\nmode = "slwo"\nlevel = true\nmodes = ["slow", 3]\n'
+    )
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile), overrides=["sources.s.level=3"])
+    assert str(caught.value).splitlines() == [
+        f"{profile}: sources.s.mode: expected one of 'fast', 'slow'; found 'slwo'",
+        "--set: sources.s.level: expected one of 1, 2; found 3",
+        f"{profile}: sources.s.modes[1]: expected one of 'fast', 'slow'; found 3",
+    ]
+    write(profile, '[sources.s]\nuse = "modal"\nlevel = true\n')
+    with pytest.raises(heirloom.ProfileError, match=re.escape("sources.s.level: expected one of 1, 2; found True")):
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
 
 
 def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):

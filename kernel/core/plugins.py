@@ -200,6 +200,10 @@ class PluginHost:
                     f"{kind} {name!r}: {cls.__name__} has field(s) {', '.join(clash)}, which the kernel reads "
                     f"itself in every {kind} table ({', '.join(sorted(reserved))}): rename them"
                 )
+            from heirloom.converter import field_type_problem  # imports cattrs: only once a plugin registers
+
+            if problem := field_type_problem(cls):  # found now, not by the first profile that uses the type
+                raise PluginError(f"{kind} {name!r}: {problem}")
             if any(staged_kind == kind and staged_name == name for staged_kind, staged_name, _ in staged):
                 raise PluginError(f"{kind} {name!r} is registered twice by this plugin: register each name once")
             staged.append((kind, name, cls))

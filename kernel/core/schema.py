@@ -6,19 +6,16 @@ acyclic. Every problem names the file that set the offending value and its key p
 
 from __future__ import annotations
 
-import collections.abc
 import os
 import typing
 from pathlib import Path
-from reprlib import repr as short
 from typing import Any
 
 import attrs
 import cattrs
-from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
-from cattrs.strategies import configure_union_passthrough
 
+from heirloom.converter import make_converter
 from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_references, references
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
 from heirloom.core.paths import data_root
@@ -30,7 +27,6 @@ TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
 EXPECTED_TOP_LEVEL = f"expected one of: {', '.join(TOP_LEVEL)}"
 DEFAULT_RESOURCES = "local"
 EMPTY = 'an empty path, where one is required ("" unsets only a path that may be unset)'
-SEQUENCES = (list, tuple, collections.abc.Sequence)
 NOT_INSTALLED = "a plugin's type? install its package (one in development: HEIRLOOM_PLUGINS=its.module)"
 
 
@@ -72,47 +68,6 @@ class ResolvedProfile:
     def instantiate(self, spec: ComponentSpec) -> Any:
         """A fresh component object for ``spec`` (config only; ``start`` does the work)."""
         return self.converter.structure(spec.config, spec.cls)
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type) and not typing.get_args(tp):
-        return {"NoneType": "none"}.get(tp.__name__, tp.__name__)
-    return str(tp).replace("typing.", "")
-
-
-def _strict(expected: type, accepts: tuple[type, ...]):
-    def structure(value: Any, _: type) -> Any:
-        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, accepts):
-            raise TypeError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
-        return expected(value)
-
-    return structure
-
-
-def _strict_sequence(tp: Any, converter: cattrs.Converter) -> Any:
-    """Structure ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` from an array (of that length) only: cattrs
-    would iterate a string or a map, and fail a number saying "object of type 'int' has no len()"."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    fixed = len(args) if origin is tuple and Ellipsis not in args else 0
-    factory = list_structure_factory if origin is list else homogenous_tuple_structure_factory
-    inner = None if fixed else factory(tp, converter)
-
-    def structure(value: Any, cl: Any) -> Any:
-        if not isinstance(value, (list, tuple)) or len(value) != (fixed or len(value)):
-            raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {type(value).__name__} {short(value)}")
-        return tuple(map(converter.structure, value, args)) if inner is None else inner(value, cl)
-
-    return structure
-
-
-def make_converter() -> cattrs.Converter:
-    """A cattrs converter that refuses unknown keys and never coerces types silently."""
-    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) in SEQUENCES, _strict_sequence)
-    for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
-        converter.register_structure_hook(expected, _strict(expected, accepts))
-    configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
-    return converter
 
 
 class Validator:

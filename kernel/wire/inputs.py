@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from heirloom.core.schema import flatten_errors, make_converter
+from heirloom.converter import make_converter
+from heirloom.core.schema import flatten_errors
 from heirloom.store.labels import blank as is_blank
 from heirloom.wire.protocol import (
     INTERNAL,

@@ -1,0 +1,121 @@
+"""The strict cattrs converter that structures profile tables and request bodies, and the field types it can give.
+
+It imports no layer of the kernel, so the plugin host can check a component type's fields when a plugin registers it
+(``complex`` or a class of the plugin's own fails the plugin's load then, not the first profile that uses it)."""
+
+from __future__ import annotations
+
+import collections.abc
+import typing
+from reprlib import repr as short
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+from cattrs.strategies import configure_union_passthrough
+
+SEQUENCES = (list, tuple, collections.abc.Sequence)
+#: What a component's field may be typed, as the converter structures a TOML value into it.
+SUPPORTED = (
+    "str, int, float, bool, Any, pathlib.Path, Literal[...] of str/int/bool, an Enum (by its value), "
+    "X | None, unions of str/int/float/bool, list/tuple/set/frozenset/Sequence of these, dict/Mapping with str keys, "
+    "and a nested attrs class whose fields have these types"
+)
+
+
+def _strict(expected: type, accepts: tuple[type, ...]):
+    def structure(value: Any, _: type) -> Any:
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, accepts):
+            raise TypeError(f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        return expected(value)
+
+    return structure
+
+
+def _strict_sequence(tp: Any, converter: cattrs.Converter) -> Any:
+    """Structure ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` from an array (of that length) only: cattrs
+    would iterate a string or a map, and fail a number saying "object of type 'int' has no len()"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    fixed = len(args) if origin is tuple and Ellipsis not in args else 0
+    factory = list_structure_factory if origin is list else homogenous_tuple_structure_factory
+    inner = None if fixed else factory(tp, converter)
+
+    def structure(value: Any, cl: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or len(value) != (fixed or len(value)):
+            raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {type(value).__name__} {short(value)}")
+        return tuple(map(converter.structure, value, args)) if inner is None else inner(value, cl)
+
+    return structure
+
+
+def _plain_literal(tp: Any) -> bool:
+    return typing.get_origin(tp) is typing.Literal and all(type(arg) in (str, int, bool) for arg in typing.get_args(tp))
+
+
+def _literal(tp: Any) -> Any:
+    """A ``Literal`` of texts and numbers, refused as the other types are (cattrs says ``c not in literal
+    typing.Literal['a', 'b']``); ``true`` is not ``1``."""
+    allowed = typing.get_args(tp)
+
+    def structure(value: Any, _: type) -> Any:
+        if not any(type(value) is type(arg) and value == arg for arg in allowed):
+            raise ValueError(f"expected one of {', '.join(map(repr, allowed))}; found {short(value)}")
+        return value
+
+    return structure
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter that refuses unknown keys and never coerces types silently."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) in SEQUENCES, _strict_sequence)
+    converter.register_structure_hook_factory(_plain_literal, _literal)
+    for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
+        converter.register_structure_hook(expected, _strict(expected, accepts))
+    configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
+    return converter
+
+
+def type_name(tp: Any) -> str:
+    """``complex``, ``datetime.date``, ``list[mine.Thing]``: as a plugin author wrote it."""
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__ if tp.__module__ == "builtins" else f"{tp.__module__}.{tp.__qualname__}"
+    return str(tp).replace("typing.", "")
+
+
+def field_type_problem(cls: type) -> str | None:
+    """Why no profile could set some field of the attrs class ``cls`` (its type is one the converter cannot
+    structure: ``complex``, ``datetime.date``, ``list[Mine]``), naming each such field and its type; else None."""
+    converter = make_converter()
+    try:
+        fields = attrs.fields(attrs.resolve_types(cls))
+        bad = [(f, part) for f in fields if f.init and f.type and (part := _unsupported(f.type, converter, {cls}))]
+    except Exception as exc:  # noqa: BLE001 - a NameError from a type not defined where the class is
+        return f"{cls.__name__}'s field types cannot be resolved: {type(exc).__name__}: {exc}"
+    if not bad:
+        return None
+    said = [f"{f.name} ({type_name(f.type)}{f': {type_name(part)}' * (part is not f.type)})" for f, part in bad]
+    return f"{cls.__name__} has field(s) of a type no profile can give: {', '.join(said)} ({SUPPORTED})"
+
+
+def _unsupported(tp: Any, converter: cattrs.Converter, seen: set[type]) -> Any:
+    """The first part of ``tp`` the converter has no structure hook for, else None. Its parts are looked into
+    first: the hook of ``X | None`` (of a nested class's field too) looks for X's only when a value comes."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return None
+    if attrs.has(tp) and isinstance(tp, type):
+        parts = [] if tp in seen else [f.type for f in attrs.fields(attrs.resolve_types(tp)) if f.init and f.type]
+        seen.add(tp)
+    else:  # Annotated's metadata is no type; Callable's arguments come as a list
+        args = typing.get_args(tp)[:1] if origin is typing.Annotated else typing.get_args(tp)
+        parts = [arg for arg in args if arg not in (Ellipsis, type(None)) and not isinstance(arg, list)]
+    for part in parts:
+        if (found := _unsupported(part, converter, seen)) is not None:
+            return found
+    try:
+        converter.get_structure_hook(tp)
+    except Exception:  # noqa: BLE001 - StructureHandlerNotFoundError, or another refusal to build one
+        return tp
+    return None
