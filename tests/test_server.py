@@ -246,8 +246,13 @@ def test_a_failure_repeated_is_answered_each_time_and_its_traceback_logged_once_
     with pytest.raises(Internal, match="cannot read row 9"):
         client.call("t.boom", "elsewhere:row 9")
     log = daemon.log()
-    assert log.count("t.boom failed: cannot read row") == 2, "once raised at one line, once at another"
-    assert "t.boom failed: cannot read row 0" in log and "t.boom failed: cannot read row 9" in log
+    owner = "(api type 'testing', plugin tests.testing_api)"  # whose bug it is: the route named only its api
+    assert log.count(f"t.boom failed {owner}: cannot read row") == 2, "once raised at one line, once at another"
+    assert f"t.boom failed {owner}: cannot read row 0" in log and f"t.boom failed {owner}: cannot read row 9" in log
+    with pytest.raises(Internal) as caught:  # a batched route's too; the client is told no plugin's name
+        client.call("t.batched", {"values": ["explode"]})
+    assert caught.value.message == "t.batched failed: RuntimeError: a poisoned item broke the batch"
+    assert f"t.batched failed {owner}: a poisoned item broke the batch" in daemon.log()
 
 
 def test_server_paths_are_masked_but_never_a_longer_name_or_every_dot(monkeypatch, tmp_path):

@@ -225,7 +225,7 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
         log.warning("%s refused: %s", where, exc)
         complete(call, RESOURCE_EXHAUSTED, RequestError(RESOURCE_EXHAUSTED, str(exc)).body(), None, 0.0)
         return
-    _log_failure(where, exc)
+    _log_failure(f"{where} failed ({call.endpoint.owner})" if call.endpoint.owner else f"{where} failed", exc)
     complete(
         call,
         INTERNAL,
@@ -239,17 +239,18 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
     )
 
 
-def _log_failure(where: str, exc: BaseException) -> None:
-    """Log ``exc``'s traceback, the same failure of a route (its type, raised at the same line)
-    once a minute: a broken model fails every request alike, and a batch of them was as many
-    tracebacks; keyed by the message too, one quoting each request's data logged every one."""
+def _log_failure(what: str, exc: BaseException) -> None:
+    """Log ``exc``'s traceback after ``what`` (the route, and the plugin whose api it is: whose bug it is, for the
+    operator), the same failure of a route (its type, raised at the same line) once a minute: a broken model fails
+    every request alike, and a batch of them was as many tracebacks; keyed by the message too, one quoting each
+    request's data logged every one."""
     raised = exc.__traceback__
     while raised is not None and raised.tb_next is not None:
         raised = raised.tb_next
     site = f"{raised.tb_frame.f_code.co_filename}:{raised.tb_lineno}" if raised is not None else ""
-    key = (where, type(exc).__qualname__, site)
+    key = (what, type(exc).__qualname__, site)
     if (every := _failures.get(key)) is None:
         if len(_failures) >= FAILURE_LOGS:
             _failures.clear()
         every = _failures[key] = Every(60.0)
-    every.log(log, logging.ERROR, "%s failed: %s", where, exc, exc_info=exc)
+    every.log(log, logging.ERROR, "%s: %s", what, exc, exc_info=exc)

@@ -44,7 +44,7 @@ log = logging.getLogger("heirloom.server")
 class Endpoint:
     """A route as the daemon runs it: validation, limits, stats, and where it executes."""
 
-    __slots__ = ("admin", "batcher", "builtin", "inline", "name", "pending", "route", "stats", "validate")
+    __slots__ = ("admin", "batcher", "builtin", "inline", "name", "owner", "pending", "route", "stats", "validate")
 
     def __init__(self, name: str, route: Route, builtin: bool = False):
         self.name = name
@@ -58,6 +58,8 @@ class Endpoint:
         self.stats = RouteStats()
         self.pending = 0
         self.batcher: Batcher | None = None
+        #: ``api type 'x', plugin NAME (DIST VERSION)``: whose bug a failure of the handler is, for the log.
+        self.owner: str | None = None
 
     def describe(self) -> dict[str, Any]:
         route = self.route
@@ -166,6 +168,8 @@ class Router:
         for api_name, api in system.apis().items():
             for route in api_routes(f"apis.{api_name} ({uses.get(api_name)})", api):
                 endpoint = self.add(f"{api_name}.{route.name}", route)
+                if (plugin := system.plugins.provider("api", use := uses.get(api_name, ""))) is not None:
+                    endpoint.owner = f"api type {use!r}, plugin {plugin.label}"
                 if not (route.description or "").strip():  # served all the same; check_api refuses it
                     log.warning("route %s has no description: _routes and OpenAPI say nothing of it", endpoint.name)
                 if route.batched:
