@@ -888,6 +888,55 @@ def test_an_evaluate_report_train_could_not_store_is_refused_by_eval_too(store, 
         assert "Traceback" not in refused.stderr and '"accuracy": "1.0"' not in refused.stdout
 
 
+SHORT_MODEL = """
+import attrs
+
+import heirloom
+from tests.toys import ToyModel
+
+
+@attrs.define
+class ShortModel(ToyModel):
+    short: bool = False  # predict drops its first input; evaluate zips, as many do, so it never noticed
+
+    def predict(self, batch):
+        return list(batch)[1:] if self.short else list(batch)
+
+    def evaluate(self, data):
+        records = list(data)
+        hits = sum(record == guess for record, guess in zip(records, self.predict(records)))
+        return heirloom.Report({"accuracy": hits / len(records)}, "scored")
+
+
+@heirloom.hookimpl
+def heirloom_register_models(register):
+    register("short-model", ShortModel)
+"""
+
+
+def test_a_model_predicting_fewer_outputs_than_inputs_is_refused_by_train_and_eval_not_scored(store, tmp_path):
+    """train stored the version with accuracy 0.0: evaluate zipped 3 records with 2 predictions, each the next
+    record's, and nothing said so (``heirloom.testing.check_model`` did)."""
+    write(tmp_path / "heirloom_short.py", SHORT_MODEL)
+    text = TOY_TABLES.replace('use = "toy-model"', 'use = "short-model"')
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{text}')
+    path = os.pathsep.join([str(tmp_path), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_short", "PYTHONPATH": path}
+    trained = run_heirloom("train", str(profile), "--json", env=env)
+    assert trained.returncode == 0 and json.loads(trained.stdout)["models"]["m"]["metrics"]["accuracy"] == 1.0
+    short = ("--set", "models.m.short=true")
+    refused = run_heirloom("train", str(profile), *short, env=env)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (
+        "error: models.m (short-model) on source 'rows': predict() of ShortModel returned 2 predictions for 3 "
+        "inputs while evaluate() scored the test split: it must return one per input, so no metrics were computed"
+    ) in said(refused)
+    assert [version.version for version in store.list("team", "m")] == [1], "nothing stored"
+    evaluated = run_heirloom("eval", str(profile), *short, "--json", env=env)
+    assert evaluated.returncode == 1 and "accuracy" not in evaluated.stdout, evaluated.stdout
+    assert "predict() of models.m (short-model) returned 2 predictions for 3 inputs while evaluate()" in said(evaluated)
+
+
 def test_train_says_no_records_only_when_a_split_had_none(store, tmp_path):
     """A report of nested scores only was printed as "no records, no scores" for 360 records."""
     profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from datetime import date, datetime
 from reprlib import repr as short
 from typing import Any
@@ -128,16 +128,19 @@ def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
         yield record
 
 
-def score(model: Any, source: Source, split: str, progress: Progress, description: str = "") -> Evaluation | None:
+def score(
+    model: Any, source: Source, split: str, progress: Progress, description: str = "", who: str = ""
+) -> Evaluation | None:
     """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored;
-    None when the split has no records."""
+    None when the split has no records. ``who``: how errors name the model (default: its class)."""
     digest = hashlib.sha256()
     description = description or f"scoring the model on the {split} split"
     records = fingerprinting(reading(source, split, progress, description), digest)
     first = next(records, None)
     if first is None:  # scores of nothing would read as a model that got everything wrong
         return None
-    report = model.evaluate(itertools.chain([first], records))
+    with one_prediction_each(model, who or type(model).__name__, split):
+        report = model.evaluate(itertools.chain([first], records))
     named = f"{type(model).__name__}.evaluate()"
     if not isinstance(report, Report) or not isinstance(report.metrics, dict):
         raise HeirloomError(f"{named} returned {short(report)}, not a heirloom.Report(metrics=a dict, text=...)")
@@ -145,3 +148,32 @@ def score(model: Any, source: Source, split: str, progress: Progress, descriptio
     for _ in records:  # a model that stopped reading early still gets the whole split hashed
         pass
     return Evaluation(split, digest.hexdigest(), report)
+
+
+@contextlib.contextmanager
+def one_prediction_each(model: Any, who: str, split: str) -> Iterator[None]:
+    """``model.predict`` checked while its ``evaluate`` runs: a list of another length than its batch, zipped with the
+    records (zip stops at the shorter), gave metrics of part of the split, or of misaligned pairs, as if whole."""
+    own = vars(model)  # the instance's: a frozen or slotted attrs class's too (the kind bases have no __slots__)
+    before, predict = own.get("predict", _NONE), model.predict
+
+    def checked(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        predictions = predict(batch, *args, **kwargs)
+        if isinstance(batch, Sized) and isinstance(predictions, Sized) and len(predictions) != len(batch):
+            raise HeirloomError(
+                f"predict() of {who} returned {len(predictions)} predictions for {len(batch)} inputs while evaluate() "
+                f"scored the {split} split: it must return one per input, so no metrics were computed from them"
+            )
+        return predictions
+
+    own["predict"] = checked
+    try:
+        yield
+    finally:
+        if before is _NONE:
+            del own["predict"]
+        else:
+            own["predict"] = before
+
+
+_NONE = object()

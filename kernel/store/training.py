@@ -463,7 +463,8 @@ def evaluate(
         source: Source = system.component(source_name, "source")
         if split not in source.splits():
             raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
-        evaluation = score(model, source, split, progress or NullProgress(), f"evaluating {version} on {split}")
+        said = f"evaluating {version} on {split}"
+        evaluation = score(model, source, split, progress or NullProgress(), said, f"{spec.key} ({spec.use})")
         if evaluation is None:
             raise HeirloomError(f"the {split} split of source {source_name!r} has no records: nothing to evaluate")
         fingerprints = store.resolve(version).data_fingerprints
