@@ -937,6 +937,29 @@ def test_a_model_predicting_fewer_outputs_than_inputs_is_refused_by_train_and_ev
     assert "predict() of models.m (short-model) returned 2 predictions for 3 inputs while evaluate()" in said(evaluated)
 
 
+def test_train_warns_once_per_plugin_module_whose_version_the_lineage_cannot_record(store, tmp_path):
+    """A model type from a module HEIRLOOM_PLUGINS names (no distribution) trained in silence, its version's lineage
+    recording no version of the plugin; installed as a package, it is recorded, and nothing is said."""
+    write(tmp_path / "heirloom_short.py", SHORT_MODEL)
+    text = TOY_TABLES.replace('use = "toy-model"', 'use = "short-model"')
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{text}[models.n]\nuse = "short-model"\ndata = "rows"\n')
+    path = os.pathsep.join([str(tmp_path), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_short", "PYTHONPATH": path}
+    warning = "warning: the lineage of versions trained here records no version of plugin {}: it is a module"
+    trained = run_heirloom("train", str(profile), "--json", env=env)  # two models of one type: one line a module
+    assert trained.returncode == 0, trained.stderr
+    warned = [line for line in trained.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 2 and warned[0].startswith(warning.format("heirloom_short")), trained.stderr
+    assert warned[1].startswith(warning.format("tests.toys")) and "(pip install -e .)" in warned[1]
+    assert [version.plugin_versions for version in store.list("team")] == [{}, {}]
+    info = write(tmp_path / "heirloom_short-1.0.dist-info" / "METADATA", "Name: heirloom-short\nVersion: 1.0\n").parent
+    write(info / "entry_points.txt", "[heirloom]\nshort = heirloom_short\n")
+    installed = run_heirloom("train", str(profile), "m", "--set", "models.m.epochs=2", env=env)
+    assert installed.returncode == 0, installed.stderr
+    assert warning.format("heirloom_short") not in installed.stderr and warning.format("tests.toys") in installed.stderr
+    assert store.list("team", "m")[-1].plugin_versions == {"heirloom-short": "1.0"}
+
+
 def test_train_says_no_records_only_when_a_split_had_none(store, tmp_path):
     """A report of nested scores only was printed as "no records, no scores" for 360 records."""
     profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')

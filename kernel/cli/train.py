@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,6 +27,10 @@ from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, su
 from heirloom.store.reading import SourceBug
 from heirloom.store.refs import RefError
 from heirloom.store.training import Trained, evaluate, model_specs, train
+
+if TYPE_CHECKING:
+    from heirloom.core.kernel import Kernel
+    from heirloom.core.schema import ComponentSpec, ResolvedProfile
 
 
 class RichProgress:
@@ -92,6 +96,21 @@ def report_trained(trained: Trained) -> None:
     console.print(f"stored [bold]{artifact.ref}[/] {artifact.digest[:12]}{parent}")
 
 
+def warn_of_unversioned_plugins(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:
+    """One line per plugin module a model to train, or a source it reads, comes from that is no installed package: the
+    lineage records each plugin's distribution and version, and a module named by HEIRLOOM_PLUGINS has neither."""
+    uses = {(spec.kind, spec.name): spec.use for spec in resolved.components}
+    sources = [("source", uses[kind, name]) for spec in specs for kind, name in spec.depends if kind == "source"]
+    infos = [kernel.plugins.provider(kind, use) for kind, use in [*(("model", spec.use) for spec in specs), *sources]]
+    for module in dict.fromkeys(info.module for info in infos if info is not None and info.distribution is None):
+        err_console.print(
+            f"warning: the lineage of versions trained here records no version of plugin {module}: it is a module "
+            "(HEIRLOOM_PLUGINS), not an installed package; install it as one (pip install -e .) to record its version",
+            markup=False,
+            highlight=False,
+        )
+
+
 def progress_bars(transient: bool = False) -> Progress:
     """Bars on stderr (stdout stays the report, or JSON): step, bar, count, elapsed time. Transient
     bars are off where stderr is no terminal: rich would print their last state as an empty line."""
@@ -130,6 +149,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         specs = model_specs(resolved, models)
         if not specs:  # it said nothing, and exited 0
             err_console.print(f"profile {resolved.name!r} has no models: nothing to train", markup=False)
+        warn_of_unversioned_plugins(kernel, resolved, specs)
         store = kernel.store(resolved)
         trained_now: dict[str, Any] = {}  # a child inheriting project/model warm-starts from this run's version
         for spec in specs:
