@@ -875,6 +875,28 @@ def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_ke
     assert result.stderr.startswith("devnull.toml: store.path: cannot use /dev/null as a store"), result.stderr
 
 
+def test_check_writes_no_store_where_none_is_and_says_an_inherit_has_none_to_come_from(tmp_path, data_dir):
+    """``profile check`` with ``[store] path`` at a folder that is not there (a typo) created an
+    empty store there (index and blobs/); a check writes nothing: a note says there is no store
+    yet (not an error: a new project has none), and an ``inherit`` that needs one is a problem."""
+    typo, empty = tmp_path / "typo" / "store", tmp_path / "empty"
+    empty.mkdir()
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": ""}
+    write(tmp_path / "new.toml", f'extends = ["finance-sentiment"]\n[store]\npath = "{typo}"\n')
+    checked = run_heirloom("profile", "check", "new.toml", cwd=tmp_path, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr == f"store: {typo} does not exist yet (train or serve creates it)\n"
+    inherits = '[models.sentiment]\ninherit = "finance/sentiment@2"\n'
+    write(tmp_path / "child.toml", f'extends = ["new.toml"]\n{inherits}')
+    refused = run_heirloom("profile", "check", "child.toml", cwd=tmp_path, env=env)
+    said = f"child.toml: models.sentiment.inherit: no store to inherit finance/sentiment@2 from: {typo} does not exist"
+    assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+    write(tmp_path / "in_empty.toml", f'extends = ["finance-sentiment"]\n[store]\npath = "{empty}"\n{inherits}')
+    refused = run_heirloom("profile", "check", "in_empty.toml", cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and f"from: {empty} holds no store yet" in refused.stderr, refused.stderr
+    assert not (tmp_path / "typo").exists() and not list(empty.iterdir()) and not (tmp_path / "home" / "store").exists()
+
+
 @pytest.mark.parametrize("command", ["train", "serve", "eval"])
 def test_train_serve_and_eval_name_the_file_and_key_of_a_store_path_that_cannot_be_a_store(tmp_path, command):
     """``profile check`` named the file and ``store.path``; train, serve and eval said only

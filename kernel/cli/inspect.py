@@ -16,6 +16,7 @@ from heirloom.cli.common import (
     get_kernel,
     inert,
     print_json,
+    printable,
     report_profile_error,
     resolve_or_exit,
 )
@@ -23,7 +24,7 @@ from heirloom.cli.options import set_option
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue
 from heirloom.core.schema import DEFAULT_RESOURCES, validate
-from heirloom.store.checks import reference_problems, served_model_problems
+from heirloom.store.checks import store_problems
 from heirloom.store.training import profile_digest
 from heirloom.wire.local_workers import too_many_workers
 
@@ -199,10 +200,11 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     the profile would serve, settings are also checked against them (a label-monitor's
     label must be one its model predicts), and so are inherit and serve values that look
     mistyped (a version or alias a stored model lacks, a name one typo from a stored one).
+    A check writes nothing: a store that is not there yet is not created, a note says so.
     """
     resolved = resolve_or_exit(profile, overrides)
     try:
-        problems = reference_problems(get_kernel(), resolved) + served_model_problems(get_kernel(), resolved)
+        problems, note = store_problems(get_kernel(), resolved)
     except ProfileError as exc:  # the store a profile names cannot be used
         report_profile_error(exc)
     except HeirloomError as exc:
@@ -210,6 +212,8 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     if too_many := too_many_workers(workers := resolved.settings["server"].workers):
         key = "server.workers"
         problems.append(Problem(resolved.raw.provenance.get(key, resolved.raw.file), key, f"{workers}: {too_many}"))
+    if note:
+        click.echo(printable(note), err=True)
     if problems:
         report_profile_error(ProfileError(problems))
     names = ", ".join(spec.key for spec in resolved.components)

@@ -102,15 +102,15 @@ def heirloom_register_commands(cli: click.Group) -> None:
 
 
 @hookspec(firstresult=True)
-def heirloom_open_store(path: str | None) -> VersionStore | None:
+def heirloom_open_store(path: str | None, create: bool) -> VersionStore | None:
     """Open the artifact store a profile uses (the first non-None answer wins).
 
     The kernel's own store plugin answers with ``heirloom.store.ArtifactStore``; a plugin
     that keeps versions elsewhere implements this with ``tryfirst=True`` and returns an
     object with the same methods (docs/PLUGINS.md lists them), or None to decline.
 
-    :param path: the profile's ``[store] path``, or None for the default location
-        (``HEIRLOOM_STORE``, else ``HEIRLOOM_HOME/store``)."""
+    :param path: its ``[store] path``, or None for the default (``HEIRLOOM_STORE``, else ``$HEIRLOOM_HOME/store``).
+    :param create: False from ``profile check``, which writes nothing: open only a store that is there."""
 
 
 @hookspec

@@ -67,12 +67,12 @@ class Kernel:
         profile = ref if isinstance(ref, ResolvedProfile) else self.resolve(ref, overrides)
         return System(profile, self.plugins, only, store=self.store(profile) if serve_models else None)
 
-    def store(self, profile: ResolvedProfile | None = None) -> Any:
+    def store(self, profile: ResolvedProfile | None = None, create: bool = True) -> Any:
         """The artifact store a profile uses (``HEIRLOOM_STORE``, else ``[store] path``, else
         ``$HEIRLOOM_HOME/store``), opened by the ``heirloom_open_store`` hook: the kernel's
-        store plugin answers unless another plugin answers first."""
+        store plugin answers unless another plugin answers first (``create``: see the hook)."""
         path = profile.settings["store"].path if profile is not None else None
-        store: VersionStore | None = self.plugins.call_first("heirloom_open_store", path=path)
+        store: VersionStore | None = self.plugins.call_first("heirloom_open_store", path=path, create=create)
         if store is None:
             raise PluginError("no plugin opened an artifact store (is the heirloom.store plugin broken?)")
         return store

@@ -72,12 +72,20 @@ class Artifact:
 ANY_HOLDER = -1
 
 
+class StoreMissing(HeirloomError):
+    """No store where ``ArtifactStore(root, create=False)`` looked, and nothing was written there."""
+
+
 class ArtifactStore:
     """A folder of artifacts; every method is safe across threads and processes."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, create: bool = True):
+        """``create=False`` (``profile check``, which must write nothing) opens only a store that is
+        there: where none is, StoreMissing, rather than a new empty store at a mistyped path."""
         self.root = Path(root)
         self.blobs = self.root / "blobs"
+        if not create and (missing := _missing(self.root)):
+            raise StoreMissing(missing)
         try:
             self.blobs.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # the store or its blobs/ is a file, or not writable
@@ -86,10 +94,10 @@ class ArtifactStore:
         self.index = StoreIndex(self.root / "index.sqlite", create=not holds_blobs)
 
     @classmethod
-    def default(cls, configured: str | None = None) -> ArtifactStore:
+    def default(cls, configured: str | None = None, *, create: bool = True) -> ArtifactStore:
         """``HEIRLOOM_STORE``, else ``configured`` (``[store] path``), else ``HEIRLOOM_HOME/store``."""
         chosen = os.environ.get("HEIRLOOM_STORE") or configured
-        return cls(Path(chosen).expanduser() if chosen else home() / "store")
+        return cls(Path(chosen).expanduser() if chosen else home() / "store", create=create)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
@@ -383,6 +391,16 @@ class ArtifactStore:
                 f"{did_you_mean(ref.selector, aliases)} (aliases: {listed})"
             )
         return Artifact(**tx.row(ref.project, ref.model, version))
+
+
+def _missing(root: Path) -> str:
+    """Why ``root`` holds no store yet ("" when it may hold one, or cannot be one: opening it says why)."""
+    if (root / "index.sqlite").exists() or (root / "blobs").exists():
+        return ""
+    if root.is_dir():
+        return f"{root} holds no store yet"
+    below_folders = all(parent.is_dir() for parent in root.parents if parent.exists())  # not under a file
+    return f"{root} does not exist yet" if below_folders and not root.exists() else ""
 
 
 def _now() -> str:

@@ -17,6 +17,7 @@ from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
+from heirloom.store.artifacts import StoreMissing
 from heirloom.store.refs import one_typo
 from heirloom.store.training import PRETRAINED, SERVED
 
@@ -25,29 +26,59 @@ if TYPE_CHECKING:
     from heirloom.core.schema import ResolvedProfile
 
 
-def open_store(kernel: Kernel, profile: ResolvedProfile) -> Any:
-    """``kernel.store(profile)``; a store that cannot be used where the profile's ``[store] path``
+def open_store(kernel: Kernel, profile: ResolvedProfile, create: bool = True) -> Any:
+    """``kernel.store(profile, create)``; a store that cannot be used where the profile's ``[store] path``
     puts it (``/dev/null``) is a ProfileError naming the file and the key, as a bad value is."""
     try:
-        return kernel.store(profile)
+        return kernel.store(profile, create)
     except HeirloomError as exc:
         key = "store.path"
-        if isinstance(exc, ProfileError) or os.environ.get("HEIRLOOM_STORE") or key not in profile.raw.provenance:
+        if (
+            isinstance(exc, ProfileError | StoreMissing)
+            or os.environ.get("HEIRLOOM_STORE")
+            or key not in profile.raw.provenance
+        ):
             raise
         raise ProfileError([Problem(profile.raw.provenance[key], key, str(exc))]) from None
 
 
-def served_model_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem]:
+class StoreOnce:
+    """The profile's store for ``profile check``: opened once, when a check first needs it, and
+    never created (a check writes nothing: a mistyped ``[store] path`` became an empty store)."""
+
+    def __init__(self, kernel: Kernel, profile: ResolvedProfile):
+        self.kernel, self.profile = kernel, profile
+        self.missing = ""  # why there is no store to check against, once a check found none
+        self._store: Any = None
+
+    def __call__(self) -> Any:
+        """The store, or None where there is none yet (``missing`` says so)."""
+        if self._store is None and not self.missing:
+            try:
+                self._store = open_store(self.kernel, self.profile, create=False)
+            except StoreMissing as exc:
+                self.missing = str(exc)
+        return self._store
+
+
+def store_problems(kernel: Kernel, profile: ResolvedProfile) -> tuple[list[Problem], str]:
+    """``profile check``'s problems found against the store, and a note ("" if none) when the store
+    a check needed is not there yet: a new project has none, so that alone is no error."""
+    store = StoreOnce(kernel, profile)
+    problems = reference_problems(kernel, profile, store) + served_model_problems(profile, store)
+    return problems, f"store: {store.missing} (train or serve creates it)" if store.missing else ""
+
+
+def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:
     """Problems the profile's apis find with the stored versions of the models they use.
 
     Opens the store and loads a model only when some api checks it; a model with no
     stored version is left out (there is nothing to check it against yet).
     """
     checking = [spec for spec in profile.components if spec.kind == "api" and spec.cls.check is not Api.check]
-    if not checking:
+    if not checking or (store := opened()) is None:
         return []
     specs = {spec.name: spec for spec in profile.components if spec.kind == "model"}
-    store = open_store(kernel, profile)
     loaded: dict[str, Any] = {}
     problems = []
     for spec in checking:
@@ -98,7 +129,7 @@ def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
     return model
 
 
-def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem]:
+def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:
     """``inherit`` and ``serve`` values that look mistyped against what the store holds.
 
     A reference to a model the store has never seen may be one not trained yet (another
@@ -106,7 +137,8 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
     stored model lacks (any, when the model inherits its own earlier version), a model name
     one typo away from a stored one, a ``serve`` alias one typo away from an alias the model
     has, a ``serve`` version the stored model lacks, or a ``pretrained:NAME`` no plugin
-    registers, are reported here, with their key.
+    registers, are reported here, with their key. Where no store is yet, any ``inherit``
+    of a version this run does not train first is.
     """
     models = [spec for spec in profile.components if spec.kind == "model"]
     problems = []
@@ -126,10 +158,14 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile) -> list[Problem
     numbers = [(spec, int(spec.keys.serve)) for spec in models if spec.keys.serve and spec.keys.serve.isdigit()]
     if not inherits and not aliases and not numbers:
         return problems
-    store = open_store(kernel, profile)
+    own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
+    if (store := opened()) is None:
+        for spec, ref in inherits:
+            if (named := ref.partition("@")[0]) not in own or named == f"{profile.project}/{spec.name}":
+                report(spec, "inherit", f"no store to inherit {ref} from: {opened.missing}")
+        return problems
     stored = store.list()  # one read of the index: names and aliases both come from it
     known = sorted({f"{a.project}/{a.model}" for a in stored})
-    own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
 
     for spec, ref in inherits:
         try:

@@ -7,6 +7,6 @@ from heirloom.store.artifacts import ArtifactStore
 
 
 @hookimpl(trylast=True)
-def heirloom_open_store(path: str | None) -> ArtifactStore:
+def heirloom_open_store(path: str | None, create: bool) -> ArtifactStore:
     """The default store; ``trylast`` so a plugin that keeps versions elsewhere answers first."""
-    return ArtifactStore.default(path)
+    return ArtifactStore.default(path, create=create)
