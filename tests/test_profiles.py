@@ -197,6 +197,25 @@ def test_set_overrides_are_typed_by_schema(tmp_path, kernel):
     assert "--set: models.m.epochs: expected int, got str 'seven'" in str(caught.value)
 
 
+def test_a_component_disabled_while_another_uses_it_is_said_to_be_disabled_where_and_by_whom(tmp_path, kernel):
+    """``[models.sent] enabled = false`` in an extending profile, with an api of the base still
+    on ``model = "sent"``, said ``no model named 'sent' (models defined: none)``: the model was
+    there, disabled; the problem names the file that disabled it and the one that set the api."""
+    base = write(
+        tmp_path / "base.toml",
+        '[sources.s]\nuse = "toy-source"\n[models.sent]\nuse = "toy-model"\ndata = "s"\n'
+        '[apis.a]\nuse = "toy-api"\nmodel = "sent"\n',
+    )
+    child = write(tmp_path / "child.toml", 'extends = ["base"]\n[models.sent]\nenabled = false\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(child))
+    disabled = "models.sent is disabled (by enabled = false in {}), but apis.a.model still uses it"
+    assert [str(problem) for problem in caught.value.problems] == [f"{base}: apis.a.model: {disabled.format(child)}"]
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(base), ["models.sent.enabled=false"])
+    assert [str(problem) for problem in caught.value.problems] == [f"{base}: apis.a.model: {disabled.format('--set')}"]
+
+
 def test_a_set_into_a_component_the_profile_lacks_or_disables_is_an_error(tmp_path, kernel):
     """``--set models.sentimnt.epochs=3`` made a component without ``use`` (blamed on the
     file, no suggestion); one into a disabled component was dropped with it, silently."""

@@ -107,6 +107,8 @@ class RawProfile:
     files: list[str]
     #: Keys whose value came (in whole or part) from an environment variable.
     secrets: set[str] = attrs.field(factory=set)
+    #: Components ``enabled = false`` dropped (``models.x``), with the file that said so.
+    disabled: dict[str, str] = attrs.field(factory=dict)
 
     def hide_secrets(self, key: str, message: str) -> str:
         """``message`` with the value at ``key`` masked when it came from the environment (a
@@ -179,13 +181,13 @@ class ProfileLoader:
         self._merged: set[Path] = set()
         self._merge_file(path, data, provenance, files, problems, chain=[])
         _apply_overrides(data, provenance, list(overrides), problems)
-        _drop_disabled(data, provenance, problems)
+        _drop_disabled(data, provenance, problems, disabled := {})
         secrets: set[str] = set()
         project = str(data.get("project") or profile_name(path))  # ${project}: the extending file's own
         _interpolate(data, provenance, problems, [], secrets, project)
         if problems:
             raise ProfileError(problems)
-        return RawProfile(profile_name(path), display_path(path), data, provenance, files, secrets)  # in field order
+        return RawProfile(profile_name(path), display_path(path), data, provenance, files, secrets, disabled)
 
     def _merge_file(
         self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
@@ -325,8 +327,9 @@ def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problem
             provenance[key.strip()] = OVERRIDE_SOURCE
 
 
-def _drop_disabled(data: dict, provenance: dict, problems: list[Problem]) -> None:
-    """Remove components whose merged table says ``enabled = false``; a ``--set`` into one is a problem."""
+def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabled: dict[str, str]) -> None:
+    """Remove components whose merged table says ``enabled = false`` (into ``disabled``, each with the
+    file that said so: a reference to one is told why it is gone); a ``--set`` into one is a problem."""
     for kind in KINDS:
         table_name = TABLES[kind]
         table = data.get(table_name)
@@ -343,6 +346,7 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem]) -> Non
             for key in [k for k, by in provenance.items() if by == OVERRIDE_SOURCE and k.startswith(prefix)]:
                 if key != f"{prefix}enabled":
                     problems.append(Problem(OVERRIDE_SOURCE, key, f"{prefix[:-1]} is disabled (enabled = false)"))
+            disabled[prefix[:-1]] = provenance.get(f"{prefix}enabled", "?")
             _forget(provenance, [table_name, name], table.pop(name))
 
 

@@ -121,8 +121,7 @@ class Validator:
             except ValueError as exc:
                 return self.problem(key, str(exc)) or default
         if not isinstance(value, str):
-            self.problem(key, f"expected str, got {type(value).__name__} {value!r}")
-            return default
+            return self.problem(key, f"expected str, got {type(value).__name__} {value!r}") or default
         return value
 
     def _name(self, key: str, value: str, from_file_name: bool = False) -> str:
@@ -136,8 +135,7 @@ class Validator:
     def _section(self, name: str, cls: type) -> Any:
         table = self.raw.data.get(name, {})
         if not isinstance(table, dict):
-            self.problem(name, f"expected a table, got {type(table).__name__}")
-            table = {}
+            table = self.problem(name, f"expected a table, got {type(table).__name__}") or {}
         typed = self._typed(name, table, cls)
         table.update(typed)
         return self._structure(name, typed, cls)
@@ -171,16 +169,13 @@ class Validator:
     def _component(self, kind: str, name: str, use: Any, table: dict) -> ComponentSpec | None:
         key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else f"{TABLES[kind]}.{name}"
         if not isinstance(use, str):
-            self.problem(f"{key}.use", f"expected the name of a {kind} type, got {use!r}")
-            return None
+            return self.problem(f"{key}.use", f"expected the name of a {kind} type, got {use!r}")
         try:
             cls = self.host.component_type(kind, use)
         except Exception as exc:  # noqa: BLE001 - ambiguity between plugins is reported, not raised
-            self.problem(f"{key}.use", str(exc))
-            return None
+            return self.problem(f"{key}.use", str(exc))
         if cls is None:
-            self.problem(f"{key}.use", self._unknown_type(kind, use))
-            return None
+            return self.problem(f"{key}.use", self._unknown_type(kind, use))
         keys_cls = ModelKeys if kind == "model" else ComponentKeys
         reserved = {f.name for f in attrs.fields(keys_cls)}
         kernel_keys = self._typed(key, {k: v for k, v in table.items() if k in reserved}, keys_cls)
@@ -200,12 +195,9 @@ class Validator:
                 self.problems[i] = attrs.evolve(problem, message=f"{said}: {problem.message}{fix}")
         if instance is None or keys is None:  # every problem at once: the references it names are checked too
             found = [(f, k, t) for f, k, t in declared_references(cls, config) if isinstance(t, str)]
-            self._check_references(key, found)
-            return None
-        found = references(instance)
-        spec = ComponentSpec(kind, name, use, cls, config, keys, tuple(sorted({(k, t) for _, k, t in found})))
-        self._check_references(key, found)
-        return spec
+            return self._check_references(key, found)
+        self._check_references(key, found := references(instance))
+        return ComponentSpec(kind, name, use, cls, config, keys, tuple(sorted({(k, t) for _, k, t in found})))
 
     def _unknown_type(self, kind: str, use: str) -> str:
         failed = self.host.failures()
@@ -285,10 +277,13 @@ class Validator:
     def _check_references(self, key: str, found: list[tuple[str, str, Any]]) -> None:
         for field, kind, target in found:
             group = table if isinstance(table := self.raw.data.get(TABLES[kind]), dict) else {}  # `models = 3`: said
-            if not isinstance(target, str) or target not in group:
+            where, named = f"{key}.{field}", f"{TABLES[kind]}.{target}"
+            if (off := self.raw.disabled.get(named)) is not None:  # its table dropped: "no model named" misled
+                self.problem(where, f"{named} is disabled (by enabled = false in {off}), but {where} still uses it")
+            elif not isinstance(target, str) or target not in group:
                 names = sorted(group)
                 said = f"no {kind} named {target!r}{did_you_mean(str(target), names)}"
-                self.problem(f"{key}.{field}", f"{said} ({TABLES[kind]} defined: {', '.join(names) or 'none'})")
+                self.problem(where, f"{said} ({TABLES[kind]} defined: {', '.join(names) or 'none'})")
 
     def _order(self, specs: list[ComponentSpec]) -> list[ComponentSpec]:
         """Dependency order (resources first); a cycle is a problem naming the chain."""
