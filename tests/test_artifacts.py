@@ -342,6 +342,36 @@ def test_an_alias_pointing_at_no_stored_version_is_named_and_promote_repairs_it(
     assert store.resolve("finance/sentiment@production").version == 1
 
 
+def test_verify_names_each_alias_at_a_version_or_model_the_index_does_not_hold(store):
+    """``models verify`` read blobs and index rows only: an alias hand-written at a version, or a
+    model, that is not stored passed it (exit 0), while every read through the alias failed."""
+    put(store, "finance/sentiment", 1)
+    put(store, "finance/sentiment", 2)
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("INSERT INTO aliases VALUES ('finance', 'sentiment', 'production', 7)")
+        conn.execute("INSERT INTO aliases VALUES ('finance', 'gone', 'staging', 3)")
+    conn.close()
+    checked = models(store, "verify")
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr
+    assert said(checked) == (
+        "finance/gone@staging: the alias points at version 3, but finance/gone has no stored version: restore "
+        "index.sqlite from a backup finance/sentiment@production: the alias points at version 7, which is not "
+        "stored (versions: 1-2): heirloom models promote moves it"
+    )
+    assert checked.stdout == "2 of 2 version(s) intact\n"  # the versions themselves are whole
+    as_json = json.loads(models(store, "verify", "--json").stdout)
+    assert as_json["checked"] == 2 and sorted(as_json["damaged"]) == [
+        "finance/gone@staging",
+        "finance/sentiment@production",
+    ]
+    assert models(store, "verify", "finance/sentiment@1").returncode == 0  # REFs: those versions only
+    assert models(store, "promote", "finance/sentiment@2", "production").returncode == 0
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("DELETE FROM aliases WHERE model = 'gone'")
+    conn.close()
+    assert models(store, "verify").returncode == 0
+
+
 def test_models_list_shows_escape_sequences_in_the_index_escaped_not_obeyed(store):
     """An alias hand-written into the index with a terminal escape retitled the terminal and
     turned it red when ``models list`` printed it (``models show`` escaped it)."""

@@ -470,8 +470,8 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
 @json_option
 @store_option
 def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) -> None:
-    """Read every version (or REFS), check its blobs against its digest and decode them; exit 1
-    naming each one that is missing or damaged (after a restore, a crash, a full disk).
+    """Read every version (or REFS), check its blobs against its digest and decode them; exit 1 naming
+    each one missing or damaged (a restore, a crash, a full disk) and, without REFS, each alias at no stored version.
 
     The digest covers the weights and metadata, not the index's other fields (parent,
     metrics, fingerprints, created_at). JSON: {"checked": N, "damaged": {REF: message}}."""
@@ -480,7 +480,7 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
         if as_json:
             print_json({"checked": 0, "damaged": {}})
         fail(f"error: the store at {store.root} holds no versions: nothing to verify")
-    damaged = {}
+    damaged = {} if refs else store.alias_damage()  # an alias at a version not stored: its reads all fail
     for artifact in artifacts:
         try:
             store.verify(artifact)
@@ -491,7 +491,7 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
     else:
         for ref, problem in damaged.items():
             err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
-        click.echo(f"{len(artifacts) - len(damaged)} of {len(artifacts)} version(s) intact")
+        click.echo(f"{sum(a.ref not in damaged for a in artifacts)} of {len(artifacts)} version(s) intact")
     if damaged:
         raise SystemExit(1)
 

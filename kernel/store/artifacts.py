@@ -214,6 +214,20 @@ class ArtifactStore:
             )
         return artifact
 
+    def alias_damage(self) -> dict[str, str]:
+        """``{project/model@ALIAS: why}`` for every alias at a version the index does not hold: the
+        index's foreign key refuses one, so only a hand edit (or a tool that turned the check off)
+        leaves one, and then every read through the alias fails (``models verify`` names them)."""
+        damage = {}
+        with self.index.reading() as tx:
+            for project, model, alias, version in tx.dangling_aliases():
+                if versions := tx.versions(project, model):
+                    missing = f"which is not stored (versions: {_spans(versions)}): heirloom models promote moves it"
+                else:
+                    missing = f"but {project}/{model} has no stored version: restore index.sqlite from a backup"
+                damage[f"{project}/{model}@{alias}"] = f"the alias points at version {version!r}, {missing}"
+        return damage
+
     def _decoded(self, ref: str | Ref | Artifact, reads: int | None) -> tuple[Artifact, State]:
         artifact, weights, metadata = self._verified(ref)
         what = f"{artifact.ref} ({artifact.model_type})"

@@ -306,6 +306,14 @@ class Transaction:
         query = "SELECT alias, version FROM aliases WHERE project = ? AND model = ?"
         return dict(self.conn.execute(query, (project, model)).fetchall())
 
+    def dangling_aliases(self) -> list[tuple[str, str, str, Any]]:
+        """``(project, model, alias, version)`` of every alias at a version the index does not hold."""
+        query = (
+            "SELECT project, model, alias, version FROM aliases AS a WHERE NOT EXISTS (SELECT 1 FROM artifacts "
+            "WHERE project = a.project AND model = a.model AND version = a.version) ORDER BY project, model, alias"
+        )
+        return [tuple(row) for row in self.conn.execute(query)]
+
     def alias_version(self, project: str, model: str, alias: str) -> int | None:
         found = self.conn.execute(
             "SELECT version FROM aliases WHERE project = ? AND model = ? AND alias = ?", (project, model, alias)
