@@ -24,6 +24,9 @@ commands share, so the same option reads the same in every ``--help``.
 - ``set_option``: ``--set KEY.PATH=VALUE`` (repeatable) of a command that takes a profile,
   given as ``overrides`` for ``Kernel.resolve(profile, overrides)``, as every kernel command
   and ``heirloom gateway PROFILE`` take it.
+- ``PROFILE``: the type of an argument or option naming a profile (a name or a ``.toml``
+  path), refusing ``""`` with "PROFILE is empty: ..." (exit 2), as every kernel command's
+  PROFILE and ``heirloom gateway PROFILE`` take it.
 - ``SECONDS``: the type of a duration option (a finite number of seconds, 0 < s <= a day),
   as ``heirloom call --timeout`` and ``heirloom gateway --timeout`` take.
 """
@@ -31,6 +34,7 @@ commands share, so the same option reads the same in every ``--help``.
 from heirloom.cli.logs import configure as configure_logs
 from heirloom.cli.options import (
     ADDRESS,
+    PROFILE,
     SECONDS,
     a_path,
     answered_hosts,
@@ -49,6 +53,7 @@ from heirloom.cli.options import (
 
 __all__ = [
     "ADDRESS",
+    "PROFILE",
     "SECONDS",
     "a_path",
     "answered_hosts",

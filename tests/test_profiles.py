@@ -543,6 +543,26 @@ def test_an_empty_required_path_is_a_problem_not_the_profiles_folder(tmp_path, d
     assert checked.stderr.strip() == f"--set: sources.intents.train: {said}"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["profile", "check"],
+        ["train"],
+        ["serve"],
+        ["gateway"],
+        ["models", "promote", "p/m@1", "production", "--if-better", "accuracy", "--rescore"],
+    ],
+)
+def test_an_empty_profile_argument_is_a_usage_error_naming_it(tmp_path, command):
+    """``""`` (an unset variable in a script) read as the working directory: "not a profile: a
+    folder, a FIFO or a device", naming no argument."""
+    result = run_heirloom(*command, "", env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2, result.stderr
+    named = "--rescore PROFILE" if "--rescore" in command else "PROFILE"
+    said = f"Error: {named} is empty: give a profile name (heirloom profiles lists them) or a .toml path"
+    assert result.stderr.strip().splitlines()[-1] == said
+
+
 def test_invalid_toml_names_the_file(tmp_path, kernel):
     path = write(tmp_path / "broken.toml", "[apis.echo\nuse = 1\n")
     with pytest.raises(heirloom.ProfileError, match=r"broken\.toml: invalid TOML"):

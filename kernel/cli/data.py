@@ -33,7 +33,7 @@ from heirloom.cli.common import (
     print_json,
     resolve_or_exit,
 )
-from heirloom.cli.options import SECONDS, a_path, set_option
+from heirloom.cli.options import PROFILE, SECONDS, a_path, set_option
 from heirloom.core.components import Source
 from heirloom.core.errors import HeirloomError
 from heirloom.core.paths import data_root
@@ -84,7 +84,7 @@ def data_group() -> None:
 
 
 @data_group.command("show")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.argument("source")
 @click.option(
     "--limit",
@@ -116,7 +116,7 @@ def data_show(
 
 
 @data_group.command("stats")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.argument("source")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @set_option

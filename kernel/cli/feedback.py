@@ -16,7 +16,7 @@ import click
 from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_INVALID, console, fail, inert, json_text, print_json, resolve_or_exit
-from heirloom.cli.options import a_path, set_option
+from heirloom.cli.options import PROFILE, a_path, set_option
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.store.feedback import Entry, FeedbackLog, Replay
 
@@ -87,7 +87,7 @@ def feedback_group() -> None:
 
 
 @feedback_group.command("list")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @api_argument
 @click.option("--all", "show_all", is_flag=True, help="Include removed records.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Newest N (0: all).")
@@ -123,7 +123,7 @@ def feedback_list(
 
 
 @feedback_group.command("show")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.argument("record_id", metavar="ID")
 @api_option
 @set_option
@@ -147,7 +147,7 @@ def _find(logs: dict[str, Path], record_id: str) -> tuple[str, Entry, Replay]:
 
 
 @feedback_group.command("remove")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.argument("record_ids", metavar="ID...", nargs=-1, required=True)
 @click.option("--reason", default="", help="Why (kept in the tombstone for audit).")
 @api_option
@@ -175,7 +175,7 @@ def feedback_remove(
 
 
 @feedback_group.command("export")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @api_argument
 @click.option("--output", "-o", type=a_path(dir_okay=False), help="Write here (default, or -: stdout).")
 @set_option
@@ -196,7 +196,7 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
 
 
 @feedback_group.command("accept-label")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.argument("label")
 @click.option("--reason", default="", help="Why (kept with the acceptance for audit).")
 @one_api_option

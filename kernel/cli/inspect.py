@@ -20,7 +20,7 @@ from heirloom.cli.common import (
     report_profile_error,
     resolve_or_exit,
 )
-from heirloom.cli.options import set_option
+from heirloom.cli.options import PROFILE, set_option
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue
 from heirloom.core.schema import DEFAULT_RESOURCES, validate
@@ -106,7 +106,7 @@ def profile_group() -> None:
 
 
 @profile_group.command("show")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @set_option
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"profile", "project", "digest", "provenance", "secrets"}.'
@@ -191,7 +191,7 @@ def _lookup(data: dict, key: str) -> Any:
 
 
 @profile_group.command("check")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @set_option
 def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     """Validate PROFILE: exit 0 when valid, else exit 2 with one error per line.

@@ -15,7 +15,7 @@ import click
 from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
-from heirloom.cli.options import a_path
+from heirloom.cli.options import PROFILE, a_path
 from heirloom.cli.rescore import rescored
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
@@ -264,7 +264,7 @@ def models_history(model: str, alias: str | None, as_json: bool, store: Artifact
 @click.option(
     "--rescore",
     "profile",
-    metavar="PROFILE",
+    type=PROFILE,  # its metavar: PROFILE
     default=None,
     help="With --if-better: score REF and the holder on PROFILE's records of that split as they are now, and "
     "compare those (stored scores stop being comparable when the data changes: a new export, new ratings).",

@@ -31,6 +31,24 @@ set_option = click.option(
 )
 
 
+class ProfileRef(click.ParamType):
+    """A PROFILE (a name or a ``.toml`` path), refusing ``""`` (an unset variable in a script):
+    the loader read it as the working directory, "not a profile: a folder", naming nothing."""
+
+    name = "profile"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            named = f"{param.opts[0]} PROFILE" if isinstance(param, click.Option) else "PROFILE"
+            said = "give a profile name (heirloom profiles lists them) or a .toml path"
+            raise click.UsageError(f"{named} is empty: {said}", ctx)
+        return value
+
+
+#: The type of every argument or option naming a profile: ``@click.argument("profile", type=PROFILE)``.
+PROFILE = ProfileRef()
+
+
 def existing_file(name: str, help: str) -> Callable[[F], F]:
     """An option naming a file that must exist, as a Path: a key (``--curve-secret``), a tokens file."""
     return click.option(name, type=a_path(exists=True, dir_okay=False), help=help)

@@ -10,7 +10,15 @@ import click
 
 from heirloom.cli import logs
 from heirloom.cli.common import EXIT_INVALID, fail, get_kernel, resolve_or_exit
-from heirloom.cli.options import ADDRESS, SECONDS, existing_file, existing_folder, log_options, set_option
+from heirloom.cli.options import (
+    ADDRESS,
+    PROFILE,
+    SECONDS,
+    existing_file,
+    existing_folder,
+    log_options,
+    set_option,
+)
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.metrics import MetricsAddress
@@ -18,7 +26,7 @@ from heirloom.wire.transport import Unworkable, ipc_bind_problem
 
 
 @click.command("serve")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.option(
     "--bind",
     "binds",
@@ -154,7 +162,7 @@ def serve_command(
 
 
 @click.command("worker")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.option(
     "--connect", type=ADDRESS, required=True, metavar="ADDR", help="The broker's worker endpoint (serve --worker-bind)."
 )

@@ -18,7 +18,7 @@ from heirloom.cli.common import (
     print_json,
     resolve_or_exit,
 )
-from heirloom.cli.options import a_path, set_option
+from heirloom.cli.options import PROFILE, a_path, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import write_atomic
@@ -120,7 +120,7 @@ def progress_bars(transient: bool = False) -> Progress:
 
 
 @click.command("train")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.argument("models", nargs=-1)
 @click.option(
     "--json",
@@ -177,7 +177,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
 
 
 @click.command("eval")
-@click.argument("profile")
+@click.argument("profile", type=PROFILE)
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option(

@@ -21,6 +21,7 @@ import zmq
 import heirloom
 from heirloom.options import (
     ADDRESS,
+    PROFILE,
     SECONDS,
     a_path,
     answered_hosts,
@@ -138,7 +139,7 @@ def stopped_with_parent() -> Callable[[], None] | None:
 
 
 @click.command("gateway")
-@click.argument("profile", required=False)
+@click.argument("profile", type=PROFILE, required=False)
 @click.option(
     "--connect", type=ADDRESS, metavar="ADDR", help="A running daemon's address (tcp://, ipc://) instead of PROFILE."
 )
