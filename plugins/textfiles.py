@@ -207,11 +207,11 @@ def _rows_strictly(path: str | Path, reader: csv.DictReader, encoding: str) -> I
 
 def regular_file(path: str | Path) -> int:
     """A read-only descriptor of ``path``, refused unless a regular file: a FIFO would block
-    the reader, a device (/dev/zero) never end."""
+    the reader, a device (/dev/zero) never end; the error says which it is (a socket read as missing)."""
     try:
         return heirloom.open_regular(Path(path))
-    except heirloom.NotRegularFile:
-        raise heirloom.HeirloomError(f"{path} is not a regular file (a folder, a FIFO or a device)") from None
+    except heirloom.NotRegularFile as exc:
+        raise heirloom.HeirloomError(f"{path} {exc.strerror}") from None
 
 
 def _lines_after(path: str | Path, encoding: str, line: int, last: int | None = None) -> list[str]:

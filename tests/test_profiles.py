@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from typing import Literal
 
 import attrs
@@ -892,16 +893,36 @@ def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
     write(tmp_path / "notes.csv", "text,label\n")
     result = run_heirloom("profile", "check", "notes.csv", cwd=tmp_path)
     assert result.returncode == 2
-    said = "not a profile: a file whose name does not end in .toml (a profile is a regular .toml file)"
+    said = "not a profile: it is a file whose name does not end in .toml (a profile is a regular .toml file)"
     assert f"notes.csv: {said}" in " ".join(result.stderr.split())
     by_path = run_heirloom("profile", "check", str(tmp_path / "notes.csv"))  # a path: it said so of names only
     assert f"{tmp_path / 'notes.csv'}: {said}" in " ".join(by_path.stderr.split())
+
+
+def test_a_profile_that_is_a_fifo_a_folder_or_a_socket_says_which_not_missing(tmp_path):
+    """A FIFO or a folder named like a profile was "a folder, a FIFO or a device"; found by its
+    name or by ``extends``, "no such profile"; a socket was too."""
+    (tmp_path / "profiles").mkdir()
     (tmp_path / "folder.toml").mkdir()
     os.mkfifo(tmp_path / "fifo.toml")
-    for name in ("folder.toml", "fifo.toml"):
-        result = run_heirloom("profile", "check", name, cwd=tmp_path, timeout=30)  # a FIFO must not block it
-        assert result.returncode == 2
-        assert f"{name}: not a profile: a folder, a FIFO or a device" in " ".join(result.stderr.split())
+    os.mkfifo(tmp_path / "profiles" / "piped.toml")
+    with socket.socket(socket.AF_UNIX) as bound:
+        bound.bind(str(tmp_path / "sock.toml"))
+        write(tmp_path / "child.toml", 'extends = ["fifo.toml"]\n')
+        write(tmp_path / "named.toml", 'extends = ["piped"]\n')
+        cases = {
+            "folder.toml": "folder.toml: not a profile: it is a directory, not a file",
+            "fifo.toml": "fifo.toml: not a profile: it is a FIFO, not a regular file",
+            "sock.toml": "sock.toml: not a profile: it is a socket, not a regular file",
+            "piped": "profiles/piped.toml: not a profile: it is a FIFO, not a regular file",
+            "profiles": "profiles: not a profile: it is a directory, not a file",
+            "child.toml": "fifo.toml: not a profile: it is a FIFO, not a regular file",
+            "named.toml": "profiles/piped.toml: not a profile: it is a FIFO, not a regular file",
+        }
+        for name, said in cases.items():
+            result = run_heirloom("profile", "check", name, cwd=tmp_path, timeout=30)  # a FIFO must not block it
+            assert result.returncode == 2, result.stderr
+            assert result.stderr.strip() == f"{said} (a profile is a regular .toml file)", (name, result.stderr)
 
 
 def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_key(tmp_path, data_dir):

@@ -443,7 +443,7 @@ def test_faq_xml_errors_name_the_line_and_an_external_entity_is_never_read(tmp_p
     with pytest.raises(heirloom.HeirloomError, match=r"bad-id.xml:5: <qapair> id 'faq a' is not 1-100 ASCII"):
         StackFaqSource(path=str(tmp_path / "bad-id.xml"), train_queries=2).threads()
     os.mkfifo(tmp_path / "fifo.xml")  # hung `data stats` and `data show`, waiting for a writer
-    with pytest.raises(heirloom.HeirloomError, match=r"fifo.xml is not a regular file"):
+    with pytest.raises(heirloom.HeirloomError, match=r"fifo.xml is a FIFO, not a regular file"):
         StackFaqSource(path=str(tmp_path / "fifo.xml"), train_queries=2).threads()
     declared = '<!DOCTYPE root [<!ENTITY plan "the Premium plan">]>\n' + _faq_xml(*threads)
     write(tmp_path / "declared.xml", declared.replace("Answer 2.", "Part of &plan;."))

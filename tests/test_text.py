@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -756,7 +757,7 @@ def test_a_jsonl_fifo_or_a_line_nested_too_deep_is_an_error_naming_the_file(tmp_
     """A FIFO as the train file hung `data stats` (only train's fingerprint refused it); a line
     nested 100,000 deep was a RecursionError blamed on the plugin, naming no file or line."""
     os.mkfifo(tmp_path / "fifo.jsonl")
-    with pytest.raises(heirloom.HeirloomError, match=r"fifo\.jsonl is not a regular file"):
+    with pytest.raises(heirloom.HeirloomError, match=r"fifo\.jsonl is a FIFO, not a regular file"):
         list(JsonlSource(train=str(tmp_path / "fifo.jsonl")).records())
     deep = write(
         tmp_path / "deep.jsonl", '{"text": "a", "label": "x"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
@@ -764,6 +765,21 @@ def test_a_jsonl_fifo_or_a_line_nested_too_deep_is_an_error_naming_the_file(tmp_
     with pytest.raises(heirloom.HeirloomError) as caught:
         list(JsonlSource(train=str(deep)).records())
     assert str(caught.value) == f"{deep}:2: the JSON nests too deeply to read"
+
+
+def test_a_data_path_that_is_a_socket_or_a_folder_says_which(tmp_path):
+    """A socket as a source's file (here by --set) was a traceback, "No such device or address";
+    a folder said "a folder, a FIFO or a device" rather than which."""
+    (tmp_path / "folder.jsonl").mkdir()
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "jsonl"\ntrain = "folder.jsonl"\n')
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    with socket.socket(socket.AF_UNIX) as bound:
+        bound.bind(str(tmp_path / "sock.jsonl"))
+        for name, said in (("sock.jsonl", "a socket, not a regular file"), ("folder.jsonl", "a directory, not a file")):
+            train = tmp_path / name  # --set: relative to the working directory
+            shown = run_heirloom("data", "show", str(profile), "s", "--set", f"sources.s.train={train}", env=env)
+            assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
+            assert shown.stderr.strip().endswith(f"{train} is {said}"), shown.stderr
 
 
 def test_an_error_quoting_a_files_header_shows_its_escape_sequences_escaped(tmp_path):

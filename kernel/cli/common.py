@@ -89,7 +89,7 @@ def fail_unexpectedly(doing: str, exc: BaseException) -> NoReturn:
     end of the output says which component failed. A path that is no regular file (a folder or
     a FIFO where a profile names a file) is the user's mistake: one line."""
     if isinstance(exc, NotRegularFile):
-        fail(f"error: {doing} failed: {exc.filename} is not a regular file (a folder, a FIFO or a device)")
+        fail(f"error: {doing} failed: {exc.filename} {exc.strerror}")  # "is a FIFO, not a regular file"
     traceback.print_exception(exc)
     fail(f"error: {doing} failed: {type(exc).__name__}: {exc} (the traceback above shows where)")
 

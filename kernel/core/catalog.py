@@ -130,15 +130,10 @@ class Catalog:
     def save(self, infos: dict[str, PluginInfo]) -> None:
         """Remember loaded plugins that came from entry points. A failed one keeps what it
         provided when it last loaded: errors name it as the provider of what is missing."""
+        kept = ("fingerprint", "provides", "named", "commands", "hooks")
         for name, info in infos.items():
             if info.fingerprint and info.status == "loaded":
-                self.entries[name] = {
-                    "fingerprint": info.fingerprint,
-                    "provides": info.provides,
-                    "named": info.named,
-                    "commands": info.commands,
-                    "hooks": info.hooks,
-                }
+                self.entries[name] = {key: getattr(info, key) for key in kept}
         payload = {"version": CATALOG_VERSION, "plugins": self.entries}
         with contextlib.suppress(OSError):
             write_atomic(self.path, json.dumps(payload, indent=1, sort_keys=True).encode())

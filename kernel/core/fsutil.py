@@ -11,17 +11,27 @@ from pathlib import Path
 
 
 class NotRegularFile(OSError):
-    """The path names a folder, a FIFO, a device or a socket, not a file."""
+    """The path names a folder, a FIFO, a device or a socket; ``strerror`` says which (not "missing")."""
+
+
+def not_regular(mode: int) -> str:
+    """``is a FIFO, not a regular file`` (a socket, a device), or ``is a directory, not a file``."""
+    kind = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket"}.get(stat.S_IFMT(mode), "device")
+    return f"is a {kind}, not a {'file' if kind == 'directory' else 'regular file'}"
 
 
 def open_regular(path: Path, flags: int = 0) -> int:
-    """A read-only descriptor of ``path``, which must be a regular file (else NotRegularFile,
-    whose ``strerror`` is "not a regular file"); opened without blocking, so a FIFO cannot
-    hang the reader. ``flags`` adds to the open (``os.O_NOFOLLOW``)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | flags)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    """A read-only descriptor of ``path``, a regular file (else NotRegularFile), opened without
+    blocking: a FIFO cannot hang the reader. ``flags`` adds to the open (``os.O_NOFOLLOW``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | flags)
+    except OSError as exc:  # a socket: ENXIO, "No such device or address"
+        if exc.errno == errno.ENXIO:
+            raise NotRegularFile(errno.EINVAL, not_regular(os.stat(path).st_mode), str(path)) from None
+        raise
+    if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
         os.close(fd)
-        raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+        raise NotRegularFile(errno.EINVAL, not_regular(mode), str(path))
     return fd
 
 

@@ -37,9 +37,8 @@ class Kernel:
         if "/" in name or name.endswith(".toml"):
             return ""
         if shipped_by := [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]:
-            return "; it comes from a plugin that failed to load: " + "; ".join(
-                f"{i.label}: {i.error}" for i in shipped_by
-            )
+            failed = "; ".join(f"{i.label}: {i.error}" for i in shipped_by)
+            return f"; it comes from a plugin that failed to load: {failed}"
         close = did_you_mean(name, [entry["name"] for entry in self.available_profiles()])  # imports every plugin
         failed = "; ".join(f"{info.label}: {info.error}" for info in self.plugins.failures())
         return close + (f"; these plugins failed to load: {failed}" if failed else "") + self.plugins.selection()

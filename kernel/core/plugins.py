@@ -192,9 +192,8 @@ class PluginHost:
             if not isinstance(name, str) or not COMPONENT_NAME.match(name):
                 raise PluginError(f"invalid {kind} name {name!r}: use lower-case, digits, '-', '_', '.'")
             if not (isinstance(cls, type) and attrs.has(cls) and issubclass(cls, base)):
-                raise PluginError(
-                    f"{kind} {name!r}: {cls!r} must be an attrs class subclassing heirloom.{base.__name__}"
-                )
+                said = f"{kind} {name!r}: {cls!r} must be an attrs class subclassing heirloom.{base.__name__}"
+                raise PluginError(said)
             if clash := sorted({field.name for field in attrs.fields(cls)} & reserved):  # the kernel takes these keys
                 raise PluginError(
                     f"{kind} {name!r}: {cls.__name__} has field(s) {', '.join(clash)}, which the kernel reads "
@@ -223,10 +222,8 @@ class PluginHost:
                     plugin = None
             if self.tracing:
                 elapsed = (time.perf_counter() - began) * 1000
-                _trace(
-                    f"import {info.module} ({info.label}) {elapsed:.3f} ms"
-                    + (f" failed: {info.error}" if plugin is None else "")
-                )
+                failed = f" failed: {info.error}" if plugin is None else ""
+                _trace(f"import {info.module} ({info.label}) {elapsed:.3f} ms{failed}")
             if plugin is not None:
                 with contextlib.redirect_stdout(sys.stderr):
                     self._load(name, plugin)
@@ -338,11 +335,8 @@ class PluginHost:
         """The class registered as ``name``; None if unknown; PluginError if ambiguous."""
         providers = self.components[kind].get(name, [])
         if len(providers) > 1:
-            labels = " and ".join(self.infos[p].label for p, _ in providers)
-            raise PluginError(
-                f"{kind} type {name!r} is registered by two plugins: {labels}; "
-                "disable one with HEIRLOOM_DISABLE_PLUGINS"
-            )
+            by = f"is registered by two plugins: {' and '.join(self.infos[p].label for p, _ in providers)}"
+            raise PluginError(f"{kind} type {name!r} {by}; disable one with HEIRLOOM_DISABLE_PLUGINS")
         return providers[0][1] if providers else None
 
     def provider(self, kind: str, name: str) -> PluginInfo | None:

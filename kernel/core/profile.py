@@ -24,6 +24,7 @@ import attrs
 
 from heirloom.core.components import KINDS, TABLES
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
+from heirloom.core.fsutil import NotRegularFile, not_regular, open_regular
 from heirloom.core.paths import data_root
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
@@ -43,7 +44,8 @@ _LONG_INTEGER = re.compile(
     rf"({_STRINGS_AND_COMMENTS.pattern})|(?<![\w.+-])[+-]?[0-9][0-9_]{{4300,}}(?![\w.])", re.DOTALL
 )
 TOO_LONG_INTEGER = "an integer of over 4,300 digits (TOML's integers are 64-bit)"
-HOLDS_NUL = "holds a NUL character (\\u0000)"  # in a path it was a raw ValueError, late
+HOLDS_NUL = "holds a NUL character (\\u0000)"
+PROFILE_IS = "a profile is a regular .toml file"  # in a path it was a raw ValueError, late
 
 
 @attrs.frozen
@@ -153,23 +155,28 @@ class ProfileLoader:
         return [*dirs, Path.cwd() / "profiles"]
 
     def find(self, ref: str, relative_to: Path | None = None) -> Path | None:
-        """A path for ``ref``: a ``.toml`` file (``/etc/passwd`` is none), else a name found."""
+        """A path for ``ref``: a ``.toml`` that exists (``/etc/passwd`` is none; reading a FIFO or
+        a folder says what it is), else a name found."""
         if ref.endswith(".toml") or "/" in ref or os.sep in ref:
             candidate = Path(ref) if relative_to is None else relative_to / ref
-            return candidate if candidate.is_file() and candidate.suffix == ".toml" else None
+            return candidate if candidate.exists() and candidate.suffix == ".toml" else None
         dirs = ([relative_to] if relative_to is not None else []) + self.search_dirs()
         for directory in dirs:
             candidate = directory / f"{ref}.toml"
-            if candidate.is_file():
+            if candidate.exists():
                 return candidate
         return self._registered(ref)
 
     def load(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
         """Resolve ``ref`` and its ``extends`` chain into one merged tree, or raise."""
         path = self.find(ref)
-        if path is None and Path(ref).exists():  # /etc/passwd, /dev/null, a folder named x.toml
-            what = "a file whose name does not end in .toml" if Path(ref).is_file() else "a folder, a FIFO or a device"
-            raise ProfileError([Problem(ref, "", f"not a profile: {what} (a profile is a regular .toml file)")])
+        if path is None and Path(ref).exists():  # /etc/passwd, /dev/null, a folder
+            what = (
+                "is a file whose name does not end in .toml"
+                if Path(ref).is_file()
+                else not_regular(os.stat(ref).st_mode)
+            )
+            raise ProfileError([Problem(ref, "", f"not a profile: it {what} ({PROFILE_IS})")])
         if path is None:
             searched = ", ".join(display_path(d) for d in self.search_dirs())
             why = f"no such profile file or profile name (searched: {searched} and plugin profiles){self._missing(ref)}"
@@ -210,6 +217,9 @@ class ProfileLoader:
         except tomllib.TOMLDecodeError as exc:
             problems.append(Problem(label, "", f"invalid TOML: {exc}"))
             return
+        except NotRegularFile as exc:  # a FIFO or a folder named x.toml: once "no such profile"
+            problems.append(Problem(label, "", f"not a profile: it {exc.strerror} ({PROFILE_IS})"))
+            return
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(label, "", f"cannot read: {exc}"))
             return
@@ -226,17 +236,11 @@ class ProfileLoader:
         for parent in parents:
             parent_path = self.find(parent, relative_to=path.parent)
             if parent_path is None:
-                problems.append(
-                    Problem(
-                        label,
-                        "extends",
-                        f"no profile file {display_path(Path(os.path.normpath(path.parent / parent)))} (a .toml file)"
-                        if parent.endswith(".toml") or "/" in parent
-                        else f"no profile named {parent!r} (looked next to "
-                        f"{label}, in {', '.join(display_path(d) for d in self.search_dirs())} "
-                        f"and plugin profiles){self._missing(parent)}",
-                    )
-                )
+                file = f"no profile file {display_path(Path(os.path.normpath(path.parent / parent)))} (a .toml file)"
+                where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
+                named = f"no profile named {parent!r} ({where} and plugin profiles)"
+                said = file if parent.endswith(".toml") or "/" in parent else named + self._missing(parent)
+                problems.append(Problem(label, "extends", said))
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
         _merge(data, tree, provenance, label, [])
@@ -245,7 +249,8 @@ class ProfileLoader:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     """Parse a profile file after checking its size and shape (ValueError says what is wrong)."""
-    data = path.read_bytes()
+    with os.fdopen(open_regular(path), "rb") as handle:
+        data = handle.read()
     if len(data) > MAX_PROFILE_BYTES:
         raise ValueError(f"the file is {len(data)} bytes; a profile may be at most {MAX_PROFILE_BYTES}")
     text = data.decode("utf-8-sig")  # a byte-order mark (an editor's) is no part of the text

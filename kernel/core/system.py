@@ -36,9 +36,8 @@ def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> N
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise LifecycleError(
-            f"{what} did not finish within {timeout:g}s (raise [system] or the component's start_timeout)"
-        )
+        said = f"{what} did not finish within {timeout:g}s (raise [system] or the component's start_timeout)"
+        raise LifecycleError(said)
     if failure:
         raise failure[0]
 
@@ -182,11 +181,8 @@ class System:
             except Exception as exc:  # the manager's bug, not the component's
                 raise LifecycleError(f"the resource manager's prepare() raised {type(exc).__name__}: {exc}") from exc
         context = Context(name=spec.name, kind=spec.kind, system=self)
-        run_with_timeout(
-            lambda: component.start(context),
-            spec.keys.start_timeout or self.profile.settings["system"].start_timeout,
-            f"start of {spec.key} ({spec.use})",
-        )
+        timeout = spec.keys.start_timeout or self.profile.settings["system"].start_timeout
+        run_with_timeout(lambda: component.start(context), timeout, f"start of {spec.key} ({spec.use})")
         return component
 
     def _adopt(self, name: str, old: Model, new: Model) -> None:
