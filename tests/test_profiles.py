@@ -570,6 +570,17 @@ def test_invalid_toml_names_the_file(tmp_path, kernel):
         kernel.resolve(str(path))
 
 
+def test_a_profile_that_is_not_utf8_names_the_line_and_column_of_the_byte(tmp_path):
+    """A Latin-1 "é" said "can't decode byte 0xe9 in position 41", a byte offset no editor shows."""
+    (tmp_path / "latin.toml").write_bytes('# a café\n[apis.echo]\nuse = "echo"  # é\n'.encode("latin-1"))
+    result = run_heirloom("profile", "check", "latin.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "latin.toml:1:8: not UTF-8 (byte 0xe9); save the file as UTF-8"
+    (tmp_path / "late.toml").write_bytes('\ufeff# é ok\n[apis.echo]\nuse = "echo"  # é'.encode() + b"\xff\n")
+    result = run_heirloom("profile", "check", "late.toml", cwd=tmp_path)  # after a BOM and UTF-8 "é"s: characters
+    assert result.stderr.strip() == "late.toml:3:18: not UTF-8 (byte 0xff); save the file as UTF-8"
+
+
 class _NoRecords(heirloom.Source):
     """A source type whose config is what a test is about: it reads nothing."""
 

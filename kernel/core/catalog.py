@@ -64,16 +64,9 @@ class PluginInfo:
         return f"{self.name} ({self.distribution} {self.version})" if self.distribution else self.name
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "status": self.status,
-            "builtin": self.builtin,
-            "provides": {kind: sorted(names) for kind, names in self.provides.items()},
-            **{what: sorted(names) for what, names in self.named.items()},
-            "commands": sorted(self.commands),
-        }
+        data = {key: getattr(self, key) for key in ("name", "distribution", "version", "status", "builtin")}
+        data["provides"] = {kind: sorted(names) for kind, names in self.provides.items()}
+        data |= {what: sorted(names) for what, names in self.named.items()} | {"commands": sorted(self.commands)}
         if self.status == "failed":
             data["error"] = self.error
         return data

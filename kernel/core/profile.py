@@ -220,7 +220,13 @@ class ProfileLoader:
         except NotRegularFile as exc:  # a FIFO or a folder named x.toml: once "no such profile"
             problems.append(Problem(label, "", f"not a profile: it {exc.strerror} ({PROFILE_IS})"))
             return
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:  # its "position 41" counted bytes: say the line and column
+            before = exc.object[: exc.start]
+            line, column = before.count(b"\n") + 1, len(before.rpartition(b"\n")[2].decode("utf-8-sig")) + 1
+            said = f"not UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8"
+            problems.append(Problem(f"{label}:{line}:{column}", "", said))
+            return
+        except OSError as exc:
             problems.append(Problem(label, "", f"cannot read: {exc}"))
             return
         except (ValueError, RecursionError) as exc:
