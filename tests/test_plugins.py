@@ -177,6 +177,20 @@ def test_register_rejects_a_class_that_is_not_a_component():
     assert info.status == "failed" and "must be an attrs class subclassing heirloom.Model" in info.error
 
 
+@pytest.mark.parametrize("name", ["café", "echo\n", "Echo"])
+def test_register_rejects_a_type_name_beyond_ascii_lower_case_saying_so(name):
+    """A type named "café" was refused with "use lower-case, digits ..." (é is lower-case); "echo\\n" passed."""
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_models(self, register):
+            register(name, toys.ToyModel)
+
+    info = _kernel(Plugin()).plugins.infos["Plugin"]
+    assert info.status == "failed", info
+    assert f"invalid model name {name!r}: use ASCII lower-case letters, digits, '-', '_', '.'" in info.error
+
+
 def test_register_rejects_a_component_field_named_like_a_key_the_kernel_reads():
     """``inherit`` (or ``use``, ``enabled``, ``start_timeout``) in a component's table is the
     kernel's: a field of that name would silently never get the profile's value."""

@@ -564,6 +564,15 @@ def test_an_empty_profile_argument_is_a_usage_error_naming_it(tmp_path, command)
     assert result.stderr.strip().splitlines()[-1] == said
 
 
+def test_the_name_rule_says_ascii_letters_as_its_pattern_takes_them(tmp_path, kernel):
+    """A component named "café" was refused with "letters, digits ...": é is a letter."""
+    path = write(tmp_path / "p.toml", '[apis."café"]\nuse = "echo"\n')
+    rule = "ASCII letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names files)"
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    assert str(caught.value) == f"{path}: apis.café: invalid name 'café': {rule}"
+
+
 def test_invalid_toml_names_the_file(tmp_path, kernel):
     path = write(tmp_path / "broken.toml", "[apis.echo\nuse = 1\n")
     with pytest.raises(heirloom.ProfileError, match=r"broken\.toml: invalid TOML"):

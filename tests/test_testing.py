@@ -192,7 +192,7 @@ def test_check_api_catches_undocumented_routes_and_accepted_bad_input():
     ("mistake", "said"),
     [
         ("twice", "apis.checked (SloppyApi): 2 routes are named 'count'"),
-        ("space", "apis.checked (SloppyApi): route name 'count it' must be 1-100 letters, digits, '_' or '-'"),
+        ("space", "apis.checked (SloppyApi): route name 'count it' must be 1-100 ASCII letters, digits, '_' or '-'"),
         ("one", "apis.checked (SloppyApi): routes() must return a list of heirloom.Route, got Route("),
         ("raise", "apis.checked (SloppyApi): routes() failed: TypeError: Route.__init__() got an unexpected keyword"),
     ],

@@ -42,7 +42,7 @@ REGISTER_HOOKS = {
     "api": "heirloom_register_apis",
     "resources": "heirloom_register_resource_managers",
 }
-COMPONENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+COMPONENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 TRACE_VARIABLE = "HEIRLOOM_TRACE_PLUGINS"
 
 
@@ -189,8 +189,8 @@ class PluginHost:
         reserved = {field.name for field in attrs.fields(ModelKeys if kind == "model" else ComponentKeys)}
 
         def register(name: str, cls: type) -> None:
-            if not isinstance(name, str) or not COMPONENT_NAME.match(name):
-                raise PluginError(f"invalid {kind} name {name!r}: use lower-case, digits, '-', '_', '.'")
+            if not isinstance(name, str) or not COMPONENT_NAME.fullmatch(name):  # match: "echo\n" passed
+                raise PluginError(f"invalid {kind} name {name!r}: use ASCII lower-case letters, digits, '-', '_', '.'")
             if not (isinstance(cls, type) and attrs.has(cls) and issubclass(cls, base)):
                 said = f"{kind} {name!r}: {cls!r} must be an attrs class subclassing heirloom.{base.__name__}"
                 raise PluginError(said)

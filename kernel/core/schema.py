@@ -127,7 +127,7 @@ class Validator:
     def _name(self, key: str, value: str, from_file_name: bool = False) -> str:
         """``value`` if it is safe as a file name (a project's or a component's), else a problem."""
         if not NAME_PATTERN.fullmatch(value):
-            rule = "letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names folders and files)"
+            rule = "ASCII letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names files)"
             hint = ' (taken from the profile\'s file name: set project = "...")' if from_file_name else ""
             self.problem(key, f"invalid name {value!r}{hint}: {rule}")
         return value

@@ -77,7 +77,7 @@ class ServerSettings:
 
 
 #: A project, model or component name: it becomes a file or folder name (store refs,
-#: feedback logs), so letters, digits, '_', '.', '-', not starting with '.', at most 100.
+#: feedback logs), so ASCII letters, digits, '_', '.', '-', not starting with '.', at most 100.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 REF_PATTERN = re.compile(
     r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*/[A-Za-z0-9_-][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$|^served$"

@@ -19,14 +19,16 @@ LATEST = "latest"
 
 def check_name(kind: str, name: str) -> str:
     if not NAME.fullmatch(name):
-        raise RefError(f"invalid {kind} name {name!r}: use letters, digits, '.', '_' and '-' (not a leading '.')")
+        rule = "use 1-100 ASCII letters, digits, '.', '_' and '-' (not a leading '.')"
+        raise RefError(f"invalid {kind} name {name!r}: {rule}")
     return name
 
 
 def check_alias(alias: str) -> str:
     if not ALIAS.fullmatch(alias) or alias.lower() == LATEST:
         raise RefError(
-            f"invalid alias {alias!r:.120}: a letter, then up to 99 letters, digits, '-' or '_' ('{LATEST}': reserved)"
+            f"invalid alias {alias!r:.120}: an ASCII letter, then up to 99 ASCII letters, digits, '-' or '_' "
+            f"('{LATEST}': reserved)"
         )
     return alias
 

@@ -53,7 +53,8 @@ def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     """Write ``NAME.key`` and ``NAME.key_secret`` into ``directory``; refuse to overwrite."""
     if not KEY_NAME.fullmatch(name):
         raise HeirloomError(
-            f"key name {name[:120]!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"key name {name[:120]!r}: use 1-100 ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
         )
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"

@@ -111,7 +111,7 @@ def api_routes(where: str, api: Any) -> list[Route]:
     names = [route.name for route in routes]
     for name, route in zip(names, routes, strict=True):
         if not isinstance(name, str) or not ROUTE_NAME.fullmatch(name):
-            raise HeirloomError(f"{where}: route name {name!r} must be 1-100 letters, digits, '_' or '-'")
+            raise HeirloomError(f"{where}: route name {name!r} must be 1-100 ASCII letters, digits, '_' or '-'")
         if names.count(name) > 1:
             raise HeirloomError(f"{where}: {names.count(name)} routes are named {name!r}")
         if problem := _declaration_problem(route):
