@@ -573,6 +573,20 @@ def test_the_name_rule_says_ascii_letters_as_its_pattern_takes_them(tmp_path, ke
     assert str(caught.value) == f"{path}: apis.café: invalid name 'café': {rule}"
 
 
+def test_a_set_key_is_read_as_a_toml_dotted_key_so_a_quoted_part_may_hold_dots(tmp_path, kernel):
+    """``--set 'models."sent.v2".epochs=3'`` split at every dot: no component ``"sent``."""
+    text = '[sources.s]\nuse = "toy-source"\n[models."sent.v2"]\nuse = "toy-model"\ndata = "s"\n'
+    path = write(tmp_path / "p.toml", text)
+    for key in ('models."sent.v2".epochs', "models.'sent.v2'.epochs", ' models . "sent.v2" . epochs '):
+        raw = kernel.resolve(str(path), [f"{key}=3"]).raw
+        assert (raw.data["models"]["sent.v2"]["epochs"], raw.provenance["models.sent.v2.epochs"]) == (3, "--set"), key
+    said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
+    for item in ("models.sent v2.epochs=3", "epochs", 'models."a\\q".epochs=3', "=3", "models..epochs=3"):
+        with pytest.raises(heirloom.ProfileError) as caught:
+            kernel.resolve(str(path), [item])
+        assert [str(p) for p in caught.value.problems] == [f"--set: expected KEY.PATH=VALUE ({said}), got {item!r}"]
+
+
 def test_invalid_toml_names_the_file(tmp_path, kernel):
     path = write(tmp_path / "broken.toml", "[apis.echo\nuse = 1\n")
     with pytest.raises(heirloom.ProfileError, match=r"broken\.toml: invalid TOML"):

@@ -24,7 +24,7 @@ import attrs
 
 from heirloom.core.components import KINDS, TABLES
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
-from heirloom.core.fsutil import NotRegularFile, not_regular, open_regular
+from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
@@ -34,11 +34,12 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # 
 MAX_PROFILE_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_EXTENDS = 64  # files in one extends chain: 1,000 was a RecursionError
-_STRINGS_AND_COMMENTS = re.compile(
-    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*', re.DOTALL
-)
+_QUOTED = r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'"""  # a TOML "basic" or 'literal' string on one line
+_STRINGS_AND_COMMENTS = re.compile(rf"""\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''.*?'''|{_QUOTED}|#[^\n]*""", re.DOTALL)
 _LONG_DOTTED_KEY = re.compile(rf"(?:[\w-]+[ \t]*\.[ \t]*){{{MAX_DEPTH},}}")
 _BRACKETS = re.compile(r"[\[\]{}]")
+_KEY_PART = rf"[A-Za-z0-9_-]+|{_QUOTED}"  # a TOML key part: bare or quoted
+_OVERRIDE = re.compile(rf"[ \t]*((?:{_KEY_PART})(?:[ \t]*\.[ \t]*(?:{_KEY_PART}))*)[ \t]*=(.*)", re.DOTALL)
 #: An integer longer than Python reads (tomllib's error names no key): a marker stands in until ``_interpolate``.
 _LONG_INTEGER = re.compile(
     rf"({_STRINGS_AND_COMMENTS.pattern})|(?<![\w.+-])[+-]?[0-9][0-9_]{{4300,}}(?![\w.])", re.DOTALL
@@ -169,15 +170,10 @@ class ProfileLoader:
 
     def load(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
         """Resolve ``ref`` and its ``extends`` chain into one merged tree, or raise."""
-        path = self.find(ref)
-        if path is None and Path(ref).exists():  # /etc/passwd, /dev/null, a folder
-            what = (
-                "is a file whose name does not end in .toml"
-                if Path(ref).is_file()
-                else not_regular(os.stat(ref).st_mode)
-            )
-            raise ProfileError([Problem(ref, "", f"not a profile: it {what} ({PROFILE_IS})")])
-        if path is None:
+        if (path := self.find(ref)) is None and Path(ref).is_file():  # /etc/passwd
+            named = "is a file whose name does not end in .toml"
+            raise ProfileError([Problem(ref, "", f"not a profile: it {named} ({PROFILE_IS})")])
+        if (path := path or (Path(ref) if Path(ref).exists() else None)) is None:  # a folder, /dev/null: read, said
             searched = ", ".join(display_path(d) for d in self.search_dirs())
             why = f"no such profile file or profile name (searched: {searched} and plugin profiles){self._missing(ref)}"
             raise ProfileError([Problem(ref, "", why)])
@@ -201,43 +197,40 @@ class ProfileLoader:
     ) -> None:
         label = display_path(path)
         resolved = Path(os.path.realpath(path))  # resolve() raised on a symbolic link loop: a traceback
+
+        def refuse(key: str, message: str, where: str = label) -> None:
+            problems.append(Problem(where, key, message))
+
         if resolved in chain:
             cycle = " -> ".join(display_path(p) for p in [*chain, resolved])
-            problems.append(Problem(label, "extends", f"extends cycle: {cycle}"))
-            return
+            return refuse("extends", f"extends cycle: {cycle}")
         if len(chain) >= MAX_EXTENDS:
             said = f"over {MAX_EXTENDS} files extend one another, from {display_path(chain[0])} to here"
-            problems.append(Problem(label, "extends", said))
-            return
+            return refuse("extends", said)
         if resolved in self._merged:  # each file merges once, first seen: a shared base would undo a parent's edits
             return
         self._merged.add(resolved)
         try:
             tree = _read_toml(path)
         except tomllib.TOMLDecodeError as exc:
-            problems.append(Problem(label, "", f"invalid TOML: {exc}"))
-            return
+            return refuse("", f"invalid TOML: {exc}")
         except NotRegularFile as exc:  # a FIFO or a folder named x.toml: once "no such profile"
-            problems.append(Problem(label, "", f"not a profile: it {exc.strerror} ({PROFILE_IS})"))
-            return
+            return refuse("", f"not a profile: it {exc.strerror} ({PROFILE_IS})")
         except UnicodeDecodeError as exc:  # its "position 41" counted bytes: say the line and column
             before = exc.object[: exc.start]
             line, column = before.count(b"\n") + 1, len(before.rpartition(b"\n")[2].decode("utf-8-sig")) + 1
             said = f"not UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the file as UTF-8"
-            problems.append(Problem(f"{label}:{line}:{column}", "", said))
-            return
+            return refuse("", said, f"{label}:{line}:{column}")
         except OSError as exc:
-            problems.append(Problem(label, "", f"cannot read: {exc}"))
-            return
+            return refuse("", f"cannot read: {exc}")
         except (ValueError, RecursionError) as exc:
-            problems.append(Problem(label, "", str(exc) or f"nested more than {MAX_DEPTH} levels deep"))
-            return
+            return refuse("", str(exc) or f"nested more than {MAX_DEPTH} levels deep")
         if chain:  # a project's name (its artifact namespace) is never inherited: an extension stores its own
             tree.pop("project", None)
         parents = tree.pop("extends", [])
         parents = [parents] if isinstance(parents, str) else parents
         if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-            problems.append(Problem(label, "extends", f"expected a profile name or a list of names, got {parents!r}"))
+            refuse("extends", f"expected a profile name or a list of names, got {parents!r}")
             parents = []
         for parent in parents:
             parent_path = self.find(parent, relative_to=path.parent)
@@ -246,7 +239,7 @@ class ProfileLoader:
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
                 said = file if parent.endswith(".toml") or "/" in parent else named + self._missing(parent)
-                problems.append(Problem(label, "extends", said))
+                refuse("extends", said)
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
         _merge(data, tree, provenance, label, [])
@@ -308,20 +301,36 @@ def _forget(provenance: dict[str, str], path: list[str], old: Any) -> None:
             _forget(provenance, [*path, key], value)
 
 
+def _override(item: str) -> tuple[list[str], str] | None:
+    """``KEY.PATH=VALUE`` as (parts, VALUE), the key read as TOML's dotted key (``models."sent.v2".epochs``)."""
+    if not (match := _OVERRIDE.fullmatch(item)) or match[1].count(".") > MAX_DEPTH:  # tomllib: slow on long keys
+        return None
+    try:
+        node, parts = tomllib.loads(f"{match[1]} = 0"), []
+    except tomllib.TOMLDecodeError:  # a quoted part's escape that TOML has not ("\q")
+        return None
+    while isinstance(node, dict):
+        [(part, node)] = node.items()
+        parts.append(part)
+    return parts, match[2]
+
+
 def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problems: list[Problem]) -> None:
-    created = {key[:-4] for key in (item.partition("=")[0].strip() for item in overrides) if key.endswith(".use")}
+    split = {item: _override(item) for item in overrides}
+    created = {tuple(parts[:-1]) for parts, _ in filter(None, split.values()) if parts[-1] == "use"}
     for item in overrides:
-        key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            problems.append(Problem(OVERRIDE_SOURCE, key, f"expected KEY.PATH=VALUE, got {item!r}"))
+        if (given := split[item]) is None:
+            said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
+            problems.append(Problem(OVERRIDE_SOURCE, "", f"expected KEY.PATH=VALUE ({said}), got {item!r}"))
             continue
+        parts, text = given
+        key = ".".join(parts)
         if parts[0] == "extends" or (parts[0] in TABLES.values() and not _is_component_table(parts[:-1])):
             whole = "a --set sets one value (models.NAME.KEY=VALUE, resources.KEY=VALUE), not a table or extends"
             problems.append(Problem(OVERRIDE_SOURCE, key, whole))
             continue
         group = data.get(parts[0]) if _is_component_table(parts[:2]) and len(parts) > 2 else None
-        if isinstance(group, dict) and parts[1] not in group and ".".join(parts[:2]) not in created:  # a typo
+        if isinstance(group, dict) and parts[1] not in group and tuple(parts[:2]) not in created:  # a typo
             named = f"no such component{did_you_mean(parts[1], group)} ({parts[0]}: {', '.join(group) or 'none'})"
             problems.append(Problem(OVERRIDE_SOURCE, key, named))
             continue
@@ -335,7 +344,7 @@ def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problem
         else:
             _forget(provenance, parts, node.get(parts[-1]))
             node[parts[-1]] = SetValue(text)
-            provenance[key.strip()] = OVERRIDE_SOURCE
+            provenance[key] = OVERRIDE_SOURCE
 
 
 def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabled: dict[str, str]) -> None:

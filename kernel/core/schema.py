@@ -86,13 +86,10 @@ class Validator:
         if key in prov:
             return prov[key]
         if below := [f for k, f in prov.items() if k.startswith(key + ".")]:
-            files = self.raw.files
-            return max(below, key=lambda file: files.index(file) if file in files else len(files))
-        parts = key.split(".")
-        while parts:
-            parts.pop()
-            if ".".join(parts) in prov:
-                return prov[".".join(parts)]
+            return max(below, key=lambda f: self.raw.files.index(f) if f in self.raw.files else len(self.raw.files))
+        for above in (key.rsplit(".", cut)[0] for cut in range(1, key.count(".") + 1)):
+            if above in prov:
+                return prov[above]
         return self.raw.file
 
     def problem(self, key: str, message: str) -> None:
@@ -297,8 +294,7 @@ class Validator:
                 return
             if state.get(node) == "active":
                 cycle = [*chain[chain.index(node) :], node]
-                self.problem(by_key[node].key, "dependency cycle: " + " -> ".join(by_key[n].key for n in cycle))
-                return
+                return self.problem(by_key[node].key, "dependency cycle: " + " -> ".join(by_key[n].key for n in cycle))
             state[node] = "active"
             for target in edges[node]:
                 visit(target, [*chain, node])
