@@ -1044,6 +1044,7 @@ def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store
             while "@3" not in (error := client.call("_stats")["models"]["m"]["error"]) and time.monotonic() < deadline:
                 time.sleep(0.1)
         assert error == "could not load team/m@3: KeyError: 'epochs'; still serving team/m@1", error
+        assert f"{error}\n" in daemon.log()  # the daemon's log line names the version it still serves too
         # the toy's route has no description: served, and said (check_api refuses it; serve was silent)
         assert "route t.predict has no description" in daemon.log()
     finally:
