@@ -177,7 +177,7 @@ def test_versions_aliases_and_alias_names(store):
     first, second = put(store, "medical/triage", 1), put(store, "medical/triage", 2)
     assert (first.version, second.version) == (1, 2)
     assert store.alias_version("medical", "triage", "production") is None
-    assert store.promote("medical/triage@1", "production").aliases == ("production",)
+    assert store.promote("medical/triage@1", "production").artifact.aliases == ("production",)
     store.promote("medical/triage", "production")
     assert store.alias_version("medical", "triage", "production") == 2
     assert store.resolve("medical/triage@production").version == 2
@@ -446,10 +446,28 @@ def test_promote_held_by_moves_the_alias_only_if_it_is_where_the_comparison_foun
     with pytest.raises(PromotionRefused, match=r"production moved to @3 since it was compared \(it held @1\)"):
         store.promote("team/m@2", "production", held_by=1)
     assert store.alias_version("team", "m", "production") == 3
-    assert store.promote("team/m@2", "production", held_by=3).version == 2
+    assert store.promote("team/m@2", "production", held_by=3).artifact.version == 2
     store.promote("team/m@2", "canary")  # a first holder meanwhile
     with pytest.raises(PromotionRefused, match=r"canary moved to @2 since it was compared \(it held nothing\)"):
         store.promote("team/m@1", "canary", held_by=None)
+
+
+def test_promote_reports_the_holder_its_own_transaction_found_not_one_read_before(store):
+    """Two ``models promote`` at once each printed a move from the holder it had read before its
+    transaction: both "production: @1 -> ..." while one of them had moved it from the other's."""
+    put(store, "team/m", 1, metrics=scored(0.5, 0.5), data_fingerprints=evaluated("fp-data-1"))
+    put(store, "team/m", 2, metrics=scored(0.6, 0.6), data_fingerprints=evaluated("fp-data-1"))
+    put(store, "team/m", 3, metrics=scored(0.7, 0.7), data_fingerprints=evaluated("fp-data-1"))
+    store.promote("team/m@1", "production")
+    assert store.alias_version("team", "m", "production") == 1  # what this operator's command read first
+    ArtifactStore(store.root).promote("team/m@2", "production")  # another process's promote, meanwhile
+    done = store.promote("team/m@3", "production", if_better="accuracy")
+    assert (done.held, done.holder.version, done.moved) == (2, 2, True)  # the holder it compared with and moved
+    assert done.holder.metrics["validation"]["accuracy"] == 0.6
+    again = ArtifactStore(store.root).promote("team/m@3", "production")
+    assert (again.held, again.holder, again.moved) == (3, None, False)
+    first = store.promote("team/m@1", "canary")
+    assert (first.held, first.holder, first.moved, first.artifact.aliases) == (None, None, True, ("canary",))
 
 
 def test_promote_if_better_compares_validation_scores_on_the_same_validation_records(store):

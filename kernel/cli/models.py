@@ -316,18 +316,15 @@ def models_promote(
         store.promote(target.ref, alias, held_by=held)  # moved while both were scored: refused, in its transaction
         click.echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
         return
-    store.promote(target.ref, alias, if_better=metric, on=split, lower_is_better=lower_is_better)
-    name = f"{target.project}/{target.model}@{alias}"
-    if held is None:
+    done = store.promote(target.ref, alias, if_better=metric, on=split, lower_is_better=lower_is_better)
+    name, holder = f"{target.project}/{target.model}@{alias}", done.holder  # as its transaction found it
+    if done.held is None:
         click.echo(f"{name} -> {target.ref} (new alias)")
-    elif held == target.version:
+    elif not done.moved:
         click.echo(f"{name} already points at {target.ref}")
+    elif holder is None:  # the alias pointed at a version that is not stored (a damaged index)
+        click.echo(f"{name} -> {target.ref} (it pointed at @{done.held}, which is not stored)")
     else:
-        try:
-            holder = store.resolve(f"{target.project}/{target.model}@{held}")
-        except RefError:  # the alias pointed at a version that is not stored (a damaged index)
-            click.echo(f"{name} -> {target.ref} (it pointed at @{held}, which is not stored)")
-            return
         gain = ""
         if metric:
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)

@@ -68,6 +68,19 @@ class Artifact:
         return {"ref": self.ref, **attrs.asdict(self), "aliases": list(self.aliases)}
 
 
+@attrs.frozen
+class Promotion:
+    """What ``promote`` did, read in its transaction: a holder read before it may have moved since."""
+
+    artifact: Artifact  # the version the alias points at now
+    held: int | None  # the version it pointed at before: None for a new alias
+    holder: Artifact | None  # that version's row: None when it is ``artifact`` itself or is not stored
+
+    @property
+    def moved(self) -> bool:
+        return self.held != self.artifact.version
+
+
 #: ``promote(held_by=...)``'s default: move the alias whoever holds it.
 ANY_HOLDER = -1
 
@@ -310,7 +323,7 @@ class ArtifactStore:
         on: str = VALIDATION,
         lower_is_better: bool = False,
         held_by: int | None = ANY_HOLDER,
-    ) -> Artifact:
+    ) -> Promotion:
         """Point ``alias`` at ``ref`` (moving it if another version holds it).
 
         With ``if_better=METRIC`` the alias moves only if ``ref`` scores higher on METRIC (lower
@@ -322,6 +335,7 @@ class ArtifactStore:
         state the model type then refuses, its tensors another's, is the loading's to say).
         ``held_by`` (a version, or None for no holder) moves it only if it is still where a
         comparison made outside found it (``--rescore``); PromotionRefused otherwise.
+        The :class:`Promotion` says what the transaction found and did (what to report).
         """
         check_alias(alias)
         try:
@@ -338,15 +352,14 @@ class ArtifactStore:
                 raise PromotionRefused(
                     f"{alias} moved to @{held} since it was compared (it held {was}); run the promote again"
                 )
+            row = tx.row(candidate.project, candidate.model, held) if held not in (None, candidate.version) else None
+            holder = Artifact(**row) if row else None
             if if_better is not None:  # also when REF holds it: a misspelt (or empty) metric is an error either way
-                holder = tx.row(candidate.project, candidate.model, held) if held != candidate.version else None
-                check_better(
-                    candidate, Artifact(**holder) if holder else None, if_better, on, lower_is_better=lower_is_better
-                )
+                check_better(candidate, holder, if_better, on, lower_is_better=lower_is_better)
             tx.set_alias(candidate.project, candidate.model, alias, candidate.version, _now())
             promoted = Artifact(**tx.row(candidate.project, candidate.model, candidate.version))
         self._written()
-        return promoted
+        return Promotion(promoted, held, holder)
 
     def alias_history(self, project: str, model: str) -> list[dict[str, Any]]:
         """``[{"alias", "version", "previous", "moved_at"}]``: every move of the model's aliases, oldest first."""
