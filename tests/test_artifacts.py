@@ -1356,9 +1356,31 @@ def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(stor
         refused = models(store, "promote", "team/m@1", "production")
         assert refused.returncode == 1
         assert "the store's folder is read-only: its models can be listed and served, not changed" in said(refused)
+        refused = run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env)  # before the fit
+        assert refused.returncode == 2 and f"cannot store a new version in {store.root}: {store.blobs}: " in said(
+            refused
+        )
         backed_up = models(store, "backup", str(tmp_path / "backup"))  # a backup only reads the store
         assert backed_up.returncode == 0, backed_up.stderr
     assert models(store, "promote", "team/m@1", "production").returncode == 0  # the same store, writable
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs sysfs (Linux), where no one may create a file")
+def test_train_refuses_a_store_it_cannot_write_before_it_reads_any_record(tmp_path):
+    """A read-only store fitted for up to 20 minutes, then failed at the blob write. Its blobs
+    here are sysfs, where creating a file fails even for root (whom file modes do not stop)."""
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "blobs").symlink_to("/sys/kernel")
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {"HEIRLOOM_STORE": str(root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    started = time.monotonic()
+    refused = run_heirloom("train", str(profile), "--set", "sources.rows.bad_fingerprint=true", env=env)
+    assert refused.returncode == 2, said(refused)  # not the source's error: no record was asked for
+    assert said(refused) == (
+        f"error: cannot store a new version in {root}: {root / 'blobs'}: Permission denied; nothing was trained"
+    )
+    assert time.monotonic() - started < 60
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

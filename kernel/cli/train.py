@@ -143,6 +143,9 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     """
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides, store=True)
+    store = kernel.store(resolved)  # it opened in resolve_or_exit
+    if unwritable := store.unwritable():  # said now, not at the write after a long fit
+        fail(f"error: cannot store a new version in {store.root}: {unwritable}; nothing was trained", 2)
     spec = None
     results: dict[str, dict[str, Any]] = {}
     try:
@@ -150,7 +153,6 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         if not specs:  # it said nothing, and exited 0
             err_console.print(f"profile {resolved.name!r} has no models: nothing to train", markup=False)
         warn_of_unversioned_plugins(kernel, resolved, specs)
-        store = kernel.store(resolved)
         trained_now: dict[str, Any] = {}  # a child inheriting project/model warm-starts from this run's version
         for spec in specs:
             with progress_bars() as bars:

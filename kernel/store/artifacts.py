@@ -10,7 +10,9 @@ kernel itself never imports torch.
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,22 @@ class ArtifactStore:
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
+
+    def unwritable(self) -> str | None:
+        """Why a version could not be stored here, None when it can: ``train`` asks before it reads
+        any record, not at the write after the fit. A probe file, as a mode check passes root on a
+        read-only mount (which serves fine: only storing fails)."""
+        for folder in (self.blobs, self.root):  # the blobs, and the index's folder (its journal files)
+            try:
+                fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=folder)
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as exc:
+                return f"{folder}: {exc.strerror}"
+        index = self.index.path
+        if index.exists() and not os.access(index, os.W_OK):
+            return f"{index}: {os.strerror(errno.EACCES)}"
+        return None
 
     def put(
         self,
