@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -30,7 +31,7 @@ from heirloom.store.compare import PromotionRefused
 from heirloom.store.refs import Ref, RefError
 from heirloom.wire.client import Unavailable
 from tests.daemons import Daemon
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, run_heirloom, write
 
 #: A toy source and a toy model trained on it (``HEIRLOOM_PLUGINS=tests.toys``).
 TOY_TABLES = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
@@ -893,6 +894,37 @@ def test_a_version_whose_load_raises_is_named_and_its_traceback_is_logged_at_deb
     debugged = run_heirloom("--log-level", "debug", "eval", str(profile), *failing, env=env)
     assert debugged.returncode == 1 and problem in said(debugged), debugged.stderr
     assert re.search(r'File ".*toys\.py", line \d+, in load', debugged.stderr), debugged.stderr
+
+
+def test_a_train_whose_index_commit_fails_leaves_no_orphan_blob_and_says_the_version_was_not_stored(store, tmp_path):
+    """A disk that filled at the index's commit left the blobs just written behind, no version
+    referencing them, and the error did not say the version was not stored. Here the index's
+    journal cannot grow past 1 KiB (RLIMIT_FSIZE, failing as a full disk does); the toy's blobs fit."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {**os.environ, "HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    before = sorted(path.name for path in store.blobs.iterdir())
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # a reader holding the index keeps its -shm sized and its -wal there: only the commit's write meets the limit
+    with contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as reader:
+        reader.execute("SELECT COUNT(*) FROM artifacts").fetchall()
+        failed = subprocess.run(
+            [*HEIRLOOM, "train", str(profile), "--set", "models.m.epochs=2"],  # new metadata, the same weights
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=REPO,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard)),
+        )
+    assert failed.returncode == 1, said(failed)
+    assert f"error: the store index {store.root / 'index.sqlite'} cannot be used: " in said(failed)
+    assert said(failed).endswith("; the version was not stored")
+    assert sorted(path.name for path in store.blobs.iterdir()) == before  # the weights team/m@1 has too stay
+    swept = models(store, "gc", "--keep", "100", "--dry-run")
+    assert swept.returncode == 0 and "orphan" not in swept.stdout + swept.stderr, swept.stdout
+    assert [artifact.ref for artifact in store.list("team", "m")] == ["team/m@1"]
+    store.load("team/m@1")
 
 
 def test_training_warns_when_a_source_gives_the_same_records_for_validation_and_test(store, tmp_path):

@@ -10,6 +10,7 @@ kernel itself never imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -37,7 +38,7 @@ from heirloom.store.content import (
     sha256,
     state_metadata,
 )
-from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size
+from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, remove_unreferenced
 from heirloom.store.index import BACKUP_MARKER, MAX_VERSION, StoreIndex, Transaction
 from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name
 
@@ -172,20 +173,32 @@ class ArtifactStore:
             "framework": framework,
         }
         canonical_json(record, "artifact metrics, fingerprints and versions")
-        # Holding the index's write lock while the blobs land keeps gc from sweeping them.
-        with self.index.writing() as tx:
-            if parent is not None and tx.digest_of(parent.project, parent.model, parent.version) != parent.digest:
-                raise RefError(f"parent {parent.ref} ({parent.digest[:12]}) is not in the store at {self.root}")
-            if quota_mb is not None:
-                self._check_quota(tx, project, model, blobs, quota_mb)
-            version = tx.next_version(project, model)
-            for name, data in blobs.items():
-                try:
-                    write_atomic(self.blobs / name, data)
-                except OSError as exc:  # a full disk: os.write names no file, so say which
-                    reason = f"cannot write {self.blobs / name}: {exc.strerror or exc}"
-                    raise HeirloomError(f"{reason}; the version was not stored") from exc
-            tx.insert(record, version, *blobs)
+        added: list[str] = []  # blobs new to the store: a failed write removes them again, leaving no orphans
+        indexing = False
+        try:
+            # Holding the index's write lock while the blobs land keeps gc from sweeping them.
+            with self.index.writing() as tx:
+                if parent is not None and tx.digest_of(parent.project, parent.model, parent.version) != parent.digest:
+                    raise RefError(f"parent {parent.ref} ({parent.digest[:12]}) is not in the store at {self.root}")
+                if quota_mb is not None:
+                    self._check_quota(tx, project, model, blobs, quota_mb)
+                version = tx.next_version(project, model)
+                for name, data in blobs.items():
+                    added += [] if (self.blobs / name).exists() else [name]
+                    try:
+                        write_atomic(self.blobs / name, data)
+                    except OSError as exc:  # a full disk: os.write names no file, so say which
+                        reason = f"cannot write {self.blobs / name}: {exc.strerror or exc}"
+                        raise HeirloomError(f"{reason}; the version was not stored") from exc
+                indexing = True
+                tx.insert(record, version, *blobs)
+        except Exception as exc:  # not a kill (gc --delete-orphans is for that): the index refused, a disk filled
+            if added:
+                with contextlib.suppress(HeirloomError):  # an index that cannot be used now: gc finds them later
+                    remove_unreferenced(self.index, self.blobs, added)
+            if not (indexing and isinstance(exc, HeirloomError)):  # a refusal before it, or a blob's write: said
+                raise
+            raise HeirloomError(f"{exc}; the version was not stored") from None
         self._written()
         return Artifact(version=version, **record)
 

@@ -79,15 +79,22 @@ def collect(
             tx.delete([(row["project"], row["model"], row["version"]) for row in plan.versions])
     if dry_run or not plan.files:
         return plan
-    with index.writing() as tx:
-        referenced = {name for row in tx.blob_rows() for name in row[3:]}
-        removed = [name for name in plan.files if name not in referenced]
-        for name in removed:
-            (blobs / name).unlink(missing_ok=True)
+    removed = remove_unreferenced(index, blobs, plan.files)
     gone = set(removed)
     plan.bytes -= sum(file_size(blobs / name) for name in plan.files if name not in gone)
     plan.files = removed
     return plan
+
+
+def remove_unreferenced(index: StoreIndex, blobs: Path, names: list[str]) -> list[str]:
+    """Remove the blobs of ``names`` no version references, under the write lock (no ``put`` can
+    reference one meanwhile); those removed."""
+    with index.writing() as tx:
+        referenced = {name for row in tx.blob_rows() for name in row[3:]}
+        removed = [name for name in names if name not in referenced]
+        for name in removed:
+            (blobs / name).unlink(missing_ok=True)
+    return removed
 
 
 def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans: bool, project: str | None) -> GcPlan:
