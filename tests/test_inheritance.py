@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
+from heirloom.store.artifacts import ArtifactStore
 from tests.daemons import Daemon
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, run_heirloom, write
 
 QUICK = ["--set", "models.{model}.epochs=2", "--set", "models.{model}.refit=false"]
 
@@ -264,3 +267,30 @@ def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     said = " ".join(alone.stderr.split())
     assert alone.returncode == 1 and "needs at least two labels to fit, got ['parent']" in said
     assert "inherit" not in said, said
+
+
+def test_a_parent_removed_while_its_child_trains_is_said_so_not_as_a_ref_naming_nothing(tmp_path):
+    """``models gc`` removed the parent while the child fitted: the fit finished, then "parent ...
+    is not in the store", exit 2, as if the profile named nothing; it was there when the train began."""
+    store = tmp_path / "store"
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys", "HEIRLOOM_STORE": str(store)}
+    toy = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+    other = write(tmp_path / "other.toml", toy)
+    for note in ("one", "two"):  # other/m@2: gc --keep 1 may remove other/m@1
+        assert run_heirloom("train", str(other), "--set", f"models.m.note={note}", env=toys).returncode == 0
+    child = write(tmp_path / "team.toml", toy + 'inherit = "other/m@1"\nstart_seconds = 5\n')  # a window after resolve
+    training = subprocess.Popen(
+        [*HEIRLOOM, "train", str(child)], stderr=subprocess.PIPE, text=True, env={**os.environ, **toys}, cwd=REPO
+    )
+    try:
+        for line in training.stderr:
+            if "warm start from other/m@1" in line:  # resolved and loaded: it is in the store
+                break
+        assert [row["version"] for row in ArtifactStore(store).gc(1).versions] == [1]
+        said = " ".join(training.stderr.read().split())
+        assert training.wait(timeout=60) == 1, said
+    finally:
+        training.kill()
+    removed = f"was removed from the store at {store} while this model trained (models gc?); nothing was stored"
+    assert "error: parent other/m@1 (" in said and said.endswith(removed), said
+    assert not ArtifactStore(store).list("team", "m")

@@ -179,7 +179,10 @@ class ArtifactStore:
             # Holding the index's write lock while the blobs land keeps gc from sweeping them.
             with self.index.writing() as tx:
                 if parent is not None and tx.digest_of(parent.project, parent.model, parent.version) != parent.digest:
-                    raise RefError(f"parent {parent.ref} ({parent.digest[:12]}) is not in the store at {self.root}")
+                    raise HeirloomError(  # it was there when resolved: not a ref naming nothing (exit 2)
+                        f"parent {parent.ref} ({parent.digest[:12]}) was removed from the store at {self.root} "
+                        "while this model trained (models gc?); nothing was stored"
+                    )
                 if quota_mb is not None:
                     self._check_quota(tx, project, model, blobs, quota_mb)
                 version = tx.next_version(project, model)
