@@ -700,7 +700,7 @@ def test_damaged_index_and_odd_blobs_get_clear_errors_naming_the_file(store):
     assert loading.returncode == 1 and "is a symbolic link (the store never follows links)" in loading.stderr
     weights.unlink()
     weights.mkdir()  # a folder where a blob should be
-    with pytest.raises(heirloom.HeirloomError, match=re.escape(f"{weights} is not a regular file")):
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(f"{weights} is a directory, not a file")):
         store.load(artifact.ref)
     with sqlite3.connect(store.root / "index.sqlite") as conn:  # a row naming a file outside the store
         conn.execute("UPDATE artifacts SET weights_blob = '../../../../../etc/hostname'")

@@ -22,7 +22,7 @@ import attrs
 
 from heirloom.core.components import State
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
-from heirloom.core.fsutil import open_regular, write_atomic
+from heirloom.core.fsutil import NotRegularFile, open_regular, write_atomic
 from heirloom.core.paths import home
 from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
@@ -301,9 +301,10 @@ class ArtifactStore:
             fd = open_regular(path, os.O_NOFOLLOW)
         except FileNotFoundError:
             raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is missing") from None
-        except OSError as exc:
-            what = "a symbolic link (the store never follows links)" if path.is_symlink() else exc.strerror
-            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is {what}") from None
+        except OSError as exc:  # NotRegularFile's strerror: "is a directory, not a file"
+            what = exc.strerror if isinstance(exc, NotRegularFile) else f"cannot be read: {exc.strerror}"
+            what = "is a symbolic link (the store never follows links)" if path.is_symlink() else what
+            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} {what}") from None
         with os.fdopen(fd, "rb") as handle:
             try:
                 data = handle.read()

@@ -31,7 +31,7 @@ from pathlib import Path
 import attrs
 
 from heirloom.core.errors import HeirloomError
-from heirloom.core.fsutil import fsync_dir, open_regular, write_atomic
+from heirloom.core.fsutil import NotRegularFile, fsync_dir, open_regular, write_atomic
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB
 from heirloom.store.index import BACKUP_MARKER, StoreIndex
@@ -240,7 +240,8 @@ def _copy_checked(origin: Path, partial: Path) -> None:
     except FileNotFoundError:
         raise
     except OSError as exc:  # ELOOP: O_NOFOLLOW met a link
-        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        why = f"it {exc.strerror}" if isinstance(exc, NotRegularFile) else exc.strerror  # "is a FIFO, not a ..."
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else why
         raise HeirloomError(f"cannot back up {origin}: {why}") from None
     with source, open(partial, "wb") as copy:
         while chunk := source.read(1 << 20):
