@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from heirloom.datasets import DataFile, Dataset
     from heirloom.files import read_regular
     from heirloom.splits import stratified_holdout
-    from heirloom.store.artifacts import ArtifactStore
+    from heirloom.store.artifacts import ArtifactStore, Promotion
     from heirloom.store.compare import PromotionRefused
     from heirloom.store.feedback import FeedbackLog
     from heirloom.store.labels import (
@@ -103,6 +103,7 @@ _EXPORTS = {
     "Api": "heirloom.core.components",
     "AppendLog": "heirloom.store.logs",
     "ArtifactStore": "heirloom.store.artifacts",
+    "Promotion": "heirloom.store.artifacts",
     "AsyncClient": "heirloom.wire.aclient",
     "at_least": "heirloom.core.components",
     "Buffer": "heirloom.wire.protocol",
@@ -248,6 +249,7 @@ __all__ = [
     "Problem",
     "ProfileError",
     "Progress",
+    "Promotion",
     "PromotionRefused",
     "RefError",
     "RemoteError",
