@@ -6,6 +6,7 @@ It imports no layer of the kernel, so the plugin host can check a component type
 from __future__ import annotations
 
 import collections.abc
+import functools
 import typing
 from reprlib import repr as short
 from typing import Any
@@ -77,6 +78,10 @@ def make_converter() -> cattrs.Converter:
     return converter
 
 
+#: One converter asked by every registration's check (its hooks cached), not one built per component type.
+_checking_converter = functools.cache(make_converter)
+
+
 def type_name(tp: Any) -> str:
     """``complex``, ``datetime.date``, ``list[mine.Thing]``: as a plugin author wrote it."""
     if isinstance(tp, type) and not typing.get_args(tp):
@@ -87,7 +92,7 @@ def type_name(tp: Any) -> str:
 def field_type_problem(cls: type) -> str | None:
     """Why no profile could set some field of the attrs class ``cls`` (its type is one the converter cannot
     structure: ``complex``, ``datetime.date``, ``list[Mine]``), naming each such field and its type; else None."""
-    converter = make_converter()
+    converter = _checking_converter()
     try:
         fields = attrs.fields(attrs.resolve_types(cls))
         bad = [(f, part) for f in fields if f.init and f.type and (part := _unsupported(f.type, converter, {cls}))]

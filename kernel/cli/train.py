@@ -144,8 +144,9 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides, store=True)
     store = kernel.store(resolved)  # it opened in resolve_or_exit
-    if unwritable := store.unwritable():  # said now, not at the write after a long fit
-        fail(f"error: cannot store a new version in {store.root}: {unwritable}; nothing was trained", 2)
+    unwritable = getattr(store, "unwritable", None)  # optional for a store plugin's class (PLUGINS.md)
+    if unwritable is not None and (why := unwritable()):  # said now, not at the write after a long fit
+        fail(f"error: cannot store a new version in {getattr(store, 'root', store)}: {why}; nothing was trained", 2)
     spec = None
     results: dict[str, dict[str, Any]] = {}
     try:

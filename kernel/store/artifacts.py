@@ -187,7 +187,8 @@ class ArtifactStore:
                     self._check_quota(tx, project, model, blobs, quota_mb)
                 version = tx.next_version(project, model)
                 for name, data in blobs.items():
-                    added += [] if (self.blobs / name).exists() else [name]
+                    if not (self.blobs / name).exists():
+                        added.append(name)
                     try:
                         write_atomic(self.blobs / name, data)
                     except OSError as exc:  # a full disk: os.write names no file, so say which
