@@ -248,7 +248,7 @@ def test_ndjson_bulk_export_gives_the_same_records_as_the_bundles(bundles, tmp_p
     for pid, record in from_ndjson.items():
         assert record.file == "Patient.ndjson"
         assert attrs.evolve(record, file="") == attrs.evolve(from_bundles[pid], file="")
-    assert source.tally.unresolved == 0 and source.tally.unassigned == 0
+    assert source.tally.unresolved.count == 0 and source.tally.unassigned.count == 0
 
 
 def test_validating_path_accepts_the_real_data_and_agrees_with_the_lean_path(bundles, tmp_path):
@@ -756,7 +756,7 @@ def test_record_shape_from_every_kind_of_resource(tmp_path):
     write(tmp_path / "set" / "patient.json", bundle(*resources))
     source = FhirSource(path=str(tmp_path / "set"))
     [record] = list(source.records())
-    assert source.tally.unresolved == 0
+    assert source.tally.unresolved.count == 0
     assert (record.id, record.birth_date, record.gender, record.deceased, record.deceased_date) == (
         "p1",
         "1970-01-02",
@@ -968,8 +968,9 @@ def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tm
     penicillin = {"coding": [{"system": "http://snomed.info/sct", "code": "91936005", "display": named}]}
     allergy = {"resourceType": "AllergyIntolerance", "id": "alg1", "code": penicillin}
     listed = {"resourceType": "List", "id": "l1", "status": "current", "mode": "snapshot"}
-    listed |= {"subject": {"reference": "Patient/p1"}, "contained": [allergy]}
-    listed |= {"entry": [{"item": {"reference": "#alg1"}}]}
+    latex = {"resourceType": "AllergyIntolerance", "id": "alg3", "code": {"text": "Latex"}}
+    listed |= {"subject": {"reference": "Patient/p1"}, "contained": [allergy, latex]}  # one container, two events
+    listed |= {"entry": [{"item": {"reference": "#alg1"}}, {"item": {"reference": "#alg3"}}]}
     visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
     visit |= {"subject": {"reference": "Patient/p1"}, "period": {"start": "2021-03-01"}}
     visit |= {"contained": [condition("dx1") | {"subject": {"reference": "Patient/p1"}}]}
@@ -984,12 +985,13 @@ def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tm
         events = [(e.kind, e.id, e.code, e.encounter) for e in record.timeline if e.kind != "encounter"]
         assert sorted(events, key=str) == [
             ("allergy", "l1#alg1", "snomed:91936005", None),
+            ("allergy", "l1#alg3", None, None),
             ("allergy", "p1#alg2", None, None),
             ("condition", "e1#dx1", "snomed:44054006", "e1"),
         ]
         amoxicillin = {"rxnorm:308182": frozenset({"amoxicillin"})}
         assert ruled_out(record_allergies(record), amoxicillin) == {"rxnorm:308182": [named]}
-        assert stats_or_error(where)["contained_resources"] == 3
+        assert stats_or_error(where)["contained_resources"] == 4
 
 
 def test_a_folder_without_fhir_files_is_said_to_be_one(tmp_path):

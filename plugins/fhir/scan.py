@@ -95,6 +95,24 @@ def contained_events(entry: Entry) -> list[Entry]:
 
 
 @attrs.define
+class Sampled:
+    """A count, and the first ``KEPT`` of what it counted, named: enough to find them in the files."""
+
+    count: int = 0
+    examples: list[str] = attrs.Factory(list)
+
+    @property
+    def full(self) -> bool:
+        """Whether another example would be dropped (so a costly name need not be made)."""
+        return len(self.examples) >= KEPT
+
+    def add(self, example: str, count: int = 1) -> None:
+        self.count += count
+        if example and not self.full:
+            self.examples.append(example)
+
+
+@attrs.define
 class Tally:
     """What one pass saw; ``to_json`` is what ``heirloom data stats`` prints."""
 
@@ -105,14 +123,12 @@ class Tally:
     bytes: int = 0
     resources: Counter[str] = attrs.Factory(Counter)
     references: int = 0
-    unresolved: int = 0
-    unresolved_examples: list[str] = attrs.Factory(list)
-    unassigned: int = 0
-    #: The first unassigned resources (``file: Type/id (entry[i]): its patient reference``).
-    unassigned_examples: list[str] = attrs.Factory(list)
+    #: References no resource of the pass answers (``file: Type/id (entry[i]): the reference``).
+    unresolved: Sampled = attrs.Factory(Sampled)
+    #: Resources no patient of their unit owns (``file: Type/id (entry[i]): its patient reference``).
+    unassigned: Sampled = attrs.Factory(Sampled)
     #: References to a resource of a type their field cannot hold (``Condition.encounter`` -> a Patient).
-    mistyped: int = 0
-    mistyped_examples: list[str] = attrs.Factory(list)
+    mistyped: Sampled = attrs.Factory(Sampled)
     outside_cohort: int = 0
     skipped_files: int = 0
     skipped_resources: int = 0
@@ -121,9 +137,8 @@ class Tally:
     #: Clinical resources read from inside another resource's ``contained``.
     contained: int = 0
     messages: list[str] = attrs.Factory(list)
-    #: Patients with an encounter dated before their birthDate (``file: Patient/id: ...``), and how many.
-    before_birth: int = 0
-    before_birth_examples: list[str] = attrs.Factory(list)
+    #: Patients with an encounter dated before their birthDate (``file: Patient/id: ...``).
+    before_birth: Sampled = attrs.Factory(Sampled)
     #: Units of the numeric observation values (components too) per code.
     units: defaultdict[str, Counter[str]] = attrs.Factory(lambda: defaultdict(Counter))
 
@@ -150,21 +165,8 @@ class Tally:
         """Count, keep and say a patient with an encounter before its birth: read as it is (one
         wrong date of 331 Synthea patients would stop the pass), but never unsaid."""
         said = f"{where}: birthDate {record.birth_date} is after encounter {first.id!r} on {first.date}"
-        self.before_birth += 1
-        if len(self.before_birth_examples) < KEPT:
-            self.before_birth_examples.append(said)
+        self.before_birth.add(said)
         log.warning("%s: ages there are below zero; check the two dates (data stats counts these)", said)
-
-    def stray(self, where: str, count: int = 1) -> None:
-        """Count resources no patient of their unit owns, naming the first (``where``)."""
-        self.unassigned += count
-        if where and len(self.unassigned_examples) < KEPT:
-            self.unassigned_examples.append(where)
-
-    def dangling(self, ref: str, count: int, where: str) -> None:
-        self.unresolved += count
-        if len(self.unresolved_examples) < KEPT:
-            self.unresolved_examples.append(f"{where}: {ref}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -174,18 +176,18 @@ class Tally:
             "bytes": self.bytes,
             "resources": dict(sorted(self.resources.items(), key=lambda item: (-item[1], item[0]))),
             "references": self.references,
-            "unresolved_references": self.unresolved,
-            "unresolved_examples": self.unresolved_examples,
-            "mistyped_references": self.mistyped,
-            "mistyped_examples": self.mistyped_examples,
-            "unassigned_resources": self.unassigned,
-            "unassigned_examples": self.unassigned_examples,
+            "unresolved_references": self.unresolved.count,
+            "unresolved_examples": self.unresolved.examples,
+            "mistyped_references": self.mistyped.count,
+            "mistyped_examples": self.mistyped.examples,
+            "unassigned_resources": self.unassigned.count,
+            "unassigned_examples": self.unassigned.examples,
             "withdrawn_resources": self.withdrawn,
             "contained_resources": self.contained,
             "mixed_units": {
                 code: dict(units.most_common()) for code, units in sorted(self.units.items()) if len(units) > 1
             },
-            "encounters_before_birth": {"patients": self.before_birth, "examples": self.before_birth_examples},
+            "encounters_before_birth": {"patients": self.before_birth.count, "examples": self.before_birth.examples},
             "outside_cohort": self.outside_cohort,
             "errors": {
                 "on_error": self.on_error,
@@ -251,7 +253,7 @@ class Scan:
         if bulk:
             yield from self._bulk(bulk, split)
         for ref, count, where in self.known.settle():
-            self.tally.dangling(ref, count, where)
+            self.tally.unresolved.add(f"{where}: {ref}", count)
 
     # -- units ---------------------------------------------------------------------------
     def _bundle(self, path: Path, split: str | None) -> Iterator[PatientRecord]:
@@ -282,7 +284,7 @@ class Scan:
             if e.resource["resourceType"] in EVENTS:
                 owner = self._owner(patient_reference(e.resource), catalog, patients)
                 if owner is None:
-                    self.tally.stray(_stray(path, e))
+                    self.tally.unassigned.add(_stray(path, e))
                 elif owner in chosen:
                     self._add_event(events[owner], seen[owner], path, e, catalog, drugs)
         for pid in wanted:
@@ -318,8 +320,8 @@ class Scan:
             owner = self._owner(ref, catalog, patients)
             if owner is None:
                 for i, o, w, j in places:  # the first few read back, for their names
-                    named = len(self.tally.unassigned_examples) < KEPT
-                    self.tally.stray(_stray(paths[i], _read_back(paths[i], o, w, j)) if named else "")
+                    unassigned = self.tally.unassigned
+                    unassigned.add("" if unassigned.full else _stray(paths[i], _read_back(paths[i], o, w, j)))
             else:
                 owned[owner].extend(places)
         with ExitStack() as stack:
@@ -328,9 +330,14 @@ class Scan:
                 index, offset, where, _ = patients[pid]
                 events: list[Event] = []
                 seen: set[tuple[str, str]] = set()
+                inside: dict[tuple[int, int], list[Entry]] = {}  # a container read once for all it holds
                 for i, o, w, j in owned[pid]:
-                    entry = read_line(handles[i], o, w)
-                    entry = entry if j < 0 else contained_events(entry)[j]
+                    if j < 0:
+                        entry = read_line(handles[i], o, w)
+                    else:
+                        if (i, o) not in inside:
+                            inside[i, o] = contained_events(read_line(handles[i], o, w))
+                        entry = inside[i, o][j]
                     self._add_event(events, seen, paths[i], entry, catalog, drugs)
                 yield self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
@@ -367,10 +374,10 @@ class Scan:
             self.tally.references += 1
             if ref.startswith("#"):
                 if ref != "#" and ref[1:] not in contained:
-                    self.tally.dangling(ref, 1, f"{path}: {entry.label()}")
+                    self.tally.unresolved.add(f"{path}: {entry.label()}: {ref}")
             elif catalog is None or catalog.resolve(ref) is None:
                 if ref.startswith("urn:"):  # bundle-local by definition
-                    self.tally.dangling(ref, 1, f"{path}: {entry.label()}")
+                    self.tally.unresolved.add(f"{path}: {entry.label()}: {ref}")
                 else:
                     self.known.defer(ref, f"{path}: {entry.label()}")
 
@@ -386,11 +393,8 @@ class Scan:
             ref = holder.get("reference") if isinstance(holder, dict) else None
             kind = _target_type(ref, catalog) if isinstance(ref, str) else None
             if kind is not None and kind not in HOLDS[field]:
-                self.tally.mistyped += 1
-                if len(self.tally.mistyped_examples) < KEPT:
-                    holds = " or ".join(sorted(HOLDS[field]))
-                    said = f"{path}: {entry.label()}: {field} {ref}: type {kind}, not {holds}"
-                    self.tally.mistyped_examples.append(said)
+                holds = " or ".join(sorted(HOLDS[field]))
+                self.tally.mistyped.add(f"{path}: {entry.label()}: {field} {ref}: type {kind}, not {holds}")
 
     def _claim(self, pid: str, path: Path, entry: Entry) -> bool:
         """Whether this Patient resource makes the record of patient ``pid``: not when its own

@@ -88,14 +88,14 @@ class FhirSource(heirloom.Source):
             yield from first_by_hash(scan.records(split), self.train_patients)
         else:
             yield from scan.records(split)
-        if self.tally.unassigned:
+        if self.tally.unassigned.count:
             log.warning(
                 "%s: %d clinical resource(s) belong to no patient of their own unit (their bundle file, or the NDJSON "
                 "files together) and are on no record: keep a patient's resources in one bundle (data stats: "
                 "unassigned_resources, unassigned_examples); the first: %s",
                 self.path,
-                self.tally.unassigned,
-                "; ".join(self.tally.unassigned_examples[:3]),
+                self.tally.unassigned.count,
+                "; ".join(self.tally.unassigned.examples[:3]),
             )
 
     def splits(self) -> list[str]:
