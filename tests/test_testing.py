@@ -33,6 +33,21 @@ def test_heirloom_kernel_registers_plugin_modules_directly(heirloom_kernel, tmp_
         heirloom_kernel().resolve(str(profile))
 
 
+def test_a_kernel_without_entry_points_says_what_to_pass_for_a_type_it_lacks(heirloom_kernel, tmp_path):
+    """``entry_points=False`` leaves out the default ``local`` resources too: the error said
+    "install its package", which is installed; it says to pass the module."""
+    profile = write(tmp_path / "toy.toml", to_toml({"sources": {"rows": {"use": "toy-source", "rows": 4}}}))
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom_kernel(toys, entry_points=False).resolve(str(profile))
+    said = str(caught.value)
+    assert "resources.use: unknown resources type 'local' (known: none; installed plugins are not loaded" in said
+    assert "'heirloom_plugins.local_resources' for the default resources" in said
+    assert "install its package" not in said
+    system = heirloom_kernel(toys, "heirloom_plugins.local_resources", entry_points=False).system(str(profile))
+    with system:
+        assert system.component("rows", "source") is not None
+
+
 def test_heirloom_store_is_empty_and_exported(heirloom_store):
     assert heirloom_store.list() == []
     assert os.environ["HEIRLOOM_STORE"] == str(heirloom_store.root)

@@ -100,6 +100,7 @@ class PluginHost:
     def __init__(self, *, use_entry_points: bool = True, plugins: Iterable[Any] = (), catalog_path: Path | None = None):
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        self.use_entry_points = use_entry_points
         self.infos: dict[str, PluginInfo] = {}
         self.components: dict[str, dict[str, list[tuple[str, type]]]] = {k: {} for k in KINDS}
         self.named: dict[str, dict[str, list[tuple[str, Any]]]] = {what: {} for what in NAMED_HOOKS}
@@ -350,9 +351,14 @@ class PluginHost:
             names.update(info.provides[kind])
         return sorted(names)
 
-    @staticmethod
-    def selection() -> str:
-        """What the environment keeps from loading, for errors about what is missing."""
+    def selection(self) -> str:
+        """What the environment (or a kernel without entry points) keeps from loading, for errors about what is
+        missing: a test's ``heirloom_kernel(entry_points=False)`` has not even the default ``local`` resources."""
+        if not self.use_entry_points:
+            return (
+                "; installed plugins are not loaded (entry points off): pass the module of each plugin the profile "
+                "uses, 'heirloom_plugins.local_resources' for the default resources"
+            )
         chosen = [f"{v}={os.environ[v]}" for v in ("HEIRLOOM_LOAD_PLUGINS", "HEIRLOOM_DISABLE_PLUGINS") if os.getenv(v)]
         return f"; {' and '.join(chosen)}: plugins left out by it are not loaded" if chosen else ""
 

@@ -203,7 +203,8 @@ class Validator:
             return f"{kind} type {use!r} comes from a plugin that failed to load this time: {details}"
         known = self.host.known_names(kind)
         message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'}"
-        message += f"{self.host.selection()})" + ("" if did_you_mean(use, known) else f"; {NOT_INSTALLED}")
+        hinted = did_you_mean(use, known) or not self.host.use_entry_points  # then selection() says what to do
+        message += f"{self.host.selection()})" + ("" if hinted else f"; {NOT_INSTALLED}")
         if failed:
             details = "; ".join(f"{info.label}: {info.error}" for info in failed)
             message += f". This profile needs it and these plugins failed to load: {details}"
