@@ -16,6 +16,7 @@ import pytest
 import zmq
 
 import heirloom
+from heirloom.wire.broker_workers import WORKER_LINES_PER_MINUTE
 from heirloom.wire.client import DeadlineExceeded, InvalidArgument, RemoteError, ResourceExhausted, Unavailable
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import CONTROL, packb
@@ -510,6 +511,70 @@ def test_a_peer_naming_a_local_workers_pid_cannot_get_it_killed(tmp_path):
         assert daemon.terminate() == 0
 
 
+def _all_pids(client) -> list[int]:
+    return [w["pid"] for w in client.call("_ready")["workers"]]
+
+
+def test_a_peer_cannot_speak_for_another_worker_nor_flood_the_log_by_joining_and_leaving(tmp_path):
+    """A worker written in C from PROTOCOL.md: a GONE naming a healthy local worker's pid had the
+    broker log 85,000 'could not start' lines about it in 4 s; a peer joining and leaving in a
+    loop wrote 600,000 lines in 20 s, and local routes fell from 6,242 requests a second to 99."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
+    context = zmq.Context()
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            pids = _worker_pids(client)
+            impostor, registered = context.socket(zmq.DEALER), context.socket(zmq.DEALER)
+            for peer in (impostor, registered):
+                peer.connect(worker_address)
+            registered.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 4242})])
+            deadline = time.monotonic() + 10
+            while 4242 not in _all_pids(client):
+                assert time.monotonic() < deadline, daemon.log()
+            lie = packb({"pid": pids[0], "error": "impostor says it failed"})
+            for _ in range(1000):
+                for peer in (impostor, registered):
+                    peer.send_multipart([CONTROL, b"GONE", lie])
+            for peer, pid in ((impostor, 4343), (registered, 4242)):  # read after their GONEs (one connection each)
+                peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pid, "resources": {"after": True}})])
+            while sum(w["resources"] == {"after": True} for w in client.call("_ready")["workers"]) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+            assert sorted(_all_pids(client)) == sorted([*pids, 4242, 4343])  # the lying peer was not dropped either
+            assert all(w["local"] for w in _locals(client, pids)) and client.call("_ready")["start_failure"] is None
+            log = daemon.log()
+            assert "could not start" not in log
+            assert (
+                log.count(f"ignored a GONE naming worker pid {pids[0]} from another connection") == 1
+            )  # once a minute
+
+            before = len(daemon.log().splitlines())
+            churner = context.socket(zmq.DEALER)
+            churner.connect(worker_address)
+            routes = [{"name": "cw.other", "admin": False}]
+            for _ in range(500):  # one connection: taken back only a heartbeat interval after its GONE
+                churner.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 5555, "ready": True, "routes": routes})])
+                churner.send_multipart([CONTROL, b"GONE"])
+            churners = [context.socket(zmq.DEALER) for _ in range(100)]  # a new connection for each join
+            for i, peer in enumerate(churners):
+                peer.connect(worker_address)
+                peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 6000 + i, "ready": True, "routes": routes})])
+                peer.send_multipart([CONTROL, b"GONE"])
+            time.sleep(2)
+            while len(_all_pids(client)) > 4:
+                assert time.monotonic() < deadline + 20, daemon.log()
+            assert client.call("t.slow", {"ms": 1}) == {"slept_ms": 1}
+            said = daemon.log().splitlines()[before:]
+            assert len(said) <= WORKER_LINES_PER_MINUTE, "\n".join(said)  # 2,400 lines, before
+            for peer in [churner, *churners]:
+                peer.close(linger=0)
+        assert "Traceback" not in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
 def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_broker(tmp_path):
     """An attack on a tcp worker endpoint without Curve: 1,000 route names of 4,000 characters
     made one unknown route's did-you-mean block the broker 13 s, and its healthy local workers
@@ -554,10 +619,12 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
                 while len(client.call("_ready")["workers"]) < 128:  # full: the log says so once a minute only
                     assert time.monotonic() < deadline, daemon.log()
                     time.sleep(0.2)
-                for peer in peers:
-                    peer.send_multipart([CONTROL, b"GONE", packb({"pid": 1, "error": "visit http://evil.example"})])
+                for i, peer in enumerate(peers):
+                    said = {"pid": 1000 + i, "error": "visit http://evil.example"}
+                    peer.send_multipart([CONTROL, b"GONE", packb(said)])
                 while len(client.call("_ready")["workers"]) > 2:
                     assert time.monotonic() < deadline, daemon.log()
+                time.sleep(1.2)  # a connection that said GONE is taken back one heartbeat interval later
             assert "ignored a new worker: 128 are connected" in daemon.log()
             # the table is full of peers again: a local worker that dies is replaced and still joins
             big = {"pid": 2000, "resources": {"pad": "x" * 100_000}}

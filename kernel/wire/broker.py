@@ -36,10 +36,13 @@ from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
     LOAD,
     MISSED_HEARTBEATS,
+    WORKER_LINES_PER_MINUTE,
+    Departed,
     KeyRoutes,
     Worker,
     allowed_silence,
     described_routes,
+    names_another,
     not_sent,
     read_heartbeat,
     routes_differing,
@@ -72,7 +75,7 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import passed_on_arrival, refused, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
+from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every
 from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
@@ -142,7 +145,10 @@ class Broker(BrokerRoutes):
         self._to_worker = sender(self.backend, nonblocking=True)
         self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
         self._unreadable, self._crowded, self._reloads = Every(60.0), Every(60.0), Every(RELOAD_LOG_SECONDS)
+        self._impostors = Every(60.0)  # GONE messages naming a worker their connection is not
+        self._comings = Budget(WORKER_LINES_PER_MINUTE, "lines about workers joining and leaving")
         self.workers: dict[bytes, Worker] = {}
+        self._departed = Departed(settings.heartbeat)
         self._ready: list[Worker] = []
         #: route -> the ready workers that serve it: a request never goes to one that does not
         #: (a worker of another profile, or of an older version during a rolling upgrade)
@@ -247,6 +253,7 @@ class Broker(BrokerRoutes):
                 worker.last_seen += gap
         if self.pool is not None and not self.draining:
             self.pool.observe(len(self.forwarded), len(self._ready))
+        self._comings.roll(log)
         for pid, code, reason in self.local.reap(now, respawn=not self.draining):
             self._forget_pid(pid, code, reason)
         if any(now - w.last_seen > w.silence for w in self.workers.values()):  # read what a stall of ours held back
@@ -273,9 +280,10 @@ class Broker(BrokerRoutes):
         ``said``: the caller logged ``reason``, and an idle worker's drop adds nothing to it)."""
         self.workers_lost += not (planned or self.draining)
         if (planned or said) and not worker.in_flight:
-            log.log(logging.DEBUG if said else logging.INFO, "%s", reason)
+            self._comings.log(log, logging.DEBUG if said else logging.INFO, "%s", reason, always=worker.local)
         else:
-            log.warning("%s; failing its %d in-flight request(s)", reason, worker.in_flight)
+            line = "%s; failing its %d in-flight request(s)"
+            self._comings.log(log, logging.WARNING, line, reason, worker.in_flight, always=worker.local)
         self.workers.pop(worker.identity, None)
         self.worker_totals.retire(worker.identity)
         self._update_ready()
@@ -340,36 +348,43 @@ class Broker(BrokerRoutes):
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
         message, said = start_failure(failure) if failure is not None else ({}, None)
-        pid = message.get("pid") if self.local.vouches(message) else None  # one of ours, not a peer naming it
+        worker, local = self.workers.get(identity), self.local.vouches(message)
+        if said is not None and not local and names_another(worker, message.get("pid"), self.workers.values()):
+            ignored = "ignored a GONE naming worker pid %s from another connection (a peer cannot speak for a worker)"
+            self._impostors.log(log, logging.WARNING, ignored, message["pid"])
+            return
+        pid = message.get("pid") if local else None  # one of ours, not a peer naming it
         if said is not None:  # a peer's text is logged, not shown to every client as the daemon's state
             if pid is not None or not self.local.count:  # with local workers, only theirs
                 self.start_failure = said
-            log.error("%s", said)
+            self._comings.log(log, logging.ERROR, "%s", said, always=local)
         if pid is not None:  # its exit 1, reaped later, is this loss: counted once, not unclean
             self._counted[pid] = START_FAILED
             self.local.failed_starts.add(pid)
-        if identity in self.workers:
-            worker = self.workers[identity]
+        if worker is not None:
+            self._departed.add(identity)
             self._drop(worker, said or f"worker pid {worker.pid} drained and stopped", said is None, said is not None)
         elif said is not None and pid in self._counted:  # before its first heartbeat: counted here, as _drop would
             self.workers_lost += not self.draining
 
     def _heartbeat(self, identity: bytes, frame: bytes) -> None:
+        if identity in self._departed:
+            return
         try:
             status = read_heartbeat(frame)
         except ValueError as exc:
             self._unreadable.log(log, logging.WARNING, "ignored a heartbeat on the worker endpoint: %s", exc)
             return
-        worker = self.workers.get(identity)
+        worker, local = self.workers.get(identity), self.local.vouches(status)
         if worker is None:
-            if len(self.workers) >= MAX_WORKERS and not self.local.vouches(status):  # made-up peers: not ours
+            if len(self.workers) >= MAX_WORKERS and not local:  # made-up peers: not ours
                 self._crowded.log(log, logging.WARNING, "ignored a new worker: %d are connected", MAX_WORKERS)
                 return
             worker = self.workers[identity] = Worker(identity)
-            log.info("worker pid %s connected", status.get("pid"))
+            self._comings.log(log, logging.INFO, "worker pid %s connected", status.get("pid"), always=local)
         was_ready, routes_before = worker.ready, worker.status.get("routes")
         worker.pid = status.get("pid") or 0
-        worker.local = self.local.vouches(status)
+        worker.local = local
         worker.ready = bool(status.get("ready")) and not status.get("draining")
         worker.silence = allowed_silence(
             self.settings.heartbeat, status.get("heartbeat"), worker.local and not worker.ready
@@ -381,15 +396,10 @@ class Broker(BrokerRoutes):
         if worker.ready != was_ready or (worker.ready and status.get("routes") != routes_before):
             self._update_ready()  # a ready worker's new routes count at once, not when it next turns ready
             if worker.ready and not was_ready:
-                log.info("worker pid %d ready", worker.pid)
+                self._comings.log(log, logging.INFO, "worker pid %d ready", worker.pid, always=local)
                 self.start_failure = None
                 if differing := routes_differing(worker, self._ready):
-                    log.warning(
-                        "worker pid %d serves other routes than the other ready workers (another profile or "
-                        "version?): each route goes only to workers that serve it; differing: %s",
-                        worker.pid,
-                        ", ".join(differing[:10]),
-                    )
+                    self._comings.log(log, logging.WARNING, "%s", differing, always=local)
 
     def _update_ready(self) -> None:
         self._ready = [w for w in self.workers.values() if w.ready]

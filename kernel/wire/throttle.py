@@ -40,3 +40,37 @@ class Every:
         if held:
             message, args = f"{message} (%d more since the previous one)", (*args, held)
         logger.log(level, message, *args, exc_info=exc_info)
+
+
+class Budget:
+    """At most ``count`` lines per ``seconds`` of what peers can make the daemon say over and over
+    by coming and going (a peer joining and leaving the worker endpoint in a loop wrote 600,000
+    lines in 20 s); past them, one line when the period is over says how many were not logged."""
+
+    def __init__(self, count: int, what: str, seconds: float = 60.0):
+        self.count, self.what, self.seconds = count, what, seconds
+        self._start = time.monotonic()
+        self._used = self._held = 0
+
+    def log(self, logger: logging.Logger, level: int, message: str, *args: object, always: bool = False) -> None:
+        """``logger.log(level, message, *args)`` while the period's budget lasts, or ``always``
+        (the daemon's own processes: not counted)."""
+        if always or not logger.isEnabledFor(level):
+            logger.log(level, message, *args)
+            return
+        self.roll(logger)
+        if self._used < self.count:
+            self._used += 1
+            logger.log(level, message, *args)
+        else:
+            self._held += 1
+
+    def roll(self, logger: logging.Logger) -> None:
+        """Start a new period once this one is over, saying how many lines it held back (called
+        on the daemon's periodic checks too: said even when the peers went quiet)."""
+        now = time.monotonic()
+        if now - self._start < self.seconds:
+            return
+        if self._held:
+            logger.warning("%d more %s in the last %.0f s, not logged", self._held, self.what, self.seconds)
+        self._start, self._used, self._held = now, 0, 0
