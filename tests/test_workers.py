@@ -575,6 +575,53 @@ def test_a_peer_cannot_speak_for_another_worker_nor_flood_the_log_by_joining_and
         assert daemon.terminate() == 0
 
 
+def test_a_workers_route_entry_takes_the_documented_defaults_for_what_it_leaves_out(tmp_path):
+    """A worker written in C from PROTOCOL.md sent routes with only ``name`` and ``admin``: the
+    broker forwarded a 2,000,005-byte body where a heirloom worker refuses over 1 MiB, and ``_routes``
+    listed the route with those two keys only."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    stray = context.socket(zmq.DEALER)
+    stray.connect(worker_address)
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    client.call("_health")
+                    break
+                except (Unavailable, DeadlineExceeded):
+                    assert time.monotonic() < deadline, daemon.log()
+            unenforceable = [{"name": "t.slow", "admin": False, "max_payload": "1 MiB"}]
+            stray.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 2, "ready": True, "routes": unenforceable})])
+            routes = [{"name": "t.slow", "admin": False, "description": "sleeps", "max_payload": None}]  # nil: absent
+            stray.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 1, "ready": True, "routes": routes})])
+            while _worker_pids(client) != [1]:
+                assert time.monotonic() < deadline, daemon.log()
+            listed = {route["name"]: route for route in client.call("_routes")["routes"]}["t.slow"]
+            assert listed == {
+                "name": "t.slow",
+                "description": "sleeps",
+                "batched": False,
+                "max_batch": 1,
+                "max_wait_ms": 0.0,
+                "max_payload": 1 << 20,
+                "inline": False,
+                "admin": False,
+                "input": {},
+                "output": {},
+                "model": None,
+            }
+            with pytest.raises(InvalidArgument, match=r"t\.slow accepts at most 1048576"):
+                client.call("t.slow", b"x" * 2_000_000)
+            assert not stray.poll(300)  # refused by the broker: the worker never saw it
+        assert "heartbeat.routes holds an entry that is not a route description" in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
 def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_broker(tmp_path):
     """An attack on a tcp worker endpoint without Curve: 1,000 route names of 4,000 characters
     made one unknown route's did-you-mean block the broker 13 s, and its healthy local workers

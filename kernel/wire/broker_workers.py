@@ -16,8 +16,10 @@ from collections import OrderedDict
 from collections.abc import Collection
 from typing import Any
 
+import attrs
 import zmq
 
+from heirloom.core.components import Route
 from heirloom.core.limits import nests_deeper, shortened
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
 from heirloom.wire.protocol import UNAVAILABLE, RequestError, decoding_error, packb, unpackb
@@ -138,6 +140,8 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
         raise ValueError(f"heartbeat.routes lists {len(routes)} routes; at most {MAX_HEARTBEAT_ROUTES} are read")
     if not all(_describes_route(route) for route in routes):
         raise ValueError("heartbeat.routes holds an entry that is not a route description")
+    if routes:  # what a worker leaves out is the documented default: a route sent without max_payload had no limit
+        status["routes"] = [{**ROUTE_DEFAULTS, **{k: v for k, v in r.items() if v is not None}} for r in routes]
     if taken := [route["name"] for route in routes if route["name"] in KERNEL_ROUTES or route["name"] == SCALE_ROUTE]:
         raise ValueError(f"heartbeat.routes names the broker's own route {taken[0]}")  # it would take it over
     for key in SHOWN:  # _ready and _stats copy each worker's: 40 peers' 1.8 MB maps made every _ready 73 MB
@@ -146,11 +150,32 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
     return status
 
 
+#: A ``_routes`` entry of a route that declares nothing but its name and ``admin`` (both required in a heartbeat's).
+ROUTE_DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "description": "",
+    "batched": False,
+    "max_batch": 1,
+    "max_wait_ms": 0.0,
+    "max_payload": attrs.fields(Route).max_payload.default,
+    "inline": False,
+    "admin": False,
+    "input": {},
+    "output": {},
+    "model": None,
+}
+
+
 def _describes_route(route: Any) -> bool:
-    """Whether ``route`` has what the broker reads of a route's description (``Endpoint.describe``)."""
+    """Whether ``route`` has what the broker reads of a route's description (``Endpoint.describe``):
+    a name, ``admin``, and a ``max_payload`` (when given) it can enforce."""
     name = route.get("name") if isinstance(route, dict) else None
+    limit = route.get("max_payload", 1) if isinstance(route, dict) else None
     return (
-        isinstance(name, str) and FULL_ROUTE_NAME.fullmatch(name) is not None and isinstance(route.get("admin"), bool)
+        isinstance(name, str)
+        and FULL_ROUTE_NAME.fullmatch(name) is not None
+        and isinstance(route.get("admin"), bool)
+        and (limit is None or (type(limit) is int and limit >= 1))
     )
 
 
