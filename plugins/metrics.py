@@ -99,8 +99,14 @@ def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
         cells = " ".join(f"{values[key]:>9.{digits}f}" for key in ("precision", "recall", "f1"))
         return f"{_right(name, width)} {cells} {values['support']:>9}"
 
+    confusion = metrics["confusion_matrix"]
+    predicted = dict(zip(confusion["labels"], map(sum, zip(*confusion["matrix"], strict=True)), strict=True))
+    absent = [name for name in names if not metrics["per_class"][name]["support"] and not predicted.get(name)]
     lines = [head, ""]
-    lines += [row(name, metrics["per_class"][name]) for name in names]
+    lines += [
+        f"{_right(name, width)} {'-':>9} {'-':>9} {'-':>9} {0:>9}" if name in absent else row(name, values)
+        for name, values in metrics["per_class"].items()
+    ]
     lines += [
         "",
         f"{'accuracy':>{width}} {'':>9} {'':>9} {metrics['accuracy']:>9.{digits}f} {metrics['support']:>9}",
@@ -108,6 +114,9 @@ def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
         row("weighted avg", metrics["weighted_avg"]),
         "",
     ]
+    if absent:  # their zeros would not average to the macro figure above, which leaves them out
+        said = f"-: no records in this split and never predicted, so left out of the averages: {', '.join(absent)}"
+        lines += [said, ""]
     if unknown := metrics.get("unknown_labels"):
         listed = ", ".join(f"{label} ({count})" for label, count in unknown.items())
         lines += [f"labels the model does not predict, each record an error: {listed}", ""]

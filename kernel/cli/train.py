@@ -31,6 +31,7 @@ from heirloom.store.training import Trained, evaluate, model_specs, train
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
     from heirloom.core.schema import ComponentSpec, ResolvedProfile
+    from heirloom.store.artifacts import Artifact
 
 
 class RichProgress:
@@ -84,6 +85,9 @@ def report_trained(trained: Trained) -> None:
         if evaluation.split != TEST:  # its report is not printed: its warnings are (336 of 386 were trained on)
             for said in (text for text in evaluation.report.text.splitlines() if text.startswith("warning:")):
                 console.print(f"{evaluation.split} {said}", markup=False, highlight=False)
+    scores = {evaluation.split: evaluation.report.metrics for evaluation in trained.evaluations}
+    if said := saturation_warning(scores.get(VALIDATION, {}), scores.get(TEST, {})):
+        console.print(said, markup=False, highlight=False)
     artifact = trained.artifact
     if trained.reused:
         same = "same weights and data" if trained.same_data else "same weights and scores from changed training data"
@@ -94,6 +98,26 @@ def report_trained(trained: Trained) -> None:
         return
     parent = f" (parent {artifact.parent})" if artifact.parent else ""
     console.print(f"stored [bold]{artifact.ref}[/] {artifact.digest[:12]}{parent}")
+
+
+#: How far below a perfect validation score the test score must be for validation to be called saturated.
+SATURATED_GAP = 0.05
+
+
+def saturation_warning(validation: dict[str, Any], test: dict[str, Any]) -> str:
+    """A warning line ('' for none) when validation accuracy or macro-F1 is at its best, 1.0, and the test's
+    clearly lower: every version that learns the training data ties there (promote --if-better: `1 vs 1`, exit 3),
+    while test, worded otherwise, told them apart (0.72 to 0.77), and nothing said why."""
+    for name in ("accuracy", "macro_f1"):
+        best, held = validation.get(name), test.get(name)
+        if type(best) in (int, float) and type(held) in (int, float) and best >= 1 and held <= best - SATURATED_GAP:
+            return (
+                f"warning: validation {name} is {best:.4f} but test {name} {held:.4f}: validation cannot tell versions "
+                f"apart (each one that fits the training data scores the best possible on it, and promote --if-better "
+                "ties); it needs records unlike the training ones, worded as the test and production texts are (a text "
+                "source carves validation out of its training file: docs/TEXT.md)"
+            )
+    return ""
 
 
 def warn_of_unversioned_plugins(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:
@@ -235,6 +259,7 @@ def eval_command(
             if spec.kind == "model":
                 with progress_bars(transient=True) as bars:
                     version, report, same = evaluate(kernel, resolved, spec, split, RichProgress(bars))
+                report = _with_saturation_warning(kernel.store(resolved).resolve(str(version)), split, report)
                 results["models"][spec.name] = {"version": version, "same_records_as_trained": same, **report.metrics}
                 headers[row] = str(version)
             else:
@@ -267,6 +292,16 @@ def eval_command(
     for name, report in reports.items():
         console.print(f"[bold]{headers[name]}[/] on the {split} split")
         console.print(report.text, markup=False, highlight=False)
+
+
+def _with_saturation_warning(artifact: Artifact, split: str, report: Report) -> Report:
+    """``report`` and the saturation warning, when its scores and the version's stored ones of the other split
+    call for it (eval scores one split; train printed it beside both)."""
+    stored = artifact.metrics
+    said = saturation_warning(
+        *((stored.get(VALIDATION) or {}, report.metrics) if split == TEST else (report.metrics, stored))
+    )
+    return Report(report.metrics, f"{report.text.rstrip()}\n{said}\n") if said else report
 
 
 def _check_report_path(path: Path) -> None:

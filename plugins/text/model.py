@@ -271,6 +271,8 @@ class TextClassifier(heirloom.Model):
         if counts := fitted.training.get("label_counts"):
             majority = max(sorted(counts), key=counts.get)  # the most frequent training label; ties: first by name
             metrics["majority"] = {"label": majority, "accuracy": truth.count(majority) / len(truth) if truth else 0.0}
+            if (tied := list(counts.values()).count(counts[majority])) > 1:  # one of them, not "the" most frequent
+                metrics["majority"]["tied"] = tied
             lines += _majority_text(metrics)
         return heirloom.Report(metrics, classification_text(metrics) + "\n".join(lines))
 
@@ -425,7 +427,9 @@ def _prior(
 def _majority_text(metrics: dict[str, Any]) -> list[str]:
     """The report's line on the majority-class baseline, and a warning when the model is no better."""
     label, accuracy = metrics["majority"]["label"], metrics["majority"]["accuracy"]
-    lines = [f"always answering {label!r} (the most frequent training label): accuracy {accuracy:.3f}"]
+    tied = metrics["majority"].get("tied")
+    which = f"one of {tied} labels tied as most frequent in training" if tied else "the most frequent training label"
+    lines = [f"always answering {label!r} ({which}): accuracy {accuracy:.3f}"]
     if metrics["support"] and metrics["accuracy"] <= accuracy:
         lines.append("warning: no better than always answering it: the texts may not tell these labels apart")
     return [*lines, ""]

@@ -1,0 +1,115 @@
+"""What the reports of ``heirloom train`` and ``heirloom eval`` say about a text model's figures,
+beyond the figures: a validation split that cannot rank versions, a tied majority baseline,
+labels without records (docs/TEXT.md, docs/ITERATION.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from heirloom.cli.train import saturation_warning
+from heirloom_plugins.metrics import classification_metrics, classification_text
+from tests.helpers import run_heirloom, write
+
+ITEMS = ["order", "parcel", "package", "shipment", "box", "item", "purchase", "delivery"]
+#: Worded unlike the templates the training file was made from (a team's generated data).
+TEST_ROWS = [
+    ("I want my money back", "refund"),
+    ("money back for the broken order please", "refund"),
+    ("give back what I paid", "refund"),
+    ("the parcel never came", "shipping"),
+    ("nothing arrived yet", "shipping"),
+    ("tracking says lost", "shipping"),
+    ("cannot sign in", "login"),
+    ("my password does not work", "login"),
+    ("locked out of my account", "login"),
+    ("reset my money", "login"),
+]
+
+
+def _csv(path, rows):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def templated(tmp_path_factory):
+    """A profile whose training file repeats three templates, 40 texts each (so the labels tie),
+    trained once: validation, carved from it, scores 1.0; the test file, worded otherwise, 0.6."""
+    folder = tmp_path_factory.mktemp("templated")
+    rows = []
+    for i in range(40):
+        item = ITEMS[i % len(ITEMS)]
+        rows += [
+            (f"please refund the money for my {item} number {i}", "refund"),
+            (f"where is my {item} number {i}, it has not arrived", "shipping"),
+            (f"i forgot the password of account {i}, reset it", "login"),
+        ]
+    _csv(folder / "train.csv", rows)
+    _csv(folder / "test.csv", TEST_ROWS)
+    profile = write(
+        folder / "p.toml",
+        'project = "sat"\n[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n'
+        '[models.m]\nuse = "text-classifier"\ndata = "s"\n',
+    )
+    env = {"HEIRLOOM_HOME": str(folder / "home")}
+    trained = run_heirloom("train", str(profile), env=env)
+    assert trained.returncode == 0, trained.stderr
+    return str(profile), env, trained.stdout
+
+
+def test_train_and_eval_warn_when_validation_is_perfect_and_test_clearly_is_not(templated):
+    """Every version scored validation accuracy 1.0 and `promote --if-better` could never
+    choose (exit 3, `1 vs 1`), while test said 0.72-0.77: nothing said why."""
+    profile, env, trained = templated
+    assert "validation (compared by promote --if-better; " in trained and "accuracy 1.0000" in trained
+    warning = "warning: validation accuracy is 1.0000 but test accuracy 0.6000: validation cannot tell versions apart"
+    assert warning in trained and "carves validation out of its training file" in trained
+    evaluated = run_heirloom("eval", profile, env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert warning in evaluated.stdout  # the test figure now, the version's stored validation one
+    on_validation = run_heirloom("eval", profile, "--split", "validation", "--json", env=env)
+    assert on_validation.returncode == 0, on_validation.stderr
+    assert json.loads(on_validation.stdout)["models"]["m"]["accuracy"] == 1.0  # stdout stays JSON
+    assert warning in on_validation.stderr
+
+
+def test_no_saturation_warning_when_test_is_as_good_or_validation_below_its_best():
+    assert saturation_warning({"accuracy": 1.0, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.96}) == ""
+    assert saturation_warning({"accuracy": 0.99}, {"accuracy": 0.6}) == ""
+    assert saturation_warning({}, {"accuracy": 0.6}) == ""
+    said = saturation_warning({"accuracy": 0.98, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.9})
+    assert said.startswith("warning: validation macro_f1 is 1.0000 but test macro_f1 0.9000")
+
+
+def test_a_majority_baseline_tied_between_labels_says_so(templated):
+    """40 texts a label: 'login' was called "the most frequent training label"."""
+    profile, env, trained = templated
+    assert "always answering 'login' (one of 3 labels tied as most frequent in training): accuracy 0.400" in trained
+    assert "the most frequent training label" not in trained
+    evaluated = run_heirloom("eval", profile, "--json", env=env)
+    assert json.loads(evaluated.stdout)["models"]["m"]["majority"] == {"label": "login", "accuracy": 0.4, "tied": 3}
+
+
+def _table(text: str) -> dict[str, list[str]]:
+    """The per-label rows of a report, by label (the lines above the accuracy line)."""
+    lines = text.splitlines()
+    rows = lines[2 : next(n for n, line in enumerate(lines) if line.split()[:1] == ["accuracy"])]
+    return {line.split()[0]: line.split()[1:] for line in rows if line.strip()}
+
+
+def test_a_label_without_records_or_predictions_is_marked_so_the_rows_average_to_the_macro_figure():
+    """It printed `0.000 0.000 0.000 0` while the macro average left it out."""
+    text = classification_text(classification_metrics(["a", "b", "b"], ["a", "b", "a"], ["a", "b", "new"]))
+    rows = _table(text)
+    assert rows["new"] == ["-", "-", "-", "0"]
+    assert "-: no records in this split and never predicted, so left out of the averages: new" in text
+    macro = next(line for line in text.splitlines() if "macro avg" in line).split()
+    assert macro[4] == f"{(float(rows['a'][2]) + float(rows['b'][2])) / 2:.3f}"  # the f1 rows average to it
+    predicted = classification_text(classification_metrics(["a", "b"], ["a", "new"], ["a", "b", "new"]))
+    assert _table(predicted)["new"] == ["0.000", "0.000", "0.000", "0"]  # predicted though absent: averaged
+    assert "left out of the averages" not in predicted
