@@ -481,14 +481,14 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     put(store, "medical/triage", 2, metrics=scored(0.70, 0.95), data_fingerprints=evaluated("fp-data-1"))
     worse = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy")
     assert worse.returncode == 3
-    assert "does not beat medical/triage@1 on validation accuracy: 0.7 vs 0.8" in said(worse)
+    assert "does not beat medical/triage@1 on validation accuracy: 0.7000 vs 0.8000" in said(worse)
     assert store.alias_version("medical", "triage", "production") == 1
 
     # more training data (feedback) changes the source's fingerprint, not the validation records
     put(store, "medical/triage", 3, metrics=scored(0.85, 0.80), data_fingerprints=evaluated("fp-data-2-feedback"))
     better = models(store, "promote", "medical/triage", "production", "--if-better", "accuracy")
     assert better.returncode == 0, better.stderr
-    assert "medical/triage@1 -> medical/triage@3 (validation accuracy 0.8 -> 0.85)" in better.stdout
+    assert "medical/triage@1 -> medical/triage@3 (validation accuracy 0.8000 -> 0.8500)" in better.stdout
     assert store.alias_version("medical", "triage", "production") == 3
 
     put(store, "medical/triage", 4, metrics=scored(0.99, 0.99), data_fingerprints=evaluated("x", "fp-validation-2"))
@@ -509,6 +509,13 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     forced = models(store, "promote", "medical/triage@2", "production")
     assert forced.returncode == 0, forced.stderr
     assert store.alias_version("medical", "triage", "production") == 2
+    # figures to 4 places, as train prints them (`0.967742 -> 1` was :g); in full where 4 places show one figure
+    put(store, "medical/triage", 5, metrics=scored(0.96776, 0.9), data_fingerprints=evaluated("fp-data-1"))
+    close = models(store, "promote", "medical/triage@5", "production", "--if-better", "accuracy")
+    assert close.returncode == 0 and "(validation accuracy 0.7000 -> 0.9678)" in close.stdout, said(close)
+    put(store, "medical/triage", 6, metrics=scored(0.96777, 0.9), data_fingerprints=evaluated("fp-data-1"))
+    closer = models(store, "promote", "medical/triage@6", "production", "--if-better", "accuracy")
+    assert closer.returncode == 0 and "(validation accuracy 0.96776 -> 0.96777)" in closer.stdout, said(closer)
 
 
 def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
@@ -519,10 +526,10 @@ def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
     assert models(store, "promote", "ops/forecaster@1", "production").returncode == 0
     worse = models(store, "promote", "ops/forecaster@2", "production", "--if-better", "mae", "--lower-is-better")
     assert worse.returncode == 3 and store.alias_version("ops", "forecaster", "production") == 1
-    assert "does not beat ops/forecaster@1 on validation mae (lower is better): 1.06 vs 1.05" in said(worse)
+    assert "does not beat ops/forecaster@1 on validation mae (lower is better): 1.0600 vs 1.0500" in said(worse)
     better = models(store, "promote", "ops/forecaster@3", "production", "--if-better", "mae", "--lower-is-better")
     assert better.returncode == 0, better.stderr
-    assert "ops/forecaster@1 -> ops/forecaster@3 (validation mae 1.05 -> 0.9)" in better.stdout
+    assert "ops/forecaster@1 -> ops/forecaster@3 (validation mae 1.0500 -> 0.9000)" in better.stdout
     alone = models(store, "promote", "ops/forecaster@1", "production", "--lower-is-better")
     assert alone.returncode == 2 and "give --if-better METRIC too" in said(alone)
     put(store, "ops/forecaster", 4, metrics=scored(0.7, 0.7), data_fingerprints=evaluated("d"))  # an accuracy
@@ -589,7 +596,7 @@ def test_versions_without_validation_scores_compare_only_on_test_when_asked(stor
     assert "medical/triage@2 has no validation metrics" in said(refused) and "--on test" in said(refused)
     on_test = models(store, "promote", "medical/triage@2", "production", "--if-better", "accuracy", "--on", "test")
     assert on_test.returncode == 0, on_test.stderr
-    assert "(test accuracy 0.8 -> 0.85)" in on_test.stdout
+    assert "(test accuracy 0.8000 -> 0.8500)" in on_test.stdout
     # a validation split too small to hold a record: scored on nothing, it has no validation metrics
     put(store, "medical/triage", 3, metrics={"accuracy": 0.9, "validation": {}}, data_fingerprints={"notes": "fp-1"})
     empty = models(store, "promote", "medical/triage@3", "production", "--if-better", "accuracy")

@@ -172,7 +172,9 @@ def test_after_new_data_the_gate_rescores_both_versions_on_the_records_of_now(en
     assert stored.returncode == 3 and "scored on different validation data" in stored.stderr
     gate = ["--if-better", "accuracy", "--rescore", str(profile)]
     rescored = heirloom_ok("models", "promote", "notes/sentiment@2", "production", *gate, env=env)
-    before, after = map(float, re.search(r"data now ([\d.]+) -> ([\d.]+)\)", rescored.stdout).groups())
+    figures = re.search(r"data now (\d\.\d{4}) -> (\d\.\d{4})\)", rescored.stdout)  # 4 places, as train shows
+    assert figures, rescored.stdout  # `:g` printed 0.967742 -> 1
+    before, after = map(float, figures.groups())
     assert after > before and "was notes/sentiment@1" in rescored.stdout, rescored.stdout
     back = run_heirloom("models", "promote", "notes/sentiment@1", "production", *gate, env=env)
     assert back.returncode == 3 and "notes/sentiment@1 was scored on other validation records" in back.stderr

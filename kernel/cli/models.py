@@ -20,7 +20,7 @@ from heirloom.cli.rescore import rescored
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
-from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, direction, metric_value
+from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, direction, figures, metric_value
 from heirloom.store.refs import Ref, RefError, check_alias, one_typo
 
 
@@ -328,7 +328,7 @@ def models_promote(
         gain = ""
         if metric:
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)
-            gain = f" ({split} {metric} {before:g} -> {after:g})"
+            gain = " ({} {} {} -> {})".format(split, metric, *figures(before, after))
         click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
 
 
@@ -351,16 +351,17 @@ def _rescored_gate(
     beats the version ``held`` there (a first holder, or ``target`` itself, only needs the metric)."""
     after = rescored(profile, store, target, metric, split, candidate=True)
     if held is None or held == target.version:
-        return f" ({split} {metric} now {after:g})"
+        return f" ({split} {metric} now {figures(after)[0]})"
     holder = store.resolve(f"{target.project}/{target.model}@{held}")
     before = rescored(profile, store, holder, metric, split, candidate=False)
     if not beats(after, before, lower_is_better=lower_is_better):
         raise PromotionRefused(
             f"{target.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)} of {profile}'s "
             "data now: "
-            f"{after:g} vs {before:g}"
+            "{} vs {}".format(*figures(after, before))
         )
-    return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {before:g} -> {after:g})"
+    was, now = figures(before, after)
+    return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {was} -> {now})"
 
 
 def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:

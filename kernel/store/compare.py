@@ -102,6 +102,13 @@ def direction(lower_is_better: bool) -> str:
     return " (lower is better)" if lower_is_better else ""
 
 
+def figures(*values: float) -> list[str]:
+    """Scores as promote prints them: to 4 places, as ``heirloom train`` and the docs show them (``:g``
+    printed ``0.967742 -> 1``); in full where 4 places would show two different scores as one."""
+    shown = [f"{value:.4f}" for value in values]
+    return shown if len(set(shown)) == len(set(values)) else [str(value) for value in values]
+
+
 def check_better(
     candidate: Artifact,
     holder: Artifact | None,
@@ -144,5 +151,5 @@ def check_better(
     if not beats(new, old, lower_is_better=lower_is_better):
         raise PromotionRefused(
             f"{candidate.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)}: "
-            f"{new:g} vs {old:g}"
+            "{} vs {}".format(*figures(new, old))
         )
