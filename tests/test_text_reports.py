@@ -113,3 +113,24 @@ def test_a_label_without_records_or_predictions_is_marked_so_the_rows_average_to
     predicted = classification_text(classification_metrics(["a", "b"], ["a", "new"], ["a", "b", "new"]))
     assert _table(predicted)["new"] == ["0.000", "0.000", "0.000", "0"]  # predicted though absent: averaged
     assert "left out of the averages" not in predicted
+
+
+def test_data_stats_names_each_label_only_the_held_out_splits_have_with_its_first_file_line(tmp_path):
+    """A label only the test file had was said only in train's report ("labels the model does not
+    predict"), with no file or line; `profile check` and `data stats` said nothing."""
+    _csv(
+        tmp_path / "train.csv",
+        [(f"where is my parcel {i}", "shipping") for i in range(6)] + [("refund me", "refund")] * 6,
+    )
+    _csv(tmp_path / "test.csv", [("refund it", "refund"), ("my car broke down", "roadside"), ("tow it", "roadside")])
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n')
+    stats = run_heirloom("data", "stats", str(profile), "s", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["labels_only_held_out"] == {"roadside": "test test.csv:3"}
+    assert "source 's': labels that no training record has" in stats.stderr
+    assert "'roadside' (first at test test.csv:3)" in stats.stderr
+    table = run_heirloom("data", "stats", str(profile), "s")
+    assert "labels_only_held_out.roadside" in table.stdout and "'roadside' (first at test test.csv:3)" in table.stderr
+    _csv(tmp_path / "test.csv", [("refund it", "refund")])
+    quiet = run_heirloom("data", "stats", str(profile), "s", "--json")
+    assert "labels_only_held_out" not in json.loads(quiet.stdout) and "no training record" not in quiet.stderr

@@ -340,8 +340,11 @@ class TextSource(heirloom.Source):
 
 def labelled_stats(source: heirloom.Source) -> dict[str, Any]:
     """Records per split and, when every record is a dict with a text label, records per label
-    (a union's after its check: what will train; a union of unlabelled events only counts)."""
+    (a union's after its check: what will train; a union of unlabelled events only counts), and
+    ``labels_only_held_out``: each held-out label no training record has, with its first record,
+    said as a warning too (train's report alone named it, without a file or line)."""
     records, labels, labelled = {}, {}, True
+    first: dict[str, str] = {}  # a held-out label's first record: "test new_test.csv:4"
     for split in source.splits():
         counts: Counter[str] = Counter()
         records[split] = 0
@@ -350,8 +353,20 @@ def labelled_stats(source: heirloom.Source) -> dict[str, Any]:
             label = record.get("label") if isinstance(record, dict) else None
             labelled = labelled and isinstance(label, str)
             counts[label] += 1
+            if split != "train" and label not in first:
+                first[label] = f"{split} {record.get('id', f'record {records[split]}')}"
         labels[split] = dict(sorted(counts.items())) if labelled else {}
-    return {"records": records, **({"labels": labels} if labelled else {})}
+    if not labelled:
+        return {"records": records}
+    unseen = {label: where for label, where in first.items() if label not in labels.get("train", {})}
+    if unseen and "train" in labels:
+        log.warning(
+            "source %r: labels that no training record has (the model cannot predict them, so each of their "
+            "held-out records is an error): %s",
+            getattr(getattr(source, "ctx", None), "name", type(source).__name__),
+            ", ".join(f"{label!r} (first at {where})" for label, where in unseen.items()),
+        )
+    return {"records": records, "labels": labels, **({"labels_only_held_out": unseen} if unseen else {})}
 
 
 @attrs.define(kw_only=True)
