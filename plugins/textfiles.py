@@ -10,6 +10,7 @@ import contextlib
 import csv
 import difflib
 import itertools
+import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -285,6 +286,14 @@ def _first_line_of(row: dict[Any, Any], before: int, last: int, open_to_the_end:
     return max(before + 1, last - breaks + open_to_the_end)
 
 
+def _json_object(line: str) -> bool:
+    """Whether ``line`` is a JSON object: the first line of a JSON-lines file."""
+    try:
+        return isinstance(json.loads(line.strip().removeprefix("\ufeff")), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:
     """The first line of a file, decoded (unreadable bytes as lone surrogates) without decoding what
     follows it: a text reader decodes 8 KiB ahead, so a later row's bad byte failed the header
@@ -360,8 +369,13 @@ class CsvFormat:
         missing = [(setting, column) for setting, column in columns.items() if column not in header]
         if not missing:
             return
-        hints = [close_column(column, header, list(columns.values())) for _, column in missing]
         (setting, column), *others = missing  # the first leads (the error's key path), the others follow
+        if _json_object(first):  # a jsonl file named where a CSV file belongs: its "columns" were JSON
+            raise ValueError(
+                f"'{setting}' {column!r} is not a column of {Path(path).name}: it holds JSON lines (its first line "
+                "is a JSON object), not CSV with a header; name the CSV file, or read this one with a jsonl source"
+            )
+        hints = [close_column(column, header, list(columns.values())) for _, column in missing]
         nor = [
             f"'{s}' {c!r}" + (f" ({h.removeprefix('; ')})" if h and h != hints[0] else "")  # one delimiter hint
             for (s, c), h in zip(others, hints[1:], strict=True)

@@ -148,6 +148,29 @@ def test_a_file_without_records_or_a_text_column_that_is_the_label_column_is_ref
     assert checked.returncode == 2 and "sources.d.test: 'test' file test.csv holds no record" in checked.stderr
 
 
+def test_a_file_of_the_other_format_is_refused_where_the_profile_is_checked(tmp_path):
+    """A CSV file named as a jsonl source's test passed ``profile check``; train then failed
+    ``good_test.csv:1: invalid JSON at column 1``. A jsonl file as a CSV source's said its JSON was the columns."""
+    jsonl = write(tmp_path / "train.jsonl", '{"email": "hi, move me", "route": "address"}\n')
+    csv_file = write(tmp_path / "test.csv", "email,route\nhi,address\n")
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.j]\nuse = "jsonl"\ntrain = "train.jsonl"\ntest = "test.csv"\ntext_field = "email"\n'
+        'label_field = "route"\n[sources.c]\nuse = "csv"\ntrain = "test.csv"\ntest = "train.jsonl"\n'
+        'text_column = "email"\nlabel_column = "route"\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile))
+    said = " ".join(checked.stderr.split())
+    assert checked.returncode == 2, checked.stdout
+    assert f"sources.j.test: 'test' file {csv_file}:1: invalid JSON at column 1: 'email,route' is no JSON" in said
+    assert 'a jsonl source reads JSON lines, one object a line (a CSV file needs use = "csv")' in said
+    assert "sources.c.text_column: 'text_column' 'email' is not a column of train.jsonl: it holds JSON lines" in said
+    later = str(write(tmp_path / "t.jsonl", f"{jsonl.read_text()}oops\n"))  # a bad line after a record: the reading's
+    source = JsonlSource(train=later, text_field="email", label_field="route")
+    with pytest.raises(heirloom.HeirloomError, match=r"t.jsonl:2: invalid JSON at column 1: Expecting value$"):
+        list(source.read(later))
+
+
 def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_holds(tmp_path):
     """``intent`` on a text,label file suggested ``text``, the text column; a ``;`` file said
     only that its one column was ``text;intent``."""

@@ -64,6 +64,11 @@ def sample_per_label(records: list[dict[str, str]], per_label: int, seed: int) -
     return [record for index, record in enumerate(records) if index in chosen]
 
 
+class WrongFormat(heirloom.HeirloomError):
+    """A data file of another format than its source reads: a CSV file named as a jsonl source's
+    test passed ``profile check``, and only the train that read it failed (``invalid JSON``)."""
+
+
 @attrs.define(kw_only=True)
 class TextSource(heirloom.Source):
     """Split handling and fingerprinting shared by the file-backed text sources."""
@@ -86,14 +91,17 @@ class TextSource(heirloom.Source):
 
     def __attrs_post_init__(self) -> None:
         for role, path in zip(("train", "test"), self.files(), strict=True):
-            if path is not None and Path(path).is_file() and self._holds_no_record(path):
+            if path is not None and Path(path).is_file() and self._holds_no_record(role, path):
                 raise ValueError(f"'{role}' file {Path(path).name} holds no record (a header or blank lines alone)")
 
-    def _holds_no_record(self, path: str) -> bool:
+    def _holds_no_record(self, role: str, path: str) -> bool:
         """Whether ``path`` has no record: a header-only test file trained and stored a version no test
-        could score, and its eval failed. A file whose first record is bad is the reading's to report."""
+        could score, and its eval failed. A file whose first record is bad is the reading's to report;
+        one of another format (WrongFormat), this check's."""
         try:
             return next(iter(self.read(path)), None) is None
+        except WrongFormat as exc:
+            raise ValueError(f"'{role}' file {exc}") from None
         except heirloom.HeirloomError:
             return False
 
@@ -468,6 +476,7 @@ class JsonlSource(TextSource):
         name = Path(path).name
         utf8_only = decoding(path, "utf-8-sig", "JSON lines are UTF-8", setting=None)
         with open(regular_file(path), encoding="utf-8-sig") as handle, utf8_only:
+            first = True
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
@@ -479,6 +488,9 @@ class JsonlSource(TextSource):
                     where = f"{path}:{number}: invalid JSON at column {exc.colno}"
                     wide = "\0" in line  # every other byte NUL: UTF-16 without a byte-order mark
                     hint = "; it looks like UTF-16 text: convert it (iconv -f utf-16le -t utf-8)" if wide else ""
+                    if first and not wide and not line.lstrip(" \t\ufeff").startswith("{"):  # no object begins
+                        said = f"{where}: {line.strip()[:40]!r} is no JSON object: a jsonl source reads JSON lines"
+                        raise WrongFormat(f'{said}, one object a line (a CSV file needs use = "csv")') from None
                     raise heirloom.HeirloomError(f"{where}: {exc.msg}{hint}") from None
                 if not isinstance(row, dict) or self.text_field not in row or self.label_field not in row:
                     raise heirloom.HeirloomError(
@@ -501,6 +513,7 @@ class JsonlSource(TextSource):
                 text, label = str(row[self.text_field]), str(row[self.label_field]).strip()
                 label = unicodedata.normalize("NFC", label)  # a decomposed "café" is the composed one
                 self.checked_label(f"{path}:{number}: the {self.label_field!r} field", self.label_field, label)
+                first = False
                 yield {"id": f"{name}:{number}", "text": text, "label": label}
 
 
