@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         ResourceExhaustedError,
         did_you_mean,
     )
-    from heirloom.core.fsutil import NotRegularFile, open_regular
+    from heirloom.core.fsutil import NotRegularFile, irregular, open_regular
     from heirloom.core.hookspecs import hookimpl
     from heirloom.core.kernel import Kernel
     from heirloom.core.limits import nests_deeper, shortened
@@ -129,6 +129,7 @@ _EXPORTS = {
     "home": "heirloom.core.paths",
     "hookimpl": "heirloom.core.hookspecs",
     "in_one_process": "heirloom.wire.daemon",
+    "irregular": "heirloom.core.fsutil",
     "Kernel": "heirloom.core.kernel",
     "label_pattern": "heirloom.store.labels",
     "label_problem": "heirloom.store.labels",
@@ -278,6 +279,7 @@ __all__ = [
     "home",
     "hookimpl",
     "in_one_process",
+    "irregular",
     "label_pattern",
     "label_problem",
     "list_limit",

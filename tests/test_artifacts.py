@@ -638,8 +638,15 @@ def test_gc_keeps_aliased_versions_and_ancestors_of_kept_ones(store):
     assert put(store, "medical/triage", 13).version == 4  # numbers are never reused
 
 
-@pytest.mark.parametrize("make", ["folder", "fifo", "device"])
-def test_an_index_that_is_no_regular_file_is_named_as_such(store, make):
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        ("folder", "a directory, not a file"),
+        ("fifo", "a FIFO, not a regular file"),
+        ("device", "a device, not a regular file"),
+    ],
+)
+def test_an_index_that_is_no_regular_file_is_named_as_such(store, make, kind):
     """A folder, a FIFO or a link to /dev/zero in place of index.sqlite was 'missing or empty'."""
     put(store, "team/m", 1)
     index = store.root / "index.sqlite"
@@ -647,7 +654,7 @@ def test_an_index_that_is_no_regular_file_is_named_as_such(store, make):
     {"folder": index.mkdir, "fifo": lambda: os.mkfifo(index), "device": lambda: index.symlink_to("/dev/zero")}[make]()
     listed = models(store, "list")
     assert listed.returncode == 1 and "Traceback" not in listed.stderr
-    assert f"the store index {index} is not a regular file (a folder, a FIFO or a device)" in said(listed)
+    assert f"the store index {index} is {kind}" in said(listed)
 
 
 def test_a_lost_index_is_never_recreated_over_existing_blobs(tmp_path):

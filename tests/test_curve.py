@@ -281,7 +281,7 @@ def test_a_file_that_is_no_key_is_named_and_never_stops_a_revocation(tmp_path, k
         alice.call("echo.echo", "revoked")
     assert daemon.terminate() == 0
     assert f"skipping the Curve key {clients / 'bad.key'}: its public-key is not 40 z85 characters" in daemon.log()
-    assert f"skipping the Curve key {clients / 'folder.key'} is not a regular file" in daemon.log()
+    assert f"skipping the Curve key {clients / 'folder.key'} is a directory, not a file" in daemon.log()
 
 
 def test_a_key_file_with_two_public_keys_is_skipped_naming_it(tmp_path, keys):
@@ -313,7 +313,7 @@ def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):
     os.mkfifo(fifo)
     clients = str(keys / "clients")
     hanging = run_heirloom("serve", "minimal", "--curve-secret", str(fifo), "--curve-clients", clients, timeout=60)
-    assert hanging.returncode == 1 and f"the Curve key {fifo} is not a regular file" in hanging.stderr
+    assert hanging.returncode == 1 and f"the Curve key {fifo} is a FIFO, not a regular file" in hanging.stderr
     escape = run_heirloom("keys", "new", str(tmp_path / "k"), "--name", "../../escape")
     assert escape.returncode != 0 and "key name '../../escape': use 1-100 ASCII letters" in escape.stderr
     assert not (tmp_path.parent / "escape.key").exists()

@@ -4,6 +4,7 @@ every report that has a summary row into one table (docs/PLUGINS.md, ``Api.evalu
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -99,3 +100,13 @@ def test_eval_of_an_untrained_model_says_why_once(tmp_path):
     assert run_heirloom("train", str(profile), env=env).returncode == 0
     pinned = run_heirloom("eval", str(profile), "--set", "models.m.serve=9", env=env)  # a typed ref naming nothing
     assert pinned.returncode == 2 and "has no version 9 (latest: toy/m@1)" in pinned.stderr, pinned.stderr
+
+
+def test_an_html_report_path_that_is_a_fifo_is_refused_naming_it(tmp_path):
+    """Before any work, and saying what the path is (once only "not a regular file")."""
+    pytest.importorskip("matplotlib", reason="--html needs the 'ui' extra")
+    pytest.importorskip("jinja2", reason="--html needs the 'ui' extra")
+    os.mkfifo(tmp_path / "report.html")
+    refused = run_heirloom("eval", "minimal", "--html", str(tmp_path / "report.html"))
+    assert refused.returncode == 1
+    assert f"--html {tmp_path / 'report.html'} is a FIFO, not a regular file; name a file" in refused.stderr

@@ -888,9 +888,12 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
         (" a-long-token-with-a-space", "missing.key_secret", "a token holds only ASCII letters"),  # never matched
         ("a-long-token-with-é", "missing.key_secret", "a token holds only ASCII letters"),
         ("keys/app-key-file-name", "s3cr3tBearerTokenXYZ0123", "its key file does not exist"),  # columns swapped
+        ("a-long-token-for-a-fifo", "fifo.key_secret", "its key file is a FIFO, not a regular file"),  # was "does not"
+        ("a-long-token-for-a-folder", ".", "its key file is a directory, not a file"),
     ],
 )
 def test_a_bad_tokens_file_is_refused_naming_the_file_and_never_the_token(tmp_path, token, key, said):
+    os.mkfifo(tmp_path / "fifo.key_secret")
     tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "{key}"\n')
     tokens.chmod(0o600)
     result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--tokens", str(tokens))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import heirloom
-from tests.helpers import REPO
+from tests.helpers import REPO, run_heirloom, write
 
 
 def test_append_syncs_each_record_before_returning(tmp_path, monkeypatch):
@@ -85,14 +85,24 @@ def test_unusable_lines_are_named_and_skipped_and_a_log_that_is_no_file_is_an_er
     os.mkfifo(tmp_path / "fifo.jsonl")  # a reader would block on it for ever
     (tmp_path / "link.jsonl").symlink_to(path)  # planted in a log's place: the writer refused it, a reader read it
     for strange, what in (
-        (tmp_path / "fifo.jsonl", "is not a regular file"),
-        (tmp_path, "is not a regular file"),
+        (tmp_path / "fifo.jsonl", "fifo.jsonl is a FIFO, not a regular file"),
+        (tmp_path, f"{tmp_path} is a directory, not a file"),
         (tmp_path / "link.jsonl", "is a symbolic link"),
     ):
         with pytest.raises(heirloom.HeirloomError, match=what):
             list(heirloom.AppendLog.read(strange))
         with pytest.raises(heirloom.HeirloomError, match=what):
             heirloom.LogCursor(strange).read()
+
+
+def test_an_events_log_that_is_no_file_is_named_with_what_it_is_by_the_cli(tmp_path):
+    """What ``heirloom data show`` says of an events source whose log is a FIFO or a folder (once the same words)."""
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    (tmp_path / "folder.jsonl").mkdir()
+    for name, what in (("fifo.jsonl", "a FIFO, not a regular file"), ("folder.jsonl", "a directory, not a file")):
+        profile = write(tmp_path / "events.toml", f'[sources.e]\nuse = "events"\napi = "recs"\npath = "{name}"\n')
+        shown = run_heirloom("data", "show", str(profile), "e")
+        assert shown.returncode == 1 and f"error: the log {tmp_path / name} is {what}" in shown.stderr, shown.stderr
 
 
 def test_a_skipped_line_is_warned_of_once_per_process_however_often_it_is_read(tmp_path, caplog):
@@ -276,9 +286,13 @@ def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_th
         path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
         make()
 
-    for make in (path.mkdir, lambda: os.mkfifo(path), lambda: path.symlink_to("/dev/zero")):
+    for make, said in (
+        (path.mkdir, ": it is a directory, not a file"),
+        (lambda: os.mkfifo(path), ": it is a FIFO, not a regular file"),
+        (lambda: path.symlink_to("/dev/zero"), ""),  # O_NOFOLLOW's own words: a link
+    ):
         replace_with(make)
-        with pytest.raises(heirloom.LogWriteError, match=f"cannot open the log {path}"):
+        with pytest.raises(heirloom.LogWriteError, match=f"cannot open the log {path}{said}"):
             log.append({"n": 4})  # not acknowledged: the api answers UNAVAILABLE
     replace_with(lambda: path.write_bytes(b""))
     log.append({"n": 5})  # a regular file again: the writer recovers

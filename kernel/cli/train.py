@@ -21,7 +21,7 @@ from heirloom.cli.common import (
 from heirloom.cli.options import PROFILE, a_path, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError
-from heirloom.core.fsutil import write_atomic
+from heirloom.core.fsutil import irregular, write_atomic
 from heirloom.store.compare import SPLITS, TEST, VALIDATION
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.reading import SourceBug
@@ -307,8 +307,8 @@ def _with_saturation_warning(artifact: Artifact, split: str, report: Report) -> 
 def _check_report_path(path: Path) -> None:
     """Before any work: the report replaces a regular file at most (never a device or a pipe,
     which an atomic rename would turn into a file) and goes into a folder that exists."""
-    if path.exists() and not path.is_file():
-        raise HeirloomError(f"--html {path}: not a regular file; name a file to write the report to")
+    if kind := irregular(path):
+        raise HeirloomError(f"--html {path} {kind}; name a file to write the report to")
     if not path.parent.is_dir():
         raise HeirloomError(f"--html {path}: the folder {path.parent} does not exist")
 

@@ -20,6 +20,15 @@ def not_regular(mode: int) -> str:
     return f"is a {kind}, not a {'file' if kind == 'directory' else 'regular file'}"
 
 
+def irregular(path: Path) -> str | None:
+    """not_regular's words when ``path`` is there but no regular file, else None: by a stat (an open may block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # nothing there (or unreadable): the caller's open says which
+        return None
+    return None if stat.S_ISREG(mode) else not_regular(mode)
+
+
 def open_regular(path: Path, flags: int = 0) -> int:
     """A read-only descriptor of ``path``, a regular file (else NotRegularFile), opened without
     blocking: a FIFO cannot hang the reader. ``flags`` adds to the open (``os.O_NOFOLLOW``)."""

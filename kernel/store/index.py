@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from heirloom.core.errors import HeirloomError
+from heirloom.core.fsutil import irregular
 
 #: What marks a folder as a backup of a store (``models backup`` writes it first).
 BACKUP_MARKER = "heirloom-backup.json"
@@ -115,8 +116,8 @@ class StoreIndex:
     def __init__(self, path: Path, *, create: bool = True):
         self.path = path
         self.wal = _wal(path)
-        if path.exists() and not path.is_file():  # it was "missing or empty", or SQLite's own words
-            raise HeirloomError(f"the store index {path} is not a regular file (a folder, a FIFO or a device)")
+        if kind := irregular(path):  # it was "missing or empty", or SQLite's own words
+            raise HeirloomError(f"the store index {path} {kind}")
         if not create and not _has_content(path):
             cut_short = (path.parent / BACKUP_MARKER).exists()  # written first
             raise HeirloomError(

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
-from heirloom.core.fsutil import NotRegularFile, open_regular
+from heirloom.core.fsutil import NotRegularFile, irregular, not_regular, open_regular
 from heirloom.core.paths import home
 from heirloom.core.quota import StorageQuota
 
@@ -83,11 +83,12 @@ class AppendLog:
         try:
             _private_folders(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
-        except OSError as exc:
-            raise LogWriteError(f"cannot open the log {self.path}: {exc.strerror}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        except OSError as exc:  # a folder (EISDIR), a socket (ENXIO): which, not the errno's words
+            kind = irregular(self.path) if exc.errno in (errno.EISDIR, errno.ENXIO) else None
+            raise LogWriteError(f"cannot open the log {self.path}: {f'it {kind}' if kind else exc.strerror}") from None
+        if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
             os.close(fd)
-            raise LogWriteError(f"cannot open the log {self.path}: not a regular file")
+            raise LogWriteError(f"cannot open the log {self.path}: it {not_regular(mode)}")
         return fd
 
     def _names_our_file(self) -> bool:
@@ -388,8 +389,8 @@ def _open_regular(path: Path) -> Any:
         return os.fdopen(open_regular(path, os.O_NOFOLLOW), "rb")
     except FileNotFoundError:
         return None
-    except NotRegularFile:
-        raise HeirloomError(f"the log {path} is not a regular file") from None
+    except NotRegularFile as exc:
+        raise HeirloomError(f"the log {path} {exc.strerror}") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise HeirloomError(f"the log {path} is a symbolic link (logs are never read through one)") from None

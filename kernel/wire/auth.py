@@ -85,8 +85,8 @@ def read_key_file(path: Path) -> dict[str, bytes]:
             raw = os.read(fd, KEY_FILE_LIMIT + 1)
         finally:
             os.close(fd)
-    except NotRegularFile:
-        raise HeirloomError(f"the Curve key {path} is not a regular file") from None
+    except NotRegularFile as exc:
+        raise HeirloomError(f"the Curve key {path} {exc.strerror}") from None
     except OSError as exc:
         raise HeirloomError(f"cannot read the Curve key {path}: {exc.strerror}") from None
     if len(raw) > KEY_FILE_LIMIT:

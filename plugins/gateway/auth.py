@@ -53,8 +53,8 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
             )
         if not key_path.is_file():  # not the path itself: a file with its columns swapped holds a token there
             raise heirloom.HeirloomError(
-                f'{where}: its key file does not exist (a [tokens] line is "TOKEN" = "path to its .key_secret", '
-                "relative to the tokens file)"
+                f"{where}: its key file {heirloom.irregular(key_path) or 'does not exist'} (a [tokens] line is "
+                '"TOKEN" = "path to its .key_secret", relative to the tokens file)'
             )
         if curve_server_key is not None:
             heirloom.CurveClient(key_path, curve_server_key).check()

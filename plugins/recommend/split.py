@@ -117,7 +117,7 @@ class SplitRatingsSource(heirloom.Source):
         """The items, each rating's split and the cold items; recomputed only when a file changes.
         The ratings themselves are read again by each pass (they are most of the memory)."""
         paths = self.files()
-        missing = [f"{p} {'is not a regular file' if p.exists() else 'not found'}" for p in paths if not p.is_file()]
+        missing = [f"{p} {heirloom.irregular(p) or 'not found'}" for p in paths if not p.is_file()]
         if missing:
             raise heirloom.HeirloomError(f"{self.source_type} source: {'; '.join(missing)}")
         key = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
