@@ -570,7 +570,7 @@ def test_the_name_rule_says_ascii_letters_as_its_pattern_takes_them(tmp_path, ke
     rule = "ASCII letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names files)"
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path))
-    assert str(caught.value) == f"{path}: apis.café: invalid name 'café': {rule}"
+    assert str(caught.value) == f"{path}: apis.\"café\": invalid name 'café': {rule}"  # quoted, as TOML writes it
 
 
 def test_a_set_key_is_read_as_a_toml_dotted_key_so_a_quoted_part_may_hold_dots(tmp_path, kernel):
@@ -579,12 +579,39 @@ def test_a_set_key_is_read_as_a_toml_dotted_key_so_a_quoted_part_may_hold_dots(t
     path = write(tmp_path / "p.toml", text)
     for key in ('models."sent.v2".epochs', "models.'sent.v2'.epochs", ' models . "sent.v2" . epochs '):
         raw = kernel.resolve(str(path), [f"{key}=3"]).raw
-        assert (raw.data["models"]["sent.v2"]["epochs"], raw.provenance["models.sent.v2.epochs"]) == (3, "--set"), key
+        assert (raw.data["models"]["sent.v2"]["epochs"], raw.provenance['models."sent.v2".epochs']) == (3, "--set"), key
     said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
     for item in ("models.sent v2.epochs=3", "epochs", 'models."a\\q".epochs=3', "=3", "models..epochs=3"):
         with pytest.raises(heirloom.ProfileError) as caught:
             kernel.resolve(str(path), [item])
         assert [str(p) for p in caught.value.problems] == [f"--set: expected KEY.PATH=VALUE ({said}), got {item!r}"]
+
+
+def test_profile_show_and_errors_quote_a_key_part_that_holds_a_dot(tmp_path):
+    """``models."sent.v2".epochs`` was shown as ``models.sent.v2.epochs`` (a nested key's path), and
+    ``profile show`` raised a KeyError on it; a part that needs no quotes is written bare, as before."""
+    text = '[sources.s]\nuse = "toy-source"\n[models."sent.v2"]\nuse = "toy-model"\ndata = "s"\nnote = "${NOTE_207}"\n'
+    path = write(tmp_path / "p.toml", text)
+    env = {"HEIRLOOM_PLUGINS": "tests.toys", "NOTE_207": "from the environment"}
+    table = run_heirloom("profile", "show", str(path), "--set", 'models."sent.v2".epochs=3', env=env)
+    assert table.returncode == 0, table.stderr
+    rows = [
+        [cell.strip() for cell in line.split("\u2502")[1:4]] for line in table.stdout.splitlines() if "\u2502" in line
+    ]
+    assert ['models."sent.v2".epochs', "3", "--set"] in rows and ["sources.s.use", "'toy-source'", "p.toml"] in rows
+    assert 'models."sent.v2".note' in [row[0] for row in rows] and "from the environment'" not in table.stdout
+    shown = json.loads(run_heirloom("profile", "show", str(path), "--json", env=env).stdout)
+    assert shown["provenance"]['models."sent.v2".data'] == str(path) and shown["secrets"] == ['models."sent.v2".note']
+    assert shown["profile"]["models"]["sent.v2"]["note"] == "********"  # the environment's value, masked
+    checked = run_heirloom("profile", "check", str(path), "--set", 'models."sent.v2".epochs=lots', env=env)
+    assert checked.returncode == 2
+    assert checked.stderr.splitlines() == ["--set: models.\"sent.v2\".epochs: expected int, got str 'lots'"]
+    write(tmp_path / "p.toml", text + 'rate = "fast"\n"odd key" = 1\n')
+    checked = run_heirloom("profile", "check", str(path), env=env)
+    assert (
+        f'{path}: models."sent.v2".rate: ' in checked.stderr
+        and f'{path}: models."sent.v2"."odd key": ' in checked.stderr
+    )
 
 
 def test_invalid_toml_names_the_file(tmp_path, kernel):
@@ -746,7 +773,7 @@ def test_a_project_name_taken_from_an_unsafe_file_name_says_how_to_fix_it(tmp_pa
 def test_component_names_that_are_not_safe_file_names_fail_check(tmp_path):
     path = write(tmp_path / "p.toml", 'extends = ["minimal"]\n[apis."../../x"]\nuse = "echo"\n')
     result = run_heirloom("profile", "check", str(path))
-    assert result.returncode == 2 and "apis.../../x: invalid name '../../x'" in result.stderr
+    assert result.returncode == 2 and "apis.\"../../x\": invalid name '../../x'" in result.stderr
 
 
 def test_profile_show_shows_a_profile_that_does_not_validate_then_its_problems(tmp_path):
@@ -804,7 +831,7 @@ def test_a_key_with_control_characters_is_one_escaped_line_in_the_errors(tmp_pat
     result = run_heirloom("profile", "check", str(path))
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()  # a newline in a key cannot forge a second error line
-    assert line.startswith(f"{path}: 'apis.e\\x00c\\nho\\u202e': invalid name")
+    assert line.startswith(f'{path}: apis."e\\u0000c\\nho\\u202e": invalid name')  # as TOML quotes it
 
 
 def test_oversized_or_deeply_nested_profiles_are_refused_before_parsing(tmp_path):

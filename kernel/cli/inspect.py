@@ -22,7 +22,7 @@ from heirloom.cli.common import (
 )
 from heirloom.cli.options import PROFILE, set_option
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
-from heirloom.core.profile import MASK, SetValue
+from heirloom.core.profile import MASK, SetValue, key_parts
 from heirloom.core.schema import DEFAULT_RESOURCES, validate
 from heirloom.store.checks import store_problems
 from heirloom.store.training import profile_digest
@@ -167,7 +167,7 @@ def _masked(data: dict, secrets: set[str]) -> dict:
     value that did not validate as typed (its repr, ``SetValue(text=...)``, was shown)."""
     masked = _typed_as_written(data)
     for key in secrets:
-        *parents, last = key.split(".")
+        *parents, last = key_parts(key)
         node = masked
         for part in parents:
             node = node[part]
@@ -185,7 +185,7 @@ def _typed_as_written(node: Any) -> Any:
 
 def _lookup(data: dict, key: str) -> Any:
     node: Any = data
-    for part in key.split("."):
+    for part in key_parts(key):
         node = node[part]
     return node
 

@@ -11,6 +11,7 @@ TOML parser takes minutes on a single 50,000-part key; merging is linear in the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -38,7 +39,8 @@ _QUOTED = r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'"""  # a TOML "basic" or 'literal' st
 _STRINGS_AND_COMMENTS = re.compile(rf"""\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''.*?'''|{_QUOTED}|#[^\n]*""", re.DOTALL)
 _LONG_DOTTED_KEY = re.compile(rf"(?:[\w-]+[ \t]*\.[ \t]*){{{MAX_DEPTH},}}")
 _BRACKETS = re.compile(r"[\[\]{}]")
-_KEY_PART = rf"[A-Za-z0-9_-]+|{_QUOTED}"  # a TOML key part: bare or quoted
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_KEY_PART = rf"{_BARE_KEY.pattern}|{_QUOTED}"  # a TOML key part: bare or quoted
 _OVERRIDE = re.compile(rf"[ \t]*((?:{_KEY_PART})(?:[ \t]*\.[ \t]*(?:{_KEY_PART}))*)[ \t]*=(.*)", re.DOTALL)
 #: An integer longer than Python reads (tomllib's error names no key): a marker stands in until ``_interpolate``.
 _LONG_INTEGER = re.compile(
@@ -119,7 +121,7 @@ class RawProfile:
         if key not in self.secrets:
             return message
         node: Any = self.data
-        for part in key.split("."):
+        for part in key_parts(key):
             node = node.get(part) if isinstance(node, dict) else None
         text = node.text if isinstance(node, SetValue) else node
         if isinstance(text, str) and text:
@@ -281,11 +283,11 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
                 base[key] = {}
             _merge(base[key], value, provenance, label, here)
             if not value:
-                provenance[".".join(here)] = label
+                provenance[dotted(here)] = label
         else:
             _forget(provenance, here, old)
             base[key] = value
-            provenance[".".join(here)] = label
+            provenance[dotted(here)] = label
 
 
 def _is_component_table(path: list[str]) -> bool:
@@ -295,10 +297,25 @@ def _is_component_table(path: list[str]) -> bool:
 
 def _forget(provenance: dict[str, str], path: list[str], old: Any) -> None:
     """Drop the provenance of ``old``, the value at ``path`` about to be replaced or removed."""
-    provenance.pop(".".join(path), None)
+    provenance.pop(dotted(path), None)
     if isinstance(old, dict):
         for key, value in old.items():
             _forget(provenance, [*path, key], value)
+
+
+def dotted(parts: typing.Iterable[str]) -> str:
+    """A key path as TOML writes it: ``models."sent.v2".epochs``, never ``models.sent.v2.epochs`` (see key_parts)."""
+    said = ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p, ensure_ascii=False) for p in parts)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}" for c in said)
+
+
+def key_parts(key: str) -> list[str]:
+    """The parts of a TOML dotted key (as dotted writes one); TOMLDecodeError when it is none."""
+    node, parts = tomllib.loads(f"{key} = 0"), []
+    while isinstance(node, dict):
+        [(part, node)] = node.items()
+        parts.append(part)
+    return parts
 
 
 def _override(item: str) -> tuple[list[str], str] | None:
@@ -306,13 +323,9 @@ def _override(item: str) -> tuple[list[str], str] | None:
     if not (match := _OVERRIDE.fullmatch(item)) or match[1].count(".") > MAX_DEPTH:  # tomllib: slow on long keys
         return None
     try:
-        node, parts = tomllib.loads(f"{match[1]} = 0"), []
+        return key_parts(match[1]), match[2]
     except tomllib.TOMLDecodeError:  # a quoted part's escape that TOML has not ("\q")
         return None
-    while isinstance(node, dict):
-        [(part, node)] = node.items()
-        parts.append(part)
-    return parts, match[2]
 
 
 def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problems: list[Problem]) -> None:
@@ -324,7 +337,7 @@ def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problem
             problems.append(Problem(OVERRIDE_SOURCE, "", f"expected KEY.PATH=VALUE ({said}), got {item!r}"))
             continue
         parts, text = given
-        key = ".".join(parts)
+        key = dotted(parts)
         if parts[0] == "extends" or (parts[0] in TABLES.values() and not _is_component_table(parts[:-1])):
             whole = "a --set sets one value (models.NAME.KEY=VALUE, resources.KEY=VALUE), not a table or extends"
             problems.append(Problem(OVERRIDE_SOURCE, key, whole))
@@ -362,7 +375,7 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabl
                 problems.append(Problem(provenance.get(f"{table_name}.enabled", "?"), f"{table_name}.enabled", why))
             continue
         for name in [n for n, t in table.items() if isinstance(t, dict) and _disabled(t.get("enabled"))]:
-            prefix = f"{table_name}.{name}."
+            prefix = f"{dotted([table_name, name])}."
             for key in [k for k, by in provenance.items() if by == OVERRIDE_SOURCE and k.startswith(prefix)]:
                 if key != f"{prefix}enabled":
                     problems.append(Problem(OVERRIDE_SOURCE, key, f"{prefix[:-1]} is disabled (enabled = false)"))
@@ -386,16 +399,16 @@ def _interpolate(
     if isinstance(node, SetValue):
         return SetValue(_substitute(node.text, provenance, problems, path, secrets, project))
     if node == f"\0{TOO_LONG_INTEGER}":  # what _read_toml read in place of such an integer
-        problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), TOO_LONG_INTEGER))
+        problems.append(Problem(provenance.get(dotted(path), "?"), dotted(path), TOO_LONG_INTEGER))
     elif isinstance(node, str) and "\0" in node:
-        problems.append(Problem(provenance.get(".".join(path), "?"), ".".join(path), HOLDS_NUL))
+        problems.append(Problem(provenance.get(dotted(path), "?"), dotted(path), HOLDS_NUL))
     return _substitute(node, provenance, problems, path, secrets, project) if isinstance(node, str) else node
 
 
 def _substitute(
     text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str], project: str
 ) -> str:
-    key = ".".join(path)
+    key = dotted(path)
 
     def refused(match: re.Match[str], what: str) -> str:
         problems.append(Problem(provenance.get(key, "?"), key, what))

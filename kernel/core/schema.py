@@ -20,7 +20,7 @@ from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_reference
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
 from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
-from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
+from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue, dotted
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
@@ -47,7 +47,7 @@ class ComponentSpec:
     @property
     def key(self) -> str:
         table = TABLES[self.kind]
-        return table if table in SINGLE_COMPONENT_TABLES else f"{table}.{self.name}"
+        return table if table in SINGLE_COMPONENT_TABLES else dotted([table, self.name])
 
 
 @attrs.define
@@ -155,16 +155,15 @@ class Validator:
                 self.problem(table_name, f"expected a table of {kind} components, got {type(group).__name__}")
                 continue
             for name, table in group.items():
-                self._name(f"{table_name}.{name}", name)
+                self._name(where := dotted([table_name, name]), name)
                 if not isinstance(table, dict):
-                    where = f"{table_name}.{name}"
                     self.problem(where, f'expected a table like [{where}] with use = "...", got {table!r}')
                     continue
                 found.append((kind, name, _use(table), table))
         return found
 
     def _component(self, kind: str, name: str, use: Any, table: dict) -> ComponentSpec | None:
-        key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else f"{TABLES[kind]}.{name}"
+        key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else dotted([TABLES[kind], name])
         if not isinstance(use, str):
             return self.problem(f"{key}.use", f"expected the name of a {kind} type, got {use!r}")
         try:
@@ -218,7 +217,7 @@ class Validator:
             try:
                 typed[name] = value.typed(hint.get(name, Any)) if isinstance(value, SetValue) else value
             except ValueError as exc:
-                self.problem(f"{key}.{name}", str(exc))
+                self.problem(f"{key}.{dotted([name])}", str(exc))
         return typed
 
     def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
@@ -275,7 +274,7 @@ class Validator:
     def _check_references(self, key: str, found: list[tuple[str, str, Any]]) -> None:
         for field, kind, target in found:
             group = table if isinstance(table := self.raw.data.get(TABLES[kind]), dict) else {}  # `models = 3`: said
-            where, named = f"{key}.{field}", f"{TABLES[kind]}.{target}"
+            where, named = f"{key}.{field}", dotted([TABLES[kind], str(target)])
             if (off := self.raw.disabled.get(named)) is not None:  # its table dropped: "no model named" misled
                 self.problem(where, f"{named} is disabled (by enabled = false in {off}), but {where} still uses it")
             elif not isinstance(target, str) or target not in group:
@@ -360,7 +359,7 @@ def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
 
 
 def _join(prefix: str, path: list[str]) -> str:
-    return prefix + "".join(step if step.startswith("[") else f".{step}" for step in path)
+    return prefix + "".join(s if s[:1] == "[" else f".{s if '[' in s else dotted([s])}" for s in path)  # l2_search[1]
 
 
 def validate(raw: RawProfile, host: PluginHost) -> ResolvedProfile:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import TABLES, Api, Component, Context, Model, ModelHandle, Resources, references
 from heirloom.core.errors import HeirloomError, LifecycleError
+from heirloom.core.profile import dotted
 from heirloom.core.quota import StorageQuota, quota_mb
 from heirloom.core.schema import ComponentSpec, ResolvedProfile
 from heirloom.core.serving import ModelServing, VersionStore
@@ -167,7 +168,7 @@ class System:
         for (kind, name), api in self._components.items():
             if kind == "api":
                 models = {t: served[t] for _, ref_kind, t in references(api) if ref_kind == "model" and t in served}
-                problems += [f"{TABLES[kind]}.{name}.{field}: {message}" for field, message in api_check(api, models)]
+                problems += [f"{dotted([TABLES[kind], name, field])}: {why}" for field, why in api_check(api, models)]
         return problems
 
     def start_component(self, spec: ComponentSpec) -> Component:

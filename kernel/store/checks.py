@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, references
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
+from heirloom.core.profile import dotted
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
@@ -89,7 +90,7 @@ def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[P
                     loaded[target] = _stored(store, profile, specs[target])
                 except HeirloomError as error:  # said as a problem of the model's table, not a bare exit 1
                     loaded[target] = None
-                    key = f"models.{target}.use"
+                    key = f"{specs[target].key}.use"
                     problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, str(error)))
         models = {name: loaded[name] for _, kind, name in references(api) if kind == "model" and loaded[name]}
         targets = {field: name for field, kind, name in references(api) if kind == "model"}
@@ -105,9 +106,9 @@ def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[P
 def _model_set_in(profile: ResolvedProfile, model: str, file: str) -> str:
     """Where the model an api field names was chosen and configured, when not (only) in ``file``:
     an extending profile that swaps the model should see its own file named, not just the parent's."""
-    prefix = f"models.{model}."
-    files = list(dict.fromkeys(f for key, f in profile.raw.provenance.items() if key.startswith(prefix)))
-    return f"; models.{model} is set in {', '.join(files)}" if files and files != [file] else ""
+    prefix = dotted(["models", model])
+    files = list(dict.fromkeys(f for key, f in profile.raw.provenance.items() if key.startswith(f"{prefix}.")))
+    return f"; {prefix} is set in {', '.join(files)}" if files and files != [file] else ""
 
 
 def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
