@@ -198,3 +198,22 @@ def test_after_new_data_the_gate_rescores_both_versions_on_the_records_of_now(en
     assert elsewhere.returncode == 2 and "its project is 'other', not 'notes'" in elsewhere.stderr
     alone = run_heirloom("models", "promote", "notes/sentiment@1", "production", "--rescore", str(profile), env=env)
     assert alone.returncode == 2 and "give --if-better METRIC too" in alone.stderr
+
+
+def test_the_rescore_gate_takes_a_model_whose_name_holds_a_dot(tmp_path):
+    """``--rescore`` pinned the candidate with ``--set models.sent.v2.serve=N``: TOML's dotted key
+    named a table ``sent``, and the gate refused every version of ``[models."sent.v2"]``."""
+    profile = write(
+        tmp_path / "p.toml",
+        f'project = "p"\n[store]\npath = "{tmp_path / "store"}"\n[sources.s]\nuse = "toy-source"\nvalidation = true\n'
+        '[models."sent.v2"]\nuse = "toy-model"\ndata = "s"\n',
+    )
+    env = {"HEIRLOOM_PLUGINS": "tests.toys", "HEIRLOOM_STORE": str(tmp_path / "store")}
+    for epochs in (1, 2):
+        trained = run_heirloom("train", str(profile), "--set", f'models."sent.v2".epochs={epochs}', env=env)
+        assert trained.returncode == 0, trained.stderr
+    assert run_heirloom("models", "promote", "p/sent.v2@1", "production", env=env).returncode == 0
+    gate = ["--if-better", "accuracy", "--rescore", str(profile)]
+    gated = run_heirloom("models", "promote", "p/sent.v2@2", "production", *gate, env=env)
+    assert gated.returncode == 3, gated.stderr  # both scored, and compared: equal
+    assert f"p/sent.v2@2 does not beat p/sent.v2@1 on validation accuracy of {profile}'s data now" in gated.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from heirloom.cli.common import get_kernel, resolve_or_exit
 from heirloom.core.errors import HeirloomError
+from heirloom.core.profile import dotted
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.compare import PromotionRefused, read_metric
 from heirloom.store.refs import RefError
@@ -26,7 +27,8 @@ def rescored(
     if plain.project != artifact.project:
         raise RefError(f"--rescore {profile}: its project is {plain.project!r}, not {artifact.project!r}")
     model_specs(plain, (artifact.model,))  # RefError naming the models it has
-    resolved = resolve_or_exit(profile, (f"models.{artifact.model}.serve={artifact.version}",), store=True)
+    serve = dotted(["models", artifact.model, "serve"])  # models."sent.v2".serve: a name may hold a dot
+    resolved = resolve_or_exit(profile, (f"{serve}={artifact.version}",), store=True)
     [spec] = model_specs(resolved, (artifact.model,))
     kernel = get_kernel()
     used = kernel.store(resolved).root
