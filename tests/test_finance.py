@@ -186,6 +186,17 @@ def test_monitor_raises_one_alert_when_the_negative_share_jumps(daemon):
         assert len(client.call("monitor.alerts")["alerts"]) == 1
         with pytest.raises(InvalidArgument, match="ISO 8601"):
             client.call("monitor.post", {"items": [{"text": "x", "time": "yesterday-ish"}]})
+        # the history is in memory only: the daemon's log keeps each alert raised and resolved (docs/ITERATION.md)
+        daemon.wait_logged("monitor: alert raised")
+        said = [line for line in daemon.log().splitlines() if "monitor: alert raised" in line]
+        assert len(said) == 1 and " WARNING " in said[0] and "label 'negative' share " in said[0], daemon.log()
+        assert f"share {raised[0]['share']:.3f} (" in said[0] and "in the 3600 s window" in said[0]
+        assert f"vs baseline {raised[0]['baseline_share']:.3f} (" in said[0] and "in the 86400 s before" in said[0]
+        calm_now = [{"text": calm[0], "time": now - 1000 + i} for i in range(60)]  # the share falls: resolved
+        assert client.call("monitor.post", {"items": calm_now})["state"]["alerting"] is False
+        assert client.call("monitor.alerts")["alerts"][0]["resolved_at"] is not None
+        daemon.wait_logged("monitor: alert resolved: label 'negative' share ")
+        assert " INFO " in next(line for line in daemon.log().splitlines() if "monitor: alert resolved" in line)
 
 
 def test_feedback_is_on_disk_when_acknowledged(daemon, trained):

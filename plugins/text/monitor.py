@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import logging
 import math
 import threading
 import time
@@ -37,6 +38,8 @@ from heirloom_plugins.model_needs import (
     predictions_of,
 )
 from heirloom_plugins.text.api import CLASSIFY_DOC
+
+log = logging.getLogger("heirloom.text")
 
 #: Texts of matching items kept for an alert's examples (the newest ones).
 EXAMPLES = 3
@@ -235,12 +238,36 @@ class LabelMonitorApi(heirloom.Api):
                 "resolved_at": None,
             }
             self._alerts.append(self._active)
+            self._log(logging.WARNING, "raised", summary)
             return self._active, {**summary, "alerting": True}
         if not holds and self._active is not None:
             self._active["resolved_at"] = summary["latest"]
+            self._log(logging.INFO, "resolved", summary)
             self._active = None
             summary = {**summary, "alerting": False}
         return None, summary
+
+    def _log(self, level: int, what: str, summary: dict[str, Any]) -> None:
+        """One line per alert raised or resolved: the history is in memory only, so after a
+        restart the daemon's log is where an operator finds (greps for) past alerts."""
+        window, base = summary["window"], summary["baseline"]
+        log.log(
+            level,
+            "%s: alert %s: label %r share %.3f (%d of %d items in the %g s window) vs baseline %.3f"
+            " (%d of %d in the %g s before), at item time %.0f",
+            self.ctx.name,
+            what,
+            self.label,
+            window["share"],
+            window["matching"],
+            window["items"],
+            self.window,
+            base["share"],
+            base["matching"],
+            base["items"],
+            self.baseline,
+            summary["latest"],  # epoch seconds, as the alert's raised_at: any finite time is accepted
+        )
 
 
 def _probability(prediction: dict[str, Any]) -> float | None:
