@@ -285,6 +285,28 @@ def test_lineage_of_a_grandchild_shows_both_ancestors_across_projects(store):
     assert "finance/sentiment@1" in table.stdout and "medical/triage@1" in table.stdout
 
 
+def test_descendants_of_a_bare_model_include_its_own_later_versions(store):
+    """``--descendants MODEL`` (every version of it, the docs say) listed fewer versions than
+    ``MODEL@1``: the model's own versions counted as already seen, so @2 warm-started from @1
+    was never listed, and a model inherited only by itself said "nothing ... inherits"."""
+    first = put(store, "finance/sentiment", 1)
+    second = put(store, "finance/sentiment", 2, parent=first)
+    put(store, "finance/sentiment", 3, parent=second)
+    alone = models(store, "lineage", "finance/sentiment", "--descendants")
+    assert alone.returncode == 0 and "nothing in" not in alone.stdout, alone.stdout + alone.stderr
+    assert "inherited by 2 version(s) in project(s): finance" in alone.stdout
+    put(store, "notes/sentiment", 4, parent=second)
+    bare = models(store, "lineage", "finance/sentiment", "--descendants", "--json")
+    first_only = models(store, "lineage", "finance/sentiment@1", "--descendants", "--json")
+    assert bare.returncode == 0 and first_only.returncode == 0, bare.stderr + first_only.stderr
+    refs = [a["ref"] for a in json.loads(bare.stdout)]
+    assert sorted(refs) == sorted(a["ref"] for a in json.loads(first_only.stdout))
+    assert sorted(refs) == ["finance/sentiment@2", "finance/sentiment@3", "notes/sentiment@1"]
+    lone = put(store, "medical/triage", 5)
+    nothing = models(store, "lineage", lone.ref.split("@")[0], "--descendants")
+    assert nothing.returncode == 0 and f"nothing in {store.root} inherits medical/triage" in nothing.stdout
+
+
 def test_a_parent_loop_in_a_damaged_index_is_an_error_not_a_hang(store):
     first = put(store, "finance/sentiment", 1)
     put(store, "finance/sentiment", 2, parent=first)

@@ -161,7 +161,7 @@ def _rows(record: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     "--descendants",
     is_flag=True,
     help="List the versions that inherited REF instead (children, grandchildren... in any project); "
-    "REF without @ then means every version of the model.",
+    "REF without @ then means every version of the model (its own later versions included).",
 )
 @json_option
 @store_option
@@ -188,15 +188,14 @@ def models_lineage(ref: str, descendants: bool, as_json: bool, store: ArtifactSt
 
 def inheritors(store: ArtifactStore, ref: str) -> list[Artifact]:
     """Every version that descends from ``ref`` (from any version of the model when ``ref``
-    has no selector), breadth first: children, then grandchildren."""
+    has no selector, its own later versions included), breadth first: children, then grandchildren."""
     target = store.resolve(ref)  # a ref naming nothing fails here, listing what exists
     everything = store.list()
-    if Ref.parse(ref).selector is None:
-        frontier = {a.ref for a in everything if (a.project, a.model) == (target.project, target.model)}
+    if Ref.parse(ref).selector is None:  # a version inheriting an earlier one of the model is listed too
+        frontier, seen = {a.ref for a in everything if (a.project, a.model) == (target.project, target.model)}, set()
     else:
-        frontier = {target.ref}
+        frontier, seen = {target.ref}, {target.ref}
     found: list[Artifact] = []
-    seen = set(frontier)
     while frontier:  # ``seen``: a parent loop (only a damaged index has one) must not spin
         children = [a for a in everything if a.parent in frontier and a.ref not in seen]
         found.extend(children)
