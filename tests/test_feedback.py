@@ -156,6 +156,26 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     assert dashed.stdout == exported.stdout and not (tmp_path / "-").exists()  # -: stdout, as usual
 
 
+def test_training_records_holding_labels_spelt_alike_are_said_as_the_csv_source_says(reviews):
+    """An accepted correction ``Negative`` beside the data's ``negative`` trained a class of its
+    own without a word, where a csv file holding both says so."""
+    env, profile, _ = reviews
+    log = heirloom.FeedbackLog(Path(env["HEIRLOOM_HOME"]) / "feedback" / "reviews" / "sentiment.jsonl")
+    log.add({"text": "Shares fell", "label": "Negative", heirloom.FeedbackLog.NEW_LABEL: True})
+    log.close()
+    quiet = run_heirloom("data", "show", str(profile), "training", "--split", "train", "--limit", "1", env=env)
+    assert quiet.returncode == 0 and "differ only by case" not in quiet.stderr, quiet.stderr  # 'Negative' waits
+    assert run_heirloom("feedback", "accept-label", str(profile), "Negative", env=env).returncode == 0
+    shown = run_heirloom("data", "show", str(profile), "training", "--split", "train", "--limit", "0", env=env)
+    assert shown.returncode == 0, shown.stderr
+    said = " ".join(shown.stderr.split())
+    assert said.count("differ only by case") == 1, said  # once, though the split is read twice (latest_wins)
+    assert (
+        "source 'training': labels 'negative' and 'Negative' differ only by case, spaces, '_' or '-'; they are two "
+        "classes: if they are one, write them the same" in said
+    )
+
+
 def test_a_line_no_api_wrote_never_stops_the_commands_that_repair_the_log(reviews):
     env, profile, (good, wrong, halted) = reviews
     log = Path(env["HEIRLOOM_HOME"]) / "feedback" / "reviews" / "sentiment.jsonl"

@@ -422,6 +422,35 @@ def test_feedback_past_the_projects_log_quota_names_the_quota_not_the_log_size(t
     assert "would pass its logs quota of 1 MiB" in daemon.log()  # the operator's line: use and file
 
 
+def test_a_new_label_only_spelt_unlike_a_known_one_is_recorded_naming_it_and_accepted_warning(trained, tmp_path):
+    """With new labels on and no ``new_label_pattern``, ``Negative`` beside the model's ``negative``
+    was recorded as a new label with no hint, and ``feedback accept-label`` accepted it silently:
+    the next model trained two classes of one."""
+    log = tmp_path / "feedback.jsonl"
+    daemon = feedback_daemon(trained, tmp_path, log, "--set", "apis.sentiment.new_labels=true")
+    daemon.wait_ready()
+    with daemon.client(timeout=10) as client:
+        replies = {
+            label: client.call("sentiment.feedback", {"text": f"Shares fell ({label})", "label": label})
+            for label in ("Negative", "NEGATIVE", "neg ative", "neutral_", "Trading-Halted", "negative")
+        }
+    assert daemon.terminate() == 0
+    close = {label: reply.get("close_to") for label, reply in replies.items()}
+    assert close == {"Negative": "negative", "NEGATIVE": "negative", "neg ative": "negative",
+                     "neutral_": "neutral", "Trading-Halted": None, "negative": None}  # fmt: skip
+    assert all(reply["recorded"] and reply["new_label"] == (label != "negative") for label, reply in replies.items())
+    assert "close_to" not in replies["Trading-Halted"] and "close_to" not in replies["negative"]
+    where = ("--set", f"apis.sentiment.feedback_path={log}", "--set", "apis.sentiment.new_labels=true")
+    accepted = run_heirloom("feedback", "accept-label", "finance-sentiment", "Negative", *where, env=trained)
+    assert accepted.returncode == 0 and "accepted 'Negative': 1 record(s)" in accepted.stdout, accepted.stderr
+    assert " ".join(accepted.stderr.split()) == (
+        "warning: 'Negative' differs from the model's label 'negative' only by case, spaces, '_' or '-' and trains "
+        "as a class of its own; if they are one, remove its records and send them again as 'negative'"
+    )
+    plain = run_heirloom("feedback", "accept-label", "finance-sentiment", "Trading-Halted", *where, env=trained)
+    assert plain.returncode == 0 and plain.stderr == "", plain.stderr
+
+
 def test_feedback_total_size_and_monitor_memory_are_capped(trained, tmp_path):
     """Past ``feedback_max_mb`` feedback is RESOURCE_EXHAUSTED and nothing more is written;
     the monitor keeps at most ``max_tracked`` item times."""

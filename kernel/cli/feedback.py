@@ -205,6 +205,8 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
     """Accept LABEL, a new label feedback brought: its records train from the next train on.
 
     Only labels that records are waiting with can be accepted (a typo exits 2 and lists them).
+    A label the api found differing from a known one only by case, spaces, '_' or '-' (Claims:
+    claims) is accepted with a warning naming the known label (exit 0).
     """
     resolved = resolve_or_exit(profile, overrides)
     name, path = _one_log(resolved, api)
@@ -223,6 +225,13 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
     finally:
         log.close()
     click.echo(f"accepted {label!r}: {pending[label]} record(s) of {name!r} train from the next heirloom train on")
+    close = {entry.record.get(FeedbackLog.CLOSE_TO) for entry in replay.entries if entry.record.get("label") == label}
+    for known in sorted(k for k in close if isinstance(k, str)):  # the api's mark; accepting is the operator's call
+        click.echo(
+            f"warning: {label!r} differs from the model's label {known!r} only by case, spaces, '_' or '-' and trains "
+            f"as a class of its own; if they are one, remove its records and send them again as {known!r}",
+            err=True,
+        )
 
 
 COMMANDS = [feedback_group]

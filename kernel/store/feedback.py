@@ -27,6 +27,9 @@ REMOVE = "remove"
 ACCEPT_LABEL = "accept-label"
 #: Set on a record whose label the served model lacked when it was recorded.
 NEW_LABEL = "new_label"
+#: Set by an api on such a record whose label a known one differs from only in spelling (``Claims``:
+#: ``claims``): ``heirloom feedback accept-label`` names it in a warning.
+CLOSE_TO = "close_to"
 
 
 @attrs.frozen
@@ -79,6 +82,7 @@ class FeedbackLog:
 
     #: The flag an api sets on a record whose label the served model lacks.
     NEW_LABEL: ClassVar[str] = NEW_LABEL
+    CLOSE_TO: ClassVar[str] = CLOSE_TO
 
     def __init__(self, path: Path, *, max_bytes: int | None = None, quota: StorageQuota | None = None):
         """``max_bytes`` caps the log and ``quota`` counts it against the project's log quota

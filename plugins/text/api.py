@@ -24,6 +24,7 @@ from heirloom_plugins.model_needs import (
     labels_of,
     predictions_of,
 )
+from heirloom_plugins.text.sources import label_spelling
 
 #: Where a model of another type learns what this api reads of it.
 CLASSIFY_DOC = "docs/TEXT.md, 'Another model behind classify'"
@@ -212,7 +213,17 @@ class ClassifyApi(heirloom.Api):
         new = heirloom.check_label(
             body.label, list(model.labels), "body.label", allow_new=self.new_labels, pattern=self.new_label_pattern
         )
-        record = {"text": body.text, "label": body.label, **({heirloom.FeedbackLog.NEW_LABEL: True} if new else {})}
+        # a new label a known one differs from only by case, spaces, '_' or '-' (Claims: claims) would
+        # train as a class of its own: recorded, and said, in the reply and to accept-label
+        close = _close_to(body.label, model.labels) if new else None
+        marks = {heirloom.FeedbackLog.NEW_LABEL: True, **({heirloom.FeedbackLog.CLOSE_TO: close} if close else {})}
+        record = {"text": body.text, "label": body.label, **(marks if new else {})}
         with heirloom.durable_write("feedback", f"apis.{self.ctx.name}.feedback_max_mb = {self.feedback_max_mb} MiB"):
             record_id = self.feedback_records.add(record)
-        return {"recorded": True, "id": record_id, "new_label": new}
+        return {"recorded": True, "id": record_id, "new_label": new, **({"close_to": close} if close else {})}
+
+
+def _close_to(label: str, known: list[str]) -> str | None:
+    """The known label that ``label`` differs from only by case, spaces, '_' or '-', if any."""
+    spelling = label_spelling(label)
+    return next((name for name in known if label_spelling(name) == spelling), None)

@@ -142,14 +142,8 @@ class TextSource(heirloom.Source):
             )
         spelt = self.__dict__.setdefault("_label_spellings", {})  # case, spaces, '_' and '-' aside -> first
         filtered = self.labels or self.labels_file  # those keep their labels and say the case variants they drop
-        if (variant := spelt.setdefault(_spelling(label), label)) != label and variant != alike and not filtered:
-            log.warning(
-                "%s: labels %r and %r differ only by case, spaces, '_' or '-'; they are two classes: if they are "
-                "one, write them the same",
-                where,
-                variant,
-                label,
-            )
+        if (variant := spelling_twin(spelt, label)) and variant != alike and not filtered:
+            log.warning(SPELLING_TWINS, where, variant, label)
         known.add(label)
         return label
 
@@ -449,10 +443,24 @@ def _json_shape(value: Any) -> str:
     return kinds.get(type(value), "null")
 
 
-def _spelling(label: str) -> str:
+def label_spelling(label: str) -> str:
     """``label`` with case, spaces, underscores and hyphens aside: CARD_ARRIVAL, card arrival and
     card_arrival were three classes of one intent, unsaid."""
     return re.sub(r"[\s_-]+", "", label.casefold())
+
+
+#: The warning of two labels that ``label_spelling`` makes one (where, the first label, the other).
+SPELLING_TWINS = (
+    "%s: labels %r and %r differ only by case, spaces, '_' or '-'; they are two classes: if they are one, "
+    "write them the same"
+)
+
+
+def spelling_twin(spellings: dict[str, str], label: str) -> str | None:
+    """The label recorded in ``spellings`` (spelling -> the label read first) that ``label``
+    differs from only in spelling, else None; ``label`` is recorded when it is the first."""
+    first = spellings.setdefault(label_spelling(label), label)
+    return None if first == label else first
 
 
 @attrs.define(kw_only=True)

@@ -13,7 +13,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.text.near_duplicates import NearDuplicates, letter_words, text_of
-from heirloom_plugins.text.sources import SHOWN_IDS, labelled_stats
+from heirloom_plugins.text.sources import SHOWN_IDS, SPELLING_TWINS, TextSource, labelled_stats, spelling_twin
 
 log = logging.getLogger("heirloom.text")
 
@@ -69,6 +69,8 @@ class UnionSource(heirloom.Source):
             )
         self._held_out: set[tuple[str, ...]] | NearDuplicates | None = None
         self._warned: set[str] = set()
+        self._label_parts: dict[str, str] = {}  # each training label -> the part that gave it first
+        self._spellings: dict[str, str] = {}  # case, spaces, '_' and '-' aside -> the label read first
 
     def splits(self) -> list[str]:
         return list(dict.fromkeys(split for part in self.parts for split in part.splits()))
@@ -109,7 +111,22 @@ class UnionSource(heirloom.Source):
             if split == "train" and added:  # added data, with no test of its own
                 for union in unions:  # the innermost union's check, then each enclosing one's
                     records = union._unseen(records, name) if union.example_keys else records
+            if split == "train" and not added_only:
+                records = self._say_spelling_twins(records, name, part)
             yield from ((name, added, unions[0], record) for record in records)
+
+    def _say_spelling_twins(self, records: Iterator[Any], name: str, part: heirloom.Source) -> Iterator[Any]:
+        """``records``, saying once per run each training label that differs from one read before only
+        by case, spaces, '_' or '-' (an accepted correction ``Claims`` beside the data's ``claims``): two
+        classes, as a text file source says of its own labels (a pair within one such part is its to say)."""
+        for record in records:
+            label = record.get("label") if isinstance(record, dict) else None
+            if isinstance(label, str) and label not in self._label_parts:
+                self._label_parts[label] = name
+                twin = spelling_twin(self._spellings, label)
+                if twin is not None and not (self._label_parts[twin] == name and isinstance(part, TextSource)):
+                    log.warning(SPELLING_TWINS, f"source {self.name!r}", twin, label)
+            yield record
 
     def _same(self, record: Any) -> Any:
         """What ``latest_wins`` compares: a text's letters and digits, without the spaces between them
