@@ -1966,6 +1966,31 @@ def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path, monkey
     assert result["stored"] is False and result["ref"] == "team/m@2" and result["digest"], scripted.stdout
 
 
+def test_a_data_change_is_named_against_the_version_the_warm_start_starts_from(tmp_path):
+    """After a rollback (production back on @1 while @2 is the latest), ``train`` warm-starting
+    from @1 said the data differed from what @2 trained on: not the version it started from."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys", "HEIRLOOM_HOME": str(tmp_path / "home")}
+    data = tmp_path / "train.csv"
+    profile = write(
+        tmp_path / "team.toml",
+        f'[sources.s]\nuse = "csv"\ntrain = "{data}"\n'
+        '[models.m]\nuse = "toy-model"\ndata = "s"\ninherit = "served"\nserve = "production"\n',
+    )
+    prints = []
+    for version, mark in enumerate(("", "!", "?"), start=1):
+        write(data, "text,label\n" + "".join(f"text {i}{mark},{'ab'[i % 2]}\n" for i in range(20)))
+        trained = run_heirloom("train", str(profile), env=toys)
+        assert trained.returncode == 0 and f"stored team/m@{version}" in trained.stdout, trained.stderr
+        prints.append(json.loads(run_heirloom("models", "show", f"team/m@{version}", "--json", env=toys).stdout))
+        if version == 1:
+            assert run_heirloom("models", "promote", "team/m@1", "production", env=toys).returncode == 0
+    said = " ".join(trained.stderr.split())  # the third train: production (@1) is its parent, @2 the latest
+    first, third = (prints[n]["data_fingerprints"]["s"][:12] for n in (0, 2))
+    assert "warm start from team/m@1" in said and prints[2]["parent"] == "team/m@1", said
+    assert f"models.m: s differs from the data team/m@1 trained on ({first} -> {third};" in said, said
+    assert "team/m@2 trained on" not in said
+
+
 def test_models_history_says_which_version_held_an_alias_when(store):
     """An auditor asked which version held production on a past day: the index kept only the
     alias's current version, and the daemon's log (if anyone kept it) was the only trail."""

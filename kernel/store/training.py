@@ -292,7 +292,9 @@ def train(
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         with blaming_the_source(source, "computing the fingerprint", f"fingerprinting source {source_name!r}"):
             fingerprint = source.fingerprint()
-        _say_if_the_data_changed(store, profile.project, spec, source_name, fingerprint, progress)
+        own = parent is not None and (parent.project, parent.model) == (profile.project, spec.name)
+        since = parent if own else next(reversed(store.list(profile.project, spec.name)), None)
+        _say_if_the_data_changed(spec, source_name, fingerprint, since, progress)
         unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
         with _naming_a_foreign_parent(spec, parent):
             fitted = (
@@ -371,15 +373,15 @@ def train(
 
 
 def _say_if_the_data_changed(
-    store: ArtifactStore, project: str, spec: ComponentSpec, source_name: str, fingerprint: str, progress: Progress
+    spec: ComponentSpec, source: str, fingerprint: str, since: Artifact | None, progress: Progress
 ) -> None:
-    """Name a change of the training data since the model's latest version: a new version that
-    a one-byte edit of the data made was otherwise unexplained."""
-    stored = store.list(project, spec.name)
-    before = stored[-1].data_fingerprints.get(source_name) if stored else None
+    """Name a change of the training data since ``since``, the version this one warm-starts from
+    (one of this model's), else the model's latest: a new version that a one-byte edit of the data
+    made was otherwise unexplained, and after a rollback the latest was not where training started."""
+    before = since.data_fingerprints.get(source) if since is not None else None
     if before is not None and before != fingerprint:
         changed = f"{before[:12]} -> {fingerprint[:12]}; heirloom data stats prints it"
-        progress.log(f"{spec.key}: {source_name} differs from the data {stored[-1].ref} trained on ({changed})")
+        progress.log(f"{spec.key}: {source} differs from the data {since.ref} trained on ({changed})")
 
 
 @contextlib.contextmanager
