@@ -15,7 +15,7 @@ import pytest
 from heirloom.wire.client import InvalidArgument
 from heirloom_plugins.text.sources import PhraseBankSource
 from tests.daemons import Daemon
-from tests.helpers import run_heirloom, write
+from tests.helpers import REPO, run_heirloom, write
 
 QUICK = ["--set", "models.sentiment.epochs=3", "--set", "models.sentiment.refit=false"]
 #: One epoch under a penalty this strong leaves the weights near their start: a weak model
@@ -141,6 +141,31 @@ def test_a_new_project_inherits_serves_learns_from_corrections_and_promotes_on_v
     assert [a["ref"] for a in json.loads(descendants.stdout)] == [f"notes/sentiment@{n}" for n in (1, 2, 3)]
     table = heirloom_ok("models", "lineage", "--descendants", "finance/sentiment", env=env).stdout
     assert "inherited by 3 version(s) in project(s): notes" in table
+
+
+def test_the_first_profile_of_the_docs_says_how_to_retarget_the_inherited_monitor(env, tmp_path):
+    """A team copying section 1 for labels of its own passed ``profile check`` and ``train``, then
+    ``profile check`` failed on the monitor inherited from finance-sentiment, watching 'negative'.
+    The snippet, as written, names the monitor's label; retargeted or disabled it checks."""
+    page = (REPO / "docs" / "ITERATION.md").read_text()
+    snippet = re.search(r"## 1\. The first profile.*?```toml\n(.*?)```", page, re.S).group(1)
+    assert "[apis.monitor]" in snippet and '\nlabel = "negative"' in snippet and "enabled = false" in snippet
+    words = {"late": "slipped", "on_time": "held", "early": "sped up"}  # labels of its own
+    rows = "".join(f"Deliveries {word} in week {n},{label}\n" for n in range(40) for label, word in words.items())
+    write(tmp_path / "notes.csv", "note,sentiment\n" + rows)
+    profile = write(tmp_path / "notes.toml", snippet)
+    heirloom_ok("train", "finance-sentiment", *WEAK, "--set", "models.sentiment.refit=false", env=env)
+    heirloom_ok("models", "promote", "finance/sentiment@1", "production", env=env)
+    heirloom_ok("profile", "check", str(profile), env=env)
+    heirloom_ok("train", str(profile), *QUICK, env=env)
+    heirloom_ok("models", "promote", "notes/sentiment@1", "production", env=env)
+    as_written = run_heirloom("profile", "check", str(profile), env=env)
+    assert as_written.returncode == 2
+    assert "apis.monitor.label: 'negative' is not a label of model 'sentiment'" in as_written.stderr
+    for retargeted in ('label = "late"', "enabled = false"):  # what the snippet's comment says to write
+        write(profile, snippet.replace('\nlabel = "negative"', f"\n{retargeted}"))
+        checked = heirloom_ok("profile", "check", str(profile), env=env)
+        assert ("apis.monitor" in checked.stdout) == retargeted.startswith("label"), checked.stdout
 
 
 def test_training_twice_on_the_same_data_reuses_the_version(env):
