@@ -9,11 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 
 import pytest
 
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import REPO, free_port, run_heirloom, write
 
 PROFILE = """
 [resources]
@@ -91,6 +92,46 @@ def test_serve_with_no_cluster_at_the_address_says_so_in_one_line(tmp_path):
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "resources.address = 'auto': no Ray cluster answers there" in result.stderr
+
+
+def serve_briefly(tmp_path, keys: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``heirloom serve`` of a ray profile that cannot start: its exit, in a Ray temp folder and
+    home of its own (``address = "local"`` may write ~/.ray/auth_token)."""
+    path = write(tmp_path / "ray.toml", PROFILE.format(keys=keys))
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env |= {"HEIRLOOM_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}
+    with tempfile.TemporaryDirectory(prefix="ray", dir="/tmp") as ray_tmp:  # its socket paths fit 107 bytes
+        return subprocess.run(
+            [sys.executable, "-m", "heirloom", "serve", str(path), "--bind", "tcp://127.0.0.1:0"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**env, "RAY_TMPDIR": ray_tmp},
+            timeout=timeout,
+        )
+
+
+@needs_ray
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [("127.0.0.1:{port}", "127.0.0.1:{port}: Connection refused"), ("nosuchhost.invalid:6379", "cannot resolve")],
+)
+def test_serve_with_nothing_at_the_address_fails_within_seconds(tmp_path, address, why):
+    """ray.init alone retries such an address for minutes, with only Ray's lines."""
+    port = free_port()
+    address, why = address.format(port=port), why.format(port=port)
+    result = serve_briefly(tmp_path, f'address = "{address}"', timeout=30)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"resources.address = '{address}': nothing answers there ({why}" in result.stderr, result.stderr
+
+
+@needs_ray
+def test_serve_asking_more_than_a_local_cluster_has_names_the_key(tmp_path):
+    """A cluster of this host alone never grows: its workers would stay pending for ever."""
+    result = serve_briefly(tmp_path, 'address = "local"\nnum_cpus = 4096')
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "resources.address = 'local': resources.num_cpus = 4096 is more than any node" in result.stderr
+    assert "(its nodes: CPU " in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,12 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -38,7 +39,18 @@ SCALE_COOLDOWN_S = 5.0
 SCALE_DOWN_AFTER_S = 30.0
 #: Seconds a worker removed by a scale-down may take to finish its requests.
 RETIRE_GRACE_S = 30.0
+#: Seconds a worker may stay unanswered before the pool looks into why (a cluster it cannot
+#: reach, a head that restarted, a request no node can hold), and between repeats of what it found.
+STUCK_S = 10.0
+REPEAT_S = 60.0
+REJOIN_EVERY_S = 5.0
+#: Seconds a TCP connect to the head's address may take before serve says nothing answers there.
+CONNECT_TIMEOUT_S = 3.0
 _PR_SET_PDEATHSIG = 1
+_AUTH_HINT = (
+    "the cluster refused this process's authentication: a cluster with token authentication needs "
+    "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) where heirloom runs (docs/SCALE.md)"
+)
 
 
 def _die_with_parent() -> None:
@@ -46,18 +58,72 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def host_port(address: str) -> tuple[str, int] | None:
+    """HOST and PORT of a ``HOST:PORT`` or ``ray://HOST:PORT`` address (None for auto and local)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else None
+
+
+def unreachable(host: str, port: int) -> str | None:
+    """Why nothing answers a TCP connect to HOST:PORT within seconds, or None when something does:
+    ray.init itself retries an address with nothing behind it for minutes."""
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except socket.gaierror as exc:
+        return f"cannot resolve {host!r}: {exc.strerror}"
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or type(exc).__name__}"
+    return None
+
+
 def connect(config: RayResources) -> bool:
     """Join the configured cluster unless this process has already; True if it joined now."""
     if ray.is_initialized():
         return False
-    try:
-        ray.init(address=config.address, logging_level=logging.WARNING)
-    except ConnectionError as exc:
+    where = f"resources.address = {config.address!r}"
+    target = host_port(config.address)
+    if target is not None and (why := unreachable(*target)):
         raise heirloom.HeirloomError(
-            f"resources.address = {config.address!r}: no Ray cluster answers there ({exc}); start one "
+            f"{where}: nothing answers there ({why}); start the cluster's head (`ray start --head`, "
+            "docs/SCALE.md) or correct the address"
+        )
+    try:
+        with _signals_kept():
+            ray.init(address=config.address, logging_level=logging.WARNING)
+    except ray.exceptions.AuthenticationError as exc:
+        raise heirloom.HeirloomError(f"{where}: {_AUTH_HINT} ({first_line(exc)})") from None
+    except ConnectionError as exc:
+        if target is not None:  # something answered the connect, but Ray could not join it
+            raise heirloom.HeirloomError(
+                f"{where}: a process answers there, but Ray could not join it as a cluster ({exc}); either "
+                f"{_AUTH_HINT}, or that is not a head's GCS port"
+            ) from None
+        raise heirloom.HeirloomError(
+            f"{where}: no Ray cluster answers there ({exc}); start one "
             '(`ray start --head`, docs/SCALE.md), or set address = "local" for a cluster of this host alone'
         ) from None
     return True
+
+
+@contextlib.contextmanager
+def _signals_kept() -> Iterator[None]:
+    """Keep this process's SIGTERM and SIGINT handlers across ray.init and ray.shutdown, which
+    replace them (with sys.exit, or the default action), so serve still drains on SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (at most 200 characters), or its type when it says nothing."""
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def options(config: RayResources) -> dict[str, Any]:
@@ -80,6 +146,15 @@ def _in_env(env: dict[str, str], cwd: str, task: Callable[[], Any]) -> Any:
     return task()
 
 
+#: How a Ray task ends without raising: its worker process or node died under it.
+_ENDED = (
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.OutOfMemoryError,
+    ray.exceptions.LocalRayletDiedError,
+)
+
+
 def run_on_cluster(config: RayResources, task: Callable[[], Any]) -> Any:
     """Run a training ``task`` as one Ray task with the configured resources; its result
     (the fitted state) comes back here."""
@@ -87,6 +162,12 @@ def run_on_cluster(config: RayResources, task: Callable[[], Any]) -> Any:
     try:
         remote = ray.remote(_in_env).options(**options(config), max_retries=0)
         return ray.get(remote.remote(heirloom_env(), os.getcwd(), task))
+    except _ENDED as exc:  # not fit's own error (that one keeps its traceback): its process is gone
+        raise heirloom.HeirloomError(
+            f"the Ray task running fit (resources.address = {config.address!r}) ended before it returned: "
+            f"{type(exc).__name__}: {first_line(exc)}; its process was killed (out of memory, `ray stop`, "
+            "a lost node); nothing was stored"
+        ) from None
     finally:
         if joined:
             ray.shutdown()
@@ -112,8 +193,8 @@ class WorkerActor:
         code = self.process.wait()
         if self.stopping:
             return  # asked to stop: the pool ends this actor itself
-        print(f"heirloom worker pid {self.process.pid} exited with {code}; restarting its actor", flush=True)
-        os._exit(1)  # the actor dies with its worker, so Ray restarts both
+        print(f"heirloom worker pid {self.process.pid} exited with {code}; its actor exits too", flush=True)
+        os._exit(1)  # the actor dies with its worker: Ray restarts both while max_restarts allows
 
     def info(self) -> dict[str, Any]:
         return {"pid": self.process.pid, **self.where}
@@ -134,11 +215,10 @@ class RayWorkerPool(heirloom.WorkerPool):
         self.config = config
         self.argv = argv
         self._owns_ray = connect(config)
-        self._actor = ray.remote(WorkerActor).options(
-            **options(config),
-            max_restarts=config.max_restarts,
-            scheduling_strategy="SPREAD" if config.placement == "spread" else "DEFAULT",
-        )
+        if config.address == "local" and (short := shortfall(config)):  # a cluster that cannot grow
+            ray.shutdown()
+            raise heirloom.HeirloomError(f"resources.address = 'local': {short}")
+        self._actor = self._actor_class()
         # the worker's torch threads match what its actor reserved (heirloom.cpu_share())
         self._env = {**heirloom_env(), "HEIRLOOM_CPU_SHARE": str(max(1, math.ceil(config.num_cpus)))}
         self._actors: list[Any] = []
@@ -146,17 +226,31 @@ class RayWorkerPool(heirloom.WorkerPool):
         self._placements: dict[int, dict[str, Any]] = {}
         self._changed = 0.0
         self._low_since: float | None = None
+        self._missing_since: float | None = None
+        self._said_at = -math.inf
+        self._rejoined_at = -math.inf
+        self._lost = 0  # workers to start again once a restarted cluster can be joined
         self._closed = threading.Event()
         self.scale(config.workers)
         threading.Thread(target=self._refresh_loop, name="heirloom-ray-placements", daemon=True).start()
 
+    def _actor_class(self) -> Any:
+        return ray.remote(WorkerActor).options(
+            **options(self.config),
+            max_restarts=self.config.max_restarts,
+            scheduling_strategy="SPREAD" if self.config.placement == "spread" else "DEFAULT",
+        )
+
     @property
     def size(self) -> int:
-        return len(self._actors)
+        return len(self._actors) + self._lost
 
     def scale(self, count: int) -> int:
         if self.config.max_workers:
             count = max(self.config.min_workers, min(self.config.max_workers, count))
+        if self._lost:  # rejoining a restarted cluster: it starts this many
+            self._lost = count
+            return count
         with self._lock:
             while len(self._actors) < count:
                 self._actors.append(self._actor.remote(self.argv, os.getcwd(), self._env))
@@ -167,6 +261,8 @@ class RayWorkerPool(heirloom.WorkerPool):
         return count
 
     def observe(self, in_flight: int, ready: int) -> None:
+        if self._lost:  # here, on the broker's thread: only the main thread may keep its signal handlers
+            self._rejoin()
         if not self.config.max_workers:
             return
         now = time.monotonic()
@@ -194,6 +290,8 @@ class RayWorkerPool(heirloom.WorkerPool):
 
     def _refresh_loop(self) -> None:
         while not self._closed.wait(REFRESH_S):
+            if self._lost:
+                continue  # observe() joins the restarted cluster again
             with self._lock:
                 actors = list(self._actors)
             found: dict[int, dict[str, Any]] = {}
@@ -203,10 +301,75 @@ class RayWorkerPool(heirloom.WorkerPool):
                 except ray.exceptions.ActorDiedError as exc:  # its restarts are used up: Ray gives up on it
                     self._replace(actor, exc)
                     continue
-                except Exception:  # noqa: BLE001 - restarting or unreachable: no worker to describe now
+                except Exception:  # noqa: BLE001 - pending, restarting or unreachable: _look_into says why
                     continue
                 found[info.pop("pid")] = {**info, "state": "ALIVE"}
             self._placements = found
+            missing = len(actors) - len(found)
+            try:
+                self._look_into(missing)
+            except Exception as exc:  # noqa: BLE001 - the refresh goes on whatever Ray raises
+                self._say(f"cannot tell why {missing} ray worker(s) are not running: {first_line(exc)}")
+
+    def _look_into(self, missing: int) -> None:
+        """With workers unanswered for ``STUCK_S``, find out why and say it (at most once in
+        ``REPEAT_S``), so that a pool without its workers is never silent; rejoin a cluster whose
+        head restarted, since this process's actor handles died with it."""
+        now = time.monotonic()
+        if not missing:
+            self._missing_since = None
+            return
+        self._missing_since = self._missing_since or now
+        waited = now - self._missing_since
+        if waited < STUCK_S:
+            return
+        where = f"the Ray cluster at resources.address = {self.config.address!r}"
+        node = ray._private.worker.global_worker.node  # None under Ray Client (ray://): no local node
+        gcs = host_port(node.gcs_address) if node is not None else None
+        if gcs is not None and (why := unreachable(*gcs)):
+            self._say(f"{where} does not answer ({why}) for {waited:.0f}s: {missing} worker(s) wait for it")
+        elif node is not None and self.config.address != "local" and not _raylet_alive(node.raylet_socket_name):
+            with self._lock:
+                self._lost, self._actors = len(self._actors), []
+            log.warning(
+                "%s restarted (this process's Ray node is gone, as after `ray stop` and `ray start --head` "
+                "without GCS fault tolerance); joining it again and starting %d new worker(s)",
+                where,
+                self._lost,
+            )
+        elif now - self._said_at < REPEAT_S:
+            return  # said lately: ask the cluster again later
+        elif short := shortfall(self.config):
+            self._say(f"{missing} ray worker(s) not placed after {waited:.0f}s: {short}")
+        else:
+            self._say(
+                f"{missing} of {self.size} ray worker(s) not running after {waited:.0f}s; {where} has not "
+                "placed or started them (see `ray status`, `ray list actors`)"
+            )
+
+    def _say(self, message: str) -> None:
+        if time.monotonic() - self._said_at >= REPEAT_S:
+            self._said_at = time.monotonic()
+            log.warning("%s", message)
+
+    def _rejoin(self) -> None:
+        """Join a cluster whose head restarted: this process's node and actors are gone and it
+        can place nothing until it joins again; then start the lost workers anew. Blocks the
+        broker's loop for the seconds ray.init takes, at most every ``REJOIN_EVERY_S``: it has no
+        workers to serve meanwhile."""
+        if time.monotonic() - self._rejoined_at < REJOIN_EVERY_S:
+            return
+        self._rejoined_at = time.monotonic()
+        with contextlib.suppress(Exception), _signals_kept():  # the old connection is broken already
+            ray.shutdown()
+        try:
+            connect(self.config)
+        except heirloom.HeirloomError as exc:  # not back yet: try again on the next refresh
+            self._say(f"{exc}; {self._lost} worker(s) wait for it")
+            return
+        self._actor = self._actor_class()
+        count, self._lost, self._said_at, self._missing_since = self._lost, 0, -math.inf, None
+        self.scale(count)
 
     def _replace(self, dead: Any, why: Exception) -> None:
         """Start a new actor in place of one Ray will not restart again, so the pool keeps its size."""
@@ -214,11 +377,10 @@ class RayWorkerPool(heirloom.WorkerPool):
             if dead not in self._actors:
                 return  # removed meanwhile (a scale-down or close)
             self._actors[self._actors.index(dead)] = self._actor.remote(self.argv, os.getcwd(), self._env)
-        first = str(why).strip().splitlines()[0][:200] if str(why).strip() else type(why).__name__
         log.error(
             "a ray worker actor died for good (max_restarts = %d used up: %s); starting a new one",
             self.config.max_restarts,
-            first,
+            first_line(why),
         )
 
     def close(self) -> None:
@@ -232,3 +394,35 @@ class RayWorkerPool(heirloom.WorkerPool):
             ray.kill(actor, no_restart=True)
         if self._owns_ray:
             ray.shutdown()
+
+
+def _raylet_alive(path: str) -> bool:
+    """Whether this process's own raylet still listens (a cheap local check: Ray's own calls to a
+    head that restarted abort the process with WrongClusterID)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def shortfall(config: RayResources) -> str | None:
+    """What of ``num_cpus``/``num_gpus``/``memory_mb`` no live node of the cluster has (its workers
+    would wait for ever unless nodes join), with what the nodes offer; None when one node fits."""
+    wanted = {"CPU": ("num_cpus", config.num_cpus, 1), "GPU": ("num_gpus", config.num_gpus, 1)}
+    wanted["memory"] = ("memory_mb", config.memory_mb, 2**20)
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(res.get(kind, 0) >= amount * unit for kind, (_, amount, unit) in wanted.items()) for res in nodes):
+        return None
+    over = [
+        f"resources.{key} = {amount:g}"
+        for kind, (key, amount, unit) in wanted.items()
+        if amount and not any(res.get(kind, 0) >= amount * unit for res in nodes)
+    ]
+    offers = "; ".join(
+        f"CPU {res.get('CPU', 0):g}, GPU {res.get('GPU', 0):g}, memory_mb {res.get('memory', 0) / 2**20:.0f}"
+        for res in nodes
+    )
+    what = ", ".join(over) or "num_cpus, num_gpus and memory_mb together"
+    return f"{what} is more than any node of the cluster has (its nodes: {offers or 'none'})"
