@@ -165,7 +165,7 @@ def run_on_cluster(config: RayResources, task: Callable[[], Any]) -> Any:
     except _ENDED as exc:  # not fit's own error (that one keeps its traceback): its process is gone
         raise heirloom.HeirloomError(
             f"the Ray task running fit (resources.address = {config.address!r}) ended before it returned: "
-            f"{type(exc).__name__}: {first_line(exc)}; its process was killed (out of memory, `ray stop`, "
+            f"{type(exc).__name__}: {first_line(exc).rstrip('.')}; its process was killed (out of memory, `ray stop`, "
             "a lost node); nothing was stored"
         ) from None
     finally:
