@@ -26,6 +26,17 @@ from tests.daemons import PROFILE, Daemon
 from tests.helpers import HEIRLOOM, free_tcp_address, run_heirloom, write
 
 
+def _until_healthy(client, daemon: Daemon) -> float:
+    """Call ``_health`` until a broker with no worker yet answers it; the 30 s deadline it set, for what follows."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.call("_health")
+            return deadline
+        except (Unavailable, DeadlineExceeded):
+            assert time.monotonic() < deadline, daemon.log()
+
+
 def _worker_pids(client) -> list[int]:
     return sorted(w["pid"] for w in client.call("_ready")["workers"] if w["ready"])
 
@@ -586,13 +597,7 @@ def test_a_workers_route_entry_takes_the_documented_defaults_for_what_it_leaves_
     stray.connect(worker_address)
     try:
         with daemon.client(timeout=5.0, retries=0) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    client.call("_health")
-                    break
-                except (Unavailable, DeadlineExceeded):
-                    assert time.monotonic() < deadline, daemon.log()
+            deadline = _until_healthy(client, daemon)
             unenforceable = [{"name": "t.slow", "admin": False, "max_payload": "1 MiB"}]
             stray.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 2, "ready": True, "routes": unenforceable})])
             routes = [{"name": "t.slow", "admin": False, "description": "sleeps", "max_payload": None}]  # nil: absent
@@ -901,13 +906,7 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
     worker = None
     try:
         with daemon.client(timeout=5.0, retries=0) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    client.call("_health")
-                    break
-                except (Unavailable, DeadlineExceeded):
-                    assert time.monotonic() < deadline, daemon.log()
+            deadline = _until_healthy(client, daemon)
             # a worker naming the broker's own routes took them over (and _stats' admin check with them)
             kernel_routes = [{"name": name, "admin": False} for name in ("_ready", "_scale")]
             taking = {"pid": 2, "ready": True, "routes": kernel_routes}
