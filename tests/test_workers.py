@@ -37,6 +37,14 @@ def _until_healthy(client, daemon: Daemon) -> float:
             assert time.monotonic() < deadline, daemon.log()
 
 
+def _ready_workers(client) -> list[dict]:
+    """The workers ``_ready`` lists; none while the broker is not yet answering."""
+    try:
+        return client.call("_ready")["workers"]
+    except (Unavailable, DeadlineExceeded):
+        return []
+
+
 def _worker_pids(client) -> list[int]:
     return sorted(w["pid"] for w in client.call("_ready")["workers"] if w["ready"])
 
@@ -975,11 +983,11 @@ def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
     daemon = Daemon(tmp_path, "--workers", "2", profile=profile, env={"HEIRLOOM_PLUGINS": "tests.toys"})
     try:
         deadline = time.monotonic() + 60
-        while True:
-            probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "30")
-            if "has no trained version yet" in probe.stderr or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        with daemon.client(timeout=30) as client:  # both workers connected, each saying why (one had, alone)
+            while len([w for w in _ready_workers(client) if w.get("models", {}).get("m", {}).get("error")]) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+        probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "30")
         assert probe.returncode == 3
         said = "not ready: 0 of 2 workers ready (models.m: daemon/m has no trained version yet (run heirloom train))"
         assert said in probe.stderr, probe.stderr
