@@ -11,6 +11,7 @@ import os
 import random
 import re
 import resource
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -982,6 +983,22 @@ def test_training_warns_when_a_source_gives_the_same_records_for_validation_and_
     assert heir.returncode == 0 and "warning: the parent team/m@1 was scored on other validation records" in " ".join(
         heir.stderr.split()
     ), heir.stderr  # a report without its own seen_in_training count gets the kernel's words
+
+
+def test_the_fit_from_scratch_hint_for_a_dotted_model_name_works_pasted_into_a_shell(store, tmp_path):
+    """The hint printed ``--set models.m.v2.inherit=null`` for ``[models."m.v2"]``: a key path
+    naming another model, which the command refused."""
+    tables = TOY_TABLES.replace("[models.m]", '[models."m.v2"]')
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{tables}')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    held_out = ("--set", "sources.rows.validation=true")
+    assert run_heirloom("train", str(profile), *held_out, env=env).returncode == 0
+    moved = (*held_out, "--set", "sources.rows.rows=5", "--set", 'models."m.v2".inherit=team/m.v2@1')
+    heir = run_heirloom("train", str(profile), *moved, env=env)
+    hint = """--set 'models."m.v2".inherit=null' fits from scratch"""
+    assert heir.returncode == 0 and hint in " ".join(heir.stderr.split()), heir.stderr
+    pasted = run_heirloom("train", str(profile), *moved, *shlex.split(hint.split(" fits")[0]), env=env)
+    assert pasted.returncode == 0 and "scored on other" not in pasted.stderr, pasted.stderr
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ import inspect
 import itertools
 import json
 import logging
+import shlex
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, manager_name, references
 from heirloom.core.errors import ForeignState, HeirloomError, PluginError
+from heirloom.core.profile import dotted
 from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
@@ -204,7 +206,7 @@ def _warn_if_the_parent_held_out_others(
                 f"warning: the parent {parent.ref} was scored on other {split} records ({before[:12]}, now "
                 f"{evaluation.fingerprint[:12]}): if the split moved records (a changed seed or fraction), some it "
                 f'trained on are held out now and these scores are optimistic; inherit = "" (TOML) or --set '
-                f"models.{name}.inherit=null fits from scratch"
+                f"{shlex.quote(dotted(['models', name, 'inherit']) + '=null')} fits from scratch"
             )
             return
 
