@@ -18,6 +18,7 @@ matplotlib and jinja2 come with the ``ui`` extra and are imported on first use.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 from datetime import UTC, datetime
@@ -142,18 +143,34 @@ def report_fragment(metrics: dict[str, Any], text: str | None = None) -> str:
     """The HTML of one evaluation: metric tables and pictures, to embed in a page."""
     confusion = metrics.get("confusion_matrix")
     curves = at_k_curves(metrics)
+    per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else None
     return (
         _environment()
         .get_template("report_fragment.html.j2")
         .render(
             scalars=scalar_metrics(metrics),
-            per_class=metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else None,
+            per_class=per_class,
+            absent=absent_labels(per_class or {}, confusion if _is_confusion(confusion) else None),
             confusion=data_uri(confusion_png(confusion)) if _is_confusion(confusion) else None,
             labels=len(confusion["labels"]) if _is_confusion(confusion) else 0,
             curves=data_uri(at_k_png(curves)) if curves else None,
             text=text,
         )
     )
+
+
+def absent_labels(per_class: dict[str, Any], confusion: dict[str, Any] | None) -> list[str]:
+    """Labels with no record in the split that were never predicted: their zeros are no score
+    (the averages leave them out), so the table shows ``-`` for them, as the text report does."""
+    predicted: dict[Any, Any] = {}
+    if confusion is not None:
+        with contextlib.suppress(TypeError, ValueError):  # a plugin's ragged or non-numeric matrix: no counts
+            predicted = dict(zip(confusion["labels"], map(sum, zip(*confusion["matrix"], strict=True)), strict=True))
+    return [
+        label
+        for label, row in per_class.items()
+        if isinstance(row, dict) and row.get("support") == 0 and not predicted.get(label)
+    ]
 
 
 def _is_confusion(value: Any) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 
 from rich.cells import cell_len
 
+from heirloom.reports import absent_labels
+
 #: Above this many labels the text shows the most frequent confusions, not the matrix.
 MATRIX_TEXT_LIMIT = 15
 TOP_CONFUSIONS = 10
@@ -99,9 +101,7 @@ def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
         cells = " ".join(f"{values[key]:>9.{digits}f}" for key in ("precision", "recall", "f1"))
         return f"{_right(name, width)} {cells} {values['support']:>9}"
 
-    confusion = metrics["confusion_matrix"]
-    predicted = dict(zip(confusion["labels"], map(sum, zip(*confusion["matrix"], strict=True)), strict=True))
-    absent = [name for name in names if not metrics["per_class"][name]["support"] and not predicted.get(name)]
+    absent = absent_labels(metrics["per_class"], metrics["confusion_matrix"])
     lines = [head, ""]
     lines += [
         f"{_right(name, width)} {'-':>9} {'-':>9} {'-':>9} {0:>9}" if name in absent else row(name, values)

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from heirloom.cli.train import saturation_warning
+from heirloom.reports import report_fragment
 from heirloom_plugins.metrics import classification_metrics, classification_text
 from tests.helpers import run_heirloom, write
 
@@ -113,6 +114,15 @@ def test_a_label_without_records_or_predictions_is_marked_so_the_rows_average_to
     predicted = classification_text(classification_metrics(["a", "b"], ["a", "new"], ["a", "b", "new"]))
     assert _table(predicted)["new"] == ["0.000", "0.000", "0.000", "0"]  # predicted though absent: averaged
     assert "left out of the averages" not in predicted
+
+
+def test_the_html_report_marks_a_label_without_records_or_predictions_as_the_text_report_does():
+    """`eval --html` showed 0.000 for such a label, beside a macro average that left it out."""
+    html = report_fragment(classification_metrics(["a", "b", "b"], ["a", "b", "a"], ["a", "b", "new"]))
+    assert '<tr class="absent"><td>new</td><td>-</td><td>-</td><td>-</td><td>0</td></tr>' in html
+    assert "never predicted, so left out of the averages: new</p>" in html
+    predicted = report_fragment(classification_metrics(["a", "b"], ["a", "new"], ["a", "b", "new"]))
+    assert 'class="absent"' not in predicted and "left out of the averages" not in predicted
 
 
 def test_data_stats_names_each_label_only_the_held_out_splits_have_with_its_first_file_line(tmp_path):
