@@ -130,6 +130,23 @@ def autoscale(tmp: Path, address: str) -> list[int]:
     return seen
 
 
+def unplaceable(tmp: Path, address: str) -> dict[str, Any]:
+    """A pool asking more CPUs than any node has waits: ``_ready`` says why, and the CLI probe too."""
+    (tmp / "unplaceable").mkdir()
+    daemon = Daemon(
+        tmp / "unplaceable", profile=PROFILE.format(address=address).replace("num_cpus = 0.5", "num_cpus = 8")
+    )
+    try:
+        deadline = time.monotonic() + 60
+        with daemon.client(timeout=DEADLINE_S) as client:
+            while not (said := client.call("_ready")["start_failure"]) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", str(DEADLINE_S))
+        return {"start_failure": said, "probe": probe.stderr, "probe_exit": probe.returncode}
+    finally:
+        daemon.terminate(timeout=60)
+
+
 def over_curve(tmp: Path, address: str) -> dict[str, Any]:
     """A broker serving Curve: its Ray actors join its tcp:// worker endpoint with the key it
     hands them (through the environment Ray gives them), and clients are served."""
@@ -205,6 +222,7 @@ def serve(out: Path) -> None:
             report["log_tail"] = daemon.log()[-4000:]
             report["autoscale"] = autoscale(Path(tmp), cluster.address)
             report["curve"] = over_curve(Path(tmp), cluster.address)
+            report["unplaceable"] = unplaceable(Path(tmp), cluster.address)
         try:
             report["train"] = {
                 where: train(Path(tmp) / where, resources)

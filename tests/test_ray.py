@@ -206,3 +206,14 @@ def test_ray_workers_join_a_curve_broker_with_the_key_it_hands_them(served):
     curve = served["curve"]
     assert curve["placed"] == 2, curve["log_tail"]
     assert curve["echoed"] == list(range(20)) and curve["exit_code"] == 0, curve["log_tail"]
+
+
+def test_ready_says_why_a_pool_has_not_placed_its_workers(served):
+    """``_ready`` said only "0 of 2 workers ready" while the log said that no node has 8 CPUs."""
+    unplaceable = served["unplaceable"]
+    said = "2 ray worker(s) not placed after"
+    assert (
+        said in unplaceable["start_failure"]
+        and "resources.num_cpus = 8 is more than any node" in unplaceable["start_failure"]
+    )
+    assert unplaceable["probe_exit"] == 3 and said in unplaceable["probe"], unplaceable["probe"]

@@ -38,3 +38,8 @@ class WorkerPool(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop every worker (the broker has asked them to drain already)."""
+
+    def trouble(self) -> str | None:
+        """Why workers the pool keeps are not running, as it last found (a node too small, a cluster
+        that does not answer), for ``_ready``'s ``start_failure``; None when it knows of nothing."""
+        return None

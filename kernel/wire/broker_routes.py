@@ -77,7 +77,7 @@ class BrokerRoutes:
             for name, entry in models.items() if isinstance(models, dict) else ():
                 if isinstance(entry, dict) and entry.get("error"):  # a heartbeat is untrusted: shown cut, as text
                     return f"; models.{cut(str(name))}: {cut(str(entry['error']), 300)}"
-        return f"; {cut(self.start_failure, 300)}" if self.start_failure else ""
+        return f"; {cut(failure, 300)}" if (failure := self.start_trouble()) else ""
 
     def _check_admin(self: Broker, route: str, user: str | None) -> None:
         if self.curve is not None and not self.curve.is_admin(user):
@@ -102,6 +102,10 @@ class BrokerRoutes:
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
         self.outbox.send([*envelope, SIGNATURE, packb(header), packb(answer)])
         (self.stats.get(route) or self._new_stats(route)).record(OK, time.perf_counter() - received)
+
+    def start_trouble(self: Broker) -> str | None:
+        """Why the last worker failed to start, else why the placing pool has not started them."""
+        return self.start_failure or (self.pool.trouble() if self.pool is not None else None)
 
     def expected_workers(self: Broker) -> int:
         """Workers ``_ready`` waits for: the placed or local ones, else (``--workers 0``) one remote one."""
@@ -145,7 +149,7 @@ class BrokerRoutes:
             "expected_workers": self.expected_workers(),
             "serving": not self.draining and bool(self._ready),
             "workers": self._workers(),
-            "start_failure": self.start_failure,
+            "start_failure": self.start_trouble(),
         }
 
     def _route_routes(self: Broker) -> dict[str, Any]:
@@ -175,7 +179,7 @@ class BrokerRoutes:
             "models": ready[0].status.get("models", {}) if ready else {},
             "storage": ready[0].status.get("storage", {}) if ready else {},
             "workers": self._workers(),
-            "start_failure": self.start_failure,
+            "start_failure": self.start_trouble(),
         }
 
     def _route_reload(self: Broker) -> dict[str, Any]:

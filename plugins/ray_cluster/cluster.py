@@ -228,6 +228,7 @@ class RayWorkerPool(heirloom.WorkerPool):
         self._low_since: float | None = None
         self._missing_since: float | None = None
         self._said_at = -math.inf
+        self._trouble: str | None = None  # what _look_into found last, for _ready
         self._rejoined_at = -math.inf
         self._lost = 0  # workers to start again once a restarted cluster can be joined
         self._closed = threading.Event()
@@ -317,7 +318,7 @@ class RayWorkerPool(heirloom.WorkerPool):
         head restarted, since this process's actor handles died with it."""
         now = time.monotonic()
         if not missing:
-            self._missing_since = None
+            self._missing_since = self._trouble = None
             return
         self._missing_since = self._missing_since or now
         waited = now - self._missing_since
@@ -347,7 +348,11 @@ class RayWorkerPool(heirloom.WorkerPool):
                 "placed or started them (see `ray status`, `ray list actors`)"
             )
 
+    def trouble(self) -> str | None:
+        return self._trouble
+
     def _say(self, message: str) -> None:
+        self._trouble = message
         if time.monotonic() - self._said_at >= REPEAT_S:
             self._said_at = time.monotonic()
             log.warning("%s", message)
