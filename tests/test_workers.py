@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import wait
 from pathlib import Path
 
@@ -43,6 +45,21 @@ def _ready_workers(client) -> list[dict]:
         return client.call("_ready")["workers"]
     except (Unavailable, DeadlineExceeded):
         return []
+
+
+@contextlib.contextmanager
+def _open_worker_endpoint(tmp_path: Path) -> Iterator[tuple[Daemon, str, zmq.Context]]:
+    """A ready broker with two local workers and its worker endpoint on a free tcp port, for the
+    peers a test connects from the context given; at the end the broker must stop with exit 0."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
+    context = zmq.Context()
+    try:
+        daemon.wait_ready()
+        yield daemon, worker_address, context
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
 
 
 def _worker_pids(client) -> list[int]:
@@ -501,11 +518,7 @@ def test_a_refused_repeat_of_an_answered_key_does_not_send_its_next_retry_elsewh
 def test_a_peer_naming_a_local_workers_pid_cannot_get_it_killed(tmp_path):
     """An attack on an open worker endpoint: a heartbeat claiming a local worker's pid (``_ready``
     shows them), then silence, made the broker SIGKILL the real worker."""
-    worker_address = free_tcp_address()
-    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
-    context = zmq.Context()
-    try:
-        daemon.wait_ready()
+    with _open_worker_endpoint(tmp_path) as (daemon, worker_address, context):
         with daemon.client(timeout=10) as client:
             pids = _worker_pids(client)
             pid = pids[0]
@@ -525,9 +538,6 @@ def test_a_peer_naming_a_local_workers_pid_cannot_get_it_killed(tmp_path):
             assert _worker_pids(client) == pids
             assert 99 in [w["pid"] for w in client.call("_ready")["workers"]]
         assert "killed for its silence" not in daemon.log()
-    finally:
-        context.destroy(linger=0)
-        assert daemon.terminate() == 0
 
 
 def _all_pids(client) -> list[int]:
@@ -538,11 +548,7 @@ def test_a_peer_cannot_speak_for_another_worker_nor_flood_the_log_by_joining_and
     """A worker written in C from PROTOCOL.md: a GONE naming a healthy local worker's pid had the
     broker log 85,000 'could not start' lines about it in 4 s; a peer joining and leaving in a
     loop wrote 600,000 lines in 20 s, and local routes fell from 6,242 requests a second to 99."""
-    worker_address = free_tcp_address()
-    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
-    context = zmq.Context()
-    try:
-        daemon.wait_ready()
+    with _open_worker_endpoint(tmp_path) as (daemon, worker_address, context):
         with daemon.client(timeout=10) as client:
             pids = _worker_pids(client)
             impostor, registered = context.socket(zmq.DEALER), context.socket(zmq.DEALER)
@@ -589,9 +595,6 @@ def test_a_peer_cannot_speak_for_another_worker_nor_flood_the_log_by_joining_and
             for peer in [churner, *churners]:
                 peer.close(linger=0)
         assert "Traceback" not in daemon.log()
-    finally:
-        context.destroy(linger=0)
-        assert daemon.terminate() == 0
 
 
 def test_a_workers_route_entry_takes_the_documented_defaults_for_what_it_leaves_out(tmp_path):
@@ -641,12 +644,7 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
     were SIGKILLed for the silence; 200 peers each leaving valid counts of 2**53 made the kept
     sums pass 2**64 and ``_stats`` INTERNAL for good; 50 peers took it to 2.2 GB; any peer's
     GONE set the start failure every client read; the workers' secret stayed in their environment."""
-    worker_address = free_tcp_address()
-    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
-    context = zmq.Context()
-    peers = []
-    try:
-        daemon.wait_ready()
+    with _open_worker_endpoint(tmp_path) as (daemon, worker_address, context):
         with daemon.client(timeout=20) as client:
             pids = _worker_pids(client)
             for _ in range(8):  # taken out of the environment: nothing a plugin starts inherits it
@@ -715,11 +713,6 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
         log = daemon.log()
         assert "heartbeat.routes holds an entry that is not a route description" in log
         assert "killed for its silence" not in log and "Traceback" not in log
-    finally:
-        for peer in peers:
-            peer.close(linger=0)
-        context.destroy(linger=0)
-        assert daemon.terminate() == 0
 
 
 def test_a_peers_histogram_sums_cannot_make_the_brokers_metrics_infinite():
