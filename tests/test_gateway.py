@@ -901,6 +901,26 @@ def test_a_bad_tokens_file_is_refused_naming_the_file_and_never_the_token(tmp_pa
     assert token.strip()[:4] not in result.stderr and "s3cr3t" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"\xff\xfe[tokens]\n", "the tokens file is not UTF-8 text (byte 0)"),  # was a UnicodeDecodeError traceback
+        (b'[tokens]\n"a-long-token-for-the-clinic" = 5\n', "its value must be its key file's path"),
+        (None, "the tokens file is a FIFO, not a regular file"),  # was a gateway that never answered
+    ],
+)
+def test_a_tokens_file_that_is_no_utf8_toml_file_is_one_line_naming_it(tmp_path, content, said):
+    tokens = tmp_path / "tokens.toml"
+    if content is None:
+        os.mkfifo(tokens, 0o600)
+    else:
+        tokens.write_bytes(content)
+        tokens.chmod(0o600)
+    result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--port", "0", "--tokens", str(tokens), timeout=30)
+    assert result.returncode == 1 and result.stderr.startswith(f"Error: {tokens}: ") and said in result.stderr
+    assert "Traceback" not in result.stderr and "does not exist" not in result.stderr
+
+
 def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_none(tmp_path):
     """Tokens are secrets (a world-readable file hands them to every user of the host), and a
     token whose key file is broken would fail its first caller rather than the operator's start."""

@@ -9,8 +9,8 @@ decide what it may do; the gateway holds no second list of permissions.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -29,21 +29,28 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
     """``token -> client secret key file``; HeirloomError naming the file and key when wrong,
     when other users may read the file, or (with the daemon's ``curve_server_key``) when a
     token's key file is no Curve secret key."""
-    with contextlib.suppress(OSError):  # unreadable: said below
-        if (mode := path.stat().st_mode & 0o777) & LOOSE_MODE:
-            raise heirloom.HeirloomError(
-                f"{path}: other users may read or change its tokens (mode {mode:o}): chmod 600 {path}"
-            )
+    try:  # opened without blocking: a FIFO would hang the gateway before it listens
+        with os.fdopen(heirloom.open_regular(path), "rb") as file:
+            if (mode := os.fstat(file.fileno()).st_mode & 0o777) & LOOSE_MODE:
+                raise heirloom.HeirloomError(
+                    f"{path}: other users may read or change its tokens (mode {mode:o}): chmod 600 {path}"
+                )
+            raw = file.read()
+    except heirloom.NotRegularFile as exc:
+        raise heirloom.HeirloomError(f"{path}: the tokens file {exc.strerror}") from None
+    except OSError as exc:
+        raise heirloom.HeirloomError(f"{path}: cannot read the tokens file: {exc}") from exc
     try:
-        table = tomllib.loads(path.read_text()).get("tokens")
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        table = tomllib.loads(raw.decode()).get("tokens")
+    except UnicodeDecodeError as exc:
+        raise heirloom.HeirloomError(f"{path}: the tokens file is not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
         raise heirloom.HeirloomError(f"{path}: cannot read the tokens file: {exc}") from exc
     if not isinstance(table, dict) or not table:
         raise heirloom.HeirloomError(f'{path}: needs a [tokens] table of "TOKEN" = "client key file"')
     tokens = {}
     for number, (token, key) in enumerate(table.items(), 1):
         where = f"{path}: token {number} of [tokens]"  # never the token itself: errors reach logs
-        key_path = (path.parent / str(key)) if not Path(str(key)).is_absolute() else Path(str(key))
         if len(token) < 16:
             raise heirloom.HeirloomError(f"{where}: a token must be at least 16 characters")
         if not TOKEN_FORM.fullmatch(token):
@@ -51,6 +58,11 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
                 f"{where}: a token holds only ASCII letters, digits and - . _ ~ + / (then = signs), as a client's "
                 "Authorization: Bearer header can carry it; this one has a space or another character"
             )
+        if not isinstance(key, str):
+            raise heirloom.HeirloomError(
+                f'{where}: its value must be its key file\'s path, a string ("TOKEN" = "path to its .key_secret")'
+            )
+        key_path = path.parent / key  # an absolute key stays itself
         if not key_path.is_file():  # not the path itself: a file with its columns swapped holds a token there
             raise heirloom.HeirloomError(
                 f"{where}: its key file {heirloom.irregular(key_path) or 'does not exist'} (a [tokens] line is "
