@@ -555,6 +555,19 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert "Sec-Fetch-Site" in said["/v2/models/sentiment/infer"] and "admin" not in said["/v2/models/sentiment/infer"]
     assert "admin" in said["/v1/routes/_reload"] and "admin" not in said["/v1/routes/sentiment.predict"]
     assert "security" not in document and "securitySchemes" not in document["components"]  # no --tokens
+    # Heirloom-Model-Version is declared where the gateway sends it: an api's route (it was on every 200)
+    versioned = {
+        path for path, ops in document["paths"].items() for op in ops.values() if op["responses"]["200"].get("headers")
+    }
+    assert versioned == {path for path in document["paths"] if re.fullmatch(r"/v1/routes/[^_].*", path)}, versioned
+    server = document["paths"]["/v2"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(server["required"]) == {"name", "version", "extensions"}  # was {"type": "object"}
+    assert set(http(gateway.url + "/v2")[2]) == set(server["properties"])
+    # the deadline header's schema takes what the gateway takes (it was a number: 1e3, a 400)
+    deadline = document["paths"]["/v2/health/live"]["get"]["parameters"][0]["schema"]
+    for value in ("250", "2.5", "0.5", "007", "0", "0.0", "1e3", ".5", "1.", "1_000", "-5"):
+        answered = http(gateway.url + "/v2/health/live", headers={"Heirloom-Deadline-Ms": value})[0]
+        assert (answered != 400) == bool(re.search(deadline["pattern"], value)), (value, answered)  # 0.5 ms: 504
     status, headers, page = http(gateway.url + "/docs")
     assert status == 200 and "/v1/routes/sentiment.feedback" in page
     # another site must not frame the page and lay its try-it-out buttons under a user's click

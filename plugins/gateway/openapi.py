@@ -41,8 +41,10 @@ DEADLINE = {
     "name": "Heirloom-Deadline-Ms",
     "in": "header",
     "required": False,
-    "description": "The time budget in milliseconds (at most the gateway's --timeout).",
-    "schema": {"type": "number", "exclusiveMinimum": 0},
+    "description": "The time budget in milliseconds, in decimal digits above 0 (250, 2.5); at most the gateway's "
+    "--timeout.",
+    # what the gateway reads: digits, a fraction if any, not 0 (a number schema allowed 1e3, which is a 400)
+    "schema": {"type": "string", "pattern": r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"},
 }
 IDEMPOTENCY = {
     "name": "Idempotency-Key",
@@ -117,12 +119,6 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 #: The response headers a status carries (a generated client reads only what is declared).
 HEADERS: dict[str, dict[str, Any]] = {
-    "200": {
-        "Heirloom-Model-Version": {
-            "description": "The model version that produced the reply (when one did)",
-            "schema": {"type": "string"},
-        }
-    },
     "401": {"WWW-Authenticate": {"description": "Bearer (with --tokens)", "schema": {"type": "string"}}},
     "415": {"Accept-Encoding": {"description": "identity: the one content coding read", "schema": {"type": "string"}}},
     **{
@@ -130,6 +126,30 @@ HEADERS: dict[str, dict[str, Any]] = {
         for code in ("429", "503")
     },
 }
+
+
+#: What the 200 of an api's route carries when a model's version computed the reply; the
+#: kernel's routes and the OIP paths never send it (an infer reply says ``model_version``).
+MODEL_VERSION = {
+    "Heirloom-Model-Version": {
+        "description": "The model version that computed the reply (news/sentiment@1), when one did",
+        "schema": {"type": "string"},
+    }
+}
+SERVER_METADATA = {
+    "type": "object",
+    "required": ["name", "version", "extensions"],
+    "properties": {
+        "name": {"type": "string", "description": "the server: heirloom"},
+        "version": {"type": "string", "description": "heirloom's version"},
+        "extensions": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the protocol extensions served, under Triton's names (binary_tensor_data)",
+        },
+    },
+}
+LIVENESS = {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}}
 
 
 def _responses(
@@ -160,6 +180,9 @@ def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     api = name.rpartition(".")[0]
     body = clean(entry.get("input") or {}) if api else NO_BODY
     forbidden = CROSS_SITE + (NOT_ADMIN if entry.get("admin") else "")
+    responses = _responses("the route's reply", clean(entry.get("output") or {}), forbidden=forbidden)
+    if api:
+        responses["200"]["headers"] = MODEL_VERSION
     return {
         "post": {
             "operationId": f"route_{name}",
@@ -171,7 +194,7 @@ def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "required": bool(api and entry.get("input")) and body.get("type") != "null",
                 "content": _json(body),
             },
-            "responses": _responses("the route's reply", clean(entry.get("output") or {}), forbidden=forbidden),
+            "responses": responses,
         }
     }
 
@@ -219,13 +242,12 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _health_paths() -> dict[str, Any]:
-    plain = {"type": "object"}
     return {
         "/v2": {
             "get": {
                 "operationId": "server_metadata",
                 "tags": ["inference"],
-                "responses": _responses("", plain, ("403",)),
+                "responses": _responses("the server's metadata", SERVER_METADATA, ("403",)),
             }
         },
         "/v2/health/live": {
@@ -233,7 +255,7 @@ def _health_paths() -> dict[str, Any]:
                 "operationId": "live",
                 "tags": ["inference"],
                 "parameters": [DEADLINE],
-                "responses": _responses("live", plain, (*PROBE_STATUSES, "503", "504")),
+                "responses": _responses("live", LIVENESS, (*PROBE_STATUSES, "503", "504")),
             }
         },
         "/v2/health/ready": {
