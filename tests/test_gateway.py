@@ -795,6 +795,26 @@ def test_a_header_whose_value_matters_is_refused_when_sent_twice_or_not_in_digit
         assert body["error"] == f"header {name} is sent 2 times: send it once", body
 
 
+def test_a_path_that_encodes_a_slash_is_refused_before_routing(bare):
+    """``%2F`` was decoded into a separator: ``/v1/routes%2F_reload`` was served as the admin
+    route, past a reverse proxy's rule on the path as sent (HTTP.md tells operators to write one)."""
+    daemon, gateway = bare
+    with daemon.client(timeout=10) as client:
+        before = client.call("_stats")["routes"].get("echo.echo", {}).get("count", 0)
+    for path in (
+        "/v1/routes%2Fecho.echo",
+        "/v1/routes/echo%2fecho",
+        "/v1%2Froutes/echo.echo",
+        "/v2/models/sentiment%2Finfer",
+        "/v1/routes%5Cecho.echo",
+    ):
+        status, _, body = http(gateway.url + path, [1])
+        assert (status, body["field"]) == (400, "path") and "encodes a separator" in body["error"], (path, body)
+    with daemon.client(timeout=10) as client:
+        assert client.call("_stats")["routes"].get("echo.echo", {}).get("count", 0) == before  # none was forwarded
+    assert http(gateway.url + "/v1/routes/echo.echo?a=%2F", [2])[:3:2] == (200, [2])  # a query is no path
+
+
 def test_a_client_that_pipelines_and_hangs_up_leaves_no_traceback(bare):
     """With a request queued behind the one being answered, uvicorn told only the queued one
     that its client hung up: the reply of the one being answered was written to the closed

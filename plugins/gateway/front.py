@@ -12,6 +12,7 @@ Refusals are the same ``error_response`` replies the Starlette routes send.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -217,6 +218,23 @@ def unread_coding(scope: Scope) -> Response | None:
     return None
 
 
+#: A slash or backslash encoded in a path: the HTTP server decodes it into a separator, so
+#: ``/v1/routes%2F_reload`` was served as ``/v1/routes/_reload`` past a proxy rule on the path as sent.
+ENCODED_SEPARATOR = re.compile(rb"%(2f|5c)", re.IGNORECASE)
+
+
+def encoded_separator(scope: Scope) -> Response | None:
+    """The 400 of a path that encodes a separator (no route, model or page name holds one), or None."""
+    raw = scope.get("raw_path") or b""
+    if (found := ENCODED_SEPARATOR.search(raw)) is None:
+        return None
+    message = (
+        f"the path {raw.decode('latin-1')[:200]!r} encodes a separator ({found[0].decode()}): no name holds a slash, "
+        "and a proxy in front reads the path as sent"
+    )
+    return error_response(400, message, field="path")
+
+
 def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
     """Why a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
@@ -274,9 +292,9 @@ class Front:
         if scope["type"] == "http" and (foreign := host_refusal(scope["headers"], self.hosts)) is not None:
             await error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED")(scope, receive, send)
             return
-        twice = repeated(scope, headers) if scope["type"] == "http" else None
-        if twice is not None:
-            await twice(scope, receive, send)
+        malformed = (repeated(scope, headers) or encoded_separator(scope)) if scope["type"] == "http" else None
+        if malformed is not None:
+            await malformed(scope, receive, send)
             return
         forged = cross_site(scope, headers) if scope["type"] == "http" else None
         if forged is not None:
