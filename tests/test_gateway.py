@@ -324,6 +324,7 @@ def test_every_route_is_plain_json_with_the_wire_errors_as_http_statuses(trained
     assert status == 400 and body["code"] == "INVALID_ARGUMENT" and body["field"] == "body.text"
     status, _, body = http(gateway.url + "/v1/routes/sentiment.predit", {"text": "x"})
     assert status == 404 and body["code"] == "NOT_FOUND" and "sentiment.predict" in body["error"]
+    assert body["field"] == "path.route", body  # the URL carries it (the wire's name was header.route)
     # only the headers of a 2 MB body are sent: the refusal comes before the body is read
     host, port = gateway.host.rsplit(":", 1)
     with socket.create_connection((host, int(port))) as connection:
@@ -746,11 +747,12 @@ def test_malformed_requests_are_counted_in_the_log_without_their_bytes(bare, tmp
 
 def test_a_header_over_the_protocols_limit_is_400_at_once_not_504_at_the_deadline(bare):
     """An idempotency key of 70,000 characters made a header the daemon refuses unread, so with
-    no id to answer: the request waited out the gateway's --timeout (30 s), then 504."""
+    no id to answer: the request waited out the gateway's --timeout (30 s), then 504. The
+    gateway now refuses a key over the wire's 256 characters itself, in the header's terms."""
     _, gateway = bare
     began = time.monotonic()
     status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Idempotency-Key": "k" * 70_000})
-    assert (status, body["field"]) == (400, "header") and "header is over 65536 bytes" in body["error"], body
+    assert (status, body["field"]) == (400, "header.Idempotency-Key") and "got 70000" in body["error"], body
     assert time.monotonic() - began < 10
 
 
@@ -764,6 +766,11 @@ def test_an_idempotency_key_header_is_read_as_utf8(bare):
     assert first[0] == again[0] == 200 and first[2] == again[2], (first, again)  # one write, remembered
     status, _, body = http(write, None, headers={"Idempotency-Key": b"k\xff"}, raw=b"null")
     assert (status, body["field"]) == (400, "header.Idempotency-Key") and "not UTF-8" in body["error"], body
+    # empty or too long: the wire's words were header.idempotency_key, "...or an integer"
+    for key, length in ((b"", 0), (b"k" * 257, 257), ("é".encode() * 257, 257)):
+        status, _, body = http(write, None, headers={"Idempotency-Key": key}, raw=b"null")
+        assert (status, body["field"]) == (400, "header.Idempotency-Key"), (key, body)
+        assert body["error"] == f"header Idempotency-Key must be 1 to 256 characters, got {length}", body
 
 
 def test_a_header_whose_value_matters_is_refused_when_sent_twice_or_not_in_digits(bare):
@@ -989,6 +996,7 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
         ):
             status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Host": f"{name}:{port}"})
             assert status == 403 and body["code"] == "PERMISSION_DENIED" and name in body["error"], body
+            assert body["field"] == "header.Host", body
             status, _, _ = http(gateway.url + "/v2/health/ready", headers={"Host": name})
             assert status == 403  # reads too: a rebound page could read the daemon's routes and stats
         for name in ("localhost", "127.0.0.1", "[::1]", "LocalHost"):
@@ -1368,6 +1376,7 @@ def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_pat
         for forged in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
             status, _, body = http(echo, [1], headers=forged)
             assert status == 403 and body["code"] == "PERMISSION_DENIED", (forged, body)
+            assert body["field"] == f"header.{next(iter(forged))}", body  # it named no header
             status, headers, _ = http(gateway.url + "/console/echo?text=x", headers=forged)
             assert status == 403, forged  # a console's GET form calls a route
             assert headers["Content-Type"] == "application/json", headers  # refused before any console: as HTTP.md says

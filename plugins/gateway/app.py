@@ -64,6 +64,8 @@ DEADLINE_HEADER = "heirloom-deadline-ms"
 MILLISECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 #: The request's idempotency key (the wire's ``idempotency_key``: a retry meets the first attempt).
 IDEMPOTENCY_HEADER = "idempotency-key"
+#: The longest key, in characters: the wire's (PROTOCOL.md), said here in the header's own terms.
+IDEMPOTENCY_KEY_LIMIT = 256
 VERSION_HEADER = b"heirloom-model-version"
 #: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
 STATS_TTL = 1.0
@@ -72,13 +74,20 @@ Headers = Mapping[str, str]  # by lower-case name: Starlette's Headers, or front
 
 def idempotency_key(headers: Headers) -> str | None:
     """The ``Idempotency-Key`` header read as UTF-8, so that a key is the same string it is over
-    ZeroMQ (HTTP servers hand header bytes over as latin-1: 200 "é" read as 400 characters)."""
+    ZeroMQ (HTTP servers hand header bytes over as latin-1: 200 "é" read as 400 characters);
+    its length checked here, as the wire's refusal speaks of the wire's field and of integers."""
     raw = headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return None
     try:
-        return None if raw is None else raw.encode("latin-1").decode("utf-8")
+        key = raw.encode("latin-1").decode("utf-8")
     except UnicodeDecodeError as exc:
         message = f"header Idempotency-Key is not UTF-8 (byte {exc.start}: {raw[exc.start].encode('latin-1')!r})"
         raise Refused(error_response(400, message, field="header.Idempotency-Key")) from None
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_LIMIT:
+        message = f"header Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LIMIT} characters, got {len(key)}"
+        raise Refused(error_response(400, message, field="header.Idempotency-Key"))
+    return key
 
 
 def serves(ready: dict[str, Any]) -> bool:
@@ -251,7 +260,12 @@ class Gateway:
         if name not in table.routes:
             table = await self.routes.table(client, fresh=True, timeout=timeout)
         body = await self.json_body(headers, receive, table.max_payload(name), name)
-        reply = await self.request(client, name, body, timeout, idempotency_key=idempotency_key(headers))
+        try:
+            reply = await self.request(client, name, body, timeout, idempotency_key=idempotency_key(headers))
+        except heirloom.RemoteError as exc:
+            if exc.field == "header.route":  # the wire's place of the name, which HTTP carries in the path
+                exc.field = "path.route"
+            raise
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 
     async def route_table(self, request: Request) -> Response:

@@ -235,8 +235,8 @@ def encoded_separator(scope: Scope) -> Response | None:
     return error_response(400, message, field="path")
 
 
-def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
-    """Why a request that acts looks sent by another site's page in a browser (a forged
+def cross_site(scope: Scope, headers: dict[str, str]) -> tuple[str, str] | None:
+    """The header, and why, a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
     Browsers send Sec-Fetch-Site and Origin; programs (curl, tritonclient, heirloom's
     clients) send neither, and a page of the gateway's own (its consoles) is same-origin."""
@@ -244,10 +244,10 @@ def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
         return None
     site = headers.get("sec-fetch-site")
     if site in ("cross-site", "same-site"):
-        return f"Sec-Fetch-Site: {site}"
+        return "Sec-Fetch-Site", f"Sec-Fetch-Site: {site}"
     origin = headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != headers.get("host"):
-        return f"Origin {origin[:200]} is not this gateway"
+        return "Origin", f"Origin {origin[:200]} is not this gateway"
     return None
 
 
@@ -290,7 +290,8 @@ class Front:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope) if scope["type"] == "http" else {}
         if scope["type"] == "http" and (foreign := host_refusal(scope["headers"], self.hosts)) is not None:
-            await error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED")(scope, receive, send)
+            refused = error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED", field="header.Host")
+            await refused(scope, receive, send)
             return
         malformed = (repeated(scope, headers) or encoded_separator(scope)) if scope["type"] == "http" else None
         if malformed is not None:
@@ -298,8 +299,10 @@ class Front:
             return
         forged = cross_site(scope, headers) if scope["type"] == "http" else None
         if forged is not None:
-            message = f"refused a request another site's page sent through a browser ({forged})"
-            await error_response(403, message, code="PERMISSION_DENIED")(scope, receive, send)
+            header, why = forged
+            message = f"refused a request another site's page sent through a browser ({why})"
+            refused = error_response(403, message, code="PERMISSION_DENIED", field=f"header.{header}")
+            await refused(scope, receive, send)
             return
         coded = unread_coding(scope) if scope["type"] == "http" else None
         if coded is not None:
