@@ -276,6 +276,7 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     schemas = document["components"]["schemas"]
     assert schemas["InferRequest"]["properties"]["id"]["type"] == ["string", "null"]
     assert schemas["InferRequest"]["additionalProperties"] is schemas["Tensor"]["additionalProperties"] is False
+    assert schemas["InferRequest"]["properties"]["outputs"]["items"]["additionalProperties"] is False
     assert schemas["InferResponse"]["properties"]["id"]["type"] == "string"
     two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], "x" * 10_001]}
     status, _, body = http(infer, {"inputs": [two]})
@@ -288,6 +289,13 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     assert status == 400 and body["field"] == "inputs[0].parameters", body
     status, _, body = http(infer, raw=header, headers={"Inference-Header-Content-Length": "\u00b2"})
     assert status == 400 and body["field"] == "header.Inference-Header-Content-Length", body
+    both = {**text, "data": ["json"], "parameters": {"binary_data_size": 9}}  # the binary bytes won
+    header = json.dumps({"inputs": [both]}).encode()
+    status, _, body = http(
+        infer, raw=header + b"\x05\0\0\0bytes", headers={"Inference-Header-Content-Length": str(len(header))}
+    )
+    assert (status, body["field"]) == (400, "inputs[0].parameters.binary_data_size"), body
+    assert "inputs[0] has both 'data' and binary_data_size" in body["error"], body
     # what was taken (200) though malformed: nesting that disagrees with the shape, data that
     # is no list, unknown keys, parameters that are no object; a null element was the route's 'row 0'
     for request, field in (
@@ -301,6 +309,8 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
         ({"inputs": [{**text, "parameters": "x"}]}, "inputs[0].parameters"),
         ({"inputs": [{**text, "data": [None]}]}, "inputs[0].data[0]"),
         ({"inputs": [{**text, "shape": [2], "data": ["a", 5]}]}, "inputs[0].data[1]"),
+        ({"inputs": [text], "outputs": [{"name": "label", "x": 1}]}, "outputs[0].x"),  # as an input's unknown key
+        ({"inputs": [text], "outputs": [{"name": "label", "parameters": 1}]}, "outputs[0].parameters"),
     ):
         status, _, body = http(infer, request)
         assert status == 400 and body["field"] == field, (request, body)

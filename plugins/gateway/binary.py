@@ -54,6 +54,8 @@ def decode(raw: bytes, header_length: str) -> Any:
         if binary is None:
             continue
         field = f"{where}.parameters.binary_data_size"
+        if "data" in tensor:  # which one counts would be a guess (the bytes won): Triton refuses it too
+            raise InferError(f"{where} has both 'data' and binary_data_size: send its values in one", field)
         if type(binary) is not int or binary < 0:  # not bool: JSON's true is no size
             raise InferError(f"{field} must be a whole number of bytes, got {to_json(binary).decode()}", field)
         if offset + binary > len(raw):

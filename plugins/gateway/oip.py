@@ -111,6 +111,7 @@ def metadata(name: str, entry: dict[str, Any], signature: Signature, version: st
 #: The keys of an infer request and of one of its tensors: any other is a mistake, refused.
 REQUEST_KEYS = ("id", "inputs", "outputs", "parameters")
 TENSOR_KEYS = ("name", "shape", "datatype", "data", "parameters")
+OUTPUT_KEYS = ("name", "parameters")
 #: What each datatype's elements are in JSON (a bool is no number).
 ELEMENTS = {"BYTES": ((str,), "a string"), "BOOL": ((bool,), "a boolean")}
 NUMBER = ((int, float), "a number")
@@ -164,6 +165,7 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
     _known_keys(request, REQUEST_KEYS, "")
     if request.get("id") is not None and not isinstance(request["id"], str):  # the protocol's; null is none
         raise InferError(f"'id' must be a string, got {json.dumps(request['id'])[:40]}", "id")
+    _check_outputs(request.get("outputs"))  # before any row is sent: a wrong one is no reason to call the route
     tensors = request.get("inputs")
     if not isinstance(tensors, list) or not tensors:
         raise InferError("'inputs' must be a non-empty list of tensors", "inputs")
@@ -211,13 +213,22 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
     return [{name: column[row] for name, column in columns.items()} for row in range(count)]
 
 
+def _check_outputs(asked: Any) -> None:
+    """InferError when ``outputs`` (None: absent) is not a list of ``{"name", "parameters"?}``."""
+    if asked is None:
+        return
+    if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
+        raise InferError("'outputs' must be a list of {'name': ...}", "outputs")
+    for position, output in enumerate(asked):
+        _known_keys(output, OUTPUT_KEYS, f"outputs[{position}]")
+
+
 def requested(request: dict[str, Any], available: list[str]) -> list[str]:
-    """The outputs asked for (all when ``outputs`` is absent); InferError for unknown ones."""
+    """The outputs asked for (all when ``outputs`` is absent; :func:`rows` checked its form);
+    InferError for unknown ones."""
     asked = request.get("outputs")
     if asked is None:
         return available
-    if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
-        raise InferError("'outputs' must be a list of {'name': ...}", "outputs")
     names = [o["name"] for o in asked]
     unknown = [n for n in names if n not in available]
     if unknown:

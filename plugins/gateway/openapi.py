@@ -86,7 +86,15 @@ SCHEMAS = {
         "properties": {
             "id": {"type": ["string", "null"], "description": "echoed in the response; null is no id"},
             "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
-            "outputs": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                    "additionalProperties": False,
+                },
+            },
             "parameters": {"type": "object"},
         },
         "additionalProperties": False,
