@@ -179,6 +179,7 @@ def test_tritonclient_sees_a_live_ready_model_with_metadata(trained):
     _, gateway = trained
     client = httpclient.InferenceServerClient(url=gateway.host)
     assert client.is_server_live() and client.is_server_ready()
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]  # it said [] though it is served
     assert client.is_model_ready("sentiment")
     assert client.is_model_ready("sentiment", model_version="1")
     metadata = client.get_model_metadata("sentiment")

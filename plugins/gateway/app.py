@@ -67,6 +67,8 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 #: The longest key, in characters: the wire's (PROTOCOL.md), said here in the header's own terms.
 IDEMPOTENCY_KEY_LIMIT = 256
 VERSION_HEADER = b"heirloom-model-version"
+#: The protocol extensions served, under Triton's names: binary tensors on infer requests (binary.py).
+EXTENSIONS = ["binary_tensor_data"]
 #: Seconds a ``_stats`` reply (served versions) is reused: it is not free to compute.
 STATS_TTL = 1.0
 Headers = Mapping[str, str]  # by lower-case name: Starlette's Headers, or front.headers_of
@@ -274,7 +276,7 @@ class Gateway:
 
     # -- Open Inference Protocol v2 ------------------------------------------------------
     async def server_metadata(self, request: Request) -> Response:
-        return JSONResponse({"name": "heirloom", "version": heirloom.__version__, "extensions": []})
+        return JSONResponse({"name": "heirloom", "version": heirloom.__version__, "extensions": EXTENSIONS})
 
     async def live(self, request: Request) -> Response:
         health = await self.body(self.caller(request.headers), "_health", None, self.deadline(request.headers))
