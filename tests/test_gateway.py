@@ -792,6 +792,10 @@ def test_a_header_whose_value_matters_is_refused_when_sent_twice_or_not_in_digit
     for deadline in ("1_000", "1e3", "nan", "0x10", ".5"):
         status, _, body = http(gateway.url + "/v1/routes/echo.echo", 1, headers={"Heirloom-Deadline-Ms": deadline})
         assert (status, body["field"]) == (400, "header.Heirloom-Deadline-Ms"), (deadline, body)
+    arabic = "\u0661\u0660\u0660".encode()  # 100 in Arabic-Indic digits: was echoed as latin-1 letters (mojibake)
+    status, _, body = http(gateway.url + "/v1/routes/echo.echo", 1, headers={"Heirloom-Deadline-Ms": arabic})
+    assert (status, body["field"]) == (400, "header.Heirloom-Deadline-Ms"), body
+    assert body["error"].endswith(f"got {arabic!r}, not ASCII") and "\u00d9" not in body["error"], body
     for deadline in ("2500.5", "1" + "0" * 400):  # digits past a float's range: cut to --timeout like any larger
         status, _, body = http(gateway.url + "/v1/routes/echo.echo", 1, headers={"Heirloom-Deadline-Ms": deadline})
         assert (status, body) == (200, 1), deadline

@@ -213,9 +213,10 @@ class Gateway:
         if raw is None:
             return self.timeout
         milliseconds = float(raw) if MILLISECONDS.fullmatch(raw.strip()) else 0.0  # past 1e308 digits: inf, cut below
-        if not milliseconds > 0:
+        if not milliseconds > 0:  # HTTP hands bytes over as latin-1: non-ASCII is shown as bytes, not letters
+            got = repr(raw) if raw.isascii() else f"{raw.encode('latin-1')!r:.80}, not ASCII"
             message = (
-                f"header Heirloom-Deadline-Ms must be a number of milliseconds > 0 in digits (250, 2.5), got {raw!r}"
+                f"header Heirloom-Deadline-Ms must be a number of milliseconds > 0 in digits (250, 2.5), got {got}"
             )
             raise Refused(error_response(400, message, field="header.Heirloom-Deadline-Ms"))
         return min(milliseconds / 1000, self.timeout)
