@@ -194,12 +194,13 @@ def _codings(scope: Scope, header: bytes) -> list[str]:
     return [coding.strip().lower() for line in lines for coding in line.split(",") if coding.strip()]
 
 
-def unread_coding(scope: Scope) -> Response | None:
+def unread_coding(scope: Scope, reads_body: bool) -> Response | None:
     """The refusal of a body the gateway cannot read as sent, naming the header, or None. The
     HTTP parser decodes the chunks of ``Transfer-Encoding: gzip, chunked`` and hands over the
     gzip bytes as the body (a 400 saying it is not JSON): a transfer coding other than chunked
-    alone is 501 (RFC 9112 6.1). Bodies are never decompressed: a ``Content-Encoding`` other
-    than identity is 415 (RFC 9110 15.5.16), with ``Accept-Encoding: identity``."""
+    alone is 501 (RFC 9112 6.1). Bodies are never decompressed: where the request's body is
+    read (``reads_body``), a ``Content-Encoding`` other than identity is 415 (RFC 9110 15.5.16),
+    with ``Accept-Encoding: identity``."""
     transfer = _codings(scope, b"transfer-encoding")
     if transfer and transfer != ["chunked"]:
         message = (
@@ -207,7 +208,7 @@ def unread_coding(scope: Scope) -> Response | None:
             "chunked, in no other transfer coding"
         )
         return error_response(NOT_IMPLEMENTED, message, field="header.Transfer-Encoding")
-    content = [coding for coding in _codings(scope, b"content-encoding") if coding != "identity"]
+    content = [coding for coding in _codings(scope, b"content-encoding") if coding != "identity"] if reads_body else []
     if content:
         message = (
             f"header Content-Encoding {', '.join(content)!r}: the gateway does not decompress bodies (send the JSON "
@@ -304,11 +305,12 @@ class Front:
             refused = error_response(403, message, code="PERMISSION_DENIED", field=f"header.{header}")
             await refused(scope, receive, send)
             return
-        coded = unread_coding(scope) if scope["type"] == "http" else None
+        hot = hot_path(scope["path"]) if scope["type"] == "http" else None
+        # only the hot paths' POSTs read a body: a GET's Content-Encoding is about nothing (it was a 415)
+        coded = unread_coding(scope, hot is not None and scope["method"] == "POST") if scope["type"] == "http" else None
         if coded is not None:
             await coded(scope, receive, send)
             return
-        hot = hot_path(scope["path"]) if scope["type"] == "http" else None
         if hot is None:
             await self.app(scope, receive, unframed(send) if scope["type"] == "http" else send)
             return
