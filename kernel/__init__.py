@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from heirloom.files import read_regular
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore, Promotion
-    from heirloom.store.compare import PromotionRefused
+    from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, PromotionRefused
     from heirloom.store.feedback import FeedbackLog
     from heirloom.store.labels import (
         LABEL_SCHEMA,
@@ -168,6 +168,8 @@ _EXPORTS = {
     "PermissionDenied": "heirloom.wire.client",
     "Internal": "heirloom.wire.client",
     "PromotionRefused": "heirloom.store.compare",
+    "LEFT_OUT": "heirloom.store.compare",
+    "LEFT_OUT_OF": "heirloom.store.compare",
     "RefError": "heirloom.store.refs",
     "Reply": "heirloom.wire.client",
     "Report": "heirloom.core.components",
@@ -211,6 +213,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "LABEL_SCHEMA",
+    "LEFT_OUT",
+    "LEFT_OUT_OF",
     "MAX_LABEL_CHARS",
     "OPTIONAL_MARKS",
     "SEEN_IN_TRAINING",

@@ -367,6 +367,8 @@ def test_train_then_eval_json_reports_ranking_and_cold_start_metrics(tmp_path, d
         "cold_ndcg_at_10",
         "popularity_ndcg_at_10",
         "seen_in_training",
+        "left_out",
+        "left_out_of",
     }
     # popularity scores nDCG@10 0.25 on this split (eval reports it: the baseline a team's model
     # must beat) and ranking cold movies at random ~0.05
@@ -457,8 +459,38 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     metrics = json.loads(result.stdout)["models"]["recs"]
     assert metrics["version"] == "shop/recs@1"
     named_at_10 = (f"{m}_at_10" for m in ("ndcg", "precision", "recall", "map", "cold_ndcg", "popularity_ndcg"))
-    assert set(metrics) == {"version", "same_records_as_trained", "coverage", "seen_in_training", *named_at_10}
+    left_out = {"seen_in_training", "left_out", "left_out_of"}
+    assert set(metrics) == {"version", "same_records_as_trained", "coverage", *left_out, *named_at_10}
     assert 0 < metrics["ndcg_at_10"] <= 1 and 0 < metrics["recall_at_10"] <= 1 and 0 < metrics["coverage"] <= 1
+    assert metrics["left_out"] == 0 and metrics["left_out_of"] == 80  # 2 test pairs of each of 40 users
+
+
+def test_rescoring_after_appended_ratings_refuses_scores_on_clearly_different_pairs(tmp_path):
+    """Appended ratings moved pairs the holder trained on into validation; rescored, it left them
+    out while the candidate was scored on all, and a bookshop's gate printed a gain of 0.063 where,
+    on the same pairs, it was 0.007. The gate now says how many each left out, and refuses."""
+    write(tmp_path / "data" / "ratings.csv", shop_ratings())
+    write(tmp_path / "data" / "items.csv", SHOP_ITEMS)
+    profile = str(write(tmp_path / "shop.toml", SHOP_PROFILE))
+    assert run_heirloom("train", profile, *FIXED_SET).returncode == 0
+    assert run_heirloom("models", "promote", "shop/recs@1", "production").returncode == 0
+    more = [f"u{user},{kind}-{(user + 5 + j) % 10},4,{1700001000 + j}" for user in range(40) for j, kind in
+            enumerate(("Tea", "Cof", "Cup", "Tea"))]  # fmt: skip
+    write(tmp_path / "data" / "ratings.csv", shop_ratings() + "\n".join(more) + "\n")
+    assert run_heirloom("train", profile, *FIXED_SET).returncode == 0
+    scored = run_heirloom("eval", profile, "--split", "validation", "--json")
+    holder = json.loads(scored.stdout)["models"]["recs"]
+    assert holder["version"] == "shop/recs@1" and 0 < holder["left_out"] < holder["left_out_of"], holder
+    counts = f"{holder['left_out']} of {holder['left_out_of']}"
+    assert f"(seen_in_training; its score left out {counts} records it trained on)" in scored.stderr
+    gate = ("--if-better", "ndcg_at_10", "--rescore", profile)
+    refused = run_heirloom("models", "promote", "shop/recs@2", "production", *gate)
+    assert refused.returncode == 3, refused.stderr
+    said = " ".join(refused.stderr.split())
+    left = f"shop/recs@1's score left out {counts} records it trained on"
+    assert f"{left}, shop/recs@2's 0 of {holder['left_out_of']}, so the two were scored on different" in said, said
+    assert "train the holder's settings again on today's data" in said
+    assert run_heirloom("models", "promote", "shop/recs@2", "production").returncode == 0  # checked by hand: moves
 
 
 def ratings_csv(tmp_path: Path, ratings: str, items: str | None = None, **settings: Any) -> RatingsCsvSource:

@@ -16,11 +16,11 @@ from rich.table import Column, Table
 
 from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_console, fail, get_kernel, inert, print_json
 from heirloom.cli.options import PROFILE, a_path
-from heirloom.cli.rescore import rescored
+from heirloom.cli.rescore import rescored_gate
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.backup import backup_store
-from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, beats, direction, figures, metric_value
+from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
 from heirloom.store.refs import Ref, RefError, check_alias, one_typo
 
 
@@ -311,7 +311,7 @@ def models_promote(
     if profile is not None:
         if metric is None:
             raise click.UsageError("--rescore compares a metric: give --if-better METRIC too")
-        gain = _rescored_gate(profile, store, target, held, metric, split, lower_is_better=lower_is_better)
+        gain = rescored_gate(profile, store, target, held, metric, split, lower_is_better=lower_is_better)
         store.promote(target.ref, alias, held_by=held)  # moved while both were scored: refused, in its transaction
         click.echo(f"{target.project}/{target.model}@{alias} -> {target.ref}{gain}")
         return
@@ -327,40 +327,14 @@ def models_promote(
         gain = ""
         if metric:
             before, after = metric_value(holder, metric, split), metric_value(target, metric, split)
-            gain = " ({} {} {} -> {})".format(split, metric, *figures(before, after))
+            note = left_out_note(scores(target, split) or {}, target.ref, scores(holder, split) or {}, holder.ref)
+            gain = " ({} {} {} -> {}{})".format(split, metric, *figures(before, after), note)
         click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
 
 
 #: Scores, not errors (a dotted metric's last part): --lower-is-better on one promoted the worse version.
 _SCORES = "accuracy f1 macro_f1 micro_f1 precision recall auc map mrr mrr_at_10 ndcg_at_10 p_at_5 oos_recall"
 HIGHER_IS_BETTER = frozenset(_SCORES.split())
-
-
-def _rescored_gate(
-    profile: str,
-    store: ArtifactStore,
-    target: Artifact,
-    held: int | None,
-    metric: str,
-    split: str,
-    *,
-    lower_is_better: bool,
-) -> str:
-    """What promotion gained, scored on PROFILE's ``split`` now; PromotionRefused unless ``target``
-    beats the version ``held`` there (a first holder, or ``target`` itself, only needs the metric)."""
-    after = rescored(profile, store, target, metric, split, candidate=True)
-    if held is None or held == target.version:
-        return f" ({split} {metric} now {figures(after)[0]})"
-    holder = store.resolve(f"{target.project}/{target.model}@{held}")
-    before = rescored(profile, store, holder, metric, split, candidate=False)
-    if not beats(after, before, lower_is_better=lower_is_better):
-        raise PromotionRefused(
-            f"{target.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)} of {profile}'s "
-            "data now: "
-            "{} vs {}".format(*figures(after, before))
-        )
-    was, now = figures(before, after)
-    return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {was} -> {now})"
 
 
 def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:

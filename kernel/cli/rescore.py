@@ -3,26 +3,29 @@
 The stored gate compares the validation scores each version got when it was trained, so it
 refuses once the data changed (a new FHIR export adds patients to the validation split, new
 ratings move pairs between splits). Rescoring evaluates the candidate and the alias holder on
-the profile's validation records as they are now, one after the other, and compares those.
+the profile's validation records as they are now, one after the other, and compares those, or
+refuses when one score left out far more of them than the other (``left_out_note``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from heirloom.cli.common import get_kernel, resolve_or_exit
 from heirloom.core.errors import HeirloomError
 from heirloom.core.profile import dotted
 from heirloom.store.artifacts import Artifact, ArtifactStore
-from heirloom.store.compare import PromotionRefused, read_metric
+from heirloom.store.compare import PromotionRefused, beats, direction, figures, left_out_note, read_metric
 from heirloom.store.refs import RefError
 from heirloom.store.training import evaluate, model_specs
 
 
 def rescored(
     profile: str, store: ArtifactStore, artifact: Artifact, metric: str, split: str, *, candidate: bool
-) -> float:
-    """``metric`` of ``artifact`` on ``split`` of PROFILE's data now. RefError when PROFILE is not
-    the artifact's project or store, or the ``candidate`` reports no such metric (a typo);
-    PromotionRefused when the holder reports none or cannot be scored."""
+) -> tuple[float, dict[str, Any]]:
+    """``metric`` of ``artifact`` on ``split`` of PROFILE's data now, and the report's metrics.
+    RefError when PROFILE is not the artifact's project or store, or the ``candidate`` reports no
+    such metric (a typo); PromotionRefused when the holder reports none or cannot be scored."""
     plain = resolve_or_exit(profile)  # its project and models first: a --set into a model it lacks says less
     if plain.project != artifact.project:
         raise RefError(f"--rescore {profile}: its project is {plain.project!r}, not {artifact.project!r}")
@@ -46,4 +49,32 @@ def rescored(
             f"{profile}'s {split} records now, which would favour it; train it on {profile}'s data, or promote "
             "without --if-better"
         )
-    return value
+    return value, report.metrics
+
+
+def rescored_gate(
+    profile: str,
+    store: ArtifactStore,
+    target: Artifact,
+    held: int | None,
+    metric: str,
+    split: str,
+    *,
+    lower_is_better: bool,
+) -> str:
+    """What promotion gained, scored on PROFILE's ``split`` now; PromotionRefused unless ``target``
+    beats the version ``held`` there on the same records (a first holder, or ``target`` itself,
+    only needs the metric)."""
+    after, ours = rescored(profile, store, target, metric, split, candidate=True)
+    if held is None or held == target.version:
+        return f" ({split} {metric} now {figures(after)[0]})"
+    holder = store.resolve(f"{target.project}/{target.model}@{held}")
+    before, theirs = rescored(profile, store, holder, metric, split, candidate=False)
+    note = left_out_note(ours, target.ref, theirs, holder.ref)
+    if not beats(after, before, lower_is_better=lower_is_better):
+        raise PromotionRefused(
+            f"{target.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)} of {profile}'s "
+            "data now: {} vs {}{}".format(*figures(after, before), note)
+        )
+    was, now = figures(before, after)
+    return f" (was {holder.ref}; {split} {metric} of {profile}'s data now {was} -> {now}{note})"

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 VALIDATION = "validation"
 TEST = "test"
 SPLITS = (VALIDATION, TEST)
+#: A report's count of the records it was given that its score left out as ones the version trained
+#: on, and of the records given (PLUGINS.md): a recommender scored again after appended ratings moved
+#: its training pairs into validation leaves them out; one trained on today's split, none.
+LEFT_OUT, LEFT_OUT_OF = "left_out", "left_out_of"
+#: Two scores whose left-out shares differ by more than this are on clearly different records.
+SAME_RECORDS = 0.01
 
 
 class PromotionRefused(HeirloomError):
@@ -91,6 +97,27 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
     return float(value)
 
 
+def left_out_note(new: dict[str, Any], candidate: str, old: dict[str, Any], holder: str) -> str:
+    """How many records each score (``new`` of ``candidate``, ``old`` of ``holder``) left out, when
+    either left out any ("" else); PromotionRefused when the shares differ by more than
+    SAME_RECORDS: the two were scored on clearly different records (a shop's gate printed a gain of
+    0.063 where, on the holder's own pairs, it was 0.007)."""
+    counts = [(metrics.get(LEFT_OUT), metrics.get(LEFT_OUT_OF)) for metrics in (new, old)]
+    if not all(isinstance(n, int) and isinstance(of, int) and of > 0 for n, of in counts) or not any(
+        n for n, _ in counts
+    ):
+        return ""
+    (ours, of_ours), (theirs, of_theirs) = counts
+    note = f"{holder}'s score left out {theirs} of {of_theirs} records it trained on, {candidate}'s {ours} of {of_ours}"
+    if abs(ours / of_ours - theirs / of_theirs) > SAME_RECORDS:
+        raise PromotionRefused(
+            f"metrics are not comparable: {note}, so the two were scored on different records; train the "
+            f"holder's settings again on today's data and compare that version, or check `heirloom eval` and "
+            f"promote without --if-better"
+        )
+    return f"; {note}"
+
+
 def beats(new: float, old: float, *, lower_is_better: bool = False) -> bool:
     """Whether a score of ``new`` is strictly better than ``old``: higher, or lower for an
     error metric (mae, rmse, loss); a tie keeps the holder."""
@@ -148,6 +175,7 @@ def check_better(
             f"metrics are not comparable: {candidate.ref} and {holder.ref} were scored on different {split} data "
             f"({details}){whole}"
         )
+    left_out_note(scores(candidate, split) or {}, candidate.ref, scores(holder, split) or {}, holder.ref)
     if not beats(new, old, lower_is_better=lower_is_better):
         raise PromotionRefused(
             f"{candidate.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)}: "

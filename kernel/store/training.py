@@ -32,7 +32,7 @@ from heirloom.core.profile import dotted
 from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
-from heirloom.store.compare import TEST, VALIDATION, evaluation_key
+from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, TEST, VALIDATION, evaluation_key
 from heirloom.store.content import state_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
 from heirloom.store.reading import Evaluation, blaming_the_source, reading, score
@@ -492,8 +492,9 @@ def evaluate(
 def _trained_on(report: Report) -> str:
     """How many of the records a report scored its version trained on: the count when the report
     keeps one (``seen_in_training``; "may include" stood beside the exact count), else a maybe."""
-    seen = report.metrics.get(SEEN_IN_TRAINING)
+    seen, left, of = (report.metrics.get(key) for key in (SEEN_IN_TRAINING, LEFT_OUT, LEFT_OUT_OF))
     if not isinstance(seen, int) or isinstance(seen, bool):
         return "the records may include ones it trained on"
+    said = f"; its score left out {left} of {of} records it trained on" if left else ""
     trained = "as trained on by it or a version it inherits from"
-    return f"its report counts {seen or 'none'} of the scored examples {trained} ({SEEN_IN_TRAINING})"
+    return f"its report counts {seen or 'none'} of the scored examples {trained} ({SEEN_IN_TRAINING}{said})"

@@ -172,7 +172,9 @@ class HybridRecommender(heirloom.Model):
             "coverage": main["coverage"] if scored else None,
             "cold_ndcg_at_10": cold_ndcg if cold_users else None,
             "popularity_ndcg_at_10": baseline["ndcg"] if scored else None,
-            heirloom.SEEN_IN_TRAINING: 0,  # the held-out pairs it trained on are left out of every score
+            heirloom.SEEN_IN_TRAINING: 0,  # the held-out pairs it trained on are left out of every score:
+            heirloom.LEFT_OUT: int(main["known"]),  # so many, of these pairs (promote compares the two)
+            heirloom.LEFT_OUT_OF: len(set(held)),
         }
         text = _report_text(metrics, main["users"], int(cold.sum()), cold_users, int(main["known"]))
         return heirloom.Report(metrics, text)
