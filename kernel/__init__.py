@@ -67,6 +67,7 @@ if TYPE_CHECKING:
         label_pattern,
         label_problem,
         printed_form,
+        unprintable,
     )
     from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path, lone_surrogate
     from heirloom.store.reading import records_fingerprint
@@ -110,6 +111,7 @@ _EXPORTS = {
     "blank": "heirloom.store.labels",
     "check_label": "heirloom.wire.labels",
     "printed_form": "heirloom.store.labels",
+    "unprintable": "heirloom.store.labels",
     "Client": "heirloom.wire.client",
     "ClientLimits": "heirloom.core.components",
     "Component": "heirloom.core.components",
@@ -303,4 +305,5 @@ __all__ = [
     "shortened",
     "stratified_holdout",
     "text_limit",
+    "unprintable",
 ]

@@ -98,7 +98,7 @@ def test_an_event_line_the_event_route_would_refuse_is_named_and_skipped(tmp_pat
 
     path = tmp_path / "recs.jsonl"
     event = {"user": "1", "item": "50", "kind": "rating", "value": 5, "time": 1796221775.0}
-    edits = [{"value": -7}, {"value": 0}, {"kind": " "}, {"kind": "k" * 65}, {"item": "i" * 300}]
+    edits = [{"value": -7}, {"value": 0}, {"kind": " "}, {"kind": "k" * 65}, {"item": "i" * 300}, {"user": "a\x00b"}]
     path.write_text("".join(json.dumps({**event, **edit}) + "\n" for edit in [{}, *edits, {"kind": "nope"}]))
     source = EventsSource(api="recs", path=str(path))
     source.log_path = path
@@ -110,6 +110,7 @@ def test_an_event_line_the_event_route_would_refuse_is_named_and_skipped(tmp_pat
     assert f"{path}: line 4: 'kind' is blank" in warned
     assert f"{path}: line 5: 'kind' is 65 characters; at most 64 are accepted" in warned
     assert f"{path}: line 6: 'item' must be a whole number or 1 to 256 characters of text, got 300 characters" in warned
+    assert f"{path}: line 7: 'user' holds U+0000, an invisible or control character: an id must print" in warned
 
 
 def test_ranking_metrics_match_hand_computed_values():
@@ -671,6 +672,8 @@ def test_a_ratings_or_items_path_that_is_no_file_is_named_with_what_it_is(tmp_pa
     [
         ("user,item,rating\nann,a,5\n ,a,4\n", None, r"ratings\.csv:3: the 'user' column is empty"),
         ("user,item,rating\nann,,4\n", None, r"ratings\.csv:2: the 'item' column is empty"),
+        ("user,item,rating\nann,a,5\n\u200b,a,4\n", None, r"ratings\.csv:3: the .user. column holds U\+200B, an"),
+        ("user,item,rating\nann,a\x07,4\n", None, r"ratings\.csv:2: the 'item' column holds U\+0007, an invisible"),
         ("user,item,rating\nann,a,five\n", None, r"ratings\.csv:2: the 'rating' column is 'five', not a finite number"),
         ("user,item,rating\nann,a,nan\n", None, r"ratings\.csv:2: the 'rating' column is 'nan', not a finite number"),
         ("user,item,rating\nann,a,\n", None, r"ratings\.csv:2: the 'rating' column is '', not a finite number"),
@@ -1053,6 +1056,11 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         # 200 characters that NFC writes as 400 (said: the client sent 200): the events log held an id no source read
         ("recs.event", {"user": "\u0958" * 200, "item": "50"}, InvalidArgument, "body.user", "got 400 characters in "),
         ("recs.recommend", {}, InvalidArgument, "body.user", "or both is required"),
+        # recorded and trained on as users no one could name or tell apart
+        ("recs.event", {"user": "a\u0000b", "item": "50"}, InvalidArgument, "body.user", "holds U+0000, an invisible"),
+        ("recs.event", {"user": "\u200b", "item": "50"}, InvalidArgument, "body.user", "holds U+200B, an invisible"),
+        ("recs.event", {"user": "u1", "item": "5\u202e0"}, InvalidArgument, "body.item", "holds U+202E"),
+        ("recs.recommend", {"history": ["50", "a\u200bb"]}, InvalidArgument, "body.history[1]", "holds U+200B"),
         ("recs.recommend", {"history": ["50", True]}, InvalidArgument, "body.history[1]", "got True"),
         ("recs.recommend", {"history": ["  "]}, InvalidArgument, "body.history[0]", "1 to 256 characters"),
         (  # the value was not quoted where the field takes one of several types

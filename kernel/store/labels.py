@@ -64,6 +64,12 @@ def blank(text: str) -> bool:
     return all(char.isspace() or char in FILLERS or unicodedata.category(char) in _NOTHING for char in text)
 
 
+def unprintable(text: str) -> str | None:
+    """The first character of ``text`` that prints as nothing or is no text (UNPRINTABLE, FILLERS),
+    or None: a label or an id holding one prints like another (``a\\u0000b``, ``\\u200b``)."""
+    return next((char for char in text if char in FILLERS or unicodedata.category(char) in UNPRINTABLE), None)
+
+
 @functools.lru_cache(maxsize=4096)  # every known label, at every feedback request
 def printed_form(label: str) -> str:
     """What a reader of ``label`` sees: NFKC, without the marks written only sometimes, with
@@ -85,7 +91,7 @@ def label_problem(
     (``allow_new``) or do not match ``pattern`` in full."""
     if blank(label):
         return f"'{field.rpartition('.')[2]}' is blank"
-    if label != label.strip() or any(char in FILLERS or unicodedata.category(char) in UNPRINTABLE for char in label):
+    if label != label.strip() or unprintable(label) is not None:
         return (
             f"label {label[:MAX_LABEL_CHARS]!r} has surrounding spaces or an invisible or control character "
             "(a label that prints like another would become a class of its own)"

@@ -21,7 +21,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.recommend.checks import non_empty
-from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, parse_year
+from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, id_problem, parse_year
 from heirloom_plugins.recommend.split import Rating, SplitRatingsSource
 from heirloom_plugins.textfiles import CsvFormat, known_encoding
 
@@ -142,6 +142,8 @@ def _id(row: dict[str, str], column: str, where: str) -> str:
     value = id_key(row[column])
     if not value:
         raise heirloom.HeirloomError(f"{where}: the {column!r} column is empty")
+    if problem := id_problem(value):
+        raise heirloom.HeirloomError(f"{where}: the {column!r} column {problem}")
     if len(value) > MAX_ID_CHARS:  # trained, it was an id no request could name
         raise heirloom.HeirloomError(
             f"{where}: the {column!r} column holds an id of {len(value)} characters; at most {MAX_ID_CHARS} "

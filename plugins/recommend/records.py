@@ -24,6 +24,8 @@ from typing import Any
 
 import attrs
 
+import heirloom
+
 ITEM = "item"
 INTERACTION = "interaction"
 #: A title that ends in its year, as MovieLens writes them: ``Toy Story (1995)``.
@@ -47,7 +49,7 @@ def id_key(value: str | int) -> str:
 
 def id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
     """A user or item id of a request (or of a logged event): a whole number, or text that is not
-    blank (a bool is neither)."""
+    blank and holds no invisible or control character (a bool is neither)."""
     if value is None and attribute.default is None:
         return
     key = id_key(value) if isinstance(value, str) else None  # as it is stored and looked up: sources say the same
@@ -58,6 +60,16 @@ def id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
         raise ValueError(
             f"'{attribute.name}' must be a whole number or 1 to {MAX_ID_CHARS} characters of text, got {shown}"
         )
+    if key is not None and (problem := id_problem(key)):
+        raise ValueError(f"'{attribute.name}' {problem}")
+
+
+def id_problem(key: str) -> str | None:
+    """Why text ``key`` is no id, or None: one holding a character that prints as nothing or is no
+    text (``a\\u0000b``, ``\\u200b``) was recorded and trained on as a user no one can name."""
+    if (char := heirloom.unprintable(key)) is None:
+        return None
+    return f"holds U+{ord(char):04X}, an invisible or control character: an id must print as itself"
 
 
 def item_record(item: str, title: str, year: int | None, genres: list[str], cold: bool = False) -> dict[str, Any]:
