@@ -466,6 +466,23 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     assert metrics["left_out"] == 0 and metrics["left_out_of"] == 80  # 2 test pairs of each of 40 users
 
 
+def test_a_warm_start_from_another_projects_version_says_its_training_pairs_are_not_carried(tmp_path):
+    """``inherit = "shop/recs@production"`` in a project with other users printed only the
+    reused hyper-parameters; the metadata said 8,783 of the parent's pairs were not learnt."""
+    write(tmp_path / "data" / "ratings.csv", shop_ratings())
+    write(tmp_path / "data" / "items.csv", SHOP_ITEMS)
+    assert run_heirloom("train", str(write(tmp_path / "shop.toml", SHOP_PROFILE))).returncode == 0
+    write(tmp_path / "other" / "ratings.csv", re.sub(r"^u(1?\d),", r"v\1,", shop_ratings(), flags=re.M))
+    other = SHOP_PROFILE.replace('"shop"', '"outlet"').replace("data/ratings", "other/ratings")
+    other = other.replace('serve = "production"', 'inherit = "shop/recs@1"')
+    trained = run_heirloom("train", str(write(tmp_path / "outlet.toml", other)))
+    assert trained.returncode == 0, trained.stderr
+    said = " ".join(trained.stderr.split())
+    assert "warm start: reusing the parent's" in said  # its hyper-parameters, as before
+    wanted = "warm start: the parent's training pairs are not carried (a fit learns this data's alone): 20 of its 40"
+    assert f"{wanted} users are not in it" in said, said
+
+
 def test_rescoring_after_appended_ratings_refuses_scores_on_clearly_different_pairs(tmp_path):
     """Appended ratings moved pairs the holder trained on into validation; rescored, it left them
     out while the candidate was scored on all, and a bookshop's gate printed a gain of 0.063 where,

@@ -97,6 +97,11 @@ class HybridRecommender(heirloom.Model):
         )
         inherited = Fitted.from_state(parent, "parent") if parent is not None else None
         choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, progress)
+        if inherited is not None and (absent := len(set(inherited.histories.users).difference(histories.users))):
+            progress.log(  # a parent of another project ("shop/recs@production") lent nothing of its 8,783 pairs
+                f"warm start: the parent's training pairs are not carried (a fit learns this data's alone): {absent} "
+                f"of its {len(inherited.histories)} users are not in it"
+            )
         progress.start("fitting on all training interactions", total=1)
         hybrid = ease.hybrid(histories, kernel, choice.l2, choice.text_weight, choice.tower_l2)
         progress.advance()
