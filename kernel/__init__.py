@@ -69,7 +69,15 @@ if TYPE_CHECKING:
         printed_form,
         unprintable,
     )
-    from heirloom.store.logs import AppendLog, LogCursor, LogFull, LogWriteError, log_path, lone_surrogate
+    from heirloom.store.logs import (
+        AppendLog,
+        LogCursor,
+        LogFull,
+        LogWriteError,
+        future_time,
+        log_path,
+        lone_surrogate,
+    )
     from heirloom.store.reading import records_fingerprint
     from heirloom.store.refs import RefError
     from heirloom.store.training import SEEN_IN_TRAINING
@@ -141,6 +149,7 @@ _EXPORTS = {
     "LifecycleError": "heirloom.core.errors",
     "log_path": "heirloom.store.logs",
     "lone_surrogate": "heirloom.store.logs",
+    "future_time": "heirloom.store.logs",
     "LogCursor": "heirloom.store.logs",
     "LogFull": "heirloom.store.logs",
     "LogWriteError": "heirloom.store.logs",
@@ -282,6 +291,7 @@ __all__ = [
     "data_root",
     "did_you_mean",
     "durable_write",
+    "future_time",
     "home",
     "hookimpl",
     "in_one_process",

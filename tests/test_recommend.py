@@ -113,6 +113,26 @@ def test_an_event_line_the_event_route_would_refuse_is_named_and_skipped(tmp_pat
     assert f"{path}: line 7: 'user' holds U+0000, an invisible or control character: an id must print" in warned
 
 
+def test_a_time_more_than_a_day_after_now_is_read_with_a_warning_naming_the_line(tmp_path, caplog):
+    """An event or a rating of the year 2100 was read without a word (a NaN or negative time is
+    skipped, or an error, naming its line): it is kept, and the warning names it."""
+    from heirloom_plugins.recommend.events import EventsSource
+
+    path = tmp_path / "recs.jsonl"
+    event = {"user": "1", "item": "50", "kind": "rating", "value": 5, "time": time.time()}
+    path.write_text("".join(json.dumps({**event, "time": stamp}) + "\n" for stamp in (time.time(), 4102444800)))
+    source = EventsSource(api="recs", path=str(path))
+    source.log_path = path
+    assert [record["time"] for record in source.records()][1] == 4102444800
+    later = "'time' is 4102444800, 2100-01-01 (UTC), more than a day after now (a clock set wrong?); read as it is"
+    assert f"{path}: line 2: {later}" in caplog.text and "line 1" not in caplog.text
+    ratings = "user,item,rating,time\nann,a,5,2024-03-01\nann,b,4,2100-01-01\nbob,a,3,4102444800\n"
+    source = ratings_csv(tmp_path, ratings)
+    assert len(list(source.records())) == 3  # kept
+    wanted = f"{source.ratings}:3: the 'time' column is '2100-01-01', 2100-01-01 (UTC), more than a day after now"
+    assert f"{wanted} (a clock set wrong?); 2 rating(s) of {source.ratings} are dated so" in caplog.text
+
+
 def test_ranking_metrics_match_hand_computed_values():
     # one user, relevant {1, 3}; ranked [1, 2, 3]: hits at ranks 1 and 3, k = 3
     found = ranking_metrics(np.array([[1, 2, 3]]), [{1, 3}], 3)

@@ -283,7 +283,21 @@ def _record(
     if fault is not None:
         warn_line(path, number, f": {fault}; skipped")
         return None
+    if (later := future_time(record.get("time"))) is not None:  # the year 2100 was read without a word
+        warn_line(path, number, f": 'time' is {record['time']}, {later}; read as it is")
     return record
+
+
+#: Seconds past now a record's time may be without a word (clocks a little apart).
+FUTURE = 86_400
+
+
+def future_time(stamp: float | None) -> str | None:
+    """For a Unix time more than FUTURE after now, its date and what may be wrong (a clock set
+    wrong, a hand edit), for a reader's warning; else None. Readers keep such a record."""
+    if stamp is None or stamp <= time.time() + FUTURE:
+        return None
+    return f"{time.strftime('%Y-%m-%d', time.gmtime(stamp))} (UTC), more than a day after now (a clock set wrong?)"
 
 
 #: The (file, line, what) already warned of in this process: a train reads each source several

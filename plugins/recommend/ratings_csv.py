@@ -11,6 +11,8 @@ ratings may be in another).
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import re
 from datetime import UTC, datetime
@@ -24,6 +26,8 @@ from heirloom_plugins.recommend.checks import non_empty
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, id_problem, parse_year
 from heirloom_plugins.recommend.split import Rating, SplitRatingsSource
 from heirloom_plugins.textfiles import CsvFormat, known_encoding
+
+log = logging.getLogger("heirloom.recommend")
 
 #: The setting of the items file's encoding.
 ITEMS_ENCODING = "items_encoding"
@@ -119,7 +123,7 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
 
     def read_ratings(self, items: list[dict[str, Any]]) -> list[Rating]:
         listed = {item["item"] for item in items}
-        rows = []
+        rows, later = [], []
         required = (self.user_column, self.item_column, *([self.value_column] if self.value_column else []))
         for line, row in self.csv_rows(self.ratings, required):
             where = f"{self.ratings}:{line}"
@@ -134,8 +138,19 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
                 raise heirloom.HeirloomError(
                     f"{where}: the {self.time_column!r} column is blank; holdout = 'latest' needs every rating's time"
                 )
+            if (to_come := heirloom.future_time(stamp)) is not None:
+                later.append(
+                    f"{where}: the {self.time_column!r} column is {row[self.time_column].strip()!r}, {to_come}"
+                )
             rows.append((user, item, value, stamp))
+        if later:  # read as given (a latest split holds them out first), but the year 2100 went unsaid
+            _say_once(f"{later[0]}; {len(later)} rating(s) of {self.ratings} are dated so, and read as they are")
         return rows
+
+
+@functools.cache  # a train reads the source more than once (its fingerprint, each split)
+def _say_once(warning: str) -> None:
+    log.warning("%s", warning)
 
 
 def _id(row: dict[str, str], column: str, where: str) -> str:
