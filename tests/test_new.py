@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_heirloom
+from tests.helpers import run_heirloom, write
 
 PIP = [sys.executable, "-m", "pip"]
 
@@ -48,7 +48,7 @@ def _plugins(env: dict[str, str]) -> dict[str, dict]:
 @pytest.mark.parametrize(
     ("kinds", "tests", "provides"),
     [
-        ("source,model,api", 6, {"source": ["demo-texts"], "model": ["demo-model"], "api": ["demo-api"]}),
+        ("source,model,api", 7, {"source": ["demo-texts"], "model": ["demo-model"], "api": ["demo-api"]}),
         ("model", 3, {"source": [], "model": ["demo-model"], "api": []}),
         ("api", 3, {"source": [], "model": [], "api": ["demo-api"]}),
     ],
@@ -76,6 +76,16 @@ def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, kinds, tests, 
     assert {kind: plugin["provides"][kind] for kind in provides} == provides
     assert plugin["profiles"] == ["demo"]
     assert run_heirloom("profile", "check", "demo", env=env).returncode == 0
+    if "source" in kinds:  # its source reports a user's bad line as theirs: file and line, no traceback
+        sample = (project / "heirloom_demo" / "data" / "sample.jsonl").read_text().splitlines()
+        write(tmp_path / "bad.jsonl", "\n".join([*sample[:5], '{"text": "bad line"', *sample[5:]]) + "\n")
+        tables = '[sources.texts]\nuse = "demo-texts"\npath = "bad.jsonl"\n'
+        write(tmp_path / "bad.toml", f'project = "bad"\n{tables}[models.m]\nuse = "demo-model"\ndata = "texts"\n')
+        trained = run_heirloom("train", str(tmp_path / "bad.toml"), env={**env, "HEIRLOOM_HOME": str(tmp_path / "h")})
+        assert trained.returncode == 1 and "Traceback" not in trained.stderr, trained.stderr
+        assert f"error: reading the train split of texts: {tmp_path / 'bad.jsonl'}:6: invalid JSON at column 20" in (
+            trained.stderr
+        )
 
 
 def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):

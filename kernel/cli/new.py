@@ -63,7 +63,7 @@ def render_plugin(dist: str, kinds: list[str]) -> dict[str, str]:
         "provides": joined("provides", "\n"),
         "layout": joined("layout", "\n"),
         "try_it": joined("try_it", "\n"),
-        "checks": f"from heirloom.testing import {checks}",
+        "checks": "\n".join([*joined("test_import", "\n").splitlines(), f"from heirloom.testing import {checks}"]),
     }
     rendered = {
         "pyproject.toml": "pyproject.toml.tmpl",
