@@ -698,6 +698,45 @@ def test_an_unknown_type_says_which_plugins_the_environment_left_out(tmp_path):
     assert "HEIRLOOM_LOAD_PLUGINS=echo: plugins left out by it are not loaded" in said
 
 
+WORDY = """
+import heirloom
+from tests.toys import ToySource
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("wordy-texts", ToySource)
+"""
+
+
+def test_a_type_whose_installed_plugin_the_environment_leaves_out_names_it_and_blames_no_other(tmp_path):
+    """The catalog knows who provides a type: a disabled plugin is named, not "install its package";
+    a failed plugin is blamed for a missing type only when it could provide it (its contents unknown)."""
+    _install(tmp_path, "heirloom-wordy", "heirloom_wordy", WORDY)
+    _install(tmp_path, "heirloom-broken", "heirloom_broken", "raise RuntimeError('broken today')\n")
+    write(tmp_path / "flaky_plugin.py", FLAKY_PLUGIN)
+    profile = write(tmp_path / "p.toml", '[sources.texts]\nuse = "wordy-texts"\n[apis.q]\nuse = "quiet"\n')
+    env = {"PYTHONPATH": _pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "flaky_plugin"}
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0  # the catalog learns who provides
+
+    disabled = {**env, "HEIRLOOM_DISABLE_PLUGINS": "heirloom-wordy"}
+    left_out = run_heirloom("profile", "check", str(profile), env=disabled)
+    said = " ".join(left_out.stderr.split())
+    assert left_out.returncode == 2
+    assert (
+        "sources.texts.use: source type 'wordy-texts' comes from heirloom_wordy (heirloom-wordy 1.0), "
+        "which HEIRLOOM_DISABLE_PLUGINS=heirloom-wordy leaves out" in said
+    ), said
+    assert "install its package" not in said and "broken" not in said
+
+    typo = write(tmp_path / "typo.toml", '[sources.texts]\nuse = "nosuch-texts"\n')
+    unknown = run_heirloom("profile", "check", str(typo), env={**env, "FLAKY_PLUGIN_FAILS": "1"})
+    said = " ".join(unknown.stderr.split())
+    assert "unknown source type 'nosuch-texts'" in said
+    assert "these plugins failed to load: heirloom_broken (heirloom-broken 1.0): RuntimeError: broken today" in said
+    assert "flaky_plugin" not in said  # it provides the api type 'quiet' only, as it did when it last loaded
+
+
 def _pythonpath(folder):
     """``folder`` (a plugin written by the test) and the tests' package, before this run's own
     PYTHONPATH (which may point at the heirloom under test)."""

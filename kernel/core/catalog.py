@@ -110,15 +110,15 @@ class Catalog:
         cached = self.entries.get(info.name)
         return bool(cached) and cached.get("fingerprint") == info.fingerprint
 
-    def fill(self, info: PluginInfo) -> None:
+    def fill(self, info: PluginInfo) -> PluginInfo:
         """Copy what the catalog remembers into a listed plugin's info, if still valid."""
-        if not self.knows(info):
-            return
-        cached = self.entries[info.name]
-        info.provides = {k: list(cached["provides"].get(k, [])) for k in KINDS}
-        info.named = {what: list(cached.get("named", {}).get(what, [])) for what in NAMED_HOOKS}
-        info.commands = list(cached.get("commands", []))
-        info.hooks = list(cached.get("hooks", []))
+        if self.knows(info):
+            cached = self.entries[info.name]
+            info.provides = {k: list(cached["provides"].get(k, [])) for k in KINDS}
+            info.named = {what: list(cached.get("named", {}).get(what, [])) for what in NAMED_HOOKS}
+            info.commands = list(cached.get("commands", []))
+            info.hooks = list(cached.get("hooks", []))
+        return info
 
     def save(self, infos: dict[str, PluginInfo]) -> None:
         """Remember loaded plugins that came from entry points. A failed one keeps what it

@@ -44,6 +44,7 @@ REGISTER_HOOKS = {
 }
 COMPONENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 TRACE_VARIABLE = "HEIRLOOM_TRACE_PLUGINS"
+SELECTING = ("HEIRLOOM_LOAD_PLUGINS", "HEIRLOOM_DISABLE_PLUGINS")  # the variables that leave plugins out
 
 
 def _env_list(variable: str) -> set[str]:
@@ -107,6 +108,7 @@ class PluginHost:
         self._entry_points: dict[str, EntryPoint] = {}
         self._catalog = Catalog(catalog_path)
         self.tracing = os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
+        self.chosen = " and ".join(f"{v}={os.environ[v]}" for v in SELECTING if os.getenv(v))  # as _selected read them
         if self.tracing:
             self._start_tracing()
         self._list_builtins()
@@ -134,17 +136,13 @@ class PluginHost:
 
     def _list(self, ep: EntryPoint, builtin: bool = False) -> None:
         self._entry_points[ep.name] = ep
+        self.infos[ep.name] = self._info(ep, builtin)
+
+    def _info(self, ep: EntryPoint, builtin: bool = False) -> PluginInfo:
+        """What the catalog remembers of ``ep``'s plugin (nothing if it changed since it last loaded)."""
         dist, version = release(ep.dist) if ep.dist is not None else ("heirloom", VERSION) if builtin else (None, None)
-        info = PluginInfo(
-            name=ep.name,
-            module=ep.value,
-            distribution=dist,
-            version=version,
-            fingerprint=fingerprint(ep),
-            builtin=builtin,
-        )
-        self._catalog.fill(info)
-        self.infos[ep.name] = info
+        info = PluginInfo(ep.name, ep.value, dist, version, fingerprint=fingerprint(ep), builtin=builtin)
+        return self._catalog.fill(info)
 
     def _load(self, name: str, plugin: Any) -> None:
         """Register one plugin and run its registration hooks; record any failure."""
@@ -359,8 +357,13 @@ class PluginHost:
                 "; installed plugins are not loaded (entry points off): pass the module of each plugin the profile "
                 "uses, 'heirloom_plugins.local_resources' for the default resources"
             )
-        chosen = [f"{v}={os.environ[v]}" for v in ("HEIRLOOM_LOAD_PLUGINS", "HEIRLOOM_DISABLE_PLUGINS") if os.getenv(v)]
-        return f"; {' and '.join(chosen)}: plugins left out by it are not loaded" if chosen else ""
+        return f"; {self.chosen}: plugins left out by it are not loaded" if self.chosen else ""
+
+    def left_out(self, kind: str, name: str) -> str:
+        """``PLUGIN, which HEIRLOOM_DISABLE_PLUGINS=x leaves out``: the plugins left out that last provided ``name``."""
+        skipped = [self._info(ep) for ep in entry_points(group=ENTRY_POINT_GROUP) if self.chosen and not _selected(ep)]
+        labels = [info.label for info in skipped if name in (info.provides | info.named).get(kind, ())]
+        return f"{' and '.join(labels)}, which {self.chosen} leaves out" if labels else ""
 
     def failures(self) -> list[PluginInfo]:
         return [info for info in self.infos.values() if info.status == "failed"]

@@ -200,12 +200,14 @@ class Validator:
         if providers := [info for info in failed if use in info.provides[kind]]:  # known from an earlier load
             details = "; ".join(f"{info.label}: {info.error}" for info in providers)
             return f"{kind} type {use!r} comes from a plugin that failed to load this time: {details}"
+        if left_out := self.host.left_out(kind, use):
+            return f"{kind} type {use!r} comes from {left_out}"
         known = self.host.known_names(kind)
         message = f"unknown {kind} type {use!r}{did_you_mean(use, known)} (known: {', '.join(known) or 'none'}"
         hinted = did_you_mean(use, known) or not self.host.use_entry_points  # then selection() says what to do
         message += f"{self.host.selection()})" + ("" if hinted else f"; {NOT_INSTALLED}")
-        if failed:
-            details = "; ".join(f"{info.label}: {info.error}" for info in failed)
+        if could := [info for info in failed if not info.hooks]:  # the catalog knows what the others provide
+            details = "; ".join(f"{info.label}: {info.error}" for info in could)
             message += f". This profile needs it and these plugins failed to load: {details}"
         return message
 
