@@ -16,6 +16,8 @@ import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
 from cattrs.strategies import configure_union_passthrough
 
+from heirloom.suggest import did_you_mean
+
 SEQUENCES = (list, tuple, collections.abc.Sequence)
 #: What a component's field may be typed, as the converter structures a TOML value into it.
 SUPPORTED = (
@@ -61,7 +63,8 @@ def _literal(tp: Any) -> Any:
 
     def structure(value: Any, _: type) -> Any:
         if not any(type(value) is type(arg) and value == arg for arg in allowed):
-            raise ValueError(f"expected one of {', '.join(map(repr, allowed))}; found {short(value)}")
+            close = did_you_mean(value, [arg for arg in allowed if isinstance(arg, str)]) if type(value) is str else ""
+            raise ValueError(f"expected one of {', '.join(map(repr, allowed))}; found {short(value)}{close}")
         return value
 
     return structure

@@ -920,7 +920,7 @@ def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_pat
 
 def test_a_literal_refusal_names_the_values_it_takes_as_the_other_refusals_do(tmp_path):
     """cattrs said ``slwo not in literal typing.Literal['fast', 'slow']``: no quotes, and typing's repr; ``true`` for
-    ``Literal[1, 2]`` passed, as ``True == 1``."""
+    ``Literal[1, 2]`` passed, as ``True == 1``; a typo got no "did you mean", which attrs' ``in_`` gets."""
 
     @attrs.define
     class Modal(toys.ToySource):
@@ -939,7 +939,7 @@ def test_a_literal_refusal_names_the_values_it_takes_as_the_other_refusals_do(tm
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile), overrides=["sources.s.level=3"])
     assert str(caught.value).splitlines() == [
-        f"{profile}: sources.s.mode: expected one of 'fast', 'slow'; found 'slwo'",
+        f"{profile}: sources.s.mode: expected one of 'fast', 'slow'; found 'slwo'; did you mean 'slow'?",  # as in_
         "--set: sources.s.level: expected one of 1, 2; found 3",
         f"{profile}: sources.s.modes[1]: expected one of 'fast', 'slow'; found 3",
     ]

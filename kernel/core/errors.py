@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-
 import attrs
+
+from heirloom.suggest import did_you_mean as did_you_mean  # re-exported: the kernel imports it from here
 
 
 class HeirloomError(Exception):
     """Base class of every error heirloom raises on purpose."""
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    folded = {choice.casefold(): choice for choice in reversed(list(choices))}  # PREDICT: predict, not labels
-    return "".join(f"; did you mean {folded[c]!r}?" for c in difflib.get_close_matches(name.casefold(), folded, 1))
 
 
 @attrs.frozen
