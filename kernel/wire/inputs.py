@@ -115,9 +115,7 @@ class InputValidator:
 
     def __call__(self, body: Any) -> Any:
         if not isinstance(body, dict):
-            raise RequestError(
-                INVALID_ARGUMENT, f"body must be a map with keys {self.keys()}, got {wire_type(body)}", "body"
-            )
+            raise RequestError(INVALID_ARGUMENT, f"body must be {self.shape()}, got {wire_type(body)}", "body")
         try:
             return self._structure(body, self.cls)
         except (ClassValidationError, IterableValidationError) as exc:
@@ -150,6 +148,15 @@ class InputValidator:
 
     def keys(self) -> list[str]:
         return [f.name for f in attrs.fields(self.cls)]
+
+    def shape(self) -> str:
+        """``a map (keys: text; optional: top)``: the keys a body needs, then those with a default."""
+        fields = [f for f in attrs.fields(self.cls) if f.init]  # as cattrs structures them: by name, init=False not
+        needed = [f.name for f in fields if f.default is attrs.NOTHING]
+        optional = [f.name for f in fields if f.default is not attrs.NOTHING]
+        said = [f"keys: {', '.join(needed)}"] if needed else []
+        said += [f"optional{'' if needed else ' keys'}: {', '.join(optional)}"] if optional else []
+        return f"a map ({'; '.join(said) or 'no keys: {}'})"
 
 
 def _as_sent(message: str, body: Any, path: list[str]) -> str:
