@@ -28,7 +28,6 @@ import importlib
 import itertools
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from heirloom.core.hookspecs import hookimpl
 from heirloom.core.kernel import Kernel
 from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
+from heirloom.profile_toml import to_toml as to_toml  # heirloom.testing.to_toml, for tests that write profiles
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.routing import api_routes
@@ -245,40 +245,6 @@ def _system(
         kernel = Kernel(plugins=[_UnderTest({use: cls}), *_modules(plugins)])
         with kernel.system(str(path)) as system:
             yield system
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    """A profile dict as TOML: top-level scalars, then one ``[table.name]`` per component."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
-    for table, content in data.items():
-        if not isinstance(content, dict):
-            continue
-        nested = {name: body for name, body in content.items() if isinstance(body, dict)}
-        flat = {key: value for key, value in content.items() if key not in nested and value is not None}
-        if flat:
-            lines += [f"[{_key(table)}]", *(f"{_key(k)} = {_value(v)}" for k, v in flat.items())]
-        for name, body in nested.items():
-            lines.append(f"[{_key(table)}.{_key(name)}]")
-            lines += [f"{_key(k)} = {_value(v)}" for k, v in body.items() if v is not None]
-    return "\n".join(lines) + "\n"
-
-
-def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} {value!r} into a profile")
 
 
 def _contract_check(check: Callable[P, R]) -> Callable[P, R]:
