@@ -15,7 +15,7 @@ Contract checks, each a plain function that raises ``AssertionError`` naming the
 rule (the built-in plugins' tests run them too):
 
 - :func:`check_source`: records stream, the same on every call; the fingerprint is stable.
-- :func:`check_model`: no weights means not ready; fit, predict one output per input, evaluate
+- :func:`check_model`: no weights means not ready; fit, predict one output per input (one a reply can carry), evaluate
   returns a Report; the state survives the store, predicts the same and warm-starts a fit.
 - :func:`check_api`: on a real daemon loop and socket, every route documented, bad bodies refused.
 """
@@ -49,6 +49,7 @@ from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.profile_toml import to_toml as to_toml  # heirloom.testing.to_toml, for tests that write profiles
 from heirloom.store.artifacts import ArtifactStore
+from heirloom.wire.call import unpackable_at
 from heirloom.wire.client import Client, RemoteError
 from heirloom.wire.routing import api_routes
 from heirloom.wire.server import Server
@@ -364,6 +365,11 @@ def check_model(
             assert model.ready(), "ready() is False after fit"
             outputs = model.predict(batch)
             assert len(outputs) == len(batch), f"predict gave {len(outputs)} outputs for {len(batch)} inputs"
+            unsent = unpackable_at(outputs).replace("reply", "predict(inputs)", 1)  # the daemon's own check
+            assert unsent == "predict(inputs)", (
+                f"{unsent} is no value a reply can carry (msgpack): an api sending it answers INTERNAL 'reply not "
+                "encodable'; return plain Python values (numpy's float32: .item(); an array: .tolist())"
+            )
             report = model.evaluate(records.records("test"))
             assert isinstance(report, Report), f"evaluate returned a {type(report).__name__}, not heirloom.Report"
             assert isinstance(report.text, str), "Report.text must be a str"

@@ -9,6 +9,7 @@ import re
 import time
 
 import attrs
+import numpy
 import pytest
 
 import heirloom
@@ -122,6 +123,8 @@ class MemoryModel(heirloom.Model):
     data: str = heirloom.ref("source")
     forget: bool = False
     always_ready: bool = False
+    #: predictions holding a numpy float32, which no reply can carry
+    numpy_scores: bool = False
 
     def __attrs_post_init__(self):
         self.label = None
@@ -134,7 +137,7 @@ class MemoryModel(heirloom.Model):
         self.label = max(set(labels), key=labels.count)
 
     def predict(self, batch):
-        return [self.label for _ in batch]
+        return [{"label": self.label, "score": numpy.float32(1)} if self.numpy_scores else self.label for _ in batch]
 
     def evaluate(self, data):
         records = list(data)
@@ -157,7 +160,11 @@ def test_check_model_passes_a_correct_model():
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [({"forget": True}, "predictions differ"), ({"always_ready": True}, "ready\\(\\) is True before fit")],
+    [
+        ({"forget": True}, "predictions differ"),
+        ({"always_ready": True}, "ready\\(\\) is True before fit"),
+        ({"numpy_scores": True}, re.escape("predict(inputs)[0].score is no value a reply can carry (msgpack)")),
+    ],
 )
 def test_check_model_catches(config, message):
     with pytest.raises(AssertionError, match=message):
