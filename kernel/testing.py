@@ -61,6 +61,10 @@ CHECKED = "checked"
 RECORDS_SOURCE = "heirloom-testing-records"
 #: Bodies no attrs input class accepts: not a map, and a map with a key no class has.
 BAD_BODIES: tuple[Any, ...] = (["not", "a", "map"], {"heirloom_check_unknown_key": 1})
+NO_TRAINED_MODEL = (
+    "check_api serves no trained model (its models are built, not fitted or loaded, and it takes no serve_models): "
+    "test a route over a model with heirloom_daemon after heirloom train (docs/PLUGINS.md, 'Testing your plugin')"
+)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -447,6 +451,8 @@ def check_api(
                         client.call(f"{CHECKED}.{name}", body)
                     except RemoteError as error:
                         refusal = f"{error.code} {error.message}"
+                        if error.code == "UNAVAILABLE" and (tables or {}).get("models"):  # built, never fitted
+                            refusal += f"; {NO_TRAINED_MODEL}"
                         raise AssertionError(f"{name} refused the good body {body!r}: {refusal}") from None
     return routes
 

@@ -309,3 +309,25 @@ def test_check_api_calls_each_good_input_and_fails_on_a_refusal(monkeypatch):
     monkeypatch.setenv("HEIRLOOM_PLUGINS", "tests.testing_api")  # or in the environment
     with pytest.raises(AssertionError, match=refused):
         check_api(SloppyApi, tables=faulty, good_inputs={"greet": [{"name": "Ada"}]})
+
+
+@attrs.define
+class DescribedToyApi(toys.ToyApi):
+    def routes(self):
+        return [attrs.evolve(route, description="Predicts.") for route in super().routes()]
+
+
+def test_check_api_says_a_good_input_to_a_route_over_a_model_needs_a_trained_one():
+    """UNAVAILABLE "... (build it with serve_models=True)": check_api has no such argument."""
+    tables = {"sources": {"rows": {"use": "toy-source"}}, "models": {"m": {"use": "toy-model", "data": "rows"}}}
+    with pytest.raises(AssertionError) as caught:
+        check_api(
+            DescribedToyApi,
+            {"model": "m", "versioned": True},
+            tables=tables,
+            good_inputs={"predict": ["hi"]},
+            plugins=[toys],
+        )
+    said = str(caught.value)
+    assert said.startswith("predict refused the good body 'hi': UNAVAILABLE model 'm' serves nothing"), said
+    assert "check_api serves no trained model" in said and "with heirloom_daemon after heirloom train" in said
