@@ -32,13 +32,15 @@ class Kernel:
         return Path(str(entries[0][1])) if entries else None
 
     def _missing_profile(self, name: str) -> str:
-        """More about a profile name nothing provides: the failed plugin that shipped it, else a close
-        name, the plugins that failed and those the environment left out."""
+        """More about a profile name nothing provides: the failed or left-out plugin that shipped it, else a
+        close name, the plugins that failed and those the environment left out."""
         if "/" in name or name.endswith(".toml"):
             return ""
         if shipped_by := [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]:
             failed = "; ".join(f"{i.label}: {i.error}" for i in shipped_by)
             return f"; it comes from a plugin that failed to load: {failed}"
+        if left_out := self.plugins.left_out("profiles", name):
+            return f"; it comes from {left_out}"
         close = did_you_mean(name, [entry["name"] for entry in self.available_profiles()])  # imports every plugin
         failed = "; ".join(f"{info.label}: {info.error}" for info in self.plugins.failures())
         return close + (f"; these plugins failed to load: {failed}" if failed else "") + self.plugins.selection()
