@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
 import re
 import weakref
 
@@ -11,7 +13,8 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import run_heirloom, write
+from tests.daemons import Daemon
+from tests.helpers import REPO, run_heirloom, write
 
 CHAIN = """
 [sources.raw]
@@ -269,3 +272,58 @@ def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops
         assert system.component("m", "model") is serving
     assert toys.EVENTS.count("stop m") == 5  # the daemon's stop: the refused one left, the one served
     assert sorted(toys.STOPPED_MODELS) == sorted([id(serving), id(original)])
+
+
+#: A plugin whose only hook, ``heirloom_system_stopping``, raises: a notification's bug, in a plugin the profile
+#: does not use.
+STOPPING_BOOM = (
+    'import heirloom\n\n@heirloom.hookimpl\ndef heirloom_system_stopping(system):\n    raise RuntimeError("boom")\n'
+)
+
+
+def _with_stopping_boom(tmp_path, plugins: str) -> dict[str, str]:
+    """The environment of a command that loads ``plugins`` and the module ``stopping_boom``."""
+    write(tmp_path / "mods" / "stopping_boom.py", STOPPING_BOOM)
+    path = os.pathsep.join([str(tmp_path / "mods"), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": f"{plugins},stopping_boom", "PYTHONPATH": path}
+
+
+def test_a_stopping_hook_that_raises_is_logged_and_fails_no_command(tmp_path):
+    """train printed nothing and exited 1 with its version stored; eval --json printed nothing; serve exited 1 at
+    SIGTERM: a notification hook's bug read as the command's failure."""
+    env = _with_stopping_boom(tmp_path, "tests.toys")
+    team = write(
+        tmp_path / "team.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    )
+    blamed = "plugin stopping_boom: heirloom_system_stopping failed: RuntimeError: boom"
+    trained = run_heirloom("train", str(team), env=env)
+    assert trained.returncode == 0 and "stored team/m@1" in trained.stdout and blamed in trained.stderr, trained
+    evaluated = run_heirloom("eval", str(team), "--json", env=env)
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["models"]["m"]["version"] == "team/m@1", evaluated
+    assert "ERROR" in evaluated.stderr and blamed in evaluated.stderr
+    daemon = Daemon(tmp_path, env=_with_stopping_boom(tmp_path, "tests.testing_api"))
+    daemon.wait_ready()
+    assert daemon.terminate() == 0, daemon.log()
+    assert blamed in daemon.log()
+
+
+def test_a_component_that_fails_to_stop_fails_train_and_eval_after_they_said_what_they_did(tmp_path):
+    """The report and the ``stored`` line were lost, and the error did not say the version was stored."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys"}
+    text = 'project = "team"\n[sources.rows]\nuse = "toy-source"\n'
+    text += '[models.m]\nuse = "toy-model"\ndata = "rows"\nfail_stop = true\n'
+    team = write(tmp_path / "team.toml", text)
+    trained = run_heirloom("train", str(team), env=env)
+    assert trained.returncode == 1 and "stored team/m@1" in trained.stdout and "accuracy" in trained.stdout, trained
+    last = " ".join(trained.stderr.split()).rpartition("error: ")[2]
+    assert last == "the version team/m@1 was stored; then models.m (toy-model) failed to stop: m refuses to stop"
+    again = run_heirloom("train", str(team), "--json", env=env)
+    assert again.returncode == 1 and json.loads(again.stdout)["models"]["m"]["stored"] is False, again
+    assert "error: nothing new was stored (team/m@1 is identical); then models.m (toy-model) failed" in again.stderr
+    evaluated = run_heirloom("eval", str(team), "--json", env=env)
+    assert evaluated.returncode == 1 and json.loads(evaluated.stdout)["models"]["m"]["accuracy"] == 1.0, evaluated
+    said = " ".join(evaluated.stderr.split())
+    assert "error: team/m@1 was evaluated on the test split; then models.m (toy-model) failed to stop" in said
+    daemon = Daemon(tmp_path, profile=text, env=env)
+    daemon.wait_ready()
+    assert daemon.terminate() == 1 and "models.m (toy-model) failed to stop: m refuses to stop" in daemon.log()

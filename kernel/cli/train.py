@@ -24,6 +24,7 @@ from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import irregular, write_atomic
 from heirloom.store.compare import SPLITS, TEST, VALIDATION
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
+from heirloom.store.outcome import StoppedAfter
 from heirloom.store.reading import SourceBug
 from heirloom.store.refs import RefError
 from heirloom.store.training import Trained, evaluate, model_specs, train
@@ -171,7 +172,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     unwritable = getattr(store, "unwritable", None)  # optional for a store plugin's class (PLUGINS.md)
     if unwritable is not None and (why := unwritable()):  # said now, not at the write after a long fit
         fail(f"error: cannot store a new version in {getattr(store, 'root', store)}: {why}; nothing was trained", 2)
-    spec = None
+    spec = stopped = None
     results: dict[str, dict[str, Any]] = {}
     try:
         specs = model_specs(resolved, models)
@@ -182,13 +183,18 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         for spec in specs:
             with progress_bars() as bars:
                 progress = RichProgress(bars)
-                trained = train(kernel, resolved, spec, store, progress, trained_now)
+                try:
+                    trained = train(kernel, resolved, spec, store, progress, trained_now)
+                except StoppedAfter as exc:  # the version is stored: said, then the error
+                    trained, stopped = exc.result, exc
                 progress.finish()
             trained_now[f"{resolved.project}/{spec.name}"] = trained.artifact
             if as_json:
                 results[spec.name] = {"stored": not trained.reused, **trained.artifact.to_json()}
             else:
                 report_trained(trained)
+            if stopped is not None:
+                break
         if as_json:
             print_json({"models": results})
     except (RefError, PluginError) as exc:  # a model, component or pretrained name that names nothing
@@ -201,6 +207,12 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which model it stopped
         fail_unexpectedly(f"training {spec.key} ({spec.use})" if spec else "training", exc)
+    if stopped is not None:  # a component's stop() raised: it may have lost writes of its own
+        ref = stopped.result.artifact.ref
+        done = (
+            f"nothing new was stored ({ref} is identical)" if stopped.result.reused else f"the version {ref} was stored"
+        )
+        fail(f"error: {done}; then {stopped}")
 
 
 @click.command("eval")
@@ -247,7 +259,7 @@ def eval_command(
     results: dict[str, dict[str, Any]] = {"models": {}}
     reports: dict[str, Report] = {}
     headers: dict[str, str] = {}
-    spec = None
+    spec = stopped = None
     try:
         if html_path is not None:
             from heirloom.reports import check_available
@@ -258,7 +270,10 @@ def eval_command(
             row = spec.key if spec.name in reports else spec.name  # a model and an api may share a name
             if spec.kind == "model":
                 with progress_bars(transient=True) as bars:
-                    version, report, same = evaluate(kernel, resolved, spec, split, RichProgress(bars))
+                    try:
+                        version, report, same = evaluate(kernel, resolved, spec, split, RichProgress(bars))
+                    except StoppedAfter as exc:  # it was scored: printed, then the error
+                        (version, report, same), stopped = exc.result, exc
                 report = _with_saturation_warning(kernel.store(resolved).resolve(str(version)), split, report)
                 results["models"][spec.name] = {"version": version, "same_records_as_trained": same, **report.metrics}
                 headers[row] = str(version)
@@ -267,6 +282,8 @@ def eval_command(
                 results.setdefault("apis", {})[spec.name] = report.metrics
                 headers[row] = spec.key
             reports[row] = report
+            if stopped is not None:
+                break
         if html_path is not None:
             sections = [(headers[row], report) for row, report in reports.items()]
             write_html_report(html_path, resolved.name, split, sections)
@@ -286,12 +303,14 @@ def eval_command(
                 if line.startswith("warning:"):
                     err_console.print(line, markup=False, highlight=False)
         print_json(results | ({"summary": table} if table else {}))
-        return
-    if table:
-        console.print(summary_table(table), markup=False, highlight=False)
-    for name, report in reports.items():
-        console.print(f"[bold]{headers[name]}[/] on the {split} split")
-        console.print(report.text, markup=False, highlight=False)
+    else:
+        if table:
+            console.print(summary_table(table), markup=False, highlight=False)
+        for name, report in reports.items():
+            console.print(f"[bold]{headers[name]}[/] on the {split} split")
+            console.print(report.text, markup=False, highlight=False)
+    if stopped is not None:  # a component's stop() raised: it may have lost writes of its own
+        fail(f"error: {version} was evaluated on the {split} split; then {stopped}")
 
 
 def _with_saturation_warning(artifact: Artifact, split: str, report: Report) -> Report:

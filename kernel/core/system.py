@@ -37,8 +37,7 @@ def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> N
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        said = f"{what} did not finish within {timeout:g}s (raise [system] or the component's start_timeout)"
-        raise LifecycleError(said)
+        raise LifecycleError(f"{what} did not finish within {timeout:g}s (raise [system] or its start_timeout)")
     if failure:
         raise failure[0]
 
@@ -196,10 +195,11 @@ class System:
         if self.state not in ("running", "starting"):
             return
         self.state = "stopping"
-        errors: list[BaseException] = list(self.plugins.notify("heirloom_system_stopping", system=self))
+        for error in self.plugins.notify("heirloom_system_stopping", system=self):  # a notification: it fails nothing
+            log.error("%s", error)
         if self.serving is not None:
             self.serving.stop()
-        errors += self._stop_started()
+        errors = self._stop_started()
         self.state = "stopped"
         if errors:
             raise LifecycleError(f"system {self.profile.name!r} stopped with {len(errors)} error(s)", errors)

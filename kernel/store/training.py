@@ -35,6 +35,7 @@ from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, TEST, VALIDATION, evaluation_key
 from heirloom.store.content import state_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
+from heirloom.store.outcome import Outcome
 from heirloom.store.reading import Evaluation, blaming_the_source, reading, score
 from heirloom.store.refs import RefError
 
@@ -92,8 +93,7 @@ def named_specs(
 ) -> list[ComponentSpec]:
     """``found`` (all, or the named ones, in their order); a name not in it is a RefError
     listing them (the command line exits 2)."""
-    unknown = sorted(set(names) - {spec.name for spec in found})
-    if unknown:
+    if unknown := sorted(set(names) - {spec.name for spec in found}):
         known = [spec.name for spec in found]
         raise RefError(
             f"profile {profile.name!r} has no {what} {', '.join(map(repr, unknown))}"
@@ -112,8 +112,7 @@ def inheritance_order(project: str, specs: list[ComponentSpec]) -> list[Componen
     def place(spec: ComponentSpec, chain: tuple[str, ...]) -> None:
         if spec.name in placed or spec.name in chain:
             return
-        ref = spec.keys.inherit or ""
-        owner, _, rest = ref.partition("/")
+        owner, _, rest = (spec.keys.inherit or "").partition("/")
         parent = by_name.get(rest.partition("@")[0]) if owner == project else None
         if parent is not None:
             place(parent, (*chain, spec.name))
@@ -283,7 +282,7 @@ def train(
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
     elif spec.keys.inherit == SERVED:
         progress.log(f"{spec.key}: nothing stored as {served} yet, so no warm start: fitting from scratch")
-    with kernel.system(profile, only={("model", spec.name)}) as system:
+    with Outcome() as kept, kernel.system(profile, only={("model", spec.name)}) as system:
         model = system.component(spec.name, "model")
         source_name = data_source(spec, model)
         source: Source = system.component(source_name, "source")
@@ -328,7 +327,7 @@ def train(
         if VALIDATION in by_split:
             metrics[VALIDATION] = by_split[VALIDATION].report.metrics
         if unchanged:
-            return Trained(parent, by_split[TEST].report, tuple(evaluations), reused=True)
+            return kept(Trained(parent, by_split[TEST].report, tuple(evaluations), reused=True))
         fingerprints = {source_name: fingerprint}
         fingerprints.update({evaluation_key(source_name, e.split): e.fingerprint for e in evaluations})
         state = model.state()
@@ -342,7 +341,7 @@ def train(
         same = _identical(store, profile.project, spec.name, digest, record, source_name)
         if same is not None:
             same_data = same.data_fingerprints.get(source_name) == fingerprint
-            return Trained(same, by_split[TEST].report, tuple(evaluations), reused=True, same_data=same_data)
+            return kept(Trained(same, by_split[TEST].report, tuple(evaluations), reused=True, same_data=same_data))
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
         artifact = store.put(
             profile.project,
@@ -357,6 +356,7 @@ def train(
             quota_mb=quota,
             state_format=spec.cls.state_format,
         )
+        trained = kept(Trained(artifact, by_split[TEST].report, tuple(evaluations)))
         try:  # the version is stored: a manager's retention bug must not fail train now
             keep = resources.retention()
         except Exception as exc:  # noqa: BLE001 - said below, like a wrong answer
@@ -371,7 +371,7 @@ def train(
         if plan.versions:
             removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)
             progress.log(f"retention (keep_versions = {keep}): removed {removed}, {plan.bytes} bytes")
-    return Trained(artifact, by_split[TEST].report, tuple(evaluations))
+    return trained
 
 
 def _say_if_the_data_changed(
@@ -457,7 +457,7 @@ def evaluate(
         why = nothing_served(store, profile.project, spec)  # a `serve` naming no version of a trained model: exit 2
         trained = getattr(spec.keys, "serve", None) is not None and bool(store.list(profile.project, spec.name))
         raise (RefError if trained else HeirloomError)(why) from None
-    with kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
+    with Outcome() as kept, kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
         model, version = handle.current
         if version is None:
@@ -486,7 +486,7 @@ def evaluate(
                 stored[:12],
                 _trained_on(evaluation.report),
             )
-        return version, evaluation.report, same
+        return kept((version, evaluation.report, same))
 
 
 def _trained_on(report: Report) -> str:
