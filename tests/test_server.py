@@ -1012,3 +1012,23 @@ def test_clients_refuse_a_timeout_or_retry_count_that_means_nothing(tmp_path):
             heirloom.Client(address, routing_id=bad)
     with heirloom.Client(address) as client, pytest.raises(ValueError, match="got -1"):
         client.call("_health", timeout=-1)
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "1")], ids=["one-process", "broker"])
+def test_a_route_slower_than_the_timeout_is_said_to_be_slow_not_the_daemon_unreachable(tmp_path, workers):
+    """``heirloom call ... --timeout 2`` on a 4 s handler said `no reply ... (is the daemon running and
+    reachable? ...)` while `_ready` answered in ms, and the daemon logged nothing."""
+    daemon = Daemon(tmp_path, *workers)
+    daemon.wait_ready()
+    called = run_heirloom("call", "--connect", daemon.address, "t.slow", '{"ms": 2500}', "--timeout", "1")
+    said = " ".join(called.stderr.split())
+    slow = "DEADLINE_EXCEEDED: t.slow did not reply within 1 s, but the daemon at"
+    broker = "DEADLINE_EXCEEDED: the deadline passed before worker pid"  # a broker's answer at the deadline may win
+    assert called.returncode == 1, said
+    assert (slow in said and "raise --timeout" in said) or (workers and broker in said), said
+    if not workers:  # heirloom.Client names the route too (a broker may answer first: see above)
+        with daemon.client() as client, pytest.raises(DeadlineExceeded, match=r"t\.slow may take longer than that"):
+            client.call("t.slow", {"ms": 1500}, timeout=0.5)
+    daemon.wait_logged("t.slow: answered 2.5")  # by the daemon (its worker): which route, and how late
+    assert "past its deadline of 1.00 s" in daemon.log()
+    assert daemon.terminate() == 0

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
 from heirloom.core.limits import nests_deeper
 from heirloom.wire.auth import CurveClient
-from heirloom.wire.client import DEFAULT_ADDRESS, Client, RemoteError
+from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError
 from heirloom.wire.protocol import MAX_NESTING, Buffer, packb, quoted
 
 
@@ -48,7 +49,8 @@ def _jsonable(value: Any) -> Any:
     default=10.0,
     show_default=True,
     type=SECONDS,
-    help="Seconds before giving up (sent to the daemon as the deadline).",
+    help="Seconds before giving up (sent to the daemon as the deadline); with no reply by then, _health is "
+    "asked to tell a route slower than that from a daemon that does not answer.",
 )
 @click.option(
     "--idempotency-key",
@@ -96,6 +98,8 @@ def call_command(
     with client:
         try:
             reply = client.request(route, payload, idempotency_key=idempotency_key)
+        except NoReply as exc:  # our own wait ran out: a slow route, or a daemon stuck or gone?
+            fail(f"{exc.code}: {_slow_route(client, route, timeout) or exc.message}")
         except RemoteError as exc:
             named = exc.field and not exc.message.startswith(exc.field)  # most messages lead with their field
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if named else ""))
@@ -106,6 +110,18 @@ def call_command(
             fail(f"error: the reply nests too deep to print as JSON (route {route})")
         if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:
             fail(f"not ready: {_not_ready(reply.body, client)}", EXIT_DECLINED)
+
+
+def _slow_route(client: Client, route: str, timeout: float) -> str | None:
+    """When ROUTE gave no reply within ``timeout``: that the daemon answers ``_health`` (asked for at most
+    a second), so the route is what is slow, or None when the daemon is silent too."""
+    began = time.perf_counter()
+    try:
+        client.request("_health", timeout=min(timeout, 1.0))
+    except RemoteError:
+        return None
+    answered = f"the daemon at {client.address} answers (_health in {(time.perf_counter() - began) * 1000:.0f} ms)"
+    return f"{route} did not reply within {timeout:g} s, but {answered}: the route is slower than that; raise --timeout"
 
 
 def _payload(body: str) -> Any:

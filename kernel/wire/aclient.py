@@ -26,12 +26,13 @@ from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import (
     DEFAULT_ADDRESS,
-    DeadlineExceeded,
+    NoReply,
     RemoteError,
     Reply,
     Unauthenticated,
     Unavailable,
     frames_of,
+    no_reply,
     parse_reply,
     redial,
     refused_key_message,
@@ -99,7 +100,7 @@ class AsyncClient:
         frames = frames_of(route, body, request_id, budget, idempotency_key)
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
-        timer = loop.call_later(budget, self._expire, request_id, budget)
+        timer = loop.call_later(budget, self._expire, request_id, route, budget)
         try:
             self._submit(request_id, frames)
             return await future
@@ -167,15 +168,10 @@ class AsyncClient:
         else:
             future.set_result(outcome)
 
-    def _expire(self, request_id: int, budget: float) -> None:
+    def _expire(self, request_id: int, route: str, budget: float) -> None:
         future = self._pending.pop(request_id, None)
         if future is not None and not future.done():
-            future.set_exception(
-                DeadlineExceeded(
-                    f"no reply from {self.address} within the deadline of {budget * 1000:g} ms "
-                    f"(a budget that short, or: {self._silence})"
-                )
-            )
+            future.set_exception(NoReply(no_reply(self.address, route, budget, self._silence)))
 
     def _on_monitor(self) -> None:
         assert self._monitor is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("heirloom.server")
 FAILURE_LOGS = 1024  # distinct failures whose tracebacks are throttled; forgotten all at once past it
 _failures: dict[tuple[str, str, str], Every] = {}
+_late: dict[str, Every] = {}  # by route: a request computed past its deadline
 
 
 class Call:
@@ -206,8 +208,19 @@ def invalid_part(part: str, exc: BaseException) -> RequestError:
     return RequestError(INVALID_ARGUMENT, f"invalid {part}: {type(exc).__name__}: {exc}", part)
 
 
+def _say_if_late(call: Call) -> None:
+    """Log a request its handler finished past its deadline (a route at most once a minute): the
+    client has likely stopped waiting, and only the daemon knows the route, not the network, was slow."""
+    now, route = time.perf_counter(), call.endpoint.name
+    if call.deadline is not None and now > call.deadline:
+        late = "%s: answered %.2f s after its request arrived, past its deadline of %.2f s (its client may have gone)"
+        every = _late.setdefault(route, Every(60.0))
+        every.log(log, logging.WARNING, late, route, now - call.received, call.deadline - call.received)
+
+
 def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:
     """Answer ``call`` with a handler result (a value, a Versioned or a RequestError)."""
+    _say_if_late(call)
     if isinstance(result, RequestError):
         complete(call, result.code, result.led_by_field().body(), None, compute)
     elif isinstance(result, Versioned):
@@ -218,6 +231,7 @@ def settle(call: Call, result: Any, complete: Complete, compute: float) -> None:
 
 def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None:
     """Answer ``call`` with the error ``exc`` raised while handling it."""
+    _say_if_late(call)
     if isinstance(exc, RequestError):
         complete(call, exc.code, exc.led_by_field().body(), None, 0.0)
         return

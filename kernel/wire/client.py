@@ -76,6 +76,11 @@ PermissionDenied = ERRORS["PERMISSION_DENIED"]
 Internal = ERRORS["INTERNAL"]
 
 
+class NoReply(DeadlineExceeded):
+    """The client's own wait ran out with no reply: raised here, not answered by the daemon, so it cannot
+    tell a slow route from a daemon that is stuck or gone (``heirloom call`` asks ``_health`` which)."""
+
+
 def error_from_reply(status: str, body: Any) -> RemoteError:
     body = body if isinstance(body, dict) else {}
     cls = ERRORS.get(status, Internal)
@@ -161,6 +166,15 @@ def refused_key_message(address: str) -> str:
 class _Pending:
     future: Future
     deadline: float
+    route: str
+    budget: float
+
+
+def no_reply(address: str, route: str, budget: float, silence: str) -> str:
+    """Why a request sent on a connection that was up got no reply in time: most often a route slower than
+    the budget (the daemon computes a started request to the end, and logs it late); else a daemon stuck or gone."""
+    slow = f"{route} may take longer than that (raise the timeout; the daemon logs a request it computed late)"
+    return f"no reply from {address} within the deadline of {budget:g} s: {slow}, or: {silence}"
 
 
 def silence_hint(curve: CurveClient | None) -> str:
@@ -238,7 +252,7 @@ class Client:
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
-        pending = _Pending(Future(), time.monotonic() + budget)
+        pending = _Pending(Future(), time.monotonic() + budget, route, budget)
         self._outbox.put((request_id, frames, pending))
         with self._wake_lock:
             self._wake_push.send(b"")
@@ -370,7 +384,7 @@ class Client:
         for _, _, entry in self._backlog:
             if entry.deadline <= now and not entry.future.done():
                 entry.future.set_exception(
-                    DeadlineExceeded(f"could not reach {self.address} within the deadline ({self._silence})")
+                    NoReply(f"could not reach {self.address} within the deadline ({self._silence})")
                 )
         # a heap of (deadline, id): only the expired are looked at, not every call in flight
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -378,9 +392,7 @@ class Client:
             entry = pending.pop(request_id, None)
             if entry is None:
                 continue  # answered already
-            entry.future.set_exception(
-                DeadlineExceeded(f"no reply from {self.address} within the deadline ({self._silence})")
-            )
+            entry.future.set_exception(NoReply(no_reply(self.address, entry.route, entry.budget, self._silence)))
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
