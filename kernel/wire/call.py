@@ -88,23 +88,30 @@ Complete = Callable[[Call, str, Any, "str | None", float], None]
 Encoded = tuple[str, "str | None", bytes, "list[dict[str, Any]] | None", list[Any], int]
 
 
-def encode(status: str, body: Any, version: str | None, route: str, largest: int) -> Encoded:
+def encode(status: str, body: Any, version: str | None, endpoint: Endpoint, largest: int) -> Encoded:
     """Pack a reply body once (raw buffers as their own frames); INTERNAL, logged with the
-    route and where in the reply, if it cannot be (a plugin's bug the client cannot mend), if
+    route, its plugin and where in the reply, if it cannot be (a plugin's bug the client cannot mend), if
     ``version`` (a ``Versioned``'s) is no text (the header that carries it is packed later), or
     if a frame is over ``largest`` bytes (``max_message_bytes``): a broker disconnected the worker
     sending it, and the request held its in-flight place for good."""
+    route = named(endpoint)
     if version is not None and not (isinstance(version, str) and version.isprintable() and len(version) <= 1000):
         return _internal(route, f"the reply's model version must be printable text, got {shortened(repr(version))}")
     try:
         packed, specs, buffers = packb(body), None, []
-        unpackb(packed)  # a tuple key packs, as an array, that no client decodes: counted OK, the client got INTERNAL
     except BaseException:  # noqa: BLE001 - TypeError, ValueError (a lone surrogate): or a buffer, tried next
         try:
             plain, specs, buffers = detach_buffers(body)
-            unpackb(packed := packb(plain))
+            packed = packb(plain)
         except BaseException as exc:  # noqa: BLE001 - a plugin's object may raise anything as it is packed
             return _internal(route, f"reply not encodable at {_located(body)}: {type(exc).__name__}: {exc}")
+    try:  # a tuple key packs, as an array, that no client decodes: counted OK, the client got INTERNAL
+        unpackb(packed)
+    except BaseException as exc:  # noqa: BLE001 - the unpacker's words (unhashable 'list') name no part of the reply
+        at = _located(body)
+        return _internal(
+            route, f"reply not encodable at {at}" + (f": {type(exc).__name__}: {exc}" if at == "reply" else "")
+        )
     frame = max([len(packed), *map(len, buffers)])
     header = len(packb(specs)) + HEADER_FIELDS if specs else 0  # a spec per buffer: 60,000 made a 1.3 MB header
     if frame > largest or header > largest:
@@ -127,9 +134,14 @@ def _located(body: Any) -> str:
         return "reply"
 
 
+def named(endpoint: Endpoint) -> str:
+    """The route and, of a plugin's api, its type and plugin (and distribution): whose bug a log line is about."""
+    return f"{endpoint.name} ({endpoint.owner})" if endpoint.owner else endpoint.name
+
+
 def _internal(route: str, message: str) -> Encoded:
     """The INTERNAL reply to a result the route's plugin made unsendable, logged with the route
-    (the log whole, the client without server paths: the exception may quote a file)."""
+    and its plugin (the log whole, the client without server paths: the exception may quote a file)."""
     log.error("%s: %s", route, shortened(message))
     packed = packb({"code": INTERNAL, "message": shortened(without_paths(message)), "retryable": False})
     return INTERNAL, None, packed, None, [], len(packed)
@@ -154,7 +166,9 @@ def unpackable_at(value: Any) -> str:
         if isinstance(part, dict):
             items = list(itertools.islice(part.items(), budget))
             for key, _ in items:
-                if not _packs(key) or isinstance(key, tuple):  # an array: a key no client can decode
+                if isinstance(key, tuple):  # packed as an array: a key no client can decode
+                    return f"{_spelt(path)}: a key is a tuple, which msgpack packs as an array, a key no client decodes"
+                if not _packs(key):
                     return f"{_spelt(path)} (a key {type(key).__name__})"
             children = [((path, key), item, depth + 1) for key, item in items]
         elif isinstance(part, list | tuple):
@@ -211,7 +225,7 @@ def invalid_part(part: str, exc: BaseException) -> RequestError:
 def _say_if_late(call: Call) -> None:
     """Log a request its handler finished past its deadline (a route at most once a minute): the
     client has likely stopped waiting, and only the daemon knows the route, not the network, was slow."""
-    now, route = time.perf_counter(), call.endpoint.name
+    now, route = time.perf_counter(), named(call.endpoint)
     if call.deadline is not None and now > call.deadline:
         late = "%s: answered %.2f s after its request arrived, past its deadline of %.2f s (its client may have gone)"
         every = _late.setdefault(route, Every(60.0))

@@ -465,7 +465,7 @@ class Server:
         if call.done:
             return
         call.done = True
-        reply = encode(status, body, version, call.endpoint.name, self.settings.max_message_bytes)
+        reply = encode(status, body, version, call.endpoint, self.settings.max_message_bytes)
         self._send(call, reply, compute)
         self.admission.release(call)
         if call.idem is not None:
