@@ -165,8 +165,10 @@ def probed(
     predictions, problem = _probed(model, asked, lambda: answer_within(lambda: model.predict(list(batch)), asked))
     if problem is not None:
         return None, problem
-    if not isinstance(predictions, Sequence) or len(predictions) != len(batch):
+    if not isinstance(predictions, Sequence) or isinstance(predictions, str | bytes):
         return None, f"{asked} returned {_shown(predictions)}, not a list of one prediction per input"
+    if len(predictions) != len(batch):  # as train says it
+        return None, f"{asked} returned {len(predictions)} predictions for {len(batch)} inputs, not one per input"
     return predictions, None
 
 

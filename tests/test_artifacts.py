@@ -1052,8 +1052,12 @@ from tests.toys import ToyModel
 @attrs.define
 class ShortModel(ToyModel):
     short: bool = False  # predict drops its first input; evaluate zips, as many do, so it never noticed
+    #: ``dict``: its predictions keyed by index (evaluate zipped the keys); ``none``: None (a TypeError in evaluate)
+    odd: str = ""
 
     def predict(self, batch):
+        if self.odd:
+            return dict(enumerate(batch)) if self.odd == "dict" else None
         return list(batch)[1:] if self.short else list(batch)
 
     def evaluate(self, data):
@@ -1089,6 +1093,13 @@ def test_a_model_predicting_fewer_outputs_than_inputs_is_refused_by_train_and_ev
     evaluated = run_heirloom("eval", str(profile), *short, "--json", env=env)
     assert evaluated.returncode == 1 and "accuracy" not in evaluated.stdout, evaluated.stdout
     assert "predict() of models.m (short-model) returned 2 predictions for 3 inputs while evaluate()" in said(evaluated)
+    for odd, got in (("dict", "dict {0: {'i': 0}, 1: {'i': 1}, 2: {'i': 2}}"), ("none", "None")):
+        refused = run_heirloom("train", str(profile), "--set", f"models.m.odd={odd}", env=env)
+        wanted = f"error: models.m (short-model) on source 'rows': predict() of ShortModel returned {got}, not a list"
+        assert refused.returncode == 1 and wanted in said(refused), said(refused)
+        evaluated = run_heirloom("eval", str(profile), "--set", f"models.m.odd={odd}", env=env)
+        assert f"error: predict() of models.m (short-model) returned {got}, not a list of one" in said(evaluated)
+    assert [version.version for version in store.list("team", "m")] == [1], "nothing stored"
 
 
 def test_train_warns_once_per_plugin_module_whose_version_the_lineage_cannot_record(store, tmp_path):

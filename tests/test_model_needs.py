@@ -197,7 +197,10 @@ def test_a_predict_that_never_answers_is_a_problem_not_a_start_that_never_ends(m
 @pytest.mark.parametrize(
     ("mode", "said"),
     [
-        ("one", "its predict(['Where is my order?', 'How do I reset my password?']) returned list [{"),
+        (
+            "one",
+            "its predict(['Where is my order?', 'How do I reset my password?']) returned 1 predictions for 2 inputs",
+        ),
         ("chances", "its prediction's probabilities must map its labels to numbers from 0 to 1, got 'a': float nan"),
     ],
 )

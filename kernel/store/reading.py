@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Mapping, Set, Sized
 from datetime import date, datetime
 from reprlib import repr as short
 from typing import Any
@@ -153,12 +153,19 @@ def score(
 @contextlib.contextmanager
 def one_prediction_each(model: Any, who: str, split: str) -> Iterator[None]:
     """``model.predict`` checked while its ``evaluate`` runs: a list of another length than its batch, zipped with the
-    records (zip stops at the shorter), gave metrics of part of the split, or of misaligned pairs, as if whole."""
+    records (zip stops at the shorter), gave metrics of part of the split, or of misaligned pairs, as if whole; a map
+    keyed by index zipped its keys, and None failed inside evaluate. A sequence, as a daemon's batched handler needs."""
     own = vars(model)  # the instance's: a frozen or slotted attrs class's too (the kind bases have no __slots__)
     before, predict = own.get("predict", _NONE), model.predict
 
     def checked(batch: Any, *args: Any, **kwargs: Any) -> Any:
         predictions = predict(batch, *args, **kwargs)
+        if isinstance(predictions, Mapping | Set | str | bytes | bytearray) or not isinstance(predictions, Sized):
+            got = "None" if predictions is None else f"{type(predictions).__name__} {short(predictions)}"
+            raise HeirloomError(
+                f"predict() of {who} returned {got}, not a list of one prediction per input, while evaluate() scored "
+                f"the {split} split (a daemon refuses it from a batched route too), so no metrics were computed"
+            )
         if isinstance(batch, Sized) and isinstance(predictions, Sized) and len(predictions) != len(batch):
             raise HeirloomError(
                 f"predict() of {who} returned {len(predictions)} predictions for {len(batch)} inputs while evaluate() "
