@@ -918,7 +918,7 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     assert served.returncode == 1 and refusal in said(served), served.stderr
     child = write(tmp_path / "child.toml", f'project = "kid"\n{TOY_TABLES}inherit = "team/m@1"\n')
     warm = run_heirloom("train", str(child), env=env)
-    assert warm.returncode == 1 and refusal in said(warm), warm.stderr
+    assert warm.returncode == 1 and f"child.toml: models.m.inherit: {refusal}" in said(warm), warm.stderr
     assert store.load("team/m@1").metadata == {"epochs": 1}, "the format is heirloom's key, never the model's"
     assert store.metadata("team/m@1")["heirloom_state_format"] == 2
 
@@ -1179,7 +1179,7 @@ def test_stats_says_why_a_version_could_not_load_without_the_servers_paths(store
             while "@3" not in (error := client.call("_stats")["models"]["m"]["error"]) and time.monotonic() < deadline:
                 time.sleep(0.1)
         assert error == "could not load team/m@3: KeyError: 'epochs'; still serving team/m@1", error
-        assert f"{error}\n" in daemon.log()  # the daemon's log line names the version it still serves too
+        assert f"models.m (toy-model): {error}\n" in daemon.log()  # whose load, and the version it still serves
         # the toy's route has no description: served, and said (check_api refuses it; serve was silent)
         assert "route t.predict has no description" in daemon.log()
     finally:

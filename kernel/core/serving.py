@@ -134,7 +134,7 @@ class ModelServing:
                 why = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # as at the start
                 self.errors[name] = f"could not load {artifact.ref}: {why}; still serving {handle.version or 'nothing'}"
                 self._failed[name] = artifact.digest
-                log.error("%s", self.errors[name])
+                log.error("%s (%s): %s", spec.key, spec.use, self.errors[name])  # whose load it was, as at the start
                 self._retired += [(name, model)] if model is not None else []  # stopped at the next refresh: 5 refused
                 continue  # swaps of a 100 MB model kept 5 copies until the daemon stopped
             log.info("now serving %s (was %s)", artifact.ref, handle.version or "nothing")

@@ -270,14 +270,14 @@ def train(
     naming one so (its latest) means that one, not a later version of other data."""
     served = served_ref(profile.project, spec)
     key = f"{spec.key}.inherit"
-    try:
+    try:  # what it names, and its state: one of a format this model type cannot read is refused on the key too
         parent = trained_now.get(spec.keys.inherit or "") or parent_of(kernel, store, spec.keys.inherit, served)
+        reads = spec.cls.state_format if parent is not None and parent.model_type == spec.use else None
+        parent_state = store.load(parent, reads=reads) if parent is not None else None
     except HeirloomError as exc:  # a RefError or PluginError stays one (exit 2: a ref that names nothing)
         raise (type(exc) if isinstance(exc, RefError | PluginError) else HeirloomError)(
             f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {exc}"
         ) from None
-    reads = spec.cls.state_format if parent is not None and parent.model_type == spec.use else None
-    parent_state = store.load(parent, reads=reads) if parent is not None else None
     if parent is not None:
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
     elif spec.keys.inherit == SERVED:
