@@ -17,6 +17,7 @@ import yaml
 import zmq
 
 from heirloom.core.paths import home as heirloom_home
+from heirloom.core.quota import MIB
 from heirloom.wire.client import RemoteError
 from tests.daemons import Daemon
 from tests.helpers import REPO, free_port, run_heirloom, write
@@ -30,6 +31,8 @@ project = "metered"
 
 [resources]
 max_in_flight = 10000
+artifact_quota_mb = 7
+memory_budget_mb = 8192
 
 [server]
 grace = 10
@@ -334,6 +337,49 @@ def test_with_workers_the_numbers_cover_every_worker(tmp_path, served):
         for source, exprs in shipped_queries().items():  # a broker with workers exports every family
             for name in sorted({n for expr in exprs for n in re.findall(r"\bheirloom_\w+", expr)}):
                 assert name in after, f"{source} queries {name}, which no heirloom daemon exports"
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "two workers"])
+def test_storage_and_memory_are_exported_against_their_limits(tmp_path, served, workers):
+    """A train refused past the artifact quota, workers near their memory budget: only ``_stats``
+    said so, and with workers process_resident_memory_bytes is the broker's alone."""
+    noted = run_heirloom("train", str(served), "--set", f"models.m.note={'n' * 60_000}", env=PLUGINS)
+    assert noted.returncode == 0, noted.stderr  # a version of 60 kB: the toy's others hold a few bytes
+    port = free_port()
+    daemon = Daemon(tmp_path, "--metrics-port", str(port), *workers, profile=served.read_text(), env=PLUGINS)
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            stats, own = client.call("_stats"), client.call("_health")["pid"]
+        pids = {str(worker["pid"]) for worker in stats.get("workers", [])} or {str(own)}
+        samples = scrape(port)
+        artifacts = stats["storage"]["artifacts"]["used_mb"]
+        assert (
+            0
+            < value(samples, "heirloom_storage_used_bytes", store="artifacts")
+            == pytest.approx(artifacts * MIB, abs=1024)
+        )
+        assert value(samples, "heirloom_storage_quota_bytes", store="artifacts") == 7 * MIB
+        assert (("store", "logs"),) in samples["heirloom_storage_used_bytes"]
+        assert (("store", "logs"),) not in samples.get("heirloom_storage_quota_bytes", {})  # no log quota: no series
+        assert {dict(labels)["worker"] for labels in samples["heirloom_resident_bytes"]} == pids
+        for pid in pids:
+            assert value(samples, "heirloom_resident_bytes", worker=pid) > 10 * MIB
+            assert value(samples, "heirloom_memory_budget_bytes", worker=pid) == 8192 * MIB
+        assert value(samples, "heirloom_dropped_replies_total") == 0
+        assert value(samples, "heirloom_undeliverable_replies_total") == 0
+        if workers:  # a replaced worker's series ends: only connected workers are exported
+            victim = min(pids)
+            os.kill(int(victim), signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while victim in (now := {dict(ls)["worker"] for ls in scrape(port)["heirloom_resident_bytes"]}):
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            daemon.wait_ready()
+            now = {dict(labels)["worker"] for labels in scrape(port)["heirloom_resident_bytes"]}
+            assert len(now) == 2 and victim not in now, now
     finally:
         assert daemon.terminate() == 0, daemon.log()
 

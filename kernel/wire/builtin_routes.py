@@ -21,7 +21,7 @@ from heirloom.core.quota import MIB, quota_mb
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.wire import manager_calls
 from heirloom.wire.local_workers import local_token
-from heirloom.wire.metrics import daemon_snapshot
+from heirloom.wire.metrics import daemon_snapshot, usage_snapshot
 from heirloom.wire.protocol import HEADER_LIMIT, INVALID_ARGUMENT, NIL, RequestError, without_paths
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
 
@@ -98,7 +98,7 @@ class KernelApi(Api):
             "draining": daemon.draining,
             "idempotency": daemon.idempotency.usage(),
             "routes": {name: e.stats.snapshot(e.pending) for name, e in daemon.router.endpoints.items()},
-            "resources": manager_calls.usage(system.resources) if system.state == "running" else {},
+            "resources": resource_usage(system),
             "models": models_status(system),
             "storage": storage_usage(system),
             "network": daemon.buckets.usage() if daemon.buckets is not None else {},
@@ -142,12 +142,26 @@ def worker_status(daemon: Server) -> dict[str, Any]:
         "draining": daemon.draining,
         "heartbeat": daemon.settings.heartbeat,
         "routes": [e.describe() for e in daemon.router.endpoints.values() if not e.builtin],
-        "resources": manager_calls.usage(system.resources) if system.state == "running" else {},
+        "resources": resource_usage(system),
         "models": models_status(system),
         "storage": storage_usage(system),
         "metrics": daemon_snapshot(daemon),
         **local_token(),
     }
+
+
+def exported_snapshot(daemon: Server) -> dict[str, Any]:
+    """What one process's ``/metrics`` reads: the snapshot a worker heartbeats, with its storage,
+    memory and undelivered replies (as ``_stats`` gives them)."""
+    usage = usage_snapshot(
+        storage_usage(daemon.system), {str(os.getpid()): resource_usage(daemon.system)}, daemon.outbox
+    )
+    return {**daemon_snapshot(daemon), **usage}
+
+
+def resource_usage(system: System) -> dict[str, Any]:
+    """The resource manager's ``usage()`` (``_stats`` ``resources``); {} while the system is not running."""
+    return manager_calls.usage(system.resources) if system.state == "running" else {}
 
 
 def models_status(system: System) -> dict[str, dict[str, Any]]:

@@ -23,7 +23,8 @@ from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
-from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot, daemon_snapshot
+from heirloom.wire.builtin_routes import exported_snapshot
+from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
 from heirloom.wire.transport import Unworkable
 
@@ -72,7 +73,7 @@ def run_server(
     socket's CurveServer, or (``connect``) the worker's keys for its broker."""
     limits = None if connect is not None else manager_calls.client_limits(configured_resources(system.profile))
     server = Server(system, settings, bind=bind, connect=connect, curve=curve, limits=limits)
-    exporter = Exporter(metrics, lambda: daemon_snapshot(server)) if metrics is not None else None
+    exporter = Exporter(metrics, lambda: exported_snapshot(server)) if metrics is not None else None
     if connect is not None:
         log.info("worker connecting to %s", connect)
     else:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.errors import HeirloomError
+from heirloom.core.quota import MIB
 from heirloom.wire.protocol import CODES
 from heirloom.wire.stats import RouteStats
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from heirloom.core.system import System
     from heirloom.wire.broker import Broker
     from heirloom.wire.server import Server
+    from heirloom.wire.transport import Outbox
 
 Snapshot = dict[str, Any]
 HISTOGRAMS = {
@@ -107,9 +109,21 @@ class WorkerTotals:
         return merge(live + self.retired, live=False), merge(live, live=True)
 
 
+def usage_snapshot(storage: Any, resources: dict[str, Any], outbox: Outbox) -> Snapshot:
+    """What ``_stats`` alone said: ``storage`` (its ``storage`` map), each process's memory
+    (``resources``: its pid -> its ``_stats`` ``resources`` map) and the replies ``outbox``
+    dropped or could not deliver."""
+    return {
+        "storage": storage,
+        "memory": resources,
+        "replies": {"dropped": outbox.dropped, "undeliverable": outbox.undeliverable},
+    }
+
+
 def broker_snapshot(broker: Broker) -> Snapshot:
     """The broker's own request counts and latencies (every reply passes through it), with
-    the batch sizes, queue times, queue depths and models its workers report."""
+    the batch sizes, queue times, queue depths and models its workers report; the storage the
+    first ready worker reports (as ``_stats``), and each connected worker's memory."""
     workers, current = broker.worker_totals.merged()
     seen = dict(broker.stats)
     routes: dict[str, dict[str, Any]] = {}
@@ -120,6 +134,8 @@ def broker_snapshot(broker: Broker) -> Snapshot:
                 workers["routes"].get(name, {}).get(measured_by_workers, routes[name][measured_by_workers])
             )
         routes[name]["queue_depth"] = current["routes"].get(name, {}).get("queue_depth", 0)
+    connected = list(broker.workers.values())
+    ready = [worker for worker in connected if worker.ready]
     return {
         "routes": routes,
         "in_flight": len(broker.forwarded),
@@ -129,12 +145,13 @@ def broker_snapshot(broker: Broker) -> Snapshot:
         "waiting_models": current["waiting_models"],
         "stale_models": current["stale_models"],
         "ready": broker.is_ready(),
-        "workers": {
-            "connected": len(broker.workers),
-            "ready": sum(1 for worker in list(broker.workers.values()) if worker.ready),
-            "expected": broker.expected_workers(),
-        },
+        "workers": {"connected": len(connected), "ready": len(ready), "expected": broker.expected_workers()},
         "workers_lost": broker.workers_lost,
+        **usage_snapshot(
+            ready[0].status.get("storage", {}) if ready else {},
+            {str(worker.pid): worker.status.get("resources", {}) for worker in connected},
+            broker.outbox,
+        ),
     }
 
 
@@ -367,6 +384,53 @@ class SnapshotCollector:
                 "Workers lost without a planned stop (exited, killed, silent, key revoked); local ones are respawned.",
                 value=snap["workers_lost"],
             )
+        yield from usage_families(snap)
+
+
+def usage_families(snap: Snapshot) -> Iterator[Any]:
+    """Storage and memory against their limits, and the replies not delivered: a heartbeat's
+    numbers are untrusted, so one that is not a size in MiB is left out, as a limit of none."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    used = GaugeMetricFamily("heirloom_storage_used_bytes", "Bytes the project holds, by store.", labels=["store"])
+    quota = GaugeMetricFamily(
+        "heirloom_storage_quota_bytes", "The project's quota, by store (none: no series).", labels=["store"]
+    )
+    storage = snap.get("storage") if isinstance(snap.get("storage"), dict) else {}
+    for store in ("artifacts", "logs"):
+        usage = storage.get(store) if isinstance(storage.get(store), dict) else {}
+        for family, key in ((used, "used_mb"), (quota, "quota_mb")):
+            if (mb := _mib(usage.get(key))) is not None and (mb or family is used):
+                family.add_metric([store], mb * MIB)
+    yield used
+    yield quota
+    resident = GaugeMetricFamily("heirloom_resident_bytes", "Resident memory, by process id.", labels=["worker"])
+    budget = GaugeMetricFamily(
+        "heirloom_memory_budget_bytes", "Resident memory past which a process refuses requests.", labels=["worker"]
+    )
+    for pid, usage in snap.get("memory", {}).items():
+        usage = usage if isinstance(usage, dict) else {}
+        for family, key in ((resident, "resident_mb"), (budget, "memory_budget_mb")):
+            if (mb := _mib(usage.get(key))) is not None and (mb or family is resident):
+                family.add_metric([pid], mb * MIB)
+    yield resident
+    yield budget
+    replies = snap.get("replies", {})
+    yield CounterMetricFamily(
+        "heirloom_dropped_replies",
+        "Large replies dropped: their client was not reading them (reply_backlog_mb).",
+        value=replies.get("dropped", 0),
+    )
+    yield CounterMetricFamily(
+        "heirloom_undeliverable_replies",
+        "Replies ZeroMQ refused: the client had gone, or its queue was full.",
+        value=replies.get("undeliverable", 0),
+    )
+
+
+def _mib(value: Any) -> float | None:
+    """``value`` if it is a size in MiB (0 up to MAX_COUNT bytes), else None."""
+    return float(value) if _is_number(value) and 0 <= value <= MAX_COUNT / MIB else None
 
 
 def batch_summary(histogram: dict[str, Any] | None) -> dict[str, Any] | None:
