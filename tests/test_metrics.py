@@ -384,6 +384,40 @@ def test_storage_and_memory_are_exported_against_their_limits(tmp_path, served, 
         assert daemon.terminate() == 0, daemon.log()
 
 
+def test_a_broker_exports_its_own_routes_from_the_start_without_queue_times(tmp_path, served):
+    """Before any worker was ready a broker exported no request series at all, and ``_scale`` had
+    none until its first call (lost to increase()), then a queue-time sample no other built-in has."""
+    port = free_port()
+    slow = ("--set", "models.m.start_seconds=4")  # workers not ready yet while the broker answers
+    daemon = Daemon(
+        tmp_path, "--workers", "2", "--metrics-port", str(port), *slow, profile=served.read_text(), env=PLUGINS
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (before := try_scrape(port)):
+            assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+        assert value(before, "heirloom_workers", state="ready") == 0
+        requests = before["heirloom_requests_total"]
+        for route in ("_health", "_ready", "_routes", "_stats", "_reload", "_scale"):
+            assert requests[(("route", route), ("status", "OK"))] == 0
+            assert requests[(("route", route), ("status", "INVALID_ARGUMENT"))] == 0
+        with daemon.client(timeout=10, retries=0) as client:
+            client.call("_health")
+            with pytest.raises(RemoteError, match="_scale needs a resource manager that places workers"):
+                client.call("_scale", {"workers": 3})
+        daemon.wait_ready()
+        after = scrape(port)
+        assert value(after, "heirloom_requests_total", route="_scale", status="INVALID_ARGUMENT") == 1
+        assert value(after, "heirloom_requests_total", route="_health", status="OK") == 1
+        assert value(after, "heirloom_request_duration_seconds_count", route="_scale") == 1
+        for route in ("_health", "_scale"):  # answered by the broker itself: no queue
+            assert value(after, "heirloom_request_queue_seconds_count", route=route) == 0
+        assert value(after, "heirloom_requests_total", route="echo.echo", status="OK") == 0  # the workers' own
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
 def test_a_lost_worker_is_counted_and_logged_once(tmp_path, served):
     """The broker keeps serving on the other worker (``serving``), ``_ready`` waits for the
     respawned one, and the loss is a counter an alert can watch."""

@@ -45,6 +45,9 @@ SCALE_DESCRIPTION = "Admin: keep {'workers': N} workers, where the resource mana
 class BrokerRoutes:
     """The built-in routes of :class:`~heirloom.wire.broker.Broker` (a mixin of it)."""
 
+    #: The routes the broker answers itself: ``/metrics`` counts them from the start, at 0, as a
+    #: one-process daemon counts its built-ins (a first error was not counted by increase()).
+    OWN_ROUTES = (*KERNEL_ROUTES, SCALE_ROUTE)
     #: Why the last worker that failed to start failed (its GONE message), until one is ready.
     start_failure: str | None = None
     #: SIGHUP asked for what ``_reload`` does (done on the I/O loop, never in the signal handler).

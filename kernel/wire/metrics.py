@@ -125,13 +125,14 @@ def broker_snapshot(broker: Broker) -> Snapshot:
     the batch sizes, queue times, queue depths and models its workers report; the storage the
     first ready worker reports (as ``_stats``), and each connected worker's memory."""
     workers, current = broker.worker_totals.merged()
-    seen = dict(broker.stats)
+    seen = {**dict.fromkeys(broker.OWN_ROUTES), **broker.stats}
     routes: dict[str, dict[str, Any]] = {}
+    unmeasured = RouteStats().totals()  # what the broker answers itself (or refuses) waited in no queue
     for name in [*seen, *(name for name in workers["routes"] if name not in seen)]:
         routes[name] = (seen.get(name) or RouteStats()).totals()
         for measured_by_workers in ("batch", "queue", "batched"):  # the broker reads no reply header
             routes[name][measured_by_workers] = (
-                workers["routes"].get(name, {}).get(measured_by_workers, routes[name][measured_by_workers])
+                workers["routes"].get(name, {}).get(measured_by_workers, unmeasured[measured_by_workers])
             )
         routes[name]["queue_depth"] = current["routes"].get(name, {}).get("queue_depth", 0)
     connected = list(broker.workers.values())
