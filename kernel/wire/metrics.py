@@ -7,7 +7,8 @@ path pays nothing for the exporter. A daemon reports its own process; a broker
 as the broker saw the replies pass, batch sizes, queue depth and served versions from the
 snapshot each worker sends with its heartbeat (a dead worker's last numbers are kept, so
 counters never go backwards). The process metrics are those of the process serving
-``/metrics``.
+``/metrics``; each serving process's memory, and the project's storage, are the gauges
+``_stats`` reads (a broker's: from its workers' heartbeats).
 
 ``prometheus-client`` is an extra (``pip install 'heirloom[metrics]'``), imported only
 when the exporter starts; the snapshots are plain data and need nothing.
