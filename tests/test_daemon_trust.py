@@ -139,7 +139,7 @@ def test_a_reply_over_max_message_bytes_is_an_error_naming_the_limit_and_frees_i
             assert client.call("_stats")["in_flight"] == 0
     finally:
         assert daemon.terminate() == 0, daemon.log()
-    assert "t.bulk: reply too large" in daemon.log()
+    assert "t.bulk (api type 'testing', plugin tests.testing_api): reply too large" in daemon.log()
 
 
 def test_buffer_frames_count_toward_max_payload(daemon):
