@@ -102,7 +102,7 @@ if TYPE_CHECKING:
     from heirloom.wire.inputs import list_limit, one_of, text_limit
     from heirloom.wire.labels import check_label
     from heirloom.wire.onloop import LoopDaemon, served_on_loop
-    from heirloom.wire.protocol import Buffer, RequestError
+    from heirloom.wire.protocol import IDEMPOTENCY_KEY_LIMIT, Buffer, RequestError
     from heirloom.wire.writes import durable_write
 
 #: Where each public name lives.
@@ -178,6 +178,7 @@ _EXPORTS = {
     "Unauthenticated": "heirloom.wire.client",
     "PermissionDenied": "heirloom.wire.client",
     "Internal": "heirloom.wire.client",
+    "IDEMPOTENCY_KEY_LIMIT": "heirloom.wire.protocol",
     "PromotionRefused": "heirloom.store.compare",
     "LEFT_OUT": "heirloom.store.compare",
     "LEFT_OUT_OF": "heirloom.store.compare",
@@ -223,6 +224,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "IDEMPOTENCY_KEY_LIMIT",
     "LABEL_SCHEMA",
     "LEFT_OUT",
     "LEFT_OUT_OF",

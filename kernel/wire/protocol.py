@@ -92,7 +92,7 @@ BUFFER_BODY_NESTING = 64
 #: ``packb(None)``: the body of a request that sends nothing.
 NIL = b"\xc0"
 #: Longest ``idempotency_key`` string accepted.
-KEY_LIMIT = 256
+IDEMPOTENCY_KEY_LIMIT = 256
 
 
 #: Python's type names as this protocol says them (docs/PROTOCOL.md), for error messages.
@@ -320,14 +320,14 @@ def header_deadline(header: dict[str, Any]) -> float | None:
 
 
 def header_key(header: dict[str, Any]) -> int | str | None:
-    """``idempotency_key``: a string of at most KEY_LIMIT characters or an int (None when absent)."""
+    """``idempotency_key``: a string of at most IDEMPOTENCY_KEY_LIMIT characters or an int (None when absent)."""
     key = header.get("idempotency_key")
-    if key is None or type(key) is int or (type(key) is str and 0 < len(key) <= KEY_LIMIT):
+    if key is None or type(key) is int or (type(key) is str and 0 < len(key) <= IDEMPOTENCY_KEY_LIMIT):
         return key
     raise RequestError(
         INVALID_ARGUMENT,
-        f"header.idempotency_key must be a non-empty string of at most {KEY_LIMIT} characters or an integer, "
-        f"got {quoted(key)}",
+        f"header.idempotency_key must be a non-empty string of at most {IDEMPOTENCY_KEY_LIMIT} characters or an "
+        f"integer, got {quoted(key)}",
         "header.idempotency_key",
     )
 

@@ -64,8 +64,6 @@ DEADLINE_HEADER = "heirloom-deadline-ms"
 MILLISECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 #: The request's idempotency key (the wire's ``idempotency_key``: a retry meets the first attempt).
 IDEMPOTENCY_HEADER = "idempotency-key"
-#: The longest key, in characters: the wire's (PROTOCOL.md), said here in the header's own terms.
-IDEMPOTENCY_KEY_LIMIT = 256
 VERSION_HEADER = b"heirloom-model-version"
 #: The protocol extensions served, under Triton's names: binary tensors on infer requests (binary.py).
 EXTENSIONS = ["binary_tensor_data"]
@@ -86,8 +84,8 @@ def idempotency_key(headers: Headers) -> str | None:
     except UnicodeDecodeError as exc:
         message = f"header Idempotency-Key is not UTF-8 (byte {exc.start}: {raw[exc.start].encode('latin-1')!r})"
         raise Refused(error_response(400, message, field="header.Idempotency-Key")) from None
-    if not 0 < len(key) <= IDEMPOTENCY_KEY_LIMIT:
-        message = f"header Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LIMIT} characters, got {len(key)}"
+    if not 0 < len(key) <= heirloom.IDEMPOTENCY_KEY_LIMIT:
+        message = f"header Idempotency-Key must be 1 to {heirloom.IDEMPOTENCY_KEY_LIMIT} characters, got {len(key)}"
         raise Refused(error_response(400, message, field="header.Idempotency-Key"))
     return key
 
