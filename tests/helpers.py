@@ -25,6 +25,13 @@ def run_heirloom(
     )
 
 
+def pythonpath(*folders: Path | str) -> str:
+    """A subprocess's PYTHONPATH: ``folders`` (modules a test wrote), the repository (the ``tests``
+    package), then this run's own PYTHONPATH, which may point at the heirloom under test (a git
+    worktree's): a test replacing it would run the installed heirloom instead."""
+    return os.pathsep.join([*map(str, folders), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -32,7 +32,7 @@ from heirloom.store.compare import PromotionRefused
 from heirloom.store.refs import Ref, RefError
 from heirloom.wire.client import Unavailable
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, pythonpath, run_heirloom, write
 
 #: A toy source and a toy model trained on it (``HEIRLOOM_PLUGINS=tests.toys``).
 TOY_TABLES = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
@@ -1078,8 +1078,8 @@ def test_a_model_predicting_fewer_outputs_than_inputs_is_refused_by_train_and_ev
     write(tmp_path / "heirloom_short.py", SHORT_MODEL)
     text = TOY_TABLES.replace('use = "toy-model"', 'use = "short-model"')
     profile = write(tmp_path / "team.toml", f'project = "team"\n{text}')
-    path = os.pathsep.join([str(tmp_path), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_short", "PYTHONPATH": path}
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_short"}
+    env["PYTHONPATH"] = pythonpath(tmp_path)
     trained = run_heirloom("train", str(profile), "--json", env=env)
     assert trained.returncode == 0 and json.loads(trained.stdout)["models"]["m"]["metrics"]["accuracy"] == 1.0
     short = ("--set", "models.m.short=true")
@@ -1108,8 +1108,8 @@ def test_train_warns_once_per_plugin_module_whose_version_the_lineage_cannot_rec
     write(tmp_path / "heirloom_short.py", SHORT_MODEL)
     text = TOY_TABLES.replace('use = "toy-model"', 'use = "short-model"')
     profile = write(tmp_path / "team.toml", f'project = "team"\n{text}[models.n]\nuse = "short-model"\ndata = "rows"\n')
-    path = os.pathsep.join([str(tmp_path), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_short", "PYTHONPATH": path}
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_short"}
+    env["PYTHONPATH"] = pythonpath(tmp_path)
     warning = "warning: the lineage of versions trained here records no version of plugin {}: it is a module"
     trained = run_heirloom("train", str(profile), "--json", env=env)  # two models of one type: one line a module
     assert trained.returncode == 0, trained.stderr
@@ -1367,7 +1367,7 @@ def test_a_store_that_cannot_be_read_is_said_as_such_not_as_a_model_to_train(sto
     try:
         with daemon.client(timeout=10) as client:
             assert run_heirloom("train", str(profile), env=env).returncode == 0
-            _until(client, lambda error: error is None and client.call("_stats")["models"]["m"]["version"])
+            _until(client, lambda error: error is None and _model_status(client).get("version"))
             store.root.rename(tmp_path / "away")
             client.call("_reload")
             assert "is gone" in _until(client, lambda error: error)
@@ -1402,10 +1402,15 @@ def _until(client, done, seconds: float = 30):
 
 
 def _model_error(client) -> str | None:
+    return _model_status(client).get("error")
+
+
+def _model_status(client) -> dict:
+    """``_stats``' entry for the model m; empty while the daemon starts (no reply, or no models yet)."""
     try:
-        return client.call("_stats")["models"]["m"]["error"]
-    except heirloom.RemoteError:  # still starting
-        return None
+        return client.call("_stats")["models"].get("m", {})
+    except heirloom.RemoteError:
+        return {}
 
 
 def test_inheriting_the_served_version_with_nothing_new_stores_nothing(store, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import REPO, pythonpath, run_heirloom, write
 
 ROWS_PLUGIN = """
 import attrs
@@ -44,7 +44,7 @@ def rows(tmp_path) -> dict[str, str]:
     write(info / "METADATA", "Metadata-Version: 2.1\nName: heirloom-rows\nVersion: 0.1.0\n")
     write(info / "entry_points.txt", "[heirloom]\nrows = heirloom_rows\n")
     write(tmp_path / "rows.toml", "[sources.numbers]\nuse = 'rows'\ncount = 7\n\n[sources.other]\nuse = 'rows'\n")
-    return {"PYTHONPATH": str(site), "profile": str(tmp_path / "rows.toml")}
+    return {"PYTHONPATH": pythonpath(site), "profile": str(tmp_path / "rows.toml")}
 
 
 def test_show_prints_records_of_any_source(rows):

@@ -24,7 +24,7 @@ import pytest
 
 import heirloom
 from heirloom.datasets import fetch as fetching
-from tests.helpers import HEIRLOOM, REPO, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, pythonpath, run_heirloom, write
 
 #: The data sets heirloom ships manifests for, and their file counts.
 SHIPPED = {
@@ -171,7 +171,7 @@ def manifests(url: str) -> dict[str, dict[str, object]]:
 def plugin_env(tmp_path: Path, url: str) -> dict[str, str]:
     write(tmp_path / "plugins" / "toy_datasets.py", PLUGIN)
     return {
-        "PYTHONPATH": str(tmp_path / "plugins"),
+        "PYTHONPATH": pythonpath(tmp_path / "plugins"),
         "HEIRLOOM_PLUGINS": "toy_datasets",
         "HEIRLOOM_DATA": str(tmp_path / "data"),
         "TOY_DATASETS": json.dumps(manifests(url)),

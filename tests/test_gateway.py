@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, quiet_api_plugin, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, free_port, pythonpath, quiet_api_plugin, run_heirloom, write
 from tests.test_ui import SMALL
 
 #: How long the gateway keeps a route table (plugins/gateway/routes.py Routes' ttl).
@@ -1186,7 +1186,7 @@ def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
         **os.environ,
         "HEIRLOOM_HOME": str(tmp_path / "home"),
         "HEIRLOOM_PLUGINS": "slow_plugin",
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": pythonpath(tmp_path),
     }
     run_heirloom("plugins", env=env)  # what each plugin provides is now known: the next run imports on demand
     process = subprocess.Popen(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_heirloom, write
+from tests.helpers import pythonpath, run_heirloom, write
 
 PIP = [sys.executable, "-m", "pip"]
 
@@ -36,7 +36,7 @@ def _install(folder: Path, site: Path) -> dict[str, str]:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    return {**os.environ, "PYTHONPATH": pythonpath(site)}
 
 
 def _plugins(env: dict[str, str]) -> dict[str, dict]:

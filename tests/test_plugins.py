@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import REPO, quiet_api_plugin, run_heirloom, write
+from tests.helpers import REPO, pythonpath, quiet_api_plugin, run_heirloom, write
 
 
 def _kernel(*plugins):
@@ -264,7 +263,7 @@ def test_a_field_type_no_profile_can_give_fails_the_plugins_load_naming_the_fiel
     was told, in cattrs' words, "StructureHandlerNotFoundError: Unsupported type" (a plugin bug?), even with no value
     set; the fields a profile can set (an enum, a nested attrs class, a path, Optional) load as before."""
     _install(tmp_path, "heirloom-fine", "heirloom_fine", ODD_FIELDS.format(name="fine", cls="Fine"))
-    env = {"PYTHONPATH": _pythonpath(tmp_path)}
+    env = {"PYTHONPATH": pythonpath(tmp_path)}
     profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "fine"\nwindow = {days = 3}\ncolour = "red"\n')
     assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
     _install(tmp_path, "heirloom-odd", "heirloom_odd", ODD_FIELDS.format(name="odd", cls="Odd"))
@@ -459,7 +458,7 @@ sys.exit("this plugin refuses to load")
 def test_a_plugin_printing_or_exiting_at_import_breaks_no_command(tmp_path):
     write(tmp_path / "noisy_plugin.py", NOISY_PLUGIN)
     write(tmp_path / "exiting_plugin.py", EXITING_PLUGIN)
-    env = {"PYTHONPATH": str(tmp_path), "HEIRLOOM_PLUGINS": "noisy_plugin,exiting_plugin"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "noisy_plugin,exiting_plugin"}
     listed = run_heirloom("plugins", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     infos = {p["name"]: p for p in json.loads(listed.stdout)}  # stdout is JSON and nothing else
@@ -479,7 +478,7 @@ def test_a_type_from_a_plugin_that_loaded_before_but_fails_now_names_that_failur
     it is told that plugin failed and why, not "unknown type 'quiet'; did you mean 'quiet'"."""
     write(tmp_path / "flaky_plugin.py", FLAKY_PLUGIN)
     profile = write(tmp_path / "p.toml", '[apis.q]\nuse = "quiet"\n')
-    env = {"PYTHONPATH": str(tmp_path), "HEIRLOOM_PLUGINS": "flaky_plugin"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "flaky_plugin"}
     assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
     checked = run_heirloom("profile", "check", str(profile), env={**env, "FLAKY_PLUGIN_FAILS": "1"})
     assert checked.returncode == 2
@@ -533,7 +532,7 @@ def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
     write(info / "METADATA", "Metadata-Version: 2.1\nName: heirloom-shipper\nVersion: 0.3.0\n")
     write(info / "entry_points.txt", "[heirloom]\nshipper = heirloom_shipper\n")
     user = write(tmp_path / "mine.toml", 'extends = ["shipped"]\n')
-    env = {"PYTHONPATH": _pythonpath(site)}  # the heirloom under test too
+    env = {"PYTHONPATH": pythonpath(site)}  # the heirloom under test too
     assert run_heirloom("profile", "check", str(user), env=env).returncode == 0  # the catalog learns who ships it
     for _ in range(2):  # a failure does not make the catalog forget what the plugin ships
         broken = run_heirloom("profile", "check", str(user), env={**env, "SHIPPER_BROKEN": "1"})
@@ -564,7 +563,7 @@ def test_plugins_json_names_the_conflicts_of_each_plugin(tmp_path):
         "import heirloom\nfrom tests.toys import ToyModel\n\n\n@heirloom.hookimpl\n"
         "def heirloom_register_models(register):\n    register('toy-model', ToyModel)\n",
     )
-    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "tests.toys,heirloom_copycat"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_copycat"}
     result = run_heirloom("plugins", "--json", env=env)
     assert result.returncode == 0, result.stderr
     conflicts = {p["name"]: p["conflicts"] for p in json.loads(result.stdout)}
@@ -587,7 +586,7 @@ def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
         "import heirloom\n\n\n@heirloom.hookimpl\n"
         "def heirloom_register_profiles(register):\n    register('ghost', '/nonexistent/ghost.toml')\n",
     )
-    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "heirloom_shadow,heirloom_ghost"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_shadow,heirloom_ghost"}
     for _ in range(2):  # the first run fills the catalog, the second reads it
         shown = run_heirloom("profile", "show", "minimal", cwd=tmp_path, env=env)
         assert shown.returncode == 2 and "profile 'minimal': registered by " in shown.stderr, shown
@@ -620,7 +619,7 @@ def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_
     profile = write(
         tmp_path / "quits.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "quitter"\ndata = "rows"\n'
     )
-    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "tests.toys,heirloom_quitter"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_quitter"}
     result = run_heirloom("train", str(profile), env=env)
     assert result.returncode == 1, result.stderr
     assert "plugin code called sys.exit(0)" in result.stderr
@@ -664,7 +663,7 @@ def test_a_plugins_commands_are_listed_every_time_and_a_failed_ones_named(tmp_pa
     a built-in's name (never run) is a conflict; a command whose plugin fails to load says
     so, on every run, rather than "No such command"."""
     write(tmp_path / "heirloom_commander.py", COMMANDER)
-    env = {"PYTHONPATH": str(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_commander"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_commander"}
     listed = run_heirloom("plugins", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     infos = {p["name"]: p for p in json.loads(listed.stdout)}
@@ -717,7 +716,7 @@ def test_a_type_whose_installed_plugin_the_environment_leaves_out_names_it_and_b
     _install(tmp_path, "heirloom-broken", "heirloom_broken", "raise RuntimeError('broken today')\n")
     write(tmp_path / "flaky_plugin.py", FLAKY_PLUGIN)
     profile = write(tmp_path / "p.toml", '[sources.texts]\nuse = "wordy-texts"\n[apis.q]\nuse = "quiet"\n')
-    env = {"PYTHONPATH": _pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "flaky_plugin"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "flaky_plugin"}
     assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0  # the catalog learns who provides
 
     disabled = {**env, "HEIRLOOM_DISABLE_PLUGINS": "heirloom-wordy"}
@@ -736,12 +735,6 @@ def test_a_type_whose_installed_plugin_the_environment_leaves_out_names_it_and_b
     assert "unknown source type 'nosuch-texts'" in said
     assert "these plugins failed to load: heirloom_broken (heirloom-broken 1.0): RuntimeError: broken today" in said
     assert "flaky_plugin" not in said  # it provides the api type 'quiet' only, as it did when it last loaded
-
-
-def _pythonpath(folder):
-    """``folder`` (a plugin written by the test) and the tests' package, before this run's own
-    PYTHONPATH (which may point at the heirloom under test)."""
-    return os.pathsep.join([str(folder), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 CHATTY = """
@@ -782,7 +775,7 @@ def test_what_plugin_code_prints_under_json_goes_to_stderr_leaving_stdout_json(t
     profile = write(
         tmp_path / "chat.toml", '[sources.rows]\nuse = "chatty-source"\n[models.m]\nuse = "talker"\ndata = "rows"\n'
     )
-    env = {"PYTHONPATH": _pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_chatty"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_chatty"}
     for command in (["train"], ["eval"], ["data", "stats"], ["data", "show"]):
         result = run_heirloom(*command, str(profile), *(["rows"] if command[0] == "data" else []), "--json", env=env)
         assert result.returncode == 0, result.stderr
@@ -820,7 +813,7 @@ def test_a_command_two_plugins_register_runs_neither_and_names_both(tmp_path):
     """Which of two ``hello`` commands ran depended on the order plugins were imported in."""
     _install(tmp_path, "heirloom-hi-a", "heirloom_hi_a", GREETER.format(name="a"))
     _install(tmp_path, "heirloom-hi-b", "heirloom_hi_b", GREETER.format(name="b"))
-    env = {"PYTHONPATH": _pythonpath(tmp_path)}
+    env = {"PYTHONPATH": pythonpath(tmp_path)}
     both = "heirloom_hi_a (heirloom-hi-a 1.0) and heirloom_hi_b (heirloom-hi-b 1.0)"
     for _ in range(2):  # a fresh plugin catalog, then one that remembers who adds 'hello'
         result = run_heirloom("hello", "--help", env=env)

@@ -13,7 +13,7 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import pythonpath, run_heirloom, write
 
 
 @pytest.fixture
@@ -910,7 +910,7 @@ def test_attrs_own_validators_are_reported_as_their_message_at_their_key(tmp_pat
         "\n\n@heirloom.hookimpl\ndef heirloom_register_sources(register):\n    register('choosy', Choosy)\n",
     )
     profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "choosy"\nmode = "slwo"\n')
-    env = {"PYTHONPATH": f"{tmp_path}:{REPO}", "HEIRLOOM_PLUGINS": "tests.toys,heirloom_choosy"}
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_choosy"}
     result = run_heirloom("profile", "check", str(profile), env=env)
     assert result.returncode == 2
     said = f"{profile}: sources.s.mode: 'mode' must be in ('fast', 'slow') (got 'slwo'); did you mean 'slow'?"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import re
 import weakref
 
@@ -14,7 +13,7 @@ import pytest
 import heirloom
 from tests import toys
 from tests.daemons import Daemon
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import pythonpath, run_heirloom, write
 
 CHAIN = """
 [sources.raw]
@@ -284,8 +283,8 @@ STOPPING_BOOM = (
 def _with_stopping_boom(tmp_path, plugins: str) -> dict[str, str]:
     """The environment of a command that loads ``plugins`` and the module ``stopping_boom``."""
     write(tmp_path / "mods" / "stopping_boom.py", STOPPING_BOOM)
-    path = os.pathsep.join([str(tmp_path / "mods"), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    return {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": f"{plugins},stopping_boom", "PYTHONPATH": path}
+    env = {"HEIRLOOM_PLUGINS": f"{plugins},stopping_boom", "PYTHONPATH": pythonpath(tmp_path / "mods")}
+    return {"HEIRLOOM_HOME": str(tmp_path / "home"), **env}
 
 
 def test_a_stopping_hook_that_raises_is_logged_and_fails_no_command(tmp_path):

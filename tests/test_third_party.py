@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import REPO, pythonpath, run_heirloom, write
 
 DOCS = (REPO / "docs" / "PLUGINS.md").read_text()
 
@@ -77,7 +77,7 @@ def site(tmp_path_factory):
 
 
 def _env(site):
-    return {"PYTHONPATH": str(site)}
+    return {"PYTHONPATH": pythonpath(site)}
 
 
 def test_installed_plugin_is_listed_and_broken_one_is_reported(site):
