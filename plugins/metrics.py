@@ -35,8 +35,9 @@ def classification_metrics(
     averages count only the labels that occur in ``truth`` or ``predicted`` (scikit-learn's
     default), so a label the model knows but the data never has and nobody predicts (a new
     label learnt from feedback, which never enters a test split) does not pull
-    ``macro_f1`` down. ``unknown_labels``, when there are some, counts the records whose true
-    label is not in ``labels`` (a typo in the test data, a label only the test split has).
+    ``macro_f1`` down; its row's scores are None (no score, not a zero anyone would average).
+    ``unknown_labels``, when there are some, counts the records whose true label is not in
+    ``labels`` (a typo in the test data, a label only the test split has).
     Everything is JSON-able.
     """
     if len(truth) != len(predicted):
@@ -46,20 +47,16 @@ def classification_metrics(
     pairs = Counter(zip(truth, predicted, strict=True))
     support = Counter(truth)
     predicted_count = Counter(predicted)
-    per_class: dict[str, dict[str, float]] = {}
+    occurring = [label for label in order if support[label] or predicted_count[label]]
+    per_class: dict[str, dict[str, float | None]] = {}
     for label in order:
         hits = pairs[(label, label)]
         precision = _ratio(hits, predicted_count[label])
         recall = _ratio(hits, support[label])
-        per_class[label] = {
-            "precision": precision,
-            "recall": recall,
-            "f1": _ratio(2 * precision * recall, precision + recall),
-            "support": support[label],
-        }
+        f1 = _ratio(2 * precision * recall, precision + recall)
+        scores = (precision, recall, f1) if label in occurring else (None, None, None)  # no record, no guess: no score
+        per_class[label] = {**dict(zip(("precision", "recall", "f1"), scores, strict=True)), "support": support[label]}
     total = len(truth)
-
-    occurring = [label for label in order if support[label] or predicted_count[label]]
 
     def average(weighted: bool) -> dict[str, float]:
         weights = {label: (support[label] if weighted else 1) for label in occurring}

@@ -755,7 +755,7 @@ def test_a_label_nobody_has_or_predicts_gets_a_row_but_does_not_pull_the_average
     truth, predicted = ["a", "b", "b"], ["a", "b", "a"]
     without = classification_metrics(truth, predicted, ["a", "b"])
     learnt = classification_metrics(truth, predicted, ["a", "b", "new"])
-    assert learnt["per_class"]["new"]["support"] == 0
+    assert learnt["per_class"]["new"] == {"precision": None, "recall": None, "f1": None, "support": 0}
     assert learnt["macro_f1"] == without["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     assert learnt["weighted_avg"] == without["weighted_avg"]
 
