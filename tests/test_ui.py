@@ -13,6 +13,7 @@ import base64
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -96,14 +97,13 @@ def daemon(lineage):
     assert daemon.terminate() == 0, daemon.log()
 
 
-@pytest.fixture(scope="module")
-def dashboard(lineage, daemon):
-    """``heirloom ui`` as a subprocess, connected to the daemon; yields its base URL."""
+@contextlib.contextmanager
+def ui(store: Path, log: Path, *options: str):
+    """``heirloom ui --store STORE OPTIONS`` as a subprocess, its output in ``log``; yields its base URL."""
     port = free_port()
-    log = (lineage["root"] / "ui.log").open("w")
     process = subprocess.Popen(
-        [*HEIRLOOM, "ui", "--store", str(lineage["store"]), "--port", str(port), "--connect", daemon.address],
-        stdout=log,
+        [*HEIRLOOM, "ui", "--store", str(store), "--port", str(port), *options],
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         cwd=REPO,
     )
@@ -116,11 +116,18 @@ def dashboard(lineage, daemon):
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                pytest.fail(f"heirloom ui did not start:\n{(lineage['root'] / 'ui.log').read_text()}")
+                pytest.fail(f"heirloom ui did not start:\n{log.read_text()}")
             time.sleep(0.2)
     yield url
     process.terminate()
     assert process.wait(20) == 0
+
+
+@pytest.fixture(scope="module")
+def dashboard(lineage, daemon):
+    """``heirloom ui`` connected to the daemon; yields its base URL."""
+    with ui(lineage["store"], lineage["root"] / "ui.log", "--connect", daemon.address) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +255,37 @@ def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):
         refused = run_heirloom("eval", str(lineage["served"]), "--html", str(target), env=env, timeout=300)
         assert refused.returncode == 1 and said in refused.stderr
     assert not (tmp_path / "pipe").is_file() and not (tmp_path / "no").exists()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def listing(folder: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_the_ui_writes_nothing_and_a_damaged_index_is_a_503_saying_so(lineage, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(lineage["store"], store)
+    before = (listing(store), store.stat().st_mtime_ns)
+    pages = ["/", "/models/news-desk/sentiment", "/models/news-desk/sentiment/2"]
+    with ui(store, tmp_path / "ui.log") as url:
+        assert [get(url + page)[0] for page in pages] == [200, 200, 200]
+        assert get(url + "/models/news-desk/sentiment/9")[0] == 404  # names nothing stored
+        assert (listing(store), store.stat().st_mtime_ns) == before, "reading left the store's folder as it was"
+        index = store / "index.sqlite"
+        index.write_bytes(index.read_bytes()[:5000])
+        for page in pages:
+            status, body = get(url + page)
+            assert status == 503, (page, status)
+            assert f"the store index {index} could not be read" in body and "restore it from a backup" in body
+    assert sorted(p.name for p in store.iterdir()) == ["blobs", "index.sqlite"]
+    assert "Traceback" not in (tmp_path / "ui.log").read_text()
 
 
 def test_ui_without_the_store_says_so(tmp_path):

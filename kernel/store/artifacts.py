@@ -96,18 +96,20 @@ class ArtifactStore:
     """A folder of artifacts; every method is safe across threads and processes."""
 
     def __init__(self, root: Path, *, create: bool = True):
-        """``create=False`` (``profile check``, which must write nothing) opens only a store that is
-        there: where none is, StoreMissing, rather than a new empty store at a mistyped path."""
+        """``create=False`` (``profile check``, ``heirloom ui``, which must write nothing) opens only a
+        store that is there (where none is, StoreMissing, rather than a new empty store at a mistyped
+        path), and only reads it: no folder made, the index opened read-only."""
         self.root = Path(root)
         self.blobs = self.root / "blobs"
         if not create and (missing := _missing(self.root)):
             raise StoreMissing(missing)
         try:
-            self.blobs.mkdir(parents=True, exist_ok=True)
+            if create:
+                self.blobs.mkdir(parents=True, exist_ok=True)
+            holds_blobs = self.blobs.exists() and any(BLOB_NAME.fullmatch(path.name) for path in self.blobs.iterdir())
         except OSError as exc:  # the store or its blobs/ is a file, or not writable
             raise HeirloomError(f"cannot use {self.root} as a store: {exc.filename}: {exc.strerror}") from None
-        holds_blobs = any(BLOB_NAME.fullmatch(path.name) for path in self.blobs.iterdir())
-        self.index = StoreIndex(self.root / "index.sqlite", create=not holds_blobs)
+        self.index = StoreIndex(self.root / "index.sqlite", create=not holds_blobs, writes=create)
 
     @classmethod
     def default(cls, configured: str | None = None, *, create: bool = True) -> ArtifactStore:

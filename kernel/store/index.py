@@ -105,16 +105,18 @@ class StoreIndex:
 
     It is created only when ``create`` allows it: a store whose blobs outlived its index
     must not get a fresh, empty index silently (gc would then see every blob as garbage).
-    In a folder this process cannot write (a read-only volume of trained models), it is
-    opened read-only and as immutable: SQLite's WAL mode would otherwise need to create its
-    shared-memory file there even to read.
+    In a folder this process cannot write (a read-only volume of trained models), or with
+    ``writes=False`` (a reader that must leave the folder as it found it), it is opened
+    read-only and as immutable while its ``-wal`` holds no changes: SQLite's WAL mode would
+    otherwise create its ``-wal`` and ``-shm`` files there even to read.
     """
 
     _opened = False
     read_only = False  # asked again at each connection
 
-    def __init__(self, path: Path, *, create: bool = True):
+    def __init__(self, path: Path, *, create: bool = True, writes: bool = True):
         self.path = path
+        self.writes = writes
         self.wal = _wal(path)
         if kind := irregular(path):  # it was "missing or empty", or SQLite's own words
             raise HeirloomError(f"the store index {path} {kind}")
@@ -139,6 +141,8 @@ class StoreIndex:
                         f"the store index {path} has no heirloom tables, but the store holds artifacts; "
                         "restore index.sqlite from a backup"
                     )
+                if not writes:
+                    raise HeirloomError(f"the store index {path} has no heirloom tables (no store made them)")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(SCHEMA)
             if (
@@ -151,7 +155,7 @@ class StoreIndex:
     def connect(self) -> sqlite3.Connection:
         """A connection to the index (read-only and immutable in a folder this process cannot write,
         asked again at each connection: a volume remounted read-only under a daemon is read on)."""
-        self.read_only = self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK)
+        self.read_only = not self.writes or (self.path.parent.is_dir() and not os.access(self.path.parent, os.W_OK))
         if self._opened and not self.path.exists():  # sqlite3 would create an empty one in a folder put back
             raise HeirloomError(f"the store index {self.path} is gone (moved or removed while in use?)")
         if self.read_only:
@@ -174,7 +178,9 @@ class StoreIndex:
         except sqlite3.OperationalError as exc:
             environment = any(word in str(exc) for word in ("unable to open", "readonly", "disk I/O", "full"))
             hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
-            if self.read_only:
+            if not self.writes:
+                hint = ""
+            elif self.read_only:
                 hint = " (the store's folder is read-only: its models can be listed and served, not changed)"
                 if self.wal.exists() and "readonly" not in str(exc):  # a refused write: the -wal was read
                     hint = WAL_HINT
@@ -184,6 +190,11 @@ class StoreIndex:
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:
                 raise
+            if not self.writes:  # read as unchanging, yet a writer may have folded its -wal in just then
+                raise HeirloomError(
+                    f"the store index {self.path} could not be read ({exc}): it is damaged, or a writer changed "
+                    "it at that very moment; try again, and if this stays, restore it from a backup"
+                ) from None
             if self.read_only:  # read as unchanging while a process with write access changed it: no damage
                 raise HeirloomError(
                     f"the store index {self.path} could not be read ({exc}): its folder is read-only to this "

@@ -110,7 +110,7 @@ class Dashboard:
         ref = f"{params['project']}/{params['model']}@{params['version']}"
         try:
             chain = self.store.lineage(ref)
-        except heirloom.HeirloomError as exc:
+        except heirloom.RefError as exc:  # names nothing stored; any other failure is the store's (503)
             raise HTTPException(404, str(exc)) from exc
         artifact = chain[0]
         report_html, report_error = None, None
@@ -153,6 +153,11 @@ class Dashboard:
         detail = getattr(exc, "detail", None) or "no such page"
         return self.page(request, "error.html.j2", status_code=status, status=status, message=detail)
 
+    def unreadable(self, request: Request, exc: Exception) -> Response:
+        """A store that cannot be read now (a damaged or vanished index) is a 503 saying why on any
+        page, not a bare 500: the message names the file and the way out."""
+        return self.page(request, "error.html.j2", status_code=503, status=503, message=str(exc))
+
     # -- the daemon ----------------------------------------------------------------------
     def client(self) -> heirloom.Client:
         with self._client_lock:
@@ -193,5 +198,8 @@ def create_app(
     ]
     middleware = [Middleware(host_guard, hosts=hosts)]
     return Starlette(
-        routes=routes, lifespan=lifespan, middleware=middleware, exception_handlers={HTTPException: dashboard.not_found}
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers={HTTPException: dashboard.not_found, heirloom.HeirloomError: dashboard.unreadable},
     )

@@ -67,7 +67,8 @@ def ui_command(
         raise click.UsageError("--curve-secret and --curve-server go together")
     if store is not None and not (store / "index.sqlite").is_file():
         raise click.ClickException(f"no artifact store at {store} (no index.sqlite there)")
-    opened = heirloom.ArtifactStore(store) if store is not None else heirloom.Kernel().store()
+    # create=False: a store that is there, only read (no folder made, the index opened read-only)
+    opened = heirloom.ArtifactStore(store, create=False) if store is not None else heirloom.Kernel().store(create=False)
     curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
     listening = bound_socket(host, port)  # uvicorn takes it over: no other process can take the port meanwhile
     app = create_app(opened, connect=connect, refresh=refresh, curve=curve, hosts=answered_hosts(host, allowed_hosts))
