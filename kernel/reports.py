@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
+import logging
 import re
+import threading
+import warnings
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -30,6 +34,22 @@ from heirloom.core.errors import HeirloomError
 AT_K = re.compile(r"^(?P<name>.+)@(?P<k>[0-9]+)$")
 #: Above this many labels the confusion picture has no per-cell numbers.
 ANNOTATE_LIMIT = 20
+#: Longer labels are cut with an ellipsis on the picture's axes (the tables show them whole).
+TICK_LABEL_LIMIT = 24
+#: Families tried in turn for each character of a label, those installed: matplotlib's own, then
+#: ones covering CJK and other scripts.
+FONT_FAMILIES = (
+    "DejaVu Sans",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans",
+    "Source Han Sans",
+    "WenQuanYi Zen Hei",
+    "Droid Sans Fallback",
+    "Arial Unicode MS",
+)
+log = logging.getLogger("heirloom.reports")
+_MISSING_SAID = threading.Event()  # the missing-characters warning was logged
 EXTRA_HINT = "pip install -c constraints.txt -e '.[ui]' (or pip install 'heirloom[ui]')"
 
 
@@ -78,6 +98,8 @@ def confusion_png(confusion: dict[str, Any]) -> bytes:
     figure_module = _require("matplotlib.figure")
     labels, matrix = list(confusion["labels"]), confusion["matrix"]
     count = len(labels)
+    families = _label_fonts(labels)
+    ticks = [_shortened(str(label)) for label in labels]
     shares = [[cell / (sum(row) or 1) for cell in row] for row in matrix]
     side = min(28.0, max(4.5, 0.32 * count + 2.5))
     figure = figure_module.Figure(figsize=(side + 1.2, side), dpi=90 if count <= 40 else 72, layout="constrained")
@@ -85,8 +107,8 @@ def confusion_png(confusion: dict[str, Any]) -> bytes:
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     figure.colorbar(image, ax=axes, shrink=0.6, label="share of the true label")
     font = 9 if count <= 20 else max(4, 9 - count // 12)
-    axes.set_xticks(range(count), labels, rotation=90, fontsize=font)
-    axes.set_yticks(range(count), labels, fontsize=font)
+    axes.set_xticks(range(count), ticks, rotation=90, fontsize=font, family=families)
+    axes.set_yticks(range(count), ticks, fontsize=font, family=families)
     axes.set_xlabel("predicted label")
     axes.set_ylabel("true label")
     if count <= ANNOTATE_LIMIT:
@@ -95,6 +117,41 @@ def confusion_png(confusion: dict[str, Any]) -> bytes:
                 colour = "white" if share > 0.6 else "black"
                 axes.text(column, row, str(cell), ha="center", va="center", fontsize=font, color=colour)
     return _png(figure)
+
+
+def _shortened(label: str) -> str:
+    return label if len(label) <= TICK_LABEL_LIMIT else label[: TICK_LABEL_LIMIT - 1] + "…"
+
+
+@functools.cache
+def _fonts() -> tuple[list[str], frozenset[int]]:
+    """The installed families of FONT_FAMILIES and the characters they cover. matplotlib's own
+    warning per missing glyph (two a picture) is silenced: ``_label_fonts`` says it once."""
+    font_manager = _require("matplotlib.font_manager")
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    families = [family for family in FONT_FAMILIES if family in installed] or ["sans-serif"]
+    covered: set[int] = set()
+    for family in families:
+        path = font_manager.findfont(font_manager.FontProperties(family=family))
+        covered.update(font_manager.get_font(path).get_charmap())
+    warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+    return families, frozenset(covered)
+
+
+def _label_fonts(labels: list[Any]) -> list[str]:
+    """The families to draw ``labels`` with; the first time a label has a character none of them
+    has, a warning says so (once a process, not twice a picture)."""
+    families, covered = _fonts()
+    lacking = sorted({c for label in labels for c in str(label) if ord(c) not in covered and c.isprintable()})
+    if lacking and not _MISSING_SAID.is_set():
+        _MISSING_SAID.set()
+        log.warning(
+            "the installed fonts (%s) lack characters of some labels (%s): the confusion-matrix picture draws "
+            "them as boxes; the HTML tables show the labels whole",
+            ", ".join(families),
+            "".join(lacking[:8]),
+        )
+    return families
 
 
 def at_k_png(curves: dict[str, list[tuple[int, float]]]) -> bytes:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.helpers import run_heirloom, write
+from tests.helpers import pythonpath, run_heirloom, write
 
 PROFILE = """
 [sources.rows]
@@ -110,3 +112,21 @@ def test_an_html_report_path_that_is_a_fifo_is_refused_naming_it(tmp_path):
     refused = run_heirloom("eval", "minimal", "--html", str(tmp_path / "report.html"))
     assert refused.returncode == 1
     assert f"--html {tmp_path / 'report.html'} is a FIFO, not a regular file; name a file" in refused.stderr
+
+
+def test_labels_the_fonts_lack_are_said_once_a_process_not_warned_twice_a_picture():
+    """matplotlib warned per missing glyph, twice a picture (184 lines after 90 ui views); now one
+    line says what the boxes are, or none where a font has them."""
+    pytest.importorskip("matplotlib", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
+    script = (
+        "from heirloom.reports import confusion_png\n"
+        "labels = ['café ☕ 日本 Ünïcødé', 'a label of forty-four characters, cut short!', 'x']\n"
+        "for _ in range(3):\n"
+        "    confusion_png({'labels': labels, 'matrix': [[1, 0, 0], [0, 2, 0], [0, 0, 3]]})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Glyph" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if "the confusion-matrix picture draws them as boxes" in line]
+    assert said == [] or (len(said) == 1 and "日本" in said[0]), result.stderr
