@@ -201,6 +201,21 @@ def test_the_lineage_of_a_three_generation_model_renders_with_its_report(dashboa
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
+def test_on_a_phone_no_page_is_wider_than_the_screen(dashboard, browser, tmp_path):
+    """390 px wide: wide tables scroll inside their own box and the header wraps, so the page itself
+    never scrolls sideways (the index was 867 px wide)."""
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        for path in ("/", "/models/news-desk/sentiment", "/models/news-desk/sentiment/2", "/live"):
+            phone.goto(dashboard + path)
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            if width > 390:
+                phone.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+            assert width <= 390, f"{path} is {width} px wide on a 390 px screen (screenshot in {tmp_path})"
+    finally:
+        phone.close()
+
+
 def test_live_route_stats_come_from_the_connected_daemon(dashboard, daemon, page):
     with daemon.client(timeout=10) as client:
         for text in ("Profit rose sharply", "The company cut its outlook", "The meeting is on Monday"):
