@@ -216,6 +216,16 @@ def test_on_a_phone_no_page_is_wider_than_the_screen(dashboard, browser, tmp_pat
         phone.close()
 
 
+def test_pages_load_without_a_console_error(dashboard, page):
+    """No request of a page fails: a browser asked for /favicon.ico, a 404 on every page."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    for path in ("/", "/models/news-desk/sentiment/2", "/live"):
+        page.goto(dashboard + path)
+    page.wait_for_timeout(500)  # the icon is asked for after the page loads
+    assert errors == []
+
+
 def test_live_route_stats_come_from_the_connected_daemon(dashboard, daemon, page):
     with daemon.client(timeout=10) as client:
         for text in ("Profit rose sharply", "The company cut its outlook", "The meeting is on Monday"):
