@@ -26,7 +26,7 @@ import heirloom
 from heirloom.store.training import model_specs, train
 from tests.conftest import PHASE_REPORTS
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, free_port, free_tcp_address, run_heirloom, write
 
 pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
 pytest.importorskip("matplotlib", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
@@ -311,6 +311,16 @@ def test_the_ui_writes_nothing_and_a_damaged_index_is_a_503_saying_so(lineage, t
             assert f"the store index {index} could not be read" in body and "restore it from a backup" in body
     assert sorted(p.name for p in store.iterdir()) == ["blobs", "index.sqlite"]
     assert "Traceback" not in (tmp_path / "ui.log").read_text()
+
+
+def test_live_with_the_daemon_down_says_so_in_whole_seconds_without_advice_that_does_not_apply(tmp_path):
+    heirloom.ArtifactStore(tmp_path / "store")
+    address = free_tcp_address()  # nothing listens there
+    with ui(tmp_path / "store", tmp_path / "ui.log", "--connect", address) as url:
+        status, body = get(url + "/live")
+    assert status == 200
+    assert f"Cannot read <code>_stats</code> from {address}: no answer within 2 s: is the daemon running" in body
+    assert "raise the timeout" not in body and "1.99" not in body
 
 
 def test_ui_without_the_store_says_so(tmp_path):

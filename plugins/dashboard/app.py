@@ -29,6 +29,8 @@ from heirloom_plugins.dashboard.lineage import NODE_HEIGHT, NODE_WIDTH, Graph, c
 
 #: Scalar metrics shown per version in listings.
 LISTED_METRICS = 3
+#: Seconds the live page waits for the daemon's answers.
+LIVE_TIMEOUT = 2
 
 
 def version_url(artifact: Any) -> str:
@@ -135,6 +137,8 @@ class Dashboard:
             try:
                 client = self.client()
                 stats, ready = client.call("_stats"), client.call("_ready")
+            except heirloom.DeadlineExceeded:  # the client's words advise a timeout option this page has not
+                context["error"] = f"no answer within {LIVE_TIMEOUT} s: {self.silence()}"
             except heirloom.HeirloomError as exc:
                 context["error"] = str(exc)
             else:
@@ -162,8 +166,17 @@ class Dashboard:
     def client(self) -> heirloom.Client:
         with self._client_lock:
             if self._client is None:
-                self._client = heirloom.Client(self.connect, timeout=2.0, retries=0, curve=self.curve)
+                self._client = heirloom.Client(self.connect, timeout=LIVE_TIMEOUT, retries=0, curve=self.curve)
             return self._client
+
+    def silence(self) -> str:
+        """What to check when the daemon never answers (a CurveZMQ daemon ignores a client it does not know)."""
+        if self.curve is not None:
+            return "is the daemon running and reachable, and the --curve-secret key one it authorises?"
+        return (
+            "is the daemon running and reachable? One serving over CurveZMQ answers only a client with an "
+            "authorised key (--curve-secret, --curve-server)"
+        )
 
     def close(self) -> None:
         with self._client_lock:
