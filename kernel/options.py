@@ -10,7 +10,8 @@ commands share, so the same option reads the same in every ``--help``.
   IPv6 address for a URL;
   ``bound_socket(host, port)`` binds the port before anything loads, for the server to take
   over (``uvicorn.Server(config).run(sockets=[sock])``), or says "cannot listen on
-  HOST:PORT: ..." (exit 1); ``check_listenable(host, port)`` checks alone.
+  HOST:PORT: ..." (exit 1; exit 2 where HOST names no address of this machine);
+  ``check_listenable(host, port)`` checks alone.
 - ``existing_file(name, help)``, ``existing_folder(name, help)``: an option naming a file
   (a key, a tokens file) or a folder (of keys) that must exist, given to the command as a
   ``Path``, as ``heirloom serve --curve-secret`` and ``heirloom gateway --tokens`` are.

@@ -114,6 +114,14 @@ def test_an_html_report_path_that_is_a_fifo_is_refused_naming_it(tmp_path):
     assert f"--html {tmp_path / 'report.html'} is a FIFO, not a regular file; name a file" in refused.stderr
 
 
+def test_html_to_a_dash_is_refused_not_written_to_a_file_named_dash(trained, tmp_path):
+    profile, env = trained
+    result = run_heirloom("eval", profile, "--html", "-", env={**env, "PYTHONPATH": pythonpath()}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'-' would be stdout, which has the text report" in result.stderr
+    assert not (tmp_path / "-").exists()
+
+
 def test_labels_the_fonts_lack_are_said_once_a_process_not_warned_twice_a_picture():
     """matplotlib warned per missing glyph, twice a picture (184 lines after 90 ui views); now one
     line says what the boxes are, or none where a font has them."""

@@ -323,6 +323,13 @@ def test_live_with_the_daemon_down_says_so_in_whole_seconds_without_advice_that_
     assert "raise the timeout" not in body and "1.99" not in body
 
 
+def test_a_host_that_names_no_address_of_this_machine_is_a_usage_error(tmp_path):
+    heirloom.ArtifactStore(tmp_path / "store")
+    result = run_heirloom("ui", "--store", str(tmp_path / "store"), "--host", "999.1.1.1")
+    assert result.returncode == 2, result.stderr
+    assert "cannot listen on 999.1.1.1:8765: " in result.stderr and "--host names no address" in result.stderr
+
+
 def test_ui_without_the_store_says_so(tmp_path):
     result = run_heirloom("ui", "--store", str(tmp_path / "nothing-here"))
     assert result.returncode == 1

@@ -5,6 +5,7 @@ Plugins take them from :mod:`heirloom.options`, the public face of this module.
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import re
@@ -198,21 +199,31 @@ def host_guard(app: ASGIApp, hosts: frozenset[str] | None) -> ASGIApp:
 def bound_socket(host: str, port: int) -> socket.socket:
     """A TCP socket listening on ``host:port`` for the server to take over
     (``uvicorn.Server(config).run(sockets=[sock])``), so no other process can take the port
-    while the server loads (connections wait in the backlog meanwhile); ClickException
-    (exit 1) naming the address when it cannot listen (in use, no such address)."""
+    while the server loads (connections wait in the backlog meanwhile). Naming the address when
+    it cannot listen: a UsageError (exit 2) where the host names nothing or no address of this
+    machine, else a ClickException (exit 1: the port in use)."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(host, port, exc, exc.errno == socket.EAI_NONAME) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         sock.bind((host, port))
         sock.listen()  # bound alone, another SO_REUSEADDR socket could still bind the port on Linux
     except OSError as exc:
         sock.close()
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise _cannot_listen(host, port, exc, exc.errno == errno.EADDRNOTAVAIL) from None
     return sock
+
+
+def _cannot_listen(host: str, port: int, exc: OSError, names_nothing: bool) -> click.ClickException:
+    said = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return (
+        click.UsageError(f"{said} (--host names no address of this machine)")
+        if names_nothing
+        else click.ClickException(said)
+    )
 
 
 def check_listenable(host: str, port: int) -> None:

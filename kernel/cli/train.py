@@ -230,8 +230,10 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     "--html",
     "html_path",
     type=a_path(dir_okay=False, writable=True),
+    callback=lambda ctx, param, value: _not_stdout(value),
     help="Also write a self-contained HTML report to this file: tables, the confusion matrix and, "
-    "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra).",
+    "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra). "
+    "Not '-': stdout has the text report (exit 2).",
 )
 @set_option
 @plugin_output_to_stderr
@@ -321,6 +323,13 @@ def _with_saturation_warning(artifact: Artifact, split: str, report: Report) -> 
         *((stored.get(VALIDATION) or {}, report.metrics) if split == TEST else (report.metrics, stored))
     )
     return Report(report.metrics, f"{report.text.rstrip()}\n{said}\n") if said else report
+
+
+def _not_stdout(path: Path | None) -> Path | None:
+    """``--html -`` wrote a file named ``-``; stdout is the text report's (and --json's)."""
+    if path is not None and str(path) == "-":
+        raise click.BadParameter("'-' would be stdout, which has the text report; name a file to write the HTML to")
+    return path
 
 
 def _check_report_path(path: Path) -> None:
