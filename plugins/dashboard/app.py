@@ -2,15 +2,17 @@
 
 Read-only by construction: every route is a GET that reads the store (``list``,
 ``lineage``, ``resolve``) or, with ``--connect``, calls the daemon's ``_stats`` and
-``_ready``. Pages are Jinja2 templates with autoescaping; pictures are drawn per request
-by :mod:`heirloom.reports`. Endpoints are plain functions, so Starlette runs them on its
-thread pool and a slow store or daemon never blocks the event loop.
+``_ready``. Pages are Jinja2 templates with autoescaping; pictures are drawn by
+:mod:`heirloom.reports` when a version is first viewed and kept for the next views.
+Endpoints are plain functions, so Starlette runs them on its thread pool and a slow store
+or daemon never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +33,8 @@ from heirloom_plugins.dashboard.lineage import NODE_HEIGHT, NODE_WIDTH, Graph, c
 LISTED_METRICS = 3
 #: Seconds the live page waits for the daemon's answers.
 LIVE_TIMEOUT = 2
+#: Versions whose report HTML (with its pictures) is kept, the most recently viewed.
+REPORTS_KEPT = 32
 
 
 def version_url(artifact: Any) -> str:
@@ -45,6 +49,28 @@ def listed_metrics(artifact: Any) -> list[tuple[str, Any]]:
     return list(scalar_metrics(artifact.metrics).items())[:LISTED_METRICS]
 
 
+class Reports:
+    """Report HTML by version (ref and digest), the ``REPORTS_KEPT`` most recently viewed: a stored
+    version never changes, and drawing its pictures took a third of a second each view."""
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, artifact: Any) -> str:
+        key = (artifact.ref, artifact.digest)  # a version number gc freed and put gave again has another digest
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        html = report_fragment(artifact.metrics)  # outside the lock: other versions' pages are not held up
+        with self._lock:
+            self._kept[key] = html
+            if len(self._kept) > REPORTS_KEPT:
+                self._kept.popitem(last=False)
+        return html
+
+
 class Dashboard:
     """The state behind the pages: the store, and a client for the daemon when connected."""
 
@@ -55,6 +81,7 @@ class Dashboard:
         self.refresh = refresh
         self._client: heirloom.Client | None = None
         self._client_lock = threading.Lock()
+        self.reports = Reports()
         self.templates = Jinja2Templates(env=template_environment("heirloom_plugins.dashboard"))
         self.templates.env.globals.update(
             version_url=version_url,
@@ -117,7 +144,7 @@ class Dashboard:
         artifact = chain[0]
         report_html, report_error = None, None
         try:
-            report_html = report_fragment(artifact.metrics) if artifact.metrics else None
+            report_html = self.reports(artifact) if artifact.metrics else None
         except Exception as exc:  # noqa: BLE001 - a plugin's metrics may have any shape; the page still shows
             report_error = f"cannot draw the recorded metrics: {type(exc).__name__}: {exc}"
         return self.page(
