@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from heirloom.datasets import DataFile, Dataset
     from heirloom.files import read_regular
     from heirloom.splits import stratified_holdout
-    from heirloom.store.artifacts import ArtifactStore, Promotion
+    from heirloom.store.artifacts import ArtifactStore, Promotion, StoreMissing
     from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, PromotionRefused
     from heirloom.store.feedback import FeedbackLog
     from heirloom.store.labels import (
@@ -113,6 +113,7 @@ _EXPORTS = {
     "AppendLog": "heirloom.store.logs",
     "ArtifactStore": "heirloom.store.artifacts",
     "Promotion": "heirloom.store.artifacts",
+    "StoreMissing": "heirloom.store.artifacts",
     "AsyncClient": "heirloom.wire.aclient",
     "at_least": "heirloom.core.components",
     "Buffer": "heirloom.wire.protocol",
@@ -280,6 +281,7 @@ __all__ = [
     "Route",
     "Source",
     "State",
+    "StoreMissing",
     "Unauthenticated",
     "Unavailable",
     "Versioned",

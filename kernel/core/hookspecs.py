@@ -110,7 +110,7 @@ def heirloom_open_store(path: str | None, create: bool) -> VersionStore | None:
     object with the same methods (docs/PLUGINS.md lists them), or None to decline.
 
     :param path: its ``[store] path``, or None for the default (``HEIRLOOM_STORE``, else ``$HEIRLOOM_HOME/store``).
-    :param create: False from ``profile check``, which writes nothing: open only a store that is there."""
+    :param create: False from ``profile check`` and ``heirloom ui``, which write nothing: read only a store there."""
 
 
 @hookspec

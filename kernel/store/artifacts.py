@@ -106,6 +106,8 @@ class ArtifactStore:
         try:
             if create:
                 self.blobs.mkdir(parents=True, exist_ok=True)
+            elif not self.root.is_dir():  # a reader makes nothing, but says why this is no store as mkdir would
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.root))
             holds_blobs = self.blobs.exists() and any(BLOB_NAME.fullmatch(path.name) for path in self.blobs.iterdir())
         except OSError as exc:  # the store or its blobs/ is a file, or not writable
             raise HeirloomError(f"cannot use {self.root} as a store: {exc.filename}: {exc.strerror}") from None

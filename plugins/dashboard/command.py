@@ -5,12 +5,24 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 import heirloom
 from heirloom.options import ADDRESS, a_path, answered_hosts, bound_socket, existing_file, listen_options, url_host
 from heirloom.reports import EXTRA_HINT
+
+
+def default_store() -> Any:
+    """The default store, only read (create=False: no folder made, the index opened read-only);
+    where there is none yet, an empty one is made first, as ``train`` and ``serve`` make it."""
+    kernel = heirloom.Kernel()
+    try:
+        return kernel.store(create=False)
+    except heirloom.StoreMissing:
+        kernel.store()
+        return kernel.store(create=False)
 
 
 @click.command("ui")
@@ -67,8 +79,7 @@ def ui_command(
         raise click.UsageError("--curve-secret and --curve-server go together")
     if store is not None and not (store / "index.sqlite").is_file():
         raise click.ClickException(f"no artifact store at {store} (no index.sqlite there)")
-    # create=False: a store that is there, only read (no folder made, the index opened read-only)
-    opened = heirloom.ArtifactStore(store, create=False) if store is not None else heirloom.Kernel().store(create=False)
+    opened = heirloom.ArtifactStore(store, create=False) if store is not None else default_store()
     curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
     listening = bound_socket(host, port)  # uvicorn takes it over: no other process can take the port meanwhile
     app = create_app(opened, connect=connect, refresh=refresh, curve=curve, hosts=answered_hosts(host, allowed_hosts))
