@@ -21,7 +21,7 @@ import heirloom
 from heirloom.wire.broker_workers import WORKER_LINES_PER_MINUTE
 from heirloom.wire.client import DeadlineExceeded, InvalidArgument, RemoteError, ResourceExhausted, Unavailable
 from heirloom.wire.metrics import WorkerTotals
-from heirloom.wire.protocol import CONTROL, packb
+from heirloom.wire.protocol import CONTROL, packb, unpackb
 from heirloom.wire.server import TAG_BYTES
 from heirloom.wire.stats import BATCH_BUCKETS, SECONDS_BUCKETS
 from tests.daemons import PROFILE, Daemon
@@ -232,6 +232,60 @@ def test_a_worker_told_to_stop_under_load_drains_without_failing_a_request(tmp_p
         assert daemon.terminate() == 0
         for worker in workers:
             worker.kill()
+
+
+def test_a_remote_worker_that_falls_behind_is_back_pressure_not_unavailable(tmp_path):
+    """3 clients pipelining 600 requests of 200 KB each to a healthy worker on another host got
+    51 UNAVAILABLE 'cannot be reached (Resource temporarily unavailable)': the broker's queue for
+    it was full, the worker was there. A worker paused (SIGSTOP) while 3,000 requests arrive
+    falls behind the same way, deterministically."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    worker = subprocess.Popen(
+        command, stderr=subprocess.DEVNULL, env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    )
+    context = zmq.Context()
+    try:
+        daemon.wait_ready()
+        flood = context.socket(zmq.DEALER)
+        flood.connect(daemon.address)
+        body = packb({"pad": "x" * 20_000})
+        worker.send_signal(signal.SIGSTOP)
+        statuses: dict[str, int] = {}
+        messages: dict[str, str] = {}
+
+        def read_replies(timeout_ms: int) -> None:
+            while flood.poll(timeout_ms):
+                _, header, reply = flood.recv_multipart()
+                status = unpackb(header)["status"]
+                statuses[status] = statuses.get(status, 0) + 1
+                messages.setdefault(status, unpackb(reply).get("message", "") if status != "OK" else "")
+
+        for i in range(3000):  # past what the broker queues for one worker and what the network holds
+            flood.send_multipart([b"HLM1", packb({"id": i, "route": "echo.echo"}), body])
+            read_replies(0)  # the refusals come at once
+        read_replies(500)
+        worker.send_signal(signal.SIGCONT)  # paused for under a second: not its heartbeats' three
+        deadline = time.monotonic() + 30
+        while sum(statuses.values()) < 3000:
+            assert time.monotonic() < deadline, statuses
+            read_replies(100)
+        assert "UNAVAILABLE" not in statuses, (statuses, messages)
+        assert statuses["OK"] + statuses["RESOURCE_EXHAUSTED"] == 3000, statuses
+        assert re.fullmatch(
+            rf"the broker's queue for worker pid {worker.pid} is full \(\d+ requests in flight to it\); retry",
+            messages["RESOURCE_EXHAUSTED"],
+        )
+        with daemon.client(timeout=10) as client:  # the worker stayed, and the refusals are counted
+            assert _worker_pids(client) == [worker.pid]
+            counted = client.call("_stats")["routes"]["echo.echo"]["errors"]
+            assert counted == {"RESOURCE_EXHAUSTED": statuses["RESOURCE_EXHAUSTED"]}, counted
+    finally:
+        worker.send_signal(signal.SIGCONT)
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+        worker.kill()
 
 
 def test_a_worker_with_a_slower_heartbeat_than_its_broker_is_not_declared_dead(tmp_path):

@@ -37,6 +37,7 @@ from heirloom.wire.broker_workers import (
     LOAD,
     MISSED_HEARTBEATS,
     WORKER_LINES_PER_MINUTE,
+    WORKER_QUEUE,
     Departed,
     KeyRoutes,
     Worker,
@@ -135,13 +136,12 @@ class Broker(BrokerRoutes):
         self._tmp = tempfile.TemporaryDirectory(prefix="heirloom-broker-")
         #: With Curve on the worker endpoint, each worker's key comes with its messages (revocation).
         self._from_workers = receiver(self.backend, with_user=secure_worker_endpoint(curve, self.backend, worker_bind))
+        # a message for a worker that is gone or whose queue is full raises (refused at once, not lost in silence)
+        self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.backend.setsockopt(zmq.SNDHWM, WORKER_QUEUE)  # before the bind, as its connections copy it
         attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/workers", bind=True)
         self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
         self.outbox = reply_outbox(self.frontend, settings, self.watch)
-        # a message for a worker that is gone raises (refused at once, not lost); what waits for a
-        # worker is bounded by the in-flight limit, not by a high-water mark that drops in silence
-        self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.backend.setsockopt(zmq.SNDHWM, 0)
         self._to_worker = sender(self.backend, nonblocking=True)
         self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
         self._unreadable, self._crowded, self._reloads = Every(60.0), Every(60.0), Every(RELOAD_LOG_SECONDS)
@@ -475,7 +475,7 @@ class Broker(BrokerRoutes):
                 worker = min(ready, key=LOAD)
             try:
                 self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
-            except zmq.ZMQError as exc:  # gone since its last heartbeat
+            except zmq.ZMQError as exc:  # its queue is full, or it is gone since its last heartbeat
                 self.keys.answered(tag, ok=False)
                 raise not_sent(worker, exc) from None
             worker.in_flight += 1

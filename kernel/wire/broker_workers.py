@@ -22,7 +22,7 @@ import zmq
 from heirloom.core.components import Route
 from heirloom.core.limits import nests_deeper, shortened
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
-from heirloom.wire.protocol import UNAVAILABLE, RequestError, decoding_error, packb, unpackb
+from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAVAILABLE, RequestError, decoding_error, packb, unpackb
 
 #: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
 MAX_HEARTBEAT_ROUTES = 1_000
@@ -74,6 +74,11 @@ class Worker:
         #: tags, scanned only when a worker dies, so the hot path does no set operations).
         self.in_flight = 0
 
+
+#: Requests the broker queues for one worker (its socket's send high-water mark) past what the
+#: network and the worker's own queue hold: past them a request is RESOURCE_EXHAUSTED at once
+#: (back-pressure from a healthy worker that falls behind, not its loss).
+WORKER_QUEUE = 1000
 
 #: Heartbeats a worker may miss before it is dropped; one of the broker's own processes that is
 #: starting (not ready), STARTING_PATIENCE times as many: thirteen daemons starting at once on 2
@@ -222,8 +227,17 @@ def names_another(worker: Worker | None, pid: Any, workers: Collection[Worker]) 
 
 
 def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:
-    """The answer to a request the broker could not hand to ``worker`` (gone since its last
-    heartbeat): refused at once, where a ROUTER socket would have dropped it in silence."""
+    """The answer to a request the broker could not hand to ``worker``, refused at once where a
+    ROUTER socket would have dropped it in silence: its queue is full (EAGAIN: back-pressure from
+    a healthy worker behind, such as one on another host under load), or it is gone since its
+    last heartbeat (EHOSTUNREACH)."""
+    if exc.errno == zmq.EAGAIN:
+        held = f"{worker.in_flight} requests in flight to it"
+        return RequestError(
+            RESOURCE_EXHAUSTED,
+            f"the broker's queue for worker pid {worker.pid} is full ({held}); retry",
+            retry_after_ms=100,
+        )
     return RequestError(UNAVAILABLE, f"worker pid {worker.pid} cannot be reached ({exc}); retry", retry_after_ms=100)
 
 
