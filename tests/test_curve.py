@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -317,6 +318,37 @@ def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):
     escape = run_heirloom("keys", "new", str(tmp_path / "k"), "--name", "../../escape")
     assert escape.returncode != 0 and "key name '../../escape': use 1-100 ASCII letters" in escape.stderr
     assert not (tmp_path.parent / "escape.key").exists()
+
+
+def test_a_secret_key_that_is_not_its_public_keys_stops_serve_worker_and_call_naming_the_file(tmp_path, keys):
+    """A .key_secret whose secret-key was zeroed started the daemon without a word, and every
+    client then failed the handshake for good; a client's or worker's failed every call."""
+    text = (keys / "server" / "server.key_secret").read_text()
+    zeroed = tmp_path / "zeroed.key_secret"
+    zeroed.write_text(re.sub(r'secret-key = "[^"]*"', 'secret-key = "' + "0" * 40 + '"', text))
+    said = f"the Curve key {zeroed}: its secret-key is not the one of its public-key (an edited or damaged file?)"
+    server_key, clients = str(keys / "server" / "server.key"), str(keys / "clients")
+    serve = run_heirloom("serve", "minimal", "--curve-secret", str(zeroed), "--curve-clients", clients, timeout=60)
+    call = run_heirloom("call", "_health", "--curve-secret", str(zeroed), "--curve-server", server_key)
+    worker = run_heirloom("worker", "minimal", "--connect", free_tcp_address(), "--curve-secret", str(zeroed),
+                          "--curve-server", server_key, timeout=60)  # fmt: skip
+    for result, code in ((serve, 1), (call, 2), (worker, 1)):  # as each says of its other key file checks
+        assert result.returncode == code and said in result.stderr, result.stderr
+
+
+def test_a_server_secret_key_others_can_read_is_served_with_a_warning_naming_it(tmp_path, keys):
+    """A server's .key_secret of mode 644 was taken in silence (ssh refuses such a key; the daemon warns)."""
+    secret = tmp_path / "open.key_secret"
+    secret.write_bytes((keys / "server" / "server.key_secret").read_bytes())
+    secret.chmod(0o644)
+    daemon = Daemon(tmp_path, "--curve-secret", str(secret), "--curve-clients", str(keys / "clients"))
+    try:
+        daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+        assert (
+            f"the Curve secret key {secret} is open to others than its owner (mode 644): chmod 600 it" in daemon.log()
+        )
+    finally:
+        assert daemon.terminate() == 0
 
 
 def _worker(tmp_path, address: str, log_name: str, *curve: str) -> tuple[subprocess.Popen, Path]:

@@ -112,10 +112,16 @@ def read_key_file(path: Path) -> dict[str, bytes]:
 
 
 def load_keypair(secret_file: Path) -> tuple[bytes, bytes]:
-    """(public, secret) from a ``.key_secret`` file, with a clear error when unusable."""
+    """(public, secret) from a ``.key_secret`` file, with a clear error when unusable: a secret-key
+    that is not its public-key's (an edited or damaged file) failed every handshake in silence."""
     keys = read_key_file(secret_file)
     if "secret" not in keys:
         raise HeirloomError(f"{secret_file} holds no secret key (pass the .key_secret file, not the .key)")
+    if zmq.curve_public(keys["secret"]) != keys["public"]:
+        raise HeirloomError(
+            f"the Curve key {secret_file}: its secret-key is not the one of its public-key (an edited or damaged "
+            "file?): make keys with heirloom keys new"
+        )
     return keys["public"], keys["secret"]
 
 
@@ -174,6 +180,12 @@ class CurveServer:
 
     def __attrs_post_init__(self) -> None:
         load_keypair(self.secret_file)
+        if (mode := self.secret_file.stat().st_mode & 0o777) & 0o077:  # ssh's rule, but a warning: it may be meant
+            log.warning(
+                "the Curve secret key %s is open to others than its owner (mode %03o): chmod 600 it",
+                self.secret_file,
+                mode,
+            )
         if not self.clients_dir.is_dir():
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
         self._clients = _key_ids(self.clients_dir, strict=True)
