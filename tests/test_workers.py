@@ -7,8 +7,10 @@ import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import wait
@@ -863,6 +865,28 @@ def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from
         assert daemon.terminate() == 0
         if worker is not None:
             assert worker.wait(30) == 0  # the broker's drain reaches a remote worker too
+
+
+def test_a_worker_socket_file_every_user_may_write_is_named_in_a_warning(tmp_path):
+    """Under umask 000 a custom ``--worker-bind ipc://PATH`` made a srwxrwxrwx socket file, no
+    Curve guards ipc://, and a rogue joined a Curve broker as a worker, in silence. One in a
+    private folder (the default endpoint's case) is no warning."""
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))  # searchable by every user, as /tmp is
+    shared.chmod(0o755)
+    try:
+        for folder, warned in ((shared, True), (tmp_path, False)):  # pytest's folders are 0700
+            address = f"ipc://{folder}/workers.sock"
+            (folder / "d").mkdir()
+            daemon = Daemon(folder / "d", "--workers", "0", "--worker-bind", address, preexec_fn=lambda: os.umask(0))
+            try:
+                with daemon.client(timeout=10) as client:
+                    _until_healthy(client, daemon)
+                said = f"workers connect to {address} without Curve and every user of this host may write its socket "
+                assert (f"{said}file (mode 777)" in daemon.log()) is warned, daemon.log()
+            finally:
+                assert daemon.terminate() == 0
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_a_broker_with_no_local_workers_needs_an_address_for_the_others():

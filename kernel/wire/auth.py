@@ -327,3 +327,21 @@ def secure_worker_endpoint(curve: CurveServer | None, socket: zmq.Socket, addres
         return False
     os.environ[WORKER_KEYS_ENV] = curve.serve_workers(socket)
     return True
+
+
+def bound_worker_address(socket: zmq.Socket) -> str:
+    """The address a broker's worker ``socket`` is bound to, after a warning when it is an ipc://
+    socket file every user of this host can connect to: ipc:// has no Curve, the file's mode (made
+    with the broker's umask) and its folders' are its only guard (umask 000 let a rogue join)."""
+    address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+    path = Path(address.removeprefix("ipc://")).absolute()
+    a_file = address.startswith("ipc://") and not address.startswith("ipc://@") and path.exists()  # @: abstract
+    mode = path.stat().st_mode & 0o777 if a_file else 0
+    if mode & 0o002 and all(folder.stat().st_mode & 0o001 for folder in path.parents):
+        log.warning(
+            "workers connect to %s without Curve and every user of this host may write its socket file (mode %03o): "
+            "whatever process they run can join as a worker; chmod it or bind it in a private folder (docs/SCALE.md)",
+            address,
+            mode,
+        )
+    return address

@@ -30,7 +30,7 @@ from zmq.backend import zmq_poll
 from heirloom.core.components import ClientLimits
 from heirloom.core.placement import WorkerPool
 from heirloom.core.settings import ServerSettings
-from heirloom.wire.auth import CurveServer, secure_worker_endpoint
+from heirloom.wire.auth import CurveServer, bound_worker_address, secure_worker_endpoint
 from heirloom.wire.broker_deadlines import Deadlines
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
@@ -140,7 +140,7 @@ class Broker(BrokerRoutes):
         self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.backend.setsockopt(zmq.SNDHWM, WORKER_QUEUE)  # before the bind, as its connections copy it
         attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/workers", bind=True)
-        self.worker_address = self.backend.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.worker_address = bound_worker_address(self.backend)
         self.outbox = reply_outbox(self.frontend, settings, self.watch)
         self._to_worker = sender(self.backend, nonblocking=True)
         self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
