@@ -607,23 +607,26 @@ def test_a_peer_cannot_speak_for_another_worker_nor_flood_the_log_by_joining_and
     with _open_worker_endpoint(tmp_path) as (daemon, worker_address, context):
         with daemon.client(timeout=10) as client:
             pids = _worker_pids(client)
-            impostor, registered = context.socket(zmq.DEALER), context.socket(zmq.DEALER)
-            for peer in (impostor, registered):
+            impostor, registered, twin = (context.socket(zmq.DEALER) for _ in range(3))
+            for peer in (impostor, registered, twin):
                 peer.connect(worker_address)
             registered.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 4242})])
+            # a twin heartbeating a ready worker's pid had its GONE taken as that worker's failed start
+            twin.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pids[0]})])
             deadline = time.monotonic() + 10
-            while 4242 not in _all_pids(client):
+            while 4242 not in _all_pids(client) or _all_pids(client).count(pids[0]) < 2:
                 assert time.monotonic() < deadline, daemon.log()
             lie = packb({"pid": pids[0], "error": "impostor says it failed"})
             for _ in range(1000):
-                for peer in (impostor, registered):
+                for peer in (impostor, registered, twin):
                     peer.send_multipart([CONTROL, b"GONE", lie])
-            for peer, pid in ((impostor, 4343), (registered, 4242)):  # read after their GONEs (one connection each)
+            for peer, pid in ((impostor, 4343), (registered, 4242), (twin, pids[0])):  # read after their GONEs
                 peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pid, "resources": {"after": True}})])
-            while sum(w["resources"] == {"after": True} for w in client.call("_ready")["workers"]) < 2:
+            while sum(w["resources"] == {"after": True} for w in client.call("_ready")["workers"]) < 3:
                 assert time.monotonic() < deadline, daemon.log()
-            assert sorted(_all_pids(client)) == sorted([*pids, 4242, 4343])  # the lying peer was not dropped either
-            assert all(w["local"] for w in _locals(client, pids)) and client.call("_ready")["start_failure"] is None
+            assert sorted(_all_pids(client)) == sorted([*pids, pids[0], 4242, 4343])  # the liars were not dropped
+            assert sorted(w["local"] for w in _locals(client, pids)) == [False, True, True]  # the twin is not local
+            assert client.call("_ready")["start_failure"] is None
             log = daemon.log()
             assert "could not start" not in log
             assert (
@@ -860,7 +863,20 @@ def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from
             assert client.call("echo.echo", {"hi": 1}) == {"hi": 1}
             (served_by,) = client.call("_ready")["workers"]
             assert served_by["pid"] == worker.pid and served_by["local"] is False and served_by["ready"] is True
+            context = zmq.Context()  # a twin heartbeating its pid had its GONE put in _ready's start_failure
+            twin = context.socket(zmq.DEALER)
+            twin.connect(worker_address)
+            twin.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": worker.pid})])
+            twin.send_multipart([CONTROL, b"GONE", packb({"pid": worker.pid, "error": "fake failure"})])
+            twin.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": worker.pid, "resources": {"after": True}})])
+            ready = client.call("_ready")
+            while not any(w["resources"] == {"after": True} for w in ready["workers"]):
+                assert time.monotonic() < deadline + 30, daemon.log()
+                ready = client.call("_ready")
+            assert ready["start_failure"] is None and client.call("echo.echo", 1) == 1
+            context.destroy(linger=0)
         assert f"workers connect to {worker_address} without Curve" in daemon.log()  # a warning, not silence
+        assert "could not start" not in daemon.log()
     finally:
         assert daemon.terminate() == 0
         if worker is not None:

@@ -218,12 +218,15 @@ def start_failure(frame: bytes) -> tuple[dict[str, Any], str]:
 
 def names_another(worker: Worker | None, pid: Any, workers: Collection[Worker]) -> bool:
     """Whether a GONE message naming ``pid`` names a worker its connection (``worker``, None when
-    it never sent a heartbeat) did not register: a peer naming a healthy worker's pid had the
-    broker log 85,000 start failures of that worker in 4 s. (Pids are not unique across hosts:
+    it never sent a heartbeat) did not register, or one ready on another connection: a peer naming
+    a healthy worker's pid had the broker log 85,000 start failures of that worker in 4 s, and one
+    heartbeating that pid first, its failed start in ``_ready``. (Pids are not unique across hosts:
     a connection that registered none may name one no other connection registered.)"""
     if type(pid) is not int:
         return False  # names none: the line says "worker pid ?"
-    return worker.pid != pid if worker is not None else any(other.pid == pid for other in workers)
+    if worker is not None and worker.pid != pid:
+        return True
+    return any(other.pid == pid and other is not worker and (worker is None or other.ready) for other in workers)
 
 
 def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:
