@@ -679,6 +679,40 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     )
 
 
+def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):
+    """``HEIRLOOM_DATA=data`` was joined to each profile file's folder (one root per file) while
+    ``heirloom data list`` read it from the current folder; a missing path lost its data-root hint."""
+
+    @attrs.define
+    class FileSource(_NoRecords):
+        path: str = heirloom.path_field()
+
+    Plugin = _registering("file", FileSource)
+    write(tmp_path / "base" / "b.toml", '[sources.b]\nuse = "file"\npath = "${data}/b.csv"\n')
+    profile = write(tmp_path / "sub" / "p.toml", 'extends = "../base/b.toml"\n[sources.f]\nuse = "file"\n')
+    write(profile, profile.read_text() + 'path = "${data}/banking77/train.csv"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEIRLOOM_DATA", "data")
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+    root = tmp_path / "data"
+    said = [problem.message for problem in caught.value.problems]
+    assert said == [
+        f"path does not exist: {root / 'b.csv'} (data root {root})",
+        f"path does not exist: {root / 'banking77/train.csv'} (data root {root}; "
+        "`heirloom data fetch banking77` if it is a public data set)",
+    ]
+    write(root / "b.csv", "")
+    write(root / "banking77" / "train.csv", "")
+    resolved = heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+    assert [resolved.instantiate(spec).path for spec in resolved.components[1:]] == [
+        str(root / "b.csv"),
+        str(root / "banking77/train.csv"),
+    ]
+    listed = run_heirloom("data", "list", cwd=tmp_path, env={"HEIRLOOM_DATA": "data"})
+    assert f"data root {root} " in " ".join(listed.stdout.split()), listed.stdout  # the same root
+
+
 def test_a_relative_path_default_is_the_profile_files_and_is_checked(tmp_path, monkeypatch):
     """A plugin's relative default (``path_field(default="rows.csv")``) was used as-is, relative
     to whatever folder the command ran in; it is the profile file's, as a value in it would be."""

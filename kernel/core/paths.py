@@ -22,6 +22,6 @@ def cache_dir() -> Path:
 
 
 def data_root() -> Path:
-    """The data folder profiles call ``${data}``: ``HEIRLOOM_DATA``, else ``data`` in the home
-    (where ``heirloom data fetch`` puts the public data sets)."""
-    return Path(configured) if (configured := os.environ.get("HEIRLOOM_DATA")) else home() / "data"
+    """The data folder profiles call ``${data}``: ``HEIRLOOM_DATA`` (a relative one from the current folder,
+    once: not from each profile file's), else ``data`` in the home (where ``heirloom data fetch`` puts them)."""
+    return Path(configured).absolute() if (configured := os.environ.get("HEIRLOOM_DATA")) else home() / "data"
