@@ -88,13 +88,18 @@ def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     assert shown["project"] == "child"  # a project is never inherited: the parent's "fam" is not the child's
     table = run_heirloom("profile", "show", "child", cwd=tmp_path)
     rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in table.stdout.splitlines() if "│" in line]
-    assert ["resources.max_in_flight", "16", "child.toml"] in rows  # keys whole at 80 columns: they go to --set
+    assert ["resources.max_in_flight", "16", "profiles/child.toml"] in rows  # keys whole at 80 columns: for --set
     # the manager that runs though no file names one (the table left it out; TEXT.md said it shows it)
     assert ["resources.use", "'local'", "(kernel default)"] in rows
     assert shown["provenance"]["resources.use"] == "(kernel default)"
     bare = json.loads(run_heirloom("profile", "show", "grand", "--json", cwd=tmp_path).stdout)
     assert bare["profile"]["resources"]["use"] == "local", "no [resources] table at all: the same"
     assert "project child (the file's name: a project is never inherited)" in " ".join(table.stdout.split())
+    write(profiles / "sub" / "child.toml", 'extends = ["../child.toml"]\n[resources]\nthreads = 3\n')
+    table = run_heirloom("profile", "show", "profiles/sub/child.toml", cwd=tmp_path)  # two child.toml: which set what
+    rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in table.stdout.splitlines() if "│" in line]
+    assert ["resources.threads", "3", "profiles/sub/child.toml"] in rows, table.stdout
+    assert ["resources.max_in_flight", "16", "profiles/child.toml"] in rows, table.stdout
 
 
 def test_three_mistakes_are_all_reported_with_file_and_key_path(tmp_path):
@@ -593,7 +598,8 @@ def test_profile_show_and_errors_quote_a_key_part_that_holds_a_dot(tmp_path):
     text = '[sources.s]\nuse = "toy-source"\n[models."sent.v2"]\nuse = "toy-model"\ndata = "s"\nnote = "${NOTE_207}"\n'
     path = write(tmp_path / "p.toml", text)
     env = {"HEIRLOOM_PLUGINS": "tests.toys", "NOTE_207": "from the environment"}
-    table = run_heirloom("profile", "show", str(path), "--set", 'models."sent.v2".epochs=3', env=env)
+    show = ("profile", "show", "p.toml", "--set", 'models."sent.v2".epochs=3')  # from its folder: the table's p.toml
+    table = run_heirloom(*show, env={**env, "PYTHONPATH": pythonpath()}, cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     rows = [
         [cell.strip() for cell in line.split("\u2502")[1:4]] for line in table.stdout.splitlines() if "\u2502" in line
@@ -817,7 +823,7 @@ def test_profile_show_shows_a_profile_that_does_not_validate_then_its_problems(t
     write(profiles / "child.toml", 'extends = ["parent"]\n[resources]\nmax_in_flight = 16\n')
     result = run_heirloom("profile", "show", "child", cwd=tmp_path)
     assert result.returncode == 2
-    assert re.search(r"resources\.threads\s+│\s+'two'\s+│\s+parent\.toml", result.stdout), result.stdout
+    assert re.search(r"resources\.threads\s+│\s+'two'\s+│\s+profiles/parent\.toml", result.stdout), result.stdout
     assert "profiles/parent.toml: resources.threads: expected int, got str 'two'" in result.stderr
     shown = run_heirloom("profile", "show", "child", "--json", cwd=tmp_path)
     assert shown.returncode == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -117,7 +116,7 @@ def profile_group() -> None:
     help=f"Print values interpolated from environment variables (${{VAR}}); by default they read {MASK}.",
 )
 def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_secrets: bool) -> None:
-    """Print the resolved PROFILE and, for every value, the file that set it.
+    """Print the resolved PROFILE and, for every value, the file that set it (its path, as --json and errors say).
 
     Values interpolated from environment variables may be credentials: they are masked
     unless --show-secrets. A profile that merges but does not validate is still shown,
@@ -148,11 +147,10 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         if digest is not None:
             console.print(inert(f"digest {digest[:12]} (the profile_digest of a version trained with it)"))
         console.print(inert(f"extends chain: {' -> '.join(raw.files)}"))
-        table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), "set by")  # keys go to --set
+        table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), Column("set by", overflow="fold"))
         for key, origin in sorted(provenance.items()):
             secret = " (from the environment)" if key in raw.secrets else ""
-            file = Path(origin).name if origin in raw.files else origin  # the chain above has the whole paths
-            table.add_row(*map(inert, (key, repr(_lookup(data, key)) + secret, file)))  # '[a-z]' is no markup
+            table.add_row(*map(inert, (key, repr(_lookup(data, key)) + secret, origin)))  # as --json: sub/base.toml
         console.print(table)
     if problems is not None:
         report_profile_error(problems)
