@@ -5,9 +5,7 @@ then child (later wins; a table whose ``use`` changes is replaced, not merged; `
 inherited), apply ``--set`` overrides, drop components with ``enabled = false``, and interpolate
 ``${VAR}`` / ``${data}`` / ``${project}``. Every leaf value remembers the file that set it, and values
 from the environment are marked secret (``profile show`` masks them); :mod:`heirloom.core.schema` validates.
-
-A profile file is bounded before it is parsed (size, dotted-key length, nesting), since the
-TOML parser takes minutes on a single 50,000-part key; merging is linear in the values."""
+A file is bounded before it is parsed (:mod:`heirloom.toml_bounds`); merging is linear in the values."""
 
 from __future__ import annotations
 
@@ -27,26 +25,15 @@ from heirloom.core.components import KINDS, TABLES
 from heirloom.core.errors import Problem, ProfileError, did_you_mean
 from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
+from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # the last: left unclosed
-#: Limits checked before a profile file is parsed.
-MAX_PROFILE_BYTES = 1 << 20
-MAX_DEPTH = 32
 MAX_EXTENDS = 64  # files in one extends chain: 1,000 was a RecursionError
-_QUOTED = r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'"""  # a TOML "basic" or 'literal' string on one line
-_STRINGS_AND_COMMENTS = re.compile(rf"""\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''.*?'''|{_QUOTED}|#[^\n]*""", re.DOTALL)
-_LONG_DOTTED_KEY = re.compile(rf"(?:[\w-]+[ \t]*\.[ \t]*){{{MAX_DEPTH},}}")
-_BRACKETS = re.compile(r"[\[\]{}]")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_KEY_PART = rf"{_BARE_KEY.pattern}|{_QUOTED}"  # a TOML key part: bare or quoted
+_KEY_PART = rf"{_BARE_KEY.pattern}|{QUOTED}"  # a TOML key part: bare or quoted
 _OVERRIDE = re.compile(rf"[ \t]*((?:{_KEY_PART})(?:[ \t]*\.[ \t]*(?:{_KEY_PART}))*)[ \t]*=(.*)", re.DOTALL)
-#: An integer longer than Python reads (tomllib's error names no key): a marker stands in until ``_interpolate``.
-_LONG_INTEGER = re.compile(
-    rf"({_STRINGS_AND_COMMENTS.pattern})|(?<![\w.+-])[+-]?[0-9][0-9_]{{4300,}}(?![\w.])", re.DOTALL
-)
-TOO_LONG_INTEGER = "an integer of over 4,300 digits (TOML's integers are 64-bit)"
 HOLDS_NUL = "holds a NUL character (\\u0000)"
 PROFILE_IS = "a profile is a regular .toml file"  # in a path it was a raw ValueError, late
 
@@ -249,21 +236,8 @@ class ProfileLoader:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    """Parse a profile file after checking its size and shape (ValueError says what is wrong)."""
-    with os.fdopen(open_regular(path), "rb") as handle:
-        data = handle.read()
-    if len(data) > MAX_PROFILE_BYTES:
-        raise ValueError(f"the file is {len(data)} bytes; a profile may be at most {MAX_PROFILE_BYTES}")
-    text = data.decode("utf-8-sig")  # a byte-order mark (an editor's) is no part of the text
-    bare = _STRINGS_AND_COMMENTS.sub("s", text)
-    if _LONG_DOTTED_KEY.search(bare):
-        raise ValueError(f"a dotted key or table name has more than {MAX_DEPTH} parts")
-    depth = 0
-    for bracket in _BRACKETS.finditer(bare):
-        depth += 1 if bracket.group() in "[{" else -1
-        if depth > MAX_DEPTH:
-            raise ValueError(f"arrays or inline tables nested more than {MAX_DEPTH} levels deep")
-    return tomllib.loads(_LONG_INTEGER.sub(lambda match: match[1] or f'"\\u0000{TOO_LONG_INTEGER}"', text))
+    with os.fdopen(open_regular(path), "rb") as handle:  # a FIFO or a folder: NotRegularFile
+        return parse_bounded(handle.read())
 
 
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str]) -> None:
