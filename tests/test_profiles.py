@@ -222,6 +222,30 @@ def test_a_component_disabled_while_another_uses_it_is_said_to_be_disabled_where
     assert [str(problem) for problem in caught.value.problems] == [f"{base}: apis.a.model: {disabled.format('--set')}"]
 
 
+DROPPED = "this value would be dropped (enabled = true where it is set brings it back)"
+
+
+def test_a_value_a_later_file_sets_on_a_component_an_earlier_one_disabled_is_an_error_naming_both(tmp_path, kernel):
+    """A key a file set on a component an earlier file disabled was dropped with it, silently (check
+    said ok); ``enabled = true`` in the later file brings the component back, with the value."""
+    tables = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+    off = write(tmp_path / "off.toml", tables + '[models.off]\nuse = "toy-model"\ndata = "s"\nenabled = false\n')
+    later = write(tmp_path / "later.toml", 'extends = ["off"]\n[models.off]\nepochs = 4\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(later))
+    said = f"models.off is disabled (by enabled = false in {off}): {DROPPED}"
+    assert [str(problem) for problem in caught.value.problems] == [f"{later}: models.off.epochs: {said}"]
+    write(later, 'extends = ["off"]\n[models.off]\nenabled = true\nepochs = 4\n')
+    assert kernel.resolve(str(later)).raw.data["models"]["off"]["epochs"] == 4
+    write(tmp_path / "again.toml", 'extends = ["later"]\n[models.off]\nenabled = false\n')  # after the value: dropped
+    assert "off" not in kernel.resolve(str(tmp_path / "again.toml")).raw.data["models"]
+    env = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    write(later, 'extends = ["off"]\n[models.off]\nepochs = 4\n')
+    shown = run_heirloom("profile", "show", str(later), env=env)  # "even when invalid": the tree, then the problem
+    assert shown.returncode == 2 and "models.m.use" in shown.stdout, shown.stdout
+    assert shown.stderr.splitlines() == [f"{later}: models.off.epochs: {said}"]
+
+
 def test_a_set_into_a_component_the_profile_lacks_or_disables_is_an_error(tmp_path, kernel):
     """``--set models.sentimnt.epochs=3`` made a component without ``use`` (blamed on the
     file, no suggestion); one into a disabled component was dropped with it, silently."""
@@ -231,7 +255,7 @@ def test_a_set_into_a_component_the_profile_lacks_or_disables_is_an_error(tmp_pa
         kernel.resolve(str(path), ["models.mm.epochs=3", "models.off.epochs=2"])
     assert [str(problem) for problem in caught.value.problems] == [
         "--set: models.mm.epochs: no such component; did you mean 'm'? (models: m, off)",
-        "--set: models.off.epochs: models.off is disabled (enabled = false)",
+        f"--set: models.off.epochs: models.off is disabled (by enabled = false in {path}): {DROPPED}",
     ]
     enabled = kernel.resolve(str(path), ["models.off.enabled=true", "models.off.epochs=2"])
     assert enabled.raw.data["models"]["off"]["epochs"] == 2

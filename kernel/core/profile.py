@@ -101,6 +101,8 @@ class RawProfile:
     secrets: set[str] = attrs.field(factory=set)
     #: Components ``enabled = false`` dropped (``models.x``), with the file that said so.
     disabled: dict[str, str] = attrs.field(factory=dict)
+    #: Problems that leave the tree whole (a value set on a disabled component): validation reports them.
+    problems: list[Problem] = attrs.field(factory=list)
 
     def hide_secrets(self, key: str, message: str) -> str:
         """``message`` with the value at ``key`` masked when it came from the environment (a
@@ -173,13 +175,13 @@ class ProfileLoader:
         self._merged: set[Path] = set()
         self._merge_file(path, data, provenance, files, problems, chain=[])
         _apply_overrides(data, provenance, list(overrides), problems)
-        _drop_disabled(data, provenance, problems, disabled := {})
+        _drop_disabled(data, provenance, late := [], disabled := {}, [*files, OVERRIDE_SOURCE])
         secrets: set[str] = set()
         project = str(data.get("project") or profile_name(path))  # ${project}: the extending file's own
         _interpolate(data, provenance, problems, [], secrets, project)
         if problems:
-            raise ProfileError(problems)
-        return RawProfile(profile_name(path), display_path(path), data, provenance, files, secrets, disabled)
+            raise ProfileError([*problems, *late])
+        return RawProfile(profile_name(path), display_path(path), data, provenance, files, secrets, disabled, late)
 
     def _merge_file(
         self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
@@ -334,9 +336,11 @@ def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problem
             provenance[key] = OVERRIDE_SOURCE
 
 
-def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabled: dict[str, str]) -> None:
+def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabled: dict, order: list[str]) -> None:
     """Remove components whose merged table says ``enabled = false`` (into ``disabled``, each with the
-    file that said so: a reference to one is told why it is gone); a ``--set`` into one is a problem."""
+    file that said so: a reference to one is told why it is gone); a value a later file (in ``order``,
+    the extends chain then ``--set``) set on one is a problem naming both files: it was dropped unsaid."""
+    rank = {file: i for i, file in enumerate(order)}
     for kind in KINDS:
         table_name = TABLES[kind]
         table = data.get(table_name)
@@ -350,10 +354,11 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabl
             continue
         for name in [n for n, t in table.items() if isinstance(t, dict) and _disabled(t.get("enabled"))]:
             prefix = f"{dotted([table_name, name])}."
-            for key in [k for k, by in provenance.items() if by == OVERRIDE_SOURCE and k.startswith(prefix)]:
-                if key != f"{prefix}enabled":
-                    problems.append(Problem(OVERRIDE_SOURCE, key, f"{prefix[:-1]} is disabled (enabled = false)"))
-            disabled[prefix[:-1]] = provenance.get(f"{prefix}enabled", "?")
+            by = disabled[prefix[:-1]] = provenance.get(f"{prefix}enabled", "?")
+            for key, origin in provenance.items():  # set after the file that disabled it (its own keys are not)
+                if key.startswith(prefix) and rank.get(origin, -1) > rank.get(by, len(order)):
+                    said = f"{prefix[:-1]} is disabled (by enabled = false in {by}): this value would be dropped"
+                    problems.append(Problem(origin, key, f"{said} (enabled = true where it is set brings it back)"))
             _forget(provenance, [table_name, name], table.pop(name))
 
 

@@ -76,7 +76,7 @@ class Validator:
     def __init__(self, raw: RawProfile, host: PluginHost):
         self.raw = raw
         self.host = host
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = list(raw.problems)  # the loader's that left the tree whole
         self.converter = make_converter()
 
     def file_of(self, key: str) -> str:
