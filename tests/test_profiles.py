@@ -1082,6 +1082,25 @@ def test_check_writes_no_store_where_none_is_and_says_an_inherit_has_none_to_com
     assert not (tmp_path / "typo").exists() and not list(empty.iterdir()) and not (tmp_path / "home" / "store").exists()
 
 
+def test_a_relative_store_path_is_the_profile_files_as_every_path_and_a_set_one_the_current_folders(tmp_path):
+    """``[store] path = "st"`` was taken from the folder a command ran in: ``eval`` from another folder
+    made an empty store there and said the model had no trained version yet."""
+    tables = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+    profile = write(tmp_path / "proj" / "p.toml", tables + '[store]\npath = "st"\n')
+    (elsewhere := tmp_path / "elsewhere").mkdir()
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": "", "HEIRLOOM_PLUGINS": "tests.toys"}
+    env["PYTHONPATH"] = pythonpath()
+    trained = run_heirloom("train", str(profile), cwd=elsewhere, env=env)
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "proj" / "st" / "index.sqlite").is_file() and not list(elsewhere.iterdir())
+    shown = json.loads(run_heirloom("profile", "show", str(profile), "--json", cwd=elsewhere, env=env).stdout)
+    assert shown["profile"]["store"]["path"] == str(tmp_path / "proj" / "st")
+    show = ("profile", "show", str(profile), "--json", "--set", "store.path=here")
+    assert json.loads(run_heirloom(*show, cwd=elsewhere, env=env).stdout)["profile"]["store"]["path"] == str(
+        elsewhere / "here"
+    )
+
+
 @pytest.mark.parametrize("command", ["train", "serve", "eval"])
 def test_train_serve_and_eval_name_the_file_and_key_of_a_store_path_that_cannot_be_a_store(tmp_path, command):
     """``profile check`` named the file and ``store.path``; train, serve and eval said only

@@ -134,6 +134,7 @@ class Validator:
         if not isinstance(table, dict):
             table = self.problem(name, f"expected a table, got {type(table).__name__}") or {}
         typed = self._typed(name, table, cls)
+        self._resolve_paths(name, typed, cls)  # [store] path: from the file that set it
         table.update(typed)
         return self._structure(name, typed, cls)
 

@@ -7,7 +7,7 @@ import re
 
 import attrs
 
-from heirloom.core.components import above, at_least
+from heirloom.core.components import above, at_least, path_field
 
 
 @attrs.define
@@ -127,8 +127,8 @@ class ModelKeys(ComponentKeys):
 class StoreSettings:
     """``[store]``: where ``heirloom train`` keeps artifacts (``HEIRLOOM_STORE`` overrides it)."""
 
-    #: The store folder (relative paths: from the working directory); default ``HEIRLOOM_HOME/store``.
-    path: str | None = None
+    #: The store folder (a relative one: from the file that set it, as every path); default ``HEIRLOOM_HOME/store``.
+    path: str | None = path_field(must_exist=False, default=None)
 
 
 SECTIONS: dict[str, type] = {"system": SystemSettings, "server": ServerSettings, "store": StoreSettings}
