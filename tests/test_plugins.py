@@ -601,6 +601,14 @@ def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
     clashing = {p["name"]: p["conflicts"] for p in json.loads(profiles.stdout)}["minimal"]
     assert len(clashing) == 2 and any("heirloom_shadow" in label for label in clashing), clashing
     assert "conflict: profile minimal is registered by" in run_heirloom("profiles", cwd=tmp_path, env=env).stderr
+    team = write(tmp_path / "team" / "base.toml", 'extends = ["minimal"]\n')  # the file whose extends meets it
+    for command in ("check", "show"):
+        extended = run_heirloom("profile", command, str(team), cwd=tmp_path, env=env)
+        assert extended.returncode == 2, extended
+        assert extended.stderr.startswith("team/base.toml: extends: profile 'minimal': registered by "), extended
+    for command in (("profile", "check"), ("train",), ("serve",)):  # exit 1 from these: README says 2
+        named = run_heirloom(*command, "minimal", cwd=tmp_path, env=env)
+        assert named.returncode == 2 and "profile 'minimal': registered by " in named.stderr, (command, named)
 
 
 def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_stored_model(tmp_path):

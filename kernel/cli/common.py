@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from heirloom.cli.logs import writes_json
-from heirloom.core.errors import HeirloomError, ProfileError
+from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.fsutil import NotRegularFile
 
 if TYPE_CHECKING:
@@ -127,8 +127,8 @@ def resolve_or_exit(profile: str, overrides: tuple[str, ...] = (), *, store: boo
         return resolved
     except ProfileError as exc:
         report_profile_error(exc)
-    except HeirloomError as exc:  # HEIRLOOM_STORE's, or the default store's: no profile key to name
-        fail(f"error: {exc}")
+    except HeirloomError as exc:  # HEIRLOOM_STORE's, the default store's; a plugin's (a name two register): exit 2
+        fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, PluginError) else 1)
 
 
 def plugin_output_to_stderr(command: Callable[..., None]) -> Callable[..., None]:

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from heirloom.core.components import KINDS, TABLES
-from heirloom.core.errors import Problem, ProfileError, did_you_mean
+from heirloom.core.errors import PluginError, Problem, ProfileError, did_you_mean
 from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
@@ -224,7 +224,11 @@ class ProfileLoader:
             refuse("extends", f"expected a profile name or a list of names, got {parents!r}")
             parents = []
         for parent in parents:
-            parent_path = self.find(parent, relative_to=path.parent)
+            try:
+                parent_path = self.find(parent, relative_to=path.parent)
+            except PluginError as exc:  # two plugins register the name: this file's extends is what meets it
+                refuse("extends", str(exc))
+                continue
             if parent_path is None:
                 file = f"no profile file {display_path(Path(os.path.normpath(path.parent / parent)))} (a .toml file)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
