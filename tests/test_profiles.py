@@ -541,6 +541,13 @@ def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):
     child = write(tmp_path / "child.toml", 'extends = ["base"]\n[apis.x]\nuse = "echo"\n')
     profile = kernel.resolve(str(child))
     assert profile.raw.data["apis"]["x"] == {"use": "echo"}
+    # --set as a file: the inherited keys (model) were merged in, "unknown key" for echo's table
+    profile = kernel.resolve(str(tmp_path / "base.toml"), ["apis.x.use=echo", "models.m.use=toy-model"])
+    assert profile.raw.data["apis"]["x"] == {"use": "echo"} and profile.raw.data["models"]["m"]["epochs"] == 3
+    assert "apis.x.model" not in profile.raw.provenance and profile.raw.provenance["apis.x.use"] == "--set"
+    replaced = ["models.m.rate=0.5", "models.m.use=toy-classifier", "models.m.data=s"]
+    profile = kernel.resolve(str(tmp_path / "base.toml"), replaced)
+    assert profile.raw.data["models"]["m"] == {"use": "toy-classifier", "rate": 0.5, "data": "s"}, "--set's stay"
 
 
 def test_an_empty_serve_or_inherit_in_a_child_profile_unsets_what_its_parent_set(tmp_path, kernel):

@@ -9,6 +9,7 @@ A file is bounded before it is parsed (:mod:`heirloom.toml_bounds`); merging is 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -310,7 +311,12 @@ def _override(item: str) -> tuple[list[str], str] | None:
 
 def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problems: list[Problem]) -> None:
     split = {item: _override(item) for item in overrides}
-    created = {tuple(parts[:-1]) for parts, _ in filter(None, split.values()) if parts[-1] == "use"}
+    created = {tuple(parts[:-1]): text.strip() for parts, text in filter(None, split.values()) if parts[-1] == "use"}
+    for at, use in created.items():
+        table = functools.reduce(lambda node, part: node.get(part) if isinstance(node, dict) else None, at, data)
+        if _is_component_table(list(at)) and isinstance(table, dict) and table.get("use") != use:
+            _forget(provenance, list(at), table)  # another type replaces the table, as a file's `use` does: the
+            table.clear()  # inherited keys were the old type's (then "unknown key"); other --set values stay
     for item in overrides:
         if (given := split[item]) is None:
             said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
