@@ -197,6 +197,15 @@ def test_set_overrides_are_typed_by_schema(tmp_path, kernel):
     )
     config = profile.raw.data["models"]["m"]
     assert config["epochs"] == 7 and config["rate"] == 3 and config["tags"] == ["a", "b"]
+    assert kernel.resolve(str(path), ["models.m.drift=true"]).raw.data["models"]["m"]["drift"] is True
+    for text in ("yes", "1", "TRUE", "no", "0", "False"):  # README: VALUE is TOML, whose booleans are true and false
+        with pytest.raises(heirloom.ProfileError) as caught:
+            kernel.resolve(str(path), [f"models.m.drift={text}", f"models.m.enabled={text}"])
+        said = f"expected true or false (a TOML boolean), got {text!r}"
+        assert sorted(str(p) for p in caught.value.problems) == [
+            f"--set: models.m.drift: {said}",
+            f"--set: models.m.enabled: {said}",
+        ]
     assert profile.raw.provenance["models.m.epochs"] == "--set"
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path), ["models.m.epochs=seven"])

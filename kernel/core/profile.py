@@ -59,8 +59,8 @@ class SetValue:
         quoted = len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"
         if tp in (str, Path) and not quoted:
             value = text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
-        elif tp is bool and text.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
-            return text.strip().lower() in ("true", "yes", "1")
+        elif tp is bool and text.strip() not in ("true", "false"):  # TOML's only two: yes, 1, TRUE were taken too
+            raise ValueError(f"expected true or false (a TOML boolean), got {text.strip()!r}")
         else:
             try:
                 value, *more = tomllib.loads(f"v = {text}").values()
@@ -373,7 +373,7 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabl
 
 
 def _disabled(value: Any) -> bool:
-    return value.text.strip().lower() in ("false", "0", "no") if isinstance(value, SetValue) else value is False
+    return value.text.strip() == "false" if isinstance(value, SetValue) else value is False
 
 
 def _interpolate(
