@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+from pathlib import Path
 from typing import Literal
 
 import attrs
@@ -539,6 +540,27 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(other))
     assert f"extends: no profile file {tmp_path / 'passwd'} (a .toml file)" in str(caught.value)
+
+
+def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_says_it_shadows_it(tmp_path):
+    """``profiles/minimal.toml`` with ``extends = ["minimal"]`` was an extends cycle on itself: a name that
+    would be the extending file is looked up further on (here: the shipped one); a folder named x.toml
+    was listed as a profile."""
+    write(tmp_path / "profiles" / "minimal.toml", 'extends = ["minimal"]\n[resources]\nthreads = 2\n')
+    (tmp_path / "profiles" / "folder.toml").mkdir()
+    shown = run_heirloom("profile", "show", "minimal", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    resolved = json.loads(shown.stdout)
+    assert resolved["profile"]["resources"]["threads"] == 2 and "echo" in resolved["profile"]["apis"]
+    assert resolved["provenance"]["resources.threads"] == "profiles/minimal.toml"
+    listed = {entry["name"]: entry for entry in json.loads(run_heirloom("profiles", "--json", cwd=tmp_path).stdout)}
+    assert "folder" not in listed and listed["minimal"]["path"] == "profiles/minimal.toml"
+    assert [Path(p).name for p in listed["minimal"]["shadows"]] == ["minimal.toml"], listed["minimal"]
+    assert listed["finance-sentiment"]["shadows"] == []
+    table = " ".join(run_heirloom("profiles", cwd=tmp_path).stdout.split())
+    assert f"minimal: profiles/minimal.toml shadows {listed['minimal']['shadows'][0]}" in table
+    write(tmp_path / "self.toml", 'extends = ["self.toml"]\n')  # a path to itself is still a cycle
+    assert "extends cycle" in run_heirloom("profile", "check", "self.toml", cwd=tmp_path).stderr
 
 
 def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):

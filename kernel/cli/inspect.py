@@ -79,6 +79,8 @@ def plugins_command(as_json: bool) -> None:
 def profiles_command(as_json: bool) -> None:
     """List the profiles available: HEIRLOOM_PROFILE_PATH, ./profiles and plugin profiles.
 
+    A name means the first file found in that order: the files of that name it hides are said
+    after the table ("shadows" in --json); such a file can extend the one it hides by its name.
     A name two plugins register is a conflict (naming it is an error): listed with both.
     """
     kernel = get_kernel()
@@ -95,6 +97,8 @@ def profiles_command(as_json: bool) -> None:
     for entry in found:
         table.add_row(*map(inert, (entry["name"], entry["path"], entry["origin"])))
     console.print(table)
+    for entry in [entry for entry in found if entry["shadows"]]:
+        console.print(inert(f"{entry['name']}: {entry['path']} shadows {', '.join(entry['shadows'])}"))
     for name, labels in clashes.items():
         err_console.print(f"conflict: profile {name} is registered by {' and '.join(labels)}", markup=False)
 

@@ -83,14 +83,15 @@ class Kernel:
         self.plugins.ensure(hooks=["heirloom_register_consoles"])
         return {name: entries[0][1] for name, entries in sorted(self.plugins.named["consoles"].items())}
 
-    def available_profiles(self) -> list[dict[str, str]]:
-        """Profiles found in the search path and registered by plugins (imports all plugins)."""
-        found: dict[str, dict[str, str]] = {}
-        for directory in reversed(self.loader.search_dirs()):
-            for path in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
-                found[path.stem] = {"name": path.stem, "path": display_path(path), "origin": display_path(directory)}
+    def available_profiles(self) -> list[dict[str, Any]]:
+        """Profiles found in the search path and registered by plugins (imports all plugins), each with
+        the files of its name it ``shadows`` (later in the lookup: only a file of that name extends one)."""
+        found: dict[str, list[dict[str, str]]] = {}  # in lookup order: the first is the one a name means
+        for directory in self.loader.search_dirs():
+            for path in [p for p in sorted(directory.glob("*.toml")) if not p.is_dir()] if directory.is_dir() else []:
+                found.setdefault(path.stem, []).append({"path": display_path(path), "origin": display_path(directory)})
         self.plugins.load_all()
         for name, ((plugin, path), *_) in sorted(self.plugins.profiles.items()):
             origin = f"plugin {self.plugins.infos[plugin].label}"
-            found.setdefault(name, {"name": name, "path": str(path), "origin": origin})
-        return sorted(found.values(), key=lambda p: p["name"])
+            found.setdefault(name, []).append({"path": str(path), "origin": origin})
+        return [{"name": n, **one, "shadows": [o["path"] for o in rest]} for n, (one, *rest) in sorted(found.items())]

@@ -147,16 +147,17 @@ class ProfileLoader:
         dirs = [Path(p) for p in os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep) if p]
         return [*dirs, Path.cwd() / "profiles"]
 
-    def find(self, ref: str, relative_to: Path | None = None) -> Path | None:
+    def find(self, ref: str, relative_to: Path | None = None, skip: Path | None = None) -> Path | None:
         """A path for ``ref``: a ``.toml`` that exists (``/etc/passwd`` is none; reading a FIFO or
-        a folder says what it is), else a name found."""
+        a folder says what it is), else a name found, other than the file ``skip`` (the extending
+        one: a local ``minimal.toml`` extends the ``minimal`` it shadows)."""
         if ref.endswith(".toml") or "/" in ref or os.sep in ref:
             candidate = Path(ref) if relative_to is None else relative_to / ref
             return candidate if candidate.exists() and candidate.suffix == ".toml" else None
         dirs = ([relative_to] if relative_to is not None else []) + self.search_dirs()
         for directory in dirs:
             candidate = directory / f"{ref}.toml"
-            if candidate.exists():
+            if candidate.exists() and Path(os.path.realpath(candidate)) != skip:
                 return candidate
         return self._registered(ref)
 
@@ -226,7 +227,7 @@ class ProfileLoader:
             parents = []
         for parent in parents:
             try:
-                parent_path = self.find(parent, relative_to=path.parent)
+                parent_path = self.find(parent, relative_to=path.parent, skip=resolved)
             except PluginError as exc:  # two plugins register the name: this file's extends is what meets it
                 refuse("extends", str(exc))
                 continue
