@@ -523,6 +523,27 @@ def test_a_symbolic_link_loop_in_extends_or_a_path_is_a_problem_not_a_traceback(
     assert f"sources.news.path: path does not exist: {tmp_path}/selfloop" in checked.stderr
 
 
+def test_a_link_loop_or_a_dangling_link_as_a_profile_is_said_to_be_one_by_the_name_written(tmp_path):
+    """A link loop said ``no profile file loop1.toml``; a dangling link named its target (nowhere.toml), not
+    the file the user wrote."""
+    os.symlink("loop2.toml", tmp_path / "loop1.toml")
+    os.symlink("loop1.toml", tmp_path / "loop2.toml")
+    os.symlink("nowhere.toml", tmp_path / "dangling.toml")
+    write(tmp_path / "by_path.toml", 'extends = ["loop1.toml", "dangling.toml"]\n')
+    write(tmp_path / "by_name.toml", 'extends = ["loop1", "dangling"]\n')
+    loop, dangling = "it is a symbolic link loop", "it links to nowhere.toml, which does not exist"
+    for ref in ("loop1.toml", "dangling.toml"):
+        checked = run_heirloom("profile", "check", ref, cwd=tmp_path)
+        assert checked.returncode == 2, checked
+        assert checked.stderr == f"{ref}: not a profile: {loop if ref == 'loop1.toml' else dangling}\n"
+    for ref in ("by_path.toml", "by_name.toml"):
+        checked = run_heirloom("profile", "check", ref, cwd=tmp_path)
+        assert checked.returncode == 2 and checked.stderr.splitlines() == [
+            f"{ref}: extends: no profile file loop1.toml: {loop}",
+            f"{ref}: extends: no profile file dangling.toml: {dangling}",
+        ], checked.stderr
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

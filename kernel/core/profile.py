@@ -26,6 +26,7 @@ from heirloom.core.components import KINDS, TABLES
 from heirloom.core.errors import PluginError, Problem, ProfileError, did_you_mean
 from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
+from heirloom.links import broken_link
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
@@ -123,7 +124,7 @@ def display_path(path: Path | str) -> str:
     """A path relative to the working directory when under it (shorter messages)."""
     path = Path(path)
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))  # a link: its own name
     except (ValueError, RuntimeError, OSError):  # not under it; a symbolic link loop
         return str(path)
 
@@ -166,6 +167,8 @@ class ProfileLoader:
         if (path := self.find(ref)) is None and Path(ref).is_file():  # /etc/passwd
             named = "is a file whose name does not end in .toml"
             raise ProfileError([Problem(ref, "", f"not a profile: it {named} ({PROFILE_IS})")])
+        if why := broken_link(Path(ref)) if path is None else "":
+            raise ProfileError([Problem(ref, "", f"not a profile: it {why}")])
         if (path := path or (Path(ref) if Path(ref).exists() else None)) is None:  # a folder, /dev/null: read, said
             searched = ", ".join(display_path(d) for d in self.search_dirs())
             why = f"no such profile file or profile name (searched: {searched} and plugin profiles){self._missing(ref)}"
@@ -232,10 +235,13 @@ class ProfileLoader:
                 refuse("extends", str(exc))
                 continue
             if parent_path is None:
-                file = f"no profile file {display_path(Path(os.path.normpath(path.parent / parent)))} (a .toml file)"
+                by_path = parent.endswith(".toml") or "/" in parent
+                link = Path(os.path.normpath(path.parent / (parent if by_path else f"{parent}.toml")))
+                file = f"no profile file {display_path(link)}" + (f": it {why}" if (why := broken_link(link)) else "")
+                file += "" if why else " (a .toml file)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
-                said = file if parent.endswith(".toml") or "/" in parent else named + self._missing(parent)
+                said = file if by_path or why else named + self._missing(parent)
                 refuse("extends", said)
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
