@@ -544,6 +544,36 @@ def test_a_link_loop_or_a_dangling_link_as_a_profile_is_said_to_be_one_by_the_na
         ], checked.stderr
 
 
+def test_near_misses_of_a_profile_say_the_form_that_works(tmp_path, kernel, monkeypatch):
+    """``epochs = "${EP}"`` said only ``expected int, got str '********'``; ``--set models.sent.v2.epochs``
+    with a ``models."sent.v2"``, ``extends = ["sub/B"]`` for sub/B.toml, ``["minimal.toml"]`` for the name
+    and ``["${BASE}"]`` said nothing of the form that works."""
+    monkeypatch.setenv("EP", "3")
+    tables = '[sources.s]\nuse = "toy-source"\n[models."sent.v2"]\nuse = "toy-model"\ndata = "s"\n'
+    path = write(tmp_path / "p.toml", tables + 'epochs = "${EP}"\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path))
+    said = "expected int, got str '********' (${VAR} interpolates text: write the number in TOML, or set it with --set)"
+    assert [str(p) for p in caught.value.problems] == [f'{path}: models."sent.v2".epochs: {said}']
+    write(path, tables)
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve(str(path), ["models.sent.v2.epochs=3"])
+    assert str(caught.value).endswith(
+        "; did you mean 'models.\"sent.v2\".epochs'? (a name holding a dot goes in quotes)"
+    )
+    write(tmp_path / "sub" / "B.toml", 'extends = ["../p.toml"]\n')
+    write(tmp_path / "profiles" / "base.toml", "")
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "c.toml", 'extends = ["sub/B", "base.toml", "${BASE}"]\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve("c.toml")
+    assert [p.message.split("; ")[-1] for p in caught.value.problems] == [
+        "did you mean 'sub/B.toml'? (a path names the file, .toml too)",
+        "did you mean 'base'? (a profile name, without .toml: a path is looked up next to this file only)",
+        "extends is not interpolated (${VAR} is read in values only): write the name or path itself",
+    ]
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

@@ -27,6 +27,7 @@ from heirloom.core.errors import PluginError, Problem, ProfileError, did_you_mea
 from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
 from heirloom.links import broken_link
+from heirloom.suggest import dotted_name_hint, extends_hint
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
@@ -242,7 +243,7 @@ class ProfileLoader:
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
                 said = file if by_path or why else named + self._missing(parent)
-                refuse("extends", said)
+                refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
         _merge(data, tree, provenance, label, [])
@@ -333,11 +334,12 @@ def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problem
         key = dotted(parts)
         if parts[0] == "extends" or (parts[0] in TABLES.values() and not _is_component_table(parts[:-1])):
             whole = "a --set sets one value (models.NAME.KEY=VALUE, resources.KEY=VALUE), not a table or extends"
-            problems.append(Problem(OVERRIDE_SOURCE, key, whole))
+            problems.append(Problem(OVERRIDE_SOURCE, key, whole + dotted_name_hint(parts, data.get(parts[0]))))
             continue
         group = data.get(parts[0]) if _is_component_table(parts[:2]) and len(parts) > 2 else None
         if isinstance(group, dict) and parts[1] not in group and tuple(parts[:2]) not in created:  # a typo
-            named = f"no such component{did_you_mean(parts[1], group)} ({parts[0]}: {', '.join(group) or 'none'})"
+            hint = dotted_name_hint(parts, group) or did_you_mean(parts[1], group)
+            named = f"no such component{hint} ({parts[0]}: {', '.join(group) or 'none'})"
             problems.append(Problem(OVERRIDE_SOURCE, key, named))
             continue
         node = data
