@@ -574,6 +574,24 @@ def test_near_misses_of_a_profile_say_the_form_that_works(tmp_path, kernel, monk
     ]
 
 
+def test_ways_of_writing_no_inherit_or_an_enabled_component_give_one_profile_digest(tmp_path, kernel):
+    """``inherit = ""``, no inherit and ``--set ...inherit=null`` gave three digests (a version trained
+    with one did not match the others); so did an explicit ``enabled = true``."""
+    from heirloom.store.digest import profile_digest
+
+    tables = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
+    path = write(tmp_path / "p.toml", tables)
+    plain = profile_digest(kernel.resolve(str(path)))
+    with_api = tables + '[apis.a]\nuse = "toy-api"\nmodel = "m"\n'
+    api = profile_digest(kernel.resolve(str(write(path, with_api + "enabled = true\n"))))
+    assert api == profile_digest(kernel.resolve(str(write(path, with_api)))), "an api's enabled = true too"
+    write(path, tables)
+    assert profile_digest(kernel.resolve(str(path), ["models.m.inherit=null", "models.m.serve=null"])) == plain
+    for extra in ('inherit = ""\nserve = ""\n', "enabled = true\n"):
+        assert profile_digest(kernel.resolve(str(write(path, tables + extra)))) == plain, extra
+    assert profile_digest(kernel.resolve(str(write(path, tables + "epochs = 2\n")))) != plain, "a value still counts"
+
+
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     write(tmp_path / "a.toml", 'extends = ["b"]\n')
     write(tmp_path / "b.toml", 'extends = ["a"]\n')

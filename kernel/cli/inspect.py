@@ -24,7 +24,7 @@ from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue, key_parts
 from heirloom.core.schema import DEFAULT_RESOURCES, validate
 from heirloom.store.checks import store_problems
-from heirloom.store.training import profile_digest
+from heirloom.store.digest import profile_digest
 from heirloom.wire.local_workers import too_many_workers
 
 

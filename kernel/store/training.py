@@ -17,7 +17,6 @@ import functools
 import hashlib
 import inspect
 import itertools
-import json
 import logging
 import shlex
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, TEST, VALIDATION, evaluation_key
 from heirloom.store.content import state_digest
+from heirloom.store.digest import profile_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
 from heirloom.store.outcome import Outcome
 from heirloom.store.reading import Evaluation, blaming_the_source, reading, score
@@ -60,12 +60,6 @@ class Trained:
     reused: bool = False
     #: False when that version was trained on other data that gave the same weights.
     same_data: bool = True
-
-
-def profile_digest(profile: ResolvedProfile) -> str:
-    """sha256 of the resolved profile tree: which configuration produced a version."""
-    canonical = json.dumps(profile.raw.data, sort_keys=True, default=str).encode()
-    return hashlib.sha256(canonical).hexdigest()
 
 
 def data_source(spec: ComponentSpec, model: Any) -> str:
