@@ -631,7 +631,8 @@ def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_
     result = run_heirloom("train", str(profile), env=env)
     assert result.returncode == 1, result.stderr
     assert "plugin code called sys.exit(0)" in result.stderr
-    buggy = run_heirloom("train", str(profile), "--set", "models.m.use=buggy", env=env)
+    swap = ("--set", "models.m.use=buggy", "--set", "models.m.data=rows")  # another type: a table of its own
+    buggy = run_heirloom("train", str(profile), *swap, env=env)
     assert buggy.returncode == 1 and "Traceback" in buggy.stderr, buggy.stderr
     said = "error: training models.m (buggy) failed: KeyError: 'x' (the traceback above shows where)"
     assert buggy.stderr.strip().endswith(said), buggy.stderr[-500:]
