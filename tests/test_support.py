@@ -572,6 +572,24 @@ def test_the_out_of_scope_validation_split_holds_the_texts_no_model_trains_on(tm
     assert labels("sources.intents.validation_fraction=0")["train"] == {"bill": 4, "top_up": 4, "out_of_scope": 4}
 
 
+def test_data_stats_names_no_out_of_scope_test_texts_as_a_label_training_lacks(tmp_path):
+    """SUPPORT.md's telco example keeps real out-of-scope texts in its test file, labelled
+    out_of_scope and scored as oos_recall; `data stats ... intent-data` warned that each was an
+    error, a label no training record has. A label only the test file has still is one."""
+    rows = "".join(f"{label} question {n},{label}\n" for label in ("roaming", "top_up") for n in range(4))
+    write(tmp_path / "train.csv", "text,intent\n" + rows)
+    write(tmp_path / "test.csv", "text,intent\nroaming again,roaming\nsing me a song,out_of_scope\nnew phone,upgrade\n")
+    profile = write(
+        tmp_path / "telco.toml",
+        'extends = ["support"]\nproject = "telco"\n[sources.banking]\ntrain = "train.csv"\ntest = "test.csv"\n'
+        'label_column = "intent"\nvalidation_fraction = 0\n[sources.intents]\nholdout = 0\n',
+    )
+    stats = run_heirloom("data", "stats", str(profile), "intent-data", "--json", env={"HEIRLOOM_HOME": str(tmp_path)})
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["labels_only_held_out"] == {"upgrade": "test test.csv:4"}
+    assert "'upgrade' (first at test test.csv:4)" in stats.stderr and "'out_of_scope'" not in stats.stderr
+
+
 def test_promote_if_better_oos_recall_works_where_the_intents_have_a_validation_split(support_home, tmp_path, data_dir):
     """SUPPORT.md's gate, end to end: the intent model's stored validation metrics had oos_recall
     None, and ``promote --if-better oos_recall`` said the version has no such metric."""

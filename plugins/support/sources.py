@@ -243,6 +243,12 @@ class OutOfScopeSource(heirloom.Source):
     def splits(self) -> list[str]:
         return list(SPLITS) if self.validation_fraction else ["train", "test"]
 
+    @property
+    def out_of_scope_label(self) -> str:
+        """``label``, by the name the models give it: a held-out text so labelled is scored as out of
+        scope, not as a label training lacks (the text sources' stats read it, as a union's parts' one)."""
+        return self.label
+
     def _training_records(self) -> Iterator[dict[str, Any]]:
         """The inner source's records that are not test: its train split, and its validation
         split when it carves one (this source carves its own; the csv source's default 10%

@@ -344,7 +344,8 @@ def labelled_stats(source: heirloom.Source) -> dict[str, Any]:
     """Records per split and, when every record is a dict with a text label, records per label
     (a union's after its check: what will train; a union of unlabelled events only counts), and
     ``labels_only_held_out``: each held-out label no training record has, with its first record,
-    said as a warning too (train's report alone named it, without a file or line)."""
+    said as a warning too (train's report alone named it, without a file or line); never the source's
+    ``out_of_scope_label`` (an out-of-scope source's, a union's part's), whose test records score recall."""
     records, labels, labelled = {}, {}, True
     first: dict[str, str] = {}  # a held-out label's first record: "test new_test.csv:4"
     for split in source.splits():
@@ -360,7 +361,8 @@ def labelled_stats(source: heirloom.Source) -> dict[str, Any]:
         labels[split] = dict(sorted(counts.items())) if labelled else {}
     if not labelled:
         return {"records": records}
-    unseen = {label: where for label, where in first.items() if label not in labels.get("train", {})}
+    known = {*labels.get("train", {}), getattr(source, "out_of_scope_label", None)}
+    unseen = {label: where for label, where in first.items() if label not in known}
     if unseen and "train" in labels:
         log.warning(
             "source %r: labels that no training record has (the model cannot predict them, so each of their "

@@ -75,6 +75,11 @@ class UnionSource(heirloom.Source):
     def splits(self) -> list[str]:
         return list(dict.fromkeys(split for part in self.parts for split in part.splits()))
 
+    @property
+    def out_of_scope_label(self) -> str | None:
+        """The first of its parts' ``out_of_scope_label`` (an out-of-scope source's), if any."""
+        return next((label for part in self.parts if (label := getattr(part, "out_of_scope_label", None))), None)
+
     def stats(self) -> dict[str, Any]:
         return labelled_stats(self)
 
