@@ -116,7 +116,7 @@ def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
         lines += [said, ""]
     if unknown := metrics.get("unknown_labels"):
         listed = ", ".join(f"{label} ({count})" for label, count in unknown.items())
-        lines += [f"labels the model does not predict, each record an error: {listed}", ""]
+        lines += [f"warning: labels the model does not predict, each record an error: {listed}", ""]
     lines += _confusion_text(metrics["confusion_matrix"])
     return "\n".join(lines) + "\n"
 

@@ -96,6 +96,18 @@ def test_a_majority_baseline_tied_between_labels_says_so(templated):
     assert json.loads(evaluated.stdout)["models"]["m"]["majority"] == {"label": "login", "accuracy": 0.4, "tied": 3}
 
 
+def test_eval_json_warns_on_stderr_of_test_labels_the_model_does_not_predict(templated, tmp_path):
+    """A label only the test file had: train's report named it, `eval --json` said nothing while its
+    records, each an error, pulled macro_f1 down."""
+    profile, env, _ = templated
+    _csv(tmp_path / "test.csv", [*TEST_ROWS, ("my car broke down", "roadside")])
+    evaluated = run_heirloom("eval", profile, "--json", "--set", f"sources.s.test={tmp_path / 'test.csv'}", env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["models"]["m"]["unknown_labels"] == {"roadside": 1}
+    said = "warning: labels the model does not predict, each record an error: roadside (1)"
+    assert said in evaluated.stderr
+
+
 def _table(text: str) -> dict[str, list[str]]:
     """The per-label rows of a report, by label (the lines above the accuracy line)."""
     lines = text.splitlines()

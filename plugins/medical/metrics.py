@@ -130,5 +130,8 @@ def multilabel_text(
     if unknown := metrics.get("unknown_labels"):
         shown = ", ".join(f"{label} ({count})" for label, count in list(unknown.items())[:20])
         more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
-        lines += ["", f"{len(unknown)} true label(s) the model does not predict, each one a miss: {shown}{more}"]
+        lines += [
+            "",
+            f"warning: {len(unknown)} true label(s) the model does not predict, each one a miss: {shown}{more}",
+        ]
     return "\n".join(lines) + "\n"
