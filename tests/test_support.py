@@ -452,8 +452,13 @@ def test_faq_xml_errors_name_the_line_and_an_external_entity_is_never_read(tmp_p
     secret = write(tmp_path / "secret.txt", "not for the index")
     external = f'<!DOCTYPE root [<!ENTITY plan SYSTEM "{secret.as_uri()}">]>\n' + _faq_xml(*threads)
     write(tmp_path / "external.xml", external.replace("Answer 2.", "Part of &plan;."))
-    with pytest.raises(heirloom.HeirloomError, match=r"external.xml:5: an external entity \('file:.*secret.txt'\)"):
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"external.xml:5: an external entity \('file:.*secret.txt'\)"
+    ) as refused:
         StackFaqSource(path=str(tmp_path / "external.xml"), train_queries=2).threads()
+    assert str(refused.value).endswith(
+        'is not read: write its text into the file, or declare it with the text itself (<!ENTITY name "the text">)'
+    )  # it stopped at "write the text in"
 
 
 def test_a_thread_added_or_removed_moves_no_other_threads_queries_between_splits(tmp_path):

@@ -59,7 +59,8 @@ def _parse_lined(file: Path) -> tuple[ElementTree.Element, dict[ElementTree.Elem
 
     def external(_context: str, _base: str | None, system_id: str, _public_id: str | None) -> None:
         raise heirloom.HeirloomError(
-            f"{file}:{parser.CurrentLineNumber}: an external entity ({system_id!r}) is not read: write the text in"
+            f"{file}:{parser.CurrentLineNumber}: an external entity ({system_id!r}) is not read: write its text "
+            'into the file, or declare it with the text itself (<!ENTITY name "the text">)'
         )
 
     parser.StartElementHandler, parser.CharacterDataHandler = start, builder.data
