@@ -208,6 +208,8 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
             ("x" * 5000, "at most 200 characters"),
             ("  ", "'intent' is blank"),
             (queued["intent_guess"] + "!", f"; did you mean {queued['intent_guess']!r}?"),  # fails the pattern
+            # case aside, and said after the rule (it read "did you mean 'x'?, and a new label must match")
+            ("OUT_OF_SCOPE", "must match '[a-z][a-z0-9_]{0,63}'; did you mean 'out_of_scope'?"),
         ]:
             with pytest.raises(InvalidArgument) as refused:
                 client.call("support.resolve", {"id": body["handoff_id"], "intent": bad})

@@ -9,7 +9,6 @@ hand is held to the rules the route applied (store layer: the logs are read here
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import unicodedata
@@ -18,6 +17,8 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
+
+from heirloom.suggest import did_you_mean
 
 #: The longest label accepted.
 MAX_LABEL_CHARS = 200
@@ -119,11 +120,11 @@ def label_problem(
         )
     if allow_new and (pattern is None or re.fullmatch(pattern, label)):
         return None
-    close = difflib.get_close_matches(label, known, n=1, cutoff=0.6)  # only for a refusal: it costs per label known
-    unknown = f"label {label!r} is not one the model predicts" + (f"; did you mean {close[0]!r}?" if close else "")
+    close = did_you_mean(label, known)  # only for a refusal (it costs per label known); case aside: OUT_OF_SCOPE
+    unknown = f"label {label!r} is not one the model predicts"
     if not allow_new:
-        return f"{unknown} (labels: {', '.join(known)})"
-    return f"{unknown}, and a new label must match {pattern!r}"
+        return f"{unknown}{close} (labels: {', '.join(known)})"
+    return f"{unknown}, and a new label must match {pattern!r}{close}"
 
 
 def label_pattern(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
