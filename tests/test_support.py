@@ -490,6 +490,10 @@ def test_a_blank_faq_answer_keeps_the_others_ids_and_a_split_leaving_no_training
         records = list(StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2).records("train"))
     assert [r["id"] for r in records if r["role"] == "document"] == ["faq-a/1", "faq-a/3"]
     assert "faq.xml:2: <qapair> 'faq-a': blank <answer> 2 left out" in caplog.text
+    profile = write(tmp_path / "p.toml", '[sources.faq]\nuse = "stackfaq"\npath = "faq.xml"\ntrain_queries = 2\n')
+    stats = run_heirloom("data", "stats", str(profile), "faq")  # reads the file for each split: said thrice
+    assert stats.returncode == 0, stats.stderr
+    assert stats.stderr.count("blank <answer> 2 left out") == 1
     with pytest.raises(ValueError, match=r"'validation_queries' \(2\) must be below 'train_queries' \(2\)"):
         StackFaqSource(path=str(tmp_path / "faq.xml"), train_queries=2, validation_queries=2)
 

@@ -139,7 +139,7 @@ class StackFaqSource(heirloom.Source):
                 raise heirloom.HeirloomError(f"{where} {label!r}: no <answer> with text")
             for n, answer in enumerate(written, 1):
                 if n not in answers:
-                    log.warning("%s:%d: <qapair> %r: blank <answer> %d left out", file, lines[answer], label, n)
+                    self._warn_once("%s:%d: <qapair> %r: blank <answer> %d left out", file, lines[answer], label, n)
             threads.append(
                 {
                     "label": label,
@@ -161,18 +161,24 @@ class StackFaqSource(heirloom.Source):
         return threads
 
     def _say_untested(self, file: Path, threads: list[dict[str, Any]]) -> None:
-        """Warn, once per source, of threads with no test query: data stats counted fewer test
-        records without a word."""
+        """Warn of threads with no test query: data stats counted fewer test records without a word."""
         few = [thread["label"] for thread in threads if len(thread["queries"]) <= self.train_queries]
-        if few and not getattr(self, "_said_untested", False):
-            self._said_untested = True
-            log.warning(
+        if few:
+            self._warn_once(
                 "%s: %d thread(s) have at most train_queries = %d paraphrases, so none of theirs is a test query (%s)",
                 file,
                 len(few),
                 self.train_queries,
                 ", ".join(few[:5]),
             )
+
+    def _warn_once(self, message: str, *args: Any) -> None:
+        """A warning about the file, said once per source: each split's records read the file again
+        (data stats said a blank answer three times)."""
+        said: set[str] = self.__dict__.setdefault("_said", set())
+        if (line := message % args) not in said:
+            said.add(line)
+            log.warning("%s", line)
 
     def _file(self) -> Path:
         path = Path(self.path)
