@@ -541,6 +541,19 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
     assert closer.returncode == 0 and "(validation accuracy 0.96776 -> 0.96777)" in closer.stdout, said(closer)
 
 
+def test_promote_if_better_on_a_null_metric_says_it_was_not_measured(store):
+    """An intent model's validation oos_recall is null where validation held no out-of-scope texts:
+    the refusal said the version had no such metric and suggested oos_examples."""
+    for version in (1, 2):
+        metrics = {"accuracy": 0.9, "validation": {"accuracy": 0.9, "oos_recall": None, "oos_examples": 0}}
+        put(store, "telco/intent", version, metrics=metrics, data_fingerprints=evaluated("fp-data-1"))
+    assert models(store, "promote", "telco/intent@1", "production").returncode == 0
+    refused = models(store, "promote", "telco/intent@2", "production", "--if-better", "oos_recall")
+    assert refused.returncode == 3 and store.alias_version("telco", "intent", "production") == 1
+    wanted = "metrics are not comparable: telco/intent@2 has no numeric validation metric 'oos_recall': it is null"
+    assert f"{wanted} (not measured)" in said(refused) and "did you mean" not in said(refused)
+
+
 def test_promote_if_better_names_what_each_score_left_out_and_refuses_clearly_different_records(store):
     """A score that left out records its version trained on (a recommender's, after appended
     ratings moved pairs) is on other records than one that left out none: a bookshop's gate printed

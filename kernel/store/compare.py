@@ -83,10 +83,13 @@ def metric_value(artifact: Artifact, metric: str, split: str = TEST, *, candidat
 def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate: bool = False) -> float:
     """``metric`` of a report, a number: its own key, else a dotted path into nested dicts.
     Else ``missing`` leads the error: RefError for a ``candidate`` (the metric names nothing: a
-    typo, the caller's mistake), PromotionRefused for a holder (not comparable)."""
+    typo, the caller's mistake), PromotionRefused for a holder (not comparable) and for a null one,
+    which names a score the version did not measure (oos_recall with no out-of-scope texts), no typo."""
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+        value = value.get(part, ...) if isinstance(value, dict) else ...  # ...: absent, None: null
+    if value is None:
+        raise PromotionRefused(f"metrics are not comparable: {missing} {metric!r}: it is null (not measured)")
     if isinstance(value, bool) or not isinstance(value, int | float):
         names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
         paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
