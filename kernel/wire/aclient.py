@@ -32,6 +32,7 @@ from heirloom.wire.client import (
     Unauthenticated,
     Unavailable,
     frames_of,
+    largest_frame,
     no_reply,
     parse_reply,
     redial,
@@ -100,7 +101,7 @@ class AsyncClient:
         frames = frames_of(route, body, request_id, budget, idempotency_key)
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
-        timer = loop.call_later(budget, self._expire, request_id, route, budget)
+        timer = loop.call_later(budget, self._expire, request_id, route, budget, largest_frame(frames))
         try:
             self._submit(request_id, frames)
             return await future
@@ -168,10 +169,10 @@ class AsyncClient:
         else:
             future.set_result(outcome)
 
-    def _expire(self, request_id: int, route: str, budget: float) -> None:
+    def _expire(self, request_id: int, route: str, budget: float, largest: int) -> None:
         future = self._pending.pop(request_id, None)
         if future is not None and not future.done():
-            future.set_exception(NoReply(no_reply(self.address, route, budget, self._silence)))
+            future.set_exception(NoReply(no_reply(self.address, route, budget, self._silence, largest)))
 
     def _on_monitor(self) -> None:
         assert self._monitor is not None

@@ -26,6 +26,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from heirloom.core.errors import HeirloomError
+from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.protocol import (
     CODES,
@@ -42,6 +43,8 @@ from heirloom.wire.transport import attach, receiver, sender
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 IDEMPOTENT_ROUTES = frozenset({"_health", "_ready", "_routes", "_stats"})
+#: A daemon's default ``[server] max_message_bytes``: it drops a larger frame unanswered (PROTOCOL.md).
+DEFAULT_MAX_MESSAGE = attrs.fields(ServerSettings).max_message_bytes.default
 
 
 class RemoteError(HeirloomError):
@@ -168,13 +171,26 @@ class _Pending:
     deadline: float
     route: str
     budget: float
+    largest: int
 
 
-def no_reply(address: str, route: str, budget: float, silence: str) -> str:
+def largest_frame(frames: list[Any]) -> int:
+    """The size in bytes of the largest of a request's frames."""
+    return max(memoryview(frame).nbytes for frame in frames)
+
+
+def no_reply(address: str, route: str, budget: float, silence: str, largest: int = 0) -> str:
     """Why a request sent on a connection that was up got no reply in time: most often a route slower than
-    the budget (the daemon computes a started request to the end, and logs it late); else a daemon stuck or gone."""
+    the budget (the daemon computes a started request to the end, and logs it late); else a daemon stuck or
+    gone; first, a frame over a daemon's default max_message_bytes (a 70 MB body waited 30 s, unexplained)."""
     slow = f"{route} may take longer than that (raise the timeout; the daemon logs a request it computed late)"
-    return f"no reply from {address} within the deadline of {budget:g} s: {slow}, or: {silence}"
+    big = (
+        f"a frame of this request is {largest:,} bytes, over a daemon's default [server] max_message_bytes "
+        f"({DEFAULT_MAX_MESSAGE:,}), and a daemon drops a larger one without a reply: send less per request; or "
+        if largest > DEFAULT_MAX_MESSAGE
+        else ""
+    )
+    return f"no reply from {address} within the deadline of {budget:g} s: {big}{slow}, or: {silence}"
 
 
 def silence_hint(curve: CurveClient | None) -> str:
@@ -252,7 +268,7 @@ class Client:
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
-        pending = _Pending(Future(), time.monotonic() + budget, route, budget)
+        pending = _Pending(Future(), time.monotonic() + budget, route, budget, largest_frame(frames))
         self._outbox.put((request_id, frames, pending))
         with self._wake_lock:
             self._wake_push.send(b"")
@@ -392,7 +408,8 @@ class Client:
             entry = pending.pop(request_id, None)
             if entry is None:
                 continue  # answered already
-            entry.future.set_exception(NoReply(no_reply(self.address, entry.route, entry.budget, self._silence)))
+            said = no_reply(self.address, entry.route, entry.budget, self._silence, entry.largest)
+            entry.future.set_exception(NoReply(said))
 
     # -- closing -------------------------------------------------------------------------
     def close(self) -> None:
