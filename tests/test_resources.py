@@ -183,6 +183,41 @@ def test_a_project_at_its_artifact_quota_is_refused_and_the_store_stays_consiste
     assert versions("quota") == ["quota/big@1", "quota/m@1"]
 
 
+def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_included(tmp_path):
+    """An alias held an older version on top of the newest keep_versions: the refusal said the quota must
+    hold keep_versions + 1 versions (2 where 3 were needed) and to run `heirloom models gc`, which frees nothing."""
+    store = heirloom.ArtifactStore.default()
+    for fill in (1, 2):  # two 1 MiB versions of another model of the project
+        store.put("quota", "big", heirloom.State({"w": np.full(1 << 18, fill, np.float32)}, {}), model_type="t")
+    path = train_profile(tmp_path, "artifact_quota_mb = 2\nkeep_versions = 1")
+
+    def refusal() -> str:
+        result = run_heirloom("train", str(path), env=TOYS)
+        assert result.returncode == 1 and versions("quota") == ["quota/big@1", "quota/big@2"], result.stderr
+        return " ".join(result.stderr.split())
+
+    said = refusal()  # gc would free big@1: it says so
+    assert (
+        "retention (keep_versions = 1) and `heirloom models gc --keep 1` keep 1.0 MiB of it: quota/big@2 (newest)"
+        in (said)
+    )
+    assert "`heirloom models gc --keep 1` frees 1.0 MiB, room enough" in said
+
+    store.promote("quota/big@1", "production")
+    said = refusal()
+    assert "keep 2.0 MiB of it: quota/big@2 (newest), quota/big@1 (alias production); 2.0 MiB with the new version" in (
+        said
+    )
+    assert "move an alias to the newest version (`heirloom models promote REF ALIAS`)" in said
+    assert "or raise resources.artifact_quota_mb to 3" in said
+    dry = json.loads(run_heirloom("models", "gc", "--keep", "1", "--dry-run", "--json").stdout)
+    assert dry["versions"] == [] and dry["bytes"] == 0  # gc frees nothing, as said
+
+    trained = run_heirloom("train", str(path), "--set", "resources.artifact_quota_mb=3", env=TOYS)
+    assert trained.returncode == 0, trained.stderr
+    assert versions("quota") == ["quota/big@1", "quota/big@2", "quota/m@1"]
+
+
 def test_retention_keeps_the_newest_versions_aliased_ones_and_other_projects(tmp_path):
     path = train_profile(tmp_path, "keep_versions = 2")
     other = train_profile(tmp_path / "o", project="other")

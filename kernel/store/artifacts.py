@@ -38,7 +38,7 @@ from heirloom.store.content import (
     sha256,
     state_metadata,
 )
-from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, remove_unreferenced
+from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, remove_unreferenced, room
 from heirloom.store.index import BACKUP_MARKER, MAX_VERSION, StoreIndex, Transaction
 from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name
 
@@ -151,10 +151,12 @@ class ArtifactStore:
         metrics: dict[str, Any] | None = None,
         plugin_versions: dict[str, str] | None = None,
         quota_mb: int | None = None,
+        keep_versions: int | None = None,
         state_format: int = 1,
     ) -> Artifact:
         """Store ``state`` as the next version of ``project/model``; with ``quota_mb``, only
-        if the project's blobs stay within it (else ResourceExhaustedError, nothing written)."""
+        if the project's blobs stay within it (else ResourceExhaustedError, nothing written, saying
+        what retention, which runs after, keeps of them with ``keep_versions``)."""
         check_name("project", project)
         check_name("model", model)
         framework, weights = encode_tensors(state.tensors)
@@ -188,7 +190,7 @@ class ArtifactStore:
                         "while this model trained (models gc?); nothing was stored"
                     )
                 if quota_mb is not None:
-                    self._check_quota(tx, project, model, blobs, quota_mb)
+                    self._check_quota(tx, project, model, blobs, quota_mb, keep_versions)
                 version = tx.next_version(project, model)
                 for name, data in blobs.items():
                     if not (self.blobs / name).exists():
@@ -215,7 +217,9 @@ class ArtifactStore:
         backup of the store it came from mirror over it, deleting the versions stored since."""
         (self.root / BACKUP_MARKER).unlink(missing_ok=True)
 
-    def _check_quota(self, tx: Transaction, project: str, model: str, blobs: dict[str, bytes], quota_mb: int) -> None:
+    def _check_quota(
+        self, tx: Transaction, project: str, model: str, blobs: dict[str, bytes], quota_mb: int, keep: int | None
+    ) -> None:
         held = self._project_blobs(tx, project)
         used = sum(file_size(self.blobs / name) for name in held)
         adding = sum(len(data) for name, data in blobs.items() if name not in held)
@@ -223,8 +227,7 @@ class ArtifactStore:
             raise ResourceExhaustedError(
                 f"not stored: project {project!r} holds {used / MIB:.1f} MiB in the artifact store at {self.root}; "
                 f"{project}/{model} needs {adding / MIB:.1f} MiB more, past its artifact quota of {quota_mb} MiB; "
-                "free space with `heirloom models gc` or a retention policy (keep_versions); with one, the "
-                "quota must hold keep_versions + 1 versions, since retention runs after the new one is stored"
+                + room(tx, self.blobs, project, keep, used, adding, quota_mb * MIB)
             )
 
     @staticmethod

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from heirloom.core.quota import MIB
 from heirloom.store.index import StoreIndex, Transaction
 
 #: How ``put`` names blobs: the content's sha256 and what it holds.
@@ -186,12 +187,8 @@ def _survivors(
     """Refs gc keeps: newest ``keep`` loadable versions per model, ``unreadable`` ones,
     aliased ones, every version outside ``project`` (when given), and all their ancestors."""
     unreadable = unreadable or set()
-    by_model: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        if _ref(row) not in unreadable:
-            by_model[(row["project"], row["model"])].append(row)
-    kept = {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
-    kept |= unreadable | {_ref(row) for row in rows if row["aliases"] or project not in (None, row["project"])}
+    kept = _newest(rows, keep, unreadable) | unreadable
+    kept |= {_ref(row) for row in rows if row["aliases"] or project not in (None, row["project"])}
     parents = {_ref(row): row["parent"] for row in rows}
     pending = list(kept)
     while pending:
@@ -200,3 +197,41 @@ def _survivors(
             kept.add(parent)
             pending.append(parent)
     return kept
+
+
+def _newest(rows: list[dict[str, Any]], keep: int, unreadable: set[str]) -> set[str]:
+    """Refs of the newest ``keep`` versions of each model, ``unreadable`` ones left out."""
+    by_model: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if _ref(row) not in unreadable:
+            by_model[(row["project"], row["model"])].append(row)
+    return {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
+
+
+def room(tx: Transaction, blobs: Path, project: str, keep: int | None, used: int, adding: int, quota: int) -> str:
+    """What retention (``keep``) and gc keep of ``project``, and what makes room, for a quota's refusal:
+    the quota (bytes) must hold what they keep, the newest ``keep`` of each model, aliased versions and
+    the ancestors of kept ones, plus the new version (``adding`` bytes), as retention runs after it."""
+    rows = tx.rows(project, damaged=[])
+    newest, kept = _newest(rows, keep or 1, set()), _survivors(rows, keep or 1, project)
+    why = {}
+    for row in reversed(rows):
+        if (ref := _ref(row)) in kept:
+            reasons = ["newest"] * (ref in newest) + [f"alias {alias}" for alias in row["aliases"]]
+            why[ref] = ", ".join(reasons) or "ancestor of a kept version"
+    names = {
+        name for owner, model, version, *pair in tx.blob_rows() if f"{owner}/{model}@{version}" in why for name in pair
+    }
+    size = sum(file_size(blobs / name) for name in names)
+    gc = f"`heirloom models gc --keep {keep or 1}`"
+    listed = ", ".join(f"{ref} ({reason})" for ref, reason in why.items()) or "nothing"
+    who = f"retention (keep_versions = {keep}) and {gc}" if keep else f"{gc} (retention is off)"
+    said = f"{who} keep {size / MIB:.1f} MiB of it: {listed}"
+    if size + adding <= quota:
+        return f"{said}; {gc} frees {(used - size) / MIB:.1f} MiB, room enough"
+    need = -(-(size + adding) // MIB)  # MiB, rounded up
+    pinned = any(not reason.startswith("newest") for reason in why.values())
+    ways = ["move an alias to the newest version (`heirloom models promote REF ALIAS`)"] * pinned
+    ways += ["lower keep_versions"] * (keep is not None and keep > 1)
+    ways.append(f"{'or ' * bool(ways)}raise resources.artifact_quota_mb to {need}")
+    return f"{said}; {(size + adding) / MIB:.1f} MiB with the new version: " + ", ".join(ways)

@@ -291,12 +291,9 @@ def train(
         since = parent if own else next(reversed(store.list(profile.project, spec.name)), None)
         _say_if_the_data_changed(spec, source_name, fingerprint, since, progress)
         unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
+        task = functools.partial(fit_state, profile.raw, spec.name, parent_state)
         with _naming_a_foreign_parent(spec, parent):
-            fitted = (
-                None
-                if unchanged
-                else resources.run_fit(functools.partial(fit_state, profile.raw, spec.name, parent_state))
-            )
+            fitted = None if unchanged else resources.run_fit(task)
         with watched_memory(resources, f"training {spec.key}"):
             if unchanged:  # a warm start would only move the weights on data they have seen
                 progress.log(f"{spec.key}: the same data and settings as {parent.ref}, which it serves: not refitted")
@@ -337,6 +334,11 @@ def train(
             same_data = same.data_fingerprints.get(source_name) == fingerprint
             return kept(Trained(same, by_split[TEST].report, tuple(evaluations), reused=True, same_data=same_data))
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
+        try:  # asked first, so a quota's refusal says what retention keeps; a manager's bug must not fail train
+            keep = resources.retention()
+        except Exception as exc:  # noqa: BLE001 - said below, like a wrong answer
+            keep = f"an error, {type(exc).__name__}: {exc}"
+        valid = type(keep) is int and keep >= 1
         artifact = store.put(
             profile.project,
             spec.name,
@@ -348,14 +350,11 @@ def train(
             metrics=metrics,
             plugin_versions=_plugin_versions(kernel, [("model", spec.use), ("source", source_spec.use)]),
             quota_mb=quota,
+            keep_versions=keep if valid else None,
             state_format=spec.cls.state_format,
         )
         trained = kept(Trained(artifact, by_split[TEST].report, tuple(evaluations)))
-        try:  # the version is stored: a manager's retention bug must not fail train now
-            keep = resources.retention()
-        except Exception as exc:  # noqa: BLE001 - said below, like a wrong answer
-            keep = f"an error, {type(exc).__name__}: {exc}"
-    if keep is not None and (type(keep) is not int or keep < 1):
+    if keep is not None and not valid:
         progress.log(
             f"warning: stored {artifact.ref}, but the resource manager's retention() gave {keep!r}, "
             "not None or an int >= 1: nothing was removed"
