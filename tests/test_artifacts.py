@@ -1266,6 +1266,35 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
         )
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_daemon_keeps_serving_and_says_so_when_its_index_gets_a_newer_schema(store, tmp_path, workers):
+    """A running daemon followed an index a newer heirloom had upgraded (``PRAGMA user_version`` 2): it
+    swapped to the version the newer one promoted, saying nothing; only a restart refused the index."""
+    text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", text + "[server]\nreload_interval = 0.1\n")
+    env = _two_versions_first_in_production(store, profile)
+    args = ("--workers", "2") if workers == 2 else ()  # one process, or a broker's two workers
+    daemon = Daemon(tmp_path, *args, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready()
+        with (
+            contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer,
+            newer,
+        ):  # what a newer heirloom writes
+            newer.execute("PRAGMA user_version = 2")
+            newer.execute("UPDATE aliases SET version = 2 WHERE alias = 'production'")
+        time.sleep(2)  # 20 reload intervals
+        with daemon.client(timeout=10, retries=0) as client:
+            served = client.call("_stats")["models"]["m"]
+            assert client.call("t.predict", {"x": 1}) is not None
+        assert served["version"] == "team/m@1", served
+        assert "has schema 2; this heirloom reads up to 1" in served["error"], served
+        assert daemon.log().count("has schema 2; this heirloom reads up to 1") == workers, daemon.log()  # once each
+        assert "now serving" not in daemon.log() and "Traceback" not in daemon.log(), daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
+
 def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
     """team/m@1 (production) and @2 of the toy profile ``profile``; the environment that reads them."""
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
@@ -1304,7 +1333,8 @@ def test_sighup_reloads_the_served_versions_and_never_stops_the_daemon(store, tm
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
     profile = write(tmp_path / "team.toml", text + "[server]\nreload_interval = 0\n")  # no polling: only asked
     env = _two_versions_first_in_production(store, profile)
-    daemon = Daemon(tmp_path, "--workers", workers, profile=profile.read_text(), env=env)
+    args = ("--workers", "2") if workers == 2 else ()  # one process, or a broker's two workers
+    daemon = Daemon(tmp_path, *args, profile=profile.read_text(), env=env)
     try:
         daemon.wait_ready()
         assert run_heirloom("models", "promote", "team/m@2", "production", env=env).returncode == 0

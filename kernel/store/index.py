@@ -92,6 +92,15 @@ WAL_HINT = (
 )
 
 
+def _schema(conn: sqlite3.Connection, path: Path) -> int:
+    """The index's schema number (``PRAGMA user_version``); an error naming both numbers when it is
+    newer than this heirloom reads: its tables may mean something else now."""
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise HeirloomError(f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}")
+    return found
+
+
 def _size(path: Path) -> int:
     """``path``'s size; 0 when it is not there (a writer may fold a -wal file in at any moment)."""
     try:
@@ -132,9 +141,7 @@ class StoreIndex:
                 )
             )
         with self._errors(), closing(self.connect()) as conn:
-            found = conn.execute("PRAGMA user_version").fetchone()[0]
-            if found > SCHEMA_VERSION:
-                raise HeirloomError(f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}")
+            found = _schema(conn, path)
             if found < SCHEMA_VERSION:
                 if not create:
                     raise HeirloomError(
@@ -209,6 +216,7 @@ class StoreIndex:
         with self._errors(), closing(self.connect()) as conn:
             conn.execute(begin)
             try:
+                _schema(conn, self.path)  # a newer heirloom may have upgraded it under a running process
                 yield Transaction(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
