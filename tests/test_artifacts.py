@@ -1295,6 +1295,18 @@ def test_a_daemon_keeps_serving_and_says_so_when_its_index_gets_a_newer_schema(s
         assert daemon.terminate() == 0
 
 
+def test_an_index_of_a_newer_schema_is_refused_with_what_to_do(store):
+    """The refusal named both schema numbers and no next step."""
+    put(store, "team/m", 1)
+    with contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer, newer:
+        newer.execute("PRAGMA user_version = 2")
+    refused = models(store, "list")
+    assert refused.returncode == 1 and said(refused) == (
+        f"error: {store.root / 'index.sqlite'} has schema 2; this heirloom reads up to 1: install a heirloom that "
+        "reads it, or restore the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
+    )
+
+
 def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
     """team/m@1 (production) and @2 of the toy profile ``profile``; the environment that reads them."""
     env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}

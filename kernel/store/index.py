@@ -93,11 +93,14 @@ WAL_HINT = (
 
 
 def _schema(conn: sqlite3.Connection, path: Path) -> int:
-    """The index's schema number (``PRAGMA user_version``); an error naming both numbers when it is
-    newer than this heirloom reads: its tables may mean something else now."""
+    """The index's schema number (``PRAGMA user_version``); an error naming both numbers, and what to do,
+    when it is newer than this heirloom reads: its tables may mean something else now."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     if found > SCHEMA_VERSION:
-        raise HeirloomError(f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}")
+        raise HeirloomError(
+            f"{path} has schema {found}; this heirloom reads up to {SCHEMA_VERSION}: install a heirloom that reads "
+            "it, or restore the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
+        )
     return found
 
 
