@@ -155,6 +155,24 @@ def test_blobs_that_match_a_forged_digest_but_do_not_decode_are_damaged_for_veri
     assert checked.returncode == 1 and said in " ".join(checked.stderr.split()) and "Traceback" not in checked.stderr
 
 
+def test_promote_and_verify_check_torch_weights_without_importing_torch(store, tmp_path):
+    """`models promote REF ALIAS` took 3-4 s on an idle box, most of it importing torch to decode
+    weights only to check them; safetensors' own parser checks them (the forged blobs above included)."""
+    put(store, "team/m", 1)
+    write(tmp_path / "shadow" / "torch.py", 'raise ImportError("torch was imported")\n')  # any import fails
+    env = {"PYTHONPATH": pythonpath(tmp_path / "shadow")}
+    assert run_heirloom("models", "show", "team/m@1", "--store", str(store.root), env=env).returncode == 0
+    shadowed = subprocess.run(
+        [*HEIRLOOM[:1], "-c", "import safetensors.torch"], env={**os.environ, **env}, capture_output=True, check=False
+    )
+    assert shadowed.returncode == 1  # the shadow works: loading the weights would need torch
+    promoted = run_heirloom("models", "promote", "team/m@1", "production", "--store", str(store.root), env=env)
+    assert promoted.returncode == 0 and promoted.stdout == "team/m@production -> team/m@1 (new alias)\n", promoted
+    verified = run_heirloom("models", "verify", "--store", str(store.root), env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert store.resolve("team/m@production").version == 1
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

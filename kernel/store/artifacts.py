@@ -258,10 +258,11 @@ class ArtifactStore:
         return decode_metadata(metadata, f"{artifact.ref} ({artifact.model_type})")
 
     def verify(self, ref: str | Ref | Artifact) -> Artifact:
-        """The artifact ``ref`` names, once every byte of its blobs matches its digests and they decode:
-        blobs an index row's digests were made to match passed, then failed every load. A version past
+        """The artifact ``ref`` names, once every byte of its blobs matches its digests and they decode (the
+        weights parsed as their framework's loader parses them, the framework not imported): blobs an index
+        row's digests were made to match passed, then failed every load. A version past
         ``MAX_VERSION``, which ``put`` never gives (only a hand edit of the index does), is damage too."""
-        artifact = self._decoded(ref, None)[0]
+        artifact = self._decoded(ref, None, check_only=True)[0]
         if artifact.version > MAX_VERSION:
             raise HeirloomError(
                 f"artifact {artifact.ref} is damaged: its index row's version is past {MAX_VERSION}, "
@@ -283,10 +284,12 @@ class ArtifactStore:
                 damage[f"{project}/{model}@{alias}"] = f"the alias points at version {version!r}, {missing}"
         return damage
 
-    def _decoded(self, ref: str | Ref | Artifact, reads: int | None) -> tuple[Artifact, State]:
+    def _decoded(
+        self, ref: str | Ref | Artifact, reads: int | None, check_only: bool = False
+    ) -> tuple[Artifact, State]:
         artifact, weights, metadata = self._verified(ref)
-        what = f"{artifact.ref} ({artifact.model_type})"
-        return artifact, decode_state(artifact.framework, weights, metadata, reads, what, artifact.plugin_versions)
+        what, versions = f"{artifact.ref} ({artifact.model_type})", artifact.plugin_versions
+        return artifact, decode_state(artifact.framework, weights, metadata, reads, what, versions, check_only)
 
     def _verified(self, ref: str | Ref | Artifact) -> tuple[Artifact, bytes, bytes]:
         wanted = Ref(ref.project, ref.model, str(ref.version)) if isinstance(ref, Artifact) else as_ref(ref)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import math
 import reprlib
 from typing import Any
+
+import safetensors
 
 from heirloom.core.components import State
 from heirloom.core.errors import HeirloomError
@@ -95,13 +98,20 @@ def state_metadata(state: State, state_format: int = 1) -> bytes:
 
 
 def decode_state(
-    framework: str, weights: bytes, metadata: bytes, reads: int | None, what: str, stored_with: dict[str, str]
+    framework: str,
+    weights: bytes,
+    metadata: bytes,
+    reads: int | None,
+    what: str,
+    stored_with: dict[str, str],
+    check_only: bool = False,
 ) -> State:
     """The state ``what`` (a version) stored; HeirloomError if stored in a format above
     ``reads`` (the loading model type's ``state_format``), which this code would misread.
-    ``stored_with``: the plugin releases that stored it (``{distribution: version}``)."""
+    ``stored_with``: the plugin releases that stored it (``{distribution: version}``).
+    ``check_only``: its tensors are checked, not decoded (``decode_tensors``), and left out."""
     try:
-        tensors = decode_tensors(framework, weights)
+        tensors = decode_tensors(framework, weights, check_only)
     except Exception as exc:  # noqa: BLE001 - safetensors' error, a header declaring 2**62 bytes: a forged or torn blob
         raise HeirloomError(f"{what} is damaged: its weights do not decode ({type(exc).__name__}: {exc})") from None
     state = State(tensors, decode_metadata(metadata, what))
@@ -205,5 +215,15 @@ def _sharing_memory(arrays: dict[str, Any]) -> list[str]:
     return tied
 
 
-def decode_tensors(framework: str, data: bytes) -> dict[str, Any]:
-    return {} if framework == NO_TENSORS else _adapter(framework).load(data)
+def decode_tensors(framework: str, data: bytes, check_only: bool = False) -> dict[str, Any]:
+    """``framework``'s tensors of a weights blob. With ``check_only``, none: the blob is parsed as every
+    framework's loader parses it first (safetensors' header, dtypes, shapes, offsets), and the framework's
+    adapter looked up, without importing the framework (torch took seconds of each promote and verify)."""
+    if framework == NO_TENSORS:
+        return {}
+    if not check_only:
+        return _adapter(framework).load(data)
+    if importlib.util.find_spec(f"safetensors.{framework}") is None:
+        raise HeirloomError(f"safetensors has no {framework!r} adapter")
+    safetensors.deserialize(data)
+    return {}
