@@ -12,6 +12,7 @@ import contextlib
 import heapq
 import itertools
 import math
+import os
 import queue
 import random
 import threading
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
+from weakref import WeakSet
 
 import attrs
 import zmq
@@ -43,6 +45,8 @@ from heirloom.wire.transport import attach, receiver, sender
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 IDEMPOTENT_ROUTES = frozenset({"_health", "_ready", "_routes", "_stats"})
+#: How long past its deadline a caller waits for the I/O thread's own NoReply before raising one itself.
+MARGIN = 1.0
 #: A daemon's default ``[server] max_message_bytes``: it drops a larger frame unanswered (PROTOCOL.md).
 DEFAULT_MAX_MESSAGE = attrs.fields(ServerSettings).max_message_bytes.default
 
@@ -226,27 +230,36 @@ class Client:
         self.timeout = seconds(timeout)
         self.retries = retries
         self._silence = silence_hint(curve)
-        self._context = zmq.Context()
+        self._curve, self._routing_id = curve, routing_id
         self._ids = itertools.count(1)
+        self._closed = threading.Event()
+        self._wake_lock = threading.Lock()
+        self._open()
+        _LIVE.add(self)
+
+    def _open(self) -> None:
+        """A ZeroMQ context, sockets and I/O thread of this process's own (in a forked child: new ones,
+        the parent's left untouched, as pyzmq contexts must not be used across fork)."""
+        self._pid = os.getpid()
+        self._context = zmq.Context()
         self._outbox: queue.SimpleQueue[tuple[int, list[Any], _Pending]] = queue.SimpleQueue()
         self._wake_address = f"inproc://heirloom-client-{id(self)}"
-        self._wake_lock = threading.Lock()
         self._wake_pull = self._context.socket(zmq.PULL)
         self._wake_pull.bind(self._wake_address)
         self._wake_push = self._context.socket(zmq.PUSH)
         self._wake_push.connect(self._wake_address)
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
-        if routing_id is not None:
-            self._socket.setsockopt(zmq.ROUTING_ID, routing_id)
+        if self._routing_id is not None:
+            self._socket.setsockopt(zmq.ROUTING_ID, self._routing_id)
         self._monitor = None
-        if curve is not None:
-            curve.apply(self._socket)
+        if self._curve is not None:
+            self._curve.apply(self._socket)
             self._monitor = self._socket.get_monitor_socket(
                 zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
             )
         try:
-            attach(self._socket, address, bind=False)  # ZeroMQ's refusal as a message naming the address
+            attach(self._socket, self.address, bind=False)  # ZeroMQ's refusal as a message naming the address
         except HeirloomError:
             self._context.destroy(linger=0)  # no thread started yet: the sockets go with the context
             raise
@@ -254,7 +267,6 @@ class Client:
         self._backlog: deque[tuple[int, list[Any], _Pending]] = deque()
         self._deadlines: list[tuple[float, int]] = []
         self._auth_failure: str | None = None
-        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heirloom-client", daemon=True)
         self._thread.start()
 
@@ -263,14 +275,16 @@ class Client:
         self, route: str, body: Any = None, *, timeout: float | None = None, idempotency_key: str | None = None
     ) -> Future[Reply]:
         """Send one request now; the future resolves to a :class:`Reply` or a RemoteError."""
-        if self._closed.is_set():
-            raise HeirloomError("the client is closed")
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
         pending = _Pending(Future(), time.monotonic() + budget, route, budget, largest_frame(frames))
-        self._outbox.put((request_id, frames, pending))
-        with self._wake_lock:
+        with self._wake_lock:  # close() sets _closed under it: a request queued here is failed by the I/O thread
+            if self._closed.is_set():
+                raise Unavailable("the client is closed")
+            if self._pid != os.getpid():
+                self._forked()
+            self._outbox.put((request_id, frames, pending))
             self._wake_push.send(b"")
         return pending.future
 
@@ -292,11 +306,14 @@ class Client:
         deadline = time.monotonic() + budget
         safe = idempotency_key is not None or (idempotent if idempotent is not None else route in IDEMPOTENT_ROUTES)
         for attempt in itertools.count():
-            remaining = deadline - time.monotonic()
-            try:
-                return self.submit(route, body, timeout=max(remaining, 0.001), idempotency_key=idempotency_key).result()
+            remaining = max(deadline - time.monotonic(), 0.001)
+            future = self.submit(route, body, timeout=remaining, idempotency_key=idempotency_key)
+            try:  # bounded: a call never outwaits its deadline, even with the I/O thread gone or stuck
+                return future.result(remaining + MARGIN)
+            except TimeoutError:
+                raise NoReply(no_reply(self.address, route, budget, self._silence)) from None
             except RemoteError as error:
-                if not (safe and error.code in RETRYABLE and attempt < self.retries):
+                if self._closed.is_set() or not (safe and error.code in RETRYABLE and attempt < self.retries):
                     raise
                 pause = (error.retry_after_ms or 50 * 2**attempt) / 1000 * random.uniform(1.0, 1.5)
                 if time.monotonic() + pause >= deadline:
@@ -334,6 +351,8 @@ class Client:
             if self._monitor is not None and self._monitor in events:
                 self._watch_handshakes(pending)
             self._expire(pending)
+        while not self._outbox.empty():  # queued before close() set _closed (submit queues under the wake lock)
+            self._backlog.append(self._outbox.get_nowait())
         for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
             if not entry.future.done():
                 entry.future.set_exception(Unavailable("the client was closed"))
@@ -412,13 +431,25 @@ class Client:
             entry.future.set_exception(NoReply(said))
 
     # -- closing -------------------------------------------------------------------------
+    def _forked(self) -> None:
+        """First use in a forked child (gunicorn --preload): the parent's I/O thread does not exist here."""
+        if self._routing_id is not None:
+            raise HeirloomError(
+                "a heirloom.Client with a routing_id, made before fork, cannot be used in the child "
+                "(the daemon would see two clients with one identity): make one in the child with its own"
+            )
+        self._open()
+
     def close(self) -> None:
-        """Fail outstanding calls with UNAVAILABLE and release the sockets."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        with self._wake_lock:  # the I/O thread sees it now, not at its next poll timeout (100 ms)
-            self._wake_push.send(b"")
+        """Fail outstanding calls with UNAVAILABLE and release the sockets; a call after it raises
+        Unavailable("the client is closed")."""
+        with self._wake_lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            if self._pid != os.getpid():
+                return  # made before fork and not used since: the context is the parent's to end
+            self._wake_push.send(b"")  # the I/O thread sees it now, not at its next poll timeout (100 ms)
         self._thread.join()
         if self._monitor is not None:
             self._socket.disable_monitor()
@@ -429,3 +460,15 @@ class Client:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+#: Live clients, whose wake locks a forked child replaces: one held by another thread at fork is never released.
+_LIVE: WeakSet[Client] = WeakSet()
+
+
+def _after_fork() -> None:
+    for client in list(_LIVE):
+        client._wake_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
