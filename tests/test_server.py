@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import random
@@ -716,6 +717,28 @@ def test_call_refuses_a_body_msgpack_cannot_carry_saying_where_and_sends_one_at_
     for body in ("[" * 500 + "]" * 500, "[18446744073709551615, -9223372036854775808, 1e30]"):
         sent = run_heirloom("call", "echo.echo", body, "--connect", daemon.address)
         assert sent.returncode == 0 and json.loads(sent.stdout) == json.loads(body), sent.stderr[-300:]
+
+
+def test_clients_refuse_a_body_msgpack_cannot_carry_naming_where_in_it(daemon, client):
+    """``client.call("echo.echo", 2**70)`` raised the packer's bare OverflowError, a lone surrogate
+    a UnicodeEncodeError, neither saying where in the body."""
+    refused = [
+        (2**70, "body: integer 1180591620717411303424 does not fit msgpack's 64 bits"),
+        ([1, 2, 3, {"x": -(2**64)}], "body[3].x: integer -18446744073709551616 does not fit"),
+        ({"text": ("ok", "\ud800")}, "body.text[1]: a string holds \\ud800, a lone surrogate: no UTF-8 form"),
+    ]
+    for body, said in refused:
+        with pytest.raises(InvalidArgument, match=re.escape(f"INVALID_ARGUMENT: body cannot be sent: {said}")) as error:
+            client.call("echo.echo", body)
+        assert error.value.field == "body"
+
+    async def refused_async() -> None:
+        async with heirloom.AsyncClient(daemon.address, timeout=5) as aclient:
+            with pytest.raises(InvalidArgument, match=re.escape(refused[0][1])):
+                await aclient.call("echo.echo", refused[0][0])
+
+    asyncio.run(refused_async())
+    assert client.call("echo.echo", [2**64 - 1, -(2**63)]) == [2**64 - 1, -(2**63)]
 
 
 def test_sigterm_with_64_in_flight_answers_every_request(tmp_path):

@@ -18,8 +18,8 @@ from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
 from heirloom.core.limits import nests_deeper
 from heirloom.wire.auth import CurveClient
-from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError
-from heirloom.wire.protocol import MAX_NESTING, Buffer, packb, quoted
+from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError, unsendable
+from heirloom.wire.protocol import MAX_NESTING, Buffer, packb
 
 
 def _jsonable(value: Any) -> Any:
@@ -141,30 +141,8 @@ def _payload(body: str) -> Any:
     try:
         packb(payload)  # the common case, at C speed: the walk below runs only to say where it fails
     except (UnicodeEncodeError, OverflowError):
-        fail(f"error: BODY cannot be sent: {_unsendable(payload, 'body')}", EXIT_INVALID)
+        fail(f"error: BODY cannot be sent: {unsendable(payload, 'body')}", EXIT_INVALID)
     return payload
-
-
-def _unsendable(value: Any, where: str) -> str | None:
-    """Where in ``value`` (read from JSON) and why msgpack cannot carry it, or None: a string
-    with a lone surrogate (it has no UTF-8 form) or an integer past 64 bits."""
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            surrogate = ascii(value[exc.start])[1:-1]
-            return f"{where}: a string holds {surrogate}, a lone surrogate: no UTF-8 form (msgpack strings are UTF-8)"
-        return None
-    if type(value) is int and not -(2**63) <= value < 2**64:
-        fits = "msgpack's 64 bits (-2^63 to 2^64-1); write a larger number as a float (1e30)"
-        return f"{where}: {quoted(value)} does not fit {fits}"
-    if isinstance(value, list):
-        return next(filter(None, (_unsendable(item, f"{where}[{i}]") for i, item in enumerate(value))), None)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if why := _unsendable(key, f"{where} (a key)") or _unsendable(item, f"{where}.{key}"):
-                return why
-    return None
 
 
 def _not_ready(body: dict[str, Any], client: Client) -> str:

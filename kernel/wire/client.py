@@ -38,6 +38,7 @@ from heirloom.wire.protocol import (
     RETRYABLE,
     SIGNATURE,
     attach_buffers,
+    quoted,
     request_frames,
     unpackb,
 )
@@ -112,10 +113,35 @@ def frames_of(route: str, body: Any, request_id: int, budget: float, idempotency
     name or idempotency key that long), which the daemon refuses unread, so with no id to
     answer: the call would wait for its deadline."""
     seconds(budget)
-    frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
+    try:
+        frames = request_frames(request_id, route, body, deadline_ms=budget * 1000, idempotency_key=idempotency_key)
+    except (UnicodeEncodeError, OverflowError) as exc:
+        raise InvalidArgument(f"body cannot be sent: {unsendable(body, 'body') or exc}", field="body") from None
     if len(frames[1]) > HEADER_LIMIT:
         raise InvalidArgument(f"header is over {HEADER_LIMIT} bytes (a route name or idempotency key)", field="header")
     return frames
+
+
+def unsendable(value: Any, where: str) -> str | None:
+    """Where in ``value`` and why msgpack cannot carry it, or None: a string with a lone surrogate
+    (it has no UTF-8 form) or an integer past 64 bits (the packer's own error said neither)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            surrogate = ascii(value[exc.start])[1:-1]
+            return f"{where}: a string holds {surrogate}, a lone surrogate: no UTF-8 form (msgpack strings are UTF-8)"
+        return None
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        fits = "msgpack's 64 bits (-2^63 to 2^64-1); write a larger number as a float (1e30)"
+        return f"{where}: {quoted(value)} does not fit {fits}"
+    if isinstance(value, list | tuple):
+        return next(filter(None, (unsendable(item, f"{where}[{i}]") for i, item in enumerate(value))), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if why := unsendable(key, f"{where} (a key)") or unsendable(item, f"{where}.{key}"):
+                return why
+    return None
 
 
 @attrs.frozen
