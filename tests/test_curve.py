@@ -56,7 +56,11 @@ def _curve(keys, secret):
 
 
 def test_authorised_client_is_served(secure, keys):
-    with secure.client(curve=_curve(keys, "clients/alice.key_secret"), timeout=5) as client:
+    """As README shows it: ``heirloom.CurveClient`` of two file names as text, held as Paths (a str
+    was kept as text, though the fields say Path)."""
+    curve = heirloom.CurveClient(str(keys / "clients/alice.key_secret"), str(keys / "server/server.key"))
+    assert curve.secret_file == keys / "clients/alice.key_secret"
+    with secure.client(curve=curve, timeout=5) as client:
         assert client.call("echo.echo", "over curve") == "over curve"
 
 

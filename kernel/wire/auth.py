@@ -267,10 +267,13 @@ class CurveServer:
 
 @attrs.frozen
 class CurveClient:
-    """Curve for a connecting socket: the client's keypair and the server's public key."""
+    """Curve for a connecting socket (``heirloom.Client(address, curve=...)``, AsyncClient too):
+    ``secret_file``, this client's ``.key_secret`` from ``heirloom keys new`` (its public ``.key``
+    goes in the daemon's ``--curve-clients`` folder), and ``server_key_file``, the daemon's public
+    ``.key``. Paths or text; a key that is unusable raises HeirloomError naming its file."""
 
-    secret_file: Path
-    server_key_file: Path
+    secret_file: Path = attrs.field(converter=Path)
+    server_key_file: Path = attrs.field(converter=Path)
 
     def apply(self, socket: zmq.Socket) -> None:
         CurveKeys(*load_keypair(self.secret_file), load_public(self.server_key_file)).apply(socket)
