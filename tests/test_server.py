@@ -604,6 +604,18 @@ def test_async_client_shares_the_wire_and_its_errors(daemon, tmp_path):
     asyncio.run(scenario())
 
 
+def test_an_async_client_refuses_a_second_event_loop_and_a_call_after_close_saying_why(daemon):
+    """Used in a second asyncio.run, an AsyncClient raised "RuntimeError: Event loop is closed" and
+    logged "Future exception was never retrieved"; after close(), a bare HeirloomError."""
+    aclient = heirloom.AsyncClient(daemon.address, timeout=5)
+    assert asyncio.run(aclient.call("echo.echo", "first")) == "first"
+    with pytest.raises(heirloom.HeirloomError, match=r"first used on another event loop .* one AsyncClient per event"):
+        asyncio.run(aclient.call("echo.echo", "second"))
+    aclient.close()
+    with pytest.raises(Unavailable, match="the client is closed"):
+        asyncio.run(aclient.call("echo.echo", "closed"))
+
+
 def test_async_client_calls_wait_for_a_daemon_that_starts_later(tmp_path):
     """Calls made before any daemon listens wait (libzmq queues 1,000; the client holds the
     rest until the socket is writable) and are each answered once one starts, within their

@@ -7,7 +7,7 @@ blocking, and the loop's reader callback on the socket's file descriptor resolve
 replies. It uses no ``zmq.asyncio`` future per receive and no ``asyncio.timeout`` per call
 (one timer handle instead): at one call in flight that bookkeeping cost more than the
 libzmq calls. Same wire, same replies and errors as ``Client``; no retries (the caller
-decides). Use it from one event loop; close it on that loop.
+decides). Use it from one event loop (a call on another raises HeirloomError); close it on that loop.
 """
 
 from __future__ import annotations
@@ -91,11 +91,18 @@ class AsyncClient:
     ) -> Reply:
         """Send one request and wait for its :class:`Reply`; a non-OK status raises its RemoteError."""
         if self._closed:
-            raise HeirloomError("the client is closed")
+            raise Unavailable("the client is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop and self._loop is not None:  # its socket's reader is on that loop
+            raise HeirloomError(
+                "this AsyncClient was first used on another event loop (an earlier asyncio.run), and it works "
+                "on that one only: make one AsyncClient per event loop"
+            )
         if self._auth_failure is not None:  # a call after a refusal: try the handshake again
             self._auth_failure = None
             redial(self._socket, self.address)
-        loop = self._loop or self._attach()
+        if self._loop is None:
+            self._attach()
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
