@@ -590,6 +590,9 @@ def test_ways_of_writing_no_inherit_or_an_enabled_component_give_one_profile_dig
     for extra in ('inherit = ""\nserve = ""\n', "enabled = true\n"):
         assert profile_digest(kernel.resolve(str(write(path, tables + extra)))) == plain, extra
     assert profile_digest(kernel.resolve(str(write(path, tables + "epochs = 2\n")))) != plain, "a value still counts"
+    for resources in ("[resources]\nenabled = true\n", '[resources]\nuse = "local"\n', "[resources]\n"):
+        assert profile_digest(kernel.resolve(str(write(path, tables + resources)))) == plain, resources
+    assert profile_digest(kernel.resolve(str(write(path, tables + "[resources]\nthreads = 1\n")))) != plain
 
 
 def test_extends_cycle_and_unknown_parent(tmp_path, kernel):

@@ -1,6 +1,7 @@
 """A profile's digest: which configuration produced a version. Ways of writing the same profile
 give one digest: ``inherit = ""``, ``--set ...inherit=null`` and no ``inherit`` all mean none, and
-``enabled = true`` is what a component is without it."""
+``enabled = true`` is what a component is without it, and a ``[resources]`` table that says
+nothing but ``use = "local"`` is what no ``[resources]`` table is."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import TABLES
 from heirloom.core.profile import SINGLE_COMPONENT_TABLES
+from heirloom.core.schema import DEFAULT_RESOURCES
 
 if TYPE_CHECKING:
     from heirloom.core.schema import ResolvedProfile
@@ -31,6 +33,8 @@ def _normalised(data: dict[str, Any]) -> dict[str, Any]:
             continue
         if table_name in SINGLE_COMPONENT_TABLES:
             tree[table_name] = _as_default(kind, group)
+            if tree[table_name] in ({}, {"use": DEFAULT_RESOURCES}):
+                del tree[table_name]  # the default resource manager, as no table gives
         else:
             tree[table_name] = {name: _as_default(kind, table) for name, table in group.items()}
     return tree
