@@ -104,3 +104,23 @@ def test_a_client_made_before_fork_works_in_the_child_and_in_the_parent(daemon):
     said = _in_child(lambda: routed.call("_health"))
     assert said.startswith("HeirloomError: a heirloom.Client with a routing_id, made before fork, cannot be used")
     routed.close()
+
+
+def test_no_reply_names_the_deadline_the_caller_gave():
+    """A peer that never answers: the error said 'within the deadline of 1.99999 s' for a timeout of
+    2 (the budget left after sending, not the one asked for)."""
+    import zmq
+
+    from heirloom.wire.client import Client, NoReply
+    from tests.helpers import free_tcp_address
+
+    address = free_tcp_address()
+    silent = zmq.Context.instance().socket(zmq.ROUTER)
+    silent.bind(address)
+    client = Client(address, timeout=0.3)
+    try:
+        with pytest.raises(NoReply, match=r"within the deadline of 0\.3 s:"):
+            client.call("echo.echo", 1)
+    finally:
+        client.close()
+        silent.close(linger=0)

@@ -220,7 +220,7 @@ def no_reply(address: str, route: str, budget: float, silence: str, largest: int
         if largest > DEFAULT_MAX_MESSAGE
         else ""
     )
-    return f"no reply from {address} within the deadline of {budget:g} s: {big}{slow}, or: {silence}"
+    return f"no reply from {address} within the deadline of {round(budget, 3):g} s: {big}{slow}, or: {silence}"
 
 
 def silence_hint(curve: CurveClient | None) -> str:
