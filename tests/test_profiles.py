@@ -1162,12 +1162,16 @@ def test_a_profile_that_is_a_fifo_a_folder_or_a_socket_says_which_not_missing(tm
 
 def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_key(tmp_path, data_dir):
     """``[store] path = "/dev/null"`` made ``profile check`` say ``error: cannot use /dev/null as a
-    store ...``, naming neither the profile file nor ``store.path``."""
+    store ...``, naming neither the profile file nor ``store.path``; a profile with no model was not
+    checked against its store at all (ok, then ``serve`` refused the path)."""
     write(tmp_path / "devnull.toml", 'extends = ["finance-sentiment"]\n[store]\npath = "/dev/null"\n')
     env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": ""}
     result = run_heirloom("profile", "check", "devnull.toml", cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("devnull.toml: store.path: cannot use /dev/null as a store"), result.stderr
+    write(tmp_path / "file.toml", 'extends = ["minimal"]\n[store]\npath = "devnull.toml"\n')  # serve refuses it too
+    result = run_heirloom("profile", "check", "file.toml", cwd=tmp_path, env=env)
+    assert result.returncode == 2 and result.stderr.startswith("file.toml: store.path: cannot use "), result.stderr
 
 
 def test_check_writes_no_store_where_none_is_and_says_an_inherit_has_none_to_come_from(tmp_path, data_dir):

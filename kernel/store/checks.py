@@ -66,6 +66,8 @@ def store_problems(kernel: Kernel, profile: ResolvedProfile) -> tuple[list[Probl
     """``profile check``'s problems found against the store, and a note ("" if none) when the store
     a check needed is not there yet: a new project has none, so that alone is no error."""
     store = StoreOnce(kernel, profile)
+    if "store.path" in profile.raw.provenance:
+        store()  # a [store] path that cannot be a store stops serve, so check it with no model to check too
     problems = reference_problems(kernel, profile, store) + served_model_problems(profile, store)
     return problems, f"store: {store.missing} (train or serve creates it)" if store.missing else ""
 
