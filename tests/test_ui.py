@@ -349,6 +349,7 @@ def test_a_host_that_names_no_address_of_this_machine_is_a_usage_error(tmp_path)
 
 
 def test_ui_without_the_store_says_so(tmp_path):
+    """A --store naming no store is a usage error (exit 2) as for ``models list`` (it was 1)."""
     result = run_heirloom("ui", "--store", str(tmp_path / "nothing-here"))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert f"no artifact store at {tmp_path / 'nothing-here'}" in result.stderr

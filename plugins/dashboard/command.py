@@ -78,7 +78,7 @@ def ui_command(
     if (curve_secret is None) != (curve_server is None):
         raise click.UsageError("--curve-secret and --curve-server go together")
     if store is not None and not (store / "index.sqlite").is_file():
-        raise click.ClickException(f"no artifact store at {store} (no index.sqlite there)")
+        raise click.BadParameter(f"no artifact store at {store} (no index.sqlite there)", param_hint="'--store'")
     opened = heirloom.ArtifactStore(store, create=False) if store is not None else default_store()
     curve = heirloom.CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
     listening = bound_socket(host, port)  # uvicorn takes it over: no other process can take the port meanwhile
