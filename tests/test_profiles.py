@@ -86,6 +86,7 @@ def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     assert shown["provenance"]["resources.max_in_flight"] == "profiles/child.toml"
     assert shown["provenance"]["apis.a.use"] == "profiles/grand.toml"
     assert "apis.b.use" not in shown["provenance"]
+    assert shown["disabled"] == {"apis.b": "profiles/child.toml"}, "a dropped component and who dropped it"
     assert shown["project"] == "child"  # a project is never inherited: the parent's "fam" is not the child's
     table = run_heirloom("profile", "show", "child", cwd=tmp_path)
     rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in table.stdout.splitlines() if "│" in line]
@@ -96,6 +97,7 @@ def test_profile_show_json_reports_merged_values_and_provenance(tmp_path):
     bare = json.loads(run_heirloom("profile", "show", "grand", "--json", cwd=tmp_path).stdout)
     assert bare["profile"]["resources"]["use"] == "local", "no [resources] table at all: the same"
     assert "project child (the file's name: a project is never inherited)" in " ".join(table.stdout.split())
+    assert "disabled: apis.b (enabled = false in profiles/child.toml)" in table.stdout
     write(profiles / "sub" / "child.toml", 'extends = ["../child.toml"]\n[resources]\nthreads = 3\n')
     table = run_heirloom("profile", "show", "profiles/sub/child.toml", cwd=tmp_path)  # two child.toml: which set what
     rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in table.stdout.splitlines() if "│" in line]

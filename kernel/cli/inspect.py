@@ -126,6 +126,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     unless --show-secrets. A profile that merges but does not validate is still shown,
     so the file that set a bad value can be found; its problems follow on stderr (exit 2).
     The digest is the profile_digest a version trained with it records (models show).
+    Components an ``enabled = false`` dropped are listed with the file that dropped them.
     """
     kernel = get_kernel()
     try:
@@ -144,13 +145,15 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         provenance["resources.use"] = KERNEL_DEFAULT
     if as_json:
         shown = {"project": project, "profile": data, "digest": digest, "provenance": provenance}
-        print_json({**shown, "secrets": sorted(raw.secrets)})
+        print_json({**shown, "secrets": sorted(raw.secrets), "disabled": raw.disabled})
     else:
         named = "" if "project" in raw.data else " (the file's name: a project is never inherited)"
         console.print(Text(raw.name, "bold") + inert(f" ({raw.file}); project {project}{named}"))
         if digest is not None:
             console.print(inert(f"digest {digest[:12]} (the profile_digest of a version trained with it)"))
         console.print(inert(f"extends chain: {' -> '.join(raw.files)}"))
+        for component, origin in sorted(raw.disabled.items()):  # dropped from the tree: said, or it is just gone
+            console.print(inert(f"disabled: {component} (enabled = false in {origin})"))
         table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), Column("set by", overflow="fold"))
         for key, origin in sorted(provenance.items()):
             secret = " (from the environment)" if key in raw.secrets else ""
