@@ -16,7 +16,9 @@ daemon's ``[resources] threads = 1``, FastAPI's ``torch.set_num_threads(1)``). E
 runs in its own process; the load generator is a lean loop in this one (raw keep-alive
 HTTP/1.1 connections, one per request in flight; a raw DEALER for ZeroMQ).
 Requests per second and p50 latency at 1 and 64 in flight, medians of --repeats rounds;
-ratios are to (f), the FastAPI baseline, measured in the same run.
+ratios are to (f), the FastAPI baseline, measured in the same run. At 64 in flight (a)-(e)
+batch the requests that queue (the api's ``max_wait_ms = 0``) and (f) predicts each on its
+own, so those ratios are mostly batching; at 1 in flight nothing is batched.
 
     .venv/bin/python bench/gateway.py [--seconds 3] [--repeats 3]
 """
