@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no data at {args.data} (set HEIRLOOM_DATA)")
     torch.set_num_threads(args.threads)
     print(f"accuracy and macro-F1: mean ± std over seeds {','.join(map(str, args.seeds))}; fit s and pred/s: medians")
-    ours = "its l2 search on a holdout, then the refit" if args.l2_search else "one fit, the default l2"
+    ours = "its l2 search on a holdout, then the refit" if args.l2_search else "one fit at the default l2"
     peer = f"{len(C_GRID)} C x {PEER_FOLDS} folds + the refit = {len(C_GRID) * PEER_FOLDS + 1} fits"
-    print(f"fit s: heirloom's {ours}; the peer's whole grid search ({peer})")
+    print(f"fit s: heirloom, {ours}; the peer, its whole grid search ({peer})")
     with threadpool_limits(args.threads):
         missed = accuracy_table(available, names, args.seeds, args.l2_search)
     print()
