@@ -6,7 +6,7 @@ file). Each model is given everything that is not test (the source's train + val
 splits) and tunes itself on it, never on test:
 
 - heirloom as it ships: its default ``l2`` (0.03, a fixed value no per-set search chose:
-  the peer's own CV choice on Banking77, where heirloom's holdout picks 0.3, as on 50Agree;
+  the peer's own CV choice on Banking77, where heirloom's holdout picks 0.3 or 0.01 by seed;
   docs/TEXT.md),
   fitted to the optimum on all of that data; ``--l2-search`` makes it choose among
   ``L2_GRID`` on a 10% holdout per set and seed instead, tuned the way the peer is;
