@@ -1124,3 +1124,33 @@ def test_a_worker_whose_start_fails_as_the_drain_begins_is_no_unclean_stop(tmp_p
         time.sleep(0.05)
     assert daemon.terminate() == 0, daemon.log()
     assert "could not start" in daemon.log() and "did not stop cleanly" not in daemon.log()
+
+
+def test_a_heartbeat_route_that_is_no_full_route_name_keeps_the_worker_out(tmp_path):
+    """A Rust worker written from PROTOCOL.md heartbeated a route ``echo``: it joined and answered
+    clients, where one process answers NOT_FOUND (no route is named without its api). A route is
+    ``api.method``: an api name (which may hold dots) and a route name (which holds none)."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    undotted, dotted = context.socket(zmq.DEALER), context.socket(zmq.DEALER)
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = _until_healthy(client, daemon)
+            for socket in (undotted, dotted):
+                socket.connect(worker_address)
+            for name in ("echo", "t.", ".t", "t.x.", "t.-x"):
+                status = {"pid": 31, "ready": True, "routes": [{"name": name, "admin": False}]}
+                undotted.send_multipart([CONTROL, b"HEARTBEAT", packb(status)])
+            routes = [{"name": "my.api.run", "admin": False}]  # an api named "my.api" (a quoted TOML key)
+            dotted.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 32, "ready": True, "routes": routes})])
+            while _worker_pids(client) != [32]:  # read after the others: they were read, and ignored
+                assert time.monotonic() < deadline, daemon.log()
+            with pytest.raises(RemoteError) as refused:
+                client.call("echo", 1)
+            assert refused.value.code == "NOT_FOUND"
+            assert "my.api.run" in {route["name"] for route in client.call("_routes")["routes"]}
+        assert "heartbeat.routes holds an entry that is not a route description" in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0

@@ -21,8 +21,10 @@ import zmq
 
 from heirloom.core.components import Route
 from heirloom.core.limits import nests_deeper, shortened
+from heirloom.core.settings import NAME_PATTERN
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
 from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAVAILABLE, RequestError, decoding_error, packb, unpackb
+from heirloom.wire.routing import ROUTE_NAME
 
 #: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
 MAX_HEARTBEAT_ROUTES = 1_000
@@ -98,9 +100,11 @@ def allowed_silence(broker_beat: float, claimed: Any, starting: bool) -> float:
 
 #: The admin route that changes how many workers a placing resource manager keeps.
 SCALE_ROUTE = "_scale"
-#: What a route's full name may be (``api.method``: a component name, a dot, a route name):
-#: a heartbeat naming 1,000 routes of 4,000 characters each made one did-you-mean take 13 s.
-FULL_ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,201}")
+#: What a route's full name may be, as the kernel names routes (``api.method``: an api's component
+#: name, which may hold dots, a dot, a route name, which holds none): a heartbeat naming 1,000 routes of
+#: 4,000 characters each made one did-you-mean take 13 s, and a route ``echo`` joined where one process
+#: has none such.
+FULL_ROUTE_NAME = re.compile(rf"(?:{NAME_PATTERN.pattern})\.(?:{ROUTE_NAME.pattern})")
 
 
 def worker_argv(profile_ref: str, address: str, log_format: str, overrides: tuple[str, ...], grace: float) -> list[str]:
