@@ -1154,3 +1154,31 @@ def test_a_heartbeat_route_that_is_no_full_route_name_keeps_the_worker_out(tmp_p
     finally:
         context.destroy(linger=0)
         assert daemon.terminate() == 0
+
+
+def test_a_gone_from_a_worker_that_was_ready_is_no_start_failure(tmp_path):
+    """A peer that reported ready, then said GONE with an unreadable message, had ``_ready`` show
+    a ``start_failure`` while the broker served: it had started; its GONE is a plain one."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    peer = context.socket(zmq.DEALER)
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = _until_healthy(client, daemon)
+            peer.connect(worker_address)
+            routes = [{"name": "t.slow", "admin": False}]
+            peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 41, "ready": True, "routes": routes})])
+            while _worker_pids(client) != [41]:
+                assert time.monotonic() < deadline, daemon.log()
+            peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 41, "draining": True, "routes": routes})])
+            peer.send_multipart([CONTROL, b"GONE", b"\xc1"])
+            while client.call("_ready")["workers"]:
+                assert time.monotonic() < deadline, daemon.log()
+            assert client.call("_ready")["start_failure"] is None
+            assert client.call("_stats")["start_failure"] is None
+        assert "worker pid 41 drained and stopped" in daemon.log()
+        assert "could not start" not in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0

@@ -41,7 +41,6 @@ from heirloom.wire.broker_workers import (
     Departed,
     KeyRoutes,
     Worker,
-    allowed_silence,
     described_routes,
     names_another,
     not_sent,
@@ -347,8 +346,10 @@ class Broker(BrokerRoutes):
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
-        message, said = start_failure(failure) if failure is not None else ({}, None)
-        worker, local = self.workers.get(identity), self.local.vouches(message)
+        worker = self.workers.get(identity)
+        served = worker is not None and worker.served  # a worker that has been ready did start: a plain GONE
+        message, said = start_failure(failure) if failure is not None and not served else ({}, None)
+        local = self.local.vouches(message)
         if said is not None and not local and names_another(worker, message.get("pid"), self.workers.values()):
             ignored = "ignored a GONE naming worker pid %s from another connection (a peer cannot speak for a worker)"
             self._impostors.log(log, logging.WARNING, ignored, message["pid"])
@@ -382,18 +383,11 @@ class Broker(BrokerRoutes):
                 return
             worker = self.workers[identity] = Worker(identity)
             self._comings.log(log, logging.INFO, "worker pid %s connected", status.get("pid"), always=local)
-        was_ready, routes_before = worker.ready, worker.status.get("routes")
-        worker.pid = status.get("pid") or 0
-        worker.local = local
-        worker.ready = bool(status.get("ready")) and not status.get("draining")
-        worker.silence = allowed_silence(
-            self.settings.heartbeat, status.get("heartbeat"), worker.local and not worker.ready
-        )
-        worker.status = status
-        worker.last_seen = time.monotonic()
+        was_ready, before = worker.ready, worker.status
+        worker.update(status, local, self.settings.heartbeat)
         if not self.worker_totals.update(identity, status.get("metrics")):
             self._unreadable.log(log, logging.WARNING, "ignored worker pid %d's metrics: not a snapshot", worker.pid)
-        if worker.ready != was_ready or (worker.ready and status.get("routes") != routes_before):
+        if worker.ready != was_ready or (worker.ready and status.get("routes") != before.get("routes")):
             self._update_ready()  # a ready worker's new routes count at once, not when it next turns ready
             if worker.ready and not was_ready:
                 self._comings.log(log, logging.INFO, "worker pid %d ready", worker.pid, always=local)

@@ -59,7 +59,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
 class Worker:
     """A connected worker as the broker sees it."""
 
-    __slots__ = ("identity", "in_flight", "last_seen", "local", "pid", "ready", "silence", "status")
+    __slots__ = ("identity", "in_flight", "last_seen", "local", "pid", "ready", "served", "silence", "status")
 
     def __init__(self, identity: bytes):
         self.identity = identity
@@ -68,6 +68,8 @@ class Worker:
         #: worker's pid is killed when it falls silent, or reaped.
         self.local = False
         self.ready = False
+        #: It has been ready: a GONE it sends then is no start failure, whatever its message.
+        self.served = False
         self.last_seen = 0.0
         #: Seconds of silence after which it is dead: three of its heartbeats or the broker's.
         self.silence = 0.0
@@ -75,6 +77,16 @@ class Worker:
         #: Requests this worker is handling (a count: the broker's ``forwarded`` holds their
         #: tags, scanned only when a worker dies, so the hot path does no set operations).
         self.in_flight = 0
+
+    def update(self, status: dict[str, Any], local: bool, broker_beat: float) -> None:
+        """Take in a heartbeat's ``status`` (read by ``read_heartbeat``): a draining worker is not ready."""
+        self.pid = status.get("pid") or 0
+        self.local = local
+        self.ready = bool(status.get("ready")) and not status.get("draining")
+        self.served |= self.ready
+        self.silence = allowed_silence(broker_beat, status.get("heartbeat"), local and not self.ready)
+        self.status = status
+        self.last_seen = time.monotonic()
 
 
 #: Requests the broker queues for one worker (its socket's send high-water mark) past what the
