@@ -385,6 +385,8 @@ class Broker(BrokerRoutes):
             self._comings.log(log, logging.INFO, "worker pid %s connected", status.get("pid"), always=local)
         was_ready, before = worker.ready, worker.status
         worker.update(status, local, self.settings.heartbeat)
+        if status.get("draining") and not before.get("draining"):  # it is sent nothing more: all it was is ahead
+            self._tell_workers(b"DRAIN", [worker])
         if not self.worker_totals.update(identity, status.get("metrics")):
             self._unreadable.log(log, logging.WARNING, "ignored worker pid %d's metrics: not a snapshot", worker.pid)
         if worker.ready != was_ready or (worker.ready and status.get("routes") != before.get("routes")):

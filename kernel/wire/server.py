@@ -238,7 +238,7 @@ class Server:
         if self.draining:
             left = self._drain_deadline - time.perf_counter()
             # a worker also answers what its broker sent before it learnt of the drain
-            waiting = self.link is not None and self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
+            waiting = self.link is not None and self.link.owed()
             if (self.admission.in_flight == 0 and not waiting) or left <= 0:
                 return False
             self.wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
