@@ -316,6 +316,8 @@ def test_malformed_headers_are_refused_naming_the_field(daemon, header, field):
         assert reply["id"] == (header["id"] if field != "header.id" else None)
         if header.get("route") == b"echo.echo":
             assert body["message"] == 'header.route must be a string, got binary "echo.echo"', body
+        if field in ("header.id", "header.route") and header.get(field[7:]) is None:  # a required key left out
+            assert body["message"].endswith(", got nothing"), body
         python_words = r"\b(float|list|dict|bool|int|str|NoneType|True|False|None)\b"
         message = re.sub(r"\(one of [^)]*\)", "", body["message"])  # dtype names (bool...) are the protocol's
         assert not re.search(python_words, message), body  # the protocol's words
