@@ -1150,7 +1150,8 @@ def test_a_heartbeat_route_that_is_no_full_route_name_keeps_the_worker_out(tmp_p
                 client.call("echo", 1)
             assert refused.value.code == "NOT_FOUND"
             assert "my.api.run" in {route["name"] for route in client.call("_routes")["routes"]}
-        assert "heartbeat.routes holds an entry that is not a route description" in daemon.log()
+        said = "heartbeat.routes holds an entry that is not a route description: routes[0] (name 'echo') needs a full"
+        assert said in daemon.log()
     finally:
         context.destroy(linger=0)
         assert daemon.terminate() == 0

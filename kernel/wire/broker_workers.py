@@ -159,8 +159,13 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
     routes = status.get("routes") or []
     if len(routes) > MAX_HEARTBEAT_ROUTES:
         raise ValueError(f"heartbeat.routes lists {len(routes)} routes; at most {MAX_HEARTBEAT_ROUTES} are read")
-    if not all(_describes_route(route) for route in routes):
-        raise ValueError("heartbeat.routes holds an entry that is not a route description")
+    if (bad := next((i for i, route in enumerate(routes) if not _describes_route(route)), None)) is not None:
+        name = routes[bad].get("name") if isinstance(routes[bad], dict) else None
+        said = f"name {name[:120]!r}" if isinstance(name, str) else f"a {type(routes[bad]).__name__}"
+        raise ValueError(
+            f"heartbeat.routes holds an entry that is not a route description: routes[{bad}] ({said}) needs a full"
+            " route name (api.method) and a boolean admin; a max_payload, when given, is an integer of at least 1"
+        )
     if routes:  # what a worker leaves out is the documented default: a route sent without max_payload had no limit
         status["routes"] = [{**ROUTE_DEFAULTS, **{k: v for k, v in r.items() if v is not None}} for r in routes]
     if taken := [route["name"] for route in routes if route["name"] in KERNEL_ROUTES or route["name"] == SCALE_ROUTE]:
