@@ -36,9 +36,10 @@ class HybridRecommender(heirloom.Model):
     """Recommends items from what users did and what items say; ranks unseen items from text.
 
     Each list is a grid searched on a validation split of train (one value: fixed):
-    ``l2`` (EASE's ridge), ``text_weight`` (how much the text kernel adds to co-occurrence)
-    and ``tower_l2`` (the ridge of the text-to-behaviour map used for items without
-    interactions).
+    ``l2`` (EASE's ridge), ``text_weight`` (how much the text kernel adds to co-occurrence),
+    ``tower_l2`` (the ridge of the text-to-behaviour map used for items without
+    interactions) and ``shrink`` (the users at which an item's own column and its text
+    prediction weigh the same: a new item's first plays move it towards what they say).
     """
 
     #: The source of item and interaction records (e.g. a union of movielens and events).
@@ -46,6 +47,7 @@ class HybridRecommender(heirloom.Model):
     l2: list[float] = attrs.field(factory=lambda: [125.0, 250.0, 500.0, 1000.0, 2000.0], validator=grid(low=1e-6))
     text_weight: list[float] = attrs.field(factory=lambda: [0.0, 3.0, 10.0, 30.0], validator=grid(low=0.0))
     tower_l2: list[float] = attrs.field(factory=lambda: [3.0, 10.0, 30.0, 100.0], validator=grid(low=1e-6))
+    shrink: list[float] = attrs.field(factory=lambda: [0.0, 1.0, 3.0, 10.0, 30.0], validator=grid(low=0.0))
     #: Share of each user's training interactions held out to choose the hyper-parameters.
     validation_fraction: float = attrs.field(default=0.25, validator=share(zero_ok=False))
     #: Share of the items replayed as cold to choose ``tower_l2``.
@@ -69,7 +71,7 @@ class HybridRecommender(heirloom.Model):
         return TowerSettings(self.buckets, self.title_weight, self.year_weight, self.genre_weight)
 
     def grids(self) -> Grids:
-        return Grids(list(self.l2), list(self.text_weight), list(self.tower_l2))
+        return Grids(list(self.l2), list(self.text_weight), list(self.tower_l2), list(self.shrink))
 
     # -- training -------------------------------------------------------------------------
     def fit(
@@ -103,7 +105,7 @@ class HybridRecommender(heirloom.Model):
                 f"of its {len(inherited.histories)} users are not in it"
             )
         progress.start("fitting on all training interactions", total=1)
-        hybrid = ease.hybrid(histories, kernel, choice.l2, choice.text_weight, choice.tower_l2)
+        hybrid = ease.hybrid(histories, kernel, *attrs.astuple(choice))
         progress.advance()
         progress.log(f"fitted in {time.perf_counter() - began:.1f}s")
         training = {
@@ -189,7 +191,7 @@ class HybridRecommender(heirloom.Model):
         item, then rank only the cold items for the users who have them held out."""
         without = Histories.build(((u, i) for u, i in fitted.histories.pairs() if not cold[i]), fitted.histories.users)
         choice = fitted.choice
-        twin = ease.hybrid(without, fitted.features.gram(), choice.l2, choice.text_weight, choice.tower_l2)
+        twin = ease.hybrid(without, fitted.features.gram(), *attrs.astuple(choice))
         wanted = [(user, item) for user, item in held if item >= 0 and cold[item]]
         found = measure(twin.weights, fitted.histories, wanted, candidates=cold)
         return found["ndcg"], int(found["users"])
