@@ -70,8 +70,8 @@ class Split:
 
     def __init__(self, source: MovieLensSource):
         self.source = source
-        items, train_pairs = read_records(source.records("train"))
-        _, test_pairs = read_records(r for r in source.records("test") if r["type"] == "interaction")
+        items, train_pairs, _ = read_records(source.records("train"))
+        _, test_pairs, _ = read_records(r for r in source.records("test") if r["type"] == "interaction")
         self.catalogue: Catalogue = catalogue_of(items, train_pairs + test_pairs)
         index = self.catalogue.index
         self.train = Histories.build((user, index[item]) for user, item in train_pairs)

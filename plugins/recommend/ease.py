@@ -74,7 +74,8 @@ def text_columns(weights: np.ndarray, kernel: np.ndarray, warm: np.ndarray, towe
 
 def blend(weights: np.ndarray, text: np.ndarray, counts: np.ndarray, shrink: float) -> np.ndarray:
     """Each column ``j`` as ``w B[:, j] + (1 - w) T[:, j]`` with ``w = n_j / (n_j + shrink)``
-    (``n_j`` its users; 0 for an item nobody had, 1 for every other with ``shrink`` 0), diagonal 0."""
+    (``n_j`` its users, or their recency weights summed; ``w`` is 0 for an item nobody had, 1 for
+    every other with ``shrink`` 0), diagonal 0."""
     own = np.divide(counts, counts + shrink, out=np.zeros(len(counts)), where=counts > 0)
     mixed = weights * own + text * (1.0 - own)
     np.fill_diagonal(mixed, 0.0)
@@ -105,7 +106,7 @@ def hybrid(
 ) -> Hybrid:
     """The hybrid fitted on ``histories``: warm items are those with interactions."""
     cooc = cooccurrence(histories, len(kernel))
-    counts = np.diag(cooc).copy()
+    counts = histories.counts(len(kernel))
     warm = np.flatnonzero(counts > 0)
     weights, diagonal = solve(cooc, kernel, text_weight, l2)
     text = text_columns(weights, kernel, warm, tower_l2)

@@ -82,7 +82,8 @@ def split_for_tuning(histories: Histories, catalogue: Catalogue, fraction: float
     pairs = [(user, ids[item]) for user, item in histories.pairs()]
     held = per_user_holdout(pairs, fraction, seed, "validation")
     index = catalogue.index
-    fit = Histories.build(((user, index[item]) for user, item in pairs if (user, item) not in held), histories.users)
+    kept = ((user, index[item]) for user, item in pairs if (user, item) not in held)
+    fit = Histories.build(kept, histories.users, histories.weight_map())
     return Split(fit, [(user, index[item]) for user, item in sorted(held)])
 
 
@@ -143,13 +144,15 @@ def tune_tower(
     if len(values) == 1:
         return values[0], []
     replayed = _replayed(split, catalogue, cold_fraction, seed, "validation-cold")
-    without = Histories.build(((u, i) for u, i in split.fit.pairs() if not replayed[i]), split.fit.users)
+    without = Histories.build(
+        ((u, i) for u, i in split.fit.pairs() if not replayed[i]), split.fit.users, split.fit.weight_map()
+    )
     cooc = ease.cooccurrence(without, len(catalogue))
     warm = np.flatnonzero(np.diag(cooc) > 0)
     weights = ease.item_weights(cooc, kernel, chosen.text_weight, chosen.l2)
     held = [(user, item) for user, item in split.held if replayed[item]]
     trials = []
-    counts = np.diag(cooc)
+    counts = without.counts(len(catalogue))
     for value in values:
         filled = ease.blend(weights, ease.text_columns(weights, kernel, warm, value).columns, counts, 0.0)
         found = measure(filled, split.fit, held, candidates=replayed)["ndcg"]
@@ -184,14 +187,18 @@ def tune_shrink(
     for item, who in users.items():
         chooser = random.Random(f"validation-few:{seed}:{catalogue.ids[item]}")
         kept.update((user, item) for user in chooser.sample(who, min(len(who), chooser.randint(1, FEW))))
-    few = Histories.build(((u, i) for u, i in split.fit.pairs() if not replayed[i] or (u, i) in kept), split.fit.users)
+    few = Histories.build(
+        ((u, i) for u, i in split.fit.pairs() if not replayed[i] or (u, i) in kept),
+        split.fit.users,
+        split.fit.weight_map(),
+    )
     cooc = ease.cooccurrence(few, len(catalogue))
     weights = ease.item_weights(cooc, kernel, chosen.text_weight, chosen.l2)
     text = ease.text_columns(weights, kernel, np.flatnonzero(np.diag(cooc) > 0), chosen.tower_l2).columns
     held = [(user, item) for user, item in split.held if replayed[item]]
     trials = []
     for value in values:
-        blended = ease.blend(weights, text, np.diag(cooc), value)
+        blended = ease.blend(weights, text, few.counts(len(catalogue)), value)
         trials.append(
             {
                 "shrink": value,
@@ -205,7 +212,7 @@ def tune_shrink(
 
 def _replayed(split: Split, catalogue: Catalogue, fraction: float, seed: int, purpose: str) -> np.ndarray:
     """A seeded ``fraction`` of the items with interactions in the fit histories (a mask)."""
-    counts = np.diag(ease.cooccurrence(split.fit, len(catalogue)))
+    counts = split.fit.counts(len(catalogue))
     warm_ids = [catalogue.ids[item] for item in np.flatnonzero(counts > 0)]
     replayed = np.zeros(len(catalogue), dtype=bool)
     replayed[[catalogue.index[item] for item in seeded_share(warm_ids, fraction, seed, purpose)]] = True
