@@ -107,3 +107,22 @@ def test_a_state_stored_before_the_blend_loads_with_no_blend():
     loaded.load(state)
     assert loaded.fitted.choice.shrink == 0.0
     assert np.array_equal(loaded.fitted.hybrid.weights, model.fitted.hybrid.weights)
+
+
+def test_a_warm_start_from_a_parent_stored_before_the_blend_searches_shrink_alone():
+    """The checker's production retrains warm from the served version: a parent stored before
+    ``shrink`` existed has no choice of it, and reusing its 0 would never blend."""
+    records, _, _ = music()
+    grids = {"l2": [300.0, 600.0], "text_weight": [3.0], "tower_l2": [10.0]}
+    parent = HybridRecommender(data="x", **grids, shrink=[0.0])
+    parent.fit(records)
+    old = parent.state()
+    del old.metadata["choice"]["shrink"]
+    child = HybridRecommender(data="x", **grids)
+    child.fit(records, parent=old)
+    trials = child.fitted.training["trials"]
+    assert trials["collaborative"] == [] and [trial["shrink"] for trial in trials["shrink"]] == child.shrink
+    assert child.fitted.choice.l2 == parent.fitted.choice.l2 and child.fitted.choice.shrink > 0
+    recorded = HybridRecommender(data="x", **grids)  # a parent that chose shrink: reused, nothing searched
+    recorded.fit(records, parent=child.state())
+    assert recorded.fitted.choice == child.fitted.choice and recorded.fitted.training["trials"] is None

@@ -106,7 +106,8 @@ class HybridRecommender(heirloom.Model):
             f"{len(histories.items)} distinct interactions"
         )
         inherited = Fitted.from_state(parent, "parent") if parent is not None else None
-        choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, progress)
+        unblended = parent is not None and "shrink" not in parent.metadata.get("choice", {})
+        choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, unblended, progress)
         if inherited is not None and (absent := len(set(inherited.histories.users).difference(histories.users))):
             progress.log(  # a parent of another project ("shop/recs@production") lent nothing of its 8,783 pairs
                 f"warm start: the parent's training pairs are not carried (a fit learns this data's alone): {absent} "
@@ -153,24 +154,36 @@ class HybridRecommender(heirloom.Model):
         kernel: np.ndarray,
         tower: HashedTower,
         inherited: Fitted | None,
+        unblended: bool,
         progress: heirloom.Progress,
     ) -> tuple[Choice, dict[str, Any] | None]:
         """The hyper-parameters: fixed by the configuration, else the parent's (same text
-        tower), else searched on validation (with every score tried)."""
+        tower; ``shrink`` searched when the parent was stored before it existed, ``unblended``),
+        else searched on validation (with every score tried)."""
         fixed = self.grids().fixed()
         if fixed is not None:
             return fixed, None
         if inherited is not None and inherited.tower.settings == tower.settings:
             choice = self.grids().pinned(inherited.choice)
             progress.log(f"warm start: reusing the parent's {inherited.choice}" + _pins(choice, inherited.choice))
-            return choice, None
+            if not unblended or len(self.shrink) == 1:
+                return choice, None
+            progress.log("the parent was stored before shrink existed (its 0 was no choice): searching shrink")
+            pinned = Grids(*([value] for value in attrs.astuple(choice)[:-1]), list(self.shrink))
+            return self._search(histories, catalogue, kernel, pinned, progress)
         if inherited is not None:
             progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
+        return self._search(histories, catalogue, kernel, self.grids(), progress)
+
+    def _search(
+        self, histories: Histories, catalogue: Catalogue, kernel: np.ndarray, grids: Grids, progress: heirloom.Progress
+    ) -> tuple[Choice, dict[str, Any] | None]:
+        """The best choice of ``grids`` on validation, and every score tried."""
         choice, trials = tune(
             histories,
             catalogue,
             kernel,
-            self.grids(),
+            grids,
             fraction=self.validation_fraction,
             cold_fraction=self.cold_fraction,
             seed=self.seed,
