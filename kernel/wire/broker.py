@@ -8,11 +8,9 @@ the client's identity; the worker answers with the tag (plus a status byte) in f
 without decoding them. The broker checks a request's size and deadline, then enforces the resource manager's
 daemon-wide in-flight limit (the body's contents are the worker's to check). When a worker dies (its process exits
 or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local worker is respawned; a
-request still unanswered at its deadline is answered DEADLINE_EXCEEDED then (``broker_deadlines``).
-
-A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status, header, body, ...]``: the
-client's routing frames stay at the broker and the signature frame is left out both ways (the broker checked it),
-so each message between the two moves one frame less than a client's.
+request still unanswered past its deadline and a grace (``broker_deadlines``) is answered DEADLINE_EXCEEDED then.
+A worker sees ``[tag + client identity, header, body, ...]`` (``deadline_ms``: what is left) and answers ``[tag +
+status, header, body, ...]``: the client's routing frames stay here, the signature frame is left out both ways.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from heirloom.core.components import ClientLimits
 from heirloom.core.placement import WorkerPool
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, bound_worker_address, secure_worker_endpoint
-from heirloom.wire.broker_deadlines import Deadlines
+from heirloom.wire.broker_deadlines import Deadlines, forwarded_header
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
     LOAD,
@@ -157,7 +155,7 @@ class Broker(BrokerRoutes):
         self.keys = KeyRoutes()
         self.routes: dict[str, dict[str, Any]] = {}
         self.forwarded: dict[bytes, Forwarded] = {}  # by tag
-        self.deadlines = Deadlines(self.forwarded)
+        self.deadlines = Deadlines(self.forwarded, settings.heartbeat)
         #: tag -> bytes of each large forwarded request (LARGE_REQUEST and up), and their sum
         self._large: dict[bytes, int] = {}
         self._large_bytes = 0
@@ -308,9 +306,8 @@ class Broker(BrokerRoutes):
         return not self.deadlines.answered(tag)
 
     def _expire(self) -> int:
-        """Answer DEADLINE_EXCEEDED to each forwarded request whose deadline passed (its worker may be
-        stopped or hung: it keeps the request's slot until it answers or is lost); returns the
-        milliseconds to wait for the next deadline, at most POLL_MS."""
+        """Answer DEADLINE_EXCEEDED to each forwarded request whose deadline and grace passed (a stopped or hung
+        worker keeps its slot until it answers or is lost); the milliseconds to the next one, at most POLL_MS."""
         now = time.perf_counter()
         for tag in self.deadlines.due(now):
             worker, stats, received, envelope, request_id = self.forwarded[tag]
@@ -469,15 +466,16 @@ class Broker(BrokerRoutes):
                 worker = ready[0]
             else:
                 worker = min(ready, key=LOAD)
+            head = frames[index + 1] if budget is None else forwarded_header(header, budget, received)
             try:
-                self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
+                self._to_worker([worker.identity, tag + client, head, *frames[index + 2 :]])
             except zmq.ZMQError as exc:  # its queue is full, or it is gone since its last heartbeat
                 self.keys.answered(tag, ok=False)
                 raise not_sent(worker, exc) from None
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
             if budget is not None:
-                self.deadlines.add(received + budget / 1000, tag)
+                self.deadlines.add(received, budget, tag)
             if size >= LARGE_REQUEST:
                 self._large[tag] = size
                 self._large_bytes += size
