@@ -414,7 +414,7 @@ class Server:
                         self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, header, packed])
                     else:
                         self.outbox.send([*call.envelope, SIGNATURE, header, packed], len(packed))
-                    call.endpoint.stats.record(OK, now - call.received)
+                    call.endpoint.stats.record(OK, now - call.received, 0.0)
                     return
             settle(call, result, self._finish, now - began)
         finally:
