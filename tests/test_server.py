@@ -525,6 +525,16 @@ def test_batching_coalesces_items_and_isolates_failures(client):
     assert batches["max"] <= 8 and batches["batches"] >= 2
 
 
+def test_stats_counts_every_batch_since_start(client):
+    """``batch_sizes.batches`` stopped at 4,096 (the window its p50 is read from) where /metrics
+    counted 4,249: PROTOCOL.md's counters are since start."""
+    before = client.call("_stats")["routes"]["t.nobody_batched"].get("batch_sizes", {"batches": 0, "mean": 1})
+    for _ in range(4200):  # one at a time: a batch each
+        client.call("t.nobody_batched")
+    batches = client.call("_stats")["routes"]["t.nobody_batched"]["batch_sizes"]
+    assert batches["batches"] == before["batches"] + 4200 and batches["mean"] == before["mean"] == 1, batches
+
+
 def test_full_queue_answers_resource_exhausted_at_once(client):
     futures = [client.submit("t.slow", {"ms": 300}) for _ in range(64 + 20)]
     done, _ = wait(futures, timeout=30)

@@ -119,7 +119,7 @@ class RouteStats:
 
     def snapshot(self, queue_depth: int) -> dict[str, Any]:
         latencies = sorted(self.latencies)
-        batches = sorted(self.batch_sizes)
+        batches = sorted(self.batch_sizes)  # the last WINDOW: p50 and max; the count and mean since start
         report: dict[str, Any] = {
             "count": self.count,
             "errors": dict(self.errors),
@@ -128,9 +128,10 @@ class RouteStats:
             "queue_depth": queue_depth,
         }
         if batches:
+            count = sum(self.batch_hist.counts)
             report["batch_sizes"] = {
-                "batches": len(batches),
-                "mean": round(sum(batches) / len(batches), 2),
+                "batches": count,
+                "mean": round(self.batch_hist.total / count, 2),
                 "p50": percentile(batches, 0.5),
                 "max": batches[-1],
             }
