@@ -19,6 +19,7 @@ import attrs
 from heirloom.core.components import Api, Resources, Route
 from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import did_you_mean
+from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
@@ -160,9 +161,9 @@ class Router:
         endpoint = self.endpoints[name] = Endpoint(name, route, builtin)
         return endpoint
 
-    def install(self, system: System, complete: Complete, admin_routes: list[str]) -> list[str]:
-        """Add every route of the system's apis; batched ones get a batcher thread; those
-        named in ``admin_routes`` (``[server]``) become admin routes."""
+    def install(self, system: System, complete: Complete, settings: ServerSettings) -> list[str]:
+        """Add every route of the system's apis; batched ones get a batcher thread (waiting for no
+        more requests than ``max_queue`` holds); those named in ``admin_routes`` become admin routes."""
         added = []
         uses = {spec.name: spec.use for spec in system.specs if spec.kind == "api"}
         for api_name, api in system.apis().items():
@@ -173,10 +174,10 @@ class Router:
                 if not (route.description or "").strip():  # served all the same; check_api refuses it
                     log.warning("route %s has no description: _routes and OpenAPI say nothing of it", endpoint.name)
                 if route.batched:
-                    endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete)
+                    endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete, settings.max_queue)
                     endpoint.stats.batched = True
                 added.append(endpoint.name)
-        for name in admin_routes:
+        for name in settings.admin_routes:
             if name not in added:
                 raise HeirloomError(f"[server] admin_routes: no api route {name!r}{did_you_mean(name, added)}")
             self.endpoints[name].admin = True

@@ -248,7 +248,7 @@ class Server:
         """Mount the started system's routes and watch its models; False if it failed."""
         if self.start_error is None:
             try:
-                names = self.router.install(self.system, self._complete, self.settings.admin_routes)
+                names = self.router.install(self.system, self._complete, self.settings)
             except Exception as exc:  # noqa: BLE001 - an api with unusable routes fails the start
                 self.start_error = exc
         if self.start_error is not None:
