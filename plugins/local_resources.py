@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import importlib.util
 import logging
 import os
 import re
+import threading
 import time
 from typing import Any
 
@@ -61,6 +63,7 @@ def _statm_pages(fd: int) -> int:
     return int(os.pread(fd, 128, 0).split()[1])
 
 
+@functools.cache
 def _glibc_trim() -> Any:
     """glibc's ``malloc_trim``, which hands the freed parts of the heap back to the system (freed
     memory otherwise stays resident: 572 MiB after a burst of heavy bodies, 252 MiB idle); None elsewhere."""
@@ -121,13 +124,15 @@ class LocalResources(heirloom.Resources):
         #: Why this process can never admit again (past the budget with nothing in flight), else None.
         self._stuck: str | None = None
         self._statm: int | None = None
+        self._memory_lock = threading.Lock()  # the I/O thread admits; /metrics' thread asks ready() too
         if self.memory_budget_mb and os.path.exists("/proc/self/statm"):
             self._statm = os.open("/proc/self/statm", os.O_RDONLY)
 
     def stop(self) -> None:
         if getattr(self, "_statm", None) is not None:
-            os.close(self._statm)
-            self._statm = None
+            with self._memory_lock:
+                os.close(self._statm)
+                self._statm = None
 
     def ready(self) -> bool:
         """False while past the memory budget with nothing in flight: no request can finish and
@@ -205,20 +210,21 @@ class LocalResources(heirloom.Resources):
         """Whether resident memory is within the budget, read at each admission (sampling it every
         0.1 s let a burst of heavy requests take a process to twice its budget). Past it, what the
         process holds but does not use is given back first (at most once a second) and measured again."""
-        resident = self._resident()
-        if resident > self.memory_budget_mb and time.monotonic() - self._released >= _RELEASE_INTERVAL:
-            resident = self._release()
-        self._memory_resident = resident
-        within = resident <= self.memory_budget_mb
-        if within != self._memory_ok:  # said when it turns, not per refusal
-            if within:
-                self._stuck = None
-                log.info("this process holds %.0f MiB, within resources.memory_budget_mb = %d: admitting requests "
-                         "again", resident, self.memory_budget_mb)  # fmt: skip
-            else:
-                log.warning("%s: refusing new requests (RESOURCE_EXHAUSTED)", self._past_budget(resident))
-        self._memory_ok = within
-        return within
+        with self._memory_lock:
+            resident = self._resident()
+            if resident > self.memory_budget_mb and time.monotonic() - self._released >= _RELEASE_INTERVAL:
+                resident = self._release()
+            self._memory_resident = resident
+            within = resident <= self.memory_budget_mb
+            if within != self._memory_ok:  # said when it turns, not per refusal
+                if within:
+                    self._stuck = None
+                    log.info("this process holds %.0f MiB, within resources.memory_budget_mb = %d: admitting "
+                             "requests again", resident, self.memory_budget_mb)  # fmt: skip
+                else:
+                    log.warning("%s: refusing new requests (RESOURCE_EXHAUSTED)", self._past_budget(resident))
+            self._memory_ok = within
+            return within
 
     def _release(self) -> float:
         """Give memory back and measure again; still past the budget with nothing in flight (no
