@@ -1406,7 +1406,8 @@ def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
 
 def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
     """A promote onto a version an api's ``check`` refuses (the label-monitor's label, missing
-    from it) was hot-swapped in silently, and the next restart of the daemon refused to start."""
+    from it) was hot-swapped in silently, and the next restart of the daemon refused to start.
+    It loaded: the refusal was worded ``could not load team/m@2: ...``, which sent an author to its load()."""
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
     profile = write(tmp_path / "team.toml", text + "needs_epochs = 1\n[server]\nreload_interval = 0.1\n")
     env = _two_versions_first_in_production(store, profile)
@@ -1420,8 +1421,12 @@ def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
                 time.sleep(0.1)
             assert client.call("_stats")["models"]["m"]["version"] == "team/m@1"
             assert client.call("t.predict", 1) is not None
-        refused = "apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
-        assert error is not None and error.startswith("could not load team/m@2: ") and refused in error, error
+        refused = (
+            "did not swap to team/m@2, an api's check refused it: "
+            "apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
+        )
+        assert error == refused, error
+        assert f"models.m (toy-model): {refused}" in daemon.log()
     finally:
         assert daemon.terminate() == 0
 
