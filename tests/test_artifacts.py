@@ -1775,6 +1775,13 @@ def _holding_itself() -> dict[str, list]:
             heirloom.State({"w": np.arange(6.0).reshape(2, 3).T, "v": np.zeros((4, 4))[:, ::2]}, {}),
             "the state's arrays 'w', 'v' are not C-contiguous",
         ),
+        (  # refused naming neither key, with torch's advice for numpy arrays
+            heirloom.State({"w": np.zeros(2), "total": np.float64(3), "labels": np.array(["a", None])}, {}),
+            "cannot be stored as safetensors: 'total' is a numpy float64 scalar (np.asarray(x), or float(x) in the "
+            "metadata); 'labels' has dtype object: only bool, int and float arrays are (text goes in the metadata)",
+        ),
+        (heirloom.State({"w": np.zeros(2, dtype=np.longdouble)}, {}), "another (np.ascontiguousarray(a).copy())"),
+        (heirloom.State({"w": torch.randn(3, 4).T}, {}), "another (t.contiguous().clone())"),
     ],
     ids=[
         "nan-metadata",
@@ -1790,6 +1797,9 @@ def _holding_itself() -> dict[str, list]:
         "numpy-shared-memory",
         "deep-metadata",
         "numpy-strided",
+        "numpy-scalar-and-object",
+        "numpy-advice",
+        "torch-advice",
     ],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):
