@@ -662,6 +662,25 @@ def test_treatment_never_recommends_a_drug_the_patient_is_allergic_to(treatment,
     assert metrics["allergy_violations"] == 0 and metrics["allergy_checked"] > 0
 
 
+def test_a_drug_that_replaces_a_withheld_one_is_selected_only_at_the_threshold(treatment, records):
+    """The most probable label is selected whatever its probability (a visit has one); when the allergy
+    filter withheld it, the next one was selected in its place however unlikely (amlodipine at 0.079 for a
+    patient allergic to metformin without hypertension). The forced pick is the model's top label only."""
+    threshold = treatment.state().metadata["threshold"]
+    plain = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(records)])
+    allergic = _with_allergy(records, "x:1", PENICILLIN)
+    answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(allergic)])
+    replaced = [
+        answer
+        for before, answer in zip(plain, answers, strict=True)
+        if before["codes"][0]["code"] in {block["code"] for block in answer["blocked"]}
+    ]
+    assert replaced, "the data has visits whose most probable drug is a penicillin"
+    assert any(answer["codes"][0]["probability"] < threshold for answer in replaced), "a replacement under it"
+    assert all(item["probability"] >= threshold for a in replaced for item in a["codes"] if item["selected"])
+    assert all(answer["codes"][0]["selected"] for answer in plain)  # the model's own top label still is
+
+
 def test_the_shipped_model_withholds_a_drug_whose_name_it_cannot_read_as_the_api_does(records):
     """The model's own filter lacked the api's rule for names it cannot read: a drug the data names
     by a brand the filter lacks was recommended to a patient allergic to penicillin (the api, behind

@@ -277,9 +277,11 @@ class MultiLabelModel(heirloom.Model):
         probs = average(probabilities(rows, fitted.weights), fitted.net, rows, fitted.blend)
         withheld = self._blocked(visits, fitted)
         blocked = [self._shown(row, drugs, probs, fitted) for row, drugs in enumerate(withheld)]
+        chosen = decide(probs, fitted.threshold)  # before the filter: a withheld top label's next is no forced pick
         for row, drugs in enumerate(withheld):
-            probs[row, [fitted.position[code] for code in drugs]] = -1.0
-        chosen = decide(probs, fitted.threshold).tolist()
+            columns = [fitted.position[code] for code in drugs]
+            probs[row, columns], chosen[row, columns] = -1.0, False
+        chosen = chosen.tolist()
         order = probs.argsort(dim=1, descending=True, stable=True).tolist()
         scores = probs.tolist()
         answers = []
