@@ -818,6 +818,19 @@ def test_an_allergy_naming_part_of_a_brand_or_only_a_generic_word_is_unread(disp
     assert unread([(None, display)], drugs) == [display]
 
 
+def test_a_generic_drug_allergy_is_read_where_its_text_or_code_names_the_drug():
+    """ "Allergy to drug (finding)" coded generically with the drug in its text ("; metformin", as the fhir
+    source joins them) withheld metformin and was listed unread on every answer too: alert fatigue. The part
+    saying "a drug" is read where another part names a drug read, or the code is one the filter reads."""
+    drugs = [ingredients("24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet")]
+    read = [("snomed:416098002", "Allergy to drug (finding); metformin"), (None, "Drug allergy; Penicillin")]
+    read += [(None, "Medication allergy; Allergy to penicillin"), ("snomed:91936005", "Drug allergy")]
+    assert unread(read, drugs) == []
+    listed = ["Allergy to drug (finding)", "Drug allergy; zyvox", "Drug allergy; penicillin; zyvox"]
+    listed += ["Drug allergy; peanut", "Antibiotic allergy; metformin", "Food-drug allergy; penicillin"]
+    assert unread([(None, display) for display in listed], drugs) == sorted(listed)
+
+
 def test_a_short_drug_word_that_rules_nothing_out_alone_does_not_make_an_allergy_read():
     """ "the iron": iron named a drug of the data, so the part read, but as a substance "iron" is
     too short to rule anything out, and "the iron" is no drug's name: a silent pass."""
@@ -1221,6 +1234,33 @@ def test_an_inline_record_gets_the_same_answer_as_the_indexed_patient(daemon, pa
         allergic = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "display": PENICILLIN}]}
         answer = client.call("treatment.recommend", {"record": allergic})
         assert not any("amoxicillin" in (item["display"] or "").lower() for item in answer["codes"])
+
+
+def test_a_bundles_generic_drug_allergy_naming_its_drug_withholds_it_and_is_not_listed(
+    daemon, patient, small, tmp_path
+):
+    """A real bundle's AllergyIntolerance coded "Allergy to drug (finding)" with "penicillin" as its text,
+    read by the fhir source and sent to the route: its drugs are withheld, the allergy named, and it is
+    listed in ``unread_allergies`` only where its text is missing (it was listed on every answer)."""
+    resources = [e["resource"] for e in json.loads((small / patient.file).read_text())["entry"]]
+    coding = [{"system": "http://snomed.info/sct", "code": "416098002", "display": "Allergy to drug (finding)"}]
+    answers = {}
+    for text in ("penicillin", None):
+        allergy = {"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": f"urn:uuid:{patient.id}"}}
+        allergy["code"] = {"coding": coding, **({"text": text} if text else {})}
+        entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in [*resources, allergy]]
+        folder = tmp_path / str(text)
+        write(folder / "b.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+        (record,) = FhirSource(path=str(folder)).records()
+        inline = json.loads(json.dumps(attrs.asdict(record)))
+        encounters = [e["id"] for e in inline["timeline"] if e["kind"] == "encounter" and e["date"]]
+        with daemon.client(timeout=30) as client:
+            answers[text] = [client.call("treatment.recommend", {"record": inline, "encounter": e}) for e in encounters]
+    named = "Allergy to drug (finding); penicillin"
+    assert all(answer["unread_allergies"] == [] for answer in answers["penicillin"])
+    assert any(block["allergies"] == [named] for answer in answers["penicillin"] for block in answer["blocked"])
+    assert not any("amoxicillin" in item["display"].lower() for a in answers["penicillin"] for item in a["codes"])
+    assert all(answer["unread_allergies"] == ["Allergy to drug (finding)"] for answer in answers[None])
 
 
 @pytest.mark.parametrize(
