@@ -76,7 +76,8 @@ def bag(one: Any, task: Task) -> dict[str, float]:
 
 
 def decided(probabilities, threshold: float) -> list[set[int]]:
-    """The decision rule heirloom uses: at or above the threshold, and always the best."""
+    """heirloom's decision rule before its floor (the baselines keep it): at or above the threshold, and always
+    the best. heirloom's own answers select the best only from its floor (docs/MEDICAL.md, "Decision")."""
     return [{j for j, p in enumerate(row) if p >= threshold} | {int(row.argmax())} for row in probabilities]
 
 

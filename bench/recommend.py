@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 from options import add_data_option
 
@@ -69,8 +70,8 @@ class Split:
 
     def __init__(self, source: MovieLensSource):
         self.source = source
-        items, train_pairs = read_records(source.records("train"))
-        _, test_pairs = read_records(r for r in source.records("test") if r["type"] == "interaction")
+        items, train_pairs, _ = read_records(source.records("train"))
+        _, test_pairs, _ = read_records(r for r in source.records("test") if r["type"] == "interaction")
         self.catalogue: Catalogue = catalogue_of(items, train_pairs + test_pairs)
         index = self.catalogue.index
         self.train = Histories.build((user, index[item]) for user, item in train_pairs)
@@ -165,7 +166,7 @@ def genre_sharing(data: Path, model: HybridRecommender) -> tuple[float, float, i
     """Share of ``similar_text`` top-10 neighbours sharing a genre with a cold movie that the
     model never saw (trained with ``drop_cold``), and the same share for a random movie."""
     choice = model.fitted.choice
-    served = HybridRecommender(data="x", l2=[choice.l2], text_weight=[choice.text_weight], tower_l2=[choice.tower_l2])
+    served = HybridRecommender(data="x", **{name: [value] for name, value in attrs.asdict(choice).items()})
     path = str(data / "movielens-100k")
     served.fit(MovieLensSource(path=path, drop_cold=True).records("train"))
     catalogue = [set(text.genres) for text in served.catalogue.texts]
@@ -210,10 +211,7 @@ def serving(data: Path, model: HybridRecommender, seconds: float, rounds: int) -
     tmp = Path(tempfile.mkdtemp(prefix="heirloom-recommend-bench-"))
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(data)}
     choice = model.fitted.choice
-    fixed = [
-        f"--set=models.recs.{name}=[{value}]"
-        for name, value in (("l2", choice.l2), ("text_weight", choice.text_weight), ("tower_l2", choice.tower_l2))
-    ]
+    fixed = [f"--set=models.recs.{name}=[{value}]" for name, value in attrs.asdict(choice).items()]
     command = [sys.executable, "-m", "heirloom"]
     subprocess.run([*command, "train", "recommend", *fixed], env=env, cwd=REPO, check=True, capture_output=True)
     bodies = [{"user": user, "k": 10} for user in model.histories.users]

@@ -985,6 +985,76 @@ def test_a_version_whose_load_raises_is_named_and_its_traceback_is_logged_at_deb
     assert re.search(r'File ".*toys\.py", line \d+, in load', debugged.stderr), debugged.stderr
 
 
+#: A third party's model type (a module of its own, not the api's plugin) whose ``load`` or ``predict`` has a bug.
+BUGGY_PLUGIN = """
+import attrs
+
+import heirloom
+from tests.toys import ToyModel
+
+
+@attrs.define
+class Buggy(ToyModel):
+    bug_in: str = ""
+
+    def load(self, state):
+        if self.bug_in == "load":
+            raise RuntimeError("bug in load")
+        super().load(state)
+
+    def predict(self, batch):
+        if self.bug_in == "predict":
+            raise ValueError("boom word seen")
+        return super().predict(batch)
+
+
+@heirloom.hookimpl
+def heirloom_register_models(register):
+    register("buggy-model", Buggy)
+"""
+
+
+def buggy_profile(store: ArtifactStore, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """team.toml: the buggy model, trained, behind the toys' api (which implements ``check``)."""
+    write(tmp_path / "plugin" / "buggy.py", BUGGY_PLUGIN)
+    tables = TOY_TABLES.replace('"toy-model"', '"buggy-model"') + '[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{tables}')
+    env = {
+        "HEIRLOOM_STORE": str(store.root),
+        "HEIRLOOM_PLUGINS": "tests.toys,buggy",
+        "PYTHONPATH": pythonpath(tmp_path / "plugin"),
+    }
+    assert run_heirloom("train", str(profile), env=env).returncode == 0
+    return profile, env
+
+
+def test_profile_check_says_a_model_whose_load_raises_as_a_problem_with_its_traceback(store, tmp_path):
+    """A plugin's bug in ``load`` (anything but a HeirloomError) crashed ``profile check`` with a bare
+    traceback, exit 1, when an api implementing ``check`` sat over the model."""
+    profile, env = buggy_profile(store, tmp_path)
+    checked = run_heirloom("profile", "check", str(profile), "--set", "models.m.bug_in=load", env=env)
+    problem = f"{profile}: models.m.use: cannot load the stored team/m@1: RuntimeError: bug in load"
+    assert checked.returncode == 2 and checked.stderr.rstrip().endswith(problem), checked.stderr
+    assert "models.m (buggy-model).load raised" in checked.stderr, "whose load it was, before its traceback"
+    assert re.search(r'File ".*buggy\.py", line \d+, in load', checked.stderr), "the plugin's file and line"
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0
+
+
+def test_a_models_predict_bug_is_logged_as_the_models_plugins_not_the_apis(store, tmp_path):
+    """A model's own predict() bug under another plugin's api was logged as the api's plugin's
+    (``t.predict failed (api type 'toy-api', plugin tests.toys): ...``), the raising frame in the model's."""
+    profile, env = buggy_profile(store, tmp_path)
+    daemon = Daemon(tmp_path, "--set", "models.m.bug_in=predict", profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client, pytest.raises(heirloom.RemoteError, match="boom word seen"):
+            client.call("t.predict", "boom")
+        whose = "raised in model type 'buggy-model', plugin buggy; the route's api type 'toy-api', plugin tests.toys"
+        assert f"t.predict failed ({whose}): boom word seen" in daemon.log(), daemon.log()
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_a_train_whose_index_commit_fails_leaves_no_orphan_blob_and_says_the_version_was_not_stored(store, tmp_path):
     """A disk that filled at the index's commit left the blobs just written behind, no version
     referencing them, and the error did not say the version was not stored. Here the index's
@@ -1336,7 +1406,8 @@ def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
 
 def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
     """A promote onto a version an api's ``check`` refuses (the label-monitor's label, missing
-    from it) was hot-swapped in silently, and the next restart of the daemon refused to start."""
+    from it) was hot-swapped in silently, and the next restart of the daemon refused to start.
+    It loaded: the refusal was worded ``could not load team/m@2: ...``, which sent an author to its load()."""
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
     profile = write(tmp_path / "team.toml", text + "needs_epochs = 1\n[server]\nreload_interval = 0.1\n")
     env = _two_versions_first_in_production(store, profile)
@@ -1350,8 +1421,12 @@ def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
                 time.sleep(0.1)
             assert client.call("_stats")["models"]["m"]["version"] == "team/m@1"
             assert client.call("t.predict", 1) is not None
-        refused = "apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
-        assert error is not None and error.startswith("could not load team/m@2: ") and refused in error, error
+        refused = (
+            "did not swap to team/m@2, an api's check refused it: "
+            "apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
+        )
+        assert error == refused, error
+        assert f"models.m (toy-model): {refused}" in daemon.log()
     finally:
         assert daemon.terminate() == 0
 
@@ -1700,6 +1775,13 @@ def _holding_itself() -> dict[str, list]:
             heirloom.State({"w": np.arange(6.0).reshape(2, 3).T, "v": np.zeros((4, 4))[:, ::2]}, {}),
             "the state's arrays 'w', 'v' are not C-contiguous",
         ),
+        (  # refused naming neither key, with torch's advice for numpy arrays
+            heirloom.State({"w": np.zeros(2), "total": np.float64(3), "labels": np.array(["a", None])}, {}),
+            "cannot be stored as safetensors: 'total' is a numpy float64 scalar (np.asarray(x), or float(x) in the "
+            "metadata); 'labels' has dtype object: only bool, int and float arrays are (text goes in the metadata)",
+        ),
+        (heirloom.State({"w": np.zeros(2, dtype=np.longdouble)}, {}), "another (np.ascontiguousarray(a).copy())"),
+        (heirloom.State({"w": torch.randn(3, 4).T}, {}), "another (t.contiguous().clone())"),
     ],
     ids=[
         "nan-metadata",
@@ -1715,6 +1797,9 @@ def _holding_itself() -> dict[str, list]:
         "numpy-shared-memory",
         "deep-metadata",
         "numpy-strided",
+        "numpy-scalar-and-object",
+        "numpy-advice",
+        "torch-advice",
     ],
 )
 def test_a_state_the_store_cannot_write_faithfully_is_a_clear_error_and_nothing_is_stored(store, state, said_):

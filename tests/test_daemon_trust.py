@@ -316,6 +316,8 @@ def test_malformed_headers_are_refused_naming_the_field(daemon, header, field):
         assert reply["id"] == (header["id"] if field != "header.id" else None)
         if header.get("route") == b"echo.echo":
             assert body["message"] == 'header.route must be a string, got binary "echo.echo"', body
+        if field in ("header.id", "header.route") and header.get(field[7:]) is None:  # a required key left out
+            assert body["message"].endswith(", got nothing"), body
         python_words = r"\b(float|list|dict|bool|int|str|NoneType|True|False|None)\b"
         message = re.sub(r"\(one of [^)]*\)", "", body["message"])  # dtype names (bool...) are the protocol's
         assert not re.search(python_words, message), body  # the protocol's words
@@ -399,8 +401,8 @@ def test_max_in_flight_holds_for_every_route_and_the_whole_daemon(tmp_path, work
 
 
 def test_memory_budget_refuses_work_but_not_health(tmp_path):
-    daemon = Daemon(tmp_path, profile=profile(memory_budget_mb=1))
-    daemon.wait_ready()
+    daemon = Daemon(tmp_path, profile=profile(memory_budget_mb=1))  # never ready: past its budget with nothing to do
+    daemon.wait_logged("not ready until these report ready: resources")
     with daemon.client(timeout=5, retries=0) as client:
         with pytest.raises(ResourceExhausted, match="memory"):
             client.call("echo.echo", "x")

@@ -88,6 +88,25 @@ def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, kinds, tests, 
         )
 
 
+def test_a_new_plugins_tests_pass_uninstalled_as_its_readme_says(tmp_path):
+    """Run from its folder with HEIRLOOM_PLUGINS (the dev path PLUGINS.md gives), the discovery test failed
+    with a bare StopIteration: the plugin is then named by its module, with no distribution."""
+    assert run_heirloom("new", "plugin", "heirloom-demo", cwd=tmp_path).returncode == 0
+    project = tmp_path / "heirloom-demo"
+    command = "PYTHONPATH=. HEIRLOOM_PLUGINS=heirloom_demo pytest"
+    assert command in (project / "README.md").read_text()
+    env = {**os.environ, "PYTHONPATH": pythonpath(project), "HEIRLOOM_PLUGINS": "heirloom_demo"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "7 passed" in result.stdout, result.stdout + result.stderr
+
+
 def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):
     (tmp_path / "heirloom-x").mkdir()
     (tmp_path / "heirloom-x" / "keep.txt").write_text("mine")

@@ -30,7 +30,7 @@ from heirloom_plugins.recommend.tuning import split_for_tuning
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
 
-FIXED = {"l2": [500.0], "text_weight": [10.0], "tower_l2": [30.0]}
+FIXED = {"l2": [500.0], "text_weight": [10.0], "tower_l2": [30.0], "shrink": [0.0]}
 FIXED_SET = [arg for name, value in FIXED.items() for arg in ("--set", f"models.recs.{name}={value}")]
 #: The recommend profile, served without the cold-start movies (so they are new to it).
 SERVED_PROFILE = """
@@ -44,6 +44,7 @@ drop_cold = true
 l2 = [500.0]
 text_weight = [10.0]
 tower_l2 = [30.0]
+shrink = [0.0]
 """
 
 
@@ -262,7 +263,7 @@ def test_the_fitted_model_is_the_stored_one_so_train_and_eval_score_the_same(mov
 
 def test_a_warm_start_reuses_the_parents_choice_instead_of_searching(movielens):
     source = MovieLensSource(path=movielens)
-    grids = {"l2": [250.0, 1000.0], "text_weight": [10.0], "tower_l2": [30.0]}
+    grids = {"l2": [250.0, 1000.0], "text_weight": [10.0], "tower_l2": [30.0], "shrink": [0.0]}
     parent = HybridRecommender(data="movies", **grids)
     parent.fit(source.records("train"))
     searched = parent.fitted.training["trials"]["collaborative"]
@@ -580,7 +581,7 @@ def test_an_item_nobody_had_in_training_is_similar_to_what_its_text_resembles_no
     ]
     source = ratings_csv(tmp_path, "user,item\n" + "\n".join(rows) + "\n", items, value_column="", cold_fraction=0)
     assert {r["kind"] for r in source.records() if r["type"] == "interaction"} == {"interaction"}  # it said rating
-    model = HybridRecommender(data="ratings", l2=[10.0], text_weight=[0.0], tower_l2=[30.0])
+    model = HybridRecommender(data="ratings", l2=[10.0], text_weight=[0.0], tower_l2=[30.0], shrink=[0.0])
     model.fit(source.records("train"))
     ids = model.catalogue.ids
     for new, kind in (("new-tea", "t"), ("new-mug", "m")):

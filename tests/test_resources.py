@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -102,17 +103,55 @@ def test_a_single_process_refusal_names_the_limit_and_its_value(serve):
         slow.result(timeout=10)
 
 
-def test_a_daemon_past_its_memory_budget_says_why_it_refuses(serve):
-    """A budget below what the loaded daemon holds refuses every request: the log says so
-    once, not per refusal, so an operator sees why everything is RESOURCE_EXHAUSTED."""
-    daemon = serve("memory_budget_mb = 1")
-    with daemon.client(timeout=20, retries=0) as client:
-        for i in range(5):
-            with pytest.raises(ResourceExhausted, match=r"holds \d+ MiB, past resources.memory_budget_mb = 1"):
-                client.call("echo.echo", i)
-    assert daemon.terminate() == 0
+def test_a_daemon_past_its_memory_budget_with_nothing_in_flight_says_it_is_not_ready(tmp_path):
+    """A budget below what the idle daemon holds refused every request for good (RESOURCE_EXHAUSTED,
+    retryable: clients retried forever) while ``_ready`` said ready, so no orchestrator restarted it.
+    Having given back what it could with nothing in flight, it says it is not ready and why, and its
+    log says so once, as it says once that it refuses."""
+    daemon = Daemon(tmp_path, profile=DAEMON_PROFILE.format(resources="memory_budget_mb = 1"))
+    try:
+        with daemon.client(timeout=20, retries=0) as client:
+            until = time.monotonic() + 30
+            while "apis.t" not in (ready := client.call("_ready"))["components"]:  # started: every component listed
+                assert time.monotonic() < until and daemon.process.poll() is None, daemon.log()
+                time.sleep(0.1)
+            for i in range(5):
+                with pytest.raises(ResourceExhausted, match=r"holds \d+ MiB, past resources.memory_budget_mb = 1"):
+                    client.call("echo.echo", i)
+            ready = client.call("_ready")
+        assert ready["ready"] is False and ready["components"]["resources"] is False, ready
+        stuck = (
+            r"this process holds \d+ MiB, past resources.memory_budget_mb = 1 with no request in flight, after giving"
+        )
+        assert re.match(stuck, ready["resources"]["not_ready"]) and ready["resources"]["memory_budget_mb"] == 1, ready
+    finally:
+        assert daemon.terminate() == 0
     said = daemon.log()
     assert said.count("past resources.memory_budget_mb = 1: refusing new requests") == 1, said
+    assert said.count("it can never admit a request again, and says it is not ready (_ready)") == 1, said
+
+
+def test_a_burst_past_the_memory_budget_gives_memory_back_and_admits_again(tmp_path, serve):
+    """One burst took a daemon past its budget, and the heap it freed stayed resident: every request
+    was refused for good. Past its budget a process gives back what it can (gc, glibc's
+    malloc_trim) and measures again: the next request is admitted."""
+    idle = serve("")
+    with idle.client(timeout=20) as client:
+        resident = client.call("_stats")["resources"]["resident_mb"]
+    assert idle.terminate() == 0
+    (tmp_path / "budget").mkdir()
+    budget = f"memory_budget_mb = {resident + 40:.0f}"
+    daemon = Daemon(tmp_path / "budget", profile=DAEMON_PROFILE.format(resources=budget))
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=20, retries=0) as client:
+            assert client.call("t.fragment", 80) == 80 * 16 - 1  # 80 MiB freed, resident until trimmed
+            assert client.call("echo.echo", "after") == "after"
+            assert client.call("_ready")["ready"] is True
+            stats = client.call("_stats")["resources"]
+        assert stats["resident_mb"] < resident + 40 and stats["not_ready"] is None, stats
+    finally:
+        assert daemon.terminate() == 0
 
 
 def test_training_within_a_tiny_memory_budget_is_refused_before_it_starts(tmp_path):

@@ -525,6 +525,60 @@ def test_batching_coalesces_items_and_isolates_failures(client):
     assert batches["max"] <= 8 and batches["batches"] >= 2
 
 
+def test_stats_counts_every_batch_since_start(client):
+    """``batch_sizes.batches`` stopped at 4,096 (the window its p50 is read from) where /metrics
+    counted 4,249: PROTOCOL.md's counters are since start."""
+    before = client.call("_stats")["routes"]["t.nobody_batched"].get("batch_sizes", {"batches": 0, "mean": 1})
+    for _ in range(4200):  # one at a time: a batch each
+        client.call("t.nobody_batched")
+    batches = client.call("_stats")["routes"]["t.nobody_batched"]["batch_sizes"]
+    assert batches["batches"] == before["batches"] + 4200 and batches["mean"] == before["mean"] == 1, batches
+
+
+#: A queue of two requests for batches of up to four items, and a long wait for fuller batches.
+SHORT_QUEUE = """
+[server]
+max_queue = 2
+
+[apis.t]
+use = "testing"
+max_batch = 4
+max_wait_ms = 3000.0
+batch_ms = 200.0
+"""
+
+
+def test_a_batch_larger_than_the_queue_can_hold_is_not_waited_for(tmp_path):
+    """With ``max_queue`` 2 below ``max_batch`` 4 the batcher waited its full ``max_wait_ms`` for a
+    batch that could not form: two requests with 1.5 s budgets queued behind a busy batch were
+    both dropped DEADLINE_EXCEEDED at 3 s. A full queue is batched at once."""
+    daemon = Daemon(tmp_path, profile=SHORT_QUEUE)
+    try:
+        daemon.wait_ready()
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(daemon.address)
+        sock.send_multipart(request_frames("busy", "t.batched", {"values": [1, 2, 3, 4]}))  # a full batch alone
+        sock.send_multipart(request_frames("first", "t.batched", {"values": [5]}, deadline_ms=1500))
+        replies = {}
+        while "busy" not in replies:  # once it is answered the queue has room for one more
+            assert sock.poll(10_000), "no reply"
+            header = msgpack.unpackb(sock.recv_multipart()[1])
+            replies[header["id"]] = header["status"]
+        sock.send_multipart(request_frames("second", "t.batched", {"values": [6]}, deadline_ms=1500))
+        bodies = {}
+        while len(replies) < 3:
+            assert sock.poll(10_000), "no reply"
+            frames = sock.recv_multipart()
+            header = msgpack.unpackb(frames[1])
+            replies[header["id"]], bodies[header["id"]] = header["status"], msgpack.unpackb(frames[2])
+        sock.close()
+        assert replies == {"busy": "OK", "first": "OK", "second": "OK"}, bodies
+        assert bodies == {"first": {"batch": 2}, "second": {"batch": 2}}  # the two queued ones, together
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_full_queue_answers_resource_exhausted_at_once(client):
     futures = [client.submit("t.slow", {"ms": 300}) for _ in range(64 + 20)]
     done, _ = wait(futures, timeout=30)

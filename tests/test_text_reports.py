@@ -12,7 +12,7 @@ import pytest
 from heirloom.cli.train import saturation_warning
 from heirloom.reports import report_fragment
 from heirloom_plugins.metrics import classification_metrics, classification_text
-from tests.helpers import run_heirloom, write
+from tests.helpers import pythonpath, run_heirloom, write
 
 ITEMS = ["order", "parcel", "package", "shipment", "box", "item", "purchase", "delivery"]
 #: Worded unlike the templates the training file was made from (a team's generated data).
@@ -80,11 +80,67 @@ def test_train_and_eval_warn_when_validation_is_perfect_and_test_clearly_is_not(
 
 
 def test_no_saturation_warning_when_test_is_as_good_or_validation_below_its_best():
-    assert saturation_warning({"accuracy": 1.0, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.96}) == ""
-    assert saturation_warning({"accuracy": 0.99}, {"accuracy": 0.6}) == ""
-    assert saturation_warning({}, {"accuracy": 0.6}) == ""
-    said = saturation_warning({"accuracy": 0.98, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.9})
+    hint = "see the source's docs"
+    assert saturation_warning({"accuracy": 1.0, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.96}, hint) == ""
+    assert saturation_warning({"accuracy": 0.99}, {"accuracy": 0.6}, hint) == ""
+    assert saturation_warning({}, {"accuracy": 0.6}, hint) == ""
+    said = saturation_warning({"accuracy": 0.98, "macro_f1": 1.0}, {"accuracy": 0.97, "macro_f1": 0.9}, hint)
     assert said.startswith("warning: validation macro_f1 is 1.0000 but test macro_f1 0.9000")
+
+
+#: A third party's source with a validation split of its own, and a model perfect on it, not on test.
+SPLITTING_PLUGIN = """
+import attrs
+
+import heirloom
+from tests.toys import ToyModel
+
+
+@attrs.define
+class Splits(heirloom.Source):
+    def records(self, split=None):
+        return iter([{"x": i, "hard": split == "test" and i % 2} for i in range(4)])
+
+    def fingerprint(self):
+        return "fixed"
+
+    def splits(self):
+        return ["train", "validation", "test"]
+
+
+@attrs.define
+class Scored(ToyModel):
+    def evaluate(self, data):
+        rows = list(data)
+        return heirloom.Report({"accuracy": 1 - sum(bool(r["hard"]) for r in rows) / len(rows)}, "scored")
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("splits", Splits)
+
+
+@heirloom.hookimpl
+def heirloom_register_models(register):
+    register("scored", Scored)
+"""
+
+
+def test_the_saturation_warning_of_another_plugins_source_points_to_plugins_md_not_text_md(tmp_path):
+    """A third party's source was told that 'a text source carves validation out of its training file: docs/TEXT.md'."""
+    write(tmp_path / "plugin" / "splitting.py", SPLITTING_PLUGIN)
+    tables = '[sources.s]\nuse = "splits"\n[models.m]\nuse = "scored"\ndata = "s"\n'
+    profile = write(tmp_path / "p.toml", f'project = "third"\n{tables}')
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys,splitting"}
+    env["PYTHONPATH"] = pythonpath(tmp_path / "plugin")
+    trained = run_heirloom("train", str(profile), env=env)
+    assert trained.returncode == 0, trained.stderr
+    warning = "warning: validation accuracy is 1.0000 but test accuracy 0.5000: validation cannot tell versions apart"
+    hint = "(a source's validation split: docs/PLUGINS.md, heirloom_register_sources)"
+    said = " ".join(trained.stdout.split())
+    assert warning in said and hint in said and "docs/TEXT.md" not in said, trained.stdout
+    evaluated = run_heirloom("eval", str(profile), env=env)
+    assert evaluated.returncode == 0 and hint in " ".join(evaluated.stdout.split()), evaluated.stderr
 
 
 def test_a_majority_baseline_tied_between_labels_says_so(templated):

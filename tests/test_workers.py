@@ -1124,3 +1124,167 @@ def test_a_worker_whose_start_fails_as_the_drain_begins_is_no_unclean_stop(tmp_p
         time.sleep(0.05)
     assert daemon.terminate() == 0, daemon.log()
     assert "could not start" in daemon.log() and "did not stop cleanly" not in daemon.log()
+
+
+def test_a_heartbeat_route_that_is_no_full_route_name_keeps_the_worker_out(tmp_path):
+    """A Rust worker written from PROTOCOL.md heartbeated a route ``echo``: it joined and answered
+    clients, where one process answers NOT_FOUND (no route is named without its api). A route is
+    ``api.method``: an api name (which may hold dots) and a route name (which holds none)."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    undotted, dotted = context.socket(zmq.DEALER), context.socket(zmq.DEALER)
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = _until_healthy(client, daemon)
+            for socket in (undotted, dotted):
+                socket.connect(worker_address)
+            for name in ("echo", "t.", ".t", "t.x.", "t.-x"):
+                status = {"pid": 31, "ready": True, "routes": [{"name": name, "admin": False}]}
+                undotted.send_multipart([CONTROL, b"HEARTBEAT", packb(status)])
+            routes = [{"name": "my.api.run", "admin": False}]  # an api named "my.api" (a quoted TOML key)
+            dotted.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 32, "ready": True, "routes": routes})])
+            while _worker_pids(client) != [32]:  # read after the others: they were read, and ignored
+                assert time.monotonic() < deadline, daemon.log()
+            with pytest.raises(RemoteError) as refused:
+                client.call("echo", 1)
+            assert refused.value.code == "NOT_FOUND"
+            assert "my.api.run" in {route["name"] for route in client.call("_routes")["routes"]}
+        said = "heartbeat.routes holds an entry that is not a route description: routes[0] (name 'echo') needs a full"
+        assert said in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
+def test_a_gone_from_a_worker_that_was_ready_is_no_start_failure(tmp_path):
+    """A peer that reported ready, then said GONE with an unreadable message, had ``_ready`` show
+    a ``start_failure`` while the broker served: it had started; its GONE is a plain one."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    peer = context.socket(zmq.DEALER)
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = _until_healthy(client, daemon)
+            peer.connect(worker_address)
+            routes = [{"name": "t.slow", "admin": False}]
+            peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 41, "ready": True, "routes": routes})])
+            while _worker_pids(client) != [41]:
+                assert time.monotonic() < deadline, daemon.log()
+            peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 41, "draining": True, "routes": routes})])
+            peer.send_multipart([CONTROL, b"GONE", b"\xc1"])
+            while client.call("_ready")["workers"]:
+                assert time.monotonic() < deadline, daemon.log()
+            assert client.call("_ready")["start_failure"] is None
+            assert client.call("_stats")["start_failure"] is None
+        assert "worker pid 41 drained and stopped" in daemon.log()
+        assert "could not start" not in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
+def test_a_draining_worker_is_told_drain_once_nothing_more_comes_so_its_gone_fails_no_request(tmp_path):
+    """A Rust worker that said GONE right after its draining heartbeat lost 8 of 40 requests of
+    another client (``drained and stopped while handling the request``): they were on their way
+    when the broker read that heartbeat. The broker answers it with DRAIN, after everything it
+    routed there: a worker that has answered all it received before that DRAIN may say GONE."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    leaving, staying, client = (context.socket(zmq.DEALER) for _ in range(3))
+    routes = [{"name": "t.echo", "admin": False}]
+    try:
+        with daemon.client(timeout=5.0, retries=0) as probe:
+            deadline = _until_healthy(probe, daemon)
+            for socket, pid in ((leaving, 51), (staying, 52)):
+                socket.connect(worker_address)
+                socket.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pid, "ready": True, "routes": routes})])
+            while _worker_pids(probe) != [51, 52]:
+                assert time.monotonic() < deadline, daemon.log()
+        client.connect(daemon.address)
+        poller = zmq.Poller()
+        for socket in (leaving, staying, client):
+            poller.register(socket, zmq.POLLIN)
+        sent, replies, told_at, after_drain, beat = 0, [], None, 0, 0.0
+        while len(replies) < 300:
+            assert time.monotonic() < deadline, daemon.log()
+            if sent < 300:
+                client.send_multipart([b"HLM1", packb({"id": sent, "route": "t.echo"}), packb(sent)])
+                sent += 1
+            if sent == 50:  # the leaving worker starts its drain with requests on their way to it
+                drain = {"pid": 51, "ready": False, "draining": True, "routes": routes}
+                leaving.send_multipart([CONTROL, b"HEARTBEAT", packb(drain)])
+            if time.monotonic() - beat > 0.5:
+                beat = time.monotonic()
+                staying.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 52, "ready": True, "routes": routes})])
+            for socket, _ in poller.poll(5):
+                frames = socket.recv_multipart()
+                if socket is client:
+                    replies.append(unpackb(frames[1])["status"])
+                elif frames == [CONTROL, b"DRAIN"]:
+                    assert socket is leaving and told_at is None
+                    told_at = time.monotonic()
+                    leaving.send_multipart([CONTROL, b"GONE"])  # it answered everything it received
+                elif frames[0] != CONTROL:
+                    after_drain += socket is leaving and told_at is not None
+                    header = {"id": unpackb(frames[1])["id"], "status": "OK"}
+                    socket.send_multipart([frames[0][:TAG_BYTES] + b"\x00", packb(header), frames[2]])
+        assert told_at is not None, daemon.log()
+        assert replies == ["OK"] * 300 and after_drain == 0, daemon.log()
+        assert "worker pid 51 drained and stopped" in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
+def test_heirlooms_worker_says_gone_only_once_its_broker_said_drain_after_its_draining_heartbeat(tmp_path):
+    """heirloom's worker said GONE as soon as it had nothing in flight, so a request its broker
+    sent before reading the draining heartbeat failed as 'drained and stopped'. Against a bare
+    ROUTER as broker: a request sent after that heartbeat is still answered, and GONE follows DRAIN."""
+    broker_address = free_tcp_address()
+    profile = write(tmp_path / "worker.toml", PROFILE.format(max_queue=1024, grace=10))
+    context = zmq.Context()
+    broker = context.socket(zmq.ROUTER)
+    broker.bind(broker_address)
+    command = [*HEIRLOOM, "worker", str(profile), "--connect", broker_address]
+    worker = subprocess.Popen(
+        command, stderr=subprocess.DEVNULL, env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    )
+
+    def received() -> list[bytes]:
+        """The next message from the worker: GONE only once the broker has said DRAIN."""
+        assert broker.poll(30_000), "the worker sent nothing"
+        frames = broker.recv_multipart()
+        assert frames[1:] != [CONTROL, b"GONE"] or drain_said, "GONE before the broker said DRAIN"
+        return frames
+
+    def next_status() -> tuple[bytes, dict]:
+        """The worker's routing id and its next heartbeat."""
+        while (frames := received())[1:3] != [CONTROL, b"HEARTBEAT"]:
+            pass
+        return frames[0], unpackb(frames[3])
+
+    drain_said = False
+    try:
+        while not next_status()[1]["ready"]:
+            pass
+        worker.send_signal(signal.SIGTERM)
+        while not (status := next_status())[1]["draining"]:
+            pass
+        identity = status[0]
+        time.sleep(0.3)  # a request the broker routed before it read that heartbeat, still on its way
+        tag = b"\x01" * TAG_BYTES
+        broker.send_multipart([identity, tag + b"client", packb({"id": 7, "route": "echo.echo"}), packb("late")])
+        while (reply := received())[1] == CONTROL:
+            pass
+        assert reply[1:] == [tag + b"\x00", reply[2], packb("late")] and unpackb(reply[2])["id"] == 7
+        drain_said = True
+        broker.send_multipart([identity, CONTROL, b"DRAIN"])  # it routes nothing more there
+        while received()[1:] != [CONTROL, b"GONE"]:
+            pass
+        assert worker.wait(30) == 0
+    finally:
+        worker.kill()
+        context.destroy(linger=0)

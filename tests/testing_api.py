@@ -6,6 +6,8 @@ Daemon tests load it with ``HEIRLOOM_PLUGINS=tests.testing_api`` (no packaging n
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
 import itertools
 import math
 import os
@@ -124,6 +126,25 @@ class LyingResults:
         return itertools.repeat(self.items[0]) if self.endless else iter(self.items[:-1])
 
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+_LIBC.malloc.restype, _LIBC.malloc.argtypes, _LIBC.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+#: The last piece of each fragment call, never freed: it pins the heap below it.
+_PINNED: list[int] = []
+
+
+def fragment(mib: int) -> int:
+    """Takes ``mib`` MiB of the C heap in 64 KiB pieces (under glibc's mmap threshold), touches them,
+    then frees all but the last: what a model's tokenizer leaves behind, freed but resident until
+    the heap is trimmed (the piece kept pins its top). Answers how many pieces it freed."""
+    pieces = [_LIBC.malloc(64 << 10) for _ in range(mib * 16)]
+    for piece in pieces:
+        ctypes.memset(piece, 1, 64 << 10)
+    _PINNED.append(pieces.pop())
+    for piece in pieces:
+        _LIBC.free(piece)
+    return len(pieces)
+
+
 def _note_the_exit(path: str) -> None:
     with open(path, "a") as noted:
         noted.write(f"{os.getpid()}\n")
@@ -172,6 +193,7 @@ class TestingApi(heirloom.Api):
             heirloom.Route("record", handler=self.log.append, description="Appends body (a map) to a durable log."),
             heirloom.Route("ran", handler=lambda body: self.ran, inline=True, description="Marks t.slow has run."),
             heirloom.Route("pid", handler=lambda body: os.getpid()),
+            heirloom.Route("fragment", handler=fragment, description="body MiB of C heap, freed but resident."),
             heirloom.Route("bulk", handler=lambda body: bytes(body), description="body (a count) zero bytes."),
             heirloom.Route(
                 "buffers",

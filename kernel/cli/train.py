@@ -74,8 +74,8 @@ def _scalars(metrics: dict[str, Any]) -> str:
     )
 
 
-def report_trained(trained: Trained) -> None:
-    """The test report, one line of validation scores, and what was stored."""
+def report_trained(trained: Trained, hint: str) -> None:
+    """The test report, one line of validation scores, and what was stored (``hint``: :func:`validation_hint`)."""
     console.print(trained.report.text, markup=False, highlight=False)
     for evaluation in trained.evaluations:
         role = "reported" if evaluation.split == TEST else "compared by promote --if-better"
@@ -87,7 +87,7 @@ def report_trained(trained: Trained) -> None:
             for said in (text for text in evaluation.report.text.splitlines() if text.startswith("warning:")):
                 console.print(f"{evaluation.split} {said}", markup=False, highlight=False)
     scores = {evaluation.split: evaluation.report.metrics for evaluation in trained.evaluations}
-    if said := saturation_warning(scores.get(VALIDATION, {}), scores.get(TEST, {})):
+    if said := saturation_warning(scores.get(VALIDATION, {}), scores.get(TEST, {}), hint):
         console.print(said, markup=False, highlight=False)
     artifact = trained.artifact
     if trained.reused:
@@ -105,7 +105,7 @@ def report_trained(trained: Trained) -> None:
 SATURATED_GAP = 0.05
 
 
-def saturation_warning(validation: dict[str, Any], test: dict[str, Any]) -> str:
+def saturation_warning(validation: dict[str, Any], test: dict[str, Any], hint: str) -> str:
     """A warning line ('' for none) when validation accuracy or macro-F1 is at its best, 1.0, and the test's
     clearly lower: every version that learns the training data ties there (promote --if-better: `1 vs 1`, exit 3),
     while test, worded otherwise, told them apart (0.72 to 0.77), and nothing said why."""
@@ -115,10 +115,25 @@ def saturation_warning(validation: dict[str, Any], test: dict[str, Any]) -> str:
             return (
                 f"warning: validation {name} is {best:.4f} but test {name} {held:.4f}: validation cannot tell versions "
                 f"apart (each one that fits the training data scores the best possible on it, and promote --if-better "
-                "ties); it needs records unlike the training ones, worded as the test and production texts are (a text "
-                "source carves validation out of its training file: docs/TEXT.md)"
+                "ties); it needs records unlike the training ones, worded as the test and production texts are "
+                f"({hint})"
             )
     return ""
+
+
+#: The module of the text plugin, whose sources' validation split TEXT.md describes.
+TEXT_PLUGIN = "heirloom_plugins.text"
+
+
+def validation_hint(resolved: ResolvedProfile, spec: ComponentSpec) -> str:
+    """Where the saturation warning sends a reader: TEXT.md for the text plugin's sources, which carve validation
+    out of the training file; PLUGINS.md for another's (a third party's source splits as its author chose)."""
+    sources = [
+        s.cls.__module__ for s in resolved.components if s.kind == "source" and ("source", s.name) in spec.depends
+    ]
+    if sources and all(module == TEXT_PLUGIN or module.startswith(f"{TEXT_PLUGIN}.") for module in sources):
+        return "a text source carves validation out of its training file: docs/TEXT.md"
+    return "a source's validation split: docs/PLUGINS.md, heirloom_register_sources"
 
 
 def warn_of_unversioned_plugins(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:
@@ -192,7 +207,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
             if as_json:
                 results[spec.name] = {"stored": not trained.reused, **trained.artifact.to_json()}
             else:
-                report_trained(trained)
+                report_trained(trained, validation_hint(resolved, spec))
             if stopped is not None:
                 break
         if as_json:
@@ -276,7 +291,8 @@ def eval_command(
                         version, report, same = evaluate(kernel, resolved, spec, split, RichProgress(bars))
                     except StoppedAfter as exc:  # it was scored: printed, then the error
                         (version, report, same), stopped = exc.result, exc
-                report = _with_saturation_warning(kernel.store(resolved).resolve(str(version)), split, report)
+                stored = kernel.store(resolved).resolve(str(version))
+                report = _with_saturation_warning(stored, split, report, validation_hint(resolved, spec))
                 results["models"][spec.name] = {"version": version, "same_records_as_trained": same, **report.metrics}
                 headers[row] = str(version)
             else:
@@ -315,12 +331,12 @@ def eval_command(
         fail(f"error: {version} was evaluated on the {split} split; then {stopped}")
 
 
-def _with_saturation_warning(artifact: Artifact, split: str, report: Report) -> Report:
+def _with_saturation_warning(artifact: Artifact, split: str, report: Report, hint: str) -> Report:
     """``report`` and the saturation warning, when its scores and the version's stored ones of the other split
     call for it (eval scores one split; train printed it beside both)."""
     stored = artifact.metrics
     said = saturation_warning(
-        *((stored.get(VALIDATION) or {}, report.metrics) if split == TEST else (report.metrics, stored))
+        *((stored.get(VALIDATION) or {}, report.metrics) if split == TEST else (report.metrics, stored)), hint
     )
     return Report(report.metrics, f"{report.text.rstrip()}\n{said}\n") if said else report
 

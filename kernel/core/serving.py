@@ -121,18 +121,19 @@ class ModelServing:
                 continue
             if not retry and self._failed.get(name) == artifact.digest:  # _reload retries it (a mended store)
                 continue
-            model = None
+            model, failed = None, f"could not load {artifact.ref}"
             try:
                 model = self.start_model(spec)
                 self._spawned[id(model)] = model
                 self._load(spec, model, artifact)
                 if not model.ready():
                     raise HeirloomError(f"{artifact.ref} loaded but the model does not report ready")
-                if problems := self.vet((name, model)):  # a setting of an api the new version cannot serve
+                if problems := self.vet((name, model)):  # loaded, but a setting of an api cannot serve it
+                    failed = f"did not swap to {artifact.ref}, an api's check refused it"
                     raise HeirloomError("; ".join(problems))
             except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
                 why = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # as at the start
-                self.errors[name] = f"could not load {artifact.ref}: {why}; still serving {handle.version or 'nothing'}"
+                self.errors[name] = f"{failed}: {why}; still serving {handle.version or 'nothing'}"
                 self._failed[name] = artifact.digest
                 log.error("%s (%s): %s", spec.key, spec.use, self.errors[name])  # whose load it was, as at the start
                 self._retired += [(name, model)] if model is not None else []  # stopped at the next refresh: 5 refused

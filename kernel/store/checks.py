@@ -8,6 +8,7 @@ When the store holds the version a model table serves, each api that implements
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from heirloom.store.training import PRETRAINED, SERVED
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
     from heirloom.core.schema import ResolvedProfile
+
+log = logging.getLogger(__name__)
 
 
 def open_store(kernel: Kernel, profile: ResolvedProfile, create: bool = True) -> Any:
@@ -127,8 +130,11 @@ def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
     model = profile.instantiate(spec)
     try:
         model.load(store.load(artifact, reads=model.state_format))
-    except HeirloomError as error:
-        raise HeirloomError(f"cannot load the stored {artifact.ref}: {error}") from None
+    except Exception as error:  # a plugin's bug in load() is a problem of its model's table, not a crash
+        if not isinstance(error, HeirloomError):
+            log.warning("%s (%s).load raised", spec.key, spec.use, exc_info=True)  # the plugin's file and line
+        said = error if isinstance(error, HeirloomError) else f"{type(error).__name__}: {error}"
+        raise HeirloomError(f"cannot load the stored {artifact.ref}: {said}") from None
     return model
 
 

@@ -183,6 +183,8 @@ def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     odd = [repr(name) for name in tensors if not isinstance(name, str)]
     if odd:
         raise HeirloomError(f"a state's tensor names must be strings, got {', '.join(odd)}")
+    if framework == "numpy" and (unstorable := _numpy_unstorable(tensors)):
+        raise HeirloomError(f"the state's tensors cannot be stored as safetensors: {unstorable}")
     if framework == "numpy" and (strided := [repr(n) for n, a in tensors.items() if not a.flags.c_contiguous]):
         raise HeirloomError(  # numpy's writer takes the memory as it lies: a transpose loaded back untransposed
             f"the state's arrays {', '.join(strided)} are not C-contiguous (a transpose, a slice, Fortran order): "
@@ -198,9 +200,31 @@ def encode_tensors(tensors: dict[str, Any]) -> tuple[str, bytes]:
     except Exception as exc:  # safetensors and the framework raise several types
         raise HeirloomError(
             f"cannot write the state's {framework} tensors as safetensors ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]}); each must be "
-            "an array or tensor (not a scalar), contiguous, and not share memory with another (.contiguous().clone())"
+            f"{' '.join(str(exc).split())[:200]}); each must be an array or tensor (not a scalar), contiguous, and "
+            f"not share memory with another ({COPY_ADVICE.get(framework, 'a contiguous copy of each')})"
         ) from exc
+
+
+#: How to make an independent contiguous copy of a tensor, in each framework's words.
+COPY_ADVICE = {"numpy": "np.ascontiguousarray(a).copy()", "torch": "t.contiguous().clone()"}
+
+
+def _numpy_unstorable(arrays: dict[str, Any]) -> str:
+    """What safetensors cannot write among numpy ``arrays``, by key ("" if nothing): a numpy scalar (no
+    buffer to write: it failed with AttributeError 'ctypes') or a dtype other than bool, int or float."""
+    import numpy as np  # here: the arrays are numpy's, so it is imported already; a torch model never needs it
+
+    said = []
+    for name, array in arrays.items():
+        if not isinstance(array, np.ndarray):
+            said.append(
+                f"{name!r} is a numpy {type(array).__name__} scalar (np.asarray(x), or float(x) in the metadata)"
+            )
+        elif array.dtype.kind not in "biuf":
+            said.append(
+                f"{name!r} has dtype {array.dtype}: only bool, int and float arrays are (text goes in the metadata)"
+            )
+    return "; ".join(said[:5])
 
 
 def _sharing_memory(arrays: dict[str, Any]) -> list[str]:

@@ -5,9 +5,10 @@ is queued at once, so a lone request never waits for company; while the model co
 requests queue, and the next batch is whatever arrived meanwhile, up to ``max_batch``
 items (not requests). ``max_wait_ms`` only matters under load: when requests were already
 waiting as the last batch finished, the batcher may linger that long (from the first
-arrival) for a fuller batch. Requests whose deadline has passed are answered
-DEADLINE_EXCEEDED without being computed. If the handler raises for a batch, each request
-is retried alone, so one bad input fails only itself.
+arrival) for a fuller batch, and no longer once the route's queue holds ``[server] max_queue``
+requests (no more can come: a ``max_batch`` above that is never reached). Requests whose
+deadline has passed are answered DEADLINE_EXCEEDED without being computed. If the handler
+raises for a batch, each request is retried alone, so one bad input fails only itself.
 
 A request that finds the whole daemon idle need not cross to this thread at all:
 :meth:`Batcher.run_here` computes it on the I/O thread (the server decides when), which
@@ -59,8 +60,9 @@ def one_per_input(results: Any, count: int) -> list[Any]:
 class Batcher:
     """One thread per batched route; ``put`` is called from the I/O thread."""
 
-    def __init__(self, name: str, route: Route, stats: RouteStats, complete: Complete):
+    def __init__(self, name: str, route: Route, stats: RouteStats, complete: Complete, max_queue: int):
         self.name = name
+        self.max_queue = max_queue
         self.route = route
         self.stats = stats
         self.complete = complete
@@ -129,7 +131,7 @@ class Batcher:
                 return None
             if self._busy and self.route.max_wait_ms > 0:
                 flush_at = self._queue[0].received + self.route.max_wait_ms / 1000
-                while self._items < max_batch and not self._stopping:
+                while self._items < max_batch and len(self._queue) < self.max_queue and not self._stopping:
                     remaining = flush_at - time.perf_counter()
                     if remaining <= 0:
                         break

@@ -8,11 +8,9 @@ the client's identity; the worker answers with the tag (plus a status byte) in f
 without decoding them. The broker checks a request's size and deadline, then enforces the resource manager's
 daemon-wide in-flight limit (the body's contents are the worker's to check). When a worker dies (its process exits
 or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local worker is respawned; a
-request still unanswered at its deadline is answered DEADLINE_EXCEEDED then (``broker_deadlines``).
-
-A worker sees ``[tag + client identity, header, body, ...]`` and answers ``[tag + status, header, body, ...]``: the
-client's routing frames stay at the broker and the signature frame is left out both ways (the broker checked it),
-so each message between the two moves one frame less than a client's.
+request still unanswered past its deadline and a grace (``broker_deadlines``) is answered DEADLINE_EXCEEDED then.
+A worker sees ``[tag + client identity, header, body, ...]`` (``deadline_ms``: what is left) and answers ``[tag +
+status, header, body, ...]``: the client's routing frames stay here, the signature frame is left out both ways.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from heirloom.core.components import ClientLimits
 from heirloom.core.placement import WorkerPool
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, bound_worker_address, secure_worker_endpoint
-from heirloom.wire.broker_deadlines import Deadlines
+from heirloom.wire.broker_deadlines import Deadlines, forwarded_header
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
     LOAD,
@@ -41,7 +39,6 @@ from heirloom.wire.broker_workers import (
     Departed,
     KeyRoutes,
     Worker,
-    allowed_silence,
     described_routes,
     names_another,
     not_sent,
@@ -158,7 +155,7 @@ class Broker(BrokerRoutes):
         self.keys = KeyRoutes()
         self.routes: dict[str, dict[str, Any]] = {}
         self.forwarded: dict[bytes, Forwarded] = {}  # by tag
-        self.deadlines = Deadlines(self.forwarded)
+        self.deadlines = Deadlines(self.forwarded, settings.heartbeat)
         #: tag -> bytes of each large forwarded request (LARGE_REQUEST and up), and their sum
         self._large: dict[bytes, int] = {}
         self._large_bytes = 0
@@ -309,9 +306,8 @@ class Broker(BrokerRoutes):
         return not self.deadlines.answered(tag)
 
     def _expire(self) -> int:
-        """Answer DEADLINE_EXCEEDED to each forwarded request whose deadline passed (its worker may be
-        stopped or hung: it keeps the request's slot until it answers or is lost); returns the
-        milliseconds to wait for the next deadline, at most POLL_MS."""
+        """Answer DEADLINE_EXCEEDED to each forwarded request whose deadline and grace passed (a stopped or hung
+        worker keeps its slot until it answers or is lost); the milliseconds to the next one, at most POLL_MS."""
         now = time.perf_counter()
         for tag in self.deadlines.due(now):
             worker, stats, received, envelope, request_id = self.forwarded[tag]
@@ -347,8 +343,10 @@ class Broker(BrokerRoutes):
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
-        message, said = start_failure(failure) if failure is not None else ({}, None)
-        worker, local = self.workers.get(identity), self.local.vouches(message)
+        worker = self.workers.get(identity)
+        served = worker is not None and worker.served  # a worker that has been ready did start: a plain GONE
+        message, said = start_failure(failure) if failure is not None and not served else ({}, None)
+        local = self.local.vouches(message)
         if said is not None and not local and names_another(worker, message.get("pid"), self.workers.values()):
             ignored = "ignored a GONE naming worker pid %s from another connection (a peer cannot speak for a worker)"
             self._impostors.log(log, logging.WARNING, ignored, message["pid"])
@@ -382,18 +380,13 @@ class Broker(BrokerRoutes):
                 return
             worker = self.workers[identity] = Worker(identity)
             self._comings.log(log, logging.INFO, "worker pid %s connected", status.get("pid"), always=local)
-        was_ready, routes_before = worker.ready, worker.status.get("routes")
-        worker.pid = status.get("pid") or 0
-        worker.local = local
-        worker.ready = bool(status.get("ready")) and not status.get("draining")
-        worker.silence = allowed_silence(
-            self.settings.heartbeat, status.get("heartbeat"), worker.local and not worker.ready
-        )
-        worker.status = status
-        worker.last_seen = time.monotonic()
+        was_ready, before = worker.ready, worker.status
+        worker.update(status, local, self.settings.heartbeat)
+        if status.get("draining") and not before.get("draining"):  # it is sent nothing more: all it was is ahead
+            self._tell_workers(b"DRAIN", [worker])
         if not self.worker_totals.update(identity, status.get("metrics")):
             self._unreadable.log(log, logging.WARNING, "ignored worker pid %d's metrics: not a snapshot", worker.pid)
-        if worker.ready != was_ready or (worker.ready and status.get("routes") != routes_before):
+        if worker.ready != was_ready or (worker.ready and status.get("routes") != before.get("routes")):
             self._update_ready()  # a ready worker's new routes count at once, not when it next turns ready
             if worker.ready and not was_ready:
                 self._comings.log(log, logging.INFO, "worker pid %d ready", worker.pid, always=local)
@@ -473,15 +466,16 @@ class Broker(BrokerRoutes):
                 worker = ready[0]
             else:
                 worker = min(ready, key=LOAD)
+            head = frames[index + 1] if budget is None else forwarded_header(header, budget, received)
             try:
-                self._to_worker([worker.identity, tag + client, *frames[index + 1 :]])
+                self._to_worker([worker.identity, tag + client, head, *frames[index + 2 :]])
             except zmq.ZMQError as exc:  # its queue is full, or it is gone since its last heartbeat
                 self.keys.answered(tag, ok=False)
                 raise not_sent(worker, exc) from None
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
             if budget is not None:
-                self.deadlines.add(received + budget / 1000, tag)
+                self.deadlines.add(received, budget, tag)
             if size >= LARGE_REQUEST:
                 self._large[tag] = size
                 self._large_bytes += size

@@ -10,13 +10,22 @@ leaves a client waiting past it (docs/SCALE.md).
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Mapping
 from typing import Any
+
+from heirloom.wire.protocol import packb
 
 #: Heap entries of answered requests kept before the heap is rebuilt without them (as many
 #: again as are in flight, and this many more): a client sending many quick requests with
 #: hour-long budgets must not grow the broker.
 SLACK = 1024
+
+
+def forwarded_header(header: dict[str, Any], budget: float, received: float) -> bytes:
+    """The header a worker is sent: ``deadline_ms`` is what is left of the client's ``budget``
+    (from ``received``, ``perf_counter``), so the worker's clock does not start it afresh."""
+    return packb({**header, "deadline_ms": budget - (time.perf_counter() - received) * 1000})
 
 
 class Deadlines:
@@ -28,15 +37,18 @@ class Deadlines:
     reply dropped) or is lost, so a hung worker is not handed more work through freed slots.
     """
 
-    def __init__(self, forwarded: Mapping[bytes, Any]):
+    def __init__(self, forwarded: Mapping[bytes, Any], longest_grace: float):
         #: The broker's requests in flight, by tag (an answered request's entry is stale).
         self._forwarded = forwarded
+        self._longest_grace = longest_grace
         self._heap: list[tuple[float, bytes]] = []
         self._expired: set[bytes] = set()
 
-    def add(self, deadline: float, tag: bytes) -> None:
-        """Request ``tag`` (just forwarded) is due an answer by ``deadline`` (``perf_counter``)."""
-        heapq.heappush(self._heap, (deadline, tag))
+    def add(self, received: float, budget_ms: float, tag: bytes) -> None:
+        """Request ``tag`` (just forwarded), ``received`` at ``perf_counter`` time with ``budget_ms``,
+        is due an answer by its deadline plus its grace: as long again, at most ``longest_grace`` s."""
+        budget = budget_ms / 1000
+        heapq.heappush(self._heap, (received + budget + min(budget, self._longest_grace), tag))
         if len(self._heap) > 2 * len(self._forwarded) + SLACK:
             self._heap = [entry for entry in self._heap if entry[1] in self._forwarded]
             heapq.heapify(self._heap)

@@ -14,6 +14,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+import zmq
+
 from heirloom.wire.builtin_routes import for_clients, worker_status
 from heirloom.wire.local_workers import PARENT_ENV, local_token
 from heirloom.wire.protocol import CONTROL, packb
@@ -38,6 +40,10 @@ class BrokerLink:
         self._unsent = 0
         self._told_failure = False
         self._reloads = Every(RELOAD_LOG_SECONDS)
+        #: When this worker's first draining heartbeat went out, and whether the broker has said DRAIN
+        #: (it does so once it routes nothing more here: at its own drain, or answering that heartbeat).
+        self._drain_said: float | None = None
+        self._told_drain = False
         #: The broker that spawned this worker (a local one), whose exit ends it too.
         self._parent = int(os.environ.pop(PARENT_ENV, "0") or 0)
 
@@ -54,10 +60,24 @@ class BrokerLink:
         if self._parent and os.getppid() != self._parent and not self.server.draining:
             log.warning("the broker (pid %d) that started this worker is gone; stopping", self._parent)
             self.server.request_drain()
+        if self.server.draining and self._drain_said is None:
+            self._drain_said = now
         outbox = self.server.outbox
         unsent = outbox.undeliverable
         outbox.send([CONTROL, b"HEARTBEAT", packb(worker_status(self.server))])
         self._note(outbox.undeliverable == unsent)
+
+    def owed(self) -> bool:
+        """Whether a draining worker may still get requests to answer before it says GONE: some wait on
+        its socket, or its broker has not said DRAIN since it stopped routing here (everything it routed
+        comes before that DRAIN on the connection), waited for at most MISSED_BEATS heartbeats (a broker
+        gone never says it). A GONE before it failed the requests still on their way (8 of 40, in a check)."""
+        if self.server.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            return True
+        if self._told_drain or (self._parent and os.getppid() != self._parent):
+            return False
+        beats = MISSED_BEATS * self.server.settings.heartbeat
+        return self._drain_said is None or time.monotonic() - self._drain_said < beats
 
     def leave(self) -> None:
         """Tell the broker this worker is gone (drained): it forgets it at once instead of
@@ -89,9 +109,11 @@ class BrokerLink:
             self._reached = False
 
     def control(self, frames: list[bytes]) -> None:
-        """A command from the broker: ``DRAIN`` (it is shutting down) or ``RELOAD`` (``_reload``)."""
+        """A command from the broker: ``DRAIN`` (it is shutting down, or answers this worker's draining
+        heartbeat: either way it routes nothing more here) or ``RELOAD`` (``_reload``)."""
         command = frames[1] if len(frames) > 1 else b""
         if command == b"DRAIN":
+            self._told_drain = True
             self.server.request_drain()
         elif command == b"RELOAD" and not self.server.mounted:  # still loading: checked once the models have loaded
             self.server.reload_asked = True

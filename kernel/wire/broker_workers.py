@@ -21,8 +21,10 @@ import zmq
 
 from heirloom.core.components import Route
 from heirloom.core.limits import nests_deeper, shortened
+from heirloom.core.settings import NAME_PATTERN
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
 from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAVAILABLE, RequestError, decoding_error, packb, unpackb
+from heirloom.wire.routing import ROUTE_NAME
 
 #: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
 MAX_HEARTBEAT_ROUTES = 1_000
@@ -57,7 +59,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
 class Worker:
     """A connected worker as the broker sees it."""
 
-    __slots__ = ("identity", "in_flight", "last_seen", "local", "pid", "ready", "silence", "status")
+    __slots__ = ("identity", "in_flight", "last_seen", "local", "pid", "ready", "served", "silence", "status")
 
     def __init__(self, identity: bytes):
         self.identity = identity
@@ -66,6 +68,8 @@ class Worker:
         #: worker's pid is killed when it falls silent, or reaped.
         self.local = False
         self.ready = False
+        #: It has been ready: a GONE it sends then is no start failure, whatever its message.
+        self.served = False
         self.last_seen = 0.0
         #: Seconds of silence after which it is dead: three of its heartbeats or the broker's.
         self.silence = 0.0
@@ -73,6 +77,16 @@ class Worker:
         #: Requests this worker is handling (a count: the broker's ``forwarded`` holds their
         #: tags, scanned only when a worker dies, so the hot path does no set operations).
         self.in_flight = 0
+
+    def update(self, status: dict[str, Any], local: bool, broker_beat: float) -> None:
+        """Take in a heartbeat's ``status`` (read by ``read_heartbeat``): a draining worker is not ready."""
+        self.pid = status.get("pid") or 0
+        self.local = local
+        self.ready = bool(status.get("ready")) and not status.get("draining")
+        self.served |= self.ready
+        self.silence = allowed_silence(broker_beat, status.get("heartbeat"), local and not self.ready)
+        self.status = status
+        self.last_seen = time.monotonic()
 
 
 #: Requests the broker queues for one worker (its socket's send high-water mark) past what the
@@ -98,9 +112,11 @@ def allowed_silence(broker_beat: float, claimed: Any, starting: bool) -> float:
 
 #: The admin route that changes how many workers a placing resource manager keeps.
 SCALE_ROUTE = "_scale"
-#: What a route's full name may be (``api.method``: a component name, a dot, a route name):
-#: a heartbeat naming 1,000 routes of 4,000 characters each made one did-you-mean take 13 s.
-FULL_ROUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,201}")
+#: What a route's full name may be, as the kernel names routes (``api.method``: an api's component
+#: name, which may hold dots, a dot, a route name, which holds none): a heartbeat naming 1,000 routes of
+#: 4,000 characters each made one did-you-mean take 13 s, and a route ``echo`` joined where one process
+#: has none such.
+FULL_ROUTE_NAME = re.compile(rf"(?:{NAME_PATTERN.pattern})\.(?:{ROUTE_NAME.pattern})")
 
 
 def worker_argv(profile_ref: str, address: str, log_format: str, overrides: tuple[str, ...], grace: float) -> list[str]:
@@ -143,8 +159,13 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
     routes = status.get("routes") or []
     if len(routes) > MAX_HEARTBEAT_ROUTES:
         raise ValueError(f"heartbeat.routes lists {len(routes)} routes; at most {MAX_HEARTBEAT_ROUTES} are read")
-    if not all(_describes_route(route) for route in routes):
-        raise ValueError("heartbeat.routes holds an entry that is not a route description")
+    if (bad := next((i for i, route in enumerate(routes) if not _describes_route(route)), None)) is not None:
+        name = routes[bad].get("name") if isinstance(routes[bad], dict) else None
+        said = f"name {name[:120]!r}" if isinstance(name, str) else f"a {type(routes[bad]).__name__}"
+        raise ValueError(
+            f"heartbeat.routes holds an entry that is not a route description: routes[{bad}] ({said}) needs a full"
+            " route name (api.method) and a boolean admin; a max_payload, when given, is an integer of at least 1"
+        )
     if routes:  # what a worker leaves out is the documented default: a route sent without max_payload had no limit
         status["routes"] = [{**ROUTE_DEFAULTS, **{k: v for k, v in r.items() if v is not None}} for r in routes]
     if taken := [route["name"] for route in routes if route["name"] in KERNEL_ROUTES or route["name"] == SCALE_ROUTE]:

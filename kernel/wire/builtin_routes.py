@@ -75,12 +75,16 @@ class KernelApi(Api):
         return {"live": True, "draining": self.daemon.draining, "pid": os.getpid()}
 
     def ready(self, body: Any) -> dict[str, Any]:
-        return {
+        components = self.daemon.system.readiness()
+        report = {
             "ready": self.daemon.ready(),
             "draining": self.daemon.draining,
             "serving": self.daemon.ready(),
-            "components": self.daemon.system.readiness(),
+            "components": components,
         }
+        if components.get("resources") is False:  # why, in the manager's words (local: past its memory budget)
+            report["resources"] = resource_usage(self.daemon.system)
+        return report
 
     def routes_table(self, body: Any) -> dict[str, Any]:
         return {"routes": self.daemon.router.describe()}

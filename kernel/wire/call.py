@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -139,6 +140,18 @@ def named(endpoint: Endpoint) -> str:
     return f"{endpoint.name} ({endpoint.owner})" if endpoint.owner else endpoint.name
 
 
+def whose_bug(endpoint: Endpoint, exc: BaseException) -> str | None:
+    """Whose bug a handler's exception is, for the log: the route's api type and plugin, led by the component
+    type (or plugin) whose code raised when that is another plugin's (the model under a text plugin's api)."""
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):  # the innermost plugin frame decides
+        module = frame.f_globals.get("__name__", "")
+        for prefix, whose, plugin in endpoint.code:
+            if module == prefix or module.startswith(f"{prefix}."):
+                mine = endpoint.owner is not None and endpoint.owner.endswith(f", plugin {plugin}")
+                return endpoint.owner if mine else f"raised in {whose}; the route's {endpoint.owner}"
+    return endpoint.owner
+
+
 def _internal(route: str, message: str) -> Encoded:
     """The INTERNAL reply to a result the route's plugin made unsendable, logged with the route
     and its plugin (the log whole, the client without server paths: the exception may quote a file)."""
@@ -253,7 +266,7 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
         log.warning("%s refused: %s", where, exc)
         complete(call, RESOURCE_EXHAUSTED, RequestError(RESOURCE_EXHAUSTED, str(exc)).body(), None, 0.0)
         return
-    _log_failure(f"{where} failed ({call.endpoint.owner})" if call.endpoint.owner else f"{where} failed", exc)
+    _log_failure(f"{where} failed ({owner})" if (owner := whose_bug(call.endpoint, exc)) else f"{where} failed", exc)
     complete(
         call,
         INTERNAL,

@@ -302,8 +302,9 @@ def header_id(header: dict[str, Any]) -> int | str:
 def header_route(header: dict[str, Any]) -> str:
     """The header's route name (RequestError naming ``header.route`` when it is not a string)."""
     route = header.get("route")
-    if type(route) is not str:
-        raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {quoted(route)}", "header.route")
+    if type(route) is not str:  # absent and nil are one: "got nothing", as header.id says it
+        got = "nothing" if route is None else quoted(route)
+        raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {got}", "header.route")
     return route
 
 

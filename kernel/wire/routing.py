@@ -19,6 +19,7 @@ import attrs
 from heirloom.core.components import Api, Resources, Route
 from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import did_you_mean
+from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
@@ -44,7 +45,19 @@ log = logging.getLogger("heirloom.server")
 class Endpoint:
     """A route as the daemon runs it: validation, limits, stats, and where it executes."""
 
-    __slots__ = ("admin", "batcher", "builtin", "inline", "name", "owner", "pending", "route", "stats", "validate")
+    __slots__ = (
+        "admin",
+        "batcher",
+        "builtin",
+        "code",
+        "inline",
+        "name",
+        "owner",
+        "pending",
+        "route",
+        "stats",
+        "validate",
+    )
 
     def __init__(self, name: str, route: Route, builtin: bool = False):
         self.name = name
@@ -60,6 +73,8 @@ class Endpoint:
         self.batcher: Batcher | None = None
         #: ``api type 'x', plugin NAME (DIST VERSION)``: whose bug a failure of the handler is, for the log.
         self.owner: str | None = None
+        #: ``(module, whose, plugin label)`` of the system's plugins' code, for ``call.whose_bug``.
+        self.code: list[tuple[str, str, str]] = []
 
     def describe(self) -> dict[str, Any]:
         route = self.route
@@ -150,6 +165,21 @@ def _declaration_problem(route: Route) -> str | None:
 ROUTE_LIMITS = {"max_batch": 1 << 20, "max_payload": 1 << 40, "max_wait_ms": 60_000}
 
 
+def plugin_code(system: System) -> list[tuple[str, str, str]]:
+    """``(module, whose, plugin label)``: the module of each component class no other type shares (``model type
+    'x', plugin P``), then each plugin's own module and those under it (``plugin P``), for ``call.whose_bug``."""
+    types: dict[str, set[tuple[str, str]]] = {}
+    plugins: dict[str, tuple[str, str]] = {}
+    for spec in system.specs:
+        if (info := system.plugins.provider(spec.kind, spec.use)) is not None:
+            types.setdefault(spec.cls.__module__, set()).add(
+                (f"{spec.kind} type {spec.use!r}, plugin {info.label}", info.label)
+            )
+            plugins[info.module.partition(":")[0]] = (f"plugin {info.label}", info.label)
+    unique = [(module, *next(iter(owners))) for module, owners in types.items() if len(owners) == 1]
+    return unique + [(module, whose, label) for module, (whose, label) in plugins.items()]
+
+
 class Router:
     """The route table: ``api.method`` names (and the kernel's ``_`` routes) to endpoints."""
 
@@ -160,23 +190,24 @@ class Router:
         endpoint = self.endpoints[name] = Endpoint(name, route, builtin)
         return endpoint
 
-    def install(self, system: System, complete: Complete, admin_routes: list[str]) -> list[str]:
-        """Add every route of the system's apis; batched ones get a batcher thread; those
-        named in ``admin_routes`` (``[server]``) become admin routes."""
+    def install(self, system: System, complete: Complete, settings: ServerSettings) -> list[str]:
+        """Add every route of the system's apis; batched ones get a batcher thread (waiting for no
+        more requests than ``max_queue`` holds); those named in ``admin_routes`` become admin routes."""
         added = []
         uses = {spec.name: spec.use for spec in system.specs if spec.kind == "api"}
+        code = plugin_code(system)
         for api_name, api in system.apis().items():
             for route in api_routes(f"apis.{api_name} ({uses.get(api_name)})", api):
                 endpoint = self.add(f"{api_name}.{route.name}", route)
                 if (plugin := system.plugins.provider("api", use := uses.get(api_name, ""))) is not None:
-                    endpoint.owner = f"api type {use!r}, plugin {plugin.label}"
+                    endpoint.owner, endpoint.code = f"api type {use!r}, plugin {plugin.label}", code
                 if not (route.description or "").strip():  # served all the same; check_api refuses it
                     log.warning("route %s has no description: _routes and OpenAPI say nothing of it", endpoint.name)
                 if route.batched:
-                    endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete)
+                    endpoint.batcher = Batcher(endpoint.name, route, endpoint.stats, complete, settings.max_queue)
                     endpoint.stats.batched = True
                 added.append(endpoint.name)
-        for name in admin_routes:
+        for name in settings.admin_routes:
             if name not in added:
                 raise HeirloomError(f"[server] admin_routes: no api route {name!r}{did_you_mean(name, added)}")
             self.endpoints[name].admin = True

@@ -238,7 +238,7 @@ class Server:
         if self.draining:
             left = self._drain_deadline - time.perf_counter()
             # a worker also answers what its broker sent before it learnt of the drain
-            waiting = self.link is not None and self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
+            waiting = self.link is not None and self.link.owed()
             if (self.admission.in_flight == 0 and not waiting) or left <= 0:
                 return False
             self.wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
@@ -248,7 +248,7 @@ class Server:
         """Mount the started system's routes and watch its models; False if it failed."""
         if self.start_error is None:
             try:
-                names = self.router.install(self.system, self._complete, self.settings.admin_routes)
+                names = self.router.install(self.system, self._complete, self.settings)
             except Exception as exc:  # noqa: BLE001 - an api with unusable routes fails the start
                 self.start_error = exc
         if self.start_error is not None:
@@ -414,7 +414,7 @@ class Server:
                         self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, header, packed])
                     else:
                         self.outbox.send([*call.envelope, SIGNATURE, header, packed], len(packed))
-                    call.endpoint.stats.record(OK, now - call.received)
+                    call.endpoint.stats.record(OK, now - call.received, 0.0)
                     return
             settle(call, result, self._finish, now - began)
         finally:

@@ -14,7 +14,13 @@ is above 0) is fitted on every training patient but the first fold's, on which i
 The test split is never read.
 
 The decision rule: a label is predicted when its probability reaches the threshold, and
-the most probable label always is (every example has at least one label).
+the most probable label when its probability reaches the *floor* (at most the threshold).
+The models learn from visits with a label only (each has at least one), so the floor is
+what tells a visit where something is diagnosed or prescribed from one where nothing is:
+after the triple above is chosen, it is chosen on the training patients' visits with and
+without labels together, out of fold (a visit without labels counts each label it is given
+as a false positive), by the same micro-F1. Without such visits it is 0: the most probable
+label always is, the rule before the floor (a check-up was always given a diagnosis).
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ if TYPE_CHECKING:
     import torch
 
 THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))
-DEFAULT = (1.0, 0.5)
+#: ``(l2, threshold, floor)`` where nothing can be validated.
+DEFAULT = (1.0, 0.5, 0.0)
 
 
 def fold_of(patient: str, folds: int) -> int:
@@ -41,13 +48,15 @@ def fold_of(patient: str, folds: int) -> int:
     return int.from_bytes(digest[:8]) % folds
 
 
-def decide(scores: torch.Tensor, threshold: float) -> torch.Tensor:
-    """A boolean ``(examples, labels)`` mask: at or above the threshold, plus each row's best."""
+def decide(scores: torch.Tensor, threshold: float, floor: float = 0.0) -> torch.Tensor:
+    """A boolean ``(examples, labels)`` mask: at or above the threshold, plus each row's best
+    where it reaches ``floor`` (0: always)."""
     import torch
 
     chosen = scores >= threshold
     if len(scores):
-        chosen[torch.arange(len(scores)), scores.argmax(1)] = True
+        best = scores.max(1)
+        chosen[torch.arange(len(scores)), best.indices] |= best.values >= floor
     return chosen
 
 
@@ -62,6 +71,8 @@ class Selection:
     #: The net's weight in the average with the linear model, and the net (None when 0).
     blend: float = 0.0
     net: Net | None = None
+    #: The probability at which the most probable label is selected (``decide``).
+    floor: float = 0.0
 
 
 def average(linear: torch.Tensor, net: Net | None, rows: Rows, blend: float) -> torch.Tensor:
@@ -97,11 +108,13 @@ def select(
     grid: Sequence[float],
     folds: int,
     progress: heirloom.Progress,
-    fallback: tuple[float, float] = DEFAULT,
+    fallback: tuple[float, float, float] = DEFAULT,
     blends: Sequence[float] = (0.0,),
     settings: Settings | None = None,
+    blank: tuple[torch.Tensor, Sequence[str]] | None = None,
 ) -> Selection:
-    """The best ``(l2, weight, threshold)`` by cross-validation over patients (module docstring).
+    """The best ``(l2, weight, threshold)`` by cross-validation over patients, then the floor
+    on those and ``blank``, the features and patients of the visits without labels (module docstring).
 
     Fewer than two training patients cannot be split: ``fallback`` is used (a parent's
     choice when warm-starting, else ``DEFAULT``) without the net, and the summary says so.
@@ -113,10 +126,17 @@ def select(
     distinct = sorted(set(patients))
     folds = min(folds, len(distinct))
     if folds < 2 or len(grid) < 1:
-        return Selection(*fallback, {"method": "fallback: fewer than two training patients", "l2": fallback[0]})
-    assignment = {patient: fold_of(patient, folds) for patient in distinct}
+        l2, threshold, floor = fallback
+        summary = {"method": "fallback: fewer than two training patients", "l2": l2, "floor": floor}
+        return Selection(l2, threshold, summary, floor=floor)
+    blank_coo, blank_patients = blank if blank is not None else (None, ())
+    assignment = {patient: fold_of(patient, folds) for patient in (*distinct, *blank_patients)}
     groups = [[i for i, p in enumerate(patients) if assignment[p] == fold] for fold in range(folds)]
+    # the visits without labels each group's models predict: its patients'; a patient with none
+    # labelled is in no model's training data, and the first group's models predict it
+    slot = {fold: index for index, fold in enumerate(fold for fold, group in enumerate(groups) if group)}
     groups = [group for group in groups if group]
+    blanks = [[i for i, p in enumerate(blank_patients) if slot.get(assignment[p], 0) == g] for g in range(len(groups))]
     everyone = range(len(patients))
     blends = sorted(set(blends)) if len(groups) >= 3 else [0.0]
     nets = max(blends) > 0
@@ -127,27 +147,34 @@ def select(
     settings = settings or Settings()
     dense = coo.to_dense() if nets else None
     net_out_of_fold = torch.zeros_like(targets)
+    net_blank = torch.zeros(len(blank_patients), targets.shape[1])
     epochs = []
     for fold, held in enumerate(groups if nets else []):
         stop = groups[(fold + 1) % len(groups)]
         kept = sorted(set(everyone).difference(held, stop))
         net, epoch = fit_net(dense[kept], targets[kept], dense[stop], targets[stop], settings)
         net_out_of_fold[held] = net.probabilities(Rows.pick(coo, held))
+        if blanks[fold]:
+            net_blank[blanks[fold]] = net.probabilities(Rows.pick(blank_coo, blanks[fold]))
         epochs.append(epoch + 1)
         progress.advance()
     table = []
     full: dict[float, Weights] = {}
+    scored: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
     for l2 in sorted(grid):
         # the fit on every patient first (from the last l2's), then each fold from it: the
         # optima are close, so few iterations are needed, and the winner's is kept
         full[l2] = fit(Rows.of(coo), targets, prior, l2=l2, start=full[max(full)] if full else None)
         progress.advance()
-        out_of_fold = torch.zeros_like(targets)
-        for held in groups:
+        out_of_fold, blank_out = torch.zeros_like(targets), torch.zeros_like(net_blank)
+        for held, unlabelled in zip(groups, blanks, strict=True):
             kept = sorted(set(everyone).difference(held))
             weights = fit(Rows.pick(coo, kept), targets[kept], prior, l2=l2, start=full[l2])
             out_of_fold[held] = probabilities(Rows.pick(coo, held), weights)
+            if unlabelled:
+                blank_out[unlabelled] = probabilities(Rows.pick(blank_coo, unlabelled), weights)
             progress.advance()
+        scored[l2] = out_of_fold, blank_out
         for blend in blends:
             mixed = mix(out_of_fold, net_out_of_fold, blend)
             f1, recall, threshold = max((*_scores(mixed, targets, t), t) for t in THRESHOLDS)
@@ -157,6 +184,19 @@ def select(
                 f"validation micro-F1 {f1:.3f}, recall@5 {recall:.3f}"
             )
     best = max(table, key=lambda row: (row["micro_f1"], row["recall_at_5"], -row["l2"], -row["blend"]))
+    out_of_fold, blank_out = scored[best["l2"]]
+    floors = _floors(
+        mix(out_of_fold, net_out_of_fold, best["blend"]),
+        targets,
+        mix(blank_out, net_blank, best["blend"]),
+        best["threshold"],
+    )
+    floor = max(floors, key=lambda row: (row["micro_f1"], -row["floor"]))
+    progress.log(
+        f"floor {floor['floor']:.2f} for the most probable label: validation micro-F1 {floor['micro_f1']:.3f} over "
+        f"the {len(patients)} visits with labels and {len(blank_patients)} without "
+        f"(floor 0: {floors[0]['micro_f1']:.3f}); {floor['blank_given']} visit(s) without labels given one"
+    )
     final = None
     if best["blend"] > 0:
         stop = groups[0]
@@ -174,7 +214,21 @@ def select(
         "micro_f1": best["micro_f1"],
         "recall_at_5": best["recall_at_5"],
         "blend": best["blend"],
+        "floor": {**floor, "visits_without_labels": len(blank_patients), "grid": floors},
     }
     if nets:
         summary["net"] = {**attrs.asdict(settings), "epochs": epochs}
-    return Selection(best["l2"], best["threshold"], summary, full[best["l2"]], best["blend"], final)
+    return Selection(best["l2"], best["threshold"], summary, full[best["l2"]], best["blend"], final, floor["floor"])
+
+
+def _floors(probs: torch.Tensor, targets: torch.Tensor, blank: torch.Tensor, threshold: float) -> list[dict[str, Any]]:
+    """Each floor from 0 to ``threshold`` with its micro-F1 over the visits with labels (``probs``,
+    ``targets``) and without (``blank``: every label given one is a false positive), and how
+    many of those were given one. Without such visits, floor 0 alone: nothing to tell it by."""
+    rows = []
+    for floor in (0.0, *(t for t in THRESHOLDS if t <= threshold and len(blank))):
+        chosen, given = decide(probs, threshold, floor).float(), decide(blank, threshold, floor)
+        tp = float((chosen * targets).sum())
+        f1 = 2 * tp / float(chosen.sum() + given.sum() + targets.sum()) if tp else 0.0
+        rows.append({"floor": floor, "micro_f1": f1, "blank_given": int(given.any(1).sum())})
+    return rows

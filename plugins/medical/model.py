@@ -27,7 +27,7 @@ import numpy as np
 
 import heirloom
 from heirloom_plugins import seen
-from heirloom_plugins.medical.decision import THRESHOLDS, average, decide, select
+from heirloom_plugins.medical.decision import DEFAULT, THRESHOLDS, average, decide, select
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.linear import Rows, Weights, fit, probabilities
@@ -91,6 +91,8 @@ class Fitted:
     net: Net | None = None
     #: Hashes of the patients this version and its ancestors trained on (``heirloom_plugins.seen``).
     seen: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.int64), eq=False, repr=False)
+    #: The probability at which the most probable label is selected (``decision.decide``; 0: always).
+    floor: float = 0.0
     position: dict[str, int] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -143,7 +145,9 @@ class MultiLabelModel(heirloom.Model):
         progress = progress or heirloom.NullProgress()
         inherited = self._unpack(parent, "parent") if parent is not None else None
         uncoded: Counter[str] = Counter()  # the records count on the kernel's bar as they are read
-        examples = list(self.task.examples(data, uncoded))
+        examples = list(self.task.examples(data, uncoded, blank=True))
+        blank = [one for one, codes in examples if not codes]  # nothing diagnosed/prescribed: the floor's
+        examples = [(one, codes) for one, codes in examples if codes]
         self._warn_uncoded(uncoded, "learned from")
         if not examples:
             raise heirloom.HeirloomError(
@@ -180,9 +184,12 @@ class MultiLabelModel(heirloom.Model):
             f"{len(vocabulary.columns)} features"
             + (f", warm start from {len(inherited.labels)} labels" if inherited else "")
         )
-        fallback = (inherited.l2, inherited.threshold) if inherited else (1.0, 0.5)
+        fallback = (inherited.l2, inherited.threshold, inherited.floor) if inherited else DEFAULT
         settings = Settings(self.net_hidden, self.net_dropout, self.net_weight_decay)
-        selection = select(coo, targets, patients, prior, self.l2, self.folds, progress, fallback, self.blend, settings)
+        unlabelled = (vocabulary.matrix([describe(one, self.task) for one in blank]), [one.record.id for one in blank])
+        selection = select(
+            coo, targets, patients, prior, self.l2, self.folds, progress, fallback, self.blend, settings, unlabelled
+        )
         weights = selection.weights
         if weights is None:
             progress.start(f"fitting {self.task.name} on every training patient (l2 {selection.l2:g})")
@@ -204,6 +211,7 @@ class MultiLabelModel(heirloom.Model):
             selection.blend,
             selection.net,
             seen.seen_keys(patients, parent, SEEN_TENSOR),
+            selection.floor,
         )
 
     # -- inference ------------------------------------------------------------------------
@@ -219,7 +227,9 @@ class MultiLabelModel(heirloom.Model):
         """Micro/macro/weighted/samples precision, recall, F1, recall@5, Jaccard, per label."""
         fitted = self._require()
         uncoded: Counter[str] = Counter()
-        examples = list(self.task.examples(data, uncoded))
+        examples = list(self.task.examples(data, uncoded, blank=True))
+        blank = [one for one, codes in examples if not codes]
+        examples = [(one, codes) for one, codes in examples if codes]
         self._warn_uncoded(uncoded, "scored")
         answers = self._answers([one for one, _ in examples])
         truth = [set(codes) for _, codes in examples]
@@ -228,6 +238,9 @@ class MultiLabelModel(heirloom.Model):
         metrics = multilabel_metrics(truth, decided, ranked, labels=fitted.labels)
         metrics.update(self._extra_metrics(examples, answers))
         metrics["threshold"], metrics["l2"], metrics["blend"] = fitted.threshold, fitted.l2, fitted.blend
+        # the visits where nothing was diagnosed (prescribed): how many the answer gives a code (the floor's work)
+        metrics["floor"], metrics["visits_without_labels"] = fitted.floor, len(blank)
+        metrics["given_without_labels"] = sum(any(i["selected"] for i in a["codes"]) for a in self._answers(blank))
         known = seen.count_seen((one.record.id for one, _ in examples), fitted.seen)
         said = seen.seen_report(
             metrics, known, len(examples), "visits are of patients trained on", "the same patient ids"
@@ -238,6 +251,10 @@ class MultiLabelModel(heirloom.Model):
         title = f"{self.task.name}: threshold {fitted.threshold:.2f}, l2 {fitted.l2:g} and net weight {fitted.blend:g}"
         title += f" {how}"
         text = f"{title}\n{multilabel_text(metrics, names)}{self._extra_text(metrics)}"
+        text += (
+            f"visits without a {self.task.label_kind}: {len(blank)}, {metrics['given_without_labels']} given one "
+            f"(the most probable is selected at {fitted.floor:.2f} or above)\n"
+        )
         return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))
 
     def _warn_uncoded(self, uncoded: Counter[str], done: str) -> None:
@@ -277,9 +294,11 @@ class MultiLabelModel(heirloom.Model):
         probs = average(probabilities(rows, fitted.weights), fitted.net, rows, fitted.blend)
         withheld = self._blocked(visits, fitted)
         blocked = [self._shown(row, drugs, probs, fitted) for row, drugs in enumerate(withheld)]
+        chosen = decide(probs, fitted.threshold, fitted.floor)  # before the filter: a withheld top's next is not forced
         for row, drugs in enumerate(withheld):
-            probs[row, [fitted.position[code] for code in drugs]] = -1.0
-        chosen = decide(probs, fitted.threshold).tolist()
+            columns = [fitted.position[code] for code in drugs]
+            probs[row, columns], chosen[row, columns] = -1.0, False
+        chosen = chosen.tolist()
         order = probs.argsort(dim=1, descending=True, stable=True).tolist()
         scores = probs.tolist()
         answers = []
@@ -347,7 +366,7 @@ class MultiLabelModel(heirloom.Model):
     def state(self) -> heirloom.State:
         """Tensors ``weight`` (features x labels) and ``bias``, ``seen_patients`` (hashes of the
         patients trained on), and the net's ``net.*`` when its weight is above 0; metadata: labels
-        and their names, the vocabulary (columns, bin edges), threshold, l2, the net's weight
+        and their names, the vocabulary (columns, bin edges), threshold, floor, l2, the net's weight
         ``blend``, configuration, training."""
         fitted = self._require()
         config = attrs.asdict(self, value_serializer=lambda _, __, v: list(v) if isinstance(v, tuple) else v)
@@ -357,6 +376,7 @@ class MultiLabelModel(heirloom.Model):
             "names": fitted.names,
             "vocabulary": fitted.vocabulary.to_json(),
             "threshold": fitted.threshold,
+            "floor": fitted.floor,
             "l2": fitted.l2,
             "blend": fitted.blend,
             "config": config,
@@ -387,6 +407,9 @@ class MultiLabelModel(heirloom.Model):
         threshold = float(metadata.get("threshold", 0.5))
         if threshold not in THRESHOLDS and not 0 < threshold < 1:
             raise heirloom.HeirloomError(f"the {what} has an invalid threshold {threshold!r}")
+        floor = metadata.get("floor", 0.0)  # a state stored before the floor: 0, its rule (always one)
+        if not isinstance(floor, int | float) or not 0 <= floor <= threshold:
+            raise heirloom.HeirloomError(f"the {what} has an invalid floor {floor!r} (expected 0 to its threshold)")
         blend = metadata.get("blend", 0.0)
         if not isinstance(blend, int | float) or not 0 <= blend <= 1:
             raise heirloom.HeirloomError(f"the {what} has an invalid net weight 'blend' {blend!r} (expected 0 to 1)")
@@ -401,6 +424,7 @@ class MultiLabelModel(heirloom.Model):
             float(blend),
             net_from_state(state, what, len(vocabulary.columns), len(labels)) if blend else None,
             seen.hashes_of(state, SEEN_TENSOR, what),
+            float(floor),
         )
 
 

@@ -255,6 +255,10 @@ FILLER_WORDS = frozenset(_FILLER_TEXT.split())
 #: unread, whatever else it says ("Drug product allergy", "Food-drug allergy" were read as
 #: allergies to foods, and amoxicillin was recommended, listed nowhere).
 DRUG_KIND_WORDS = frozenset(("medication", "medicine", "drug", "agent", "antibiotic", "pharmaceutical", "medicinal"))
+#: Words of a part that says no more than "a drug" (a generic coding's "Allergy to drug (finding)", "Drug
+#: allergy"): beside a part naming the drug (its text: "Allergy to drug (finding); metformin"), or a code the
+#: filter reads, it is read; alone it is listed (which drug?). "antibiotic" and "agent" say more: never so read.
+SOME_DRUG_WORDS = frozenset(("drug", "medication", "medicine", "medicinal", "pharmaceutical", "product", "to", "a"))
 #: Words of ingredient names that name no substance alone: a "folic acid" allergy rules out
 #: no other acid, a "human albumin" one no human insulin.
 _GENERIC_TEXT = "acid vitamin human oxide hydroxide extract oil water vaccine protein solution cream ointment"
@@ -602,7 +606,9 @@ def unread(
     A word that misspells a known drug, or the first word of one of ``drugs``' ingredients, is read
     as that drug (``_corrected``), as ``conflicts`` rules it out. "Allergy to Augmentin" before the
     brand was known, "penicillin with Zyvox" (penicillin read, the rest not), "fish oil",
-    "Antibiotic allergy": a person checks them."""
+    "Antibiotic allergy": a person checks them. A part saying only "a drug" (``_some_drug``) is read
+    when another part names a drug read, or the code is one the filter reads: a generic coding's
+    "Allergy to drug (finding); metformin" was listed on every answer that withheld metformin for it."""
     given = {ingredient for parts in drugs for ingredient in parts if ingredient}
     known = formulary.known_drugs | given
     drug_words, names = _drug_words(known, formulary), _spaced_names(known)
@@ -613,12 +619,23 @@ def unread(
         parts = [_corrected(part, typos, formulary) for part in allergy_parts(display)]  # as conflicts() reads a typo
         if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
-        if not all(
-            _WORDS.sub(" ", part) in names or _read(part, drug_words, formulary) or _salt_of(part, known)
+        drugs_read = [
+            _WORDS.sub(" ", part) in names or _salt_of(part, known) or _read(part, drug_words, formulary)
             for part in parts
-        ):
+        ]  # the drug a generic part stands for: named by another part read as a drug, or by the code
+        named = ALLERGY_CODES.get(code or "") or any(
+            ok and not _some_drug(part) and not set(filter(None, _WORDS.split(part))) <= NOT_DRUG_WORDS | FILLER_WORDS
+            for ok, part in zip(drugs_read, parts, strict=True)
+        )
+        if not all(ok or (named and _some_drug(part)) for ok, part in zip(drugs_read, parts, strict=True)):
             missing.add(display or code or "(no code)")
     return sorted(missing)
+
+
+def _some_drug(part: str) -> bool:
+    """Whether ``part`` says no more than that the allergy is to a drug (``SOME_DRUG_WORDS``)."""
+    words = [word for word in _WORDS.split(part) if word]
+    return bool(words) and all(SOME_DRUG_WORDS.intersection(_forms(word)) for word in words)
 
 
 def _salt_of(part: str, known: frozenset[str]) -> bool:

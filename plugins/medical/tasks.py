@@ -42,13 +42,16 @@ class Task:
         return sorted({e.code for e in visit.at if e.kind == self.label_kind and e.code})
 
     def examples(
-        self, records: Iterable[Any], uncoded: Counter[str] | None = None
+        self, records: Iterable[Any], uncoded: Counter[str] | None = None, blank: bool = False
     ) -> Iterable[tuple[Visit, list[str]]]:
-        """``(visit, labels)`` for every visit of every record that has labels.
+        """``(visit, labels)`` for every visit of every record that has labels, and with ``blank``
+        ``(visit, [])`` for each with no label event at all (nothing diagnosed or prescribed there:
+        what the decision's floor is chosen and scored on, ``decision.py``), in one pass.
 
         A label event without a code (a Condition coded only in text) can be no label: it is
         counted in ``uncoded`` (``events``, and ``visits`` that had only such events, so are no
-        example), for the caller to warn of what it could not learn or score.
+        example, and no visit without labels either), for the caller to warn of what it could not
+        learn or score.
         """
         for record in records:
             for one in visits(record):
@@ -57,7 +60,7 @@ class Task:
                 if missing and uncoded is not None:
                     uncoded["events"] += missing
                     uncoded["visits"] += not labels
-                if labels:
+                if labels or (blank and not missing):
                     yield one, labels
 
 

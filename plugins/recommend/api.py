@@ -219,7 +219,12 @@ class RecommendApi(heirloom.Api):
         if not wanted:
             return results
         _, histories, excluded, ks = zip(*wanted, strict=True)
-        lists = asked(model, "recommend()", model.recommend, list(histories), list(ks), list(excluded))
+        arguments = [list(histories), list(ks), list(excluded)]
+        if (weigh := getattr(model, "strengths", None)) is not None:  # a hybrid-recommender's half_life_days
+            users = [bodies[position].user for position, *_ in wanted]
+            rows = [None if user is None else model.histories.index.get(id_key(user)) for user in users]
+            arguments.append([asked(model, "strengths()", weigh, *pair) for pair in zip(rows, histories, strict=True)])
+        lists = asked(model, "recommend()", model.recommend, *arguments)
         if not isinstance(lists, list) or len(lists) != len(wanted):
             said = f"{len(lists)} lists" if isinstance(lists, list) else type(lists).__name__
             problem = f"its recommend() returned {said} for {len(wanted)} requests, not one list each"

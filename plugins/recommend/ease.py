@@ -6,11 +6,16 @@ diagonal that best reconstructs each user's interactions from their other ones:
 Gram matrix as in collective EASE (Jeunen et al., 2020): ``G = X'X + text_weight K``,
 where ``K`` is the text kernel of the item tower, so items that read alike share weight.
 
-Text part, for items nobody interacted with: their columns of ``B`` are predicted from
-text by kernel ridge regression over the items that have interactions:
-``B[:, new] = B[:, warm] (K[warm, warm] + tower_l2 I)^-1 K[warm, new]``. The map
-``R = B[:, warm] (K[warm, warm] + tower_l2 I)^-1`` is kept, so a title that is not in
-the catalogue gets its column from its kernel vector alone, without refitting.
+Text part: every item's column of ``B`` is also predicted from text by kernel ridge
+regression over the items that have interactions, ``T = R K[warm, :]`` with
+``R = B[:, warm] (K[warm, warm] + tower_l2 I)^-1`` (for a warm item, its leave-one-out
+prediction, which does not read its own column). An item with ``n`` users keeps
+``n / (n + shrink)`` of its own column and the rest of ``T``'s: an item nobody had is all
+text, and its first plays move it smoothly towards what they say, where EASE alone gives a
+barely-seen item a near-empty column (its score fell below the text prediction it had with
+no plays). This is the credibility weighting of empirical Bayes (Bühlmann's
+``n / (n + k)``) with the text prediction as the prior. ``R`` is kept, so a title that is
+not in the catalogue gets its column from its kernel vector alone, without refitting.
 """
 
 from __future__ import annotations
@@ -51,20 +56,39 @@ def item_weights(cooc: np.ndarray, kernel: np.ndarray, text_weight: float, l2: f
     return solve(cooc, kernel, text_weight, l2)[0]
 
 
-def text_map(weights: np.ndarray, kernel: np.ndarray, warm: np.ndarray, tower_l2: float) -> np.ndarray:
-    """``R = B[:, warm] (K[warm, warm] + tower_l2 I)^-1`` (items x warm items)."""
+def text_columns(weights: np.ndarray, kernel: np.ndarray, warm: np.ndarray, tower_l2: float) -> Text:
+    """``R = B[:, warm] (K[warm, warm] + tower_l2 I)^-1`` and ``T = R K[warm, :]``, every item's
+    column of ``B`` as its text predicts it; a warm item's is its leave-one-out prediction
+    ``(t - h b) / (1 - h)`` (``h`` its leverage in the ridge fit, ``1 - h = tower_l2
+    (K[warm, warm] + tower_l2 I)^-1`` on the diagonal), so an item seen once is not predicted
+    from its own near-empty column."""
     ridge = kernel[np.ix_(warm, warm)].copy()
     ridge[np.diag_indices_from(ridge)] += tower_l2
-    return np.linalg.solve(ridge, weights[:, warm].T).T
+    inverse = np.linalg.inv(ridge)
+    mapping = weights[:, warm] @ inverse
+    columns = mapping @ kernel[warm]
+    rest = tower_l2 * np.diag(inverse)
+    columns[:, warm] = (columns[:, warm] - weights[:, warm] * (1.0 - rest)) / rest
+    return Text(mapping, columns)
 
 
-def fill_from_text(weights: np.ndarray, mapping: np.ndarray, kernel: np.ndarray, warm: np.ndarray) -> np.ndarray:
-    """``B`` with the columns of every item outside ``warm`` predicted from text."""
-    cold = np.setdiff1d(np.arange(len(weights)), warm)
-    if len(cold):
-        weights[:, cold] = mapping @ kernel[np.ix_(warm, cold)]
-        weights[cold, cold] = 0.0
-    return weights
+def blend(weights: np.ndarray, text: np.ndarray, counts: np.ndarray, shrink: float) -> np.ndarray:
+    """Each column ``j`` as ``w B[:, j] + (1 - w) T[:, j]`` with ``w = n_j / (n_j + shrink)``
+    (``n_j`` its users, or their recency weights summed; ``w`` is 0 for an item nobody had, 1 for
+    every other with ``shrink`` 0), diagonal 0."""
+    own = np.divide(counts, counts + shrink, out=np.zeros(len(counts)), where=counts > 0)
+    mixed = weights * own + text * (1.0 - own)
+    np.fill_diagonal(mixed, 0.0)
+    return mixed
+
+
+@attrs.frozen
+class Text:
+    """``R`` (kernel vector over the warm items -> a column of ``B``) and ``T`` (every item's
+    column of ``B`` as its text predicts it)."""
+
+    mapping: np.ndarray
+    columns: np.ndarray
 
 
 @attrs.frozen
@@ -77,10 +101,13 @@ class Hybrid:
     diagonal: np.ndarray
 
 
-def hybrid(histories: Histories, kernel: np.ndarray, l2: float, text_weight: float, tower_l2: float) -> Hybrid:
+def hybrid(
+    histories: Histories, kernel: np.ndarray, l2: float, text_weight: float, tower_l2: float, shrink: float
+) -> Hybrid:
     """The hybrid fitted on ``histories``: warm items are those with interactions."""
     cooc = cooccurrence(histories, len(kernel))
-    warm = np.flatnonzero(np.diag(cooc) > 0)
+    counts = histories.counts(len(kernel))
+    warm = np.flatnonzero(counts > 0)
     weights, diagonal = solve(cooc, kernel, text_weight, l2)
-    mapping = text_map(weights, kernel, warm, tower_l2)
-    return Hybrid(fill_from_text(weights, mapping, kernel, warm), mapping, warm, diagonal)
+    text = text_columns(weights, kernel, warm, tower_l2)
+    return Hybrid(blend(weights, text.columns, counts, shrink), text.mapping, warm, diagonal)

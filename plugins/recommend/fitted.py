@@ -62,6 +62,8 @@ class Fitted:
             "history_indptr": self.histories.indptr,
             "history_items": self.histories.items,
         }
+        if self.histories.weights is not None:  # half_life_days: each interaction's recency weight
+            tensors["history_weights"] = self.histories.weights.astype(np.float32)
         texts = self.catalogue.texts
         metadata = {
             "format": FORMAT,
@@ -93,7 +95,8 @@ class Fitted:
             for title, year, genres in zip(items["titles"], items["years"], items["genres"], strict=True)
         ]
         catalogue = Catalogue(list(items["ids"]), texts)
-        histories = Histories(list(metadata["users"]), tensors["history_indptr"], tensors["history_items"])
+        weights = tensors.get("history_weights")  # only with half_life_days
+        histories = Histories(list(metadata["users"]), tensors["history_indptr"], tensors["history_items"], weights)
         n, warm = len(catalogue), tensors["warm_items"]
         shapes = {
             "item_weights": (tensors["item_weights"].shape, (n, n)),
@@ -102,6 +105,7 @@ class Fitted:
             "precision_diagonal": (tensors["precision_diagonal"].shape, (n,)),
             "history_indptr": (tensors["history_indptr"].shape, (len(histories) + 1,)),
             "text_indptr": (tensors["text_indptr"].shape, (n + 1,)),
+            **({} if weights is None else {"history_weights": (weights.shape, tensors["history_items"].shape)}),
         }
         wrong = [f"{name} {tuple(got)} (expected {want})" for name, (got, want) in shapes.items() if tuple(got) != want]
         if wrong:

@@ -36,9 +36,10 @@ class HybridRecommender(heirloom.Model):
     """Recommends items from what users did and what items say; ranks unseen items from text.
 
     Each list is a grid searched on a validation split of train (one value: fixed):
-    ``l2`` (EASE's ridge), ``text_weight`` (how much the text kernel adds to co-occurrence)
-    and ``tower_l2`` (the ridge of the text-to-behaviour map used for items without
-    interactions).
+    ``l2`` (EASE's ridge), ``text_weight`` (how much the text kernel adds to co-occurrence),
+    ``tower_l2`` (the ridge of the text-to-behaviour map used for items without
+    interactions) and ``shrink`` (the users at which an item's own column and its text
+    prediction weigh the same: a new item's first plays move it towards what they say).
     """
 
     #: The source of item and interaction records (e.g. a union of movielens and events).
@@ -46,6 +47,12 @@ class HybridRecommender(heirloom.Model):
     l2: list[float] = attrs.field(factory=lambda: [125.0, 250.0, 500.0, 1000.0, 2000.0], validator=grid(low=1e-6))
     text_weight: list[float] = attrs.field(factory=lambda: [0.0, 3.0, 10.0, 30.0], validator=grid(low=0.0))
     tower_l2: list[float] = attrs.field(factory=lambda: [3.0, 10.0, 30.0, 100.0], validator=grid(low=1e-6))
+    shrink: list[float] = attrs.field(factory=lambda: [0.0, 1.0, 3.0, 10.0, 30.0], validator=grid(low=0.0))
+    #: Weigh each interaction by ``0.5 ** (age / half_life_days)``, its age in days before the
+    #: training data's latest time (a pair's latest time counts): a user's recent plays then
+    #: speak louder, in the item-item weights and in their scores. None (the default): old and
+    #: new interactions weigh the same. Not searched: a fixed value, every interaction timed.
+    half_life_days: float | None = attrs.field(default=None, validator=attrs.validators.optional(heirloom.above(0.0)))
     #: Share of each user's training interactions held out to choose the hyper-parameters.
     validation_fraction: float = attrs.field(default=0.25, validator=share(zero_ok=False))
     #: Share of the items replayed as cold to choose ``tower_l2``.
@@ -69,7 +76,7 @@ class HybridRecommender(heirloom.Model):
         return TowerSettings(self.buckets, self.title_weight, self.year_weight, self.genre_weight)
 
     def grids(self) -> Grids:
-        return Grids(list(self.l2), list(self.text_weight), list(self.tower_l2))
+        return Grids(list(self.l2), list(self.text_weight), list(self.tower_l2), list(self.shrink))
 
     # -- training -------------------------------------------------------------------------
     def fit(
@@ -77,7 +84,8 @@ class HybridRecommender(heirloom.Model):
     ) -> None:
         progress = progress or heirloom.NullProgress()
         began = time.perf_counter()
-        items, pairs = read_records(data)
+        items, pairs, times = read_records(data)
+        recency = self._recency(pairs, times)
         pairs, stray = listed(items, pairs)
         if stray:
             progress.log(
@@ -87,7 +95,9 @@ class HybridRecommender(heirloom.Model):
         if not pairs:
             raise heirloom.HeirloomError("hybrid-recommender needs interactions to fit; the training data has none")
         catalogue = catalogue_of(items, pairs)
-        histories = Histories.build((user, catalogue.index[item]) for user, item in pairs)
+        index = catalogue.index
+        weights = None if recency is None else {(user, index[item]): recency[user, item] for user, item in pairs}
+        histories = Histories.build(((user, index[item]) for user, item in pairs), weights=weights)
         tower = HashedTower(self.tower_settings()).fit(catalogue.texts)
         features = tower.encode(catalogue.texts)
         kernel = features.gram()
@@ -96,14 +106,15 @@ class HybridRecommender(heirloom.Model):
             f"{len(histories.items)} distinct interactions"
         )
         inherited = Fitted.from_state(parent, "parent") if parent is not None else None
-        choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, progress)
+        unblended = parent is not None and "shrink" not in parent.metadata.get("choice", {})
+        choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, unblended, progress)
         if inherited is not None and (absent := len(set(inherited.histories.users).difference(histories.users))):
             progress.log(  # a parent of another project ("shop/recs@production") lent nothing of its 8,783 pairs
                 f"warm start: the parent's training pairs are not carried (a fit learns this data's alone): {absent} "
                 f"of its {len(inherited.histories)} users are not in it"
             )
         progress.start("fitting on all training interactions", total=1)
-        hybrid = ease.hybrid(histories, kernel, choice.l2, choice.text_weight, choice.tower_l2)
+        hybrid = ease.hybrid(histories, kernel, *attrs.astuple(choice))
         progress.advance()
         progress.log(f"fitted in {time.perf_counter() - began:.1f}s")
         training = {
@@ -119,6 +130,23 @@ class HybridRecommender(heirloom.Model):
         fitted = Fitted(catalogue, histories, tower, features, hybrid, popularity, choice, training)
         self.load(fitted.state(attrs.asdict(self)))  # what is stored and served (float32), so train scores it, as eval
 
+    def _recency(self, pairs: list[tuple[str, str]], times: list[Any]) -> dict[tuple[str, str], float] | None:
+        """Each pair's weight by ``half_life_days`` from its latest time (None when off)."""
+        if self.half_life_days is None or not pairs:
+            return None
+        untimed = [pair for pair, stamp in zip(pairs, times, strict=True) if not _is_time(stamp)]
+        if untimed:
+            raise heirloom.HeirloomError(
+                f"hybrid-recommender: half_life_days weighs interactions by their time, but {len(untimed)} of "
+                f"{len(pairs)} have none (first: user {untimed[0][0]!r}, item {untimed[0][1]!r}); give every "
+                "rating a time (ratings-csv: time_column) or leave half_life_days unset"
+            )
+        latest: dict[tuple[str, str], float] = {}
+        for pair, stamp in zip(pairs, times, strict=True):
+            latest[pair] = max(latest.get(pair, stamp), stamp)
+        now, seconds = max(latest.values()), self.half_life_days * 86400.0
+        return {pair: 0.5 ** ((now - stamp) / seconds) for pair, stamp in latest.items()}
+
     def _choose(
         self,
         histories: Histories,
@@ -126,24 +154,36 @@ class HybridRecommender(heirloom.Model):
         kernel: np.ndarray,
         tower: HashedTower,
         inherited: Fitted | None,
+        unblended: bool,
         progress: heirloom.Progress,
     ) -> tuple[Choice, dict[str, Any] | None]:
         """The hyper-parameters: fixed by the configuration, else the parent's (same text
-        tower), else searched on validation (with every score tried)."""
+        tower; ``shrink`` searched when the parent was stored before it existed, ``unblended``),
+        else searched on validation (with every score tried)."""
         fixed = self.grids().fixed()
         if fixed is not None:
             return fixed, None
         if inherited is not None and inherited.tower.settings == tower.settings:
             choice = self.grids().pinned(inherited.choice)
             progress.log(f"warm start: reusing the parent's {inherited.choice}" + _pins(choice, inherited.choice))
-            return choice, None
+            if not unblended or len(self.shrink) == 1:
+                return choice, None
+            progress.log("the parent was stored before shrink existed (its 0 was no choice): searching shrink")
+            pinned = Grids(*([value] for value in attrs.astuple(choice)[:-1]), list(self.shrink))
+            return self._search(histories, catalogue, kernel, pinned, progress)
         if inherited is not None:
             progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
+        return self._search(histories, catalogue, kernel, self.grids(), progress)
+
+    def _search(
+        self, histories: Histories, catalogue: Catalogue, kernel: np.ndarray, grids: Grids, progress: heirloom.Progress
+    ) -> tuple[Choice, dict[str, Any] | None]:
+        """The best choice of ``grids`` on validation, and every score tried."""
         choice, trials = tune(
             histories,
             catalogue,
             kernel,
-            self.grids(),
+            grids,
             fraction=self.validation_fraction,
             cold_fraction=self.cold_fraction,
             seed=self.seed,
@@ -160,7 +200,7 @@ class HybridRecommender(heirloom.Model):
         """nDCG, precision, recall, MAP at 10 and coverage on held-out interactions (ranking
         every item the user has not interacted with in training), and cold-start nDCG@10."""
         fitted = self._require()
-        items, pairs = read_records(data)
+        items, pairs, _ = read_records(data)
         index = fitted.catalogue.index
         held = [(user, index.get(item, -1)) for user, item in pairs]
         main = measure(fitted.hybrid.weights, fitted.histories, held, popularity=fitted.popularity)
@@ -187,9 +227,11 @@ class HybridRecommender(heirloom.Model):
     def _cold_start(self, fitted: Fitted, cold: np.ndarray, held: list[tuple[str, int]]) -> tuple[float, int]:
         """Refit with the chosen hyper-parameters but without any interaction on a ``cold``
         item, then rank only the cold items for the users who have them held out."""
-        without = Histories.build(((u, i) for u, i in fitted.histories.pairs() if not cold[i]), fitted.histories.users)
+        histories = fitted.histories
+        kept = ((u, i) for u, i in histories.pairs() if not cold[i])
+        without = Histories.build(kept, histories.users, histories.weight_map())
         choice = fitted.choice
-        twin = ease.hybrid(without, fitted.features.gram(), choice.l2, choice.text_weight, choice.tower_l2)
+        twin = ease.hybrid(without, fitted.features.gram(), *attrs.astuple(choice))
         wanted = [(user, item) for user, item in held if item >= 0 and cold[item]]
         found = measure(twin.weights, fitted.histories, wanted, candidates=cold)
         return found["ndcg"], int(found["users"])
@@ -212,15 +254,17 @@ class HybridRecommender(heirloom.Model):
         """For each ``{"user": id}`` or ``{"history": [item ids]}`` (optional ``"k"``, default
         10): the best items the user has not interacted with, ``{"item", "score", ...}``."""
         fitted = self._require()
-        histories, ks = [], []
+        histories, ks, strengths = [], [], []
         for position, query in enumerate(batch):
             if not isinstance(query, Mapping) or ("user" in query) == ("history" in query):
                 raise heirloom.HeirloomError(f"query {position} must be a map with 'user' or 'history': {query!r:.120}")
             histories.append(self.history_of(query))
             ks.append(int(query.get("k", CUTOFF)))
+            row = fitted.histories.index.get(id_key(query["user"])) if "user" in query else None
+            strengths.append(self.strengths(row, histories[-1]))
         return [
             [{**fitted.catalogue.describe(item), "score": score} for item, score in ranked]
-            for ranked in self.recommend(histories, ks)
+            for ranked in self.recommend(histories, ks, None, strengths)
         ]
 
     def history_of(self, query: Mapping[str, Any]) -> np.ndarray:
@@ -237,15 +281,37 @@ class HybridRecommender(heirloom.Model):
             raise heirloom.HeirloomError(f"items not in the catalogue: {unknown!r:.120}")
         return np.unique(np.asarray([index[id_key(item)] for item in query["history"]], dtype=np.int64))
 
+    def strengths(self, row: int | None, history: np.ndarray) -> np.ndarray | None:
+        """How much each item of ``history`` (sorted positions) counts in the scores: with
+        ``half_life_days``, a known user's (``row``) learnt items their recency weight, any
+        other item (a request's: the user has it now) 1; None without it."""
+        histories = self._require().histories
+        if histories.weights is None:
+            return None
+        learnt = histories.of(row) if row is not None else np.zeros(0, dtype=np.int64)
+        if not len(learnt):
+            return np.ones(len(history), dtype=np.float32)
+        found = np.searchsorted(learnt, history).clip(max=len(learnt) - 1)
+        return np.where(learnt[found] == history, histories.weights_of(row)[found], 1.0).astype(np.float32)
+
     def recommend(
-        self, histories: list[np.ndarray], ks: list[int], excluded: list[np.ndarray] | None = None
+        self,
+        histories: list[np.ndarray],
+        ks: list[int],
+        excluded: list[np.ndarray] | None = None,
+        strengths: list[np.ndarray | None] | None = None,
     ) -> list[list[tuple[int, float]]]:
         """The ``k`` best ``(item position, score)`` per history, history items and the
         ``excluded`` positions left out; a history that says nothing (empty, or only items
         whose rows are zeros: nobody had them in training and their text says nothing) gets the
-        most popular items."""
+        most popular items. ``strengths`` (from ``strengths``, one per history) weighs each
+        history's items; None: each counts 1."""
         fitted = self._require()
-        ranked = scores(fitted.hybrid.weights, histories, fitted.popularity)
+        weighed = None
+        if strengths is not None and any(s is not None for s in strengths):
+            pairs = zip(histories, strengths, strict=True)
+            weighed = [np.ones(len(h), np.float32) if s is None else s for h, s in pairs]
+        ranked = scores(fitted.hybrid.weights, histories, fitted.popularity, weighed)
         for row, positions in enumerate(excluded or ()):
             ranked[row, positions] = -np.inf
         return [_best(row, k) for row, k in zip(ranked, ks, strict=True)]
@@ -311,6 +377,11 @@ class HybridRecommender(heirloom.Model):
         if self._fitted is None:
             raise heirloom.HeirloomError("hybrid-recommender has no weights yet: fit it or load a state first")
         return self._fitted
+
+
+def _is_time(stamp: Any) -> bool:
+    """A Unix time a recency weight can be computed from (not None, a bool or NaN)."""
+    return isinstance(stamp, int | float) and not isinstance(stamp, bool) and np.isfinite(stamp)
 
 
 def _best(row: np.ndarray, k: int) -> list[tuple[int, float]]:

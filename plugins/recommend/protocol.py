@@ -24,19 +24,23 @@ CUTOFF = 10
 
 
 def scores(
-    weights: np.ndarray | None, histories: Sequence[np.ndarray], popularity: np.ndarray | None = None
+    weights: np.ndarray | None,
+    histories: Sequence[np.ndarray],
+    popularity: np.ndarray | None = None,
+    strengths: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """One row of item scores per history; history items score -inf. Without ``weights``,
-    the popularity ranking for everyone: the baseline a model must beat."""
+    """One row of item scores per history (its items' rows of ``weights``, each times its
+    strength when ``strengths`` gives one per item: how recent it is); history items score
+    -inf. Without ``weights``, the popularity ranking for everyone: the baseline a model must beat."""
     if weights is None:
         assert popularity is not None
         out = np.tile(popularity, (len(histories), 1))
-    elif len(histories) <= GATHER_LIMIT:
+    elif strengths is None and len(histories) <= GATHER_LIMIT:
         out = np.stack([weights[history].sum(0) for history in histories]) if histories else np.zeros((0, 0))
     else:
         dense = np.zeros((len(histories), len(weights)), dtype=weights.dtype)
         for row, history in enumerate(histories):
-            dense[row, history] = 1.0
+            dense[row, history] = 1.0 if strengths is None else strengths[row]
         out = dense @ weights
     out = out.astype(np.float64, copy=False)
     for row, history in enumerate(histories):
@@ -53,11 +57,13 @@ def ranked(
     *,
     candidates: np.ndarray | None = None,
     popularity: np.ndarray | None = None,
+    strengths: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """The ``k`` best item positions per history (only ``candidates``, a mask, when given)."""
     lists = []
     for start in range(0, len(histories), SCORE_BLOCK):
-        block = scores(weights, histories[start : start + SCORE_BLOCK], popularity)
+        part = slice(start, start + SCORE_BLOCK)
+        block = scores(weights, histories[part], popularity, None if strengths is None else strengths[part])
         if candidates is not None:
             block[:, ~candidates] = -np.inf
         lists.append(top_k(block, k))
@@ -66,10 +72,10 @@ def ranked(
 
 def held_out_by_user(
     train: Histories, held_out: Iterable[tuple[str, int]]
-) -> tuple[list[np.ndarray], list[set[int]], int]:
+) -> tuple[list[np.ndarray], list[set[int]], int, list[np.ndarray]]:
     """For each user with held-out items not in their training history: that history (empty if
     unknown) and those items; and how many held-out pairs were in training. Ranking leaves out
-    what a user had in training, so such a pair can never be found: when a version is scored
+    what a user had in training (and those items' weights), so such a pair can never be found: when a version is scored
     again on data whose splits moved (appended ratings), its trained pairs now held out would
     count against it and for a version that never saw them (an outside team's gate promoted a
     worse model so)."""
@@ -77,15 +83,17 @@ def held_out_by_user(
     for user, item in held_out:
         wanted[user].add(item)
     empty = np.zeros(0, dtype=np.int64)
-    histories, relevant, known = [], [], 0
+    histories, relevant, known, strengths = [], [], 0, []
     for user in sorted(wanted):
-        history = train.of(train.index[user]) if user in train.index else empty
+        row = train.index.get(user)
+        history = empty if row is None else train.of(row)
         unseen = wanted[user].difference(history.tolist())
         known += len(wanted[user]) - len(unseen)
         if unseen:
             histories.append(history)
             relevant.append(unseen)
-    return histories, relevant, known
+            strengths.append(np.zeros(0, np.float32) if row is None else train.weights_of(row))
+    return histories, relevant, known, strengths
 
 
 def measure(
@@ -100,8 +108,9 @@ def measure(
     """nDCG, precision, recall, MAP at ``k`` and catalogue coverage on ``held_out`` pairs
     (without ``weights``: of the popularity ranking), ``users`` scored and ``known`` pairs
     left out (in ``train`` already: see :func:`held_out_by_user`)."""
-    histories, relevant, known = held_out_by_user(train, held_out)
-    top = ranked(weights, histories, k, candidates=candidates, popularity=popularity)
+    histories, relevant, known, strengths = held_out_by_user(train, held_out)
+    weighted = strengths if train.weights is not None else None
+    top = ranked(weights, histories, k, candidates=candidates, popularity=popularity, strengths=weighted)
     items = len(weights if weights is not None else popularity)
     scores = ranking_metrics(top, relevant, k)
     return {**scores, "coverage": coverage(top, items), "users": len(relevant), "known": known}
