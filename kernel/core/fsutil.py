@@ -24,7 +24,7 @@ def irregular(path: Path) -> str | None:
     """not_regular's words when ``path`` is there but no regular file, else None: by a stat (an open may block)."""
     try:
         mode = os.stat(path).st_mode
-    except OSError:  # nothing there (or unreadable): the caller's open says which
+    except (OSError, ValueError):  # nothing there, unreadable or a NUL in the name: the caller's open says which
         return None
     return None if stat.S_ISREG(mode) else not_regular(mode)
 

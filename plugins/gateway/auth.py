@@ -63,10 +63,20 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
                 f'{where}: its value must be its key file\'s path, a string ("TOKEN" = "path to its .key_secret")'
             )
         key_path = path.parent / key  # an absolute key stays itself
-        if not key_path.is_file():  # not the path itself: a file with its columns swapped holds a token there
+        problem = None  # never the path itself in errors: a file with its columns swapped holds a token there
+        if "\0" in key:
+            problem = "its key file's path holds a NUL character, which no file name can"
+        else:
+            try:
+                problem = (
+                    None if key_path.is_file() else f"its key file {heirloom.irregular(key_path) or 'does not exist'}"
+                )
+            except OSError as exc:  # a name too long for the filesystem
+                problem = f"its key file cannot be looked up ({exc.strerror})"
+        if problem:
             raise heirloom.HeirloomError(
-                f"{where}: its key file {heirloom.irregular(key_path) or 'does not exist'} (a [tokens] line is "
-                '"TOKEN" = "path to its .key_secret", relative to the tokens file)'
+                f'{where}: {problem} (a [tokens] line is "TOKEN" = "path to its .key_secret", '
+                "relative to the tokens file)"
             )
         if curve_server_key is not None:
             heirloom.CurveClient(key_path, curve_server_key).check()
