@@ -300,6 +300,27 @@ def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):
     assert not (tmp_path / "pipe").is_file() and not (tmp_path / "no").exists()
 
 
+def test_eval_html_names_its_file_when_the_name_is_long_or_the_folder_is_a_file(lineage, tmp_path):
+    """A name that fits but whose temporary twin would not, one too long to write, a file where
+    its folder should be: one line naming --html and the file, never a traceback nor the model."""
+    env = {"HEIRLOOM_STORE": str(lineage["store"])}
+    out = tmp_path / "out"  # tmp_path holds the commands' HEIRLOOM_HOME too
+    out.mkdir()
+    (out / "afile").write_text("")
+    long_name = out / ("r" * 245 + ".html")  # 250 bytes: its temporary file's name was over 255
+    result = run_heirloom("eval", str(lineage["served"]), "--html", str(long_name), env=env, timeout=300)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert long_name.read_text().startswith("<!")
+    for target, said in (
+        (out / ("r" * 251 + ".html"), "cannot write the report: File name too long"),
+        (out / "afile" / "r.html", f"the folder {out / 'afile'} is a file, not a folder"),
+    ):
+        refused = run_heirloom("eval", str(lineage["served"]), "--html", str(target), env=env, timeout=300)
+        assert refused.returncode == 1 and f"error: --html {target}" in refused.stderr, refused.stderr
+        assert said in refused.stderr and "Traceback" not in refused.stderr and "evaluating" not in refused.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(["afile", long_name.name])  # no temporary file left
+
+
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:

@@ -354,7 +354,8 @@ def _check_report_path(path: Path) -> None:
     if kind := irregular(path):
         raise HeirloomError(f"--html {path} {kind}; name a file to write the report to")
     if not path.parent.is_dir():
-        raise HeirloomError(f"--html {path}: the folder {path.parent} does not exist")
+        problem = "is a file, not a folder" if path.parent.is_file() else "does not exist"
+        raise HeirloomError(f"--html {path}: the folder {path.parent} {problem}")
 
 
 def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[str | None, Report]]) -> None:
@@ -369,7 +370,10 @@ def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[
         }
         for version, report in reports
     ]
-    write_atomic(path, report_page(f"Evaluation of {profile}", sections).encode())
+    try:  # a link there is replaced by the report, not written through (an atomic rename)
+        write_atomic(path, report_page(f"Evaluation of {profile}", sections).encode())
+    except OSError as exc:  # a full disk, a read-only folder: the report's file, not the last model, failed
+        raise HeirloomError(f"--html {path}: cannot write the report: {exc.strerror or exc}") from None
 
 
 COMMANDS = [train_command, eval_command]
