@@ -249,6 +249,32 @@ def test_a_file_changed_by_hand_is_named_and_replaced_only_with_force(tmp_path, 
     assert edited.read_bytes() == TABLE
 
 
+def test_every_changed_file_and_whatever_is_in_a_files_place_is_named_and_the_others_fetched(tmp_path, fetcher):
+    """Was: the first file with another sha256 stopped the fetch, naming only it."""
+    assert fetcher("fetch", "toy").returncode == 0
+    folder = tmp_path / "data" / "toy"
+    (folder / "table.csv").write_bytes(b"mine\n")
+    (folder / "README").write_bytes(b"mine too\n")
+    (folder / "docs" / "notes.txt").unlink()
+    os.mkfifo(folder / "docs" / "notes.txt")
+    refused = fetcher("fetch", "toy")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    for name in ("table.csv", "README"):
+        assert f"{folder / name}: sha256 " in refused.stderr
+    assert f"{folder / 'docs' / 'notes.txt'} is a FIFO, not a regular file: remove it" in refused.stderr
+    assert "3 files in" in refused.stdout and "0 already there, 3 missing" in refused.stdout  # the usual summary
+    for name in ("table.csv", "README"):
+        (folder / name).unlink()
+    (folder / "docs" / "notes.txt").unlink()
+    (folder / "table.csv").mkdir()
+    (folder / "docs" / "notes.txt").symlink_to(tmp_path / "nowhere")
+    refused = fetcher("fetch", "toy")
+    assert refused.returncode == 1 and f"{folder / 'table.csv'} is a directory, not a file" in refused.stderr
+    said = f"{folder / 'docs' / 'notes.txt'} is a symbolic link to {tmp_path / 'nowhere'}, which does not exist"
+    assert said in refused.stderr and (folder / "README").read_bytes() == README  # fetched all the same
+    assert "1 downloaded, 0 already there, 2 missing" in refused.stdout
+
+
 def test_a_restrictive_license_must_be_accepted_before_anything_is_downloaded(tmp_path, server, fetcher):
     refused = fetcher("fetch", "toy", "toy-research")  # checked for every NAME before any download
     assert refused.returncode == 2 and "research only, no redistribution" in refused.stderr

@@ -249,10 +249,11 @@ def data_fetch(names: tuple[str, ...], root: Path | None, accept_license: bool, 
 
     Files already there are hashed, not downloaded again: on a machine without network,
     copy the files in by hand ('heirloom data list --json' says from where to where) and
-    fetch checks them. A file whose hash differs is an error (--force replaces it); a
-    download whose hash or size differs is not kept; a file that fails does not stop the
-    others. Exit 2: an unknown NAME or a license to accept (nothing is downloaded then);
-    exit 1: some file could not be fetched or checked.
+    fetch checks them. A file whose hash differs is an error (--force replaces it), and so
+    is a folder, a FIFO or a dangling link in a file's place; a download whose hash or size
+    differs is not kept; a file that fails does not stop the others: each is named. Exit 2:
+    an unknown NAME or a license to accept (nothing is downloaded then); exit 1: some file
+    could not be fetched or checked.
     """
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # unwind: temp files go
     known = registered_datasets()

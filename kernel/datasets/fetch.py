@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import attrs
 
-from heirloom.core.fsutil import fsync_dir
+from heirloom.core.fsutil import fsync_dir, irregular
 from heirloom.core.version import VERSION
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
 
@@ -65,10 +65,10 @@ def fetch(
 ) -> Fetched:
     """Put every file of ``dataset`` in ``root/name``, checked against its sha256.
 
-    A file already there with the right hash is kept; one with another hash is a DataError
-    unless ``force`` (then it is replaced). A file that cannot be downloaded is reported in
-    ``failed`` and the others are still fetched. DataError: a bad registration, or a data
-    root that cannot be written.
+    A file already there with the right hash is kept; one with another hash is reported in
+    ``failed`` unless ``force`` (then it is replaced), and so is a folder, a FIFO or a dangling
+    link in a file's place, and a file that cannot be downloaded: the others are still
+    fetched. DataError: a bad registration, or a data root that cannot be written.
     """
     if found := problems(name, dataset):
         raise DataError("; ".join(found))
@@ -76,6 +76,7 @@ def fetch(
     done = Fetched(folder)
     missing = _not_in_place(dataset.files, folder, force, done)
     if not missing:
+        done.missing = [file for file in dataset.files if file.path not in done.present]
         return done
     created = not folder.exists()
     try:
@@ -104,7 +105,9 @@ def fetch(
 def _not_in_place(
     files: tuple[DataFile, ...] | list[DataFile], folder: Path, force: bool, done: Fetched
 ) -> list[DataFile]:
-    """The files to download: those not in ``folder`` with their hash (noted in ``done``)."""
+    """The files to download: those not in ``folder`` with their hash (noted in ``done``). One
+    with another hash, or something else in its place, is noted in ``done.failed`` and left
+    as it is: each is named, not only the first."""
     missing = []
     for file in files:
         target = folder / file.path
@@ -112,10 +115,14 @@ def _not_in_place(
         if digest == file.sha256:
             done.present.append(file.path)
         elif digest is not None and not force:
-            raise DataError(
+            done.failed.append(
                 f"{target}: sha256 {digest} is not the original's {file.sha256} "
                 "(changed by hand, or another version): --force replaces it"
             )
+        elif digest is None and (target.is_symlink() or target.exists()):  # a rename would replace or fail on it
+            dangling = target.is_symlink() and not target.exists()
+            there = f"is a symbolic link to {os.readlink(target)}, which does not exist" if dangling else ""
+            done.failed.append(f"{target} {there or irregular(target) or 'is in the way'}: remove it, then fetch again")
         else:
             missing.append(file)
     return missing
