@@ -457,6 +457,17 @@ def test_a_datetime_outside_the_years_of_utc_is_a_bad_resource_not_the_end_of_th
     assert stats["errors"]["messages"][0].startswith(said)
 
 
+def test_an_error_quotes_a_huge_id_cut_short_with_its_length(tmp_path):
+    """Was: one error line as long as the id (a 50 MB id, a 50 MB line on stderr)."""
+    folder = tmp_path / "bulk"
+    write(folder / "Patient.ndjson", json.dumps({"resourceType": "Patient", "id": "p1"}) + "\n")
+    observations = write(folder / "Observation.ndjson", json.dumps({"resourceType": "Observation", "id": "x" * 10**6}))
+    profile = write(tmp_path / "p.toml", f'[sources.patients]\nuse = "fhir"\npath = "{folder}"\n')
+    shown = run_heirloom("data", "stats", str(profile), "patients")
+    said = f"{observations}: Observation/{'x' * 80}... (1000000 characters) (line 1): missing required field(s)"
+    assert shown.returncode == 1 and said in shown.stderr and len(shown.stderr) < 1000, shown.stderr[:2000]
+
+
 def test_a_transaction_entry_that_deletes_carries_no_resource_and_is_passed_over(tmp_path):
     document = json.loads(bundle(PATIENT, condition(), kind="transaction"))
     document["entry"].append({"request": {"method": "DELETE", "url": "Condition/old"}})

@@ -88,7 +88,7 @@ class FhirDataError(heirloom.HeirloomError):
     def __init__(self, file: Path, where: str | None, message: str):
         self.file = file
         self.where = where
-        super().__init__(f"{file}: {where}: {message}" if where else f"{file}: {message}")
+        super().__init__(heirloom.shortened(f"{file}: {where}: {message}" if where else f"{file}: {message}"))
 
 
 @attrs.frozen
@@ -110,8 +110,13 @@ class Entry:
         resource = self.resource if isinstance(self.resource, dict) else {}
         kind, rid = resource.get("resourceType"), resource.get("id")
         if isinstance(kind, str) and isinstance(rid, str) and rid:
-            return f"{kind}/{rid} ({self.where})"
-        return f"{kind} at {self.where}" if isinstance(kind, str) else self.where
+            return f"{cut(kind)}/{cut(rid)} ({self.where})"
+        return f"{cut(kind)} at {self.where}" if isinstance(kind, str) else self.where
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """``text`` as a message quotes it: a 50 MB id is not printed whole, but its length is."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def discover(root: Path) -> list[Path]:
