@@ -1992,6 +1992,20 @@ def test_a_backup_never_deletes_what_a_linked_blobs_folder_or_a_store_without_it
     assert sorted(other.blobs.iterdir()) == kept
 
 
+@pytest.mark.parametrize("marker", [b"\x00garbage{", b"[1, 2]", b'{"from": "/somewhere"}', b'{"source": 5}'])
+def test_a_backup_whose_marker_is_malformed_is_refused_saying_so(store, tmp_path, marker):
+    """Was: 'a store folder with no heirloom-backup.json' (or 'a backup of the store at None'), beside the file."""
+    put(store, "team/m", 1)
+    backup = tmp_path / "backup"
+    assert models(store, "backup", str(backup)).returncode == 0
+    (backup / "heirloom-backup.json").write_bytes(marker)
+    refused = models(store, "backup", str(backup))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"{backup} is a folder whose heirloom-backup.json is unreadable or malformed" in said(refused)
+    assert (backup / "heirloom-backup.json").read_bytes() == marker  # nothing written
+    assert models(store, "backup", str(backup), "--overwrite").returncode == 0
+
+
 def test_a_daemon_swaps_in_a_restored_version_that_reuses_the_number_it_serves(store, tmp_path):
     """After an older backup was restored and new versions stored, ``team/m@2`` named other
     weights: the daemon compared refs alone and served the old ones for good (an attack on

@@ -156,6 +156,8 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
     unmarked = all(MARKER_WRITE.fullmatch(name) or name == LOCK for name in found)  # cut short before its marker
     if copied != str(source) and not overwrite and not unmarked:
         what = f"a backup of the store at {copied}" if copied else f"a store folder with no {MARKER}"
+        if copied == "":
+            what = f'a folder whose {MARKER} is unreadable or malformed (not {{"source": "STORE FOLDER"}})'
         raise HeirloomError(
             f"{destination} is {what}, not a backup of {root}: --overwrite replaces its versions with this store's"
         )
@@ -186,11 +188,15 @@ def _backup_blob(path: Path) -> bool:
 
 
 def _marked_source(marker: Path) -> str | None:
-    """The store a backup's MARKER names, or None without one (or an unreadable one)."""
+    """The store a backup's MARKER names; None without one, "" when it is unreadable or
+    malformed (garbage, ``[1, 2]``, no ``source``): the refusal says which."""
     try:
-        return str(json.loads(marker.read_text()).get("source"))
-    except (OSError, ValueError, AttributeError):
+        source = json.loads(marker.read_text()).get("source")
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return source if isinstance(source, str) else ""
 
 
 def _refuse_missing(store: ArtifactStore, rows: list[tuple[str, str, int, str, str]], absent: set[str]) -> None:
