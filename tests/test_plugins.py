@@ -468,6 +468,16 @@ def test_a_plugin_printing_or_exiting_at_import_breaks_no_command(tmp_path):
     assert checked.returncode == 0 and "ok" in checked.stdout, checked.stderr
 
 
+def test_a_path_in_heirloom_plugins_is_said_to_be_no_module_name():
+    """Was: "AttributeError: 'NoneType' object has no attribute 'group'" (EntryPoint.load's)."""
+    listed = run_heirloom("plugins", "--json", env={"HEIRLOOM_PLUGINS": "/etc/passwd"})
+    assert listed.returncode == 0, listed.stderr
+    infos = {p["name"]: p for p in json.loads(listed.stdout)}
+    said = "'/etc/passwd' is no Python module name (HEIRLOOM_PLUGINS lists those)"
+    assert infos["/etc/passwd"]["status"] == "failed" and infos["/etc/passwd"]["error"] == said
+    assert run_heirloom("profile", "check", "minimal", env={"HEIRLOOM_PLUGINS": "/etc/passwd"}).returncode == 0
+
+
 FLAKY_PLUGIN = quiet_api_plugin(
     'if os.environ.get("FLAKY_PLUGIN_FAILS"):\n    raise RuntimeError("cannot reach the licence server")\n'
 )

@@ -215,7 +215,9 @@ class PluginHost:
             began = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # what a plugin prints importing: stdout may be --json
                 try:
-                    plugin = self._entry_points[name].load()
+                    if (ep := self._entry_points[name]).pattern.match(ep.value) is None:  # load: an AttributeError
+                        raise PluginError(f"{ep.value!r} is no Python module name (HEIRLOOM_PLUGINS lists those)")
+                    plugin = ep.load()
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may do anything on import
                     info.status, info.error = "failed", _describe(exc) + _where(exc, info.module)
                     plugin = None
@@ -277,9 +279,7 @@ class PluginHost:
         """Call ``hook_name`` on every plugin (or ``only`` one) in pluggy's order, each in
         isolation: one plugin's exception is returned as a PluginError, the rest still run."""
         errors: list[BaseException] = []
-        for impl in self._callers(getattr(self.pm.hook, hook_name)):
-            if only is not None and impl.plugin_name != only:
-                continue
+        for impl in [i for i in self._callers(getattr(self.pm.hook, hook_name)) if only in (None, i.plugin_name)]:
             try:
                 self.call_one(hook_name, impl.plugin_name, **kwargs)
             except Exception as exc:  # noqa: BLE001 - one plugin's hook must not break others
