@@ -154,6 +154,8 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == [good, halted]
     dashed = run_heirloom("feedback", "export", str(profile), "-o", "-", env=env, cwd=tmp_path)
     assert dashed.stdout == exported.stdout and not (tmp_path / "-").exists()  # -: stdout, as usual
+    full = run_heirloom("feedback", "export", str(profile), "-o", "/dev/full", env=env)  # was only the OS's words
+    assert full.returncode == 1 and "error: --output /dev/full: cannot write: No space left on device" in full.stderr
 
 
 def test_training_records_holding_labels_spelt_alike_are_said_as_the_csv_source_says(reviews):

@@ -191,7 +191,10 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
     if output is None or str(output) == "-":
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a full disk (/dev/full): which file, not only "No space left on device"
+            fail(f"error: --output {output}: cannot write: {exc.strerror or exc}")
         click.echo(f"wrote {len(lines)} record(s) to {output}", err=True)
 
 
