@@ -107,6 +107,15 @@ def test_a_new_plugins_tests_pass_uninstalled_as_its_readme_says(tmp_path):
     assert result.returncode == 0 and "7 passed" in result.stdout, result.stdout + result.stderr
 
 
+def test_the_next_line_quotes_a_folder_with_spaces_so_it_pastes_into_a_shell(tmp_path):
+    created = run_heirloom("new", "plugin", "heirloom-z", "--dir", "new é dir/x", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    line = next(line for line in created.stdout.splitlines() if line.startswith("next: "))
+    assert line == "next: cd 'new é dir/x' && pip install -e '.[test]' && pytest"  # was: cd new é dir/x
+    pasted = subprocess.run(["sh", "-c", line.removeprefix("next: ").split(" && ")[0] + " && pwd"], cwd=tmp_path)
+    assert pasted.returncode == 0
+
+
 def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):
     (tmp_path / "heirloom-x").mkdir()
     (tmp_path / "heirloom-x" / "keep.txt").write_text("mine")

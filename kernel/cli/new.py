@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import shlex
 import tomllib
 from importlib.resources import files
 from pathlib import Path
@@ -142,7 +143,7 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
     click.echo(f"created {folder}/ ({name}: {', '.join(kinds)})")
     for relative in sorted(created):
         click.echo(f"  {relative}")
-    click.echo(f"next: cd {folder} && pip install -e '.[test]' && pytest")
+    click.echo(f"next: cd {shlex.quote(str(folder))} && pip install -e '.[test]' && pytest")  # pastes as it is
 
 
 COMMANDS = [new_group]
