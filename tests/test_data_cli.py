@@ -139,6 +139,14 @@ def test_an_empty_path_is_a_usage_error_not_the_working_directory(tmp_path, comm
     assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
+def test_a_heirloom_home_that_is_a_file_is_named(tmp_path):
+    """Was: 'cannot use HOME/store as a store: HOME/store/blobs: Not a directory', naming no variable."""
+    (tmp_path / "homefile").write_text("")
+    refused = run_heirloom("models", "list", env={"HEIRLOOM_HOME": str(tmp_path / "homefile")})
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"error: HEIRLOOM_HOME={tmp_path / 'homefile'} is not a folder" in refused.stderr
+
+
 def test_bad_profile_is_reported_like_profile_check(tmp_path):
     profile = write(tmp_path / "bad.toml", "[sources.x]\nuse = 'nope'\n")
     result = run_heirloom("data", "stats", str(profile), "x")

@@ -177,6 +177,9 @@ def cli(log_level: str) -> None:
 
 def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
+    home = os.environ.get("HEIRLOOM_HOME")  # empty: unset, as paths.home reads it
+    if home and os.path.exists(home) and not os.path.isdir(home):  # else its store's error blamed store/blobs
+        fail(f"error: HEIRLOOM_HOME={home} is not a folder: set it to heirloom's folder (its store, logs, data)", 2)
     try:
         cli(standalone_mode=True)
     except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed
