@@ -340,6 +340,16 @@ def test_a_secret_key_that_is_not_its_public_keys_stops_serve_worker_and_call_na
         assert result.returncode == code and said in result.stderr, result.stderr
 
 
+def test_call_names_the_curve_option_whose_key_file_is_bad_not_connect(tmp_path, keys):
+    bad = tmp_path / "bad.key"
+    bad.write_text("garbage\n")
+    secret, server = str(keys / "clients" / "alice.key_secret"), str(keys / "server" / "server.key")
+    for option, *other in (("--curve-server", "--curve-secret", secret), ("--curve-secret", "--curve-server", server)):
+        result = run_heirloom("call", "_health", "--connect", free_tcp_address(), option, str(bad), *other)
+        assert result.returncode == 2 and "--connect" not in result.stderr, result.stderr  # was "--connect: ..."
+        assert f"error: {option}: the Curve key {bad} has no public-key line" in result.stderr
+
+
 def test_a_server_secret_key_others_can_read_is_served_with_a_warning_naming_it(tmp_path, keys):
     """A server's .key_secret of mode 644 was taken in silence (ssh refuses such a key; the daemon warns)."""
     secret = tmp_path / "open.key_secret"

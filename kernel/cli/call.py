@@ -17,7 +17,7 @@ from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, fail
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
 from heirloom.core.limits import nests_deeper
-from heirloom.wire.auth import CurveClient
+from heirloom.wire.auth import CurveClient, load_keypair, load_public
 from heirloom.wire.client import DEFAULT_ADDRESS, Client, NoReply, RemoteError, unsendable
 from heirloom.wire.protocol import MAX_NESTING, Buffer, packb
 
@@ -91,6 +91,12 @@ def call_command(
     if (curve_secret is None) != (curve_server is None):
         fail("error: --curve-secret and --curve-server go together", EXIT_INVALID)
     curve = CurveClient(curve_secret, curve_server) if curve_secret and curve_server else None
+    keys = {"--curve-secret": (load_keypair, curve_secret), "--curve-server": (load_public, curve_server)}
+    for option, (load, key) in keys.items() if curve else ():
+        try:  # each key named by its option, not blamed on --connect when the client loads them
+            load(key)
+        except HeirloomError as exc:
+            fail(f"error: {option}: {exc}", EXIT_INVALID)
     try:
         client = Client(connect, timeout=timeout, curve=curve, routing_id=_retry_identity(idempotency_key, curve))
     except HeirloomError as exc:  # an address ZeroMQ refuses (an ipc:// path too long for a socket)
