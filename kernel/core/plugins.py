@@ -263,9 +263,8 @@ class PluginHost:
         missing = any(c not in self.components[k] for k, c in wanted_components) or any(
             entry not in self.named[what] for what, wanted in wanted_named.items() for entry in wanted
         )
-        if missing:
-            for name in sorted(self.infos):
-                self.load(name)
+        for name in sorted(self.infos) if missing else ():  # the last resort: every plugin
+            self.load(name)
         if todo or missing:
             self._catalog.save(self.infos)
 
