@@ -25,6 +25,12 @@ def _build_flags() -> list[str]:
     return ["--no-build-isolation"] if major >= 69 else []
 
 
+def _its_tests(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The generated plugin's own pytest run, from its folder."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=project, env=env, timeout=300)
+
+
 def _install(folder: Path, site: Path) -> dict[str, str]:
     """Install the project into ``site``, a folder of its own, and return the environment that finds it.
 
@@ -60,14 +66,7 @@ def test_a_new_plugin_installs_and_passes_its_own_tests(tmp_path, kinds, tests, 
     assert (project / "pyproject.toml").is_file() and (project / "heirloom_demo" / "profiles" / "demo.toml").is_file()
     env = _install(project, tmp_path / "site")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        cwd=project,
-        env=env,
-        timeout=300,
-    )
+    result = _its_tests(project, env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{tests} passed" in result.stdout
 
@@ -96,14 +95,7 @@ def test_a_new_plugins_tests_pass_uninstalled_as_its_readme_says(tmp_path):
     command = "PYTHONPATH=. HEIRLOOM_PLUGINS=heirloom_demo pytest"
     assert command in (project / "README.md").read_text()
     env = {**os.environ, "PYTHONPATH": pythonpath(project), "HEIRLOOM_PLUGINS": "heirloom_demo"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        capture_output=True,
-        text=True,
-        cwd=project,
-        env=env,
-        timeout=300,
-    )
+    result = _its_tests(project, env)
     assert result.returncode == 0 and "7 passed" in result.stdout, result.stdout + result.stderr
 
 
