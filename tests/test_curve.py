@@ -284,9 +284,14 @@ def test_a_file_that_is_no_key_is_named_and_never_stops_a_revocation(tmp_path, k
     time.sleep(1)
     with daemon.client(curve=alice_key, timeout=5, retries=0) as alice, pytest.raises(Unauthenticated):
         alice.call("echo.echo", "revoked")
+    clients.rename(tmp_path / "clients.gone")
+    clients.write_text("not a folder")  # the keys read before are kept, and that is said once, not every 0.2 s
+    time.sleep(1)
     assert daemon.terminate() == 0
-    assert f"skipping the Curve key {clients / 'bad.key'}: its public-key is not 40 z85 characters" in daemon.log()
-    assert f"skipping the Curve key {clients / 'folder.key'} is a directory, not a file" in daemon.log()
+    assert daemon.log().count(f"keeping the Curve keys read before: {clients} is not a folder") == 1
+    skipped = "skipped a file of a Curve key folder: the Curve key"
+    assert f"{skipped} {clients / 'bad.key'}: its public-key is not 40 z85 characters" in daemon.log()
+    assert f"{skipped} {clients / 'folder.key'} is a directory, not a file" in daemon.log()
 
 
 def test_a_key_file_with_two_public_keys_is_skipped_naming_it(tmp_path, keys):
@@ -310,7 +315,8 @@ def test_a_key_file_with_two_public_keys_is_skipped_naming_it(tmp_path, keys):
     with daemon.client(curve=mallory, timeout=5, retries=0) as client, pytest.raises(Unauthenticated):
         client.call("echo.echo", "two keys in one file")
     assert daemon.terminate() == 0
-    assert f"skipping the Curve key {clients / 'two.key'} has more than one public-key line" in daemon.log()
+    skipped = "skipped a file of a Curve key folder: the Curve key"
+    assert f"{skipped} {clients / 'two.key'} has more than one public-key line" in daemon.log()
 
 
 def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):

@@ -146,7 +146,7 @@ def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = 
             if strict:
                 raise
             if warned is None or str(exc) not in warned:
-                log.warning("skipping %s", exc)
+                log.warning("skipped a file of a Curve key folder: %s", exc)
                 if warned is not None:
                     warned.add(str(exc))
     return frozenset(keys)
@@ -222,8 +222,10 @@ class CurveServer:
             clients = _key_ids(self.clients_dir, strict=False, warned=self._warned)
             admins = _key_ids(self.admins_dir, strict=False, warned=self._warned)
             workers = _key_ids(self.workers_dir, strict=False, warned=self._warned)
-        except (HeirloomError, OSError) as exc:
-            log.warning("keeping the Curve keys read before: %s", exc)
+        except (HeirloomError, OSError) as exc:  # said once per message, as a skipped file: not every few seconds
+            if (said := f"keeping the Curve keys read before: {exc}") not in self._warned:
+                log.warning(said)
+                self._warned.add(said)
             return
         if (clients, admins, workers) != (self._clients, self._admins, self._workers):
             log.info(
