@@ -211,12 +211,11 @@ COPY_ADVICE = {"numpy": "np.ascontiguousarray(a).copy()", "torch": "t.contiguous
 
 def _numpy_unstorable(arrays: dict[str, Any]) -> str:
     """What safetensors cannot write among numpy ``arrays``, by key ("" if nothing): a numpy scalar (no
-    buffer to write: it failed with AttributeError 'ctypes') or a dtype other than bool, int or float."""
-    import numpy as np  # here: the arrays are numpy's, so it is imported already; a torch model never needs it
-
+    buffer to write: it failed with AttributeError 'ctypes') or a dtype other than bool, int or float.
+    Read by duck typing: the kernel never imports numpy (an array has ``ctypes``, a numpy scalar has not)."""
     said = []
     for name, array in arrays.items():
-        if not isinstance(array, np.ndarray):
+        if not hasattr(array, "ctypes"):
             said.append(
                 f"{name!r} is a numpy {type(array).__name__} scalar (np.asarray(x), or float(x) in the metadata)"
             )
