@@ -115,9 +115,15 @@ class Scored(ToyModel):
         return heirloom.Report({"accuracy": 1 - sum(bool(r["hard"]) for r in rows) / len(rows)}, "scored")
 
 
+@attrs.define
+class DocumentedSplits(Splits):
+    validation_docs = "the shop source holds out last week: its README"
+
+
 @heirloom.hookimpl
 def heirloom_register_sources(register):
     register("splits", Splits)
+    register("documented-splits", DocumentedSplits)
 
 
 @heirloom.hookimpl
@@ -141,6 +147,19 @@ def test_the_saturation_warning_of_another_plugins_source_points_to_plugins_md_n
     assert warning in said and hint in said and "docs/TEXT.md" not in said, trained.stdout
     evaluated = run_heirloom("eval", str(profile), env=env)
     assert evaluated.returncode == 0 and hint in " ".join(evaluated.stdout.split()), evaluated.stderr
+
+
+def test_the_saturation_warning_points_where_a_source_read_through_a_union_says_its_validation_is_made(tmp_path):
+    """The kernel named the text plugin's module to choose TEXT.md; a source now declares ``validation_docs``."""
+    write(tmp_path / "plugin" / "splitting.py", SPLITTING_PLUGIN)
+    sources = '[sources.s]\nuse = "documented-splits"\n[sources.u]\nuse = "union"\nsources = ["s"]\nexample_keys = []\n'
+    profile = write(tmp_path / "p.toml", f'project = "third"\n{sources}[models.m]\nuse = "scored"\ndata = "u"\n')
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys,splitting"}
+    env["PYTHONPATH"] = pythonpath(tmp_path / "plugin")
+    trained = run_heirloom("train", str(profile), env=env)
+    assert trained.returncode == 0, trained.stderr
+    said = " ".join(trained.stdout.split())
+    assert "(the shop source holds out last week: its README)" in said and "PLUGINS.md" not in said, trained.stdout
 
 
 def test_a_majority_baseline_tied_between_labels_says_so(templated):

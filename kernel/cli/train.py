@@ -121,19 +121,21 @@ def saturation_warning(validation: dict[str, Any], test: dict[str, Any], hint: s
     return ""
 
 
-#: The module of the text plugin, whose sources' validation split TEXT.md describes.
-TEXT_PLUGIN = "heirloom_plugins.text"
+#: The saturation warning's pointer for sources that say nothing of their validation split (Source.validation_docs).
+SOURCE_VALIDATION_DOCS = "a source's validation split: docs/PLUGINS.md, heirloom_register_sources"
 
 
 def validation_hint(resolved: ResolvedProfile, spec: ComponentSpec) -> str:
-    """Where the saturation warning sends a reader: TEXT.md for the text plugin's sources, which carve validation
-    out of the training file; PLUGINS.md for another's (a third party's source splits as its author chose)."""
-    sources = [
-        s.cls.__module__ for s in resolved.components if s.kind == "source" and ("source", s.name) in spec.depends
-    ]
-    if sources and all(module == TEXT_PLUGIN or module.startswith(f"{TEXT_PLUGIN}.") for module in sources):
-        return "a text source carves validation out of its training file: docs/TEXT.md"
-    return "a source's validation split: docs/PLUGINS.md, heirloom_register_sources"
+    """Where the saturation warning sends a reader: the one ``validation_docs`` the sources a model reads (through
+    unions too) declare, else PLUGINS.md (a third party's source splits as its author chose)."""
+    sources = {s.name: s for s in resolved.components if s.kind == "source"}
+    seen, todo = set(), [name for kind, name in spec.depends if kind == "source"]
+    while todo:
+        if (name := todo.pop()) not in seen and name in sources:
+            seen.add(name)
+            todo.extend(ref for kind, ref in sources[name].depends if kind == "source")
+    said = {docs for name in seen if (docs := sources[name].cls.validation_docs)}
+    return said.pop() if len(said) == 1 else SOURCE_VALIDATION_DOCS
 
 
 def warn_of_unversioned_plugins(kernel: Kernel, resolved: ResolvedProfile, specs: list[ComponentSpec]) -> None:

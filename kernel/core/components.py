@@ -73,9 +73,7 @@ def declared_references(cls: type, config: dict[str, Any]) -> list[tuple[str, st
     """``(field, kind, target)`` of each reference field of ``cls`` that ``config`` (a table) sets."""
     found = []
     for field in attrs.fields(cls):
-        spec = field.metadata.get(REF_KEY)
-        value = config.get(field.name)
-        if spec is None or value is None:
+        if (spec := field.metadata.get(REF_KEY)) is None or (value := config.get(field.name)) is None:
             continue
         kind, many = spec
         for target in value if many and isinstance(value, list | tuple) else [value]:
@@ -167,6 +165,9 @@ class Source(Component):
     scored on the same validation records."""
 
     kind = "source"
+    #: Where a reader learns how its validation split is made (``heirloom train``'s saturation warning says it);
+    #: None: it says nothing (a union's split is its parts').
+    validation_docs: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def records(self, split: str | None = None) -> Iterator[Any]:

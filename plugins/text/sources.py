@@ -73,6 +73,8 @@ class WrongFormat(heirloom.HeirloomError):
 class TextSource(heirloom.Source):
     """Split handling and fingerprinting shared by the file-backed text sources."""
 
+    validation_docs = "a text source carves validation out of its training file: docs/TEXT.md"
+
     #: Share of each label held out as ``test`` when the data has no test file.
     test_fraction: float = attrs.field(default=0.2, validator=_open_fraction)
     #: Share of each label of the training data held out as ``validation``: what
