@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,15 +134,20 @@ def heirloom_register_models(register):
 """
 
 
-def test_the_saturation_warning_of_another_plugins_source_points_to_plugins_md_not_text_md(tmp_path):
-    """A third party's source was told that 'a text source carves validation out of its training file: docs/TEXT.md'."""
+def train_splitting_plugin(tmp_path: Path, sources: str, data: str) -> tuple[Path, dict[str, str], Any]:
+    """Train model ``m`` (SPLITTING_PLUGIN's ``scored``) on source ``data`` of the ``sources`` tables."""
     write(tmp_path / "plugin" / "splitting.py", SPLITTING_PLUGIN)
-    tables = '[sources.s]\nuse = "splits"\n[models.m]\nuse = "scored"\ndata = "s"\n'
-    profile = write(tmp_path / "p.toml", f'project = "third"\n{tables}')
+    profile = write(tmp_path / "p.toml", f'project = "third"\n{sources}[models.m]\nuse = "scored"\ndata = "{data}"\n')
     env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys,splitting"}
     env["PYTHONPATH"] = pythonpath(tmp_path / "plugin")
     trained = run_heirloom("train", str(profile), env=env)
     assert trained.returncode == 0, trained.stderr
+    return profile, env, trained
+
+
+def test_the_saturation_warning_of_another_plugins_source_points_to_plugins_md_not_text_md(tmp_path):
+    """A third party's source was told that 'a text source carves validation out of its training file: docs/TEXT.md'."""
+    profile, env, trained = train_splitting_plugin(tmp_path, '[sources.s]\nuse = "splits"\n', data="s")
     warning = "warning: validation accuracy is 1.0000 but test accuracy 0.5000: validation cannot tell versions apart"
     hint = "(a source's validation split: docs/PLUGINS.md, heirloom_register_sources)"
     said = " ".join(trained.stdout.split())
@@ -151,13 +158,8 @@ def test_the_saturation_warning_of_another_plugins_source_points_to_plugins_md_n
 
 def test_the_saturation_warning_points_where_a_source_read_through_a_union_says_its_validation_is_made(tmp_path):
     """The kernel named the text plugin's module to choose TEXT.md; a source now declares ``validation_docs``."""
-    write(tmp_path / "plugin" / "splitting.py", SPLITTING_PLUGIN)
     sources = '[sources.s]\nuse = "documented-splits"\n[sources.u]\nuse = "union"\nsources = ["s"]\nexample_keys = []\n'
-    profile = write(tmp_path / "p.toml", f'project = "third"\n{sources}[models.m]\nuse = "scored"\ndata = "u"\n')
-    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys,splitting"}
-    env["PYTHONPATH"] = pythonpath(tmp_path / "plugin")
-    trained = run_heirloom("train", str(profile), env=env)
-    assert trained.returncode == 0, trained.stderr
+    _, _, trained = train_splitting_plugin(tmp_path, sources, data="u")
     said = " ".join(trained.stdout.split())
     assert "(the shop source holds out last week: its README)" in said and "PLUGINS.md" not in said, trained.stdout
 
