@@ -487,6 +487,23 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     assert metrics["left_out"] == 0 and metrics["left_out_of"] == 80  # 2 test pairs of each of 40 users
 
 
+def test_the_docs_three_rating_example_trains_without_calling_its_empty_splits_the_same_records(tmp_path):
+    """RECOMMEND.md's 3-rating sample holds out no rating: validation and test held only the catalogue items every
+    split carries, and train warned they 'hold the same records' (a source's bug) beside 'n/a'."""
+    write(
+        tmp_path / "data" / "ratings.csv",
+        "user,item,rating,time\nann,tea-01,5,2024-03-01\nann,mug-07,4,2024-03-02T10:15:00Z\nbob,tea-01,3,1709251200\n",
+    )
+    write(
+        tmp_path / "data" / "items.csv",
+        "item,title,genres,year\ntea-01,Sencha green tea,Tea|Green,\nmug-07,Stoneware mug (2021),Cups,\n",
+    )
+    trained = run_heirloom("train", str(write(tmp_path / "shop.toml", SHOP_PROFILE)))
+    assert trained.returncode == 0 and "stored shop/recs@1" in trained.stdout, trained.stderr
+    assert "n/a (no test user has held-out items)" in trained.stdout
+    assert "hold the same records" not in trained.stdout + trained.stderr
+
+
 def test_a_warm_start_from_another_projects_version_says_its_training_pairs_are_not_carried(tmp_path):
     """``inherit = "shop/recs@production"`` in a project with other users printed only the
     reused hyper-parameters; the metadata said 8,783 of the parent's pairs were not learnt."""

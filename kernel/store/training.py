@@ -173,7 +173,8 @@ def _warn_if_not_apart(by_split: dict[str, Evaluation], source: str, progress: P
     """A source whose validation and test records are the same ones ignores ``split`` (a plugin's
     bug): the version is stored, but its scores are not held out, and the gate compares nothing."""
     validation, test = by_split.get(VALIDATION), by_split[TEST]
-    if validation is not None and validation.fingerprint == test.fingerprint and validation.report.metrics:
+    scored = any(type(value) is float for value in validation.report.metrics.values()) if validation else False
+    if scored and validation.fingerprint == test.fingerprint:  # two splits with nothing scored are no two splits
         progress.log(
             f"warning: the validation and test splits of source {source!r} hold the same records: a source keeps "
             "them apart (validation carved from train, never from test), so these scores may not be held out"
