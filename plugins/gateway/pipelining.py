@@ -19,6 +19,14 @@ no body and the body's bytes were read as the next request. Here such a body is 
 parsed on. Bytes httptools refuses get a JSON 400, as every other error of the gateway, after
 the replies to the requests before them; then the connection closes.
 
+Header fields have a limit of their own, HEAD_LIMIT: httptools joins a header's value anew
+on each piece it is fed (``value += piece``), so a 24 MB header cost the gateway's event loop
+a minute (quadratic), every other client waiting, and unfinished ones held as much memory as
+they sent. The bytes fed since the parser last said it got on (a request began, its headers
+ended, a piece of its body or a chunk's size line arrived) are counted, and once they pass
+HEAD_LIMIT, which no request head (request line and headers), chunk line or trailer of the
+bytes since reaches, the request is a 431 and the connection closes, nothing more parsed.
+
 It reads uvicorn's own attributes (``pipeline``, ``flow``, ``cycle``, ``app``, ``headers``,
 ``on_response_complete``, ``_start_asgi_task``), so constraints.txt pins the uvicorn release
 it was built on; tests/test_gateway.py checks it.
@@ -40,6 +48,10 @@ import heirloom
 
 #: Bytes parsed at a time: the requests past a queued one wait unparsed from the next piece on.
 PIECE = 4096
+#: Bytes a request head (request line and headers), a chunk's size line or a trailer may take
+#: (docs/HTTP.md): counted from the piece after the one it begins in, so a head within it is
+#: always read and one of HEAD_LIMIT + PIECE bytes never.
+HEAD_LIMIT = 64 << 10
 #: Seconds between the log lines that count malformed requests: a flood of them is one a minute.
 REFUSALS_EVERY = 60.0
 
@@ -65,7 +77,7 @@ class Refusals:
         """Log the count since the last line, if any: on a refusal a minute after it, and as the
         gateway stops (the refusals of its last minute were never said)."""
         if cls.count:
-            log.warning("refused %d malformed HTTP/1.1 request(s) with 400 since the last such line", cls.count)
+            log.warning("refused %d malformed HTTP/1.1 request(s) with 400 or 431 since the last such line", cls.count)
             cls.count, cls.logged_at = 0, time.monotonic()
 
 
@@ -82,8 +94,9 @@ class HeldFlow(FlowControl):
             super().resume_reading()
 
 
-def _json_400(message: str) -> bytes:
-    return json.dumps({"error": message, "code": "INVALID_ARGUMENT", "retryable": False}).encode()
+def _json_error(message: str, field: str | None) -> bytes:
+    said = {"error": message, "code": "INVALID_ARGUMENT", "retryable": False} | ({"field": field} if field else {})
+    return json.dumps(said).encode()
 
 
 class ChunkedBody:
@@ -161,6 +174,9 @@ class OneQueuedRequest(HttpToolsProtocol):
         self.refusal: bytes | None = None
         #: The request being answered (uvicorn's ``cycle`` is the last one parsed: one queued behind it).
         self.answering: RequestResponseCycle | None = None
+        #: Bytes fed since the parser last got on (HEAD_LIMIT), and whether it did in this feed.
+        self.unframed = 0
+        self.got_on = False
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         self.answering = cycle
@@ -184,7 +200,24 @@ class OneQueuedRequest(HttpToolsProtocol):
         self.flow.unparsed = memoryview(bytes(waiting) + data if waiting else data)
         self._parse()
 
+    # the parser getting on: what was fed before was no head, chunk line or trailer left unfinished
+    def on_message_begin(self) -> None:
+        self.got_on = True
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self.got_on = True
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.got_on = True
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self.got_on = True
+
     def on_message_complete(self) -> None:
+        self.got_on = True
         if self.parser.should_upgrade():  # httptools skipped the body of a request offering an upgrade
             headers = dict(self.headers)
             if b"transfer-encoding" in headers:  # llhttp admits one only ending in chunked
@@ -240,6 +273,7 @@ class OneQueuedRequest(HttpToolsProtocol):
         """uvicorn's ``data_received``, but the bytes after a request that offered an upgrade
         stay to be read (its body, the next request), and malformed HTTP is a JSON error."""
         self._unset_keepalive_if_required()
+        self.got_on = False
         try:
             self.parser.feed_data(piece)  # type: ignore[arg-type]  # httptools parses a memoryview in place
         except httptools.HttpParserError as exc:
@@ -249,14 +283,23 @@ class OneQueuedRequest(HttpToolsProtocol):
             self._refuse(f"malformed HTTP/1.1 request: {cause}")
         except httptools.HttpParserUpgrade as upgrade:  # a protocol the gateway does not speak: HTTP/1.1 it is
             self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
+        else:
+            self.unframed = 0 if self.got_on else self.unframed + len(piece)
+            if self.unframed > HEAD_LIMIT:
+                self._refuse(
+                    f"the request's header fields (request line and headers, or a chunked body's chunk line or "
+                    f"trailer) are over {HEAD_LIMIT} bytes",
+                    status=b"431 Request Header Fields Too Large",
+                    field="header",
+                )
 
-    def _refuse(self, message: str) -> None:
-        """A 400 with the gateway's JSON error body, after the replies to the requests before
-        it; then the connection closes (where the next request begins is unknown)."""
+    def _refuse(self, message: str, status: bytes = b"400 Bad Request", field: str | None = None) -> None:
+        """A 400 (or ``status``) with the gateway's JSON error body, after the replies to the
+        requests before it; then the connection closes (where the next request begins is unknown)."""
         message = heirloom.shortened(message)  # a 60 KB URL is not echoed whole
         Refusals.add()
-        body = _json_400(message)
-        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        body = _json_error(message, field)
+        head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
         self.refusal = head + b"content-length: %d\r\n\r\n" % len(body) + body
         self._refuse_when_due()
 
