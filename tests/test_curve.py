@@ -483,6 +483,32 @@ def test_keys_new_refuses_a_dangling_link_and_leaves_the_secret_private(tmp_path
     assert (folder / "server.key").stat().st_mode & 0o777 == 0o644
 
 
+def test_a_client_secret_key_others_can_read_is_used_with_a_warning_naming_it(secure, keys, tmp_path):
+    """``heirloom call`` and the gateway (a token's key) used a client's .key_secret of mode 644
+    without a word, while serve warned of its own and the gateway refused a tokens file of 644:
+    whoever reads that key calls the daemon as that client, around the gateway's token."""
+    secret = tmp_path / "open.key_secret"
+    secret.write_bytes((keys / "clients" / "alice.key_secret").read_bytes())
+    secret.chmod(0o644)
+    said = f"the Curve secret key {secret} is open to others than its owner (mode 644): chmod 600 it"
+    server_key = str(keys / "server" / "server.key")
+    call = run_heirloom("call", "echo.echo", '"hi"', "--connect", secure.address, "--curve-secret", str(secret),
+                        "--curve-server", server_key)  # fmt: skip
+    assert call.returncode == 0 and call.stdout.strip() == '"hi"', call.stderr
+    assert call.stderr.count(said) == 1, call.stderr  # once, though the key is loaded again for the socket
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(f'[tokens]\n"alice-token-0123456789" = "{secret}"\n')
+    tokens.chmod(0o600)
+    gateway = Gateway(tmp_path, secure.address, "--tokens", str(tokens), "--curve-server", server_key)
+    try:
+        echo = gateway.url + "/v1/routes/echo.echo"
+        status, _, body = http(echo, {"a": 1}, headers={"Authorization": "Bearer alice-token-0123456789"})
+        assert (status, body) == (200, {"a": 1})
+    finally:
+        assert gateway.stop() == 0
+    assert gateway.log_path.read_text().count(said) == 1, gateway.log_path.read_text()
+
+
 def test_the_gateway_calls_a_curve_daemon_with_each_tokens_key(secure, keys, tmp_path):
     """Every route answered 504 after 5 s: the gateway read ``_routes`` on a connection with
     no key, which a Curve daemon never answers."""

@@ -111,10 +111,21 @@ def read_key_file(path: Path) -> dict[str, bytes]:
     return keys
 
 
+#: Secret key files already warned of as open to others (loaded again per socket: said once).
+_open_secrets: set[str] = set()
+
+
 def load_keypair(secret_file: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a ``.key_secret`` file, with a clear error when unusable: a secret-key
-    that is not its public-key's (an edited or damaged file) failed every handshake in silence."""
+    that is not its public-key's (an edited or damaged file) failed every handshake in silence.
+    A file others may read or write is used with a warning, once (ssh refuses such a key; it may
+    be meant), a server's as a client's: whoever reads a client's key calls with its rights."""
     keys = read_key_file(secret_file)
+    if (mode := secret_file.stat().st_mode & 0o777) & 0o077 and str(secret_file) not in _open_secrets:
+        _open_secrets.add(str(secret_file))
+        log.warning(
+            "the Curve secret key %s is open to others than its owner (mode %03o): chmod 600 it", secret_file, mode
+        )
     if "secret" not in keys:
         raise HeirloomError(f"{secret_file} holds no secret key (pass the .key_secret file, not the .key)")
     if zmq.curve_public(keys["secret"]) != keys["public"]:
@@ -179,13 +190,7 @@ class CurveServer:
     _warned: set[str] = attrs.field(init=False, factory=set)
 
     def __attrs_post_init__(self) -> None:
-        load_keypair(self.secret_file)
-        if (mode := self.secret_file.stat().st_mode & 0o777) & 0o077:  # ssh's rule, but a warning: it may be meant
-            log.warning(
-                "the Curve secret key %s is open to others than its owner (mode %03o): chmod 600 it",
-                self.secret_file,
-                mode,
-            )
+        load_keypair(self.secret_file)  # warns when others may read it
         if not self.clients_dir.is_dir():
             raise HeirloomError(f"--curve-clients {self.clients_dir} is not a folder of public .key files")
         self._clients = _key_ids(self.clients_dir, strict=True)
