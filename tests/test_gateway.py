@@ -1030,6 +1030,34 @@ def test_a_tokens_file_that_is_no_utf8_toml_file_is_one_line_naming_it(tmp_path,
     assert "Traceback" not in result.stderr and "does not exist" not in result.stderr
 
 
+def test_serve_and_the_gateway_warn_when_they_listen_beyond_loopback_for_anyone(tmp_path):
+    """``serve --bind tcp://0.0.0.0:PORT`` without Curve and ``gateway --host 0.0.0.0`` without
+    --tokens started in silence, though whoever reaches them may call _reload (PROTOCOL.md and
+    HTTP.md said to keep such a daemon or gateway on loopback): each now says so, once."""
+    said = "without Curve: whoever reaches it can call every route, admin ones (_reload) too"
+    daemons = [Daemon(tmp_path / name, address=f"tcp://{host}:{free_port()}") for name, host in
+               (("open", "0.0.0.0"), ("loopback", "127.0.0.1"))]  # fmt: skip
+    gateways = []
+    try:
+        for daemon in daemons:
+            daemon.wait_ready()
+        assert daemons[0].log().count(f"listening on {daemons[0].address} {said}") == 1, daemons[0].log()
+        assert said not in daemons[1].log(), daemons[1].log()
+        for host in ("0.0.0.0", "127.0.0.1"):
+            gateways.append(Gateway(tmp_path, daemons[1].address, "--host", host))
+        open_, loopback = (gateway.log_path.read_text() for gateway in gateways)
+        port = gateways[0].host.rsplit(":", 1)[1]
+        warned = (
+            f"listening on 0.0.0.0 without --tokens: whoever reaches port {port} can call every route of the daemon"
+        )
+        assert open_.count(warned) == 1 and "without --tokens" not in loopback, (open_, loopback)
+    finally:
+        for gateway in gateways:
+            assert gateway.stop() == 0
+        for daemon in daemons:
+            assert daemon.terminate() == 0
+
+
 def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_none(tmp_path):
     """Tokens are secrets (a world-readable file hands them to every user of the host), and a
     token whose key file is broken would fail its first caller rather than the operator's start."""

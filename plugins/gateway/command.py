@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -30,10 +31,13 @@ from heirloom.options import (
     existing_file,
     listen_options,
     log_options,
+    loopback,
     set_option,
     url_host,
 )
 from heirloom.reports import EXTRA_HINT
+
+log = logging.getLogger("heirloom.gateway")
 
 #: How uvicorn runs the gateway (uvloop and httptools, from the 'ui' extra's uvicorn[standard],
 #: by uvicorn's "auto" choice; the gateway's httptools protocol adds its pipelining bound).
@@ -260,6 +264,13 @@ def gateway_command(
         )
         port = listening.getsockname()[1]  # the one the system chose for --port 0
         click.echo(f"heirloom gateway: http://{url_host(host)}:{port}/ -> {daemon.address}", err=True)
+        if token_keys is None and not loopback(host):  # HTTP.md's advice, said where the mistake shows
+            log.warning(
+                "listening on %s without --tokens: whoever reaches port %d can call every route of the daemon, "
+                "admin ones (_reload) too; give --tokens, or listen on 127.0.0.1 behind a proxy (docs/HTTP.md)",
+                host or "every interface",
+                port,
+            )
         # on a stop signal, a request (or a body that never ends) gets --timeout more at most
         settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout, "http": OneQueuedRequest}
         app = create_app(gateway, daemon.on_loop, answered_hosts(host, allowed_hosts))
