@@ -388,6 +388,30 @@ def test_a_body_that_is_not_strict_json_is_400_naming_the_body(trained):
     assert status == 200
 
 
+def test_a_body_holding_a_key_twice_is_400_naming_it(bare):
+    """``{"text": "Profit rose", "text": "Profit fell"}`` was served with the last value, where a
+    proxy or firewall in front that read the first saw another request. Refused, small bodies
+    and large (over 64 KiB, counted before they are searched) alike, and only those."""
+    _, gateway = bare
+    echo = gateway.url + "/v1/routes/echo.echo"
+    pad = "x" * 70_000
+    repeated = [
+        (b'{"text": "Profit rose", "text": "Profit fell"}', "text"),
+        (b'[{"a": 1}, {"b": {"c": 1, "d": 2, "c": 3}}]', "c"),
+        (b'{"pad": "%s", "q": {"k": 1, "k": 1}}' % pad.encode(), "k"),
+        (b'{"n": 1, "s": "\\u0022:", "n": 2, "pad": "%s"}' % pad.encode(), "n"),  # a quote written as \u0022
+    ]
+    for raw, key in repeated:
+        status, _, body = http(echo, raw=raw)
+        assert (status, body["field"]) == (400, "body"), (raw[:40], body)
+        assert body["error"].startswith(f"an object of the body holds the key {key!r} more than once"), body
+    # the same keys in different objects, and keys written inside strings, are no repeats
+    fine = [{"a": [{"x": 1}, {"x": 2}], "s": 'x": 1, "a": "\\"'}, {"s": '":' * 40_000, "t": '\\":' * 20_000, "u": pad}]
+    for value in fine:
+        status, _, body = http(echo, value)
+        assert (status, body) == (200, value)
+
+
 def test_an_idempotency_key_header_makes_a_retried_feedback_count_once(trained):
     _, gateway = trained
     feedback = gateway.url + "/v1/routes/sentiment.feedback"

@@ -46,6 +46,7 @@ from heirloom_plugins.gateway.front import (
     Front,
     Receive,
     Refused,
+    RepeatedKey,
     from_json,
     nested_deeper,
     opens_deeper,
@@ -245,6 +246,8 @@ class Gateway:
             return None
         try:
             value = from_json(raw)
+        except RepeatedKey as exc:
+            raise Refused(error_response(400, str(exc), field="body")) from None
         except ValueError as exc:
             message = TOO_DEEP if opens_deeper(raw) else f"the body is not JSON: {exc}"
             raise Refused(error_response(400, message, field="body")) from None

@@ -12,6 +12,7 @@ Refusals are the same ``error_response`` replies the Starlette routes send.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -60,19 +61,86 @@ def _as_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+class RepeatedKey(ValueError):
+    """A body with an object that holds a key more than once (its message names the key)."""
+
+
 def from_json(raw: bytes) -> Any:
     """A request body parsed strictly: ``NaN``/``Infinity`` literals and nesting deeper than
     1,024 are refused (orjson.JSONDecodeError, a ValueError), where the standard library
     let them through or raised RecursionError. An integer past 64 bits becomes a float. Bytes
-    that are not UTF-8 are named by offset (orjson's own words speak of surrogates)."""
+    that are not UTF-8 are named by offset (orjson's own words speak of surrogates). An object
+    holding a key twice is RepeatedKey: orjson keeps the last value, and a proxy in front that
+    read the first would have passed another request than the one served."""
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         try:
             bytes(raw).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ValueError(f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8") from None
         raise
+    if (key := repeated_key(bytes(raw), value)) is not None:
+        raise RepeatedKey(
+            f"an object of the body holds the key {key[:80]!r} more than once: send it once (which one counts "
+            "would be a guess, and a proxy in front may have read the other)"
+        )
+    return value
+
+
+#: Bodies up to this size are searched for a repeated key by the standard library's parser
+#: (microseconds); a larger one first has its members counted, and is parsed so only if the
+#: count says a key repeats (orjson has no hook for it).
+SEARCHED_WHOLE = 64 << 10
+#: Every byte but quotes and colons: what a body's members are counted by.
+NOT_MEMBERS = bytes(set(range(256)) - set(b'":'))
+
+
+class _Repeated(Exception):
+    pass
+
+
+def _refuse_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+    return found
+
+
+def repeated_key(raw: bytes, value: Any) -> str | None:
+    """The first key an object of ``raw`` (valid JSON, parsed as ``value``) holds twice, if any
+    (but in a body nested too deep to serve, which is refused as such)."""
+    if raw.count(b":") < 2:
+        return None
+    if len(raw) > SEARCHED_WHOLE or _brackets(raw) > MAX_JSON_NESTING:
+        try:
+            if _members(raw) == _members(orjson.dumps(value)):
+                return None  # as many members as the objects parsed hold: none repeated
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (then refused as too deep)
+            pass
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_repeats)
+    except _Repeated as repeated:
+        return str(repeated.args[0])
+    except RecursionError:  # nested far past MAX_JSON_NESTING: refused as too deep
+        return None
+    return None
+
+
+def _members(raw: bytes) -> int:
+    """The members of the objects in ``raw`` (valid JSON): its colons outside strings,
+    vectorised as :func:`opens_deeper` reads brackets."""
+    import numpy  # on large bodies only
+
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = numpy.frombuffer(unescaped.translate(None, NOT_MEMBERS), dtype=numpy.uint8)
+    quotes = text == ord('"')
+    outside = numpy.cumsum(quotes, dtype=numpy.int64) % 2 == 0
+    return int(numpy.count_nonzero(outside & ~quotes))
 
 
 #: Deepest nesting of arrays and objects a body may have: orjson writes JSON at most 255
