@@ -319,6 +319,39 @@ def test_a_key_file_with_two_public_keys_is_skipped_naming_it(tmp_path, keys):
     assert f"{skipped} {clients / 'two.key'} has more than one public-key line" in daemon.log()
 
 
+def test_a_clients_folder_follows_links_within_it_and_skips_those_out_of_it(tmp_path, keys):
+    """A link in the clients folder to a .key anywhere authorised that key: whoever may change
+    the file it points at chose a client (the store follows no link). A link out of the folder
+    is now refused at start and skipped while serving, naming it; one within it (Kubernetes
+    mounts a Secret's files as ``alice.key -> ..data/alice.key``) is followed."""
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "alice.key").write_bytes((keys / "clients" / "alice.key").read_bytes())
+    outside = keys / "strangers" / "mallory.key"
+    (clients / "link.key").symlink_to(outside)
+    said = f"the Curve key {clients / 'link.key'} is a link to {outside}, outside the folder"
+    secret = str(keys / "server" / "server.key_secret")
+    refused = run_heirloom("serve", "minimal", "--curve-secret", secret, "--curve-clients", str(clients), timeout=60)
+    assert refused.returncode == 1 and said in refused.stderr, refused.stderr
+    (clients / "link.key").unlink()
+    daemon = refreshing_daemon(tmp_path, keys, clients)
+    daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+    mallory = _curve(keys, "strangers/mallory.key_secret")
+    (clients / "link.key").symlink_to(outside)  # added while serving: skipped
+    time.sleep(1)
+    with daemon.client(curve=mallory, timeout=5, retries=0) as client, pytest.raises(Unauthenticated):
+        client.call("echo.echo", "through a link out of the folder")
+    (clients / "link.key").unlink()
+    (clients / "..data").mkdir()
+    (clients / "..data" / "mallory.key").write_bytes(outside.read_bytes())
+    (clients / "mallory.key").symlink_to("..data/mallory.key")
+    time.sleep(1)
+    with daemon.client(curve=mallory, timeout=5, retries=0) as client:
+        assert client.call("echo.echo", "within") == "within"
+    assert daemon.terminate() == 0
+    assert daemon.log().count(f"skipped a file of a Curve key folder: {said}") == 1, daemon.log()
+
+
 def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):
     fifo = tmp_path / "server.key_secret"
     os.mkfifo(fifo)

@@ -144,14 +144,21 @@ def _key_ids(directory: Path | None, *, strict: bool, warned: set[str] | None = 
     """The z85 public keys of a folder's ``*.key`` files (how ZAP reports a client's User-Id).
     A file that is no key fails a ``strict`` read; otherwise it is skipped with a warning
     naming it (once per message in ``warned``), so one bad file never stops the folder's other
-    changes (a revocation)."""
+    changes (a revocation). So is a link to a file outside the folder (whoever may change that
+    file would choose a client); one within it is followed, as Kubernetes mounts a ConfigMap's
+    or Secret's files (``alice.key -> ..data/alice.key``)."""
     if directory is None:
         return frozenset()
     if not directory.is_dir():
         raise HeirloomError(f"{directory} is not a folder of public .key files")
-    keys = set()
+    keys, inside = set(), directory.resolve()
     for path in sorted(directory.glob("*.key")):
         try:
+            if path.is_symlink() and not path.resolve().is_relative_to(inside):
+                raise HeirloomError(
+                    f"the Curve key {path} is a link to {path.resolve()}, outside the folder: a key folder "
+                    "authorises the files in it (copy the key in)"
+                )
             keys.add(load_public(path).decode())
         except HeirloomError as exc:
             if strict:
