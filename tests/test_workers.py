@@ -12,6 +12,8 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import wait
 from pathlib import Path
@@ -27,7 +29,7 @@ from heirloom.wire.protocol import CONTROL, packb, unpackb
 from heirloom.wire.server import TAG_BYTES
 from heirloom.wire.stats import BATCH_BUCKETS, SECONDS_BUCKETS
 from tests.daemons import PROFILE, Daemon
-from tests.helpers import HEIRLOOM, free_tcp_address, run_heirloom, write
+from tests.helpers import HEIRLOOM, free_port, free_tcp_address, run_heirloom, write
 
 
 def _until_healthy(client, daemon: Daemon) -> float:
@@ -288,6 +290,70 @@ def test_a_remote_worker_that_falls_behind_is_back_pressure_not_unavailable(tmp_
         context.destroy(linger=0)
         assert daemon.terminate() == 0
         worker.kill()
+
+
+def test_a_remote_worker_killed_hard_is_lost_at_the_first_request_that_cannot_reach_it(tmp_path):
+    """kill -9 of one of two remote workers: with nothing in flight it was the least busy, and every send to it
+    failed at once (EHOSTUNREACH), so until it missed three heartbeats it drew 8,099 of 9,905 requests, each
+    UNAVAILABLE 'cannot be reached', while the other worker sat ready. The first failed send now drops it (its
+    requests in flight fail, it counts as lost) and that request goes to the other worker."""
+    worker_address, metrics_port = free_tcp_address(), free_port()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address, "--metrics-port", str(metrics_port))
+    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    victim, survivor = [subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env) for _ in range(2)]
+    context = zmq.Context()
+    window, total = 8, 400  # requests a client keeps in flight, and sends after the kill
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while _worker_pids(client) != sorted([victim.pid, survivor.pid]):
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+        victim.kill()
+        victim.wait(30)  # its connection to the broker closed with it; nothing was in flight on it
+        stream = context.socket(zmq.DEALER)
+        stream.connect(daemon.address)
+        sent, answered, served_by, failed = 0, 0, Counter(), []
+        while answered < total:
+            while sent < total and sent - answered < window:
+                header = packb({"id": sent, "route": "t.pid", "deadline_ms": 60_000})
+                stream.send_multipart([b"HLM1", header, packb(None)])
+                sent += 1
+            assert stream.poll(60_000), daemon.log()  # a hang guard, not a timing
+            _, header, body = stream.recv_multipart()
+            answered += 1
+            if unpackb(header)["status"] == "OK":
+                served_by[unpackb(body)] += 1
+            else:
+                failed.append(unpackb(body))
+        # only what was in flight on it when the broker learnt it was gone fails: at most the window
+        assert len(failed) <= window and served_by == {survivor.pid: total - len(failed)}, (failed[:3], served_by)
+        for error in failed:
+            assert error["code"] == "UNAVAILABLE" and error["retryable"] is True and error["retry_after_ms"] > 0
+            assert re.fullmatch(
+                rf"worker pid {victim.pid} (cannot be reached \(Host unreachable\)|missed 3 heartbeats) while"
+                " handling the request; retry",
+                error["message"],
+            ), error
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            assert re.search(r"^heirloom_workers_lost_total 1(\.0)?$", response.read().decode(), re.M)
+        survivor.kill()  # with no other worker ready, a request it cannot be sent is UNAVAILABLE, to retry
+        survivor.wait(30)
+        with daemon.client(timeout=30, retries=0) as client:
+            with pytest.raises(Unavailable) as refused:
+                client.call("t.pid")
+            assert refused.value.retryable and refused.value.retry_after_ms, refused.value
+            said = refused.value.message
+            assert re.search(rf"worker pid {survivor.pid} (cannot be reached|missed 3)|no worker", said), said
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+        victim.kill()
+        survivor.kill()
+    log = daemon.log()
+    assert f"worker pid {victim.pid} cannot be reached (Host unreachable)" in log or "missed 3 heartbeats" in log
 
 
 def test_a_worker_with_a_slower_heartbeat_than_its_broker_is_not_declared_dead(tmp_path):

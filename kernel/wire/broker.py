@@ -6,9 +6,10 @@ their status. Each request goes to the ready worker with the fewest requests in 
 idempotency key to the worker its key hashes to, so a retry meets the first attempt), prefixed with a tag frame and
 the client's identity; the worker answers with the tag (plus a status byte) in front, so the broker matches replies
 without decoding them. The broker checks a request's size and deadline, then enforces the resource manager's
-daemon-wide in-flight limit (the body's contents are the worker's to check). When a worker dies (its process exits
-or its heartbeats stop) its in-flight requests are answered UNAVAILABLE at once and a local worker is respawned; a
-request still unanswered past its deadline and a grace (``broker_deadlines``) is answered DEADLINE_EXCEEDED then.
+daemon-wide in-flight limit (the body's contents are the worker's to check). When a worker dies (its process exits,
+its heartbeats stop, or a request finds its connection closed and goes to another worker) its in-flight requests are
+answered UNAVAILABLE at once and a local worker is respawned; a request still unanswered past its deadline and a
+grace (``broker_deadlines``) is answered DEADLINE_EXCEEDED then.
 A worker sees ``[tag + client identity, header, body, ...]`` (``deadline_ms``: what is left) and answers ``[tag +
 status, header, body, ...]``: the client's routing frames stay here, the signature frame is left out both ways.
 """
@@ -30,21 +31,18 @@ from heirloom.core.placement import WorkerPool
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, bound_worker_address, secure_worker_endpoint
 from heirloom.wire.broker_deadlines import Deadlines, forwarded_header
+from heirloom.wire.broker_ready import ReadyTable
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
-    LOAD,
     MISSED_HEARTBEATS,
     WORKER_LINES_PER_MINUTE,
     WORKER_QUEUE,
     Departed,
-    KeyRoutes,
     Worker,
-    described_routes,
     names_another,
     not_sent,
     read_heartbeat,
     routes_differing,
-    served_routes,
     start_failure,
     worker_argv,
 )
@@ -86,8 +84,6 @@ STOP_SECONDS = 10.0
 #: Requests of this many bytes and more count against ``[server] forward_backlog_mb`` (the
 #: smaller ones are bounded by the in-flight limit: 1,024 of them hold at most 64 MiB).
 LARGE_REQUEST = 64 << 10
-#: Route names the broker remembers as served once (UNAVAILABLE, not NOT_FOUND, while no worker serves them).
-MAX_ROUTES = 10_000
 #: Workers a broker keeps track of at once (a new one past them is ignored, said once a minute).
 MAX_WORKERS = 128
 #: A request in flight: its worker, route stats, when it was received, its client's envelope, its id.
@@ -146,14 +142,7 @@ class Broker(BrokerRoutes):
         self._comings = Budget(WORKER_LINES_PER_MINUTE, "lines about workers joining and leaving")
         self.workers: dict[bytes, Worker] = {}
         self._departed = Departed(settings.heartbeat)
-        self._ready: list[Worker] = []
-        #: route -> the ready workers that serve it: a request never goes to one that does not
-        #: (a worker of another profile, or of an older version during a rolling upgrade)
-        self._serving: dict[str, list[Worker]] = {}
-        #: every route a worker has served: one no ready worker serves now is UNAVAILABLE, not NOT_FOUND
-        self._served_once: set[str] = set()
-        self.keys = KeyRoutes()
-        self.routes: dict[str, dict[str, Any]] = {}
+        self.table = ReadyTable(settings.admin_routes, self.workers.values(), settings.idempotency_cache)
         self.forwarded: dict[bytes, Forwarded] = {}  # by tag
         self.deadlines = Deadlines(self.forwarded, settings.heartbeat)
         #: tag -> bytes of each large forwarded request (LARGE_REQUEST and up), and their sum
@@ -249,7 +238,7 @@ class Broker(BrokerRoutes):
             for worker in self.workers.values():
                 worker.last_seen += gap
         if self.pool is not None and not self.draining:
-            self.pool.observe(len(self.forwarded), len(self._ready))
+            self.pool.observe(len(self.forwarded), len(self.table.ready))
         self._comings.roll(log)
         for pid, code, reason in self.local.reap(now, respawn=not self.draining):
             self._forget_pid(pid, code, reason)
@@ -283,9 +272,30 @@ class Broker(BrokerRoutes):
             self._comings.log(log, logging.WARNING, line, reason, worker.in_flight, always=worker.local)
         self.workers.pop(worker.identity, None)
         self.worker_totals.retire(worker.identity)
-        self._update_ready()
+        self.table.update()
         for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:
             self._fail(tag, f"{reason} while handling the request; retry")
+
+    def _send(self, route: str, client: bytes, key: Any, message: list[bytes]) -> Worker:
+        """Hand ``message`` (``[tag + client, header, ...]``) to the worker the table chooses. One whose connection
+        is closed (EHOSTUNREACH: killed, its host gone) is lost at once, its requests in flight failed, and the
+        next is tried: with nothing in flight it was the least busy, and drew 82 % of requests for 3 heartbeats.
+        RequestError when its queue is full (back-pressure, not its loss) or no worker serving ``route`` is left."""
+        tag = message[0][:TAG_BYTES]
+        while True:
+            worker = self.table.choose(route, client, key, tag)
+            try:
+                self._to_worker([worker.identity, *message])
+                return worker
+            except zmq.ZMQError as exc:
+                self.table.keys.answered(tag, ok=False)
+                if exc.errno != zmq.EHOSTUNREACH:
+                    raise not_sent(worker, exc) from None
+                self._drop(worker, f"worker pid {worker.pid} cannot be reached ({exc.strerror})")
+                if worker.local and self.local.kill(worker.pid):  # its exit, reaped later, is this loss
+                    self._counted[worker.pid] = "it could not be reached"
+                if not self.table.serving.get(route):
+                    raise not_sent(worker, exc) from None
 
     def _fail(self, tag: bytes, message: str) -> None:
         forwarded = self.forwarded.get(tag)
@@ -301,7 +311,7 @@ class Broker(BrokerRoutes):
         del self.forwarded[tag]
         if self._large:
             self._large_bytes -= self._large.pop(tag, 0)
-        self.keys.answered(tag, ok=ok)
+        self.table.keys.answered(tag, ok=ok)
         forwarded[0].in_flight -= 1
         return not self.deadlines.answered(tag)
 
@@ -387,24 +397,12 @@ class Broker(BrokerRoutes):
         if not self.worker_totals.update(identity, status.get("metrics")):
             self._unreadable.log(log, logging.WARNING, "ignored worker pid %d's metrics: not a snapshot", worker.pid)
         if worker.ready != was_ready or (worker.ready and status.get("routes") != before.get("routes")):
-            self._update_ready()  # a ready worker's new routes count at once, not when it next turns ready
+            self.table.update()  # a ready worker's new routes count now, not once it turns ready
             if worker.ready and not was_ready:
                 self._comings.log(log, logging.INFO, "worker pid %d ready", worker.pid, always=local)
                 self.start_failure = None
-                if differing := routes_differing(worker, self._ready):
+                if differing := routes_differing(worker, self.table.ready):
                     self._comings.log(log, logging.WARNING, "%s", differing, always=local)
-
-    def _update_ready(self) -> None:
-        self._ready = [w for w in self.workers.values() if w.ready]
-        self._serving = {}
-        for worker in self._ready:
-            for name in served_routes(worker):
-                self._serving.setdefault(name, []).append(worker)
-        if self._ready:  # what _routes lists: every route some ready worker serves
-            self.routes = described_routes(self._ready, self.settings.admin_routes)
-            if len(self._served_once) + len(self.routes) > MAX_ROUTES:  # names a rogue worker made up
-                self._served_once.clear()
-            self._served_once.update(self.routes)
 
     # -- clients -------------------------------------------------------------------------
     def _from_client(self, frames: list[bytes], user: str | None) -> None:
@@ -422,7 +420,7 @@ class Broker(BrokerRoutes):
             key, budget = header_options(header)  # the header's own fields: checked first
             route = header.get("route")
             vet_sender(self.curve, self.buckets, user, envelope, frames, route if type(route) is str else None)
-            info = self.routes.get(route) if type(route) is str else None
+            info = self.table.routes.get(route) if type(route) is str else None
             if info is None:
                 route = header_route(header)
                 if route == SCALE_ROUTE:
@@ -439,8 +437,7 @@ class Broker(BrokerRoutes):
                 self._check_admin(route, user)
             if self.draining:
                 raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
-            ready = self._serving.get(route)
-            if not ready:
+            if not self.table.serving.get(route):
                 raise self._unroutable(route)
             # the checks a worker makes before admission that need no decoding; the body's contents are the worker's
             payload = sum(map(len, frames[index + 2 :]))
@@ -459,19 +456,8 @@ class Broker(BrokerRoutes):
                 raise RequestError(RESOURCE_EXHAUSTED, f"the broker holds {held}; retry", retry_after_ms=100)
             self._tag += 1
             tag = self._tag.to_bytes(TAG_BYTES, "little")
-            if key is not None:  # a retry goes where the first attempt went
-                limit = self.settings.idempotency_cache * len(self.workers)
-                worker = self.keys.route(ready, (client, route, key), tag, limit)
-            elif len(ready) == 1:
-                worker = ready[0]
-            else:
-                worker = min(ready, key=LOAD)
             head = frames[index + 1] if budget is None else forwarded_header(header, budget, received)
-            try:
-                self._to_worker([worker.identity, tag + client, head, *frames[index + 2 :]])
-            except zmq.ZMQError as exc:  # its queue is full, or it is gone since its last heartbeat
-                self.keys.answered(tag, ok=False)
-                raise not_sent(worker, exc) from None
+            worker = self._send(route, client, key, [tag + client, head, *frames[index + 2 :]])
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
             if budget is not None:

@@ -62,12 +62,13 @@ class BrokerRoutes:
     def _unroutable(self: Broker, route: str) -> RequestError:
         """UNAVAILABLE while no worker is ready (nobody knows the routes yet) or none that is serves a
         route one served before (being replaced), else NOT_FOUND."""
-        if not self._ready:
+        if not self.table.ready:
             said = f"no worker is ready ({len(self.workers)} connected{self._why_not_ready()})"
             return RequestError(UNAVAILABLE, said, retry_after_ms=500)
-        if route in self._served_once:
+        if route in self.table.served_once:
             return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
-        known = [*self.routes, *KERNEL_ROUTES, SCALE_ROUTE] if len(self.routes) <= MAX_HEARTBEAT_ROUTES else []
+        routes = self.table.routes
+        known = [*routes, *KERNEL_ROUTES, SCALE_ROUTE] if len(routes) <= MAX_HEARTBEAT_ROUTES else []
         hint = did_you_mean(route, known)  # peers' names and the built-in ones: _helth is _health
         message = f"no route {cut(route)!r}{hint} (call _routes for the list)"
         return RequestError(NOT_FOUND, message, "header.route")
@@ -115,7 +116,7 @@ class BrokerRoutes:
         return self.pool.size if self.pool is not None else max(1, self.settings.workers)
 
     def is_ready(self: Broker) -> bool:
-        return not self.draining and len(self._ready) >= self.expected_workers()
+        return not self.draining and len(self.table.ready) >= self.expected_workers()
 
     def _refuse_clients(self: Broker) -> None:
         """Answer what clients send for 50 ms (UNAVAILABLE: draining): while the workers stop, a
@@ -150,13 +151,13 @@ class BrokerRoutes:
             "ready": self.is_ready(),
             "draining": self.draining,
             "expected_workers": self.expected_workers(),
-            "serving": not self.draining and bool(self._ready),
+            "serving": not self.draining and bool(self.table.ready),
             "workers": self._workers(),
             "start_failure": self.start_trouble(),
         }
 
     def _route_routes(self: Broker) -> dict[str, Any]:
-        return {"routes": [*self._kernel_routes(), *self.routes.values()]}
+        return {"routes": [*self._kernel_routes(), *self.table.routes.values()]}
 
     def _kernel_routes(self: Broker) -> list[dict[str, Any]]:
         """The broker's own routes, described as a one-process daemon describes its built-ins."""
@@ -166,7 +167,7 @@ class BrokerRoutes:
         return [Endpoint(route.name, route, builtin=True).describe() for route in routes]
 
     def _route_stats(self: Broker) -> dict[str, Any]:
-        ready = self._ready
+        ready = self.table.ready
         return {
             "uptime_s": round(time.time() - self.started_at, 3),
             "in_flight": len(self.forwarded),

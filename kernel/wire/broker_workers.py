@@ -9,7 +9,6 @@ broker every client depends on.
 from __future__ import annotations
 
 import logging
-import operator
 import re
 import time
 from collections import OrderedDict
@@ -316,47 +315,3 @@ class Departed:
     def __contains__(self, identity: bytes) -> bool:
         at = self._at.get(identity)
         return at is not None and time.monotonic() - at < self.seconds
-
-
-#: A worker's load, for picking the least busy (a C getter: no Python call per worker).
-LOAD = operator.attrgetter("in_flight")
-
-
-#: An idempotency key as a worker's cache scopes it: ``(client, route, key)``.
-Key = tuple[bytes, str, Any]
-
-
-class KeyRoutes:
-    """Where each idempotency key's first attempt went, so that its retries reach the worker
-    whose cache holds the reply, whatever workers joined, left or came back since (a key is
-    not moved). A key whose every answer was an error is forgotten, as the worker forgets it
-    (a client sending failing keyed requests flushed others' keys: their retries ran again
-    elsewhere); one answered once is kept, as the worker keeps its reply (an error to a repeat
-    with another body forgot it here only, and the next retry ran again on another worker)."""
-
-    def __init__(self) -> None:
-        self._went: OrderedDict[Key, Worker] = OrderedDict()
-        self._kept: set[Key] = set()  # keys answered OK: their worker remembers the reply
-        self._keys: dict[bytes, Key] = {}  # tag -> key, until answered
-
-    def route(self, ready: list[Worker], key: Key, tag: bytes, limit: int) -> Worker:
-        """The worker for ``key``'s request ``tag``: the first attempt's while it lives, else the
-        least busy; the last ``limit`` keys are kept (the workers' caches together hold as many)."""
-        went = self._went.get(key)
-        worker = went if went is not None and went in ready else min(ready, key=LOAD)
-        self._went[key] = worker
-        self._went.move_to_end(key)
-        self._keys[tag] = key
-        while len(self._went) > limit:
-            self._kept.discard(self._went.popitem(last=False)[0])
-        return worker
-
-    def answered(self, tag: bytes, *, ok: bool) -> None:
-        """Request ``tag`` was answered (``ok``: successfully, and so remembered by its worker)."""
-        key = self._keys.pop(tag, None)
-        if key is None:
-            return
-        if ok:
-            self._kept.add(key)
-        elif key not in self._kept:
-            self._went.pop(key, None)
