@@ -1130,6 +1130,51 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
             assert worker.wait(30) == 0
 
 
+def test_a_worker_guessing_the_control_frames_wrong_is_told_once_in_the_log(tmp_path):
+    """A Java worker that packed its command as a msgpack string (``a9 HEARTBEAT``) never joined, and the broker
+    logged nothing. Each peer's first such message is now named in the log, once, within 10 lines a minute."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    status = {"pid": 0, "ready": False}
+    wrong = {  # what each peer sends 5 times, and what the log says of it
+        "packed": ([CONTROL, packb("HEARTBEAT"), packb(status)], "its command is the msgpack string 'HEARTBEAT'"),
+        "bare": ([b"HEARTBEAT", packb(status)], "a HEARTBEAT without the empty frame a control message starts with"),
+        "lone": ([CONTROL, b"HEARTBEAT"], "a HEARTBEAT without its status frame"),
+        "other": ([CONTROL, b"HELLO"], "its command b'HELLO' is none a worker sends (HEARTBEAT or GONE, raw ASCII"),
+        "tag": ([b"\x01" * 20, packb({}), packb(None)], "its first frame is 20 bytes, neither empty"),
+    }
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = _until_healthy(client, daemon)
+            peers = [9000]  # a boolean heartbeat interval is not taken for 1 s: bool is no number on the wire
+            peer = context.socket(zmq.DEALER)
+            peer.connect(worker_address)
+            peer.send_multipart([CONTROL, b"HEARTBEAT", packb({**status, "heartbeat": True})])
+            peer.send_multipart([CONTROL, b"HEARTBEAT", packb({**status, "pid": 9000, "heartbeat": 1})])
+            for batch in ([frames for frames, _ in wrong.values()], [wrong["packed"][0]] * 10):  # then 10 more peers
+                for frames in batch:
+                    peer = context.socket(zmq.DEALER)
+                    peer.connect(worker_address)
+                    for _ in range(5):
+                        peer.send_multipart(frames)
+                    peers.append(9000 + len(peers))
+                    peer.send_multipart([CONTROL, b"HEARTBEAT", packb({**status, "pid": peers[-1]})])  # read after
+                while sorted(w["pid"] for w in client.call("_ready")["workers"]) != peers:
+                    assert time.monotonic() < deadline, daemon.log()
+                    time.sleep(0.1)
+        lines = [line for line in daemon.log().splitlines() if "ignored a message on the worker endpoint" in line]
+        for _, said in wrong.values():  # each peer's said once
+            (line,) = [line for line in lines[:5] if said in line]
+            assert "from a peer that is no worker yet" in line and "docs/PROTOCOL.md, Worker protocol" in line
+        assert len(lines) == 10, lines  # 10 a minute: 5 of the 10 peers after them are counted, not logged
+        assert all(wrong["packed"][1] in line for line in lines[5:]), lines
+        assert "ignored a heartbeat on the worker endpoint: heartbeat.heartbeat is a bool" in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
+
+
 def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
     """With workers, ``_ready`` carries each worker's models: the probe, and a refused route, say what they wait for."""
     profile = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'

@@ -35,10 +35,12 @@ from heirloom.wire.broker_ready import ReadyTable
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
     MISSED_HEARTBEATS,
+    WORKER_COMMANDS,
     WORKER_LINES_PER_MINUTE,
     WORKER_QUEUE,
     Departed,
     Worker,
+    misread,
     names_another,
     not_sent,
     read_heartbeat,
@@ -71,7 +73,7 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import passed_on_arrival, refused, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every
+from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every, OncePerPeer
 from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
@@ -139,6 +141,7 @@ class Broker(BrokerRoutes):
         self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
         self._unreadable, self._crowded, self._reloads = Every(60.0), Every(60.0), Every(RELOAD_LOG_SECONDS)
         self._impostors = Every(60.0)  # GONE messages naming a worker their connection is not
+        self._misread = OncePerPeer(10, "lines about messages on the worker endpoint the broker cannot read")
         self._comings = Budget(WORKER_LINES_PER_MINUTE, "lines about workers joining and leaving")
         self.workers: dict[bytes, Worker] = {}
         self._departed = Departed(settings.heartbeat)
@@ -240,6 +243,7 @@ class Broker(BrokerRoutes):
         if self.pool is not None and not self.draining:
             self.pool.observe(len(self.forwarded), len(self.table.ready))
         self._comings.roll(log)
+        self._misread.budget.roll(log)
         for pid, code, reason in self.local.reap(now, respawn=not self.draining):
             self._forget_pid(pid, code, reason)
         if any(now - w.last_seen > w.silence for w in self.workers.values()):  # read what a stall of ours held back
@@ -336,13 +340,19 @@ class Broker(BrokerRoutes):
                 self._heartbeat(frames[0], frames[3])
             elif len(frames) > 2 and frames[2] == b"GONE":
                 self._gone(frames[0], frames[3] if len(frames) > 3 else None)
+            else:
+                self._log_misread(frames)
             return
         tag = tagged[:TAG_BYTES]
         forwarded = self.forwarded.get(tag)
         if forwarded is None or forwarded[0].identity != frames[0]:
+            if len(tagged) != TAG_BYTES + 1 or tagged in WORKER_COMMANDS:
+                self._log_misread(frames)
             return  # answered already (its worker was declared dead meanwhile), or sent to another peer
         code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
         if code is None or len(frames) < 4:  # no reply a worker sends (a status, a header, a body): fail it now
+            if len(tagged) != TAG_BYTES + 1:
+                self._log_misread(frames)
             return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
         if not self._release(tag, forwarded, ok=code == OK):
             return  # answered at its deadline: a reply after it is dropped
@@ -350,6 +360,13 @@ class Broker(BrokerRoutes):
         stats.record(code, time.perf_counter() - received)
         reply = frames[2:]
         self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
+
+    def _log_misread(self, frames: list[bytes]) -> None:
+        worker = self.workers.get(frames[0])
+        peer = f"worker pid {worker.pid}" if worker is not None else "a peer that is no worker yet"
+        if self._misread.first(frames[0]):  # once per peer: a worker of another language repeats it every second
+            said = "ignored a message on the worker endpoint from %s: %s (docs/PROTOCOL.md, Worker protocol)"
+            self._misread.budget.log(log, logging.WARNING, said, peer, misread(frames[1:], TAG_BYTES))
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""

@@ -153,7 +153,7 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
     status = {key: value for key, value in status.items() if value is not None and (key in _FIELDS or key == "local")}
     for key, kind in _FIELDS.items():
         value = status.get(key)
-        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+        if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
             raise ValueError(f"heartbeat.{key} is a {type(value).__name__}")
     routes = status.get("routes") or []
     if len(routes) > MAX_HEARTBEAT_ROUTES:
@@ -262,6 +262,33 @@ def not_sent(worker: Worker, exc: zmq.ZMQError) -> RequestError:
             retry_after_ms=100,
         )
     return RequestError(UNAVAILABLE, f"worker pid {worker.pid} cannot be reached ({exc}); retry", retry_after_ms=100)
+
+
+#: What a worker's control messages (an empty first frame) may say: each command frame its raw ASCII bytes.
+WORKER_COMMANDS = (b"HEARTBEAT", b"GONE")
+
+
+def misread(frames: list[bytes], tag_bytes: int) -> str:
+    """Why a message on the worker endpoint (``frames``, after the peer's routing id) is neither a control
+    message the broker reads nor a reply: said once per peer, to whoever writes a worker in another language."""
+    first = frames[0]
+    if first in WORKER_COMMANDS:
+        return f"a {first.decode()} without the empty frame a control message starts with"
+    if first:  # a reply: the request's tag and one status byte
+        return f"its first frame is {len(first)} bytes, neither empty (a control message) nor {tag_bytes + 1} (a reply)"
+    if len(frames) < 2:
+        return "a control message (an empty frame) with no command after it"
+    command = frames[1]
+    if command == b"HEARTBEAT":
+        return "a HEARTBEAT without its status frame (a msgpack map)"
+    try:
+        packed = unpackb(command)
+    except Exception:  # noqa: BLE001 - msgpack raises several types; each is no msgpack string
+        packed = None
+    raw = " or ".join(c.decode() for c in WORKER_COMMANDS)
+    if isinstance(packed, str) and packed.encode() in WORKER_COMMANDS:
+        return f"its command is the msgpack string {packed!r}: a command is its raw ASCII bytes, not msgpack"
+    return f"its command {command[:40]!r} is none a worker sends ({raw}, raw ASCII bytes)"
 
 
 def described_routes(ready: list[Worker], admin_routes: Collection[str]) -> dict[str, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 
 #: Seconds between the lines a process logs for ``_reload``, which any client may call on a daemon
 #: without Curve: 1,000 calls wrote 3,000 lines (the broker's and each of two workers'). A person's
@@ -74,3 +75,23 @@ class Budget:
         if self._held:
             logger.warning("%d more %s in the last %.0f s, not logged", self._held, self.what, self.seconds)
         self._start, self._used, self._held = now, 0, 0
+
+
+class OncePerPeer:
+    """A warning about what one peer sends wrong over and over (a worker of another language that guessed the wire
+    wrong repeats it every heartbeat): said once per peer (the last ``peers`` said are remembered), within a
+    ``Budget`` of ``count`` lines a minute, so a stranger making up peers cannot make the daemon say more."""
+
+    def __init__(self, count: int, what: str, peers: int = 1024):
+        self.budget = Budget(count, what)
+        self._said: OrderedDict[bytes, None] = OrderedDict()
+        self._peers = peers
+
+    def first(self, peer: bytes) -> bool:
+        """Whether nothing was said for ``peer`` yet (then say it with ``budget.log``: it counts as said)."""
+        if peer in self._said:
+            return False
+        self._said[peer] = None
+        if len(self._said) > self._peers:
+            self._said.popitem(last=False)
+        return True
