@@ -405,6 +405,11 @@ TOLERANT = ALLERGIC["timeline"][:2]
             "apis.treatment.model: ToyCodes cannot serve behind the medical-treatment api: its prediction's "
             "codes[0]'s 'display' is NoneType None, not a string",
         ),
+        (  # probed with an allergic patient alone, a drug nameless for the others passed, then failed them all
+            "models.t.mode=nodisplay_unallergic",
+            "apis.treatment.model: ToyCodes cannot serve behind the medical-treatment api: its prediction's "
+            "codes[0]'s 'display' is NoneType None, not a string",
+        ),
         (  # a model's own keys reached clients, past the route's schema, which names every key of a reply
             "models.m.mode=debug",
             "apis.diagnosis.model: ToyCodes cannot serve behind the medical-diagnosis api: its prediction has "

@@ -300,7 +300,9 @@ class ToyCodes(ToyModel):
     ``treatment``, penicillin V for them, whatever the patient's allergies. ``mode`` breaks it
     as plugins do: ``nocodes``, ``strcodes`` (codes as plain strings), ``float32``, ``noextras``
     (treatment without ``blocked``, ``unread_allergies``, ``answers``), ``nodisplay`` (drugs
-    without their names), ``nan`` (a probability), ``debug`` (keys the reply does not name),
+    without their names), ``nodisplay_unallergic`` (so for patients without an allergy alone, as the
+    shipped model answered a drug no training visit named: it withheld it from allergic ones),
+    ``nan`` (a probability), ``debug`` (keys the reply does not name),
     ``itemdebug`` (such a key in each ranked item), ``unranked`` (the least probable first),
     ``repeats`` (a condition recorded twice, answered twice); after its first call (the probe):
     ``short_later`` (one prediction too few), ``noextras_later``, ``other_later`` (another patient's answer),
@@ -368,7 +370,8 @@ class ToyCodes(ToyModel):
             del answer["blocked"], answer["unread_allergies"], answer["codes"][0]["answers"]
         if self.mode == "nan":
             answer["codes"][0]["probability"] = float("nan")
-        if self.mode == "nodisplay":
+        allergic = any(e.kind == "allergy" for e in query.record.timeline)
+        if self.mode == "nodisplay" or (self.mode == "nodisplay_unallergic" and not allergic):
             answer["codes"][0]["display"] = None
         if self.mode == "other_later" and later:
             answer["patient"] = "someone-else"

@@ -27,7 +27,6 @@ from heirloom_plugins.medical.patients import EventInput, RecordInput, find_enco
 from heirloom_plugins.medical.safety import Formulary, ingredients, read_drug, unread, withheld
 from heirloom_plugins.model_needs import (
     failed_answer,
-    first_problem,
     predictions_of,
     probed,
     refusal,
@@ -61,16 +60,24 @@ class Asked:
     visit: str
 
 
-def probe() -> Asked:
-    """What ``check`` asks a model about: a visit for a sore throat of a patient allergic to penicillin."""
+def probes() -> list[Asked]:
+    """What ``check`` asks a model about: a visit for a sore throat of a patient allergic to penicillin,
+    and the same visit of a patient with no allergy. A model answers them differently: the shipped one
+    withholds a drug it cannot name from an allergic patient alone, so probed with the first only, a
+    treatment model with a nameless drug started, then failed every patient without an allergy."""
     at = {"encounter": "probe-visit", "date": "2020-01-06T09:00:00Z"}
-    timeline = [
+    visit = [
         EventInput("encounter", "probe-visit", at["date"], code="snomed:185345009", value="AMB"),
         EventInput("condition", "probe-sore-throat", code="snomed:43878008", display="Streptococcal sore throat", **at),
-        EventInput("allergy", "probe-allergy", "2019-05-01", code="snomed:91936005", display="Allergy to penicillin"),
     ]
-    record = RecordInput(timeline, id="probe", gender="female", birth_date="1980-02-01")
-    return Asked(Query(record, "probe-visit"), "probe-visit")
+    allergy = EventInput(
+        "allergy", "probe-allergy", "2019-05-01", code="snomed:91936005", display="Allergy to penicillin"
+    )
+    records = [
+        RecordInput([*visit, allergy], id="probe", gender="female", birth_date="1980-02-01"),
+        RecordInput(visit, id="probe-no-allergy", gender="female", birth_date="1980-02-01"),
+    ]
+    return [Asked(Query(record, "probe-visit"), "probe-visit") for record in records]
 
 
 def ranking_problem(codes: list[dict[str, Any]]) -> str | None:
@@ -187,9 +194,10 @@ class CodesApi(heirloom.Api):
         apis ask theirs (``model_needs.probed``), its answer checked as every answer is, and sendable."""
         if (model := models.get(self.model)) is None:
             return []
-        asked = probe()
-        predictions, problem = probed(model, [asked.query], "[a probe query]")
-        problem = problem or first_problem(predictions or (), self._probe_problem, asked)
+        asked = probes()
+        predictions, problem = probed(model, [one.query for one in asked], "[two probe queries]")
+        answers = zip(predictions or (), asked, strict=False)
+        problem = problem or next(filter(None, (self._probe_problem(one, whom) for one, whom in answers)), None)
         return [refusal("model", model, self.api_type, problem, MEDICAL_DOC)] if problem else []
 
     def _probe_problem(self, answer: Any, asked: Asked) -> str | None:

@@ -98,6 +98,12 @@ class Fitted:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "position", {label: i for i, label in enumerate(self.labels)})
 
+    def name(self, label: str) -> str:
+        """A label's name in answers: its display (``names``), else its code. A drug no training
+        visit named (an export that never gave nitrofurantoin a display) was answered with no name,
+        which the treatment route refuses: every patient without an allergy got INTERNAL."""
+        return self.names.get(label) or label
+
 
 @attrs.define(kw_only=True)
 class MultiLabelModel(heirloom.Model):
@@ -172,6 +178,7 @@ class MultiLabelModel(heirloom.Model):
         labels = list(inherited.labels) if inherited else []
         labels += sorted({code for _, codes in examples for code in codes}.difference(labels))
         names = label_names(examples, self.task.label_kind, inherited.names if inherited else {})
+        self._warn_unnamed([label for label in labels if not names.get(label)])
         index = {label: i for i, label in enumerate(labels)}
         targets = torch.zeros(len(examples), len(labels))
         for row, (_, codes) in enumerate(examples):
@@ -271,6 +278,22 @@ class MultiLabelModel(heirloom.Model):
                 done,
             )
 
+    def _warn_unnamed(self, unnamed: list[str]) -> None:
+        """Labels no training visit (nor the parent) gives a display are named by their code: say so."""
+        if unnamed:
+            log.warning(
+                "%s: %d label(s) have no display in the training data (nor the parent's) and are named by their "
+                "code in answers: %s%s",
+                self.task.name,
+                len(unnamed),
+                ", ".join(unnamed[:20]) + (f" and {len(unnamed) - 20} more" if len(unnamed) > 20 else ""),
+                self._unnamed_note(),
+            )
+
+    def _unnamed_note(self) -> str:
+        """What a label named by its code means for the task (nothing more by default)."""
+        return ""
+
     def _unassigned(self) -> str:
         """Why a source may yield no visit: resources it could not give a patient (a started
         model asks its source's ``stats``; one pass more, only when training has failed)."""
@@ -306,7 +329,7 @@ class MultiLabelModel(heirloom.Model):
             codes = [
                 {
                     "code": fitted.labels[j],
-                    "display": fitted.names.get(fitted.labels[j]),
+                    "display": fitted.name(fitted.labels[j]),
                     "probability": round(scores[row][j], 4),
                     "selected": chosen[row][j],
                 }
@@ -494,7 +517,7 @@ class TreatmentModel(MultiLabelModel):
         """Each drug label as the allergy filter reads its name, computed once per fitted state."""
         cached = getattr(self, "_read_drugs", None)
         if cached is None or cached[0] is not fitted:
-            drugs = {code: read_drug(fitted.names.get(code), self.tables()) for code in fitted.labels}
+            drugs = {code: read_drug(fitted.name(code), self.tables()) for code in fitted.labels}
             self._read_drugs = cached = (fitted, drugs)
         return cached[1]
 
@@ -529,7 +552,7 @@ class TreatmentModel(MultiLabelModel):
             item["answers"] = [{"code": code, "display": names.get(code)} for _, code in ranked]
         return {
             "blocked": [
-                {"code": code, "display": fitted.names.get(code), "allergies": sorted(allergies)}
+                {"code": code, "display": fitted.name(code), "allergies": sorted(allergies)}
                 for code, allergies in sorted(blocked.items())
             ],
             "unread_allergies": unread(
@@ -550,6 +573,13 @@ class TreatmentModel(MultiLabelModel):
                     found[column] = match.group(1)
             self._columns = cached = (fitted, found)
         return cached[1]
+
+    def _unnamed_note(self) -> str:
+        return (
+            "; the allergy filter cannot read such a name, so withholds the drug from every patient with a recorded "
+            "allergy: give its coding a display, or map the code to its ingredients in a formulary file, "
+            '[brands] "rxnorm:CODE" = ["ingredient"] (docs/MEDICAL.md, "A hospital\'s own drugs")'
+        )
 
     def _extra_metrics(self, examples: list[tuple[Visit, list[str]]], answers: list[dict[str, Any]]) -> dict[str, Any]:
         """Allergy safety: recommendations that conflict with a recorded allergy (must be 0)."""
