@@ -823,6 +823,30 @@ def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treat
     assert answers and all(answer["unread_allergies"] == ["snomed:999999999"] for answer in answers)
 
 
+def test_the_report_counts_the_encounters_whose_allergies_the_filter_cannot_read(treatment, records):
+    """An RxNorm-coded penicillin allergy (``rxnorm:70618``, no display) or one in another language is
+    unread: the report's violations read 0 while 36 ranked drugs of an outside check were of a class its
+    patients were allergic to. It says the violations count only allergies the filter reads, and how
+    many encounters had unread ones, with their ranked drugs nothing checked."""
+    test = [r for r in records if r.split == "test"]
+    half = len(test) // 2
+    unread = _with_allergy(test[:half], "rxnorm:70618", None) + _with_allergy(
+        test[half : half + 1], "x:1", "Sulfamidas"
+    )
+    report = treatment.evaluate([*unread, *test[half + 1 :]])
+    examples = [one for one, _ in TREATMENT.examples(unread)]
+    answers = treatment.predict([Query(one.record, one.encounter.id) for one in examples])
+    metrics = report.metrics
+    assert metrics["allergy_unread_encounters"] == len(examples) > 0
+    assert metrics["allergy_unread_ranked"] == sum(len(answer["codes"]) for answer in answers) > 0
+    said = (
+        f"0 recommendation(s) conflict with a recorded allergy the filter reads; {metrics['allergy_blocked']} drug(s) "
+        f"withheld over {metrics['allergy_checked']} encounters; {len(examples)} encounter(s) with allergies it "
+        f"cannot read (listed in their answers' unread_allergies), whose {metrics['allergy_unread_ranked']} ranked"
+    )
+    assert said in " ".join(report.text.split())
+
+
 def test_two_allergies_of_one_display_both_rule_out_their_drugs(treatment, records):
     """Two "Hypersensitivity (finding)" allergies coded penicillin and aspirin: the second
     replaced the first, and amoxicillin was recommended with nothing listed."""

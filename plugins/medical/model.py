@@ -582,7 +582,10 @@ class TreatmentModel(MultiLabelModel):
         )
 
     def _extra_metrics(self, examples: list[tuple[Visit, list[str]]], answers: list[dict[str, Any]]) -> dict[str, Any]:
-        """Allergy safety: recommendations that conflict with a recorded allergy (must be 0)."""
+        """Allergy safety: recommendations that conflict with a recorded allergy the filter reads (must be
+        0), and the encounters with allergies it cannot read, whose ranked drugs nothing checked: a
+        hospital coding allergies by RxNorm ingredient (``rxnorm:70618``) or in other languages had 36
+        ranked drugs of a class its patients were allergic to while the violations read 0."""
         fitted, tables = self._require(), self.tables()
         violations = 0
         for (one, _), answer in zip(examples, answers, strict=True):
@@ -592,14 +595,21 @@ class TreatmentModel(MultiLabelModel):
             for item in answer["codes"]:
                 if conflicts(self._drugs(fitted)[item["code"]][0], ruled_out):
                     violations += 1
+        unread_at = [answer for answer in answers if answer["unread_allergies"]]
         return {
             "allergy_violations": violations,
             "allergy_blocked": sum(len(answer["blocked"]) for answer in answers),
             "allergy_checked": len(answers),
+            "allergy_unread_encounters": len(unread_at),
+            "allergy_unread_ranked": sum(len(answer["codes"]) for answer in unread_at),
         }
 
     def _extra_text(self, metrics: dict[str, Any]) -> str:
         return (
-            f"allergy safety: {metrics['allergy_violations']} recommendation(s) conflict with a recorded allergy; "
-            f"{metrics['allergy_blocked']} drug(s) withheld over {metrics['allergy_checked']} encounters\n"
+            f"allergy safety: {metrics['allergy_violations']} recommendation(s) conflict with a recorded allergy "
+            f"the filter reads; {metrics['allergy_blocked']} drug(s) withheld over {metrics['allergy_checked']} "
+            "encounters; "
+            f"{metrics['allergy_unread_encounters']} encounter(s) with allergies it cannot read (listed in their "
+            f"answers' unread_allergies), whose {metrics['allergy_unread_ranked']} ranked drug(s) were not checked "
+            "against them\n"
         )
