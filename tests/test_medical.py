@@ -1086,6 +1086,48 @@ def test_a_summary_keeps_every_allergy_problem_and_drug_that_shares_a_code_or_ha
     assert {checks[name]["recall"] for name in ("allergies", "problem list", "current medications")} == {1.0}
 
 
+def test_a_drug_whose_display_some_prescriptions_leave_out_is_one_entry_named_by_its_latest_name(tmp_path):
+    """An export giving a drug's display on some prescriptions only listed one current drug twice
+    (``rxnorm:314076`` nameless and ``lisinopril 10 MG Oral Tablet``). One coded drug is one entry,
+    named by the latest display the record gives it, with its latest status; ``heirloom eval``'s
+    record checks count it so."""
+    lisinopril = {"system": RXNORM, "code": "314076"}
+    metformin = {"system": RXNORM, "code": "860975"}
+    never = {"system": RXNORM, "code": "311995"}
+
+    def prescribed(rid: str, coded: dict[str, Any], when: str, status: str) -> dict[str, Any]:
+        return _on("MedicationRequest", rid, {"coding": [coded]}, status=status, intent="order", authoredOn=when)
+
+    resources = [
+        {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-02"},
+        prescribed("l1", lisinopril, "2020-01-02", "active"),
+        prescribed("l2", lisinopril | {"display": "lisinopril 10 MG Oral Tablet"}, "2020-06-02", "active"),
+        prescribed("l3", lisinopril, "2021-01-02", "active"),  # the latest, nameless again
+        prescribed("m1", metformin | {"display": "24 HR metformin 500 MG"}, "2020-01-02", "active"),
+        prescribed("m2", metformin, "2021-01-02", "stopped"),
+        prescribed("n1", never, "2020-01-02", "active"),
+        prescribed("n2", never, "2021-01-02", "active"),
+    ]
+    folder = tmp_path / "ehr"
+    _bundle(folder, *resources)
+    text = f'[sources.p]\nuse = "fhir"\npath = "{folder}"\ntest_fraction = 1.0\n\n'
+    text += '[apis.record]\nuse = "medical-records"\ndata = "p"\n'
+    profile = write(tmp_path / "p.toml", text)
+    with heirloom.Kernel().system(str(profile)) as system:
+        medications = system.component("record", "api").summary(SummaryInput("p1"))["medications"]
+    assert sorted(((m["code"], m["display"], m["date"]) for m in medications["current"]), key=str) == [
+        ("rxnorm:311995", None, "2021-01-02"),
+        ("rxnorm:314076", "lisinopril 10 MG Oral Tablet", "2021-01-02"),
+    ]
+    assert [(m["code"], m["display"], m["status"]) for m in medications["past"]] == [
+        ("rxnorm:860975", "24 HR metformin 500 MG", "stopped")
+    ]
+    result = run_heirloom("eval", str(profile), "record", "--json", env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert result.returncode == 0, result.stderr
+    current = json.loads(result.stdout)["apis"]["record"]["per_class"]["current medications"]
+    assert (current["support"], current["precision"], current["recall"]) == (2, 1.0, 1.0)
+
+
 def test_vitals_carry_abnormal_flags(record_api: RecordsApi, raw):
     flagged = Counter()
     for pid in raw:

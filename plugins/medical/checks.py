@@ -7,7 +7,8 @@ MedicationRequest or MedicationStatement is active (on-hold, draft), and list ev
 allergy; an event the data leaves without a code counts too (the summary lists it with
 code null: a drug the record does not name is still one the patient takes). What is one
 entry is decided here from the resources alone (code and display, as a clinician tells
-two allergies apart), and every entry the summary lists is counted, not a set of its
+two allergies apart; a coded drug by its code, named by the latest display the record
+gives it), and every entry the summary lists is counted, not a set of its
 codes: truth keyed by code as the summary was let an allergy the summary dropped score 1.0.
 ``record.search`` by a condition's or a drug's name must return the patients who have
 it, within the first as many results as there are such patients (R-precision, so
@@ -38,10 +39,13 @@ def _add(total: Counts, more: Counts) -> Counts:
 
 
 def _latest_status(record: Any, kind: str) -> dict[tuple[str | None, str | None], str | None]:
+    """Each drug's latest status: a coded drug is its code, named by the latest display the record
+    gives it (a prescription may leave it out); a code-less one is its text."""
     status: dict[tuple[str | None, str | None], str | None] = {}
+    named = {e.code: e.display for e in record.timeline if e.kind == kind and e.code and e.display}
     for event in record.timeline:
         if event.kind == kind:
-            status[(event.code, event.display)] = event.status
+            status[(event.code, named.get(event.code, event.display) if event.code else event.display)] = event.status
     return status
 
 

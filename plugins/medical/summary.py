@@ -100,11 +100,20 @@ LATEST_OF_CODE = frozenset({"medication", "allergy", "observation"})
 
 
 def entry(event: Any) -> tuple[str | None, str | None] | str | None:
-    """What one summary entry stands for: an observation's code; otherwise code AND display,
-    so only true repeats merge (Synthea records one condition or drug again and again) while
+    """What one summary entry stands for: an observation's or a coded drug's code; otherwise code
+    AND display, so only true repeats merge (Synthea records one condition again and again) while
     allergies coded with one generic "Drug allergy" code, or text-only ones (code None), stay
-    apart: keyed by code alone, three text-only allergies showed as one."""
-    return event.code if event.kind == "observation" else (event.code, event.display)
+    apart: keyed by code alone, three text-only allergies showed as one. A drug's code is the drug
+    whatever display each prescription gives it: keyed with it, an export that leaves the display
+    out of some listed one current drug twice, once nameless (``drug_names`` names the entry)."""
+    if event.kind == "observation" or (event.kind == "medication" and event.code):
+        return event.code
+    return (event.code, event.display)
+
+
+def drug_names(record: Any) -> dict[str, str]:
+    """Each drug code's name in the summary: the latest display the record gives it."""
+    return {e.code: e.display for e in record.timeline if e.kind == "medication" and e.code and e.display}
 
 
 def summarize(record: Any) -> dict[str, Any]:
@@ -115,6 +124,7 @@ def summarize(record: Any) -> dict[str, Any]:
     latest: dict[str, Any] = {}
     encounters: dict[str, dict[str, Any]] = {}
     dated: set[tuple[str, Any]] = set()  # the kinds and entries of dated events, which come before undated ones
+    names = drug_names(record)
     for event in record.timeline:
         if event.date is not None:
             dated.add((event.kind, entry(event)))
@@ -143,7 +153,7 @@ def summarize(record: Any) -> dict[str, Any]:
         elif event.kind == "medication":
             medications[entry(event)] = {
                 "code": event.code,
-                "display": event.display,
+                "display": names.get(event.code, event.display) if event.code else event.display,
                 "date": event.date,
                 "status": event.status,
                 "encounter": event.encounter,
