@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,7 +64,8 @@ def short_system(system: str) -> str | None:
     return "snomed" if SNOMED_EDITION.fullmatch(system) else SYSTEMS.get(system)
 
 
-#: The system each kind's code is preferably taken from when a concept has several codings.
+#: The system each kind's code is preferably taken from when a concept has several codings (a
+#: source's ``prefer_systems`` changes it per kind: ``Preferred``).
 PREFERRED = {
     "condition": "snomed",
     "observation": "loinc",
@@ -163,12 +164,18 @@ def instant(value: Any, field: str = "date") -> str | None:
     return moment.isoformat(timespec="seconds")
 
 
-def coding(concept: Any, kind: str) -> tuple[str | None, str | None]:
-    """``(code, display)`` of a CodeableConcept, preferring the kind's usual system."""
+#: Kind -> the system its code is taken from first (``PREFERRED``, or with a source's ``prefer_systems``).
+Preferred = Mapping[str, str]
+
+
+def coding(concept: Any, kind: str, prefer: Preferred = PREFERRED) -> tuple[str | None, str | None]:
+    """``(code, display)`` of a CodeableConcept, preferring the kind's system in ``prefer`` (its
+    short name, or for another system its URL as written)."""
     if not isinstance(concept, dict):
         return None, None
     codings = [c for c in concept.get("coding") or () if isinstance(c, dict) and c.get("code")]
-    preferred = [c for c in codings if short_system(str(c.get("system", ""))) == PREFERRED.get(kind)]
+    wanted = prefer.get(kind)
+    preferred = [c for c in codings if wanted and wanted in (short_system(str(c.get("system", ""))), c.get("system"))]
     chosen = (preferred or codings or [None])[0]
     if chosen is None:
         return None, concept.get("text")
@@ -242,8 +249,8 @@ def _range(holder: dict[str, Any]) -> tuple[float | None, float | None]:
     return (low.get("value") if isinstance(low, dict) else None, high.get("value") if isinstance(high, dict) else None)
 
 
-def _encounter(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding((r.get("type") or [None])[0], "encounter")
+def _encounter(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    code, display = coding((r.get("type") or [None])[0], "encounter", prefer)
     start, end = _first(r, "period.start"), _first(r, "period.end")
     if isinstance(r.get("class"), list):  # read as no class, it would make every visit of such an export classless
         raise ValueError("class is a list (FHIR R5's shape); this reader takes R4's one Coding")
@@ -252,8 +259,8 @@ def _encounter(r: dict[str, Any], enc: str | None) -> Event:
     return Event("encounter", r.get("id"), start, end, code, display, r.get("status"), value, encounter=enc)
 
 
-def _condition(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(concept(r, "code"), "condition")
+def _condition(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    code, display = coding(concept(r, "code"), "condition", prefer)
     onset = _first(r, "onsetDateTime", "onsetPeriod.start", "recordedDate")
     end = _first(r, "abatementDateTime", "abatementPeriod.end")
     # no clinical status but an abatement of any form (a string, an age): FHIR's con-4 makes it resolved
@@ -261,11 +268,13 @@ def _condition(r: dict[str, Any], enc: str | None) -> Event:
     return Event("condition", r.get("id"), onset, end, code, display, status, encounter=enc)
 
 
-def _observation(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(concept(r, "code"), "observation")
+def _observation(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    code, display = coding(concept(r, "code"), "observation", prefer)
     value, unit = _value(r)
     components = [c for c in r.get("component") or () if c]
-    parts = tuple(Measurement(*coding(c.get("code"), "observation"), *_value(c), *_range(c)) for c in components)
+    parts = tuple(
+        Measurement(*coding(c.get("code"), "observation", prefer), *_value(c), *_range(c)) for c in components
+    )
     date = _first(r, "effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")
     low, high = _range(r)
     return Event(
@@ -273,9 +282,9 @@ def _observation(r: dict[str, Any], enc: str | None) -> Event:
     )
 
 
-def _medication(r: dict[str, Any], enc: str | None) -> Event:
+def _medication(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
     if "medicationCodeableConcept" in r:
-        code, display = coding(concept(r, "medicationCodeableConcept"), "medication")
+        code, display = coding(concept(r, "medicationCodeableConcept"), "medication", prefer)
     else:
         code, display = None, r["medicationReference"].get("display")
     date = _first(r, "authoredOn", "effectiveDateTime", "effectivePeriod.start", "dateAsserted")
@@ -302,22 +311,22 @@ def _is_medication(resource: dict[str, Any]) -> bool:
     return resource.get("resourceType") == "Medication"
 
 
-def _procedure(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(concept(r, "code"), "procedure")
+def _procedure(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    code, display = coding(concept(r, "code"), "procedure", prefer)
     date = _first(r, "performedDateTime", "performedPeriod.start")
     return Event(
         "procedure", r.get("id"), date, _first(r, "performedPeriod.end"), code, display, r.get("status"), encounter=enc
     )
 
 
-def _immunization(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(concept(r, "vaccineCode"), "immunization")
+def _immunization(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    code, display = coding(concept(r, "vaccineCode"), "immunization", prefer)
     date = _first(r, "occurrenceDateTime", "recorded")
     return Event("immunization", r.get("id"), date, None, code, display, r.get("status"), encounter=enc)
 
 
-def _allergy(r: dict[str, Any], enc: str | None) -> Event:
-    code, _ = coding(concept(r, "code"), "allergy")
+def _allergy(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    code, _ = coding(concept(r, "code"), "allergy", prefer)
     date = _first(r, "onsetDateTime", "recordedDate")
     display = "; ".join(_allergy_names(r)) or None
     return Event("allergy", r.get("id"), date, None, code, display, _status(r.get("clinicalStatus")), encounter=enc)
@@ -346,8 +355,8 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _note(r: dict[str, Any], enc: str | None) -> Event:
-    code, display = coding(r.get("type"), "note")
+def _note(r: dict[str, Any], enc: str | None, prefer: Preferred = PREFERRED) -> Event:
+    code, display = coding(r.get("type"), "note", prefer)
     contents = [(i, c) for i, c in enumerate(r["content"]) if isinstance(c, dict) and "attachment" in c]
     texts = [_decode(c["attachment"], f"content[{i}].attachment") for i, c in contents]
     date = _first(r, "date")
@@ -374,7 +383,7 @@ def _decode(attachment: Any, field: str) -> str | None:
 
 
 #: resourceType -> builder of its event (from the resource and the id of its encounter).
-EVENTS: dict[str, Callable[[dict[str, Any], str | None], Event]] = {
+EVENTS: dict[str, Callable[[dict[str, Any], str | None, Preferred], Event]] = {
     "Encounter": _encounter,
     "Condition": _condition,
     "Observation": _observation,
@@ -394,9 +403,10 @@ def patient_reference(resource: dict[str, Any]) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def event(resource: dict[str, Any], encounter: str | None) -> Event:
-    """The timeline event of a clinical resource; ValueError/TypeError/... on odd shapes."""
-    return EVENTS[resource["resourceType"]](resource, encounter)
+def event(resource: dict[str, Any], encounter: str | None, prefer: Preferred = PREFERRED) -> Event:
+    """The timeline event of a clinical resource, each code taken from ``prefer``'s system for its kind
+    where a concept has several codings; ValueError/TypeError/... on odd shapes."""
+    return EVENTS[resource["resourceType"]](resource, encounter, prefer)
 
 
 def demographics(patient: dict[str, Any]) -> tuple[str | None, str | None, bool, str | None]:

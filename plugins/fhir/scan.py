@@ -34,8 +34,10 @@ from heirloom_plugins.fhir.parse import (
 from heirloom_plugins.fhir.records import (
     EVENTS,
     PATIENT_FIELD,
+    PREFERRED,
     Event,
     PatientRecord,
+    Preferred,
     demographics,
     encounter_before_birth,
     event,
@@ -225,10 +227,13 @@ class Scan:
         on_error: str,
         side: Callable[[str], str | None],
         check: Callable[[dict[str, Any]], str | None] | None,
+        prefer: Preferred = PREFERRED,
     ):
         self.root = root
         self.side = side
         self.check = check
+        #: The system each kind's code is taken from first (``records.coding``).
+        self.prefer = prefer
         self.tally = Tally(on_error)
         self.known = Known()
         #: Where each patient's Patient resource was read (one record per patient).
@@ -463,7 +468,7 @@ class Scan:
                 entry.resource if rid == entry.resource.get("id") else {**entry.resource, "id": rid}, drugs.code
             )
             visit = target if target and target[0] == "Encounter" and target not in self._withdrawn else None
-            found = event(resource, visit[1] if visit else None)
+            found = event(resource, visit[1] if visit else None, self.prefer)
             if found.kind == "observation":
                 self.tally.measured(found)
             events.append(found)

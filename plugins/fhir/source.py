@@ -11,7 +11,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.fhir.parse import discover
-from heirloom_plugins.fhir.records import PatientRecord
+from heirloom_plugins.fhir.records import PREFERRED, SYSTEMS, PatientRecord
 from heirloom_plugins.fhir.scan import Scan, Tally, log
 from heirloom_plugins.fhir.splits import SPLITS, Splitter, first_by_hash
 
@@ -35,6 +35,26 @@ def _validation(instance: Any, attribute: attrs.Attribute, value: float) -> None
 def _cohort(instance: Any, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
     if len(value) != 2 or not 0 <= value[0] < value[1] <= 1:
         raise ValueError(f"'{attribute.name}' must be [low, high] with 0 <= low < high <= 1, got {list(value)!r}")
+
+
+#: The kinds whose code ``prefer_systems`` may choose the system of (a Condition, a drug, ...).
+PREFERABLE = (*PREFERRED, "allergy")
+
+
+def _systems(instance: Any, attribute: attrs.Attribute, value: dict[str, str]) -> None:
+    """Each key a kind of ``PREFERABLE``, each value a system's short name or URL; every mistake said."""
+    short = sorted(set(SYSTEMS.values()))
+    mistakes = []
+    for kind, system in value.items():
+        if kind not in PREFERABLE:
+            mistakes.append(f"{kind!r} is not an event kind with a code (one of {', '.join(PREFERABLE)})")
+        if not isinstance(system, str) or not (system in short or ":" in system):
+            mistakes.append(
+                f"{kind}: {system!r} is not a code system: one of {', '.join(short)}, or a system's URL as the "
+                "codings write it"
+            )
+    if mistakes:
+        raise ValueError(f"'{attribute.name}': {'; '.join(mistakes)}")
 
 
 def _count(instance: Any, attribute: attrs.Attribute, value: int | None) -> None:
@@ -67,6 +87,9 @@ class FhirSource(heirloom.Source):
     cohort: tuple[float, float] = attrs.field(default=(0.0, 1.0), converter=tuple, validator=_cohort)
     #: Train on at most this many patients (those with the lowest split hash); None: all.
     train_patients: int | None = attrs.field(default=None, validator=_count)
+    #: Per event kind, the code system its code is taken from when a concept has several codings
+    #: (``{condition = "icd10cm"}``); unnamed kinds keep their usual one (SNOMED CT for conditions).
+    prefer_systems: dict[str, str] = attrs.field(factory=dict, validator=_systems)
 
     def records(self, split: str | None = None) -> Iterator[PatientRecord]:
         """Stream patient records; ``self.tally`` holds the figures of this pass.
@@ -82,7 +105,7 @@ class FhirSource(heirloom.Source):
 
             check = checker()
         splitter = Splitter(self.test_fraction, self.validation_fraction, self.cohort)
-        scan = Scan(Path(self.path), self.on_error, splitter.side, check)
+        scan = Scan(Path(self.path), self.on_error, splitter.side, check, {**PREFERRED, **self.prefer_systems})
         self.tally: Tally = scan.tally
         if split == "train" and self.train_patients is not None:
             yield from first_by_hash(scan.records(split), self.train_patients)
