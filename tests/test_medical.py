@@ -1963,8 +1963,9 @@ records = "record"
 def test_a_drug_no_visit_names_is_answered_by_its_code_and_withheld_only_from_allergic_patients(tmp_path, monkeypatch):
     """A drug every prescription of an export left without a display (legal FHIR) was answered with no
     name, which the route refuses: every patient without an allergy got INTERNAL (350 of 469 visits),
-    while the start probe (an allergic patient) and training passed. It is named by its code, said at
-    training, recommended, and withheld from an allergic patient as a name the filter cannot read."""
+    while the start probe (an allergic patient), training and eval passed. It is named by its code, said
+    at training, recommended, and withheld from an allergic patient as a name the filter cannot read;
+    eval counts the answers the route would refuse (``route_refusals``)."""
     from heirloom_plugins.medical.api import PredictInput
 
     folder = _sparse_hospital(tmp_path / "ehr")
@@ -1972,6 +1973,9 @@ def test_a_drug_no_visit_names_is_answered_by_its_code_and_withheld_only_from_al
     monkeypatch.setenv("HEIRLOOM_HOME", str(tmp_path / "home"))
     trained = run_heirloom("train", str(profile), timeout=300)
     assert trained.returncode == 0, trained.stderr
+    scored = run_heirloom("eval", str(profile), "treatment", "--json", "--set", "sources.patients.test_fraction=1.0")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["models"]["treatment"]["route_refusals"] == 0, scored.stderr
     with heirloom.Kernel().system(str(profile), serve_models=True) as system:
         api = system.component("treatment", "api")
         assert api.check({"treatment": heirloom.served_model(api.handle)[0]}) == []

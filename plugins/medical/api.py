@@ -25,6 +25,7 @@ from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Query, TreatmentModel
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
 from heirloom_plugins.medical.safety import Formulary, ingredients, read_drug, unread, withheld
+from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
 from heirloom_plugins.model_needs import (
     failed_answer,
     predictions_of,
@@ -35,20 +36,6 @@ from heirloom_plugins.model_needs import (
 )
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
-#: Each prediction's whole shape, every key (see ``model_needs.shape_problem``); the replies' shapes below.
-CODE_NEEDS = {
-    "code": "a string",
-    "display": "a string or null",
-    "probability": "a number from 0 to 1",
-    "selected": "true or false",
-}
-DIAGNOSIS_NEEDS = {"patient": "a string", "encounter": "a string", "date": "a string or null", "codes": [CODE_NEEDS]}
-TREATMENT_NEEDS = {  # a drug's display is its RxNorm name, which the allergy filter reads: never null
-    **DIAGNOSIS_NEEDS,
-    "codes": [{**CODE_NEEDS, "display": "a string", "answers": [{"code": "a string", "display": "a string or null"}]}],
-    "blocked": [{"code": "a string", "display": "a string or null", "allergies": ["a string"]}],
-    "unread_allergies": ["a string"],
-}
 
 
 @attrs.frozen
@@ -306,7 +293,7 @@ class DiagnosisApi(CodesApi):
     what = "Ranked condition codes (SNOMED CT) with display names and probabilities"
     output = DiagnosisOutput
     api_type = "medical-diagnosis"
-    needs = DIAGNOSIS_NEEDS
+    needs = DIAGNOSIS.answer
 
 
 @attrs.define
@@ -318,7 +305,7 @@ class TreatmentApi(CodesApi):
     output = TreatmentOutput
     what = "Ranked drugs (RxNorm) with the conditions each answers, allergy conflicts withheld,"
     api_type = "medical-treatment"
-    needs = TREATMENT_NEEDS
+    needs = TREATMENT.answer
 
     #: A hospital's own drugs for the allergy filter (``formulary.py``), for a model of another type;
     #: unset, the shipped treatment model's ``formulary`` (one setting, read by both).

@@ -22,6 +22,22 @@ import attrs
 
 from heirloom_plugins.medical.patients import Visit, visits
 
+#: One answer's whole shape, every key, as the routes send it (``model_needs.shape_problem``): what the
+#: medical apis check each model answer against, and the shipped model's ``evaluate`` its own answers.
+CODE_NEEDS = {
+    "code": "a string",
+    "display": "a string or null",
+    "probability": "a number from 0 to 1",
+    "selected": "true or false",
+}
+DIAGNOSIS_NEEDS = {"patient": "a string", "encounter": "a string", "date": "a string or null", "codes": [CODE_NEEDS]}
+TREATMENT_NEEDS = {  # a drug's display is its RxNorm name, which the allergy filter reads: never null
+    **DIAGNOSIS_NEEDS,
+    "codes": [{**CODE_NEEDS, "display": "a string", "answers": [{"code": "a string", "display": "a string or null"}]}],
+    "blocked": [{"code": "a string", "display": "a string or null", "allergies": ["a string"]}],
+    "unread_allergies": ["a string"],
+}
+
 
 @attrs.frozen
 class Task:
@@ -36,6 +52,8 @@ class Task:
     current: tuple[str, ...]
     #: Whether it reads the encounter's class and type.
     encounter: bool
+    #: The shape of one answer its route sends (``DIAGNOSIS_NEEDS``, ``TREATMENT_NEEDS``).
+    answer: dict[str, Any] = attrs.field(eq=False)
 
     def labels(self, visit: Visit) -> list[str]:
         """The label codes of a visit (sorted, each once)."""
@@ -70,6 +88,7 @@ DIAGNOSIS = Task(
     history=("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy"),
     current=("observation",),
     encounter=True,
+    answer=DIAGNOSIS_NEEDS,
 )
 TREATMENT = Task(
     name="treatment",
@@ -77,4 +96,5 @@ TREATMENT = Task(
     history=("condition", "medication", "allergy"),
     current=("condition",),
     encounter=True,
+    answer=TREATMENT_NEEDS,
 )
