@@ -481,6 +481,60 @@ def test_jsonl_without_test_file_gets_a_seeded_split(tmp_path):
         list(JsonlSource(train=str(tmp_path / "lone.jsonl"), text_field="body", label_field="tag").records())
 
 
+def test_a_validation_file_is_the_validation_split_of_a_csv_or_jsonl_source(tmp_path):
+    """A team's own data, a few phrasings a label: validation carved out of the training file repeated
+    its phrasings and scored 1.0 for every version, so ``promote --if-better`` could never choose, and
+    no setting gave a csv or jsonl source a validation file of its own."""
+    train = [row for i in range(12) for row in ((f"where is my parcel {i}", "shipping"), (f"refund me {i}", "refund"))]
+    valid = [("the box never came", "shipping"), ("give back what I paid", "refund"), ("money back please", "refund")]
+    test = [("lost package", "shipping"), ("I want my money back", "refund")]
+    for name, rows in (("train", train), ("valid", valid), ("test", test)):
+        write(tmp_path / f"{name}.csv", "text,label\n" + "".join(f"{text},{label}\n" for text, label in rows))
+        write(tmp_path / f"{name}.jsonl", "".join(json.dumps({"text": t, "label": la}) + "\n" for t, la in rows))
+    profile = write(
+        tmp_path / "p.toml",
+        'project = "own"\n[sources.c]\nuse = "csv"\ntrain = "train.csv"\nvalidation = "valid.csv"\ntest = "test.csv"\n'
+        '[sources.j]\nuse = "jsonl"\ntrain = "train.jsonl"\nvalidation = "valid.jsonl"\ntest_fraction = 0.25\n'
+        '[models.mc]\nuse = "text-classifier"\ndata = "c"\n[models.mj]\nuse = "text-classifier"\ndata = "j"\n',
+    )
+    counted = {name: run_heirloom("data", "stats", str(profile), name, "--json") for name in ("c", "j")}
+    assert json.loads(counted["c"].stdout)["records"] == {"train": 24, "validation": 3, "test": 2}, counted["c"].stderr
+    assert json.loads(counted["j"].stdout)["labels"]["validation"] == {"refund": 2, "shipping": 1}
+    assert json.loads(counted["j"].stdout)["records"] == {"train": 18, "validation": 3, "test": 6}  # test from train
+    trained = run_heirloom("train", str(profile), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert trained.returncode == 0, trained.stderr
+    csv_source = CsvSource(train=str(tmp_path / "train.csv"), validation=str(tmp_path / "valid.csv"))
+    jsonl_source = JsonlSource(train=str(tmp_path / "train.jsonl"), validation=str(tmp_path / "valid.jsonl"))
+    for source, ids in ((csv_source, ["valid.csv:2", "valid.csv:3", "valid.csv:4"]), (jsonl_source, [1, 2, 3])):
+        scored = list(source.records("validation"))
+        assert [record["id"] for record in scored] == [i if isinstance(i, str) else f"valid.jsonl:{i}" for i in ids]
+        said = f"validation (compared by promote --if-better; records {heirloom.records_fingerprint(scored)[:12]}): "
+        assert said in trained.stdout and "support 3" in trained.stdout.split(said)[1].splitlines()[0]
+    assert CsvSource(train=csv_source.train, validation=csv_source.validation, validation_fraction=0).splits() == [
+        "train",
+        "validation",
+        "test",
+    ]
+    unused = CsvSource(train=csv_source.train, validation=csv_source.validation, validation_fraction=0.3)
+    assert unused.fingerprint() == (before := csv_source.fingerprint())  # the file is the split: the fraction unused
+    assert sum(1 for _ in unused.records("train")) + sum(1 for _ in unused.records("test")) == 24
+    write(tmp_path / "valid.csv", "text,label\nthe box never came,shipping\nmy car broke down,roadside\n")
+    assert csv_source.fingerprint() != before  # its content is the lineage's
+    assert csv_source.stats()["labels_only_held_out"] == {"roadside": "validation valid.csv:3"}
+    write(tmp_path / "valid.csv", "text,label\nthe box never came,shipping\nwhat about my refund\n")
+    stats = run_heirloom("data", "stats", str(profile), "c")
+    assert stats.returncode == 1 and f"{tmp_path / 'valid.csv'}:3: the row has 1 fields, the header 2" in stats.stderr
+    write(tmp_path / "valid.jsonl", '{"text": "the box never came", "label": "shipping"}\n{"text": "refund", \n')
+    with pytest.raises(heirloom.HeirloomError, match=r"valid.jsonl:2: invalid JSON at column"):
+        list(jsonl_source.records("validation"))
+    write(tmp_path / "valid.csv", "text,label\n")
+    checked = run_heirloom("profile", "check", str(profile))
+    assert (
+        checked.returncode == 2
+        and "sources.c.validation: 'validation' file valid.csv holds no record" in checked.stderr
+    )
+
+
 def test_unknown_split_is_refused(allagree):
     with pytest.raises(heirloom.HeirloomError, match="unknown split 'dev'; expected one of train, validation, test"):
         allagree.records("dev")

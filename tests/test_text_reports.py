@@ -72,6 +72,10 @@ def test_train_and_eval_warn_when_validation_is_perfect_and_test_clearly_is_not(
     assert "validation (compared by promote --if-better; " in trained and "accuracy 1.0000" in trained
     warning = "warning: validation accuracy is 1.0000 but test accuracy 0.6000: validation cannot tell versions apart"
     assert warning in trained and "carves validation out of its training file" in trained
+    assert (
+        'give a csv or jsonl source a file of its own, texts worded as production\'s, with validation = "valid.csv"'
+        in (" ".join(trained.split()))
+    )  # the way out: the team wrote its data with a few phrasings a label
     evaluated = run_heirloom("eval", profile, env=env)
     assert evaluated.returncode == 0, evaluated.stderr
     assert warning in evaluated.stdout  # the test figure now, the version's stored validation one

@@ -3,9 +3,9 @@ feedback a ``classify`` api recorded, and unions of sources.
 
 Every source yields plain dicts ``{"id": str, "text": str, "label": str}``. A source whose
 data has no test file gets a seeded, stratified test split (``test_fraction``, ``seed``);
-a ``validation`` split (``validation_fraction``) is carved the same way out of what remains
-for training, never out of the test data. Every run, and every model compared on them,
-sees the same partition.
+without a validation file (csv and jsonl's ``validation``), a ``validation`` split
+(``validation_fraction``) is carved the same way out of what remains for training, never
+out of the test data. Every run, and every model compared on them, sees the same partition.
 """
 
 from __future__ import annotations
@@ -73,12 +73,16 @@ class WrongFormat(heirloom.HeirloomError):
 class TextSource(heirloom.Source):
     """Split handling and fingerprinting shared by the file-backed text sources."""
 
-    validation_docs = "a text source carves validation out of its training file: docs/TEXT.md"
+    validation_docs = (
+        "a text source carves validation out of its training file; give a csv or jsonl source a file of its own, "
+        'texts worded as production\'s, with validation = "valid.csv": docs/TEXT.md'
+    )
 
     #: Share of each label held out as ``test`` when the data has no test file.
     test_fraction: float = attrs.field(default=0.2, validator=_open_fraction)
     #: Share of each label of the training data held out as ``validation``: what
     #: ``heirloom train`` scores each version on for ``promote --if-better`` (0: none).
+    #: Unused when the source has a validation file (``validation_file()``): that file is the split.
     validation_fraction: float = attrs.field(default=0.1, validator=_fraction_or_zero)
     #: Seed of those splits (and of ``train_per_label`` sampling): same seed, same data.
     seed: int = 0
@@ -92,8 +96,8 @@ class TextSource(heirloom.Source):
     train_per_label: int = attrs.field(default=0, validator=heirloom.at_least(0))
 
     def __attrs_post_init__(self) -> None:
-        for role, path in zip(("train", "test"), self.files(), strict=True):
-            if path is not None and Path(path).is_file() and self._holds_no_record(role, path):
+        for role, path in self.role_files().items():
+            if Path(path).is_file() and self._holds_no_record(role, path):
                 raise ValueError(f"'{role}' file {Path(path).name} holds no record (a header or blank lines alone)")
 
     def _holds_no_record(self, role: str, path: str) -> bool:
@@ -110,6 +114,16 @@ class TextSource(heirloom.Source):
     @abc.abstractmethod
     def files(self) -> tuple[str, str | None]:
         """``(train file, test file or None)``."""
+
+    def validation_file(self) -> str | None:
+        """The file whose records are the validation split (None: it is carved out of the training file)."""
+        return None
+
+    def role_files(self) -> dict[str, str]:
+        """The data files by the setting that names them (``train``, ``test``, ``validation``), those given."""
+        train, test = self.files()
+        named = {"train": train, "test": test, "validation": self.validation_file()}
+        return {role: path for role, path in named.items() if path is not None}
 
     def checked_label(self, where: str, field: str, label: str) -> str:
         """``label`` if it keeps the rules feedback labels keep (no invisible character, NFC, no
@@ -150,7 +164,7 @@ class TextSource(heirloom.Source):
         return label
 
     def splits(self) -> list[str]:
-        return list(SPLITS) if self.validation_fraction else ["train", "test"]
+        return list(SPLITS) if self.validation_fraction or self.validation_file() else ["train", "test"]
 
     def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
         if split is not None and split not in self.splits():
@@ -283,18 +297,25 @@ class TextSource(heirloom.Source):
             yield record
 
     def _stream(self, split: str | None) -> Iterator[dict[str, str]]:
-        train, test = self.files()
-        if split is None or (split == "test" and test is not None):
-            for path in (train, test) if split is None else (test,):
-                if path is not None:
-                    yield from self.read(path)
+        files = self.role_files()
+        if split is None:  # every record: the training file's, then the validation and test files'
+            for role in ("train", "validation", "test"):
+                if role in files:
+                    yield from self.read(files[role])
             return
-        roles = self._roles(train, derive_test=test is None)
-        for index, record in enumerate(self.read(train)):
+        if split in files and split != "train":
+            yield from self.read(files[split])
+            return
+        derive_test, derive_validation = "test" not in files, "validation" not in files and self.validation_fraction > 0
+        if not derive_test and not derive_validation:  # nothing is held out of the training file
+            yield from self.read(files["train"]) if split == "train" else ()
+            return
+        roles = self._roles(files["train"], derive_test, derive_validation)
+        for index, record in enumerate(self.read(files["train"])):
             if roles.get(index, "train") == split:
                 yield record
 
-    def _roles(self, path: str, derive_test: bool) -> dict[int, str]:
+    def _roles(self, path: str, derive_test: bool, derive_validation: bool) -> dict[int, str]:
         """``index -> "test" | "validation"`` for the train file's held-out records (the
         rest train), recomputed only when the file or the split settings change."""
         stat = os.stat(path)
@@ -303,6 +324,7 @@ class TextSource(heirloom.Source):
             stat.st_size,
             stat.st_mtime_ns,
             derive_test,
+            derive_validation,
             self.test_fraction,
             self.validation_fraction,
             self.seed,
@@ -315,7 +337,7 @@ class TextSource(heirloom.Source):
                 if derive_test
                 else {}
             )
-            if self.validation_fraction:
+            if derive_validation:
                 remaining = [i for i in range(len(labels)) if i not in roles]
                 held = heirloom.stratified_holdout([labels[i] for i in remaining], self.validation_fraction, self.seed)
                 roles.update({remaining[i]: "validation" for i in held})
@@ -323,19 +345,20 @@ class TextSource(heirloom.Source):
         return self._split_cache[1]
 
     def fingerprint(self) -> str:
-        """sha256 of the data files and the settings that shape the records and the splits."""
-        train, test = self.files()
+        """sha256 of the data files and the settings that shape the records and the splits (a fraction
+        a file of its split makes unused, aside; a source without a validation file hashes as before one
+        could be given)."""
+        files = self.role_files()
         paths = heirloom.path_fields(type(self))
-        settings = {
-            f.name: getattr(self, f.name)
-            for f in attrs.fields(type(self))
-            if f.name not in paths and not (test is not None and f.name == "test_fraction")
-        }
+        unused = {f"{role}_fraction" for role in ("test", "validation") if role in files}
+        settings = {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.name not in {*paths, *unused}}
         settings["kept_labels"] = sorted(self.kept_labels() or [])
+        if "validation" in files:
+            settings["validation_file"] = True  # its bytes follow the test file's
         digest = hashlib.sha256(json.dumps({"type": type(self).__name__, **settings}, sort_keys=True).encode())
-        for path in (train, test):
-            if path is not None:
-                digest.update(heirloom.read_regular(path))
+        for role in ("train", "test", "validation"):
+            if role in files:
+                digest.update(heirloom.read_regular(files[role]))
         return digest.hexdigest()
 
     def stats(self) -> dict[str, Any]:
@@ -401,22 +424,27 @@ class PhraseBankSource(TextSource):
 
 @attrs.define(kw_only=True)
 class CsvSource(TextSource, CsvFormat):
-    """A CSV file with a header (RFC-4180 quoting); ``test`` is optional."""
+    """A CSV file with a header (RFC-4180 quoting); ``test`` and ``validation`` are optional."""
 
     train: str = heirloom.path_field()
     test: str | None = heirloom.path_field(default=None)
+    #: A file of the validation split (``validation_fraction`` then unused), in the training file's format.
+    validation: str | None = heirloom.path_field(default=None)
     text_column: str = attrs.field(default="text", validator=_non_empty)
     label_column: str = attrs.field(default="label", validator=_non_empty)
 
     def __attrs_post_init__(self) -> None:
         if self.text_column == self.label_column:  # it trained on its labels: accuracy 1.0
             raise ValueError(f"'text_column' and 'label_column' are both {self.text_column!r}")
-        for path in self.files():
+        for path in self.role_files().values():
             self.check_columns(path, {"text_column": self.text_column, "label_column": self.label_column})
         super().__attrs_post_init__()
 
     def files(self) -> tuple[str, str | None]:
         return self.train, self.test
+
+    def validation_file(self) -> str | None:
+        return self.validation
 
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
@@ -469,10 +497,12 @@ def spelling_twin(spellings: dict[str, str], label: str) -> str | None:
 
 @attrs.define(kw_only=True)
 class JsonlSource(TextSource):
-    """A JSON-lines file, one object per line; ``test`` is optional."""
+    """A JSON-lines file, one object per line; ``test`` and ``validation`` are optional."""
 
     train: str = heirloom.path_field()
     test: str | None = heirloom.path_field(default=None)
+    #: A file of the validation split (``validation_fraction`` then unused), in the training file's format.
+    validation: str | None = heirloom.path_field(default=None)
     text_field: str = attrs.field(default="text", validator=_non_empty)
     label_field: str = attrs.field(default="label", validator=_non_empty)
 
@@ -483,6 +513,9 @@ class JsonlSource(TextSource):
 
     def files(self) -> tuple[str, str | None]:
         return self.train, self.test
+
+    def validation_file(self) -> str | None:
+        return self.validation
 
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
