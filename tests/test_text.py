@@ -171,6 +171,35 @@ def test_a_file_of_the_other_format_is_refused_where_the_profile_is_checked(tmp_
         list(source.read(later))
 
 
+def test_a_jsonl_file_in_utf_16_or_latin_1_is_refused_where_the_profile_is_checked(tmp_path):
+    """A UTF-16 JSONL file passed ``profile check`` (exit 0), while a UTF-16 CSV file was refused there;
+    ``data stats`` was the first to say it was no UTF-8."""
+    lines = '{"text": "wo ist mein Paket", "label": "delivery"}\r\n{"text": "Geld zur\u00fcck", "label": "refund"}\r\n'
+    (tmp_path / "bom.jsonl").write_bytes(lines.encode("utf-16"))  # with its byte-order mark
+    (tmp_path / "le.jsonl").write_bytes(lines.encode("utf-16-le"))  # without one
+    (tmp_path / "l1.jsonl").write_bytes(lines.encode("latin-1"))  # the first line is ASCII: only line 2 is bad
+    (tmp_path / "l1first.jsonl").write_bytes('{"text": "f\u00fcr mich", "label": "x"}\n'.encode("latin-1"))
+    write(tmp_path / "good.jsonl", lines)
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.a]\nuse = "jsonl"\ntrain = "bom.jsonl"\n[sources.b]\nuse = "jsonl"\ntrain = "good.jsonl"\n'
+        'test = "le.jsonl"\n[sources.c]\nuse = "jsonl"\ntrain = "good.jsonl"\nvalidation = "l1first.jsonl"\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile))
+    said = " ".join(checked.stderr.split())
+    assert checked.returncode == 2, checked.stdout
+    assert (
+        f"sources.a.train: 'train' file {tmp_path / 'bom.jsonl'}:1: not utf-8-sig text (byte b'\\xff' cannot be "
+        "decoded); it starts with a UTF-16 byte-order mark; JSON lines are UTF-8: convert it (iconv -f utf-16 -t utf-8)"
+    ) in said
+    assert f"sources.b.test: 'test' file {tmp_path / 'le.jsonl'}:1: a NUL byte, which no JSON text holds" in said
+    assert "it looks like UTF-16LE text without a byte-order mark: convert it (iconv -f utf-16le -t utf-8)" in said
+    assert f"sources.c.validation: 'validation' file {tmp_path / 'l1first.jsonl'}:1: not utf-8-sig text" in said
+    later = JsonlSource(train=str(tmp_path / "l1.jsonl"))  # a bad byte past the first line: the reading's
+    with pytest.raises(heirloom.HeirloomError, match=r"l1.jsonl:2: not utf-8-sig text \(byte b'\\xfc'"):
+        list(later.records())
+
+
 def test_a_missing_column_suggests_a_free_column_or_the_delimiter_the_header_holds(tmp_path):
     """``intent`` on a text,label file suggested ``text``, the text column; a ``;`` file said
     only that its one column was ``text;intent``."""
@@ -358,11 +387,11 @@ def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path
         assert next(CsvSource(train=str(path), encoding=wide).records())["text"] == "Profit rose"
     lines = tmp_path / "news.jsonl"  # JSON lines have no 'encoding' setting: the advice was to set one
     lines.write_bytes('{"text": "Profit rose", "label": "positive"}\n'.encode("utf-16"))
-    with pytest.raises(heirloom.HeirloomError, match=r"UTF-16 byte-order mark; JSON lines are UTF-8: convert it"):
-        list(JsonlSource(train=str(lines)).records())
+    with pytest.raises(ValueError, match=r"UTF-16 byte-order mark; JSON lines are UTF-8: convert it"):
+        JsonlSource(train=str(lines))  # where the profile is checked, as a CSV file's
     lines.write_bytes('{"text": "Profit rose", "label": "positive"}\n'.encode("utf-16-le"))  # no mark: "column 2"
-    with pytest.raises(heirloom.HeirloomError, match=r"news.jsonl:1: invalid JSON .* looks like UTF-16 text: convert"):
-        list(JsonlSource(train=str(lines)).records())
+    with pytest.raises(ValueError, match=r"news.jsonl:1: a NUL byte, .* looks like UTF-16LE text without a byte-order"):
+        JsonlSource(train=str(lines))
     path.write_text("text,label\nA line\u0085ends,positive\nUn café,positive\n")  # UTF-8 holding U+0085 itself
     assert [r["text"] for r in CsvSource(train=str(path)).records()] == ["A line\u0085ends", "Un café"]
 

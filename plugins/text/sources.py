@@ -11,6 +11,7 @@ out of the test data. Every run, and every model compared on them, sees the same
 from __future__ import annotations
 
 import abc
+import codecs
 import difflib
 import hashlib
 import json
@@ -36,6 +37,10 @@ AGREEMENTS = ("50", "66", "75", "all")
 SHOWN_IDS = 10
 
 log = logging.getLogger("heirloom.text")
+#: Why a jsonl source reads no other encoding (its errors' remedy).
+JSON_IS_UTF8 = "JSON lines are UTF-8"
+#: Byte-order marks of the wide encodings (the decoding error names the one a file starts with).
+_WIDE_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)  # UTF-32 LE's begins with UTF-16 LE's
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -65,8 +70,8 @@ def sample_per_label(records: list[dict[str, str]], per_label: int, seed: int) -
 
 
 class WrongFormat(heirloom.HeirloomError):
-    """A data file of another format than its source reads: a CSV file named as a jsonl source's
-    test passed ``profile check``, and only the train that read it failed (``invalid JSON``)."""
+    """A data file of another format or encoding than its source reads: a CSV file named as a jsonl
+    source's test, or a UTF-16 one, passed ``profile check``, and only the train that read it failed."""
 
 
 @attrs.define(kw_only=True)
@@ -517,9 +522,28 @@ class JsonlSource(TextSource):
     def validation_file(self) -> str | None:
         return self.validation
 
+    @staticmethod
+    def _first_line_decodes(path: str) -> None:
+        """WrongFormat (said where the profile is checked) when the file's first line is no UTF-8 text: a
+        UTF-16 file passed ``profile check`` and failed ``data stats`` (as a CSV source's header does)."""
+        with open(regular_file(path), "rb") as raw:
+            head = raw.readline(1 << 20)
+        if b"\0" in head and not head.startswith(_WIDE_BOMS):  # no JSON text holds a NUL: UTF-16 without a BOM
+            wide = "utf-16be" if head.startswith(b"\0") else "utf-16le"
+            raise WrongFormat(
+                f"{path}:1: a NUL byte, which no JSON text holds; it looks like {wide.upper()} text without a "
+                f"byte-order mark: convert it (iconv -f {wide} -t utf-8)"
+            )
+        try:
+            with decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None):
+                codecs.getincrementaldecoder("utf-8-sig")().decode(head)  # not final: a line cut at the limit
+        except heirloom.HeirloomError as exc:
+            raise WrongFormat(str(exc)) from None
+
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
-        utf8_only = decoding(path, "utf-8-sig", "JSON lines are UTF-8", setting=None)
+        self._first_line_decodes(path)
+        utf8_only = decoding(path, "utf-8-sig", JSON_IS_UTF8, setting=None)
         with open(regular_file(path), encoding="utf-8-sig") as handle, utf8_only:
             first = True
             for number, line in enumerate(handle, 1):
