@@ -840,6 +840,60 @@ def test_peers_on_an_open_worker_endpoint_cannot_stall_overflow_or_crowd_the_bro
         assert "killed for its silence" not in log and "Traceback" not in log
 
 
+def _heavy_heartbeat(pid: int) -> bytes:
+    """A heartbeat as large as PROTOCOL.md lets a worker of 1,000 routes send: each route with its metrics (147 KB)."""
+    names = [f"h.r{i}" for i in range(1000)]
+    histogram = {"bounds": [1, 2], "counts": [1, 0, 0], "sum": 1}
+    totals = {"requests": {"OK": 1}, "latency": histogram, "queue": histogram, "batch": histogram}
+    routes = [{"name": name, "admin": False} for name in names]
+    return packb(
+        {
+            "pid": pid,
+            "ready": True,
+            "heartbeat": 1.0,
+            "routes": routes,
+            "metrics": {"routes": {n: totals for n in names}},
+        }
+    )
+
+
+def test_a_peer_flooding_legal_heartbeats_stalls_no_client_nor_the_stop(tmp_path):
+    """A worker written from PROTOCOL.md sent legal heartbeats of 1,000 routes and their metrics as fast as it could:
+    the broker read each in full on the thread serving clients, and 100 of them left clients unanswered 13 s; 300
+    from a peer that then exited kept an idle broker 49 s from stopping on SIGTERM (the backlog joined the dead peer
+    again during the drain, and the broker waited for its GONE)."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address, grace=5)
+    context = zmq.Context()
+    try:
+        daemon.wait_ready()
+        flooder = context.socket(zmq.DEALER)
+        flooder.setsockopt(zmq.SNDHWM, 0)
+        flooder.connect(worker_address)
+        heartbeat = _heavy_heartbeat(4321)
+        with daemon.client(timeout=5, retries=0) as client:
+            for _ in range(400):
+                flooder.send_multipart([CONTROL, b"HEARTBEAT", heartbeat])
+            assert client.call("t.slow", {"ms": 1}) == {"slept_ms": 1}  # within its 5 s deadline (DEADLINE_EXCEEDED)
+            deadline = time.monotonic() + 30
+            while 4321 not in _all_pids(client):  # read, not dropped: a peer's heartbeats wait their turn
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+            assert client.call("t.slow", {"ms": 1}) == {"slept_ms": 1}
+        for _ in range(300):
+            flooder.send_multipart([CONTROL, b"HEARTBEAT", heartbeat])
+        flooder.close(linger=10_000)  # all sent, then gone
+        time.sleep(1)
+        stopping = time.monotonic()
+        assert daemon.terminate() == 0
+        assert time.monotonic() - stopping < 5, daemon.log()  # an idle drain ends at once, within --grace anyway
+        assert "worker pid 4321 connected" in daemon.log()
+        assert daemon.log().count("worker pid 4321 connected") == 1, daemon.log()  # not again while draining
+    finally:
+        context.destroy(linger=0)
+        daemon.kill()
+
+
 def test_a_peers_histogram_sums_cannot_make_the_brokers_metrics_infinite():
     """Two accepted snapshots with sums of -1.7e308 and 1.7e308 made /metrics print -Inf and
     ``_stats`` a mean of -Infinity, which no JSON parser reads."""

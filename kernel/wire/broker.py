@@ -50,6 +50,7 @@ from heirloom.wire.broker_workers import (
 )
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
+from heirloom.wire.heartbeat_gate import HeartbeatGate
 from heirloom.wire.local_workers import LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
@@ -144,6 +145,7 @@ class Broker(BrokerRoutes):
         self._misread = OncePerPeer(10, "lines about messages on the worker endpoint the broker cannot read")
         self._comings = Budget(WORKER_LINES_PER_MINUTE, "lines about workers joining and leaving")
         self.workers: dict[bytes, Worker] = {}
+        self._gate = HeartbeatGate(self._heartbeat, self.workers)  # each peer's share of the broker's time
         self._departed = Departed(settings.heartbeat)
         self.table = ReadyTable(settings.admin_routes, self.workers.values(), settings.idempotency_cache)
         self.forwarded: dict[bytes, Forwarded] = {}  # by tag
@@ -248,6 +250,7 @@ class Broker(BrokerRoutes):
             self._forget_pid(pid, code, reason)
         if any(now - w.last_seen > w.silence for w in self.workers.values()):  # read what a stall of ours held back
             drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
+        self._gate.catch_up()  # heartbeats that waited for their connection's turn
         for worker in [w for w in self.workers.values() if now - w.last_seen > w.silence]:
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
             if worker.local and self.local.kill(worker.pid):
@@ -275,6 +278,7 @@ class Broker(BrokerRoutes):
             line = "%s; failing its %d in-flight request(s)"
             self._comings.log(log, logging.WARNING, line, reason, worker.in_flight, always=worker.local)
         self.workers.pop(worker.identity, None)
+        self._gate.forget(worker.identity)
         self.worker_totals.retire(worker.identity)
         self.table.update()
         for tag in [tag for tag, forwarded in self.forwarded.items() if forwarded[0] is worker]:
@@ -337,8 +341,9 @@ class Broker(BrokerRoutes):
                 if frames[0] in self.workers:
                     self._drop(self.workers[frames[0]], f"worker pid {self.workers[frames[0]].pid}: key removed")
             elif len(frames) > 3 and frames[2] == b"HEARTBEAT":
-                self._heartbeat(frames[0], frames[3])
+                self._gate.offer(frames[0], frames[3])
             elif len(frames) > 2 and frames[2] == b"GONE":
+                self._gate.forget(frames[0])  # a heartbeat of it still waiting came before it: superseded
                 self._gone(frames[0], frames[3] if len(frames) > 3 else None)
             else:
                 self._log_misread(frames)
@@ -393,7 +398,7 @@ class Broker(BrokerRoutes):
             self.workers_lost += not self.draining
 
     def _heartbeat(self, identity: bytes, frame: bytes) -> None:
-        if identity in self._departed:
+        if identity in self._departed or (self.draining and identity not in self.workers):  # new in a drain: ignored
             return
         try:
             status = read_heartbeat(frame)
