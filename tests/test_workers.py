@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -892,6 +893,43 @@ def test_a_peer_flooding_legal_heartbeats_stalls_no_client_nor_the_stop(tmp_path
     finally:
         context.destroy(linger=0)
         daemon.kill()
+
+
+def test_a_heartbeat_with_an_impossible_pid_or_interval_is_ignored_and_workers_of_one_pid_are_told_apart(tmp_path):
+    """A pid of -5 or 0 and an interval of NaN, infinity, -1 or 0 were taken; two connections giving one pid (two
+    hosts, or a peer claiming another's) were listed as two identical entries in ``_ready``."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    try:
+        with daemon.client(timeout=5.0, retries=0) as client:
+            deadline = _until_healthy(client, daemon)
+            bad = [
+                {"pid": -5},
+                {"pid": 0},
+                *({"pid": 2000 + i, "heartbeat": beat} for i, beat in enumerate([math.nan, math.inf, -1, 0])),
+            ]
+            peers = [context.socket(zmq.DEALER) for _ in range(len(bad) + 1)]
+            for i, (peer, status) in enumerate(zip(peers, bad, strict=False)):
+                peer.connect(worker_address)
+                peer.send_multipart([CONTROL, b"HEARTBEAT", packb(status)])
+                peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 1000 + i})])  # read after it
+            peers[-1].connect(worker_address)
+            peers[-1].send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 1000})])  # the first peer's pid
+            while sorted(_all_pids(client)) != [1000, 1000, 1001, 1002, 1003, 1004, 1005]:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            log = daemon.log()
+            assert "ignored a heartbeat on the worker endpoint: heartbeat.pid is -5; a process id is at least 1" in log
+            for pid in (-5, 0, 2000, 2001, 2002, 2003):
+                assert f"worker pid {pid} connected" not in log, log
+            twins = [w["connection"] for w in client.call("_ready")["workers"] if w["pid"] == 1000]
+            assert len(set(twins)) == 2 and all(type(n) is int for n in twins)
+            for peer in peers:
+                peer.close(linger=0)
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0
 
 
 def test_a_peers_histogram_sums_cannot_make_the_brokers_metrics_infinite():

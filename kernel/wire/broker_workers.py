@@ -8,7 +8,9 @@ broker every client depends on.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import re
 import time
 from collections import OrderedDict
@@ -58,10 +60,24 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
 class Worker:
     """A connected worker as the broker sees it."""
 
-    __slots__ = ("identity", "in_flight", "last_seen", "local", "pid", "ready", "served", "silence", "status")
+    __slots__ = (
+        "connection",
+        "identity",
+        "in_flight",
+        "last_seen",
+        "local",
+        "pid",
+        "ready",
+        "served",
+        "silence",
+        "status",
+    )
 
     def __init__(self, identity: bytes):
         self.identity = identity
+        #: The how-manieth connection the broker took in (``_ready`` shows it): two workers on two hosts may
+        #: have one pid, and a peer may claim another's; the connection tells them apart.
+        self.connection = next(_CONNECTIONS)
         self.pid = 0
         #: One of the broker's own processes (its heartbeats carry their secret): only such a
         #: worker's pid is killed when it falls silent, or reaped.
@@ -88,6 +104,7 @@ class Worker:
         self.last_seen = time.monotonic()
 
 
+_CONNECTIONS = itertools.count(1)
 #: Requests the broker queues for one worker (its socket's send high-water mark) past what the
 #: network and the worker's own queue hold: past them a request is RESOURCE_EXHAUSTED at once
 #: (back-pressure from a healthy worker that falls behind, not its loss).
@@ -155,6 +172,10 @@ def read_heartbeat(frame: bytes) -> dict[str, Any]:
         value = status.get(key)
         if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
             raise ValueError(f"heartbeat.{key} is a {type(value).__name__}")
+    if (pid := status.get("pid")) is not None and pid < 1:
+        raise ValueError(f"heartbeat.pid is {pid}; a process id is at least 1")
+    if (beat := status.get("heartbeat")) is not None and not (math.isfinite(beat) and beat > 0):
+        raise ValueError(f"heartbeat.heartbeat is {beat!r}; an interval is a positive number of seconds")
     routes = status.get("routes") or []
     if len(routes) > MAX_HEARTBEAT_ROUTES:
         raise ValueError(f"heartbeat.routes lists {len(routes)} routes; at most {MAX_HEARTBEAT_ROUTES} are read")
@@ -212,6 +233,7 @@ def describe_workers(workers: list[Worker], placed: dict[int, dict[str, Any]]) -
         {
             **placed.get(w.pid, {}),
             "pid": w.pid,
+            "connection": w.connection,
             "ready": w.ready,
             "in_flight": w.in_flight,
             "local": w.local,
