@@ -227,7 +227,7 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         client.call("support.resolve", {"id": body["handoff_id"], "intent": "card_swallowed"})  # resolved again
         still_open = [entry["id"] for entry in client.call("support.handoffs", {})["handoffs"]]
         assert body["handoff_id"] not in still_open
-    trained = {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed"}
+    trained = {"id": f"handoff:{body['handoff_id']}", "text": text, "label": "card_swallowed", "resolution": True}
     assert trained not in small_records("intent-data", "train")  # a new intent waits for review: a typo never trains
     with daemon.client(timeout=60) as client:
         assert client.call("support.handoffs", {})["waiting_intents"] == {"card_swallowed": 1}  # for a reviewer
@@ -960,7 +960,9 @@ def test_hand_edited_handoff_lines_the_api_would_refuse_are_named_and_skipped_no
     with path.open("a") as handle:
         handle.write(json.dumps({"type": "acceptance", "intent": "Bogus Intent!!"}) + "\n")
     records = list(source.records())
-    assert records == [{"id": "handoff:h5", "text": "text with nul \u0000 and\ta tab", "label": "Bogus Intent!!"}]
+    assert records == [
+        {"id": "handoff:h5", "text": "text with nul \u0000 and\ta tab", "label": "Bogus Intent!!", "resolution": True}
+    ]
     for number, fault in (
         (1, "the string 'my card \\ud800 never came' holds a lone surrogate"),
         (2, "'text' is blank"),

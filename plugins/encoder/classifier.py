@@ -72,6 +72,32 @@ def label_indices(labels: list[str], label_set: list[str]) -> list[int]:
 
 #: A label with fewer training texts than this is barely learnt (a warning at fit).
 FEW_EXAMPLES = 3
+#: How many times a person's resolution counts in training (``resolution_weight``): measured in docs/SUPPORT.md.
+RESOLUTION_WEIGHT = 4
+#: How many resolutions a warning that this version answers otherwise names.
+SHOWN_RESOLUTIONS = 5
+
+
+def spread(plan: list[list[int]], repeats: list[int] | None, seed: int) -> list[list[int]]:
+    """``plan`` (an epoch's batches of text indices) with each text ``i`` also in ``repeats[i] - 1``
+    more batches (a seeded choice among those without it; round again when there are fewer). The
+    other texts' batches stay as they were: a resolution's weight adds its own steps, and does not
+    reshuffle the rest (a reshuffle changed the chosen reject rule, and held-out recall 0.85 to 0.67)."""
+    if not repeats or max(repeats) == 1:
+        return plan
+    rng, plan = random.Random(seed), [list(batch) for batch in plan]
+    for i, count in enumerate(repeats):
+        others = [n for n, batch in enumerate(plan) if i not in batch] or list(range(len(plan)))
+        for extra in range(count - 1):
+            if extra % len(others) == 0:
+                rng.shuffle(others)
+            plan[others[extra % len(others)]].append(i)
+    return plan
+
+
+def repeated(indices: Iterable[int], repeats: list[int]) -> list[int]:
+    """``indices``, each ``repeats[i]`` times (a resolution counts ``resolution_weight`` times)."""
+    return [i for i in indices for _ in range(repeats[i])]
 
 
 @attrs.define(kw_only=True)
@@ -95,6 +121,11 @@ class EncoderClassifier(EncoderModel):
     fuse_ngrams: bool = False
     #: L2 penalty of that regression (the text-classifier's default).
     ngram_l2: float = attrs.field(default=0.03, validator=heirloom.above(0))
+    #: How many times a record marked ``resolution`` (a person's decision on a handed-off text:
+    #: the ``handoffs`` source's) counts in the refit: in that many of each epoch's batches, and
+    #: repeated in the n-gram regression's data; 1: as any other text. After training, the
+    #: resolutions this version answers otherwise are named in a warning.
+    resolution_weight: int = attrs.field(default=RESOLUTION_WEIGHT, validator=heirloom.above(0))
 
     def __attrs_post_init__(self) -> None:
         for option in ("reject", "fuse_ngrams"):
@@ -123,7 +154,16 @@ class EncoderClassifier(EncoderModel):
     ) -> None:
         progress = progress or heirloom.NullProgress()
         parent = self.parent_encoder(parent, "encoder-classifier")
-        texts, labels = in_scope(*labelled(data, "encoder-classifier"), self.out_of_scope_label, progress)
+        marked: list[bool] = []
+        every_text, every_label = labelled(data, "encoder-classifier", marked)
+        decided = [  # a person's "none of them" trains nothing (in_scope), so it is neither weighed nor checked
+            (t, label)
+            for t, label, mark in zip(every_text, every_label, marked, strict=True)
+            if mark and label != self.out_of_scope_label
+        ]
+        texts, labels = in_scope(every_text, every_label, self.out_of_scope_label, progress)
+        resolved = set(decided)
+        repeats = [self.resolution_weight if pair in resolved else 1 for pair in zip(texts, labels, strict=True)]
         label_set = sorted(set(labels))
         counts = Counter(labels)
         scarce = sorted(label for label in label_set if counts[label] < FEW_EXAMPLES)
@@ -144,11 +184,15 @@ class EncoderClassifier(EncoderModel):
             epochs, rule, weight, selection = self._select(texts, labels, parent, progress)
         distance = rule is not None and "mahalanobis" in rule.scores_needed()  # the state carries what its rule needs
         encoder, head, gaussian, history = self._train(
-            texts, labels, label_set, parent, epochs, progress, "fine-tuning", distance=distance
+            texts, labels, label_set, parent, epochs, progress, "fine-tuning", distance=distance, weights=repeats
         )
         fusion = None
         if weight:
-            lexical = self._ngram_head(texts, labels, label_set, progress, "fitting the n-gram regression")
+            every = repeated(range(len(texts)), repeats)  # a resolution counts resolution_weight times
+            lexical_texts, lexical_labels = [texts[i] for i in every], [labels[i] for i in every]
+            lexical = self._ngram_head(
+                lexical_texts, lexical_labels, label_set, progress, "fitting the n-gram regression"
+            )
             fusion = Fusion(lexical, weight)
         words = None
         if rule is not None and NOVELTY in rule.scores_needed():
@@ -161,8 +205,40 @@ class EncoderClassifier(EncoderModel):
             "loss": history,
             "selection": selection,
             "parent": parent.metadata.get("format"),
+            "resolution_weight": self.resolution_weight,
         }
+        if decided:
+            self._training["resolutions"] = self._check_resolutions(decided, progress)
         self.remember_texts(texts, parent)
+
+    def _check_resolutions(self, decided: list[tuple[str, str]], progress: heirloom.Progress) -> dict[str, Any]:
+        """How many of the people's decisions in the training data (``(text, intent)``) this version
+        answers otherwise (another intent, or handed off again), named in a warning: a handoff a
+        person resolved came back from a retrain as a wrong answer, no longer handed off."""
+        encoder, head = self._require()
+        texts, split = [text for text, _ in decided], split_of(encoder, self)
+        outputs = self._outputs(encoder, head, self._gaussian, texts, split, self._fusion, self._words)
+        otherwise = [
+            (text, label, answer["label"])
+            for (text, label), answer in zip(decided, self._decide(outputs), strict=True)
+            if answer["label"] != label
+        ]
+        if not otherwise:
+            progress.log(f"resolutions: all {len(decided)} in the training data are answered as a person resolved them")
+        else:
+            named = "; ".join(
+                f"{text[:60]!r} resolved {label}, now "
+                + ("handed off" if answer == self.out_of_scope_label else answer)
+                for text, label, answer in otherwise[:SHOWN_RESOLUTIONS]
+            )
+            progress.log(
+                f"warning: this version answers {len(otherwise)} of the {len(decided)} resolutions in its training "
+                f"data otherwise than the person who resolved them: {named}"
+                + (" ..." if len(otherwise) > SHOWN_RESOLUTIONS else "")
+                + "; check this version before serving it, and raise the model's resolution_weight "
+                f"({self.resolution_weight} now) or add training texts like them (docs/SUPPORT.md)"
+            )
+        return {"checked": len(decided), "answered_otherwise": len(otherwise)}
 
     def _ngram_head(
         self, texts: list[str], labels: list[str], label_set: list[str], progress: heirloom.Progress, description: str
@@ -178,7 +254,8 @@ class EncoderClassifier(EncoderModel):
         self, texts: list[str], labels: list[str], parent: heirloom.State, progress: heirloom.Progress
     ) -> tuple[int, Rule | None, float, dict[str, Any]]:
         """Train on part of the data and choose epochs (then the n-gram weight, then the
-        reject rule) on the rest."""
+        reject rule) on the rest. Each text counts once here: weighing the resolutions in this
+        run too moved its choices (another reject rule) for no gain on the test texts."""
         label_set = sorted(set(labels))
         calibration = calibration_count(self.calibration_labels, len(label_set)) if self.reject else 0
         if calibration < self.calibration_labels and self.reject:
@@ -254,12 +331,8 @@ class EncoderClassifier(EncoderModel):
                     "will hardly hand anything off; add in-scope examples, or serve an alias and promote it only "
                     "after checking oos_recall (docs/SUPPORT.md)"
                 )
-            elif rule.validation["oos_recall"] == 1 and rule.validation["in_scope_accuracy"] == 1:
-                progress.log(
-                    "warning: validation is perfect (every held-out text rejected, every in-scope one right): "
-                    "validation texts likely repeat training ones (templated or augmented data), and the rule "
-                    "may reject most new phrasings; validate on texts written apart (docs/SUPPORT.md)"
-                )
+        if correct and all(correct):
+            self._say_perfect(rule, weight, weights, progress)
         selection = {
             "validation_accuracy": accuracies,
             "best_epochs": best_epoch + 1,
@@ -270,6 +343,27 @@ class EncoderClassifier(EncoderModel):
             "rule_candidates": {name: candidate.to_json() for name, candidate in candidates.items()},
         }
         return best_epoch + 1, rule, weight, selection
+
+    def _say_perfect(
+        self, rule: Rule | None, weight: float, weights: dict[str, Any] | None, progress: heirloom.Progress
+    ) -> None:
+        """Warns that every in-scope validation text was answered right: what was chosen on
+        validation was chosen on a tie (the epochs; every n-gram weight at 1.0 went to the lower
+        log-loss, which the encoder alone wins on texts it trained on the like of) or on texts
+        too easy (the reject rule), as with validation texts that repeat training ones."""
+        chosen = ["the epochs"] if self.epochs > 1 else []
+        if weights is not None:
+            tied = [w for w, figures in weights.items() if figures["validation_accuracy"] == 1]
+            chosen.append(f"the n-gram weight ({weight:g}, on the lower log-loss among {len(tied)} tied at 1.0)")
+        if rule is not None:
+            rejected = rule.validation["oos_recall"]
+            chosen.append(f"the reject rule (held-out recall {rejected:.3f}: it may reject most new phrasings)")
+        progress.log(
+            "warning: validation is perfect (every in-scope validation text right): validation texts likely repeat "
+            "training ones (templated or augmented data), so what was chosen on them, "
+            + ", ".join(chosen)
+            + ", may not hold for new phrasings; validate on texts written apart (docs/SUPPORT.md)"
+        )
 
     @staticmethod
     def _choose_fusion(
@@ -306,9 +400,11 @@ class EncoderClassifier(EncoderModel):
         description: str,
         validate: Any = None,
         distance: bool = False,
+        weights: list[int] | None = None,
     ) -> tuple[Encoder, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None, list[float]]:
         """The fine-tuned encoder, its head, (with ``distance``) the Gaussian of its training
-        embeddings, and the mean loss per epoch; ``validate`` is called after every epoch."""
+        embeddings, and the mean loss per epoch; ``validate`` is called after every epoch;
+        ``weights``: how many batches of an epoch each text is in (a resolution's ``resolution_weight``)."""
         import torch
 
         encoder = Encoder(parent, self._device, self.max_length or None)
@@ -328,8 +424,9 @@ class EncoderClassifier(EncoderModel):
             return torch.nn.functional.cross_entropy(logits, targets[batch])
 
         for epoch in range(epochs):
-            progress.start(f"{description}: epoch {epoch + 1}/{epochs}", total=len(texts))
             plan = batches([len(row) for row in ids], self.batch_size, self.seed + epoch)
+            plan = spread(plan, weights, self.seed + epoch)
+            progress.start(f"{description}: epoch {epoch + 1}/{epochs}", total=sum(map(len, plan)))
             history.append(trainer.epoch(plan, loss, progress))
             if distance and (validate is not None or epoch == epochs - 1):
                 gaussian = fit_gaussian(self._embed_hidden(encoder, hidden, split), targets, len(label_set))

@@ -329,9 +329,10 @@ class OutOfScopeSource(heirloom.Source):
 @attrs.define(kw_only=True)
 class HandoffSource(heirloom.Source):
     """What people decided about the queries a ``support`` api handed off, as training
-    records (all in ``train``): ``kind = "intent"`` gives ``{"text", "label"}`` for an
-    intent model, ``kind = "answer"`` gives ``{"role": "query", "text", "answer_id"}`` for
-    a retriever. A query's latest intent and latest answer win, each (``decide``)."""
+    records (all in ``train``): ``kind = "intent"`` gives ``{"text", "label", "resolution": true}``
+    for an intent model (``resolution`` marks a person's decision: docs/SUPPORT.md), ``kind =
+    "answer"`` gives ``{"role": "query", "text", "answer_id"}`` for a retriever. A query's latest
+    intent and latest answer win, each (``decide``)."""
 
     #: The support api whose handoff log to read (its component name).
     api: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -365,7 +366,12 @@ class HandoffSource(heirloom.Source):
             )
         for handoff_id, decision in decisions.items():
             if self.kind == "intent" and decision.get("intent") and decision.get("intent") not in waiting:
-                yield {"id": f"handoff:{handoff_id}", "text": texts[handoff_id], "label": decision["intent"]}
+                yield {
+                    "id": f"handoff:{handoff_id}",
+                    "text": texts[handoff_id],
+                    "label": decision["intent"],
+                    "resolution": True,  # a person's decision: the intent model weighs it more, and checks it learnt it
+                }
             elif self.kind == "answer" and decision.get("answer_id"):
                 yield {
                     "id": f"handoff:{handoff_id}",
