@@ -1034,6 +1034,17 @@ def _on(kind: str, rid: str, concept: dict[str, Any], **extra: Any) -> dict[str,
     return {"resourceType": kind, "id": rid, holder: {"reference": "urn:uuid:p1"}, field: concept, **extra}
 
 
+def _summary_of(tmp_path: Path, resources: list[dict]) -> tuple[Path, dict]:
+    """The profile of a fhir source reading ``resources`` (one bundle) and ``record.summary`` of its patient p1."""
+    folder = tmp_path / "ehr"
+    _bundle(folder, *resources)
+    text = f'[sources.p]\nuse = "fhir"\npath = "{folder}"\ntest_fraction = 1.0\n\n'
+    text += '[apis.record]\nuse = "medical-records"\ndata = "p"\n'
+    profile = write(tmp_path / "p.toml", text)
+    with heirloom.Kernel().system(str(profile)) as system:
+        return profile, system.component("record", "api").summary(SummaryInput("p1"))
+
+
 def test_a_summary_keeps_every_allergy_problem_and_drug_that_shares_a_code_or_has_none(tmp_path):
     """Keyed by code alone, the summary merged three text-only allergies into one, two allergies
     coded with the generic "Drug allergy" (the substance in its text) into one, two conditions of
@@ -1055,13 +1066,7 @@ def test_a_summary_keeps_every_allergy_problem_and_drug_that_shares_a_code_or_ha
         _on("MedicationStatement", "m1", {"text": "Metformin 500 mg (local)"}, **taken),
         _on("MedicationStatement", "m2", {"text": "Atorvastatin 20 mg (local)"}, **taken),
     ]
-    folder = tmp_path / "ehr"
-    _bundle(folder, *resources)
-    text = f'[sources.p]\nuse = "fhir"\npath = "{folder}"\ntest_fraction = 1.0\n\n'
-    text += '[apis.record]\nuse = "medical-records"\ndata = "p"\n'
-    profile = write(tmp_path / "p.toml", text)
-    with heirloom.Kernel().system(str(profile)) as system:
-        summary = system.component("record", "api").summary(SummaryInput("p1"))
+    profile, summary = _summary_of(tmp_path, resources)
     assert sorted(a["display"] for a in summary["allergies"]) == [
         "Drug allergy; Penicillin",
         "Drug allergy; Sulfonamide",
@@ -1108,13 +1113,8 @@ def test_a_drug_whose_display_some_prescriptions_leave_out_is_one_entry_named_by
         prescribed("n1", never, "2020-01-02", "active"),
         prescribed("n2", never, "2021-01-02", "active"),
     ]
-    folder = tmp_path / "ehr"
-    _bundle(folder, *resources)
-    text = f'[sources.p]\nuse = "fhir"\npath = "{folder}"\ntest_fraction = 1.0\n\n'
-    text += '[apis.record]\nuse = "medical-records"\ndata = "p"\n'
-    profile = write(tmp_path / "p.toml", text)
-    with heirloom.Kernel().system(str(profile)) as system:
-        medications = system.component("record", "api").summary(SummaryInput("p1"))["medications"]
+    profile, summary = _summary_of(tmp_path, resources)
+    medications = summary["medications"]
     assert sorted(((m["code"], m["display"], m["date"]) for m in medications["current"]), key=str) == [
         ("rxnorm:311995", None, "2021-01-02"),
         ("rxnorm:314076", "lisinopril 10 MG Oral Tablet", "2021-01-02"),
