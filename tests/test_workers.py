@@ -887,7 +887,8 @@ def test_a_peer_flooding_legal_heartbeats_stalls_no_client_nor_the_stop(tmp_path
         time.sleep(1)
         stopping = time.monotonic()
         assert daemon.terminate() == 0
-        assert time.monotonic() - stopping < 5, daemon.log()  # an idle drain ends at once, within --grace anyway
+        # an idle drain ends at once, within --grace (5 s) anyway; as long again for a loaded machine (was 13 to 49 s)
+        assert time.monotonic() - stopping < 10, daemon.log()
         assert "worker pid 4321 connected" in daemon.log()
         assert daemon.log().count("worker pid 4321 connected") == 1, daemon.log()  # not again while draining
     finally:
