@@ -481,6 +481,14 @@ def test_allergies_map_to_drug_ingredients():
         ("Beta lactams allergy", "amoxicillin"),
         ("Allergy to anti-inflammatories", "ibuprofen"),
         ("Non-steroidal anti-inflammatories", "naproxen"),
+        # brands of the table that stand for a salt of a class member ruled out that salt alone
+        ("Pen VK", "amoxicillin"),
+        ("Allergy to Veetids", "piperacillin"),
+        ("Bicillin", "amoxicillin"),
+        ("Allergy to penicillin V potassium", "amoxicillin"),
+        # RxNorm's ester and salt words were read as more than the drug: listed unread though ruling out the class
+        ("Cefuroxime axetil", "cephalexin"),
+        ("Ketorolac tromethamine", "ibuprofen"),
     ],
 )
 def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(display, rules_out):

@@ -266,7 +266,8 @@ GENERIC_WORDS = frozenset(_GENERIC_TEXT.split())
 #: Salt and form words of ingredient names: ``naproxen sodium`` is naproxen, never "sodium".
 _SALT_TEXT = """sodium potassium calcium hydrochloride hcl sulfate sulphate acetate citrate phosphate succinate
     tartrate maleate fumarate besylate mesylate bitartrate bromide chloride valerate monohydrate dihydrate
-    trihydrate macrocrystals hyclate hydrobromide propionate dipropionate"""
+    trihydrate macrocrystals hyclate hydrobromide propionate dipropionate axetil proxetil pivoxil tromethamine
+    trometamol benzathine procaine"""
 SALT_WORDS = frozenset(_SALT_TEXT.split())
 #: The words that never stand for a substance alone (built once: each word of a display is asked).
 NO_SUBSTANCE_WORDS = FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS | GENERIC_WORDS
@@ -481,9 +482,12 @@ def _forms(word: str) -> tuple[str, ...]:
 
 
 def _widened(found: set[str]) -> frozenset[str]:
-    """``found`` and the cross-reactive classes of its members."""
+    """``found`` and the cross-reactive classes of its members, a member's salt or form too: a brand
+    of the table that stands for "penicillin v potassium" ruled out penicillin V alone, and
+    amoxicillin was recommended to a patient allergic to Pen VK."""
     for substance in list(found):
-        found.update(CLASSES.get(_CLASS_OF.get(substance, ""), ()))
+        member = substance if substance in _CLASS_OF else substance.split(" ", 1)[0]
+        found.update(CLASSES.get(_CLASS_OF.get(member, ""), ()))
     return frozenset(found)
 
 
