@@ -201,13 +201,20 @@ def report_fragment(metrics: dict[str, Any], text: str | None = None) -> str:
     confusion = metrics.get("confusion_matrix")
     curves = at_k_curves(metrics)
     per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else None
+    absent = absent_labels(per_class or {}, confusion if _is_confusion(confusion) else None)
+    answered = [  # no record yet predicted: its precision alone (0), out of the averages too
+        label
+        for label, row in (per_class or {}).items()
+        if isinstance(row, dict) and row.get("support") == 0 and label not in absent
+    ]
     return (
         _environment()
         .get_template("report_fragment.html.j2")
         .render(
             scalars=scalar_metrics(metrics),
             per_class=per_class,
-            absent=absent_labels(per_class or {}, confusion if _is_confusion(confusion) else None),
+            absent=absent,
+            answered=answered,
             confusion=data_uri(confusion_png(confusion)) if _is_confusion(confusion) else None,
             labels=len(confusion["labels"]) if _is_confusion(confusion) else 0,
             curves=data_uri(at_k_png(curves)) if curves else None,

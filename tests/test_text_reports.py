@@ -205,8 +205,9 @@ def test_a_label_without_records_or_predictions_is_marked_so_the_rows_average_to
     macro = next(line for line in text.splitlines() if "macro avg" in line).split()
     assert macro[4] == f"{(float(rows['a'][2]) + float(rows['b'][2])) / 2:.3f}"  # the f1 rows average to it
     predicted = classification_text(classification_metrics(["a", "b"], ["a", "new"], ["a", "b", "new"]))
-    assert _table(predicted)["new"] == ["0.000", "0.000", "0.000", "0"]  # predicted though absent: averaged
-    assert "left out of the averages" not in predicted
+    assert _table(predicted)["new"] == ["0.000", "-", "-", "0"]  # predicted though absent: its precision alone
+    assert "never predicted" not in predicted
+    assert "left out of the averages (each answer an error): new" in predicted
 
 
 def test_the_html_report_marks_a_label_without_records_or_predictions_as_the_text_report_does():
@@ -215,7 +216,9 @@ def test_the_html_report_marks_a_label_without_records_or_predictions_as_the_tex
     assert '<tr class="absent"><td>new</td><td>-</td><td>-</td><td>-</td><td>0</td></tr>' in html
     assert "never predicted, so left out of the averages: new</p>" in html
     predicted = report_fragment(classification_metrics(["a", "b"], ["a", "new"], ["a", "b", "new"]))
-    assert 'class="absent"' not in predicted and "left out of the averages" not in predicted
+    assert 'class="absent"' not in predicted and "never predicted" not in predicted
+    assert "<td>new</td>\n        <td>0.000</td>\n        <td>-</td>\n        <td>-</td>" in predicted
+    assert "left out of the averages (each answer an error): new</p>" in predicted
 
 
 def test_data_stats_names_each_label_only_the_held_out_splits_have_with_its_first_file_line(tmp_path):
