@@ -78,8 +78,9 @@ log = logging.getLogger("heirloom.cli.serve")
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the 'metrics' extra). "
-    "With --workers they cover every worker.",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs the 'metrics' extra), logged at start; "
+    "0 takes a free port (the log names it): leave the option out for no metrics. With --workers they cover "
+    "every worker.",
 )
 @click.option(
     "--metrics-host",

@@ -24,7 +24,7 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.builtin_routes import exported_snapshot
-from heirloom.wire.metrics import Exporter, MetricsAddress, broker_snapshot
+from heirloom.wire.metrics import Exporter, MetricsAddress, Snapshot, broker_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
 from heirloom.wire.transport import Unworkable
 
@@ -73,7 +73,7 @@ def run_server(
     socket's CurveServer, or (``connect``) the worker's keys for its broker."""
     limits = None if connect is not None else manager_calls.client_limits(configured_resources(system.profile))
     server = Server(system, settings, bind=bind, connect=connect, curve=curve, limits=limits)
-    exporter = Exporter(metrics, lambda: exported_snapshot(server)) if metrics is not None else None
+    exporter = _exporter(metrics, lambda: exported_snapshot(server))
     if connect is not None:
         log.info("worker connecting to %s", connect)
     else:
@@ -161,12 +161,22 @@ def serve(
     )
     on_stop_signals(broker.request_drain)
     on_hang_up(broker)
-    exporter = Exporter(metrics, lambda: broker_snapshot(broker)) if metrics is not None else None
+    exporter = _exporter(metrics, lambda: broker_snapshot(broker))
     try:
         return broker.run()
     finally:
         if exporter is not None:
             exporter.close()
+
+
+def _exporter(metrics: MetricsAddress | None, snapshot: Callable[[], Snapshot]) -> Exporter | None:
+    """Prometheus ``/metrics`` on ``metrics``, its address logged: port 0 takes a free one, which
+    nobody could find (an env file's METRICS_PORT=0 meant to turn metrics off served them unannounced)."""
+    if metrics is None:
+        return None
+    exporter = Exporter(metrics, snapshot)
+    log.info("metrics at http://%s:%d/metrics", metrics.host, exporter.port)
+    return exporter
 
 
 def in_one_process(profile: ResolvedProfile, settings: ServerSettings) -> bool:

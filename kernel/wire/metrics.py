@@ -403,7 +403,7 @@ def usage_families(snap: Snapshot) -> Iterator[Any]:
         usage = storage.get(store) if isinstance(storage.get(store), dict) else {}
         for family, key in ((used, "used_mb"), (quota, "quota_mb")):
             if (mb := _mib(usage.get(key))) is not None and (mb or family is used):
-                family.add_metric([store], mb * MIB)
+                family.add_metric([store], round(mb * MIB))  # whole bytes (used_mb is to the KiB)
     yield used
     yield quota
     resident = GaugeMetricFamily("heirloom_resident_bytes", "Resident memory, by process id.", labels=["worker"])
