@@ -739,8 +739,12 @@ def test_the_shipped_model_withholds_a_drug_whose_name_it_cannot_read_as_the_api
     assert {"code": code, "display": "Zyvox 600 MG", "allergies": why} in [b for a in answers for b in a["blocked"]]
 
 
-#: A hospital's formulary file: an ingredient and two brands the shipped tables lack, one of them amoxicillin's.
-FORMULARY = 'ingredients = ["linezolid"]\n\n[brands]\nZyvox = ["linezolid"]\nHospamox = ["amoxicillin"]\n'
+#: A hospital's formulary file: an ingredient and two brands the shipped tables lack, one of them amoxicillin's,
+#: and the RxNorm ingredient code its records code an amoxicillin allergy by (no display).
+FORMULARY = (
+    'ingredients = ["linezolid"]\n\n[brands]\nZyvox = ["linezolid"]\nHospamox = ["amoxicillin"]\n\n'
+    '[allergy_codes]\n"rxnorm:723" = "amoxicillin"\n'
+)
 
 
 def test_the_shipped_model_reads_a_hospitals_own_drugs_with_its_formulary_file(records, tmp_path):
@@ -782,6 +786,60 @@ def test_the_shipped_model_reads_a_hospitals_own_drugs_with_its_formulary_file(r
     assert report["allergy_violations"] == 0 and report["allergy_blocked"] > 0
 
 
+def test_an_allergy_coded_by_rxnorm_ingredient_alone_is_read_with_the_formulary_that_maps_its_code(
+    treatment, records, tmp_path
+):
+    """A hospital coding drug allergies by RxNorm ingredient alone (``rxnorm:723``, amoxicillin, no display) had
+    them listed unread and applied nowhere: an outside check's answers selected penicillin V for 4 of its
+    penicillin-allergic visits. Mapped in the formulary file, the code withholds the whole class, as
+    ``Allergy to amoxicillin`` does, and is no longer listed, in the answers and in the report's counts."""
+    allergic = _with_allergy(records, "rxnorm:723", None)
+    penicillins = {
+        c for c in treatment.labels if ingredients(treatment.state().metadata["names"].get(c)) & substances(PENICILLIN)
+    }
+    hospital = TreatmentModel(data="patients", formulary=str(write(tmp_path / "f.toml", FORMULARY)))
+    hospital.load(treatment.state())
+    asked = [Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(allergic)]
+    test = [r for r in allergic if r.split == "test"]
+    before, after = treatment.predict(asked), hospital.predict(asked)
+    assert all(answer["unread_allergies"] == ["rxnorm:723"] for answer in before)  # without the mapping, as before
+    assert any(item["code"] in penicillins for answer in before for item in answer["codes"])
+    assert all(answer["unread_allergies"] == [] for answer in after)
+    assert not any(item["code"] in penicillins for answer in after for item in answer["codes"])
+    held = {block["code"] for answer in after for block in answer["blocked"] if block["allergies"] == ["rxnorm:723"]}
+    assert held == penicillins & {item["code"] for answer in before for item in answer["codes"]} != set()
+    shipped, mapped = treatment.evaluate(test).metrics, hospital.evaluate(test).metrics
+    assert shipped["allergy_unread_encounters"] == shipped["allergy_checked"] > 0 and shipped["allergy_blocked"] == 0
+    assert mapped["allergy_unread_encounters"] == mapped["allergy_violations"] == 0 < mapped["allergy_blocked"]
+
+
+def test_heirloom_medical_drug_reads_an_allergy_given_by_its_code_as_a_record_coded_without_a_display(tmp_path):
+    """``--allergy`` took a display only: a pharmacy could not check what a code its records carry rules out."""
+    drugs = ("Penicillin V Potassium 500 MG Oral Tablet", "Cefuroxime 250 MG Oral Tablet")
+    allergies = ("--allergy", "rxnorm:723", "--allergy", "snomed:91936005", "--allergy", "rxnorm:70618")
+    formulary = str(write(tmp_path / "f.toml", FORMULARY))
+    said = run_heirloom("medical", "drug", *drugs, *allergies, "--formulary", formulary, "--json")
+    assert said.returncode == 0, said.stderr
+    found = json.loads(said.stdout)
+    assert [drug["ruled_out_by"] for drug in found["drugs"]] == [
+        {
+            code: [["penicillin", "penicillin"], ["penicillin v potassium", "penicillin"]]
+            for code in ("rxnorm:723", "snomed:91936005")
+        },
+        {},
+    ]
+    assert [(a["name"], a["code"], a["read"]) for a in found["allergies"]] == [
+        ("rxnorm:723", True, True),
+        ("snomed:91936005", True, True),
+        ("rxnorm:70618", True, False),  # a code the file does not map: unread, as in a record
+    ]
+    shipped = run_heirloom("medical", "drug", drugs[0], "--allergy", "rxnorm:723")  # no file: the code is unread
+    assert shipped.returncode == 0 and shipped.stdout.splitlines()[2:] == [
+        "  'rxnorm:723': does not rule it out",
+        "allergy 'rxnorm:723': not read in full: listed for a person to check",
+    ]
+
+
 def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_an_allergy_reaches(tmp_path):
     """A pharmacy writing a formulary could only see how a drug was read by serving a profile, and the
     answer named the allergy that withheld a drug, not the ingredient linking them."""
@@ -816,7 +874,8 @@ def test_a_formulary_file_with_several_mistakes_is_refused_naming_every_one(tmp_
     assert said.returncode == 1
     assert said.stderr.removeprefix("error: ").splitlines() == [
         f"{path}: ingredient: not a formulary key (it has 'ingredients' (a list of ingredient names), 'brands' (a "
-        "table of brand names, each = [its ingredients]))",
+        "table of brand names, each = [its ingredients]), 'allergy_codes' (a table of allergy codes, each = the "
+        "substance it stands for))",
         f"{path}: ingredients[1]: a name (a string), not int 5",
         f"{path}: brands.Zyvox: a brand with no ingredients (a drug of it may be any drug: list what it is made of)",
         f"{path}: ingredients[0]: 'penicillins' is not 'penicillin', which the filter knows? A typo is a new drug",
@@ -1460,21 +1519,25 @@ def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
 
 def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_another(daemon, trained, patient, tmp_path):
     """One setting, on the model, reaches the api serving it: "Allergy to Zyvox", a brand the file adds, is read
-    by both (the api listed it unread while the model read it). An api set to another formulary than its
-    model's is refused where the profile is checked: the model would withhold what the api offers."""
+    by both (the api listed it unread while the model read it), and so is an allergy coded ``rxnorm:723`` alone,
+    a code the file maps. An api set to another formulary than its model's is refused where the profile is
+    checked: the model would withhold what the api offers."""
     write(tmp_path / "our-formulary.toml", FORMULARY)
     hospital = (
         'extends = ["medical-small"]\nproject = "medical-small"\n[models.treatment]\nformulary = "our-formulary.toml"\n'
     )
     inline = json.loads(json.dumps(attrs.asdict(patient)))
     allergic = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "display": "Allergy to Zyvox"}]}
+    coded = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "code": "rxnorm:723"}]}
     with daemon.client(timeout=30) as client:  # the shipped tables alone
         assert client.call("treatment.recommend", {"record": allergic})["unread_allergies"] == ["Allergy to Zyvox"]
+        assert client.call("treatment.recommend", {"record": coded})["unread_allergies"] == ["rxnorm:723"]
     served = Daemon(tmp_path, profile=hospital, env=trained)
     try:
         served.wait_ready(timeout=120)
         with served.client(timeout=30) as client:
             assert client.call("treatment.recommend", {"record": allergic})["unread_allergies"] == []
+            assert client.call("treatment.recommend", {"record": coded})["unread_allergies"] == []
     finally:
         assert served.terminate() == 0
     assert run_heirloom("profile", "check", str(tmp_path / "daemon.toml"), env=trained).returncode == 0
@@ -1559,6 +1622,41 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
             'ingredients = ["linezolid"]\n[brands]\nZyvox = ["linezolid"]\nZYVOX = ["linezolid"]',
             "'formulary' file {path}: brands.ZYVOX: the brand 'zyvox' again (brands.Zyvox): give each brand once",
         ),
+        (
+            'allergy_codes = ["rxnorm:723"]',
+            "'formulary' file {path}: allergy_codes: a table of allergy codes, each = the substance it stands for, "
+            "not list",
+        ),
+        (
+            '[allergy_codes]\n"723" = "amoxicillin"',
+            "'formulary' file {path}: allergy_codes.723: not an allergy code as records carry it (system:code, such "
+            "as 'rxnorm:723'; docs/FHIR.md)",
+        ),
+        (
+            '[allergy_codes]\n"RxNorm:723" = "amoxicillin"',
+            "'formulary' file {path}: allergy_codes.\"RxNorm:723\": not an allergy code as records carry it "
+            "(system:code, records write it 'rxnorm:723'",
+        ),
+        (
+            '[allergy_codes]\n"snomed:91936005" = "amoxicillin"',
+            "'formulary' file {path}: allergy_codes.\"snomed:91936005\": the shipped tables read this code already, "
+            "as 'penicillin': leave it out",
+        ),
+        (
+            '[allergy_codes]\n"rxnorm:723" = "amoxicilin"',
+            "'formulary' file {path}: allergy_codes.\"rxnorm:723\": 'amoxicilin' is no substance the filter knows "
+            "(did you mean 'amoxicillin'?): give a class",
+        ),
+        (
+            '[allergy_codes]\n"rxnorm:723" = "Allergy to amoxicillin"',
+            "'formulary' file {path}: allergy_codes.\"rxnorm:723\": 'allergy to amoxicillin' is no substance the "
+            "filter knows: give a class",
+        ),
+        (
+            '[allergy_codes]\n"rxnorm:723" = ["amoxicillin"]',
+            "'formulary' file {path}: allergy_codes.\"rxnorm:723\": a name (a string), not list",
+        ),
+        ("[allergy_codes]", "'formulary' file {path}: names no ingredient, no brand and no allergy code"),
     ],
     ids=[
         "missing",
@@ -1582,6 +1680,14 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         "brand-as-ingredient",
         "form-word-brand",
         "brand-twice",
+        "codes-not-a-table",
+        "code-without-system",
+        "code-system-case",
+        "code-shipped",
+        "code-misspelt-substance",
+        "code-display-as-substance",
+        "code-substance-list",
+        "nothing",
     ],
 )
 def test_a_formulary_the_filter_cannot_use_is_named_with_its_key_where_the_profile_is_checked(tmp_path, text, said):

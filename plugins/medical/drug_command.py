@@ -15,16 +15,22 @@ from typing import Any
 import click
 
 from heirloom.options import a_path
-from heirloom_plugins.medical.formulary import read_formulary
+from heirloom_plugins.medical.formulary import CODE_FORM, read_formulary
 from heirloom_plugins.medical.safety import Formulary, allergy_substances, links, read_drug, unread
+
+
+def recorded(allergy: str) -> tuple[str | None, str | None]:
+    """An ``--allergy`` as a record carries it, ``(code, display)``: a code (``CODE_FORM``:
+    ``rxnorm:723``, ``snomed:91936005``) without a display, else a display without a code."""
+    return (allergy, None) if CODE_FORM.fullmatch(allergy) else (None, allergy)
 
 
 def reading(drugs: tuple[str, ...], allergies: tuple[str, ...], tables: Formulary) -> dict[str, Any]:
     """What the filter reads each drug to, and which of ``allergies`` rule it out through which ingredient."""
     read = {drug: read_drug(drug, tables) for drug in drugs}
-    ruling = {allergy: allergy_substances(None, allergy, tables) for allergy in allergies}
+    ruling = {allergy: allergy_substances(*recorded(allergy), tables) for allergy in allergies}
     known = tuple(tuple(sorted(parts)) for parts, _ in read.values())
-    not_read = set(unread(tuple((None, allergy) for allergy in allergies), known, tables))
+    not_read = set(unread(tuple(recorded(allergy) for allergy in allergies), known, tables))
     return {
         "drugs": [
             {
@@ -40,7 +46,12 @@ def reading(drugs: tuple[str, ...], allergies: tuple[str, ...], tables: Formular
             for drug, (parts, why) in read.items()
         ],
         "allergies": [
-            {"name": allergy, "substances": sorted(substances), "read": allergy not in not_read}
+            {
+                "name": allergy,
+                "code": recorded(allergy)[0] is not None,
+                "substances": sorted(substances),
+                "read": allergy not in not_read,
+            }
             for allergy, substances in ruling.items()
         ],
     }
@@ -76,7 +87,8 @@ def medical_group() -> None:
     "allergies",
     multiple=True,
     metavar="TEXT",
-    help="An allergy as a record names it ('Allergy to penicillin'); repeat for several.",
+    help="An allergy as a record names it ('Allergy to penicillin'), or its code alone as a record carries "
+    "it ('rxnorm:723', 'snomed:91936005': system:code); repeat for several.",
 )
 @click.option(
     "--formulary",
@@ -89,8 +101,10 @@ def drug_command(drugs: tuple[str, ...], allergies: tuple[str, ...], formulary: 
 
     For each drug: the ingredients its name is read to, or why it cannot be read (then it is
     withheld from every patient with an allergy); for each --allergy, whether it rules the
-    drug out and through which ingredient (and the allergy's substance it matched). Allergies
-    the filter cannot read in full are named: the api lists those for a person to check.
+    drug out and through which ingredient (and the allergy's substance it matched). An --allergy
+    written as a code (system:code) is read as a record's allergy coded so without a display: by
+    the shipped codes, or the formulary's [allergy_codes]. Allergies the filter cannot read in
+    full are named: the api lists those for a person to check.
 
     Example: heirloom medical drug "Zyvox 600 MG" "Hospamox 500 MG Oral Capsule"
     --allergy "Allergy to penicillin" --formulary our-formulary.toml

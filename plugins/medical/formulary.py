@@ -10,6 +10,9 @@ hospital whose drugs the shipped tables lack names them in a TOML file, not in t
     Zyvox = ["linezolid"]
     Hospamox = ["amoxicillin"]   # a class member: an allergy to penicillin rules it out
 
+    [allergy_codes]              # allergies its records code without a display
+    "rxnorm:723" = "amoxicillin"
+
 and sets ``formulary = "our-formulary.toml"`` on the treatment model; the treatment api reads the
 model's (docs/MEDICAL.md, "A hospital's own drugs"). The file adds to the shipped tables, never
 takes from them: a brand they have keeps its ingredients besides the file's.
@@ -32,7 +35,9 @@ import attrs
 
 import heirloom
 from heirloom_plugins.medical.safety import (
+    ALLERGY_CODES,
     CLASSES,
+    MAX_CODE_CHARS,
     NO_SUBSTANCE_WORDS,
     SHIPPED,
     Formulary,
@@ -58,11 +63,20 @@ _FORM_TEXT = """tablet tablets capsule capsules oral solution suspension syrup i
     day hour mg ml mcg meq actuat milligram milligrams gram grams microgram micrograms millilitre milliliter"""
 NOT_BRANDS = NO_SUBSTANCE_WORDS | frozenset(_FORM_TEXT.split())
 #: What a formulary file holds.
-KEYS = {"ingredients": "a list of ingredient names", "brands": "a table of brand names, each = [its ingredients]"}
+KEYS = {
+    "ingredients": "a list of ingredient names",
+    "brands": "a table of brand names, each = [its ingredients]",
+    "allergy_codes": "a table of allergy codes, each = the substance it stands for",
+}
+#: An allergy's code as records carry it (docs/FHIR.md): ``system:code`` by a system's short name
+#: (``rxnorm:723``, ``snomed:91936005``), or ``system|code`` by another system's URL or OID as written.
+CODE_FORM = re.compile(r"[a-z][a-z0-9]*:[^\s|]+|[^\s|]*:[^\s|]*\|[^\s|]+")
 #: A key the path of a problem writes bare (``brands.Zyvox``); others quoted (``brands."Pen X"``).
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 #: A name as the file gives it, with the key path of its problems: ``("ingredients[2]", "Linezolid")``.
 Named = tuple[str, str]
+#: An allergy code of the file, its substance as the filter reads names: ``(key path, code, substance)``.
+Coded = tuple[str, str, str]
 
 
 def formulary_field() -> Any:
@@ -97,13 +111,25 @@ def read_formulary(path: str | None) -> Formulary:
         raise heirloom.HeirloomError(f"{path}: nested too deep for a formulary (lists of names)") from None
     mistakes: list[str] = []
     extra, brands = _names(data, mistakes)
+    codes = _codes(data.get("allergy_codes", {}), mistakes)
+    if not extra and not brands and not codes and not mistakes:
+        mistakes.append(
+            "names no ingredient, no brand and no allergy code (set 'ingredients', 'brands' or 'allergy_codes', "
+            "or unset 'formulary')"
+        )
     _check_roles(extra, brands, mistakes)
-    built = _built(frozenset(name for _, name in extra), _merged(brands))
+    _check_codes(codes, extra, brands, mistakes)
+    built = _built(
+        frozenset(name for _, name in extra), _merged(brands), tuple(sorted((code, name) for _, code, name in codes))
+    )
     _check_readable(extra, brands, built, mistakes)
     if mistakes:
         raise heirloom.HeirloomError("\n".join(f"{path}: {mistake}" for mistake in mistakes))
     digest = hashlib.sha256(content).hexdigest()[:12]  # which list an answer was read with, for an audit
-    log.info("formulary %s (sha256 %s): %d ingredient(s), %d brand(s) added", path, digest, len(extra), len(brands))
+    log.info(
+        "formulary %s (sha256 %s): %d ingredient(s), %d brand(s), %d allergy code(s) added",
+        *(path, digest, len(extra), len(brands), len(codes)),
+    )
     return built
 
 
@@ -128,8 +154,6 @@ def _names(data: dict[str, Any], mistakes: list[str]) -> tuple[list[Named], list
             )
         elif (named := _name(where, brand, mistakes)) is not None:
             brands.append((named, _listed(where, parts, "ingredient", mistakes)))
-    if not extra and not brands and not mistakes:
-        mistakes.append("names no ingredient and no brand (set 'ingredients' or 'brands', or unset 'formulary')")
     return extra, brands
 
 
@@ -166,13 +190,57 @@ def _merged(brands: list[tuple[Named, list[Named]]]) -> tuple[tuple[str, tuple[s
 
 
 @functools.lru_cache(maxsize=8)
-def _built(extra: frozenset[str], brands: tuple[tuple[str, tuple[str, ...]], ...]) -> Formulary:
-    """The shipped tables with these ingredients and brands added: one object per content, so that
-    the model and the api that read one file share it and the caches keyed on it."""
+def _built(
+    extra: frozenset[str], brands: tuple[tuple[str, tuple[str, ...]], ...], codes: tuple[tuple[str, str], ...] = ()
+) -> Formulary:
+    """The shipped tables with these ingredients, brands and allergy codes added: one object per
+    content, so that the model and the api that read one file share it and the caches keyed on it."""
     merged = dict(SHIPPED.brands)
     for brand, parts in brands:
         merged[brand] = tuple(dict.fromkeys((*merged.get(brand, ()), *parts)))
-    return Formulary(merged, SHIPPED.ingredients | extra)
+    return Formulary(merged, SHIPPED.ingredients | extra, dict(codes))
+
+
+def _codes(table: Any, mistakes: list[str]) -> list[Coded]:
+    """The file's allergy codes and the substance each stands for (``normal_text``); a mistake naming
+    the key of each code that is not one as records carry it, or that the shipped tables read already."""
+    if not isinstance(table, dict):
+        mistakes.append(f"allergy_codes: {KEYS['allergy_codes']}, not {_shown(table)}")
+        return []
+    found = []
+    for code, value in table.items():
+        where = f"allergy_codes.{_key(code)}"
+        system, _, rest = code.partition(":")
+        if len(code) > MAX_CODE_CHARS:
+            mistakes.append(f"{where}: longer than {MAX_CODE_CHARS} characters: no code (the filter reads none such)")
+        elif not CODE_FORM.fullmatch(code):
+            lower = f"{system.lower()}:{rest}"  # "RxNorm:723": records write the short name in lower case
+            hint = f"records write it {lower!r}" if CODE_FORM.fullmatch(lower) else "such as 'rxnorm:723'"
+            mistakes.append(f"{where}: not an allergy code as records carry it (system:code, {hint}; docs/FHIR.md)")
+        elif code in ALLERGY_CODES:
+            mistakes.append(
+                f"{where}: the shipped tables read this code already, as {ALLERGY_CODES[code]!r}: leave it out"
+            )
+        elif (named := _name(where, value, mistakes)) is not None:
+            found.append((where, code, named[1]))
+    return found
+
+
+def _check_codes(
+    codes: list[Coded], extra: list[Named], brands: list[tuple[Named, list[Named]]], mistakes: list[str]
+) -> None:
+    """A mistake naming each allergy code whose substance is none the filter knows by that name: a
+    class, an ingredient (the tables' or the file's) or a brand (the tables' or the file's). Any other
+    name would read the allergy as one to a drug of that name, ruling nothing else out."""
+    known = {*CLASSES, *KNOWN_INGREDIENTS, *SHIPPED.brands, *(name for _, name in extra), *(b for (_, b), _ in brands)}
+    for where, _, name in codes:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, 1, 0.85)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            mistakes.append(
+                f"{where}: {name!r} is no substance the filter knows{hint}: give a class ('penicillin'), an "
+                "ingredient ('amoxicillin', or one the file lists under 'ingredients') or a brand"
+            )
 
 
 def _check_readable(

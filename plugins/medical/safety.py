@@ -17,7 +17,10 @@ Both are mapped to *substance names* and compared there, each display read as ``
   (``CLASSES``: an allergy to penicillin rules out amoxicillin).
 
 A record may carry an allergy's code without a display: the SNOMED CT drug-allergy
-findings in ``ALLERGY_CODES`` name their substance by code. An allergy neither its display
+findings and ICD-10 allergy statuses in ``ALLERGY_CODES`` name their substance by code, and so
+do the codes a hospital maps in its formulary file (``rxnorm:723 = "amoxicillin"``: RxNorm's
+ingredient codes are not shipped, a wrong code in a safety table silently misreads an
+allergy; ``Formulary.allergy_codes``). An allergy neither its display
 nor its code maps to a substance is *unread*: the answer lists it for a person to check
 (``unread``), because no filter can promise safety against what it cannot read.
 
@@ -323,6 +326,9 @@ class Formulary:
     brands: Mapping[str, tuple[str, ...]]
     #: Ingredient names besides the classes' members and the brands' ingredients.
     ingredients: frozenset[str]
+    #: Allergy codes (``system:code``, as records carry them) besides ``ALLERGY_CODES``, and the
+    #: substance each stands for (a class, an ingredient or a brand the other tables know).
+    allergy_codes: Mapping[str, str] = attrs.field(factory=dict)
     #: The drug substances known by name: classes, their members, brands, coded allergies, ingredients.
     known_drugs: frozenset[str] = attrs.field(init=False)
     #: The words of the known ingredients (class members, brands' ingredients, ``ingredients``) that are
@@ -336,7 +342,7 @@ class Formulary:
     def __attrs_post_init__(self) -> None:
         members = {member for members in CLASSES.values() for member in members}
         named = members | {part for parts in self.brands.values() for part in parts} | self.ingredients
-        known = frozenset([*CLASSES, *self.brands, *ALLERGY_CODES.values(), *named])
+        known = frozenset([*CLASSES, *self.brands, *ALLERGY_CODES.values(), *self.allergy_codes.values(), *named])
         derived = {
             "known_drugs": known,
             "ingredient_words": frozenset(w for name in named for w in _WORDS.split(name) if _names_a_substance(w)),
@@ -347,8 +353,18 @@ class Formulary:
             object.__setattr__(self, name, value)
 
     def same_names(self, other: Formulary) -> bool:
-        """Whether ``other`` knows the same brands and ingredients (two readings of one file are two objects)."""
-        return (self.brands, self.ingredients) == (other.brands, other.ingredients)
+        """Whether ``other`` knows the same brands, ingredients and allergy codes (two readings of one
+        file are two objects)."""
+        return (self.brands, self.ingredients, self.allergy_codes) == (
+            other.brands,
+            other.ingredients,
+            other.allergy_codes,
+        )
+
+    def by_code(self, code: str | None) -> str | None:
+        """The substance an allergy's code stands for: one of ``ALLERGY_CODES`` or the formulary's
+        (``rxnorm:723`` mapped to amoxicillin), else None (the code alone is unread)."""
+        return ALLERGY_CODES.get(code or "") or self.allergy_codes.get(code or "")
 
 
 #: The shipped tables: every function's default.
@@ -513,7 +529,7 @@ def allergy_substances(code: str | None, display: str | None, formulary: Formula
 
 @functools.lru_cache(maxsize=4096)  # the same few displays, in every visit of every patient; as read, not whole
 def _allergy_substances(code: str | None, display: str | None, formulary: Formulary) -> frozenset[str]:
-    by_code = ALLERGY_CODES.get(code or "")
+    by_code = formulary.by_code(code)
     return substances(display, formulary) | (substances(by_code, formulary) if by_code else frozenset())
 
 
@@ -621,13 +637,13 @@ def unread(
     missing = {f"{left} allergies past the first {len(read)}"} if left else set()
     for code, display in read:
         parts = [_corrected(part, typos, formulary) for part in allergy_parts(display)]  # as conflicts() reads a typo
-        if (not parts and not ALLERGY_CODES.get(code or "")) or len(display or "") > MAX_ALLERGY_CHARS:
+        if (not parts and not formulary.by_code(code)) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
         drugs_read = [
             _WORDS.sub(" ", part) in names or _salt_of(part, known) or _read(part, drug_words, formulary)
             for part in parts
         ]  # the drug a generic part stands for: named by another part read as a drug, or by the code
-        named = ALLERGY_CODES.get(code or "") or any(
+        named = formulary.by_code(code) or any(
             ok and not _some_drug(part) and not set(filter(None, _WORDS.split(part))) <= NOT_DRUG_WORDS | FILLER_WORDS
             for ok, part in zip(drugs_read, parts, strict=True)
         )
