@@ -19,6 +19,7 @@ import pytest
 import heirloom
 from heirloom_plugins.fhir.source import FhirSource
 from heirloom_plugins.medical.checks import summary_checks
+from heirloom_plugins.medical.drug_command import reading
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
 from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
@@ -837,6 +838,27 @@ def test_heirloom_medical_drug_reads_an_allergy_given_by_its_code_as_a_record_co
     assert shipped.returncode == 0 and shipped.stdout.splitlines()[2:] == [
         "  'rxnorm:723': does not rule it out",
         "allergy 'rxnorm:723': not read in full: listed for a person to check",
+    ]
+
+
+def test_the_antibiotics_a_penicillin_allergic_patient_is_given_are_read_and_ruled_out_by_their_own_allergies():
+    """Azithromycin, clarithromycin, erythromycin and clindamycin were unknown to the tables: withheld from every
+    patient with any allergy (a penicillin-allergic patient's usual macrolide too), and an allergy to one was
+    listed unread. Each is read now; an allergy to a macrolide or to the class rules out the macrolides, as their
+    US labels contraindicate them (so does one to a lincosamide for clindamycin and lincomycin)."""
+    drugs = (
+        *("Azithromycin 250 MG Oral Tablet", "Clarithromycin 500 MG Oral Tablet"),
+        *("Erythromycin Ethylsuccinate 40 MG/ML Oral Suspension", "Clindamycin 300 MG Oral Capsule"),
+        *("Lincomycin 300 MG/ML Injectable Solution", "Doxycycline Hyclate 100 MG Oral Capsule"),
+    )
+    allergies = (PENICILLIN, "Allergy to azithromycin", "Macrolide allergy", "Allergy to clindamycin")
+    found = reading(drugs, allergies, SHIPPED)
+    assert [drug["unreadable"] for drug in found["drugs"]] == [None] * len(drugs)
+    assert [allergy["read"] for allergy in found["allergies"]] == [True] * len(allergies)
+    assert [sorted(drug["ruled_out_by"]) for drug in found["drugs"]] == [
+        *[["Allergy to azithromycin", "Macrolide allergy"]] * 3,
+        *[["Allergy to clindamycin"]] * 2,
+        [],
     ]
 
 

@@ -45,9 +45,10 @@ import attrs
 
 #: Drug classes an allergy display may name, and the ingredients they cover: the WHO ATC
 #: classification's members in US (USAN) and international (INN) spelling (J01C penicillins,
-#: J01DB-DI cephalosporins, J01E sulfonamides, M01A and N02BA NSAIDs and salicylates, N02A
-#: opioids), the ones in use. A member missing here is a drug of the class let through: each
-#: list was found short (flucloxacillin, cefepime, indomethacin, sulfisoxazole, methadone).
+#: J01DB-DI cephalosporins, J01E sulfonamides, J01FA macrolides, J01FF lincosamides, M01A and
+#: N02BA NSAIDs and salicylates, N02A opioids), the ones in use. A member missing here is a drug
+#: of the class let through: each list was found short (flucloxacillin, cefepime, indomethacin,
+#: sulfisoxazole, methadone).
 CLASSES: dict[str, tuple[str, ...]] = {
     "penicillin": (
         *("penicillin", "amoxicillin", "ampicillin", "piperacillin", "nafcillin", "oxacillin", "dicloxacillin"),
@@ -75,6 +76,12 @@ CLASSES: dict[str, tuple[str, ...]] = {
         *("aceclofenac", "etoricoxib", "valdecoxib", "parecoxib", "nimesulide", "dexibuprofen"),
     ),
     "aspirin": ("aspirin", "ibuprofen", "naproxen", "diclofenac", "ketorolac"),
+    # what a penicillin-allergic patient is given instead: unknown, they were withheld from every allergic patient
+    "macrolide": (
+        *("azithromycin", "clarithromycin", "erythromycin", "roxithromycin", "spiramycin", "josamycin"),
+        *("telithromycin", "dirithromycin", "midecamycin", "oleandomycin", "troleandomycin", "fidaxomicin"),
+    ),
+    "lincosamide": ("clindamycin", "lincomycin"),
     "opioid": (
         *("oxycodone", "hydrocodone", "morphine", "codeine", "fentanyl", "tramadol", "meperidine"),
         *("hydromorphone", "oxymorphone", "methadone", "tapentadol", "buprenorphine", "levorphanol"),
@@ -93,8 +100,9 @@ CLASSES["anti-inflammatory"] = CLASSES["nsaid"]  # "anti-inflammatory agent" (a 
 #: The one-word substances of the classes: found anywhere in a drug's display, whatever its punctuation.
 CLASS_MEMBERS = frozenset(member for members in CLASSES.values() for member in members if " " not in member)
 #: Classes whose members cross-react: an allergy to one member rules out the class
-#: (an amoxicillin allergy let penicillin V be recommended).
-CROSS_REACTIVE = ("penicillin", "cephalosporin", "sulfonamide", "nsaid")
+#: (an amoxicillin allergy let penicillin V be recommended). The macrolides' and lincosamides'
+#: US labels contraindicate each for a hypersensitivity to any drug of its class.
+CROSS_REACTIVE = ("penicillin", "cephalosporin", "sulfonamide", "nsaid", "macrolide", "lincosamide")
 _CLASS_OF = {member: name for name in CROSS_REACTIVE for member in CLASSES[name]}
 #: Words of allergens that are no drug (food, animals, plants, insects, materials): a part of
 #: a display made of these words only is read, and rules out no drug. Any other part whose
