@@ -237,9 +237,9 @@ def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_
 
     said = refusal()  # gc would free big@1: it says so
     assert (
-        "retention (keep_versions = 1) and `heirloom models gc --keep 1` keep 1.0 MiB of it: quota/big@2 (newest)"
-        in (said)
-    )
+        "retention (the newest 1 per model, by the resource manager's retention()) and `heirloom models gc --keep 1` "
+        "keep 1.0 MiB of it: quota/big@2 (newest)"
+    ) in said
     assert "`heirloom models gc --keep 1` frees 1.0 MiB, room enough" in said
 
     store.promote("quota/big@1", "production")
@@ -248,7 +248,8 @@ def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_
         said
     )
     assert "move an alias to the newest version (`heirloom models promote REF ALIAS`)" in said
-    assert "or raise resources.artifact_quota_mb to 3" in said
+    quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
+    assert f"or raise the artifact quota ({quota}) to 3 MiB" in said
     dry = json.loads(run_heirloom("models", "gc", "--keep", "1", "--dry-run", "--json").stdout)
     assert dry["versions"] == [] and dry["bytes"] == 0  # gc frees nothing, as said
 
@@ -270,7 +271,7 @@ def test_retention_keeps_the_newest_versions_aliased_ones_and_other_projects(tmp
         logs.append(" ".join(result.stderr.split()))
         if run == 0:
             assert run_heirloom("models", "promote", "quota/m@1", "production").returncode == 0
-    assert "retention (keep_versions = 2): removed quota/m@2" in logs[3]
+    assert "retention (the newest 2 per model, by resource manager 'local'): removed quota/m@2" in logs[3]
     assert versions("quota") == ["quota/m@1", "quota/m@3", "quota/m@4"]
     assert versions("other") == ["other/m@1", "other/m@2"]
 

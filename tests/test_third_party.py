@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+import heirloom
 from tests.helpers import REPO, pythonpath, run_heirloom, write
 
 DOCS = (REPO / "docs" / "PLUGINS.md").read_text()
@@ -152,3 +153,48 @@ def test_the_testing_example_of_the_docs_passes(site, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+GATE_PROFILE = """
+project = "gate"
+[resources]
+use = "gate"
+max_in_flight = 1
+keep = 1
+[sources.s]
+use = "toy-source"
+rows = 50
+[models.m]
+use = "toy-model"
+data = "s"
+[apis.t]
+use = "testing"
+"""
+
+
+def test_the_resource_manager_example_of_the_docs_admits_refuses_and_names_its_retention(tmp_path, heirloom_daemon):
+    """The docs' minimal manager, loaded the documented dev way (HEIRLOOM_PLUGINS). `train`'s retention line said
+    `keep_versions = 1`, the local manager's key, for any manager's retention(): this one's key is `keep`."""
+    write(tmp_path / "mods" / "heirloom_gate.py", _block_after("`heirloom_gate.py`, a complete minimal manager:"))
+    env = {
+        "PYTHONPATH": pythonpath(tmp_path / "mods"),
+        "HEIRLOOM_PLUGINS": "heirloom_gate,tests.toys,tests.testing_api",
+    }
+    profile = write(tmp_path / "gate.toml", GATE_PROFILE)
+    said = []
+    for rows in (50, 51):  # other data each time: an identical training would reuse the stored version
+        result = run_heirloom("train", str(profile), "--set", f"sources.s.rows={rows}", env=env)
+        assert result.returncode == 0, result.stderr
+        said.append(result.stderr)
+    assert "retention" not in said[0] and "keep_versions" not in said[1]
+    assert "retention (the newest 1 per model, by resource manager 'gate'): removed gate/m@1, " in said[1]
+    assert [a.ref for a in heirloom.ArtifactStore.default().list("gate")] == ["gate/m@2"]
+
+    daemon = heirloom_daemon(profile, env=env)
+    futures = [daemon.client.submit("t.slow", {"ms": 500}) for _ in range(3)]  # sent at once: one is in flight
+    outcomes = [f.exception() or f.result() for f in futures]
+    refused = [o for o in outcomes if isinstance(o, heirloom.RemoteError)]
+    assert refused and all(r.code == "RESOURCE_EXHAUSTED" for r in refused), outcomes
+    assert all("resources.max_in_flight (1) reached" in r.message for r in refused)
+    assert len(refused) < 3  # the first was admitted
+    assert daemon.client.call("_stats")["resources"] == {"in_flight": 0, "max_in_flight": 1}

@@ -225,13 +225,15 @@ def room(tx: Transaction, blobs: Path, project: str, keep: int | None, used: int
     size = sum(file_size(blobs / name) for name in names)
     gc = f"`heirloom models gc --keep {keep or 1}`"
     listed = ", ".join(f"{ref} ({reason})" for ref, reason in why.items()) or "nothing"
-    who = f"retention (keep_versions = {keep}) and {gc}" if keep else f"{gc} (retention is off)"
+    retention = f"retention (the newest {keep} per model, by the resource manager's retention())"
+    who = f"{retention} and {gc}" if keep else f"{gc} (retention is off)"
     said = f"{who} keep {size / MIB:.1f} MiB of it: {listed}"
     if size + adding <= quota:
         return f"{said}; {gc} frees {(used - size) / MIB:.1f} MiB, room enough"
     need = -(-(size + adding) // MIB)  # MiB, rounded up
     pinned = any(not reason.startswith("newest") for reason in why.values())
     ways = ["move an alias to the newest version (`heirloom models promote REF ALIAS`)"] * pinned
-    ways += ["lower keep_versions"] * (keep is not None and keep > 1)
-    ways.append(f"{'or ' * bool(ways)}raise resources.artifact_quota_mb to {need}")
+    ways += ["keep fewer versions (resources.keep_versions with the local manager)"] * (keep is not None and keep > 1)
+    quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
+    ways.append(f"{'or ' * bool(ways)}raise the artifact quota ({quota}) to {need} MiB")
     return f"{said}; {(size + adding) / MIB:.1f} MiB with the new version: " + ", ".join(ways)

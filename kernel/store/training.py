@@ -364,7 +364,9 @@ def train(
         plan = store.gc(keep, project=profile.project)
         if plan.versions:
             removed = ", ".join(f"{row['project']}/{row['model']}@{row['version']}" for row in plan.versions)
-            progress.log(f"retention (keep_versions = {keep}): removed {removed}, {plan.bytes} bytes")
+            by = next(s.use for s in system.specs if s.kind == "resources")  # not a key: its setting may have any name
+            said = f"the newest {keep} per model, by resource manager {by!r}"
+            progress.log(f"retention ({said}): removed {removed}, {plan.bytes} bytes")
     return trained
 
 
