@@ -129,6 +129,8 @@ def heirloom_daemon(tmp_path: Path, heirloom_home: Path) -> Iterator[Callable[..
 
     ``plugins`` are importable module names loaded without packaging (``HEIRLOOM_PLUGINS``);
     ``ready=False`` waits for ``_health`` only (a profile whose models are not trained yet).
+    It listens on ``ipc://{tmp_path}/heirloom-N.sock`` (``.address``, what ``.client`` uses), passed as
+    ``--bind``, so a profile's ``[server] bind`` is not used; a ``--bind`` in ``serve_args`` adds an endpoint.
     Every daemon started is stopped at teardown, and the test errors if one exits non-zero.
     """
     started: list[RunningDaemon] = []
