@@ -109,7 +109,8 @@ class TextClassifier(heirloom.Model):
     validation_fraction: float = attrs.field(default=0.1, validator=_between(0.0, 0.5))
     #: After choosing ``l2`` on held-out training data, retrain on all of it.
     refit: bool = True
-    #: Seed of the held-out split (the only randomness in fitting).
+    #: Seed of the held-out split (the only randomness in fitting: with one ``l2`` or a source's own
+    #: validation split, no record is held out and two seeds store the same weights).
     seed: int = 0
     #: Texts per forward pass in ``predict`` and ``evaluate``.
     batch_size: int = attrs.field(default=1024, validator=heirloom.at_least(1))
