@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from heirloom.store.training import SEEN_IN_TRAINING
     from heirloom.wire.aclient import AsyncClient
     from heirloom.wire.auth import CurveClient
+    from heirloom.wire.bodies import MAX_CONTAINERS
     from heirloom.wire.client import (
         Client,
         DeadlineExceeded,
@@ -180,6 +181,7 @@ _EXPORTS = {
     "PermissionDenied": "heirloom.wire.client",
     "Internal": "heirloom.wire.client",
     "IDEMPOTENCY_KEY_LIMIT": "heirloom.wire.protocol",
+    "MAX_CONTAINERS": "heirloom.wire.bodies",
     "PromotionRefused": "heirloom.store.compare",
     "LEFT_OUT": "heirloom.store.compare",
     "LEFT_OUT_OF": "heirloom.store.compare",
@@ -229,6 +231,7 @@ __all__ = [
     "LABEL_SCHEMA",
     "LEFT_OUT",
     "LEFT_OUT_OF",
+    "MAX_CONTAINERS",
     "MAX_LABEL_CHARS",
     "OPTIONAL_MARKS",
     "SEEN_IN_TRAINING",

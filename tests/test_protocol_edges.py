@@ -100,6 +100,18 @@ def test_a_body_with_buffers_may_nest_64_levels(send):
     assert message == "a body with buffers nests arrays and maps deeper than 64 levels"
 
 
+def test_a_body_of_more_than_100000_arrays_and_maps_is_refused_as_it_is_decoded(send):
+    """A MiB of ``[[[[[[[[[[1]]]]]]]]]]`` in msgpack is a million arrays: decoding it held the daemon's I/O thread,
+    every client's requests, over a second. Past 100,000 arrays and maps a body is refused, counted as they are built;
+    one at the limit is served, and bytes that could start one inside a string (``Ā`` is c4 80) do not count."""
+    over = msgpack.packb({"x": [[[[[[[[[[[1]]]]]]]]]]] * 10_000})  # 100,002
+    said = "cannot decode the body: it holds more than 100,000 arrays and maps, the most a body may"
+    assert refused(send(SIGNATURE, header(route="echo.echo"), over), "body") == said
+    for fine in ([[]] * 99_999, {"s": "\u0100" * 200_000, "x": [[1]] * 1000}):
+        head, body = send(SIGNATURE, header(route="echo.echo"), msgpack.packb(fine))
+        assert head["status"] == "OK" and body == fine
+
+
 def test_error_messages_are_at_most_1000_characters_however_long_the_bad_value(send):
     for length in (990, 5000):
         head, body = send(SIGNATURE, header(route="r" * length), msgpack.packb(None))

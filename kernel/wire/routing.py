@@ -23,6 +23,7 @@ from heirloom.core.settings import ServerSettings
 from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
+from heirloom.wire.bodies import unpack_body
 from heirloom.wire.call import Call, Complete
 from heirloom.wire.inputs import InputValidator, json_schema, wire_type
 from heirloom.wire.protocol import (
@@ -35,7 +36,6 @@ from heirloom.wire.protocol import (
     attach_buffers,
     cut,
     decoding_error,
-    unpackb,
 )
 from heirloom.wire.stats import RouteStats
 
@@ -265,7 +265,7 @@ def decode_call(
             raise passed_on_arrival()
         call.deadline = received + budget / 1000
     try:
-        body = unpackb(rest[0])
+        body = unpack_body(rest[0])
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
         raise RequestError(INVALID_ARGUMENT, decoding_error("body", exc), "body") from None
     if len(rest) > 1 or header.get("buffers") is not None:

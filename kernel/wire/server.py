@@ -1,22 +1,21 @@
 """The daemon's I/O loop: one ZeroMQ socket, drained on every wake-up.
 
-The I/O thread owns the socket. For each message it reads the header, looks the route
-up (:mod:`heirloom.wire.routing`), admits the request, answers the kernel's routes and
-inline routes at once, and hands the rest to handler threads or a route's batcher; their
-results come back through a queue and a wake-up pipe, and the I/O thread sends them. In
-worker mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on a DEALER
+The I/O thread owns the socket. For each message it reads the header, looks the route up
+(:mod:`heirloom.wire.routing`), admits the request, answers the kernel's routes and inline routes at once, and hands
+the rest to handler threads or a route's batcher; their results come back through a queue and a wake-up pipe, and the
+I/O thread sends them. In worker mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on a DEALER
 socket and heartbeats its status.
 
-Threads other than the I/O thread touch no socket: they write one byte to the wake-up pipe,
-under a lock that :meth:`Server.close` also takes, so none writes to a closed (or reused)
-file descriptor. A pipe, not an inproc ZeroMQ pair: one ``write`` to wake, one ``read`` to
-collect every wake-up, where the pair cost a send, a receive per wake-up and a ``zmq.Again``
-to end the drain (about 10 µs a reply off the I/O thread).
+Threads other than the I/O thread touch no socket: they write one byte to the wake-up pipe, under a lock that
+:meth:`Server.close` also takes, so none writes to a closed (or reused) file descriptor. A pipe, not an inproc ZeroMQ
+pair: one ``write`` to wake, one ``read`` to collect every wake-up, where the pair cost a send, a receive per wake-up
+and a ``zmq.Again`` to end the drain (about 10 µs a reply off the I/O thread).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import queue
@@ -164,6 +163,7 @@ class Server:
             try:
                 if self.system.state == "built":
                     self.system.start()
+                gc.freeze()  # what the start made lives on: full collections (set off by a body of arrays) skip it
             except BaseException as exc:  # noqa: BLE001 - reported by run()
                 self.start_error = exc
             self._system_ready.set()
