@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from heirloom_plugins.gateway.front import RepeatedKey, from_json, to_json
+from heirloom_plugins.gateway.front import NotServed, from_json, to_json
 from heirloom_plugins.gateway.oip import InferError
 
 #: struct codes of the fixed-size datatypes (little-endian).
@@ -41,7 +41,7 @@ def decode(raw: bytes, header_length: str) -> Any:
     size = int(header_length)
     try:
         request = from_json(raw[:size])
-    except RepeatedKey as exc:
+    except NotServed as exc:
         raise InferError(f"the JSON header: {exc}", "body") from None
     except ValueError as exc:
         raise InferError(f"the JSON header is not JSON: {exc}", "body") from None

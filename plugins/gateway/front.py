@@ -61,8 +61,13 @@ def _as_json(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-class RepeatedKey(ValueError):
-    """A body with an object that holds a key more than once (its message names the key)."""
+#: Arrays and objects a body may hold in all (the daemon's own bound on a body, docs/PROTOCOL.md).
+MAX_CONTAINERS = heirloom.MAX_CONTAINERS
+
+
+class NotServed(ValueError):
+    """A body that is JSON the gateway does not serve: an object holding a key more than once, or more arrays and
+    objects than MAX_CONTAINERS (its message says which)."""
 
 
 def from_json(raw: bytes) -> Any:
@@ -70,8 +75,16 @@ def from_json(raw: bytes) -> Any:
     1,024 are refused (orjson.JSONDecodeError, a ValueError), where the standard library
     let them through or raised RecursionError. An integer past 64 bits becomes a float. Bytes
     that are not UTF-8 are named by offset (orjson's own words speak of surrogates). An object
-    holding a key twice is RepeatedKey: orjson keeps the last value, and a proxy in front that
-    read the first would have passed another request than the one served."""
+    holding a key twice is NotServed: orjson keeps the last value, and a proxy in front that
+    read the first would have passed another request than the one served. So is a body of more
+    than MAX_CONTAINERS arrays and objects, counted before it is parsed: each costs the parser,
+    the packer and the daemon's decoder an object on the event loop (a MiB of ``[[1]]`` held it
+    2 s), and the daemon refuses more anyway."""
+    if (count := containers(raw)) > MAX_CONTAINERS:
+        raise NotServed(
+            f"the body holds {count:,} arrays and objects; a body holds at most {MAX_CONTAINERS:,} (send fewer per "
+            "request)"
+        )
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -81,7 +94,7 @@ def from_json(raw: bytes) -> Any:
             raise ValueError(f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8") from None
         raise
     if (key := repeated_key(bytes(raw), value)) is not None:
-        raise RepeatedKey(
+        raise NotServed(
             f"an object of the body holds the key {key[:80]!r} more than once: send it once (which one counts "
             "would be a guess, and a proxy in front may have read the other)"
         )
@@ -132,15 +145,30 @@ def repeated_key(raw: bytes, value: Any) -> str | None:
 
 
 def _members(raw: bytes) -> int:
-    """The members of the objects in ``raw`` (valid JSON): its colons outside strings,
-    vectorised as :func:`opens_deeper` reads brackets."""
+    """The members of the objects in ``raw`` (valid JSON): its colons outside strings."""
+    text, outside = _outside(raw, NOT_MEMBERS)
+    return int((outside & (text == ord(":"))).sum())
+
+
+def containers(raw: bytes) -> int:
+    """The arrays and objects ``raw`` opens outside strings, once it has brackets enough for it to matter (more than
+    MAX_CONTAINERS); its bracket count otherwise (nearly every body: two of ``bytes.count``)."""
+    if (brackets := _brackets(raw)) <= MAX_CONTAINERS:
+        return brackets
+    text, outside = _outside(raw, NOT_STRUCTURE)
+    return int((outside & ((text == ord("[")) | (text == ord("{")))).sum())
+
+
+def _outside(raw: bytes, dropped: bytes) -> tuple[Any, Any]:
+    """``raw`` without the bytes in ``dropped`` and escaped backslashes and quotes, as a numpy array, and where it is
+    outside strings (each quote left opens or closes one; a quote counts as inside). Vectorised: a body of megabytes
+    must not cost the event loop a Python loop."""
     import numpy  # on large bodies only
 
     unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    text = numpy.frombuffer(unescaped.translate(None, NOT_MEMBERS), dtype=numpy.uint8)
+    text = numpy.frombuffer(unescaped.translate(None, dropped), dtype=numpy.uint8)
     quotes = text == ord('"')
-    outside = numpy.cumsum(quotes, dtype=numpy.int64) % 2 == 0
-    return int(numpy.count_nonzero(outside & ~quotes))
+    return text, (numpy.cumsum(quotes, dtype=numpy.int64) % 2 == 0) & ~quotes
 
 
 #: Deepest nesting of arrays and objects a body may have: orjson writes JSON at most 255
@@ -151,25 +179,15 @@ TOO_DEEP = f"the body nests arrays and objects deeper than {MAX_JSON_NESTING} le
 NOT_STRUCTURE = bytes(set(range(256)) - set(b'"[]{}'))
 
 
-def nested_deeper(raw: bytes, value: Any) -> bool:
-    """Whether ``value`` (parsed from ``raw``) nests past MAX_JSON_NESTING. A body with fewer
-    brackets than that cannot, which rules out nearly every body before any walk."""
-    return _brackets(raw) > MAX_JSON_NESTING and heirloom.nests_deeper(value, MAX_JSON_NESTING) is not None
-
-
 def opens_deeper(raw: bytes) -> bool:
-    """Whether ``raw``, a body the parser refused, has more than MAX_JSON_NESTING arrays and
-    objects open at some point (strings skipped): the parser's own complaint about such a body
-    (``failed to allocate memory``, ``depth limit exceeded``) would not say what is wrong.
-    Vectorised, as a refused body of megabytes must not cost the event loop a Python loop."""
+    """Whether ``raw`` has more than MAX_JSON_NESTING arrays and objects open at some point (strings skipped): a
+    parsed body nested too deep to serve, or a refused one, which the parser's own complaint (``failed to allocate
+    memory``, ``depth limit exceeded``) would not say is too deep. A body with fewer brackets cannot be."""
     if _brackets(raw) <= MAX_JSON_NESTING:
         return False
     import numpy  # on this rare path only
 
-    # without escaped backslashes and quotes, each quote left opens or closes a string
-    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    text = numpy.frombuffer(unescaped.translate(None, NOT_STRUCTURE), dtype=numpy.uint8)
-    outside = numpy.cumsum(text == ord('"'), dtype=numpy.int32) % 2 == 0
+    text, outside = _outside(raw, NOT_STRUCTURE)
     opens = (text == ord("[")) | (text == ord("{"))
     closes = (text == ord("]")) | (text == ord("}"))
     depth = numpy.cumsum((opens.astype(numpy.int32) - closes) * outside)
