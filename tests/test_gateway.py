@@ -959,6 +959,7 @@ def test_a_request_head_over_64_kib_is_431_and_the_gateway_answers_others_meanwh
         "an unfinished one": [head] + [b"a" * 16384] * 64,  # never ends: the refusal is not at its end
         "a 1 MB trailer": [chunked + b"3\r\n[1]\r\n0\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n"],
         "an 80 KB URL": [b"GET /" + b"a" * 80_000 + b" HTTP/1.1\r\n\r\n"],
+        "a 68 KiB head": [head + b"a" * (69_632 - len(head) - 4) + b"\r\n\r\n"],  # 73,665 bytes were read
     }
     answers: dict[str, str] = {}
 
@@ -985,9 +986,13 @@ def test_a_request_head_over_64_kib_is_431_and_the_gateway_answers_others_meanwh
             "header fields (request line and headers, or a chunked body's chunk line or trailer) are over 65536 bytes"
             in said["error"]
         )
-    # a head within the limit is read whole, as before
+    # a head within the limit is read whole, as before, 64 KiB to the byte
     status, _, body = http(gateway.url + "/v1/routes/echo.echo", [1], headers={"X-Big": "a" * 60_000})
     assert (status, body) == (200, [1])
+    closing = b"GET /v2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Big: "
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(closing + b"a" * (65_536 - len(closing) - 4) + b"\r\n\r\n")
+        assert raw_response(connection).startswith("HTTP/1.1 200 ")
     with daemon.client(timeout=10) as client:
         assert client.call("_health")["live"]
 

@@ -52,6 +52,9 @@ PIECE = 4096
 #: (docs/HTTP.md): counted from the piece after the one it begins in, so a head within it is
 #: always read and one of HEAD_LIMIT + PIECE bytes never.
 HEAD_LIMIT = 64 << 10
+#: Bytes fed after the piece a head begins in (at least 1 of it) that stop it unended: the two bounds above, exact
+#: (fed on to HEAD_LIMIT and pieces of 4 KiB, heads of up to 73,727 bytes were read).
+HEADED = HEAD_LIMIT - 1
 #: Seconds between the log lines that count malformed requests: a flood of them is one a minute.
 REFUSALS_EVERY = 60.0
 
@@ -250,7 +253,8 @@ class OneQueuedRequest(HttpToolsProtocol):
             if self.chunks is not None:
                 self._read_chunks()
                 continue
-            piece, flow.unparsed = flow.unparsed[:PIECE], flow.unparsed[PIECE:]
+            size = min(PIECE, HEADED - self.unframed)  # never past the bound: a piece ending past it was read whole
+            piece, flow.unparsed = flow.unparsed[:size], flow.unparsed[size:]
             self._feed(piece)
         if flow.unparsed and self._open():
             flow.pause_reading()
@@ -285,7 +289,7 @@ class OneQueuedRequest(HttpToolsProtocol):
             self.flow.unparsed = memoryview(bytes(piece[upgrade.args[0] :]) + bytes(self.flow.unparsed))
         else:
             self.unframed = 0 if self.got_on else self.unframed + len(piece)
-            if self.unframed > HEAD_LIMIT:
+            if self.unframed >= HEADED:
                 self._refuse(
                     f"the request's header fields (request line and headers, or a chunked body's chunk line or "
                     f"trailer) are over {HEAD_LIMIT} bytes",
