@@ -1006,6 +1006,10 @@ def test_hook_heirloom_register_consoles(bare):
     assert status == 200 and "{&#x27;said&#x27;: &#x27;hi&lt;b&gt;&#x27;}" in page
     status, _, page = http(gateway.url + "/console/t")
     assert status == 404
+    # a parameter sent twice was read as its last value, where a key or header twice is refused
+    status, _, body = http(gateway.url + "/console/echo?say=a&say=b")
+    assert (status, body["field"]) == (400, "query.say"), body
+    assert body["error"].startswith("query parameter 'say' is sent 2 times: send it once"), body
 
 
 def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):

@@ -15,6 +15,7 @@ import gc
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -403,6 +404,11 @@ class Gateway:
 
     async def console(self, request: Request) -> Response:
         client = self.caller(request.headers)
+        sent = Counter(name for name, _ in request.query_params.multi_items())
+        if twice := next((name for name, times in sent.items() if times > 1), None):  # as a key or header twice
+            message = f"query parameter {twice[:80]!r} is sent {sent[twice]} times: send it once (which one counts "
+            message += "would be a guess, and a proxy in front may have read the other)"
+            return error_response(400, message, field=f"query.{twice[:80]}")
         api = request.path_params["api"]
         timeout = self.deadline(request.headers)
         table = await self.routes.table(client, timeout)
