@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import html
 import json
 import os
 import re
@@ -263,7 +264,10 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
         assert status == 400 and body["field"] == field and said in body["error"], (tensors, body)
     twice = {"inputs": [text], "outputs": [{"name": "label"}, {"name": "label"}]}  # it sent the tensor twice
     status, _, body = http(infer, twice)
-    assert (status, body["field"]) == (400, "outputs") and "'label' is asked for more than once" in body["error"]
+    assert (status, body["field"]) == (400, "outputs[1].name"), body
+    assert "'label' is asked for more than once" in body["error"]
+    status, _, body = http(infer, {"inputs": [text], "outputs": [{"name": "label"}, {"name": "nope"}]})
+    assert (status, body["field"]) == (400, "outputs[1].name") and "no output named 'nope'" in body["error"], body
     huge = {**text, "shape": [2_000_000_000], "data": []}  # rows were built before they were counted
     status, _, body = http(infer, {"inputs": [huge]})
     assert (status, body["field"]) == (400, "inputs[0].shape") and "an infer request takes at most 1024" in body[
@@ -628,6 +632,15 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
         assert (answered != 400) == bool(re.search(deadline["pattern"], value)), (value, answered)  # 0.5 ms: 504
     status, headers, page = http(gateway.url + "/docs")
     assert status == 200 and "/v1/routes/sentiment.feedback" in page
+    # each form's default is a body its operation takes (the predict form sent {"text": null, "texts": null}: a 400)
+    forms = dict(re.findall(r'data-path="([^"]+)"[^>]*><textarea rows="4" name="body">([^<]*)</textarea>', page))
+    for path in ("/v1/routes/sentiment.predict", "/v2/models/sentiment/infer", "/v1/routes/sentiment.labels"):
+        status, _, body = http(gateway.url + path, raw=html.unescape(forms[path]).encode())
+        assert status == 200, (path, forms[path], body)
+    assert "<link rel='icon' href='data:,'>" in page  # a browser asks for no /favicon.ico (a 404 on every load)
+    assert headers["X-Content-Type-Options"] == "nosniff"  # on every reply: pages, JSON, errors
+    assert http(gateway.url + "/v2/nothing")[1]["X-Content-Type-Options"] == "nosniff"
+    assert http(gateway.url + "/v1/routes/sentiment.predict", {"text": "up"})[1]["X-Content-Type-Options"] == "nosniff"
     # another site must not frame the page and lay its try-it-out buttons under a user's click
     assert headers["X-Frame-Options"] == "DENY" and headers["Content-Security-Policy"] == "frame-ancestors 'none'"
 

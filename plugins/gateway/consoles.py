@@ -19,6 +19,10 @@ p.error { color: #a00; font-weight: bold; } .bar { background: #5a7fd0; height: 
 """
 
 
+#: The pages have no icon: said so, a browser asks for no /favicon.ico (a 404 in its console on every load).
+NO_ICON = "<link rel='icon' href='data:,'>"
+
+
 def mounted(consoles: dict[str, heirloom.Console], table: RouteTable) -> dict[str, heirloom.Console]:
     """``api name -> console`` for every api whose methods a console needs (the most specific wins)."""
     found: dict[str, heirloom.Console] = {}
@@ -31,7 +35,7 @@ def mounted(consoles: dict[str, heirloom.Console], table: RouteTable) -> dict[st
 
 def _page(title: str, content: str) -> str:
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>{NO_ICON}"
         f"<style>{STYLE}</style></head><body><header><a href='/console'>consoles</a>"
         f"<a href='/docs'>API docs</a><a href='/openapi.json'>openapi.json</a></header>"
         f"<main>{content}</main></body></html>"

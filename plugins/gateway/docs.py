@@ -30,9 +30,38 @@ textarea { width: 100%; font-family: monospace; }
 """
 
 
-def _example(schema: dict[str, Any]) -> str:
-    properties = schema.get("properties") or {}
-    return json.dumps({name: None for name in schema.get("required", properties)}, indent=1) if properties else ""
+def _example(schema: dict[str, Any], depth: int = 0) -> Any:
+    """A value ``schema`` admits, as a form's default (``{"text": null, "texts": null}`` was refused by the route it
+    filled): a oneOf's or anyOf's first choice that is not null, an object's required keys (all when none is), a text
+    ``"example"``, a number its minimum; null where the schema says nothing."""
+    if "example" in schema or depth > 16:
+        return schema.get("example")
+    if schema.get("enum") or "const" in schema:
+        return schema["enum"][0] if schema.get("enum") else schema["const"]
+    for key in ("oneOf", "anyOf"):
+        if choices := [choice for choice in schema.get(key, []) if choice.get("type") != "null"]:
+            rest = {name: value for name, value in schema.items() if name != key}
+            properties = {**rest.get("properties", {}), **choices[0].get("properties", {})}
+            return _example({**rest, **choices[0], "properties": properties}, depth + 1)
+    kinds = schema.get("type", "object" if "properties" in schema else "null")
+    kind = next((k for k in kinds if k != "null"), "null") if isinstance(kinds, list) else kinds
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _example(properties.get(name, {}), depth + 1) for name in schema.get("required") or properties}
+    if kind == "array":
+        return [_example(schema.get("items") or {}, depth + 1)] * max(1, schema.get("minItems", 1))
+    if kind in ("integer", "number"):
+        least = schema.get("minimum", schema.get("exclusiveMinimum", 0) + 1)
+        return least if kind == "number" else int(least)
+    if kind == "string":
+        return "example" if schema.get("minLength", 0) <= 7 else "x" * schema["minLength"]
+    return False if kind == "boolean" else None
+
+
+def _default(body: dict[str, Any]) -> str:
+    """A form's default body: the operation's example (an infer request's), else one built from its schema."""
+    example = body["example"] if "example" in body else _example(body.get("schema", {}))
+    return "" if example is None else json.dumps(example, indent=1)
 
 
 def docs_page(document: dict[str, Any]) -> str:
@@ -42,7 +71,7 @@ def docs_page(document: dict[str, Any]) -> str:
             body = ((operation.get("requestBody") or {}).get("content") or {}).get("application/json", {})
             schema = body.get("schema", {})
             textarea = (
-                f'<textarea rows="4" name="body">{escape(_example(schema))}</textarea>'
+                f'<textarea rows="4" name="body">{escape(_default(body))}</textarea>'
                 f"<details><summary>body schema</summary><pre>{escape(json.dumps(schema, indent=1))}</pre></details>"
                 if method == "post"
                 else ""
@@ -58,6 +87,7 @@ def docs_page(document: dict[str, Any]) -> str:
     info = document["info"]
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(info['title'])}</title>"
+        "<link rel='icon' href='data:,'>"  # no icon: a browser asks for no /favicon.ico
         f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
         f"<h1>{escape(info['title'])} {escape(info['version'])}</h1><p>{escape(info['description'])} "
         f'The machine-readable document: <a href="/openapi.json">/openapi.json</a>. Paths with '

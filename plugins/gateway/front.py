@@ -338,17 +338,19 @@ def cross_site(scope: Scope, headers: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
+#: On every reply: a browser reads it as the type it says (a JSON error quoting a path of ``<script>`` is no page).
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 #: On every page the gateway serves (not the hot JSON paths): no other site may frame it, so
 #: a page cannot lay the try-it-out buttons of /docs or a console's form under a user's click.
 UNFRAMED = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
 
 
-def unframed(send: Send) -> Send:
-    """``send`` with UNFRAMED added to the response's headers."""
+def with_headers(send: Send, added: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` with ``added`` added to the response's headers."""
 
     async def sending(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), *UNFRAMED]
+            message["headers"] = [*message.get("headers", []), *added]
         await send(message)
 
     return sending
@@ -376,6 +378,7 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = headers_of(scope) if scope["type"] == "http" else {}
+        send = with_headers(send, [NOSNIFF]) if scope["type"] == "http" else send
         if scope["type"] == "http" and (foreign := host_refusal(scope["headers"], self.hosts)) is not None:
             refused = error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED", field="header.Host")
             await refused(scope, receive, send)
@@ -398,7 +401,7 @@ class Front:
             await coded(scope, receive, send)
             return
         if hot is None:
-            await self.app(scope, receive, unframed(send) if scope["type"] == "http" else send)
+            await self.app(scope, receive, with_headers(send, UNFRAMED) if scope["type"] == "http" else send)
             return
         if scope["method"] != "POST":
             await method_not_allowed(scope["method"], scope["path"], "POST")(scope, receive, send)

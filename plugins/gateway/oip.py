@@ -230,12 +230,12 @@ def requested(request: dict[str, Any], available: list[str]) -> list[str]:
     if asked is None:
         return available
     names = [o["name"] for o in asked]
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise InferError(f"no output named {unknown[0]!r} (outputs: {', '.join(available)})", "outputs")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:  # a client asking twice would get the tensor twice, under one name
-        raise InferError(f"output {twice[0]!r} is asked for more than once", "outputs")
+    for position, name in enumerate(names):  # the exact part, as inputs[0].name is named
+        if name not in available:
+            field = f"outputs[{position}].name"
+            raise InferError(f"{field}: no output named {name!r:.80} (outputs: {', '.join(available)})", field)
+        if name in names[:position]:  # a client asking twice would get the tensor twice, under one name
+            raise InferError(f"output {name!r:.80} is asked for more than once", f"outputs[{position}].name")
     return names
 
 

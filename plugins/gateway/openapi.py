@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import heirloom
+from heirloom_plugins.gateway.oip import Signature
 from heirloom_plugins.gateway.routes import RouteTable
 from heirloom_plugins.gateway.schemas import clean
 
@@ -207,9 +208,11 @@ def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+def _model_paths(name: str, entry: dict[str, Any], signature: Signature) -> dict[str, Any]:
     ident = name.replace(".", "_")
     operations: dict[str, Any] = {}
+    infer_body = _json({"$ref": "#/components/schemas/InferRequest"})
+    infer_body["application/json"]["example"] = infer_example(signature)
     for prefix, suffix in ((f"/v2/models/{name}", ""), (f"/v2/models/{name}/versions/{{version}}", "_version")):
         number = {"type": "string", "description": "the served version's number (7 for project/model@7)"}
         version = [{"name": "version", "in": "path", "required": True, "schema": number}] if suffix else []
@@ -240,13 +243,23 @@ def _model_paths(name: str, entry: dict[str, Any]) -> dict[str, Any]:
                 "description": f"Limits: {_limits(entry, 4)} (JSON tensors are verbose; each row is one call).",
                 "tags": ["inference"],
                 "parameters": [*version, DEADLINE],
-                "requestBody": {"required": True, "content": _json({"$ref": "#/components/schemas/InferRequest"})},
+                "requestBody": {"required": True, "content": infer_body},
                 "responses": _responses(
                     "output tensors", {"$ref": "#/components/schemas/InferResponse"}, forbidden=CROSS_SITE
                 ),
             }
         }
     return operations
+
+
+def infer_example(signature: Signature) -> dict[str, Any]:
+    """An infer request of one row the model takes (``/docs``' form sends it as it is)."""
+    inputs = []
+    for field, (datatype, shape) in signature.inputs.items():
+        width = shape[1] if len(shape) == 2 and shape[1] > 0 else 1
+        value = "example" if datatype == "BYTES" else False if datatype == "BOOL" else 0
+        inputs.append({"name": field, "shape": [1, width][: len(shape)], "datatype": datatype, "data": [value] * width})
+    return {"inputs": inputs}
 
 
 def _health_paths() -> dict[str, Any]:
@@ -299,7 +312,7 @@ def openapi(table: RouteTable, tokens: bool = False) -> dict[str, Any]:
     needs a bearer token, so generated clients send one."""
     paths = _health_paths()
     for name, entry in sorted(table.models.items()):
-        paths.update(_model_paths(name, entry))
+        paths.update(_model_paths(name, entry, table.signatures[name]))
     for name, entry in sorted(table.routes.items()):
         paths[f"/v1/routes/{name}"] = _route_operation(name, entry)
     document: dict[str, Any] = {

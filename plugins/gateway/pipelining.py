@@ -99,7 +99,7 @@ class HeldFlow(FlowControl):
 
 def _json_error(message: str, field: str | None) -> bytes:
     said = {"error": message, "code": "INVALID_ARGUMENT", "retryable": False} | ({"field": field} if field else {})
-    return json.dumps(said).encode()
+    return json.dumps(said, separators=(",", ":")).encode()  # compact, as every other error body
 
 
 class ChunkedBody:
@@ -303,7 +303,8 @@ class OneQueuedRequest(HttpToolsProtocol):
         message = heirloom.shortened(message)  # a 60 KB URL is not echoed whole
         Refusals.add()
         body = _json_error(message, field)
-        head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        head = b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nx-content-type-options: nosniff\r\n"
+        head += b"connection: close\r\n"
         self.refusal = head + b"content-length: %d\r\n\r\n" % len(body) + body
         self._refuse_when_due()
 
