@@ -29,6 +29,7 @@ from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import CONTROL, packb, unpackb
 from heirloom.wire.server import TAG_BYTES
 from heirloom.wire.stats import BATCH_BUCKETS, SECONDS_BUCKETS
+from heirloom.wire.strays import WELCOME
 from tests.daemons import PROFILE, Daemon
 from tests.helpers import HEIRLOOM, free_port, free_tcp_address, run_heirloom, write
 
@@ -593,6 +594,48 @@ def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_pa
             worker.kill()
 
 
+def test_a_broker_is_not_ready_while_its_only_ready_worker_serves_another_profile(tmp_path):
+    """A worker of another profile (``minimal``: echo alone) was enough for ``_ready`` to say ready, so a
+    readiness probe sent traffic to a broker that answered none of its profile's other routes. Ready now
+    means the ready workers serve every api of the broker's profile; ``_ready`` names the routes missing."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    stray = subprocess.Popen([*HEIRLOOM, "worker", "minimal", "--connect", worker_address], env=env)
+    right = None
+    try:
+        with daemon.client(timeout=1.0, retries=0) as client:
+            deadline = _until_healthy(client, daemon)
+            while not _worker_pids(client):  # the stray is ready
+                assert time.monotonic() < deadline and stray.poll() is None, daemon.log()
+                time.sleep(0.1)
+            ready = client.call("_ready")
+            assert ready["ready"] is False and ready["serving"] is True, ready
+            assert ready["missing_routes"] == ["t.*"], ready  # echo.* is served; t.* by no ready worker
+            assert client.call("echo.echo", "hi") == "hi"  # what it serves, it answers
+        called = run_heirloom("call", "_ready", "--connect", daemon.address)
+        assert called.returncode != 0, called.stdout
+        assert "not ready: 1 of 1 workers ready (no ready worker serves this profile's t.*)" in called.stderr
+        right = subprocess.Popen(
+            [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address], env=env
+        )
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            assert client.call("_ready")["missing_routes"] == []
+            right.send_signal(signal.SIGTERM)
+            assert right.wait(30) == 0
+            deadline = time.monotonic() + 30
+            while (ready := client.call("_ready"))["ready"]:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            assert "t.pid" in ready["missing_routes"] and "echo.echo" not in ready["missing_routes"], ready
+    finally:
+        assert daemon.terminate() == 0
+        for worker in (stray, right):
+            if worker is not None:
+                worker.kill()
+
+
 def _retried_from_its_cache(client, busy_client, first: int) -> None:
     """Key K1 retried while its worker is the busier one: answered from that worker's cache
     (``first``, its pid), not run again on the other."""
@@ -757,6 +800,7 @@ def test_a_workers_route_entry_takes_the_documented_defaults_for_what_it_leaves_
             }
             with pytest.raises(InvalidArgument, match=r"t\.slow accepts at most 1048576"):
                 client.call("t.slow", b"x" * 2_000_000)
+            assert stray.recv_multipart() == [CONTROL, WELCOME]  # the answer to its first heartbeat read
             assert not stray.poll(300)  # refused by the broker: the worker never saw it
         assert "heartbeat.routes holds an entry that is not a route description" in daemon.log()
     finally:
@@ -1096,6 +1140,45 @@ def test_a_worker_says_when_it_cannot_reach_its_broker_and_when_it_does(tmp_path
         worker.kill()
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_worker_given_a_client_endpoint_is_told_so_and_never_says_connected(tmp_path, workers):
+    """A worker whose --connect named the broker's client address (or a one-process daemon's) logged
+    `connected to the broker` and sat idle for good; the daemon only counted its heartbeats as dropped
+    frames. Now the client endpoint answers a worker's heartbeat with where workers go, both log it,
+    and the worker says connected only once a broker's worker endpoint has answered it."""
+    worker_address = free_tcp_address()
+    extra = ("--workers", "0", "--worker-bind", worker_address) if workers == "0" else ()
+    daemon = Daemon(tmp_path, *extra)
+    log = tmp_path / "worker.log"
+    command = [*HEIRLOOM, "worker", "minimal", "--connect", daemon.address, "--set", "server.heartbeat=0.2"]
+    with daemon.client(timeout=1.0, retries=0) as client:
+        _until_healthy(client, daemon)
+    worker = subprocess.Popen(command, stderr=log.open("w"))
+    try:
+        deadline = time.monotonic() + 60
+        while "is not a broker's worker endpoint" not in log.read_text():
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+            time.sleep(0.1)
+        with daemon.client(timeout=10) as client:
+            assert client.call("_health")["live"] is True
+        said = log.read_text()
+        assert f"{daemon.address} is not a broker's worker endpoint; no request reaches this worker there" in said
+        if workers == "0":
+            assert f"its workers connect to {worker_address} (correct --connect)" in said
+            told = "a worker connected to the client endpoint (it sent a HEARTBEAT there), told: this is the client "
+            assert f"{told}endpoint of a heirloom broker; its workers connect to {worker_address}" in daemon.log()
+        else:
+            assert "a heirloom daemon serving in one process, which takes no workers" in said
+            assert "a worker connected to the client endpoint (it sent a HEARTBEAT there)" in daemon.log()
+        assert "connected to the broker" not in said, said
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+        assert daemon.log().count("a worker connected to the client endpoint") == 1  # once per peer, not per beat
+    finally:
+        worker.kill()
+        assert daemon.terminate() == 0
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_heirloom_call_run_again_with_its_idempotency_key_writes_once(tmp_path, workers):
     """Each `heirloom call` is a new connection; a rerun with the same key must still be
@@ -1132,6 +1215,8 @@ def test_a_stopping_broker_tells_remote_workers_drain_until_they_say_they_stoppe
                     socket.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": pid, "ready": True, "routes": routes})])
                 assert time.monotonic() < deadline, daemon.log()
                 time.sleep(0.2)
+        for socket in (deaf, silent):  # each connection's first heartbeat read was answered, once
+            assert socket.recv_multipart() == [CONTROL, WELCOME]
         daemon.process.send_signal(signal.SIGTERM)
         assert deaf.poll(10_000) and deaf.recv_multipart() == [CONTROL, b"DRAIN"], daemon.log()
         ignored_until = time.monotonic() + 1.5  # as if that DRAIN was lost
@@ -1186,6 +1271,7 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
             stray.send_multipart([CONTROL, b"HEARTBEAT", packb(more)])
             assert client.call("_stats")["workers"][0]["pid"] == 1 and client.call("_ready")["workers"]
             pending = client.submit("t.slow", {"ms": 1})
+            assert stray.recv_multipart() == [CONTROL, WELCOME]  # its first heartbeat the broker took, answered
             assert stray.poll(10_000), daemon.log()
             tagged, *_ = stray.recv_multipart()
             forger = context.socket(zmq.DEALER)  # another peer answering a request it was not sent

@@ -166,6 +166,8 @@ def _not_ready(body: dict[str, Any], client: Client) -> str:
                     why.add(f"models.{name}{said}")
         if isinstance(failure := body.get("start_failure"), str):
             why.add(failure)
+        if isinstance(missing := body.get("missing_routes"), list) and missing:
+            why.add(f"no ready worker serves this profile's {', '.join(map(str, missing[:10]))}")
         reasons = f" ({'; '.join(sorted(why))})" if why else ""
         return f"{ready} of {body.get('expected_workers', '?')} workers ready{reasons}"
     waiting = [name for name, ready in (body.get("components") or {}).items() if ready is not True]

@@ -20,7 +20,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import zmq
@@ -40,7 +40,6 @@ from heirloom.wire.broker_workers import (
     WORKER_QUEUE,
     Departed,
     Worker,
-    misread,
     names_another,
     not_sent,
     read_heartbeat,
@@ -74,7 +73,8 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import passed_on_arrival, refused, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every, OncePerPeer
+from heirloom.wire.strays import WELCOME, Strays, workers_go
+from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every
 from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
@@ -108,6 +108,7 @@ class Broker(BrokerRoutes):
         max_in_flight: int | None = None,
         limits: ClientLimits | None = None,
         place_workers: Callable[[list[str]], WorkerPool | None] | None = None,
+        apis: Collection[str] = (),
     ):
         self.settings = settings
         self.profile_ref = profile_ref
@@ -142,12 +143,12 @@ class Broker(BrokerRoutes):
         self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
         self._unreadable, self._crowded, self._reloads = Every(60.0), Every(60.0), Every(RELOAD_LOG_SECONDS)
         self._impostors = Every(60.0)  # GONE messages naming a worker their connection is not
-        self._misread = OncePerPeer(10, "lines about messages on the worker endpoint the broker cannot read")
+        self._strays = Strays(log, self.outbox.send, workers_go(worker_bind and self.worker_address, broker=True))
         self._comings = Budget(WORKER_LINES_PER_MINUTE, "lines about workers joining and leaving")
         self.workers: dict[bytes, Worker] = {}
         self._gate = HeartbeatGate(self._heartbeat, self.workers)  # each peer's share of the broker's time
         self._departed = Departed(settings.heartbeat)
-        self.table = ReadyTable(settings.admin_routes, self.workers.values(), settings.idempotency_cache)
+        self.table = ReadyTable(settings.admin_routes, self.workers.values(), settings.idempotency_cache, apis)
         self.forwarded: dict[bytes, Forwarded] = {}  # by tag
         self.deadlines = Deadlines(self.forwarded, settings.heartbeat)
         #: tag -> bytes of each large forwarded request (LARGE_REQUEST and up), and their sum
@@ -245,7 +246,7 @@ class Broker(BrokerRoutes):
         if self.pool is not None and not self.draining:
             self.pool.observe(len(self.forwarded), len(self.table.ready))
         self._comings.roll(log)
-        self._misread.budget.roll(log)
+        self._strays.roll()
         for pid, code, reason in self.local.reap(now, respawn=not self.draining):
             self._forget_pid(pid, code, reason)
         if any(now - w.last_seen > w.silence for w in self.workers.values()):  # read what a stall of ours held back
@@ -346,18 +347,18 @@ class Broker(BrokerRoutes):
                 self._gate.forget(frames[0])  # a heartbeat of it still waiting came before it: superseded
                 self._gone(frames[0], frames[3] if len(frames) > 3 else None)
             else:
-                self._log_misread(frames)
+                self._strays.misread(frames, self.workers, TAG_BYTES)
             return
         tag = tagged[:TAG_BYTES]
         forwarded = self.forwarded.get(tag)
         if forwarded is None or forwarded[0].identity != frames[0]:
             if len(tagged) != TAG_BYTES + 1 or tagged in WORKER_COMMANDS:
-                self._log_misread(frames)
+                self._strays.misread(frames, self.workers, TAG_BYTES)
             return  # answered already (its worker was declared dead meanwhile), or sent to another peer
         code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
         if code is None or len(frames) < 4:  # no reply a worker sends (a status, a header, a body): fail it now
             if len(tagged) != TAG_BYTES + 1:
-                self._log_misread(frames)
+                self._strays.misread(frames, self.workers, TAG_BYTES)
             return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
         if not self._release(tag, forwarded, ok=code == OK):
             return  # answered at its deadline: a reply after it is dropped
@@ -365,13 +366,6 @@ class Broker(BrokerRoutes):
         stats.record(code, time.perf_counter() - received)
         reply = frames[2:]
         self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
-
-    def _log_misread(self, frames: list[bytes]) -> None:
-        worker = self.workers.get(frames[0])
-        peer = f"worker pid {worker.pid}" if worker is not None else "a peer that is no worker yet"
-        if self._misread.first(frames[0]):  # once per peer: a worker of another language repeats it every second
-            said = "ignored a message on the worker endpoint from %s: %s (docs/PROTOCOL.md, Worker protocol)"
-            self._misread.budget.log(log, logging.WARNING, said, peer, misread(frames[1:], TAG_BYTES))
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""
@@ -412,6 +406,7 @@ class Broker(BrokerRoutes):
                 return
             worker = self.workers[identity] = Worker(identity)
             self._comings.log(log, logging.INFO, "worker pid %s connected", status.get("pid"), always=local)
+            self._tell_workers(WELCOME, [worker])  # it says it is connected once it has this answer
         was_ready, before = worker.ready, worker.status
         worker.update(status, local, self.settings.heartbeat)
         if status.get("draining") and not before.get("draining"):  # it is sent nothing more: all it was is ahead
@@ -432,8 +427,9 @@ class Broker(BrokerRoutes):
         path, kept flat: common cases first, checks inline)."""
         received = time.perf_counter()
         index = split_envelope(frames)
-        if index < 0:
+        if index < 0:  # not a request; a worker's heartbeat here is told where workers connect
             self.dropped += 1
+            self._strays.on_client_endpoint(frames)
             return
         envelope, request_id, info, route = frames[:index], None, None, None
         try:

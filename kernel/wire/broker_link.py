@@ -4,7 +4,9 @@ heartbeats, the broker's control messages, and whether the broker can be reached
 A worker's DEALER cannot queue a message while it has no connection, so a heartbeat that
 could not be sent is how a worker knows its broker is unreachable (a wrong address, a broker
 not started yet or gone). The worker says so in its log rather than only "ready": requests
-reach it through the broker alone.
+reach it through the broker alone. A heartbeat sent proves only that some ZeroMQ peer took it:
+the worker says it is connected once the broker answered its first one (``WELCOME``), and says
+what a client endpoint answers (``WRONG_ENDPOINT``: ``--connect`` named the wrong address).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import zmq
 
 from heirloom.wire.builtin_routes import for_clients, worker_status
 from heirloom.wire.local_workers import PARENT_ENV, local_token
-from heirloom.wire.protocol import CONTROL, packb
+from heirloom.wire.protocol import CONTROL, packb, unpackb
+from heirloom.wire.strays import WELCOME, WRONG_ENDPOINT
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
 
 if TYPE_CHECKING:
@@ -38,6 +41,10 @@ class BrokerLink:
         self._last_beat = 0.0
         self._reached = False
         self._unsent = 0
+        #: Whether a broker's worker endpoint answered (WELCOME), and heartbeats sent without such an answer.
+        self._welcomed = False
+        self._unanswered = 0
+        self._wrong = Every(60.0)
         self._told_failure = False
         self._reloads = Every(RELOAD_LOG_SECONDS)
         #: When this worker's first draining heartbeat went out, and whether the broker has said DRAIN
@@ -94,6 +101,18 @@ class BrokerLink:
         self.server.outbox.send([CONTROL, b"GONE", packb({"pid": os.getpid(), "error": said, **local_token()})])
 
     def _note(self, sent: bool) -> None:
+        if sent and not self._welcomed:  # taken by some peer, which has not shown it is a broker's worker endpoint
+            self._unsent, self._unanswered = 0, self._unanswered + 1
+            if self._unanswered == MISSED_BEATS:
+                log.warning(
+                    "the peer at %s takes this worker's heartbeats but has not answered as a broker's worker "
+                    "endpoint after %d of them: check that --connect is the broker's --worker-bind address (a "
+                    "heirloom broker answers a new worker's first heartbeat at once; a broker of an older heirloom "
+                    "answers none, and this worker is served all the same)",
+                    self.address,
+                    MISSED_BEATS,
+                )
+            return
         if sent:
             if not self._reached:
                 log.info("connected to the broker at %s", self.address)
@@ -112,7 +131,15 @@ class BrokerLink:
         """A command from the broker: ``DRAIN`` (it is shutting down, or answers this worker's draining
         heartbeat: either way it routes nothing more here) or ``RELOAD`` (``_reload``)."""
         command = frames[1] if len(frames) > 1 else b""
-        if command == b"DRAIN":
+        if command == WELCOME:
+            self._welcomed = True
+            self._note(True)
+        elif command == WRONG_ENDPOINT:
+            said = _text(frames[2]) if len(frames) > 2 else "(no reason given)"
+            wrong = "%s is not a broker's worker endpoint; no request reaches this worker there: %s (correct --connect)"
+            self._wrong.log(log, logging.ERROR, wrong, self.address, said)
+            self._unanswered = max(self._unanswered, MISSED_BEATS)  # said: no second warning that it did not answer
+        elif command == b"DRAIN":
             self._told_drain = True
             self.server.request_drain()
         elif command == b"RELOAD" and not self.server.mounted:  # still loading: checked once the models have loaded
@@ -121,3 +148,12 @@ class BrokerLink:
             checking = self.server.system.serving.check_now()
             said = ", ".join(checking) or "no model"
             self._reloads.log(log, logging.INFO, "_reload (from the broker): checking the store for %s", said)
+
+
+def _text(frame: bytes) -> str:
+    """A WRONG_ENDPOINT's reason: a msgpack string from a peer, shown cut; anything else, its repr."""
+    try:
+        said = unpackb(frame)
+    except Exception:  # noqa: BLE001 - msgpack raises several types; each is no text to show
+        said = frame
+    return said[:300] if isinstance(said, str) else repr(said)[:300]

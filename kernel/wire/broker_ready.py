@@ -1,6 +1,8 @@
 """The broker's table of ready workers, and its choice of one for each request.
 
-Each route goes only to the ready workers that serve it (a worker of another profile, or of an
+The broker is ready once its ready workers serve every api of its profile (a worker of another profile serves
+none of its routes: the broker waits for one that does, and ``_ready`` names what is missing). Each route goes
+only to the ready workers that serve it (a worker of another profile, or of an
 older version during a rolling upgrade, is sent only its own routes); a request goes to the one
 with the fewest requests in flight, or, with an idempotency key, to the worker its first attempt
 went to while that one is ready, so a retry meets it. A worker the broker finds it cannot reach is
@@ -28,8 +30,12 @@ Key = tuple[bytes, str, Any]
 class ReadyTable:
     """The ready workers, the routes each serves, and what ``_routes`` lists."""
 
-    def __init__(self, admin_routes: Collection[str], workers: Collection[Worker], keys_per_worker: int):
+    def __init__(
+        self, admin_routes: Collection[str], workers: Collection[Worker], keys_per_worker: int, apis: Collection[str]
+    ):
         self.admin_routes = admin_routes
+        #: the profile's api names: each needs a ready worker serving its routes before the broker is ready
+        self.apis = apis
         #: every connected worker (the broker's own dict's values), and the keys each one's cache holds
         self._workers, self._keys_per_worker = workers, keys_per_worker
         self.ready: list[Worker] = []
@@ -53,6 +59,18 @@ class ReadyTable:
             if len(self.served_once) + len(self.routes) > MAX_ROUTES:  # names a rogue worker made up
                 self.served_once.clear()
             self.served_once.update(self.routes)
+
+    def missing_routes(self) -> list[str]:
+        """The routes of the profile's apis no ready worker serves: the names served before, else ``API.*``.
+        An api counts as served by a ready worker whose heartbeat lists it in ``apis`` (one with no routes)
+        or that serves a route ``API.NAME``."""
+        served = {name.rpartition(".")[0] for name in self.serving}
+        served.update(api for w in self.ready for api in w.status.get("apis", ()) if isinstance(api, str))
+        missing = []
+        for api in (api for api in self.apis if api not in served):
+            known = sorted(name for name in self.served_once if name.rpartition(".")[0] == api)
+            missing.extend(known or [f"{api}.*"])
+        return missing
 
     def choose(self, route: str, client: bytes, key: Any, tag: bytes) -> Worker | None:
         """The worker for request ``tag`` to ``route``: ``key``'s first worker while it is ready, else the

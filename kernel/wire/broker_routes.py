@@ -116,7 +116,9 @@ class BrokerRoutes:
         return self.pool.size if self.pool is not None else max(1, self.settings.workers)
 
     def is_ready(self: Broker) -> bool:
-        return not self.draining and len(self.table.ready) >= self.expected_workers()
+        """Every expected worker ready, and the ready ones serving every api of the profile (not another's)."""
+        ready = not self.draining and len(self.table.ready) >= self.expected_workers()
+        return ready and not self.table.missing_routes()
 
     def _refuse_clients(self: Broker) -> None:
         """Answer what clients send for 50 ms (UNAVAILABLE: draining): while the workers stop, a
@@ -154,6 +156,7 @@ class BrokerRoutes:
             "serving": not self.draining and bool(self.table.ready),
             "workers": self._workers(),
             "start_failure": self.start_trouble(),
+            "missing_routes": self.table.missing_routes(),
         }
 
     def _route_routes(self: Broker) -> dict[str, Any]:

@@ -50,6 +50,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "draining": bool,
     "heartbeat": (int, float),
     "routes": list,
+    "apis": list,
     "resources": dict,
     "models": dict,
     "storage": dict,

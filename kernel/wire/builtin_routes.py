@@ -146,6 +146,7 @@ def worker_status(daemon: Server) -> dict[str, Any]:
         "draining": daemon.draining,
         "heartbeat": daemon.settings.heartbeat,
         "routes": [e.describe() for e in daemon.router.endpoints.values() if not e.builtin],
+        "apis": [spec.name for spec in system.specs if spec.kind == "api"],  # one with no routes counts as served
         "resources": resource_usage(system),
         "models": models_status(system),
         "storage": storage_usage(system),

@@ -158,6 +158,7 @@ def serve(
         max_in_flight=manager_calls.in_flight_limit(resources),
         limits=manager_calls.client_limits(resources),
         place_workers=resources.place_workers if _places_workers(resources) else None,
+        apis=[spec.name for spec in profile.components if spec.kind == "api"],
     )
     on_stop_signals(broker.request_drain)
     on_hang_up(broker)

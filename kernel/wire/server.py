@@ -1,10 +1,9 @@
 """The daemon's I/O loop: one ZeroMQ socket, drained on every wake-up.
 
-The I/O thread owns the socket. For each message it reads the header, looks the route up
-(:mod:`heirloom.wire.routing`), admits the request, answers the kernel's routes and inline routes at once, and hands
-the rest to handler threads or a route's batcher; their results come back through a queue and a wake-up pipe, and the
-I/O thread sends them. In worker mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on a DEALER
-socket and heartbeats its status.
+The I/O thread owns the socket. For each message it reads the header, looks the route up (:mod:`heirloom.wire.routing`),
+admits the request, answers the kernel's routes and inline routes at once, and hands the rest to handler threads or a
+route's batcher; their results come back through a queue and a wake-up pipe, and the I/O thread sends them. In worker
+mode the same loop sits behind a broker (:mod:`heirloom.wire.broker`) on a DEALER socket and heartbeats its status.
 
 Threads other than the I/O thread touch no socket: they write one byte to the wake-up pipe, under a lock that
 :meth:`Server.close` also takes, so none writes to a closed (or reused) file descriptor. A pipe, not an inproc ZeroMQ
@@ -58,6 +57,7 @@ from heirloom.wire.protocol import (
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
+from heirloom.wire.strays import Strays, workers_go
 from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver
 
 #: Name prefix of the threads that run unbatched handlers.
@@ -148,6 +148,7 @@ class Server:
         self._recv = receiver(self.socket, with_user=self.watch is not None, stamp=self.watch and self.watch.stamp)
         self.outbox = reply_outbox(self.socket, settings, self.watch)
         self.link = BrokerLink(self, connect) if connect is not None else None
+        self.strays = Strays(log, self.outbox.send, workers_go(None, broker=False))  # workers come to a broker
         #: How long the I/O loop may wait for the socket or a wake-up before its next turn.
         self.wait_ms = POLL_MS
 
@@ -316,8 +317,9 @@ class Server:
             envelope, head = frames[:1], 1
         else:
             index = split_envelope(frames)
-            if index < 0:
+            if index < 0:  # not a request; a worker's heartbeat here is told that this daemon takes no workers
                 self.dropped += 1
+                self.strays.on_client_endpoint(frames)
                 return
             envelope, head = frames[:index], index + 1
         request_id, endpoint = None, None
