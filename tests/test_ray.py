@@ -3,16 +3,23 @@ on a real two-node Ray cluster inside a network namespace with only loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
+import zmq
 
 from tests.helpers import REPO, free_port, run_heirloom, write
 
@@ -123,6 +130,82 @@ def test_serve_with_nothing_at_the_address_fails_within_seconds(tmp_path, addres
     result = serve_briefly(tmp_path, f'address = "{address}"', timeout=30)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"resources.address = '{address}': nothing answers there ({why}" in result.stderr, result.stderr
+
+
+@contextlib.contextmanager
+def _listener(answer: bytes | None) -> Iterator[int]:
+    """Another program on a free port: it accepts, sends ``answer`` once it has read a greeting (None: never
+    a word), and keeps each connection open; its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                held.append(conn)
+                if answer is not None:
+                    conn.recv(64)
+                    conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+@needs_ray
+def test_serve_at_an_address_where_another_program_listens_says_it_is_no_ray_head(tmp_path):
+    """ray.init retried a port where a plain TCP program (or a heirloom broker's client port) listened for 5.5
+    minutes, dialling the node's IP, deaf to SIGTERM; an HTTP/2 greeting tells a gRPC head's port from it."""
+    with _listener(None) as port:
+        result = serve_briefly(tmp_path, f'address = "127.0.0.1:{port}"', timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    said = f"resources.address = '127.0.0.1:{port}': a process answers there, but it is no Ray head (it answered "
+    assert f"{said}nothing to an HTTP/2 greeting within 3 s; a head's GCS port speaks gRPC)" in result.stderr
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        result = serve_briefly(tmp_path, f'address = "127.0.0.1:{port}"', timeout=60)
+    finally:
+        context.destroy(linger=0)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert (
+        "a process answers there, but it is no Ray head (it answered an HTTP/2 greeting with b'\\xff" in result.stderr
+    )
+
+
+@needs_ray
+def test_sigterm_stops_serve_while_ray_retries_a_grpc_port_that_is_no_head(tmp_path):
+    """A port that answers HTTP/2 but is no GCS: ray.init retries it in C++, where Python's signal handlers
+    wait; the process now stops on SIGTERM at once (exit 0: it served nothing yet)."""
+    path = write(tmp_path / "ray.toml", PROFILE.format(keys='address = "127.0.0.1:{port}"'))
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty HTTP/2 SETTINGS frame
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env |= {"HEIRLOOM_HOME": str(tmp_path / "home"), "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    log = tmp_path / "serve.log"
+    with _listener(settings) as port, tempfile.TemporaryDirectory(prefix="ray", dir="/tmp") as ray_tmp:
+        path.write_text(path.read_text().replace("{port}", str(port)))
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "heirloom", "serve", str(path), "--bind", "tcp://127.0.0.1:0"],
+            stderr=log.open("w"),
+            cwd=REPO,
+            env={**env, "RAY_TMPDIR": ray_tmp},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "Failed to connect to GCS" not in log.read_text():  # Ray's own retry line: inside ray.init
+                assert time.monotonic() < deadline and serve.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.2)
+            serve.send_signal(signal.SIGTERM)
+            assert serve.wait(30) == 0, log.read_text()[-2000:]
+        finally:
+            serve.kill()
+    assert f"received SIGTERM while joining the Ray cluster (resources.address = '127.0.0.1:{port}')" in log.read_text()
 
 
 @needs_ray

@@ -44,8 +44,14 @@ RETIRE_GRACE_S = 30.0
 STUCK_S = 10.0
 REPEAT_S = 60.0
 REJOIN_EVERY_S = 5.0
-#: Seconds a TCP connect to the head's address may take before serve says nothing answers there.
+#: Seconds a TCP connect to the head's address (and its answer to an HTTP/2 greeting) may take.
 CONNECT_TIMEOUT_S = 3.0
+#: Seconds ray.init may take to join a HOST:PORT address before serve or train ends, saying so: Ray retries
+#: an address whose GCS it cannot reach for minutes (it dialled the node's own IP for a 127.0.0.1 address).
+JOIN_TIMEOUT_S = 60.0
+#: HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (a head's GCS port, a Ray Client
+#: server) answers with a SETTINGS frame (type 4) of its own; another program does not.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 _PR_SET_PDEATHSIG = 1
 _AUTH_HINT = (
     "the cluster refused this process's authentication: a cluster with token authentication needs "
@@ -76,6 +82,26 @@ def unreachable(host: str, port: int) -> str | None:
     return None
 
 
+def no_grpc(host: str, port: int) -> str | None:
+    """Why the process at HOST:PORT is no gRPC server, as a head's GCS port is, or None when it answers
+    HTTP/2 (or the cluster uses TLS, whose handshake comes first: not probed)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as probe:
+            probe.sendall(_HTTP2_HELLO)
+            head = b""
+            while len(head) < 9 and (more := probe.recv(9 - len(head))):
+                head += more
+    except TimeoutError:
+        return f"it answered nothing to an HTTP/2 greeting within {CONNECT_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return f"it dropped the connection ({exc.strerror or type(exc).__name__})"
+    if len(head) < 9 or head[3] != 4:
+        return f"it answered an HTTP/2 greeting with {head[:16]!r}, not HTTP/2" if head else "it closed the connection"
+    return None
+
+
 def connect(config: RayResources) -> bool:
     """Join the configured cluster unless this process has already; True if it joined now."""
     if ray.is_initialized():
@@ -87,8 +113,13 @@ def connect(config: RayResources) -> bool:
             f"{where}: nothing answers there ({why}); start the cluster's head (`ray start --head`, "
             "docs/SCALE.md) or correct the address"
         )
+    if target is not None and (why := no_grpc(*target)):
+        raise heirloom.HeirloomError(
+            f"{where}: a process answers there, but it is no Ray head ({why}; a head's GCS port speaks gRPC): "
+            "correct the address (`ray start --head` prints it; the default port is 6379)"
+        )
     try:
-        with _signals_kept():
+        with _signals_kept(), _bounded(where if target is not None else None):
             ray.init(address=config.address, logging_level=logging.WARNING)
     except ray.exceptions.AuthenticationError as exc:
         raise heirloom.HeirloomError(f"{where}: {_AUTH_HINT} ({first_line(exc)})") from None
@@ -119,6 +150,67 @@ def _signals_kept() -> Iterator[None]:
         for sig, handler in kept.items():
             if handler is not None:
                 signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _bounded(where: str | None) -> Iterator[None]:
+    """While ray.init joins ``where`` (a HOST:PORT address; None: not watched), from the main thread: end the
+    process on SIGTERM or SIGINT (exit 0: nothing was served yet), or with exit 1 after JOIN_TIMEOUT_S, saying
+    so. Ray's C++ retries hold the main thread, where Python's handlers run: a SIGTERM waited until they gave
+    up (5.5 minutes, in a check). Python's own C handler writes each signal to the wake-up fd at once."""
+    if where is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig, handler in signals.items():
+        if handler in (signal.SIG_DFL, None):  # a Python handler, so that the signal reaches the wake-up fd
+            signal.signal(sig, lambda signum, frame: None)
+    read, write = socket.socketpair()
+    write.setblocking(False)
+    previous = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(read, done, where), name="heirloom-ray-join", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous)
+        watcher.join()
+        read.close()
+        write.close()
+        for sig, handler in signals.items():
+            if handler in (signal.SIG_DFL, None):
+                signal.signal(sig, signal.SIG_DFL)
+
+
+def _watch(read: socket.socket, done: threading.Event, where: str) -> None:
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    read.settimeout(0.2)
+    while not done.is_set():
+        try:
+            caught = [sig for sig in read.recv(64) if sig in (signal.SIGTERM, signal.SIGINT)]
+        except TimeoutError:
+            caught = []
+        if caught:
+            log.info("received %s while joining the Ray cluster (%s); stopping", signal.Signals(caught[0]).name, where)
+            _leave(0)
+        if time.monotonic() > deadline and not done.is_set():
+            log.error(
+                "%s: Ray has not joined the cluster there after %g s (it retries a GCS it cannot reach; its lines "
+                "above say which address it dialled): check that the address is the head's GCS port and that this "
+                "host reaches the head's node IP",
+                where,
+                JOIN_TIMEOUT_S,
+            )
+            _leave(1)
+
+
+def _leave(code: int) -> None:
+    """End the process from the watcher thread (the main thread is inside ray.init, deaf to Python)."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def first_line(exc: BaseException) -> str:
