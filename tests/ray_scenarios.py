@@ -217,6 +217,7 @@ def serve(out: Path) -> None:
                 report["after_scale"] = client.call("_ready")
             report["restarts_used_up"] = use_up_restarts(daemon, restarts=5)
             report["gave_up_logged"] = "a ray worker actor died for good (max_restarts = 5 used up" in daemon.log()
+            report["restart_logged"] = " was restarted: its worker pid " in daemon.log()
         finally:
             report["exit_code"] = daemon.terminate(timeout=60)
             report["log_tail"] = daemon.log()[-4000:]

@@ -267,6 +267,8 @@ def test_an_actor_ray_gives_up_on_is_replaced(served):
     (worker,) = served["restarts_used_up"]
     assert worker["ready"] and worker["state"] == "ALIVE"
     assert served["gave_up_logged"], served["log_tail"]
+    # the worker's own exit line stays in Ray's log of its actor: the broker says Ray restarted it
+    assert served["restart_logged"], served["log_tail"]
 
 
 def test_a_pool_with_min_and_max_workers_grows_with_the_queue(served):

@@ -316,6 +316,7 @@ class RayWorkerPool(heirloom.WorkerPool):
         self._actors: list[Any] = []
         self._lock = threading.Lock()
         self._placements: dict[int, dict[str, Any]] = {}
+        self._pids: dict[str, int] = {}  # actor id -> its worker's pid, last seen: a new one is a restart
         self._changed = 0.0
         self._low_since: float | None = None
         self._missing_since: float | None = None
@@ -396,13 +397,30 @@ class RayWorkerPool(heirloom.WorkerPool):
                     continue
                 except Exception:  # noqa: BLE001 - pending, restarting or unreachable: _look_into says why
                     continue
-                found[info.pop("pid")] = {**info, "state": "ALIVE"}
+                pid = info.pop("pid")
+                if (before := self._pids.get(info["actor_id"])) not in (None, pid):
+                    self._restarted(info["actor_id"], before, pid)
+                self._pids[info["actor_id"]] = pid
+                found[pid] = {**info, "state": "ALIVE"}
             self._placements = found
             missing = len(actors) - len(found)
             try:
                 self._look_into(missing)
             except Exception as exc:  # noqa: BLE001 - the refresh goes on whatever Ray raises
                 self._say(f"cannot tell why {missing} ray worker(s) are not running: {first_line(exc)}")
+
+    @staticmethod
+    def _restarted(actor_id: str, before: int, pid: int) -> None:
+        """Say in the broker's log that Ray restarted an actor: its dying line, ``heirloom worker pid N exited
+        with CODE; its actor exits too``, is in Ray's log of that actor alone (it exits at once, and Ray's log
+        monitor did not forward it to the broker's stderr in a check)."""
+        log.warning(
+            "ray worker actor %s was restarted: its worker pid %d ended (Ray's log of that actor, logs/worker-*.out "
+            "in the cluster's session folder on its node, says with which code), and worker pid %d runs in its place",
+            actor_id[:8],
+            before,
+            pid,
+        )
 
     def _look_into(self, missing: int) -> None:
         """With workers unanswered for ``STUCK_S``, find out why and say it (at most once in
