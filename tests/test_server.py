@@ -827,6 +827,48 @@ def test_sigterm_with_64_in_flight_answers_every_request(tmp_path):
     assert all({"ts", "level", "logger", "pid", "message"} <= set(e) for e in events)
 
 
+@pytest.mark.parametrize("broker", [False, True])
+def test_sigterm_answers_every_request_a_client_queued_before_it(tmp_path, broker):
+    """Requests a client sent before SIGTERM that the daemon had not read yet (its backlog: here queued while
+    the daemon is stopped with SIGSTOP) each get a reply: UNAVAILABLE, retryable, once the drain began (a
+    built-in route its usual answer), OK before. The daemon read one batch of them during its drain and
+    left the rest unanswered: 1,459 of 3,000 for a JavaScript client (docs/PROTOCOL.md, Shutdown). A broker
+    whose workers were all gone (here: none joined) did the same."""
+    workers = ("--workers", "0", "--worker-bind", f"ipc://{tmp_path}/workers.sock") if broker else ()
+    daemon = Daemon(tmp_path, *workers, grace=20)
+    if not broker:  # a broker with no worker is never ready; it answers _health
+        daemon.wait_ready()
+    sent = 3000
+    with zmq.Context() as context, context.socket(zmq.DEALER) as dealer:
+        dealer.setsockopt(zmq.SNDHWM, 0)  # no limit: every request is queued at once, none waits to be sent
+        dealer.setsockopt(zmq.RCVHWM, 0)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(daemon.address)
+        dealer.send_multipart(request_frames("up", "_health"))  # the connection is up before the daemon stops
+        assert msgpack.unpackb(dealer.recv_multipart()[1])["status"] == "OK"
+        daemon.process.send_signal(signal.SIGSTOP)
+        try:
+            for n in range(sent):  # every 100th a built-in route, which answers while draining
+                dealer.send_multipart(request_frames(n, "echo.echo", n) if n % 100 else request_frames(n, "_health"))
+            daemon.process.send_signal(signal.SIGTERM)
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+        replies: dict[int, tuple[str, Any]] = {}
+        while len(replies) < sent:
+            if dealer.poll(1000):
+                frames = dealer.recv_multipart()
+                replies[msgpack.unpackb(frames[1])["id"]] = (msgpack.unpackb(frames[1])["status"], frames[2])
+            elif daemon.process.poll() is not None:  # stopped, and nothing more came
+                break
+    assert daemon.process.wait(30) == 0
+    assert len(replies) == sent, f"{sent - len(replies)} of {sent} requests got no reply"
+    refused = [n for n, (status, _) in replies.items() if status != "OK"]
+    assert refused and all(replies[n][0] == "UNAVAILABLE" and n % 100 for n in refused)
+    body = msgpack.unpackb(replies[refused[-1]][1])
+    assert body["retryable"] is True and ("no worker is ready" if broker else "draining") in body["message"]
+    assert "as the drain ended" in daemon.log()
+
+
 def test_ready_turns_false_while_draining(tmp_path):
     """``heirloom call _ready`` is a readiness probe: exit 0 when ready, 3 (declined) while
     draining, with the reply printed either way."""

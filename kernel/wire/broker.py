@@ -219,7 +219,7 @@ class Broker(BrokerRoutes):
         self._tell_workers(b"DRAIN")  # one that connected during the drain
         until = time.monotonic() + STOP_SECONDS
         clean = self.local.stop(STOP_SECONDS, self._refuse_clients)  # their grace is over too (draining)
-        self._await_remote_workers(until)
+        self._see_out_peers(until)
         if self.pool is not None:
             self.pool.close()
         if self.curve is not None:

@@ -31,7 +31,7 @@ from heirloom.wire.protocol import (
 from heirloom.wire.routing import Endpoint
 from heirloom.wire.server import DRAIN_BATCH
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.transport import drain
+from heirloom.wire.transport import drain, sweep
 
 if TYPE_CHECKING:
     from heirloom.wire.broker import Broker
@@ -131,10 +131,12 @@ class BrokerRoutes:
             else:
                 drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
 
-    def _await_remote_workers(self: Broker, until: float) -> None:
-        """Until each worker on another host says it drained and stopped (or ``until``), telling it
-        DRAIN again every half second: the broker closed while its DRAIN was on the way, and such a
-        worker (no parent process whose exit ends it) served nobody until it was killed."""
+    def _see_out_peers(self: Broker, until: float) -> None:
+        """Once the local workers have stopped: until each worker on another host says it drained and
+        stopped (or ``until``), tell it DRAIN again every half second (the broker closed while its DRAIN
+        was on the way, and such a worker, with no parent process whose exit ends it, served nobody until
+        it was killed). Then answer what clients sent that the broker has not read, until its client
+        socket is quiet (``sweep``: bounded)."""
         told = 0.0
         while (remote := [w for w in self.workers.values() if not w.local]) and time.monotonic() < until:
             if time.monotonic() - told >= REMIND_SECONDS:
@@ -144,6 +146,8 @@ class BrokerRoutes:
         if remote:
             pids = ", ".join(str(worker.pid) for worker in remote)
             log.warning("remote worker pid %s did not say it stopped; the broker stops without waiting longer", pids)
+        if read := sweep(self.frontend, self._from_clients, self._from_client):
+            log.info("answered %d request(s) read as the drain ended (UNAVAILABLE but built-in routes)", read)
 
     def _route_health(self: Broker) -> dict[str, Any]:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}

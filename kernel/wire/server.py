@@ -58,7 +58,7 @@ from heirloom.wire.protocol import (
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
 from heirloom.wire.strays import Strays, workers_go
-from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver
+from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sweep
 
 #: Name prefix of the threads that run unbatched handlers.
 HANDLER_THREADS = "heirloom-handler"
@@ -197,7 +197,8 @@ class Server:
                 self.link.beat_soon()  # the broker stops sending work at the next turn
 
     def run(self) -> None:
-        """The I/O loop; returns once drained (or the system failed to start)."""
+        """The I/O loop; returns once drained (or the system failed to start), after answering what clients
+        sent meanwhile and the daemon had not read (``sweep``: a worker's broker stops routing to it itself)."""
         watched = [(self.socket, zmq.POLLIN), (self.wake_fd, zmq.POLLIN)]
         while True:
             for ready, _ in zmq_poll(watched, self.wait_ms):  # zmq.Poller's wrapper costs ~1 us a turn
@@ -208,6 +209,8 @@ class Server:
             if not self.turn():
                 break
         self.finish_drain()
+        if self.draining and self.link is None and (read := sweep(self.socket, self._recv, self._handle)):
+            log.info("answered %d request(s) read as the drain ended (UNAVAILABLE but built-in routes)", read)
 
     # The loop's pieces, for a host's event loop too (served_on_loop): read_socket or
     # read_wake when their descriptor is ready, then turn(); turn() also every wait_ms.
@@ -281,12 +284,8 @@ class Server:
                 len(self.admission.open),
             )
             self.router.abandon_batchers()
-            body = {
-                "code": UNAVAILABLE,
-                "message": "the daemon shut down before the request finished",
-                "retryable": True,
-                "retry_after_ms": 100,
-            }
+            said = "the daemon shut down before the request finished"
+            body = {"code": UNAVAILABLE, "message": said, "retryable": True, "retry_after_ms": 100}
             for call in list(self.admission.open):
                 self._finish(call, UNAVAILABLE, body, None, 0.0)
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -20,6 +20,7 @@ import errno
 import os
 import socket
 import stat
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -196,6 +197,37 @@ def drain(
         except zmq.Again:
             return
         handle(frames, user)
+
+
+#: A stopping daemon's last reads (``sweep``): until no message has come for this long ...
+SWEEP_QUIET_MS = 100
+#: ... or for at most this long in all, so a client sending without end cannot hold the shutdown.
+SWEEP_SECONDS = 2.0
+
+
+def sweep(
+    socket: zmq.Socket,
+    recv: Callable[[], tuple[list[bytes], str | None]],
+    handle: Callable[..., None],
+    quiet_ms: int = SWEEP_QUIET_MS,
+    seconds: float = SWEEP_SECONDS,
+) -> int:
+    """Handle what arrives on ``socket`` until none has for ``quiet_ms``, or for ``seconds`` in all;
+    how many it handled. What a stopping daemon does before it stops reading for good: requests
+    clients sent before its drain ended but that it had not read (in ZeroMQ's queue, the rest of a
+    backlog held back by the high-water mark in the kernel's buffers) are answered, not left to time
+    out (a JavaScript client's 1,459 of 3,000 were)."""
+    handled = 0
+
+    def counted(frames: list[bytes], user: str | None = None) -> None:
+        nonlocal handled
+        handled += 1
+        handle(frames, user)
+
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0 and socket.poll(min(quiet_ms, int(left * 1000) + 1), zmq.POLLIN):
+        drain(socket, recv, counted, 1000)
+    return handled
 
 
 #: Messages ZeroMQ reads ahead from one client before it stops reading from that client
