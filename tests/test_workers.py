@@ -1447,6 +1447,41 @@ def test_a_heartbeat_route_that_is_no_full_route_name_keeps_the_worker_out(tmp_p
         assert daemon.terminate() == 0
 
 
+def test_a_worker_that_says_gone_and_closes_at_once_as_the_broker_drains_is_logged_drained(tmp_path):
+    """A JavaScript worker answered the stopping broker's DRAIN with its draining heartbeat and GONE, and closed at
+    once: the broker read the heartbeat after the connection had closed, could not answer it with DRAIN, and logged
+    the worker "disconnected during the drain" before reading its GONE. A draining broker has told every worker DRAIN
+    already; the worker is logged as drained. (Replies to no request go first: the connection is closed by the time
+    the broker reads the heartbeat, as when the broker is slower than the worker.)"""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
+    context = zmq.Context()
+    peer = context.socket(zmq.DEALER)
+    try:
+        routes = [{"name": "t.slow", "admin": False}]
+        peer.connect(worker_address)
+        with daemon.client(timeout=10) as client:
+            deadline = _until_healthy(client, daemon)
+            while _worker_pids(client) != [43]:
+                peer.send_multipart([CONTROL, b"HEARTBEAT", packb({"pid": 43, "ready": True, "routes": routes})])
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert peer.poll(10_000) and peer.recv_multipart() == [CONTROL, b"DRAIN"], daemon.log()
+        for n in range(500):  # tags the broker never gave: ignored, unlogged
+            peer.send_multipart([(2**63 + n).to_bytes(TAG_BYTES, "little") + b"\x00", packb({"id": n}), packb(None)])
+        draining = {"pid": 43, "ready": False, "draining": True, "routes": routes}
+        peer.send_multipart([CONTROL, b"HEARTBEAT", packb(draining)])
+        peer.send_multipart([CONTROL, b"GONE"])
+        peer.close(linger=2000)
+        assert daemon.process.wait(30) == 0, daemon.log()
+        assert "worker pid 43 drained and stopped" in daemon.log()
+        assert "disconnected during the drain" not in daemon.log()
+    finally:
+        context.destroy(linger=0)
+        daemon.kill()
+
+
 def test_a_gone_from_a_worker_that_was_ready_is_no_start_failure(tmp_path):
     """A peer that reported ready, then said GONE with an unreadable message, had ``_ready`` show
     a ``start_failure`` while the broker served: it had started; its GONE is a plain one."""

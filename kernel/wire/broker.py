@@ -409,7 +409,7 @@ class Broker(BrokerRoutes):
             self._tell_workers(WELCOME, [worker])  # it says it is connected once it has this answer
         was_ready, before = worker.ready, worker.status
         worker.update(status, local, self.settings.heartbeat)
-        if status.get("draining") and not before.get("draining"):  # it is sent nothing more: all it was is ahead
+        if status.get("draining") and not (before.get("draining") or self.draining):  # a draining broker told it
             self._tell_workers(b"DRAIN", [worker])
         if not self.worker_totals.update(identity, status.get("metrics")):
             self._unreadable.log(log, logging.WARNING, "ignored worker pid %d's metrics: not a snapshot", worker.pid)

@@ -135,13 +135,15 @@ class BrokerRoutes:
         """Once the local workers have stopped: until each worker on another host says it drained and
         stopped (or ``until``), tell it DRAIN again every half second (the broker closed while its DRAIN
         was on the way, and such a worker, with no parent process whose exit ends it, served nobody until
-        it was killed). Then answer what clients sent that the broker has not read, until its client
-        socket is quiet (``sweep``: bounded)."""
+        it was killed), reading what it sent first (a GONE before its connection closed: the worker is
+        logged as drained, not "disconnected during the drain"). Then answer what clients sent that the
+        broker has not read, until its client socket is quiet (``sweep``: bounded)."""
         told = 0.0
         while (remote := [w for w in self.workers.values() if not w.local]) and time.monotonic() < until:
             if time.monotonic() - told >= REMIND_SECONDS:
                 told = time.monotonic()
-                self._tell_workers(b"DRAIN", remote)
+                drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
+                self._tell_workers(b"DRAIN", [worker for worker in remote if worker.identity in self.workers])
             self._refuse_clients()
         if remote:
             pids = ", ".join(str(worker.pid) for worker in remote)
