@@ -143,7 +143,8 @@ class BrokerRoutes:
             if time.monotonic() - told >= REMIND_SECONDS:
                 told = time.monotonic()
                 drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
-                self._tell_workers(b"DRAIN", [worker for worker in remote if worker.identity in self.workers])
+                if left := [worker for worker in remote if worker.identity in self.workers]:  # none: not all workers
+                    self._tell_workers(b"DRAIN", left)
             self._refuse_clients()
         if remote:
             pids = ", ".join(str(worker.pid) for worker in remote)
