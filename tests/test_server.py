@@ -95,9 +95,15 @@ def test_invalid_argument_names_the_field(client):
             client.call("t.typed", body)
         assert caught.value.field == "body", caught.value.field  # count has a default: not said to be required
         assert caught.value.message == f"body must be a map (keys: text; optional: count), got {sent}"
-    with pytest.raises(InvalidArgument) as caught:  # a buffer for text: named, its bytes not quoted
-        client.call("t.typed", {"text": Buffer("uint8", (3000,), b"\xff" * 3000)})
-    assert caught.value.message == "body.text: expected string, got buffer Buffer(dtype='uint8', shape=(3000,))"
+    buffer = Buffer("uint8", (3000,), b"\xff" * 3000)  # named in the protocol's words, its bytes not quoted
+    for route, body, said in (  # for an array it read "got buffer Buffer(dtype=...', shape=(3000,))", cut
+        ("t.typed", {"text": buffer}, "body.text: expected string"),
+        ("t.typed", {"text": "a", "count": buffer}, "body.count: expected integer"),
+        ("t.shape", {"points": buffer}, "body.points: expected an array"),
+    ):
+        with pytest.raises(InvalidArgument) as caught:
+            client.call(route, body)
+        assert caught.value.message == f"{said}, got a buffer (uint8, shape [3000])"
     with pytest.raises(InvalidArgument) as caught:
         client.call("t.typed", {"text": "x" * 5000})
     assert caught.value.field == "body" and "accepts at most 4096" in caught.value.message

@@ -31,7 +31,14 @@ from heirloom.wire.protocol import (
 )
 
 log = logging.getLogger("heirloom.wire.inputs")
-_converter = make_converter()
+
+
+def _quote_buffer(value: Any) -> str | None:
+    """A buffer as messages name it, ``a buffer (uint8, shape [2])`` (its repr was cut mid-quote); None for the rest."""
+    return f"a buffer ({value.dtype}, shape {list(value.shape)})" if isinstance(value, Buffer) else None
+
+
+_converter = make_converter(_quote_buffer)
 
 
 def _buffer(value: Any, _: type) -> Buffer:
@@ -55,7 +62,7 @@ def _integer(value: Any, _: type) -> int:
             raise TypeError(f"{value!r} is out of range: integers must be within +-2**53")
         return int(value)
     if type(value) is not int:
-        raise TypeError(f"expected int, got {type(value).__name__} {value!r}")
+        raise TypeError(f"expected int, got {_quote_buffer(value) or f'{type(value).__name__} {value!r}'}")
     return value
 
 
