@@ -1467,6 +1467,7 @@ def test_a_worker_that_says_gone_and_closes_at_once_as_the_broker_drains_is_logg
                 assert time.monotonic() < deadline, daemon.log()
                 time.sleep(0.2)
         daemon.process.send_signal(signal.SIGTERM)
+        assert peer.poll(10_000) and peer.recv_multipart() == [CONTROL, WELCOME], daemon.log()  # its first heartbeat's
         assert peer.poll(10_000) and peer.recv_multipart() == [CONTROL, b"DRAIN"], daemon.log()
         for n in range(500):  # tags the broker never gave: ignored, unlogged
             peer.send_multipart([(2**63 + n).to_bytes(TAG_BYTES, "little") + b"\x00", packb({"id": n}), packb(None)])
