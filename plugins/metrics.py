@@ -128,6 +128,26 @@ def classification_text(metrics: dict[str, Any], digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+def majority_baseline(metrics: dict[str, Any], truth: list[str], label_counts: dict[str, int] | None) -> list[str]:
+    """Adds ``majority`` to ``metrics`` (the most frequent training label of ``label_counts`` and its
+    accuracy on ``truth``: a model on data without signal scored below it, unsaid) and returns the
+    report's line on it, with a warning when the model is no better; nothing without ``label_counts``
+    (a version trained before its model recorded them)."""
+    if not label_counts:
+        return []
+    majority = max(sorted(label_counts), key=label_counts.get)  # the most frequent training label; ties: by name
+    metrics["majority"] = {"label": majority, "accuracy": truth.count(majority) / len(truth) if truth else 0.0}
+    if (tied := list(label_counts.values()).count(label_counts[majority])) > 1:  # one of them, not "the" most
+        metrics["majority"]["tied"] = tied
+    which = "the most frequent training label"
+    if tied > 1:
+        which = f"one of {tied} labels tied as most frequent in training"
+    lines = [f"always answering {majority!r} ({which}): accuracy {metrics['majority']['accuracy']:.3f}"]
+    if metrics["support"] and metrics["accuracy"] <= metrics["majority"]["accuracy"]:
+        lines.append("warning: no better than always answering it: the texts may not tell these labels apart")
+    return [*lines, ""]
+
+
 def _confusion_text(confusion: dict[str, Any]) -> list[str]:
     labels, matrix = confusion["labels"], confusion["matrix"]
     if len(labels) > MATRIX_TEXT_LIMIT:

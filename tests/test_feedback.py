@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import heirloom
+from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
 from tests.helpers import run_heirloom, write
 
@@ -493,3 +494,52 @@ def test_a_correction_of_a_training_text_replaces_it_and_the_last_correction_win
     assert len(shown.stdout.splitlines()) == len(rows) + 5  # every record trains, as events must
     shown = run_heirloom("data", "show", str(profile), "outer", "--split", "train", "--limit", "0", "--json", env=env)
     assert len(shown.stdout.splitlines()) == len(rows) + 5 + 2, shown.stderr  # nested, it still replaces nothing
+
+
+#: Corrections of errors a finance encoder made on a team's own headlines (checker 242): negations and
+#: "loss -> profit" wording, which PhraseBank's AllAgree sentences rarely hold.
+CORRECTIONS = {
+    "ZYX Ltd did not miss its earnings target this quarter, posting record operating income.": "positive",
+    "The company avoided the feared loss and instead posted a small profit.": "positive",
+    "The loss-making unit returned to profit for the first time in five years.": "positive",
+    "The retailer issued a profit warning for the second time this year.": "negative",
+    "The company said it did not expect the tax change to affect its guidance.": "neutral",
+}
+
+
+def test_a_correction_is_answered_as_corrected_after_retraining_or_train_names_it(tmp_path, data_dir):
+    """7 corrections sent through sentiment.feedback, retrained: the next version answered 1 of them as
+    corrected and train said nothing. A correction now counts correction_weight times, and train
+    predicts each one after the fit: it says all are answered as corrected, or its warning names
+    each one answered otherwise; the version's training info counts them. Smallest settings of the
+    iteration tests (3 epochs, no refit); then one weak epoch at weight 1, which learns few of them."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    profile = write(tmp_path / "reviews.toml", PROFILE)
+    log = heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "reviews" / "sentiment.jsonl")
+    for text, label in CORRECTIONS.items():
+        log.add({"text": text, "label": label})
+    log.close()
+    assert all(record["correction"] is True for record in training_view(env, profile))
+    store = heirloom.ArtifactStore(tmp_path / "home" / "store")
+    quick = ["--set", "models.sentiment.epochs=3", "--set", "models.sentiment.refit=false"]
+    weak = ["--set", "models.sentiment.l2=1000", "--set", "models.sentiment.epochs=1"]
+    for version, settings in ((1, quick), (2, [*weak, "--set", "models.sentiment.correction_weight=1"])):
+        result = run_heirloom("train", str(profile), *settings, env=env, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        state = store.load(f"reviews/sentiment@{version}")
+        model = TextClassifier(data="training")
+        model.load(state)
+        answers = [answer["label"] for answer in model.predict(list(CORRECTIONS))]
+        otherwise = [text for text, answer in zip(CORRECTIONS, answers, strict=True) if answer != CORRECTIONS[text]]
+        assert state.metadata["training"]["corrections"] == {"checked": 5, "answered_otherwise": len(otherwise)}
+        weight = state.metadata["training"]["correction_weight"]
+        assert weight == (4 if version == 1 else 1)  # 4: the default
+        said = " ".join(result.stderr.split())  # the log wraps long lines
+        if otherwise:
+            warning = f"warning: this version answers {len(otherwise)} of the 5 corrections in its training data "
+            assert warning + "otherwise than the person who corrected them" in said, said
+            for text in otherwise:
+                assert f"{text[:60]!r} corrected to {CORRECTIONS[text]}, now" in said
+            assert f"raise the model's correction_weight ({weight} now)" in said
+        else:
+            assert "corrections: all 5 in the training data are answered as a person corrected them" in said

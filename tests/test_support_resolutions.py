@@ -130,3 +130,49 @@ def test_perfect_in_scope_validation_is_warned_of_whatever_the_held_out_recall(s
     tied = sum(figures["validation_accuracy"] == 1 for figures in selection["ngram_weights"].values())
     assert f"the n-gram weight ({selection['ngram_weight']:g}, on the lower log-loss among {tied} tied" in perfect[0]
     assert f"held-out recall {selection['rule']['validation']['oos_recall']:.3f}" in perfect[0]
+
+
+def test_a_feedback_correction_is_weighed_and_checked_and_reports_give_the_majority_baseline(data_dir):
+    """The encoder-classifier behind finance sentiment (checker 242): a correction sent to
+    sentiment.feedback (marked ``correction``) counts ``correction_weight`` times, and after the fit
+    train says how many it answers otherwise (``training.corrections``), as for resolutions; its
+    reports give the majority-class baseline the text-classifier's give, and warn when no better."""
+    from heirloom_plugins.encoder.pretrained import load_minilm
+    from heirloom_plugins.text.sources import PhraseBankSource
+
+    source = PhraseBankSource(path=str(data_dir / "financial-phrasebank"), agreement="all")
+    records = list(source.records("train"))
+    train = [r for label in ("negative", "neutral", "positive") for r in records if r["label"] == label][::40]
+    counts = Counter(r["label"] for r in train)
+    corrections = {
+        "ZYX Ltd did not miss its earnings target this quarter, posting record operating income.": "positive",
+        "The company avoided the feared loss and instead posted a small profit.": "positive",
+    }
+    train += [{"text": text, "label": label, "correction": True} for text, label in corrections.items()]
+    model = EncoderClassifier(data="news", epochs=1, validation_fraction=0, correction_weight=3)
+    progress = Logged()
+    model.fit(train, parent=load_minilm(), progress=progress)
+    training = model.state().metadata["training"]
+    answers = [answer["label"] for answer in model.predict(list(corrections))]
+    otherwise = [text for text, answer in zip(corrections, answers, strict=True) if answer != corrections[text]]
+    assert training["corrections"] == {"checked": 2, "answered_otherwise": len(otherwise)}
+    assert "resolutions" not in training and training["correction_weight"] == 3
+    said = " ".join(progress.lines)
+    if otherwise:
+        assert f"warning: this version answers {len(otherwise)} of the 2 corrections in its training data" in said
+        assert "raise the model's correction_weight (3 now)" in said
+    else:
+        assert "corrections: all 2 in the training data are answered as a person corrected them" in said
+    assert training["label_counts"] == dict(sorted((counts + Counter(corrections.values())).items()))
+
+    test = list(source.records("test"))[:120]
+    report = model.evaluate(test)
+    majority = max(sorted(training["label_counts"]), key=training["label_counts"].get)
+    share = sum(r["label"] == majority for r in test) / len(test)
+    assert report.metrics["majority"] == {"label": majority, "accuracy": pytest.approx(share)}
+    assert f"always answering {majority!r} (the most frequent training label): accuracy {share:.3f}" in report.text
+    warned = "warning: no better than always answering it" in report.text
+    assert warned == (report.metrics["accuracy"] <= share)
+    # texts of the majority label alone: always answering it is right on every one, no model does better
+    only = model.evaluate([r for r in test if r["label"] == majority])
+    assert only.metrics["majority"]["accuracy"] == 1.0 and "warning: no better than always answering it" in only.text

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 import heirloom
+from heirloom_plugins import decided as person
 from heirloom_plugins import seen
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
 from heirloom_plugins.encoder.fusion import choose_weight, fuse
@@ -45,7 +46,7 @@ from heirloom_plugins.encoder.reject import (
     choose,
 )
 from heirloom_plugins.encoder.tuning import EncoderModel, Trainer, batches, fraction, split_of
-from heirloom_plugins.metrics import classification_metrics, classification_text
+from heirloom_plugins.metrics import classification_metrics, classification_text, majority_baseline
 from heirloom_plugins.ngrams.head import NgramHead
 
 if TYPE_CHECKING:
@@ -72,10 +73,6 @@ def label_indices(labels: list[str], label_set: list[str]) -> list[int]:
 
 #: A label with fewer training texts than this is barely learnt (a warning at fit).
 FEW_EXAMPLES = 3
-#: How many times a person's resolution counts in training (``resolution_weight``): measured in docs/SUPPORT.md.
-RESOLUTION_WEIGHT = 4
-#: How many resolutions a warning that this version answers otherwise names.
-SHOWN_RESOLUTIONS = 5
 
 
 def spread(plan: list[list[int]], repeats: list[int] | None, seed: int) -> list[list[int]]:
@@ -96,11 +93,6 @@ def spread(plan: list[list[int]], repeats: list[int] | None, seed: int) -> list[
                 rng.shuffle(others)
             plan[others[extra % len(others)]].append(i)
     return plan
-
-
-def repeated(indices: Iterable[int], repeats: list[int]) -> list[int]:
-    """``indices``, each ``repeats[i]`` times (a resolution counts ``resolution_weight`` times)."""
-    return [i for i in indices for _ in range(repeats[i])]
 
 
 @attrs.define(kw_only=True)
@@ -128,7 +120,10 @@ class EncoderClassifier(EncoderModel):
     #: the ``handoffs`` source's) counts in the refit: in that many of each epoch's batches, and
     #: repeated in the n-gram regression's data; 1: as any other text. After training, the
     #: resolutions this version answers otherwise are named in a warning.
-    resolution_weight: int = attrs.field(default=RESOLUTION_WEIGHT, validator=heirloom.above(0))
+    resolution_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.above(0))
+    #: The same for a record marked ``correction`` (sent to a classify api's ``feedback``: the
+    #: ``feedback`` source's); corrections this version answers otherwise are named in a warning.
+    correction_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.above(0))
 
     def __attrs_post_init__(self) -> None:
         for option in ("reject", "fuse_ngrams"):
@@ -157,16 +152,16 @@ class EncoderClassifier(EncoderModel):
     ) -> None:
         progress = progress or heirloom.NullProgress()
         parent = self.parent_encoder(parent, "encoder-classifier")
-        marked: list[bool] = []
+        marked: list[str | None] = []
         every_text, every_label = labelled(data, "encoder-classifier", marked)
         decided = [  # a person's "none of them" trains nothing (in_scope), so it is neither weighed nor checked
-            (t, label)
-            for t, label, mark in zip(every_text, every_label, marked, strict=True)
-            if mark and label != self.out_of_scope_label
+            (t, label, kind)
+            for t, label, kind in zip(every_text, every_label, marked, strict=True)
+            if kind and label != self.out_of_scope_label
         ]
         texts, labels = in_scope(every_text, every_label, self.out_of_scope_label, progress)
-        resolved = set(decided)
-        repeats = [self.resolution_weight if pair in resolved else 1 for pair in zip(texts, labels, strict=True)]
+        kinds = {(text, label): kind for text, label, kind in decided}
+        repeats = person.repeats([kinds.get(pair) for pair in zip(texts, labels, strict=True)], self._weights())
         label_set = sorted(set(labels))
         counts = Counter(labels)
         scarce = sorted(label for label in label_set if counts[label] < FEW_EXAMPLES)
@@ -191,7 +186,7 @@ class EncoderClassifier(EncoderModel):
         )
         fusion = None
         if weight:
-            every = repeated(range(len(texts)), repeats)  # a resolution counts resolution_weight times
+            every = person.repeated(range(len(texts)), repeats)  # a decided record counts its kind's weight
             lexical_texts, lexical_labels = [texts[i] for i in every], [labels[i] for i in every]
             lexical = self._ngram_head(
                 lexical_texts, lexical_labels, label_set, progress, "fitting the n-gram regression"
@@ -209,39 +204,26 @@ class EncoderClassifier(EncoderModel):
             "selection": selection,
             "parent": parent.metadata.get("format"),
             "resolution_weight": self.resolution_weight,
+            "correction_weight": self.correction_weight,
+            "label_counts": dict(sorted(counts.items())),
         }
         if decided:
-            self._training["resolutions"] = self._check_resolutions(decided, progress)
+            self._training.update(self._check_decided(decided, progress))
         self.remember_texts(texts, parent)
 
-    def _check_resolutions(self, decided: list[tuple[str, str]], progress: heirloom.Progress) -> dict[str, Any]:
-        """How many of the people's decisions in the training data (``(text, intent)``) this version
-        answers otherwise (another intent, or handed off again), named in a warning: a handoff a
-        person resolved came back from a retrain as a wrong answer, no longer handed off."""
+    def _weights(self) -> dict[str, int]:
+        return {person.RESOLUTION: self.resolution_weight, person.CORRECTION: self.correction_weight}
+
+    def _check_decided(self, decided: list[tuple[str, str, str]], progress: heirloom.Progress) -> dict[str, Any]:
+        """How many of the people's decisions in the training data (``(text, label, kind)``) this version
+        answers otherwise (another label, or handed off again), named in a warning: a handoff a person
+        resolved came back from a retrain as a wrong answer, no longer handed off; a correction as the
+        error it corrected."""
         encoder, head = self._require()
-        texts, split = [text for text, _ in decided], split_of(encoder, self)
+        texts, split = [text for text, _, _ in decided], split_of(encoder, self)
         outputs = self._outputs(encoder, head, self._gaussian, texts, split, self._fusion, self._words)
-        otherwise = [
-            (text, label, answer["label"])
-            for (text, label), answer in zip(decided, self._decide(outputs), strict=True)
-            if answer["label"] != label
-        ]
-        if not otherwise:
-            progress.log(f"resolutions: all {len(decided)} in the training data are answered as a person resolved them")
-        else:
-            named = "; ".join(
-                f"{text[:60]!r} resolved {label}, now "
-                + ("handed off" if answer == self.out_of_scope_label else answer)
-                for text, label, answer in otherwise[:SHOWN_RESOLUTIONS]
-            )
-            progress.log(
-                f"warning: this version answers {len(otherwise)} of the {len(decided)} resolutions in its training "
-                f"data otherwise than the person who resolved them: {named}"
-                + (" ..." if len(otherwise) > SHOWN_RESOLUTIONS else "")
-                + "; check this version before serving it, and raise the model's resolution_weight "
-                f"({self.resolution_weight} now) or add training texts like them (docs/SUPPORT.md)"
-            )
-        return {"checked": len(decided), "answered_otherwise": len(otherwise)}
+        answers = [answer["label"] for answer in self._decide(outputs)]
+        return person.check(decided, answers, progress, self._weights(), {self.out_of_scope_label: "handed off"})
 
     def _ngram_head(
         self, texts: list[str], labels: list[str], label_set: list[str], progress: heirloom.Progress, description: str
@@ -536,7 +518,8 @@ class EncoderClassifier(EncoderModel):
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
         """Accuracy, macro F1 and per-class scores over in-scope texts (no rejection); with
         a reject rule also in-scope accuracy with rejection and out-of-scope recall; how many
-        of the texts this version or an ancestor trained on."""
+        of the texts this version or an ancestor trained on; the majority class's accuracy
+        (``metrics.majority_baseline``; versions that recorded their training label counts)."""
         encoder, head = self._require()
         texts, truth = labelled(data, "encoder-classifier")
         split = max(encoder.layers - self.trainable_layers, 0)
@@ -561,6 +544,7 @@ class EncoderClassifier(EncoderModel):
                 f"(without: {metrics['accuracy']:.4f}); out-of-scope recall: {recall} over {len(outside)} texts\n"
             )
         said = seen.count_texts(metrics, texts, self._seen)
+        said += majority_baseline(metrics, [truth[i] for i in inside], self._training.get("label_counts"))
         return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))
 
     def _require(self) -> tuple[Encoder, torch.Tensor]:

@@ -6,21 +6,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import heirloom
+from heirloom_plugins import decided
 
 #: The label of texts that are none of the labels ("none of them"): no class to learn or to embed.
 OUT_OF_SCOPE = "out_of_scope"
-#: The record field (true) that marks a person's decision, a support handoff's resolution: the
-#: encoder-classifier weighs it ``resolution_weight`` times and checks after training that it learnt it.
-RESOLUTION = "resolution"
 
 
 def field(record: Any, name: str) -> Any:
     return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
 
 
-def labelled(data: Iterable[Any], what: str, marked: list[bool] | None = None) -> tuple[list[str], list[str]]:
+def labelled(data: Iterable[Any], what: str, marked: list[str | None] | None = None) -> tuple[list[str], list[str]]:
     """Texts and labels of records with a ``text`` (str) and a ``label``; ``marked`` (when given)
-    gets whether each record is a person's decision (its ``RESOLUTION`` field is true)."""
+    gets which kind of a person's decision each record is (``decided.kind_of``: a correction, a
+    resolution), or None."""
     texts: list[str] = []
     labels: list[str] = []
     for position, record in enumerate(data):
@@ -32,7 +31,7 @@ def labelled(data: Iterable[Any], what: str, marked: list[bool] | None = None) -
         texts.append(text)
         labels.append(str(label))
         if marked is not None:
-            marked.append(field(record, RESOLUTION) is True)
+            marked.append(decided.kind_of(record))
     return texts, labels
 
 

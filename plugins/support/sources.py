@@ -23,6 +23,7 @@ from xml.parsers import expat
 import attrs
 
 import heirloom
+from heirloom_plugins.decided import RESOLUTION
 from heirloom_plugins.textfiles import regular_file
 
 log = logging.getLogger("heirloom.support")
@@ -370,7 +371,7 @@ class HandoffSource(heirloom.Source):
                     "id": f"handoff:{handoff_id}",
                     "text": texts[handoff_id],
                     "label": decision["intent"],
-                    "resolution": True,  # a person's decision: the intent model weighs it more, and checks it learnt it
+                    RESOLUTION: True,  # a person's decision: the intent model weighs it more, and checks it learnt it
                 }
             elif self.kind == "answer" and decision.get("answer_id"):
                 yield {

@@ -16,8 +16,9 @@ import attrs
 import numpy as np
 
 import heirloom
+from heirloom_plugins import decided as person
 from heirloom_plugins import seen
-from heirloom_plugins.metrics import classification_metrics, classification_text
+from heirloom_plugins.metrics import classification_metrics, classification_text, majority_baseline
 from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
 from heirloom_plugins.ngrams.head import NgramHead
 from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, train
@@ -114,6 +115,13 @@ class TextClassifier(heirloom.Model):
     seed: int = 0
     #: Texts per forward pass in ``predict`` and ``evaluate``.
     batch_size: int = attrs.field(default=1024, validator=heirloom.at_least(1))
+    #: How many times a record marked ``correction`` (sent to a classify api's ``feedback``: the
+    #: ``feedback`` source's) counts in training (its row repeated; not in the held-out texts
+    #: that choose ``l2``); 1: as any other text. After training, the corrections this version
+    #: answers otherwise are named in a warning (docs/ITERATION.md).
+    correction_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.at_least(1))
+    #: The same for a record marked ``resolution`` (a person's decision on a handed-off text).
+    resolution_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.at_least(1))
 
     def __attrs_post_init__(self) -> None:
         self._device = "cpu"
@@ -156,7 +164,10 @@ class TextClassifier(heirloom.Model):
         ``validation`` when given (never training on it), else on a stratified
         ``validation_fraction`` of ``data``, then refit on all of ``data`` (``refit``)."""
         progress = progress or heirloom.NullProgress()
-        texts, labels = _examples(data)
+        kinds: list[str | None] = []
+        texts, labels = _examples(data, kinds)
+        weights = {person.CORRECTION: self.correction_weight, person.RESOLUTION: self.resolution_weight}
+        repeats = person.repeats(kinds, weights)
         label_set = sorted(set(labels))
         if len(label_set) < 2:
             raise heirloom.HeirloomError(f"text-classifier needs at least two labels to fit, got {label_set}")
@@ -183,7 +194,8 @@ class TextClassifier(heirloom.Model):
             progress.log(f"no validation texts to choose l2 on (too few per label): using l2 {self.l2:g}")
             candidates = [self.l2]
         task = _Task(featurizer, label_set, inherited, self._device)
-        problem = task.problem([texts[i] for i in chosen], [labels[i] for i in chosen], held_texts, held_labels)
+        trained = person.repeated(chosen, repeats)  # a person's decision counts its kind's weight
+        problem = task.problem([texts[i] for i in trained], [labels[i] for i in trained], held_texts, held_labels)
         tried: list[tuple[float, Outcome]] = []
         for l2 in candidates:
             description = "fitting text-classifier" + (f" (l2 {l2:g})" if len(candidates) > 1 else "")
@@ -207,7 +219,8 @@ class TextClassifier(heirloom.Model):
         }
         vocabulary = problem.vocabulary
         if validation is None and len(tried) > 1 and self.refit:
-            everything = task.problem(texts, labels, [], [])
+            every = person.repeated(range(len(texts)), repeats)
+            everything = task.problem([texts[i] for i in every], [labels[i] for i in every], [], [])
             description = "refitting on training + validation"
             progress.log(f"{description}: {len(texts)} texts, l2 {l2:g}")
             outcome = self._train(everything, l2, progress, description)
@@ -215,6 +228,11 @@ class TextClassifier(heirloom.Model):
         training["features"] = len(vocabulary.features)
         hashes = seen.texts_seen(texts, parent)
         self._fitted = Fitted(label_set, NgramHead(hashing, vocabulary, outcome.weights), training, hashes)
+        decided = [(texts[i], labels[i], kind) for i, kind in enumerate(kinds) if kind is not None]
+        if decided:
+            training.update({"correction_weight": self.correction_weight, "resolution_weight": self.resolution_weight})
+            answers = [answer["label"] for answer in self.predict([text for text, _, _ in decided])]
+            training.update(person.check(decided, answers, progress, weights))
 
     def _train(
         self,
@@ -271,12 +289,7 @@ class TextClassifier(heirloom.Model):
         predicted = [fitted.labels[i] for i in self._probabilities(texts).argmax(1).tolist()]
         metrics = classification_metrics(truth, predicted, fitted.labels)
         lines = seen.count_texts(metrics, texts, fitted.seen)
-        if counts := fitted.training.get("label_counts"):
-            majority = max(sorted(counts), key=counts.get)  # the most frequent training label; ties: first by name
-            metrics["majority"] = {"label": majority, "accuracy": truth.count(majority) / len(truth) if truth else 0.0}
-            if (tied := list(counts.values()).count(counts[majority])) > 1:  # one of them, not "the" most frequent
-                metrics["majority"]["tied"] = tied
-            lines += _majority_text(metrics)
+        lines += majority_baseline(metrics, truth, fitted.training.get("label_counts"))
         return heirloom.Report(metrics, classification_text(metrics) + "\n".join(lines))
 
     def _probabilities(self, texts: list[Any]) -> torch.Tensor:
@@ -427,17 +440,6 @@ def _prior(
     return Weights(weight, bias)
 
 
-def _majority_text(metrics: dict[str, Any]) -> list[str]:
-    """The report's line on the majority-class baseline, and a warning when the model is no better."""
-    label, accuracy = metrics["majority"]["label"], metrics["majority"]["accuracy"]
-    tied = metrics["majority"].get("tied")
-    which = f"one of {tied} labels tied as most frequent in training" if tied else "the most frequent training label"
-    lines = [f"always answering {label!r} ({which}): accuracy {accuracy:.3f}"]
-    if metrics["support"] and metrics["accuracy"] <= accuracy:
-        lines.append("warning: no better than always answering it: the texts may not tell these labels apart")
-    return [*lines, ""]
-
-
 def _lineage(labels: list[str], parent: Fitted | None) -> dict[str, list[str]] | None:
     """Which labels a warm start kept, added and dropped (None without a parent)."""
     if parent is None:
@@ -449,8 +451,9 @@ def _lineage(labels: list[str], parent: Fitted | None) -> dict[str, list[str]] |
     }
 
 
-def _examples(data: Iterable[Any]) -> tuple[list[str], list[str]]:
-    """Texts and labels of records that are mappings or objects with ``text`` and ``label``."""
+def _examples(data: Iterable[Any], kinds: list[str | None] | None = None) -> tuple[list[str], list[str]]:
+    """Texts and labels of records that are mappings or objects with ``text`` and ``label``; ``kinds``
+    (when given) gets which kind of a person's decision each record is (``decided.kind_of``), or None."""
     texts: list[str] = []
     labels: list[str] = []
     for position, record in enumerate(data):
@@ -462,4 +465,6 @@ def _examples(data: Iterable[Any]) -> tuple[list[str], list[str]]:
             raise heirloom.HeirloomError(f"record {position} needs a 'text' (str) and a 'label', got {record!r:.120}")
         texts.append(text)
         labels.append(str(label))
+        if kinds is not None:
+            kinds.append(person.kind_of(record))
     return texts, labels

@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.decided import CORRECTION
 from heirloom_plugins.seen import REPEATS_SAID, normal_text
 from heirloom_plugins.textfiles import CsvFormat, decoding, read_text, regular_file
 
@@ -595,7 +596,9 @@ class FeedbackSource(heirloom.Source):
     validation or test splits: those stay the original data's, so every version is scored
     on the same records and ``promote --if-better`` can compare them. Removed records
     (``heirloom feedback remove``) and records whose new label was not accepted yet
-    (``heirloom feedback accept-label``) are left out.
+    (``heirloom feedback accept-label``) are left out. Each record is marked ``"correction": true``:
+    the text-classifier and the encoder-classifier weigh it ``correction_weight`` times and warn
+    after training when the new version answers it otherwise (``heirloom_plugins.decided``).
     """
 
     #: The classify api whose feedback to read (its component name).
@@ -616,7 +619,7 @@ class FeedbackSource(heirloom.Source):
     def stats(self) -> dict[str, Any]:
         return labelled_stats(self)
 
-    def records(self, split: str | None = None) -> Iterator[dict[str, str]]:
+    def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
         if split not in (None, "train"):
             return
         replay = heirloom.FeedbackLog.replay(self.log_path)
@@ -629,7 +632,8 @@ class FeedbackSource(heirloom.Source):
                 ", ".join(f"{label!r} ({count})" for label, count in sorted(waiting.items())),
             )
         for entry in replay.trainable():
-            yield {"id": f"feedback:{entry['id']}", "text": entry["text"], "label": entry["label"]}
+            # a person's decision: the classifiers weigh it (correction_weight) and check they learnt it (decided.py)
+            yield {"id": f"feedback:{entry['id']}", "text": entry["text"], "label": entry["label"], CORRECTION: True}
 
     def fingerprint(self) -> str:
         """sha256 of the records that train: a tombstone or an acceptance changes it."""

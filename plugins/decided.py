@@ -1,0 +1,81 @@
+"""Training records a person decided: a correction sent to a ``classify`` api's ``feedback`` (the
+``feedback`` source marks it ``correction``), a support handoff's resolution (the ``handoffs`` source
+marks it ``resolution``). The text-classifier and the encoder-classifier weigh such a record
+``correction_weight`` or ``resolution_weight`` times in training, and after the fit predict each one
+and warn, naming a few, when the new version answers it otherwise (``training.corrections``,
+``training.resolutions``): a person fixed an answer, and a retrain that gives it again says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import heirloom
+
+#: The record fields (true) that mark a person's decision, and what each kind is called.
+CORRECTION = "correction"
+RESOLUTION = "resolution"
+#: kind -> (plural, what a person did, what a named one says, where the weight is measured)
+KINDS = {
+    CORRECTION: ("corrections", "corrected them", "corrected to", "docs/ITERATION.md"),
+    RESOLUTION: ("resolutions", "resolved them", "resolved", "docs/SUPPORT.md"),
+}
+#: How many times a decided record counts in training by default: measured in docs/SUPPORT.md (resolutions)
+#: and docs/ITERATION.md (corrections).
+WEIGHT = 4
+#: How many records a warning that this version answers otherwise names.
+SHOWN = 5
+
+
+def kind_of(record: Any) -> str | None:
+    """``correction`` or ``resolution`` when a person decided ``record``'s label, else None."""
+    for kind in KINDS:
+        value = record.get(kind) if isinstance(record, Mapping) else getattr(record, kind, None)
+        if value is True:
+            return kind
+    return None
+
+
+def repeats(kinds: list[str | None], weights: Mapping[str, int]) -> list[int]:
+    """How many times each record counts: its kind's weight, 1 for a record nobody decided."""
+    return [weights[kind] if kind is not None else 1 for kind in kinds]
+
+
+def repeated(indices: Iterable[int], counts: list[int]) -> list[int]:
+    """``indices``, each ``counts[i]`` times (a decided record counts its kind's weight)."""
+    return [i for i in indices for _ in range(counts[i])]
+
+
+def check(
+    decided: list[tuple[str, str, str]],
+    answers: list[str],
+    progress: heirloom.Progress,
+    weights: Mapping[str, int],
+    shown_as: Mapping[str, str] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Per kind, how many of the decided records ``(text, label, kind)`` the new version answers
+    otherwise (``answers``, in the same order), logged with a warning naming a few; ``shown_as``
+    renames an answer in the warning (an out-of-scope label: "handed off")."""
+    found: dict[str, dict[str, int]] = {}
+    for kind, (plural, did, verb, docs) in KINDS.items():
+        mine = [(text, label, answer) for (text, label, k), answer in zip(decided, answers, strict=True) if k == kind]
+        if not mine:
+            continue
+        otherwise = [(text, label, answer) for text, label, answer in mine if answer != label]
+        found[plural] = {"checked": len(mine), "answered_otherwise": len(otherwise)}
+        if not otherwise:
+            progress.log(f"{plural}: all {len(mine)} in the training data are answered as a person {did}")
+            continue
+        named = "; ".join(
+            f"{text[:60]!r} {verb} {label}, now {(shown_as or {}).get(answer, answer)}"
+            for text, label, answer in otherwise[:SHOWN]
+        )
+        progress.log(
+            f"warning: this version answers {len(otherwise)} of the {len(mine)} {plural} in its training data "
+            f"otherwise than the person who {did}: {named}"
+            + (" ..." if len(otherwise) > SHOWN else "")
+            + f"; check this version before serving it, and raise the model's {kind}_weight "
+            f"({weights[kind]} now) or add training texts like them ({docs})"
+        )
+    return found
