@@ -543,3 +543,23 @@ def test_a_correction_is_answered_as_corrected_after_retraining_or_train_names_i
             assert f"raise the model's correction_weight ({weight} now)" in said
         else:
             assert "corrections: all 5 in the training data are answered as a person corrected them" in said
+
+
+def test_the_feedback_commands_read_the_log_without_the_training_data(reviews, tmp_path):
+    """An operator reviewing corrections on a host without the data set got exit 2 ("path does not
+    exist") from list, remove and accept-label, which read only the feedback log."""
+    env, profile, ids = reviews
+    elsewhere = {**env, "HEIRLOOM_DATA": str(tmp_path / "no-data-here")}
+    listed = run_heirloom("feedback", "list", str(profile), "--json", env=elsewhere)
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == ids
+    note = "note: the data is not here, and not needed to read the feedback log: sources.news.path ("
+    assert note + str(tmp_path / "no-data-here" / "financial-phrasebank") in listed.stderr
+    removed = run_heirloom("feedback", "remove", str(profile), ids[0], env=elsewhere)
+    assert removed.returncode == 0 and f"removed {ids[0]}" in removed.stdout, removed.stderr
+    accepted = run_heirloom("feedback", "accept-label", str(profile), "halted", env=elsewhere)
+    assert accepted.returncode == 0 and "accepted 'halted'" in accepted.stdout, accepted.stderr
+    # another problem beside it is no business of theirs to pass over: every problem said, exit 2
+    broken = run_heirloom("feedback", "list", str(profile), "--set", "models.sentiment.epochs=0", env=elsewhere)
+    assert broken.returncode == 2 and "sources.news.path: path does not exist" in broken.stderr
+    assert "models.sentiment.epochs" in broken.stderr and "note:" not in broken.stderr

@@ -15,10 +15,45 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from heirloom.cli.common import EXIT_INVALID, console, fail, inert, json_text, print_json, resolve_or_exit
+from heirloom.cli.common import (
+    EXIT_INVALID,
+    console,
+    fail,
+    get_kernel,
+    inert,
+    json_text,
+    print_json,
+    report_profile_error,
+    resolve_or_exit,
+)
 from heirloom.cli.options import PROFILE, a_path, set_option
+from heirloom.core.errors import HeirloomError, ProfileError
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.store.feedback import Entry, FeedbackLog, Replay
+
+#: What a missing data path says (kernel/core/schema.py); where such a path is no business of these commands.
+MISSING, DATA_KEYS = "path does not exist: ", ("sources.", "models.")
+
+
+def _resolve(profile: str, overrides: tuple[str, ...]) -> ResolvedProfile:
+    """The resolved PROFILE, though the data its sources or models read is missing (another host, no
+    HEIRLOOM_DATA): these commands read only the feedback log, so each such path is resolved to the
+    current folder for them, with a note; any other problem exits 2 as every command does."""
+    try:
+        return get_kernel().resolve(profile, overrides)
+    except ProfileError as exc:
+        missing = [p for p in exc.problems if p.path.startswith(DATA_KEYS) and p.message.startswith(MISSING)]
+        if missing and len(missing) == len(exc.problems):
+            try:
+                resolved = get_kernel().resolve(profile, (*overrides, *(f"{p.path}={Path.cwd()}" for p in missing)))
+            except HeirloomError:
+                report_profile_error(exc)
+            paths = "; ".join(f"{p.path} ({p.message[len(MISSING) :].split(' (')[0]})" for p in missing)
+            click.echo(f"note: the data is not here, and not needed to read the feedback log: {paths}", err=True)
+            return resolved
+    except HeirloomError:
+        pass
+    return resolve_or_exit(profile, overrides)  # every problem said, as every command says it
 
 
 def feedback_logs(profile: ResolvedProfile, api: str | None = None) -> dict[str, Path]:
@@ -82,7 +117,8 @@ def feedback_group() -> None:
     Records are never rewritten: `remove` appends a tombstone and `accept-label` an
     acceptance to the same durable log, so the history stays auditable. A record's status
     is ok (it trains), removed, or new label (its label is not one the model predicted
-    when it was recorded; it trains once the label is accepted).
+    when it was recorded; it trains once the label is accepted). They read only the logs: a
+    data path of the profile missing on this host is noted, not an error.
     """
 
 
@@ -97,7 +133,7 @@ def feedback_list(
     profile: str, api: str | None, show_all: bool, limit: int, as_json: bool, overrides: tuple[str, ...]
 ) -> None:
     """The feedback records of PROFILE's API (default: every api that records feedback)."""
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = _resolve(profile, overrides)
     rows = []
     for name, path in feedback_logs(resolved, api).items():
         replay = FeedbackLog.replay(path)
@@ -129,7 +165,7 @@ def feedback_list(
 @set_option
 def feedback_show(profile: str, record_id: str, api: str | None, overrides: tuple[str, ...]) -> None:
     """Everything recorded about feedback record ID, as JSON (with its status and tombstone)."""
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = _resolve(profile, overrides)
     name, entry, replay = _find(feedback_logs(resolved, api), record_id)
     print_json(_row(name, entry, replay))
 
@@ -159,7 +195,7 @@ def feedback_remove(
 
     Every ID is checked before anything is written; an unknown ID exits 2.
     """
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = _resolve(profile, overrides)
     logs = feedback_logs(resolved, api)
     found = [_find(logs, record_id) for record_id in record_ids]
     for name, entry, _ in found:
@@ -183,7 +219,7 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
     """The records the log offers the next train, as JSON lines: removed records and records
     with a label not accepted yet are left out. A union source may leave out more (those
     repeating a validation or test text): heirloom train says how many, naming their ids."""
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = _resolve(profile, overrides)
     lines = []
     for name, path in feedback_logs(resolved, api).items():
         lines += [json_text({**record, "api": name}) for record in FeedbackLog.replay(path).trainable()]
@@ -211,7 +247,7 @@ def feedback_accept_label(profile: str, label: str, reason: str, api: str | None
     A label the api found differing from a known one only by case, spaces, '_' or '-' (Claims:
     claims) is accepted with a warning naming the known label (exit 0).
     """
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = _resolve(profile, overrides)
     name, path = _one_log(resolved, api)
     replay = FeedbackLog.replay(path)
     pending = replay.pending_labels()
