@@ -222,6 +222,18 @@ def test_a_project_at_its_artifact_quota_is_refused_and_the_store_stays_consiste
     assert versions("quota") == ["quota/big@1", "quota/m@1"]
 
 
+def test_a_project_already_past_its_artifact_quota_is_refused_before_the_fit(tmp_path):
+    """A project holding 6.2 MiB against a 5 MiB quota ran all 7 epochs of a train, then stored nothing."""
+    store = heirloom.ArtifactStore.default()
+    store.put("quota", "big", heirloom.State({"w": np.arange(1 << 19, dtype=np.float32)}, {}), model_type="t")  # 2 MiB
+    result = run_heirloom("train", str(train_profile(tmp_path, "artifact_quota_mb = 1")), env=TOYS)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 1 and versions("quota") == ["quota/big@1"], result.stderr
+    assert "holds 2.0 MiB in the artifact store" in said
+    assert "quota/m cannot be stored, whatever it weighs, past its artifact quota of 1 MiB" in said
+    assert "test " not in said and "accuracy" not in said, "refused before the fit, so before any evaluation"
+
+
 def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_included(tmp_path):
     """An alias held an older version on top of the newest keep_versions: the refusal said the quota must
     hold keep_versions + 1 versions (2 where 3 were needed) and to run `heirloom models gc`, which frees nothing."""

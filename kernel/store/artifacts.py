@@ -224,11 +224,19 @@ class ArtifactStore:
         used = sum(file_size(self.blobs / name) for name in held)
         adding = sum(len(data) for name, data in blobs.items() if name not in held)
         if used + adding > quota_mb * MIB:
+            needs = f"needs {adding / MIB:.1f} MiB more" if blobs else "cannot be stored, whatever it weighs"
             raise ResourceExhaustedError(
                 f"not stored: project {project!r} holds {used / MIB:.1f} MiB in the artifact store at {self.root}; "
-                f"{project}/{model} needs {adding / MIB:.1f} MiB more, past its artifact quota of {quota_mb} MiB; "
+                f"{project}/{model} {needs}, past its artifact quota of {quota_mb} MiB; "
                 + room(tx, self.blobs, project, keep, used, adding, quota_mb * MIB)
             )
+
+    def refuse_if_full(self, project: str, model: str, quota_mb: int | None, keep: int | None) -> None:
+        """ResourceExhaustedError when ``project`` already holds more than its quota: refused before a fit,
+        not after it (a train over its quota ran all its epochs, then stored nothing)."""
+        if quota_mb is not None:
+            with self.index.reading() as tx:
+                self._check_quota(tx, project, model, {}, quota_mb, keep)
 
     @staticmethod
     def _project_blobs(tx: Transaction, project: str) -> set[str]:

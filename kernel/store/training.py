@@ -284,6 +284,12 @@ def train(
         resources = system.resources
         resources.check_memory(f"training {spec.key}")  # refused before any record is read
         quota = quota_mb(resources, "artifacts")  # a manager's wrong answer, said before the fit
+        try:  # asked first, so a quota's refusal says what retention keeps; a manager's bug must not fail train
+            keep = resources.retention()
+        except Exception as exc:  # noqa: BLE001 - said below, like a wrong answer
+            keep = f"an error, {type(exc).__name__}: {exc}"
+        valid = type(keep) is int and keep >= 1
+        store.refuse_if_full(profile.project, spec.name, quota, keep if valid else None)
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         with blaming_the_source(source, "computing the fingerprint", f"fingerprinting source {source_name!r}"):
@@ -335,11 +341,6 @@ def train(
             same_data = same.data_fingerprints.get(source_name) == fingerprint
             return kept(Trained(same, by_split[TEST].report, tuple(evaluations), reused=True, same_data=same_data))
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
-        try:  # asked first, so a quota's refusal says what retention keeps; a manager's bug must not fail train
-            keep = resources.retention()
-        except Exception as exc:  # noqa: BLE001 - said below, like a wrong answer
-            keep = f"an error, {type(exc).__name__}: {exc}"
-        valid = type(keep) is int and keep >= 1
         artifact = store.put(
             profile.project,
             spec.name,
