@@ -166,10 +166,11 @@ def _not_ready(body: dict[str, Any], client: Client) -> str:
                     why.add(f"models.{name}{said}")
         if isinstance(failure := body.get("start_failure"), str):
             why.add(failure)
-        if isinstance(missing := body.get("missing_routes"), list) and missing:
-            why.add(f"no ready worker serves this profile's {', '.join(map(str, missing[:10]))}")
         reasons = f" ({'; '.join(sorted(why))})" if why else ""
-        return f"{ready} of {body.get('expected_workers', '?')} workers ready{reasons}"
+        count = f"{ready} of {body.get('expected_workers', '?')} workers ready{reasons}"
+        if isinstance(missing := body.get("missing_routes"), list) and missing:  # "1 of 1 ready" read as ready
+            return f"no ready worker serves this profile's {', '.join(map(str, missing[:10]))}; {count}"
+        return count
     waiting = [name for name, ready in (body.get("components") or {}).items() if ready is not True]
     if not waiting:
         return "starting"

@@ -428,8 +428,7 @@ class Broker(BrokerRoutes):
         received = time.perf_counter()
         index = split_envelope(frames)
         if index < 0:  # not a request; a worker's heartbeat here is told where workers connect
-            self.dropped += 1
-            self._strays.on_client_endpoint(frames)
+            self.dropped += not self._strays.on_client_endpoint(frames)  # answered: not dropped
             return
         envelope, request_id, info, route = frames[:index], None, None, None
         try:

@@ -317,8 +317,7 @@ class Server:
         else:
             index = split_envelope(frames)
             if index < 0:  # not a request; a worker's heartbeat here is told that this daemon takes no workers
-                self.dropped += 1
-                self.strays.on_client_endpoint(frames)
+                self.dropped += not self.strays.on_client_endpoint(frames)  # answered: not dropped
                 return
             envelope, head = frames[:index], index + 1
         request_id, endpoint = None, None
