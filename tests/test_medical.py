@@ -30,6 +30,7 @@ from heirloom_plugins.medical.safety import (
     CLASSES,
     MAX_ALLERGY_TEXT,
     SHIPPED,
+    Formulary,
     _allergy_substances,
     allergy_substances,
     conflicts,
@@ -575,10 +576,13 @@ def test_a_salt_allergy_that_rules_out_a_drug_is_read_and_not_listed():
     """ "Allergy to potassium" withheld potassium chloride and was listed unread too: one allergy
     both applied and not understood. A salt no drug begins with rules nothing out: listed."""
     drugs = [ingredients("Potassium Chloride 20 MEQ Oral Tablet")]
+    known = Formulary(SHIPPED.brands, SHIPPED.ingredients | {"potassium chloride"})  # a drug the filter reads
     assert conflicts(drugs[0], substances("Allergy to potassium"))
-    assert unread([(None, "Allergy to potassium")], drugs) == []
+    assert unread([(None, "Allergy to potassium")], drugs, known) == []
     assert unread([(None, "Allergy to potassium")]) == ["Allergy to potassium"]  # no potassium drug known
-    assert unread([(None, "Allergy to sulfate"), (None, "Allergy to potassium medication")], drugs) == [
+    # the shipped tables cannot read the drug (withheld as such): it makes no allergy read (fix252, MEDIUM-3)
+    assert unread([(None, "Allergy to potassium")], drugs) == ["Allergy to potassium"]
+    assert unread([(None, "Allergy to sulfate"), (None, "Allergy to potassium medication")], drugs, known) == [
         "Allergy to potassium medication",
         "Allergy to sulfate",
     ]
@@ -860,6 +864,57 @@ def test_the_antibiotics_a_penicillin_allergic_patient_is_given_are_read_and_rul
         *[["Allergy to clindamycin"]] * 2,
         [],
     ]
+
+
+def test_an_allergy_naming_a_brand_the_filter_cannot_read_is_listed_whatever_drugs_are_beside_it():
+    """With ``Zithromax 250 MG Oral Tablet`` (unreadable) among the drugs, an allergy to Zithromax counted
+    as read, and azithromycin passed with nothing for a person to check; without it, it was listed."""
+    drugs = ("Zithromax 250 MG Oral Tablet", "Azithromycin 250 MG Oral Tablet")
+    for some in (drugs, drugs[1:]):
+        found = reading(some, ("Zithromax",), SHIPPED)
+        assert [allergy["read"] for allergy in found["allergies"]] == [False]
+        assert found["drugs"][-1]["ruled_out_by"] == {} and found["drugs"][-1]["unreadable"] is None
+    assert reading(drugs[:1], (), SHIPPED)["drugs"][0]["unreadable"] is not None  # withheld from the allergic
+
+
+def test_bicillin_l_a_and_c_r_are_the_tables_brands_and_no_letter_of_a_name_is_an_ingredient():
+    """``Bicillin L-A`` was split as a combination: read as ``a`` and penicillin G benzathine (an allergy to
+    "A" ruled it out, and was read), ``Bicillin C-R`` as ``r``, and the allergy ``Bicillin L-A``, a brand
+    the docs name as the table's, was listed unread."""
+    drugs = (
+        "Bicillin L-A 1200000 UNT/2ML Injectable Suspension",
+        "Bicillin C-R 1200000 UNT/2ML Injectable Suspension",
+        "penicillin G benzathine 600000 UNT/ML Injectable Suspension [Bicillin L-A]",
+        "Amoxicillin 500 MG Oral Capsule",
+    )
+    found = reading(drugs, ("Bicillin L-A", "Bicillin C-R", "A"), SHIPPED)
+    assert [drug["unreadable"] for drug in found["drugs"]] == [None] * 4
+    assert found["drugs"][0]["ingredients"] == ["penicillin g benzathine"]
+    assert found["drugs"][1]["ingredients"] == ["penicillin g benzathine", "penicillin g procaine"]
+    assert [sorted(drug["ruled_out_by"]) for drug in found["drugs"]] == [["Bicillin C-R", "Bicillin L-A"]] * 4
+    assert [(allergy["name"], allergy["read"]) for allergy in found["allergies"]] == [
+        ("Bicillin L-A", True),
+        ("Bicillin C-R", True),
+        ("A", False),  # names no drug: listed, and rules nothing out
+    ]
+    assert "a" not in ingredients("Amoxicillin-A 500 MG Oral Tablet")
+
+
+@pytest.mark.parametrize(
+    "display, named",
+    [
+        ("sulfonamide antibiotics", "sulfonamide"),
+        ("Macrolide antibiotics", "macrolide"),
+        ("penicillin antibiotic", "penicillin"),
+        ("sulfa drugs", "sulfonamide"),
+    ],
+)
+def test_a_class_followed_by_a_word_for_drugs_is_read_as_the_class(display, named):
+    """A third hospital's "sulfonamide antibiotics" ruled out the sulfonamides and was listed unread on
+    every answer too (its 8 encounters with unread allergies, all from it): the plural of a word that
+    adds nothing to the class kept it listed."""
+    assert unread([(None, display)]) == []
+    assert substances(display) >= set(CLASSES[named])
 
 
 def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_an_allergy_reaches(tmp_path):
@@ -2051,14 +2106,19 @@ def _prescribed(rid: str, patient: str, eid: str, when: str, code: str, display:
     }
 
 
-def _sparse_hospital(folder: Path, patients: int = 8) -> Path:
+def _sparse_hospital(
+    folder: Path,
+    patients: int = 8,
+    drugs: tuple[tuple[str, str | None], ...] = ((NAMELESS, None), NAMED),
+    allergy: str = PENICILLIN,
+) -> Path:
     """``patients`` bundles: a urinary infection treated with a drug every mention leaves without a
-    display, then a sore throat treated with amoxicillin (named); the first patient is allergic to
-    penicillin."""
+    display, then a sore throat treated with amoxicillin (named), or with ``drugs``; the first patient is
+    allergic to penicillin (or ``allergy``)."""
     for n in range(patients):
         pid = f"p{n}"
         resources: list[dict[str, Any]] = [{"resourceType": "Patient", "id": pid, "birthDate": "1970-01-02"}]
-        for visit, (condition, drug) in enumerate((("68566005", (NAMELESS, None)), ("43878008", NAMED))):
+        for visit, (condition, drug) in enumerate(zip(("68566005", "43878008"), drugs, strict=True)):
             eid, when = f"{pid}-e{visit}", f"202{visit}-03-0{1 + n % 9}T10:00:00Z"
             diagnosed = _diagnosis(f"{pid}-c{visit}", eid, condition) | {"subject": {"reference": f"urn:uuid:{pid}"}}
             resources += [
@@ -2067,10 +2127,8 @@ def _sparse_hospital(folder: Path, patients: int = 8) -> Path:
                 _prescribed(f"{pid}-m{visit}", pid, eid, when, *drug),
             ]
         if n == 0:
-            allergy = _on("AllergyIntolerance", "p0-a", {"text": PENICILLIN}) | {
-                "patient": {"reference": "urn:uuid:p0"}
-            }
-            resources.append(allergy)
+            allergic = _on("AllergyIntolerance", "p0-a", {"text": allergy}) | {"patient": {"reference": "urn:uuid:p0"}}
+            resources.append(allergic)
         _fhir(folder, *resources, name=f"{pid}.json")
     return folder
 
@@ -2130,3 +2188,31 @@ def test_a_drug_no_visit_names_is_answered_by_its_code_and_withheld_only_from_al
     said = " ".join(trained.stderr.split())
     warned = "treatment: 1 label(s) have no display in the training data (nor the parent's) and are named by their "
     assert f"{warned}code in answers: rxnorm:{NAMELESS}; the allergy filter cannot read such a name" in said, said
+
+
+def test_an_allergy_to_a_drug_the_filter_cannot_read_stays_listed_though_the_answer_holds_that_drug(
+    tmp_path, monkeypatch
+):
+    """An allergy to Zithromax (a brand the tables lack) counted as read when the model's labels or the
+    answer held a drug of that name (its name's word was taken for a drug the filter knows): not listed,
+    while the generic azithromycin, which the allergy does not rule out, was offered with nothing for a
+    person to check. The brand's drug is withheld as unreadable; the allergy stays listed, in the model's
+    answer and the api's."""
+    from heirloom_plugins.medical.api import PredictInput
+
+    brand, generic = ("248656", "Zithromax 250 MG Oral Tablet"), ("308460", "Azithromycin 250 MG Oral Tablet")
+    folder = _sparse_hospital(tmp_path / "ehr", drugs=(brand, generic), allergy="Zithromax")
+    profile = write(tmp_path / "sparse.toml", SPARSE_PROFILE.format(path=folder))
+    monkeypatch.setenv("HEIRLOOM_HOME", str(tmp_path / "home"))
+    trained = run_heirloom("train", str(profile), timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    with heirloom.Kernel().system(str(profile), serve_models=True) as system:
+        (allergic,) = system.component("treatment", "api").batch([PredictInput(patient="p0", encounter="p0-e1")])
+        model = system.component("treatment", "model")
+        (record,) = [one for one in FhirSource(path=str(folder)).records() if one.id == "p0"]
+        (own,) = model.predict([Query(record, "p0-e1")])  # the model's own pass, before the api's
+    assert isinstance(allergic, heirloom.Versioned), allergic
+    for answer in (allergic.value, own):
+        assert [item["code"] for item in answer["blocked"]] == [f"rxnorm:{brand[0]}"]  # unreadable: withheld
+        assert f"rxnorm:{generic[0]}" in {item["code"] for item in answer["codes"]}  # offered: the allergy is listed
+        assert answer["unread_allergies"] == ["Zithromax"]

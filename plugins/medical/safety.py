@@ -124,6 +124,9 @@ _DASH = re.compile(f"[{_DASHES}]")
 _WORDS = re.compile(f"[\\s,{_DASHES}]+")
 #: Between two ingredients of a combination's name: ``Sulfamethoxazole/Trimethoprim``, ``Amoxicillin-Clavulanate``.
 _COMBINED = re.compile(f"(?<=[a-z])(?:\\s*[/+&{_DASHES}]\\s*|\\s+(?:and|with)\\s+)(?=[a-z])")
+#: The fewest characters a piece of a combination's name (``_COMBINED``) or of an allergy's hyphened name
+#: has to be an ingredient: ``Bicillin L-A`` is no combination of ``l`` and ``a``.
+SHORTEST_PIECE = 3
 #: Names this long that differ by a letter are one drug misspelt (``simvistatin``), never two.
 TYPO_LENGTH, TYPO_RATIO = 8, 0.9
 #: Where an allergy's words are the ones the typo rule compares.
@@ -192,6 +195,8 @@ BRANDS: dict[str, tuple[str, ...]] = {
     # (DailyMed, the BNF), and the names besides RxNorm's of one drug (INN, BAN, UK combination
     # names, clinical abbreviations): each was recommended to a patient allergic to its ingredient
     "bicillin": ("penicillin g benzathine",),
+    "bicillin l-a": ("penicillin g benzathine",),
+    "bicillin c-r": ("penicillin g benzathine", "penicillin g procaine"),
     "trimox": ("amoxicillin",),
     "principen": ("ampicillin",),
     "dynapen": ("dicloxacillin",),
@@ -298,10 +303,13 @@ def _named(text: str) -> list[tuple[str, list[str]]]:
     """Each ingredient of a normalised drug name (its parts between `` / ``, brackets left out),
     read whole and in the pieces a combination's sign or word joins (``_COMBINED``)."""
     plain = _QUALIFIER.sub(" ", text)
-    return [
-        (_drug_name(part), [_drug_name(piece) for piece in _COMBINED.sub(" / ", part).split(" / ")])
-        for part in plain.split(" / ")
-    ]
+    return [(_drug_name(part), _pieces(_COMBINED.sub(" / ", part).split(" / "))) for part in plain.split(" / ")]
+
+
+def _pieces(pieces: Iterable[str]) -> list[str]:
+    """The ingredients of a combination's pieces: one of a letter or two is none (``Bicillin L-A``
+    was read as ``l`` and ``a``, and an allergy to "A" ruled it out)."""
+    return [name for piece in pieces if len(name := _drug_name(piece)) >= SHORTEST_PIECE]
 
 
 def _drug_name(part: str) -> str:
@@ -484,7 +492,7 @@ def _part_substances(named: str, formulary: Formulary) -> set[str]:
     brands = formulary.brands
     found = {named, *CLASSES.get(named, ()), *brands.get(named, ())}
     if _DASH.search(named):  # amoxicillin-clavulanate (beta-lactam is a class name too)
-        found.update(piece for piece in _DASH.split(named) if piece)
+        found.update(piece for piece in _DASH.split(named) if len(piece) >= SHORTEST_PIECE)
     for name in _phrases(named, formulary):  # a class or brand named in a longer display (agent, drug, antibiotic...)
         found.update(CLASSES.get(name, ()), brands.get(name, ()))
     for word in filter(None, _WORDS.split(named)):
@@ -629,7 +637,9 @@ def unread(
 ) -> list[str]:
     """The ``(code, display)`` allergies no filter can promise safety against: with no display, a
     code the filter does not know; else a display over MAX_ALLERGY_CHARS, or with a part that
-    names no drug (``formulary``'s known drugs, the ``drugs``' ingredients, a class) and is no non-drug
+    names no drug (``formulary``'s known drugs, the ``drugs``' ingredients the filter reads (``_known``: a
+    brand it lacks, ``Zithromax`` of an unreadable drug, rules out that drug alone, never its generic), a
+    class) and is no non-drug
     allergen (``NOT_DRUG_WORDS``), or one with a word besides that is no salt or filler word.
     A word that misspells a known drug, or the first word of one of ``drugs``' ingredients, is read
     as that drug (``_corrected``), as ``conflicts`` rules it out. "Allergy to Augmentin" before the
@@ -637,7 +647,7 @@ def unread(
     "Antibiotic allergy": a person checks them. A part saying only "a drug" (``_some_drug``) is read
     when another part names a drug read, or the code is one the filter reads: a generic coding's
     "Allergy to drug (finding); metformin" was listed on every answer that withheld metformin for it."""
-    given = {ingredient for parts in drugs for ingredient in parts if ingredient}
+    given = {ingredient for parts in drugs for ingredient in parts if ingredient and _known(ingredient, formulary)}
     known = formulary.known_drugs | given
     drug_words, names = _drug_words(known, formulary), _spaced_names(known)
     typos = _typo_names(frozenset(ingredient.split()[0] for ingredient in given), formulary)
@@ -707,8 +717,8 @@ def _read(part: str, drug_words: frozenset[str], formulary: Formulary) -> bool:
     named = {w for w in words for one in _forms(w) if _names_a_drug(one, drug_words, formulary)}
     phrased = {word for name in _phrases(part, formulary) for word in _WORDS.split(name)}
     named |= {w for w in words if phrased.intersection(_forms(w))}
-    if named:
-        return words - named <= FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS
+    if named:  # "macrolide antibiotics", "sulfa drugs": the plural of a word naming nothing names nothing
+        return all(set(_forms(word)) & (FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS) for word in words - named)
     if any(DRUG_KIND_WORDS.intersection(_forms(word)) for word in words):  # a drug, but which?
         return False
     return bool(words & NOT_DRUG_WORDS) and words <= NOT_DRUG_WORDS | FILLER_WORDS
