@@ -917,6 +917,39 @@ def test_a_class_followed_by_a_word_for_drugs_is_read_as_the_class(display, name
     assert substances(display) >= set(CLASSES[named])
 
 
+def test_a_formulary_maps_a_code_to_a_class_plural_or_a_brand_of_the_table_named_with_a_hyphen(tmp_path):
+    """ "macrolides" was refused (did you mean 'macrolide'?) though a display's plural is read, and
+    "Bicillin L-A", the table's brand, was refused as no substance the filter knows."""
+    text = '[allergy_codes]\n"rxnorm:18631" = "macrolides"\n"rxnorm:7980" = "Bicillin L-A"\n'
+    formulary = str(write(tmp_path / "f.toml", text))
+    drugs = ("Azithromycin 250 MG Oral Tablet", "Amoxicillin 500 MG Oral Capsule")
+    said = run_heirloom(
+        "medical",
+        "drug",
+        *drugs,
+        "--allergy",
+        "rxnorm:18631",
+        "--allergy",
+        "rxnorm:7980",
+        "--formulary",
+        formulary,
+        "--json",
+    )
+    assert said.returncode == 0, said.stderr
+    found = json.loads(said.stdout)
+    assert [sorted(drug["ruled_out_by"]) for drug in found["drugs"]] == [["rxnorm:18631"], ["rxnorm:7980"]]
+    assert [allergy["read"] for allergy in found["allergies"]] == [True, True]
+
+
+def test_the_formularys_short_systems_are_the_fhir_sources():
+    """A ``URL|code`` key of a system the FHIR source names by a short name is refused with the short form:
+    the two tables must name the same systems."""
+    from heirloom_plugins.fhir import records
+    from heirloom_plugins.medical import formulary
+
+    assert formulary.SHORT_SYSTEMS == records.SYSTEMS and formulary.SHORT_OIDS == records.OIDS
+
+
 def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_an_allergy_reaches(tmp_path):
     """A pharmacy writing a formulary could only see how a drug was read by serving a profile, and the
     answer named the allergy that withheld a drug, not the ingredient linking them."""
@@ -1714,6 +1747,28 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
             "'formulary' file {path}: allergy_codes.\"RxNorm:723\": not an allergy code as records carry it "
             "(system:code, records write it 'rxnorm:723'",
         ),
+        (  # a zero-width space in the key: accepted, and the mapping never matched a record's code
+            '[allergy_codes]\n"rxnorm:72\\u200b3" = "amoxicillin"',
+            "'formulary' file {path}: allergy_codes.\"rxnorm:72\\u200b3\": 'rxnorm:72\\u200b3' holds the control or "
+            "invisible character U+200B: write the code as records carry it",
+        ),
+        (  # full-width digits: the same
+            '[allergy_codes]\n"rxnorm:\uff17\uff12\uff13" = "amoxicillin"',
+            "'formulary' file {path}: allergy_codes.\"rxnorm:\\uff17\\uff12\\uff13\": "
+            "'rxnorm:\uff17\uff12\uff13' holds full-width or other compatibility characters, which no record's code "
+            "has (records write it 'rxnorm:723'",
+        ),
+        (  # the FHIR source writes this system by its short name: no record carries the URL form
+            '[allergy_codes]\n"http://www.nlm.nih.gov/research/umls/rxnorm|723" = "amoxicillin"',
+            "'formulary' file {path}: allergy_codes.\"http://www.nlm.nih.gov/research/umls/rxnorm|723\": not an "
+            "allergy code as records carry it (the FHIR source names this system by its short name: records write "
+            "it 'rxnorm:723'; docs/FHIR.md)",
+        ),
+        (
+            '[allergy_codes]\n"urn:oid:2.16.840.1.113883.6.96|1234" = "penicillin"',
+            "'formulary' file {path}: allergy_codes.\"urn:oid:2.16.840.1.113883.6.96|1234\": not an allergy code as "
+            "records carry it (the FHIR source names this system by its short name: records write it 'snomed:1234'",
+        ),
         (
             '[allergy_codes]\n"snomed:91936005" = "amoxicillin"',
             "'formulary' file {path}: allergy_codes.\"snomed:91936005\": the shipped tables read this code already, "
@@ -1760,6 +1815,10 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         "codes-not-a-table",
         "code-without-system",
         "code-system-case",
+        "code-zero-width-space",
+        "code-full-width-digits",
+        "code-system-url-with-a-short-name",
+        "code-system-oid-with-a-short-name",
         "code-shipped",
         "code-misspelt-substance",
         "code-display-as-substance",

@@ -41,6 +41,7 @@ from heirloom_plugins.medical.safety import (
     NO_SUBSTANCE_WORDS,
     SHIPPED,
     Formulary,
+    _forms,
     ingredients,
     normal_text,
     unreadable,
@@ -71,6 +72,26 @@ KEYS = {
 #: An allergy's code as records carry it (docs/FHIR.md): ``system:code`` by a system's short name
 #: (``rxnorm:723``, ``snomed:91936005``), or ``system|code`` by another system's URL or OID as written.
 CODE_FORM = re.compile(r"[a-z][a-z0-9]*:[^\s|]+|[^\s|]*:[^\s|]*\|[^\s|]+")
+#: The code systems records name by a short name, by URL and by HL7 OID: the FHIR source's table
+#: (docs/FHIR.md; ``heirloom_plugins.fhir.records.SYSTEMS`` and ``OIDS``, which a test keeps this equal
+#: to). A key ``URL|code`` of one of them is no code a record carries (``rxnorm:723`` is).
+SHORT_SYSTEMS = {
+    "http://snomed.info/sct": "snomed",
+    "http://loinc.org": "loinc",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
+    "http://hl7.org/fhir/sid/cvx": "cvx",
+    "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",
+    "http://hl7.org/fhir/sid/icd-10": "icd10",
+}
+SHORT_OIDS = {
+    "2.16.840.1.113883.6.96": "snomed",
+    "2.16.840.1.113883.6.1": "loinc",
+    "2.16.840.1.113883.6.88": "rxnorm",
+    "2.16.840.1.113883.12.292": "cvx",
+    "2.16.840.1.113883.6.90": "icd10cm",
+    "2.16.840.1.113883.6.3": "icd10",
+}
+_SNOMED_EDITION = re.compile(r"http://snomed\.info/sct/\d+(?:/version/\d+)?")
 #: A key the path of a problem writes bare (``brands.Zyvox``); others quoted (``brands."Pen X"``).
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 #: A name as the file gives it, with the key path of its problems: ``("ingredients[2]", "Linezolid")``.
@@ -213,6 +234,22 @@ def _codes(table: Any, mistakes: list[str]) -> list[Coded]:
         system, _, rest = code.partition(":")
         if len(code) > MAX_CODE_CHARS:
             mistakes.append(f"{where}: longer than {MAX_CODE_CHARS} characters: no code (the filter reads none such)")
+        elif hidden := next((char for char in code if unicodedata.category(char) in ("Cc", "Cf")), None):
+            mistakes.append(  # a zero-width space: a code no record carries, the mapping dead
+                f"{where}: {code!r} holds the control or invisible character U+{ord(hidden):04X}: "
+                "write the code as records carry it"
+            )
+        elif (plain := unicodedata.normalize("NFKC", code)) != code:
+            hint = f"records write it {plain!r}" if CODE_FORM.fullmatch(plain) else "such as 'rxnorm:723'"
+            mistakes.append(  # full-width digits: records carry ASCII ones, and the key never matched
+                f"{where}: {code!r} holds full-width or other compatibility characters, which no record's code "
+                f"has ({hint}; docs/FHIR.md)"
+            )
+        elif short := _short_code(code):
+            mistakes.append(
+                f"{where}: not an allergy code as records carry it (the FHIR source names this system by its "
+                f"short name: records write it {short!r}; docs/FHIR.md)"
+            )
         elif not CODE_FORM.fullmatch(code):
             lower = f"{system.lower()}:{rest}"  # "RxNorm:723": records write the short name in lower case
             hint = f"records write it {lower!r}" if CODE_FORM.fullmatch(lower) else "such as 'rxnorm:723'"
@@ -222,8 +259,23 @@ def _codes(table: Any, mistakes: list[str]) -> list[Coded]:
                 f"{where}: the shipped tables read this code already, as {ALLERGY_CODES[code]!r}: leave it out"
             )
         elif (named := _name(where, value, mistakes)) is not None:
-            found.append((where, code, named[1]))
+            singular = _forms(named[1])[-1]  # "macrolides", "beta-lactams": the class, as a display's plural
+            found.append((where, code, singular if named[1] not in CLASSES and singular in CLASSES else named[1]))
     return found
+
+
+def _short_code(code: str) -> str | None:
+    """The form records carry a ``URL|code`` or ``urn:oid:OID|code`` key in when the FHIR source names
+    its system by a short name (``rxnorm:723``), else None."""
+    system, bar, value = code.partition("|")
+    if not bar:
+        return None
+    system = system.rstrip("/")
+    if system.startswith("urn:oid:"):
+        short = SHORT_OIDS.get(system.removeprefix("urn:oid:"))
+    else:
+        short = "snomed" if _SNOMED_EDITION.fullmatch(system) else SHORT_SYSTEMS.get(system)
+    return f"{short}:{value}" if short else None
 
 
 def _check_codes(
