@@ -166,11 +166,12 @@ def _not_ready(body: dict[str, Any], client: Client) -> str:
                     why.add(f"models.{name}{said}")
         if isinstance(failure := body.get("start_failure"), str):
             why.add(failure)
+        missing = body.get("missing_routes") if isinstance(body.get("missing_routes"), list) else []
+        said = f"no ready worker serves this profile's {', '.join(map(str, missing[:10]))}" if missing else ""
+        why.update([said] * bool(said and not ready))
         reasons = f" ({'; '.join(sorted(why))})" if why else ""
         count = f"{ready} of {body.get('expected_workers', '?')} workers ready{reasons}"
-        if isinstance(missing := body.get("missing_routes"), list) and missing:  # "1 of 1 ready" read as ready
-            return f"no ready worker serves this profile's {', '.join(map(str, missing[:10]))}; {count}"
-        return count
+        return f"{said}; {count}" if said and ready else count  # "1 of 1 workers ready" alone read as ready
     waiting = [name for name, ready in (body.get("components") or {}).items() if ready is not True]
     if not waiting:
         return "starting"
