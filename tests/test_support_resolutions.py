@@ -176,3 +176,20 @@ def test_a_feedback_correction_is_weighed_and_checked_and_reports_give_the_major
     # texts of the majority label alone: always answering it is right on every one, no model does better
     only = model.evaluate([r for r in test if r["label"] == majority])
     assert only.metrics["majority"]["accuracy"] == 1.0 and "warning: no better than always answering it" in only.text
+
+
+def test_a_retrain_whose_reject_rule_reads_another_score_than_its_parents_says_so():
+    """A telecom's four resolutions switched its intent model's reject rule to another score: out-of-scope recall
+    went 1.00 -> 0.84 on the same texts, and nothing in train's output said the rule had changed."""
+    from heirloom_plugins.encoder.classifier import _say_if_the_rule_changed
+    from heirloom_plugins.encoder.reject import Rule
+
+    parent = heirloom.State({}, {"rule": Rule("probability", 0.5, {"oos_recall": 1.0}).to_json()})
+    for rule, said in ((Rule("fused+novelty", 0.4, {"oos_recall": 0.8}), True), (Rule("probability", 0.6, {}), False)):
+        logged = Logged()
+        _say_if_the_rule_changed(parent, rule, logged)
+        expected = "note: the reject rule reads fused+novelty now, where the parent's read probability"
+        assert any(expected in line for line in logged.lines) is said, logged.lines
+    logged = Logged()
+    _say_if_the_rule_changed(heirloom.State({}, {}), Rule("energy", 0.1, {}), logged)  # a parent with none: the encoder
+    assert logged.lines == []

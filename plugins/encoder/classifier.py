@@ -180,6 +180,7 @@ class EncoderClassifier(EncoderModel):
         epochs, rule, weight, selection = self.epochs, None, 0.0, None
         if self.validation_fraction:
             epochs, rule, weight, selection = self._select(texts, labels, parent, progress)
+            _say_if_the_rule_changed(parent, rule, progress)
         distance = rule is not None and "mahalanobis" in rule.scores_needed()  # the state carries what its rule needs
         encoder, head, gaussian, history = self._train(
             texts, labels, label_set, parent, epochs, progress, "fine-tuning", distance=distance, weights=repeats
@@ -625,3 +626,14 @@ def _fused(probabilities: torch.Tensor) -> dict[str, Any]:
     every fused probability (texts x labels)."""
     top = probabilities.max(1)
     return {"best": top.indices.tolist(), "fused": top.values.tolist(), "probabilities": probabilities}
+
+
+def _say_if_the_rule_changed(parent: heirloom.State, rule: Rule | None, progress: heirloom.Progress) -> None:
+    """A retrain whose reject rule reads another score than its parent's says so: four resolutions switched a
+    telecom's rule, its out-of-scope recall went 1.00 -> 0.84 on the same texts, and nothing said why."""
+    before = parent.metadata.get("rule")
+    if isinstance(before, dict) and rule is not None and before.get("score") != rule.score:
+        progress.log(
+            f"note: the reject rule reads {rule.score} now, where the parent's read {before.get('score')}: its "
+            "out-of-scope recall and false handoffs may move a lot; compare them before serving (docs/SUPPORT.md)"
+        )
