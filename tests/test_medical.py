@@ -973,7 +973,7 @@ def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_
         "allergy 'fish oil': not read in full: listed for a person to check",
     ]
     broken = run_heirloom("medical", "drug", drugs[0], "--formulary", str(write(tmp_path / "b.toml", "brands = 1")))
-    assert broken.returncode == 1 and broken.stderr.startswith(f"error: {tmp_path / 'b.toml'}: brands: ")
+    assert broken.returncode == 2 and broken.stderr.startswith(f"error: {tmp_path / 'b.toml'}: brands: ")
 
 
 def test_a_formulary_file_with_several_mistakes_is_refused_naming_every_one(tmp_path):
@@ -981,7 +981,7 @@ def test_a_formulary_file_with_several_mistakes_is_refused_naming_every_one(tmp_
     text = 'ingredient = ["x"]\ningredients = ["penicillins", 5]\n[brands]\nHospamox = ["amoxicilin"]\nZyvox = []\n'
     path = write(tmp_path / "bad.toml", text)
     said = run_heirloom("medical", "drug", "Hospamox", "--formulary", str(path))
-    assert said.returncode == 1
+    assert said.returncode == 2  # as profile check: input it cannot work with
     assert said.stderr.removeprefix("error: ").splitlines() == [
         f"{path}: ingredient: not a formulary key (it has 'ingredients' (a list of ingredient names), 'brands' (a "
         "table of brand names, each = [its ingredients]), 'allergy_codes' (a table of allergy codes, each = the "

@@ -156,14 +156,15 @@ class BrokerRoutes:
         return {"live": True, "draining": self.draining, "pid": os.getpid()}
 
     def _route_ready(self: Broker) -> dict[str, Any]:
+        missing = self.table.missing_routes()  # a worker of another profile alone serves nothing of this one's
         return {
             "ready": self.is_ready(),
             "draining": self.draining,
             "expected_workers": self.expected_workers(),
-            "serving": not self.draining and bool(self.table.ready),
+            "serving": not self.draining and bool(self.table.ready) and not missing,
             "workers": self._workers(),
             "start_failure": self.start_trouble(),
-            "missing_routes": self.table.missing_routes(),
+            "missing_routes": missing,
         }
 
     def _route_routes(self: Broker) -> dict[str, Any]:

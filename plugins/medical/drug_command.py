@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+import heirloom
 from heirloom.options import a_path
 from heirloom_plugins.medical.formulary import CODE_FORM, read_formulary
 from heirloom_plugins.medical.safety import Formulary, allergy_substances, links, read_drug, unread
@@ -109,5 +110,10 @@ def drug_command(drugs: tuple[str, ...], allergies: tuple[str, ...], formulary: 
     Example: heirloom medical drug "Zyvox 600 MG" "Hospamox 500 MG Oral Capsule"
     --allergy "Allergy to penicillin" --formulary our-formulary.toml
     """
-    found = reading(drugs, allergies, read_formulary(None if formulary is None else str(formulary)))
+    try:
+        tables = read_formulary(None if formulary is None else str(formulary))
+    except heirloom.HeirloomError as exc:  # input it cannot work with: exit 2, as profile check refuses the file
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    found = reading(drugs, allergies, tables)
     click.echo(json.dumps(found, indent=2) if as_json else "\n".join(_text(found, allergies)))
