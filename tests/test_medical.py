@@ -941,15 +941,6 @@ def test_a_formulary_maps_a_code_to_a_class_plural_or_a_brand_of_the_table_named
     assert [allergy["read"] for allergy in found["allergies"]] == [True, True]
 
 
-def test_the_formularys_short_systems_are_the_fhir_sources():
-    """A ``URL|code`` key of a system the FHIR source names by a short name is refused with the short form:
-    the two tables must name the same systems."""
-    from heirloom_plugins.fhir import records
-    from heirloom_plugins.medical import formulary
-
-    assert formulary.SHORT_SYSTEMS == records.SYSTEMS and formulary.SHORT_OIDS == records.OIDS
-
-
 def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_an_allergy_reaches(tmp_path):
     """A pharmacy writing a formulary could only see how a drug was read by serving a profile, and the
     answer named the allergy that withheld a drug, not the ingredient linking them."""

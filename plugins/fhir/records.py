@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
+from heirloom_plugins.code_systems import short_system
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.timelines import codes_by_kind, summary
 
@@ -32,36 +32,6 @@ KINDS = {
 }
 #: Where each timeline resource names its patient.
 PATIENT_FIELD = {"Immunization": "patient", "AllergyIntolerance": "patient"}
-#: Short names for the code systems the data uses; other systems keep ``system|code``.
-SYSTEMS = {
-    "http://snomed.info/sct": "snomed",
-    "http://loinc.org": "loinc",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
-    "http://hl7.org/fhir/sid/cvx": "cvx",
-    "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",
-    "http://hl7.org/fhir/sid/icd-10": "icd10",
-}
-#: The same systems by their HL7 OIDs, as records converted from CDA name them (``urn:oid:...``).
-OIDS = {
-    "2.16.840.1.113883.6.96": "snomed",
-    "2.16.840.1.113883.6.1": "loinc",
-    "2.16.840.1.113883.6.88": "rxnorm",
-    "2.16.840.1.113883.12.292": "cvx",
-    "2.16.840.1.113883.6.90": "icd10cm",
-    "2.16.840.1.113883.6.3": "icd10",
-}
-#: SNOMED CT named with its edition (``http://snomed.info/sct/731000124108``, the US one).
-SNOMED_EDITION = re.compile(r"http://snomed\.info/sct/\d+(?:/version/\d+)?")
-
-
-def short_system(system: str) -> str | None:
-    """The short name of a code system (``SYSTEMS``), by its URL (a trailing ``/`` or SNOMED's
-    edition path too) or its OID: a penicillin allergy coded ``urn:oid:2.16.840.1.113883.6.96``
-    was not read as SNOMED's, and the drugs it rules out were recommended."""
-    system = system.rstrip("/")
-    if system.startswith("urn:oid:"):
-        return OIDS.get(system.removeprefix("urn:oid:"))
-    return "snomed" if SNOMED_EDITION.fullmatch(system) else SYSTEMS.get(system)
 
 
 #: The system each kind's code is preferably taken from when a concept has several codings (a
@@ -97,7 +67,7 @@ class Event:
 
     ``date`` is when it happened (a condition's onset), ``end`` when it stopped (its
     abatement); datetimes are UTC ``YYYY-MM-DDTHH:MM:SSZ``, dates stay ``YYYY-MM-DD``, so
-    the strings sort in time order. ``code`` is ``system:code`` (see ``SYSTEMS``). An
+    the strings sort in time order. ``code`` is ``system:code`` (see ``heirloom_plugins.code_systems``). An
     encounter's ``value`` is its class (``AMB``, ``EMER``, ``IMP``); an observation's
     ``low``/``high`` are its reference range, when it carries one.
     """

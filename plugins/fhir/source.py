@@ -10,8 +10,9 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.code_systems import SYSTEMS
 from heirloom_plugins.fhir.parse import discover
-from heirloom_plugins.fhir.records import PREFERRED, SYSTEMS, PatientRecord
+from heirloom_plugins.fhir.records import PREFERRED, PatientRecord
 from heirloom_plugins.fhir.scan import Scan, Tally, log
 from heirloom_plugins.fhir.splits import SPLITS, Splitter, first_by_hash
 

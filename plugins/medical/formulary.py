@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 
 import heirloom
+from heirloom_plugins.code_systems import short_system
 from heirloom_plugins.medical.safety import (
     ALLERGY_CODES,
     CLASSES,
@@ -72,26 +73,6 @@ KEYS = {
 #: An allergy's code as records carry it (docs/FHIR.md): ``system:code`` by a system's short name
 #: (``rxnorm:723``, ``snomed:91936005``), or ``system|code`` by another system's URL or OID as written.
 CODE_FORM = re.compile(r"[a-z][a-z0-9]*:[^\s|]+|[^\s|]*:[^\s|]*\|[^\s|]+")
-#: The code systems records name by a short name, by URL and by HL7 OID: the FHIR source's table
-#: (docs/FHIR.md; ``heirloom_plugins.fhir.records.SYSTEMS`` and ``OIDS``, which a test keeps this equal
-#: to). A key ``URL|code`` of one of them is no code a record carries (``rxnorm:723`` is).
-SHORT_SYSTEMS = {
-    "http://snomed.info/sct": "snomed",
-    "http://loinc.org": "loinc",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
-    "http://hl7.org/fhir/sid/cvx": "cvx",
-    "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",
-    "http://hl7.org/fhir/sid/icd-10": "icd10",
-}
-SHORT_OIDS = {
-    "2.16.840.1.113883.6.96": "snomed",
-    "2.16.840.1.113883.6.1": "loinc",
-    "2.16.840.1.113883.6.88": "rxnorm",
-    "2.16.840.1.113883.12.292": "cvx",
-    "2.16.840.1.113883.6.90": "icd10cm",
-    "2.16.840.1.113883.6.3": "icd10",
-}
-_SNOMED_EDITION = re.compile(r"http://snomed\.info/sct/\d+(?:/version/\d+)?")
 #: A key the path of a problem writes bare (``brands.Zyvox``); others quoted (``brands."Pen X"``).
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 #: A name as the file gives it, with the key path of its problems: ``("ingredients[2]", "Linezolid")``.
@@ -270,11 +251,7 @@ def _short_code(code: str) -> str | None:
     system, bar, value = code.partition("|")
     if not bar:
         return None
-    system = system.rstrip("/")
-    if system.startswith("urn:oid:"):
-        short = SHORT_OIDS.get(system.removeprefix("urn:oid:"))
-    else:
-        short = "snomed" if _SNOMED_EDITION.fullmatch(system) else SHORT_SYSTEMS.get(system)
+    short = short_system(system)  # as the FHIR source names it
     return f"{short}:{value}" if short else None
 
 

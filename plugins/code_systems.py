@@ -1,0 +1,39 @@
+"""Code systems by their short names, shared by the plugins that read coded records: the FHIR source
+writes a coding as ``system:code`` by these names (``rxnorm:723``), and the medical plugin's formulary
+reads allergy codes written so. One table, so the two never disagree about how a record carries a code.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Short names for the code systems the data uses; other systems keep ``system|code``.
+SYSTEMS = {
+    "http://snomed.info/sct": "snomed",
+    "http://loinc.org": "loinc",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "rxnorm",
+    "http://hl7.org/fhir/sid/cvx": "cvx",
+    "http://hl7.org/fhir/sid/icd-10-cm": "icd10cm",
+    "http://hl7.org/fhir/sid/icd-10": "icd10",
+}
+#: The same systems by their HL7 OIDs, as records converted from CDA name them (``urn:oid:...``).
+OIDS = {
+    "2.16.840.1.113883.6.96": "snomed",
+    "2.16.840.1.113883.6.1": "loinc",
+    "2.16.840.1.113883.6.88": "rxnorm",
+    "2.16.840.1.113883.12.292": "cvx",
+    "2.16.840.1.113883.6.90": "icd10cm",
+    "2.16.840.1.113883.6.3": "icd10",
+}
+#: SNOMED CT named with its edition (``http://snomed.info/sct/731000124108``, the US one).
+SNOMED_EDITION = re.compile(r"http://snomed\.info/sct/\d+(?:/version/\d+)?")
+
+
+def short_system(system: str) -> str | None:
+    """The short name of a code system (``SYSTEMS``), by its URL (a trailing ``/`` or SNOMED's
+    edition path too) or its OID: a penicillin allergy coded ``urn:oid:2.16.840.1.113883.6.96``
+    was not read as SNOMED's, and the drugs it rules out were recommended."""
+    system = system.rstrip("/")
+    if system.startswith("urn:oid:"):
+        return OIDS.get(system.removeprefix("urn:oid:"))
+    return "snomed" if SNOMED_EDITION.fullmatch(system) else SYSTEMS.get(system)
