@@ -173,16 +173,21 @@ def _name(where: str, value: Any, mistakes: list[str]) -> Named | None:
     said, when it is none."""
     if not isinstance(value, str):
         mistakes.append(f"{where}: a name (a string), not {_shown(value)}")
-    elif hidden := next((char for char in value if unicodedata.category(char) in ("Cc", "Cf")), None):
-        mistakes.append(  # a NUL, a line break or a bidi override: a name that maps nothing, or not what it shows
-            f"{where}: {value!r} holds the control or invisible character U+{ord(hidden):04X}: "
-            "write the name as it prints"
-        )
+    elif hidden := _hidden(where, value, "write the name as it prints"):
+        mistakes.append(hidden)  # a NUL, a line break, a bidi override: a name that maps nothing, or not as shown
     elif not (name := " ".join(normal_text(value).split())):
         mistakes.append(f"{where}: an empty name")
     else:
         return where, name
     return None
+
+
+def _hidden(where: str, text: str, remedy: str) -> str | None:
+    """The mistake of a name or code of the file that holds a control or invisible character, else None."""
+    hidden = next((char for char in text if unicodedata.category(char) in ("Cc", "Cf")), None)
+    if hidden is None:
+        return None
+    return f"{where}: {text!r} holds the control or invisible character U+{ord(hidden):04X}: {remedy}"
 
 
 def _merged(brands: list[tuple[Named, list[Named]]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -215,11 +220,8 @@ def _codes(table: Any, mistakes: list[str]) -> list[Coded]:
         system, _, rest = code.partition(":")
         if len(code) > MAX_CODE_CHARS:
             mistakes.append(f"{where}: longer than {MAX_CODE_CHARS} characters: no code (the filter reads none such)")
-        elif hidden := next((char for char in code if unicodedata.category(char) in ("Cc", "Cf")), None):
-            mistakes.append(  # a zero-width space: a code no record carries, the mapping dead
-                f"{where}: {code!r} holds the control or invisible character U+{ord(hidden):04X}: "
-                "write the code as records carry it"
-            )
+        elif hidden := _hidden(where, code, "write the code as records carry it"):
+            mistakes.append(hidden)  # a zero-width space: a code no record carries, the mapping dead
         elif (plain := unicodedata.normalize("NFKC", code)) != code:
             hint = f"records write it {plain!r}" if CODE_FORM.fullmatch(plain) else "such as 'rxnorm:723'"
             mistakes.append(  # full-width digits: records carry ASCII ones, and the key never matched
