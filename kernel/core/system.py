@@ -80,7 +80,7 @@ class System:
 
     def component(self, name: str, kind: str | None = None) -> Any:
         """The component called ``name`` (of ``kind`` when names collide across kinds)."""
-        matches = [c for (k, n), c in self._components.items() if n == name and kind in (None, k)]
+        matches = [c for (k, n), c in tuple(self._components.items()) if n == name and kind in (None, k)]
         if len(matches) != 1:
             raise HeirloomError(f"no single started component named {name!r}" + (f" of kind {kind}" if kind else ""))
         return matches[0]
@@ -98,7 +98,7 @@ class System:
 
     def components(self, kind: str | None = None) -> dict[str, Any]:
         """``name -> component`` of the started components (of one kind if given)."""
-        return {n: c for (k, n), c in self._components.items() if kind in (None, k)}
+        return {n: c for (k, n), c in tuple(self._components.items()) if kind in (None, k)}
 
     def apis(self) -> dict[str, Api]:
         return self.components("api")
@@ -115,7 +115,7 @@ class System:
         """``{"models.sentiment": bool, ...}``: each component's ``ready()`` (for a served model:
         a stored version loaded, and ready), keyed by its profile key (names repeat across kinds)."""
         result = {}
-        for (kind, name), component in self._components.items():
+        for (kind, name), component in tuple(self._components.items()):  # a start may add one meanwhile
             handle = self.serving.handles.get(name) if kind == "model" and self.serving is not None else None
             ready = component.ready() if handle is None else handle.version is not None and handle.model.ready()
             result[TABLES[kind] if kind == "resources" else f"{TABLES[kind]}.{name}"] = ready
