@@ -321,7 +321,10 @@ def _csv_errors(path: str | Path, reader: Any) -> Iterator[None]:
     try:
         yield
     except csv.Error as exc:
-        raise heirloom.HeirloomError(f"{path}:{reader.line_num + 1}: {exc}") from None  # the line it was reading
+        said = str(exc)
+        if said.startswith("field larger than field limit"):  # Python's words, which name no limit a user set
+            said = f"a cell is longer than {csv.field_size_limit():,} characters (a quote left open?)"
+        raise heirloom.HeirloomError(f"{path}:{reader.line_num + 1}: {said}") from None  # the line it was reading
 
 
 @attrs.define(kw_only=True, slots=False)

@@ -100,6 +100,7 @@ def test_an_event_line_the_event_route_would_refuse_is_named_and_skipped(tmp_pat
     path = tmp_path / "recs.jsonl"
     event = {"user": "1", "item": "50", "kind": "rating", "value": 5, "time": 1796221775.0}
     edits = [{"value": -7}, {"value": 0}, {"kind": " "}, {"kind": "k" * 65}, {"item": "i" * 300}, {"user": "a\x00b"}]
+    edits.append({"kind": "buy\x1b[2J"})
     path.write_text("".join(json.dumps({**event, **edit}) + "\n" for edit in [{}, *edits, {"kind": "nope"}]))
     source = EventsSource(api="recs", path=str(path))
     source.log_path = path
@@ -112,6 +113,7 @@ def test_an_event_line_the_event_route_would_refuse_is_named_and_skipped(tmp_pat
     assert f"{path}: line 5: 'kind' is 65 characters; at most 64 are accepted" in warned
     assert f"{path}: line 6: 'item' must be a whole number or 1 to 256 characters of text, got 300 characters" in warned
     assert f"{path}: line 7: 'user' holds U+0000, an invisible or control character: an id must print" in warned
+    assert f"{path}: line 8: 'kind' holds U+001B, an invisible or control character: a kind must print" in warned
 
 
 def test_a_time_more_than_a_day_after_now_is_read_with_a_warning_naming_the_line(tmp_path, caplog):
@@ -684,6 +686,9 @@ def test_a_shop_export_reads_without_ratings_with_its_own_id_columns_and_tidy_he
     millis = ratings_csv(tmp_path / "ms", "user,item,time\nann,tea,1716300677000\n", value_column="")
     with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: the 'time' column is '1716300677000': milli"):
         list(millis.records())
+    huge = ratings_csv(tmp_path / "huge", "user,item,time\nann,tea,99999999999999999999999\n", value_column="")
+    with pytest.raises(heirloom.HeirloomError, match=r"'99999999999999999999999': not a Unix time$"):
+        list(huge.records())  # past the year 5138 as milliseconds too: no guess at a unit
 
 
 def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_or_a_reply_that_breaks(tmp_path):
@@ -694,7 +699,7 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
     with pytest.raises(heirloom.HeirloomError, match=r"fifo.csv is a FIFO, not a regular file"):
         list(RatingsCsvSource(ratings=str(tmp_path / "fifo.csv")).records())  # constructing it did not wait
     huge = ratings_csv(tmp_path / "huge", "user,item,rating\nann,a," + "5" * 200_000 + "\n")
-    with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: field larger than field limit"):
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: a cell is longer than 131,072 characters"):
         list(huge.records())
     year = ratings_csv(tmp_path / "year", "user,item,rating\nann,a,5\n", "item,title,year\na,Tea,99999999999\n")
     with pytest.raises(heirloom.HeirloomError, match=r"items.csv:2: the 'year' column is '99999999999', not a year"):
@@ -1105,6 +1110,7 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.event", {"user": "u1", "item": "50", "value": float("inf")}, InvalidArgument, "body.value", "finite"),
         ("recs.event", {"item": "50"}, InvalidArgument, "body.user", "required"),
         ("recs.event", {"user": "u1", "item": "50", "kind": "\u200b"}, InvalidArgument, "body.kind", "blank"),
+        ("recs.event", {"user": "u1", "item": "50", "kind": "buy\nline"}, InvalidArgument, "body.kind", "holds U+000A"),
         ("recs.event", {"user": " ", "item": "50"}, InvalidArgument, "body.user", "1 to 256 characters"),
         ("recs.event", {"user": True, "item": "50"}, InvalidArgument, "body.user", "got True"),
         ("recs.event", {"user": "u" * 10_000, "item": "50"}, InvalidArgument, "body.user", "got 10000 characters"),

@@ -17,7 +17,7 @@ import attrs
 
 import heirloom
 from heirloom_plugins.recommend.checks import non_empty
-from heirloom_plugins.recommend.records import ID_SCHEMA, Id, id_key, id_ok, interaction_record
+from heirloom_plugins.recommend.records import ID_SCHEMA, Id, id_key, id_ok, id_problem, interaction_record
 
 EVENT_FIELDS = ("user", "item", "kind", "value", "time")
 MAX_KIND_CHARS = 64
@@ -33,6 +33,12 @@ def _wanted(instance: Any, attribute: attrs.Attribute, value: float) -> None:
         )
 
 
+def _printable(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """A kind holding a control character (``"purchase\\nline"``) was recorded and read back unsaid, as ids are not."""
+    if problem := id_problem(value, "a kind"):
+        raise ValueError(f"'{attribute.name}' {problem}")
+
+
 @attrs.define
 class EventInput:
     """Something a user did with an item: ``kind`` (view, click, rating...) and its ``value``. The
@@ -42,7 +48,7 @@ class EventInput:
     item: Id = attrs.field(validator=id_ok, metadata=ID_SCHEMA)
     kind: str = attrs.field(
         default="interaction",
-        validator=heirloom.text_limit(MAX_KIND_CHARS, blank=False),  # blank: invisible characters too ("\u200b")
+        validator=[heirloom.text_limit(MAX_KIND_CHARS, blank=False), _printable],  # blank: "\u200b" too
         metadata={"schema": {"minLength": 1, "maxLength": MAX_KIND_CHARS, "pattern": r"\S"}},
     )
     value: float = attrs.field(default=1.0, validator=_wanted, metadata={"schema": {"exclusiveMinimum": 0}})

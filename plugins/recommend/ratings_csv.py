@@ -31,7 +31,8 @@ log = logging.getLogger("heirloom.recommend")
 
 #: The setting of the items file's encoding.
 ITEMS_ENCODING = "items_encoding"
-#: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today).
+#: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today); 1,000 times
+#: larger, none at all.
 MILLISECONDS = 1e11
 
 
@@ -213,7 +214,8 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
             if stamp < 0:  # a -1 for "unknown" sorted as the oldest rating
                 raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}, a Unix time before 1970")
             if stamp >= MILLISECONDS:
-                raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text!r}: milliseconds? give seconds")
+                guess = "milliseconds? give seconds" if stamp < 1000 * MILLISECONDS else "not a Unix time"
+                raise heirloom.HeirloomError(f"{where}: the {column!r} column is {text[:40]!r}: {guess}")
             return stamp
         try:
             moment = datetime.fromisoformat(text)

@@ -64,12 +64,12 @@ def id_ok(instance: Any, attribute: attrs.Attribute, value: Id | None) -> None:
         raise ValueError(f"'{attribute.name}' {problem}")
 
 
-def id_problem(key: str) -> str | None:
-    """Why text ``key`` is no id, or None: one holding a character that prints as nothing or is no
-    text (``a\\u0000b``, ``\\u200b``) was recorded and trained on as a user no one can name."""
+def id_problem(key: str, what: str = "an id") -> str | None:
+    """Why text ``key`` is no id (or no ``what``), or None: one holding a character that prints as nothing or is
+    no text (``a\\u0000b``, ``\\u200b``) was recorded and trained on as a user no one can name."""
     if (char := heirloom.unprintable(key)) is None:
         return None
-    return f"holds U+{ord(char):04X}, an invisible or control character: an id must print as itself"
+    return f"holds U+{ord(char):04X}, an invisible or control character: {what} must print as itself"
 
 
 def item_record(item: str, title: str, year: int | None, genres: list[str], cold: bool = False) -> dict[str, Any]:
