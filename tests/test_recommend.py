@@ -559,6 +559,34 @@ def ratings_csv(tmp_path: Path, ratings: str, items: str | None = None, **settin
     return RatingsCsvSource(ratings=str(tmp_path / "ratings.csv"), **settings)
 
 
+def test_a_split_column_states_each_ratings_split_in_place_of_the_seeded_protocol(tmp_path):
+    """A benchmark's own split (MovieLens' u1.base and u1.test) could not be scored by ``eval``:
+    ratings-csv always chose its own (checker 254). ``split_column`` takes each row's from the file."""
+    rows = "user,item,rating,part\nann,a,5,train\nann,b,4, Test \nann,c,3,validation\nbob,a,2,train\nbob,c,1,test\n"
+    source = ratings_csv(tmp_path, rows, split_column="part")
+
+    def pairs(split: str) -> list[tuple[str, str]]:
+        return [(r["user"], r["item"]) for r in source.records(split) if r["type"] == "interaction"]
+
+    assert source.splits() == ["train", "validation", "test"]
+    assert (pairs("train"), pairs("validation"), pairs("test")) == (
+        [("ann", "a"), ("bob", "a")],
+        [("ann", "c")],
+        [("ann", "b"), ("bob", "c")],
+    )
+    assert ratings_csv(tmp_path / "two", rows.replace("validation", "train"), split_column="part").splits() == [
+        "train",
+        "test",
+    ]
+    misspelt = ratings_csv(tmp_path / "bad", rows.replace(" Test ", "tset"), split_column="part")
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:3: the 'part' column is 'tset'; expected train, "):
+        list(misspelt.records())
+    with pytest.raises(ValueError, match=r"'split_column' 'parts' is not a column of ratings.csv"):
+        ratings_csv(tmp_path / "typo", rows, split_column="parts")
+    with pytest.raises(ValueError, match=r"'split_column' states each rating's split, which 'holdout' would choose"):
+        ratings_csv(tmp_path / "both", rows, split_column="part", holdout="latest")
+
+
 def test_ratings_csv_splits_exactly_as_movielens_does_per_user_and_seeded(tmp_path):
     """The same ratings as a CSV and as GroupLens files give the same train, validation and
     test pairs and the same cold items; file order does not matter, the seed does."""

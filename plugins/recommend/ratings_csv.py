@@ -24,7 +24,7 @@ import attrs
 import heirloom
 from heirloom_plugins.recommend.checks import non_empty
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, id_problem, parse_year
-from heirloom_plugins.recommend.split import Rating, SplitRatingsSource
+from heirloom_plugins.recommend.split import SPLITS, Rating, SplitRatingsSource
 from heirloom_plugins.textfiles import CsvFormat, known_encoding
 
 log = logging.getLogger("heirloom.recommend")
@@ -43,7 +43,11 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     nothing is cold)."""
 
     source_type = "ratings-csv"
-    added_later: ClassVar[dict[str, Any]] = {**SplitRatingsSource.added_later, "items_encoding": None}
+    added_later: ClassVar[dict[str, Any]] = {
+        **SplitRatingsSource.added_later,
+        "items_encoding": None,
+        "split_column": "",
+    }
 
     #: The ratings CSV (a header, then one rating per row).
     ratings: str = heirloom.path_field()
@@ -67,6 +71,10 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     genre_separator: str = attrs.field(default="|", validator=non_empty)
     #: The column of the year, a whole number (items; without it, or blank: from the title).
     year_column: str = attrs.field(default="year", validator=non_empty)
+    #: The column that states each rating's split (``train``, ``validation`` or ``test``): a split
+    #: made elsewhere (a benchmark's own, a cut-off date), in place of ``test_fraction``,
+    #: ``validation_fraction`` and ``holdout``. ``""``: the seeded protocol chooses.
+    split_column: str = ""
     #: The items file's text encoding, when it differs from the ratings file's (None: ``encoding``).
     items_encoding: str | None = attrs.field(default=None, validator=attrs.validators.optional(known_encoding))
 
@@ -75,6 +83,10 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         self.check_columns(self.ratings, {setting: column for setting, column in rated.items() if column})
         listed = "items_item_column" if self.items_item_column else "item_column"
         self.check_columns(self.items, {listed: self.catalogue_id, "title_column": self.title_column}, ITEMS_ENCODING)
+        if self.split_column:
+            if self.holdout != "random":
+                raise ValueError("'split_column' states each rating's split, which 'holdout' would choose: set one")
+            self.check_columns(self.ratings, {"split_column": self.split_column})
         if self.holdout == "latest":
             try:
                 self.check_columns(self.ratings, {"time_column": self.time_column})
@@ -88,6 +100,27 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
 
     def files(self) -> tuple[Path, ...]:
         return (Path(self.ratings),) if self.items is None else (Path(self.ratings), Path(self.items))
+
+    def splits(self) -> list[str]:
+        if not self.split_column:
+            return super().splits()
+        stated = set(self._prepared()[1])
+        return [split for split in SPLITS if split != "validation" or split in stated]
+
+    def given_splits(self) -> list[str] | None:
+        """The ``split_column``'s value of each rating (any case, surrounding spaces ignored)."""
+        if not self.split_column:
+            return None
+        stated = []
+        for line, row in self.csv_rows(self.ratings, (self.split_column,)):
+            value = row[self.split_column].strip()
+            if value.lower() not in SPLITS:
+                raise heirloom.HeirloomError(
+                    f"{self.ratings}:{line}: the {self.split_column!r} column is {value[:40]!r}; "
+                    f"expected {', '.join(SPLITS[:-1])} or {SPLITS[-1]}"
+                )
+            stated.append(value.lower())
+        return stated
 
     def interaction_kind(self) -> str:
         return "rating" if self.value_column else "interaction"  # a click log's rows are no ratings

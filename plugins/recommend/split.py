@@ -129,15 +129,23 @@ class SplitRatingsSource(heirloom.Source):
                 raise heirloom.HeirloomError(
                     f"{self.source_type} source: {paths[0]} holds no ratings: nothing to split"
                 )
-            pairs = [(user, item) for user, item, _, _ in ratings]
-            times = latest_times((u, i, stamp) for u, i, _, stamp in ratings) if self.holdout == "latest" else None
-            test = per_user_holdout(pairs, self.test_fraction, self.seed, "test", times)
-            rest = [pair for pair in pairs if pair not in test]
-            validation = per_user_holdout(rest, self.validation_fraction, self.seed, "validation", times)
-            roles = ["test" if p in test else "validation" if p in validation else "train" for p in pairs]
+            roles = self.given_splits() or self._chosen_splits(ratings)
             cold = seeded_share((item["item"] for item in items), self.cold_fraction, self.seed, "cold")
             self._cache = (key, (items, roles, cold))
         return self._cache[1]
+
+    def given_splits(self) -> list[str] | None:
+        """Each rating's split as the data states it, in file order; None: the seeded protocol chooses."""
+        return None
+
+    def _chosen_splits(self, ratings: list[Rating]) -> list[str]:
+        """Each rating's split by the protocol: ``test_fraction``, then ``validation_fraction``, by ``holdout``."""
+        pairs = [(user, item) for user, item, _, _ in ratings]
+        times = latest_times((u, i, stamp) for u, i, _, stamp in ratings) if self.holdout == "latest" else None
+        test = per_user_holdout(pairs, self.test_fraction, self.seed, "test", times)
+        rest = [pair for pair in pairs if pair not in test]
+        validation = per_user_holdout(rest, self.validation_fraction, self.seed, "validation", times)
+        return ["test" if p in test else "validation" if p in validation else "train" for p in pairs]
 
     def fingerprint(self) -> str:
         """sha256 of the files and the settings that shape the records and the splits."""
