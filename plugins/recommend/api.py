@@ -213,7 +213,10 @@ class RecommendApi(heirloom.Api):
         wanted: list[tuple[int, np.ndarray, np.ndarray, int]] = []
         for position, body in enumerate(bodies):
             try:
-                wanted.append((position, self._history(model, version, body), _excluded(model, body.exclude), body.k))
+                had = _withheld(model, body.user)
+                wanted.append(
+                    (position, self._history(model, version, body, had), _excluded(model, body.exclude, had), body.k)
+                )
             except heirloom.RequestError as error:
                 results[position] = error
         if not wanted:
@@ -235,13 +238,14 @@ class RecommendApi(heirloom.Api):
             results[position] = self._reply(model, version, ranked, k, leave, ("its recommend()", LEFT_OUT))
         return results
 
-    def _history(self, model: HybridRecommender, version: str | None, body: Any) -> np.ndarray:
+    def _history(self, model: HybridRecommender, version: str | None, body: Any, had: np.ndarray) -> np.ndarray:
         """The user's learnt items and the request's ``history`` together, read-only: they are
-        what the reply leaves out, read again after the model's call."""
+        what the reply leaves out, read again after the model's call. A user the version has only
+        validation items of (``had``) is known, with no learnt items."""
         learnt = np.zeros(0, dtype=np.int64)
         if body.user is not None:
             row = model.histories.index.get(id_key(body.user))
-            if row is None and body.history is None:
+            if row is None and body.history is None and not len(had):
                 raise heirloom.RequestError(
                     "NOT_FOUND",
                     f"user {body.user!r} is unknown to {version}; send their 'history' instead",
@@ -360,11 +364,21 @@ def _positions(answers: Any) -> list[list[Any]] | None:
         return None
 
 
-def _excluded(model: HybridRecommender, items: list[Id]) -> np.ndarray:
+def _withheld(model: HybridRecommender, user: Id | None) -> np.ndarray:
+    """The items the version has of ``user`` but did not learn from (a hybrid-recommender's
+    validation pairs; a model without ``withheld`` has none): never recommended."""
+    withheld = getattr(model, "withheld", None)
+    if user is None or withheld is None:
+        return np.zeros(0, dtype=np.int64)
+    return asked(model, "withheld()", lambda key: np.asarray(withheld(key), dtype=np.int64), id_key(user))
+
+
+def _excluded(model: HybridRecommender, items: list[Id], withheld: np.ndarray) -> np.ndarray:
     """Catalogue positions of the items a request excludes (one the catalogue lacks is never
-    recommended anyway: a basket may hold items newer than the served version)."""
+    recommended anyway: a basket may hold items newer than the served version) and of the
+    user's ``withheld`` items."""
     index = model.catalogue.index
     keys = [id_key(item) for item in items]
-    positions = np.asarray([index[key] for key in keys if key in index], dtype=np.int64)
+    positions = np.union1d(withheld, np.asarray([index[key] for key in keys if key in index], dtype=np.int64))
     positions.flags.writeable = False  # what the reply leaves out, read after the model's call
     return positions

@@ -27,6 +27,8 @@ TENSORS = (
     "history_indptr",
     "history_items",
 )
+#: Optional: the source's validation pairs (``Fitted.validation``), in states stored since they are kept.
+VALIDATION_TENSORS = ("validation_indptr", "validation_items")
 
 
 @attrs.frozen
@@ -45,6 +47,10 @@ class Fitted:
     popularity: np.ndarray
     choice: Choice
     training: dict[str, Any]
+    #: The source's validation pairs (users: the training users, then those only validation
+    #: names): items the users have that the model did not learn from, never recommended nor
+    #: ranked at test. None: no validation split, or a state stored before it was kept.
+    validation: Histories | None = None
 
     def state(self, config: dict[str, Any]) -> heirloom.State:
         """Tensors (float32 weights, int64 indices) and JSON metadata: catalogue, users,
@@ -64,6 +70,9 @@ class Fitted:
         }
         if self.histories.weights is not None:  # half_life_days: each interaction's recency weight
             tensors["history_weights"] = self.histories.weights.astype(np.float32)
+        if self.validation is not None:  # optional, as states stored before it load without
+            tensors["validation_indptr"] = self.validation.indptr
+            tensors["validation_items"] = self.validation.items
         texts = self.catalogue.texts
         metadata = {
             "format": FORMAT,
@@ -79,6 +88,8 @@ class Fitted:
             "config": config,
             "training": self.training,
         }
+        if self.validation is not None:
+            metadata["validation_users"] = self.validation.users[len(self.histories) :]
         return heirloom.State({name: np.ascontiguousarray(t) for name, t in tensors.items()}, metadata)
 
     @classmethod
@@ -97,6 +108,7 @@ class Fitted:
         catalogue = Catalogue(list(items["ids"]), texts)
         weights = tensors.get("history_weights")  # only with half_life_days
         histories = Histories(list(metadata["users"]), tensors["history_indptr"], tensors["history_items"], weights)
+        validation = _validation(tensors, metadata, histories, what)
         n, warm = len(catalogue), tensors["warm_items"]
         shapes = {
             "item_weights": (tensors["item_weights"].shape, (n, n)),
@@ -106,6 +118,7 @@ class Fitted:
             "history_indptr": (tensors["history_indptr"].shape, (len(histories) + 1,)),
             "text_indptr": (tensors["text_indptr"].shape, (n + 1,)),
             **({} if weights is None else {"history_weights": (weights.shape, tensors["history_items"].shape)}),
+            **({} if validation is None else {"validation_indptr": (validation.indptr.shape, (len(validation) + 1,))}),
         }
         wrong = [f"{name} {tuple(got)} (expected {want})" for name, (got, want) in shapes.items() if tuple(got) != want]
         if wrong:
@@ -120,4 +133,20 @@ class Fitted:
             tensors["popularity"],
             Choice(**metadata["choice"]),
             dict(metadata.get("training", {})),
+            validation,
         )
+
+
+def _validation(
+    tensors: dict[str, np.ndarray], metadata: dict[str, Any], histories: Histories, what: str
+) -> Histories | None:
+    """The validation pairs a state keeps (None in one stored before they were kept)."""
+    kept = [name for name in VALIDATION_TENSORS if name in tensors]
+    if not kept:
+        return None
+    if len(kept) < len(VALIDATION_TENSORS):
+        raise heirloom.HeirloomError(
+            f"the {what} lacks tensors: {', '.join(sorted(set(VALIDATION_TENSORS) - set(kept)))}"
+        )
+    users = histories.users + list(metadata.get("validation_users", []))
+    return Histories(users, tensors["validation_indptr"], tensors["validation_items"])

@@ -80,8 +80,14 @@ class HybridRecommender(heirloom.Model):
 
     # -- training -------------------------------------------------------------------------
     def fit(
-        self, data: Iterable[Any], parent: heirloom.State | None = None, progress: heirloom.Progress | None = None
+        self,
+        data: Iterable[Any],
+        parent: heirloom.State | None = None,
+        progress: heirloom.Progress | None = None,
+        validation: Iterable[Any] | None = None,
     ) -> None:
+        """Learns ``data``; ``validation`` (the source's split) is kept, never learnt from: its pairs
+        are items the users have, left out of what is recommended and of the test ranking."""
         progress = progress or heirloom.NullProgress()
         began = time.perf_counter()
         items, pairs, times = read_records(data)
@@ -128,7 +134,8 @@ class HybridRecommender(heirloom.Model):
             "recency": recency_summary,
         }
         popularity = np.bincount(histories.items, minlength=len(catalogue)).astype(np.float32)
-        fitted = Fitted(catalogue, histories, tower, features, hybrid, popularity, choice, training)
+        kept = None if validation is None else _validation(validation, catalogue, histories, progress)
+        fitted = Fitted(catalogue, histories, tower, features, hybrid, popularity, choice, training, kept)
         self.load(fitted.state(attrs.asdict(self)))  # what is stored and served (float32), so train scores it, as eval
 
     def _recency(
@@ -216,13 +223,15 @@ class HybridRecommender(heirloom.Model):
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
         """nDCG, precision, recall, MAP at 10 and coverage on held-out interactions (ranking
-        every item the user has not interacted with in training), and cold-start nDCG@10."""
+        every item the user has in neither train nor the kept validation pairs, but for those
+        ``data`` holds: validation scores as it did), and cold-start nDCG@10."""
         fitted = self._require()
         items, pairs, _ = read_records(data)
         index = fitted.catalogue.index
         held = [(user, index.get(item, -1)) for user, item in pairs]
-        main = measure(fitted.hybrid.weights, fitted.histories, held, popularity=fitted.popularity)
-        baseline = measure(None, fitted.histories, held, popularity=fitted.popularity)  # does the model help?
+        known = {"popularity": fitted.popularity, "withheld": fitted.validation}
+        main = measure(fitted.hybrid.weights, fitted.histories, held, **known)
+        baseline = measure(None, fitted.histories, held, **known)  # does the model help?
         cold = np.zeros(len(fitted.catalogue), dtype=bool)
         cold[[index[r["item"]] for r in items if r.get("cold") and r["item"] in index]] = True
         cold_ndcg, cold_users = self._cold_start(fitted, cold, held) if cold.any() else (None, 0)
@@ -252,7 +261,7 @@ class HybridRecommender(heirloom.Model):
         choice = fitted.choice
         twin = ease.hybrid(without, fitted.features.gram(), *attrs.astuple(choice))
         wanted = [(user, item) for user, item in held if item >= 0 and cold[item]]
-        found = measure(twin.weights, fitted.histories, wanted, candidates=cold)
+        found = measure(twin.weights, fitted.histories, wanted, candidates=cold, withheld=fitted.validation)
         return found["ndcg"], int(found["users"])
 
     # -- serving --------------------------------------------------------------------------
@@ -273,7 +282,7 @@ class HybridRecommender(heirloom.Model):
         """For each ``{"user": id}`` or ``{"history": [item ids]}`` (optional ``"k"``, default
         10): the best items the user has not interacted with, ``{"item", "score", ...}``."""
         fitted = self._require()
-        histories, ks, strengths = [], [], []
+        histories, ks, strengths, withheld = [], [], [], []
         for position, query in enumerate(batch):
             if not isinstance(query, Mapping) or ("user" in query) == ("history" in query):
                 raise heirloom.HeirloomError(f"query {position} must be a map with 'user' or 'history': {query!r:.120}")
@@ -281,24 +290,34 @@ class HybridRecommender(heirloom.Model):
             ks.append(int(query.get("k", CUTOFF)))
             row = fitted.histories.index.get(id_key(query["user"])) if "user" in query else None
             strengths.append(self.strengths(row, histories[-1]))
+            withheld.append(self.withheld(query["user"]) if "user" in query else np.zeros(0, dtype=np.int64))
         return [
             [{**fitted.catalogue.describe(item), "score": score} for item, score in ranked]
-            for ranked in self.recommend(histories, ks, None, strengths)
+            for ranked in self.recommend(histories, ks, withheld, strengths)
         ]
 
     def history_of(self, query: Mapping[str, Any]) -> np.ndarray:
-        """The item positions of a query's history (a known user's training items)."""
+        """The item positions of a query's history (a known user's training items; none for a
+        user only the validation pairs name)."""
         fitted = self._require()
         if "user" in query:
             row = fitted.histories.index.get(id_key(query["user"]))
-            if row is None:
+            if row is None and not len(self.withheld(query["user"])):
                 raise heirloom.HeirloomError(f"unknown user {query['user']!r}")
-            return fitted.histories.of(row)
+            return fitted.histories.of(row) if row is not None else np.zeros(0, dtype=np.int64)
         index = fitted.catalogue.index
         unknown = [item for item in query["history"] if id_key(item) not in index]
         if unknown:
             raise heirloom.HeirloomError(f"items not in the catalogue: {unknown!r:.120}")
         return np.unique(np.asarray([index[id_key(item)] for item in query["history"]], dtype=np.int64))
+
+    def withheld(self, user: Any) -> np.ndarray:
+        """A user's items of the source's validation split (sorted positions): they have them, so
+        they are never recommended, but the weights never learnt them, so they are not ranked
+        from either. Empty for anyone else, and in a state stored before they were kept."""
+        validation = self._require().validation
+        row = None if validation is None else validation.index.get(id_key(user))
+        return validation.of(row) if row is not None else np.zeros(0, dtype=np.int64)
 
     def strengths(self, row: int | None, history: np.ndarray) -> np.ndarray | None:
         """How much each item of ``history`` (sorted positions) counts in the scores: with
@@ -396,6 +415,20 @@ class HybridRecommender(heirloom.Model):
         if self._fitted is None:
             raise heirloom.HeirloomError("hybrid-recommender has no weights yet: fit it or load a state first")
         return self._fitted
+
+
+def _validation(
+    records: Iterable[Any], catalogue: Catalogue, histories: Histories, progress: heirloom.Progress
+) -> Histories | None:
+    """The validation records' pairs of catalogue items, with the training users' rows first
+    (a user only validation names follows), or None when it has none."""
+    _, pairs, _ = read_records(records)
+    index = catalogue.index
+    kept = [(user, index[item]) for user, item in pairs if item in index]
+    if not kept:
+        return None
+    progress.log(f"kept {len(set(kept))} validation pairs: never recommended, never learnt from")
+    return Histories.build(kept, histories.users)
 
 
 def _is_time(stamp: Any) -> bool:
