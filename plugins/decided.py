@@ -8,7 +8,7 @@ and warn, naming a few, when the new version answers it otherwise (``training.co
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import heirloom
@@ -53,17 +53,29 @@ def check(
     progress: heirloom.Progress,
     weights: Mapping[str, int],
     shown_as: Mapping[str, str] | None = None,
+    left_out: Sequence[tuple[str, str, str]] = (),
+    why: str = "",
 ) -> dict[str, dict[str, int]]:
     """Per kind, how many of the decided records ``(text, label, kind)`` the new version answers
     otherwise (``answers``, in the same order), logged with a warning naming a few; ``shown_as``
-    renames an answer in the warning (an out-of-scope label: "handed off")."""
+    renames an answer in the warning (an out-of-scope label: "handed off"). Decided records the
+    model left out of training (``left_out``, ``why``) are named apart and counted as ``left_out``:
+    never "answered as a person resolved them" (an emoji resolved ``slow_speed`` and left out was)."""
     found: dict[str, dict[str, int]] = {}
     for kind, (plural, did, verb, docs) in KINDS.items():
         mine = [(text, label, answer) for (text, label, k), answer in zip(decided, answers, strict=True) if k == kind]
-        if not mine:
+        gone = [(text, label) for text, label, k in left_out if k == kind]
+        if not mine and not gone:
             continue
         otherwise = [(text, label, answer) for text, label, answer in mine if answer != label]
         found[plural] = {"checked": len(mine), "answered_otherwise": len(otherwise)}
+        if gone:
+            found[plural]["left_out"] = len(gone)
+            named = "; ".join(f"{text[:60]!r} {verb} {label}" for text, label in gone[:SHOWN])
+            more = " ..." if len(gone) > SHOWN else ""
+            progress.log(f"warning: {len(gone)} {plural} left out of training because {why}: {named}{more}")
+        if not mine:
+            continue
         if not otherwise:
             progress.log(f"{plural}: all {len(mine)} in the training data are answered as a person {did}")
             continue

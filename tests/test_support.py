@@ -561,12 +561,19 @@ def test_a_retriever_holds_out_one_query_of_every_thread_to_choose_its_threshold
     assert model.state().metadata["training"]["selection"] is not None
     assert "4 documents, 5 training and 4 validation queries" in " ".join(said)  # one of each thread's
     assert "chosen on 4 validation queries, fewer than 20 and too few to trust" in " ".join(said)  # was silent
-    # a query of word pieces the encoder lacks had the same embedding as all such: one answer, "confident"
-    unreadable = ["\U0001f621", "\uff32\uff25\uff26\uff35\uff2e\uff24", "\uff8a\uff9f\uff7d\uff9c\uff70\uff84\uff9e"]
+    # a query of word pieces the encoder lacks had the same embedding as all such: one answer, "confident";
+    # so does one of no letter or digit ("?", "!!"), as the intent model reads it (network.content_free)
+    unreadable = [
+        "\U0001f621",
+        "\uff32\uff25\uff26\uff35\uff2e\uff24",
+        "\uff8a\uff9f\uff7d\uff9c\uff70\uff84\uff9e",
+        "?",
+        "!!",
+    ]
     model._fusion = attrs.evolve(model._fusion, threshold=0.0)  # every readable answer is confident
-    assert [answer["confident"] for answer in model.predict(unreadable)] == [False] * 3
+    assert [answer["confident"] for answer in model.predict(unreadable)] == [False] * 5
     assert model.predict(["asking 0 once more"])[0]["confident"]
-    assert model._encoder.unreadable(["asking 0 once more", "\U0001f621 asking"]) == [False, False]
+    assert model._encoder.content_free(["asking 0 once more", "\U0001f621 asking", "25565?"]) == [False] * 3
 
 
 def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):
@@ -695,6 +702,25 @@ def test_models_show_metadata_prints_the_rule_and_sizes_the_tokenizer(trained):
     assert abridged["encoder"]["tokenizer"].endswith("characters; --metadata --json prints it>")
     whole = json.loads(run_heirloom("models", "show", "support/intent@1", "--metadata", "--json", env=trained).stdout)
     assert len(whole["encoder"]["tokenizer"]) > 100_000 and whole["rule"] == abridged["rule"]
+
+
+def test_a_text_the_encoder_reads_nothing_of_is_out_of_scope_whatever_its_scores(trained):
+    """Every content-free text ("?", "!!", an emoji, full-width letters) embeds at one point: one resolution of
+    an emoji made each of them that intent at 0.97 to 1.0, no handoff (checker 255). With a reject rule such a
+    text is out of scope whatever the rule's score says; a model without a rule cannot say "I don't know"."""
+    store = heirloom.ArtifactStore(Path(trained["HEIRLOOM_HOME"]) / "store")
+    model = EncoderClassifier(data="intents", reject=True)
+    model.load(store.load("support/intent@1"))
+    model._rule = attrs.evolve(model._rule, threshold=-math.inf)  # every readable text is in scope
+    free = ["?", "!!", "...", "\U0001f642", "\U0001f600\U0001f600", "\uff32\uff25\uff26\uff35\uff2e\uff24"]
+    readable = ["my card has not arrived", "ok", "25565"]
+    answers = model.predict([*free, *readable])
+    for text, answer in zip(free, answers, strict=False):
+        assert answer["label"] == "out_of_scope" and answer["in_scope"] is False, (text, answer)
+        assert answer["guess"] in model.labels and 0 <= answer["confidence"] <= 1  # the guess's, as any rejection's
+    assert [answer["in_scope"] for answer in answers[len(free) :]] == [True] * len(readable)
+    model._rule = None  # no rule: every text gets a label
+    assert all(answer["in_scope"] for answer in model.predict(free))
 
 
 def test_the_stored_intent_model_carries_what_its_reject_rule_needs(trained):

@@ -33,7 +33,7 @@ from heirloom_plugins import decided as person
 from heirloom_plugins import seen
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance
 from heirloom_plugins.encoder.fusion import choose_weight, fuse
-from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache
+from heirloom_plugins.encoder.network import SERVING_CACHE, Encoder, LayerCache, content_free, reader
 from heirloom_plugins.encoder.novelty import LabelWords
 from heirloom_plugins.encoder.records import OUT_OF_SCOPE, check_texts, in_scope, labelled
 from heirloom_plugins.encoder.reject import (
@@ -73,6 +73,11 @@ def label_indices(labels: list[str], label_set: list[str]) -> list[int]:
 
 #: A label with fewer training texts than this is barely learnt (a warning at fit).
 FEW_EXAMPLES = 3
+#: Why a content-free text trains nothing (network.content_free), as the warnings say it.
+CONTENT_FREE = (
+    "the encoder reads nothing of them (no letter or digit, or no word piece it knows) and all such texts embed "
+    "as one, so a label taught on one would be every one's; with a reject rule such a text is out of scope"
+)
 
 
 def spread(plan: list[list[int]], repeats: list[int] | None, seed: int) -> list[list[int]]:
@@ -154,10 +159,13 @@ class EncoderClassifier(EncoderModel):
         parent = self.parent_encoder(parent, "encoder-classifier")
         marked: list[str | None] = []
         every_text, every_label = labelled(data, "encoder-classifier", marked)
+        rows = list(zip(every_text, every_label, marked, strict=True))
+        free = set(self._content_free(rows, parent, progress))
+        left_out = [(t, label, kind) for i, (t, label, kind) in enumerate(rows) if kind and i in free]
+        rows = [row for i, row in enumerate(rows) if i not in free]
+        every_text, every_label = [t for t, _, _ in rows], [label for _, label, _ in rows]
         decided = [  # a person's "none of them" trains nothing (in_scope), so it is neither weighed nor checked
-            (t, label, kind)
-            for t, label, kind in zip(every_text, every_label, marked, strict=True)
-            if kind and label != self.out_of_scope_label
+            (t, label, kind) for t, label, kind in rows if kind and label != self.out_of_scope_label
         ]
         texts, labels = in_scope(every_text, every_label, self.out_of_scope_label, progress)
         kinds = {(text, label): kind for text, label, kind in decided}
@@ -208,23 +216,45 @@ class EncoderClassifier(EncoderModel):
             "correction_weight": self.correction_weight,
             "label_counts": dict(sorted(counts.items())),
         }
-        if decided:
-            self._training.update(self._check_decided(decided, progress))
+        if decided or left_out:
+            self._training.update(self._check_decided(decided, left_out, progress))
         self.remember_texts(texts, parent)
 
     def _weights(self) -> dict[str, int]:
         return {person.RESOLUTION: self.resolution_weight, person.CORRECTION: self.correction_weight}
 
-    def _check_decided(self, decided: list[tuple[str, str, str]], progress: heirloom.Progress) -> dict[str, Any]:
+    def _content_free(
+        self, rows: list[tuple[str, str, str | None]], parent: heirloom.State, progress: heirloom.Progress
+    ) -> list[int]:
+        """The positions of the in-scope training rows ``(text, label, kind)`` the encoder reads nothing of
+        (network.content_free), said in a warning: all such texts embed as one, so a label taught on one is
+        every one's (one emoji resolved ``slow_speed`` made "?" and "!!" that intent at 0.97, no handoff)."""
+        texts = [text for text, _, _ in rows]
+        free = content_free(reader(parent, self.max_length or None), texts)
+        found = [i for i, (_, label, _) in enumerate(rows) if free[i] and label != self.out_of_scope_label]
+        if found:
+            named = ", ".join(f"{rows[i][0][:60]!r} ({rows[i][1]})" for i in found[:5])
+            progress.log(
+                f"warning: leaving out {len(found)} training text(s) because {CONTENT_FREE}: {named}"
+                + (" ..." if len(found) > 5 else "")
+            )
+        return found
+
+    def _check_decided(
+        self, decided: list[tuple[str, str, str]], left_out: list[tuple[str, str, str]], progress: heirloom.Progress
+    ) -> dict[str, Any]:
         """How many of the people's decisions in the training data (``(text, label, kind)``) this version
         answers otherwise (another label, or handed off again), named in a warning: a handoff a person
         resolved came back from a retrain as a wrong answer, no longer handed off; a correction as the
-        error it corrected."""
+        error it corrected. Those ``left_out`` (content-free) are said apart, never "answered as resolved"."""
         encoder, head = self._require()
         texts, split = [text for text, _, _ in decided], split_of(encoder, self)
-        outputs = self._outputs(encoder, head, self._gaussian, texts, split, self._fusion, self._words)
-        answers = [answer["label"] for answer in self._decide(outputs)]
-        return person.check(decided, answers, progress, self._weights(), {self.out_of_scope_label: "handed off"})
+        answers = []
+        if texts:
+            outputs = self._outputs(encoder, head, self._gaussian, texts, split, self._fusion, self._words)
+            answers = [answer["label"] for answer in self._decide(outputs)]
+        shown_as = {self.out_of_scope_label: "handed off"}
+        return person.check(decided, answers, progress, self._weights(), shown_as, left_out, CONTENT_FREE)
 
     def _ngram_head(
         self, texts: list[str], labels: list[str], label_set: list[str], progress: heirloom.Progress, description: str
@@ -463,7 +493,8 @@ class EncoderClassifier(EncoderModel):
         words: LabelWords | None = None,
         cache: LayerCache | None = None,
     ) -> dict[str, Any]:
-        """The best label and every reject score (reject.SCORES: higher is more in scope);
+        """The best label, every reject score (reject.SCORES: higher is more in scope) and which
+        texts are ``content_free`` (network.content_free);
         with ``fusion`` the label, ``probabilities`` and the ``fused`` score come from the
         fused probabilities (``probability`` stays the encoder's); with ``words`` the
         novelty of each text for its best label; ``cache``: where the lower layers' outputs
@@ -480,6 +511,7 @@ class EncoderClassifier(EncoderModel):
             "probabilities": probabilities,
             "similarity": cosine.max(1).values.tolist(),
             "energy": torch.logsumexp(self.scale * cosine, 1).tolist(),
+            "content_free": encoder.content_free(texts),
         }
         if gaussian is not None:
             outputs["mahalanobis"] = (-nearest_distance(embedded, *gaussian)).tolist()
@@ -491,7 +523,8 @@ class EncoderClassifier(EncoderModel):
 
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         """``{"label", "confidence", "in_scope", "probabilities"}`` per text; ``label`` is
-        ``out_of_scope_label`` when the reject rule says "I don't know"."""
+        ``out_of_scope_label`` when the reject rule says "I don't know", and (with a rule) for a
+        text the encoder reads nothing of (network.content_free)."""
         encoder, head = self._require()
         check_texts(batch, "encoder-classifier")
         outputs = self._outputs(
@@ -500,11 +533,13 @@ class EncoderClassifier(EncoderModel):
         return self._decide(outputs)
 
     def _decide(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each text's answer; with a reject rule, a content-free text is out of scope whatever its
+        scores (one point stands for them all: a label learnt there is every such text's)."""
         results = []
         rows = outputs["probabilities"].tolist()
         values, threshold = (self._rule.values(outputs), self._rule.threshold) if self._rule else (None, 0.0)
         for position, best in enumerate(outputs["best"]):
-            in_scope = values is None or values[position] >= threshold
+            in_scope = values is None or (values[position] >= threshold and not outputs["content_free"][position])
             results.append(
                 {
                     "label": self._labels[best] if in_scope else self.out_of_scope_label,

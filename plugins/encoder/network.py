@@ -21,9 +21,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import heirloom
+from heirloom_plugins.seen import normal_text
 
 if TYPE_CHECKING:
     import torch
+    from tokenizers import Tokenizer
 
 FORMAT = "heirloom.encoder/1"
 PREFIX = "encoder."
@@ -57,20 +59,47 @@ def encoder_metadata(config: dict[str, Any], tokenizer_json: str, max_length: in
     return {"config": config, "tokenizer": tokenizer_json, "max_length": max_length, "pooling": "mean"}
 
 
+def reader(state: heirloom.State, max_length: int | None = None) -> Tokenizer:
+    """The tokenizer of ``state``'s encoder as the encoder reads texts (no padding, cut at ``max_length``
+    word pieces, by default the state's), without building the network (seconds)."""
+    offline()
+    from tokenizers import Tokenizer
+
+    meta = state.metadata.get("encoder")
+    if not isinstance(meta, dict) or not {"config", "tokenizer", "max_length"} <= set(meta):
+        raise heirloom.ForeignState(
+            f"the state has no sentence encoder (format {state.metadata.get('format')!r}): "
+            "inherit pretrained:minilm or a model trained from it"
+        )
+    tokenizer = Tokenizer.from_str(meta["tokenizer"])
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(int(max_length or meta["max_length"]))
+    return tokenizer
+
+
+def content_free(tokenizer: Tokenizer, texts: Sequence[str]) -> list[bool]:
+    """Whether each text says nothing the encoder can read: no letter or digit (``?``, ``!!``, an
+    emoji: ``seen.normal_text`` is empty), or no word piece its vocabulary holds (all ``[UNK]``:
+    full-width letters, most Chinese). Such texts embed at one point or a few whatever they say, so
+    no score of them means anything: the retriever is never confident of one, a classifier with a
+    reject rule rejects one, and a classifier trains on none (one resolution of an emoji taught an
+    intent model that "?", "!!" and every emoji were that intent, at 0.97 to 1.0, never handed off)."""
+    known = {tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[UNK]")}
+    encodings = tokenizer.encode_batch(list(texts))
+    return [
+        not normal_text(text) or known.issuperset(encoding.ids) for text, encoding in zip(texts, encodings, strict=True)
+    ]
+
+
 class Encoder:
     """Tokenizer + transformer + mean pooling + L2 normalisation (sentence-transformers' recipe)."""
 
     def __init__(self, state: heirloom.State, device: str = "cpu", max_length: int | None = None):
         offline()
-        from tokenizers import Tokenizer
         from transformers import BertConfig, BertModel
 
-        meta = state.metadata.get("encoder")
-        if not isinstance(meta, dict) or not {"config", "tokenizer", "max_length"} <= set(meta):
-            raise heirloom.ForeignState(
-                f"the state has no sentence encoder (format {state.metadata.get('format')!r}): "
-                "inherit pretrained:minilm or a model trained from it"
-            )
+        self.tokenizer = reader(state, max_length)
+        meta = state.metadata["encoder"]
         weights = {name[len(PREFIX) :]: t for name, t in state.tensors.items() if name.startswith(PREFIX)}
         config = BertConfig(**meta["config"])
         config._attn_implementation = "sdpa"
@@ -81,9 +110,6 @@ class Encoder:
         self.config = meta["config"]
         self.tokenizer_json = meta["tokenizer"]
         self.max_length = int(max_length or meta["max_length"])
-        self.tokenizer = Tokenizer.from_str(self.tokenizer_json)
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_length)
         self.model = model.to(device).eval()
         self.device = device
         self.layers: int = len(model.encoder.layer)
@@ -107,11 +133,9 @@ class Encoder:
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
 
-    def unreadable(self, texts: Sequence[str]) -> list[bool]:
-        """Whether the vocabulary holds none of a text's word pieces (all ``[UNK]``: emoji,
-        full-width letters, most Chinese): its embedding is the same whatever it says."""
-        known = {self.tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[UNK]")}
-        return [known.issuperset(ids) for ids in self.tokenize(texts)]
+    def content_free(self, texts: Sequence[str]) -> list[bool]:
+        """Which of ``texts`` this encoder reads nothing of (``content_free``)."""
+        return content_free(self.tokenizer, texts)
 
     def lower(self, ids: list[list[int]], split: int, cache: LayerCache | None = None) -> list[torch.Tensor]:
         """Hidden states after the first ``split`` layers, one ``[tokens, hidden]`` per text

@@ -300,7 +300,7 @@ class EncoderRetriever(EncoderModel):
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         """``{"answers": [{"id", "question", "answer", "score"}], "confidence", "confident"}``
         per query: the ``top_k`` documents, and whether the best one clears the threshold (never
-        for a query the encoder reads nothing of)."""
+        for a query the encoder reads nothing of: network.content_free)."""
         import numpy
 
         check_texts(batch, "encoder-retriever")
@@ -309,7 +309,7 @@ class EncoderRetriever(EncoderModel):
             return []
         scores, confidence = self._scores(batch, split_of(encoder, self), SERVING_CACHE)
         order = numpy.argsort(-scores, axis=1, kind="stable")[:, : self.top_k]
-        unreadable = encoder.unreadable(batch)  # all such queries got one answer, "confident"
+        free = encoder.content_free(batch)  # all such queries got one answer, "confident"
         results = []
         for row, ranked in enumerate(order.tolist()):
             top = float(confidence[row, ranked[0]])
@@ -322,7 +322,7 @@ class EncoderRetriever(EncoderModel):
                 }
                 for d in ranked
             ]
-            confident = top >= fusion.threshold and not unreadable[row]
+            confident = top >= fusion.threshold and not free[row]
             results.append({"answers": answers, "confidence": top, "confident": confident})
         return results
 
