@@ -180,6 +180,16 @@ def support(support_home, tmp_path_factory, data_dir):
     assert daemon.terminate() == 0, daemon.log()
 
 
+def test_the_support_console_escapes_the_question_and_gives_it_its_own_direction():
+    """The console shows the customer's question only in its box: escaped, and in its own direction
+    (``dir='auto'``), so a question in Hebrew reads right to left (checker 255 asked for every display)."""
+    from heirloom_plugins.support.console import _form
+
+    html = _form("\u202e<script>alert(1)</script>' \u05e9\u05dc\u05d5\u05dd")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;&#x27;" in html
+    assert "<input name='text' dir='auto' value='\u202e&lt;script&gt;" in html
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     ("case", "question"), [("intent", "my card has not arrived yet"), ("faq", "how can I strike through text in Gmail")]

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import wait
 from typing import Any
@@ -763,6 +764,23 @@ def test_call_cli_prints_json_and_fails_with_the_code(daemon):
     assert unknown.stderr.strip().endswith("(call _routes for the list) (field: header.route)"), unknown.stderr
     usage = run_heirloom("call", "echo.echo", "{not json", "--connect", daemon.address)
     assert usage.returncode == 2 and "not valid JSON" in usage.stderr
+
+
+def test_call_prints_what_a_terminal_would_act_on_escaped_in_the_same_json(daemon):
+    """A customer's text (a handoff's, as ``support.handoffs`` returns it: as sent) holding a C1 CSI
+    (``\\x9b``), DEL, a bidi override or isolate, a zero-width space or a line separator: ``heirloom call``
+    printed each raw (json.dumps with ensure_ascii=False escapes only ESC and the C0 controls), so the
+    reader's terminal turned red or reversed a line (checker 255). As ``\\u`` escapes it is the same JSON;
+    letters and emoji stay readable. Every --json output (``data show --json``) goes the same way."""
+    from heirloom.cli.common import json_text
+
+    text = "\x1b[31m red \x9b31m \x7f \u202eevil\u202c \u2066iso\u2069 \u200b \u2028 \u00e9 \U0001f600 ok"
+    result = run_heirloom("call", "echo.echo", json.dumps({"text": text}), "--connect", daemon.address)
+    assert result.returncode == 0, result.stderr
+    for printed in (result.stdout, json_text({"text": text}, indent=2)):
+        assert json.loads(printed) == {"text": text}
+        acted_on = [char for char in printed if char != "\n" and unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")]
+        assert acted_on == [] and "\u00e9 \U0001f600 ok" in printed, ascii(printed)
 
 
 def test_call_refuses_a_body_msgpack_cannot_carry_saying_where_and_sends_one_at_the_limits(daemon):

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import click
 
-from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, fail
+from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, fail, terminal_safe
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
 from heirloom.core.limits import nests_deeper
@@ -77,7 +77,8 @@ def call_command(
 ) -> None:
     """Call ROUTE on a daemon with BODY (JSON, default null) and print the reply as JSON
     (strict JSON: a float that is not finite prints as the string "NaN", "Infinity" or
-    "-Infinity"; bytes as {"$base64": ...}).
+    "-Infinity"; bytes as {"$base64": ...}; a control, bidi or other invisible character in a
+    string as its \\u escape, so a reply quoting a customer's text cannot drive the terminal).
 
     BODY travels as msgpack: its integers must fit 64 bits (-2^63 to 2^64-1; write a larger
     number as a float, 1e30), its strings be Unicode without lone surrogates (\\ud800), and
@@ -111,7 +112,7 @@ def call_command(
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if named else ""))
         shown = attrs.asdict(reply, recurse=False) if full else reply.body
         try:
-            click.echo(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False))
+            click.echo(terminal_safe(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False)))
         except RecursionError:  # a reply nested near msgpack's 1,024 levels (a stray worker's heartbeat in _ready)
             fail(f"error: the reply nests too deep to print as JSON (route {route})")
         if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:

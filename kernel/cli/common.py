@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import traceback
+import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -23,6 +24,7 @@ from rich.text import Text
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.fsutil import NotRegularFile
+from heirloom.store.labels import INVISIBLE
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -162,4 +164,22 @@ def json_text(data: Any, indent: int | None = None) -> str:
     null, where json.dumps writes a bare NaN that no JSON reader but Python's takes."""
     from heirloom.store.content import finite  # here: `heirloom call` (a probe) imports this module, not the store
 
-    return json.dumps(finite(data), indent=indent, default=str, ensure_ascii=False, allow_nan=False)
+    return terminal_safe(json.dumps(finite(data), indent=indent, default=str, ensure_ascii=False, allow_nan=False))
+
+
+#: Characters a terminal acts on or reorders by rather than shows: controls (the C1 ``\x9b`` starts an
+#: escape sequence as ``ESC [`` does), format characters (bidi overrides and isolates, zero-width
+#: ones), line and paragraph separators. ``json.dumps`` escapes only those below ``\x20``.
+_ACTED_ON = INVISIBLE | {"Zl", "Zp"}
+_NOT_ASCII = re.compile(r"[^\x00-\x7e]")
+
+
+def terminal_safe(text: str) -> str:
+    """JSON ``text`` with every _ACTED_ON character in it as its ``\\u`` escape: the same JSON (such a
+    character is only ever inside a string), where a customer's ``\\u202e`` or ``\\x9b31m`` in a handoff
+    printed raw turned the reader's terminal. Other letters and emoji stay as they are."""
+    return _NOT_ASCII.sub(lambda found: _escaped(found.group()), text)
+
+
+def _escaped(char: str) -> str:
+    return json.dumps(char)[1:-1] if unicodedata.category(char) in _ACTED_ON else char

@@ -21,8 +21,11 @@ REASONS = {
 
 
 def _form(text: str) -> str:
+    """The question box, holding the question as asked (escaped; a form field's text is isolated from the
+    page's, so a bidi override in it, ``\u202e``, turns only itself), in its own direction (``dir='auto'``: a
+    question in Arabic or Hebrew reads right to left). The page shows no other customer text."""
     return (
-        "<form method='get' class='ask'><label>Question <input name='text' value='"
+        "<form method='get' class='ask'><label>Question <input name='text' dir='auto' value='"
         + escape(text)
         + "' size='70' placeholder='what a customer would write' autofocus></label> <button>Ask</button></form>"
     )
