@@ -24,7 +24,6 @@ from rich.text import Text
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.fsutil import NotRegularFile
-from heirloom.store.labels import INVISIBLE
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -170,7 +169,7 @@ def json_text(data: Any, indent: int | None = None) -> str:
 #: Characters a terminal acts on or reorders by rather than shows: controls (the C1 ``\x9b`` starts an
 #: escape sequence as ``ESC [`` does), format characters (bidi overrides and isolates, zero-width
 #: ones), line and paragraph separators. ``json.dumps`` escapes only those below ``\x20``.
-_ACTED_ON = INVISIBLE | {"Zl", "Zp"}
+_ACTED_ON = frozenset({"Cc", "Cf", "Zl", "Zp"})  # not store.labels' INVISIBLE: `heirloom call` skips the store
 _NOT_ASCII = re.compile(r"[^\x00-\x7e]")
 
 
@@ -178,8 +177,9 @@ def terminal_safe(text: str) -> str:
     """JSON ``text`` with every _ACTED_ON character in it as its ``\\u`` escape: the same JSON (such a
     character is only ever inside a string), where a customer's ``\\u202e`` or ``\\x9b31m`` in a handoff
     printed raw turned the reader's terminal. Other letters and emoji stay as they are."""
-    return _NOT_ASCII.sub(lambda found: _escaped(found.group()), text)
+    return _NOT_ASCII.sub(_acted_on_escaped, text)
 
 
-def _escaped(char: str) -> str:
+def _acted_on_escaped(found: re.Match[str]) -> str:
+    char = found.group()
     return json.dumps(char)[1:-1] if unicodedata.category(char) in _ACTED_ON else char
