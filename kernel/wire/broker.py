@@ -165,7 +165,7 @@ class Broker(BrokerRoutes):
         self._counted: dict[int, str] = {}
         #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
         self.unrouted: Counter[str] = Counter()
-        self.draining = False
+        self.draining = self.drain_asked = False
         self._drain_deadline = 0.0
         self._checked = 0.0
         self.started_at = time.time()
@@ -177,8 +177,12 @@ class Broker(BrokerRoutes):
 
     # -- lifecycle -----------------------------------------------------------------------
     def request_drain(self) -> None:
-        """Refuse new work, and let every worker start its own drain now: their grace and
-        the broker's run together, so the daemon stops within one ``--grace``."""
+        """Ask for a drain, which the loop starts at its next turn: SIGTERM's handler runs between any two steps of
+        the loop, and its DRAIN to the workers dropped one whose heartbeat was being read, which then came back."""
+        self.drain_asked = True
+
+    def _drain(self) -> None:
+        """Refuse new work; every worker drains now too: with the broker's, within one ``--grace``."""
         if not self.draining:
             self.draining = True
             self._drain_deadline = time.perf_counter() + self.settings.grace
@@ -196,6 +200,8 @@ class Broker(BrokerRoutes):
                     drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
                 else:
                     drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
+            if self.drain_asked:
+                self._drain()
             now = time.monotonic()
             if now - self._checked >= CHECK_INTERVAL:
                 if self.watch is not None:
@@ -270,8 +276,7 @@ class Broker(BrokerRoutes):
             log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
 
     def _drop(self, worker: Worker, reason: str, planned: bool = False, said: bool = False) -> None:
-        """Forget ``worker``, failing its in-flight requests (a planned, idle exit is no warning;
-        ``said``: the caller logged ``reason``, and an idle worker's drop adds nothing to it)."""
+        """Forget ``worker``, failing its requests in flight (a planned idle exit is no warning; ``said``: logged)."""
         self.workers_lost += not (planned or self.draining)
         if (planned or said) and not worker.in_flight:
             self._comings.log(log, logging.DEBUG if said else logging.INFO, "%s", reason, always=worker.local)
