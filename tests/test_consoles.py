@@ -127,7 +127,7 @@ def test_tritonclient_serves_diagnosis_and_treatment_as_oip_models(medical):
         (
             "treatment.recommend",
             "treatment.recommend",
-            ("patient", "encounter", "date", "codes", "blocked", "unread_allergies"),
+            ("patient", "encounter", "date", "codes", "blocked", "unread_allergies", "selection_withheld"),
         ),
     ):
         assert client.is_model_ready(model)

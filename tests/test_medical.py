@@ -18,6 +18,7 @@ import pytest
 
 import heirloom
 from heirloom_plugins.fhir.source import FhirSource
+from heirloom_plugins.medical.caution import FIELD, WHY
 from heirloom_plugins.medical.checks import summary_checks
 from heirloom_plugins.medical.drug_command import reading
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
@@ -838,11 +839,15 @@ def test_heirloom_medical_drug_reads_an_allergy_given_by_its_code_as_a_record_co
         ("snomed:91936005", True, True),
         ("rxnorm:70618", True, False),  # a code the file does not map: unread, as in a record
     ]
+    assert found[FIELD] == WHY  # the api selects no drug for a patient with an allergy it cannot read
     shipped = run_heirloom("medical", "drug", drugs[0], "--allergy", "rxnorm:723")  # no file: the code is unread
     assert shipped.returncode == 0 and shipped.stdout.splitlines()[2:] == [
         "  'rxnorm:723': does not rule it out",
         "allergy 'rxnorm:723': not read in full: listed for a person to check",
+        f"a patient with these allergies: {WHY}",
     ]
+    read = run_heirloom("medical", "drug", drugs[0], "--allergy", "snomed:91936005", "--json")
+    assert read.returncode == 0 and json.loads(read.stdout)[FIELD] is None
 
 
 def test_the_antibiotics_a_penicillin_allergic_patient_is_given_are_read_and_ruled_out_by_their_own_allergies():
@@ -962,6 +967,7 @@ def test_heirloom_medical_drug_says_what_a_name_is_read_to_and_which_ingredient_
         "  not checked against allergies: its name names no ingredient the filter knows ('linezolid'): withheld "
         "from every patient with one",
         "allergy 'fish oil': not read in full: listed for a person to check",
+        f"a patient with these allergies: {WHY}",
     ]
     broken = run_heirloom("medical", "drug", drugs[0], "--formulary", str(write(tmp_path / "b.toml", "brands = 1")))
     assert broken.returncode == 2 and broken.stderr.startswith(f"error: {tmp_path / 'b.toml'}: brands: ")
@@ -989,6 +995,25 @@ def test_an_allergy_the_filter_cannot_read_is_listed_for_a_person_to_check(treat
     unknown = _with_allergy(records[:3], "snomed:999999999", None)
     answers = treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(unknown)])
     assert answers and all(answer["unread_allergies"] == ["snomed:999999999"] for answer in answers)
+
+
+def test_no_drug_is_selected_for_a_patient_with_an_allergy_the_filter_cannot_read(treatment, records):
+    """An amoxicillin allergy coded by RxNorm alone (``rxnorm:723``, no display) rules nothing out: an outside
+    check's answer selected penicillin V at 0.729 for it. No filter can promise safety against what it cannot
+    read: the answer keeps its ranking and probabilities but selects nothing, and ``evaluate`` scores that."""
+    allergic = _with_allergy(records, "rxnorm:723", None)
+    plain, answers = (
+        treatment.predict([Query(one.record, one.encounter.id) for one, _ in TREATMENT.examples(given)])
+        for given in (records, allergic)
+    )
+    assert all(answer["unread_allergies"] == ["rxnorm:723"] for answer in answers)
+    assert any(item["selected"] for answer in plain for item in answer["codes"])
+    assert not any(item["selected"] for answer in answers for item in answer["codes"])
+    ranked = [[(item["code"], item["probability"]) for item in answer["codes"]] for answer in answers]
+    assert ranked == [[(item["code"], item["probability"]) for item in answer["codes"]] for answer in plain]
+    test = [r for r in allergic if r.split == "test"]
+    metrics = treatment.evaluate(test).metrics
+    assert metrics["given_without_labels"] == metrics["micro_recall"] == 0 < metrics["allergy_unread_encounters"]
 
 
 def test_the_report_counts_the_encounters_whose_allergies_the_filter_cannot_read(treatment, records):
@@ -1067,10 +1092,12 @@ def test_the_console_shows_what_the_filter_withheld_and_the_allergies_it_could_n
         "blocked": [{"code": "rxnorm:1", "display": "Penicillin V", "allergies": ["Allergy to <PCN>"]}],
         "unread_allergies": ["Allergy to Amoxil"],
     }
-    page = _ranked("treatment.recommend", answer)
+    page = _ranked("treatment.recommend", {**answer, FIELD: WHY})
     assert "could not read" in page and "<span class='allergy'>Allergy to Amoxil</span>" in page
     assert "<tr data-code='rxnorm:1'><td>Penicillin V</td>" in page and "Allergy to &lt;PCN&gt;" in page
-    assert "could not read" not in _ranked("treatment.recommend", {**answer, "unread_allergies": []})
+    assert f"<p class='unselected'><strong>{WHY}</strong></p>" in page  # why no drug is ticked, as the route says
+    plain = _ranked("treatment.recommend", {**answer, "unread_allergies": [], FIELD: None})
+    assert "could not read" not in plain and "unselected" not in plain
 
 
 def test_many_allergies_are_read_up_to_a_bound_and_the_rest_listed():
@@ -1650,6 +1677,26 @@ def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_anoth
         "api sees them: set 'formulary' on models.treatment alone (this api reads it)"
     )
     assert checked.returncode == 2 and said in checked.stderr, checked.stderr
+
+
+def test_the_treatment_route_selects_no_drug_for_a_patient_with_an_allergy_it_cannot_read(daemon, records):
+    """Over the socket, a visit whose answer selects a drug, for the same record sent inline with an allergy
+    coded ``rxnorm:723`` alone: the same ranking and probabilities, nothing selected, and why, in a field the
+    route's schema names (a penicillin was selected for such a patient, its only sign ``unread_allergies``)."""
+    with daemon.client(timeout=30) as client:
+        routes = {route["name"]: route for route in client.call("_routes")["routes"]}
+        assert routes["treatment.recommend"]["output"]["properties"][FIELD]
+        bodies = ({"patient": one.record.id, "encounter": one.encounter.id} for one, _ in TREATMENT.examples(records))
+        answers = ((client.call("treatment.recommend", body), body) for body in bodies)
+        plain, body = next((answer, body) for answer, body in answers if any(i["selected"] for i in answer["codes"]))
+        inline = json.loads(json.dumps(attrs.asdict(next(r for r in records if r.id == body["patient"]))))
+        coded = {**inline, "timeline": [*inline["timeline"], {"kind": "allergy", "code": "rxnorm:723"}]}
+        answer = client.call("treatment.recommend", {"record": coded, "encounter": body["encounter"]})
+    assert plain[FIELD] is None and answer[FIELD] == WHY and answer["unread_allergies"] == ["rxnorm:723"]
+    assert [(item["code"], item["probability"]) for item in answer["codes"]] == [
+        (item["code"], item["probability"]) for item in plain["codes"]
+    ]
+    assert not any(item["selected"] for item in answer["codes"])
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import heirloom
+from heirloom_plugins.medical.caution import FIELD, WHY
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
 from tests.test_medical import FORMULARY
@@ -468,9 +469,17 @@ def test_the_medical_apis_serve_another_model_inline_and_the_treatment_api_withh
             # withheld by the typo rule and listed unread as well: one allergy both applied and not understood
             assert treated["blocked"] == [{**penicillin, "allergies": [misspelt["display"]]}], treated
             assert treated["unread_allergies"] == []
+            coded = {**ALLERGIC, "timeline": [*TOLERANT, {"kind": "allergy", "code": "rxnorm:723"}]}
+            treated = client.call("treatment.recommend", {"record": coded})
+            # an allergy the filter cannot read rules nothing out: the drug stays ranked, and is not selected
+            assert [(item["code"], item["probability"], item["selected"]) for item in treated["codes"]] == [
+                ("rxnorm:834102", 0.9, False)
+            ]
+            assert treated["unread_allergies"] == ["rxnorm:723"] and treated[FIELD] == WHY, treated
             tolerant = {**ALLERGIC, "timeline": TOLERANT}
             treated = client.call("treatment.recommend", {"record": tolerant})
             assert [item["code"] for item in treated["codes"]] == ["rxnorm:834102"] and treated["blocked"] == []
+            assert treated["codes"][0]["selected"] and treated[FIELD] is None
             assert treated["codes"][0]["answers"] == [{"code": "snomed:43878008", "display": None}]
             routes = {route["name"]: route for route in client.call("_routes")["routes"]}
             assert routes["diagnosis.predict"]["description"].endswith(

@@ -21,10 +21,11 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
+from heirloom_plugins.medical.caution import FIELD, unselected, why_unselected
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Query, TreatmentModel
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
-from heirloom_plugins.medical.safety import Formulary, ingredients, read_drug, unread, withheld
+from heirloom_plugins.medical.safety import Allergy, Formulary, ingredients, read_drug, unread, withheld
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
 from heirloom_plugins.model_needs import (
     failed_answer,
@@ -150,6 +151,8 @@ class TreatmentOutput:
     #: Recorded allergies the filter cannot map to a substance (safety.py): check by hand.
     unread_allergies: list[str]
     version: str | None
+    #: Why no drug is selected (an allergy the filter cannot read: caution.py), else None.
+    selection_withheld: str | None
 
 
 @attrs.define
@@ -341,10 +344,15 @@ class TreatmentApi(CodesApi):
         """The answer without the drugs the record's allergies rule out, whatever model gave it: the
         shipped model's filter (``safety.py``), so the guarantee is the api's, not each model's. The
         withheld drugs join ``blocked``; the allergies the filter cannot read against the answer's
-        drugs join ``unread_allergies``. A no-op on the shipped model's answers but for that list."""
+        drugs join ``unread_allergies``, and with one listed no drug is selected, saying why (``caution.py``).
+        A no-op on the shipped model's answers but for that list and why."""
         allergies = [(e.code, e.display) for e in query.record.timeline if e.kind == "allergy"]
-        if not allergies:
-            return answer
+        filtered = self._filtered(query, answer, allergies) if allergies else answer
+        not_read = filtered["unread_allergies"]
+        return {**filtered, "codes": unselected(filtered["codes"], not_read), FIELD: why_unselected(not_read)}
+
+    def _filtered(self, query: Query, answer: dict[str, Any], allergies: list[Allergy]) -> dict[str, Any]:
+        """The answer without the drugs ``allergies`` rule out (``blocked``), and those the filter cannot read."""
         drugs = {item["code"]: read_drug(item["display"], self.tables) for item in answer["codes"]}  # vetted: once each
         found = withheld(query.record, drugs, self.tables)  # an unreadable name too, the reason in place of allergies
         blocked = {item["code"]: item for item in answer["blocked"]}

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import heirloom
+from heirloom_plugins.medical.caution import FIELD
 
 SHOWN_CODES = 10
 SHOWN_PATIENTS = 20
@@ -147,12 +148,14 @@ def _ranked(route: str, answer: dict[str, Any]) -> str:
 
 
 def _allergy_notes(answer: dict[str, Any]) -> str:
-    """What the safety filter withheld, and the allergies it could not read, which a person must
-    check the drugs against: the page showed neither, only the drugs it let through."""
+    """Why no drug is selected, what the safety filter withheld, and the allergies it could not read,
+    which a person must check the drugs against: the page showed none, only the drugs it let through."""
     unread = answer.get("unread_allergies") or []
     blocked = answer.get("blocked") or []
     listed = "; ".join(f"<span class='allergy'>{_text(allergy)}</span>" for allergy in unread)
-    notes = (
+    why = answer.get(FIELD)
+    notes = f"<p class='unselected'><strong>{_text(why)}</strong></p>" if why else ""
+    notes += (
         "<p class='unread'><strong>Allergies the safety filter could not read: check every drug against "
         f"them.</strong> {listed}</p>"
         if unread

@@ -16,6 +16,7 @@ import click
 
 import heirloom
 from heirloom.options import a_path
+from heirloom_plugins.medical.caution import FIELD, why_unselected
 from heirloom_plugins.medical.formulary import CODE_FORM, read_formulary
 from heirloom_plugins.medical.safety import Formulary, allergy_substances, links, read_drug, unread
 
@@ -31,7 +32,7 @@ def reading(drugs: tuple[str, ...], allergies: tuple[str, ...], tables: Formular
     read = {drug: read_drug(drug, tables) for drug in drugs}
     ruling = {allergy: allergy_substances(*recorded(allergy), tables) for allergy in allergies}
     known = tuple(tuple(sorted(parts)) for parts, _ in read.values())
-    not_read = set(unread(tuple(recorded(allergy) for allergy in allergies), known, tables))
+    not_read = unread(tuple(recorded(allergy) for allergy in allergies), known, tables)
     return {
         "drugs": [
             {
@@ -55,6 +56,7 @@ def reading(drugs: tuple[str, ...], allergies: tuple[str, ...], tables: Formular
             }
             for allergy, substances in ruling.items()
         ],
+        FIELD: why_unselected(not_read),  # as the api's answer for a patient with these allergies says
     }
 
 
@@ -73,6 +75,8 @@ def _text(found: dict[str, Any], allergies: tuple[str, ...]) -> list[str]:
     for allergy in found["allergies"]:
         if not allergy["read"]:
             lines.append(f"allergy {allergy['name']!r}: not read in full: listed for a person to check")
+    if found[FIELD]:
+        lines.append(f"a patient with these allergies: {found[FIELD]}")
     return lines
 
 
@@ -105,7 +109,7 @@ def drug_command(drugs: tuple[str, ...], allergies: tuple[str, ...], formulary: 
     drug out and through which ingredient (and the allergy's substance it matched). An --allergy
     written as a code (system:code) is read as a record's allergy coded so without a display: by
     the shipped codes, or the formulary's [allergy_codes]. Allergies the filter cannot read in
-    full are named: the api lists those for a person to check.
+    full are named: the api lists those for a person to check, and selects no drug for such a patient.
 
     Example: heirloom medical drug "Zyvox 600 MG" "Hospamox 500 MG Oral Capsule"
     --allergy "Allergy to penicillin" --formulary our-formulary.toml

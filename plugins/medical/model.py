@@ -27,6 +27,7 @@ import numpy as np
 
 import heirloom
 from heirloom_plugins import seen
+from heirloom_plugins.medical.caution import unselected
 from heirloom_plugins.medical.decision import DEFAULT, THRESHOLDS, average, decide, select
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
@@ -547,8 +548,8 @@ class TreatmentModel(MultiLabelModel):
     def _explain(
         self, one: Visit, found: Description, codes: list[dict[str, Any]], blocked: dict[str, list[str]], fitted: Fitted
     ) -> dict[str, Any]:
-        """Each drug's reasons (the visit's conditions whose columns raise its score most),
-        and the drugs withheld for an allergy."""
+        """Each drug's reasons (the visit's conditions whose columns raise its score most), the drugs
+        withheld for an allergy, and the allergies the filter cannot read (then no drug is selected)."""
         import torch
 
         columns = self._condition_columns(fitted)
@@ -569,16 +570,18 @@ class TreatmentModel(MultiLabelModel):
                 total[columns[column]] = total.get(columns[column], 0.0) + weight
             ranked = sorted(((w, c) for c, w in total.items() if w > 0), reverse=True)[:REASONS]
             item["answers"] = [{"code": code, "display": names.get(code)} for _, code in ranked]
+        not_read = unread(
+            ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
+            [parts for parts, _ in self._drugs(fitted).values()],
+            self.tables(),
+        )
         return {
+            "codes": unselected(codes, not_read),  # the api's rule (caution.py): evaluate scores what is served
             "blocked": [
                 {"code": code, "display": fitted.name(code), "allergies": sorted(allergies)}
                 for code, allergies in sorted(blocked.items())
             ],
-            "unread_allergies": unread(
-                ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
-                [parts for parts, _ in self._drugs(fitted).values()],
-                self.tables(),
-            ),
+            "unread_allergies": not_read,
         }
 
     def _condition_columns(self, fitted: Fitted) -> dict[int, str]:
@@ -630,5 +633,5 @@ class TreatmentModel(MultiLabelModel):
             "encounters; "
             f"{metrics['allergy_unread_encounters']} encounter(s) with allergies it cannot read (listed in their "
             f"answers' unread_allergies), whose {metrics['allergy_unread_ranked']} ranked drug(s) were not checked "
-            "against them\n"
+            "against them (none selected)\n"
         )
