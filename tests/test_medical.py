@@ -524,6 +524,9 @@ def test_allergies_by_brand_class_or_member_rule_out_the_cross_reactive_class(di
         ("Allergy to penicillin", "A\u200bmox\u200bicil\u200blin 500 MG Oral Capsule"),  # zero-width spaces
         ("Allergy to penicillin", "AMOX\u0130C\u0130LL\u0130N 500 MG Oral Capsule"),  # Turkish dotted I
         ("Allergy to peni\u00adcillin", "Amoxicillin 500 MG Oral Capsule"),  # a soft hyphen: read, not listed
+        # a NUL, a BEL, an ESC (a record of the source may hold them): read, and listed unread too
+        *(("Allergy to" + c + " penicillin", "Amoxicillin 500 MG Oral Capsule") for c in ("\x00", "\x07", "\x1b")),
+        ("Allergy to\npenicillin\t", "Amoxicillin 500 MG Oral Capsule"),  # a FHIR string's spaces: spaces
     ],
 )
 def test_an_allergy_rules_out_each_member_brand_and_ingredient_of_a_drug_however_written(allergy, drug):
@@ -1599,6 +1602,24 @@ def test_a_bundles_generic_drug_allergy_naming_its_drug_withholds_it_and_is_not_
             "INVALID_ARGUMENT",
             "body.record.timeline[0].kind",
         ),
+        (  # a control character in a code or a display: accepted, read as an unknown code / listed unread
+            "treatment.recommend",
+            {"record": {"timeline": [{"kind": "allergy", "code": "snomed:9193\x006005"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].code",
+        ),
+        (
+            "treatment.recommend",
+            {"record": {"timeline": [{"kind": "allergy", "display": "Allergy to\x07 penicillin"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].display",
+        ),
+        (
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "observation", "components": [{"code": "loinc:8480\u200b-6"}]}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].components[0].code",
+        ),
         (  # FHIR's codes only, as the fhir source reads a Patient ("robot" was taken inline)
             "diagnosis.predict",
             {"record": {"gender": "robot", "timeline": [{"kind": "encounter", "date": "2020"}]}},
@@ -1643,6 +1664,21 @@ def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
     assert caught.value.code == code and caught.value.field == field, str(caught.value)
     with daemon.client(timeout=30) as client:
         assert client.call("_health")  # still serving
+
+
+def test_an_inline_code_or_display_with_a_control_character_is_refused_as_the_formulary_refuses_one(daemon):
+    """An inline allergy's NUL or BEL was taken: "Allergy to" + BEL + " penicillin" was listed unread, the BEL
+    echoed back to the client. Refused, naming the field and the character, in the formulary check's words."""
+    allergy = {"kind": "allergy", "display": "Allergy to\x07 penicillin", "date": "2020"}
+    record = {"timeline": [{"kind": "encounter", "id": "E", "date": "2020-01-02"}, allergy]}
+    with daemon.client(timeout=30) as client, pytest.raises(heirloom.RemoteError) as caught:
+        client.call("treatment.recommend", {"record": record})
+    said = "'display': 'Allergy to\\x07 penicillin' holds the control or invisible character U+0007: write the text"
+    assert caught.value.field == "body.record.timeline[1].display" and said in str(caught.value), str(caught.value)
+    tabbed = {**allergy, "display": "Allergy to\tpenicillin\n"}  # the spaces a FHIR string may hold: taken
+    with daemon.client(timeout=30) as client:
+        answer = client.call("treatment.recommend", {"record": {**record, "timeline": [record["timeline"][0], tabbed]}})
+    assert answer["unread_allergies"] == []
 
 
 def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_another(daemon, trained, patient, tmp_path):

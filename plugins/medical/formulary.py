@@ -173,7 +173,7 @@ def _name(where: str, value: Any, mistakes: list[str]) -> Named | None:
     said, when it is none."""
     if not isinstance(value, str):
         mistakes.append(f"{where}: a name (a string), not {_shown(value)}")
-    elif hidden := _hidden(where, value, "write the name as it prints"):
+    elif hidden := hidden_character(where, value, "write the name as it prints"):
         mistakes.append(hidden)  # a NUL, a line break, a bidi override: a name that maps nothing, or not as shown
     elif not (name := " ".join(normal_text(value).split())):
         mistakes.append(f"{where}: an empty name")
@@ -182,9 +182,18 @@ def _name(where: str, value: Any, mistakes: list[str]) -> Named | None:
     return None
 
 
-def _hidden(where: str, text: str, remedy: str) -> str | None:
-    """The mistake of a name or code of the file that holds a control or invisible character, else None."""
-    hidden = next((char for char in text if unicodedata.category(char) in ("Cc", "Cf")), None)
+#: What a code with a control or invisible character should be instead (``hidden_character``).
+CODE_REMEDY = "write the code as records carry it"
+
+
+def hidden_character(
+    where: str, text: str, remedy: str, categories: tuple[str, ...] = ("Cc", "Cf"), kept: str = ""
+) -> str | None:
+    """The mistake of a name or code that holds a control or invisible character (of ``categories``, but
+    ``kept``'s), else None: the formulary file's, and an inline record's codes and displays (``patients.py``)."""
+    if text.isprintable():  # no control, format or separator character but the space: the usual text, fast
+        return None
+    hidden = next((char for char in text if unicodedata.category(char) in categories and char not in kept), None)
     if hidden is None:
         return None
     return f"{where}: {text!r} holds the control or invisible character U+{ord(hidden):04X}: {remedy}"
@@ -220,7 +229,7 @@ def _codes(table: Any, mistakes: list[str]) -> list[Coded]:
         system, _, rest = code.partition(":")
         if len(code) > MAX_CODE_CHARS:
             mistakes.append(f"{where}: longer than {MAX_CODE_CHARS} characters: no code (the filter reads none such)")
-        elif hidden := _hidden(where, code, "write the code as records carry it"):
+        elif hidden := hidden_character(where, code, CODE_REMEDY):
             mistakes.append(hidden)  # a zero-width space: a code no record carries, the mapping dead
         elif (plain := unicodedata.normalize("NFKC", code)) != code:
             hint = f"records write it {plain!r}" if CODE_FORM.fullmatch(plain) else "such as 'rxnorm:723'"

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from heirloom_plugins.medical.formulary import CODE_REMEDY, hidden_character
 from heirloom_plugins.timelines import codes_by_kind, summary
 
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
@@ -27,6 +28,8 @@ GENDERS = ("male", "female", "other", "unknown")
 #: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
 KINDS = ("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy", "note")
 _FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
+#: What an inline record's display with a control character should be instead.
+TEXT_REMEDY = "write the text as it prints"
 DAY = 86400.0
 #: The first and last instants (in days) a datetime holds in UTC.
 FIRST_DAY = datetime.min.replace(tzinfo=UTC).timestamp() / DAY
@@ -105,12 +108,28 @@ def _finite(instance: Any, attribute: attrs.Attribute, value: Scalar) -> None:
         raise ValueError(f"'{attribute.name}' must be a finite number, text or a bool, got {value!r}")
 
 
+def _code_as_carried(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    """A code with a control or invisible character is no code a record carries: refused as the
+    formulary file's are (``snomed:91936005`` with a NUL inside was read as an unknown allergy code)."""
+    if value is not None and (mistake := hidden_character(f"'{attribute.name}'", value, CODE_REMEDY)):
+        raise ValueError(mistake)
+
+
+def _text_as_printed(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    """A display with a control character but the spaces a FHIR string may hold (a NUL, a BEL) is
+    refused: "Allergy to penicillin" with a BEL was read and listed unread too, the BEL echoed to clients."""
+    if value is not None and (
+        mistake := hidden_character(f"'{attribute.name}'", value, TEXT_REMEDY, ("Cc",), "\t\n\r")
+    ):
+        raise ValueError(mistake)
+
+
 @attrs.frozen
 class MeasurementInput:
     """One component of an observation (the systolic part of a blood pressure)."""
 
-    code: str | None = None
-    display: str | None = None
+    code: str | None = attrs.field(default=None, validator=_code_as_carried)
+    display: str | None = attrs.field(default=None, validator=_text_as_printed)
     value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None
     low: float | None = attrs.field(default=None, validator=_finite)
@@ -125,8 +144,8 @@ class EventInput:
     id: str | None = None
     date: str | None = attrs.field(default=None, converter=utc, validator=_date)
     end: str | None = attrs.field(default=None, converter=utc, validator=_date)
-    code: str | None = None
-    display: str | None = None
+    code: str | None = attrs.field(default=None, validator=_code_as_carried)
+    display: str | None = attrs.field(default=None, validator=_text_as_printed)
     status: str | None = None
     value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None

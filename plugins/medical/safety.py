@@ -290,12 +290,12 @@ NO_SUBSTANCE_WORDS = FILLER_WORDS | SALT_WORDS | NOT_DRUG_WORDS | GENERIC_WORDS
 
 
 def normal_text(text: str) -> str:
-    """``text`` as the filter reads it: NFKC (full-width letters as letters), casefolded, without
-    accents and invisible characters (zero-width spaces, soft hyphens), Turkish dotless i as i.
-    Each hid a drug's name from the filter: amoxicillin in full-width letters, with zero-width
-    spaces, or with Turkish dotted capital Is was recommended to a patient allergic to penicillin."""
+    """``text`` as the filter reads it: NFKC (full-width letters as letters), casefolded, without accents,
+    invisible characters (zero-width spaces, soft hyphens) and controls but spaces (NUL, BEL), Turkish
+    dotless i as i. Each hid a drug's name: amoxicillin in full-width letters, with zero-width spaces,
+    or with Turkish dotted capital Is was recommended to a patient allergic to penicillin."""
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    kept = "".join(char for char in folded if unicodedata.category(char) not in ("Mn", "Cf"))
+    kept = "".join(c for c in folded if unicodedata.category(c) not in ("Mn", "Cf", "Cc") or c.isspace())
     return unicodedata.normalize("NFC", kept).replace("\u0131", "i")
 
 
