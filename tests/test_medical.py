@@ -1681,6 +1681,22 @@ def test_an_inline_code_or_display_with_a_control_character_is_refused_as_the_fo
     assert answer["unread_allergies"] == []
 
 
+def test_a_fhir_bundle_sent_to_a_medical_route_is_refused_saying_what_to_send_instead(daemon):
+    """A FHIR client sending its Bundle as the body or as ``record`` was told ``body.entry: unknown key``:
+    the field, but not that a Bundle is no record, nor how to make one of it."""
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient"}}]}
+    for body, field, said in (
+        (bundle, "body", "body: a FHIR Bundle, not a request: send {'record': ..., 'encounter': id}, its record the"),
+        ({"record": bundle}, "body.record", "body.record: a FHIR Bundle, not a record: send the record"),
+    ):
+        for route in ("diagnosis.predict", "treatment.recommend"):
+            with daemon.client(timeout=30) as client, pytest.raises(heirloom.RemoteError) as caught:
+                client.call(route, body)
+            message = str(caught.value)
+            assert caught.value.code == "INVALID_ARGUMENT" and caught.value.field == field, message
+            assert said in message and "`heirloom data show PROFILE SOURCE --json` prints" in message, message
+
+
 def test_the_treatment_api_reads_the_formulary_its_model_reads_and_refuses_another(daemon, trained, patient, tmp_path):
     """One setting, on the model, reaches the api serving it: "Allergy to Zyvox", a brand the file adds, is read
     by both (the api listed it unread while the model read it), and so is an allergy coded ``rxnorm:723`` alone,

@@ -166,6 +166,36 @@ def test_a_number_is_refused_for_its_value_quoted_as_sent_and_a_float_field_gets
     assert refused.value.message.endswith("leave dislikes out), got 0")
 
 
+@attrs.define
+class Said:
+    """An input class that names a body of another kind it is sent (``misread_body``)."""
+
+    text: str
+
+    @staticmethod
+    def misread_body(body: dict) -> tuple[str, str] | None:
+        if body.get("kind") == "broken":
+            raise KeyError("unlucky")
+        return ("body", "a letter, not a note: send its text as 'text'") if "letter" in body else None
+
+
+def test_an_input_class_names_a_body_of_another_kind_it_does_not_take():
+    """A body of another kind (a FHIR Bundle for a medical record) was refused as its first unknown key,
+    which said what was wrong with it, never what it was. Asked only of a body the class does not take."""
+    from heirloom.wire.inputs import InputValidator
+
+    check = InputValidator(Said)
+    for body, code, said in (
+        ({"letter": "hi"}, "INVALID_ARGUMENT", "body: a letter, not a note: send its text as 'text'"),
+        ({"text": "hi", "other": 1}, "INVALID_ARGUMENT", "body.other: unknown key (valid keys: text)"),
+        ({"kind": "broken"}, "INTERNAL", "the route's input class raised KeyError: 'unlucky' (a plugin bug)"),
+    ):
+        with pytest.raises(heirloom.RequestError) as refused:
+            check(body)
+        assert (refused.value.code, refused.value.message) == (code, said)
+    assert check({"text": "hi"}).text == "hi"
+
+
 def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and_logged(daemon, client):
     """A RequestError a validator raised came back at ``body`` as "a plugin bug?", and a validator's
     KeyError was INVALID_ARGUMENT, blaming the client for the plugin's bug, and never logged."""

@@ -131,6 +131,8 @@ class InputValidator:
                 raise raised.led_by_field() from None
             if raised is not None:
                 raise self._bug(raised) from None
+            if (misread := self._misread(body)) is not None:
+                raise RequestError(INVALID_ARGUMENT, f"{misread[0]}: {misread[1]}", misread[0]) from None
             errors = list(flatten_errors(exc, []))  # a misspelt key first: it is why a required one is missing
             path, message = min(errors, key=lambda error: not error[1].startswith("unknown key"))
             message = in_wire_words(_as_sent(message, body, path))
@@ -144,6 +146,15 @@ class InputValidator:
         except RequestError:
             raise
         except BaseException as exc:  # noqa: BLE001 - a validator's SystemExit or KeyboardInterrupt, not cattrs'
+            raise self._bug(exc) from None
+
+    def _misread(self, body: dict[str, Any]) -> tuple[str, str] | None:
+        """``(field, message)`` of the input class's ``misread_body(body)`` for a body it does not take, if it has
+        one: a body of another kind its words name (a FHIR Bundle for a record), not its first unknown key."""
+        said = getattr(self.cls, "misread_body", None)
+        try:
+            return said(body) if callable(said) else None
+        except Exception as exc:  # noqa: BLE001 - its bug, as a validator's would be
             raise self._bug(exc) from None
 
     def _bug(self, raised: BaseException) -> RequestError:

@@ -37,6 +37,8 @@ from heirloom_plugins.model_needs import (
 )
 
 MEDICAL_DOC = "docs/MEDICAL.md, 'Another model behind diagnosis and treatment'"
+#: What a route takes for a FHIR export (a FHIR Bundle sent is refused saying so: ``PredictInput.misread_body``).
+CONVERTED = "the record `heirloom data show PROFILE SOURCE --json` prints for the export (docs/MEDICAL.md, 'Routes')"
 
 
 @attrs.frozen
@@ -92,6 +94,22 @@ class PredictInput:
     patient: str | None = None
     record: RecordInput | None = None
     encounter: str | None = None
+
+    @staticmethod
+    def misread_body(body: dict[str, Any]) -> tuple[str, str] | None:
+        """A FHIR resource (a Bundle) sent as the body or as its ``record``, said so with how to convert it,
+        or None: it was refused as its first unknown key (``body.entry: unknown key``), which told a FHIR
+        client what it had sent wrong, not what to send."""
+        for field, sent in (("body", body), ("body.record", body.get("record"))):
+            if isinstance(sent, dict) and "resourceType" in sent:
+                kind = sent["resourceType"] if isinstance(sent["resourceType"], str) else "resource"
+                wanted = (
+                    "a request: send {'record': ..., 'encounter': id}, its record"
+                    if field == "body"
+                    else "a record: send"
+                )
+                return field, f"a FHIR {kind[:40]}, not {wanted} {CONVERTED}"
+        return None
 
     def __attrs_post_init__(self) -> None:
         if (self.patient is None) == (self.record is None):
