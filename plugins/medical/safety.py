@@ -191,7 +191,7 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "aleve": ("naproxen",),
     "bactrim": ("sulfamethoxazole", "trimethoprim"),
     "keflex": ("cephalexin",),
-    # the penicillins, cephalosporins, NSAIDs, sulfonamides and opioids' common US and UK brands
+    # the penicillins, cephalosporins, macrolides, NSAIDs, sulfonamides and opioids' common US and UK brands
     # (DailyMed, the BNF), and the names besides RxNorm's of one drug (INN, BAN, UK combination
     # names, clinical abbreviations): each was recommended to a patient allergic to its ingredient
     "bicillin": ("penicillin g benzathine",),
@@ -217,6 +217,8 @@ BRANDS: dict[str, tuple[str, ...]] = {
     "demerol": ("meperidine",),
     "ultram": ("tramadol",),
     "ceftin": ("cefuroxime",),
+    "zithromax": ("azithromycin",),
+    "biaxin": ("clarithromycin",),
     "omnicef": ("cefdinir",),
     "rocephin": ("ceftriaxone",),
     "tylenol": ("acetaminophen",),
@@ -638,7 +640,7 @@ def unread(
     """The ``(code, display)`` allergies no filter can promise safety against: with no display, a
     code the filter does not know; else a display over MAX_ALLERGY_CHARS, or with a part that
     names no drug (``formulary``'s known drugs, the ``drugs``' ingredients the filter reads (``_known``: a
-    brand it lacks, ``Zithromax`` of an unreadable drug, rules out that drug alone, never its generic), a
+    brand it lacks, ``Cleocin`` of an unreadable drug, rules out that drug alone, never its generic), a
     class) and is no non-drug
     allergen (``NOT_DRUG_WORDS``), or one with a word besides that is no salt or filler word.
     A word that misspells a known drug, or the first word of one of ``drugs``' ingredients, is read
