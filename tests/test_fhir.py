@@ -540,6 +540,23 @@ def test_a_patient_born_after_an_encounter_is_read_counted_and_said(tmp_path, ca
         assert stats_or_error(partial)["encounters_before_birth"]["patients"] == counted, (birth, start)
 
 
+def test_a_patient_with_an_event_dated_after_today_is_read_counted_and_said(tmp_path, caplog):
+    """An Encounter and a Condition in 2999 (a mistyped year) were read without a word, and the
+    encounter became the patient's latest: the visit a medical route predicts for by default."""
+    visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+    visit |= {"subject": {"reference": "urn:uuid:p1"}, "period": {"start": "1954-11-04T10:10:39Z"}}
+    typo = {**visit, "id": "e2", "period": {"start": "2999-01-01T09:00:00Z"}}
+    path = write(tmp_path / "one.json", bundle(PATIENT, visit, typo, {**PATIENT, "id": "p2"}))
+    said = f"{path}: Patient/p1 (entry[0]): encounter 'e2' is dated 2999-01-01T09:00:00Z, after today"
+    with caplog.at_level(logging.WARNING, logger="heirloom.fhir"):
+        stats = stats_or_error(path)
+    assert stats["records"] == 2 and stats["events_after_today"] == {"patients": 1, "examples": [said]}
+    assert f"{said}: a mistyped year? a model reads it as the patient's latest" in caplog.text
+    for start, counted in (("2999", 1), ("2999-01", 1), ("1954-11", 0), ("1954", 0)):  # FHIR's partial dates
+        partial = write(tmp_path / "partial.json", bundle(PATIENT, visit | {"period": {"start": start}}))
+        assert stats_or_error(partial)["events_after_today"]["patients"] == counted, start
+
+
 def test_a_living_patient_stays_alive_and_a_boolean_death_is_read(tmp_path):
     alive = {**PATIENT, "deceasedBoolean": False, "deceasedDateTime": None}  # null is absent, not a second choice
     dead = {**PATIENT, "id": "p2", "deceasedBoolean": True}

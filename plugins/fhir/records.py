@@ -430,3 +430,16 @@ def encounter_before_birth(record: PatientRecord) -> Event | None:
     except OverflowError:  # born on 0001-01-01: nothing is earlier
         return None
     return first if datetime.fromisoformat(first.date.removesuffix("Z")) < earliest else None
+
+
+def today_anywhere() -> str:
+    """Today's date (``YYYY-MM-DD``) where it is latest (UTC+14): an event dated after it is after today
+    everywhere, whatever the zone its date was written in (``event_after_today``)."""
+    return (datetime.now(UTC) + timedelta(hours=14)).date().isoformat()
+
+
+def event_after_today(record: PatientRecord, today: str) -> Event | None:
+    """The first event dated after ``today`` (``today_anywhere``), if any: a mistyped year (2091 for 2019),
+    which a model reads as the patient's latest visit. Compared at the precision both have: an event of
+    "2999" is after 2026-12-05, one of "2026-12" is not. One string comparison per event."""
+    return next((e for e in record.timeline if e.date and e.date[:10] > today[: len(e.date[:10])]), None)

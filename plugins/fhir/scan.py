@@ -41,8 +41,10 @@ from heirloom_plugins.fhir.records import (
     demographics,
     encounter_before_birth,
     event,
+    event_after_today,
     patient_record,
     patient_reference,
+    today_anywhere,
     with_medication,
     withdrawn,
 )
@@ -141,6 +143,8 @@ class Tally:
     messages: list[str] = attrs.Factory(list)
     #: Patients with an encounter dated before their birthDate (``file: Patient/id: ...``).
     before_birth: Sampled = attrs.Factory(Sampled)
+    #: Patients with an event dated after today (``records.event_after_today``).
+    after_today: Sampled = attrs.Factory(Sampled)
     #: Units of the numeric observation values (components too) per code.
     units: defaultdict[str, Counter[str]] = attrs.Factory(lambda: defaultdict(Counter))
 
@@ -163,12 +167,12 @@ class Tally:
             if part.code and isinstance(part.value, int | float) and not isinstance(part.value, bool):
                 self.units[part.code][part.unit or ""] += 1
 
-    def born_late(self, where: str, record: PatientRecord, first: Event) -> None:
-        """Count, keep and say a patient with an encounter before its birth: read as it is (one
-        wrong date of 331 Synthea patients would stop the pass), but never unsaid."""
-        said = f"{where}: birthDate {record.birth_date} is after encounter {first.id!r} on {first.date}"
-        self.before_birth.add(said)
-        log.warning("%s: ages there are below zero; check the two dates (data stats counts these)", said)
+    def misdated(self, found: Sampled, said: str, why: str) -> None:
+        """Count, keep and say a patient read with a date a person should check (an encounter before its
+        birth, an event after today): read as it is (one wrong date of 331 Synthea patients would stop
+        the pass), but never unsaid."""
+        found.add(said)
+        log.warning("%s: %s (data stats counts these)", said, why)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -190,6 +194,7 @@ class Tally:
                 code: dict(units.most_common()) for code, units in sorted(self.units.items()) if len(units) > 1
             },
             "encounters_before_birth": {"patients": self.before_birth.count, "examples": self.before_birth.examples},
+            "events_after_today": {"patients": self.after_today.count, "examples": self.after_today.examples},
             "outside_cohort": self.outside_cohort,
             "errors": {
                 "on_error": self.on_error,
@@ -235,6 +240,8 @@ class Scan:
         #: The system each kind's code is taken from first (``records.coding``).
         self.prefer = prefer
         self.tally = Tally(on_error)
+        #: Today where it is latest: an event after it is counted (``Tally.after_today``).
+        self.today = today_anywhere()
         self.known = Known()
         #: Where each patient's Patient resource was read (one record per patient).
         self._patients: dict[str, str] = {}
@@ -478,8 +485,14 @@ class Scan:
     def _record(self, path: Path, entry: Entry, pid: str, events: list[Event]) -> PatientRecord:
         name = path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
         record = patient_record(entry.resource, pid, name, self.side(pid) or "", events)
+        where = f"{path}: {entry.label()}"
         if (first := encounter_before_birth(record)) is not None:
-            self.tally.born_late(f"{path}: {entry.label()}", record, first)
+            said = f"{where}: birthDate {record.birth_date} is after encounter {first.id!r} on {first.date}"
+            self.tally.misdated(self.tally.before_birth, said, "ages there are below zero; check the two dates")
+        if (late := event_after_today(record, self.today)) is not None:
+            said = f"{where}: {late.kind} {late.id!r} is dated {late.date}, after today"
+            why = "a mistyped year? a model reads it as the patient's latest (the default visit of a medical route)"
+            self.tally.misdated(self.tally.after_today, said, why)
         return record
 
 
