@@ -122,6 +122,18 @@ class Scored(ToyModel):
 
 
 @attrs.define
+class Forgetful(Scored):  # its load() restores nothing fit learnt (a plugin's bug): loaded, it scores 0
+    learnt: bool = False
+
+    def fit(self, data, parent=None, progress=None):
+        super().fit(data, parent, progress)
+        self.learnt = True
+
+    def evaluate(self, data):
+        return super().evaluate(data) if self.learnt else heirloom.Report({"accuracy": 0.0}, "forgot")
+
+
+@attrs.define
 class DocumentedSplits(Splits):
     validation_docs = "the shop source holds out last week: its README"
 
@@ -135,13 +147,16 @@ def heirloom_register_sources(register):
 @heirloom.hookimpl
 def heirloom_register_models(register):
     register("scored", Scored)
+    register("forgetful", Forgetful)
 """
 
 
-def train_splitting_plugin(tmp_path: Path, sources: str, data: str) -> tuple[Path, dict[str, str], Any]:
-    """Train model ``m`` (SPLITTING_PLUGIN's ``scored``) on source ``data`` of the ``sources`` tables."""
+def train_splitting_plugin(
+    tmp_path: Path, sources: str, data: str, use: str = "scored"
+) -> tuple[Path, dict[str, str], Any]:
+    """Train model ``m`` (SPLITTING_PLUGIN's ``use``) on source ``data`` of the ``sources`` tables."""
     write(tmp_path / "plugin" / "splitting.py", SPLITTING_PLUGIN)
-    profile = write(tmp_path / "p.toml", f'project = "third"\n{sources}[models.m]\nuse = "scored"\ndata = "{data}"\n')
+    profile = write(tmp_path / "p.toml", f'project = "third"\n{sources}[models.m]\nuse = "{use}"\ndata = "{data}"\n')
     env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys,splitting"}
     env["PYTHONPATH"] = pythonpath(tmp_path / "plugin")
     trained = run_heirloom("train", str(profile), env=env)
@@ -158,6 +173,23 @@ def test_the_saturation_warning_of_another_plugins_source_points_to_plugins_md_n
     assert warning in said and hint in said and "docs/TEXT.md" not in said, trained.stdout
     evaluated = run_heirloom("eval", str(profile), env=env)
     assert evaluated.returncode == 0 and hint in " ".join(evaluated.stdout.split()), evaluated.stderr
+
+
+def test_eval_says_a_loaded_version_does_not_score_what_it_stored_rather_than_blame_the_split(tmp_path):
+    """A load() that restored nothing: train stored test accuracy 0.5, eval of the same records scored 0.0 and
+    warned that validation (1.0) cannot tell versions apart, sending the author to fix their split."""
+    profile, env, _ = train_splitting_plugin(tmp_path, '[sources.s]\nuse = "splits"\n', data="s", use="forgetful")
+    for split, was in (("test", "0.5000"), ("validation", "1.0000")):
+        evaluated = run_heirloom("eval", str(profile), "--split", split, "--json", env=env)
+        assert evaluated.returncode == 0, evaluated.stderr
+        assert json.loads(evaluated.stdout)["models"]["m"]["same_records_as_trained"] is True
+        said = " ".join(evaluated.stderr.split())
+        assert (
+            f"warning: third/m@1 scored accuracy {was} on these same {split} records when trained; loaded now it "
+            "scores 0.0000: the loaded version does not score what the stored one did. Its model's load() does not "
+            "restore what state() saved, or its predict is not deterministic (docs/PLUGINS.md, heirloom.State;"
+        ) in said, said
+        assert "cannot tell versions apart" not in said
 
 
 def test_the_saturation_warning_points_where_a_source_read_through_a_union_says_its_validation_is_made(tmp_path):

@@ -23,6 +23,7 @@ from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.core.fsutil import irregular, write_atomic
 from heirloom.store.compare import SPLITS, TEST, VALIDATION
+from heirloom.store.digest import profile_digest
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.outcome import StoppedAfter
 from heirloom.store.reading import SourceBug
@@ -119,6 +120,39 @@ def saturation_warning(validation: dict[str, Any], test: dict[str, Any], hint: s
                 f"({hint})"
             )
     return ""
+
+
+#: How far a loaded version's score may be from the one stored for the same records (sums of floats in another order).
+RESTORED_TOLERANCE = 1e-6
+
+
+def unrestored_warning(artifact: Artifact, split: str, metrics: dict[str, Any], profile_digest: str) -> str:
+    """A warning line ('' for none) when the loaded version scores the records it was scored on when trained
+    otherwise than it did then: the saturation warning blamed the validation split for what a ``load()`` that
+    does not restore ``state()`` (or a ``predict`` that is not deterministic) did."""
+    stored = (artifact.metrics.get(VALIDATION) or {}) if split == VALIDATION else artifact.metrics
+    moved = [
+        (name, was, now)
+        for name, was in stored.items()
+        if type(was) in (int, float)
+        and type(now := metrics.get(name)) in (int, float)  # not a bool
+        and abs(now - was) > RESTORED_TOLERANCE
+    ]
+    if not moved:
+        return ""
+    (name, was, now), more = moved[0], len(moved) - 1
+    others = f" (and {more} other metric{'s' * (more > 1)})" if more else ""
+    settings = "" if artifact.profile_digest == profile_digest else ", or a setting of the profile changed since"
+    return (
+        f"warning: {artifact.ref} scored {name} {_number(was)} on these same {split} records when trained; loaded now "
+        f"it scores {_number(now)}{others}: the loaded version does not score what the stored one did. Its model's "
+        f"load() does not restore what state() saved, or its predict is not deterministic{settings} "
+        "(docs/PLUGINS.md, heirloom.State; heirloom.testing.check_model checks a model's round trip)"
+    )
+
+
+def _number(value: float) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 #: The saturation warning's pointer for sources that say nothing of their validation split (Source.validation_docs).
@@ -294,7 +328,7 @@ def eval_command(
                     except StoppedAfter as exc:  # it was scored: printed, then the error
                         (version, report, same), stopped = exc.result, exc
                 stored = kernel.store(resolved).resolve(str(version))
-                report = _with_saturation_warning(stored, split, report, validation_hint(resolved, spec))
+                report = _with_warning(stored, split, report, same, resolved, spec)
                 results["models"][spec.name] = {"version": version, "same_records_as_trained": same, **report.metrics}
                 headers[row] = str(version)
             else:
@@ -333,12 +367,19 @@ def eval_command(
         fail(f"error: {version} was evaluated on the {split} split; then {stopped}")
 
 
-def _with_saturation_warning(artifact: Artifact, split: str, report: Report, hint: str) -> Report:
-    """``report`` and the saturation warning, when its scores and the version's stored ones of the other split
-    call for it (eval scores one split; train printed it beside both)."""
+def _with_warning(
+    artifact: Artifact, split: str, report: Report, same: bool | None, resolved: ResolvedProfile, spec: ComponentSpec
+) -> Report:
+    """``report`` and, on the records it was scored on when trained, a score unlike the stored one's warning; else
+    the saturation warning, when its scores and the version's stored ones of the other split call for it (eval
+    scores one split; train printed it beside both): stored figures the loaded version does not reproduce say
+    nothing of the split."""
     stored = artifact.metrics
-    said = saturation_warning(
-        *((stored.get(VALIDATION) or {}, report.metrics) if split == TEST else (report.metrics, stored)), hint
+    said = (same and unrestored_warning(artifact, split, report.metrics, profile_digest(resolved))) or (
+        saturation_warning(
+            *((stored.get(VALIDATION) or {}, report.metrics) if split == TEST else (report.metrics, stored)),
+            validation_hint(resolved, spec),
+        )
     )
     return Report(report.metrics, f"{report.text.rstrip()}\n{said}\n") if said else report
 
