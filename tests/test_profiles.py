@@ -655,6 +655,30 @@ def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):
     assert profile.raw.data["models"]["m"] == {"use": "toy-classifier", "rate": 0.5, "data": "s"}, "--set's stay"
 
 
+def test_a_key_missing_from_a_table_another_use_replaced_says_it_was_replaced_and_by_whom(
+    tmp_path, kernel, monkeypatch
+):
+    """`models.m.data: required key missing` while the extended file set data: the rule (a table whose use
+    changes is replaced, not merged) is documented, the message did not connect to it."""
+    monkeypatch.chdir(tmp_path)
+    write(
+        tmp_path / "base.toml",
+        '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\nepochs = 3\n',
+    )
+    write(tmp_path / "child.toml", 'extends = ["base"]\n[models.m]\nuse = "toy-classifier"\n')
+    replaced = "changed use from 'toy-model' (base.toml) to 'toy-classifier': the table was replaced, not merged"
+    lost = "the keys set before no longer apply: data, epochs"
+    with pytest.raises(heirloom.ProfileError) as raised:
+        kernel.resolve("child.toml")
+    assert str(raised.value) == f"child.toml: models.m.data: required key missing (child.toml {replaced}; {lost})"
+    with pytest.raises(heirloom.ProfileError) as raised:
+        kernel.resolve("base.toml", ["models.m.use=toy-classifier"])
+    assert str(raised.value) == f"base.toml: models.m.data: required key missing (--set {replaced}; {lost})"
+    with pytest.raises(heirloom.ProfileError) as raised:  # a key the table never had: no replacement to tell of
+        kernel.resolve("base.toml", ["models.m.use=toy-classifier", "models.m.data=s", "models.m.epochs=x"])
+    assert "replaced" not in str(raised.value)
+
+
 def test_an_empty_serve_or_inherit_in_a_child_profile_unsets_what_its_parent_set(tmp_path, kernel):
     """Two teams could not go back to serving the latest version in a profile extending one
     with ``serve = "production"``: ``serve = ""`` was an error (TOML has no null)."""

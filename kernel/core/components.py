@@ -116,23 +116,16 @@ class Progress(Protocol):
     """Progress reporting for long work (fit, evaluate); the CLI renders it as a bar."""
 
     def start(self, description: str, total: float | None = None) -> None: ...
-
     def advance(self, amount: float = 1) -> None: ...
-
     def log(self, message: str) -> None: ...
 
 
 class NullProgress:
     """Progress that goes nowhere: the default when nobody is watching."""
 
-    def start(self, description: str, total: float | None = None) -> None:
-        pass
-
-    def advance(self, amount: float = 1) -> None:
-        pass
-
-    def log(self, message: str) -> None:
-        pass
+    def start(self, description: str, total: float | None = None) -> None: ...
+    def advance(self, amount: float = 1) -> None: ...
+    def log(self, message: str) -> None: ...
 
 
 class Component(abc.ABC):
@@ -424,7 +417,6 @@ class ClientLimits:
 
 
 KIND_BASES: dict[str, type[Component]] = {"source": Source, "model": Model, "api": Api, "resources": Resources}
-
 
 PATH_KEY = "heirloom_path"
 

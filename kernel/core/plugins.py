@@ -66,10 +66,8 @@ def _describe(exc: BaseException) -> str:
 def _where(exc: BaseException, module: str) -> str:
     """`` (at FILE:LINE)``: the deepest line of the plugin's own code that a failed import ran
     (a NameError's message names no file; attrs' error at class creation names no class)."""
-    top = module.partition(".")[0]
-    own = [
-        f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).stem == top or f"/{top}/" in f.filename
-    ]
+    top, frames = module.partition(".")[0], traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if Path(f.filename).stem == top or f"/{top}/" in f.filename]
     return f" (at {own[-1].filename}:{own[-1].lineno})" if own else ""
 
 

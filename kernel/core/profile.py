@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from heirloom.core.components import KINDS, TABLES
+from heirloom.core.components import TABLES
 from heirloom.core.errors import PluginError, Problem, ProfileError, did_you_mean
 from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
@@ -106,6 +106,8 @@ class RawProfile:
     disabled: dict[str, str] = attrs.field(factory=dict)
     #: Problems that leave the tree whole (a value set on a disabled component): validation reports them.
     problems: list[Problem] = attrs.field(factory=list)
+    #: Component tables a later file's (or --set's) other ``use`` replaced: why keys set before are missing.
+    replaced: dict[str, str] = attrs.field(factory=dict)
 
     def hide_secrets(self, key: str, message: str) -> str:
         """``message`` with the value at ``key`` masked when it came from the environment (a
@@ -179,15 +181,17 @@ class ProfileLoader:
         provenance: dict[str, str] = {}
         files: list[str] = []
         self._merged: set[Path] = set()
+        self._replaced: dict[str, str] = {}
         self._merge_file(path, data, provenance, files, problems, chain=[])
-        _apply_overrides(data, provenance, list(overrides), problems)
+        _apply_overrides(data, provenance, list(overrides), problems, self._replaced)
         _drop_disabled(data, provenance, late := [], disabled := {}, [*files, OVERRIDE_SOURCE])
         secrets: set[str] = set()
         project = str(data.get("project") or profile_name(path))  # ${project}: the extending file's own
         _interpolate(data, provenance, problems, [], secrets, project)
         if problems:
             raise ProfileError([*problems, *late])
-        return RawProfile(profile_name(path), display_path(path), data, provenance, files, secrets, disabled, late)
+        name, file = profile_name(path), display_path(path)
+        return RawProfile(name, file, data, provenance, files, secrets, disabled, late, self._replaced)
 
     def _merge_file(
         self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
@@ -246,7 +250,7 @@ class ProfileLoader:
                 refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
-        _merge(data, tree, provenance, label, [])
+        _merge(data, tree, provenance, label, [], self._replaced)
         files.append(label)
 
 
@@ -255,8 +259,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return parse_bounded(handle.read())
 
 
-def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str]) -> None:
-    """Deep-merge ``overlay`` into ``base``; record ``label`` as provenance of each leaf.
+def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str], replaced: dict) -> None:
+    """Deep-merge ``overlay`` into ``base``; record ``label`` as provenance of each leaf, and in ``replaced``
+    the component tables whose ``use`` it changes.
 
     A replaced value forgets only its own provenance entries: linear in the values merged."""
     for key, value in overlay.items():
@@ -264,19 +269,28 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
         old = base.get(key)
         swaps_type = isinstance(value, dict) and "use" in value and isinstance(old, dict)
         if swaps_type and _is_component_table(here) and value["use"] != old.get("use"):
+            replaced[dotted(here)] = _replacement(provenance, here, old, value["use"], label)
             _forget(provenance, here, old)  # swapping the component type replaces the table
             base[key] = {}
         if isinstance(value, dict):
             if not isinstance(base.get(key), dict):
                 _forget(provenance, here, old)  # None when absent: nothing to forget
                 base[key] = {}
-            _merge(base[key], value, provenance, label, here)
+            _merge(base[key], value, provenance, label, here, replaced)
             if not value:
                 provenance[dotted(here)] = label
         else:
             _forget(provenance, here, old)
             base[key] = value
             provenance[dotted(here)] = label
+
+
+def _replacement(provenance: dict[str, str], path: list[str], old: dict, use: str, label: str) -> str:
+    """Why a key that an extended file set is missing: ``label`` gave the table at ``path`` another type."""
+    was = f"{old.get('use')!r} ({provenance.get(dotted([*path, 'use']), '?')})"
+    keys = ", ".join(dotted([key]) for key in old if key != "use")
+    lost = f"; the keys set before no longer apply: {keys}" if keys else ""
+    return f"{label} changed use from {was} to {use!r}: the table was replaced, not merged{lost}"
 
 
 def _is_component_table(path: list[str]) -> bool:
@@ -317,15 +331,16 @@ def _override(item: str) -> tuple[list[str], str] | None:
         return None
 
 
-def _apply_overrides(data: dict, provenance: dict, overrides: list[str], problems: list[Problem]) -> None:
-    split = {item: _override(item) for item in overrides}
+def _apply_overrides(data: dict, provenance: dict, items: list[str], problems: list[Problem], replaced: dict) -> None:
+    split = {item: _override(item) for item in items}
     created = {tuple(parts[:-1]): text.strip() for parts, text in filter(None, split.values()) if parts[-1] == "use"}
     for at, use in created.items():
         table = functools.reduce(lambda node, part: node.get(part) if isinstance(node, dict) else None, at, data)
         if _is_component_table(list(at)) and isinstance(table, dict) and table.get("use") != use:
+            replaced[dotted(at)] = _replacement(provenance, list(at), table, use, OVERRIDE_SOURCE)
             _forget(provenance, list(at), table)  # another type replaces the table, as a file's `use` does: the
             table.clear()  # inherited keys were the old type's (then "unknown key"); other --set values stay
-    for item in overrides:
+    for item in items:
         if (given := split[item]) is None:
             said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
             problems.append(Problem(OVERRIDE_SOURCE, "", f"expected KEY.PATH=VALUE ({said}), got {item!r}"))
@@ -360,10 +375,8 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabl
     file that said so: a reference to one is told why it is gone); a value a later file (in ``order``,
     the extends chain then ``--set``) set on one is a problem naming both files: it was dropped unsaid."""
     rank = {file: i for i, file in enumerate(order)}
-    for kind in KINDS:
-        table_name = TABLES[kind]
-        table = data.get(table_name)
-        if not isinstance(table, dict):
+    for table_name in TABLES.values():
+        if not isinstance(table := data.get(table_name), dict):
             continue
         if table_name in SINGLE_COMPONENT_TABLES:  # refused: it would drop every inherited setting, silently
             if _disabled(table.get("enabled")):

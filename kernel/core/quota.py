@@ -56,10 +56,7 @@ class StorageQuota:
 
     def check(self, adding: int, what: str) -> None:
         """Raise ResourceExhaustedError when ``adding`` bytes would pass the limit."""
-        if self.limit is None:
-            return
-        used = self.used()
-        if used + adding > self.limit:
+        if self.limit is not None and (used := self.used()) + adding > self.limit:
             raise ResourceExhaustedError(
                 f"{what}: project {self.project!r} holds {used} bytes of {self.area}; {adding} more would pass "
                 f"its {self.area} quota of {self.limit // MIB} MiB; nothing was written"

@@ -40,11 +40,9 @@ class VersionStore(Protocol):
 
     def resolve(self, ref: str) -> StoredVersion:
         """The version a ref names; raises HeirloomError when it names nothing."""
-        ...
 
     def load(self, ref: StoredVersion, reads: int | None = None) -> State:
         """The verified state of a version; HeirloomError if stored in a state format above ``reads``."""
-        ...
 
 
 Start = Callable[["ComponentSpec"], Model]

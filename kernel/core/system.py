@@ -47,8 +47,7 @@ def dependency_closure(specs: list[ComponentSpec], wanted: set[tuple[str, str]])
     by_key = {(s.kind, s.name): s for s in specs}
     if unknown := sorted(f"{kind} {name!r}" for kind, name in wanted if (kind, name) not in by_key):
         raise HeirloomError(f"the profile has no {', '.join(unknown)}")
-    needed = {("resources", "resources")}
-    todo = list(wanted)
+    needed, todo = {("resources", "resources")}, list(wanted)
     while todo:
         key = todo.pop()
         if key not in needed:
