@@ -387,7 +387,7 @@ def check_model(
             fresh = system.component(CHECKED, "model")
             fresh.load(stored)
             assert fresh.ready(), "ready() is False after load(state)"
-            assert fresh.predict(batch) == outputs, "after state() -> store -> load(), predictions differ"
+            assert (again := fresh.predict(batch)) == outputs, _first_difference(outputs, again)
         with _system(cls, config, tables) as system:
             child = system.component(CHECKED, "model")
             child.fit(system.component("data", "source").records("train"), parent=stored)
@@ -395,6 +395,22 @@ def check_model(
     finally:
         _RECORDS.pop(token, None)
     return report
+
+
+def _first_difference(before: list[Any], after: list[Any]) -> str:
+    """Where the predictions of the fitted model and of the one loaded from its state first differ, both shown (cut:
+    an output may be a long vector): "predictions differ" gave no input to debug ``load`` with."""
+    pairs = enumerate(zip(before, after, strict=False))
+    at = next((i for i, (was, now) in pairs if was != now), min(len(before), len(after)))
+
+    def shown(outputs: list[Any]) -> str:
+        said = repr(outputs[at]) if at < len(outputs) else f"missing ({len(outputs)} predictions)"
+        return said if len(said) <= 200 else f"{said[:200]}... ({len(said) - 200} more characters)"
+
+    return (
+        f"after state() -> store -> load(), predictions differ, first at input {at}: {shown(before)} from the fitted "
+        f"model, {shown(after)} from the one that loaded its state (load() does not restore what state() saved?)"
+    )
 
 
 def _through_the_store(state: State, state_format: int) -> State:

@@ -610,7 +610,11 @@ def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
     profiles = run_heirloom("profiles", "--json", cwd=tmp_path, env=env)
     clashing = {p["name"]: p["conflicts"] for p in json.loads(profiles.stdout)}["minimal"]
     assert len(clashing) == 2 and any("heirloom_shadow" in label for label in clashing), clashing
-    assert "conflict: profile minimal is registered by" in run_heirloom("profiles", cwd=tmp_path, env=env).stderr
+    table = run_heirloom("profiles", cwd=tmp_path, env={**env, "COLUMNS": "300"})
+    assert "conflict: profile minimal is registered by" in table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith("│ minimal "))  # it named one, arbitrarily
+    assert "│ conflict: naming it is an error (HEIRLOOM_DISABLE_PLUGINS one) │" in row, table.stdout
+    assert row.count("plugin ") == 2 and "plugin heirloom_shadow" in row and str(mine) not in row, row
     team = write(tmp_path / "team" / "base.toml", 'extends = ["minimal"]\n')  # the file whose extends meets it
     for command in ("check", "show"):
         extended = run_heirloom("profile", command, str(team), cwd=tmp_path, env=env)

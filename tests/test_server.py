@@ -208,7 +208,8 @@ def test_an_input_classs_own_refusal_keeps_its_field_and_its_bug_is_internal_and
     for fatal in ("KeyboardInterrupt", "SystemExit"):  # the daemon exited 3 at the SystemExit
         with pytest.raises(Internal, match=f"the route's input class raised {fatal}"):
             client.call("t.typed", {"text": "a", "count": 98 if fatal == "KeyboardInterrupt" else 99})
-    assert "input class Typed raised" in daemon.log() and "KeyError: 'unlucky'" in daemon.log()
+    said = "t.typed (api type 'testing', plugin tests.testing_api): input class Typed raised"  # as a handler's
+    assert said in daemon.log() and "KeyError: 'unlucky'" in daemon.log()
     assert client.call("t.typed", {"text": "a", "count": 3}) == "aaa"
 
 

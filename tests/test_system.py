@@ -69,8 +69,8 @@ def test_every_teardown_error_is_collected(tmp_path):
     with pytest.raises(heirloom.LifecycleError) as caught:
         system.stop()
     messages = [str(e) for e in caught.value.errors]
-    assert any("models.m (toy-model) failed to stop" in m for m in messages)
-    assert any("models.m2 (toy-model) failed to stop" in m for m in messages)
+    said = "(toy-model, plugin tests.toys) failed to stop: RuntimeError: {} refuses to stop"  # its type, as at start
+    assert sorted(messages) == [f"models.{m} {said.format(m)}" for m in ("m", "m2")]
     assert "stop raw" in toys.EVENTS and "stop api" in toys.EVENTS  # teardown went on
 
 
@@ -315,14 +315,15 @@ def test_a_component_that_fails_to_stop_fails_train_and_eval_after_they_said_wha
     trained = run_heirloom("train", str(team), env=env)
     assert trained.returncode == 1 and "stored team/m@1" in trained.stdout and "accuracy" in trained.stdout, trained
     last = " ".join(trained.stderr.split()).rpartition("error: ")[2]
-    assert last == "the version team/m@1 was stored; then models.m (toy-model) failed to stop: m refuses to stop"
+    failed = "models.m (toy-model, plugin tests.toys) failed to stop: RuntimeError: m refuses to stop"
+    assert last == f"the version team/m@1 was stored; then {failed}"
     again = run_heirloom("train", str(team), "--json", env=env)
     assert again.returncode == 1 and json.loads(again.stdout)["models"]["m"]["stored"] is False, again
-    assert "error: nothing new was stored (team/m@1 is identical); then models.m (toy-model) failed" in again.stderr
+    assert "error: nothing new was stored (team/m@1 is identical); then models.m (toy-model, plugin" in again.stderr
     evaluated = run_heirloom("eval", str(team), "--json", env=env)
     assert evaluated.returncode == 1 and json.loads(evaluated.stdout)["models"]["m"]["accuracy"] == 1.0, evaluated
     said = " ".join(evaluated.stderr.split())
-    assert "error: team/m@1 was evaluated on the test split; then models.m (toy-model) failed to stop" in said
+    assert f"error: team/m@1 was evaluated on the test split; then {failed}" in said
     daemon = Daemon(tmp_path, profile=text, env=env)
     daemon.wait_ready()
-    assert daemon.terminate() == 1 and "models.m (toy-model) failed to stop: m refuses to stop" in daemon.log()
+    assert daemon.terminate() == 1 and failed in daemon.log()

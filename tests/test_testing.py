@@ -161,7 +161,10 @@ def test_check_model_passes_a_correct_model():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"forget": True}, "predictions differ"),
+        (
+            {"forget": True},
+            re.escape("predictions differ, first at input 0: 'x' from the fitted model, '?' from the one"),
+        ),
         ({"always_ready": True}, "ready\\(\\) is True before fit"),
         ({"numpy_scores": True}, re.escape("predict(inputs)[0].score is no value a reply can carry (msgpack)")),
     ],

@@ -74,6 +74,10 @@ def plugins_command(as_json: bool) -> None:
         err_console.print(f"conflict: {what} is registered by {' and '.join(labels)}", markup=False)
 
 
+#: A ``profiles`` row's file where two plugins register the name: naming it is an error, so neither file is it.
+CONFLICT = "conflict: naming it is an error (HEIRLOOM_DISABLE_PLUGINS one)"
+
+
 @click.command("profiles")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def profiles_command(as_json: bool) -> None:
@@ -95,7 +99,11 @@ def profiles_command(as_json: bool) -> None:
         return
     table = Table(Column("profile", no_wrap=True), Column("file", overflow="fold"), "from")  # names are copied
     for entry in found:
-        table.add_row(*map(inert, (entry["name"], entry["path"], entry["origin"])))
+        row = (entry["name"], entry["path"], entry["origin"])
+        registered = [str(path) for _, path in kernel.plugins.profiles.get(entry["name"], [])]
+        if (labels := clashes.get(entry["name"])) and entry["path"] in registered:  # no file is the one it means
+            row = (entry["name"], CONFLICT, " and ".join(f"plugin {label}" for label in labels))
+        table.add_row(*map(inert, row))
     console.print(table)
     for entry in [entry for entry in found if entry["shadows"]]:
         console.print(inert(f"{entry['name']}: {entry['path']} shadows {', '.join(entry['shadows'])}"))

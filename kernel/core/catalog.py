@@ -101,9 +101,7 @@ class Catalog:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        if not isinstance(data, dict) or data.get("version") != CATALOG_VERSION:
-            return {}
-        plugins = data.get("plugins")
+        plugins = data.get("plugins") if isinstance(data, dict) and data.get("version") == CATALOG_VERSION else None
         return plugins if isinstance(plugins, dict) else {}
 
     def knows(self, info: PluginInfo) -> bool:

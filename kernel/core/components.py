@@ -261,9 +261,7 @@ class ModelHandle:
 
     def swap(self, model: Model, version: str | None) -> Model:
         """Serve ``model`` from now on; returns the model it replaces."""
-        old = self._current[0]
-        self._current = (model, version)
-        self.unavailable = None
+        old, self._current, self.unavailable = self._current[0], (model, version), None
         return old
 
 

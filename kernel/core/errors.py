@@ -11,6 +11,11 @@ class HeirloomError(Exception):
     """Base class of every error heirloom raises on purpose."""
 
 
+def described(exc: BaseException) -> str:
+    """Its message, led by its type unless raised on purpose: a plugin's ``KeyError('x')`` read only ``'x'``."""
+    return str(exc) if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"
+
+
 @attrs.frozen
 class Problem:
     """One thing wrong with a profile: where (file and key path) and what."""

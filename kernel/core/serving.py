@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from heirloom.core.components import Model, ModelHandle, State
-from heirloom.core.errors import HeirloomError, RefError
+from heirloom.core.errors import HeirloomError, RefError, described
 
 if TYPE_CHECKING:
     from heirloom.core.schema import ComponentSpec
@@ -90,8 +90,7 @@ class ModelServing:
         try:
             self._load(spec, model, artifact)
         except Exception as exc:  # which version would not load; a plugin bug's type too
-            said = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"
-            raise HeirloomError(f"could not load {artifact.ref}: {said}") from exc
+            raise HeirloomError(f"could not load {artifact.ref}: {described(exc)}") from exc
         handle.swap(model, artifact.ref)
         self.digests[spec.name] = artifact.digest
         log.info("serving %s", artifact.ref)
@@ -130,8 +129,7 @@ class ModelServing:
                     failed = f"did not swap to {artifact.ref}, an api's check refused it"
                     raise HeirloomError("; ".join(problems))
             except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
-                why = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # as at the start
-                self.errors[name] = f"{failed}: {why}; still serving {handle.version or 'nothing'}"
+                self.errors[name] = f"{failed}: {described(exc)}; still serving {handle.version or 'nothing'}"
                 self._failed[name] = artifact.digest
                 log.error("%s (%s): %s", spec.key, spec.use, self.errors[name])  # whose load it was, as at the start
                 self._retired += [(name, model)] if model is not None else []  # stopped at the next refresh: 5 refused

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import TABLES, Api, Component, Context, Model, ModelHandle, Resources, references
-from heirloom.core.errors import HeirloomError, LifecycleError
+from heirloom.core.errors import HeirloomError, LifecycleError, described
 from heirloom.core.profile import dotted
 from heirloom.core.quota import StorageQuota, quota_mb
 from heirloom.core.schema import ComponentSpec, ResolvedProfile
@@ -141,8 +141,7 @@ class System:
                 log.debug("%s failed to start", what, exc_info=exc)  # a plugin bug's traceback; the error says why
                 errors = self._stop_started()
                 self.state = "failed"
-                reason = exc if isinstance(exc, HeirloomError) else f"{type(exc).__name__}: {exc}"  # said once
-                raise LifecycleError(f"{what} failed to start: {reason}", errors) from exc
+                raise LifecycleError(f"{what} failed to start: {described(exc)}", errors) from exc
             self._started.append((spec, component))
             log.info("started %s in %.2fs", what, time.perf_counter() - began)
         if problems := self._served_model_problems():
@@ -213,8 +212,9 @@ class System:
                 run_with_timeout(component.stop, timeout, f"stop of {what}")
                 log.info("stopped %s", what)
             except Exception as exc:  # noqa: BLE001 - everything already started must stop
-                log.error("stop failed: %s: %s", what, exc)
-                errors.append(LifecycleError(f"{what} failed to stop: {exc}"))
+                by = getattr(self.plugins.provider(spec.kind, spec.use), "label", "?")  # whose stop() it is
+                log.error("%s", said := f"{spec.key} ({spec.use}, plugin {by}) failed to stop: {described(exc)}")
+                errors.append(LifecycleError(said))
         self._components.clear()
         return errors
 

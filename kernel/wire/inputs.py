@@ -11,6 +11,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -116,8 +117,10 @@ def wire_type(value: Any) -> str:
 class InputValidator:
     """Structures request bodies into one attrs class; raises RequestError naming the field."""
 
-    def __init__(self, cls: type):
+    def __init__(self, cls: type, named: Callable[[], str] = lambda: "a route"):
+        """``named()``: the route and whose api it is, for the log line of the class's own bug."""
         self.cls = attrs.resolve_types(cls)
+        self.named = named
         self._structure = _converter.get_structure_hook(cls)
 
     def __call__(self, body: Any) -> Any:
@@ -160,7 +163,7 @@ class InputValidator:
     def _bug(self, raised: BaseException) -> RequestError:
         """INTERNAL for an exception the input class's own code raised: its bug, not the client's
         request, logged whole (it killed the daemon, or a batcher thread, when not an Exception)."""
-        log.error("input class %s raised", self.cls.__qualname__, exc_info=raised)
+        log.error("%s: input class %s raised", self.named(), self.cls.__qualname__, exc_info=raised)
         bug = f"{type(raised).__name__}: {raised}"
         return RequestError(INTERNAL, f"the route's input class raised {without_paths(bug)} (a plugin bug)")
 

@@ -24,7 +24,7 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
 from heirloom.wire.bodies import unpack_body
-from heirloom.wire.call import Call, Complete
+from heirloom.wire.call import Call, Complete, named
 from heirloom.wire.inputs import InputValidator, json_schema, wire_type
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
@@ -66,7 +66,11 @@ class Endpoint:
         self.inline = route.inline
         self.admin = route.admin
         self.validate = (
-            None if route.input is None else no_body(name) if route.input is NO_INPUT else InputValidator(route.input)
+            None
+            if route.input is None
+            else no_body(name)
+            if route.input is NO_INPUT
+            else InputValidator(route.input, lambda: named(self))
         )
         self.stats = RouteStats()
         self.pending = 0
