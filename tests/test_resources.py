@@ -213,6 +213,8 @@ def test_a_project_at_its_artifact_quota_is_refused_and_the_store_stays_consiste
     assert result.returncode == 1
     assert "error: not stored: project 'quota' holds 1.0 MiB in the artifact store" in result.stderr
     assert "past its artifact quota of 1 MiB" in result.stderr
+    kept = "1 MiB; with retention off, `heirloom models gc --keep 1` keeps 1.0 MiB of it: quota/big@1 (newest);"
+    assert kept in " ".join(result.stderr.split())  # it said "`heirloom models gc --keep 1` (retention is off) keep"
     assert versions("quota") == ["quota/big@1"] and sorted(os.listdir(store.blobs)) == blobs
     assert store.verify("quota/big@1") and store.verify(other.ref)  # other projects count for themselves
 

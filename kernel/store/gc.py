@@ -226,8 +226,8 @@ def room(tx: Transaction, blobs: Path, project: str, keep: int | None, used: int
     gc = f"`heirloom models gc --keep {keep or 1}`"
     listed = ", ".join(f"{ref} ({reason})" for ref, reason in why.items()) or "nothing"
     retention = f"retention (the newest {keep} per model, by the resource manager's retention())"
-    who = f"{retention} and {gc}" if keep else f"{gc} (retention is off)"
-    said = f"{who} keep {size / MIB:.1f} MiB of it: {listed}"
+    who = f"{retention} and {gc} keep" if keep else f"with retention off, {gc} keeps"
+    said = f"{who} {size / MIB:.1f} MiB of it: {listed}"
     if size + adding <= quota:
         return f"{said}; {gc} frees {(used - size) / MIB:.1f} MiB, room enough"
     need = -(-(size + adding) // MIB)  # MiB, rounded up
