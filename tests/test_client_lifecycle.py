@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import wait
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 
@@ -124,3 +124,68 @@ def test_no_reply_names_the_deadline_the_caller_gave():
     finally:
         client.close()
         silent.close(linger=0)
+
+
+def _lost(outcome: object) -> bool:
+    """``outcome`` is the client's error for a request whose connection closed: UNAVAILABLE, retryable, at
+    once (a NoReply at the deadline is DEADLINE_EXCEEDED), saying so."""
+    return (
+        isinstance(outcome, Unavailable)
+        and outcome.retryable
+        and "closed the connection before answering (it may have been draining); retry" in outcome.message
+    )
+
+
+def test_requests_on_a_connection_the_daemon_closed_fail_at_once_and_those_not_sent_reach_the_next(tmp_path):
+    """Requests sent just before a daemon closed its socket (a rolling restart) got no reply and waited out
+    their whole deadline, then failed DEADLINE_EXCEEDED, which no client retries. Now each fails at once
+    as UNAVAILABLE, retryable; a request made while no daemon listens waits and is answered by the next
+    one; a retried idempotent call is answered by it too."""
+    first = Daemon(tmp_path / "first")
+    first.wait_ready()
+    client, watcher = first.client(timeout=30, retries=0), first.client(timeout=30)
+    try:
+        slow = [client.submit("t.slow", {"ms": 60_000}) for _ in range(4)]  # read, never answered
+        while watcher.call("_stats")["in_flight"] < len(slow):
+            time.sleep(0.05)
+        first.process.send_signal(signal.SIGSTOP)
+        unread = [client.submit("echo.echo", n) for n in range(10)]
+        with ThreadPoolExecutor(1) as pool:
+            retried = pool.submit(watcher.call, "_health")  # idempotent: the client retries it
+            first.kill()
+            assert all(_lost(future.exception()) for future in slow), [future.exception() for future in slow]
+            waiting = [client.submit("echo.echo", n) for n in range(10, 20)]  # no daemon: not sent yet
+            second = Daemon(tmp_path / "second", address=first.address)
+            try:
+                answers = [f.exception() or f.result().body for f in unread + waiting]
+                assert all(answer == n or _lost(answer) for n, answer in enumerate(answers)), answers
+                assert answers[10:] == list(range(10, 20))
+                assert retried.result()["pid"] == second.process.pid
+            finally:
+                assert second.terminate() == 0
+    finally:
+        client.close()
+        watcher.close()
+
+
+def test_async_client_requests_a_killed_daemon_never_read_fail_at_once(tmp_path):
+    """The same for the AsyncClient: requests sent to a stopped daemon that is then killed fail at once
+    as UNAVAILABLE, retryable, not at their deadline as DEADLINE_EXCEEDED."""
+    import asyncio
+
+    import heirloom
+
+    daemon = Daemon(tmp_path)
+    daemon.wait_ready()
+
+    async def scenario() -> list[BaseException | None]:
+        async with heirloom.AsyncClient(daemon.address, timeout=30) as client:
+            assert await client.call("echo.echo", "connected") == "connected"
+            daemon.process.send_signal(signal.SIGSTOP)
+            calls = [asyncio.ensure_future(client.call("echo.echo", n)) for n in range(20)]
+            await asyncio.sleep(0)  # each call runs up to its wait for the reply: sent
+            daemon.kill()
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert all(_lost(outcome) for outcome in outcomes), outcomes

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveClient
@@ -31,18 +30,21 @@ from heirloom.wire.client import (
     Reply,
     Unauthenticated,
     Unavailable,
+    closed_before_reply,
     frames_of,
+    parse_reply,
+    seconds,
+)
+from heirloom.wire.dealer import DISCONNECTED, HANDSHAKE_SUCCEEDED, connection_events, dealer, linked_at_start, redial
+from heirloom.wire.transport import drain, receiver, sender
+from heirloom.wire.unanswered import (
+    DEFAULT_MAX_MESSAGE,
     largest_frame,
     no_reply,
-    parse_reply,
-    redial,
     refused_key_message,
-    seconds,
     silence_hint,
 )
-from heirloom.wire.transport import drain, receiver, sender
 
-HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
@@ -68,22 +70,20 @@ class AsyncClient:
         self._silence = silence_hint(curve)
         self._owns_context = context is None
         self._context = context or zmq.Context()
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._monitor: zmq.Socket | None = None
-        if curve is not None:
-            curve.apply(self._socket)
-            self._monitor = self._socket.get_monitor_socket(HANDSHAKE_EVENTS)
+        self._socket, self._monitor = dealer(self._context, curve)
         self._socket.connect(address)
         self._send = sender(self._socket, nonblocking=True)
         self._recv = receiver(self._socket)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Reply]] = {}
-        #: Requests libzmq did not take (its queue to the daemon is at the high-water mark),
-        #: sent once the socket is writable again unless their deadline passed meanwhile.
+        #: Requests not sent yet: no connection is up, or libzmq's queue to the daemon is at its high-water
+        #: mark; sent once one is up and the socket writable, unless their deadline passed meanwhile.
         self._unsent: deque[tuple[int, Sequence[Any]]] = deque()
+        #: The largest frame of each request in flight with one over a daemon's default limit, for its error.
+        self._oversized: dict[int, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._auth_failure: str | None = None
+        self._linked = linked_at_start(address)  # a connection is up to send on (heirloom.wire.dealer)
         self._closed = False
 
     async def request(
@@ -103,18 +103,24 @@ class AsyncClient:
             redial(self._socket, self.address)
         if self._loop is None:
             self._attach()
+        if self._monitor.get(_EVENTS) & _POLLIN:  # a close is seen before another request is sent (dealer.py)
+            self._on_monitor()
         budget = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[request_id] = future
-        timer = loop.call_later(budget, self._expire, request_id, route, budget, largest_frame(frames))
+        largest = largest_frame(frames)
+        if largest > DEFAULT_MAX_MESSAGE:
+            self._oversized[request_id] = largest
+        timer = loop.call_later(budget, self._expire, request_id, route, budget, largest)
         try:
             self._submit(request_id, frames)
             return await future
         finally:
             timer.cancel()
             self._pending.pop(request_id, None)
+            self._oversized.pop(request_id, None)
 
     async def call(self, route: str, body: Any = None, **kwargs: Any) -> Any:
         """Call ``route`` and return the reply body (options as :meth:`request`)."""
@@ -122,16 +128,15 @@ class AsyncClient:
 
     # -- the socket on the loop ----------------------------------------------------------
     def _attach(self) -> asyncio.AbstractEventLoop:
-        """Watch the socket (and the Curve monitor) from the running loop, on first use."""
+        """Watch the socket and its monitor from the running loop, on first use."""
         loop = self._loop = asyncio.get_running_loop()
         loop.add_reader(self._socket.FD, self._on_socket)
-        if self._monitor is not None:
-            loop.add_reader(self._monitor.FD, self._on_monitor)
-            loop.call_soon(self._on_monitor)  # events from before the reader (edge-triggered)
+        loop.add_reader(self._monitor.FD, self._on_monitor)
+        loop.call_soon(self._on_monitor)  # events from before the reader (edge-triggered)
         return loop
 
     def _submit(self, request_id: int, frames: Sequence[Any]) -> None:
-        if not self._unsent:
+        if not self._unsent and self._linked:
             try:
                 self._send(frames)
             except zmq.Again:  # the queue to the daemon is full: wait until it is writable
@@ -155,6 +160,11 @@ class AsyncClient:
 
     def _flush(self) -> None:
         while self._unsent:
+            if self._monitor.get(_EVENTS) & _POLLIN:
+                self._on_monitor()
+                continue
+            if not self._linked:
+                return
             request_id, frames = self._unsent[0]
             if request_id in self._pending:
                 try:
@@ -182,17 +192,28 @@ class AsyncClient:
             future.set_exception(NoReply(no_reply(self.address, route, budget, self._silence, largest)))
 
     def _on_monitor(self) -> None:
-        assert self._monitor is not None
-        while not self._closed:
-            try:
-                event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))["event"]
-            except zmq.Again:
-                return
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        if self._closed:  # a call_soon from _attach may come after close
+            return
+        for event in connection_events(self._monitor):
+            self._linked = event == HANDSHAKE_SUCCEEDED
+            if self._linked:
                 self._auth_failure = None
-                continue
-            self._auth_failure = refused_key_message(self.address)
-            self._fail_pending(Unauthenticated(self._auth_failure))
+                self._socket.get(_EVENTS)  # libzmq takes in the new connection (and drops the last) now
+                self._loop.call_soon(self._on_socket)  # type: ignore[union-attr]  # to send what waited for it
+            elif event != DISCONNECTED:  # a refused handshake: nothing queued will be sent
+                self._auth_failure = refused_key_message(self.address)
+                self._fail_pending(Unauthenticated(self._auth_failure))
+            else:  # what was sent on it has no reply to come
+                self._lost()
+
+    def _lost(self) -> None:
+        while self._socket.get(_EVENTS) & _POLLIN:  # the replies that came before it closed
+            drain(self._socket, self._recv, self._resolve, DRAIN_LIMIT)
+        unsent = {request_id for request_id, _ in self._unsent}
+        for request_id in [key for key in self._pending if key not in unsent]:
+            future = self._pending.pop(request_id)
+            if not future.done():
+                future.set_exception(closed_before_reply(self.address, self._oversized.get(request_id, 0)))
 
     def _fail_pending(self, error: RemoteError) -> None:
         for future in self._pending.values():
@@ -209,12 +230,10 @@ class AsyncClient:
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(ValueError, RuntimeError):  # the descriptors are gone or the loop stopped
                 self._loop.remove_reader(self._socket.FD)
-                if self._monitor is not None:
-                    self._loop.remove_reader(self._monitor.FD)
+                self._loop.remove_reader(self._monitor.FD)
         self._fail_pending(Unavailable("the client was closed"))
-        if self._monitor is not None:
-            self._socket.disable_monitor()
-            self._monitor.close(linger=0)
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
         self._socket.close(linger=0)
         if self._owns_context:
             self._context.term()

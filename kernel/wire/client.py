@@ -8,7 +8,6 @@ callers hand it requests through a queue and get futures back, so any number of 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import math
@@ -25,17 +24,23 @@ from weakref import WeakSet
 
 import attrs
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from heirloom.core.errors import HeirloomError
-from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveClient
+from heirloom.wire.dealer import (
+    DISCONNECTED,
+    HANDSHAKE_SUCCEEDED,
+    connection_events,
+    dealer,
+    linked_at_start,
+    redial,
+    replies_follow,
+)
 from heirloom.wire.protocol import (
     CODES,
     HEADER_LIMIT,
     INTERNAL,
     OK,
-    RETRYABLE,
     SIGNATURE,
     attach_buffers,
     quoted,
@@ -43,13 +48,19 @@ from heirloom.wire.protocol import (
     unpackb,
 )
 from heirloom.wire.transport import attach, receiver, sender
+from heirloom.wire.unanswered import (
+    DEFAULT_MAX_MESSAGE,
+    largest_frame,
+    no_reply,
+    over_default,
+    refused_key_message,
+    silence_hint,
+)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 IDEMPOTENT_ROUTES = frozenset({"_health", "_ready", "_routes", "_stats"})
 #: How long past its deadline a caller waits for the I/O thread's own NoReply before raising one itself.
 MARGIN = 1.0
-#: A daemon's default ``[server] max_message_bytes``: it drops a larger frame unanswered (PROTOCOL.md).
-DEFAULT_MAX_MESSAGE = attrs.fields(ServerSettings).max_message_bytes.default
 
 
 class RemoteError(HeirloomError):
@@ -179,22 +190,6 @@ def parse_reply(frames: list[Any], expected: Callable[[Any], bool]) -> tuple[Any
     return request_id, Reply(body, header.get("version"), header.get("queue_ms", 0.0), header.get("compute_ms", 0.0))
 
 
-def redial(socket: zmq.Socket, address: str) -> None:
-    """Connect ``socket`` to ``address`` again: libzmq leaves a socket refused at the Curve
-    handshake with no peer, for good, so a key authorised since was served only to a new client."""
-    with contextlib.suppress(zmq.ZMQError):  # the refused connection may be gone already
-        socket.disconnect(address)
-    socket.connect(address)
-
-
-def refused_key_message(address: str) -> str:
-    """What a failed Curve handshake means, for UNAUTHENTICATED."""
-    return (
-        f"the daemon at {address} refused this client's Curve key (not in its "
-        "authorised clients) or the server key is wrong"
-    )
-
-
 @attrs.define
 class _Pending:
     future: Future
@@ -204,31 +199,14 @@ class _Pending:
     largest: int
 
 
-def largest_frame(frames: list[Any]) -> int:
-    """The size in bytes of the largest of a request's frames."""
-    return max(memoryview(frame).nbytes for frame in frames)
-
-
-def no_reply(address: str, route: str, budget: float, silence: str, largest: int = 0) -> str:
-    """Why a request sent on a connection that was up got no reply in time: most often a route slower than
-    the budget (the daemon computes a started request to the end, and logs it late); else a daemon stuck or
-    gone; first, a frame over a daemon's default max_message_bytes (a 70 MB body waited 30 s, unexplained)."""
-    slow = f"{route} may take longer than that (raise the timeout; the daemon logs a request it computed late)"
-    big = (
-        f"a frame of this request is {largest:,} bytes, over a daemon's default [server] max_message_bytes "
-        f"({DEFAULT_MAX_MESSAGE:,}), and a daemon drops a larger one without a reply: send less per request; or "
-        if largest > DEFAULT_MAX_MESSAGE
-        else ""
-    )
-    return f"no reply from {address} within the deadline of {round(budget, 3):g} s: {big}{slow}, or: {silence}"
-
-
-def silence_hint(curve: CurveClient | None) -> str:
-    """What to check when a daemon never answers: a CurveZMQ daemon drops the handshake of a
-    client without an authorised key, which then looks exactly like a daemon that is down."""
-    if curve is not None:
-        return "is the daemon running and reachable, and this client's Curve key authorised?"
-    return "is the daemon running and reachable? A daemon serving over CurveZMQ answers no client without a key"
+def closed_before_reply(address: str, largest: int) -> RemoteError:
+    """The error of a request outstanding when its connection closed, which no reply can reach now
+    (heirloom.wire.dealer): retryable, unless a frame over a daemon's default limit, which makes a
+    daemon close the connection, says a retry would fare no better."""
+    said = f"the daemon at {address} closed the connection before answering"
+    if largest > DEFAULT_MAX_MESSAGE:
+        return Unavailable(f"{said}: {over_default(largest)}")
+    return Unavailable(f"{said} (it may have been draining); retry", retryable=True)
 
 
 class Client:
@@ -274,16 +252,7 @@ class Client:
         self._wake_pull.bind(self._wake_address)
         self._wake_push = self._context.socket(zmq.PUSH)
         self._wake_push.connect(self._wake_address)
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        if self._routing_id is not None:
-            self._socket.setsockopt(zmq.ROUTING_ID, self._routing_id)
-        self._monitor = None
-        if self._curve is not None:
-            self._curve.apply(self._socket)
-            self._monitor = self._socket.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
-            )
+        self._socket, self._monitor = dealer(self._context, self._curve, self._routing_id)
         try:
             attach(self._socket, self.address, bind=False)  # ZeroMQ's refusal as a message naming the address
         except HeirloomError:
@@ -293,6 +262,7 @@ class Client:
         self._backlog: deque[tuple[int, list[Any], _Pending]] = deque()
         self._deadlines: list[tuple[float, int]] = []
         self._auth_failure: str | None = None
+        self._linked = linked_at_start(self.address)  # a connection is up to send on (heirloom.wire.dealer)
         self._thread = threading.Thread(target=self._loop, name="heirloom-client", daemon=True)
         self._thread.start()
 
@@ -323,7 +293,7 @@ class Client:
         idempotency_key: str | None = None,
         idempotent: bool | None = None,
     ) -> Reply:
-        """Call and wait, retrying UNAVAILABLE/RESOURCE_EXHAUSTED only when that is safe.
+        """Call and wait, retrying a retryable UNAVAILABLE/RESOURCE_EXHAUSTED only when that is safe.
 
         A retry is safe for idempotent calls (built-in routes, ``idempotent=True``) and for
         calls with an ``idempotency_key`` (the daemon answers a repeated key from memory).
@@ -339,7 +309,7 @@ class Client:
             except TimeoutError:
                 raise NoReply(no_reply(self.address, route, budget, self._silence)) from None
             except RemoteError as error:
-                if self._closed.is_set() or not (safe and error.code in RETRYABLE and attempt < self.retries):
+                if self._closed.is_set() or not (safe and error.retryable and attempt < self.retries):
                     raise
                 pause = (error.retry_after_ms or 50 * 2**attempt) / 1000 * random.uniform(1.0, 1.5)
                 if time.monotonic() + pause >= deadline:
@@ -364,18 +334,17 @@ class Client:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake_pull, zmq.POLLIN)
-        if self._monitor is not None:
-            poller.register(self._monitor, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while not self._closed.is_set():
             soonest = self._deadlines[0][0] if self._deadlines else time.monotonic() + 0.1
             wait_ms = 10 if self._backlog else min(100, int((soonest - time.monotonic()) * 1000) + 1)
             events = dict(poller.poll(max(1, wait_ms)))
+            if self._monitor in events:
+                self._watch(pending)
             if self._wake_pull in events or self._backlog:
                 self._send_outbox(pending)
             if self._socket in events:
                 self._receive(pending)
-            if self._monitor is not None and self._monitor in events:
-                self._watch_handshakes(pending)
             self._expire(pending)
         while not self._outbox.empty():  # queued before close() set _closed (submit queues under the wake lock)
             self._backlog.append(self._outbox.get_nowait())
@@ -384,14 +353,14 @@ class Client:
                 entry.future.set_exception(Unavailable("the client was closed"))
 
     def _send_outbox(self, pending: dict[int, _Pending]) -> None:
-        while True:
-            try:
-                self._wake_pull.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        while self._wake_pull.get(zmq.EVENTS) & zmq.POLLIN:  # each submit's wake-up: the outbox holds its request
+            self._wake_pull.recv()
         while not self._outbox.empty():
             self._backlog.append(self._outbox.get_nowait())
         while self._backlog:
+            if self._monitor.get(zmq.EVENTS) & zmq.POLLIN:  # a close is seen before another request is sent
+                self._watch(pending)
+                continue
             request_id, frames, entry = self._backlog[0]
             if entry.future.done():  # expired while waiting for a connection
                 self._backlog.popleft()
@@ -399,10 +368,12 @@ class Client:
             if self._auth_failure is not None:  # a call after a refusal: try the handshake again
                 self._auth_failure = None
                 redial(self._socket, self.address)
+            if not self._linked:
+                return  # no connection yet: keep the backlog until one is up
             try:
                 self._send_frames(frames)
             except zmq.Again:
-                return  # no connection yet: keep the backlog, try again on the next turn
+                return  # libzmq's queue is full: keep the backlog, try again on the next turn
             self._backlog.popleft()
             pending[request_id] = entry
             heapq.heappush(self._deadlines, (entry.deadline, request_id))
@@ -426,19 +397,25 @@ class Client:
             else:
                 entry.future.set_result(outcome)
 
-    def _watch_handshakes(self, pending: dict[int, _Pending]) -> None:
-        assert self._monitor is not None
-        while self._monitor.poll(0):
-            event = recv_monitor_message(self._monitor)["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+    def _watch(self, pending: dict[int, _Pending]) -> None:
+        for event in connection_events(self._monitor):
+            self._linked = event == HANDSHAKE_SUCCEEDED
+            if self._linked:
                 self._auth_failure = None
-                continue
-            self._auth_failure = refused_key_message(self.address)
-            for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
-                if not entry.future.done():
-                    entry.future.set_exception(Unauthenticated(self._auth_failure))
-            pending.clear()
-            self._backlog.clear()
+                self._socket.get(zmq.EVENTS)  # libzmq takes in the new connection (and drops the last) now
+            elif event != DISCONNECTED:  # a refused handshake: nothing queued will be sent
+                self._auth_failure = refused_key_message(self.address)
+                for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
+                    if not entry.future.done():
+                        entry.future.set_exception(Unauthenticated(self._auth_failure))
+                pending.clear()
+                self._backlog.clear()
+            elif not replies_follow(self._curve, self._routing_id):  # what was sent on it has no reply to come
+                self._receive(pending)  # those that came before it closed
+                for entry in pending.values():
+                    if not entry.future.done():
+                        entry.future.set_exception(closed_before_reply(self.address, entry.largest))
+                pending.clear()
 
     def _expire(self, pending: dict[int, _Pending]) -> None:
         now = time.monotonic()
@@ -477,8 +454,7 @@ class Client:
                 return  # made before fork and not used since: the context is the parent's to end
             self._wake_push.send(b"")  # the I/O thread sees it now, not at its next poll timeout (100 ms)
         self._thread.join()
-        if self._monitor is not None:
-            self._socket.disable_monitor()
+        self._socket.disable_monitor()
         self._context.destroy(linger=0)
 
     def __enter__(self) -> Client:

@@ -1,0 +1,51 @@
+"""What heirloom's clients say of a request left unanswered: no reply in time, a frame too large, a refused key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from heirloom.core.settings import ServerSettings
+from heirloom.wire.auth import CurveClient
+
+#: A daemon's default ``[server] max_message_bytes``: it drops a larger frame unanswered (PROTOCOL.md).
+DEFAULT_MAX_MESSAGE = attrs.fields(ServerSettings).max_message_bytes.default
+
+
+def largest_frame(frames: list[Any]) -> int:
+    """The size in bytes of the largest of a request's frames."""
+    return max(memoryview(frame).nbytes for frame in frames)
+
+
+def no_reply(address: str, route: str, budget: float, silence: str, largest: int = 0) -> str:
+    """Why a request sent on a connection that was up got no reply in time: most often a route slower than
+    the budget (the daemon computes a started request to the end, and logs it late); else a daemon stuck or
+    gone; first, a frame over a daemon's default max_message_bytes (a 70 MB body waited 30 s, unexplained)."""
+    slow = f"{route} may take longer than that (raise the timeout; the daemon logs a request it computed late)"
+    big = f"{over_default(largest)}; or " if largest > DEFAULT_MAX_MESSAGE else ""
+    return f"no reply from {address} within the deadline of {round(budget, 3):g} s: {big}{slow}, or: {silence}"
+
+
+def over_default(largest: int) -> str:
+    """Why a request with a frame of ``largest`` bytes, over a daemon's default limit, goes unanswered."""
+    return (
+        f"a frame of this request is {largest:,} bytes, over a daemon's default [server] max_message_bytes "
+        f"({DEFAULT_MAX_MESSAGE:,}): a daemon drops a larger frame and the connection unanswered: send less per request"
+    )
+
+
+def silence_hint(curve: CurveClient | None) -> str:
+    """What to check when a daemon never answers: a CurveZMQ daemon drops the handshake of a
+    client without an authorised key, which then looks exactly like a daemon that is down."""
+    if curve is not None:
+        return "is the daemon running and reachable, and this client's Curve key authorised?"
+    return "is the daemon running and reachable? A daemon serving over CurveZMQ answers no client without a key"
+
+
+def refused_key_message(address: str) -> str:
+    """What a failed Curve handshake means, for UNAUTHENTICATED."""
+    return (
+        f"the daemon at {address} refused this client's Curve key (not in its "
+        "authorised clients) or the server key is wrong"
+    )
