@@ -569,11 +569,15 @@ def test_a_retriever_holds_out_one_query_of_every_thread_to_choose_its_threshold
         "\uff8a\uff9f\uff7d\uff9c\uff70\uff84\uff9e",
         "?",
         "!!",
+        "\uff38\uff39\uff3a?",  # a piece the encoder knows, but punctuation: one resolution of Chinese lacking from
+        "\u7f51\u7edc\u65ad\u4e86\uff01",  # its vocabulary ending in a full-width ! relabelled others ending so
     ]
     model._fusion = attrs.evolve(model._fusion, threshold=0.0)  # every readable answer is confident
-    assert [answer["confident"] for answer in model.predict(unreadable)] == [False] * 5
+    assert [answer["confident"] for answer in model.predict(unreadable)] == [False] * 7
     assert model.predict(["asking 0 once more"])[0]["confident"]
-    assert model._encoder.content_free(["asking 0 once more", "\U0001f621 asking", "25565?"]) == [False] * 3
+    # the first Chinese character is a piece the encoder knows: the text is read
+    readable = ["asking 0 once more", "\U0001f621 asking", "25565?", "\u6211\u8981\u53d6\u6d88\uff01"]
+    assert model._encoder.content_free(readable) == [False] * 4
 
 
 def test_out_of_scope_source_keeps_held_out_intents_out_of_training(data_dir, monkeypatch):

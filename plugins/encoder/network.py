@@ -79,16 +79,24 @@ def reader(state: heirloom.State, max_length: int | None = None) -> Tokenizer:
 
 def content_free(tokenizer: Tokenizer, texts: Sequence[str]) -> list[bool]:
     """Whether each text says nothing the encoder can read: no letter or digit (``?``, ``!!``, an
-    emoji: ``seen.normal_text`` is empty), or no word piece its vocabulary holds (all ``[UNK]``:
-    full-width letters, most Chinese). Such texts embed at one point or a few whatever they say, so
-    no score of them means anything: the retriever is never confident of one, a classifier with a
-    reject rule rejects one, and a classifier trains on none (one resolution of an emoji taught an
-    intent model that "?", "!!" and every emoji were that intent, at 0.97 to 1.0, never handed off)."""
-    known = {tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[UNK]")}
-    encodings = tokenizer.encode_batch(list(texts))
+    emoji: ``seen.normal_text`` is empty), or no word piece its vocabulary holds that has one (all
+    ``[UNK]`` but punctuation: full-width letters and a ``?``, four Chinese characters the vocabulary
+    lacks and a full-width ``!``). Such texts embed at one point or a few whatever they say, so no score
+    of them means anything: the retriever is never confident of one, a classifier with a reject rule
+    rejects one, and a classifier trains on none (one resolution of an emoji taught an intent model that
+    "?", "!!" and every emoji were that intent, at 0.97 to 1.0, never handed off; one of such Chinese,
+    that another Chinese text ending in the same known ``!`` piece was)."""
+    special = {tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[UNK]")}
     return [
-        not normal_text(text) or known.issuperset(encoding.ids) for text, encoding in zip(texts, encodings, strict=True)
+        not normal_text(text)
+        or not any(_says(piece) for i, piece in zip(e.ids, e.tokens, strict=True) if i not in special)
+        for text, e in zip(texts, tokenizer.encode_batch(list(texts)), strict=True)
     ]
+
+
+def _says(piece: str) -> bool:
+    """Whether a word piece holds a letter or a digit (``##65``, a Chinese character), not only punctuation."""
+    return any(char.isalnum() for char in piece)
 
 
 class Encoder:
