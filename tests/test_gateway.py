@@ -301,6 +301,12 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     )
     assert (status, body["field"]) == (400, "inputs[0].parameters.binary_data_size"), body
     assert "inputs[0] has both 'data' and binary_data_size" in body["error"], body
+    # without the header the body is all JSON: a size there was ignored (200 with 'data'), or
+    # missing 'data' was all that was said; either way the client forgot the header
+    for tensor in (both, {key: value for key, value in both.items() if key != "data"}):
+        status, _, body = http(infer, {"inputs": [tensor]})
+        assert (status, body["field"]) == (400, "inputs[0].parameters.binary_data_size"), (tensor, body)
+        assert "needs the Inference-Header-Content-Length header" in body["error"], body
     # what was taken (200) though malformed: nesting that disagrees with the shape, data that
     # is no list, unknown keys, parameters that are no object; a null element was the route's 'row 0'
     for request, field in (

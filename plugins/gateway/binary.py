@@ -1,7 +1,7 @@
 """Triton's binary tensor extension on requests: a JSON header of
 ``Inference-Header-Content-Length`` bytes, then each input whose ``parameters`` carry
 ``binary_data_size`` as raw bytes, in order. Decoded here into the JSON form (``data``
-lists), so the rest of the infer path is the same for both.
+lists, ``binary_data_size`` taken out), so the rest of the infer path is the same for both.
 
 BYTES elements are a 4-byte little-endian length and the bytes (UTF-8 text); numbers and
 booleans are little-endian arrays of their datatype. Replies stay JSON, which Triton's
@@ -52,7 +52,7 @@ def decode(raw: bytes, header_length: str) -> Any:
         parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
         if parameters is not None and not isinstance(parameters, dict):
             raise InferError(f"{where}.parameters must be an object, got {parameters!r:.40}", f"{where}.parameters")
-        binary = (parameters or {}).get("binary_data_size")
+        binary = (parameters or {}).pop("binary_data_size", None)  # taken: oip.rows refuses one left in JSON
         if binary is None:
             continue
         field = f"{where}.parameters.binary_data_size"

@@ -173,6 +173,11 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
     count = None
     for position, tensor in enumerate(tensors):
         where = f"inputs[{position}]"
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        if isinstance(parameters, dict) and "binary_data_size" in parameters:
+            field = f"{where}.parameters.binary_data_size"  # its bytes are nowhere: binary.decode takes it out
+            message = "needs the Inference-Header-Content-Length header (the JSON's size in bytes, the binary after it)"
+            raise InferError(f"{field} {message}: without it, send the values as 'data'", field)
         if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= set(tensor):
             raise InferError(f"{where} must have 'name', 'shape', 'datatype' and 'data'", where)
         _known_keys(tensor, TENSOR_KEYS, where)
