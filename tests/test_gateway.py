@@ -643,6 +643,13 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     for path in ("/v1/routes/sentiment.predict", "/v2/models/sentiment/infer", "/v1/routes/sentiment.labels"):
         status, _, body = http(gateway.url + path, raw=html.unescape(forms[path]).encode())
         assert status == 200, (path, forms[path], body)
+    # a path's {version} is a field of its form, filled with the served version (the form sent '{version}': a 404)
+    field = r'<label>version <input data-param="version" required value="([^"]*)"></label> '
+    path = "/v2/models/sentiment/versions/{version}/infer"
+    versioned = re.search(rf'data-path="{re.escape(path)}"[^>]*>{field}<textarea rows="4" name="body">([^<]*)<', page)
+    assert versioned and versioned[1] == "1", page[page.find(path) :][:500]
+    status, _, body = http(gateway.url + path.format(version=versioned[1]), raw=html.unescape(versioned[2]).encode())
+    assert status == 200 and body["model_version"] == "1", body
     assert "<link rel='icon' href='data:,'>" in page  # a browser asks for no /favicon.ico (a 404 on every load)
     assert headers["X-Content-Type-Options"] == "nosniff"  # on every reply: pages, JSON, errors
     assert http(gateway.url + "/v2/nothing")[1]["X-Content-Type-Options"] == "nosniff"

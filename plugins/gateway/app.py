@@ -373,7 +373,16 @@ class Gateway:
         return JSONResponse(openapi(await self.public_table(request), bool(self.tokens)))
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(docs_page(openapi(await self.public_table(request), bool(self.tokens))))
+        """The page, its ``{version}`` fields filled with each model's served version (a form
+        that sent ``{version}`` as it is was a 404); a daemon that will not say leaves them empty."""
+        table = await self.public_table(request)
+        client, served = self.client(self.anonymous), {}
+        try:
+            for name, entry in table.models.items():
+                served[name] = oip.short_version(await self.served_version(client, entry, request.headers))
+        except heirloom.RemoteError as exc:
+            log.info("/docs: the served versions are unknown (_stats: %s)", exc.code)
+        return HTMLResponse(docs_page(openapi(table, bool(self.tokens), served)))
 
     async def public_table(self, request: Request) -> RouteTable:
         """The table for the pages that need no token, read within the request's budget; with a

@@ -1,7 +1,8 @@
 """``/docs``: the OpenAPI document as a page where each operation can be tried.
 
 Self-contained (no script or style from elsewhere): a form per operation sends its JSON
-body with ``fetch`` and shows the status and reply.
+body with ``fetch`` and shows the status and reply; a field per ``{placeholder}`` of its path
+(pre-filled with the parameter's example: the served version) says what the path holds.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ async function send(form) {
   if (form.dataset.method === 'POST') init.body = form.querySelector('textarea').value;
   const token = document.getElementById('token').value;
   if (token) init.headers['Authorization'] = 'Bearer ' + token;
-  const response = await fetch(form.dataset.path, init);
+  const path = form.dataset.path.replace(/[{]([^}]+)[}]/g, (_, name) =>
+    encodeURIComponent(form.querySelector(`input[data-param="${name}"]`).value));
+  const response = await fetch(path, init);
   out.textContent = response.status + ' ' + response.statusText + '\\n' + await response.text();
   return false;
 }
@@ -76,12 +79,18 @@ def docs_page(document: dict[str, Any]) -> str:
                 if method == "post"
                 else ""
             )
+            fields = "".join(
+                f'<label>{escape(p["name"])} <input data-param="{escape(p["name"])}" required '
+                f'value="{escape(str((p["schema"].get("examples") or [""])[0]))}"></label> '
+                for p in operation.get("parameters", [])
+                if p["in"] == "path"
+            )
             sections.append(
                 f'<section id="{escape(operation["operationId"])}"><h3><code class="method">{method.upper()}</code> '
                 f"<code>{escape(path)}</code></h3><p>{escape(operation.get('summary', ''))}</p>"
                 f"<p>{escape(operation.get('description', ''))}</p>"
                 f'<form data-method="{method.upper()}" data-path="{escape(path)}" '
-                f'onsubmit="send(this); return false;">{textarea}<button>Send</button>'
+                f'onsubmit="send(this); return false;">{fields}{textarea}<button>Send</button>'
                 f'<pre class="reply"></pre></form></section>'
             )
     info = document["info"]
@@ -90,7 +99,7 @@ def docs_page(document: dict[str, Any]) -> str:
         "<link rel='icon' href='data:,'>"  # no icon: a browser asks for no /favicon.ico
         f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
         f"<h1>{escape(info['title'])} {escape(info['version'])}</h1><p>{escape(info['description'])} "
-        f'The machine-readable document: <a href="/openapi.json">/openapi.json</a>. Paths with '
-        f"<code>{{...}}</code> need the placeholder replaced before sending.</p>"
+        f'The machine-readable document: <a href="/openapi.json">/openapi.json</a>. A path\'s '
+        f"<code>{{...}}</code> is sent as its field says.</p>"
         f'<label>Bearer token <input id="token" type="password"></label>{"".join(sections)}</body></html>'
     )

@@ -208,13 +208,17 @@ def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _model_paths(name: str, entry: dict[str, Any], signature: Signature) -> dict[str, Any]:
+def _model_paths(name: str, entry: dict[str, Any], signature: Signature, served: str | None) -> dict[str, Any]:
+    """The OIP operations of one model; ``served``, its served version's number, is the
+    ``{version}`` parameter's example (``/docs`` fills it into the form)."""
     ident = name.replace(".", "_")
     operations: dict[str, Any] = {}
     infer_body = _json({"$ref": "#/components/schemas/InferRequest"})
     infer_body["application/json"]["example"] = infer_example(signature)
     for prefix, suffix in ((f"/v2/models/{name}", ""), (f"/v2/models/{name}/versions/{{version}}", "_version")):
         number = {"type": "string", "description": "the served version's number (7 for project/model@7)"}
+        if served:
+            number = {**number, "examples": [served]}
         version = [{"name": "version", "in": "path", "required": True, "schema": number}] if suffix else []
         operations[prefix] = {
             "get": {
@@ -307,12 +311,13 @@ def _ready_responses(codes: tuple[str, ...]) -> dict[str, Any]:
     return answers
 
 
-def openapi(table: RouteTable, tokens: bool = False) -> dict[str, Any]:
+def openapi(table: RouteTable, tokens: bool = False, served: dict[str, str] | None = None) -> dict[str, Any]:
     """The document; with ``tokens`` (``--tokens``) every operation but ``GET /v2`` says it
-    needs a bearer token, so generated clients send one."""
+    needs a bearer token, so generated clients send one; ``served``: each model's served
+    version's number, where known."""
     paths = _health_paths()
     for name, entry in sorted(table.models.items()):
-        paths.update(_model_paths(name, entry, table.signatures[name]))
+        paths.update(_model_paths(name, entry, table.signatures[name], (served or {}).get(name)))
     for name, entry in sorted(table.routes.items()):
         paths[f"/v1/routes/{name}"] = _route_operation(name, entry)
     document: dict[str, Any] = {
