@@ -1031,7 +1031,11 @@ def test_hook_heirloom_register_consoles(bare):
     status, _, page = http(gateway.url + "/console/echo?say=hi%3Cb%3E")
     assert status == 200 and "{&#x27;said&#x27;: &#x27;hi&lt;b&gt;&#x27;}" in page
     status, _, page = http(gateway.url + "/console/t")
-    assert status == 404
+    assert status == 404 and "No console for &#x27;t&#x27; on this daemon." in page, page
+    # the name is shown as the JSON errors quote it: ESC and U+202E (which reversed the line) escaped
+    status, _, page = http(gateway.url + "/console/%1b%5b2J%e2%80%aetxt%3Cb%3E")
+    assert status == 404 and "No console for &#x27;\\x1b[2J\\u202etxt&lt;b&gt;&#x27; on this" in page, page
+    assert "\x1b" not in page and "\u202e" not in page
     # a parameter sent twice was read as its last value, where a key or header twice is refused
     status, _, body = http(gateway.url + "/console/echo?say=a&say=b")
     assert (status, body["field"]) == (400, "query.say"), body

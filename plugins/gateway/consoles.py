@@ -61,7 +61,9 @@ def index(found: dict[str, heirloom.Console]) -> str:
 
 
 def missing(api: str) -> str:
-    return _page("no console", f"<p class='error'>No console for {escape(api)!s} on this daemon.</p>")
+    """The 404 page: the name as the JSON errors quote one, its control and bidi characters
+    shown escaped (a raw U+202E turned the rest of the line around)."""
+    return _page("no console", f"<p class='error'>No console for {escape(repr(api))} on this daemon.</p>")
 
 
 def failed(console: heirloom.Console, api: str, error: heirloom.RemoteError) -> str:
