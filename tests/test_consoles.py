@@ -15,7 +15,7 @@ import pytest
 
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
-from tests.test_gateway import Gateway
+from tests.test_gateway import Gateway, http
 from tests.test_recommend import SERVED_PROFILE
 from tests.test_ui import browser, page  # noqa: F401 - fixtures: Debian's Chromium, a page per test
 
@@ -161,6 +161,17 @@ def test_the_recommend_console_shows_a_users_history_and_recommendations(recomme
     shown = page.locator("table.history tbody tr").evaluate_all("rows => rows.map(r => r.dataset.item)")
     assert shown == [item["item"] for item in history["items"]] and not set(shown) & set(recommended)
     assert f"of {history['count']} items" in page.inner_text("main")
+
+
+def test_the_recommend_console_lets_the_route_say_how_many_it_takes(recommend):
+    """k=-1 was refused as "must be a whole number" (it is one), where k=0 got the route's
+    "between 1 and 100": a signed count goes to the route, whose limit the page shows."""
+    _, gateway = recommend
+    for k in ("-1", "0", "101"):
+        status, _, html = http(f"{gateway.url}/console/recs?user=1&k={k}")
+        assert status == 200 and f"&#x27;k&#x27; must be between 1 and 100, got {k}</p>" in html, html
+    status, _, html = http(f"{gateway.url}/console/recs?user=1&k=1e2")
+    assert status == 200 and "'How many' must be a whole number in digits, such as 10.</p>" in html, html
 
 
 @pytest.fixture(scope="module")

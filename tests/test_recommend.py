@@ -1203,7 +1203,7 @@ def test_an_event_acknowledged_before_kill_9_is_in_the_next_training_set(served)
     assert state.metadata["training"]["warm_start"]["users_added"] == 1
 
 
-@pytest.mark.parametrize("k", ["abc", "\u00b2", "99999999999999999999999", "-1"])
+@pytest.mark.parametrize("k", ["abc", "\u00b2", "99999999999999999999999", "1e2", "+5"])
 def test_the_recs_console_refuses_a_count_that_is_no_whole_number_beside_its_form(k):
     """``k=²`` passed ``str.isdigit`` and failed int() (500, a traceback), and a 23-digit count
     could not be packed: the page says what is wrong instead, before calling any route."""
@@ -1213,4 +1213,4 @@ def test_the_recs_console_refuses_a_count_that_is_no_whole_number_beside_its_for
         raise AssertionError("the console called a route with a count it should refuse")
 
     request = heirloom.ConsoleRequest(api="recs", query={"user": "1", "k": k}, call=never, call_route=never, routes={})
-    assert "<p class='error'>'How many' must be a whole number" in render(request)
+    assert "<p class='error'>'How many' must be a whole number in digits, such as 10.</p>" in render(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Any
 
@@ -33,8 +34,9 @@ def render(request: heirloom.ConsoleRequest) -> str:
     )
     if not user:
         return form + "<p>Enter a user id (MovieLens: 1 to 943).</p>"
-    if not (k.isascii() and k.isdigit()) or len(k) > 9:  # "²" is a digit; 10^23 cannot be sent
-        return form + "<p class='error'>'How many' must be a whole number (the route says how large).</p>"
+    # "²" is a digit and 10^23 cannot be sent; -1 is the route's to refuse, saying how large (it was "no whole number")
+    if not re.fullmatch(r"-?[0-9]{1,9}", k):
+        return form + "<p class='error'>'How many' must be a whole number in digits, such as 10.</p>"
     try:
         history = request.call("history", {"user": user, "limit": HISTORY_SHOWN})
         recommended = request.call("recommend", {"user": user, "k": int(k)})
