@@ -1158,6 +1158,11 @@ def test_the_gateway_starts_on_no_tokens_others_can_read_nor_on_a_key_that_is_no
     tokens.chmod(0o640)
     result = run_heirloom(*command, "--curve-server-key", str(tmp_path / "keys" / "server.key"))
     assert result.returncode == 1 and "app.key_secret" in result.stderr and "Traceback" not in result.stderr
+    # a token naming a public .key (mode 644, as keys new makes it): the error, not a warning to chmod 600 it first
+    write(tmp_path / "tokens.toml", '[tokens]\n"a-long-token-for-the-app" = "keys/server.key"\n')
+    result = run_heirloom(*command, "--curve-server", str(tmp_path / "keys" / "server.key"))
+    assert result.returncode == 1 and "server.key holds no secret key (pass the .key_secret" in result.stderr, result
+    assert "chmod 600" not in result.stderr, result.stderr
 
 
 def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):

@@ -121,13 +121,13 @@ def load_keypair(secret_file: Path) -> tuple[bytes, bytes]:
     A file others may read or write is used with a warning, once (ssh refuses such a key; it may
     be meant), a server's as a client's: whoever reads a client's key calls with its rights."""
     keys = read_key_file(secret_file)
+    if "secret" not in keys:  # before the mode: a public key open to all is no warning's business
+        raise HeirloomError(f"{secret_file} holds no secret key (pass the .key_secret file, not the .key)")
     if (mode := secret_file.stat().st_mode & 0o777) & 0o077 and str(secret_file) not in _open_secrets:
         _open_secrets.add(str(secret_file))
         log.warning(
             "the Curve secret key %s is open to others than its owner (mode %03o): chmod 600 it", secret_file, mode
         )
-    if "secret" not in keys:
-        raise HeirloomError(f"{secret_file} holds no secret key (pass the .key_secret file, not the .key)")
     if zmq.curve_public(keys["secret"]) != keys["public"]:
         raise HeirloomError(
             f"the Curve key {secret_file}: its secret-key is not the one of its public-key (an edited or damaged "
