@@ -587,6 +587,28 @@ def test_a_split_column_states_each_ratings_split_in_place_of_the_seeded_protoco
         ratings_csv(tmp_path / "both", rows, split_column="part", holdout="latest")
 
 
+def test_a_pair_stated_in_two_splits_is_warned_of_once_and_left_out_where_the_version_has_it(tmp_path, caplog):
+    """A cut-off date's split repeats pairs (a re-rating after it): one stated validation and test
+    counted as found at test though no reply shows it (checker 261: nDCG@10 0.4978, its replies
+    0.4628); one stated train and test was left out. Both are now, and the file says so once."""
+    train = "".join(f"u{user},i{(user + j) % 8},4,train\n" for user in range(8) for j in range(4))
+    rows = f"user,item,rating,part\n{train}ann,i0,5,validation\nann,i1,3,test\nann,i0,4,test\nu0,i0,2,test\n"
+    source = ratings_csv(tmp_path, rows, split_column="part")
+    model = HybridRecommender(data="ratings", **FIXED)
+    model.fit(source.records("train"), validation=source.records("validation"))
+    assert "i0" not in {hit["item"] for hit in model.predict([{"user": "ann", "k": 8}])[0]}
+    metrics = model.evaluate(source.records("test")).metrics
+    assert (metrics[heirloom.LEFT_OUT], metrics[heirloom.LEFT_OUT_OF]) == (2, 3)  # ann's i0 and u0's: only ann's i1
+    assert metrics["recall_at_10"] == 1.0  # i1 is found, once i0 no longer counts as a miss it could never be
+    assert model.evaluate(source.records("validation")).metrics[heirloom.LEFT_OUT] == 0  # validation scored as it was
+    said = [r.getMessage() for r in caplog.records if "stated in two splits" in r.getMessage()]
+    assert said == [
+        f"{tmp_path / 'ratings.csv'}:36: user 'ann' and item 'i0' are test here and validation at line 34; 2 (user, "
+        "item) pair(s) are stated in two splits: a version has such a pair from train (or validation), so the test "
+        "(or validation) scores leave it out, counted in left_out"
+    ]
+
+
 def test_ratings_csv_splits_exactly_as_movielens_does_per_user_and_seeded(tmp_path):
     """The same ratings as a CSV and as GroupLens files give the same train, validation and
     test pairs and the same cold items; file order does not matter, the seed does."""

@@ -103,6 +103,20 @@ def test_the_test_ranking_leaves_out_each_users_validation_items_and_validation_
     assert model.evaluate(records(mixed)).metrics[heirloom.LEFT_OUT] == 1
 
 
+def test_a_held_out_pair_the_version_keeps_from_validation_is_left_out_of_test_as_a_trained_one_is(carved):
+    """A test split repeating validation pairs (a cut-off date's split_column) counted them as findable
+    though no reply ever shows them (checker 261: nDCG@10 0.4978, the replies 0.4628): left out now,
+    counted in left_out, and the test scores are those of the test pairs alone."""
+    source, model = carved
+    validation = pairs_of(source, "validation")
+    repeats = [(user, sorted(validation[user])[0]) for user in sorted(validation)[:300]]
+    test = list(source.records("test"))
+    alone, both = model.evaluate(test).metrics, model.evaluate([*test, *records(repeats)]).metrics
+    counts = (heirloom.LEFT_OUT, heirloom.LEFT_OUT_OF)
+    assert [both[key] - alone[key] for key in counts] == [len(repeats), len(repeats)]
+    assert {k: v for k, v in both.items() if k not in counts} == {k: v for k, v in alone.items() if k not in counts}
+
+
 def test_a_state_stored_before_validation_pairs_were_kept_loads_and_serves_as_it_did(carved):
     source, model = carved
     state = model.state()

@@ -223,18 +223,21 @@ class HybridRecommender(heirloom.Model):
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:
         """nDCG, precision, recall, MAP at 10 and coverage on held-out interactions (ranking
-        every item the user has in neither train nor the kept validation pairs, but for those
-        ``data`` holds: validation scores as it did), and cold-start nDCG@10."""
+        every item the user has in neither train nor the kept validation pairs; a held-out pair
+        among those is left out, ``left_out``, unless ``data`` is the validation pairs themselves:
+        validation scores as it did), and cold-start nDCG@10."""
         fitted = self._require()
         items, pairs, _ = read_records(data)
         index = fitted.catalogue.index
         held = [(user, index.get(item, -1)) for user, item in pairs]
-        known = {"popularity": fitted.popularity, "withheld": fitted.validation}
+        validation = fitted.validation
+        scoring = validation is not None and {pair for pair in held if pair[1] >= 0} == set(validation.pairs())
+        known = {"popularity": fitted.popularity, "withheld": validation, "scoring_withheld": scoring}
         main = measure(fitted.hybrid.weights, fitted.histories, held, **known)
         baseline = measure(None, fitted.histories, held, **known)  # does the model help?
         cold = np.zeros(len(fitted.catalogue), dtype=bool)
         cold[[index[r["item"]] for r in items if r.get("cold") and r["item"] in index]] = True
-        cold_ndcg, cold_users = self._cold_start(fitted, cold, held) if cold.any() else (None, 0)
+        cold_ndcg, cold_users = self._cold_start(fitted, cold, held, scoring) if cold.any() else (None, 0)
         scored = main["users"] > 0  # a metric over no user is no figure, not 0.0
         metrics = {
             "ndcg_at_10": main["ndcg"] if scored else None,
@@ -252,7 +255,9 @@ class HybridRecommender(heirloom.Model):
         text = _report_text(metrics, main["users"], int(cold.sum()), cold_users, int(main["known"]), faint)
         return heirloom.Report(metrics, text)
 
-    def _cold_start(self, fitted: Fitted, cold: np.ndarray, held: list[tuple[str, int]]) -> tuple[float, int]:
+    def _cold_start(
+        self, fitted: Fitted, cold: np.ndarray, held: list[tuple[str, int]], scoring_withheld: bool
+    ) -> tuple[float, int]:
         """Refit with the chosen hyper-parameters but without any interaction on a ``cold``
         item, then rank only the cold items for the users who have them held out."""
         histories = fitted.histories
@@ -261,7 +266,8 @@ class HybridRecommender(heirloom.Model):
         choice = fitted.choice
         twin = ease.hybrid(without, fitted.features.gram(), *attrs.astuple(choice))
         wanted = [(user, item) for user, item in held if item >= 0 and cold[item]]
-        found = measure(twin.weights, fitted.histories, wanted, candidates=cold, withheld=fitted.validation)
+        withheld = {"withheld": fitted.validation, "scoring_withheld": scoring_withheld}
+        found = measure(twin.weights, fitted.histories, wanted, candidates=cold, **withheld)
         return found["ndcg"], int(found["users"])
 
     # -- serving --------------------------------------------------------------------------
@@ -462,8 +468,11 @@ def _growth(parent: Fitted, catalogue: Catalogue, histories: Histories) -> dict[
 def _report_text(metrics: dict[str, Any], users: int, cold_items: int, cold_users: int, known: int, faint: bool) -> str:
     """``faint``: most training interactions weighed under 0.01 by ``half_life_days``, the likelier cause."""
     lines = [f"ranking all items each user has not interacted with, top 10, {users} test users"]
-    if known:  # the splits moved since this version trained (appended ratings): those pairs are no test of it
-        lines.append(f"  ({known} held-out pairs this version trained on left out: it never recommends them)")
+    if known:  # the splits moved since it trained (appended ratings), or a file states a pair in two splits
+        lines.append(
+            f"  ({known} held-out pairs this version trained on, or kept from validation, left out: "
+            "it never recommends them)"
+        )
     for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "coverage"):
         shown = "n/a (no test user has held-out items)" if users == 0 else f"{metrics[name]:.4f}"
         lines.append(f"  {name:<16} {shown}")
