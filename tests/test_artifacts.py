@@ -1581,6 +1581,24 @@ def test_inheriting_the_served_version_with_nothing_new_stores_nothing(store, tm
     assert [artifact.ref for artifact in store.list("team", "m")] == ["team/m@1", "team/m@2"]
 
 
+def test_an_unchanged_retrain_refits_a_served_version_stored_in_an_older_state_format(store, tmp_path):
+    """After an upgrade whose model type writes a newer state format (the recommender's keeps its
+    validation pairs), ``inherit = "served"`` with nothing new said "not refitted" and served the
+    old state until the data changed (checker 261): it is refitted once, saying why."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}inherit = "served"\n')
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert "stored team/m@1" in run_heirloom("train", str(profile), env=env).stdout
+    newer = {**env, "TOY_STATE_FORMAT": "2"}
+    upgraded = run_heirloom("train", str(profile), env=newer)
+    assert "stored team/m@2" in upgraded.stdout and "(parent team/m@1)" in upgraded.stdout, upgraded.stdout
+    why = "the same data and settings as team/m@1, but stored in state format 1, and toy-model writes 2: refitted"
+    assert why in said(upgraded), upgraded.stderr
+    assert store.metadata("team/m@2")["heirloom_state_format"] == 2
+    again = run_heirloom("train", str(profile), env=newer)
+    assert "unchanged: identical to team/m@2" in again.stdout, again.stdout + again.stderr
+    assert "the same data and settings as team/m@2, which it serves: not refitted" in said(again)
+
+
 @contextlib.contextmanager
 def read_only(folder: Path) -> Iterator[None]:
     """``folder`` read-only for this user: a read-only bind mount for root (whom file modes

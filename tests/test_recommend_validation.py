@@ -138,6 +138,26 @@ def test_a_state_stored_before_validation_pairs_were_kept_loads_and_serves_as_it
         HybridRecommender(data="movies").load(heirloom.State(half, state.metadata))
 
 
+def test_the_first_retrain_after_the_upgrade_refits_a_version_stored_without_validation_pairs(tmp_path, data_dir):
+    """A version stored before the validation pairs were kept (state format 1) served on after the
+    upgrade: the shipped profile's unchanged retrain (``inherit = "served"``) said "not refitted"
+    and kept recommending users' validation items (checker 261). It is refitted once, keeping them."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    profile = write(tmp_path / "carved.toml", PROFILE)
+    assert run_heirloom("train", str(profile), env=env, timeout=300).returncode == 0
+    store = heirloom.ArtifactStore(tmp_path / "home" / "store")
+    first = store.resolve("recommend/recs@1")
+    kept = {"profile_digest": first.profile_digest, "data_fingerprints": first.data_fingerprints}
+    old = without_validation(store.load(first))  # as the release before stored it, in format 1
+    store.put("recommend", "recs", old, model_type="hybrid-recommender", metrics=first.metrics, **kept)
+    upgraded = run_heirloom("train", str(profile), env=env, timeout=300)
+    said = " ".join(upgraded.stderr.split())
+    assert "recommend/recs@2, but stored in state format 1, and hybrid-recommender writes 2: refitted" in said, said
+    assert "stored recommend/recs@3" in upgraded.stdout and "(parent recommend/recs@2)" in upgraded.stdout
+    assert {"validation_indptr", "validation_items"} <= set(store.load("recommend/recs@3").tensors)
+    assert store.metadata("recommend/recs@3")["heirloom_state_format"] == 2
+
+
 def test_a_user_only_validation_names_is_known_and_never_gets_those_items(carved):
     """A user the training data does not name (their ratings were of items the catalogue lacks, say)
     but the validation split does: answered from popularity, less their validation items."""

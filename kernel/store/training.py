@@ -32,7 +32,7 @@ from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, TEST, VALIDATION, evaluation_key
-from heirloom.store.content import state_digest
+from heirloom.store.content import STATE_FORMAT_KEY, state_digest
 from heirloom.store.digest import profile_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
 from heirloom.store.outcome import Outcome
@@ -119,12 +119,8 @@ def inheritance_order(project: str, specs: list[ComponentSpec]) -> list[Componen
 
 
 def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> dict[str, str]:
-    versions = {}
-    for kind, use in kinds_and_types:
-        info = kernel.plugins.provider(kind, use)
-        if info is not None and info.distribution:
-            versions[info.distribution] = info.version or "?"
-    return versions
+    found = [kernel.plugins.provider(kind, use) for kind, use in kinds_and_types]
+    return {info.distribution: info.version or "?" for info in found if info is not None and info.distribution}
 
 
 PRETRAINED = "pretrained:"
@@ -251,6 +247,13 @@ def _nothing_new(
     )
 
 
+def _older_format(store: ArtifactStore, parent: Artifact, spec: ComponentSpec) -> int | None:
+    """The state format ``parent`` was stored in when older than its type's: refitted though nothing is new, as it
+    lacks what the upgrade keeps (the recommender's validation pairs, which the old state served on: checker 261)."""
+    stored: int = store.metadata(parent).get(STATE_FORMAT_KEY, 1)
+    return stored if stored < spec.cls.state_format else None
+
+
 def train(
     kernel: Kernel,
     profile: ResolvedProfile,
@@ -298,6 +301,10 @@ def train(
         since = parent if own else next(reversed(store.list(profile.project, spec.name)), None)
         _say_if_the_data_changed(spec, source_name, fingerprint, since, progress)
         unchanged = spec.keys.inherit == SERVED and _nothing_new(parent, spec, profile, fingerprint, source_name)
+        if unchanged and (older := _older_format(store, parent, spec)):
+            said = f"stored in state format {older}, and {spec.use} writes {spec.cls.state_format}: refitted"
+            progress.log(f"{spec.key}: the same data and settings as {parent.ref}, but {said}")
+            unchanged = False
         task = functools.partial(fit_state, profile.raw, spec.name, parent_state)
         with _naming_a_foreign_parent(spec, parent):
             fitted = None if unchanged else resources.run_fit(task)
@@ -474,14 +481,10 @@ def evaluate(
         )
         same = None if stored is None else stored == evaluation.fingerprint
         if same is False:
+            records = f"these {split} records ({evaluation.fingerprint[:12]}) are not the ones it was scored on"
             log.warning(
-                "%s: these %s records (%s) are not the ones it was scored on when trained (%s), so its figures "
-                "here are not comparable with its stored ones; the source's data or settings changed, and %s",
-                version,
-                split,
-                evaluation.fingerprint[:12],
-                stored[:12],
-                _trained_on(evaluation.report),
+                f"{version}: {records} when trained ({stored[:12]}), so its figures here are not comparable with its "
+                f"stored ones; the source's data or settings changed, and {_trained_on(evaluation.report)}"
             )
         return kept((version, evaluation.report, same))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import numpy as np
@@ -42,6 +42,9 @@ class HybridRecommender(heirloom.Model):
     prediction weigh the same: a new item's first plays move it towards what they say).
     """
 
+    #: 2: states keep the source's validation pairs (``fitted.VALIDATION_TENSORS``); a format-1 state loads and
+    #: serves as it did, and an unchanged retrain refits it (heirloom before 2 loaded one and recommended those).
+    state_format: ClassVar[int] = 2
     #: The source of item and interaction records (e.g. a union of movielens and events).
     data: str = heirloom.ref("source")
     l2: list[float] = attrs.field(factory=lambda: [125.0, 250.0, 500.0, 1000.0, 2000.0], validator=grid(low=1e-6))
