@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import heirloom
+from heirloom.wire.client import NotFound
 from heirloom_plugins.recommend.model import HybridRecommender
 from heirloom_plugins.recommend.movielens import MovieLensSource
 from heirloom_plugins.recommend.protocol import scores
@@ -30,6 +31,12 @@ l2 = [500.0]
 text_weight = [10.0]
 tower_l2 = [30.0]
 shrink = [0.0]
+"""
+#: A ratings-csv whose file states each rating's split (no items file: the catalogue is the items it names).
+SPLIT_SOURCE = """[sources.movies]
+use = "ratings-csv"
+ratings = "data/ratings.csv"
+split_column = "part"
 """
 
 
@@ -202,5 +209,27 @@ def test_the_daemon_never_recommends_a_known_users_validation_items_nor_ranks_fr
                 # ranked from the train items alone, as the weights learnt them: what the items' history says
                 told = {"history": sorted(train[user]), "exclude": sorted(validation[user]), "k": 50}
                 assert client.call("recs.recommend", told)["items"] == known
+    finally:
+        daemon.kill()
+
+
+def test_history_answers_a_user_only_validation_names_with_no_items_as_recommend_knows_them(tmp_path):
+    """``recs.recommend`` knew a user whom only the validation split names, ``recs.history`` answered
+    NOT_FOUND (checker 261): it answers what the served version learnt of them, nothing."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    train = "".join(f"u{user},i{(user + j) % 8},4,train\n" for user in range(8) for j in range(4))
+    write(tmp_path / "data" / "ratings.csv", f"user,item,rating,part\n{train}vonly,i0,5,validation\nvonly,i1,3,test\n")
+    text = PROFILE.replace("[sources.movies]\nvalidation_fraction = 0.1", SPLIT_SOURCE)
+    assert run_heirloom("train", str(write(tmp_path / "shop.toml", text)), env=env, timeout=300).returncode == 0
+    daemon = Daemon(tmp_path, profile=text, env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            assert client.call("recs.recommend", {"user": "vonly", "k": 3})["items"]
+            nothing = {"items": [], "count": 0, "version": "recommend/recs@1"}
+            assert client.call("recs.history", {"user": "vonly"}) == nothing
+            assert client.call("recs.history", {"user": "u1"})["count"] == 4
+            with pytest.raises(NotFound, match="user 'nobody' is unknown to recommend/recs@1"):
+                client.call("recs.history", {"user": "nobody"})
     finally:
         daemon.kill()
