@@ -587,6 +587,24 @@ def test_a_split_column_states_each_ratings_split_in_place_of_the_seeded_protoco
         ratings_csv(tmp_path / "both", rows, split_column="part", holdout="latest")
 
 
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"test_fraction": 0.5}, "'test_fraction'"),
+        ({"validation_fraction": 0.1}, "'validation_fraction'"),
+        ({"holdout": "latest", "test_fraction": 0.2}, "'test_fraction' and 'holdout'"),
+    ],
+)
+def test_a_split_column_refuses_a_fraction_set_beside_it(tmp_path, settings, named):
+    """``test_fraction`` or ``validation_fraction`` beside ``split_column`` was ignored without a word
+    (checker 261: ``validation_fraction = 0.1`` and no validation rows, then promote --if-better refused);
+    refused now, as ``holdout`` was. Their defaults are no choice and pass."""
+    rows = "user,item,rating,part\nann,a,5,train\nann,b,4,test\n"
+    with pytest.raises(ValueError, match=rf"states each rating's split, which {named} would choose: set one"):
+        ratings_csv(tmp_path, rows, split_column="part", **settings)
+    assert ratings_csv(tmp_path, rows, split_column="part", test_fraction=0.25, validation_fraction=0.0).splits()
+
+
 def test_a_pair_stated_in_two_splits_is_warned_of_once_and_left_out_where_the_version_has_it(tmp_path, caplog):
     """A cut-off date's split repeats pairs (a re-rating after it): one stated validation and test
     counted as found at test though no reply shows it (checker 261: nDCG@10 0.4978, its replies

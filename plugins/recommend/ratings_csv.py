@@ -31,6 +31,8 @@ log = logging.getLogger("heirloom.recommend")
 
 #: The setting of the items file's encoding.
 ITEMS_ENCODING = "items_encoding"
+#: The settings by which the seeded protocol chooses each rating's split, which ``split_column`` states instead.
+CHOOSING = ("test_fraction", "validation_fraction", "holdout")
 #: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today); 1,000 times
 #: larger, none at all.
 MILLISECONDS = 1e11
@@ -83,9 +85,12 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         self.check_columns(self.ratings, {setting: column for setting, column in rated.items() if column})
         listed = "items_item_column" if self.items_item_column else "item_column"
         self.check_columns(self.items, {listed: self.catalogue_id, "title_column": self.title_column}, ITEMS_ENCODING)
-        if self.split_column:
-            if self.holdout != "random":
-                raise ValueError("'split_column' states each rating's split, which 'holdout' would choose: set one")
+        if self.split_column:  # a fraction set beside it was ignored without a word (checker 261)
+            defaults = attrs.fields_dict(SplitRatingsSource)
+            chosen = [repr(name) for name in CHOOSING if getattr(self, name) != defaults[name].default]
+            if chosen:
+                said = " and ".join(chosen)
+                raise ValueError(f"'split_column' states each rating's split, which {said} would choose: set one")
             self.check_columns(self.ratings, {"split_column": self.split_column})
         if self.holdout == "latest":
             try:
