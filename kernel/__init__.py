@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from heirloom.wire.bodies import MAX_CONTAINERS
     from heirloom.wire.client import (
         Client,
+        ConnectionClosed,
         DeadlineExceeded,
         Internal,
         InvalidArgument,
@@ -176,6 +177,7 @@ _EXPORTS = {
     "NotFound": "heirloom.wire.client",
     "ResourceExhausted": "heirloom.wire.client",
     "Unavailable": "heirloom.wire.client",
+    "ConnectionClosed": "heirloom.wire.client",
     "DeadlineExceeded": "heirloom.wire.client",
     "Unauthenticated": "heirloom.wire.client",
     "PermissionDenied": "heirloom.wire.client",
@@ -243,6 +245,7 @@ __all__ = [
     "Client",
     "ClientLimits",
     "Component",
+    "ConnectionClosed",
     "Console",
     "ConsoleRequest",
     "Context",

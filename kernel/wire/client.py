@@ -95,6 +95,12 @@ PermissionDenied = ERRORS["PERMISSION_DENIED"]
 Internal = ERRORS["INTERNAL"]
 
 
+class ConnectionClosed(Unavailable):
+    """UNAVAILABLE said by the client: the connection closed before the reply, so the request may have run.
+    ``Client.request`` retries it only when idempotent: a daemon restarted, and a daemon reached over a new
+    connection without Curve (a new client to it), answer a repeated idempotency key from no memory."""
+
+
 class NoReply(DeadlineExceeded):
     """The client's own wait ran out with no reply: raised here, not answered by the daemon, so it cannot
     tell a slow route from a daemon that is stuck or gone (``heirloom call`` asks ``_health`` which)."""
@@ -205,8 +211,9 @@ def closed_before_reply(address: str, largest: int) -> RemoteError:
     daemon close the connection, says a retry would fare no better."""
     said = f"the daemon at {address} closed the connection before answering"
     if largest > DEFAULT_MAX_MESSAGE:
-        return Unavailable(f"{said}: {over_default(largest)}")
-    return Unavailable(f"{said} (it may have been draining); retry", retryable=True)
+        return ConnectionClosed(f"{said}: {over_default(largest)}")
+    ran = "the request may have run (the daemon stopped or restarted): retry it if it is idempotent"
+    return ConnectionClosed(f"{said}; {ran}", retryable=True)
 
 
 class Client:
@@ -296,11 +303,13 @@ class Client:
         """Call and wait, retrying a retryable UNAVAILABLE/RESOURCE_EXHAUSTED only when that is safe.
 
         A retry is safe for idempotent calls (built-in routes, ``idempotent=True``) and for
-        calls with an ``idempotency_key`` (the daemon answers a repeated key from memory).
+        calls with an ``idempotency_key`` (the daemon answers a repeated key from memory), but
+        after ConnectionClosed only for idempotent calls (the request may have run on a daemon
+        that, restarted, remembers no key).
         """
         budget = self.timeout if timeout is None else seconds(timeout)
         deadline = time.monotonic() + budget
-        safe = idempotency_key is not None or (idempotent if idempotent is not None else route in IDEMPOTENT_ROUTES)
+        idempotent = idempotent if idempotent is not None else route in IDEMPOTENT_ROUTES
         for attempt in itertools.count():
             remaining = max(deadline - time.monotonic(), 0.001)
             future = self.submit(route, body, timeout=remaining, idempotency_key=idempotency_key)
@@ -309,6 +318,7 @@ class Client:
             except TimeoutError:
                 raise NoReply(no_reply(self.address, route, budget, self._silence)) from None
             except RemoteError as error:
+                safe = idempotent or (idempotency_key is not None and not isinstance(error, ConnectionClosed))
                 if self._closed.is_set() or not (safe and error.retryable and attempt < self.retries):
                     raise
                 pause = (error.retry_after_ms or 50 * 2**attempt) / 1000 * random.uniform(1.0, 1.5)
