@@ -634,8 +634,13 @@ def test_an_allergy_naming_no_known_drug_is_unread_but_food_and_pollen_are_read(
         *("Allergy to nut", "Shellfish allergy", "Allergy to bee venom", "Allergy to wheat", "Allergy to peanuts"),
         *("Allergy to fish", "Latex allergy", "Allergy to eggs", "Allergy to dairy product", "Allergy to soya"),
         *("Allergy to walnut", "Allergy to strawberries"),
+        # Synthea 3.x's wording (checker 264: each withheld every selection as unread)
+        *("Mold (organism)", "House dust mite (organism)", "Eggs (edible) (substance)", "Soya bean"),
+        *("Natural rubber latex", "No known drug allergy (situation)", "NKDA", "No known allergies"),
     ]
     assert unread([(None, display) for display in synthea], drugs) == []
+    no_allergy = [("snomed:409137002", None), ("snomed:716186003", None)]  # no known (drug) allergy, coded alone
+    assert unread(no_allergy, drugs) == [] and unread([("snomed:91939003", None)], drugs) == ["snomed:91939003"]
     assert unread([(None, "Allergy to penicillin V potassium"), ("snomed:294505008", None)], drugs) == []
     assert ingredients("NITROFURANTOIN, MACROCRYSTALS 50 MG Oral Capsule") == {"nitrofurantoin macrocrystals"}
     assert not conflicts(ingredients("Penicillin V Potassium 250 MG Oral Tablet"), substances("Allergy to potassium"))
@@ -1622,12 +1627,6 @@ def test_a_bundles_generic_drug_allergy_naming_its_drug_withholds_it_and_is_not_
             "body.record.timeline[0].code",
         ),
         (
-            "treatment.recommend",
-            {"record": {"timeline": [{"kind": "allergy", "display": "Allergy to\x07 penicillin"}]}},
-            "INVALID_ARGUMENT",
-            "body.record.timeline[0].display",
-        ),
-        (
             "diagnosis.predict",
             {"record": {"timeline": [{"kind": "observation", "components": [{"code": "loinc:8480\u200b-6"}]}]}},
             "INVALID_ARGUMENT",
@@ -1679,19 +1678,17 @@ def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
         assert client.call("_health")  # still serving
 
 
-def test_an_inline_code_or_display_with_a_control_character_is_refused_as_the_formulary_refuses_one(daemon):
-    """An inline allergy's NUL or BEL was taken: "Allergy to" + BEL + " penicillin" was listed unread, the BEL
-    echoed back to the client. Refused, naming the field and the character, in the formulary check's words."""
+def test_an_inline_display_with_a_control_character_is_read_as_the_fhir_source_wrote_it(daemon):
+    """An inline allergy's BEL was refused, though the fhir source keeps one in a display and
+    ``heirloom data show --json`` writes it so (checker 264: a record made as the docs say was refused).
+    The filter reads past it: the penicillins are withheld, and the allergy is not listed unread."""
     allergy = {"kind": "allergy", "display": "Allergy to\x07 penicillin", "date": "2020"}
     record = {"timeline": [{"kind": "encounter", "id": "E", "date": "2020-01-02"}, allergy]}
-    with daemon.client(timeout=30) as client, pytest.raises(heirloom.RemoteError) as caught:
-        client.call("treatment.recommend", {"record": record})
-    said = "'display': 'Allergy to\\x07 penicillin' holds the control or invisible character U+0007: write the text"
-    assert caught.value.field == "body.record.timeline[1].display" and said in str(caught.value), str(caught.value)
-    tabbed = {**allergy, "display": "Allergy to\tpenicillin\n"}  # the spaces a FHIR string may hold: taken
-    with daemon.client(timeout=30) as client:
-        answer = client.call("treatment.recommend", {"record": {**record, "timeline": [record["timeline"][0], tabbed]}})
-    assert answer["unread_allergies"] == []
+    for display in ("Allergy to\x07 penicillin", "Allergy to\tpenicillin\n"):
+        timeline = [record["timeline"][0], {**allergy, "display": display}]
+        with daemon.client(timeout=30) as client:
+            answer = client.call("treatment.recommend", {"record": {**record, "timeline": timeline}})
+        assert answer["unread_allergies"] == [], display
 
 
 def test_a_fhir_bundle_sent_to_a_medical_route_is_refused_saying_what_to_send_instead(daemon):

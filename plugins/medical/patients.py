@@ -28,8 +28,6 @@ GENDERS = ("male", "female", "other", "unknown")
 #: Timeline kinds the fhir source writes (docs/FHIR.md, "Records").
 KINDS = ("encounter", "condition", "observation", "medication", "procedure", "immunization", "allergy", "note")
 _FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}
-#: What an inline record's display with a control character should be instead.
-TEXT_REMEDY = "write the text as it prints"
 DAY = 86400.0
 #: The first and last instants (in days) a datetime holds in UTC.
 FIRST_DAY = datetime.min.replace(tzinfo=UTC).timestamp() / DAY
@@ -115,21 +113,12 @@ def _code_as_carried(instance: Any, attribute: attrs.Attribute, value: str | Non
         raise ValueError(mistake)
 
 
-def _text_as_printed(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    """A display with a control character but the spaces a FHIR string may hold (a NUL, a BEL) is
-    refused: "Allergy to penicillin" with a BEL was read and listed unread too, the BEL echoed to clients."""
-    if value is not None and (
-        mistake := hidden_character(f"'{attribute.name}'", value, TEXT_REMEDY, ("Cc",), "\t\n\r")
-    ):
-        raise ValueError(mistake)
-
-
 @attrs.frozen
 class MeasurementInput:
     """One component of an observation (the systolic part of a blood pressure)."""
 
     code: str | None = attrs.field(default=None, validator=_code_as_carried)
-    display: str | None = attrs.field(default=None, validator=_text_as_printed)
+    display: str | None = None  # as the fhir source writes it: the filter reads past a control character
     value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None
     low: float | None = attrs.field(default=None, validator=_finite)
@@ -145,7 +134,7 @@ class EventInput:
     date: str | None = attrs.field(default=None, converter=utc, validator=_date)
     end: str | None = attrs.field(default=None, converter=utc, validator=_date)
     code: str | None = attrs.field(default=None, validator=_code_as_carried)
-    display: str | None = attrs.field(default=None, validator=_text_as_printed)
+    display: str | None = None  # as the fhir source writes it: the filter reads past a control character
     status: str | None = None
     value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None

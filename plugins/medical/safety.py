@@ -114,8 +114,8 @@ _NOT_DRUG_TEXT = """
     ragweed mould mold moulds molds house dust mite mites nut nuts peanut peanuts walnut walnuts almond almonds
     cashew cashews hazelnut hazelnuts pecan pecans pistachio pistachios shellfish fish crustacean crustaceans
     shrimp crab lobster seafood bee bees wasp wasps venom insect insects sting stings wheat gluten egg eggs dairy
-    product products milk cow's cow lactose soy soya sesame latex nickel food foods strawberry strawberries
-    tomato tomatoes kiwi banana bananas apple apples citrus chocolate corn mustard celery"""
+    product products milk cow's cow lactose soy soya bean beans sesame latex nickel food foods strawberry strawberries
+    tomato tomatoes kiwi banana bananas apple apples citrus chocolate corn mustard celery edible natural rubber"""
 NOT_DRUG_WORDS = frozenset(_NOT_DRUG_TEXT.split())
 _DASHES = "\\-\u2010\u2011\u2012\u2013\u2014\u2212"  # hyphens (a non-breaking one too), dashes, minus
 #: Where one display names several allergies: "penicillin and acetaminophen", "sulfa, codeine".
@@ -265,7 +265,13 @@ _ALLERGY_WORDS = re.compile(
 _QUALIFIER = re.compile(r"\([^)]*\)|\[[^]]*\]")
 #: SNOMED CT's semantic tags: the only brackets an allergy display loses ("(finding)"); others
 #: name more allergies ("Penicillin allergy (also ibuprofen)" hid the ibuprofen).
-_SEMANTIC_TAG = re.compile(r"\((?:disorder|finding|substance|product|medicinal product|situation|qualifier value)\)")
+_SEMANTIC_TAG = re.compile(
+    r"\((?:disorder|finding|substance|product|medicinal product|situation|qualifier value|organism|physical object)\)"
+)
+#: Records that say there is no allergy: no known (drug, food, environmental) allergy, as SNOMED CT's
+#: situations code them or as written: not an allergy the filter cannot read (listed, every drug selected withheld).
+NO_ALLERGY_CODES = frozenset(("snomed:409137002", "snomed:716186003", "snomed:428607008", "snomed:429625007"))
+_NO_ALLERGY = re.compile(r"(?:no known (?:drug |food |environmental |medication )?allerg(?:y|ies)|nkda|nka)")
 #: Words of an allergy display that name nothing (``penicillin with codeine``, ``also ibuprofen``).
 _FILLER_TEXT = "to of with also and or the a an in by from medication medications drug drugs agent agents antibiotic"
 FILLER_WORDS = frozenset(_FILLER_TEXT.split())
@@ -656,6 +662,8 @@ def unread(
     read, left = read_allergies(allergies)
     missing = {f"{left} allergies past the first {len(read)}"} if left else set()
     for code, display in read:
+        if code in NO_ALLERGY_CODES or _NO_ALLERGY.fullmatch(_SEMANTIC_TAG.sub("", normal_text(display or "")).strip()):
+            continue  # "No known drug allergy (situation)": no allergy to read
         parts = [_corrected(part, typos, formulary) for part in allergy_parts(display)]  # as conflicts() reads a typo
         if (not parts and not formulary.by_code(code)) or len(display or "") > MAX_ALLERGY_CHARS:
             missing.add(display or code or "(no code)")
