@@ -176,6 +176,8 @@ class Said:
     def misread_body(body: dict) -> tuple[str, str] | None:
         if body.get("kind") == "broken":
             raise KeyError("unlucky")
+        if "said" in body:  # not (field, message): the plugin's bug (a bare string was shown as "s: e")
+            return body["said"]
         return ("body", "a letter, not a note: send its text as 'text'") if "letter" in body else None
 
 
@@ -189,10 +191,14 @@ def test_an_input_class_names_a_body_of_another_kind_it_does_not_take():
         ({"letter": "hi"}, "INVALID_ARGUMENT", "body: a letter, not a note: send its text as 'text'"),
         ({"text": "hi", "other": 1}, "INVALID_ARGUMENT", "body.other: unknown key (valid keys: text)"),
         ({"kind": "broken"}, "INTERNAL", "the route's input class raised KeyError: 'unlucky' (a plugin bug)"),
+        *(
+            ({"said": said}, "INTERNAL", f"the route's input class raised TypeError: misread_body returned {said!r}")
+            for said in ("see", {"field": "body"}, ("body", ""))
+        ),
     ):
         with pytest.raises(heirloom.RequestError) as refused:
             check(body)
-        assert (refused.value.code, refused.value.message) == (code, said)
+        assert (refused.value.code, refused.value.message[: len(said)]) == (code, said)
     assert check({"text": "hi"}).text == "hi"
 
 

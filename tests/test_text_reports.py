@@ -187,7 +187,9 @@ def test_eval_says_a_loaded_version_does_not_score_what_it_stored_rather_than_bl
         assert (
             f"warning: third/m@1 scored accuracy {was} on these same {split} records when trained; loaded now it "
             "scores 0.0000: the loaded version does not score what the stored one did. Its model's load() does not "
-            "restore what state() saved, or its predict is not deterministic (docs/PLUGINS.md, heirloom.State;"
+            "restore what state() saved, or its predict is not deterministic, or its plugin's evaluate() changed since "
+            "it was stored (then retrain or re-evaluate: its stored metrics are the old code's) (docs/PLUGINS.md, "
+            "heirloom.State;"
         ) in said, said
         assert "cannot tell versions apart" not in said
 
@@ -272,3 +274,15 @@ def test_data_stats_names_each_label_only_the_held_out_splits_have_with_its_firs
     _csv(tmp_path / "test.csv", [("refund it", "refund")])
     quiet = run_heirloom("data", "stats", str(profile), "s", "--json")
     assert "labels_only_held_out" not in json.loads(quiet.stdout) and "no training record" not in quiet.stderr
+
+
+def test_a_large_metric_that_moved_in_its_eighth_digit_is_no_unrestored_version():
+    """A sum of squared errors of 10108.1631 came back 10108.1621 (floats summed in another order), and
+    eval said the loaded version does not score what the stored one did (an absolute 1e-6 tolerance)."""
+    from types import SimpleNamespace
+
+    from heirloom.cli.train import unrestored_warning
+
+    stored = SimpleNamespace(ref="p/m@1", metrics={"sse": 10108.1631, "accuracy": 0.5}, profile_digest="d")
+    assert unrestored_warning(stored, "test", {"sse": 10108.1621, "accuracy": 0.5}, "d") == ""
+    assert "scored accuracy 0.5000" in unrestored_warning(stored, "test", {"sse": 10108.1631, "accuracy": 0.4}, "d")

@@ -156,7 +156,12 @@ class InputValidator:
         one: a body of another kind its words name (a FHIR Bundle for a record), not its first unknown key."""
         said = getattr(self.cls, "misread_body", None)
         try:
-            return said(body) if callable(said) else None
+            misread = said(body) if callable(said) else None
+            if misread is not None and not (
+                type(misread) is tuple and len(misread) == 2 and all(type(part) is str and part for part in misread)
+            ):  # a bare string was shown as "s: e", a dict raised KeyError past this (checker 265)
+                raise TypeError(f"misread_body returned {misread!r:.80}, not None or a (field, message) of two texts")
+            return misread
         except Exception as exc:  # noqa: BLE001 - its bug, as a validator's would be
             raise self._bug(exc) from None
 
