@@ -402,14 +402,25 @@ def _first_difference(before: list[Any], after: list[Any]) -> str:
     an output may be a long vector): "predictions differ" gave no input to debug ``load`` with."""
     pairs = enumerate(zip(before, after, strict=False))
     at = next((i for i, (was, now) in pairs if was != now), min(len(before), len(after)))
+    was, now = (
+        repr(outputs[at]) if at < len(outputs) else f"missing ({len(outputs)} predictions)"
+        for outputs in (before, after)
+    )
+    # both cut around where their texts first differ: a difference deep in a long vector was cut off from both
+    start = max(
+        0, next((i for i, (a, b) in enumerate(zip(was, now, strict=False)) if a != b), min(len(was), len(now))) - 60
+    )
 
-    def shown(outputs: list[Any]) -> str:
-        said = repr(outputs[at]) if at < len(outputs) else f"missing ({len(outputs)} predictions)"
-        return said if len(said) <= 200 else f"{said[:200]}... ({len(said) - 200} more characters)"
+    def shown(said: str) -> str:
+        if len(said) <= 200:
+            return said
+        cut = f"{'...' * (start > 0)}{said[start : start + 200]}{'...' * (start + 200 < len(said))}"
+        return f"{cut} ({len(said)} characters, shown from {start})"
 
     return (
-        f"after state() -> store -> load(), predictions differ, first at input {at}: {shown(before)} from the fitted "
-        f"model, {shown(after)} from the one that loaded its state (load() does not restore what state() saved?)"
+        f"after state() -> store -> load(), predictions differ, first at input {at}: {shown(was)} from the fitted "
+        f"model, {shown(now)} from the one that loaded its state (load() does not restore what state() saved, or "
+        "predict is not deterministic?)"
     )
 
 

@@ -546,7 +546,8 @@ def test_a_patient_with_an_event_dated_after_today_is_read_counted_and_said(tmp_
     visit = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
     visit |= {"subject": {"reference": "urn:uuid:p1"}, "period": {"start": "1954-11-04T10:10:39Z"}}
     typo = {**visit, "id": "e2", "period": {"start": "2999-01-01T09:00:00Z"}}
-    path = write(tmp_path / "one.json", bundle(PATIENT, visit, typo, {**PATIENT, "id": "p2"}))
+    soon = {**visit, "id": "e3", "period": {"start": "2998-05-01"}}  # read first, but not the latest: not named
+    path = write(tmp_path / "one.json", bundle(PATIENT, visit, soon, typo, {**PATIENT, "id": "p2"}))
     said = f"{path}: Patient/p1 (entry[0]): encounter 'e2' is dated 2999-01-01T09:00:00Z, after today"
     with caplog.at_level(logging.WARNING, logger="heirloom.fhir"):
         stats = stats_or_error(path)

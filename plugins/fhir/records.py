@@ -439,7 +439,9 @@ def today_anywhere() -> str:
 
 
 def event_after_today(record: PatientRecord, today: str) -> Event | None:
-    """The first event dated after ``today`` (``today_anywhere``), if any: a mistyped year (2091 for 2019),
-    which a model reads as the patient's latest visit. Compared at the precision both have: an event of
-    "2999" is after 2026-12-05, one of "2026-12" is not. One string comparison per event."""
-    return next((e for e in record.timeline if e.date and e.date[:10] > today[: len(e.date[:10])]), None)
+    """The latest event dated after ``today`` (``today_anywhere``), if any: a mistyped year (2999 for 2019),
+    which a model reads as the patient's latest visit, so the one the warning names (not the first found, a
+    2027 beside it). Compared at the precision both have: an event of "2999" is after 2026-12-05, one of
+    "2026-12" is not. One string comparison per event."""
+    late = [e for e in record.timeline if e.date and e.date[:10] > today[: len(e.date[:10])]]
+    return max(late, key=lambda e: e.date[:10], default=None)
