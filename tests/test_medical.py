@@ -1696,8 +1696,12 @@ def test_a_fhir_bundle_sent_to_a_medical_route_is_refused_saying_what_to_send_in
     the field, but not that a Bundle is no record, nor how to make one of it."""
     bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": {"resourceType": "Patient"}}]}
     for body, field, said in (
-        (bundle, "body", "body: a FHIR Bundle, not a request: send {'record': ..., 'encounter': id}, its record the"),
+        (bundle, "body", 'body: a FHIR Bundle, not a request: send {"record": ..., "encounter": id}, its record the'),
         ({"record": bundle}, "body.record", "body.record: a FHIR Bundle, not a record: send the record"),
+        # near-Bundles (checker 264): refused as an unknown key or a type, saying nothing of FHIR
+        ({"record": {"entry": bundle["entry"]}}, "body.record", "body.record: a FHIR Bundle's entries, not a record"),
+        ({"record": {"bundle": bundle}}, "body.record", "body.record: a FHIR Bundle, not a record"),
+        ({"record": [{"resourceType": "Patient"}]}, "body.record", "body.record: a list of FHIR resources, not a"),
     ):
         for route in ("diagnosis.predict", "treatment.recommend"):
             with daemon.client(timeout=30) as client, pytest.raises(heirloom.RemoteError) as caught:

@@ -101,20 +101,32 @@ class PredictInput:
         or None: it was refused as its first unknown key (``body.entry: unknown key``), which told a FHIR
         client what it had sent wrong, not what to send."""
         for field, sent in (("body", body), ("body.record", body.get("record"))):
-            if isinstance(sent, dict) and "resourceType" in sent:
-                kind = sent["resourceType"] if isinstance(sent["resourceType"], str) else "resource"
-                wanted = (
-                    "a request: send {'record': ..., 'encounter': id}, its record"
-                    if field == "body"
-                    else "a record: send"
-                )
-                return field, f"a FHIR {kind[:40]}, not {wanted} {CONVERTED}"
+            if (kind := _fhir_kind(sent)) is not None:
+                wanted = "a record: send"
+                if field == "body":
+                    wanted = 'a request: send {"record": ..., "encounter": id}, its record'
+                return field, f"{kind}, not {wanted} {CONVERTED}"
         return None
 
     def __attrs_post_init__(self) -> None:
         if (self.patient is None) == (self.record is None):
             given = "both were given" if self.patient is not None else "neither was given"
             raise ValueError(f"'patient' (an id) or 'record' (a timeline given inline): give one of them ({given})")
+
+
+def _fhir_kind(sent: Any) -> str | None:
+    """What FHIR content ``sent`` is ("a FHIR Bundle"; a Bundle's ``entry`` list without its resourceType, one
+    wrapped as ``{"bundle": ...}``, a list of resources), or None: each was refused as an unknown key or a type."""
+    if isinstance(sent, dict):
+        if "resourceType" in sent:
+            return f"a FHIR {sent['resourceType'][:40] if isinstance(sent['resourceType'], str) else 'resource'}"
+        if isinstance(sent.get("entry"), list):
+            return "a FHIR Bundle's entries"
+        wrapped = next((sent[key] for key in ("bundle", "Bundle", "resource") if isinstance(sent.get(key), dict)), None)
+        return f"a FHIR {wrapped['resourceType']!s:.40}" if wrapped is not None and "resourceType" in wrapped else None
+    if isinstance(sent, list) and sent and all(isinstance(item, dict) and "resourceType" in item for item in sent[:20]):
+        return "a list of FHIR resources"
+    return None
 
 
 @attrs.define
