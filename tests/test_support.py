@@ -260,6 +260,11 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         listed = {e["id"]: e for e in reply["handoffs"]}
         assert listed[body["handoff_id"]]["resolution"] == {"intent": "pet_questions", "new_intent": True}
         assert reply["waiting_intents"] == {"pet_questions": 1}
+        # a resolution of a text the intent model reads nothing of is kept, and said never to train (checker 262)
+        emoji = client.call("support.answer", {"text": "\U0001f600\U0001f600"})
+        assert emoji["handoff"] and emoji["intent"] is None
+        resolved = client.call("support.resolve", {"id": emoji["handoff_id"], "intent": queued["intent_guess"]})
+        assert resolved["trains"] is False and "no retrain learns from it" in resolved["why"]
 
 
 def test_handoff_out_of_scope_hands_off_what_the_intent_model_rejects_whatever_the_answer(

@@ -521,6 +521,12 @@ class EncoderClassifier(EncoderModel):
             outputs[NOVELTY] = words.scores(texts, outputs["best"])
         return outputs
 
+    def trains_on(self, texts: list[str]) -> list[bool]:
+        """Whether a resolution or a correction of each text would train this model: not one it reads nothing of
+        (network.content_free), which fit leaves out, so a person resolving one is told (``support.resolve``)."""
+        encoder, _ = self._require()
+        return [not free for free in encoder.content_free(texts)]
+
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         """``{"label", "confidence", "in_scope", "probabilities"}`` per text; ``label`` is
         ``out_of_scope_label`` when the reject rule says "I don't know", and (with a rule) for a

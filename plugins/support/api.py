@@ -12,6 +12,7 @@ once ``<name>.accept_intent`` accepts it (so a typo never becomes an intent).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,6 +50,12 @@ VETS = {"intent": intent_problem, "faq": faq_problem}
 POLICIES = ("either", "both", "out_of_scope")
 #: How many of a thread's answers an unknown ``answer_id``'s refusal lists.
 MAX_HINTED = 10
+#: Why a resolution will not train (``resolve``'s ``why`` beside ``"trains": false``).
+UNTRAINED = (
+    "the intent model reads nothing of this text (no letter or digit, or no word piece it knows): the resolution "
+    "is kept, but no retrain learns from it, and such a text is always handed off"
+)
+log = logging.getLogger("heirloom.support")
 
 
 def one_typo(new: str, known: str) -> bool:
@@ -351,13 +358,28 @@ class SupportApi(heirloom.Api):
         close = self._close_to(body.intent, known) if new_intent else None
         with heirloom.durable_write("resolution", self._decisions_limit):
             self.log.append({"type": "resolution", "id": body.id, **decision, **new})
+        untrained = body.intent is not None and body.intent != out_of_scope and not self._trains_on(body.id)
         return {
             "resolved": True,
             "id": body.id,
             **given,
             "new_intent": new_intent,
             **({"close_to": close} if close else {}),
+            **({"trains": False, "why": UNTRAINED} if untrained else {}),
         }
+
+    def _trains_on(self, handoff_id: str) -> bool:
+        """Whether the served intent model would train on the handoff's text (its optional ``trains_on``): one
+        of "?" or an emoji was resolved ``resolved: true`` and never trained, no one told (checker 262)."""
+        model = heirloom.served_model(self.intent_handle)[0]
+        trains_on, text = getattr(model, "trains_on", None), self.queue.text_of(handoff_id)
+        if not callable(trains_on) or text is None:
+            return True
+        try:
+            return bool(trains_on([text])[0])
+        except Exception:  # the decision is stored: another model type's bug only loses the hint
+            log.exception("support.resolve: the intent model's trains_on() failed (%s)", type(model).__name__)
+            return True
 
     def _close_to(self, intent: str, known: list[str]) -> str | None:
         """The known intent, else the one waiting for accept_intent, that ``intent`` is one typo from."""

@@ -66,6 +66,15 @@ class HandoffQueue:
             self._catch_up()
             return handoff_id in self._offsets
 
+    def text_of(self, handoff_id: str) -> str | None:
+        """The text of handoff ``handoff_id`` as it was queued (None when the log no longer holds it)."""
+        with self._lock:
+            self._catch_up()
+            offset = self._offsets.get(handoff_id)
+            with self._readable():
+                entries = self._cursor.records_at([offset]) if offset is not None else []
+        return entries[0].get("text") if entries else None
+
     def listed(self, include_resolved: bool, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` handoffs, newest first, each with its ``resolution`` (or None)."""
         with self._lock:
