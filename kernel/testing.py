@@ -131,8 +131,7 @@ def heirloom_daemon(tmp_path: Path, heirloom_home: Path) -> Iterator[Callable[..
     ``ready=False`` waits for ``_health`` only (a profile whose models are not trained yet).
     It listens on ``ipc://{tmp_path}/heirloom-N.sock`` (``.address``, what ``.client`` uses), passed as
     ``--bind``, so a profile's ``[server] bind`` is not used; a ``--bind`` in ``serve_args`` adds an endpoint.
-    Every daemon started is stopped at teardown, and the test errors if one exits non-zero.
-    """
+    Every daemon started is stopped at teardown, and the test errors if one exits non-zero."""
     started: list[RunningDaemon] = []
     counter = itertools.count()
 
@@ -284,8 +283,7 @@ def check_source(
 
     ``tables`` are other profile tables it needs (the sources a union reads), of types that
     installed plugins or ``plugins`` register. Returns the number of records per split
-    (``all`` for ``records(None)``).
-    """
+    (``all`` for ``records(None)``)."""
     assert issubclass(cls, Source) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Source"
     counts: dict[str, int] = {}
     seen: dict[str, set[str]] = {}
@@ -345,8 +343,7 @@ def check_model(
     ``data`` is ``{"train": records, "test": records}`` (or one list for both); the model's
     source references that ``config`` leaves unset (its ``data`` field) point at them.
     ``inputs`` is what ``predict`` gets (default: the test records). ``needs_weights=False``
-    for a model that is ready without training. Returns the evaluation report.
-    """
+    for a model that is ready without training. Returns the evaluation report."""
     assert issubclass(cls, Model) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Model"
     splits = dict(data) if isinstance(data, dict) else {"train": list(data), "test": list(data)}
     token = f"{id(splits):x}"
@@ -398,30 +395,27 @@ def check_model(
 
 
 def _first_difference(before: list[Any], after: list[Any]) -> str:
-    """Where the predictions of the fitted model and of the one loaded from its state first differ, both shown (cut:
-    an output may be a long vector): "predictions differ" gave no input to debug ``load`` with."""
-    pairs = enumerate(zip(before, after, strict=False))
-    at = next((i for i, (was, now) in pairs if was != now), min(len(before), len(after)))
-    was, now = (
-        repr(outputs[at]) if at < len(outputs) else f"missing ({len(outputs)} predictions)"
-        for outputs in (before, after)
-    )
-    # both cut around where their texts first differ: a difference deep in a long vector was cut off from both
-    start = max(
-        0, next((i for i, (a, b) in enumerate(zip(was, now, strict=False)) if a != b), min(len(was), len(now))) - 60
-    )
+    """Where the predictions of the fitted model and of the one loaded from its state first differ, both shown, cut
+    around where their texts differ: "predictions differ" gave no input to debug ``load`` with, and a cut at the
+    start hid a difference deep in a long vector."""
+    at = _differs_at(before, after)
+    was, now = (repr(o[at]) if at < len(o) else f"missing ({len(o)} predictions)" for o in (before, after))
+    start = max(0, _differs_at(was, now) - 60)
 
     def shown(said: str) -> str:
-        if len(said) <= 200:
-            return said
         cut = f"{'...' * (start > 0)}{said[start : start + 200]}{'...' * (start + 200 < len(said))}"
-        return f"{cut} ({len(said)} characters, shown from {start})"
+        return said if len(said) <= 200 else f"{cut} ({len(said)} characters, shown from {start})"
 
     return (
         f"after state() -> store -> load(), predictions differ, first at input {at}: {shown(was)} from the fitted "
         f"model, {shown(now)} from the one that loaded its state (load() does not restore what state() saved, or "
         "predict is not deterministic?)"
     )
+
+
+def _differs_at(x: Sequence[Any], y: Sequence[Any]) -> int:
+    """The first position where ``x`` and ``y`` differ (the shorter one's length where it begins the other)."""
+    return next((i for i, (a, b) in enumerate(zip(x, y, strict=False)) if a != b), min(len(x), len(y)))
 
 
 def _through_the_store(state: State, state_format: int) -> State:
@@ -450,8 +444,7 @@ def check_api(
     ``bad_inputs`` maps a route (without the api prefix) to bodies it must refuse with
     INVALID_ARGUMENT, for routes that validate in their handler; ``good_inputs`` to bodies
     it must answer OK (a handler that raises, or returns what msgpack cannot send, fails
-    the check; so does a resource manager in ``tables`` that refuses them). Returns ``_routes``.
-    """
+    the check; so does a resource manager in ``tables`` that refuses them). Returns ``_routes``."""
     assert issubclass(cls, Api) and attrs.has(cls), f"{cls!r} must be an attrs class subclassing heirloom.Api"
     with _system(cls, config, tables, plugins) as system:
         api_routes(f"apis.{CHECKED} ({cls.__name__})", system.component(CHECKED, "api"))  # its mistake, at once
