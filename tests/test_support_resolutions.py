@@ -205,3 +205,20 @@ def test_a_retrain_whose_reject_rule_reads_another_score_than_its_parents_says_s
     logged = Logged()
     _say_if_the_rule_changed(heirloom.State({}, {}), Rule("energy", 0.1, {}), logged)  # a parent with none: the encoder
     assert logged.lines == []
+
+
+def test_with_no_text_to_hold_out_the_configured_epochs_train_or_the_options_that_need_one_are_refused():
+    """Checker 271: four texts a label held out none at validation_fraction 0.1, and the selection "chose"
+    1 of the 3 configured epochs on validation accuracies of 0.0 that were never measured, unsaid."""
+    from heirloom_plugins.encoder.pretrained import load_minilm
+
+    phrases = {"card": ["my card is lost", "card stolen", "block my card"], "fee": ["why a fee", "fee charged"]}
+    records = [{"text": text, "label": label} for label, texts in phrases.items() for text in texts]
+    model, progress = EncoderClassifier(data="d", epochs=2, validation_fraction=0.1), Logged()
+    model.fit(records, parent=load_minilm(), progress=progress)
+    training = model.state().metadata["training"]
+    assert training["epochs"] == 2 and training["selection"] is None and len(training["loss"]) == 2
+    warned = [line for line in progress.lines if line.startswith("warning: validation_fraction = 0.1 holds out no")]
+    assert len(warned) == 1 and "training the configured epochs = 2" in warned[0], progress.lines
+    with pytest.raises(heirloom.HeirloomError, match="'fuse_ngrams' is chosen on held-out texts: raise validation"):
+        EncoderClassifier(data="d", fuse_ngrams=True).fit(records, parent=load_minilm(), progress=Logged())

@@ -266,6 +266,22 @@ class EncoderClassifier(EncoderModel):
             texts, targets, len(label_set), l2=self.ngram_l2, progress=progress, description=description
         )
 
+    def _nothing_to_select(self, label_count: int, progress: heirloom.Progress) -> tuple[int, None, float, None]:
+        """No label has enough texts for ``validation_fraction`` to hold one out: train the configured
+        epochs, said in a warning, or refuse when an option can only be chosen on validation texts."""
+        why = (
+            f"validation_fraction = {self.validation_fraction} holds out no text of any of the {label_count} "
+            f"labels kept in scope (one is held out of a label with more than {0.5 / self.validation_fraction:g} texts)"
+        )
+        needing = [option for option in ("reject", "fuse_ngrams") if getattr(self, option)]
+        if needing:
+            raise heirloom.HeirloomError(
+                f"encoder-classifier: {why}, and '{needing[0]}' is chosen on held-out texts: "
+                "raise validation_fraction or add training texts"
+            )
+        progress.log(f"warning: {why}: no epoch selection, training the configured epochs = {self.epochs}")
+        return self.epochs, None, 0.0, None
+
     def _select(
         self, texts: list[str], labels: list[str], parent: heirloom.State, progress: heirloom.Progress
     ) -> tuple[int, Rule | None, float, dict[str, Any]]:
@@ -285,6 +301,8 @@ class EncoderClassifier(EncoderModel):
         known = [i for i in sorted(held) if labels[i] not in held_labels]
         unseen = [i for i in range(len(texts)) if labels[i] in held_labels]
         seen_labels = sorted(set(label_set) - held_labels)
+        if not known:  # nothing to choose on: "best" would be a tie of unmeasured zeros, the fewest epochs
+            return self._nothing_to_select(len(label_set), progress)
         progress.log(
             f"selection: {len(train)} training texts, {len(known)} validation texts"
             + (f", {len(unseen)} texts of {len(held_labels)} held-out labels as out of scope" if unseen else "")
