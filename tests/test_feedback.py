@@ -563,3 +563,13 @@ def test_the_feedback_commands_read_the_log_without_the_training_data(reviews, t
     broken = run_heirloom("feedback", "list", str(profile), "--set", "models.sentiment.epochs=0", env=elsewhere)
     assert broken.returncode == 2 and "sources.news.path: path does not exist" in broken.stderr
     assert "models.sentiment.epochs" in broken.stderr and "note:" not in broken.stderr
+
+
+def test_a_refused_label_lists_twenty_known_labels_and_counts_the_rest():
+    """Checker 271: a model of 125 labels refused one quoting all 125, a 7,351-character message cut to
+    1,000 (the did-you-mean survived; the list was noise)."""
+    known = [f"thread {i:03d}" for i in range(125)]
+    with pytest.raises(heirloom.RequestError) as caught:
+        heirloom.check_label("thread  107", known, "body.label")
+    assert caught.value.message.endswith(f"(labels: {', '.join(known[:20])} and 105 more)"), caught.value.message
+    assert "did you mean 'thread 107'?" in caught.value.message

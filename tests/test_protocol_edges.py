@@ -158,3 +158,16 @@ def test_routes_lists_the_built_in_routes_behind_a_broker_too(send):
     assert sorted(builtins) == ["_health", "_ready", "_reload", "_routes", "_stats"]
     assert all(route["max_payload"] == 65536 and route["inline"] for route in builtins.values())
     assert builtins["_reload"]["admin"] and not builtins["_health"]["admin"]
+
+
+def test_an_error_led_by_its_field_counts_every_character_it_leaves_out():
+    """Checker 271: a refused label quoting 125 labels (7,351 characters) said "(38 more characters)": the
+    message was cut once, then led by its field and cut again, the first count cut off with it."""
+    import re
+
+    import heirloom
+
+    whole = "label 'x' is not one the model predicts (labels: " + ", ".join(f"label {i}" for i in range(900)) + ")"
+    led = heirloom.RequestError("INVALID_ARGUMENT", whole, "body.label").led_by_field()
+    shown, left_out = re.fullmatch(r"(body\.label: .*)\.\.\. \((\d+) more characters\)", led.message).groups()
+    assert len(shown) + int(left_out) == len("body.label: " + whole) and len(led.message) <= 1000

@@ -22,6 +22,8 @@ from heirloom.suggest import did_you_mean
 
 #: The longest label accepted.
 MAX_LABEL_CHARS = 200
+#: How many known labels a refusal lists (125 made a 7,351-character message, mostly cut).
+LABELS_LISTED = 20
 #: What check_label enforces of a label's length and surrounding spaces, as JSON-schema keywords
 #: for a request field's ``metadata={"schema": heirloom.LABEL_SCHEMA}`` (``_routes`` states them;
 #: its other rules are code).
@@ -123,7 +125,10 @@ def label_problem(
     close = did_you_mean(label, known)  # only for a refusal (it costs per label known); case aside: OUT_OF_SCOPE
     unknown = f"label {label!r} is not one the model predicts"
     if not allow_new:
-        return f"{unknown}{close} (labels: {', '.join(known)})"
+        listed = ", ".join(known[:LABELS_LISTED]) + (
+            f" and {len(known) - LABELS_LISTED} more" if len(known) > LABELS_LISTED else ""
+        )
+        return f"{unknown}{close} (labels: {listed})"
     return f"{unknown}, and a new label must match {pattern!r}{close}"
 
 

@@ -247,6 +247,7 @@ class RequestError(Exception):
     def __init__(self, code: str, message: str, field: str | None = None, retry_after_ms: int | None = None):
         if code not in CODES or code == OK:  # a typo would otherwise reach clients as a code they cannot know
             raise ValueError(f"RequestError code {code!r} is not an error status: use one of {', '.join(CODES[1:])}")
+        self._whole = message  # led_by_field shortens it once more, led by the field: not the cut one again
         message = shortened(message)
         super().__init__(message)
         self.code = code
@@ -260,7 +261,7 @@ class RequestError(Exception):
         field = self.field or ""
         if not (field == "body" or field.startswith(("body.", "body["))) or self.message.startswith(field):
             return self
-        return RequestError(self.code, f"{field}: {self.message}", self.field, self.retry_after_ms)
+        return RequestError(self.code, f"{field}: {self._whole}", self.field, self.retry_after_ms)
 
     def body(self) -> dict[str, Any]:
         """The error reply body."""
