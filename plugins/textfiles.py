@@ -23,6 +23,9 @@ import heirloom
 #: Characters no text holds (C1 controls): bytes 0x80-0x9F of a Windows-1252 file (curly quotes,
 #: dashes) read as latin-1, which trained as invisible characters ("The company\x92s profit").
 _C1_CONTROLS = re.compile("[\u0080-\u009f]")
+#: The same in a file of another encoding, but U+0085 (NEL), which a UTF-8 file may hold as itself: there such a
+#: character is a Windows-1252 text once read as latin-1, then saved (its "\x93quoted\x94" words trained as such).
+_C1_SAVED = re.compile("[\u0080-\u0084\u0086-\u009f]")
 #: Python's name of latin-1 (``latin-1``, ``l1``...), the encoding that reads 0x80-0x9F as those
 #: characters (a UTF-8 file may hold one, U+0085, as itself: cp1252, as advised, garbled its accents).
 LATIN_1 = "iso8859-1"
@@ -176,8 +179,7 @@ def csv_rows(
                     raise heirloom.HeirloomError(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
-                if one_byte:
-                    _refuse_control_characters(path, began, row, required, encoding, setting)
+                _refuse_control_characters(path, began, row, required, encoding, setting, one_byte)
                 yield began, row  # the line an editor shows the row on: a quoted value may span lines
 
 
@@ -252,17 +254,29 @@ def _early_close(path: str | Path, reader: csv.DictReader, encoding: str, ended:
 
 
 def _refuse_control_characters(
-    path: str | Path, line: int, row: dict[Any, Any], columns: Sequence[str], encoding: str, setting: str
+    path: str | Path,
+    line: int,
+    row: dict[Any, Any],
+    columns: Sequence[str],
+    encoding: str,
+    setting: str,
+    one_byte: bool,
 ) -> None:
-    """An error naming the column whose value holds a C1 control character, which no text read as
-    latin-1 holds: the file is in another encoding (Windows-1252)."""
+    """An error naming the column whose value holds a C1 control character, which no text holds: read
+    as latin-1, the file is in another encoding (Windows-1252); read as another, it holds one already."""
     for column in columns:
-        if found := _C1_CONTROLS.search(row[column] or ""):
-            raise heirloom.HeirloomError(
-                f"{path}:{line}: the {column!r} column holds the control character U+{ord(found[0]):04X}, which "
-                f"no text holds: the file is not {encoding} text (a Windows export? set the source's {setting!r} "
-                '= "cp1252")'
+        if found := (_C1_CONTROLS if one_byte else _C1_SAVED).search(row[column] or ""):
+            said = (
+                f"{path}:{line}: the {column!r} column holds the control character U+{ord(found[0]):04X}, which no text"
             )
+            if one_byte:
+                remedy = f'the file is not {encoding} text (a Windows export? set the source\'s {setting!r} = "cp1252")'
+            else:  # the bytes were read right: the text itself was garbled before it was saved
+                remedy = (
+                    "a Windows-1252 text once read as latin-1 and saved so, its curly quotes and dashes made "
+                    "invisible: repair its texts (in Python, text.encode('latin-1').decode('cp1252'))"
+                )
+            raise heirloom.HeirloomError(f"{said} holds: {remedy}")
 
 
 #: The decoding error handler that reads undecodable bytes as a lone surrogate, which no text
@@ -323,7 +337,10 @@ def _csv_errors(path: str | Path, reader: Any) -> Iterator[None]:
     except csv.Error as exc:
         said = str(exc)
         if said.startswith("field larger than field limit"):  # Python's words, which name no limit a user set
-            said = f"a cell is longer than {csv.field_size_limit():,} characters (a quote left open?)"
+            said = (
+                f"a cell is longer than {csv.field_size_limit():,} characters: split such a text (if the file "
+                "has none, a quote left open made many lines one cell)"
+            )
         raise heirloom.HeirloomError(f"{path}:{reader.line_num + 1}: {said}") from None  # the line it was reading
 
 

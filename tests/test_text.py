@@ -394,6 +394,12 @@ def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path
         JsonlSource(train=str(lines))
     path.write_text("text,label\nA line\u0085ends,positive\nUn café,positive\n")  # UTF-8 holding U+0085 itself
     assert [r["text"] for r in CsvSource(train=str(path)).records()] == ["A line\u0085ends", "Un café"]
+    garbled = "The company\x92s profit rose \x96 a record year"  # read as latin-1, saved as UTF-8 (checker 271)
+    path.write_text(f"text,label\nProfit rose,positive\n{garbled},positive\n")
+    said = r"news.csv:3: the 'text' column holds the control character U\+0092, .*text.encode\('latin-1'\)"
+    with pytest.raises(heirloom.HeirloomError, match=said):
+        list(CsvSource(train=str(path)).records())
+    assert garbled.encode("latin-1").decode("cp1252") == record["text"]  # the repair the error gives
 
 
 def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said(tmp_path, caplog):
@@ -441,8 +447,9 @@ def test_labels_of_a_file_in_another_unicode_form_are_an_error_and_look_alikes_a
     for twin in ("très\u00a0positif", "\uff54rès positif"):
         path = write(tmp_path / "news.csv", header + f"Flat year,{twin}\n")
         said = r"news.csv:4: the 'label' column: label .* is 'très positif' in another Unicode form"
-        with pytest.raises(heirloom.HeirloomError, match=said):
+        with pytest.raises(heirloom.HeirloomError, match=said) as caught:
             list(CsvSource(train=str(path)).records())
+        assert str(caught.value).endswith("write it as 'très positif'")  # readable, not 'tr\xe8s positif'
     lines = ['{"text": "a", "label": "positive"}', '{"text": "b", "label": "\uff50ositive"}']
     path = write(tmp_path / "j.jsonl", "\n".join(lines) + "\n")
     with pytest.raises(heirloom.HeirloomError, match=r"j.jsonl:2: the 'label' field: label .* is 'positive' in"):

@@ -151,7 +151,7 @@ class TextSource(heirloom.Source):
         if (twin := forms.setdefault(unicodedata.normalize("NFKC", label), label)) != label:
             raise heirloom.HeirloomError(
                 f"{where}: label {label!r} is {twin!r} in another Unicode form (a no-break space, full-width "
-                f"letters): it would train as a class of its own that prints the same; write it as {twin!a}"
+                f"letters): it would train as a class of its own that prints the same; write it as {twin!r}"
             )
         looks = self.__dict__.setdefault("_label_looks", {})  # how each prints -> the label read first
         if (alike := looks.setdefault(heirloom.printed_form(label), label)) != label:
