@@ -54,8 +54,8 @@ def _plugins(env: dict[str, str]) -> dict[str, dict]:
 @pytest.mark.parametrize(
     ("kinds", "tests", "provides"),
     [
-        ("source,model,api", 7, {"source": ["demo-texts"], "model": ["demo-model"], "api": ["demo-api"]}),
-        ("model", 3, {"source": [], "model": ["demo-model"], "api": []}),
+        ("source,model,api", 8, {"source": ["demo-texts"], "model": ["demo-model"], "api": ["demo-api"]}),
+        ("model", 4, {"source": [], "model": ["demo-model"], "api": []}),
         ("api", 3, {"source": [], "model": [], "api": ["demo-api"]}),
     ],
 )
@@ -96,7 +96,7 @@ def test_a_new_plugins_tests_pass_uninstalled_as_its_readme_says(tmp_path):
     assert command in (project / "README.md").read_text()
     env = {**os.environ, "PYTHONPATH": pythonpath(project), "HEIRLOOM_PLUGINS": "heirloom_demo"}
     result = _its_tests(project, env)
-    assert result.returncode == 0 and "7 passed" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "8 passed" in result.stdout, result.stdout + result.stderr
 
 
 def test_the_next_line_quotes_a_folder_with_spaces_so_it_pastes_into_a_shell(tmp_path):
