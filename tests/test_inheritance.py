@@ -179,7 +179,9 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     assert "rows refuses to stop" in trained.stderr  # said too, after the failure it followed
     shown = run_heirloom("data", "show", str(profile), "rows", env=toys)
     last = shown.stderr.strip().splitlines()[-1]
-    assert shown.returncode == 1 and last.startswith("error: reading sources.rows (toy-source) failed: KeyError"), last
+    assert shown.returncode == 1 and last.startswith(
+        "error: reading sources.rows (toy-source, plugin tests.toys) failed: KeyError"
+    ), last
     hashed = run_heirloom(  # was "training models.m (toy-model) failed: ValueError: cannot hash"
         "train", str(profile), "--set", "sources.rows.bug=false", "--set", "sources.rows.bad_fingerprint=true", env=toys
     )

@@ -648,8 +648,8 @@ def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_
     swap = ("--set", "models.m.use=buggy", "--set", "models.m.data=rows")  # another type: a table of its own
     buggy = run_heirloom("train", str(profile), *swap, env=env)
     assert buggy.returncode == 1 and "Traceback" in buggy.stderr, buggy.stderr
-    said = "error: training models.m (buggy) failed: KeyError: 'x' (the traceback above shows where)"
-    assert buggy.stderr.strip().endswith(said), buggy.stderr[-500:]
+    said = "error: training models.m (buggy, plugin heirloom_quitter) failed: KeyError: 'x' (the traceback above shows"
+    assert buggy.stderr.strip().endswith(f"{said} where)"), buggy.stderr[-500:]  # whose code: checker 269
     listed = run_heirloom("models", "list", "--json", env=env)
     assert json.loads(listed.stdout) == []
 

@@ -95,6 +95,13 @@ def fail_unexpectedly(doing: str, exc: BaseException) -> NoReturn:
     fail(f"error: {doing} failed: {type(exc).__name__}: {exc} (the traceback above shows where)")
 
 
+def whose(kernel: Kernel, kind: str, key: str, use: str) -> str:
+    """``models.m (my-model, plugin P (DIST VER))``: a component and the plugin whose code failed, as a
+    daemon names it (a model type of one plugin under another's api: whose bug is it?)."""
+    info = kernel.plugins.provider(kind, use)
+    return f"{key} ({use}, plugin {info.label})" if info is not None else f"{key} ({use})"
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` to stderr (a JSON log line under ``--log-format json``), exit ``code``."""
     if writes_json():

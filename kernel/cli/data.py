@@ -32,6 +32,7 @@ from heirloom.cli.common import (
     plugin_output_to_stderr,
     print_json,
     resolve_or_exit,
+    whose,
 )
 from heirloom.cli.options import PROFILE, SECONDS, a_path, set_option
 from heirloom.core.components import Source
@@ -70,7 +71,7 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
         except (HeirloomError, SystemExit, BrokenPipeError):  # the pipe: `data show ... | head` has what it wanted
             raise
         except Exception as exc:  # noqa: BLE001 - a source's bug: its traceback, then a line naming the source
-            fail_unexpectedly(f"reading sources.{name} ({use})", exc)
+            fail_unexpectedly(f"reading {whose(kernel, 'source', f'sources.{name}', use)}", exc)
 
 
 @click.group("data")

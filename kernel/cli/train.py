@@ -18,6 +18,7 @@ from heirloom.cli.common import (
     plugin_output_to_stderr,
     print_json,
     resolve_or_exit,
+    whose,
 )
 from heirloom.cli.options import PROFILE, a_path, set_option
 from heirloom.core.components import Report
@@ -260,7 +261,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     except SourceBug as exc:  # the source's bug, not the model's
         fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which model it stopped
-        fail_unexpectedly(f"training {spec.key} ({spec.use})" if spec else "training", exc)
+        fail_unexpectedly(f"training {whose(kernel, spec.kind, spec.key, spec.use)}" if spec else "training", exc)
     if stopped is not None:  # a component's stop() raised: it may have lost writes of its own
         ref = stopped.result.artifact.ref
         done = (
@@ -352,7 +353,7 @@ def eval_command(
     except SourceBug as exc:  # the source's bug, not the model's
         fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which component it stopped
-        fail_unexpectedly(f"evaluating {spec.key} ({spec.use})" if spec else "evaluating", exc)
+        fail_unexpectedly(f"evaluating {whose(kernel, spec.kind, spec.key, spec.use)}" if spec else "evaluating", exc)
     table = summary(reports)
     if as_json:
         for report in reports.values():  # a report's warnings are no metrics: said on stderr, not lost

@@ -200,8 +200,9 @@ class ModelServing:
     def _stop(model: Model) -> None:
         try:
             model.stop()
-        except Exception as exc:  # noqa: BLE001 - teardown of one old version must not stop serving
-            log.error("stopping a replaced model failed: %s", exc)
+        except Exception as exc:  # teardown of one old version must not stop serving
+            kind = f"{type(model).__module__}.{type(model).__qualname__}"  # whose stop(): the plugin's module
+            log.error("stopping a replaced model (%s) failed: %s", kind, described(exc), exc_info=exc)
 
 
 def served_ref(project: str, spec: ComponentSpec) -> str:

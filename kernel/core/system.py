@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("heirloom.core.system")
 
 
-def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> None:
+def run_with_timeout(action: Callable[[], None], timeout: float, what: str, setting: str) -> None:
     """Run ``action`` on a helper thread; raise if it fails or outlives ``timeout``. A thread cannot be killed: on
     timeout it is abandoned (daemon) and the caller goes on tearing down, which is what a stuck ``start`` needs."""
     failure: list[BaseException] = []
@@ -37,7 +37,7 @@ def run_with_timeout(action: Callable[[], None], timeout: float, what: str) -> N
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise LifecycleError(f"{what} did not finish within {timeout:g}s (raise [system] or its start_timeout)")
+        raise LifecycleError(f"{what} did not finish within {timeout:g}s (raise {setting})")
     if failure:
         raise failure[0]
 
@@ -148,7 +148,7 @@ class System:
             errors = self._stop_started()
             self.state = "failed"
             versions = ", ".join(h.version for h in self.serving.handles.values() if h.version)  # what to roll back
-            raise LifecycleError(f"cannot serve {versions}: " + "; ".join(problems), errors)
+            raise LifecycleError(f"cannot serve {versions or 'the profile'}: " + "; ".join(problems), errors)
         self.state = "running"
         for error in self.plugins.notify("heirloom_system_started", system=self):
             log.warning("%s", error)
@@ -180,7 +180,8 @@ class System:
                 raise LifecycleError(f"the resource manager's prepare() raised {type(exc).__name__}: {exc}") from exc
         context = Context(name=spec.name, kind=spec.kind, system=self)
         timeout = spec.keys.start_timeout or self.profile.settings["system"].start_timeout
-        run_with_timeout(lambda: component.start(context), timeout, f"start of {spec.key} ({spec.use})")
+        setting = f"{spec.key}.start_timeout or [system] start_timeout"
+        run_with_timeout(lambda: component.start(context), timeout, f"start of {spec.key} ({spec.use})", setting)
         return component
 
     def _adopt(self, name: str, old: Model, new: Model) -> None:
@@ -209,7 +210,7 @@ class System:
             spec, component = self._started.pop()
             what = f"{spec.key} ({spec.use})"
             try:
-                run_with_timeout(component.stop, timeout, f"stop of {what}")
+                run_with_timeout(component.stop, timeout, f"stop of {what}", "[system] stop_timeout")
                 log.info("stopped %s", what)
             except Exception as exc:  # noqa: BLE001 - everything already started must stop
                 by = getattr(self.plugins.provider(spec.kind, spec.use), "label", "?")  # whose stop() it is
