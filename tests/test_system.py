@@ -274,6 +274,21 @@ def test_a_version_a_hot_swap_refuses_is_stopped_not_kept_until_the_daemon_stops
     assert sorted(toys.STOPPED_MODELS) == sorted([id(serving), id(original)])
 
 
+def test_a_version_whose_load_hangs_is_given_up_at_the_start_timeout_and_later_swaps_go_on(tmp_path, heirloom_home):
+    """Checker 269: a plugin's load() that hung on a hot swap froze the watcher, so every later promote of every model
+    of the daemon was ignored, unsaid (start() was bounded by its start timeout, load() was not)."""
+    path, env = trained_team(tmp_path, heirloom_home)
+    kernel = heirloom.Kernel(plugins=[toys])
+    with kernel.system(path, ["models.m.start_timeout=0.5"], serve_models=True) as system:
+        assert run_heirloom("train", path, "--set", "models.m.note=hangs-in-load", env=env).returncode == 0
+        assert system.serving.refresh() == {}
+        said = "could not load team/m@2: load of models.m (toy-classifier) did not finish within 0.5s (raise models.m"
+        assert system.serving.status()["m"]["error"].startswith(said)
+        assert system.serving.status()["m"]["error"].endswith("; still serving team/m@1")
+        assert run_heirloom("train", path, "--set", "models.m.note=loads", env=env).returncode == 0
+        assert system.serving.refresh() == {"m": "team/m@3"}
+
+
 #: A plugin whose only hook, ``heirloom_system_stopping``, raises: a notification's bug, in a plugin the profile
 #: does not use.
 STOPPING_BOOM = (

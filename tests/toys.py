@@ -142,6 +142,8 @@ class ToyModel(heirloom.Model):
     def load(self, state):
         if self.fail_load:
             raise RuntimeError(f"{self.ctx.name} cannot read its weights")
+        if state.metadata.get("note") == "hangs-in-load":  # a plugin's load stuck on a lock or a mount
+            time.sleep(3)
         self.epochs = state.metadata["epochs"]
         self.generation = state.metadata.get("generation", 0)
         self.note = state.metadata.get("note", "")

@@ -164,9 +164,8 @@ class Source(Component):
 
     @abc.abstractmethod
     def records(self, split: str | None = None) -> Iterator[Any]:
-        """Stream records (dicts or attrs objects) of ``split`` (one of :meth:`splits`) or all.
-
-        Must stream: never hold a whole corpus in memory twice."""
+        """Stream records (dicts or attrs objects) of ``split`` (one of :meth:`splits`) or all: never hold a whole
+        corpus in memory twice."""
 
     @abc.abstractmethod
     def fingerprint(self) -> str:

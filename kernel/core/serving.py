@@ -48,20 +48,22 @@ class VersionStore(Protocol):
 Start = Callable[["ComponentSpec"], Model]
 Vet = Callable[[tuple[str, Model]], list[str]]
 Adopt = Callable[[str, Model, Model], None]
+Bound = Callable[["ComponentSpec", Callable[[], None], str], None]
 
 
 class ModelServing:
     """Loads the served version of each model of a system and keeps it current."""
 
-    def __init__(self, project: str, store: VersionStore, start_model: Start, vet: Vet, adopt: Adopt):
+    def __init__(self, project: str, store: VersionStore, start_model: Start, vet: Vet, adopt: Adopt, bound: Bound):
         """``start_model(spec)`` builds and starts a fresh instance (the system's own way);
         ``vet((name, model))`` says what the apis find wrong with serving it (their ``check``);
-        ``adopt(name, old, new)``: the system's own instance ``old`` is stopped, ``new`` is its to stop."""
+        ``adopt(name, old, new)``: the system's own instance ``old`` is stopped, ``new`` is its to stop;
+        ``bound(spec, action, what)`` runs a ``load`` within the start timeout (a hung one froze every swap)."""
         self.project = project
         self.store = store
         self.start_model = start_model
         self.vet = vet
-        self.adopt = adopt
+        self.adopt, self.bound = adopt, bound
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # the digest of the version each model could not load
@@ -145,7 +147,8 @@ class ModelServing:
     def _load(self, spec: ComponentSpec, model: Model, artifact: StoredVersion) -> None:
         if (stored := artifact.model_type) != spec.use:  # another type's weights: the plugin might even load them
             raise HeirloomError(f"{artifact.ref} is of model type {stored}; models.{spec.name} uses {spec.use}")
-        model.load(self.store.load(artifact, reads=model.state_format))
+        state = self.store.load(artifact, reads=model.state_format)
+        self.bound(spec, lambda: model.load(state), "load")
 
     def status(self) -> dict[str, dict[str, Any]]:
         """``{model: {"version", "digest", "error"}}``: what each model serves and why not."""

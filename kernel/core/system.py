@@ -70,8 +70,8 @@ class System:
         self.profile = profile
         self.plugins = plugins
         self.specs = profile.components if only is None else dependency_closure(profile.components, only)
-        vet = self._served_model_problems
-        self.serving = ModelServing(profile.project, store, self.start_component, vet, self._adopt) if store else None
+        parts = (self.start_component, self._served_model_problems, self._adopt, self.within_start_timeout)
+        self.serving = ModelServing(profile.project, store, *parts) if store else None
         self.state = "built"
         self._components: dict[tuple[str, str], Component] = {}
         self._started: list[tuple[ComponentSpec, Component]] = []
@@ -179,10 +179,14 @@ class System:
             except Exception as exc:  # the manager's bug, not the component's
                 raise LifecycleError(f"the resource manager's prepare() raised {type(exc).__name__}: {exc}") from exc
         context = Context(name=spec.name, kind=spec.kind, system=self)
+        self.within_start_timeout(spec, lambda: component.start(context), "start")
+        return component
+
+    def within_start_timeout(self, spec: ComponentSpec, action: Callable[[], None], what: str) -> None:
+        """Run ``action`` (``spec``'s start, or the load of its stored version) bounded by its start timeout."""
         timeout = spec.keys.start_timeout or self.profile.settings["system"].start_timeout
         setting = f"{spec.key}.start_timeout or [system] start_timeout"
-        run_with_timeout(lambda: component.start(context), timeout, f"start of {spec.key} ({spec.use})", setting)
-        return component
+        run_with_timeout(action, timeout, f"{what} of {spec.key} ({spec.use})", setting)
 
     def _adopt(self, name: str, old: Model, new: Model) -> None:
         """``new`` serves in the place of model ``name``'s ``old`` (which serving stops): stop it in that turn."""
