@@ -42,17 +42,20 @@ def heirloom_register_sources(register: Register) -> None:
 
 @hookspec
 def heirloom_register_models(register: Register) -> None:
-    """Register model component types, ``heirloom.Model`` subclasses: ``register("text-classifier", Classifier)``."""
+    """Register model component types: ``register("text-classifier", TextClassifier)``.
+    :param register: as for sources; the class subclasses ``heirloom.Model``."""
 
 
 @hookspec
 def heirloom_register_apis(register: Register) -> None:
-    """Register api component types (route providers), ``heirloom.Api`` subclasses: ``register("echo", EchoApi)``."""
+    """Register api component types (route providers): ``register("echo", EchoApi)``.
+    :param register: as for sources; the class subclasses ``heirloom.Api``."""
 
 
 @hookspec
 def heirloom_register_resource_managers(register: Register) -> None:
-    """Register resource manager types, ``heirloom.Resources`` subclasses: ``register("local", LocalResources)``."""
+    """Register resource manager component types: ``register("local", LocalResources)``.
+    :param register: as for sources; the class subclasses ``heirloom.Resources``."""
 
 
 @hookspec

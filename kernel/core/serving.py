@@ -55,9 +55,8 @@ class ModelServing:
     """Loads the served version of each model of a system and keeps it current."""
 
     def __init__(self, project: str, store: VersionStore, start_model: Start, vet: Vet, adopt: Adopt, bound: Bound):
-        """``start_model(spec)`` builds and starts a fresh instance (the system's own way);
-        ``vet((name, model))`` says what the apis find wrong with serving it (their ``check``);
-        ``adopt(name, old, new)``: the system's own instance ``old`` is stopped, ``new`` is its to stop;
+        """``start_model(spec)`` starts a fresh instance; ``vet((name, model))`` says what the apis' ``check`` finds
+        wrong with serving it; ``adopt(name, old, new)``: the system's ``old`` is stopped, ``new`` is its to stop;
         ``bound(spec, action, what)`` runs a ``load`` within the start timeout (a hung one froze every swap)."""
         self.project = project
         self.store = store
@@ -75,16 +74,12 @@ class ModelServing:
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    def ref_of(self, spec: ComponentSpec) -> str:
-        """``project/model[@serve]``: what this model serves."""
-        return served_ref(self.project, spec)
-
     def attach(self, spec: ComponentSpec, model: Model) -> ModelHandle:
         """Give a freshly started model its stored weights (if any) and a handle."""
         handle = self.handles[spec.name] = ModelHandle(spec.name, model)
         self._specs[spec.name] = spec
         try:
-            artifact = self.store.resolve(self.ref_of(spec))
+            artifact = self.store.resolve(served_ref(self.project, spec))
         except HeirloomError:
             handle.unavailable = self.errors[spec.name] = nothing_served(self.store, self.project, spec)
             log.warning("%s serves nothing yet: %s", spec.name, handle.unavailable)
@@ -106,7 +101,7 @@ class ModelServing:
         for name, handle in self.handles.items():
             spec = self._specs[name]
             try:
-                artifact = self.store.resolve(self.ref_of(spec))
+                artifact = self.store.resolve(served_ref(self.project, spec))
             except HeirloomError as exc:  # why, as the store is now: "run heirloom train" once trained was stale
                 if handle.version is None:
                     handle.unavailable = nothing_served(self.store, self.project, spec)
@@ -196,8 +191,7 @@ class ModelServing:
             self._watcher.join(WATCHER_JOIN_TIMEOUT)
         for model in self._spawned.values():
             self._stop(model)
-        self._spawned.clear()
-        self._retired.clear()
+        self._spawned, self._retired = {}, []
 
     @staticmethod
     def _stop(model: Model) -> None:
