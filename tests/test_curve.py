@@ -502,6 +502,15 @@ def test_curve_workers_needs_a_curve_broker_on_tcp(tmp_path):
     assert "--curve-workers needs --curve-secret and a tcp:// --worker-bind" in result.stderr
 
 
+def test_an_option_that_does_nothing_without_another_is_refused(tmp_path):
+    """Checker 273: --curve-admins alone was ignored, the daemon served without Curve and every client could
+    call _reload; --metrics-host alone served no metrics, unsaid."""
+    for alone, needs in (("--curve-admins", "--curve-secret"), ("--metrics-host", "--metrics-port")):
+        value = str(tmp_path) if alone == "--curve-admins" else "0.0.0.0"
+        result = run_heirloom("serve", "minimal", "--bind", "tcp://127.0.0.1:0", alone, value)
+        assert result.returncode == 2 and f"error: {alone} needs {needs}" in result.stderr, result.stderr
+
+
 def test_keys_new_refuses_a_dangling_link_and_leaves_the_secret_private(tmp_path):
     """A link planted where the secret goes would receive it (its target need not exist)."""
     folder = tmp_path / "keys"

@@ -84,10 +84,8 @@ log = logging.getLogger("heirloom.cli.serve")
 )
 @click.option(
     "--metrics-host",
-    default="127.0.0.1",
-    show_default=True,
     metavar="HOST",
-    help="Address --metrics-port listens on (0.0.0.0: every interface).",
+    help="Address --metrics-port listens on (default 127.0.0.1; 0.0.0.0: every interface).",
 )
 @set_option
 @log_options
@@ -102,7 +100,7 @@ def serve_command(
     curve_admins: Path | None,
     curve_workers: Path | None,
     metrics_port: int | None,
-    metrics_host: str,
+    metrics_host: str | None,
     overrides: tuple[str, ...],
     log_format: str,
     log_level: str,
@@ -138,6 +136,10 @@ def serve_command(
         fail(f"error: {settings.workers} workers (--workers, [server] workers): {too_many}", 2)
     if (curve_secret is None) != (curve_clients is None):
         fail("error: --curve-secret and --curve-clients go together", 2)
+    if curve_admins is not None and curve_secret is None:  # ignored, it left _reload open to every client
+        fail("error: --curve-admins needs --curve-secret and --curve-clients (admins are Curve keys)", 2)
+    if metrics_host is not None and metrics_port is None:
+        fail("error: --metrics-host needs --metrics-port (without it no metrics are served)", 2)
     if curve_workers is not None and not (curve_secret and (worker_bind or "").startswith("tcp://")):
         fail("error: --curve-workers needs --curve-secret and a tcp:// --worker-bind for workers to join", 2)
     for address in settings.bind if curve_secret is None else ():  # PROTOCOL.md's advice, where the mistake shows
@@ -166,7 +168,7 @@ def serve_command(
             curve=curve,
             log_format=log_format,
             worker_bind=worker_bind,
-            metrics=MetricsAddress(metrics_host, metrics_port) if metrics_port is not None else None,
+            metrics=MetricsAddress(metrics_host or "127.0.0.1", metrics_port) if metrics_port is not None else None,
         )
     except HeirloomError as exc:
         fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, Unworkable) else 1)
