@@ -174,6 +174,25 @@ def over_curve(tmp: Path, address: str) -> dict[str, Any]:
     return report
 
 
+def head_down(tmp: Path, cluster: Cluster) -> dict[str, Any]:
+    """The whole cluster gone under a serving pool (last: nothing runs on it after): its actors' handles die
+    with it though no restart was used; the pool logged "max_restarts = 5 used up" as an ERROR for each and
+    started new ones into the cluster that was gone (checker 266). What it logs until it says the cluster
+    does not answer."""
+    (tmp / "head_down").mkdir()
+    profile = PROFILE.format(address=cluster.address).replace("workers = 2", "workers = 1")
+    daemon = Daemon(tmp / "head_down", profile=profile)
+    try:
+        ready_workers(daemon, 1, timeout=90)
+        cluster.shutdown()
+        deadline = time.monotonic() + 60
+        while " does not answer (" not in daemon.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return {"log": daemon.log()[-4000:]}
+    finally:
+        daemon.terminate(timeout=30)
+
+
 def serve(out: Path) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     second = cluster.add_node(num_cpus=1)
@@ -232,6 +251,7 @@ def serve(out: Path) -> None:
                     ("ray", f'use = "ray"\naddress = "{cluster.address}"\nnum_cpus = 0.5'),
                 ]
             }
+            report["head_down"] = head_down(Path(tmp), cluster)
         finally:
             cluster.shutdown()
     out.write_text(json.dumps(report))

@@ -467,6 +467,13 @@ def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised
                     assert time.monotonic() < deadline, log.read_text()
                     time.sleep(0.2)
             assert len(client.call("_ready")["workers"]) == 3
+            # a worker without a key fails the handshake before the key check: only the socket's monitor saw it
+            keyless = (
+                f"refused a worker without a Curve key (it needs --curve-secret and --curve-server) at {worker_address}"
+            )
+            while keyless not in daemon.log():
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
         assert "refused a worker whose Curve key" in daemon.log()
     finally:
         assert daemon.terminate() == 0
@@ -475,22 +482,39 @@ def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised
             process.kill()
 
 
-def test_revoking_a_worker_key_drops_that_worker(tmp_path, keys):
+def test_revoking_a_worker_key_drops_that_worker_and_tells_it(tmp_path, keys):
+    """The worker dropped for a removed key logged nothing and kept saying "ready" (checker 266): the
+    broker answers its heartbeats REFUSED, which it logs; with the key back it is taken again."""
     assert run_heirloom("keys", "new", str(tmp_path / "workers"), "--name", "node2").returncode == 0
     worker_address = free_tcp_address()
     daemon = _curve_broker(tmp_path, keys, worker_address, "--workers", "0", "--set", "server.reload_interval=0.2")
     alice = _curve(keys, "clients/alice.key_secret")
     secret, server_key = tmp_path / "workers" / "node2.key_secret", str(keys / "server" / "server.key")
-    member = _keyed_worker(tmp_path, worker_address, "member", secret, server_key)
+    member, member_log = _keyed_worker(tmp_path, worker_address, "member", secret, server_key), tmp_path / "member.log"
+    public = tmp_path / "workers" / "node2.key"
+    key = public.read_bytes()
     try:
         daemon.wait_ready(curve=alice)
-        (tmp_path / "workers" / "node2.key").unlink()
+        public.unlink()
         with daemon.client(curve=alice, timeout=5) as client:
             deadline = time.monotonic() + 30
             while client.call("_ready")["workers"]:
                 assert time.monotonic() < deadline, daemon.log()
                 time.sleep(0.2)
-        assert f"worker pid {member.pid}: key removed" in daemon.log()
+            assert f"worker pid {member.pid}: key removed" in daemon.log()
+            refused = (
+                f"refused by the broker at {worker_address}: its Curve key is not in the broker's --curve-workers "
+                "folder (removed); no request reaches this worker until it takes it again"
+            )
+            while refused not in member_log.read_text():
+                assert time.monotonic() < deadline, member_log.read_text()
+                time.sleep(0.2)
+            public.write_bytes(key)
+            while not client.call("_ready")["ready"]:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+        said = member_log.read_text()
+        assert said.count("connected to the broker at") == 2 and said.index(refused) < said.rindex("connected"), said
     finally:
         assert daemon.terminate() == 0
         member.kill()

@@ -30,6 +30,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
 
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import NotRegularFile, open_regular
@@ -44,6 +45,12 @@ WORKER_DOMAIN = "heirloom-workers"
 WORKER_KEYS_ENV = "HEIRLOOM_WORKER_CURVE"
 #: Seconds between two warnings about refused workers (a stranger may retry without end).
 REFUSAL_LOG_SECONDS = 60.0
+
+#: What a worker endpoint's failed handshakes that never reach ZAP say of the peer, by libzmq's protocol error.
+_HANDSHAKE_FAILURES = {
+    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "without a Curve key (it needs --curve-secret and --curve-server)",
+    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "whose --curve-server key is not this broker's public key",
+}
 
 #: A key's name: a file name in the folder given, never a path out of it.
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -192,6 +199,9 @@ class CurveServer:
     _own_workers: str | None = attrs.field(init=False, default=None)
     #: Warnings of refused workers (a stranger may retry without end).
     _refusals: Every = attrs.field(init=False, factory=lambda: Every(REFUSAL_LOG_SECONDS))
+    #: Warnings of workers refused before ZAP (no Curve key, a wrong server key): ``_watch_handshakes``.
+    _strangers: Every = attrs.field(init=False, factory=lambda: Every(REFUSAL_LOG_SECONDS))
+    _watcher: threading.Thread | None = attrs.field(init=False, default=None)
     _stopped: threading.Event = attrs.field(init=False, factory=threading.Event)
     #: Bad key files already named in a warning (the folders are re-read every few seconds).
     _warned: set[str] = attrs.field(init=False, factory=set)
@@ -225,7 +235,27 @@ class CurveServer:
         self._own_workers = public.decode()
         socket.zap_domain = WORKER_DOMAIN.encode()
         self.serve(socket)
+        self._watch_handshakes(socket)
         return b" ".join((load_keypair(self.secret_file)[0], public, secret)).decode()
+
+    def _watch_handshakes(self, socket: zmq.Socket) -> None:
+        """Log (at most once a minute) a peer refused on the worker ``socket`` before ZAP could ask
+        :meth:`callback`: one without a Curve key (ZeroMQ's NULL mechanism) or with the wrong server key
+        fails the handshake first, which only the socket's monitor sees (such a worker was refused silently)."""
+        events = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+
+        def watch() -> None:
+            while not self._stopped.is_set():
+                if not events.poll(500):
+                    continue
+                event = recv_monitor_message(events)
+                if why := _HANDSHAKE_FAILURES.get(event["value"]):
+                    where = event["endpoint"].decode(errors="replace")
+                    self._strangers.log(log, logging.WARNING, "refused a worker %s at %s", why, where)
+            events.close(linger=0)
+
+        self._watcher = threading.Thread(target=watch, name="heirloom-worker-handshakes", daemon=True)
+        self._watcher.start()
 
     def refresh(self) -> None:
         """Read the key folders again (a file that is no key is skipped with a warning); when a
@@ -275,6 +305,8 @@ class CurveServer:
 
     def stop(self) -> None:
         self._stopped.set()
+        if self._watcher is not None:  # it closes its monitor socket before the context ends
+            self._watcher.join()
         if self._authenticator is not None:
             self._authenticator.stop()
 

@@ -16,6 +16,7 @@ status, header, body, ...]``: the client's routing frames stay here, the signatu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -34,6 +35,7 @@ from heirloom.wire.broker_deadlines import Deadlines, forwarded_header
 from heirloom.wire.broker_ready import ReadyTable
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_workers import (
+    MAX_WORKERS,
     MISSED_HEARTBEATS,
     WORKER_COMMANDS,
     WORKER_LINES_PER_MINUTE,
@@ -50,7 +52,7 @@ from heirloom.wire.broker_workers import (
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
 from heirloom.wire.heartbeat_gate import HeartbeatGate
-from heirloom.wire.local_workers import LocalWorkers
+from heirloom.wire.local_workers import START_FAILED, LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import (
     CODE_OF_BYTE,
@@ -73,13 +75,11 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import passed_on_arrival, refused, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.strays import WELCOME, Strays, workers_go
+from heirloom.wire.strays import KEY_REMOVED, WELCOME, Strays, workers_go
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every
 from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
-#: Why a worker was counted lost before its exit: its start failed (its exit 1 is that failure).
-START_FAILED = "its start failed"
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
 CHECK_INTERVAL = 0.05
 #: Seconds a local worker has to stop its components once the shared grace period is over.
@@ -87,8 +87,6 @@ STOP_SECONDS = 10.0
 #: Requests of this many bytes and more count against ``[server] forward_backlog_mb`` (the
 #: smaller ones are bounded by the in-flight limit: 1,024 of them hold at most 64 MiB).
 LARGE_REQUEST = 64 << 10
-#: Workers a broker keeps track of at once (a new one past them is ignored, said once a minute).
-MAX_WORKERS = 128
 #: A request in flight: its worker, route stats, when it was received, its client's envelope, its id.
 Forwarded = tuple[Worker, RouteStats, float, list[bytes], Any]
 
@@ -346,6 +344,8 @@ class Broker(BrokerRoutes):
             if user is not None and not self.curve.is_worker(user):  # its key was removed since it connected
                 if frames[0] in self.workers:
                     self._drop(self.workers[frames[0]], f"worker pid {self.workers[frames[0]].pid}: key removed")
+                with contextlib.suppress(zmq.ZMQError):  # gone meanwhile, or not reading: told at its next heartbeat
+                    self._to_worker([frames[0], *KEY_REMOVED])
             elif len(frames) > 3 and frames[2] == b"HEARTBEAT":
                 self._gate.offer(frames[0], frames[3])
             elif len(frames) > 2 and frames[2] == b"GONE":

@@ -6,7 +6,8 @@ could not be sent is how a worker knows its broker is unreachable (a wrong addre
 not started yet or gone). The worker says so in its log rather than only "ready": requests
 reach it through the broker alone. A heartbeat sent proves only that some ZeroMQ peer took it:
 the worker says it is connected once the broker answered its first one (``WELCOME``), and says
-what a client endpoint answers (``WRONG_ENDPOINT``: ``--connect`` named the wrong address).
+what a client endpoint answers (``WRONG_ENDPOINT``: ``--connect`` named the wrong address) and when the broker
+dropped it (``REFUSED``: its Curve key was removed from ``--curve-workers``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import zmq
 from heirloom.wire.builtin_routes import for_clients, worker_status
 from heirloom.wire.local_workers import PARENT_ENV, local_token
 from heirloom.wire.protocol import CONTROL, packb, unpackb
-from heirloom.wire.strays import WELCOME, WRONG_ENDPOINT
+from heirloom.wire.strays import REFUSED, WELCOME, WRONG_ENDPOINT
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Every
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class BrokerLink:
         self._welcomed = False
         self._unanswered = 0
         self._wrong = Every(60.0)
+        self._refused = Every(60.0)
         self._told_failure = False
         self._reloads = Every(RELOAD_LOG_SECONDS)
         #: When this worker's first draining heartbeat went out, and whether the broker has said DRAIN
@@ -129,7 +131,8 @@ class BrokerLink:
 
     def control(self, frames: list[bytes]) -> None:
         """A command from the broker: ``DRAIN`` (it is shutting down, or answers this worker's draining
-        heartbeat: either way it routes nothing more here) or ``RELOAD`` (``_reload``)."""
+        heartbeat: either way it routes nothing more here), ``RELOAD`` (``_reload``), or an answer to a
+        heartbeat (``WELCOME``, ``WRONG_ENDPOINT``, ``REFUSED``)."""
         command = frames[1] if len(frames) > 1 else b""
         if command == WELCOME:
             self._welcomed = True
@@ -139,6 +142,13 @@ class BrokerLink:
             wrong = "%s is not a broker's worker endpoint; no request reaches this worker there: %s (correct --connect)"
             self._wrong.log(log, logging.ERROR, wrong, self.address, said)
             self._unanswered = max(self._unanswered, MISSED_BEATS)  # said: no second warning that it did not answer
+        elif command == REFUSED:  # dropped by the broker, which answers each heartbeat so while it lasts
+            said = _text(frames[2]) if len(frames) > 2 else "(no reason given)"
+            refused = "refused by the broker at %s: %s; no request reaches this worker until it takes it again"
+            self._refused.log(log, logging.ERROR, refused, self.address, said)
+            # its WELCOME, once it takes this worker again (a key put back), says "connected" anew
+            self._welcomed = self._reached = False
+            self._unanswered = max(self._unanswered, MISSED_BEATS)  # said: not "has not answered as a broker"
         elif command == b"DRAIN":
             self._told_drain = True
             self.server.request_drain()

@@ -106,6 +106,8 @@ class Worker:
 
 
 _CONNECTIONS = itertools.count(1)
+#: Workers a broker keeps track of at once (a new one past them is ignored, said once a minute).
+MAX_WORKERS = 128
 #: Requests the broker queues for one worker (its socket's send high-water mark) past what the
 #: network and the worker's own queue hold: past them a request is RESOURCE_EXHAUSTED at once
 #: (back-pressure from a healthy worker that falls behind, not its loss).

@@ -26,6 +26,8 @@ log = logging.getLogger("heirloom.wire.broker")
 PARENT_ENV = "HEIRLOOM_PARENT_BROKER"
 #: The secret a local worker's heartbeats carry, so that the broker knows its own processes.
 TOKEN_ENV = "HEIRLOOM_LOCAL_WORKER"
+#: Why a local worker was counted lost before its exit: its start failed (its exit 1 is that failure).
+START_FAILED = "its start failed"
 #: This worker's secret once taken out of its environment (``take_token``).
 _TAKEN: dict[str, str] = {}
 

@@ -23,6 +23,10 @@ from heirloom.wire.throttle import OncePerPeer
 WELCOME = b"WELCOME"
 #: A client endpoint's answer to a worker's control message: ``["", WRONG_ENDPOINT, msgpack str]``.
 WRONG_ENDPOINT = b"WRONG_ENDPOINT"
+#: A broker's answer to each heartbeat from a worker whose Curve key left --curve-workers since it connected
+#: (it was dropped, and routes nothing to it): ``["", REFUSED, msgpack str]``, the str saying why.
+REFUSED = b"REFUSED"
+KEY_REMOVED = [CONTROL, REFUSED, packb("its Curve key is not in the broker's --curve-workers folder (removed)")]
 #: Lines a minute about peers on the wrong endpoint (once per peer; then a count).
 STRAY_LINES_PER_MINUTE = 10
 

@@ -435,11 +435,9 @@ class RayWorkerPool(heirloom.WorkerPool):
         if waited < STUCK_S:
             return
         where = f"the Ray cluster at resources.address = {self.config.address!r}"
-        node = ray._private.worker.global_worker.node  # None under Ray Client (ray://): no local node
-        gcs = host_port(node.gcs_address) if node is not None else None
-        if gcs is not None and (why := unreachable(*gcs)):
+        if why := _head_unreachable():
             self._say(f"{where} does not answer ({why}) for {waited:.0f}s: {missing} worker(s) wait for it")
-        elif node is not None and self.config.address != "local" and not _raylet_alive(node.raylet_socket_name):
+        elif self._node_lost():
             with self._lock:
                 self._lost, self._actors = len(self._actors), []
             log.warning(
@@ -486,17 +484,28 @@ class RayWorkerPool(heirloom.WorkerPool):
         count, self._lost, self._said_at, self._missing_since = self._lost, 0, -math.inf, None
         self.scale(count)
 
-    def _replace(self, dead: Any, why: Exception) -> None:
-        """Start a new actor in place of one Ray will not restart again, so the pool keeps its size."""
+    def _node_lost(self) -> bool:
+        """Whether this process's Ray node is gone (a head restarted without GCS fault tolerance)."""
+        node = ray._private.worker.global_worker.node  # None under Ray Client (ray://): no local node
+        return node is not None and self.config.address != "local" and not _raylet_alive(node.raylet_socket_name)
+
+    def _replace(self, dead: Any, why: ray.exceptions.ActorDiedError) -> None:
+        """Start a new actor in place of one Ray will not restart again, so the pool keeps its size; saying
+        why from Ray's own account. Not while the cluster is gone: every handle is dead then, though no restart
+        was used (_look_into says so, and rejoins a head that restarted)."""
+        if _head_unreachable() or self._node_lost():
+            return
         with self._lock:
             if dead not in self._actors:
                 return  # removed meanwhile (a scale-down or close)
             self._actors[self._actors.index(dead)] = self._actor.remote(self.argv, os.getcwd(), self._env)
-        log.error(
-            "a ray worker actor died for good (max_restarts = %d used up: %s); starting a new one",
-            self.config.max_restarts,
-            first_line(why),
-        )
+        restarts = _restarts(why.actor_id)
+        if restarts is not None and restarts >= self.config.max_restarts >= 0:
+            used = f"max_restarts = {self.config.max_restarts} used up"
+        else:  # ray.kill, a failed creation, its node's own end: Ray's account below says which
+            used = f"Ray will not restart it; {'?' if restarts is None else restarts} of max_restarts = "
+            used += f"{self.config.max_restarts} restart(s) used"
+        log.error("a ray worker actor died for good (%s: %s); starting a new one", used, ray_said(why))
 
     def close(self) -> None:
         self._closed.set()
@@ -509,6 +518,31 @@ class RayWorkerPool(heirloom.WorkerPool):
             ray.kill(actor, no_restart=True)
         if self._owns_ray:
             ray.shutdown()
+
+
+def _head_unreachable() -> str | None:
+    """Why the head's GCS, as this process joined it, does not answer a TCP connect (None: it does, or
+    there is no local node to ask, under Ray Client)."""
+    node = ray._private.worker.global_worker.node
+    gcs = host_port(node.gcs_address) if node is not None else None
+    return unreachable(*gcs) if gcs is not None else None
+
+
+def _restarts(actor_id: str | None) -> int | None:
+    """How often Ray restarted the actor, as its GCS counts (None: not known)."""
+    try:
+        return int(ray._private.state.actors(actor_id)["NumRestarts"]) if actor_id else None
+    except Exception:  # noqa: BLE001 - a private API (and none under Ray Client): the count is only shown
+        return None
+
+
+def ray_said(error: ray.exceptions.RayActorError) -> str:
+    """Ray's account of an actor's death on one line: its message without the indented fields (class name,
+    ids, pid) and without the generic first line when a reason follows it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith("\t")]
+    if len(lines) > 1 and lines[0] == ray.exceptions.ActorDiedError.BASE_ERROR_MSG:
+        lines = lines[1:]
+    return " ".join(lines)
 
 
 def _raylet_alive(path: str) -> bool:
