@@ -471,6 +471,7 @@ def test_a_curve_broker_admits_only_its_own_workers_and_those_with_an_authorised
             keyless = (
                 f"refused a worker without a Curve key (it needs --curve-secret and --curve-server) at {worker_address}"
             )
+            deadline = time.monotonic() + 30  # its own wait: the one above may have spent most of the last
             while keyless not in daemon.log():
                 assert time.monotonic() < deadline, daemon.log()
                 time.sleep(0.2)
