@@ -32,6 +32,7 @@ memory_budget_mb = {memory_budget_mb}
 [server]
 grace = {grace}
 max_message_bytes = {max_message_bytes}
+reply_backlog_total_mb = {reply_backlog_total_mb}
 idempotency_cache_mb = {idempotency_cache_mb}
 handler_threads = 4
 
@@ -50,6 +51,7 @@ def profile(**settings) -> str:
         "memory_budget_mb": 0,
         "grace": 10,
         "max_message_bytes": 64 << 20,
+        "reply_backlog_total_mb": 256,
         "idempotency_cache_mb": 64,
         "max_wait_ms": 20,
     }
@@ -155,6 +157,51 @@ def test_a_reply_over_max_message_bytes_is_an_error_naming_the_limit_and_frees_i
     finally:
         assert daemon.terminate() == 0, daemon.log()
     assert "t.bulk (api type 'testing', plugin tests.testing_api): reply too large" in daemon.log()
+
+
+def test_a_reply_over_what_the_daemon_holds_of_unread_replies_is_an_error_and_frees_its_place(tmp_path):
+    """Checker 272: a reply of frames each under max_message_bytes but over reply_backlog_total_mb in all (an echo of
+    one buffer referenced 14,000 times: 280 MB) was dropped by the worker's outbox unanswered, and behind a broker
+    held its in-flight place for good: four of them refused every client (max_in_flight 4)."""
+    settings = profile(max_message_bytes=4 << 20, reply_backlog_total_mb=1, max_in_flight=2)
+    daemon = Daemon(tmp_path, "--workers", "1", profile=settings)
+    daemon.wait_ready()
+    try:
+        with daemon.client(timeout=10, retries=0) as client:
+            for _ in range(3):
+                with pytest.raises(RemoteError) as refused:
+                    client.call("t.bulk", 2 << 20)
+                said = "reply too large: 2,097,157 bytes in all, over [server] reply_backlog_total_mb (1,048,576)"
+                assert refused.value.code == "INTERNAL" and said in refused.value.message, daemon.log()
+            assert client.call("t.bulk", 1000) == bytes(1000) and client.call("_stats")["in_flight"] == 0
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_large_reply_the_outbox_drops_is_answered_by_what_the_caller_sends_instead():
+    """The other drop (replies of several clients, each under the total, over it together) sent nothing either:
+    the caller now answers in its place (a small RESOURCE_EXHAUSTED, which the outbox never drops)."""
+    import zmq
+
+    from heirloom.wire.transport import Outbox
+
+    context = zmq.Context()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    try:
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        dealer.setsockopt(zmq.ROUTING_ID, b"peer")
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send(b"hello")
+        assert router.recv_multipart()[0] == b"peer"
+        outbox, told = Outbox(router, per_peer=1 << 20, total=100_000), []
+        outbox.send([b"peer", bytes(200_000)], 200_000, lambda size, held: told.append((size, held)))
+        assert told == [(200_000, 0)] and outbox.dropped == 1
+        outbox.send([b"peer", bytes(70_000)], 70_000, lambda size, held: told.append((size, held)))
+        assert told == [(200_000, 0)] and dealer.recv() == bytes(70_000)  # under the total: sent, nothing instead
+    finally:
+        router.close(linger=0)
+        dealer.close(linger=0)
+        context.term()
 
 
 def test_buffer_frames_count_toward_max_payload(daemon):

@@ -89,7 +89,7 @@ Complete = Callable[[Call, str, Any, "str | None", float], None]
 Encoded = tuple[str, "str | None", bytes, "list[dict[str, Any]] | None", list[Any], int]
 
 
-def encode(status: str, body: Any, version: str | None, endpoint: Endpoint, largest: int) -> Encoded:
+def encode(status: str, body: Any, version: str | None, endpoint: Endpoint, largest: int, total: int) -> Encoded:
     """Pack a reply body once (raw buffers as their own frames); INTERNAL, logged with the
     route, its plugin and where in the reply, if it cannot be (a plugin's bug the client cannot mend), if
     ``version`` (a ``Versioned``'s) is no text (the header that carries it is packed later), or
@@ -119,7 +119,21 @@ def encode(status: str, body: Any, version: str | None, endpoint: Endpoint, larg
         said = f"a frame of {frame:,} bytes" if frame > largest else f"its header ({len(buffers):,} buffer specs)"
         limit = f"over [server] max_message_bytes ({largest:,}); send less per request"
         return _internal(route, f"reply too large: {said} is {limit} (docs/PROTOCOL.md, 'Size limits')")
-    return status, version, packed, specs or None, buffers, len(packed) + sum(len(b) for b in buffers)
+    if (size := len(packed) + sum(len(b) for b in buffers)) > total:  # the outbox would drop it, unanswered
+        held = f"over [server] reply_backlog_total_mb ({total:,}), what the daemon holds of replies not yet read"
+        return _internal(route, f"reply too large: {size:,} bytes in all, {held}; send less per request")
+    return status, version, packed, specs or None, buffers, size
+
+
+def dropped_reply(size: int, held: int) -> RequestError:
+    """What a client (or a worker's broker) gets for a reply the outbox dropped, rather than nothing: a broker
+    held the request's in-flight place until a reply came, for good (checker 272)."""
+    return RequestError(
+        RESOURCE_EXHAUSTED,
+        f"the reply ({size:,} bytes) was dropped: the daemon holds {held:,} bytes of replies not yet read "
+        "([server] reply_backlog_mb for one client, reply_backlog_total_mb for all); read replies, or ask for less",
+        retry_after_ms=1000,
+    )
 
 
 #: What a reply header holds besides its buffer specs, at most: the request's id (a request header is

@@ -34,7 +34,7 @@ from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
 from heirloom.wire.broker_link import BrokerLink
 from heirloom.wire.builtin_routes import KernelApi, check_no_body
-from heirloom.wire.call import Call, Encoded, deadline_body, encode, fail, invalid_part, settle
+from heirloom.wire.call import Call, Encoded, deadline_body, dropped_reply, encode, fail, invalid_part, settle
 from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
@@ -465,7 +465,7 @@ class Server:
         if call.done:
             return
         call.done = True
-        reply = encode(status, body, version, call.endpoint, self.settings.max_message_bytes)
+        reply = encode(status, body, version, call.endpoint, self.settings.max_message_bytes, self.outbox.total)
         self._send(call, reply, compute)
         self.admission.release(call)
         if call.idem is not None:
@@ -484,7 +484,8 @@ class Server:
             header["version"] = version
         if specs:
             header["buffers"] = specs
-        self.outbox.send([*self._prefix(call.envelope, status), packb(header), packed, *buffers], size)
+        instead = lambda size, held: self._send_error(call.envelope, call.id, dropped_reply(size, held))  # noqa: E731
+        self.outbox.send([*self._prefix(call.envelope, status), packb(header), packed, *buffers], size, instead)
         call.endpoint.stats.record(status, time.perf_counter() - call.received, call.started - call.received)
 
     def _send_error(self, envelope: list[bytes], request_id: Any, error: RequestError) -> None:

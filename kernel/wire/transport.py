@@ -261,8 +261,9 @@ class Outbox:
         #: Replies ZeroMQ refused: the client's queue is full or the client is gone (a worker's broker).
         self.undeliverable = 0
 
-    def send(self, frames: Sequence[Any], size: int = 0) -> None:
-        """Send one message; ``size`` is its payload in bytes when the caller knows it is large."""
+    def send(self, frames: Sequence[Any], size: int = 0, instead: Callable[[int, int], None] | None = None) -> None:
+        """Send one message; ``size`` is its payload in bytes when the caller knows it is large. A large one
+        dropped calls ``instead(size, bytes held)``, for a small reply in its place."""
         if size < TRACK_BYTES:
             try:
                 self._send(frames)
@@ -274,6 +275,8 @@ class Outbox:
         entry = self._peers.get(peer)
         if (entry is not None and entry[0] + size > self.per_peer) or self.queued + size > self.total:
             self.dropped += 1
+            if instead is not None:
+                instead(size, self.queued if self.queued + size > self.total else entry[0])
             return
         largest = max(range(len(frames)), key=lambda i: len(frames[i]))
         last = len(frames) - 1
