@@ -540,12 +540,13 @@ def test_rescoring_after_appended_ratings_refuses_scores_on_clearly_different_pa
     holder = json.loads(scored.stdout)["models"]["recs"]
     assert holder["version"] == "shop/recs@1" and 0 < holder["left_out"] < holder["left_out_of"], holder
     counts = f"{holder['left_out']} of {holder['left_out_of']}"
-    assert f"(seen_in_training; its score left out {counts} records it trained on)" in scored.stderr
+    had = "records it trained on or kept from validation"
+    assert f"(seen_in_training; its score left out {counts} {had})" in scored.stderr
     gate = ("--if-better", "ndcg_at_10", "--rescore", profile)
     refused = run_heirloom("models", "promote", "shop/recs@2", "production", *gate)
     assert refused.returncode == 3, refused.stderr
     said = " ".join(refused.stderr.split())
-    left = f"shop/recs@1's score left out {counts} records it trained on"
+    left = f"shop/recs@1's score left out {counts} {had}"
     assert f"{left}, shop/recs@2's 0 of {holder['left_out_of']}, so the two were scored on different" in said, said
     assert "train the holder's settings again on today's data" in said
     assert run_heirloom("models", "promote", "shop/recs@2", "production").returncode == 0  # checked by hand: moves
