@@ -1175,6 +1175,7 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.recommend", {"history": "50"}, InvalidArgument, "body.history", "expected an array, got string '50'"),
         ("recs.similar", {"item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
         ("recs.similar_text", {"title": " "}, InvalidArgument, "body.title", "not blank"),
+        ("recs.similar_text", {"title": "granite " * 200}, InvalidArgument, "body.title", "is 1600 characters; at"),
         ("recs.event", {"user": "u1", "item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
         ("recs.event", {"user": "u1", "item": "50", "value": float("inf")}, InvalidArgument, "body.value", "finite"),
         ("recs.event", {"item": "50"}, InvalidArgument, "body.user", "required"),
@@ -1255,3 +1256,36 @@ def test_the_recs_console_refuses_a_count_that_is_no_whole_number_beside_its_for
 
     request = heirloom.ConsoleRequest(api="recs", query={"user": "1", "k": k}, call=never, call_route=never, routes={})
     assert "<p class='error'>'How many' must be a whole number in digits, such as 10.</p>" in render(request)
+
+
+def test_profile_check_refuses_a_named_optional_column_the_file_lacks_and_a_path_that_is_no_file(tmp_path, data_dir):
+    """``genres_column = "Cats"`` on a header of ``cats`` (and ``year_column``, ``time_column``) passed ``profile
+    check``, then every item's genres, year or time was dropped without a word; a ``ratings`` path that was a
+    folder or a FIFO passed too, and only the read refused it (checker 270). Their defaults may be absent."""
+    write(tmp_path / "ratings.csv", "user,item,rating,time\nann,a,5,4\n")
+    write(tmp_path / "items.csv", "item,title,cats,year\na,Tea,Green,2019\n")
+    write(tmp_path / "plain.csv", "item,title\na,Tea\n")  # no genres, year or time: none, as before
+    (tmp_path / "folder.csv").mkdir()
+    os.mkfifo(tmp_path / "pipe.csv")
+    shop = '[sources.{}]\nuse = "ratings-csv"\nratings = "{}"\nitems = "{}"\n'
+    profile = write(
+        tmp_path / "shop.toml",
+        'extends = ["recommend"]\n'
+        + shop.format("movies", "ratings.csv", "items.csv")
+        + 'genres_column = "Cats"\nyear_column = "Year"\n'
+        + shop.format("timed", "ratings.csv", "items.csv")
+        + 'time_column = "Time"\n'
+        + shop.format("plain", "ratings.csv", "plain.csv")
+        + shop.format("folder", "folder.csv", "items.csv")
+        + shop.format("pipe", "ratings.csv", "pipe.csv"),
+    )
+    checked = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
+    assert checked.returncode == 2, checked
+    said = checked.stderr
+    typo = "sources.timed.time_column: 'time_column' 'Time' is not a column of ratings.csv; did you mean 'time'?"
+    assert f"{profile}: {typo}" in said
+    typos = "'genres_column' 'Cats' is not a column of items.csv; did you mean 'cats'? Nor is 'year_column' 'Year'"
+    assert f"{profile}: sources.movies.genres_column: {typos}" in said
+    assert f"{profile}: sources.folder.ratings: 'ratings' {tmp_path / 'folder.csv'} is a directory, not a file" in said
+    assert f"{profile}: sources.pipe.items: 'items' {tmp_path / 'pipe.csv'} is a FIFO, not a regular file" in said
+    assert "sources.plain" not in said, said
