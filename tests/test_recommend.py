@@ -765,8 +765,8 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
     cell was a csv traceback; a 23-digit year passed train and broke every reply holding the
     item (msgpack's ints end at 64 bits); rot13 passed as an encoding."""
     os.mkfifo(tmp_path / "fifo.csv")
-    with pytest.raises(heirloom.HeirloomError, match=r"fifo.csv is a FIFO, not a regular file"):
-        list(RatingsCsvSource(ratings=str(tmp_path / "fifo.csv")).records())  # constructing it did not wait
+    with pytest.raises(ValueError, match=r"'ratings' .*fifo.csv is a FIFO, not a regular file"):
+        RatingsCsvSource(ratings=str(tmp_path / "fifo.csv"))  # constructing it does not wait: checks by a stat
     huge = ratings_csv(tmp_path / "huge", "user,item,rating\nann,a," + "5" * 200_000 + "\n")
     with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: a cell is longer than 131,072 characters"):
         list(huge.records())
@@ -781,19 +781,24 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
 
 
 def test_a_ratings_or_items_path_that_is_no_file_is_named_with_what_it_is(tmp_path):
-    """Once "is not a regular file" for a folder and a FIFO alike: the user could not tell which they named."""
+    """Once "is not a regular file" for a folder and a FIFO alike: the user could not tell which they named.
+    ``profile check`` (and so every command) says it, as the read did (checker 270: it said ok)."""
     write(tmp_path / "ratings.csv", "user,item,rating\nann,a,5\n")
     (tmp_path / "items.csv").mkdir()
     os.mkfifo(tmp_path / "fifo.csv")
     for ratings, items, said in (
-        ("ratings.csv", "items.csv", f"{tmp_path / 'items.csv'} is a directory, not a file"),
-        ("fifo.csv", "items.csv", f"{tmp_path / 'fifo.csv'} is a FIFO, not a regular file; "),
+        ("ratings.csv", "items.csv", f"items: 'items' {tmp_path / 'items.csv'} is a directory, not a file"),
+        (
+            "fifo.csv",
+            "items.csv",
+            f"ratings: 'ratings' {tmp_path / 'fifo.csv'} is a FIFO, not a regular file; 'items' ",
+        ),
     ):
         profile = write(
             tmp_path / "shop.toml", f'[sources.r]\nuse = "ratings-csv"\nratings = "{ratings}"\nitems = "{items}"\n'
         )
         shown = run_heirloom("data", "show", str(profile), "r")
-        assert shown.returncode == 1 and f"error: ratings-csv source: {said}" in shown.stderr, shown.stderr
+        assert shown.returncode == 2 and f"{profile}: sources.r.{said}" in shown.stderr, shown.stderr
 
 
 @pytest.mark.parametrize(

@@ -81,10 +81,12 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     items_encoding: str | None = attrs.field(default=None, validator=attrs.validators.optional(known_encoding))
 
     def __attrs_post_init__(self) -> None:
-        for setting in ("ratings", "items"):  # profile check said ok to a folder or a FIFO, then the read refused it
-            path = getattr(self, setting)
-            if path is not None and (kind := heirloom.irregular(Path(path))):
-                raise ValueError(f"'{setting}' {path} {kind}")
+        paths = {setting: getattr(self, setting) for setting in ("ratings", "items")}
+        irregular = [
+            f"'{key}' {path} {kind}" for key, path in paths.items() if path and (kind := heirloom.irregular(Path(path)))
+        ]
+        if irregular:  # profile check said ok to a folder or a FIFO, then the read refused it (checker 270)
+            raise ValueError("; ".join(irregular))
         rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
         named = {setting: column for setting, column in rated.items() if column}
         self.check_columns(self.ratings, {**named, **self._chosen("time_column")})
