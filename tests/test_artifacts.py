@@ -585,11 +585,12 @@ def test_promote_if_better_names_what_each_score_left_out_and_refuses_clearly_di
     assert models(store, "promote", "shop/recs@1", "production").returncode == 0
     refused = models(store, "promote", "shop/recs@2", "production", "--if-better", "ndcg_at_10")
     assert refused.returncode == 3 and store.alias_version("shop", "recs", "production") == 1
-    wanted = "shop/recs@1's score left out 1216 of 3400 records it trained on, shop/recs@2's 0 of 3400, so the two"
+    had = "records it trained on or kept from validation"
+    wanted = f"shop/recs@1's score left out 1216 of 3400 {had}, shop/recs@2's 0 of 3400, so the two"
     assert f"metrics are not comparable: {wanted} were scored on different records" in said(refused)
     close = models(store, "promote", "shop/recs@3", "production", "--if-better", "ndcg_at_10")  # 0.4 points apart
     assert close.returncode == 0, said(close)
-    note = "shop/recs@1's score left out 1216 of 3400 records it trained on, shop/recs@3's 1230 of 3400"
+    note = f"shop/recs@1's score left out 1216 of 3400 {had}, shop/recs@3's 1230 of 3400"
     assert f"(validation ndcg_at_10 0.2000 -> 0.2100; {note})" in close.stdout, close.stdout
 
 

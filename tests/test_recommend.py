@@ -540,12 +540,13 @@ def test_rescoring_after_appended_ratings_refuses_scores_on_clearly_different_pa
     holder = json.loads(scored.stdout)["models"]["recs"]
     assert holder["version"] == "shop/recs@1" and 0 < holder["left_out"] < holder["left_out_of"], holder
     counts = f"{holder['left_out']} of {holder['left_out_of']}"
-    assert f"(seen_in_training; its score left out {counts} records it trained on)" in scored.stderr
+    had = "records it trained on or kept from validation"
+    assert f"(seen_in_training; its score left out {counts} {had})" in scored.stderr
     gate = ("--if-better", "ndcg_at_10", "--rescore", profile)
     refused = run_heirloom("models", "promote", "shop/recs@2", "production", *gate)
     assert refused.returncode == 3, refused.stderr
     said = " ".join(refused.stderr.split())
-    left = f"shop/recs@1's score left out {counts} records it trained on"
+    left = f"shop/recs@1's score left out {counts} {had}"
     assert f"{left}, shop/recs@2's 0 of {holder['left_out_of']}, so the two were scored on different" in said, said
     assert "train the holder's settings again on today's data" in said
     assert run_heirloom("models", "promote", "shop/recs@2", "production").returncode == 0  # checked by hand: moves
@@ -764,8 +765,8 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
     cell was a csv traceback; a 23-digit year passed train and broke every reply holding the
     item (msgpack's ints end at 64 bits); rot13 passed as an encoding."""
     os.mkfifo(tmp_path / "fifo.csv")
-    with pytest.raises(heirloom.HeirloomError, match=r"fifo.csv is a FIFO, not a regular file"):
-        list(RatingsCsvSource(ratings=str(tmp_path / "fifo.csv")).records())  # constructing it did not wait
+    with pytest.raises(ValueError, match=r"'ratings' .*fifo.csv is a FIFO, not a regular file"):
+        RatingsCsvSource(ratings=str(tmp_path / "fifo.csv"))  # constructing it does not wait: checks by a stat
     huge = ratings_csv(tmp_path / "huge", "user,item,rating\nann,a," + "5" * 200_000 + "\n")
     with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:2: a cell is longer than 131,072 characters"):
         list(huge.records())
@@ -780,19 +781,24 @@ def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_o
 
 
 def test_a_ratings_or_items_path_that_is_no_file_is_named_with_what_it_is(tmp_path):
-    """Once "is not a regular file" for a folder and a FIFO alike: the user could not tell which they named."""
+    """Once "is not a regular file" for a folder and a FIFO alike: the user could not tell which they named.
+    ``profile check`` (and so every command) says it, as the read did (checker 270: it said ok)."""
     write(tmp_path / "ratings.csv", "user,item,rating\nann,a,5\n")
     (tmp_path / "items.csv").mkdir()
     os.mkfifo(tmp_path / "fifo.csv")
     for ratings, items, said in (
-        ("ratings.csv", "items.csv", f"{tmp_path / 'items.csv'} is a directory, not a file"),
-        ("fifo.csv", "items.csv", f"{tmp_path / 'fifo.csv'} is a FIFO, not a regular file; "),
+        ("ratings.csv", "items.csv", f"items: 'items' {tmp_path / 'items.csv'} is a directory, not a file"),
+        (
+            "fifo.csv",
+            "items.csv",
+            f"ratings: 'ratings' {tmp_path / 'fifo.csv'} is a FIFO, not a regular file; 'items' ",
+        ),
     ):
         profile = write(
             tmp_path / "shop.toml", f'[sources.r]\nuse = "ratings-csv"\nratings = "{ratings}"\nitems = "{items}"\n'
         )
         shown = run_heirloom("data", "show", str(profile), "r")
-        assert shown.returncode == 1 and f"error: ratings-csv source: {said}" in shown.stderr, shown.stderr
+        assert shown.returncode == 2 and f"{profile}: sources.r.{said}" in shown.stderr, shown.stderr
 
 
 @pytest.mark.parametrize(
@@ -1174,6 +1180,7 @@ def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_ch
         ("recs.recommend", {"history": "50"}, InvalidArgument, "body.history", "expected an array, got string '50'"),
         ("recs.similar", {"item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
         ("recs.similar_text", {"title": " "}, InvalidArgument, "body.title", "not blank"),
+        ("recs.similar_text", {"title": "granite " * 200}, InvalidArgument, "body.title", "is 1600 characters; at"),
         ("recs.event", {"user": "u1", "item": "no-such"}, NotFound, "body.item", "not in the catalogue"),
         ("recs.event", {"user": "u1", "item": "50", "value": float("inf")}, InvalidArgument, "body.value", "finite"),
         ("recs.event", {"item": "50"}, InvalidArgument, "body.user", "required"),
@@ -1254,3 +1261,36 @@ def test_the_recs_console_refuses_a_count_that_is_no_whole_number_beside_its_for
 
     request = heirloom.ConsoleRequest(api="recs", query={"user": "1", "k": k}, call=never, call_route=never, routes={})
     assert "<p class='error'>'How many' must be a whole number in digits, such as 10.</p>" in render(request)
+
+
+def test_profile_check_refuses_a_named_optional_column_the_file_lacks_and_a_path_that_is_no_file(tmp_path, data_dir):
+    """``genres_column = "Cats"`` on a header of ``cats`` (and ``year_column``, ``time_column``) passed ``profile
+    check``, then every item's genres, year or time was dropped without a word; a ``ratings`` path that was a
+    folder or a FIFO passed too, and only the read refused it (checker 270). Their defaults may be absent."""
+    write(tmp_path / "ratings.csv", "user,item,rating,time\nann,a,5,4\n")
+    write(tmp_path / "items.csv", "item,title,cats,year\na,Tea,Green,2019\n")
+    write(tmp_path / "plain.csv", "item,title\na,Tea\n")  # no genres, year or time: none, as before
+    (tmp_path / "folder.csv").mkdir()
+    os.mkfifo(tmp_path / "pipe.csv")
+    shop = '[sources.{}]\nuse = "ratings-csv"\nratings = "{}"\nitems = "{}"\n'
+    profile = write(
+        tmp_path / "shop.toml",
+        'extends = ["recommend"]\n'
+        + shop.format("movies", "ratings.csv", "items.csv")
+        + 'genres_column = "Cats"\nyear_column = "Year"\n'
+        + shop.format("timed", "ratings.csv", "items.csv")
+        + 'time_column = "Time"\n'
+        + shop.format("plain", "ratings.csv", "plain.csv")
+        + shop.format("folder", "folder.csv", "items.csv")
+        + shop.format("pipe", "ratings.csv", "pipe.csv"),
+    )
+    checked = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
+    assert checked.returncode == 2, checked
+    said = checked.stderr
+    typo = "sources.timed.time_column: 'time_column' 'Time' is not a column of ratings.csv; did you mean 'time'?"
+    assert f"{profile}: {typo}" in said
+    typos = "'genres_column' 'Cats' is not a column of items.csv; did you mean 'cats'? Nor is 'year_column' 'Year'"
+    assert f"{profile}: sources.movies.genres_column: {typos}" in said
+    assert f"{profile}: sources.folder.ratings: 'ratings' {tmp_path / 'folder.csv'} is a directory, not a file" in said
+    assert f"{profile}: sources.pipe.items: 'items' {tmp_path / 'pipe.csv'} is a FIFO, not a regular file" in said
+    assert "sources.plain" not in said, said

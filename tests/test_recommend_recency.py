@@ -166,6 +166,6 @@ def test_a_half_life_under_which_most_interactions_weigh_nothing_is_said_at_fit_
     assert recent.fitted.training["recency"]["under_0_01"] > 0.99
     below = {name: 0.1 for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "map_at_10", "coverage")}
     below["popularity_ndcg_at_10"] = 0.2
-    advice = _report_text(below, users=10, cold_items=0, cold_users=0, known=0, faint=True)
+    advice = _report_text(below, users=10, cold_items=0, cold_users=0, left=(0, 0), faint=True)
     assert "most training interactions weighed under 0.01 by half_life_days" in advice
     assert "widen the l2 grid" not in advice

@@ -4,6 +4,7 @@ nDCG@10 0.4770 with no validation split, 0.4079 with ``validation_fraction = 0.1
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,23 @@ SPLIT_SOURCE = """[sources.movies]
 use = "ratings-csv"
 ratings = "data/ratings.csv"
 split_column = "part"
+"""
+#: A shop's ratings-csv with a seeded validation split, its versions served by alias (no items file).
+SHOP_PROFILE = """
+extends = ["recommend"]
+project = "shop"
+
+[sources.movies]
+use = "ratings-csv"
+ratings = "data/ratings.csv"
+validation_fraction = 0.25
+
+[models.recs]
+serve = "production"
+l2 = [500.0]
+text_weight = [10.0]
+tower_l2 = [30.0]
+shrink = [0.0]
 """
 
 
@@ -233,3 +251,29 @@ def test_history_answers_a_user_only_validation_names_with_no_items_as_recommend
                 client.call("recs.history", {"user": "nobody"})
     finally:
         daemon.kill()
+
+
+def test_rescoring_after_a_new_user_scores_the_holders_own_validation_pairs(tmp_path):
+    """One new user's ratings changed today's validation split by two pairs, and the holder's score left
+    out every pair it kept from validation (never trained on) as "records it trained on": the gate
+    refused every rescore after any data change, and ``eval --split validation`` scored the one new
+    user (checker 270). Its kept pairs are scored now; only the pairs it trained on are left out."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    rows = "".join(f"u{user},i{(3 * user + j) % 12},{1 + j % 5}\n" for user in range(30) for j in range(8))
+    ratings = write(tmp_path / "data" / "ratings.csv", f"user,item,rating\n{rows}")
+    profile = str(write(tmp_path / "shop.toml", SHOP_PROFILE))
+    assert run_heirloom("train", profile, env=env).returncode == 0
+    assert run_heirloom("models", "promote", "shop/recs@1", "production", env=env).returncode == 0
+    with ratings.open("a") as appended:
+        appended.write("".join(f"newcomer,i{j},5\n" for j in range(8)))
+    assert run_heirloom("train", profile, env=env).returncode == 0
+    scored = run_heirloom("eval", profile, "--split", "validation", env=env)
+    assert "ranking all items each user has not interacted with, top 10, 31 test users" in scored.stdout, scored
+    assert "left out" not in scored.stdout + scored.stderr
+    holder = json.loads(run_heirloom("eval", profile, "--split", "validation", "--json", env=env).stdout)
+    assert (holder["models"]["recs"]["version"], holder["models"]["recs"]["left_out"]) == ("shop/recs@1", 0)
+    gate = ("--if-better", "ndcg_at_10", "--rescore", profile)
+    rescored = run_heirloom("models", "promote", "shop/recs@2", "production", *gate, env=env)
+    said = " ".join((rescored.stdout + rescored.stderr).split())
+    assert "metrics are not comparable" not in said, said  # both scored on today's 62 validation pairs: compared
+    assert rescored.returncode == 3 and "shop/recs@2 does not beat shop/recs@1 on validation ndcg_at_10" in said, said

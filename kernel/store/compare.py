@@ -16,8 +16,9 @@ VALIDATION = "validation"
 TEST = "test"
 SPLITS = (VALIDATION, TEST)
 #: A report's count of the records it was given that its score left out as ones the version trained
-#: on, and of the records given (PLUGINS.md): a recommender scored again after appended ratings moved
-#: its training pairs into validation leaves them out; one trained on today's split, none.
+#: on (or kept from the validation records its fit was given), and of the records given (PLUGINS.md): a
+#: recommender scored again after appended ratings moved its training pairs into validation leaves them
+#: out; one trained on today's split, none.
 LEFT_OUT, LEFT_OUT_OF = "left_out", "left_out_of"
 #: Two scores whose left-out shares differ by more than this are on clearly different records.
 SAME_RECORDS = 0.01
@@ -111,7 +112,8 @@ def left_out_note(new: dict[str, Any], candidate: str, old: dict[str, Any], hold
     ):
         return ""
     (ours, of_ours), (theirs, of_theirs) = counts
-    note = f"{holder}'s score left out {theirs} of {of_theirs} records it trained on, {candidate}'s {ours} of {of_ours}"
+    had = "records it trained on or kept from validation"
+    note = f"{holder}'s score left out {theirs} of {of_theirs} {had}, {candidate}'s {ours} of {of_ours}"
     if abs(ours / of_ours - theirs / of_theirs) > SAME_RECORDS:
         raise PromotionRefused(
             f"metrics are not comparable: {note}, so the two were scored on different records; train the "

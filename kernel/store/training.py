@@ -495,6 +495,6 @@ def _trained_on(report: Report) -> str:
     seen, left, of = (report.metrics.get(key) for key in (SEEN_IN_TRAINING, LEFT_OUT, LEFT_OUT_OF))
     if not isinstance(seen, int) or isinstance(seen, bool):
         return "the records may include ones it trained on"
-    said = f"; its score left out {left} of {of} records it trained on" if left else ""
+    said = f"; its score left out {left} of {of} records it trained on or kept from validation" if left else ""
     trained = "as trained on by it or a version it inherits from"
     return f"its report counts {seen or 'none'} of the scored examples {trained} ({SEEN_IN_TRAINING}{said})"

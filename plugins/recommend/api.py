@@ -73,7 +73,9 @@ def inputs(max_k: int, max_history: int) -> dict[str, type]:
         k: int = attrs.field(default=10, validator=k_ok, metadata=k_schema)
 
     def title_ok(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-        if not value.strip() or len(value) > MAX_TITLE_CHARS:
+        if len(value) > MAX_TITLE_CHARS:  # the length got, as the other limits say it (checker 270)
+            raise ValueError(f"'title' is {len(value)} characters; at most {MAX_TITLE_CHARS} are accepted")
+        if not value.strip():
             raise ValueError(f"'title' must be 1 to {MAX_TITLE_CHARS} characters, not blank")
 
     @attrs.define

@@ -79,36 +79,39 @@ def held_out_by_user(
     held_out: Iterable[tuple[str, int]],
     withheld: Histories | None = None,
     scoring_withheld: bool = False,
-) -> tuple[list[np.ndarray], list[set[int]], int, list[np.ndarray], list[np.ndarray]]:
+) -> tuple[list[np.ndarray], list[set[int]], tuple[int, int], list[np.ndarray], list[np.ndarray]]:
     """For each user with held-out items not in their training history: that history (empty if
-    unknown) and those items; and how many held-out pairs were in training. Ranking leaves out
+    unknown) and those items; and how many held-out pairs were left out: in training, and among
+    ``withheld`` (see below). Ranking leaves out
     what a user had in training (and those items' weights), so such a pair can never be found: when a version is scored
     again on data whose splits moved (appended ratings), its trained pairs now held out would
     count against it and for a version that never saw them (an outside team's gate promoted a
     worse model so). Last, per user, the items of ``withheld`` (pairs the model has but did not
     learn from: a source's validation split): never ranked, as the field's protocol leaves them out
     at test (they competed as misses: nDCG@10 0.4770 -> 0.4079). Unless ``scoring_withheld`` (the
-    held-out pairs are the withheld ones: validation scored), a held-out pair among them is left out
-    and counted as a trained one is: no reply shows it (a split_column file's pair stated validation
-    and test counted as found, 0.4978, where the replies scored 0.4628)."""
+    held-out pairs are a validation split: each withheld one among them is scored, as it was when trained), a held-out
+    pair among them is left out, counted apart from the trained ones: no reply shows it (a split_column file's pair
+    stated validation and test counted as found, 0.4978, where the replies scored 0.4628)."""
     wanted: dict[str, set[int]] = defaultdict(set)
     for user, item in held_out:
         wanted[user].add(item)
     empty = np.zeros(0, dtype=np.int64)
-    histories, relevant, known, strengths, excluded = [], [], 0, [], []
+    histories, relevant, strengths, excluded = [], [], [], []
+    trained = held = 0
     for user in sorted(wanted):
         row = train.index.get(user)
         history = empty if row is None else train.of(row)
         other = withheld.index.get(user) if withheld is not None else None
         kept = empty if other is None else withheld.of(other)
-        unseen = wanted[user].difference(history.tolist(), () if scoring_withheld else kept.tolist())
-        known += len(wanted[user]) - len(unseen)
+        new = wanted[user].difference(history.tolist())
+        unseen = new if scoring_withheld else new.difference(kept.tolist())
+        trained, held = trained + len(wanted[user]) - len(new), held + len(new) - len(unseen)
         if unseen:
             histories.append(history)
             relevant.append(unseen)
             strengths.append(np.zeros(0, np.float32) if row is None else train.weights_of(row))
             excluded.append(np.setdiff1d(kept, list(unseen)))
-    return histories, relevant, known, strengths, excluded
+    return histories, relevant, (trained, held), strengths, excluded
 
 
 def measure(
@@ -124,12 +127,14 @@ def measure(
 ) -> dict[str, float]:
     """nDCG, precision, recall, MAP at ``k`` and catalogue coverage on ``held_out`` pairs
     (without ``weights``: of the popularity ranking), ``users`` scored and ``known`` pairs
-    left out (in ``train`` already, or ``withheld``: see :func:`held_out_by_user`)."""
-    histories, relevant, known, strengths, excluded = held_out_by_user(train, held_out, withheld, scoring_withheld)
+    left out: in ``train`` already, or ``withheld`` (``kept`` of them; see :func:`held_out_by_user`)."""
+    histories, relevant, (trained, kept), strengths, excluded = held_out_by_user(
+        train, held_out, withheld, scoring_withheld
+    )
     weighted = strengths if train.weights is not None else None
     top = ranked(
         weights, histories, k, candidates=candidates, popularity=popularity, strengths=weighted, excluded=excluded
     )
     items = len(weights if weights is not None else popularity)
     scores = ranking_metrics(top, relevant, k)
-    return {**scores, "coverage": coverage(top, items), "users": len(relevant), "known": known}
+    return {**scores, "coverage": coverage(top, items), "users": len(relevant), "known": trained + kept, "kept": kept}
