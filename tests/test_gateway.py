@@ -1057,6 +1057,8 @@ def test_with_tokens_every_call_needs_a_known_bearer_token(bare, tmp_path):
             gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": "Bearer " + "x" * 20}
         )
         assert status == 401 and body["error"] == "unknown bearer token"
+        guesses = "refused 1 request(s) with an unknown bearer token in the last"  # said (checker 272), not the token
+        assert guesses in gateway.log_path.read_text() and "x" * 20 not in gateway.log_path.read_text()
         status, _, body = http(
             gateway.url + "/v1/routes/echo.echo", {"a": 1}, headers={"Authorization": f"Bearer {token}"}
         )

@@ -60,6 +60,8 @@ from heirloom_plugins.gateway.routes import Routes, RouteTable
 from heirloom_plugins.gateway.rows import Rows
 
 log = logging.getLogger("heirloom.gateway")
+#: Seconds between two warnings of requests refused for an unknown bearer token.
+UNKNOWN_TOKEN_LOG_S = 60.0
 DEADLINE_HEADER = "heirloom-deadline-ms"
 #: A Heirloom-Deadline-Ms value: decimal digits, a fraction if any (float() also reads
 #: "1_000", "1e3" and "nan", which no HTTP client means as a number of milliseconds).
@@ -128,6 +130,8 @@ class Gateway:
         #: Whose connection reads ``_routes`` for a page that needs no token (/openapi.json,
         #: /docs): with a Curve daemon, the first token's key; a connection without one gets no reply.
         self.anonymous = next(iter(self.tokens)) if self.tokens and curve_server_key is not None else None
+        #: Requests refused for an unknown token since the last warning, and when that was: guesses are said.
+        self._unknown_tokens, self._unknown_said_at = 0, -UNKNOWN_TOKEN_LOG_S
 
     # -- connections ---------------------------------------------------------------------
     def client(self, token: str | None) -> heirloom.AsyncClient:
@@ -148,9 +152,24 @@ class Gateway:
         token = bearer(headers.get("authorization"))
         known = match(self.tokens, token) if token else None
         if known is None:
+            if token is not None:
+                self._unknown_token()
             message = "this gateway needs 'Authorization: Bearer TOKEN'" if token is None else "unknown bearer token"
             raise Refused(error_response(401, message, code="UNAUTHENTICATED", headers={"WWW-Authenticate": "Bearer"}))
         return self.client(known)
+
+    def _unknown_token(self) -> None:
+        """Count a request with an unknown token; warn at most once a minute with the count (checker 272: 4,000
+        guesses a second were refused and never said; a proxy in front rate-limits them, the gateway does not)."""
+        self._unknown_tokens += 1
+        if (now := time.monotonic()) - self._unknown_said_at >= UNKNOWN_TOKEN_LOG_S:
+            log.warning(
+                "refused %d request(s) with an unknown bearer token in the last %.0f s (someone guessing tokens? "
+                "rate-limit the gateway in its proxy)",
+                self._unknown_tokens,
+                min(now - self._unknown_said_at, UNKNOWN_TOKEN_LOG_S),
+            )
+            self._unknown_tokens, self._unknown_said_at = 0, now
 
     def close(self) -> None:
         for client in self._clients.values():
