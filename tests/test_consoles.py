@@ -89,10 +89,97 @@ def test_the_medical_console_finds_a_patient_and_shows_diagnoses_and_treatments(
         assert answer["version"] in section.inner_text()
 
     older = summary["encounters"][-1]["id"]
-    page.select_option("form.encounter select", older)
+    page.select_option("form.encounter select", older)  # choosing is not submitting (checker 267): Predict is
+    page.click("form.encounter button")
     page.wait_for_url(f"**encounter={older}*")
     assert page.locator("section.ranked[data-route='diagnosis.predict'] tbody tr").count() > 0
     page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_the_medical_console_finds_a_patient_by_id_and_pages_through_every_patient(medical, page):  # noqa: F811
+    """An id typed in "Find a patient" found nothing (the search index holds no ids), and the list stopped at 20
+    with no next page, so patients 21 on could not be opened (checker 267)."""
+    daemon, gateway = medical
+    with daemon.client(timeout=30) as client:
+        listed = client.call("record.patients", {"offset": 0, "limit": 100})
+    page_of = listed["patients"][:20]
+    assert listed["total"] > len(page_of) == 20, "medical-small has more patients than a page shows"
+    page.goto(gateway.url + "/console/record")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.locator("table.patients a.patient").all_inner_texts() == [p["id"] for p in page_of]
+    assert page.locator("a.prev").count() == 0
+    shown = []
+    while True:
+        shown += page.locator("table.patients a.patient").all_inner_texts()
+        if not page.locator("a.next").count():
+            break
+        page.click("a.next")
+    assert shown == [p["id"] for p in listed["patients"]]
+    assert page.inner_text("h2") == f"Patients 21 to {min(40, listed['total'])} of {listed['total']}"
+    page.click("a.prev")
+    assert page.locator("table.patients a.patient").all_inner_texts() == [p["id"] for p in page_of]
+    page.fill("input[name='q']", shown[-1])  # not on the first page: reachable by its id
+    page.click("form.find button")
+    assert page.inner_text("p.facts").startswith(shown[-1])
+    assert page.locator("section.ranked[data-route='diagnosis.predict'] tbody tr").count() > 0
+    status, _, html = http(f"{gateway.url}/console/record?offset=twenty")
+    assert status == 200 and "'offset' must be a whole number in digits, such as 20.</p>" in html, html
+
+
+def test_the_medical_console_keeps_keyboard_focus_and_chooses_an_encounter_only_on_predict(medical, page):  # noqa: F811
+    """An arrow key in the encounter list reloaded the page (it submitted on change), and every page put the focus
+    back in the search box (checker 267: WCAG 3.2.2): the focus is the box's on the search page only."""
+    daemon, gateway = medical
+    page.goto(gateway.url + "/console/record")
+    assert page.evaluate("document.activeElement.name") == "q"
+    with daemon.client(timeout=30) as client:
+        for patient in page.locator("table.patients a.patient").all_inner_texts():
+            encounters = [e["id"] for e in client.call("record.summary", {"patient": patient})["encounters"]]
+            if len(encounters) > 1:
+                break
+    page.goto(f"{gateway.url}/console/record?patient={patient}")
+    assert page.evaluate("document.activeElement.tagName") == "BODY"
+    page.focus("form.encounter select")
+    page.keyboard.press("ArrowDown")
+    assert page.input_value("form.encounter select") == encounters[1]
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Predict"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith(f"encounter={encounters[1]}")
+    assert page.input_value("form.encounter select") == encounters[1]
+
+
+def test_the_medical_console_keeps_the_form_for_an_over_long_query(medical, page):  # noqa: F811
+    """The search box takes at most the search route's limit, and a longer query (sent without the box) is
+    refused under the form, where it can be corrected: the page had no form (checker 267)."""
+    daemon, gateway = medical
+    with daemon.client(timeout=30) as client:
+        search = next(r for r in client.call("_routes")["routes"] if r["name"] == "record.search")
+    limit = search["input"]["properties"]["text"]["maxLength"]
+    page.goto(gateway.url + "/console/record")
+    assert page.get_attribute("input[name='q']", "maxlength") == str(limit) == "1000"
+    status, _, html = http(f"{gateway.url}/console/record?q={'x' * (limit + 1)}")
+    assert status == 200 and "<form method='get' class='find'>" in html, html[:300]
+    assert f"is {limit + 1} characters; at most {limit} are accepted</p>" in html
+
+
+def test_a_long_unbroken_name_wraps_and_keeps_the_probabilities_on_screen(page):  # noqa: F811
+    """A 3,000-character condition name made the page 42,000 px wide, its probabilities off screen (checker 267):
+    a cell wraps it within 40rem; short cells keep their width (the code is not broken)."""
+    from heirloom_plugins.gateway.consoles import layout
+    from heirloom_plugins.medical.console import CONSOLE, _ranked
+
+    codes = [{"display": "M" * 3000, "code": "44054006", "probability": 0.5}]
+    codes.append({"display": "Acute viral pharyngitis (disorder)", "code": "195662009", "probability": 0.25})
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.set_content(layout(CONSOLE, "record", _ranked("diagnosis.predict", {"codes": codes, "version": "v"})))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    for cell in page.locator("td.probability").all():
+        box = cell.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 1280
+    code = page.locator("tbody tr:nth-child(2) code").bounding_box()
+    assert code is not None and code["height"] < 30  # one line
 
 
 def test_the_medical_console_names_an_unknown_patient(medical, page):  # noqa: F811
@@ -201,6 +288,33 @@ def test_the_support_console_escapes_the_question_and_gives_it_its_own_direction
     assert "<input name='text' dir='auto' value='\u202e&lt;script&gt;" in html
 
 
+#: The api's rules (docs/SUPPORT.md, "When to hand off"): whether (out of scope, answer unsure) hands off.
+RULES = {
+    "either": lambda out, unsure: out or unsure,
+    "both": lambda out, unsure: out and unsure,
+    "out_of_scope": lambda out, unsure: out,
+}
+
+
+@pytest.mark.parametrize("policy", sorted(RULES))
+def test_the_support_console_says_why_a_question_was_not_handed_off_under_each_policy(policy):
+    """Every question kept was "in scope with a confident answer", the ``either`` policy's only case: under the
+    shipped ``both``, next to "out of scope" (checker 267). The sentence follows the reply, the policy is named."""
+    from heirloom_plugins.support.console import _handoff
+
+    for out, unsure in ((False, False), (False, True), (True, False), (True, True)):
+        if RULES[policy](out, unsure):
+            continue
+        reply = {"intent": None if out else "card_arrival", "answer_confident": not unsure, "handoff": False}
+        html = _handoff(reply, policy)
+        kept = html[html.index("Answered directly: ") : html.index("</p>")]
+        assert ("out of scope" in kept) == out and ("in scope" in kept) == (not out), (policy, kept)
+        assert ("below the retriever's confidence threshold" in kept) == unsure, (policy, kept)
+        assert ("confident enough" in kept) == (not unsure), (policy, kept)
+        assert f"<p class='policy' data-policy='{policy}'>This api hands off " in html
+        assert f'<code>handoff = "{policy}"</code>' in html
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     ("case", "question"), [("intent", "my card has not arrived yet"), ("faq", "how can I strike through text in Gmail")]
@@ -224,6 +338,8 @@ def test_the_support_console_shows_intent_answers_and_handoff(support, page, cas
     scores = [float(s) for s in rows.locator("td.score").all_inner_texts()]
     assert scores == pytest.approx([a["score"] for a in expected["answers"]], abs=1e-4)
     assert page.get_attribute("p.handoff", "data-handoff") == str(expected["handoff"]).lower()
+    assert page.get_attribute("p.policy", "data-policy") == "either"  # served_profile's, from the route's description
+    assert page.get_attribute("form.ask input", "maxlength") == "2000"  # the route's limit: max_text_chars
     if expected["handoff"]:
         shown = page.locator("ul.reasons li").evaluate_all("items => items.map(i => i.dataset.reason)")
         assert shown == expected["handoff_reasons"]

@@ -638,6 +638,7 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
         assert (answered != 400) == bool(re.search(deadline["pattern"], value)), (value, answered)  # 0.5 ms: 504
     status, headers, page = http(gateway.url + "/docs")
     assert status == 200 and "/v1/routes/sentiment.feedback" in page
+    assert page.startswith("<!doctype html><html lang='en'>")  # the page's language (checker 267: WCAG 3.1.1)
     # each form's default is a body its operation takes (the predict form sent {"text": null, "texts": null}: a 400)
     forms = dict(re.findall(r'data-path="([^"]+)"[^>]*><textarea rows="4" name="body">([^<]*)</textarea>', page))
     for path in ("/v1/routes/sentiment.predict", "/v2/models/sentiment/infer", "/v1/routes/sentiment.labels"):

@@ -254,6 +254,11 @@ def test_live_route_stats_come_from_the_connected_daemon(dashboard, daemon, page
     assert int(row.locator("td.count").inner_text()) >= 3
     assert "news-desk/sentiment@2" in page.locator("table.served").inner_text()
     assert page.locator("meta[http-equiv='refresh']").get_attribute("content") == "5"
+    page.click("a.pause")  # a reader of the table can stop the reloads (checker 267: WCAG 2.2.1), and resume them
+    assert page.url.endswith("/live?refresh=0") and page.locator("meta[http-equiv='refresh']").count() == 0
+    assert int(page.locator("tr[data-route='sentiment.predict'] td.count").inner_text()) >= 3
+    page.click("a.resume")
+    assert page.locator("meta[http-equiv='refresh']").get_attribute("content") == "5"
 
 
 def test_unknown_refs_are_404_pages_and_nothing_can_be_written(dashboard, page):

@@ -159,7 +159,15 @@ class Dashboard:
         )
 
     def live(self, request: Request) -> Response:
-        context: dict[str, Any] = {"refresh": self.refresh if self.connect else None, "error": None}
+        """The daemon's stats, reloading every ``--refresh`` s unless paused (``?refresh=0``: a screen-reader
+        user reading the table is not sent back to its top)."""
+        paused = request.query_params.get("refresh") == "0"
+        context: dict[str, Any] = {
+            "refresh": self.refresh if self.connect and not paused else None,
+            "every": self.refresh,
+            "paused": paused,
+            "error": None,
+        }
         if self.connect:
             try:
                 client = self.client()

@@ -7,12 +7,15 @@ from html import escape
 import heirloom
 from heirloom_plugins.gateway.routes import RouteTable
 
+#: The pages' style. A cell wraps a long unbroken string (a 3,000-character condition name, a URL) within
+#: 40rem, so the columns after it (probabilities, scores) stay on screen; short cells keep their width.
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0; color: #1d1d28; }
 header { background: #23324a; color: white; padding: .6rem 1.5rem; }
 header a { color: #cfe0ff; margin-right: 1rem; } main { padding: 1rem 1.5rem; max-width: 72rem; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; }
 td, th { border-bottom: 1px solid #dde; padding: .25rem .6rem; text-align: left; }
+td { overflow-wrap: break-word; max-width: 40rem; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 form { margin: .5rem 0 1rem; } input, button { font-size: 1rem; padding: .25rem .5rem; }
 p.error { color: #a00; font-weight: bold; } .bar { background: #5a7fd0; height: .7rem; display: inline-block; }
@@ -35,7 +38,7 @@ def mounted(consoles: dict[str, heirloom.Console], table: RouteTable) -> dict[st
 
 def _page(title: str, content: str) -> str:
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>{NO_ICON}"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>{NO_ICON}"
         f"<style>{STYLE}</style></head><body><header><a href='/console'>consoles</a>"
         f"<a href='/docs'>API docs</a><a href='/openapi.json'>openapi.json</a></header>"
         f"<main>{content}</main></body></html>"

@@ -95,7 +95,7 @@ def docs_page(document: dict[str, Any]) -> str:
             )
     info = document["info"]
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(info['title'])}</title>"
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(info['title'])}</title>"
         "<link rel='icon' href='data:,'>"  # no icon: a browser asks for no /favicon.ico
         f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
         f"<h1>{escape(info['title'])} {escape(info['version'])}</h1><p>{escape(info['description'])} "

@@ -9,6 +9,8 @@ a profile that adds such a route gets it on the page without a change here.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -28,34 +30,65 @@ def _patient_link(patient: str, label: str | None = None) -> str:
     return f"<a class='patient' href='?{escape(urlencode({'patient': patient}))}'>{_text(label or patient)}</a>"
 
 
-def _form(query: str) -> str:
+def _form(query: str, limit: int | None, focus: bool) -> str:
+    """The search box: ``maxlength`` is the search route's limit (the browser stops a longer query where it is
+    typed), and it takes the focus only on the search page (on a patient's page a keyboard user goes on from the
+    encounter list, not back to the box)."""
+    bounds = (f" maxlength='{int(limit)}'" if limit else "") + (" autofocus" if focus else "")
     return (
         "<form method='get' class='find'><label>Find a patient "
         f"<input name='q' value='{escape(query)}' placeholder='a condition, a drug, a code or a patient id' "
-        "size='50' autofocus></label> <button>Find</button></form>"
+        f"size='50'{bounds}></label> <button>Find</button></form>"
     )
 
 
-def _patients(request: heirloom.ConsoleRequest, query: str) -> str:
-    if query:
-        hits = request.call("search", {"text": query, "k": SHOWN_PATIENTS})["patients"]
-        rows = "".join(
-            f"<tr><td>{_patient_link(hit['patient'])}</td><td class='number'>{hit['score']:.3f}</td>"
-            f"<td>{_text('; '.join(m['display'] or m['code'] for m in hit.get('matches', [])))}</td></tr>"
-            for hit in hits
+def _search(request: heirloom.ConsoleRequest, query: str) -> str:
+    """The patients matching ``query``, or a page of every patient; a refusal (a query over the search route's
+    limit, an ``offset`` that is no count) is shown under the form, where the query can be corrected."""
+    offset = request.query.get("offset", "0").strip()
+    if not query and not re.fullmatch(r"[0-9]{1,9}", offset):
+        return "<p class='error'>'offset' must be a whole number in digits, such as 20.</p>"
+    try:
+        return _matching(request, query) if query else _listing(request, int(offset))
+    except heirloom.RemoteError as error:
+        return _error(error)
+
+
+def _matching(request: heirloom.ConsoleRequest, query: str) -> str:
+    hits = request.call("search", {"text": query, "k": SHOWN_PATIENTS})["patients"]
+    rows = "".join(
+        f"<tr><td>{_patient_link(hit['patient'])}</td><td class='number'>{hit['score']:.3f}</td>"
+        f"<td>{_text('; '.join(m['display'] or m['code'] for m in hit.get('matches', [])))}</td></tr>"
+        for hit in hits
+    )
+    head = "<tr><th>patient</th><th>score</th><th>matches</th></tr>"
+    return _listed(f"Patients matching {_text(query)}", head, rows)
+
+
+def _listing(request: heirloom.ConsoleRequest, offset: int) -> str:
+    """A page of every patient, with links to the pages before and after it."""
+    page = request.call("patients", {"offset": offset, "limit": SHOWN_PATIENTS})
+    shown, total = page["patients"], page["total"]
+    rows = "".join(
+        f"<tr><td>{_patient_link(p['id'])}</td><td>{_text(p['gender'])}</td><td>{_text(p['birth_date'])}</td></tr>"
+        for p in shown
+    )
+    head = "<tr><th>patient</th><th>gender</th><th>born</th></tr>"
+    title = f"Patients {offset + 1} to {offset + len(shown)} of {total}" if shown else f"Patients (of {total})"
+    links = [
+        f"<a class='{rel}' rel='{rel}' href='?{escape(urlencode({'offset': at}))}'>{label}</a>"
+        for rel, at, label, wanted in (
+            ("prev", max(0, offset - SHOWN_PATIENTS), f"previous {SHOWN_PATIENTS}", offset > 0),
+            ("next", offset + SHOWN_PATIENTS, f"next {SHOWN_PATIENTS}", offset + len(shown) < total),
         )
-        head = "<tr><th>patient</th><th>score</th><th>matches</th></tr>"
-        title = f"Patients matching {_text(query)}"
-    else:
-        page = request.call("patients", {"offset": 0, "limit": SHOWN_PATIENTS})
-        hits = page["patients"]
-        rows = "".join(
-            f"<tr><td>{_patient_link(p['id'])}</td><td>{_text(p['gender'])}</td><td>{_text(p['birth_date'])}</td></tr>"
-            for p in hits
-        )
-        head = "<tr><th>patient</th><th>gender</th><th>born</th></tr>"
-        title = f"Patients ({len(hits)} of {page['total']})"
-    if not hits:
+        if wanted
+    ]
+    paging = f"<p class='paging'>{' '.join(links)}</p>" if links else ""
+    return _listed(title, head, rows) + paging
+
+
+def _listed(title: str, head: str, rows: str) -> str:
+    if not rows:
         return f"<h2>{title}</h2><p>No patient matches.</p>"
     return f"<h2>{title}</h2><table class='patients'><thead>{head}</thead><tbody>{rows}</tbody></table>"
 
@@ -107,7 +140,7 @@ def _encounters(summary: dict[str, Any], chosen: str) -> str:
     )
     return (
         f"<form method='get' class='encounter'><input type='hidden' name='patient' value='{_text(summary['patient'])}'>"
-        f"<label>Encounter <select name='encounter' onchange='this.form.submit()'>{options}</select></label> "
+        f"<label>Encounter <select name='encounter'>{options}</select></label> "
         "<button>Predict</button></form>"
     )
 
@@ -174,28 +207,34 @@ def _allergy_notes(answer: dict[str, Any]) -> str:
     return notes
 
 
+def _error(error: heirloom.RemoteError, where: str = "") -> str:
+    return f"<p class='error'>{escape(where)}{_text(error.code)}: {_text(error.message)}</p>"
+
+
 def render(request: heirloom.ConsoleRequest) -> str:
     query = request.query.get("q", "").strip()
     patient = request.query.get("patient", "").strip()
-    if not patient and query:
-        exact = request.call("search", {"text": query, "k": 1})["patients"]
-        if query in {hit["patient"] for hit in exact}:
-            patient = query
-    html = _form(query)
+    route = request.routes.get(f"{request.api}.search") or {}
+    limit = ((route.get("input") or {}).get("properties") or {}).get("text", {}).get("maxLength")
+    summary = None
+    if not patient and query:  # a known patient id is that patient (the search index holds no ids)
+        with contextlib.suppress(heirloom.RemoteError):  # not an id: a search
+            summary, patient = request.call("summary", {"patient": query}), query
     if not patient:
-        return html + _patients(request, query)
+        return _form(query, limit, focus=True) + _search(request, query)
+    html = _form(query, limit, focus=False)
     try:
-        summary = request.call("summary", {"patient": patient})
+        summary = summary or request.call("summary", {"patient": patient})
     except heirloom.RemoteError as error:
-        return html + f"<p class='error'>{_text(error.code)}: {_text(error.message)}</p>" + _patients(request, "")
+        return html + _error(error) + _listing(request, 0)
     encounter = request.query.get("encounter") or (summary.get("encounters") or [{}])[0].get("id", "")
     sections = []
-    for route in patient_routes(request):
+    for route_name in patient_routes(request):
         try:
-            answer = request.call_route(route, {"patient": patient, "encounter": encounter or None})
-            sections.append(_ranked(route, answer))
+            answer = request.call_route(route_name, {"patient": patient, "encounter": encounter or None})
+            sections.append(_ranked(route_name, answer))
         except heirloom.RemoteError as error:
-            sections.append(f"<p class='error'>{escape(route)}: {_text(error.code)}: {_text(error.message)}</p>")
+            sections.append(_error(error, f"{route_name}: "))
     return (
         html
         + "<div class='record'><h2>Record</h2>"

@@ -13,6 +13,7 @@ once ``<name>.accept_intent`` accepts it (so a typo never becomes an intent).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -48,6 +49,22 @@ TERMS = {"intent": intent_terms, "faq": answer_ids}
 VETS = {"intent": intent_problem, "faq": faq_problem}
 
 POLICIES = ("either", "both", "out_of_scope")
+#: When each policy hands a question off, in words: the answer route's description states the api's (the console
+#: reads it there, as ``_routes`` carries no api setting).
+HANDOFF_WHEN = {
+    "either": "when the intent is out of scope or the best FAQ answer is below the confidence threshold",
+    "both": "only when the intent is out of scope and the best FAQ answer is below the confidence threshold",
+    "out_of_scope": "when the intent is out of scope, whatever the answer",
+}
+STATED_POLICY = re.compile(r"handoff policy '(\w+)'")
+
+
+def stated_policy(description: str) -> str | None:
+    """The handoff policy an answer route's description states (None from a daemon that states none)."""
+    found = STATED_POLICY.search(description)
+    return found.group(1) if found and found.group(1) in POLICIES else None
+
+
 #: How many of a thread's answers an unknown ``answer_id``'s refusal lists.
 MAX_HINTED = 10
 #: Why a resolution will not train (``resolve``'s ``why`` beside ``"trains": false``).
@@ -226,7 +243,8 @@ class SupportApi(heirloom.Api):
                 batched=True,
                 max_batch=self.max_batch,
                 max_wait_ms=self.max_wait_ms,
-                description="{'text'} -> intent, confidence, FAQ answers, handoff (durably queued when true).",
+                description="{'text'} -> intent, confidence, FAQ answers, handoff (durably queued when true); "
+                f"handoff policy '{self.handoff}': {HANDOFF_WHEN[self.handoff]}.",
             ),
             heirloom.Route(
                 "handoffs",
