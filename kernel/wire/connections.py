@@ -24,7 +24,7 @@ import ctypes
 import itertools
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -116,9 +116,9 @@ class WatchedOutbox(Outbox):
         super().__init__(socket, per_peer, total)
         self._watch = watch
 
-    def send(self, frames: Sequence[Any], size: int = 0) -> None:
+    def send(self, frames: Sequence[Any], size: int = 0, instead: Callable[[int, int], None] | None = None) -> None:
         if self._watch.still_open(frames[0]):
-            super().send(frames, size)
+            super().send(frames, size, instead)
         else:
             self.undeliverable += 1
 
