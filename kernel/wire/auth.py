@@ -51,6 +51,11 @@ _HANDSHAKE_FAILURES = {
     zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "without a Curve key (it needs --curve-secret and --curve-server)",
     zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "whose --curve-server key is not this broker's public key",
 }
+#: When the peer saw the mismatch first and hung up, the broker's side sees only a broken handshake.
+_BROKEN_HANDSHAKE = (
+    "whose handshake broke off before its key was checked (a worker without a Curve key, or whose "
+    "--curve-server key is not this broker's public key?)"
+)
 
 #: A key's name: a file name in the folder given, never a path out of it.
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -241,15 +246,17 @@ class CurveServer:
     def _watch_handshakes(self, socket: zmq.Socket) -> None:
         """Log (at most once a minute) a peer refused on the worker ``socket`` before ZAP could ask
         :meth:`callback`: one without a Curve key (ZeroMQ's NULL mechanism) or with the wrong server key
-        fails the handshake first, which only the socket's monitor sees (such a worker was refused silently)."""
-        events = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        fails the handshake first, which only the socket's monitor sees (such a worker was refused silently).
+        Where the peer notices the mismatch first and hangs up, the monitor says only that the handshake broke."""
+        events = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
         def watch() -> None:
             while not self._stopped.is_set():
                 if not events.poll(500):
                     continue
                 event = recv_monitor_message(events)
-                if why := _HANDSHAKE_FAILURES.get(event["value"]):
+                broken = event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL  # which side hangs up first is a race
+                if why := _BROKEN_HANDSHAKE if broken else _HANDSHAKE_FAILURES.get(event["value"]):
                     where = event["endpoint"].decode(errors="replace")
                     self._strangers.log(log, logging.WARNING, "refused a worker %s at %s", why, where)
             events.close(linger=0)
