@@ -606,3 +606,33 @@ def test_a_connection_that_never_finishes_its_handshake_is_closed(tmp_path, work
     finally:
         assert daemon.terminate() == 0
     assert HANDSHAKE_MS / 1000 - 1 < held < HANDSHAKE_MS / 1000 + 10, held
+
+
+def _descriptor_limits(soft: int, hard: int) -> None:
+    """In the daemon's process before it starts: a limit of open file descriptors a test can reach."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_daemon_raises_its_descriptor_limit_and_warns_near_it(tmp_path):
+    """Out of file descriptors, new clients got no connection and the only line logged blamed the
+    store's disk (checker 272): the daemon raises its soft limit to the hard one at start, warns
+    from 90% of it, and serves new clients again once idle ones leave."""
+    daemon = Daemon(tmp_path, address=free_tcp_address(), preexec_fn=lambda: _descriptor_limits(48, 64))
+    context = zmq.Context()
+    idle = []
+    try:
+        daemon.wait_ready()
+        assert "raised this process's limit of open file descriptors from 48 to 64" in daemon.log()
+        for _ in range(64):  # more than the limit: the last wait unaccepted
+            idle.append(context.socket(zmq.DEALER))
+            idle[-1].connect(daemon.address)
+        daemon.wait_logged("of this process's limit of 64 file descriptors are open: at the limit new clients")
+        for connection in idle:
+            connection.close(linger=0)
+        with daemon.client(timeout=5, retries=5) as client:
+            assert client.call("echo.echo", "back") == "back"
+    finally:
+        context.destroy(linger=0)
+        assert daemon.terminate() == 0, daemon.log()

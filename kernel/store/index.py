@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import irregular
+from heirloom.store.descriptors import out_of_descriptors
 
 #: What marks a folder as a backup of a store (``models backup`` writes it first).
 BACKUP_MARKER = "heirloom-backup.json"
@@ -188,7 +189,9 @@ class StoreIndex:
         except sqlite3.OperationalError as exc:
             environment = any(word in str(exc) for word in ("unable to open", "readonly", "disk I/O", "full"))
             hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
-            if not self.writes:
+            if "unable to open" in str(exc) and (exhausted := out_of_descriptors()):
+                hint = f" ({exhausted}: raise its limit, LimitNOFILE or ulimit -n)"
+            elif not self.writes:
                 hint = ""
             elif self.read_only:
                 hint = " (the store's folder is read-only: its models can be listed and served, not changed)"

@@ -24,6 +24,7 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.builtin_routes import exported_snapshot
+from heirloom.wire.fd_watch import watched_descriptors
 from heirloom.wire.metrics import Exporter, MetricsAddress, Snapshot, broker_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
 from heirloom.wire.transport import Unworkable
@@ -82,7 +83,8 @@ def run_server(
     on_hang_up(server)
     server.start_system()
     try:
-        server.run()
+        with watched_descriptors():
+            server.run()
     finally:
         stopped_cleanly = stop_when_started(server, system)
         if server.start_error is not None and server.link is not None:  # a start that failed as a drain began:
@@ -164,7 +166,8 @@ def serve(
     on_hang_up(broker)
     exporter = _exporter(metrics, lambda: broker_snapshot(broker))
     try:
-        return broker.run()
+        with watched_descriptors():
+            return broker.run()
     finally:
         if exporter is not None:
             exporter.close()
