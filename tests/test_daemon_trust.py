@@ -178,30 +178,32 @@ def test_a_reply_over_what_the_daemon_holds_of_unread_replies_is_an_error_and_fr
         assert daemon.terminate() == 0, daemon.log()
 
 
-def test_a_large_reply_the_outbox_drops_is_answered_by_what_the_caller_sends_instead():
+@pytest.mark.parametrize("watched", [False, True], ids=["plain", "under Curve"])
+def test_a_large_reply_the_outbox_drops_is_answered_by_what_the_caller_sends_instead(watched):
     """The other drop (replies of several clients, each under the total, over it together) sent nothing either:
-    the caller now answers in its place (a small RESOURCE_EXHAUSTED, which the outbox never drops)."""
-    import zmq
-
+    the caller now answers in its place (a small RESOURCE_EXHAUSTED, which the outbox never drops). Under Curve
+    replies go through the outbox that watches connections, whose send once lacked the stand-in (a TypeError
+    for every reply of a Curve broker's worker)."""
+    from heirloom.wire.connections import ConnectionWatch, WatchedOutbox
     from heirloom.wire.transport import Outbox
 
     context = zmq.Context()
     router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
     try:
+        watch = ConnectionWatch(router, context) if watched else None
         port = router.bind_to_random_port("tcp://127.0.0.1")
         dealer.setsockopt(zmq.ROUTING_ID, b"peer")
         dealer.connect(f"tcp://127.0.0.1:{port}")
         dealer.send(b"hello")
         assert router.recv_multipart()[0] == b"peer"
-        outbox, told = Outbox(router, per_peer=1 << 20, total=100_000), []
+        limits = {"per_peer": 1 << 20, "total": 100_000}
+        outbox, told = WatchedOutbox(router, **limits, watch=watch) if watch else Outbox(router, **limits), []
         outbox.send([b"peer", bytes(200_000)], 200_000, lambda size, held: told.append((size, held)))
         assert told == [(200_000, 0)] and outbox.dropped == 1
         outbox.send([b"peer", bytes(70_000)], 70_000, lambda size, held: told.append((size, held)))
         assert told == [(200_000, 0)] and dealer.recv() == bytes(70_000)  # under the total: sent, nothing instead
     finally:
-        router.close(linger=0)
-        dealer.close(linger=0)
-        context.term()
+        context.destroy(linger=0)
 
 
 def test_buffer_frames_count_toward_max_payload(daemon):
