@@ -219,6 +219,32 @@ def test_buffer_frames_count_toward_max_payload(daemon):
 
 
 # -- 3. replies nobody reads ---------------------------------------------------------------
+@pytest.mark.parametrize("workers", [pytest.param((), id="one-process"), pytest.param(("--workers", "2"), id="broker")])
+def test_a_reply_dropped_for_another_clients_unread_replies_is_answered(tmp_path, workers):
+    """An outbox that held a client's unread replies dropped a large reply to another client, which reads, and told
+    it nothing: it waited its whole deadline (a broker's outbox, note 64; an inline route's, such as echo, in one
+    process). It is answered RESOURCE_EXHAUSTED in its place."""
+    daemon = Daemon(tmp_path, *workers, profile=profile(reply_backlog_total_mb=4))
+    daemon.wait_ready()
+    raw = Raw(daemon.address, RCVHWM=1, SNDHWM=10_000)
+    try:
+        payload = msgpack.packb(b"r" * 1_000_000)
+        for i in range(40):  # replies it never reads: the broker holds what its connection cannot take
+            raw.send({"id": i, "route": "echo.echo"}, raw_body=payload)
+        with daemon.client(timeout=30, retries=0) as client:
+            deadline = time.monotonic() + 30
+            while (stats := client.call("_stats"))["dropped_replies"] == 0:
+                assert time.monotonic() < deadline, stats
+                time.sleep(0.2)
+            with pytest.raises(ResourceExhausted) as dropped:
+                client.call("echo.echo", b"r" * 1_000_000)
+            assert "the reply (1,000,0" in dropped.value.message and "reply_backlog_total_mb" in dropped.value.message
+            assert client.call("echo.echo", "small") == "small"
+    finally:
+        raw.close()
+    assert daemon.terminate() == 0, daemon.log()
+
+
 def test_a_client_that_never_reads_replies_cannot_grow_the_daemon(tmp_path):
     daemon = Daemon(tmp_path, profile=profile())
     daemon.wait_ready()

@@ -5,11 +5,10 @@ ADDR``, spawned locally or started on other hosts) connect a DEALER to the broke
 their status. Each request goes to the ready worker with the fewest requests in flight (a request with an
 idempotency key to the worker its key hashes to, so a retry meets the first attempt), prefixed with a tag frame and
 the client's identity; the worker answers with the tag (plus a status byte) in front, so the broker matches replies
-without decoding them. The broker checks a request's size and deadline, then enforces the resource manager's
-daemon-wide in-flight limit (the body's contents are the worker's to check). When a worker dies (its process exits,
-its heartbeats stop, or a request finds its connection closed and goes to another worker) its in-flight requests are
-answered UNAVAILABLE at once and a local worker is respawned; a request still unanswered past its deadline and a
-grace (``broker_deadlines``) is answered DEADLINE_EXCEEDED then.
+without decoding them. The broker checks a request's size and deadline and the daemon-wide in-flight limit (the
+body is the worker's to check). When a worker dies (its process exits, its heartbeats stop, or a request finds its
+connection closed and goes to another worker) its in-flight requests are answered UNAVAILABLE at once and a local
+worker is respawned; one unanswered past its deadline and a grace (``broker_deadlines``) DEADLINE_EXCEEDED.
 A worker sees ``[tag + client identity, header, body, ...]`` (``deadline_ms``: what is left) and answers ``[tag +
 status, header, body, ...]``: the client's routing frames stay here, the signature frame is left out both ways.
 """
@@ -50,6 +49,7 @@ from heirloom.wire.broker_workers import (
     worker_argv,
 )
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
+from heirloom.wire.call import answered_instead
 from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
 from heirloom.wire.heartbeat_gate import HeartbeatGate
 from heirloom.wire.local_workers import START_FAILED, LocalWorkers
@@ -367,10 +367,10 @@ class Broker(BrokerRoutes):
             return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
         if not self._release(tag, forwarded, ok=code == OK):
             return  # answered at its deadline: a reply after it is dropped
-        _, stats, received, envelope, _ = forwarded
+        _, stats, received, envelope, request_id = forwarded
         stats.record(code, time.perf_counter() - received)
-        reply = frames[2:]
-        self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)))
+        reply, instead = frames[2:], answered_instead(self.outbox.send, envelope, request_id)
+        self.outbox.send([*envelope, SIGNATURE, *reply], sum(map(len, reply)), instead)
 
     def _gone(self, identity: bytes, failure: bytes | None) -> None:
         """A worker drained and stopped, or (``failure``) its system did not start."""

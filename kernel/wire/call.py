@@ -27,6 +27,7 @@ from heirloom.wire.protocol import (
     Buffer,
     RequestError,
     detach_buffers,
+    error_frames,
     packb,
     unpackb,
     without_paths,
@@ -134,6 +135,14 @@ def dropped_reply(size: int, held: int) -> RequestError:
         "([server] reply_backlog_mb for one client, reply_backlog_total_mb for all); read replies, or ask for less",
         retry_after_ms=1000,
     )
+
+
+def answered_instead(
+    send: Callable[[list[bytes]], None], envelope: list[bytes], request_id: Any
+) -> Callable[[int, int], None]:
+    """A broker outbox's stand-in for the reply to ``envelope`` it drops (a worker's reply too large for what
+    other clients left unread): ``dropped_reply`` in its place, not silence until the client's deadline."""
+    return lambda size, held: send(error_frames(envelope, request_id, dropped_reply(size, held)))
 
 
 #: What a reply header holds besides its buffer specs, at most: the request's id (a request header is

@@ -58,7 +58,7 @@ from heirloom.wire.protocol import (
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
 from heirloom.wire.strays import Strays, workers_go
-from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sweep
+from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, attach, drain, receiver, sweep
 
 #: Name prefix of the threads that run unbatched handlers.
 HANDLER_THREADS = "heirloom-handler"
@@ -385,8 +385,7 @@ class Server:
 
     def _replayed(self, call: Call) -> bool:
         """Answer a repeated idempotency key from memory, or park it behind the first attempt."""
-        remembered = self.idempotency.remembered(call)
-        if remembered is not None:
+        if (remembered := self.idempotency.remembered(call)) is not None:
             self._send(call, remembered, 0.0)
             return True
         return self.idempotency.wait_for_first(call)
@@ -406,14 +405,15 @@ class Server:
             if call.idem is None and not isinstance(result, _SPECIAL_RESULTS):
                 try:
                     unpackb(packed := packb(result))  # a tuple key packs, but no client decodes it: the general path
+                    small = len(packed) < TRACK_BYTES  # one the outbox may drop: the general path answers in its place
                 except BaseException:  # noqa: BLE001 - buffers, or what msgpack cannot pack: the general path says so
-                    pass
-                else:
+                    small = False
+                if small:
                     header = packb({"id": call.id, "status": OK, "queue_ms": 0.0, "compute_ms": (now - began) * 1000})
                     if self._worker:
                         self.outbox.send([call.envelope[0][:TAG_BYTES] + OK_BYTE, header, packed])
                     else:
-                        self.outbox.send([*call.envelope, SIGNATURE, header, packed], len(packed))
+                        self.outbox.send([*call.envelope, SIGNATURE, header, packed])
                     call.endpoint.stats.record(OK, now - call.received, 0.0)
                     return
             settle(call, result, self._finish, now - began)
