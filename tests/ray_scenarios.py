@@ -171,6 +171,9 @@ def over_curve(tmp: Path, address: str) -> dict[str, Any]:
     finally:
         report["exit_code"] = daemon.terminate(timeout=60)
         report["log_tail"] = daemon.log()[-2000:]
+        report["stop_looked_like_a_crash"] = [
+            line for line in daemon.log().splitlines() if "unexpected system error" in line or "exited with 0" in line
+        ]
     return report
 
 

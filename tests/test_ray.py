@@ -298,6 +298,8 @@ def test_ray_workers_join_a_curve_broker_with_the_key_it_hands_them(served):
     curve = served["curve"]
     assert curve["placed"] == 2, curve["log_tail"]
     assert curve["echoed"] == list(range(20)) and curve["exit_code"] == 0, curve["log_tail"]
+    # the broker's SIGTERM drains its workers, which exit 0: their actors wait for the pool (checker 266 F4)
+    assert curve["stop_looked_like_a_crash"] == [], curve["log_tail"]
 
 
 def test_ready_says_why_a_pool_has_not_placed_its_workers(served):

@@ -283,8 +283,8 @@ class WorkerActor:
 
     def _exit_with_child(self) -> None:
         code = self.process.wait()
-        if self.stopping:
-            return  # asked to stop: the pool ends this actor itself
+        if self.stopping or code == 0:  # asked to stop, or drained by its broker: the pool ends this actor itself
+            return  # (exiting here made a clean stop look like a crash: Ray logged an "unexpected system error")
         print(f"heirloom worker pid {self.process.pid} exited with {code}; its actor exits too", flush=True)
         os._exit(1)  # the actor dies with its worker: Ray restarts both while max_restarts allows
 
@@ -412,8 +412,8 @@ class RayWorkerPool(heirloom.WorkerPool):
     @staticmethod
     def _restarted(actor_id: str, before: int, pid: int) -> None:
         """Say in the broker's log that Ray restarted an actor: its dying line, ``heirloom worker pid N exited
-        with CODE; its actor exits too``, is in Ray's log of that actor alone (it exits at once, and Ray's log
-        monitor did not forward it to the broker's stderr in a check)."""
+        with CODE; its actor exits too``, is in Ray's log of that actor (it exits at once; Ray's log monitor
+        forwards it to the broker's stderr only at times)."""
         log.warning(
             "ray worker actor %s was restarted: its worker pid %d ended (Ray's log of that actor, logs/worker-*.out "
             "in the cluster's session folder on its node, says with which code), and worker pid %d runs in its place",
