@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from cattrs.strategies import configure_union_passthrough
 
 from heirloom.suggest import did_you_mean
@@ -56,9 +57,24 @@ def _strict_sequence(tp: Any, converter: cattrs.Converter, quote: Quote) -> Any:
     def structure(value: Any, cl: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != (fixed or len(value)):
             raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {_named(value, quote, short)}")
-        return tuple(map(converter.structure, value, args)) if inner is None else inner(value, cl)
+        return _fixed(converter, value, args, tp) if inner is None else inner(value, cl)
 
     return structure
+
+
+def _fixed(converter: cattrs.Converter, value: Any, args: tuple[Any, ...], tp: Any) -> tuple[Any, ...]:
+    """A fixed-length tuple's items, each structured; every item's error carries its index, as cattrs gives
+    a list's (``char_ngrams[1]: expected int``, where the tuple's key alone was said)."""
+    items, errors = [], []
+    for index, (item, arg) in enumerate(zip(value, args, strict=True)):
+        try:
+            items.append(converter.structure(item, arg))
+        except Exception as exc:  # noqa: BLE001 - each said at its index, together, as cattrs does
+            exc.add_note(IterableValidationNote(f"Structuring {tp} @ index {index}", index, arg))
+            errors.append(exc)
+    if errors:
+        raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
+    return tuple(items)
 
 
 def _plain_literal(tp: Any) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,15 @@ from typing import Any
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     folded = {choice.casefold(): choice for choice in reversed(list(choices))}  # PREDICT: predict, not labels
     return "".join(f"; did you mean {folded[c]!r}?" for c in difflib.get_close_matches(name.casefold(), folded, 1))
+
+
+def toml_beside(name: str) -> list[str]:
+    """The ``.toml`` files in the folder of the file ``name`` names (the working folder for a bare name), as
+    ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``)."""
+    try:
+        return sorted(str(path) for path in Path(name).parent.glob("*.toml"))
+    except OSError:  # a folder it may not read
+        return []
 
 
 def extends_hint(parent: str, folder: Path, is_name: Callable[[str], bool]) -> str:
@@ -36,3 +46,40 @@ def dotted_name_hint(parts: list[str], names: Any) -> str:
             rest = "".join(f".{part}" for part in parts[2 + name.count(".") :])
             return f"; did you mean '{parts[0]}.{json.dumps(name)}{rest}'? (a name holding a dot goes in quotes)"
     return ""
+
+
+def whole_value_hint(parts: list[str], names: Any) -> str:
+    """``dotted_name_hint``'s, else for a ``--set`` of a list's item (``models.m.char_ngrams.0``), that a
+    list is set whole: it read as a table's key, "not a table or extends" alone."""
+    if hint := dotted_name_hint(parts, names):
+        return hint
+    if len(parts) > 3 and parts[-1].isdigit():
+        key = ".".join(part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part) for part in parts[:-1])
+        return f"; {parts[-1]} is a list's index: set the list whole ({key}=[..., ...])"
+    return ""
+
+
+def no_such_component(table: str, name: str, names: Iterable[str], hint: str = "") -> str:
+    """What a key or ``enabled = false`` naming no component of ``table`` (one of ``names``) says, alike for a
+    file and ``--set``: a typo of an inherited name would otherwise make (or drop) nothing, unsaid."""
+    names = list(names)
+    return f"no such component{hint or did_you_mean(name, names)} ({table}: {', '.join(names) or 'none'})"
+
+
+def no_component_to_change(name: str, group: dict[str, Any]) -> str:
+    """For a table without ``use`` named like a component of ``group`` (a profile's table of them): a typo of
+    the one it meant to change, else "" (then its ``use`` is what is missing)."""
+    hint = did_you_mean(name, _defined(group))
+    return hint and f"no component {name!r} to change{hint} (a new component needs `use`)"
+
+
+def undefined(table: str, name: str, group: dict[str, Any]) -> str:
+    """What ``enabled = false`` on ``group[name]`` says where no file defined that component (its table has no
+    ``use``): "" when one did."""
+    defined = _defined(group)
+    return "" if name in defined else no_such_component(table, name, defined)
+
+
+def _defined(group: dict[str, Any]) -> list[str]:
+    """The names in a profile's table of components (``models``) of those a file defined: they have a ``use``."""
+    return [name for name, component in group.items() if isinstance(component, dict) and "use" in component]

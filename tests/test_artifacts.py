@@ -924,6 +924,24 @@ def test_profile_check_names_inherit_and_serve_typos_the_store_reveals(store, tm
         assert trained.returncode == 2 and f"error: {profile}: {problem}" in said(trained), trained.stderr
 
 
+def test_profile_check_names_an_inherit_typo_beside_the_profiles_other_problems(store, tmp_path):
+    """Checker 275 F5: the store's checks ran only once the profile had no other problem (a missing data
+    file, a wrong type in a source), so a team fixed its errors in two rounds; now both come at once."""
+    put(store, "team/m", 1)
+    keys = 'inherit = "team/m@9"\n[sources.more]\nuse = "toy-source"\nrows = "x"\npath = "nothere.csv"\n'
+    profile = write(tmp_path / "next.toml", f'project = "next"\n{TOY_TABLES}{keys}')
+    result = run_heirloom(
+        "profile", "check", str(profile), env={"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    )
+    assert result.returncode == 2, result.stderr
+    assert [line.partition(": ")[2].split(":")[0] for line in result.stderr.splitlines()] == [
+        "sources.more.path",
+        "sources.more.rows",
+        "models.m.inherit",
+    ], result.stderr
+    assert f"{profile}: models.m.inherit: no version 9 of team/m (versions: 1)" in result.stderr
+
+
 def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
     put(store, "team/m", 1)
     result = models(store, "list", "--project", "tema")

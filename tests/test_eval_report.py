@@ -102,6 +102,10 @@ def test_eval_of_an_untrained_model_says_why_once(tmp_path):
     assert run_heirloom("train", str(profile), env=env).returncode == 0
     pinned = run_heirloom("eval", str(profile), "--set", "models.m.serve=9", env=env)  # a typed ref naming nothing
     assert pinned.returncode == 2 and "has no version 9 (latest: toy/m@1)" in pinned.stderr, pinned.stderr
+    assert pinned.stderr.startswith("error: --set: models.m.serve: toy/m has no version 9"), pinned.stderr  # F9 (275)
+    write(tmp_path / "pinned.toml", f'extends = ["{profile}"]\nproject = "toy"\n[models.m]\nserve = "9"\n')
+    pinned = run_heirloom("eval", str(tmp_path / "pinned.toml"), env=env)  # where the value is: as profile check says
+    assert pinned.stderr.startswith(f"error: {tmp_path / 'pinned.toml'}: models.m.serve: toy/m has no"), pinned.stderr
 
 
 def test_an_html_report_path_that_is_a_fifo_is_refused_naming_it(tmp_path):

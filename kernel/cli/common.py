@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from heirloom.cli.logs import writes_json
-from heirloom.core.errors import HeirloomError, PluginError, ProfileError
+from heirloom.core.errors import HeirloomError, PluginError, Problem, ProfileError
 from heirloom.core.fsutil import NotRegularFile
 
 if TYPE_CHECKING:
@@ -122,10 +122,17 @@ def report_profile_error(exc: ProfileError) -> NoReturn:
     sys.exit(EXIT_INVALID)
 
 
-def resolve_or_exit(profile: str, overrides: tuple[str, ...] = (), *, store: bool = False) -> ResolvedProfile:
-    """The resolved PROFILE, or every problem on stderr and exit 2. With ``store`` (a command that
-    opens the profile's artifact store), that it opens too: a ``[store] path`` that cannot be a
-    store (a file, a folder it may not write) names the file and ``store.path``, as ``profile check`` does."""
+def resolve_or_exit(
+    profile: str,
+    overrides: tuple[str, ...] = (),
+    *,
+    store: bool = False,
+    more: Callable[[ProfileError], list[Problem]] = lambda exc: [],
+) -> ResolvedProfile:
+    """The resolved PROFILE, or every problem (and those ``more`` finds then) on stderr and exit 2. With
+    ``store`` (a command that opens the profile's artifact store), that it opens too: a ``[store] path``
+    that cannot be a store (a file, a folder it may not write) names the file and ``store.path``, as
+    ``profile check`` does."""
     try:
         resolved = get_kernel().resolve(profile, overrides)
         if store:
@@ -134,7 +141,7 @@ def resolve_or_exit(profile: str, overrides: tuple[str, ...] = (), *, store: boo
             open_store(get_kernel(), resolved)
         return resolved
     except ProfileError as exc:
-        report_profile_error(exc)
+        report_profile_error(ProfileError([*exc.problems, *more(exc)]))
     except HeirloomError as exc:  # HEIRLOOM_STORE's, the default store's; a plugin's (a name two register): exit 2
         fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, PluginError) else 1)
 

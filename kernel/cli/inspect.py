@@ -22,8 +22,8 @@ from heirloom.cli.common import (
 from heirloom.cli.options import PROFILE, set_option
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue, key_parts
-from heirloom.core.schema import DEFAULT_RESOURCES, validate
-from heirloom.store.checks import store_problems
+from heirloom.core.schema import DEFAULT_RESOURCES, ResolvedProfile, validate
+from heirloom.store.checks import StoreOnce, reference_problems, store_problems
 from heirloom.store.digest import profile_digest
 from heirloom.wire.local_workers import too_many_workers
 
@@ -120,7 +120,10 @@ def profile_group() -> None:
 @click.argument("profile", type=PROFILE)
 @set_option
 @click.option(
-    "--json", "as_json", is_flag=True, help='Print {"profile", "project", "digest", "provenance", "secrets"}.'
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"profile", "project", "digest", "provenance", "secrets", "disabled"}.',
 )
 @click.option(
     "--show-secrets",
@@ -212,10 +215,11 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     Each error reads FILE: key.path: message. When the artifact store holds the versions
     the profile would serve, settings are also checked against them (a label-monitor's
     label must be one its model predicts), and so are inherit and serve values that look
-    mistyped (a version or alias a stored model lacks, a name one typo from a stored one).
+    mistyped (a version or alias a stored model lacks, a name one typo from a stored one),
+    beside the profile's other problems when its models validated.
     A check writes nothing: a store that is not there yet is not created, a note says so.
     """
-    resolved = resolve_or_exit(profile, overrides)
+    resolved = resolve_or_exit(profile, overrides, more=_mistyped_references)
     try:
         problems, note = store_problems(get_kernel(), resolved)
     except ProfileError as exc:  # the store a profile names cannot be used
@@ -231,6 +235,20 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
         report_profile_error(ProfileError(problems))
     names = ", ".join(spec.key for spec in resolved.components)
     click.echo(f"{resolved.raw.file}: ok ({names})")
+
+
+def _mistyped_references(error: ProfileError) -> list[Problem]:
+    """Where a profile has problems but its project, store and models validated, the ``inherit`` and ``serve``
+    values the store shows mistyped too: every problem at once, not those only once the rest is fixed."""
+    partial = error.partial
+    if not isinstance(partial, ResolvedProfile) or any(
+        p.path.split(".")[0] in ("", "project", "store", "models") for p in error.problems
+    ):
+        return []
+    try:
+        return reference_problems(get_kernel(), partial, StoreOnce(get_kernel(), partial))
+    except HeirloomError:  # a store that cannot be opened: said once the rest is fixed, as it was
+        return []
 
 
 COMMANDS = [plugins_command, profiles_command, profile_group]

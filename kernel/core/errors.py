@@ -33,8 +33,9 @@ class Problem:
 class ProfileError(HeirloomError):
     """A profile cannot be resolved or validated; lists every problem found at once."""
 
-    def __init__(self, problems: list[Problem] | str):  # a plugin may raise one plain message
+    def __init__(self, problems: list[Problem] | str, partial: object = None):  # a plugin may raise one plain message
         self.problems = [Problem("", "", problems)] if isinstance(problems, str) else list(problems)
+        self.partial = partial  # validation's: the profile as far as it validated, for profile check's store checks
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -10,9 +10,10 @@ from heirloom.core.consoles import Console
 from heirloom.core.errors import PluginError
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import ProfileLoader, RawProfile, display_path
-from heirloom.core.schema import ResolvedProfile, did_you_mean, validate
+from heirloom.core.schema import ResolvedProfile, validate
 from heirloom.core.serving import VersionStore
 from heirloom.core.system import System
+from heirloom.suggest import did_you_mean, toml_beside
 
 
 class Kernel:
@@ -35,13 +36,13 @@ class Kernel:
         """More about a profile name nothing provides: the failed or left-out plugin that shipped it, else a
         close name, the plugins that failed and those the environment left out."""
         if "/" in name or name.endswith(".toml"):
-            return ""
+            return did_you_mean(name, toml_beside(name))
         if shipped_by := [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]:
             failed = "; ".join(f"{i.label}: {i.error}" for i in shipped_by)
             return f"; it comes from a plugin that failed to load: {failed}"
         if left_out := self.plugins.left_out("profiles", name):
             return f"; it comes from {left_out}"
-        close = did_you_mean(name, [entry["name"] for entry in self.available_profiles()])  # imports every plugin
+        close = did_you_mean(name, [e["name"] for e in self.available_profiles()] + toml_beside(name))  # all plugins
         failed = "; ".join(f"{info.label}: {info.error}" for info in self.plugins.failures())
         return close + (f"; these plugins failed to load: {failed}" if failed else "") + self.plugins.selection()
 
@@ -60,11 +61,9 @@ class Kernel:
         only: set[tuple[str, str]] | None = None,
         serve_models: bool = False,
     ) -> System:
-        """A system for ``ref``, built but not started.
-
-        ``only`` (``{(kind, name)}``) limits it to those components and their dependencies,
-        e.g. one source for ``heirloom data show``. ``serve_models`` loads each model's
-        served version from the artifact store and follows it (``serve``, ``eval``)."""
+        """A system for ``ref``, built but not started. ``only`` (``{(kind, name)}``) limits it to those
+        components and their dependencies, e.g. one source for ``heirloom data show``. ``serve_models``
+        loads each model's served version from the artifact store and follows it (``serve``, ``eval``)."""
         profile = ref if isinstance(ref, ResolvedProfile) else self.resolve(ref, overrides)
         return System(profile, self.plugins, only, store=self.store(profile) if serve_models else None)
 

@@ -23,11 +23,11 @@ from typing import Any
 import attrs
 
 from heirloom.core.components import TABLES
-from heirloom.core.errors import PluginError, Problem, ProfileError, did_you_mean
+from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
 from heirloom.links import broken_link
-from heirloom.suggest import dotted_name_hint, extends_hint
+from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
@@ -144,8 +144,7 @@ class ProfileLoader:
 
     def __init__(self, registered: ProfileLookup | None = None, missing: Callable[[str], str] | None = None):
         self._registered = registered or (lambda name: None)
-        #: Why no profile has this name, when more can be said (a failed plugin, a close name).
-        self._missing = missing or (lambda name: "")
+        self._missing = missing or (lambda name: "")  # why no profile has this name (a failed plugin, a close name)
 
     def search_dirs(self) -> list[Path]:
         dirs = [Path(p) for p in os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep) if p]
@@ -186,8 +185,10 @@ class ProfileLoader:
         _apply_overrides(data, provenance, list(overrides), problems, self._replaced)
         _drop_disabled(data, provenance, late := [], disabled := {}, [*files, OVERRIDE_SOURCE])
         secrets: set[str] = set()
-        project = str(data.get("project") or profile_name(path))  # ${project}: the extending file's own
-        _interpolate(data, provenance, problems, [], secrets, project)
+        own = {"project": data.pop("project")} if "project" in data else {}  # first: ${project} is its value
+        _interpolate(own, provenance, problems, [], secrets, "")  # (the extending file's own project)
+        project = str(getattr(given := own.get("project"), "text", given) or profile_name(path))
+        data = own | _interpolate(data, provenance, problems, [], secrets, project)
         if problems:
             raise ProfileError([*problems, *late])
         name, file = profile_name(path), display_path(path)
@@ -261,9 +262,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str], replaced: dict) -> None:
     """Deep-merge ``overlay`` into ``base``; record ``label`` as provenance of each leaf, and in ``replaced``
-    the component tables whose ``use`` it changes.
-
-    A replaced value forgets only its own provenance entries: linear in the values merged."""
+    the component tables whose ``use`` it changes. A replaced value forgets only its own provenance entries:
+    linear in the values merged."""
     for key, value in overlay.items():
         here = [*path, key]
         old = base.get(key)
@@ -349,12 +349,11 @@ def _apply_overrides(data: dict, provenance: dict, items: list[str], problems: l
         key = dotted(parts)
         if parts[0] == "extends" or (parts[0] in TABLES.values() and not _is_component_table(parts[:-1])):
             whole = "a --set sets one value (models.NAME.KEY=VALUE, resources.KEY=VALUE), not a table or extends"
-            problems.append(Problem(OVERRIDE_SOURCE, key, whole + dotted_name_hint(parts, data.get(parts[0]))))
+            problems.append(Problem(OVERRIDE_SOURCE, key, whole + whole_value_hint(parts, data.get(parts[0]))))
             continue
         group = data.get(parts[0]) if _is_component_table(parts[:2]) and len(parts) > 2 else None
         if isinstance(group, dict) and parts[1] not in group and tuple(parts[:2]) not in created:  # a typo
-            hint = dotted_name_hint(parts, group) or did_you_mean(parts[1], group)
-            named = f"no such component{hint} ({parts[0]}: {', '.join(group) or 'none'})"
+            named = no_such_component(parts[0], parts[1], group, dotted_name_hint(parts, group))
             problems.append(Problem(OVERRIDE_SOURCE, key, named))
             continue
         node = data
@@ -386,7 +385,11 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabl
             continue
         for name in [n for n, t in table.items() if isinstance(t, dict) and _disabled(t.get("enabled"))]:
             prefix = f"{dotted([table_name, name])}."
-            by = disabled[prefix[:-1]] = provenance.get(f"{prefix}enabled", "?")
+            by = provenance.get(f"{prefix}enabled", "?")
+            if typo := undefined(table_name, name, table):  # the component it meant stayed, unsaid
+                problems.append(Problem(by, f"{prefix}enabled", typo))
+            else:
+                disabled[prefix[:-1]] = by
             for key, origin in provenance.items():  # set after the file that disabled it (its own keys are not)
                 if key.startswith(prefix) and rank.get(origin, -1) > rank.get(by, len(order)):
                     said = f"{prefix[:-1]} is disabled (by enabled = false in {by}): this value would be dropped"

@@ -17,11 +17,12 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from heirloom.converter import make_converter
 from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_references, references
-from heirloom.core.errors import Problem, ProfileError, did_you_mean
+from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue, dotted
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
+from heirloom.suggest import did_you_mean, no_component_to_change
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
 EXPECTED_TOP_LEVEL = f"expected one of: {', '.join(TOP_LEVEL)}"
@@ -109,10 +110,10 @@ class Validator:
         tables = self._component_tables(data)
         self.host.ensure(components=[(kind, use) for kind, _, use, _ in tables if isinstance(use, str)])
         specs = [spec for spec in (self._component(*entry) for entry in tables) if spec is not None]
-        ordered = self._order(specs)
-        if self.problems:
-            raise ProfileError(self.problems)
-        return ResolvedProfile(self.raw, project, description, ordered, settings, self.converter)
+        resolved = ResolvedProfile(self.raw, project, description, self._order(specs), settings, self.converter)
+        if self.problems:  # with the components that validated: profile check checks those against the store too
+            raise ProfileError(self.problems, partial=resolved)
+        return resolved
 
     def _text(self, data: dict, key: str, default: str) -> str:
         value = data.get(key, default)
@@ -169,8 +170,10 @@ class Validator:
 
     def _component(self, kind: str, name: str, use: Any, table: dict) -> ComponentSpec | None:
         key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else dotted([TABLES[kind], name])
+        if use is None and (typo := no_component_to_change(name, self.raw.data[TABLES[kind]])):
+            return self.problem(key, typo)  # not "use: expected ..., got None", of a key never written
         if not isinstance(use, str):
-            return self.problem(f"{key}.use", f"expected the name of a {kind} type, got {use!r}")
+            return self.problem(f"{key}.use", f"expected the name of a type of {kind}, got {use!r}")
         try:
             cls = self.host.component_type(kind, use)
         except Exception as exc:  # noqa: BLE001 - ambiguity between plugins is reported, not raised
@@ -268,9 +271,7 @@ class Validator:
 
     def _field_problems(self, config: dict, cls: type) -> typing.Iterator[tuple[str, str]]:
         """``(field, message)`` for each field of ``config`` whose value fails its validator."""
-        for field in attrs.fields(attrs.resolve_types(cls)):
-            if field.name not in config or field.validator is None:
-                continue
+        for field in [f for f in attrs.fields(attrs.resolve_types(cls)) if f.name in config and f.validator]:
             try:
                 field.validator(None, field, self.converter.structure(config[field.name], field.type))
             except ValueError as exc:
@@ -285,8 +286,7 @@ class Validator:
             if (off := self.raw.disabled.get(named)) is not None:  # its table dropped: "no model named" misled
                 self.problem(where, f"{named} is disabled (by enabled = false in {off}), but {where} still uses it")
             elif not isinstance(target, str) or target not in group:
-                names = sorted(group)
-                said = f"no {kind} named {target!r}{did_you_mean(str(target), names)}"
+                said = f"no {kind} named {target!r}{did_you_mean(str(target), names := sorted(group))}"
                 self.problem(where, f"{said} ({TABLES[kind]} defined: {', '.join(names) or 'none'})")
 
     def _order(self, specs: list[ComponentSpec]) -> list[ComponentSpec]:

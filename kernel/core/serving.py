@@ -5,9 +5,8 @@ models through a :class:`~heirloom.core.components.ModelHandle` and read ``(mode
 request or batch, so a swap is a single reference assignment: requests that already hold the old model
 finish on it. A new version is loaded into a fresh instance and checked ready before the swap; a failed
 load keeps the old version, says why, and stops the instance it loaded. A watcher thread looks for moved
-versions every ``reload_interval`` seconds, or at once when asked (the daemon's ``_reload``).
-
-The store is anything with ``resolve(ref)`` and ``load(artifact)``: the core never imports it."""
+versions every ``reload_interval`` seconds, or at once when asked (the daemon's ``_reload``). The store is
+anything with ``resolve(ref)`` and ``load(artifact)``: the core never imports it."""
 
 from __future__ import annotations
 

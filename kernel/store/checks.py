@@ -146,8 +146,8 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
     stored model lacks (any, when the model inherits its own earlier version), a model name
     one typo away from a stored one, a ``serve`` alias one typo away from an alias the model
     has, a ``serve`` version the stored model lacks, or a ``pretrained:NAME`` no plugin
-    registers, are reported here, with their key. Where no store is yet, any ``inherit``
-    of a version this run does not train first is.
+    registers, are reported here, with their key. Where no store is yet, nothing is: as
+    with a model the store has not seen, ``train`` says so when it gets there.
     """
     models = [spec for spec in profile.components if spec.kind == "model"]
     problems = []
@@ -168,10 +168,7 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
     if not inherits and not aliases and not numbers:
         return problems
     own = {f"{profile.project}/{spec.name}" for spec in models}  # trained in the same run, maybe
-    if (store := opened()) is None:
-        for spec, ref in inherits:
-            if (named := ref.partition("@")[0]) not in own or named == f"{profile.project}/{spec.name}":
-                report(spec, "inherit", f"no store to inherit {ref} from: {opened.missing}")
+    if (store := opened()) is None:  # nothing trained yet, as a model not in the store: the note says so
         return problems
     stored = store.list()  # one read of the index: names and aliases both come from it
     known = sorted({f"{a.project}/{a.model}" for a in stored})

@@ -7,8 +7,7 @@ honest (docs/ITERATION.md): ``fit`` sees the ``train`` split (and, if its signat
 scored on ``validation`` (what ``promote --if-better`` compares) and on ``test`` (what is
 reported). Each score is stored with the fingerprint of the records it was computed on,
 so two versions' metrics are comparable exactly when those fingerprints match, whatever
-else (feedback, extra training data) went into training.
-"""
+else (feedback, extra training data) went into training."""
 
 from __future__ import annotations
 
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, manager_name, references
-from heirloom.core.errors import ForeignState, HeirloomError, PluginError
+from heirloom.core.errors import ForeignState, HeirloomError, PluginError, Problem
 from heirloom.core.profile import dotted
 from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
@@ -457,10 +456,11 @@ def evaluate(
     store = kernel.store(profile)
     try:  # before the system starts, which would log the same reason as a warning
         store.resolve(served_ref(profile.project, spec))
-    except HeirloomError:
-        why = nothing_served(store, profile.project, spec)  # a `serve` naming no version of a trained model: exit 2
-        trained = getattr(spec.keys, "serve", None) is not None and bool(store.list(profile.project, spec.name))
-        raise (RefError if trained else HeirloomError)(why) from None
+    except HeirloomError:  # a `serve` naming no version of a trained model: exit 2, at its key as profile check says it
+        why, key = nothing_served(store, profile.project, spec), f"{spec.key}.serve"
+        if getattr(spec.keys, "serve", None) is not None and store.list(profile.project, spec.name):
+            raise RefError(str(Problem(profile.raw.provenance.get(key, profile.raw.file), key, why))) from None
+        raise HeirloomError(why) from None
     with Outcome() as kept, kernel.system(profile, only={("model", spec.name)}, serve_models=True) as system:
         handle = system.model(spec.name)
         model, version = handle.current
