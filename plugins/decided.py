@@ -24,8 +24,17 @@ KINDS = {
 #: How many times a decided record counts in training by default: measured in docs/SUPPORT.md (resolutions)
 #: and docs/ITERATION.md (corrections).
 WEIGHT = 4
+#: The most times one may count: each count is the record's row repeated in training, so a weight of
+#: 10^18 passed ``profile check`` and made a list no memory holds (checker 277).
+MOST_WEIGHT = 1000
 #: How many records a warning that this version answers otherwise names.
 SHOWN = 5
+
+
+def weight(instance: Any, attribute: Any, value: int) -> None:
+    """attrs validator of a ``correction_weight`` or ``resolution_weight``: 1 to MOST_WEIGHT."""
+    if not 1 <= value <= MOST_WEIGHT:
+        raise ValueError(f"'{attribute.name}' must be between 1 and {MOST_WEIGHT}, got {value!r}")
 
 
 def kind_of(record: Any) -> str | None:

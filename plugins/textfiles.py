@@ -322,6 +322,28 @@ def _first_line(handle: BinaryIO, encoding: str, limit: int = 1 << 20) -> str:
     return text.split("\n", 1)[0]
 
 
+#: The bytes a CSV file's header and first row must end in for ``profile check`` to read them (as the jsonl
+#: probe's first line): a file without a line break, 300 MB of NUL bytes, was read whole, twice its size in memory.
+PROBE_BYTES = 1 << 20
+_BYTE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+def first_row_in_reach(path: str | Path) -> None:
+    """HeirloomError naming the line when the file's header and first row (blank lines before it aside)
+    do not end in its first PROBE_BYTES; a file that ends there is in reach."""
+    with open(regular_file(path), "rb") as raw:
+        head = raw.read(PROBE_BYTES)
+        if not raw.read(1):
+            return
+    lines = _BYTE_BREAK.split(head)[:-1]  # those that end in it; the last runs on past it
+    if len(lines) > 1 and any(line.strip() for line in lines[1:]):
+        return
+    raise heirloom.HeirloomError(
+        f"{path}:{len(lines) + 1}: the line does not end in the file's first MiB ({PROBE_BYTES:,} bytes), where "
+        "a CSV file's header and first row must: is it a CSV file?"
+    )
+
+
 def listed(columns: Sequence[str]) -> str:
     """A header's columns for a message, cut short when a file has thousands."""
     text = ", ".join(columns) or "none: the file is empty"

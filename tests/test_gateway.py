@@ -1104,6 +1104,8 @@ def test_a_bad_tokens_file_is_refused_naming_the_file_and_never_the_token(tmp_pa
         (b"\xff\xfe[tokens]\n", "the tokens file is not UTF-8 text (byte 0)"),  # was a UnicodeDecodeError traceback
         (b'[tokens]\n"a-long-token-for-the-clinic" = 5\n', "its value must be its key file's path"),
         (None, "the tokens file is a FIFO, not a regular file"),  # was a gateway that never answered
+        (b"a = " + b"[" * 2000 + b"]" * 2000, "nested more than 32 levels deep"),  # was a RecursionError traceback
+        (b"[tokens]\n" + b"#" * (1 << 20), "the tokens file is over 1,048,576 bytes"),
     ],
 )
 def test_a_tokens_file_that_is_no_utf8_toml_file_is_one_line_naming_it(tmp_path, content, said):

@@ -810,12 +810,36 @@ def test_profile_wires_source_and_model_and_rejects_bad_config(tmp_path, phraseb
         ({"char_ngrams": (5, 2)}, r"'char_ngrams' must be \[min, max\] with 1 <= min <= max <= 8, or \[0, 0\]"),
         ({"validation_fraction": 0.9}, "'validation_fraction' must be between 0.0 and 0.5, got 0.9"),
         ({"l2": 0.0}, "'l2' must be > 0"),
-        ({"buckets": 10}, "'buckets' must be >= 1024"),
+        ({"buckets": 10}, "'buckets' must be between 1024 and 16777216, got 10"),
+        ({"correction_weight": 10**18}, "'correction_weight' must be between 1 and 1000"),
     ],
 )
 def test_bad_model_settings_are_rejected(setting, message):
     with pytest.raises(ValueError, match=message):
         TextClassifier(data="news", **setting)
+
+
+def test_settings_that_size_memory_are_bounded_where_the_profile_is_checked(tmp_path):
+    """``buckets = 99999999999999999999`` passed ``profile check``; train then died in a traceback
+    (OverflowError in the hashing), and a weight of 10^18 repeated a record past any memory (checker 277)."""
+    write(tmp_path / "t.csv", "text,label\nhi,greet\nbye,leave\n")
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.d]\nuse = "csv"\ntrain = "t.csv"\n[models.m]\nuse = "text-classifier"\ndata = "d"\n',
+    )
+    big = "99999999999999999999"
+    checked = run_heirloom(
+        "profile",
+        "check",
+        str(profile),
+        "--set",
+        f"models.m.buckets={big}",
+        "--set",
+        f"models.m.resolution_weight={big}",
+    )
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr, checked.stderr
+    assert f"models.m.buckets: 'buckets' must be between 1024 and 16777216, got {big}" in checked.stderr
+    assert f"models.m.resolution_weight: 'resolution_weight' must be between 1 and 1000, got {big}" in checked.stderr
 
 
 def test_importing_the_plugin_does_not_import_torch():
@@ -876,6 +900,38 @@ def test_a_bad_jsonl_record_is_named_by_the_files_line_and_the_records_column(tm
     with pytest.raises(heirloom.HeirloomError) as caught:
         list(JsonlSource(train=str(path)).records())
     assert str(caught.value) == f"{path}:2: invalid JSON at column 24: Expecting value"
+
+
+def test_a_jsonl_integer_past_pythons_digit_limit_is_an_error_naming_the_line(tmp_path):
+    """A 4,400-digit integer on line 2 was a ValueError traceback advising sys.set_int_max_str_digits()."""
+    path = write(tmp_path / "big.jsonl", '{"text": "a", "label": "x"}\n{"text": ' + "1" * 4400 + ', "label": "x"}\n')
+    with pytest.raises(heirloom.HeirloomError) as caught:
+        list(JsonlSource(train=str(path)).records())
+    assert str(caught.value) == f"{path}:2: an integer of over 4,300 digits (write a long number as a JSON string)"
+
+
+def test_a_first_record_check_cannot_use_is_refused_there_naming_the_file_and_line(tmp_path):
+    """Checker 277: a jsonl first line that is JSON but no object passed ``profile check`` (docs/TEXT.md says it
+    reports it), a 5,000-digit integer there was Python's advice naming no file, and a CSV file without a
+    line break (300 MB of NUL bytes, here 2 MiB) was read whole, twice its size in memory, to say ``ok``."""
+    write(tmp_path / "arr.jsonl", "[1, 2]\n")
+    write(tmp_path / "int.jsonl", '{"text": ' + "1" * 5000 + ', "label": "x"}\n')
+    with open(tmp_path / "zeros.csv", "wb") as zeros:
+        zeros.truncate(2 << 20)  # sparse: no disk
+    write(tmp_path / "long.csv", "text,label\n" + "a" * (1 << 20) + ",x\n")  # line 2 runs past the first MiB
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.a]\nuse = "jsonl"\ntrain = "arr.jsonl"\n[sources.i]\nuse = "jsonl"\ntrain = "int.jsonl"\n'
+        '[sources.z]\nuse = "csv"\ntrain = "zeros.csv"\n[sources.l]\nuse = "csv"\ntrain = "long.csv"\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile))
+    said = " ".join(checked.stderr.split())
+    assert checked.returncode == 2 and "Traceback" not in said and "set_int_max_str_digits" not in said, said
+    assert f"sources.a.train: 'train' file {tmp_path / 'arr.jsonl'}:1: expected an object" in said
+    assert f"sources.i.train: 'train' file {tmp_path / 'int.jsonl'}:1: an integer of over 4,300 digits" in said
+    beyond = "the line does not end in the file's first MiB (1,048,576 bytes), where a CSV file's header and first row"
+    assert f"sources.z.train: 'train' file {tmp_path / 'zeros.csv'}:1: {beyond}" in said
+    assert f"sources.l.train: 'train' file {tmp_path / 'long.csv'}:2: {beyond}" in said
 
 
 def test_a_jsonl_fifo_or_a_line_nested_too_deep_is_an_error_naming_the_file(tmp_path):

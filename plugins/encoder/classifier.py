@@ -125,10 +125,10 @@ class EncoderClassifier(EncoderModel):
     #: the ``handoffs`` source's) counts in the refit: in that many of each epoch's batches, and
     #: repeated in the n-gram regression's data; 1: as any other text. After training, the
     #: resolutions this version answers otherwise are named in a warning.
-    resolution_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.above(0))
+    resolution_weight: int = attrs.field(default=person.WEIGHT, validator=person.weight)
     #: The same for a record marked ``correction`` (sent to a classify api's ``feedback``: the
     #: ``feedback`` source's); corrections this version answers otherwise are named in a warning.
-    correction_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.above(0))
+    correction_weight: int = attrs.field(default=person.WEIGHT, validator=person.weight)
 
     def __attrs_post_init__(self) -> None:
         for option in ("reject", "fuse_ngrams"):

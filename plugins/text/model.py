@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 FORMAT = "heirloom.text-classifier/1"
 MAX_CHAR_NGRAM = 8
+#: Most ``buckets``: prediction keeps a 4-byte row per bucket (64 MiB here), and past 2^63 the
+#: hashing overflowed torch (check passed 10^20 and train died in a traceback: checker 277).
+MAX_BUCKETS = 1 << 24
 
 
 def _between(low: float, high: float):
@@ -81,7 +84,7 @@ class TextClassifier(heirloom.Model):
     #: The source whose records ``{"text", "label"}`` the model trains and evaluates on.
     data: str = heirloom.ref("source")
     #: Hash space of the features (only buckets seen in training get weights).
-    buckets: int = attrs.field(default=1 << 20, validator=heirloom.at_least(1 << 10))
+    buckets: int = attrs.field(default=1 << 20, validator=_between(1 << 10, MAX_BUCKETS))
     #: Longest word n-gram (1: single words only).
     word_ngrams: int = attrs.field(default=2, validator=_between(1, 4))
     #: ``[min, max]`` characters per n-gram inside each word; ``[0, 0]`` turns them off.
@@ -119,9 +122,9 @@ class TextClassifier(heirloom.Model):
     #: ``feedback`` source's) counts in training (its row repeated; not in the held-out texts
     #: that choose ``l2``); 1: as any other text. After training, the corrections this version
     #: answers otherwise are named in a warning (docs/ITERATION.md).
-    correction_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.at_least(1))
+    correction_weight: int = attrs.field(default=person.WEIGHT, validator=person.weight)
     #: The same for a record marked ``resolution`` (a person's decision on a handed-off text).
-    resolution_weight: int = attrs.field(default=person.WEIGHT, validator=heirloom.at_least(1))
+    resolution_weight: int = attrs.field(default=person.WEIGHT, validator=person.weight)
 
     def __attrs_post_init__(self) -> None:
         self._device = "cpu"

@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import re
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ import attrs
 import heirloom
 from heirloom_plugins.decided import CORRECTION
 from heirloom_plugins.seen import REPEATS_SAID, normal_text
-from heirloom_plugins.textfiles import CsvFormat, decoding, read_text, regular_file
+from heirloom_plugins.textfiles import CsvFormat, decoding, first_row_in_reach, read_text, regular_file
 
 SPLITS = ("train", "validation", "test")
 AGREEMENTS = ("50", "66", "75", "all")
@@ -452,6 +453,15 @@ class CsvSource(TextSource, CsvFormat):
     def validation_file(self) -> str | None:
         return self.validation
 
+    def _holds_no_record(self, role: str, path: str) -> bool:
+        """The base's probe, once the file's first row is in reach (``first_row_in_reach``): the csv module
+        reads a line whole, and a file without a line break was read whole where the profile is checked."""
+        try:
+            first_row_in_reach(path)
+        except heirloom.HeirloomError as exc:
+            raise ValueError(f"'{role}' file {exc}") from None
+        return super()._holds_no_record(role, path)
+
     def read(self, path: str) -> Iterator[dict[str, str]]:
         name = Path(path).name
         columns = (self.text_column, self.label_column)
@@ -562,8 +572,12 @@ class JsonlSource(TextSource):
                         said = f"{where}: {line.strip()[:40]!r} is no JSON object: a jsonl source reads JSON lines"
                         raise WrongFormat(f'{said}, one object a line (a CSV file needs use = "csv")') from None
                     raise heirloom.HeirloomError(f"{where}: {exc.msg}{hint}") from None
+                except ValueError:  # the only other: an integer past Python's digit limit, whose advice is code
+                    limit = f"{sys.get_int_max_str_digits():,}"
+                    said = f"{path}:{number}: an integer of over {limit} digits (write a long number as a JSON string)"
+                    raise (WrongFormat if first else heirloom.HeirloomError)(said) from None
                 if not isinstance(row, dict) or self.text_field not in row or self.label_field not in row:
-                    raise heirloom.HeirloomError(
+                    raise (WrongFormat if first and not isinstance(row, dict) else heirloom.HeirloomError)(
                         f"{path}:{number}: expected an object with {self.text_field!r} and {self.label_field!r} "
                         f"(text_field, label_field), got {_json_shape(row)}"
                     )
