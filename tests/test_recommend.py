@@ -861,6 +861,20 @@ def test_an_id_is_one_whatever_its_unicode_form_and_surrounding_spaces(tmp_path,
         assert padded == client.call("recs.similar", {"item": "172", "k": 3})
 
 
+def test_profile_check_bounds_the_hash_space(tmp_path):
+    """``buckets`` of 2**63 passed check and failed the train building its arrays (checker 277)."""
+    write(tmp_path / "ratings.csv", "user,item,rating\nann,a,5\n")
+    write(tmp_path / "items.csv", "item,title\na,Tea\n")
+    profile = write(
+        tmp_path / "shop.toml",
+        '[sources.ratings]\nuse = "ratings-csv"\nratings = "ratings.csv"\nitems = "items.csv"\n'
+        '[models.recs]\nuse = "hybrid-recommender"\ndata = "ratings"\nbuckets = 9223372036854775807\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile))
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr, checked.stderr
+    assert "shop.toml: models.recs.buckets: 'buckets' must be <= 16777216" in checked.stderr, checked.stderr
+
+
 def test_profile_check_names_the_setting_whose_column_a_csv_file_lacks(tmp_path):
     """A wrong column name passed ``profile check`` and failed the train after it began."""
     write(tmp_path / "ratings.csv", "user,item,score\nann,a,5\n")

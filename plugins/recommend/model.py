@@ -63,7 +63,8 @@ class HybridRecommender(heirloom.Model):
     #: Seed of those choices (with a source's seed and fraction, the same validation split).
     seed: int = 42
     #: Hash space of the text features, and each text block's weight.
-    buckets: int = attrs.field(default=1 << 14, validator=heirloom.at_least(1 << 8))
+    #: At most 2**24, as the text classifier's: the tower builds arrays of this size (checker 277: 2**63 passed check).
+    buckets: int = attrs.field(default=1 << 14, validator=[heirloom.at_least(1 << 8), attrs.validators.le(1 << 24)])
     title_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
     year_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
     genre_weight: float = attrs.field(default=1.0, validator=heirloom.at_least(0.0))
