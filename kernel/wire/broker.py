@@ -75,7 +75,7 @@ from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import passed_on_arrival, refused, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
-from heirloom.wire.strays import KEY_REMOVED, WELCOME, Strays, workers_go
+from heirloom.wire.strays import KEY_REMOVED, WELCOME, Strays, peer_name, workers_go
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every
 from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
 
@@ -362,8 +362,7 @@ class Broker(BrokerRoutes):
             return  # answered already (its worker was declared dead meanwhile), or sent to another peer
         code = CODE_OF_BYTE.get(tagged[TAG_BYTES:])
         if code is None or len(frames) < 4:  # no reply a worker sends (a status, a header, a body): fail it now
-            if len(tagged) != TAG_BYTES + 1:
-                self._strays.misread(frames, self.workers, TAG_BYTES)
+            self._strays.misread(frames, self.workers, TAG_BYTES, failed=True)
             return self._fail(tag, "its worker sent a reply the broker cannot read; retry")
         if not self._release(tag, forwarded, ok=code == OK):
             return  # answered at its deadline: a reply after it is dropped
@@ -402,7 +401,8 @@ class Broker(BrokerRoutes):
         try:
             status = read_heartbeat(frame)
         except ValueError as exc:
-            self._unreadable.log(log, logging.WARNING, "ignored a heartbeat on the worker endpoint: %s", exc)
+            said = "ignored a heartbeat on the worker endpoint from %s: %s"
+            self._unreadable.log(log, logging.WARNING, said, peer_name(self.workers, identity), exc)
             return
         worker, local = self.workers.get(identity), self.local.vouches(status)
         if worker is None:

@@ -24,7 +24,15 @@ from heirloom.core.components import Route
 from heirloom.core.limits import nests_deeper, shortened
 from heirloom.core.settings import NAME_PATTERN
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
-from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAVAILABLE, RequestError, decoding_error, packb, unpackb
+from heirloom.wire.protocol import (
+    CODE_OF_BYTE,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
+    RequestError,
+    decoding_error,
+    packb,
+    unpackb,
+)
 from heirloom.wire.routing import ROUTE_NAME
 
 #: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
@@ -299,6 +307,10 @@ def misread(frames: list[bytes], tag_bytes: int) -> str:
     first = frames[0]
     if first in WORKER_COMMANDS:
         return f"a {first.decode()} without the empty frame a control message starts with"
+    if len(first) == tag_bytes + 1 and first[tag_bytes:] not in CODE_OF_BYTE:
+        return f"its status byte {first[tag_bytes]} is none of the status codes (docs/PROTOCOL.md, Status codes)"
+    if len(first) == tag_bytes + 1:
+        return f"a reply of {len(frames)} frames, not 3 or more (the tag and status byte, a header, a body)"
     if first:  # a reply: the request's tag and one status byte
         return f"its first frame is {len(first)} bytes, neither empty (a control message) nor {tag_bytes + 1} (a reply)"
     if len(frames) < 2:

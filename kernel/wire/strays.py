@@ -75,11 +75,17 @@ class Strays:
         self._send([frames[0], *self._answer])
         return True
 
-    def misread(self, frames: list[bytes], workers: Mapping[bytes, Any], tag_bytes: int) -> None:
+    def misread(self, frames: list[bytes], workers: Mapping[bytes, Any], tag_bytes: int, failed: bool = False) -> None:
         """A message on the worker endpoint the broker cannot read: said once per peer (a worker of another
-        language repeats it every heartbeat)."""
-        worker = workers.get(frames[0])
-        peer = f"worker pid {worker.pid}" if worker is not None else "a peer that is no worker yet"
+        language repeats it every heartbeat); ``failed``: a reply whose request the broker answered UNAVAILABLE."""
         if self.misreads.first(frames[0]):
-            said = "ignored a message on the worker endpoint from %s: %s (docs/PROTOCOL.md, Worker protocol)"
-            self.misreads.budget.log(self.log, logging.WARNING, said, peer, misread(frames[1:], tag_bytes))
+            what = "answered UNAVAILABLE a request whose reply it cannot read" if failed else "ignored a message"
+            said = "%s on the worker endpoint from %s: %s (docs/PROTOCOL.md, Worker protocol)"
+            peer = peer_name(workers, frames[0])
+            self.misreads.budget.log(self.log, logging.WARNING, said, what, peer, misread(frames[1:], tag_bytes))
+
+
+def peer_name(workers: Mapping[bytes, Any], identity: bytes) -> str:
+    """How the broker's log names a peer of its worker endpoint."""
+    worker = workers.get(identity)
+    return f"worker pid {worker.pid}" if worker is not None else "a peer that is no worker yet"
