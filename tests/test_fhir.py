@@ -594,6 +594,17 @@ def test_a_bundle_on_an_ndjson_line_is_a_bad_resource_not_a_silent_loss(tmp_path
         stats_or_error(path)
 
 
+def test_a_bundle_inside_a_bundle_is_a_bad_resource_not_a_silent_loss(tmp_path):
+    """A collection of patient bundles was read as two "Bundle" resources: 0 records, exit 0 (checker 274 F4)."""
+    inner = json.loads(bundle(PATIENT, condition(), kind="transaction"))
+    path = write(tmp_path / "set" / "export.json", bundle({**inner, "id": "b1"}, {**inner, "id": "b2"}))
+    said = f"{path}: Bundle/b1 (entry[0]): a Bundle inside a Bundle is not read: save each inner bundle as a .json"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(path)
+    stats = stats_or_error(path, "skip")
+    assert (stats["records"], stats["errors"]["skipped_resources"], stats["resources"]) == (0, 2, {})
+
+
 def test_a_patient_twice_in_a_bulk_export_is_named_with_advice_for_bulk_exports(tmp_path):
     write(tmp_path / "set" / "Patient.000.ndjson", json.dumps(PATIENT) + "\n")
     second = write(tmp_path / "set" / "Patient.001.ndjson", json.dumps(PATIENT) + "\n")

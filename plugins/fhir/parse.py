@@ -279,6 +279,9 @@ def read_bundle(path: Path) -> list[Entry]:
     return [entry for index, item in enumerate(entries) if (entry := _bundle_entry(index, item)) is not None]
 
 
+#: A Bundle in an entry of a Bundle (a collection of patient bundles): each patient's resources must be in
+#: one unit, and a bundle file is one; read as a resource of the outer bundle, its patients were silently lost.
+NESTED = "a Bundle inside a Bundle is not read: save each inner bundle as a .json file of its own"
 #: Transaction and batch requests that carry no resource by design: nothing to read.
 NO_RESOURCE_METHODS = ("DELETE", "GET", "HEAD")
 
@@ -291,7 +294,10 @@ def _bundle_entry(index: int, item: Any) -> Entry | None:
     if not isinstance(item, dict) or "resource" not in item:
         return Entry(None, where, error="entry without a resource")
     url = item.get("fullUrl")
-    return Entry(item["resource"], where, full_url=url if isinstance(url, str) else None)
+    resource, full_url = item["resource"], url if isinstance(url, str) else None
+    if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":  # read as one, 0 records, unsaid
+        return Entry(resource, where, full_url=full_url, error=NESTED)
+    return Entry(resource, where, full_url=full_url)
 
 
 def read_ndjson(path: Path) -> Iterator[Entry]:
