@@ -247,10 +247,10 @@ def test_an_inline_record_takes_the_dates_the_fhir_source_takes(tmp_path, start,
     assert (source.tally.skipped_resources == 0) is readable
     if readable:  # as written or as the source writes it, the inline date reads as the source's (UTC)
         for date in (start, record.timeline[0].date):
-            assert EventInput(kind="encounter", date=date).date == record.timeline[0].date
+            assert EventInput(kind="encounter", id="e", date=date).date == record.timeline[0].date
     else:
         with pytest.raises(ValueError, match="'date' must be a FHIR date or dateTime"):
-            EventInput(kind="encounter", date=start)
+            EventInput(kind="encounter", id="e", date=start)
 
 
 def test_an_undated_encounter_is_named_as_undated_not_as_missing():
@@ -1634,7 +1634,7 @@ def test_a_bundles_generic_drug_allergy_naming_its_drug_withholds_it_and_is_not_
         ),
         (  # FHIR's codes only, as the fhir source reads a Patient ("robot" was taken inline)
             "diagnosis.predict",
-            {"record": {"gender": "robot", "timeline": [{"kind": "encounter", "date": "2020"}]}},
+            {"record": {"gender": "robot", "timeline": [{"kind": "encounter", "id": "E", "date": "2020"}]}},
             "INVALID_ARGUMENT",
             "body.record.gender",
         ),
@@ -1649,6 +1649,22 @@ def test_a_bundles_generic_drug_allergy_naming_its_drug_withholds_it_and_is_not_
             {"record": {"timeline": [{"kind": "observation", "date": "2020-01", "value": 1.0, "low": float("nan")}]}},
             "INVALID_ARGUMENT",
             "body.record.timeline[0].low",
+        ),
+        (  # an encounter without an id was answered as visit None: INTERNAL, blaming the model (checker 274 F5)
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "encounter", "date": "2020-04-01"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].id",
+        ),
+        (
+            "treatment.recommend",
+            {
+                "record": {
+                    "timeline": [{"kind": "encounter", "id": i, "date": f"2020-0{n}"} for n, i in ((4, "E"), (5, ""))]
+                }
+            },
+            "INVALID_ARGUMENT",
+            "body.record.timeline[1].id",
         ),
         (  # two encounters with one id mixed their events into an answer for neither
             "diagnosis.predict",
