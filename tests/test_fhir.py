@@ -335,6 +335,12 @@ def stats_or_error(path: Path, on_error: str = "fail", **config: Any) -> dict[st
         ('{"resourceType": "Bundle", "type": "collection", "entry": [', "malformed JSON"),
         (json.dumps(PATIENT), "expected resourceType 'Bundle', found 'Patient'"),
         (json.dumps({"resourceType": "Bundle", "type": "history", "entry": []}), "bundle type 'history' is not one"),
+        (json.dumps([PATIENT]), "expected resourceType 'Bundle', found a JSON array: put its resources in a Bundle"),
+        (json.dumps({"id": "p1"}), "expected resourceType 'Bundle', found an object without resourceType: not a FHIR"),
+        (
+            json.dumps(PATIENT) + "\n" + json.dumps(PATIENT),
+            "malformed JSON: Extra data: line 2 column 1 (char 87); one resource per line",
+        ),
     ],
 )
 def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
@@ -603,6 +609,17 @@ def test_a_bundle_inside_a_bundle_is_a_bad_resource_not_a_silent_loss(tmp_path):
         stats_or_error(path)
     stats = stats_or_error(path, "skip")
     assert (stats["records"], stats["errors"]["skipped_resources"], stats["resources"]) == (0, 2, {})
+
+
+def test_a_bulk_export_manifest_beside_its_files_is_passed_over(tmp_path):
+    """Bulk clients save the ``$export`` status reply as ``manifest.json`` beside the NDJSON files: it stopped
+    every read, 'expected resourceType 'Bundle', found None' (checker 274 F7)."""
+    write(tmp_path / "set" / "Patient.ndjson", json.dumps(PATIENT) + "\n")
+    output = [{"type": "Patient", "url": "https://ehr.example/files/Patient.ndjson"}]
+    manifest = {"transactionTime": "2024-01-01T00:00:00Z", "request": "https://ehr.example/$export", "output": output}
+    write(tmp_path / "set" / "manifest.json", json.dumps({**manifest, "requiresAccessToken": True, "error": []}))
+    stats = stats_or_error(tmp_path / "set")
+    assert (stats["records"], stats["files"], stats["errors"]["skipped_files"]) == (1, 2, 0)
 
 
 def test_a_patient_twice_in_a_bulk_export_is_named_with_advice_for_bulk_exports(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -80,6 +81,9 @@ JSON_TYPES = {
     float: "a number",
     bool: "a boolean",
 }
+
+
+log = logging.getLogger("heirloom.fhir")
 
 
 class FhirDataError(heirloom.HeirloomError):
@@ -267,16 +271,35 @@ def read_bundle(path: Path) -> list[Entry]:
     try:
         bundle = decode_json(data)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise FhirDataError(path, None, f"malformed JSON: {exc}") from None
+        hint = "; one resource per line is NDJSON: name the file .ndjson" if str(exc).startswith("Extra data") else ""
+        raise FhirDataError(path, None, f"malformed JSON: {exc}{hint}") from None
+    if is_manifest(bundle):
+        log.info("%s: a Bulk Data export manifest, passed over (its .ndjson files are read)", path)
+        return []
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
-        raise FhirDataError(path, None, f"expected resourceType 'Bundle', found {found!r}")
+        raise FhirDataError(path, None, _not_a_bundle(bundle))
     if bundle.get("type") not in BUNDLE_TYPES:
         raise FhirDataError(path, None, f"bundle type {bundle.get('type')!r} is not one of {', '.join(BUNDLE_TYPES)}")
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):
         raise FhirDataError(path, None, f"Bundle.entry must be a list, got {type(entries).__name__}")
     return [entry for index, item in enumerate(entries) if (entry := _bundle_entry(index, item)) is not None]
+
+
+def is_manifest(data: Any) -> bool:
+    """Whether ``data`` is a Bulk Data ``$export`` status reply (``manifest.json``), which bulk clients save
+    beside the NDJSON files it lists: no FHIR resource, so it stopped every read of the export."""
+    return isinstance(data, dict) and "resourceType" not in data and {"transactionTime", "output"} <= data.keys()
+
+
+def _not_a_bundle(data: Any) -> str:
+    """What a ``.json`` file that is no Bundle holds instead."""
+    if isinstance(data, list):
+        return "expected resourceType 'Bundle', found a JSON array: put its resources in a Bundle, or in .ndjson files"
+    if isinstance(data, dict) and "resourceType" not in data:
+        return "expected resourceType 'Bundle', found an object without resourceType: not a FHIR resource"
+    found = data.get("resourceType") if isinstance(data, dict) else JSON_TYPES.get(type(data), "null")
+    return f"expected resourceType 'Bundle', found {found!r}"
 
 
 #: A Bundle in an entry of a Bundle (a collection of patient bundles): each patient's resources must be in
