@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,6 +181,46 @@ def test_a_long_unbroken_name_wraps_and_keeps_the_probabilities_on_screen(page):
         assert box is not None and box["x"] + box["width"] <= 1280
     code = page.locator("tbody tr:nth-child(2) code").bounding_box()
     assert code is not None and code["height"] < 30  # one line
+
+
+def test_the_medical_console_names_code_only_entries_and_shows_blood_pressure_and_integer_units(tmp_path):
+    """FHIR's ``Coding.display`` is optional (checker 274 F2, F6): a treatment answer for a condition without one
+    made the patient's page HTTP 500 (a TypeError joining None), and a code-only problem was a blank row; blood
+    pressure, whose values are its components, showed none, and an integer value showed no unit."""
+    from heirloom_plugins.fhir.source import FhirSource
+    from heirloom_plugins.medical.console import _ranked, _summary
+    from heirloom_plugins.medical.summary import summarize
+
+    loinc, subject = "http://loinc.org", {"reference": "urn:uuid:p1"}
+
+    def observation(oid: str, code: str, **value: Any) -> dict[str, Any]:
+        coded = {"coding": [{"system": loinc, "code": code, "display": oid}]}
+        base = {"resourceType": "Observation", "id": oid.replace(" ", "-"), "status": "final", "code": coded}
+        return {**base, "subject": subject, "effectiveDateTime": "2019-11-02", **value}
+
+    def part(code: str, value: int) -> dict[str, Any]:
+        return {
+            "code": {"coding": [{"system": loinc, "code": code}]},
+            "valueQuantity": {"value": value, "unit": "mm[Hg]"},
+        }
+
+    sore_throat = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "J02.9"}]}
+    resources = [
+        {"resourceType": "Patient", "id": "p1", "birthDate": "1970-01-02", "gender": "female"},
+        {"resourceType": "Condition", "id": "c1", "subject": subject, "code": sore_throat, "onsetDateTime": "2019"},
+        observation("Blood Pressure", "85354-9", component=[part("8462-4", 80), part("8480-6", 120)]),
+        observation("Heart rate", "8867-4", valueQuantity={"value": 72, "unit": "/min"}),
+    ]
+    entries = [{"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in resources]
+    write(tmp_path / "set" / "p1.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+    (record,) = FhirSource(path=str(tmp_path / "set")).records()
+    html = _summary(summarize(record))
+    assert "<tr><td>icd10cm:J02.9</td><td>unknown</td><td>2019</td>" in html
+    assert "<tr><td>Blood Pressure</td><td>120/80 mm[Hg]</td>" in html and "<td>72 /min</td>" in html
+    because = [{"code": "icd10cm:J02.9", "display": None}]  # what the treatment route answers
+    answer = {"code": "rxnorm:308182", "display": None, "probability": 0.5, "answers": because}
+    ranked = _ranked("treatment.recommend", {"codes": [answer]})
+    assert "<td><code>rxnorm:308182</code></td>" in ranked and "<td>icd10cm:J02.9</td></tr>" in ranked
 
 
 def test_the_medical_console_names_an_unknown_patient(medical, page):  # noqa: F811

@@ -335,6 +335,12 @@ def stats_or_error(path: Path, on_error: str = "fail", **config: Any) -> dict[st
         ('{"resourceType": "Bundle", "type": "collection", "entry": [', "malformed JSON"),
         (json.dumps(PATIENT), "expected resourceType 'Bundle', found 'Patient'"),
         (json.dumps({"resourceType": "Bundle", "type": "history", "entry": []}), "bundle type 'history' is not one"),
+        (json.dumps([PATIENT]), "expected resourceType 'Bundle', found a JSON array: put its resources in a Bundle"),
+        (json.dumps({"id": "p1"}), "expected resourceType 'Bundle', found an object without resourceType: not a FHIR"),
+        (
+            json.dumps(PATIENT) + "\n" + json.dumps(PATIENT),
+            "malformed JSON: Extra data: line 2 column 1 (char 87); one resource per line",
+        ),
     ],
 )
 def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
@@ -594,6 +600,28 @@ def test_a_bundle_on_an_ndjson_line_is_a_bad_resource_not_a_silent_loss(tmp_path
         stats_or_error(path)
 
 
+def test_a_bundle_inside_a_bundle_is_a_bad_resource_not_a_silent_loss(tmp_path):
+    """A collection of patient bundles was read as two "Bundle" resources: 0 records, exit 0 (checker 274 F4)."""
+    inner = json.loads(bundle(PATIENT, condition(), kind="transaction"))
+    path = write(tmp_path / "set" / "export.json", bundle({**inner, "id": "b1"}, {**inner, "id": "b2"}))
+    said = f"{path}: Bundle/b1 (entry[0]): a Bundle inside a Bundle is not read: save each inner bundle as a .json"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(path)
+    stats = stats_or_error(path, "skip")
+    assert (stats["records"], stats["errors"]["skipped_resources"], stats["resources"]) == (0, 2, {})
+
+
+def test_a_bulk_export_manifest_beside_its_files_is_passed_over(tmp_path):
+    """Bulk clients save the ``$export`` status reply as ``manifest.json`` beside the NDJSON files: it stopped
+    every read, 'expected resourceType 'Bundle', found None' (checker 274 F7)."""
+    write(tmp_path / "set" / "Patient.ndjson", json.dumps(PATIENT) + "\n")
+    output = [{"type": "Patient", "url": "https://ehr.example/files/Patient.ndjson"}]
+    manifest = {"transactionTime": "2024-01-01T00:00:00Z", "request": "https://ehr.example/$export", "output": output}
+    write(tmp_path / "set" / "manifest.json", json.dumps({**manifest, "requiresAccessToken": True, "error": []}))
+    stats = stats_or_error(tmp_path / "set")
+    assert (stats["records"], stats["files"], stats["errors"]["skipped_files"]) == (1, 2, 0)
+
+
 def test_a_patient_twice_in_a_bulk_export_is_named_with_advice_for_bulk_exports(tmp_path):
     write(tmp_path / "set" / "Patient.000.ndjson", json.dumps(PATIENT) + "\n")
     second = write(tmp_path / "set" / "Patient.001.ndjson", json.dumps(PATIENT) + "\n")
@@ -670,6 +698,65 @@ def test_resources_known_by_their_full_url_alone_keep_their_links(tmp_path):
         "encounter": ("urn:uuid:1", None),
         "condition": ("urn:uuid:2", "urn:uuid:1"),
     }
+
+
+def visit(eid: str, start: str, **extra: Any) -> dict[str, Any]:
+    encounter = {"resourceType": "Encounter", "id": eid, "status": "finished", "class": {"code": "AMB"}}
+    return {**encounter, "subject": {"reference": "urn:uuid:p1"}, "period": {"start": start}, **extra}
+
+
+def test_an_encounters_diagnoses_and_a_link_by_identifier_alone_give_conditions_their_visit(tmp_path):
+    """FHIR links a visit's diagnoses from the Encounter too (``Encounter.diagnosis[].condition``), and a
+    Reference may be an ``identifier`` alone (checker 274 F1): both were read as no visit, silently."""
+    ident = {"system": "urn:ehr:visit", "value": "V-2"}
+
+    def listing(*refs: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"condition": ref, "use": {"text": "billing"}} for ref in refs]
+
+    resources = [
+        PATIENT,
+        visit("e1", "2001-02-03T03:00:00Z", diagnosis=listing({"reference": "urn:uuid:c1"})),
+        visit("e2", "2002-02-03T03:00:00Z", identifier=[ident], diagnosis=listing({"reference": "Condition/c2"})),
+        visit("e3", "2003-02-03T03:00:00Z", diagnosis=listing({"reference": "Condition/c2"}, {"reference": "#x"})),
+        condition("c1"),  # listed by e1 only
+        condition("c2"),  # listed by e2 and e3: the first visit's, where it was diagnosed
+        condition("c3", encounter={"identifier": ident}),
+        condition("c4", encounter={"reference": "urn:uuid:e3"}),  # its own link wins over e1's listing, counted
+        condition("c5", encounter={"identifier": {"system": "urn:ehr:visit", "value": "V-404"}}),
+    ]
+    resources[1]["diagnosis"] += listing({"reference": "urn:uuid:c4"})
+    write(tmp_path / "set" / "clinic.json", bundle(*resources))
+    source = FhirSource(path=str(tmp_path / "set"))
+    (record,) = source.records()
+    visits = {e.id: e.encounter for e in record.timeline if e.kind == "condition"}
+    assert visits == {"c1": "e1", "c2": "e2", "c3": "e2", "c4": "e3", "c5": None}
+    stats = source.tally.to_json()
+    assert stats["conflicting_encounters"] == 1 and "Condition/c4" in stats["conflicting_examples"][0]
+    assert stats["unresolved_references"] == 1 + 1  # c5's identifier, and e3's "#x" (nothing contained)
+    assert any("Encounter?identifier=urn:ehr:visit|V-404" in said for said in stats["unresolved_examples"])
+    bulk = tmp_path / "bulk"  # an NDJSON export: the Encounters and Conditions in files of their own
+    for kind in ("Patient", "Encounter", "Condition"):
+        text = "\n".join(json.dumps(r) for r in resources if r["resourceType"] == kind)
+        for short, named in (("p", "Patient"), ("e", "Encounter"), ("c", "Condition")):
+            text = text.replace(f"urn:uuid:{short}", f"{named}/{short}")
+        write(bulk / f"{kind}.ndjson", text + "\n")
+    (exported,) = FhirSource(path=str(bulk)).records()
+    assert {e.id: e.encounter for e in exported.timeline if e.kind == "condition"} == visits
+
+
+def test_an_encounter_without_id_or_full_url_is_a_bad_resource_named_by_position(tmp_path):
+    """Checker 274 F5: such an Encounter was read as a visit named None, the default visit of a medical
+    route, whose answer then failed its own check (INTERNAL, blaming the model)."""
+    nameless = {key: value for key, value in visit("e1", "2001-02-03T03:00:00Z").items() if key != "id"}
+    text = json.dumps(
+        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": PATIENT}, {"resource": nameless}]}
+    )
+    path = write(tmp_path / "set" / "clinic.json", text)
+    said = f"{path}: Encounter at entry[1]: an Encounter without an id (or, in a bundle, a fullUrl) cannot be a visit"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(tmp_path / "set")
+    stats = stats_or_error(tmp_path / "set", "skip")
+    assert (stats["records"], stats["errors"]["skipped_resources"]) == (1, 1)
 
 
 def weight(value: Any, subject: str) -> dict[str, Any]:

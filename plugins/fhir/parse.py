@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -80,6 +81,9 @@ JSON_TYPES = {
     float: "a number",
     bool: "a boolean",
 }
+
+
+log = logging.getLogger("heirloom.fhir")
 
 
 class FhirDataError(heirloom.HeirloomError):
@@ -267,10 +271,13 @@ def read_bundle(path: Path) -> list[Entry]:
     try:
         bundle = decode_json(data)
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise FhirDataError(path, None, f"malformed JSON: {exc}") from None
+        hint = "; one resource per line is NDJSON: name the file .ndjson" if str(exc).startswith("Extra data") else ""
+        raise FhirDataError(path, None, f"malformed JSON: {exc}{hint}") from None
+    if is_manifest(bundle):
+        log.info("%s: a Bulk Data export manifest, passed over (its .ndjson files are read)", path)
+        return []
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
-        raise FhirDataError(path, None, f"expected resourceType 'Bundle', found {found!r}")
+        raise FhirDataError(path, None, _not_a_bundle(bundle))
     if bundle.get("type") not in BUNDLE_TYPES:
         raise FhirDataError(path, None, f"bundle type {bundle.get('type')!r} is not one of {', '.join(BUNDLE_TYPES)}")
     entries = bundle.get("entry", [])
@@ -279,6 +286,25 @@ def read_bundle(path: Path) -> list[Entry]:
     return [entry for index, item in enumerate(entries) if (entry := _bundle_entry(index, item)) is not None]
 
 
+def is_manifest(data: Any) -> bool:
+    """Whether ``data`` is a Bulk Data ``$export`` status reply (``manifest.json``), which bulk clients save
+    beside the NDJSON files it lists: no FHIR resource, so it stopped every read of the export."""
+    return isinstance(data, dict) and "resourceType" not in data and {"transactionTime", "output"} <= data.keys()
+
+
+def _not_a_bundle(data: Any) -> str:
+    """What a ``.json`` file that is no Bundle holds instead."""
+    if isinstance(data, list):
+        return "expected resourceType 'Bundle', found a JSON array: put its resources in a Bundle, or in .ndjson files"
+    if isinstance(data, dict) and "resourceType" not in data:
+        return "expected resourceType 'Bundle', found an object without resourceType: not a FHIR resource"
+    found = data.get("resourceType") if isinstance(data, dict) else JSON_TYPES.get(type(data), "null")
+    return f"expected resourceType 'Bundle', found {found!r}"
+
+
+#: A Bundle in an entry of a Bundle (a collection of patient bundles): each patient's resources must be in
+#: one unit, and a bundle file is one; read as a resource of the outer bundle, its patients were silently lost.
+NESTED = "a Bundle inside a Bundle is not read: save each inner bundle as a .json file of its own"
 #: Transaction and batch requests that carry no resource by design: nothing to read.
 NO_RESOURCE_METHODS = ("DELETE", "GET", "HEAD")
 
@@ -291,7 +317,10 @@ def _bundle_entry(index: int, item: Any) -> Entry | None:
     if not isinstance(item, dict) or "resource" not in item:
         return Entry(None, where, error="entry without a resource")
     url = item.get("fullUrl")
-    return Entry(item["resource"], where, full_url=url if isinstance(url, str) else None)
+    resource, full_url = item["resource"], url if isinstance(url, str) else None
+    if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":  # read as one, 0 records, unsaid
+        return Entry(resource, where, full_url=full_url, error=NESTED)
+    return Entry(resource, where, full_url=full_url)
 
 
 def read_ndjson(path: Path) -> Iterator[Entry]:

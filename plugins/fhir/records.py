@@ -16,6 +16,7 @@ import attrs
 
 from heirloom_plugins.code_systems import short_system
 from heirloom_plugins.fhir.parse import found
+from heirloom_plugins.fhir.references import reference_of
 from heirloom_plugins.timelines import codes_by_kind, summary
 
 #: resourceType -> the timeline kind its events get (also the keys of ``codes``).
@@ -368,9 +369,7 @@ EVENTS: dict[str, Callable[[dict[str, Any], str | None, Preferred], Event]] = {
 
 def patient_reference(resource: dict[str, Any]) -> str | None:
     """The reference to the patient a clinical resource is about."""
-    holder = resource.get(PATIENT_FIELD.get(resource["resourceType"], "subject"))
-    ref = holder.get("reference") if isinstance(holder, dict) else None
-    return ref if isinstance(ref, str) else None
+    return reference_of(resource.get(PATIENT_FIELD.get(resource["resourceType"], "subject")), "Patient")
 
 
 def event(resource: dict[str, Any], encounter: str | None, prefer: Preferred = PREFERRED) -> Event:

@@ -2,7 +2,8 @@
 
 A reference resolves inside its bundle by ``fullUrl`` (``urn:uuid:...``), by relative id
 (``Patient/123``, also the tail of an absolute URL) and by conditional reference
-(``Organization?identifier=system|value``). What a file cannot resolve is checked at
+(``Organization?identifier=system|value``); a logical reference (``{"identifier": {...}}``,
+no ``reference``) is read as that conditional one. What a file cannot resolve is checked at
 the end of a pass against the keys of every file of the set (``Known``).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import attrs
 
@@ -37,6 +38,42 @@ def walk(resource: dict[str, Any]) -> list[str]:
             if type(child) is dict or type(child) is list:
                 push(child)
     return found
+
+
+def reference_of(holder: Any, kind: str) -> str | None:
+    """The reference a Reference element makes: its ``reference``, else its ``identifier`` as the
+    conditional reference ``kind?identifier=system|value`` (``kind``: its ``type``, else what the
+    field holds), which resolves against the identifier keys (``keys_of``). Read only where the
+    records read a link: without it an encounter named by identifier alone was silently no link."""
+    if not isinstance(holder, dict):
+        return None
+    ref = holder.get("reference")
+    if ref is not None:
+        return ref if isinstance(ref, str) else None
+    ident = holder.get("identifier")
+    value = ident.get("value") if isinstance(ident, dict) else None
+    if not isinstance(value, str) or not value:
+        return None
+    system, named = ident.get("system"), holder.get("type")
+    written = f"{system}|{value}" if isinstance(system, str) and system else value
+    return f"{named if isinstance(named, str) and named else kind}?identifier={quote(written, safe=':/|')}"
+
+
+#: The Reference fields read as links, and the type a logical reference there names unless it says.
+LINKS = {"subject": "Patient", "patient": "Patient", "encounter": "Encounter"}
+
+
+def logical(resource: dict[str, Any]) -> list[str]:
+    """The logical references (``identifier``, no ``reference``) of the links the records read (``LINKS``,
+    an Encounter's diagnoses), as conditional ones: ``walk`` finds only the others, and these went uncounted."""
+    holders = [(resource.get(field), kind) for field, kind in LINKS.items()]
+    if resource["resourceType"] == "Encounter" and isinstance(resource.get("diagnosis"), list):
+        holders += [(d.get("condition"), "Condition") for d in resource["diagnosis"] if isinstance(d, dict)]
+    return [
+        ref
+        for holder, kind in holders
+        if isinstance(holder, dict) and "reference" not in holder and (ref := reference_of(holder, kind))
+    ]
 
 
 def key(ref: str) -> str | None:

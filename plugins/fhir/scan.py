@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from heirloom_plugins.fhir.diagnoses import Diagnoses
 from heirloom_plugins.fhir.parse import (
     COMPRESSED,
     Entry,
@@ -48,7 +49,7 @@ from heirloom_plugins.fhir.records import (
     with_medication,
     withdrawn,
 )
-from heirloom_plugins.fhir.references import Catalog, Known, key, walk
+from heirloom_plugins.fhir.references import LINKS, Catalog, Known, key, logical, reference_of, walk
 
 log = logging.getLogger("heirloom.fhir")
 
@@ -133,6 +134,8 @@ class Tally:
     unassigned: Sampled = attrs.Factory(Sampled)
     #: References to a resource of a type their field cannot hold (``Condition.encounter`` -> a Patient).
     mistyped: Sampled = attrs.Factory(Sampled)
+    #: Conditions whose own ``encounter`` is another visit than the Encounter that lists them as its diagnosis.
+    conflicting: Sampled = attrs.Factory(Sampled)
     outside_cohort: int = 0
     skipped_files: int = 0
     skipped_resources: int = 0
@@ -186,6 +189,8 @@ class Tally:
             "unresolved_examples": self.unresolved.examples,
             "mistyped_references": self.mistyped.count,
             "mistyped_examples": self.mistyped.examples,
+            "conflicting_encounters": self.conflicting.count,
+            "conflicting_examples": self.conflicting.examples,
             "unassigned_resources": self.unassigned.count,
             "unassigned_examples": self.unassigned.examples,
             "withdrawn_resources": self.withdrawn,
@@ -279,9 +284,11 @@ class Scan:
         targets = [catalog.add(e.resource, e.full_url) for e in entries]
         self._withdrawn.update(t for t, e in zip(targets, entries, strict=True) if withdrawn(e.resource))
         self.known.keys.update(catalog.by_key)
-        drugs = Drugs(catalog)
+        drugs, diagnoses = Drugs(catalog), Diagnoses()
         for target, e in zip(targets, entries, strict=True):
             drugs.add(target, e.resource)
+            diagnoses.add(target, e.resource)
+        diagnoses.settle(catalog)
         for e in entries:
             self._check_references(path, e, catalog)
         inside = [c for e in entries for c in contained_events(e) if self._accept_contained(path, c)]
@@ -298,13 +305,13 @@ class Scan:
                 if owner is None:
                     self.tally.unassigned.add(_stray(path, e))
                 elif owner in chosen:
-                    self._add_event(events[owner], seen[owner], path, e, catalog, drugs)
+                    self._add_event(events[owner], seen[owner], path, e, catalog, drugs, diagnoses)
         for pid in wanted:
             yield self._record(path, patients[pid], pid, events[pid])
 
     def _bulk(self, paths: list[Path], split: str | None) -> Iterator[PatientRecord]:
         catalog = Catalog()
-        drugs = Drugs(catalog)
+        drugs, diagnoses = Drugs(catalog), Diagnoses()
         patients: dict[str, Place] = {}
         by_reference: dict[str | None, list[Place]] = defaultdict(list)
         for index, path in enumerate(paths):
@@ -316,6 +323,7 @@ class Scan:
                 if withdrawn(e.resource):
                     self._withdrawn.add((kind, rid))
                 drugs.add((kind, rid), e.resource)
+                diagnoses.add((kind, rid), e.resource)
                 self._check_references(path, e, None)
                 place = (index, e.offset or 0, e.where, -1)
                 if kind == "Patient":
@@ -327,6 +335,7 @@ class Scan:
                     if self._accept_contained(path, inner):
                         by_reference[patient_reference(inner.resource)].append((*place[:3], j))
         self.known.keys.update(catalog.by_key)
+        diagnoses.settle(catalog)
         owned: dict[str, list[Place]] = defaultdict(list)
         for ref, places in by_reference.items():
             owner = self._owner(ref, catalog, patients)
@@ -350,7 +359,7 @@ class Scan:
                         if (i, o) not in inside:
                             inside[i, o] = contained_events(read_line(handles[i], o, w))
                         entry = inside[i, o][j]
-                    self._add_event(events, seen, paths[i], entry, catalog, drugs)
+                    self._add_event(events, seen, paths[i], entry, catalog, drugs, diagnoses)
                 yield self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
     # -- steps ---------------------------------------------------------------------------
@@ -360,7 +369,8 @@ class Scan:
 
     def _accept(self, path: Path, entry: Entry) -> bool:
         """Lean checks, then validation when asked; counts what passes."""
-        message = entry.error or problem(entry.resource) or (self.check(entry.resource) if self.check else None)
+        message = entry.error or problem(entry.resource) or _nameless(entry)
+        message = message or (self.check(entry.resource) if self.check else None)
         if message:
             self.tally.fault(FhirDataError(path, entry.label(), message), whole_file=False)
             return False
@@ -382,7 +392,7 @@ class Scan:
         resource = entry.resource
         self._check_types(path, entry, catalog)
         contained = {c.get("id") for c in resource.get("contained") or () if isinstance(c, dict)}
-        for ref in walk(resource):
+        for ref in walk(resource) + logical(resource):
             self.tally.references += 1
             if ref.startswith("#"):
                 if ref != "#" and ref[1:] not in contained:
@@ -401,9 +411,8 @@ class Scan:
         if resource["resourceType"] not in EVENTS:
             return
         for field in ("subject", "patient", "encounter"):
-            holder = resource.get(field)
-            ref = holder.get("reference") if isinstance(holder, dict) else None
-            kind = _target_type(ref, catalog) if isinstance(ref, str) else None
+            ref = reference_of(resource.get(field), LINKS[field])
+            kind = _target_type(ref, catalog) if ref else None
             if kind is not None and kind not in HOLDS[field]:
                 holds = " or ".join(sorted(HOLDS[field]))
                 self.tally.mistyped.add(f"{path}: {entry.label()}: {field} {ref}: type {kind}, not {holds}")
@@ -450,11 +459,19 @@ class Scan:
         return wanted
 
     def _add_event(
-        self, events: list[Event], seen: set[tuple[str, str]], path: Path, entry: Entry, catalog: Catalog, drugs: Drugs
+        self,
+        events: list[Event],
+        seen: set[tuple[str, str]],
+        path: Path,
+        entry: Entry,
+        catalog: Catalog,
+        drugs: Drugs,
+        diagnoses: Diagnoses,
     ) -> None:
         """Add ``entry``'s event to one patient's ``events``, unless withdrawn, or a second
         resource of its type and id for that patient (a fault: two Encounters ``e1`` would merge
-        two visits into one)."""
+        two visits into one). Its visit is its own ``encounter``, else the Encounter listing it
+        as a diagnosis (``diagnoses``); when the two disagree, its own, counted (``conflicting``)."""
         if withdrawn(entry.resource):
             self.tally.withdrawn += 1
             return
@@ -468,9 +485,14 @@ class Scan:
             return
         seen.add(key)
         try:
-            encounter = entry.resource.get("encounter")
-            ref = encounter.get("reference") if isinstance(encounter, dict) else None
-            target = catalog.resolve(ref) if isinstance(ref, str) else None
+            ref = reference_of(entry.resource.get("encounter"), "Encounter")
+            target = catalog.resolve(ref) if ref else None
+            listed = diagnoses.visits.get(key)
+            if target is None:
+                target = listed
+            elif listed is not None and listed != target:
+                said = f"{path}: {entry.label()}: encounter {ref}, but Encounter/{listed[1]} lists it as its diagnosis"
+                self.tally.conflicting.add(said)
             resource = with_medication(
                 entry.resource if rid == entry.resource.get("id") else {**entry.resource, "id": rid}, drugs.code
             )
@@ -504,6 +526,15 @@ def _target_type(ref: str, catalog: Catalog | None) -> str | None:
         return target[0]
     written = key(ref)
     return written.split("?")[0].split("/")[0] if written else None
+
+
+def _nameless(entry: Entry) -> str | None:
+    """Why an Encounter cannot be a visit: it has neither an id nor a fullUrl, so no event can name it as
+    its visit, nor a request as its ``encounter`` (read as a visit named None, it was the default visit of
+    a medical route, whose answer then failed its own check)."""
+    if entry.resource.get("resourceType") != "Encounter" or entry.resource.get("id") or entry.full_url:
+        return None
+    return "an Encounter without an id (or, in a bundle, a fullUrl) cannot be a visit: nothing can name it"
 
 
 def _stray(path: Path, entry: Entry) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import heirloom
 from heirloom_plugins.medical.caution import FIELD
+from heirloom_plugins.medical.summary import DIASTOLIC, SYSTOLIC
 
 SHOWN_CODES = 10
 SHOWN_PATIENTS = 20
@@ -105,13 +106,42 @@ def _entries(title: str, css: str, items: list[dict[str, Any]], columns: list[st
 
 def _cell(item: dict[str, Any], column: str) -> Any:
     value = item.get(column)
-    if column == "value" and isinstance(value, float):
-        return f"{value:.1f} {item.get('unit') or ''}"
+    if column == "display":
+        return value or item.get("code")  # FHIR's display is optional: a code-only entry is named by its code
+    if column == "value":
+        return _measurement(item)
     if column == "flags":
         return ", ".join(value or [])
     if isinstance(value, str) and len(value) > 10 and value[4:5] == "-" and "T" in value:
         return value[:10]  # a date
     return value
+
+
+#: The order a panel's components are shown in: blood pressure is read systolic over diastolic.
+_COMPONENT_ORDER = {SYSTOLIC: 0, DIASTOLIC: 1}
+
+
+def _quantity(value: Any, unit: str | None) -> str:
+    number = f"{value:.1f}" if isinstance(value, float) else str(value)
+    return f"{number} {unit}" if unit and isinstance(value, int | float) and not isinstance(value, bool) else number
+
+
+def _measurement(item: dict[str, Any]) -> str | None:
+    """An observation's value with its unit (an integer's too); without a value, a panel's components
+    (blood pressure ``120/80 mm[Hg]``), whose values the summary keeps there."""
+    if item.get("value") is not None:
+        return _quantity(item["value"], item.get("unit"))
+    parts = sorted(
+        (p for p in item.get("components") or [] if p.get("value") is not None),
+        key=lambda p: _COMPONENT_ORDER.get(p.get("code"), len(_COMPONENT_ORDER)),
+    )
+    if not parts:
+        return None
+    units = {p.get("unit") for p in parts}
+    if len(units) > 1:
+        return "; ".join(_quantity(p["value"], p.get("unit")) for p in parts)
+    shown, unit = "/".join(_quantity(p["value"], None) for p in parts), units.pop()
+    return f"{shown} {unit}" if unit else shown
 
 
 def _summary(summary: dict[str, Any]) -> str:
@@ -164,7 +194,11 @@ def _ranked(route: str, answer: dict[str, Any]) -> str:
         f"<td class='number probability'>{item.get('probability', 0):.3f}</td>"
         f"<td><span class='bar' style='width:{min(1.0, float(item.get('probability', 0))) * 8:.2f}rem'></span></td>"
         f"<td>{'✓' if item.get('selected') else ''}</td>"
-        + (f"<td>{_text('; '.join(a['display'] for a in item.get('answers', [])))}</td>" if with_answers else "")
+        + (
+            f"<td>{_text('; '.join(a.get('display') or a['code'] for a in item.get('answers', [])))}</td>"
+            if with_answers
+            else ""
+        )
         + "</tr>"
         for item in codes
     )

@@ -144,6 +144,13 @@ class EventInput:
     low: float | None = attrs.field(default=None, validator=_finite)
     high: float | None = attrs.field(default=None, validator=_finite)
 
+    def __attrs_post_init__(self) -> None:
+        """An encounter is named by its id (its events' ``encounter``, a request's ``encounter``, the
+        answer's): one without was answered as visit None, and that answer failed its own check
+        (INTERNAL, blaming the model for the client's record). After the field checks, which name theirs."""
+        if self.kind == "encounter" and not (isinstance(self.id, str) and self.id):
+            raise ValueError(f"'id' must be a non-empty string on an encounter (what names the visit), got {self.id!r}")
+
 
 def _in_time_order(event: EventInput) -> tuple[bool, float, int, str]:
     """Undated events last; at one instant, encounters first (the fhir source's order)."""

@@ -23,6 +23,9 @@ import attrs
 from heirloom_plugins.medical.safety import normal_text
 
 _TOKEN = re.compile(r"[^\W_]+(?::[\w.\-]+)?")
+#: A code typed without its system (``J02.9``, ``8302-2``), which the index keeps whole as each code's bare form:
+#: the words alone split it into ``j02`` and ``9``, and an ICD-10 or LOINC code found nobody.
+_BARE_CODE = re.compile(r"(?<![\w:.\-])[^\W_]+(?:[.\-][^\W_]+)+")
 #: BM25 parameters (the usual defaults).
 K1, B = 1.2, 0.75
 SEARCHED = ("condition", "medication", "allergy", "procedure", "immunization", "observation", "encounter", "note")
@@ -82,7 +85,7 @@ class SearchIndex:
         self.events[patient] = dict(by_term)
 
     def search(self, text: str, k: int) -> list[Hit]:
-        query = list(dict.fromkeys(terms(text)))
+        query = self._terms(text)
         if not self.lengths or not query:
             return []
         n, average = len(self.lengths), sum(self.lengths.values()) / len(self.lengths) or 1.0
@@ -98,6 +101,14 @@ class SearchIndex:
         exact = self.exact.get(normal_text(text.strip()), set())
         best = sorted(scores.items(), key=lambda item: (item[0] not in exact, -item[1], item[0]))[:k]
         return [Hit(patient, round(score, 4), self._matches(patient, query)) for patient, score in best]
+
+    def _terms(self, text: str) -> list[str]:
+        """The query's terms: a dotted or dashed run the index holds as a code (``J02.9``) is that code, not
+        its pieces (``j02``, ``9``: they ranked a patient with ``J02`` and a 9 in a name above it)."""
+        normal = normal_text(text)
+        codes = [run for run in _BARE_CODE.findall(normal) if run in self.postings]
+        rest = _BARE_CODE.sub(lambda run: " " if run[0] in self.postings else run[0], normal)
+        return list(dict.fromkeys([*codes, *terms(rest)]))
 
     def _matches(self, patient: str, query: list[str]) -> list[dict[str, Any]]:
         found: dict[tuple[str, str | None, str | None], int] = {}
