@@ -28,9 +28,15 @@ def parse_bounded(data: bytes) -> dict[str, Any]:
     bare = _STRINGS_AND_COMMENTS.sub("s", text)
     if _LONG_DOTTED_KEY.search(bare):
         raise ValueError(f"a dotted key or table name has more than {MAX_DEPTH} parts")
+    check_nesting(text)
+    return tomllib.loads(_LONG_INTEGER.sub(lambda match: match[1] or f'"\\u0000{TOO_LONG_INTEGER}"', text))
+
+
+def check_nesting(text: str) -> None:
+    """ValueError when ``text``'s arrays or inline tables nest past MAX_DEPTH: tomllib recurses once
+    per level, so 1,000 ``[`` were a RecursionError (a file's text, or a ``--set`` VALUE)."""
     depth = 0
-    for bracket in _BRACKETS.finditer(bare):
+    for bracket in _BRACKETS.finditer(_STRINGS_AND_COMMENTS.sub("s", text)):
         depth += 1 if bracket.group() in "[{" else -1
         if depth > MAX_DEPTH:
             raise ValueError(f"arrays or inline tables nested more than {MAX_DEPTH} levels deep")
-    return tomllib.loads(_LONG_INTEGER.sub(lambda match: match[1] or f'"\\u0000{TOO_LONG_INTEGER}"', text))

@@ -949,6 +949,22 @@ def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
     assert f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout
 
 
+def test_commands_that_only_read_create_no_store_and_an_empty_home_is_refused(tmp_path):
+    """``models list`` and ``gc --dry-run`` created an empty store (index.sqlite, blobs/) where none
+    was, and ``HEIRLOOM_HOME=`` (an unset variable) silently meant the user's own store (checker 277 F15)."""
+    home = tmp_path / "home"
+    env, none = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": ""}, f"no store yet: {home / 'store'} does not exist yet"
+    listed = run_heirloom("models", "list", env=env)
+    assert listed.returncode == 0 and listed.stdout == f"no artifacts: {none}\n", listed.stderr
+    assert run_heirloom("models", "list", "--json", env=env).stdout == "[]\n"
+    for command in (["gc", "--keep", "1", "--dry-run"], ["show", "team/m"]):
+        refused = run_heirloom("models", *command, env=env)
+        assert refused.returncode == 2 and f"error: {none}" in said(refused), refused.stderr
+    assert not (home / "store").exists()
+    empty = run_heirloom("models", "list", env={"HEIRLOOM_HOME": ""})
+    assert empty.returncode == 2 and "error: HEIRLOOM_HOME is set but empty (an unset variable?)" in empty.stderr
+
+
 def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, tmp_path):
     """A downgrade: a model type whose ``state_format`` is 1 refuses a version its newer
     release stored in format 2 (eval, serve, a warm start), where it would misread it."""

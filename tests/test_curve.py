@@ -359,7 +359,7 @@ def test_key_files_that_would_hang_or_escape_are_refused(tmp_path, keys):
     hanging = run_heirloom("serve", "minimal", "--curve-secret", str(fifo), "--curve-clients", clients, timeout=60)
     assert hanging.returncode == 1 and f"the Curve key {fifo} is a FIFO, not a regular file" in hanging.stderr
     escape = run_heirloom("keys", "new", str(tmp_path / "k"), "--name", "../../escape")
-    assert escape.returncode != 0 and "key name '../../escape': use 1-100 ASCII letters" in escape.stderr
+    assert escape.returncode == 2 and "'--name': key name '../../escape': use 1-100 ASCII letters" in escape.stderr
     assert not (tmp_path.parent / "escape.key").exists()
 
 

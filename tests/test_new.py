@@ -115,9 +115,28 @@ def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):
     assert taken.returncode == 2 and "heirloom-x exists and is not empty" in taken.stderr
     bad = run_heirloom("new", "plugin", "Heirloom_X", cwd=tmp_path)
     assert bad.returncode == 2 and "invalid plugin name 'Heirloom_X'" in bad.stderr
+    digit = run_heirloom("new", "plugin", "heirloom-1x", cwd=tmp_path)  # wrote `class 1xModel` (checker 277 F5)
+    assert digit.returncode == 2 and "the part after heirloom- must start with a letter" in digit.stderr
     for unusable in ("import", "a" * 300):  # a keyword module would not parse; a long name is no file name
         refused = run_heirloom("new", "plugin", unusable, cwd=tmp_path)
         assert refused.returncode == 2 and "at most 80 characters, and not a Python keyword" in refused.stderr
     kinds = run_heirloom("new", "plugin", "heirloom-y", "--kinds", "source,modle", cwd=tmp_path)
     assert kinds.returncode == 2 and "expected a comma list of source, model, api" in kinds.stderr
     assert not (tmp_path / "heirloom-y").exists() and not (tmp_path / "Heirloom_X").exists()
+    assert not (tmp_path / "heirloom-1x").exists()
+
+
+def test_a_folder_option_refuses_a_device_or_fifo_at_parse_time_naming_it(tmp_path):
+    """click refuses a regular file where a folder is needed but let a device or FIFO through:
+    ``new plugin --dir /dev/null`` failed late (exit 1), ``data list --to /dev/null`` listed it as
+    an empty folder (exit 0), ``keys new FIFO`` said only "File exists" (checker 277 F10, F11)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for command, option in (
+        (["new", "plugin", "heirloom-zz", "--dir", "/dev/null"], "'--dir': '/dev/null'"),
+        (["data", "list", "--to", str(fifo)], f"'--to': '{fifo}'"),
+        (["keys", "new", str(fifo)], f"'DIRECTORY': '{fifo}'"),
+    ):
+        refused = run_heirloom(*command, cwd=tmp_path)
+        assert refused.returncode == 2 and f"{option} is a device, FIFO or socket, not a folder" in refused.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["fifo"]

@@ -664,17 +664,19 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
 
 def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_says_it_shadows_it(tmp_path):
     """``profiles/minimal.toml`` with ``extends = ["minimal"]`` was an extends cycle on itself: a name that
-    would be the extending file is looked up further on (here: the shipped one); a folder named x.toml
-    was listed as a profile."""
+    would be the extending file is looked up further on (here: the shipped one); a folder named x.toml,
+    and a link that is broken, were listed as profiles."""
     write(tmp_path / "profiles" / "minimal.toml", 'extends = ["minimal"]\n[resources]\nthreads = 2\n')
     (tmp_path / "profiles" / "folder.toml").mkdir()
+    (tmp_path / "profiles" / "dangling.toml").symlink_to(tmp_path / "nowhere.toml")  # listed (checker 277 F13)
+    (tmp_path / "profiles" / "loop.toml").symlink_to(tmp_path / "profiles" / "loop.toml")
     shown = run_heirloom("profile", "show", "minimal", "--json", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     resolved = json.loads(shown.stdout)
     assert resolved["profile"]["resources"]["threads"] == 2 and "echo" in resolved["profile"]["apis"]
     assert resolved["provenance"]["resources.threads"] == "profiles/minimal.toml"
     listed = {entry["name"]: entry for entry in json.loads(run_heirloom("profiles", "--json", cwd=tmp_path).stdout)}
-    assert "folder" not in listed and listed["minimal"]["path"] == "profiles/minimal.toml"
+    assert not {"folder", "dangling", "loop"} & set(listed) and listed["minimal"]["path"] == "profiles/minimal.toml"
     assert [Path(p).name for p in listed["minimal"]["shadows"]] == ["minimal.toml"], listed["minimal"]
     assert listed["finance-sentiment"]["shadows"] == []
     table = " ".join(run_heirloom("profiles", cwd=tmp_path).stdout.split())
@@ -1113,6 +1115,34 @@ def test_an_integer_python_cannot_read_is_a_problem_at_its_key_from_a_file_or_a_
     from_set = run_heirloom("profile", "check", "minimal", *(arg for value in sets for arg in ("--set", value)))
     assert from_set.returncode == 2, from_set.stderr
     assert sorted(from_set.stderr.splitlines()) == [f"--set: resources.threads: {said}", f"--set: server.grace: {said}"]
+
+
+def test_a_set_value_nested_deeper_than_a_file_may_is_refused_naming_its_key(kernel):
+    """1,000 ``[`` in a --set VALUE was tomllib's RecursionError, a 3,000-line traceback (checker 277 F2);
+    a file's text was bounded (32 levels) before it was parsed, a --set VALUE was not."""
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve("minimal", ["resources.threads=" + "[" * 1000, "server.admin_routes=" + "[{a=" * 17])
+    assert sorted(str(caught.value).splitlines()) == [
+        "--set: resources.threads: arrays or inline tables nested more than 32 levels deep",
+        "--set: server.admin_routes: arrays or inline tables nested more than 32 levels deep",
+    ]
+    assert kernel.resolve("minimal", ['description="[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["']).raw.data["description"]
+
+
+def test_durations_and_the_frame_limit_are_bounded_so_check_names_them_not_an_overflow_at_start(kernel):
+    """``start_timeout = 1e10`` and ``max_message_bytes = 1e20`` passed check, then serve died of an
+    OverflowError at start (a traceback for the second), and ``stop_timeout = 1e10`` at stop (checker 277 F1, F3)."""
+    keys = ["system.start_timeout", "system.stop_timeout", "resources.start_timeout", "apis.echo.start_timeout"]
+    keys += [f"server.{key}" for key in ("grace", "heartbeat", "reload_interval")]
+    sets = [f"{key}=1e10" for key in keys] + ["server.max_message_bytes=99999999999999999999"]
+    with pytest.raises(heirloom.ProfileError) as caught:
+        kernel.resolve("minimal", [*sets, "server.idle_inline_ms=1e10"])
+    said = str(caught.value).splitlines()
+    assert len(said) == len(sets) + 1 and all(f"--set: {key}: " in str(said) for key in keys), said
+    assert "--set: server.max_message_bytes: 'max_message_bytes' must be <= 1099511627776" in str(said)
+    assert "--set: server.idle_inline_ms: 'idle_inline_ms' must be <= 86400000: 10000000000.0" in said
+    assert "--set: server.grace: 'grace' must be <= 86400: 10000000000.0" in said
+    kernel.resolve("minimal", [f"{key}=86400" for key in keys] + ["server.max_message_bytes=1099511627776"])
 
 
 def test_profile_check_is_linear_in_components(tmp_path):

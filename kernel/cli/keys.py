@@ -9,7 +9,14 @@ import click
 from heirloom.cli.common import fail
 from heirloom.cli.options import a_path
 from heirloom.core.errors import HeirloomError
-from heirloom.wire.auth import new_keypair
+from heirloom.wire.auth import key_name_problem, new_keypair
+
+
+def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A bad --name is input, refused before anything is written (exit 2, as a bad path)."""
+    if (problem := key_name_problem(value)) is not None:
+        raise click.BadParameter(problem)
+    return value
 
 
 @click.group("keys")
@@ -19,7 +26,7 @@ def keys_group() -> None:
 
 @keys_group.command("new")
 @click.argument("directory", type=a_path(file_okay=False))
-@click.option("--name", default="heirloom", show_default=True, help="File name stem of the keypair.")
+@click.option("--name", default="heirloom", show_default=True, callback=_name, help="File name stem of the keypair.")
 def keys_new(directory: Path, name: str) -> None:
     """Write NAME.key (public: give it to the other side) and NAME.key_secret (keep private) into DIRECTORY."""
     try:

@@ -18,7 +18,7 @@ from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_consol
 from heirloom.cli.options import PROFILE, a_path
 from heirloom.cli.rescore import rescored_gate
 from heirloom.core.errors import HeirloomError, did_you_mean
-from heirloom.store.artifacts import Artifact, ArtifactStore
+from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
 from heirloom.store.refs import Ref, RefError, check_alias, one_typo
@@ -37,9 +37,23 @@ class ModelsGroup(click.Group):
 
 
 def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
+    """The store; the commands that only read it create none where none is: ``models list`` and ``gc --dry-run``
+    created an empty store there (checker 277 F15). ``--dry-run`` and ``--json`` are eager: read here."""
     if value and not any((value / name).exists() for name in ("index.sqlite", "blobs")):  # create no store to read
         raise click.BadParameter(f"{value} holds no index.sqlite: not an artifact store (heirloom train makes one)")
-    return ArtifactStore(value) if value else get_kernel(ctx).store()
+    if value:  # one that exists (checked above)
+        return ArtifactStore(value)
+    if ctx.command.name in ("list", "show", "lineage", "history") or ctx.params.get("dry_run"):
+        try:  # only asks whether a store is there: opened as before below, a damaged one is said as before
+            get_kernel(ctx).store(create=False)
+        except StoreMissing as exc:
+            if ctx.command.name != "list":
+                fail(f"error: no store yet: {exc} (heirloom train makes one)", EXIT_INVALID)
+            click.echo("[]" if ctx.params.get("as_json") else f"no artifacts: no store yet: {exc}")
+            ctx.exit(0)
+        except HeirloomError:
+            pass
+    return get_kernel(ctx).store()
 
 
 store_option = click.option(
@@ -50,7 +64,7 @@ store_option = click.option(
     callback=_open_store,
     help="The artifact store folder, which must exist (default: HEIRLOOM_HOME/store).",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+json_option = click.option("--json", "as_json", is_flag=True, is_eager=True, help="Print JSON instead of a table.")
 
 
 def metrics_text(metrics: dict[str, Any]) -> str:
@@ -359,7 +373,7 @@ SHOWN_ORPHANS = 10
 
 @models_group.command("gc")
 @click.option("--keep", required=True, type=click.IntRange(min=1), help="Newest versions kept per model.")
-@click.option("--dry-run", is_flag=True, help="Say exactly what would be removed; remove nothing.")
+@click.option("--dry-run", is_flag=True, is_eager=True, help="Say exactly what would be removed; remove nothing.")
 @click.option(
     "--delete-orphans",
     is_flag=True,

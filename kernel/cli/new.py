@@ -130,6 +130,8 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
         fail(f"error: invalid plugin name {name!r}: lower-case letters, digits and single dashes (heirloom-foo)", 2)
     if name.removeprefix("heirloom-") in ("", "heirloom"):
         fail(f"error: {name!r} leaves no name for the plugin: use heirloom-SOMETHING", 2)
+    if not name.removeprefix("heirloom-")[0].isalpha():  # heirloom-1x wrote `class 1xModel`: no Python
+        fail(f"error: invalid plugin name {name!r}: the part after heirloom- must start with a letter", 2)
     if len(name) > 80 or keyword.iskeyword(name.replace("-", "_")):  # its module and folder are named after it
         fail(f"error: invalid plugin name {name[:100]!r}: at most 80 characters, and not a Python keyword", 2)
     folder = target or Path(name)

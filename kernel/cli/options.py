@@ -103,14 +103,19 @@ def _host_names(ctx: click.Context, param: click.Parameter, values: tuple[str, .
 
 class GivenPath(click.Path):
     """click.Path, as a Path, refusing ``""`` (an unset variable in a script): ``Path("")`` is
-    the working directory, so ``keys new ""`` wrote keys there and ``data fetch --to ""`` fetched there."""
+    the working directory, so ``keys new ""`` wrote keys there and ``data fetch --to ""`` fetched there.
+    Where a folder is needed it refuses a device, FIFO or socket too: click refuses only a regular file,
+    so ``data list --to /dev/null`` listed an empty folder and ``keys new FIFO`` failed late, exit 1."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if value == "":
             folder = "a folder, '.' for this one" if self.dir_okay else ""
             what = " or ".join(filter(None, ["a file" if self.file_okay else "", folder]))
             self.fail(f"is empty (an unset variable?): name {what}", param, ctx)
-        return super().convert(value, param, ctx)
+        path = super().convert(value, param, ctx)
+        if not self.file_okay and path.exists() and not path.is_dir():
+            self.fail(f"{click.format_filename(path)!r} is a device, FIFO or socket, not a folder", param, ctx)
+        return path
 
 
 def a_path(*, exists: bool = False, file_okay: bool = True, dir_okay: bool = True, writable: bool = False) -> GivenPath:

@@ -87,7 +87,7 @@ class Kernel:
         the files of its name it ``shadows`` (later in the lookup: only a file of that name extends one)."""
         found: dict[str, list[dict[str, str]]] = {}  # in lookup order: the first is the one a name means
         for directory in self.loader.search_dirs():
-            for path in [p for p in sorted(directory.glob("*.toml")) if not p.is_dir()] if directory.is_dir() else []:
+            for path in [p for p in sorted(directory.glob("*.toml")) if p.is_file()] if directory.is_dir() else []:
                 found.setdefault(path.stem, []).append({"path": display_path(path), "origin": display_path(directory)})
         self.plugins.load_all()
         for name, ((plugin, path), *_) in sorted(self.plugins.profiles.items()):

@@ -28,7 +28,7 @@ from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
 from heirloom.links import broken_link
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
-from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
+from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, check_nesting, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
@@ -64,6 +64,7 @@ class SetValue:
         elif tp is bool and text.strip() not in ("true", "false"):  # TOML's only two: yes, 1, TRUE were taken too
             raise ValueError(f"expected true or false (a TOML boolean), got {text.strip()!r}")
         else:
+            check_nesting(text)  # as a file's: tomllib's recursion was a RecursionError's traceback
             try:
                 value, *more = tomllib.loads(f"v = {text}").values()
             except tomllib.TOMLDecodeError:

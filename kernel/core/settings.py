@@ -9,15 +9,18 @@ import attrs
 
 from heirloom.core.components import above, at_least, path_field
 
+#: The longest duration setting, as ``--grace``'s: 1e10 s passed check, then overflowed a clock's arithmetic at start.
+A_DAY_MAX = attrs.validators.le(86_400)
+
 
 @attrs.define
 class SystemSettings:
     """``[system]``: lifecycle limits for the components of a profile."""
 
     #: Seconds a component may take in ``start`` before the system gives up on it.
-    start_timeout: float = attrs.field(default=120.0, validator=above(0))
+    start_timeout: float = attrs.field(default=120.0, validator=[above(0), A_DAY_MAX])
     #: Seconds a component may take in ``stop``.
-    stop_timeout: float = attrs.field(default=30.0, validator=above(0))
+    stop_timeout: float = attrs.field(default=30.0, validator=[above(0), A_DAY_MAX])
 
 
 def endpoint_problem(address: str) -> str | None:
@@ -29,9 +32,8 @@ def endpoint_problem(address: str) -> str | None:
 
 
 def _endpoints(instance: object, attribute: attrs.Attribute, value: list[str]) -> None:
-    for address in value:
-        if (problem := endpoint_problem(address)) is not None:
-            raise ValueError(f"'{attribute.name}': {problem}")
+    if problem := next(filter(None, map(endpoint_problem, value)), None):
+        raise ValueError(f"'{attribute.name}': {problem}")
 
 
 @attrs.define
@@ -44,18 +46,17 @@ class ServerSettings:
     #: broker with no local worker, for workers on other hosts (``serve --worker-bind``).
     workers: int = attrs.field(default=1, validator=at_least(0))
     #: Seconds in-flight work may take to finish after SIGTERM/SIGINT.
-    grace: float = attrs.field(default=30.0, validator=above(0))
+    grace: float = attrs.field(default=30.0, validator=[above(0), A_DAY_MAX])
     #: Requests waiting per route; beyond it RESOURCE_EXHAUSTED is answered at once.
     max_queue: int = attrs.field(default=1024, validator=above(0))
-    #: A batched request that finds the daemon idle (nothing else in flight or waiting) is
-    #: computed on the I/O thread, sparing two thread hand-overs, when its route's last batch
-    #: took at most this many ms; requests arriving meanwhile wait at most about that long.
-    #: 0: always hand batched requests to the route's batcher thread.
-    idle_inline_ms: float = attrs.field(default=5.0, validator=at_least(0))
+    #: A batched request that finds the daemon idle (nothing else in flight or waiting) is computed on the I/O thread,
+    #: sparing two thread hand-overs, when its route's last batch took at most this many ms; requests arriving
+    #: meanwhile wait at most about that long. 0: always hand batched requests to the route's batcher thread.
+    idle_inline_ms: float = attrs.field(default=5.0, validator=[at_least(0), attrs.validators.le(86_400_000)])
     #: Threads running non-inline, non-batched handlers.
     handler_threads: int = attrs.field(default=4, validator=above(0))
-    #: Largest frame accepted (ZeroMQ's ``MAXMSGSIZE``, per frame): a larger one disconnects its peer, unanswered.
-    max_message_bytes: int = attrs.field(default=64 << 20, validator=above(0))
+    #: Largest frame accepted (ZeroMQ's ``MAXMSGSIZE``, per frame; at most 1 TiB): a larger one disconnects its peer.
+    max_message_bytes: int = attrs.field(default=64 << 20, validator=[above(0), attrs.validators.le(1 << 40)])
     #: MiB of large replies (64 KiB and up) held for one client that is not reading them;
     #: past it, that client's large replies are dropped (``_stats`` ``dropped_replies``).
     reply_backlog_mb: int = attrs.field(default=64, validator=above(0))
@@ -64,10 +65,10 @@ class ServerSettings:
     #: MiB of large requests (64 KiB and up) a broker holds for its workers until they answer.
     forward_backlog_mb: int = attrs.field(default=256, validator=above(0))
     #: Seconds between worker heartbeats; a worker silent for 3 of them is declared dead.
-    heartbeat: float = attrs.field(default=1.0, validator=above(0))
+    heartbeat: float = attrs.field(default=1.0, validator=[above(0), A_DAY_MAX])
     #: Seconds between checks of the artifact store for a moved alias, and between re-reads of
     #: the Curve key folders (0: only on ``_reload``).
-    reload_interval: float = attrs.field(default=2.0, validator=at_least(0))
+    reload_interval: float = attrs.field(default=2.0, validator=[at_least(0), A_DAY_MAX])
     #: Replies remembered for idempotency keys, so a retried write is not applied twice ...
     idempotency_cache: int = attrs.field(default=10_000, validator=above(0))
     #: ... within this many MiB of remembered replies (the oldest are forgotten first).
@@ -104,18 +105,17 @@ class ComponentKeys:
     #: ``false`` drops the component (typically one a parent profile defined).
     enabled: bool = True
     #: Seconds ``start`` may take; overrides ``[system] start_timeout``.
-    start_timeout: float | None = attrs.field(default=None, validator=attrs.validators.optional(above(0)))
+    start_timeout: float | None = attrs.field(default=None, validator=attrs.validators.optional([above(0), A_DAY_MAX]))
 
 
 @attrs.define
 class ModelKeys(ComponentKeys):
     """Keys the kernel reads in a model table: where its weights come from."""
 
-    #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``,
-    #: ``pretrained:NAME``, or ``served``: this model's own served version when there is one
-    #: (continuous training; the first train fits from scratch). ``""`` (TOML has no null) or
-    #: ``--set models.NAME.inherit=null`` switches off an ``inherit`` that an extended profile
-    #: set: the model trains from scratch.
+    #: Warm-start ``heirloom train`` from this artifact: ``project/model@version-or-alias``, ``pretrained:NAME``, or
+    #: ``served``: this model's own served version when there is one (continuous training; the first train fits from
+    #: scratch). ``""`` (TOML has no null) or ``--set models.NAME.inherit=null`` switches off an ``inherit`` that an
+    #: extended profile set: the model trains from scratch.
     inherit: str | None = attrs.field(
         **_optional_match(REF_PATTERN, 'project/model, project/model@N or @alias, pretrained:NAME, served, ""')
     )

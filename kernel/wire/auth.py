@@ -61,13 +61,17 @@ _BROKEN_HANDSHAKE = (
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
+def key_name_problem(name: str) -> str | None:
+    """Why ``name`` is no stem of key file names (``keys new --name``), or None."""
+    if KEY_NAME.fullmatch(name):
+        return None
+    return f"key name {name[:120]!r}: use 1-100 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
     """Write ``NAME.key`` and ``NAME.key_secret`` into ``directory``; refuse to overwrite."""
-    if not KEY_NAME.fullmatch(name):
-        raise HeirloomError(
-            f"key name {name[:120]!r}: use 1-100 ASCII letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+    if (problem := key_name_problem(name)) is not None:
+        raise HeirloomError(problem)
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
     if os.path.lexists(public) or os.path.lexists(secret):  # a dangling link too: it would be written through
