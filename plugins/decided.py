@@ -100,3 +100,27 @@ def check(
             f"({weights[kind]} now) or add training texts like them ({docs})"
         )
     return found
+
+
+def check_out_of_scope(
+    decided: list[tuple[str, str, str]], answers: list[str], out_of_scope: str, progress: heirloom.Progress
+) -> None:
+    """Log how many records a person decided ``out_of_scope`` (``(text, label, kind)``; they train nothing)
+    the new version answers in scope, no handoff, naming a few: "all answered as resolved" hid them. Kept out
+    of the version's metadata: each new "none of them" would then store a copy of the same weights."""
+    if not decided:
+        return
+    inside = [(text, kind, answer) for (text, _, kind), answer in zip(decided, answers, strict=True)]
+    inside = [(text, kind, answer) for text, kind, answer in inside if answer != out_of_scope]
+    if not inside:
+        progress.log(f"{out_of_scope} decisions: all {len(decided)} in the training data are handed off")
+        return
+    named = "; ".join(
+        f"{text[:60]!r} {KINDS[kind][2]} {out_of_scope}, now {answer}" for text, kind, answer in inside[:SHOWN]
+    )
+    named += " ..." if len(inside) > SHOWN else ""
+    progress.log(
+        f"warning: this version answers {len(inside)} of the {len(decided)} texts a person decided {out_of_scope} "
+        f"in scope, not handed off: {named}; they train nothing (no weight helps them): check this "
+        "version before serving it, and the decisions that taught the intents they now get (docs/SUPPORT.md)"
+    )

@@ -264,6 +264,26 @@ def test_a_cursor_starts_over_on_a_log_truncated_in_place_and_grown_past_where_i
     assert [record["n"] for _, record in cursor.read()[0]] == [20]  # and reads on from there
 
 
+def test_a_cursor_read_between_a_rotation_and_the_next_record_reads_the_new_log(tmp_path):
+    """The documented rotation (rename the log, ``nocreate``) with a read before the writer made
+    a new file: the cursor kept the old file's last bytes and seeked to a negative offset on
+    every later read (EINVAL), so a daemon's handoff queue stayed UNAVAILABLE until a restart
+    (checker 278 F1)."""
+    path = tmp_path / "handoffs.jsonl"
+    log = heirloom.AppendLog(path)
+    log.append({"n": 0, "text": "before the rotation"})
+    cursor = heirloom.LogCursor(path)
+    assert [record["n"] for _, record in cursor.read()[0]] == [0]
+    os.rename(path, tmp_path / "handoffs.jsonl.1")
+    assert cursor.read() == ([], True)  # an empty queue, as documented
+    log.append({"n": 1})  # the writer starts a new file
+    assert [record["n"] for _, record in cursor.read()[0]] == [1]
+    log.append({"n": 2})
+    found, restarted = cursor.read()
+    assert [record["n"] for _, record in found] == [2] and not restarted
+    assert cursor.records_at([offset for offset, _ in found]) == [record for _, record in found]
+
+
 def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_that_became_no_file_refuses_it(tmp_path):
     """An operator restoring the logs from a backup (or rsync, or logrotate) replaced the file
     a daemon held open: every later record was acknowledged and written to the deleted file."""

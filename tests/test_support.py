@@ -234,6 +234,12 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         with pytest.raises(NotFound) as typo:
             client.call("support.accept_intent", {"intent": "card_swallow"})
         assert "did you mean 'card_swallowed'?" in typo.value.message and typo.value.field == "body.intent"
+        for known in (queued["intent_guess"], "out_of_scope"):  # it was NOT_FOUND, "did you mean" a waiting typo
+            with pytest.raises(InvalidArgument) as right:
+                client.call("support.accept_intent", {"intent": known})
+            assert f"{known!r} is " in right.value.message and "train already, there is nothing to accept" in (
+                right.value.message
+            )
         accepted = client.call("support.accept_intent", {"intent": "card_swallowed"})
         assert accepted == {"accepted": True, "intent": "card_swallowed", "resolutions": 1}
         # a retry whose reply was lost gets the same answer (it was NOT_FOUND, "did you mean" a typo)
@@ -1009,6 +1015,27 @@ def test_hand_edited_handoff_lines_the_api_would_refuse_are_named_and_skipped_no
     assert "line 4:" not in caplog.text and "line 5:" not in caplog.text and "line 7:" not in caplog.text
     listed = HandoffQueue(path).listed(include_resolved=True, limit=10)
     assert [entry["id"] for entry in listed] == ["h5", "h4"]
+
+
+def test_the_handoff_queue_works_on_after_its_log_is_rotated_and_read_before_the_next_handoff(tmp_path):
+    """docs/SUPPORT.md: renaming the log starts an empty queue. A console polling ``handoffs``
+    between the rename and the next handoff made every later ``handoffs``, ``resolve`` and
+    ``accept_intent`` UNAVAILABLE until a restart, while ``answer`` kept queueing (checker 278 F1)."""
+    from heirloom_plugins.support.queue import HandoffQueue
+
+    path = tmp_path / "handoffs.jsonl"
+    log = heirloom.AppendLog(path)  # the daemon's writer, as ``answer`` and ``resolve`` use it
+    log.append({"type": "handoff", "id": "h1", "text": "what is the weather in paris"})
+    queue = HandoffQueue(path)
+    assert queue.open_count() == 1
+    os.rename(path, tmp_path / "handoffs.jsonl.1")  # logrotate with nocreate
+    assert queue.open_count() == 0 and queue.listed(include_resolved=True, limit=10) == []
+    log.append({"type": "handoff", "id": "h2", "text": "what is the weather in rome"})
+    assert queue.holds("h2") and [entry["id"] for entry in queue.listed(include_resolved=False, limit=10)] == ["h2"]
+    log.append({"type": "resolution", "id": "h2", "intent": "weather_now", "new_intent": True})
+    assert queue.waiting() == {"weather_now": 1}
+    log.append({"type": "acceptance", "intent": "weather_now"})
+    assert queue.accepted() == {"weather_now": 1} and queue.open_count() == 0
 
 
 def test_a_handoff_resolved_with_an_intent_and_an_answer_trains_both(tmp_path):

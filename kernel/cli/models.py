@@ -21,6 +21,7 @@ from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
 from heirloom.store.backup import backup_store
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
+from heirloom.store.gc import REPAIR
 from heirloom.store.refs import Ref, RefError, check_alias, one_typo
 
 
@@ -386,10 +387,10 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
     """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors.
 
     Removes the blobs only those versions used and temp files of interrupted writes; never
-    a folder, a link or a file not named like a blob. A version whose blob is missing is kept
-    and listed as unreadable, and so is a damaged one where it matters (gc reads the blobs of
-    a model that would lose versions): KEEP counts only versions that can load. `heirloom
-    models verify` reads every blob.
+    a folder, a link or a file not named like a blob. A version whose blob is missing, or damaged
+    (gc reads the blobs of aliased versions and of a model that would lose versions), is listed as
+    unreadable: KEEP counts only versions that can load, and one that is not its model's newest and
+    that no alias or kept descendant holds is removed. `heirloom models verify` reads every blob.
     """
     plan = store.gc(keep, dry_run=dry_run, orphans=delete_orphans)
     if as_json:
@@ -413,14 +414,21 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
         err_console.print(
             f"warning: {store.blobs / name} is {what}, not a blob; gc leaves it alone", markup=False, soft_wrap=True
         )
-    if plan.unreadable:
-        err_console.print(
-            f"warning: {', '.join(plan.unreadable)} cannot load (a blob missing, damaged or not a file): kept, and not "
-            "counted among "
-            "the newest --keep; heirloom models verify lists every damaged version",
-            markup=False,
-            soft_wrap=True,
-        )
+    removed = set(report["versions"])
+    for refs, fate in (
+        (
+            [ref for ref in plan.unreadable if ref not in removed],
+            f"kept (an alias, a kept descendant or its being the newest version holds it); {REPAIR}",
+        ),
+        ([ref for ref in plan.unreadable if ref in removed], f"{verb}, as nothing keeps it"),
+    ):
+        if refs:
+            err_console.print(
+                f"warning: {', '.join(refs)} cannot load (a blob missing, damaged or not a file), not counted among "
+                f"the newest --keep: {fate}; heirloom models verify lists every damaged version",
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 @models_group.command("backup")
@@ -477,6 +485,8 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
         for ref, problem in damaged.items():
             err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
         click.echo(f"{sum(a.ref not in damaged for a in artifacts)} of {len(artifacts)} version(s) intact")
+        if set(damaged) & {artifact.ref for artifact in artifacts}:
+            err_console.print(f"to repair a damaged version: {REPAIR}", markup=False, soft_wrap=True)
     if damaged:
         raise SystemExit(1)
 

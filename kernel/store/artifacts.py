@@ -39,7 +39,7 @@ from heirloom.store.content import (
     state_metadata,
 )
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, remove_unreferenced, room
-from heirloom.store.index import BACKUP_MARKER, MAX_VERSION, StoreIndex, Transaction
+from heirloom.store.index import BACKUP_MARKER, FITTED_WAIT, MAX_VERSION, StoreIndex, StoreLocked, Transaction
 from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name
 
 
@@ -95,6 +95,8 @@ class StoreMissing(HeirloomError):
 class ArtifactStore:
     """A folder of artifacts; every method is safe across threads and processes."""
 
+    fitted_wait = FITTED_WAIT  # seconds ``put`` waits for another process's write lock
+
     def __init__(self, root: Path, *, create: bool = True):
         """``create=False`` (``profile check``, ``heirloom ui``, which must write nothing) opens only a
         store that is there (where none is, StoreMissing, rather than a new empty store at a mistyped
@@ -123,9 +125,8 @@ class ArtifactStore:
         return f"ArtifactStore({str(self.root)!r})"
 
     def unwritable(self) -> str | None:
-        """Why a version could not be stored here, None when it can: ``train`` asks before it reads
-        any record, not at the write after the fit. A probe file, as a mode check passes root on a
-        read-only mount (which serves fine: only storing fails)."""
+        """Why a version could not be stored here, None when it can: ``train`` asks before it reads any record,
+        not after the fit. A probe file, as a mode check passes root on a read-only mount (which serves fine)."""
         for folder in (self.blobs, self.root):  # the blobs, and the index's folder (its journal files)
             try:
                 fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=folder)
@@ -183,7 +184,7 @@ class ArtifactStore:
         indexing = False
         try:
             # Holding the index's write lock while the blobs land keeps gc from sweeping them.
-            with self.index.writing() as tx:
+            with self.index.writing(self.fitted_wait) as tx:
                 if parent is not None and tx.digest_of(parent.project, parent.model, parent.version) != parent.digest:
                     raise HeirloomError(  # it was there when resolved: not a ref naming nothing (exit 2)
                         f"parent {parent.ref} ({parent.digest[:12]}) was removed from the store at {self.root} "
@@ -206,7 +207,7 @@ class ArtifactStore:
             if added:
                 with contextlib.suppress(HeirloomError):  # an index that cannot be used now: gc finds them later
                     remove_unreferenced(self.index, self.blobs, added)
-            if not (indexing and isinstance(exc, HeirloomError)):  # a refusal before it, or a blob's write: said
+            if not ((indexing and isinstance(exc, HeirloomError)) or isinstance(exc, StoreLocked)):  # else said
                 raise
             raise HeirloomError(f"{exc}; the version was not stored") from None
         self._written()

@@ -33,7 +33,7 @@ import attrs
 from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import NotRegularFile, fsync_dir, open_regular, write_atomic
 from heirloom.store.artifacts import ArtifactStore
-from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB
+from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB, REPAIR
 from heirloom.store.index import BACKUP_MARKER, StoreIndex
 
 #: Written first into a backup: which store it copies (so a backup of another store is not
@@ -207,7 +207,7 @@ def _refuse_missing(store: ArtifactStore, rows: list[tuple[str, str, int, str, s
     if damaged:
         raise HeirloomError(
             f"the store lacks blobs of {', '.join(damaged)} ({', '.join(sorted(gone))[:300]}): nothing was "
-            "backed up over the earlier copy; run heirloom models verify, then remove or restore those versions"
+            f"backed up over the earlier copy; to repair each: {REPAIR} (heirloom models verify lists them all)"
         )
 
 
@@ -258,7 +258,7 @@ def _copy_checked(origin: Path, partial: Path) -> None:
     if digest.hexdigest() != origin.name.partition(".")[0]:
         raise HeirloomError(
             f"{origin} is damaged (its sha256 is {digest.hexdigest()}): nothing was backed up over the earlier copy; "
-            "run heirloom models verify"
+            f"run heirloom models verify to see which versions use it; to repair each: {REPAIR}"
         )
 
 

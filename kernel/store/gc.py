@@ -48,8 +48,9 @@ class GcPlan:
     foreign: list[tuple[str, str]]
     #: Refs of versions a blob of which is missing or damaged (its content no longer its
     #: name): they cannot load, so they do not count among the newest ``keep`` (the newest
-    #: loadable ones do), and gc never removes them. Only the versions that would be kept
-    #: in place of removed ones are hashed: a gc that removes nothing reads no blob.
+    #: loadable ones do); one an alias or a kept descendant holds, or its model's newest, is kept,
+    #: any other removed (in ``versions`` too): that is how a damaged version goes.
+    #: Aliased versions and those that would be kept in place of removed ones are hashed.
     unreadable: list[str] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -63,6 +64,15 @@ class GcPlan:
             "foreign": [{"name": name, "is": what} for name, what in self.foreign],
             "unreadable": self.unreadable,
         }
+
+
+#: How to mend a version that cannot load, for verify's, backup's and gc's messages: there is no command that
+#: removes one version, gc removes it once no alias or kept descendant holds it.
+REPAIR = (
+    "restore its blobs from a backup (docs/OPERATIONS.md), or move its aliases to a good version "
+    "(heirloom models promote REF ALIAS) and run heirloom models gc --keep N, which then removes it unless it is "
+    "its model's newest version"
+)
 
 
 def collect(
@@ -111,10 +121,11 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
     doomed_keys: set[tuple[str, str, int]] = set()
     if keep is not None:
         checked: set[str] = set()
+        aliased = {_ref(row) for row in rows if row["aliases"]}
         while True:  # a kept version found damaged gives its place to an older one, checked in turn
             kept = _survivors(rows, keep, project, unreadable)
             losing = {f"{row['project']}/{row['model']}" for row in rows if _ref(row) not in kept}
-            fresh = [ref for ref in kept - unreadable - checked if ref.rpartition("@")[0] in losing]
+            fresh = [ref for ref in kept - unreadable - checked if ref in aliased or ref.rpartition("@")[0] in losing]
             if not fresh:
                 break
             checked.update(fresh)
@@ -184,10 +195,10 @@ def _ref(row: dict[str, Any]) -> str:
 def _survivors(
     rows: list[dict[str, Any]], keep: int, project: str | None = None, unreadable: set[str] | None = None
 ) -> set[str]:
-    """Refs gc keeps: newest ``keep`` loadable versions per model, ``unreadable`` ones,
+    """Refs gc keeps: newest ``keep`` loadable versions per model (``unreadable`` ones cannot load), the
+    newest of each whatever its state (versions are never reused: a removed newest one's number would be),
     aliased ones, every version outside ``project`` (when given), and all their ancestors."""
-    unreadable = unreadable or set()
-    kept = _newest(rows, keep, unreadable) | unreadable
+    kept = _newest(rows, keep, unreadable or set()) | _newest(rows, 1, set())
     kept |= {_ref(row) for row in rows if row["aliases"] or project not in (None, row["project"])}
     parents = {_ref(row): row["parent"] for row in rows}
     pending = list(kept)

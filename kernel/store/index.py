@@ -9,6 +9,7 @@ One connection per transaction, so a store is safe across threads and forked pro
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -21,11 +22,19 @@ from heirloom.core.errors import HeirloomError
 from heirloom.core.fsutil import irregular
 from heirloom.store.descriptors import out_of_descriptors
 
+log = logging.getLogger("heirloom.store")
+
 #: What marks a folder as a backup of a store (``models backup`` writes it first).
 BACKUP_MARKER = "heirloom-backup.json"
 SCHEMA_VERSION = 1
 #: Seconds a writer waits for another one to finish (big blobs are written under the lock).
 BUSY_TIMEOUT = 120.0
+#: Seconds storing a fitted model waits: a train's hours are not thrown away over a gc or an open sqlite3 shell.
+FITTED_WAIT = 3600.0
+#: Seconds a writer waits before it says once that it waits (a wait for a quick writer goes unsaid).
+QUIET_WAIT = 2.0
+#: Who may hold the write lock that long, for the messages that say it is held.
+HOLDERS = "a train, gc, backup or an open sqlite3 shell"
 JSON_COLUMNS = ("data_fingerprints", "metrics", "plugin_versions")
 #: The largest version stored: a JSON reader that reads numbers as doubles (JavaScript) reads it exactly.
 MAX_VERSION = 2**53
@@ -111,6 +120,10 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+class StoreLocked(HeirloomError):
+    """Another process held the store's write lock longer than a writer waits."""
 
 
 class StoreIndex:
@@ -217,10 +230,37 @@ class StoreIndex:
                 ) from None
             raise HeirloomError(f"the store index {self.path} is damaged ({exc}); restore it from a backup") from None
 
+    def _lock(self, conn: sqlite3.Connection, wait: float) -> None:
+        """``BEGIN IMMEDIATE``, waiting up to ``wait`` s for another process's write lock: after QUIET_WAIT s
+        it says so once (stderr, a daemon's log); past ``wait`` the error says locked, not "cannot be used"
+        (read as damage), and held by whom: a silent two-minute wait looked like a hang."""
+        for attempt, limit in enumerate((min(QUIET_WAIT, wait), max(0.0, wait - QUIET_WAIT))):
+            conn.execute(f"PRAGMA busy_timeout = {int(limit * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+            if attempt == 0:
+                log.warning(
+                    "waiting up to %g s for the store's write lock (%s is held by another process: %s)",
+                    wait,
+                    self.path,
+                    HOLDERS,
+                )
+        raise StoreLocked(
+            f"the store index {self.path} is locked by another process for {wait:g} s ({HOLDERS} holds its write "
+            "lock); nothing was written: run it again once that process is done"
+        )
+
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[Transaction]:
+    def _transaction(self, begin: str, wait: float = BUSY_TIMEOUT) -> Iterator[Transaction]:
         with self._errors(), closing(self.connect()) as conn:
-            conn.execute(begin)
+            if begin == "BEGIN IMMEDIATE":
+                self._lock(conn, wait)
+            else:
+                conn.execute(begin)
             try:
                 _schema(conn, self.path)  # a newer heirloom may have upgraded it under a running process
                 yield Transaction(conn)
@@ -233,9 +273,10 @@ class StoreIndex:
         """A consistent snapshot for several queries."""
         return self._transaction("BEGIN")
 
-    def writing(self) -> AbstractContextManager[Transaction]:
-        """The store's write lock; everything inside commits together or not at all."""
-        return self._transaction("BEGIN IMMEDIATE")
+    def writing(self, wait: float = BUSY_TIMEOUT) -> AbstractContextManager[Transaction]:
+        """The store's write lock (waiting up to ``wait`` s for it); everything inside commits together or not
+        at all."""
+        return self._transaction("BEGIN IMMEDIATE", wait)
 
 
 class Transaction:

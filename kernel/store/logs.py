@@ -220,8 +220,9 @@ class LogCursor:
         """``([(offset, record), ...], restarted)``: the new records, and whether the log was
         replaced or shrank since the last read (then they are all of its records)."""
         handle = _open_regular(self.path)
-        if handle is None:
+        if handle is None:  # renamed away (rotation) or removed: a new file is read from its start
             restarted, self._offset, self._lines, self._file = self._file is not None, 0, 0, None
+            self._tail = b""
             return [], restarted
         found = []
         with handle:

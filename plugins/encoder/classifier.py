@@ -164,9 +164,11 @@ class EncoderClassifier(EncoderModel):
         left_out = [(t, label, kind) for i, (t, label, kind) in enumerate(rows) if kind and i in free]
         rows = [row for i, row in enumerate(rows) if i not in free]
         every_text, every_label = [t for t, _, _ in rows], [label for _, label, _ in rows]
-        decided = [  # a person's "none of them" trains nothing (in_scope), so it is neither weighed nor checked
-            (t, label, kind) for t, label, kind in rows if kind and label != self.out_of_scope_label
-        ]
+        # a person's "none of them" trains nothing (in_scope) and is not weighed, but is checked (said in the log):
+        # a retrain answering it in scope, no handoff, was reported as "all answered as resolved" (checker 278 F2)
+        decided = [(t, label, kind) for t, label, kind in rows if kind]
+        outside = [row for row in decided if row[1] == self.out_of_scope_label]
+        decided = [row for row in decided if row[1] != self.out_of_scope_label]
         texts, labels = in_scope(every_text, every_label, self.out_of_scope_label, progress)
         kinds = {(text, label): kind for text, label, kind in decided}
         repeats = person.repeats([kinds.get(pair) for pair in zip(texts, labels, strict=True)], self._weights())
@@ -216,8 +218,8 @@ class EncoderClassifier(EncoderModel):
             "correction_weight": self.correction_weight,
             "label_counts": dict(sorted(counts.items())),
         }
-        if decided or left_out:
-            self._training.update(self._check_decided(decided, left_out, progress))
+        if decided or left_out or outside:
+            self._training.update(self._check_decided(decided, left_out, outside, progress))
         self.remember_texts(texts, parent)
 
     def _weights(self) -> dict[str, int]:
@@ -241,20 +243,28 @@ class EncoderClassifier(EncoderModel):
         return found
 
     def _check_decided(
-        self, decided: list[tuple[str, str, str]], left_out: list[tuple[str, str, str]], progress: heirloom.Progress
+        self,
+        decided: list[tuple[str, str, str]],
+        left_out: list[tuple[str, str, str]],
+        outside: list[tuple[str, str, str]],
+        progress: heirloom.Progress,
     ) -> dict[str, Any]:
         """How many of the people's decisions in the training data (``(text, label, kind)``) this version
         answers otherwise (another label, or handed off again), named in a warning: a handoff a person
         resolved came back from a retrain as a wrong answer, no longer handed off; a correction as the
-        error it corrected. Those ``left_out`` (content-free) are said apart, never "answered as resolved"."""
+        error it corrected. Those ``left_out`` (content-free) are said apart, never "answered as resolved", and
+        those decided out of scope (``outside``) too, in the log alone (person.check_out_of_scope)."""
         encoder, head = self._require()
-        texts, split = [text for text, _, _ in decided], split_of(encoder, self)
+        texts, split = [text for text, _, _ in decided + outside], split_of(encoder, self)
         answers = []
         if texts:
             outputs = self._outputs(encoder, head, self._gaussian, texts, split, self._fusion, self._words)
             answers = [answer["label"] for answer in self._decide(outputs)]
+        person.check_out_of_scope(outside, answers[len(decided) :], self.out_of_scope_label, progress)
         shown_as = {self.out_of_scope_label: "handed off"}
-        return person.check(decided, answers, progress, self._weights(), shown_as, left_out, CONTENT_FREE)
+        return person.check(
+            decided, answers[: len(decided)], progress, self._weights(), shown_as, left_out, CONTENT_FREE
+        )
 
     def _ngram_head(
         self, texts: list[str], labels: list[str], label_set: list[str], progress: heirloom.Progress, description: str

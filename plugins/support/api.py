@@ -410,8 +410,16 @@ class SupportApi(heirloom.Api):
             # a retry whose reply was lost: the same answer, not NOT_FOUND pointing at a typo
             return {"accepted": True, "intent": body.intent, "resolutions": accepted[body.intent]}
         if body.intent not in waiting:
-            close = heirloom.did_you_mean(body.intent, waiting)
             listed = ", ".join(sorted(waiting)) or "none"
+            terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
+            if body.intent in (*terms.labels, terms.out_of_scope):  # it steered a right name to a waiting typo
+                what = "its 'none of them'" if body.intent == terms.out_of_scope else "an intent it knows"
+                message = (
+                    f"{body.intent!r} is {what} to the served intent model: resolutions naming it train already, "
+                    f"there is nothing to accept (waiting: {listed})"
+                )
+                raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
+            close = heirloom.did_you_mean(body.intent, waiting)
             message = f"no resolution waits with new intent {body.intent!r}{close} (waiting: {listed})"
             raise heirloom.RequestError("NOT_FOUND", message, "body.intent")
         with heirloom.durable_write("acceptance", self._decisions_limit):
