@@ -1442,7 +1442,9 @@ def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
 def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
     """A promote onto a version an api's ``check`` refuses (the label-monitor's label, missing
     from it) was hot-swapped in silently, and the next restart of the daemon refused to start.
-    It loaded: the refusal was worded ``could not load team/m@2: ...``, which sent an author to its load()."""
+    It loaded: the refusal was worded ``could not load team/m@2: ...``, which sent an author to its load().
+    It names the file that set the value (its name: ``_stats`` shows no server path), as profile check does
+    (checker 275 F8)."""
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
     profile = write(tmp_path / "team.toml", text + "needs_epochs = 1\n[server]\nreload_interval = 0.1\n")
     env = _two_versions_first_in_production(store, profile)
@@ -1458,7 +1460,7 @@ def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
             assert client.call("t.predict", 1) is not None
         refused = (
             "did not swap to team/m@2, an api's check refused it: "
-            "apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
+            "daemon.toml: apis.t.needs_epochs: the model was trained for 2 epochs; still serving team/m@1"
         )
         assert error == refused, error
         assert f"models.m (toy-model): {refused}" in daemon.log()
@@ -2232,7 +2234,8 @@ def test_a_backup_cut_short_is_resumed_into_the_same_folder(store, tmp_path):
 
 def test_a_fifo_named_as_training_data_is_one_line_from_train_not_a_hang(tmp_path):
     """The csv source's fingerprint read its files before anything opened them regular-only:
-    a FIFO hung ``heirloom train`` for ever, a folder was a traceback."""
+    a FIFO hung ``heirloom train`` for ever, a folder was a traceback. Both name the file and key before any
+    data is read (checker 275 F4)."""
     env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
     for name, make in (("fifo", os.mkfifo), ("folder", os.mkdir)):
         (tmp_path / name).mkdir()
@@ -2245,7 +2248,7 @@ def test_a_fifo_named_as_training_data_is_one_line_from_train_not_a_hang(tmp_pat
         trained = run_heirloom("train", str(profile), env=env, timeout=60)
         assert trained.returncode == 1 and "Traceback" not in trained.stderr, trained.stderr
         what = "a FIFO, not a regular file" if name == "fifo" else "a directory, not a file"
-        assert f"{tmp_path / name / 'data.csv'} is {what}" in said(trained)
+        assert f"{profile}: sources.s.train: 'train' {tmp_path / name / 'data.csv'} is {what}" in said(trained)
 
 
 def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path, monkeypatch):

@@ -573,3 +573,23 @@ def test_a_refused_label_lists_twenty_known_labels_and_counts_the_rest():
         heirloom.check_label("thread  107", known, "body.label")
     assert caught.value.message.endswith(f"(labels: {', '.join(known[:20])} and 105 more)"), caught.value.message
     assert "did you mean 'thread 107'?" in caught.value.message
+
+
+def test_a_feedback_source_naming_no_api_of_its_project_is_a_problem_with_a_suggestion(tmp_path):
+    """``api = "intnet"`` passed ``profile check`` and trained on 0 corrections without a word (checker 275
+    F13). An api the profile lacks whose log exists (a serving profile of the same project) is no typo."""
+    write(tmp_path / "train.csv", "text,label\nhi,greet\nbye,leave\n")
+    profile = write(
+        tmp_path / "shop.toml",
+        'project = "shop"\n[sources.s]\nuse = "csv"\ntrain = "train.csv"\n'
+        '[sources.f]\nuse = "feedback"\napi = "intnet"\n[sources.both]\nuse = "union"\nsources = ["s", "f"]\n'
+        '[models.m]\nuse = "text-classifier"\ndata = "both"\n[apis.intent]\nuse = "classify"\nmodel = "m"\n',
+    )
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    said = "no api 'intnet' in this profile (apis: intent) and no feedback log of project 'shop' by that name"
+    refused = f"{profile}: sources.f.api: {said}: nothing to read; did you mean 'intent'?"
+    for command in (("profile", "check", str(profile)), ("data", "stats", str(profile), "f"), ("train", str(profile))):
+        done = run_heirloom(*command, env=env)
+        assert done.returncode == (2 if command[0] == "profile" else 1) and refused in done.stderr, done.stderr
+    heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "shop" / "intnet.jsonl").close()
+    assert run_heirloom("profile", "check", str(profile), env=env).returncode == 0

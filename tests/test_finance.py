@@ -242,7 +242,7 @@ def test_a_monitor_watching_a_label_the_model_lacks_fails_check_and_serve(traine
     assert run_heirloom("profile", "check", "finance-sentiment", env=trained).returncode == 0
     daemon = Daemon(tmp_path, profile=text, env=trained)
     assert daemon.process.wait(120) != 0
-    assert "apis.monitor.label: 'negatve' is not a label of model 'sentiment'" in daemon.log()
+    assert "daemon.toml: apis.monitor.label: 'negatve' is not a label of model 'sentiment'" in daemon.log()  # F8
 
 
 def test_profile_pointing_at_a_missing_data_file_fails_check(tmp_path, data_dir):

@@ -241,7 +241,8 @@ def test_a_models_complaint_about_its_records_names_the_model_and_its_source(tmp
 
 def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     """``inherit`` naming a recommender's version in a text-classifier said only "the parent
-    is not a text-classifier state", not which key or what the parent was."""
+    is not a text-classifier state", not which key or what the parent was. The text-classifier's
+    ``check_parent`` says so with the file before any data is read (exit 2: checker 275 F6)."""
     toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
     toy = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\n'
     other = write(tmp_path / "other.toml", toy)
@@ -254,9 +255,9 @@ def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
         '[models.intent]\nuse = "text-classifier"\ndata = "s"\ninherit = "other/m@1"\n',
     )
     trained = run_heirloom("train", str(profile), env=toys)
-    assert trained.returncode == 1
+    assert trained.returncode == 2
     said = " ".join(trained.stderr.split())
-    refused = "error: models.intent.inherit: other/m@1 is of model type toy-model: the parent was not written by"
+    refused = f"{profile}: models.intent.inherit: other/m@1 is of model type toy-model: the parent was not written by"
     assert refused in said
     # A parent of the model's own type it refuses is named too (the message alone named nothing)
     child = write(tmp_path / "child.toml", toy + 'inherit = "other/m@1"\ntags = ["refuse-parent"]\n')
@@ -264,11 +265,47 @@ def test_a_parent_of_another_model_type_is_named_by_the_inherit_key(tmp_path):
     said = " ".join(refused.stderr.split())
     assert refused.returncode == 1 and "error: models.m.inherit: other/m@1: the parent has dim 64" in said, said
     # Only a refused parent is put on inherit, not another error that happens to say "parent".
+    assert run_heirloom("train", str(profile), "--set", "models.intent.inherit=", env=toys).returncode == 0
     write(tmp_path / "train.csv", "text,label\n" + "".join(f"text {i},parent\n" for i in range(5)))
-    alone = run_heirloom("train", str(profile), env=toys)
+    alone = run_heirloom("train", str(profile), "--set", "models.intent.inherit=team/intent@1", env=toys)
     said = " ".join(alone.stderr.split())
     assert alone.returncode == 1 and "needs at least two labels to fit, got ['parent']" in said
     assert "inherit" not in said, said
+
+
+def test_a_parent_the_model_cannot_warm_start_from_is_refused_at_its_key_by_check_and_by_train(tmp_path):
+    """``inherit = "pretrained:minilm"`` in a text-classifier, or a parent hashing text otherwise (``fold``), passed
+    ``profile check``; train read the data, then failed with exit 1 naming no file (checker 275 F6). A parent
+    sharing no label with the data warm-started without a word (F7)."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
+    rows = "".join(f"my card {i} is lost,lost_card\nthe rate {i} today,exchange_rate\n" for i in range(10))
+    write(tmp_path / "train.csv", "text,label\n" + rows)
+    team = write(
+        tmp_path / "team.toml",
+        'project = "team"\n[sources.s]\nuse = "csv"\ntrain = "train.csv"\n'
+        '[models.intent]\nuse = "text-classifier"\ndata = "s"\nbuckets = 1024\n',
+    )
+    assert run_heirloom("train", str(team), env=env).returncode == 0
+    kid = write(
+        tmp_path / "kid.toml",
+        'extends = ["team.toml"]\nproject = "kid"\n[models.intent]\ninherit = "team/intent@1"\nfold = true\n',
+    )
+    hashes = "team/intent@1: the parent hashes text differently, so its weights would sit on other features"
+    refused = f"{kid}: models.intent.fold: {hashes}: set it as the parent has; fold (parent False, this model True)"
+    for command in ("profile check", "train"):
+        done = run_heirloom(*command.split(), str(kid), env=env)
+        assert done.returncode == 2 and refused in done.stderr, done.stderr
+    assert "warm start" not in done.stderr  # refused before the data was read
+    pretrained = ("--set", "models.intent.inherit=pretrained:minilm", "--set", "models.intent.fold=false")
+    checked = run_heirloom("profile", "check", str(kid), *pretrained, env=env)
+    foreign = "--set: models.intent.inherit: pretrained:minilm is of model type pretrained: the parent was not written"
+    assert checked.returncode == 2 and f"{foreign} by text-classifier (format 'heirloom.encoder/1'" in checked.stderr
+    write(tmp_path / "mood.csv", "text,label\n" + "".join(f"great {i},happy\nawful {i},sad\n" for i in range(10)))
+    moods = ("--set", "sources.s.train=mood.csv", "--set", "models.intent.fold=false")
+    trained = run_heirloom("train", str(kid), *moods, cwd=tmp_path, env=env)
+    said = " ".join(trained.stdout.split() + trained.stderr.split())
+    assert trained.returncode == 0, trained.stderr
+    assert "warning: the parent knows none of the 2 labels of source 's' (its labels: exchange_rate, lost_card)" in said
 
 
 def test_a_parent_removed_while_its_child_trains_is_said_so_not_as_a_ref_naming_nothing(tmp_path):

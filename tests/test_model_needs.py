@@ -144,7 +144,7 @@ def test_numpy_floats_in_predictions_are_refused_at_a_hot_swap_and_at_the_start(
     finally:
         assert daemon.terminate() == 0
     said = _refused(Daemon(tmp_path / "again", profile=profile.read_text(), env=env))
-    assert f"cannot serve team/m@2: apis.sentiment.model: {refused}" in said  # which version to roll back
+    assert f"cannot serve team/m@2: daemon.toml: apis.sentiment.model: {refused}" in said  # which version to roll back
 
 
 def test_a_label_without_a_probability_is_monitored_and_a_model_that_needs_its_start_is_not_refused(tmp_path):

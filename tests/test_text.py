@@ -148,6 +148,33 @@ def test_a_file_without_records_or_a_text_column_that_is_the_label_column_is_ref
     assert checked.returncode == 2 and "sources.d.test: 'test' file test.csv holds no record" in checked.stderr
 
 
+def test_a_data_path_that_is_no_file_or_no_phrasebank_folder_is_refused_at_its_key_by_profile_check(tmp_path):
+    """A phrasebank ``path`` naming a file, or a folder without ``Sentences_50Agree.txt``, passed ``profile check``
+    and ``data stats`` printed a traceback; a folder as a csv/jsonl ``train``, ``test`` or ``labels_file`` passed too,
+    and train failed naming no key (checker 275 F1, F4)."""
+    train = write(tmp_path / "t.csv", "text,label\nhi,greet\nbye,leave\n")
+    write(tmp_path / "t.jsonl", '{"text": "hi", "label": "greet"}\n')
+    write(tmp_path / "pb" / "Sentences_AllAgree.txt", "Profit rose .@positive\n")
+    (tmp_path / "dir").mkdir()
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.file]\nuse = "phrasebank"\npath = "t.csv"\n[sources.pb]\nuse = "phrasebank"\npath = "pb"\n'
+        '[sources.c]\nuse = "csv"\ntrain = "dir"\n[sources.l]\nuse = "csv"\ntrain = "t.csv"\nlabels_file = "dir"\n'
+        '[sources.j]\nuse = "jsonl"\ntrain = "t.jsonl"\ntest = "dir"\n',
+    )
+    checked = run_heirloom("profile", "check", str(profile))
+    said = checked.stderr
+    assert checked.returncode == 2, checked
+    assert f"{profile}: sources.file.path: 'path' {train} is not a folder: name the folder holding Sentences_50" in said
+    held = "has no Sentences_50Agree.txt (agreement = '50'); it holds Sentences_AllAgree.txt"
+    assert f"{profile}: sources.pb.path: 'path' {tmp_path / 'pb'} {held}" in said
+    folder = f"{tmp_path / 'dir'} is a directory, not a file"
+    assert f"{profile}: sources.c.train: 'train' {folder}" in said
+    assert f"{profile}: sources.l.labels_file: 'labels_file' {folder}" in said
+    assert f"{profile}: sources.j.test: 'test' {folder}" in said
+    assert "Traceback" not in said
+
+
 def test_a_file_of_the_other_format_is_refused_where_the_profile_is_checked(tmp_path):
     """A CSV file named as a jsonl source's test passed ``profile check``; train then failed
     ``good_test.csv:1: invalid JSON at column 1``. A jsonl file as a CSV source's said its JSON was the columns."""
@@ -950,7 +977,7 @@ def test_a_jsonl_fifo_or_a_line_nested_too_deep_is_an_error_naming_the_file(tmp_
 
 def test_a_data_path_that_is_a_socket_or_a_folder_says_which(tmp_path):
     """A socket as a source's file (here by --set) was a traceback, "No such device or address";
-    a folder said "a folder, a FIFO or a device" rather than which."""
+    a folder said "a folder, a FIFO or a device" rather than which. Both name the file and key (checker 275 F4)."""
     (tmp_path / "folder.jsonl").mkdir()
     profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "jsonl"\ntrain = "folder.jsonl"\n')
     env = {"HEIRLOOM_HOME": str(tmp_path / "home")}
@@ -960,7 +987,7 @@ def test_a_data_path_that_is_a_socket_or_a_folder_says_which(tmp_path):
             train = tmp_path / name  # --set: relative to the working directory
             shown = run_heirloom("data", "show", str(profile), "s", "--set", f"sources.s.train={train}", env=env)
             assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr
-            assert shown.stderr.strip().endswith(f"{train} is {said}"), shown.stderr
+            assert shown.stderr.strip().endswith(f"--set: sources.s.train: 'train' {train} is {said}"), shown.stderr
 
 
 def test_an_error_quoting_a_files_header_shows_its_escape_sequences_escaped(tmp_path):

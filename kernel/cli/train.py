@@ -17,12 +17,13 @@ from heirloom.cli.common import (
     get_kernel,
     plugin_output_to_stderr,
     print_json,
+    report_profile_error,
     resolve_or_exit,
     whose,
 )
 from heirloom.cli.options import PROFILE, a_path, set_option
 from heirloom.core.components import Report
-from heirloom.core.errors import HeirloomError, PluginError
+from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.core.fsutil import irregular, write_atomic
 from heirloom.store.compare import SPLITS, TEST, VALIDATION
 from heirloom.store.digest import profile_digest
@@ -254,6 +255,8 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
             print_json({"models": results})
     except (RefError, PluginError) as exc:  # a model, component or pretrained name that names nothing
         fail(f"error: {exc}", 2)
+    except ProfileError as exc:  # a parent its model cannot warm-start from (store/parents.py), before the data
+        report_profile_error(exc)
     except HeirloomError as exc:
         fail(f"error: {exc}")
     except SystemExit as exc:  # a plugin's sys.exit(0) must not read as a model trained and stored

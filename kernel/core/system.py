@@ -155,17 +155,17 @@ class System:
         return self
 
     def _served_model_problems(self, swap: tuple[str, Model] | None = None) -> list[str]:
-        """What each api's ``check`` finds wrong with the stored versions it would serve (a monitored
-        label the model lacks), with ``swap``'s model in place of its name's: a hot swap is vetted too."""
+        """What each api's ``check`` finds wrong with the versions it would serve (``swap``'s in its name's place)."""
         if self.serving is None:
             return []
         served = {n: h.model for n, h in self.serving.handles.items() if h.version is not None}
         served.update([swap] if swap else [])
-        problems = []
-        for (kind, name), api in self._components.items():
-            if kind == "api":
-                models = {t: served[t] for _, ref_kind, t in references(api) if ref_kind == "model" and t in served}
-                problems += [f"{dotted([TABLES[kind], name, field])}: {why}" for field, why in api_check(api, models)]
+        problems, raw = [], self.profile.raw  # each with the name of the file that set it (_stats shows no paths)
+        for name, api in [(name, component) for (kind, name), component in self._components.items() if kind == "api"]:
+            models = {t: served[t] for _, ref_kind, t in references(api) if ref_kind == "model" and t in served}
+            for field, why in api_check(api, models):
+                file = raw.provenance.get(key := dotted([TABLES["api"], name, field]), raw.file).rpartition("/")[2]
+                problems.append(f"{file}: {key}: {why}")
         return problems
 
     def start_component(self, spec: ComponentSpec) -> Component:

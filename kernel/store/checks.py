@@ -20,6 +20,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
 from heirloom.store.artifacts import StoreMissing
+from heirloom.store.parents import ask, checks_parents, parent_problems
 from heirloom.store.refs import one_typo
 from heirloom.store.training import PRETRAINED, SERVED
 
@@ -71,7 +72,9 @@ def store_problems(kernel: Kernel, profile: ResolvedProfile) -> tuple[list[Probl
     store = StoreOnce(kernel, profile)
     if "store.path" in profile.raw.provenance:
         store()  # a [store] path that cannot be a store stops serve, so check it with no model to check too
-    problems = reference_problems(kernel, profile, store) + served_model_problems(profile, store)
+    problems = reference_problems(kernel, profile, store) + foreign_parent_problems(kernel, profile, store)
+    problems += served_model_problems(profile, store)
+    problems += [found for spec in profile.components for found in ask(profile, spec, "check_profile", profile)]
     return problems, f"store: {store.missing} (train or serve creates it)" if store.missing else ""
 
 
@@ -192,6 +195,39 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
             latest = ", ".join(map(str, versions[-10:]))
             report(spec, "serve", f"no version {number} of {profile.project}/{spec.name} (the latest stored: {latest})")
     return problems
+
+
+def foreign_parent_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:
+    """Parents their models cannot warm-start from (another type's state, other hashing settings), as each
+    model's optional ``check_parent`` says (parents.py). A parent not stored yet, or a version of another
+    model this run trains first, is left to ``train``; one the store cannot resolve, to reference_problems."""
+    problems = []
+    for spec in profile.components:
+        ref = spec.keys.inherit if spec.kind == "model" else None
+        named = (ref or "").partition("@")[0]
+        sibling = named.startswith(f"{profile.project}/") and named != f"{profile.project}/{spec.name}"
+        if not ref or ref == SERVED or not checks_parents(spec) or sibling:
+            continue
+        try:
+            found = _parent_metadata(kernel, opened, ref)
+        except Exception:  # noqa: BLE001 - a ref naming nothing, a pretrained state failing to load: said elsewhere
+            continue
+        problems += parent_problems(profile, spec, *found) if found else []
+    return problems
+
+
+def _parent_metadata(kernel: Kernel, opened: StoreOnce, ref: str) -> tuple[str, str, dict[str, Any]] | None:
+    """``(ref, model type, state metadata)`` of the parent ``ref`` names; None where none is stored yet."""
+    store = opened()
+    if ref.startswith(PRETRAINED):  # the one an earlier train imported, else the plugin's own (loaded once here)
+        name = ref.removeprefix(PRETRAINED)
+        if store is not None and (imported := store.list("pretrained", name)):
+            return imported[-1].ref, "pretrained", store.metadata(imported[-1])
+        return ref, "pretrained", kernel.plugins.pretrained(name)[0]().metadata
+    if store is None:
+        return None
+    artifact = store.resolve(ref)
+    return artifact.ref, artifact.model_type, store.metadata(artifact)
 
 
 def _typo_of(name: str, choices: Iterable[str]) -> str:

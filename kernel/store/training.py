@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, manager_name, references
-from heirloom.core.errors import ForeignState, HeirloomError, PluginError, Problem
+from heirloom.core.errors import HeirloomError, PluginError, Problem, ProfileError
 from heirloom.core.profile import dotted
 from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
@@ -35,6 +35,7 @@ from heirloom.store.content import STATE_FORMAT_KEY, state_digest
 from heirloom.store.digest import profile_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
 from heirloom.store.outcome import Outcome
+from heirloom.store.parents import naming_a_foreign_parent, parent_problems
 from heirloom.store.reading import Evaluation, blaming_the_source, reading, score
 from heirloom.store.refs import RefError
 
@@ -275,6 +276,10 @@ def train(
         raise (type(exc) if isinstance(exc, RefError | PluginError) else HeirloomError)(
             f"{profile.raw.provenance.get(key, profile.raw.file)}: {key}: {exc}"
         ) from None
+    if parent is not None and (
+        foreign := parent_problems(profile, spec, parent.ref, parent.model_type, parent_state.metadata)
+    ):
+        raise ProfileError(foreign)  # before the data is read, at its key and file (exit 2)
     if parent is not None:
         progress.log(f"{spec.key}: warm start from {parent.ref} ({parent.digest[:12]})")
     elif spec.keys.inherit == SERVED:
@@ -305,14 +310,14 @@ def train(
             progress.log(f"{spec.key}: the same data and settings as {parent.ref}, but {said}")
             unchanged = False
         task = functools.partial(fit_state, profile.raw, spec.name, parent_state)
-        with _naming_a_foreign_parent(spec, parent):
+        with naming_a_foreign_parent(spec, parent):
             fitted = None if unchanged else resources.run_fit(task)
         with watched_memory(resources, f"training {spec.key}"):
             if unchanged:  # a warm start would only move the weights on data they have seen
                 progress.log(f"{spec.key}: the same data and settings as {parent.ref}, which it serves: not refitted")
                 model.load(parent_state)
             elif fitted is None:
-                with _naming_a_foreign_parent(spec, parent), _naming_the_model(spec, source_name):
+                with naming_a_foreign_parent(spec, parent), _naming_the_model(spec, source_name):
                     fit(model, source, source_name, parent_state, progress)
             elif not isinstance(fitted, State):  # model.load would fail on it, read as the model's bug
                 raise HeirloomError(
@@ -387,20 +392,6 @@ def _say_if_the_data_changed(
     if before is not None and before != fingerprint:
         changed = f"{before[:12]} -> {fingerprint[:12]}; heirloom data stats prints it"
         progress.log(f"{spec.key}: {source} differs from the data {since.ref} trained on ({changed})")
-
-
-@contextlib.contextmanager
-def _naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> Iterator[None]:
-    """A fit refusing its parent (``ForeignState``) names the ``inherit`` key, the parent and,
-    of another model type, what it is: the model cannot know these. Only that error: a retriever
-    inheriting an encoder is normal, and its data errors were blamed on ``inherit``."""
-    try:
-        yield
-    except ForeignState as exc:
-        if parent is None:
-            raise
-        other = f" is of model type {parent.model_type}" if parent.model_type != spec.use else ""
-        raise HeirloomError(f"{spec.key}.inherit: {parent.ref}{other}: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -171,13 +171,18 @@ class TextClassifier(heirloom.Model):
         texts, labels = _examples(data, kinds)
         weights = {person.CORRECTION: self.correction_weight, person.RESOLUTION: self.resolution_weight}
         repeats = person.repeats(kinds, weights)
-        label_set = sorted(set(labels))
+        label_set = sorted(index := set(labels))
         if len(label_set) < 2:
             raise heirloom.HeirloomError(f"text-classifier needs at least two labels to fit, got {label_set}")
         hashing = self.hashing()
         inherited = self._inherited(parent, hashing) if parent is not None else None
+        if inherited is not None and not index.intersection(inherited.labels):  # sentiment into intents: unsaid
+            progress.log(
+                f"warning: the parent knows none of the {len(label_set)} labels of source {self.data!r} (its labels: "
+                f"{', '.join(inherited.labels[:10])}{', ...' * (len(inherited.labels) > 10)}): every label starts "
+                'as a blend of unrelated classes; inherit = "" (TOML) fits from scratch'
+            )
         featurizer = Featurizer(hashing)
-        index = set(label_set)
         candidates = sorted(set(self.l2_search), reverse=True) or [self.l2]
         if validation is not None:
             chosen, held_texts, held_labels = list(range(len(texts))), *_examples(validation)
@@ -260,18 +265,31 @@ class TextClassifier(heirloom.Model):
     def _inherited(self, parent: heirloom.State, hashing: HashingSettings) -> Fitted:
         """The parent's trained state, refused with the reason when it cannot seed this model."""
         fitted = _unpack(parent, "parent")
-        theirs, ours = attrs.asdict(fitted.head.hashing), attrs.asdict(hashing)
-        differences = [
-            f"{name} (parent {theirs[name]!r}, this model {ours[name]!r})"
-            for name in ours
-            if theirs[name] != ours[name]
-        ]
-        if differences:
+        if differences := _hashing_differences(fitted.head.hashing, hashing):
             raise heirloom.HeirloomError(
                 "cannot warm-start text-classifier: the parent hashes text differently, so its weights would "
-                "sit on other features; differing settings: " + "; ".join(differences)
+                "sit on other features; differing settings: " + "; ".join(differences.values())
             )
         return fitted
+
+    def check_parent(self, metadata: dict[str, Any]) -> list[tuple[str, str]]:
+        """``(setting, problem)`` for a parent (its state's metadata) this model cannot warm-start from, asked by
+        ``profile check`` and by ``train`` before any record is read: ``fit`` said so only after reading the data,
+        naming neither the file nor the setting (checker 275 F6). The hook is optional (docs/PLUGINS.md)."""
+        if (found := metadata.get("format")) != FORMAT:
+            return [
+                ("inherit", f"the parent was not written by text-classifier (format {found!r}, expected {FORMAT!r})")
+            ]
+        try:
+            theirs = HashingSettings.from_json(metadata.get("hashing"), "the parent")
+        except heirloom.HeirloomError as exc:
+            return [("inherit", str(exc))]
+        said = (
+            "the parent hashes text differently, so its weights would sit on other features: set it as the parent has"
+        )
+        return [
+            (name, f"{said}; {difference}") for name, difference in _hashing_differences(theirs, self.hashing()).items()
+        ]
 
     # -- inference ------------------------------------------------------------------------
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
@@ -389,6 +407,16 @@ def _validation_score(outcome: Outcome) -> tuple[float, float]:
     small validation sets)."""
     scores = _final(outcome)
     return scores.get("validation_accuracy", 0.0), -scores.get("validation_loss", 0.0)
+
+
+def _hashing_differences(theirs: HashingSettings, ours: HashingSettings) -> dict[str, str]:
+    """``{setting: "fold (parent False, this model True)"}`` for each hashing setting the parent has otherwise."""
+    parent, model = attrs.asdict(theirs), attrs.asdict(ours)
+    return {
+        name: f"{name} (parent {parent[name]!r}, this model {model[name]!r})"
+        for name in model
+        if parent[name] != model[name]
+    }
 
 
 def _unpack(state: heirloom.State, what: str) -> Fitted:

@@ -71,6 +71,14 @@ def sample_per_label(records: list[dict[str, str]], per_label: int, seed: int) -
     return [record for index, record in enumerate(records) if index in chosen]
 
 
+def refuse_at_start(source: Any, ctx: heirloom.Context) -> None:
+    """ProfileError of what ``source.check_profile`` finds, each at its key and file, as ``profile check`` says it."""
+    raw = ctx.system.profile.raw
+    keys = [(f"sources.{ctx.name}.{field}", problem) for field, problem in source.check_profile(ctx.system.profile)]
+    if keys:
+        raise heirloom.ProfileError([heirloom.Problem(raw.provenance.get(k, raw.file), k, said) for k, said in keys])
+
+
 class WrongFormat(heirloom.HeirloomError):
     """A data file of another format or encoding than its source reads: a CSV file named as a jsonl
     source's test, or a UTF-16 one, passed ``profile check``, and only the train that read it failed."""
@@ -103,9 +111,29 @@ class TextSource(heirloom.Source):
     train_per_label: int = attrs.field(default=0, validator=heirloom.at_least(0))
 
     def __attrs_post_init__(self) -> None:
+        self.check_header()
         for role, path in self.role_files().items():
             if Path(path).is_file() and self._holds_no_record(role, path):
                 raise ValueError(f"'{role}' file {Path(path).name} holds no record (a header or blank lines alone)")
+
+    def check_header(self) -> None:
+        """ValueError when a data file's first line lacks what the source reads (a CSV column): a file's own check."""
+
+    def start(self, ctx: heirloom.Context) -> None:
+        super().start(ctx)
+        refuse_at_start(self, ctx)
+
+    def check_profile(self, profile: Any) -> list[tuple[str, str]]:
+        """``(setting, problem)`` for each data path that is no file (a folder, a FIFO): profile check said ok
+        to one, then train failed naming no key (checker 275 F4). Asked by ``profile check`` and at start, not
+        at construction: ``heirloom feedback`` resolves a profile whose data is elsewhere with a folder in its
+        place (docs/PLUGINS.md)."""
+        named = {**self.role_files(), "labels_file": self.labels_file}
+        return [
+            (key, f"'{key}' {path} {kind}")
+            for key, path in named.items()
+            if path and (kind := heirloom.irregular(Path(path)))
+        ]
 
     def _holds_no_record(self, role: str, path: str) -> bool:
         """Whether ``path`` has no record: a header-only test file trained and stored a version no test
@@ -414,6 +442,18 @@ class PhraseBankSource(TextSource):
     #: Annotator agreement level: ``50``, ``66``, ``75`` or ``all``.
     agreement: str = attrs.field(default="50", validator=attrs.validators.in_(AGREEMENTS))
 
+    def check_profile(self, profile: Any) -> list[tuple[str, str]]:
+        """A ``path`` that is no folder holding the agreement's file was a traceback at data stats and train
+        (checker 275 F1); a missing one is said at its key by the profile's validation."""
+        folder, (train, _) = Path(self.path), self.files()
+        if folder.exists() and not folder.is_dir():
+            return [("path", f"'path' {self.path} is not a folder: name the folder holding {Path(train).name}")]
+        if folder.is_dir() and not os.path.lexists(train):
+            held = sorted(p.name for p in folder.glob("Sentences_*Agree.txt"))
+            said = f"; it holds {', '.join(held)}" if held else ""
+            return [("path", f"'path' {self.path} has no {Path(train).name} (agreement = {self.agreement!r}){said}")]
+        return super().check_profile(profile)
+
     def files(self) -> tuple[str, str | None]:
         name = "All" if self.agreement == "all" else self.agreement
         return str(Path(self.path) / f"Sentences_{name}Agree.txt"), None
@@ -443,9 +483,11 @@ class CsvSource(TextSource, CsvFormat):
     def __attrs_post_init__(self) -> None:
         if self.text_column == self.label_column:  # it trained on its labels: accuracy 1.0
             raise ValueError(f"'text_column' and 'label_column' are both {self.text_column!r}")
+        super().__attrs_post_init__()
+
+    def check_header(self) -> None:
         for path in self.role_files().values():
             self.check_columns(path, {"text_column": self.text_column, "label_column": self.label_column})
-        super().__attrs_post_init__()
 
     def files(self) -> tuple[str, str | None]:
         return self.train, self.test
@@ -624,8 +666,23 @@ class FeedbackSource(heirloom.Source):
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
+        refuse_at_start(self, ctx)  # train and data stats read 0 corrections, unsaid
         project = self.project or ctx.project
         self.log_path = Path(self.path) if self.path else heirloom.log_path("feedback", project, self.api)
+
+    def check_profile(self, profile: Any) -> list[tuple[str, str]]:
+        """An ``api`` of this project that the profile lacks, that recorded no feedback and that is close to
+        an api of the profile: a typo (``intnet``) passed ``profile check`` and trained on no correction without
+        a word (checker 275 F13). One close to none may be a serving profile's that recorded nothing yet.
+        Asked by ``profile check`` (docs/PLUGINS.md) and at start."""
+        if self.path or (self.project or profile.project) != profile.project:
+            return []
+        apis = sorted(spec.name for spec in profile.components if spec.kind == "api")
+        hint = heirloom.did_you_mean(self.api, apis)
+        if self.api in apis or not hint or heirloom.log_path("feedback", profile.project, self.api).exists():
+            return []
+        said = f"no api {self.api!r} in this profile (apis: {', '.join(apis)}) and no feedback log of project "
+        return [("api", f"{said}{profile.project!r} by that name: nothing to read{hint}")]
 
     def splits(self) -> list[str]:
         return ["train"]
