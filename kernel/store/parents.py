@@ -35,8 +35,12 @@ def parent_problems(
     profile: ResolvedProfile, spec: ComponentSpec, parent: str, model_type: str, metadata: dict[str, Any]
 ) -> list[Problem]:
     """The problems ``spec``'s model finds with ``parent`` (a ref, of ``model_type``), each at its key and file."""
-    other = f" is of model type {model_type}" if model_type != spec.use else ""
-    return ask(profile, spec, "check_parent", metadata, said=f"{parent}{other}: ")
+    return ask(profile, spec, "check_parent", metadata, said=f"{parent_named(parent, model_type, spec)}: ")
+
+
+def parent_named(ref: str, model_type: str, spec: ComponentSpec) -> str:
+    """A parent as errors name it: its ref, and its model type where that is not ``spec``'s own."""
+    return ref + (f" is of model type {model_type}" if model_type != spec.use else "")
 
 
 def ask(profile: ResolvedProfile, spec: ComponentSpec, hook: str, *args: Any, said: str = "") -> list[Problem]:
@@ -67,5 +71,4 @@ def naming_a_foreign_parent(spec: ComponentSpec, parent: Artifact | None) -> Ite
     except ForeignState as exc:
         if parent is None:
             raise
-        other = f" is of model type {parent.model_type}" if parent.model_type != spec.use else ""
-        raise HeirloomError(f"{spec.key}.inherit: {parent.ref}{other}: {exc}") from None
+        raise HeirloomError(f"{spec.key}.inherit: {parent_named(parent.ref, parent.model_type, spec)}: {exc}") from None
