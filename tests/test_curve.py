@@ -319,6 +319,26 @@ def test_a_key_file_with_two_public_keys_is_skipped_naming_it(tmp_path, keys):
     assert f"{skipped} {clients / 'two.key'} has more than one public-key line" in daemon.log()
 
 
+def test_a_client_key_written_in_any_zpl_quoting_is_authorised(tmp_path, keys):
+    """A client in another language writes its own ``.key``: ZPL (and pyzmq's ``load_certificate``) takes
+    a value in double quotes, single quotes or none, and the daemon refused the last two as having "no
+    public-key line" (checker 280 F1)."""
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    for name, folder, quote in [("alice", "clients", "'"), ("mallory", "strangers", "")]:
+        public = re.search(r'public-key = "(.{40})"', (keys / folder / f"{name}.key").read_text())[1]
+        (clients / f"{name}.key").write_text(f"curve\n    public-key = {quote}{public}{quote}\n")
+    daemon = Daemon(
+        tmp_path,
+        "--curve-secret", str(keys / "server" / "server.key_secret"),
+        "--curve-clients", str(clients),
+    )  # fmt: skip
+    daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+    with daemon.client(curve=_curve(keys, "strangers/mallory.key_secret"), timeout=5) as client:
+        assert client.call("echo.echo", "unquoted") == "unquoted"
+    assert daemon.terminate() == 0
+
+
 def test_a_clients_folder_follows_links_within_it_and_skips_those_out_of_it(tmp_path, keys):
     """A link in the clients folder to a .key anywhere authorised that key: whoever may change
     the file it points at chose a client (the store follows no link). A link out of the folder

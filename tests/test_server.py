@@ -930,10 +930,12 @@ def test_sigterm_answers_every_request_a_client_queued_before_it(tmp_path, broke
     assert "as the drain ended" in daemon.log()
 
 
-def test_ready_turns_false_while_draining(tmp_path):
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_ready_turns_false_while_draining(tmp_path, workers):
     """``heirloom call _ready`` is a readiness probe: exit 0 when ready, 3 (declined) while
-    draining, with the reply printed either way."""
-    daemon = Daemon(tmp_path, grace=20)
+    draining, with the reply printed either way. A broker's ``workers`` is ``[]`` then, as PROTOCOL.md
+    says: it listed each worker, ``"ready": true``, until it left (checker 280 F4)."""
+    daemon = Daemon(tmp_path, *workers, grace=20)
     daemon.wait_ready()
     probe = run_heirloom("call", "_ready", "--connect", daemon.address)
     assert probe.returncode == 0 and json.loads(probe.stdout)["ready"] is True
@@ -943,7 +945,7 @@ def test_ready_turns_false_while_draining(tmp_path):
         daemon.process.send_signal(15)
         time.sleep(0.2)
         ready = client.call("_ready")
-        assert ready["ready"] is False and ready["draining"] is True
+        assert ready["ready"] is False and ready["draining"] is True and ready.get("workers", []) == []
         probe = run_heirloom("call", "_ready", "--connect", daemon.address)
         assert probe.returncode == 3 and "not ready: draining" in probe.stderr
         assert json.loads(probe.stdout)["draining"] is True

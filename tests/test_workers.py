@@ -1387,6 +1387,28 @@ def test_the_readiness_probe_says_why_the_workers_are_not_ready(tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_a_route_refused_while_connected_workers_start_says_so(tmp_path):
+    """Connected workers loading their models were refused as ``no worker is ready (2 connected)``, with
+    nothing of why, where PROTOCOL.md promises what a worker waits for (checker 280 F3). Stopped then, each
+    worker waits the grace period for its start to end, and the broker waits for it (it killed them after
+    10 s, and exited 1)."""
+    profile = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\nstart_seconds = 15\n'
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(write(tmp_path / "daemon.toml", profile)), env=toys).returncode == 0
+    daemon = Daemon(tmp_path, "--workers", "2", profile=profile, env=toys)
+    try:
+        deadline = time.monotonic() + 60
+        with daemon.client(timeout=30) as client:
+            while len(_ready_workers(client)) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.2)
+        refused = run_heirloom("call", "m.predict", "{}", "--connect", daemon.address, "--timeout", "10")
+        assert refused.returncode == 1, refused.stderr
+        assert "no worker is ready (2 connected; starting their components)" in refused.stderr, refused.stderr
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_clients_learn_why_workers_cannot_start_from_ready_and_stats(tmp_path):
     """A served version whose weights are damaged stops every worker's start: the broker
     stayed up saying only "0 of 2 workers ready", the reason in its log alone."""

@@ -87,7 +87,9 @@ def new_keypair(directory: Path, name: str) -> tuple[Path, Path]:
 
 #: Largest key file read: `heirloom keys new` writes about 300 bytes.
 KEY_FILE_LIMIT = 4096
-_KEY_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]*)"\s*$')
+#: A key line as ZPL writes a value: in double quotes, single quotes or none (pyzmq's ``load_certificate``
+#: reads all three; a client in another language may write any).
+_KEY_LINE = re.compile(r"""^\s*(public|secret)-key\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"']+))\s*$""")
 
 
 def read_key_file(path: Path) -> dict[str, bytes]:
@@ -112,7 +114,8 @@ def read_key_file(path: Path) -> dict[str, bytes]:
         match = _KEY_LINE.match(line)
         if match is None:
             continue
-        kind, value = match.groups()
+        kind, *quoted = match.groups()
+        value = next(part for part in quoted if part is not None)
         try:
             valid = len(value) == 40 and len(z85.decode(value.encode("ascii"))) == 32
         except (ValueError, KeyError, UnicodeEncodeError):
@@ -123,7 +126,10 @@ def read_key_file(path: Path) -> dict[str, bytes]:
             raise HeirloomError(f"the Curve key {path} has more than one {kind}-key line")
         keys[kind] = value.encode("ascii")
     if "public" not in keys:
-        raise HeirloomError(f"the Curve key {path} has no public-key line (make keys with heirloom keys new)")
+        raise HeirloomError(
+            f"the Curve key {path} has no public-key line "
+            '(public-key = "<40 Z85 characters>"; heirloom keys new makes key files)'
+        )
     return keys
 
 

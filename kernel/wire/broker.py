@@ -164,8 +164,7 @@ class Broker(BrokerRoutes):
         #: Refusals before any route was known (unknown route, unreadable header, rate limit), by code.
         self.unrouted: Counter[str] = Counter()
         self.draining = self.drain_asked = False
-        self._drain_deadline = 0.0
-        self._checked = 0.0
+        self._drain_deadline = self._checked = 0.0
         self.started_at = time.time()
         #: Workers the resource manager placed (None: local processes); placed before the
         #: caller installs its signal handlers, so a cluster client's own handlers yield to them.
@@ -221,8 +220,9 @@ class Broker(BrokerRoutes):
             self._fail(tag, "the daemon shut down before the request finished")
         drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)  # heartbeats not read yet
         self._tell_workers(b"DRAIN")  # one that connected during the drain
-        until = time.monotonic() + STOP_SECONDS
-        clean = self.local.stop(STOP_SECONDS, self._refuse_clients)  # their grace is over too (draining)
+        wait = STOP_SECONDS + max(0.0, self._drain_deadline - time.perf_counter())  # one still starting: its grace
+        until = time.monotonic() + wait
+        clean = self.local.stop(wait, self._refuse_clients)  # draining since the broker began to, with its grace
         self._see_out_peers(until)
         if self.pool is not None:
             self.pool.close()

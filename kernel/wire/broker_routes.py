@@ -75,13 +75,16 @@ class BrokerRoutes:
 
     def _why_not_ready(self: Broker) -> str:
         """What a connected worker's last heartbeat says a model waits for (``models.m: ... no trained
-        version yet``), else why the last start failed: what a one-process daemon's refusal says."""
+        version yet``), else why the last start failed, else that connected workers are still starting
+        (loading models): what a one-process daemon's refusal says."""
         for worker in self.workers.values():
             models = worker.status.get("models")
             for name, entry in models.items() if isinstance(models, dict) else ():
                 if isinstance(entry, dict) and entry.get("error"):  # a heartbeat is untrusted: shown cut, as text
                     return f"; models.{cut(str(name))}: {cut(str(entry['error']), 300)}"
-        return f"; {cut(failure, 300)}" if (failure := self.start_trouble()) else ""
+        if failure := self.start_trouble():
+            return f"; {cut(failure, 300)}"
+        return "; starting their components" if self.workers else ""
 
     def _check_admin(self: Broker, route: str, user: str | None) -> None:
         if self.curve is not None and not self.curve.is_admin(user):
@@ -162,7 +165,7 @@ class BrokerRoutes:
             "draining": self.draining,
             "expected_workers": self.expected_workers(),
             "serving": not self.draining and bool(self.table.ready) and not missing,
-            "workers": self._workers(),
+            "workers": [] if self.draining else self._workers(),  # none takes new work: _stats lists them
             "start_failure": self.start_trouble(),
             "missing_routes": missing,
         }
@@ -193,7 +196,7 @@ class BrokerRoutes:
             "network": self.buckets.usage() if self.buckets is not None else {},
             "models": ready[0].status.get("models", {}) if ready else {},
             "storage": ready[0].status.get("storage", {}) if ready else {},
-            "workers": self._workers(),
+            "workers": [] if self.draining else self._workers(),  # none takes new work: _stats lists them
             "start_failure": self.start_trouble(),
         }
 
