@@ -210,6 +210,25 @@ def test_an_event_without_a_date_of_its_own_is_history_from_after_its_visit():
     assert [e.id for e in visit(record, record.timeline[1]).before] == ["stay"]  # begun; its diagnosis not yet
 
 
+def test_an_event_recorded_at_a_later_visit_is_no_history_of_an_earlier_one():
+    """A Condition's onset is when its symptoms began, often years before the visit that recorded it (checker
+    274 F3): read as history from its onset, a diagnosis made in 2017 was a feature of a 2016 visit. It is known
+    from its visit's start, and weighs in from there."""
+    from heirloom_plugins.medical.patients import EventInput, RecordInput, visit
+
+    dates = (("e1", "2016-03-16T10:00:00Z"), ("e2", "2017-03-28T10:00:00Z"), ("e3", "2018-03-28T10:00:00Z"))
+    visits_ = [EventInput(kind="encounter", id=e, date=d) for e, d in dates]
+    onset = EventInput(kind="condition", id="c", code="snomed:444814009", date="2015-01-01", encounter="e2")
+    record, without = RecordInput(timeline=[*visits_, onset]), RecordInput(timeline=visits_)
+    at = {e.id: e for e in record.timeline}
+    assert [e.id for e in visit(record, at["e1"]).before] == []
+    assert [e.id for e in visit(record, at["e3"]).before] == ["c", "e1", "e2"]  # in time order: its onset first
+    for task in (DIAGNOSIS, TREATMENT):
+        assert describe(visit(record, at["e1"]), task) == describe(visit(without, without.timeline[0]), task)
+        tokens = describe(visit(record, at["e3"]), task).tokens
+        assert tokens["recent:condition:snomed:444814009"] == pytest.approx(math.exp(-365 / 365.0))
+
+
 def test_an_event_dated_by_its_visit_alone_weighs_in_from_that_visit(tmp_path):
     """Its recency is counted from its visit's end: reading its own (absent) date crashed
     training and every prediction of a later visit of a patient with an ``onsetAge`` Condition."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from heirloom_plugins.medical.patients import Visit, age_at, day
+from heirloom_plugins.medical.patients import Visit, age_at, day, encounter_dates, known_from
 from heirloom_plugins.medical.tasks import Task
 from heirloom_plugins.medical.units import canonical
 
@@ -101,8 +101,7 @@ def describe(visit: Visit, task: Task) -> Description:
                 if event.code:
                     tokens[f"now:{kind}:{event.code}"] = tokens[f"now:{kind}:{event.code}&{bucket}"] = 1.0
     history = [e for e in visit.before if e.kind in task.history]
-    # an event without a date of its own (an onsetAge) is history from its visit's end (patients.visit)
-    visited = {e.id: e.end or e.date for e in visit.record.timeline if e.kind == "encounter" and e.id is not None}
+    visited = encounter_dates(visit.record)  # an event is history from when it is known (patients.known_from)
     _observations(found, "last", (e for e in history if e.kind == "observation"))
     seen: Counter[str] = Counter()
     for event in history:
@@ -111,7 +110,7 @@ def describe(visit: Visit, task: Task) -> Description:
         key = f"{event.kind}:{event.code}"
         seen[key] += 1
         tokens[f"ever:{key}"] = 1.0
-        tokens[f"recent:{key}"] = math.exp(-(visit.start - day(event.date or visited[event.encounter])) / RECENCY_DAYS)
+        tokens[f"recent:{key}"] = math.exp(-(visit.start - day(known_from(event, visited))) / RECENCY_DAYS)
         if event.kind == "condition" and (event.end is None or day(event.end) > visit.start):
             tokens[f"active:{key}"] = 1.0
     for key, times in seen.items():

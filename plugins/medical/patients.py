@@ -245,18 +245,33 @@ def visit(record: Any, encounter: Any, at: Sequence[Any] | None = None) -> Visit
     start = day(encounter.date)
     if at is None:
         at = [e for e in record.timeline if e.encounter == encounter.id and e.kind != "encounter"]
-    # an event without a date of its own (a Condition with an onsetAge) happened during its visit:
-    # by its end, so a diagnosis made at a stay's discharge is no history of a visit during the stay
-    visited = {e.id: e.end or e.date for e in record.timeline if e.kind == "encounter" and e.id is not None}
+    visited = encounter_dates(record)
     before = tuple(
         e
         for e in record.timeline
         if e is not encounter
-        and (when := e.date or visited.get(e.encounter))
+        and (when := known_from(e, visited))
         and ends_before(when, start)
         and (e.encounter is None or e.encounter != encounter.id)
     )
     return Visit(record, encounter, start, tuple(at), before)
+
+
+def encounter_dates(record: Any) -> dict[str, tuple[str | None, str | None]]:
+    """Each encounter's (start, end), by id: when the events linked to it became known (``known_from``)."""
+    return {e.id: (e.date, e.end) for e in record.timeline if e.kind == "encounter" and e.id is not None}
+
+
+def known_from(event: Any, visited: dict[str, tuple[str | None, str | None]]) -> str | None:
+    """When ``event`` is known, as history: an event recorded at a visit, not before that visit's start,
+    whatever its own date says (a Condition's onset is when symptoms began, often years before the visit
+    that diagnosed it: read as known then, a diagnosis made in 2017 was a feature of a 2016 visit); an event
+    without a date of its own (a Condition with an onsetAge) happened during its visit: by its end, so a
+    diagnosis made at a stay's discharge is no history of a visit during the stay."""
+    start, end = visited.get(event.encounter, (None, None)) if event.encounter is not None else (None, None)
+    if not event.date:
+        return end or start
+    return start if start and day(start) > day(event.date) else event.date
 
 
 def find_encounter(record: Any, encounter_id: str | None) -> Any:
