@@ -31,22 +31,29 @@ SUPPORTED = (
 #: How a caller names, in its messages, a value of a type of its own (the wire's buffer: ``a buffer (uint8, shape
 #: [2])``, not a repr cut mid-quote); None for the others, named by their type and repr.
 Quote = typing.Callable[[Any], "str | None"]
+#: How a message writes a value after its type, given how to write a text (``repr``, or ``reprlib.repr`` where it
+#: may be long): as Python does (the wire's words, docs/PROTOCOL.md), or as TOML does (a profile's: ``as_written``).
+Show = typing.Callable[[Any, typing.Callable[[str], str]], str]
 
 
-def _named(value: Any, quote: Quote, show: typing.Callable[[Any], str] = repr) -> str:
-    return quote(value) or f"{type(value).__name__} {show(value)}"
+def _as_python(value: Any, text: typing.Callable[[Any], str]) -> str:
+    return text(value)
 
 
-def _strict(expected: type, accepts: tuple[type, ...], quote: Quote):
+def _named(value: Any, quote: Quote, show: Show, text: typing.Callable[[str], str] = repr) -> str:
+    return quote(value) or f"{type(value).__name__} {show(value, text)}"
+
+
+def _strict(expected: type, accepts: tuple[type, ...], quote: Quote, show: Show):
     def structure(value: Any, _: type) -> Any:
         if (isinstance(value, bool) and expected is not bool) or not isinstance(value, accepts):
-            raise TypeError(f"expected {expected.__name__}, got {_named(value, quote)}")
+            raise TypeError(f"expected {expected.__name__}, got {_named(value, quote, show)}")
         return expected(value)
 
     return structure
 
 
-def _strict_sequence(tp: Any, converter: cattrs.Converter, quote: Quote) -> Any:
+def _strict_sequence(tp: Any, converter: cattrs.Converter, quote: Quote, show: Show) -> Any:
     """Structure ``list[X]``, ``tuple[X, ...]``, ``tuple[X, Y]`` from an array (of that length) only: cattrs
     would iterate a string or a map, and fail a number saying "object of type 'int' has no len()"."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -56,7 +63,7 @@ def _strict_sequence(tp: Any, converter: cattrs.Converter, quote: Quote) -> Any:
 
     def structure(value: Any, cl: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != (fixed or len(value)):
-            raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {_named(value, quote, short)}")
+            raise TypeError(f"expected a list{f' of {fixed}' * bool(fixed)}, got {_named(value, quote, show, short)}")
         return _fixed(converter, value, args, tp) if inner is None else inner(value, cl)
 
     return structure
@@ -81,7 +88,7 @@ def _plain_literal(tp: Any) -> bool:
     return typing.get_origin(tp) is typing.Literal and all(type(arg) in (str, int, bool) for arg in typing.get_args(tp))
 
 
-def _literal(tp: Any, quote: Quote) -> Any:
+def _literal(tp: Any, quote: Quote, show: Show) -> Any:
     """A ``Literal`` of texts and numbers, refused as the other types are (cattrs says ``c not in literal
     typing.Literal['a', 'b']``); ``true`` is not ``1``."""
     allowed = typing.get_args(tp)
@@ -90,21 +97,22 @@ def _literal(tp: Any, quote: Quote) -> Any:
         if not any(type(value) is type(arg) and value == arg for arg in allowed):
             close = did_you_mean(value, [arg for arg in allowed if isinstance(arg, str)]) if type(value) is str else ""
             raise ValueError(
-                f"expected one of {', '.join(map(repr, allowed))}; found {quote(value) or short(value)}{close}"
+                f"expected one of {', '.join(map(repr, allowed))}; found {quote(value) or show(value, short)}{close}"
             )
         return value
 
     return structure
 
 
-def make_converter(quote: Quote = lambda value: None) -> cattrs.Converter:
-    """A cattrs converter that refuses unknown keys and never coerces types silently; ``quote``: see Quote."""
+def make_converter(quote: Quote = lambda value: None, show: Show = _as_python) -> cattrs.Converter:
+    """A cattrs converter that refuses unknown keys and never coerces types silently; ``quote``, ``show``: see
+    them (a profile's shows ``true``, ``{a = 1}``, ``1979-05-27`` as its file writes them: checker 277 F17)."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    sequences = lambda tp, converter: _strict_sequence(tp, converter, quote)  # noqa: E731 - cattrs reads its arguments
+    sequences = lambda tp, converter: _strict_sequence(tp, converter, quote, show)  # noqa: E731 - cattrs reads its arguments
     converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) in SEQUENCES, sequences)
-    converter.register_structure_hook_factory(_plain_literal, lambda tp: _literal(tp, quote))
+    converter.register_structure_hook_factory(_plain_literal, lambda tp: _literal(tp, quote, show))
     for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
-        converter.register_structure_hook(expected, _strict(expected, accepts, quote))
+        converter.register_structure_hook(expected, _strict(expected, accepts, quote, show))
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
     return converter
 

@@ -1,32 +1,63 @@
-"""A profile dict written as TOML, for a profile file built in code: heirloom.testing's checks
-build their systems from one (``heirloom.testing.to_toml`` is this function)."""
+"""Profile values written as TOML: a profile dict, for a profile file built in code (heirloom.testing's checks
+build their systems from one: ``heirloom.testing.to_toml`` is this function), and the key paths and values
+errors quote, written as the file would write them (checker 277 F17: Python's repr was no TOML)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_ITEM = re.compile(r"(\[\d+\])+$")  # a list's item: [1], or l2_search[1] as attrs names one; a key holding [ is none
 
 
 def to_toml(data: dict[str, Any]) -> str:
     """A profile dict as TOML: top-level scalars, then one ``[table.name]`` per component."""
-    lines = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
+    lines = [f"{dotted([k])} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
     for table, content in data.items():
         if not isinstance(content, dict):
             continue
         nested = {name: body for name, body in content.items() if isinstance(body, dict)}
         flat = {key: value for key, value in content.items() if key not in nested and value is not None}
         if flat:
-            lines += [f"[{_key(table)}]", *(f"{_key(k)} = {_value(v)}" for k, v in flat.items())]
+            lines += [f"[{dotted([table])}]", *(f"{dotted([k])} = {_value(v)}" for k, v in flat.items())]
         for name, body in nested.items():
-            lines.append(f"[{_key(table)}.{_key(name)}]")
-            lines += [f"{_key(k)} = {_value(v)}" for k, v in body.items() if v is not None]
+            lines.append(f"[{dotted([table, name])}]")
+            lines += [f"{dotted([k])} = {_value(v)}" for k, v in body.items() if v is not None]
     return "\n".join(lines) + "\n"
 
 
-def _key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+def as_written(value: Any, text: Callable[[str], str] = repr, limit: int = 80) -> str:
+    """A value an error quotes, as TOML writes it (``true``, ``{a = 1}``, ``1979-05-27``, not Python's
+    ``True``, ``{'a': 1}``, ``datetime.date(1979, 5, 27)``), cut at ``limit``; a text as ``text`` quotes it."""
+    try:
+        said = text(value) if isinstance(value, str) else _value(value)
+    except (TypeError, AttributeError):  # no TOML value (a map with a number for a key, from msgpack)
+        said = repr(value)
+    return said if len(said) <= limit else f"{said[: limit - 3]}..."
+
+
+def dotted(parts: Iterable[str]) -> str:
+    """A key path as TOML writes it: ``models."sent.v2".epochs``, never ``models.sent.v2.epochs``
+    (:func:`heirloom.core.profile.key_parts` reads one back); a control character escaped, as TOML does."""
+    said = ".".join(p if BARE_KEY.fullmatch(p) else json.dumps(p, ensure_ascii=False) for p in parts)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}" for c in said)
+
+
+def joined(prefix: str, path: Iterable[str]) -> str:
+    """``prefix`` then the steps of a validation error's ``path``: each key as :func:`dotted` writes it,
+    each item's index as is (``l2_search[1]``: a key holding ``[`` was left unquoted, so in Python's repr)."""
+    steps = (s if _ITEM.fullmatch(s) else f".{s if _ITEM.sub('', s).isidentifier() else dotted([s])}" for s in path)
+    return prefix + "".join(steps)
+
+
+def list_key(key: str) -> str:
+    """The key of the list an item's path (``tags[2]``) is in; ``key`` itself when it names no item."""
+    return _ITEM.sub("", key)
 
 
 def _value(value: Any) -> str:
@@ -38,6 +69,8 @@ def _value(value: Any) -> str:
         return json.dumps(str(value))
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, datetime.date | datetime.time):  # TOML's dates and times (RFC 3339)
+        return value.isoformat()
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
+        return "{" + ", ".join(f"{dotted([k])} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} into a profile")

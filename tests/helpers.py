@@ -12,15 +12,15 @@ HEIRLOOM = [sys.executable, "-m", "heirloom"]
 
 
 def run_heirloom(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+    *args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``heirloom`` CLI in a subprocess."""
+    """Run the real ``heirloom`` CLI in a subprocess (``env``: more variables; None unsets one)."""
     return subprocess.run(
         [*HEIRLOOM, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={name: value for name, value in {**os.environ, **(env or {})}.items() if value is not None},
         cwd=cwd or REPO,
     )
 

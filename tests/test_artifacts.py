@@ -953,7 +953,8 @@ def test_commands_that_only_read_create_no_store_and_an_empty_home_is_refused(tm
     """``models list`` and ``gc --dry-run`` created an empty store (index.sqlite, blobs/) where none
     was, and ``HEIRLOOM_HOME=`` (an unset variable) silently meant the user's own store (checker 277 F15)."""
     home = tmp_path / "home"
-    env, none = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": ""}, f"no store yet: {home / 'store'} does not exist yet"
+    env: dict[str, str | None] = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None}
+    none = f"no store yet: {home / 'store'} does not exist yet"
     listed = run_heirloom("models", "list", env=env)
     assert listed.returncode == 0 and listed.stdout == f"no artifacts: {none}\n", listed.stderr
     assert run_heirloom("models", "list", "--json", env=env).stdout == "[]\n"
@@ -961,8 +962,9 @@ def test_commands_that_only_read_create_no_store_and_an_empty_home_is_refused(tm
         refused = run_heirloom("models", *command, env=env)
         assert refused.returncode == 2 and f"error: {none}" in said(refused), refused.stderr
     assert not (home / "store").exists()
-    empty = run_heirloom("models", "list", env={"HEIRLOOM_HOME": ""})
-    assert empty.returncode == 2 and "error: HEIRLOOM_HOME is set but empty (an unset variable?)" in empty.stderr
+    for variable in ("HEIRLOOM_HOME", "HEIRLOOM_STORE"):  # the store too: the default one was read
+        empty = run_heirloom("models", "list", env={variable: ""})
+        assert empty.returncode == 2 and f"error: {variable} is set but empty (an unset variable?)" in empty.stderr
 
 
 def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, tmp_path):
@@ -2051,8 +2053,9 @@ def test_a_backup_refuses_before_writing_into_a_folder_it_would_damage(store, tm
         refused = models(store, "backup", str(odd))  # run_heirloom times out at 120 s
         kind = "a file" if name == "blobs" else "no regular file"
         assert refused.returncode == 1 and f"holds files a backup does not write ({name} ({kind}))" in said(refused)
-    inside = models(store, "backup", str(store.root / "copy"))
-    assert inside.returncode == 1 and "one folder holds the other" in said(inside)
+    inside = models(store, "backup", str(store.root / "copy"))  # exit 1 once, as if the backup had failed
+    assert inside.returncode == 2 and "Invalid value for 'DESTINATION'" in inside.stderr
+    assert "one folder holds the other" in said(inside)
     assert not (store.root / "copy").exists()
     replaced = models(store, "backup", str(other.root), "--overwrite")
     assert replaced.returncode == 0 and ArtifactStore(other.root).list()[0].digest == store.list()[0].digest

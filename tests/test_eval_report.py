@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -108,14 +109,20 @@ def test_eval_of_an_untrained_model_says_why_once(tmp_path):
     assert pinned.stderr.startswith(f"error: {tmp_path / 'pinned.toml'}: models.m.serve: toy/m has no"), pinned.stderr
 
 
-def test_an_html_report_path_that_is_a_fifo_is_refused_naming_it(tmp_path):
-    """Before any work, and saying what the path is (once only "not a regular file")."""
-    pytest.importorskip("matplotlib", reason="--html needs the 'ui' extra")
-    pytest.importorskip("jinja2", reason="--html needs the 'ui' extra")
+def test_an_html_report_path_that_cannot_be_written_is_a_usage_error_naming_it(tmp_path):
+    """Before any work, and saying what the path is (once only "not a regular file"); a device or a
+    missing folder was exit 1, as if the evaluation had failed, where click's own refusals are exit 2
+    (checker 277 F10)."""
     os.mkfifo(tmp_path / "report.html")
-    refused = run_heirloom("eval", "minimal", "--html", str(tmp_path / "report.html"))
-    assert refused.returncode == 1
-    assert f"--html {tmp_path / 'report.html'} is a FIFO, not a regular file; name a file" in refused.stderr
+    cases = {
+        tmp_path / "report.html": "is a FIFO, not a regular file; name a file",
+        Path("/dev/full"): "is a device, not a regular file; name a file",
+        tmp_path / "missing" / "r.html": f"the folder {tmp_path / 'missing'} does not exist",
+    }
+    for path, why in cases.items():
+        refused = run_heirloom("eval", "minimal", "--html", str(path))
+        assert refused.returncode == 2, refused.stderr
+        assert f"Invalid value for '--html': {path}{':' * ('folder' in why)} {why}" in refused.stderr
 
 
 def test_html_to_a_dash_is_refused_not_written_to_a_file_named_dash(trained, tmp_path):

@@ -1055,6 +1055,7 @@ def test_an_ipc_path_no_socket_can_have_is_a_usage_error_naming_the_option_and_w
         (f"{sockets}/folder", f"{sockets}/folder is a directory; name a socket file in it"),
         (f"{sockets}/missing/d.sock", f"the folder {sockets}/missing does not exist"),
         (long, f"the path is {len(long)} bytes, longer than a unix socket's path may be (107)"),
+        ("", "no path: write ipc:///path/to/socket"),  # libzmq's "Invalid argument", exit 1 (checker 277 F10)
     ]
     extra = ("--workers", "2") if option == "--worker-bind" else ()
     for path, why in cases:

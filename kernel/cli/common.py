@@ -70,6 +70,12 @@ def printable(message: str) -> str:
     return _CONTROL_IN_LINES.sub(_escaped, message)
 
 
+def one_line(message: str) -> str:
+    """``message`` as one line of a list of them (a profile's problems: a file's name may hold a line
+    break, F13): every control character shown escaped, line breaks and tabs too."""
+    return _CONTROL.sub(_escaped, message)
+
+
 def _escaped(match: re.Match[str]) -> str:
     return ascii(match[0])[1:-1]
 
@@ -118,7 +124,7 @@ def report_profile_error(exc: ProfileError) -> NoReturn:
         if writes_json():
             logging.getLogger("heirloom.cli").error("%s", problem)
         else:
-            click.echo(printable(str(problem)), err=True)
+            click.echo(one_line(str(problem)), err=True)
     sys.exit(EXIT_INVALID)
 
 

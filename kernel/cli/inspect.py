@@ -14,6 +14,7 @@ from heirloom.cli.common import (
     fail,
     get_kernel,
     inert,
+    one_line,
     print_json,
     printable,
     report_profile_error,
@@ -142,7 +143,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
     kernel = get_kernel()
     try:
         raw = kernel.load_profile(profile, overrides)
-    except ProfileError as exc:  # it does not even merge (TOML, extends): nothing to show
+    except ProfileError as exc:  # the file itself does not merge (TOML, not found): nothing to show
         report_profile_error(exc)
     try:
         resolved = validate(raw, kernel.plugins)
@@ -234,7 +235,7 @@ def profile_check(profile: str, overrides: tuple[str, ...]) -> None:
     if problems:
         report_profile_error(ProfileError(problems))
     names = ", ".join(spec.key for spec in resolved.components)
-    click.echo(f"{resolved.raw.file}: ok ({names})")
+    click.echo(one_line(f"{resolved.raw.file}: ok ({names})"))
 
 
 def _mistyped_references(error: ProfileError) -> list[Problem]:

@@ -177,9 +177,10 @@ def cli(log_level: str) -> None:
 
 def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
+    for variable in ("HEIRLOOM_HOME", "HEIRLOOM_STORE"):  # the library reads "" as unset: `HEIRLOOM_HOME=$TYPO
+        if os.environ.get(variable) == "":  # heirloom models list` read the user's store
+            fail(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it", 2)
     home = os.environ.get("HEIRLOOM_HOME")
-    if home == "":  # the library reads it as unset: `HEIRLOOM_HOME=$TYPO heirloom models list` read the user's store
-        fail("error: HEIRLOOM_HOME is set but empty (an unset variable?): name a folder, or unset it", 2)
     if home and os.path.exists(home) and not os.path.isdir(home):  # else its store's error blamed store/blobs
         fail(f"error: HEIRLOOM_HOME={home} is not a folder: set it to heirloom's folder (its store, logs, data)", 2)
     try:

@@ -19,7 +19,7 @@ from heirloom.cli.options import PROFILE, a_path
 from heirloom.cli.rescore import rescored_gate
 from heirloom.core.errors import HeirloomError, did_you_mean
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
-from heirloom.store.backup import backup_store
+from heirloom.store.backup import backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
 from heirloom.store.gc import REPAIR
 from heirloom.store.refs import Ref, RefError, check_alias, one_typo
@@ -451,6 +451,8 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
     HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only files:
     copy them yourself (docs/OPERATIONS.md).
     """
+    if why := nested(store.root, destination):  # before the store's own checks (F10): what was typed, exit 2
+        raise click.BadParameter(why, param_hint="'DESTINATION'")
     report = backup_store(store, destination, overwrite=overwrite)
     click.echo(
         f"backed up {report.versions} version(s) to {destination}: {report.copied} blob(s) copied, "

@@ -13,7 +13,7 @@ from typing import Any
 
 from heirloom.cli.common import get_kernel, resolve_or_exit
 from heirloom.core.errors import HeirloomError
-from heirloom.core.profile import dotted
+from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import Artifact, ArtifactStore
 from heirloom.store.compare import PromotionRefused, beats, direction, figures, left_out_note, read_metric
 from heirloom.store.refs import RefError

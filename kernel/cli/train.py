@@ -288,7 +288,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     "--html",
     "html_path",
     type=a_path(dir_okay=False, writable=True),
-    callback=lambda ctx, param, value: _not_stdout(value),
+    callback=lambda ctx, param, value: _report_path(value),
     help="Also write a self-contained HTML report to this file: tables, the confusion matrix and, "
     "for models reporting NAME@K metrics (recall@5, recall@10...), metric-at-k curves (needs the 'ui' extra). "
     "Not '-': stdout has the text report (exit 2).",
@@ -325,7 +325,6 @@ def eval_command(
             from heirloom.reports import check_available
 
             check_available()
-            _check_report_path(html_path)
         for spec in evaluated_specs(resolved, names):
             row = spec.key if spec.name in reports else spec.name  # a model and an api may share a name
             if spec.kind == "model":
@@ -391,21 +390,18 @@ def _with_warning(
     return Report(report.metrics, f"{report.text.rstrip()}\n{said}\n") if said else report
 
 
-def _not_stdout(path: Path | None) -> Path | None:
-    """``--html -`` wrote a file named ``-``; stdout is the text report's (and --json's)."""
+def _report_path(path: Path | None) -> Path | None:
+    """``--html``, checked as it is parsed (exit 2, as a path click refuses; after scoring it was exit 1):
+    not ``-`` (that wrote a file named ``-``; stdout is the text report's), a regular file at most (never a
+    device or a pipe, which an atomic rename would turn into a file), in a folder that exists."""
     if path is not None and str(path) == "-":
         raise click.BadParameter("'-' would be stdout, which has the text report; name a file to write the HTML to")
-    return path
-
-
-def _check_report_path(path: Path) -> None:
-    """Before any work: the report replaces a regular file at most (never a device or a pipe,
-    which an atomic rename would turn into a file) and goes into a folder that exists."""
-    if kind := irregular(path):
-        raise HeirloomError(f"--html {path} {kind}; name a file to write the report to")
-    if not path.parent.is_dir():
+    if path is not None and (kind := irregular(path)):
+        raise click.BadParameter(f"{path} {kind}; name a file to write the report to")
+    if path is not None and not path.parent.is_dir():
         problem = "is a file, not a folder" if path.parent.is_file() else "does not exist"
-        raise HeirloomError(f"--html {path}: the folder {path.parent} {problem}")
+        raise click.BadParameter(f"{path}: the folder {path.parent} {problem}")
+    return path
 
 
 def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[str | None, Report]]) -> None:

@@ -10,7 +10,6 @@ A file is bounded before it is parsed (:mod:`heirloom.toml_bounds`); merging is 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import tomllib
@@ -26,7 +25,8 @@ from heirloom.core.components import TABLES
 from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
-from heirloom.links import broken_link
+from heirloom.links import broken_link, broken_profile
+from heirloom.profile_toml import BARE_KEY, dotted
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, check_nesting, parse_bounded
 
@@ -34,8 +34,7 @@ SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [res
 OVERRIDE_SOURCE = "--set"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # the last: left unclosed
 MAX_EXTENDS = 64  # files in one extends chain: 1,000 was a RecursionError
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_KEY_PART = rf"{_BARE_KEY.pattern}|{QUOTED}"  # a TOML key part: bare or quoted
+_KEY_PART = rf"{BARE_KEY.pattern}|{QUOTED}"  # a TOML key part: bare or quoted
 _OVERRIDE = re.compile(rf"[ \t]*((?:{_KEY_PART})(?:[ \t]*\.[ \t]*(?:{_KEY_PART}))*)[ \t]*=(.*)", re.DOTALL)
 HOLDS_NUL = "holds a NUL character (\\u0000)"
 PROFILE_IS = "a profile is a regular .toml file"  # in a path it was a raw ValueError, late
@@ -170,16 +169,14 @@ class ProfileLoader:
         if (path := self.find(ref)) is None and Path(ref).is_file():  # /etc/passwd
             named = "is a file whose name does not end in .toml"
             raise ProfileError([Problem(ref, "", f"not a profile: it {named} ({PROFILE_IS})")])
-        if why := broken_link(Path(ref)) if path is None else "":
-            raise ProfileError([Problem(ref, "", f"not a profile: it {why}")])
+        if why := broken_profile(ref, self.search_dirs(), display_path) if path is None else "":
+            raise ProfileError([Problem(ref, "", f"not a profile: {why}")])
         if (path := path or (Path(ref) if Path(ref).exists() else None)) is None:  # a folder, /dev/null: read, said
             searched = ", ".join(display_path(d) for d in self.search_dirs())
             why = f"no such profile file or profile name (searched: {searched} and plugin profiles){self._missing(ref)}"
             raise ProfileError([Problem(ref, "", why)])
         problems: list[Problem] = []
-        data: dict[str, Any] = {}
-        provenance: dict[str, str] = {}
-        files: list[str] = []
+        data, provenance, files = {}, {}, []  # the merged tree, the file of each leaf's value, the files merged
         self._merged: set[Path] = set()
         self._replaced: dict[str, str] = {}
         self._merge_file(path, data, provenance, files, problems, chain=[])
@@ -190,10 +187,10 @@ class ProfileLoader:
         _interpolate(own, provenance, problems, [], secrets, "")  # (the extending file's own project)
         project = str(getattr(given := own.get("project"), "text", given) or profile_name(path))
         data = own | _interpolate(data, provenance, problems, [], secrets, project)
-        if problems:
-            raise ProfileError([*problems, *late])
         name, file = profile_name(path), display_path(path)
-        return RawProfile(name, file, data, provenance, files, secrets, disabled, late, self._replaced)
+        if problems and file not in files:  # else what did merge is validated too: a ${VAR} or extends hid it (F6)
+            raise ProfileError([*problems, *late])
+        return RawProfile(name, file, data, provenance, files, secrets, disabled, [*problems, *late], self._replaced)
 
     def _merge_file(
         self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
@@ -307,12 +304,6 @@ def _forget(provenance: dict[str, str], path: list[str], old: Any) -> None:
             _forget(provenance, [*path, key], value)
 
 
-def dotted(parts: typing.Iterable[str]) -> str:
-    """A key path as TOML writes it: ``models."sent.v2".epochs``, never ``models.sent.v2.epochs`` (see key_parts)."""
-    said = ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p, ensure_ascii=False) for p in parts)
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}" for c in said)
-
-
 def key_parts(key: str) -> list[str]:
     """The parts of a TOML dotted key (as dotted writes one); TOMLDecodeError when it is none."""
     node, parts = tomllib.loads(f"{key} = 0"), []
@@ -392,7 +383,8 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabl
             else:
                 disabled[prefix[:-1]] = by
             for key, origin in provenance.items():  # set after the file that disabled it (its own keys are not)
-                if key.startswith(prefix) and rank.get(origin, -1) > rank.get(by, len(order)):
+                later = rank.get(origin, -1) > rank.get(by, len(order)) or origin == by == OVERRIDE_SOURCE  # F16
+                if key.startswith(prefix) and later and key != f"{prefix}enabled":
                     said = f"{prefix[:-1]} is disabled (by enabled = false in {by}): this value would be dropped"
                     problems.append(Problem(origin, key, f"{said} (enabled = true where it is set brings it back)"))
             _forget(provenance, [table_name, name], table.pop(name))
@@ -406,8 +398,11 @@ def _interpolate(
     node: Any, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str], project: str
 ) -> Any:
     if isinstance(node, dict):
-        for key in list(node):
+        for key, said in ((key, len(problems)) for key in list(node)):  # said: the problems before its value's
             node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], secrets, project)
+            if len(problems) > said and not isinstance(node[key], dict):  # unknown: validated as if not set (F6)
+                _forget(provenance, [*path, str(key)], node.pop(key))  # nor shown (profile show), nor masked
+                secrets.discard(dotted([*path, str(key)]))
         return node
     if isinstance(node, list):
         return [_interpolate(item, provenance, problems, path, secrets, project) for item in node]

@@ -20,8 +20,9 @@ from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_reference
 from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
-from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue, dotted
+from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
+from heirloom.profile_toml import as_written, dotted, joined, list_key
 from heirloom.suggest import did_you_mean, no_component_to_change
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
@@ -78,12 +79,12 @@ class Validator:
         self.raw = raw
         self.host = host
         self.problems: list[Problem] = list(raw.problems)  # the loader's that left the tree whole
-        self.converter = make_converter()
+        self.converter = make_converter(show=as_written)  # a value found, as the file would write it
 
     def file_of(self, key: str) -> str:
         """The file that set ``key``, else the most derived one (``--set`` first) that set something
         under it (for an extension's check across fields: its file, not the base's), else above."""
-        prov, key = self.raw.provenance, key.split("[")[0]  # an item's file is its list's
+        prov, key = self.raw.provenance, list_key(key)  # an item's file is its list's
         if key in prov:
             return prov[key]
         if below := [f for k, f in prov.items() if k.startswith(key + ".")]:
@@ -123,7 +124,7 @@ class Validator:
             except ValueError as exc:
                 return self.problem(key, str(exc)) or default
         if not isinstance(value, str):
-            return self.problem(key, f"expected str, got {type(value).__name__} {value!r}") or default
+            return self.problem(key, f"expected str, got {type(value).__name__} {as_written(value)}") or default
         return value
 
     def _name(self, key: str, value: str, from_file_name: bool = False) -> str:
@@ -163,17 +164,18 @@ class Validator:
             for name, table in group.items():
                 self._name(where := dotted([table_name, name]), name)
                 if not isinstance(table, dict):
-                    self.problem(where, f'expected a table like [{where}] with use = "...", got {table!r}')
+                    self.problem(where, f'expected a table like [{where}] with use = "...", got {as_written(table)}')
                     continue
                 found.append((kind, name, _use(table), table))
         return found
 
     def _component(self, kind: str, name: str, use: Any, table: dict) -> ComponentSpec | None:
         key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else dotted([TABLES[kind], name])
-        if use is None and (typo := no_component_to_change(name, self.raw.data[TABLES[kind]])):
-            return self.problem(key, typo)  # not "use: expected ..., got None", of a key never written
+        if use is None:  # never written (a typo of a defined component's name?), or a ${VAR} in it said so
+            typo = no_component_to_change(name, self.raw.data[TABLES[kind]]) or f"no `use` (a new {kind} needs one)"
+            return None if f"{key}.use" in {p.path for p in self.problems} else self.problem(key, typo)
         if not isinstance(use, str):
-            return self.problem(f"{key}.use", f"expected the name of a type of {kind}, got {use!r}")
+            return self.problem(f"{key}.use", f"expected the name of a type of {kind}, got {as_written(use)}")
         try:
             cls = self.host.component_type(kind, use)
         except Exception as exc:  # noqa: BLE001 - ambiguity between plugins is reported, not raised
@@ -258,8 +260,8 @@ class Validator:
         except (ClassValidationError, IterableValidationError) as exc:
             said = {problem.path for problem in self.problems}  # a --set value _typed refused is not "missing" too
             for path, message in flatten_errors(exc, [], {cls: also}):
-                if _join(key, path) not in said or message != "required key missing":
-                    self.problem(_join(key, path), message)
+                if joined(key, path) not in said or message != "required key missing":
+                    self.problem(joined(key, path), message)
         except Exception as exc:  # noqa: BLE001 - attrs validators and __init__ errors
             field = _field_named_in(exc, cls)
             self.problem(f"{key}.{field}" if field else key, _raised(exc))
@@ -363,10 +365,6 @@ def _field_named_in(exc: BaseException, cls: type | None) -> str | None:
     message = _message(exc)
     starts = [(f"'{f.name}'", f"'{f.name}[", f"Length of '{f.name}'") for f in attrs.fields(cls)]  # attrs' min_len
     return message.split("'")[1] if any(message.startswith(forms) for forms in starts) else None
-
-
-def _join(prefix: str, path: list[str]) -> str:
-    return prefix + "".join(s if s[:1] == "[" else f".{s if '[' in s else dotted([s])}" for s in path)  # l2_search[1]
 
 
 def validate(raw: RawProfile, host: PluginHost) -> ResolvedProfile:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import TABLES, Api, Component, Context, Model, ModelHandle, Resources, references
 from heirloom.core.errors import HeirloomError, LifecycleError, described
-from heirloom.core.profile import dotted
 from heirloom.core.quota import StorageQuota, quota_mb
 from heirloom.core.schema import ComponentSpec, ResolvedProfile
 from heirloom.core.serving import ModelServing, VersionStore
+from heirloom.profile_toml import dotted
 
 if TYPE_CHECKING:
     from heirloom.core.plugins import PluginHost

@@ -125,6 +125,14 @@ def _writing(destination: Path) -> Iterator[None]:
         ) from exc
 
 
+def nested(root: Path, destination: Path) -> str:
+    """Why no backup of the store at ``root`` can go to ``destination``: one folder holds the other; "" else.
+    ``models backup`` asks first, so that this mistake in what was typed is said as one (exit 2)."""
+    source, target = root.resolve(), destination.resolve()
+    held = target == source or target.is_relative_to(source) or source.is_relative_to(target)
+    return f"cannot back up the store at {root} into {destination}: one folder holds the other" if held else ""
+
+
 def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None:
     """HeirloomError, before anything is written, unless ``destination`` is new, empty, or
     an earlier backup of the store at ``root`` (one cut short too: it wrote its marker first)
@@ -132,9 +140,9 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
     had the backup delete the store's own files)."""
     if destination.is_symlink() and not destination.exists():
         raise HeirloomError(f"{destination} is a link to nothing ({os.readlink(destination)})")
+    if why := nested(root, destination):
+        raise HeirloomError(why)
     source, target = root.resolve(), destination.resolve()
-    if target == source or target.is_relative_to(source) or source.is_relative_to(target):
-        raise HeirloomError(f"cannot back up the store at {root} into {destination}: one folder holds the other")
     if not target.exists():
         return
     if not target.is_dir():

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import Api, references
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
-from heirloom.core.profile import dotted
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
+from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import StoreMissing
 from heirloom.store.parents import ask, checks_parents, parent_problems
 from heirloom.store.refs import one_typo

@@ -26,10 +26,10 @@ import attrs
 
 from heirloom.core.components import NullProgress, Progress, Report, Source, State, manager_name, references
 from heirloom.core.errors import HeirloomError, PluginError, Problem, ProfileError
-from heirloom.core.profile import dotted
 from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
+from heirloom.profile_toml import dotted
 from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, TEST, VALIDATION, evaluation_key
 from heirloom.store.content import STATE_FORMAT_KEY, state_digest
 from heirloom.store.digest import profile_digest

@@ -76,6 +76,8 @@ def ipc_bind_problem(address: str) -> str | None:
     path = address.removeprefix("ipc://")
     if path == address or path == "*" or path.startswith("@"):  # not ipc://, a temp name, Linux's abstract names
         return None
+    if not path:  # libzmq: "Invalid argument", when it binds (exit 1, where other bad addresses are exit 2)
+        return "no path: write ipc:///path/to/socket"
     if (size := len(os.fsencode(path))) > zmq.IPC_PATH_MAX_LEN:
         return f"the path is {size} bytes, longer than a unix socket's path may be ({zmq.IPC_PATH_MAX_LEN})"
     if os.path.isdir(path):
