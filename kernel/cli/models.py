@@ -451,7 +451,7 @@ def models_backup(destination: Path, overwrite: bool, store: ArtifactStore) -> N
     HEIRLOOM_STORE at it). The logs (feedback/, handoffs/, events/) are append-only files:
     copy them yourself (docs/OPERATIONS.md).
     """
-    if why := nested(store.root, destination):  # before the store's own checks (F10): what was typed, exit 2
+    if why := nested(store.root, destination):  # before the store's own checks: what was typed, exit 2
         raise click.BadParameter(why, param_hint="'DESTINATION'")
     report = backup_store(store, destination, overwrite=overwrite)
     click.echo(

@@ -188,7 +188,7 @@ class ProfileLoader:
         project = str(getattr(given := own.get("project"), "text", given) or profile_name(path))
         data = own | _interpolate(data, provenance, problems, [], secrets, project)
         name, file = profile_name(path), display_path(path)
-        if problems and file not in files:  # else what did merge is validated too: a ${VAR} or extends hid it (F6)
+        if problems and file not in files:  # else what did merge is validated too, all at once
             raise ProfileError([*problems, *late])
         return RawProfile(name, file, data, provenance, files, secrets, disabled, [*problems, *late], self._replaced)
 
@@ -382,8 +382,8 @@ def _drop_disabled(data: dict, provenance: dict, problems: list[Problem], disabl
                 problems.append(Problem(by, f"{prefix}enabled", typo))
             else:
                 disabled[prefix[:-1]] = by
-            for key, origin in provenance.items():  # set after the file that disabled it (its own keys are not)
-                later = rank.get(origin, -1) > rank.get(by, len(order)) or origin == by == OVERRIDE_SOURCE  # F16
+            for key, origin in provenance.items():  # set after the file (or --set) that disabled it, not by it
+                later = rank.get(origin, -1) > rank.get(by, len(order)) or origin == by == OVERRIDE_SOURCE
                 if key.startswith(prefix) and later and key != f"{prefix}enabled":
                     said = f"{prefix[:-1]} is disabled (by enabled = false in {by}): this value would be dropped"
                     problems.append(Problem(origin, key, f"{said} (enabled = true where it is set brings it back)"))
@@ -400,7 +400,7 @@ def _interpolate(
     if isinstance(node, dict):
         for key, said in ((key, len(problems)) for key in list(node)):  # said: the problems before its value's
             node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], secrets, project)
-            if len(problems) > said and not isinstance(node[key], dict):  # unknown: validated as if not set (F6)
+            if len(problems) > said and not isinstance(node[key], dict):  # unknown: validated as if not set
                 _forget(provenance, [*path, str(key)], node.pop(key))  # nor shown (profile show), nor masked
                 secrets.discard(dotted([*path, str(key)]))
         return node
