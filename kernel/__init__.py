@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from heirloom.core.placement import WorkerPool
     from heirloom.core.version import VERSION as __version__
     from heirloom.datasets import DataFile, Dataset
-    from heirloom.files import read_regular
+    from heirloom.files import hash_regular, read_regular
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore, Promotion, StoreMissing
     from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, PromotionRefused
@@ -162,6 +162,7 @@ _EXPORTS = {
     "nests_deeper": "heirloom.core.limits",
     "open_regular": "heirloom.core.fsutil",
     "read_regular": "heirloom.files",
+    "hash_regular": "heirloom.files",
     "records_fingerprint": "heirloom.store.reading",
     "NotRegularFile": "heirloom.core.fsutil",
     "NullProgress": "heirloom.core.components",
@@ -302,6 +303,7 @@ __all__ = [
     "did_you_mean",
     "durable_write",
     "future_time",
+    "hash_regular",
     "home",
     "hookimpl",
     "in_one_process",

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -1014,7 +1015,7 @@ def test_a_version_whose_load_raises_is_named_and_its_traceback_is_logged_at_deb
     assert run_heirloom("train", str(profile), env=env).returncode == 0
     failing = ("--set", "models.m.fail_load=true")
     evaluated = run_heirloom("eval", str(profile), *failing, env=env)
-    problem = "models.m (toy-model) failed to start: could not load team/m@1: RuntimeError: m cannot read its weights"
+    problem = "models.m (toy-model, plugin tests.toys) failed to start: could not load team/m@1: RuntimeError: m cannot"
     assert evaluated.returncode == 1 and problem in said(evaluated), evaluated.stderr
     assert "Traceback" not in evaluated.stderr, "a traceback only when asked for"
     debugged = run_heirloom("--log-level", "debug", "eval", str(profile), *failing, env=env)
@@ -2252,6 +2253,28 @@ def test_a_fifo_named_as_training_data_is_one_line_from_train_not_a_hang(tmp_pat
         assert trained.returncode == 1 and "Traceback" not in trained.stderr, trained.stderr
         what = "a FIFO, not a regular file" if name == "fifo" else "a directory, not a file"
         assert f"{profile}: sources.s.train: 'train' {tmp_path / name / 'data.csv'} is {what}" in said(trained)
+
+
+def test_a_file_is_fingerprinted_as_it_streams_not_read_whole(tmp_path):
+    """The plugin template's source (as PLUGINS.md said) hashed its file through read_regular: a 163 MB file cost
+    191 MB of memory to fingerprint (checker 281 F8). hash_regular holds 1 MiB of it at a time, refusing what
+    read_regular refuses."""
+    big = tmp_path / "big.jsonl"
+    with big.open("wb") as handle:
+        handle.truncate(64 << 20)  # 64 MiB of zeros, sparse: written at once
+    tracemalloc.start()
+    try:
+        digest = heirloom.hash_regular(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    assert digest.hexdigest() == hashlib.sha256(bytes(64 << 20)).hexdigest()
+    os.mkfifo(fifo := tmp_path / "fifo")
+    with pytest.raises(heirloom.NotRegularFile, match="a FIFO, not a regular file"):
+        heirloom.hash_regular(fifo)
+    template = (REPO / "kernel" / "cli" / "scaffold" / "package" / "source.py.tmpl").read_text()
+    assert "heirloom.hash_regular(self.path)" in template and "read_regular" not in template
 
 
 def test_an_auditor_can_match_a_version_to_its_profile_and_data(tmp_path, monkeypatch):

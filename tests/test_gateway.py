@@ -1485,7 +1485,7 @@ def test_gateway_profile_whose_system_cannot_start_exits_saying_why(tmp_path):
         timeout=60,
     )
     assert result.returncode == 1, result.stderr
-    said = "the system did not start: models.m (toy-model) failed to start: RuntimeError: m refuses to start"
+    said = "the system did not start: models.m (toy-model, plugin tests.toys) failed to start: RuntimeError: m refuses"
     assert said in result.stderr
     # a profile that cannot work at all is exit 2, as for serve (it was 1)
     for named in ("no-such-profile", str(write(tmp_path / "typo.toml", '[apis.a]\nuse = "toy-apii"\n'))):

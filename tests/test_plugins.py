@@ -846,3 +846,38 @@ def test_a_command_two_plugins_register_runs_neither_and_names_both(tmp_path):
     conflicts = {p["name"]: p["conflicts"] for p in json.loads(listed.stdout)}
     assert conflicts["heirloom_hi_a"] == conflicts["heirloom_hi_b"] == ["command hello"]
     assert f"conflict: command hello is registered by {both}" in " ".join(listed.stderr.split())
+
+
+QUIET = """
+import os
+
+import heirloom
+
+
+@heirloom.hookimpl
+def heirloom_register_commands(cli):
+    if os.environ.get("QUIET_BROKEN"):
+        raise RuntimeError("quiet's commands hook is broken")
+"""
+
+
+def test_a_commands_hook_that_adds_none_is_remembered_and_one_that_raises_is_the_plugins_error(tmp_path):
+    """A hook adding no command read as "not asked yet": its plugin was imported on every plugin command. One that
+    raised warned on every call, while ``plugins --json`` said the plugin loaded with no error."""
+    _install(tmp_path, "heirloom-hi-a", "heirloom_hi_a", GREETER.format(name="a"))
+    _install(tmp_path, "heirloom-quiet", "heirloom_quiet", QUIET)
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_TRACE_PLUGINS": "1"}
+    imported = []
+    for _ in range(2):  # a fresh catalog, then one that knows which plugin adds 'hello', and that quiet adds none
+        result = run_heirloom("hello", env=env)
+        assert result.returncode == 0 and result.stdout == "hello from a\n", result.stderr
+        imported.append([line for line in result.stderr.splitlines() if "heirloom trace: import heirloom_" in line])
+    assert any("heirloom_quiet" in line for line in imported[0]), imported
+    assert [line.split()[3] for line in imported[1]] == ["heirloom_hi_a"], imported
+    listed = run_heirloom("plugins", "--json", env={**env, "QUIET_BROKEN": "1"})
+    assert listed.returncode == 0, listed.stderr
+    quiet = next(p for p in json.loads(listed.stdout) if p["name"] == "heirloom_quiet")
+    said = "heirloom_quiet (heirloom-quiet 1.0): heirloom_register_commands failed: RuntimeError: quiet's commands hook"
+    assert quiet["status"] == "loaded" and said in quiet["error"], quiet
+    table = run_heirloom("plugins", env={**env, "QUIET_BROKEN": "1", "COLUMNS": "400"})
+    assert "loaded: plugin heirloom_quiet" in table.stdout, table.stdout

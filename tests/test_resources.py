@@ -449,6 +449,8 @@ def test_a_resource_managers_wrong_storage_quota_is_said_in_stats_not_an_interna
     [
         ("limit_type", "2", "daemon_in_flight_limit() returned 'lots'; it must be None or an int >= 1"),
         # a raw traceback before, naming no manager
+        ("limit", "2", "daemon_in_flight_limit() raised RuntimeError: deliberate failure in daemon_in_flight_limit"),
+        # a raw traceback before, naming no manager
         ("client_limits_type", "1", "client_limits() returned a dict; it must be None or a heirloom.ClientLimits"),
         ("client_limits_type", "2", "client_limits() returned a dict; it must be None or a heirloom.ClientLimits"),
     ],
@@ -474,8 +476,110 @@ def test_a_resource_manager_failing_to_prepare_a_component_is_named_as_the_cause
     result = run_heirloom(
         "serve", str(profile), "--bind", f"ipc://{tmp_path}/s.sock", env={"HEIRLOOM_PLUGINS": "tests.testing_api"}
     )
-    said = "failed to start: the resource manager's prepare() raised RuntimeError: deliberate failure in prepare"
+    said = (
+        "apis.echo (echo, plugin echo (heirloom "  # then the manager, its type and plugin, as its stop() is named
+        f"{heirloom.__version__})) failed to start: the resource manager resources (faulty, plugin tests.testing_api): "
+        "prepare() raised RuntimeError: deliberate failure in prepare"
+    )
     assert result.returncode != 0 and said in " ".join(result.stderr.split()), result.stderr
+
+
+def test_a_resource_manager_failing_to_start_is_named_with_its_plugin(tmp_path):
+    """``resources (quota-gate) failed to start`` named no plugin, where its failure to stop did."""
+    profile = write(tmp_path / "team.toml", TRAIN_PROFILE.format(project="team", resources=FAULTY.format(fail="start")))
+    trained = run_heirloom("train", str(profile), env={"HEIRLOOM_PLUGINS": "tests.toys,tests.testing_api"})
+    said = "resources (faulty, plugin tests.testing_api) failed to start: RuntimeError: deliberate failure in start"
+    assert trained.returncode == 1 and said in " ".join(trained.stderr.split()), trained.stderr
+
+
+@pytest.mark.parametrize(
+    ("fail", "said"),
+    [
+        ("place_workers", "place_workers() raised RuntimeError: deliberate failure in place_workers"),
+        # the broker listened, then crashed at its first check: 'int' object has no attribute 'observe'
+        ("place_workers_type", "place_workers() returned a int; it must be None or a started heirloom.WorkerPool"),
+    ],
+)
+def test_a_resource_manager_failing_to_place_workers_is_an_error_naming_it(tmp_path, fail, said):
+    resources = FAULTY.format(fail=fail).replace('"faulty"', '"faulty-placing"')
+    profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=resources))
+    result = run_heirloom(
+        "serve", str(profile), "--bind", f"ipc://{tmp_path}/s.sock", env={"HEIRLOOM_PLUGINS": "tests.testing_api"}
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: resource manager tests.testing_api.PlacingResources: {said}" in result.stderr
+    assert "broker listening" not in result.stderr  # refused before it ran
+
+
+def test_a_resource_manager_whose_run_fit_raises_is_blamed_not_the_model(tmp_path):
+    """It read ``training models.m (toy-model, plugin tests.toys) failed``: a bug reported to the wrong plugin."""
+    env = {"HEIRLOOM_PLUGINS": "tests.toys,tests.testing_api", "HEIRLOOM_HOME": str(tmp_path / "home")}
+    resources = FAULTY.format(fail="run_fit")
+    trained = run_heirloom(
+        "train",
+        str(profile := write(tmp_path / "team.toml", TRAIN_PROFILE.format(project="team", resources=resources))),
+        env=env,
+    )
+    told = " ".join(trained.stderr.split())
+    whose = "fitting models.m in the run_fit() of resources (faulty, plugin tests.testing_api) failed"
+    assert trained.returncode == 1 and f"error: {whose}: RuntimeError: deliberate failure in run_fit" in told, told
+    assert "toy-model" not in told
+    here = FAULTY.format(fail="run_fit_here")  # it fits in the task it was given: the line names it, not the model
+    trained = run_heirloom("train", str(write(profile, TRAIN_PROFILE.format(project="team", resources=here))), env=env)
+    assert trained.returncode == 0, trained.stderr
+    assert "models.m: fitted by the resource manager (faulty)" in " ".join(trained.stderr.split()), trained.stderr
+
+
+def test_a_check_profile_answering_the_wrong_shape_is_a_problem_naming_it(tmp_path):
+    """A str from check_profile crashed ``profile check`` (not enough values to unpack), naming no plugin."""
+    profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=FAULTY.format(fail="check_profile_type")))
+    checked = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_PLUGINS": "tests.testing_api"})
+    said = "resources.use: FaultyResources.check_profile returned a str ('not a list'), not [(field, problem), ...]"
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr, checked.stderr
+    assert f"p.toml: {said} (a plugin bug?)" in " ".join(checked.stderr.split()), checked.stderr
+
+
+READY_RAISED = "resources (faulty, plugin tests.testing_api): ready() raised RuntimeError: deliberate failure in ready"
+
+
+def test_a_ready_that_raises_at_start_fails_the_start_naming_the_component(tmp_path):
+    """It crashed the one-process daemon with a traceback (clients timed out), and each worker of a broker, which
+    respawned them for ever with ``start_failure`` nil: nothing a client saw said why."""
+    profile = write(tmp_path / "p.toml", DAEMON_PROFILE.format(resources=FAULTY.format(fail="ready")))
+    result = run_heirloom(
+        "serve", str(profile), "--bind", f"ipc://{tmp_path}/s.sock", env={"HEIRLOOM_PLUGINS": "tests.testing_api"}
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"system failed to start: {READY_RAISED}" in " ".join(result.stderr.split()), result.stderr
+    daemon = Daemon(tmp_path, "--workers", "2", profile=DAEMON_PROFILE.format(resources=FAULTY.format(fail="ready")))
+    with daemon.client(timeout=10, retries=0) as client:
+        deadline = time.monotonic() + 60
+        while not (failure := client.call("_ready")["start_failure"]):
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.2)
+    assert READY_RAISED in failure and "Traceback" not in daemon.log(), failure
+    assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_ready_that_raises_once_serving_is_not_ready_logged_once_and_the_daemon_lives(serve, tmp_path, workers):
+    trigger = tmp_path / "raise-now"
+    daemon = serve(f'{FAULTY.format(fail="ready_late")}\ntrigger = "{trigger}"', "--workers", workers)
+    trigger.touch()
+    with daemon.client(timeout=10, retries=0) as client:
+        deadline = time.monotonic() + 60
+        while (probe := client.call("_ready"))["ready"] or any(w["ready"] for w in probe.get("workers", [])):
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.2)
+        for _ in range(5):
+            assert client.call("_health")["live"]
+            probe = client.call("_ready")
+        assert probe["ready"] is False and (workers == "2" or probe["components"]["resources"] is False), probe
+        if workers == "1":  # one process serves what it can
+            assert client.call("echo.echo", "hi") == "hi"
+    assert daemon.log().count(f"{READY_RAISED}; it counts as not ready") == int(workers), daemon.log()
+    assert "Traceback" not in daemon.log()
+    assert daemon.terminate() == 0, daemon.log()
 
 
 def test_a_handler_stuck_past_the_grace_period_does_not_keep_the_process_alive(tmp_path):

@@ -57,7 +57,8 @@ def test_failed_start_stops_what_already_started(tmp_path):
     system = kernel.system(profile(tmp_path, "fail_start = true"))
     with pytest.raises(heirloom.LifecycleError) as caught:
         system.start()
-    assert str(caught.value) == "models.m (toy-model) failed to start: RuntimeError: m refuses to start"  # once
+    said = "models.m (toy-model, plugin tests.toys) failed to start: RuntimeError: m refuses to start"  # whose, once
+    assert str(caught.value) == said
     assert toys.EVENTS == ["start raw", "start clean", "stop clean", "stop raw"]
     assert system.state == "failed"
 

@@ -328,6 +328,21 @@ class FaultyResources(heirloom.Resources):
     answering the wrong type from, one of its methods."""
 
     fail: str = ""
+    #: with ``fail = "ready_late"``: ready() raises once this file exists (the daemon up and ready by then)
+    trigger: str = ""
+
+    def start(self, ctx: Any) -> None:
+        super().start(ctx)
+        if self.fail == "start":
+            raise RuntimeError("deliberate failure in start")
+
+    def ready(self) -> bool:
+        if self.fail == "ready" or (self.fail == "ready_late" and os.path.exists(self.trigger)):
+            raise RuntimeError("deliberate failure in ready")
+        return True
+
+    def check_profile(self, profile: Any) -> Any:
+        return "not a list" if self.fail == "check_profile_type" else []
 
     def prepare(self, name: str, component: Any) -> None:
         if self.fail == "prepare":
@@ -353,6 +368,8 @@ class FaultyResources(heirloom.Resources):
         return {"unencodable": object()} if self.fail == "usage_type" else {"fine": True}
 
     def daemon_in_flight_limit(self) -> Any:
+        if self.fail == "limit":
+            raise RuntimeError("deliberate failure in daemon_in_flight_limit")
         return "lots" if self.fail == "limit_type" else None
 
     def client_limits(self) -> Any:
@@ -364,6 +381,10 @@ class FaultyResources(heirloom.Resources):
         return "100" if self.fail == "quota_type" and area == "artifacts" else None
 
     def run_fit(self, task: Any) -> Any:
+        if self.fail == "run_fit":
+            raise RuntimeError("deliberate failure in run_fit")
+        if self.fail == "run_fit_here":  # fits where the manager trains: here, in the task it was given
+            return task()
         return {"weights": [1.0]} if self.fail == "run_fit_type" else None
 
     def retention(self) -> Any:
@@ -372,9 +393,20 @@ class FaultyResources(heirloom.Resources):
         return -1 if self.fail == "retention_value" else None
 
 
+@attrs.define
+class PlacingResources(FaultyResources):
+    """FaultyResources placing ``serve``'s workers itself (so every serve of it has a broker), or failing to."""
+
+    def place_workers(self, argv: list[str]) -> Any:
+        if self.fail == "place_workers":
+            raise RuntimeError("deliberate failure in place_workers")
+        return 5 if self.fail == "place_workers_type" else None
+
+
 @heirloom.hookimpl
 def heirloom_register_resource_managers(register):
     register("faulty", FaultyResources)
+    register("faulty-placing", PlacingResources)
 
 
 @heirloom.hookimpl

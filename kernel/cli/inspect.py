@@ -55,7 +55,7 @@ def plugins_command(as_json: bool) -> None:
             [
                 {
                     **info.to_json(),
-                    "commands": sorted(registered.get(info.name, info.commands)),
+                    "commands": sorted(registered.get(info.name, info.commands or [])),
                     "conflicts": shared.get(info.label, []),
                 }
                 for info in infos
@@ -64,10 +64,11 @@ def plugins_command(as_json: bool) -> None:
     else:
         table = Table("plugin", "distribution", "status", "provides")
         for info in infos:
-            commands = registered.get(info.name, info.commands)
+            commands = registered.get(info.name, info.commands or [])
             provided = [*info.provides.items(), *info.named.items(), ("commands", commands)]
             provides = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in provided if names)
-            status = Text("loaded", "green") if info.status == "loaded" else Text("failed", "red") + f": {info.error}"
+            status = Text("loaded", "green") if info.status == "loaded" else Text("failed", "red")
+            status += f": {info.error}" if info.error else ""  # a loaded one's commands hook may have raised
             dist = f"{info.distribution} {info.version}" if info.distribution else "-"
             table.add_row(inert(info.name), inert(dist), status, inert(provides or "-"))
         console.print(table)

@@ -68,7 +68,7 @@ class HeirloomGroup(click.Group):
         if owners := [  # every plugin that adds it, as far as the catalog knows, or may (new): two clash
             plugin
             for plugin, info in plugins.infos.items()
-            if name in info.commands or (not info.commands and "heirloom_register_commands" in info.hooks)
+            if name in (info.commands or ()) or (info.commands is None and "heirloom_register_commands" in info.hooks)
         ]:
             self._attach(ctx, owners)
         if name not in self.commands:

@@ -29,7 +29,7 @@ from heirloom.store.compare import SPLITS, TEST, VALIDATION
 from heirloom.store.digest import profile_digest
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.outcome import StoppedAfter
-from heirloom.store.reading import SourceBug
+from heirloom.store.reading import PluginBug
 from heirloom.store.refs import RefError
 from heirloom.store.training import Trained, evaluate, model_specs, train
 
@@ -261,7 +261,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
         fail(f"error: {exc}")
     except SystemExit as exc:  # a plugin's sys.exit(0) must not read as a model trained and stored
         fail(f"error: training stopped: plugin code called sys.exit({exc.code!r}); nothing more was stored")
-    except SourceBug as exc:  # the source's bug, not the model's
+    except PluginBug as exc:  # a source's or the resource manager's bug, not the model's
         fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which model it stopped
         fail_unexpectedly(f"training {whose(kernel, spec.kind, spec.key, spec.use)}" if spec else "training", exc)
@@ -352,7 +352,7 @@ def eval_command(
         fail(f"error: {exc}", 2)
     except HeirloomError as exc:
         fail(f"error: {exc}")
-    except SourceBug as exc:  # the source's bug, not the model's
+    except PluginBug as exc:  # a source's or the resource manager's bug, not the model's
         fail_unexpectedly(exc.args[0], exc.__cause__ or exc)
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and which component it stopped
         fail_unexpectedly(f"evaluating {whose(kernel, spec.kind, spec.key, spec.use)}" if spec else "evaluating", exc)

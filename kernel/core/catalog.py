@@ -24,7 +24,7 @@ from heirloom.core.components import KINDS
 from heirloom.core.fsutil import write_atomic
 from heirloom.core.paths import cache_dir
 
-CATALOG_VERSION = 4
+CATALOG_VERSION = 5
 #: Things plugins register by name besides component types, and the hook that registers each.
 NAMED_HOOKS = {
     "profiles": "heirloom_register_profiles",
@@ -51,7 +51,7 @@ class PluginInfo:
     provides: dict[str, list[str]] = attrs.field(factory=empty_provides)
     #: Profiles, pretrained states, consoles, data sets it registers, by name (``NAMED_HOOKS``).
     named: dict[str, list[str]] = attrs.field(factory=lambda: {what: [] for what in NAMED_HOOKS})
-    commands: list[str] = attrs.field(factory=list)
+    commands: list[str] | None = None  # None until its commands hook ran ([]: it adds none; not imported to ask)
     #: Names of the hooks it implements.
     hooks: list[str] = attrs.field(factory=list)
     fingerprint: str = ""
@@ -66,8 +66,8 @@ class PluginInfo:
     def to_json(self) -> dict[str, Any]:
         data = {key: getattr(self, key) for key in ("name", "distribution", "version", "status", "builtin")}
         data["provides"] = {kind: sorted(names) for kind, names in self.provides.items()}
-        data |= {what: sorted(names) for what, names in self.named.items()} | {"commands": sorted(self.commands)}
-        if self.status == "failed":
+        data |= {what: sorted(names) for what, names in self.named.items()} | {"commands": sorted(self.commands or [])}
+        if self.error:  # why it failed to load, or its commands hook raised
             data["error"] = self.error
         return data
 
@@ -114,13 +114,11 @@ class Catalog:
             cached = self.entries[info.name]
             info.provides = {k: list(cached["provides"].get(k, [])) for k in KINDS}
             info.named = {what: list(cached.get("named", {}).get(what, [])) for what in NAMED_HOOKS}
-            info.commands = list(cached.get("commands", []))
-            info.hooks = list(cached.get("hooks", []))
+            info.commands, info.hooks = cached.get("commands"), list(cached.get("hooks", []))  # commands None: unknown
         return info
 
     def save(self, infos: dict[str, PluginInfo]) -> None:
-        """Remember loaded plugins that came from entry points. A failed one keeps what it
-        provided when it last loaded: errors name it as the provider of what is missing."""
+        """Remember loaded entry-point plugins; a failed one keeps what it last provided (errors name its provider)."""
         kept = ("fingerprint", "provides", "named", "commands", "hooks")
         for name, info in infos.items():
             if info.fingerprint and info.status == "loaded":

@@ -122,8 +122,7 @@ class PluginHost:
             self._list(EntryPoint(name=name, value=module, group=ENTRY_POINT_GROUP), builtin=True)
 
     def _list_entry_points(self) -> None:
-        """Installed entry points, plus modules named in ``HEIRLOOM_PLUGINS`` (for plugin
-        development and tests: no packaging needed, like ``PYTEST_PLUGINS``)."""
+        """Installed entry points, and modules ``HEIRLOOM_PLUGINS`` names (no packaging, like ``PYTEST_PLUGINS``)."""
         named = [m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip()]
         installed = list(entry_points(group=ENTRY_POINT_GROUP))
         modules = {ep.value for ep in installed}  # a module installed too is listed once, as installed
@@ -245,9 +244,8 @@ class PluginHost:
 
         Plugins the catalog does not know are imported too (their contents are unknown); if a component type or named
         thing is still missing afterwards, everything is imported as a last resort."""
-        wanted_components = set(components)
+        wanted_components, wanted_hooks = set(components), set(hooks)
         wanted_named = {"profiles": set(profiles), "pretrained": set(pretrained)}
-        wanted_hooks = set(hooks)
         todo = {n for n, i in self.infos.items() if i.status == "listed" and not self._catalog.knows(i)}
         for name, info in self.infos.items():
             if info.status == "listed" and (
@@ -376,17 +374,18 @@ class PluginHost:
 
     def command_plugins(self) -> dict[str, str]:
         """``command name -> plugin name`` as far as the catalog knows."""
-        return {cmd: name for name, info in self.infos.items() for cmd in info.commands}
+        return {cmd: name for name, info in self.infos.items() for cmd in info.commands or ()}
 
     def add_commands(self, cli: Any, plugin_name: str) -> list[BaseException]:
-        """Let one plugin add its commands to ``cli`` (the CLI's group, which notes what each plugin
-        registers); remember their names for next time."""
+        """Let one plugin add its commands to ``cli`` (the CLI's group, which notes what each plugin registers);
+        remember their names (none too) for next time; a hook that raised is the plugin's error (``plugins``)."""
         if not self.load(plugin_name):
             return []
         errors = self.call_each("heirloom_register_commands", only=plugin_name, cli=cli)
         info = self.infos[plugin_name]
+        info.error = "; ".join(map(str, errors)) or None
         added = sorted(set(cli.registered.get(plugin_name, [])))  # one another plugin added too (a clash) as well
-        if added != info.commands:
+        if added != info.commands and not errors:
             info.commands = added
             self._catalog.save(self.infos)
         return errors

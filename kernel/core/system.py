@@ -1,5 +1,4 @@
-"""Systems: a resolved profile's components built, started in dependency order, and
-stopped in reverse. Failures are collected, never allowed to skip another teardown."""
+"""Systems: a profile's components started in dependency order and stopped in reverse, no failure skipping a stop."""
 
 from __future__ import annotations
 
@@ -67,8 +66,7 @@ class System:
         store: VersionStore | None = None,
     ):
         """``store``: serve each model's stored version from it (training passes None)."""
-        self.profile = profile
-        self.plugins = plugins
+        self.profile, self.plugins = profile, plugins
         self.specs = profile.components if only is None else dependency_closure(profile.components, only)
         parts = (self.start_component, self._served_model_problems, self._adopt, self.within_start_timeout)
         self.serving = ModelServing(profile.project, store, *parts) if store else None
@@ -76,6 +74,7 @@ class System:
         self._components: dict[tuple[str, str], Component] = {}
         self._started: list[tuple[ComponentSpec, Component]] = []
         self._log_quota: StorageQuota | None = None
+        self.unready: dict[str, str] = {}  # profile key -> why its component's ready() raised, while it does
 
     def component(self, name: str, kind: str | None = None) -> Any:
         """The component called ``name`` (of ``kind`` when names collide across kinds)."""
@@ -110,14 +109,22 @@ class System:
         handle.unavailable = "this system loads no stored version (build it with serve_models=True)"
         return handle
 
-    def readiness(self) -> dict[str, bool]:
-        """``{"models.sentiment": bool, ...}``: each component's ``ready()`` (for a served model:
-        a stored version loaded, and ready), keyed by its profile key (names repeat across kinds)."""
-        result = {}
+    def readiness(self, strict: bool = False) -> dict[str, bool]:
+        """``{"models.sentiment": bool, ...}``: each ``ready()`` (a served model's needs a stored version); one that
+        raises (a daemon died of it) is not ready, logged once (``unready``); with ``strict`` (at start) an error."""
+        result, specs = {}, {(s.kind, s.name): s for s in self.specs}
         for (kind, name), component in tuple(self._components.items()):  # a start may add one meanwhile
-            handle = self.serving.handles.get(name) if kind == "model" and self.serving is not None else None
-            ready = component.ready() if handle is None else handle.version is not None and handle.model.ready()
-            result[TABLES[kind] if kind == "resources" else f"{TABLES[kind]}.{name}"] = ready
+            handle, spec = self.serving and kind == "model" and self.serving.handles.get(name), specs[kind, name]
+            try:
+                result[spec.key] = handle.version is not None and handle.model.ready() if handle else component.ready()
+                self.unready.pop(spec.key, None)
+            except Exception as exc:  # a plugin's bug, reported as its component's (its traceback at debug)
+                result[spec.key], said = False, f"{self.whose(spec)}: ready() raised {described(exc)}"
+                if self.unready.get(spec.key) != said:
+                    log.error("%s; it counts as not ready", said, exc_info=log.isEnabledFor(logging.DEBUG))
+                self.unready[spec.key] = said
+        if strict and self.unready:
+            raise LifecycleError("; ".join(self.unready.values()))
         return result
 
     def ready(self) -> bool:
@@ -129,37 +136,36 @@ class System:
             raise LifecycleError(f"system {self.profile.name!r} is {self.state}; build a new one to start again")
         self.state = "starting"
         for spec in self.specs:
-            what = f"{spec.key} ({spec.use})"
             began = time.perf_counter()
             try:
-                component = self.start_component(spec)
-                self._components[(spec.kind, spec.name)] = component
+                self._components[(spec.kind, spec.name)] = component = self.start_component(spec)
                 if spec.kind == "model" and self.serving is not None:
                     self.serving.attach(spec, component)
             except Exception as exc:
                 self._components.pop((spec.kind, spec.name), None)
-                log.debug("%s failed to start", what, exc_info=exc)  # a plugin bug's traceback; the error says why
-                errors = self._stop_started()
-                self.state = "failed"
-                raise LifecycleError(f"{what} failed to start: {described(exc)}", errors) from exc
+                log.debug("%s failed to start", spec.key, exc_info=exc)  # a plugin bug's traceback; the error says why
+                errors, self.state = self._stop_started(), "failed"
+                raise LifecycleError(f"{self.whose(spec)} failed to start: {described(exc)}", errors) from exc
             self._started.append((spec, component))
-            log.info("started %s in %.2fs", what, time.perf_counter() - began)
+            log.info("started %s (%s) in %.2fs", spec.key, spec.use, time.perf_counter() - began)
         if problems := self._served_model_problems():
-            errors = self._stop_started()
-            self.state = "failed"
             versions = ", ".join(h.version for h in self.serving.handles.values() if h.version)  # what to roll back
+            errors, self.state = self._stop_started(), "failed"
             raise LifecycleError(f"cannot serve {versions or 'the profile'}: " + "; ".join(problems), errors)
         self.state = "running"
         for error in self.plugins.notify("heirloom_system_started", system=self):
             log.warning("%s", error)
         return self
 
+    def whose(self, spec: ComponentSpec) -> str:
+        """How errors name a component: ``models.m (toy-model, plugin P (DIST V))``, the plugin whose code it runs."""
+        return f"{spec.key} ({spec.use}, plugin {getattr(self.plugins.provider(spec.kind, spec.use), 'label', '?')})"
+
     def _served_model_problems(self, swap: tuple[str, Model] | None = None) -> list[str]:
         """What each api's ``check`` finds wrong with the versions it would serve (``swap``'s in its name's place)."""
         if self.serving is None:
             return []
-        served = {n: h.model for n, h in self.serving.handles.items() if h.version is not None}
-        served.update([swap] if swap else [])
+        served = {n: h.model for n, h in self.serving.handles.items() if h.version} | dict([swap] if swap else [])
         problems, raw = [], self.profile.raw  # each with the name of the file that set it (_stats shows no paths)
         for name, api in [(name, component) for (kind, name), component in self._components.items() if kind == "api"]:
             models = {t: served[t] for _, ref_kind, t in references(api) if ref_kind == "model" and t in served}
@@ -176,10 +182,10 @@ class System:
         else:
             try:
                 self.resources.prepare(spec.name, component)
-            except Exception as exc:  # the manager's bug, not the component's
-                raise LifecycleError(f"the resource manager's prepare() raised {type(exc).__name__}: {exc}") from exc
-        context = Context(name=spec.name, kind=spec.kind, system=self)
-        self.within_start_timeout(spec, lambda: component.start(context), "start")
+            except Exception as exc:  # the manager's bug, not the component's: say whose
+                manager = self.whose(next(s for s in self.specs if s.kind == "resources"))
+                raise LifecycleError(f"the resource manager {manager}: prepare() raised {described(exc)}") from exc
+        self.within_start_timeout(spec, lambda: component.start(Context(spec.name, spec.kind, self)), "start")
         return component
 
     def within_start_timeout(self, spec: ComponentSpec, action: Callable[[], None], what: str) -> None:
@@ -202,8 +208,7 @@ class System:
             log.error("%s", error)
         if self.serving is not None:
             self.serving.stop()
-        errors = self._stop_started()
-        self.state = "stopped"
+        errors, self.state = self._stop_started(), "stopped"
         if errors:
             raise LifecycleError(f"system {self.profile.name!r} stopped with {len(errors)} error(s)", errors)
 
@@ -212,13 +217,11 @@ class System:
         timeout = self.profile.settings["system"].stop_timeout
         while self._started:
             spec, component = self._started.pop()
-            what = f"{spec.key} ({spec.use})"
             try:
-                run_with_timeout(component.stop, timeout, f"stop of {what}", "[system] stop_timeout")
-                log.info("stopped %s", what)
+                run_with_timeout(component.stop, timeout, f"stop of {spec.key} ({spec.use})", "[system] stop_timeout")
+                log.info("stopped %s (%s)", spec.key, spec.use)
             except Exception as exc:  # noqa: BLE001 - everything already started must stop
-                by = getattr(self.plugins.provider(spec.kind, spec.use), "label", "?")  # whose stop() it is
-                log.error("%s", said := f"{spec.key} ({spec.use}, plugin {by}) failed to stop: {described(exc)}")
+                log.error("%s", said := f"{self.whose(spec)} failed to stop: {described(exc)}")
                 errors.append(LifecycleError(said))
         self._components.clear()
         return errors

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.errors import ForeignState, HeirloomError, Problem
@@ -50,10 +50,14 @@ def ask(profile: ResolvedProfile, spec: ComponentSpec, hook: str, *args: Any, sa
     if not callable(getattr(spec.cls, hook, None)):
         return []
     try:
-        found = list(getattr(profile.instantiate(spec), hook)(*args))
+        answer = getattr(profile.instantiate(spec), hook)(*args)
+        found = list(answer) if isinstance(answer, Iterable) and not isinstance(answer, str | bytes) else None
     except Exception as exc:  # a plugin's bug is a problem naming it, not a crash of check or train
         log.warning("%s.%s raised", spec.cls.__name__, hook, exc_info=True)
         found = [("use", f"{spec.cls.__name__}.{hook} raised {type(exc).__name__}: {exc} (a plugin bug?)")]
+    if found is None or not all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in found):  # not a crash
+        wrong = f"returned a {type(answer).__name__} ({answer!r:.80}), not [(field, problem), ...]"
+        found = [("use", f"{spec.cls.__name__}.{hook} {wrong} (a plugin bug?)")]
     problems = []
     for field, message in found:
         key = f"{spec.key}.{field}"

@@ -36,9 +36,9 @@ class SourceReadError(HeirloomError):
     """A source failed while a model consumed its records: the data's fault, whatever the model."""
 
 
-class SourceBug(Exception):
-    """An exception no source raised on purpose (a plugin's bug), while a model read its records:
-    ``args[0]`` says which source, so the model is not blamed; ``__cause__`` is the exception."""
+class PluginBug(Exception):
+    """An exception no plugin raised on purpose, in code other than the model's (a source's as the model read its
+    records, the resource manager's ``run_fit``): ``args[0]`` says whose, not to blame the model; ``__cause__``: it."""
 
 
 def reading(source: Source, split: str, progress: Progress, description: str) -> Iterator[Any]:
@@ -59,7 +59,7 @@ def reading(source: Source, split: str, progress: Progress, description: str) ->
 @contextlib.contextmanager
 def blaming_the_source(source: Source, doing: str, description: str) -> Iterator[None]:
     """Errors raised inside as the source's, ``doing`` (``reading the test split``) what: its
-    HeirloomError as SourceReadError, any other exception as a SourceBug naming it."""
+    HeirloomError as SourceReadError, any other exception as a PluginBug naming it."""
     try:
         yield
     except HeirloomError as exc:
@@ -69,7 +69,7 @@ def blaming_the_source(source: Source, doing: str, description: str) -> Iterator
         system = getattr(ctx, "system", None)
         specs = [spec for spec in getattr(system, "specs", ()) if (spec.kind, spec.name) == (ctx.kind, ctx.name)]
         named = f"{specs[0].key} ({specs[0].use})" if specs else type(source).__name__
-        raise SourceBug(f"{doing} of {named}") from exc
+        raise PluginBug(f"{doing} of {named}") from exc
 
 
 def _plain(value: Any) -> Any:

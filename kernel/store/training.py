@@ -36,7 +36,7 @@ from heirloom.store.digest import profile_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
 from heirloom.store.outcome import Outcome
 from heirloom.store.parents import naming_a_foreign_parent, parent_problems
-from heirloom.store.reading import Evaluation, blaming_the_source, reading, score
+from heirloom.store.reading import Evaluation, PluginBug, blaming_the_source, reading, score
 from heirloom.store.refs import RefError
 
 log = logging.getLogger("heirloom.eval")
@@ -310,8 +310,14 @@ def train(
             progress.log(f"{spec.key}: the same data and settings as {parent.ref}, but {said}")
             unchanged = False
         task = functools.partial(fit_state, profile.raw, spec.name, parent_state)
-        with naming_a_foreign_parent(spec, parent):
-            fitted = None if unchanged else resources.run_fit(task)
+        manager = next(s for s in system.specs if s.kind == "resources")
+        try:  # the fit runs inside it: the traceback says whether the manager's code or the model's raised
+            with naming_a_foreign_parent(spec, parent):
+                fitted = None if unchanged else resources.run_fit(task)
+        except HeirloomError:
+            raise
+        except Exception as exc:
+            raise PluginBug(f"fitting {spec.key} in the run_fit() of {system.whose(manager)}") from exc
         with watched_memory(resources, f"training {spec.key}"):
             if unchanged:  # a warm start would only move the weights on data they have seen
                 progress.log(f"{spec.key}: the same data and settings as {parent.ref}, which it serves: not refitted")
@@ -325,7 +331,7 @@ def train(
                     f"{type(fitted).__name__}, not the heirloom.State its task returns (or None to fit here)"
                 )
             else:
-                progress.log(f"{spec.key}: fitted by the resource manager ({spec.use})")
+                progress.log(f"{spec.key}: fitted by the resource manager ({manager.use})")
                 model.load(fitted)
             with _naming_the_model(spec, source_name):
                 evaluations = [score(model, source, split, progress) or _no_scores(split, progress) for split in splits]

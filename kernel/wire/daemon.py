@@ -159,7 +159,7 @@ def serve(
         worker_bind=worker_bind,
         max_in_flight=manager_calls.in_flight_limit(resources),
         limits=manager_calls.client_limits(resources),
-        place_workers=resources.place_workers if _places_workers(resources) else None,
+        place_workers=manager_calls.placer(resources) if _places_workers(resources) else None,
         apis=[spec.name for spec in profile.components if spec.kind == "api"],
     )
     on_stop_signals(broker.request_drain)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from heirloom.core.components import ClientLimits, Resources, manager_name
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
+from heirloom.core.placement import WorkerPool
 from heirloom.wire.protocol import INTERNAL, RequestError, packb
 from heirloom.wire.throttle import Every
 
@@ -92,15 +94,21 @@ def usage(resources: Resources) -> dict[str, Any]:
     return report
 
 
+def _asked(resources: Resources, method: str, *args: Any) -> Any:
+    """``resources.method(*args)`` asked once at start: an exception is an error naming the manager,
+    not a raw traceback (``serve`` then exits 1 with one line)."""
+    try:
+        return getattr(resources, method)(*args)
+    except Exception as exc:
+        raise HeirloomError(
+            f"resource manager {manager_name(resources)}: {method}() raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def client_limits(resources: Resources) -> ClientLimits | None:
     """``resources.client_limits()``, checked once where the client socket is: a wrong answer
     (or an exception) stopped ``serve`` with a raw traceback, naming no manager."""
-    try:
-        limits = resources.client_limits()
-    except Exception as exc:
-        raise HeirloomError(
-            f"resource manager {manager_name(resources)}: client_limits() raised {type(exc).__name__}: {exc}"
-        ) from exc
+    limits = _asked(resources, "client_limits")
     if limits is not None and not isinstance(limits, ClientLimits):
         raise HeirloomError(
             f"resource manager {manager_name(resources)}: client_limits() returned a {type(limits).__name__}; "
@@ -111,11 +119,27 @@ def client_limits(resources: Resources) -> ClientLimits | None:
 
 def in_flight_limit(resources: Resources) -> int | None:
     """``resources.daemon_in_flight_limit()``, checked once when a broker starts: a wrong
-    type would otherwise fail every request the broker routes."""
-    limit = resources.daemon_in_flight_limit()
+    type would otherwise fail every request the broker routes (and an exception was a raw traceback)."""
+    limit = _asked(resources, "daemon_in_flight_limit")
     if limit is not None and (type(limit) is not int or limit < 1):
         raise HeirloomError(
             f"resource manager {manager_name(resources)}: daemon_in_flight_limit() returned {limit!r}; "
             "it must be None or an int >= 1"
         )
     return limit
+
+
+def placer(resources: Resources) -> Callable[[list[str]], WorkerPool | None]:
+    """``resources.place_workers``, as the broker calls it before it runs: an exception, or an answer other
+    than None or a WorkerPool, is an error naming the manager (a 5 crashed the broker at its first check)."""
+
+    def place(argv: list[str]) -> WorkerPool | None:
+        pool = _asked(resources, "place_workers", argv)
+        if pool is not None and not isinstance(pool, WorkerPool):
+            raise HeirloomError(
+                f"resource manager {manager_name(resources)}: place_workers() returned a {type(pool).__name__}; "
+                "it must be None or a started heirloom.WorkerPool"
+            )
+        return pool
+
+    return place

@@ -249,11 +249,12 @@ class Server:
         return True
 
     def _install(self) -> bool:
-        """Mount the started system's routes and watch its models; False if it failed."""
+        """Mount the started system's routes and watch its models; False if it failed (a ready() raised, say)."""
         if self.start_error is None:
             try:
                 names = self.router.install(self.system, self._complete, self.settings)
-            except Exception as exc:  # noqa: BLE001 - an api with unusable routes fails the start
+                waiting = [name for name, ready in self.system.readiness(strict=True).items() if not ready]
+            except Exception as exc:  # noqa: BLE001 - an api with unusable routes (or a raising ready()) fails the start
                 self.start_error = exc
         if self.start_error is not None:
             log.error("system failed to start: %s", self.start_error)
@@ -267,7 +268,6 @@ class Server:
         if self.link is not None:
             self.link.beat_soon()  # tell the broker at once
         log.info("serving %d route%s: %s", len(names), "s" * (len(names) != 1), ", ".join(names))
-        waiting = [name for name, ready in self.system.readiness().items() if not ready]
         if waiting:  # as _ready says: e.g. a model with no version to serve yet
             log.info("started; not ready until these report ready: %s", ", ".join(waiting))
         else:
