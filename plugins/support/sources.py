@@ -44,7 +44,7 @@ def _digest(settings: dict[str, Any], *paths: Path) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in paths:
         if path.exists():
-            digest.update(heirloom.read_regular(path))
+            heirloom.hash_regular(path, digest)
     return digest.hexdigest()
 
 

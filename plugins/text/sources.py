@@ -393,7 +393,7 @@ class TextSource(heirloom.Source):
         digest = hashlib.sha256(json.dumps({"type": type(self).__name__, **settings}, sort_keys=True).encode())
         for role in ("train", "test", "validation"):
             if role in files:
-                digest.update(heirloom.read_regular(files[role]))
+                heirloom.hash_regular(files[role], digest)
         return digest.hexdigest()
 
     def stats(self) -> dict[str, Any]:
