@@ -1471,6 +1471,34 @@ def test_a_version_an_api_cannot_serve_is_not_swapped_in(store, tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_a_daemon_serving_nothing_answers_why_its_first_promoted_version_was_refused(store, tmp_path):
+    """A daemon whose alias nobody held, then promoted onto a version an api's ``check`` refuses: ``_stats`` and the
+    log said the refusal, but every request still answered "has no alias 'production' ... promote it", the promote
+    just run (checker 282 F1)."""
+    text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
+    settings = "needs_epochs = 1\nversioned = true\n[server]\nreload_interval = 0\n"  # only _reload swaps
+    profile = write(tmp_path / "team.toml", text + settings)
+    env = {"HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    assert run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env).returncode == 0
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_logged("m serves nothing yet")
+        with daemon.client(timeout=10, retries=0) as client:
+            with pytest.raises(Unavailable, match="has no alias 'production'"):
+                client.call("t.predict", 1)
+            assert run_heirloom("models", "promote", "team/m@1", "production", env=env).returncode == 0
+            client.call("_reload")
+            daemon.wait_logged("did not swap to team/m@1")
+            with pytest.raises(Unavailable) as refused:
+                client.call("t.predict", 1)
+        assert str(refused.value) == (
+            "UNAVAILABLE: model 'm' serves nothing: did not swap to team/m@1, an api's check refused it: "
+            "daemon.toml: apis.t.needs_epochs: the model was trained for 2 epochs; still serving nothing"
+        )
+    finally:
+        assert daemon.terminate() == 0
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sighup_reloads_the_served_versions_and_never_stops_the_daemon(store, tmp_path, workers):
     """A hang-up (a closed terminal, a tool meaning "reload") killed the daemon at once, its

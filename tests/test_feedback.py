@@ -120,7 +120,9 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
         (halted, "new label", "sentiment"),
     ]
     table = run_heirloom("feedback", "list", str(profile), "sentiment", env={**env, "TZ": "Asia/Tokyo"})
-    assert good in table.stdout and "3 record(s)" in table.stdout
+    assert good in table.stdout and table.stdout.splitlines()[-1] == "3 record(s)", table.stdout
+    cut = run_heirloom("feedback", "list", str(profile), "--limit", "2", env=env)  # it said "2 record(s)" (checker 282)
+    assert good not in cut.stdout and cut.stdout.splitlines()[-1] == "2 of 3 record(s) (newest; --limit 0 for all)"
     assert "+09:00" in table.stdout, "a time with its UTC offset (it read 22:18 or 13:18 by TZ, no zone)"
     assert "new labels waiting for heirloom feedback accept-label: 'halted' (1)" in table.stderr
     assert [r["label"] for r in training_view(env, profile)] == ["negative", "positive"]  # 'halted' waits

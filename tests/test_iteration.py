@@ -242,3 +242,37 @@ def test_the_rescore_gate_takes_a_model_whose_name_holds_a_dot(tmp_path):
     gated = run_heirloom("models", "promote", "p/sent.v2@2", "production", *gate, env=env)
     assert gated.returncode == 3, gated.stderr  # both scored, and compared: equal
     assert f"p/sent.v2@2 does not beat p/sent.v2@1 on validation accuracy of {profile}'s data now" in gated.stderr
+
+
+def test_a_monitor_replayed_after_a_restart_rebuilds_its_state_without_raising_past_alerts(tmp_path):
+    """Restoring the label monitor as "What survives a restart" says (post the last window + baseline of items
+    again) re-raised an incident raised and resolved before the restart, a new WARNING line for a pager, or not,
+    by how the replay was chunked (checker 282 F2). A post with ``replay`` rebuilds the state and judges nothing."""
+    monitor = 'use = "label-monitor"\nmodel = "m"\nlabel = "b"\nwindow = 100\nbaseline = 1000\nmin_items = 2\n'
+    profile = write(
+        tmp_path / "team.toml",
+        'project = "team"\n[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-classifier"\ndata = "rows"\n'
+        f'mode = "by_text"\n[apis.mon]\n{monitor}',  # the toy classifier labels the text "b" b, any other a
+    )
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_PLUGINS": "tests.toys"}
+    heirloom_ok("train", str(profile), env=env)
+    now = time.time()
+    items = [{"text": "a", "time": now - 600 + i} for i in range(4)]  # the baseline
+    items += [{"text": "b", "time": now - 60 + i} for i in range(4)]  # an incident raised
+    items += [{"text": "a", "time": now - 30 + i / 10} for i in range(30)]  # then resolved
+    daemon = Daemon(tmp_path, profile=profile.read_text(), env=env)
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            for start in range(0, len(items), 8):  # the first chunk alone raised it, a later one resolved it
+                replayed = client.call("mon.post", {"items": items[start : start + 8], "replay": True})
+                assert replayed["alert"] is None and replayed["state"]["alerting"] is False, replayed
+            state = client.call("mon.state")
+            assert (state["window"]["items"], state["window"]["matching"], state["baseline"]["items"]) == (34, 4, 4)
+            assert client.call("mon.alerts") == {"alerts": []}
+            live = client.call("mon.post", {"items": [{"text": "b", "time": now}] * 10})  # a new incident: judged
+            assert live["alert"] is not None and live["alert"]["items"] == 44, live
+        daemon.wait_logged("mon: alert raised")
+        assert daemon.log().count("alert raised") == 1 and "alert resolved" not in daemon.log(), daemon.log()
+    finally:
+        assert daemon.terminate() == 0

@@ -156,8 +156,9 @@ class ToyClassifier(ToyModel):
 
     float32: bool = False
     #: ``dunno``: labels every text ``dunno``, a label of none of its probabilities (an "I don't
-    #: know"); ``needs_start``: predicts with what start sets; ``one``: one prediction whatever the
-    #: batch; ``chances``: probabilities that are none (NaN, infinite, negative); after the first call
+    #: know"); ``by_text``: labels the text ``b`` b (a label-monitor's stream); ``needs_start``: predicts with
+    #: what start sets; ``one``: one prediction whatever the batch; ``chances``: probabilities that are none (NaN,
+    #: infinite, negative); after the first call
     #: (the probe), ``chances_later`` and ``none_later`` (None for the last text). ``support``: an
     #: intent and FAQ answers in one; ``support_FLAW`` breaks them from the first call,
     #: ``support_FLAW_later`` after it (the probe): ``noid`` (an answer without its id), ``nan``
@@ -187,7 +188,9 @@ class ToyClassifier(ToyModel):
         later = self.mode.endswith("_later") and self.calls > 1
         if self.mode == "chances" or (self.mode == "chances_later" and later):
             chances = {"a": float("nan"), "b": float("-inf")}
-        answers = [{"label": "dunno" if self.mode == "dunno" else "a", "probabilities": chances} for _ in batch]
+        given = "dunno" if self.mode == "dunno" else "a"
+        labels = ["b" if self.mode == "by_text" and text == "b" else given for text in batch]
+        answers = [{"label": label, "probabilities": chances} for label in labels]
         if self.mode == "none_later" and later:
             answers[-1] = None
         return answers[:1] if self.mode == "one" else answers

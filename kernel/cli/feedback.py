@@ -142,7 +142,7 @@ def feedback_list(
         if pending and not as_json:
             waiting = ", ".join(f"{label!r} ({count})" for label, count in sorted(pending.items()))
             click.echo(f"{name}: new labels waiting for heirloom feedback accept-label: {waiting}", err=True)
-    rows = rows[-limit:] if limit else rows
+    held, rows = len(rows), rows[-limit:] if limit else rows
     if as_json:
         for row in rows:
             click.echo(json_text(row))
@@ -155,7 +155,8 @@ def feedback_list(
         cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]
         table.add_row(*map(inert, cells), inert(text if len(text) <= 80 else text[:77] + "..."))
     console.print(table)
-    click.echo(f"{len(rows)} record(s)")
+    cut = f" of {held}" if len(rows) < held else ""  # "50 record(s)" read as all the log held (checker 282 F3)
+    click.echo(f"{len(rows)}{cut} record(s)" + (" (newest; --limit 0 for all)" if cut else ""))
 
 
 @feedback_group.command("show")

@@ -60,8 +60,7 @@ class ModelServing:
         self.project = project
         self.store = store
         self.start_model = start_model
-        self.vet = vet
-        self.adopt, self.bound = adopt, bound
+        self.vet, self.adopt, self.bound = vet, adopt, bound
         self.handles: dict[str, ModelHandle] = {}
         self.errors: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # the digest of the version each model could not load
@@ -125,9 +124,10 @@ class ModelServing:
                     failed = f"did not swap to {artifact.ref}, an api's check refused it"
                     raise HeirloomError("; ".join(problems))
             except Exception as exc:  # noqa: BLE001 - a bad version must never replace a good one
-                self.errors[name] = f"{failed}: {described(exc)}; still serving {handle.version or 'nothing'}"
+                said = self.errors[name] = f"{failed}: {described(exc)}; still serving {handle.version or 'nothing'}"
+                handle.unavailable = said if handle.version is None else None  # requests said "promote it": just run
                 self._failed[name] = artifact.digest
-                log.error("%s (%s): %s", spec.key, spec.use, self.errors[name])  # whose load it was, as at the start
+                log.error("%s (%s): %s", spec.key, spec.use, said)  # whose load it was, as at the start
                 self._retired += [(name, model)] if model is not None else []  # stopped at the next refresh: 5 refused
                 continue  # swaps of a 100 MB model kept 5 copies until the daemon stopped
             log.info("now serving %s (was %s)", artifact.ref, handle.version or "nothing")

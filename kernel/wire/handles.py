@@ -1,5 +1,5 @@
 """What a route answers when its model serves nothing: one retryable UNAVAILABLE for every
-api, saying why (nothing trained yet, an alias nobody holds) and what to run."""
+api, saying why (nothing trained yet, an alias nobody holds, the version promoted onto it refused) and what to run."""
 
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ items in (T - window, T]; the *baseline* holds those in (T - window - baseline, 
 With s the share of ``label`` in the window and b its share in the baseline, an alert is
 raised when both periods have at least ``min_items`` items, s >= ratio x b and
 s - b >= min_increase. It is raised once, when the condition becomes true, and marked
-resolved when it stops holding. Items older than the baseline are forgotten.
+resolved when it stops holding. Items older than the baseline are forgotten. A post with
+``replay`` (the stream posted again after a restart) adds its items without judging the
+rule: replayed in chunks, an incident raised and resolved before the restart was raised anew.
 
 Item times must be finite and at most ``max_future`` seconds ahead of the daemon's clock
 (one item from the far future would otherwise move T and wipe the history); a request
@@ -92,6 +94,8 @@ def post_input(max_chars: int, max_items: int) -> type:
         """Texts to classify and add to the monitored stream."""
 
         items: list[Item] = attrs.field(validator=heirloom.list_limit(max_items))
+        #: Items posted again to rebuild the window and baseline (after a restart): no alert raised or resolved.
+        replay: bool = False
 
     return attrs.resolve_types(PostInput, localns={"Item": Item})  # a local class: name it for the annotation
 
@@ -175,7 +179,7 @@ class LabelMonitorApi(heirloom.Api):
                     bisect.insort(self._texts, (moment, item.text))
                     del self._texts[:-KEPT_TEXTS]
             self._forget_old()
-            raised, summary = self._evaluate()
+            raised, summary = (None, self._summary()) if body.replay else self._evaluate()
         return heirloom.Versioned({"predictions": labelled, "alert": raised, "state": summary}, version)
 
     def state(self, body: Any) -> dict[str, Any]:
