@@ -659,7 +659,7 @@ def test_ratings_csv_splits_exactly_as_movielens_does_per_user_and_seeded(tmp_pa
 
 def test_an_item_nobody_had_in_training_is_similar_to_what_its_text_resembles_not_to_everything(tmp_path):
     """A shop's new arrivals (no interactions) all got one list, in catalogue order, every score
-    -0.0, and a history of them did too: their rows of ``B`` are zeros."""
+    -0.0: their rows of ``B`` are zeros; a history of one then got the most popular items."""
     teas = ["Green tea", "Black tea", "Oolong tea", "Herbal tea", "White tea"]
     mugs = ["Ceramic mug", "Travel mug", "Stoneware mug", "Enamel mug", "Glass mug"]
     items = "item,title\n" + "".join(f"t{n},{t}\n" for n, t in enumerate(teas))
@@ -677,8 +677,10 @@ def test_an_item_nobody_had_in_training_is_similar_to_what_its_text_resembles_no
         assert all(item.startswith(kind) for item, _ in similar), similar
         assert all(score > 0 for _, score in similar), similar
     [[(popular, _)]] = model.recommend([np.zeros(0, dtype=np.int64)], [1])
-    [[(alone, _)]] = model.recommend([np.asarray([ids.index("new-tea")])], [1])
-    assert alone == popular  # a history of items nobody had says nothing: the most popular, as an empty one
+    for new, kind in (("new-tea", "t"), ("new-mug", "m")):  # a new product's first buyer: its neighbours, as similar
+        [alone] = model.recommend([np.asarray([ids.index(new)])], [4])  # (checker 283: the bestsellers, teas)
+        assert [position for position, _ in alone] == [position for position, _ in model.similar(ids.index(new), 4)]
+        assert all(ids[position].startswith(kind) for position, _ in alone), alone
     [ranked] = model.recommend([np.zeros(0, dtype=np.int64)], [12], [np.asarray([popular])])
     assert popular not in {position for position, _ in ranked} and len(ranked) == 11
 
@@ -799,6 +801,41 @@ def test_a_ratings_or_items_path_that_is_no_file_is_named_with_what_it_is(tmp_pa
         )
         shown = run_heirloom("data", "show", str(profile), "r")
         assert shown.returncode == 2 and f"{profile}: sources.r.{said}" in shown.stderr, shown.stderr
+
+
+def test_a_quote_inside_an_unquoted_cell_is_a_character_of_it_as_the_docs_say(tmp_path):
+    """RFC 4180 allows no quote in an unquoted value; spreadsheets' ``12" pan`` has one, so the source keeps it, and
+    docs/RECOMMEND.md says so (checker 283: it promised RFC-4180 quoting while ``bo"b`` was read as a user)."""
+    ratings = 'user,item,rating\nbo"b,pan,4\n"ann ""a""",pan,5\n'
+    source = ratings_csv(tmp_path, ratings, 'item,title\npan,12" pan\n', cold_fraction=0)
+    records = list(source.records())
+    assert [r["title"] for r in records if r["type"] == "item"] == ['12" pan']
+    assert [r["user"] for r in records if r["type"] == "interaction"] == ['bo"b', 'ann "a"']
+    said = " ".join((Path(__file__).parents[1] / "docs" / "RECOMMEND.md").read_text().split())
+    assert "a value that does not start with a quote keeps any quote inside it as a character" in said
+
+
+def test_an_empty_ratings_or_items_file_is_named_at_its_own_key_not_as_a_refused_column_default(tmp_path):
+    """A 0-byte ratings file (or a BOM, or newlines alone) was "sources.movies.user_column: the default ...
+    'user', is refused", the cause last (checker 283); an empty items file read the same under item_column."""
+    write(tmp_path / "ratings.csv", "user,item,rating\nann,a,5\n")
+    for name, text in (("zero.csv", ""), ("bom.csv", "\ufeff"), ("lines.csv", "\n\r\n\n")):
+        write(tmp_path / name, text)
+    shop = '[sources.{}]\nuse = "ratings-csv"\nratings = "{}"\n'
+    profile = write(
+        tmp_path / "shop.toml",
+        shop.format("zero", "zero.csv")
+        + shop.format("bom", "bom.csv")
+        + shop.format("lines", "lines.csv")
+        + shop.format("catalogue", "ratings.csv")
+        + 'items = "zero.csv"\n',
+    )
+    said = run_heirloom("profile", "check", str(profile)).stderr
+    for key in ("zero", "bom", "lines"):
+        path = tmp_path / f"{key}.csv"
+        assert f"{profile}: sources.{key}.ratings: 'ratings' {path} is empty (no header, no ratings)" in said, said
+    assert f"sources.catalogue.items: 'items' {tmp_path / 'zero.csv'} is empty (no header, no items)" in said, said
+    assert "user_column" not in said and "item_column" not in said, said
 
 
 @pytest.mark.parametrize(
@@ -939,8 +976,19 @@ def test_an_eight_digit_time_that_is_a_date_is_that_date_not_unix_seconds_of_197
     source = ratings_csv(tmp_path, rows, holdout="latest", cold_fraction=0)
     assert [r["time"] for r in source.records()][-1] == 1709596800  # 2024-03-05T00:00:00Z
     assert interactions(source, "test") == [("u1", "d")]
-    seconds = ratings_csv(tmp_path / "s", "user,item,rating,time\nu1,a,5,20241345\nu1,b,5,12345678\n")
-    assert [r["time"] for r in seconds.records()] == [20241345, 12345678]  # no date: Unix seconds, as written
+    seconds = ratings_csv(tmp_path / "s", "user,item,rating,time\nu1,a,5,18991231\nu1,b,5,12345678\n")
+    assert [r["time"] for r in seconds.records()] == [18991231, 12345678]  # no year of 1900-2100: seconds
+
+
+@pytest.mark.parametrize("typo", ["20240230", "20241399", "21000000"])
+def test_an_eight_digit_time_of_a_dates_year_that_is_no_date_is_an_error_naming_file_line_and_column(tmp_path, typo):
+    """A file of basic dates with one typo (February 30, month 13) read that cell as Unix seconds, 1970, so a
+    latest split took that rating for the user's oldest (checker 283); ``2024-02-30`` was an error."""
+    rows = f"user,item,rating,time\nann,tea,5,20240301\nann,mug,4,{typo}\nann,pot,3,20240305\n"
+    source = ratings_csv(tmp_path, rows, holdout="latest", cold_fraction=0)
+    said = rf"ratings\.csv:3: the 'time' column is '{typo}', not a Unix time or an ISO 8601 date"
+    with pytest.raises(heirloom.HeirloomError, match=said):
+        list(source.records())
 
 
 def test_a_bad_holdout_is_a_profile_error_naming_the_key_and_latest_needs_every_ratings_time(tmp_path, data_dir):
@@ -1158,6 +1206,23 @@ def test_routes_state_the_limits_their_validators_enforce(served):
         assert {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"\S"} in (
             schemas["recs.recommend"]["history"]["items"]["anyOf"]
         )
+
+
+def test_the_recs_console_takes_the_user_ids_its_route_takes_and_names_no_catalogue_of_its_own(served):
+    """The user box had no ``maxlength`` (a 300-character id went to the route, which refused it), and every
+    shop was told "MovieLens: 1 to 943" (checker 283): the limit comes from ``_routes``, as other consoles'."""
+    from heirloom_plugins.recommend.console import render
+
+    daemon, _, _ = served
+    with daemon.client(timeout=10) as client:
+        routes = {route["name"]: route for route in client.call("_routes")["routes"]}
+
+    def never(*_):
+        raise AssertionError("the console called a route with no user to ask for")
+
+    page = render(heirloom.ConsoleRequest(api="recs", query={}, call=never, call_route=never, routes=routes))
+    assert "<input name='user' value='' maxlength='256' autofocus>" in page, page
+    assert "MovieLens" not in page and "943" not in page, page
 
 
 def test_cold_movies_similar_text_neighbours_share_their_genres_far_more_than_chance(served, movielens):

@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 
 import pytest
 
 import heirloom
+from heirloom_plugins.recommend.events import EventsSource
 from heirloom_plugins.recommend.model import HybridRecommender, _report_text
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
@@ -77,6 +79,26 @@ def test_a_half_life_on_interactions_without_times_is_an_error_naming_the_settin
     data = [{**r, "time": None} if r["type"] == "interaction" else r for r in records()]
     with pytest.raises(heirloom.HeirloomError, match=r"half_life_days weighs interactions by their time, but \d+ of"):
         HybridRecommender(data="x", half_life_days=30.0, **FIXED).fit(data)
+
+
+def test_an_untimed_events_log_line_under_a_half_life_is_named_by_file_and_line_not_time_column(tmp_path):
+    """One restored log line with ``"time": null`` stopped every retrain with advice to set ``time_column`` (set
+    and complete), naming neither the log nor its line (checker 283); the log's null time is valid without one."""
+    path = tmp_path / "recs.jsonl"
+    event = {"user": "u1", "item": "i1", "kind": "interaction", "value": 1.0, "time": END - DAY}
+    lines = [event, {**event, "item": "i2"}, {**event, "item": "i3", "time": None}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    source = EventsSource(api="recs", path=str(path))
+    source.log_path = path
+    timed = [r for r in records() if r["type"] == "interaction"][:50]
+    with pytest.raises(heirloom.HeirloomError) as raised:
+        HybridRecommender(data="x", half_life_days=30.0, **FIXED).fit([*timed, *source.records()])
+    said = str(raised.value)
+    assert f"1 of 53 have none (first: user 'u1', item 'i3', {path}:3); give those events log lines a time" in said
+    assert "time_column" not in said, said
+    untimed = {**timed[0], "time": None}  # a ratings file's blank time too: both are said
+    with pytest.raises(heirloom.HeirloomError, match=rf"time_column\) and every events log line one \(first: {path}:3"):
+        HybridRecommender(data="x", half_life_days=30.0, **FIXED).fit([untimed, *timed[1:], *source.records()])
 
 
 PROFILE = """

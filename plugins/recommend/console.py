@@ -27,13 +27,19 @@ def _items(items: list[dict[str, Any]], css: str, score: bool) -> str:
 def render(request: heirloom.ConsoleRequest) -> str:
     user = request.query.get("user", "").strip()
     k = request.query.get("k", "10")
-    form = (
-        "<form method='get'><label>User <input name='user' value='" + escape(user) + "' autofocus></label> "
+    route = request.routes.get(f"{request.api}.recommend") or {}
+    limit = ((route.get("input") or {}).get("properties") or {}).get("user", {}).get("maxLength")
+    form = (  # maxlength: the route's, so the browser stops a longer id where it is typed (checker 283)
+        "<form method='get'><label>User <input name='user' value='"
+        + escape(user)
+        + "'"
+        + (f" maxlength='{int(limit)}'" if limit else "")
+        + " autofocus></label> "
         "<label>How many <input name='k' type='number' min='1' max='100' value='" + escape(k) + "'></label> "
         "<button>Recommend</button></form>"
     )
-    if not user:
-        return form + "<p>Enter a user id (MovieLens: 1 to 943).</p>"
+    if not user:  # no catalogue's range: every shop was told "MovieLens: 1 to 943"
+        return form + "<p>Enter the id of a user the served version knows.</p>"
     # "²" is a digit and 10^23 cannot be sent; -1 is the route's to refuse, saying how large (it was "no whole number")
     if not re.fullmatch(r"-?[0-9]{1,9}", k):
         return form + "<p class='error'>'How many' must be a whole number in digits, such as 10.</p>"

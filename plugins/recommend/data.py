@@ -105,9 +105,12 @@ class Histories:
                 yield user, item
 
 
-def read_records(data: Iterable[Any]) -> tuple[list[Mapping[str, Any]], list[tuple[str, str]], list[Any]]:
+def read_records(
+    data: Iterable[Any], lines: list[str | None] | None = None
+) -> tuple[list[Mapping[str, Any]], list[tuple[str, str]], list[Any]]:
     """The item records, the ``(user, item)`` interaction pairs of a record stream and each
-    pair's ``time`` (None where it has none)."""
+    pair's ``time`` (None where it has none); ``lines``, when given, gets each pair's ``line``
+    (``PATH:N``, where a source that says it read an untimed one; else None), for an error naming it."""
     items: list[Mapping[str, Any]] = []
     pairs: list[tuple[str, str]] = []
     times: list[Any] = []
@@ -118,6 +121,8 @@ def read_records(data: Iterable[Any]) -> tuple[list[Mapping[str, Any]], list[tup
         elif kind == INTERACTION and isinstance(record.get("user"), str) and isinstance(record.get("item"), str):
             pairs.append((record["user"], record["item"]))
             times.append(record.get("time"))
+            if lines is not None:
+                lines.append(record.get("line"))
         else:
             raise heirloom.HeirloomError(
                 f"record {position} is neither an item ({{'type': 'item', 'item': str, ...}}) nor an interaction "

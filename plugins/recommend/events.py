@@ -80,10 +80,13 @@ class EventsSource(heirloom.Source):
     def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
         if split not in (None, "train"):
             return
-        for entry in heirloom.AppendLog.read(self.log_path, check=event_fault):
-            yield interaction_record(
+        for number, entry in heirloom.AppendLog.numbered(self.log_path, check=event_fault):
+            record = interaction_record(
                 id_key(entry["user"]), id_key(entry["item"]), str(entry["kind"]), float(entry["value"]), entry["time"]
             )
+            if entry["time"] is None:  # a restored or edited log's: half_life_days names this line, not time_column
+                record["line"] = f"{self.log_path}:{number}"
+            yield record
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256(b"events")

@@ -72,6 +72,7 @@ class HybridRecommender(heirloom.Model):
     def __attrs_post_init__(self) -> None:
         self._fitted: Fitted | None = None
         self._postings_of: tuple[Fitted, SparseRows, frozenset[tuple[str, str]]] | None = None
+        self._silent_of: tuple[Fitted, np.ndarray] | None = None
 
     def ready(self) -> bool:
         return self._fitted is not None
@@ -94,8 +95,9 @@ class HybridRecommender(heirloom.Model):
         are items the users have, left out of what is recommended and of the test ranking."""
         progress = progress or heirloom.NullProgress()
         began = time.perf_counter()
-        items, pairs, times = read_records(data)
-        recency, recency_summary = self._recency(pairs, times, progress)
+        lines: list[str | None] = []
+        items, pairs, times = read_records(data, lines)
+        recency, recency_summary = self._recency(pairs, times, lines, progress)
         pairs, stray = listed(items, pairs)
         if stray:
             progress.log(
@@ -143,19 +145,28 @@ class HybridRecommender(heirloom.Model):
         self.load(fitted.state(attrs.asdict(self)))  # what is stored and served (float32), so train scores it, as eval
 
     def _recency(
-        self, pairs: list[tuple[str, str]], times: list[Any], progress: heirloom.Progress
+        self, pairs: list[tuple[str, str]], times: list[Any], lines: list[str | None], progress: heirloom.Progress
     ) -> tuple[dict[tuple[str, str], float] | None, dict[str, Any] | None]:
         """Each pair's weight by ``half_life_days`` from its latest time, and what the training summary says of them
         (None, None when off). Now is the latest time not past tomorrow: one line dated 2100 made every real one
         weigh nothing (a shop's nDCG@10 0.4379 -> 0.0621, popularity's); later ones weigh as of now."""
         if self.half_life_days is None or not pairs:
             return None, None
-        untimed = [pair for pair, stamp in zip(pairs, times, strict=True) if not _is_time(stamp)]
+        untimed = [(pair, at) for pair, stamp, at in zip(pairs, times, lines, strict=True) if not _is_time(stamp)]
         if untimed:
+            ((user, item), at), logged = untimed[0], [at for _, at in untimed if at]
+            where = f", {at}" if at else ""
+            # an events log line's null time is no time_column to set (checker 283: it was advised, set and complete)
+            remedy = (
+                "give those events log lines a time (or remove them)"
+                if len(logged) == len(untimed)
+                else "give every rating a time (ratings-csv: time_column)"
+                + (f" and every events log line one (first: {logged[0]})" if logged else "")
+            )
             raise heirloom.HeirloomError(
                 f"hybrid-recommender: half_life_days weighs interactions by their time, but {len(untimed)} of "
-                f"{len(pairs)} have none (first: user {untimed[0][0]!r}, item {untimed[0][1]!r}); give every "
-                "rating a time (ratings-csv: time_column) or leave half_life_days unset"
+                f"{len(pairs)} have none (first: user {user!r}, item {item!r}{where}); {remedy} or leave "
+                "half_life_days unset"
             )
         latest: dict[tuple[str, str], float] = {}
         for pair, stamp in zip(pairs, times, strict=True):
@@ -351,16 +362,24 @@ class HybridRecommender(heirloom.Model):
         strengths: list[np.ndarray | None] | None = None,
     ) -> list[list[tuple[int, float]]]:
         """The ``k`` best ``(item position, score)`` per history, history items and the
-        ``excluded`` positions left out; a history that says nothing (empty, or only items
-        whose rows are zeros: nobody had them in training and their text says nothing) gets the
-        most popular items. ``strengths`` (from ``strengths``, one per history) weighs each
-        history's items; None: each counts 1."""
+        ``excluded`` positions left out. An item whose row is zeros (nobody had it in training,
+        with ``text_weight`` 0) counts with the row its text-predicted column implies, as in
+        ``similar``: a history of a new product got the catalogue's bestsellers while its page showed
+        its neighbours (checker 283). A history that says nothing (empty, or only such items whose
+        text resembles nothing) gets the most popular items. ``strengths`` (from ``strengths``, one
+        per history) weighs each history's items; None: each counts 1."""
         fitted = self._require()
         weighed = None
         if strengths is not None and any(s is not None for s in strengths):
             pairs = zip(histories, strengths, strict=True)
             weighed = [np.ones(len(h), np.float32) if s is None else s for h, s in pairs]
-        ranked = scores(fitted.hybrid.weights, histories, fitted.popularity, weighed)
+        silent = self._silent(fitted)
+        added: list[np.ndarray | None] = []
+        for position, history in enumerate(histories):
+            quiet = silent[history]
+            strength = np.ones(int(quiet.sum())) if weighed is None else weighed[position][quiet]
+            added.append(strength @ self._implied(history[quiet]) if quiet.any() else None)
+        ranked = scores(fitted.hybrid.weights, histories, fitted.popularity, weighed, added)
         for row, positions in enumerate(excluded or ()):
             ranked[row, positions] = -np.inf
         return [_best(row, k) for row, k in zip(ranked, ks, strict=True)]
@@ -372,11 +391,23 @@ class HybridRecommender(heirloom.Model):
         hybrid = self._require().hybrid
         row = hybrid.weights[item].astype(np.float64)
         if not row.any():
-            row = hybrid.weights[:, item] / hybrid.diagonal
+            row = self._implied(np.asarray([item]))[0]
         if not row.any():
             row = self._require().popularity.astype(np.float64)
         row[item] = -np.inf
         return _best(row, k)
+
+    def _implied(self, items: np.ndarray) -> np.ndarray:
+        """The rows ``items``' columns of ``B`` imply (``B[i, j] P[j, j] = B[j, i] P[i, i]``, up to each item's own
+        ``P[i, i]``), one per item: for an item nobody had, its text-predicted column turned into a row."""
+        hybrid = self._require().hybrid
+        return (hybrid.weights[:, items] / hybrid.diagonal[:, None]).T
+
+    def _silent(self, fitted: Fitted) -> np.ndarray:
+        """Per item, whether its row of ``B`` is zeros, computed once per fitted state."""
+        if self._silent_of is None or self._silent_of[0] is not fitted:
+            self._silent_of = (fitted, ~fitted.hybrid.weights.any(axis=1))
+        return self._silent_of[1]
 
     def similar_text(self, text: ItemText, k: int) -> list[tuple[int, float]]:
         """Catalogue items for a new item known only by its text: its column of ``B``,

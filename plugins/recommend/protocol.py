@@ -28,9 +28,11 @@ def scores(
     histories: Sequence[np.ndarray],
     popularity: np.ndarray | None = None,
     strengths: Sequence[np.ndarray] | None = None,
+    added: Sequence[np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """One row of item scores per history (its items' rows of ``weights``, each times its
-    strength when ``strengths`` gives one per item: how recent it is); history items score
+    strength when ``strengths`` gives one per item: how recent it is; plus ``added``'s row for
+    it, when not None, before a row of zeros falls back to popularity); history items score
     -inf. Without ``weights``, the popularity ranking for everyone: the baseline a model must beat."""
     if weights is None:
         assert popularity is not None
@@ -44,6 +46,8 @@ def scores(
         out = dense @ weights
     out = out.astype(np.float64, copy=False)
     for row, history in enumerate(histories):
+        if added is not None and added[row] is not None:
+            out[row] += added[row]
         if popularity is not None and not out[row].any():  # an empty history, or one of items nobody had
             out[row] = popularity
         out[row, history] = -np.inf

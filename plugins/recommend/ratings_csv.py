@@ -36,6 +36,8 @@ CHOOSING = ("test_fraction", "validation_fraction", "holdout")
 #: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today); 1,000 times
 #: larger, none at all.
 MILLISECONDS = 1e11
+#: The bytes of a file ``_blank`` reads: a longer one is no export cut off before its header.
+BLANK_PROBE = 1 << 16
 
 
 @attrs.define(kw_only=True)
@@ -87,6 +89,14 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         ]
         if irregular:  # profile check said ok to a folder or a FIFO, then the read refused it (checker 270)
             raise ValueError("; ".join(irregular))
+        files = (("ratings", "encoding", "ratings"), ("items", ITEMS_ENCODING, "items"))
+        empty = [
+            f"'{key}' {path} is empty (no header, no {what})"
+            for key, setting, what in files
+            if (path := getattr(self, key)) and _blank(path, self.encoding_named(setting))
+        ]
+        if empty:  # each of its columns was said missing, under user_column's default (checker 283)
+            raise ValueError("; ".join(empty))
         rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
         named = {setting: column for setting, column in rated.items() if column}
         self.check_columns(self.ratings, {**named, **self._chosen("time_column")})
@@ -216,6 +226,17 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         return rows
 
 
+def _blank(path: str, encoding: str) -> bool:
+    """Whether ``path`` holds nothing but a byte-order mark and blank lines (an export cut off before its
+    header), judged from its first BLANK_PROBE bytes; a file that cannot be read is the reading's to report."""
+    try:
+        with open(heirloom.open_regular(Path(path)), "rb") as handle:
+            head, more = handle.read(BLANK_PROBE), handle.read(1)
+    except OSError:
+        return False
+    return not more and not head.decode(encoding, errors="replace").lstrip("\ufeff").strip()
+
+
 @functools.cache  # a train reads the source more than once (its fingerprint, each split)
 def _say_once(warning: str) -> None:
     log.warning("%s", warning)
@@ -263,13 +284,13 @@ def _plain_number(text: str) -> str:
 
 def _time(cell: str | None, column: str, where: str) -> float | int | None:
     """A Unix time as written (seconds), or an ISO 8601 date or date-time as one (UTC unless
-    it says otherwise); None without a time column or in a blank cell. Eight digits that are a
-    date of 1900-2100 (``20240305``, ISO 8601's basic form) are that date: as seconds they
-    were 1970-1973, before any rating data, and reordered a latest split."""
+    it says otherwise); None without a time column or in a blank cell. Eight digits starting with a
+    year of 1900-2100 (``20240305``, ISO 8601's basic form) are that date, and an error when they are
+    none: as seconds they were 1970-1973, before any rating data, and reordered a latest split."""
     text = (cell or "").strip()
     if not text:
         return None
-    moment = _basic_date(text)
+    moment = _basic_date(text, column, where)
     if moment is None:
         for parse in (int, float):
             try:
@@ -294,11 +315,16 @@ def _time(cell: str | None, column: str, where: str) -> float | int | None:
     return int(stamp) if stamp.is_integer() else stamp
 
 
-def _basic_date(text: str) -> datetime | None:
-    """``YYYYMMDD`` of the years 1900 to 2100, or None."""
+def _basic_date(text: str, column: str, where: str) -> datetime | None:
+    """``YYYYMMDD`` of the years 1900 to 2100, or None for other text. Eight such digits that are no
+    date (``20240230``, month 13) are an error, as ``2024-02-30`` is: read as seconds, a typo in a file
+    of basic dates was 1970 and made that rating its user's oldest (checker 283)."""
     if not (re.fullmatch(r"[0-9]{8}", text) and 1900 <= int(text[:4]) <= 2100):
         return None
     try:
         return datetime.strptime(text, "%Y%m%d")
     except ValueError:
-        return None
+        raise heirloom.HeirloomError(
+            f"{where}: the {column!r} column is {text!r}, not a Unix time or an ISO 8601 date (eight digits of "
+            "the years 1900 to 2100 are a date, YYYYMMDD, and this one is none)"
+        ) from None

@@ -6,7 +6,9 @@ Two shapes of plain dict, told apart by ``type``, so that any source can feed th
 - a catalogue item: ``{"type": "item", "item", "title", "year", "genres", "cold"}``
   (``year`` may be None; ``cold`` marks the items of the cold-start protocol);
 - an interaction: ``{"type": "interaction", "user", "item", "kind", "value", "time"}``
-  (a rating, a click, a purchase...: every kind counts as a positive interaction).
+  (a rating, a click, a purchase...: every kind counts as a positive interaction), and
+  optionally ``"line"``, where it was read (``PATH:N``): the ``events`` source gives an
+  untimed event's, so a model that needs times (``half_life_days``) names that line.
 
 User and item ids are strings. Every choice below depends only on the ids, the times, the
 fraction and the seed, never on record order, so a split is the same on every machine and
