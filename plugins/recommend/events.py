@@ -91,7 +91,7 @@ class EventsSource(heirloom.Source):
     def fingerprint(self) -> str:
         digest = hashlib.sha256(b"events")
         if self.log_path.exists():
-            digest.update(heirloom.read_regular(self.log_path))
+            heirloom.hash_regular(self.log_path, digest)
         return digest.hexdigest()
 
 

@@ -156,7 +156,7 @@ class SplitRatingsSource(heirloom.Source):
                 del settings[name]
         digest = hashlib.sha256(json.dumps({"type": self.source_type, **settings}, sort_keys=True).encode())
         for path in self.files():
-            digest.update(heirloom.read_regular(path))
+            heirloom.hash_regular(path, digest)
         return digest.hexdigest()
 
     def stats(self) -> dict[str, Any]:
