@@ -454,7 +454,10 @@ def test_an_idempotency_key_header_makes_a_retried_feedback_count_once(trained):
     assert first[0] == again[0] == 200 and first[2]["id"] == again[2]["id"]  # recorded once
     assert http(feedback, correction)[2]["id"] != first[2]["id"]  # without a key: a new record
     status, _, body = http(feedback, {**correction, "label": "negative"}, headers=key)
-    assert status == 400 and body["field"] == "header.idempotency_key"  # the same key promises the same request
+    assert status == 400  # the same key promises the same request
+    # named as the header sent, as the gateway's own refusals of it are (it was the wire's header.idempotency_key)
+    assert body["field"] == "header.Idempotency-Key", body
+    assert body["error"].startswith("Idempotency-Key 'retry-me-7f3a' was already used by this client"), body
 
 
 def test_requests_for_unknown_names_do_not_each_read_the_route_table(trained):
@@ -913,6 +916,55 @@ def test_a_path_that_encodes_a_slash_is_refused_before_routing(bare):
     with daemon.client(timeout=10) as client:
         assert client.call("_stats")["routes"].get("echo.echo", {}).get("count", 0) == before  # none was forwarded
     assert http(gateway.url + "/v1/routes/echo.echo?a=%2F", [2])[:3:2] == (200, [2])  # a query is no path
+
+
+def test_a_path_of_bytes_that_are_not_utf8_or_a_long_name_is_quoted_as_sent_and_cut(bare):
+    """A percent-encoded name that is not UTF-8 was named as U+FFFD ('\ufffd'), which the client never
+    sent, and the console's 404 page echoed a 5,000-character name whole where a JSON error cuts it at 80."""
+    _, gateway = bare
+    for path in ("/v1/routes/%ff%FE", "/console/%ff", "/v2/models/%c3/infer"):
+        status, _, body = http(gateway.url + path, {})
+        assert (status, body["field"]) == (404, "path"), (path, body)
+        sent = path.replace("%ff", "\\xff").replace("%FE", "\\xfe").replace("%c3", "\\xc3")
+        assert f"no such path: b'{sent}' is not UTF-8" in body["error"] and "\ufffd" not in body["error"], body
+    name = "a" * 5000
+    status, _, body = http(gateway.url + "/v1/routes/" + name, {})
+    assert status == 404 and f"no route '{'a' * 80}...'" in body["error"], body
+    status, _, page = http(gateway.url + "/console/" + name)
+    assert status == 404 and f"No console for &#x27;{'a' * 80}...&#x27; on this daemon" in page, page[:300]
+
+
+def test_http_0_9_and_unknown_methods_are_refused_naming_what_was_wrong(bare):
+    """A request line without a version (HTTP/0.9) was served, a POST of the admin _reload too; a method HTTP/1.1
+    does not define was a 400 "Invalid method encountered" that did not name it (RFC 9110 15.6.2: 501)."""
+    _, gateway = bare
+    host, port = gateway.host.split(":")
+    ok = b"GET /v2 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    for sent, replies in (
+        (b"POST /v1/routes/_reload\r\n\r\n", ["400"]),
+        (b"GET /v2\r\n\r\n", ["400"]),
+        (b"BREW /v2 HTTP/1.1\r\nHost: localhost\r\n\r\n", ["501"]),
+        (
+            ok + b"POST /v1/routes/echo.echo HTTP/1.1\r\nContent-Length: 3\r\n\r\n[1]XYZZY / HTTP/1.1\r\n\r\n" + ok,
+            ["200", "200", "501"],
+        ),
+    ):
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(sent)
+            answers = [raw_response(connection) for _ in replies]
+            assert connection.recv(1) == b"", answers  # the connection closes after the refusal
+        assert [answer[9:12] for answer in answers] == replies, answers
+        refused = json.loads(answers[-1].split("\r\n\r\n", 1)[1])
+        if replies[-1] == "400":
+            assert refused["error"].startswith("malformed HTTP/1.1 request: HTTP/0.9"), refused
+        else:
+            method = "BREW" if sent.startswith(b"BREW") else "XYZZY"
+            assert refused == {
+                "error": f"method '{method}' is not one HTTP/1.1 defines",
+                "code": "INVALID_ARGUMENT",
+                "retryable": False,
+                "field": "method",
+            }
 
 
 def test_a_client_that_pipelines_and_hangs_up_leaves_no_traceback(bare):

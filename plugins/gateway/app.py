@@ -68,6 +68,8 @@ DEADLINE_HEADER = "heirloom-deadline-ms"
 MILLISECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 #: The request's idempotency key (the wire's ``idempotency_key``: a retry meets the first attempt).
 IDEMPOTENCY_HEADER = "idempotency-key"
+#: Where the daemon's refusal of a key points (the wire's field), told over HTTP as the header sent.
+WIRE_IDEMPOTENCY_FIELD = "header.idempotency_key"
 VERSION_HEADER = b"heirloom-model-version"
 #: The protocol extensions served, under Triton's names: binary tensors on infer requests (binary.py).
 EXTENSIONS = ["binary_tensor_data"]
@@ -170,6 +172,17 @@ class Gateway:
                 min(now - self._unknown_said_at, UNKNOWN_TOKEN_LOG_S),
             )
             self._unknown_tokens, self._unknown_said_at = 0, now
+
+    def use_tokens(self, tokens: dict[str, Path]) -> None:
+        """Serve ``tokens`` from now on (the file read again on SIGHUP): a token removed, or mapped to
+        another key file, has its connection closed (its calls in flight fail, 503), so that no request
+        travels on with a key the file no longer gives it."""
+        stale = [token for token in self._clients if token is not None and tokens.get(token) != self.tokens[token]]
+        for token in stale:
+            self._clients.pop(token).close()
+        self.tokens = tokens
+        if self.anonymous is not None:
+            self.anonymous = self.anonymous if self.anonymous in tokens else next(iter(tokens))
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -289,6 +302,9 @@ class Gateway:
         except heirloom.RemoteError as exc:
             if exc.field == "header.route":  # the wire's place of the name, which HTTP carries in the path
                 exc.field = "path.route"
+            elif exc.field == WIRE_IDEMPOTENCY_FIELD:  # one spelling per header: the one the client sent
+                exc.field = "header.Idempotency-Key"
+                exc.message = exc.message.replace("idempotency_key", "Idempotency-Key", 1)
             raise
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 

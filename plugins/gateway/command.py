@@ -52,11 +52,12 @@ IN_PROCESS_ADDRESS = "inproc://heirloom-daemon"
 
 @attrs.frozen
 class Daemon:
-    """Where the gateway reaches PROFILE's daemon, and the daemon itself when it runs on the
-    gateway's event loop (None for a child process)."""
+    """Where the gateway reaches PROFILE's daemon, and the daemon itself: on the gateway's event
+    loop (``on_loop``), or a ``heirloom serve`` ``child`` (None of either with --connect)."""
 
     address: str
     on_loop: heirloom.LoopDaemon | None = None
+    child: subprocess.Popen | None = None
 
 
 @contextlib.contextmanager
@@ -73,8 +74,8 @@ def daemon_for(
     resolved = kernel.resolve(profile, overrides)
     settings = resolved.settings["server"]
     if separate or not heirloom.in_one_process(resolved, settings):
-        with served_by_child(profile, overrides, start_timeout=120) as address:
-            yield Daemon(address)
+        with served_by_child(profile, overrides, start_timeout=120) as (address, child):
+            yield Daemon(address, child=child)
         return
     system = kernel.system(resolved, serve_models=True)
     with heirloom.served_on_loop(system, settings, IN_PROCESS_ADDRESS, context) as on_loop:
@@ -82,10 +83,12 @@ def daemon_for(
 
 
 @contextlib.contextmanager
-def served_by_child(profile: str, overrides: tuple[str, ...], start_timeout: float) -> Iterator[str]:
-    """``heirloom serve PROFILE`` as a child on a private ipc socket, yielded once it serves
-    its routes (as the in-process daemon is: started and mounted, so the gateway's first
-    requests are not refused as too early); SIGTERM on the way out."""
+def served_by_child(
+    profile: str, overrides: tuple[str, ...], start_timeout: float
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``heirloom serve PROFILE`` as a child on a private ipc socket, yielded (its address and
+    process) once it serves its routes (as the in-process daemon is: started and mounted, so the
+    gateway's first requests are not refused as too early); SIGTERM on the way out."""
     folder = tempfile.mkdtemp(prefix="heirloom-gateway-")
     address = f"ipc://{folder}/daemon.sock"
     settings = [f"--set={override}" for override in overrides]
@@ -96,7 +99,7 @@ def served_by_child(profile: str, overrides: tuple[str, ...], start_timeout: flo
             deadline = time.monotonic() + start_timeout
             while True:
                 if child.poll() is not None:
-                    raise click.ClickException(f"heirloom serve {profile} exited with {child.returncode}")
+                    raise click.ClickException(f"heirloom serve {profile} exited with {exit_said(child.returncode)}")
                 with contextlib.suppress(heirloom.RemoteError):
                     routes = client.call("_routes")["routes"]  # the built-in ones until the start is over
                     if any(not route["name"].startswith("_") for route in routes):
@@ -106,7 +109,7 @@ def served_by_child(profile: str, overrides: tuple[str, ...], start_timeout: flo
                         f"heirloom serve {profile} did not serve its routes in {start_timeout:g} s"
                     )
                 time.sleep(0.05)
-        yield address
+        yield address, child
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -115,6 +118,16 @@ def served_by_child(profile: str, overrides: tuple[str, ...], start_timeout: flo
             os.remove(f"{folder}/daemon.sock")
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+def exit_said(code: int) -> str:
+    """A child's exit status in words: ``3``, or ``-9 (killed by SIGKILL)``."""
+    if code >= 0:
+        return str(code)
+    try:
+        return f"{code} (killed by {signal.Signals(-code).name})"
+    except ValueError:
+        return str(code)
 
 
 #: prctl(2)'s option that has the kernel send a process a signal when its parent dies.
@@ -153,10 +166,13 @@ def stopped_with_parent() -> Callable[[], None] | None:
     default=30.0,
     show_default=True,
     type=SECONDS,
-    help="Longest wait per request (s), for its body to arrive (408) and for its reply; on SIGTERM, also the "
-    "longest wait for the requests in progress.",
+    help="Longest wait per request (s), for its body to arrive (408) and for its reply (504: sent when the event "
+    "loop gets to it, later under load, docs/HTTP.md); on SIGTERM, also the longest wait for the requests in progress.",
 )
-@existing_file("--tokens", 'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys.')
+@existing_file(
+    "--tokens",
+    'TOML [tokens] "TOKEN" = "client.key_secret": bearer tokens mapped to Curve client keys; read again on SIGHUP.',
+)
 @click.option(
     "--curve-server",
     "--curve-server-key",
@@ -198,7 +214,9 @@ def gateway_command(
     from the gateway's event loop over inproc:// (one process to run, the lowest latency),
     or with --separate-daemon, [server] workers > 1 or a placing resource manager, as a
     `heirloom serve` child (more requests per second under heavy load: the daemon has its
-    own interpreter lock). With --connect it uses a running daemon. Errors map to HTTP
+    own interpreter lock); a child daemon that exits stops the gateway with exit 1. SIGHUP
+    reloads the daemon as for `heirloom serve` (passed on to a child) and reads --tokens
+    again. With --connect it uses a running daemon. Errors map to HTTP
     statuses (docs/HTTP.md); Heirloom-Deadline-Ms sets a request's budget. Needs the 'ui'
     extra (starlette, uvicorn, orjson).
     """
@@ -215,6 +233,7 @@ def gateway_command(
 
         from heirloom_plugins.gateway.app import Gateway, create_app
         from heirloom_plugins.gateway.auth import read_tokens
+        from heirloom_plugins.gateway.lifecycle import GatewayServer, HangUps, reread_tokens
         from heirloom_plugins.gateway.pipelining import OneQueuedRequest, Refusals
     except ImportError as exc:
         raise click.ClickException(f"heirloom gateway needs the 'ui' extra ({exc}): {EXTRA_HINT}") from exc
@@ -232,6 +251,7 @@ def gateway_command(
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, stop)
+    hang_ups = HangUps()  # SIGHUP reloads (below), once the gateway serves; it never stops it
     with contextlib.ExitStack() as stack:
         context = zmq.Context()
         stack.callback(context.destroy, linger=0)
@@ -274,8 +294,23 @@ def gateway_command(
         # on a stop signal, a request (or a body that never ends) gets --timeout more at most
         settings = {**UVICORN_SETTINGS, "timeout_graceful_shutdown": timeout, "http": OneQueuedRequest}
         app = create_app(gateway, daemon.on_loop, answered_hosts(host, allowed_hosts))
-        server = uvicorn.Server(uvicorn.Config(app, **settings))
+
+        def reload() -> None:
+            """SIGHUP: what ``heirloom serve`` does on it (``_reload``), and the tokens file read again."""
+            if daemon.on_loop is not None:
+                daemon.on_loop.server.reload_asked = True  # the daemon's own SIGHUP flag: _reload on its next turn
+            elif daemon.child is not None:
+                log.info("received SIGHUP: passed on to heirloom serve %s (pid %d)", profile, daemon.child.pid)
+                daemon.child.send_signal(signal.SIGHUP)
+            elif tokens is None:
+                log.info("received SIGHUP: nothing to reload (the daemon at %s reloads on its own SIGHUP)", connect)
+            if tokens is not None:
+                reread_tokens(gateway, tokens, curve_server_key)
+
+        server = GatewayServer(
+            uvicorn.Config(app, **settings), hang_ups=hang_ups, reload=reload, child=daemon.child, profile=profile
+        )
         stack.callback(Refusals.flush)  # also when a stop signal unwinds the run
         server.run(sockets=[listening])
-        if not server.started:
+        if not server.started or server.exited is not None:  # the child daemon's exit was logged as it happened
             sys.exit(1)

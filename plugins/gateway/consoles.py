@@ -64,9 +64,10 @@ def index(found: dict[str, heirloom.Console]) -> str:
 
 
 def missing(api: str) -> str:
-    """The 404 page: the name as the JSON errors quote one, its control and bidi characters
-    shown escaped (a raw U+202E turned the rest of the line around)."""
-    return _page("no console", f"<p class='error'>No console for {escape(repr(api))} on this daemon.</p>")
+    """The 404 page: the name as the JSON errors quote one (cut at 80 characters), its control and bidi
+    characters shown escaped (a raw U+202E turned the rest of the line around)."""
+    shown = f"{api[:80]}..." if len(api) > 80 else api  # as the daemon's "no route" cuts a name
+    return _page("no console", f"<p class='error'>No console for {escape(repr(shown))} on this daemon.</p>")
 
 
 def failed(console: heirloom.Console, api: str, error: heirloom.RemoteError) -> str:

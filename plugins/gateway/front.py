@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import orjson
 from starlette.responses import Response
@@ -322,6 +322,24 @@ def encoded_separator(scope: Scope) -> Response | None:
     return error_response(400, message, field="path")
 
 
+def undecodable_path(scope: Scope) -> Response | None:
+    """The 404 of a path whose percent-encoded bytes are not UTF-8, naming them as bytes (``b'\\xff'``),
+    or None. No route, model or page name holds such bytes; the HTTP server decoded them to U+FFFD, so
+    the error named a ``'\\ufffd'`` the client never sent."""
+    raw = scope.get("raw_path") or b""
+    if b"%" not in raw:
+        return None
+    decoded = unquote_to_bytes(raw)
+    try:
+        decoded.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = (
+            f"no such path: {decoded[:200]!r} is not UTF-8 (byte {exc.start}), which no route, model or page name is"
+        )
+        return error_response(404, message, field="path")
+    return None
+
+
 def cross_site(scope: Scope, headers: dict[str, str]) -> tuple[str, str] | None:
     """The header, and why, a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
@@ -383,7 +401,11 @@ class Front:
             refused = error_response(403, f"refused: {foreign}", code="PERMISSION_DENIED", field="header.Host")
             await refused(scope, receive, send)
             return
-        malformed = (repeated(scope, headers) or encoded_separator(scope)) if scope["type"] == "http" else None
+        malformed = (
+            (repeated(scope, headers) or encoded_separator(scope) or undecodable_path(scope))
+            if scope["type"] == "http"
+            else None
+        )
         if malformed is not None:
             await malformed(scope, receive, send)
             return

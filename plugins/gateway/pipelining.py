@@ -37,7 +37,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
+from collections.abc import Callable
 
 import httptools
 from uvicorn._types import ASGI3Application
@@ -55,6 +57,9 @@ HEAD_LIMIT = 64 << 10
 #: Bytes fed after the piece a head begins in (at least 1 of it) that stop it unended: the two bounds above, exact
 #: (fed on to HEAD_LIMIT and pieces of 4 KiB, heads of up to 73,727 bytes were read).
 HEADED = HEAD_LIMIT - 1
+#: The HTTP versions served: llhttp also reads a request line without a version, HTTP/0.9, which was
+#: served (a POST of an admin route too) where the docs promise a 400 for bytes that are not HTTP/1.1.
+SERVED_VERSIONS = ("1.0", "1.1")
 #: Seconds between the log lines that count malformed requests: a flood of them is one a minute.
 REFUSALS_EVERY = 60.0
 
@@ -160,6 +165,58 @@ class ChunkedBody:
             self.state = "trailer" if text else "done"
 
 
+#: A request line (RFC 9112 3): a method, a target, a version. Bytes llhttp refuses that are no such
+#: line (``GARBAGE``) are malformed (400), not a request for a method the gateway does not know (501).
+REQUEST_LINE = re.compile(rb"[\r\n]*([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/[0-9]\.[0-9]\r?\n")
+
+
+def unknown_method(piece: memoryview) -> str | None:
+    """The method of the request line in ``piece`` (fed from a point between requests) that llhttp
+    knows not, or None (bytes that are no request line). httptools does not say where it stopped,
+    so fresh parsers replay prefixes of the piece (two binary searches, some two dozen parses of
+    at most 4 KiB, on this rare path): the shortest prefix refused ends in the method, whose
+    request begins where the request before it ended."""
+    data = bytes(piece)
+    refused, before = _replay(data)
+    if not refused:  # a request the replay stopped at (an upgrade)
+        return None
+    ended = _shortest(len(data), lambda size: _replay(data[:size])[0])  # the byte refused, + 1
+    begun = _shortest(ended, lambda size: _replay(data[:size])[1] == before)
+    line = REQUEST_LINE.match(data, begun)  # after the CRLFs llhttp skips between requests
+    return line[1][:40].decode("latin-1") if line else None
+
+
+class _Requests:
+    """A parser's callbacks that count the requests it read whole."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def on_message_complete(self) -> None:
+        self.read += 1
+
+
+def _replay(data: bytes) -> tuple[bool, int]:
+    """Whether a fresh parser refuses a method in ``data``, and how many requests it read whole before."""
+    requests = _Requests()
+    try:
+        httptools.HttpRequestParser(requests).feed_data(data)
+    except httptools.HttpParserInvalidMethodError:
+        return True, requests.read
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        pass
+    return False, requests.read
+
+
+def _shortest(longest: int, holds: Callable[[int], bool]) -> int:
+    """The least size in 0..``longest`` for which ``holds`` (monotone, true of ``longest``)."""
+    low, high = -1, longest
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if holds(middle) else (middle, high)
+    return high
+
+
 class OneQueuedRequest(HttpToolsProtocol):
     """The protocol the gateway serves HTTP/1.1 with: at most one request of a connection
     parsed and waiting behind the one being answered (a piece's worth at worst)."""
@@ -180,6 +237,9 @@ class OneQueuedRequest(HttpToolsProtocol):
         #: Bytes fed since the parser last got on (HEAD_LIMIT), and whether it did in this feed.
         self.unframed = 0
         self.got_on = False
+        #: Whether the parser is between requests, and was as the piece being fed began (naming an unknown method).
+        self.between = True
+        self.fed_between = True
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         self.answering = cycle
@@ -205,11 +265,15 @@ class OneQueuedRequest(HttpToolsProtocol):
 
     # the parser getting on: what was fed before was no head, chunk line or trailer left unfinished
     def on_message_begin(self) -> None:
-        self.got_on = True
+        self.got_on, self.between = True, False
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self.got_on = True
+        if (version := self.parser.get_http_version()) not in SERVED_VERSIONS:  # a 400 as other malformed bytes
+            raise ValueError(
+                f"HTTP/{version} (a request line with no version is HTTP/0.9): the gateway speaks HTTP/1.1"
+            )
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -229,6 +293,11 @@ class OneQueuedRequest(HttpToolsProtocol):
             self.upgrade_body = int(headers.get(b"content-length", 0))
             if self.upgrade_body:
                 return
+        self._completed()
+
+    def _completed(self) -> None:
+        """uvicorn's end of a request: its body is whole (after the upgrade's body read here, if any)."""
+        self.between = True
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -248,7 +317,7 @@ class OneQueuedRequest(HttpToolsProtocol):
                 self.upgrade_body -= len(body)
                 self.on_body(bytes(body))
                 if not self.upgrade_body:
-                    super().on_message_complete()
+                    self._completed()
                 continue
             if self.chunks is not None:
                 self._read_chunks()
@@ -271,16 +340,20 @@ class OneQueuedRequest(HttpToolsProtocol):
             self.on_body(body)
         if done:
             self.chunks = None
-            super().on_message_complete()
+            self._completed()
 
     def _feed(self, piece: memoryview) -> None:
         """uvicorn's ``data_received``, but the bytes after a request that offered an upgrade
         stay to be read (its body, the next request), and malformed HTTP is a JSON error."""
         self._unset_keepalive_if_required()
-        self.got_on = False
+        self.got_on, self.fed_between = False, self.between
         try:
             self.parser.feed_data(piece)  # type: ignore[arg-type]  # httptools parses a memoryview in place
         except httptools.HttpParserError as exc:
+            unknown = isinstance(exc, httptools.HttpParserInvalidMethodError) and self.fed_between
+            if unknown and (method := unknown_method(piece)):  # RFC 9110 15.6.2: 501 for a method not recognised
+                self._refuse(f"method {method!r} is not one HTTP/1.1 defines", b"501 Not Implemented", "method")
+                return
             # an error raised in uvicorn's callbacks (a URL it cannot parse: CONNECT's, one over
             # 64 KiB) reaches here as "User callback error": its own words say what was wrong
             cause = exc.__context__ if isinstance(exc.__context__, ValueError | httptools.HttpParserError) else exc

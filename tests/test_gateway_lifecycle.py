@@ -1,0 +1,124 @@
+"""``heirloom gateway`` as a supervisor sees it: SIGHUP reloads and never stops it, the tokens file
+is read again on it, and a gateway whose child daemon exits says so and stops with 1 (docs/HTTP.md,
+"The daemon behind it" and "Tokens and Curve")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemons import Daemon
+from tests.helpers import HEIRLOOM, REPO, free_port, write
+from tests.test_gateway import Gateway, http, http_up
+
+pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
+
+
+class Started:
+    """``heirloom gateway ARGS`` on a free port, its log in a file, once it answers ``GET /v2``."""
+
+    def __init__(self, tmp: Path, *args: str):
+        self.port = free_port()
+        self.log_path = tmp / f"gateway-{self.port}.log"
+        self.process = subprocess.Popen(
+            [*HEIRLOOM, "gateway", *args, "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_path.open("w"),
+            cwd=REPO,
+            env={**os.environ, "HEIRLOOM_HOME": str(tmp / "home")},
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while not http_up(self.url + "/v2"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"heirloom gateway did not start:\n{self.log()}")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def said(gateway: Started | Gateway, text: str, times: int = 1) -> None:
+    """Wait until the gateway's log holds ``text`` ``times`` times (it acts on a signal on its next tick)."""
+    deadline = time.monotonic() + 30
+    while (log := gateway.log_path.read_text()).count(text) < times:
+        assert gateway.process.poll() is None, f"the gateway exited with {gateway.process.returncode}:\n{log}"
+        assert time.monotonic() < deadline, log
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("options", [["--separate-daemon"], ["--set", "server.workers=2"]], ids=["asked", "workers"])
+def test_a_gateway_whose_child_daemon_exits_says_so_and_stops_with_1(tmp_path, options):
+    """The child's exit (the out-of-memory killer, a crash) went unnoticed: a gateway answering 504 to
+    everything, and 200 to its liveness probe, for ever, the child a zombie. It now logs the child's end,
+    reaps it and exits 1, for its supervisor to restart it."""
+    profile = write(tmp_path / "p.toml", 'extends = ["minimal"]\n')
+    gateway = Started(tmp_path, str(profile), *options)
+    try:
+        status, _, health = http(gateway.url + "/v1/routes/_health", method="POST", raw=b"null")
+        assert status == 200 and health["pid"] != gateway.process.pid
+        os.kill(health["pid"], signal.SIGKILL)  # the child: one serve process, or the workers' broker
+        assert gateway.process.wait(60) == 1, gateway.log()
+    finally:
+        gateway.process.kill()
+    assert f"heirloom serve {profile} exited with -9 (killed by SIGKILL): stopping the gateway" in gateway.log()
+    assert not Path(f"/proc/{health['pid']}").exists()  # reaped, no zombie
+
+
+@pytest.mark.parametrize("options", [[], ["--separate-daemon"]], ids=["in-process", "child"])
+def test_sighup_reloads_the_daemon_and_never_stops_the_gateway(tmp_path, options):
+    """SIGHUP killed the gateway at once (exit 129, the requests in flight unanswered). It is now what
+    ``heirloom serve`` does on it: ``_reload``, by the daemon on the gateway's loop or by the child it
+    is passed on to; the gateway serves on, and stops on SIGTERM with 0 as before."""
+    gateway = Started(tmp_path, "minimal", *options)
+    try:
+        for times in (1, 2):
+            gateway.process.send_signal(signal.SIGHUP)
+            said(gateway, "received SIGHUP: reloading", times)
+            assert http(gateway.url + "/v1/routes/echo.echo", [times])[::2] == (200, [times])
+        if options:
+            assert "received SIGHUP: passed on to heirloom serve minimal" in gateway.log()
+    finally:
+        gateway.process.terminate()
+        assert gateway.process.wait(30) == 0, gateway.log()
+
+
+def test_sighup_reads_the_tokens_file_again_and_keeps_it_when_it_became_wrong(tmp_path):
+    """A token removed from --tokens went on working (admin routes too) until a restart, and the usual
+    reload signal killed the gateway. SIGHUP now reads the file again with the start's checks: a token
+    removed is 401 from then on; a file that fails them is logged and the tokens in use kept."""
+    daemon = Daemon(tmp_path / "daemon")
+    daemon.wait_ready()
+    keep, drop = "a-long-token-kept-by-the-file", "a-long-token-removed-from-it"
+    for name in ("kept", "dropped"):
+        write(tmp_path / "keys" / f"{name}.key_secret", "a key (read by the daemon only with Curve)\n")
+    tokens = write(
+        tmp_path / "tokens.toml",
+        f'[tokens]\n"{keep}" = "keys/kept.key_secret"\n"{drop}" = "keys/dropped.key_secret"\n',
+    )
+    tokens.chmod(0o600)
+    gateway = Gateway(tmp_path, daemon.address, "--tokens", str(tokens))
+
+    def status(token: str) -> int:
+        return http(gateway.url + "/v1/routes/echo.echo", [1], headers={"Authorization": f"Bearer {token}"})[0]
+
+    try:
+        assert (status(keep), status(drop)) == (200, 200)
+        write(tokens, f'[tokens]\n"{keep}" = "keys/kept.key_secret"\n')
+        gateway.process.send_signal(signal.SIGHUP)
+        said(gateway, f"received SIGHUP: read {tokens} again: 1 token(s)")
+        assert (status(keep), status(drop)) == (200, 401)
+        tokens.chmod(0o644)  # others may read it now: refused as at start, the tokens in use kept
+        gateway.process.send_signal(signal.SIGHUP)
+        said(gateway, "received SIGHUP: kept the 1 token(s) in use")
+        assert f"{tokens}: other users may read or change its tokens (mode 644)" in gateway.log_path.read_text()
+        assert (status(keep), status(drop)) == (200, 401)
+    finally:
+        assert gateway.stop() == 0, gateway.log_path.read_text()
+        assert daemon.terminate() == 0
