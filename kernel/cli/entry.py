@@ -13,8 +13,8 @@ def _interrupted(signum: int, frame: Any) -> None:
     sys.exit(130)
 
 
-#: Commands that run as daemons: SIGHUP reloads them (``heirloom.wire.daemon.on_hang_up``).
-DAEMONS = frozenset({"serve", "worker"})
+#: Commands that run as daemons: SIGHUP reloads them (``heirloom.wire.daemon.on_hang_up``; the gateway's own).
+DAEMONS = frozenset({"serve", "worker", "gateway"})
 
 
 def main() -> None:
