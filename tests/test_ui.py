@@ -301,7 +301,7 @@ def test_eval_html_is_one_self_contained_file(lineage, tmp_path, page):
     os.mkfifo(tmp_path / "pipe")  # an atomic rename would have replaced it with a file
     for target, said in ((tmp_path / "pipe", "not a regular file"), (tmp_path / "no" / "r.html", "does not exist")):
         refused = run_heirloom("eval", str(lineage["served"]), "--html", str(target), env=env, timeout=300)
-        assert refused.returncode == 1 and said in refused.stderr
+        assert refused.returncode == 2 and "Invalid value for '--html'" in refused.stderr and said in refused.stderr
     assert not (tmp_path / "pipe").is_file() and not (tmp_path / "no").exists()
 
 
@@ -316,12 +316,13 @@ def test_eval_html_names_its_file_when_the_name_is_long_or_the_folder_is_a_file(
     result = run_heirloom("eval", str(lineage["served"]), "--html", str(long_name), env=env, timeout=300)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert long_name.read_text().startswith("<!")
-    for target, said in (
-        (out / ("r" * 251 + ".html"), "cannot write the report: File name too long"),
-        (out / "afile" / "r.html", f"the folder {out / 'afile'} is a file, not a folder"),
+    too_long, in_a_file = out / ("r" * 251 + ".html"), out / "afile" / "r.html"
+    for target, code, said in (  # a folder that is a file is refused at parse time, before any work
+        (too_long, 1, f"error: --html {too_long}: cannot write the report: File name too long"),
+        (in_a_file, 2, f"Invalid value for '--html': {in_a_file}: the folder {out / 'afile'} is a file, not a folder"),
     ):
         refused = run_heirloom("eval", str(lineage["served"]), "--html", str(target), env=env, timeout=300)
-        assert refused.returncode == 1 and f"error: --html {target}" in refused.stderr, refused.stderr
+        assert refused.returncode == code, refused.stderr
         assert said in refused.stderr and "Traceback" not in refused.stderr and "evaluating" not in refused.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(["afile", long_name.name])  # no temporary file left
 
