@@ -20,7 +20,7 @@ LATEST = "latest"
 def check_name(kind: str, name: str) -> str:
     if not NAME.fullmatch(name):
         rule = "use 1-100 ASCII letters, digits, '.', '_' and '-' (not a leading '.')"
-        raise RefError(f"invalid {kind} name {name!r}: {rule}")
+        raise RefError(f"invalid {kind} name {name!r:.120}: {rule}")
     return name
 
 
@@ -59,10 +59,16 @@ class Ref:
         path, at, selector = text.partition("@")
         project, slash, model = path.partition("/")
         if not (slash and NAME.fullmatch(project) and NAME.fullmatch(model)) or (at and not selector):
-            raise RefError(
-                f"invalid artifact reference {text!r}: expected project/model, project/model@VERSION "
-                "or project/model@ALIAS"
-            )
+            said = f"invalid artifact reference {text!r:.120}"
+            if os.path.isdir(text):  # `models verify /backup/store`: a store's folder is an option, not a ref
+                raise RefError(f"{said}: it is a folder; to check a store folder, pass it as --store")
+            if not slash or (at and not selector):
+                raise RefError(f"{said}: expected project/model, project/model@VERSION or project/model@ALIAS")
+            try:  # the form is right: name the part that breaks the rule
+                check_name("project", project)
+                check_name("model", model)
+            except RefError as exc:
+                raise RefError(f"{said}: {exc}") from None
         if selector == LATEST:
             selector = ""
         elif selector and not VERSION.fullmatch(selector):
