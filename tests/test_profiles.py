@@ -978,9 +978,8 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     write(path, '[sources.f]\nuse = "file"\npath = "${data}/banking77/train.csv"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
-    assert "(data root " in str(caught.value) and "`heirloom data fetch banking77` if it is a public" in str(
-        caught.value
-    )
+    hint = "; a public data set? `heirloom data fetch banking77` (add --accept-license if asked))"
+    assert "(data root " in str(caught.value) and hint in str(caught.value)  # a license gate is no second refusal
 
 
 def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):
@@ -1004,7 +1003,7 @@ def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each
     assert said == [
         f"path does not exist: {root / 'b.csv'} (data root {root})",
         f"path does not exist: {root / 'banking77/train.csv'} (data root {root}; "
-        "`heirloom data fetch banking77` if it is a public data set)",
+        "a public data set? `heirloom data fetch banking77` (add --accept-license if asked))",
     ]
     write(root / "b.csv", "")
     write(root / "banking77" / "train.csv", "")
