@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
@@ -773,6 +774,28 @@ def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_say
     assert f"minimal: profiles/minimal.toml shadows {listed['minimal']['shadows'][0]}" in table
     write(tmp_path / "self.toml", 'extends = ["self.toml"]\n')  # a path to itself is still a cycle
     assert "extends cycle" in run_heirloom("profile", "check", "self.toml", cwd=tmp_path).stderr
+
+
+def test_a_profiles_folder_that_is_the_plugin_profiles_folder_shadows_nothing(tmp_path, monkeypatch):
+    """From the repository root ./profiles is the folder the shipped profiles are registered from (an
+    editable install): ``heirloom profiles`` said each shipped profile shadowed itself, and a file there
+    extending its own name found itself again as the plugin's profile (checker 285 F2)."""
+    (tmp_path / "profiles").symlink_to(Path(str(files("heirloom_plugins.profiles"))))  # the same folder
+    listed = json.loads(run_heirloom("profiles", "--json", cwd=tmp_path).stdout)
+    assert "minimal" in {entry["name"] for entry in listed}
+    assert [entry for entry in listed if entry["shadows"]] == []
+    assert "shadows" not in run_heirloom("profiles", cwd=tmp_path).stdout
+    own = write(tmp_path / "own" / "profiles" / "mine.toml", 'extends = ["mine"]\n')
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_profiles(self, register):
+            register("mine", own)
+
+    monkeypatch.chdir(tmp_path / "own")
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve("mine")
+    assert "no profile named 'mine'" in str(caught.value) and "cycle" not in str(caught.value)
 
 
 def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):
