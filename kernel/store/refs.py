@@ -13,6 +13,8 @@ from heirloom.core.settings import NAME_PATTERN
 NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")  # as long as a name at most (5,000 characters were listed)
+#: What a reference looks like, for the error refusing one.
+FORM = "project/model, project/model@VERSION or project/model@ALIAS"
 #: The selector meaning "no selector": the newest version.
 LATEST = "latest"
 
@@ -61,9 +63,9 @@ class Ref:
         if not (slash and NAME.fullmatch(project) and NAME.fullmatch(model)) or (at and not selector):
             said = f"invalid artifact reference {text!r:.120}"
             if os.path.isdir(text):  # `models verify /backup/store`: a store's folder is an option, not a ref
-                raise RefError(f"{said}: it is a folder; to check a store folder, pass it as --store")
+                raise RefError(f"{said}: it is a folder; to check a store folder, pass it as --store (a ref: {FORM})")
             if not slash or (at and not selector):
-                raise RefError(f"{said}: expected project/model, project/model@VERSION or project/model@ALIAS")
+                raise RefError(f"{said}: expected {FORM}")
             try:  # the form is right: name the part that breaks the rule
                 check_name("project", project)
                 check_name("model", model)
