@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from heirloom.store.reading import records_fingerprint
     from heirloom.store.refs import RefError
     from heirloom.store.training import SEEN_IN_TRAINING
+    from heirloom.toml_bounds import MAX_PROFILE_BYTES, TOO_LONG_INTEGER, parse_bounded
     from heirloom.wire.aclient import AsyncClient
     from heirloom.wire.auth import CurveClient
     from heirloom.wire.bodies import MAX_CONTAINERS
@@ -164,6 +165,9 @@ _EXPORTS = {
     "read_regular": "heirloom.files",
     "hash_regular": "heirloom.files",
     "records_fingerprint": "heirloom.store.reading",
+    "parse_bounded": "heirloom.toml_bounds",
+    "MAX_PROFILE_BYTES": "heirloom.toml_bounds",
+    "TOO_LONG_INTEGER": "heirloom.toml_bounds",
     "NotRegularFile": "heirloom.core.fsutil",
     "NullProgress": "heirloom.core.components",
     "path_field": "heirloom.core.components",
@@ -236,8 +240,10 @@ __all__ = [
     "LEFT_OUT_OF",
     "MAX_CONTAINERS",
     "MAX_LABEL_CHARS",
+    "MAX_PROFILE_BYTES",
     "OPTIONAL_MARKS",
     "SEEN_IN_TRAINING",
+    "TOO_LONG_INTEGER",
     "Api",
     "AppendLog",
     "ArtifactStore",
@@ -316,6 +322,7 @@ __all__ = [
     "nests_deeper",
     "one_of",
     "open_regular",
+    "parse_bounded",
     "path_field",
     "path_fields",
     "printed_form",

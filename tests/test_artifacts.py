@@ -194,6 +194,31 @@ def test_malformed_refs_are_rejected(text):
         Ref.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("finance/my model", "'finance/my model': invalid model name 'my model': use 1-100 ASCII letters"),
+        ("finance/.hidden", "invalid model name '.hidden': use 1-100 ASCII letters, digits, '.', '_' and '-' (not a"),
+        ("fin ance/m", "invalid project name 'fin ance'"),
+        ("a/" + "m" * 500, "'a/" + "m" * 117 + ": invalid model name '" + "m" * 119 + ": use"),  # echoes cut
+    ],
+)
+def test_a_ref_of_the_right_form_names_the_part_that_breaks_the_name_rule(text, problem):
+    with pytest.raises(RefError) as raised:
+        Ref.parse(text)
+    assert problem in str(raised.value)
+
+
+def test_verify_given_a_store_folder_as_ref_says_to_pass_it_as_store(store, tmp_path):
+    put(store, "team/m", 1)
+    backup = tmp_path / "backup" / "store"
+    backup_store(store, backup)
+    wrong = models(store, "verify", str(backup))
+    assert wrong.returncode == 2
+    assert f"'{backup}': it is a folder; to check a store folder, pass it as --store" in said(wrong)
+    assert models(ArtifactStore(backup), "verify").stdout == "1 of 1 version(s) intact\n"
+
+
 def test_versions_aliases_and_alias_names(store):
     first, second = put(store, "medical/triage", 1), put(store, "medical/triage", 2)
     assert (first.version, second.version) == (1, 2)

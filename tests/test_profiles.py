@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
@@ -775,6 +776,28 @@ def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_say
     assert "extends cycle" in run_heirloom("profile", "check", "self.toml", cwd=tmp_path).stderr
 
 
+def test_a_profiles_folder_that_is_the_plugin_profiles_folder_shadows_nothing(tmp_path, monkeypatch):
+    """From the repository root ./profiles is the folder the shipped profiles are registered from (an
+    editable install): ``heirloom profiles`` said each shipped profile shadowed itself, and a file there
+    extending its own name found itself again as the plugin's profile (checker 285 F2)."""
+    (tmp_path / "profiles").symlink_to(Path(str(files("heirloom_plugins.profiles"))))  # the same folder
+    listed = json.loads(run_heirloom("profiles", "--json", cwd=tmp_path).stdout)
+    assert "minimal" in {entry["name"] for entry in listed}
+    assert [entry for entry in listed if entry["shadows"]] == []
+    assert "shadows" not in run_heirloom("profiles", cwd=tmp_path).stdout
+    own = write(tmp_path / "own" / "profiles" / "mine.toml", 'extends = ["mine"]\n')
+
+    class Plugin:
+        @heirloom.hookimpl
+        def heirloom_register_profiles(self, register):
+            register("mine", own)
+
+    monkeypatch.chdir(tmp_path / "own")
+    with pytest.raises(heirloom.ProfileError) as caught:
+        heirloom.Kernel(plugins=[Plugin()]).resolve("mine")
+    assert "no profile named 'mine'" in str(caught.value) and "cycle" not in str(caught.value)
+
+
 def test_swapping_use_replaces_the_inherited_table(tmp_path, kernel):
     write(
         tmp_path / "base.toml",
@@ -978,9 +1001,8 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
     write(path, '[sources.f]\nuse = "file"\npath = "${data}/banking77/train.csv"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
-    assert "(data root " in str(caught.value) and "`heirloom data fetch banking77` if it is a public" in str(
-        caught.value
-    )
+    hint = "; a public data set? `heirloom data fetch banking77` (add --accept-license if asked))"
+    assert "(data root " in str(caught.value) and hint in str(caught.value)  # a license gate is no second refusal
 
 
 def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):
@@ -1004,7 +1026,7 @@ def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each
     assert said == [
         f"path does not exist: {root / 'b.csv'} (data root {root})",
         f"path does not exist: {root / 'banking77/train.csv'} (data root {root}; "
-        "`heirloom data fetch banking77` if it is a public data set)",
+        "a public data set? `heirloom data fetch banking77` (add --accept-license if asked))",
     ]
     write(root / "b.csv", "")
     write(root / "banking77" / "train.csv", "")

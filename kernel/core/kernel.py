@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,14 @@ class Kernel:
     def available_profiles(self) -> list[dict[str, Any]]:
         """Profiles found in the search path and registered by plugins (imports all plugins), each with
         the files of its name it ``shadows`` (later in the lookup: only a file of that name extends one)."""
-        found: dict[str, list[dict[str, str]]] = {}  # in lookup order: the first is the one a name means
-        for directory in self.loader.search_dirs():
+        found: dict[str, dict[str, dict[str, str]]] = {}  # by real path (./profiles may be the plugin's folder)
+        for directory in self.loader.search_dirs():  # in lookup order: the first is the one a name means
             for path in [p for p in sorted(directory.glob("*.toml")) if p.is_file()] if directory.is_dir() else []:
-                found.setdefault(path.stem, []).append({"path": display_path(path), "origin": display_path(directory)})
+                entry = {"path": display_path(path), "origin": display_path(directory)}
+                found.setdefault(path.stem, {}).setdefault(os.path.realpath(path), entry)
         self.plugins.load_all()
         for name, ((plugin, path), *_) in sorted(self.plugins.profiles.items()):
-            origin = f"plugin {self.plugins.infos[plugin].label}"
-            found.setdefault(name, []).append({"path": str(path), "origin": origin})
-        return [{"name": n, **one, "shadows": [o["path"] for o in rest]} for n, (one, *rest) in sorted(found.items())]
+            entry = {"path": str(path), "origin": f"plugin {self.plugins.infos[plugin].label}"}
+            found.setdefault(name, {}).setdefault(os.path.realpath(str(path)), entry)
+        listed = sorted((name, *entries.values()) for name, entries in found.items())
+        return [{"name": name, **one, "shadows": [o["path"] for o in rest]} for name, one, *rest in listed]

@@ -162,7 +162,8 @@ class ProfileLoader:
             candidate = directory / f"{ref}.toml"
             if candidate.exists() and Path(os.path.realpath(candidate)) != skip:
                 return candidate
-        return self._registered(ref)
+        registered = self._registered(ref)  # the extending file itself where ./profiles is the plugin's folder
+        return registered if registered is None or Path(os.path.realpath(registered)) != skip else None
 
     def load(self, ref: str, overrides: Iterable[str] = ()) -> RawProfile:
         """Resolve ``ref`` and its ``extends`` chain into one merged tree, or raise."""

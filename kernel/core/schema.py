@@ -247,7 +247,8 @@ class Validator:
             if must_exist and not path.exists():
                 parts = path.relative_to(root).parts if path.is_relative_to(root := data_root()) else None
                 named = parts and not Path(parts[0]).suffix  # a data set's folder, or a file in one
-                fetch = f"; `heirloom data fetch {parts[0]}` if it is a public data set" if named else ""
+                ask = " (add --accept-license if asked)"  # a license gate is no second refusal
+                fetch = f"; a public data set? `heirloom data fetch {parts[0]}`{ask}" if named else ""
                 under = f" (data root {root}{fetch})" if parts is not None else ""
                 self.problem(where, f"path does not exist: {path}{under}{' (the default of its type)' * default}")
 

@@ -13,6 +13,8 @@ from heirloom.core.settings import NAME_PATTERN
 NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
 ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")  # as long as a name at most (5,000 characters were listed)
+#: What a reference looks like, for the error refusing one.
+FORM = "project/model, project/model@VERSION or project/model@ALIAS"
 #: The selector meaning "no selector": the newest version.
 LATEST = "latest"
 
@@ -20,7 +22,7 @@ LATEST = "latest"
 def check_name(kind: str, name: str) -> str:
     if not NAME.fullmatch(name):
         rule = "use 1-100 ASCII letters, digits, '.', '_' and '-' (not a leading '.')"
-        raise RefError(f"invalid {kind} name {name!r}: {rule}")
+        raise RefError(f"invalid {kind} name {name!r:.120}: {rule}")
     return name
 
 
@@ -59,10 +61,16 @@ class Ref:
         path, at, selector = text.partition("@")
         project, slash, model = path.partition("/")
         if not (slash and NAME.fullmatch(project) and NAME.fullmatch(model)) or (at and not selector):
-            raise RefError(
-                f"invalid artifact reference {text!r}: expected project/model, project/model@VERSION "
-                "or project/model@ALIAS"
-            )
+            said = f"invalid artifact reference {text!r:.120}"
+            if os.path.isdir(text):  # `models verify /backup/store`: a store's folder is an option, not a ref
+                raise RefError(f"{said}: it is a folder; to check a store folder, pass it as --store (a ref: {FORM})")
+            if not slash or (at and not selector):
+                raise RefError(f"{said}: expected {FORM}")
+            try:  # the form is right: name the part that breaks the rule
+                check_name("project", project)
+                check_name("model", model)
+            except RefError as exc:
+                raise RefError(f"{said}: {exc}") from None
         if selector == LATEST:
             selector = ""
         elif selector and not VERSION.fullmatch(selector):

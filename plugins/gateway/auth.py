@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 
 import heirloom
-from heirloom.toml_bounds import MAX_PROFILE_BYTES, TOO_LONG_INTEGER, parse_bounded
 
 #: Mode bits a tokens file may not have: readable by every user, writable or runnable by the group
 #: (as PostgreSQL's rule for its key file: 0600, or 0640 for a group that runs the gateway).
@@ -35,17 +34,17 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
                 raise heirloom.HeirloomError(
                     f"{path}: other users may read or change its tokens (mode {mode:o}): chmod 600 {path}"
                 )
-            raw = file.read(MAX_PROFILE_BYTES + 1)
+            raw = file.read(heirloom.MAX_PROFILE_BYTES + 1)
     except heirloom.NotRegularFile as exc:
         raise heirloom.HeirloomError(f"{path}: the tokens file {exc.strerror}") from None
     except OSError as exc:
         raise heirloom.HeirloomError(f"{path}: cannot read the tokens file: {exc}") from exc
-    if len(raw) > MAX_PROFILE_BYTES:  # read no further: the bound's own message speaks of a profile
+    if len(raw) > heirloom.MAX_PROFILE_BYTES:  # read no further: the bound's own message speaks of a profile
         raise heirloom.HeirloomError(
-            f"{path}: the tokens file is over {MAX_PROFILE_BYTES:,} bytes (1 MiB, a profile's bound)"
+            f"{path}: the tokens file is over {heirloom.MAX_PROFILE_BYTES:,} bytes (1 MiB, a profile's bound)"
         )
     try:  # the profile reader's bounds: arrays 2,000 deep were a RecursionError traceback (checker 277)
-        table = parse_bounded(raw).get("tokens")
+        table = heirloom.parse_bounded(raw).get("tokens")
     except UnicodeDecodeError as exc:
         raise heirloom.HeirloomError(f"{path}: the tokens file is not UTF-8 text (byte {exc.start})") from None
     except ValueError as exc:  # a TOMLDecodeError, or a bound
@@ -62,7 +61,7 @@ def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, P
                 f"{where}: a token holds only ASCII letters, digits and - . _ ~ + / (then = signs), as a client's "
                 "Authorization: Bearer header can carry it; this one has a space or another character"
             )
-        if not isinstance(key, str) or key == f"\0{TOO_LONG_INTEGER}":  # parse_bounded's stand-in for one
+        if not isinstance(key, str) or key == f"\0{heirloom.TOO_LONG_INTEGER}":  # parse_bounded's stand-in for one
             raise heirloom.HeirloomError(
                 f'{where}: its value must be its key file\'s path, a string ("TOKEN" = "path to its .key_secret")'
             )
