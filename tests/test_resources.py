@@ -575,8 +575,9 @@ def test_a_ready_that_raises_once_serving_is_not_ready_logged_once_and_the_daemo
             assert client.call("_health")["live"]
             probe = client.call("_ready")
         assert probe["ready"] is False and (workers == "2" or probe["components"]["resources"] is False), probe
-        if workers == "1":  # one process serves what it can
+        if workers == "1":  # one process serves what it can, and its probe says why it is not ready
             assert client.call("echo.echo", "hi") == "hi"
+            assert READY_RAISED in probe["not_ready"]["resources"], probe
     assert daemon.log().count(f"{READY_RAISED}; it counts as not ready") == int(workers), daemon.log()
     assert "Traceback" not in daemon.log()
     assert daemon.terminate() == 0, daemon.log()

@@ -84,6 +84,8 @@ class KernelApi(Api):
         }
         if components.get("resources") is False:  # why, in the manager's words (local: past its memory budget)
             report["resources"] = resource_usage(self.daemon.system)
+        if unready := self.daemon.system.unready:  # a plugin's ready() that raises: whose, and what (not only the log)
+            report["not_ready"] = dict(unready)
         return report
 
     def routes_table(self, body: Any) -> dict[str, Any]:
