@@ -311,7 +311,7 @@ class Client:
         deadline = time.monotonic() + budget
         idempotent = idempotent if idempotent is not None else route in IDEMPOTENT_ROUTES
         for attempt in itertools.count():
-            remaining = max(deadline - time.monotonic(), 0.001)
+            remaining = budget if attempt == 0 else max(deadline - time.monotonic(), 0.001)
             future = self.submit(route, body, timeout=remaining, idempotency_key=idempotency_key)
             try:  # bounded: a call never outwaits its deadline, even with the I/O thread gone or stuck
                 return future.result(remaining + MARGIN)

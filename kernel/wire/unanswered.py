@@ -24,7 +24,13 @@ def no_reply(address: str, route: str, budget: float, silence: str, largest: int
     gone; first, a frame over a daemon's default max_message_bytes (a 70 MB body waited 30 s, unexplained)."""
     slow = f"{route} may take longer than that (raise the timeout; the daemon logs a request it computed late)"
     big = f"{over_default(largest)}; or " if largest > DEFAULT_MAX_MESSAGE else ""
-    return f"no reply from {address} within the deadline of {round(budget, 3):g} s: {big}{slow}, or: {silence}"
+    return f"no reply from {address} within the deadline of {_shown(budget)} s: {big}{slow}, or: {silence}"
+
+
+def _shown(budget: float) -> str:
+    """``budget`` as a person gave it: 2 for the 1.99999 s left after sending, 0.0001 for a 0.0001 s timeout
+    (rounding to milliseconds showed 0)."""
+    return f"{round(budget, 4) or float(f'{budget:.1g}'):g}"
 
 
 def over_default(largest: int) -> str:
