@@ -578,6 +578,8 @@ def test_a_ready_that_raises_once_serving_is_not_ready_logged_once_and_the_daemo
         if workers == "1":  # one process serves what it can, and its probe says why it is not ready
             assert client.call("echo.echo", "hi") == "hi"
             assert READY_RAISED in probe["not_ready"]["resources"], probe
+        else:  # behind a broker, each worker's entry says why (it was only in the worker's log)
+            assert all(READY_RAISED in w["not_ready"]["resources"] for w in probe["workers"]), probe
     assert daemon.log().count(f"{READY_RAISED}; it counts as not ready") == int(workers), daemon.log()
     assert "Traceback" not in daemon.log()
     assert daemon.terminate() == 0, daemon.log()

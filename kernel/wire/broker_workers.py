@@ -46,7 +46,7 @@ MAX_HEARTBEAT_BYTES = 2 << 20
 #: maps took 6 s to check (a worker of 1,000 routes sends tens of thousands).
 MAX_HEARTBEAT_VALUES = 200_000
 #: The maps of a heartbeat that ``_ready`` and ``_stats`` show per worker, and their largest size.
-SHOWN = ("resources", "models", "storage")
+SHOWN = ("resources", "models", "storage", "not_ready")
 MAX_SHOWN_BYTES = 16 << 10
 #: Lines a minute the broker logs about workers on other hosts joining and leaving (past them, a count):
 #: its own local workers' are all logged.
@@ -62,6 +62,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "resources": dict,
     "models": dict,
     "storage": dict,
+    "not_ready": dict,
     "metrics": dict,
 }
 
@@ -251,6 +252,7 @@ def describe_workers(workers: list[Worker], placed: dict[int, dict[str, Any]]) -
             "last_seen_ms": round((now - w.last_seen) * 1000, 1),
             "resources": w.status.get("resources", {}),
             "models": w.status.get("models", {}),
+            **({"not_ready": w.status["not_ready"]} if "not_ready" in w.status else {}),
         }
         for w in workers
     ]

@@ -153,6 +153,7 @@ def worker_status(daemon: Server) -> dict[str, Any]:
         "models": models_status(system),
         "storage": storage_usage(system),
         "metrics": daemon_snapshot(daemon),
+        **({"not_ready": dict(system.unready)} if system.unready else {}),  # a ready() that raises: _ready says whose
         **local_token(),
     }
 
