@@ -235,6 +235,29 @@ def test_a_line_no_text_or_a_label_feedback_refuses_edited_into_the_log_is_named
     assert [r["label"] for r in training_view(env, profile)] == ["negative", "positive"]  # what a train reads
 
 
+def test_list_limit_keeps_the_newest_across_several_apis_logs(tmp_path, data_dir):
+    """With two apis recording feedback, ``--limit`` cut the joined list (the first api's records, then the
+    second's), so it showed the second api's oldest instead of the newest records of either."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_DATA": str(data_dir)}
+    profile = write(
+        tmp_path / "reviews.toml",
+        PROFILE + PROFILE[PROFILE.index("[apis.sentiment]") :].replace("sentiment]", "second]"),
+    )
+    logs = {
+        api: heirloom.FeedbackLog(tmp_path / "home" / "feedback" / "reviews" / f"{api}.jsonl")
+        for api in ("sentiment", "second")
+    }
+    written = [
+        (api, logs[api].add({"text": f"text {n}", "label": "positive"}))
+        for n, api in enumerate(["sentiment", "second", "second", "sentiment"])
+    ]
+    for log in logs.values():
+        log.close()
+    listed = run_heirloom("feedback", "list", str(profile), "--limit", "2", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [(row["api"], row["id"]) for row in map(json.loads, listed.stdout.splitlines())] == written[2:]
+
+
 def test_a_profile_or_api_without_feedback_is_named(reviews, tmp_path):
     env, profile, _ = reviews
     wrong_api = run_heirloom("feedback", "list", str(profile), "sentimnt", env=env)

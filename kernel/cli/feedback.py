@@ -134,14 +134,18 @@ def feedback_list(
 ) -> None:
     """The feedback records of PROFILE's API (default: every api that records feedback)."""
     resolved = _resolve(profile, overrides)
-    rows = []
-    for name, path in feedback_logs(resolved, api).items():
+    rows, logs = [], feedback_logs(resolved, api)
+    for name, path in logs.items():
         replay = FeedbackLog.replay(path)
         rows += [_row(name, entry, replay) for entry in replay.entries if show_all or entry.removed is None]
         pending = replay.pending_labels()
         if pending and not as_json:
             waiting = ", ".join(f"{label!r} ({count})" for label, count in sorted(pending.items()))
             click.echo(f"{name}: new labels waiting for heirloom feedback accept-label: {waiting}", err=True)
+    if (
+        len(logs) > 1
+    ):  # each log is in the order it was written: --limit keeps the newest of them all, not the last api's
+        rows.sort(key=lambda row: row["time"] if isinstance(row.get("time"), int | float) else 0.0)
     held, rows = len(rows), rows[-limit:] if limit else rows
     if as_json:
         for row in rows:
