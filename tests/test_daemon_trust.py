@@ -268,7 +268,73 @@ def test_a_client_that_never_reads_replies_cannot_grow_the_daemon(tmp_path):
     assert daemon.terminate() == 0
 
 
+class Deaf:
+    """A client that speaks ZMTP 3.0 by hand over a plain ``ipc://`` socket (the NULL handshake of a DEALER), sends
+    one request and reads no more than it is told to: the rest of its reply sits in the daemon once the kernel's
+    socket buffers are full."""
+
+    def __init__(self, address: str, *frames: bytes):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(address.removeprefix("ipc://"))
+        greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\0") + bytes(32)
+        ready = b"\x05READY" + b"\x0bSocket-Type" + (6).to_bytes(4, "big") + b"DEALER"
+        message = b"".join(self._frame(frame, more=n < len(frames) - 1) for n, frame in enumerate(frames))
+        self.sock.sendall(greeting)
+        got = b""
+        while len(got) < 64:  # libzmq refuses a READY sent before its greeting went out ("unexpected command")
+            got += self.sock.recv(64 - len(got))
+        self.sock.sendall(bytes([0x04, len(ready)]) + ready + message)
+
+    def read(self, size: int) -> None:
+        """Read ``size`` bytes of what the daemon sent, or what came before it fell silent for a second (a short
+        reply); then read nothing more."""
+        self.sock.settimeout(1.0)
+        try:
+            while size > 0 and (got := self.sock.recv(min(size, 1 << 16))):
+                size -= len(got)
+        except TimeoutError:
+            pass
+
+    @staticmethod
+    def _frame(frame: bytes, more: bool) -> bytes:
+        size = len(frame).to_bytes(8, "big") if len(frame) > 255 else bytes([len(frame)])
+        return bytes([(0x02 if len(frame) > 255 else 0) | more]) + size + frame
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 WORKERS = [pytest.param((), id="one-process"), pytest.param(("--workers", "2"), id="broker")]
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_reply_of_many_buffer_frames_counts_until_all_of_it_has_left(tmp_path, workers):
+    """Checker 290: a 40 KB request to echo refers to its one 10 KB buffer 4,000 times; its 40 MB reply is 4,000
+    frames. The outbox tracked only its largest frame (here the header, describing 4,000 buffers) and forgot the
+    whole reply once that had left: clients that stopped reading held 100-250 MB of the daemon each while
+    ``reply_backlog_bytes`` said 0, and the backlog limits dropped nothing."""
+    daemon = Daemon(tmp_path, *workers, profile=profile(reply_backlog_total_mb=48))
+    daemon.wait_ready()
+    header = {"id": 1, "route": "echo.echo", "buffers": [{"dtype": "uint8", "shape": [10_000]}]}
+    request = [SIGNATURE, msgpack.packb(header), msgpack.packb([{"$buffer": 0}] * 4_000), b"\1" * 10_000]
+    deaf = []
+    try:
+        with daemon.client(timeout=10) as client:
+            for sent in (1, 2):
+                deaf.append(Deaf(daemon.address, *request))
+                deaf[-1].read(2 << 20)  # the reply's first 2 MB, its header and first frames with them
+                deadline = time.monotonic() + 30
+                while (stats := client.call("_stats"))["routes"].get("echo.echo", {}).get("count", 0) < sent:
+                    assert time.monotonic() < deadline, stats
+                    time.sleep(0.1)
+                time.sleep(0.5)  # what the kernel's buffers take has gone; the rest waits in the daemon
+            stats = client.call("_stats")
+            assert stats["reply_backlog_bytes"] >= 30 << 20 and stats["dropped_replies"] == 1, stats
+            assert client.call("echo.echo", "small") == "small"
+    finally:
+        for each in deaf:
+            each.close()
+    assert daemon.terminate() == 0, daemon.log()
 
 
 def stats_of(daemon: Daemon) -> dict:
