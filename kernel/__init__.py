@@ -78,7 +78,7 @@ if TYPE_CHECKING:
         log_path,
         lone_surrogate,
     )
-    from heirloom.store.reading import records_fingerprint
+    from heirloom.store.reading import SourceReadError, records_fingerprint
     from heirloom.store.refs import RefError
     from heirloom.store.training import SEEN_IN_TRAINING
     from heirloom.toml_bounds import MAX_PROFILE_BYTES, TOO_LONG_INTEGER, parse_bounded
@@ -204,6 +204,7 @@ _EXPORTS = {
     "served_on_loop": "heirloom.wire.onloop",
     "shortened": "heirloom.core.limits",
     "Source": "heirloom.core.components",
+    "SourceReadError": "heirloom.store.reading",
     "State": "heirloom.core.components",
     "stratified_holdout": "heirloom.splits",
     "text_limit": "heirloom.wire.inputs",
@@ -293,6 +294,7 @@ __all__ = [
     "Resources",
     "Route",
     "Source",
+    "SourceReadError",
     "State",
     "StoreMissing",
     "Unauthenticated",

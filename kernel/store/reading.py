@@ -33,7 +33,9 @@ class Evaluation:
 
 
 class SourceReadError(HeirloomError):
-    """A source failed while a model consumed its records: the data's fault, whatever the model."""
+    """A source failed while a model consumed its records: the data's fault, whatever the model. A source
+    raises it itself, saying which split it read, when it reads another split while one streams (the
+    held-out texts its training records may repeat): the kernel's words would name the streaming split."""
 
 
 class PluginBug(Exception):
@@ -59,9 +61,12 @@ def reading(source: Source, split: str, progress: Progress, description: str) ->
 @contextlib.contextmanager
 def blaming_the_source(source: Source, doing: str, description: str) -> Iterator[None]:
     """Errors raised inside as the source's, ``doing`` (``reading the test split``) what: its
-    HeirloomError as SourceReadError, any other exception as a PluginBug naming it."""
+    HeirloomError as SourceReadError, any other exception as a PluginBug naming it; a SourceReadError keeps
+    its words (a test file's bad line, read by the train split's check of repeats, named the train split)."""
     try:
         yield
+    except SourceReadError:
+        raise
     except HeirloomError as exc:
         raise SourceReadError(f"{description}: {exc}") from None
     except Exception as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import codecs
+import contextlib
 import difflib
 import hashlib
 import json
@@ -59,6 +60,19 @@ def _fraction_or_zero(instance: Any, attribute: attrs.Attribute, value: float) -
 def _non_empty(instance: Any, attribute: attrs.Attribute, value: str) -> None:
     if not value:
         raise ValueError(f"'{attribute.name}' must not be empty")
+
+
+@contextlib.contextmanager
+def reading_held_out(named: str, split: str) -> Iterator[None]:
+    """A held-out split read while the train split streams (to find the training records that repeat
+    it): its errors name that split, which the kernel's words, naming the split streaming, did not
+    ("reading the train split of t: test.csv:3: ..." sent a user to the training file: h293 F1)."""
+    try:
+        yield
+    except heirloom.SourceReadError:  # a nested source's, naming its split already
+        raise
+    except heirloom.HeirloomError as exc:
+        raise heirloom.SourceReadError(f"reading the {split} split of {named}: {exc}") from None
 
 
 def sample_per_label(records: list[dict[str, str]], per_label: int, seed: int) -> list[dict[str, str]]:
@@ -239,7 +253,10 @@ class TextSource(heirloom.Source):
             self._say_records(
                 torn, "share their text with a record of another label", "no model can learn both; keep the right one"
             )  # 30 texts labelled both card_arrival and exchange_rate, unsaid
-        held = {normal_text(r["text"]) for s in self.splits() if s != "train" for r in self.records(s)}
+        held = set()
+        for split in (s for s in self.splits() if s != "train"):
+            with reading_held_out(self._named(), split):
+                held.update(normal_text(r["text"]) for r in self.records(split))
         repeats = [record_id for text, record_id in trained if text and text in held]
         if len(repeats) > REPEATS_SAID * len(held):
             self._say_records(

@@ -13,7 +13,14 @@ import attrs
 
 import heirloom
 from heirloom_plugins.text.near_duplicates import NearDuplicates, letter_words, text_of
-from heirloom_plugins.text.sources import SHOWN_IDS, SPELLING_TWINS, TextSource, labelled_stats, spelling_twin
+from heirloom_plugins.text.sources import (
+    SHOWN_IDS,
+    SPELLING_TWINS,
+    TextSource,
+    labelled_stats,
+    reading_held_out,
+    spelling_twin,
+)
 
 log = logging.getLogger("heirloom.text")
 
@@ -211,14 +218,14 @@ class UnionSource(heirloom.Source):
     def _examples_held_out(self) -> set[tuple[str, ...]] | NearDuplicates:
         """The examples of every part's validation and test splits (read once per run)."""
         if self._held_out is None:
-            examples = (
-                key
-                for part in self.parts
-                for split in ("validation", "test")
-                if split in part.splits()
-                for record in part.records(split)
-                if (key := self._example(record)) is not None
-            )
+            examples = []
+            for name, part in zip(self.sources, self.parts, strict=True):
+                for split in ("validation", "test"):
+                    if split in part.splits():
+                        with reading_held_out(f"source {name!r}", split):
+                            examples += [
+                                key for record in part.records(split) if (key := self._example(record)) is not None
+                            ]
             words = self.example_match == "words"
             self._held_out = NearDuplicates(examples, self.example_similarity) if words else set(examples)
         return self._held_out
