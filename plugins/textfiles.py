@@ -29,6 +29,9 @@ _C1_SAVED = re.compile("[\u0080-\u0084\u0086-\u009f]")
 #: Python's name of latin-1 (``latin-1``, ``l1``...), the encoding that reads 0x80-0x9F as those
 #: characters (a UTF-8 file may hold one, U+0085, as itself: cp1252, as advised, garbled its accents).
 LATIN_1 = "iso8859-1"
+#: One-byte encodings that read a UTF-8 file without an error, each accent as two or three characters ("Ã©"
+#: for "é"): those the docs advise for older exports. A text in one of them is almost never valid UTF-8.
+_ONE_BYTE = (LATIN_1, "cp1252")
 #: Byte-order marks of the encodings a spreadsheet's "Unicode text" is in, longest first (UTF-32's
 #: little-endian mark begins with UTF-16's).
 _WIDE_BOMS = (
@@ -55,6 +58,27 @@ def _wide_remedy(name: str, setting: str | None, fixed: str = "") -> str:
     if setting is None:
         return f"it starts with a {name.upper()} byte-order mark; {fixed}: convert it (iconv -f {name} -t utf-8)"
     return f'it starts with a {name.upper()} byte-order mark: set the source\'s {setting!r} = "{name}"'
+
+
+def _utf8_read_as(text: str, encoding: str) -> str | None:
+    """The first run of non-ASCII characters of ``text`` when they all are UTF-8 bytes read as ``encoding``, a
+    one-byte encoding ("Ã©"), else None: a UTF-8 test file read as latin-1 was scored on such texts, silently."""
+    if text.isascii() or codecs.lookup(encoding).name not in _ONE_BYTE:
+        return None
+    try:
+        text.encode(encoding).decode("utf-8")
+    except UnicodeError:
+        return None
+    return re.findall("[^\x00-\x7f]+", text)[0]
+
+
+def _utf8_remedy(run: str, encoding: str, setting: str) -> str:
+    """What to do about a UTF-8 file read as ``encoding``, whose ``run`` of characters shows it."""
+    return (
+        f"{run!r}, the UTF-8 bytes of {run.encode(encoding).decode('utf-8')!r} read as {encoding}: the file is UTF-8 "
+        f'text; set the source\'s {setting!r} = "utf-8-sig" (and convert its other files to UTF-8: iconv -f '
+        f"{encoding} -t utf-8)"
+    )
 
 
 def read_text(path: str | Path) -> str:
@@ -179,6 +203,11 @@ def csv_rows(
                     raise heirloom.HeirloomError(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
+                for column in required:  # before the C1 check: UTF-8's curly quotes read as latin-1 hold C1 controls
+                    if run := _utf8_read_as(row[column] or "", encoding):
+                        raise heirloom.HeirloomError(
+                            f"{path}:{began}: the {column!r} column holds {_utf8_remedy(run, encoding, setting)}"
+                        )
                 _refuse_control_characters(path, began, row, required, encoding, setting, one_byte)
                 yield began, row  # the line an editor shows the row on: a quoted value may span lines
 
@@ -403,6 +432,8 @@ class CsvFormat:
         if "\udcff" in first:  # bytes of the header the encoding cannot read
             said = f"the header of {Path(path).name} is not {encoding} text: {_encoding_remedy(setting)}"
             raise ValueError(said)
+        if run := _utf8_read_as(first, encoding):  # "did you mean 'CatÃ©gorie'?"
+            raise ValueError(f"the header of {Path(path).name} holds {_utf8_remedy(run, encoding, setting)}")
         try:
             header = next(csv.reader([first], delimiter=self.delimiter), [])
         except csv.Error:
@@ -411,6 +442,12 @@ class CsvFormat:
         missing = [(setting, column) for setting, column in columns.items() if column not in header]
         if not missing:
             return
+        if first.startswith("\ufeff") and codecs.lookup(encoding).name == "utf-8":  # "did you mean '\ufefftext'?"
+            raise ValueError(
+                f"'{missing[0][0]}' {missing[0][1]!r} is not a column of {Path(path).name}: the file starts with a "
+                f"UTF-8 byte-order mark, which {encoding!r} reads as part of the first column's name: set the "
+                f'source\'s {setting!r} = "utf-8-sig" (the default: UTF-8 with or without the mark)'
+            )
         (setting, column), *others = missing  # the first leads (the error's key path), the others follow
         if _json_object(first):  # a jsonl file named where a CSV file belongs: its "columns" were JSON
             raise ValueError(

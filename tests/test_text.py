@@ -429,6 +429,71 @@ def test_a_windows_export_read_as_latin_1_is_an_error_that_names_cp1252(tmp_path
     assert garbled.encode("latin-1").decode("cp1252") == record["text"]  # the repair the error gives
 
 
+def test_a_utf_8_file_read_as_latin_1_or_cp1252_is_an_error_that_names_utf_8(tmp_path):
+    """A latin-1 training file set ``encoding = "latin-1"``, and the UTF-8 test file beside it was scored as
+    "Facture erronÃ©e", silently (h293 F2); a true latin-1 file still reads, and a UTF-8 header is said where
+    the profile is checked (it said "did you mean 'CatÃ©gorie'?")."""
+    train = tmp_path / "train.csv"
+    train.write_bytes("text,label\nFacture erronée,billing\n".encode("latin-1"))
+    test = tmp_path / "test.csv"
+    test.write_text("text,label\nColis perdu,shipping\nFacture erronée pour café,billing\n", encoding="utf-8")
+    for encoding in ("latin-1", "cp1252"):
+        assert [r["text"] for r in CsvSource(train=str(train), encoding=encoding).records()] == ["Facture erronée"]
+        source = CsvSource(train=str(train), test=str(test), encoding=encoding)
+        said = (
+            rf"test.csv:3: the 'text' column holds 'Ã©', the UTF-8 bytes of 'é' read as {encoding}: .* = \"utf-8-sig\""
+        )
+        with pytest.raises(heirloom.HeirloomError, match=said):
+            list(source.records("test"))
+    test.write_text("text,label\nIt\u2019s lost,shipping\n", encoding="utf-8")  # 0x80 0x99 read as C1 controls
+    with pytest.raises(heirloom.HeirloomError, match=r"test.csv:2: .* 'â\\x80\\x99', the UTF-8 bytes of '\u2019'"):
+        list(CsvSource(train=str(train), test=str(test), encoding="latin-1").records("test"))
+    test.write_text("text,catégorie\nColis perdu,shipping\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"the header of test.csv holds 'Ã©', the UTF-8 bytes of 'é' read as latin-1"):
+        CsvSource(train=str(test), encoding="latin-1", label_column="catégorie")
+
+
+def test_a_utf_8_byte_order_mark_read_as_utf_8_names_utf_8_sig(tmp_path):
+    """``encoding = "utf-8"`` read an editor's byte-order mark as part of the first column: the error
+    suggested the column '\\ufeffticket' (h293 F3), where the UTF-16 mark's says which encoding to set."""
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfticket,category\r\ncard charged twice,billing\r\n")
+    said = r"'text_column' 'ticket' is not a column of bom.csv: the file starts with a UTF-8 byte-order mark, .*"
+    said += r'= "utf-8-sig" \(the default'
+    with pytest.raises(ValueError, match=said):
+        CsvSource(train=str(path), encoding="utf-8", text_column="ticket", label_column="category")
+    [record] = CsvSource(train=str(path), text_column="ticket", label_column="category", test_fraction=0.5).records()
+    assert record["text"] == "card charged twice"  # the default reads it
+
+
+def test_a_bad_line_of_a_held_out_file_names_its_split_not_the_train_split(tmp_path):
+    """The train split's check of repeats reads the held-out files: a test file's bad line was said as
+    "reading the train split of t: test.csv:3: ...", and a user looked in the training file (h293 F1); a
+    union reading its parts' held-out files for a correction's check said the same of a validation file."""
+    rows = "".join(f"my card was charged twice {i},billing\nparcel lost in transit {i},shipping\n" for i in range(20))
+    write(tmp_path / "train.csv", "text,label\n" + rows)
+    write(tmp_path / "test.csv", "text,label\ndouble charge on my card,billing\nwhere is my parcel,\n")
+    write(tmp_path / "valid.csv", "text,label\nwhere is it,shipping\nwhy, oh why,billing\n")
+    csv = 'project = "shop"\n[sources.t]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\n'
+    model = '[models.m]\nuse = "text-classifier"\ndata = "{}"\n'
+    trained = run_heirloom("train", str(write(tmp_path / "f1.toml", csv + model.format("t"))))
+    said = " ".join(trained.stderr.split())
+    assert (
+        f"error: reading the test split of source 't': {tmp_path / 'test.csv'}:3: the 'label' column is empty" in said
+    )
+    assert trained.returncode == 1 and "train split" not in said.rsplit("━", 1)[-1], said  # past the progress bar
+    union = '[sources.f]\nuse = "feedback"\napi = "intent"\n[sources.u]\nuse = "union"\nsources = ["t", "f"]\n'
+    write(tmp_path / "test.csv", "text,label\ndouble charge on my card,billing\n")
+    profile = write(tmp_path / "u.toml", csv + 'validation = "valid.csv"\n' + union + model.format("u"))
+    log = heirloom.FeedbackLog(tmp_path / "heirloom-home" / "feedback" / "shop" / "intent.jsonl")
+    log.add({"text": "my parcel never came", "label": "shipping"})  # a correction: checked against held-out texts
+    log.close()
+    trained = run_heirloom("train", str(profile))
+    said = " ".join(trained.stderr.split())
+    assert f"error: reading the validation split of source 't': {tmp_path / 'valid.csv'}:3: the row has 3" in said
+    assert trained.returncode == 1 and "train split" not in said.rsplit("━", 1)[-1], said
+
+
 def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said(tmp_path, caplog):
     """A test file spelling 'Negative' lost its records to ``labels`` unseen (accuracy 0.70 ->
     0.82); test rows pasted into the training file reported 0.979 for a model scoring 0.770."""
