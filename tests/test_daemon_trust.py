@@ -730,3 +730,51 @@ def test_a_daemon_raises_its_descriptor_limit_and_warns_near_it(tmp_path):
     finally:
         context.destroy(linger=0)
         assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_a_message_of_too_many_frames_is_refused_naming_header_buffers_and_others_are_served(tmp_path, workers):
+    """Checker 290 F3: nothing bounded the frames of one message, and each became a Python object (a million
+    empty frames, 2 MB on the wire, cost the daemon ~55 MB and 0.7 s). A request carries at most 1,024 buffer
+    frames: past that the daemon keeps none of the rest, and answers saying how many were sent."""
+    daemon = Daemon(tmp_path, *workers, profile=profile())
+    daemon.wait_ready()
+    raw = Raw(daemon.address)
+    echo = {"id": 1, "route": "echo.echo", "buffers": [{"dtype": "uint8", "shape": [0]}] * 1_024}
+    try:
+        header, body = raw.call(echo, [{"$buffer": 0}], *[b""] * 1_024)  # the most a request may carry
+        assert header["status"] == "OK", body
+        header, body = raw.call({**echo, "buffers": echo["buffers"] * 2}, None, *[b""] * 2_048)
+        assert (header["status"], body["field"]) == ("INVALID_ARGUMENT", "header.buffers"), body
+        assert body["message"] == "2048 buffer frames sent; a request carries at most 1024 (send fewer, larger buffers)"
+        header, body = raw.call({"id": 2, "route": "echo.echo", "buffers": []}, None, *[b""] * 200_000)
+        assert (header["id"], header["status"], body["field"]) == (2, "INVALID_ARGUMENT", "header.buffers"), body
+        assert body["message"].startswith("200000 buffer frames sent; a request carries at most 1024")
+        with daemon.client(timeout=10) as client:
+            assert client.call("echo.echo", {"x": 1}) == {"x": 1}
+            assert client.call("_stats")["refused_unrouted"]["INVALID_ARGUMENT"] == 2  # refused before routing
+    finally:
+        raw.close()
+    assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_the_byte_limit_charges_each_frame_so_a_flood_of_empty_frames_is_refused(tmp_path, workers):
+    """Checker 290 F3: the client byte bucket counted only payload, so messages of empty frames (what costs the
+    daemon most per byte sent) passed ``client_bytes_per_s`` at ~0 bytes each. Each frame is charged 64 bytes
+    (``FRAME_BYTES``): ten messages of 1,000 empty frames (~64 KB each, ~40 bytes of payload) are over a 10,000
+    bytes/s limit; the first is answered for what it is (undescribed frames), the rest refused for the limit."""
+    limited = profile().replace("[resources]\n", "[resources]\nclient_bytes_per_s = 10_000\n")
+    daemon = Daemon(tmp_path, *workers, profile=limited)
+    daemon.wait_ready()
+    raw = Raw(daemon.address)
+    try:
+        answers = [raw.call({"id": 1, "route": "echo.echo"}, None, *[b""] * 1_000) for _ in range(10)]
+        refused = [body for header, body in answers if header["status"] == "RESOURCE_EXHAUSTED"]
+        assert answers[0][1]["field"] == "header.buffers" and len(refused) >= 8, answers
+        assert "this client is over its rate limit (10000 bytes/s)" in refused[0]["message"]
+        network = stats_of(daemon)["network"]
+        assert network["refused"] >= 8 and network["bytes_in"] >= 10 * 1_003 * 64, network
+    finally:
+        raw.close()
+    assert daemon.terminate() == 0

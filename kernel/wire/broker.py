@@ -50,7 +50,7 @@ from heirloom.wire.broker_workers import (
 )
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.call import answered_instead
-from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
+from heirloom.wire.connections import ConnectionWatch, client_receiver, client_router, reply_outbox
 from heirloom.wire.heartbeat_gate import HeartbeatGate
 from heirloom.wire.local_workers import START_FAILED, LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
@@ -138,7 +138,7 @@ class Broker(BrokerRoutes):
         self.worker_address = bound_worker_address(self.backend)
         self.outbox = reply_outbox(self.frontend, settings, self.watch)
         self._to_worker = sender(self.backend, nonblocking=True)
-        self._from_clients = receiver(self.frontend, with_user=curve is not None, stamp=self.watch and self.watch.stamp)
+        self._from_clients = client_receiver(self.frontend, self.watch)
         self._unreadable, self._crowded, self._reloads = Every(60.0), Every(60.0), Every(RELOAD_LOG_SECONDS)
         self._impostors = Every(60.0)  # GONE messages naming a worker their connection is not
         self._strays = Strays(log, self.outbox.send, workers_go(worker_bind and self.worker_address, broker=True))

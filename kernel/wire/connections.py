@@ -30,7 +30,8 @@ from typing import Any
 import zmq
 
 from heirloom.core.settings import ServerSettings
-from heirloom.wire.transport import Outbox
+from heirloom.wire.protocol import MAX_FRAMES
+from heirloom.wire.transport import Outbox, receiver
 
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -127,3 +128,13 @@ def reply_outbox(socket: zmq.Socket, settings: ServerSettings, watch: Connection
     """The client-facing socket's :class:`Outbox`, bounded by ``settings``; watched under Curve."""
     per_peer, total = settings.reply_backlog_mb << 20, settings.reply_backlog_total_mb << 20
     return Outbox(socket, per_peer, total) if watch is None else WatchedOutbox(socket, per_peer, total, watch)
+
+
+def client_receiver(
+    socket: zmq.Socket, watch: ConnectionWatch | None, *, capped: bool = True
+) -> Callable[[], tuple[list[bytes], str | None]]:
+    """The client-facing socket's receiver: a message's frames kept up to ``MAX_FRAMES`` (unless not
+    ``capped``: a worker's socket, which gets only what its broker checked); the Curve key and the
+    connection with each message under Curve (``watch``)."""
+    stamp = watch.stamp if watch is not None else None
+    return receiver(socket, max_frames=MAX_FRAMES if capped else None, with_user=watch is not None, stamp=stamp)

@@ -40,8 +40,8 @@ def watched_descriptors(every: float = CHECK_SECONDS) -> Iterator[None]:
                     log,
                     logging.WARNING,
                     "%d of this process's limit of %d file descriptors are open: at the limit new clients get no "
-                    "connection and the store cannot be opened; raise it (LimitNOFILE, ulimit -n) or find the "
-                    "idle connections (docs/OPERATIONS.md)",
+                    "connection (and libzmq's I/O thread spins on those waiting) and the store cannot be opened; "
+                    "raise it (LimitNOFILE, ulimit -n) or find the idle connections (docs/OPERATIONS.md)",
                     *use,
                 )
 

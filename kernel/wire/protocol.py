@@ -388,6 +388,12 @@ MAX_ENVELOPE = 4
 #: Bytes an envelope frame may hold, as a ZeroMQ routing id: a reply carries the envelope back,
 #: so larger frames would be memory a client that never reads makes the daemon hold uncounted.
 MAX_ENVELOPE_FRAME = 255
+#: Buffer frames one request may carry (PROTOCOL.md, Size limits): a bound on a message's frames, whose
+#: count nothing else bounds (an empty frame is 2 bytes on the wire, and a Python object once read).
+MAX_BUFFERS = 1024
+#: Frames of a client's message the daemon keeps: envelope, signature, header, body and one buffer frame
+#: more than a request may have, so a message cut there is still seen to have too many.
+MAX_FRAMES = MAX_ENVELOPE + 3 + MAX_BUFFERS + 1
 
 
 def split_envelope(frames: list[bytes]) -> int:

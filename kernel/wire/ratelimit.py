@@ -1,7 +1,8 @@
 """Per-client token buckets: the network limits of a resource manager (``ClientLimits``).
 
 A client is its Curve key when the socket authenticates, else its connection (the ROUTER
-routing id). Each request takes one request token and its size in byte tokens; buckets
+routing id). Each request takes one request token and its size in byte tokens
+(its bytes and ``FRAME_BYTES`` per frame); buckets
 refill at the configured rates up to ``burst_s`` seconds' worth. Byte tokens may go into
 debt by one message, so a message larger than the bucket still passes once the client has
 been quiet long enough, then waits for the debt to be repaid. A refusal names the limit
@@ -20,9 +21,13 @@ from typing import Any
 
 from heirloom.core.components import ClientLimits
 from heirloom.wire.auth import CurveServer
-from heirloom.wire.protocol import RESOURCE_EXHAUSTED, UNAUTHENTICATED, RequestError
+from heirloom.wire.protocol import INVALID_ARGUMENT, MAX_BUFFERS, RESOURCE_EXHAUSTED, UNAUTHENTICATED, RequestError
+from heirloom.wire.transport import Overlong
 
 MAX_CLIENTS = 65_536
+#: Byte tokens a frame costs beyond its payload: what libzmq holds per frame (a 64-byte message), so a
+#: flood of empty frames is charged for what it costs the daemon, not for the nothing it carries.
+FRAME_BYTES = 64
 
 
 class ClientBuckets:
@@ -100,9 +105,19 @@ def vet_sender(
     """What the server and the broker check of every request's sender before routing it: a
     Curve key still authorised (``user`` is None without Curve), then its rate limits (not
     for a bare probe: one of the ``PROBES`` with a nil body; one with a body, refused anyway,
-    is charged, or it carried bytes past the byte limit)."""
+    is charged, or it carried bytes past the byte limit), each frame charged ``FRAME_BYTES`` more than
+    its bytes; then that it carries at most ``MAX_BUFFERS`` buffer frames (a cut :class:`Overlong` more)."""
     if user is not None and not curve.is_client(user):  # type: ignore[union-attr]  # a user only with Curve
         raise RequestError(UNAUTHENTICATED, "this client's Curve key is no longer authorised")
     bare = route in PROBES and len(frames) == len(envelope) + 3 and frames[-1] == NIL  # signature, header, nil
+    cut = type(frames) is Overlong
+    sent = frames.sent if cut else len(frames)  # type: ignore[attr-defined]  # an Overlong's
     if buckets is not None and not bare:  # a probe with a body, or buffers after a nil one, is charged
-        buckets.take(envelope[0] if user is None else user, sum(map(len, frames)))
+        size = frames.sent_bytes if cut else sum(map(len, frames))  # type: ignore[attr-defined]
+        buckets.take(envelope[0] if user is None else user, FRAME_BYTES * sent + size)
+    if (buffers := sent - len(envelope) - 3) > MAX_BUFFERS:
+        raise RequestError(
+            INVALID_ARGUMENT,
+            f"{buffers} buffer frames sent; a request carries at most {MAX_BUFFERS} (send fewer, larger buffers)",
+            "header.buffers",
+        )

@@ -35,7 +35,7 @@ from heirloom.wire.batching import Batcher
 from heirloom.wire.broker_link import BrokerLink
 from heirloom.wire.builtin_routes import KernelApi, check_no_body
 from heirloom.wire.call import Call, Encoded, deadline_body, dropped_reply, encode, fail, invalid_part, settle
-from heirloom.wire.connections import ConnectionWatch, client_router, reply_outbox
+from heirloom.wire.connections import ConnectionWatch, client_receiver, client_router, reply_outbox
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
     CONTROL,
@@ -58,7 +58,7 @@ from heirloom.wire.protocol import (
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
 from heirloom.wire.strays import Strays, workers_go
-from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, attach, drain, receiver, sweep
+from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, attach, drain, sweep
 
 #: Name prefix of the threads that run unbatched handlers.
 HANDLER_THREADS = "heirloom-handler"
@@ -145,7 +145,7 @@ class Server:
                 curve.serve(self.socket)
             for address in bind or settings.bind:
                 attach(self.socket, address, bind=True)
-        self._recv = receiver(self.socket, with_user=self.watch is not None, stamp=self.watch and self.watch.stamp)
+        self._recv = client_receiver(self.socket, self.watch, capped=connect is None)
         self.outbox = reply_outbox(self.socket, settings, self.watch)
         self.link = BrokerLink(self, connect) if connect is not None else None
         self.strays = Strays(log, self.outbox.send, workers_go(None, broker=False))  # workers come to a broker
