@@ -23,7 +23,7 @@ from heirloom.cli.options import (
 )
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer, worker_curve
-from heirloom.wire.metrics import MetricsAddress
+from heirloom.wire.exporter import MetricsAddress
 from heirloom.wire.transport import Unworkable, ipc_bind_problem
 
 log = logging.getLogger("heirloom.cli.serve")

@@ -24,8 +24,9 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.builtin_routes import exported_snapshot
+from heirloom.wire.exporter import Exporter, MetricsAddress
 from heirloom.wire.fd_watch import watched_descriptors
-from heirloom.wire.metrics import Exporter, MetricsAddress, Snapshot, broker_snapshot
+from heirloom.wire.metrics import Snapshot, broker_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
 from heirloom.wire.transport import Unworkable
 
