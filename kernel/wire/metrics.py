@@ -329,7 +329,9 @@ class SnapshotCollector:
         in_flight = "Requests admitted and not yet answered (queued ones too)."
         yield GaugeMetricFamily("heirloom_in_flight", in_flight, value=snap["in_flight"])
         yield CounterMetricFamily(
-            "heirloom_dropped_frames", "Messages dropped without a reply (no envelope).", value=snap["dropped_frames"]
+            "heirloom_dropped_frames",
+            "ZeroMQ messages dropped without a reply (not heirloom's: no envelope).",
+            value=snap["dropped_frames"],
         )
         unrouted = CounterMetricFamily(
             "heirloom_refused_unrouted",
