@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.request
 from concurrent.futures import wait
@@ -554,3 +556,47 @@ def test_a_taken_metrics_port_is_a_clear_error(tmp_path):
         result = run_heirloom("serve", "minimal", "--bind", f"ipc://{tmp_path}/s.sock", "--metrics-port", str(port))
     assert result.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr
+
+
+EXPORTER = """
+import json, os, resource, socket, sys
+from heirloom.cli.logs import configure
+from heirloom.wire.exporter import Exporter, MetricsAddress
+
+configure(fmt="json")
+snap = {"routes": {}, "in_flight": 0, "dropped_frames": 0, "refused_unrouted": {}, "models": [], "ready": True}
+exporter = Exporter(MetricsAddress("127.0.0.1", 0), (lambda: snap) if sys.argv[1] == "ok" else (lambda: 1 / 0))
+scraper = socket.create_connection(("127.0.0.1", exporter.port))  # connected before the limit, accepted after
+if sys.argv[1] == "ok":  # room for the accepted socket and nothing else
+    highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    fillers = []
+    while (free := os.open(os.devnull, os.O_RDONLY)) < highest:  # every hole below it filled
+        fillers.append(free)
+    os.close(free)
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (free + 1, limits[1]))
+scraper.sendall(b"GET /metrics HTTP/1.0\\r\\n\\r\\n")
+answer = b""
+while chunk := scraper.recv(65536):
+    answer += chunk
+if sys.argv[1] == "ok":  # back, for the threads' exit (it loads a library)
+    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+print(answer.decode().splitlines()[0], "heirloom_in_flight 0.0" in answer.decode())
+"""
+
+
+@pytest.mark.parametrize("case", ["ok", "raises"])
+def test_a_first_scrape_at_the_descriptor_limit_answers_and_a_failed_one_is_a_log_line(case):
+    """A first scrape imported prometheus_client.core, and at the descriptor limit could not open it: 500, and
+    wsgiref's raw traceback on stderr, breaking --log-format json (h294 F1)."""
+    result = subprocess.run([sys.executable, "-c", EXPORTER, case], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if case == "ok":
+        assert result.stdout.split()[1:] == ["200", "OK", "True"], result.stderr
+        assert result.stderr == ""
+    else:
+        assert result.stdout.split()[1:] == ["500", "Internal", "Server", "Error", "False"]
+        lines = [json.loads(line) for line in result.stderr.splitlines()]  # every line JSON: no raw traceback
+        assert [(line["level"], line["logger"]) for line in lines] == [("error", "heirloom.wire.metrics")]
+        assert lines[0]["message"] == "a /metrics scrape failed (GET /metrics)"
+        assert "ZeroDivisionError" in lines[0]["exc"]

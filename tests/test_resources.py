@@ -236,6 +236,33 @@ def test_a_project_already_past_its_artifact_quota_is_refused_before_the_fit(tmp
     assert "test " not in said and "accuracy" not in said, "refused before the fit, so before any evaluation"
 
 
+def test_a_refusal_before_the_fit_counts_the_new_version_by_the_models_newest(tmp_path):
+    """Refused before its fit, a train said gc frees "room enough" counting nothing for the new version: the
+    retry after that gc was refused again, after its whole fit (h294 F8). Its newest version stands in for it."""
+    store = heirloom.ArtifactStore.default()
+    for fill in (1, 2, 3):  # three 1 MiB versions of the model the profile trains, the first aliased
+        store.put("quota", "m", heirloom.State({"w": np.full(1 << 18, fill, np.float32)}, {}), model_type="t")
+    store.promote("quota/m@1", "production")
+    path = train_profile(tmp_path, "artifact_quota_mb = 2")
+
+    def refusal(*options: str) -> str:
+        result = run_heirloom("train", str(path), *options, env=TOYS)
+        assert result.returncode == 1, result.stderr
+        said = " ".join(result.stderr.split())
+        assert "quota/m cannot be stored, whatever it weighs" in said and "accuracy" not in said, "before the fit"
+        return said
+
+    said = refusal()  # gc keeps @3 (newest) and @1 (production): 2 MiB, and the new version does not fit beside them
+    assert "keeps 2.0 MiB of it: quota/m@3 (newest), quota/m@1 (alias production);" in said
+    assert "3.0 MiB with the new version (an estimate: quota/m@3, its newest, weighs 1.0 MiB): move an alias" in said
+    assert "room enough" not in said and "or raise the artifact quota" in said and "to 4 MiB" in said  # blobs > 1 MiB
+
+    store.put("quota", "m", heirloom.State({"w": np.full(1 << 18, 4, np.float32)}, {}), model_type="t")
+    said = refusal("--set", "resources.artifact_quota_mb=4")  # gc keeps @4 and @1: the new version fits beside them
+    assert "`heirloom models gc --keep 1` frees 2.0 MiB, leaving 2.0 MiB for the new version" in said
+    assert "(an estimate: quota/m@4, its newest, weighs 1.0 MiB)" in said
+
+
 def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_included(tmp_path):
     """An alias held an older version on top of the newest keep_versions: the refusal said the quota must
     hold keep_versions + 1 versions (2 where 3 were needed) and to run `heirloom models gc`, which frees nothing."""
@@ -249,18 +276,19 @@ def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_
         assert result.returncode == 1 and versions("quota") == ["quota/big@1", "quota/big@2"], result.stderr
         return " ".join(result.stderr.split())
 
-    said = refusal()  # gc would free big@1: it says so
+    said = refusal()  # gc would free big@1: it says so, and (refused before a fit of a model never stored) how much
     assert (
         "retention (the newest 1 per model, by the resource manager's retention()) and `heirloom models gc --keep 1` "
         "keep 1.0 MiB of it: quota/big@2 (newest)"
     ) in said
-    assert "`heirloom models gc --keep 1` frees 1.0 MiB, room enough" in said
+    assert "`heirloom models gc --keep 1` frees 1.0 MiB, leaving 1.0 MiB for the new version (size unknown)" in said
 
     store.promote("quota/big@1", "production")
     said = refusal()
-    assert "keep 2.0 MiB of it: quota/big@2 (newest), quota/big@1 (alias production); 2.0 MiB with the new version" in (
-        said
-    )
+    assert (
+        "keep 2.0 MiB of it: quota/big@2 (newest), quota/big@1 (alias production); "
+        "2.0 MiB and the new version (size unknown)"
+    ) in (said)
     assert "move an alias to the newest version (`heirloom models promote REF ALIAS`)" in said
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
     assert f"or raise the artifact quota ({quota}) to 3 MiB" in said

@@ -36,7 +36,7 @@ from heirloom.wire.client import (
 )
 from heirloom.wire.protocol import SIGNATURE, Buffer, request_frames
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, run_heirloom
+from tests.helpers import HEIRLOOM, REPO, run_heirloom, write
 
 
 @pytest.fixture(scope="module")
@@ -1155,12 +1155,23 @@ def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback(tmp_p
     assert "Traceback" not in result.stderr, result.stderr
 
 
-def test_under_json_logs_a_daemon_that_cannot_start_says_why_in_json():
-    for args in (("no-such-profile",), ("minimal", "--bind", "bogus://x")):
-        result = run_heirloom("serve", *args, "--log-format", "json", timeout=60)
-        assert result.returncode == 2
-        (line,) = [json.loads(line) for line in result.stderr.splitlines()]  # a collector reads every line
-        assert line["level"] == "error" and ("no such profile" in line["message"] or "bogus://x" in line["message"])
+def test_under_json_logs_a_daemon_that_cannot_start_says_why_in_json(tmp_path):
+    """A bad HEIRLOOM_HOME or HEIRLOOM_STORE (a unit's env file) is checked before click parses --log-format:
+    it was a plain-text line in a JSON log (h294 F7)."""
+    not_a_folder = write(tmp_path / "afile", "")
+    cases = [
+        (("no-such-profile",), {}, "no such profile"),
+        (("minimal", "--bind", "bogus://x"), {}, "bogus://x"),
+        (("minimal",), {"HEIRLOOM_HOME": str(not_a_folder)}, f"HEIRLOOM_HOME={not_a_folder} is not a folder"),
+        (("minimal",), {"HEIRLOOM_HOME": ""}, "HEIRLOOM_HOME is set but empty"),
+        (("minimal",), {"HEIRLOOM_STORE": ""}, "HEIRLOOM_STORE is set but empty"),
+    ]
+    for args, env, why in cases:
+        for json_option in (["--log-format", "json"], ["--log-format=json"]):
+            result = run_heirloom("serve", *args, *json_option, env=env, timeout=60)
+            assert result.returncode == 2
+            (line,) = [json.loads(line) for line in result.stderr.splitlines()]  # a collector reads every line
+            assert line["level"] == "error" and why in line["message"], line
 
 
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])

@@ -1041,13 +1041,15 @@ def test_an_address_in_use_is_one_line_naming_it(tmp_path, workers):
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")])
 def test_a_bind_address_naming_no_interface_of_this_host_is_a_usage_error(workers):
     """``--bind tcp://nosuchhost.invalid:PORT`` said ZeroMQ's "No such device", exit 1: bind takes
-    an interface's address or name (not a DNS name), so it is what was typed that cannot work."""
+    an interface's address or name (not a DNS name), so it is what was typed that cannot work. Nor does it
+    first warn "listening on ADDR without Curve", as it did before the bind failed (h294 F4)."""
     port = free_tcp_address().rpartition(":")[2]
     for address in (f"tcp://nosuchhost.invalid:{port}", f"tcp://192.0.2.1:{port}"):  # 192.0.2.1: TEST-NET-1
         result = run_heirloom("serve", "minimal", "--bind", address, *workers, timeout=60)
         assert result.returncode == 2, result.stderr
         host = address.removeprefix("tcp://").rpartition(":")[0]
         assert f"error: cannot bind {address}: {host} names no interface of this host" in result.stderr
+        assert "listening on" not in result.stderr, result.stderr
 
 
 def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from_elsewhere(tmp_path):

@@ -10,16 +10,17 @@ COMMAND`` imports only the plugin that provides it.
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import err_console, fail, get_kernel
-from heirloom.cli.logs import TextFormatter
+from heirloom.cli.logs import TextFormatter, configure
 from heirloom.core.errors import HeirloomError, PluginError
 
 
@@ -175,14 +176,25 @@ def cli(log_level: str) -> None:
         logging.basicConfig(level=log_level.upper(), handlers=[handler])
 
 
+def fail_unparsed(message: str) -> NoReturn:
+    """``fail`` before click has parsed ``--log-format``: a JSON line when the command line asks for
+    JSON (a unit's bad HEIRLOOM_HOME was the one plain-text line of its JSON log), exit 2."""
+    args = sys.argv[1:]
+    if "--log-format=json" in args or ("--log-format", "json") in itertools.pairwise(args):
+        configure(fmt="json")
+    fail(message, 2)
+
+
 def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
     for variable in ("HEIRLOOM_HOME", "HEIRLOOM_STORE"):  # the library reads "" as unset: `HEIRLOOM_HOME=$TYPO
         if os.environ.get(variable) == "":  # heirloom models list` read the user's store
-            fail(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it", 2)
+            fail_unparsed(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it")
     home = os.environ.get("HEIRLOOM_HOME")
     if home and os.path.exists(home) and not os.path.isdir(home):  # else its store's error blamed store/blobs
-        fail(f"error: HEIRLOOM_HOME={home} is not a folder: set it to heirloom's folder (its store, logs, data)", 2)
+        fail_unparsed(
+            f"error: HEIRLOOM_HOME={home} is not a folder: set it to heirloom's folder (its store, logs, data)"
+        )
     try:
         cli(standalone_mode=True)
     except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import ipaddress
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from heirloom.core.settings import endpoint_problem
+from heirloom.wire.transport import loopback
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -126,16 +126,6 @@ def a_path(*, exists: bool = False, file_okay: bool = True, dir_okay: bool = Tru
 def url_host(host: str) -> str:
     """``host`` as a URL writes it: an IPv6 address in brackets (``http://[::1]:8000/``)."""
     return f"[{host}]" if ":" in host else host
-
-
-def loopback(name: str) -> bool:
-    """Whether ``name`` (a host name or address, IPv6 without brackets) is this host's loopback."""
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,12 @@ from heirloom.cli.options import (
     existing_file,
     existing_folder,
     log_options,
-    loopback,
     set_option,
 )
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveServer, worker_curve
-from heirloom.wire.metrics import MetricsAddress
+from heirloom.wire.exporter import MetricsAddress
 from heirloom.wire.transport import Unworkable, ipc_bind_problem
-
-log = logging.getLogger("heirloom.cli.serve")
 
 
 @click.command("serve")
@@ -142,13 +138,6 @@ def serve_command(
         fail("error: --metrics-host needs --metrics-port (without it no metrics are served)", 2)
     if curve_workers is not None and not (curve_secret and (worker_bind or "").startswith("tcp://")):
         fail("error: --curve-workers needs --curve-secret and a tcp:// --worker-bind for workers to join", 2)
-    for address in settings.bind if curve_secret is None else ():  # PROTOCOL.md's advice, where the mistake shows
-        if address.startswith("tcp://") and not loopback(address[6:].rpartition(":")[0].strip("[]")):
-            log.warning(
-                "listening on %s without Curve: whoever reaches it can call every route, admin ones (_reload) too; "
-                "serve with --curve-secret and --curve-clients, or bind 127.0.0.1 (docs/PROTOCOL.md)",
-                address,
-            )
     try:
         curve = (
             CurveServer(

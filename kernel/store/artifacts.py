@@ -229,7 +229,7 @@ class ArtifactStore:
             raise ResourceExhaustedError(
                 f"not stored: project {project!r} holds {used / MIB:.1f} MiB in the artifact store at {self.root}; "
                 f"{project}/{model} {needs}, past its artifact quota of {quota_mb} MiB; "
-                + room(tx, self.blobs, project, keep, used, adding, quota_mb * MIB)
+                + room(tx, self.blobs, project, model, keep, used, adding if blobs else None, quota_mb * MIB)
             )
 
     def refuse_if_full(self, project: str, model: str, quota_mb: int | None, keep: int | None) -> None:

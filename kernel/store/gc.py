@@ -219,10 +219,15 @@ def _newest(rows: list[dict[str, Any]], keep: int, unreadable: set[str]) -> set[
     return {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
 
 
-def room(tx: Transaction, blobs: Path, project: str, keep: int | None, used: int, adding: int, quota: int) -> str:
+def room(
+    tx: Transaction, blobs: Path, project: str, model: str, keep: int | None, used: int, adding: int | None, quota: int
+) -> str:
     """What retention (``keep``) and gc keep of ``project``, and what makes room, for a quota's refusal:
     the quota (bytes) must hold what they keep, the newest ``keep`` of each model, aliased versions and
-    the ancestors of kept ones, plus the new version (``adding`` bytes), as retention runs after it."""
+    the ancestors of kept ones, plus the new version (``adding`` bytes), as retention runs after it.
+    ``adding`` is None before a fit: the new version's size is not known yet, so ``model``'s newest stored
+    version's stands in for it, said to be an estimate (a refusal that counted nothing for it told to gc
+    when gc could not make room, and the retry was refused after its whole fit)."""
     rows = tx.rows(project, damaged=[])
     newest, kept = _newest(rows, keep or 1, set()), _survivors(rows, keep or 1, project)
     why = {}
@@ -230,21 +235,38 @@ def room(tx: Transaction, blobs: Path, project: str, keep: int | None, used: int
         if (ref := _ref(row)) in kept:
             reasons = ["newest"] * (ref in newest) + [f"alias {alias}" for alias in row["aliases"]]
             why[ref] = ", ".join(reasons) or "ancestor of a kept version"
-    names = {
-        name for owner, model, version, *pair in tx.blob_rows() if f"{owner}/{model}@{version}" in why for name in pair
-    }
-    size = sum(file_size(blobs / name) for name in names)
+    size = _blob_size(tx, blobs, set(why))
+    gauge, plus = "", "with"  # before a fit: how the new version's size was estimated
+    if adding is None:
+        last = [_ref(row) for row in rows if row["model"] == model][-1:]
+        adding = _blob_size(tx, blobs, set(last))
+        gauge = f"an estimate: {last[0]}, its newest, weighs {adding / MIB:.1f} MiB" if last else "size unknown"
+        plus = "with" if last else "and"
     gc = f"`heirloom models gc --keep {keep or 1}`"
     listed = ", ".join(f"{ref} ({reason})" for ref, reason in why.items()) or "nothing"
     retention = f"retention (the newest {keep} per model, by the resource manager's retention())"
     who = f"{retention} and {gc} keep" if keep else f"with retention off, {gc} keeps"
     said = f"{who} {size / MIB:.1f} MiB of it: {listed}"
     if size + adding <= quota:
-        return f"{said}; {gc} frees {(used - size) / MIB:.1f} MiB, room enough"
+        frees = f"{said}; {gc} frees {(used - size) / MIB:.1f} MiB"
+        return (
+            f"{frees}, leaving {(quota - size) / MIB:.1f} MiB for the new version ({gauge})"
+            if gauge
+            else f"{frees}, room enough"
+        )
     need = -(-(size + adding) // MIB)  # MiB, rounded up
     pinned = any(not reason.startswith("newest") for reason in why.values())
     ways = ["move an alias to the newest version (`heirloom models promote REF ALIAS`)"] * pinned
     ways += ["keep fewer versions (resources.keep_versions with the local manager)"] * (keep is not None and keep > 1)
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
     ways.append(f"{'or ' * bool(ways)}raise the artifact quota ({quota}) to {need} MiB")
-    return f"{said}; {(size + adding) / MIB:.1f} MiB with the new version: " + ", ".join(ways)
+    total = f"{(size + adding) / MIB:.1f} MiB {plus} the new version" + (f" ({gauge})" if gauge else "")
+    return f"{said}; {total}: " + ", ".join(ways)
+
+
+def _blob_size(tx: Transaction, blobs: Path, refs: set[str]) -> int:
+    """Bytes of the blobs the versions ``refs`` name (a blob two of them share counted once)."""
+    names = {
+        name for owner, model, version, *pair in tx.blob_rows() if f"{owner}/{model}@{version}" in refs for name in pair
+    }
+    return sum(file_size(blobs / name) for name in names)

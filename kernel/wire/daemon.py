@@ -24,10 +24,11 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.builtin_routes import exported_snapshot
+from heirloom.wire.exporter import Exporter, MetricsAddress
 from heirloom.wire.fd_watch import watched_descriptors
-from heirloom.wire.metrics import Exporter, MetricsAddress, Snapshot, broker_snapshot
+from heirloom.wire.metrics import Snapshot, broker_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
-from heirloom.wire.transport import Unworkable
+from heirloom.wire.transport import Unworkable, loopback
 
 if TYPE_CHECKING:
     from heirloom.wire.broker import Broker
@@ -74,6 +75,8 @@ def run_server(
     socket's CurveServer, or (``connect``) the worker's keys for its broker."""
     limits = None if connect is not None else manager_calls.client_limits(configured_resources(system.profile))
     server = Server(system, settings, bind=bind, connect=connect, curve=curve, limits=limits)
+    if connect is None and curve is None:
+        warn_open(bind or settings.bind)
     exporter = _exporter(metrics, lambda: exported_snapshot(server))
     if connect is not None:
         log.info("worker connecting to %s", connect)
@@ -98,6 +101,18 @@ def run_server(
         return 1
     log.info("stopped")
     return 0 if stopped_cleanly else 1
+
+
+def warn_open(binds: list[str]) -> None:
+    """PROTOCOL.md's advice where the mistake shows, for a client socket without Curve, once it is bound:
+    said before the bind, a bind that failed left a daemon "listening" that never listened (h294 F4)."""
+    for address in binds:
+        if address.startswith("tcp://") and not loopback(address[6:].rpartition(":")[0].strip("[]")):
+            log.warning(
+                "listening on %s without Curve: whoever reaches it can call every route, admin ones (_reload) too; "
+                "serve with --curve-secret and --curve-clients, or bind 127.0.0.1 (docs/PROTOCOL.md)",
+                address,
+            )
 
 
 def stop_when_started(server: Server, system: System) -> bool:
@@ -162,6 +177,8 @@ def serve(
         place_workers=manager_calls.placer(resources) if _places_workers(resources) else None,
         apis=[spec.name for spec in profile.components if spec.kind == "api"],
     )
+    if curve is None:
+        warn_open(settings.bind)
     on_stop_signals(broker.request_drain)
     on_hang_up(broker)
     exporter = _exporter(metrics, lambda: broker_snapshot(broker))

@@ -11,7 +11,7 @@ counters never go backwards). The process metrics are those of the process servi
 ``_stats`` reads (a broker's: from its workers' heartbeats).
 
 ``prometheus-client`` is an extra (``pip install 'heirloom[metrics]'``), imported only
-when the exporter starts; the snapshots are plain data and need nothing.
+when the exporter (:mod:`heirloom.wire.exporter`) starts; the snapshots are plain data and need nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from heirloom.core.errors import HeirloomError
 from heirloom.core.quota import MIB
 from heirloom.wire.protocol import CODES
 from heirloom.wire.stats import RouteStats
@@ -332,7 +329,9 @@ class SnapshotCollector:
         in_flight = "Requests admitted and not yet answered (queued ones too)."
         yield GaugeMetricFamily("heirloom_in_flight", in_flight, value=snap["in_flight"])
         yield CounterMetricFamily(
-            "heirloom_dropped_frames", "Messages dropped without a reply (no envelope).", value=snap["dropped_frames"]
+            "heirloom_dropped_frames",
+            "ZeroMQ messages dropped without a reply (not heirloom's: no envelope).",
+            value=snap["dropped_frames"],
         )
         unrouted = CounterMetricFamily(
             "heirloom_refused_unrouted",
@@ -457,40 +456,3 @@ def _cumulative(histogram: dict[str, Any]) -> list[tuple[str, float]]:
         running += count
         buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
     return buckets
-
-
-@attrs.frozen
-class MetricsAddress:
-    """Where ``/metrics`` listens (``--metrics-host``, ``--metrics-port``)."""
-
-    host: str
-    port: int
-
-
-class Exporter:
-    """prometheus-client's HTTP server on its own thread, serving one snapshot source."""
-
-    def __init__(self, address: MetricsAddress, snapshot: Callable[[], Snapshot]):
-        try:
-            from prometheus_client import CollectorRegistry, start_http_server
-            from prometheus_client.gc_collector import GCCollector
-            from prometheus_client.platform_collector import PlatformCollector
-            from prometheus_client.process_collector import ProcessCollector
-        except ImportError as exc:
-            raise HeirloomError(
-                f"--metrics-port needs prometheus-client ({exc}): pip install 'heirloom[metrics]'"
-            ) from exc
-        registry = CollectorRegistry()
-        for collector in (ProcessCollector, PlatformCollector, GCCollector):
-            collector(registry=registry)
-        registry.register(SnapshotCollector(snapshot))
-        try:
-            self._server, self._thread = start_http_server(address.port, address.host, registry=registry)
-        except OSError as exc:
-            raise HeirloomError(f"cannot serve metrics on {address.host}:{address.port}: {exc.strerror}") from exc
-        self.port = self._server.server_port
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)

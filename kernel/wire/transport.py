@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import ipaddress
 import os
 import socket
 import stat
@@ -43,6 +44,16 @@ _UNDELIVERABLE = (zmq.EAGAIN, zmq.EHOSTUNREACH)
 class Unworkable(HeirloomError):
     """What the operator asked cannot work as given (an address naming no interface of this
     host, flags that need each other): the CLI exits 2, as for a typo, not 1 (it failed)."""
+
+
+def loopback(name: str) -> bool:
+    """Whether ``name`` (a host name or address, IPv6 without brackets) is this host's loopback."""
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 #: What ZeroMQ says when a bind address is no interface of this host (a DNS name, another host's address).
