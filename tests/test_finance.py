@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from heirloom.store.labels import visible_pattern
 from heirloom.wire.client import InvalidArgument, ResourceExhausted, Unavailable
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
@@ -392,7 +393,7 @@ def test_feedback_applies_text_limits(daemon):
             assert (caught.value.field, caught.value.message) == ("body.text", "body.text: 'text' is blank")
         feedback = next(route for route in client.call("_routes")["routes"] if route["name"] == "sentiment.feedback")
         text = feedback["input"]["properties"]["text"]  # stated as enforced, so a client refuses it first
-        assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, r"\S")
+        assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, visible_pattern())
         label = feedback["input"]["properties"]["label"]  # what check_label refuses: past 200, surrounding spaces
         assert label["maxLength"] == 200 and label["pattern"] == r"^\S(?:.*\S)?$"
         with pytest.raises(InvalidArgument):

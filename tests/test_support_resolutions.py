@@ -65,7 +65,13 @@ def test_a_resolved_text_is_answered_as_resolved_after_retraining_or_train_names
     resolved = {}
     for text, answer in zip(texts, before.predict(texts), strict=True):
         resolved[text] = next(label for label in sorted(before.labels) if label != answer["label"])
-    emoji = {"\U0001f600\U0001f600": resolved[texts[0]], "?": "out_of_scope"}
+    # and texts it reads too little of (checker 292 F1: "ok" and three emoji, read "ok [UNK]", resolved as an
+    # intent made "ok" and "yes" and an emoji that intent; Chinese with one known piece, every text with it)
+    poor = {
+        "ok \U0001f600\U0001f600\U0001f600": resolved[texts[1]],
+        "\u6211\u5fd8\u8bb0\u5bc6\u7801\u4e86": resolved[texts[2]],
+    }
+    emoji = {"\U0001f600\U0001f600": resolved[texts[0]], **poor, "?": "out_of_scope"}
     # a person's "none of them" for a text the data teaches in scope: the retrain answers it in scope again
     inside = next(r["text"] for r in small_records("intents", "train") if r["label"] != "out_of_scope")
     log = heirloom.AppendLog(heirloom.log_path("handoffs", "support", "support"))
@@ -84,7 +90,7 @@ def test_a_resolved_text_is_answered_as_resolved_after_retraining_or_train_names
     state = store.load("support/intent@2")
     after = EncoderClassifier(data="intent-data", reject=True)
     after.load(state)
-    free = ["!!", "...", "\U0001f642", *emoji]  # "?" too: one point stands for all, the emoji's intent was theirs
+    free = ["!!", "...", "\U0001f642", "yes \U0001f600", "\u6211\u7684\u5361\u5728\u54ea\u91cc", *emoji]  # "?" too
     assert {text: answer["label"] for text, answer in zip(free, after.predict(free), strict=True)} == dict.fromkeys(
         free, "out_of_scope"
     )
@@ -95,13 +101,18 @@ def test_a_resolved_text_is_answered_as_resolved_after_retraining_or_train_names
     assert now != "out_of_scope"  # what the warning must name (checker 278 F2: it said all were answered as resolved)
     # the emoji: never "as resolved"; "none of them" decisions are said in the log alone (in the metadata each
     # new one would store a copy of the same weights)
-    checked = {"checked": 3, "answered_otherwise": len(otherwise), "left_out": 1}
+    # what the left-out resolutions would have taught: "ok" and the known Chinese piece are not their intents
+    near = {"ok": resolved[texts[1]], "\u6211": resolved[texts[2]]}
+    taught = {text: answer["label"] for text, answer in zip(near, after.predict(list(near)), strict=True)}
+    assert all(taught[text] != intent for text, intent in near.items()), taught
+    checked = {"checked": 3, "answered_otherwise": len(otherwise), "left_out": 3}
     assert state.metadata["training"]["resolutions"] == checked
     assert state.metadata["config"]["resolution_weight"] == 4  # the default
     said = " ".join((result.stdout + result.stderr).split())  # the log (stderr) wraps long lines
-    assert "warning: leaving out 1 training text(s) because the encoder reads nothing of them" in said
-    assert "warning: 1 resolutions left out of training because the encoder reads nothing of them" in said
-    assert f"{next(iter(emoji))!r} resolved {resolved[texts[0]]}" in said
+    assert "warning: leaving out 3 training text(s) because the encoder reads too little of them" in said
+    assert "warning: 3 resolutions left out of training because the encoder reads too little of them" in said
+    for text, intent in [*emoji.items()][:3]:
+        assert f"{text!r} resolved {intent}" in said
     if otherwise:
         assert f"warning: this version answers {len(otherwise)} of the 3 resolutions in its training data" in said
         for text in otherwise:

@@ -67,6 +67,24 @@ def blank(text: str) -> bool:
     return all(char.isspace() or char in FILLERS or unicodedata.category(char) in _NOTHING for char in text)
 
 
+@functools.cache
+def visible_pattern() -> str:
+    """A JSON-schema ``pattern`` a text matches when it holds a character ``blank`` does not
+    pass over: no space, control, format (zero-width, bidi) or filler character of the Basic
+    Multilingual Plane, so ``_routes`` refuses what the route refuses (``\\S`` took
+    ``"\\u200b\\u200b"``). What it leaves to the route would take thousands of characters: a text of
+    only combining marks, or of format characters past U+FFFF (tags), matches and is refused there."""
+    ranges, start = [], None
+    for code in range(0x10001):  # one past the plane, to close the last range
+        nothing = code < 0x10000 and (chr(code) in FILLERS or unicodedata.category(chr(code)) in INVISIBLE)
+        if nothing and start is None:
+            start = code
+        elif not nothing and start is not None:
+            ranges.append(f"\\u{start:04x}" + (f"-\\u{code - 1:04x}" if code - 1 > start else ""))
+            start = None
+    return "[^\\s" + "".join(ranges) + "]"
+
+
 def unprintable(text: str) -> str | None:
     """The first character of ``text`` that prints as nothing or is no text (UNPRINTABLE, FILLERS),
     or None: a label or an id holding one prints like another (``a\\u0000b``, ``\\u200b``)."""

@@ -20,6 +20,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from heirloom.converter import make_converter
 from heirloom.core.schema import flatten_errors
 from heirloom.store.labels import blank as is_blank
+from heirloom.store.labels import visible_pattern
 from heirloom.wire.protocol import (
     INTERNAL,
     INVALID_ARGUMENT,
@@ -297,8 +298,9 @@ def stated_bounds(validator: Any) -> dict[str, Any]:
 def text_limit(max_chars: int, *, blank: bool = True) -> Any:
     """An attrs validator for a text in a request body: at most ``max_chars`` characters and,
     with ``blank=False``, not empty, whitespace or invisible characters only (a zero-width space
-    is no text to learn from). ``_routes`` states both (``maxLength``; ``minLength`` 1 and
-    ``pattern`` ``\\S``), and the errors name the field."""
+    is no text to learn from). ``_routes`` states both (``maxLength``; ``minLength`` 1 and the
+    ``pattern`` of ``visible_pattern``, a character that is no space, control or zero-width one),
+    and the errors name the field."""
 
     def check(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
         if value is None:  # an optional text; its type is checked before validators run
@@ -310,7 +312,7 @@ def text_limit(max_chars: int, *, blank: bool = True) -> Any:
 
     check.max_length = max_chars  # type: ignore[attr-defined]  # read by stated_bounds, as attrs' max_len's
     if not blank:
-        check.min_length, check.pattern = 1, r"\S"  # type: ignore[attr-defined]
+        check.min_length, check.pattern = 1, visible_pattern()  # type: ignore[attr-defined]
     return check
 
 

@@ -75,8 +75,9 @@ def label_indices(labels: list[str], label_set: list[str]) -> list[int]:
 FEW_EXAMPLES = 3
 #: Why a content-free text trains nothing (network.content_free), as the warnings say it.
 CONTENT_FREE = (
-    "the encoder reads nothing of them (no letter or digit, or no word piece it knows) and all such texts embed "
-    "as one, so a label taught on one would be every one's; with a reject rule such a text is out of scope"
+    "the encoder reads too little of them (no letter or digit, or as many word pieces it does not know as ones it "
+    "knows) and all such texts embed near one point, so a label taught on one would be every one's; with a reject "
+    "rule such a text is out of scope"
 )
 
 
@@ -228,7 +229,7 @@ class EncoderClassifier(EncoderModel):
     def _content_free(
         self, rows: list[tuple[str, str, str | None]], parent: heirloom.State, progress: heirloom.Progress
     ) -> list[int]:
-        """The positions of the in-scope training rows ``(text, label, kind)`` the encoder reads nothing of
+        """The positions of the in-scope training rows ``(text, label, kind)`` the encoder reads too little of
         (network.content_free), said in a warning: all such texts embed as one, so a label taught on one is
         every one's (one emoji resolved ``slow_speed`` made "?" and "!!" that intent at 0.97, no handoff)."""
         texts = [text for text, _, _ in rows]
@@ -550,7 +551,7 @@ class EncoderClassifier(EncoderModel):
         return outputs
 
     def trains_on(self, texts: list[str]) -> list[bool]:
-        """Whether a resolution or a correction of each text would train this model: not one it reads nothing of
+        """Whether a resolution or a correction of each text would train this model: not one it reads too little of
         (network.content_free), which fit leaves out, so a person resolving one is told (``support.resolve``)."""
         encoder, _ = self._require()
         return [not free for free in encoder.content_free(texts)]
@@ -558,7 +559,7 @@ class EncoderClassifier(EncoderModel):
     def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
         """``{"label", "confidence", "in_scope", "probabilities"}`` per text; ``label`` is
         ``out_of_scope_label`` when the reject rule says "I don't know", and (with a rule) for a
-        text the encoder reads nothing of (network.content_free)."""
+        text the encoder reads too little of (network.content_free)."""
         encoder, head = self._require()
         check_texts(batch, "encoder-classifier")
         outputs = self._outputs(

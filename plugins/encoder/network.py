@@ -78,20 +78,25 @@ def reader(state: heirloom.State, max_length: int | None = None) -> Tokenizer:
 
 
 def content_free(tokenizer: Tokenizer, texts: Sequence[str]) -> list[bool]:
-    """Whether each text says nothing the encoder can read: no letter or digit (``?``, ``!!``, an
-    emoji: ``seen.normal_text`` is empty), or no word piece its vocabulary holds that has one (all
-    ``[UNK]`` but punctuation: full-width letters and a ``?``, four Chinese characters the vocabulary
-    lacks and a full-width ``!``). Such texts embed at one point or a few whatever they say, so no score
-    of them means anything: the retriever is never confident of one, a classifier with a reject rule
-    rejects one, and a classifier trains on none (one resolution of an emoji taught an intent model that
-    "?", "!!" and every emoji were that intent, at 0.97 to 1.0, never handed off; one of such Chinese,
-    that another Chinese text ending in the same known ``!`` piece was)."""
-    special = {tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[UNK]")}
-    return [
-        not normal_text(text)
-        or not any(_says(piece) for i, piece in zip(e.ids, e.tokens, strict=True) if i not in special)
-        for text, e in zip(texts, tokenizer.encode_batch(list(texts)), strict=True)
-    ]
+    """Whether each text says too little the encoder can read: no letter or digit (``?``, ``!!``, an
+    emoji: ``seen.normal_text`` is empty), or at least as many ``[UNK]`` word pieces as pieces its
+    vocabulary holds that have one (``ok 😀😀😀`` is ``ok [UNK]``, ``我忘记密码了`` is ``我`` and five
+    ``[UNK]``; full-width letters and a ``?``). Such texts embed near one point or a few whatever they
+    say (the ``[UNK]`` vector outweighs what is read), so no score of them means anything: the retriever
+    is never confident of one, a classifier with a reject rule rejects one, and a classifier trains on
+    none (one resolution of an emoji taught an intent model that "?", "!!" and every emoji were that
+    intent, at 0.97 to 1.0, never handed off; one of ``ok 😀😀😀``, that ``ok`` and ``yes 😀`` were; one
+    of ``我忘记密码了``, that every Chinese text with ``我`` was). Pieces count as the encoder weighs them:
+    a repeated ``[UNK]`` or word counts each time."""
+    unknown = tokenizer.token_to_id("[UNK]")
+    special = {tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]")}
+    free = []
+    for text, encoding in zip(texts, tokenizer.encode_batch(list(texts)), strict=True):
+        pieces = [(i, piece) for i, piece in zip(encoding.ids, encoding.tokens, strict=True) if i not in special]
+        unread = sum(i == unknown for i, _ in pieces)
+        read = sum(i != unknown and _says(piece) for i, piece in pieces)
+        free.append(not normal_text(text) or read <= unread)
+    return free
 
 
 def _says(piece: str) -> bool:
@@ -142,7 +147,7 @@ class Encoder:
         return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
 
     def content_free(self, texts: Sequence[str]) -> list[bool]:
-        """Which of ``texts`` this encoder reads nothing of (``content_free``)."""
+        """Which of ``texts`` this encoder reads too little of (``content_free``)."""
         return content_free(self.tokenizer, texts)
 
     def lower(self, ids: list[list[int]], split: int, cache: LayerCache | None = None) -> list[torch.Tensor]:

@@ -69,7 +69,8 @@ def stated_policy(description: str) -> str | None:
 MAX_HINTED = 10
 #: Why a resolution will not train (``resolve``'s ``why`` beside ``"trains": false``).
 UNTRAINED = (
-    "the intent model reads nothing of this text (no letter or digit, or no word piece it knows): the resolution "
+    "the intent model reads too little of this text (no letter or digit, or as many word pieces it does not know "
+    "as ones it knows: an emoji, most Chinese): the resolution "
     "is kept, but no retrain learns from it, and such a text is always handed off"
 )
 log = logging.getLogger("heirloom.support")
@@ -372,10 +373,11 @@ class SupportApi(heirloom.Api):
         if body.intent is not None and body.intent == out_of_scope:  # "none of them": no answer stands either
             decision["answer_id"] = ""  # in the log, where it withdraws one; the reply says what was sent
         new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
-        # a new intent one typo from a known or a waiting one (port_numbr, router_hlep): said, to resolve again
-        close = self._close_to(body.intent, known) if new_intent else None
         with heirloom.durable_write("resolution", self._decisions_limit):
             self.log.append({"type": "resolution", "id": body.id, **decision, **new})
+        # a new intent one typo from a known or a waiting one (port_numbr, router_hlep): said, to resolve again;
+        # waiting once this resolution is in, so a fixed typo (geogrphy, then geography) is not pointed back to
+        close = self._close_to(body.intent, known) if new_intent else None
         untrained = body.intent is not None and body.intent != out_of_scope and not self._trains_on(body.id)
         return {
             "resolved": True,
@@ -400,7 +402,8 @@ class SupportApi(heirloom.Api):
             return True
 
     def _close_to(self, intent: str, known: list[str]) -> str | None:
-        """The known intent, else the one waiting for accept_intent, that ``intent`` is one typo from."""
+        """The known intent, else the one waiting for accept_intent (after this resolution: not the one it
+        replaced on its handoff), that ``intent`` is one typo from."""
         return typo_of(intent, known) or typo_of(intent, self.queue.waiting())  # the log read only if needed
 
     def accept_intent(self, body: AcceptInput) -> dict[str, Any]:
