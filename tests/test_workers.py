@@ -24,7 +24,14 @@ import zmq
 
 import heirloom
 from heirloom.wire.broker_workers import WORKER_LINES_PER_MINUTE
-from heirloom.wire.client import DeadlineExceeded, InvalidArgument, RemoteError, ResourceExhausted, Unavailable
+from heirloom.wire.client import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    RemoteError,
+    ResourceExhausted,
+    Unavailable,
+)
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import CONTROL, packb, unpackb
 from heirloom.wire.server import TAG_BYTES
@@ -613,6 +620,14 @@ def test_a_broker_is_not_ready_while_its_only_ready_worker_serves_another_profil
             assert ready["ready"] is False and ready["serving"] is False, ready  # its probes must not pass
             assert ready["missing_routes"] == ["t.*"], ready  # echo.* is served; t.* by no ready worker
             assert client.call("echo.echo", "hi") == "hi"  # what it serves, it answers
+            # a route of its profile's missing api is to retry, as one served before is (was NOT_FOUND: checker 291 F2)
+            with pytest.raises(
+                Unavailable, match=r"no ready worker serves t\.\*, an api of this broker's profile"
+            ) as t:
+                client.call("t.pid", None)
+            assert t.value.retry_after_ms == 500, t.value
+            with pytest.raises(NotFound, match=r"no route 'echo\.ech'"):  # a served api's route it does not have
+                client.call("echo.ech", None)
         called = run_heirloom("call", "_ready", "--connect", daemon.address)
         assert called.returncode != 0, called.stdout
         assert "not ready: no ready worker serves this profile's t.*; 1 of 1 workers ready" in called.stderr
