@@ -322,3 +322,11 @@ def test_closing_a_pool_ends_its_threads_before_it_leaves_ray(served):
     seen = json.loads(closed["stdout"].splitlines()[-1])
     assert seen == {"outlived_close": [], "ray_initialized": False}, closed["stderr"]
     assert "not the main thread" not in closed["stderr"], closed["stderr"]  # Ray's line when a thread starts it
+
+
+def test_a_worker_endpoint_only_this_host_reaches_is_warned_of_when_nodes_are_elsewhere(served):
+    """SCALE.md's `--worker-bind tcp://$(hostname -i):5600` bound loopback on hosts whose name resolves
+    there, and the broker said nothing though the cluster had nodes on other addresses (checker 291 F5)."""
+    said = served["close_race"]["stderr"]
+    warned = "the worker endpoint tcp://127.0.0.1:5600 is reachable from this host only, but the Ray cluster has "
+    assert f"{warned}nodes at 127.0.0.2: workers placed there cannot reach the broker" in said, said

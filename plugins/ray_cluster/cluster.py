@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import math
 import os
@@ -312,6 +313,14 @@ class RayWorkerPool(heirloom.WorkerPool):
         if config.address == "local" and (short := shortfall(config)):  # a cluster that cannot grow
             ray.shutdown()
             raise heirloom.HeirloomError(f"resources.address = 'local': {short}")
+        if (endpoint := this_host_only(argv)) and (others := other_hosts()):
+            log.warning(
+                "the worker endpoint %s is reachable from this host only, but the Ray cluster has nodes at %s: "
+                "workers placed there cannot reach the broker; give --worker-bind an address they reach "
+                "(docs/SCALE.md)",
+                endpoint,
+                ", ".join(others),
+            )
         self._actor = self._actor_class()
         # the worker's torch threads match what its actor reserved (heirloom.cpu_share())
         self._env = {**heirloom_env(), "HEIRLOOM_CPU_SHARE": str(max(1, math.ceil(config.num_cpus)))}
@@ -556,6 +565,27 @@ class RayWorkerPool(heirloom.WorkerPool):
             )
         elif self._owns_ray:
             ray.shutdown()
+
+
+def this_host_only(argv: list[str]) -> str | None:
+    """The worker endpoint ``argv`` connects to, when no other host reaches it: ``ipc://``, or ``tcp://`` on a
+    loopback address (``$(hostname -i)`` gives 127.0.1.1 or 127.0.0.1 on many hosts, checker 291 F5)."""
+    endpoint = argv[argv.index("--connect") + 1] if "--connect" in argv[:-1] else ""
+    host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if endpoint.startswith("ipc://") or (endpoint.startswith("tcp://") and host == "localhost"):
+        return endpoint
+    with contextlib.suppress(ValueError):  # a host name: whether it reaches further is not known here
+        if endpoint.startswith("tcp://") and ipaddress.ip_address(host).is_loopback:
+            return endpoint
+    return None
+
+
+def other_hosts() -> list[str]:
+    """The addresses of the cluster's live nodes but this process's own node's (none under Ray Client)."""
+    node = ray._private.worker.global_worker.node
+    if node is None:
+        return []
+    return sorted({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")} - {node.node_ip_address})
 
 
 def _head_unreachable() -> str | None:
