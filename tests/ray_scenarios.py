@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import wait
 from pathlib import Path
@@ -177,6 +179,41 @@ def over_curve(tmp: Path, address: str) -> dict[str, Any]:
     return report
 
 
+def pool_closed(address: str, endpoint: str) -> None:
+    """In a process of its own: close a pool while a scale-down's thread waits for a worker that never
+    started to drain (no node can place it), and its refresh thread asks the other; print which of the
+    pool's threads outlived close() and whether Ray is initialised once they end."""
+    from heirloom_plugins.ray_cluster import RayResources
+    from heirloom_plugins.ray_cluster.cluster import REFRESH_S, RETIRE_GRACE_S, RayWorkerPool
+
+    before = set(threading.enumerate())
+    pool = RayWorkerPool(RayResources(address=address, workers=2, num_cpus=8), ["worker", "p", "--connect", endpoint])
+    pool.scale(1)  # its thread waits up to RETIRE_GRACE_S for the unplaced actor to drain
+    time.sleep(REFRESH_S * 1.5)  # the refresh thread has begun asking the actors
+    ours = [t for t in threading.enumerate() if t not in before and not t.name.startswith("ray_")]
+    pool.close()
+    outlived = [t.name for t in ours if t.is_alive()]
+    for thread in ours:
+        thread.join(RETIRE_GRACE_S + 10)
+    print(json.dumps({"outlived_close": outlived, "ray_initialized": ray.is_initialized()}))
+
+
+def close_race(tmp: Path, cluster: Cluster) -> dict[str, Any]:
+    """A pool's close() called ray.shutdown() while its threads could still call Ray (checker 291 F1): what
+    pool_closed prints, in a process of its own, and logs, with a worker endpoint on loopback while a node of
+    the cluster has another address (checker 291 F5). HOME keeps here a token a start of Ray from a thread
+    writes."""
+    elsewhere = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.2")  # lo holds all of 127/8
+    cluster.wait_for_nodes()
+    script = f"from tests.ray_scenarios import pool_closed; pool_closed({cluster.address!r}, 'tcp://127.0.0.1:5600')"
+    env = {**os.environ, "HOME": str(tmp)}
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        cluster.remove_node(elsewhere)
+    return {"exit_code": done.returncode, "stdout": done.stdout, "stderr": done.stderr[-3000:]}
+
+
 def head_down(tmp: Path, cluster: Cluster) -> dict[str, Any]:
     """The whole cluster gone under a serving pool (last: nothing runs on it after): its actors' handles die
     with it though no restart was used; the pool logged "max_restarts = 5 used up" as an ERROR for each and
@@ -246,6 +283,7 @@ def serve(out: Path) -> None:
             report["autoscale"] = autoscale(Path(tmp), cluster.address)
             report["curve"] = over_curve(Path(tmp), cluster.address)
             report["unplaceable"] = unplaceable(Path(tmp), cluster.address)
+            report["close_race"] = close_race(Path(tmp), cluster)
         try:
             report["train"] = {
                 where: train(Path(tmp) / where, resources)

@@ -311,3 +311,22 @@ def test_ready_says_why_a_pool_has_not_placed_its_workers(served):
         and "resources.num_cpus = 8 is more than any node" in unplaceable["start_failure"]
     )
     assert unplaceable["probe_exit"] == 3 and said in unplaceable["probe"], unplaceable["probe"]
+
+
+def test_closing_a_pool_ends_its_threads_before_it_leaves_ray(served):
+    """close() ran ray.shutdown() while a scale-down's thread still waited on Ray: that thread's ray.kill after
+    it started Ray again from that thread (writing ~/.ray/auth_token), and Ray's core worker could end the
+    process (checker 291 F1). Whether the race hits is timing; that no pool thread outlives close() is not."""
+    closed = served["close_race"]
+    assert closed["exit_code"] == 0, closed["stderr"]
+    seen = json.loads(closed["stdout"].splitlines()[-1])
+    assert seen == {"outlived_close": [], "ray_initialized": False}, closed["stderr"]
+    assert "not the main thread" not in closed["stderr"], closed["stderr"]  # Ray's line when a thread starts it
+
+
+def test_a_worker_endpoint_only_this_host_reaches_is_warned_of_when_nodes_are_elsewhere(served):
+    """SCALE.md's `--worker-bind tcp://$(hostname -i):5600` bound loopback on hosts whose name resolves
+    there, and the broker said nothing though the cluster had nodes on other addresses (checker 291 F5)."""
+    said = served["close_race"]["stderr"]
+    warned = "the worker endpoint tcp://127.0.0.1:5600 is reachable from this host only, but the Ray cluster has "
+    assert f"{warned}nodes at 127.0.0.2: workers placed there cannot reach the broker" in said, said

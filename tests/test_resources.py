@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import heirloom
-from heirloom.wire.client import ResourceExhausted
+from heirloom.wire.client import ResourceExhausted, Unavailable
 from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, run_heirloom, write
 
@@ -129,6 +129,27 @@ def test_a_daemon_past_its_memory_budget_with_nothing_in_flight_says_it_is_not_r
     said = daemon.log()
     assert said.count("past resources.memory_budget_mb = 1: refusing new requests") == 1, said
     assert said.count("it can never admit a request again, and says it is not ready (_ready)") == 1, said
+
+
+def test_workers_past_their_memory_budget_are_refused_and_probed_naming_the_budget(tmp_path):
+    """Behind a broker, workers past the budget with nothing in flight were refused as "starting their
+    components", and the readiness probe gave no reason, though each worker's heartbeat had it (checker 294 F6)."""
+    daemon = Daemon(tmp_path, "--workers", "2", profile=DAEMON_PROFILE.format(resources="memory_budget_mb = 1"))
+    past = r"worker pid \d+: this process holds \d+ MiB, past resources.memory_budget_mb = 1 with no request in flight"
+    try:
+        with daemon.client(timeout=20, retries=0) as client:
+            until = time.monotonic() + 60
+            while sum(bool(w["resources"].get("not_ready")) for w in client.call("_ready")["workers"]) < 2:
+                assert time.monotonic() < until and daemon.process.poll() is None, daemon.log()
+                time.sleep(0.2)
+            with pytest.raises(Unavailable) as refused:
+                client.call("echo.echo", 1)
+        assert refused.value.retry_after_ms == 500, refused.value
+        assert re.search(rf"no worker is ready \(2 connected; {past}", refused.value.message), refused.value.message
+        probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "20")
+        assert probe.returncode == 3 and re.search(rf"not ready: 0 of 2 workers ready \(.*{past}", probe.stderr), probe
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
 
 
 def test_a_burst_past_the_memory_budget_gives_memory_back_and_admits_again(tmp_path, serve):
@@ -606,8 +627,15 @@ def test_a_ready_that_raises_once_serving_is_not_ready_logged_once_and_the_daemo
         if workers == "1":  # one process serves what it can, and its probe says why it is not ready
             assert client.call("echo.echo", "hi") == "hi"
             assert READY_RAISED in probe["not_ready"]["resources"], probe
-        else:  # behind a broker, each worker's entry says why (it was only in the worker's log)
+        else:  # behind a broker, each worker's entry says why (it was only in the worker's log), and refusals too
             assert all(READY_RAISED in w["not_ready"]["resources"] for w in probe["workers"]), probe
+            with pytest.raises(
+                Unavailable, match=rf"no worker is ready \(2 connected; worker pid \d+: {re.escape(READY_RAISED)}"
+            ):
+                client.call("echo.echo", "hi")
+    if workers == "2":  # what the readiness probe's one line says (checker 294 F6)
+        said = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "10").stderr
+        assert re.search(rf"not ready: 0 of 2 workers ready \(.*worker pid \d+: {re.escape(READY_RAISED)}", said), said
     assert daemon.log().count(f"{READY_RAISED}; it counts as not ready") == int(workers), daemon.log()
     assert "Traceback" not in daemon.log()
     assert daemon.terminate() == 0, daemon.log()

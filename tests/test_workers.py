@@ -24,7 +24,14 @@ import zmq
 
 import heirloom
 from heirloom.wire.broker_workers import WORKER_LINES_PER_MINUTE
-from heirloom.wire.client import DeadlineExceeded, InvalidArgument, RemoteError, ResourceExhausted, Unavailable
+from heirloom.wire.client import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    RemoteError,
+    ResourceExhausted,
+    Unavailable,
+)
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import CONTROL, packb, unpackb
 from heirloom.wire.server import TAG_BYTES
@@ -613,6 +620,14 @@ def test_a_broker_is_not_ready_while_its_only_ready_worker_serves_another_profil
             assert ready["ready"] is False and ready["serving"] is False, ready  # its probes must not pass
             assert ready["missing_routes"] == ["t.*"], ready  # echo.* is served; t.* by no ready worker
             assert client.call("echo.echo", "hi") == "hi"  # what it serves, it answers
+            # a route of its profile's missing api is to retry, as one served before is (was NOT_FOUND: checker 291 F2)
+            with pytest.raises(
+                Unavailable, match=r"no ready worker serves t\.\*, an api of this broker's profile"
+            ) as t:
+                client.call("t.pid", None)
+            assert t.value.retry_after_ms == 500, t.value
+            with pytest.raises(NotFound, match=r"no route 'echo\.ech'"):  # a served api's route it does not have
+                client.call("echo.ech", None)
         called = run_heirloom("call", "_ready", "--connect", daemon.address)
         assert called.returncode != 0, called.stdout
         assert "not ready: no ready worker serves this profile's t.*; 1 of 1 workers ready" in called.stderr
@@ -1155,18 +1170,33 @@ def test_a_worker_given_a_client_endpoint_is_told_so_and_never_says_connected(tm
     """A worker whose --connect named the broker's client address (or a one-process daemon's) logged
     `connected to the broker` and sat idle for good; the daemon only counted its heartbeats as dropped
     frames. Now the client endpoint answers a worker's heartbeat with where workers go, both log it,
-    and the worker says connected only once a broker's worker endpoint has answered it."""
+    and the worker says connected only once a broker's worker endpoint has answered it. Its "ready" line, once
+    its components (slow to start) have started, said "requests come through the broker at" that same address
+    (checker 291 F3)."""
     worker_address = free_tcp_address()
     extra = ("--workers", "0", "--worker-bind", worker_address) if workers == "0" else ()
     daemon = Daemon(tmp_path, *extra)
     log = tmp_path / "worker.log"
-    command = [*HEIRLOOM, "worker", "minimal", "--connect", daemon.address, "--set", "server.heartbeat=0.2"]
+    profile, slow = str(tmp_path / "daemon.toml"), "apis.t.start_ms=2000"  # told before it is ready
+    command = [
+        *HEIRLOOM,
+        "worker",
+        profile,
+        "--connect",
+        daemon.address,
+        "--set",
+        "server.heartbeat=0.2",
+        "--set",
+        slow,
+    ]
     with daemon.client(timeout=1.0, retries=0) as client:
         _until_healthy(client, daemon)
-    worker = subprocess.Popen(command, stderr=log.open("w"))
+    worker = subprocess.Popen(
+        command, stderr=log.open("w"), env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    )
     try:
         deadline = time.monotonic() + 60
-        while "is not a broker's worker endpoint" not in log.read_text():
+        while "is not a broker's worker endpoint" not in log.read_text() or ": ready" not in log.read_text():
             assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
             time.sleep(0.1)
         with daemon.client(timeout=10) as client:
@@ -1181,6 +1211,8 @@ def test_a_worker_given_a_client_endpoint_is_told_so_and_never_says_connected(tm
             assert "a heirloom daemon serving in one process, which takes no workers" in said
             assert "a worker connected to the client endpoint (it sent a HEARTBEAT there)" in daemon.log()
         assert "connected to the broker" not in said, said
+        assert f"ready; but no request reaches it: {daemon.address} is not a broker's worker endpoint" in said, said
+        assert "requests come through the broker" not in said, said
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0
         assert daemon.log().count("a worker connected to the client endpoint") == 1  # once per peer, not per beat

@@ -165,6 +165,7 @@ def _not_ready(body: dict[str, Any], client: Client) -> str:
             for name in models if isinstance(models, dict) else ():
                 if said := _model_error(models, name):
                     why.add(f"models.{name}{said}")
+            why.update(f"worker pid {worker.get('pid')}: {said}" for said in _worker_not_ready(worker))
         if isinstance(failure := body.get("start_failure"), str):
             why.add(failure)
         missing = body.get("missing_routes") if isinstance(body.get("missing_routes"), list) else []
@@ -182,6 +183,17 @@ def _not_ready(body: dict[str, Any], client: Client) -> str:
         stats = {}
     models = stats.get("models") if isinstance(stats, dict) else None
     return "waiting for " + "; ".join(f"{name}{_model_error(models, name)}" for name in waiting)
+
+
+def _worker_not_ready(worker: Any) -> list[str]:
+    """What a ``_ready`` workers entry says keeps that worker not ready besides its models: a component's
+    ready() that raises (``not_ready``), its resource manager's reason (``resources.not_ready``: past its
+    memory budget)."""
+    if not isinstance(worker, dict):
+        return []
+    raised = worker.get("not_ready") if isinstance(worker.get("not_ready"), dict) else {}
+    resources = worker.get("resources") if isinstance(worker.get("resources"), dict) else {}
+    return [str(said) for said in [*raised.values(), resources.get("not_ready")] if said]
 
 
 def _model_error(models: Any, component: str) -> str:

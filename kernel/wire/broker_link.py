@@ -46,6 +46,7 @@ class BrokerLink:
         self._welcomed = False
         self._unanswered = 0
         self._wrong = Every(60.0)
+        self._wrong_endpoint = False  # the peer said it is no broker's worker endpoint, and no WELCOME since
         self._refused = Every(60.0)
         self._told_failure = False
         self._reloads = Every(RELOAD_LOG_SECONDS)
@@ -59,6 +60,13 @@ class BrokerLink:
     def beat_soon(self) -> None:
         """Send the next heartbeat on the loop's next turn (the status changed)."""
         self._last_beat = 0.0
+
+    def where(self) -> str:
+        """Where requests come from, for the worker's "ready" line: not the broker at ``address`` once that
+        peer said it is no broker's worker endpoint (the line read as success after that error)."""
+        if self._wrong_endpoint:
+            return f"; but no request reaches it: {self.address} is not a broker's worker endpoint (correct --connect)"
+        return f"; requests come through the broker at {self.address}"
 
     def beat(self) -> None:
         """Send a heartbeat if one is due (called every turn of the I/O loop)."""
@@ -135,12 +143,13 @@ class BrokerLink:
         heartbeat (``WELCOME``, ``WRONG_ENDPOINT``, ``REFUSED``)."""
         command = frames[1] if len(frames) > 1 else b""
         if command == WELCOME:
-            self._welcomed = True
+            self._welcomed, self._wrong_endpoint = True, False
             self._note(True)
         elif command == WRONG_ENDPOINT:
             said = _text(frames[2]) if len(frames) > 2 else "(no reason given)"
             wrong = "%s is not a broker's worker endpoint; no request reaches this worker there: %s (correct --connect)"
             self._wrong.log(log, logging.ERROR, wrong, self.address, said)
+            self._wrong_endpoint = True
             self._unanswered = max(self._unanswered, MISSED_BEATS)  # said: no second warning that it did not answer
         elif command == REFUSED:  # dropped by the broker, which answers each heartbeat so while it lasts
             said = _text(frames[2]) if len(frames) > 2 else "(no reason given)"

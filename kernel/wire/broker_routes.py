@@ -13,7 +13,7 @@ import zmq
 from zmq.backend import zmq_poll
 
 from heirloom.core.schema import did_you_mean
-from heirloom.wire.broker_workers import MAX_HEARTBEAT_ROUTES, SCALE_ROUTE, describe_workers
+from heirloom.wire.broker_workers import MAX_HEARTBEAT_ROUTES, SCALE_ROUTE, Worker, describe_workers
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
 from heirloom.wire.metrics import broker_route_stats
 from heirloom.wire.protocol import (
@@ -60,13 +60,18 @@ class BrokerRoutes:
             self._route_reload()
 
     def _unroutable(self: Broker, route: str) -> RequestError:
-        """UNAVAILABLE while no worker is ready (nobody knows the routes yet) or none that is serves a
-        route one served before (being replaced), else NOT_FOUND."""
+        """UNAVAILABLE while no worker is ready (nobody knows the routes yet), or none that is serves a
+        route one served before (being replaced) or the route's api of the broker's profile (only workers
+        of another profile are ready: which routes it has is unknown until one of its own is), else NOT_FOUND."""
         if not self.table.ready:
             said = f"no worker is ready ({len(self.workers)} connected{self._why_not_ready()})"
             return RequestError(UNAVAILABLE, said, retry_after_ms=500)
         if route in self.table.served_once:
             return RequestError(UNAVAILABLE, f"no ready worker serves {route} now; retry", retry_after_ms=500)
+        api = route.rpartition(".")[0]
+        if any(name.rpartition(".")[0] == api for name in self.table.missing_routes()):
+            said = f"no ready worker serves {cut(api)}.*, an api of this broker's profile, now; retry"
+            return RequestError(UNAVAILABLE, said, retry_after_ms=500)
         routes = self.table.routes
         known = [*routes, *KERNEL_ROUTES, SCALE_ROUTE] if len(routes) <= MAX_HEARTBEAT_ROUTES else []
         hint = did_you_mean(route, known)  # peers' names and the built-in ones: _helth is _health
@@ -74,14 +79,13 @@ class BrokerRoutes:
         return RequestError(NOT_FOUND, message, "header.route")
 
     def _why_not_ready(self: Broker) -> str:
-        """What a connected worker's last heartbeat says a model waits for (``models.m: ... no trained
-        version yet``), else why the last start failed, else that connected workers are still starting
+        """What a connected worker's last heartbeat says keeps it not ready: a model's wait (``models.m: ...
+        no trained version yet``), a component's ready() that raises, or its resource manager's reason (past
+        its memory budget); else why the last start failed, else that connected workers are still starting
         (loading models): what a one-process daemon's refusal says."""
         for worker in self.workers.values():
-            models = worker.status.get("models")
-            for name, entry in models.items() if isinstance(models, dict) else ():
-                if isinstance(entry, dict) and entry.get("error"):  # a heartbeat is untrusted: shown cut, as text
-                    return f"; models.{cut(str(name))}: {cut(str(entry['error']), 300)}"
+            if said := worker_not_ready(worker):
+                return f"; {said}"
         if failure := self.start_trouble():
             return f"; {cut(failure, 300)}"
         return "; starting their components" if self.workers else ""
@@ -228,3 +232,18 @@ class BrokerRoutes:
     def _workers(self: Broker) -> list[dict[str, Any]]:
         placed = self.pool.placements() if self.pool is not None else {}
         return describe_workers(list(self.workers.values()), placed)
+
+
+def worker_not_ready(worker: Worker) -> str | None:
+    """Why a worker's last heartbeat says it is not ready, in its own words (a heartbeat is untrusted: text,
+    cut): ``models.m: ...`` as a one-process daemon says it, else the component or budget, by worker pid."""
+    status = worker.status
+    models = status.get("models")
+    for name, entry in models.items() if isinstance(models, dict) else ():
+        if isinstance(entry, dict) and entry.get("error"):
+            return f"models.{cut(str(name))}: {cut(str(entry['error']), 300)}"
+    raised = status.get("not_ready")  # profile key -> a component's ready() that raises
+    resources = status.get("resources")
+    said = next(iter(raised.values()), None) if isinstance(raised, dict) else None
+    said = said or (resources.get("not_ready") if isinstance(resources, dict) else None)
+    return f"worker pid {worker.pid}: {cut(str(said), 300)}" if said else None

@@ -271,7 +271,7 @@ class Server:
         if waiting:  # as _ready says: e.g. a model with no version to serve yet
             log.info("started; not ready until these report ready: %s", ", ".join(waiting))
         else:
-            log.info("ready" + (f"; requests come through the broker at {self.link.address}" if self.link else ""))
+            log.info("ready%s", self.link.where() if self.link else "")
         return True
 
     def finish_drain(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import logging
 import math
 import os
@@ -44,6 +45,8 @@ RETIRE_GRACE_S = 30.0
 STUCK_S = 10.0
 REPEAT_S = 60.0
 REJOIN_EVERY_S = 5.0
+#: How long close() waits for the pool's threads to leave their Ray calls (a refresh's takes REFRESH_S).
+CLOSE_WAIT_S = 10.0
 #: Seconds a TCP connect to the head's address (and its answer to an HTTP/2 greeting) may take.
 CONNECT_TIMEOUT_S = 3.0
 #: Seconds ray.init may take to join a HOST:PORT address before serve or train ends, saying so: Ray retries
@@ -310,6 +313,14 @@ class RayWorkerPool(heirloom.WorkerPool):
         if config.address == "local" and (short := shortfall(config)):  # a cluster that cannot grow
             ray.shutdown()
             raise heirloom.HeirloomError(f"resources.address = 'local': {short}")
+        if (endpoint := this_host_only(argv)) and (others := other_hosts()):
+            log.warning(
+                "the worker endpoint %s is reachable from this host only, but the Ray cluster has nodes at %s: "
+                "workers placed there cannot reach the broker; give --worker-bind an address they reach "
+                "(docs/SCALE.md)",
+                endpoint,
+                ", ".join(others),
+            )
         self._actor = self._actor_class()
         # the worker's torch threads match what its actor reserved (heirloom.cpu_share())
         self._env = {**heirloom_env(), "HEIRLOOM_CPU_SHARE": str(max(1, math.ceil(config.num_cpus)))}
@@ -325,8 +336,18 @@ class RayWorkerPool(heirloom.WorkerPool):
         self._rejoined_at = -math.inf
         self._lost = 0  # workers to start again once a restarted cluster can be joined
         self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []  # those that call Ray: close() waits for them
+        self._retiring: list[Any] = []  # actors draining after a scale-down: close() ends them too
         self.scale(config.workers)
-        threading.Thread(target=self._refresh_loop, name="heirloom-ray-placements", daemon=True).start()
+        self._start(self._refresh_loop, name="heirloom-ray-placements")
+
+    def _start(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        """Run ``target`` on a thread that close() waits for before ``ray.shutdown()``: a Ray call
+        after it would start Ray again from that thread (checker 291 F1)."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
 
     def _actor_class(self) -> Any:
         return ray.remote(WorkerActor).options(
@@ -348,8 +369,10 @@ class RayWorkerPool(heirloom.WorkerPool):
         with self._lock:
             while len(self._actors) < count:
                 self._actors.append(self._actor.remote(self.argv, os.getcwd(), self._env))
-            while len(self._actors) > count:
-                threading.Thread(target=self._retire, args=(self._actors.pop(),), daemon=True).start()
+            retired, self._actors = self._actors[count:], self._actors[:count]
+            self._retiring += retired
+        for actor in retired:
+            self._start(self._retire, actor, name="heirloom-ray-retire")
         self._changed = time.monotonic()
         log.info("keeping %d ray worker(s)", count)
         return count
@@ -374,10 +397,18 @@ class RayWorkerPool(heirloom.WorkerPool):
             self._low_since = None
 
     def _retire(self, actor: Any) -> None:
-        """Let the worker drain (the broker stops sending it work), then end its actor for good."""
-        with contextlib.suppress(Exception):  # already gone: nothing to drain
-            ray.get(actor.stop.remote(RETIRE_GRACE_S), timeout=RETIRE_GRACE_S + 5)
-        ray.kill(actor, no_restart=True)
+        """Let the worker drain (the broker stops sending it work), then end its actor for good; once
+        closed, close() ends it instead."""
+        with self._lock:
+            if actor not in self._retiring:
+                return
+            stopped = actor.stop.remote(RETIRE_GRACE_S)
+        with contextlib.suppress(Exception):  # already gone (or ended by close()): nothing to drain
+            ray.get(stopped, timeout=RETIRE_GRACE_S + 5)
+        with self._lock:
+            if actor in self._retiring:
+                self._retiring.remove(actor)
+                ray.kill(actor, no_restart=True)
 
     def placements(self) -> dict[int, dict[str, Any]]:
         return self._placements
@@ -390,6 +421,8 @@ class RayWorkerPool(heirloom.WorkerPool):
                 actors = list(self._actors)
             found: dict[int, dict[str, Any]] = {}
             for actor in actors:
+                if self._closed.is_set():
+                    return  # close() ends these actors and then Ray: no call of this thread may follow
                 try:
                     info = ray.get(actor.info.remote(), timeout=REFRESH_S)
                 except ray.exceptions.ActorDiedError as exc:  # its restarts are used up: Ray gives up on it
@@ -404,6 +437,8 @@ class RayWorkerPool(heirloom.WorkerPool):
                 found[pid] = {**info, "state": "ALIVE"}
             self._placements = found
             missing = len(actors) - len(found)
+            if self._closed.is_set():
+                return
             try:
                 self._look_into(missing)
             except Exception as exc:  # noqa: BLE001 - the refresh goes on whatever Ray raises
@@ -508,16 +543,49 @@ class RayWorkerPool(heirloom.WorkerPool):
         log.error("a ray worker actor died for good (%s: %s); starting a new one", used, ray_said(why))
 
     def close(self) -> None:
+        """Stop every worker, then leave Ray once no thread of this pool is in a Ray call: a call after
+        ``ray.shutdown()`` starts Ray again from that thread, which can write ``~/.ray/auth_token`` and
+        end the process in Ray's core worker (checker 291 F1)."""
         self._closed.set()
         with self._lock:
-            actors, self._actors = self._actors, []
+            actors, self._actors, self._retiring = self._actors + self._retiring, [], []
         stops = [actor.stop.remote(2.0) for actor in actors]
         with contextlib.suppress(Exception):  # a dead actor has nothing left to stop
             ray.get(stops, timeout=5.0)
         for actor in actors:
             ray.kill(actor, no_restart=True)
-        if self._owns_ray:
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if busy := [t.name for t in self._threads if t.is_alive()]:
+            log.warning(
+                "ray thread(s) %s still in a Ray call after %.0fs; leaving Ray to this process's exit",
+                ", ".join(busy),
+                CLOSE_WAIT_S,
+            )
+        elif self._owns_ray:
             ray.shutdown()
+
+
+def this_host_only(argv: list[str]) -> str | None:
+    """The worker endpoint ``argv`` connects to, when no other host reaches it: ``ipc://``, or ``tcp://`` on a
+    loopback address (``$(hostname -i)`` gives 127.0.1.1 or 127.0.0.1 on many hosts, checker 291 F5)."""
+    endpoint = argv[argv.index("--connect") + 1] if "--connect" in argv[:-1] else ""
+    host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if endpoint.startswith("ipc://") or (endpoint.startswith("tcp://") and host == "localhost"):
+        return endpoint
+    with contextlib.suppress(ValueError):  # a host name: whether it reaches further is not known here
+        if endpoint.startswith("tcp://") and ipaddress.ip_address(host).is_loopback:
+            return endpoint
+    return None
+
+
+def other_hosts() -> list[str]:
+    """The addresses of the cluster's live nodes but this process's own node's (none under Ray Client)."""
+    node = ray._private.worker.global_worker.node
+    if node is None:
+        return []
+    return sorted({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")} - {node.node_ip_address})
 
 
 def _head_unreachable() -> str | None:
