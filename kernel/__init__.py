@@ -46,7 +46,6 @@ if TYPE_CHECKING:
         ResourceExhaustedError,
         did_you_mean,
     )
-    from heirloom.core.fsutil import NotRegularFile, irregular, open_regular
     from heirloom.core.hookspecs import hookimpl
     from heirloom.core.kernel import Kernel
     from heirloom.core.limits import nests_deeper, shortened
@@ -54,7 +53,7 @@ if TYPE_CHECKING:
     from heirloom.core.placement import WorkerPool
     from heirloom.core.version import VERSION as __version__
     from heirloom.datasets import DataFile, Dataset
-    from heirloom.files import hash_regular, read_regular
+    from heirloom.files import NotRegularFile, hash_regular, irregular, open_regular, read_regular
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore, Promotion, StoreMissing
     from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, PromotionRefused
@@ -143,7 +142,7 @@ _EXPORTS = {
     "home": "heirloom.core.paths",
     "hookimpl": "heirloom.core.hookspecs",
     "in_one_process": "heirloom.wire.daemon",
-    "irregular": "heirloom.core.fsutil",
+    "irregular": "heirloom.files",
     "Kernel": "heirloom.core.kernel",
     "label_pattern": "heirloom.store.labels",
     "label_problem": "heirloom.store.labels",
@@ -161,14 +160,14 @@ _EXPORTS = {
     "Model": "heirloom.core.components",
     "ModelHandle": "heirloom.core.components",
     "nests_deeper": "heirloom.core.limits",
-    "open_regular": "heirloom.core.fsutil",
+    "open_regular": "heirloom.files",
     "read_regular": "heirloom.files",
     "hash_regular": "heirloom.files",
     "records_fingerprint": "heirloom.store.reading",
     "parse_bounded": "heirloom.toml_bounds",
     "MAX_PROFILE_BYTES": "heirloom.toml_bounds",
     "TOO_LONG_INTEGER": "heirloom.toml_bounds",
-    "NotRegularFile": "heirloom.core.fsutil",
+    "NotRegularFile": "heirloom.files",
     "NullProgress": "heirloom.core.components",
     "path_field": "heirloom.core.components",
     "path_fields": "heirloom.core.components",

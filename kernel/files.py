@@ -1,15 +1,78 @@
-"""Reading a file a profile names, whole or hashed as it streams: only a regular file. A FIFO named by mistake would
-hang the read (a source's fingerprint read its files before anything else opened them), and
-a folder raised IsADirectoryError from deep inside a plugin."""
+"""Files, durably and safely: writes that a crash leaves either old or new, never half; reads of only a regular
+file, whole or hashed as it streams. A FIFO named by mistake would hang a read (a source's fingerprint read its
+files before anything else opened them), and a folder raised IsADirectoryError from deep inside a plugin. Every
+layer writes and reads through these, so they sit beside the layers, not in one."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from heirloom.core.fsutil import open_regular
+
+class NotRegularFile(OSError):
+    """The path names a folder, a FIFO, a device or a socket; ``strerror`` says which (not "missing")."""
+
+
+def not_regular(mode: int) -> str:
+    """``is a FIFO, not a regular file`` (a socket, a device), or ``is a directory, not a file``."""
+    kind = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket"}.get(stat.S_IFMT(mode), "device")
+    return f"is a {kind}, not a {'file' if kind == 'directory' else 'regular file'}"
+
+
+def irregular(path: Path) -> str | None:
+    """not_regular's words when ``path`` is there but no regular file, else None: by a stat (an open may block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # nothing there, unreadable or a NUL in the name: the caller's open says which
+        return None
+    return None if stat.S_ISREG(mode) else not_regular(mode)
+
+
+def open_regular(path: Path, flags: int = 0) -> int:
+    """A read-only descriptor of ``path``, a regular file (else NotRegularFile), opened without
+    blocking: a FIFO cannot hang the reader. ``flags`` adds to the open (``os.O_NOFOLLOW``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | flags)
+    except OSError as exc:  # a socket: ENXIO, "No such device or address"
+        if exc.errno == errno.ENXIO:
+            raise NotRegularFile(errno.EINVAL, not_regular(os.stat(path).st_mode), str(path)) from None
+        raise
+    if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(errno.EINVAL, not_regular(mode), str(path))
+    return fd
+
+
+def fsync_dir(directory: Path) -> None:
+    """Persist a directory entry (a rename or a new file) on POSIX filesystems."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a synced temp file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = os.fsencode(path.name)[:240].decode(errors="ignore")  # the temp name within 255 bytes, as the final one
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; stored files are meant to be shared readable
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def read_regular(path: str | Path) -> bytes:

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from heirloom.cli.logs import writes_json
 from heirloom.core.errors import HeirloomError, PluginError, Problem, ProfileError
-from heirloom.core.fsutil import NotRegularFile
+from heirloom.files import NotRegularFile
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel

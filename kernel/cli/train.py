@@ -24,7 +24,7 @@ from heirloom.cli.common import (
 from heirloom.cli.options import PROFILE, a_path, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
-from heirloom.core.fsutil import irregular, write_atomic
+from heirloom.files import irregular, write_atomic
 from heirloom.store.compare import SPLITS, TEST, VALIDATION
 from heirloom.store.digest import profile_digest
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table

@@ -21,8 +21,8 @@ from typing import Any
 import attrs
 
 from heirloom.core.components import KINDS
-from heirloom.core.fsutil import write_atomic
 from heirloom.core.paths import cache_dir
+from heirloom.files import write_atomic
 
 CATALOG_VERSION = 5
 #: Things plugins register by name besides component types, and the hook that registers each.

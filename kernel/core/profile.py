@@ -23,8 +23,8 @@ import attrs
 
 from heirloom.core.components import TABLES
 from heirloom.core.errors import PluginError, Problem, ProfileError
-from heirloom.core.fsutil import NotRegularFile, open_regular
 from heirloom.core.paths import data_root
+from heirloom.files import NotRegularFile, open_regular
 from heirloom.links import broken_link, broken_profile
 from heirloom.profile_toml import BARE_KEY, dotted
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint

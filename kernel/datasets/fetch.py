@@ -25,9 +25,9 @@ from typing import IO, Any
 
 import attrs
 
-from heirloom.core.fsutil import fsync_dir, irregular
 from heirloom.core.version import VERSION
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
+from heirloom.files import fsync_dir, irregular
 
 CHUNK = 1 << 20
 #: A file whose size its data set does not state stops here (a server that never ends its

@@ -22,11 +22,11 @@ import attrs
 
 from heirloom.core.components import State
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
-from heirloom.core.fsutil import NotRegularFile, open_regular, write_atomic
 from heirloom.core.paths import home
 from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
+from heirloom.files import NotRegularFile, open_regular, write_atomic
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
     canonical_json,

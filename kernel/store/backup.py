@@ -31,7 +31,7 @@ from pathlib import Path
 import attrs
 
 from heirloom.core.errors import HeirloomError
-from heirloom.core.fsutil import NotRegularFile, fsync_dir, open_regular, write_atomic
+from heirloom.files import NotRegularFile, fsync_dir, open_regular, write_atomic
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB, REPAIR
 from heirloom.store.index import BACKUP_MARKER, StoreIndex

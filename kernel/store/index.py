@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from heirloom.core.errors import HeirloomError
-from heirloom.core.fsutil import irregular
+from heirloom.files import irregular
 from heirloom.store.descriptors import out_of_descriptors
 
 log = logging.getLogger("heirloom.store")

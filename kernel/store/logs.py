@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
-from heirloom.core.fsutil import NotRegularFile, irregular, not_regular, open_regular
 from heirloom.core.paths import home
 from heirloom.core.quota import StorageQuota
+from heirloom.files import NotRegularFile, irregular, not_regular, open_regular
 
 log = logging.getLogger("heirloom.store.logs")
 

@@ -33,7 +33,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
 from heirloom.core.errors import HeirloomError
-from heirloom.core.fsutil import NotRegularFile, open_regular
+from heirloom.files import NotRegularFile, open_regular
 from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.wire.auth")
