@@ -1031,8 +1031,9 @@ def test_a_latin1_items_file_beside_utf8_ratings_reads_with_items_encoding(tmp_p
         heirloom.HeirloomError, match=r"items\.csv:2: not utf-8-sig text \(byte b'\\xe9'.*'items_encoding'"
     ):
         list(RatingsCsvSource(**files).records())
-    with pytest.raises(heirloom.HeirloomError, match=r"ratings\.csv:2: the 'item' column names item 'cafÃ©'"):
-        list(RatingsCsvSource(**files, encoding="latin-1").records())  # the catalogue reads, the ratings do not
+    said = r"ratings\.csv:2: the 'user' column holds 'Ã©', the UTF-8 bytes of 'é' read as latin-1: the file is UTF-8"
+    with pytest.raises(heirloom.HeirloomError, match=said):  # the catalogue reads; the ratings, read so, do not
+        list(RatingsCsvSource(**files, encoding="latin-1").records())
     source = RatingsCsvSource(**files, items_encoding="latin-1")
     records = list(source.records())
     assert {r["title"] for r in records if r["type"] == "item"} == {"Café au lait", "Thé vert"}
