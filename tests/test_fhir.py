@@ -759,6 +759,78 @@ def test_an_encounter_without_id_or_full_url_is_a_bad_resource_named_by_position
     assert (stats["records"], stats["errors"]["skipped_resources"]) == (1, 1)
 
 
+def test_a_patient_without_id_or_full_url_is_a_bad_resource_not_a_record_named_empty(tmp_path):
+    """Checker 295 F1: such a Patient became a record with id '' that no reference reached, and a second
+    one in another file was "Patient '' was read already"."""
+    nameless = {key: value for key, value in PATIENT.items() if key != "id"}
+    text = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": nameless}]})
+    path = write(tmp_path / "set" / "a.json", text)
+    write(tmp_path / "set" / "b.json", text)
+    said = f"{path}: Patient at entry[0]: a Patient without an id (or, in a bundle, a fullUrl) cannot be a record"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(tmp_path / "set")
+    stats = stats_or_error(tmp_path / "set", "skip")
+    assert (stats["records"], stats["errors"]["skipped_resources"]) == (0, 2)
+    bulk = write(tmp_path / "bulk" / "Patient.ndjson", json.dumps(nameless) + "\n")
+    with pytest.raises(FhirDataError, match=re.escape(f"{bulk}: Patient at line 1: a Patient without an id")):
+        stats_or_error(bulk.parent)
+
+
+def test_a_full_url_naming_two_resources_is_a_bad_resource_naming_both(tmp_path):
+    """Checker 295 F5: the later entry took the earlier's fullUrl, and every reference to it (a 1991
+    diagnosis) silently became the later visit's (2017). A fullUrl is unique in a bundle (bdl-7)."""
+    first, second = visit("e1", "1991-06-07T10:00:00Z"), visit("e2", "2017-03-21T10:00:00Z")
+    document = json.loads(bundle(PATIENT, first, second, condition("c1", encounter={"reference": "urn:uuid:e1"})))
+    document["entry"][2]["fullUrl"] = "urn:uuid:e1"
+    path = write(tmp_path / "b.json", json.dumps(document))
+    said = (
+        f"{path}: Encounter/e2 (entry[2]): fullUrl 'urn:uuid:e1' names Encounter/e1 (entry[1]) already"
+        " (a fullUrl is unique in a bundle): the first is kept"
+    )
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(path)
+    stats = stats_or_error(path, "skip")
+    assert stats["errors"]["skipped_resources"] == 1 and said in stats["errors"]["messages"][0]
+    (record,) = FhirSource(path=str(path), on_error="skip").records()
+    assert [(e.id, e.encounter) for e in record.timeline] == [("e1", None), ("c1", "e1")]
+    document["entry"][2]["fullUrl"] = "http://ehr/fhir/Encounter/e1"  # a RESTful fullUrl: its Type/id is e1's
+    write(path, json.dumps(document))
+    said = f"{path}: Encounter/e2 (entry[2]): Encounter/e1 names Encounter/e1 (entry[1]) already (a Type/id is unique"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(path)
+
+
+def test_entries_of_one_full_url_with_different_version_ids_are_versions_and_the_last_is_read(tmp_path):
+    """FHIR's bdl-7 allows one fullUrl twice when the meta.versionId differ: versions of one resource."""
+    old = visit("e1", "2001-02-03T03:00:00Z", meta={"versionId": "1"}, status="in-progress")
+    new = visit("e1", "2001-02-03T03:00:00Z", meta={"versionId": "2"})
+    path = write(tmp_path / "b.json", bundle(PATIENT, old, new))
+    (record,) = FhirSource(path=str(path)).records()
+    assert [(e.id, e.status) for e in record.timeline] == [("e1", "finished")]
+    assert stats_or_error(path)["errors"]["skipped_resources"] == 0
+
+
+def test_conditions_whose_encounter_does_not_resolve_are_counted_and_said(tmp_path, caplog):
+    """Checker 295 F6: such Conditions are no diagnosis label of any visit, and nothing said so."""
+    resources = [
+        PATIENT,
+        visit("e1", "2001-02-03T03:00:00Z"),
+        condition("c1", encounter={"reference": "urn:uuid:e1"}),
+        condition("c2", encounter={"reference": "urn:uuid:gone"}),
+        condition("c3", encounter={"reference": "Encounter/gone"}),
+    ]
+    path = write(tmp_path / "b.json", bundle(*resources))
+    source = FhirSource(path=str(path))
+    with caplog.at_level(logging.WARNING, logger="heirloom.fhir"):
+        (record,) = source.records()
+    assert {e.id: e.encounter for e in record.timeline if e.kind == "condition"} == {"c1": "e1", "c2": None, "c3": None}
+    stats = source.tally.to_json()
+    first = f"{path}: Condition/c2 (entry[3]): encounter urn:uuid:gone"
+    assert stats["unlinked_conditions"] == 2 and stats["unlinked_examples"][0] == first
+    assert "2 Condition(s) name an encounter their unit does not hold and are at no visit" in caplog.text
+    assert f"the first: {first}" in caplog.text
+
+
 def weight(value: Any, subject: str) -> dict[str, Any]:
     """An Observation of a weight, whatever its value."""
     return {

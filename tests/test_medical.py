@@ -1151,6 +1151,17 @@ def test_treatment_names_the_conditions_a_drug_answers(treatment, records):
     assert reasons and all(reason["code"].startswith("snomed:") for reason in reasons)
 
 
+def test_a_reasons_display_is_quoted_to_a_bound(treatment, records):
+    """Checker 295 F3: each drug quoted its reasons' displays whole, so one 9 MB display of a broken
+    export made a 75 MB answer, over the daemon's frame limit, on every call for that patient."""
+    one, _ = next((one, labels) for one, labels in TREATMENT.examples(records) if labels)
+    long = [attrs.evolve(e, display="y" * 10**6) if e.kind == "condition" else e for e in one.record.timeline]
+    huge = attrs.evolve(one.record, timeline=tuple(long))
+    (answer,) = treatment.predict([Query(huge, one.encounter.id)])
+    reasons = [reason for item in answer["codes"] for reason in item["answers"] if reason["display"]]
+    assert reasons and {reason["display"] for reason in reasons} == {"y" * 300 + "..."}
+
+
 # -- record analysis ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def record_api(small, tmp_path_factory):

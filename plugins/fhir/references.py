@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, quote
 
 import attrs
 
+from heirloom_plugins.fhir.parse import cut
+
 Target = tuple[str, str]  # (resourceType, id)
 
 
@@ -106,15 +108,43 @@ def keys_of(resource: dict[str, Any], full_url: str | None) -> Iterator[str]:
             yield f"{kind}?identifier={ident.get('system') or ''}|{value}"
 
 
+#: How a clash ends (``Catalog.clash``).
+KEPT = ": the first is kept"
+
+
+def _target(resource: dict[str, Any], full_url: str | None) -> Target:
+    """How a resource is named: its type, and its id (its fullUrl when it has none)."""
+    return resource["resourceType"], resource.get("id") or full_url or ""
+
+
 @attrs.define
 class Catalog:
     """The resources of one unit (a bundle, or the NDJSON files), by every way to reach them."""
 
     by_url: dict[str, Target] = attrs.Factory(dict)
     by_key: dict[str, Target] = attrs.Factory(dict)
+    #: Where each resource was read (``Encounter/e1 (entry[3])``), to name it when another claims its name.
+    where: dict[Target, str] = attrs.Factory(dict)
 
-    def add(self, resource: dict[str, Any], full_url: str | None) -> Target:
-        target = (resource["resourceType"], resource.get("id") or full_url or "")
+    def clash(self, resource: dict[str, Any], full_url: str | None) -> str | None:
+        """Why ``resource`` cannot join the unit: its fullUrl, or its ``Type/id`` key, names another
+        resource read already (two visits under one fullUrl). ``add`` would re-point every
+        reference to that name at the later one, silently. The same resource twice (same type and id)
+        is no clash here: the records say so where it matters (a patient read twice, an id twice)."""
+        target = _target(resource, full_url)
+        if full_url and (found := self.by_url.get(full_url)) not in (None, target):
+            return (
+                f"fullUrl {cut(full_url)!r} names {self.where[found]} already (a fullUrl is unique in a bundle){KEPT}"
+            )
+        rid, url_key = resource.get("id"), key(full_url) if full_url else None
+        for name in (f"{target[0]}/{rid}" if isinstance(rid, str) else None, url_key):
+            if name and (found := self.by_key.get(name)) not in (None, target):
+                return f"{cut(name)} names {self.where[found]} already (a Type/id is unique in a bundle){KEPT}"
+        return None
+
+    def add(self, resource: dict[str, Any], full_url: str | None, where: str = "") -> Target:
+        target = _target(resource, full_url)
+        self.where.setdefault(target, where)
         if full_url:
             self.by_url[full_url] = target
         for k in keys_of(resource, full_url):

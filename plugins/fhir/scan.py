@@ -49,7 +49,7 @@ from heirloom_plugins.fhir.records import (
     with_medication,
     withdrawn,
 )
-from heirloom_plugins.fhir.references import LINKS, Catalog, Known, key, logical, reference_of, walk
+from heirloom_plugins.fhir.references import LINKS, Catalog, Known, Target, key, logical, reference_of, walk
 
 log = logging.getLogger("heirloom.fhir")
 
@@ -134,6 +134,8 @@ class Tally:
     unassigned: Sampled = attrs.Factory(Sampled)
     #: References to a resource of a type their field cannot hold (``Condition.encounter`` -> a Patient).
     mistyped: Sampled = attrs.Factory(Sampled)
+    #: Conditions whose ``encounter`` reference resolves to nothing of their unit: no visit's diagnosis label.
+    unlinked: Sampled = attrs.Factory(Sampled)
     #: Conditions whose own ``encounter`` is another visit than the Encounter that lists them as its diagnosis.
     conflicting: Sampled = attrs.Factory(Sampled)
     outside_cohort: int = 0
@@ -189,6 +191,8 @@ class Tally:
             "unresolved_examples": self.unresolved.examples,
             "mistyped_references": self.mistyped.count,
             "mistyped_examples": self.mistyped.examples,
+            "unlinked_conditions": self.unlinked.count,
+            "unlinked_examples": self.unlinked.examples,
             "conflicting_encounters": self.conflicting.count,
             "conflicting_examples": self.conflicting.examples,
             "unassigned_resources": self.unassigned.count,
@@ -280,8 +284,7 @@ class Scan:
         except FhirDataError as error:
             self.tally.fault(error, whole_file=True)
             return
-        catalog = Catalog()
-        targets = [catalog.add(e.resource, e.full_url) for e in entries]
+        catalog, entries, targets = self._catalog(path, entries)
         self._withdrawn.update(t for t, e in zip(targets, entries, strict=True) if withdrawn(e.resource))
         self.known.keys.update(catalog.by_key)
         drugs, diagnoses = Drugs(catalog), Diagnoses()
@@ -376,6 +379,19 @@ class Scan:
             return False
         self.tally.resources[entry.resource["resourceType"]] += 1
         return True
+
+    def _catalog(self, path: Path, entries: list[Entry]) -> tuple[Catalog, list[Entry], list[Target]]:
+        """The bundle's resources by every name, with the entries that joined it and their targets:
+        an earlier version of a resource is passed over (``_latest``), and an entry whose fullUrl or
+        ``Type/id`` names another resource read already is a fault (``Catalog.clash``)."""
+        catalog, kept, targets = Catalog(), [], []
+        for e in _latest(entries):
+            if clash := catalog.clash(e.resource, e.full_url):
+                self.tally.fault(FhirDataError(path, e.label(), clash), whole_file=False)
+            else:
+                kept.append(e)
+                targets.append(catalog.add(e.resource, e.full_url, e.label()))
+        return catalog, kept, targets
 
     def _accept_contained(self, path: Path, entry: Entry) -> bool:
         """The lean checks of a contained clinical resource (its container passed them and
@@ -490,6 +506,8 @@ class Scan:
             listed = diagnoses.visits.get(key)
             if target is None:
                 target = listed
+                if target is None and ref and entry.resource["resourceType"] == "Condition":
+                    self.tally.unlinked.add(f"{path}: {entry.label()}: encounter {ref}")
             elif listed is not None and listed != target:
                 said = f"{path}: {entry.label()}: encounter {ref}, but Encounter/{listed[1]} lists it as its diagnosis"
                 self.tally.conflicting.add(said)
@@ -528,13 +546,40 @@ def _target_type(ref: str, catalog: Catalog | None) -> str | None:
     return written.split("?")[0].split("/")[0] if written else None
 
 
+#: The resources a record needs a name for, and what each would be.
+NAMED = {"Encounter": ("an Encounter", "a visit"), "Patient": ("a Patient", "a record")}
+
+
 def _nameless(entry: Entry) -> str | None:
-    """Why an Encounter cannot be a visit: it has neither an id nor a fullUrl, so no event can name it as
-    its visit, nor a request as its ``encounter`` (read as a visit named None, it was the default visit of
-    a medical route, whose answer then failed its own check)."""
-    if entry.resource.get("resourceType") != "Encounter" or entry.resource.get("id") or entry.full_url:
+    """Why an Encounter cannot be a visit, or a Patient a record: it has neither an id nor a fullUrl, so
+    nothing can name it (an Encounter read as a visit named None was the default visit of a medical
+    route, whose answer then failed its own check; a Patient became a record with id '', whose
+    resources no reference could reach, and a second such Patient "was read already")."""
+    kind = entry.resource.get("resourceType")
+    if kind not in NAMED or entry.resource.get("id") or entry.full_url:
         return None
-    return "an Encounter without an id (or, in a bundle, a fullUrl) cannot be a visit: nothing can name it"
+    what, becomes = NAMED[kind]
+    return f"{what} without an id (or, in a bundle, a fullUrl) cannot be {becomes}: nothing can name it"
+
+
+def _latest(entries: list[Entry]) -> list[Entry]:
+    """``entries`` but the earlier versions of a resource: entries with one fullUrl and different
+    ``meta.versionId`` are versions of one resource (FHIR's bdl-7 allows them in a bundle), and the
+    last in the bundle is read, as FHIR reads a resource's history."""
+    last = {e.full_url: e for e in entries if e.full_url and _version(e)}
+    return [
+        e
+        for e in entries
+        if not (
+            e.full_url in last and (later := last[e.full_url]) is not e and _version(e) not in (None, _version(later))
+        )
+    ]
+
+
+def _version(entry: Entry) -> str | None:
+    meta = entry.resource.get("meta") if entry.resource else None
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    return version if isinstance(version, str) else None
 
 
 def _stray(path: Path, entry: Entry) -> str:

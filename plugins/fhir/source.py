@@ -122,6 +122,15 @@ class FhirSource(heirloom.Source):
                 "; ".join(self.tally.unassigned.examples[:3]),
             )
 
+        if self.tally.unlinked.count:
+            log.warning(
+                "%s: %d Condition(s) name an encounter their unit does not hold and are at no visit: no diagnosis "
+                "label of any (data stats: unlinked_conditions, unlinked_examples); the first: %s",
+                self.path,
+                self.tally.unlinked.count,
+                self.tally.unlinked.examples[0],
+            )
+
     def splits(self) -> list[str]:
         return [split for split in SPLITS if split != "validation" or self.validation_fraction > 0]
 

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 _CONDITION_COLUMN = re.compile(r"(?:^|:)condition:([^&#]+)")
 #: Conditions named as the reasons for one recommended drug.
 REASONS = 3
+#: How much of a reason's display an answer quotes: each drug quotes its reasons again, so one
+#: 9 MB display of a broken export made a 75 MB answer, over the daemon's frame limit (checker 295 F3).
+MAX_REASON_CHARS = 300
 
 log = logging.getLogger("heirloom.medical")
 
@@ -556,7 +559,7 @@ class TreatmentModel(MultiLabelModel):
         index = fitted.vocabulary.index
         present = [(index.get(name), value) for name, value in fitted.vocabulary.named(found).items()]
         present = [(column, value) for column, value in present if column in columns]
-        names = {e.code: e.display for e in one.record.timeline if e.kind == "condition" and e.code}
+        names = {e.code: _quoted(e.display) for e in one.record.timeline if e.kind == "condition" and e.code}
         labels = [fitted.position[item["code"]] for item in codes]
         if present and labels:
             rows = torch.tensor([column for column, _ in present])
@@ -635,3 +638,8 @@ class TreatmentModel(MultiLabelModel):
             f"answers' unread_allergies), whose {metrics['allergy_unread_ranked']} ranked drug(s) were not checked "
             "against them (none selected)\n"
         )
+
+
+def _quoted(display: str | None) -> str | None:
+    """A reason's display as an answer quotes it: its first ``MAX_REASON_CHARS`` characters, ``...`` marking a cut."""
+    return display if display is None or len(display) <= MAX_REASON_CHARS else display[:MAX_REASON_CHARS] + "..."
