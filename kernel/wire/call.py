@@ -118,11 +118,13 @@ def encode(status: str, body: Any, version: str | None, endpoint: Endpoint, larg
     header = len(packb(specs)) + HEADER_FIELDS if specs else 0  # a spec per buffer: 60,000 made a 1.3 MB header
     if frame > largest or header > largest:
         said = f"a frame of {frame:,} bytes" if frame > largest else f"its header ({len(buffers):,} buffer specs)"
-        limit = f"over [server] max_message_bytes ({largest:,}); send less per request"
+        limit = f"over [server] max_message_bytes ({largest:,}); ask for less per request, or raise the limit"
         return _internal(route, f"reply too large: {said} is {limit} (docs/PROTOCOL.md, 'Size limits')")
     if (size := len(packed) + sum(len(b) for b in buffers)) > total:  # the outbox would drop it, unanswered
         held = f"over [server] reply_backlog_total_mb ({total:,}), what the daemon holds of replies not yet read"
-        return _internal(route, f"reply too large: {size:,} bytes in all, {held}; send less per request")
+        return _internal(
+            route, f"reply too large: {size:,} bytes in all, {held}; ask for less per request, or raise it"
+        )
     return status, version, packed, specs or None, buffers, size
 
 
