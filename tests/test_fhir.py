@@ -372,6 +372,11 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
             "Condition/c2 (entry[2]): cannot read: onsetDateTime: '2001-13-45' is not a FHIR date (YYYY, YYYY-MM",
         ),
         (condition("c3", onset="2019-4"), "Condition/c3 (entry[2]): cannot read: onsetDateTime: '2019-4' is not"),
+        # ISO 8601 forms FHIR has not: fromisoformat read a week date and the basic format as plain instants
+        *(
+            (condition("c10", onset=date), f"Condition/c10 (entry[2]): cannot read: onsetDateTime: {date!r} is not")
+            for date in ("2019-W24-4T10:00:00Z", "20190613T100000Z", "2019-06-13T10Z", "2019-06-13T10:00:00+14:01")
+        ),
         ({"id": "r1"}, "entry[2]: missing resourceType"),
         ({**condition("c8"), "id": ""}, 'Condition at entry[2]: id must be a non-empty string, got a string: ""'),
         (  # FHIR's date pattern has ASCII digits only; strptime reads these, and they sorted out of time order
@@ -441,6 +446,13 @@ def test_a_bad_resource_fails_naming_it_or_is_skipped(tmp_path, resource, messag
     stats = stats_or_error(path, "skip")
     assert stats["errors"]["skipped_resources"] == 1 and stats["records"] == 1
     assert stats["unassigned_resources"] == 0
+
+
+def test_a_leap_second_fhir_allows_is_read_as_the_second_before(tmp_path):
+    """FHIR's dateTime allows second 60; Python's datetime has none, so it was a bad resource."""
+    path = write(tmp_path / "one.json", bundle(PATIENT, condition(onset="2016-12-31T23:59:60+01:00")))
+    (record,) = FhirSource(path=str(path)).records()
+    assert [e.date for e in record.timeline if e.kind == "condition"] == ["2016-12-31T22:59:59Z"]
 
 
 @pytest.mark.parametrize("start", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
