@@ -1339,3 +1339,21 @@ def test_stats_list_the_codes_recorded_in_more_than_one_unit(tmp_path):
         "loinc:72514-3": {"": 1, "{score}": 1},
         "loinc:8310-5": {"Cel": 2, "[degF]": 1},
     }
+
+
+def test_a_reference_by_an_identifier_two_resources_share_names_neither(tmp_path):
+    """Two visits of one bundle with one identifier: a Condition naming it (a conditional reference) was put at
+    the later visit, silently; FHIR calls a conditional reference that matches several an error."""
+    same = {"identifier": [{"system": "urn:visits", "value": "v1"}]}
+    resources = [
+        PATIENT,
+        visit("e1", "2001-02-03T03:00:00Z") | same,
+        visit("e2", "2009-02-03T03:00:00Z") | same,
+        visit("e3", "2010-02-03T03:00:00Z") | {"identifier": [{"system": "urn:visits", "value": "v3"}]},
+        condition("c1", encounter={"reference": "Encounter?identifier=urn:visits|v1"}),
+        condition("c2", encounter={"reference": "Encounter?identifier=urn:visits|v3"}),
+    ]
+    source = FhirSource(path=str(write(tmp_path / "b.json", bundle(*resources))))
+    (record,) = source.records()
+    assert {e.id: e.encounter for e in record.timeline if e.kind == "condition"} == {"c1": None, "c2": "e3"}
+    assert source.tally.to_json()["unlinked_conditions"] == 1

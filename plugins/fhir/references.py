@@ -125,6 +125,9 @@ class Catalog:
     by_key: dict[str, Target] = attrs.Factory(dict)
     #: Where each resource was read (``Encounter/e1 (entry[3])``), to name it when another claims its name.
     where: dict[Target, str] = attrs.Factory(dict)
+    #: Identifier keys two resources of the unit share: a reference by one names neither (FHIR: a conditional
+    #: reference matching several is an error), where the later had silently taken it.
+    ambiguous: set[str] = attrs.Factory(set)
 
     def clash(self, resource: dict[str, Any], full_url: str | None) -> str | None:
         """Why ``resource`` cannot join the unit: its fullUrl, or its ``Type/id`` key, names another
@@ -148,15 +151,21 @@ class Catalog:
         if full_url:
             self.by_url[full_url] = target
         for k in keys_of(resource, full_url):
+            if "?identifier=" in k and self.by_key.get(k, target) != target:
+                self.ambiguous.add(k)
             self.by_key[k] = target
         return target
+
+    def reachable(self) -> Iterator[str]:
+        """The keys a reference may name one resource of the unit by (not the ambiguous ones)."""
+        return (k for k in self.by_key if k not in self.ambiguous)
 
     def resolve(self, ref: str) -> Target | None:
         found = self.by_url.get(ref)
         if found is not None:
             return found
         k = key(ref)
-        return self.by_key.get(k) if k else None
+        return self.by_key.get(k) if k and k not in self.ambiguous else None
 
 
 @attrs.define

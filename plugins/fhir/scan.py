@@ -286,7 +286,7 @@ class Scan:
             return
         catalog, entries, targets = self._catalog(path, entries)
         self._withdrawn.update(t for t, e in zip(targets, entries, strict=True) if withdrawn(e.resource))
-        self.known.keys.update(catalog.by_key)
+        self.known.keys.update(catalog.reachable())
         drugs, diagnoses = Drugs(catalog), Diagnoses()
         for target, e in zip(targets, entries, strict=True):
             drugs.add(target, e.resource)
@@ -337,7 +337,7 @@ class Scan:
                 for j, inner in enumerate(contained_events(e)):
                     if self._accept_contained(path, inner):
                         by_reference[patient_reference(inner.resource)].append((*place[:3], j))
-        self.known.keys.update(catalog.by_key)
+        self.known.keys.update(catalog.reachable())
         diagnoses.settle(catalog)
         owned: dict[str, list[Place]] = defaultdict(list)
         for ref, places in by_reference.items():
