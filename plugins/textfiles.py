@@ -163,6 +163,7 @@ def csv_rows(
     that names the encoding. A row maps every header column."""
     fd = regular_file(path)
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
+    misread = codecs.lookup(encoding).name in _ONE_BYTE  # a UTF-8 file can be read so without an error
     with open(fd, newline="", encoding=encoding) as handle:
         reader = csv.DictReader(handle, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
         with decoding(path, encoding, _encoding_remedy(setting), setting=setting), _csv_errors(path, reader):
@@ -203,7 +204,8 @@ def csv_rows(
                     raise heirloom.HeirloomError(
                         f"{path}:{lines}: the row has {fields} fields, the header {len(columns)} ({hint})"
                     )
-                for column in required:  # before the C1 check: UTF-8's curly quotes read as latin-1 hold C1 controls
+                # before the C1 check: UTF-8's curly quotes read as latin-1 hold C1 controls
+                for column in required if misread else ():
                     if run := _utf8_read_as(row[column] or "", encoding):
                         raise heirloom.HeirloomError(
                             f"{path}:{began}: the {column!r} column holds {_utf8_remedy(run, encoding, setting)}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ipaddress
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 import heirloom
+from heirloom.options import loopback
 
 if TYPE_CHECKING:
     from heirloom_plugins.ray_cluster import RayResources
@@ -571,13 +571,9 @@ def this_host_only(argv: list[str]) -> str | None:
     """The worker endpoint ``argv`` connects to, when no other host reaches it: ``ipc://``, or ``tcp://`` on a
     loopback address (``$(hostname -i)`` gives 127.0.1.1 or 127.0.0.1 on many hosts, checker 291 F5)."""
     endpoint = argv[argv.index("--connect") + 1] if "--connect" in argv[:-1] else ""
-    host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")
-    if endpoint.startswith("ipc://") or (endpoint.startswith("tcp://") and host == "localhost"):
-        return endpoint
-    with contextlib.suppress(ValueError):  # a host name: whether it reaches further is not known here
-        if endpoint.startswith("tcp://") and ipaddress.ip_address(host).is_loopback:
-            return endpoint
-    return None
+    host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")  # a host name other than localhost: unknown
+    local = endpoint.startswith("ipc://") or (endpoint.startswith("tcp://") and loopback(host))
+    return endpoint if local else None
 
 
 def other_hosts() -> list[str]:
