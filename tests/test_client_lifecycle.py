@@ -127,6 +127,38 @@ def test_no_reply_names_the_deadline_the_caller_gave(timeout):
         silent.close(linger=0)
 
 
+def test_a_retry_that_gets_no_reply_names_the_callers_timeout():
+    """A peer that answers the first attempt UNAVAILABLE (retryable) and then never again: the retry's
+    no-reply error named what was left of the budget ('within the deadline of 0.2379 s' for a timeout of
+    0.3), not the timeout the caller gave."""
+    import zmq
+
+    from heirloom.wire.client import Client, NoReply
+    from heirloom.wire.protocol import UNAVAILABLE, RequestError, error_frames, read_header, split_envelope
+    from tests.helpers import free_tcp_address
+
+    address = free_tcp_address()
+    peer = zmq.Context.instance().socket(zmq.ROUTER)
+    peer.bind(address)
+
+    def refuse_the_first() -> None:
+        frames = peer.recv_multipart()
+        at = split_envelope(frames)
+        busy = RequestError(UNAVAILABLE, "starting", retry_after_ms=10)
+        peer.send_multipart(error_frames(frames[:at], read_header(frames[at + 1])["id"], busy))
+
+    refusing = threading.Thread(target=refuse_the_first)
+    refusing.start()
+    client = Client(address, timeout=0.3, retries=2)
+    try:
+        with pytest.raises(NoReply, match=r"within the deadline of 0.3 s:"):
+            client.call("_health")
+    finally:
+        refusing.join()
+        client.close()
+        peer.close(linger=0)
+
+
 def _lost(outcome: object) -> bool:
     """``outcome`` is the client's error for a request whose connection closed: UNAVAILABLE, retryable, at
     once (a NoReply at the deadline is DEADLINE_EXCEEDED), saying so."""

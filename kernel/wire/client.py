@@ -279,9 +279,13 @@ class Client:
     ) -> Future[Reply]:
         """Send one request now; the future resolves to a :class:`Reply` or a RemoteError."""
         budget = self.timeout if timeout is None else timeout
+        return self._submit(route, body, budget, idempotency_key, asked=budget)
+
+    def _submit(self, route: str, body: Any, budget: float, idempotency_key: str | None, asked: float) -> Future[Reply]:
+        """``asked``: the caller's timeout, which a no-reply error names (a retry's budget is what is left of it)."""
         request_id = next(self._ids)
         frames = frames_of(route, body, request_id, budget, idempotency_key)
-        pending = _Pending(Future(), time.monotonic() + budget, route, budget, largest_frame(frames))
+        pending = _Pending(Future(), time.monotonic() + budget, route, asked, largest_frame(frames))
         with self._wake_lock:  # close() sets _closed under it: a request queued here is failed by the I/O thread
             if self._closed.is_set():
                 raise Unavailable("the client is closed")
@@ -312,7 +316,7 @@ class Client:
         idempotent = idempotent if idempotent is not None else route in IDEMPOTENT_ROUTES
         for attempt in itertools.count():
             remaining = budget if attempt == 0 else max(deadline - time.monotonic(), 0.001)
-            future = self.submit(route, body, timeout=remaining, idempotency_key=idempotency_key)
+            future = self._submit(route, body, remaining, idempotency_key, asked=budget)
             try:  # bounded: a call never outwaits its deadline, even with the I/O thread gone or stuck
                 return future.result(remaining + MARGIN)
             except TimeoutError:
