@@ -23,7 +23,7 @@ from heirloom_plugins.medical.checks import summary_checks
 from heirloom_plugins.medical.drug_command import reading
 from heirloom_plugins.medical.features import Description, Vocabulary, describe
 from heirloom_plugins.medical.metrics import counts_metrics, multilabel_text
-from heirloom_plugins.medical.model import DiagnosisModel, Query, TreatmentModel
+from heirloom_plugins.medical.model import DiagnosisModel, Query
 from heirloom_plugins.medical.patients import visits
 from heirloom_plugins.medical.record import RecordsApi, SummaryInput
 from heirloom_plugins.medical.safety import (
@@ -42,6 +42,7 @@ from heirloom_plugins.medical.safety import (
     unreadable,
 )
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
+from heirloom_plugins.medical.treatment import TreatmentModel
 from tests.daemons import Daemon
 from tests.helpers import REPO, run_heirloom, write
 

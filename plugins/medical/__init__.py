@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import heirloom
 from heirloom_plugins.medical.api import DiagnosisApi, TreatmentApi
-from heirloom_plugins.medical.model import DiagnosisModel, TreatmentModel
+from heirloom_plugins.medical.model import DiagnosisModel
 from heirloom_plugins.medical.record import RecordsApi
+from heirloom_plugins.medical.treatment import TreatmentModel
 
 
 @heirloom.hookimpl

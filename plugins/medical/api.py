@@ -23,10 +23,11 @@ import attrs
 import heirloom
 from heirloom_plugins.medical.caution import FIELD, unselected, why_unselected
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
-from heirloom_plugins.medical.model import Query, TreatmentModel
+from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
 from heirloom_plugins.medical.safety import Allergy, Formulary, ingredients, read_drug, unread, withheld
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT
+from heirloom_plugins.medical.treatment import TreatmentModel
 from heirloom_plugins.model_needs import (
     failed_answer,
     predictions_of,
