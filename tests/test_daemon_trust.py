@@ -416,6 +416,20 @@ def test_idempotency_keys_are_scoped_by_client_and_body(daemon):
         assert caught.value.field == "header.idempotency_key" and "different request body" in caught.value.message
 
 
+def test_an_idempotency_key_with_the_same_bytes_described_as_another_tensor_is_another_request(daemon):
+    """The same key, body and buffer bytes, described as int8 [2, 2] instead of uint8 [4]: the repeat got
+    the first request's reply (its uint8 [4] buffer) without running; the descriptions are the request too."""
+    from heirloom.wire.protocol import Buffer
+
+    with daemon.client(timeout=10) as client:
+        first = client.call("echo.echo", {"x": Buffer("uint8", (4,), b"\x01\x02\x03\x04")}, idempotency_key="k")
+        assert (first["x"].dtype, first["x"].shape) == ("uint8", (4,))
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("echo.echo", {"x": Buffer("int8", (2, 2), b"\x01\x02\x03\x04")}, idempotency_key="k")
+        assert caught.value.field == "header.idempotency_key"
+        assert client.call("echo.echo", {"x": Buffer("uint8", (4,), b"\x01\x02\x03\x04")}, idempotency_key="k")
+
+
 def test_idempotency_cache_is_capped_by_bytes(daemon):
     """The daemon remembers at most 1 MiB of replies here: 200 KB replies evict each other."""
     with daemon.client(timeout=10) as client:
@@ -614,6 +628,39 @@ def test_sigterm_while_the_system_starts_stops_every_component_once_the_start_is
     log = daemon.log()
     assert "stopped apis.t (testing)" in log and "stopped apis.echo (echo)" in log, log
     assert "(the grace period) for the system's start to finish" in log
+
+
+def test_a_daemon_stopping_before_its_start_ended_says_it_is_draining_not_starting(tmp_path):
+    """After a SIGTERM mid-start, ``_health`` said draining but a route said 'the daemon is starting; no
+    routes yet' with retry_after_ms 500: a client waited for a start that ends in an exit instead of moving
+    to another instance (an outside Node.js client). A ``_health`` and a route call sent together: once the
+    first says draining, the second is the draining refusal (retry_after_ms 100)."""
+    daemon = Daemon(tmp_path, profile=SLOW_START_PROFILE)
+    deadline = time.monotonic() + 30
+    while "started apis.echo" not in daemon.log():  # apis.t is starting now, for 2 s
+        assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    raw, replies = Raw(daemon.address), {}
+    try:
+        os.kill(daemon.process.pid, signal.SIGTERM)
+        for pair in range(0, 400, 2):
+            raw.send({"id": pair, "route": "_health"})
+            raw.send({"id": pair + 1, "route": "echo.echo"}, 1)
+            while (answer := raw.reply(timeout=2)) is not None and answer[0]["id"] != pair + 1:
+                replies[answer[0]["id"]] = answer[1]
+            replies[pair + 1] = answer and answer[1]
+            if replies.get(pair, {}).get("draining"):
+                break
+    finally:
+        raw.close()
+    assert replies.get(pair, {}).get("draining"), replies
+    assert replies[pair + 1] == {
+        "code": "UNAVAILABLE",
+        "message": "the daemon is draining; retry on another instance",
+        "retryable": True,
+        "retry_after_ms": 100,
+    }
+    assert daemon.process.wait(30) == 0, daemon.log()
 
 
 @pytest.mark.parametrize("workers", [(), ("--workers", "2")], ids=["one-process", "two-workers"])

@@ -72,7 +72,7 @@ from heirloom.wire.protocol import (
     split_envelope,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
-from heirloom.wire.routing import passed_on_arrival, refused, too_large
+from heirloom.wire.routing import draining_error, passed_on_arrival, refused, too_large
 from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.strays import KEY_REMOVED, WELCOME, Strays, peer_name, workers_go
@@ -458,7 +458,7 @@ class Broker(BrokerRoutes):
             if info["admin"]:
                 self._check_admin(route, user)
             if self.draining:
-                raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
+                raise draining_error()
             if not self.table.serving.get(route):
                 raise self._unroutable(route)
             # the checks a worker makes before admission that need no decoding; the body's contents are the worker's

@@ -16,16 +16,17 @@ from collections import OrderedDict
 from typing import Any
 
 from heirloom.wire.call import Call
-from heirloom.wire.protocol import INVALID_ARGUMENT, OK, RequestError
+from heirloom.wire.protocol import INVALID_ARGUMENT, OK, RequestError, packb
 
 #: What a remembered reply costs beyond its bytes (key, digest, bookkeeping).
 ENTRY_OVERHEAD = 256
 
 
-def body_digest(frames: list[bytes]) -> bytes:
-    """A digest of a request's body and buffer frames (what "the same request" means)."""
+def body_digest(frames: list[bytes], described: Any = None) -> bytes:
+    """A digest of what "the same request" means: its body and buffer frames, and ``described``, the header's
+    ``buffers`` (the same bytes read as another dtype or shape are another request to a tensor route)."""
     digest = hashlib.blake2b(digest_size=16)
-    for frame in frames:
+    for frame in (packb(described), *frames):
         digest.update(len(frame).to_bytes(8, "little"))
         digest.update(frame)
     return digest.digest()

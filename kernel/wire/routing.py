@@ -42,6 +42,15 @@ from heirloom.wire.stats import RouteStats
 log = logging.getLogger("heirloom.server")
 
 
+#: Why a request is UNAVAILABLE while the daemon starts (no routes installed yet).
+STARTING = "the daemon is starting; no routes yet"
+
+
+def draining_error() -> RequestError:
+    """A request to a draining daemon (or broker): retryable, on another instance, soon."""
+    return RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
+
+
 class Endpoint:
     """A route as the daemon runs it: validation, limits, stats, and where it executes."""
 
@@ -217,13 +226,15 @@ class Router:
             self.endpoints[name].admin = True
         return added
 
-    def lookup(self, name: str, installed: bool) -> Endpoint:
-        """The endpoint for ``name``; UNAVAILABLE while routes are not installed, else NOT_FOUND."""
+    def lookup(self, name: str, installed: bool, draining: bool = False) -> Endpoint:
+        """The endpoint for ``name``; UNAVAILABLE while routes are not installed (a SIGTERM while starting:
+        draining, so a client moves on at once rather than waiting for a start that ends in an exit), else
+        NOT_FOUND."""
         endpoint = self.endpoints.get(name)
         if endpoint is not None:
             return endpoint
         if not installed:
-            raise RequestError(UNAVAILABLE, "the daemon is starting; no routes yet", retry_after_ms=500)
+            raise draining_error() if draining else RequestError(UNAVAILABLE, STARTING, retry_after_ms=500)
         hint = did_you_mean(name, self.endpoints)  # the built-in routes too: _helth is _health
         raise RequestError(NOT_FOUND, f"no route {cut(name)!r}{hint} (call _routes for the list)", "header.route")
 
@@ -343,5 +354,6 @@ def refused(why: str, stats: RouteStats) -> RequestError:
 
 
 def _retry_hint(stats: RouteStats) -> int:
-    """A pause worth one typical request of the route: cheap, since it is computed on every refusal."""
+    """A pause worth the route's recent latency, queue wait included (PROTOCOL.md "Admission"): cheap, since it
+    is computed on every refusal."""
     return max(10, int(stats.typical * 1000))

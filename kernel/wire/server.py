@@ -56,7 +56,7 @@ from heirloom.wire.protocol import (
     unpackb,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
-from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, refused
+from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, draining_error, refused
 from heirloom.wire.strays import Strays, workers_go
 from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, attach, drain, sweep
 
@@ -329,7 +329,7 @@ class Server:
             vet_sender(self.curve, self.buckets, user, envelope, frames, route if type(route) is str else None)
             endpoint = self.router.endpoints.get(route) if type(route) is str else None
             if endpoint is None:
-                endpoint = self.router.lookup(header_route(header), self._installed)
+                endpoint = self.router.lookup(header_route(header), self._installed, self.draining)
             if endpoint.admin:
                 self._check_admin(endpoint, user)
             if endpoint.builtin:
@@ -337,12 +337,12 @@ class Server:
                 self._inline(Call(envelope, request_id, endpoint, received), False)
                 return
             if self.draining and self.link is None:  # a broker stops routing to a draining worker itself
-                raise RequestError(UNAVAILABLE, "the daemon is draining; retry on another instance", retry_after_ms=100)
+                raise draining_error()
             call = decode_call(envelope, request_id, endpoint, header, frames[head + 1 :], received, budget)
             if key is not None:
                 client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
                 call.idem = (client, endpoint.name, key)
-                call.digest = body_digest(frames[head + 1 :])
+                call.digest = body_digest(frames[head + 1 :], header.get("buffers"))
                 if self._replayed(call):
                     return
             if endpoint.inline:
