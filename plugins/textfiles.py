@@ -412,12 +412,19 @@ class CsvFormat:
         own (``items_encoding``) that is ``encoding`` when unset (None)."""
         return getattr(self, setting) or self.encoding
 
-    def check_columns(self, path: str | None, columns: dict[str, str], setting: str = "encoding") -> None:
+    def check_columns(
+        self,
+        path: str | None,
+        columns: dict[str, str],
+        setting: str = "encoding",
+        optional: dict[str, str] | None = None,
+    ) -> None:
         """ValueError naming the setting (``'text_column' 'text' is not a column of
         train.csv (columns: ...)``) when ``path``'s header lacks a column ``columns`` maps a
         setting to: ``profile check`` says so, before a train reads the data, and so a header
         that is not text of the encoding ``setting`` names. A file that cannot be read is the
-        reading's to report."""
+        reading's to report. ``optional`` columns may be absent, but not present in another case:
+        a header of ``Genres`` lost every item's genres without a word (checker 303)."""
         if path is None:
             return
         encoding = self.encoding_named(setting)
@@ -441,7 +448,9 @@ class CsvFormat:
         except csv.Error:
             return
         header = [name.strip() for name in header]
-        missing = [(setting, column) for setting, column in columns.items() if column not in header]
+        folded = {name.casefold() for name in header}
+        cased = {s: c for s, c in (optional or {}).items() if c not in header and c.casefold() in folded}
+        missing = [(setting, column) for setting, column in {**columns, **cased}.items() if column not in header]
         if not missing:
             return
         if first.startswith("\ufeff") and codecs.lookup(encoding).name == "utf-8":  # "did you mean '\ufefftext'?"

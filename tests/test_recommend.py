@@ -1346,10 +1346,12 @@ def test_the_recs_console_refuses_a_count_that_is_no_whole_number_beside_its_for
 def test_profile_check_refuses_a_named_optional_column_the_file_lacks_and_a_path_that_is_no_file(tmp_path, data_dir):
     """``genres_column = "Cats"`` on a header of ``cats`` (and ``year_column``, ``time_column``) passed ``profile
     check``, then every item's genres, year or time was dropped without a word; a ``ratings`` path that was a
-    folder or a FIFO passed too, and only the read refused it (checker 270). Their defaults may be absent."""
+    folder or a FIFO passed too, and only the read refused it (checker 270). Their defaults may be absent, but not
+    present in another case (checker 303)."""
     write(tmp_path / "ratings.csv", "user,item,rating,time\nann,a,5,4\n")
     write(tmp_path / "items.csv", "item,title,cats,year\na,Tea,Green,2019\n")
     write(tmp_path / "plain.csv", "item,title\na,Tea\n")  # no genres, year or time: none, as before
+    write(tmp_path / "Cased.csv", "item,title,Genres,Year\na,Tea,Green,2019\n")  # the defaults in another case
     (tmp_path / "folder.csv").mkdir()
     os.mkfifo(tmp_path / "pipe.csv")
     shop = '[sources.{}]\nuse = "ratings-csv"\nratings = "{}"\nitems = "{}"\n'
@@ -1362,7 +1364,8 @@ def test_profile_check_refuses_a_named_optional_column_the_file_lacks_and_a_path
         + 'time_column = "Time"\n'
         + shop.format("plain", "ratings.csv", "plain.csv")
         + shop.format("folder", "folder.csv", "items.csv")
-        + shop.format("pipe", "ratings.csv", "pipe.csv"),
+        + shop.format("pipe", "ratings.csv", "pipe.csv")
+        + shop.format("cased", "ratings.csv", "Cased.csv"),
     )
     checked = run_heirloom("profile", "check", str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
     assert checked.returncode == 2, checked
@@ -1374,3 +1377,6 @@ def test_profile_check_refuses_a_named_optional_column_the_file_lacks_and_a_path
     assert f"{profile}: sources.folder.ratings: 'ratings' {tmp_path / 'folder.csv'} is a directory, not a file" in said
     assert f"{profile}: sources.pipe.items: 'items' {tmp_path / 'pipe.csv'} is a FIFO, not a regular file" in said
     assert "sources.plain" not in said, said
+    cased = "'genres_column' 'genres' is not a column of Cased.csv; did you mean 'Genres'? Nor is 'year_column' 'year'"
+    assert f"{profile}: sources.cased.genres_column: the default of source type 'ratings-csv'" in said
+    assert cased in said  # a header of Genres, Year passed and every item's genres and year were dropped (checker 303)

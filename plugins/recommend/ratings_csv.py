@@ -99,10 +99,12 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
             raise ValueError("; ".join(empty))
         rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
         named = {setting: column for setting, column in rated.items() if column}
-        self.check_columns(self.ratings, {**named, **self._chosen("time_column")})
+        chosen, defaulted = self._optional("time_column")
+        self.check_columns(self.ratings, {**named, **chosen}, optional=defaulted)
         listed = "items_item_column" if self.items_item_column else "item_column"
         described = {listed: self.catalogue_id, "title_column": self.title_column}
-        self.check_columns(self.items, {**described, **self._chosen("genres_column", "year_column")}, ITEMS_ENCODING)
+        chosen, defaulted = self._optional("genres_column", "year_column")
+        self.check_columns(self.items, {**described, **chosen}, ITEMS_ENCODING, optional=defaulted)
         if self.split_column:  # a fraction set beside it was ignored without a word (checker 261)
             defaults = attrs.fields_dict(SplitRatingsSource)
             chosen = [repr(name) for name in CHOOSING if getattr(self, name) != defaults[name].default]
@@ -116,12 +118,13 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
             except ValueError as error:
                 raise ValueError(f"'holdout' 'latest' orders each user's ratings by time, but {error}") from None
 
-    def _chosen(self, *settings: str) -> dict[str, str]:
-        """The optional columns among ``settings`` the profile named (not their defaults): a file
-        without a default one has none, but a named one it lacks is a typo (``Cats`` for ``cats``
-        dropped every item's genres without a word, checker 270), checked as the others are."""
+    def _optional(self, *settings: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The optional columns among ``settings``: those the profile named, which a file must have (``Cats``
+        for ``cats`` dropped every item's genres without a word, checker 270), and those at their defaults,
+        which a file without them has none of (unless its header has them in another case)."""
         defaults = attrs.fields_dict(type(self))
-        return {name: getattr(self, name) for name in settings if getattr(self, name) != defaults[name].default}
+        chosen = {name: getattr(self, name) for name in settings if getattr(self, name) != defaults[name].default}
+        return chosen, {name: getattr(self, name) for name in settings if name not in chosen}
 
     @property
     def catalogue_id(self) -> str:
