@@ -1091,6 +1091,33 @@ def buggy_profile(store: ArtifactStore, tmp_path: Path) -> tuple[Path, dict[str,
     return profile, env
 
 
+def test_a_damaged_served_version_is_said_at_the_serve_setting_with_how_to_repair_it(store, tmp_path):
+    """A served version whose weights blob is gone: ``profile check`` blamed ``models.m.use`` (nothing wrong
+    there), and it and ``eval`` said what was damaged but not what to do, as ``models verify`` does."""
+    profile, env = buggy_profile(store, tmp_path)
+    next(store.blobs.glob("*.safetensors")).unlink()
+    repair = "; to repair it, restore its blobs from a backup or move its aliases to a good version"
+    checked = run_heirloom("profile", "check", str(profile), env=env)
+    assert checked.returncode == 2 and f"{profile}: models.m.serve: artifact team/m@1 is damaged: " in checked.stderr
+    assert repair in checked.stderr, checked.stderr
+    evaluated = run_heirloom("eval", str(profile), env=env)
+    assert evaluated.returncode == 1 and "could not load team/m@1: artifact team/m@1 is damaged: " in evaluated.stderr
+    assert repair in evaluated.stderr, evaluated.stderr
+    verified = models(store, "verify")
+    assert verified.returncode == 1 and repair not in verified.stderr  # verify says the repair once, its own way
+    assert "to repair a damaged version: restore its blobs from a backup" in verified.stderr
+
+
+def test_an_index_emptied_under_a_process_that_opened_it_says_to_restore_it(store):
+    """An index truncated while a daemon had it open was SQLite's bare 'no such table: artifacts'."""
+    put(store, "team/m", 1)
+    store.list()
+    store.index.path.write_bytes(b"")
+    with pytest.raises(heirloom.HeirloomError) as emptied:
+        store.list()
+    assert "was emptied or replaced while in use: restore index.sqlite from a backup" in str(emptied.value)
+
+
 def test_profile_check_says_a_model_whose_load_raises_as_a_problem_with_its_traceback(store, tmp_path):
     """A plugin's bug in ``load`` (anything but a HeirloomError) crashed ``profile check`` with a bare
     traceback, exit 1, when an api implementing ``check`` sat over the model."""

@@ -480,7 +480,7 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
         try:
             store.verify(artifact)
         except HeirloomError as exc:
-            damaged[artifact.ref] = str(exc)
+            damaged[artifact.ref] = getattr(exc, "damage", str(exc))  # the repair is said once, below
     if as_json:
         print_json({"checked": len(artifacts), "damaged": damaged})
     else:

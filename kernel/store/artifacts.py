@@ -29,6 +29,7 @@ from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.files import NotRegularFile, open_regular, write_atomic
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
+    Damaged,
     canonical_json,
     decode_metadata,
     decode_state,
@@ -273,7 +274,7 @@ class ArtifactStore:
         ``MAX_VERSION``, which ``put`` never gives (only a hand edit of the index does), is damage too."""
         artifact = self._decoded(ref, None, check_only=True)[0]
         if artifact.version > MAX_VERSION:
-            raise HeirloomError(
+            raise Damaged(
                 f"artifact {artifact.ref} is damaged: its index row's version is past {MAX_VERSION}, "
                 "the largest the store gives"
             )
@@ -308,23 +309,23 @@ class ArtifactStore:
         weights, metadata = (self._read_blob(artifact, name) for name in names)
         computed = manifest_digest(artifact.framework, sha256(weights), sha256(metadata))
         if computed != artifact.digest:
-            raise HeirloomError(f"artifact {artifact.ref} is corrupt: its index row does not match its digest")
+            raise Damaged(f"artifact {artifact.ref} is corrupt: its index row does not match its digest")
         return artifact, weights, metadata
 
     def _read_blob(self, artifact: Artifact, name: str) -> bytes:
         """A blob's bytes, checked against its name; never through a link, never a device, never
         outside ``blobs/`` (the name comes from the index, which may be damaged)."""
         if not BLOB_NAME.fullmatch(name):
-            raise HeirloomError(f"artifact {artifact.ref} is damaged: its index row names the blob {name[:80]!r}")
+            raise Damaged(f"artifact {artifact.ref} is damaged: its index row names the blob {name[:80]!r}")
         path = self.blobs / name
         try:
             fd = open_regular(path, os.O_NOFOLLOW)
         except FileNotFoundError:
-            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} is missing") from None
+            raise Damaged(f"artifact {artifact.ref} is damaged: {path} is missing") from None
         except OSError as exc:  # NotRegularFile's strerror: "is a directory, not a file"
             what = exc.strerror if isinstance(exc, NotRegularFile) else f"cannot be read: {exc.strerror}"
             what = "is a symbolic link (the store never follows links)" if path.is_symlink() else what
-            raise HeirloomError(f"artifact {artifact.ref} is damaged: {path} {what}") from None
+            raise Damaged(f"artifact {artifact.ref} is damaged: {path} {what}") from None
         with os.fdopen(fd, "rb") as handle:
             try:
                 data = handle.read()
@@ -332,7 +333,7 @@ class ArtifactStore:
                 raise HeirloomError(f"artifact {artifact.ref}: {path} does not fit in memory") from None
         expected, actual = name.partition(".")[0], sha256(data)
         if actual != expected:
-            raise HeirloomError(f"artifact {artifact.ref} is corrupt: {path} has sha256 {actual}, not {expected}")
+            raise Damaged(f"artifact {artifact.ref} is corrupt: {path} has sha256 {actual}, not {expected}")
         return data
 
     def list(

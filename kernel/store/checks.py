@@ -20,6 +20,7 @@ from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
 from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import StoreMissing
+from heirloom.store.content import Damaged
 from heirloom.store.parents import ask, checks_parents, parent_problems
 from heirloom.store.refs import one_typo
 from heirloom.store.training import PRETRAINED, SERVED
@@ -98,7 +99,7 @@ def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[P
                     loaded[target] = _stored(store, profile, specs[target])
                 except HeirloomError as error:  # said as a problem of the model's table, not a bare exit 1
                     loaded[target] = None
-                    key = f"{specs[target].key}.use"
+                    key = f"{specs[target].key}.{'serve' if isinstance(error, Damaged) else 'use'}"
                     problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, str(error)))
         models = {name: loaded[name] for _, kind, name in references(api) if kind == "model" and loaded[name]}
         targets = {field: name for field, kind, name in references(api) if kind == "model"}
@@ -133,6 +134,8 @@ def _stored(store: Any, profile: ResolvedProfile, spec: Any) -> Any:
     model = profile.instantiate(spec)
     try:
         model.load(store.load(artifact, reads=model.state_format))
+    except Damaged:
+        raise  # the store's damage, not the model's: said at the setting that chose the version
     except Exception as error:  # a plugin's bug in load() is a problem of its model's table, not a crash
         if not isinstance(error, HeirloomError):
             log.warning("%s (%s).load raised", spec.key, spec.use, exc_info=True)  # the plugin's file and line

@@ -22,6 +22,18 @@ from heirloom.core.limits import nests_deeper
 NO_TENSORS = "none"
 
 
+class Damaged(HeirloomError):
+    """A stored version whose bytes are missing or do not match: what every command that meets it says,
+    with how to mend it (eval and serve said only what was wrong). ``damage``: the what alone."""
+
+    def __init__(self, damage: str):
+        self.damage = damage
+        super().__init__(
+            f"{damage}; to repair it, restore its blobs from a backup or move its aliases to a good version "
+            "(heirloom models verify lists every damaged version and says how; docs/OPERATIONS.md)"
+        )
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -113,7 +125,7 @@ def decode_state(
     try:
         tensors = decode_tensors(framework, weights, check_only)
     except Exception as exc:  # noqa: BLE001 - safetensors' error, a header declaring 2**62 bytes: a forged or torn blob
-        raise HeirloomError(f"{what} is damaged: its weights do not decode ({type(exc).__name__}: {exc})") from None
+        raise Damaged(f"{what} is damaged: its weights do not decode ({type(exc).__name__}: {exc})") from None
     state = State(tensors, decode_metadata(metadata, what))
     stored = state.metadata.pop(STATE_FORMAT_KEY, 1)
     check_format(stored, f"{what}: its stored {STATE_FORMAT_KEY}")
@@ -133,9 +145,9 @@ def decode_metadata(metadata: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(metadata)
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested past the parser's depth
-        raise HeirloomError(f"{what} is damaged: its metadata is not JSON ({type(exc).__name__}: {exc})") from None
+        raise Damaged(f"{what} is damaged: its metadata is not JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(value, dict):
-        raise HeirloomError(f"{what} is damaged: its metadata is a JSON {type(value).__name__}, not an object")
+        raise Damaged(f"{what} is damaged: its metadata is a JSON {type(value).__name__}, not an object")
     return value
 
 

@@ -212,6 +212,8 @@ class StoreIndex:
                     hint = WAL_HINT
             elif not self.path.parent.is_dir():  # "unable to open database file" said nothing of why
                 hint = f" (its folder {self.path.parent} is gone (moved or removed while in use?))"
+            elif str(exc).startswith("no such table") and self._opened:  # emptied under a running daemon
+                hint = " (the file was emptied or replaced while in use: restore index.sqlite from a backup)"
             raise HeirloomError(f"the store index {self.path} cannot be used: {exc}{hint}") from None
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:
