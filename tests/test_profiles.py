@@ -1198,10 +1198,15 @@ def test_oversized_or_deeply_nested_profiles_are_refused_before_parsing(tmp_path
     dotted = write(tmp_path / "dotted.toml", ".".join(f"k{i}" for i in range(50_000)) + " = 1\n")
     nested = write(tmp_path / "nested.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n")
     huge = write(tmp_path / "huge.toml", "# padding\n" * 200_000)
+    # one long word under 1 MiB: the dotted-key guard searched it in quadratic time (hours; checker 305 F9)
+    number = write(tmp_path / "number.toml", "[resources]\nthreads = " + "9" * 1_000_000 + "\n")
+    key = write(tmp_path / "key.toml", '[apis.e]\nuse = "echo"\n' + "a" * 1_000_000 + " = 1\n")
     for path, words in (
         (dotted, "more than 32 parts"),
         (nested, "nested more than 32 levels deep"),
         (huge, "a profile may be at most 1048576"),
+        (number, "resources.threads: an integer of over 4,300 digits"),
+        (key, "apis.e.aaaa"),
     ):
         result = run_heirloom("profile", "check", str(path), timeout=20)
         assert result.returncode == 2 and words in result.stderr, result.stderr
