@@ -1303,7 +1303,13 @@ def test_a_body_that_trickles_past_the_timeout_is_refused_408(tmp_path):
             slow.sendall(b"POST /v1/routes/echo.echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n[")
             started = time.monotonic()
             reply = raw_response(slow)
+            slow.settimeout(10)
+            try:  # a 408 ends the connection (RFC 9110 15.5.9): it stayed open, the rest of the body read as it came
+                closed = slow.recv(1) == b""
+            except TimeoutError:
+                closed = False
         assert reply.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in reply, reply
+        assert "\r\nconnection: close\r\n" in reply.lower() and closed, reply
         assert time.monotonic() - started < 10
     finally:
         process.terminate()

@@ -265,7 +265,9 @@ class Gateway:
                 raw = await read_body(receive, limit, lambda _: _too_large(None, limit, where))
         except TimeoutError:
             message = f"the request body did not arrive within {self.timeout:g} s (--timeout)"
-            raise Refused(error_response(408, message, code="DEADLINE_EXCEEDED", field="body")) from None
+            closing = {"Connection": "close"}  # RFC 9110 15.5.9: the connection ends, the rest of the body unread
+            refused = error_response(408, message, code="DEADLINE_EXCEEDED", field="body", headers=closing)
+            raise Refused(refused) from None
         binary = headers.get("inference-header-content-length")
         if binary is not None:
             if not tensors:
