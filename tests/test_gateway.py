@@ -1620,7 +1620,7 @@ def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_pat
     needs no CORS preflight) or call _reload; programs send neither Origin nor Sec-Fetch-Site."""
     daemon = Daemon(tmp_path)
     daemon.wait_ready()
-    gateway = Gateway(tmp_path, daemon.address)
+    gateway = Gateway(tmp_path, daemon.address, env={"HEIRLOOM_PLUGINS": "tests.gateway_console"})
     echo = gateway.url + "/v1/routes/echo.echo"
     try:
         for forged in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
@@ -1636,6 +1636,9 @@ def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_pat
         assert (status, body) == (200, [2])
         status, _, _ = http(gateway.url + "/v2/health/ready", headers={"Sec-Fetch-Site": "cross-site"})
         assert status == 200  # a read with no side effect stays open (a link from a wiki page)
+        for page in ("/console", "/console/echo"):  # the index, a console's empty form: a link was a JSON 403
+            status, headers, shown = http(gateway.url + page, headers={"Sec-Fetch-Site": "cross-site"})
+            assert status == 200 and headers["Content-Type"].startswith("text/html"), (page, shown)
     finally:
         assert gateway.stop() == 0
         assert daemon.terminate() == 0
