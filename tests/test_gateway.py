@@ -965,6 +965,11 @@ def test_http_0_9_and_unknown_methods_are_refused_naming_what_was_wrong(bare):
                 "retryable": False,
                 "field": "method",
             }
+    with socket.create_connection((host, int(port))) as connection:  # a version, not HTTP/0.9's none (h302 F4)
+        connection.sendall(b"GET /v2 HTTP/2.0\r\nHost: localhost\r\n\r\n")
+        answer = raw_response(connection)
+    said = "malformed HTTP/1.1 request: HTTP/2.0 in the request line: the gateway speaks HTTP/1.1 (and HTTP/1.0)"
+    assert answer.startswith("HTTP/1.1 400") and json.loads(answer.split("\r\n\r\n", 1)[1])["error"] == said, answer
 
 
 def test_a_client_that_pipelines_and_hangs_up_leaves_no_traceback(bare):
@@ -1249,6 +1254,11 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
         with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:  # two Host headers
             raw.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: localhost\r\nHost: rebound.example\r\n\r\n")
             assert raw.recv(4096).startswith(b"HTTP/1.1 403")
+        for target, answer in (("rebound.example", "403"), (f"localhost:{port}", "200")):
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:  # absolute form: was 200
+                raw.sendall(f"GET http://{target}/v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                reply = raw_response(raw)  # RFC 9112 3.2.2: the target's authority is the host, not Host
+            assert reply.startswith(f"HTTP/1.1 {answer}") and (answer == "200" or target in reply), reply
         status, _, body = http(proxied.url + "/v1/routes/echo.echo", [2], headers={"Host": "api.example.com"})
         assert (status, body) == (200, [2])
         assert http(proxied.url + "/v2/health/ready", headers={"Host": "rebound.example"})[0] == 403
