@@ -27,8 +27,18 @@ from pathlib import Path
 
 import pytest
 
+import heirloom
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, pythonpath, quiet_api_plugin, run_heirloom, write
+from tests.helpers import (
+    HEIRLOOM,
+    REPO,
+    free_port,
+    free_tcp_address,
+    pythonpath,
+    quiet_api_plugin,
+    run_heirloom,
+    write,
+)
 from tests.test_ui import SMALL
 
 #: How long the gateway keeps a route table (plugins/gateway/routes.py Routes' ttl).
@@ -543,6 +553,39 @@ def test_a_large_infer_tensor_never_fills_the_routes_queue_by_itself(trained, tm
     finally:
         assert gateway.stop() == 0
         assert small_queue.terminate() == 0
+
+
+def test_an_infer_whose_rows_all_fail_for_a_refused_key_says_why_once_naming_no_row(trained, tmp_path):
+    """A refused Curve key failed every row with one shared error, to which each row added ``row N: ``:
+    ``row 7: row 6: ... row 0: the daemon refused ...``, and 1,024 rows cut the reason off (checker h302 F5).
+    The connection's failure is no row's: it names none."""
+    daemon, _ = trained
+    for folder, name in (("server", "server"), ("clients", "app"), ("strangers", "stranger")):
+        assert run_heirloom("keys", "new", str(tmp_path / folder), "--name", name).returncode == 0
+    server = tmp_path / "server"
+    profile = (daemon.log_path.parent / "daemon.toml").read_text()
+    curve = ("--curve-secret", str(server / "server.key_secret"), "--curve-clients", str(tmp_path / "clients"))
+    secure = Daemon(tmp_path, *curve, profile=profile, address=free_tcp_address())
+    secure.wait_ready(
+        timeout=120, curve=heirloom.CurveClient(tmp_path / "clients/app.key_secret", server / "server.key")
+    )
+    app, stranger = "a-long-token-for-the-app", "a-long-token-for-a-stranger"
+    tokens = write(
+        tmp_path / "tokens.toml",
+        f'[tokens]\n"{app}" = "clients/app.key_secret"\n"{stranger}" = "strangers/stranger.key_secret"\n',
+    )
+    tokens.chmod(0o600)
+    gateway = Gateway(tmp_path, secure.address, "--tokens", str(tokens), "--curve-server", str(server / "server.key"))
+    try:  # the route table, read on the app's connection, is kept 5 s: the stranger's rows are sent
+        assert http(gateway.url + "/v1/routes", headers={"Authorization": f"Bearer {app}"})[0] == 200
+        rows = {"name": "text", "shape": [8], "datatype": "BYTES", "data": (TEXTS * 3)[:8]}
+        infer = gateway.url + "/v2/models/sentiment/infer"
+        status, _, body = http(infer, {"inputs": [rows]}, headers={"Authorization": f"Bearer {stranger}"})
+        said = "the daemon refused this client's Curve key (not in its authorised clients) or the server key is wrong"
+        assert (status, body["code"], body["error"]) == (401, "UNAUTHENTICATED", said), body
+    finally:
+        assert gateway.stop() == 0
+        assert secure.terminate() == 0
 
 
 @pytest.mark.parametrize(
