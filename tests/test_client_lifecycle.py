@@ -32,7 +32,8 @@ def test_close_resolves_every_future_still_queued_and_refuses_later_calls(daemon
     done, not_done = wait(futures, timeout=5)
     assert not not_done
     outcomes = {type(f.exception() or f.result()) for f in done}
-    assert outcomes <= {Reply, Unavailable} and Unavailable in outcomes
+    assert outcomes <= {Reply, ConnectionClosed} and ConnectionClosed in outcomes
+    assert all(f.exception().retryable for f in done if f.exception())  # UNAVAILABLE is (docs/PROTOCOL.md)
     with pytest.raises(Unavailable, match="the client is closed"):
         client.submit("echo.echo", 1)
     with pytest.raises(Unavailable, match="the client is closed"):
@@ -233,3 +234,25 @@ def test_async_client_requests_a_killed_daemon_never_read_fail_at_once(tmp_path)
 
     outcomes = asyncio.run(scenario())
     assert all(_lost(outcome) for outcome in outcomes), outcomes
+
+
+def test_an_async_clients_close_fails_each_call_with_an_error_of_its_own_that_is_retryable(daemon):
+    """close() failed every call outstanding with one error object, not retryable although PROTOCOL.md says
+    UNAVAILABLE is (the request may have run): the gateway's rows each added ``row N: `` to that one message
+    (``row 7: row 6: ... row 0: the client was closed``, checker h302 F5)."""
+    import asyncio
+
+    import heirloom
+
+    async def scenario() -> list[BaseException]:
+        client = heirloom.AsyncClient(daemon.address, timeout=30)
+        assert await client.call("echo.echo", "connected") == "connected"
+        calls = [asyncio.ensure_future(client.call("t.slow", {"ms": 1000})) for _ in range(8)]
+        await asyncio.sleep(0)  # each call runs up to its wait for the reply: sent
+        client.close()
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    errors = asyncio.run(scenario())
+    assert all(isinstance(error, ConnectionClosed) and error.retryable for error in errors), errors
+    assert len({id(error) for error in errors}) == 8, errors
+    assert errors[0].message.startswith("the client was closed before the reply came; the request may have run")

@@ -27,8 +27,18 @@ from pathlib import Path
 
 import pytest
 
+import heirloom
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, pythonpath, quiet_api_plugin, run_heirloom, write
+from tests.helpers import (
+    HEIRLOOM,
+    REPO,
+    free_port,
+    free_tcp_address,
+    pythonpath,
+    quiet_api_plugin,
+    run_heirloom,
+    write,
+)
 from tests.test_ui import SMALL
 
 #: How long the gateway keeps a route table (plugins/gateway/routes.py Routes' ttl).
@@ -545,6 +555,39 @@ def test_a_large_infer_tensor_never_fills_the_routes_queue_by_itself(trained, tm
         assert small_queue.terminate() == 0
 
 
+def test_an_infer_whose_rows_all_fail_for_a_refused_key_says_why_once_naming_no_row(trained, tmp_path):
+    """A refused Curve key failed every row with one shared error, to which each row added ``row N: ``:
+    ``row 7: row 6: ... row 0: the daemon refused ...``, and 1,024 rows cut the reason off (checker h302 F5).
+    The connection's failure is no row's: it names none."""
+    daemon, _ = trained
+    for folder, name in (("server", "server"), ("clients", "app"), ("strangers", "stranger")):
+        assert run_heirloom("keys", "new", str(tmp_path / folder), "--name", name).returncode == 0
+    server = tmp_path / "server"
+    profile = (daemon.log_path.parent / "daemon.toml").read_text()
+    curve = ("--curve-secret", str(server / "server.key_secret"), "--curve-clients", str(tmp_path / "clients"))
+    secure = Daemon(tmp_path, *curve, profile=profile, address=free_tcp_address())
+    secure.wait_ready(
+        timeout=120, curve=heirloom.CurveClient(tmp_path / "clients/app.key_secret", server / "server.key")
+    )
+    app, stranger = "a-long-token-for-the-app", "a-long-token-for-a-stranger"
+    tokens = write(
+        tmp_path / "tokens.toml",
+        f'[tokens]\n"{app}" = "clients/app.key_secret"\n"{stranger}" = "strangers/stranger.key_secret"\n',
+    )
+    tokens.chmod(0o600)
+    gateway = Gateway(tmp_path, secure.address, "--tokens", str(tokens), "--curve-server", str(server / "server.key"))
+    try:  # the route table, read on the app's connection, is kept 5 s: the stranger's rows are sent
+        assert http(gateway.url + "/v1/routes", headers={"Authorization": f"Bearer {app}"})[0] == 200
+        rows = {"name": "text", "shape": [8], "datatype": "BYTES", "data": (TEXTS * 3)[:8]}
+        infer = gateway.url + "/v2/models/sentiment/infer"
+        status, _, body = http(infer, {"inputs": [rows]}, headers={"Authorization": f"Bearer {stranger}"})
+        said = "the daemon refused this client's Curve key (not in its authorised clients) or the server key is wrong"
+        assert (status, body["code"], body["error"]) == (401, "UNAUTHENTICATED", said), body
+    finally:
+        assert gateway.stop() == 0
+        assert secure.terminate() == 0
+
+
 @pytest.mark.parametrize(
     "room", ["[server]\nmax_queue = 2\n", '[resources]\nuse = "local"\nmax_in_flight = 2\n'], ids=["queue", "in-flight"]
 )
@@ -965,6 +1008,11 @@ def test_http_0_9_and_unknown_methods_are_refused_naming_what_was_wrong(bare):
                 "retryable": False,
                 "field": "method",
             }
+    with socket.create_connection((host, int(port))) as connection:  # a version, not HTTP/0.9's none (h302 F4)
+        connection.sendall(b"GET /v2 HTTP/2.0\r\nHost: localhost\r\n\r\n")
+        answer = raw_response(connection)
+    said = "malformed HTTP/1.1 request: HTTP/2.0 in the request line: the gateway speaks HTTP/1.1 (and HTTP/1.0)"
+    assert answer.startswith("HTTP/1.1 400") and json.loads(answer.split("\r\n\r\n", 1)[1])["error"] == said, answer
 
 
 def test_a_client_that_pipelines_and_hangs_up_leaves_no_traceback(bare):
@@ -1249,6 +1297,11 @@ def test_a_loopback_gateway_answers_only_loopback_host_names(tmp_path):
         with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:  # two Host headers
             raw.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: localhost\r\nHost: rebound.example\r\n\r\n")
             assert raw.recv(4096).startswith(b"HTTP/1.1 403")
+        for target, answer in (("rebound.example", "403"), (f"localhost:{port}", "200")):
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:  # absolute form: was 200
+                raw.sendall(f"GET http://{target}/v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                reply = raw_response(raw)  # RFC 9112 3.2.2: the target's authority is the host, not Host
+            assert reply.startswith(f"HTTP/1.1 {answer}") and (answer == "200" or target in reply), reply
         status, _, body = http(proxied.url + "/v1/routes/echo.echo", [2], headers={"Host": "api.example.com"})
         assert (status, body) == (200, [2])
         assert http(proxied.url + "/v2/health/ready", headers={"Host": "rebound.example"})[0] == 403
@@ -1303,7 +1356,13 @@ def test_a_body_that_trickles_past_the_timeout_is_refused_408(tmp_path):
             slow.sendall(b"POST /v1/routes/echo.echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n[")
             started = time.monotonic()
             reply = raw_response(slow)
+            slow.settimeout(10)
+            try:  # a 408 ends the connection (RFC 9110 15.5.9): it stayed open, the rest of the body read as it came
+                closed = slow.recv(1) == b""
+            except TimeoutError:
+                closed = False
         assert reply.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in reply, reply
+        assert "\r\nconnection: close\r\n" in reply.lower() and closed, reply
         assert time.monotonic() - started < 10
     finally:
         process.terminate()
@@ -1614,7 +1673,7 @@ def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_pat
     needs no CORS preflight) or call _reload; programs send neither Origin nor Sec-Fetch-Site."""
     daemon = Daemon(tmp_path)
     daemon.wait_ready()
-    gateway = Gateway(tmp_path, daemon.address)
+    gateway = Gateway(tmp_path, daemon.address, env={"HEIRLOOM_PLUGINS": "tests.gateway_console"})
     echo = gateway.url + "/v1/routes/echo.echo"
     try:
         for forged in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
@@ -1630,6 +1689,9 @@ def test_a_request_another_sites_page_sends_through_a_browser_is_refused(tmp_pat
         assert (status, body) == (200, [2])
         status, _, _ = http(gateway.url + "/v2/health/ready", headers={"Sec-Fetch-Site": "cross-site"})
         assert status == 200  # a read with no side effect stays open (a link from a wiki page)
+        for page in ("/console", "/console/echo"):  # the index, a console's empty form: a link was a JSON 403
+            status, headers, shown = http(gateway.url + page, headers={"Sec-Fetch-Site": "cross-site"})
+            assert status == 200 and headers["Content-Type"].startswith("text/html"), (page, shown)
     finally:
         assert gateway.stop() == 0
         assert daemon.terminate() == 0

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import zmq
@@ -24,12 +25,14 @@ import zmq
 from heirloom.core.errors import HeirloomError
 from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import (
+    CLIENT_IS_CLOSED,
     DEFAULT_ADDRESS,
+    ConnectionClosed,
     NoReply,
     RemoteError,
     Reply,
     Unauthenticated,
-    Unavailable,
+    client_closed,
     closed_before_reply,
     frames_of,
     parse_reply,
@@ -91,7 +94,7 @@ class AsyncClient:
     ) -> Reply:
         """Send one request and wait for its :class:`Reply`; a non-OK status raises its RemoteError."""
         if self._closed:
-            raise Unavailable("the client is closed")
+            raise ConnectionClosed(CLIENT_IS_CLOSED)
         loop = asyncio.get_running_loop()
         if self._loop is not loop and self._loop is not None:  # its socket's reader is on that loop
             raise HeirloomError(
@@ -204,7 +207,7 @@ class AsyncClient:
                 self._loop.call_soon(self._on_socket)  # type: ignore[union-attr]  # to send what waited for it
             elif event != DISCONNECTED:  # a refused handshake: nothing queued will be sent
                 self._auth_failure = refused_key_message(self.address)
-                self._fail_pending(Unauthenticated(self._auth_failure))
+                self._fail_pending(functools.partial(Unauthenticated, self._auth_failure))
             else:  # what was sent on it has no reply to come
                 self._lost()
 
@@ -217,10 +220,12 @@ class AsyncClient:
             if not future.done():
                 future.set_exception(closed_before_reply(self.address, self._oversized.get(request_id, 0)))
 
-    def _fail_pending(self, error: RemoteError) -> None:
+    def _fail_pending(self, error: Callable[[], RemoteError]) -> None:
+        """Fail every call outstanding, each with an error of its own (one shared error, with ``row N: `` added to
+        it by each of a gateway's rows, said ``row 7: row 6: ... row 0: `` before the reason)."""
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(error)
+                future.set_exception(error())
         self._pending.clear()
         self._unsent.clear()
 
@@ -233,7 +238,7 @@ class AsyncClient:
             with contextlib.suppress(ValueError, RuntimeError):  # the descriptors are gone or the loop stopped
                 self._loop.remove_reader(self._socket.FD)
                 self._loop.remove_reader(self._monitor.FD)
-        self._fail_pending(Unavailable("the client was closed"))
+        self._fail_pending(client_closed)
         self._socket.disable_monitor()
         self._monitor.close(linger=0)
         self._socket.close(linger=0)

@@ -61,6 +61,7 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 IDEMPOTENT_ROUTES = frozenset({"_health", "_ready", "_routes", "_stats"})
 #: How long past its deadline a caller waits for the I/O thread's own NoReply before raising one itself.
 MARGIN = 1.0
+CLIENT_IS_CLOSED = "the client is closed"
 
 
 class RemoteError(HeirloomError):
@@ -96,7 +97,8 @@ Internal = ERRORS["INTERNAL"]
 
 
 class ConnectionClosed(Unavailable):
-    """UNAVAILABLE said by the client: the connection closed before the reply, so the request may have run.
+    """UNAVAILABLE said by the client: the connection (or the client) closed before the reply, so the request
+    may have run; or a call on a closed client, sent nowhere.
     ``Client.request`` retries it only when idempotent: a daemon restarted, and a daemon reached over a new
     connection without Curve (a new client to it), answer a repeated idempotency key from no memory."""
 
@@ -216,6 +218,13 @@ def closed_before_reply(address: str, largest: int) -> RemoteError:
     return ConnectionClosed(f"{said}; {ran}", retryable=True)
 
 
+def client_closed() -> ConnectionClosed:
+    """The error of a call outstanding when its client is closed: retryable (UNAVAILABLE is, docs/PROTOCOL.md),
+    on another client; one error per call, as a caller may add to the message of its own."""
+    said = "the client was closed before the reply came; the request may have run: retry it if it is idempotent"
+    return ConnectionClosed(said, retryable=True)
+
+
 class Client:
     """A connection to a heirloom daemon. Thread-safe; close it (or use ``with``) when done."""
 
@@ -288,7 +297,7 @@ class Client:
         pending = _Pending(Future(), time.monotonic() + budget, route, asked, largest_frame(frames))
         with self._wake_lock:  # close() sets _closed under it: a request queued here is failed by the I/O thread
             if self._closed.is_set():
-                raise Unavailable("the client is closed")
+                raise ConnectionClosed(CLIENT_IS_CLOSED)
             if self._pid != os.getpid():
                 self._forked()
             self._outbox.put((request_id, frames, pending))
@@ -364,7 +373,7 @@ class Client:
             self._backlog.append(self._outbox.get_nowait())
         for entry in [*pending.values(), *(item[2] for item in self._backlog)]:
             if not entry.future.done():
-                entry.future.set_exception(Unavailable("the client was closed"))
+                entry.future.set_exception(client_closed())
 
     def _send_outbox(self, pending: dict[int, _Pending]) -> None:
         while self._wake_pull.get(zmq.EVENTS) & zmq.POLLIN:  # each submit's wake-up: the outbox holds its request
@@ -459,7 +468,7 @@ class Client:
 
     def close(self) -> None:
         """Fail outstanding calls with UNAVAILABLE and release the sockets; a call after it raises
-        Unavailable("the client is closed")."""
+        ConnectionClosed("the client is closed")."""
         with self._wake_lock:
             if self._closed.is_set():
                 return

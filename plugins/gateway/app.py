@@ -37,9 +37,11 @@ from heirloom_plugins.gateway.binary import decode as decode_binary
 from heirloom_plugins.gateway.docs import docs_page
 from heirloom_plugins.gateway.errors import (
     PAYLOAD_TOO_LARGE,
+    about_a_row,
     error_response,
     http_error,
     remote_error_response,
+    reworded,
     unhandled_error,
 )
 from heirloom_plugins.gateway.front import (
@@ -207,11 +209,12 @@ class Gateway:
         try:
             return await client.request(route, body, timeout=timeout, idempotency_key=idempotency_key)
         except heirloom.RemoteError as exc:
-            if exc.code == "DEADLINE_EXCEEDED" and self.address in exc.message:
+            message = exc.message
+            if exc.code == "DEADLINE_EXCEEDED" and self.address in message:
                 said = timeout if budget is None else budget
-                exc.message = self.late_table(said) if route == "_routes" else self.late(route, said)
-            exc.message = exc.message.replace(f" at {self.address}", "").replace(self.address, "the daemon")
-            raise
+                message = self.late_table(said) if route == "_routes" else self.late(route, said)
+            message = message.replace(f" at {self.address}", "").replace(self.address, "the daemon")
+            raise reworded(exc, message, exc.field) from None
 
     def late(self, what: str, timeout: float) -> str:
         """What a request is told when its budget ran out waiting for ``what``."""
@@ -230,14 +233,15 @@ class Gateway:
         self, client: heirloom.AsyncClient, route: str, row: int, body: Any, left: float, budget: float
     ) -> heirloom.Reply:
         """Row ``row`` of an infer request as one call, within the ``left`` seconds of the
-        request's ``budget``; a refusal says which row it was."""
+        request's ``budget``; a refusal about the row says which row it was."""
+        if left <= 0:  # spent waiting for room at the daemon
+            raise heirloom.DeadlineExceeded(self.late(route, budget))
         try:
-            if left <= 0:  # spent waiting for room at the daemon
-                raise heirloom.DeadlineExceeded(self.late(route, budget))
             return await self.request(client, route, body, left, budget=budget)
         except heirloom.RemoteError as exc:
-            exc.message = f"row {row}: {exc.message}"
-            raise
+            if not about_a_row(exc):
+                raise
+            raise reworded(exc, f"row {row}: {exc.message}", exc.field) from None
 
     def deadline(self, headers: Headers) -> float:
         """Seconds to wait: the ``Heirloom-Deadline-Ms`` header, at most the gateway's timeout."""
@@ -265,7 +269,9 @@ class Gateway:
                 raw = await read_body(receive, limit, lambda _: _too_large(None, limit, where))
         except TimeoutError:
             message = f"the request body did not arrive within {self.timeout:g} s (--timeout)"
-            raise Refused(error_response(408, message, code="DEADLINE_EXCEEDED", field="body")) from None
+            closing = {"Connection": "close"}  # RFC 9110 15.5.9: the connection ends, the rest of the body unread
+            refused = error_response(408, message, code="DEADLINE_EXCEEDED", field="body", headers=closing)
+            raise Refused(refused) from None
         binary = headers.get("inference-header-content-length")
         if binary is not None:
             if not tensors:
@@ -301,10 +307,10 @@ class Gateway:
             reply = await self.request(client, name, body, timeout, idempotency_key=idempotency_key(headers))
         except heirloom.RemoteError as exc:
             if exc.field == "header.route":  # the wire's place of the name, which HTTP carries in the path
-                exc.field = "path.route"
-            elif exc.field == WIRE_IDEMPOTENCY_FIELD:  # one spelling per header: the one the client sent
-                exc.field = "header.Idempotency-Key"
-                exc.message = exc.message.replace("idempotency_key", "Idempotency-Key", 1)
+                raise reworded(exc, exc.message, "path.route") from None
+            if exc.field == WIRE_IDEMPOTENCY_FIELD:  # one spelling per header: the one the client sent
+                message = exc.message.replace("idempotency_key", "Idempotency-Key", 1)
+                raise reworded(exc, message, "header.Idempotency-Key") from None
             raise
         return to_json(reply.body), [(VERSION_HEADER, reply.version.encode())] if reply.version else []
 

@@ -76,6 +76,19 @@ def remote_error_response(error: heirloom.RemoteError) -> JSONResponse:
     )
 
 
+def reworded(error: heirloom.RemoteError, message: str, field: str | None) -> heirloom.RemoteError:
+    """``error`` with another message and field, as a new error of its type: a caught error is never changed,
+    as it may be shared (one error failed every row of a request, which then read ``row 7: row 6: ...``)."""
+    return type(error)(message, field=field, retryable=error.retryable, retry_after_ms=error.retry_after_ms)
+
+
+def about_a_row(error: heirloom.RemoteError) -> bool:
+    """Whether an infer row's refusal is about that row, not about the connection (closed, its Curve key
+    refused) or the request's budget, which fail every row alike and name none."""
+    connection = isinstance(error, heirloom.ConnectionClosed)
+    return not connection and error.code not in ("UNAUTHENTICATED", "DEADLINE_EXCEEDED")
+
+
 def failure_response(exc: BaseException) -> JSONResponse:
     """A 500 for a request the gateway itself failed on: JSON like every other error,
     naming the exception's type only (its message may hold what a client must not see);

@@ -344,8 +344,11 @@ def cross_site(scope: Scope, headers: dict[str, str]) -> tuple[str, str] | None:
     """The header, and why, a request that acts looks sent by another site's page in a browser (a forged
     request, CSRF: a form or a fetch needs no preflight with a text/plain body), or None.
     Browsers send Sec-Fetch-Site and Origin; programs (curl, tritonclient, heirloom's
-    clients) send neither, and a page of the gateway's own (its consoles) is same-origin."""
-    if scope["method"] in SAFE_METHODS and not scope["path"].startswith(CONSOLES):
+    clients) send neither, and a page of the gateway's own (its consoles) is same-origin. A console's form
+    (a page with a query) calls routes, so it acts; its page without one, and the index, are read as /docs is
+    (a link from a wiki was refused)."""
+    form = scope["path"].startswith(CONSOLES) and scope["query_string"]
+    if scope["method"] in SAFE_METHODS and not form:
         return None
     site = headers.get("sec-fetch-site")
     if site in ("cross-site", "same-site"):

@@ -40,6 +40,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httptools
 from uvicorn._types import ASGI3Application
@@ -217,6 +218,13 @@ def _shortest(longest: int, holds: Callable[[int], bool]) -> int:
     return high
 
 
+def target_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form request target (``http://localhost:8000/v2``, what a client sends a
+    proxy), which RFC 9112 3.2.2 makes the request's host in place of its ``Host`` header (the loopback Host
+    check was passed by ``Host: localhost`` beside ``http://evil.example/...``); None for ``/path`` and ``*``."""
+    return None if target[:1] in (b"/", b"*") else urlsplit(target).netloc
+
+
 class OneQueuedRequest(HttpToolsProtocol):
     """The protocol the gateway serves HTTP/1.1 with: at most one request of a connection
     parsed and waiting behind the one being answered (a piece's worth at worst)."""
@@ -270,10 +278,16 @@ class OneQueuedRequest(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.got_on = True
-        if (version := self.parser.get_http_version()) not in SERVED_VERSIONS:  # a 400 as other malformed bytes
-            raise ValueError(
-                f"HTTP/{version} (a request line with no version is HTTP/0.9): the gateway speaks HTTP/1.1"
-            )
+        version = self.parser.get_http_version()
+        if version == "0.9":  # a 400 as other malformed bytes
+            raise ValueError("HTTP/0.9 (a request line without a version): the gateway speaks HTTP/1.1")
+        if version not in SERVED_VERSIONS:  # HTTP/2.0 was told it had no version
+            raise ValueError(f"HTTP/{version} in the request line: the gateway speaks HTTP/1.1 (and HTTP/1.0)")
+        if (authority := target_authority(self.url)) is not None:  # the Host the gateway checks, in scope's list
+            self.headers[:] = [
+                *((name, value) for name, value in self.headers if name != b"host"),
+                (b"host", authority),
+            ]
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
