@@ -55,6 +55,7 @@ from heirloom.wire.unanswered import (
     over_default,
     refused_key_message,
     silence_hint,
+    unreached,
 )
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -444,9 +445,7 @@ class Client:
         now = time.monotonic()
         for _, _, entry in self._backlog:
             if entry.deadline <= now and not entry.future.done():
-                entry.future.set_exception(
-                    NoReply(f"could not reach {self.address} within the deadline ({self._silence})")
-                )
+                entry.future.set_exception(NoReply(unreached(self.address, entry.budget, self._silence)))
         # a heap of (deadline, id): only the expired are looked at, not every call in flight
         while self._deadlines and self._deadlines[0][0] <= now:
             _, request_id = heapq.heappop(self._deadlines)

@@ -27,6 +27,12 @@ def no_reply(address: str, route: str, budget: float, silence: str, largest: int
     return f"no reply from {address} within the deadline of {_shown(budget)} s: {big}{slow}, or: {silence}"
 
 
+def unreached(address: str, budget: float, silence: str) -> str:
+    """Why a request never sent (no connection came up in time) got no reply: it names the deadline the
+    caller gave, as ``no_reply`` does (a 0.0001 s timeout on a loaded machine meets this one first)."""
+    return f"could not reach {address} within the deadline of {_shown(budget)} s ({silence})"
+
+
 def _shown(budget: float) -> str:
     """``budget`` as a person gave it: 2 for the 1.99999 s left after sending, 0.0001 for a 0.0001 s timeout
     (rounding to milliseconds showed 0)."""
