@@ -1,9 +1,10 @@
 """A plugin's malformed returns are that plugin's bug, said as such (checker 301): an api's ``check``, a pretrained
-loader, a ``Report``'s text, a source's fingerprint and a raising ``ready()`` each get an
+loader, a ``Report``'s text, a source's fingerprint, an api's ``feedback_log`` and a raising ``ready()`` each get an
 error naming the component and its plugin, where they crashed in kernel code or were blamed on another plugin."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import attrs
@@ -123,3 +124,61 @@ def test_a_fingerprint_that_is_no_text_is_refused_as_the_sources_bug_before_fitt
     )
     assert "reading the train split" not in trained.stderr  # refused before fitting read any record
     assert heirloom.Kernel(plugins=[toys]).store().list() == []
+
+
+def test_a_feedback_record_is_any_record_with_a_label(tmp_path):
+    """F8: ``add`` acknowledged a record without a ``text`` (an api whose inputs are weather readings), then every
+    reader skipped it: ``trainable()`` was empty. One every reader would skip is refused at ``add``."""
+    path = tmp_path / "feedback.jsonl"
+    log = heirloom.FeedbackLog(path)
+    ident = log.add({"temperature": 30.5, "humidity": 20.0, "label": "hot"})
+    assert [(r["id"], r["temperature"], r["label"]) for r in heirloom.FeedbackLog.replay(path).trainable()] == [
+        (ident, 30.5, "hot")
+    ]
+    with pytest.raises(ValueError, match=r"^not a feedback record: 'label' must be text; nothing was written$"):
+        log.add({"temperature": 1.0})
+    with pytest.raises(ValueError, match=r"^not a feedback record: 'text' is blank; nothing was written$"):
+        log.add({"text": " ", "label": "hot"})
+    with pytest.raises(ValueError, match=r"^not a feedback record: 'op' marks a tombstone or an acceptance"):
+        log.add({"op": "remove", "label": "hot"})
+    log.close()
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_every_feedback_command_names_an_api_whose_feedback_log_is_broken_and_reads_the_others(tmp_path):
+    """F10: a ``feedback_log`` raising, or returning 42, stopped every ``heirloom feedback`` command with a
+    traceback naming no api, for the profile's other apis too. F8: a record without a text is listed by its fields."""
+    apis = '[apis.t]\nuse = "toy-api"\nmodel = "m"\nfeedback = "log"\n[apis.u]\nuse = "toy-api"\nmodel = "m"\n'
+    path = team(tmp_path, apis + 'feedback = "raise"\n')
+    log = heirloom.FeedbackLog(heirloom.log_path("feedback", "team", "t"))
+    ident = log.add({"temperature": 30.5, "label": "hot"})
+    log.close()
+    broken = "error: apis.u (toy-api, plugin tests.toys): feedback_log() "
+    raised, left = f"{broken}raised KeyError: 'feedback_dir'", "(a plugin bug?); its feedback is left out"
+    listed = run_heirloom("feedback", "list", path, env=TOYS)
+    assert (listed.returncode, listed.stderr.strip()) == (0, f"{raised} {left}")
+    assert ident in listed.stdout and '{"temperature": 30.5}' in listed.stdout, listed.stdout
+    exported = run_heirloom("feedback", "export", path, "--set", "apis.u.feedback=int", env=TOYS)
+    assert exported.stderr.strip() == f"{broken}returned 42, not a path or None {left}"
+    assert [json.loads(line)["id"] for line in exported.stdout.splitlines()] == [ident]
+    asked = run_heirloom("feedback", "list", path, "u", env=TOYS)
+    assert (asked.returncode, asked.stderr.strip()) == (1, f"{raised} {left}")
+    alone = run_heirloom("feedback", "list", path, "--set", "apis.t.feedback=raise", env=TOYS)
+    assert alone.returncode == 1 and "Traceback" not in alone.stderr
+    assert alone.stderr.strip().endswith("error: no api of profile 'p' records feedback that can be read")
+
+
+def test_the_text_feedback_source_trains_on_the_records_with_a_text(tmp_path):
+    """F8: the generic log may hold another api's records; the text source, which learns from texts, leaves those
+    without one out, saying so, rather than failing on them."""
+    log = heirloom.FeedbackLog(heirloom.log_path("feedback", "shop", "sentiment"))
+    log.add({"text": "the parcel came late", "label": "bad"})
+    log.add({"temperature": 30.5, "label": "hot"})
+    log.close()
+    profile = write(tmp_path / "shop.toml", 'project = "shop"\n[sources.f]\nuse = "feedback"\napi = "sentiment"\n')
+    shown = run_heirloom("data", "show", str(profile), "f", "--split", "train", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(r["text"], r["label"]) for r in map(json.loads, shown.stdout.splitlines())] == [
+        ("the parcel came late", "bad")
+    ]
+    assert "sentiment.jsonl: 1 record(s) without a 'text' are left out: a text model learns from texts" in shown.stderr

@@ -398,6 +398,13 @@ class ToyApi(heirloom.Api):
     versioned: bool = False
     #: ``check`` returns no list of pairs once a model is stored, as a plugin's bug: ``str`` "nope", ``letters`` ["ab"]
     odd_check: str = ""
+    #: ``feedback_log``: ``log`` the api's log; a plugin's bugs: ``raise`` (KeyError), ``int`` (42, no path)
+    feedback: str = ""
+
+    def feedback_log(self, project, name):
+        if self.feedback == "raise":
+            raise KeyError("feedback_dir")
+        return {"log": heirloom.log_path("feedback", project, name), "int": 42}.get(self.feedback)
 
     def check(self, models):
         if self.odd_check and models:
