@@ -35,8 +35,9 @@ class ToySource(heirloom.Source):
     #: ``records`` raises KeyError after its first row, and ``stop`` raises: a plugin's bugs.
     bug: bool = False
     fail_stop: bool = False
-    #: ``fingerprint`` raises ValueError: a plugin's bug.
+    #: ``fingerprint`` raises ValueError, or (``no_fingerprint``) returns None: a plugin's bugs.
     bad_fingerprint: bool = False
+    no_fingerprint: bool = False
 
     def start(self, ctx):
         super().start(ctx)
@@ -61,7 +62,7 @@ class ToySource(heirloom.Source):
     def fingerprint(self) -> str:
         if self.bad_fingerprint:
             raise ValueError("cannot hash")
-        return f"toy-{self.rows}"
+        return None if self.no_fingerprint else f"toy-{self.rows}"
 
 
 @attrs.define
@@ -84,8 +85,8 @@ class ToyModel(heirloom.Model):
     #: Stored in the state and left out of ``==``, as a real model's weights are: instances of
     #: two versions then compare equal.
     note: str = attrs.field(default="", eq=False)
-    #: ``numpy``: evaluate reports a numpy float; ``dict``: a plain dict, not a Report (plugin bugs);
-    #: ``nested``: only nested scores; ``warning``: a report that warns.
+    #: ``numpy``: evaluate reports a numpy float; ``dict``: a plain dict, not a Report; ``textless``: a Report whose
+    #: text is None (plugin bugs); ``nested``: only nested scores; ``warning``: a report that warns.
     odd_report: str = ""
     #: ``TOY_STATE_FORMAT=2`` plays a newer release of this model type.
     state_format: ClassVar[int] = int(os.environ.get("TOY_STATE_FORMAT", "1"))
@@ -133,6 +134,7 @@ class ToyModel(heirloom.Model):
         if self.odd_report == "nested":
             metrics = {"per_class": {"a": metrics}}
         said = "perfect\nwarning: these scores flatter\n" if self.odd_report == "warning" else "perfect"
+        said = None if self.odd_report == "textless" else said
         return metrics if self.odd_report == "dict" else heirloom.Report(metrics, said)
 
     def state(self):
@@ -394,8 +396,19 @@ class ToyApi(heirloom.Api):
     needs_epochs: int = 0
     #: read the model through ``heirloom.served_model`` and reply with the version too
     versioned: bool = False
+    #: ``check`` returns no list of pairs once a model is stored, as a plugin's bug: ``str`` "nope", ``letters`` ["ab"]
+    odd_check: str = ""
+    #: ``feedback_log``: ``log`` the api's log; a plugin's bugs: ``raise`` (KeyError), ``int`` (42, no path)
+    feedback: str = ""
+
+    def feedback_log(self, project, name):
+        if self.feedback == "raise":
+            raise KeyError("feedback_dir")
+        return {"log": heirloom.log_path("feedback", project, name), "int": 42}.get(self.feedback)
 
     def check(self, models):
+        if self.odd_check and models:
+            return {"str": "nope", "letters": ["ab"]}[self.odd_check]
         if self.needs_epochs and (model := models.get(self.model)) and model.epochs != self.needs_epochs:
             return [("needs_epochs", f"the model was trained for {model.epochs} epochs")]
         return [("model", "no model")] if self.check_model and models[self.model] is None else []

@@ -110,11 +110,16 @@ def whose(kernel: Kernel, kind: str, key: str, use: str) -> str:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` to stderr (a JSON log line under ``--log-format json``), exit ``code``."""
+    say_error(message)
+    sys.exit(code)
+
+
+def say_error(message: str) -> None:
+    """Print ``message`` to stderr (a JSON log line under ``--log-format json``): an error the command goes on past."""
     if writes_json():
         logging.getLogger("heirloom.cli").error("%s", message)
     else:
         err_console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
-    sys.exit(code)
 
 
 def report_profile_error(exc: ProfileError) -> NoReturn:

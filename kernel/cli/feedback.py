@@ -9,6 +9,7 @@ appends whole lines to the same file.
 from __future__ import annotations
 
 from datetime import datetime
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,13 @@ from heirloom.cli.common import (
     print_json,
     report_profile_error,
     resolve_or_exit,
+    say_error,
+    whose,
 )
 from heirloom.cli.options import PROFILE, a_path, set_option
-from heirloom.core.errors import HeirloomError, ProfileError
+from heirloom.core.errors import HeirloomError, ProfileError, described
 from heirloom.core.schema import ResolvedProfile, did_you_mean
-from heirloom.store.feedback import Entry, FeedbackLog, Replay
+from heirloom.store.feedback import CLOSE_TO, NEW_LABEL, Entry, FeedbackLog, Replay
 
 #: What a missing data path says (kernel/core/schema.py); where such a path is no business of these commands.
 MISSING, DATA_KEYS = "path does not exist: ", ("sources.", "models.")
@@ -57,16 +60,31 @@ def _resolve(profile: str, overrides: tuple[str, ...]) -> ResolvedProfile:
 
 
 def feedback_logs(profile: ResolvedProfile, api: str | None = None) -> dict[str, Path]:
-    """``api name -> log path`` for the profile's apis that record feedback (or just ``api``)."""
-    logs = {}
-    for spec in profile.components:
-        if spec.kind == "api":
+    """``api name -> log path`` for the profile's apis that record feedback (or just ``api``). An api whose
+    ``feedback_log`` raises or returns no path (a plugin's bug) is an error naming it, its type and plugin; the
+    other apis' logs are still read (a fault of one plugin's method stopped every command with a traceback)."""
+    logs, broken = {}, {}
+    for spec in [spec for spec in profile.components if spec.kind == "api"]:
+        try:
             path = profile.instantiate(spec).feedback_log(profile.project, spec.name)
-            if path is not None:
-                logs[spec.name] = Path(path)
+        except Exception as exc:  # noqa: BLE001 - said below, naming whose method it is
+            wrong = f"raised {described(exc)}"
+        else:
+            if path is None or isinstance(path, str | PathLike):
+                if path is not None:
+                    logs[spec.name] = Path(path)
+                continue
+            wrong = f"returned {path!r:.80}, not a path or None"
+        named = whose(get_kernel(), "api", spec.key, spec.use)
+        broken[spec.name] = f"error: {named}: feedback_log() {wrong} (a plugin bug?); its feedback is left out"
+    if api in broken:
+        fail(broken[api])
     if api is None:
+        for said in broken.values():
+            say_error(said)
         if not logs:
-            fail(f"error: no api of profile {profile.name!r} records feedback", EXIT_INVALID)
+            readable = " that can be read" if broken else ""
+            fail(f"error: no api of profile {profile.name!r} records feedback{readable}", 1 if broken else EXIT_INVALID)
         return logs
     if api not in logs:
         fail(
@@ -90,6 +108,16 @@ def _when(record: dict[str, Any]) -> str:
     if not isinstance(stamp, int | float):
         return "-"
     return datetime.fromtimestamp(stamp).astimezone().isoformat(timespec="seconds")
+
+
+def _shown(row: dict[str, Any]) -> str:
+    """A record's text column: its text, else what else it holds (an api whose inputs are no text: weather readings)."""
+    text = row.get("text")
+    return text if isinstance(text, str) else json_text({k: v for k, v in row.items() if k not in _BOOKKEEPING})
+
+
+#: What the other columns show, or the kernel keeps about a record rather than what was corrected.
+_BOOKKEEPING = {"id", "api", "time", "label", "status", "removed", NEW_LABEL, CLOSE_TO}
 
 
 def _row(api: str, entry: Entry, replay: Replay) -> dict[str, Any]:
@@ -155,7 +183,7 @@ def feedback_list(
     columns = [Column("id", no_wrap=True), *(["api"] * apis), Column("time", no_wrap=True), "label", "status"]
     table = Table(*columns, Column("text", min_width=24))
     for row in rows:
-        text = row.get("text", "")
+        text = _shown(row)
         cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]
         table.add_row(*map(inert, cells), inert(text if len(text) <= 80 else text[:77] + "..."))
     console.print(table)

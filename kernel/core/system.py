@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from heirloom.core.components import TABLES, Api, Component, Context, Model, ModelHandle, Resources, references
@@ -239,10 +239,21 @@ class System:
 
 
 def api_check(api: Api, models: dict[str, Any]) -> list[tuple[str, str]]:
-    """``api.check(models)``; an exception it raises is a problem naming it (a plugin's bug, logged whole)."""
+    """``api.check(models)``; an exception it raises, or a return of another shape, is a problem naming it (a plugin's
+    bug, logged whole): not a crash of profile check, nor of serve's start, nor a hot swap's blamed on the model."""
     try:
-        return list(api.check(models))
+        return field_pairs(api, "check", api.check(models))
     except Exception as exc:  # any bug of a plugin's check: not a crash of profile check, nor serve's bare 'm'
         log.warning("%s.check raised", type(api).__name__, exc_info=True)
         bug = f"{type(api).__name__}.check, heirloom.Api's hook (no route handler), raised {type(exc).__name__}: {exc}"
         return [("use", f"{bug} (a plugin bug? models with no stored version are absent: it had {sorted(models)})")]
+
+
+def field_pairs(component: object, hook: str, answer: Any) -> list[tuple[str, str]]:
+    """``answer``, what ``component``'s optional ``hook`` returned, as ``(field, problem)`` pairs; anything else (a str,
+    whose 2-letter items read as pairs; one pair; None) is one problem at ``use`` naming the class and the value."""
+    found = list(answer) if isinstance(answer, Iterable) and not isinstance(answer, str | bytes) else None
+    if found is not None and all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in found):
+        return [(str(field), str(problem)) for field, problem in found]
+    wrong = f"returned a {type(answer).__name__} ({answer!r:.80}), not [(field, problem), ...]"
+    return [("use", f"{type(component).__name__}.{hook} {wrong} (a plugin bug?)")]

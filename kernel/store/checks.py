@@ -21,9 +21,16 @@ from heirloom.core.system import api_check
 from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import StoreMissing
 from heirloom.store.content import Damaged
-from heirloom.store.parents import ask, checks_parents, parent_problems
+from heirloom.store.parents import (
+    PRETRAINED,
+    SERVED,
+    PretrainedFailed,
+    ask,
+    checks_parents,
+    parent_problems,
+    pretrained_state,
+)
 from heirloom.store.refs import one_typo
-from heirloom.store.training import PRETRAINED, SERVED
 
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
@@ -213,7 +220,11 @@ def foreign_parent_problems(kernel: Kernel, profile: ResolvedProfile, opened: St
             continue
         try:
             found = _parent_metadata(kernel, opened, ref)
-        except Exception:  # noqa: BLE001 - a ref naming nothing, a pretrained state failing to load: said elsewhere
+        except PretrainedFailed as exc:  # its plugin's loader raised or returned no State: said nowhere else
+            key = f"{spec.key}.inherit"
+            problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, str(exc)))
+            continue
+        except Exception:  # noqa: BLE001 - a ref naming nothing, a pretrained name no plugin registers: said elsewhere
             continue
         problems += parent_problems(profile, spec, *found) if found else []
     return problems
@@ -226,7 +237,7 @@ def _parent_metadata(kernel: Kernel, opened: StoreOnce, ref: str) -> tuple[str, 
         name = ref.removeprefix(PRETRAINED)
         if store is not None and (imported := store.list("pretrained", name)):
             return imported[-1].ref, "pretrained", store.metadata(imported[-1])
-        return ref, "pretrained", kernel.plugins.pretrained(name)[0]().metadata
+        return ref, "pretrained", pretrained_state(kernel, ref)[0].metadata
     if store is None:
         return None
     artifact = store.resolve(ref)

@@ -91,9 +91,13 @@ class FeedbackLog:
         self._log = AppendLog(self.path, max_bytes=max_bytes, quota=quota)
 
     def add(self, record: dict[str, Any]) -> str:
-        """Record ``record`` durably under a new random id, which is returned."""
+        """Record ``record`` (any JSON object with a ``label``; a ``text``, if any, non-blank text) durably under a new
+        random id, which is returned. One every reader would skip is a ValueError, so no route acknowledges it."""
         record_id = secrets.token_hex(8)
-        self._log.append({"id": record_id, **record})
+        if "op" in record or (problem := _fault(line := {"id": record_id, **record})):
+            said = "'op' marks a tombstone or an acceptance" if "op" in record else problem
+            raise ValueError(f"not a feedback record: {said}; nothing was written")
+        self._log.append(line)
         return record_id
 
     def remove(self, record_id: str, reason: str = "") -> None:
@@ -131,17 +135,19 @@ class FeedbackLog:
 
 def _fault(line: dict[str, Any]) -> str | None:
     """What makes a feedback log line unusable (AppendLog.read skips it, naming the line): a
-    line edited by hand is held to what the feedback route refuses, a blank text or a label
-    no model may learn (``label_problem``, as the text sources check their files' labels)."""
+    line edited by hand is held to what the feedback route refuses, a label no model may learn
+    (``label_problem``, as the text sources check their files' labels) or a blank ``text``.
+    A record is any JSON object with a ``label`` (an api's inputs need not be a text): only a
+    ``text`` it holds must be text, which the text sources train on."""
     op = line.get("op")
-    needed = {None: ("text", "label"), REMOVE: ("id",), ACCEPT_LABEL: ("label",)}.get(op)
+    needed = {None: ("label",), REMOVE: ("id",), ACCEPT_LABEL: ("label",)}.get(op)
     if needed is None:
         return f"unknown op {str(op)[:40]!r}"
-    if op is None and "id" in line:
-        needed = (*needed, "id")
+    if op is None:
+        needed = (*needed, *(name for name in ("id", "text") if name in line))
     wrong = [name for name in needed if not isinstance(line.get(name), str)]
     if wrong:
         return f"{', '.join(map(repr, wrong))} must be text"
-    if op is None and blank(line["text"]):
+    if "text" in needed and blank(line["text"]):
         return "'text' is blank"
     return label_problem(line["label"], (), "label", allow_new=True) if "label" in needed else None

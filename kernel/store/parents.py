@@ -8,22 +8,78 @@ parent state's metadata (its tensors unread), it returns ``(setting, problem)`` 
 ``Api.check`` does; ``profile check`` and ``train`` put each on the model's key, with its file.
 Any component may implement ``check_profile(profile)`` likewise: what it finds wrong with the rest
 of the profile that no reference field can say (a feedback source naming an api the profile lacks).
+Here too is the parent an ``inherit`` names (``parent_of``), a plugin's pretrained state among them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from heirloom.core.errors import ForeignState, HeirloomError, Problem
+from heirloom.core.components import State
+from heirloom.core.errors import ForeignState, HeirloomError, Problem, described
+from heirloom.core.system import field_pairs
+from heirloom.store.content import state_digest
+from heirloom.store.refs import RefError
 
 if TYPE_CHECKING:
+    from heirloom.core.kernel import Kernel
     from heirloom.core.schema import ComponentSpec, ResolvedProfile
-    from heirloom.store.artifacts import Artifact
+    from heirloom.store.artifacts import Artifact, ArtifactStore
 
 log = logging.getLogger(__name__)
+
+
+PRETRAINED = "pretrained:"
+#: ``inherit = "served"``: the version the model itself serves (``serve`` key, else the latest).
+SERVED = "served"
+
+
+class PretrainedFailed(HeirloomError):
+    """A plugin's pretrained loader raised, or returned something other than a ``heirloom.State``: its plugin's bug."""
+
+
+def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None, served: str | None = None) -> Artifact | None:
+    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin;
+    ``served`` is the ``served`` ref (``project/model[@serve]``), None while nothing is stored."""
+    if ref is None:
+        return None
+    if ref == SERVED:
+        try:
+            return store.resolve(served or "")
+        except RefError:
+            return None
+    if not ref.startswith(PRETRAINED):
+        return store.resolve(ref)
+    state, plugin = pretrained_state(kernel, ref)
+    return import_pretrained(store, ref.removeprefix(PRETRAINED), state, {plugin.distribution: plugin.version or "?"})
+
+
+def pretrained_state(kernel: Kernel, ref: str) -> tuple[State, Any]:
+    """The state ``pretrained:NAME`` loads, and the plugin that registered it. A loader that raises or returns
+    anything else (a plain dict of weights) is a PretrainedFailed naming it and its plugin: the model that inherits
+    it never ran, and the store's error on a dict was blamed on the model's plugin."""
+    load, plugin = kernel.plugins.pretrained(ref.removeprefix(PRETRAINED))
+    try:
+        state = load()
+    except Exception as exc:  # a plugin's loader may raise anything: name it
+        raise PretrainedFailed(f"{ref} (from plugin {plugin.label}) failed to load: {described(exc)}") from exc
+    if not isinstance(state, State):
+        wrong = f"returned a {type(state).__name__} ({state!r:.80}), not a heirloom.State"
+        raise PretrainedFailed(f"{ref} (from plugin {plugin.label}): its loader {wrong} (a plugin bug?)")
+    return state, plugin
+
+
+def import_pretrained(store: ArtifactStore, name: str, state: State, versions: dict[str, str]) -> Artifact:
+    """``pretrained/NAME`` in the store (once per distinct state), so the lineage of a model
+    that started from a plugin's pretrained state names that state and its digest."""
+    latest = next(iter(store.list("pretrained", name)[-1:]), None)
+    if latest is not None and latest.digest == state_digest(state):
+        return latest
+    plugin_versions = {dist: version for dist, version in versions.items() if dist}
+    return store.put("pretrained", name, state, model_type="pretrained", plugin_versions=plugin_versions)
 
 
 def checks_parents(spec: ComponentSpec) -> bool:
@@ -50,14 +106,11 @@ def ask(profile: ResolvedProfile, spec: ComponentSpec, hook: str, *args: Any, sa
     if not callable(getattr(spec.cls, hook, None)):
         return []
     try:
-        answer = getattr(profile.instantiate(spec), hook)(*args)
-        found = list(answer) if isinstance(answer, Iterable) and not isinstance(answer, str | bytes) else None
+        component = profile.instantiate(spec)
+        found = field_pairs(component, hook, getattr(component, hook)(*args))
     except Exception as exc:  # a plugin's bug is a problem naming it, not a crash of check or train
         log.warning("%s.%s raised", spec.cls.__name__, hook, exc_info=True)
         found = [("use", f"{spec.cls.__name__}.{hook} raised {type(exc).__name__}: {exc} (a plugin bug?)")]
-    if found is None or not all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in found):  # not a crash
-        wrong = f"returned a {type(answer).__name__} ({answer!r:.80}), not [(field, problem), ...]"
-        found = [("use", f"{spec.cls.__name__}.{hook} {wrong} (a plugin bug?)")]
     problems = []
     for field, message in found:
         key = f"{spec.key}.{field}"

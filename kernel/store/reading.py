@@ -147,8 +147,8 @@ def score(
     with one_prediction_each(model, who or type(model).__name__, split):
         report = model.evaluate(itertools.chain([first], records))
     named = f"{type(model).__name__}.evaluate()"
-    if not isinstance(report, Report) or not isinstance(report.metrics, dict):
-        raise HeirloomError(f"{named} returned {short(report)}, not a heirloom.Report(metrics=a dict, text=...)")
+    if not isinstance(report, Report) or not isinstance(report.metrics, dict) or not isinstance(report.text, str):
+        raise HeirloomError(f"{named} returned {short(report)}, not a heirloom.Report(metrics=a dict, text=a str)")
     canonical_json(finite(report.metrics), f"{named}'s metrics")  # what train refuses to store, eval refuses too
     for _ in records:  # a model that stopped reading early still gets the whole split hashed
         pass

@@ -35,7 +35,7 @@ from heirloom.store.content import STATE_FORMAT_KEY, state_digest
 from heirloom.store.digest import profile_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
 from heirloom.store.outcome import Outcome
-from heirloom.store.parents import naming_a_foreign_parent, parent_problems
+from heirloom.store.parents import SERVED, naming_a_foreign_parent, parent_of, parent_problems
 from heirloom.store.reading import Evaluation, PluginBug, blaming_the_source, reading, score
 from heirloom.store.refs import RefError
 
@@ -121,42 +121,6 @@ def inheritance_order(project: str, specs: list[ComponentSpec]) -> list[Componen
 def _plugin_versions(kernel: Kernel, kinds_and_types: list[tuple[str, str]]) -> dict[str, str]:
     found = [kernel.plugins.provider(kind, use) for kind, use in kinds_and_types]
     return {info.distribution: info.version or "?" for info in found if info is not None and info.distribution}
-
-
-PRETRAINED = "pretrained:"
-#: ``inherit = "served"``: the version the model itself serves (``serve`` key, else the latest).
-SERVED = "served"
-
-
-def parent_of(kernel: Kernel, store: ArtifactStore, ref: str | None, served: str | None = None) -> Artifact | None:
-    """The artifact an ``inherit`` ref names; ``pretrained:NAME`` comes from a plugin;
-    ``served`` is the ``served`` ref (``project/model[@serve]``), None while nothing is stored."""
-    if ref is None:
-        return None
-    if ref == SERVED:
-        try:
-            return store.resolve(served or "")
-        except RefError:
-            return None
-    if not ref.startswith(PRETRAINED):
-        return store.resolve(ref)
-    name = ref.removeprefix(PRETRAINED)
-    load, plugin = kernel.plugins.pretrained(name)
-    try:
-        state = load()
-    except Exception as exc:  # a plugin's loader may raise anything: name it
-        raise HeirloomError(f"{ref} (from plugin {plugin.label}) failed to load: {type(exc).__name__}: {exc}") from exc
-    return import_pretrained(store, name, state, {plugin.distribution: plugin.version or "?"})
-
-
-def import_pretrained(store: ArtifactStore, name: str, state: Any, versions: dict[str, str]) -> Artifact:
-    """``pretrained/NAME`` in the store (once per distinct state), so the lineage of a model
-    that started from a plugin's pretrained state names that state and its digest."""
-    latest = next(iter(store.list("pretrained", name)[-1:]), None)
-    if latest is not None and latest.digest == state_digest(state):
-        return latest
-    plugin_versions = {dist: version for dist, version in versions.items() if dist}
-    return store.put("pretrained", name, state, model_type="pretrained", plugin_versions=plugin_versions)
 
 
 def _no_scores(split: str, progress: Progress) -> Evaluation:
@@ -301,6 +265,10 @@ def train(
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
         with blaming_the_source(source, "computing the fingerprint", f"fingerprinting source {source_name!r}"):
             fingerprint = source.fingerprint()
+        if not isinstance(fingerprint, str) or not fingerprint:  # stored as the data's identity: refused before fitting
+            named = system.whose(next(s for s in system.specs if (s.kind, s.name) == ("source", source_name)))
+            wrong = f"fingerprint() returned {fingerprint!r:.80}, not a non-empty str"
+            raise HeirloomError(f"{named}: {wrong} (a plugin bug?): nothing was trained")
         own = parent is not None and (parent.project, parent.model) == (profile.project, spec.name)
         since = parent if own else next(reversed(store.list(profile.project, spec.name)), None)
         _say_if_the_data_changed(spec, source_name, fingerprint, since, progress)

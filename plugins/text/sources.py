@@ -719,9 +719,23 @@ class FeedbackSource(heirloom.Source):
                 sum(waiting.values()),
                 ", ".join(f"{label!r} ({count})" for label, count in sorted(waiting.items())),
             )
+        textless = [entry["id"] for entry in replay.trainable() if "text" not in entry]
+        if textless and not getattr(self, "_said_textless", False):  # another api's corrections, of inputs no text
+            self._said_textless = True
+            log.warning(
+                "%s: %d record(s) without a 'text' are left out: a text model learns from texts (the first: %s)",
+                self.log_path.name,
+                len(textless),
+                textless[0],
+            )
         for entry in replay.trainable():
-            # a person's decision: the classifiers weigh it (correction_weight) and check they learnt it (decided.py)
-            yield {"id": f"feedback:{entry['id']}", "text": entry["text"], "label": entry["label"], CORRECTION: True}
+            if "text" in entry:  # a person's decision: weighed (correction_weight) and checked as learnt (decided.py)
+                yield {
+                    "id": f"feedback:{entry['id']}",
+                    "text": entry["text"],
+                    "label": entry["label"],
+                    CORRECTION: True,
+                }
 
     def fingerprint(self) -> str:
         """sha256 of the records that train: a tombstone or an acceptance changes it."""
