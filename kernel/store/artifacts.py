@@ -274,10 +274,7 @@ class ArtifactStore:
         ``MAX_VERSION``, which ``put`` never gives (only a hand edit of the index does), is damage too."""
         artifact = self._decoded(ref, None, check_only=True)[0]
         if artifact.version > MAX_VERSION:
-            raise Damaged(
-                f"artifact {artifact.ref} is damaged: its index row's version is past {MAX_VERSION}, "
-                "the largest the store gives"
-            )
+            raise Damaged(f"artifact {artifact.ref} is damaged: its index row's version is past {MAX_VERSION}")
         return artifact
 
     def alias_damage(self) -> dict[str, str]:
