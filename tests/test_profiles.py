@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import re
@@ -1334,6 +1335,46 @@ def test_a_literal_refusal_names_the_values_it_takes_as_the_other_refusals_do(tm
     write(profile, '[sources.s]\nuse = "modal"\nlevel = true\n')
     with pytest.raises(heirloom.ProfileError, match=re.escape("sources.s.level: expected one of 1, 2; found true")):
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+
+
+class Speed(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+@attrs.define
+class Shaped(toys.ToySource):
+    """A source with the field types a file sets as tables and enums (PLUGINS.md, Component types)."""
+
+    speed: Speed = Speed.FAST
+    speeds: list[Speed] = attrs.field(factory=list)
+
+
+class ShapedPlugin:
+    @heirloom.hookimpl
+    def heirloom_register_sources(self, register):
+        register("shaped", Shaped)
+
+
+def _shaped(profile: Path, overrides: list[str]) -> Shaped:
+    resolved = heirloom.Kernel(plugins=[ShapedPlugin()]).resolve(str(profile), overrides=overrides)
+    return resolved.instantiate(next(spec for spec in resolved.components if spec.name == "s"))
+
+
+def test_an_enum_refusal_names_the_values_it_takes_as_a_literals_does(tmp_path):
+    """An Enum field's bad value said Python's own ``'slwo' is not a valid Speed``: a class the profile's author
+    never sees, not the values it takes nor the closest one, which a ``Literal`` field says (checker h301 F6)."""
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "shaped"\nspeed = "slwo"\nspeeds = ["slow", 3]\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        _shaped(profile, [])
+    assert str(caught.value).splitlines() == [
+        f"{profile}: sources.s.speed: expected one of 'fast', 'slow'; found 'slwo'; did you mean 'slow'?",
+        f"{profile}: sources.s.speeds[1]: expected one of 'fast', 'slow'; found 3",
+    ]
+    with pytest.raises(heirloom.ProfileError, match=re.escape("--set: sources.s.speed: expected one of 'fast', 'sl")):
+        _shaped(profile, ["sources.s.speed=FAST", "sources.s.speeds=[]"])  # set by its value, not its name
+    source = _shaped(profile, ["sources.s.speed=slow", 'sources.s.speeds=["fast"]'])
+    assert (source.speed, source.speeds) == (Speed.SLOW, [Speed.FAST])
 
 
 def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):
