@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import functools
+import types
 import typing
 from reprlib import repr as short
 from typing import Any
@@ -113,6 +114,18 @@ def _enum(tp: type[enum.Enum], quote: Quote, show: Show) -> Any:
     words (``'slwo' is not a valid Mode``) named a class, not the values nor the closest (checker h301 F6)."""
     value_of = _literal(tuple(member.value for member in tp), quote, show)
     return lambda value, _: value if isinstance(value, tp) else tp(value_of(value, tp))
+
+
+def entry_type(tp: Any, name: str) -> Any:
+    """The type of the key ``name`` in a table of type ``tp``: an attrs class's field's or a mapping's values' (Any
+    where ``tp`` says none), so a ``--set`` of a key in a nested table (``apis.t.window.end=0``) is typed."""
+    members = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(members) == 1:  # Window | None
+        return entry_type(members[0], name)
+    if attrs.has(tp):
+        return next((field.type for field in attrs.fields(attrs.resolve_types(tp)) if field.name == name), Any)
+    mapping = typing.get_origin(tp) in (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+    return typing.get_args(tp)[1] if mapping and len(typing.get_args(tp)) == 2 else Any
 
 
 def make_converter(quote: Quote = lambda value: None, show: Show = _as_python) -> cattrs.Converter:
