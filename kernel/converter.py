@@ -6,7 +6,9 @@ It imports no layer of the kernel, so the plugin host can check a component type
 from __future__ import annotations
 
 import collections.abc
+import enum
 import functools
+import types
 import typing
 from reprlib import repr as short
 from typing import Any
@@ -88,10 +90,9 @@ def _plain_literal(tp: Any) -> bool:
     return typing.get_origin(tp) is typing.Literal and all(type(arg) in (str, int, bool) for arg in typing.get_args(tp))
 
 
-def _literal(tp: Any, quote: Quote, show: Show) -> Any:
-    """A ``Literal`` of texts and numbers, refused as the other types are (cattrs says ``c not in literal
-    typing.Literal['a', 'b']``); ``true`` is not ``1``."""
-    allowed = typing.get_args(tp)
+def _literal(allowed: tuple[Any, ...], quote: Quote, show: Show) -> Any:
+    """A ``Literal`` of texts and numbers (``allowed``), refused as the other types are (cattrs says ``c not in
+    literal typing.Literal['a', 'b']``); ``true`` is not ``1``."""
 
     def structure(value: Any, _: type) -> Any:
         if not any(type(value) is type(arg) and value == arg for arg in allowed):
@@ -104,13 +105,37 @@ def _literal(tp: Any, quote: Quote, show: Show) -> Any:
     return structure
 
 
+def _plain_enum(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, enum.Enum) and all(type(m.value) in (str, int, bool) for m in tp)
+
+
+def _enum(tp: type[enum.Enum], quote: Quote, show: Show) -> Any:
+    """An Enum of texts and numbers, set by its value and refused as a ``Literal`` of its values is: Python's own
+    words (``'slwo' is not a valid Mode``) named a class, not the values nor the closest (checker h301 F6)."""
+    value_of = _literal(tuple(member.value for member in tp), quote, show)
+    return lambda value, _: value if isinstance(value, tp) else tp(value_of(value, tp))
+
+
+def entry_type(tp: Any, name: str) -> Any:
+    """The type of the key ``name`` in a table of type ``tp``: an attrs class's field's or a mapping's values' (Any
+    where ``tp`` says none), so a ``--set`` of a key in a nested table (``apis.t.window.end=0``) is typed."""
+    members = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(members) == 1:  # Window | None
+        return entry_type(members[0], name)
+    if attrs.has(tp):
+        return next((field.type for field in attrs.fields(attrs.resolve_types(tp)) if field.name == name), Any)
+    mapping = typing.get_origin(tp) in (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+    return typing.get_args(tp)[1] if mapping and len(typing.get_args(tp)) == 2 else Any
+
+
 def make_converter(quote: Quote = lambda value: None, show: Show = _as_python) -> cattrs.Converter:
     """A cattrs converter that refuses unknown keys and never coerces types silently; ``quote``, ``show``: see
     them (a profile's shows ``true``, ``{a = 1}``, ``1979-05-27`` as its file writes them: checker 277 F17)."""
     converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     sequences = lambda tp, converter: _strict_sequence(tp, converter, quote, show)  # noqa: E731 - cattrs reads its arguments
     converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) in SEQUENCES, sequences)
-    converter.register_structure_hook_factory(_plain_literal, lambda tp: _literal(tp, quote, show))
+    converter.register_structure_hook_factory(_plain_literal, lambda tp: _literal(typing.get_args(tp), quote, show))
+    converter.register_structure_hook_factory(_plain_enum, lambda tp: _enum(tp, quote, show))
     for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
         converter.register_structure_hook(expected, _strict(expected, accepts, quote, show))
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is

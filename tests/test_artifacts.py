@@ -1011,6 +1011,9 @@ def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, 
     served = run_heirloom("serve", str(profile), "--bind", f"ipc://{tmp_path}/d.sock", env=env, timeout=60)
     assert served.returncode == 1 and refusal in said(served), served.stderr
     child = write(tmp_path / "child.toml", f'project = "kid"\n{TOY_TABLES}inherit = "team/m@1"\n')
+    checked = run_heirloom("profile", "check", str(child), env=env)  # from the metadata, before train (h301 F2)
+    assert checked.returncode == 2 and f"child.toml: models.m.inherit: {refusal}" in said(checked), checked.stderr
+    assert run_heirloom("profile", "check", str(child), env=newer).returncode == 0
     warm = run_heirloom("train", str(child), env=env)
     assert warm.returncode == 1 and f"child.toml: models.m.inherit: {refusal}" in said(warm), warm.stderr
     assert store.load("team/m@1").metadata == {"epochs": 1}, "the format is heirloom's key, never the model's"

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import heirloom
 from heirloom.core import hookspecs
 from tests.helpers import REPO
 
@@ -37,6 +38,20 @@ def test_every_hook_spec_types_and_documents_each_argument(hook):
     for name, parameter in inspect.signature(spec).parameters.items():
         assert parameter.annotation not in ("Any", inspect.Parameter.empty), f"{hook}({name}) is untyped"
         assert f":param {name}:" in spec.__doc__, f"{hook} does not document {name}"
+
+
+def test_each_public_function_the_plugin_docs_sign_has_that_signature():
+    """PLUGINS.md gave ``heirloom.nests_deeper(value, max_depth) -> bool``, which returns the reason text or None: a
+    plugin testing ``if nests_deeper(...) is False`` let every value through (checker h301 F9). Each documented
+    ``heirloom.NAME(ARGS) -> TYPE`` names parameters the function has and its return type (without type arguments)."""
+    signed = re.findall(r"`heirloom\.(\w+)\(([^`]*?)\) -> ([^`]+)`", PLUGIN_DOCS)
+    assert len(signed) >= 10
+    for name, arguments, returns in signed:
+        signature = inspect.signature(getattr(heirloom, name))
+        named = [argument.split(":")[0].split("=")[0].strip() for argument in arguments.split(",") if argument.strip()]
+        assert set(named) <= set(signature.parameters), f"{name}({arguments}): the function has {signature}"
+        documented, annotated = " ".join(returns.split()), str(signature.return_annotation)
+        assert annotated == documented or annotated.startswith(f"{documented}["), f"{name} returns {annotated}"
 
 
 def test_the_kernel_stays_small():

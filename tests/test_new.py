@@ -126,6 +126,20 @@ def test_it_refuses_a_taken_folder_a_bad_name_and_unknown_kinds(tmp_path):
     assert not (tmp_path / "heirloom-1x").exists()
 
 
+def test_it_refuses_a_name_whose_profile_or_types_a_plugin_here_registers(tmp_path):
+    """``heirloom-minimal`` scaffolded a package whose profile ``minimal`` the shipped one's name took: two plugins
+    registering it made it an error to use, and 2 of the package's own tests failed (checker h301 F3)."""
+    shipped = run_heirloom("new", "plugin", "heirloom-minimal", cwd=tmp_path)
+    profile = "error: heirloom-minimal would register profile 'minimal', as shipped-profiles (heirloom "
+    assert shipped.returncode == 2 and profile in shipped.stderr, shipped.stderr
+    env = {"HEIRLOOM_PLUGINS": "tests.toys", "PYTHONPATH": pythonpath()}
+    typed = run_heirloom("new", "plugin", "heirloom-toy", "--kinds", "model,api", cwd=tmp_path, env=env)
+    types = "would register model type 'toy-model', as tests.toys does; api type 'toy-api', as tests.toys does"
+    assert typed.returncode == 2 and types in typed.stderr, typed.stderr
+    source = run_heirloom("new", "plugin", "heirloom-toy", "--kinds", "source", cwd=tmp_path, env=env)
+    assert source.returncode == 0 and not (tmp_path / "heirloom-minimal").exists(), "the refused wrote nothing"
+
+
 def test_a_folder_option_refuses_a_device_or_fifo_at_parse_time_naming_it(tmp_path):
     """click refuses a regular file where a folder is needed but let a device or FIFO through:
     ``new plugin --dir /dev/null`` failed late (exit 1), ``data list --to /dev/null`` listed it as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import re
@@ -690,8 +691,9 @@ def test_near_misses_of_a_profile_say_the_form_that_works(tmp_path, kernel, monk
     write(path, tables)
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path), ["models.sent.v2.epochs=3"])
-    assert str(caught.value).endswith(
-        "; did you mean 'models.\"sent.v2\".epochs'? (a name holding a dot goes in quotes)"
+    assert str(caught.value) == (  # a key in a table in models.sent (checker h301 F5), but there is no models.sent
+        "--set: models.sent.v2.epochs: no such component; did you mean 'models.\"sent.v2\".epochs'? "
+        "(a name holding a dot goes in quotes) (models: sent.v2)"
     )
     write(tmp_path / "sub" / "B.toml", 'extends = ["../p.toml"]\n')
     write(tmp_path / "profiles" / "base.toml", "")
@@ -1339,6 +1341,72 @@ def test_a_literal_refusal_names_the_values_it_takes_as_the_other_refusals_do(tm
     write(profile, '[sources.s]\nuse = "modal"\nlevel = true\n')
     with pytest.raises(heirloom.ProfileError, match=re.escape("sources.s.level: expected one of 1, 2; found true")):
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(profile))
+
+
+class Speed(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+@attrs.define
+class Window:
+    start: int = 0
+    end: int = 10
+
+
+@attrs.define
+class Shaped(toys.ToySource):
+    """A source with the field types a file sets as tables and enums (PLUGINS.md, Component types)."""
+
+    speed: Speed = Speed.FAST
+    speeds: list[Speed] = attrs.field(factory=list)
+    window: Window = attrs.field(factory=Window)
+    weights: dict[str, float] = attrs.field(factory=dict)
+
+
+class ShapedPlugin:
+    @heirloom.hookimpl
+    def heirloom_register_sources(self, register):
+        register("shaped", Shaped)
+
+
+def _shaped(profile: Path, overrides: list[str]) -> Shaped:
+    resolved = heirloom.Kernel(plugins=[ShapedPlugin()]).resolve(str(profile), overrides=overrides)
+    return resolved.instantiate(next(spec for spec in resolved.components if spec.name == "s"))
+
+
+def test_an_enum_refusal_names_the_values_it_takes_as_a_literals_does(tmp_path):
+    """An Enum field's bad value said Python's own ``'slwo' is not a valid Speed``: a class the profile's author
+    never sees, not the values it takes nor the closest one, which a ``Literal`` field says (checker h301 F6)."""
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "shaped"\nspeed = "slwo"\nspeeds = ["slow", 3]\n')
+    with pytest.raises(heirloom.ProfileError) as caught:
+        _shaped(profile, [])
+    assert str(caught.value).splitlines() == [
+        f"{profile}: sources.s.speed: expected one of 'fast', 'slow'; found 'slwo'; did you mean 'slow'?",
+        f"{profile}: sources.s.speeds[1]: expected one of 'fast', 'slow'; found 3",
+    ]
+    with pytest.raises(heirloom.ProfileError, match=re.escape("--set: sources.s.speed: expected one of 'fast', 'sl")):
+        _shaped(profile, ["sources.s.speed=FAST", "sources.s.speeds=[]"])  # set by its value, not its name
+    source = _shaped(profile, ["sources.s.speed=slow", 'sources.s.speeds=["fast"]'])
+    assert (source.speed, source.speeds) == (Speed.SLOW, [Speed.FAST])
+
+
+def test_a_set_key_in_a_nested_table_merges_into_it_as_a_files_table_does(tmp_path):
+    """``--set apis.t.window.end=0`` (a key in the table of a nested attrs class or a dict field) was refused as
+    "not a table or extends", though a file extending another merges ``[apis.t.window] end = 0`` (checker h301 F5)."""
+    tables = '[sources.s]\nuse = "shaped"\n[sources.s.window]\nstart = 1\nend = 5\n[sources.s.weights]\nx = 1\n'
+    profile = write(tmp_path / "p.toml", tables)
+    source = _shaped(profile, ["sources.s.window.end=7", "sources.s.weights.y=2", "sources.s.weights.x=0.5"])
+    assert (source.window, source.weights) == (Window(1, 7), {"x": 0.5, "y": 2})
+    child = write(tmp_path / "child.toml", 'extends = ["p.toml"]\n[sources.s.window]\nend = 7\n')
+    assert _shaped(child, []).window == _shaped(profile, ["sources.s.window.end=7"]).window, "as a file's table"
+    with pytest.raises(heirloom.ProfileError) as caught:
+        _shaped(profile, ["sources.s.window.end=x", "sources.s.weights.y=abc", "sources.s.window.ends=1"])
+    assert str(caught.value).splitlines() == [
+        "--set: sources.s.window.end: expected int, got str 'x'",
+        "--set: sources.s.window.ends: unknown key; did you mean 'end'? (valid keys: start, end)",
+        "--set: sources.s.weights.y: expected float, got str 'abc'",
+    ]
 
 
 def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):

@@ -17,11 +17,13 @@ from string import Template
 
 import click
 
-from heirloom.cli.common import fail
+from heirloom.cli.common import fail, get_kernel
 from heirloom.cli.options import a_path
 from heirloom.core.version import VERSION
 
 KINDS = ("source", "model", "api")
+#: The type each kind's component registers, after the plugin's short name (``foo-texts``).
+TYPE_SUFFIXES = {"source": "texts", "model": "model", "api": "api"}
 NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SCAFFOLD = files("heirloom.cli") / "scaffold"
 
@@ -44,7 +46,7 @@ def render_plugin(dist: str, kinds: list[str]) -> dict[str, str]:
         "kinds": ",".join(kinds),
         "heirloom_version": VERSION,
         "description": f"A heirloom plugin providing {_listing(kinds)}.",
-    }
+    } | {f"{kind}_type": f"{short}-{suffix}" for kind, suffix in TYPE_SUFFIXES.items()}
     parts = tomllib.loads(SCAFFOLD.joinpath("parts.toml").read_text(encoding="utf-8"))
     chosen = [parts[kind] for kind in kinds]
     if "model" in kinds and "source" not in kinds:
@@ -86,6 +88,21 @@ def render_plugin(dist: str, kinds: list[str]) -> dict[str, str]:
     return output
 
 
+def _taken(dist: str, kinds: list[str]) -> list[str]:
+    """What the package ``dist`` would register that a plugin here registers already, each with who does: naming
+    it is then an error (two plugins register it), so the package's own tests would fail (checker h301 F3)."""
+    short = dist.removeprefix("heirloom-")
+    plugins = get_kernel().plugins
+    plugins.load_all()
+    wanted = [("profile", plugins.profiles, short)]
+    wanted += [(f"{kind} type", plugins.components[kind], f"{short}-{TYPE_SUFFIXES[kind]}") for kind in kinds]
+    return [
+        f"{what} {name!r}, as {' and '.join(plugins.infos[plugin].label for plugin, _ in table[name])} does"
+        for what, table, name in wanted
+        if name in table
+    ]
+
+
 def _listing(kinds: list[str]) -> str:
     names = [f"an {kind}" if kind == "api" else f"a {kind}" for kind in kinds]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -125,6 +142,8 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
     It holds a pyproject.toml with the entry point, one component per kind asked, a
     profile shipped as package data, tests using heirloom's pytest plugin
     (heirloom.testing) and a README. Its tests pass right after `pip install -e '.[test]'`.
+    A NAME whose profile (heirloom-foo's is foo) or types (foo-model, ...) a plugin here
+    registers already is refused: two plugins registering a name make it an error to use.
     """
     if not NAME.match(name):
         fail(f"error: invalid plugin name {name!r}: lower-case letters, digits and single dashes (heirloom-foo)", 2)
@@ -134,6 +153,9 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
         fail(f"error: invalid plugin name {name!r}: the part after heirloom- must start with a letter", 2)
     if len(name) > 80 or keyword.iskeyword(name.replace("-", "_")):  # its module and folder are named after it
         fail(f"error: invalid plugin name {name[:100]!r}: at most 80 characters, and not a Python keyword", 2)
+    if taken := _taken(name, kinds):
+        clash = "a name two plugins register is an error to use"
+        fail(f"error: {name} would register {'; '.join(taken)} ({clash}): choose another plugin name", 2)
     folder = target or Path(name)
     if folder.exists() and any(folder.iterdir()):
         fail(f"error: {folder} exists and is not empty; choose another --dir", 2)

@@ -297,6 +297,13 @@ def _is_component_table(path: list[str]) -> bool:
     return single or (len(path) == 2 and path[0] in TABLES.values() and path[0] not in SINGLE_COMPONENT_TABLES)
 
 
+def _settable(parts: list[str]) -> bool:
+    """Whether ``--set`` sets ``parts``: a key of a component's table or, as a file's table merges, of a table in
+    it (``apis.t.window.end``: checker h301 F5); not a table itself, nor a list's item (a list is set whole)."""
+    field = next((n for n in range(1, len(parts)) if _is_component_table(parts[:n])), None)
+    return field is not None and (field == len(parts) - 1 or not parts[-1].isdigit())
+
+
 def _forget(provenance: dict[str, str], path: list[str], old: Any) -> None:
     """Drop the provenance of ``old``, the value at ``path`` about to be replaced or removed."""
     provenance.pop(dotted(path), None)
@@ -340,7 +347,7 @@ def _apply_overrides(data: dict, provenance: dict, items: list[str], problems: l
             continue
         parts, text = given
         key = dotted(parts)
-        if parts[0] == "extends" or (parts[0] in TABLES.values() and not _is_component_table(parts[:-1])):
+        if parts[0] == "extends" or (parts[0] in TABLES.values() and not _settable(parts)):
             whole = "a --set sets one value (models.NAME.KEY=VALUE, resources.KEY=VALUE), not a table or extends"
             problems.append(Problem(OVERRIDE_SOURCE, key, whole + whole_value_hint(parts, data.get(parts[0]))))
             continue

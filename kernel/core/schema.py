@@ -15,7 +15,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
-from heirloom.converter import make_converter
+from heirloom.converter import entry_type, make_converter
 from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_references, references
 from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.paths import data_root
@@ -221,15 +221,17 @@ class Validator:
             message += f". This profile needs it and these plugins failed to load: {details}"
         return message
 
-    def _typed(self, key: str, table: dict, cls: type) -> dict:
-        """Replace ``--set`` texts by values of the field's schema type (or a problem, the key left out)."""
-        hint = {f.name: f.type for f in attrs.fields(attrs.resolve_types(cls))}
+    def _typed(self, key: str, table: dict, tp: Any) -> dict:
+        """Replace ``--set`` texts by values of the field's schema type (or a problem, the key left out), one
+        in a table of a field (``apis.t.window.end=0``) by the type of its key in the field's (``entry_type``)."""
         typed = {}
         for name, value in table.items():
             try:
-                typed[name] = value.typed(hint.get(name, Any)) if isinstance(value, SetValue) else value
+                typed[name] = value.typed(entry_type(tp, name)) if isinstance(value, SetValue) else value
             except ValueError as exc:
                 self.problem(f"{key}.{dotted([name])}", str(exc))
+            if isinstance(value, dict):
+                typed[name] = self._typed(f"{key}.{dotted([name])}", value, entry_type(tp, name))
         return typed
 
     def _resolve_paths(self, key: str, config: dict, cls: type) -> None:
@@ -330,7 +332,8 @@ def flatten_errors(
     elif isinstance(exc, (ClassValidationError, IterableValidationError)):
         with_notes, without_notes = exc.group_exceptions()
         for sub, note in with_notes:
-            step = note.name if hasattr(note, "name") else f"[{note.index}]"
+            index = getattr(note, "index", None)  # a list's item; a mapping's key is a key (weights.y, not [y])
+            step = note.name if hasattr(note, "name") else f"[{index}]" if isinstance(index, int) else str(index)
             yield from flatten_errors(sub, [*path, step], also)
         for sub in without_notes:  # __init__'s (attrs validators, a check across fields) or an unknown key
             field = _field_named_in(sub, getattr(exc, "cl", None))  # "'field' must ...": at its field

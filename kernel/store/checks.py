@@ -20,7 +20,7 @@ from heirloom.core.serving import served_ref
 from heirloom.core.system import api_check
 from heirloom.profile_toml import dotted
 from heirloom.store.artifacts import StoreMissing
-from heirloom.store.content import Damaged
+from heirloom.store.content import Damaged, format_refusal
 from heirloom.store.parents import (
     PRETRAINED,
     SERVED,
@@ -208,15 +208,18 @@ def reference_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOn
 
 
 def foreign_parent_problems(kernel: Kernel, profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:
-    """Parents their models cannot warm-start from (another type's state, other hashing settings), as each
-    model's optional ``check_parent`` says (parents.py). A parent not stored yet, or a version of another
-    model this run trains first, is left to ``train``; one the store cannot resolve, to reference_problems."""
+    """Parents their models cannot warm-start from: a version of the model's own type stored in a state format
+    the installed type cannot read (on ``inherit``, as ``train`` refuses it), and what each model's optional
+    ``check_parent`` says (parents.py: another type's state, other hashing settings). A parent not stored yet,
+    or a version of another model this run trains first, is left to ``train``; one the store cannot resolve,
+    to reference_problems."""
     problems = []
     for spec in profile.components:
         ref = spec.keys.inherit if spec.kind == "model" else None
         named = (ref or "").partition("@")[0]
         sibling = named.startswith(f"{profile.project}/") and named != f"{profile.project}/{spec.name}"
-        if not ref or ref == SERVED or not checks_parents(spec) or sibling:
+        unasked = (ref or "").startswith(PRETRAINED) and not checks_parents(spec)  # no format: a plugin's state
+        if not ref or ref == SERVED or sibling or unasked:
             continue
         try:
             found = _parent_metadata(kernel, opened, ref)
@@ -226,22 +229,33 @@ def foreign_parent_problems(kernel: Kernel, profile: ResolvedProfile, opened: St
             continue
         except Exception:  # noqa: BLE001 - a ref naming nothing, a pretrained name no plugin registers: said elsewhere
             continue
-        problems += parent_problems(profile, spec, *found) if found else []
+        if found is None:
+            continue
+        parent, model_type, metadata, stored_with = found
+        reads = spec.cls.state_format if model_type == spec.use else None  # another type's: its check_parent's word
+        if refusal := format_refusal(metadata, reads, f"{parent} ({model_type})", stored_with):
+            key = f"{spec.key}.inherit"
+            problems.append(Problem(profile.raw.provenance.get(key, profile.raw.file), key, refusal))
+        elif checks_parents(spec):
+            problems += parent_problems(profile, spec, parent, model_type, metadata)
     return problems
 
 
-def _parent_metadata(kernel: Kernel, opened: StoreOnce, ref: str) -> tuple[str, str, dict[str, Any]] | None:
-    """``(ref, model type, state metadata)`` of the parent ``ref`` names; None where none is stored yet."""
+def _parent_metadata(
+    kernel: Kernel, opened: StoreOnce, ref: str
+) -> tuple[str, str, dict[str, Any], dict[str, str]] | None:
+    """``(ref, model type, state metadata, the plugin releases that stored it)`` of the parent ``ref`` names;
+    None where none is stored yet."""
     store = opened()
     if ref.startswith(PRETRAINED):  # the one an earlier train imported, else the plugin's own (loaded once here)
         name = ref.removeprefix(PRETRAINED)
         if store is not None and (imported := store.list("pretrained", name)):
-            return imported[-1].ref, "pretrained", store.metadata(imported[-1])
-        return ref, "pretrained", pretrained_state(kernel, ref)[0].metadata
+            return imported[-1].ref, "pretrained", store.metadata(imported[-1]), imported[-1].plugin_versions
+        return ref, "pretrained", pretrained_state(kernel, ref)[0].metadata, {}
     if store is None:
         return None
     artifact = store.resolve(ref)
-    return artifact.ref, artifact.model_type, store.metadata(artifact)
+    return artifact.ref, artifact.model_type, store.metadata(artifact), artifact.plugin_versions
 
 
 def _typo_of(name: str, choices: Iterable[str]) -> str:

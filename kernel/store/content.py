@@ -127,16 +127,25 @@ def decode_state(
     except Exception as exc:  # noqa: BLE001 - safetensors' error, a header declaring 2**62 bytes: a forged or torn blob
         raise Damaged(f"{what} is damaged: its weights do not decode ({type(exc).__name__}: {exc})") from None
     state = State(tensors, decode_metadata(metadata, what))
-    stored = state.metadata.pop(STATE_FORMAT_KEY, 1)
-    check_format(stored, f"{what}: its stored {STATE_FORMAT_KEY}")
-    if reads is not None and stored > check_format(reads, "Model.state_format"):
-        releases = ", ".join(f"{dist} {version}" for dist, version in sorted(stored_with.items()))
-        raise HeirloomError(
-            f"{what} holds state of format {stored}; the installed model type reads format {reads} at most "
-            f"(the version was stored with {releases or 'no plugin recorded'}): install a release of its plugin "
-            f"whose model type reads format {stored} (heirloom itself for heirloom's), or use a version it stored"
-        )
+    if refusal := format_refusal(state.metadata, reads, what, stored_with):
+        raise HeirloomError(refusal)
     return state
+
+
+def format_refusal(metadata: dict[str, Any], reads: int | None, what: str, stored_with: dict[str, str]) -> str:
+    """Why a model type reading state format ``reads`` (None: any) must not load the state ``what`` (a version)
+    whose ``metadata`` this pops the recorded format from; "" if it may. ``profile check`` asks it of a parent
+    too, from the metadata alone: ``train`` would refuse the parent on its ``inherit`` key (checker h301 F2)."""
+    stored = metadata.pop(STATE_FORMAT_KEY, 1)
+    check_format(stored, f"{what}: its stored {STATE_FORMAT_KEY}")
+    if reads is None or stored <= check_format(reads, "Model.state_format"):
+        return ""
+    releases = ", ".join(f"{dist} {version}" for dist, version in sorted(stored_with.items()))
+    return (
+        f"{what} holds state of format {stored}; the installed model type reads format {reads} at most "
+        f"(the version was stored with {releases or 'no plugin recorded'}): install a release of its plugin "
+        f"whose model type reads format {stored} (heirloom itself for heirloom's), or use a version it stored"
+    )
 
 
 def decode_metadata(metadata: bytes, what: str) -> dict[str, Any]:
