@@ -563,6 +563,25 @@ def test_profile_show_prints_a_set_value_that_does_not_validate_as_it_was_typed(
     assert json.loads(shown.stdout)["profile"]["description"] == '"a\\u0000b"'
 
 
+def test_values_are_written_back_as_toml_in_errors_and_in_profile_show(tmp_path):
+    """Checker 305 F4: Python's ``[1, True]``, ``True``, ``None`` and ``'a\\x00b'`` were written back, no TOML."""
+    write(tmp_path / "extint.toml", "extends = [1, true]\n")
+    write(tmp_path / "nul.toml", '[apis."a\\u0000b"]\nuse = "echo"\n')
+    base = 'extends = ["finance-sentiment"]\n[apis.monitor]\nenabled = true\n'
+    write(tmp_path / "unset.toml", f'{base}[sources.news]\nlabels_file = ""\n')
+    extint = run_heirloom("profile", "check", "extint.toml", cwd=tmp_path)
+    assert (
+        extint.returncode == 2 and "extends: expected a profile name or a list of names, got [1, true]" in extint.stderr
+    )
+    nul = run_heirloom("profile", "check", "nul.toml", cwd=tmp_path)
+    assert nul.returncode == 2 and 'apis."a\\u0000b": invalid name "a\\u0000b": ASCII letters' in nul.stderr, nul.stderr
+    shown = run_heirloom("profile", "show", "unset.toml", cwd=tmp_path)
+    rows = {
+        cells[1].strip(): cells[2].strip() for line in shown.stdout.splitlines() if len(cells := line.split("│")) > 3
+    }
+    assert rows["apis.monitor.enabled"] == "true" and rows["sources.news.labels_file"] == "not set", shown.stdout
+
+
 def test_a_symbolic_link_loop_in_extends_or_a_path_is_a_problem_not_a_traceback(tmp_path, kernel):
     """``path.resolve()`` raised RuntimeError on a link to itself: profile check, train and serve
     printed a traceback."""

@@ -24,6 +24,7 @@ from heirloom.cli.options import PROFILE, set_option
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue, key_parts
 from heirloom.core.schema import DEFAULT_RESOURCES, ResolvedProfile, validate
+from heirloom.profile_toml import written
 from heirloom.store.checks import StoreOnce, reference_problems, store_problems
 from heirloom.store.digest import profile_digest
 from heirloom.wire.local_workers import too_many_workers
@@ -170,7 +171,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), Column("set by", overflow="fold"))
         for key, origin in sorted(provenance.items()):
             secret = " (from the environment)" if key in raw.secrets else ""
-            table.add_row(*map(inert, (key, repr(_lookup(data, key)) + secret, origin)))  # as --json: sub/base.toml
+            table.add_row(*map(inert, (key, written(_lookup(data, key)) + secret, origin)))  # as --json: sub/base.toml
         console.print(table)
     if problems is not None:
         report_profile_error(problems)

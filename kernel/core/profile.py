@@ -26,7 +26,7 @@ from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.files import NotRegularFile, open_regular
 from heirloom.links import broken_link, broken_profile
-from heirloom.profile_toml import BARE_KEY, dotted
+from heirloom.profile_toml import BARE_KEY, as_written, dotted
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, check_nesting, parse_bounded
 
@@ -231,7 +231,7 @@ class ProfileLoader:
         parents = tree.pop("extends", [])
         parents = [parents] if isinstance(parents, str) else parents
         if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-            refuse("extends", f"expected a profile name or a list of names, got {parents!r}")
+            refuse("extends", f"expected a profile name or a list of names, got {as_written(parents)}")
             parents = []
         for parent in parents:
             try:

@@ -22,7 +22,7 @@ from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
-from heirloom.profile_toml import as_written, dotted, joined, list_key
+from heirloom.profile_toml import as_written, dotted, joined, list_key, written
 from heirloom.suggest import did_you_mean, no_component_to_change
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
@@ -132,7 +132,7 @@ class Validator:
         if not NAME_PATTERN.fullmatch(value):
             rule = "ASCII letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names files)"
             hint = ' (taken from the profile\'s file name: set project = "...")' if from_file_name else ""
-            self.problem(key, f"invalid name {value!r}{hint}: {rule}")
+            self.problem(key, f"invalid name {written(value)}{hint}: {rule}")
         return value
 
     def _section(self, name: str, cls: type) -> Any:
