@@ -772,6 +772,18 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     assert f"extends: no profile file {tmp_path / 'passwd'} (a .toml file)" in str(caught.value)
 
 
+def test_a_hint_proposes_neither_the_extending_file_itself_nor_a_file_for_a_shipped_name(tmp_path):
+    """Checker 305 F7 and F12: ``extends = ["selfn"]`` in selfn.toml hinted 'selfn.toml' (a cycle), and
+    ``profile check minimal.toml`` where no such file is hinted a file beside it, not the profile ``minimal``."""
+    write(tmp_path / "selfn.toml", 'extends = ["selfn"]\n[apis.x]\nuse = "echo"\n')
+    write(tmp_path / "uni.toml", "")
+    itself = run_heirloom("profile", "check", "selfn.toml", cwd=tmp_path)
+    assert itself.returncode == 2 and "no profile named 'selfn'" in itself.stderr and "did you" not in itself.stderr
+    shipped = run_heirloom("profile", "check", "minimal.toml", cwd=tmp_path)
+    hint = "did you mean 'minimal'? (a profile name, without .toml)"
+    assert shipped.returncode == 2 and hint in shipped.stderr and "uni" not in shipped.stderr, shipped.stderr
+
+
 def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_says_it_shadows_it(tmp_path):
     """``profiles/minimal.toml`` with ``extends = ["minimal"]`` was an extends cycle on itself: a name that
     would be the extending file is looked up further on (here: the shipped one); a folder named x.toml,

@@ -142,9 +142,9 @@ ProfileLookup = Callable[[str], "Path | None"]
 class ProfileLoader:
     """Finds profile files by name or path and resolves ``extends`` chains."""
 
-    def __init__(self, registered: ProfileLookup | None = None, missing: Callable[[str], str] | None = None):
+    def __init__(self, registered: ProfileLookup | None = None, missing: Callable[..., str] | None = None):
         self._registered = registered or (lambda name: None)
-        self._missing = missing or (lambda name: "")  # why no profile has this name (a failed plugin, a close name)
+        self._missing = missing or (lambda name, skip=None: "")  # why no profile has a name (a failed plugin...)
 
     def search_dirs(self) -> list[Path]:
         dirs = [Path(p) for p in os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep) if p]
@@ -246,7 +246,7 @@ class ProfileLoader:
                 file += "" if why else " (a .toml file)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
-                said = file if by_path or why else named + self._missing(parent)
+                said = file if by_path or why else named + self._missing(parent, resolved)
                 refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
