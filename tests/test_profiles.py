@@ -593,7 +593,11 @@ def test_a_symbolic_link_loop_in_extends_or_a_path_is_a_problem_not_a_traceback(
     path = write(tmp_path / "p.toml", '[sources.news]\nuse = "phrasebank"\npath = "selfloop"\n')
     checked = run_heirloom("profile", "check", str(path), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
     assert checked.returncode == 2 and "Traceback" not in checked.stderr
-    assert f"sources.news.path: path does not exist: {tmp_path}/selfloop" in checked.stderr
+    assert "sources.news.path: path selfloop is a symbolic link loop" in checked.stderr  # checker 305 F3: in the
+    os.symlink("nowhere", tmp_path / "dangling")  # link's own terms, as a profile file's, not its resolved target
+    write(path, '[sources.news]\nuse = "phrasebank"\npath = "dangling"\n')
+    checked = run_heirloom("profile", "check", str(path), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert "sources.news.path: path dangling links to nowhere, which does not exist" in checked.stderr
 
 
 def test_an_interpolation_or_extends_problem_does_not_hide_the_profiles_other_problems(tmp_path, kernel, monkeypatch):
@@ -1034,6 +1038,12 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
     hint = "; a public data set? `heirloom data fetch banking77` (add --accept-license if asked))"
     assert "(data root " in str(caught.value) and hint in str(caught.value)  # a license gate is no second refusal
+    fetch = "; did you mean the data set 'banking77'? `heirloom data fetch banking77` (add --accept-license if asked)"
+    for folder, said in [("banking7", fetch), ("zzq", "")]:  # checker 305 F12: a typo's folder was told to fetch
+        write(path, f'[sources.f]\nuse = "file"\npath = "${{data}}/{folder}/train.csv"\n')  # itself, which failed
+        with pytest.raises(heirloom.ProfileError) as caught:
+            heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
+        assert str(caught.value).endswith(f"(data root {tmp_path / 'data'}{said})"), str(caught.value)
 
 
 def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):
