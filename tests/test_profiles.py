@@ -1208,11 +1208,17 @@ def test_profile_show_masks_values_from_the_environment(tmp_path):
     assert json.loads(revealed.stdout)["profile"]["description"] == "token s3cr3t-value"
     for where in (("--set", "resources.threads=${SHOW_TOKEN}"), ("--set", "apis.echo.use=${SHOW_TOKEN}")):
         refused = run_heirloom("profile", "check", str(path), *where, env=env)  # an error quotes what it refuses
-        assert refused.returncode == 2 and "********" in refused.stderr and "s3cr3t" not in refused.stderr
+        assert refused.returncode == 2 and "'${SHOW_TOKEN}'" in refused.stderr and "s3cr3t" not in refused.stderr
     env["SHORT"] = "e"
     short = run_heirloom("profile", "check", str(path), "--set", "resources.threads=${SHORT}", env=env)
-    said = "--set: resources.threads: expected int, got str '********'"  # every "e" of it was masked
+    said = "--set: resources.threads: expected int, got str '${SHORT}'"  # every "e" of it was masked
     assert short.returncode == 2 and said in short.stderr, short.stderr
+    env["SHOW_DIR"] = str(tmp_path / "nowhere")  # checker 305 F11: the folder tried, with --show-secrets
+    where = ("--set", "sources.news.path=${SHOW_DIR}/in")  # (it was '********' even then), else the variable
+    hidden = run_heirloom("profile", "show", "finance-sentiment", *where, env=env)
+    assert hidden.returncode == 2 and "sources.news.path: path does not exist: ${SHOW_DIR}/in" in hidden.stderr
+    shown = run_heirloom("profile", "show", "finance-sentiment", *where, "--show-secrets", env=env)
+    assert f"sources.news.path: path does not exist: {tmp_path}/nowhere/in" in shown.stderr, shown.stderr
 
 
 def test_a_shared_base_merges_once_and_a_fan_out_of_extends_stays_linear(tmp_path, kernel):

@@ -131,7 +131,8 @@ def profile_group() -> None:
 @click.option(
     "--show-secrets",
     is_flag=True,
-    help=f"Print values interpolated from environment variables (${{VAR}}); by default they read {MASK}.",
+    help=f"Print values interpolated from environment variables (${{VAR}}), in errors too; by default they read {MASK}"
+    " (errors: ${VAR} as written).",
 )
 def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_secrets: bool) -> None:
     """Print the resolved PROFILE and, for every value, the file that set it (its path, as --json and errors say).
@@ -147,6 +148,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         raw = kernel.load_profile(profile, overrides)
     except ProfileError as exc:  # the file itself does not merge (TOML, not found): nothing to show
         report_profile_error(exc)
+    raw.revealed = show_secrets
     try:
         resolved = validate(raw, kernel.plugins)
         project, digest, problems = resolved.project, profile_digest(resolved), None
