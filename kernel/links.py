@@ -1,12 +1,15 @@
 """Why a symbolic link leads to no file: said in the link's own terms (what the user wrote), where
-"no such file" named the link's target or nothing at all."""
+"no such file" named the link's target or nothing at all; and what a profile's path that leads to none says."""
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+FETCH = "`heirloom data fetch {}` (add --accept-license if asked)"  # a license gate is no second refusal
 
 
 def broken_link(path: Path) -> str:
@@ -30,3 +33,20 @@ def broken_profile(ref: str, folders: Iterable[Path], shown: Callable[[Path], st
         return f"it {why}"
     by_name = [] if "/" in ref or os.sep in ref or ref.endswith(".toml") else [f / f"{ref}.toml" for f in folders]
     return next((f"{shown(link)} {why}" for link in by_name if (why := broken_link(link))), "")
+
+
+def missing_path(written: str, link: Path, path: Path, root: Path, datasets: Callable[[], Iterable[str]]) -> str:
+    """What a profile's path that leads to no file says: ``written`` (as the profile wrote it, ``link`` unresolved)
+    when it is a broken symbolic link, where its resolved target, ``path``, was said not to exist (checker 305 F3);
+    under the data ``root``, the data set of ``datasets`` to fetch: the folder's, else the closest to it (a typo's
+    `heirloom data fetch financial-phrasebnk` then failed, F12), else none."""
+    if why := broken_link(link):
+        return f"path {written} {why}"
+    if not path.is_relative_to(root):
+        return f"path does not exist: {path}"
+    name = next(iter(path.relative_to(root).parts), "")  # a data set's folder, or a file in one
+    known = list(datasets()) if name and not Path(name).suffix else []
+    close = difflib.get_close_matches(name, known, 1)
+    fetch = f"; a public data set? {FETCH.format(name)}" if name in known else ""
+    fetch = fetch or "".join(f"; did you mean the data set {c!r}? {FETCH.format(c)}" for c in close)
+    return f"path does not exist: {path} (data root {root}{fetch})"

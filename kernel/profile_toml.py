@@ -31,21 +31,37 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_written(value: Any, text: Callable[[str], str] = repr, limit: int = 80) -> str:
-    """A value an error quotes, as TOML writes it (``true``, ``{a = 1}``, ``1979-05-27``, not Python's
-    ``True``, ``{'a': 1}``, ``datetime.date(1979, 5, 27)``), cut at ``limit``; a text as ``text`` quotes it."""
+def written(value: Any, text: Callable[[str], str] | None = None) -> str:
+    """A value as a profile would write it, for ``profile show`` and errors: ``true``, ``[1, true]``, ``{a = 1}``,
+    ``1979-05-27``, a text in TOML's ``'...'`` (``"a\\u0000b"`` where it holds what only TOML's escapes write, not
+    Python's ``'a\\x00b'``) or as ``text`` quotes it, and ``not set`` for a value an extending file unset (TOML has
+    no null: checker 305 F4)."""
+    if value is None:
+        return "not set"
+    if isinstance(value, str | Path):
+        return (text or toml_text)(str(value))
     try:
-        said = text(value) if isinstance(value, str) else _value(value)
+        return _value(value)
     except (TypeError, AttributeError):  # no TOML value (a map with a number for a key, from msgpack)
-        said = repr(value)
+        return repr(value)
+
+
+def as_written(value: Any, text: Callable[[str], str] | None = None, limit: int = 80) -> str:
+    """:func:`written`, cut at ``limit`` (an error quotes the value it refuses, which may be long); the converter
+    gives ``text``: ``reprlib.repr`` where a long one would hide its end."""
+    said = written(value, text)
     return said if len(said) <= limit else f"{said[: limit - 3]}..."
+
+
+def toml_text(text: str) -> str:
+    """``text`` as a TOML string: a literal one, ``'...'``, when it can be, else a basic one with TOML's escapes."""
+    return f"'{text}'" if "'" not in text and text.isprintable() else _escaped(json.dumps(text, ensure_ascii=False))
 
 
 def dotted(parts: Iterable[str]) -> str:
     """A key path as TOML writes it: ``models."sent.v2".epochs``, never ``models.sent.v2.epochs``
     (:func:`heirloom.core.profile.key_parts` reads one back); a control character escaped, as TOML does."""
-    said = ".".join(p if BARE_KEY.fullmatch(p) else json.dumps(p, ensure_ascii=False) for p in parts)
-    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}" for c in said)
+    return _escaped(".".join(p if BARE_KEY.fullmatch(p) else json.dumps(p, ensure_ascii=False) for p in parts))
 
 
 def joined(prefix: str, path: Iterable[str]) -> str:
@@ -58,6 +74,11 @@ def joined(prefix: str, path: Iterable[str]) -> str:
 def list_key(key: str) -> str:
     """The key of the list an item's path (``tags[2]``) is in; ``key`` itself when it names no item."""
     return _ITEM.sub("", key)
+
+
+def _escaped(said: str) -> str:
+    """``said`` (JSON's quotes and escapes, which TOML reads) with what else is no printable character escaped."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) < 65536 else f"\\U{ord(c):08x}" for c in said)
 
 
 def _value(value: Any) -> str:

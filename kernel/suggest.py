@@ -17,11 +17,13 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return "".join(f"; did you mean {folded[c]!r}?" for c in difflib.get_close_matches(name.casefold(), folded, 1))
 
 
-def toml_beside(name: str) -> list[str]:
+def toml_beside(name: str, skip: Path | None = None) -> list[str]:
     """The ``.toml`` files in the folder of the file ``name`` names (the working folder for a bare name), as
-    ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``)."""
+    ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``); not
+    ``skip``, the extending file (``selfn.toml`` for its own ``extends = ["selfn"]``: a cycle, checker 305 F7)."""
     try:
-        return sorted(str(path) for path in Path(name).parent.glob("*.toml"))
+        found = (path for path in Path(name).parent.glob("*.toml") if skip is None or path.resolve() != skip)
+        return sorted(map(str, found))
     except OSError:  # a folder it may not read
         return []
 
@@ -33,8 +35,14 @@ def extends_hint(parent: str, folder: Path, is_name: Callable[[str], bool]) -> s
         return "; extends is not interpolated (${VAR} is read in values only): write the name or path itself"
     if not parent.endswith(".toml") and "/" in parent and (folder / f"{parent}.toml").is_file():
         return f"; did you mean {parent + '.toml'!r}? (a path names the file, .toml too)"
-    if parent.endswith(".toml") and "/" not in parent and is_name(name := parent.removesuffix(".toml")):
-        return f"; did you mean {name!r}? (a profile name, without .toml: a path is looked up next to this file only)"
+    return name_hint(parent, is_name, ": a path is looked up next to this file only")
+
+
+def name_hint(ref: str, is_name: Callable[[str], bool], why: str = "") -> str:
+    """``; did you mean 'minimal'?`` for ``minimal.toml`` that is no file where ``minimal`` names a profile (a
+    file beside it was proposed, checker 305 F12), else ""."""
+    if ref.endswith(".toml") and "/" not in ref and is_name(name := ref.removesuffix(".toml")):
+        return f"; did you mean {name!r}? (a profile name, without .toml{why})"
     return ""
 
 

@@ -721,6 +721,22 @@ def test_an_unknown_type_says_which_plugins_the_environment_left_out(tmp_path):
     assert "HEIRLOOM_LOAD_PLUGINS=echo: plugins left out by it are not loaded" in said
 
 
+def test_unknown_types_read_the_installed_plugins_once_not_once_per_problem(tmp_path, monkeypatch):
+    """Checker 305 F2: each unknown type re-read every distribution's metadata for the plugins the environment
+    left out, so 10,000 of them took 76 s; the entry points are read when the kernel lists them, and no more."""
+    calls = []
+    read = heirloom.core.plugins.entry_points
+    monkeypatch.setattr(heirloom.core.plugins, "entry_points", lambda **kw: calls.append(kw) or read(**kw))
+    monkeypatch.setenv("HEIRLOOM_DISABLE_PLUGINS", "heirloom-nosuch")  # errors then say what it leaves out
+    kernel = heirloom.Kernel()
+    listed = len(calls)
+    profile = write(tmp_path / "p.toml", "".join(f'[apis.e{i}]\nuse = "ecko"\n' for i in range(30)))
+    with pytest.raises(heirloom.ProfileError) as raised:
+        kernel.resolve(str(profile))
+    assert [p.message.startswith("unknown api type 'ecko'") for p in raised.value.problems] == [True] * 30
+    assert len(calls) == listed
+
+
 WORDY = """
 import heirloom
 from tests.toys import ToySource

@@ -564,6 +564,25 @@ def test_profile_show_prints_a_set_value_that_does_not_validate_as_it_was_typed(
     assert json.loads(shown.stdout)["profile"]["description"] == '"a\\u0000b"'
 
 
+def test_values_are_written_back_as_toml_in_errors_and_in_profile_show(tmp_path):
+    """Checker 305 F4: Python's ``[1, True]``, ``True``, ``None`` and ``'a\\x00b'`` were written back, no TOML."""
+    write(tmp_path / "extint.toml", "extends = [1, true]\n")
+    write(tmp_path / "nul.toml", '[apis."a\\u0000b"]\nuse = "echo"\n')
+    base = 'extends = ["finance-sentiment"]\n[apis.monitor]\nenabled = true\n'
+    write(tmp_path / "unset.toml", f'{base}[sources.news]\nlabels_file = ""\n')
+    extint = run_heirloom("profile", "check", "extint.toml", cwd=tmp_path)
+    assert (
+        extint.returncode == 2 and "extends: expected a profile name or a list of names, got [1, true]" in extint.stderr
+    )
+    nul = run_heirloom("profile", "check", "nul.toml", cwd=tmp_path)
+    assert nul.returncode == 2 and 'apis."a\\u0000b": invalid name "a\\u0000b": ASCII letters' in nul.stderr, nul.stderr
+    shown = run_heirloom("profile", "show", "unset.toml", cwd=tmp_path)
+    rows = {
+        cells[1].strip(): cells[2].strip() for line in shown.stdout.splitlines() if len(cells := line.split("│")) > 3
+    }
+    assert rows["apis.monitor.enabled"] == "true" and rows["sources.news.labels_file"] == "not set", shown.stdout
+
+
 def test_a_symbolic_link_loop_in_extends_or_a_path_is_a_problem_not_a_traceback(tmp_path, kernel):
     """``path.resolve()`` raised RuntimeError on a link to itself: profile check, train and serve
     printed a traceback."""
@@ -575,7 +594,11 @@ def test_a_symbolic_link_loop_in_extends_or_a_path_is_a_problem_not_a_traceback(
     path = write(tmp_path / "p.toml", '[sources.news]\nuse = "phrasebank"\npath = "selfloop"\n')
     checked = run_heirloom("profile", "check", str(path), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
     assert checked.returncode == 2 and "Traceback" not in checked.stderr
-    assert f"sources.news.path: path does not exist: {tmp_path}/selfloop" in checked.stderr
+    assert "sources.news.path: path selfloop is a symbolic link loop" in checked.stderr  # checker 305 F3: in the
+    os.symlink("nowhere", tmp_path / "dangling")  # link's own terms, as a profile file's, not its resolved target
+    write(path, '[sources.news]\nuse = "phrasebank"\npath = "dangling"\n')
+    checked = run_heirloom("profile", "check", str(path), env={"HEIRLOOM_HOME": str(tmp_path / "home")})
+    assert "sources.news.path: path dangling links to nowhere, which does not exist" in checked.stderr
 
 
 def test_an_interpolation_or_extends_problem_does_not_hide_the_profiles_other_problems(tmp_path, kernel, monkeypatch):
@@ -686,7 +709,7 @@ def test_near_misses_of_a_profile_say_the_form_that_works(tmp_path, kernel, monk
     path = write(tmp_path / "p.toml", tables + 'epochs = "${EP}"\n')
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path))
-    said = "expected int, got str '********' (${VAR} interpolates text: write the number in TOML, or set it with --set)"
+    said = "expected int, got str '${EP}' (${VAR} interpolates text: write the number in TOML, or set it with --set)"
     assert [str(p) for p in caught.value.problems] == [f'{path}: models."sent.v2".epochs: {said}']
     write(path, tables)
     with pytest.raises(heirloom.ProfileError) as caught:
@@ -753,6 +776,18 @@ def test_extends_cycle_and_unknown_parent(tmp_path, kernel):
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(other))
     assert f"extends: no profile file {tmp_path / 'passwd'} (a .toml file)" in str(caught.value)
+
+
+def test_a_hint_proposes_neither_the_extending_file_itself_nor_a_file_for_a_shipped_name(tmp_path):
+    """Checker 305 F7 and F12: ``extends = ["selfn"]`` in selfn.toml hinted 'selfn.toml' (a cycle), and
+    ``profile check minimal.toml`` where no such file is hinted a file beside it, not the profile ``minimal``."""
+    write(tmp_path / "selfn.toml", 'extends = ["selfn"]\n[apis.x]\nuse = "echo"\n')
+    write(tmp_path / "uni.toml", "")
+    itself = run_heirloom("profile", "check", "selfn.toml", cwd=tmp_path)
+    assert itself.returncode == 2 and "no profile named 'selfn'" in itself.stderr and "did you" not in itself.stderr
+    shipped = run_heirloom("profile", "check", "minimal.toml", cwd=tmp_path)
+    hint = "did you mean 'minimal'? (a profile name, without .toml)"
+    assert shipped.returncode == 2 and hint in shipped.stderr and "uni" not in shipped.stderr, shipped.stderr
 
 
 def test_a_local_profile_extends_the_one_of_its_name_it_shadows_and_profiles_says_it_shadows_it(tmp_path):
@@ -1005,6 +1040,12 @@ def test_missing_path_field_is_reported(tmp_path, monkeypatch):
         heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
     hint = "; a public data set? `heirloom data fetch banking77` (add --accept-license if asked))"
     assert "(data root " in str(caught.value) and hint in str(caught.value)  # a license gate is no second refusal
+    fetch = "; did you mean the data set 'banking77'? `heirloom data fetch banking77` (add --accept-license if asked)"
+    for folder, said in [("banking7", fetch), ("zzq", "")]:  # checker 305 F12: a typo's folder was told to fetch
+        write(path, f'[sources.f]\nuse = "file"\npath = "${{data}}/{folder}/train.csv"\n')  # itself, which failed
+        with pytest.raises(heirloom.ProfileError) as caught:
+            heirloom.Kernel(plugins=[Plugin()]).resolve(str(path))
+        assert str(caught.value).endswith(f"(data root {tmp_path / 'data'}{said})"), str(caught.value)
 
 
 def test_a_relative_data_root_is_one_folder_from_where_the_command_runs_not_each_profile_files(tmp_path, monkeypatch):
@@ -1169,11 +1210,17 @@ def test_profile_show_masks_values_from_the_environment(tmp_path):
     assert json.loads(revealed.stdout)["profile"]["description"] == "token s3cr3t-value"
     for where in (("--set", "resources.threads=${SHOW_TOKEN}"), ("--set", "apis.echo.use=${SHOW_TOKEN}")):
         refused = run_heirloom("profile", "check", str(path), *where, env=env)  # an error quotes what it refuses
-        assert refused.returncode == 2 and "********" in refused.stderr and "s3cr3t" not in refused.stderr
+        assert refused.returncode == 2 and "'${SHOW_TOKEN}'" in refused.stderr and "s3cr3t" not in refused.stderr
     env["SHORT"] = "e"
     short = run_heirloom("profile", "check", str(path), "--set", "resources.threads=${SHORT}", env=env)
-    said = "--set: resources.threads: expected int, got str '********'"  # every "e" of it was masked
+    said = "--set: resources.threads: expected int, got str '${SHORT}'"  # every "e" of it was masked
     assert short.returncode == 2 and said in short.stderr, short.stderr
+    env["SHOW_DIR"] = str(tmp_path / "nowhere")  # checker 305 F11: the folder tried, with --show-secrets
+    where = ("--set", "sources.news.path=${SHOW_DIR}/in")  # (it was '********' even then), else the variable
+    hidden = run_heirloom("profile", "show", "finance-sentiment", *where, env=env)
+    assert hidden.returncode == 2 and "sources.news.path: path does not exist: ${SHOW_DIR}/in" in hidden.stderr
+    shown = run_heirloom("profile", "show", "finance-sentiment", *where, "--show-secrets", env=env)
+    assert f"sources.news.path: path does not exist: {tmp_path}/nowhere/in" in shown.stderr, shown.stderr
 
 
 def test_a_shared_base_merges_once_and_a_fan_out_of_extends_stays_linear(tmp_path, kernel):

@@ -24,6 +24,7 @@ from heirloom.cli.options import PROFILE, set_option
 from heirloom.core.errors import HeirloomError, Problem, ProfileError
 from heirloom.core.profile import MASK, SetValue, key_parts
 from heirloom.core.schema import DEFAULT_RESOURCES, ResolvedProfile, validate
+from heirloom.profile_toml import written
 from heirloom.store.checks import StoreOnce, reference_problems, store_problems
 from heirloom.store.digest import profile_digest
 from heirloom.wire.local_workers import too_many_workers
@@ -130,7 +131,8 @@ def profile_group() -> None:
 @click.option(
     "--show-secrets",
     is_flag=True,
-    help=f"Print values interpolated from environment variables (${{VAR}}); by default they read {MASK}.",
+    help=f"Print values interpolated from environment variables (${{VAR}}), in errors too; by default they read {MASK}"
+    " (errors: ${VAR} as written).",
 )
 def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_secrets: bool) -> None:
     """Print the resolved PROFILE and, for every value, the file that set it (its path, as --json and errors say).
@@ -146,6 +148,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         raw = kernel.load_profile(profile, overrides)
     except ProfileError as exc:  # the file itself does not merge (TOML, not found): nothing to show
         report_profile_error(exc)
+    raw.revealed = show_secrets
     try:
         resolved = validate(raw, kernel.plugins)
         project, digest, problems = resolved.project, profile_digest(resolved), None
@@ -170,7 +173,7 @@ def profile_show(profile: str, overrides: tuple[str, ...], as_json: bool, show_s
         table = Table(Column("key", no_wrap=True), Column("value", overflow="fold"), Column("set by", overflow="fold"))
         for key, origin in sorted(provenance.items()):
             secret = " (from the environment)" if key in raw.secrets else ""
-            table.add_row(*map(inert, (key, repr(_lookup(data, key)) + secret, origin)))  # as --json: sub/base.toml
+            table.add_row(*map(inert, (key, written(_lookup(data, key)) + secret, origin)))  # as --json: sub/base.toml
         console.print(table)
     if problems is not None:
         report_profile_error(problems)

@@ -14,7 +14,7 @@ from heirloom.core.profile import ProfileLoader, RawProfile, display_path
 from heirloom.core.schema import ResolvedProfile, validate
 from heirloom.core.serving import VersionStore
 from heirloom.core.system import System
-from heirloom.suggest import did_you_mean, toml_beside
+from heirloom.suggest import did_you_mean, name_hint, toml_beside
 
 
 class Kernel:
@@ -33,17 +33,19 @@ class Kernel:
             raise PluginError(f"profile {name!r}: registered by {labels}; disable one (HEIRLOOM_DISABLE_PLUGINS)")
         return Path(str(entries[0][1])) if entries else None
 
-    def _missing_profile(self, name: str) -> str:
+    def _missing_profile(self, name: str, skip: Path | None = None) -> str:
         """More about a profile name nothing provides: the failed or left-out plugin that shipped it, else a
         close name, the plugins that failed and those the environment left out."""
         if "/" in name or name.endswith(".toml"):
-            return did_you_mean(name, toml_beside(name))
+            found = name_hint(name, lambda ref: self.loader.find(ref) is not None)  # minimal.toml: 'minimal'
+            return found or did_you_mean(name, toml_beside(name, skip))
         if shipped_by := [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]:
             failed = "; ".join(f"{i.label}: {i.error}" for i in shipped_by)
             return f"; it comes from a plugin that failed to load: {failed}"
         if left_out := self.plugins.left_out("profiles", name):
             return f"; it comes from {left_out}"
-        close = did_you_mean(name, [e["name"] for e in self.available_profiles()] + toml_beside(name))  # all plugins
+        names = [e["name"] for e in self.available_profiles()]  # all plugins
+        close = did_you_mean(name, names + toml_beside(name, skip))
         failed = "; ".join(f"{info.label}: {info.error}" for info in self.plugins.failures())
         return close + (f"; these plugins failed to load: {failed}" if failed else "") + self.plugins.selection()
 

@@ -26,7 +26,7 @@ from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.files import NotRegularFile, open_regular
 from heirloom.links import broken_link, broken_profile
-from heirloom.profile_toml import BARE_KEY, dotted
+from heirloom.profile_toml import BARE_KEY, as_written, dotted, toml_text
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, check_nesting, parse_bounded
 
@@ -87,7 +87,7 @@ def _holds_nul(value: Any) -> bool:
     return any(map(_holds_nul, inside)) if inside is not None else isinstance(value, str) and "\0" in value
 
 
-#: What a value from the environment shows instead of itself (``profile show``, errors).
+#: What a value from the environment shows instead of itself in ``profile show`` (errors: the text as written).
 MASK = "********"
 
 
@@ -100,26 +100,29 @@ class RawProfile:
     data: dict[str, Any]
     provenance: dict[str, str]
     files: list[str]
-    #: Keys whose value came (in whole or part) from an environment variable.
-    secrets: set[str] = attrs.field(factory=set)
+    #: Keys whose value came (in whole or part) from an environment variable, each with its text as written
+    #: (``${DATA_DIR}/x``): an error shows that in the value's place, which named no folder tried (checker 305 F11).
+    secrets: dict[str, str] = attrs.field(factory=dict)
     #: Components ``enabled = false`` dropped (``models.x``), with the file that said so.
     disabled: dict[str, str] = attrs.field(factory=dict)
     #: Problems that leave the tree whole (a value set on a disabled component): validation reports them.
     problems: list[Problem] = attrs.field(factory=list)
     #: Component tables a later file's (or --set's) other ``use`` replaced: why keys set before are missing.
     replaced: dict[str, str] = attrs.field(factory=dict)
+    revealed: bool = False  # --show-secrets: errors quote values from the environment too
 
     def hide_secrets(self, key: str, message: str) -> str:
-        """``message`` with the value at ``key`` masked when it came from the environment (a
-        validation error quotes the value it refuses, and it may be a credential)."""
-        if key not in self.secrets:
+        """``message`` with the value at ``key`` written as the profile wrote it when it came from the environment
+        (a validation error quotes the value it refuses, and it may be a credential)."""
+        if key not in self.secrets or self.revealed:
             return message
         node: Any = self.data
         for part in key_parts(key):
             node = node.get(part) if isinstance(node, dict) else None
         text = node.text if isinstance(node, SetValue) else node
         if isinstance(text, str) and text:
-            message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", MASK, message.replace(repr(text), repr(MASK)))
+            said = message.replace(repr(text), toml_text(written := self.secrets[key]))
+            message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", lambda _: written, said)
         return message
 
 
@@ -142,9 +145,9 @@ ProfileLookup = Callable[[str], "Path | None"]
 class ProfileLoader:
     """Finds profile files by name or path and resolves ``extends`` chains."""
 
-    def __init__(self, registered: ProfileLookup | None = None, missing: Callable[[str], str] | None = None):
+    def __init__(self, registered: ProfileLookup | None = None, missing: Callable[..., str] | None = None):
         self._registered = registered or (lambda name: None)
-        self._missing = missing or (lambda name: "")  # why no profile has this name (a failed plugin, a close name)
+        self._missing = missing or (lambda name, skip=None: "")  # why no profile has a name (a failed plugin...)
 
     def search_dirs(self) -> list[Path]:
         dirs = [Path(p) for p in os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep) if p]
@@ -183,7 +186,7 @@ class ProfileLoader:
         self._merge_file(path, data, provenance, files, problems, chain=[])
         _apply_overrides(data, provenance, list(overrides), problems, self._replaced)
         _drop_disabled(data, provenance, late := [], disabled := {}, [*files, OVERRIDE_SOURCE])
-        secrets: set[str] = set()
+        secrets: dict[str, str] = {}
         own = {"project": data.pop("project")} if "project" in data else {}  # first: ${project} is its value
         _interpolate(own, provenance, problems, [], secrets, "")  # (the extending file's own project)
         project = str(getattr(given := own.get("project"), "text", given) or profile_name(path))
@@ -231,7 +234,7 @@ class ProfileLoader:
         parents = tree.pop("extends", [])
         parents = [parents] if isinstance(parents, str) else parents
         if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-            refuse("extends", f"expected a profile name or a list of names, got {parents!r}")
+            refuse("extends", f"expected a profile name or a list of names, got {as_written(parents)}")
             parents = []
         for parent in parents:
             try:
@@ -246,7 +249,7 @@ class ProfileLoader:
                 file += "" if why else " (a .toml file)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
-                said = file if by_path or why else named + self._missing(parent)
+                said = file if by_path or why else named + self._missing(parent, resolved)
                 refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
@@ -403,14 +406,14 @@ def _disabled(value: Any) -> bool:
 
 
 def _interpolate(
-    node: Any, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str], project: str
+    node: Any, provenance: dict, problems: list[Problem], path: list[str], secrets: dict[str, str], project: str
 ) -> Any:
     if isinstance(node, dict):
         for key, said in ((key, len(problems)) for key in list(node)):  # said: the problems before its value's
             node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], secrets, project)
             if len(problems) > said and not isinstance(node[key], dict):  # unknown: validated as if not set
                 _forget(provenance, [*path, str(key)], node.pop(key))  # nor shown (profile show), nor masked
-                secrets.discard(dotted([*path, str(key)]))
+                secrets.pop(dotted([*path, str(key)]), None)
         return node
     if isinstance(node, list):
         return [_interpolate(item, provenance, problems, path, secrets, project) for item in node]
@@ -424,7 +427,7 @@ def _interpolate(
 
 
 def _substitute(
-    text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: set[str], project: str
+    text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: dict[str, str], project: str
 ) -> str:
     key = dotted(path)
 
@@ -445,7 +448,7 @@ def _substitute(
         if name == "data":
             return str(data_root())
         if os.environ.get(name) or (name in os.environ and default is None):  # as in sh, :- takes "" as unset
-            secrets.add(key)  # an environment value may be a credential: never shown by default
+            secrets[key] = text  # an environment value may be a credential: never shown by default
             return os.environ[name]
         if default is not None:
             return default

@@ -22,7 +22,8 @@ from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
-from heirloom.profile_toml import as_written, dotted, joined, list_key
+from heirloom.links import missing_path
+from heirloom.profile_toml import as_written, dotted, joined, list_key, written
 from heirloom.suggest import did_you_mean, no_component_to_change
 
 TOP_LEVEL = ("extends", "description", "project", *TABLES.values(), *SECTIONS)
@@ -132,7 +133,7 @@ class Validator:
         if not NAME_PATTERN.fullmatch(value):
             rule = "ASCII letters, digits, '_', '.' and '-', not starting with '.', at most 100 (it names files)"
             hint = ' (taken from the profile\'s file name: set project = "...")' if from_file_name else ""
-            self.problem(key, f"invalid name {value!r}{hint}: {rule}")
+            self.problem(key, f"invalid name {written(value)}{hint}: {rule}")
         return value
 
     def _section(self, name: str, cls: type) -> Any:
@@ -247,12 +248,13 @@ class Validator:
             path = Path(os.path.realpath(base / value)) if not Path(value).is_absolute() else Path(value)  # loops too
             config[field.name] = str(path)
             if must_exist and not path.exists():
-                parts = path.relative_to(root).parts if path.is_relative_to(root := data_root()) else None
-                named = parts and not Path(parts[0]).suffix  # a data set's folder, or a file in one
-                ask = " (add --accept-license if asked)"  # a license gate is no second refusal
-                fetch = f"; a public data set? `heirloom data fetch {parts[0]}`{ask}" if named else ""
-                under = f" (data root {root}{fetch})" if parts is not None else ""
-                self.problem(where, f"path does not exist: {path}{under}{' (the default of its type)' * default}")
+                said = missing_path(value, base / value, path, data_root(), self._datasets)
+                self.problem(where, said + " (the default of its type)" * default)
+
+    def _datasets(self) -> list[str]:
+        """The data sets plugins register: imported for a missing path only, whose hint may name one to fetch."""
+        self.host.ensure(hooks=["heirloom_register_datasets"])
+        return list(self.host.named["datasets"])
 
     def _structure(self, key: str, config: dict, cls: type, also: typing.Sequence[str] = ()) -> Any:
         """``config`` structured into ``cls``, or None after reporting every problem; ``also``:
