@@ -655,6 +655,17 @@ def test_errors_write_key_paths_and_found_values_as_toml_does_and_blame_the_set_
     ], checked.stderr
 
 
+def test_an_error_on_a_key_not_in_ascii_names_the_file_that_set_it_and_quotes_the_key(tmp_path):
+    """``"kéy"`` is a Python identifier, so its error left it bare, matching no provenance entry (``apis.echo."kéy"``):
+    the error blamed the extending file, or from ``--set`` the shipped minimal.toml (checker 305 F5)."""
+    write(tmp_path / "qk.toml", 'extends = ["minimal"]\n[apis.echo]\n"kéy" = 2\n')
+    write(tmp_path / "qk2.toml", 'extends = ["qk.toml"]\n')
+    checked = run_heirloom("profile", "check", "qk2.toml", cwd=tmp_path)
+    assert checked.returncode == 2 and checked.stderr.startswith('qk.toml: apis.echo."kéy": unknown key'), checked
+    from_set = run_heirloom("profile", "check", "minimal", "--set", 'apis.echo."kéy"=1', cwd=tmp_path)
+    assert from_set.returncode == 2 and from_set.stderr.startswith('--set: apis.echo."kéy": unknown key'), from_set
+
+
 def test_a_link_loop_or_a_dangling_link_as_a_profile_is_said_to_be_one_by_the_name_written(tmp_path):
     """A link loop said ``no profile file loop1.toml``; a dangling link named its target (nowhere.toml), not
     the file the user wrote."""
