@@ -90,15 +90,34 @@ def get_kernel(ctx: click.Context | None = None) -> Kernel:
     return root.meta[KERNEL_KEY]
 
 
+#: What a command interrupted by Ctrl-C says, exit 130 (``HeirloomGroup.invoke``, :func:`fail_unexpectedly`).
+INTERRUPTED = "interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is"
+
+
 def fail_unexpectedly(doing: str, exc: BaseException) -> NoReturn:
     """An exception no one raised on purpose (a plugin's bug, or heirloom's): its traceback,
     then a last line naming what was being done (``training models.clf (my-model)``), so the
     end of the output says which component failed. A path that is no regular file (a folder or
-    a FIFO where a profile names a file) is the user's mistake: one line."""
+    a FIFO where a profile names a file) is the user's mistake: one line. A Ctrl-C that Python
+    wrapped (a RuntimeError from ``__set_name__`` while a class body ran, in a lazy import) is a
+    Ctrl-C: exit 130, as any, not a plugin's bug (checker 305 F10)."""
+    if _caused_by_ctrl_c(exc):
+        fail(INTERRUPTED, 130)
     if isinstance(exc, NotRegularFile):
         fail(f"error: {doing} failed: {exc.filename} {exc.strerror}")  # "is a FIFO, not a regular file"
     traceback.print_exception(exc)
     fail(f"error: {doing} failed: {type(exc).__name__}: {exc} (the traceback above shows where)")
+
+
+def _caused_by_ctrl_c(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt or was raised while handling one (``__cause__``, ``__context__``)."""
+    seen: set[int] = set()  # a chain may loop back on itself
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def whose(kernel: Kernel, kind: str, key: str, use: str) -> str:

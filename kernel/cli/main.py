@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
-from heirloom.cli.common import err_console, fail, get_kernel
+from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel
 from heirloom.cli.logs import TextFormatter, configure
 from heirloom.core.errors import HeirloomError, PluginError
 
@@ -105,7 +105,7 @@ class HeirloomGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            fail("interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is", 130)
+            fail(INTERRUPTED, 130)
         except BrokenPipeError:  # `heirloom data show ... | head` closed the pipe: what it read was all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes
             sys.exit(141)  # as a tool killed by SIGPIPE exits in a shell
