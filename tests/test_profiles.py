@@ -1428,6 +1428,31 @@ def test_check_writes_no_store_where_none_is_and_an_inherit_passes_there_as_one_
     assert not (tmp_path / "typo").exists() and not list(empty.iterdir()) and not (tmp_path / "home" / "store").exists()
 
 
+def test_a_malformed_alias_in_inherit_is_refused_without_a_store_and_beside_its_tables_other_problems(
+    tmp_path, data_dir
+):
+    """``inherit = "finance/sentiment@-1"`` passed ``profile check`` where there was no store (the alias rule was only
+    the store's), then ``train`` refused it after making an empty store; beside a bad ``serve`` of the same table only
+    ``serve`` was said (checker 305 F1). A refused ``train`` makes no store (a model name naming nothing too)."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": None}
+    rule = "must be project/model, project/model@N or @ALIAS (a letter, then up to 99 letters, digits, '-' or '_')"
+    for alias in ("-1", "Latest", "a" * 101):
+        inherit = f'[models.sentiment]\ninherit = "finance/sentiment@{alias}"\n'
+        write(tmp_path / "bad.toml", f'extends = ["finance-sentiment"]\n{inherit}')
+        checked = run_heirloom("profile", "check", "bad.toml", cwd=tmp_path, env=env)
+        assert checked.returncode == 2 and f"bad.toml: models.sentiment.inherit: 'inherit' {rule}" in checked.stderr
+    for command in (("bad.toml",), ("finance-sentiment", "sentimnt")):
+        assert run_heirloom("train", *command, cwd=tmp_path, env=env).returncode == 2
+    assert not (tmp_path / "home" / "store").exists()
+    both = ("--set", "models.sentiment.inherit=finance/sentiment@-1", "--set", "models.sentiment.serve=@@")
+    checked = run_heirloom("profile", "check", "finance-sentiment", *both, cwd=tmp_path, env=env)
+    keys = [line.split(": ")[1] for line in checked.stderr.splitlines()]
+    assert keys == ["models.sentiment.inherit", "models.sentiment.serve"], checked.stderr
+    for selector in ("latest", "a" * 100):  # ``@latest``: the newest, as a ref says it
+        inherit = ("--set", f"models.sentiment.inherit=finance/sentiment@{selector}")
+        assert run_heirloom("profile", "check", "finance-sentiment", *inherit, cwd=tmp_path, env=env).returncode == 0
+
+
 def test_a_relative_store_path_is_the_profile_files_as_every_path_and_a_set_one_the_current_folders(tmp_path):
     """``[store] path = "st"`` was taken from the folder a command ran in: ``eval`` from another folder
     made an empty store there and said the model had no trained version yet."""

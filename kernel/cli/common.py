@@ -155,20 +155,34 @@ def resolve_or_exit(
     more: Callable[[ProfileError], list[Problem]] = lambda exc: [],
 ) -> ResolvedProfile:
     """The resolved PROFILE, or every problem (and those ``more`` finds then) on stderr and exit 2. With
-    ``store`` (a command that opens the profile's artifact store), that it opens too: a ``[store] path``
-    that cannot be a store (a file, a folder it may not write) names the file and ``store.path``, as
-    ``profile check`` does."""
+    ``store`` (a command that opens the profile's artifact store), that it opens too (:func:`store_or_exit`)."""
     try:
         resolved = get_kernel().resolve(profile, overrides)
-        if store:
-            from heirloom.store.checks import open_store
+    except HeirloomError as exc:
+        _exit_for(exc, more)
+    if store:
+        store_or_exit(resolved)
+    return resolved
 
-            open_store(get_kernel(), resolved)
-        return resolved
-    except ProfileError as exc:
+
+def store_or_exit(resolved: ResolvedProfile) -> Any:
+    """The profile's artifact store, opened (made where there is none yet: ``train`` asks once it refused what it
+    can without it, so a refused train makes no store), or exit: a ``[store] path`` that cannot be a store (a file,
+    a folder it may not write) names the file and ``store.path``, as ``profile check`` does."""
+    from heirloom.store.checks import open_store
+
+    try:
+        return open_store(get_kernel(), resolved)
+    except HeirloomError as exc:
+        _exit_for(exc)
+
+
+def _exit_for(exc: HeirloomError, more: Callable[[ProfileError], list[Problem]] = lambda exc: []) -> NoReturn:
+    """A ProfileError's problems (and those ``more`` finds then), exit 2; another error in one line: exit 2 for a
+    plugin's (a name two register), else 1 (the default store's)."""
+    if isinstance(exc, ProfileError):
         report_profile_error(ProfileError([*exc.problems, *more(exc)]))
-    except HeirloomError as exc:  # HEIRLOOM_STORE's, the default store's; a plugin's (a name two register): exit 2
-        fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, PluginError) else 1)
+    fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, PluginError) else 1)
 
 
 def plugin_output_to_stderr(command: Callable[..., None]) -> Callable[..., None]:

@@ -8,11 +8,11 @@ import re
 import attrs
 
 from heirloom.core.errors import RefError
-from heirloom.core.settings import NAME_PATTERN
+from heirloom.core.settings import ALIAS_PATTERN, NAME_PATTERN
 
 NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
-ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")  # as long as a name at most (5,000 characters were listed)
+ALIAS = ALIAS_PATTERN  # as long as a name at most (5,000 characters were listed)
 #: What a reference looks like, for the error refusing one.
 FORM = "project/model, project/model@VERSION or project/model@ALIAS"
 #: The selector meaning "no selector": the newest version.
