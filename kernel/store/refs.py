@@ -88,3 +88,14 @@ class Ref:
 
 def as_ref(ref: str | Ref) -> Ref:
     return ref if isinstance(ref, Ref) else Ref.parse(ref)
+
+
+def spans(numbers: list[int]) -> str:
+    """``1-3, 7``: a readable list of sorted version numbers."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
