@@ -66,8 +66,11 @@ def dotted(parts: Iterable[str]) -> str:
 
 def joined(prefix: str, path: Iterable[str]) -> str:
     """``prefix`` then the steps of a validation error's ``path``: each key as :func:`dotted` writes it,
-    each item's index as is (``l2_search[1]``: a key holding ``[`` was left unquoted, so in Python's repr)."""
-    steps = (s if _ITEM.fullmatch(s) else f".{s if _ITEM.sub('', s).isidentifier() else dotted([s])}" for s in path)
+    each item's index as is (``l2_search[1]``: a key holding ``[`` was left unquoted, so in Python's repr). A key is
+    bare by :func:`dotted`'s rule, not ``str.isidentifier`` (``kéy`` is one): provenance holds ``"kéy"`` (F5)."""
+    steps = (
+        s if _ITEM.fullmatch(s) else f".{s if BARE_KEY.fullmatch(_ITEM.sub('', s)) else dotted([s])}" for s in path
+    )
     return prefix + "".join(steps)
 
 

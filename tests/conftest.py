@@ -36,9 +36,10 @@ def no_daemon_left_running() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def heirloom_home(tmp_path, monkeypatch) -> Path:
-    """An isolated store and plugin catalog per test."""
-    home = tmp_path / "heirloom-home"
+def heirloom_home(tmp_path_factory, monkeypatch) -> Path:
+    """An isolated store and plugin catalog per test, in a home that is there, as a user's is once a command made
+    it (the catalog's cache is written only in a home that exists), beside the test's ``tmp_path``, not in it."""
+    home = tmp_path_factory.mktemp("heirloom-home")
     monkeypatch.setenv("HEIRLOOM_HOME", str(home))
     monkeypatch.delenv("HEIRLOOM_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("HEIRLOOM_LOAD_PLUGINS", raising=False)

@@ -993,6 +993,30 @@ def test_commands_that_only_read_create_no_store_and_an_empty_home_is_refused(tm
         assert empty.returncode == 2 and f"error: {variable} is set but empty (an unset variable?)" in empty.stderr
 
 
+def test_commands_that_only_read_make_no_mistyped_heirloom_home(tmp_path):
+    """``profile check`` and ``models list`` wrote the plugin catalog's cache under a ``HEIRLOOM_HOME`` that was not
+    there, making the mistyped folder and its parents (checker 305 F13); in a home that is there it is written."""
+    home = tmp_path / "typo" / "deeper" / "home"
+    env: dict[str, str | None] = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None}
+    for command in (("profile", "check", "minimal"), ("models", "list")):
+        assert run_heirloom(*command, env=env).returncode == 0
+    assert not (tmp_path / "typo").exists()
+    home.mkdir(parents=True)
+    assert run_heirloom("profile", "check", "minimal", env=env).returncode == 0
+    assert [path.name.startswith("plugins-") for path in (home / "cache").iterdir()] == [True]
+
+
+def test_train_refusing_a_damaged_store_index_makes_no_blobs_folder_beside_it(tmp_path):
+    """``train`` made ``blobs/`` in a store whose ``index.sqlite`` it then refused as damaged (checker 305 F14)."""
+    (damaged := tmp_path / "store").mkdir()
+    (damaged / "index.sqlite").write_text("garbage\n")
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    env = {"HEIRLOOM_STORE": str(damaged), "HEIRLOOM_PLUGINS": "tests.toys", "PYTHONPATH": pythonpath()}
+    trained = run_heirloom("train", str(profile), env=env)
+    assert trained.returncode == 1 and f"the store index {damaged / 'index.sqlite'} is damaged" in trained.stderr
+    assert [path.name for path in damaged.iterdir()] == ["index.sqlite"]
+
+
 def test_a_version_stored_in_a_newer_state_format_is_refused_not_misread(store, tmp_path):
     """A downgrade: a model type whose ``state_format`` is 1 refuses a version its newer
     release stored in format 2 (eval, serve, a warm start), where it would misread it."""

@@ -147,6 +147,22 @@ def test_a_heirloom_home_that_is_a_file_is_named(tmp_path):
     assert f"error: HEIRLOOM_HOME={tmp_path / 'homefile'} is not a folder" in refused.stderr
 
 
+@pytest.mark.parametrize("variable", ["HEIRLOOM_STORE", "HEIRLOOM_DATA"])
+def test_a_store_or_data_variable_set_but_empty_or_naming_a_file_is_refused_alike_by_every_command(tmp_path, variable):
+    """``HEIRLOOM_DATA=`` (an unset variable in a script) meant ``$HEIRLOOM_HOME/data`` unsaid, and one naming a file
+    said ``path does not exist: FILE/financial-phrasebank``; a ``HEIRLOOM_STORE`` naming a file exited 2 from ``models
+    list`` but 1 from ``profile check`` and ``train``, naming no variable (checker 305 F8, F14)."""
+    (tmp_path / "afile").write_text("")
+    empty, filed = (
+        f"error: {variable} is set but empty (an unset variable?)",
+        f"error: {variable}=afile is not a folder",
+    )
+    for command in (("models", "list"), ("profile", "check", "minimal"), ("train", "minimal")):
+        for value, said in (("", empty), ("afile", filed)):
+            refused = run_heirloom(*command, cwd=tmp_path, env={variable: value})
+            assert refused.returncode == 2 and refused.stderr.startswith(said), (command, value, refused.stderr)
+
+
 def test_bad_profile_is_reported_like_profile_check(tmp_path):
     profile = write(tmp_path / "bad.toml", "[sources.x]\nuse = 'nope'\n")
     result = run_heirloom("data", "stats", str(profile), "x")

@@ -372,7 +372,7 @@ def test_a_plugin_that_fails_to_load_is_named_where_its_data_sets_are_missing(tm
 def test_without_heirloom_data_a_fetched_set_is_where_profiles_read_data(tmp_path, heirloom_home, fetcher):
     """``${data}`` defaults to ``$HEIRLOOM_HOME/data``, where ``fetch`` puts data sets, so a
     shipped profile reads what ``heirloom data fetch`` brought with nothing else set."""
-    env = {**fetcher.env, "HEIRLOOM_DATA": ""}
+    env = {**fetcher.env, "HEIRLOOM_DATA": None}
     profile = write(tmp_path / "toy.toml", '[sources.s]\nuse = "csv"\ntrain = "${data}/toy/table.csv"\n')
     before = run_heirloom("data", "show", str(profile), "s", env=env)
     hint = f"{heirloom_home / 'data'}; a public data set? `heirloom data fetch toy` (add --accept-license if asked)"

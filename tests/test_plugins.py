@@ -654,6 +654,30 @@ def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_
     assert json.loads(listed.stdout) == []
 
 
+def test_a_ctrl_c_python_wraps_in_another_error_exits_130_not_as_the_plugins_bug(tmp_path):
+    """Ctrl-C while a class body ran (the lazy ``import torch._dynamo`` of a first optimizer step) reached ``train``
+    as Python's RuntimeError from ``__set_name__``, its cause the KeyboardInterrupt: a traceback blaming the plugin,
+    exit 1, where Ctrl-C exits 130 (checker 305 F10). Here the plugin's fit makes such a class as it is interrupted."""
+    write(
+        tmp_path / "heirloom_wrapped.py",
+        "import heirloom\nfrom tests.toys import ToyModel\n\n\nclass Interrupted:\n"
+        "    def __set_name__(self, owner, name):\n        raise KeyboardInterrupt\n\n\n"
+        "class Wrapped(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
+        "        type('Late', (), {'field': Interrupted()})\n\n\n"
+        "@heirloom.hookimpl\ndef heirloom_register_models(register):\n    register('wrapped', Wrapped)\n",
+    )
+    profile = write(
+        tmp_path / "p.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "wrapped"\ndata = "rows"\n'
+    )
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_wrapped"}
+    result = run_heirloom("train", str(profile), env=env)
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().endswith(
+        "interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is"
+    )
+    assert json.loads(run_heirloom("models", "list", "--json", env=env).stdout) == []
+
+
 COMMANDER = """
 import os
 

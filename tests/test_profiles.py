@@ -679,6 +679,17 @@ def test_errors_write_key_paths_and_found_values_as_toml_does_and_blame_the_set_
     ], checked.stderr
 
 
+def test_an_error_on_a_key_not_in_ascii_names_the_file_that_set_it_and_quotes_the_key(tmp_path):
+    """``"kéy"`` is a Python identifier, so its error left it bare, matching no provenance entry (``apis.echo."kéy"``):
+    the error blamed the extending file, or from ``--set`` the shipped minimal.toml (checker 305 F5)."""
+    write(tmp_path / "qk.toml", 'extends = ["minimal"]\n[apis.echo]\n"kéy" = 2\n')
+    write(tmp_path / "qk2.toml", 'extends = ["qk.toml"]\n')
+    checked = run_heirloom("profile", "check", "qk2.toml", cwd=tmp_path)
+    assert checked.returncode == 2 and checked.stderr.startswith('qk.toml: apis.echo."kéy": unknown key'), checked
+    from_set = run_heirloom("profile", "check", "minimal", "--set", 'apis.echo."kéy"=1', cwd=tmp_path)
+    assert from_set.returncode == 2 and from_set.stderr.startswith('--set: apis.echo."kéy": unknown key'), from_set
+
+
 def test_a_link_loop_or_a_dangling_link_as_a_profile_is_said_to_be_one_by_the_name_written(tmp_path):
     """A link loop said ``no profile file loop1.toml``; a dangling link named its target (nowhere.toml), not
     the file the user wrote."""
@@ -1530,6 +1541,31 @@ def test_check_writes_no_store_where_none_is_and_an_inherit_passes_there_as_one_
     shipped = run_heirloom("profile", "check", "banking-intents", cwd=tmp_path, env=env)  # it inherits a version
     assert shipped.returncode == 0, shipped.stderr
     assert not (tmp_path / "typo").exists() and not list(empty.iterdir()) and not (tmp_path / "home" / "store").exists()
+
+
+def test_a_malformed_alias_in_inherit_is_refused_without_a_store_and_beside_its_tables_other_problems(
+    tmp_path, data_dir
+):
+    """``inherit = "finance/sentiment@-1"`` passed ``profile check`` where there was no store (the alias rule was only
+    the store's), then ``train`` refused it after making an empty store; beside a bad ``serve`` of the same table only
+    ``serve`` was said (checker 305 F1). A refused ``train`` makes no store (a model name naming nothing too)."""
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": None}
+    rule = "must be project/model, project/model@N or @ALIAS (a letter, then up to 99 letters, digits, '-' or '_')"
+    for alias in ("-1", "Latest", "a" * 101):
+        inherit = f'[models.sentiment]\ninherit = "finance/sentiment@{alias}"\n'
+        write(tmp_path / "bad.toml", f'extends = ["finance-sentiment"]\n{inherit}')
+        checked = run_heirloom("profile", "check", "bad.toml", cwd=tmp_path, env=env)
+        assert checked.returncode == 2 and f"bad.toml: models.sentiment.inherit: 'inherit' {rule}" in checked.stderr
+    for command in (("bad.toml",), ("finance-sentiment", "sentimnt")):
+        assert run_heirloom("train", *command, cwd=tmp_path, env=env).returncode == 2
+    assert not (tmp_path / "home" / "store").exists()
+    both = ("--set", "models.sentiment.inherit=finance/sentiment@-1", "--set", "models.sentiment.serve=@@")
+    checked = run_heirloom("profile", "check", "finance-sentiment", *both, cwd=tmp_path, env=env)
+    keys = [line.split(": ")[1] for line in checked.stderr.splitlines()]
+    assert keys == ["models.sentiment.inherit", "models.sentiment.serve"], checked.stderr
+    for selector in ("latest", "a" * 100):  # ``@latest``: the newest, as a ref says it
+        inherit = ("--set", f"models.sentiment.inherit=finance/sentiment@{selector}")
+        assert run_heirloom("profile", "check", "finance-sentiment", *inherit, cwd=tmp_path, env=env).returncode == 0
 
 
 def test_a_relative_store_path_is_the_profile_files_as_every_path_and_a_set_one_the_current_folders(tmp_path):

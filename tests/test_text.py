@@ -466,7 +466,7 @@ def test_a_utf_8_byte_order_mark_read_as_utf_8_names_utf_8_sig(tmp_path):
     assert record["text"] == "card charged twice"  # the default reads it
 
 
-def test_a_bad_line_of_a_held_out_file_names_its_split_not_the_train_split(tmp_path):
+def test_a_bad_line_of_a_held_out_file_names_its_split_not_the_train_split(tmp_path, heirloom_home):
     """The train split's check of repeats reads the held-out files: a test file's bad line was said as
     "reading the train split of t: test.csv:3: ...", and a user looked in the training file (h293 F1); a
     union reading its parts' held-out files for a correction's check said the same of a validation file."""
@@ -485,7 +485,7 @@ def test_a_bad_line_of_a_held_out_file_names_its_split_not_the_train_split(tmp_p
     union = '[sources.f]\nuse = "feedback"\napi = "intent"\n[sources.u]\nuse = "union"\nsources = ["t", "f"]\n'
     write(tmp_path / "test.csv", "text,label\ndouble charge on my card,billing\n")
     profile = write(tmp_path / "u.toml", csv + 'validation = "valid.csv"\n' + union + model.format("u"))
-    log = heirloom.FeedbackLog(tmp_path / "heirloom-home" / "feedback" / "shop" / "intent.jsonl")
+    log = heirloom.FeedbackLog(heirloom_home / "feedback" / "shop" / "intent.jsonl")
     log.add({"text": "my parcel never came", "label": "shipping"})  # a correction: checked against held-out texts
     log.close()
     trained = run_heirloom("train", str(profile))

@@ -90,15 +90,34 @@ def get_kernel(ctx: click.Context | None = None) -> Kernel:
     return root.meta[KERNEL_KEY]
 
 
+#: What a command interrupted by Ctrl-C says, exit 130 (``HeirloomGroup.invoke``, :func:`fail_unexpectedly`).
+INTERRUPTED = "interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is"
+
+
 def fail_unexpectedly(doing: str, exc: BaseException) -> NoReturn:
     """An exception no one raised on purpose (a plugin's bug, or heirloom's): its traceback,
     then a last line naming what was being done (``training models.clf (my-model)``), so the
     end of the output says which component failed. A path that is no regular file (a folder or
-    a FIFO where a profile names a file) is the user's mistake: one line."""
+    a FIFO where a profile names a file) is the user's mistake: one line. A Ctrl-C that Python
+    wrapped (a RuntimeError from ``__set_name__`` while a class body ran, in a lazy import) is a
+    Ctrl-C: exit 130, as any, not a plugin's bug (checker 305 F10)."""
+    if _caused_by_ctrl_c(exc):
+        fail(INTERRUPTED, 130)
     if isinstance(exc, NotRegularFile):
         fail(f"error: {doing} failed: {exc.filename} {exc.strerror}")  # "is a FIFO, not a regular file"
     traceback.print_exception(exc)
     fail(f"error: {doing} failed: {type(exc).__name__}: {exc} (the traceback above shows where)")
+
+
+def _caused_by_ctrl_c(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a KeyboardInterrupt or was raised while handling one (``__cause__``, ``__context__``)."""
+    seen: set[int] = set()  # a chain may loop back on itself
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def whose(kernel: Kernel, kind: str, key: str, use: str) -> str:
@@ -141,20 +160,34 @@ def resolve_or_exit(
     more: Callable[[ProfileError], list[Problem]] = lambda exc: [],
 ) -> ResolvedProfile:
     """The resolved PROFILE, or every problem (and those ``more`` finds then) on stderr and exit 2. With
-    ``store`` (a command that opens the profile's artifact store), that it opens too: a ``[store] path``
-    that cannot be a store (a file, a folder it may not write) names the file and ``store.path``, as
-    ``profile check`` does."""
+    ``store`` (a command that opens the profile's artifact store), that it opens too (:func:`store_or_exit`)."""
     try:
         resolved = get_kernel().resolve(profile, overrides)
-        if store:
-            from heirloom.store.checks import open_store
+    except HeirloomError as exc:
+        _exit_for(exc, more)
+    if store:
+        store_or_exit(resolved)
+    return resolved
 
-            open_store(get_kernel(), resolved)
-        return resolved
-    except ProfileError as exc:
+
+def store_or_exit(resolved: ResolvedProfile) -> Any:
+    """The profile's artifact store, opened (made where there is none yet: ``train`` asks once it refused what it
+    can without it, so a refused train makes no store), or exit: a ``[store] path`` that cannot be a store (a file,
+    a folder it may not write) names the file and ``store.path``, as ``profile check`` does."""
+    from heirloom.store.checks import open_store
+
+    try:
+        return open_store(get_kernel(), resolved)
+    except HeirloomError as exc:
+        _exit_for(exc)
+
+
+def _exit_for(exc: HeirloomError, more: Callable[[ProfileError], list[Problem]] = lambda exc: []) -> NoReturn:
+    """A ProfileError's problems (and those ``more`` finds then), exit 2; another error in one line: exit 2 for a
+    plugin's (a name two register), else 1 (the default store's)."""
+    if isinstance(exc, ProfileError):
         report_profile_error(ProfileError([*exc.problems, *more(exc)]))
-    except HeirloomError as exc:  # HEIRLOOM_STORE's, the default store's; a plugin's (a name two register): exit 2
-        fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, PluginError) else 1)
+    fail(f"error: {exc}", EXIT_INVALID if isinstance(exc, PluginError) else 1)
 
 
 def plugin_output_to_stderr(command: Callable[..., None]) -> Callable[..., None]:

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
-from heirloom.cli.common import err_console, fail, get_kernel
+from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel
 from heirloom.cli.logs import TextFormatter, configure
 from heirloom.core.errors import HeirloomError, PluginError
 
@@ -105,7 +105,7 @@ class HeirloomGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            fail("interrupted: stopped at Ctrl-C; what was reported done is kept, nothing half-written is", 130)
+            fail(INTERRUPTED, 130)
         except BrokenPipeError:  # `heirloom data show ... | head` closed the pipe: what it read was all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes
             sys.exit(141)  # as a tool killed by SIGPIPE exits in a shell
@@ -185,16 +185,22 @@ def fail_unparsed(message: str) -> NoReturn:
     fail(message, 2)
 
 
+#: The folders the environment names, each said as a user would set it: every command refuses one that is set but
+#: empty or names a file (exit 2), where each command failed its own way (HEIRLOOM_STORE: exit 1 or 2, checker 305).
+FOLDERS = {
+    "HEIRLOOM_HOME": "heirloom's folder (its store, logs, data)",
+    "HEIRLOOM_STORE": "an artifact store's folder",
+    "HEIRLOOM_DATA": "the data root, the folder ${data} names in profiles",
+}
+
+
 def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
-    for variable in ("HEIRLOOM_HOME", "HEIRLOOM_STORE"):  # the library reads "" as unset: `HEIRLOOM_HOME=$TYPO
-        if os.environ.get(variable) == "":  # heirloom models list` read the user's store
+    for variable, what in FOLDERS.items():  # the library reads "" as unset: `HEIRLOOM_HOME=$TYPO heirloom models
+        if (path := os.environ.get(variable)) == "":  # list` read the user's store
             fail_unparsed(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it")
-    home = os.environ.get("HEIRLOOM_HOME")
-    if home and os.path.exists(home) and not os.path.isdir(home):  # else its store's error blamed store/blobs
-        fail_unparsed(
-            f"error: HEIRLOOM_HOME={home} is not a folder: set it to heirloom's folder (its store, logs, data)"
-        )
+        if path and os.path.exists(path) and not os.path.isdir(path):  # else blamed on store/blobs, a data file...
+            fail_unparsed(f"error: {variable}={path} is not a folder: set it to {what}, or unset it")
     try:
         cli(standalone_mode=True)
     except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed

@@ -19,6 +19,7 @@ from heirloom.cli.common import (
     print_json,
     report_profile_error,
     resolve_or_exit,
+    store_or_exit,
     whose,
 )
 from heirloom.cli.options import PROFILE, a_path, set_option
@@ -223,15 +224,18 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     settings and data stores nothing new and names the identical version.
     """
     kernel = get_kernel()
-    resolved = resolve_or_exit(profile, overrides, store=True)
-    store = kernel.store(resolved)  # it opened in resolve_or_exit
+    resolved = resolve_or_exit(profile, overrides)
+    try:
+        specs = model_specs(resolved, models)
+    except RefError as exc:  # a model name that names nothing: refused before the store is made
+        fail(f"error: {exc}", 2)
+    store = store_or_exit(resolved)
     unwritable = getattr(store, "unwritable", None)  # optional for a store plugin's class (PLUGINS.md)
     if unwritable is not None and (why := unwritable()):  # said now, not at the write after a long fit
         fail(f"error: cannot store a new version in {getattr(store, 'root', store)}: {why}; nothing was trained", 2)
     spec = stopped = None
     results: dict[str, dict[str, Any]] = {}
     try:
-        specs = model_specs(resolved, models)
         if not specs:  # it said nothing, and exited 0
             err_console.print(f"profile {resolved.name!r} has no models: nothing to train", markup=False)
         warn_of_unversioned_plugins(kernel, resolved, specs)

@@ -124,5 +124,7 @@ class Catalog:
             if info.fingerprint and info.status == "loaded":
                 self.entries[name] = {key: getattr(info, key) for key in kept}
         payload = {"version": CATALOG_VERSION, "plugins": self.entries}
+        if not self.path.parent.parent.is_dir():  # no HEIRLOOM_HOME yet: a mistyped one is not made by a read (F13)
+            return
         with contextlib.suppress(OSError):
             write_atomic(self.path, json.dumps(payload, indent=1, sort_keys=True).encode())

@@ -80,8 +80,12 @@ class ServerSettings:
 #: A project, model or component name: it becomes a file or folder name (store refs,
 #: feedback logs), so ASCII letters, digits, '_', '.', '-', not starting with '.', at most 100.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+#: An alias (store/refs.py's rule, here so a profile's ``inherit`` is checked without a store): a letter first.
+ALIAS_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
+#: A ref as store/refs.py reads it: ``@latest`` is the newest; another case of it is a reserved alias, refused.
 REF_PATTERN = re.compile(
-    r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*/[A-Za-z0-9_-][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+)?$|^pretrained:[A-Za-z0-9_.-]+$|^served$"
+    rf"{NAME_PATTERN.pattern}/{NAME_PATTERN.pattern}(@([0-9]+|latest|(?!(?i:latest)$){ALIAS_PATTERN.pattern}))?"
+    r"|pretrained:[A-Za-z0-9_.-]+|served"
 )
 SELECTOR_PATTERN = re.compile(r"^([0-9]+|[A-Za-z][A-Za-z0-9_-]*)$")
 
@@ -117,7 +121,11 @@ class ModelKeys(ComponentKeys):
     #: scratch). ``""`` (TOML has no null) or ``--set models.NAME.inherit=null`` switches off an ``inherit`` that an
     #: extended profile set: the model trains from scratch.
     inherit: str | None = attrs.field(
-        **_optional_match(REF_PATTERN, 'project/model, project/model@N or @alias, pretrained:NAME, served, ""')
+        **_optional_match(
+            REF_PATTERN,
+            "project/model, project/model@N or @ALIAS (a letter, then up to 99 letters, digits, '-' or '_'), "
+            'pretrained:NAME, served, ""',
+        )
     )
     #: Which stored version ``serve``/``eval`` use: a version number or an alias (default, or ``""``: the latest).
     serve: str | None = attrs.field(**_optional_match(SELECTOR_PATTERN, 'a version or alias, or "" for the latest'))

@@ -41,7 +41,7 @@ from heirloom.store.content import (
 )
 from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, remove_unreferenced, room
 from heirloom.store.index import BACKUP_MARKER, FITTED_WAIT, MAX_VERSION, StoreIndex, StoreLocked, Transaction
-from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name
+from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name, spans
 
 
 @attrs.frozen
@@ -107,14 +107,18 @@ class ArtifactStore:
         if not create and (missing := _missing(self.root)):
             raise StoreMissing(missing)
         try:
-            if create:
-                self.blobs.mkdir(parents=True, exist_ok=True)
+            if create:  # blobs/ once the index opened: a damaged index, refused, had a new blobs/ made beside it
+                self.root.mkdir(parents=True, exist_ok=True)
             elif not self.root.is_dir():  # a reader makes nothing, but says why this is no store as mkdir would
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.root))
+            if self.blobs.exists() and not self.blobs.is_dir():  # said before an index is made beside it
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(self.blobs))
             holds_blobs = self.blobs.exists() and any(BLOB_NAME.fullmatch(path.name) for path in self.blobs.iterdir())
+            self.index = StoreIndex(self.root / "index.sqlite", create=not holds_blobs, writes=create)
+            if create:
+                self.blobs.mkdir(exist_ok=True)
         except OSError as exc:  # the store or its blobs/ is a file, or not writable
             raise HeirloomError(f"cannot use {self.root} as a store: {exc.filename}: {exc.strerror}") from None
-        self.index = StoreIndex(self.root / "index.sqlite", create=not holds_blobs, writes=create)
 
     @classmethod
     def default(cls, configured: str | None = None, *, create: bool = True) -> ArtifactStore:
@@ -285,7 +289,7 @@ class ArtifactStore:
         with self.index.reading() as tx:
             for project, model, alias, version in tx.dangling_aliases():
                 if versions := tx.versions(project, model):
-                    missing = f"which is not stored (versions: {_spans(versions)}): heirloom models promote moves it"
+                    missing = f"which is not stored (versions: {spans(versions)}): heirloom models promote moves it"
                 else:
                     missing = f"but {project}/{model} has no stored version: restore index.sqlite from a backup"
                 damage[f"{project}/{model}@{alias}"] = f"the alias points at version {version!r}, {missing}"
@@ -456,13 +460,13 @@ class ArtifactStore:
         elif ref.version is not None:
             version = ref.version
             if version not in versions:
-                raise RefError(f"no version {version} of {ref.project}/{ref.model} (versions: {_spans(versions)})")
+                raise RefError(f"no version {version} of {ref.project}/{ref.model} (versions: {spans(versions)})")
         elif ref.selector in aliases:
             version = aliases[ref.selector]
             if version not in versions:
                 raise RefError(
                     f"{ref.project}/{ref.model}@{ref.selector} points at version {version!r}, which is not stored "
-                    f"(a damaged index; models promote moves the alias again) (versions: {_spans(versions)})"
+                    f"(a damaged index; models promote moves the alias again) (versions: {spans(versions)})"
                 )
         else:
             listed = ", ".join(f"{name} -> @{number}" for name, number in sorted(aliases.items())) or "none"
@@ -485,14 +489,3 @@ def _missing(root: Path) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _spans(numbers: list[int]) -> str:
-    """``1-3, 7``: a readable list of sorted version numbers."""
-    spans: list[list[int]] = []
-    for number in numbers:
-        if spans and number == spans[-1][1] + 1:
-            spans[-1][1] = number
-        else:
-            spans.append([number, number])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)

@@ -8,11 +8,11 @@ import re
 import attrs
 
 from heirloom.core.errors import RefError
-from heirloom.core.settings import NAME_PATTERN
+from heirloom.core.settings import ALIAS_PATTERN, NAME_PATTERN
 
 NAME = NAME_PATTERN
 VERSION = re.compile(r"[0-9]+")
-ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")  # as long as a name at most (5,000 characters were listed)
+ALIAS = ALIAS_PATTERN  # as long as a name at most (5,000 characters were listed)
 #: What a reference looks like, for the error refusing one.
 FORM = "project/model, project/model@VERSION or project/model@ALIAS"
 #: The selector meaning "no selector": the newest version.
@@ -88,3 +88,14 @@ class Ref:
 
 def as_ref(ref: str | Ref) -> Ref:
     return ref if isinstance(ref, Ref) else Ref.parse(ref)
+
+
+def spans(numbers: list[int]) -> str:
+    """``1-3, 7``: a readable list of sorted version numbers."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
