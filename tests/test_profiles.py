@@ -1266,11 +1266,11 @@ def test_oversized_or_deeply_nested_profiles_are_refused_before_parsing(tmp_path
         (nested, "nested more than 32 levels deep"),
         (huge, "a profile may be at most 1048576"),
         (number, "resources.threads: an integer of over 4,300 digits"),
-        (key, "apis.e.aaaa"),
+        (key, "apis.e.aaaa"),  # cut: the line said all of the million letters
     ):
         result = run_heirloom("profile", "check", str(path), timeout=20)
-        assert result.returncode == 2 and words in result.stderr, result.stderr
-        assert "Traceback" not in result.stderr
+        assert result.returncode == 2 and words in result.stderr, result.stderr[:2000]
+        assert "Traceback" not in result.stderr and len(result.stderr) < 2000, result.stderr[:2000]
 
 
 def test_an_integer_python_cannot_read_is_a_problem_at_its_key_from_a_file_or_a_set(tmp_path):

@@ -26,6 +26,7 @@ class Problem:
 
     def __str__(self) -> str:
         path = self.path if self.path.isprintable() else ascii(self.path)  # a key may hold a newline
+        path = path if len(path) <= 300 else f"{path[:300]}... ({len(path):,} characters)"  # a 50,000-letter key
         where = f"{self.file}: {path}" if path else self.file
         return f"{where}: {self.message}" if where else self.message
 
