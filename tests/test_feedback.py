@@ -130,9 +130,12 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     waiting = "sentiment.jsonl: 1 correction(s) with new labels wait for heirloom feedback accept-label"
     assert shown.stderr.count(waiting) == 1, shown.stderr  # what a train reading this source says, once
 
-    removed = run_heirloom("feedback", "remove", str(profile), wrong, "--reason", "typo by the annotator", env=env)
+    twice = (wrong, wrong, "--reason", "typo by the annotator")
+    removed = run_heirloom("feedback", "remove", str(profile), *twice, env=env)
     assert removed.returncode == 0, removed.stderr
-    assert f"removed {wrong}" in removed.stdout
+    assert removed.stdout.count(f"removed {wrong}") == 1, removed.stdout  # one tombstone, said once (checker 309)
+    log = Path(env["HEIRLOOM_HOME"]) / "feedback" / "reviews" / "sentiment.jsonl"
+    assert log.read_text().count('"op": "remove"') == 1
     shown = json.loads(run_heirloom("feedback", "show", str(profile), wrong, env=env).stdout)
     assert shown["status"] == "removed" and shown["removed"]["reason"] == "typo by the annotator"
     live = run_heirloom("feedback", "list", str(profile), "--json", env=env).stdout.splitlines()

@@ -230,7 +230,7 @@ def feedback_remove(
     """
     resolved = _resolve(profile, overrides)
     logs = feedback_logs(resolved, api)
-    found = [_find(logs, record_id) for record_id in record_ids]
+    found = [_find(logs, record_id) for record_id in dict.fromkeys(record_ids)]  # an ID given twice: one tombstone
     for name, entry, _ in found:
         if entry.removed is not None:
             click.echo(f"{entry.id} was already removed ({_when(entry.removed)})")
