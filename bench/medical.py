@@ -48,10 +48,11 @@ from heirloom_plugins.fhir.splits import Splitter, first_by_hash
 from heirloom_plugins.medical.decision import THRESHOLDS, fold_of
 from heirloom_plugins.medical.features import age_bucket
 from heirloom_plugins.medical.metrics import multilabel_metrics
-from heirloom_plugins.medical.model import DiagnosisModel, MultiLabelModel, Query, TreatmentModel
+from heirloom_plugins.medical.model import DiagnosisModel, MultiLabelModel, Query
 from heirloom_plugins.medical.patients import age_at
 from heirloom_plugins.medical.safety import conflicts, ingredients, substances
 from heirloom_plugins.medical.tasks import DIAGNOSIS, TREATMENT, Task
+from heirloom_plugins.medical.treatment import TreatmentModel
 
 REPO = Path(__file__).resolve().parent.parent
 FOLDER = "fhir-synthea-smart-r4-331/bundles"

@@ -1473,6 +1473,7 @@ def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
         "HEIRLOOM_PLUGINS": "slow_plugin",
         "PYTHONPATH": pythonpath(tmp_path),
     }
+    (tmp_path / "home").mkdir()  # the catalog's cache is written only in a home that exists (checker 305 F13)
     run_heirloom("plugins", env=env)  # what each plugin provides is now known: the next run imports on demand
     process = subprocess.Popen(
         [*HEIRLOOM, "gateway", str(profile), "--port", str(port := free_port())],
