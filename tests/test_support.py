@@ -1194,3 +1194,14 @@ def test_the_encoder_learns_no_out_of_scope_class_from_texts_labelled_so():
     metadata = encoder.state().metadata
     assert metadata["labels"] == ["refund", "track"] and metadata["training"]["examples"] == 4
     assert "leaving out 2 training texts labelled 'out_of_scope'" in logged
+
+
+@pytest.mark.parametrize("value", ["abc", "", "-1"])
+def test_an_unreadable_encoder_cache_size_names_its_variable(value, data_dir):
+    """``HEIRLOOM_ENCODER_CACHE_MB=abc`` failed the encoder plugin with int()'s 'invalid literal for int() with
+    base 10', naming no variable; -1 was taken as a negative budget (checker 307 F7)."""
+    checked = run_heirloom(
+        "profile", "check", "support", env={"HEIRLOOM_DATA": str(data_dir), "HEIRLOOM_ENCODER_CACHE_MB": value}
+    )
+    assert checked.returncode == 2, checked.stderr
+    assert f"HEIRLOOM_ENCODER_CACHE_MB={value!r}: expected a whole number of MiB, 0 or more" in checked.stderr

@@ -314,7 +314,18 @@ class LayerCache:
 
 
 #: Bytes of cached lower-layer outputs per process (``HEIRLOOM_ENCODER_CACHE_MB``, default 1024).
-CACHE = LayerCache(int(os.environ.get("HEIRLOOM_ENCODER_CACHE_MB", "1024")) << 20)
+def _cache_mib() -> int:
+    """``HEIRLOOM_ENCODER_CACHE_MB``, checked: an unreadable value failed the whole plugin with Python's int()
+    message, naming no variable (checker 307 F7)."""
+    said = os.environ.get("HEIRLOOM_ENCODER_CACHE_MB", "1024")
+    if not said.strip().isdigit():
+        raise heirloom.HeirloomError(
+            f"HEIRLOOM_ENCODER_CACHE_MB={said!r}: expected a whole number of MiB, 0 or more (0: no cache; default 1024)"
+        )
+    return int(said)
+
+
+CACHE = LayerCache(_cache_mib() << 20)
 #: The lower-layer outputs of texts being predicted. Models fine-tuned from one encoder share
 #: its frozen lower layers (the same digest), so a query two of them answer in turn
 #: (support.answer: the intent model, then the retriever) passes those layers once. It only
