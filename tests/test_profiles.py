@@ -1519,6 +1519,16 @@ def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_ke
     assert result.returncode == 2 and result.stderr.startswith("file.toml: store.path: cannot use "), result.stderr
 
 
+def test_checks_note_of_a_missing_store_writes_a_path_from_the_environment_as_the_profile_did(tmp_path):
+    """Checker 307 F1: ``path = "${DATA_DIR}/x"`` gave the note ``store: /nonexist/x does not exist yet``,
+    the interpolated value (it may be a credential) that ``profile show`` masks and errors write as written."""
+    write(tmp_path / "interp.toml", 'extends = ["minimal"]\n[store]\npath = "${DATA_DIR_307}/x"\n')
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": None, "DATA_DIR_307": "/nonexist307"}
+    checked = run_heirloom("profile", "check", "interp.toml", cwd=tmp_path, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr == "store: ${DATA_DIR_307}/x does not exist yet (train or serve creates it)\n"
+
+
 def test_check_writes_no_store_where_none_is_and_an_inherit_passes_there_as_one_not_stored(tmp_path, data_dir):
     """``profile check`` with ``[store] path`` at a folder that is not there (a typo) created an
     empty store there (index and blobs/); a check writes nothing: a note says there is no store
