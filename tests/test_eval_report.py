@@ -123,6 +123,10 @@ def test_an_html_report_path_that_cannot_be_written_is_a_usage_error_naming_it(t
         refused = run_heirloom("eval", "minimal", "--html", str(path))
         assert refused.returncode == 2, refused.stderr
         assert f"Invalid value for '--html': {path}{':' * ('folder' in why)} {why}" in refused.stderr
+    long = tmp_path / ("f" * 300 + ".html")  # checker 307 F6: exit 1 after the evaluation, the name printed whole
+    refused = run_heirloom("eval", "minimal", "--html", str(long))
+    assert refused.returncode == 2, refused.stderr
+    assert f"Invalid value for '--html': File name too long: {'f' * 80}... (305 characters)\n" in refused.stderr
 
 
 def test_html_to_a_dash_is_refused_not_written_to_a_file_named_dash(trained, tmp_path):

@@ -164,6 +164,22 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     assert full.returncode == 1 and "error: --output /dev/full: cannot write: No space left on device" in full.stderr
 
 
+def test_an_export_file_that_cannot_be_named_is_a_usage_error_before_the_export(tmp_path):
+    """Checker 307 F6: ``-o`` a name too long for a file (printed whole) or in a folder not there was exit 1,
+    as a failed write is, where README's exit 2 covers such a name; now refused as it is parsed."""
+    cases = {
+        tmp_path / ("f" * 300): f"File name too long: {'f' * 80}... (300 characters)\n",
+        tmp_path
+        / "missing"
+        / "x.jsonl": f"{tmp_path / 'missing' / 'x.jsonl'}: the folder {tmp_path / 'missing'} does not exist",
+    }
+    for path, why in cases.items():
+        refused = run_heirloom("feedback", "export", "finance-sentiment", "-o", str(path), cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert f"Invalid value for '--output' / '-o': {why}" in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_training_records_holding_labels_spelt_alike_are_said_as_the_csv_source_says(reviews):
     """An accepted correction ``Negative`` beside the data's ``negative`` trained a class of its
     own without a word, where a csv file holding both says so."""

@@ -583,6 +583,21 @@ def test_values_are_written_back_as_toml_in_errors_and_in_profile_show(tmp_path)
     assert rows["apis.monitor.enabled"] == "true" and rows["sources.news.labels_file"] == "not set", shown.stdout
 
 
+def test_an_inherit_or_serve_an_extending_file_unsets_shows_as_not_set_as_an_unset_path_does(tmp_path):
+    """Checker 307 F2: ``inherit = ""`` and ``serve = ""`` showed as ``''`` (``"inherit": ""`` in --json), where
+    ``labels_file = ""`` and ``--set ...inherit=null`` show ``not set``: unset and an empty text read alike."""
+    unsets = '[models.sentiment]\nserve = ""\ninherit = ""\n'
+    write(tmp_path / "unset.toml", f'extends = ["finance-sentiment"]\nproject = "finance"\n{unsets}')
+    shown = run_heirloom("profile", "show", "unset.toml", cwd=tmp_path)
+    rows = {
+        cells[1].strip(): cells[2].strip() for line in shown.stdout.splitlines() if len(cells := line.split("│")) > 3
+    }
+    assert rows["models.sentiment.inherit"] == rows["models.sentiment.serve"] == "not set", shown.stdout
+    shown = run_heirloom("profile", "show", "unset.toml", "--json", cwd=tmp_path)
+    model = json.loads(shown.stdout)["profile"]["models"]["sentiment"]
+    assert model["inherit"] is None and model["serve"] is None, model
+
+
 def test_a_symbolic_link_loop_in_extends_or_a_path_is_a_problem_not_a_traceback(tmp_path, kernel):
     """``path.resolve()`` raised RuntimeError on a link to itself: profile check, train and serve
     printed a traceback."""
@@ -1517,6 +1532,16 @@ def test_a_store_path_that_cannot_be_a_store_is_a_problem_naming_the_file_and_ke
     write(tmp_path / "file.toml", 'extends = ["minimal"]\n[store]\npath = "devnull.toml"\n')  # serve refuses it too
     result = run_heirloom("profile", "check", "file.toml", cwd=tmp_path, env=env)
     assert result.returncode == 2 and result.stderr.startswith("file.toml: store.path: cannot use "), result.stderr
+
+
+def test_checks_note_of_a_missing_store_writes_a_path_from_the_environment_as_the_profile_did(tmp_path):
+    """Checker 307 F1: ``path = "${DATA_DIR}/x"`` gave the note ``store: /nonexist/x does not exist yet``,
+    the interpolated value (it may be a credential) that ``profile show`` masks and errors write as written."""
+    write(tmp_path / "interp.toml", 'extends = ["minimal"]\n[store]\npath = "${DATA_DIR_307}/x"\n')
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home"), "HEIRLOOM_STORE": None, "DATA_DIR_307": "/nonexist307"}
+    checked = run_heirloom("profile", "check", "interp.toml", cwd=tmp_path, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr == "store: ${DATA_DIR_307}/x does not exist yet (train or serve creates it)\n"
 
 
 def test_check_writes_no_store_where_none_is_and_an_inherit_passes_there_as_one_not_stored(tmp_path, data_dir):

@@ -29,7 +29,7 @@ from heirloom.cli.common import (
     say_error,
     whose,
 )
-from heirloom.cli.options import PROFILE, a_path, set_option
+from heirloom.cli.options import PROFILE, a_path, output_file, set_option
 from heirloom.core.errors import HeirloomError, ProfileError, described
 from heirloom.core.schema import ResolvedProfile, did_you_mean
 from heirloom.store.feedback import CLOSE_TO, NEW_LABEL, Entry, FeedbackLog, Replay
@@ -246,7 +246,13 @@ def feedback_remove(
 @feedback_group.command("export")
 @click.argument("profile", type=PROFILE)
 @api_argument
-@click.option("--output", "-o", type=a_path(dir_okay=False), help="Write here (default, or -: stdout).")
+@click.option(
+    "--output",
+    "-o",
+    type=a_path(dir_okay=False),
+    callback=lambda ctx, param, value: output_file(value),
+    help="Write here (default, or -: stdout); a folder not there or a name too long for a file: exit 2.",
+)
 @set_option
 def feedback_export(profile: str, api: str | None, output: Path | None, overrides: tuple[str, ...]) -> None:
     """The records the log offers the next train, as JSON lines: removed records and records

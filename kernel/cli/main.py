@@ -21,6 +21,7 @@ import click
 from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel
 from heirloom.cli.logs import TextFormatter, configure
+from heirloom.cli.options import too_long
 from heirloom.core.errors import HeirloomError, PluginError
 
 
@@ -210,5 +211,5 @@ def main() -> None:
     except OSError as exc:  # a full disk, a folder without permission: the path and the reason, not a traceback
         if exc.errno == errno.ENAMETOOLONG:  # a name no path can have (a profile name, a folder): a usage error
             name = os.path.basename(str(exc.filename))  # what was typed, not the folder it was looked up in
-            fail(f"error: {exc.strerror}: {name[:80]}... ({len(name)} characters)", 2)
+            fail(f"error: {too_long(name)}", 2)
         fail(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -116,6 +117,28 @@ class GivenPath(click.Path):
         if not self.file_okay and path.exists() and not path.is_dir():
             self.fail(f"{click.format_filename(path)!r} is a device, FIFO or socket, not a folder", param, ctx)
         return path
+
+
+def too_long(name: str) -> str:
+    """A name too long for a file, cut as every error cuts it (300 letters printed whole filled the screen)."""
+    return f"{os.strerror(errno.ENAMETOOLONG)}: {name[:80]}... ({len(name)} characters)"
+
+
+def output_file(path: Path | None) -> Path | None:
+    """An option's file that a command writes after its work (``eval --html``, ``feedback export -o``), checked
+    as it is parsed: a usage error (exit 2) before the work, where the failed write after it was exit 1 (checker
+    307 F6): a name too long for a file, or a folder that is not there. None and ``-`` (stdout) pass."""
+    if path is None or str(path) == "-":
+        return path
+    try:
+        os.lstat(path)
+    except OSError as exc:  # not there is what a new file is; a too long name (or folder name) is no file at all
+        if exc.errno == errno.ENAMETOOLONG:
+            raise click.BadParameter(too_long(max(path.parts, key=len))) from None
+    if not path.parent.is_dir():
+        problem = "is a file, not a folder" if path.parent.is_file() else "does not exist"
+        raise click.BadParameter(f"{path}: the folder {path.parent} {problem}")
+    return path
 
 
 def a_path(*, exists: bool = False, file_okay: bool = True, dir_okay: bool = True, writable: bool = False) -> GivenPath:

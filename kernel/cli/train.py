@@ -22,7 +22,7 @@ from heirloom.cli.common import (
     store_or_exit,
     whose,
 )
-from heirloom.cli.options import PROFILE, a_path, set_option
+from heirloom.cli.options import PROFILE, a_path, output_file, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.files import irregular, write_atomic
@@ -397,15 +397,12 @@ def _with_warning(
 def _report_path(path: Path | None) -> Path | None:
     """``--html``, checked as it is parsed (exit 2, as a path click refuses; after scoring it was exit 1):
     not ``-`` (that wrote a file named ``-``; stdout is the text report's), a regular file at most (never a
-    device or a pipe, which an atomic rename would turn into a file), in a folder that exists."""
+    device or a pipe, which an atomic rename would turn into a file), as ``output_file`` checks it."""
     if path is not None and str(path) == "-":
         raise click.BadParameter("'-' would be stdout, which has the text report; name a file to write the HTML to")
     if path is not None and (kind := irregular(path)):
         raise click.BadParameter(f"{path} {kind}; name a file to write the report to")
-    if path is not None and not path.parent.is_dir():
-        problem = "is a file, not a folder" if path.parent.is_file() else "does not exist"
-        raise click.BadParameter(f"{path}: the folder {path.parent} {problem}")
-    return path
+    return output_file(path)
 
 
 def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[str | None, Report]]) -> None:

@@ -21,7 +21,7 @@ from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
 from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
-from heirloom.core.settings import NAME_PATTERN, SECTIONS, ComponentKeys, ModelKeys
+from heirloom.core.settings import NAME_PATTERN, SECTIONS, UNSETS, ComponentKeys, ModelKeys
 from heirloom.links import missing_path
 from heirloom.profile_toml import as_written, dotted, joined, list_key, written
 from heirloom.suggest import did_you_mean, no_component_to_change
@@ -186,6 +186,8 @@ class Validator:
         keys_cls = ModelKeys if kind == "model" else ComponentKeys
         reserved = {f.name for f in attrs.fields(keys_cls)}
         kernel_keys = self._typed(key, {k: v for k, v in table.items() if k in reserved}, keys_cls)
+        unsets = [f.name for f in attrs.fields(keys_cls) if f.metadata.get(UNSETS)]  # "": None, shown `not set`
+        kernel_keys |= {name: None for name in unsets if kernel_keys.get(name) == ""}
         kernel_keys["use"] = use
         config = self._typed(key, {k: v for k, v in table.items() if k not in reserved}, cls)
         self._resolve_paths(key, config, cls)

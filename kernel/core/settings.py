@@ -88,6 +88,8 @@ REF_PATTERN = re.compile(
     r"|pretrained:[A-Za-z0-9_.-]+|served"
 )
 SELECTOR_PATTERN = re.compile(r"^([0-9]+|[A-Za-z][A-Za-z0-9_-]*)$")
+#: Metadata of a kernel key that ``""`` unsets: the tree holds None there, shown ``not set`` (checker 307 F2).
+UNSETS = "heirloom_empty_unsets"
 
 
 def _optional_match(pattern: re.Pattern[str], expected: str) -> dict:
@@ -97,7 +99,7 @@ def _optional_match(pattern: re.Pattern[str], expected: str) -> dict:
         if value is not None and not pattern.fullmatch(value):  # match's $ let "production\n" through
             raise ValueError(f"'{attribute.name}' must be {expected}, got {value!r}")
 
-    return {"default": None, "converter": lambda value: value or None, "validator": check}
+    return {"default": None, "converter": lambda value: value or None, "validator": check, "metadata": {UNSETS: True}}
 
 
 @attrs.define

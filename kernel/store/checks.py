@@ -83,7 +83,8 @@ def store_problems(kernel: Kernel, profile: ResolvedProfile) -> tuple[list[Probl
     problems = reference_problems(kernel, profile, store) + foreign_parent_problems(kernel, profile, store)
     problems += served_model_problems(profile, store)
     problems += [found for spec in profile.components for found in ask(profile, spec, "check_profile", profile)]
-    return problems, f"store: {store.missing} (train or serve creates it)" if store.missing else ""
+    note = f"store: {store.missing} (train or serve creates it)" if store.missing else ""
+    return problems, profile.raw.hide_secrets("store.path", note)  # ${DATA_DIR}/x as written (checker 307 F1)
 
 
 def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[Problem]:
