@@ -7,6 +7,7 @@ keys, malformed headers, admission for every route, the grace deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -748,6 +749,29 @@ def test_a_connection_that_never_finishes_its_handshake_is_closed(tmp_path, work
     finally:
         assert daemon.terminate() == 0
     assert HANDSHAKE_MS / 1000 - 1 < held < HANDSHAKE_MS / 1000 + 10, held
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_peer_that_does_not_speak_zmtp_3_is_closed_at_once(tmp_path, workers):
+    """Checker h310 F1: a first byte other than ZMTP 3's 0xFF (one 0x01 byte, an HTTP request sent to the wrong
+    port) made libzmq take the peer for ZMTP 1.0, whose handshake counts as done at once: the 10 s handshake bound
+    never fired and 300 such peers held 300 descriptors for as long as they liked. Now they are closed at once."""
+    daemon = Daemon(tmp_path, "--workers", workers, address=free_tcp_address())
+    daemon.wait_ready()
+    host, port = daemon.address.removeprefix("tcp://").rsplit(":", 1)
+    try:
+        for first_bytes in (b"\x01\x00", b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"):
+            began = time.monotonic()
+            with socket.create_connection((host, int(port)), timeout=HANDSHAKE_MS / 1000 + 15) as peer:
+                peer.sendall(first_bytes)
+                with contextlib.suppress(ConnectionResetError):
+                    while peer.recv(4096):  # the daemon's greeting, then the close
+                        pass
+            assert time.monotonic() - began < HANDSHAKE_MS / 1000, (first_bytes, "closed by the handshake bound")
+        with daemon.client(timeout=5) as client:
+            assert client.call("echo.echo", "still served") == "still served"
+    finally:
+        assert daemon.terminate() == 0
 
 
 def _descriptor_limits(soft: int, hard: int) -> None:

@@ -41,6 +41,8 @@ log = logging.getLogger("heirloom.wire.auth")
 
 #: The ZAP domain of a broker's worker endpoint: its handshakes are checked against worker keys.
 WORKER_DOMAIN = "heirloom-workers"
+#: The ZAP domain of the sockets clients connect to (connections.peer_router says why they have one).
+CLIENT_DOMAIN = "heirloom"
 #: Where a broker's own workers find their Curve keys: "BROKER_PUBLIC WORKER_PUBLIC WORKER_SECRET" (z85).
 WORKER_KEYS_ENV = "HEIRLOOM_WORKER_CURVE"
 #: Seconds between two warnings about refused workers (a stranger may retry without end).
@@ -234,7 +236,7 @@ class CurveServer:
         if self._authenticator is None:
             self._authenticator = ThreadAuthenticator(socket.context)
             self._authenticator.start()
-            for domain in ("*", WORKER_DOMAIN):
+            for domain in ("*", CLIENT_DOMAIN, WORKER_DOMAIN):
                 self._authenticator.configure_curve_callback(domain=domain, credentials_provider=self)
             if self.refresh_interval > 0:
                 threading.Thread(target=self._refresh_loop, name="heirloom-curve-keys", daemon=True).start()

@@ -50,7 +50,7 @@ from heirloom.wire.broker_workers import (
 )
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.call import answered_instead
-from heirloom.wire.connections import ConnectionWatch, client_receiver, client_router, reply_outbox
+from heirloom.wire.connections import ConnectionWatch, client_receiver, client_router, peer_router, reply_outbox
 from heirloom.wire.heartbeat_gate import HeartbeatGate
 from heirloom.wire.local_workers import START_FAILED, LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
@@ -120,7 +120,7 @@ class Broker(BrokerRoutes):
         self.frontend = client_router(self.context)
         if curve is not None:
             curve.serve(self.frontend)
-        self.backend = self.context.socket(zmq.ROUTER)
+        self.backend = peer_router(self.context)
         for socket in (self.frontend, self.backend):  # before bind: options apply to new connections
             socket.setsockopt(zmq.MAXMSGSIZE, settings.max_message_bytes)
             socket.setsockopt(zmq.LINGER, 2000)

@@ -162,7 +162,7 @@ def _shown(value: Any) -> str:
 
 
 def _refuse_extension(code: int, data: bytes) -> Any:
-    raise ValueError(f"msgpack extension type {code} is not accepted (plain data only)")
+    raise ValueError(f"msgpack extension types are not accepted (plain data only; this is type {code})")
 
 
 #: ``unpackb(data)``: one msgpack value, plain data only: extension types (timestamps
@@ -186,7 +186,7 @@ def decoding_error(what: str, exc: Exception) -> str:
         reason = f"a string is not UTF-8 ({exc.reason} at byte {exc.start}); send bytes as bin"
     elif isinstance(exc, TypeError):
         reason = "a map key is an array or a map"
-    elif "max_ext_len" in str(exc):  # any extension type with data (timestamps included)
+    elif "max_ext_len" in str(exc) or "timestamp" in str(exc):  # with data, or msgpack's own timestamp (-1)
         reason = "msgpack extension types are not accepted (plain data only)"
     elif "incomplete input" in str(exc) or "exceeds max_" in str(exc):  # or a length past the frame's end
         reason = "the frame ends inside a msgpack value (truncated)"
