@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
 import click
@@ -22,7 +23,10 @@ from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel
 from heirloom.cli.logs import TextFormatter, configure
 from heirloom.cli.options import too_long
+from heirloom.core.catalog import release
 from heirloom.core.errors import HeirloomError, PluginError
+from heirloom.core.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, SELECTING, env_list
+from heirloom.suggest import did_you_mean
 
 
 class HeirloomGroup(click.Group):
@@ -195,6 +199,25 @@ FOLDERS = {
 }
 
 
+def unknown_plugins() -> str:
+    """An error line for each name in ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` that no plugin has
+    ("" if none): a typo (``txt`` for ``text``) was ignored unsaid, the plugin staying loaded (checker h307 F3). The
+    names: the entry points' and their distributions', listed without importing a plugin, as the kernel lists them."""
+    chosen = {variable: env_list(variable) for variable in SELECTING}
+    if not any(chosen.values()):
+        return ""
+    installed = entry_points(group=ENTRY_POINT_GROUP)
+    dists = {release(ep.dist)[0] for ep in installed if ep.dist is not None}
+    known = sorted({*BUILTIN_PLUGINS, *env_list("HEIRLOOM_PLUGINS"), *installed.names, *dists})
+    said = [
+        f"error: {variable} names no plugin {name!r}{did_you_mean(name, known)}"
+        for variable, names in chosen.items()
+        for name in sorted(names.difference(known))
+    ]
+    listed = f"(the plugins, by entry-point or distribution name: {', '.join(known)})"
+    return "\n".join([*said, listed]) if said else ""
+
+
 def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
     for variable, what in FOLDERS.items():  # the library reads "" as unset: `HEIRLOOM_HOME=$TYPO heirloom models
@@ -202,6 +225,8 @@ def main() -> None:
             fail_unparsed(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it")
         if path and os.path.exists(path) and not os.path.isdir(path):  # else blamed on store/blobs, a data file...
             fail_unparsed(f"error: {variable}={path} is not a folder: set it to {what}, or unset it")
+    if unknown := unknown_plugins():  # exit 2, as a folder variable naming no folder: what was typed names nothing
+        fail_unparsed(unknown)
     try:
         cli(standalone_mode=True)
     except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed

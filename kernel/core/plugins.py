@@ -47,15 +47,15 @@ TRACE_VARIABLE = "HEIRLOOM_TRACE_PLUGINS"
 SELECTING = ("HEIRLOOM_LOAD_PLUGINS", "HEIRLOOM_DISABLE_PLUGINS")  # the variables that leave plugins out
 
 
-def _env_list(variable: str) -> set[str]:
+def env_list(variable: str) -> set[str]:
     return {item.strip() for item in os.environ.get(variable, "").split(",") if item.strip()}
 
 
 def _selected(ep: EntryPoint) -> bool:
     """Apply ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` (names or distributions)."""
     names = {ep.name} if ep.dist is None else {ep.name, release(ep.dist)[0]}
-    allowed = _env_list("HEIRLOOM_LOAD_PLUGINS")
-    return not (allowed and not names & allowed) and not names & _env_list("HEIRLOOM_DISABLE_PLUGINS")
+    allowed = env_list("HEIRLOOM_LOAD_PLUGINS")
+    return not (allowed and not names & allowed) and not names & env_list("HEIRLOOM_DISABLE_PLUGINS")
 
 
 def _describe(exc: BaseException) -> str:
