@@ -647,23 +647,29 @@ def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
         assert named.returncode == 2 and "profile 'minimal': registered by " in named.stderr, (command, named)
 
 
+def _model_plugin(tmp_path, module, classes, types):
+    """Write the plugin module ``module``: ``classes`` (model types over tests.toys' ToyModel) and the hook
+    registering ``types`` (name -> class); return a profile training a model of the first type, and the env."""
+    registers = "".join(f"    register({name!r}, {cls})\n" for name, cls in types.items())
+    hook = f"\n\n@heirloom.hookimpl\ndef heirloom_register_models(register):\n{registers}"
+    write(tmp_path / f"{module}.py", f"import heirloom\nfrom tests.toys import ToyModel\n\n\n{classes}{hook}")
+    model = f'[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "{next(iter(types))}"\ndata = "rows"\n'
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": f"tests.toys,{module}"}
+    return write(tmp_path / "p.toml", model), env
+
+
 def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_stored_model(tmp_path):
     """``train && promote`` in a script must stop when nothing was trained. A plugin's bug
     (a KeyError in fit) is its traceback, then a last line naming the model and its type (the
     traceback ended in the plugin's file, naming no component)."""
-    write(
-        tmp_path / "heirloom_quitter.py",
-        "import sys\nimport heirloom\nfrom tests.toys import ToyModel\n\n\nclass Quitter(ToyModel):\n"
-        "    def fit(self, data, parent=None, progress=None):\n        sys.exit(0)\n\n\n"
-        "class Buggy(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
-        "        raise KeyError('x')\n\n\n"
-        "@heirloom.hookimpl\ndef heirloom_register_models(register):\n    register('quitter', Quitter)\n"
-        "    register('buggy', Buggy)\n",
+    profile, env = _model_plugin(
+        tmp_path,
+        "heirloom_quitter",
+        "class Quitter(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
+        "        import sys\n\n        sys.exit(0)\n\n\n"
+        "class Buggy(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n        raise KeyError('x')\n",
+        {"quitter": "Quitter", "buggy": "Buggy"},
     )
-    profile = write(
-        tmp_path / "quits.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "quitter"\ndata = "rows"\n'
-    )
-    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_quitter"}
     result = run_heirloom("train", str(profile), env=env)
     assert result.returncode == 1, result.stderr
     assert "plugin code called sys.exit(0)" in result.stderr
@@ -680,18 +686,14 @@ def test_a_ctrl_c_python_wraps_in_another_error_exits_130_not_as_the_plugins_bug
     """Ctrl-C while a class body ran (the lazy ``import torch._dynamo`` of a first optimizer step) reached ``train``
     as Python's RuntimeError from ``__set_name__``, its cause the KeyboardInterrupt: a traceback blaming the plugin,
     exit 1, where Ctrl-C exits 130 (checker 305 F10). Here the plugin's fit makes such a class as it is interrupted."""
-    write(
-        tmp_path / "heirloom_wrapped.py",
-        "import heirloom\nfrom tests.toys import ToyModel\n\n\nclass Interrupted:\n"
-        "    def __set_name__(self, owner, name):\n        raise KeyboardInterrupt\n\n\n"
+    profile, env = _model_plugin(
+        tmp_path,
+        "heirloom_wrapped",
+        "class Interrupted:\n    def __set_name__(self, owner, name):\n        raise KeyboardInterrupt\n\n\n"
         "class Wrapped(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
-        "        type('Late', (), {'field': Interrupted()})\n\n\n"
-        "@heirloom.hookimpl\ndef heirloom_register_models(register):\n    register('wrapped', Wrapped)\n",
+        "        type('Late', (), {'field': Interrupted()})\n",
+        {"wrapped": "Wrapped"},
     )
-    profile = write(
-        tmp_path / "p.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "wrapped"\ndata = "rows"\n'
-    )
-    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_wrapped"}
     result = run_heirloom("train", str(profile), env=env)
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().endswith(
