@@ -14,7 +14,6 @@ import itertools
 import logging
 import os
 import sys
-from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
 import click
@@ -23,10 +22,8 @@ from heirloom.cli.commands import BUILTIN, builtin_commands
 from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel
 from heirloom.cli.logs import TextFormatter, configure
 from heirloom.cli.options import too_long
-from heirloom.core.catalog import release
 from heirloom.core.errors import HeirloomError, PluginError
-from heirloom.core.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, SELECTING, env_list
-from heirloom.suggest import did_you_mean
+from heirloom.selection import unknown_plugins
 
 
 class HeirloomGroup(click.Group):
@@ -197,25 +194,6 @@ FOLDERS = {
     "HEIRLOOM_STORE": "an artifact store's folder",
     "HEIRLOOM_DATA": "the data root, the folder ${data} names in profiles",
 }
-
-
-def unknown_plugins() -> str:
-    """An error line for each name in ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` that no plugin has
-    ("" if none): a typo (``txt`` for ``text``) was ignored unsaid, the plugin staying loaded (checker h307 F3). The
-    names: the entry points' and their distributions', listed without importing a plugin, as the kernel lists them."""
-    chosen = {variable: env_list(variable) for variable in SELECTING}
-    if not any(chosen.values()):
-        return ""
-    installed = entry_points(group=ENTRY_POINT_GROUP)
-    dists = {release(ep.dist)[0] for ep in installed if ep.dist is not None}
-    known = sorted({*BUILTIN_PLUGINS, *env_list("HEIRLOOM_PLUGINS"), *installed.names, *dists})
-    said = [
-        f"error: {variable} names no plugin {name!r}{did_you_mean(name, known)}"
-        for variable, names in chosen.items()
-        for name in sorted(names.difference(known))
-    ]
-    listed = f"(the plugins, by entry-point or distribution name: {', '.join(known)})"
-    return "\n".join([*said, listed]) if said else ""
 
 
 def main() -> None:
