@@ -33,7 +33,7 @@ def selected(ep: EntryPoint) -> bool:
 
 
 def unknown_plugins() -> str:
-    """An error line for each name in ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` that no plugin has
+    """A warning line for each name in ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` that no plugin has
     ("" if none): a typo (``txt`` for ``text``) was ignored unsaid, the plugin staying loaded (checker h307 F3). The
     names: the entry points' and their distributions', listed without importing a plugin, as the kernel lists them,
     the kernel's own and the modules ``HEIRLOOM_PLUGINS`` names."""
@@ -44,9 +44,9 @@ def unknown_plugins() -> str:
     dists = {release(ep.dist)[0] for ep in installed if ep.dist is not None}
     known = sorted({*BUILTIN_PLUGINS, *env_list("HEIRLOOM_PLUGINS"), *installed.names, *dists})
     said = [
-        f"error: {variable} names no plugin {name!r}{did_you_mean(name, known)}"
+        f"warning: {variable} names no plugin {name!r}{did_you_mean(name, known)}"
         for variable, names in chosen.items()
         for name in sorted(names.difference(known))
     ]
-    listed = f"(the plugins, by entry-point or distribution name: {', '.join(known)})"
+    listed = f"(ignored; the plugins, by entry-point or distribution name: {', '.join(known)})"
     return "\n".join([*said, listed]) if said else ""

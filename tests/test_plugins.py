@@ -356,10 +356,11 @@ def test_the_kernels_commands_cannot_be_disabled():
     assert "serve" in builtin["heirloom.commands"]["commands"]
 
 
-def test_a_selected_name_no_plugin_has_stops_every_command_naming_the_closest(tmp_path):
+def test_a_selected_name_no_plugin_has_is_warned_of_by_every_command_naming_the_closest(tmp_path):
     """Checker h307 F3: ``HEIRLOOM_DISABLE_PLUGINS=txt`` (for ``text``) was ignored unsaid and the plugin stayed
-    loaded. Every command now says it once, naming the variable and the closest name, exit 2 (as a folder variable
-    naming no folder), before any plugin is imported; a module ``HEIRLOOM_PLUGINS`` names is a plugin's name too."""
+    loaded. Every command now warns once, naming the variable and the closest name, before any plugin is imported,
+    and goes on (a fleet's setting may name a plugin a host lacks); a module ``HEIRLOOM_PLUGINS`` names is a
+    plugin's name too."""
     write(tmp_path / "heirloom_loud.py", "import sys\nsys.stderr.write('loud imported\\n')\n")
     env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_loud", "HEIRLOOM_TRACE_PLUGINS": "1"}
     typos = [
@@ -369,10 +370,10 @@ def test_a_selected_name_no_plugin_has_stops_every_command_naming_the_closest(tm
     for variable, value, named in typos:
         for command in (("models", "list"), ("profile", "check", "minimal"), ("--help",)):
             result = run_heirloom(*command, env={**env, variable: value})
-            assert result.returncode == 2, (command, result.stderr)
             assert result.stderr.count("names no plugin") == 1, result.stderr
-            assert f"error: {variable} names no plugin {named}" in result.stderr, result.stderr
-            assert "loud imported" not in result.stderr and "heirloom trace: import" not in result.stderr
+            assert f"warning: {variable} names no plugin {named}" in result.stderr, result.stderr
+            said = result.stderr.split("names no plugin")[0]
+            assert "loud imported" not in said and "heirloom trace: import" not in said, result.stderr
     listed = run_heirloom("plugins", "--json", env={**env, "HEIRLOOM_LOAD_PLUGINS": "heirloom_loud,heirloom"})
     assert listed.returncode == 0, listed.stderr
     assert "heirloom_loud" in {p["name"] for p in json.loads(listed.stdout)}
