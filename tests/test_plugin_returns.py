@@ -14,7 +14,7 @@ import heirloom
 from heirloom.store.checks import store_problems
 from heirloom.store.training import model_specs, train
 from tests import toys
-from tests.helpers import run_heirloom, write
+from tests.helpers import pythonpath, run_heirloom, write
 
 TEAM = 'project = "team"\n[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
 TOYS = {"HEIRLOOM_PLUGINS": "tests.toys"}
@@ -100,6 +100,39 @@ def test_a_pretrained_loader_returning_no_state_is_refused_naming_it_and_its_plu
     raised = "pretrained:toy-broken (from plugin Pretrained) failed to load: KeyError: 'weights'"
     key = "--set: models.m.inherit"
     assert checked == [f"{key}: {returned}heirloom.State (a plugin bug?)", f"{key}: {raised}"]
+
+
+WEIGHTS = """
+import heirloom
+
+
+@heirloom.hookimpl
+def heirloom_register_pretrained(register):
+    register("toy-start", lambda: heirloom.State({}, {"epochs": 7}))
+    register("toy-dict", lambda: {"epochs": 7})
+    register("toy-broken", lambda: {}["weights"])
+"""
+
+
+def test_profile_check_runs_the_pretrained_loader_of_a_model_type_without_check_parent(tmp_path):
+    """Checker h301 F7: ``profile check`` ran a ``pretrained:NAME`` loader only for a model type with
+    ``check_parent``, so a loader that raises or returns no State passed it under ``toy-model`` and only
+    ``train`` said so; it is now the same problem at ``models.m.inherit`` as ``train``'s, naming the plugin."""
+    write(tmp_path / "heirloom_weights.py", WEIGHTS)
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_weights"}
+    path = team(tmp_path, 'inherit = "pretrained:toy-start"\n')
+    assert run_heirloom("profile", "check", path, env=env).returncode == 0
+    plugin = "(from plugin heirloom_weights)"
+    for name, said in [
+        ("toy-broken", f"{plugin} failed to load: KeyError: 'weights'"),
+        ("toy-dict", f"{plugin}: its loader returned a dict ({{'epochs': 7}}), not a heirloom.State (a plugin bug?)"),
+    ]:
+        problem = f"--set: models.m.inherit: pretrained:{name} {said}"
+        set_inherit = ("--set", f"models.m.inherit=pretrained:{name}")
+        checked = run_heirloom("profile", "check", path, *set_inherit, env=env)
+        assert checked.returncode == 2 and problem in checked.stderr.splitlines(), checked.stderr
+        trained = run_heirloom("train", path, *set_inherit, env=env)
+        assert trained.returncode == 1 and f"error: {problem}" in trained.stderr.splitlines(), trained.stderr
 
 
 def test_a_report_whose_text_is_no_text_is_refused_before_anything_is_stored(tmp_path):

@@ -356,6 +356,29 @@ def test_the_kernels_commands_cannot_be_disabled():
     assert "serve" in builtin["heirloom.commands"]["commands"]
 
 
+def test_a_selected_name_no_plugin_has_is_warned_of_by_every_command_naming_the_closest(tmp_path):
+    """Checker h307 F3: ``HEIRLOOM_DISABLE_PLUGINS=txt`` (for ``text``) was ignored unsaid and the plugin stayed
+    loaded. Every command now warns once, naming the variable and the closest name, before any plugin is imported,
+    and goes on (a fleet's setting may name a plugin a host lacks); a module ``HEIRLOOM_PLUGINS`` names is a
+    plugin's name too."""
+    write(tmp_path / "heirloom_loud.py", "import sys\nsys.stderr.write('loud imported\\n')\n")
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "heirloom_loud", "HEIRLOOM_TRACE_PLUGINS": "1"}
+    typos = [
+        ("HEIRLOOM_DISABLE_PLUGINS", "txt,echo", "'txt'; did you mean 'text'?"),
+        ("HEIRLOOM_LOAD_PLUGINS", "local_resources", "'local_resources'; did you mean 'local-resources'?"),
+    ]
+    for variable, value, named in typos:
+        for command in (("models", "list"), ("profile", "check", "minimal"), ("--help",)):
+            result = run_heirloom(*command, env={**env, variable: value})
+            assert result.stderr.count("names no plugin") == 1, result.stderr
+            assert f"warning: {variable} names no plugin {named}" in result.stderr, result.stderr
+            said = result.stderr.split("names no plugin")[0]
+            assert "loud imported" not in said and "heirloom trace: import" not in said, result.stderr
+    listed = run_heirloom("plugins", "--json", env={**env, "HEIRLOOM_LOAD_PLUGINS": "heirloom_loud,heirloom"})
+    assert listed.returncode == 0, listed.stderr
+    assert "heirloom_loud" in {p["name"] for p in json.loads(listed.stdout)}
+
+
 def test_commands_are_found_after_another_process_filled_the_catalog():
     """A kernel used from Python (no CLI) writes the catalog without the commands' names;
     the command line must still find ``train`` (make demo does exactly this)."""
@@ -625,23 +648,29 @@ def test_a_profile_name_two_plugins_register_is_an_error_naming_both(tmp_path):
         assert named.returncode == 2 and "profile 'minimal': registered by " in named.stderr, (command, named)
 
 
+def _model_plugin(tmp_path, module, classes, types):
+    """Write the plugin module ``module``: ``classes`` (model types over tests.toys' ToyModel) and the hook
+    registering ``types`` (name -> class); return a profile training a model of the first type, and the env."""
+    registers = "".join(f"    register({name!r}, {cls})\n" for name, cls in types.items())
+    hook = f"\n\n@heirloom.hookimpl\ndef heirloom_register_models(register):\n{registers}"
+    write(tmp_path / f"{module}.py", f"import heirloom\nfrom tests.toys import ToyModel\n\n\n{classes}{hook}")
+    model = f'[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "{next(iter(types))}"\ndata = "rows"\n'
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": f"tests.toys,{module}"}
+    return write(tmp_path / "p.toml", model), env
+
+
 def test_a_plugin_calling_sys_exit_in_fit_fails_train_rather_than_passing_for_a_stored_model(tmp_path):
     """``train && promote`` in a script must stop when nothing was trained. A plugin's bug
     (a KeyError in fit) is its traceback, then a last line naming the model and its type (the
     traceback ended in the plugin's file, naming no component)."""
-    write(
-        tmp_path / "heirloom_quitter.py",
-        "import sys\nimport heirloom\nfrom tests.toys import ToyModel\n\n\nclass Quitter(ToyModel):\n"
-        "    def fit(self, data, parent=None, progress=None):\n        sys.exit(0)\n\n\n"
-        "class Buggy(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
-        "        raise KeyError('x')\n\n\n"
-        "@heirloom.hookimpl\ndef heirloom_register_models(register):\n    register('quitter', Quitter)\n"
-        "    register('buggy', Buggy)\n",
+    profile, env = _model_plugin(
+        tmp_path,
+        "heirloom_quitter",
+        "class Quitter(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
+        "        import sys\n\n        sys.exit(0)\n\n\n"
+        "class Buggy(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n        raise KeyError('x')\n",
+        {"quitter": "Quitter", "buggy": "Buggy"},
     )
-    profile = write(
-        tmp_path / "quits.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "quitter"\ndata = "rows"\n'
-    )
-    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_quitter"}
     result = run_heirloom("train", str(profile), env=env)
     assert result.returncode == 1, result.stderr
     assert "plugin code called sys.exit(0)" in result.stderr
@@ -658,18 +687,14 @@ def test_a_ctrl_c_python_wraps_in_another_error_exits_130_not_as_the_plugins_bug
     """Ctrl-C while a class body ran (the lazy ``import torch._dynamo`` of a first optimizer step) reached ``train``
     as Python's RuntimeError from ``__set_name__``, its cause the KeyboardInterrupt: a traceback blaming the plugin,
     exit 1, where Ctrl-C exits 130 (checker 305 F10). Here the plugin's fit makes such a class as it is interrupted."""
-    write(
-        tmp_path / "heirloom_wrapped.py",
-        "import heirloom\nfrom tests.toys import ToyModel\n\n\nclass Interrupted:\n"
-        "    def __set_name__(self, owner, name):\n        raise KeyboardInterrupt\n\n\n"
+    profile, env = _model_plugin(
+        tmp_path,
+        "heirloom_wrapped",
+        "class Interrupted:\n    def __set_name__(self, owner, name):\n        raise KeyboardInterrupt\n\n\n"
         "class Wrapped(ToyModel):\n    def fit(self, data, parent=None, progress=None):\n"
-        "        type('Late', (), {'field': Interrupted()})\n\n\n"
-        "@heirloom.hookimpl\ndef heirloom_register_models(register):\n    register('wrapped', Wrapped)\n",
+        "        type('Late', (), {'field': Interrupted()})\n",
+        {"wrapped": "Wrapped"},
     )
-    profile = write(
-        tmp_path / "p.toml", '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "wrapped"\ndata = "rows"\n'
-    )
-    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys,heirloom_wrapped"}
     result = run_heirloom("train", str(profile), env=env)
     assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().endswith(

@@ -133,10 +133,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def say_error(message: str) -> None:
-    """Print ``message`` to stderr (a JSON log line under ``--log-format json``): an error the command goes on past."""
+def say_error(message: str, level: int = logging.ERROR) -> None:
+    """Print ``message`` to stderr (a JSON log line of ``level`` under ``--log-format json``): an error the command
+    goes on past, or a warning."""
     if writes_json():
-        logging.getLogger("heirloom.cli").error("%s", message)
+        logging.getLogger("heirloom.cli").log(level, "%s", message)
     else:
         err_console.print(printable(message), markup=False, highlight=False, soft_wrap=True)
 

@@ -19,10 +19,11 @@ from typing import Any, NoReturn
 import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
-from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel
+from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel, say_error
 from heirloom.cli.logs import TextFormatter, configure
 from heirloom.cli.options import too_long
 from heirloom.core.errors import HeirloomError, PluginError
+from heirloom.selection import unknown_plugins
 
 
 class HeirloomGroup(click.Group):
@@ -177,13 +178,24 @@ def cli(log_level: str) -> None:
         logging.basicConfig(level=log_level.upper(), handlers=[handler])
 
 
-def fail_unparsed(message: str) -> NoReturn:
-    """``fail`` before click has parsed ``--log-format``: a JSON line when the command line asks for
-    JSON (a unit's bad HEIRLOOM_HOME was the one plain-text line of its JSON log), exit 2."""
+def _log_format_unparsed() -> None:
+    """Set up the log format before click has parsed ``--log-format``: a JSON line when the command line asks
+    for JSON (a unit's bad HEIRLOOM_HOME was the one plain-text line of its JSON log)."""
     args = sys.argv[1:]
     if "--log-format=json" in args or ("--log-format", "json") in itertools.pairwise(args):
         configure(fmt="json")
+
+
+def fail_unparsed(message: str) -> NoReturn:
+    """``fail`` before click has parsed ``--log-format``, exit 2."""
+    _log_format_unparsed()
     fail(message, 2)
+
+
+def warn_unparsed(message: str) -> None:
+    """Say ``message`` on stderr before click has parsed ``--log-format``; the command goes on."""
+    _log_format_unparsed()
+    say_error(message, logging.WARNING)
 
 
 #: The folders the environment names, each said as a user would set it: every command refuses one that is set but
@@ -202,6 +214,8 @@ def main() -> None:
             fail_unparsed(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it")
         if path and os.path.exists(path) and not os.path.isdir(path):  # else blamed on store/blobs, a data file...
             fail_unparsed(f"error: {variable}={path} is not a folder: set it to {what}, or unset it")
+    if unknown := unknown_plugins():  # a warning: leaving out a plugin a host lacks is done; a typo is said
+        warn_unparsed(unknown)
     try:
         cli(standalone_mode=True)
     except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed

@@ -8,13 +8,12 @@ plugins it uses, and a new, upgraded or edited plugin is imported again to learn
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib.util
 import json
 import os
 import sys
-from importlib.metadata import Distribution, EntryPoint
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import attrs
 from heirloom.core.components import KINDS
 from heirloom.core.paths import cache_dir
 from heirloom.files import write_atomic
+from heirloom.selection import release
 
 CATALOG_VERSION = 5
 #: Things plugins register by name besides component types, and the hook that registers each.
@@ -82,11 +82,6 @@ def fingerprint(ep: EntryPoint) -> str:
         stamp = -1
     dist = "==".join(release(ep.dist)) if ep.dist is not None else "-"
     return f"{dist}|{ep.value}|{stamp}"
-
-
-@functools.cache  # ``Distribution.name`` and ``.version`` parse the metadata file at each call: 65 times a command
-def release(dist: Distribution) -> tuple[str, str]:
-    return (metadata := dist.metadata)["Name"], metadata["Version"]
 
 
 class Catalog:

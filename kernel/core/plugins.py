@@ -27,15 +27,13 @@ import attrs
 import pluggy
 
 from heirloom.core import hookspecs
-from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint, release
+from heirloom.core.catalog import NAMED_HOOKS, Catalog, PluginInfo, empty_provides, fingerprint
 from heirloom.core.components import KIND_BASES, KINDS
 from heirloom.core.errors import PluginError
 from heirloom.core.settings import ComponentKeys, ModelKeys
 from heirloom.core.version import VERSION
+from heirloom.selection import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, SELECTING, release, selected
 
-ENTRY_POINT_GROUP = "heirloom"
-#: The kernel's own plugins, by name and module: always listed, never disabled.
-BUILTIN_PLUGINS = {"heirloom.store": "heirloom.store.plugin", "heirloom.commands": "heirloom.cli.commands"}
 REGISTER_HOOKS = {
     "source": "heirloom_register_sources",
     "model": "heirloom_register_models",
@@ -44,18 +42,6 @@ REGISTER_HOOKS = {
 }
 COMPONENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 TRACE_VARIABLE = "HEIRLOOM_TRACE_PLUGINS"
-SELECTING = ("HEIRLOOM_LOAD_PLUGINS", "HEIRLOOM_DISABLE_PLUGINS")  # the variables that leave plugins out
-
-
-def _env_list(variable: str) -> set[str]:
-    return {item.strip() for item in os.environ.get(variable, "").split(",") if item.strip()}
-
-
-def _selected(ep: EntryPoint) -> bool:
-    """Apply ``HEIRLOOM_DISABLE_PLUGINS`` / ``HEIRLOOM_LOAD_PLUGINS`` (names or distributions)."""
-    names = {ep.name} if ep.dist is None else {ep.name, release(ep.dist)[0]}
-    allowed = _env_list("HEIRLOOM_LOAD_PLUGINS")
-    return not (allowed and not names & allowed) and not names & _env_list("HEIRLOOM_DISABLE_PLUGINS")
 
 
 def _describe(exc: BaseException) -> str:
@@ -107,7 +93,7 @@ class PluginHost:
         self._left_out: list[EntryPoint] = []  # listed once: per unknown type, 10,000 took 76 s (checker 305 F2)
         self._catalog = Catalog(catalog_path)
         self.tracing = os.environ.get(TRACE_VARIABLE, "") not in ("", "0")
-        self.chosen = " and ".join(f"{v}={os.environ[v]}" for v in SELECTING if os.getenv(v))  # as _selected read them
+        self.chosen = " and ".join(f"{v}={os.environ[v]}" for v in SELECTING if os.getenv(v))  # as selected read them
         if self.tracing:
             self._start_tracing()
         self._list_builtins()
@@ -127,10 +113,10 @@ class PluginHost:
         named = [m.strip() for m in os.environ.get("HEIRLOOM_PLUGINS", "").split(",") if m.strip()]
         installed = list(entry_points(group=ENTRY_POINT_GROUP))
         modules = {ep.value for ep in installed}  # a module installed too is listed once, as installed
-        self._left_out = [ep for ep in installed if not _selected(ep)]
+        self._left_out = [ep for ep in installed if not selected(ep)]
         extra = [EntryPoint(name=m, value=m, group=ENTRY_POINT_GROUP) for m in named if m not in modules]
         for ep in [*installed, *extra]:
-            if ep.name not in self._entry_points and _selected(ep):
+            if ep.name not in self._entry_points and selected(ep):
                 self._list(ep)
 
     def _list(self, ep: EntryPoint, builtin: bool = False) -> None:
