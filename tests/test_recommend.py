@@ -931,7 +931,8 @@ def test_profile_check_names_the_setting_whose_column_a_csv_file_lacks(tmp_path)
     ]
     assert checked.stderr.splitlines() == [
         f"{profile}: sources.ratings.value_column: {defaults[0]}: 'value_column' 'rating' is not a column of "
-        "ratings.csv (columns: user, item, score)",
+        "ratings.csv (columns: user, item, score). Also, 'title_column' 'title' is not a column of items.csv "
+        "(columns: item, name)",  # the items file's problem too, not once the ratings file's is fixed (checker 303)
         f"{profile}: sources.texts.label_column: {defaults[1]}: 'label_column' 'label' is not a column of texts.csv "
         "(columns: utterance, intent)",
     ]
@@ -1380,3 +1381,20 @@ def test_profile_check_refuses_a_named_optional_column_the_file_lacks_and_a_path
     cased = "'genres_column' 'genres' is not a column of Cased.csv; did you mean 'Genres'? Nor is 'year_column' 'year'"
     assert f"{profile}: sources.cased.genres_column: the default of source type 'ratings-csv'" in said
     assert cased in said  # a header of Genres, Year passed and every item's genres and year were dropped (checker 303)
+
+
+def test_both_files_header_problems_are_said_at_once(tmp_path, data_dir):
+    """A ``Time`` column in the ratings file and a ``Genres`` one in the items file: the items file's problem was
+    said only once the ratings file's was fixed, though profile errors are all said at once (checker 303)."""
+    write(tmp_path / "ratings.csv", "user,item,rating,Time\nann,a,5,4\n")
+    write(tmp_path / "items.csv", "item,title,Genres\na,Tea,Green\n")
+    profile = write(
+        tmp_path / "shop.toml",
+        'extends = ["recommend"]\n[sources.movies]\nuse = "ratings-csv"\nratings = "ratings.csv"\n'
+        'items = "items.csv"\n',
+    )
+    for command in (("profile", "check"), ("train",)):
+        run = run_heirloom(*command, str(profile), env={"HEIRLOOM_DATA": str(data_dir)})
+        assert run.returncode == 2, run
+        assert "'time_column' 'time' is not a column of ratings.csv; did you mean 'Time'?" in run.stderr, run.stderr
+        assert ". Also, 'genres_column' 'genres' is not a column of items.csv; did you mean 'Genres'?" in run.stderr

@@ -385,6 +385,44 @@ def test_a_full_handoff_log_refuses_the_handoff_rather_than_lose_it(trained, tmp
         assert daemon.terminate() == 0
 
 
+def test_one_handoff_resolved_over_and_over_leaves_the_room_to_work_off_the_queue_and_accept(trained, tmp_path):
+    """The quarter of ``handoff_max_mb`` kept for decisions: one client re-resolving ONE handoff with
+    alternating intents filled it (1,529 times at 1 MiB), and then no other handoff could be resolved nor an
+    intent accepted (h309 F2). A repeated decision is not appended; another one for a resolved handoff is
+    refused once it would take the room the open handoffs' first decisions and acceptances need."""
+    handoffs = tmp_path / "handoffs.jsonl"
+    line = json.dumps({"type": "handoff", "id": "{}", "text": "filler " * 300, "reasons": ["out_of_scope"]}) + "\n"
+    ids = [f"{i:016x}" for i in range((1 << 20) // (len(line) + 16))]
+    handoffs.write_text("".join(line.replace("{}", i) for i in ids))  # a queue full of long texts, short of 1 MiB
+    profile = served_profile() + f'handoff_max_mb = 1\nhandoff_path = "{handoffs}"\n'  # [apis.support] is last
+    daemon = Daemon(tmp_path, *SMALL, profile=profile, env=trained)
+    try:
+        daemon.wait_ready(timeout=300)
+        with daemon.client(timeout=60, retries=0) as client:
+            assert client.call("support.resolve", {"id": ids[0], "intent": "x0"})["new_intent"]
+            size = handoffs.stat().st_size
+            assert client.call("support.resolve", {"id": ids[0], "intent": "x0"})["resolved"]  # resent: kept once
+            assert handoffs.stat().st_size == size
+            with pytest.raises(ResourceExhausted) as refused:  # a hostile loop, bounded on the old code
+                for n in range(1, 3000):
+                    client.call("support.resolve", {"id": ids[0], "intent": f"x{n % 5}"})
+            assert n < 3000 and handoffs.stat().st_size < (1 << 20) * 5 // 4
+            message = refused.value.message
+            assert f"support.resolve: handoff {ids[0]!r} is resolved already" in message
+            assert f"the {len(ids) - 1} open handoff(s)" in message and "= 1 MiB and a quarter more" in message
+            assert refused.value.field == "body.id" and str(handoffs) not in message
+            replies = [client.submit("support.resolve", {"id": i, "intent": "out_of_scope"}) for i in ids[1:-1]]
+            assert all(reply.result().body["resolved"] for reply in replies)
+            assert client.call("support.resolve", {"id": ids[-1], "intent": "brand_new"})["new_intent"]
+            assert client.call("support.handoffs", {})["open"] == 0
+            for intent in ("brand_new", f"x{(n - 1) % 5}"):  # the hostile one's latest intent waits too
+                assert client.call("support.accept_intent", {"intent": intent})["accepted"]
+            assert client.call("support.handoffs", {})["waiting_intents"] == {}
+        assert handoffs.stat().st_size <= (1 << 20) * 5 // 4
+    finally:
+        assert daemon.terminate() == 0
+
+
 def test_a_handoff_log_that_is_no_file_is_unavailable_to_every_route_and_named_once_in_the_log(trained, tmp_path):
     """A FIFO or a folder put in the log's place: the reading routes (handoffs, resolve) were
     INTERNAL with a traceback where answer said UNAVAILABLE; now all say it, no server path."""

@@ -97,14 +97,7 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         ]
         if empty:  # each of its columns was said missing, under user_column's default (checker 283)
             raise ValueError("; ".join(empty))
-        rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
-        named = {setting: column for setting, column in rated.items() if column}
-        chosen, defaulted = self._optional("time_column")
-        self.check_columns(self.ratings, {**named, **chosen}, optional=defaulted)
-        listed = "items_item_column" if self.items_item_column else "item_column"
-        described = {listed: self.catalogue_id, "title_column": self.title_column}
-        chosen, defaulted = self._optional("genres_column", "year_column")
-        self.check_columns(self.items, {**described, **chosen}, ITEMS_ENCODING, optional=defaulted)
+        self._check_headers()
         if self.split_column:  # a fraction set beside it was ignored without a word (checker 261)
             defaults = attrs.fields_dict(SplitRatingsSource)
             chosen = [repr(name) for name in CHOOSING if getattr(self, name) != defaults[name].default]
@@ -117,6 +110,25 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
                 self.check_columns(self.ratings, {"time_column": self.time_column})
             except ValueError as error:
                 raise ValueError(f"'holdout' 'latest' orders each user's ratings by time, but {error}") from None
+
+    def _check_headers(self) -> None:
+        """ValueError naming the columns the ratings file's header and the items file's lack, both files' at
+        once: the items file's problem was said only once the ratings file's was fixed (checker 303)."""
+        rated = {"user_column": self.user_column, "item_column": self.item_column, "value_column": self.value_column}
+        listed = "items_item_column" if self.items_item_column else "item_column"
+        described = {listed: self.catalogue_id, "title_column": self.title_column}
+        problems = []
+        for path, columns, setting, optional in (
+            (self.ratings, {name: column for name, column in rated.items() if column}, "encoding", ("time_column",)),
+            (self.items, described, ITEMS_ENCODING, ("genres_column", "year_column")),
+        ):
+            chosen, defaulted = self._optional(*optional)
+            try:
+                self.check_columns(path, {**columns, **chosen}, setting, optional=defaulted)
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError(". Also, ".join(problems))
 
     def _optional(self, *settings: str) -> tuple[dict[str, str], dict[str, str]]:
         """The optional columns among ``settings``: those the profile named, which a file must have (``Cats``

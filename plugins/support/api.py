@@ -32,6 +32,7 @@ from heirloom_plugins.model_needs import (
     refusal,
 )
 from heirloom_plugins.support.queue import HandoffQueue
+from heirloom_plugins.support.sources import decide
 from heirloom_plugins.support.vetting import (
     IntentTerms,
     answer_ids,
@@ -65,6 +66,10 @@ def stated_policy(description: str) -> str | None:
     return found.group(1) if found and found.group(1) in POLICIES else None
 
 
+#: Bytes of the log kept free for each decision or acceptance the queue still needs while a handoff is
+#: decided again: a resolution line naming an intent or answer id of up to 140 bytes fits (the shipped
+#: pattern's intents are at most 64), an acceptance too.
+ROOM = 256
 #: How many of a thread's answers an unknown ``answer_id``'s refusal lists.
 MAX_HINTED = 10
 #: Why a resolution will not train (``resolve``'s ``why`` beside ``"trains": false``).
@@ -167,7 +172,8 @@ class SupportApi(heirloom.Api):
     #: The handoff log (default ``$HEIRLOOM_HOME/handoffs/<project>/<api>.jsonl``) and its
     #: size limit in MiB (with the project's log quota): past it, a handoff is refused
     #: RESOURCE_EXHAUSTED rather than acknowledged and lost. People's decisions (resolve,
-    #: accept_intent) may use a quarter more, so a full queue can still be worked off.
+    #: accept_intent) may use a quarter more, so a full queue can still be worked off (a handoff decided
+    #: again only what the open handoffs' first decisions and acceptances leave of it).
     handoff_path: str | None = None
     handoff_max_mb: int = attrs.field(default=256, validator=heirloom.above(0))
     #: Let ``<name>.resolve`` name an intent the intent model does not know (a new intent
@@ -218,7 +224,8 @@ class SupportApi(heirloom.Api):
         # what a full log names, never its path: the setting that sizes it (whole MiB)
         self._limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB"
         self._decisions_limit = f"apis.{ctx.name}.handoff_max_mb = {self.handoff_max_mb} MiB and a quarter more"
-        self.log = heirloom.AppendLog(path, max_bytes=self.handoff_bytes * 5 // 4, quota=ctx.log_quota())
+        self.log_bytes = self.handoff_bytes * 5 // 4
+        self.log = heirloom.AppendLog(path, max_bytes=self.log_bytes, quota=ctx.log_quota())
         self.queue = HandoffQueue(path)
         self._terms = {field: PerInstance(read) for field, read in TERMS.items()}
 
@@ -373,8 +380,7 @@ class SupportApi(heirloom.Api):
         if body.intent is not None and body.intent == out_of_scope:  # "none of them": no answer stands either
             decision["answer_id"] = ""  # in the log, where it withdraws one; the reply says what was sent
         new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
-        with heirloom.durable_write("resolution", self._decisions_limit):
-            self.log.append({"type": "resolution", "id": body.id, **decision, **new})
+        self._record({"type": "resolution", "id": body.id, **decision, **new})
         # a new intent one typo from a known or a waiting one (port_numbr, router_hlep): said, to resolve again;
         # waiting once this resolution is in, so a fixed typo (geogrphy, then geography) is not pointed back to
         close = self._close_to(body.intent, known) if new_intent else None
@@ -387,6 +393,34 @@ class SupportApi(heirloom.Api):
             **({"close_to": close} if close else {}),
             **({"trains": False, "why": UNTRAINED} if untrained else {}),
         }
+
+    def _record(self, resolution: dict[str, Any]) -> None:
+        """Append ``resolution``, unless it decides what its handoff's latest decision says already (a resent
+        or repeated one: acknowledged, not appended). A handoff's first decision may use all the room kept for
+        decisions; another one for a resolved handoff only what leaves ``ROOM`` bytes per open handoff's first
+        decision and per acceptance the queue may still need (of the intent an open handoff's decision may
+        name, of a waiting one, of the one this names): one client re-resolving one handoff over and over
+        filled that room, and no other handoff could be resolved nor intent accepted (h309 F2). The cap is
+        checked under the log's lock against its size, so workers sharing the log cannot pass it together."""
+        earlier = self.queue.decision_of(resolution["id"])
+        if earlier is not None and decide(earlier, resolution) == earlier:
+            return
+        opened, waiting = self.queue.owed() if earlier is not None else (0, 0)
+        kept = ROOM * (2 * opened + waiting + 1)
+        with heirloom.durable_write("resolution", self._decisions_limit):
+            try:
+                self.log.append(resolution, max_bytes=self.log_bytes - kept if earlier is not None else None)
+            except heirloom.LogFull as full:
+                if earlier is None or full.quota:
+                    raise
+                message = (
+                    f"{self.ctx.name}.resolve: handoff {resolution['id']!r} is resolved already, and another "
+                    f"decision for it would take the room kept to resolve the {opened} open handoff(s) and accept "
+                    f"the new intents they or waiting resolutions name ({kept} bytes: {ROOM} a decision or an "
+                    f"acceptance, within {self._decisions_limit}); nothing was recorded: resolve the open "
+                    "handoffs first"
+                )
+                raise heirloom.RequestError("RESOURCE_EXHAUSTED", message, "body.id") from None
 
     def _trains_on(self, handoff_id: str) -> bool:
         """Whether the served intent model would train on the handoff's text (its optional ``trains_on``): one

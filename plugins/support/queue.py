@@ -91,9 +91,21 @@ class HandoffQueue:
 
     def open_count(self) -> int:
         """How many handoffs no one has resolved: a listing shows ``limit`` of them at most."""
+        return self.owed()[0]
+
+    def owed(self) -> tuple[int, int]:
+        """``(open handoffs, new intents waiting for accept_intent)``: the decisions and acceptances
+        the log must keep room for, so a full queue can still be worked off."""
         with self._lock:
             self._catch_up()
-            return sum(handoff_id not in self._decisions for handoff_id in self._offsets)
+            opened = sum(handoff_id not in self._decisions for handoff_id in self._offsets)
+            return opened, len(waiting_intents(self._decisions.values(), self._accepted))
+
+    def decision_of(self, handoff_id: str) -> dict[str, Any] | None:
+        """Handoff ``handoff_id``'s latest decision, None while it is open."""
+        with self._lock:
+            self._catch_up()
+            return self._decisions.get(handoff_id)
 
     def _listed(self, decision: dict[str, Any] | None) -> dict[str, Any] | None:
         """A decision as listed: ``new_intent`` only while its intent waits for accept_intent."""
