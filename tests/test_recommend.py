@@ -898,12 +898,19 @@ def test_an_id_is_one_whatever_its_unicode_form_and_surrounding_spaces(tmp_path,
         assert padded == client.call("recs.similar", {"item": "172", "k": 3})
 
 
+def shop(folder: Path, ratings: str, items: str, profile: str) -> Path:
+    """``ratings.csv``, ``items.csv`` and ``shop.toml`` written in ``folder``: the profile's path."""
+    write(folder / "ratings.csv", ratings)
+    write(folder / "items.csv", items)
+    return write(folder / "shop.toml", profile)
+
+
 def test_profile_check_bounds_the_hash_space(tmp_path):
     """``buckets`` of 2**63 passed check and failed the train building its arrays (checker 277)."""
-    write(tmp_path / "ratings.csv", "user,item,rating\nann,a,5\n")
-    write(tmp_path / "items.csv", "item,title\na,Tea\n")
-    profile = write(
-        tmp_path / "shop.toml",
+    profile = shop(
+        tmp_path,
+        "user,item,rating\nann,a,5\n",
+        "item,title\na,Tea\n",
         '[sources.ratings]\nuse = "ratings-csv"\nratings = "ratings.csv"\nitems = "items.csv"\n'
         '[models.recs]\nuse = "hybrid-recommender"\ndata = "ratings"\nbuckets = 9223372036854775807\n',
     )
@@ -1386,10 +1393,10 @@ def test_profile_check_refuses_a_named_optional_column_the_file_lacks_and_a_path
 def test_both_files_header_problems_are_said_at_once(tmp_path, data_dir):
     """A ``Time`` column in the ratings file and a ``Genres`` one in the items file: the items file's problem was
     said only once the ratings file's was fixed, though profile errors are all said at once (checker 303)."""
-    write(tmp_path / "ratings.csv", "user,item,rating,Time\nann,a,5,4\n")
-    write(tmp_path / "items.csv", "item,title,Genres\na,Tea,Green\n")
-    profile = write(
-        tmp_path / "shop.toml",
+    profile = shop(
+        tmp_path,
+        "user,item,rating,Time\nann,a,5,4\n",
+        "item,title,Genres\na,Tea,Green\n",
         'extends = ["recommend"]\n[sources.movies]\nuse = "ratings-csv"\nratings = "ratings.csv"\n'
         'items = "items.csv"\n',
     )
