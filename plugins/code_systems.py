@@ -6,6 +6,7 @@ reads allergy codes written so. One table, so the two never disagree about how a
 from __future__ import annotations
 
 import re
+import unicodedata
 
 #: Short names for the code systems the data uses; other systems keep ``system|code``.
 SYSTEMS = {
@@ -37,3 +38,35 @@ def short_system(system: str) -> str | None:
     if system.startswith("urn:oid:"):
         return OIDS.get(system.removeprefix("urn:oid:"))
     return "snomed" if SNOMED_EDITION.fullmatch(system) else SYSTEMS.get(system)
+
+
+#: What a code with a control or invisible character should be instead (``code_mistake``).
+CODE_REMEDY = "write the code as records carry it"
+
+
+def hidden_character(
+    where: str, text: str, remedy: str, categories: tuple[str, ...] = ("Cc", "Cf"), kept: str = ""
+) -> str | None:
+    """The mistake of a name, code or text that holds a control or invisible character (of ``categories``,
+    but ``kept``'s), else None: the formulary file's names, and the rules below."""
+    if text.isprintable():  # no control, format or separator character but the space: the usual text, fast
+        return None
+    hidden = next((char for char in text if unicodedata.category(char) in categories and char not in kept), None)
+    if hidden is None:
+        return None
+    return f"{where}: {text!r} holds the control or invisible character U+{ord(hidden):04X}: {remedy}"
+
+
+def code_mistake(where: str, code: str) -> str | None:
+    """Why ``code`` is no code a record carries (a control or invisible character: a NUL, a BEL, a
+    zero-width space), else None. One rule for the fhir source reading a file, an inline record on a
+    medical route and the formulary file: a code the source read with a NUL became a label of its
+    own, which the route then refused as input."""
+    return hidden_character(where, code, CODE_REMEDY)
+
+
+def display_mistake(where: str, display: str) -> str | None:
+    """Why ``display`` is no text to show a clinician (a control character: a NUL, a BEL), else None.
+    A display is free text: tabs and line breaks pass (FHIR's strings allow them), and so do invisible
+    format characters (Synthea writes a zero-width space in some displays)."""
+    return hidden_character(where, display, "write the text as it prints", ("Cc",), "\t\n\r")

@@ -10,6 +10,7 @@ import functools
 import gzip
 import json
 import logging
+import os
 import re
 import sys
 from collections import Counter, defaultdict
@@ -436,6 +437,31 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
             | {"subject": {"reference": "urn:uuid:p1"}},
             'Encounter/e1 (entry[2]): cannot read: class: expected a Coding object ({"system": ..., "code": ...}), '
             'got a string: "AMB"',
+        ),
+        # a control character in a code was read as a label of its own, which the medical routes refused inline
+        # (checker 311 F4); in a display, text shown to clinicians (F1): the routes' rule, code_systems.py
+        (
+            condition("c11") | {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "12\x00 3"}]}},
+            "Condition/c11 (entry[2]): cannot read: code: 'snomed:12\\x00 3' holds the control or invisible "
+            "character U+0000: write the code as records carry it",
+        ),
+        (
+            condition("c12") | {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "1\u200b2"}]}},
+            "Condition/c12 (entry[2]): cannot read: code: 'snomed:1\\u200b2' holds the control or invisible "
+            "character U+200B",
+        ),
+        (
+            condition("c13") | {"code": {"text": "Sinus\x07itis"}},
+            "Condition/c13 (entry[2]): cannot read: display: 'Sinus\\x07itis' holds the control or invisible "
+            "character U+0007: write the text as it prints",
+        ),
+        (
+            {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "blood pressure"}}
+            | {
+                "subject": {"reference": "urn:uuid:p1"},
+                "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6\x07"}]}}],
+            },
+            "Observation/o1 (entry[2]): cannot read: components[0].code: 'loinc:8480-6\\x07' holds the control",
         ),
     ],
 )
@@ -1242,6 +1268,79 @@ def test_clinical_resources_contained_in_another_are_read_as_the_patients_own(tm
         amoxicillin = {"rxnorm:308182": frozenset({"amoxicillin"})}
         assert ruled_out(record_allergies(record), amoxicillin) == {"rxnorm:308182": [named]}
         assert stats_or_error(where)["contained_resources"] == 4
+
+
+def test_a_display_keeps_the_spaces_and_invisible_characters_of_free_text(tmp_path):
+    """Tabs, line breaks (FHIR's strings allow them) and a zero-width space (Synthea writes some) are no control
+    character a clinician would be shown: read as written, where a NUL or a BEL is a bad resource (above)."""
+    text = "Sinus\titis\n(dis\u200border)"
+    path = write(tmp_path / "one.json", bundle(PATIENT, condition() | {"code": {"text": text}}))
+    [record] = FhirSource(path=str(path)).records()
+    assert [e.display for e in record.timeline] == [text]
+
+
+def folder_and(tmp_path: Path, name: str, make: Any) -> tuple[Path, Path]:
+    """A folder holding a good bundle and ``name``, made by ``make(path)``."""
+    write(tmp_path / "set" / "good.json", bundle(PATIENT, condition()))
+    odd = tmp_path / "set" / name
+    make(odd)
+    return tmp_path / "set", odd
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [  # passed over without a word (checker 311 F3): a link into a share not mounted lost its patients unsaid
+        (lambda path: path.symlink_to("/nonexistent/x.json"), "cannot read: No such file or directory (a link to "),
+        (lambda path: os.mkfifo(path), "is a FIFO, not a regular file"),  # and never opened: it would hang the pass
+    ],
+)
+def test_a_broken_link_or_a_fifo_named_as_a_fhir_file_is_a_bad_file_not_unseen(tmp_path, make, said):
+    folder, odd = folder_and(tmp_path, "z.json", make)
+    with pytest.raises(FhirDataError, match=re.escape(f"{odd}: {said}")):
+        stats_or_error(folder)
+    stats = stats_or_error(folder, "skip")
+    assert (stats["records"], stats["files"], stats["errors"]["skipped_files"]) == (1, 1, 1)
+    assert stats["errors"]["messages"][0].startswith(f"{odd}: {said}")
+    source = FhirSource(path=str(folder))
+    first = source.fingerprint()  # counted by name and why, never opened
+    assert FhirSource(path=str(folder)).fingerprint() == first
+    odd.unlink()
+    assert source.fingerprint() != first
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_file_the_system_cannot_read_is_a_bad_file_not_a_traceback(tmp_path):
+    """An I/O error (a flaky mount; /proc/self/mem gives EIO at offset 0) ended the pass with a bare
+    ``OSError`` naming no file (checker 311 F2)."""
+    folder, odd = folder_and(tmp_path, "eio.json", lambda path: path.symlink_to("/proc/self/mem"))
+    said = f"{odd}: cannot read: Input/output error (a link to /proc/self/mem)"
+    with pytest.raises(FhirDataError, match=re.escape(said)):
+        stats_or_error(folder)
+    stats = stats_or_error(folder, "skip")
+    assert (stats["records"], stats["errors"]["skipped_files"], stats["errors"]["messages"]) == (1, 1, [said])
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_a_file_gone_while_a_pass_reads_is_a_bad_file_not_a_traceback(tmp_path, on_error):
+    """A clinic exporting into the folder while a pass runs: a file listed, then gone before its turn, ended
+    the pass with a FileNotFoundError traceback, even under ``on_error = "skip"`` (checker 311 F2). Bundles
+    stream, so one is deleted after the first record arrives; an NDJSON set is read after the bundles."""
+    write(tmp_path / "set" / "a.json", bundle(PATIENT, condition()))
+    second = write(tmp_path / "set" / "b.json", bundle({**PATIENT, "id": "p2"}))
+    bulk = write(tmp_path / "set" / "Condition.ndjson", json.dumps(condition("c9")) + "\n")
+    write(tmp_path / "set" / "Patient.ndjson", json.dumps({**PATIENT, "id": "p3"}) + "\n")
+    source = FhirSource(path=str(tmp_path / "set"), on_error=on_error)
+    records = source.records()
+    assert next(records).id == "p1"
+    second.unlink()
+    bulk.unlink()
+    if on_error == "fail":
+        with pytest.raises(FhirDataError, match=re.escape(f"{second}: cannot read: No such file or directory")):
+            list(records)
+        return
+    assert [r.id for r in records] == ["p3"]
+    said = [f"{second}: cannot read: No such file or directory", f"{bulk}: cannot read: No such file or directory"]
+    assert (source.tally.skipped_files, source.tally.messages) == (2, said)
 
 
 def test_a_folder_without_fhir_files_is_said_to_be_one(tmp_path):

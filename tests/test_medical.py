@@ -1676,6 +1676,18 @@ def test_a_bundles_generic_drug_allergy_naming_its_drug_withholds_it_and_is_not_
             "INVALID_ARGUMENT",
             "body.record.timeline[0].components[0].code",
         ),
+        (  # a display shown to clinicians: a control character was answered, though the docs say refused
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "condition", "display": "Sinus\x07itis"}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].display",
+        ),
+        (
+            "diagnosis.predict",
+            {"record": {"timeline": [{"kind": "observation", "components": [{"display": "Systolic\x00"}]}]}},
+            "INVALID_ARGUMENT",
+            "body.record.timeline[0].components[0].display",
+        ),
         (  # FHIR's codes only, as the fhir source reads a Patient ("robot" was taken inline)
             "diagnosis.predict",
             {"record": {"gender": "robot", "timeline": [{"kind": "encounter", "id": "E", "date": "2020"}]}},
@@ -1738,17 +1750,66 @@ def test_bad_input_names_the_field(daemon, patient, route, body, code, field):
         assert client.call("_health")  # still serving
 
 
-def test_an_inline_display_with_a_control_character_is_read_as_the_fhir_source_wrote_it(daemon):
-    """An inline allergy's BEL was refused, though the fhir source keeps one in a display and
-    ``heirloom data show --json`` writes it so (checker 264: a record made as the docs say was refused).
-    The filter reads past it: the penicillins are withheld, and the allergy is not listed unread."""
+def test_an_inline_display_with_a_control_character_is_refused_as_the_docs_say(daemon):
+    """A display is text shown to clinicians: one with a BEL or a NUL was answered, though MEDICAL.md says it is
+    refused and quotes the refusal (checker 311 F1); the fhir source refuses such a display in a file too, so
+    no record ``heirloom data show --json`` prints holds one. A FHIR string's tabs and line breaks are read."""
+    encounter = {"kind": "encounter", "id": "E", "date": "2020-01-02"}
     allergy = {"kind": "allergy", "display": "Allergy to\x07 penicillin", "date": "2020"}
-    record = {"timeline": [{"kind": "encounter", "id": "E", "date": "2020-01-02"}, allergy]}
-    for display in ("Allergy to\x07 penicillin", "Allergy to\tpenicillin\n"):
-        timeline = [record["timeline"][0], {**allergy, "display": display}]
-        with daemon.client(timeout=30) as client:
-            answer = client.call("treatment.recommend", {"record": {**record, "timeline": timeline}})
-        assert answer["unread_allergies"] == [], display
+    said = (
+        "body.record.timeline[1].display: 'display': 'Allergy to\\x07 penicillin' holds the control or invisible "
+        "character U+0007: write the text as it prints"
+    )
+    with daemon.client(timeout=30) as client, pytest.raises(heirloom.RemoteError) as caught:
+        client.call("treatment.recommend", {"record": {"timeline": [encounter, allergy]}})
+    assert caught.value.code == "INVALID_ARGUMENT" and said in str(caught.value), str(caught.value)
+    allergy["display"] = "Allergy to\tpenicillin\n"
+    with daemon.client(timeout=30) as client:
+        answer = client.call("treatment.recommend", {"record": {"timeline": [encounter, allergy]}})
+    assert answer["unread_allergies"] == []
+
+
+@pytest.mark.parametrize(
+    ("code", "display"),
+    [
+        ("44054006", "Diabetes"),
+        ("44054006", "Dia\tbetes\n(dis\u200border)"),  # free text's spaces and invisible characters
+        ("4405\x004006", "Diabetes"),
+        ("4405\u200b4006", "Diabetes"),  # invisible in a code: no code a record carries
+        ("44054006", "Dia\x07betes"),
+        ("44054006", "Dia\x00betes"),
+    ],
+)
+def test_the_fhir_source_and_an_inline_record_refuse_the_same_codes_and_displays(tmp_path, code, display):
+    """The fhir source read a NUL in a code as a label of its own, which the routes refused inline as input
+    (checker 311 F4): a file's code or display is refused by the rule an inline record meets, so every record
+    the source reads is one the routes take (``heirloom data show --json``), and one they refuse is no record."""
+    from heirloom_plugins.medical.patients import EventInput
+
+    resource = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "urn:uuid:p1"}}
+    coding = {"system": "http://snomed.info/sct", "code": code, "display": display}
+    patient = {"resourceType": "Patient", "id": "p1"}
+    entries = [
+        {"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in (patient, resource | {"code": {"coding": [coding]}})
+    ]
+    path = write(tmp_path / "one.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}))
+    try:
+        [record] = FhirSource(path=str(path)).records()
+    except heirloom.HeirloomError as error:
+        from_file = str(error)
+    else:
+        from_file = None
+        _inline(record)  # as data show --json prints it: the route's input
+    try:
+        EventInput(kind="condition", code=f"snomed:{code}", display=display)
+    except ValueError as error:
+        inline = str(error)
+    else:
+        inline = None
+    assert (from_file is None) == (inline is None), (from_file, inline)
+    if inline is not None:
+        mistake = inline.split(": ", 1)[1]  # past the field: 'code': / 'display':
+        assert from_file.startswith(f"{path}: Condition/c1 (entry[1]): cannot read: ") and mistake in from_file
 
 
 def test_a_fhir_bundle_sent_to_a_medical_route_is_refused_saying_what_to_send_instead(daemon):

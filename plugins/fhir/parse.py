@@ -7,6 +7,7 @@ Full schema validation is ``validate.py``'s job, on request: it is ~8x slower.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import logging
@@ -14,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 
@@ -128,7 +129,7 @@ def discover(root: Path) -> list[Path]:
     decompressed copy included (for a pass to refuse by name, not to skip unseen), in a stable order."""
     if root.is_file():
         return [root]
-    found = (p for p in _files_under(root) if _fhir_name(p) and p.is_file())
+    found = (p for p in _files_under(root) if _fhir_name(p))  # a broken link too: a pass says it (file_size)
     return sorted((p for p in found if not any(part.startswith(".") for part in p.relative_to(root).parts)), key=str)
 
 
@@ -168,6 +169,38 @@ def is_compressed(path: Path, sniff: bool = False) -> bool:
             return handle.read(6).startswith(COMPRESSED_MAGIC)
     except OSError:  # unreadable: the reading says so
         return False
+
+
+def file_size(path: Path) -> int:
+    """The size of the FHIR file ``path``, checked before it is opened; FhirDataError naming it when it
+    cannot be read: a link to nothing (a share not mounted), a file gone since the folder was listed,
+    one the system refuses, or no plain file (a FIFO would hang the pass). Passed over, its patients
+    were lost without a word."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+    if (kind := heirloom.irregular(path)) is not None:
+        raise FhirDataError(path, None, kind)
+    return size
+
+
+def unreadable(path: Path, error: OSError, where: str | None = None) -> FhirDataError:
+    """The fault of a file the system cannot read (``cannot read: No such file or directory``), naming
+    the link's target when it is a link: a file error like a malformed one, never a traceback."""
+    reason = error.strerror or str(error)
+    with contextlib.suppress(OSError):  # no link: nothing to add
+        reason += f" (a link to {os.readlink(path)})"
+    return FhirDataError(path, where, f"cannot read: {reason}")
+
+
+def open_file(path: Path) -> BinaryIO:
+    """``path`` (checked by ``file_size`` when listed) open for binary reading; FhirDataError naming it when
+    it cannot be."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise unreadable(path, exc) from None
 
 
 def is_ndjson(path: Path) -> bool:
@@ -264,8 +297,11 @@ def _refuse_lone_surrogates(value: Any) -> None:
 
 
 def read_bundle(path: Path) -> list[Entry]:
-    """The entries of one Bundle file; raises FhirDataError if the file is not one."""
-    data = path.read_bytes()
+    """The entries of one Bundle file; raises FhirDataError if the file is not one, or cannot be read."""
+    try:
+        data = heirloom.read_regular(path)
+    except OSError as exc:
+        raise unreadable(path, exc) from None
     if data.startswith(COMPRESSED_MAGIC):
         raise FhirDataError(path, None, COMPRESSED)
     try:
@@ -324,13 +360,17 @@ def _bundle_entry(index: int, item: Any) -> Entry | None:
 
 
 def read_ndjson(path: Path) -> Iterator[Entry]:
-    """One entry per non-blank line, with its byte offset; a bad line is an error entry."""
-    with path.open("rb") as handle:
+    """One entry per non-blank line, with its byte offset; a bad line is an error entry, and a file
+    that cannot be read a FhirDataError."""
+    with open_file(path) as handle:
         offset = 0
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield _ndjson_entry(line, f"line {number}", offset)
-            offset += len(line)
+        try:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield _ndjson_entry(line, f"line {number}", offset)
+                offset += len(line)
+        except OSError as exc:
+            raise unreadable(path, exc) from None
 
 
 def _ndjson_entry(line: bytes, where: str, offset: int) -> Entry:
@@ -348,6 +388,11 @@ def _ndjson_entry(line: bytes, where: str, offset: int) -> Entry:
 
 
 def read_line(handle: Any, offset: int, where: str) -> Entry:
-    """The NDJSON resource at ``offset`` of an open binary file (second pass of an index)."""
-    handle.seek(offset)
-    return _ndjson_entry(handle.readline(), where, offset)
+    """The NDJSON resource at ``offset`` of an open binary file (second pass of an index); a
+    FhirDataError naming the file and line when it cannot be read."""
+    try:
+        handle.seek(offset)
+        line = handle.readline()
+    except OSError as exc:
+        raise unreadable(Path(handle.name), exc, where) from None
+    return _ndjson_entry(line, where, offset)

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from heirloom_plugins.code_systems import short_system
+from heirloom_plugins.code_systems import code_mistake, display_mistake, short_system
 from heirloom_plugins.fhir.parse import found
 from heirloom_plugins.fhir.references import reference_of
 from heirloom_plugins.timelines import codes_by_kind, summary
@@ -385,8 +385,24 @@ def patient_reference(resource: dict[str, Any]) -> str | None:
 
 def event(resource: dict[str, Any], encounter: str | None, prefer: Preferred = PREFERRED) -> Event:
     """The timeline event of a clinical resource, each code taken from ``prefer``'s system for its kind
-    where a concept has several codings; ValueError/TypeError/... on odd shapes."""
-    return EVENTS[resource["resourceType"]](resource, encounter, prefer)
+    where a concept has several codings; ValueError/TypeError/... on odd shapes, and on a code or display
+    holding a control character (``as_carried``)."""
+    return as_carried(EVENTS[resource["resourceType"]](resource, encounter, prefer))
+
+
+def as_carried(found: Event) -> Event:
+    """``found``, checked by the rule an inline record on a medical route meets (``code_systems``): a
+    ValueError naming the record's field (``code``, ``components[0].display``) when a code holds a control or
+    invisible character, or a display a control character. Read, a code with a NUL became a label of its
+    own beside the real one, which the route then refused as input."""
+    parts = (("", found), *((f"components[{i}].", part) for i, part in enumerate(found.components)))
+    for prefix, part in parts:
+        mistake = (isinstance(part.code, str) and code_mistake(f"{prefix}code", part.code)) or (
+            isinstance(part.display, str) and display_mistake(f"{prefix}display", part.display)
+        )
+        if mistake:
+            raise ValueError(mistake)
+    return found
 
 
 def demographics(patient: dict[str, Any]) -> tuple[str | None, str | None, bool, str | None]:

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 
@@ -25,8 +25,10 @@ from heirloom_plugins.fhir.parse import (
     Entry,
     FhirDataError,
     discover,
+    file_size,
     is_compressed,
     is_ndjson,
+    open_file,
     problem,
     read_bundle,
     read_line,
@@ -264,8 +266,12 @@ class Scan:
             raise FhirDataError(self.root, None, message)
         bulk = []
         for path in paths:  # a file at a time: the first bundle's patients come before the last is opened
-            if is_compressed(path, sniff=is_ndjson(path)):
+            try:
                 self._count_file(path)
+            except FhirDataError as error:  # gone, a broken link, no plain file: said and counted, never unseen
+                self.tally.fault(error, whole_file=True)
+                continue
+            if is_compressed(path, sniff=is_ndjson(path)):
                 self.tally.fault(FhirDataError(path, None, COMPRESSED), whole_file=True)
             elif is_ndjson(path):
                 bulk.append(path)
@@ -278,7 +284,6 @@ class Scan:
 
     # -- units ---------------------------------------------------------------------------
     def _bundle(self, path: Path, split: str | None) -> Iterator[PatientRecord]:
-        self._count_file(path)
         try:
             entries = [e for e in read_bundle(path) if self._accept(path, e)]
         except FhirDataError as error:
@@ -317,58 +322,94 @@ class Scan:
         drugs, diagnoses = Drugs(catalog), Diagnoses()
         patients: dict[str, Place] = {}
         by_reference: dict[str | None, list[Place]] = defaultdict(list)
+        lost: set[int] = set()  # files that could not be read: what was indexed of them is dropped
         for index, path in enumerate(paths):
-            self._count_file(path)
-            for e in read_ndjson(path):
-                if not self._accept(path, e):
-                    continue
-                kind, rid = catalog.add(e.resource, None)
-                if withdrawn(e.resource):
-                    self._withdrawn.add((kind, rid))
-                drugs.add((kind, rid), e.resource)
-                diagnoses.add((kind, rid), e.resource)
-                self._check_references(path, e, None)
-                place = (index, e.offset or 0, e.where, -1)
-                if kind == "Patient":
-                    if self._claim(rid, path, e):
-                        patients[rid] = place
-                elif kind in EVENTS:
-                    by_reference[patient_reference(e.resource)].append(place)
-                for j, inner in enumerate(contained_events(e)):
-                    if self._accept_contained(path, inner):
-                        by_reference[patient_reference(inner.resource)].append((*place[:3], j))
+            try:
+                for e in read_ndjson(path):
+                    if not self._accept(path, e):
+                        continue
+                    kind, rid = catalog.add(e.resource, None)
+                    if withdrawn(e.resource):
+                        self._withdrawn.add((kind, rid))
+                    drugs.add((kind, rid), e.resource)
+                    diagnoses.add((kind, rid), e.resource)
+                    self._check_references(path, e, None)
+                    place = (index, e.offset or 0, e.where, -1)
+                    if kind == "Patient":
+                        if self._claim(rid, path, e):
+                            patients[rid] = place
+                    elif kind in EVENTS:
+                        by_reference[patient_reference(e.resource)].append(place)
+                    for j, inner in enumerate(contained_events(e)):
+                        if self._accept_contained(path, inner):
+                            by_reference[patient_reference(inner.resource)].append((*place[:3], j))
+            except FhirDataError as error:  # gone or unreadable mid-pass: the file is skipped, as a malformed one
+                self.tally.fault(error, whole_file=True)
+                lost.add(index)
         self.known.keys.update(catalog.reachable())
         diagnoses.settle(catalog)
-        owned: dict[str, list[Place]] = defaultdict(list)
-        for ref, places in by_reference.items():
-            owner = self._owner(ref, catalog, patients)
-            if owner is None:
-                for i, o, w, j in places:  # the first few read back, for their names
-                    unassigned = self.tally.unassigned
-                    unassigned.add("" if unassigned.full else _stray(paths[i], _read_back(paths[i], o, w, j)))
-            else:
-                owned[owner].extend(places)
         with ExitStack() as stack:
-            handles = [stack.enter_context(path.open("rb")) for path in paths]
+            handles: dict[int, BinaryIO] = {}
+            for index, path in enumerate(paths):  # all opened before a patient is read back: one gone is left out whole
+                try:
+                    if index not in lost:
+                        handles[index] = stack.enter_context(open_file(path))
+                except FhirDataError as error:
+                    self.tally.fault(error, whole_file=True)
+                    lost.add(index)
+            patients = {pid: place for pid, place in patients.items() if place[0] not in lost}
+            owned: dict[str, list[Place]] = defaultdict(list)
+            for ref, places in by_reference.items():
+                places = [place for place in places if place[0] not in lost]
+                owner = self._owner(ref, catalog, patients)
+                if owner is None:
+                    for i, o, w, j in places:  # the first few read back, for their names
+                        unassigned = self.tally.unassigned
+                        unassigned.add("" if unassigned.full else _stray(paths[i], _read_back(handles[i], o, w, j)))
+                else:
+                    owned[owner].extend(places)
             for pid in self._wanted(patients, split):
-                index, offset, where, _ = patients[pid]
-                events: list[Event] = []
-                seen: set[tuple[str, str]] = set()
-                inside: dict[tuple[int, int], list[Entry]] = {}  # a container read once for all it holds
-                for i, o, w, j in owned[pid]:
-                    if j < 0:
-                        entry = read_line(handles[i], o, w)
-                    else:
-                        if (i, o) not in inside:
-                            inside[i, o] = contained_events(read_line(handles[i], o, w))
-                        entry = inside[i, o][j]
-                    self._add_event(events, seen, paths[i], entry, catalog, drugs, diagnoses)
-                yield self._record(paths[index], read_line(handles[index], offset, where), pid, events)
+                try:
+                    record = self._read_back_record(
+                        pid, patients[pid], owned[pid], paths, handles, catalog, drugs, diagnoses
+                    )
+                except FhirDataError as error:  # a line the system cannot read back (an I/O error): no record
+                    self.tally.fault(error, whole_file=False)
+                    continue
+                yield record
+
+    def _read_back_record(
+        self,
+        pid: str,
+        place: Place,
+        owned: list[Place],
+        paths: list[Path],
+        handles: dict[int, BinaryIO],
+        catalog: Catalog,
+        drugs: Drugs,
+        diagnoses: Diagnoses,
+    ) -> PatientRecord:
+        """The record of bulk-export patient ``pid`` (its Patient at ``place``, its resources at ``owned``),
+        read back by offset; FhirDataError when a line cannot be read."""
+        index, offset, where, _ = place
+        events: list[Event] = []
+        seen: set[tuple[str, str]] = set()
+        inside: dict[tuple[int, int], list[Entry]] = {}  # a container read once for all it holds
+        for i, o, w, j in owned:
+            if j < 0:
+                entry = read_line(handles[i], o, w)
+            else:
+                if (i, o) not in inside:
+                    inside[i, o] = contained_events(read_line(handles[i], o, w))
+                entry = inside[i, o][j]
+            self._add_event(events, seen, paths[i], entry, catalog, drugs, diagnoses)
+        return self._record(paths[index], read_line(handles[index], offset, where), pid, events)
 
     # -- steps ---------------------------------------------------------------------------
     def _count_file(self, path: Path) -> None:
+        """Count a file to read; FhirDataError when it cannot be read (``file_size``)."""
+        self.tally.bytes += file_size(path)
         self.tally.files += 1
-        self.tally.bytes += path.stat().st_size
 
     def _accept(self, path: Path, entry: Entry) -> bool:
         """Lean checks, then validation when asked; counts what passes."""
@@ -588,10 +629,9 @@ def _stray(path: Path, entry: Entry) -> str:
     return f"{path}: {entry.label()}: " + (f"{field} {ref}" if ref else f"no {field} reference")
 
 
-def _read_back(path: Path, offset: int, where: str, inner: int) -> Entry:
+def _read_back(handle: BinaryIO, offset: int, where: str, inner: int) -> Entry:
     """An NDJSON resource (or the one contained at ``inner``, when not -1) read again."""
-    with path.open("rb") as handle:
-        entry = read_line(handle, offset, where)
+    entry = read_line(handle, offset, where)
     return entry if inner < 0 else contained_events(entry)[inner]
 
 

@@ -16,7 +16,6 @@ from heirloom_plugins.fhir.records import PREFERRED, PatientRecord
 from heirloom_plugins.fhir.scan import Scan, Tally, log
 from heirloom_plugins.fhir.splits import SPLITS, Splitter, first_by_hash
 
-CHUNK = 1 << 20
 ON_ERROR = ("fail", "skip")
 
 
@@ -141,17 +140,29 @@ class FhirSource(heirloom.Source):
         return self.tally.to_json()
 
     def fingerprint(self) -> str:
-        """sha256 over the files' relative paths and bytes; recomputed only when a file changes."""
+        """sha256 over the files' relative paths and bytes; recomputed only when a file changes. A file that
+        cannot be read (a broken link, one gone, a FIFO) counts by its name and why: the pass refuses or
+        skips it by name, and the version changes when it is readable again."""
         root = Path(self.path)
         paths = discover(root)
-        stamp = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+        stamp = [(str(p), *_status(p)) for p in paths]
         if getattr(self, "_fingerprint", (None, None))[0] != stamp:
             digest = hashlib.sha256()
             for path in paths:
                 name = path.relative_to(root if root.is_dir() else root.parent).as_posix()
-                digest.update(f"{name}\0{path.stat().st_size}\0".encode())
-                with path.open("rb") as handle:
-                    while chunk := handle.read(CHUNK):
-                        digest.update(chunk)
+                try:
+                    digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+                    heirloom.hash_regular(path, digest)
+                except OSError as exc:
+                    digest.update(f"{name}\0cannot read: {exc.strerror or exc}\0".encode())
             self._fingerprint = (stamp, f"sha256:{digest.hexdigest()}")
         return self._fingerprint[1]
+
+
+def _status(path: Path) -> tuple[int, int] | tuple[str]:
+    """``(size, mtime_ns)`` of ``path``, or why it cannot be read: what tells the fingerprint a file changed."""
+    try:
+        status = path.stat()
+    except OSError as exc:
+        return (exc.strerror or str(exc),)
+    return status.st_size, status.st_mtime_ns

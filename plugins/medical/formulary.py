@@ -34,7 +34,7 @@ from typing import Any
 import attrs
 
 import heirloom
-from heirloom_plugins.code_systems import short_system
+from heirloom_plugins.code_systems import code_mistake, hidden_character, short_system
 from heirloom_plugins.medical.safety import (
     ALLERGY_CODES,
     CLASSES,
@@ -182,23 +182,6 @@ def _name(where: str, value: Any, mistakes: list[str]) -> Named | None:
     return None
 
 
-#: What a code with a control or invisible character should be instead (``hidden_character``).
-CODE_REMEDY = "write the code as records carry it"
-
-
-def hidden_character(
-    where: str, text: str, remedy: str, categories: tuple[str, ...] = ("Cc", "Cf"), kept: str = ""
-) -> str | None:
-    """The mistake of a name or code that holds a control or invisible character (of ``categories``, but
-    ``kept``'s), else None: the formulary file's, and an inline record's codes and displays (``patients.py``)."""
-    if text.isprintable():  # no control, format or separator character but the space: the usual text, fast
-        return None
-    hidden = next((char for char in text if unicodedata.category(char) in categories and char not in kept), None)
-    if hidden is None:
-        return None
-    return f"{where}: {text!r} holds the control or invisible character U+{ord(hidden):04X}: {remedy}"
-
-
 def _merged(brands: list[tuple[Named, list[Named]]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The file's brands and their ingredients, in order: the cache key of ``_built`` (a brand given
     twice is refused before, ``_check_roles``)."""
@@ -229,7 +212,7 @@ def _codes(table: Any, mistakes: list[str]) -> list[Coded]:
         system, _, rest = code.partition(":")
         if len(code) > MAX_CODE_CHARS:
             mistakes.append(f"{where}: longer than {MAX_CODE_CHARS} characters: no code (the filter reads none such)")
-        elif hidden := hidden_character(where, code, CODE_REMEDY):
+        elif hidden := code_mistake(where, code):
             mistakes.append(hidden)  # a zero-width space: a code no record carries, the mapping dead
         elif (plain := unicodedata.normalize("NFKC", code)) != code:
             hint = f"records write it {plain!r}" if CODE_FORM.fullmatch(plain) else "such as 'rxnorm:723'"

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from heirloom_plugins.medical.formulary import CODE_REMEDY, hidden_character
+from heirloom_plugins.code_systems import code_mistake, display_mistake
 from heirloom_plugins.timelines import codes_by_kind, summary
 
 #: FHIR R4's administrative-gender codes: all the fhir source writes (a Patient with another is an error there).
@@ -107,9 +107,17 @@ def _finite(instance: Any, attribute: attrs.Attribute, value: Scalar) -> None:
 
 
 def _code_as_carried(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
-    """A code with a control or invisible character is no code a record carries: refused as the
-    formulary file's are (``snomed:91936005`` with a NUL inside was read as an unknown allergy code)."""
-    if value is not None and (mistake := hidden_character(f"'{attribute.name}'", value, CODE_REMEDY)):
+    """A code with a control or invisible character is no code a record carries: refused by the rule the
+    fhir source and the formulary file apply (``snomed:91936005`` with a NUL inside was read as an
+    unknown allergy code)."""
+    if value is not None and (mistake := code_mistake(f"'{attribute.name}'", value)):
+        raise ValueError(mistake)
+
+
+def _display_as_printed(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    """A display is shown to clinicians: one with a control character (a NUL, a BEL) is refused, by the rule
+    the fhir source applies to the displays it reads (tabs, line breaks and invisible characters pass)."""
+    if value is not None and (mistake := display_mistake(f"'{attribute.name}'", value)):
         raise ValueError(mistake)
 
 
@@ -118,7 +126,7 @@ class MeasurementInput:
     """One component of an observation (the systolic part of a blood pressure)."""
 
     code: str | None = attrs.field(default=None, validator=_code_as_carried)
-    display: str | None = None  # as the fhir source writes it: the filter reads past a control character
+    display: str | None = attrs.field(default=None, validator=_display_as_printed)
     value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None
     low: float | None = attrs.field(default=None, validator=_finite)
@@ -134,7 +142,7 @@ class EventInput:
     date: str | None = attrs.field(default=None, converter=utc, validator=_date)
     end: str | None = attrs.field(default=None, converter=utc, validator=_date)
     code: str | None = attrs.field(default=None, validator=_code_as_carried)
-    display: str | None = None  # as the fhir source writes it: the filter reads past a control character
+    display: str | None = attrs.field(default=None, validator=_display_as_printed)
     status: str | None = None
     value: Scalar = attrs.field(default=None, validator=_finite)
     unit: str | None = None
