@@ -1473,7 +1473,7 @@ def test_a_version_a_daemon_cannot_load_is_tried_once_then_again_on_reload(store
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_daemon_keeps_serving_and_says_so_when_its_index_gets_a_newer_schema(store, tmp_path, workers):
-    """A running daemon followed an index a newer heirloom had upgraded (``PRAGMA user_version`` 2): it
+    """A running daemon followed an index a newer heirloom had upgraded (``PRAGMA user_version`` 3): it
     swapped to the version the newer one promoted, saying nothing; only a restart refused the index."""
     text = f'project = "team"\n{TOY_TABLES}serve = "production"\n[apis.t]\nuse = "toy-api"\nmodel = "m"\n'
     profile = write(tmp_path / "team.toml", text + "[server]\nreload_interval = 0.1\n")
@@ -1486,15 +1486,15 @@ def test_a_daemon_keeps_serving_and_says_so_when_its_index_gets_a_newer_schema(s
             contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer,
             newer,
         ):  # what a newer heirloom writes
-            newer.execute("PRAGMA user_version = 2")
+            newer.execute("PRAGMA user_version = 3")
             newer.execute("UPDATE aliases SET version = 2 WHERE alias = 'production'")
         time.sleep(2)  # 20 reload intervals
         with daemon.client(timeout=10, retries=0) as client:
             served = client.call("_stats")["models"]["m"]
             assert client.call("t.predict", {"x": 1}) is not None
         assert served["version"] == "team/m@1", served
-        assert "has schema 2; this heirloom reads up to 1" in served["error"], served
-        assert daemon.log().count("has schema 2; this heirloom reads up to 1") == workers, daemon.log()  # once each
+        assert "has schema 3; this heirloom reads up to 2" in served["error"], served
+        assert daemon.log().count("has schema 3; this heirloom reads up to 2") == workers, daemon.log()  # once each
         assert "now serving" not in daemon.log() and "Traceback" not in daemon.log(), daemon.log()
     finally:
         assert daemon.terminate() == 0
@@ -1504,12 +1504,44 @@ def test_an_index_of_a_newer_schema_is_refused_with_what_to_do(store):
     """The refusal named both schema numbers and no next step."""
     put(store, "team/m", 1)
     with contextlib.closing(sqlite3.connect(store.root / "index.sqlite")) as newer, newer:
-        newer.execute("PRAGMA user_version = 2")
+        newer.execute("PRAGMA user_version = 3")
     refused = models(store, "list")
     assert refused.returncode == 1 and said(refused) == (
-        f"error: {store.root / 'index.sqlite'} has schema 2; this heirloom reads up to 1: install a heirloom that "
+        f"error: {store.root / 'index.sqlite'} has schema 3; this heirloom reads up to 2: install a heirloom that "
         "reads it, or restore the backup taken before the upgrade (docs/OPERATIONS.md, Upgrading)"
     )
+
+
+def test_an_index_of_schema_1_is_upgraded_once_where_writable_and_read_as_it_is_where_not(store):
+    """The record of alias moves came without a new schema number: an older heirloom promoted on the
+    upgraded store without a word and without recording the move, so the history named a wrong holder
+    (checker h314 F1). A schema-1 index (no alias_moves) is upgraded to 2 once, saying so; read-only, as it is."""
+    for seed in (1, 2):
+        put(store, "team/m", seed)
+    store.promote("team/m@2", "production")
+    index = store.root / "index.sqlite"
+    with contextlib.closing(sqlite3.connect(index)) as conn, conn:  # what heirloom wrote before schema 2
+        conn.execute("DROP TABLE alias_moves")
+        conn.execute("PRAGMA user_version = 1")
+    reader = ArtifactStore(store.root, create=False)  # read-only: read as it is, nothing written
+    assert reader.alias_history("team", "m") == [] and [a.version for a in reader.list()] == [1, 2]
+    with contextlib.closing(sqlite3.connect(index)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    upgraded = models(store, "list", "--json")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert [(a["ref"], a["aliases"]) for a in json.loads(upgraded.stdout)] == [
+        ("team/m@1", []),
+        ("team/m@2", ["production"]),
+    ]
+    assert said(upgraded).count(f"upgraded the store index {index} from schema 1 to 2") == 1, upgraded.stderr
+    assert "to go back, restore the backup taken before the upgrade" in said(upgraded)
+    with contextlib.closing(sqlite3.connect(index)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    again = models(store, "list")
+    assert again.returncode == 0 and "upgraded" not in again.stderr, again.stderr
+    store = ArtifactStore(store.root)
+    store.promote("team/m@1", "production")
+    assert [(m["version"], m["previous"]) for m in store.alias_history("team", "m")] == [(1, 2)]
 
 
 def _two_versions_first_in_production(store, profile: Path) -> dict[str, str]:
@@ -2288,6 +2320,27 @@ def test_a_blob_the_disk_refuses_is_an_error_naming_it_and_no_version_is_stored(
     assert [a.version for a in store.list()] == [1]
 
 
+def test_a_blob_the_store_holds_is_not_written_again_unless_damaged(store):
+    """A new version whose blobs the store already held rewrote them: on a nearly full disk it failed
+    naming a file that was there and intact (checker h314 F3). A damaged one is still written again."""
+    import resource
+
+    big = heirloom.State({"w": torch.zeros(512, 1024)}, {})  # 2 MiB of weights
+    first = store.put("team", "m", big, model_type="text-classifier", metrics={"run": 1})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))  # no room for a 2 MiB file (as a nearly full disk)
+    try:
+        again = store.put("team", "m", big, model_type="text-classifier", metrics={"run": 2})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert (again.version, again.digest) == (2, first.digest)
+    (weights,) = store.blobs.glob("*.safetensors")
+    with weights.open("r+b") as handle:  # damaged in place, its size unchanged
+        handle.write(b"\xff" * 8)
+    store.put("team", "m", big, model_type="text-classifier", metrics={"run": 3})
+    assert [store.verify(f"team/m@{version}").version for version in (1, 2, 3)] == [1, 2, 3]
+
+
 def test_a_backup_the_disk_refuses_names_the_backup_not_the_store(store, tmp_path):
     """A full disk said ``error: No space left on device`` naming no file (an attack on the
     store: a small tmpfs)."""
@@ -2463,13 +2516,6 @@ def test_models_history_says_which_version_held_an_alias_when(store):
     assert typo.returncode == 2 and "did you mean 'team/m'?" in said(typo)
     alias_typo = models(store, "history", "team/m", "--alias", "Production")  # not "no moves"
     assert alias_typo.returncode == 2 and "did you mean 'production'?" in said(alias_typo)
-    # an index an older heirloom wrote has no such table: it gets one, and history starts there
-    with sqlite3.connect(store.root / "index.sqlite") as conn:
-        conn.execute("DROP TABLE alias_moves")
-    assert ArtifactStore(store.root).alias_history("team", "m") == []
-    store = ArtifactStore(store.root)
-    store.promote("team/m@2", "production")
-    assert [m["version"] for m in store.alias_history("team", "m")] == [2]
 
 
 def test_a_records_fingerprint_sees_every_value_of_an_array_and_takes_keys_of_several_types():
@@ -2530,6 +2576,25 @@ def test_a_writer_waiting_for_another_process_s_write_lock_says_so_and_then_proc
         err = promote.communicate(timeout=120)[1]
     assert promote.returncode == 0 and "waiting" not in err, err
     assert store.alias_version("team", "m", "production") == 1
+
+
+def test_two_trains_at_once_store_identical_content_once(store, tmp_path):
+    """Each train looked for an identical version before the other stored one, then both stored: two
+    version numbers, one digest (checker h314 F2). The look is repeated under the write lock: held here
+    until both trains wait for it, the second then says it is unchanged, as a lone retrain does."""
+    profile = write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')
+    toys = {"PYTHONPATH": pythonpath(), "HEIRLOOM_STORE": str(store.root), "HEIRLOOM_PLUGINS": "tests.toys"}
+    command = [*HEIRLOOM, "train", str(profile)]
+    with locked(store):
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "env": {**os.environ, **toys}}
+        trains = [subprocess.Popen(command, **pipes) for _ in range(2)]
+        for train in trains:  # each fitted and checked for an identical version: it waits to store its own
+            assert any("for the store's write lock" in line for line in train.stderr), train.args
+    outputs = [train.communicate(timeout=120)[0] for train in trains]
+    assert [train.returncode for train in trains] == [0, 0], outputs
+    assert sorted("stored team/m@1" in out for out in outputs) == [False, True], outputs
+    assert any("unchanged: identical to team/m@1" in out for out in outputs), outputs
+    assert [artifact.ref for artifact in store.list()] == ["team/m@1"]
 
 
 def test_a_write_lock_held_past_the_wait_is_said_to_be_locked_and_a_fitted_model_not_stored(store, caplog):

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from heirloom.store.content import (
     sha256,
     state_metadata,
 )
-from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, remove_unreferenced, room
+from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, intact, remove_unreferenced, room
 from heirloom.store.index import BACKUP_MARKER, FITTED_WAIT, MAX_VERSION, StoreIndex, StoreLocked, Transaction
 from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name, spans
 
@@ -159,10 +160,13 @@ class ArtifactStore:
         quota_mb: int | None = None,
         keep_versions: int | None = None,
         state_format: int = 1,
+        identical: Callable[[list[Artifact]], Artifact | None] | None = None,
     ) -> Artifact:
         """Store ``state`` as the next version of ``project/model``; with ``quota_mb``, only
         if the project's blobs stay within it (else ResourceExhaustedError, nothing written, saying
-        what retention, which runs after, keeps of them with ``keep_versions``)."""
+        what retention, which runs after, keeps of them with ``keep_versions``). ``identical`` is asked under
+        the write lock with the model's stored versions: one it names is returned, nothing stored (two trains
+        at once, each checked before the other stored, stored the same content twice)."""
         check_name("project", project)
         check_name("model", model)
         framework, weights = encode_tensors(state.tensors)
@@ -195,10 +199,14 @@ class ArtifactStore:
                         f"parent {parent.ref} ({parent.digest[:12]}) was removed from the store at {self.root} "
                         "while this model trained (models gc?); nothing was stored"
                     )
+                if identical and (same := identical([Artifact(**row) for row in tx.rows(project, model)])):
+                    return same
                 if quota_mb is not None:
                     self._check_quota(tx, project, model, blobs, quota_mb, keep_versions)
                 version = tx.next_version(project, model)
                 for name, data in blobs.items():
+                    if intact(self.blobs / name, len(data)):  # stored once: rewriting it failed on a nearly full disk
+                        continue
                     if not (self.blobs / name).exists():
                         added.append(name)
                     try:

@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from heirloom.core.quota import MIB
+from heirloom.files import open_regular
 from heirloom.store.index import StoreIndex, Transaction
 
 #: How ``put`` names blobs: the content's sha256 and what it holds.
@@ -129,7 +130,7 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
             if not fresh:
                 break
             checked.update(fresh)
-            unreadable |= {ref for ref in fresh if not all(_intact(blobs / name) for name in blobs_of.get(ref, []))}
+            unreadable |= {ref for ref in fresh if not all(intact(blobs / name) for name in blobs_of.get(ref, []))}
         doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
     freed = sorted(name for name, users in used_by.items() if users <= doomed_keys and name in on_disk)
     orphaned = sorted(name for name in on_disk if name not in used_by)
@@ -168,10 +169,13 @@ def _scan(blobs: Path) -> tuple[dict[str, int], list[str], list[tuple[str, str]]
     return found, sorted(leftovers), sorted(foreign)
 
 
-def _intact(path: Path) -> bool:
-    """Whether the blob at ``path`` still holds what its name says (its content's sha256)."""
+def intact(path: Path, size: int | None = None) -> bool:
+    """Whether the blob at ``path`` is a regular file (no link, as ``load`` reads it) holding what its name says
+    (its content's sha256), and ``size`` bytes when given (checked first: a short one is not read)."""
     try:
-        with path.open("rb") as handle:
+        with os.fdopen(open_regular(path, os.O_NOFOLLOW), "rb") as handle:
+            if size is not None and os.fstat(handle.fileno()).st_size != size:
+                return False
             return hashlib.file_digest(handle, "sha256").hexdigest() == path.name.partition(".")[0]
     except OSError:
         return False

@@ -26,7 +26,8 @@ log = logging.getLogger("heirloom.store")
 
 #: What marks a folder as a backup of a store (``models backup`` writes it first).
 BACKUP_MARKER = "heirloom-backup.json"
-SCHEMA_VERSION = 1
+#: 2 added ``alias_moves``: an older heirloom, which promotes without recording the move, must refuse it.
+SCHEMA_VERSION = 2
 #: Seconds a writer waits for another one to finish (big blobs are written under the lock).
 BUSY_TIMEOUT = 120.0
 #: Seconds storing a fitted model waits: a train's hours are not thrown away over a gc or an open sqlite3 shell.
@@ -51,6 +52,17 @@ RECORD_COLUMNS = (
     "model_type",
     "framework",
 )
+#: Every move of an alias, when, from which version: which version served when (an audit). Schema 2;
+#: an index of schema 1 gets it when first opened where it is writable, and kept none before.
+ALIAS_MOVES = """
+CREATE TABLE IF NOT EXISTS alias_moves (
+    project TEXT NOT NULL,
+    model TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    previous INTEGER,
+    moved_at TEXT NOT NULL
+)"""
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS artifacts (
     project TEXT NOT NULL,
@@ -79,19 +91,8 @@ CREATE TABLE IF NOT EXISTS aliases (
     PRIMARY KEY (project, model, alias),
     FOREIGN KEY (project, model, version) REFERENCES artifacts (project, model, version)
 );
+{ALIAS_MOVES};
 PRAGMA user_version = {SCHEMA_VERSION};
-"""
-#: Every move of an alias, when, from which version: which version served when (an audit). Added
-#: to an index of this schema when it is first opened for writing; an older one kept none.
-ALIAS_MOVES = """
-CREATE TABLE IF NOT EXISTS alias_moves (
-    project TEXT NOT NULL,
-    model TEXT NOT NULL,
-    alias TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    previous INTEGER,
-    moved_at TEXT NOT NULL
-)
 """
 
 
@@ -159,7 +160,7 @@ class StoreIndex:
             )
         with self._errors(), closing(self.connect()) as conn:
             found = _schema(conn, path)
-            if found < SCHEMA_VERSION:
+            if found == 0:
                 if not create:
                     raise HeirloomError(
                         f"the store index {path} has no heirloom tables, but the store holds artifacts; "
@@ -169,12 +170,27 @@ class StoreIndex:
                     raise HeirloomError(f"the store index {path} has no heirloom tables (no store made them)")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(SCHEMA)
-            if (
-                not self.read_only
-                and not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alias_moves'").fetchone()
-            ):
-                conn.execute(ALIAS_MOVES)
+            elif found < SCHEMA_VERSION and not self.read_only:  # read-only, it is read as it is
+                self._upgrade(conn)
         self._opened = True  # from now on a missing index is one moved away, never one to create
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Schema 1 to 2 in one transaction (read again under the lock: another process may have just done it),
+        said once: an older heirloom refuses the index from now on, and going back needs the backup."""
+        self._lock(conn, BUSY_TIMEOUT)
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found < SCHEMA_VERSION:
+            conn.execute(ALIAS_MOVES)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+        if found < SCHEMA_VERSION:
+            log.warning(
+                "upgraded the store index %s from schema %d to %d (a record of alias moves): an older heirloom "
+                "refuses it now; to go back, restore the backup taken before the upgrade (docs/OPERATIONS.md)",
+                self.path,
+                found,
+                SCHEMA_VERSION,
+            )
 
     def connect(self) -> sqlite3.Connection:
         """A connection to the index (read-only and immutable in a folder this process cannot write,

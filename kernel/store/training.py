@@ -175,15 +175,13 @@ def takes_validation(model: Any) -> bool:
     return any(p.name == VALIDATION or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def _identical(
-    store: ArtifactStore, project: str, name: str, digest: str, record: dict[str, Any], source: str
-) -> Artifact | None:
-    """A stored version of ``project/name`` with the same content, scored on the same records, and
+def _identical(stored: list[Artifact], digest: str, record: dict[str, Any], source: str) -> Artifact | None:
+    """One of a model's ``stored`` versions with the same content, scored on the same records, and
     either the same parent or being that parent (a warm start from ``served`` with nothing new).
     Its training data may differ (``source``'s fingerprint): a record the model leaves out (a text
     resolved ``out_of_scope``) changed that, not the weights, and each such train stored a copy."""
     scored = _scored(record["data_fingerprints"], source)
-    for artifact in store.list(project, name):
+    for artifact in stored:
         if (
             artifact.digest == digest
             and record["parent"] in (artifact.parent, artifact.ref)
@@ -321,12 +319,15 @@ def train(
             said = f"{spec.key} ({spec.use}, from plugin {by.label if by else '?'}): its state() cannot be stored"
             raise HeirloomError(f"{said}: {exc}") from None
         record = {"parent": parent.ref if parent else None, "data_fingerprints": fingerprints}
-        same = _identical(store, profile.project, spec.name, digest, record, source_name)
-        if same is not None:
-            same_data = same.data_fingerprints.get(source_name) == fingerprint
-            return kept(Trained(same, by_split[TEST].report, tuple(evaluations), reused=True, same_data=same_data))
+
+        def identical(stored: list[Artifact]) -> Artifact | None:
+            nonlocal same  # asked again under the store's write lock: another train may have stored it meanwhile
+            same = _identical(stored, digest, record, source_name)
+            return same
+
+        same = identical(store.list(profile.project, spec.name))
         source_spec = next(s for s in system.specs if s.kind == "source" and s.name == source_name)
-        artifact = store.put(
+        artifact = same or store.put(
             profile.project,
             spec.name,
             state,
@@ -339,7 +340,11 @@ def train(
             quota_mb=quota,
             keep_versions=keep if valid else None,
             state_format=spec.cls.state_format,
+            identical=identical,
         )
+        if same is not None:
+            same_data = same.data_fingerprints.get(source_name) == fingerprint
+            return kept(Trained(same, by_split[TEST].report, tuple(evaluations), reused=True, same_data=same_data))
         trained = kept(Trained(artifact, by_split[TEST].report, tuple(evaluations)))
     if keep is not None and not valid:
         progress.log(
