@@ -186,7 +186,8 @@ class EncoderClassifier(EncoderModel):
             raise heirloom.HeirloomError(
                 f"encoder-classifier needs at least {least} labels to fit"
                 + (" with 'reject' (some stand in for out-of-scope texts)" if self.reject else "")
-                + f", got {len(label_set)}"
+                + f", got {len(label_set)} ({', '.join(map(repr, label_set))}): its source's training data holds "
+                "no more (one holding labels out as out of scope, a 'holdout', may have taken the others)"
             )
         epochs, rule, weight, selection = self.epochs, None, 0.0, None
         if self.validation_fraction:

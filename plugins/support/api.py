@@ -102,6 +102,11 @@ def typo_of(new: str, names: Iterable[str]) -> str | None:
     return min((name for name in names if name != new and one_typo(new, name)), default=None)
 
 
+def _decided(decision: dict[str, Any]) -> dict[str, Any]:
+    """What a decision decides (its intent, its answer), without whether the model knew the intent then."""
+    return {key: value for key, value in decision.items() if key != "new_intent"}
+
+
 def thread_hint(answer_id: str, ids: frozenset[str]) -> str:
     """The answers of the thread ``answer_id`` names or is one of (``faq-porting``,
     ``faq-roaming/9``), as its refusal's hint, so a person picks one that is there."""
@@ -380,7 +385,9 @@ class SupportApi(heirloom.Api):
         if body.intent is not None and body.intent == out_of_scope:  # "none of them": no answer stands either
             decision["answer_id"] = ""  # in the log, where it withdraws one; the reply says what was sent
         new = {"new_intent": True} if new_intent else {}  # trains once accepted (accept_intent)
-        self._record({"type": "resolution", "id": body.id, **decision, **new})
+        resent = self._record({"type": "resolution", "id": body.id, **decision, **new})
+        if resent is not None and body.intent is not None:  # answered as the first was, though the model learnt it
+            new_intent = bool(resent.get("new_intent"))
         # a new intent one typo from a known or a waiting one (port_numbr, router_hlep): said, to resolve again;
         # waiting once this resolution is in, so a fixed typo (geogrphy, then geography) is not pointed back to
         close = self._close_to(body.intent, known) if new_intent else None
@@ -394,17 +401,18 @@ class SupportApi(heirloom.Api):
             **({"trains": False, "why": UNTRAINED} if untrained else {}),
         }
 
-    def _record(self, resolution: dict[str, Any]) -> None:
+    def _record(self, resolution: dict[str, Any]) -> dict[str, Any] | None:
         """Append ``resolution``, unless it decides what its handoff's latest decision says already (a resent
-        or repeated one: acknowledged, not appended). A handoff's first decision may use all the room kept for
-        decisions; another one for a resolved handoff only what leaves ``ROOM`` bytes per open handoff's first
-        decision and per acceptance the queue may still need (of the intent an open handoff's decision may
-        name, of a waiting one, of the one this names): one client re-resolving one handoff over and over
-        filled that room, and no other handoff could be resolved nor intent accepted (h309 F2). The cap is
-        checked under the log's lock against its size, so workers sharing the log cannot pass it together."""
+        or repeated one: acknowledged, not appended, and that decision returned). A handoff's first decision may
+        use all the room kept for decisions; another one for a resolved handoff only what leaves ``ROOM`` bytes
+        per open handoff's first decision and per acceptance the queue may still need (of the intent an open
+        handoff's decision may name, of a waiting one, of the one this names): one client re-resolving one
+        handoff over and over filled that room, and no other handoff could be resolved nor intent accepted
+        (h309 F2). The cap is checked under the log's lock against its size, so workers sharing the log cannot
+        pass it together."""
         earlier = self.queue.decision_of(resolution["id"])
-        if earlier is not None and decide(earlier, resolution) == earlier:
-            return
+        if earlier is not None and self._resent(earlier, resolution):
+            return earlier
         opened, waiting = self.queue.owed() if earlier is not None else (0, 0)
         kept = ROOM * (2 * opened + waiting + 1)
         with heirloom.durable_write("resolution", self._decisions_limit):
@@ -421,6 +429,16 @@ class SupportApi(heirloom.Api):
                     "handoffs first"
                 )
                 raise heirloom.RequestError("RESOURCE_EXHAUSTED", message, "body.id") from None
+        return None
+
+    def _resent(self, earlier: dict[str, Any], resolution: dict[str, Any]) -> bool:
+        """Whether ``resolution`` decides what ``earlier`` decided. Whether the served model knew the intent
+        (``new_intent``) counts only while ``earlier`` waits for accept_intent, where a model that has learnt
+        it since makes the resolution train without: a resend once the accepted intent was trained was
+        appended again, and answered ``new_intent: false`` (h315 F5)."""
+        decided = decide(earlier, resolution)
+        waits = bool(earlier.get("new_intent")) and earlier["intent"] in self.queue.waiting()
+        return decided == earlier or (not waits and _decided(decided) == _decided(earlier))
 
     def _trains_on(self, handoff_id: str) -> bool:
         """Whether the served intent model would train on the handoff's text (its optional ``trains_on``): one

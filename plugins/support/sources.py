@@ -33,6 +33,12 @@ FAQ_FILE = "stackExchange-FAQ.xml"
 #: A thread id given in the XML (``<qapair id="...">``).
 THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 OUT_OF_SCOPE = "out_of_scope"
+#: The fewest labels an out-of-scope source leaves in scope (no classifier fits fewer than two).
+MIN_IN_SCOPE = 2
+#: What the support profile's ``holdout = 10``, inherited by profiles extending it, is for.
+DEVELOPMENT = "the support profile's 10 hold out Banking77 intents to develop the reject rule on"
+#: How many held-out labels its log line names.
+SAID_LABELS = 20
 
 
 def _check_split(split: str | None) -> None:
@@ -220,6 +226,19 @@ class StackFaqSource(heirloom.Source):
         return _digest(settings, self._file())
 
 
+def too_many_held(held: int, labels: int) -> str | None:
+    """Why holding ``held`` of ``labels`` labels out of scope is refused, or None: it must leave
+    ``MIN_IN_SCOPE`` labels in scope and hold out no more than it leaves, so out-of-scope texts stay
+    a minority of what the models know (a classifier fitted on 2 labels of 12 taught nothing)."""
+    kept = labels - held
+    if kept >= max(MIN_IN_SCOPE, held):
+        return None
+    return (
+        f"it holds {held} of the data's {labels} labels out of scope, leaving {max(kept, 0)} in scope; it may hold "
+        f"out at most half of them and must leave at least {MIN_IN_SCOPE}"
+    )
+
+
 @attrs.define(kw_only=True)
 class OutOfScopeSource(heirloom.Source):
     """Another source's labelled records with ``holdout`` labels (a seeded choice) held out
@@ -266,7 +285,8 @@ class OutOfScopeSource(heirloom.Source):
                 yield from self.inner.records(split)
 
     def held_out(self) -> list[str]:
-        """The held-out labels, sorted (computed once from the training labels)."""
+        """The held-out labels, sorted (computed once from the training labels, and said: a team's
+        profile extending ``support`` kept its ``holdout = 10`` and lost 10 of its 12 intents unsaid)."""
         if self._held is None:  # out-of-scope examples are no intent to hold out
             known = sorted({str(record["label"]) for record in self._training_records()} - {self.label})
             if not known:
@@ -274,12 +294,23 @@ class OutOfScopeSource(heirloom.Source):
             unknown = sorted(set(self.labels) - set(known))
             if unknown:
                 raise heirloom.HeirloomError(f"sources.{self.ctx.name}.labels: not in the data: {', '.join(unknown)}")
-            if not self.labels and self.holdout >= len(known):
-                raise heirloom.HeirloomError(
-                    f"sources.{self.ctx.name}.holdout: {self.holdout} of {len(known)} labels leaves nothing in scope"
+            key = f"sources.{self.ctx.name}.{'labels' if self.labels else 'holdout'}"
+            count = len(set(self.labels)) if self.labels else self.holdout
+            if (problem := too_many_held(count, len(known))) is not None:
+                fix = "name fewer" if self.labels else f"set holdout = 0 for your own data ({DEVELOPMENT}), or fewer"
+                raise heirloom.HeirloomError(f"{key}: {problem}: {fix}")
+            self._held = sorted(set(self.labels) or random.Random(self.seed).sample(known, self.holdout))
+            if self._held:
+                named = ", ".join(self._held[:SAID_LABELS]) + (" ..." if len(self._held) > SAID_LABELS else "")
+                log.warning(
+                    "%s: %d of %d labels held out as out of scope (no model trains on them; their test texts are "
+                    "labelled %s): %s",
+                    key,
+                    len(self._held),
+                    len(known),
+                    self.label,
+                    named,
                 )
-            chosen = self.labels or random.Random(self.seed).sample(known, self.holdout)
-            self._held = sorted(chosen)
         return self._held
 
     def records(self, split: str | None = None) -> Iterator[dict[str, Any]]:
