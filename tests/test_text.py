@@ -376,6 +376,25 @@ def test_a_labels_file_that_does_not_list_the_datas_labels_is_an_error_and_an_ex
     assert set(json.loads(stats.stdout)["labels"]["train"]) == {"card_arrival", "roaming"}
 
 
+def test_first_labels_that_a_profile_sets_with_no_labels_file_is_a_problem_at_its_key(tmp_path):
+    """``first_labels = 4`` in a team's own profile, with no ``labels_file`` to pick from, passed
+    ``profile check`` and trained all 12 intents without a word (h315 F2); an inherited one, with the
+    parent's list unset, does nothing as docs/TEXT.md says (the test above)."""
+    rows = [f"my card {i} has not arrived,card_arrival\nmy roaming {i} is off abroad,roaming" for i in range(10)]
+    write(tmp_path / "train.csv", "text,label\n" + "\n".join(rows) + "\n")
+    source = '[sources.intents]\nuse = "csv"\ntrain = "train.csv"\n'
+    own = write(tmp_path / "own.toml", source + "first_labels = 1\n")
+    problem = "sources.intents.first_labels: needs labels_file: first_labels = {} picks from labels_file's list"
+    checked = run_heirloom("profile", "check", str(own))
+    assert checked.returncode == 2 and f"{own}: {problem.format(1)}" in checked.stderr, checked.stderr
+    stats = run_heirloom("data", "stats", str(own), "intents")
+    assert stats.returncode == 1 and problem.format(1) in " ".join(stats.stderr.split())
+    plain = write(tmp_path / "plain.toml", source)
+    checked = run_heirloom("profile", "check", str(plain), "--set", "sources.intents.first_labels=2")
+    assert checked.returncode == 2 and f"--set: {problem.format(2)}" in checked.stderr, checked.stderr
+    assert run_heirloom("profile", "check", str(plain), "--set", "sources.intents.first_labels=0").returncode == 0
+
+
 def test_an_empty_test_split_gets_no_scores_rather_than_zeros(tmp_path):
     rows = [f"my card {i} has not arrived,card_arrival\nthe exchange rate {i} today,exchange_rate" for i in range(12)]
     write(tmp_path / "train.csv", "text,label\n" + "\n".join(rows) + "\n")
@@ -492,6 +511,46 @@ def test_a_bad_line_of_a_held_out_file_names_its_split_not_the_train_split(tmp_p
     said = " ".join(trained.stderr.split())
     assert f"error: reading the validation split of source 't': {tmp_path / 'valid.csv'}:3: the row has 3" in said
     assert trained.returncode == 1 and "train split" not in said.rsplit("━", 1)[-1], said
+
+
+def test_a_union_listed_without_a_split_holds_what_its_splits_hold(tmp_path):
+    """``data show support intent-data`` without ``--split`` printed the union's parts raw: a resolution
+    repeating a test text, which training leaves out, and the training text a resolution replaces, both
+    unmarked, so a team checking what the next train reads saw records it never reads (h315 F1)."""
+    write(tmp_path / "train.csv", "text,label\nupgrade my data plan,upgrade\nmy bill is too high,billing\n")
+    write(tmp_path / "test.csv", "text,label\nwho won the football last night,chat\nwhy is my bill so high,billing\n")
+    decided = {
+        "who won the football last night": "out_of_scope",
+        "Upgrade my DATA plan!!": "upgrade",
+        "my screen is cracked": "repair",
+    }
+    entries = []
+    for number, (text, intent) in enumerate(decided.items()):
+        entries += [
+            {"type": "handoff", "id": f"h{number}", "text": text},
+            {"type": "resolution", "id": f"h{number}", "intent": intent},
+        ]
+    write(tmp_path / "handoffs.jsonl", "".join(json.dumps(entry) + "\n" for entry in entries))
+    profile = write(
+        tmp_path / "p.toml",
+        '[sources.t]\nuse = "csv"\ntrain = "train.csv"\ntest = "test.csv"\nvalidation_fraction = 0\n'
+        '[sources.r]\nuse = "handoffs"\napi = "support"\npath = "handoffs.jsonl"\n'
+        '[sources.u]\nuse = "union"\nsources = ["t", "r"]\n',
+    )
+
+    def shown(*split: str) -> tuple[list[str], str]:
+        result = run_heirloom("data", "show", str(profile), "u", "--limit", "0", "--json", *split)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line)["text"] for line in result.stdout.splitlines()], " ".join(result.stderr.split())
+
+    everything, said = shown()
+    train, test = shown("--split", "train")[0], shown("--split", "test")[0]
+    assert sorted(everything) == sorted(train + test)
+    assert "who won the football last night" in test and everything.count("who won the football last night") == 1
+    assert "upgrade my data plan" not in everything and "Upgrade my DATA plan!!" in everything
+    assert "my screen is cracked" in everything
+    assert "1 training record(s) of 'r' repeat a validation or test example" in said and "(ids: handoff:h0)" in said
+    assert "training records replaced by a later record of the same example (text; latest_wins): 1 of 't'" in said
 
 
 def test_records_left_out_by_labels_and_test_texts_repeated_in_training_are_said(tmp_path, caplog):

@@ -4,10 +4,12 @@ A text is reduced to its letters and digits (folded: NFKC, the marks Arabic and 
 only sometimes and the tatweel gone; case folded; spacing, punctuation and invisible
 characters gone, so gluing words with a zero-width space or splitting them changes nothing)
 and compared by the Jaccard similarity of its character 5-grams: one word added, dropped or
-changed in a sentence leaves most of them. A text of a few words or more whose words nearly
+changed in a long sentence leaves most of them. A text of a few words or more whose words nearly
 all come from one example repeats it too (containment): a sentence cut in halves, or its
-words reordered, keeps every word a bag-of-words model learns from; so does a text holding
-an example of a few words word for word (two held-out sentences sent as one). In a text mostly of a
+words reordered, keeps every word a bag-of-words model learns from, and so does a word dropped,
+or one added or changed in a text of about 10 words or more. One changed in a shorter text makes
+a new text (in a short query one word is often the intent: docs/TEXT.md). A text holding an
+example of a few words word for word repeats it too (two held-out sentences sent as one). In a text mostly of a
 script written without spaces (Chinese, Japanese, Thai) a word is two characters and a gram
 too, as CJK search engines index them. Pairs are found by prefix filtering (Bayardo et al.,
 "Scaling up all pairs similarity search", 2007): only examples sharing one of a text's

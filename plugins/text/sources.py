@@ -147,7 +147,31 @@ class TextSource(heirloom.Source):
             (key, f"'{key}' {path} {kind}")
             for key, path in named.items()
             if path and (kind := heirloom.irregular(Path(path)))
+        ] + self._first_labels_unused(profile)
+
+    def _first_labels_unused(self, profile: Any) -> list[tuple[str, str]]:
+        """``first_labels`` that the profile's own file or ``--set`` sets with no ``labels_file`` to pick
+        from: every label trained, unsaid (checker h315 F2). An inherited one does nothing (docs/TEXT.md:
+        a profile extending banking-intents-core with data of its own unsets the list alone), so it
+        passes; which table is this one's, the profile's sources of this class built alike tell."""
+        if not self.first_labels or self.labels_file is not None:
+            return []
+        raw, keys = profile.raw, (f"{spec.key}.first_labels" for spec in self._built_from(profile))
+        if all(raw.provenance.get(key, raw.file) in set(raw.files) - {raw.file} for key in keys):
+            return []
+        return [
+            (
+                "first_labels",
+                f"needs labels_file: first_labels = {self.first_labels} picks from labels_file's list of labels, "
+                "and there is none, so every label is kept; set labels_file (a JSON list of the labels) or name "
+                "the labels to keep in 'labels'",
+            )
         ]
+
+    def _built_from(self, profile: Any) -> list[Any]:
+        """The profile's component specs this source is built from (a twin table, the same config, too)."""
+        alike = (spec for spec in profile.components if spec.kind == "source" and spec.cls is type(self))
+        return [spec for spec in alike if spec.config.get("first_labels") and profile.instantiate(spec) == self]
 
     def _holds_no_record(self, role: str, path: str) -> bool:
         """Whether ``path`` has no record: a header-only test file trained and stored a version no test

@@ -48,7 +48,8 @@ class UnionSource(heirloom.Source):
     #: ``exact`` (ids: ``5`` is ``"5"``).
     example_match: str = attrs.field(default="words", validator=attrs.validators.in_(("words", "exact")))
     #: ``words``: how similar (Jaccard of character 5-grams) a text must be to an example to
-    #: repeat it; 0.8 catches a word added, dropped or changed in a sentence. 1: the same letters.
+    #: repeat it; 0.8 catches a word added, dropped or changed in a long sentence (in one of 10 words or
+    #: so, the words' rule does; not a word changed in a short query: docs/TEXT.md). 1: the same letters.
     example_similarity: float = attrs.field(
         default=0.8, validator=attrs.validators.and_(attrs.validators.gt(0), attrs.validators.le(1))
     )
@@ -91,8 +92,12 @@ class UnionSource(heirloom.Source):
         return labelled_stats(self)
 
     def records(self, split: str | None = None) -> Iterator[Any]:
+        """``split``'s records; all (None): what the splits hold, in the parts' order, the training ones
+        as training reads them (``data show`` without ``--split`` listed the resolutions training leaves
+        out and the records they replace, unmarked). A held-out record is never replaced: a record
+        repeating its example is left out before it could replace one."""
         replacing = any(unions[0].latest_wins and unions[0].example_keys for *_, unions in self._leaves(()))
-        if split != "train" or not replacing:  # no second read of an events log that replaces nothing
+        if split not in (None, "train") or not replacing:  # no second read of an events log that replaces nothing
             yield from (record for *_, record in self._read(split))
             return
         last = {}  # each example of the added parts (with the union that lists them): the place of its last record
@@ -120,7 +125,7 @@ class UnionSource(heirloom.Source):
             if (split is not None and split not in part.splits()) or (added_only and not added):
                 continue
             records = part.records(split)
-            if split == "train" and added:  # added data, with no test of its own
+            if split in (None, "train") and added:  # added data, with no test of its own
                 for union in unions:  # the innermost union's check, then each enclosing one's
                     records = union._unseen(records, name) if union.example_keys else records
             if split == "train" and not added_only:
