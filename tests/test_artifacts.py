@@ -1512,6 +1512,15 @@ def test_an_index_of_a_newer_schema_is_refused_with_what_to_do(store):
     )
 
 
+def as_schema_1(store: ArtifactStore) -> Path:
+    """``store``'s index made what heirloom wrote before schema 2 (no alias_moves): its path."""
+    index = store.root / "index.sqlite"
+    with contextlib.closing(sqlite3.connect(index)) as conn, conn:
+        conn.execute("DROP TABLE alias_moves")
+        conn.execute("PRAGMA user_version = 1")
+    return index
+
+
 def test_an_index_of_schema_1_is_upgraded_once_where_writable_and_read_as_it_is_where_not(store):
     """The record of alias moves came without a new schema number: an older heirloom promoted on the
     upgraded store without a word and without recording the move, so the history named a wrong holder
@@ -1519,10 +1528,7 @@ def test_an_index_of_schema_1_is_upgraded_once_where_writable_and_read_as_it_is_
     for seed in (1, 2):
         put(store, "team/m", seed)
     store.promote("team/m@2", "production")
-    index = store.root / "index.sqlite"
-    with contextlib.closing(sqlite3.connect(index)) as conn, conn:  # what heirloom wrote before schema 2
-        conn.execute("DROP TABLE alias_moves")
-        conn.execute("PRAGMA user_version = 1")
+    index = as_schema_1(store)
     reader = ArtifactStore(store.root, create=False)  # read-only: read as it is, nothing written
     assert reader.alias_history("team", "m") == [] and [a.version for a in reader.list()] == [1, 2]
     with contextlib.closing(sqlite3.connect(index)) as conn:
@@ -1800,6 +1806,21 @@ def read_only(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)  # a daemon may hold its files still
+
+
+def test_a_read_only_index_of_schema_1_refuses_a_promote_as_read_only_not_as_a_missing_table(store):
+    """Read as it is where it cannot be upgraded, a schema-1 index answered a promote ``no such table:
+    alias_moves``, which reads as a damaged index to restore (checker v3 F3): it is refused as read-only."""
+    put(store, "team/m", 1)
+    index = as_schema_1(store)
+    with read_only(store.root):
+        refused = models(store, "promote", "team/m@1", "production")
+        listed = models(store, "list")
+    assert refused.returncode == 1 and "no such table" not in said(refused), refused.stderr
+    assert f"the store index {index} of schema 1 cannot be changed here (the store's folder is read-only" in said(
+        refused
+    )
+    assert listed.returncode == 0 and "team/m@1" in listed.stdout, listed.stderr
 
 
 def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(store, tmp_path):

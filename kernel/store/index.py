@@ -96,6 +96,8 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
+#: Why a change to a store this process cannot write fails.
+READ_ONLY = " (the store's folder is read-only: its models can be listed and served, not changed)"
 #: Why a read-only store whose ``-wal`` file holds changes cannot be read (SQLite needs its ``-shm`` too).
 WAL_HINT = (
     " (the store's folder is read-only, and a writer left changes in index.sqlite-wal that cannot be read "
@@ -223,7 +225,7 @@ class StoreIndex:
             elif not self.writes:
                 hint = ""
             elif self.read_only:
-                hint = " (the store's folder is read-only: its models can be listed and served, not changed)"
+                hint = READ_ONLY
                 if self.wal.exists() and "readonly" not in str(exc):  # a refused write: the -wal was read
                     hint = WAL_HINT
             elif not self.path.parent.is_dir():  # "unable to open database file" said nothing of why
@@ -280,7 +282,11 @@ class StoreIndex:
             else:
                 conn.execute(begin)
             try:
-                _schema(conn, self.path)  # a newer heirloom may have upgraded it under a running process
+                found = _schema(conn, self.path)  # a newer heirloom may have upgraded it under a running process
+                if begin == "BEGIN IMMEDIATE" and self.read_only and found < SCHEMA_VERSION:  # read as it is
+                    raise HeirloomError(
+                        f"the store index {self.path} of schema {found} cannot be changed here{READ_ONLY}"
+                    )
                 yield Transaction(conn)
             except BaseException:
                 conn.execute("ROLLBACK")
