@@ -50,7 +50,8 @@ def _jsonable(value: Any) -> Any:
     show_default=True,
     type=SECONDS,
     help="Seconds before giving up (sent to the daemon as the deadline); with no reply by then, _health is "
-    "asked to tell a route slower than that from a daemon that does not answer.",
+    "asked (for up to 1 s more) to tell a route slower than that from a daemon that does not answer; not "
+    "after _health or _ready, so a probe's --timeout is its whole budget.",
 )
 @click.option(
     "--idempotency-key",
@@ -119,9 +120,16 @@ def call_command(
             fail(f"not ready: {_not_ready(reply.body, client)}", EXIT_DECLINED)
 
 
+#: The probes: answered by the daemon's I/O loop, so no reply to one already says the daemon does not answer,
+#: and an orchestrator's probe timeout set to ``--timeout`` must not be overrun by asking ``_health`` again.
+PROBES = ("_health", "_ready")
+
+
 def _slow_route(client: Client, route: str, timeout: float) -> str | None:
     """When ROUTE gave no reply within ``timeout``: that the daemon answers ``_health`` (asked for at most
-    a second), so the route is what is slow, or None when the daemon is silent too."""
+    a second), so the route is what is slow, or None when the daemon is silent too (or ROUTE is a probe)."""
+    if route in PROBES:
+        return None
     began = time.perf_counter()
     try:
         client.request("_health", timeout=min(timeout, 1.0))
