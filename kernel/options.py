@@ -49,8 +49,8 @@ from heirloom.cli.options import (
     log_options,
     loopback,
     set_option,
-    url_host,
 )
+from heirloom.wire.exporter import url_host
 
 __all__ = [
     "ADDRESS",

@@ -215,6 +215,20 @@ def test_only_requests_whose_handler_started_are_queue_time_samples(tmp_path):
         assert daemon.terminate() == 0, daemon.log()
 
 
+def test_an_ipv6_metrics_address_is_logged_as_a_url_one_can_open(tmp_path):
+    """``--metrics-host ::1`` logged ``metrics at http://::1:PORT/metrics``, which curl cannot open (h316 F2)."""
+    port = free_port()
+    daemon = Daemon(tmp_path, "--metrics-host", "::1", "--metrics-port", str(port))
+    try:
+        daemon.wait_ready()
+        url = f"http://[::1]:{port}/metrics"
+        daemon.wait_logged(f"metrics at {url}")
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert b"heirloom_ready" in answer.read()
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "two workers"])
 def test_a_batched_route_exports_its_batch_sizes_at_zero_before_its_first_batch(tmp_path, served, workers):
     """Before its first batch a batched route had no heirloom_batch_size series at all, so the

@@ -146,11 +146,6 @@ def a_path(*, exists: bool = False, file_okay: bool = True, dir_okay: bool = Tru
     return GivenPath(exists=exists, file_okay=file_okay, dir_okay=dir_okay, writable=writable, path_type=Path)
 
 
-def url_host(host: str) -> str:
-    """``host`` as a URL writes it: an IPv6 address in brackets (``http://[::1]:8000/``)."""
-    return f"[{host}]" if ":" in host else host
-
-
 def answered_hosts(listen: str, allowed: tuple[str, ...]) -> frozenset[str] | None:
     """The Host names besides loopback ones that a server listening on ``listen`` answers
     (``--allow-host``); None: any, when it listens beyond loopback and none is given. A page

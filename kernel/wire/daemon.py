@@ -24,7 +24,7 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.auth import CurveClient, CurveKeys, CurveServer
 from heirloom.wire.builtin_routes import exported_snapshot
-from heirloom.wire.exporter import Exporter, MetricsAddress
+from heirloom.wire.exporter import Exporter, MetricsAddress, url_host
 from heirloom.wire.fd_watch import watched_descriptors
 from heirloom.wire.metrics import Snapshot, broker_snapshot
 from heirloom.wire.server import HANDLER_THREADS, START_THREAD, Server
@@ -196,7 +196,7 @@ def _exporter(metrics: MetricsAddress | None, snapshot: Callable[[], Snapshot]) 
     if metrics is None:
         return None
     exporter = Exporter(metrics, snapshot)
-    log.info("metrics at http://%s:%d/metrics", metrics.host, exporter.port)
+    log.info("metrics at http://%s:%d/metrics", url_host(metrics.host), exporter.port)  # [::1] for IPv6
     return exporter
 
 

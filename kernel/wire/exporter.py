@@ -29,6 +29,12 @@ class MetricsAddress:
     port: int
 
 
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets (``http://[::1]:8000/``): the metrics
+    address logged at start, and the HTTP servers' (``heirloom.options``)."""
+    return f"[{host}]" if ":" in host else host
+
+
 class Exporter:
     """prometheus-client's HTTP server on its own thread, serving one snapshot source."""
 
