@@ -119,8 +119,7 @@ class RunningDaemon:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
-            return -signal.SIGKILL
+            return self.process.wait()  # -SIGKILL
 
 
 @pytest.fixture
@@ -493,6 +492,7 @@ def _serving(system: System) -> Iterator[Client]:
                 server.wait_started(60)
                 while loop.is_alive() and not server.mounted:  # the routes mount on the loop's next turn
                     time.sleep(0.01)
+                assert server.mounted, f"check_api: the daemon failed to start: {server.start_error}"  # not a 10 s wait
                 yield client
         finally:
             server.request_drain()

@@ -1965,6 +1965,10 @@ def _holding_itself() -> dict[str, list]:
             "must be JSON-serialisable: it holds a set at vocab.words[1]",
         ),
         (heirloom.State({}, {"pairs": {("a", "b"): 1}}), "must be JSON-serialisable: it holds a tuple key at pairs"),
+        (  # checker h317 F5: "'<' not supported between instances of 'str' and 'int'", naming no key
+            heirloom.State({}, {"by_id": {1: "a", "two": "b"}}),
+            "it holds keys of mixed types (int and str; JSON's keys are text: use str keys) at by_id",
+        ),
         (heirloom.State({}, ["labels"]), "state metadata must be a dict, got list"),
         (heirloom.State({"w": torch.randn(3, 4).T}, {}), "ValueError: You are trying to save a non contiguous tensor"),
         (heirloom.State({"a": (tied := torch.randn(4)), "b": tied}, {}), "RuntimeError: Some tensors share memory"),
@@ -2005,6 +2009,7 @@ def _holding_itself() -> dict[str, list]:
         "nan-metadata",
         "set-metadata",
         "tuple-key",
+        "mixed-keys",
         "list-metadata",
         "non-contiguous",
         "shared-memory",

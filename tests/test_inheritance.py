@@ -163,6 +163,27 @@ def test_a_data_error_under_a_parent_of_another_type_names_the_data_not_the_inhe
     assert "inherit" not in said and "text-classifier" not in said
 
 
+def test_a_sources_error_while_train_scores_a_split_names_the_source(tmp_path):
+    """Checker h317 F2: a source's HeirloomError while ``train`` scored the validation or test split read
+    ``error: scoring the model on the test split: ...``, naming no source of several; it is said as the train
+    split's read says it. ``eval`` names the version it evaluates and the source."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    profile = write(
+        tmp_path / "team.toml",
+        '[sources.rows]\nuse = "toy-source"\nvalidation = true\n[models.m]\nuse = "toy-model"\ndata = "rows"\n',
+    )
+    for split in ("validation", "test"):
+        trained = run_heirloom("train", str(profile), "--set", f"sources.rows.bad_split={split}", env=toys)
+        last = trained.stderr.strip().splitlines()[-1]
+        said = f"error: reading the {split} split of rows: rows.csv:7: 'temp' is not a number (the {split} split)"
+        assert trained.returncode == 1 and last == said, trained.stderr
+    assert run_heirloom("train", str(profile), env=toys).returncode == 0
+    evaluated = run_heirloom("eval", str(profile), "m", "--set", "sources.rows.bad_split=test", env=toys)
+    last = evaluated.stderr.strip().splitlines()[-1]
+    said = "error: evaluating team/m@1 on test: reading the test split of rows: rows.csv:7: 'temp' is not a number"
+    assert evaluated.returncode == 1 and last.startswith(said), evaluated.stderr
+
+
 def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(tmp_path):
     """A third-party source's KeyError read as ``training models.m (toy-model) failed``, and with
     a ``stop`` that failed too, only the stop's error was shown: the first failure was lost."""

@@ -501,6 +501,16 @@ def test_an_api_with_two_routes_of_one_name_fails_the_start_naming_it(tmp_path):
             "input",
             "route 'cfg': input must be an attrs class, type(None) (no body) or None (any body), not <class 'int'>",
         ),
+        # checker h317 F3: an attrs instance passed attrs.has; serve failed "'Items' object has no attribute
+        # '__attrs_types_resolved__'", naming no route; as output, every _routes was INTERNAL
+        (
+            "input_instance",
+            "route 'cfg': input must be an attrs class, type(None) (no body) or None (any body), not Items",
+        ),
+        (
+            "output_instance",
+            "route 'cfg': output must be an attrs class, list[A] of one, or a union A | B of those, not",
+        ),
         # every body refused, as the client's fault
         ("payload", "route 'cfg': max_payload must be an int from 1 to 1,099,511,627,776, not -1"),
         ("wait", "route 'cfg': max_wait_ms must be a number from 0 to 60,000, not nan"),
@@ -518,6 +528,32 @@ def test_a_route_declared_wrongly_fails_the_start_naming_it(tmp_path, flaw, said
         if daemon.process.poll() is None:
             daemon.process.kill()
     assert f"system failed to start: apis.t (testing): {said}" in daemon.log()
+
+
+def test_a_batched_routes_items_that_fails_is_the_plugins_bug_not_the_clients(daemon, client):
+    """Checker h317 F4: an ``items(body)`` that raised, or counted a list, -5 or NaN, answered a valid body
+    INVALID_ARGUMENT ("invalid body: ...") and logged nothing (-5 and NaN were taken as 1, unsaid): it is INTERNAL,
+    said to be a plugin bug, and logged with its traceback and whose api it is, as a handler's exception is."""
+    assert client.call("t.counted", {"values": [1, 2, 3]}) == 3
+    described = next(route for route in client.call("_routes")["routes"] if route["name"] == "t.counted")
+    assert described["output"]["type"] == "array"  # list[Items], as PLUGINS.md allows, is taken
+    refused = client.call("_stats")["routes"]["t.counted"]["errors"]
+    for value, said in [
+        ("raise", "ZeroDivisionError: division by zero"),
+        ("list", "TypeError: it returned [1, 2], not a count of items (an int >= 0)"),
+        ("negative", "TypeError: it returned -5, not a count of items (an int >= 0)"),
+        ("nan", "TypeError: it returned nan, not a count of items (an int >= 0)"),
+    ]:
+        with pytest.raises(Internal) as caught:
+            client.call("t.counted", {"values": [value]})
+        assert caught.value.message == f"t.counted: items() failed: {said} (a plugin bug)"
+    counted = client.call("_stats")["routes"]["t.counted"]["errors"]
+    assert counted.get("INTERNAL", 0) == refused.get("INTERNAL", 0) + 4  # as the client got them
+    assert counted.get("INVALID_ARGUMENT", 0) == refused.get("INVALID_ARGUMENT", 0)
+    log = daemon.log()
+    owner = "(api type 'testing', plugin tests.testing_api)"
+    assert f"t.counted: items() failed {owner}: division by zero\nTraceback" in log, log[-3000:]
+    assert "in _count" in log and f"t.counted: items() failed {owner}: it returned [1, 2]" in log
 
 
 def test_a_route_declared_with_no_input_refuses_any_body_but_nil(client):

@@ -193,8 +193,14 @@ class Named:
 class SloppyApi(heirloom.Api):
     describe: bool = True
     #: An author's mistake in routes(): "twice" (two routes of one name), "space" (a name with
-    #: a space), "one" (a Route, not a list), "raise" (a misspelt Route argument).
+    #: a space), "one" (a Route, not a list), "raise" (a misspelt Route argument), "instance" and "output" (an
+    #: attrs instance for its class), "unready" (ready() raises as the routes mount).
     mistake: str = ""
+
+    def ready(self):
+        if self.mistake == "unready":
+            raise RuntimeError("the index is missing")
+        return super().ready()
 
     def routes(self):
         description = "Greets." if self.describe else ""
@@ -207,6 +213,9 @@ class SloppyApi(heirloom.Api):
             "twice": [greet, count, attrs.evolve(count, description="")],
             "space": [greet, attrs.evolve(count, name="count it")],
             "one": greet,
+            "instance": [attrs.evolve(greet, input=Named("x"))],
+            "output": [attrs.evolve(greet, output=Named("x"))],
+            "unready": [greet, count],
         }[self.mistake]
 
 
@@ -230,6 +239,9 @@ def test_check_api_catches_undocumented_routes_and_accepted_bad_input():
         ("space", "apis.checked (SloppyApi): route name 'count it' must be 1-100 ASCII letters, digits, '_' or '-'"),
         ("one", "apis.checked (SloppyApi): routes() must return a list of heirloom.Route, got Route("),
         ("raise", "apis.checked (SloppyApi): routes() failed: TypeError: Route.__init__() got an unexpected keyword"),
+        # checker h317 F3: an instance passed attrs.has, and check_api waited 10 s for _routes
+        ("instance", "apis.checked (SloppyApi): route 'greet': input must be an attrs class, type(None) (no body) or"),
+        ("output", "apis.checked (SloppyApi): route 'greet': output must be an attrs class, list[A] of one, or a"),
     ],
 )
 def test_check_api_names_a_mistake_in_routes_at_once(mistake, said):
@@ -240,6 +252,14 @@ def test_check_api_names_a_mistake_in_routes_at_once(mistake, said):
         check_api(SloppyApi, {"mistake": mistake})
     assert str(caught.value).startswith(f"check_api: {said}"), caught.value
     assert isinstance(caught.value.__cause__, heirloom.HeirloomError)
+
+
+def test_check_api_says_why_the_daemon_failed_to_start_at_once():
+    """Checker h317 F3: a start that failed as the routes mounted was a 10 s DeadlineExceeded on ``_routes``."""
+    began = time.monotonic()
+    with pytest.raises(AssertionError, match=r"check_api: the daemon failed to start: .*the index is missing"):
+        check_api(SloppyApi, {"mistake": "unready"})
+    assert time.monotonic() - began < 8
 
 
 @attrs.define

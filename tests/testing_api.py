@@ -89,6 +89,17 @@ class Items:
     values: list[Any]
 
 
+#: What the ``counted`` route's items() returns for a body of one of these values: a plugin's bug each.
+WRONG_COUNTS = {"list": [1, 2], "negative": -5, "nan": math.nan}
+
+
+def _count(body: Items) -> Any:
+    """The ``counted`` route's items(): the length of ``values``, but wrong, or raising, for the body naming it."""
+    if body.values == ["raise"]:
+        raise ZeroDivisionError("division by zero")
+    return WRONG_COUNTS.get(str(body.values[0]), len(body.values)) if body.values else 1
+
+
 @attrs.define
 class Point:
     x: float
@@ -163,7 +174,8 @@ class TestingApi(heirloom.Api):
     #: An author's mistake: ``pid`` twice among the routes.
     pid_twice: bool = False
     #: Another, in one more route: "hook" (a handler by a name of heirloom.Api's, here evaluate),
-    #: "input" (not an attrs class), "payload" (max_payload = -1) or "wait" (max_wait_ms NaN).
+    #: "input" (not an attrs class), "input_instance"/"output_instance" (an attrs instance, not its class),
+    #: "payload" (max_payload = -1) or "wait" (max_wait_ms NaN).
     flaw: str = ""
     #: A file each process that started this api appends its pid to when it exits (an atexit
     #: handler, as a plugin's own), after a thread that is no daemon thread has ended.
@@ -228,6 +240,15 @@ class TestingApi(heirloom.Api):
                 items=lambda body: len(body.values),
             ),
             heirloom.Route(
+                "counted",
+                handler=lambda bodies: [len(body.values) for body in bodies],
+                input=Items,
+                batched=True,
+                items=_count,
+                output=list[Items],  # documentation only: accepted as declared
+                description="How many values; its items() is wrong for a body naming a bug.",
+            ),
+            heirloom.Route(
                 "total",
                 handler=lambda body: float(numpy.frombuffer(body.values.data, "<f4").sum()),
                 input=Vector,
@@ -245,6 +266,8 @@ class TestingApi(heirloom.Api):
         flawed = {
             "hook": heirloom.Route("evaluate", handler=self.evaluate),
             "input": heirloom.Route("cfg", handler=len, input=int),
+            "input_instance": heirloom.Route("cfg", handler=len, input=Items([1])),  # attrs.has took it
+            "output_instance": heirloom.Route("cfg", handler=len, output=Items([1])),  # every _routes failed
             "payload": heirloom.Route("cfg", handler=len, max_payload=-1),
             "wait": heirloom.Route("cfg", handler=len, batched=True, max_wait_ms=math.nan),
             "long_wait": heirloom.Route("cfg", handler=len, batched=True, max_wait_ms=1e300),

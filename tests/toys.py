@@ -35,6 +35,8 @@ class ToySource(heirloom.Source):
     #: ``records`` raises KeyError after its first row, and ``stop`` raises: a plugin's bugs.
     bug: bool = False
     fail_stop: bool = False
+    #: The split whose records stop at a bad line of the source's file: a user's HeirloomError, not a bug.
+    bad_split: str | None = None
     #: ``fingerprint`` raises ValueError, or (``no_fingerprint``) returns None: a plugin's bugs.
     bad_fingerprint: bool = False
     no_fingerprint: bool = False
@@ -54,6 +56,8 @@ class ToySource(heirloom.Source):
     def records(self, split=None):
         if self.path is not None:
             os.close(heirloom.open_regular(Path(self.path)))
+        if self.bad_split is not None and split == self.bad_split:
+            raise heirloom.HeirloomError(f"rows.csv:7: 'temp' is not a number (the {split} split)")
         for i in range(self.rows):
             if self.bug and i:
                 raise KeyError("body")

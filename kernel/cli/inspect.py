@@ -35,13 +35,14 @@ from heirloom.wire.local_workers import too_many_workers
 def plugins_command(as_json: bool) -> None:
     """List every plugin, what it provides, and any that failed to load.
 
-    Imports all installed plugins (other commands import only what they use).
+    Imports all installed plugins (other commands import only what they use); one that
+    HEIRLOOM_DISABLE_PLUGINS or HEIRLOOM_LOAD_PLUGINS leaves out is listed as disabled.
     """
     host = get_kernel().plugins
     host.load_all()
     root = click.get_current_context().find_root()
     root.command.list_commands(root)  # attaches every plugin's commands: their names, every time
-    infos = sorted(host.infos.values(), key=lambda i: i.name)
+    infos = sorted([*host.infos.values(), *host.disabled()], key=lambda i: i.name)
     registered = getattr(root.command, "registered", {})  # as attached now (the catalog's may lag)
     clashes = getattr(root.command, "clashes", {})  # commands two plugins register: neither runs
     conflicts = host.conflicts() | {f"command {c}": [host.infos[p].label for p in by] for c, by in clashes.items()}
@@ -68,7 +69,8 @@ def plugins_command(as_json: bool) -> None:
             commands = registered.get(info.name, info.commands or [])
             provided = [*info.provides.items(), *info.named.items(), ("commands", commands)]
             provides = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in provided if names)
-            status = Text("loaded", "green") if info.status == "loaded" else Text("failed", "red")
+            said = info.status if info.status in ("loaded", "disabled") else "failed"
+            status = Text(said, {"loaded": "green", "disabled": "yellow"}.get(said, "red"))
             status += f": {info.error}" if info.error else ""  # a loaded one's commands hook may have raised
             dist = f"{info.distribution} {info.version}" if info.distribution else "-"
             table.add_row(inert(info.name), inert(dist), status, inert(provides or "-"))

@@ -348,6 +348,12 @@ class PluginHost:
         labels = [info.label for info in skipped if name in (info.provides | info.named).get(kind, ())]
         return f"{' and '.join(labels)}, which {self.chosen} leaves out" if labels else ""
 
+    def disabled(self) -> list[PluginInfo]:
+        """The installed plugins the environment leaves out, each ``disabled`` naming the variable and what it last
+        provided: ``heirloom plugins`` lists them, where an operator looks for why their types are missing."""
+        infos = {ep.name: self._info(ep) for ep in self._left_out if ep.name not in self.infos}
+        return [attrs.evolve(info, status="disabled", error=f"left out by {self.chosen}") for info in infos.values()]
+
     def failures(self) -> list[PluginInfo]:
         return [info for info in self.infos.values() if info.status == "failed"]
 

@@ -68,6 +68,11 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
         return where[:300], "NaN or infinity"
     if not isinstance(value, dict | list | tuple):
         return None if isinstance(value, str | int | float | bool | None) else (where, f"a {type(value).__name__}")
+    if isinstance(value, dict) and len(kinds := _key_kinds(value)) > 1:  # sort_keys cannot order 1 and "two"
+        return (
+            where,
+            f"keys of mixed types ({' and '.join(sorted(kinds.values()))}; JSON's keys are text: use str keys)",
+        )
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
         if not isinstance(key, str | int | float | bool | None):
@@ -76,6 +81,15 @@ def _unstorable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None
         if (found := _unstorable(item, path + step, depth + 1)) is not None:
             return found
     return None
+
+
+def _key_kinds(value: dict) -> dict[str, str]:
+    """The kinds of a map's JSON keys that sort apart (text, number, null), each with a type name of one."""
+    kinds = {}
+    for key in value:
+        if isinstance(key, str | int | float | None):
+            kinds["text" if isinstance(key, str) else "null" if key is None else "number"] = type(key).__name__
+    return kinds
 
 
 def finite(value: Any, depth: int = 0) -> Any:

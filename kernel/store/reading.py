@@ -43,12 +43,12 @@ class PluginBug(Exception):
     records, the resource manager's ``run_fit``): ``args[0]`` says whose, not to blame the model; ``__cause__``: it."""
 
 
-def reading(source: Source, split: str, progress: Progress, description: str) -> Iterator[Any]:
-    """``source``'s records of ``split`` unchanged, counted on a progress bar as the model consumes
-    them; a source's error says what was being read (not blamed on the model or its parent)."""
+def reading(source: Source, split: str, progress: Progress, description: str, said: str = "") -> Iterator[Any]:
+    """``source``'s records of ``split`` unchanged, counted on a progress bar (``description``) as the model consumes
+    them; a source's error says what was being read (``said``, default ``description``), not blamed on the model."""
     progress.start(description)
     pending = 0
-    with blaming_the_source(source, f"reading the {split} split", description):  # never the model's own errors
+    with blaming_the_source(source, f"reading the {split} split", said or description):  # never the model's own
         for record in source.records(split):
             yield record
             pending += 1
@@ -134,13 +134,16 @@ def fingerprinting(records: Iterable[Any], digest: Any) -> Iterator[Any]:
 
 
 def score(
-    model: Any, source: Source, split: str, progress: Progress, description: str = "", who: str = ""
+    model: Any, source: Source, source_name: str, split: str, progress: Progress, description: str = "", who: str = ""
 ) -> Evaluation | None:
-    """``model.evaluate`` on ``split``, with the fingerprint of exactly the records scored;
-    None when the split has no records. ``who``: how errors name the model (default: its class)."""
+    """``model.evaluate`` on ``split`` of ``source_name``, with the fingerprint of exactly the records scored;
+    None when the split has no records. ``who``: how errors name the model (default: its class). A source's
+    error names it, as the train split's read does: the bar's words named no source of several."""
     digest = hashlib.sha256()
+    said = f"reading the {split} split of {source_name}"
+    said = f"{description}: {said}" if description else said
     description = description or f"scoring the model on the {split} split"
-    records = fingerprinting(reading(source, split, progress, description), digest)
+    records = fingerprinting(reading(source, split, progress, description, said), digest)
     first = next(records, None)
     if first is None:  # scores of nothing would read as a model that got everything wrong
         return None

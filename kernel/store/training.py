@@ -300,7 +300,10 @@ def train(
                 progress.log(f"{spec.key}: fitted by the resource manager ({manager.use})")
                 model.load(fitted)
             with _naming_the_model(spec, source_name):
-                evaluations = [score(model, source, split, progress) or _no_scores(split, progress) for split in splits]
+                evaluations = [
+                    score(model, source, source_name, split, progress) or _no_scores(split, progress)
+                    for split in splits
+                ]
         by_split = {evaluation.split: evaluation for evaluation in evaluations}
         _warn_if_not_apart(by_split, source_name, progress)
         _warn_if_the_parent_held_out_others(parent, profile.project, spec.name, source_name, by_split, progress)
@@ -442,7 +445,9 @@ def evaluate(
         if split not in source.splits():
             raise HeirloomError(f"source {source_name!r} has no {split} split (splits: {', '.join(source.splits())})")
         said = f"evaluating {version} on {split}"
-        evaluation = score(model, source, split, progress or NullProgress(), said, f"{spec.key} ({spec.use})")
+        evaluation = score(
+            model, source, source_name, split, progress or NullProgress(), said, f"{spec.key} ({spec.use})"
+        )
         if evaluation is None:
             raise HeirloomError(f"the {split} split of source {source_name!r} has no records: nothing to evaluate")
         fingerprints = store.resolve(version).data_fingerprints

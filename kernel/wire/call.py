@@ -291,18 +291,14 @@ def fail(call: Call, exc: BaseException, complete: Complete, where: str) -> None
         log.warning("%s refused: %s", where, exc)
         complete(call, RESOURCE_EXHAUSTED, RequestError(RESOURCE_EXHAUSTED, str(exc)).body(), None, 0.0)
         return
-    _log_failure(f"{where} failed ({owner})" if (owner := whose_bug(call.endpoint, exc)) else f"{where} failed", exc)
-    complete(
-        call,
-        INTERNAL,
-        {
-            "code": INTERNAL,
-            "message": shortened(without_paths(f"{where} failed: {type(exc).__name__}: {exc}")),
-            "retryable": False,
-        },
-        None,
-        0.0,
-    )
+    complete(call, INTERNAL, plugin_failure(call.endpoint, where, exc).body(), None, 0.0)
+
+
+def plugin_failure(endpoint: Endpoint, where: str, exc: BaseException, bug: str = "") -> RequestError:
+    """INTERNAL for ``exc``, raised by the route's own code at ``where`` (its handler; ``ROUTE: items()``), logged
+    with its traceback and whose code it is; the client's message keeps no server path. ``bug``: said after it."""
+    _log_failure(f"{where} failed ({owner})" if (owner := whose_bug(endpoint, exc)) else f"{where} failed", exc)
+    return RequestError(INTERNAL, without_paths(f"{where} failed: {type(exc).__name__}: {exc}{bug}"))
 
 
 def _log_failure(what: str, exc: BaseException) -> None:

@@ -9,8 +9,11 @@ the route's limits and input class and decoded into a :class:`Call`, and then ad
 from __future__ import annotations
 
 import logging
+import numbers
 import re
 import time
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +27,7 @@ from heirloom.core.system import System
 from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
 from heirloom.wire.bodies import unpack_body
-from heirloom.wire.call import Call, Complete, named
+from heirloom.wire.call import Call, Complete, named, plugin_failure
 from heirloom.wire.inputs import InputValidator, json_schema, wire_type
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
@@ -162,8 +165,10 @@ def _declaration_problem(route: Route) -> str | None:
         return (
             f"its handler {hook}() overrides heirloom.Api.{hook}, which the kernel calls: give the method another name"
         )
-    if route.input not in (None, NO_INPUT) and not attrs.has(route.input):
-        return f"input must be an attrs class, type(None) (no body) or None (any body), not {route.input!r}"
+    if route.input not in (None, NO_INPUT) and not _attrs_class(route.input):  # an instance passes attrs.has too
+        return f"input must be an attrs class, type(None) (no body) or None (any body), not {route.input!r:.200}"
+    if route.output is not None and not _reply_type(route.output):  # an instance broke every _routes
+        return f"output must be an attrs class, list[A] of one, or a union A | B of those, not {route.output!r:.200}"
     for limit in ("max_batch", "max_payload"):
         if type(value := getattr(route, limit)) is not int or not 1 <= value <= ROUTE_LIMITS[limit]:
             return f"{limit} must be an int from 1 to {ROUTE_LIMITS[limit]:,}, not {value!r}"
@@ -171,6 +176,19 @@ def _declaration_problem(route: Route) -> str | None:
     if type(wait) not in (int, float) or not 0 <= wait <= longest:  # NaN is neither
         return f"max_wait_ms must be a number from 0 to {longest:,}, not {wait!r}"
     return None
+
+
+def _attrs_class(tp: Any) -> bool:
+    return isinstance(tp, type) and attrs.has(tp)
+
+
+def _reply_type(tp: Any) -> bool:
+    """Whether ``tp`` is a route's ``output`` as documented: an attrs class, ``list[A]``, or a union of
+    those (``None`` among them: a reply that may be nil), which ``_routes`` and the gateway describe."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return all(arg is NO_INPUT or _reply_type(arg) for arg in args)
+    return _attrs_class(tp) or (origin is list and len(args) == 1 and _attrs_class(args[0]))
 
 
 #: The largest value of each route limit: beyond them a batcher could not wait (time_t overflowed
@@ -290,8 +308,20 @@ def decode_call(
     elif endpoint.validate is not None:
         body = endpoint.validate(body)
     call.body = body
-    call.items = 1 if route.items is None else max(1, route.items(body))
+    call.items = 1 if route.items is None else _items(endpoint, body)
     return call
+
+
+def _items(endpoint: Endpoint, body: Any) -> int:
+    """The items ``route.items`` counts in a valid body (at least one): what it raises, or a count that is
+    no int >= 0 (a list, NaN, -5), is the plugin's bug, not the client's, as a handler's exception is."""
+    try:
+        count = endpoint.route.items(body)
+        if not isinstance(count, numbers.Integral) or count < 0:  # a numpy int counts too
+            raise TypeError(f"it returned {count!r:.80}, not a count of items (an int >= 0)")
+    except Exception as exc:  # noqa: BLE001 - the client's body was valid: the failure is the route's own
+        raise plugin_failure(endpoint, f"{endpoint.name}: items()", exc, " (a plugin bug)") from None
+    return max(1, int(count))
 
 
 def too_large(route: str, size: int, frames: int, limit: int) -> RequestError:
