@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -163,18 +164,26 @@ def test_a_data_error_under_a_parent_of_another_type_names_the_data_not_the_inhe
     assert "inherit" not in said and "text-classifier" not in said
 
 
+def toy_team(folder: Path, source_settings: str) -> Path:
+    """A profile ``team.toml`` in ``folder`` training toy-model on toy-source ``rows`` with ``source_settings``."""
+    tables = f'[sources.rows]\nuse = "toy-source"\n{source_settings}[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+    return write(folder / "team.toml", tables)
+
+
+def train_toys(profile: Path, setting: str) -> tuple[subprocess.CompletedProcess, str]:
+    """``heirloom train PROFILE --set SETTING`` with the toy plugins: the run and its last line on stderr."""
+    trained = run_heirloom("train", str(profile), "--set", setting, env={"HEIRLOOM_PLUGINS": "tests.toys"})
+    return trained, trained.stderr.strip().splitlines()[-1]
+
+
 def test_a_sources_error_while_train_scores_a_split_names_the_source(tmp_path):
     """Checker h317 F2: a source's HeirloomError while ``train`` scored the validation or test split read
     ``error: scoring the model on the test split: ...``, naming no source of several; it is said as the train
     split's read says it. ``eval`` names the version it evaluates and the source."""
     toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
-    profile = write(
-        tmp_path / "team.toml",
-        '[sources.rows]\nuse = "toy-source"\nvalidation = true\n[models.m]\nuse = "toy-model"\ndata = "rows"\n',
-    )
+    profile = toy_team(tmp_path, "validation = true\n")
     for split in ("validation", "test"):
-        trained = run_heirloom("train", str(profile), "--set", f"sources.rows.bad_split={split}", env=toys)
-        last = trained.stderr.strip().splitlines()[-1]
+        trained, last = train_toys(profile, f"sources.rows.bad_split={split}")
         said = f"error: reading the {split} split of rows: rows.csv:7: 'temp' is not a number (the {split} split)"
         assert trained.returncode == 1 and last == said, trained.stderr
     assert run_heirloom("train", str(profile), env=toys).returncode == 0
@@ -188,13 +197,9 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     """A third-party source's KeyError read as ``training models.m (toy-model) failed``, and with
     a ``stop`` that failed too, only the stop's error was shown: the first failure was lost."""
     toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
-    profile = write(
-        tmp_path / "team.toml",
-        '[sources.rows]\nuse = "toy-source"\nbug = true\n[models.m]\nuse = "toy-model"\ndata = "rows"\n',
-    )
+    profile = toy_team(tmp_path, "bug = true\n")
     for stop in ("false", "true"):
-        trained = run_heirloom("train", str(profile), "--set", f"sources.rows.fail_stop={stop}", env=toys)
-        last = trained.stderr.strip().splitlines()[-1]
+        trained, last = train_toys(profile, f"sources.rows.fail_stop={stop}")
         assert trained.returncode == 1 and "KeyError: 'body'" in trained.stderr, trained.stderr
         assert last.startswith("error: reading the train split of sources.rows (toy-source) failed: KeyError"), last
     assert "rows refuses to stop" in trained.stderr  # said too, after the failure it followed
