@@ -432,6 +432,92 @@ def test_a_starting_worker_silent_past_three_heartbeats_is_given_time(tmp_path):
         assert daemon.terminate() == 0
 
 
+def test_workers_that_connect_as_their_broker_stops_drain_without_false_advice(tmp_path):
+    """h316 F3: a broker stopped while its workers connected ignored their first heartbeats (new in
+    its drain); each worker, stopped too, logged "ready" after its "draining" line and a WARNING to
+    check --connect, the broker's own address. The broker answers such a worker DRAIN, and a draining
+    worker neither says ready nor doubts its broker. Deterministic: the broker is held (SIGSTOP) while
+    the workers connect, and they are held while it drains, so their heartbeats reach it draining."""
+    daemon = Daemon(tmp_path, "--workers", "2", "--log-format", "json", "--set", "apis.t.start_ms=1500")
+    held: list[int] = []
+    try:
+        workers = _logged_pids(daemon, "spawned worker pid ", 2, by=daemon.process.pid)
+        workers = [int(line["message"].rsplit(" ", 1)[1]) for line in workers]
+        daemon.process.send_signal(signal.SIGSTOP)  # reads no heartbeat: nothing welcomes the workers
+        held.append(daemon.process.pid)
+        for pid in workers:
+            _logged_pids(daemon, "worker connecting", 1, by=pid)
+        time.sleep(0.2)  # their stop signals' handlers are set just after that line
+        for pid in workers:  # and their connections wait on the held broker's greeting: no heartbeat sent
+            os.kill(pid, signal.SIGSTOP)
+            held.append(pid)
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.process.send_signal(signal.SIGCONT)
+        _logged_pids(daemon, "draining", 1, by=daemon.process.pid)
+        time.sleep(0.3)  # the broker SIGTERMs its workers as it stops (pending while they are held)
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+        held.clear()
+        assert daemon.process.wait(60) == 0, daemon.log()
+    finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+    lines = _json_lines(daemon)
+    for pid in workers:
+        said = [line["message"] for line in lines if line["pid"] == pid]
+        assert any(message.startswith("draining") for message in said), said
+        after = said[next(i for i, message in enumerate(said) if message.startswith("draining")) :]
+        assert not [message for message in after if message.startswith("ready")], said
+        assert not [message for message in said if "has not answered as a broker" in message], said
+        assert "stopped" in said, said
+
+
+def test_a_remote_worker_that_connects_to_a_draining_broker_is_told_to_drain(tmp_path):
+    """h316 F3: a worker that connected while its broker drained was ignored: it sat there, warned
+    after three heartbeats to check --connect (the right address), and outlived the broker, retrying.
+    The broker answers it DRAIN (still not taking it, nor waiting for it): it stops, exit 0."""
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
+    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    late = None
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=30) as client:
+            slow = client.submit("t.slow", {"ms": 4000})  # keeps the broker draining
+            time.sleep(0.5)
+            daemon.process.send_signal(signal.SIGTERM)
+            daemon.wait_logged("draining")
+            env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+            late = subprocess.Popen(command, stderr=(tmp_path / "late.log").open("w"), env=env)
+            assert late.wait(30) == 0, (tmp_path / "late.log").read_text()
+            assert slow.result(30).body == {"slept_ms": 4000}
+        assert daemon.process.wait(30) == 0, daemon.log()
+        said = (tmp_path / "late.log").read_text()
+        _, drains, after = said.partition("heirloom.server: draining")
+        assert drains and "wire.daemon: stopped" in after and "ready" not in after, said
+        assert "has not answered as a broker" not in said, said
+    finally:
+        daemon.kill()
+        if late is not None:
+            late.kill()
+
+
+def _logged_pids(daemon: Daemon, starting: str, count: int, by: int) -> list[dict]:
+    """The first ``count`` JSON log lines of process ``by`` whose message starts with ``starting`` (waited for)."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = [line for line in _json_lines(daemon) if line["pid"] == by and line["message"].startswith(starting)]
+        if len(found) >= count:
+            return found[:count]
+        assert time.monotonic() < deadline and daemon.process.poll() is None, daemon.log()
+        time.sleep(0.02)
+
+
+def _json_lines(daemon: Daemon) -> list[dict]:
+    """The daemon's (and its workers') JSON log lines written in full so far."""
+    return [json.loads(line) for line in daemon.log().split("\n")[:-1] if line.startswith("{")]
+
+
 def _stats_or_none(client, route: str) -> list[dict]:
     """The workers ``route`` lists, or none while the broker is not listening yet."""
     try:
@@ -1681,3 +1767,29 @@ def test_heirlooms_worker_says_gone_only_once_its_broker_said_drain_after_its_dr
     finally:
         worker.kill()
         context.destroy(linger=0)
+
+
+def test_a_worker_stopped_while_it_starts_neither_says_ready_nor_doubts_its_broker(tmp_path):
+    """h316 F3: a worker stopped as it started, whose broker answered nothing (one of an older heirloom, or
+    one stopping too), logged "ready" after its "draining" line and, after three heartbeats, a WARNING to
+    check --connect. A draining worker is not ready, and has no advice to give on where it connects."""
+    broker_address = free_tcp_address()
+    profile = write(tmp_path / "worker.toml", PROFILE.format(max_queue=1024, grace=10))
+    context = zmq.Context()
+    broker = context.socket(zmq.ROUTER)  # takes heartbeats, answers none
+    broker.bind(broker_address)
+    command = [*HEIRLOOM, "worker", str(profile), "--connect", broker_address, "--set", "apis.t.start_ms=1500"]
+    log_path = tmp_path / "worker.log"
+    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    worker = subprocess.Popen(command, stderr=log_path.open("w"), env=env)
+    try:
+        assert broker.poll(30_000), "the worker sent nothing"  # its first heartbeat: its stop handlers are set
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log_path.read_text()
+    finally:
+        worker.kill()
+        context.destroy(linger=0)
+    said = log_path.read_text()
+    _, drains, after = said.partition("heirloom.server: draining")
+    assert drains and "wire.daemon: stopped" in after and "ready" not in after, said
+    assert "has not answered as a broker" not in said, said

@@ -396,8 +396,8 @@ class Broker(BrokerRoutes):
             self.workers_lost += not self.draining
 
     def _heartbeat(self, identity: bytes, frame: bytes) -> None:
-        if identity in self._departed or (self.draining and identity not in self.workers):  # new in a drain: ignored
-            return
+        if identity in self._departed or (self.draining and identity not in self.workers):  # new in a drain: not taken
+            return self._turn_away(identity)
         try:
             status = read_heartbeat(frame)
         except ValueError as exc:

@@ -113,7 +113,7 @@ class BrokerLink:
     def _note(self, sent: bool) -> None:
         if sent and not self._welcomed:  # taken by some peer, which has not shown it is a broker's worker endpoint
             self._unsent, self._unanswered = 0, self._unanswered + 1
-            if self._unanswered == MISSED_BEATS:
+            if self._unanswered == MISSED_BEATS and not self.server.draining:  # stopping: no advice to give
                 log.warning(
                     "the peer at %s takes this worker's heartbeats but has not answered as a broker's worker "
                     "endpoint after %d of them: check that --connect is the broker's --worker-bind address (a "

@@ -4,6 +4,7 @@ heartbeats and the broker's own counters; and what the broker answers while its 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from heirloom.wire.broker_workers import MAX_HEARTBEAT_ROUTES, SCALE_ROUTE, Work
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
 from heirloom.wire.metrics import broker_route_stats
 from heirloom.wire.protocol import (
+    CONTROL,
     INVALID_ARGUMENT,
     NOT_FOUND,
     OK,
@@ -137,6 +139,16 @@ class BrokerRoutes:
                 drain(self.frontend, self._from_clients, self._from_client, DRAIN_BATCH)
             else:
                 drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
+
+    def _turn_away(self: Broker, identity: bytes) -> None:
+        """A heartbeat the broker does not take: from a connection that said ``GONE`` (ignored), or one new
+        during the drain, answered ``DRAIN``. Ignored, a worker that connected as its broker began to stop
+        (its local workers, stopped while they started) warned after three heartbeats that the peer was no
+        broker's worker endpoint, and waited those out before it stopped; the broker still does not take it
+        (nor wait for it): it routes it nothing, so that ``DRAIN`` comes behind no request."""
+        if identity not in self._departed:
+            with contextlib.suppress(zmq.ZMQError):  # gone since: nothing to tell
+                self._to_worker([identity, CONTROL, b"DRAIN"])
 
     def _see_out_peers(self: Broker, until: float) -> None:
         """Once the local workers have stopped: until each worker on another host says it drained and

@@ -270,7 +270,7 @@ class Server:
         log.info("serving %d route%s: %s", len(names), "s" * (len(names) != 1), ", ".join(names))
         if waiting:  # as _ready says: e.g. a model with no version to serve yet
             log.info("started; not ready until these report ready: %s", ", ".join(waiting))
-        else:
+        elif not self.draining:  # a worker stopped as it started is not ready: its log said it drains
             log.info("ready%s", self.link.where() if self.link else "")
         return True
 
