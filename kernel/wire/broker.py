@@ -240,8 +240,8 @@ class Broker(BrokerRoutes):
                 self._to_worker([worker.identity, CONTROL, command])
             except zmq.ZMQError:  # gone since its last heartbeat: their absence will say so, or (draining) this
                 log.debug("could not tell worker pid %d %s", worker.pid, command)
-                if self.draining:  # not one to wait for
-                    self._drop(worker, f"worker pid {worker.pid} disconnected during the drain", planned=True)
+                if self.draining:  # not one to wait for, unless it said GONE before it closed
+                    self._lost_in_drain(worker)
 
     def _check_workers(self, now: float, gap: float) -> None:
         if gap > self.settings.heartbeat:  # the broker was stopped (a paused VM, a debugger): the silence was its own

@@ -150,6 +150,14 @@ class BrokerRoutes:
             with contextlib.suppress(zmq.ZMQError):  # gone since: nothing to tell
                 self._to_worker([identity, CONTROL, b"DRAIN"])
 
+    def _lost_in_drain(self: Broker, worker: Worker) -> None:
+        """A worker the draining broker could not tell DRAIN: its connection closed. What it sent before it
+        closed is read first: a worker that said GONE and closed at once is logged drained, not "disconnected
+        during the drain" (its GONE may still be unread when the send fails: a race CI hit once)."""
+        drain(self.backend, self._from_workers, self._from_worker, DRAIN_BATCH)
+        if self.workers.get(worker.identity) is worker:
+            self._drop(worker, f"worker pid {worker.pid} disconnected during the drain", planned=True)
+
     def _see_out_peers(self: Broker, until: float) -> None:
         """Once the local workers have stopped: until each worker on another host says it drained and
         stopped (or ``until``), tell it DRAIN again every half second (the broker closed while its DRAIN
