@@ -41,6 +41,16 @@ from tests.daemons import PROFILE, Daemon
 from tests.helpers import HEIRLOOM, free_port, free_tcp_address, run_heirloom, write
 
 
+def _worker_env() -> dict[str, str]:
+    """The environment a worker process needs to load the test api the broker's profile serves."""
+    return {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+
+
+def _worker_command(tmp_path: Path, address: str) -> list[str]:
+    """``heirloom worker`` for the profile a ``Daemon(tmp_path, ...)`` serves, connecting to ADDRESS."""
+    return [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", address]
+
+
 def _until_healthy(client, daemon: Daemon) -> float:
     """Call ``_health`` until a broker with no worker yet answers it; the 30 s deadline it set, for what follows."""
     deadline = time.monotonic() + 30
@@ -220,8 +230,8 @@ def test_a_worker_told_to_stop_under_load_drains_without_failing_a_request(tmp_p
     """A remote worker's SIGTERM: the broker kept sending it work, refused as 'draining'."""
     worker_address = free_tcp_address()
     daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
-    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
-    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    command = _worker_command(tmp_path, worker_address)
+    env = _worker_env()
     workers: list[subprocess.Popen] = []
     try:
         probe = run_heirloom("call", "_ready", "--connect", daemon.address, "--timeout", "30")
@@ -254,10 +264,8 @@ def test_a_remote_worker_that_falls_behind_is_back_pressure_not_unavailable(tmp_
     falls behind the same way, deterministically."""
     worker_address = free_tcp_address()
     daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
-    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
-    worker = subprocess.Popen(
-        command, stderr=subprocess.DEVNULL, env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
-    )
+    command = _worker_command(tmp_path, worker_address)
+    worker = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=_worker_env())
     context = zmq.Context()
     try:
         daemon.wait_ready()
@@ -308,8 +316,8 @@ def test_a_remote_worker_killed_hard_is_lost_at_the_first_request_that_cannot_re
     requests in flight fail, it counts as lost) and that request goes to the other worker."""
     worker_address, metrics_port = free_tcp_address(), free_port()
     daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address, "--metrics-port", str(metrics_port))
-    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
-    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    command = _worker_command(tmp_path, worker_address)
+    env = _worker_env()
     victim, survivor = [subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env) for _ in range(2)]
     context = zmq.Context()
     window, total = 8, 400  # requests a client keeps in flight, and sends after the kill
@@ -369,10 +377,8 @@ def test_a_worker_with_a_slower_heartbeat_than_its_broker_is_not_declared_dead(t
     """Broker at 0.2 s, worker at the default 1 s: it was declared dead every second."""
     worker_address = free_tcp_address()
     daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address, "--set", "server.heartbeat=0.2")
-    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
-    worker = subprocess.Popen(
-        command, stderr=subprocess.DEVNULL, env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
-    )
+    command = _worker_command(tmp_path, worker_address)
+    worker = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=_worker_env())
     try:
         daemon.wait_ready()
         with daemon.client(timeout=10, retries=0) as client:
@@ -478,7 +484,7 @@ def test_a_remote_worker_that_connects_to_a_draining_broker_is_told_to_drain(tmp
     The broker answers it DRAIN (still not taking it, nor waiting for it): it stops, exit 0."""
     worker_address = free_tcp_address()
     daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
-    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    command = _worker_command(tmp_path, worker_address)
     late = None
     try:
         daemon.wait_ready()
@@ -487,7 +493,7 @@ def test_a_remote_worker_that_connects_to_a_draining_broker_is_told_to_drain(tmp
             time.sleep(0.5)
             daemon.process.send_signal(signal.SIGTERM)
             daemon.wait_logged("draining")
-            env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+            env = _worker_env()
             late = subprocess.Popen(command, stderr=(tmp_path / "late.log").open("w"), env=env)
             assert late.wait(30) == 0, (tmp_path / "late.log").read_text()
             assert slow.result(30).body == {"slept_ms": 4000}
@@ -624,13 +630,13 @@ def test_a_worker_that_joins_takes_no_key_answered_before_it_came(tmp_path):
     the others had answered, and their retries ran again on it (16 of 40 feedback writes twice)."""
     worker_address = free_tcp_address()
     daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address)
-    command = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    command = _worker_command(tmp_path, worker_address)
     joining = None
     try:
         daemon.wait_ready()
         with daemon.client(timeout=20) as client:
             first = {f"order-{i}": client.call("t.pid", None, idempotency_key=f"order-{i}") for i in range(40)}
-            env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+            env = _worker_env()
             joining = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
             deadline = time.monotonic() + 60
             while joining.pid not in _worker_pids(client):
@@ -658,8 +664,8 @@ def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_pa
     served by no ready worker now is UNAVAILABLE, to retry."""
     worker_address = free_tcp_address()
     daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
-    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
-    ours = [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address]
+    env = _worker_env()
+    ours = _worker_command(tmp_path, worker_address)
     stray = subprocess.Popen([*HEIRLOOM, "worker", "minimal", "--connect", worker_address], env=env)
     right = subprocess.Popen(ours, stderr=subprocess.DEVNULL, env=env)
     try:
@@ -697,7 +703,7 @@ def test_a_broker_is_not_ready_while_its_only_ready_worker_serves_another_profil
     means the ready workers serve every api of the broker's profile; ``_ready`` names the routes missing."""
     worker_address = free_tcp_address()
     daemon = Daemon(tmp_path, "--workers", "0", "--worker-bind", worker_address)
-    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    env = _worker_env()
     stray = subprocess.Popen([*HEIRLOOM, "worker", "minimal", "--connect", worker_address], env=env)
     right = None
     try:
@@ -721,9 +727,7 @@ def test_a_broker_is_not_ready_while_its_only_ready_worker_serves_another_profil
         called = run_heirloom("call", "_ready", "--connect", daemon.address)
         assert called.returncode != 0, called.stdout
         assert "not ready: no ready worker serves this profile's t.*; 1 of 1 workers ready" in called.stderr
-        right = subprocess.Popen(
-            [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address], env=env
-        )
+        right = subprocess.Popen(_worker_command(tmp_path, worker_address), env=env)
         daemon.wait_ready()
         with daemon.client(timeout=10) as client:
             assert client.call("_ready")["missing_routes"] == []
@@ -1172,9 +1176,9 @@ def test_a_broker_with_no_local_workers_serves_through_workers_that_connect_from
                     assert time.monotonic() < deadline, daemon.log()
             assert ready["ready"] is False and ready["expected_workers"] == 1 and ready["workers"] == []
         worker = subprocess.Popen(
-            [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address],
+            _worker_command(tmp_path, worker_address),
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"},
+            env=_worker_env(),
         )
         daemon.wait_ready()
         with daemon.client(timeout=10) as client:
@@ -1234,7 +1238,7 @@ def test_a_worker_says_when_it_cannot_reach_its_broker_and_when_it_does(tmp_path
     profile = write(tmp_path / "worker.toml", PROFILE.format(max_queue=1024, grace=10))
     log = tmp_path / "worker.log"
     command = [*HEIRLOOM, "worker", str(profile), "--connect", broker_address, "--set", "server.heartbeat=0.2"]
-    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    env = _worker_env()
     worker = subprocess.Popen(command, stderr=log.open("w"), env=env)
 
     def wait_for(text: str) -> None:
@@ -1281,9 +1285,7 @@ def test_a_worker_given_a_client_endpoint_is_told_so_and_never_says_connected(tm
     ]
     with daemon.client(timeout=1.0, retries=0) as client:
         _until_healthy(client, daemon)
-    worker = subprocess.Popen(
-        command, stderr=log.open("w"), env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
-    )
+    worker = subprocess.Popen(command, stderr=log.open("w"), env=_worker_env())
     try:
         deadline = time.monotonic() + 60
         while "is not a broker's worker endpoint" not in log.read_text() or ": ready" not in log.read_text():
@@ -1423,9 +1425,9 @@ def test_malformed_messages_on_the_worker_endpoint_never_stop_the_broker(tmp_pat
                 pending.result(timeout=5)
             stray.close(linger=0)
         worker = subprocess.Popen(
-            [*HEIRLOOM, "worker", str(tmp_path / "daemon.toml"), "--connect", worker_address],
+            _worker_command(tmp_path, worker_address),
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"},
+            env=_worker_env(),
         )
         with daemon.client(timeout=10) as client:
             deadline = time.monotonic() + 30
@@ -1732,9 +1734,7 @@ def test_heirlooms_worker_says_gone_only_once_its_broker_said_drain_after_its_dr
     broker = context.socket(zmq.ROUTER)
     broker.bind(broker_address)
     command = [*HEIRLOOM, "worker", str(profile), "--connect", broker_address]
-    worker = subprocess.Popen(
-        command, stderr=subprocess.DEVNULL, env={**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
-    )
+    worker = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=_worker_env())
 
     def received() -> list[bytes]:
         """The next message from the worker: GONE only once the broker has said DRAIN."""
@@ -1784,7 +1784,7 @@ def test_a_worker_stopped_while_it_starts_neither_says_ready_nor_doubts_its_brok
     broker.bind(broker_address)
     command = [*HEIRLOOM, "worker", str(profile), "--connect", broker_address, "--set", "apis.t.start_ms=1500"]
     log_path = tmp_path / "worker.log"
-    env = {**os.environ, "HEIRLOOM_PLUGINS": "tests.testing_api"}
+    env = _worker_env()
     worker = subprocess.Popen(command, stderr=log_path.open("w"), env=env)
     try:
         assert broker.poll(30_000), "the worker sent nothing"  # its first heartbeat: its stop handlers are set
