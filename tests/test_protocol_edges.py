@@ -173,3 +173,28 @@ def test_an_error_led_by_its_field_counts_every_character_it_leaves_out():
     led = heirloom.RequestError("INVALID_ARGUMENT", whole, "body.label").led_by_field()
     shown, left_out = re.fullmatch(r"(body\.label: .*)\.\.\. \((\d+) more characters\)", led.message).groups()
     assert len(shown) + int(left_out) == len("body.label: " + whole) and len(led.message) <= 1000
+
+
+def test_a_keyed_retry_whose_buffer_descriptions_differ_only_in_key_order_or_ignored_keys_is_the_same_request(send):
+    """Checker h321 F1: a retry describing its buffer as ``{"shape", "dtype"}`` (a map in another key order, as Go's
+    msgpack or a rebuilt dict writes it) or with an ``"order"`` the daemon ignores was refused INVALID_ARGUMENT
+    ("a different request body or buffers"), so a write that ran was reported failed. The descriptions are compared
+    as read, ``(dtype, shape)``; another dtype is still another request, and ``buffers: []`` is not no ``buffers``."""
+    body, frame = msgpack.packb({"x": {"$buffer": 0}}), b"\1" * 4
+
+    def write(key: str, buffers: object, *frames: bytes) -> tuple[dict, object]:
+        return send(SIGNATURE, header(route="t.write", idempotency_key=key, buffers=buffers), *frames)
+
+    first_head, first_body = write("h321-f1", [{"dtype": "uint8", "shape": [4]}], body, frame)
+    assert first_head["status"] == "OK" and first_head["compute_ms"] >= 0, (first_head, first_body)
+    reordered = {"shape": [4], "dtype": "uint8"}
+    for described in (reordered, {"dtype": "uint8", "shape": [4], "order": "C"}, {**reordered, "order": "F"}):
+        head, again = write("h321-f1", [described], body, frame)
+        assert (head["status"], again) == ("OK", first_body), (described, head, again)  # the first's reply, not run
+        assert head["queue_ms"] == head["compute_ms"] == 0
+    message = refused(write("h321-f1", [{"shape": [4], "dtype": "int8"}], body, frame), "header.idempotency_key")
+    assert "with a different request body or buffers" in message  # another dtype: another request
+    plain = msgpack.packb({"x": 1})
+    first = write("h321-a6", None, plain)
+    assert first[0]["status"] == "OK" and write("h321-a6", None, plain)[1] == first[1]  # nil is no buffers
+    refused(write("h321-a6", [], plain), "header.idempotency_key")  # [] makes {"$buffer": i} placeholders

@@ -16,15 +16,19 @@ from collections import OrderedDict
 from typing import Any
 
 from heirloom.wire.call import Call
-from heirloom.wire.protocol import INVALID_ARGUMENT, OK, RequestError, packb
+from heirloom.wire.protocol import INVALID_ARGUMENT, OK, RequestError, buffer_specs, packb
 
 #: What a remembered reply costs beyond its bytes (key, digest, bookkeeping).
 ENTRY_OVERHEAD = 256
 
 
-def body_digest(frames: list[bytes], described: Any = None) -> bytes:
-    """A digest of what "the same request" means: its body and buffer frames, and ``described``, the header's
-    ``buffers`` (the same bytes read as another dtype or shape are another request to a tensor route)."""
+def body_digest(frames: list[bytes], header: dict[str, Any]) -> bytes:
+    """A digest of what "the same request" means: its body and buffer frames, and the ``(dtype, shape)`` of each
+    description in the header's ``buffers`` (the same bytes read as another dtype or shape are another request
+    to a tensor route). The descriptions count as read: their keys in any order, keys the daemon ignores
+    (``"order"``) left out, a shape's ints of any width. ``buffers: []`` stays another request than no
+    ``buffers`` (with it, ``{"$buffer": i}`` maps are placeholders and a body nests at most 64 levels)."""
+    described = None if header.get("buffers") is None else buffer_specs(header)
     digest = hashlib.blake2b(digest_size=16)
     for frame in (packb(described), *frames):
         digest.update(len(frame).to_bytes(8, "little"))

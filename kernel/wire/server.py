@@ -342,7 +342,7 @@ class Server:
             if key is not None:
                 client = envelope[0][TAG_BYTES:] if self._worker else user if user is not None else envelope[0]
                 call.idem = (client, endpoint.name, key)
-                call.digest = body_digest(frames[head + 1 :], header.get("buffers"))
+                call.digest = body_digest(frames[head + 1 :], header)
                 if self._replayed(call):
                     return
             if endpoint.inline:
