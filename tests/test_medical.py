@@ -1791,6 +1791,31 @@ def test_an_inline_display_with_a_bidi_control_is_refused_naming_the_field_and_c
         assert client.call("treatment.recommend", {"record": {"timeline": [encounter, allergy]}})
 
 
+def test_a_long_allergy_is_quoted_to_a_bound_in_blocked_and_unread_allergies(daemon, patient):
+    """Each blocked drug quoted an allergy's whole display, and ``unread_allergies`` once more: a 0.9 MB
+    request was answered with 9 MB (checker h319 F1). An allergy is quoted as a reason is, to its first 300
+    characters then ``...``, and still withholds what those characters name."""
+    head = (
+        "Allergy to penicillin, cephalosporins, NSAIDs, acetaminophen, fluoxetine, chlorpheniramine, albuterol, "
+        "fluticasone, ibuprofen, naproxen, aspirin "
+    )
+    display = head + "x" * 900_000
+    inline = json.loads(json.dumps(attrs.asdict(patient)))
+    allergy = {"kind": "allergy", "date": "2010-01-01", "display": display}
+    body = {"record": {**inline, "timeline": [*inline["timeline"], allergy]}}
+    with daemon.client(timeout=60) as client:
+        answer = client.call("treatment.recommend", body)
+    assert answer["blocked"], answer  # the drugs those first characters name are withheld
+    quotes = {name for item in answer["blocked"] for name in item["allergies"] if not name.startswith("(not")}
+    assert quotes == {display[:300] + "..."}
+    assert answer["unread_allergies"] == [display[:300] + "..."]
+    assert len(json.dumps(answer)) < 100_000, len(json.dumps(answer))
+    said = run_heirloom("medical", "drug", "Ibuprofen 200 MG Oral Tablet", "--allergy", head + "x" * 100_000)
+    assert said.returncode == 0, said.stderr
+    assert f"  {display[:300] + '...'!r}: rules it out through ibuprofen" in said.stdout, said.stdout
+    assert f"allergy {display[:300] + '...'!r}: not read in full" in said.stdout and len(said.stdout) < 2_000
+
+
 @pytest.mark.parametrize(
     ("code", "display"),
     [
