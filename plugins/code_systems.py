@@ -44,14 +44,25 @@ def short_system(system: str) -> str | None:
 CODE_REMEDY = "write the code as records carry it"
 
 
+#: Unicode's Bidi_Control characters (marks, embeddings, overrides, isolates): invisible, they reorder
+#: what a screen shows, so ``Allergy to`` + U+202E + ``nillicinep`` shows "Allergy to penicillin" to a
+#: clinician while the allergy filter reads "nillicinep" (checker h319 F2).
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
 def hidden_character(
-    where: str, text: str, remedy: str, categories: tuple[str, ...] = ("Cc", "Cf"), kept: str = ""
+    where: str,
+    text: str,
+    remedy: str,
+    categories: tuple[str, ...] = ("Cc", "Cf"),
+    kept: str = "",
+    refused: str = "",
 ) -> str | None:
     """The mistake of a name, code or text that holds a control or invisible character (of ``categories``,
-    but ``kept``'s), else None: the formulary file's names, and the rules below."""
+    but ``kept``'s, or of ``refused``), else None: the formulary file's names, and the rules below."""
     if text.isprintable():  # no control, format or separator character but the space: the usual text, fast
         return None
-    hidden = next((char for char in text if unicodedata.category(char) in categories and char not in kept), None)
+    hidden = next((c for c in text if (unicodedata.category(c) in categories and c not in kept) or c in refused), None)
     if hidden is None:
         return None
     return f"{where}: {text!r} holds the control or invisible character U+{ord(hidden):04X}: {remedy}"
@@ -66,7 +77,8 @@ def code_mistake(where: str, code: str) -> str | None:
 
 
 def display_mistake(where: str, display: str) -> str | None:
-    """Why ``display`` is no text to show a clinician (a control character: a NUL, a BEL), else None.
-    A display is free text: tabs and line breaks pass (FHIR's strings allow them), and so do invisible
-    format characters (Synthea writes a zero-width space in some displays)."""
-    return hidden_character(where, display, "write the text as it prints", ("Cc",), "\t\n\r")
+    """Why ``display`` is no text to show a clinician (a control character: a NUL, a BEL; or a bidi
+    control, ``BIDI_CONTROLS``: a screen would show other words than the ones read), else None. A
+    display is free text: tabs and line breaks pass (FHIR's strings allow them), and so do the other
+    invisible format characters (Synthea writes a zero-width space in some displays)."""
+    return hidden_character(where, display, "write the text as it prints", ("Cc",), "\t\n\r", BIDI_CONTROLS)

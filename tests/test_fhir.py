@@ -455,6 +455,12 @@ def test_a_bad_file_fails_naming_it_or_is_skipped(tmp_path, text, message):
             "Condition/c13 (entry[2]): cannot read: display: 'Sinus\\x07itis' holds the control or invisible "
             "character U+0007: write the text as it prints",
         ),
+        (  # a bidi override: shown as "Allergy to penicillin", read as "nillicinep" (checker h319 F2)
+            {"resourceType": "AllergyIntolerance", "id": "a2", "patient": {"reference": "urn:uuid:p1"}}
+            | {"code": {"text": "Allergy to \u202enillicinep"}},
+            "AllergyIntolerance/a2 (entry[2]): cannot read: display: 'Allergy to \\u202enillicinep' holds the control "
+            "or invisible character U+202E: write the text as it prints",
+        ),
         (
             {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "blood pressure"}}
             | {

@@ -1769,6 +1769,53 @@ def test_an_inline_display_with_a_control_character_is_refused_as_the_docs_say(d
     assert answer["unread_allergies"] == []
 
 
+@pytest.mark.parametrize("bidi", [*"\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"])
+def test_an_inline_display_with_a_bidi_control_is_refused_naming_the_field_and_code_point(daemon, bidi):
+    """``Allergy to`` + U+202E + ``nillicinep`` shows "Allergy to penicillin" to a clinician while the filter
+    reads "nillicinep": it was answered and echoed in ``unread_allergies`` (checker h319 F2). A bidi control
+    is refused in a display as a BEL is; a zero-width space, which Synthea writes, still passes."""
+    encounter = {"kind": "encounter", "id": "E", "date": "2020-01-02"}
+    allergy = {"kind": "allergy", "display": f"Allergy to {bidi}nillicinep", "date": "2020"}
+    said = (
+        f"body.record.timeline[1].display: 'display': {allergy['display']!r} holds the control or invisible "
+        f"character U+{ord(bidi):04X}: write the text as it prints"
+    )
+    for route in ("treatment.recommend", "diagnosis.predict"):
+        with daemon.client(timeout=30) as client, pytest.raises(heirloom.RemoteError) as caught:
+            client.call(route, {"record": {"timeline": [encounter, allergy]}})
+        error = caught.value
+        assert error.code == "INVALID_ARGUMENT" and error.field == "body.record.timeline[1].display", str(error)
+        assert said in str(error), str(error)
+    allergy["display"] = "Allergy to peni\u200bcillin"
+    with daemon.client(timeout=30) as client:
+        assert client.call("treatment.recommend", {"record": {"timeline": [encounter, allergy]}})
+
+
+def test_a_long_allergy_is_quoted_to_a_bound_in_blocked_and_unread_allergies(daemon, patient):
+    """Each blocked drug quoted an allergy's whole display, and ``unread_allergies`` once more: a 0.9 MB
+    request was answered with 9 MB (checker h319 F1). An allergy is quoted as a reason is, to its first 300
+    characters then ``...``, and still withholds what those characters name."""
+    head = (
+        "Allergy to penicillin, cephalosporins, NSAIDs, acetaminophen, fluoxetine, chlorpheniramine, albuterol, "
+        "fluticasone, ibuprofen, naproxen, aspirin "
+    )
+    display = head + "x" * 900_000
+    inline = json.loads(json.dumps(attrs.asdict(patient)))
+    allergy = {"kind": "allergy", "date": "2010-01-01", "display": display}
+    body = {"record": {**inline, "timeline": [*inline["timeline"], allergy]}}
+    with daemon.client(timeout=60) as client:
+        answer = client.call("treatment.recommend", body)
+    assert answer["blocked"], answer  # the drugs those first characters name are withheld
+    quotes = {name for item in answer["blocked"] for name in item["allergies"] if not name.startswith("(not")}
+    assert quotes == {display[:300] + "..."}
+    assert answer["unread_allergies"] == [display[:300] + "..."]
+    assert len(json.dumps(answer)) < 100_000, len(json.dumps(answer))
+    said = run_heirloom("medical", "drug", "Ibuprofen 200 MG Oral Tablet", "--allergy", head + "x" * 100_000)
+    assert said.returncode == 0, said.stderr
+    assert f"  {display[:300] + '...'!r}: rules it out through ibuprofen" in said.stdout, said.stdout
+    assert f"allergy {display[:300] + '...'!r}: not read in full" in said.stdout and len(said.stdout) < 2_000
+
+
 @pytest.mark.parametrize(
     ("code", "display"),
     [
@@ -1778,6 +1825,7 @@ def test_an_inline_display_with_a_control_character_is_refused_as_the_docs_say(d
         ("4405\u200b4006", "Diabetes"),  # invisible in a code: no code a record carries
         ("44054006", "Dia\x07betes"),
         ("44054006", "Dia\x00betes"),
+        ("44054006", "Dia\u202ebetes"),  # a bidi override: refused by both (checker h319 F2)
     ],
 )
 def test_the_fhir_source_and_an_inline_record_refuse_the_same_codes_and_displays(tmp_path, code, display):

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.medical.caution import FIELD, unselected, why_unselected
+from heirloom_plugins.medical.caution import FIELD, quoted_all, unselected, why_unselected
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
@@ -386,15 +386,19 @@ class TreatmentApi(CodesApi):
         """The answer without the drugs ``allergies`` rule out (``blocked``), and those the filter cannot read."""
         drugs = {item["code"]: read_drug(item["display"], self.tables) for item in answer["codes"]}  # vetted: once each
         found = withheld(query.record, drugs, self.tables)  # an unreadable name too, the reason in place of allergies
-        blocked = {item["code"]: item for item in answer["blocked"]}
-        for item in answer["codes"]:
+        blocked = {item["code"]: {**item, "allergies": quoted_all(item["allergies"])} for item in answer["blocked"]}
+        for item in answer["codes"]:  # each allergy quoted (caution.py): a long one was repeated whole per drug
             if names := found.get(item["code"]):
-                blocked[item["code"]] = {"code": item["code"], "display": item["display"], "allergies": sorted(names)}
+                blocked[item["code"]] = {
+                    "code": item["code"],
+                    "display": item["display"],
+                    "allergies": quoted_all(names),
+                }
         blocked_parts = (ingredients(item["display"], self.tables) for item in answer["blocked"])
         known = [*(parts for parts, _ in drugs.values()), *blocked_parts]
         return {
             **answer,
             "codes": [item for item in answer["codes"] if item["code"] not in found],
             "blocked": [blocked[code] for code in sorted(blocked)],
-            "unread_allergies": sorted({*answer["unread_allergies"], *unread(allergies, known, self.tables)}),
+            "unread_allergies": quoted_all([*answer["unread_allergies"], *unread(allergies, known, self.tables)]),
         }

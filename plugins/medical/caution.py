@@ -7,12 +7,16 @@ amoxicillin allergy was coded by RxNorm alone. No filter can promise safety agai
 read, so such an answer keeps its ranking and probabilities, selects nothing and says why
 (``FIELD``). One rule for the shipped model (``evaluate`` scores what is served), the treatment api
 after any model's answer, the console and ``heirloom medical drug``.
+
+And how an answer quotes the displays it names (``quoted``): a drug's reasons, the allergies that
+withhold it, the allergies the filter cannot read. Each drug quotes them again, so a display quoted
+whole multiplies a request's size by the drugs ranked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, overload
 
 #: The treatment reply's key that says why no drug is selected (null when the decision stands).
 FIELD = "selection_withheld"
@@ -21,6 +25,25 @@ WHY = (
     "no drug is selected: an allergy the filter cannot read (unread_allergies) may rule out any drug ranked "
     "here; check each against it before prescribing"
 )
+#: How much of a display an answer quotes: each drug quotes its reasons and the allergies that withhold it
+#: again, so one 9 MB display of a broken export made a 75 MB answer, over the daemon's frame limit
+#: (checker 295 F3), and a 0.9 MB allergy a 9 MB one (checker h319 F1).
+MAX_QUOTED_CHARS = 300
+
+
+@overload
+def quoted(display: str) -> str: ...
+@overload
+def quoted(display: None) -> None: ...
+def quoted(display: str | None) -> str | None:
+    """A display as an answer quotes it: its first ``MAX_QUOTED_CHARS`` characters, ``...`` marking a cut."""
+    return display if display is None or len(display) <= MAX_QUOTED_CHARS else display[:MAX_QUOTED_CHARS] + "..."
+
+
+def quoted_all(displays: Iterable[str]) -> list[str]:
+    """Displays as an answer lists them (``blocked[].allergies``, ``unread_allergies``): each ``quoted``,
+    once, in order; ``quoted`` keeps a quote as it is, so a list quoted twice reads the same."""
+    return sorted({quoted(display) for display in displays})
 
 
 def why_unselected(unread_allergies: Sequence[str]) -> str | None:

@@ -16,7 +16,7 @@ import click
 
 import heirloom
 from heirloom.options import a_path
-from heirloom_plugins.medical.caution import FIELD, why_unselected
+from heirloom_plugins.medical.caution import FIELD, quoted, why_unselected
 from heirloom_plugins.medical.formulary import CODE_FORM, read_formulary
 from heirloom_plugins.medical.safety import Formulary, allergy_substances, links, read_drug, unread
 
@@ -71,10 +71,11 @@ def _text(found: dict[str, Any], allergies: tuple[str, ...]) -> list[str]:
         for allergy in allergies:
             pairs = drug["ruled_out_by"].get(allergy)
             said = "; ".join(i if i == s else f"{i} (as {s})" for i, s in pairs or ())
-            lines.append(f"  {allergy!r}: " + (f"rules it out through {said}" if pairs else "does not rule it out"))
+            rules = f"rules it out through {said}" if pairs else "does not rule it out"
+            lines.append(f"  {quoted(allergy)!r}: {rules}")  # quoted as an answer quotes it, once per drug
     for allergy in found["allergies"]:
         if not allergy["read"]:
-            lines.append(f"allergy {allergy['name']!r}: not read in full: listed for a person to check")
+            lines.append(f"allergy {quoted(allergy['name'])!r}: not read in full: listed for a person to check")
     if found[FIELD]:
         lines.append(f"a patient with these allergies: {found[FIELD]}")
     return lines

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from heirloom_plugins.medical.caution import unselected
+from heirloom_plugins.medical.caution import quoted, quoted_all, unselected
 from heirloom_plugins.medical.features import Description
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Fitted, MultiLabelModel
@@ -22,9 +22,6 @@ from heirloom_plugins.medical.tasks import TREATMENT
 _CONDITION_COLUMN = re.compile(r"(?:^|:)condition:([^&#]+)")
 #: Conditions named as the reasons for one recommended drug.
 REASONS = 3
-#: How much of a reason's display an answer quotes: each drug quotes its reasons again, so one
-#: 9 MB display of a broken export made a 75 MB answer, over the daemon's frame limit (checker 295 F3).
-MAX_REASON_CHARS = 300
 
 
 @attrs.define(kw_only=True)
@@ -69,7 +66,7 @@ class TreatmentModel(MultiLabelModel):
         index = fitted.vocabulary.index
         present = [(index.get(name), value) for name, value in fitted.vocabulary.named(found).items()]
         present = [(column, value) for column, value in present if column in columns]
-        names = {e.code: _quoted(e.display) for e in one.record.timeline if e.kind == "condition" and e.code}
+        names = {e.code: quoted(e.display) for e in one.record.timeline if e.kind == "condition" and e.code}
         labels = [fitted.position[item["code"]] for item in codes]
         if present and labels:
             rows = torch.tensor([column for column, _ in present])
@@ -83,15 +80,17 @@ class TreatmentModel(MultiLabelModel):
                 total[columns[column]] = total.get(columns[column], 0.0) + weight
             ranked = sorted(((w, c) for c, w in total.items() if w > 0), reverse=True)[:REASONS]
             item["answers"] = [{"code": code, "display": names.get(code)} for _, code in ranked]
-        not_read = unread(
-            ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
-            [parts for parts, _ in self._drugs(fitted).values()],
-            self.tables(),
+        not_read = quoted_all(  # quoted as the reasons are (caution.py): a long one repeated per drug
+            unread(
+                ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
+                [parts for parts, _ in self._drugs(fitted).values()],
+                self.tables(),
+            )
         )
         return {
             "codes": unselected(codes, not_read),  # the api's rule (caution.py): evaluate scores what is served
             "blocked": [
-                {"code": code, "display": fitted.name(code), "allergies": sorted(allergies)}
+                {"code": code, "display": fitted.name(code), "allergies": quoted_all(allergies)}
                 for code, allergies in sorted(blocked.items())
             ],
             "unread_allergies": not_read,
@@ -148,8 +147,3 @@ class TreatmentModel(MultiLabelModel):
             f"answers' unread_allergies), whose {metrics['allergy_unread_ranked']} ranked drug(s) were not checked "
             "against them (none selected)\n"
         )
-
-
-def _quoted(display: str | None) -> str | None:
-    """A reason's display as an answer quotes it: its first ``MAX_REASON_CHARS`` characters, ``...`` marking a cut."""
-    return display if display is None or len(display) <= MAX_REASON_CHARS else display[:MAX_REASON_CHARS] + "..."
