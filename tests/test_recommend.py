@@ -506,6 +506,65 @@ def test_the_docs_three_rating_example_trains_without_calling_its_empty_splits_t
     assert "hold the same records" not in trained.stdout + trained.stderr
 
 
+def test_a_warm_start_from_a_parent_that_had_nothing_to_choose_on_searches_afresh(tmp_path):
+    """The docs' 3-rating shop fell back to the grids' middles (no validation interactions) and every warm start
+    reused them as if chosen: the shop grown to 240 ratings was never tuned (checker h318: 'warm start: reusing the
+    parent's l2=500, text_weight=10, tower_l2=30, shrink=3', no search)."""
+    write(
+        tmp_path / "data" / "ratings.csv",
+        "user,item,rating,time\nann,tea-01,5,2024-03-01\nann,mug-07,4,2024-03-02T10:15:00Z\nbob,tea-01,3,1709251200\n",
+    )
+    write(
+        tmp_path / "data" / "items.csv",
+        "item,title,genres,year\ntea-01,Sencha green tea,Tea|Green,\nmug-07,Stoneware mug (2021),Cups,\n",
+    )
+    profile = str(write(tmp_path / "shop.toml", SHOP_PROFILE))
+    first = run_heirloom("train", profile)
+    assert first.returncode == 0 and "no validation interactions to choose on" in first.stderr, first.stderr
+    assert run_heirloom("models", "promote", "shop/recs@1", "production").returncode == 0
+    write(tmp_path / "data" / "ratings.csv", shop_ratings())  # the shop grows
+    write(tmp_path / "data" / "items.csv", SHOP_ITEMS)
+    grown = run_heirloom("train", profile)
+    said = " ".join(grown.stderr.split())
+    assert grown.returncode == 0 and "stored shop/recs@2" in grown.stdout, said
+    assert "(it had no validation interactions to choose on): choosing hyper-parameters afresh" in said, said
+    assert "chosen on validation:" in said and "reusing the parent's" not in said, said
+    shown = run_heirloom("models", "show", "shop/recs@2", "--metadata", "--json")
+    training = json.loads(shown.stdout)["training"]
+    assert training["chosen"] == "searched" and training["trials"]["collaborative"], training
+    assert training["warm_start"] is not None  # still a warm start: the growth is recorded
+    assert run_heirloom("models", "promote", "shop/recs@2", "production").returncode == 0
+    write(tmp_path / "data" / "ratings.csv", shop_ratings() + "u0,Cof-3,5,1700009000\n")
+    again = run_heirloom("train", profile)  # a parent that searched: its choice is reused, as documented
+    assert again.returncode == 0 and "warm start: reusing the parent's" in again.stderr, again.stderr
+    shown = run_heirloom("models", "show", "shop/recs@3", "--metadata", "--json")
+    assert json.loads(shown.stdout)["training"]["chosen"] == "inherited"
+
+
+def test_a_warm_start_from_a_state_stored_before_chosen_was_recorded_decides_from_its_trials():
+    """States stored before ``training.chosen`` load: trials say it searched; none (and a configuration
+    that fixes nothing) may be a fallback, which is searched afresh rather than kept forever."""
+    records = [
+        {"type": "item", "item": f"i{n}", "title": f"item {n}", "genres": ["g"], "year": None} for n in range(12)
+    ] + [
+        {"type": "interaction", "user": f"u{u}", "item": f"i{(u + j) % 12}", "kind": "rating", "value": 1.0,
+         "time": None} for u in range(30) for j in range(6)
+    ]  # fmt: skip
+    grids = {"l2": [250.0, 1000.0], "text_weight": [10.0], "tower_l2": [30.0], "shrink": [0.0]}
+    parent = HybridRecommender(data="x", **grids)
+    parent.fit(records)
+    state = parent.state()
+    assert state.metadata["training"].pop("chosen") == "searched"
+    child = HybridRecommender(data="x", **grids)
+    child.fit(records, parent=state)
+    assert child.fitted.training["chosen"] == "inherited" and child.fitted.training["trials"] is None
+    old = child.state()  # a reused choice, stored before it was recorded: not known to have been searched
+    del old.metadata["training"]["chosen"]
+    grandchild = HybridRecommender(data="x", **grids)
+    grandchild.fit(records, parent=old)
+    assert grandchild.fitted.training["chosen"] == "searched" and grandchild.fitted.training["trials"]
+
+
 def test_a_warm_start_from_another_projects_version_says_its_training_pairs_are_not_carried(tmp_path):
     """``inherit = "shop/recs@production"`` in a project with other users printed only the
     reused hyper-parameters; the metadata said 8,783 of the parent's pairs were not learnt."""
