@@ -1121,6 +1121,33 @@ def test_a_latin1_items_file_beside_utf8_ratings_reads_with_items_encoding(tmp_p
     ]
 
 
+def test_a_semicolon_ratings_file_beside_a_comma_catalogue_reads_with_items_delimiter(tmp_path):
+    """One ``delimiter`` read both files, and each file's hint recommended the delimiter that broke the other
+    (checker h318: "set delimiter = ','?" for the items file, then "set delimiter = ';'?" for the ratings)."""
+    write(tmp_path / "r.csv", "user;item;rating\nann;x;1\nbob;y;4\n")
+    write(tmp_path / "i.csv", 'item,title\nx,"Tea; green"\ny,Mug\n')
+    head = '[sources.shop]\nuse = "ratings-csv"\nratings = "r.csv"\nitems = "i.csv"\n'
+    checked = run_heirloom("profile", "check", str(write(tmp_path / "p.toml", head + 'delimiter = ";"\n')))
+    assert checked.returncode == 2
+    assert "not a column of i.csv; the header reads as one column: set items_delimiter = ','?" in checked.stderr
+    assert "set delimiter" not in checked.stderr, checked.stderr  # the ratings file's key would break it
+    checked = run_heirloom("profile", "check", str(write(tmp_path / "p.toml", head + 'items_delimiter = ","\n')))
+    assert "not a column of r.csv; the header reads as one column: set delimiter = ';'?" in checked.stderr
+    profile = write(tmp_path / "p.toml", head + 'delimiter = ";"\nitems_delimiter = ","\n')
+    assert run_heirloom("profile", "check", str(profile)).returncode == 0
+    files = {"ratings": str(tmp_path / "r.csv"), "items": str(tmp_path / "i.csv")}
+    records = list(RatingsCsvSource(**files, delimiter=";", items_delimiter=",").records())
+    assert {r["title"] for r in records if r["type"] == "item"} == {"Tea; green", "Mug"}
+    assert {(r["user"], r["item"]) for r in records if r["type"] == "interaction"} == {("ann", "x"), ("bob", "y")}
+    write(tmp_path / "i.csv", "item,title\nx,A,B\n")  # the items file's rows are split at its own delimiter
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"i\.csv:2: the row has 3 fields, the header 2 \(quote a text that holds ','\)"
+    ):
+        list(RatingsCsvSource(**files, delimiter=";", items_delimiter=",").records())
+    with pytest.raises(ValueError, match="'items_delimiter' must be one character"):
+        RatingsCsvSource(**files, delimiter=";", items_delimiter=", ")
+
+
 # -- serving ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, data_dir):
