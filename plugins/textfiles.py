@@ -170,9 +170,11 @@ def csv_rows(
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     misread = codecs.lookup(encoding).name in _ONE_BYTE  # a UTF-8 file can be read so without an error
     with open(fd, newline="", encoding=encoding) as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
+        lines = _BoundedLines(handle, path)
+        reader = csv.DictReader(lines, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
         with decoding(path, encoding, _encoding_remedy(setting), setting=setting), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
+            lines.fields = len(columns)
             twice = sorted({name for name in columns if columns.count(name) > 1 and name in required})
             if twice:  # a row would keep the last column of that name, silently
                 raise heirloom.HeirloomError(f"{path}: the header names column {twice[0]!r} more than once")
@@ -217,6 +219,47 @@ def csv_rows(
                         )
                 _refuse_control_characters(path, began, row, required, encoding, setting, one_byte)
                 yield began, row  # the line an editor shows the row on: a quoted value may span lines
+
+
+class _BoundedLines:
+    """The physical lines of a CSV file, for the csv module, each refused (an error naming ``path:line``) once it
+    runs past what a line can hold, before it is read whole: the header, ``HEADER_CHARS``; a row, once ``fields``
+    (the header's) is set, ``row_chars(fields)``. A 200 MB line of short fields was split into 100 million strings
+    (2.6 GB) before its "row has N fields" error (checker h318)."""
+
+    def __init__(self, handle: Any, path: str | Path) -> None:
+        self.handle, self.path, self.line, self.fields = handle, path, 0, 0
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        limit = row_chars(self.fields) if self.fields else HEADER_CHARS
+        text = self.handle.readline(limit + 1)  # a break ends a line: \n, \r\n or a lone \r (newline="")
+        if not text:
+            raise StopIteration
+        self.line += 1
+        if len(text) > limit:
+            held = (
+                f"more than a row of the header's {self.fields} field(s) holds (each cell at most "
+                f"{csv.field_size_limit():,} characters): a row of far too many fields, or no CSV text"
+                if self.fields
+                else "more than a header holds: is it a CSV file?"
+            )
+            raise heirloom.HeirloomError(
+                f"{self.path}:{self.line}: the line runs past {limit:,} characters (not read further), {held}"
+            )
+        return text
+
+
+#: The most characters a CSV file's header line may hold, its line break included (as ``PROBE_BYTES``).
+HEADER_CHARS = 1 << 20
+
+
+def row_chars(fields: int) -> int:
+    """The most characters a physical line of a row of ``fields`` fields may hold, its line break included: each
+    cell at the csv module's limit, every character a doubled quote, quoted, and a delimiter after it."""
+    return fields * (2 * csv.field_size_limit() + 3) + 2
 
 
 def _rows_strictly(path: str | Path, reader: csv.DictReader, encoding: str) -> Iterator[tuple[dict[Any, Any], bool]]:

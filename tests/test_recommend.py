@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from heirloom_plugins.recommend.ranking import ranking_metrics, top_k
 from heirloom_plugins.recommend.ratings_csv import RatingsCsvSource
 from heirloom_plugins.recommend.tower import ItemText, tokens
 from heirloom_plugins.recommend.tuning import split_for_tuning
+from heirloom_plugins.textfiles import row_chars
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
 
@@ -819,6 +821,34 @@ def test_a_shop_export_reads_without_ratings_with_its_own_id_columns_and_tidy_he
     huge = ratings_csv(tmp_path / "huge", "user,item,time\nann,tea,99999999999999999999999\n", value_column="")
     with pytest.raises(heirloom.HeirloomError, match=r"'99999999999999999999999': not a Unix time$"):
         list(huge.records())  # past the year 5138 as milliseconds too: no guess at a unit
+
+
+def test_a_csv_line_of_far_too_many_fields_is_refused_by_its_length_before_it_is_split(tmp_path):
+    """A 200 MB ratings line of short fields was split into 100 million strings (2.6 GB, an OOM kill on a
+    2 GB container) before its "row has N fields" error (checker h318). A line longer than a row of the
+    header's fields can hold (``row_chars``) is now refused as it is read, naming its line."""
+    limit = row_chars(4)  # user,item,rating,time: each cell at most 131,072 characters, all doubled quotes
+    assert limit == 4 * (2 * 131_072 + 3) + 2
+    head = "user,item,rating,time\nann,tea,5,\n"
+    at_limit = ratings_csv(tmp_path / "at", head + "a," * (limit // 2 - 1) + "a\nbob,tea,4,\n")  # limit characters
+    with pytest.raises(heirloom.HeirloomError, match=rf"ratings.csv:3: the row has {limit // 2} fields, the header 4"):
+        list(at_limit.records())  # a line the limit allows is split and refused as before
+    over = ratings_csv(tmp_path / "over", head + "a," * (limit // 2) + "a\nbob,tea,4,\n")
+    said = rf"ratings.csv:3: the line runs past {limit:,} characters \(not read further\), more than a row of the "
+    with pytest.raises(heirloom.HeirloomError, match=said + r"header's 4 field\(s\) holds"):
+        list(over.records())
+    huge = ratings_csv(tmp_path / "huge", head + "a," * 2_000_000 + "\nbob,tea,4,\n")  # 4 MB of short fields
+    tracemalloc.start()
+    try:
+        with pytest.raises(heirloom.HeirloomError, match=said):
+            list(huge.records())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16_000_000, peak  # split first, as before: 2 million strings, 53 MB traced
+    header = ratings_csv(tmp_path / "header", "user,item," + "x" * (1 << 20) + "\nann,tea,5\n", value_column="")
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:1: the line runs past 1,048,576 characters"):
+        list(header.records())
 
 
 def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_or_a_reply_that_breaks(tmp_path):
