@@ -491,17 +491,22 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     assert metrics["left_out"] == 0 and metrics["left_out_of"] == 80  # 2 test pairs of each of 40 users
 
 
-def test_the_docs_three_rating_example_trains_without_calling_its_empty_splits_the_same_records(tmp_path):
-    """RECOMMEND.md's 3-rating sample holds out no rating: validation and test held only the catalogue items every
-    split carries, and train warned they 'hold the same records' (a source's bug) beside 'n/a'."""
+def write_docs_example(folder: Path) -> None:
+    """RECOMMEND.md's 3-rating sample shop, its data/ratings.csv and data/items.csv."""
     write(
-        tmp_path / "data" / "ratings.csv",
+        folder / "data" / "ratings.csv",
         "user,item,rating,time\nann,tea-01,5,2024-03-01\nann,mug-07,4,2024-03-02T10:15:00Z\nbob,tea-01,3,1709251200\n",
     )
     write(
-        tmp_path / "data" / "items.csv",
+        folder / "data" / "items.csv",
         "item,title,genres,year\ntea-01,Sencha green tea,Tea|Green,\nmug-07,Stoneware mug (2021),Cups,\n",
     )
+
+
+def test_the_docs_three_rating_example_trains_without_calling_its_empty_splits_the_same_records(tmp_path):
+    """RECOMMEND.md's 3-rating sample holds out no rating: validation and test held only the catalogue items every
+    split carries, and train warned they 'hold the same records' (a source's bug) beside 'n/a'."""
+    write_docs_example(tmp_path)
     trained = run_heirloom("train", str(write(tmp_path / "shop.toml", SHOP_PROFILE)))
     assert trained.returncode == 0 and "stored shop/recs@1" in trained.stdout, trained.stderr
     assert "n/a (no test user has held-out items)" in trained.stdout
@@ -512,14 +517,7 @@ def test_a_warm_start_from_a_parent_that_had_nothing_to_choose_on_searches_afres
     """The docs' 3-rating shop fell back to the grids' middles (no validation interactions) and every warm start
     reused them as if chosen: the shop grown to 240 ratings was never tuned (checker h318: 'warm start: reusing the
     parent's l2=500, text_weight=10, tower_l2=30, shrink=3', no search)."""
-    write(
-        tmp_path / "data" / "ratings.csv",
-        "user,item,rating,time\nann,tea-01,5,2024-03-01\nann,mug-07,4,2024-03-02T10:15:00Z\nbob,tea-01,3,1709251200\n",
-    )
-    write(
-        tmp_path / "data" / "items.csv",
-        "item,title,genres,year\ntea-01,Sencha green tea,Tea|Green,\nmug-07,Stoneware mug (2021),Cups,\n",
-    )
+    write_docs_example(tmp_path)
     profile = str(write(tmp_path / "shop.toml", SHOP_PROFILE))
     first = run_heirloom("train", profile)
     assert first.returncode == 0 and "no validation interactions to choose on" in first.stderr, first.stderr
