@@ -5,7 +5,8 @@ kernel joins the co-occurrence Gram matrix, and items without interactions get c
 predicted from their text, so a movie nobody has seen yet is still recommended to the
 users whose history suggests it. Hyper-parameters are chosen on a validation split of
 the training data (``tuning.py``); a warm start (``inherit``) reuses the parent's choice,
-so retraining with new events costs one solve instead of a search.
+so retraining with new events costs one solve instead of a search (unless the parent
+had nothing to choose on: ``fitted.how_chosen``).
 
 numpy only: no torch, no download.
 """
