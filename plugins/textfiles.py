@@ -110,12 +110,15 @@ def one_character(instance: Any, attribute: attrs.Attribute, value: str) -> None
 OTHER_DELIMITERS = (",", ";", "\t", "|")
 
 
-def close_column(column: str, header: Sequence[str], taken: Sequence[str] = ()) -> str:
+def close_column(
+    column: str, header: Sequence[str], taken: Sequence[str] = (), delimiter_setting: str = "delimiter"
+) -> str:
     """``; did you mean 'Rating'?`` for a column the header has in another case or spelling
     (never one another setting names: ``label`` for a missing ``intent``, not ``text``), or,
-    for a header read as one column, the delimiter it holds."""
+    for a header read as one column, the delimiter it holds, to set as ``delimiter_setting``
+    (the setting of that file's delimiter: ``items_delimiter`` for a ratings-csv items file)."""
     if len(header) == 1 and (held := [d for d in OTHER_DELIMITERS if d in header[0]]):
-        return f"; the header reads as one column: set delimiter = {held[0]!r}?"
+        return f"; the header reads as one column: set {delimiter_setting} = {held[0]!r}?"
     free = [name for name in header if name not in taken]
     close = [name for name in free if name.casefold() == column.casefold()] or difflib.get_close_matches(
         column, free, 1
@@ -154,28 +157,32 @@ def csv_rows(
     delimiter: str = ",",
     encoding: str = "utf-8-sig",
     setting: str = "encoding",
+    delimiter_setting: str = "delimiter",
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line, row)`` for each row of a CSV file with a header (RFC-4180 quoting; the
     line is the row's first, for a quoted value that spans lines). The header must name every
     ``required`` column; a row must have as many fields as the header (a short row, or a long
     one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
     not ``encoding`` text are an error naming their line and ``setting``, the source's setting
-    that names the encoding. A row maps every header column."""
+    that names the encoding (``delimiter_setting``: the delimiter's, for a header read as one
+    column). A row maps every header column."""
     fd = regular_file(path)
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     misread = codecs.lookup(encoding).name in _ONE_BYTE  # a UTF-8 file can be read so without an error
     with open(fd, newline="", encoding=encoding) as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
+        lines = _BoundedLines(handle, path)
+        reader = csv.DictReader(lines, delimiter=delimiter, strict=True)  # strict: a quote inside quotes is doubled
         with decoding(path, encoding, _encoding_remedy(setting), setting=setting), _csv_errors(path, reader):
             columns = reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # ' Rating ' is 'Rating'
+            lines.fields = len(columns)
             twice = sorted({name for name in columns if columns.count(name) > 1 and name in required})
             if twice:  # a row would keep the last column of that name, silently
                 raise heirloom.HeirloomError(f"{path}: the header names column {twice[0]!r} more than once")
             missing = [c for c in required if c not in columns]
             if missing:
+                hint = close_column(missing[0], columns, required, delimiter_setting)
                 raise heirloom.HeirloomError(
-                    f"{path}: no column {', '.join(map(repr, missing))}{close_column(missing[0], columns, required)} "
-                    f"(columns: {listed(columns)})"
+                    f"{path}: no column {', '.join(map(repr, missing))}{hint} (columns: {listed(columns)})"
                 )
             before = ended = reader.line_num  # the last line of the header, then of each row
             for row, open_at_end in _rows_strictly(path, reader, encoding):
@@ -212,6 +219,47 @@ def csv_rows(
                         )
                 _refuse_control_characters(path, began, row, required, encoding, setting, one_byte)
                 yield began, row  # the line an editor shows the row on: a quoted value may span lines
+
+
+class _BoundedLines:
+    """The physical lines of a CSV file, for the csv module, each refused (an error naming ``path:line``) once it
+    runs past what a line can hold, before it is read whole: the header, ``HEADER_CHARS``; a row, once ``fields``
+    (the header's) is set, ``row_chars(fields)``. A 200 MB line of short fields was split into 100 million strings
+    (2.6 GB) before its "row has N fields" error (checker h318)."""
+
+    def __init__(self, handle: Any, path: str | Path) -> None:
+        self.handle, self.path, self.line, self.fields = handle, path, 0, 0
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        limit = row_chars(self.fields) if self.fields else HEADER_CHARS
+        text = self.handle.readline(limit + 1)  # a break ends a line: \n, \r\n or a lone \r (newline="")
+        if not text:
+            raise StopIteration
+        self.line += 1
+        if len(text) > limit:
+            held = (
+                f"more than a row of the header's {self.fields} field(s) holds (each cell at most "
+                f"{csv.field_size_limit():,} characters): a row of far too many fields, or no CSV text"
+                if self.fields
+                else "more than a header holds: is it a CSV file?"
+            )
+            raise heirloom.HeirloomError(
+                f"{self.path}:{self.line}: the line runs past {limit:,} characters (not read further), {held}"
+            )
+        return text
+
+
+#: The most characters a CSV file's header line may hold, its line break included (as ``PROBE_BYTES``).
+HEADER_CHARS = 1 << 20
+
+
+def row_chars(fields: int) -> int:
+    """The most characters a physical line of a row of ``fields`` fields may hold, its line break included: each
+    cell at the csv module's limit, every character a doubled quote, quoted, and a delimiter after it."""
+    return fields * (2 * csv.field_size_limit() + 3) + 2
 
 
 def _rows_strictly(path: str | Path, reader: csv.DictReader, encoding: str) -> Iterator[tuple[dict[Any, Any], bool]]:
@@ -407,6 +455,11 @@ class CsvFormat:
     #: The files' text encoding (``utf-8-sig`` reads UTF-8 with or without a byte-order mark).
     encoding: str = attrs.field(default="utf-8-sig", validator=known_encoding)
 
+    def delimiter_named(self, setting: str) -> str:
+        """The delimiter the source's ``setting`` names: ``delimiter``, or a setting of one file's
+        own (``items_delimiter``) that is ``delimiter`` when unset (None)."""
+        return getattr(self, setting) or self.delimiter
+
     def encoding_named(self, setting: str) -> str:
         """The encoding the source's ``setting`` names: ``encoding``, or a setting of one file's
         own (``items_encoding``) that is ``encoding`` when unset (None)."""
@@ -418,13 +471,15 @@ class CsvFormat:
         columns: dict[str, str],
         setting: str = "encoding",
         optional: dict[str, str] | None = None,
+        delimiter_setting: str = "delimiter",
     ) -> None:
         """ValueError naming the setting (``'text_column' 'text' is not a column of
         train.csv (columns: ...)``) when ``path``'s header lacks a column ``columns`` maps a
         setting to: ``profile check`` says so, before a train reads the data, and so a header
         that is not text of the encoding ``setting`` names. A file that cannot be read is the
         reading's to report. ``optional`` columns may be absent, but not present in another case:
-        a header of ``Genres`` lost every item's genres without a word (checker 303)."""
+        a header of ``Genres`` lost every item's genres without a word (checker 303). ``delimiter_setting``
+        names the file's delimiter (``items_delimiter``: a ';' ratings export beside a ',' catalogue)."""
         if path is None:
             return
         encoding = self.encoding_named(setting)
@@ -444,7 +499,7 @@ class CsvFormat:
         if run := _utf8_read_as(first, encoding):  # "did you mean 'CatÃ©gorie'?"
             raise ValueError(f"the header of {Path(path).name} holds {_utf8_remedy(run, encoding, setting)}")
         try:
-            header = next(csv.reader([first], delimiter=self.delimiter), [])
+            header = next(csv.reader([first], delimiter=self.delimiter_named(delimiter_setting)), [])
         except csv.Error:
             return
         header = [name.strip() for name in header]
@@ -465,7 +520,7 @@ class CsvFormat:
                 f"'{setting}' {column!r} is not a column of {Path(path).name}: it holds JSON lines (its first line "
                 "is a JSON object), not CSV with a header; name the CSV file, or read this one with a jsonl source"
             )
-        hints = [close_column(column, header, list(columns.values())) for _, column in missing]
+        hints = [close_column(column, header, list(columns.values()), delimiter_setting) for _, column in missing]
         nor = [
             f"'{s}' {c!r}" + (f" ({h.removeprefix('; ')})" if h and h != hints[0] else "")  # one delimiter hint
             for (s, c), h in zip(others, hints[1:], strict=True)
@@ -476,9 +531,19 @@ class CsvFormat:
         )
 
     def csv_rows(
-        self, path: str | Path, required: Sequence[str], setting: str = "encoding"
+        self,
+        path: str | Path,
+        required: Sequence[str],
+        setting: str = "encoding",
+        delimiter_setting: str = "delimiter",
     ) -> Iterator[tuple[int, dict[str, str]]]:
-        """:func:`csv_rows` of ``path`` with this source's delimiter and the encoding its ``setting`` names."""
+        """:func:`csv_rows` of ``path`` with the delimiter this source's ``delimiter_setting`` names and the
+        encoding its ``setting`` names."""
         return csv_rows(
-            path, required, delimiter=self.delimiter, encoding=self.encoding_named(setting), setting=setting
+            path,
+            required,
+            delimiter=self.delimiter_named(delimiter_setting),
+            encoding=self.encoding_named(setting),
+            setting=setting,
+            delimiter_setting=delimiter_setting,
         )

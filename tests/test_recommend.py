@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from heirloom_plugins.recommend.ranking import ranking_metrics, top_k
 from heirloom_plugins.recommend.ratings_csv import RatingsCsvSource
 from heirloom_plugins.recommend.tower import ItemText, tokens
 from heirloom_plugins.recommend.tuning import split_for_tuning
+from heirloom_plugins.textfiles import row_chars
 from tests.daemons import Daemon
 from tests.helpers import run_heirloom, write
 
@@ -489,21 +491,78 @@ def test_your_own_ratings_csv_trains_and_evaluates_through_the_cli(tmp_path):
     assert metrics["left_out"] == 0 and metrics["left_out_of"] == 80  # 2 test pairs of each of 40 users
 
 
-def test_the_docs_three_rating_example_trains_without_calling_its_empty_splits_the_same_records(tmp_path):
-    """RECOMMEND.md's 3-rating sample holds out no rating: validation and test held only the catalogue items every
-    split carries, and train warned they 'hold the same records' (a source's bug) beside 'n/a'."""
+def write_docs_example(folder: Path) -> None:
+    """RECOMMEND.md's 3-rating sample shop, its data/ratings.csv and data/items.csv."""
     write(
-        tmp_path / "data" / "ratings.csv",
+        folder / "data" / "ratings.csv",
         "user,item,rating,time\nann,tea-01,5,2024-03-01\nann,mug-07,4,2024-03-02T10:15:00Z\nbob,tea-01,3,1709251200\n",
     )
     write(
-        tmp_path / "data" / "items.csv",
+        folder / "data" / "items.csv",
         "item,title,genres,year\ntea-01,Sencha green tea,Tea|Green,\nmug-07,Stoneware mug (2021),Cups,\n",
     )
+
+
+def test_the_docs_three_rating_example_trains_without_calling_its_empty_splits_the_same_records(tmp_path):
+    """RECOMMEND.md's 3-rating sample holds out no rating: validation and test held only the catalogue items every
+    split carries, and train warned they 'hold the same records' (a source's bug) beside 'n/a'."""
+    write_docs_example(tmp_path)
     trained = run_heirloom("train", str(write(tmp_path / "shop.toml", SHOP_PROFILE)))
     assert trained.returncode == 0 and "stored shop/recs@1" in trained.stdout, trained.stderr
     assert "n/a (no test user has held-out items)" in trained.stdout
     assert "hold the same records" not in trained.stdout + trained.stderr
+
+
+def test_a_warm_start_from_a_parent_that_had_nothing_to_choose_on_searches_afresh(tmp_path):
+    """The docs' 3-rating shop fell back to the grids' middles (no validation interactions) and every warm start
+    reused them as if chosen: the shop grown to 240 ratings was never tuned (checker h318: 'warm start: reusing the
+    parent's l2=500, text_weight=10, tower_l2=30, shrink=3', no search)."""
+    write_docs_example(tmp_path)
+    profile = str(write(tmp_path / "shop.toml", SHOP_PROFILE))
+    first = run_heirloom("train", profile)
+    assert first.returncode == 0 and "no validation interactions to choose on" in first.stderr, first.stderr
+    assert run_heirloom("models", "promote", "shop/recs@1", "production").returncode == 0
+    write(tmp_path / "data" / "ratings.csv", shop_ratings())  # the shop grows
+    write(tmp_path / "data" / "items.csv", SHOP_ITEMS)
+    grown = run_heirloom("train", profile)
+    said = " ".join(grown.stderr.split())
+    assert grown.returncode == 0 and "stored shop/recs@2" in grown.stdout, said
+    assert "(it had no validation interactions to choose on): choosing hyper-parameters afresh" in said, said
+    assert "chosen on validation:" in said and "reusing the parent's" not in said, said
+    shown = run_heirloom("models", "show", "shop/recs@2", "--metadata", "--json")
+    training = json.loads(shown.stdout)["training"]
+    assert training["chosen"] == "searched" and training["trials"]["collaborative"], training
+    assert training["warm_start"] is not None  # still a warm start: the growth is recorded
+    assert run_heirloom("models", "promote", "shop/recs@2", "production").returncode == 0
+    write(tmp_path / "data" / "ratings.csv", shop_ratings() + "u0,Cof-3,5,1700009000\n")
+    again = run_heirloom("train", profile)  # a parent that searched: its choice is reused, as documented
+    assert again.returncode == 0 and "warm start: reusing the parent's" in again.stderr, again.stderr
+    shown = run_heirloom("models", "show", "shop/recs@3", "--metadata", "--json")
+    assert json.loads(shown.stdout)["training"]["chosen"] == "inherited"
+
+
+def test_a_warm_start_from_a_state_stored_before_chosen_was_recorded_decides_from_its_trials():
+    """States stored before ``training.chosen`` load: trials say it searched; none (and a configuration
+    that fixes nothing) may be a fallback, which is searched afresh rather than kept forever."""
+    records = [
+        {"type": "item", "item": f"i{n}", "title": f"item {n}", "genres": ["g"], "year": None} for n in range(12)
+    ] + [
+        {"type": "interaction", "user": f"u{u}", "item": f"i{(u + j) % 12}", "kind": "rating", "value": 1.0,
+         "time": None} for u in range(30) for j in range(6)
+    ]  # fmt: skip
+    grids = {"l2": [250.0, 1000.0], "text_weight": [10.0], "tower_l2": [30.0], "shrink": [0.0]}
+    parent = HybridRecommender(data="x", **grids)
+    parent.fit(records)
+    state = parent.state()
+    assert state.metadata["training"].pop("chosen") == "searched"
+    child = HybridRecommender(data="x", **grids)
+    child.fit(records, parent=state)
+    assert child.fitted.training["chosen"] == "inherited" and child.fitted.training["trials"] is None
+    old = child.state()  # a reused choice, stored before it was recorded: not known to have been searched
+    del old.metadata["training"]["chosen"]
+    grandchild = HybridRecommender(data="x", **grids)
+    grandchild.fit(records, parent=old)
+    assert grandchild.fitted.training["chosen"] == "searched" and grandchild.fitted.training["trials"]
 
 
 def test_a_warm_start_from_another_projects_version_says_its_training_pairs_are_not_carried(tmp_path):
@@ -760,6 +819,34 @@ def test_a_shop_export_reads_without_ratings_with_its_own_id_columns_and_tidy_he
     huge = ratings_csv(tmp_path / "huge", "user,item,time\nann,tea,99999999999999999999999\n", value_column="")
     with pytest.raises(heirloom.HeirloomError, match=r"'99999999999999999999999': not a Unix time$"):
         list(huge.records())  # past the year 5138 as milliseconds too: no guess at a unit
+
+
+def test_a_csv_line_of_far_too_many_fields_is_refused_by_its_length_before_it_is_split(tmp_path):
+    """A 200 MB ratings line of short fields was split into 100 million strings (2.6 GB, an OOM kill on a
+    2 GB container) before its "row has N fields" error (checker h318). A line longer than a row of the
+    header's fields can hold (``row_chars``) is now refused as it is read, naming its line."""
+    limit = row_chars(4)  # user,item,rating,time: each cell at most 131,072 characters, all doubled quotes
+    assert limit == 4 * (2 * 131_072 + 3) + 2
+    head = "user,item,rating,time\nann,tea,5,\n"
+    at_limit = ratings_csv(tmp_path / "at", head + "a," * (limit // 2 - 1) + "a\nbob,tea,4,\n")  # limit characters
+    with pytest.raises(heirloom.HeirloomError, match=rf"ratings.csv:3: the row has {limit // 2} fields, the header 4"):
+        list(at_limit.records())  # a line the limit allows is split and refused as before
+    over = ratings_csv(tmp_path / "over", head + "a," * (limit // 2) + "a\nbob,tea,4,\n")
+    said = rf"ratings.csv:3: the line runs past {limit:,} characters \(not read further\), more than a row of the "
+    with pytest.raises(heirloom.HeirloomError, match=said + r"header's 4 field\(s\) holds"):
+        list(over.records())
+    huge = ratings_csv(tmp_path / "huge", head + "a," * 2_000_000 + "\nbob,tea,4,\n")  # 4 MB of short fields
+    tracemalloc.start()
+    try:
+        with pytest.raises(heirloom.HeirloomError, match=said):
+            list(huge.records())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16_000_000, peak  # split first, as before: 2 million strings, 53 MB traced
+    header = ratings_csv(tmp_path / "header", "user,item," + "x" * (1 << 20) + "\nann,tea,5\n", value_column="")
+    with pytest.raises(heirloom.HeirloomError, match=r"ratings.csv:1: the line runs past 1,048,576 characters"):
+        list(header.records())
 
 
 def test_hostile_ratings_files_are_errors_naming_them_never_a_hang_a_traceback_or_a_reply_that_breaks(tmp_path):
@@ -1060,6 +1147,33 @@ def test_a_latin1_items_file_beside_utf8_ratings_reads_with_items_encoding(tmp_p
         f"{profile}: sources.shop.items_encoding: 'items_encoding' 'rot13' is no text encoding Python knows (utf-8, "
         "latin-1...)"
     ]
+
+
+def test_a_semicolon_ratings_file_beside_a_comma_catalogue_reads_with_items_delimiter(tmp_path):
+    """One ``delimiter`` read both files, and each file's hint recommended the delimiter that broke the other
+    (checker h318: "set delimiter = ','?" for the items file, then "set delimiter = ';'?" for the ratings)."""
+    write(tmp_path / "r.csv", "user;item;rating\nann;x;1\nbob;y;4\n")
+    write(tmp_path / "i.csv", 'item,title\nx,"Tea; green"\ny,Mug\n')
+    head = '[sources.shop]\nuse = "ratings-csv"\nratings = "r.csv"\nitems = "i.csv"\n'
+    checked = run_heirloom("profile", "check", str(write(tmp_path / "p.toml", head + 'delimiter = ";"\n')))
+    assert checked.returncode == 2
+    assert "not a column of i.csv; the header reads as one column: set items_delimiter = ','?" in checked.stderr
+    assert "set delimiter" not in checked.stderr, checked.stderr  # the ratings file's key would break it
+    checked = run_heirloom("profile", "check", str(write(tmp_path / "p.toml", head + 'items_delimiter = ","\n')))
+    assert "not a column of r.csv; the header reads as one column: set delimiter = ';'?" in checked.stderr
+    profile = write(tmp_path / "p.toml", head + 'delimiter = ";"\nitems_delimiter = ","\n')
+    assert run_heirloom("profile", "check", str(profile)).returncode == 0
+    files = {"ratings": str(tmp_path / "r.csv"), "items": str(tmp_path / "i.csv")}
+    records = list(RatingsCsvSource(**files, delimiter=";", items_delimiter=",").records())
+    assert {r["title"] for r in records if r["type"] == "item"} == {"Tea; green", "Mug"}
+    assert {(r["user"], r["item"]) for r in records if r["type"] == "interaction"} == {("ann", "x"), ("bob", "y")}
+    write(tmp_path / "i.csv", "item,title\nx,A,B\n")  # the items file's rows are split at its own delimiter
+    with pytest.raises(
+        heirloom.HeirloomError, match=r"i\.csv:2: the row has 3 fields, the header 2 \(quote a text that holds ','\)"
+    ):
+        list(RatingsCsvSource(**files, delimiter=";", items_delimiter=",").records())
+    with pytest.raises(ValueError, match="'items_delimiter' must be one character"):
+        RatingsCsvSource(**files, delimiter=";", items_delimiter=", ")
 
 
 # -- serving ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import heirloom
 from heirloom_plugins.metrics import classification_metrics, classification_text
 from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.sources import CsvSource, JsonlSource, PhraseBankSource
+from heirloom_plugins.textfiles import csv_rows, row_chars
 from tests.helpers import run_heirloom, write
 
 MAJORITY_ALLAGREE = 1391 / 2264
@@ -318,6 +320,20 @@ def test_a_malformed_csv_row_is_an_error_naming_its_line(tmp_path):
         records(b"text,category,text\r\nA,card_payment,B\r\n")  # the last 'text' was read, silently
     with pytest.raises(ValueError, match="'encoding' 'klingon' is no text encoding Python knows"):
         CsvSource(train=str(tmp_path / "intents.csv"), encoding="klingon")
+
+
+def test_the_longest_row_a_csv_header_allows_still_reads(tmp_path):
+    """Lines are refused by length before the csv module splits them (``row_chars``: a 200 MB line of short
+    fields cost 2.6 GB): a row whose every cell is at the csv module's limit, every character a doubled quote,
+    is the longest a header allows, and reads."""
+    cell = '"' + '""' * csv.field_size_limit() + '"'
+    (tmp_path / "wide.csv").write_text(f"text,label\r\n{cell},{cell}\r\nshort,x\r\n", newline="")
+    rows = list(csv_rows(tmp_path / "wide.csv", ["text", "label"]))
+    assert [line for line, _ in rows] == [2, 3] and rows[0][1]["label"] == '"' * csv.field_size_limit()
+    assert len(cell) * 2 + 1 + 2 <= row_chars(2)
+    (tmp_path / "wide.csv").write_text(f"text,label\r\n{cell},{cell},{cell}\r\n", newline="")
+    with pytest.raises(heirloom.HeirloomError, match=r"wide.csv:2: the line runs past 524,296 characters"):
+        list(CsvSource(train=str(tmp_path / "wide.csv")).records())  # the text source reads through it too
 
 
 def test_a_quote_inside_a_quoted_csv_value_must_be_doubled(tmp_path):

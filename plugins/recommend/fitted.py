@@ -137,6 +137,22 @@ class Fitted:
         )
 
 
+def how_chosen(state: heirloom.State) -> str:
+    """How the hyper-parameters of ``state`` were chosen (``training.chosen``): ``searched`` on
+    validation, ``inherited`` (a warm start reused its parent's), ``fixed`` (every grid one value) or
+    ``fallback`` (no validation interactions: the grids' middles, no choice). A state stored before
+    this was recorded: searched when it has trials, fixed when its configuration fixes every grid,
+    else ``unknown`` (it fell back, or reused its own parent's choice, which it does not say)."""
+    training = state.metadata.get("training") or {}
+    if isinstance(training.get("chosen"), str):
+        return training["chosen"]
+    if training.get("trials") is not None:
+        return "searched"
+    config = state.metadata.get("config") or {}
+    grids = [config.get(name) for name in ("l2", "text_weight", "tower_l2", "shrink")]
+    return "fixed" if all(isinstance(grid, list) and len(grid) == 1 for grid in grids) else "unknown"
+
+
 def _validation(
     tensors: dict[str, np.ndarray], metadata: dict[str, Any], histories: Histories, what: str
 ) -> Histories | None:

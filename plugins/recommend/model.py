@@ -5,7 +5,8 @@ kernel joins the co-occurrence Gram matrix, and items without interactions get c
 predicted from their text, so a movie nobody has seen yet is still recommended to the
 users whose history suggests it. Hyper-parameters are chosen on a validation split of
 the training data (``tuning.py``); a warm start (``inherit``) reuses the parent's choice,
-so retraining with new events costs one solve instead of a search.
+so retraining with new events costs one solve instead of a search (unless the parent
+had nothing to choose on: ``fitted.how_chosen``).
 
 numpy only: no torch, no download.
 """
@@ -23,7 +24,7 @@ import heirloom
 from heirloom_plugins.recommend import ease
 from heirloom_plugins.recommend.checks import grid, share
 from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, listed, read_records
-from heirloom_plugins.recommend.fitted import Fitted
+from heirloom_plugins.recommend.fitted import Fitted, how_chosen
 from heirloom_plugins.recommend.protocol import CUTOFF, measure, scores
 from heirloom_plugins.recommend.ranking import top_k
 from heirloom_plugins.recommend.records import id_key
@@ -119,7 +120,10 @@ class HybridRecommender(heirloom.Model):
         )
         inherited = Fitted.from_state(parent, "parent") if parent is not None else None
         unblended = parent is not None and "shrink" not in parent.metadata.get("choice", {})
-        choice, trials = self._choose(histories, catalogue, kernel, tower, inherited, unblended, progress)
+        parent_chosen = how_chosen(parent) if parent is not None else None
+        choice, trials, chosen = self._choose(
+            histories, catalogue, kernel, tower, inherited, unblended, parent_chosen, progress
+        )
         if inherited is not None and (absent := len(set(inherited.histories.users).difference(histories.users))):
             progress.log(  # a parent of another project ("shop/recs@production") lent nothing of its 8,783 pairs
                 f"warm start: the parent's training pairs are not carried (a fit learns this data's alone): {absent} "
@@ -136,6 +140,7 @@ class HybridRecommender(heirloom.Model):
             "interactions_outside_catalogue": len(stray),
             "items_without_interactions": len(catalogue) - len(hybrid.warm),
             "trials": trials,
+            "chosen": chosen,
             "warm_start": _growth(inherited, catalogue, histories) if inherited is not None else None,
             "recency": recency_summary,
         }
@@ -195,30 +200,42 @@ class HybridRecommender(heirloom.Model):
         tower: HashedTower,
         inherited: Fitted | None,
         unblended: bool,
+        parent_chosen: str | None,
         progress: heirloom.Progress,
-    ) -> tuple[Choice, dict[str, Any] | None]:
-        """The hyper-parameters: fixed by the configuration, else the parent's (same text
-        tower; ``shrink`` searched when the parent was stored before it existed, ``unblended``),
-        else searched on validation (with every score tried)."""
+    ) -> tuple[Choice, dict[str, Any] | None, str]:
+        """The hyper-parameters, their trials and how they were chosen (``fitted.how_chosen``): fixed by
+        the configuration, else the parent's (same text tower, a choice it searched or inherited;
+        ``shrink`` searched when the parent was stored before it existed, ``unblended``), else
+        searched on validation (with every score tried)."""
         fixed = self.grids().fixed()
         if fixed is not None:
-            return fixed, None
-        if inherited is not None and inherited.tower.settings == tower.settings:
+            return fixed, None, "fixed"
+        if inherited is not None and inherited.tower.settings != tower.settings:
+            progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
+        elif inherited is not None and parent_chosen in ("fallback", "unknown"):
+            # a shop that started with 3 ratings kept the grids' middles forever (checker h318)
+            why = (
+                "were never chosen (it had no validation interactions to choose on)"
+                if parent_chosen == "fallback"
+                else "are not known to have been chosen on validation (its state has no trials and predates "
+                "training.chosen)"
+            )
+            progress.log(f"warm start: the parent's {inherited.choice} {why}: choosing hyper-parameters afresh")
+        elif inherited is not None:
             choice = self.grids().pinned(inherited.choice)
             progress.log(f"warm start: reusing the parent's {inherited.choice}" + _pins(choice, inherited.choice))
             if not unblended or len(self.shrink) == 1:
-                return choice, None
+                return choice, None, "inherited"
             progress.log("the parent was stored before shrink existed (its 0 was no choice): searching shrink")
             pinned = Grids(*([value] for value in attrs.astuple(choice)[:-1]), list(self.shrink))
             return self._search(histories, catalogue, kernel, pinned, progress)
-        if inherited is not None:
-            progress.log("the parent's text tower has other settings: choosing hyper-parameters afresh")
         return self._search(histories, catalogue, kernel, self.grids(), progress)
 
     def _search(
         self, histories: Histories, catalogue: Catalogue, kernel: np.ndarray, grids: Grids, progress: heirloom.Progress
-    ) -> tuple[Choice, dict[str, Any] | None]:
-        """The best choice of ``grids`` on validation, and every score tried."""
+    ) -> tuple[Choice, dict[str, Any] | None, str]:
+        """The best choice of ``grids`` on validation, every score tried, and ``searched`` (or
+        ``fallback``: no validation interactions, the grids' middles)."""
         choice, trials = tune(
             histories,
             catalogue,
@@ -231,9 +248,9 @@ class HybridRecommender(heirloom.Model):
         )
         if trials is None:
             progress.log(f"no validation interactions to choose on (every user has too few): {choice}")
-        else:
-            progress.log(f"chosen on validation: {choice}")
-        return choice, trials
+            return choice, None, "fallback"
+        progress.log(f"chosen on validation: {choice}")
+        return choice, trials, "searched"
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, data: Iterable[Any]) -> heirloom.Report:

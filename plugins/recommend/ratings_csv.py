@@ -6,7 +6,7 @@ that is blank, a rating that is not a finite number, a time that is neither a Un
 an ISO 8601 date (or blank, with ``holdout = "latest"``), a rated item the items file does
 not list, an item listed twice, a short row and bytes that are not the file's encoding (``encoding``,
 or ``items_encoding`` for the items file: a catalogue exported by another system than the
-ratings may be in another).
+ratings may be in another, and have another delimiter, ``items_delimiter``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import heirloom
 from heirloom_plugins.recommend.checks import non_empty
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, id_problem, parse_year
 from heirloom_plugins.recommend.split import SPLITS, Rating, SplitRatingsSource
-from heirloom_plugins.textfiles import CsvFormat, known_encoding
+from heirloom_plugins.textfiles import CsvFormat, known_encoding, one_character
 
 log = logging.getLogger("heirloom.recommend")
 
 #: The setting of the items file's encoding.
 ITEMS_ENCODING = "items_encoding"
+#: The setting of the items file's delimiter.
+ITEMS_DELIMITER = "items_delimiter"
 #: The settings by which the seeded protocol chooses each rating's split, which ``split_column`` states instead.
 CHOOSING = ("test_fraction", "validation_fraction", "holdout")
 #: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today); 1,000 times
@@ -50,6 +52,7 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     added_later: ClassVar[dict[str, Any]] = {
         **SplitRatingsSource.added_later,
         "items_encoding": None,
+        "items_delimiter": None,
         "split_column": "",
     }
 
@@ -81,6 +84,9 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
     split_column: str = ""
     #: The items file's text encoding, when it differs from the ratings file's (None: ``encoding``).
     items_encoding: str | None = attrs.field(default=None, validator=attrs.validators.optional(known_encoding))
+    #: The items file's delimiter, when it differs from the ratings file's (None: ``delimiter``): a German
+    #: spreadsheet's ';' ratings beside a ',' catalogue from another system.
+    items_delimiter: str | None = attrs.field(default=None, validator=attrs.validators.optional(one_character))
 
     def __attrs_post_init__(self) -> None:
         paths = {setting: getattr(self, setting) for setting in ("ratings", "items")}
@@ -118,13 +124,21 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         listed = "items_item_column" if self.items_item_column else "item_column"
         described = {listed: self.catalogue_id, "title_column": self.title_column}
         problems = []
-        for path, columns, setting, optional in (
-            (self.ratings, {name: column for name, column in rated.items() if column}, "encoding", ("time_column",)),
-            (self.items, described, ITEMS_ENCODING, ("genres_column", "year_column")),
+        for path, columns, setting, delimiter, optional in (
+            (
+                self.ratings,
+                {name: column for name, column in rated.items() if column},
+                "encoding",
+                "delimiter",
+                ("time_column",),
+            ),
+            (self.items, described, ITEMS_ENCODING, ITEMS_DELIMITER, ("genres_column", "year_column")),
         ):
             chosen, defaulted = self._optional(*optional)
             try:
-                self.check_columns(path, {**columns, **chosen}, setting, optional=defaulted)
+                self.check_columns(
+                    path, {**columns, **chosen}, setting, optional=defaulted, delimiter_setting=delimiter
+                )
             except ValueError as error:
                 problems.append(str(error))
         if problems:
@@ -189,7 +203,8 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
             return []
         items: list[dict[str, Any]] = []
         seen: dict[str, int] = {}
-        for line, row in self.csv_rows(self.items, (self.catalogue_id, self.title_column), ITEMS_ENCODING):
+        columns = (self.catalogue_id, self.title_column)
+        for line, row in self.csv_rows(self.items, columns, ITEMS_ENCODING, ITEMS_DELIMITER):
             where = f"{self.items}:{line}"
             item = _id(row, self.catalogue_id, where)
             first = seen.setdefault(item, line)
