@@ -39,11 +39,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httptools
-from uvicorn._types import ASGI3Application
+from uvicorn._types import ASGI3Application, ASGISendEvent
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -218,6 +218,23 @@ def _shortest(longest: int, holds: Callable[[int], bool]) -> int:
     return high
 
 
+def _closing_early(cycle: RequestResponseCycle) -> Callable[[ASGISendEvent], Awaitable[None]]:
+    """``cycle.send``, except that a reply begun before the request's body has arrived whole (a refusal on
+    its head: 413 on its Content-Length, 415, 405, 404, 401...) says ``Connection: close`` and the
+    connection closes once it is written (RFC 9110 9.6, 15.5.14). uvicorn kept it open and read the rest of
+    the body to throw it away, without bound or --timeout: 17 GB in 15 s after a 413 for a 100 GB
+    Content-Length, on the event loop every other client shares (their p50 0.6 -> 37 ms). A body already
+    received whole (its rest is 0 bytes) keeps the connection alive."""
+    send = cycle.send
+
+    async def closing_send(message: ASGISendEvent) -> None:
+        if message["type"] == "http.response.start" and cycle.more_body:
+            cycle.keep_alive = False  # uvicorn then writes "connection: close" and closes after the reply
+        await send(message)
+
+    return closing_send
+
+
 def target_authority(target: bytes) -> bytes | None:
     """The authority of an absolute-form request target (``http://localhost:8000/v2``, what a client sends a
     proxy), which RFC 9112 3.2.2 makes the request's host in place of its ``Host`` header (the loopback Host
@@ -251,6 +268,7 @@ class OneQueuedRequest(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         self.answering = cycle
+        cycle.send = _closing_early(cycle)  # type: ignore[method-assign]
         super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
