@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -249,6 +250,18 @@ def test_binary_tensors_decode_numbers_and_name_a_bad_body():
             decode(header + b"\x01" * 9, str(len(header)))
         assert wrong.value.field == "inputs[0].parameters.binary_data_size", size
         assert str(wrong.value).endswith(f"must be a whole number of bytes, got {shown}"), size
+
+
+def test_a_binary_infers_json_header_nested_too_deep_is_told_so(bare):
+    """A binary infer's JSON header is held to a JSON body's 254 levels: 300 "[" were told "failed to
+    allocate memory", a valid 300-deep header not refused for its depth at all (checker h320 F2)."""
+    _, gateway = bare
+    infer = gateway.url + "/v2/models/sentiment/infer"
+    for header in (b"[" * 300, b"[" * 300 + b"]" * 300, b'{"inputs": ' + b"[" * 300 + b"]" * 300 + b"}"):
+        raw = header + struct.pack("<I", 4) + b"good"
+        status, _, body = http(infer, raw=raw, headers={"Inference-Header-Content-Length": str(len(header))})
+        said = "the JSON header: the body nests arrays and objects deeper than 254 levels"
+        assert (status, body["field"], body["error"]) == (400, "body", said), (header[:12], body)
 
 
 def test_bad_infer_requests_name_what_is_wrong(trained):
