@@ -1072,6 +1072,37 @@ def test_http_0_9_and_unknown_methods_are_refused_naming_what_was_wrong(bare):
     assert answer.startswith("HTTP/1.1 400") and json.loads(answer.split("\r\n\r\n", 1)[1])["error"] == said, answer
 
 
+def test_a_one_line_http_0_9_request_is_refused_at_once(bare):
+    """HTTP/0.9's request is its line alone (RFC 1945 4.1): ``GET /v2`` CRLF was never answered, the
+    parser waiting for headers that never came (checker h320 F4); a 400 at once now, as with a blank line."""
+    _, gateway = bare
+    host, port = gateway.host.split(":")
+    ok = b"GET /v2 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    for before, sent in (
+        (b"", [b"GET /v2\r\n"]),
+        (b"", [b"\r\nPOST /v1/routes/_reload\r\n"]),
+        (b"", [b"GET /v2\n"]),
+        (b"", [b"GET /v", b"2\r\n"]),  # the line in two sends
+        (ok, [b"GET /v2\r\n"]),  # after a request answered on the connection
+    ):
+        with socket.create_connection((host, int(port))) as connection:
+            if before:
+                connection.sendall(before)
+                assert raw_response(connection).startswith("HTTP/1.1 200"), before
+            for part in sent:
+                connection.sendall(part)
+                time.sleep(0.1)
+            connection.settimeout(5)
+            try:
+                answer = connection.recv(4096).decode()
+            except TimeoutError:
+                answer = "no reply in 5 s"
+            assert answer.startswith("HTTP/1.1 400"), (sent, answer)
+            error = json.loads(answer.split("\r\n\r\n", 1)[1])["error"]
+            assert error.startswith("malformed HTTP/1.1 request: HTTP/0.9 (a request line without a version)"), error
+            assert connection.recv(1) == b""
+
+
 def test_a_client_that_pipelines_and_hangs_up_leaves_no_traceback(bare):
     """With a request queued behind the one being answered, uvicorn told only the queued one
     that its client hung up: the reply of the one being answered was written to the closed
