@@ -658,6 +658,15 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert "404" in metadata and not {"408", "413", "415", "501"} & set(metadata)  # a GET has no body to refuse
     probe = document["paths"]["/v2/health/ready"]["get"]["responses"]
     assert {"400", "401", "403", "503"} <= set(probe)  # a bad deadline header, no token, a foreign Host
+    # statuses every operation is answered were listed on none (431) or not on GET /v2 (400): checker h320 F5
+    unlisted = {path for path, ops in document["paths"].items() for op in ops.values() if "431" not in op["responses"]}
+    assert not unlisted, unlisted
+    assert {"400", "403", "431"} <= set(document["paths"]["/v2"]["get"]["responses"])
+    assert http(gateway.url + "/v2", headers={"X-A": "a" * 70_000})[0] == 431
+    host, port = gateway.host.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(b"GET /v2 HTTP/1.1\r\nHost: localhost\r\nOrigin: a\r\nOrigin: b\r\n\r\n")
+        assert raw_response(connection).startswith("HTTP/1.1 400")
     assert "/v2/models/sentiment/versions/{version}/infer" in document["paths"]
     assert "Idempotency-Key" in {parameter["name"] for parameter in predict["parameters"]}
     infer = document["paths"]["/v2/models/sentiment/infer"]["post"]
