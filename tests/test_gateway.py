@@ -709,7 +709,15 @@ def test_the_openapi_document_validates_and_describes_each_route(trained):
     assert page.startswith("<!doctype html><html lang='en'>")  # the page's language (checker 267: WCAG 3.1.1)
     # each form's default is a body its operation takes (the predict form sent {"text": null, "texts": null}: a 400)
     forms = dict(re.findall(r'data-path="([^"]+)"[^>]*><textarea rows="4" name="body">([^<]*)</textarea>', page))
-    for path in ("/v1/routes/sentiment.predict", "/v2/models/sentiment/infer", "/v1/routes/sentiment.labels"):
+    # (the feedback form sent "label": "example", a 400: its schema now gives the served model's labels as examples)
+    examples = document["paths"]["/v1/routes/sentiment.feedback"]["post"]["requestBody"]["content"]["application/json"]
+    assert sorted(examples["schema"]["properties"]["label"]["examples"]) == ["negative", "neutral", "positive"]
+    for path in (
+        "/v1/routes/sentiment.predict",
+        "/v2/models/sentiment/infer",
+        "/v1/routes/sentiment.labels",
+        "/v1/routes/sentiment.feedback",
+    ):
         status, _, body = http(gateway.url + path, raw=html.unescape(forms[path]).encode())
         assert status == 200, (path, forms[path], body)
     # a path's {version} is a field of its form, filled with the served version (the form sent '{version}': a 404)
