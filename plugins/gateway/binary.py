@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from heirloom_plugins.gateway.front import NotServed, from_json, to_json
+from heirloom_plugins.gateway.front import TOO_DEEP, NotServed, from_json, opens_deeper, to_json
 from heirloom_plugins.gateway.oip import InferError
 
 #: struct codes of the fixed-size datatypes (little-endian).
@@ -39,12 +39,16 @@ def decode(raw: bytes, header_length: str) -> Any:
         message = f"Inference-Header-Content-Length must be the JSON header's size in bytes (at most {len(raw)})"
         raise InferError(f"{message}, got {header_length!r}", "header.Inference-Header-Content-Length")
     size = int(header_length)
+    header = raw[:size]
     try:
-        request = from_json(raw[:size])
+        request = from_json(header)
     except NotServed as exc:
         raise InferError(f"the JSON header: {exc}", "body") from None
-    except ValueError as exc:
-        raise InferError(f"the JSON header is not JSON: {exc}", "body") from None
+    except ValueError as exc:  # the parser's own words for 300 "[" were "failed to allocate memory"
+        said = f"the JSON header: {TOO_DEEP}" if opens_deeper(header) else f"the JSON header is not JSON: {exc}"
+        raise InferError(said, "body") from None
+    if opens_deeper(header):  # held to a JSON body's depth (docs/HTTP.md, Strict JSON)
+        raise InferError(f"the JSON header: {TOO_DEEP}", "body")
     offset = size
     tensors = request.get("inputs") if isinstance(request, dict) else None
     for position, tensor in enumerate(tensors if isinstance(tensors, list) else []):

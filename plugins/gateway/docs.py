@@ -35,10 +35,12 @@ textarea { width: 100%; font-family: monospace; }
 
 def _example(schema: dict[str, Any], depth: int = 0) -> Any:
     """A value ``schema`` admits, as a form's default (``{"text": null, "texts": null}`` was refused by the route it
-    filled): a oneOf's or anyOf's first choice that is not null, an object's required keys (all when none is), a text
-    ``"example"``, a number its minimum; null where the schema says nothing."""
+    filled): a oneOf's or anyOf's first choice that is not null, an object's required keys (all when none is), the
+    first of ``examples``, a text ``"example"``, a number its minimum; null where the schema says nothing."""
     if "example" in schema or depth > 16:
         return schema.get("example")
+    if schema.get("examples"):  # a value the route takes that a schema cannot make (a model's label)
+        return schema["examples"][0]
     if schema.get("enum") or "const" in schema:
         return schema["enum"][0] if schema.get("enum") else schema["const"]
     for key in ("oneOf", "anyOf"):

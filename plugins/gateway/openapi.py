@@ -22,6 +22,8 @@ ERROR_STATUSES = {
     "408": "DEADLINE_EXCEEDED: the body did not arrive whole within the gateway's --timeout",
     "413": "the body is larger than the route's max_payload (refused before forwarding)",
     "415": "a Content-Encoding other than identity: bodies are never decompressed",
+    "431": "INVALID_ARGUMENT (field header): the request line and headers, a chunk line or a trailer are over "
+    "64 KiB; the connection closes",
     "429": "RESOURCE_EXHAUSTED: queue full or admission refused; see Retry-After",
     "500": "INTERNAL: the handler failed",
     "501": "a Transfer-Encoding other than chunked (RFC 9112 6.1)",
@@ -34,8 +36,8 @@ CROSS_SITE = ", or a request a browser sent from another site's page (Sec-Fetch-
 NOT_ADMIN = ", or a key that is not an admin's (the route is admin)"
 #: The kernel's routes (``_health``, ``_stats``...) take no body: empty, or JSON ``null``.
 NO_BODY = {"type": "null", "description": "no body: send none, or null"}
-#: What a probe may be answered besides its own: a bad deadline header, no token, a foreign Host.
-PROBE_STATUSES = ("400", "401", "403")
+#: What a probe may be answered besides its own: a bad deadline header, no token, a foreign Host, a head too large.
+PROBE_STATUSES = ("400", "401", "403", "431")
 #: What a GET may be answered: no body to be too large, too slow or in a coding not read.
 READ_STATUSES = tuple(code for code in ERROR_STATUSES if code not in ("408", "413", "415", "501"))
 DEADLINE = {
@@ -272,7 +274,8 @@ def _health_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "server_metadata",
                 "tags": ["inference"],
-                "responses": _responses("the server's metadata", SERVER_METADATA, ("403",)),
+                # 400: a header sent twice (Origin), malformed HTTP/1.1; 431: a head over 64 KiB
+                "responses": _responses("the server's metadata", SERVER_METADATA, ("400", "403", "431")),
             }
         },
         "/v2/health/live": {

@@ -9,6 +9,7 @@ a new class in the next model; new labels, where allowed, wait for an operator's
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,15 +54,38 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     return PredictInput
 
 
-def feedback_input(max_chars: int) -> type:
-    """The attrs class of a feedback body, with this api's text limit in its validator."""
+class LabelSchema(Mapping[str, Any]):
+    """``heirloom.LABEL_SCHEMA`` and, as ``examples``, the labels of the model served when ``_routes`` is read
+    (none while none is), read each time: a generated client or the gateway's ``/docs`` form starts from a label
+    the route takes (the form sent ``"label": "example"``, refused: checker h320 F3). Examples, not an ``enum``:
+    with ``new_labels`` the route takes others too."""
+
+    def __init__(self, labels: Callable[[], list[str]]) -> None:
+        self.labels = labels
+        self.read: dict[str, Any] = dict(heirloom.LABEL_SCHEMA)
+
+    def __iter__(self) -> Iterator[str]:  # read first by ``{**schema}``: the labels of this reading
+        labels = self.labels()
+        self.read = {**heirloom.LABEL_SCHEMA, **({"examples": labels} if labels else {})}
+        return iter(self.read)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.read[key]
+
+    def __len__(self) -> int:
+        return len(self.read)
+
+
+def feedback_input(max_chars: int, labels: Callable[[], list[str]] = list) -> type:
+    """The attrs class of a feedback body, with this api's text limit in its validator; ``labels``:
+    the served model's, which its schema gives as examples."""
 
     @attrs.define
     class FeedbackInput:
         """A text and the label it should have had."""
 
         text: str = attrs.field(validator=heirloom.text_limit(max_chars, blank=False))
-        label: str = attrs.field(metadata={"schema": heirloom.LABEL_SCHEMA})
+        label: str = attrs.field(metadata={"schema": LabelSchema(labels)})
 
     return FeedbackInput
 
@@ -138,7 +162,7 @@ class ClassifyApi(heirloom.Api):
         self.handle = ctx.model(self.model)
         self._labels = PerInstance(labels_of)
         self.input = predict_input(self.max_text_chars, self.max_texts)
-        self.feedback_input = feedback_input(self.max_text_chars)
+        self.feedback_input = feedback_input(self.max_text_chars, self.served_labels)
         path = self.feedback_log(ctx.project, ctx.name)
         self.feedback_records = heirloom.FeedbackLog(path, max_bytes=self.feedback_max_mb << 20, quota=ctx.log_quota())
 
@@ -207,6 +231,11 @@ class ClassifyApi(heirloom.Api):
     def labels(self, body: None) -> heirloom.Versioned:
         model, version = heirloom.served_model(self.handle)  # an empty list would read as a model with no labels
         return heirloom.Versioned({"labels": list(getattr(model, "labels", [])), "version": version}, version)
+
+    def served_labels(self) -> list[str]:
+        """The served model's labels in its order, none while no trained version is served."""
+        model, version = self.handle.current
+        return [] if version is None else list(getattr(model, "labels", []))
 
     def feedback(self, body: Any) -> dict[str, Any]:
         model, _ = heirloom.served_model(self.handle)
