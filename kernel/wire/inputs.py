@@ -248,7 +248,8 @@ def json_schema(tp: Any) -> dict[str, Any]:
 
 
 def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
-    """A field's type, the bounds its validator states, and its metadata's own keywords last."""
+    """A field's type, the bounds its validator states, and its metadata's own keywords last (a function's, for
+    keywords that follow what is served: a classifier's labels as ``examples``)."""
     schema, bounds = json_schema(field.type), stated_bounds(field.validator)
     types = {schema.get("type"), *(branch.get("type") for branch in schema.get("anyOf", ()))}
     if "array" in types:  # a list's length is minItems/maxItems; str | list[str] states both (each applies to its type)
@@ -257,7 +258,8 @@ def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
         if "items" in bounds:  # an element's bounds (list_limit's each) join the element's type
             array = next(branch for branch in (schema, *schema.get("anyOf", ())) if branch.get("type") == "array")
             bounds["items"] = {**array.get("items", {}), **bounds["items"]}
-    return {**schema, **bounds, **field.metadata.get("schema", {})}
+    stated = field.metadata.get("schema", {})  # or a function of no arguments, called at each reading
+    return {**schema, **bounds, **(stated() if callable(stated) else stated)}
 
 
 def stated_bounds(validator: Any) -> dict[str, Any]:

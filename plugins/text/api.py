@@ -9,7 +9,7 @@ a new class in the next model; new labels, where allowed, wait for an operator's
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,26 +54,12 @@ def predict_input(max_chars: int, max_texts: int) -> type:
     return PredictInput
 
 
-class LabelSchema(Mapping[str, Any]):
-    """``heirloom.LABEL_SCHEMA`` and, as ``examples``, the labels of the model served when ``_routes`` is read
-    (none while none is), read each time: a generated client or the gateway's ``/docs`` form starts from a label
-    the route takes (the form sent ``"label": "example"``, refused: checker h320 F3). Examples, not an ``enum``:
-    with ``new_labels`` the route takes others too."""
-
-    def __init__(self, labels: Callable[[], list[str]]) -> None:
-        self.labels = labels
-        self.read: dict[str, Any] = dict(heirloom.LABEL_SCHEMA)
-
-    def __iter__(self) -> Iterator[str]:  # read first by ``{**schema}``: the labels of this reading
-        labels = self.labels()
-        self.read = {**heirloom.LABEL_SCHEMA, **({"examples": labels} if labels else {})}
-        return iter(self.read)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.read[key]
-
-    def __len__(self) -> int:
-        return len(self.read)
+def label_schema(labels: list[str]) -> dict[str, Any]:
+    """``heirloom.LABEL_SCHEMA`` with the served model's labels as ``examples`` (none while none is served), read
+    with each ``_routes``: a generated client or the gateway's ``/docs`` form starts from a label the route takes (the
+    form sent ``"label": "example"``, refused: checker h320 F3). Examples, not an ``enum``: with ``new_labels`` the
+    route takes others too."""
+    return {**heirloom.LABEL_SCHEMA, **({"examples": labels} if labels else {})}
 
 
 def feedback_input(max_chars: int, labels: Callable[[], list[str]] = list) -> type:
@@ -85,7 +71,7 @@ def feedback_input(max_chars: int, labels: Callable[[], list[str]] = list) -> ty
         """A text and the label it should have had."""
 
         text: str = attrs.field(validator=heirloom.text_limit(max_chars, blank=False))
-        label: str = attrs.field(metadata={"schema": LabelSchema(labels)})
+        label: str = attrs.field(metadata={"schema": lambda: label_schema(labels())})
 
     return FeedbackInput
 
