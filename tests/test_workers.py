@@ -1260,6 +1260,34 @@ def test_a_worker_says_when_it_cannot_reach_its_broker_and_when_it_does(tmp_path
         worker.kill()
 
 
+def test_a_worker_whose_broker_host_does_not_resolve_says_so_and_keeps_trying(tmp_path):
+    """Checker h322 F3: ``--connect tcp://no-such-host.invalid:PORT`` said only ``cannot reach the broker ...;
+    still trying (... a broker serving Curve also refuses ...)``: the Curve guess, not that the name does not
+    resolve. Now the line says so; the worker keeps trying (DNS may come up later) and stops on SIGTERM."""
+    address = f"tcp://no-such-host.invalid:{free_port()}"
+    profile = write(tmp_path / "worker.toml", PROFILE.format(max_queue=1024, grace=10))
+    log = tmp_path / "worker.log"
+    command = [*HEIRLOOM, "worker", str(profile), "--connect", address, "--set", "server.heartbeat=0.2"]
+    worker = subprocess.Popen(command, stderr=log.open("w"), env=_worker_env())
+    try:
+        deadline = time.monotonic() + 30
+        while "cannot reach the broker" not in log.read_text():
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+            time.sleep(0.1)
+        said = re.search(
+            r"cannot reach the broker at (\S+): no-such-host\.invalid (does not resolve \(.+\)|did not r)",
+            log.read_text(),
+        )
+        assert said and said[1] == address, log.read_text()
+        assert "the name may resolve later" in log.read_text() and "Curve" not in log.read_text(), log.read_text()
+        time.sleep(1)
+        assert worker.poll() is None  # still trying
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    finally:
+        worker.kill()
+
+
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_a_worker_given_a_client_endpoint_is_told_so_and_never_says_connected(tmp_path, workers):
     """A worker whose --connect named the broker's client address (or a one-process daemon's) logged
