@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import zmq
@@ -330,3 +331,93 @@ def test_a_worker_endpoint_only_this_host_reaches_is_warned_of_when_nodes_are_el
     said = served["close_race"]["stderr"]
     warned = "the worker endpoint tcp://127.0.0.1:5600 is reachable from this host only, but the Ray cluster has "
     assert f"{warned}nodes at 127.0.0.2: workers placed there cannot reach the broker" in said, said
+
+
+#: A driver that joins the cluster at argv[1] through the ray plugin, then leaves it once argv[2] exists (after
+#: the test killed the cluster under it), as a broker's rejoin of a head that restarted does.
+_LEAVING_DRIVER = """
+import os, sys, time
+from heirloom_plugins.ray_cluster import cluster
+import ray
+ray.init(address=sys.argv[1], logging_level="WARNING")
+print("joined", os.getpid(), os.getppid(), cluster._shutdown_may_end_process(), flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.1)
+ray.shutdown()
+print("left", flush=True)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _kill_matching(text: str) -> None:
+    """SIGKILL every process whose command line holds ``text`` (a cluster's own temp folder)."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+@needs_ray
+def test_a_driver_whose_parent_is_pid_1_survives_leaving_a_cluster_whose_raylet_died(tmp_path):
+    """Checker h322 F1: on a head restart the broker's rejoin calls ray.shutdown(), and Ray's core ended the whole
+    broker there (exit 1, only Ray's log saying "Exiting because the Raylet IPC connection failed and the local
+    Raylet is dead"): Ray takes a driver's raylet for dead when its parent is PID 1, as for a service systemd runs.
+    The plugin names the driver itself as its raylet's pid as ray is imported; such a driver leaves and lives."""
+    temp = tempfile.mkdtemp(prefix="hr", dir="/tmp")  # short: Ray's socket paths live under it
+    port, go, out = free_port(), tmp_path / "go", tmp_path / "driver.out"
+    script = write(tmp_path / "driver.py", _LEAVING_DRIVER)
+    ray_cli = [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--port", str(port)]
+    ray_cli += ["--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    try:
+        started = subprocess.run([*ray_cli, "--node-ip-address", "127.0.0.1"], capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+        driver = f"exec {sys.executable} {script} 127.0.0.1:{port} {go} > {out} 2>&1"
+        subprocess.run(["setsid", "sh", "-c", f"({driver}) &"], check=True, cwd=REPO)  # orphaned: its parent is init
+        deadline = time.monotonic() + 90
+        while not (said := out.read_text() if out.exists() else "").startswith("joined"):
+            assert time.monotonic() < deadline, said
+            time.sleep(0.2)
+        _, pid, parent, risk = said.split("\n")[0].split(" ", 3)
+        if parent != "1":
+            pytest.skip(f"an orphan's parent here is pid {parent} (a subreaper), not 1")
+        assert risk == "None", said
+        _kill_matching(temp)  # the head and its raylet die, as at `ray stop`
+        time.sleep(1)
+        go.write_text("")
+        while _alive(int(pid)) and "left" not in out.read_text():
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        assert "\nleft\n" in out.read_text(), out.read_text()  # old code: ended at ray.shutdown(), exit 1
+    finally:
+        _kill_matching(temp)
+        _kill_matching(str(script))
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@needs_ray
+def test_a_broker_ray_may_end_at_a_rejoin_says_why_and_one_it_cannot_names_no_risk():
+    """Checker h322 F1: where Ray's core would still end the process at a rejoin's ray.shutdown() (RAY_RAYLET_PID set
+    before the plugin, naming a process that is gone), the broker logs an ERROR saying why first; a process the plugin
+    named itself has no such risk, and its children do not inherit the variable."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    probe = "import os; from heirloom_plugins.ray_cluster import cluster as c; "
+    probe += "print(c._shutdown_may_end_process(), os.environ.get('RAY_RAYLET_PID'))"
+    for preset, said in (
+        (str(gone.pid), f"RAY_RAYLET_PID names pid {gone.pid}, which is gone {gone.pid}"),
+        (None, "None None"),
+    ):
+        env = {k: v for k, v in os.environ.items() if k != "RAY_RAYLET_PID"} | (
+            {"RAY_RAYLET_PID": preset} if preset else {}
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+        )
+        assert run.returncode == 0 and run.stdout.strip() == said, run

@@ -23,6 +23,7 @@ import pytest
 import zmq
 
 import heirloom
+from heirloom.wire.broker_versions import swap_grace
 from heirloom.wire.broker_workers import WORKER_LINES_PER_MINUTE
 from heirloom.wire.client import (
     DeadlineExceeded,
@@ -1259,6 +1260,34 @@ def test_a_worker_says_when_it_cannot_reach_its_broker_and_when_it_does(tmp_path
         worker.kill()
 
 
+def test_a_worker_whose_broker_host_does_not_resolve_says_so_and_keeps_trying(tmp_path):
+    """Checker h322 F3: ``--connect tcp://no-such-host.invalid:PORT`` said only ``cannot reach the broker ...;
+    still trying (... a broker serving Curve also refuses ...)``: the Curve guess, not that the name does not
+    resolve. Now the line says so; the worker keeps trying (DNS may come up later) and stops on SIGTERM."""
+    address = f"tcp://no-such-host.invalid:{free_port()}"
+    profile = write(tmp_path / "worker.toml", PROFILE.format(max_queue=1024, grace=10))
+    log = tmp_path / "worker.log"
+    command = [*HEIRLOOM, "worker", str(profile), "--connect", address, "--set", "server.heartbeat=0.2"]
+    worker = subprocess.Popen(command, stderr=log.open("w"), env=_worker_env())
+    try:
+        deadline = time.monotonic() + 30
+        while "cannot reach the broker" not in log.read_text():
+            assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+            time.sleep(0.1)
+        said = re.search(
+            r"cannot reach the broker at (\S+): no-such-host\.invalid (does not resolve \(.+\)|did not r)",
+            log.read_text(),
+        )
+        assert said and said[1] == address, log.read_text()
+        assert "the name may resolve later" in log.read_text() and "Curve" not in log.read_text(), log.read_text()
+        time.sleep(1)
+        assert worker.poll() is None  # still trying
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    finally:
+        worker.kill()
+
+
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_a_worker_given_a_client_endpoint_is_told_so_and_never_says_connected(tmp_path, workers):
     """A worker whose --connect named the broker's client address (or a one-process daemon's) logged
@@ -1797,3 +1826,59 @@ def test_a_worker_stopped_while_it_starts_neither_says_ready_nor_doubts_its_brok
     _, drains, after = said.partition("heirloom.server: draining")
     assert drains and "wire.daemon: stopped" in after and "ready" not in after, said
     assert "has not answered as a broker" not in said, said
+
+
+def _model_versions(client) -> dict[int, str | None]:
+    """Each ready worker's pid and the version of model m it serves, as ``_ready`` shows its heartbeat."""
+    return {w["pid"]: w["models"].get("m", {}).get("version") for w in client.call("_ready")["workers"] if w["ready"]}
+
+
+def test_ready_workers_serving_two_versions_of_a_model_past_a_rolling_swap_are_warned_about(tmp_path):
+    """Checker h322 F2: a worker started with ``--set models.NAME.serve=1`` beside workers serving @2 joined
+    in silence; clients got replies of both versions for good and ``_stats`` ``models`` showed only the first
+    worker's. Now the broker warns, naming each version's worker pids, once the mix outlasts a rolling swap's
+    grace, and says when one version is served again; a hot swap across the workers is no warning."""
+    store = tmp_path / "store"
+    env = {"HEIRLOOM_STORE": str(store), "HEIRLOOM_PLUGINS": "tests.toys"}
+    text = (
+        'project = "team"\n[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+        '[apis.t]\nuse = "toy-api"\nmodel = "m"\nversioned = true\n[server]\nheartbeat = 0.2\nreload_interval = 0.2\n'
+    )
+    profile = write(tmp_path / "team.toml", text)
+    assert run_heirloom("train", str(profile), env=env).returncode == 0  # team/m@1
+    worker_address = free_tcp_address()
+    daemon = Daemon(tmp_path, "--workers", "2", "--worker-bind", worker_address, profile=text, env=env)
+    grace, warned = swap_grace(0.2, 0.2), "the ready workers have served model m in 2 versions"
+    pinned = None
+    try:
+        daemon.wait_ready()
+        trained = run_heirloom("train", str(profile), "--set", "models.m.epochs=2", env=env)
+        assert trained.returncode == 0, trained.stderr  # team/m@2, the latest: both workers swap to it
+        with daemon.client(timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while set((ours := _model_versions(client)).values()) != {"team/m@2"} or len(ours) < 2:
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
+            time.sleep(grace + 1)
+            assert warned not in daemon.log()  # the swap's moment of two versions is no warning
+            command = [*_worker_command(tmp_path, worker_address), "--set", "models.m.serve=1"]
+            pinned = subprocess.Popen(command, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
+            while _model_versions(client).get(pinned.pid) != "team/m@1":
+                assert time.monotonic() < deadline and pinned.poll() is None, daemon.log()
+                time.sleep(0.1)
+            replies = Counter(f.result(10).body["version"] for f in [client.submit("t.predict", 1) for _ in range(30)])
+            assert set(replies) == {"team/m@1", "team/m@2"}, replies  # what the warning is about
+            assert warned not in daemon.log()  # not before the grace
+            daemon.wait_logged(warned, timeout=grace + 10)
+            line = next(line for line in daemon.log().splitlines() if warned in line)
+            a, b = sorted(ours)
+            assert f"team/m@1 by worker pid {pinned.pid}; team/m@2 by worker pids {a}, {b}" in line, line
+            assert "WARNING" in line and "--set models.m.serve" in line, line
+            pinned.send_signal(signal.SIGTERM)
+            assert pinned.wait(30) == 0
+            daemon.wait_logged("the ready workers serve one version of model m again", timeout=10)
+        assert daemon.log().count(warned) == 1, daemon.log()  # rate-limited: once while it lasted
+    finally:
+        assert daemon.terminate() == 0
+        if pinned is not None:
+            pinned.kill()

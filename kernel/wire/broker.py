@@ -33,6 +33,7 @@ from heirloom.wire.auth import CurveServer, bound_worker_address, secure_worker_
 from heirloom.wire.broker_deadlines import Deadlines, forwarded_header
 from heirloom.wire.broker_ready import ReadyTable
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
+from heirloom.wire.broker_versions import VersionWatch
 from heirloom.wire.broker_workers import (
     MAX_WORKERS,
     MISSED_HEARTBEATS,
@@ -146,6 +147,7 @@ class Broker(BrokerRoutes):
         self.workers: dict[bytes, Worker] = {}
         self._gate = HeartbeatGate(self._heartbeat, self.workers)  # each peer's share of the broker's time
         self._departed = Departed(settings.heartbeat)
+        self.versions = VersionWatch(settings.heartbeat, settings.reload_interval)  # a mix outlasting a swap
         self.table = ReadyTable(settings.admin_routes, self.workers.values(), settings.idempotency_cache, apis)
         self.forwarded: dict[bytes, Forwarded] = {}  # by tag
         self.deadlines = Deadlines(self.forwarded, settings.heartbeat)
@@ -260,18 +262,8 @@ class Broker(BrokerRoutes):
             self._drop(worker, f"worker pid {worker.pid} missed {MISSED_HEARTBEATS} heartbeats")
             if worker.local and self.local.kill(worker.pid):
                 self._counted[worker.pid] = "killed for its silence"
-
-    def _forget_pid(self, pid: int, code: int, reason: str) -> None:
-        connected = [w for w in self.workers.values() if w.pid == pid and w.local]
-        for worker in connected:
-            self._drop(worker, reason)
-        if pid in self._counted:  # dropped and counted when it fell silent or failed to start
-            why = self._counted.pop(pid)  # an exit other than 1 after a failed start is a crash of its own: said so
-            expected = why != START_FAILED or code == 1
-            log.log(logging.INFO if expected else logging.WARNING, "%s (%s)", reason, why)
-        elif not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
-            self.workers_lost += not self.draining
-            log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
+        for level, line in self.versions.check(self.table.ready, now):
+            log.log(level, "%s", line)
 
     def _drop(self, worker: Worker, reason: str, planned: bool = False, said: bool = False) -> None:
         """Forget ``worker``, failing its requests in flight (a planned idle exit is no warning; ``said``: logged)."""

@@ -12,8 +12,11 @@ dropped it (``REFUSED``: its Curve key was removed from ``--curve-workers``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import socket
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("heirloom.server")
 #: Heartbeats in a row that could not be sent before the worker says it cannot reach its broker.
 MISSED_BEATS = 3
+#: Seconds the worker waits, when it cannot reach its broker, for the broker's host name to resolve (on a
+#: thread: a DNS server that does not answer takes longer, and the worker's loop goes on after this).
+RESOLVE_SECONDS = 1.0
+#: Why else a broker that takes no heartbeat may not take this worker's.
+CURVE_HINT = "a broker serving Curve also refuses a worker whose key is not in its --curve-workers folder"
 
 
 class BrokerLink:
@@ -130,10 +138,12 @@ class BrokerLink:
             return
         self._unsent += 1
         if self._unsent == MISSED_BEATS:
+            why = unresolved(self.address)  # a name that does not resolve: said, not only the Curve guess
             log.warning(
-                "cannot reach the broker at %s; still trying (requests reach this worker only through it; a "
-                "broker serving Curve also refuses a worker whose key is not in its --curve-workers folder)",
+                "cannot reach the broker at %s%s; still trying (requests reach this worker only through it; %s)",
                 self.address,
+                f": {why}" if why else "",
+                "the name may resolve later" if why else CURVE_HINT,
             )
             self._reached = False
 
@@ -167,6 +177,34 @@ class BrokerLink:
             checking = self.server.system.serving.check_now()
             said = ", ".join(checking) or "no model"
             self._reloads.log(log, logging.INFO, "_reload (from the broker): checking the store for %s", said)
+
+
+def unresolved(address: str, wait: float = RESOLVE_SECONDS) -> str | None:
+    """Why a ``tcp://`` ``address``'s host name cannot be the broker's: it does not resolve (or not within ``wait``
+    seconds); None when it resolves or names an IP address, and for other transports."""
+    host = address.removeprefix("tcp://").rsplit(";", 1)[-1].rpartition(":")[0].strip("[]")
+    if not address.startswith("tcp://") or host in ("", "*"):
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    said: list[OSError | None] = []
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            said.append(None)
+        except OSError as exc:  # socket.gaierror: no such name, or no DNS server answers
+            said.append(exc)
+
+    thread = threading.Thread(target=resolve, name="heirloom-resolve", daemon=True)
+    thread.start()
+    thread.join(wait)
+    if not said:
+        return f"{host} did not resolve within {wait:g}s"
+    return None if said[0] is None else f"{host} does not resolve ({said[0].strerror or said[0]})"
 
 
 def _text(frame: bytes) -> str:

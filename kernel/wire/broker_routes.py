@@ -1,6 +1,7 @@
 """The broker's own routes (``_health``, ``_ready``, ``_routes``, ``_stats``, ``_reload``,
 ``_scale``): what a client learns of a ``--workers`` daemon, gathered from the workers'
-heartbeats and the broker's own counters; and what the broker answers while its workers stop."""
+heartbeats and the broker's own counters; what the broker answers while its workers stop, and
+what it says when a local worker's process ends."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from zmq.backend import zmq_poll
 from heirloom.core.schema import did_you_mean
 from heirloom.wire.broker_workers import MAX_HEARTBEAT_ROUTES, SCALE_ROUTE, Worker, describe_workers
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
+from heirloom.wire.local_workers import START_FAILED
 from heirloom.wire.metrics import broker_route_stats
 from heirloom.wire.protocol import (
     CONTROL,
@@ -149,6 +151,19 @@ class BrokerRoutes:
         if identity not in self._departed:
             with contextlib.suppress(zmq.ZMQError):  # gone since: nothing to tell
                 self._to_worker([identity, CONTROL, b"DRAIN"])
+
+    def _forget_pid(self: Broker, pid: int, code: int, reason: str) -> None:
+        """A local worker's process ended (``code``, ``reason``): its connection dropped, the line logged once."""
+        connected = [w for w in self.workers.values() if w.pid == pid and w.local]
+        for worker in connected:
+            self._drop(worker, reason)
+        if pid in self._counted:  # dropped and counted when it fell silent or failed to start
+            why = self._counted.pop(pid)  # an exit other than 1 after a failed start is a crash of its own: said so
+            expected = why != START_FAILED or code == 1
+            log.log(logging.INFO if expected else logging.WARNING, "%s (%s)", reason, why)
+        elif not connected:  # it died before its first heartbeat: nothing in flight, no _drop to say so
+            self.workers_lost += not self.draining
+            log.log(logging.INFO if self.draining else logging.WARNING, "%s", reason)
 
     def _lost_in_drain(self: Broker, worker: Worker) -> None:
         """A worker the draining broker could not tell DRAIN: its connection closed. What it sent before it

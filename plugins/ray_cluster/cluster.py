@@ -23,10 +23,25 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import ray
-
 import heirloom
 from heirloom.options import loopback
+
+# Ray's core ends a driver (_Exit(1), its log saying "Exiting because the Raylet IPC connection failed and the
+# local Raylet is dead") when a message to its raylet fails and that raylet seems dead: the process RAY_RAYLET_PID
+# names, else this process's parent, taken for dead when it is PID 1, as for a service systemd runs. The
+# ray.shutdown() of a rejoin (a head that restarted: its raylet is gone) failed so and ended the broker (checker
+# h322 F1). This driver names itself, which lives as long as it does; Ray reads the variable as it is imported.
+#: What Ray's core read as its raylet's pid (None: the parent's liveness stands for it).
+RAYLET_PID = (
+    os.environ.get("RAY_RAYLET_PID") if "ray" in sys.modules else os.environ.get("RAY_RAYLET_PID", str(os.getpid()))
+)
+_NAMED_HERE = "ray" not in sys.modules and "RAY_RAYLET_PID" not in os.environ
+if _NAMED_HERE:
+    os.environ["RAY_RAYLET_PID"] = RAYLET_PID
+import ray  # noqa: E402 - after RAY_RAYLET_PID, read as it is imported
+
+if _NAMED_HERE:
+    del os.environ["RAY_RAYLET_PID"]  # not this process's children's: a raylet names itself to its own
 
 if TYPE_CHECKING:
     from heirloom_plugins.ray_cluster import RayResources
@@ -508,6 +523,13 @@ class RayWorkerPool(heirloom.WorkerPool):
         if time.monotonic() - self._rejoined_at < REJOIN_EVERY_S:
             return
         self._rejoined_at = time.monotonic()
+        if risk := _shutdown_may_end_process():  # said before Ray's core can end the process without a word
+            log.error(
+                "leaving the old cluster's session (ray.shutdown()) may end this process in Ray's core, without "
+                "another line here (its log: 'Exiting because the Raylet IPC connection failed'), since %s; it "
+                "exits with status 1 then: a supervisor's Restart=on-failure starts it again (docs/SCALE.md, Ray)",
+                risk,
+            )
         with contextlib.suppress(Exception), _signals_kept():  # the old connection is broken already
             ray.shutdown()
         try:
@@ -607,6 +629,22 @@ def ray_said(error: ray.exceptions.RayActorError) -> str:
     if len(lines) > 1 and lines[0] == ray.exceptions.ActorDiedError.BASE_ERROR_MSG:
         lines = lines[1:]
     return " ".join(lines)
+
+
+def _shutdown_may_end_process() -> str | None:
+    """Why Ray's core would take this driver's raylet for dead and end the process (see RAYLET_PID) when a
+    message to it fails; None when it would not (this process is named, or a live one)."""
+    if RAYLET_PID is None:
+        return "this process's parent is PID 1, which Ray takes for a dead raylet" if os.getppid() == 1 else None
+    if RAYLET_PID == str(os.getpid()):
+        return None
+    try:
+        os.kill(int(RAYLET_PID), 0)
+    except ProcessLookupError:
+        return f"RAY_RAYLET_PID names pid {RAYLET_PID}, which is gone"
+    except (OSError, ValueError):  # another user's (alive), or no pid: Ray's check is its own
+        return None
+    return None
 
 
 def _raylet_alive(path: str) -> bool:
