@@ -7,7 +7,8 @@ parts of ``metrics`` it recognises (docs/PLUGINS.md, "Metrics the reports draw")
   (``macro_avg.precision``) as a table;
 - ``per_class``: ``{label: {"precision", "recall", "f1", "support"}}`` as a table;
 - ``confusion_matrix``: ``{"labels": [...], "matrix": [[...]]}`` (rows: true label) as a
-  picture, coloured by row share (recall) and annotated with counts when it is small;
+  picture (up to ``CONFUSION_LIMIT`` labels), coloured by row share (recall) and annotated with
+  counts when it is small; a picture that fails is said in its place, the tables still drawn;
 - ``NAME@K`` keys (``recall@10``, ``ndcg@5``, for rankers) as one curve per NAME over K.
 
 Pictures are PNGs drawn with matplotlib's object API (no pyplot global state, safe in a
@@ -36,6 +37,9 @@ AT_K = re.compile(r"^(?P<name>.+)@(?P<k>[0-9]+)$")
 ANNOTATE_LIMIT = 20
 #: Longer labels are cut with an ellipsis on the picture's axes (the tables show them whole).
 TICK_LABEL_LIMIT = 24
+#: Above this many labels the confusion matrix is not drawn: its ticks would be unreadable and the
+#: drawing took seconds (500 labels: 5 s, 1,500: 50 s); the per-class table lists every label.
+CONFUSION_LIMIT = 100
 #: Families tried in turn for each character of a label, those installed: matplotlib's own, then
 #: ones covering CJK and other scripts.
 FONT_FAMILIES = (
@@ -107,15 +111,19 @@ def confusion_png(confusion: dict[str, Any]) -> bytes:
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     figure.colorbar(image, ax=axes, shrink=0.6, label="share of the true label")
     font = 9 if count <= 20 else max(4, 9 - count // 12)
-    axes.set_xticks(range(count), ticks, rotation=90, fontsize=font, family=families)
-    axes.set_yticks(range(count), ticks, fontsize=font, family=families)
+    # parse_math off: a label such as "$10-$20" is text, not matplotlib mathtext (it was drawn as "10 minus 20",
+    # and "cost $\foo$ x" failed the whole picture)
+    axes.set_xticks(range(count), ticks, rotation=90, fontsize=font, family=families, parse_math=False)
+    axes.set_yticks(range(count), ticks, fontsize=font, family=families, parse_math=False)
     axes.set_xlabel("predicted label")
     axes.set_ylabel("true label")
     if count <= ANNOTATE_LIMIT:
         for row, (counts, row_shares) in enumerate(zip(matrix, shares, strict=True)):
             for column, (cell, share) in enumerate(zip(counts, row_shares, strict=True)):
                 colour = "white" if share > 0.6 else "black"
-                axes.text(column, row, str(cell), ha="center", va="center", fontsize=font, color=colour)
+                axes.text(
+                    column, row, str(cell), ha="center", va="center", fontsize=font, color=colour, parse_math=False
+                )
     return _png(figure)
 
 
@@ -165,7 +173,8 @@ def at_k_png(curves: dict[str, list[tuple[int, float]]]) -> bytes:
     axes.set_ylabel("metric at k")
     axes.set_ylim(0, max(1.0, *(v for points in curves.values() for _, v in points)))
     axes.grid(alpha=0.3)
-    axes.legend()
+    for text in axes.legend().get_texts():  # a metric's name is text, never mathtext
+        text.set_parse_math(False)
     return _png(figure)
 
 
@@ -198,10 +207,10 @@ def _environment() -> Any:
 
 def report_fragment(metrics: dict[str, Any], text: str | None = None) -> str:
     """The HTML of one evaluation: metric tables and pictures, to embed in a page."""
-    confusion = metrics.get("confusion_matrix")
+    confusion = metrics.get("confusion_matrix") if _is_confusion(metrics.get("confusion_matrix")) else None
     curves = at_k_curves(metrics)
     per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else None
-    absent = absent_labels(per_class or {}, confusion if _is_confusion(confusion) else None)
+    absent = absent_labels(per_class or {}, confusion)
     answered = [  # no record yet predicted: its precision alone (0), out of the averages too
         label
         for label, row in (per_class or {}).items()
@@ -215,12 +224,35 @@ def report_fragment(metrics: dict[str, Any], text: str | None = None) -> str:
             per_class=per_class,
             absent=absent,
             answered=answered,
-            confusion=data_uri(confusion_png(confusion)) if _is_confusion(confusion) else None,
-            labels=len(confusion["labels"]) if _is_confusion(confusion) else 0,
-            curves=data_uri(at_k_png(curves)) if curves else None,
+            confusion=confusion_picture(confusion) if confusion is not None else None,
+            labels=len(confusion["labels"]) if confusion is not None else 0,
+            curves=_picture("the metrics at k", at_k_png, curves) if curves else None,
             text=text,
         )
     )
+
+
+def confusion_picture(confusion: dict[str, Any]) -> dict[str, str]:
+    """``{"src": DATA_URI}``, or ``{"note": WHY}`` when the matrix has over ``CONFUSION_LIMIT`` labels or
+    cannot be drawn."""
+    count = len(confusion["labels"])
+    if count > CONFUSION_LIMIT:
+        return {
+            "note": f"Not drawn: {count} labels are over the {CONFUSION_LIMIT} a readable picture holds "
+            "(the per-class table lists every label)."
+        }
+    return _picture("the confusion matrix", confusion_png, confusion)
+
+
+def _picture(what: str, draw: Any, data: Any) -> dict[str, str]:
+    """A picture's failure (a plugin's metrics may have any shape) costs that picture only: the
+    tables and the other pictures are still shown, with the error said where the picture would be."""
+    try:
+        return {"src": data_uri(draw(data))}
+    except Exception as exc:  # noqa: BLE001 - any failure of matplotlib on stored data is this picture's
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())  # matplotlib's parse errors span lines
+        log.warning("cannot draw %s: %s", what, error)
+        return {"note": f"Cannot draw {what}: {error}"}
 
 
 def absent_labels(per_class: dict[str, Any], confusion: dict[str, Any] | None) -> list[str]:

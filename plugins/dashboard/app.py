@@ -27,7 +27,17 @@ from starlette.templating import Jinja2Templates
 import heirloom
 from heirloom.options import host_guard
 from heirloom.reports import report_css, report_fragment, scalar_metrics, template_environment
-from heirloom_plugins.dashboard.lineage import NODE_HEIGHT, NODE_WIDTH, Graph, chain_graph, model_graph
+from heirloom_plugins.dashboard.lineage import (
+    GENERATIONS_DRAWN,
+    LINE_CHARS,
+    NODE_HEIGHT,
+    NODE_WIDTH,
+    REF_CHARS,
+    Graph,
+    chain_graph,
+    cut,
+    model_graph,
+)
 
 #: Scalar metrics shown per version in listings.
 LISTED_METRICS = 3
@@ -51,24 +61,41 @@ def listed_metrics(artifact: Any) -> list[tuple[str, Any]]:
 
 class Reports:
     """Report HTML by version (ref and digest), the ``REPORTS_KEPT`` most recently viewed: a stored
-    version never changes, and drawing its pictures took a third of a second each view."""
+    version never changes, and drawing its pictures took a third of a second each view. A version is
+    drawn by one request at a time: simultaneous first views wait for that drawing (each drew its own)."""
 
     def __init__(self) -> None:
         self._kept: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._drawing: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def __call__(self, artifact: Any) -> str:
         key = (artifact.ref, artifact.digest)  # a version number gc freed and put gave again has another digest
         with self._lock:
-            if key in self._kept:
-                self._kept.move_to_end(key)
-                return self._kept[key]
-        html = report_fragment(artifact.metrics)  # outside the lock: other versions' pages are not held up
-        with self._lock:
-            self._kept[key] = html
-            if len(self._kept) > REPORTS_KEPT:
-                self._kept.popitem(last=False)
+            if (html := self._kept_html(key)) is not None:
+                return html
+            drawing = self._drawing.setdefault(key, threading.Lock())
+        with drawing:  # other versions' pages are not held up: only this version's views wait
+            with self._lock:
+                if (html := self._kept_html(key)) is not None:
+                    return html
+            html = None
+            try:
+                html = report_fragment(artifact.metrics)
+            finally:
+                with self._lock:  # kept before the drawing is forgotten: a view in between finds it
+                    if html is not None:
+                        self._kept[key] = html
+                        if len(self._kept) > REPORTS_KEPT:
+                            self._kept.popitem(last=False)
+                    self._drawing.pop(key, None)
         return html
+
+    def _kept_html(self, key: tuple[str, str]) -> str | None:
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        return None
 
 
 class Dashboard:
@@ -91,6 +118,9 @@ class Dashboard:
             refresh=None,
             node_width=NODE_WIDTH,
             node_height=NODE_HEIGHT,
+            cut=cut,
+            ref_chars=REF_CHARS,
+            line_chars=LINE_CHARS,
         )
 
     def page(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
@@ -98,6 +128,16 @@ class Dashboard:
 
     def svg(self, graph: Graph) -> str:
         return self.templates.env.get_template("lineage.svg.j2").render(graph=graph)
+
+    @staticmethod
+    def lineage_note(graph: Graph) -> str | None:
+        """What a graph cut to its last ``GENERATIONS_DRAWN`` generations leaves out."""
+        if not graph.hidden_versions:
+            return None
+        return (
+            f"The graph shows the last {GENERATIONS_DRAWN} generations: the {graph.hidden_versions} version(s) of "
+            f"the {graph.hidden_generations} earliest generations are not drawn (each version's page names its parent)."
+        )
 
     # -- pages ---------------------------------------------------------------------------
     def index(self, request: Request) -> Response:
@@ -131,6 +171,7 @@ class Dashboard:
             "model.html.j2",
             name=f"{project}/{model}",
             graph_svg=self.svg(graph),
+            lineage_note=self.lineage_note(graph),
             versions=[(a, listed_metrics(a)) for a in reversed(versions)],
         )
 
@@ -147,13 +188,15 @@ class Dashboard:
             report_html = self.reports(artifact) if artifact.metrics else None
         except Exception as exc:  # noqa: BLE001 - a plugin's metrics may have any shape; the page still shows
             report_error = f"cannot draw the recorded metrics: {type(exc).__name__}: {exc}"
+        graph = chain_graph(chain, artifact.ref)
         return self.page(
             request,
             "version.html.j2",
             artifact=artifact,
             chain=chain,
             model_url=model_url(artifact.project, artifact.model),
-            graph_svg=self.svg(chain_graph(chain, artifact.ref)),
+            graph_svg=self.svg(graph),
+            lineage_note=self.lineage_note(graph),
             report_html=report_html,
             report_error=report_error,
         )
@@ -190,7 +233,11 @@ class Dashboard:
     def not_found(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         detail = getattr(exc, "detail", None) or "no such page"
-        return self.page(request, "error.html.j2", status_code=status, status=status, message=detail)
+        if status == 405:  # Starlette's words were "Method Not Allowed"; its Allow header is kept
+            detail = f"the dashboard is read-only: it answers GET and HEAD, not {request.method}"
+        response = self.page(request, "error.html.j2", status_code=status, status=status, message=detail)
+        response.headers.update(getattr(exc, "headers", None) or {})
+        return response
 
     def unreadable(self, request: Request, exc: Exception) -> Response:
         """A store that cannot be read now (a damaged or vanished index) is a 503 saying why on any

@@ -14,6 +14,15 @@ import attrs
 
 NODE_WIDTH, NODE_HEIGHT = 250, 58
 COLUMN_GAP, ROW_GAP, MARGIN = 70, 22, 16
+#: A graph deeper than this draws its last generations only (a 1,000-generation chain was 320,000 px wide).
+GENERATIONS_DRAWN = 50
+#: Characters of a ref, and of a node's second line, that fit in a node; longer ones are cut with "…"
+#: (the node's tooltip has them whole).
+REF_CHARS, LINE_CHARS = 30, 38
+
+
+def cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @attrs.define
@@ -37,6 +46,8 @@ class Graph:
     nodes: dict[str, Node]
     edges: list[tuple[str, str]]
     focus: str | None
+    hidden_versions: int = 0  # versions of the earliest generations, not drawn (GENERATIONS_DRAWN)
+    hidden_generations: int = 0
 
     @property
     def width(self) -> int:
@@ -69,22 +80,24 @@ def model_graph(artifacts: list[Any], project: str, model: str, focus: str | Non
         if artifact.parent is not None:
             children.setdefault(artifact.parent, []).append(artifact.ref)
     own = [a.ref for a in artifacts if a.project == project and a.model == model]
-    wanted: set[str] = set()
-    for ref in own:
-        wanted |= _ancestors(ref, by_ref) | _descendants(ref, children)
-    return _layout(wanted, by_ref, focus)
+    return _layout(_ancestors(own, by_ref) | _descendants(own, children), by_ref, focus)
 
 
-def _ancestors(ref: str, by_ref: dict[str, Any]) -> set[str]:
-    found, current = {ref}, by_ref.get(ref)
-    while current is not None and current.parent is not None and current.parent not in found:
-        found.add(current.parent)
-        current = by_ref.get(current.parent)
+def _ancestors(refs: list[str], by_ref: dict[str, Any]) -> set[str]:
+    """``refs`` and every version they descend from (a parent the store lacks included); each chain is
+    walked once, up to a version already found."""
+    found: set[str] = set()
+    for ref in refs:
+        current: str | None = ref
+        while current is not None and current not in found:
+            found.add(current)
+            artifact = by_ref.get(current)
+            current = artifact.parent if artifact is not None else None
     return found
 
 
-def _descendants(ref: str, children: dict[str, list[str]]) -> set[str]:
-    found, todo = {ref}, [ref]
+def _descendants(refs: list[str], children: dict[str, list[str]]) -> set[str]:
+    found, todo = set(refs), list(refs)
     while todo:
         for child in children.get(todo.pop(), []):
             if child not in found:
@@ -100,21 +113,16 @@ def _layout(refs: Iterable[str], by_ref: dict[str, Any], focus: str | None) -> G
         for ref, node in nodes.items()
         if node.artifact is not None and node.artifact.parent in nodes
     )
-
-    def generation(ref: str, seen: frozenset[str] = frozenset()) -> int:
-        artifact = nodes[ref].artifact
-        parent = artifact.parent if artifact is not None else None
-        if parent is None or parent not in nodes or parent in seen:
-            return 0
-        return 1 + generation(parent, seen | {ref})
-
+    generations = _generations(nodes)
+    hidden = _drop_earliest(nodes, generations)
+    edges = [(parent, child) for parent, child in edges if parent in nodes and child in nodes]
     rows: dict[int, int] = {}
     for ref in sorted(nodes, key=_sort_key):
         node = nodes[ref]
-        node.generation = generation(ref)
+        node.generation = generations[ref]
         node.row = rows.get(node.generation, 0)
         rows[node.generation] = node.row + 1
-    return Graph(nodes, edges, focus)
+    return Graph(nodes, edges, focus, *hidden)
 
 
 def _sort_key(ref: str) -> tuple[str, int]:
@@ -129,3 +137,40 @@ def chain_graph(chain: list[Any], focus: str) -> Graph:
     if last.parent is not None:
         refs.add(last.parent)  # recorded, but not in this store
     return _layout(refs, {a.ref: a for a in chain}, focus)
+
+
+def _generations(nodes: dict[str, Node]) -> dict[str, int]:
+    """Each node's distance from its oldest ancestor in ``nodes``: each parent chain is walked once
+    (the recursive walk copied a set per step and overflowed Python's stack at ~1,000 generations)."""
+    generations: dict[str, int] = {}
+    for start in nodes:
+        path: list[str] = []
+        on_path: set[str] = set()
+        ref = start
+        while ref not in generations:
+            artifact = nodes[ref].artifact
+            parent = artifact.parent if artifact is not None else None
+            if parent is None or parent not in nodes or parent == ref or parent in on_path:  # a root (or a cycle, cut)
+                generations[ref] = 0
+                break
+            path.append(ref)
+            on_path.add(ref)
+            ref = parent
+        for child in reversed(path):
+            parent = nodes[child].artifact.parent
+            generations[child] = generations[parent] + 1
+    return generations
+
+
+def _drop_earliest(nodes: dict[str, Node], generations: dict[str, int]) -> tuple[int, int]:
+    """Keep the last ``GENERATIONS_DRAWN`` generations of a deeper graph, renumbered from 0; the number
+    of versions and of generations left out."""
+    first = max(generations.values(), default=0) + 1 - GENERATIONS_DRAWN
+    if first <= 0:
+        return 0, 0
+    hidden = [ref for ref, generation in generations.items() if generation < first]
+    for ref in hidden:
+        del nodes[ref]
+    for ref in nodes:
+        generations[ref] -= first
+    return len(hidden), first
