@@ -665,3 +665,19 @@ def test_removing_a_thousand_ids_tombstones_each_once_from_one_reading_of_the_lo
     assert again.returncode == 0 and f"{spam[0]} was already removed" in again.stdout
     assert path.read_text().count('"op": "remove"') == len(spam) + 1
 
+
+def test_a_record_added_by_hand_without_a_final_newline_is_named_by_list_show_and_export(reviews):
+    """Checker h323 F3: ``feedback show`` of a record an editor saved without a final newline said only "no
+    feedback record", the line named as torn by a crash; now the commands say its line has no newline."""
+    env, profile, _ = reviews
+    log = Path(env["HEIRLOOM_HOME"]) / "feedback" / "reviews" / "sentiment.jsonl"
+    with log.open("a") as handle:
+        handle.write(json.dumps({"id": "cccc000000000002", "text": "hand added", "label": "positive", "time": 1.0}))
+    said = "sentiment.jsonl: line 4 has no newline at its end"
+    for command in (("list",), ("export",), ("show", "cccc000000000002")):
+        seen = run_heirloom("feedback", command[0], str(profile), *command[1:], env=env)
+        assert said in seen.stderr and "added by hand without a final newline" in seen.stderr, (command, seen.stderr)
+    with log.open("a") as handle:
+        handle.write("\n")  # what the warning asks for: the record counts
+    shown = run_heirloom("feedback", "show", str(profile), "cccc000000000002", env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["text"] == "hand added", shown.stderr
