@@ -240,7 +240,7 @@ def feedback_remove(
     resolved = _resolve(profile, overrides)
     logs = feedback_logs(resolved, api)
     found = _find_all(logs, list(dict.fromkeys(record_ids)))  # an ID given twice: one tombstone
-    for name, entry, _ in found:
+    for _, entry, _ in found:
         if entry.removed is not None:
             click.echo(f"{entry.id} was already removed ({_when(entry.removed)})")
     for name in logs:  # each log's tombstones in one write and one fsync
