@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from heirloom.files import NotRegularFile, hash_regular, irregular, open_regular, read_regular
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore, Promotion, StoreMissing
-    from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, PromotionRefused
+    from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, SEEN_IN_TRAINING, PromotionRefused
     from heirloom.store.feedback import FeedbackLog
     from heirloom.store.labels import (
         LABEL_SCHEMA,
@@ -79,7 +79,6 @@ if TYPE_CHECKING:
     )
     from heirloom.store.reading import SourceReadError, records_fingerprint
     from heirloom.store.refs import RefError
-    from heirloom.store.training import SEEN_IN_TRAINING
     from heirloom.toml_bounds import MAX_PROFILE_BYTES, TOO_LONG_INTEGER, parse_bounded
     from heirloom.wire.aclient import AsyncClient
     from heirloom.wire.auth import CurveClient
@@ -198,7 +197,7 @@ _EXPORTS = {
     "ResourceExhaustedError": "heirloom.core.errors",
     "Resources": "heirloom.core.components",
     "Route": "heirloom.core.components",
-    "SEEN_IN_TRAINING": "heirloom.store.training",
+    "SEEN_IN_TRAINING": "heirloom.store.compare",
     "served_model": "heirloom.wire.handles",
     "served_on_loop": "heirloom.wire.onloop",
     "shortened": "heirloom.core.limits",

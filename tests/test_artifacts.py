@@ -620,6 +620,34 @@ def test_promote_if_better_names_what_each_score_left_out_and_refuses_clearly_di
     assert f"(validation ndcg_at_10 0.2000 -> 0.2100; {note})" in close.stdout, close.stdout
 
 
+def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(store):
+    """Checker h323 F2: ``--if-better seen_in_training`` (or ``support``) promoted the version that had trained
+    on more validation texts, and the unknown-metric error offered them; a count is no score: exit 2."""
+
+    def report(seen: int, accuracy: float) -> dict:
+        rows = {"positive": {"f1": accuracy, "support": 40 + seen}}
+        scores = {"accuracy": accuracy, "macro_f1": accuracy, "support": 120, "seen_in_training": seen}
+        return {**scores, "validation": {**scores, "per_class": rows, "left_out": 0, "left_out_of": 120}}
+
+    for version, seen in ((1, 0), (2, 13)):
+        put(store, "notes/sentiment", version, metrics=report(seen, 0.9), data_fingerprints=evaluated("fp-data-1"))
+    assert models(store, "promote", "notes/sentiment@1", "production").returncode == 0
+    for metric in ("seen_in_training", "support", "per_class.positive.support", "left_out", "left_out_of"):
+        for alias in ("production", "canary"):  # a holder or none: refused before anything is compared
+            refused = models(store, "promote", "notes/sentiment@2", alias, "--if-better", metric)
+            assert refused.returncode == 2, (metric, said(refused))
+            assert f"error: '{metric}' is a count (" in said(refused) and "not a score" in said(refused)
+            assert "(metrics: accuracy, macro_f1)" in said(refused), said(refused)
+    assert store.alias_version("notes", "sentiment", "production") == 1
+    assert store.alias_version("notes", "sentiment", "canary") is None
+    unknown = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "nosuch")
+    assert unknown.returncode == 2 and "(metrics: accuracy, macro_f1)" in said(unknown), said(unknown)
+    near = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "supprt")
+    assert near.returncode == 2 and "did you mean" not in said(near), said(near)
+    tie = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "per_class.positive.f1")
+    assert tie.returncode == 3, said(tie)  # a score under per_class is still compared
+
+
 def test_promote_if_better_on_an_error_metric_wants_it_lower(store):
     """A forecaster's mae: with ``--if-better mae`` alone the worse version won (higher mae)."""
     errors = {1: {"mae": 1.05}, 2: {"mae": 1.06}, 3: {"mae": 0.9}}

@@ -64,7 +64,27 @@ def test_a_torn_tail_is_skipped_and_never_glued_to_the_next_record(tmp_path, cap
     assert path.read_bytes().count(b"\n") == 3  # the torn line was ended, not continued
     records = list(heirloom.AppendLog.read(path))
     assert [r["n"] for r in records] == [0, 2]
-    assert "line 2 is torn" in caplog.text
+    whole = tail.endswith(b"}")  # a whole record but for its newline: what to do about it is said
+    assert ("line 2 was ended with ' (torn)' by a writer" if whole else "line 2 is torn") in caplog.text
+
+
+def test_a_last_record_without_its_newline_is_said_so_by_readers_and_by_the_writer_that_ends_it(tmp_path, caplog):
+    """Checker h323 F3: a record added by hand without a final newline (an editor's save) was skipped as "torn
+    (a crash cut it short ...) or no JSON object", and the next append ended it with ' (torn)' saying only that
+    the log ended with a torn record; now each says which line, that it has no newline, and what to do."""
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"n": 0, "time": 1}\n{"n": 1, "time": 1}')
+    assert [r["n"] for r in heirloom.AppendLog.read(path)] == [0]
+    assert f"{path}: line 2 has no newline at its end" in caplog.text
+    assert "added by hand without a final newline (end it with one" in caplog.text
+    log = heirloom.AppendLog(path)
+    log.append({"n": 2})
+    log.close()
+    writer = f"{path}: line 2 has no newline at its end (a record a crash cut short before it was acknowledged"
+    assert writer in caplog.text and "ended with ' (torn)' so it never counts" in caplog.text
+    assert [r["n"] for r in heirloom.AppendLog.read(path)] == [0, 2]  # never acknowledged: never counts
+    assert f"{path}: line 2 was ended with ' (torn)' by a writer, as it had no newline" in caplog.text
+    assert "add it again ending with a newline" in caplog.text
 
 
 def test_unusable_lines_are_named_and_skipped_and_a_log_that_is_no_file_is_an_error(tmp_path, caplog):

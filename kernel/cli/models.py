@@ -306,7 +306,8 @@ def models_promote(
     scored on the same validation records; test metrics are stored for reporting only.
     A new ALIAS whose name is close to one the store has (prodution, Production) is taken
     for a misspelling unless --new-alias says otherwise. Exit 0 when the alias points at
-    REF, 2 for a reference or METRIC that names nothing, 3 when --if-better declines.
+    REF, 2 for a reference or METRIC that names nothing or a count of records (support,
+    seen_in_training, left_out, left_out_of: no score), 3 when --if-better declines.
     With --rescore PROFILE both are scored again, on PROFILE's data as it is now. Higher
     wins; --lower-is-better for an error metric (mae, rmse, a loss).
 

@@ -22,6 +22,18 @@ SPLITS = (VALIDATION, TEST)
 LEFT_OUT, LEFT_OUT_OF = "left_out", "left_out_of"
 #: Two scores whose left-out shares differ by more than this are on clearly different records.
 SAME_RECORDS = 0.01
+#: A report's count of the scored records the version or an ancestor trained on (PLUGINS.md).
+SEEN_IN_TRAINING = "seen_in_training"
+#: The counts of records a report holds under the kernel's names (a dotted path ending in one: ``per_class.X.support``),
+#: with what each counts: no score, so ``--if-better`` refuses them (it promoted the version that had trained on
+#: more validation texts) and leaves them out of the metrics it offers. A plugin's report puts its counts of
+#: records under these names (PLUGINS.md); any other number is taken as a score.
+COUNTS = {
+    "support": "how many records were scored",
+    SEEN_IN_TRAINING: "how many scored records the version or an ancestor trained on",
+    LEFT_OUT: "how many records its score left out",
+    LEFT_OUT_OF: "how many records it was given to score",
+}
 
 
 class PromotionRefused(HeirloomError):
@@ -86,19 +98,29 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
     Else ``missing`` leads the error: RefError for a ``candidate`` (the metric names nothing: a
     typo, the caller's mistake), PromotionRefused for a holder (not comparable) and for a null one,
     which names a score the version did not measure (oos_recall with no out-of-scope texts), no typo."""
+    names = sorted(name for name, v in metrics.items() if _score(name, v))
+    offered = f"(metrics: {', '.join(names) or 'none'})"
+    if (count := metric.rsplit(".", 1)[-1]) in COUNTS:
+        raise RefError(f"{metric!r} is a count ({count}: {COUNTS[count]}), not a score: --if-better compares "
+                       f"scores {offered}")  # fmt: skip
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part, ...) if isinstance(value, dict) else ...  # ...: absent, None: null
     if value is None:
         raise PromotionRefused(f"metrics are not comparable: {missing} {metric!r}: it is null (not measured)")
     if isinstance(value, bool) or not isinstance(value, int | float):
-        names = sorted(name for name, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
         paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
-        problem = f"{missing} {metric!r}{did_you_mean(metric, paths)} (metrics: {', '.join(names) or 'none'})"
+        paths = [path for path in paths if path.rsplit(".", 1)[-1] not in COUNTS]
+        problem = f"{missing} {metric!r}{did_you_mean(metric, paths)} {offered}"
         if candidate:
             raise RefError(problem)
         raise PromotionRefused(f"metrics are not comparable: {problem}")
     return float(value)
+
+
+def _score(name: str, value: Any) -> bool:
+    """Whether a report's top-level ``name`` holds a score ``--if-better`` offers: a number, not a count."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and name not in COUNTS
 
 
 def left_out_note(new: dict[str, Any], candidate: str, old: dict[str, Any], holder: str) -> str:

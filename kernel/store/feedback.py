@@ -102,7 +102,11 @@ class FeedbackLog:
 
     def remove(self, record_id: str, reason: str = "") -> None:
         """Append a tombstone: the record stays in the log but no reader counts it."""
-        self._log.append({"op": REMOVE, "id": record_id, "reason": reason})
+        self.remove_all([record_id], reason)
+
+    def remove_all(self, record_ids: list[str], reason: str = "") -> None:
+        """Append a tombstone for each of ``record_ids`` in one durable write: all of them or none."""
+        self._log.append_all([{"op": REMOVE, "id": record_id, "reason": reason} for record_id in record_ids])
 
     def accept_label(self, label: str, reason: str = "") -> None:
         """Accept ``label``: records that carry it as a new label now train."""

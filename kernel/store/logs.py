@@ -106,7 +106,13 @@ class AppendLog:
         file the log's path names at that moment (a replaced log is reopened first: a record
         written to the replaced file would be acknowledged and lost). ``max_bytes``: a lower
         cap for this record than the log's own, so one kind of record leaves room for another."""
-        line = (json.dumps({**record, "time": time.time()}, ensure_ascii=False) + "\n").encode()
+        self.append_all([record], max_bytes)
+
+    def append_all(self, records: list[dict[str, Any]], max_bytes: int | None = None) -> None:
+        """``append`` for several records at once: one write and one ``fsync`` for them all, all
+        kept or none (a thousand tombstones took a thousand fsyncs)."""
+        stamp = time.time()
+        line = b"".join((json.dumps({**r, "time": stamp}, ensure_ascii=False) + "\n").encode() for r in records)
         cap = min(c for c in (self.max_bytes, max_bytes, float("inf")) if c is not None)
         with self._lock:
             for _ in range(3):
@@ -124,7 +130,13 @@ class AppendLog:
         """Append ``line`` to the open file, unless it would pass ``cap`` bytes; the caller holds its flock."""
         start = os.fstat(self._fd).st_size
         if start and os.pread(self._fd, 1, start - 1) != b"\n":  # under the flock: no writer is mid-record
-            log.warning("%s ends with a torn record (a crash cut it short); it is skipped on read", self.path)
+            log.warning(
+                "%s: line %d has no newline at its end (a record a crash cut short before it was acknowledged, or "
+                "a line added by hand without a final newline): ended with ' (torn)' so it never counts; readers "
+                "skip it",
+                self.path,
+                self._lines_before(start) + 1,
+            )
             # ended so it can never parse: a bare newline made a whole record of one cut just before its own
             line = TORN_END + line
         if start + len(line) > cap:
@@ -142,6 +154,13 @@ class AppendLog:
         except OSError as exc:
             self._cut(start)
             raise LogWriteError(f"cannot append to {self.path}: {exc.strerror or exc}; nothing was kept") from None
+
+    def _lines_before(self, size: int) -> int:
+        """How many newlines the first ``size`` bytes of the file hold (read only for a torn last line)."""
+        count, offset = 0, 0
+        while offset < size and (chunk := os.pread(self._fd, min(1 << 20, size - offset), offset)):
+            count, offset = count + chunk.count(b"\n"), offset + len(chunk)
+        return count
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -270,14 +289,10 @@ def _record(
     path: Path, number: int, line: bytes, check: Callable[[dict[str, Any]], str | None] | None
 ) -> dict[str, Any] | None:
     """Line ``number`` of a log as its record, or None (reported) when it is unusable."""
-    try:
-        record = json.loads(line) if line.endswith(b"\n") else None
-    except (ValueError, RecursionError):
-        record = None
+    record = _object(line) if line.endswith(b"\n") else None
     if not isinstance(record, dict):
         if line.strip():
-            torn = "is torn (a crash cut it short before it was acknowledged) or no JSON object (edited, or too long)"
-            warn_line(path, number, f" {torn}; skipped")
+            warn_line(path, number, f" {_unusable(line)}; skipped")
         return None
     fault = _surrogate_fault(line, record) or _time_fault(record.get("time"))
     fault = fault or (check(record) if check is not None else None)
@@ -287,6 +302,34 @@ def _record(
     if (later := future_time(record.get("time"))) is not None:  # the year 2100 was read without a word
         warn_line(path, number, f": 'time' is {record['time']}, {later}; read as it is")
     return record
+
+
+def _object(line: bytes) -> Any:
+    """The JSON value ``line`` holds, or None."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _unusable(line: bytes) -> str:
+    """What a reader says of a line that is no record: a whole JSON object without its newline (a
+    hand edit saved without a final newline looked torn, or passed unsaid) and one a writer ended with
+    TORN_END for that reason (it never counts: the writer cannot tell it from a record a crash cut just
+    before its newline, never acknowledged) say what to do; else torn or no object."""
+    if not line.endswith(b"\n") and isinstance(_object(line), dict):
+        return (
+            "has no newline at its end: a record being written now, one a crash cut before it was acknowledged, "
+            "or a line added by hand without a final newline (end it with one, or the next record written ends "
+            "it with ' (torn)' and it never counts)"
+        )
+    if line.endswith(TORN_END) and isinstance(_object(line[: -len(TORN_END)]), dict):
+        return (
+            "was ended with ' (torn)' by a writer, as it had no newline (a crash cut it before it was "
+            "acknowledged, or it was added by hand without a final newline); it never counts: a record "
+            "you added by hand, add it again ending with a newline"
+        )
+    return "is torn (a crash cut it short before it was acknowledged) or no JSON object (edited, or too long)"
 
 
 #: Seconds past now a record's time may be without a word (clocks a little apart).

@@ -30,7 +30,7 @@ from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.profile_toml import dotted
-from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, TEST, VALIDATION, evaluation_key
+from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, SEEN_IN_TRAINING, TEST, VALIDATION, evaluation_key
 from heirloom.store.content import STATE_FORMAT_KEY, state_digest
 from heirloom.store.digest import profile_digest
 from heirloom.store.memory_watch import MemoryWatch, watched_memory
@@ -163,10 +163,6 @@ def _warn_if_the_parent_held_out_others(
                 f"{shlex.quote(dotted(['models', name, 'inherit']) + '=null')} fits from scratch"
             )
             return
-
-
-#: A report's count of the scored records the version or an ancestor trained on (PLUGINS.md).
-SEEN_IN_TRAINING = "seen_in_training"
 
 
 def takes_validation(model: Any) -> bool:
