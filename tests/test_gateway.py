@@ -413,6 +413,10 @@ def test_a_body_that_is_not_strict_json_is_400_naming_the_body(trained):
     for raw in too_deep:
         status, _, body = http(predict, method="POST", raw=raw)
         assert status == 400 and body["field"] == "body" and "deeper than 254 levels" in body["error"], (raw[:20], body)
+    for raw in (b"[" * 200 + b"x", b'{"text": ' + b"[" * 253):  # orjson's words: "failed to allocate memory"
+        status, _, body = http(predict, method="POST", raw=raw)
+        said = body["error"]
+        assert (status, body["field"]) == (400, "body") and said.startswith("the body is not JSON: Expecting"), said
     status, _, body = http(predict, method="POST", raw=b'{"text": "\xff\xfe"}')  # orjson's words: "surrogates"
     assert (status, body["field"]) == (400, "body") and "byte 0xff at offset 10 is not UTF-8" in body["error"], body
     status, _, body = http(predict, method="POST", raw=b'{"text": ' + b"[" * 200 + b"]" * 200 + b"}")

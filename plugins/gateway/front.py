@@ -70,11 +70,17 @@ class NotServed(ValueError):
     objects than MAX_CONTAINERS (its message says which)."""
 
 
+#: How orjson words malformed JSON deep inside arrays or objects (``[`` x 200 then ``x``), at a wrong column:
+#: it read as a gateway out of memory (checker v4 F2).
+ALLOCATION_WORDS = "failed to allocate memory"
+
+
 def from_json(raw: bytes) -> Any:
     """A request body parsed strictly: ``NaN``/``Infinity`` literals and nesting deeper than
     1,024 are refused (orjson.JSONDecodeError, a ValueError), where the standard library
     let them through or raised RecursionError. An integer past 64 bits becomes a float. Bytes
-    that are not UTF-8 are named by offset (orjson's own words speak of surrogates). An object
+    that are not UTF-8 are named by offset (orjson's own words speak of surrogates), and JSON
+    malformed deep inside arrays in the standard library's words (orjson's: ALLOCATION_WORDS). An object
     holding a key twice is NotServed: orjson keeps the last value, and a proxy in front that
     read the first would have passed another request than the one served. So is a body of more
     than MAX_CONTAINERS arrays and objects, counted before it is parsed: each costs the parser,
@@ -87,11 +93,13 @@ def from_json(raw: bytes) -> Any:
         )
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         try:
             bytes(raw).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8") from None
+        except UnicodeDecodeError as bad:
+            raise ValueError(f"byte 0x{bad.object[bad.start]:02x} at offset {bad.start} is not UTF-8") from None
+        if str(exc).startswith(ALLOCATION_WORDS) and not opens_deeper(raw):  # deeper: the caller says so
+            json.loads(bytes(raw))  # the standard library's words, what and where: a ValueError at <= 254 levels
         raise
     if (key := repeated_key(bytes(raw), value)) is not None:
         raise NotServed(
