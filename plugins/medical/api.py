@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import attrs
 
 import heirloom
-from heirloom_plugins.medical.caution import FIELD, quoted_all, unselected, why_unselected
+from heirloom_plugins.medical.caution import FIELD, listed, quoted_all, unselected, why_unselected
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Query
 from heirloom_plugins.medical.patients import EventInput, RecordInput, find_encounter
@@ -400,5 +400,5 @@ class TreatmentApi(CodesApi):
             **answer,
             "codes": [item for item in answer["codes"] if item["code"] not in found],
             "blocked": [blocked[code] for code in sorted(blocked)],
-            "unread_allergies": quoted_all([*answer["unread_allergies"], *unread(allergies, known, self.tables)]),
+            "unread_allergies": listed([*answer["unread_allergies"], *unread(allergies, known, self.tables)]),
         }

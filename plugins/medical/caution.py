@@ -8,9 +8,9 @@ read, so such an answer keeps its ranking and probabilities, selects nothing and
 (``FIELD``). One rule for the shipped model (``evaluate`` scores what is served), the treatment api
 after any model's answer, the console and ``heirloom medical drug``.
 
-And how an answer quotes the displays it names (``quoted``): a drug's reasons, the allergies that
-withhold it, the allergies the filter cannot read. Each drug quotes them again, so a display quoted
-whole multiplies a request's size by the drugs ranked.
+And how an answer quotes the displays it names (``quoted``): a drug's reasons and the allergies that
+withhold it. Each drug quotes them again, so a display quoted whole multiplies a request's size by the
+drugs ranked. The allergies the filter cannot read are on an answer once, listed whole (``listed``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,17 @@ def quoted(display: str | None) -> str | None:
 
 
 def quoted_all(displays: Iterable[str]) -> list[str]:
-    """Displays as an answer lists them (``blocked[].allergies``, ``unread_allergies``): each ``quoted``,
+    """Displays as a blocked drug lists them (``blocked[].allergies``, repeated per drug): each ``quoted``,
     once, in order; ``quoted`` keeps a quote as it is, so a list quoted twice reads the same."""
     return sorted({quoted(display) for display in displays})
+
+
+def listed(displays: Iterable[str]) -> list[str]:
+    """The allergies an answer's ``unread_allergies`` lists: each whole, once, in order. The list a person checks
+    the drugs against, on the answer once (no drug repeats it): quoted, two allergies alike in their first
+    ``MAX_QUOTED_CHARS`` characters ("... and sulfa", "... and aspirin") were listed as one, neither substance
+    named (checker v4 F1)."""
+    return sorted(set(displays))
 
 
 def why_unselected(unread_allergies: Sequence[str]) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from heirloom_plugins.medical.caution import quoted, quoted_all, unselected
+from heirloom_plugins.medical.caution import listed, quoted, quoted_all, unselected
 from heirloom_plugins.medical.features import Description
 from heirloom_plugins.medical.formulary import formulary_field, read_formulary
 from heirloom_plugins.medical.model import Fitted, MultiLabelModel
@@ -80,7 +80,7 @@ class TreatmentModel(MultiLabelModel):
                 total[columns[column]] = total.get(columns[column], 0.0) + weight
             ranked = sorted(((w, c) for c, w in total.items() if w > 0), reverse=True)[:REASONS]
             item["answers"] = [{"code": code, "display": names.get(code)} for _, code in ranked]
-        not_read = quoted_all(  # quoted as the reasons are (caution.py): a long one repeated per drug
+        not_read = listed(  # whole, once: the list a person checks the drugs against (caution.py)
             unread(
                 ((e.code, e.display) for e in one.record.timeline if e.kind == "allergy"),
                 [parts for parts, _ in self._drugs(fitted).values()],
