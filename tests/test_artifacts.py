@@ -2670,3 +2670,24 @@ def test_a_write_lock_held_past_the_wait_is_said_to_be_locked_and_a_fitted_model
     assert caplog.text.count("waiting up to 0.5 s for the store's write lock") == 2  # once per writer
     assert [artifact.version for artifact in store.list()] == [1]
     assert store.gc(1, dry_run=True, orphans=True).orphans == []
+
+
+def test_a_store_another_process_is_creating_is_waited_for_not_refused(tmp_path):
+    """SQLite refuses ``PRAGMA journal_mode=WAL`` at once, without waiting, while another process holds a lock
+    on a new index: a broker and a worker started beside it on a fresh store had the broker fail, "the store
+    index ... cannot be used: database is locked" (fresh-clone CI). Another creator's lock is waited out."""
+    home = tmp_path / "home"
+    (home / "store").mkdir(parents=True)
+    creator = sqlite3.connect(home / "store" / "index.sqlite", isolation_level=None)
+    creator.execute("BEGIN IMMEDIATE")  # as a process making the index holds it
+    env = {**os.environ, "HEIRLOOM_HOME": str(home)}
+    listing = subprocess.Popen([*HEIRLOOM, "models", "list"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        assert listing.poll() is None, listing.communicate()  # waiting, not failed
+    finally:
+        creator.execute("COMMIT")
+        creator.close()
+    out, err = listing.communicate(timeout=60)
+    assert listing.returncode == 0, err.decode()
+    assert b"no artifacts" in out

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from heirloom.core.errors import HeirloomError
 from heirloom.files import irregular
 from heirloom.store.descriptors import out_of_descriptors
+from heirloom.store.wal import into_wal
 
 log = logging.getLogger("heirloom.store")
 
@@ -170,7 +171,7 @@ class StoreIndex:
                     )
                 if not writes:
                     raise HeirloomError(f"the store index {path} has no heirloom tables (no store made them)")
-                conn.execute("PRAGMA journal_mode=WAL")
+                into_wal(conn, BUSY_TIMEOUT)  # another process may be creating it too
                 conn.executescript(SCHEMA)
             elif found < SCHEMA_VERSION and not self.read_only:  # read-only, it is read as it is
                 self._upgrade(conn)
