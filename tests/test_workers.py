@@ -253,9 +253,10 @@ def test_a_worker_told_to_stop_under_load_drains_without_failing_a_request(tmp_p
             assert _worker_pids(client) == [workers[1].pid]
         assert f"worker pid {workers[0].pid} drained and stopped" in daemon.log()
     finally:
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         for worker in workers:
             worker.kill()
+        assert stopped == 0
 
 
 def test_a_remote_worker_that_falls_behind_is_back_pressure_not_unavailable(tmp_path):
@@ -306,8 +307,9 @@ def test_a_remote_worker_that_falls_behind_is_back_pressure_not_unavailable(tmp_
     finally:
         worker.send_signal(signal.SIGCONT)
         context.destroy(linger=0)
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         worker.kill()
+        assert stopped == 0
 
 
 def test_a_remote_worker_killed_hard_is_lost_at_the_first_request_that_cannot_reach_it(tmp_path):
@@ -367,9 +369,10 @@ def test_a_remote_worker_killed_hard_is_lost_at_the_first_request_that_cannot_re
             assert re.search(rf"worker pid {survivor.pid} (cannot be reached|missed 3)|no worker", said), said
     finally:
         context.destroy(linger=0)
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         victim.kill()
         survivor.kill()
+        assert stopped == 0
     log = daemon.log()
     assert f"worker pid {victim.pid} cannot be reached (Host unreachable)" in log or "missed 3 heartbeats" in log
 
@@ -389,8 +392,9 @@ def test_a_worker_with_a_slower_heartbeat_than_its_broker_is_not_declared_dead(t
                 time.sleep(0.05)
         assert "missed" not in daemon.log()
     finally:
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         worker.kill()
+        assert stopped == 0
 
 
 def test_a_broker_paused_past_three_heartbeats_keeps_its_workers(tmp_path):
@@ -653,9 +657,10 @@ def test_a_worker_that_joins_takes_no_key_answered_before_it_came(tmp_path):
         assert again == first, {key: (first[key], again[key]) for key in first if again[key] != first[key]}
         assert joining.pid in new  # new keys reach it: it takes its share of the work
     finally:
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         if joining is not None:
             joining.kill()
+        assert stopped == 0
 
 
 def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_path):
@@ -693,9 +698,10 @@ def test_a_worker_of_another_profile_gets_no_request_for_a_route_it_lacks(tmp_pa
             assert client.call("t.pid", None) == right.pid
         assert "serves other routes than the other ready workers" in daemon.log()
     finally:
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         for worker in (stray, right):
             worker.kill()
+        assert stopped == 0
 
 
 def test_a_broker_is_not_ready_while_its_only_ready_worker_serves_another_profile(tmp_path):
@@ -740,10 +746,11 @@ def test_a_broker_is_not_ready_while_its_only_ready_worker_serves_another_profil
                 time.sleep(0.1)
             assert "t.pid" in ready["missing_routes"] and "echo.echo" not in ready["missing_routes"], ready
     finally:
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         for worker in (stray, right):
             if worker is not None:
                 worker.kill()
+        assert stopped == 0
 
 
 def _retried_from_its_cache(client, busy_client, first: int) -> None:
@@ -1879,6 +1886,7 @@ def test_ready_workers_serving_two_versions_of_a_model_past_a_rolling_swap_are_w
             daemon.wait_logged("the ready workers serve one version of model m again", timeout=10)
         assert daemon.log().count(warned) == 1, daemon.log()  # rate-limited: once while it lasted
     finally:
-        assert daemon.terminate() == 0
+        stopped = daemon.terminate()  # asserted once the workers are killed: a failed assert left them running
         if pinned is not None:
             pinned.kill()
+        assert stopped == 0
