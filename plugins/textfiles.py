@@ -150,22 +150,36 @@ def decoding(path: str | Path, encoding: str, remedy: str, *, setting: str | Non
         ) from None
 
 
+@attrs.frozen
+class FileSettings:
+    """The names of the source settings that give one file's encoding and delimiter, for errors that say what
+    to set: the source's own (``encoding``, ``delimiter``), or one file's (a ratings-csv catalogue's
+    ``items_encoding`` and ``items_delimiter``)."""
+
+    encoding: str = "encoding"
+    delimiter: str = "delimiter"
+
+
+#: A file read with the source's own ``encoding`` and ``delimiter``.
+SOURCE_FILE = FileSettings()
+
+
 def csv_rows(
     path: str | Path,
     required: Sequence[str],
     *,
     delimiter: str = ",",
     encoding: str = "utf-8-sig",
-    setting: str = "encoding",
-    delimiter_setting: str = "delimiter",
+    named: FileSettings = SOURCE_FILE,
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line, row)`` for each row of a CSV file with a header (RFC-4180 quoting; the
     line is the row's first, for a quoted value that spans lines). The header must name every
     ``required`` column; a row must have as many fields as the header (a short row, or a long
     one whose unquoted value holds the delimiter, is an error naming its line); bytes that are
-    not ``encoding`` text are an error naming their line and ``setting``, the source's setting
-    that names the encoding (``delimiter_setting``: the delimiter's, for a header read as one
-    column). A row maps every header column."""
+    not ``encoding`` text are an error naming their line and the source's setting that names the
+    encoding (``named``: that and the delimiter's, for a header read as one column). A row maps every
+    header column."""
+    setting = named.encoding
     fd = regular_file(path)
     one_byte = codecs.lookup(encoding).name == LATIN_1  # bytes 0x80-0x9F read as C1 controls: a Windows file?
     misread = codecs.lookup(encoding).name in _ONE_BYTE  # a UTF-8 file can be read so without an error
@@ -180,7 +194,7 @@ def csv_rows(
                 raise heirloom.HeirloomError(f"{path}: the header names column {twice[0]!r} more than once")
             missing = [c for c in required if c not in columns]
             if missing:
-                hint = close_column(missing[0], columns, required, delimiter_setting)
+                hint = close_column(missing[0], columns, required, named.delimiter)
                 raise heirloom.HeirloomError(
                     f"{path}: no column {', '.join(map(repr, missing))}{hint} (columns: {listed(columns)})"
                 )
@@ -469,19 +483,19 @@ class CsvFormat:
         self,
         path: str | None,
         columns: dict[str, str],
-        setting: str = "encoding",
+        named: FileSettings = SOURCE_FILE,
         optional: dict[str, str] | None = None,
-        delimiter_setting: str = "delimiter",
     ) -> None:
         """ValueError naming the setting (``'text_column' 'text' is not a column of
         train.csv (columns: ...)``) when ``path``'s header lacks a column ``columns`` maps a
         setting to: ``profile check`` says so, before a train reads the data, and so a header
-        that is not text of the encoding ``setting`` names. A file that cannot be read is the
+        that is not text of the encoding ``named`` gives. A file that cannot be read is the
         reading's to report. ``optional`` columns may be absent, but not present in another case:
-        a header of ``Genres`` lost every item's genres without a word (checker 303). ``delimiter_setting``
-        names the file's delimiter (``items_delimiter``: a ';' ratings export beside a ',' catalogue)."""
+        a header of ``Genres`` lost every item's genres without a word (checker 303). ``named`` also
+        gives the file's delimiter (``items_delimiter``: a ';' ratings export beside a ',' catalogue)."""
         if path is None:
             return
+        setting = named.encoding
         encoding = self.encoding_named(setting)
         try:
             fd = heirloom.open_regular(Path(path))  # not one (a FIFO): the reading's to report
@@ -499,7 +513,7 @@ class CsvFormat:
         if run := _utf8_read_as(first, encoding):  # "did you mean 'CatÃ©gorie'?"
             raise ValueError(f"the header of {Path(path).name} holds {_utf8_remedy(run, encoding, setting)}")
         try:
-            header = next(csv.reader([first], delimiter=self.delimiter_named(delimiter_setting)), [])
+            header = next(csv.reader([first], delimiter=self.delimiter_named(named.delimiter)), [])
         except csv.Error:
             return
         header = [name.strip() for name in header]
@@ -520,7 +534,7 @@ class CsvFormat:
                 f"'{setting}' {column!r} is not a column of {Path(path).name}: it holds JSON lines (its first line "
                 "is a JSON object), not CSV with a header; name the CSV file, or read this one with a jsonl source"
             )
-        hints = [close_column(column, header, list(columns.values()), delimiter_setting) for _, column in missing]
+        hints = [close_column(column, header, list(columns.values()), named.delimiter) for _, column in missing]
         nor = [
             f"'{s}' {c!r}" + (f" ({h.removeprefix('; ')})" if h and h != hints[0] else "")  # one delimiter hint
             for (s, c), h in zip(others, hints[1:], strict=True)
@@ -531,19 +545,14 @@ class CsvFormat:
         )
 
     def csv_rows(
-        self,
-        path: str | Path,
-        required: Sequence[str],
-        setting: str = "encoding",
-        delimiter_setting: str = "delimiter",
+        self, path: str | Path, required: Sequence[str], named: FileSettings = SOURCE_FILE
     ) -> Iterator[tuple[int, dict[str, str]]]:
-        """:func:`csv_rows` of ``path`` with the delimiter this source's ``delimiter_setting`` names and the
-        encoding its ``setting`` names."""
+        """:func:`csv_rows` of ``path`` with the delimiter and the encoding this source's settings ``named``
+        give."""
         return csv_rows(
             path,
             required,
-            delimiter=self.delimiter_named(delimiter_setting),
-            encoding=self.encoding_named(setting),
-            setting=setting,
-            delimiter_setting=delimiter_setting,
+            delimiter=self.delimiter_named(named.delimiter),
+            encoding=self.encoding_named(named.encoding),
+            named=named,
         )

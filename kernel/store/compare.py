@@ -101,8 +101,8 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
     names = sorted(name for name, v in metrics.items() if _score(name, v))
     offered = f"(metrics: {', '.join(names) or 'none'})"
     if (count := metric.rsplit(".", 1)[-1]) in COUNTS:
-        raise RefError(f"{metric!r} is a count ({count}: {COUNTS[count]}), not a score: --if-better compares "
-                       f"scores {offered}")  # fmt: skip
+        said = f"{metric!r} is a count ({count}: {COUNTS[count]}), not a score: --if-better compares scores {offered}"
+        raise RefError(said)
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part, ...) if isinstance(value, dict) else ...  # ...: absent, None: null

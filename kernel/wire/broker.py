@@ -389,7 +389,8 @@ class Broker(BrokerRoutes):
 
     def _heartbeat(self, identity: bytes, frame: bytes) -> None:
         if identity in self._departed or (self.draining and identity not in self.workers):  # new in a drain: not taken
-            return self._turn_away(identity)
+            self._turn_away(identity)
+            return
         try:
             status = read_heartbeat(frame)
         except ValueError as exc:

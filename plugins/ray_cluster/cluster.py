@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import logging
 import math
 import os
@@ -21,27 +22,35 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import heirloom
 from heirloom.options import loopback
 
-# Ray's core ends a driver (_Exit(1), its log saying "Exiting because the Raylet IPC connection failed and the
-# local Raylet is dead") when a message to its raylet fails and that raylet seems dead: the process RAY_RAYLET_PID
-# names, else this process's parent, taken for dead when it is PID 1, as for a service systemd runs. The
-# ray.shutdown() of a rejoin (a head that restarted: its raylet is gone) failed so and ended the broker (checker
-# h322 F1). This driver names itself, which lives as long as it does; Ray reads the variable as it is imported.
-#: What Ray's core read as its raylet's pid (None: the parent's liveness stands for it).
-RAYLET_PID = (
-    os.environ.get("RAY_RAYLET_PID") if "ray" in sys.modules else os.environ.get("RAY_RAYLET_PID", str(os.getpid()))
-)
-_NAMED_HERE = "ray" not in sys.modules and "RAY_RAYLET_PID" not in os.environ
-if _NAMED_HERE:
-    os.environ["RAY_RAYLET_PID"] = RAYLET_PID
-import ray  # noqa: E402 - after RAY_RAYLET_PID, read as it is imported
 
-if _NAMED_HERE:
-    del os.environ["RAY_RAYLET_PID"]  # not this process's children's: a raylet names itself to its own
+def _import_ray_naming_this_driver() -> tuple[ModuleType, str | None]:
+    """Import ray with this process named as its raylet's pid; return ray and what its core read as that pid
+    (None: the parent's liveness stands for it).
+
+    Ray's core ends a driver (_Exit(1), its log saying "Exiting because the Raylet IPC connection failed and the
+    local Raylet is dead") when a message to its raylet fails and that raylet seems dead: the process
+    RAY_RAYLET_PID names, else this process's parent, taken for dead when it is PID 1, as for a service systemd
+    runs. The ray.shutdown() of a rejoin (a head that restarted: its raylet is gone) failed so and ended the broker
+    (checker h322 F1). This driver names itself, which lives as long as it does; Ray reads the variable as it is
+    imported, so a ray imported earlier keeps what it read then. The variable is removed again: this process's
+    children's raylets name themselves."""
+    preset = os.environ.get("RAY_RAYLET_PID")
+    if "ray" in sys.modules or preset is not None:
+        return importlib.import_module("ray"), preset
+    os.environ["RAY_RAYLET_PID"] = str(os.getpid())
+    try:
+        return importlib.import_module("ray"), os.environ["RAY_RAYLET_PID"]
+    finally:
+        del os.environ["RAY_RAYLET_PID"]
+
+
+ray, RAYLET_PID = _import_ray_naming_this_driver()
 
 if TYPE_CHECKING:
     from heirloom_plugins.ray_cluster import RayResources

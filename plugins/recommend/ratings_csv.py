@@ -25,14 +25,12 @@ import heirloom
 from heirloom_plugins.recommend.checks import non_empty
 from heirloom_plugins.recommend.records import MAX_ID_CHARS, id_key, id_problem, parse_year
 from heirloom_plugins.recommend.split import SPLITS, Rating, SplitRatingsSource
-from heirloom_plugins.textfiles import CsvFormat, known_encoding, one_character
+from heirloom_plugins.textfiles import SOURCE_FILE, CsvFormat, FileSettings, known_encoding, one_character
 
 log = logging.getLogger("heirloom.recommend")
 
-#: The setting of the items file's encoding.
-ITEMS_ENCODING = "items_encoding"
-#: The setting of the items file's delimiter.
-ITEMS_DELIMITER = "items_delimiter"
+#: The settings of the items file's encoding and delimiter.
+ITEMS_FILE = FileSettings(encoding="items_encoding", delimiter="items_delimiter")
 #: The settings by which the seeded protocol chooses each rating's split, which ``split_column`` states instead.
 CHOOSING = ("test_fraction", "validation_fraction", "holdout")
 #: A Unix time this large (the year 5138 in seconds) is a time in milliseconds (1.7e12 today); 1,000 times
@@ -95,11 +93,11 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         ]
         if irregular:  # profile check said ok to a folder or a FIFO, then the read refused it (checker 270)
             raise ValueError("; ".join(irregular))
-        files = (("ratings", "encoding", "ratings"), ("items", ITEMS_ENCODING, "items"))
+        files = (("ratings", SOURCE_FILE, "ratings"), ("items", ITEMS_FILE, "items"))
         empty = [
             f"'{key}' {path} is empty (no header, no {what})"
-            for key, setting, what in files
-            if (path := getattr(self, key)) and _blank(path, self.encoding_named(setting))
+            for key, named, what in files
+            if (path := getattr(self, key)) and _blank(path, self.encoding_named(named.encoding))
         ]
         if empty:  # each of its columns was said missing, under user_column's default (checker 283)
             raise ValueError("; ".join(empty))
@@ -124,21 +122,13 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         listed = "items_item_column" if self.items_item_column else "item_column"
         described = {listed: self.catalogue_id, "title_column": self.title_column}
         problems = []
-        for path, columns, setting, delimiter, optional in (
-            (
-                self.ratings,
-                {name: column for name, column in rated.items() if column},
-                "encoding",
-                "delimiter",
-                ("time_column",),
-            ),
-            (self.items, described, ITEMS_ENCODING, ITEMS_DELIMITER, ("genres_column", "year_column")),
+        for path, columns, named, optional in (
+            (self.ratings, {name: column for name, column in rated.items() if column}, SOURCE_FILE, ("time_column",)),
+            (self.items, described, ITEMS_FILE, ("genres_column", "year_column")),
         ):
             chosen, defaulted = self._optional(*optional)
             try:
-                self.check_columns(
-                    path, {**columns, **chosen}, setting, optional=defaulted, delimiter_setting=delimiter
-                )
+                self.check_columns(path, {**columns, **chosen}, named, optional=defaulted)
             except ValueError as error:
                 problems.append(str(error))
         if problems:
@@ -204,7 +194,7 @@ class RatingsCsvSource(SplitRatingsSource, CsvFormat):
         items: list[dict[str, Any]] = []
         seen: dict[str, int] = {}
         columns = (self.catalogue_id, self.title_column)
-        for line, row in self.csv_rows(self.items, columns, ITEMS_ENCODING, ITEMS_DELIMITER):
+        for line, row in self.csv_rows(self.items, columns, ITEMS_FILE):
             where = f"{self.items}:{line}"
             item = _id(row, self.catalogue_id, where)
             first = seen.setdefault(item, line)
