@@ -148,7 +148,8 @@ def test_a_retry_that_gets_no_reply_names_the_callers_timeout():
     import zmq
 
     from heirloom.wire.client import Client, NoReply
-    from heirloom.wire.protocol import UNAVAILABLE, RequestError, error_frames, read_header, split_envelope
+    from heirloom.wire.headers import read_header
+    from heirloom.wire.protocol import UNAVAILABLE, RequestError, error_frames, split_envelope
     from tests.helpers import free_tcp_address
 
     address = free_tcp_address()

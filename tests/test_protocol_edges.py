@@ -68,7 +68,7 @@ def test_header_fields_are_checked_before_the_route_on_every_route(send, route):
     assert "array of" in refused(send(SIGNATURE, header(route=route, buffers="x"), nil), "header.buffers")
     expired_and_bad = header(route=route, deadline_ms=0, buffers=[3])  # the header, before the deadline
     assert "must be a map with 'dtype'" in refused(send(SIGNATURE, expired_and_bad, nil, b"\0"), "header.buffers[0]")
-    for spec in ({"dtype": ["uint8"], "shape": [1]}, {"dtype": "uint8", "shape": [-1]}, {"dtype": "uint8"}):
+    for spec in ({"dtype": "UINT8", "shape": [1]}, {"dtype": "uint8", "shape": [-1]}, {"dtype": "uint8"}):
         bad = header(route=route, buffers=[spec])
         assert "must be a map with 'dtype'" in refused(send(SIGNATURE, bad, nil, b"\0"), "header.buffers[0]")
 
@@ -198,3 +198,55 @@ def test_a_keyed_retry_whose_buffer_descriptions_differ_only_in_key_order_or_ign
     first = write("h321-a6", None, plain)
     assert first[0]["status"] == "OK" and write("h321-a6", None, plain)[1] == first[1]  # nil is no buffers
     refused(write("h321-a6", [], plain), "header.idempotency_key")  # [] makes {"$buffer": i} placeholders
+
+
+def test_a_buffer_dtype_that_is_not_a_string_is_told_with_its_type(send):
+    """C's msgpack_pack_bin for a dtype: the map quoted looked valid (``{"dtype": "uint8", ...}``); now the
+    message names the part and its type, as ``header.route`` sent as bin is told (h326 F1)."""
+    nil = msgpack.packb(None)
+    for dtype, shown in ((b"uint8", 'binary "uint8"'), (["uint8"], 'array ["uint8"]')):
+        described = header(route="echo.echo", buffers=[{"dtype": dtype, "shape": [2]}])
+        message = refused(send(SIGNATURE, described, msgpack.packb({"$buffer": 0}), b"ab"), "header.buffers[0]")
+        assert message.startswith("header.buffers[0].dtype must be a string (one of bool, ")
+        assert message.endswith(f"uint8), got {shown}"), message
+    described = header(route="echo.echo", buffers=[{b"dtype": "uint8", "shape": [1]}])
+    message = refused(send(SIGNATURE, described, nil, b"a"), "header.buffers[0]")
+    assert message.endswith('; header.buffers[0] has "dtype" as binary: keys are msgpack strings'), message
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "hint"),
+    [
+        ({b"id": 62, "route": "_health"}, "header.id", '"id" as binary: keys are msgpack strings'),
+        ({"id\0": 1, "route": "_health"}, "header.id", '"id\\u0000", which ends with a NUL: pack a key'),
+        ({"id": 4, "Route": "_health"}, "header.route", '"Route": keys are lower case'),
+        ({"id": 4, b"route\0": "_health"}, "header.route", '"route\\u0000" as binary: keys are msgpack strings'),
+    ],
+)
+def test_a_required_header_key_sent_in_a_near_miss_form_is_named(send, fields, field, hint):
+    """A key packed as bin, with its C NUL (``sizeof "id"``) or capitalised was "got nothing" (h326 F3)."""
+    head, body = send(SIGNATURE, msgpack.packb(fields), msgpack.packb(None))
+    assert head["status"] == "INVALID_ARGUMENT" and body["field"] == field, body
+    assert head["id"] == (None if field == "header.id" else 4)
+    assert f", got nothing (the header has {hint}" in body["message"], body
+
+
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [
+        ("deadline_ms\0", "header.deadline_ms"),
+        (b"idempotency_key", "header.idempotency_key"),
+        ("Idempotency_Key", "header.idempotency_key"),
+        (b"buffers", "header.buffers"),
+    ],
+)
+def test_an_optional_header_key_sent_in_a_near_miss_form_is_refused_not_ignored(send, key, field):
+    """``{"deadline_ms\\0": 0}`` ran with no deadline, and a bin ``idempotency_key`` was no key (a retried write
+    ran twice): the client could not notice. Now refused, naming the key; an unknown key is still ignored."""
+    value = [] if field == "header.buffers" else 0 if field == "header.deadline_ms" else "k"
+    sent = msgpack.packb({"id": 7, "route": "_health", key: value})
+    message = refused(send(SIGNATURE, sent, msgpack.packb(None)), field)
+    assert message.startswith(f"{field} is missing, and the header has "), message
+    fine = send(SIGNATURE, msgpack.packb({"id": 7, "route": "_health", "trace_id": "x", 5: 1}), msgpack.packb(None))
+    assert fine[0]["status"] == "OK"
+

@@ -52,6 +52,7 @@ from heirloom.wire.broker_workers import (
 from heirloom.wire.builtin_routes import ADMIN_ROUTES, KERNEL_ROUTES, check_no_body
 from heirloom.wire.call import answered_instead
 from heirloom.wire.connections import ConnectionWatch, client_receiver, client_router, peer_router, reply_outbox
+from heirloom.wire.headers import header_id, header_options, header_route, read_header
 from heirloom.wire.heartbeat_gate import HeartbeatGate
 from heirloom.wire.local_workers import START_FAILED, LocalWorkers
 from heirloom.wire.metrics import WorkerTotals
@@ -66,10 +67,6 @@ from heirloom.wire.protocol import (
     UNAVAILABLE,
     RequestError,
     error_frames,
-    header_id,
-    header_options,
-    header_route,
-    read_header,
     split_envelope,
 )
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender

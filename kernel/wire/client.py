@@ -36,13 +36,13 @@ from heirloom.wire.dealer import (
     redial,
     replies_follow,
 )
+from heirloom.wire.headers import attach_buffers
 from heirloom.wire.protocol import (
     CODES,
     HEADER_LIMIT,
     INTERNAL,
     OK,
     SIGNATURE,
-    attach_buffers,
     quoted,
     request_frames,
     unpackb,

@@ -16,7 +16,8 @@ from collections import OrderedDict
 from typing import Any
 
 from heirloom.wire.call import Call
-from heirloom.wire.protocol import INVALID_ARGUMENT, OK, RequestError, buffer_specs, packb
+from heirloom.wire.headers import buffer_specs
+from heirloom.wire.protocol import INVALID_ARGUMENT, OK, RequestError, packb
 
 #: What a remembered reply costs beyond its bytes (key, digest, bookkeeping).
 ENTRY_OVERHEAD = 256

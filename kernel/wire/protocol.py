@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import attrs
 import msgpack
 
-from heirloom.core.limits import leaves, nests_deeper, shortened
+from heirloom.core.limits import leaves, shortened
 from heirloom.core.paths import home
 
 SIGNATURE = b"HLM1"
@@ -277,102 +276,6 @@ class RequestError(Exception):
 HEADER_LIMIT = 64 << 10
 
 
-def read_header(frame: bytes) -> dict[str, Any]:
-    """A request header decoded and checked to be a map (RequestError otherwise)."""
-    if len(frame) > HEADER_LIMIT:
-        raise RequestError(INVALID_ARGUMENT, f"header is over {HEADER_LIMIT} bytes", "header")
-    try:
-        header = unpackb(frame)
-    except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's
-        raise RequestError(INVALID_ARGUMENT, decoding_error("header", exc), "header") from None
-    if type(header) is not dict:
-        raise RequestError(INVALID_ARGUMENT, f"header must be a map, got {wire_name(header)}", "header")
-    return header
-
-
-def header_id(header: dict[str, Any]) -> int | str:
-    """The request id: an int or a string (a reply to anything else carries ``id`` nil)."""
-    request_id = header.get("id")
-    kind = type(request_id)
-    if kind is not int and kind is not str:
-        got = "nothing" if request_id is None else quoted(request_id)
-        raise RequestError(INVALID_ARGUMENT, f"header.id must be an integer or a string, got {got}", "header.id")
-    return request_id
-
-
-def header_route(header: dict[str, Any]) -> str:
-    """The header's route name (RequestError naming ``header.route`` when it is not a string)."""
-    route = header.get("route")
-    if type(route) is not str:  # absent and nil are one: "got nothing", as header.id says it
-        got = "nothing" if route is None else quoted(route)
-        raise RequestError(INVALID_ARGUMENT, f"header.route must be a string, got {got}", "header.route")
-    return route
-
-
-def header_deadline(header: dict[str, Any]) -> float | None:
-    """``deadline_ms`` as a finite number of milliseconds (None when absent)."""
-    budget = header.get("deadline_ms")
-    if budget is None:
-        return None
-    if type(budget) not in (int, float) or not math.isfinite(budget):
-        raise RequestError(
-            INVALID_ARGUMENT, f"header.deadline_ms must be a finite number, got {quoted(budget)}", "header.deadline_ms"
-        )
-    return budget
-
-
-def header_key(header: dict[str, Any]) -> int | str | None:
-    """``idempotency_key``: a string of at most IDEMPOTENCY_KEY_LIMIT characters or an int (None when absent)."""
-    key = header.get("idempotency_key")
-    if key is None or type(key) is int or (type(key) is str and 0 < len(key) <= IDEMPOTENCY_KEY_LIMIT):
-        return key
-    raise RequestError(
-        INVALID_ARGUMENT,
-        f"header.idempotency_key must be a non-empty string of at most {IDEMPOTENCY_KEY_LIMIT} characters or an "
-        f"integer, got {quoted(key)}",
-        "header.idempotency_key",
-    )
-
-
-def header_options(header: dict[str, Any]) -> tuple[int | str | None, float | None]:
-    """``(idempotency_key, deadline_ms)`` of a request header, each None when absent, and
-    ``buffers`` checked to be buffer descriptions: the header's own fields, checked before
-    the route is looked up (RequestError naming the first bad one)."""
-    if len(header) == 2 and "route" in header and "id" in header:  # the common case: nothing more
-        return None, None
-    key = header_key(header) if "idempotency_key" in header else None
-    budget = header_deadline(header) if "deadline_ms" in header else None
-    if header.get("buffers") is not None:
-        buffer_specs(header)
-    return key, budget
-
-
-def buffer_specs(header: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
-    """``(dtype, shape)`` of each buffer ``header.buffers`` describes (RequestError naming
-    ``header.buffers`` or the description at fault)."""
-    specs = header.get("buffers")
-    if type(specs) is not list:
-        raise RequestError(
-            INVALID_ARGUMENT,
-            f"header.buffers must be an array of {{dtype, shape}} maps, got {quoted(specs)}",
-            "header.buffers",
-        )
-    described = []
-    for i, spec in enumerate(specs):
-        dtype = spec.get("dtype") if type(spec) is dict else None
-        shape = spec.get("shape") if type(spec) is dict else None
-        known = type(dtype) is str and dtype in DTYPES  # a list or a map as dtype is unhashable
-        if not known or type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
-            raise RequestError(
-                INVALID_ARGUMENT,
-                f"header.buffers[{i}] must be a map with 'dtype' (one of {', '.join(sorted(DTYPES))}) and 'shape' "
-                f"(an array of non-negative integers), got {quoted(spec, 120)}",
-                f"header.buffers[{i}]",
-            )
-        described.append((dtype, tuple(shape)))
-    return described
-
-
 def error_reply(request_id: Any, error: RequestError) -> list[bytes]:
     """An error reply's header and body frames."""
     return [packb({"id": request_id, "status": error.code}), packb(error.body())]
@@ -405,53 +308,6 @@ def split_envelope(frames: list[bytes]) -> int:
         if frames[index] == SIGNATURE:
             return index if max(map(len, frames[1:index])) <= MAX_ENVELOPE_FRAME else -1
     return -1
-
-
-def attach_buffers(body: Any, header: dict[str, Any], frames: list[bytes]) -> Any:
-    """Replace ``{"$buffer": i}`` placeholders in ``body`` by :class:`Buffer` objects."""
-    if header.get("buffers") is None:
-        raise RequestError(
-            INVALID_ARGUMENT,
-            f"{len(frames)} buffer frame(s) sent without header.buffers to describe them",
-            "header.buffers",
-        )
-    specs = buffer_specs(header)
-    if len(specs) != len(frames):
-        raise RequestError(
-            INVALID_ARGUMENT,
-            f"header.buffers describes {len(specs)}; it must describe each of the {len(frames)} buffer frame(s) sent",
-            "header.buffers",
-        )
-    buffers = []
-    for i, ((dtype, shape), frame) in enumerate(zip(specs, frames, strict=True)):
-        try:
-            buffers.append(Buffer(dtype, shape, frame))
-        except ValueError as exc:
-            raise RequestError(INVALID_ARGUMENT, f"buffer {i}: {exc}", f"header.buffers[{i}]") from None
-    if nests_deeper(body, BUFFER_BODY_NESTING):  # the placeholder walk recurses: bound it before it starts
-        raise RequestError(
-            INVALID_ARGUMENT,
-            f"a body with buffers nests arrays and maps deeper than {BUFFER_BODY_NESTING} levels",
-            "body",
-        )
-
-    def substitute(node: Any) -> Any:
-        if isinstance(node, dict):
-            if len(node) == 1 and "$buffer" in node:
-                index = node["$buffer"]
-                if type(index) is not int or not 0 <= index < len(buffers):
-                    sent = f"0 to {len(buffers) - 1}" if buffers else "none was sent"
-                    wanted = f"the index of a buffer frame sent ({sent})"
-                    raise RequestError(
-                        INVALID_ARGUMENT, f"$buffer must be {wanted}, got {quoted(index)}", "body.$buffer"
-                    )
-                return buffers[index]
-            return {k: substitute(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [substitute(v) for v in node]
-        return node
-
-    return substitute(body)
 
 
 def detach_buffers(body: Any) -> tuple[Any, list[dict[str, Any]], list[bytes | memoryview]]:

@@ -28,6 +28,7 @@ from heirloom.wire import manager_calls
 from heirloom.wire.batching import Batcher
 from heirloom.wire.bodies import unpack_body
 from heirloom.wire.call import Call, Complete, named, plugin_failure
+from heirloom.wire.headers import attach_buffers
 from heirloom.wire.inputs import InputValidator, json_schema, wire_type
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
@@ -36,7 +37,6 @@ from heirloom.wire.protocol import (
     RESOURCE_EXHAUSTED,
     UNAVAILABLE,
     RequestError,
-    attach_buffers,
     cut,
     decoding_error,
 )

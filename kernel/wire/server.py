@@ -36,6 +36,7 @@ from heirloom.wire.broker_link import BrokerLink
 from heirloom.wire.builtin_routes import KernelApi, check_no_body
 from heirloom.wire.call import Call, Encoded, deadline_body, dropped_reply, encode, fail, invalid_part, settle
 from heirloom.wire.connections import ConnectionWatch, client_receiver, client_router, reply_outbox
+from heirloom.wire.headers import header_id, header_options, header_route, read_header
 from heirloom.wire.idempotency import IdempotencyCache, body_digest
 from heirloom.wire.protocol import (
     CONTROL,
@@ -47,11 +48,7 @@ from heirloom.wire.protocol import (
     UNAVAILABLE,
     RequestError,
     error_reply,
-    header_id,
-    header_options,
-    header_route,
     packb,
-    read_header,
     split_envelope,
     unpackb,
 )
