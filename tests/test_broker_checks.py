@@ -12,6 +12,7 @@ import msgpack
 import pytest
 import zmq
 
+from heirloom.wire.broker_deadlines import Deadlines
 from heirloom.wire.protocol import SIGNATURE, packb, request_frames
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS
 from tests.daemons import Daemon
@@ -187,3 +188,31 @@ def test_a_flood_of_reloads_is_a_line_a_second_in_each_processs_log(tmp_path, wo
         assert 0 < len(lines) <= processes * ((time.monotonic() - began) / RELOAD_LOG_SECONDS + 1), lines
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_keyed_repeat_in_flight_is_due_when_its_first_is_not_by_its_own_budget():
+    """A repeat of a key in flight waits for the first's reply (docs/PROTOCOL.md, Idempotency keys): the broker
+    answers it DEADLINE_EXCEEDED only when the first is due (a hung worker), never by its own 2 ms budget; a first
+    without a deadline gives its repeats none, and once the first is answered the key's next request is its own."""
+    forwarded: dict[bytes, Any] = {}
+    deadlines = Deadlines(forwarded, longest_grace=1.0)
+    key = (b"client", "t.slow", "K")
+    for tag, budget in ((b"first", 10_000), (b"again", 2)):
+        forwarded[tag] = None
+        deadlines.add(100.0, budget, tag, key)
+    assert deadlines.due(100.5) == []  # the repeat's 2 ms and grace are long past
+    assert sorted(deadlines.due(111.0)) == [b"again", b"first"]  # both due with the first, 10 s and a 1 s grace on
+    for tag in (b"first", b"again"):
+        assert deadlines.answered(tag)  # answered at the deadline: its worker's reply is dropped
+        del forwarded[tag]
+    other = (b"client", "t.slow", "L")
+    forwarded[b"no-deadline"], forwarded[b"repeat"] = None, None
+    deadlines.add(200.0, None, b"no-deadline", other)
+    deadlines.add(200.0, 2, b"repeat", other)
+    assert deadlines.due(1e9) == []
+    for tag in (b"no-deadline", b"repeat"):
+        assert not deadlines.answered(tag)
+        del forwarded[tag]
+    forwarded[b"later"] = None
+    deadlines.add(300.0, 2, b"later", other)  # the key is no longer in flight: its own budget
+    assert deadlines.due(300.1) == [b"later"]

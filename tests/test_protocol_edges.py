@@ -4,6 +4,7 @@ test is the doc's rule, held alike by one process and by a broker with workers."
 from __future__ import annotations
 
 import math
+import time
 
 import msgpack
 import pytest
@@ -250,3 +251,27 @@ def test_an_optional_header_key_sent_in_a_near_miss_form_is_refused_not_ignored(
     fine = send(SIGNATURE, msgpack.packb({"id": 7, "route": "_health", "trace_id": "x", 5: 1}), msgpack.packb(None))
     assert fine[0]["status"] == "OK"
 
+
+def test_a_keyed_repeat_in_flight_gets_the_firsts_reply_whatever_its_own_deadline(daemon):
+    """docs/PROTOCOL.md, Idempotency keys: a repeat while the first runs waits for the first's reply and its own
+    ``deadline_ms`` is not applied. A broker answered such a repeat with 2 ms DEADLINE_EXCEEDED of its own (h326 F2)."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.address)
+    try:
+        body = msgpack.packb({"ms": 400})
+        first = {"route": "t.slow", "idempotency_key": "repeat-2ms", "deadline_ms": 10_000}
+        sock.send_multipart([SIGNATURE, msgpack.packb({"id": 1, **first}), body])
+        time.sleep(0.1)  # the first is running
+        sock.send_multipart([SIGNATURE, msgpack.packb({"id": 2, **first, "deadline_ms": 2}), body])
+        replies = {}
+        for _ in range(2):
+            assert sock.poll(5000), replies
+            frames = sock.recv_multipart()
+            reply = msgpack.unpackb(frames[1]), msgpack.unpackb(frames[2])
+            replies[reply[0]["id"]] = reply
+        assert replies[1][0]["status"] == replies[2][0]["status"] == "OK", replies
+        assert replies[2][1] == replies[1][1] == {"slept_ms": 400}
+        assert replies[2][0]["compute_ms"] == 0.0
+    finally:
+        sock.close()

@@ -472,8 +472,8 @@ class Broker(BrokerRoutes):
             worker = self._send(route, client, key, [tag + client, head, *frames[index + 2 :]])
             worker.in_flight += 1
             self.forwarded[tag] = (worker, stats, received, envelope, request_id)
-            if budget is not None:
-                self.deadlines.add(received, budget, tag)
+            if budget is not None or key is not None:  # a repeat of a key in flight: due with the first
+                self.deadlines.add(received, budget, tag, None if key is None else (client, route, key))
             if size >= LARGE_REQUEST:
                 self._large[tag] = size
                 self._large_bytes += size

@@ -43,12 +43,30 @@ class Deadlines:
         self._longest_grace = longest_grace
         self._heap: list[tuple[float, bytes]] = []
         self._expired: set[bytes] = set()
+        #: tag -> idempotency key of each keyed request in flight; key -> [its requests in flight, the first's due]
+        self._keyed: dict[bytes, Any] = {}
+        self._running: dict[Any, list[Any]] = {}
 
-    def add(self, received: float, budget_ms: float, tag: bytes) -> None:
+    def add(self, received: float, budget_ms: float | None, tag: bytes, key: Any = None) -> None:
         """Request ``tag`` (just forwarded), ``received`` at ``perf_counter`` time with ``budget_ms``,
-        is due an answer by its deadline plus its grace: as long again, at most ``longest_grace`` s."""
-        budget = budget_ms / 1000
-        heapq.heappush(self._heap, (received + budget + min(budget, self._longest_grace), tag))
+        is due an answer by its deadline plus its grace: as long again, at most ``longest_grace`` s.
+        A repeat of idempotency ``key`` (client, route, key) while it is in flight is due when the
+        first is, its own budget not applied: its worker answers it with the first's reply
+        (docs/PROTOCOL.md, Idempotency keys), and a first without a deadline gives it none."""
+        due = None
+        if budget_ms is not None:
+            budget = budget_ms / 1000
+            due = received + budget + min(budget, self._longest_grace)
+        if key is not None:
+            self._keyed[tag] = key
+            if (running := self._running.get(key)) is not None:
+                running[0] += 1
+                due = running[1]
+            else:
+                self._running[key] = [1, due]
+        if due is None:
+            return
+        heapq.heappush(self._heap, (due, tag))
         if len(self._heap) > 2 * len(self._forwarded) + SLACK:
             self._heap = [entry for entry in self._heap if entry[1] in self._forwarded]
             heapq.heapify(self._heap)
@@ -72,6 +90,11 @@ class Deadlines:
     def answered(self, tag: bytes) -> bool:
         """Whether request ``tag``'s client was answered at its deadline already (its worker's
         reply, or its loss, is then told nobody); forgets it either way."""
+        if self._keyed and (key := self._keyed.pop(tag, None)) is not None:
+            running = self._running[key]
+            running[0] -= 1
+            if not running[0]:
+                del self._running[key]
         if tag in self._expired:
             self._expired.remove(tag)
             return True
