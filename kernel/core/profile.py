@@ -13,8 +13,6 @@ import functools
 import os
 import re
 import tomllib
-import types
-import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,9 @@ from heirloom.core.paths import data_root
 from heirloom.files import NotRegularFile, open_regular
 from heirloom.links import broken_link, broken_profile
 from heirloom.profile_toml import BARE_KEY, as_written, dotted, toml_text
+from heirloom.set_value import HOLDS_NUL, SetValue
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
-from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, check_nesting, parse_bounded
+from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
@@ -36,55 +35,7 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # 
 MAX_EXTENDS = 64  # files in one extends chain: 1,000 was a RecursionError
 _KEY_PART = rf"{BARE_KEY.pattern}|{QUOTED}"  # a TOML key part: bare or quoted
 _OVERRIDE = re.compile(rf"[ \t]*((?:{_KEY_PART})(?:[ \t]*\.[ \t]*(?:{_KEY_PART}))*)[ \t]*=(.*)", re.DOTALL)
-HOLDS_NUL = "holds a NUL character (\\u0000)"
 PROFILE_IS = "a profile is a regular .toml file"  # in a path it was a raw ValueError, late
-
-
-@attrs.frozen
-class SetValue:
-    """A ``--set`` value kept as text until the schema says what type it must be."""
-
-    text: str
-
-    def typed(self, tp: Any) -> Any:
-        """The value for a field of type ``tp`` (text stays text, others parse as TOML); ValueError says why not."""
-        text, args = self.text, typing.get_args(tp)
-        unset = text.strip().lower() in ("none", "null")
-        if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-            if unset:
-                return None
-            others = [a for a in args if a is not type(None)]
-            tp = others[0] if len(others) == 1 else Any
-        elif unset and tp not in (str, Path, Any):  # README: --set key=null unsets an optional value
-            raise ValueError(f"cannot be unset: it takes {tp.__name__ if isinstance(tp, type) else tp}")
-        quoted = len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"
-        if tp in (str, Path) and not quoted:
-            value = text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
-        elif tp is bool and text.strip() not in ("true", "false"):  # TOML's only two: yes, 1, TRUE were taken too
-            raise ValueError(f"expected true or false (a TOML boolean), got {text.strip()!r}")
-        else:
-            check_nesting(text)  # as a file's: tomllib's recursion was a RecursionError's traceback
-            try:
-                value, *more = tomllib.loads(f"v = {text}").values()
-            except tomllib.TOMLDecodeError:
-                if quoted:  # it kept its quotes, silently: "ab\q" (a backslash TOML writes \\)
-                    shown = text if text.isprintable() else ascii(text)
-                    said = 'in "..." write \\\\ for a backslash and \\" for a quote, or write the text without quotes'
-                    raise ValueError(f"{shown} is in quotes but no TOML string: {said}") from None
-                value, more = text, []
-            except ValueError:  # an integer Python cannot read: tomllib's words name no key
-                raise ValueError(TOO_LONG_INTEGER) from None
-            if more:  # '2\n[apis.x]\nuse = "echo"' set the table, unsaid
-                raise ValueError(f"{text!a} is more than one TOML value: a line break before another key or table")
-        if _holds_nul(value):  # "\u0000" in a quoted one or one in a list or table, or a NUL Kernel.resolve got
-            raise ValueError(HOLDS_NUL)
-        return value
-
-
-def _holds_nul(value: Any) -> bool:
-    """Whether a text, or a text, key or value inside a list or table, holds a NUL character."""
-    inside = [*value, *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else None
-    return any(map(_holds_nul, inside)) if inside is not None else isinstance(value, str) and "\0" in value
 
 
 #: What a value from the environment shows instead of itself in ``profile show`` (errors: the text as written).
