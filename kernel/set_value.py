@@ -22,6 +22,15 @@ class SetValue:
 
     text: str
 
+    def name(self) -> str:
+        """The text as a name (a component's ``use``): stripped, and in TOML's quotes read as that TOML string,
+        as a text setting is (``use="echo"`` was the type '"echo"', `` echo`` the type ' echo': checker h325 F2)."""
+        try:
+            value = SetValue(self.text.strip()).typed(str)
+        except ValueError:  # in quotes but no TOML string: validation says so, naming the key
+            return self.text.strip()
+        return value if isinstance(value, str) else self.text.strip()
+
     def typed(self, tp: Any) -> Any:
         """The value for a field of type ``tp`` (text stays text, others parse as TOML); ValueError says why not."""
         text, args = self.text, typing.get_args(tp)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,13 +20,17 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 def toml_beside(name: str, skip: Path | None = None) -> list[str]:
     """The ``.toml`` files in the folder of the file ``name`` names (the working folder for a bare name), as
-    ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``); not
-    ``skip``, the extending file (``selfn.toml`` for its own ``extends = ["selfn"]``: a cycle, checker 305 F7)."""
+    ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``); for
+    an ``extends`` entry (``skip``: the extending file) the names of those beside that file, as the entry would
+    write them, not ``skip`` itself (``selfn.toml`` for its own ``extends = ["selfn"]``: a cycle, checker 305 F7).
+    Paths are compared by ``os.path.realpath``: ``Path.resolve`` raised on a symbolic link loop (checker h325 F14)."""
+    beside = skip is not None and "/" not in name
+    folder = skip.parent if beside and skip is not None else Path(name).parent
     try:
-        found = (path for path in Path(name).parent.glob("*.toml") if skip is None or path.resolve() != skip)
-        return sorted(map(str, found))
+        found = [path for path in folder.glob("*.toml") if skip is None or Path(os.path.realpath(path)) != skip]
     except OSError:  # a folder it may not read
         return []
+    return sorted(path.stem if beside else str(path) for path in found)
 
 
 def extends_hint(parent: str, folder: Path, is_name: Callable[[str], bool]) -> str:

@@ -10,6 +10,7 @@ A file is bounded before it is parsed (:mod:`heirloom.toml_bounds`); merging is 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import tomllib
@@ -24,7 +25,7 @@ from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.files import NotRegularFile, open_regular
 from heirloom.links import broken_link, broken_profile
-from heirloom.profile_toml import BARE_KEY, as_written, dotted, toml_text
+from heirloom.profile_toml import BARE_KEY, as_written, dotted, list_key, toml_text
 from heirloom.set_value import HOLDS_NUL, SetValue
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
 from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
@@ -52,7 +53,8 @@ class RawProfile:
     provenance: dict[str, str]
     files: list[str]
     #: Keys whose value came (in whole or part) from an environment variable, each with its text as written
-    #: (``${DATA_DIR}/x``): an error shows that in the value's place, which named no folder tried (checker 305 F11).
+    #: (``${DATA_DIR}/x``): an error shows that in the value's place, which named no folder tried (checker 305 F11);
+    #: a list's, its items' texts that took one, joined by spaces (each ${VAR} an error's quote is told by).
     secrets: dict[str, str] = attrs.field(factory=dict)
     #: Components ``enabled = false`` dropped (``models.x``), with the file that said so.
     disabled: dict[str, str] = attrs.field(factory=dict)
@@ -64,16 +66,21 @@ class RawProfile:
 
     def hide_secrets(self, key: str, message: str) -> str:
         """``message`` with the value at ``key`` written as the profile wrote it when it came from the environment
-        (a validation error quotes the value it refuses, and it may be a credential)."""
-        if key not in self.secrets or self.revealed:
+        (a validation error quotes the value it refuses, and it may be a credential); a list's item (``x[0]``,
+        keyed by its list) quoted as its ``${VAR}`` (checker h325 F11: in a file's list or a ``--set`` list)."""
+        if (at := key if key in self.secrets else list_key(key)) not in self.secrets or self.revealed:
             return message
         node: Any = self.data
-        for part in key_parts(key):
+        for part in key_parts(at):
             node = node.get(part) if isinstance(node, dict) else None
         text = node.text if isinstance(node, SetValue) else node
         if isinstance(text, str) and text:
-            said = message.replace(repr(text), toml_text(written := self.secrets[key]))
+            said = message.replace(repr(text), toml_text(written := self.secrets[at]))
             message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", lambda _: written, said)
+        for var in {match[1] for match in _VAR.finditer(self.secrets[at]) if match[1]}:
+            if value := os.environ.get(var):  # quoted, as an error quotes a value: "1" is no word to replace
+                for quoted in {repr(value), toml_text(value), json.dumps(value)}:
+                    message = message.replace(quoted, toml_text(f"${{{var}}}"))
         return message
 
 
@@ -148,7 +155,14 @@ class ProfileLoader:
         return RawProfile(name, file, data, provenance, files, secrets, disabled, [*problems, *late], self._replaced)
 
     def _merge_file(
-        self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
+        self,
+        path: Path,
+        data: dict,
+        provenance: dict,
+        files: list[str],
+        problems: list[Problem],
+        chain: list[Path],
+        by: str = "",  # the file whose extends entry names ``path``: a cycle or a chain too long is its (h325 F7)
     ) -> None:
         label = display_path(path)
         resolved = Path(os.path.realpath(path))  # resolve() raised on a symbolic link loop: a traceback
@@ -158,10 +172,10 @@ class ProfileLoader:
 
         if resolved in chain:
             cycle = " -> ".join(display_path(p) for p in [*chain, resolved])
-            return refuse("extends", f"extends cycle: {cycle}")
+            return refuse("extends", f"extends cycle: {cycle}", by or label)
         if len(chain) >= MAX_EXTENDS:
-            said = f"over {MAX_EXTENDS} files extend one another, from {display_path(chain[0])} to here"
-            return refuse("extends", said)
+            said = f"over {MAX_EXTENDS} files extend one another, from {display_path(chain[0])} to {label}"
+            return refuse("extends", said, by or label)
         if resolved in self._merged:  # each file merges once, first seen: a shared base would undo a parent's edits
             return
         self._merged.add(resolved)
@@ -203,7 +217,7 @@ class ProfileLoader:
                 said = file if by_path or why else named + self._missing(parent, resolved)
                 refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
                 continue
-            self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
+            self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved], label)
         _merge(data, tree, provenance, label, [], self._replaced)
         files.append(label)
 
@@ -221,10 +235,9 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
         here = [*path, key]
         old = base.get(key)
         swaps_type = isinstance(value, dict) and "use" in value and isinstance(old, dict)
-        if swaps_type and _is_component_table(here) and value["use"] != old.get("use"):
+        if swaps_type and _is_component_table(here) and _env_text(value["use"]) != _env_text(old.get("use")):
             replaced[dotted(here)] = _replacement(provenance, here, old, value["use"], label)
-            _forget(provenance, here, old)  # swapping the component type replaces the table
-            base[key] = {}
+            _clear(old, provenance, here)  # swapping the component type replaces the table
         if isinstance(value, dict):
             if not isinstance(base.get(key), dict):
                 _forget(provenance, here, old)  # None when absent: nothing to forget
@@ -236,6 +249,29 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
             _forget(provenance, here, old)
             base[key] = value
             provenance[dotted(here)] = label
+
+
+def _env_text(use: Any) -> Any:
+    """A ``use`` as compared to the one it may replace: ``${VAR}`` read as interpolation will read it (the text
+    was compared, so "${MT}" replaced a table of the very type MT names, silently: checker h325 F1)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$" or match[1] is None:
+            return "$" if match[0] == "$$" else match[0]
+        value = os.environ.get(match[1])
+        return value if value or (value is not None and match[2] is None) else match[2] or match[0]
+
+    return _VAR.sub(one, use) if isinstance(use, str) else use
+
+
+def _clear(table: dict, provenance: dict, path: list[str]) -> None:
+    """Empty a component table another ``use`` replaces, but for an ``enabled = false`` and its file: the new
+    type re-enabled the component, unsaid, where a value of the same type was refused (checker h325 F12)."""
+    enabled, by = table.get("enabled"), provenance.get(dotted([*path, "enabled"]), "?")
+    _forget(provenance, path, table)
+    table.clear()
+    if _disabled(enabled):
+        table["enabled"], provenance[dotted([*path, "enabled"])] = enabled, by
 
 
 def _replacement(provenance: dict[str, str], path: list[str], old: dict, use: str, label: str) -> str:
@@ -287,13 +323,15 @@ def _override(item: str) -> tuple[list[str], str] | None:
 
 def _apply_overrides(data: dict, provenance: dict, items: list[str], problems: list[Problem], replaced: dict) -> None:
     split = {item: _override(item) for item in items}
-    created = {tuple(parts[:-1]): text.strip() for parts, text in filter(None, split.values()) if parts[-1] == "use"}
+    created = {
+        tuple(parts[:-1]): SetValue(text).name() for parts, text in filter(None, split.values()) if parts[-1] == "use"
+    }
     for at, use in created.items():
         table = functools.reduce(lambda node, part: node.get(part) if isinstance(node, dict) else None, at, data)
-        if _is_component_table(list(at)) and isinstance(table, dict) and table.get("use") != use:
+        if _is_component_table(list(at)) and isinstance(table, dict) and _env_text(table.get("use")) != _env_text(use):
             replaced[dotted(at)] = _replacement(provenance, list(at), table, use, OVERRIDE_SOURCE)
-            _forget(provenance, list(at), table)  # another type replaces the table, as a file's `use` does: the
-            table.clear()  # inherited keys were the old type's (then "unknown key"); other --set values stay
+            _clear(table, provenance, list(at))  # another type replaces the table, as a file's `use` does: the
+            # inherited keys were the old type's (then "unknown key"); other --set values stay
     for item in items:
         if (given := split[item]) is None:
             said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
@@ -399,7 +437,8 @@ def _substitute(
         if name == "data":
             return str(data_root())
         if os.environ.get(name) or (name in os.environ and default is None):  # as in sh, :- takes "" as unset
-            secrets[key] = text  # an environment value may be a credential: never shown by default
+            secrets[key] = f"{secrets[key]} {text}" if secrets.get(key, text) != text else text  # a list's items
+            # (an environment value may be a credential: never shown by default)
             return os.environ[name]
         if default is not None:
             return default

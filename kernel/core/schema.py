@@ -385,5 +385,5 @@ def _use(table: dict) -> Any:
     plugin that provides it must be imported before the table is checked)."""
     use = table.get("use")
     if isinstance(use, SetValue):
-        use = table["use"] = use.text
+        use = table["use"] = use.name()
     return use
