@@ -6,7 +6,9 @@ import enum
 import json
 import os
 import re
+import shlex
 import socket
+import subprocess
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
@@ -16,7 +18,7 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import pythonpath, run_heirloom, write
+from tests.helpers import HEIRLOOM, pythonpath, run_heirloom, write
 
 
 @pytest.fixture
@@ -1826,3 +1828,39 @@ def test_an_extends_cycle_is_reported_at_the_file_whose_entry_closes_it(tmp_path
     with pytest.raises(heirloom.ProfileError) as raised:
         kernel.resolve(str(tmp_path / "cyc1.toml"))
     assert str(raised.value).startswith(f"{tmp_path / 'cyc3.toml'}: extends: extends cycle: ")
+
+
+def test_a_key_or_table_given_twice_is_told_by_its_key_path_line_and_column(tmp_path):
+    """Checker h325 F3: tomllib's "Cannot overwrite a value (at line 4, column 9)" named no key, and "Cannot
+    declare ('models', 'clf') twice" a Python tuple; now ``file:line:col: key.path: set twice``."""
+    write(tmp_path / "dupkey.toml", '[models.clf]\nseed = 1\nseed = 2\n[apis.x]\nuse = "echo"\n')
+    write(tmp_path / "duptab.toml", '[models."c.f"]\nseed = 1\n[models."c.f"]\nseed = 2\n')
+    write(tmp_path / "dotted.toml", "a.b = 1\na.b = 2\n")
+    said = {n: run_heirloom("profile", "check", f"{n}.toml", cwd=tmp_path) for n in ("dupkey", "duptab", "dotted")}
+    assert said["dupkey"].stderr.strip() == "dupkey.toml:3:9: models.clf.seed: set twice (a key is set once in a file)"
+    assert said["duptab"].stderr.strip() == 'duptab.toml:3:14: models."c.f": declared twice (a table is declared once)'
+    assert said["dotted"].stderr.strip() == "dotted.toml:2:8: a.b: set twice (a key is set once in a file)"
+    assert all(result.returncode == 2 for result in said.values())
+
+
+def test_an_oversized_profile_is_refused_by_its_size_without_being_read_whole(tmp_path):
+    """Checker h325 F13: a 600 MB (sparse) file was read whole before the 1 MiB limit refused it: memory grew
+    with the file, so a file larger than free memory was an out-of-memory kill, not the message."""
+    with open(tmp_path / "sparse.toml", "wb") as handle:
+        handle.truncate(6 << 30)  # 6 GiB, sparse: read whole, it took 6 GiB, past the 3 GiB the command may have
+    command = f"ulimit -v {3 << 20}; exec {shlex.join(HEIRLOOM)} profile check sparse.toml"
+    checked = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    said = "sparse.toml: the file is 6442450944 bytes; a profile may be at most 1048576"
+    assert checked.returncode == 2 and checked.stderr.strip() == said, checked.stderr
+
+
+def test_a_profile_path_entry_that_is_no_folder_is_warned_of(tmp_path):
+    """Checker h325 F6: an entry naming a file or a missing folder in HEIRLOOM_PROFILE_PATH was ignored unsaid
+    (and listed in "searched:" as if a folder)."""
+    profile = write(tmp_path / "B.toml", "")
+    env = {"HEIRLOOM_PROFILE_PATH": os.pathsep.join([str(profile), str(tmp_path / "missing"), "", str(tmp_path)])}
+    listed = run_heirloom("profiles", env=env)
+    assert listed.returncode == 0
+    assert f"warning: HEIRLOOM_PROFILE_PATH entry {profile} is a file: the variable takes folders" in listed.stderr
+    assert f"warning: HEIRLOOM_PROFILE_PATH entry {tmp_path / 'missing'} is no folder (not found)" in listed.stderr
+    assert "warning" not in run_heirloom("profiles", env={"HEIRLOOM_PROFILE_PATH": str(tmp_path)}).stderr

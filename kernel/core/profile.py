@@ -28,7 +28,7 @@ from heirloom.links import broken_link, broken_profile
 from heirloom.profile_toml import BARE_KEY, as_written, dotted, list_key, toml_text
 from heirloom.set_value import HOLDS_NUL, SetValue
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
-from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, parse_bounded
+from heirloom.toml_bounds import MAX_DEPTH, MAX_PROFILE_BYTES, QUOTED, TOO_LONG_INTEGER, TwiceInToml, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
@@ -181,6 +181,8 @@ class ProfileLoader:
         self._merged.add(resolved)
         try:
             tree = _read_toml(path)
+        except TwiceInToml as exc:
+            return refuse(exc.key, exc.said, f"{label}:{exc.at}")
         except tomllib.TOMLDecodeError as exc:
             return refuse("", f"invalid TOML: {exc}")
         except NotRegularFile as exc:  # a FIFO or a folder named x.toml: once "no such profile"
@@ -224,7 +226,7 @@ class ProfileLoader:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     with os.fdopen(open_regular(path), "rb") as handle:  # a FIFO or a folder: NotRegularFile
-        return parse_bounded(handle.read())
+        return parse_bounded(handle.read(MAX_PROFILE_BYTES + 1), os.fstat(handle.fileno()).st_size)  # h325 F13
 
 
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str], replaced: dict) -> None:
