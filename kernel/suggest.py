@@ -79,11 +79,20 @@ def no_such_component(table: str, name: str, names: Iterable[str], hint: str = "
     return f"no such component{hint or did_you_mean(name, names)} ({table}: {', '.join(names) or 'none'})"
 
 
-def no_component_to_change(name: str, group: dict[str, Any]) -> str:
-    """For a table without ``use`` named like a component of ``group`` (a profile's table of them): a typo of
-    the one it meant to change, else "" (then its ``use`` is what is missing)."""
+def no_component_to_change(name: str, group: dict[str, Any], disabled: dict[str, str] | None = None) -> str:
+    """For a table without ``use`` named like a component of ``group`` (a profile's table of them), or of
+    ``disabled`` (those an ``enabled = false`` dropped, each with its file: checker h325 F8): a typo of the one
+    it meant to change, else "" (then its ``use`` is what is missing)."""
     hint = did_you_mean(name, _defined(group))
+    if not hint and (close := difflib.get_close_matches(name, list(disabled or {}), 1)):
+        hint = f"; did you mean {close[0]!r}? (disabled by enabled = false in {(disabled or {})[close[0]]})"
     return hint and f"no component {name!r} to change{hint} (a new component needs `use`)"
+
+
+def disabled_by(disabled: dict[str, str], key: str) -> str:
+    """``models.clf is disabled (by enabled = false in FILE)`` where ``disabled`` (a profile's components an
+    ``enabled = false`` dropped, by dotted key) holds ``key``, else "": a command naming one said "no such"."""
+    return f"{key} is disabled (by enabled = false in {disabled[key]})" if key in disabled else ""
 
 
 def undefined(table: str, name: str, group: dict[str, Any]) -> str:

@@ -1864,3 +1864,39 @@ def test_a_profile_path_entry_that_is_no_folder_is_warned_of(tmp_path):
     assert f"warning: HEIRLOOM_PROFILE_PATH entry {profile} is a file: the variable takes folders" in listed.stderr
     assert f"warning: HEIRLOOM_PROFILE_PATH entry {tmp_path / 'missing'} is no folder (not found)" in listed.stderr
     assert "warning" not in run_heirloom("profiles", env={"HEIRLOOM_PROFILE_PATH": str(tmp_path)}).stderr
+
+
+def test_hints_name_the_extending_file_itself_a_file_in_the_folder_and_disabled_components(tmp_path):
+    """Checker h325 F4, F5, F8: ``extends = ["mine"]`` in profiles/mine.toml said "did you mean 'mine'?" (the
+    name that failed; elsewhere, nothing about the file itself); ``profile show B`` beside B.toml said no more than
+    "no such profile"; a typo of a component a parent disabled, ``[models.sentimnt] enabled = true``, got no
+    did-you-mean (a --set got one)."""
+    write(tmp_path / "profiles" / "mine.toml", 'extends = ["mine"]\n')
+    itself = run_heirloom("profile", "check", "mine", cwd=tmp_path)
+    said = "profiles/mine.toml: extends: no profile named 'mine' but this file itself (looked next to"
+    assert itself.returncode == 2 and said in itself.stderr and "did you mean" not in itself.stderr, itself.stderr
+    assert "a name finding the extending file is looked up further on" in itself.stderr
+    write(tmp_path / "B.toml", 'extends = ["finance-sentiment"]\n')
+    shown = run_heirloom("profile", "show", "B", cwd=tmp_path)
+    assert "did you mean 'B.toml'? (a file in this folder is named by its path)" in shown.stderr, shown.stderr
+    write(tmp_path / "dis.toml", 'extends = ["finance-sentiment"]\n[models.sentiment]\nenabled = false\n')
+    write(tmp_path / "typo.toml", 'extends = ["dis"]\n[models.sentimnt]\nenabled = true\n')
+    typo = run_heirloom("profile", "check", "typo.toml", cwd=tmp_path)
+    hint = "typo.toml: models.sentimnt: no component 'sentimnt' to change; did you mean 'sentiment'? (disabled by"
+    assert typo.returncode == 2 and f"{hint} enabled = false in dis.toml)" in typo.stderr, typo.stderr
+
+
+def test_a_command_naming_a_component_the_profile_disabled_says_so_and_by_which_file(tmp_path):
+    """Checker h325 F10: ``data stats P news`` and ``train P sentiment`` where P disabled them said "has no source
+    'news'" / "has no model 'sentiment'", proposing another; README: a dropped target is said to be disabled."""
+    write(
+        tmp_path / "off.toml",
+        'extends = ["finance-sentiment"]\n[sources.news]\nenabled = false\n[models.sentiment]\nenabled = false\n'
+        '[apis.sentiment]\nenabled = false\n[apis.monitor]\nenabled = false\n',
+    )
+    stats = run_heirloom("data", "stats", "off.toml", "news", cwd=tmp_path)
+    said = "profile 'off': sources.news is disabled (by enabled = false in off.toml)"
+    assert stats.returncode == 2 and said in stats.stderr, stats.stderr
+    trained = run_heirloom("train", "off.toml", "sentiment", cwd=tmp_path, env={"HEIRLOOM_HOME": str(tmp_path / "h")})
+    said = "profile 'off': models.sentiment is disabled (by enabled = false in off.toml)"
+    assert trained.returncode == 2 and said in trained.stderr, trained.stderr

@@ -216,12 +216,20 @@ class ProfileLoader:
                 file += "" if why else " (a .toml file)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
-                said = file if by_path or why else named + self._missing(parent, resolved)
+                itself = not by_path and _same(self.find(parent, path.parent), resolved)
+                if itself:
+                    named = f"no profile named {parent!r} but this file itself ({where} and plugin profiles: a name"
+                    named += " finding the extending file is looked up further on)"  # no did-you-mean it (h325 F4)
+                said = file if by_path or why else named + ("" if itself else self._missing(parent, resolved))
                 refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
                 continue
             self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved], label)
         _merge(data, tree, provenance, label, [], self._replaced)
         files.append(label)
+
+
+def _same(path: Path | None, resolved: Path) -> bool:
+    return path is not None and Path(os.path.realpath(path)) == resolved
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
