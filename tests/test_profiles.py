@@ -1892,7 +1892,7 @@ def test_a_command_naming_a_component_the_profile_disabled_says_so_and_by_which_
     write(
         tmp_path / "off.toml",
         'extends = ["finance-sentiment"]\n[sources.news]\nenabled = false\n[models.sentiment]\nenabled = false\n'
-        '[apis.sentiment]\nenabled = false\n[apis.monitor]\nenabled = false\n',
+        "[apis.sentiment]\nenabled = false\n[apis.monitor]\nenabled = false\n",
     )
     stats = run_heirloom("data", "stats", "off.toml", "news", cwd=tmp_path)
     said = "profile 'off': sources.news is disabled (by enabled = false in off.toml)"
