@@ -31,7 +31,8 @@ class TwiceInToml(tomllib.TOMLDecodeError):
     twice" (a Python tuple; checker h325 F3)."""
 
     def __init__(self, at: str, key: str, said: str):
-        super().__init__(f"{at}: {key}: {said}")
+        super().__init__(f"{said} (at line {at.replace(':', ', column ')})")  # no key: the gateway's tokens file
+        # quotes this, and there a key is a token (never in an error: errors reach logs)
         self.at, self.key, self.said = at, key, said
 
 

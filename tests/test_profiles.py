@@ -1841,6 +1841,9 @@ def test_a_key_or_table_given_twice_is_told_by_its_key_path_line_and_column(tmp_
     assert said["duptab"].stderr.strip() == 'duptab.toml:3:14: models."c.f": declared twice (a table is declared once)'
     assert said["dotted"].stderr.strip() == "dotted.toml:2:8: a.b: set twice (a key is set once in a file)"
     assert all(result.returncode == 2 for result in said.values())
+    with pytest.raises(ValueError) as raised:  # parse_bounded's own words name no key: the gateway quotes them of
+        heirloom.parse_bounded(b'[tokens]\ntok-secret = "a.key"\ntok-secret = "b.key"\n')  # its tokens file
+    assert str(raised.value) == "set twice (a key is set once in a file) (at line 3, column 21)"
 
 
 def test_an_oversized_profile_is_refused_by_its_size_without_being_read_whole(tmp_path):
