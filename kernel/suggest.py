@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,13 +20,17 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 def toml_beside(name: str, skip: Path | None = None) -> list[str]:
     """The ``.toml`` files in the folder of the file ``name`` names (the working folder for a bare name), as
-    ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``); not
-    ``skip``, the extending file (``selfn.toml`` for its own ``extends = ["selfn"]``: a cycle, checker 305 F7)."""
+    ``name`` would write them: the closest is a mistyped profile path's (``mien.toml`` beside ``mine.toml``); for
+    an ``extends`` entry (``skip``: the extending file) the names of those beside that file, as the entry would
+    write them, not ``skip`` itself (``selfn.toml`` for its own ``extends = ["selfn"]``: a cycle, checker 305 F7).
+    Paths are compared by ``os.path.realpath``: ``Path.resolve`` raised on a symbolic link loop (checker h325 F14)."""
+    beside = skip is not None and "/" not in name
+    folder = skip.parent if beside and skip is not None else Path(name).parent
     try:
-        found = (path for path in Path(name).parent.glob("*.toml") if skip is None or path.resolve() != skip)
-        return sorted(map(str, found))
+        found = [path for path in folder.glob("*.toml") if skip is None or Path(os.path.realpath(path)) != skip]
     except OSError:  # a folder it may not read
         return []
+    return sorted(path.stem if beside else str(path) for path in found)
 
 
 def extends_hint(parent: str, folder: Path, is_name: Callable[[str], bool]) -> str:
@@ -74,11 +79,20 @@ def no_such_component(table: str, name: str, names: Iterable[str], hint: str = "
     return f"no such component{hint or did_you_mean(name, names)} ({table}: {', '.join(names) or 'none'})"
 
 
-def no_component_to_change(name: str, group: dict[str, Any]) -> str:
-    """For a table without ``use`` named like a component of ``group`` (a profile's table of them): a typo of
-    the one it meant to change, else "" (then its ``use`` is what is missing)."""
+def no_component_to_change(name: str, group: dict[str, Any], disabled: dict[str, str] | None = None) -> str:
+    """For a table without ``use`` named like a component of ``group`` (a profile's table of them), or of
+    ``disabled`` (those an ``enabled = false`` dropped, each with its file: checker h325 F8): a typo of the one
+    it meant to change, else "" (then its ``use`` is what is missing)."""
     hint = did_you_mean(name, _defined(group))
+    if not hint and (close := difflib.get_close_matches(name, list(disabled or {}), 1)):
+        hint = f"; did you mean {close[0]!r}? (disabled by enabled = false in {(disabled or {})[close[0]]})"
     return hint and f"no component {name!r} to change{hint} (a new component needs `use`)"
+
+
+def disabled_by(disabled: dict[str, str], key: str) -> str:
+    """``models.clf is disabled (by enabled = false in FILE)`` where ``disabled`` (a profile's components an
+    ``enabled = false`` dropped, by dotted key) holds ``key``, else "": a command naming one said "no such"."""
+    return f"{key} is disabled (by enabled = false in {disabled[key]})" if key in disabled else ""
 
 
 def undefined(table: str, name: str, group: dict[str, Any]) -> str:

@@ -6,7 +6,9 @@ import enum
 import json
 import os
 import re
+import shlex
 import socket
+import subprocess
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
@@ -16,7 +18,7 @@ import pytest
 
 import heirloom
 from tests import toys
-from tests.helpers import pythonpath, run_heirloom, write
+from tests.helpers import HEIRLOOM, pythonpath, run_heirloom, write
 
 
 @pytest.fixture
@@ -459,7 +461,8 @@ def test_a_long_extends_chain_and_a_nul_in_a_value_are_problems_not_tracebacks(t
     for number in range(100):
         write(tmp_path / f"p{number}.toml", f'extends = ["p{number + 1}"]\n')
     write(tmp_path / "p100.toml", 'project = "deep"\n')
-    too_deep = r"p64.toml: extends: over 64 files extend one another, from .*p0.toml to here"  # it named p64 alone
+    too_deep = r"p63.toml: extends: over 64 files extend one another, from .*p0.toml to .*p64.toml"  # the file
+    # whose entry is one too many (it was p64, named alone, then named as the file holding it: checker h325 F7)
     with pytest.raises(heirloom.ProfileError, match=too_deep):
         kernel.resolve(str(tmp_path / "p0.toml"))
     assert kernel.resolve(str(tmp_path / "p40.toml")).raw.files[0].endswith("p100.toml")  # 60 deep is fine
@@ -1727,3 +1730,176 @@ def test_a_plugins_bug_in_its_checks_is_named_as_one_and_attrs_length_checks_nam
     with pytest.raises(heirloom.ProfileError) as caught:
         kernel.resolve(str(path), ["models.m.note=toolong"])
     assert str(caught.value) == "--set: models.m.note: Length of 'note' must be <= 5: 7"
+
+
+_BASE = '[sources.s]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "s"\nepochs = 3\n'
+
+
+def test_a_link_loop_toml_in_the_folder_does_not_break_a_missing_extends_names_hint(tmp_path):
+    """Checker h325 F14: a link loop ``a.toml`` -> ``b.toml`` -> ``a.toml`` in the working folder made every
+    missing ``extends`` name a traceback (``Path.resolve``'s RuntimeError); the hint names the files beside the
+    extending file, as the entry would write them, not the working folder's."""
+    os.symlink("a.toml", tmp_path / "b.toml")
+    os.symlink("b.toml", tmp_path / "a.toml")
+    write(tmp_path / "p.toml", 'extends = ["nope"]\n')
+    write(tmp_path / "nope2.toml", "")
+    checked = run_heirloom("profile", "check", "p.toml", cwd=tmp_path)
+    assert checked.returncode == 2 and "Traceback" not in checked.stderr, checked.stderr
+    assert "p.toml: extends: no profile named 'nope' (looked next to p.toml" in checked.stderr
+    assert "did you mean 'nope2'?" in checked.stderr
+    write(tmp_path / "sub" / "q.toml", 'extends = ["basse"]\n')
+    write(tmp_path / "sub" / "base.toml", "")
+    beside = run_heirloom("profile", "check", "sub/q.toml", cwd=tmp_path)
+    assert "sub/q.toml: extends: no profile named 'basse'" in beside.stderr and "did you mean 'base'?" in beside.stderr
+
+
+def test_a_use_written_with_a_variable_naming_the_inherited_type_merges_the_table(tmp_path, kernel, monkeypatch):
+    """Checker h325 F1: ``use = "${MT}"`` was compared as written, so a table of the very type MT names was
+    replaced, its inherited keys dropped unsaid; compared as interpolated it merges, as the literal type does."""
+    monkeypatch.setenv("MT", "toy-model")
+    write(tmp_path / "base.toml", _BASE)
+    child = write(tmp_path / "child.toml", 'extends = ["base"]\n[models.m]\nuse = "${MT}"\nrate = 0.5\n')
+    profile = kernel.resolve(str(child))
+    assert profile.raw.data["models"]["m"] == {"use": "toy-model", "data": "s", "epochs": 3, "rate": 0.5}
+    assert profile.raw.replaced == {}
+    by_set = kernel.resolve(str(tmp_path / "base.toml"), ["models.m.use=${MT}"])  # as a --set
+    assert by_set.raw.replaced == {} and by_set.raw.data["models"]["m"]["epochs"] == 3
+    monkeypatch.setenv("MT", "toy-classifier")  # another type: replaced, as the literal would be
+    with pytest.raises(heirloom.ProfileError, match=r"models.m.data: required key missing .*changed use"):
+        kernel.resolve(str(child))
+
+
+def test_a_secret_in_a_list_item_is_written_as_the_profile_wrote_it_in_errors(tmp_path):
+    """Checker h325 F11: a ``${VAR}`` list item (a file's or a ``--set`` list's) that did not validate was
+    quoted in clear, by profile check and on profile show's stderr, although show masked the list."""
+    profile = write(
+        tmp_path / "leak.toml",
+        '[models.clf]\nuse = "text-classifier"\ndata = "none"\n'
+        'l2_search = ["${PW}", "${PX}"]\nchar_ngrams = ["${PW}", 3]\n',
+    )
+    env = {"PW": "s3cretXYZ", "PX": "other-secret", "HEIRLOOM_HOME": str(tmp_path / "home")}
+    checked = run_heirloom("profile", "check", str(profile), env=env)
+    shown = run_heirloom("profile", "show", str(profile), env=env)
+    for said in (checked.stderr, shown.stdout + shown.stderr):
+        assert "s3cretXYZ" not in said and "other-secret" not in said, said
+    assert "models.clf.l2_search[0]: expected float, got str '${PW}'" in checked.stderr
+    assert "models.clf.l2_search[1]: expected float, got str '${PX}'" in checked.stderr
+    assert "models.clf.char_ngrams[0]: expected int, got str '${PW}'" in checked.stderr
+    by_set = run_heirloom("profile", "check", str(profile), "--set", 'models.clf.l2_search=["${PW}"]', env=env)
+    assert "s3cretXYZ" not in by_set.stderr and "--set: models.clf.l2_search[0]: expected float, got str '${PW}'" in (
+        by_set.stderr
+    )
+
+
+def test_a_set_use_in_toml_quotes_or_with_a_space_is_the_type_it_names(tmp_path, kernel):
+    """Checker h325 F2: ``--set 'apis.x.use="echo"'`` was the type '"echo"' (unknown), ``use= echo`` the type
+    ' echo', and a quoted same type replaced the inherited table (compared with its quotes)."""
+    base = write(tmp_path / "base.toml", _BASE)
+    profile = kernel.resolve(str(base), ['apis.x.use="echo"', 'models.m.use="toy-model"'])
+    assert profile.raw.data["apis"]["x"] == {"use": "echo"} and profile.raw.data["models"]["m"]["epochs"] == 3
+    assert profile.raw.replaced == {}
+    assert kernel.resolve(str(base), ["models.m.use= toy-model"]).raw.data["models"]["m"]["epochs"] == 3
+    checked = run_heirloom("profile", "check", "minimal", "--set", "apis.new.use='echo'")
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_another_use_in_a_later_file_or_set_does_not_bring_a_disabled_component_back(tmp_path, kernel):
+    """Checker h325 F12: a later ``use`` of another type re-created a component an extended file disabled,
+    silently, where one of the same type was refused: both are now the same problem naming both files."""
+    write(tmp_path / "base.toml", _BASE)
+    write(tmp_path / "dis.toml", 'extends = ["base"]\n[models.m]\nenabled = false\n')
+    other = write(tmp_path / "other.toml", 'extends = ["dis"]\n[models.m]\nuse = "toy-classifier"\ndata = "s"\n')
+    said = "models.m is disabled (by enabled = false in {}): this value would be dropped"
+    with pytest.raises(heirloom.ProfileError) as raised:
+        kernel.resolve(str(other))
+    assert f"other.toml: models.m.use: {said.format(tmp_path / 'dis.toml')}" in str(raised.value)
+    with pytest.raises(heirloom.ProfileError) as raised:
+        kernel.resolve(str(tmp_path / "dis.toml"), ["models.m.use=toy-classifier"])
+    assert f"--set: models.m.use: {said.format(tmp_path / 'dis.toml')}" in str(raised.value)
+    back = write(tmp_path / "back.toml", 'extends = ["dis"]\n[models.m]\nenabled = true\nuse = "toy-classifier"\n')
+    assert kernel.resolve(str(back), ["models.m.data=s"]).raw.data["models"]["m"]["use"] == "toy-classifier"
+
+
+def test_an_extends_cycle_is_reported_at_the_file_whose_entry_closes_it(tmp_path, kernel):
+    """Checker h325 F7: the cycle (and a chain past 64 files) was reported at the file reached, which may hold no
+    ``extends`` at all, not at the one whose ``extends`` entry is at fault."""
+    for number in (1, 2, 3):
+        write(tmp_path / f"cyc{number}.toml", f'extends = ["cyc{number % 3 + 1}"]\n')
+    with pytest.raises(heirloom.ProfileError) as raised:
+        kernel.resolve(str(tmp_path / "cyc1.toml"))
+    assert str(raised.value).startswith(f"{tmp_path / 'cyc3.toml'}: extends: extends cycle: ")
+
+
+def test_a_key_or_table_given_twice_is_told_by_its_key_path_line_and_column(tmp_path):
+    """Checker h325 F3: tomllib's "Cannot overwrite a value (at line 4, column 9)" named no key, and "Cannot
+    declare ('models', 'clf') twice" a Python tuple; now ``file:line:col: key.path: set twice``."""
+    write(tmp_path / "dupkey.toml", '[models.clf]\nseed = 1\nseed = 2\n[apis.x]\nuse = "echo"\n')
+    write(tmp_path / "duptab.toml", '[models."c.f"]\nseed = 1\n[models."c.f"]\nseed = 2\n')
+    write(tmp_path / "dotted.toml", "a.b = 1\na.b = 2\n")
+    said = {n: run_heirloom("profile", "check", f"{n}.toml", cwd=tmp_path) for n in ("dupkey", "duptab", "dotted")}
+    assert said["dupkey"].stderr.strip() == "dupkey.toml:3:9: models.clf.seed: set twice (a key is set once in a file)"
+    assert said["duptab"].stderr.strip() == 'duptab.toml:3:14: models."c.f": declared twice (a table is declared once)'
+    assert said["dotted"].stderr.strip() == "dotted.toml:2:8: a.b: set twice (a key is set once in a file)"
+    assert all(result.returncode == 2 for result in said.values())
+    with pytest.raises(ValueError) as raised:  # parse_bounded's own words name no key: the gateway quotes them of
+        heirloom.parse_bounded(b'[tokens]\ntok-secret = "a.key"\ntok-secret = "b.key"\n')  # its tokens file
+    assert str(raised.value) == "set twice (a key is set once in a file) (at line 3, column 21)"
+
+
+def test_an_oversized_profile_is_refused_by_its_size_without_being_read_whole(tmp_path):
+    """Checker h325 F13: a 600 MB (sparse) file was read whole before the 1 MiB limit refused it: memory grew
+    with the file, so a file larger than free memory was an out-of-memory kill, not the message."""
+    with open(tmp_path / "sparse.toml", "wb") as handle:
+        handle.truncate(6 << 30)  # 6 GiB, sparse: read whole, it took 6 GiB, past the 3 GiB the command may have
+    command = f"ulimit -v {3 << 20}; exec {shlex.join(HEIRLOOM)} profile check sparse.toml"
+    checked = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    said = "sparse.toml: the file is 6442450944 bytes; a profile may be at most 1048576"
+    assert checked.returncode == 2 and checked.stderr.strip() == said, checked.stderr
+
+
+def test_a_profile_path_entry_that_is_no_folder_is_warned_of(tmp_path):
+    """Checker h325 F6: an entry naming a file or a missing folder in HEIRLOOM_PROFILE_PATH was ignored unsaid
+    (and listed in "searched:" as if a folder)."""
+    profile = write(tmp_path / "B.toml", "")
+    env = {"HEIRLOOM_PROFILE_PATH": os.pathsep.join([str(profile), str(tmp_path / "missing"), "", str(tmp_path)])}
+    listed = run_heirloom("profiles", env=env)
+    assert listed.returncode == 0
+    assert f"warning: HEIRLOOM_PROFILE_PATH entry {profile} is a file: the variable takes folders" in listed.stderr
+    assert f"warning: HEIRLOOM_PROFILE_PATH entry {tmp_path / 'missing'} is no folder (not found)" in listed.stderr
+    assert "warning" not in run_heirloom("profiles", env={"HEIRLOOM_PROFILE_PATH": str(tmp_path)}).stderr
+
+
+def test_hints_name_the_extending_file_itself_a_file_in_the_folder_and_disabled_components(tmp_path):
+    """Checker h325 F4, F5, F8: ``extends = ["mine"]`` in profiles/mine.toml said "did you mean 'mine'?" (the
+    name that failed; elsewhere, nothing about the file itself); ``profile show B`` beside B.toml said no more than
+    "no such profile"; a typo of a component a parent disabled, ``[models.sentimnt] enabled = true``, got no
+    did-you-mean (a --set got one)."""
+    write(tmp_path / "profiles" / "mine.toml", 'extends = ["mine"]\n')
+    itself = run_heirloom("profile", "check", "mine", cwd=tmp_path)
+    said = "profiles/mine.toml: extends: no profile named 'mine' but this file itself (looked next to"
+    assert itself.returncode == 2 and said in itself.stderr and "did you mean" not in itself.stderr, itself.stderr
+    assert "a name finding the extending file is looked up further on" in itself.stderr
+    write(tmp_path / "B.toml", 'extends = ["finance-sentiment"]\n')
+    shown = run_heirloom("profile", "show", "B", cwd=tmp_path)
+    assert "did you mean 'B.toml'? (a file in this folder is named by its path)" in shown.stderr, shown.stderr
+    write(tmp_path / "dis.toml", 'extends = ["finance-sentiment"]\n[models.sentiment]\nenabled = false\n')
+    write(tmp_path / "typo.toml", 'extends = ["dis"]\n[models.sentimnt]\nenabled = true\n')
+    typo = run_heirloom("profile", "check", "typo.toml", cwd=tmp_path)
+    hint = "typo.toml: models.sentimnt: no component 'sentimnt' to change; did you mean 'sentiment'? (disabled by"
+    assert typo.returncode == 2 and f"{hint} enabled = false in dis.toml)" in typo.stderr, typo.stderr
+
+
+def test_a_command_naming_a_component_the_profile_disabled_says_so_and_by_which_file(tmp_path):
+    """Checker h325 F10: ``data stats P news`` and ``train P sentiment`` where P disabled them said "has no source
+    'news'" / "has no model 'sentiment'", proposing another; README: a dropped target is said to be disabled."""
+    write(
+        tmp_path / "off.toml",
+        'extends = ["finance-sentiment"]\n[sources.news]\nenabled = false\n[models.sentiment]\nenabled = false\n'
+        "[apis.sentiment]\nenabled = false\n[apis.monitor]\nenabled = false\n",
+    )
+    stats = run_heirloom("data", "stats", "off.toml", "news", cwd=tmp_path)
+    said = "profile 'off': sources.news is disabled (by enabled = false in off.toml)"
+    assert stats.returncode == 2 and said in stats.stderr, stats.stderr
+    trained = run_heirloom("train", "off.toml", "sentiment", cwd=tmp_path, env={"HEIRLOOM_HOME": str(tmp_path / "h")})
+    said = "profile 'off': models.sentiment is disabled (by enabled = false in off.toml)"
+    assert trained.returncode == 2 and said in trained.stderr, trained.stderr

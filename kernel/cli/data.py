@@ -41,6 +41,8 @@ from heirloom.core.paths import data_root
 from heirloom.core.schema import did_you_mean
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
 from heirloom.datasets.fetch import fetch
+from heirloom.profile_toml import dotted
+from heirloom.suggest import disabled_by
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
 SHOWN_ITEMS = 10
@@ -58,6 +60,8 @@ def started_source(profile: str, name: str, overrides: tuple[str, ...] = ()) -> 
     kernel = get_kernel()
     resolved = resolve_or_exit(profile, overrides)
     names = sorted(spec.name for spec in resolved.components if spec.kind == "source")
+    if name not in names and (off := disabled_by(resolved.raw.disabled, dotted(["sources", name]))):
+        fail(f"profile {resolved.name!r}: {off}", EXIT_INVALID)  # it said "no source", with another's name
     if name not in names:
         fail(
             f"profile {resolved.name!r} has no source {name!r}{did_you_mean(name, names)} "

@@ -216,6 +216,10 @@ def main() -> None:
             fail_unparsed(f"error: {variable}={path} is not a folder: set it to {what}, or unset it")
     if unknown := unknown_plugins():  # a warning: leaving out a plugin a host lacks is done; a typo is said
         warn_unparsed(unknown)
+    for entry in filter(None, os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep)):  # was ignored unsaid
+        if not os.path.isdir(entry):  # (checker h325 F6); a folder made later is searched then: a warning only
+            why = "is a file: the variable takes folders" if os.path.exists(entry) else "is no folder (not found)"
+            warn_unparsed(f"warning: HEIRLOOM_PROFILE_PATH entry {entry} {why} (ignored)")
     try:
         cli(standalone_mode=True)
     except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed

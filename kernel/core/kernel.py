@@ -39,6 +39,8 @@ class Kernel:
         if "/" in name or name.endswith(".toml"):
             found = name_hint(name, lambda ref: self.loader.find(ref) is not None)  # minimal.toml: 'minimal'
             return found or did_you_mean(name, toml_beside(name, skip))
+        if skip is None and Path(f"{name}.toml").is_file():  # ./B.toml: the command line looks no name up here
+            return f"; did you mean {name + '.toml'!r}? (a file in this folder is named by its path)"
         if shipped_by := [info for info in self.plugins.failures() if name in info.named.get("profiles", [])]:
             failed = "; ".join(f"{i.label}: {i.error}" for i in shipped_by)
             return f"; it comes from a plugin that failed to load: {failed}"

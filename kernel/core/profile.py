@@ -10,11 +10,10 @@ A file is bounded before it is parsed (:mod:`heirloom.toml_bounds`); merging is 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import tomllib
-import types
-import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,10 @@ from heirloom.core.errors import PluginError, Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.files import NotRegularFile, open_regular
 from heirloom.links import broken_link, broken_profile
-from heirloom.profile_toml import BARE_KEY, as_written, dotted, toml_text
+from heirloom.profile_toml import BARE_KEY, as_written, dotted, list_key, toml_text
+from heirloom.set_value import HOLDS_NUL, SetValue
 from heirloom.suggest import dotted_name_hint, extends_hint, no_such_component, undefined, whole_value_hint
-from heirloom.toml_bounds import MAX_DEPTH, QUOTED, TOO_LONG_INTEGER, check_nesting, parse_bounded
+from heirloom.toml_bounds import MAX_DEPTH, MAX_PROFILE_BYTES, QUOTED, TOO_LONG_INTEGER, TwiceInToml, parse_bounded
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
@@ -36,55 +36,7 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # 
 MAX_EXTENDS = 64  # files in one extends chain: 1,000 was a RecursionError
 _KEY_PART = rf"{BARE_KEY.pattern}|{QUOTED}"  # a TOML key part: bare or quoted
 _OVERRIDE = re.compile(rf"[ \t]*((?:{_KEY_PART})(?:[ \t]*\.[ \t]*(?:{_KEY_PART}))*)[ \t]*=(.*)", re.DOTALL)
-HOLDS_NUL = "holds a NUL character (\\u0000)"
 PROFILE_IS = "a profile is a regular .toml file"  # in a path it was a raw ValueError, late
-
-
-@attrs.frozen
-class SetValue:
-    """A ``--set`` value kept as text until the schema says what type it must be."""
-
-    text: str
-
-    def typed(self, tp: Any) -> Any:
-        """The value for a field of type ``tp`` (text stays text, others parse as TOML); ValueError says why not."""
-        text, args = self.text, typing.get_args(tp)
-        unset = text.strip().lower() in ("none", "null")
-        if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-            if unset:
-                return None
-            others = [a for a in args if a is not type(None)]
-            tp = others[0] if len(others) == 1 else Any
-        elif unset and tp not in (str, Path, Any):  # README: --set key=null unsets an optional value
-            raise ValueError(f"cannot be unset: it takes {tp.__name__ if isinstance(tp, type) else tp}")
-        quoted = len(text) > 1 and text[0] == text[-1] and text[0] in "\"'"
-        if tp in (str, Path) and not quoted:
-            value = text  # one quoted as TOML writes it ("/srv/x") is read as TOML below: no quotes in a path
-        elif tp is bool and text.strip() not in ("true", "false"):  # TOML's only two: yes, 1, TRUE were taken too
-            raise ValueError(f"expected true or false (a TOML boolean), got {text.strip()!r}")
-        else:
-            check_nesting(text)  # as a file's: tomllib's recursion was a RecursionError's traceback
-            try:
-                value, *more = tomllib.loads(f"v = {text}").values()
-            except tomllib.TOMLDecodeError:
-                if quoted:  # it kept its quotes, silently: "ab\q" (a backslash TOML writes \\)
-                    shown = text if text.isprintable() else ascii(text)
-                    said = 'in "..." write \\\\ for a backslash and \\" for a quote, or write the text without quotes'
-                    raise ValueError(f"{shown} is in quotes but no TOML string: {said}") from None
-                value, more = text, []
-            except ValueError:  # an integer Python cannot read: tomllib's words name no key
-                raise ValueError(TOO_LONG_INTEGER) from None
-            if more:  # '2\n[apis.x]\nuse = "echo"' set the table, unsaid
-                raise ValueError(f"{text!a} is more than one TOML value: a line break before another key or table")
-        if _holds_nul(value):  # "\u0000" in a quoted one or one in a list or table, or a NUL Kernel.resolve got
-            raise ValueError(HOLDS_NUL)
-        return value
-
-
-def _holds_nul(value: Any) -> bool:
-    """Whether a text, or a text, key or value inside a list or table, holds a NUL character."""
-    inside = [*value, *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else None
-    return any(map(_holds_nul, inside)) if inside is not None else isinstance(value, str) and "\0" in value
 
 
 #: What a value from the environment shows instead of itself in ``profile show`` (errors: the text as written).
@@ -101,7 +53,8 @@ class RawProfile:
     provenance: dict[str, str]
     files: list[str]
     #: Keys whose value came (in whole or part) from an environment variable, each with its text as written
-    #: (``${DATA_DIR}/x``): an error shows that in the value's place, which named no folder tried (checker 305 F11).
+    #: (``${DATA_DIR}/x``): an error shows that in the value's place, which named no folder tried (checker 305 F11);
+    #: a list's, its items' texts that took one, joined by spaces (each ${VAR} an error's quote is told by).
     secrets: dict[str, str] = attrs.field(factory=dict)
     #: Components ``enabled = false`` dropped (``models.x``), with the file that said so.
     disabled: dict[str, str] = attrs.field(factory=dict)
@@ -113,16 +66,21 @@ class RawProfile:
 
     def hide_secrets(self, key: str, message: str) -> str:
         """``message`` with the value at ``key`` written as the profile wrote it when it came from the environment
-        (a validation error quotes the value it refuses, and it may be a credential)."""
-        if key not in self.secrets or self.revealed:
+        (a validation error quotes the value it refuses, and it may be a credential); a list's item (``x[0]``,
+        keyed by its list) quoted as its ``${VAR}`` (checker h325 F11: in a file's list or a ``--set`` list)."""
+        if (at := key if key in self.secrets else list_key(key)) not in self.secrets or self.revealed:
             return message
         node: Any = self.data
-        for part in key_parts(key):
+        for part in key_parts(at):
             node = node.get(part) if isinstance(node, dict) else None
         text = node.text if isinstance(node, SetValue) else node
         if isinstance(text, str) and text:
-            said = message.replace(repr(text), toml_text(written := self.secrets[key]))
+            said = message.replace(repr(text), toml_text(written := self.secrets[at]))
             message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", lambda _: written, said)
+        for var in {match[1] for match in _VAR.finditer(self.secrets[at]) if match[1]}:
+            if value := os.environ.get(var):  # quoted, as an error quotes a value: "1" is no word to replace
+                for quoted in {repr(value), toml_text(value), json.dumps(value)}:
+                    message = message.replace(quoted, toml_text(f"${{{var}}}"))
         return message
 
 
@@ -197,7 +155,14 @@ class ProfileLoader:
         return RawProfile(name, file, data, provenance, files, secrets, disabled, [*problems, *late], self._replaced)
 
     def _merge_file(
-        self, path: Path, data: dict, provenance: dict, files: list[str], problems: list[Problem], chain: list[Path]
+        self,
+        path: Path,
+        data: dict,
+        provenance: dict,
+        files: list[str],
+        problems: list[Problem],
+        chain: list[Path],
+        by: str = "",  # the file whose extends entry names ``path``: a cycle or a chain too long is its (h325 F7)
     ) -> None:
         label = display_path(path)
         resolved = Path(os.path.realpath(path))  # resolve() raised on a symbolic link loop: a traceback
@@ -207,15 +172,17 @@ class ProfileLoader:
 
         if resolved in chain:
             cycle = " -> ".join(display_path(p) for p in [*chain, resolved])
-            return refuse("extends", f"extends cycle: {cycle}")
+            return refuse("extends", f"extends cycle: {cycle}", by or label)
         if len(chain) >= MAX_EXTENDS:
-            said = f"over {MAX_EXTENDS} files extend one another, from {display_path(chain[0])} to here"
-            return refuse("extends", said)
+            said = f"over {MAX_EXTENDS} files extend one another, from {display_path(chain[0])} to {label}"
+            return refuse("extends", said, by or label)
         if resolved in self._merged:  # each file merges once, first seen: a shared base would undo a parent's edits
             return
         self._merged.add(resolved)
         try:
             tree = _read_toml(path)
+        except TwiceInToml as exc:
+            return refuse(exc.key, exc.said, f"{label}:{exc.at}")
         except tomllib.TOMLDecodeError as exc:
             return refuse("", f"invalid TOML: {exc}")
         except NotRegularFile as exc:  # a FIFO or a folder named x.toml: once "no such profile"
@@ -249,17 +216,25 @@ class ProfileLoader:
                 file += "" if why else " (a .toml file)"
                 where = f"looked next to {label}, in {', '.join(display_path(d) for d in self.search_dirs())}"
                 named = f"no profile named {parent!r} ({where} and plugin profiles)"
-                said = file if by_path or why else named + self._missing(parent, resolved)
+                itself = not by_path and _same(self.find(parent, path.parent), resolved)
+                if itself:
+                    named = f"no profile named {parent!r} but this file itself ({where} and plugin profiles: a name"
+                    named += " finding the extending file is looked up further on)"  # no did-you-mean it (h325 F4)
+                said = file if by_path or why else named + ("" if itself else self._missing(parent, resolved))
                 refuse("extends", said + extends_hint(parent, path.parent, lambda name: self.find(name) is not None))
                 continue
-            self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved])
+            self._merge_file(parent_path, data, provenance, files, problems, [*chain, resolved], label)
         _merge(data, tree, provenance, label, [], self._replaced)
         files.append(label)
 
 
+def _same(path: Path | None, resolved: Path) -> bool:
+    return path is not None and Path(os.path.realpath(path)) == resolved
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     with os.fdopen(open_regular(path), "rb") as handle:  # a FIFO or a folder: NotRegularFile
-        return parse_bounded(handle.read())
+        return parse_bounded(handle.read(MAX_PROFILE_BYTES + 1), os.fstat(handle.fileno()).st_size)  # h325 F13
 
 
 def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, path: list[str], replaced: dict) -> None:
@@ -270,10 +245,9 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
         here = [*path, key]
         old = base.get(key)
         swaps_type = isinstance(value, dict) and "use" in value and isinstance(old, dict)
-        if swaps_type and _is_component_table(here) and value["use"] != old.get("use"):
+        if swaps_type and _is_component_table(here) and _env_text(value["use"]) != _env_text(old.get("use")):
             replaced[dotted(here)] = _replacement(provenance, here, old, value["use"], label)
-            _forget(provenance, here, old)  # swapping the component type replaces the table
-            base[key] = {}
+            _clear(old, provenance, here)  # swapping the component type replaces the table
         if isinstance(value, dict):
             if not isinstance(base.get(key), dict):
                 _forget(provenance, here, old)  # None when absent: nothing to forget
@@ -285,6 +259,29 @@ def _merge(base: dict, overlay: dict, provenance: dict[str, str], label: str, pa
             _forget(provenance, here, old)
             base[key] = value
             provenance[dotted(here)] = label
+
+
+def _env_text(use: Any) -> Any:
+    """A ``use`` as compared to the one it may replace: ``${VAR}`` read as interpolation will read it (the text
+    was compared, so "${MT}" replaced a table of the very type MT names, silently: checker h325 F1)."""
+
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$" or match[1] is None:
+            return "$" if match[0] == "$$" else match[0]
+        value = os.environ.get(match[1])
+        return value if value or (value is not None and match[2] is None) else match[2] or match[0]
+
+    return _VAR.sub(one, use) if isinstance(use, str) else use
+
+
+def _clear(table: dict, provenance: dict, path: list[str]) -> None:
+    """Empty a component table another ``use`` replaces, but for an ``enabled = false`` and its file: the new
+    type re-enabled the component, unsaid, where a value of the same type was refused (checker h325 F12)."""
+    enabled, by = table.get("enabled"), provenance.get(dotted([*path, "enabled"]), "?")
+    _forget(provenance, path, table)
+    table.clear()
+    if _disabled(enabled):
+        table["enabled"], provenance[dotted([*path, "enabled"])] = enabled, by
 
 
 def _replacement(provenance: dict[str, str], path: list[str], old: dict, use: str, label: str) -> str:
@@ -336,13 +333,15 @@ def _override(item: str) -> tuple[list[str], str] | None:
 
 def _apply_overrides(data: dict, provenance: dict, items: list[str], problems: list[Problem], replaced: dict) -> None:
     split = {item: _override(item) for item in items}
-    created = {tuple(parts[:-1]): text.strip() for parts, text in filter(None, split.values()) if parts[-1] == "use"}
+    created = {
+        tuple(parts[:-1]): SetValue(text).name() for parts, text in filter(None, split.values()) if parts[-1] == "use"
+    }
     for at, use in created.items():
         table = functools.reduce(lambda node, part: node.get(part) if isinstance(node, dict) else None, at, data)
-        if _is_component_table(list(at)) and isinstance(table, dict) and table.get("use") != use:
+        if _is_component_table(list(at)) and isinstance(table, dict) and _env_text(table.get("use")) != _env_text(use):
             replaced[dotted(at)] = _replacement(provenance, list(at), table, use, OVERRIDE_SOURCE)
-            _forget(provenance, list(at), table)  # another type replaces the table, as a file's `use` does: the
-            table.clear()  # inherited keys were the old type's (then "unknown key"); other --set values stay
+            _clear(table, provenance, list(at))  # another type replaces the table, as a file's `use` does: the
+            # inherited keys were the old type's (then "unknown key"); other --set values stay
     for item in items:
         if (given := split[item]) is None:
             said = 'a TOML dotted key: a part of more than A-Za-z0-9_- in quotes, models."sent.v2".epochs=3'
@@ -448,7 +447,8 @@ def _substitute(
         if name == "data":
             return str(data_root())
         if os.environ.get(name) or (name in os.environ and default is None):  # as in sh, :- takes "" as unset
-            secrets[key] = text  # an environment value may be a credential: never shown by default
+            secrets[key] = f"{secrets[key]} {text}" if secrets.get(key, text) != text else text  # a list's items
+            # (an environment value may be a credential: never shown by default)
             return os.environ[name]
         if default is not None:
             return default

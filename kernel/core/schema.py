@@ -20,7 +20,7 @@ from heirloom.core.components import KINDS, PATH_KEY, TABLES, declared_reference
 from heirloom.core.errors import Problem, ProfileError
 from heirloom.core.paths import data_root
 from heirloom.core.plugins import PluginHost
-from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue
+from heirloom.core.profile import OVERRIDE_SOURCE, SINGLE_COMPONENT_TABLES, RawProfile, SetValue, key_parts
 from heirloom.core.settings import NAME_PATTERN, SECTIONS, UNSETS, ComponentKeys, ModelKeys
 from heirloom.links import missing_path
 from heirloom.profile_toml import as_written, dotted, joined, list_key, written
@@ -173,7 +173,9 @@ class Validator:
     def _component(self, kind: str, name: str, use: Any, table: dict) -> ComponentSpec | None:
         key = TABLES[kind] if TABLES[kind] in SINGLE_COMPONENT_TABLES else dotted([TABLES[kind], name])
         if use is None:  # never written (a typo of a defined component's name?), or a ${VAR} in it said so
-            typo = no_component_to_change(name, self.raw.data[TABLES[kind]]) or f"no `use` (a new {kind} needs one)"
+            off = {key_parts(k)[1]: f for k, f in self.raw.disabled.items() if key_parts(k)[0] == TABLES[kind]}
+            typo = no_component_to_change(name, self.raw.data[TABLES[kind]], off)
+            typo = typo or f"no `use` (a new {kind} needs one)"
             return None if f"{key}.use" in {p.path for p in self.problems} else self.problem(key, typo)
         if not isinstance(use, str):
             return self.problem(f"{key}.use", f"expected the name of a type of {kind}, got {as_written(use)}")
@@ -385,5 +387,5 @@ def _use(table: dict) -> Any:
     plugin that provides it must be imported before the table is checked)."""
     use = table.get("use")
     if isinstance(use, SetValue):
-        use = table["use"] = use.text
+        use = table["use"] = use.name()
     return use

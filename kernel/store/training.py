@@ -38,6 +38,7 @@ from heirloom.store.outcome import Outcome
 from heirloom.store.parents import SERVED, naming_a_foreign_parent, parent_of, parent_problems
 from heirloom.store.reading import Evaluation, PluginBug, blaming_the_source, reading, score
 from heirloom.store.refs import RefError
+from heirloom.suggest import disabled_by
 
 log = logging.getLogger("heirloom.eval")
 
@@ -88,6 +89,8 @@ def named_specs(
     """``found`` (all, or the named ones, in their order); a name not in it is a RefError
     listing them (the command line exits 2)."""
     if unknown := sorted(set(names) - {spec.name for spec in found}):
+        if off := [said for n in unknown if (said := disabled_by(profile.raw.disabled, dotted([f"{what}s", n])))]:
+            raise RefError(f"profile {profile.name!r}: {'; '.join(off)}")  # it said "no model", with another's
         known = [spec.name for spec in found]
         raise RefError(
             f"profile {profile.name!r} has no {what} {', '.join(map(repr, unknown))}"
