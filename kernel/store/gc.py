@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +239,36 @@ def _newest(rows: list[dict[str, Any]], keep: int, unreadable: set[str]) -> set[
     return {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
 
 
+def quota_figures(quota: int, *parts: int) -> tuple[Callable[[int], str], str]:
+    """How a quota's refusal prints sizes, and the quota (bytes): in MiB to one decimal, or in bytes where those
+    would show ``parts``, which together pass the quota, as within it (1 byte past a 1 MiB quota read "needs 1.0 MiB
+    more, past its artifact quota of 1 MiB"): one formatter for a train's refusal and a put's."""
+    tenths = [round(part * 10 / MIB) for part in (*parts, sum(parts))]
+    if min(sum(tenths[:-1]), tenths[-1]) > quota * 10 // MIB:
+        return mib, f"{quota // MIB} MiB"
+    return (lambda size: f"{size:,} bytes"), f"{quota // MIB} MiB ({quota:,} bytes)"
+
+
+def mib(size: int) -> str:
+    """``size`` bytes in MiB, to one decimal."""
+    return f"{size / MIB:.1f} MiB"
+
+
+def refused(
+    tx: Transaction, root: Path, project: str, model: str, keep: int | None, used: int, adding: int | None, mb: int
+) -> str:
+    """Why ``project``, holding ``used`` bytes in the store at ``root``, cannot store a version of ``model`` weighing
+    ``adding`` bytes (None before a fit: not known yet) within its artifact quota of ``mb`` MiB, and what makes room
+    (``room``)."""
+    size, quota = quota_figures(mb * MIB, used, adding or 0)  # in bytes where MiB would show no excess
+    needs = "cannot be stored, whatever it weighs" if adding is None else f"needs {size(adding)} more"
+    return (
+        f"not stored: project {project!r} holds {size(used)} in the artifact store at {root}; "
+        f"{project}/{model} {needs}, past its artifact quota of {quota}; "
+        + room(tx, root / "blobs", project, model, keep, used, adding, mb * MIB)
+    )
+
+
 def room(
     tx: Transaction, blobs: Path, project: str, model: str, keep: int | None, used: int, adding: int | None, quota: int
 ) -> str:
@@ -265,7 +296,8 @@ def room(
     listed = ", ".join(f"{ref} ({reason})" for ref, reason in why.items()) or "nothing"
     retention = f"retention (the newest {keep} per model, by the resource manager's retention())"
     who = f"{retention} and {gc} keep" if keep else f"with retention off, {gc} keeps"
-    said = f"{who} {size / MIB:.1f} MiB of it: {listed}"
+    show = quota_figures(quota, size, adding)[0] if size + adding > quota else mib
+    said = f"{who} {show(size)} of it: {listed}"
     if size + adding <= quota:
         frees = f"{said}; {gc} frees {(used - size) / MIB:.1f} MiB"
         return (
@@ -279,7 +311,7 @@ def room(
     ways += ["keep fewer versions (resources.keep_versions with the local manager)"] * (keep is not None and keep > 1)
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
     ways.append(f"{'or ' * bool(ways)}raise the artifact quota ({quota}) to {need} MiB")
-    total = f"{(size + adding) / MIB:.1f} MiB {plus} the new version" + (f" ({gauge})" if gauge else "")
+    total = f"{show(size + adding)} {plus} the new version" + (f" ({gauge})" if gauge else "")
     return f"{said}; {total}: " + ", ".join(ways)
 
 
