@@ -1932,6 +1932,52 @@ def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(stor
     assert models(store, "promote", "team/m@1", "production").returncode == 0  # the same store, writable
 
 
+@contextlib.contextmanager
+def read_only_file(path: Path) -> Iterator[None]:
+    """``path`` itself read-only for this user, its folder left writable: its write bits removed, or for root
+    (whom file modes do not stop) made immutable with ``chattr +i``."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    try:
+        made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no chattr here: root cannot make a file read-only without it")
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i failed here, so root cannot make a file read-only: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_index_file_in_a_writable_folder_is_named_as_what_refuses_a_change(store):
+    """promote and gc on an index.sqlite that is itself read-only (chmod 444, chattr +i) said "attempt to write a
+    readonly database (its folder must be writable, even to read, and its disk not full)": the folder and the disk
+    were fine (checker h327). The hint names the file."""
+    put(store, "team/m", 1)
+    put(store, "team/m", 2)
+    index = store.root / "index.sqlite"
+    with read_only_file(index):
+        listed = models(store, "list")
+        promoted = models(store, "promote", "team/m@1", "production")
+        collected = models(store, "gc", "--keep", "1")
+    assert listed.returncode == 0 and "team/m@2" in listed.stdout, listed.stderr  # it can be read as it is
+    for refused in (promoted, collected):
+        assert refused.returncode == 1, refused.stdout
+        assert said(refused) == (
+            f"error: the store index {index} cannot be used: attempt to write a readonly database (index.sqlite "
+            "itself is read-only to this process: make it writable (chmod u+w, chattr -i) to change the store; it "
+            "can be read as it is)"
+        )
+    assert models(store, "promote", "team/m@1", "production").returncode == 0  # writable again: the same store
+
+
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs sysfs (Linux), where no one may create a file")
 def test_train_refuses_a_store_it_cannot_write_before_it_reads_any_record(tmp_path):
     """A read-only store fitted for up to 20 minutes, then failed at the blob write. Its blobs
