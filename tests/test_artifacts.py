@@ -824,6 +824,57 @@ def test_gc_never_deletes_a_blob_it_cannot_account_for_without_the_flag(store):
     store.load("finance/sentiment@1")
 
 
+# A gc killed by SIGKILL between the transaction that deletes its rows and the one that removes their blobs
+# (checker h327's deterministic repro: the kill stands where gc removes the files).
+KILLED_GC = """
+import os, signal, sys
+import heirloom.store.gc as gc
+from heirloom.store.artifacts import ArtifactStore
+
+gc.remove_unreferenced = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+ArtifactStore(sys.argv[1]).gc(int(sys.argv[2]))
+"""
+
+
+def blob_names(store: ArtifactStore, artifact: heirloom.store.artifacts.Artifact) -> set[str]:
+    """The names of ``artifact``'s weights and metadata blobs, as its index row says."""
+    with store.index.reading() as tx:
+        return set(tx.blobs(artifact.project, artifact.model, artifact.version))
+
+
+def test_a_gc_killed_before_removing_its_blobs_is_finished_by_the_next_gc(store):
+    """A gc killed after deleting its rows left their blobs on disk for good: every later `gc --keep N` kept them
+    as orphans ("--delete-orphans removes them"), counted in no quota (h327 F1). The next gc removes them now,
+    except a blob a version stored since references again (equal content re-stored)."""
+    states = [make_state(seed) for seed in range(6)]
+    stored = [store.put("crash", "g", state, model_type="toy") for state in states]
+    blobs_of = {artifact.version: blob_names(store, artifact) for artifact in stored}
+    killed = subprocess.run([sys.executable, "-c", KILLED_GC, str(store.root), "2"], cwd=REPO, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert [artifact.version for artifact in store.list()] == [5, 6]  # its rows went; the blobs of @1-@4 stayed
+    freed = set().union(*(blobs_of[version] for version in (1, 2, 3, 4)))
+    assert freed <= {path.name for path in store.blobs.iterdir()}
+    backup_store(store, store.root.parent / "backup")  # copies none of them, nor the record of them
+    with contextlib.closing(sqlite3.connect(store.root.parent / "backup" / "index.sqlite")) as copy:
+        assert copy.execute("SELECT name FROM sqlite_master WHERE name = 'pending_removals'").fetchall() == []
+
+    again = store.put("crash", "g", states[0], model_type="toy")  # @1's content stored again, as @7
+    assert blob_names(store, again) == blobs_of[1]
+    gone = sorted(freed - blobs_of[1])
+    size = sum((store.blobs / name).stat().st_size for name in gone)
+    dry = json.loads(models(store, "gc", "--keep", "3", "--dry-run", "--json").stdout)
+    gc = models(store, "gc", "--keep", "3")
+    assert gc.returncode == 0, gc.stderr
+    assert dry["files"] == gone and dry["resumed"] == gone and dry["orphans"] == [], dry
+    assert f"removed 0 version(s) and 6 file(s), {size:,} bytes" in gc.stdout, gc.stdout
+    assert "6 of those file(s) an earlier gc freed, and was stopped before removing" in gc.stdout
+    assert "orphan" not in gc.stdout
+    assert {path.name for path in store.blobs.iterdir()} == blobs_of[5] | blobs_of[6] | blobs_of[1]
+    assert store.load(again.ref).metadata == states[0].metadata  # the blob stored again stays
+    after = json.loads(models(store, "gc", "--keep", "3", "--json").stdout)
+    assert after["files"] == after["orphans"] == after["resumed"] == [], after  # the record is cleared
+
+
 def test_damaged_index_and_odd_blobs_get_clear_errors_naming_the_file(store):
     artifact = put(store, "finance/sentiment", 1)
     (store.blobs / "a-folder").mkdir()
@@ -1879,6 +1930,52 @@ def test_a_read_only_store_is_served_and_listed_and_refuses_changes_clearly(stor
         backed_up = models(store, "backup", str(tmp_path / "backup"))  # a backup only reads the store
         assert backed_up.returncode == 0, backed_up.stderr
     assert models(store, "promote", "team/m@1", "production").returncode == 0  # the same store, writable
+
+
+@contextlib.contextmanager
+def read_only_file(path: Path) -> Iterator[None]:
+    """``path`` itself read-only for this user, its folder left writable: its write bits removed, or for root
+    (whom file modes do not stop) made immutable with ``chattr +i``."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    try:
+        made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("no chattr here: root cannot make a file read-only without it")
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i failed here, so root cannot make a file read-only: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_index_file_in_a_writable_folder_is_named_as_what_refuses_a_change(store):
+    """promote and gc on an index.sqlite that is itself read-only (chmod 444, chattr +i) said "attempt to write a
+    readonly database (its folder must be writable, even to read, and its disk not full)": the folder and the disk
+    were fine (checker h327). The hint names the file."""
+    put(store, "team/m", 1)
+    put(store, "team/m", 2)
+    index = store.root / "index.sqlite"
+    with read_only_file(index):
+        listed = models(store, "list")
+        promoted = models(store, "promote", "team/m@1", "production")
+        collected = models(store, "gc", "--keep", "1")
+    assert listed.returncode == 0 and "team/m@2" in listed.stdout, listed.stderr  # it can be read as it is
+    for refused in (promoted, collected):
+        assert refused.returncode == 1, refused.stdout
+        assert said(refused) == (
+            f"error: the store index {index} cannot be used: attempt to write a readonly database (index.sqlite "
+            "itself is read-only to this process: make it writable (chmod u+w, chattr -i) to change the store; it "
+            "can be read as it is)"
+        )
+    assert models(store, "promote", "team/m@1", "production").returncode == 0  # writable again: the same store
 
 
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs sysfs (Linux), where no one may create a file")

@@ -232,10 +232,11 @@ def test_a_project_at_its_artifact_quota_is_refused_and_the_store_stays_consiste
 
     result = run_heirloom("train", str(path), env=TOYS)
     assert result.returncode == 1
-    assert "error: not stored: project 'quota' holds 1.0 MiB in the artifact store" in result.stderr
-    assert "past its artifact quota of 1 MiB" in result.stderr
-    kept = "1 MiB; with retention off, `heirloom models gc --keep 1` keeps 1.0 MiB of it: quota/big@1 (newest);"
-    assert kept in " ".join(result.stderr.split())  # it said "`heirloom models gc --keep 1` (retention is off) keep"
+    said = " ".join(result.stderr.split())  # in bytes: to one decimal, 1.0 MiB looked within a quota of 1 MiB
+    assert "error: not stored: project 'quota' holds 1,048,658 bytes in the artifact store" in said
+    assert "past its artifact quota of 1 MiB (1,048,576 bytes)" in said
+    kept = "bytes); with retention off, `heirloom models gc --keep 1` keeps 1,048,658 bytes of it: quota/big@1 (newest)"
+    assert kept in said  # it said "`heirloom models gc --keep 1` (retention is off) keep"
     assert versions("quota") == ["quota/big@1"] and sorted(os.listdir(store.blobs)) == blobs
     assert store.verify("quota/big@1") and store.verify(other.ref)  # other projects count for themselves
 
@@ -243,6 +244,40 @@ def test_a_project_at_its_artifact_quota_is_refused_and_the_store_stays_consiste
     assert "quota: 1.00 MiB of blobs" in listed.stdout and "elsewhere: 2.00 MiB of blobs" in listed.stdout
     assert run_heirloom("train", str(path), "--set", "resources.artifact_quota_mb=2", env=TOYS).returncode == 0
     assert versions("quota") == ["quota/big@1", "quota/m@1"]
+
+
+def test_an_artifact_quota_refusal_one_byte_past_the_edge_prints_figures_that_differ(tmp_path):
+    """One byte past a 1 MiB quota read "needs 1.0 MiB more, past its artifact quota of 1 MiB": the figures looked
+    equal, so the refusal did not say what was wrong (h327 F2). Where MiB to one decimal would show no excess, the
+    refusal (a put's, a train's before its fit: one formatter) prints bytes."""
+
+    def blobs_of(padding: int) -> tuple[heirloom.ArtifactStore, heirloom.State]:
+        state = heirloom.State({"w": np.zeros(262116, np.float32)}, {"p": "x" * padding})  # blobs of 1 MiB + padding
+        return heirloom.ArtifactStore(tmp_path / f"store{padding}"), state
+
+    store, state = blobs_of(24)
+    store.put("e", "m", state, model_type="toy", quota_mb=1)  # exactly at the edge: stored
+    assert sum(path.stat().st_size for path in store.blobs.iterdir()) == 1 << 20
+
+    store, state = blobs_of(25)
+    with pytest.raises(heirloom.ResourceExhaustedError) as refused:
+        store.put("e", "m", state, model_type="toy", quota_mb=1)
+    said = str(refused.value)
+    assert "not stored: project 'e' holds 0 bytes in the artifact store at" in said, said
+    assert "e/m needs 1,048,577 bytes more, past its artifact quota of 1 MiB (1,048,576 bytes);" in said, said
+    assert "keeps 0 bytes of it: nothing; 1,048,577 bytes with the new version: " in said, said
+    assert "raise the artifact quota" in said and "to 2 MiB" in said and not list(store.blobs.iterdir())
+
+    store.put("e", "m", state, model_type="toy")  # stored without a quota: the project holds 1 byte too many
+    with pytest.raises(heirloom.ResourceExhaustedError) as before:
+        store.refuse_if_full("e", "m", 1, None)
+    said = " ".join(str(before.value).split())
+    assert "holds 1,048,577 bytes in the artifact store" in said, said
+    assert "e/m cannot be stored, whatever it weighs, past its artifact quota of 1 MiB (1,048,576 bytes);" in said
+    two = blobs_of(0)[0]
+    two.put("e", "m", heirloom.State({"w": np.zeros(1 << 19, np.float32)}, {}), model_type="toy")  # 2 MiB: clear
+    with pytest.raises(heirloom.ResourceExhaustedError, match=r"holds 2\.0 MiB .* quota of 1 MiB; "):
+        two.refuse_if_full("e", "m", 1, None)
 
 
 def test_a_project_already_past_its_artifact_quota_is_refused_before_the_fit(tmp_path):
@@ -307,8 +342,8 @@ def test_an_artifact_quota_refusal_counts_what_retention_keeps_aliased_versions_
     store.promote("quota/big@1", "production")
     said = refusal()
     assert (
-        "keep 2.0 MiB of it: quota/big@2 (newest), quota/big@1 (alias production); "
-        "2.0 MiB and the new version (size unknown)"
+        "keep 2,097,314 bytes of it: quota/big@2 (newest), quota/big@1 (alias production); "
+        "2,097,314 bytes and the new version (size unknown)"
     ) in (said)
     assert "move an alias to the newest version (`heirloom models promote REF ALIAS`)" in said
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"

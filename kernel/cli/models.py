@@ -387,8 +387,8 @@ SHOWN_ORPHANS = 10
 def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, store: ArtifactStore) -> None:
     """Remove old versions, keeping the newest KEEP per model, aliased ones and all their ancestors.
 
-    Removes the blobs only those versions used and temp files of interrupted writes; never
-    a folder, a link or a file not named like a blob. A version whose blob is missing, or damaged
+    Removes the blobs only those versions used, those a gc stopped midway freed, and temp files of interrupted
+    writes; never a folder, a link or a file not named like a blob. A version whose blob is missing, or damaged
     (gc reads the blobs of aliased versions and of a model that would lose versions), is listed as
     unreadable: KEEP counts only versions that can load, and one that is not its model's newest and
     that no alias or kept descendant holds is removed. `heirloom models verify` reads every blob.
@@ -403,6 +403,8 @@ def models_gc(keep: int, dry_run: bool, delete_orphans: bool, as_json: bool, sto
         f"{verb} {len(report['versions'])} version(s) and {len(plan.files)} file(s), {plan.bytes:,} bytes"
         + "".join(f"\n  {ref}" for ref in report["versions"])
     )
+    if plan.resumed:
+        click.echo(f"{len(plan.resumed)} of those file(s) an earlier gc freed, and was stopped before removing")
     if plan.orphans and not delete_orphans:  # named: which blobs a restored index lost is what an operator checks
         more = len(plan.orphans) - SHOWN_ORPHANS
         click.echo(

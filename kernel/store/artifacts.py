@@ -40,7 +40,7 @@ from heirloom.store.content import (
     sha256,
     state_metadata,
 )
-from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, intact, remove_unreferenced, room
+from heirloom.store.gc import BLOB_NAME, GcPlan, collect, file_size, intact, refused, remove_unreferenced
 from heirloom.store.index import BACKUP_MARKER, FITTED_WAIT, MAX_VERSION, StoreIndex, StoreLocked, Transaction
 from heirloom.store.refs import Ref, RefError, as_ref, check_alias, check_name, spans
 
@@ -238,12 +238,8 @@ class ArtifactStore:
         used = sum(file_size(self.blobs / name) for name in held)
         adding = sum(len(data) for name, data in blobs.items() if name not in held)
         if used + adding > quota_mb * MIB:
-            needs = f"needs {adding / MIB:.1f} MiB more" if blobs else "cannot be stored, whatever it weighs"
-            raise ResourceExhaustedError(
-                f"not stored: project {project!r} holds {used / MIB:.1f} MiB in the artifact store at {self.root}; "
-                f"{project}/{model} {needs}, past its artifact quota of {quota_mb} MiB; "
-                + room(tx, self.blobs, project, model, keep, used, adding if blobs else None, quota_mb * MIB)
-            )
+            weighs = adding if blobs else None  # None: before a fit, not known yet
+            raise ResourceExhaustedError(refused(tx, self.root, project, model, keep, used, weighs, quota_mb))
 
     def refuse_if_full(self, project: str, model: str, quota_mb: int | None, keep: int | None) -> None:
         """ResourceExhaustedError when ``project`` already holds more than its quota: refused before a fit,

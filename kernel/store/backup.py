@@ -35,6 +35,7 @@ from heirloom.files import NotRegularFile, fsync_dir, open_regular, write_atomic
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB, REPAIR
 from heirloom.store.index import BACKUP_MARKER, StoreIndex
+from heirloom.store.pending import TABLE as PENDING
 
 #: Written first into a backup: which store it copies (so a backup of another store is not
 #: mirrored over by accident); a store written into loses it (``ArtifactStore._written``).
@@ -273,12 +274,15 @@ def _copy_checked(origin: Path, partial: Path) -> None:
 def _snapshot(index: StoreIndex, copy: Path) -> None:
     """The index as committed now, through SQLite's online backup (the WAL included), put in
     place whole: a backup interrupted here keeps the previous copy, and a failed one leaves
-    no partial file."""
+    no partial file. A killed gc's record of blobs to remove is left out: a copy restored over
+    blobs a lost newer index referenced again would have had them removed."""
     partial = copy.with_name(f".{copy.name}.partial")
     partial.unlink(missing_ok=True)
     try:
         with closing(index.connect()) as source, closing(sqlite3.connect(partial)) as target:
             source.backup(target)
+            target.execute(f"DROP TABLE IF EXISTS {PENDING}")  # its blobs are not copied: restored, no gc removes any
+            target.commit()
     except sqlite3.Error as exc:  # the copy's disk, not the store's index: said as the backup's
         partial.unlink(missing_ok=True)
         raise OSError(errno.EIO, f"copying the index failed: {exc}", str(copy)) from exc

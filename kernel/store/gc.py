@@ -2,19 +2,21 @@
 
 ``--dry-run`` and the real run make the same plan, so the dry run reports exactly what
 the real one removes. Only files gc can account for are removed: the blobs of the
-versions it deletes (when no kept version shares them) and temp files of interrupted
-writes. A blob no version references (an orphan: a write that crashed before its index
-row, or an index restored from an older backup) is kept unless ``orphans=True``; entries
-that are not blob files at all (folders, symbolic links, other names) are never touched,
-only reported.
+versions it deletes (when no kept version shares them), those a gc killed before removing
+them left (:mod:`heirloom.store.pending`), and temp files of interrupted writes. A blob no
+version references (an orphan: a write that crashed before its index row, or an index
+restored from an older backup) is kept unless ``orphans=True``; entries that are not blob
+files at all (folders, symbolic links, other names) are never touched, only reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import attrs
 from heirloom.core.quota import MIB
 from heirloom.files import open_regular
 from heirloom.store.index import StoreIndex, Transaction
+from heirloom.store.pending import clear_removals, pending_removals, record_removals
 
 #: How ``put`` names blobs: the content's sha256 and what it holds.
 BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(?:safetensors|json)")
@@ -53,6 +56,8 @@ class GcPlan:
     #: any other removed (in ``versions`` too): that is how a damaged version goes.
     #: Aliased versions and those that would be kept in place of removed ones are hashed.
     unreadable: list[str] = attrs.field(factory=list)
+    #: Those of ``files`` an earlier gc freed and was killed before removing (:mod:`heirloom.store.pending`).
+    resumed: list[str] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +69,7 @@ class GcPlan:
             "orphans_removed": self.orphans_removed,
             "foreign": [{"name": name, "is": what} for name, what in self.foreign],
             "unreadable": self.unreadable,
+            "resumed": self.resumed,
         }
 
 
@@ -81,31 +87,38 @@ def collect(
 ) -> GcPlan:
     """Plan and (unless ``dry_run``) carry out a collection; ``keep=None`` deletes no version.
 
-    Rows go in one transaction; files are removed in a second one, under the write lock
-    again, and only those still unreferenced then (a concurrent ``put`` may have stored
-    the same content meanwhile).
+    Rows go in one transaction, which also records the files to remove (a gc killed before
+    removing them leaves them to the next one); files are removed in a second one, under the
+    write lock again, and only those still unreferenced then (a concurrent ``put`` may have
+    stored the same content meanwhile).
     """
     with index.writing() as tx:
         plan = _plan(tx, blobs, keep, dry_run, orphans, project)
         if not dry_run:
             tx.delete([(row["project"], row["model"], row["version"]) for row in plan.versions])
+            record_removals(tx, plan.files)
     if dry_run or not plan.files:
         return plan
-    removed = remove_unreferenced(index, blobs, plan.files)
-    gone = set(removed)
-    plan.bytes -= sum(file_size(blobs / name) for name in plan.files if name not in gone)
-    plan.files = removed
+    sizes = {name: file_size(blobs / name) for name in plan.files}
+    plan.files = remove_unreferenced(index, blobs, plan.files)
+    plan.bytes = sum(sizes[name] for name in plan.files)
+    plan.resumed = [name for name in plan.resumed if name in plan.files]
     return plan
 
 
 def remove_unreferenced(index: StoreIndex, blobs: Path, names: list[str]) -> list[str]:
     """Remove the blobs of ``names`` no version references, under the write lock (no ``put`` can
-    reference one meanwhile); those removed."""
+    reference one meanwhile), and forget any record of them (``pending_removals``); those removed (not one
+    another process removed first)."""
     with index.writing() as tx:
         referenced = {name for row in tx.blob_rows() for name in row[3:]}
-        removed = [name for name in names if name not in referenced]
-        for name in removed:
-            (blobs / name).unlink(missing_ok=True)
+        removed = []
+        for name in names:
+            if name not in referenced:
+                with contextlib.suppress(FileNotFoundError):
+                    (blobs / name).unlink()
+                    removed.append(name)
+        clear_removals(tx, names)
     return removed
 
 
@@ -133,8 +146,10 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
             unreadable |= {ref for ref in fresh if not all(intact(blobs / name) for name in blobs_of.get(ref, []))}
         doomed_keys = {_key(row) for row in rows if _ref(row) not in kept}
     freed = sorted(name for name, users in used_by.items() if users <= doomed_keys and name in on_disk)
-    orphaned = sorted(name for name in on_disk if name not in used_by)
-    files = freed + leftovers + (orphaned if orphans else [])
+    left = pending_removals(tx)  # freed by a gc killed before it removed them
+    resumed = sorted(name for name in on_disk if name not in used_by and name in left)
+    orphaned = sorted(name for name in on_disk if name not in used_by and name not in left)
+    files = freed + resumed + leftovers + (orphaned if orphans else [])
     return GcPlan(
         dry_run=dry_run,
         versions=[row for row in rows if _key(row) in doomed_keys],
@@ -144,6 +159,7 @@ def _plan(tx: Transaction, blobs: Path, keep: int | None, dry_run: bool, orphans
         orphans_removed=orphans and not dry_run,
         foreign=foreign,
         unreadable=sorted(unreadable),
+        resumed=resumed,
     )
 
 
@@ -223,6 +239,36 @@ def _newest(rows: list[dict[str, Any]], keep: int, unreadable: set[str]) -> set[
     return {_ref(r) for group in by_model.values() for r in sorted(group, key=lambda r: r["version"])[-keep:]}
 
 
+def quota_figures(quota: int, *parts: int) -> tuple[Callable[[int], str], str]:
+    """How a quota's refusal prints sizes, and the quota (bytes): in MiB to one decimal, or in bytes where those
+    would show ``parts``, which together pass the quota, as within it (1 byte past a 1 MiB quota read "needs 1.0 MiB
+    more, past its artifact quota of 1 MiB"): one formatter for a train's refusal and a put's."""
+    tenths = [round(part * 10 / MIB) for part in (*parts, sum(parts))]
+    if min(sum(tenths[:-1]), tenths[-1]) > quota * 10 // MIB:
+        return mib, f"{quota // MIB} MiB"
+    return (lambda size: f"{size:,} bytes"), f"{quota // MIB} MiB ({quota:,} bytes)"
+
+
+def mib(size: int) -> str:
+    """``size`` bytes in MiB, to one decimal."""
+    return f"{size / MIB:.1f} MiB"
+
+
+def refused(
+    tx: Transaction, root: Path, project: str, model: str, keep: int | None, used: int, adding: int | None, mb: int
+) -> str:
+    """Why ``project``, holding ``used`` bytes in the store at ``root``, cannot store a version of ``model`` weighing
+    ``adding`` bytes (None before a fit: not known yet) within its artifact quota of ``mb`` MiB, and what makes room
+    (``room``)."""
+    size, quota = quota_figures(mb * MIB, used, adding or 0)  # in bytes where MiB would show no excess
+    needs = "cannot be stored, whatever it weighs" if adding is None else f"needs {size(adding)} more"
+    return (
+        f"not stored: project {project!r} holds {size(used)} in the artifact store at {root}; "
+        f"{project}/{model} {needs}, past its artifact quota of {quota}; "
+        + room(tx, root / "blobs", project, model, keep, used, adding, mb * MIB)
+    )
+
+
 def room(
     tx: Transaction, blobs: Path, project: str, model: str, keep: int | None, used: int, adding: int | None, quota: int
 ) -> str:
@@ -250,7 +296,8 @@ def room(
     listed = ", ".join(f"{ref} ({reason})" for ref, reason in why.items()) or "nothing"
     retention = f"retention (the newest {keep} per model, by the resource manager's retention())"
     who = f"{retention} and {gc} keep" if keep else f"with retention off, {gc} keeps"
-    said = f"{who} {size / MIB:.1f} MiB of it: {listed}"
+    show = quota_figures(quota, size, adding)[0] if size + adding > quota else mib
+    said = f"{who} {show(size)} of it: {listed}"
     if size + adding <= quota:
         frees = f"{said}; {gc} frees {(used - size) / MIB:.1f} MiB"
         return (
@@ -264,7 +311,7 @@ def room(
     ways += ["keep fewer versions (resources.keep_versions with the local manager)"] * (keep is not None and keep > 1)
     quota = "its storage_quota_mb('artifacts'); resources.artifact_quota_mb with the local manager"
     ways.append(f"{'or ' * bool(ways)}raise the artifact quota ({quota}) to {need} MiB")
-    total = f"{(size + adding) / MIB:.1f} MiB {plus} the new version" + (f" ({gauge})" if gauge else "")
+    total = f"{show(size + adding)} {plus} the new version" + (f" ({gauge})" if gauge else "")
     return f"{said}; {total}: " + ", ".join(ways)
 
 

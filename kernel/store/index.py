@@ -20,7 +20,8 @@ from urllib.parse import quote
 
 from heirloom.core.errors import HeirloomError
 from heirloom.files import irregular
-from heirloom.store.descriptors import out_of_descriptors
+from heirloom.store import index_hints
+from heirloom.store.index_hints import READ_ONLY
 from heirloom.store.wal import into_wal
 
 log = logging.getLogger("heirloom.store")
@@ -95,15 +96,6 @@ CREATE TABLE IF NOT EXISTS aliases (
 {ALIAS_MOVES};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
-
-
-#: Why a change to a store this process cannot write fails.
-READ_ONLY = " (the store's folder is read-only: its models can be listed and served, not changed)"
-#: Why a read-only store whose ``-wal`` file holds changes cannot be read (SQLite needs its ``-shm`` too).
-WAL_HINT = (
-    " (the store's folder is read-only, and a writer left changes in index.sqlite-wal that cannot be read "
-    "here: run one heirloom command where the folder is writable, e.g. models list, to fold them in)"
-)
 
 
 def _schema(conn: sqlite3.Connection, path: Path) -> int:
@@ -219,20 +211,7 @@ class StoreIndex:
         try:
             yield
         except sqlite3.OperationalError as exc:
-            environment = any(word in str(exc) for word in ("unable to open", "readonly", "disk I/O", "full"))
-            hint = " (its folder must be writable, even to read, and its disk not full)" if environment else ""
-            if "unable to open" in str(exc) and (exhausted := out_of_descriptors()):
-                hint = f" ({exhausted}: raise its limit, LimitNOFILE or ulimit -n)"
-            elif not self.writes:
-                hint = ""
-            elif self.read_only:
-                hint = READ_ONLY
-                if self.wal.exists() and "readonly" not in str(exc):  # a refused write: the -wal was read
-                    hint = WAL_HINT
-            elif not self.path.parent.is_dir():  # "unable to open database file" said nothing of why
-                hint = f" (its folder {self.path.parent} is gone (moved or removed while in use?))"
-            elif str(exc).startswith("no such table") and self._opened:  # emptied under a running daemon
-                hint = " (the file was emptied or replaced while in use: restore index.sqlite from a backup)"
+            hint = index_hints.hint(exc, self.path, writes=self.writes, read_only=self.read_only, opened=self._opened)
             raise HeirloomError(f"the store index {self.path} cannot be used: {exc}{hint}") from None
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:

@@ -1,0 +1,47 @@
+"""What an error of the store index adds to SQLite's own words: why the file cannot be used where it is.
+
+SQLite says "attempt to write a readonly database" whether the store's folder, its disk or the index file
+itself refuses the write, and "unable to open database file" whatever stopped it: the hint says which.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from heirloom.store.descriptors import out_of_descriptors
+
+#: Why a change to a store this process cannot write fails.
+READ_ONLY = " (the store's folder is read-only: its models can be listed and served, not changed)"
+#: Why a read-only store whose ``-wal`` file holds changes cannot be read (SQLite needs its ``-shm`` too).
+WAL_HINT = (
+    " (the store's folder is read-only, and a writer left changes in index.sqlite-wal that cannot be read "
+    "here: run one heirloom command where the folder is writable, e.g. models list, to fold them in)"
+)
+
+
+def hint(exc: sqlite3.OperationalError, path: Path, *, writes: bool, read_only: bool, opened: bool) -> str:
+    """The clause, with its leading space, that says why ``exc`` happened on the index at ``path`` ("" when
+    SQLite's words say it all): ``writes`` is False for a reader, ``read_only`` where the store's folder is
+    read-only to this process, ``opened`` once the index was opened (a missing table then means it was
+    replaced)."""
+    said = str(exc)
+    environment = any(word in said for word in ("unable to open", "readonly", "disk I/O", "full"))
+    if "unable to open" in said and (exhausted := out_of_descriptors()):
+        return f" ({exhausted}: raise its limit, LimitNOFILE or ulimit -n)"
+    if not writes:
+        return ""
+    if read_only:
+        wal = path.with_name(f"{path.name}-wal")
+        return WAL_HINT if wal.exists() and "readonly" not in said else READ_ONLY  # a refused write: -wal was read
+    if not path.parent.is_dir():  # "unable to open database file" said nothing of why
+        return f" (its folder {path.parent} is gone (moved or removed while in use?))"
+    if "readonly" in said and path.exists() and not os.access(path, os.W_OK):  # chmod 444, chattr +i
+        return (
+            f" ({path.name} itself is read-only to this process: make it writable (chmod u+w, chattr -i) to change "
+            "the store; it can be read as it is)"
+        )
+    if said.startswith("no such table") and opened:  # emptied under a running daemon
+        return " (the file was emptied or replaced while in use: restore index.sqlite from a backup)"
+    return " (its folder must be writable, even to read, and its disk not full)" if environment else ""
