@@ -168,7 +168,7 @@ def section_oos(args: argparse.Namespace, results: Results, parent: heirloom.Sta
     drop = ours["accuracy"] - ours["in_scope_accuracy"]
     met = ours["oos_recall"] >= 0.6 and drop <= 0.02
     in_scope = len({r["label"] for r in train})
-    print(f"\nout of scope: {in_scope} intents in scope, {ours['oos_examples']} out-of-scope test texts")
+    print(f"\nout of scope: {in_scope} intents in scope, {ours['oos_support']} out-of-scope test texts")
     print(f"  accuracy without rejection {ours['accuracy']:.4f}, in-scope accuracy {ours['in_scope_accuracy']:.4f}")
     print(f"  (drop {drop:.4f}), out-of-scope recall {ours['oos_recall']:.4f}, fit {ours['fit_s']:.0f} s")
     print(f"  target recall >= 0.6 within 2 points: {'met' if met else 'missed'}", flush=True)

@@ -587,9 +587,9 @@ def test_promote_if_better_compares_validation_scores_on_the_same_validation_rec
 
 def test_promote_if_better_on_a_null_metric_says_it_was_not_measured(store):
     """An intent model's validation oos_recall is null where validation held no out-of-scope texts:
-    the refusal said the version had no such metric and suggested oos_examples."""
+    the refusal said the version had no such metric and suggested another number."""
     for version in (1, 2):
-        metrics = {"accuracy": 0.9, "validation": {"accuracy": 0.9, "oos_recall": None, "oos_examples": 0}}
+        metrics = {"accuracy": 0.9, "validation": {"accuracy": 0.9, "oos_recall": None, "oos_support": 0}}
         put(store, "telco/intent", version, metrics=metrics, data_fingerprints=evaluated("fp-data-1"))
     assert models(store, "promote", "telco/intent@1", "production").returncode == 0
     refused = models(store, "promote", "telco/intent@2", "production", "--if-better", "oos_recall")
@@ -622,17 +622,20 @@ def test_promote_if_better_names_what_each_score_left_out_and_refuses_clearly_di
 
 def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(store):
     """Checker h323 F2: ``--if-better seen_in_training`` (or ``support``) promoted the version that had trained
-    on more validation texts, and the unknown-metric error offered them; a count is no score: exit 2."""
+    on more validation texts, and the unknown-metric error offered them; a count is no score: exit 2. So is a
+    name ending in ``_support`` (the intent model's ``oos_support``, which was ``oos_examples``, a score then)."""
 
     def report(seen: int, accuracy: float) -> dict:
         rows = {"positive": {"f1": accuracy, "support": 40 + seen}}
-        scores = {"accuracy": accuracy, "macro_f1": accuracy, "support": 120, "seen_in_training": seen}
+        scores = {"accuracy": accuracy, "macro_f1": accuracy, "support": 120, "oos_support": 40 + seen}
+        scores["seen_in_training"] = seen
         return {**scores, "validation": {**scores, "per_class": rows, "left_out": 0, "left_out_of": 120}}
 
     for version, seen in ((1, 0), (2, 13)):
         put(store, "notes/sentiment", version, metrics=report(seen, 0.9), data_fingerprints=evaluated("fp-data-1"))
     assert models(store, "promote", "notes/sentiment@1", "production").returncode == 0
-    for metric in ("seen_in_training", "support", "per_class.positive.support", "left_out", "left_out_of"):
+    counted = ("seen_in_training", "support", "per_class.positive.support", "left_out", "left_out_of", "oos_support")
+    for metric in counted:
         for alias in ("production", "canary"):  # a holder or none: refused before anything is compared
             refused = models(store, "promote", "notes/sentiment@2", alias, "--if-better", metric)
             assert refused.returncode == 2, (metric, said(refused))

@@ -138,8 +138,9 @@ def test_a_report_counts_visits_of_patients_it_or_a_parent_trained_on(records, d
     loaded = DiagnosisModel(data="patients", **QUICK)
     loaded.load(child.state())  # the hashes travel with the state
     report = loaded.evaluate(test)
-    assert report.metrics["seen_in_training"] == report.metrics["examples"] > 0, report.metrics
-    said = f"warning: {report.metrics['examples']} of {report.metrics['examples']} visits are of patients trained on"
+    assert report.metrics["seen_in_training"] == report.metrics["visit_support"] > 0, report.metrics
+    visits = report.metrics["visit_support"]
+    said = f"warning: {visits} of {visits} visits are of patients trained on"
     assert said in report.text
 
 

@@ -151,11 +151,11 @@ def test_eval_json_reports_intent_and_faq_metrics(trained):
     intent, faq = models["intent"], models["faq"]
     assert set(intent) >= {"accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "per_class"}
     assert len(intent["per_class"]) == 8  # the in-scope intents only; out-of-scope texts are scored apart
-    assert intent["oos_examples"] == 80  # 2 held-out intents x 40 test texts
+    assert intent["oos_support"] == 80  # 2 held-out intents x 40 test texts
     assert 0 <= intent["oos_recall"] <= 1 and intent["in_scope_accuracy"] <= intent["accuracy"]
     assert intent["accuracy"] > 0.5  # 8 intents: chance is 0.125
     assert set(faq) >= {"ndcg_at_10", "mrr_at_10", "p_at_5", "map"}
-    assert faq["queries"] == 30 and faq["ndcg_at_10"] > 0.5
+    assert faq["support"] == 30 and faq["ndcg_at_10"] > 0.5
     assert faq["queries_without_documents"] == 0  # always there (it was left out when 0), so readers can rely on it
 
 
@@ -795,7 +795,7 @@ def test_promote_if_better_oos_recall_works_where_the_intents_have_a_validation_
     assert "stored support/intent@2" in result.stdout
     shown = run_heirloom("models", "show", "support/intent@2", "--json", env=env)
     validation = json.loads(shown.stdout)["metrics"]["validation"]
-    assert validation["oos_examples"] > 0 and 0 <= validation["oos_recall"] <= 1
+    assert validation["oos_support"] > 0 and 0 <= validation["oos_recall"] <= 1
     promoted = run_heirloom("models", "promote", "support/intent@2", "production", "--if-better", "oos_recall", env=env)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
 
@@ -1056,7 +1056,7 @@ def test_eval_scores_queries_about_a_thread_added_since_training_as_misses(train
     )
     assert result.returncode == 0, result.stderr
     faq = json.loads(result.stdout)["models"]["faq"]
-    assert faq["queries"] == 35 and faq["queries_without_documents"] == 5  # the seventh thread's 5 test queries
+    assert faq["support"] == 35 and faq["queries_without_documents"] == 5  # the seventh thread's 5 test queries
     assert 0 < faq["ndcg_at_10"] < 1
     # the report's warning naming the thread is said under --json too (on stderr: stdout is the JSON)
     assert re.search(r"warning: 5 test queries ask about 1 group\(s\) this version has no document of", result.stderr)

@@ -27,7 +27,8 @@ SEEN_IN_TRAINING = "seen_in_training"
 #: The counts of records a report holds under the kernel's names (a dotted path ending in one: ``per_class.X.support``),
 #: with what each counts: no score, so ``--if-better`` refuses them (it promoted the version that had trained on
 #: more validation texts) and leaves them out of the metrics it offers. A plugin's report puts its counts of
-#: records under these names (PLUGINS.md); any other number is taken as a score.
+#: records under these names, or one ending in ``_support`` (``oos_support``: how many out-of-scope texts were
+#: scored; PLUGINS.md); any other number is taken as a score.
 COUNTS = {
     "support": "how many records were scored",
     SEEN_IN_TRAINING: "how many scored records the version or an ancestor trained on",
@@ -100,9 +101,8 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
     which names a score the version did not measure (oos_recall with no out-of-scope texts), no typo."""
     names = sorted(name for name, v in metrics.items() if _score(name, v))
     offered = f"(metrics: {', '.join(names) or 'none'})"
-    if (count := metric.rsplit(".", 1)[-1]) in COUNTS:
-        said = f"{metric!r} is a count ({count}: {COUNTS[count]}), not a score: --if-better compares scores {offered}"
-        raise RefError(said)
+    if counted := counts(metric.rsplit(".", 1)[-1]):
+        raise RefError(f"{metric!r} is a count ({counted}), not a score: --if-better compares scores {offered}")
     value: Any = metrics
     for part in [metric] if metric in metrics else metric.split("."):
         value = value.get(part, ...) if isinstance(value, dict) else ...  # ...: absent, None: null
@@ -110,7 +110,7 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
         raise PromotionRefused(f"metrics are not comparable: {missing} {metric!r}: it is null (not measured)")
     if isinstance(value, bool) or not isinstance(value, int | float):
         paths = [path for path in metric_paths(metrics) if not path.startswith(f"{VALIDATION}.")]
-        paths = [path for path in paths if path.rsplit(".", 1)[-1] not in COUNTS]
+        paths = [path for path in paths if not counts(path.rsplit(".", 1)[-1])]
         problem = f"{missing} {metric!r}{did_you_mean(metric, paths)} {offered}"
         if candidate:
             raise RefError(problem)
@@ -120,7 +120,15 @@ def read_metric(metrics: dict[str, Any], metric: str, missing: str, *, candidate
 
 def _score(name: str, value: Any) -> bool:
     """Whether a report's top-level ``name`` holds a score ``--if-better`` offers: a number, not a count."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and name not in COUNTS
+    return isinstance(value, int | float) and not isinstance(value, bool) and not counts(name)
+
+
+def counts(name: str) -> str:
+    """What a metric ``name`` counts, for a name of COUNTS or one ending in ``_support`` (``support: how many
+    records were scored``); "" for a name that is no count."""
+    if name in COUNTS:
+        return f"{name}: {COUNTS[name]}"
+    return f"{name}: how many of its kind of records were scored" if name.endswith("_support") else ""
 
 
 def left_out_note(new: dict[str, Any], candidate: str, old: dict[str, Any], holder: str) -> str:

@@ -607,7 +607,7 @@ class EncoderClassifier(EncoderModel):
             rejected = sum(not decided[i]["in_scope"] for i in outside)
             metrics["in_scope_accuracy"] = kept / max(len(inside), 1)
             metrics["oos_recall"] = rejected / len(outside) if outside else None
-            metrics["oos_examples"] = len(outside)
+            metrics["oos_support"] = len(outside)
             metrics["reject_rule"] = self._rule.to_json()
             recall = f"{metrics['oos_recall']:.4f}" if outside else "n/a (no out-of-scope texts)"
             text += (

@@ -113,7 +113,6 @@ class ContrastiveEncoder(EncoderModel):
         embedded = encoder.embed([texts[i] for i in known], split_of(encoder, self))
         best = (embedded.to(self._centroids.device) @ self._centroids.T).argmax(1).tolist()
         metrics = classification_metrics([truth[i] for i in known], [self._labels[b] for b in best], self._labels)
-        metrics["evaluated"] = len(known)
         said = seen.count_texts(metrics, [texts[i] for i in known], self._seen)
         text = "nearest training centroid\n" + classification_text(metrics)
         return heirloom.Report(metrics, text + "".join(f"{line}\n" for line in said))

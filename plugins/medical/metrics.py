@@ -61,7 +61,7 @@ def multilabel_metrics(
     examples = len(truth)
     metrics.update({f"samples_{key}": _ratio(value, examples) for key, value in samples.items()})
     metrics.update({f"recall_at_{k}": _ratio(recall_at_k, examples), "jaccard": _ratio(jaccard, examples)})
-    metrics["examples"] = examples
+    metrics["visit_support"] = examples  # a count: promote --if-better refuses it ("support" counts labels)
     known = set(labels)  # a true code the model cannot predict (another code system): every one a miss
     if unknown := {name: support[name] for name in names if labels and name not in known and support[name]}:
         metrics["unknown_labels"] = unknown
@@ -124,7 +124,7 @@ def multilabel_text(
     if f"recall_at_{k}" in metrics:
         lines += [
             "",
-            f"examples {metrics['examples']}, recall@{k} {metrics[f'recall_at_{k}']:.{digits}f}, "
+            f"examples {metrics['visit_support']}, recall@{k} {metrics[f'recall_at_{k}']:.{digits}f}, "
             f"jaccard {metrics['jaccard']:.{digits}f}",
         ]
     if unknown := metrics.get("unknown_labels"):
