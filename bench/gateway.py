@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve  # bench/serve.py's load generators
+from options import default_data, positive_float, positive_int, require_data, run_child, scratch
 from serve import ZmqLoad, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,16 +176,17 @@ def measure(load, seconds: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; the table shows medians")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="rounds; the table shows medians")
     args = parser.parse_args()
-    data = os.environ.get("HEIRLOOM_DATA") or str(REPO.parent / "shared" / "data")
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-gateway-"))
+    data = default_data()
+    require_data(parser, data, "financial-phrasebank")
+    tmp = scratch("heirloom-bench-gateway-")
     profile = tmp / "sentiment.toml"
     profile.write_text(PROFILE.format(store=tmp / "store", data=data))
     heirloom = [sys.executable, "-m", "heirloom"]
     print("training the model ...", file=sys.stderr)
-    subprocess.run([*heirloom, "train", str(profile)], check=True, capture_output=True, cwd=REPO)
+    run_child([*heirloom, "train", str(profile)], cwd=REPO)
 
     address = f"ipc://{tmp}/daemon.sock"
     own_port, connect_port, fastapi_port = free_port(), free_port(), free_port()

@@ -39,13 +39,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import msgpack
 import zmq
+from options import default_data, positive_float, positive_int, require_data, run_child, scratch, writable_file
 
 REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = {"text": "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn", "n": 7}
@@ -324,13 +324,16 @@ def phrasebank_texts(data: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--seconds", type=positive_float, default=2.0, help="seconds per throughput measurement")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--skip-fastapi", action="store_true", help="skip (c) when fastapi/uvicorn are not installed")
     parser.add_argument("--skip-model", action="store_true", help="skip (d) and (e), which need HEIRLOOM_DATA")
-    parser.add_argument("--json", type=Path, help="also write the median rows here (to compare two checkouts)")
+    parser.add_argument("--json", type=writable_file, help="also write the median rows here (to compare two checkouts)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-"))
+    data = default_data()
+    if not args.skip_model:
+        require_data(parser, data, "financial-phrasebank")
+    tmp = scratch("heirloom-bench-")
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
     heirloom = [sys.executable, "-m", "heirloom"]
 
@@ -351,10 +354,9 @@ def main() -> None:
         port = free_port()
         servers.append((FASTAPI, "http", [sys.executable, "-c", FASTAPI_SERVER, str(port)], port, None, None, 2000))
     if not args.skip_model:
-        data = Path(os.environ.get("HEIRLOOM_DATA", REPO.parent / "shared" / "data"))
         env["HEIRLOOM_DATA"] = str(data)
         print("training finance-sentiment for (d) and (e)...", file=sys.stderr)
-        subprocess.run([*heirloom, "train", "finance-sentiment"], env=env, cwd=REPO, check=True, capture_output=True)
+        run_child([*heirloom, "train", "finance-sentiment"], env=env, cwd=REPO)
         texts = phrasebank_texts(data)
         one = [{"text": t} for t in texts]
         many = [{"texts": texts[i : i + 64]} for i in range(0, len(texts) - 64, 64)]
