@@ -140,3 +140,17 @@ def run_child(command: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
     if done.returncode != 0:
         child_failed(command, done.returncode, done.stderr)
     return done
+
+
+def still_running(processes: Sequence[subprocess.Popen], logs: dict[int, Path] | None = None) -> None:
+    """``child_failed`` for the first of ``processes`` that has exited (a daemon that could not start),
+    with its log (``logs`` by pid) or a pointer to its error output above (where it went to this terminal)."""
+    for process in processes:
+        if (code := process.poll()) is not None:
+            log = (logs or {}).get(process.pid)
+            child_failed(process.args, code, log.read_text() if log else "(its error output is above)")
+
+
+def not_ready(what: str, timeout: float) -> None:
+    """A daemon that neither answered nor exited in ``timeout`` seconds: said, exit 1."""
+    sys.exit(f"{Path(sys.argv[0]).name}: error: {what} not ready after {timeout:.0f}s")

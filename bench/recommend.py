@@ -223,7 +223,7 @@ def serving(data: Path, model: HybridRecommender, seconds: float, rounds: int) -
             address = f"ipc://{tmp}/{label}.sock"
             serve = [*command, "serve", "recommend", "--bind", address, "--log-level", "WARNING", *fixed, *extra]
             daemons.append(subprocess.Popen(serve, env=env, cwd=REPO))
-            wait_ready(address)
+            wait_ready(address, processes=daemons[-1:])
             loads[label] = ZmqLoad(address, True, "recs.recommend", bodies)
             results[label] = {"p50_ms": [], "rps_64": []}
         loads["_health (floor)"] = ZmqLoad(f"ipc://{tmp}/batched.sock", True, "_health", [None])

@@ -80,7 +80,7 @@ def main() -> None:
             target = f"ipc://{tmp}/d{number}"
             command = [*heirloom, "serve", *profile_args, *off, "--bind", target, "--log-level", "WARNING"]
             processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
-            wait_ready(target, timeout=90)
+            wait_ready(target, timeout=90, processes=processes[-1:])
             loads[label] = ZmqLoad(target, True, "sentiment.predict", bodies)
         rounds: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
         for number in range(args.repeats):

@@ -41,11 +41,22 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgpack
 import zmq
-from options import default_data, positive_float, positive_int, require_data, run_child, scratch, writable_file
+from options import (
+    default_data,
+    not_ready,
+    positive_float,
+    positive_int,
+    require_data,
+    run_child,
+    scratch,
+    still_running,
+    writable_file,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = {"text": "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn", "n": 7}
@@ -254,19 +265,21 @@ class HttpLoad:
         return asyncio.run(run())
 
 
-def wait_ready(address: str, timeout: float = 120) -> None:
-    """Until the heirloom daemon at ``address`` says it is ready."""
+def wait_ready(address: str, timeout: float = 120, processes: Sequence[subprocess.Popen] = ()) -> None:
+    """Until the heirloom daemon at ``address`` says it is ready; if one of ``processes`` (the
+    daemon) exits first, or ``timeout`` passes, the bench says so and exits 1."""
     from heirloom.wire.client import Client, RemoteError
 
     deadline = time.monotonic() + timeout
     with Client(address, timeout=1) as client:
         while time.monotonic() < deadline:
+            still_running(processes)
             try:
                 if client.call("_ready")["ready"]:
                     return
             except RemoteError:
                 time.sleep(0.2)
-    raise TimeoutError(f"{address} did not become ready")
+    not_ready(address, timeout)
 
 
 def measure_throughput(load: ZmqLoad, in_flight: int, seconds: float) -> float:
@@ -274,26 +287,28 @@ def measure_throughput(load: ZmqLoad, in_flight: int, seconds: float) -> float:
     return load.throughput(in_flight, seconds)
 
 
-def wait_zmq(address: str, timeout: float = 60, *, heirloom: bool = False) -> None:
+def wait_zmq(address: str, timeout: float = 60, *, heirloom: bool = False, processes=()) -> None:
     load = ZmqLoad(address, heirloom)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        still_running(processes)
         load.send(0)
         if load.sock.poll(500) and load.receive() == "OK":
             return
         time.sleep(0.2)
-    raise TimeoutError(f"no echo from {address}")
+    not_ready(address, timeout)
 
 
-def wait_http(port: int, timeout: float = 60) -> None:
+def wait_http(port: int, timeout: float = 60, processes: Sequence[subprocess.Popen] = ()) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        still_running(processes)
         try:
             HttpLoad(port).latencies(1)
             return
         except OSError:
             time.sleep(0.2)
-    raise TimeoutError(f"no HTTP echo on port {port}")
+    not_ready(f"HTTP echo on port {port}", timeout)
 
 
 def measure_once(load, pid: int, seconds: float, sequential: int) -> dict[str, float]:
@@ -377,16 +392,16 @@ def main() -> None:
             processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
             sequential[label], pids[label] = samples, processes[-1].pid
             if kind == "raw":
-                wait_zmq(target)
+                wait_zmq(target, processes=processes[-1:])
                 loads[label] = ZmqLoad(target, False)
             elif kind == "raw-protocol":
-                wait_zmq(target, heirloom=True)
+                wait_zmq(target, heirloom=True, processes=processes[-1:])
                 loads[label] = ZmqLoad(target, True)
             elif kind == "http":
-                wait_http(target)
+                wait_http(target, processes=processes[-1:])
                 loads[label] = HttpLoad(target)
             else:
-                wait_ready(target)
+                wait_ready(target, processes=processes[-1:])
                 loads[label] = ZmqLoad(target, True, route, bodies)
         rounds: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
         for round_number in range(args.repeats):

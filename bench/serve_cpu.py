@@ -121,7 +121,7 @@ def main() -> None:
     try:
         loads = {}
         for label, process, address, route, bodies, in_flight, count in daemons:
-            wait_ready(address)
+            wait_ready(address, processes=[process])
             loads[label] = (process.pid, ZmqLoad(address, True, route, bodies), count, in_flight)
         for round_number in range(args.repeats):
             for label, (pid, load, count, in_flight) in loads.items():

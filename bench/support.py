@@ -349,7 +349,7 @@ def section_serve(args: argparse.Namespace, results: Results) -> None:
     serve = [sys.executable, "-m", "heirloom", "serve", "support", "--bind", address, "--log-level", "WARNING"]
     daemon = subprocess.Popen(serve, env=env, cwd=REPO)
     try:
-        wait_ready(address, timeout=600)
+        wait_ready(address, timeout=600, processes=[daemon])
         load = ZmqLoad(address, True, "support.answer", [{"text": t} for t in texts[:512]])
         load.latencies(20)
         latencies = sorted(load.latencies(args.requests))

@@ -223,7 +223,7 @@ def serving_benchmark(data: Path, seconds: float, rounds: int) -> float:
             address = f"ipc://{tmp}/{label.replace(' ', '-')}.sock"
             serve = [*command, "serve", "finance-sentiment", "--bind", address, "--log-level", "WARNING", *extra]
             daemons.append(subprocess.Popen(serve, env=env, cwd=REPO))
-            wait_ready(address)
+            wait_ready(address, processes=daemons[-1:])
             loads[label] = ZmqLoad(address, True, "sentiment.predict", [{"text": t} for t in texts])
         results: dict[str, list[float]] = {label: [] for label in loads}
         for _ in range(rounds):

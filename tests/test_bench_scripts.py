@@ -122,3 +122,30 @@ with Client("ipc://{tmp_path}/none.sock", timeout=1) as client:
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     said(result, 1, "failed (exit 3):", "system failed to start: boom")
+
+
+@pytest.mark.parametrize(
+    "wait",
+    [
+        "from serve import wait_ready; wait_ready(ADDRESS, processes=[daemon])",
+        "from gateway import HttpLoad, wait_http; wait_http(HttpLoad(PORT, '/', {}), [daemon], {daemon.pid: LOG})",
+    ],
+)
+def test_the_daemon_waits_notice_a_daemon_that_exited(wait, tmp_path):
+    # serve.py / gateway.py (and the scripts importing serve.wait_ready) waited the full timeout on
+    # a daemon that had exited, then raised TimeoutError / OSError; gateway's daemons' stderr was dropped.
+    log = tmp_path / "server.log"
+    script = f"""
+import subprocess, sys
+sys.path.insert(0, {str(REPO / "bench")!r})
+from pathlib import Path
+ADDRESS, PORT, LOG = "ipc://{tmp_path}/none.sock", 9, Path({str(log)!r})
+command = [sys.executable, "-c", "import sys; sys.stderr.write('cannot bind: boom'); sys.exit(3)"]
+daemon = subprocess.Popen(command, stderr=LOG.open("w"))
+daemon.wait()
+{wait}
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    said(result, 1, "failed (exit 3):")
+    if "gateway" in wait:
+        said(result, 1, "cannot bind: boom")
