@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -41,6 +39,16 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve  # bench/serve.py's load generators
+from options import (
+    default_data,
+    not_ready,
+    positive_float,
+    positive_int,
+    require_data,
+    run_child,
+    scratch,
+    still_running,
+)
 from serve import ZmqLoad, free_port, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,15 +162,18 @@ class ZmqTimedLoad(ZmqLoad):
         return len(samples) / elapsed, samples
 
 
-def wait_http(load: HttpLoad, timeout: float = 120) -> None:
+def wait_http(load: HttpLoad, processes: list[subprocess.Popen], logs: dict[int, Path], timeout: float = 120) -> None:
+    """Until the HTTP server behind ``load`` answers; one of ``processes`` exiting, or ``timeout``
+    passing, is said (with that process's log) and the bench exits 1."""
     deadline = time.monotonic() + timeout
     while True:
+        still_running(processes, logs)
         try:
             load.run(1, 0.05)
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise
+                not_ready(f"HTTP server on port {load.port}", timeout)
             time.sleep(0.3)
 
 
@@ -177,26 +188,31 @@ def measure(load, seconds: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds; the table shows medians")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="rounds; the table shows medians")
     args = parser.parse_args()
-    data = os.environ.get("HEIRLOOM_DATA") or str(REPO.parent / "shared" / "data")
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-gateway-"))
+    data = default_data()
+    require_data(parser, data, "financial-phrasebank")
+    tmp = scratch("heirloom-bench-gateway-")
     profile = tmp / "sentiment.toml"
     profile.write_text(PROFILE.format(store=tmp / "store", data=data))
     heirloom = [sys.executable, "-m", "heirloom"]
     print("training the model ...", file=sys.stderr)
-    subprocess.run([*heirloom, "train", str(profile)], check=True, capture_output=True, cwd=REPO)
+    run_child([*heirloom, "train", str(profile)], cwd=REPO)
 
     address = f"ipc://{tmp}/daemon.sock"
     own_port, connect_port, fastapi_port = free_port(), free_port(), free_port()
-    quiet = {"stderr": subprocess.DEVNULL, "cwd": REPO}
-    processes = [
-        subprocess.Popen([*heirloom, "serve", str(profile), "--bind", address], **quiet),
-        subprocess.Popen([*heirloom, "gateway", str(profile), "--port", str(own_port)], **quiet),
-        subprocess.Popen([*heirloom, "gateway", "--connect", address, "--port", str(connect_port)], **quiet),
-        subprocess.Popen([sys.executable, "-c", FASTAPI_SERVER, str(profile), str(fastapi_port)], **quiet),
+    commands = [
+        [*heirloom, "serve", str(profile), "--bind", address],
+        [*heirloom, "gateway", str(profile), "--port", str(own_port)],
+        [*heirloom, "gateway", "--connect", address, "--port", str(connect_port)],
+        [sys.executable, "-c", FASTAPI_SERVER, str(profile), str(fastapi_port)],
     ]
+    processes, logs = [], {}
+    for number, command in enumerate(commands):
+        with (tmp / f"server{number}.log").open("w") as log:  # said if the server exits before it answers
+            processes.append(subprocess.Popen(command, stderr=log, cwd=REPO))
+        logs[processes[-1].pid] = tmp / f"server{number}.log"
     tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": [TEXT]}
     predict, infer = "/v1/routes/sentiment.predict", "/v2/models/sentiment/infer"
     loads = {
@@ -208,10 +224,10 @@ def main() -> None:
         BASELINE: HttpLoad(fastapi_port, "/predict", {"text": TEXT}),
     }
     try:
-        wait_ready(address)
+        wait_ready(address, processes=processes[:1])
         for load in loads.values():
             if isinstance(load, HttpLoad):
-                wait_http(load)
+                wait_http(load, processes, logs)
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in loads}
         for _ in range(args.repeats):
             for name, load in loads.items():

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from options import add_data_option
+from options import add_data_option, positive_int, positive_ints, require_data
 from spread import seeds_option, spread
 
 from heirloom_plugins.metrics import classification_metrics
@@ -60,11 +60,14 @@ def epochs(model: TextClassifier) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shots", default="5,10,20", help="training examples per intent (comma list)")
+    parser.add_argument(
+        "--shots", type=positive_ints, default=[5, 10, 20], help="training examples per intent (comma list)"
+    )
     parser.add_argument("--seeds", type=seeds_option, default=[0, 1, 2], help="sampling seeds (default 0,1,2)")
     add_data_option(parser)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads")
     args = parser.parse_args()
+    require_data(parser, args.data, "banking77/categories.json", "banking77/train.csv", "banking77/test.csv")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -81,7 +84,7 @@ def main() -> int:
     header = f"{'per intent':>10} {'start':<10} {'all 77':>15} {'old 40':>15} {'new 37':>15} {'epochs':>7} {'fit s':>6}"
     print(header, "-" * len(header), sep="\n")
     missed = []
-    for shots in (int(s) for s in args.shots.split(",")):
+    for shots in args.shots:
         rows: dict[str, list[tuple[float, ...]]] = {"scratch": [], "inherited": []}
         for seed in args.seeds:
             train = list(banking(args.data, train_per_label=shots, seed=seed).records("train"))

@@ -33,7 +33,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -41,8 +40,18 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from options import add_data_option
+from options import (
+    add_data_option,
+    child_failed,
+    choice_list,
+    positive_float,
+    positive_int,
+    positive_ints,
+    require_data,
+    scratch,
+)
 
+from heirloom_plugins.fhir.parse import FhirDataError
 from heirloom_plugins.fhir.source import FhirSource
 from heirloom_plugins.fhir.splits import Splitter, first_by_hash
 from heirloom_plugins.medical.decision import THRESHOLDS, fold_of
@@ -56,6 +65,8 @@ from heirloom_plugins.medical.treatment import TreatmentModel
 
 REPO = Path(__file__).resolve().parent.parent
 FOLDER = "fhir-synthea-smart-r4-331/bundles"
+PARTS = ("quality", "clinic", "serve")
+READY_TIMEOUT = 600  # seconds for `heirloom serve medical` to say it is ready (it indexes the records)
 C_GRID = (0.1, 0.3, 1.0, 3.0)
 MODELS: dict[str, type[MultiLabelModel]] = {"diagnosis": DiagnosisModel, "treatment": TreatmentModel}
 TASKS = {"diagnosis": DIAGNOSIS, "treatment": TREATMENT}
@@ -186,7 +197,10 @@ class Baselines:
 # -- parts ------------------------------------------------------------------------------------
 def read(data: Path) -> list:
     began = time.perf_counter()
-    records = list(FhirSource(path=str(data / FOLDER)).records())
+    try:
+        records = list(FhirSource(path=str(data / FOLDER)).records())
+    except FhirDataError as exc:
+        sys.exit(f"medical.py: error: {exc}")
     print(f"read {len(records)} patients in {time.perf_counter() - began:.1f}s\n")
     return records
 
@@ -292,15 +306,35 @@ def clinic(records: list, sizes: list[int]) -> None:
 
 
 # -- serving ----------------------------------------------------------------------------------
-def timed_child(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of a child process."""
+def timed_child(command: list[str], env: dict[str, str], errors: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of a child process; its stderr goes to the file ``errors``
+    (a pipe read only at the end would block a child that warns a lot). A failed child is said
+    with its stderr, and the bench exits 1: its time is not a training figure."""
     began = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, _, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - began
-    if process.stderr is not None:
-        process.stderr.close()
+    with errors.open("w+") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - began
+        if (code := os.waitstatus_to_exitcode(status)) != 0:
+            stderr.seek(0)
+            child_failed(command, code, stderr.read())
     return wall, usage.ru_maxrss / 1024
+
+
+def wait_ready(client: Any, daemon: subprocess.Popen, log: Path, command: list[str]) -> None:
+    """Until the daemon says it is ready; if it exits first, or takes over READY_TIMEOUT seconds,
+    its log is said and the bench exits 1 (it used to wait forever on a daemon that had exited)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        if (code := daemon.poll()) is not None:
+            child_failed(command, code, log.read_text())
+        if time.monotonic() > deadline:
+            child_failed(command, -1, f"not ready after {READY_TIMEOUT}s; its log:\n{log.read_text()}")
+        try:
+            if client.call("_ready", timeout=1)["ready"]:
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.2)
 
 
 def latencies(client, route: str, bodies: list[Any], count: int) -> list[float]:
@@ -329,11 +363,12 @@ def throughput(client, route: str, bodies: list[Any], in_flight: int, seconds: f
 def serve(data: Path, requests: int, seconds: float) -> None:
     from heirloom import Client
 
-    home = Path(tempfile.mkdtemp(prefix="heirloom-bench-medical-"))
+    home = scratch("heirloom-bench-medical-")
     env = {**os.environ, "HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(data)}
     heirloom = [sys.executable, "-m", "heirloom"]
-    read_s, read_mb = timed_child([*heirloom, "data", "stats", "medical", "patients"], env)
-    train_s, train_mb = timed_child([*heirloom, "train", "medical"], env)
+    errors = home / "child.err"
+    read_s, read_mb = timed_child([*heirloom, "data", "stats", "medical", "patients"], env, errors)
+    train_s, train_mb = timed_child([*heirloom, "train", "medical"], env, errors)
     print("training at 331 patients (one process each, the machine as it was):")
     print(
         f"  heirloom data stats medical patients (reading the FHIR set once): {read_s:6.1f}s, peak {read_mb:6.0f} MiB"
@@ -344,15 +379,11 @@ def serve(data: Path, requests: int, seconds: float) -> None:
     address = f"ipc://{home}/medical.sock"
     log = (home / "serve.log").open("w")
     began = time.perf_counter()
-    daemon = subprocess.Popen([*heirloom, "serve", "medical", "--bind", address], env=env, stderr=log)
+    command = [*heirloom, "serve", "medical", "--bind", address]
+    daemon = subprocess.Popen(command, env=env, stderr=log)
     try:
         with Client(address, timeout=60) as client:
-            while True:
-                try:
-                    if client.call("_ready", timeout=1)["ready"]:
-                        break
-                except Exception:  # noqa: BLE001 - not up yet
-                    time.sleep(0.2)
+            wait_ready(client, daemon, home / "serve.log", command)
             print(f"heirloom serve medical: ready in {time.perf_counter() - began:.1f}s (index of 331 patients)\n")
             patients = [p["id"] for p in client.call("record.patients", {"limit": 100})["patients"]]
             patients += [p["id"] for p in client.call("record.patients", {"offset": 100, "limit": 100})["patients"]]
@@ -389,23 +420,28 @@ def serve(data: Path, requests: int, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="quality,clinic,serve", help="comma-separated, from quality, clinic, serve")
-    parser.add_argument("--sizes", default="10,20,40", help="clinic training patients (comma list)")
-    parser.add_argument("--requests", type=int, default=300, help="sequential requests per route")
-    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput measurement")
+    parser.add_argument(
+        "--parts", type=choice_list(PARTS), default=list(PARTS), help="comma-separated, from quality, clinic, serve"
+    )
+    parser.add_argument(
+        "--sizes", type=positive_ints, default=[10, 20, 40], help="clinic training patients (comma list)"
+    )
+    parser.add_argument("--requests", type=positive_int, default=300, help="sequential requests per route")
+    parser.add_argument("--seconds", type=positive_float, default=5.0, help="seconds per throughput measurement")
     add_data_option(parser)
     args = parser.parse_args()
+    require_data(parser, args.data, FOLDER)
     import torch
 
     torch.set_num_threads(1)  # what profiles/medical.toml gives the models
-    parts = args.parts.split(",")
+    parts = args.parts
     began = time.perf_counter()
     if "quality" in parts or "clinic" in parts:
         records = read(args.data)
         if "quality" in parts:
             quality(records)
         if "clinic" in parts:
-            clinic(records, [int(s) for s in args.sizes.split(",")])
+            clinic(records, args.sizes)
     if "serve" in parts:
         serve(args.data, args.requests, args.seconds)
     usage = resource.getrusage(resource.RUSAGE_SELF)

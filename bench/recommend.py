@@ -38,7 +38,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +45,8 @@ from typing import Any
 
 import attrs
 import numpy as np
-from options import add_data_option
+from options import add_data_option, positive_float, positive_int, run_child, scratch
+from spread import seeds_option
 
 from heirloom_plugins.recommend import ease
 from heirloom_plugins.recommend.data import Catalogue, Histories, catalogue_of, read_records
@@ -208,12 +208,12 @@ def serving(data: Path, model: HybridRecommender, seconds: float, rounds: int) -
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from serve import ZmqLoad, measure_throughput, wait_ready
 
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-recommend-bench-"))
+    tmp = scratch("heirloom-recommend-bench-")
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(data)}
     choice = model.fitted.choice
     fixed = [f"--set=models.recs.{name}=[{value}]" for name, value in attrs.asdict(choice).items()]
     command = [sys.executable, "-m", "heirloom"]
-    subprocess.run([*command, "train", "recommend", *fixed], env=env, cwd=REPO, check=True, capture_output=True)
+    run_child([*command, "train", "recommend", *fixed], env=env, cwd=REPO)
     bodies = [{"user": user, "k": 10} for user in model.histories.users]
     variants = {"batched": [], "unbatched": ["--set", "apis.recs.max_batch=1"]}
     daemons, loads = [], {}
@@ -223,7 +223,7 @@ def serving(data: Path, model: HybridRecommender, seconds: float, rounds: int) -
             address = f"ipc://{tmp}/{label}.sock"
             serve = [*command, "serve", "recommend", "--bind", address, "--log-level", "WARNING", *fixed, *extra]
             daemons.append(subprocess.Popen(serve, env=env, cwd=REPO))
-            wait_ready(address)
+            wait_ready(address, processes=daemons[-1:])
             loads[label] = ZmqLoad(address, True, "recs.recommend", bodies)
             results[label] = {"p50_ms": [], "rps_64": []}
         loads["_health (floor)"] = ZmqLoad(f"ipc://{tmp}/batched.sock", True, "_health", [None])
@@ -295,7 +295,9 @@ def print_serving(served: dict[str, dict[str, float]], rounds: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", default="42,43,44", help="split seeds, comma-separated (default: 42,43,44)")
+    parser.add_argument(
+        "--seeds", type=seeds_option, default=[42, 43, 44], help="split seeds, comma-separated (default: 42,43,44)"
+    )
     add_data_option(parser)
     parser.add_argument(
         "--holdout",
@@ -304,12 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         help="test: a seeded random 25%% of each user's ratings (default), or their latest 25%%",
     )
     parser.add_argument("--skip-serving", action="store_true", help="no daemon measurements")
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved serving rounds (medians reported)")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="seconds per throughput measurement")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved serving rounds (medians reported)")
     args = parser.parse_args(argv)
     if not (args.data / "movielens-100k").is_dir():
         parser.error(f"no MovieLens 100K at {args.data / 'movielens-100k'} (set HEIRLOOM_DATA)")
-    seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    seeds = args.seeds
     runs = []
     for seed in seeds:
         print(f"seed {seed}: fitting and tuning every model...", file=sys.stderr, flush=True)

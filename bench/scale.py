@@ -21,10 +21,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from options import default_data, positive_float, positive_int, require_data, run_child, scratch
 from serve import ZmqLoad, measure_throughput, phrasebank_texts, wait_ready  # bench/serve.py's load generator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,19 +44,23 @@ LOCAL_1, LOCAL_2, RAY_1, RAY_2 = "--workers 1", "--workers 2", "ray, 1 worker", 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--seconds", type=positive_float, default=2.0, help="seconds per throughput measurement")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds (medians are reported)")
     args = parser.parse_args()
-    import ray
+    data = default_data()
+    require_data(parser, data, "financial-phrasebank")
+    try:
+        import ray
+    except ImportError:
+        parser.error('needs the ray extra: .venv/bin/python -m pip install -e ".[ray]"')
 
     # the bench's throwaway instance: no token (a real cluster's daemons get RAY_AUTH_TOKEN)
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-scale-"))
-    data = Path(os.environ.get("HEIRLOOM_DATA", REPO.parent / "shared" / "data"))
+    tmp = scratch("heirloom-bench-scale-")
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(data)}
     heirloom = [sys.executable, "-m", "heirloom"]
     print("training finance-sentiment...", file=sys.stderr)
-    subprocess.run([*heirloom, "train", "finance-sentiment"], env=env, cwd=REPO, check=True, capture_output=True)
+    run_child([*heirloom, "train", "finance-sentiment"], env=env, cwd=REPO)
     texts = phrasebank_texts(data)
     bodies = [{"texts": texts[i : i + 64]} for i in range(0, len(texts) - 64, 64)]
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
@@ -76,7 +80,7 @@ def main() -> None:
             target = f"ipc://{tmp}/d{number}"
             command = [*heirloom, "serve", *profile_args, *off, "--bind", target, "--log-level", "WARNING"]
             processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
-            wait_ready(target, timeout=90)
+            wait_ready(target, timeout=90, processes=processes[-1:])
             loads[label] = ZmqLoad(target, True, "sentiment.predict", bodies)
         rounds: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
         for number in range(args.repeats):

@@ -39,13 +39,24 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgpack
 import zmq
+from options import (
+    default_data,
+    not_ready,
+    positive_float,
+    positive_int,
+    require_data,
+    run_child,
+    scratch,
+    still_running,
+    writable_file,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PAYLOAD = {"text": "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn", "n": 7}
@@ -254,19 +265,21 @@ class HttpLoad:
         return asyncio.run(run())
 
 
-def wait_ready(address: str, timeout: float = 120) -> None:
-    """Until the heirloom daemon at ``address`` says it is ready."""
+def wait_ready(address: str, timeout: float = 120, processes: Sequence[subprocess.Popen] = ()) -> None:
+    """Until the heirloom daemon at ``address`` says it is ready; if one of ``processes`` (the
+    daemon) exits first, or ``timeout`` passes, the bench says so and exits 1."""
     from heirloom.wire.client import Client, RemoteError
 
     deadline = time.monotonic() + timeout
     with Client(address, timeout=1) as client:
         while time.monotonic() < deadline:
+            still_running(processes)
             try:
                 if client.call("_ready")["ready"]:
                     return
             except RemoteError:
                 time.sleep(0.2)
-    raise TimeoutError(f"{address} did not become ready")
+    not_ready(address, timeout)
 
 
 def measure_throughput(load: ZmqLoad, in_flight: int, seconds: float) -> float:
@@ -274,26 +287,28 @@ def measure_throughput(load: ZmqLoad, in_flight: int, seconds: float) -> float:
     return load.throughput(in_flight, seconds)
 
 
-def wait_zmq(address: str, timeout: float = 60, *, heirloom: bool = False) -> None:
+def wait_zmq(address: str, timeout: float = 60, *, heirloom: bool = False, processes=()) -> None:
     load = ZmqLoad(address, heirloom)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        still_running(processes)
         load.send(0)
         if load.sock.poll(500) and load.receive() == "OK":
             return
         time.sleep(0.2)
-    raise TimeoutError(f"no echo from {address}")
+    not_ready(address, timeout)
 
 
-def wait_http(port: int, timeout: float = 60) -> None:
+def wait_http(port: int, timeout: float = 60, processes: Sequence[subprocess.Popen] = ()) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        still_running(processes)
         try:
             HttpLoad(port).latencies(1)
             return
         except OSError:
             time.sleep(0.2)
-    raise TimeoutError(f"no HTTP echo on port {port}")
+    not_ready(f"HTTP echo on port {port}", timeout)
 
 
 def measure_once(load, pid: int, seconds: float, sequential: int) -> dict[str, float]:
@@ -324,13 +339,16 @@ def phrasebank_texts(data: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per throughput measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--seconds", type=positive_float, default=2.0, help="seconds per throughput measurement")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--skip-fastapi", action="store_true", help="skip (c) when fastapi/uvicorn are not installed")
     parser.add_argument("--skip-model", action="store_true", help="skip (d) and (e), which need HEIRLOOM_DATA")
-    parser.add_argument("--json", type=Path, help="also write the median rows here (to compare two checkouts)")
+    parser.add_argument("--json", type=writable_file, help="also write the median rows here (to compare two checkouts)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-"))
+    data = default_data()
+    if not args.skip_model:
+        require_data(parser, data, "financial-phrasebank")
+    tmp = scratch("heirloom-bench-")
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
     heirloom = [sys.executable, "-m", "heirloom"]
 
@@ -351,10 +369,9 @@ def main() -> None:
         port = free_port()
         servers.append((FASTAPI, "http", [sys.executable, "-c", FASTAPI_SERVER, str(port)], port, None, None, 2000))
     if not args.skip_model:
-        data = Path(os.environ.get("HEIRLOOM_DATA", REPO.parent / "shared" / "data"))
         env["HEIRLOOM_DATA"] = str(data)
         print("training finance-sentiment for (d) and (e)...", file=sys.stderr)
-        subprocess.run([*heirloom, "train", "finance-sentiment"], env=env, cwd=REPO, check=True, capture_output=True)
+        run_child([*heirloom, "train", "finance-sentiment"], env=env, cwd=REPO)
         texts = phrasebank_texts(data)
         one = [{"text": t} for t in texts]
         many = [{"texts": texts[i : i + 64]} for i in range(0, len(texts) - 64, 64)]
@@ -375,16 +392,16 @@ def main() -> None:
             processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL))
             sequential[label], pids[label] = samples, processes[-1].pid
             if kind == "raw":
-                wait_zmq(target)
+                wait_zmq(target, processes=processes[-1:])
                 loads[label] = ZmqLoad(target, False)
             elif kind == "raw-protocol":
-                wait_zmq(target, heirloom=True)
+                wait_zmq(target, heirloom=True, processes=processes[-1:])
                 loads[label] = ZmqLoad(target, True)
             elif kind == "http":
-                wait_http(target)
+                wait_http(target, processes=processes[-1:])
                 loads[label] = HttpLoad(target)
             else:
-                wait_ready(target)
+                wait_ready(target, processes=processes[-1:])
                 loads[label] = ZmqLoad(target, True, route, bodies)
         rounds: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
         for round_number in range(args.repeats):

@@ -21,11 +21,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from options import default_data, positive_int, require_data, run_child, scratch
 from serve import REPO, ZmqLoad, cpu_seconds, phrasebank_texts, tree, wait_ready
 
 IN_FLIGHT = 64
@@ -56,34 +56,55 @@ def measure(pid: int, load: ZmqLoad, count: int, in_flight: int) -> tuple[float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=20000, help="requests per measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
+    parser.add_argument("--requests", type=positive_int, default=20000, help="requests per measurement")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="interleaved rounds (medians are reported)")
     parser.add_argument("--baseline", type=Path, help="another checkout's root (holding kernel/) to compare with")
     parser.add_argument(
         "--model", action="store_true", help="also batched sentiment.predict at one in flight (needs HEIRLOOM_DATA)"
     )
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-bench-cpu-"))
+    data = default_data()
+    if args.model:
+        require_data(parser, data, "financial-phrasebank")
+    if args.baseline is not None and not (args.baseline / "kernel" / "__init__.py").is_file():
+        parser.error(
+            f"--baseline {args.baseline}: not a heirloom checkout (no {args.baseline / 'kernel' / '__init__.py'})"
+        )
+    tmp = scratch("heirloom-bench-cpu-")
     # (label, profile, extra arguments, route, bodies, in flight, requests)
     kinds: list[tuple] = [
         ("echo one process", "minimal", (), "echo.echo", None, IN_FLIGHT, args.requests),
         ("echo --workers 2", "minimal", ("--workers", "2"), "echo.echo", None, IN_FLIGHT, args.requests),
     ]
     if args.model:
-        data = Path(os.environ.get("HEIRLOOM_DATA", REPO.parent / "shared" / "data"))
         os.environ["HEIRLOOM_DATA"] = str(data)  # the daemons below inherit it
         env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home")}
         print("training finance-sentiment...", file=sys.stderr)
         command = [sys.executable, "-m", "heirloom", "train", "finance-sentiment"]
-        subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True)
+        run_child(command, env=env, cwd=REPO)
         bodies = [{"text": text} for text in phrasebank_texts(data)]
-        predict = ("batched predict @1", "finance-sentiment", (), "sentiment.predict", bodies, 1, args.requests // 4)
+        predict = (
+            "batched predict @1",
+            "finance-sentiment",
+            (),
+            "sentiment.predict",
+            bodies,
+            1,
+            max(1, args.requests // 4),
+        )
         kinds.append(predict)
     checkouts = {"this checkout": None}
     if args.baseline is not None:
         shim = tmp / "baseline-path"
         shim.mkdir()
-        (shim / "heirloom").symlink_to(args.baseline.resolve() / "kernel")
+        kernel = args.baseline.resolve() / "kernel"
+        (shim / "heirloom").symlink_to(kernel)
+        check = [sys.executable, "-c", "import heirloom; print(heirloom.__file__)"]
+        found = subprocess.run(check, env={**os.environ, "PYTHONPATH": str(shim)}, capture_output=True, text=True)
+        if found.returncode != 0 or not found.stdout.strip().startswith(str(shim)):
+            said = found.stderr.strip().splitlines()[-1:] or [f"imported {found.stdout.strip()} instead"]
+            parser.error(f"--baseline {args.baseline}: heirloom does not import from {kernel}: {said[0]}")
+        print(f"baseline: heirloom from {kernel}", file=sys.stderr)
         checkouts["baseline"] = str(shim)
     daemons = []
     for name, path in checkouts.items():
@@ -100,7 +121,7 @@ def main() -> None:
     try:
         loads = {}
         for label, process, address, route, bodies, in_flight, count in daemons:
-            wait_ready(address)
+            wait_ready(address, processes=[process])
             loads[label] = (process.pid, ZmqLoad(address, True, route, bodies), count, in_flight)
         for round_number in range(args.repeats):
             for label, (pid, load, count, in_flight) in loads.items():

@@ -40,12 +40,19 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from options import add_data_option
+from options import (
+    add_data_option,
+    choice_list,
+    positive_float,
+    positive_int,
+    require_data,
+    scratch,
+    writable_file,
+)
 
 import heirloom
 from heirloom import stratified_holdout
@@ -58,6 +65,14 @@ from heirloom_plugins.metrics import classification_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 SECTIONS = ("intent", "oos", "faq", "finance", "serve")
+#: The data folders each section reads (serve: the intents' test texts).
+NEEDS = {
+    "intent": ("banking77",),
+    "oos": ("banking77",),
+    "faq": ("stackfaq",),
+    "finance": ("financial-phrasebank",),
+    "serve": ("banking77",),
+}
 FINBERT = 0.86
 C_GRID = (1.0, 10.0, 100.0)
 
@@ -321,7 +336,7 @@ def section_serve(args: argparse.Namespace, results: Results) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     from serve import ZmqLoad, measure_throughput, wait_ready
 
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-support-bench-"))
+    tmp = scratch("heirloom-support-bench-")
     home = args.serve_home or tmp / "home"
     env = {**os.environ, "HEIRLOOM_HOME": str(home), "HEIRLOOM_DATA": str(args.data)}
     if args.serve_home is None:
@@ -334,7 +349,7 @@ def section_serve(args: argparse.Namespace, results: Results) -> None:
     serve = [sys.executable, "-m", "heirloom", "serve", "support", "--bind", address, "--log-level", "WARNING"]
     daemon = subprocess.Popen(serve, env=env, cwd=REPO)
     try:
-        wait_ready(address, timeout=600)
+        wait_ready(address, timeout=600, processes=[daemon])
         load = ZmqLoad(address, True, "support.answer", [{"text": t} for t in texts[:512]])
         load.latencies(20)
         latencies = sorted(load.latencies(args.requests))
@@ -353,28 +368,38 @@ def section_serve(args: argparse.Namespace, results: Results) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--sections",
+        type=choice_list(SECTIONS),
+        default=list(SECTIONS),
+        help=f"comma-separated, from {', '.join(SECTIONS)}",
+    )
     add_data_option(parser)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--epochs", type=int, default=3, help="most epochs of the classifiers (chosen on validation)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=3, help="most epochs of the classifiers (chosen on validation)"
+    )
     parser.add_argument(
         "--fixed-epochs",
         action="store_true",
         help="intent and finance: train --epochs epochs, no selection run (half the time; oos always selects)",
     )
-    parser.add_argument("--faq-epochs", type=int, default=2, help="epochs of the retriever's fine-tuning")
+    parser.add_argument("--faq-epochs", type=positive_int, default=2, help="epochs of the retriever's fine-tuning")
     parser.add_argument("--faq-peers-only", action="store_true", help="faq: only the BM25 peers, no retriever fit")
-    parser.add_argument("--requests", type=int, default=200, help="sequential requests for the latency")
+    parser.add_argument("--requests", type=positive_int, default=200, help="sequential requests for the latency")
     parser.add_argument(
-        "--seconds", type=float, default=15.0, help="seconds per throughput round (longer than one 64-text batch)"
+        "--seconds",
+        type=positive_float,
+        default=15.0,
+        help="seconds per throughput round (longer than one 64-text batch)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="throughput rounds (median)")
     parser.add_argument(
         "--serve-home",
         type=Path,
         help="serve: the HEIRLOOM_HOME of an earlier `heirloom train support` (instead of the oos and faq sections)",
     )
-    parser.add_argument("--out", type=Path, help="write the results as JSON here, section by section")
+    parser.add_argument("--out", type=writable_file, help="write the results as JSON here, section by section")
     parser.add_argument(
         "--smoke", action="store_true", help="tiny slices, one epoch: checks the script, not the models"
     )
@@ -384,13 +409,11 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = ("sources.banking.train_per_label=12", "sources.faq.threads_limit=10")
         args.epochs = args.faq_epochs = args.rounds = 1
         args.requests, args.seconds = 20, 1.0
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        parser.error(f"unknown section(s) {', '.join(unknown)}")
+    sections = args.sections
     fitted = {"oos", "faq"} <= set(sections) and not args.faq_peers_only
     if "serve" in sections and not fitted and args.serve_home is None:
         parser.error("serve needs the oos and faq sections (fitted: not --faq-peers-only), or --serve-home")
+    require_data(parser, args.data, *sorted({folder for section in sections for folder in NEEDS[section]}))
     try:
         import sklearn  # noqa: F401
     except ImportError:

@@ -49,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from options import add_data_option
+from options import add_data_option, positive_float, positive_int, run_child, scratch
 from spread import seeds_option, spread
 
 from heirloom_plugins.metrics import classification_metrics
@@ -166,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=f"data sets: {sets_help}")
     parser.add_argument("--sets", default=sets_help.replace(" ", ""), help="comma-separated data sets (default: all)")
     parser.add_argument("--seeds", type=seeds_option, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for torch and for BLAS (default: 2)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="threads for torch and for BLAS (default: 2)")
     add_data_option(parser)
     parser.add_argument("--l2-search", action="store_true", help="heirloom chooses l2 per set on a holdout")
     parser.add_argument("--skip-serving", action="store_true", help="only the accuracy table")
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per serving measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved serving rounds (medians reported)")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="seconds per serving measurement")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved serving rounds (medians reported)")
     args = parser.parse_args(argv)
     try:
         import sklearn  # noqa: F401 - only to check that the bench extra is installed
@@ -211,10 +211,10 @@ def serving_benchmark(data: Path, seconds: float, rounds: int) -> float:
     """Served predict throughput at 64 in flight, batching on vs off; returns the ratio."""
     from serve import ZmqLoad, measure_throughput, wait_ready
 
-    tmp = Path(tempfile.mkdtemp(prefix="heirloom-text-bench-"))
+    tmp = scratch("heirloom-text-bench-")
     env = {**os.environ, "HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(data)}
     command = [sys.executable, "-m", "heirloom"]
-    subprocess.run([*command, "train", "finance-sentiment"], env=env, cwd=REPO, check=True, capture_output=True)
+    run_child([*command, "train", "finance-sentiment"], env=env, cwd=REPO)
     texts = [r["text"] for r in PhraseBankSource(path=str(data / "financial-phrasebank")).records("test")]
     variants = {"batching on": [], "batching off": ["--set", "apis.sentiment.batching=false"]}
     daemons, loads = [], {}
@@ -223,7 +223,7 @@ def serving_benchmark(data: Path, seconds: float, rounds: int) -> float:
             address = f"ipc://{tmp}/{label.replace(' ', '-')}.sock"
             serve = [*command, "serve", "finance-sentiment", "--bind", address, "--log-level", "WARNING", *extra]
             daemons.append(subprocess.Popen(serve, env=env, cwd=REPO))
-            wait_ready(address)
+            wait_ready(address, processes=daemons[-1:])
             loads[label] = ZmqLoad(address, True, "sentiment.predict", [{"text": t} for t in texts])
         results: dict[str, list[float]] = {label: [] for label in loads}
         for _ in range(rounds):
