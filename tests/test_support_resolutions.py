@@ -131,6 +131,19 @@ class Logged(heirloom.NullProgress):
         self.lines.append(message)
 
 
+def small_intent_model(**settings: float) -> EncoderClassifier:
+    """The support profile's intent model with the small slice's settings (tests/test_support.py SMALL)."""
+    return EncoderClassifier(
+        data="intents",
+        reject=True,
+        fuse_ngrams=True,
+        calibration_labels=2,
+        validation_fraction=0.25,
+        epochs=1,
+        **settings,
+    )
+
+
 def test_perfect_in_scope_validation_is_warned_of_whatever_the_held_out_recall(support_home):
     """Templated data (each text four times): every validation text repeats a training one, so
     in-scope validation is perfect and the n-gram weight is a tie at 1.0, while a held-out text
@@ -143,15 +156,7 @@ def test_perfect_in_scope_validation_is_warned_of_whatever_the_held_out_recall(s
     seen = [r for r in records if r["label"] not in held]
     # a stand-in label's text that a seen label trains on too: no rule rejects it, so held-out recall stays below 1
     records += [{"text": r["text"], "label": label} for label, r in zip(held, seen[::7], strict=False)]
-    model = EncoderClassifier(  # max_accuracy_drop 0: no in-scope text may go, so some held-out ones stay
-        data="intents",
-        reject=True,
-        fuse_ngrams=True,
-        calibration_labels=2,
-        validation_fraction=0.25,
-        epochs=1,
-        max_accuracy_drop=0.0,
-    )
+    model = small_intent_model(max_accuracy_drop=0.0)  # no in-scope text may go, so some held-out ones stay
     progress = Logged()
     model.fit([dict(r) for r in records for _ in range(4)], store.load("support/encoder@1"), progress)
     selection = model.state().metadata["training"]["selection"]
@@ -264,17 +269,7 @@ def test_resolutions_added_to_the_data_leave_the_selection_run_and_its_choices_a
     resolutions = [{"text": text, "label": label, "resolution": True} for text, label in resolved]
     chosen = []
     for data in (records, records + resolutions):
-        model, progress = (
-            EncoderClassifier(
-                data="intents",
-                reject=True,
-                fuse_ngrams=True,
-                calibration_labels=2,
-                validation_fraction=0.25,
-                epochs=1,
-            ),
-            Logged(),
-        )
+        model, progress = small_intent_model(), Logged()
         model.fit([dict(r) for r in data], parent=load_minilm(), progress=progress)
         training = model.state().metadata["training"]
         said = [line for line in progress.lines if line.startswith(("selection:", "reject rule:", "n-gram weight"))]
