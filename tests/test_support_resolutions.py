@@ -131,6 +131,19 @@ class Logged(heirloom.NullProgress):
         self.lines.append(message)
 
 
+def small_intent_model(**settings: float) -> EncoderClassifier:
+    """The support profile's intent model with the small slice's settings (tests/test_support.py SMALL)."""
+    return EncoderClassifier(
+        data="intents",
+        reject=True,
+        fuse_ngrams=True,
+        calibration_labels=2,
+        validation_fraction=0.25,
+        epochs=1,
+        **settings,
+    )
+
+
 def test_perfect_in_scope_validation_is_warned_of_whatever_the_held_out_recall(support_home):
     """Templated data (each text four times): every validation text repeats a training one, so
     in-scope validation is perfect and the n-gram weight is a tie at 1.0, while a held-out text
@@ -143,15 +156,7 @@ def test_perfect_in_scope_validation_is_warned_of_whatever_the_held_out_recall(s
     seen = [r for r in records if r["label"] not in held]
     # a stand-in label's text that a seen label trains on too: no rule rejects it, so held-out recall stays below 1
     records += [{"text": r["text"], "label": label} for label, r in zip(held, seen[::7], strict=False)]
-    model = EncoderClassifier(  # max_accuracy_drop 0: no in-scope text may go, so some held-out ones stay
-        data="intents",
-        reject=True,
-        fuse_ngrams=True,
-        calibration_labels=2,
-        validation_fraction=0.25,
-        epochs=1,
-        max_accuracy_drop=0.0,
-    )
+    model = small_intent_model(max_accuracy_drop=0.0)  # no in-scope text may go, so some held-out ones stay
     progress = Logged()
     model.fit([dict(r) for r in records for _ in range(4)], store.load("support/encoder@1"), progress)
     selection = model.state().metadata["training"]["selection"]
@@ -242,3 +247,32 @@ def test_with_no_text_to_hold_out_the_configured_epochs_train_or_the_options_tha
     assert len(warned) == 1 and "training the configured epochs = 2" in warned[0], progress.lines
     with pytest.raises(heirloom.HeirloomError, match="'fuse_ngrams' is chosen on held-out texts: raise validation"):
         EncoderClassifier(data="d", fuse_ngrams=True).fit(records, parent=load_minilm(), progress=Logged())
+
+
+def test_resolutions_added_to_the_data_leave_the_selection_run_and_its_choices_as_they_were(data_dir):
+    """Checker h329: six resolutions drew the selection's validation split anew (each label's shuffle moved with
+    the texts added), the retrain chose a rule of another score (probability -> fused) and its test out-of-scope
+    recall fell 0.5875 -> 0.1875. SUPPORT.md: the selection run's choices stay those of the data as it is. Real
+    fits on the small slice's intents: with resolutions added (of kept, held-out and new intents), the same texts
+    train and validate in selection, and it chooses the same epochs, n-gram weight and rule, to the last digit."""
+    from heirloom_plugins.encoder.pretrained import load_minilm
+
+    records = [r for r in small_records("intents", "train") if r["label"] != "out_of_scope"][::2]
+    labels = sorted({r["label"] for r in records})
+    resolved = [
+        ("my pet hamster ate my debit card what now", labels[0]),
+        ("the cash machine swallowed my card yesterday", labels[1]),
+        ("i want the app to refill my balance by itself each week", labels[-1]),
+        ("my hamster ate my card", labels[0]),
+        ("the machine kept my card", "card_swallowed"),  # an intent only a person named
+    ]
+    resolutions = [{"text": text, "label": label, "resolution": True} for text, label in resolved]
+    chosen = []
+    for data in (records, records + resolutions):
+        model, progress = small_intent_model(), Logged()
+        model.fit([dict(r) for r in data], parent=load_minilm(), progress=progress)
+        training = model.state().metadata["training"]
+        said = [line for line in progress.lines if line.startswith(("selection:", "reject rule:", "n-gram weight"))]
+        chosen.append((training["selection"], said))
+    assert chosen[0][1][0].startswith("selection: ") and chosen[0][0]["rule"] is not None
+    assert chosen[1] == chosen[0]  # the same split and choices: every validation figure, the rule, its threshold

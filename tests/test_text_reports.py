@@ -94,6 +94,37 @@ def test_no_saturation_warning_when_test_is_as_good_or_validation_below_its_best
     assert said.startswith("warning: validation macro_f1 is 1.0000 but test macro_f1 0.9000")
 
 
+def test_train_warns_when_a_new_version_scores_well_below_the_version_before_it(templated, tmp_path):
+    """Checker h329: six resolutions took a support intent model's test oos_recall 0.5875 -> 0.1875, a daemon
+    serving the latest version served it, and train said nothing. Any model: a retrain on mislabelled data
+    (refund and login swapped) falls on the same test records, and train says so, naming both versions, the
+    scores and the way out; a retrain that rises, or stores nothing new, says nothing of it."""
+    profile, env, _ = templated
+    env = {"HEIRLOOM_HOME": str(tmp_path / "home")}  # a store of its own: the fixture's keeps one version
+    swapped = {"refund": "login", "login": "refund"}
+    with (Path(profile).parent / "train.csv").open(newline="") as handle:
+        rows = [(row["text"], swapped.get(row["label"], row["label"])) for row in csv.DictReader(handle)]
+    _csv(tmp_path / "swapped.csv", rows)
+    mislabelled = ("--set", f"sources.s.train={tmp_path / 'swapped.csv'}")
+    first = run_heirloom("train", profile, env=env)
+    assert first.returncode == 0, first.stderr
+    fell = run_heirloom("train", profile, *mislabelled, env=env)
+    assert fell.returncode == 0, fell.stderr
+    said = " ".join(fell.stdout.split())
+    assert "warning: sat/m@2 scores 0.1 or more below sat/m@1, the version before it, on the same records: " in said
+    assert "test accuracy 0.6000 -> 0." in said  # its validation records (carved from the file) differ: no figure
+    assert 'set serve = "production" on models.m' in said
+    assert "heirloom models promote sat/m@2 production --if-better accuracy" in said
+    other = ("--set", "models.m.l2=0.05")  # another setting: a new version, rising from @2, with no warning
+    rose = run_heirloom("train", profile, *other, env=env)
+    assert rose.returncode == 0 and "stored sat/m@3" in rose.stdout and "or more below" not in rose.stdout, rose.stdout
+    as_json = run_heirloom("train", profile, *other, *mislabelled, "--json", env=env)  # stdout stays JSON
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["models"]["m"]["ref"] == "sat/m@4"
+    assert "warning: sat/m@4 scores 0.1 or more below sat/m@3" in " ".join(as_json.stderr.split())
+    same = run_heirloom("train", profile, *other, *mislabelled, env=env)  # nothing new stored: nothing to compare
+    assert "unchanged: identical to" in same.stdout and "or more below" not in same.stdout + same.stderr
+
+
 #: A third party's source with a validation split of its own, and a model perfect on it, not on test.
 SPLITTING_PLUGIN = """
 import attrs

@@ -18,6 +18,7 @@ from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, console, err_consol
 from heirloom.cli.options import PROFILE, a_path
 from heirloom.cli.rescore import rescored_gate
 from heirloom.core.errors import HeirloomError, did_you_mean
+from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
 from heirloom.store.backup import backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
@@ -322,7 +323,7 @@ def models_promote(
         _refuse_misspelt_alias(store, target, alias)
     if metric is None and lower_is_better:
         raise click.UsageError("--lower-is-better says how --if-better compares: give --if-better METRIC too")
-    if lower_is_better and metric is not None and metric.rpartition(".")[2] in HIGHER_IS_BETTER:
+    if lower_is_better and metric is not None and metric.rpartition(".")[2] in compare.HIGHER_IS_BETTER:
         click.echo(f"warning: {metric} is a score (higher is better): --lower-is-better keeps the worse", err=True)
     if profile is not None:
         if metric is None:
@@ -346,11 +347,6 @@ def models_promote(
             note = left_out_note(scores(target, split) or {}, target.ref, scores(holder, split) or {}, holder.ref)
             gain = " ({} {} {} -> {}{})".format(split, metric, *figures(before, after), note)
         click.echo(f"{name}: {holder.ref} -> {target.ref}{gain}")
-
-
-#: Scores, not errors (a dotted metric's last part): --lower-is-better on one promoted the worse version.
-_SCORES = "accuracy f1 macro_f1 micro_f1 precision recall auc map mrr mrr_at_10 ndcg_at_10 p_at_5 oos_recall"
-HIGHER_IS_BETTER = frozenset(_SCORES.split())
 
 
 def _refuse_misspelt_alias(store: ArtifactStore, target: Artifact, alias: str) -> None:

@@ -26,7 +26,8 @@ from heirloom.cli.options import PROFILE, a_path, output_file, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
 from heirloom.files import irregular, write_atomic
-from heirloom.store.compare import SPLITS, TEST, VALIDATION
+from heirloom.store.compare import FALL, SPLITS, TEST, VALIDATION, fallen
+from heirloom.store.compare import scores as scored_on
 from heirloom.store.digest import profile_digest
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.outcome import StoppedAfter
@@ -37,7 +38,7 @@ from heirloom.store.training import Trained, evaluate, model_specs, train
 if TYPE_CHECKING:
     from heirloom.core.kernel import Kernel
     from heirloom.core.schema import ComponentSpec, ResolvedProfile
-    from heirloom.store.artifacts import Artifact
+    from heirloom.store.artifacts import Artifact, ArtifactStore
 
 
 class RichProgress:
@@ -161,6 +162,24 @@ def _number(value: float) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def fall_warning(store: ArtifactStore, artifact: Artifact) -> str:
+    """A warning line ('' for none) when ``artifact`` scores FALL or more below the version of its model stored
+    before it, on the same records (compare.fallen): six resolutions took a support intent model's test oos_recall
+    0.5875 -> 0.1875, and the daemon served the new version, with no word from train."""
+    before = [other for other in store.list(artifact.project, artifact.model) if other.version < artifact.version]
+    if not before or not (fell := fallen(artifact, before[-1])):
+        return ""
+    metric = fell[0].split()[1]
+    no_split = ", which compares validation scores: give its source a validation split"
+    unscored = "" if scored_on(artifact, VALIDATION) else no_split
+    return (
+        f"warning: {artifact.ref} scores {FALL:g} or more below {before[-1].ref}, the version before it, on the same "
+        f"records: {', '.join(fell)}. A daemon serving the model's latest version (the default) serves it now: set "
+        f'serve = "production" on models.{artifact.model} and promote a version once it holds up (heirloom models '
+        f"promote {artifact.ref} production --if-better {metric}{unscored}; docs/ARTIFACTS.md)"
+    )
+
+
 #: The saturation warning's pointer for sources that say nothing of their validation split (Source.validation_docs).
 SOURCE_VALIDATION_DOCS = "a source's validation split: docs/PLUGINS.md, heirloom_register_sources"
 
@@ -253,6 +272,8 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
                 results[spec.name] = {"stored": not trained.reused, **trained.artifact.to_json()}
             else:
                 report_trained(trained, validation_hint(resolved, spec))
+            if not trained.reused and (said := fall_warning(store, trained.artifact)):
+                (err_console if as_json else console).print(said, markup=False, highlight=False)
             if stopped is not None:
                 break
         if as_json:

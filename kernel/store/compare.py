@@ -36,6 +36,13 @@ COUNTS = {
     LEFT_OUT_OF: "how many records it was given to score",
 }
 
+#: Scores, not errors (a dotted metric's last part): --lower-is-better on one promoted the worse version.
+_SCORES = "accuracy f1 macro_f1 micro_f1 precision recall auc map mrr mrr_at_10 ndcg_at_10 p_at_5 oos_recall"
+HIGHER_IS_BETTER = frozenset(_SCORES.split())
+#: How far a score of HIGHER_IS_BETTER may fall below the previous version's, on the same records, before
+#: ``heirloom train`` warns (six resolutions took a support intent model's oos_recall 0.5875 -> 0.1875, unsaid).
+FALL = 0.1
+
 
 class PromotionRefused(HeirloomError):
     """``promote(if_better=...)`` declined: the candidate is not better, or not comparable."""
@@ -216,3 +223,18 @@ def check_better(
             f"{candidate.ref} does not beat {holder.ref} on {split} {metric}{direction(lower_is_better)}: "
             "{} vs {}".format(*figures(new, old))
         )
+
+
+def fallen(new: Artifact, old: Artifact) -> list[str]:
+    """``SPLIT METRIC OLD -> NEW`` for each top-level score of HIGHER_IS_BETTER that ``new`` got FALL or more
+    below ``old`` on the same records of a split (equal fingerprints of that split); none where they differ."""
+    said = []
+    for split in SPLITS:
+        ours, theirs = scores(new, split) or {}, scores(old, split) or {}
+        if not (records := evaluated_on(new, split)) or records != evaluated_on(old, split):
+            continue
+        for name in sorted(HIGHER_IS_BETTER & ours.keys()):
+            before, after = theirs.get(name), ours.get(name)
+            if _score(name, before) and _score(name, after) and before - after >= FALL:
+                said.append("{} {} {} -> {}".format(split, name, *figures(before, after)))
+    return said
