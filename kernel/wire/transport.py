@@ -8,8 +8,8 @@ bind the Cython methods once and use plain int flags.
 :class:`Outbox` bounds what replies cost when a client stops reading them: ZeroMQ's
 high-water mark counts messages, not bytes, so large replies are sent zero-copy with a
 tracker and counted until libzmq lets go of them. On a ROUTER it sets ``ROUTER_MANDATORY``
-and sends without blocking, so a reply ZeroMQ cannot take (the client's queue is full, or
-the client is gone) raises and is counted instead of vanishing.
+and sends without blocking, so a reply to a client that is gone raises and is counted instead
+of vanishing; one past a peer's high-water mark waits (boundedly) and is sent as the peer reads.
 """
 
 from __future__ import annotations
