@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 
 import msgpack
 import pytest
@@ -273,5 +274,37 @@ def test_a_keyed_repeat_in_flight_gets_the_firsts_reply_whatever_its_own_deadlin
         assert replies[1][0]["status"] == replies[2][0]["status"] == "OK", replies
         assert replies[2][1] == replies[1][1] == {"slept_ms": 400}
         assert replies[2][0]["compute_ms"] == 0.0
+    finally:
+        sock.close()
+
+
+def test_a_burst_of_keyed_repeats_released_at_once_is_answered_in_full(daemon):
+    """docs/PROTOCOL.md, Idempotency keys: each repeat in flight "is answered with the first's reply". 1,000 repeats
+    parked behind a running first are released in one turn, past ZeroMQ's 1,000-message high-water mark: a worker
+    dropped its replies to the broker there (those clients got DEADLINE_EXCEEDED 10 s later, and the broker kept their
+    slots in ``in_flight`` for good), one process its last reply to the client (v5 F9). The client reads throughout."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.address)
+    repeats = 1500
+    try:
+        body = msgpack.packb({"ms": 1000})
+        first = {"route": "t.slow", "idempotency_key": f"burst-{time.time()}", "deadline_ms": 20_000}
+        sock.send_multipart([SIGNATURE, msgpack.packb({"id": 0, **first}), body])
+        time.sleep(0.1)  # the first is running
+        for request_id in range(1, repeats + 1):
+            sock.send_multipart([SIGNATURE, msgpack.packb({"id": request_id, **first}), body])
+        statuses = {}
+        while len(statuses) < repeats + 1 and sock.poll(8000):
+            frames = sock.recv_multipart()
+            reply = msgpack.unpackb(frames[1])
+            statuses[reply["id"]] = reply["status"]
+        missing = sorted(set(range(repeats + 1)) - set(statuses))
+        counts = Counter(statuses.values())
+        assert not missing and set(counts) == {"OK"}, (missing[:10], len(missing), counts)
+        sock.send_multipart([SIGNATURE, msgpack.packb({"id": -1, "route": "_stats"}), msgpack.packb(None)])
+        assert sock.poll(5000)
+        stats = msgpack.unpackb(sock.recv_multipart()[2])
+        assert stats["in_flight"] == 0, stats["in_flight"]
     finally:
         sock.close()

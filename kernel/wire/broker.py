@@ -75,7 +75,7 @@ from heirloom.wire.server import DRAIN_BATCH, POLL_MS, TAG_BYTES
 from heirloom.wire.stats import RouteStats
 from heirloom.wire.strays import KEY_REMOVED, WELCOME, Strays, peer_name, workers_go
 from heirloom.wire.throttle import RELOAD_LOG_SECONDS, Budget, Every
-from heirloom.wire.transport import RECEIVE_HWM, attach, drain, receiver, sender
+from heirloom.wire.transport import RECEIVE_HWM, RETRY_MS, attach, drain, receiver, sender
 
 log = logging.getLogger("heirloom.wire.broker")
 #: Seconds between checks of worker processes and heartbeats (not on every loop turn).
@@ -318,14 +318,15 @@ class Broker(BrokerRoutes):
 
     def _expire(self) -> int:
         """Answer DEADLINE_EXCEEDED to each forwarded request whose deadline and grace passed (a stopped or hung
-        worker keeps its slot until it answers or is lost); the milliseconds to the next one, at most POLL_MS."""
+        worker keeps its slot until it answers or is lost), send replies waiting for room in a client's queue; the
+        milliseconds to the next deadline, at most POLL_MS (RETRY_MS while replies wait)."""
         now = time.perf_counter()
         for tag in self.deadlines.due(now):
             worker, stats, received, envelope, request_id = self.forwarded[tag]
             said = f"the deadline passed before worker pid {worker.pid} answered (it may still run the request)"
             self.outbox.send(error_frames(envelope, request_id, RequestError(DEADLINE_EXCEEDED, said)))
             stats.record(DEADLINE_EXCEEDED, now - received)
-        return self.deadlines.wait_ms(now, POLL_MS)
+        return self.deadlines.wait_ms(now, RETRY_MS if self.outbox.flush() else POLL_MS)
 
     def _from_worker(self, frames: list[bytes], user: str | None) -> None:
         tagged = frames[1]

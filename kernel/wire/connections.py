@@ -127,11 +127,11 @@ class WatchedOutbox(Outbox):
         super().__init__(socket, per_peer, total)
         self._watch = watch
 
-    def send(self, frames: Sequence[Any], size: int = 0, instead: Callable[[int, int], None] | None = None) -> None:
-        if self._watch.still_open(frames[0]):
-            super().send(frames, size, instead)
-        else:
-            self.undeliverable += 1
+    def _deliver(self, frames: Sequence[Any], size: int, instead: Callable[[int, int], None] | None) -> bool:
+        if self._watch.still_open(frames[0]):  # asked again for a reply that waited (Outbox.flush)
+            return super()._deliver(frames, size, instead)
+        self.undeliverable += 1
+        return True
 
 
 def reply_outbox(socket: zmq.Socket, settings: ServerSettings, watch: ConnectionWatch | None) -> Outbox:

@@ -55,7 +55,7 @@ from heirloom.wire.protocol import (
 from heirloom.wire.ratelimit import ClientBuckets, vet_sender
 from heirloom.wire.routing import Admission, Endpoint, Router, decode_call, draining_error, refused
 from heirloom.wire.strays import Strays, workers_go
-from heirloom.wire.transport import RECEIVE_HWM, TRACK_BYTES, attach, drain, sweep
+from heirloom.wire.transport import RECEIVE_HWM, RETRY_MS, TRACK_BYTES, attach, drain, sweep
 
 #: Name prefix of the threads that run unbatched handlers.
 HANDLER_THREADS = "heirloom-handler"
@@ -223,6 +223,7 @@ class Server:
         """Answer finished calls, mount the routes once started, heartbeat, check the drain;
         False once the loop should end (drained, or the system failed to start)."""
         self._drain_done()
+        self.wait_ms = RETRY_MS if self.outbox.flush() else POLL_MS  # replies waiting for room in ZeroMQ's queue
         if self.watch is not None:
             self.watch.catch_up()
         if not self._installed and self._system_ready.is_set() and not self._install():
@@ -242,7 +243,7 @@ class Server:
             waiting = self.link is not None and self.link.owed()
             if (self.admission.in_flight == 0 and not waiting) or left <= 0:
                 return False
-            self.wait_ms = min(POLL_MS, int(left * 1000) + 1)  # wake at the deadline, not after it
+            self.wait_ms = min(self.wait_ms, int(left * 1000) + 1)  # wake at the deadline, not after it
         return True
 
     def _install(self) -> bool:

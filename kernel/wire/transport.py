@@ -8,8 +8,8 @@ bind the Cython methods once and use plain int flags.
 :class:`Outbox` bounds what replies cost when a client stops reading them: ZeroMQ's
 high-water mark counts messages, not bytes, so large replies are sent zero-copy with a
 tracker and counted until libzmq lets go of them. On a ROUTER it sets ``ROUTER_MANDATORY``
-and sends without blocking, so a reply ZeroMQ cannot take (the client's queue is full, or
-the client is gone) raises and is counted instead of vanishing.
+and sends without blocking, so a reply to a client that is gone raises and is counted instead
+of vanishing; one past a peer's high-water mark waits (boundedly) and is sent as the peer reads.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-#: Why a non-blocking send is refused for one peer (its queue is full; a ROUTER_MANDATORY
-#: socket has no such peer): the reply is counted as undeliverable, the daemon goes on.
+#: Why a non-blocking send is refused for one peer (its queue is full: the reply waits, see Outbox._wait; a
+#: ROUTER_MANDATORY socket has no such peer: the reply is counted as undeliverable), the daemon goes on.
 _UNDELIVERABLE = (zmq.EAGAIN, zmq.EHOSTUNREACH)
 
 
@@ -277,6 +277,12 @@ RECEIVE_HWM = 100
 #: Replies at least this large are tracked (a tracked send costs ~50 µs, a copied one ~5 µs);
 #: smaller ones are bounded by the socket's high-water mark (1,000 messages per client).
 TRACK_BYTES = 64 << 10
+#: Replies kept for one peer past ZeroMQ's high-water mark, sent as it reads (a burst of ~1,000 keyed repeats answered
+#: at once); more than this, or ones it takes none of for WAITING_SECONDS, are dropped as undeliverable.
+WAITING_MESSAGES = 1000
+WAITING_SECONDS = 10.0
+#: How often the I/O loop retries while replies wait (it polls for requests, not for room to send).
+RETRY_MS = 2
 
 
 class Outbox:
@@ -288,7 +294,8 @@ class Outbox:
     """
 
     def __init__(self, socket: zmq.Socket, per_peer: int, total: int):
-        if socket.type == zmq.ROUTER:  # refuse, not drop in silence, what no peer can take now
+        self._router = socket.type == zmq.ROUTER
+        if self._router:  # refuse, not drop in silence, what no peer can take now
             socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._send = sender(socket, nonblocking=True)
         self._send_one = _BackendSocket.send.__get__(socket)
@@ -299,18 +306,26 @@ class Outbox:
         self._peers: dict[bytes, list[Any]] = {}  # peer -> [bytes queued, deque of (tracker, bytes)]
         #: Large replies dropped because their client was not reading (``_stats``).
         self.dropped = 0
-        #: Replies ZeroMQ refused: the client's queue is full or the client is gone (a worker's broker).
+        #: Replies ZeroMQ refused: the client is gone (a worker: it has no broker), or it did not read (see _wait).
         self.undeliverable = 0
+        self._waiting: dict[bytes, list[Any]] = {}  # peer -> [deque of (frames, size, instead), when it last took one]
 
     def send(self, frames: Sequence[Any], size: int = 0, instead: Callable[[int, int], None] | None = None) -> None:
         """Send one message; ``size`` is its payload in bytes when the caller knows it is large. A large one
-        dropped calls ``instead(size, bytes held)``, for a small reply in its place."""
+        dropped calls ``instead(size, bytes held)``, for a small reply in its place. One ZeroMQ's queue for its
+        peer cannot take now (past the high-water mark) waits behind what that peer already has waiting."""
+        peer = bytes(frames[0]) if self._router else b""  # a DEALER's one peer: its broker
+        if peer in self._waiting or not self._deliver(frames, size, instead):
+            self._wait(peer, frames, size, instead)
+
+    def _deliver(self, frames: Sequence[Any], size: int, instead: Callable[[int, int], None] | None) -> bool:
+        """Hand one message to ZeroMQ (or drop and count it); False when the peer's queue is full now."""
         if size < TRACK_BYTES:
             try:
                 self._send(frames)
             except zmq.ZMQError as exc:
-                self._refused(exc)
-            return
+                return self._refused(exc)
+            return True
         self.release()
         peer = bytes(frames[0])
         entry = self._peers.get(peer)
@@ -318,7 +333,7 @@ class Outbox:
             self.dropped += 1
             if instead is not None:
                 instead(size, self.queued if self.queued + size > self.total else entry[0])
-            return
+            return True
         # libzmq writes a message's frames in order: the last one released means all of it left. Tracking the largest
         # forgot a reply of 10,000 equal buffer frames once its first had gone (checker 290: 250 MB each, uncounted).
         # A Frame made here is never copied, as the socket would copy a small one (done at once, tracking nothing);
@@ -329,18 +344,58 @@ class Outbox:
                 self._send_one(frame, self._first if index == 0 else _SNDMORE, copy=False)
             tracker = self._send_one(zmq.Frame(tail, copy=False, track=True), 0, copy=False, track=True)
         except zmq.ZMQError as exc:
-            self._refused(exc)
-            return
+            return self._refused(exc)
         if entry is None:
             entry = self._peers[peer] = [0, deque()]
         entry[0] += size
         entry[1].append((tracker, size))
         self.queued += size
+        return True
 
-    def _refused(self, exc: zmq.ZMQError) -> None:
+    def _wait(self, peer: bytes, frames: Sequence[Any], size: int, instead: Callable[[int, int], None] | None) -> None:
+        """Keep a message ZeroMQ could not take for ``peer``, up to WAITING_MESSAGES (then it is undeliverable); a
+        large one counts in the bytes held for the peer (``reply_backlog_mb``) as one in ZeroMQ's queue does."""
+        waiting = self._waiting.get(peer)
+        if waiting is None:
+            waiting = self._waiting[peer] = [deque(), time.monotonic()]
+        held = self._peers.get(peer, (0,))[0] + sum(item[1] for item in waiting[0] if item[1] >= TRACK_BYTES)
+        if size >= TRACK_BYTES and (held + size > self.per_peer or self.queued + size > self.total):
+            self.dropped += 1
+            if instead is not None:
+                instead(size, held)
+        elif len(waiting[0]) >= WAITING_MESSAGES:
+            self.undeliverable += 1
+        else:
+            waiting[0].append((frames, size, instead))
+
+    def flush(self) -> bool:
+        """Send what peers have waiting, as far as their queues take it now (the I/O loop calls it each turn); True
+        while some is still waiting. A peer that takes none of it for WAITING_SECONDS does not read: what waits for
+        it is dropped and counted undeliverable, so a client that never reads holds at most that for a while."""
+        now = time.monotonic()
+        for peer in list(self._waiting):
+            waiting = self._waiting[peer]
+            queue, taken = waiting[0], False
+            while queue and self._deliver(*queue[0]):
+                queue.popleft()
+                taken = True
+            if not queue:
+                del self._waiting[peer]
+            elif taken:
+                waiting[1] = now
+            elif now - waiting[1] > WAITING_SECONDS:
+                self.undeliverable += len(queue)
+                del self._waiting[peer]
+        return bool(self._waiting)
+
+    def _refused(self, exc: zmq.ZMQError) -> bool:
+        """False when ZeroMQ's queue for the peer is full (the message may wait); True when it was counted."""
+        if exc.errno == zmq.EAGAIN:
+            return False
         if exc.errno not in _UNDELIVERABLE:
             raise exc
         self.undeliverable += 1
+        return True
 
     def release(self) -> int:
         """Forget the replies libzmq has finished with; returns the bytes still queued."""
