@@ -1791,6 +1791,33 @@ def test_a_secret_in_a_list_item_is_written_as_the_profile_wrote_it_in_errors(tm
     )
 
 
+def test_a_secret_at_any_depth_of_a_value_is_written_as_the_profile_wrote_it(tmp_path):
+    """Checker v5 F1: a ``${VAR}`` text in an inline table (a value's or a list item's) or inside a list item's
+    text (``"x${PW}y"``) was quoted in clear by profile check and on profile show's stderr; and profile show ended
+    in a traceback masking a list holding an inline table. Each is written as the profile wrote it, at any depth,
+    a long one too (an error cuts a long value: its start was the secret's)."""
+    base = '[models.clf]\nuse = "text-classifier"\ndata = "none"\n'
+    files = {
+        "s3": ('char_ngrams = [{a = "${PW}"}, 3]', 'models.clf.char_ngrams[0]: expected int, got dict {a = "${PW}"}'),
+        "s4": ('epochs = {k = "${PW}"}', 'models.clf.epochs: expected int, got dict {k = "${PW}"}'),
+        "s7": ('epochs = [{k = ["${PW}"]}]', 'models.clf.epochs: expected int, got list [{k = ["${PW}"]}]'),
+        "s2": ('char_ngrams = ["x${PW}y", 3]', "models.clf.char_ngrams[0]: expected int, got str 'x${PW}y'"),
+        "long": ('epochs = {k = "${LONG}"}', 'models.clf.epochs: expected int, got dict {k = "${LONG}"}'),
+    }
+    env = {"PW": "s3cretXYZ", "LONG": "L0ngSecret" * 12, "HEIRLOOM_HOME": str(tmp_path / "home")}
+    for name, (line, expected) in files.items():
+        profile = write(tmp_path / f"{name}.toml", f"{base}{line}\n")
+        checked = run_heirloom("profile", "check", str(profile), env=env)
+        shown = run_heirloom("profile", "show", str(profile), env=env)
+        as_json = run_heirloom("profile", "show", "--json", str(profile), env=env)
+        for said in (checked.stderr, shown.stdout + shown.stderr, as_json.stdout + as_json.stderr):
+            assert "s3cretXYZ" not in said and "L0ngSecret" not in said and "Traceback" not in said, said
+        assert f"{name}.toml: {expected}" in checked.stderr, checked.stderr
+        assert f"{name}.toml: {expected}" in shown.stderr and shown.returncode == checked.returncode == 2
+    revealed = run_heirloom("profile", "show", "--show-secrets", str(tmp_path / "s3.toml"), env=env)
+    assert 'got dict {a = "s3cretXYZ"}' in revealed.stderr and "Traceback" not in revealed.stderr
+
+
 def test_a_set_use_in_toml_quotes_or_with_a_space_is_the_type_it_names(tmp_path, kernel):
     """Checker h325 F2: ``--set 'apis.x.use="echo"'`` was the type '"echo"' (unknown), ``use= echo`` the type
     ' echo', and a quoted same type replaced the inherited table (compared with its quotes)."""

@@ -32,6 +32,7 @@ from heirloom.toml_bounds import MAX_DEPTH, MAX_PROFILE_BYTES, QUOTED, TOO_LONG_
 
 SINGLE_COMPONENT_TABLES = {"resources"}  # one resource manager per system: [resources]
 OVERRIDE_SOURCE = "--set"
+_Found = tuple[dict[str, str], dict[str, str]]  # (_interpolate's: keys' texts from the environment, texts by value)
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")  # the last: left unclosed
 MAX_EXTENDS = 64  # files in one extends chain: 1,000 was a RecursionError
 _KEY_PART = rf"{BARE_KEY.pattern}|{QUOTED}"  # a TOML key part: bare or quoted
@@ -63,12 +64,29 @@ class RawProfile:
     #: Component tables a later file's (or --set's) other ``use`` replaced: why keys set before are missing.
     replaced: dict[str, str] = attrs.field(factory=dict)
     revealed: bool = False  # --show-secrets: errors quote values from the environment too
+    #: Each text that took an environment variable, at any depth (an inline table's, a list's item), by its value.
+    env_texts: dict[str, str] = attrs.field(factory=dict)
+
+    def unexpanded(self, value: Any) -> Any:
+        """``value`` with each text from the environment in it as the profile wrote it, for an error to quote (an
+        inline table's or list's was quoted in clear, cut or not: checker v5 F1)."""
+        if isinstance(value, dict):
+            return {key: self.unexpanded(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.unexpanded(item) for item in value]
+        return self.env_texts.get(value, value) if isinstance(value, str) and not self.revealed else value
 
     def hide_secrets(self, key: str, message: str) -> str:
         """``message`` with the value at ``key`` written as the profile wrote it when it came from the environment
         (a validation error quotes the value it refuses, and it may be a credential); a list's item (``x[0]``,
-        keyed by its list) quoted as its ``${VAR}`` (checker h325 F11: in a file's list or a ``--set`` list)."""
-        if (at := key if key in self.secrets else list_key(key)) not in self.secrets or self.revealed:
+        keyed by its list) quoted as its ``${VAR}`` (checker h325 F11: in a file's list or a ``--set`` list), and
+        any quoted text from the environment, at any depth, likewise (checker v5 F1)."""
+        if self.revealed:
+            return message
+        for value, text in sorted(self.env_texts.items(), key=lambda pair: -len(pair[0])):  # "ab" before "a"
+            for quoted in {repr(value), toml_text(value), json.dumps(value), json.dumps(value, ensure_ascii=False)}:
+                message = message.replace(quoted, toml_text(text))
+        if (at := key if key in self.secrets else list_key(key)) not in self.secrets:
             return message
         node: Any = self.data
         for part in key_parts(at):
@@ -145,14 +163,16 @@ class ProfileLoader:
         _apply_overrides(data, provenance, list(overrides), problems, self._replaced)
         _drop_disabled(data, provenance, late := [], disabled := {}, [*files, OVERRIDE_SOURCE])
         secrets: dict[str, str] = {}
+        texts: dict[str, str] = {}
         own = {"project": data.pop("project")} if "project" in data else {}  # first: ${project} is its value
-        _interpolate(own, provenance, problems, [], secrets, "")  # (the extending file's own project)
+        _interpolate(own, provenance, problems, [], (secrets, texts), "")  # (the extending file's own project)
         project = str(getattr(given := own.get("project"), "text", given) or profile_name(path))
-        data = own | _interpolate(data, provenance, problems, [], secrets, project)
+        data = own | _interpolate(data, provenance, problems, [], (secrets, texts), project)
         name, file = profile_name(path), display_path(path)
         if problems and file not in files:  # else what did merge is validated too, all at once
             raise ProfileError([*problems, *late])
-        return RawProfile(name, file, data, provenance, files, secrets, disabled, [*problems, *late], self._replaced)
+        said = [*problems, *late]
+        return RawProfile(name, file, data, provenance, files, secrets, disabled, said, self._replaced, env_texts=texts)
 
     def _merge_file(
         self,
@@ -404,31 +424,34 @@ def _disabled(value: Any) -> bool:
     return value.text.strip() == "false" if isinstance(value, SetValue) else value is False
 
 
-def _interpolate(
-    node: Any, provenance: dict, problems: list[Problem], path: list[str], secrets: dict[str, str], project: str
-) -> Any:
+def _interpolate(node: Any, provenance: dict, problems: list[Problem], path: list[str], found: _Found, project: str):
+    """``node`` interpolated; ``found``: the keys whose value took an environment variable, each with its text as
+    written (:attr:`RawProfile.secrets`), and each such text by its value (:attr:`RawProfile.env_texts`)."""
+    secrets, texts = found
     if isinstance(node, dict):
         for key, said in ((key, len(problems)) for key in list(node)):  # said: the problems before its value's
-            node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], secrets, project)
+            node[key] = _interpolate(node[key], provenance, problems, [*path, str(key)], found, project)
             if len(problems) > said and not isinstance(node[key], dict):  # unknown: validated as if not set
                 _forget(provenance, [*path, str(key)], node.pop(key))  # nor shown (profile show), nor masked
                 secrets.pop(dotted([*path, str(key)]), None)
         return node
-    if isinstance(node, list):
-        return [_interpolate(item, provenance, problems, path, secrets, project) for item in node]
+    if isinstance(node, list):  # its items' texts, an inline table's in one too, are the list's (checker v5 F1)
+        inner: dict[str, str] = {}
+        items = [_interpolate(item, provenance, problems, path, (inner, texts), project) for item in node]
+        if inner:
+            secrets[dotted(path)] = " ".join(inner.values())
+        return items
     if isinstance(node, SetValue):
-        return SetValue(_substitute(node.text, provenance, problems, path, secrets, project))
+        return SetValue(_substitute(node.text, provenance, problems, path, found, project))
     if node == f"\0{TOO_LONG_INTEGER}":  # what _read_toml read in place of such an integer
         problems.append(Problem(provenance.get(dotted(path), "?"), dotted(path), TOO_LONG_INTEGER))
     elif isinstance(node, str) and "\0" in node:
         problems.append(Problem(provenance.get(dotted(path), "?"), dotted(path), HOLDS_NUL))
-    return _substitute(node, provenance, problems, path, secrets, project) if isinstance(node, str) else node
+    return _substitute(node, provenance, problems, path, found, project) if isinstance(node, str) else node
 
 
-def _substitute(
-    text: str, provenance: dict, problems: list[Problem], path: list[str], secrets: dict[str, str], project: str
-) -> str:
-    key = dotted(path)
+def _substitute(text: str, provenance: dict, problems: list[Problem], path: list[str], found: _Found, project: str):
+    key, (secrets, texts), took = dotted(path), found, []
 
     def refused(match: re.Match[str], what: str) -> str:
         problems.append(Problem(provenance.get(key, "?"), key, what))
@@ -448,10 +471,12 @@ def _substitute(
             return str(data_root())
         if os.environ.get(name) or (name in os.environ and default is None):  # as in sh, :- takes "" as unset
             secrets[key] = f"{secrets[key]} {text}" if secrets.get(key, text) != text else text  # a list's items
-            # (an environment value may be a credential: never shown by default)
+            took.append(name)  # (an environment value may be a credential: never shown by default)
             return os.environ[name]
         if default is not None:
             return default
         return refused(match, f"cannot interpolate ${{{name}}}: environment variable {name} is not set")
 
-    return _VAR.sub(replace, text)
+    if (value := _VAR.sub(replace, text)) and took:
+        texts[value] = text
+    return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,11 @@ class Validator:
         self.raw = raw
         self.host = host
         self.problems: list[Problem] = list(raw.problems)  # the loader's that left the tree whole
-        self.converter = make_converter(show=as_written)  # a value found, as the file would write it
+        self.converter = make_converter(show=self.shown)  # a value found, as the file would write it
+
+    def shown(self, value: Any, text: Callable[[str], str] | None = None) -> str:
+        """``value`` as the file wrote it: a text from the environment as its ``${VAR}`` (checker v5 F1)."""
+        return as_written(self.raw.unexpanded(value), text)
 
     def file_of(self, key: str) -> str:
         """The file that set ``key``, else the most derived one (``--set`` first) that set something
@@ -125,7 +130,7 @@ class Validator:
             except ValueError as exc:
                 return self.problem(key, str(exc)) or default
         if not isinstance(value, str):
-            return self.problem(key, f"expected str, got {type(value).__name__} {as_written(value)}") or default
+            return self.problem(key, f"expected str, got {type(value).__name__} {self.shown(value)}") or default
         return value
 
     def _name(self, key: str, value: str, from_file_name: bool = False) -> str:
@@ -165,7 +170,7 @@ class Validator:
             for name, table in group.items():
                 self._name(where := dotted([table_name, name]), name)
                 if not isinstance(table, dict):
-                    self.problem(where, f'expected a table like [{where}] with use = "...", got {as_written(table)}')
+                    self.problem(where, f'expected a table like [{where}] with use = "...", got {self.shown(table)}')
                     continue
                 found.append((kind, name, _use(table), table))
         return found
@@ -178,7 +183,7 @@ class Validator:
             typo = typo or f"no `use` (a new {kind} needs one)"
             return None if f"{key}.use" in {p.path for p in self.problems} else self.problem(key, typo)
         if not isinstance(use, str):
-            return self.problem(f"{key}.use", f"expected the name of a type of {kind}, got {as_written(use)}")
+            return self.problem(f"{key}.use", f"expected the name of a type of {kind}, got {self.shown(use)}")
         try:
             cls = self.host.component_type(kind, use)
         except Exception as exc:  # noqa: BLE001 - ambiguity between plugins is reported, not raised
