@@ -59,24 +59,55 @@ def parse_bounded(data: bytes, size: int = 0) -> dict[str, Any]:
 
 
 def _twice(message: str, lines: list[str]) -> TwiceInToml | None:
-    """tomllib's ``message`` of a key or table given twice, as TwiceInToml; else None."""
+    """tomllib's ``message`` of a key or table given twice, as TwiceInToml; else None. Each of tomllib's that names
+    a key (as a Python tuple) is one: the gateway's tokens file printed its token (checker v5 F2, F3)."""
     if not (match := _AT.match(message)) or not 0 < (line := int(match[2])) <= len(lines):
         return None
-    at = f"{line}:{match[3]}"
-    if declared := re.fullmatch(r"Cannot declare (\(.*\)) twice", match[1]):
-        return TwiceInToml(at, dotted(ast.literal_eval(declared[1])), "declared twice (a table is declared once)")
-    if match[1] != "Cannot overwrite a value" or not (key := re.match(rf"[ \t]*({_KEY})[ \t]*=", lines[line - 1])):
+    at, said, text = f"{line}:{match[3]}", match[1], lines[line - 1]
+    if named := re.fullmatch(
+        r"(Cannot declare|Cannot redefine namespace|Cannot mutate immutable namespace) (\(.*\))"
+        r"( twice)?",
+        said,
+    ):
+        if named[1] == "Cannot mutate immutable namespace" and "{" in text[: int(match[3])]:
+            return TwiceInToml(at, "", _TWICE["inline"])  # its key is the inline table's, not the file's
+        return TwiceInToml(at, dotted(ast.literal_eval(named[2])), _TWICE[named[1]])
+    if said.startswith("Duplicate inline table key "):
+        return TwiceInToml(at, "", _TWICE["inline"])
+    header = re.match(rf"[ \t]*\[\[?[ \t]*({_KEY})[ \t]*\]", text)
+    if said != "Cannot overwrite a value" or not (header or (key := re.match(rf"[ \t]*({_KEY})[ \t]*=", text))):
         return None
-    header = next((h for h in reversed(lines[: line - 1]) if re.match(r"[ \t]*\[", h)), "")
-    table = re.match(rf"[ \t]*\[\[?[ \t]*({_KEY})[ \t]*\]", header)
+    if header:  # [x] or [[x]] where x was a value, or [[x]] where [x] was a table
+        return None if (parts := _parts(header[1])) is None else TwiceInToml(at, dotted(parts), _TWICE["header"])
+    table = next((h for h in reversed(lines[: line - 1]) if re.match(r"[ \t]*\[", h)), "")
+    table = re.match(rf"[ \t]*\[\[?[ \t]*({_KEY})[ \t]*\]", table)
+    parts = _parts(f"{table[1] + '.' if table else ''}{key[1]}")
+    return None if parts is None else TwiceInToml(at, dotted(parts), "set twice (a key is set once in a file)")
+
+
+_TWICE = {
+    "Cannot declare": "declared twice (a table is declared once)",
+    "Cannot redefine namespace": "declared twice (by a [table] header and by a dotted key: declare a table once)",
+    "Cannot mutate immutable namespace": (
+        "set twice (an array or inline table is whole where it is set: nothing is added to it later)"
+    ),
+    "inline": "set twice in an inline table (a key is set once)",
+    "header": "declared twice (a key is a value, a [table] or an [[array]] of tables, once in a file)",
+}
+
+
+def _parts(key: str) -> list[str] | None:
+    """The parts of a TOML dotted ``key`` as written; None for a quoted part's escape that TOML has not (tomllib's
+    words stand)."""
     try:
-        parts, node = [], tomllib.loads(f"{table[1] + '.' if table else ''}{key[1]} = 0")
-    except tomllib.TOMLDecodeError:  # a quoted part's escape that TOML has not: tomllib's words stand
+        node = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
         return None
+    parts = []
     while isinstance(node, dict):
         [(part, node)] = node.items()
         parts.append(part)
-    return TwiceInToml(at, dotted(parts), "set twice (a key is set once in a file)")
+    return parts
 
 
 def check_nesting(text: str) -> None:

@@ -1315,6 +1315,10 @@ def test_a_bad_tokens_file_is_refused_naming_the_file_and_never_the_token(tmp_pa
         (None, "the tokens file is a FIFO, not a regular file"),  # was a gateway that never answered
         (b"a = " + b"[" * 2000 + b"]" * 2000, "nested more than 32 levels deep"),  # was a RecursionError traceback
         (b"[tokens]\n" + b"#" * (1 << 20), "the tokens file is over 1,048,576 bytes"),
+        # checker v5 F2: tomllib's "Cannot redefine namespace ('tokens', 'TOPSECRET...')" printed the token
+        (b"[tokens.TOPSECRETIIIIIIII]\nx = 1\n[tokens]\nTOPSECRETIIIIIIII.y = 2\n", "declared twice (by a [table]"),
+        (b"[tokens]\nTOPSECRETHHHHHHHH = [1]\n[[tokens.TOPSECRETHHHHHHHH]]\n", "set twice (an array or inline table"),
+        (b'[tokens]\nx = {TOPSECRETJJJJJJJJ = "a", TOPSECRETJJJJJJJJ = "b"}\n', "set twice in an inline table"),
     ],
 )
 def test_a_tokens_file_that_is_no_utf8_toml_file_is_one_line_naming_it(tmp_path, content, said):
@@ -1326,7 +1330,11 @@ def test_a_tokens_file_that_is_no_utf8_toml_file_is_one_line_naming_it(tmp_path,
         tokens.chmod(0o600)
     result = run_heirloom("gateway", "--connect", "ipc:///nowhere", "--port", "0", "--tokens", str(tokens), timeout=30)
     assert result.returncode == 1 and result.stderr.startswith(f"Error: {tokens}: ") and said in result.stderr
-    assert "Traceback" not in result.stderr and "does not exist" not in result.stderr
+    assert (
+        "Traceback" not in result.stderr
+        and "does not exist" not in result.stderr
+        and "TOPSECRET" not in (result.stderr)
+    )
 
 
 def test_serve_and_the_gateway_warn_when_they_listen_beyond_loopback_for_anyone(tmp_path):

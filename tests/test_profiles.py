@@ -1873,6 +1873,24 @@ def test_a_key_or_table_given_twice_is_told_by_its_key_path_line_and_column(tmp_
     assert str(raised.value) == "set twice (a key is set once in a file) (at line 3, column 21)"
 
 
+def test_every_key_tomllib_finds_given_twice_is_told_by_its_key_path_not_a_python_tuple(tmp_path):
+    """Checker v5 F3: tomllib's "Cannot redefine namespace ('models', 'clf')", "Cannot mutate immutable namespace
+    ('x',)" (a Python tuple) and "Cannot overwrite a value" at a ``[[x]]`` (no key) were printed as invalid TOML;
+    now ``file:line:col: key.path: ...`` as for a key set twice."""
+    files = {
+        "redefine": ("[models.clf]\nseed = 1\n[models]\nclf.seed = 2\n", "5:13: models.clf: declared twice (by a"),
+        "array": ("x = [1]\n[[x]]\na = 1\n", "3:4: x: set twice (an array or inline table is whole where it is set"),
+        "table": ("[x]\nb = 2\n[[x]]\na = 1\n", "4:4: x: declared twice (a key is a value, a [table] or an"),
+        "inline": ("x = {a = 1}\nx.b = 2\n", "3:8: x: set twice (an array or inline table is whole"),
+        "within": ("x = {a = 1, a = 2}\n", "2:18: set twice in an inline table (a key is set once)"),
+    }
+    for name, (text, said) in files.items():
+        write(tmp_path / f"{name}.toml", f'description = "d"\n{text}')
+        result = run_heirloom("profile", "check", f"{name}.toml", cwd=tmp_path)
+        assert result.stderr.startswith(f"{name}.toml:{said}") and result.returncode == 2, result.stderr
+        assert "Cannot" not in result.stderr and "('" not in result.stderr, result.stderr
+
+
 def test_an_oversized_profile_is_refused_by_its_size_without_being_read_whole(tmp_path):
     """Checker h325 F13: a 600 MB (sparse) file was read whole before the 1 MiB limit refused it: memory grew
     with the file, so a file larger than free memory was an out-of-memory kill, not the message."""
