@@ -216,3 +216,27 @@ def test_a_keyed_repeat_in_flight_is_due_when_its_first_is_not_by_its_own_budget
     forwarded[b"later"] = None
     deadlines.add(300.0, 2, b"later", other)  # the key is no longer in flight: its own budget
     assert deadlines.due(300.1) == [b"later"]
+
+
+def test_a_keyed_repeat_sent_after_the_broker_timed_its_first_out_waits_by_its_own_budget(tmp_path):
+    """Checker v5 F8: behind a broker, a repeat of a key whose first the broker had answered DEADLINE_EXCEEDED
+    (its worker still running it) was due with the first, so answered DEADLINE_EXCEEDED 0 ms after it arrived
+    whatever its own 5 s budget; now it is due the later of the first's and its own, and gets the first's OK
+    (as one process answers it)."""
+    daemon = Daemon(tmp_path, "--workers", "2", "--set", "server.heartbeat=5")
+    try:
+        daemon.wait_ready()
+        sock = _dealer(daemon)
+        began = time.monotonic()
+        sock.send_multipart(request_frames("first", "t.slow", {"ms": 1500}, deadline_ms=300, idempotency_key="R"))
+        header, body = _reply(sock)  # the broker's, at 300 ms and a grace as long again
+        assert header["status"] == "DEADLINE_EXCEEDED" and "before worker pid" in body["message"], body
+        sent = time.monotonic()
+        assert sent - began < 1.2, "the first's handler (1.5 s) must still run"
+        header, body = _reply(sock, request_frames("repeat", "t.slow", {"ms": 1500}, deadline_ms=5000,
+                                                   idempotency_key="R"))  # fmt: skip
+        assert (header["id"], header["status"], body) == ("repeat", "OK", {"slept_ms": 1500}), (header, body)
+        assert 1.2 < time.monotonic() - began < 4.0  # the first's reply, once its handler finished
+        sock.close()
+    finally:
+        assert daemon.terminate() == 0

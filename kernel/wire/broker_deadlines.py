@@ -51,8 +51,9 @@ class Deadlines:
         """Request ``tag`` (just forwarded), ``received`` at ``perf_counter`` time with ``budget_ms``,
         is due an answer by its deadline plus its grace: as long again, at most ``longest_grace`` s.
         A repeat of idempotency ``key`` (client, route, key) while it is in flight is due when the
-        first is, its own budget not applied: its worker answers it with the first's reply
-        (docs/PROTOCOL.md, Idempotency keys), and a first without a deadline gives it none."""
+        first is or by its own budget, the later (its worker answers it with the first's reply:
+        docs/PROTOCOL.md, Idempotency keys), and a first without a deadline gives it none: a repeat
+        sent after the broker timed its first out was answered at once (checker v5 F8)."""
         due = None
         if budget_ms is not None:
             budget = budget_ms / 1000
@@ -61,7 +62,7 @@ class Deadlines:
             self._keyed[tag] = key
             if (running := self._running.get(key)) is not None:
                 running[0] += 1
-                due = running[1]
+                due = None if due is None or running[1] is None else max(due, running[1])
             else:
                 self._running[key] = [1, due]
         if due is None:
