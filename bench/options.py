@@ -36,10 +36,10 @@ def default_data() -> Path:
     return Path(os.environ.get("HEIRLOOM_DATA", SHARED_DATA))
 
 
-def require_data(parser: argparse.ArgumentParser, root: Path, *folders: str) -> None:
-    """A usage error (exit 2) unless ``root`` and each ``root/folder`` exist:
-    ``NAME.py: error: no data at PATH (set HEIRLOOM_DATA)``."""
-    for path in (root, *(root / folder for folder in folders)):
+def require_data(parser: argparse.ArgumentParser, root: Path, *paths: str) -> None:
+    """A usage error (exit 2) unless ``root`` and each ``root/path`` (a folder, or a file the script reads: a
+    folder half fetched was a traceback) exist: ``NAME.py: error: no data at PATH (set HEIRLOOM_DATA)``."""
+    for path in (root, *(root / name for name in paths)):
         if not path.exists():
             parser.error(f"no data at {path} (set HEIRLOOM_DATA)")
 

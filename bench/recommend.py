@@ -45,7 +45,7 @@ from typing import Any
 
 import attrs
 import numpy as np
-from options import add_data_option, positive_float, positive_int, run_child, scratch
+from options import add_data_option, positive_float, positive_int, require_data, run_child, scratch
 from spread import seeds_option
 
 from heirloom_plugins.recommend import ease
@@ -309,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=positive_float, default=3.0, help="seconds per throughput measurement")
     parser.add_argument("--rounds", type=positive_int, default=3, help="interleaved serving rounds (medians reported)")
     args = parser.parse_args(argv)
-    if not (args.data / "movielens-100k").is_dir():
-        parser.error(f"no MovieLens 100K at {args.data / 'movielens-100k'} (set HEIRLOOM_DATA)")
+    require_data(parser, args.data, *(f"movielens-100k/{name}" for name in ("u.data", "u.item", "u.genre")))
     seeds = args.seeds
     runs = []
     for seed in seeds:
