@@ -253,6 +253,27 @@ def test_an_optional_header_key_sent_in_a_near_miss_form_is_refused_not_ignored(
     assert fine[0]["status"] == "OK"
 
 
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [
+        ("idempotency-key", "header.idempotency_key"),
+        ("idempotencyKey", "header.idempotency_key"),
+        ("IdempotencyKey", "header.idempotency_key"),
+        ("deadlineMs", "header.deadline_ms"),
+        ("deadline-ms", "header.deadline_ms"),
+    ],
+)
+def test_an_optional_header_key_in_camel_case_or_with_dashes_is_refused_not_ignored(send, key, field):
+    """Checker v5 F6: ``idempotency-key`` (HTTP's header) and ``idempotencyKey`` (JavaScript's) were ignored like
+    any unknown key, so a retried write ran twice; ``deadlineMs`` ran with no deadline. Now near-misses too."""
+    value = 0 if field == "header.deadline_ms" else "k"
+    message = refused(send(SIGNATURE, msgpack.packb({"id": 7, "route": "_health", key: value}), b"\xc0"), field)
+    hint = f'the header has "{key}": keys are lower case, words joined by _ ({field.removeprefix("header.")})'
+    assert message == f"{field} is missing, and {hint}", message
+    beside = {"id": 7, "route": "_health", key: value, field.removeprefix("header."): value}  # beside: ignored
+    assert send(SIGNATURE, msgpack.packb(beside), b"\xc0")[0]["status"] == "OK"
+
+
 def test_a_keyed_repeat_in_flight_gets_the_firsts_reply_whatever_its_own_deadline(daemon):
     """docs/PROTOCOL.md, Idempotency keys: a repeat while the first runs waits for the first's reply and its own
     ``deadline_ms`` is not applied. A broker answered such a repeat with 2 ms DEADLINE_EXCEEDED of its own (h326 F2)."""

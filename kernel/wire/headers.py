@@ -2,8 +2,8 @@
 the buffer frames it describes.
 
 Each key the daemon reads is checked for its type, before the route is looked up; a key the
-header lacks that it holds in a near-miss form (sent as bin, with C's trailing NUL, or in
-another case) is refused naming the key, not ignored: a deadline or an idempotency key the
+header lacks that it holds in a near-miss form (sent as bin, with C's trailing NUL, in
+another case, in camelCase or with - for _) is refused naming the key, not ignored: a deadline or an idempotency key the
 daemon did not see would be a silent slip (a keyed write retried would run twice).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -32,6 +33,7 @@ from heirloom.wire.protocol import (
 #: The header keys the daemon reads: a near-miss of one of them the header lacks is refused.
 HEADER_KEYS = ("id", "route", "deadline_ms", "idempotency_key", "buffers")
 _KNOWN = frozenset(HEADER_KEYS)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")  # deadlineMs: deadline_Ms
 
 
 def near_miss(mapping: dict[Any, Any], names: Collection[str], where: str = "the header") -> tuple[str, str] | None:
@@ -45,7 +47,7 @@ def near_miss(mapping: dict[Any, Any], names: Collection[str], where: str = "the
         if key in names:  # the name itself, nil: not a near-miss
             continue
         text = key.decode("utf-8", "replace") if kind is bytes else key
-        if (name := text.rstrip("\0").lower()) not in names:
+        if (name := _folded(text.rstrip("\0"))) not in names:
             continue
         shown = json.dumps(text, ensure_ascii=False)  # a NUL shows as \u0000
         if kind is bytes:
@@ -55,8 +57,15 @@ def near_miss(mapping: dict[Any, Any], names: Collection[str], where: str = "the
                 name,
                 f"{where} has {shown}, which ends with a NUL: pack a key's characters only (C: strlen, not sizeof)",
             )
+        if text.lower() != name:  # idempotency-key (HTTP's), idempotencyKey (JavaScript's): checker v5 F6
+            return name, f"{where} has {shown}: keys are lower case, words joined by _ ({name})"
         return name, f"{where} has {shown}: keys are lower case"
     return None
+
+
+def _folded(text: str) -> str:
+    """``text`` in the header's spelling: lower case, a word's capital or a ``-`` read as ``_`` + the word."""
+    return _CAMEL.sub("_", text).replace("-", "_").lower()
 
 
 def _nothing(header: dict[str, Any], name: str) -> str:
