@@ -9,6 +9,7 @@ import re
 import shlex
 import socket
 import subprocess
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ import pytest
 
 import heirloom
 from tests import toys
+from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, pythonpath, run_heirloom, write
 
 
@@ -1912,6 +1914,25 @@ def test_a_profile_path_entry_that_is_no_folder_is_warned_of(tmp_path):
     assert f"warning: HEIRLOOM_PROFILE_PATH entry {profile} is a file: the variable takes folders" in listed.stderr
     assert f"warning: HEIRLOOM_PROFILE_PATH entry {tmp_path / 'missing'} is no folder (not found)" in listed.stderr
     assert "warning" not in run_heirloom("profiles", env={"HEIRLOOM_PROFILE_PATH": str(tmp_path)}).stderr
+
+
+def test_the_environments_warnings_are_said_once_a_command_not_per_entry_nor_per_worker(tmp_path):
+    """Checker v5 F4: an entry given twice was warned of twice, and ``serve --workers 2`` said each warning three
+    times (the broker and each worker it starts), HEIRLOOM_DISABLE_PLUGINS' too: now once each, by the broker."""
+    missing = str(tmp_path / "missing")
+    env = {"HEIRLOOM_PROFILE_PATH": os.pathsep.join([missing, missing]), "HEIRLOOM_DISABLE_PLUGINS": "nosuchplugin"}
+    said = f"warning: HEIRLOOM_PROFILE_PATH entry {missing} is no folder (not found)"
+    assert run_heirloom("profiles", env=env).stderr.count(said) == 1
+    daemon = Daemon(tmp_path, "--workers", "2", env=env)
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            while len(client.call("_stats")["workers"]) < 2:
+                time.sleep(0.05)
+    finally:
+        assert daemon.terminate() == 0
+    log = daemon.log()
+    assert log.count(said) == 1 and log.count("nosuchplugin") == 1, log
 
 
 def test_hints_name_the_extending_file_itself_a_file_in_the_folder_and_disabled_components(tmp_path):

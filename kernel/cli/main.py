@@ -24,6 +24,7 @@ from heirloom.cli.logs import TextFormatter, configure
 from heirloom.cli.options import too_long
 from heirloom.core.errors import HeirloomError, PluginError
 from heirloom.selection import unknown_plugins
+from heirloom.wire.cores import PARENT_ENV
 
 
 class HeirloomGroup(click.Group):
@@ -207,6 +208,16 @@ FOLDERS = {
 }
 
 
+def _environment_warnings() -> None:
+    if unknown := unknown_plugins():  # a warning: leaving out a plugin a host lacks is done; a typo is said
+        warn_unparsed(unknown)
+    entries = dict.fromkeys(filter(None, os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep)))  # once each
+    for entry in entries:  # was ignored unsaid (checker h325 F6); a folder made later is searched then: a warning only
+        if not os.path.isdir(entry):
+            why = "is a file: the variable takes folders" if os.path.exists(entry) else "is no folder (not found)"
+            warn_unparsed(f"warning: HEIRLOOM_PROFILE_PATH entry {entry} {why} (ignored)")
+
+
 def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
     for variable, what in FOLDERS.items():  # the library reads "" as unset: `HEIRLOOM_HOME=$TYPO heirloom models
@@ -214,12 +225,8 @@ def main() -> None:
             fail_unparsed(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it")
         if path and os.path.exists(path) and not os.path.isdir(path):  # else blamed on store/blobs, a data file...
             fail_unparsed(f"error: {variable}={path} is not a folder: set it to {what}, or unset it")
-    if unknown := unknown_plugins():  # a warning: leaving out a plugin a host lacks is done; a typo is said
-        warn_unparsed(unknown)
-    for entry in filter(None, os.environ.get("HEIRLOOM_PROFILE_PATH", "").split(os.pathsep)):  # was ignored unsaid
-        if not os.path.isdir(entry):  # (checker h325 F6); a folder made later is searched then: a warning only
-            why = "is a file: the variable takes folders" if os.path.exists(entry) else "is no folder (not found)"
-            warn_unparsed(f"warning: HEIRLOOM_PROFILE_PATH entry {entry} {why} (ignored)")
+    if PARENT_ENV not in os.environ:  # a broker's worker: its broker said them, once (checker v5 F4: 3 times)
+        _environment_warnings()
     try:
         cli(standalone_mode=True)
     except PluginError as exc:  # a name no plugin registers, or two do: it cannot work as installed

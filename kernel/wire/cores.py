@@ -6,6 +6,9 @@ import os
 
 #: Set by ``serve --workers N`` for the local workers it spawns: each one's share of the cores.
 CPU_SHARE_ENV = "HEIRLOOM_CPU_SHARE"
+#: The pid of the broker that spawned a local worker: the worker stops once it is gone (a broker killed by
+#: SIGKILL cannot stop its workers itself), and leaves the environment's warnings to it (``heirloom.cli.main``).
+PARENT_ENV = "HEIRLOOM_PARENT_BROKER"
 
 
 def available_cores() -> int:

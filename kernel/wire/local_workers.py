@@ -18,12 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 from heirloom.core.errors import HeirloomError
-from heirloom.wire.cores import CPU_SHARE_ENV, available_cores
+from heirloom.wire.cores import CPU_SHARE_ENV, PARENT_ENV, available_cores
 
 log = logging.getLogger("heirloom.wire.broker")
-#: The pid of the broker that spawned a local worker: the worker stops once it is gone
-#: (a broker killed by SIGKILL cannot stop its workers itself).
-PARENT_ENV = "HEIRLOOM_PARENT_BROKER"
 #: The secret a local worker's heartbeats carry, so that the broker knows its own processes.
 TOKEN_ENV = "HEIRLOOM_LOCAL_WORKER"
 #: Why a local worker was counted lost before its exit: its start failed (its exit 1 is that failure).
