@@ -89,7 +89,7 @@ class BrokerLink:
             self._drain_said = now
         outbox = self.server.outbox
         unsent = outbox.undeliverable
-        outbox.send([CONTROL, b"HEARTBEAT", packb(worker_status(self.server))])
+        outbox.send_now([CONTROL, b"HEARTBEAT", packb(worker_status(self.server))])
         self._note(outbox.undeliverable == unsent)
 
     def owed(self) -> bool:

@@ -318,6 +318,12 @@ class Outbox:
         if peer in self._waiting or not self._deliver(frames, size, instead):
             self._wait(peer, frames, size, instead)
 
+    def send_now(self, frames: Sequence[Any]) -> None:
+        """Send one small message now or count it undeliverable, never keep it waiting: a worker's heartbeat,
+        stale once late, whose refusal is how the worker learns that no broker takes them."""
+        if not self._deliver(frames, 0, None):
+            self.undeliverable += 1
+
     def _deliver(self, frames: Sequence[Any], size: int, instead: Callable[[int, int], None] | None) -> bool:
         """Hand one message to ZeroMQ (or drop and count it); False when the peer's queue is full now."""
         if size < TRACK_BYTES:
