@@ -208,7 +208,7 @@ class Broker(BrokerRoutes):
             wait_ms = self._expire()
             if self.draining:
                 left = self._drain_deadline - time.perf_counter()
-                if not self.forwarded or left <= 0:
+                if (not self.forwarded and not self.outbox.waiting) or left <= 0:  # replies sent first
                     break
                 wait_ms = min(wait_ms, int(left * 1000) + 1)
         return 0 if self._shutdown() else 1

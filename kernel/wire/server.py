@@ -223,7 +223,8 @@ class Server:
         """Answer finished calls, mount the routes once started, heartbeat, check the drain;
         False once the loop should end (drained, or the system failed to start)."""
         self._drain_done()
-        self.wait_ms = RETRY_MS if self.outbox.flush() else POLL_MS  # replies waiting for room in ZeroMQ's queue
+        replies_wait = self.outbox.flush()  # replies waiting for room in ZeroMQ's queue: a drain sends them first
+        self.wait_ms = RETRY_MS if replies_wait else POLL_MS
         if self.watch is not None:
             self.watch.catch_up()
         if not self._installed and self._system_ready.is_set() and not self._install():
@@ -241,7 +242,7 @@ class Server:
             left = self._drain_deadline - time.perf_counter()
             # a worker also answers what its broker sent before it learnt of the drain
             waiting = self.link is not None and self.link.owed()
-            if (self.admission.in_flight == 0 and not waiting) or left <= 0:
+            if (self.admission.in_flight == 0 and not waiting and not replies_wait) or left <= 0:
                 return False
             self.wait_ms = min(self.wait_ms, int(left * 1000) + 1)  # wake at the deadline, not after it
         return True

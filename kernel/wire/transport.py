@@ -318,6 +318,11 @@ class Outbox:
         if peer in self._waiting or not self._deliver(frames, size, instead):
             self._wait(peer, frames, size, instead)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether replies wait for room in a peer's queue (a drain sends them before it ends)."""
+        return bool(self._waiting)
+
     def send_now(self, frames: Sequence[Any]) -> None:
         """Send one small message now or count it undeliverable, never keep it waiting: a worker's heartbeat,
         stale once late, whose refusal is how the worker learns that no broker takes them."""
