@@ -7,6 +7,7 @@ import math
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import msgpack
 import pytest
@@ -300,30 +301,38 @@ def test_a_keyed_repeat_in_flight_gets_the_firsts_reply_whatever_its_own_deadlin
         sock.close()
 
 
+def _keyed_burst(address: str, repeats: int, then: Callable[[], None] = lambda: None) -> zmq.Socket:
+    """A DEALER that sent a keyed ``t.slow`` of 1 s and, once it runs, ``repeats`` repeats of it (ids 1 to
+    ``repeats``), then called ``then``; asserts that every one of them is answered OK, reading throughout."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    body = msgpack.packb({"ms": 1000})
+    first = {"route": "t.slow", "idempotency_key": f"burst-{time.time()}", "deadline_ms": 20_000}
+    sock.send_multipart([SIGNATURE, msgpack.packb({"id": 0, **first}), body])
+    time.sleep(0.1)  # the first is running
+    for request_id in range(1, repeats + 1):
+        sock.send_multipart([SIGNATURE, msgpack.packb({"id": request_id, **first}), body])
+    then()
+    statuses = {}
+    while len(statuses) < repeats + 1 and sock.poll(8000):
+        reply = msgpack.unpackb(sock.recv_multipart()[1])
+        statuses[reply["id"]] = reply["status"]
+    missing = sorted(set(range(repeats + 1)) - set(statuses))
+    counts = Counter(statuses.values())
+    if missing or set(counts) != {"OK"}:
+        sock.close()
+        raise AssertionError((missing[:10], len(missing), counts))
+    return sock
+
+
 def test_a_burst_of_keyed_repeats_released_at_once_is_answered_in_full(daemon):
     """docs/PROTOCOL.md, Idempotency keys: each repeat in flight "is answered with the first's reply". 1,000 repeats
     parked behind a running first are released in one turn, past ZeroMQ's 1,000-message high-water mark: a worker
     dropped its replies to the broker there (those clients got DEADLINE_EXCEEDED 10 s later, and the broker kept their
     slots in ``in_flight`` for good), one process its last reply to the client (v5 F9). The client reads throughout."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(daemon.address)
-    repeats = 1500
+    sock = _keyed_burst(daemon.address, 1500)
     try:
-        body = msgpack.packb({"ms": 1000})
-        first = {"route": "t.slow", "idempotency_key": f"burst-{time.time()}", "deadline_ms": 20_000}
-        sock.send_multipart([SIGNATURE, msgpack.packb({"id": 0, **first}), body])
-        time.sleep(0.1)  # the first is running
-        for request_id in range(1, repeats + 1):
-            sock.send_multipart([SIGNATURE, msgpack.packb({"id": request_id, **first}), body])
-        statuses = {}
-        while len(statuses) < repeats + 1 and sock.poll(8000):
-            frames = sock.recv_multipart()
-            reply = msgpack.unpackb(frames[1])
-            statuses[reply["id"]] = reply["status"]
-        missing = sorted(set(range(repeats + 1)) - set(statuses))
-        counts = Counter(statuses.values())
-        assert not missing and set(counts) == {"OK"}, (missing[:10], len(missing), counts)
         sock.send_multipart([SIGNATURE, msgpack.packb({"id": -1, "route": "_stats"}), msgpack.packb(None)])
         assert sock.poll(5000)
         stats = msgpack.unpackb(sock.recv_multipart()[2])
@@ -340,26 +349,12 @@ def test_a_drain_sends_a_burst_of_replies_before_its_worker_exits(tmp_path):
     here the old code lost 2 in 1 run of 4)."""
     daemon = Daemon(tmp_path, "--workers", "2")
     daemon.wait_ready()
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(daemon.address)
-    repeats = 1000
+
+    def terminate_soon() -> None:  # while the first runs: its repeats are answered in the drain
+        time.sleep(0.2)
+        daemon.process.send_signal(signal.SIGTERM)
+
     try:
-        body = msgpack.packb({"ms": 1000})
-        first = {"route": "t.slow", "idempotency_key": f"drain-{time.time()}", "deadline_ms": 20_000}
-        for request_id in range(repeats + 1):
-            sock.send_multipart([SIGNATURE, msgpack.packb({"id": request_id, **first}), body])
-            if request_id == 0:
-                time.sleep(0.1)  # the first is running
-        time.sleep(0.3)
-        daemon.process.send_signal(signal.SIGTERM)  # while the first runs: its repeats are answered in the drain
-        statuses = {}
-        while len(statuses) < repeats + 1 and sock.poll(5000):
-            reply = msgpack.unpackb(sock.recv_multipart()[1])
-            statuses[reply["id"]] = reply["status"]
-        missing = sorted(set(range(repeats + 1)) - set(statuses))
-        counts = Counter(statuses.values())
-        assert not missing and set(counts) == {"OK"}, (missing[:10], len(missing), counts)
+        _keyed_burst(daemon.address, 1000, terminate_soon).close()
     finally:
-        sock.close()
         assert daemon.terminate() == 0
