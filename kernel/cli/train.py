@@ -169,14 +169,14 @@ def fall_warning(store: ArtifactStore, artifact: Artifact) -> str:
     before = [other for other in store.list(artifact.project, artifact.model) if other.version < artifact.version]
     if not before or not (fell := fallen(artifact, before[-1])):
         return ""
-    metric = fell[0].split()[1]
     no_split = ", which compares validation scores: give its source a validation split"
     unscored = "" if scored_on(artifact, VALIDATION) else no_split
+    figures = ", ".join(said for _, said in fell)
     return (
         f"warning: {artifact.ref} scores {FALL:g} or more below {before[-1].ref}, the version before it, on the same "
-        f"records: {', '.join(fell)}. A daemon serving the model's latest version (the default) serves it now: set "
+        f"records: {figures}. A daemon serving the model's latest version (the default) serves it now: set "
         f'serve = "production" on models.{artifact.model} and promote a version once it holds up (heirloom models '
-        f"promote {artifact.ref} production --if-better {metric}{unscored}; docs/ARTIFACTS.md)"
+        f"promote {artifact.ref} production --if-better {fell[0][0]}{unscored}; docs/ARTIFACTS.md)"
     )
 
 

@@ -225,9 +225,9 @@ def check_better(
         )
 
 
-def fallen(new: Artifact, old: Artifact) -> list[str]:
-    """``SPLIT METRIC OLD -> NEW`` for each top-level score of HIGHER_IS_BETTER that ``new`` got FALL or more
-    below ``old`` on the same records of a split (equal fingerprints of that split); none where they differ."""
+def fallen(new: Artifact, old: Artifact) -> list[tuple[str, str]]:
+    """``(METRIC, "SPLIT METRIC OLD -> NEW")`` for each top-level score of HIGHER_IS_BETTER that ``new`` got FALL
+    or more below ``old`` on the same records of a split (equal fingerprints of that split); none where they differ."""
     said = []
     for split in SPLITS:
         ours, theirs = scores(new, split) or {}, scores(old, split) or {}
@@ -236,5 +236,5 @@ def fallen(new: Artifact, old: Artifact) -> list[str]:
         for name in sorted(HIGHER_IS_BETTER & ours.keys()):
             before, after = theirs.get(name), ours.get(name)
             if _score(name, before) and _score(name, after) and before - after >= FALL:
-                said.append("{} {} {} -> {}".format(split, name, *figures(before, after)))
+                said.append((name, "{} {} {} -> {}".format(split, name, *figures(before, after))))
     return said
