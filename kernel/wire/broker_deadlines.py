@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from heirloom.wire.protocol import packb
 
 #: Heap entries of answered requests kept before the heap is rebuilt without them (as many
@@ -26,6 +28,14 @@ def forwarded_header(header: dict[str, Any], budget: float, received: float) -> 
     """The header a worker is sent: ``deadline_ms`` is what is left of the client's ``budget``
     (from ``received``, ``perf_counter``), so the worker's clock does not start it afresh."""
     return packb({**header, "deadline_ms": budget - (time.perf_counter() - received) * 1000})
+
+
+@attrs.define
+class KeyedRun:
+    """The requests in flight that share one idempotency key: how many, and when the first is due."""
+
+    count: int
+    first_due: float | None
 
 
 class Deadlines:
@@ -43,9 +53,9 @@ class Deadlines:
         self._longest_grace = longest_grace
         self._heap: list[tuple[float, bytes]] = []
         self._expired: set[bytes] = set()
-        #: tag -> idempotency key of each keyed request in flight; key -> [its requests in flight, the first's due]
+        #: tag -> idempotency key of each keyed request in flight, and each key's requests in flight
         self._keyed: dict[bytes, Any] = {}
-        self._running: dict[Any, list[Any]] = {}
+        self._running: dict[Any, KeyedRun] = {}
 
     def add(self, received: float, budget_ms: float | None, tag: bytes, key: Any = None) -> None:
         """Request ``tag`` (just forwarded), ``received`` at ``perf_counter`` time with ``budget_ms``,
@@ -61,10 +71,10 @@ class Deadlines:
         if key is not None:
             self._keyed[tag] = key
             if (running := self._running.get(key)) is not None:
-                running[0] += 1
-                due = None if due is None or running[1] is None else max(due, running[1])
+                running.count += 1
+                due = None if due is None or running.first_due is None else max(due, running.first_due)
             else:
-                self._running[key] = [1, due]
+                self._running[key] = KeyedRun(1, due)
         if due is None:
             return
         heapq.heappush(self._heap, (due, tag))
@@ -93,8 +103,8 @@ class Deadlines:
         reply, or its loss, is then told nobody); forgets it either way."""
         if self._keyed and (key := self._keyed.pop(tag, None)) is not None:
             running = self._running[key]
-            running[0] -= 1
-            if not running[0]:
+            running.count -= 1
+            if not running.count:
                 del self._running[key]
         if tag in self._expired:
             self._expired.remove(tag)
