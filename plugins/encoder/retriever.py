@@ -350,7 +350,7 @@ class EncoderRetriever(EncoderModel):
         metrics["support"] = len(queries)  # a count the kernel knows: promote --if-better refuses it
         lines = [report_text(metrics, f"{len(queries)} test queries")]
         missing = [label for label, items in zip(labels, relevant, strict=True) if not items]
-        metrics["queries_without_documents"] = len(missing)  # always there, 0 too: readers rely on it
+        metrics["unanswerable_support"] = len(missing)  # a count (0 too: readers rely on it), never a score
         if missing:  # a thread added since this version was trained: its queries find nothing here
             groups = sorted(set(missing))
             lines.append(
