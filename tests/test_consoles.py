@@ -39,11 +39,18 @@ def _served(tmp: Path, env: dict[str, str], profile: str) -> tuple[Daemon, Gatew
 
 
 @pytest.fixture(scope="module")
-def medical(tmp_path_factory, data_dir):
+def medical_home(tmp_path_factory, data_dir) -> tuple[Path, dict[str, str]]:
+    """A folder and the environment of a store holding a trained ``medical-small``."""
     tmp = tmp_path_factory.mktemp("medical-console")
     env = {"HEIRLOOM_HOME": str(tmp / "home"), "HEIRLOOM_DATA": str(data_dir)}
     trained = run_heirloom("train", "medical-small", *QUICK, env=env, timeout=600)
     assert trained.returncode == 0, trained.stderr
+    return tmp, env
+
+
+@pytest.fixture(scope="module")
+def medical(medical_home):
+    tmp, env = medical_home
     daemon, gateway = _served(tmp, env, (REPO / "profiles" / "medical-small.toml").read_text())
     yield daemon, gateway
     assert gateway.stop() == 0
@@ -60,6 +67,34 @@ def recommend(tmp_path_factory, data_dir):
     yield daemon, gateway
     assert gateway.stop() == 0
     assert daemon.terminate() == 0, daemon.log()
+
+
+def test_medical_small_behind_a_broker_answers_as_one_process_does(medical, medical_home):
+    """Checker h331 F1: with ``--workers 2`` the broker refused every medical worker's heartbeat (the routes'
+    input schemas nest 17 levels, past its limit of 16), so ``_ready`` stayed false, every route answered
+    UNAVAILABLE "no worker is ready" and the broker killed and respawned its workers every 30 s, for good."""
+    one, _ = medical
+    tmp, env = medical_home
+    (tmp / "workers").mkdir()
+    broker = Daemon(
+        tmp / "workers", "--workers", "2", profile=(REPO / "profiles" / "medical-small.toml").read_text(), env=env
+    )
+    try:
+        broker.wait_ready(timeout=120)
+        with one.client(timeout=30) as alone, broker.client(timeout=30) as behind:
+            schemas = [
+                {r["name"]: (r["input"], r["output"]) for r in c.call("_routes")["routes"] if r["name"][0] != "_"}
+                for c in (alone, behind)
+            ]
+            assert schemas[0] == schemas[1] and "diagnosis.predict" in schemas[0]
+            patient = alone.call("record.patients", {"offset": 0, "limit": 1})["patients"][0]["id"]
+            summary = alone.call("record.summary", {"patient": patient})
+            assert behind.call("record.summary", {"patient": patient}) == summary
+            asked = {"patient": patient, "encounter": summary["encounters"][0]["id"]}
+            for route in ("diagnosis.predict", "treatment.recommend"):
+                assert behind.call(route, asked) == alone.call(route, asked), route
+    finally:
+        assert broker.terminate() == 0, broker.log()
 
 
 def test_the_medical_console_finds_a_patient_and_shows_diagnoses_and_treatments(medical, page):  # noqa: F811

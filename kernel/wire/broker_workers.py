@@ -37,8 +37,10 @@ from heirloom.wire.routing import ROUTE_NAME
 
 #: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
 MAX_HEARTBEAT_ROUTES = 1_000
-#: How deep a heartbeat may nest (a worker's own is a few levels; 1,000 broke ``_ready``).
-MAX_HEARTBEAT_DEPTH = 16
+#: How deep a heartbeat may nest: its routes' input and output schemas nest as deep as the routes' types
+#: (the medical routes' 17 levels; a limit of 16 kept every medical worker out, checker h331), and 1,000
+#: broke ``_ready``, which packs it again.
+MAX_HEARTBEAT_DEPTH = 64
 #: The largest heartbeat read (a worker of 50 routes sends a few KB): the broker keeps each
 #: worker's last one, so with ``MAX_WORKERS`` this bounds what peers can make it hold.
 MAX_HEARTBEAT_BYTES = 2 << 20
