@@ -220,6 +220,19 @@ def test_a_keyed_retry_whose_buffer_descriptions_differ_only_in_key_order_or_ign
     refused(write("h321-a6", [], plain), "header.idempotency_key")  # [] makes {"$buffer": i} placeholders
 
 
+def test_a_keyed_retry_of_a_body_packed_in_another_key_order_is_refused_saying_key_order_counts(send):
+    """A Perl hash (or a Java HashMap) packed again for a retry comes out in another key order: the retry was refused
+    as "a different request body", which reads as other data; the message now says key order counts (h330 F3)."""
+    first, again = (msgpack.packb(dict.fromkeys(keys, 1)) for keys in ("abcdefgh", "fadbcegh"))
+    assert first != again and msgpack.unpackb(first) == msgpack.unpackb(again)
+    assert send(SIGNATURE, header(route="t.write", idempotency_key="h330-f3"), first)[0]["status"] == "OK"
+    message = refused(
+        send(SIGNATURE, header(route="t.write", idempotency_key="h330-f3"), again), "header.idempotency_key"
+    )
+    assert "with a different request body or buffers" in message
+    assert "the same data packed with a map's keys in another order is another body" in message
+
+
 def test_a_buffer_dtype_that_is_not_a_string_is_told_with_its_type(send):
     """C's msgpack_pack_bin for a dtype: the map quoted looked valid (``{"dtype": "uint8", ...}``); now the
     message names the part and its type, as ``header.route`` sent as bin is told (h326 F1)."""
