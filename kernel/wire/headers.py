@@ -176,6 +176,13 @@ def buffer_specs(header: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
             )
         known = type(dtype) is str and dtype in DTYPES
         if not known or type(shape) is not list or any(type(d) is not int or d < 0 for d in shape):
+            if known and type(shape) is list:  # a Perl length($b)/12 is the float 2.0: name the element (h330 F4)
+                j, size = next((j, d) for j, d in enumerate(shape) if type(d) is not int or d < 0)
+                raise RequestError(
+                    INVALID_ARGUMENT,
+                    f"header.buffers[{i}].shape[{j}] must be a non-negative integer, got {quoted(size)}",
+                    f"header.buffers[{i}]",
+                )
             raise RequestError(
                 INVALID_ARGUMENT,
                 f"header.buffers[{i}] must be a map with 'dtype' (one of {', '.join(sorted(DTYPES))}) and 'shape' "

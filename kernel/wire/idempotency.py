@@ -99,6 +99,7 @@ class IdempotencyCache:
             raise RequestError(
                 INVALID_ARGUMENT,
                 f"idempotency_key {call.idem[-1]!r} was already used by this client on {call.idem[1]} with a "
-                "different request body or buffers (their bytes, dtypes or shapes); use a fresh key for a new request",
+                "different request body or buffers (their bytes, dtypes or shapes: the same data packed with a map's "
+                "keys in another order is another body); use a fresh key for a new request",
                 "header.idempotency_key",
             )
