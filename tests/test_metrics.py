@@ -624,7 +624,8 @@ def threads(pid: int) -> int:
 def metrics_daemon(tmp_path) -> tuple[Daemon, int]:
     """A one-process daemon logging JSON, with its metrics port answering."""
     port = free_port()
-    daemon = Daemon(tmp_path, "--metrics-port", str(port), "--log-format", "json", profile='[apis.echo]\nuse = "echo"\n')
+    echo = '[apis.echo]\nuse = "echo"\n'
+    daemon = Daemon(tmp_path, "--metrics-port", str(port), "--log-format", "json", profile=echo)
     daemon.wait_ready()
     deadline = time.monotonic() + 30
     while not try_scrape(port):
