@@ -180,3 +180,23 @@ def test_the_image_build_takes_the_cpu_torch_from_the_index_it_is_given_or_fails
     assert built.stderr.strip() == (
         "torch 2.13.0 is a CUDA build: pass --build-arg PIP_EXTRA_INDEX_URL=<an index of CPU torch wheels>"
     )
+
+
+def test_scale_md_kuberay_command_uses_only_what_its_manifest_gives_the_head():
+    """SCALE.md's KubeRay command read its Curve keys from /keys, which its RayCluster mounted nothing at, and bound
+    the worker endpoint at $(hostname -i), which the Ray section above it warns is loopback on many hosts (h334)."""
+    yaml = pytest.importorskip("yaml")
+    page = (REPO / "docs" / "SCALE.md").read_text().split("## KubeRay", 1)[1].split("\n## ", 1)[0]
+    manifest = yaml.safe_load(re.search(r"```yaml\n(.*?)```", page, re.S).group(1))
+    head = manifest["spec"]["headGroupSpec"]["template"]["spec"]
+    container = head["containers"][0]
+    mounted = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert set(mounted.values()) <= {volume["name"] for volume in head["volumes"]}
+    command = re.search(r"```sh\n(heirloom serve .*?)```", page, re.S).group(1)
+    assert "hostname -i" not in command
+    paths = re.findall(r"--\S+ (/[^\s\\]+)", command)
+    assert any(path.startswith("/keys/") for path in paths), command
+    for path in paths:
+        assert any(path == folder or path.startswith(folder + "/") for folder in mounted), (path, mounted)
+    variables = set(re.findall(r"\$\{(\w+)\}", command))
+    assert variables and variables <= {variable["name"] for variable in container["env"]}, variables
