@@ -126,7 +126,7 @@ class _Answer(ServerHandler):
     """wsgiref's answer to one request, whose failures (past those of the app, which ``_logged``
     answers) went to stderr as a raw traceback."""
 
-    def log_exception(self, exc_info: ExcInfo) -> None:  # type: ignore[override]
+    def log_exception(self, exc_info: ExcInfo) -> None:
         _said("answering a request", exc_info[1])
 
 
