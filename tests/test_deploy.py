@@ -130,3 +130,73 @@ def test_systemd_accepts_the_unit(tmp_path):
     unit.write_text(UNIT.read_text().replace(INSTALLED, str(installed)))
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+CONTAINERFILE = REPO / "deploy" / "Containerfile"
+
+
+def dockerignored(path: str) -> bool:
+    """Whether ``.dockerignore`` leaves ``path`` (relative to the build context) out of the context: its
+    patterns as Docker matches them (a match of a folder leaves out all of it; ``**/`` any folders)."""
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
+    parts = path.split("/")
+    for pattern in (p for p in patterns if p and not p.startswith("#")):
+        regex = re.escape(pattern).replace(r"\*\*/", "(?:.*/)?").replace(r"\*", "[^/]*")
+        if any(re.fullmatch(regex, "/".join(parts[:n])) for n in range(1, len(parts) + 1)):
+            return True
+    return False
+
+
+def test_the_image_leaves_out_the_state_a_checkout_holds():
+    """.dockerignore let ./home and ./.heirloom (data sets, the store, feedback logs with clients' texts), and
+    deploy/README.md's keys/ folder, into the build context, and COPY . put them in the image (h334 F2)."""
+    anchored = [line.strip("/") for line in (REPO / ".gitignore").read_text().splitlines() if line.startswith("/")]
+    assert anchored  # .gitignore's folders of the checkout's own state
+    for folder in anchored:
+        assert dockerignored(folder) and dockerignored(f"{folder}/store/index.sqlite"), folder
+    for key in ("keys/probe/probe.key", "keys/probe/probe.key_secret", "deploy/server.key_secret"):
+        assert dockerignored(key), key
+    for needed in ("kernel/core/kernel.py", "plugins/gateway/command.py", "pyproject.toml", "constraints.txt"):
+        assert not dockerignored(needed), needed
+
+
+def test_the_image_build_takes_the_cpu_torch_from_the_index_it_is_given_or_fails(tmp_path):
+    """constraints.txt pins torch's version, which the CUDA build matches too, while the Containerfile said it pinned
+    the CPU build and its own build command passed no index: that command installed the CUDA build (h334 F1). The
+    header's command passes the index now, and the build fails, naming the build argument, on a CUDA torch."""
+    text = CONTAINERFILE.read_text()
+    header = text.split("FROM ")[0].replace("\\\n#", "").splitlines()  # its continued lines joined
+    assert "--build-arg PIP_EXTRA_INDEX_URL=" in next(line for line in header if "docker build" in line)
+    assert "pins the CPU build" not in text
+    assert re.search(r"^torch==[\d.]+$", (REPO / "constraints.txt").read_text(), re.M)  # a version, not a build
+    run = next(line for line in text.replace("\\\n", "").splitlines() if line.startswith("RUN python -m venv"))
+    check = run.split(" && ")[-1].replace("/opt/heirloom/venv/bin/python", shlex.quote(sys.executable))
+    assert subprocess.run(["bash", "-c", check], capture_output=True, text=True).returncode == 0  # this CPU torch
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('__version__ = "2.13.0"\nclass version:\n    cuda = "12.4"\n')
+    built = subprocess.run(["bash", "-c", check], capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)})
+    assert built.returncode == 1
+    assert built.stderr.strip() == (
+        "torch 2.13.0 is a CUDA build: pass --build-arg PIP_EXTRA_INDEX_URL=<an index of CPU torch wheels>"
+    )
+
+
+def test_scale_md_kuberay_command_uses_only_what_its_manifest_gives_the_head():
+    """SCALE.md's KubeRay command read its Curve keys from /keys, which its RayCluster mounted nothing at, and bound
+    the worker endpoint at $(hostname -i), which the Ray section above it warns is loopback on many hosts (h334)."""
+    yaml = pytest.importorskip("yaml")
+    page = (REPO / "docs" / "SCALE.md").read_text().split("## KubeRay", 1)[1].split("\n## ", 1)[0]
+    manifest = yaml.safe_load(re.search(r"```yaml\n(.*?)```", page, re.S).group(1))
+    head = manifest["spec"]["headGroupSpec"]["template"]["spec"]
+    container = head["containers"][0]
+    mounted = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert set(mounted.values()) <= {volume["name"] for volume in head["volumes"]}
+    command = re.search(r"```sh\n(heirloom serve .*?)```", page, re.S).group(1)
+    assert "hostname -i" not in command
+    paths = re.findall(r"--\S+ (/[^\s\\]+)", command)
+    assert any(path.startswith("/keys/") for path in paths), command
+    for path in paths:
+        assert any(path == folder or path.startswith(folder + "/") for folder in mounted), (path, mounted)
+    variables = set(re.findall(r"\$\{(\w+)\}", command))
+    assert variables and variables <= {variable["name"] for variable in container["env"]}, variables

@@ -1613,7 +1613,7 @@ def test_sigterm_while_a_plugin_imports_stops_the_gateway_with_0(tmp_path):
         assert process.wait(30) == 0, process.stderr.read().decode()
     finally:
         process.kill()
-    assert "heirloom gateway: http://" not in process.stderr.read().decode()
+    assert "serving HTTP at http://" not in process.stderr.read().decode()
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ is read again on it, and a gateway whose child daemon exits says so and stops wi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, write
+from tests.helpers import HEIRLOOM, REPO, free_port, run_heirloom, write
 from tests.test_gateway import Gateway, http, http_up
 
 pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
@@ -122,3 +123,39 @@ def test_sighup_reads_the_tokens_file_again_and_keeps_it_when_it_became_wrong(tm
     finally:
         assert gateway.stop() == 0, gateway.log_path.read_text()
         assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_a_child_daemon_logs_as_the_gateway_is_told_and_so_does_the_gateway(tmp_path, level):
+    """A child daemon was started without the gateway's --log-format and --log-level: text lines at INFO
+    under a gateway's ``--log-format json --log-level warning``; and the gateway's own first line
+    (``heirloom gateway: http://...``) was plain text whatever --log-format said (h334 F4)."""
+    gateway = Started(tmp_path, "minimal", "--separate-daemon", "--log-format", "json", "--log-level", level)
+    try:
+        assert http(gateway.url + "/v1/routes/echo.echo", [1])[::2] == (200, [1])
+    finally:
+        gateway.process.terminate()
+        assert gateway.process.wait(30) == 0, gateway.log()
+    lines = [json.loads(line) for line in gateway.log().splitlines()]  # every line JSON, the child's too
+    if level == "WARNING":
+        assert [line for line in lines if line["level"] in ("debug", "info")] == []
+    else:
+        messages = {(line["pid"] == gateway.process.pid, line["message"]) for line in lines}
+        assert (False, "stopped") in messages  # the child's
+        banner = f"serving HTTP at {gateway.url}/ -> ipc://"
+        assert [m for own, m in messages if own and m.startswith(banner)], messages
+
+
+def test_a_curve_server_key_without_connect_is_refused_at_start(tmp_path):
+    """``--curve-server`` with PROFILE was accepted: ignored by a daemon on the gateway's loop, and every
+    request 401 'the daemon refused this client's Curve key' once the daemon was a child (``--separate-daemon``,
+    or only ``[server] workers = 2``), though the child had no Curve at all (h334 F3)."""
+    for folder, name in (("keys", "clinic"), ("keys/server", "server")):
+        assert run_heirloom("keys", "new", str(tmp_path / folder), "--name", name).returncode == 0
+    tokens = write(tmp_path / "tokens.toml", '[tokens]\n"a-long-random-token-for-the-app" = "keys/clinic.key_secret"\n')
+    tokens.chmod(0o600)
+    curve = ["--tokens", str(tokens), "--curve-server", str(tmp_path / "keys/server/server.key")]
+    for options in ([], ["--separate-daemon"], ["--set", "server.workers=2"]):
+        refused = run_heirloom("gateway", "minimal", *options, *curve, "--port", str(free_port()), timeout=30)
+        assert refused.returncode == 2, refused.stderr
+        assert "--curve-server goes with --connect" in refused.stderr, refused.stderr

@@ -614,3 +614,78 @@ def test_a_first_scrape_at_the_descriptor_limit_answers_and_a_failed_one_is_a_lo
         assert [(line["level"], line["logger"]) for line in lines] == [("error", "heirloom.wire.metrics")]
         assert lines[0]["message"] == "a /metrics scrape failed (GET /metrics)"
         assert "ZeroDivisionError" in lines[0]["exc"]
+
+
+def threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+def metrics_daemon(tmp_path) -> tuple[Daemon, int]:
+    """A one-process daemon logging JSON, with its metrics port answering."""
+    port = free_port()
+    echo = '[apis.echo]\nuse = "echo"\n'
+    daemon = Daemon(tmp_path, "--metrics-port", str(port), "--log-format", "json", profile=echo)
+    daemon.wait_ready()
+    deadline = time.monotonic() + 30
+    while not try_scrape(port):
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.1)
+    return daemon, port
+
+
+def test_connections_reset_on_the_metrics_port_leave_the_json_log_json(tmp_path):
+    """Each client that reset its connection to the metrics port wrote socketserver's raw 17-line traceback to
+    stderr, past the JSON formatter and unthrottled (h332 F1)."""
+    import socket
+    import struct
+
+    daemon, port = metrics_daemon(tmp_path)
+    try:
+        for sent in [b"", b"G", b"GET /metrics HTTP/1.1\r\n"] * 17:  # nothing, a partial line, a partial request
+            with socket.create_connection(("127.0.0.1", port)) as connection:
+                connection.sendall(sent)
+                time.sleep(0.01)  # accepted and reading
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        time.sleep(1)
+        assert value(scrape(port), "heirloom_ready") == 1  # still serving
+    finally:
+        assert daemon.terminate() == 0
+    lines = [json.loads(line) for line in daemon.log().splitlines()]  # every line JSON: no raw traceback
+    assert [line for line in lines if line["level"] != "info" or line["logger"] == "heirloom.wire.metrics"] == []
+    assert "Traceback" not in daemon.log()
+
+
+def test_idle_connections_to_the_metrics_port_are_closed_and_their_threads_end(tmp_path):
+    """A connection that sent nothing, or half a request, held a thread for as long as its client kept it open: 500
+    idle ones, 381 threads (h332 F2)."""
+    import socket
+
+    from heirloom.wire.exporter import READ_TIMEOUT
+
+    daemon, port = metrics_daemon(tmp_path)
+    try:
+        time.sleep(0.5)  # the scrape's thread gone
+        before = threads(daemon.process.pid)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        for connection in idle[::2]:
+            connection.sendall(b"GET /metrics HTTP/1.1\r\n")  # half a request
+        deadline = time.monotonic() + 10
+        while threads(daemon.process.pid) < before + 20:  # a thread each
+            assert time.monotonic() < deadline, threads(daemon.process.pid)
+            time.sleep(0.1)
+        opened = time.monotonic()
+        for connection in idle:
+            connection.settimeout(READ_TIMEOUT + 20)
+            assert connection.recv(1) == b""  # closed by the daemon
+            connection.close()
+        assert READ_TIMEOUT - 1 < time.monotonic() - opened < READ_TIMEOUT + 10
+        deadline = time.monotonic() + 10
+        while threads(daemon.process.pid) > before:
+            assert time.monotonic() < deadline, (before, threads(daemon.process.pid))
+            time.sleep(0.1)
+        assert value(scrape(port), "heirloom_ready") == 1
+    finally:
+        assert daemon.terminate() == 0
+    lines = [json.loads(line) for line in daemon.log().splitlines()]
+    assert [line for line in lines if line["level"] != "info" or line["logger"] == "heirloom.wire.metrics"] == []

@@ -62,19 +62,26 @@ class Daemon:
 
 @contextlib.contextmanager
 def daemon_for(
-    kernel: heirloom.Kernel, profile: str, context: zmq.Context, *, separate: bool, overrides: tuple[str, ...] = ()
+    kernel: heirloom.Kernel,
+    profile: str,
+    context: zmq.Context,
+    *,
+    separate: bool,
+    overrides: tuple[str, ...] = (),
+    logs: tuple[str, str] = ("text", "INFO"),
 ) -> Iterator[Daemon]:
     """PROFILE's daemon, started for the gateway and stopped when it stops.
 
     By default a one-process daemon is served from the gateway's own event loop, reached
     over ``inproc://`` in ``context``: one process to run, no thread or process for a
     request to cross (docs/HTTP.md). ``separate``, or a daemon of worker processes: a
-    ``heirloom serve`` child, with an interpreter lock of its own.
+    ``heirloom serve`` child, with an interpreter lock of its own, logging as ``logs`` says
+    (the gateway's ``--log-format`` and ``--log-level``).
     """
     resolved = kernel.resolve(profile, overrides)
     settings = resolved.settings["server"]
     if separate or not heirloom.in_one_process(resolved, settings):
-        with served_by_child(profile, overrides, start_timeout=120) as (address, child):
+        with served_by_child(profile, overrides, start_timeout=120, logs=logs) as (address, child):
             yield Daemon(address, child=child)
         return
     system = kernel.system(resolved, serve_models=True)
@@ -84,15 +91,19 @@ def daemon_for(
 
 @contextlib.contextmanager
 def served_by_child(
-    profile: str, overrides: tuple[str, ...], start_timeout: float
+    profile: str, overrides: tuple[str, ...], start_timeout: float, logs: tuple[str, str] = ("text", "INFO")
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """``heirloom serve PROFILE`` as a child on a private ipc socket, yielded (its address and
     process) once it serves its routes (as the in-process daemon is: started and mounted, so the
-    gateway's first requests are not refused as too early); SIGTERM on the way out."""
+    gateway's first requests are not refused as too early); SIGTERM on the way out. ``logs``: its
+    ``--log-format`` and ``--log-level`` (a child given neither wrote text lines at INFO under a
+    gateway's ``--log-format json --log-level warning``)."""
     folder = tempfile.mkdtemp(prefix="heirloom-gateway-")
     address = f"ipc://{folder}/daemon.sock"
     settings = [f"--set={override}" for override in overrides]
+    log_format, log_level = logs
     command = [sys.executable, "-m", "heirloom", "serve", profile, *settings, "--bind", address]
+    command += ["--log-format", log_format, "--log-level", log_level]
     child = subprocess.Popen(command, preexec_fn=stopped_with_parent())
     try:
         with heirloom.Client(address, timeout=2.0, retries=0) as client:
@@ -178,7 +189,8 @@ def stopped_with_parent() -> Callable[[], None] | None:
     "--curve-server-key",
     "curve_server_key",
     type=a_path(exists=True, dir_okay=False),
-    help="The daemon's public key (server.key), with --tokens when the daemon uses Curve (as call and ui take it).",
+    help="With --connect and --tokens: the public key (server.key) of a running daemon that uses Curve (as call and "
+    "ui take it). A daemon the gateway runs from PROFILE has no Curve.",
 )
 @click.option(
     "--separate-daemon",
@@ -226,6 +238,11 @@ def gateway_command(
         raise click.UsageError("--separate-daemon goes with PROFILE, not --connect")
     if overrides and connect is not None:
         raise click.UsageError("--set changes PROFILE's settings: it goes with PROFILE, not --connect")
+    if curve_server_key is not None and connect is None:  # ignored in-process, every request 401 with a child
+        raise click.UsageError(
+            "--curve-server goes with --connect (a running daemon that uses Curve): the daemon the gateway runs "
+            "from PROFILE has no Curve"
+        )
     if curve_server_key is not None and tokens is None:
         raise click.UsageError("--curve-server needs --tokens (the client keys to use)")
     try:
@@ -263,7 +280,14 @@ def gateway_command(
                 daemon = Daemon(connect)
             else:
                 daemon = stack.enter_context(
-                    daemon_for(kernel, profile, context, separate=separate_daemon, overrides=overrides)
+                    daemon_for(
+                        kernel,
+                        profile,
+                        context,
+                        separate=separate_daemon,
+                        overrides=overrides,
+                        logs=(log_format, log_level),
+                    )
                 )
         except heirloom.HeirloomError as exc:
             if stopping.is_set():  # a plugin "failed" on the signal's SystemExit
@@ -283,7 +307,7 @@ def gateway_command(
             context=context,
         )
         port = listening.getsockname()[1]  # the one the system chose for --port 0
-        click.echo(f"heirloom gateway: http://{url_host(host)}:{port}/ -> {daemon.address}", err=True)
+        log.info("serving HTTP at http://%s:%d/ -> %s", url_host(host), port, daemon.address)
         if token_keys is None and not loopback(host):  # HTTP.md's advice, said where the mistake shows
             log.warning(
                 "listening on %s without --tokens: whoever reaches port %d can call every route of the daemon, "
