@@ -1150,7 +1150,10 @@ def test_hand_edited_handoff_lines_the_api_would_refuse_are_named_and_skipped_no
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     source = HandoffSource(api="support", path=str(path))
     source.log_path = path
-    assert list(source.records()) == []  # h5's new intent waits for accept_intent
+    # h5's new intent waits for accept_intent: a record that trains nothing, only checked (h333 F2)
+    assert [(r["id"], r["label"], r.get("waits_for")) for r in source.records()] == [
+        ("handoff:h5", "out_of_scope", "Bogus Intent!!")
+    ]
     source.fingerprint()
     with path.open("a") as handle:
         handle.write(json.dumps({"type": "acceptance", "intent": "Bogus Intent!!"}) + "\n")
@@ -1272,6 +1275,37 @@ def test_an_open_handoff_or_a_waiting_resolution_changes_no_training_fingerprint
     assert append({"type": "resolution", "id": "h2", "intent": "birds", "new_intent": True}) == first
     resolved = append({"type": "resolution", "id": "h1", "intent": "track_order"})
     assert resolved["intent"] != first["intent"] and resolved["answer"] == first["answer"]
+
+
+def test_a_waiting_resolution_is_a_record_that_trains_nothing_and_the_warning_names_a_few_intents(tmp_path, caplog):
+    """h333 F2/F3: a resolution naming a waiting intent reaches the intent model as a ``waits_for`` record labelled
+    out of scope (it trains nothing, and is checked after the fit); the warning naming the waiting intents was one
+    54 KB line with 4,267 of them: it names the 10 most resolved and how many more."""
+    from heirloom_plugins.support.sources import HandoffSource
+
+    path = tmp_path / "handoffs.jsonl"
+    entries = []
+    for number in range(15):
+        entries.append({"type": "handoff", "id": f"h{number}", "text": f"question {number}"})
+        intent = "crypto" if number < 3 else f"hobby_{number:02d}"
+        entries.append({"type": "resolution", "id": f"h{number}", "intent": intent, "new_intent": True})
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    source = HandoffSource(api="support", path=str(path), kind="intent")
+    source.log_path = path
+    with caplog.at_level(logging.WARNING):
+        records = list(source.records("train"))
+    assert records[0] == {
+        "id": "handoff:h0",
+        "text": "question 0",
+        "label": "out_of_scope",
+        "resolution": True,
+        "waits_for": "crypto",
+    }
+    assert len(records) == 15 and all(record["label"] == "out_of_scope" for record in records)
+    said = "resolutions naming 13 new intent(s) wait for support.accept_intent and train nothing"
+    assert said in caplog.text
+    assert "crypto (3), hobby_03 (1), " in caplog.text and "hobby_11 (1) and 3 more" in caplog.text
+    assert "hobby_12" not in caplog.text
 
 
 @pytest.mark.parametrize(
