@@ -273,7 +273,8 @@ class SupportApi(heirloom.Api):
                 handler=self.handoffs,
                 input=HandoffsInput,
                 admin=True,  # customers' own words: for the people who answer them, not for every client
-                description="Handed-off queries, newest first: open ones, or all with include_resolved.",
+                description="Handed-off queries, newest first: open ones, or all with include_resolved; "
+                "{'before': a reply's 'next'} lists the older ones.",
             ),
             heirloom.Route(
                 "resolve",
@@ -287,7 +288,8 @@ class SupportApi(heirloom.Api):
                 handler=self.accept_intent,
                 input=AcceptInput,
                 admin=True,
-                description="Accept a new intent {'intent'} resolutions named: they train from the next train on.",
+                description="Accept a new intent {'intent'} resolutions named: they train from the next train on "
+                "(one a typo from a known intent only with 'even_if_close': true).",
             ),
         ]
 
