@@ -29,6 +29,9 @@ WEIGHT = 4
 MOST_WEIGHT = 1000
 #: How many records a warning that this version answers otherwise names.
 SHOWN = 5
+#: The record field naming the new intent a person resolved a text to that waits for ``accept_intent`` (the
+#: ``handoffs`` source): such a record trains nothing (its ``label`` is ``out_of_scope``), it is only checked.
+WAITS_FOR = "waits_for"
 
 
 def weight(instance: Any, attribute: Any, value: int) -> None:
@@ -44,6 +47,12 @@ def kind_of(record: Any) -> str | None:
         if value is True:
             return kind
     return None
+
+
+def waits_for(record: Any) -> str | None:
+    """The new intent a person resolved ``record``'s text to that waits for ``accept_intent``, else None."""
+    value = record.get(WAITS_FOR) if isinstance(record, Mapping) else getattr(record, WAITS_FOR, None)
+    return value if isinstance(value, str) and value else None
 
 
 def repeats(kinds: list[str | None], weights: Mapping[str, int]) -> list[int]:
@@ -123,4 +132,24 @@ def check_out_of_scope(
         f"warning: this version answers {len(inside)} of the {len(decided)} texts a person decided {out_of_scope} "
         f"in scope, not handed off: {named}; they train nothing (no weight helps them): check this "
         "version before serving it, and the decisions that taught the intents they now get (docs/SUPPORT.md)"
+    )
+
+
+def check_waiting(waiting: list[tuple[str, str]], answers: list[str], out_of_scope: str, progress: Any) -> None:
+    """Log how many texts a person resolved to a new intent that waits for ``accept_intent`` (``(text, intent)``;
+    they train nothing) the new version answers in scope, no handoff, naming a few: such a customer got a known
+    intent's confident answer, and the waiting intent no more handoffs to collect (checker h333 F2)."""
+    if not waiting:
+        return
+    inside = [(text, intent, answer) for (text, intent), answer in zip(waiting, answers, strict=True)]
+    inside = [(text, intent, answer) for text, intent, answer in inside if answer != out_of_scope]
+    if not inside:
+        progress.log(f"waiting new intents: all {len(waiting)} texts resolved to one are handed off")
+        return
+    named = "; ".join(f"{text[:60]!r} waits for {intent}, now {answer}" for text, intent, answer in inside[:SHOWN])
+    named += " ..." if len(inside) > SHOWN else ""
+    progress.log(
+        f"warning: this version answers {len(inside)} of the {len(waiting)} texts a person resolved to a new "
+        f"intent waiting for accept_intent in scope, not handed off: {named}; they train nothing until the intent "
+        "is accepted: check this version before serving it, or accept the intent and train again (docs/SUPPORT.md)"
     )

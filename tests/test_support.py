@@ -209,7 +209,8 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert handed, "no held-out intent text was handed off"
         text, body = handed[0]
         reply = client.call("support.handoffs", {})
-        assert set(reply) == {"handoffs", "open", "waiting_intents"}  # nothing of the server's files (the log's path)
+        # nothing of the server's files (the log's path)
+        assert set(reply) == {"handoffs", "next", "open", "waiting_intents", "waiting_count"}
         assert reply["open"] >= len(reply["handoffs"])  # a listing shows `limit` of them: the count says how many
         listed = reply["handoffs"]
         queued = {entry["id"]: entry for entry in listed}[body["handoff_id"]]
@@ -287,6 +288,64 @@ def test_answer_hands_off_and_a_resolution_reaches_the_next_training_set(daemon,
         assert emoji["handoff"] and emoji["intent"] is None
         resolved = client.call("support.resolve", {"id": emoji["handoff_id"], "intent": queued["intent_guess"]})
         assert resolved["trains"] is False and "no retrain learns from it" in resolved["why"]
+
+
+def test_handoffs_pages_past_its_limit_within_the_reply_bytes_and_waiting_intents_are_bounded(
+    support_home, data_dir, tmp_path
+):
+    """h333: the handoffs past the newest ``limit`` (the longest waiting) could not be listed (F1); a listing of
+    long texts was INTERNAL "reply too large" (F5); ``waiting_intents`` held every waiting intent whatever the
+    ``limit`` (F3); ``accept_intent`` took a typo of a known intent without a word (F4)."""
+    env = copied_home(support_home, tmp_path, data_dir)
+    known = sorted({r["label"] for r in small_records("intents", "train")} - {"out_of_scope"})[0]
+    log = heirloom.AppendLog(Path(env["HEIRLOOM_HOME"]) / "handoffs" / "support" / "support.jsonl")
+    emoji = "\U0001f600" * 2000  # what any answer client may queue: 8,000 bytes, the api's max_text_chars
+    ids = [f"h{number:04d}" for number in range(150)]
+    for handoff_id in ids:
+        log.append({"type": "handoff", "id": handoff_id, "text": emoji, "reasons": ["out_of_scope"]})
+    # 120 new intents waiting for accept_intent, one with 3 resolutions, one a typo of a known intent
+    waiting = ["crypto"] * 3 + [f"hobby_{number:03d}" for number in range(118)] + [known[:-1]]
+    for handoff_id, intent in zip(ids, waiting, strict=False):
+        log.append({"type": "resolution", "id": handoff_id, "intent": intent, "new_intent": True})
+    log.close()
+    profile = served_profile() + "\n[server]\nmax_message_bytes = 1048576\n"  # 1 MiB: about 120 such texts
+    daemon = Daemon(tmp_path, *SMALL, profile=profile, env=env)
+    try:
+        daemon.wait_ready(timeout=300)
+        with daemon.client(timeout=60) as client:
+            pages, before = [], None
+            while True:  # all of them, newest first, each reply within half the frame limit
+                body = {"include_resolved": True, "limit": 10_000, **({"before": before} if before else {})}
+                reply = client.call("support.handoffs", body)
+                assert len(json.dumps(reply["handoffs"], ensure_ascii=False).encode()) <= 1 << 19
+                pages.append(reply)
+                if (before := reply["next"]) is None:
+                    break
+            assert len(pages) > 1 and all(page["truncated"] for page in pages[:-1]) and "truncated" not in pages[-1]
+            assert [entry["id"] for page in pages for entry in page["handoffs"]] == ids[::-1]
+            # a limit's pages: the open ones older than the first page's last, then none left
+            first = client.call("support.handoffs", {"limit": 20})
+            assert [entry["id"] for entry in first["handoffs"]] == ids[:-21:-1] and first["next"] == ids[-20]
+            rest = client.call("support.handoffs", {"limit": 20, "before": first["next"]})
+            assert [entry["id"] for entry in rest["handoffs"]] == ids[-21:-29:-1] and rest["next"] is None
+            assert first["open"] == 150 - len(waiting)
+            with pytest.raises(NotFound) as unknown:
+                client.call("support.handoffs", {"before": "nonesuch"})
+            assert unknown.value.field == "body.before" and "'nonesuch'" in unknown.value.message
+            # the most resolved waiting intents, at most 100, with how many wait in all
+            assert len(first["waiting_intents"]) == 100 and first["waiting_count"] == 120
+            assert next(iter(first["waiting_intents"].items())) == ("crypto", 3)
+            assert first["waiting_close_to"] == {known[:-1]: known}
+            with pytest.raises(InvalidArgument) as typo:
+                client.call("support.accept_intent", {"intent": known[:-1]})
+            assert typo.value.field == "body.intent" and f"one typo from {known!r}" in typo.value.message
+            assert "even_if_close" in typo.value.message
+            assert known[:-1] in client.call("support.handoffs", {})["waiting_intents"]  # nothing recorded
+            meant = client.call("support.accept_intent", {"intent": known[:-1], "even_if_close": True})
+            assert meant == {"accepted": True, "intent": known[:-1], "resolutions": 1, "close_to": known}
+            assert client.call("support.accept_intent", {"intent": "crypto"})["resolutions"] == 3
+    finally:
+        assert daemon.terminate() == 0
 
 
 def test_handoff_out_of_scope_hands_off_what_the_intent_model_rejects_whatever_the_answer(
@@ -1150,7 +1209,10 @@ def test_hand_edited_handoff_lines_the_api_would_refuse_are_named_and_skipped_no
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     source = HandoffSource(api="support", path=str(path))
     source.log_path = path
-    assert list(source.records()) == []  # h5's new intent waits for accept_intent
+    # h5's new intent waits for accept_intent: a record that trains nothing, only checked (h333 F2)
+    assert [(r["id"], r["label"], r.get("waits_for")) for r in source.records()] == [
+        ("handoff:h5", "out_of_scope", "Bogus Intent!!")
+    ]
     source.fingerprint()
     with path.open("a") as handle:
         handle.write(json.dumps({"type": "acceptance", "intent": "Bogus Intent!!"}) + "\n")
@@ -1272,6 +1334,37 @@ def test_an_open_handoff_or_a_waiting_resolution_changes_no_training_fingerprint
     assert append({"type": "resolution", "id": "h2", "intent": "birds", "new_intent": True}) == first
     resolved = append({"type": "resolution", "id": "h1", "intent": "track_order"})
     assert resolved["intent"] != first["intent"] and resolved["answer"] == first["answer"]
+
+
+def test_a_waiting_resolution_is_a_record_that_trains_nothing_and_the_warning_names_a_few_intents(tmp_path, caplog):
+    """h333 F2/F3: a resolution naming a waiting intent reaches the intent model as a ``waits_for`` record labelled
+    out of scope (it trains nothing, and is checked after the fit); the warning naming the waiting intents was one
+    54 KB line with 4,267 of them: it names the 10 most resolved and how many more."""
+    from heirloom_plugins.support.sources import HandoffSource
+
+    path = tmp_path / "handoffs.jsonl"
+    entries = []
+    for number in range(15):
+        entries.append({"type": "handoff", "id": f"h{number}", "text": f"question {number}"})
+        intent = "crypto" if number < 3 else f"hobby_{number:02d}"
+        entries.append({"type": "resolution", "id": f"h{number}", "intent": intent, "new_intent": True})
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    source = HandoffSource(api="support", path=str(path), kind="intent")
+    source.log_path = path
+    with caplog.at_level(logging.WARNING):
+        records = list(source.records("train"))
+    assert records[0] == {
+        "id": "handoff:h0",
+        "text": "question 0",
+        "label": "out_of_scope",
+        "resolution": True,
+        "waits_for": "crypto",
+    }
+    assert len(records) == 15 and all(record["label"] == "out_of_scope" for record in records)
+    said = "resolutions naming 13 new intent(s) wait for support.accept_intent and train nothing"
+    assert said in caplog.text
+    assert "crypto (3), hobby_03 (1), " in caplog.text and "hobby_11 (1) and 3 more" in caplog.text
+    assert "hobby_12" not in caplog.text
 
 
 @pytest.mark.parametrize(

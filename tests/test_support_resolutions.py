@@ -169,6 +169,30 @@ def test_perfect_in_scope_validation_is_warned_of_whatever_the_held_out_recall(s
     assert f"held-out recall {selection['rule']['validation']['oos_recall']:.3f}" in perfect[0]
 
 
+def test_a_text_resolved_to_a_waiting_intent_trains_nothing_and_train_warns_when_answered_in_scope(support_home):
+    """h333 F2: texts a person resolved to a new intent still waiting for accept_intent (``crypto``) came back from
+    a retrain as a known intent's confident answer, no handoff, and train said nothing: it names them now."""
+    store = heirloom.ArtifactStore(support_home / "store")
+    records = [r for r in small_records("intents", "train") if r["label"] != "out_of_scope"]
+    # training texts themselves (answered in scope by any fit), resolved to an intent no one accepted yet
+    chosen = records[::25][:3]
+    waiting = [{"text": r["text"], "label": "out_of_scope", "resolution": True, "waits_for": "crypto"} for r in chosen]
+    model = small_intent_model()
+    progress = Logged()
+    model.fit([*map(dict, records), *waiting], store.load("support/encoder@1"), progress)
+    assert "crypto" not in model.labels  # it trains nothing, nor an out_of_scope text
+    assert model.state().metadata["training"]["examples"] == len(records)
+    said = " ".join(progress.lines)
+    answers = {r["text"]: a["label"] for r, a in zip(chosen, model.predict([r["text"] for r in chosen]), strict=True)}
+    inside = [text for text in answers if answers[text] != "out_of_scope"]
+    assert inside, answers
+    warned = f"warning: this version answers {len(inside)} of the 3 texts a person resolved to a new intent waiting"
+    assert warned in said, progress.lines
+    for text in inside:
+        assert f"{text[:60]!r} waits for crypto, now {answers[text]}" in said
+    assert "decided out_of_scope" not in said  # not counted as a person's "none of them"
+
+
 def test_a_feedback_correction_is_weighed_and_checked_and_reports_give_the_majority_baseline(data_dir):
     """The encoder-classifier behind finance sentiment (checker 242): a correction sent to
     sentiment.feedback (marked ``correction``) counts ``correction_weight`` times, and after the fit

@@ -159,8 +159,12 @@ class EncoderClassifier(EncoderModel):
         progress = progress or heirloom.NullProgress()
         parent = self.parent_encoder(parent, "encoder-classifier")
         marked: list[str | None] = []
-        every_text, every_label = labelled(data, "encoder-classifier", marked)
-        rows = list(zip(every_text, every_label, marked, strict=True))
+        waits: list[str | None] = []
+        every_text, every_label = labelled(data, "encoder-classifier", marked, waits)
+        # a text resolved to a new intent that waits for accept_intent trains nothing, and is checked (h333 F2)
+        waiting = [(t, intent) for t, intent in zip(every_text, waits, strict=True) if intent]
+        together = zip(every_text, every_label, marked, waits, strict=True)
+        rows = [(t, label, kind) for t, label, kind, intent in together if not intent]
         free = set(self._content_free(rows, parent, progress))
         left_out = [(t, label, kind) for i, (t, label, kind) in enumerate(rows) if kind and i in free]
         rows = [row for i, row in enumerate(rows) if i not in free]
@@ -226,8 +230,8 @@ class EncoderClassifier(EncoderModel):
             "correction_weight": self.correction_weight,
             "label_counts": dict(sorted(counts.items())),
         }
-        if decided or left_out or outside:
-            self._training.update(self._check_decided(decided, left_out, outside, progress))
+        if decided or left_out or outside or waiting:
+            self._training.update(self._check_decided(decided, left_out, outside, progress, waiting))
         self.remember_texts(texts, parent)
 
     def _weights(self) -> dict[str, int]:
@@ -256,19 +260,23 @@ class EncoderClassifier(EncoderModel):
         left_out: list[tuple[str, str, str]],
         outside: list[tuple[str, str, str]],
         progress: heirloom.Progress,
+        waiting: list[tuple[str, str]],
     ) -> dict[str, Any]:
         """How many of the people's decisions in the training data (``(text, label, kind)``) this version
         answers otherwise (another label, or handed off again), named in a warning: a handoff a person
         resolved came back from a retrain as a wrong answer, no longer handed off; a correction as the
         error it corrected. Those ``left_out`` (content-free) are said apart, never "answered as resolved", and
-        those decided out of scope (``outside``) too, in the log alone (person.check_out_of_scope)."""
+        those decided out of scope (``outside``) too, in the log alone (person.check_out_of_scope), and those
+        resolved to a new intent that waits for accept_intent (``waiting``: ``(text, intent)``, check_waiting)."""
         encoder, head = self._require()
-        texts, split = [text for text, _, _ in decided + outside], split_of(encoder, self)
-        answers = []
+        texts = [text for text, _, _ in decided + outside] + [text for text, _ in waiting]
+        split, answers = split_of(encoder, self), []
         if texts:
             outputs = self._outputs(encoder, head, self._gaussian, texts, split, self._fusion, self._words)
             answers = [answer["label"] for answer in self._decide(outputs)]
-        person.check_out_of_scope(outside, answers[len(decided) :], self.out_of_scope_label, progress)
+        inside = len(decided) + len(outside)
+        person.check_out_of_scope(outside, answers[len(decided) : inside], self.out_of_scope_label, progress)
+        person.check_waiting(waiting, answers[inside:], self.out_of_scope_label, progress)
         shown_as = {self.out_of_scope_label: "handed off"}
         return person.check(
             decided, answers[: len(decided)], progress, self._weights(), shown_as, left_out, CONTENT_FREE

@@ -16,10 +16,12 @@ def field(record: Any, name: str) -> Any:
     return record.get(name) if isinstance(record, Mapping) else getattr(record, name, None)
 
 
-def labelled(data: Iterable[Any], what: str, marked: list[str | None] | None = None) -> tuple[list[str], list[str]]:
+def labelled(
+    data: Iterable[Any], what: str, marked: list[str | None] | None = None, waits: list[str | None] | None = None
+) -> tuple[list[str], list[str]]:
     """Texts and labels of records with a ``text`` (str) and a ``label``; ``marked`` (when given)
     gets which kind of a person's decision each record is (``decided.kind_of``: a correction, a
-    resolution), or None."""
+    resolution), or None; ``waits`` the new intent a resolution waits for (``decided.waits_for``), or None."""
     texts: list[str] = []
     labels: list[str] = []
     for position, record in enumerate(data):
@@ -32,6 +34,8 @@ def labelled(data: Iterable[Any], what: str, marked: list[str | None] | None = N
         labels.append(str(label))
         if marked is not None:
             marked.append(decided.kind_of(record))
+        if waits is not None:
+            waits.append(decided.waits_for(record))
     return texts, labels
 
 

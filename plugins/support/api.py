@@ -72,6 +72,11 @@ def stated_policy(description: str) -> str | None:
 ROOM = 256
 #: How many of a thread's answers an unknown ``answer_id``'s refusal lists.
 MAX_HINTED = 10
+#: How many new intents waiting for accept_intent a ``handoffs`` reply names (the most resolved first).
+MAX_WAITING = 100
+#: The share of ``[server] max_message_bytes`` a ``handoffs`` reply's listed handoffs may take (the rest: the
+#: reply's other fields and its envelope): 10,000 long texts made a frame over the limit, INTERNAL (h333 F5).
+LISTING_SHARE = 2
 #: Why a resolution will not train (``resolve``'s ``why`` beside ``"trains": false``).
 UNTRAINED = (
     "the intent model reads too little of this text (no letter or digit, or as many word pieces it does not know "
@@ -141,19 +146,23 @@ class ResolveInput:
 
 @attrs.define
 class AcceptInput:
-    """A new intent that resolutions named, accepted: those resolutions train from now on."""
+    """A new intent that resolutions named, accepted: those resolutions train from now on. One that is one typo
+    from an intent the model knows (or one accepted) is refused unless ``even_if_close`` says it is meant."""
 
     intent: str = attrs.field(validator=heirloom.text_limit(heirloom.MAX_LABEL_CHARS, blank=False))
+    even_if_close: bool = False
 
 
 @attrs.define
 class HandoffsInput:
-    """Which handoffs to list: the open ones (default) or all, newest first."""
+    """Which handoffs to list: the open ones (default) or all, newest first; ``before``: only those older than
+    that handoff (a reply's ``next``), to page through a queue longer than ``limit``."""
 
     include_resolved: bool = False
     limit: int = attrs.field(
         default=100, validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(10_000))
     )
+    before: str | None = attrs.field(default=None, validator=heirloom.text_limit(200))
 
 
 @attrs.define
@@ -264,7 +273,8 @@ class SupportApi(heirloom.Api):
                 handler=self.handoffs,
                 input=HandoffsInput,
                 admin=True,  # customers' own words: for the people who answer them, not for every client
-                description="Handed-off queries, newest first: open ones, or all with include_resolved.",
+                description="Handed-off queries, newest first: open ones, or all with include_resolved; "
+                "{'before': a reply's 'next'} lists the older ones.",
             ),
             heirloom.Route(
                 "resolve",
@@ -278,7 +288,8 @@ class SupportApi(heirloom.Api):
                 handler=self.accept_intent,
                 input=AcceptInput,
                 admin=True,
-                description="Accept a new intent {'intent'} resolutions named: they train from the next train on.",
+                description="Accept a new intent {'intent'} resolutions named: they train from the next train on "
+                "(one a typo from a known intent only with 'even_if_close': true).",
             ),
         ]
 
@@ -357,9 +368,28 @@ class SupportApi(heirloom.Api):
         return handoff_id
 
     def handoffs(self, body: HandoffsInput) -> dict[str, Any]:
-        listed = self.queue.listed(body.include_resolved, body.limit)
+        room = self.ctx.system.profile.settings["server"].max_message_bytes // LISTING_SHARE
+        listed, after, cut = self.queue.page(body.include_resolved, body.limit, body.before, room)
+        waiting = self.queue.waiting()
+        named = dict(sorted(waiting.items(), key=lambda item: (-item[1], item[0]))[:MAX_WAITING])
+        known = self._known_intents() if named else []
+        close = {intent: near for intent in named if (near := typo_of(intent, known))}
         # never the log's path: a client learns nothing of the server's files
-        return {"handoffs": listed, "open": self.queue.open_count(), "waiting_intents": self.queue.waiting()}
+        return {
+            "handoffs": listed,
+            "next": after,
+            **({"truncated": True} if cut else {}),  # fewer than limit: the bytes a reply may take were reached
+            "open": self.queue.open_count(),
+            "waiting_intents": named,
+            "waiting_count": len(waiting),
+            **({"waiting_close_to": close} if close else {}),
+        }
+
+    def _known_intents(self) -> list[str]:
+        """The intents a waiting one must not be a typo of: the served model's (its "none of them" too) and
+        those accepted (the model may not know them yet)."""
+        terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
+        return [*sorted(terms.labels), terms.out_of_scope, *sorted(self.queue.accepted())]
 
     def resolve(self, body: ResolveInput) -> dict[str, Any]:
         if not self.queue.holds(body.id):
@@ -477,6 +507,15 @@ class SupportApi(heirloom.Api):
             close = heirloom.did_you_mean(body.intent, waiting)
             message = f"no resolution waits with new intent {body.intent!r}{close} (waiting: {listed})"
             raise heirloom.RequestError("NOT_FOUND", message, "body.intent")
+        close = typo_of(body.intent, self._known_intents())  # resolve's rule: "a typo never becomes an intent"
+        if close is not None and not body.even_if_close:
+            message = (
+                f"{body.intent!r} is one typo from {close!r}, an intent the model knows or one accepted: resolve its "
+                f'{waiting[body.intent]} resolution(s) again with {close!r}, or send "even_if_close": true to '
+                "accept it as an intent of its own; nothing was recorded"
+            )
+            raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
         with heirloom.durable_write("acceptance", self._decisions_limit):
             self.log.append({"type": "acceptance", "intent": body.intent})
-        return {"accepted": True, "intent": body.intent, "resolutions": waiting[body.intent]}
+        reply = {"accepted": True, "intent": body.intent, "resolutions": waiting[body.intent]}
+        return {**reply, "close_to": close} if close else reply

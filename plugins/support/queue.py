@@ -7,6 +7,8 @@ A request reads a few lines, not the whole file: the log may hold ``handoff_max_
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -77,17 +79,39 @@ class HandoffQueue:
 
     def listed(self, include_resolved: bool, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` handoffs, newest first, each with its ``resolution`` (or None)."""
+        return self.page(include_resolved, limit)[0]
+
+    def page(
+        self, include_resolved: bool, limit: int, before: str | None = None, max_bytes: int | None = None
+    ) -> tuple[list[dict[str, Any]], str | None, bool]:
+        """``(handoffs, next, cut)``: up to ``limit`` handoffs, newest first, each with its ``resolution`` (or
+        None), older than handoff ``before`` when given (NOT_FOUND at ``body.before`` when the log does not
+        hold it), and no more than ``max_bytes`` of them as JSON (at least one: ``cut`` says the bytes
+        stopped the listing); ``next``: the id to pass as ``before`` for the rest, None when none is left."""
         with self._lock:
             self._catch_up()
+            if before is not None and before not in self._offsets:
+                raise heirloom.RequestError("NOT_FOUND", f"no handoff with id {before!r}", "body.before")
+            candidates = reversed(self._offsets)
+            if before is not None:  # the ids after it, in the newest-first order
+                candidates = itertools.dropwhile(lambda handoff_id: handoff_id != before, candidates)
+                next(candidates)
             chosen = []
-            for handoff_id in reversed(self._offsets):
+            for handoff_id in candidates:
                 if include_resolved or handoff_id not in self._decisions:
                     chosen.append(self._offsets[handoff_id])
-                    if len(chosen) >= limit:
+                    if len(chosen) > limit:  # one more than listed: whether any is left
                         break
             with self._readable():
-                entries = self._cursor.records_at(chosen)
-            return [{**entry, "resolution": self._listed(self._decisions.get(entry["id"]))} for entry in entries]
+                entries = self._cursor.records_at(chosen[:limit])
+            listed, used = [], 0
+            for entry in entries:
+                item = {**entry, "resolution": self._listed(self._decisions.get(entry["id"]))}
+                used += len(json.dumps(item, ensure_ascii=False).encode())
+                if listed and max_bytes is not None and used > max_bytes:
+                    return listed, listed[-1]["id"], True
+                listed.append(item)
+            return listed, listed[-1]["id"] if listed and len(chosen) > limit else None, False
 
     def open_count(self) -> int:
         """How many handoffs no one has resolved: a listing shows ``limit`` of them at most."""

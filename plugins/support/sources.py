@@ -23,7 +23,7 @@ from xml.parsers import expat
 import attrs
 
 import heirloom
-from heirloom_plugins.decided import RESOLUTION
+from heirloom_plugins.decided import RESOLUTION, WAITS_FOR
 from heirloom_plugins.textfiles import regular_file
 
 log = logging.getLogger("heirloom.support")
@@ -39,6 +39,8 @@ MIN_IN_SCOPE = 2
 DEVELOPMENT = "the support profile's 10 hold out Banking77 intents to develop the reject rule on"
 #: How many held-out labels its log line names.
 SAID_LABELS = 20
+#: How many new intents waiting for accept_intent a warning names (the most resolved first), before "and K more".
+SAID_WAITING = 10
 
 
 def _check_split(split: str | None) -> None:
@@ -391,18 +393,24 @@ class HandoffSource(heirloom.Source):
         if waiting and self.kind == "intent" and not getattr(self, "_said_waiting", False):
             self._said_waiting = True  # once per run: a train reads the split more than once
             log.warning(
-                "%s: resolutions naming new intents wait for %s.accept_intent and are left out: %s",
+                "%s: resolutions naming %d new intent(s) wait for %s.accept_intent and train nothing (the intent "
+                "model checks the new version hands their texts off): %s",
                 self.log_path.name,
+                len(waiting),
                 self.api,
-                ", ".join(sorted(waiting)),
+                most_resolved(waiting, SAID_WAITING),
             )
         for handoff_id, decision in decisions.items():
-            if self.kind == "intent" and decision.get("intent") and decision.get("intent") not in waiting:
+            intent = decision.get("intent")
+            if self.kind == "intent" and intent:
                 yield {
                     "id": f"handoff:{handoff_id}",
                     "text": texts[handoff_id],
-                    "label": decision["intent"],
-                    RESOLUTION: True,  # a person's decision: the intent model weighs it more, and checks it learnt it
+                    # a person's decision: the intent model weighs it more, and checks it learnt it; one naming a
+                    # waiting intent trains nothing (out of scope to a model that knows no waits_for) but is checked
+                    "label": OUT_OF_SCOPE if intent in waiting else intent,
+                    RESOLUTION: True,
+                    **({WAITS_FOR: intent} if intent in waiting else {}),
                 }
             elif self.kind == "answer" and decision.get("answer_id"):
                 yield {
@@ -413,13 +421,22 @@ class HandoffSource(heirloom.Source):
                 }
 
     def fingerprint(self) -> str:
-        """The records this source trains, not the log's bytes: a new open handoff, or a
-        resolution left out (waiting for its intent), changes no training record, and a train
-        with nothing new stores nothing (every queued handoff refitted and stored a version)."""
+        """The records this source trains, not the log's bytes: a new open handoff, or a resolution naming
+        an intent that waits for accept_intent (a ``waits_for`` record, only checked), changes no training
+        record, and a train with nothing new stores nothing (every queued handoff refitted and stored a version)."""
         digest = hashlib.sha256(json.dumps({"type": "handoffs", "kind": self.kind}).encode())
         for record in self.records("train"):
+            if WAITS_FOR in record:
+                continue
             digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode() + b"\n")
         return digest.hexdigest()
+
+
+def most_resolved(waiting: Counter[str], shown: int) -> str:
+    """The ``shown`` new intents with the most resolutions (then by name), and how many more there are."""
+    ranked = sorted(waiting.items(), key=lambda item: (-item[1], item[0]))
+    named = ", ".join(f"{intent} ({count})" for intent, count in ranked[:shown])
+    return named + (f" and {len(ranked) - shown} more" if len(ranked) > shown else "")
 
 
 def waiting_intents(decisions: Iterable[dict[str, Any]], accepted: set[str]) -> Counter[str]:
