@@ -86,6 +86,93 @@ def _fixed(converter: cattrs.Converter, value: Any, args: tuple[Any, ...], tp: A
     return tuple(items)
 
 
+#: What a set (``set[X]``, ``frozenset[X]``) is structured from: an array, each item X (a string is no set of letters).
+SETS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
+
+
+def _strict_set(tp: Any, converter: cattrs.Converter, quote: Quote, show: Show) -> Any:
+    """Structure ``set[X]``, ``frozenset[X]`` from an array only: cattrs made ``"abc"`` a set of its letters and
+    said "'int' object is not iterable" of a number. Its items are checked as ``list[X]``'s, at their index."""
+    items = list[typing.get_args(tp)[0]] if typing.get_args(tp) else list
+    made = frozenset if typing.get_origin(tp) is frozenset else set
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"expected a list, got {_named(value, quote, show, short)}")
+        return made(converter.structure(value, items))
+
+    return structure
+
+
+def _table_of(tp: Any) -> str:
+    """How a message names a table of type ``tp``: ``a table (Inner)``, ``a table of lists``, ``a table``."""
+    if isinstance(tp, type) and attrs.has(tp):
+        return f"a table ({tp.__name__})"
+    args = typing.get_args(tp)
+    value = args[1] if len(args) == 2 else Any
+    origin = typing.get_origin(value) or value
+    if value is Any:
+        return "a table"
+    if origin in SEQUENCES or origin in SETS:
+        return "a table of lists"
+    if (isinstance(origin, type) and attrs.has(origin)) or origin in (
+        dict,
+        collections.abc.Mapping,
+        collections.abc.MutableMapping,
+    ):
+        return "a table of tables"
+    return f"a table of {type_name(value)}"
+
+
+def _strict_table(tp: Any, converter: cattrs.Converter, quote: Quote, show: Show) -> Any:
+    """Structure a nested attrs class or a ``dict[str, X]`` from a table only: cattrs said Python's words
+    of anything else (``argument of type 'int' is not iterable``, ``'str' object has no attribute 'keys'``)."""
+    inner = converter.gen_structure_mapping(tp) if _is_mapping(tp) else converter.gen_structure_attrs_fromdict(tp)
+
+    def structure(value: Any, cl: Any) -> Any:
+        if not isinstance(value, collections.abc.Mapping):
+            raise TypeError(f"expected {_table_of(tp)}, got {_named(value, quote, show, short)}")
+        return inner(value, cl)
+
+    return structure
+
+
+def _is_mapping(tp: Any) -> bool:
+    return (typing.get_origin(tp) or tp) in (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+#: The types a union of plain values (``int | str``, ``str | int | None``) is made of.
+SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def _scalar_union(tp: Any) -> bool:
+    members = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else ()
+    return len([m for m in members if m is not type(None)]) > 1 and all(m in SCALARS for m in members)
+
+
+def _strict_union(tp: Any, converter: cattrs.Converter, quote: Quote, show: Show) -> Any:
+    """A union of plain values takes a value of one of its types, by that type's own hook: a boolean is no
+    ``int`` (cattrs' passthrough took ``true`` for ``int | str``, as ``isinstance(True, int)``), an integer is a
+    ``float`` and a float with no fraction an ``int`` where that member's hook says so, as for a lone field."""
+    members = typing.get_args(tp)
+    hooks = {member: converter.get_structure_hook(member) for member in members if member is not type(None)}
+    names = " or ".join("None" if member is type(None) else member.__name__ for member in members)
+    numbers = {int: float, float: int}  # the member a number of the other kind may be given to
+
+    def structure(value: Any, _: Any) -> Any:
+        if value is None and type(None) in members:
+            return None
+        for member in (type(value), numbers.get(type(value))):
+            if member in hooks:
+                try:
+                    return hooks[member](value, member)
+                except (TypeError, ValueError):  # 1.5 for an int member: said as the union's below
+                    continue
+        raise TypeError(f"expected {names}, got {_named(value, quote, show)}")
+
+    return structure
+
+
 def _plain_literal(tp: Any) -> bool:
     return typing.get_origin(tp) is typing.Literal and all(type(arg) in (str, int, bool) for arg in typing.get_args(tp))
 
@@ -139,6 +226,12 @@ def make_converter(quote: Quote = lambda value: None, show: Show = _as_python) -
     for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
         converter.register_structure_hook(expected, _strict(expected, accepts, quote, show))
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
+    converter.register_structure_hook_factory(_scalar_union, lambda tp: _strict_union(tp, converter, quote, show))
+    converter.register_structure_hook_factory(
+        lambda tp: typing.get_origin(tp) in SETS, lambda tp: _strict_set(tp, converter, quote, show)
+    )
+    tables = lambda tp: (isinstance(tp, type) and attrs.has(tp)) or _is_mapping(tp)  # noqa: E731
+    converter.register_structure_hook_factory(tables, lambda tp: _strict_table(tp, converter, quote, show))
     return converter
 
 

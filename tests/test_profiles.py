@@ -1440,6 +1440,11 @@ class Shaped(toys.ToySource):
     speeds: list[Speed] = attrs.field(factory=list)
     window: Window = attrs.field(factory=Window)
     weights: dict[str, float] = attrs.field(factory=dict)
+    limit: int | str = 5
+    tags: list[int | str] = attrs.field(factory=list)
+    scale: float | None = None
+    groups: dict[str, list[int]] = attrs.field(factory=dict)
+    names: set[str] = attrs.field(factory=set)
 
 
 class ShapedPlugin:
@@ -1485,6 +1490,44 @@ def test_a_set_key_in_a_nested_table_merges_into_it_as_a_files_table_does(tmp_pa
         "--set: sources.s.window.ends: unknown key; did you mean 'end'? (valid keys: start, end)",
         "--set: sources.s.weights.y: expected float, got str 'abc'",
     ]
+
+
+def test_a_scalar_for_a_table_or_list_and_a_boolean_for_an_int_union_are_said_in_the_profiles_terms(tmp_path):
+    """A scalar where a nested table, a dict or a set is expected said Python's words (``argument of type 'int'
+    is not iterable``, ``'str' object has no attribute 'keys'``), ``1.5`` for ``int | str`` said ``1.5 (<class
+    'float'>) not part of int | str``, ``true`` for it was taken (a plain int field refuses it) and ``"abc"`` for
+    a ``set[str]`` became the set of its letters (checker h336 F5, F6)."""
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "shaped"\n')
+    for setting, said in (
+        ("window=3", "sources.s.window: expected a table (Window), got int 3"),
+        ('window="x"', "sources.s.window: expected a table (Window), got str 'x'"),
+        ("window=[1, 2]", "sources.s.window: expected a table (Window), got list [1, 2]"),
+        ("weights=3", "sources.s.weights: expected a table of float, got int 3"),
+        ('groups="x"', "sources.s.groups: expected a table of lists, got str 'x'"),
+        ("groups=[1]", "sources.s.groups: expected a table of lists, got list [1]"),
+        ("groups={a = 3}", "sources.s.groups.a: expected a list, got int 3"),
+        ('names="abc"', "sources.s.names: expected a list, got str 'abc'"),
+        ("names=[true]", "sources.s.names[0]: expected str, got bool true"),
+        ("limit=true", "sources.s.limit: expected int or str, got bool true"),
+        ("limit=1.5", "sources.s.limit: expected int or str, got float 1.5"),
+        ('tags=[1, "a", false]', "sources.s.tags[2]: expected int or str, got bool false"),
+        ("scale=true", "sources.s.scale: expected float, got bool true"),
+    ):
+        with pytest.raises(heirloom.ProfileError) as caught:
+            _shaped(profile, [f"sources.s.{setting}"])
+        assert str(caught.value) == f"--set: {said}", setting
+        name, value = setting.split("=", 1)
+        with pytest.raises(heirloom.ProfileError) as caught:  # as a file writes it: the file and the same words
+            _shaped(write(tmp_path / "f.toml", f'[sources.s]\nuse = "shaped"\n{name} = {value}\n'), [])
+        assert str(caught.value) == f"{tmp_path / 'f.toml'}: {said}", setting
+    table = '[sources.s]\nuse = "shaped"\n[sources.s.window]\nstart = [1, 2]\n'  # a nested table's own key
+    with pytest.raises(heirloom.ProfileError) as caught:
+        _shaped(write(tmp_path / "t.toml", table), [])
+    assert str(caught.value) == f"{tmp_path / 't.toml'}: sources.s.window.start: expected int, got list [1, 2]"
+    taken = _shaped(
+        profile, ['sources.s.limit="x"', 'sources.s.tags=[1, "b"]', "sources.s.scale=2", 'sources.s.names=["a"]']
+    )
+    assert (taken.limit, taken.tags, taken.scale, taken.names) == ("x", [1, "b"], 2.0, {"a"})
 
 
 def test_a_file_given_as_a_profile_that_is_no_toml_is_said_to_be_one(tmp_path):

@@ -72,6 +72,37 @@ def test_not_found_names_the_route_and_suggests(client):
     assert caught.value.message == f"no route '{'x' * 80}...' (call _routes for the list)"
 
 
+def test_a_boolean_is_no_integer_in_a_union_nor_a_scalar_a_map_or_a_set(client):
+    """``true`` for an ``int | str`` field reached the handler as ``True`` (a plain int field refused it), and
+    ``list[int | str]`` took ``false``; a number for a nested class or a dict read "expected a map, got integer"
+    without the value, and ``"abc"`` for a ``set[str]`` became the set of its letters (checker h336 F5)."""
+    for body, field, said in (
+        ({"tag": True}, "body.tag", "expected integer or string, got boolean true"),
+        ({"tag": 1.5}, "body.tag", "expected integer or string, got number 1.5"),
+        ({"tags": [1, "a", False]}, "body.tags[2]", "expected integer or string, got boolean false"),
+        ({"scale": True}, "body.scale", "expected number, got boolean true"),
+        ({"limit": True}, "body.limit", "expected integer, got boolean true"),
+        ({"at": 3}, "body.at", "expected a map, got integer 3"),
+        ({"weights": "x"}, "body.weights", "expected a map, got string 'x'"),
+        ({"weights": {"a": 3}}, "body.weights.a", "expected an array, got integer 3"),
+        ({"names": "abc"}, "body.names", "expected an array, got string 'abc'"),
+    ):
+        with pytest.raises(InvalidArgument) as caught:
+            client.call("t.mixed", body)
+        assert (caught.value.field, caught.value.message) == (field, f"{field}: {said}"), body
+    taken = client.call("t.mixed", {"tag": "a", "tags": [1, "b"], "scale": 2, "limit": 3.0, "names": ["a", "a"]})
+    assert taken == {  # an integer for a float, a whole float for an int: as for a lone field
+        "tag": "'a'",
+        "tags": "[1, 'b']",
+        "scale": "2.0",
+        "limit": "3",
+        "at": "None",
+        "weights": "{}",
+        "names": "{'a'}",
+    }
+    assert client.call("t.mixed", {"tag": 5.0})["tag"] == "5"
+
+
 def test_invalid_argument_names_the_field(client):
     with pytest.raises(InvalidArgument) as caught:
         client.call("t.typed", {"text": 5})
@@ -81,8 +112,8 @@ def test_invalid_argument_names_the_field(client):
     # the typo, not the required key it leaves missing
     assert caught.value.field == "body.txet" and "unknown key; did you mean 'text'?" in caught.value.message
     for body, said in (  # nested shapes, in the protocol's words too (not Python's)
-        ({"points": ["a point"]}, "body.points[0]: expected a map, got string"),
-        ({"points": [1, None]}, "body.points[0]: expected a map, got integer"),  # was "argument of type 'int' ..."
+        ({"points": ["a point"]}, "body.points[0]: expected a map, got string 'a point'"),
+        ({"points": [1, None]}, "body.points[0]: expected a map, got integer 1"),  # was "argument of type 'int' ..."
         ({"points": [None]}, "body.points[0]: expected a map, got nil"),
         ({"points": [{"x": {"v": 1}, "y": 2}]}, "body.points[0].x: expected number, got map {'v': 1}"),
         ({"points": [{"x": None, "y": 2}]}, "body.points[0].x: expected number, got nil"),

@@ -116,6 +116,19 @@ class Shape:
 
 
 @attrs.define
+class Mixed:
+    """Unions of plain values, and containers of them: a boolean is no integer in any of them."""
+
+    tag: int | str = 0
+    scale: float | None = None
+    limit: int | None = None
+    tags: list[int | str] = attrs.Factory(list)
+    at: Point | None = None
+    weights: dict[str, list[int]] = attrs.Factory(dict)
+    names: set[str] = attrs.Factory(set)
+
+
+@attrs.define
 class Vector:
     """Float32 values sent as a buffer frame."""
 
@@ -253,6 +266,13 @@ class TestingApi(heirloom.Api):
                 handler=lambda body: float(numpy.frombuffer(body.values.data, "<f4").sum()),
                 input=Vector,
                 inline=True,
+            ),
+            heirloom.Route(
+                "mixed",
+                handler=lambda body: {key: repr(value) for key, value in attrs.asdict(body, recurse=False).items()},
+                input=Mixed,
+                inline=True,
+                description="Each field of a Mixed body as Python writes it.",
             ),
             heirloom.Route(
                 "shape",

@@ -95,9 +95,15 @@ def in_wire_words(message: str) -> str:
         wanted = [WIRE_NAMES.get(name.strip(), name.strip()) for name in found[3].split("|")]
         shown = found[1] if len(found[1]) <= 40 else f"{found[1][:40]}..."  # as a lone type's message quotes it
         message = f"expected {' or '.join(dict.fromkeys(wanted))}, got {WIRE_NAMES.get(found[2], found[2])} {shown}"
-    else:
+    else:  # "expected a table (Point), got str 'x'" (the converter's words, a profile's) and "expected int or str"
+        message = re.sub(r"^expected a table( \(\w+\)| of [^,]+)?, got", "expected a map, got", message)
+        message = re.sub(r"^expected (\w+(?: or \w+)+), got", _wire_words, message)
         message = re.sub(r"\b(expected |got )(an? )?(\w+)", _wire_word, message)  # "expected str, got int 5"
     return re.sub(r"got (nil None|boolean True|boolean False)\b", lambda got: f"got {_JSON_WORDS[got[1]]}", message)
+
+
+def _wire_words(found: re.Match[str]) -> str:
+    return f"expected {' or '.join(WIRE_NAMES.get(name, name) for name in found[1].split(' or '))}, got"
 
 
 def _wire_word(found: re.Match[str]) -> str:
