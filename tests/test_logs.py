@@ -342,3 +342,50 @@ def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_th
     with pytest.raises(heirloom.LogWriteError, match=f"cannot open the log {path}"):
         log.append({"n": 6})
     log.close()
+
+
+ONCE_WRITER = """
+import sys, threading
+from pathlib import Path
+import heirloom
+
+path = Path(sys.argv[1])
+log = heirloom.AppendLog(path)
+cursor, seen = heirloom.LogCursor(path), set()
+start = threading.Barrier(2)
+
+def claim(key):
+    with log.locked() as write:  # read what every writer appended, then append only if it is not there
+        seen.update(record["key"] for _, record in cursor.read()[0])
+        if key not in seen:
+            write([{"key": key, "by": sys.argv[2]}])
+
+def claims():
+    start.wait()
+    for key in range(200):
+        claim(key)
+
+threads = [threading.Thread(target=claims) for _ in range(2)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+"""
+
+
+def test_a_check_and_append_under_locked_appends_once_across_processes_and_threads(tmp_path):
+    """``AppendLog.locked``: a record appended only when the log does not hold it yet, by 3 processes of 2
+    threads each at once, is appended once (checked outside the lock, a resent resolution was appended twice)."""
+    path = tmp_path / "log.jsonl"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", ONCE_WRITER, str(path), str(n)], cwd=REPO, stderr=subprocess.PIPE)
+        for n in range(3)
+    ]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0], [w.stderr.read() for w in writers]
+    keys = [record["key"] for record in heirloom.AppendLog.read(path)]
+    assert sorted(keys) == list(range(200))
+    log = heirloom.AppendLog(path)
+    with log.locked() as write:
+        write([{"key": 200}, {"key": 201}])
+    with pytest.raises(heirloom.LogWriteError, match="written after its locked\\(\\) block ended"):
+        write([{"key": 202}])  # kept past its block: the check it made no longer holds
+    log.close()
+    assert [record["key"] for record in heirloom.AppendLog.read(path)][-2:] == [200, 201]

@@ -111,20 +111,54 @@ class AppendLog:
     def append_all(self, records: list[dict[str, Any]], max_bytes: int | None = None) -> None:
         """``append`` for several records at once: one write and one ``fsync`` for them all, all
         kept or none (a thousand tombstones took a thousand fsyncs)."""
+        with self.locked() as write:
+            write(records, max_bytes)
+
+    @contextmanager
+    def locked(self) -> Iterator[Callable[..., None]]:
+        """The log held for the caller alone (its thread lock and its file's flock) through the block,
+        which gets ``append_all`` as ``write(records, max_bytes=None)``: a reader of the file in the block
+        (a ``LogCursor``) sees every record appended before it, by any thread or process, and no other
+        record is appended until it ends, so checking what the log holds and appending is one step (a
+        request resent to two workers at once, appended once). The file is the one the path names as
+        the block starts (reopened first when it was replaced). Keep the block short: every writer waits."""
+        held = True
+
+        def write(records: list[dict[str, Any]], max_bytes: int | None = None) -> None:
+            if not held:  # kept past its block: the lock that made the caller's check hold is gone
+                raise LogWriteError(f"{self.path}: written after its locked() block ended; nothing was written")
+            self._append_held(self._encoded(records), self._cap(max_bytes))
+
+        with self._lock, self._ours():
+            try:
+                yield write
+            finally:
+                held = False
+
+    @contextmanager
+    def _ours(self) -> Iterator[None]:
+        """The file's flock held, on the file the log's path names now: an operator may have replaced it
+        (a restore, rsync, logrotate), and a record written to the replaced file would be acknowledged and
+        lost. The caller holds the thread lock."""
+        for _ in range(3):
+            if self._fd < 0:  # closed after a replacement; a failed reopen leaves it so
+                self._fd = self._open()
+            with self._flock():
+                if self._names_our_file():
+                    yield
+                    return
+            log.warning("%s was replaced or removed since it was opened: reopening it", self.path)
+            os.close(self._fd)
+            self._fd = -1
+        raise LogWriteError(f"{self.path} keeps being replaced; the record was not written")
+
+    @staticmethod
+    def _encoded(records: list[dict[str, Any]]) -> bytes:
         stamp = time.time()
-        line = b"".join((json.dumps({**r, "time": stamp}, ensure_ascii=False) + "\n").encode() for r in records)
-        cap = min(c for c in (self.max_bytes, max_bytes, float("inf")) if c is not None)
-        with self._lock:
-            for _ in range(3):
-                if self._fd < 0:  # closed after a replacement; a failed reopen leaves it so
-                    self._fd = self._open()
-                with self._flock():
-                    if self._names_our_file():
-                        return self._append_held(line, cap)
-                log.warning("%s was replaced or removed since it was opened: reopening it", self.path)
-                os.close(self._fd)
-                self._fd = -1
-            raise LogWriteError(f"{self.path} keeps being replaced; the record was not written")
+        return b"".join((json.dumps({**r, "time": stamp}, ensure_ascii=False) + "\n").encode() for r in records)
+
+    def _cap(self, max_bytes: int | None) -> float:
+        return min(c for c in (self.max_bytes, max_bytes, float("inf")) if c is not None)
 
     def _append_held(self, line: bytes, cap: float) -> None:
         """Append ``line`` to the open file, unless it would pass ``cap`` bytes; the caller holds its flock."""

@@ -439,15 +439,17 @@ class SupportApi(heirloom.Api):
         handoff's decision may name, of a waiting one, of the one this names): one client re-resolving one
         handoff over and over filled that room, and no other handoff could be resolved nor intent accepted
         (h309 F2). The cap is checked under the log's lock against its size, so workers sharing the log cannot
-        pass it together."""
-        earlier = self.queue.decision_of(resolution["id"])
-        if earlier is not None and self._resent(earlier, resolution):
-            return earlier
-        opened, waiting = self.queue.owed() if earlier is not None else (0, 0)
-        kept = ROOM * (2 * opened + waiting + 1)
-        with heirloom.durable_write("resolution", self._decisions_limit):
+        pass it together. The check and the append are one step under the log's lock (``AppendLog.locked``, the
+        queue caught up inside it): two workers or threads sent the same resolution at once both found no
+        earlier decision and both appended it (h335 F1)."""
+        with heirloom.durable_write("resolution", self._decisions_limit), self.log.locked() as write:
+            earlier = self.queue.decision_of(resolution["id"])
+            if earlier is not None and self._resent(earlier, resolution):
+                return earlier
+            opened, waiting = self.queue.owed() if earlier is not None else (0, 0)
+            kept = ROOM * (2 * opened + waiting + 1)
             try:
-                self.log.append(resolution, max_bytes=self.log_bytes - kept if earlier is not None else None)
+                write([resolution], self.log_bytes - kept if earlier is not None else None)
             except heirloom.LogFull as full:
                 if earlier is None or full.quota:
                     raise
