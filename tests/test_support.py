@@ -422,52 +422,72 @@ def test_a_resent_resolution_is_answered_as_the_first_once_its_accepted_intent_i
         assert waiting not in client.call("support.handoffs", {})["waiting_intents"]
 
 
-def test_the_same_resolution_sent_to_two_daemons_at_once_is_appended_once(daemon, trained, monkeypatch, tmp_path):
+def _at_once(clients: list, route: str, body: dict) -> list[dict]:
+    """``route`` called with ``body`` by every client at the same moment (a barrier), each on its own thread."""
+    start, replies = threading.Barrier(len(clients)), []
+
+    def call(client):
+        start.wait()
+        replies.append(client.call(route, body))
+
+    threads = [threading.Thread(target=call, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return replies
+
+
+def test_the_same_decision_sent_to_two_daemons_at_once_is_appended_once(daemon, trained, monkeypatch, tmp_path):
     """SUPPORT.md: a resent resolution is "not appended again". Sent at the same moment to two processes sharing
     the log (as workers do) and to two threads of each, both found no earlier decision and both appended it: 2 of
-    8 handoffs had two lines (h335 F1). The check and the append are now one step under the log's lock."""
+    8 handoffs had two lines (h335 F1); so did an acceptance of a new intent. The check and the append are now one
+    step under the log's lock."""
     for name, value in trained.items():
         monkeypatch.setenv(name, value)
     intent = sorted({record["label"] for record in small_records("intents", "train")})[0]
     other = Daemon(tmp_path, *SMALL, profile=served_profile(), env=trained)  # a second process on the same log
     path = Path(trained["HEIRLOOM_HOME"]) / "handoffs" / "support" / "support.jsonl"
-    handoffs = [f"a{round_:015x}" for round_ in range(20)]
+    handoffs = [f"a{round_:015x}" for round_ in range(28)]
     log = heirloom.AppendLog(path)
     for number, handoff in enumerate(handoffs):
         text = f"please help me with my account, case {number}"
         log.append({"type": "handoff", "id": handoff, "text": text, "reasons": ["out_of_scope"]})
     log.close()
+    new_intents = [
+        f"custom_{word}" for word in ["quartz", "walrus", "nebula", "saffron", "tundra", "pumice", "zephyr", "lantern"]
+    ]
     try:
         other.wait_ready(timeout=300)
         clients = [daemon.client(timeout=60), daemon.client(timeout=60), other.client(timeout=60)]
         clients.append(other.client(timeout=60))
-        for client in clients:  # each process has read the log up to here: the race is on the resolution alone
+        for client in clients:  # each process has read the log up to here: the race is on the decision alone
             client.call("support.handoffs", {"limit": 1})
-        replies: list[dict] = []
-        for handoff in handoffs:
-            start = threading.Barrier(len(clients))
-
-            def resolve(client, handoff=handoff, start=start):
-                start.wait()
-                replies.append(client.call("support.resolve", {"id": handoff, "intent": intent}))
-
-            threads = [threading.Thread(target=resolve, args=(client,)) for client in clients]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        replies = [
+            reply
+            for handoff in handoffs[:20]
+            for reply in _at_once(clients, "support.resolve", {"id": handoff, "intent": intent})
+        ]
+        for handoff, new in zip(handoffs[20:], new_intents, strict=True):
+            clients[0].call("support.resolve", {"id": handoff, "intent": new})
+        accepted = [_at_once(clients, "support.accept_intent", {"intent": new}) for new in new_intents]
         for client in clients:
             client.close()
     finally:
         assert other.terminate() == 0
     assert replies == [
         {"resolved": True, "id": handoff, "intent": intent, "new_intent": False}
-        for handoff in handoffs
+        for handoff in handoffs[:20]
         for _ in clients
     ]
+    assert accepted == [[{"accepted": True, "intent": new, "resolutions": 1}] * len(clients) for new in new_intents]
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    appended = Counter(line["id"] for line in lines if line["type"] == "resolution" and line["id"] in handoffs)
-    assert appended == dict.fromkeys(handoffs, 1)
+    appended = Counter(line["id"] for line in lines if line["type"] == "resolution" and line["id"] in handoffs[:20])
+    assert appended == dict.fromkeys(handoffs[:20], 1)
+    acceptances = Counter(
+        line["intent"] for line in lines if line["type"] == "acceptance" and line["intent"] in new_intents
+    )
+    assert acceptances == dict.fromkeys(new_intents, 1)
 
 
 def test_bad_requests_name_the_field_and_the_daemon_keeps_serving(daemon):

@@ -491,33 +491,39 @@ class SupportApi(heirloom.Api):
         return typo_of(intent, known) or typo_of(intent, self.queue.waiting())  # the log read only if needed
 
     def accept_intent(self, body: AcceptInput) -> dict[str, Any]:
-        """A person reviewed a new intent: the resolutions naming it train (a typo is never accepted)."""
-        waiting = self.queue.waiting()
-        if body.intent not in waiting and body.intent in (accepted := self.queue.accepted()):
-            # a retry whose reply was lost: the same answer, not NOT_FOUND pointing at a typo
-            return {"accepted": True, "intent": body.intent, "resolutions": accepted[body.intent]}
-        if body.intent not in waiting:
-            listed = ", ".join(sorted(waiting)) or "none"
-            terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
-            if body.intent in (*terms.labels, terms.out_of_scope):  # it steered a right name to a waiting typo
-                what = "its 'none of them'" if body.intent == terms.out_of_scope else "an intent it knows"
+        """A person reviewed a new intent: the resolutions naming it train (a typo is never accepted). Checked
+        and appended as one step under the log's lock: the same acceptance sent to two workers at once was
+        appended twice (as a resolution was, h335 F1)."""
+        with heirloom.durable_write("acceptance", self._decisions_limit), self.log.locked() as write:
+            waiting = self.queue.waiting()
+            if body.intent not in waiting:
+                return self._accepted_before(body.intent, waiting)
+            close = typo_of(body.intent, self._known_intents())  # resolve's rule: "a typo never becomes an intent"
+            if close is not None and not body.even_if_close:
                 message = (
-                    f"{body.intent!r} is {what} to the served intent model: resolutions naming it train already, "
-                    f"there is nothing to accept (waiting: {listed})"
+                    f"{body.intent!r} is one typo from {close!r}, an intent the model knows or one accepted: resolve "
+                    f'its {waiting[body.intent]} resolution(s) again with {close!r}, or send "even_if_close": true '
+                    "to accept it as an intent of its own; nothing was recorded"
                 )
                 raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
-            close = heirloom.did_you_mean(body.intent, waiting)
-            message = f"no resolution waits with new intent {body.intent!r}{close} (waiting: {listed})"
-            raise heirloom.RequestError("NOT_FOUND", message, "body.intent")
-        close = typo_of(body.intent, self._known_intents())  # resolve's rule: "a typo never becomes an intent"
-        if close is not None and not body.even_if_close:
-            message = (
-                f"{body.intent!r} is one typo from {close!r}, an intent the model knows or one accepted: resolve its "
-                f'{waiting[body.intent]} resolution(s) again with {close!r}, or send "even_if_close": true to '
-                "accept it as an intent of its own; nothing was recorded"
-            )
-            raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
-        with heirloom.durable_write("acceptance", self._decisions_limit):
-            self.log.append({"type": "acceptance", "intent": body.intent})
+            write([{"type": "acceptance", "intent": body.intent}])
         reply = {"accepted": True, "intent": body.intent, "resolutions": waiting[body.intent]}
         return {**reply, "close_to": close} if close else reply
+
+    def _accepted_before(self, intent: str, waiting: dict[str, int]) -> dict[str, Any]:
+        """The reply to accepting ``intent``, which no resolution waits with: the first reply again for one
+        accepted already (a retry whose reply was lost), else an error saying why there is nothing to accept."""
+        if intent in (accepted := self.queue.accepted()):  # the same answer, not NOT_FOUND pointing at a typo
+            return {"accepted": True, "intent": intent, "resolutions": accepted[intent]}
+        listed = ", ".join(sorted(waiting)) or "none"
+        terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
+        if intent in (*terms.labels, terms.out_of_scope):  # it steered a right name to a waiting typo
+            what = "its 'none of them'" if intent == terms.out_of_scope else "an intent it knows"
+            message = (
+                f"{intent!r} is {what} to the served intent model: resolutions naming it train already, "
+                f"there is nothing to accept (waiting: {listed})"
+            )
+            raise heirloom.RequestError("INVALID_ARGUMENT", message, "body.intent")
+        close = heirloom.did_you_mean(intent, waiting)
+        message = f"no resolution waits with new intent {intent!r}{close} (waiting: {listed})"
+        raise heirloom.RequestError("NOT_FOUND", message, "body.intent")
