@@ -1850,3 +1850,30 @@ def test_port_0_prints_the_port_the_system_chose(tmp_path):
         finally:
             process.terminate()
             assert process.wait(30) == 0
+
+
+def test_a_route_whose_input_class_holds_itself_is_described_in_the_openapi_document_and_called(tmp_path):
+    """Checker h336 F2: ``_routes`` describes a class that holds itself once, under the schema's ``$defs``; in the
+    OpenAPI document ``#/$defs/Node`` would be looked up from the document's top, so the gateway moves it into its
+    components, and a validator reading the document takes the tree the route takes and refuses the one it refuses."""
+    import jsonschema
+
+    daemon = Daemon(tmp_path, profile='[apis.t]\nuse = "testing"\nrich = true\n')
+    daemon.wait_ready()
+    gateway = Gateway(tmp_path, daemon.address)
+    try:
+        status, _, document = http(gateway.url + "/openapi.json")
+        assert status == 200
+        openapi_spec_validator.validate(document)
+        assert '"#/$defs/' not in json.dumps(document)
+        node = document["components"]["schemas"]["t.tree.input.Node"]
+        assert node["properties"]["children"]["items"] == {"$ref": "#/components/schemas/t.tree.input.Node"}
+        pointer = "#/paths/~1v1~1routes~1t.tree/post/requestBody/content/application~1json/schema"
+        body = jsonschema.Draft202012Validator({**document, "$ref": pointer})
+        tree = {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}
+        assert body.is_valid(tree) and not body.is_valid({"name": "a", "children": [{"name": 3}]})
+        status, _, answer = http(gateway.url + "/v1/routes/t.tree", tree)
+        assert status == 200 and answer["children"][0]["children"][0] == {"name": "c", "children": []}
+    finally:
+        assert gateway.stop() == 0, gateway.log_path.read_text()
+        assert daemon.terminate() == 0, daemon.log()

@@ -34,6 +34,7 @@ from heirloom.wire.client import (
     ResourceExhausted,
     Unavailable,
 )
+from heirloom.wire.inputs import BODY_TYPES
 from heirloom.wire.protocol import SIGNATURE, Buffer, request_frames
 from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, REPO, run_heirloom, write
@@ -263,6 +264,62 @@ def test_a_field_typed_buffer_takes_a_buffer_frame_and_states_its_placeholder(cl
     (route,) = [route for route in client.call("_routes")["routes"] if route["name"] == "t.total"]
     schema = route["input"]["properties"]["values"]
     assert schema["properties"] == {"$buffer": {"type": "integer", "minimum": 0}} and schema["required"] == ["$buffer"]
+
+
+def test_routes_states_literals_enums_sets_and_tuples_as_json_schema_and_the_route_takes_what_it_says(tmp_path):
+    """Checker h336 F4: a Literal, an Enum or a set field was ``{"type": "any"}`` (no JSON Schema type, no values),
+    and ``tuple[int, float]`` an array of integers, so a client generated from ``_routes`` refused ``[1, 2.5]``,
+    which the route takes. Now each is stated as JSON Schema 2020-12 says it, and the route takes what it states."""
+    import jsonschema
+
+    daemon = Daemon(tmp_path, profile='[apis.t]\nuse = "testing"\nrich = true\n')
+    try:
+        daemon.wait_ready()
+        with daemon.client(timeout=10) as client:
+            routes = client.call("_routes")["routes"]
+            route = next(route for route in routes if route["name"] == "t.kinds")
+            assert route["input"]["properties"] == {
+                "mode": {"enum": ["fast", "slow"]},
+                "color": {"enum": ["red", "blue"]},
+                "rank": {"anyOf": [{"enum": [1, 2]}, {"type": "null"}]},
+                "pairs": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "prefixItems": [{"type": "integer"}, {"type": "number"}],
+                            "minItems": 2,
+                            "maxItems": 2,
+                        },
+                    },
+                },
+                "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                "counts": {"type": "array", "items": {"type": "integer"}},
+            }
+            assert '"any"' not in json.dumps(routes)
+            for described in routes:
+                for side in ("input", "output"):
+                    jsonschema.Draft202012Validator.check_schema(described[side])
+            schema = jsonschema.Draft202012Validator(route["input"])
+            taken = {"mode": "slow", "color": "blue", "rank": 2, "pairs": {"k": [[1, 2.5]]}, "tags": ["a"]}
+            schema.validate(taken)
+            assert client.call("t.kinds", taken) == (
+                "Kinds(mode='slow', color=<Color.blue: 'blue'>, rank=<Rank.high: 2>, pairs={'k': [(1, 2.5)]},"
+                " tags=frozenset({'a'}), counts=())"
+            )
+            for body, said in [
+                ({"rank": 3}, "body.rank: expected one of 1, 2; found 3"),  # an IntEnum took any int
+                ({"color": "green"}, "body.color: expected one of 'red', 'blue'; found 'green'"),
+                ({"tags": "ab"}, "body.tags: expected an array, got string 'ab'"),  # was the set {'a', 'b'}
+                ({"pairs": {"k": [[1, 2.5, 3]]}}, "body.pairs.k[0]: expected an array of 2, got array [1, 2.5, 3]"),
+            ]:
+                assert not schema.is_valid(body)
+                with pytest.raises(InvalidArgument) as refused:
+                    client.call("t.kinds", body)
+                assert refused.value.message == said
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
 
 
 def test_routes_states_every_float_bound_and_the_int_bounds_json_readers_hold():
@@ -549,6 +606,12 @@ def test_an_api_with_two_routes_of_one_name_fails_the_start_naming_it(tmp_path):
         ("long_wait", "route 'cfg': max_wait_ms must be a number from 0 to 60,000, not 1e+300"),
         # msgpack cannot send it: _routes INTERNAL, and a broker's workers died at each heartbeat
         ("huge_payload", "route 'cfg': max_payload must be an int from 1 to 1,099,511,627,776, not " + str(2**70)),
+        # checker h336 F3: "Unsupported type: <class 'datetime.datetime'>. Register a structure hook for it."
+        (
+            "when",
+            "route 'cfg': input field body.at is a datetime.datetime, which no request body can carry (a body's"
+            f" fields may be {BODY_TYPES})",
+        ),
     ],
 )
 def test_a_route_declared_wrongly_fails_the_start_naming_it(tmp_path, flaw, said):

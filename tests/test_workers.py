@@ -24,7 +24,7 @@ import zmq
 
 import heirloom
 from heirloom.wire.broker_versions import swap_grace
-from heirloom.wire.broker_workers import WORKER_LINES_PER_MINUTE
+from heirloom.wire.broker_workers import WORKER_LINES_PER_MINUTE, read_heartbeat
 from heirloom.wire.client import (
     DeadlineExceeded,
     InvalidArgument,
@@ -33,6 +33,7 @@ from heirloom.wire.client import (
     ResourceExhausted,
     Unavailable,
 )
+from heirloom.wire.inputs import MAX_SCHEMA_DEPTH, json_schema
 from heirloom.wire.metrics import WorkerTotals
 from heirloom.wire.protocol import CONTROL, packb, unpackb
 from heirloom.wire.server import TAG_BYTES
@@ -40,6 +41,7 @@ from heirloom.wire.stats import BATCH_BUCKETS, SECONDS_BUCKETS
 from heirloom.wire.strays import WELCOME
 from tests.daemons import PROFILE, Daemon
 from tests.helpers import HEIRLOOM, free_port, free_tcp_address, run_heirloom, write
+from tests.testing_api import chain
 
 
 def _worker_env() -> dict[str, str]:
@@ -1890,3 +1892,119 @@ def test_ready_workers_serving_two_versions_of_a_model_past_a_rolling_swap_are_w
         if pinned is not None:
             pinned.kill()
         assert stopped == 0
+
+
+def _start_failure(daemon: Daemon) -> str:
+    """What ``_ready`` says of a broker whose workers cannot start (it stays up, not ready), once it says it."""
+    deadline = time.monotonic() + 60
+    while "could not start" not in (probe := run_heirloom("call", "_ready", "--connect", daemon.address)).stderr:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.5)
+    return probe.stderr
+
+
+def _nested(levels: int, leaf: object) -> dict:
+    """The body of ``t.deep`` for ``chain(levels)``: ``{"c": {"c": {"v": leaf}}}`` for 3."""
+    return functools.reduce(lambda inner, _: {"c": inner}, range(levels - 1), {"v": leaf})
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_a_route_schema_nesting_past_the_limit_fails_the_start_naming_it_and_one_at_the_limit_serves(tmp_path, workers):
+    """Checker h336 F1: an input class nesting 16 levels was served by one process, but with --workers the broker
+    refused every heartbeat carrying its schema: _ready said "0 of 2 workers ready", start_failure null, for good,
+    and each worker logged "ready" and a wrong "--connect" hint. Now the start fails alike in both, naming the
+    route, and a schema nesting the most a heartbeat carries (61 levels) is served by workers too."""
+    said = (
+        f"apis.t (testing): route 'deep': input schema nests {MAX_SCHEMA_DEPTH + 2} levels, at most {MAX_SCHEMA_DEPTH}"
+    )
+    over = Daemon(tmp_path, *workers, profile=f'[apis.t]\nuse = "testing"\nnest = {MAX_SCHEMA_DEPTH // 2 + 1}\n')
+    try:
+        if workers:
+            assert said in _start_failure(over)
+            assert "takes this worker's heartbeats but has not answered" not in over.log()
+        else:
+            assert over.process.wait(30) != 0
+        assert f"system failed to start: {said}" in over.log()
+    finally:
+        over.terminate()
+    at_limit = tmp_path / "at_limit"
+    at_limit.mkdir()
+    daemon = Daemon(at_limit, *workers, profile=f'[apis.t]\nuse = "testing"\nnest = {MAX_SCHEMA_DEPTH // 2}\n')
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            schema = next(route for route in client.call("_routes")["routes"] if route["name"] == "t.deep")["input"]
+            assert schema == json_schema(chain(MAX_SCHEMA_DEPTH // 2))
+            assert client.call("t.deep", _nested(MAX_SCHEMA_DEPTH // 2, 5)).endswith("(v=5)" + ")" * 29)
+            with pytest.raises(InvalidArgument) as refused:
+                client.call("t.deep", _nested(MAX_SCHEMA_DEPTH // 2, "x"))
+            assert refused.value.message == f"body{'.c' * 29}.v: expected integer, got string 'x'"
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_worker_whose_heartbeat_its_broker_would_refuse_fails_its_start_saying_why(tmp_path):
+    """Checker h336 F1: a worker whose heartbeat the broker refused (here its resource manager's usage nests 71
+    levels) logged "ready", then a wrong hint to check --connect, and _ready said start_failure null for good: it
+    reads its heartbeat as its broker would before it says ready, and fails its start with what is wrong."""
+    profile = '[resources]\nuse = "faulty"\nfail = "usage_deep"\n[apis.t]\nuse = "testing"\n'
+    alone = Daemon(tmp_path, profile=profile)  # one process has no heartbeat: served
+    try:
+        alone.wait_ready()
+    finally:
+        assert alone.terminate() == 0, alone.log()
+    brokered = tmp_path / "brokered"
+    brokered.mkdir()
+    daemon = Daemon(brokered, "--workers", "2", profile=profile)
+    try:
+        said = "the broker would refuse this worker's heartbeat: the heartbeat is refused: the value nests arrays"
+        assert said in _start_failure(daemon)
+        log = daemon.log()
+        assert f"system failed to start: {said}" in log and "takes this worker's heartbeats but" not in log
+        assert not re.search(r"\bready; requests come through the broker", log), log
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")])
+def test_a_route_whose_input_class_holds_itself_is_described_once_and_served(tmp_path, workers):
+    """Checker h336 F2: ``Node.children: list[Node]`` made every _routes INTERNAL (RecursionError) in one process,
+    and with workers each worker died at its first heartbeat, respawned for good, the log growing by thousands of
+    lines a second. Its schema names the class under $defs and refers to it; bodies are checked at any depth."""
+    daemon = Daemon(tmp_path, *workers, profile='[apis.t]\nuse = "testing"\nrich = true\n')
+    try:
+        daemon.wait_ready(timeout=60)
+        with daemon.client(timeout=10) as client:
+            route = next(route for route in client.call("_routes")["routes"] if route["name"] == "t.tree")
+            node = {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}},
+                },
+                "additionalProperties": False,
+                "required": ["name"],
+                "description": "A tree: a route's input class that holds itself (checker h336 F2).",
+            }
+            assert route["input"] == route["output"] == {**node, "$defs": {"Node": node}}
+            tree = {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}
+            assert client.call("t.tree", tree) == {
+                "name": "a",
+                "children": [{"name": "b", "children": [{"name": "c", "children": []}]}],
+            }
+            with pytest.raises(InvalidArgument) as refused:
+                client.call("t.tree", {"name": "a", "children": [{"name": "b", "children": [{"name": 3}]}]})
+            assert refused.value.message == "body.children[0].children[0].name: expected string, got integer 3"
+        assert "Traceback" not in daemon.log() and "exited with" not in daemon.log()
+    finally:
+        assert daemon.terminate() == 0, daemon.log()
+
+
+def test_a_heartbeat_carries_a_route_schema_nesting_the_most_a_route_may_state_and_no_more():
+    """The broker's heartbeat limit is the routes' schema limit plus the heartbeat's own levels (a route under
+    ``routes``): a schema one level deeper than a route may state is refused, so the start check covers it."""
+    deepest = functools.reduce(lambda inner, _: {"x": inner}, range(MAX_SCHEMA_DEPTH - 1), {})
+    route = {"name": "t.deep", "admin": False, "input": deepest}
+    assert read_heartbeat(packb({"pid": 1, "routes": [route]}))["routes"][0]["input"] == deepest
+    with pytest.raises(ValueError, match="the heartbeat is refused: the value nests arrays and maps deeper than"):
+        read_heartbeat(packb({"pid": 1, "routes": [{**route, "output": {"x": deepest}}]}))

@@ -8,12 +8,15 @@ from __future__ import annotations
 import atexit
 import ctypes
 import ctypes.util
+import datetime
+import enum
+import functools
 import itertools
 import math
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy
@@ -175,6 +178,51 @@ def _note_the_exit(path: str) -> None:
 
 
 @attrs.define
+class Node:
+    """A tree: a route's input class that holds itself (checker h336 F2)."""
+
+    name: str
+    children: list[Node] = attrs.Factory(list)
+
+
+class Color(enum.Enum):
+    red = "red"
+    blue = "blue"
+
+
+class Rank(enum.IntEnum):
+    low = 1
+    high = 2
+
+
+@attrs.define
+class Kinds:
+    """Field types ``_routes`` states as JSON Schema says them (checker h336 F4)."""
+
+    mode: Literal["fast", "slow"] = "fast"
+    color: Color = Color.red
+    rank: Rank | None = None
+    pairs: dict[str, list[tuple[int, float]]] = attrs.Factory(dict)
+    tags: frozenset[str] = frozenset()
+    counts: tuple[int, ...] = ()
+
+
+@attrs.define
+class When:
+    at: datetime.datetime  # no request body carries one (checker h336 F3)
+
+
+@functools.cache
+def chain(length: int) -> type:
+    """An input class nesting ``length`` classes, each the next's ``c`` (its schema nests 2 * length + 1 levels):
+    ``{"c": {"c": {"v": 1}}}`` for 3 (checker h336 F1)."""
+    inner = attrs.make_class("Link0", {"v": attrs.field(type=int, default=0)})
+    for level in range(1, length):
+        inner = attrs.make_class(f"Link{level}", {"c": attrs.field(type=inner)})
+    return inner
+
+
+@attrs.define
 class TestingApi(heirloom.Api):
     max_batch: int = 8
     max_wait_ms: float = 20.0
@@ -188,8 +236,11 @@ class TestingApi(heirloom.Api):
     pid_twice: bool = False
     #: Another, in one more route: "hook" (a handler by a name of heirloom.Api's, here evaluate),
     #: "input" (not an attrs class), "input_instance"/"output_instance" (an attrs instance, not its class),
-    #: "payload" (max_payload = -1) or "wait" (max_wait_ms NaN).
+    #: "payload" (max_payload = -1), "wait" (max_wait_ms NaN) or "when" (an input field no body carries).
     flaw: str = ""
+    #: A route ``deep`` taking ``chain(nest)``; routes ``tree`` taking a Node (a class holding itself) and ``kinds``.
+    nest: int = 0
+    rich: bool = False
     #: A file each process that started this api appends its pid to when it exits (an atexit
     #: handler, as a plugin's own), after a thread that is no daemon thread has ended.
     at_exit: str = ""
@@ -233,6 +284,9 @@ class TestingApi(heirloom.Api):
             ),
             *[heirloom.Route("pid", handler=lambda body: 0)] * self.pid_twice,
             *self._flawed(),
+            *[heirloom.Route("deep", handler=repr, input=chain(self.nest), description="Deep.")] * bool(self.nest),
+            *[heirloom.Route("tree", handler=attrs.asdict, input=Node, output=Node, description="Tree.")] * self.rich,
+            *[heirloom.Route("kinds", handler=repr, input=Kinds, output=Kinds, description="Kinds.")] * self.rich,
             heirloom.Route("nobody", handler=lambda body: "asked", input=type(None), description="Takes no body."),
             heirloom.Route(
                 "nobody_batched",
@@ -292,6 +346,7 @@ class TestingApi(heirloom.Api):
             "wait": heirloom.Route("cfg", handler=len, batched=True, max_wait_ms=math.nan),
             "long_wait": heirloom.Route("cfg", handler=len, batched=True, max_wait_ms=1e300),
             "huge_payload": heirloom.Route("cfg", handler=len, max_payload=2**70),
+            "when": heirloom.Route("cfg", handler=len, input=When),
         }
         return [flawed[self.flaw]] if self.flaw else []
 
@@ -408,6 +463,8 @@ class FaultyResources(heirloom.Resources):
             time.sleep(0.4)  # querying a GPU or a cgroup, slowly
         if self.fail == "usage":
             raise RuntimeError("deliberate failure in usage")
+        if self.fail == "usage_deep":  # one process serves it; a broker would refuse the heartbeat carrying it
+            return functools.reduce(lambda inner, _: {"in": inner}, range(70), {"fine": True})
         return {"unencodable": object()} if self.fail == "usage_type" else {"fine": True}
 
     def daemon_in_flight_limit(self) -> Any:

@@ -34,6 +34,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from heirloom.core.errors import HeirloomError
 from heirloom.files import NotRegularFile, open_regular
+from heirloom.wire.protocol import PERMISSION_DENIED, RequestError
 from heirloom.wire.throttle import Every
 
 log = logging.getLogger("heirloom.wire.auth")
@@ -413,3 +414,10 @@ def bound_worker_address(socket: zmq.Socket) -> str:
             mode,
         )
     return address
+
+
+def check_admin(curve: CurveServer | None, route: str, user: str | None) -> None:
+    """PERMISSION_DENIED for a call of the admin route ``route`` by a client whose key is no admin key (a daemon's,
+    or its broker's); with no Curve, anyone may call it."""
+    if curve is not None and not curve.is_admin(user):
+        raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")

@@ -29,7 +29,7 @@ from zmq.backend import zmq_poll
 from heirloom.core.components import ClientLimits
 from heirloom.core.placement import WorkerPool
 from heirloom.core.settings import ServerSettings
-from heirloom.wire.auth import CurveServer, bound_worker_address, secure_worker_endpoint
+from heirloom.wire.auth import CurveServer, bound_worker_address, check_admin, secure_worker_endpoint
 from heirloom.wire.broker_deadlines import Deadlines, forwarded_header
 from heirloom.wire.broker_ready import ReadyTable
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
@@ -441,13 +441,13 @@ class Broker(BrokerRoutes):
                     return
                 if route in KERNEL_ROUTES:
                     if route in ADMIN_ROUTES:  # admin rights before the body, as a worker checks them
-                        self._check_admin(route, user)
+                        check_admin(self.curve, route, user)
                     check_no_body(route, frames[index + 2 :])
                     self._builtin(envelope, request_id, route, user, received)
                     return
                 raise self._unroutable(route)
             if info["admin"]:
-                self._check_admin(route, user)
+                check_admin(self.curve, route, user)
             if self.draining:
                 raise draining_error()
             if not self.table.serving.get(route):

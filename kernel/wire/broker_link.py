@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import zmq
 
+from heirloom.core.errors import HeirloomError
+from heirloom.wire.broker_workers import read_heartbeat
 from heirloom.wire.builtin_routes import for_clients, worker_status
 from heirloom.wire.local_workers import PARENT_ENV, local_token
 from heirloom.wire.protocol import CONTROL, packb, unpackb
@@ -108,6 +110,14 @@ class BrokerLink:
         """Tell the broker this worker is gone (drained): it forgets it at once instead of
         after missed heartbeats."""
         self.server.outbox.send([CONTROL, b"GONE"])
+
+    def check_heartbeat(self) -> None:
+        """HeirloomError, before the worker says it is ready, when its broker would refuse its heartbeat (read as a
+        broker reads it): such a worker was never taken, "ready" in its log, no reason in the broker's ``_ready``."""
+        try:
+            read_heartbeat(packb(worker_status(self.server)))
+        except ValueError as exc:
+            raise HeirloomError(f"the broker would refuse this worker's heartbeat: {exc}") from None
 
     def failed(self, error: BaseException) -> None:
         """Tell the broker why this worker's system did not start, before it exits: its

@@ -15,6 +15,7 @@ import zmq
 from zmq.backend import zmq_poll
 
 from heirloom.core.schema import did_you_mean
+from heirloom.wire.auth import check_admin
 from heirloom.wire.broker_workers import MAX_HEARTBEAT_ROUTES, SCALE_ROUTE, Worker, describe_workers
 from heirloom.wire.builtin_routes import KERNEL_ROUTES, kernel_route
 from heirloom.wire.local_workers import START_FAILED
@@ -24,7 +25,6 @@ from heirloom.wire.protocol import (
     INVALID_ARGUMENT,
     NOT_FOUND,
     OK,
-    PERMISSION_DENIED,
     SIGNATURE,
     UNAVAILABLE,
     RequestError,
@@ -94,10 +94,6 @@ class BrokerRoutes:
             return f"; {cut(failure, 300)}"
         return "; starting their components" if self.workers else ""
 
-    def _check_admin(self: Broker, route: str, user: str | None) -> None:
-        if self.curve is not None and not self.curve.is_admin(user):
-            raise RequestError(PERMISSION_DENIED, f"{route} is an admin route; this client's key is not an admin key")
-
     def _new_stats(self: Broker, route: str) -> RouteStats:
         stats = self.stats[route] = RouteStats()
         return stats
@@ -112,7 +108,7 @@ class BrokerRoutes:
         *body: bytes,
     ) -> None:
         if route == SCALE_ROUTE:  # the kernel's admin routes were checked before their body
-            self._check_admin(route, user)
+            check_admin(self.curve, route, user)
         answer = self._route_scale(body) if route == SCALE_ROUTE else getattr(self, f"_route{route}")()
         header = {"id": request_id, "status": OK, "queue_ms": 0.0, "compute_ms": 0.0}
         self.outbox.send([*envelope, SIGNATURE, packb(header), packb(answer)])

@@ -24,6 +24,7 @@ from heirloom.core.components import Route
 from heirloom.core.limits import nests_deeper, shortened
 from heirloom.core.settings import NAME_PATTERN
 from heirloom.wire.builtin_routes import KERNEL_ROUTES
+from heirloom.wire.inputs import MAX_SCHEMA_DEPTH
 from heirloom.wire.protocol import (
     CODE_OF_BYTE,
     RESOURCE_EXHAUSTED,
@@ -37,10 +38,12 @@ from heirloom.wire.routing import ROUTE_NAME
 
 #: The most routes one worker may announce (a rogue's 400,000 names grew the broker by 92 MB).
 MAX_HEARTBEAT_ROUTES = 1_000
-#: How deep a heartbeat may nest: its routes' input and output schemas nest as deep as the routes' types
-#: (the medical routes' 17 levels; a limit of 16 kept every medical worker out, checker h331), and 1,000
-#: broke ``_ready``, which packs it again.
-MAX_HEARTBEAT_DEPTH = 64
+#: The levels of a heartbeat above a route's input or output schema: the status map, its ``routes`` array, a route.
+HEARTBEAT_LEVELS = 3
+#: How deep a heartbeat may nest: its routes' schemas nest as deep as the routes' types (the medical routes' 17
+#: levels; a limit of 16 kept every medical worker out, checker h331), at most MAX_SCHEMA_DEPTH (a route nesting
+#: deeper fails the start, one process or worker alike), and 1,000 broke ``_ready``, which packs it again.
+MAX_HEARTBEAT_DEPTH = MAX_SCHEMA_DEPTH + HEARTBEAT_LEVELS
 #: The largest heartbeat read (a worker of 50 routes sends a few KB): the broker keeps each
 #: worker's last one, so with ``MAX_WORKERS`` this bounds what peers can make it hold.
 MAX_HEARTBEAT_BYTES = 2 << 20

@@ -6,6 +6,9 @@ with the field's path, so every api gets precise INVALID_ARGUMENT errors for fre
 
 from __future__ import annotations
 
+import collections.abc
+import enum
+import functools
 import logging
 import math
 import re
@@ -17,6 +20,7 @@ from typing import Any
 import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from heirloom.converter import _enum as enum_by_value
 from heirloom.converter import make_converter
 from heirloom.core.schema import flatten_errors
 from heirloom.store.labels import blank as is_blank
@@ -69,6 +73,36 @@ def _integer(value: Any, _: type) -> int:
 
 
 _converter.register_structure_hook(int, _integer)
+
+
+def _members_too(plain: Any) -> Callable[[Any, Any], Any]:
+    """``plain``'s hook (``str``'s, ``int``'s) for its own type, and an Enum's by value for an Enum deriving from it
+    (an IntEnum, a ``str, Enum``): the type's hook took any int or text for one, not only its members' values."""
+
+    def structure(value: Any, tp: Any) -> Any:
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return _by_value(tp)(value, tp)
+        return plain(value, tp)
+
+    return structure
+
+
+_by_value = functools.cache(lambda tp: enum_by_value(tp, _quote_buffer, lambda value, text: text(value)))
+for _plain in (str, int, float, bool):
+    _converter.register_structure_hook(_plain, _members_too(_converter.get_structure_hook(_plain)))
+_SETS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
+
+
+def _a_set(tp: Any) -> Callable[[Any, Any], Any]:
+    """A ``set``/``frozenset`` field takes an array, as ``_routes`` says (``uniqueItems``), its elements checked
+    as a list's (``body.tags[2]: expected string``): cattrs made a text into a set of its characters."""
+    element = typing.get_args(tp)[:1] or (Any,)
+    as_list = _converter.get_structure_hook(list[element[0]])
+    made = set if (typing.get_origin(tp) or tp) in (set, collections.abc.MutableSet) else frozenset
+    return lambda value, _: made(as_list(value, list[element[0]]))
+
+
+_converter.register_structure_hook_factory(lambda tp: (typing.get_origin(tp) or tp) in _SETS, _a_set)
 #: What a client sends for a buffer field: the placeholder naming its frame (docs/PROTOCOL.md).
 BUFFER_SCHEMA = {
     "type": "object",
@@ -221,42 +255,131 @@ def _raised_by_class(exc: ClassValidationError | IterableValidationError) -> Bas
     return next((sub for sub in without_notes if not isinstance(sub, checks)), None)
 
 
+#: How many levels a route's ``input`` or ``output`` schema may nest (arrays and maps; ``{"type": "object",
+#: "properties": {...}}`` is two): a worker's heartbeat carries each schema below its own levels (broker_workers).
+MAX_SCHEMA_DEPTH = 61
+#: The field types a request body can carry, as ``_routes`` describes them (a route's input class is checked at start).
+BODY_TYPES = (
+    "str, int, float, bool, bytes, None, Any, heirloom.Buffer, Literal[...] of str/int/float/bool, an Enum (by its "
+    "value), unions of these, list/tuple/set/frozenset/Sequence of these, dict/Mapping with str keys, and a nested "
+    "attrs class whose fields have these types"
+)
+_SEQUENCES = (list, tuple, collections.abc.Sequence, collections.abc.MutableSequence)
+_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+_CARRIED = (str, int, float, bool, type(None))
+
+
 def json_schema(tp: Any) -> dict[str, Any]:
-    """A JSON-schema description of an input type, for ``_routes`` introspection."""
-    if tp is None or tp is Any:
+    """A JSON-schema (2020-12) description of an input or output type, for ``_routes`` introspection: a class that
+    holds itself (``Node.children: list[Node]``) is described once, under ``$defs``, and referred to by ``$ref``."""
+    schemas = _Schemas()
+    schema = schemas.of(tp)
+    return {**schema, "$defs": schemas.defs} if schemas.defs else schema
+
+
+def unsupported_field(tp: Any) -> tuple[str, Any] | None:
+    """``(path, type)`` of the first field of the input class ``tp`` whose type no request body can carry
+    (``body.when.at``, ``datetime.datetime``; ``[*]`` an element, ``.*`` a map's value), else None."""
+    schemas = _Schemas()
+    schemas.of(tp)
+    return schemas.unknown[0] if schemas.unknown else None
+
+
+class _Schemas:
+    """One walk of a type into its schema: the classes being described (a class met again inside itself is
+    referred to, ``$ref``), those described under ``$defs``, and the parts no schema describes, with their path."""
+
+    def __init__(self) -> None:
+        self.within: list[type] = []
+        self.looped: set[type] = set()
+        self.defs: dict[str, dict[str, Any]] = {}
+        self.names: dict[type, str] = {}
+        self.path = ["body"]
+        self.unknown: list[tuple[str, Any]] = []
+
+    def ref(self, cls: type) -> dict[str, Any]:
+        if cls not in self.names:  # two classes of one name (in two modules) get two entries: Node, Node2
+            taken, name = set(self.names.values()), cls.__name__
+            names = (name + str(n or "") for n in range(len(taken) + 2))
+            self.names[cls] = next(candidate for candidate in names if candidate not in taken)
+        return {"$ref": f"#/$defs/{self.names[cls]}"}
+
+    def of(self, tp: Any, step: str = "") -> dict[str, Any]:
+        self.path.append(step)
+        try:
+            return self._of(tp)
+        finally:
+            self.path.pop()
+
+    def _of(self, tp: Any) -> dict[str, Any]:
+        if tp is None or tp is Any or tp is object:
+            return {}
+        if tp is type(None):  # a route that takes no body
+            return {"type": "null"}
+        if tp is Buffer:
+            return dict(BUFFER_SCHEMA)
+        if isinstance(tp, type) and tp in _JSON_TYPES:
+            return {"type": _JSON_TYPES[tp]}
+        if isinstance(tp, type) and attrs.has(tp):
+            return self._object(tp)
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return self._enum(tp, [member.value for member in tp])
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is typing.Annotated:
+            return self.of(args[0])
+        if origin is typing.Literal:
+            return self._enum(tp, [arg.value if isinstance(arg, enum.Enum) else arg for arg in args])
+        if origin in (typing.Union, types.UnionType):
+            return {"anyOf": [self.of(arg) for arg in args]}
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[int, float]: each its own type
+            each = [] if args == ((),) else [self.of(arg, f"[{i}]") for i, arg in enumerate(args)]
+            return {"type": "array", "prefixItems": each, "minItems": len(each), "maxItems": len(each)}
+        if origin in _SEQUENCES or tp in _SEQUENCES:
+            return {"type": "array", "items": self.of(args[0], "[*]") if args else {}}
+        if origin in _SETS or tp in _SETS:
+            return {"type": "array", "items": self.of(args[0], "[*]") if args else {}, "uniqueItems": True}
+        if origin in _MAPPINGS or tp in _MAPPINGS:
+            return {"type": "object", "additionalProperties": self.of(args[1], ".*") if len(args) == 2 else {}}
+        self.unknown.append(("".join(self.path), tp))
         return {}
-    if tp is type(None):  # a route that takes no body
-        return {"type": "null"}
-    if tp is Buffer:
-        return dict(BUFFER_SCHEMA)
-    if attrs.has(tp):
-        fields = attrs.fields(attrs.resolve_types(tp))
-        schema: dict[str, Any] = {
-            "type": "object",
-            # the bounds of validators it can read (stated_bounds); others a field states in metadata={"schema": ...}
-            "properties": {f.name: _field_schema(f) for f in fields},
-            "additionalProperties": False,
-        }
+
+    def _enum(self, tp: Any, values: list[Any]) -> dict[str, Any]:
+        if all(type(value) in _CARRIED for value in values):
+            return {"enum": values}
+        self.unknown.append(("".join(self.path), tp))
+        return {}
+
+    def _object(self, cls: type) -> dict[str, Any]:
+        if cls in self.within or self.names.get(cls, "") in self.defs:  # described, or being described: referred to
+            self.looped.add(cls)
+            return self.ref(cls)
+        self.within.append(cls)
+        try:
+            fields = attrs.fields(attrs.resolve_types(cls))
+            schema: dict[str, Any] = {
+                "type": "object",
+                # the bounds of validators it reads (stated_bounds); others a field states in metadata={"schema": ...}
+                "properties": {f.name: _field_schema(f, self.of(f.type, f".{f.name}")) for f in fields},
+                "additionalProperties": False,
+            }
+        finally:
+            self.within.pop()
         required = [f.name for f in fields if f.default is attrs.NOTHING]
         if required:
             schema["required"] = required
-        if tp.__doc__:
-            schema["description"] = " ".join(tp.__doc__.split())
-        return schema | getattr(tp, "__schema__", {})  # rules across fields, which no one field's validator states
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return {"anyOf": [json_schema(a) if a is not type(None) else {"type": "null"} for a in args]}
-    if origin in (list, tuple, typing.Sequence):
-        return {"type": "array", "items": json_schema(args[0]) if args else {}}
-    if origin is dict:
-        return {"type": "object", "additionalProperties": json_schema(args[1]) if len(args) == 2 else {}}
-    return {"type": _JSON_TYPES.get(tp, "any")}
+        if cls.__doc__:
+            schema["description"] = " ".join(cls.__doc__.split())
+        schema |= getattr(cls, "__schema__", {})  # rules across fields, which no one field's validator states
+        if cls not in self.looped:
+            return schema
+        self.defs[self.ref(cls)["$ref"].rpartition("/")[2]] = schema
+        return schema if not self.within else self.ref(cls)  # the body's own class is described where it is, too
 
 
-def _field_schema(field: attrs.Attribute) -> dict[str, Any]:
-    """A field's type, the bounds its validator states, and its metadata's own keywords last (a function's, for
-    keywords that follow what is served: a classifier's labels as ``examples``)."""
-    schema, bounds = json_schema(field.type), stated_bounds(field.validator)
+def _field_schema(field: attrs.Attribute, schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's type (``schema``), the bounds its validator states, and its metadata's own keywords last (a
+    function's, for keywords that follow what is served: a classifier's labels as ``examples``)."""
+    bounds = stated_bounds(field.validator)
     types = {schema.get("type"), *(branch.get("type") for branch in schema.get("anyOf", ()))}
     if "array" in types:  # a list's length is minItems/maxItems; str | list[str] states both (each applies to its type)
         kept = bounds if "string" in types else {k: v for k, v in bounds.items() if not k.endswith("Length")}

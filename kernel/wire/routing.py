@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from heirloom.converter import type_name
 from heirloom.core.components import Api, Resources, Route
 from heirloom.core.errors import HeirloomError
 from heirloom.core.schema import did_you_mean
@@ -29,7 +30,7 @@ from heirloom.wire.batching import Batcher
 from heirloom.wire.bodies import unpack_body
 from heirloom.wire.call import Call, Complete, named, plugin_failure
 from heirloom.wire.headers import attach_buffers
-from heirloom.wire.inputs import InputValidator, json_schema, wire_type
+from heirloom.wire.inputs import BODY_TYPES, MAX_SCHEMA_DEPTH, InputValidator, json_schema, unsupported_field, wire_type
 from heirloom.wire.protocol import (
     DEADLINE_EXCEEDED,
     INVALID_ARGUMENT,
@@ -169,6 +170,13 @@ def _declaration_problem(route: Route) -> str | None:
         return f"input must be an attrs class, type(None) (no body) or None (any body), not {route.input!r:.200}"
     if route.output is not None and not _reply_type(route.output):  # an instance broke every _routes
         return f"output must be an attrs class, list[A] of one, or a union A | B of those, not {route.output!r:.200}"
+    if route.input not in (None, NO_INPUT) and (unsupported := unsupported_field(route.input)):
+        field, kind = unsupported  # cattrs' "Unsupported type: ... Register a structure hook" named no route
+        said = f"input field {field} is a {type_name(kind)}, which no request body can carry"
+        return f"{said} (a body's fields may be {BODY_TYPES})"
+    for side, kind in (("input", route.input), ("output", route.output)):  # a broker refused the worker's heartbeat
+        if (levels := _depth(json_schema(kind))) > MAX_SCHEMA_DEPTH:
+            return f"{side} schema nests {levels} levels, at most {MAX_SCHEMA_DEPTH} (PLUGINS.md, Routes)"
     for limit in ("max_batch", "max_payload"):
         if type(value := getattr(route, limit)) is not int or not 1 <= value <= ROUTE_LIMITS[limit]:
             return f"{limit} must be an int from 1 to {ROUTE_LIMITS[limit]:,}, not {value!r}"
@@ -176,6 +184,17 @@ def _declaration_problem(route: Route) -> str | None:
     if type(wait) not in (int, float) or not 0 <= wait <= longest:  # NaN is neither
         return f"max_wait_ms must be a number from 0 to {longest:,}, not {wait!r}"
     return None
+
+
+def _depth(schema: Any) -> int:
+    """How many levels a route's schema nests, arrays and maps (``[[1]]``: two), counted without recursion."""
+    deepest, stack = 0, [(schema, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def _attrs_class(tp: Any) -> bool:

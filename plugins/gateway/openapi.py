@@ -12,7 +12,7 @@ from typing import Any
 import heirloom
 from heirloom_plugins.gateway.oip import Signature
 from heirloom_plugins.gateway.routes import RouteTable
-from heirloom_plugins.gateway.schemas import clean
+from heirloom_plugins.gateway.schemas import clean, hoisted
 
 ERROR_STATUSES = {
     "400": "INVALID_ARGUMENT: a malformed body or header, naming the field",
@@ -187,11 +187,13 @@ def _limits(entry: dict[str, Any], payload_factor: int = 1) -> str:
     return "; ".join(parts)
 
 
-def _route_operation(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+def _route_operation(name: str, entry: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """``POST /v1/routes/NAME``; the classes its schemas describe under ``$defs`` go into ``defs`` (components)."""
     api = name.rpartition(".")[0]
-    body = clean(entry.get("input") or {}) if api else NO_BODY
+    body = hoisted(clean(entry.get("input") or {}), f"{name}.input", defs) if api else NO_BODY
     forbidden = CROSS_SITE + (NOT_ADMIN if entry.get("admin") else "")
-    responses = _responses("the route's reply", clean(entry.get("output") or {}), forbidden=forbidden)
+    output = hoisted(clean(entry.get("output") or {}), f"{name}.output", defs)
+    responses = _responses("the route's reply", output, forbidden=forbidden)
     if api:
         responses["200"]["headers"] = MODEL_VERSION
     return {
@@ -321,8 +323,9 @@ def openapi(table: RouteTable, tokens: bool = False, served: dict[str, str] | No
     paths = _health_paths()
     for name, entry in sorted(table.models.items()):
         paths.update(_model_paths(name, entry, table.signatures[name], (served or {}).get(name)))
+    defs: dict[str, Any] = {}
     for name, entry in sorted(table.routes.items()):
-        paths[f"/v1/routes/{name}"] = _route_operation(name, entry)
+        paths[f"/v1/routes/{name}"] = _route_operation(name, entry, defs)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -331,7 +334,7 @@ def openapi(table: RouteTable, tokens: bool = False, served: dict[str, str] | No
             "description": "Open Inference Protocol v2 for model routes, and every daemon route as JSON.",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **defs}},
     }
     if tokens:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

@@ -9,7 +9,7 @@ DATATYPES = {"string": "BYTES", "integer": "INT64", "number": "FP64", "boolean":
 
 
 def clean(schema: Any) -> Any:
-    """``_routes``' ``any`` and ``binary`` types as JSON Schema 2020-12 spells them."""
+    """``_routes``' ``binary`` type as JSON Schema 2020-12 spells it (an older daemon's ``any`` left out)."""
     if isinstance(schema, list):
         return [clean(item) for item in schema]
     if not isinstance(schema, dict):
@@ -20,6 +20,22 @@ def clean(schema: Any) -> Any:
         out.update(type="string", contentEncoding="base64")
     elif kind is not None and kind != "any":
         out["type"] = kind
+    return out
+
+
+def hoisted(schema: Any, prefix: str, components: dict[str, Any]) -> Any:
+    """A ``_routes`` schema whose ``$defs`` (a class holding itself: a tree's node) are moved into the document's
+    ``components`` as ``PREFIX.Name``, its ``$ref`` pointing there: in an OpenAPI document ``#/$defs/Node`` would be
+    looked up from the document's top, where it is not."""
+    if isinstance(schema, list):
+        return [hoisted(item, prefix, components) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    for name, described in (schema.get("$defs") or {}).items():
+        components[f"{prefix}.{name}"] = hoisted(described, prefix, components)
+    out = {key: hoisted(value, prefix, components) for key, value in schema.items() if key != "$defs"}
+    if isinstance(ref := schema.get("$ref"), str) and ref.startswith("#/$defs/"):
+        out["$ref"] = f"#/components/schemas/{prefix}.{ref.removeprefix('#/$defs/')}"
     return out
 
 
