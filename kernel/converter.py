@@ -203,6 +203,12 @@ def _enum(tp: type[enum.Enum], quote: Quote, show: Show) -> Any:
     return lambda value, _: value if isinstance(value, tp) else tp(value_of(value, tp))
 
 
+def _scalar_or_enum(scalar: Any, enums: Any) -> Any:
+    """The hook of a scalar type, which cattrs also gives its subclasses: an IntEnum or a ``str`` Enum field
+    goes to its Enum's hook (``enums(tp)``), else any int was kept, unconverted, for an IntEnum (fix336's note)."""
+    return lambda value, tp: enums(tp)(value, tp) if _plain_enum(tp) else scalar(value, tp)
+
+
 def entry_type(tp: Any, name: str) -> Any:
     """The type of the key ``name`` in a table of type ``tp``: an attrs class's field's or a mapping's values' (Any
     where ``tp`` says none), so a ``--set`` of a key in a nested table (``apis.t.window.end=0``) is typed."""
@@ -223,8 +229,9 @@ def make_converter(quote: Quote = lambda value: None, show: Show = _as_python) -
     converter.register_structure_hook_factory(lambda tp: typing.get_origin(tp) in SEQUENCES, sequences)
     converter.register_structure_hook_factory(_plain_literal, lambda tp: _literal(typing.get_args(tp), quote, show))
     converter.register_structure_hook_factory(_plain_enum, lambda tp: _enum(tp, quote, show))
+    enums = functools.cache(lambda tp: _enum(tp, quote, show))
     for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
-        converter.register_structure_hook(expected, _strict(expected, accepts, quote, show))
+        converter.register_structure_hook(expected, _scalar_or_enum(_strict(expected, accepts, quote, show), enums))
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
     converter.register_structure_hook_factory(_scalar_union, lambda tp: _strict_union(tp, converter, quote, show))
     converter.register_structure_hook_factory(

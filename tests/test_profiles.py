@@ -1426,6 +1426,16 @@ class Speed(enum.Enum):
     SLOW = "slow"
 
 
+class Rank(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Mode(enum.StrEnum):
+    QUICK = "quick"
+    FULL = "full"
+
+
 @attrs.define
 class Window:
     start: int = 0
@@ -1438,6 +1448,8 @@ class Shaped(toys.ToySource):
 
     speed: Speed = Speed.FAST
     speeds: list[Speed] = attrs.field(factory=list)
+    rank: Rank = Rank.LOW
+    mode: Mode = Mode.QUICK
     window: Window = attrs.field(factory=Window)
     weights: dict[str, float] = attrs.field(factory=dict)
     limit: int | str = 5
@@ -1472,6 +1484,17 @@ def test_an_enum_refusal_names_the_values_it_takes_as_a_literals_does(tmp_path):
         _shaped(profile, ["sources.s.speed=FAST", "sources.s.speeds=[]"])  # set by its value, not its name
     source = _shaped(profile, ["sources.s.speed=slow", 'sources.s.speeds=["fast"]'])
     assert (source.speed, source.speeds) == (Speed.SLOW, [Speed.FAST])
+    # an IntEnum or a str Enum is refused as any Enum: the int or str hook took any int or text, unconverted
+    for setting, said in (
+        ("rank=7", "expected one of 1, 2; found 7"),
+        ('mode="ful"', "expected one of 'quick', 'full'"),
+    ):
+        with pytest.raises(heirloom.ProfileError, match=re.escape(f"--set: sources.s.{setting.split('=')[0]}: {said}")):
+            _shaped(profile, [f"sources.s.{setting}", "sources.s.speed=slow", "sources.s.speeds=[]"])
+    source = _shaped(
+        profile, ["sources.s.rank=2", 'sources.s.mode="full"', "sources.s.speed=slow", "sources.s.speeds=[]"]
+    )
+    assert (type(source.rank), source.rank, type(source.mode), source.mode) == (Rank, Rank.HIGH, Mode, Mode.FULL)
 
 
 def test_a_set_key_in_a_nested_table_merges_into_it_as_a_files_table_does(tmp_path):
