@@ -344,6 +344,8 @@ def test_handoffs_pages_past_its_limit_within_the_reply_bytes_and_waiting_intent
             assert known[:-1] in client.call("support.handoffs", {})["waiting_intents"]  # nothing recorded
             meant = client.call("support.accept_intent", {"intent": known[:-1], "even_if_close": True})
             assert meant == {"accepted": True, "intent": known[:-1], "resolutions": 1, "close_to": known}
+            again = {"intent": known[:-1], "even_if_close": True}
+            assert client.call("support.accept_intent", again) == meant  # a retry: the same reply (v7 F3)
             assert client.call("support.accept_intent", {"intent": "crypto"})["resolutions"] == 3
     finally:
         assert daemon.terminate() == 0

@@ -514,7 +514,9 @@ class SupportApi(heirloom.Api):
         """The reply to accepting ``intent``, which no resolution waits with: the first reply again for one
         accepted already (a retry whose reply was lost), else an error saying why there is nothing to accept."""
         if intent in (accepted := self.queue.accepted()):  # the same answer, not NOT_FOUND pointing at a typo
-            return {"accepted": True, "intent": intent, "resolutions": accepted[intent]}
+            reply = {"accepted": True, "intent": intent, "resolutions": accepted[intent]}
+            close = typo_of(intent, self._known_intents())  # accepted "even_if_close": said again (v7 F3)
+            return {**reply, "close_to": close} if close else reply
         listed = ", ".join(sorted(waiting)) or "none"
         terms: IntentTerms = self._terms_of("intent", heirloom.served_model(self.intent_handle)[0])
         if intent in (*terms.labels, terms.out_of_scope):  # it steered a right name to a waiting typo
