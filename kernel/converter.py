@@ -203,9 +203,10 @@ def _enum(tp: type[enum.Enum], quote: Quote, show: Show) -> Any:
     return lambda value, _: value if isinstance(value, tp) else tp(value_of(value, tp))
 
 
-def _scalar_or_enum(scalar: Any, enums: Any) -> Any:
-    """The hook of a scalar type, which cattrs also gives its subclasses: an IntEnum or a ``str`` Enum field
-    goes to its Enum's hook (``enums(tp)``), else any int was kept, unconverted, for an IntEnum (fix336's note)."""
+def scalar_or_enum(scalar: Any, enums: Any) -> Any:
+    """The hook ``scalar`` of a scalar type (``str``'s, ``int``'s), which cattrs also gives the type's subclasses:
+    an IntEnum or a ``str`` Enum field goes to its Enum's hook (``enums(tp)``) instead; the type's hook took any
+    int or text for one, and kept it unconverted (h336, fix336's note)."""
     return lambda value, tp: enums(tp)(value, tp) if _plain_enum(tp) else scalar(value, tp)
 
 
@@ -231,7 +232,7 @@ def make_converter(quote: Quote = lambda value: None, show: Show = _as_python) -
     converter.register_structure_hook_factory(_plain_enum, lambda tp: _enum(tp, quote, show))
     enums = functools.cache(lambda tp: _enum(tp, quote, show))
     for expected, accepts in ((str, (str,)), (int, (int,)), (float, (int, float)), (bool, (bool,))):
-        converter.register_structure_hook(expected, _scalar_or_enum(_strict(expected, accepts, quote, show), enums))
+        converter.register_structure_hook(expected, scalar_or_enum(_strict(expected, accepts, quote, show), enums))
     configure_union_passthrough(str | int | float | bool | bytes | None, converter)  # whichever member the value is
     converter.register_structure_hook_factory(_scalar_union, lambda tp: _strict_union(tp, converter, quote, show))
     converter.register_structure_hook_factory(

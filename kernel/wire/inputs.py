@@ -21,7 +21,7 @@ import attrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from heirloom.converter import _enum as enum_by_value
-from heirloom.converter import make_converter
+from heirloom.converter import make_converter, scalar_or_enum
 from heirloom.core.schema import flatten_errors
 from heirloom.store.labels import blank as is_blank
 from heirloom.store.labels import visible_pattern
@@ -75,26 +75,15 @@ def _integer(value: Any, _: type) -> int:
 _converter.register_structure_hook(int, _integer)
 
 
-def _members_too(plain: Any) -> Callable[[Any, Any], Any]:
-    """``plain``'s hook (``str``'s, ``int``'s) for its own type, and an Enum's by value for an Enum deriving from it
-    (an IntEnum, a ``str, Enum``): the type's hook took any int or text for one, not only its members' values."""
-
-    def structure(value: Any, tp: Any) -> Any:
-        if isinstance(tp, type) and issubclass(tp, enum.Enum):
-            return _by_value(tp)(value, tp)
-        return plain(value, tp)
-
-    return structure
-
-
 _by_value = functools.cache(lambda tp: enum_by_value(tp, _quote_buffer, lambda value, text: text(value)))
 for _plain in (str, int, float, bool):
-    _converter.register_structure_hook(_plain, _members_too(_converter.get_structure_hook(_plain)))
+    _converter.register_structure_hook(_plain, scalar_or_enum(_converter.get_structure_hook(_plain), _by_value))
 _SETS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
 
 
 def _a_set(tp: Any) -> Callable[[Any, Any], Any]:
-    """A ``set``/``frozenset`` field takes an array, as ``_routes`` says (``uniqueItems``), its elements checked
+    """A ``set``/``frozenset`` field takes an array, as ``_routes`` says (repeats are dropped, so the schema does
+    not say ``uniqueItems``: a generated client refused what the route took, v7 F1), its elements checked
     as a list's (``body.tags[2]: expected string``): cattrs made a text into a set of its characters."""
     element = typing.get_args(tp)[:1] or (Any,)
     as_list = _converter.get_structure_hook(list[element[0]])
@@ -337,7 +326,7 @@ class _Schemas:
         if origin in _SEQUENCES or tp in _SEQUENCES:
             return {"type": "array", "items": self.of(args[0], "[*]") if args else {}}
         if origin in _SETS or tp in _SETS:
-            return {"type": "array", "items": self.of(args[0], "[*]") if args else {}, "uniqueItems": True}
+            return {"type": "array", "items": self.of(args[0], "[*]") if args else {}}
         if origin in _MAPPINGS or tp in _MAPPINGS:
             return {"type": "object", "additionalProperties": self.of(args[1], ".*") if len(args) == 2 else {}}
         self.unknown.append(("".join(self.path), tp))
