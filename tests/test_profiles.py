@@ -21,6 +21,7 @@ import heirloom
 from tests import toys
 from tests.daemons import Daemon
 from tests.helpers import HEIRLOOM, pythonpath, run_heirloom, write
+from tests.testing_api import Rank
 
 
 @pytest.fixture
@@ -1426,11 +1427,6 @@ class Speed(enum.Enum):
     SLOW = "slow"
 
 
-class Rank(enum.IntEnum):
-    LOW = 1
-    HIGH = 2
-
-
 class Mode(enum.StrEnum):
     QUICK = "quick"
     FULL = "full"
@@ -1448,7 +1444,7 @@ class Shaped(toys.ToySource):
 
     speed: Speed = Speed.FAST
     speeds: list[Speed] = attrs.field(factory=list)
-    rank: Rank = Rank.LOW
+    rank: Rank = Rank.low
     mode: Mode = Mode.QUICK
     window: Window = attrs.field(factory=Window)
     weights: dict[str, float] = attrs.field(factory=dict)
@@ -1494,7 +1490,7 @@ def test_an_enum_refusal_names_the_values_it_takes_as_a_literals_does(tmp_path):
     source = _shaped(
         profile, ["sources.s.rank=2", 'sources.s.mode="full"', "sources.s.speed=slow", "sources.s.speeds=[]"]
     )
-    assert (type(source.rank), source.rank, type(source.mode), source.mode) == (Rank, Rank.HIGH, Mode, Mode.FULL)
+    assert (type(source.rank), source.rank, type(source.mode), source.mode) == (Rank, Rank.high, Mode, Mode.FULL)
 
 
 def test_a_set_key_in_a_nested_table_merges_into_it_as_a_files_table_does(tmp_path):
