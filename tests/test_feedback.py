@@ -334,6 +334,11 @@ def test_a_label_a_model_knows_in_another_unicode_form_is_refused_naming_the_kno
     for twin in (inquiry.replace("\u0633\u0627", "\u0633\u0640\u0627"), inquiry.replace("\u062a", "\u062a\u0650")):
         with pytest.raises(heirloom.RequestError, match="look-alike letters"):
             heirloom.check_label(twin, [inquiry], "body.label", allow_new=True)
+    tangut = "\U00017000\U00017001"  # letters Python's unicodedata has no name for: INTERNAL IndexError once
+    assert heirloom.check_label(tangut, ["positive"], "x", allow_new=True)
+    with pytest.raises(heirloom.RequestError, match="not one the model predicts") as caught:
+        heirloom.check_label(tangut, ["positive"], "body.label")
+    assert caught.value.field == "body.label"
 
 
 def test_feedback_list_shows_a_clients_escape_sequences_and_markup_without_obeying_them(tmp_path, data_dir):

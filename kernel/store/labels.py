@@ -99,8 +99,9 @@ def printed_form(label: str) -> str:
 
 
 def _lookalike_scripts(word: str) -> set[str]:
-    """Which of LOOKALIKE_SCRIPTS the letters of ``word`` are written in."""
-    return {script for char in word if (script := unicodedata.name(char, " ").split()[0]) in LOOKALIKE_SCRIPTS}
+    """Which of LOOKALIKE_SCRIPTS the letters of ``word`` are written in (a letter Python's
+    unicodedata has no name for, a Tangut ideograph, is in none of them)."""
+    return {script for char in word if (script := unicodedata.name(char, "").partition(" ")[0]) in LOOKALIKE_SCRIPTS}
 
 
 def label_problem(
