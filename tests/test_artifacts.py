@@ -623,18 +623,20 @@ def test_promote_if_better_names_what_each_score_left_out_and_refuses_clearly_di
 def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(store):
     """Checker h323 F2: ``--if-better seen_in_training`` (or ``support``) promoted the version that had trained
     on more validation texts, and the unknown-metric error offered them; a count is no score: exit 2. So is a
-    name ending in ``_support`` (the intent model's ``oos_support``, which was ``oos_examples``, a score then)."""
+    name ending in ``_support`` (the intent model's ``oos_support``, which was ``oos_examples``, a score then), and
+    so are the names versions stored before gave counts (h340 F3: ``--if-better oos_examples`` promoted)."""
 
     def report(seen: int, accuracy: float) -> dict:
         rows = {"positive": {"f1": accuracy, "support": 40 + seen}}
         scores = {"accuracy": accuracy, "macro_f1": accuracy, "support": 120, "oos_support": 40 + seen}
-        scores["seen_in_training"] = seen
+        scores |= {"seen_in_training": seen, "oos_examples": 40 + seen, "queries_without_documents": seen}
         return {**scores, "validation": {**scores, "per_class": rows, "left_out": 0, "left_out_of": 120}}
 
     for version, seen in ((1, 0), (2, 13)):
         put(store, "notes/sentiment", version, metrics=report(seen, 0.9), data_fingerprints=evaluated("fp-data-1"))
     assert models(store, "promote", "notes/sentiment@1", "production").returncode == 0
     counted = ("seen_in_training", "support", "per_class.positive.support", "left_out", "left_out_of", "oos_support")
+    counted += ("oos_examples", "queries_without_documents")
     for metric in counted:
         for alias in ("production", "canary"):  # a holder or none: refused before anything is compared
             refused = models(store, "promote", "notes/sentiment@2", alias, "--if-better", metric)
@@ -643,6 +645,9 @@ def test_promote_if_better_refuses_a_count_of_records_and_offers_only_scores(sto
             assert "(metrics: accuracy, macro_f1)" in said(refused), said(refused)
     assert store.alias_version("notes", "sentiment", "production") == 1
     assert store.alias_version("notes", "sentiment", "canary") is None
+    former = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "oos_examples")
+    said_before = "oos_examples: oos_support: how many of its kind of records were scored, as versions stored before"
+    assert said_before in said(former), said(former)
     unknown = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "nosuch")
     assert unknown.returncode == 2 and "(metrics: accuracy, macro_f1)" in said(unknown), said(unknown)
     near = models(store, "promote", "notes/sentiment@2", "production", "--if-better", "supprt")

@@ -34,6 +34,15 @@ COUNTS = {
     SEEN_IN_TRAINING: "how many scored records the version or an ancestor trained on",
     LEFT_OUT: "how many records its score left out",
     LEFT_OUT_OF: "how many records it was given to score",
+    "examples": "how many examples there were",
+}
+#: Counts the shipped plugins stored under other names before they were named as counts (SUPPORT.md): a store
+#: from then still holds them, and ``--if-better`` promoted on them as scores.
+FORMER_COUNTS = {
+    "oos_examples": "oos_support",
+    "in_scope_examples": "in_scope_support",
+    "queries_without_documents": "unanswerable_support",
+    "queries": "support",
 }
 
 #: Scores, not errors (a dotted metric's last part): --lower-is-better on one promoted the worse version.
@@ -131,11 +140,13 @@ def _score(name: str, value: Any) -> bool:
 
 
 def counts(name: str) -> str:
-    """What a metric ``name`` counts, for a name of COUNTS or one ending in ``_support`` (``support: how many
-    records were scored``); "" for a name that is no count."""
+    """What a metric ``name`` counts, for a name of COUNTS or FORMER_COUNTS or one ending in ``_support`` or
+    ``_examples`` (``support: how many records were scored``); "" for a name that is no count."""
+    if name in FORMER_COUNTS:
+        return f"{name}: {counts(FORMER_COUNTS[name])}, as versions stored before named it"
     if name in COUNTS:
         return f"{name}: {COUNTS[name]}"
-    return f"{name}: how many of its kind of records were scored" if name.endswith("_support") else ""
+    return f"{name}: how many of its kind of records were scored" if name.endswith(("_support", "_examples")) else ""
 
 
 def left_out_note(new: dict[str, Any], candidate: str, old: dict[str, Any], holder: str) -> str:
