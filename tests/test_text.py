@@ -876,6 +876,7 @@ def test_state_round_trip_gives_identical_predictions(fitted, allagree):
     [
         ({"hashing": {"buckets": -1}}, "hashing settings are damaged"),
         ({"hashing": {"buckets": 10**30}}, "hashing settings are damaged"),
+        ({"hashing": {"buckets": 3 * 10**8}}, "hashing settings are damaged"),  # 1.4 GB at eval (h340 F2)
         ({"hashing": {"word_ngrams": "2"}}, "hashing settings are damaged"),
         ({"labels": [1, 2, 3]}, "'labels' is not a list of label names"),
         ({"labels": 5}, "'labels' is not a list of label names"),
@@ -888,6 +889,24 @@ def test_a_state_with_damaged_settings_is_refused_naming_them(fitted, change, me
         metadata["hashing"] = {**state.metadata["hashing"], **change["hashing"]}
     with pytest.raises(heirloom.HeirloomError, match=message):
         TextClassifier(data="news").load(heirloom.State(state.tensors, metadata))
+
+
+@pytest.mark.parametrize(
+    ("tensor", "damage", "message"),
+    [
+        ("weight", lambda t: t.double(), "tensors of another dtype: weight is float64, expected float32"),
+        ("features", lambda t: t.int(), "tensors of another dtype: features is int32, expected int64"),
+        ("features", lambda t: t + (1 << 40), "features must be increasing bucket ids below"),
+        ("features", lambda t: t.flip(0), "features must be increasing bucket ids below"),
+    ],
+)
+def test_a_state_with_damaged_tensors_is_refused_naming_them(fitted, tensor, damage, message):
+    """Checker h340 F1: float64 weights (valid safetensors) failed eval and train inside torch with a
+    traceback, and serve blamed the api; bucket ids past the table failed the same way."""
+    state = fitted.state()
+    tensors = {**state.tensors, tensor: damage(state.tensors[tensor])}
+    with pytest.raises(heirloom.HeirloomError, match=message):
+        TextClassifier(data="news").load(heirloom.State(tensors, state.metadata))
 
 
 def test_fitting_is_deterministic(allagree, fitted):

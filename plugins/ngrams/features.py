@@ -29,6 +29,10 @@ from heirloom import HeirloomError
 from heirloom_plugins.ngrams.folding import folded, translation_table
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+#: Most ``buckets`` a model type takes: prediction keeps a 4-byte row per bucket (64 MiB here), past
+#: 2^63 the hashing overflowed torch (checker 277), and a stored state's settings above it are damaged
+#: (3e8 took 1.4 GB at eval, 1e12 a MemoryError traceback: h340).
+MAX_BUCKETS = 1 << 24
 #: Bytes the word cache may hold (about 32 per character of a word, with the default n-grams):
 #: counted in bytes, as clients choose the words, and a 10,000-character one costs 320 KB.
 _WORD_CACHE_BYTES = 64 << 20
@@ -73,7 +77,7 @@ class HashingSettings:
             low, high = settings.char_ngrams
             valid = (
                 type(settings.buckets) is int
-                and 2 <= settings.buckets <= 1 << 40
+                and 2 <= settings.buckets <= MAX_BUCKETS
                 and type(settings.word_ngrams) is int
                 and 1 <= settings.word_ngrams <= 8
                 and all(type(n) is int and 0 <= n <= 16 for n in (low, high))

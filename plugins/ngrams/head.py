@@ -27,6 +27,8 @@ HASHING = HashingSettings(buckets=1 << 20, word_ngrams=2, char_ngrams=(2, 5), lo
 EPOCHS = 40
 #: The state's tensors, each under the owner's prefix.
 TENSORS = ("features", "idf", "weight", "bias")
+#: Each tensor's dtype, as ``state()`` writes it.
+DTYPES = {"features": "int64", "idf": "float32", "weight": "float32", "bias": "float32"}
 
 
 @attrs.define
@@ -114,4 +116,24 @@ class NgramHead:
             raise heirloom.HeirloomError(
                 f"{what} has inconsistent shapes: weight {tuple(weight.shape)}, expected {expected}"
             )
-        return cls(HashingSettings.from_json(hashing, what), Vocabulary(features, idf), Weights(weight, bias))
+        settings = HashingSettings.from_json(hashing, what)
+        _check_values(dict(zip(TENSORS, (features, idf, weight, bias), strict=True)), settings.buckets, prefix, what)
+        return cls(settings, Vocabulary(features, idf), Weights(weight, bias))
+
+
+def _check_values(tensors: dict[str, torch.Tensor], buckets: int, prefix: str, what: str) -> None:
+    """Refuse a stored regression whose tensors have another dtype than ``state()`` writes (float64
+    weights failed inside torch's embedding_bag with a traceback) or whose features are no sorted
+    bucket ids below ``buckets`` (an index past the lookup table)."""
+    wrong = [
+        f"{prefix}{name} is {str(t.dtype).removeprefix('torch.')}, expected {DTYPES[name]}"
+        for name, t in tensors.items()
+        if str(t.dtype).removeprefix("torch.") != DTYPES[name]
+    ]
+    if wrong:
+        raise heirloom.HeirloomError(f"{what} has tensors of another dtype: {'; '.join(wrong)}")
+    features = tensors["features"]
+    if len(features) and (features[0] < 0 or features[-1] >= buckets or bool((features[1:] <= features[:-1]).any())):
+        raise heirloom.HeirloomError(
+            f"{what} has damaged features: {prefix}features must be increasing bucket ids below {buckets}"
+        )

@@ -19,7 +19,7 @@ import heirloom
 from heirloom_plugins import decided as person
 from heirloom_plugins import seen
 from heirloom_plugins.metrics import classification_metrics, classification_text, majority_baseline
-from heirloom_plugins.ngrams.features import Featurizer, HashingSettings
+from heirloom_plugins.ngrams.features import MAX_BUCKETS, Featurizer, HashingSettings
 from heirloom_plugins.ngrams.head import NgramHead
 from heirloom_plugins.ngrams.linear import Outcome, Weights, logits, train
 from heirloom_plugins.ngrams.vectors import Bags, Counts, Vocabulary, count
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 FORMAT = "heirloom.text-classifier/1"
 MAX_CHAR_NGRAM = 8
-#: Most ``buckets``: prediction keeps a 4-byte row per bucket (64 MiB here), and past 2^63 the
-#: hashing overflowed torch (check passed 10^20 and train died in a traceback: checker 277).
-MAX_BUCKETS = 1 << 24
 
 
 def _between(low: float, high: float):
