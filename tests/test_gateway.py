@@ -306,6 +306,24 @@ def test_bad_infer_requests_name_what_is_wrong(trained):
     assert schemas["InferRequest"]["additionalProperties"] is schemas["Tensor"]["additionalProperties"] is False
     assert schemas["InferRequest"]["properties"]["outputs"]["items"]["additionalProperties"] is False
     assert schemas["InferResponse"]["properties"]["id"]["type"] == "string"
+    # h337 F2: a generated client sent `inputs: []`, `shape: []` and unknown names, all refused
+    request = document["paths"]["/v2/models/sentiment/infer"]["post"]["requestBody"]["content"]["application/json"]
+    inputs = request["schema"]["properties"]["inputs"]
+    tensor = inputs["items"]["properties"]
+    assert (inputs["minItems"], inputs["maxItems"], tensor["name"], tensor["datatype"]) == (
+        1,
+        1,
+        {"const": "text"},
+        {"enum": ["BYTES"]},
+    )
+    assert tensor["shape"] == {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 1,
+        "items": {"type": "integer", "minimum": 0},
+    }
+    status, _, body = http(infer, {"inputs": [{**text, "shape": []}]})
+    assert (status, body["field"]) == (400, "inputs[0].shape") and "at least one non-negative int" in body["error"]
     two = {"name": "text", "shape": [2], "datatype": "BYTES", "data": [TEXTS[0], "x" * 10_001]}
     status, _, body = http(infer, {"inputs": [two]})
     assert status == 400 and body["field"] == "body.text" and body["error"].startswith("row 1: "), body

@@ -190,7 +190,7 @@ def rows(request: Any, signature: Signature) -> list[dict[str, Any]]:
             known = ", ".join(signature.inputs) or "none"
             raise InferError(f"{where}: no input named {name!r} (inputs: {known})", f"{where}.name")
         if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
-            said = f"{where}.shape must be a list of non-negative ints, got {json.dumps(shape)[:40]}"  # JSON's words
+            said = f"{where}.shape must be a list of at least one non-negative int, got {json.dumps(shape)[:40]}"
             raise InferError(said, f"{where}.shape")
         if len(shape) != len(expected[1]):
             raise InferError(

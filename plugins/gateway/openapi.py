@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import heirloom
-from heirloom_plugins.gateway.oip import Signature
+from heirloom_plugins.gateway.oip import NUMERIC, Signature
 from heirloom_plugins.gateway.routes import RouteTable
 from heirloom_plugins.gateway.schemas import clean, hoisted
 
@@ -73,7 +73,7 @@ TENSOR = {
     "required": ["name", "shape", "datatype", "data"],
     "properties": {
         "name": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer"}},
+        "shape": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
         "datatype": {"type": "string"},
         "parameters": {"type": "object"},
         "data": {"type": "array"},
@@ -88,7 +88,7 @@ SCHEMAS = {
         "required": ["inputs"],
         "properties": {
             "id": {"type": ["string", "null"], "description": "echoed in the response; null is no id"},
-            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tensor"}},
+            "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Tensor"}},
             "outputs": {
                 "type": "array",
                 "items": {
@@ -212,12 +212,28 @@ def _route_operation(name: str, entry: dict[str, Any], defs: dict[str, Any]) -> 
     }
 
 
+def infer_request(signature: Signature) -> dict[str, Any]:
+    """The InferRequest schema narrowed to one model's inputs: each tensor's name, datatype (or any numeric one
+    for a numeric input, as the gateway converts) and number of dimensions, so a client generated from it
+    sends what the gateway takes (a shared schema let schemathesis send ``inputs: []`` and unknown names)."""
+    tensors = []
+    for name, (datatype, dimensions) in signature.inputs.items():
+        allowed = sorted(NUMERIC) if datatype in NUMERIC else [datatype]
+        shape = {**TENSOR["properties"]["shape"], "minItems": len(dimensions), "maxItems": len(dimensions)}
+        narrowed = {"name": {"const": name}, "datatype": {"enum": allowed}, "shape": shape}
+        tensors.append({**TENSOR, "properties": {**TENSOR["properties"], **narrowed}})
+    request = SCHEMAS["InferRequest"]
+    inputs = {"type": "array", "minItems": 1, "maxItems": len(tensors)}
+    inputs["items"] = tensors[0] if len(tensors) == 1 else {"oneOf": tensors}
+    return {**request, "properties": {**request["properties"], "inputs": inputs}}
+
+
 def _model_paths(name: str, entry: dict[str, Any], signature: Signature, served: str | None) -> dict[str, Any]:
     """The OIP operations of one model; ``served``, its served version's number, is the
     ``{version}`` parameter's example (``/docs`` fills it into the form)."""
     ident = name.replace(".", "_")
     operations: dict[str, Any] = {}
-    infer_body = _json({"$ref": "#/components/schemas/InferRequest"})
+    infer_body = _json(infer_request(signature))
     infer_body["application/json"]["example"] = infer_example(signature)
     for prefix, suffix in ((f"/v2/models/{name}", ""), (f"/v2/models/{name}/versions/{{version}}", "_version")):
         number = {"type": "string", "description": "the served version's number (7 for project/model@7)"}
