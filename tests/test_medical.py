@@ -2365,17 +2365,18 @@ def test_values_in_a_unit_that_does_not_convert_are_left_out_and_named(tmp_path,
     """A cholesterol in mmol/L among mg/dL ones (no analyte table converts it) is on another
     scale: it gets no column, and training says which code, in which unit, how many times."""
     resources = [ME]
-    for i in range(4):
+    units = {3: "mmol/L", 4: None}  # and one recorded without a unit, once named "in None" (h339 F2)
+    for i in range(5):
         when = f"202{i}-03-01T10:00:00Z"
         resources += [_visit(f"e{i}", when), _diagnosis(f"c{i}", f"e{i}")]
-        resources.append(
-            _measure(f"o{i}", f"e{i}", "2093-3", 5.2 if i == 3 else 190.0 + i, "mmol/L" if i == 3 else "mg/dL", when)
-        )
+        value = 5.2 if i == 3 else 190.0 + i
+        resources.append(_measure(f"o{i}", f"e{i}", "2093-3", value, units.get(i, "mg/dL"), when))
     records = list(FhirSource(path=str(_fhir(tmp_path, *resources)), test_fraction=0.0).records())
     with caplog.at_level("WARNING", logger="heirloom.medical"):
         model = _fitted(DiagnosisModel, records, blend=(0.0,))
-    assert "1 observation value(s)" in caplog.text
+    assert "2 observation value(s)" in caplog.text and "without a unit or in a unit that does not" in caplog.text
     assert "loinc:2093-3 in 'mmol/L' (the code's unit: 'mg/dL'): 1" in caplog.text
+    assert "loinc:2093-3 without a unit (the code's unit: 'mg/dL'): 1" in caplog.text
     vocabulary = model._fitted.vocabulary
     assert vocabulary.units["now:loinc:2093-3"] == "mg/dL"
     last = describe(list(visits(records[0]))[-1], DIAGNOSIS)

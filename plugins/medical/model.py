@@ -158,12 +158,12 @@ class MultiLabelModel(heirloom.Model):
         )
         if left_out := vocabulary.left_out(found):
             log.warning(
-                "%s: %d observation value(s) at the training encounters left out of the features, in a unit that "
-                "does not convert to their code's: %s",
+                "%s: %d observation value(s) at the training encounters left out of the features, without a "
+                "unit or in a unit that does not convert to their code's: %s",
                 self.task.name,
                 left_out.total(),
                 "; ".join(
-                    f"{code} in {unit!r} (the code's unit: {vocabulary.units[f'now:{code}']!r}): {count}"
+                    f"{code} {_unit(unit)} (the code's unit: {vocabulary.units[f'now:{code}'] or 'none'!r}): {count}"
                     for (code, unit), count in sorted(left_out.items(), key=str)
                 ),
             )
@@ -502,3 +502,8 @@ class DiagnosisModel(MultiLabelModel):
     observations recorded at it (never its reason, conditions, procedures or prescriptions)."""
 
     task = DIAGNOSIS
+
+
+def _unit(unit: str | None) -> str:
+    """A unit as a warning quotes it: ``in 'mg/dL'``, or ``without a unit`` (a value recorded with none)."""
+    return "without a unit" if unit is None else f"in {unit!r}"
