@@ -64,20 +64,21 @@ def seen_keys(keys: Iterable[str], parent: heirloom.State | None, tensor: str, *
     """The sorted hashes of ``keys`` and of what the ``parent`` state had seen (in ``tensor``), with
     UNKNOWN when the parent, or one of its ancestors, kept none; a ``foreign`` parent (a pretrained
     state) never trained on anything of ours."""
-    theirs = hashes_of(parent, tensor, "parent") if parent is not None else np.zeros(0, dtype=np.int64)
-    unknown = parent is not None and not foreign and (tensor not in parent.tensors or UNKNOWN in theirs)
+    theirs = hashes_of(parent, tensor, "parent", foreign=foreign) if parent is not None else np.zeros(0, dtype=np.int64)
+    unknown = not foreign and UNKNOWN in theirs
     hashes = np.unique(np.concatenate([key_hashes(keys), theirs]))
     hashes = hashes[hashes != UNKNOWN][: MAX_SEEN - 1]
     return np.insert(hashes, np.searchsorted(hashes, UNKNOWN), UNKNOWN) if unknown else hashes
 
 
-def hashes_of(state: heirloom.State, tensor: str, what: str) -> np.ndarray:
-    """The hashes ``state`` (``what``: the parent, the state) holds in ``tensor``: none in a version
-    stored before they were kept; an error naming it for any but a 1-D int64 tensor of at most
-    MAX_SEEN (a float one lost precision and counted 120 texts of 60)."""
+def hashes_of(state: heirloom.State, tensor: str, what: str, *, foreign: bool = False) -> np.ndarray:
+    """The hashes ``state`` (``what``: the parent, the state) holds in ``tensor``: UNKNOWN alone in a
+    version stored before they were kept (it counted 0 of 453 scored texts where 328 were its training
+    texts: h340), none in a ``foreign`` one (a pretrained state); an error naming it for any but a 1-D
+    int64 tensor of at most MAX_SEEN (a float one lost precision and counted 120 texts of 60)."""
     found = state.tensors.get(tensor)
     if found is None:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64) if foreign else np.array([UNKNOWN], dtype=np.int64)
     if str(getattr(found, "dtype", "")) != "torch.int64" or found.dim() != 1 or len(found) > MAX_SEEN:
         shape = tuple(getattr(found, "shape", ()))
         raise heirloom.HeirloomError(
@@ -108,8 +109,8 @@ def seen_report(metrics: dict, seen: int | None, total: int, examples: str, alik
     warning about a parent scored on other held-out records stands) and a line saying why."""
     if seen is None:
         return [
-            "warning: a version this one inherits from was stored before versions kept what they trained on: how "
-            f"many of the {total} scored here it trained on is unknown",
+            "warning: this version or a version it inherits from was stored before versions kept what they trained "
+            f"on: how many of the {total} scored here it trained on is unknown",
             "",
         ]
     metrics[heirloom.SEEN_IN_TRAINING] = seen

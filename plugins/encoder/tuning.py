@@ -91,7 +91,7 @@ class EncoderModel(Tuning, heirloom.Model):
         return {seen.TEXTS: seen.as_tensor(self._seen)}
 
     def load_seen(self, state: heirloom.State) -> None:
-        self._seen = seen.hashes_of(state, seen.TEXTS, "state")
+        self._seen = seen.hashes_of(state, seen.TEXTS, "state", foreign="origin" in state.metadata)
 
     def parent_encoder(self, parent: heirloom.State | None, what: str) -> heirloom.State:
         """The inherited state to fine-tune; refused with the fix when there is none. Each model's
