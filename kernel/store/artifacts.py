@@ -272,8 +272,8 @@ class ArtifactStore:
 
     def metadata(self, ref: str | Ref | Artifact) -> dict[str, Any]:
         """The stored state's JSON metadata, checked like ``load`` (the tensors are not decoded)."""
-        artifact, _, metadata = self._verified(ref)
-        return decode_metadata(metadata, f"{artifact.ref} ({artifact.model_type})")
+        artifact, _, metadata, files = self._verified(ref)
+        return decode_metadata(metadata, f"{artifact.ref} ({artifact.model_type})", files[1])
 
     def verify(self, ref: str | Ref | Artifact) -> Artifact:
         """The artifact ``ref`` names, once every byte of its blobs matches its digests and they decode (the
@@ -302,11 +302,12 @@ class ArtifactStore:
     def _decoded(
         self, ref: str | Ref | Artifact, reads: int | None, check_only: bool = False
     ) -> tuple[Artifact, State]:
-        artifact, weights, metadata = self._verified(ref)
+        artifact, weights, metadata, files = self._verified(ref)
         what, versions = f"{artifact.ref} ({artifact.model_type})", artifact.plugin_versions
-        return artifact, decode_state(artifact.framework, weights, metadata, reads, what, versions, check_only)
+        return artifact, decode_state(artifact.framework, weights, metadata, reads, what, versions, check_only, files)
 
-    def _verified(self, ref: str | Ref | Artifact) -> tuple[Artifact, bytes, bytes]:
+    def _verified(self, ref: str | Ref | Artifact) -> tuple[Artifact, bytes, bytes, tuple[Path, Path]]:
+        """The artifact ``ref`` names, its weights' and metadata's bytes (matching its digest), their files."""
         wanted = Ref(ref.project, ref.model, str(ref.version)) if isinstance(ref, Artifact) else as_ref(ref)
         with self.index.reading() as tx:
             artifact = self._resolve(tx, wanted)
@@ -315,7 +316,7 @@ class ArtifactStore:
         computed = manifest_digest(artifact.framework, sha256(weights), sha256(metadata))
         if computed != artifact.digest:
             raise Damaged(f"artifact {artifact.ref} is corrupt: its index row does not match its digest")
-        return artifact, weights, metadata
+        return artifact, weights, metadata, (self.blobs / names[0], self.blobs / names[1])
 
     def _read_blob(self, artifact: Artifact, name: str) -> bytes:
         """A blob's bytes, checked against its name; never through a link, never a device, never

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import reprlib
+from pathlib import Path
 from typing import Any
 
 import safetensors
@@ -131,16 +132,19 @@ def decode_state(
     what: str,
     stored_with: dict[str, str],
     check_only: bool = False,
+    files: tuple[Path, Path] | None = None,
 ) -> State:
     """The state ``what`` (a version) stored; HeirloomError if stored in a format above
     ``reads`` (the loading model type's ``state_format``), which this code would misread.
     ``stored_with``: the plugin releases that stored it (``{distribution: version}``).
-    ``check_only``: its tensors are checked, not decoded (``decode_tensors``), and left out."""
+    ``check_only``: its tensors are checked, not decoded (``decode_tensors``), and left out.
+    ``files``: the weights' and metadata's blobs, named in a Damaged error: the file to restore."""
     try:
         tensors = decode_tensors(framework, weights, check_only)
     except Exception as exc:  # noqa: BLE001 - safetensors' error, a header declaring 2**62 bytes: a forged or torn blob
-        raise Damaged(f"{what} is damaged: its weights do not decode ({type(exc).__name__}: {exc})") from None
-    state = State(tensors, decode_metadata(metadata, what))
+        at = f" ({files[0]})" if files else ""
+        raise Damaged(f"{what} is damaged: its weights{at} do not decode ({type(exc).__name__}: {exc})") from None
+    state = State(tensors, decode_metadata(metadata, what, files[1] if files else None))
     if refusal := format_refusal(state.metadata, reads, what, stored_with):
         raise HeirloomError(refusal)
     return state
@@ -162,15 +166,16 @@ def format_refusal(metadata: dict[str, Any], reads: int | None, what: str, store
     )
 
 
-def decode_metadata(metadata: bytes, what: str) -> dict[str, Any]:
-    """A version's metadata blob as the JSON object it must be; HeirloomError naming ``what``
-    otherwise (a blob whose digest an index row was made to match: tracebacks in train and show)."""
+def decode_metadata(metadata: bytes, what: str, file: Path | None = None) -> dict[str, Any]:
+    """A version's metadata blob as the JSON object it must be; HeirloomError naming ``what`` (and the
+    blob ``file``) otherwise (a blob whose digest an index row was made to match: tracebacks in train and show)."""
+    at = f" ({file})" if file else ""
     try:
         value = json.loads(metadata)
     except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested past the parser's depth
-        raise Damaged(f"{what} is damaged: its metadata is not JSON ({type(exc).__name__}: {exc})") from None
+        raise Damaged(f"{what} is damaged: its metadata{at} is not JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(value, dict):
-        raise Damaged(f"{what} is damaged: its metadata is a JSON {type(value).__name__}, not an object")
+        raise Damaged(f"{what} is damaged: its metadata{at} is a JSON {type(value).__name__}, not an object")
     return value
 
 
