@@ -1492,3 +1492,31 @@ def test_an_unreadable_encoder_cache_size_names_its_variable(value, data_dir):
     )
     assert checked.returncode == 2, checked.stderr
     assert f"HEIRLOOM_ENCODER_CACHE_MB={value!r}: expected a whole number of MiB, 0 or more" in checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("vocab_size", 2_000_000, "encoder.config.vocab_size is 2000000, but its weights embeddings.word_embeddings"),
+        ("num_hidden_layers", 200, "encoder.config.num_hidden_layers is 200, but its weights hold 6 layers"),
+        ("hidden_act", "bogus", "encoder.config.hidden_act is 'bogus'"),
+        ("num_attention_heads", 7, "encoder.config.num_attention_heads is 7: it must divide hidden_size 384"),
+        ("tokenizer", '{"nope": 1}', "encoder.tokenizer is no tokenizer"),
+    ],
+)
+def test_a_stored_encoders_damaged_metadata_is_refused_naming_the_key_before_any_network_is_built(key, value, said):
+    """Checker h340 F6: a state whose metadata said vocab_size 2e6 or 200 layers built the network first
+    (3.8 GB, 2.0 GB) and failed after; a wrong activation was ``KeyError: 'bogus'``."""
+    import copy
+    import resource
+
+    from heirloom_plugins.encoder.network import Encoder
+    from heirloom_plugins.encoder.pretrained import load_minilm
+
+    state = load_minilm()
+    metadata = copy.deepcopy(state.metadata)
+    (metadata["encoder"] if key == "tokenizer" else metadata["encoder"]["config"])[key] = value
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(heirloom.HeirloomError, match=re.escape(f"the encoder state's metadata {said}")):
+        Encoder(heirloom.State(state.tensors, metadata))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: nothing built

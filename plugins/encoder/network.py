@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import heirloom
+from heirloom_plugins.encoder.stored import bert_config
 from heirloom_plugins.seen import normal_text
 
 if TYPE_CHECKING:
@@ -71,7 +72,10 @@ def reader(state: heirloom.State, max_length: int | None = None) -> Tokenizer:
             f"the state has no sentence encoder (format {state.metadata.get('format')!r}): "
             "inherit pretrained:minilm or a model trained from it"
         )
-    tokenizer = Tokenizer.from_str(meta["tokenizer"])
+    try:
+        tokenizer = Tokenizer.from_str(meta["tokenizer"])
+    except Exception as exc:  # noqa: BLE001 - the tokenizers library raises a bare Exception for bad JSON
+        raise heirloom.HeirloomError(f"the encoder state's metadata encoder.tokenizer is no tokenizer: {exc}") from None
     tokenizer.no_padding()
     tokenizer.enable_truncation(int(max_length or meta["max_length"]))
     return tokenizer
@@ -109,12 +113,12 @@ class Encoder:
 
     def __init__(self, state: heirloom.State, device: str = "cpu", max_length: int | None = None):
         offline()
-        from transformers import BertConfig, BertModel
+        from transformers import BertModel
 
         self.tokenizer = reader(state, max_length)
         meta = state.metadata["encoder"]
         weights = {name[len(PREFIX) :]: t for name, t in state.tensors.items() if name.startswith(PREFIX)}
-        config = BertConfig(**meta["config"])
+        config = bert_config(meta["config"], weights)
         config._attn_implementation = "sdpa"
         model = BertModel(config, add_pooling_layer=False)
         missing, _ = model.load_state_dict(weights, strict=False)
