@@ -244,6 +244,15 @@ def test_a_monitor_watching_a_label_the_model_lacks_fails_check_and_serve(traine
     daemon = Daemon(tmp_path, profile=text, env=trained)
     assert daemon.process.wait(120) != 0
     assert "daemon.toml: apis.monitor.label: 'negatve' is not a label of model 'sentiment'" in daemon.log()  # F8
+    # a value from the environment is quoted as the profile wrote it, as schema errors do (h343 F4: in clear)
+    secret = {**trained, "WATCHED": "hunter2-SECRET"}
+    hidden = write(tmp_path / "env.toml", text.replace('"negatve"', '"${WATCHED}"'))
+    checked = run_heirloom("profile", "check", str(hidden), env=secret)
+    assert checked.returncode == 2 and "apis.monitor.label: '${WATCHED}' is not a label" in checked.stderr
+    (tmp_path / "env").mkdir()
+    daemon = Daemon(tmp_path / "env", profile=hidden.read_text(), env=secret)
+    assert daemon.process.wait(120) != 0 and "apis.monitor.label: '${WATCHED}' is not a label" in daemon.log()
+    assert "hunter2" not in checked.stderr + daemon.log()
 
 
 def test_profile_pointing_at_a_missing_data_file_fails_check(tmp_path, data_dir):

@@ -171,7 +171,7 @@ class System:
             models = {t: served[t] for _, ref_kind, t in references(api) if ref_kind == "model" and t in served}
             for field, why in api_check(api, models):
                 file = raw.provenance.get(key := dotted([TABLES["api"], name, field]), raw.file).rpartition("/")[2]
-                problems.append(f"{file}: {key}: {why}")
+                problems.append(f"{file}: {key}: {raw.hide_secrets(key, why)}")  # as schema errors quote ${VAR}
         return problems
 
     def start_component(self, spec: ComponentSpec) -> Component:

@@ -116,7 +116,7 @@ def served_model_problems(profile: ResolvedProfile, opened: StoreOnce) -> list[P
             file = profile.raw.provenance.get(key, profile.raw.file)
             if field in targets:
                 message += _model_set_in(profile, targets[field], file)
-            problems.append(Problem(file, key, message))
+            problems.append(Problem(file, key, profile.raw.hide_secrets(key, message)))  # ${VAR} as written
     return problems
 
 
