@@ -2653,6 +2653,29 @@ def test_a_data_change_is_named_against_the_version_the_warm_start_starts_from(t
     assert "team/m@2 trained on" not in said
 
 
+def test_files_heirloom_writes_follow_the_umask(store, tmp_path):
+    """write_atomic made every file 0644 whatever the umask: under the unit's ``UMask=0077`` the store's blobs, a
+    backup's marker, the plugin cache and ``eval --html`` reports were readable by others (checker h343 F6);
+    under umask 022 they stay shared readable, as a store other users' daemons read must be."""
+    from heirloom.files import write_atomic
+
+    for mask, mode in ((0o077, 0o600), (0o022, 0o644)):
+        old = os.umask(mask)
+        try:
+            stored = ArtifactStore(tmp_path / f"store{mask:o}")
+            put(stored, "team/m", 1)
+            write_atomic(tmp_path / f"report{mask:o}.html", b"<html></html>")  # as eval --html writes its report
+            backed = models(stored, "backup", str(tmp_path / f"backup{mask:o}"))  # the umask is inherited
+        finally:
+            os.umask(old)
+        assert backed.returncode == 0, said(backed)
+        backup = tmp_path / f"backup{mask:o}"
+        written = [tmp_path / f"report{mask:o}.html", *stored.blobs.iterdir(), *backup.rglob("*")]
+        modes = {str(path): path.stat().st_mode & 0o777 for path in written if path.is_file()}
+        modes.pop(str(backup / ".heirloom-backup.lock"))  # holds nothing
+        assert set(modes.values()) == {mode}, modes
+
+
 def test_models_history_says_which_version_held_an_alias_when(store):
     """An auditor asked which version held production on a past day: the index kept only the
     alias's current version, and the daemon's log (if anyone kept it) was the only trail."""
