@@ -57,13 +57,45 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a synced temp file in the same folder and a rename."""
+def _read_umask() -> int | None:
+    """The umask from ``/proc/self/status`` (Linux 4.7 on), None where it cannot be read there."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    if (found := _read_umask()) is not None:
+        return found
+    mask = os.umask(0o077)  # set and restored once, at import: os.umask changes it for every thread meanwhile
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it for every thread at once): from
+    ``/proc/self/status``, else the one it had when heirloom was imported."""
+    found = _read_umask()
+    return _UMASK_AT_IMPORT if found is None else found
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` via a synced temp file in the same folder and a rename: a link at ``path`` is
+    replaced, never written through. The file gets ``mode`` less the umask, as ``open`` gives a new file: under
+    umask 022 stored files are shared readable (0644), under ``UMask=0077`` nothing is readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True)
     name = os.fsencode(path.name)[:240].decode(errors="ignore")  # the temp name within 255 bytes, as the final one
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; stored files are meant to be shared readable
+        os.fchmod(fd, mode & ~umask())  # mkstemp creates 0600 whatever the umask; a fixed 0644 ignored UMask=0077
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -2653,6 +2653,92 @@ def test_a_data_change_is_named_against_the_version_the_warm_start_starts_from(t
     assert "team/m@2 trained on" not in said
 
 
+def test_a_link_planted_in_the_backup_folder_after_its_checks_is_never_written_through(store, tmp_path):
+    """A backup opened each blob's ``.partial`` with open(..., "wb"): a link another user planted there after the
+    backup's checks (in a folder they could write) had root's backup overwrite the file it named, exit 0, and left
+    the backup's blob a link (checker h343 F2). The race made certain: a blob missing from the store during the
+    first pass, the second pass held back by another process's write lock while the link is planted."""
+    put(store, "team/m", 1)
+    first, second = sorted(path.name for path in store.blobs.iterdir())
+    aside = (store.blobs / first).rename(tmp_path / "aside")  # the first pass passes it over, as one a gc removed
+    victim = write(tmp_path / "victim.txt", "IMPORTANT ROOT FILE\n")
+    backup = tmp_path / "backup"
+    partial = backup / "blobs" / f".{first}.partial"
+    command = [*HEIRLOOM, "models", "backup", str(backup), "--store", str(store.root)]
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "COLUMNS": "400"}
+    with locked(store):
+        running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 60
+        while not (backup / "blobs" / second).exists():  # the first pass is over: the backup waits for the lock
+            assert running.poll() is None and time.monotonic() < deadline, running.communicate()
+            time.sleep(0.05)
+        partial.symlink_to(victim)
+        aside.rename(store.blobs / first)
+    out, err = running.communicate(timeout=120)
+    assert victim.read_bytes() == b"IMPORTANT ROOT FILE\n"
+    assert running.returncode == 1, out + err
+    assert f"cannot write {partial}: it is a link, which a backup never writes through" in " ".join(err.split())
+    assert not (backup / "blobs" / first).is_symlink() and not partial.is_symlink()  # removed: it named nothing of ours
+    resumed = models(store, "backup", str(backup))
+    assert resumed.returncode == 0 and "1 blob(s) copied, 1 already there" in resumed.stdout, said(resumed)
+    assert run_heirloom("models", "verify", "--store", str(backup)).returncode == 0
+    marker = (backup / "heirloom-backup.json").stat().st_ino
+    index_partial = backup / ".index.sqlite.partial"  # SQLite would open a link at the index copy's name
+    with locked(store):
+        running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 60
+        while (backup / "heirloom-backup.json").stat().st_ino == marker:  # written anew: the checks are over
+            assert running.poll() is None and time.monotonic() < deadline, running.communicate()
+            time.sleep(0.05)
+        index_partial.symlink_to(victim)
+    out, err = running.communicate(timeout=120)
+    assert victim.read_bytes() == b"IMPORTANT ROOT FILE\n"
+    assert running.returncode == 1 and f"cannot write {index_partial}: it is a link" in " ".join(err.split()), err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a folder to another user")
+def test_a_backup_refuses_a_folder_or_blobs_folder_of_another_user(store, tmp_path):
+    """A backup wrote into a folder (or ``blobs/``) another user owns and may write, where they could plant links
+    after its checks (checker h343 F2): refused before anything is written, naming the folder and its owner."""
+    put(store, "team/m", 1)
+    mine = tmp_path / "mine"
+    for folder, theirs in ((tmp_path / "theirs", tmp_path / "theirs"), (mine, mine / "blobs")):
+        theirs.mkdir(parents=True)
+        theirs.chmod(0o777)
+        os.chown(theirs, 65534, 65534)
+        before = sorted(folder.rglob("*"))
+        refused = models(store, "backup", str(folder))
+        assert refused.returncode == 1, said(refused)
+        assert f"{theirs} belongs to uid 65534" in said(refused), said(refused)
+        assert "(mode 777; its group or others may write it too), not to uid 0 (root), who runs the backup" in said(
+            refused
+        )
+        assert sorted(folder.rglob("*")) == before
+
+
+def test_files_heirloom_writes_follow_the_umask(store, tmp_path):
+    """write_atomic made every file 0644 whatever the umask: under the unit's ``UMask=0077`` the store's blobs, a
+    backup's marker, the plugin cache and ``eval --html`` reports were readable by others (checker h343 F6);
+    under umask 022 they stay shared readable, as a store other users' daemons read must be."""
+    from heirloom.files import write_atomic
+
+    for mask, mode in ((0o077, 0o600), (0o022, 0o644)):
+        old = os.umask(mask)
+        try:
+            stored = ArtifactStore(tmp_path / f"store{mask:o}")
+            put(stored, "team/m", 1)
+            write_atomic(tmp_path / f"report{mask:o}.html", b"<html></html>")  # as eval --html writes its report
+            backed = models(stored, "backup", str(tmp_path / f"backup{mask:o}"))  # the umask is inherited
+        finally:
+            os.umask(old)
+        assert backed.returncode == 0, said(backed)
+        backup = tmp_path / f"backup{mask:o}"
+        written = [tmp_path / f"report{mask:o}.html", *stored.blobs.iterdir(), *backup.rglob("*")]
+        modes = {str(path): path.stat().st_mode & 0o777 for path in written if path.is_file()}
+        assert modes.pop(str(backup / ".heirloom-backup.lock")) == 0o600  # holds nothing
+        assert set(modes.values()) == {mode}, modes
+
+
 def test_models_history_says_which_version_held_an_alias_when(store):
     """An auditor asked which version held production on a past day: the index kept only the
     alias's current version, and the daemon's log (if anyone kept it) was the only trail."""

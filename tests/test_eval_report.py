@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import pythonpath, run_heirloom, write
+from tests.helpers import HEIRLOOM, pythonpath, run_heirloom, write
 
 PROFILE = """
 [sources.rows]
@@ -127,6 +127,23 @@ def test_an_html_report_path_that_cannot_be_written_is_a_usage_error_naming_it(t
     refused = run_heirloom("eval", "minimal", "--html", str(long))
     assert refused.returncode == 2, refused.stderr
     assert f"Invalid value for '--html': File name too long: {'f' * 80}... (305 characters)\n" in refused.stderr
+
+
+def test_an_html_report_to_an_open_descriptor_is_refused_not_put_in_its_place(tmp_path):
+    """With stdout a file, ``--html /dev/stdout`` passed the checks (it resolves to a regular file) and the
+    report's rename put a file in place of the host's ``/dev/stdout`` link (found beside checker h343 F5)."""
+    with open(tmp_path / "out.txt", "w") as out:
+        for name in ("/dev/fd/1", "/proc/self/fd/1"):  # as /dev/stdout, without risking the host's on a regression
+            refused = subprocess.run(
+                [*HEIRLOOM, "eval", "minimal", "--html", name],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": pythonpath()},
+                timeout=120,
+            )
+            assert refused.returncode == 2, refused.stderr
+            assert f"{name} is an open descriptor of this process, not a file" in refused.stderr
 
 
 def test_html_to_a_dash_is_refused_not_written_to_a_file_named_dash(trained, tmp_path):

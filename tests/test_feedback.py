@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 import heirloom
 from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
-from tests.helpers import run_heirloom, write
+from tests.helpers import HEIRLOOM, run_heirloom, write
 
 PROFILE = """
 project = "reviews"
@@ -162,6 +164,46 @@ def test_list_remove_export_and_accept_label_from_the_command_line(reviews, tmp_
     assert dashed.stdout == exported.stdout and not (tmp_path / "-").exists()  # -: stdout, as usual
     full = run_heirloom("feedback", "export", str(profile), "-o", "/dev/full", env=env)  # was only the OS's words
     assert full.returncode == 1 and "error: --output /dev/full: cannot write: No space left on device" in full.stderr
+
+
+def test_an_export_replaces_a_link_at_its_file_and_is_private_whatever_the_umask(reviews, tmp_path):
+    """``feedback export -o FILE`` wrote clients' texts through a link planted at FILE (root's export overwrote
+    the file it named, or filled another user's) and made FILE 0644 under umask 022 (checker h343 F5): it is
+    written as ``eval --html`` writes its report (a temp file renamed into place: a link is replaced), 0600 as
+    the logs it copies. ``/dev/stdout`` and its like, which the rename would replace, are refused."""
+    env, profile, _ = reviews
+    victim = write(tmp_path / "victim.txt", "ROOT DATA\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "linked.jsonl").symlink_to(victim)
+    (shared / "dangling.jsonl").symlink_to(tmp_path / "nothing")
+    expected = run_heirloom("feedback", "export", str(profile), env=env).stdout
+    old = os.umask(0o022)
+    try:
+        for name in ("linked.jsonl", "dangling.jsonl", "new.jsonl"):
+            exported = run_heirloom("feedback", "export", str(profile), "-o", str(shared / name), env=env)
+            assert exported.returncode == 0 and "wrote 2 record(s)" in exported.stderr, exported.stderr
+            path = shared / name
+            assert not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600 and path.read_text() == expected
+    finally:
+        os.umask(old)
+    assert victim.read_text() == "ROOT DATA\n" and not (tmp_path / "nothing").exists()
+    assert sorted(p.name for p in shared.iterdir()) == ["dangling.jsonl", "linked.jsonl", "new.jsonl"]  # no temp
+    with open(tmp_path / "out.txt", "w") as out:  # stdout a file: the name resolves to it, and a rename replaced it
+        for name in ("/dev/fd/1", "/proc/self/fd/1"):
+            refused = subprocess.run(
+                [*HEIRLOOM, "feedback", "export", str(profile), "-o", name],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **env},
+                timeout=120,
+            )
+            assert refused.returncode == 2 and f"{name} is an open descriptor of this process" in refused.stderr
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    piped = run_heirloom("feedback", "export", str(profile), "-o", str(fifo), env=env)
+    assert piped.returncode == 2 and f"{fifo} is a FIFO, not a regular file" in piped.stderr, piped.stderr
 
 
 def test_an_export_file_that_cannot_be_named_is_a_usage_error_before_the_export(tmp_path):

@@ -8,6 +8,8 @@ appends whole lines to the same file.
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
@@ -32,6 +34,7 @@ from heirloom.cli.common import (
 from heirloom.cli.options import PROFILE, a_path, output_file, set_option
 from heirloom.core.errors import HeirloomError, ProfileError, described
 from heirloom.core.schema import ResolvedProfile, did_you_mean
+from heirloom.files import irregular, write_atomic
 from heirloom.store.feedback import CLOSE_TO, NEW_LABEL, Entry, FeedbackLog, Replay
 
 #: What a missing data path says (kernel/core/schema.py); where such a path is no business of these commands.
@@ -264,8 +267,9 @@ def feedback_remove(
     "--output",
     "-o",
     type=a_path(dir_okay=False),
-    callback=lambda ctx, param, value: output_file(value),
-    help="Write here (default, or -: stdout); a folder not there or a name too long for a file: exit 2.",
+    callback=lambda ctx, param, value: _export_file(value),
+    help="Write here (default, or -: stdout), mode 0600, replacing a link there; a folder not there, a FIFO or "
+    "a name too long for a file: exit 2.",
 )
 @set_option
 def feedback_export(profile: str, api: str | None, output: Path | None, overrides: tuple[str, ...]) -> None:
@@ -281,10 +285,38 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
         click.echo(text, nl=False)
     else:
         try:
-            output.write_text(text, encoding="utf-8")
+            _write_export(output, text.encode("utf-8"))
         except OSError as exc:  # a full disk (/dev/full): which file, not only "No space left on device"
             fail(f"error: --output {output}: cannot write: {exc.strerror or exc}")
         click.echo(f"wrote {len(lines)} record(s) to {output}", err=True)
+
+
+def _device(path: Path) -> bool:
+    """Whether ``path`` itself (no link followed) is a character device: ``/dev/null``, ``/dev/full``."""
+    try:
+        return stat.S_ISCHR(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _export_file(path: Path | None) -> Path | None:
+    """``--output``, checked as it is parsed (exit 2), as ``eval --html`` checks its file: a FIFO, a socket, a
+    folder or a link to one of them is refused (the export replaces what is at FILE); a device named itself
+    is written to."""
+    if path is not None and str(path) != "-" and not _device(path) and (kind := irregular(path)):
+        raise click.BadParameter(f"{path} {kind}; name a file to write the records to (-: stdout)")
+    return output_file(path)
+
+
+def _write_export(path: Path, data: bytes) -> None:
+    """The export, as ``eval --html`` writes its report: a temp file beside ``path`` renamed into place, so a
+    link at ``path`` (another user's, in a folder they may write) is replaced, never written through; mode 0600
+    (no umask loosens it), as the logs it copies: it holds clients' texts. A character device is written to."""
+    if not _device(path):
+        write_atomic(path, data, mode=0o600)
+        return
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb") as device:
+        device.write(data)
 
 
 @feedback_group.command("accept-label")

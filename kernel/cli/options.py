@@ -124,12 +124,33 @@ def too_long(name: str) -> str:
     return f"{os.strerror(errno.ENAMETOOLONG)}: {name[:80]}... ({len(name)} characters)"
 
 
+#: What a name of one of the process's open descriptors resolves to through /proc.
+_DESCRIPTOR = re.compile(r"/proc/(?:self|thread-self|\d+)(?:/task/\d+)?/fd/\d+")
+
+
+def own_descriptor(path: Path) -> bool:
+    """Whether ``path`` names one of this process's open descriptors (``/dev/stdout``, ``/dev/fd/3``,
+    ``/proc/self/fd/1``): a file put there by a rename replaced ``/dev/stdout`` itself, for the whole host."""
+    try:
+        folder = os.path.realpath(path.parent)
+        target = os.readlink(path) if path.is_symlink() else ""
+    except (OSError, ValueError):
+        return False
+    return bool(_DESCRIPTOR.fullmatch(f"{folder}/{path.name}") or _DESCRIPTOR.fullmatch(target))
+
+
 def output_file(path: Path | None) -> Path | None:
     """An option's file that a command writes after its work (``eval --html``, ``feedback export -o``), checked
     as it is parsed: a usage error (exit 2) before the work, where the failed write after it was exit 1 (checker
-    307 F6): a name too long for a file, or a folder that is not there. None and ``-`` (stdout) pass."""
+    307 F6): a name too long for a file, or a folder that is not there; and, as the file is put in place by a
+    rename (a link there is replaced), ``/dev/stdout`` and its like. None and ``-`` (stdout) pass."""
     if path is None or str(path) == "-":
         return path
+    if own_descriptor(path):
+        raise click.BadParameter(
+            f"{path} is an open descriptor of this process, not a file: the file is put in place by a rename, "
+            f"which would replace {path} itself; name a file"
+        )
     try:
         os.lstat(path)
     except OSError as exc:  # not there is what a new file is; a too long name (or folder name) is no file at all

@@ -13,6 +13,11 @@ A backup mirrors the store: blobs its new index no longer names are removed. So 
 only into an empty folder or an earlier backup of the same store (its MARKER file names the
 store), and refuses, before writing anything, a folder holding files a backup does not write,
 or a source store with no versions (a wrong HEIRLOOM_HOME would otherwise empty the backup).
+
+A backup folder (or its ``blobs/``) of another user is refused: that user could plant a link at a
+name the backup writes after it was checked. The backup writes through folder descriptors, and
+creates each file new (``O_EXCL | O_NOFOLLOW``): a link planted meanwhile is refused, never
+written through (root's backup into a folder another user could write overwrote a file of root's).
 """
 
 from __future__ import annotations
@@ -22,16 +27,19 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import re
+import secrets
 import sqlite3
+import stat
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
 import attrs
 
 from heirloom.core.errors import HeirloomError
-from heirloom.files import NotRegularFile, fsync_dir, open_regular, write_atomic
+from heirloom.files import NotRegularFile, not_regular, open_regular, umask
 from heirloom.store.artifacts import ArtifactStore
 from heirloom.store.gc import BLOB_NAME, PARTIAL_BLOB, REPAIR
 from heirloom.store.index import BACKUP_MARKER, StoreIndex
@@ -78,31 +86,82 @@ def backup_store(store: ArtifactStore, destination: Path, *, overwrite: bool = F
             "HEIRLOOM_HOME, HEIRLOOM_STORE or --store choose it)"
         )
     check_destination(store.root, destination, overwrite=overwrite)
-    with _writing(destination), _alone(destination):
-        for leftover in destination.glob(f".{MARKER}.*.tmp"):  # a marker write a kill cut short
-            leftover.unlink()
-        write_atomic(destination / MARKER, json.dumps({"source": str(store.root.resolve())}).encode())  # first
-        blobs = destination / "blobs"
-        blobs.mkdir(exist_ok=True)
-        copied, present = _copy(store.blobs, blobs, early, gone_ok=True)  # a gc may remove some meanwhile
-        with store.index.writing() as tx:
-            rows = tx.blob_rows()
-            named, versions = named_blobs(rows), len(rows)
-            _refuse_missing(store, rows, {name for name in named if not (blobs / name).is_file()})
-            late, _ = _copy(store.blobs, blobs, named, gone_ok=False)
-            _snapshot(store.index, destination / "index.sqlite")
-        stale = [path for path in blobs.iterdir() if path.name not in named]
-        for path in stale:
-            path.unlink()
-        fsync_dir(blobs)
+    with _writing(destination), _folder(destination) as top, _alone(top, destination):
+        for leftover in filter(MARKER_WRITE.fullmatch, os.listdir(top)):  # a marker write a kill cut short
+            os.unlink(leftover, dir_fd=top)
+        _write_marker(top, destination, json.dumps({"source": str(store.root.resolve())}).encode())  # first
+        with _folder(where := destination / "blobs", top) as blobs:
+            copied, present = _copy(store.blobs, blobs, where, early, gone_ok=True)  # a gc may remove some meanwhile
+            with store.index.writing() as tx:
+                rows = tx.blob_rows()
+                named, versions = named_blobs(rows), len(rows)
+                _refuse_missing(store, rows, {name for name in named if _regular_size(blobs, name) is None})
+                late, _ = _copy(store.blobs, blobs, where, named, gone_ok=False)
+                _snapshot(store.index, top, destination)
+            stale = [name for name in os.listdir(blobs) if name not in named]
+            for name in stale:
+                os.unlink(name, dir_fd=blobs)
+            os.fsync(blobs)
     return BackupReport(versions, copied + late, present, len(stale))
 
 
 @contextmanager
-def _alone(destination: Path) -> Iterator[None]:
-    """Hold the backup folder's lock (made with the folder) while a backup writes it."""
-    destination.mkdir(parents=True, exist_ok=True)
-    with open(destination / LOCK, "a") as lock:
+def _folder(path: Path, parent: int | None = None) -> Iterator[int]:
+    """A descriptor of the folder ``path`` (made when missing), checked to be this user's; within ``parent``
+    (a descriptor) ``path.name``, which must be no link: every later name resolves in the folder opened here."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    if parent is None:  # the folder named on the command line: a link to a folder is the user's choice
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, flags)
+    else:
+        with suppress(FileExistsError):
+            os.mkdir(path.name, dir_fd=parent)
+        if stat.S_ISLNK(os.lstat(path.name, dir_fd=parent).st_mode):  # put there after the check
+            raise HeirloomError(f"cannot write {path}: {_refused(OSError(errno.ELOOP, ''))}")
+        fd = os.open(path.name, flags | os.O_NOFOLLOW, dir_fd=parent)
+    try:
+        if why := not_ours(os.fstat(fd), path):
+            raise HeirloomError(why)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def not_ours(info: os.stat_result, path: Path) -> str:
+    """Why a backup refuses to write into the folder ``path`` (``info``: its stat) of another user, "" when it is
+    this user's (root's when run by root): another could plant a link there for the backup to write through."""
+    if info.st_uid == os.geteuid():
+        return ""
+    writable = "; its group or others may write it too" if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) else ""
+    return (
+        f"{path} belongs to {_user(info.st_uid)} (mode {stat.S_IMODE(info.st_mode):o}{writable}), not to "
+        f"{_user(os.geteuid())}, who runs the backup: its owner could plant links there that the backup would "
+        "write through; back up into a folder of your own"
+    )
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+@contextmanager
+def _alone(top: int, destination: Path) -> Iterator[None]:
+    """Hold the backup folder's lock (``top``: the folder's descriptor) while a backup writes it. Opened
+    read-only (a lock needs no more), following no link and made new when missing."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        try:
+            lock = os.open(LOCK, flags, dir_fd=top)
+        except FileNotFoundError:
+            lock = os.open(LOCK, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=top)
+    except OSError as exc:  # ELOOP: a link put there after the check; EEXIST: one made meanwhile
+        raise HeirloomError(f"cannot take the lock {destination / LOCK}: {_refused(exc)}") from None
+    try:
+        if not stat.S_ISREG(mode := os.fstat(lock).st_mode):
+            raise HeirloomError(f"cannot take the lock {destination / LOCK}: it {not_regular(mode)}")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -110,6 +169,70 @@ def _alone(destination: Path) -> Iterator[None]:
                 f"another heirloom models backup is writing {destination}: let it finish, then run this one again"
             ) from None
         yield
+    finally:
+        os.close(lock)
+
+
+def _refused(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a link, which a backup never writes through (who else can write that folder?)"
+    if exc.errno == errno.EEXIST:
+        return "something was put there while the backup ran (who else can write that folder?)"
+    return exc.strerror or str(exc)
+
+
+def _create(folder: int, name: str, path: Path) -> int:
+    """A new file ``name`` in ``folder`` (a descriptor; ``path``: its name for errors) open for writing, made
+    0600 with O_EXCL | O_NOFOLLOW: a leftover of a run cut short is removed first, but a link is refused, and
+    anything put there between the two makes the open fail: nothing is ever written through a link."""
+    try:
+        if stat.S_ISLNK(os.lstat(name, dir_fd=folder).st_mode):
+            raise HeirloomError(f"cannot write {path}: {_refused(OSError(errno.ELOOP, ''))}")
+        os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+    try:
+        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ELOOP):
+            raise
+        raise HeirloomError(f"cannot write {path}: {_refused(exc)}") from None
+
+
+def _write_new(folder: int, name: str, path: Path, data: bytes) -> None:
+    """``data`` into the new file ``name`` (``_create``), synced, with the mode a new file gets (0644 under
+    umask 022, as the store's blobs: a restored backup is a store)."""
+    with os.fdopen(_create(folder, name, path), "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fchmod(handle.fileno(), 0o666 & ~umask())
+        os.fsync(handle.fileno())
+
+
+def _write_marker(top: int, destination: Path, data: bytes) -> None:
+    """The MARKER, put in place whole (a temp file, then a rename: a link at its name is replaced)."""
+    temp = f".{MARKER}.{secrets.token_hex(6)}.tmp"
+    try:
+        _write_new(top, temp, destination / temp, data)
+        os.replace(temp, MARKER, src_dir_fd=top, dst_dir_fd=top)
+    except BaseException:
+        _discard(top, temp)
+        raise
+    os.fsync(top)
+
+
+def _discard(folder: int, name: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
+
+
+def _regular_size(folder: int, name: str) -> int | None:
+    """The size of the regular file ``name`` in ``folder`` (no link followed), None when there is none."""
+    try:
+        info = os.lstat(name, dir_fd=folder)
+    except FileNotFoundError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 @contextmanager
@@ -148,6 +271,9 @@ def check_destination(root: Path, destination: Path, *, overwrite: bool) -> None
         return
     if not target.is_dir():
         raise HeirloomError(f"{destination} is not a folder")
+    for folder, named in ((target, destination), (target / "blobs", destination / "blobs")):
+        if folder.is_dir() and not folder.is_symlink() and (why := not_ours(folder.stat(), named)):
+            raise HeirloomError(why)
     found = sorted(path.name for path in target.iterdir())
     if not found:
         return
@@ -220,35 +346,36 @@ def _refuse_missing(store: ArtifactStore, rows: list[tuple[str, str, int, str, s
         )
 
 
-def _copy(source: Path, target: Path, names: set[str], *, gone_ok: bool) -> tuple[int, int]:
-    """``(copied, already present)`` of ``names``; each copy lands whole (temp file, fsync,
-    rename) and only when its content matches its name (a blob is named by its sha256). A
-    blob missing from ``source`` is an error unless ``gone_ok``."""
+def _copy(source: Path, target: int, where: Path, names: set[str], *, gone_ok: bool) -> tuple[int, int]:
+    """``(copied, already present)`` of ``names`` into the folder ``where``, open as ``target``;
+    each copy lands whole (a new temp file, fsync, rename) and only when its content matches
+    its name (a blob is named by its sha256). A blob missing from ``source`` is an error
+    unless ``gone_ok``."""
     copied = present = 0
     for name in sorted(names):
-        origin, copy = source / name, target / name
-        partial = copy.with_name(f".{name}.partial")
+        origin, partial = source / name, f".{name}.partial"
         try:
-            if copy.is_file() and copy.stat().st_size == origin.stat().st_size:
+            if (size := _regular_size(target, name)) is not None and size == origin.stat().st_size:
                 present += 1
                 continue
-            _copy_checked(origin, partial)
+            _copy_checked(origin, target, where, partial)
         except FileNotFoundError:  # a gc collected it (the first pass holds no lock)
-            partial.unlink(missing_ok=True)
+            _discard(target, partial)
             if gone_ok:
                 continue
             raise HeirloomError(f"the store names {origin}, which is missing: run heirloom models verify") from None
         except BaseException:
-            partial.unlink(missing_ok=True)
+            _discard(target, partial)  # ours, or a link refused: removing a link removes nothing it names
             raise
-        partial.replace(copy)
+        os.replace(partial, name, src_dir_fd=target, dst_dir_fd=target)  # a link at ``name`` is replaced
         copied += 1
     return copied, present
 
 
-def _copy_checked(origin: Path, partial: Path) -> None:
-    """Copy the blob ``origin`` to ``partial`` (synced), hashing it on the way: a damaged blob
-    (a flipped bit) is an error, never a backup that looks whole."""
+def _copy_checked(origin: Path, target: int, where: Path, partial: str) -> None:
+    """Copy the blob ``origin`` to the new file ``partial`` in ``target`` (the folder ``where``;
+    synced), hashing it on the way: a damaged blob (a flipped bit) is an error, never a backup
+    that looks whole."""
     digest = hashlib.sha256()
     try:
         source = os.fdopen(open_regular(origin, os.O_NOFOLLOW), "rb")  # never a link out of the store
@@ -258,11 +385,12 @@ def _copy_checked(origin: Path, partial: Path) -> None:
         why = f"it {exc.strerror}" if isinstance(exc, NotRegularFile) else exc.strerror  # "is a FIFO, not a ..."
         why = "it is a symbolic link" if exc.errno == errno.ELOOP else why
         raise HeirloomError(f"cannot back up {origin}: {why}") from None
-    with source, open(partial, "wb") as copy:
+    with source, os.fdopen(_create(target, partial, where / partial), "wb") as copy:
         while chunk := source.read(1 << 20):
             digest.update(chunk)
             copy.write(chunk)
         copy.flush()
+        os.fchmod(copy.fileno(), 0o666 & ~umask())  # as the store's blob (0644 under umask 022)
         os.fsync(copy.fileno())
     if digest.hexdigest() != origin.name.partition(".")[0]:
         raise HeirloomError(
@@ -271,24 +399,28 @@ def _copy_checked(origin: Path, partial: Path) -> None:
         )
 
 
-def _snapshot(index: StoreIndex, copy: Path) -> None:
-    """The index as committed now, through SQLite's online backup (the WAL included), put in
-    place whole: a backup interrupted here keeps the previous copy, and a failed one leaves
-    no partial file. A killed gc's record of blobs to remove is left out: a copy restored over
+def _snapshot(index: StoreIndex, top: int, destination: Path) -> None:
+    """The index as committed now, through SQLite's online backup (the WAL included) into memory,
+    written as a new file (``_create``: SQLite would open a link planted at its name) and put in
+    place whole: a backup interrupted here keeps the previous copy, and a failed one leaves no
+    partial file. A killed gc's record of blobs to remove is left out: a copy restored over
     blobs a lost newer index referenced again would have had them removed."""
-    partial = copy.with_name(f".{copy.name}.partial")
-    partial.unlink(missing_ok=True)
+    copy, partial = "index.sqlite", ".index.sqlite.partial"
     try:
-        with closing(index.connect()) as source, closing(sqlite3.connect(partial)) as target:
+        with closing(index.connect()) as source, closing(sqlite3.connect(":memory:")) as target:
+            (size,) = source.execute("PRAGMA page_size").fetchone()
+            target.execute(f"PRAGMA page_size = {int(size)}")  # a backup into memory needs the source's
             source.backup(target)
             target.execute(f"DROP TABLE IF EXISTS {PENDING}")  # its blobs are not copied: restored, no gc removes any
             target.commit()
-    except sqlite3.Error as exc:  # the copy's disk, not the store's index: said as the backup's
-        partial.unlink(missing_ok=True)
-        raise OSError(errno.EIO, f"copying the index failed: {exc}", str(copy)) from exc
+            data = target.serialize()
+    except sqlite3.Error as exc:  # said as the backup's failure, naming its index
+        raise OSError(errno.EIO, f"copying the index failed: {exc}", str(destination / copy)) from exc
+    try:
+        _write_new(top, partial, destination / partial, data)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        _discard(top, partial)
         raise
-    for stale in (copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
-        stale.unlink(missing_ok=True)  # a previous copy's, which must not be replayed into this one
-    partial.replace(copy)
+    for stale in (f"{copy}-wal", f"{copy}-shm", f"{partial}-journal", f"{partial}-wal", f"{partial}-shm"):
+        _discard(top, stale)  # a previous copy's, which must not be replayed into this one; a killed run's
+    os.replace(partial, copy, src_dir_fd=top, dst_dir_fd=top)
