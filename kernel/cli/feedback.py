@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from heirloom.cli.common import (
     EXIT_INVALID,
     console,
+    echo_json,
     fail,
     get_kernel,
     inert,
@@ -177,7 +178,7 @@ def feedback_list(
     held, rows = len(rows), rows[-limit:] if limit else rows
     if as_json:
         for row in rows:
-            click.echo(json_text(row))
+            echo_json(json_text(row))
         return
     apis = len({row["api"] for row in rows}) > 1  # one api's column says nothing, and costs the text its room
     columns = [Column("id", no_wrap=True), *(["api"] * apis), Column("time", no_wrap=True), "label", "status"]
