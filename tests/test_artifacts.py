@@ -1066,16 +1066,29 @@ def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
 
 def test_commands_that_only_read_create_no_store_and_an_empty_home_is_refused(tmp_path):
     """``models list`` and ``gc --dry-run`` created an empty store (index.sqlite, blobs/) where none
-    was, and ``HEIRLOOM_HOME=`` (an unset variable) silently meant the user's own store (checker 277 F15)."""
+    was, and ``HEIRLOOM_HOME=`` (an unset variable) silently meant the user's own store (checker 277 F15).
+    ``verify`` (then "holds no versions", exit 1), ``promote``, ``backup``, ``gc`` and ``eval`` created one too, at a
+    mistyped HEIRLOOM_HOME a CI job verified or backed up (checker h342 F1)."""
     home = tmp_path / "home"
-    env: dict[str, str | None] = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None}
+    env: dict[str, str | None] = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None, "HEIRLOOM_PLUGINS": "tests.toys"}
     none = f"no store yet: {home / 'store'} does not exist yet"
     listed = run_heirloom("models", "list", env=env)
     assert listed.returncode == 0 and listed.stdout == f"no artifacts: {none}\n", listed.stderr
     assert run_heirloom("models", "list", "--json", env=env).stdout == "[]\n"
-    for command in (["gc", "--keep", "1", "--dry-run"], ["show", "team/m"]):
+    for command in (
+        ["gc", "--keep", "1", "--dry-run"],
+        ["show", "team/m"],
+        ["verify"],
+        ["verify", "--json"],
+        ["promote", "team/m@1", "production"],
+        ["backup", str(tmp_path / "backup")],
+        ["gc", "--keep", "1"],
+    ):
         refused = run_heirloom("models", *command, env=env)
-        assert refused.returncode == 2 and f"error: {none}" in said(refused), refused.stderr
+        assert refused.returncode == 2 and f"error: {none}" in said(refused), (command, refused.stderr)
+        assert refused.stdout == "", command
+    evaluated = run_heirloom("eval", str(write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')), env=env)
+    assert evaluated.returncode == 1 and f"error: {none}: no version trained" in said(evaluated), evaluated.stderr
     assert not (home / "store").exists()
     for variable in ("HEIRLOOM_HOME", "HEIRLOOM_STORE"):  # the store too: the default one was read
         empty = run_heirloom("models", "list", env={variable: ""})

@@ -227,14 +227,18 @@ def resolve_or_exit(
     return resolved
 
 
-def store_or_exit(resolved: ResolvedProfile) -> Any:
+def store_or_exit(resolved: ResolvedProfile, create: bool = True) -> Any:
     """The profile's artifact store, opened (made where there is none yet: ``train`` asks once it refused what it
     can without it, so a refused train makes no store), or exit: a ``[store] path`` that cannot be a store (a file,
-    a folder it may not write) names the file and ``store.path``, as ``profile check`` does."""
+    a folder it may not write) names the file and ``store.path``, as ``profile check`` does. Without ``create`` (a
+    command that only reads the store: ``eval``), where there is none: ``no store yet``, exit 1, nothing made."""
+    from heirloom.store.artifacts import StoreMissing
     from heirloom.store.checks import open_store
 
     try:
-        return open_store(get_kernel(), resolved)
+        return open_store(get_kernel(), resolved, create)
+    except StoreMissing as exc:
+        fail(f"error: no store yet: {exc}: no version trained (heirloom train makes one)")
     except HeirloomError as exc:
         _exit_for(exc)
 

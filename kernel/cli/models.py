@@ -39,22 +39,22 @@ class ModelsGroup(click.Group):
 
 
 def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
-    """The store; the commands that only read it create none where none is: ``models list`` and ``gc --dry-run``
-    created an empty store there (checker 277 F15). ``--dry-run`` and ``--json`` are eager: read here."""
+    """The store; no command creates one where none is: ``models list`` and ``gc --dry-run`` (checker 277 F15), then
+    ``verify``, ``promote``, ``backup`` and ``gc`` (h342 F1) created an empty store there, and verify said it "holds
+    no versions", exit 1. ``--json`` is eager: read here."""
     if value and not any((value / name).exists() for name in ("index.sqlite", "blobs")):  # create no store to read
         raise click.BadParameter(f"{value} holds no index.sqlite: not an artifact store (heirloom train makes one)")
     if value:  # one that exists (checked above)
         return ArtifactStore(value)
-    if ctx.command.name in ("list", "show", "lineage", "history") or ctx.params.get("dry_run"):
-        try:  # only asks whether a store is there: opened as before below, a damaged one is said as before
-            get_kernel(ctx).store(create=False)
-        except StoreMissing as exc:
-            if ctx.command.name != "list":
-                fail(f"error: no store yet: {exc} (heirloom train makes one)", EXIT_INVALID)
-            click.echo("[]" if ctx.params.get("as_json") else f"no artifacts: no store yet: {exc}")
-            ctx.exit(0)
-        except HeirloomError:
-            pass
+    try:  # only asks whether a store is there: opened as before below, a damaged one is said as before
+        get_kernel(ctx).store(create=False)
+    except StoreMissing as exc:
+        if ctx.command.name != "list":
+            fail(f"error: no store yet: {exc} (heirloom train makes one)", EXIT_INVALID)
+        print_json([]) if ctx.params.get("as_json") else click.echo(f"no artifacts: no store yet: {exc}")
+        ctx.exit(0)
+    except HeirloomError:
+        pass
     return get_kernel(ctx).store()
 
 
