@@ -497,6 +497,32 @@ def test_models_list_lists_every_good_row_and_names_each_damaged_one(store):
     assert models(store, "verify").returncode == 1
 
 
+def test_verify_json_names_each_damaged_index_row_by_its_version_and_checks_the_others(store):
+    """``models verify --json`` with one hand-damaged row printed no JSON and checked no other version: exit 1 and
+    ``the store index ... is damaged`` on stderr (checker h342 F4). The damaged row is in ``damaged`` under the
+    version it names, beside another version's corrupt blob, and every other version is checked."""
+    for seed in (1, 2, 3):
+        put(store, "team/m", seed)
+    put(store, "other/n", 4)
+    with store.index.reading() as tx:
+        weights = store.blobs / tx.blobs("other", "n", 1)[0]
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("UPDATE artifacts SET metrics = '{broken' WHERE project = 'team' AND version = 2")
+    weights.write_bytes(b"garbage")
+    verified = models(store, "verify", "--json")
+    assert verified.returncode == 1 and "Traceback" not in verified.stderr, verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["checked"] == 4 and sorted(report["damaged"]) == ["other/n@1", "team/m@2"]
+    assert report["damaged"]["team/m@2"] == (
+        f"the store index {store.root / 'index.sqlite'} is damaged (the metrics of team/m@2 is not a JSON object); "
+        "restore it from a backup (row 2)"
+    )
+    assert "artifact other/n@1 is corrupt" in report["damaged"]["other/n@1"]
+    text = models(store, "verify")
+    assert text.returncode == 1 and text.stdout == "2 of 4 version(s) intact\n"
+    assert "team/m@2: the store index" in said(text) and "to repair a damaged version" in said(text)
+
+
 def scored(validation: float, test: float) -> dict:
     """Metrics as ``heirloom train`` stores them: test at the top, validation nested."""
     return {"accuracy": test, "validation": {"accuracy": validation}}

@@ -22,7 +22,7 @@ from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
 from heirloom.store.backup import backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
-from heirloom.store.gc import REPAIR
+from heirloom.store.gc import REPAIR, verify_versions
 from heirloom.store.refs import Ref, RefError, check_alias, one_typo
 
 
@@ -101,8 +101,8 @@ def models_group() -> None:
 def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> None:
     """Every stored version, oldest first per model, then each project's storage use (the
     blobs its versions reference, what a resource manager's artifact quota counts)."""
-    artifacts = store.list(project, damaged=(damaged := []))
-    for problem in damaged:  # every good row is still listed; `models verify` is what fails on damage
+    artifacts = store.list(project, damaged=(damaged := {}))
+    for problem in damaged.values():  # every good row is still listed; `models verify` is what fails on damage
         click.echo(f"warning: the store index {store.index.path} has a damaged row, not listed: {problem}", err=True)
     if as_json:
         print_json([artifact.to_json() for artifact in artifacts])
@@ -112,7 +112,7 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
         for name in sorted({a.project for a in artifacts}):
             console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
     elif project is not None:
-        projects = sorted({a.project for a in store.list(damaged=[])})
+        projects = sorted({a.project for a in store.list(damaged={})})
         click.echo(f"no artifacts of project {project!r} in {store.root} (projects: {', '.join(projects) or 'none'})")
     else:
         click.echo(f"no artifacts in {store.root}")
@@ -469,24 +469,18 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
 
     The digest covers the weights and metadata, not the index's other fields (parent,
     metrics, fingerprints, created_at). JSON: {"checked": N, "damaged": {REF: message}}."""
-    artifacts = [store.resolve(ref) for ref in refs] if refs else store.list()
-    if not artifacts:  # an empty folder, an unmounted backup: nothing verified is no pass
+    checked, damaged, rows = verify_versions(store, refs)
+    if not checked:  # an empty folder, an unmounted backup: nothing verified is no pass
         if as_json:
             print_json({"checked": 0, "damaged": {}})
         fail(f"error: the store at {store.root} holds no versions: nothing to verify")
-    damaged = {} if refs else store.alias_damage()  # an alias at a version not stored: its reads all fail
-    for artifact in artifacts:
-        try:
-            store.verify(artifact)
-        except HeirloomError as exc:
-            damaged[artifact.ref] = getattr(exc, "damage", str(exc))  # the repair is said once, below
     if as_json:
-        print_json({"checked": len(artifacts), "damaged": damaged})
+        print_json({"checked": len(checked), "damaged": damaged})
     else:
         for ref, problem in damaged.items():
             err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
-        click.echo(f"{sum(a.ref not in damaged for a in artifacts)} of {len(artifacts)} version(s) intact")
-        if set(damaged) & {artifact.ref for artifact in artifacts}:
+        click.echo(f"{sum(ref not in damaged for ref in checked)} of {len(checked)} version(s) intact")
+        if set(damaged) & set(checked) - set(rows):  # a damaged row's message says its repair
             err_console.print(f"to repair a damaged version: {REPAIR}", markup=False, soft_wrap=True)
     if damaged:
         raise SystemExit(1)
