@@ -1084,10 +1084,14 @@ def test_profile_check_names_an_inherit_typo_beside_the_profiles_other_problems(
 
 
 def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
+    """A project with no versions (a new one) is no error; a mistyped one is said with the closest, on stderr under
+    ``--json``, which printed ``[]`` alone, exit 0: a typo read as an empty project (checker h342 F7)."""
     put(store, "team/m", 1)
+    said = f"no artifacts of project 'tema' in {store.root} (projects: team); did you mean 'team'?"
     result = models(store, "list", "--project", "tema")
-    assert result.returncode == 0
-    assert f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout
+    assert result.returncode == 0 and result.stdout == f"{said}\n", result.stderr
+    listed = models(store, "list", "--project", "tema", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [] and listed.stderr == f"{said}\n"
 
 
 def test_commands_that_only_read_create_no_store_and_an_empty_home_is_refused(tmp_path):

@@ -104,6 +104,10 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
     artifacts = store.list(project, damaged=(damaged := {}))
     for problem in damaged.values():  # every good row is still listed; `models verify` is what fails on damage
         click.echo(f"warning: the store index {store.index.path} has a damaged row, not listed: {problem}", err=True)
+    if not artifacts and project is not None:  # a new project has none yet; a typo is said, --json too (h342 F7)
+        projects = sorted({a.project for a in store.list(damaged={})})
+        listed = f"(projects: {', '.join(projects) or 'none'}){did_you_mean(project, projects)}"
+        click.echo(f"no artifacts of project {project!r} in {store.root} {listed}", err=as_json)
     if as_json:
         print_json([artifact.to_json() for artifact in artifacts])
     elif artifacts:
@@ -111,10 +115,7 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
         usage = store.usage()
         for name in sorted({a.project for a in artifacts}):
             console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
-    elif project is not None:
-        projects = sorted({a.project for a in store.list(damaged={})})
-        click.echo(f"no artifacts of project {project!r} in {store.root} (projects: {', '.join(projects) or 'none'})")
-    else:
+    elif project is None:
         click.echo(f"no artifacts in {store.root}")
 
 
