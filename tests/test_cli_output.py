@@ -29,7 +29,7 @@ class Accents(heirloom.Source):
         return {"se\\u00f1al \\u2192": 3}
 
     def fingerprint(self):
-        return "accents-1"
+        return "f1" * 32
 
 
 @heirloom.hookimpl
@@ -114,12 +114,13 @@ def test_a_stdout_that_cannot_encode_a_record_shows_it_escaped(team, encoding):
     ] * 3
     assert json.loads(run("data", "stats", profile, "rows", "--json")) == {
         "se\u00f1al \u2192": 3,
-        "fingerprint": "accents-1",
+        "fingerprint": "f1" * 32,
     }
     shown, counted = run("data", "show", profile, "rows"), run("data", "stats", profile, "rows")
     written = "\u00f1" if encoding == "latin-1" else "\\xf1"  # what the encoding can write stays as it is
     assert f"A{written}o" in shown and "\\u2026 \\U0001f600" in shown
     assert f"se{written}al \\u2192" in counted
+    assert f"fingerprint {'f1' * 32}" in counted.splitlines()  # whole, in a pipe 80 wide: cut with '…' (F10)
 
 
 @pytest.mark.parametrize(
