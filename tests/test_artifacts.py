@@ -497,6 +497,32 @@ def test_models_list_lists_every_good_row_and_names_each_damaged_one(store):
     assert models(store, "verify").returncode == 1
 
 
+def test_verify_json_names_each_damaged_index_row_by_its_version_and_checks_the_others(store):
+    """``models verify --json`` with one hand-damaged row printed no JSON and checked no other version: exit 1 and
+    ``the store index ... is damaged`` on stderr (checker h342 F4). The damaged row is in ``damaged`` under the
+    version it names, beside another version's corrupt blob, and every other version is checked."""
+    for seed in (1, 2, 3):
+        put(store, "team/m", seed)
+    put(store, "other/n", 4)
+    with store.index.reading() as tx:
+        weights = store.blobs / tx.blobs("other", "n", 1)[0]
+    with sqlite3.connect(store.root / "index.sqlite") as conn:
+        conn.execute("UPDATE artifacts SET metrics = '{broken' WHERE project = 'team' AND version = 2")
+    weights.write_bytes(b"garbage")
+    verified = models(store, "verify", "--json")
+    assert verified.returncode == 1 and "Traceback" not in verified.stderr, verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["checked"] == 4 and sorted(report["damaged"]) == ["other/n@1", "team/m@2"]
+    assert report["damaged"]["team/m@2"] == (
+        f"the store index {store.root / 'index.sqlite'} is damaged (the metrics of team/m@2 is not a JSON object); "
+        "restore it from a backup (row 2)"
+    )
+    assert "artifact other/n@1 is corrupt" in report["damaged"]["other/n@1"]
+    text = models(store, "verify")
+    assert text.returncode == 1 and text.stdout == "2 of 4 version(s) intact\n"
+    assert "team/m@2: the store index" in said(text) and "to repair a damaged version" in said(text)
+
+
 def scored(validation: float, test: float) -> dict:
     """Metrics as ``heirloom train`` stores them: test at the top, validation nested."""
     return {"accuracy": test, "validation": {"accuracy": validation}}
@@ -1058,24 +1084,41 @@ def test_profile_check_names_an_inherit_typo_beside_the_profiles_other_problems(
 
 
 def test_listing_a_project_with_no_versions_names_the_projects_there_are(store):
+    """A project with no versions (a new one) is no error; a mistyped one is said with the closest, on stderr under
+    ``--json``, which printed ``[]`` alone, exit 0: a typo read as an empty project (checker h342 F7)."""
     put(store, "team/m", 1)
+    said = f"no artifacts of project 'tema' in {store.root} (projects: team); did you mean 'team'?"
     result = models(store, "list", "--project", "tema")
-    assert result.returncode == 0
-    assert f"no artifacts of project 'tema' in {store.root} (projects: team)" in result.stdout
+    assert result.returncode == 0 and result.stdout == f"{said}\n", result.stderr
+    listed = models(store, "list", "--project", "tema", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [] and listed.stderr == f"{said}\n"
 
 
 def test_commands_that_only_read_create_no_store_and_an_empty_home_is_refused(tmp_path):
     """``models list`` and ``gc --dry-run`` created an empty store (index.sqlite, blobs/) where none
-    was, and ``HEIRLOOM_HOME=`` (an unset variable) silently meant the user's own store (checker 277 F15)."""
+    was, and ``HEIRLOOM_HOME=`` (an unset variable) silently meant the user's own store (checker 277 F15).
+    ``verify`` (then "holds no versions", exit 1), ``promote``, ``backup``, ``gc`` and ``eval`` created one too, at a
+    mistyped HEIRLOOM_HOME a CI job verified or backed up (checker h342 F1)."""
     home = tmp_path / "home"
-    env: dict[str, str | None] = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None}
+    env: dict[str, str | None] = {"HEIRLOOM_HOME": str(home), "HEIRLOOM_STORE": None, "HEIRLOOM_PLUGINS": "tests.toys"}
     none = f"no store yet: {home / 'store'} does not exist yet"
     listed = run_heirloom("models", "list", env=env)
     assert listed.returncode == 0 and listed.stdout == f"no artifacts: {none}\n", listed.stderr
     assert run_heirloom("models", "list", "--json", env=env).stdout == "[]\n"
-    for command in (["gc", "--keep", "1", "--dry-run"], ["show", "team/m"]):
+    for command in (
+        ["gc", "--keep", "1", "--dry-run"],
+        ["show", "team/m"],
+        ["verify"],
+        ["verify", "--json"],
+        ["promote", "team/m@1", "production"],
+        ["backup", str(tmp_path / "backup")],
+        ["gc", "--keep", "1"],
+    ):
         refused = run_heirloom("models", *command, env=env)
-        assert refused.returncode == 2 and f"error: {none}" in said(refused), refused.stderr
+        assert refused.returncode == 2 and f"error: {none}" in said(refused), (command, refused.stderr)
+        assert refused.stdout == "", command
+    evaluated = run_heirloom("eval", str(write(tmp_path / "team.toml", f'project = "team"\n{TOY_TABLES}')), env=env)
+    assert evaluated.returncode == 1 and f"error: {none}: no version trained" in said(evaluated), evaluated.stderr
     assert not (home / "store").exists()
     for variable in ("HEIRLOOM_HOME", "HEIRLOOM_STORE"):  # the store too: the default one was read
         empty = run_heirloom("models", "list", env={variable: ""})

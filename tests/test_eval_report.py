@@ -95,11 +95,16 @@ def test_eval_of_an_untrained_model_says_why_once(tmp_path):
     """The reason (and what to run) is the command's error, not also a log warning above it; nor is an empty
     line (a transient progress bar where stderr is no terminal)."""
     profile = write(tmp_path / "toy.toml", PROFILE)
-    result = run_heirloom("eval", str(profile), env={"HEIRLOOM_PLUGINS": "tests.toys"})
+    env = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    result = run_heirloom("eval", str(profile), env=env)  # where no store is, it makes none (checker h342 F1)
+    assert result.returncode == 1 and result.stderr.count("no version trained") == 1, result.stderr
+    assert result.stderr.startswith("error: no store yet: "), result.stderr
+    write(tmp_path / "other.toml", PROFILE)  # project "other": a store, without toy/m
+    assert run_heirloom("train", str(tmp_path / "other.toml"), env=env).returncode == 0
+    result = run_heirloom("eval", str(profile), env=env)
     assert result.returncode == 1
     assert result.stderr.count("has no trained version yet") == 1, result.stderr
     assert result.stderr.startswith("error: toy/m has no trained version yet (run heirloom train)"), result.stderr
-    env = {"HEIRLOOM_PLUGINS": "tests.toys"}
     assert run_heirloom("train", str(profile), env=env).returncode == 0
     pinned = run_heirloom("eval", str(profile), "--set", "models.m.serve=9", env=env)  # a typed ref naming nothing
     assert pinned.returncode == 2 and "has no version 9 (latest: toy/m@1)" in pinned.stderr, pinned.stderr

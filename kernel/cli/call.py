@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import click
 
-from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, fail, terminal_safe
+from heirloom.cli.common import EXIT_DECLINED, EXIT_INVALID, echo_json, fail, terminal_safe
 from heirloom.cli.options import ADDRESS, SECONDS, existing_file
 from heirloom.core.errors import HeirloomError
 from heirloom.core.limits import nests_deeper
@@ -113,7 +113,7 @@ def call_command(
             fail(f"{exc.code}: {exc.message}" + (f" (field: {exc.field})" if named else ""))
         shown = attrs.asdict(reply, recurse=False) if full else reply.body
         try:
-            click.echo(terminal_safe(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False)))
+            echo_json(terminal_safe(json.dumps(_jsonable(shown), indent=2, ensure_ascii=False)))
         except RecursionError:  # a reply nested near msgpack's 1,024 levels (a stray worker's heartbeat in _ready)
             fail(f"error: the reply nests too deep to print as JSON (route {route})")
         if route == "_ready" and isinstance(reply.body, dict) and reply.body.get("ready") is not True:

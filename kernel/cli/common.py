@@ -6,10 +6,14 @@ so the command line has no import circles.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import errno
 import functools
+import io
 import json
 import logging
+import os
 import re
 import sys
 import traceback
@@ -36,13 +40,65 @@ KERNEL_KEY = "heirloom.kernel"
 JSON_STDOUT_KEY = "heirloom.json_stdout"
 
 
+class OutputFailed(BaseException):
+    """The CLI's own write to stdout (or stderr) failed: the reader of a pipe went away (``train ... | head``), a
+    full disk (``>/dev/full``), a closed stdout (``>&-``). No component's bug: a BaseException, as
+    KeyboardInterrupt is, so the ``except Exception`` of a command that names the component whose code failed
+    (:func:`fail_unexpectedly`) lets it pass; ``HeirloomGroup.invoke`` ends the command (:meth:`exit`). It said
+    "training models.m (... plugin text) failed: BrokenPipeError" with a traceback, exit 1 (checker h342 F5, F12)."""
+
+    def __init__(self, error: OSError, stream: TextIO | None, name: str = "stdout"):
+        super().__init__(error)
+        self.error, self.stream, self.name = error, stream, name
+
+    def exit(self) -> NoReturn:
+        """Exit 141 quietly for a pipe whose reader went away, as a tool killed by SIGPIPE; else one line, exit 1."""
+        if isinstance(self.error, BrokenPipeError):
+            reader_gone(self.stream)
+        if self.name == "stderr":  # nowhere left to say it
+            sys.exit(1)
+        fail(f"error: cannot write the output to stdout: {self.error.strerror or self.error}")
+
+
+def reader_gone(stream: TextIO | None) -> NoReturn:
+    """Exit 141, as a tool killed by SIGPIPE exits in a shell: ``heirloom data show ... | head`` closed the pipe,
+    and what it read was all it wanted. ``stream`` is pointed at /dev/null: no second error as Python flushes."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # ValueError: a stream already closed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # type: ignore[union-attr]
+    sys.exit(141)
+
+
+class _ClosedStdout(io.TextIOBase):
+    """What the CLI writes its output to when there is no stdout (``heirloom ... >&-``): an error, as ``echo hi
+    >&-`` says one; rich printed into nothing, and ``--json`` went to stderr, exit 0 (checker h342 F3)."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "stdout is closed")
+
+
 class PipedConsole(Console):
-    """rich's Console, but a reader gone away (``data show ... | head``) reaches the CLI's
-    BrokenPipeError handler, exit 141 as with ``--json``, where rich exits 1 ("it failed")."""
+    """rich's Console, but a write that fails (a reader gone away, a full disk, a closed stdout) is
+    :class:`OutputFailed`: exit 141 for a pipe, as with ``--json``, where rich exits 1 ("it failed")."""
+
+    @property  # type: ignore[override]
+    def file(self) -> TextIO:
+        if self._file is None and not self.stderr and sys.stdout is None:
+            return _ClosedStdout()
+        return super().file
+
+    @file.setter
+    def file(self, new_file: TextIO) -> None:
+        self._file = new_file
 
     def on_broken_pipe(self) -> None:
         self.quiet = True  # nothing more to print: the rest would only fail again
         raise BrokenPipeError
+
+    def _check_buffer(self) -> None:  # where rich writes (and calls on_broken_pipe): its only OSError
+        try:
+            super()._check_buffer()
+        except OSError as exc:
+            raise OutputFailed(exc, self.file, "stderr" if self.stderr else "stdout") from exc
 
 
 console = PipedConsole(soft_wrap=True)
@@ -171,14 +227,18 @@ def resolve_or_exit(
     return resolved
 
 
-def store_or_exit(resolved: ResolvedProfile) -> Any:
+def store_or_exit(resolved: ResolvedProfile, create: bool = True) -> Any:
     """The profile's artifact store, opened (made where there is none yet: ``train`` asks once it refused what it
     can without it, so a refused train makes no store), or exit: a ``[store] path`` that cannot be a store (a file,
-    a folder it may not write) names the file and ``store.path``, as ``profile check`` does."""
+    a folder it may not write) names the file and ``store.path``, as ``profile check`` does. Without ``create`` (a
+    command that only reads the store: ``eval``), where there is none: ``no store yet``, exit 1, nothing made."""
+    from heirloom.store.artifacts import StoreMissing
     from heirloom.store.checks import open_store
 
     try:
-        return open_store(get_kernel(), resolved)
+        return open_store(get_kernel(), resolved, create)
+    except StoreMissing as exc:
+        fail(f"error: no store yet: {exc}: no version trained (heirloom train makes one)")
     except HeirloomError as exc:
         _exit_for(exc)
 
@@ -207,10 +267,33 @@ def plugin_output_to_stderr(command: Callable[..., None]) -> Callable[..., None]
 
 
 def echo_json(text: str) -> None:
-    """One JSON document (or line) to stdout: the real one under :func:`plugin_output_to_stderr`."""
+    """One JSON document (or line) to stdout: the real one under :func:`plugin_output_to_stderr`, each character
+    its encoding cannot write as its ``\\u`` escape (the same JSON); a write that fails is :class:`OutputFailed`."""
     context = click.get_current_context(silent=True)
-    stdout: TextIO | None = context.meta.get(JSON_STDOUT_KEY) if context is not None else None
-    click.echo(text, file=stdout)
+    meta = context.meta if context is not None else {}
+    stdout: TextIO | None = meta.get(JSON_STDOUT_KEY, sys.stdout)
+    try:
+        if stdout is None:  # `>&-`: it went to stderr, the stream plugin_output_to_stderr puts in stdout's place
+            raise OSError(errno.EBADF, "stdout is closed")
+        click.echo(_writable(text, getattr(stdout, "encoding", None)), file=stdout)
+    except OSError as exc:
+        raise OutputFailed(exc, stdout) from exc
+
+
+def _writable(text: str, encoding: str | None) -> str:
+    """JSON ``text`` with each character ``encoding`` cannot write (PYTHONIOENCODING=ascii, a latin-1 locale) as
+    its ``\\u`` escape: stdout's backslashreplace would write ``\\xf1``, which is no JSON."""
+    if not encoding or codecs.lookup(encoding).name == "utf-8":
+        return text
+
+    def escaped(found: re.Match[str]) -> str:
+        try:
+            found[0].encode(encoding)
+        except UnicodeEncodeError:
+            return json.dumps(found[0])[1:-1]
+        return found[0]
+
+    return _NOT_ASCII.sub(escaped, text)
 
 
 def print_json(data: Any) -> None:

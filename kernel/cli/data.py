@@ -136,10 +136,12 @@ def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, .
         print_json(stats)
         return
     table = Table("count", "value")
-    for key, value in flatten(stats):
+    for key, value in flatten({key: value for key, value in stats.items() if key != "fingerprint"}):
         cell = "\n".join(map(str, value)) if isinstance(value, list) else value
         table.add_row(inert(key), inert(cell, lines=True))
     console.print(table)
+    # whole, on a line of its own: a table cut it to the width, `9d49...27c…`, the one value a user compares (h342 F10)
+    console.print(inert(f"fingerprint {stats['fingerprint']}"), highlight=False)
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

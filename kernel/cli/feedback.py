@@ -21,6 +21,7 @@ from rich.table import Column, Table
 from heirloom.cli.common import (
     EXIT_INVALID,
     console,
+    echo_json,
     fail,
     get_kernel,
     inert,
@@ -178,9 +179,12 @@ def feedback_list(
     ):  # each log is in the order it was written: --limit keeps the newest of them all, not the last api's
         rows.sort(key=lambda row: row["time"] if isinstance(row.get("time"), int | float) else 0.0)
     held, rows = len(rows), rows[-limit:] if limit else rows
+    cut = f"{len(rows)} of {held} record(s) (newest; --limit 0 for all)" if len(rows) < held else ""
     if as_json:
         for row in rows:
-            click.echo(json_text(row))
+            echo_json(json_text(row))
+        if cut:  # on stderr, as data show says its --limit: --json cut at 50 unsaid (checker h342 F6)
+            click.echo(cut, err=True)
         return
     apis = len({row["api"] for row in rows}) > 1  # one api's column says nothing, and costs the text its room
     columns = [Column("id", no_wrap=True), *(["api"] * apis), Column("time", no_wrap=True), "label", "status"]
@@ -190,8 +194,10 @@ def feedback_list(
         cells = [row["id"], *([row["api"]] * apis), _when(row), row.get("label", ""), row["status"]]
         table.add_row(*map(inert, cells), inert(text if len(text) <= 80 else text[:77] + "..."))
     console.print(table)
-    cut = f" of {held}" if len(rows) < held else ""  # "50 record(s)" read as all the log held (checker 282 F3)
-    click.echo(f"{len(rows)}{cut} record(s)" + (" (newest; --limit 0 for all)" if cut else ""))
+    if cut:  # "50 record(s)" read as all the log held (checker 282 F3); on stderr, out of the report (h342 F6)
+        click.echo(cut, err=True)
+    else:
+        click.echo(f"{len(rows)} record(s)")
 
 
 @feedback_group.command("show")

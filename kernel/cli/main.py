@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import click
 
 from heirloom.cli.commands import BUILTIN, builtin_commands
-from heirloom.cli.common import INTERRUPTED, err_console, fail, get_kernel, say_error
+from heirloom.cli.common import INTERRUPTED, OutputFailed, err_console, fail, get_kernel, reader_gone, say_error
 from heirloom.cli.logs import TextFormatter, configure
 from heirloom.cli.options import too_long
 from heirloom.core.errors import HeirloomError, PluginError
@@ -109,9 +109,10 @@ class HeirloomGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             fail(INTERRUPTED, 130)
+        except OutputFailed as failed:  # the CLI's own output, inside a command's `except Exception` too
+            failed.exit()
         except BrokenPipeError:  # `heirloom data show ... | head` closed the pipe: what it read was all it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes
-            sys.exit(141)  # as a tool killed by SIGPIPE exits in a shell
+            reader_gone(sys.stdout)
 
     def _attach(self, ctx: click.Context, only: list[str] | None = None) -> list[str]:
         plugins = get_kernel(ctx).plugins
@@ -220,6 +221,10 @@ def _environment_warnings() -> None:
 
 def main() -> None:
     """Console-script entry point: expected errors become messages, not tracebacks."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        # PYTHONIOENCODING=ascii, a latin-1 locale: a character stdout cannot write is shown escaped, as on stderr;
+        # it was a UnicodeEncodeError, blamed on the plugin whose record held it (checker h342 F2)
+        sys.stdout.reconfigure(errors="backslashreplace")
     for variable, what in FOLDERS.items():  # the library reads "" as unset: `HEIRLOOM_HOME=$TYPO heirloom models
         if (path := os.environ.get(variable)) == "":  # list` read the user's store
             fail_unparsed(f"error: {variable} is set but empty (an unset variable?): name a folder, or unset it")

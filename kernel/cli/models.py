@@ -22,7 +22,7 @@ from heirloom.store import compare
 from heirloom.store.artifacts import Artifact, ArtifactStore, StoreMissing
 from heirloom.store.backup import backup_store, nested
 from heirloom.store.compare import SPLITS, VALIDATION, PromotionRefused, figures, left_out_note, metric_value, scores
-from heirloom.store.gc import REPAIR
+from heirloom.store.gc import REPAIR, verify_versions
 from heirloom.store.refs import Ref, RefError, check_alias, one_typo
 
 
@@ -39,22 +39,22 @@ class ModelsGroup(click.Group):
 
 
 def _open_store(ctx: click.Context, param: click.Parameter, value: Path | None) -> ArtifactStore:
-    """The store; the commands that only read it create none where none is: ``models list`` and ``gc --dry-run``
-    created an empty store there (checker 277 F15). ``--dry-run`` and ``--json`` are eager: read here."""
+    """The store; no command creates one where none is: ``models list`` and ``gc --dry-run`` (checker 277 F15), then
+    ``verify``, ``promote``, ``backup`` and ``gc`` (h342 F1) created an empty store there, and verify said it "holds
+    no versions", exit 1. ``--json`` is eager: read here."""
     if value and not any((value / name).exists() for name in ("index.sqlite", "blobs")):  # create no store to read
         raise click.BadParameter(f"{value} holds no index.sqlite: not an artifact store (heirloom train makes one)")
     if value:  # one that exists (checked above)
         return ArtifactStore(value)
-    if ctx.command.name in ("list", "show", "lineage", "history") or ctx.params.get("dry_run"):
-        try:  # only asks whether a store is there: opened as before below, a damaged one is said as before
-            get_kernel(ctx).store(create=False)
-        except StoreMissing as exc:
-            if ctx.command.name != "list":
-                fail(f"error: no store yet: {exc} (heirloom train makes one)", EXIT_INVALID)
-            click.echo("[]" if ctx.params.get("as_json") else f"no artifacts: no store yet: {exc}")
-            ctx.exit(0)
-        except HeirloomError:
-            pass
+    try:  # only asks whether a store is there: opened as before below, a damaged one is said as before
+        get_kernel(ctx).store(create=False)
+    except StoreMissing as exc:
+        if ctx.command.name != "list":
+            fail(f"error: no store yet: {exc} (heirloom train makes one)", EXIT_INVALID)
+        print_json([]) if ctx.params.get("as_json") else click.echo(f"no artifacts: no store yet: {exc}")
+        ctx.exit(0)
+    except HeirloomError:
+        pass
     return get_kernel(ctx).store()
 
 
@@ -101,9 +101,13 @@ def models_group() -> None:
 def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> None:
     """Every stored version, oldest first per model, then each project's storage use (the
     blobs its versions reference, what a resource manager's artifact quota counts)."""
-    artifacts = store.list(project, damaged=(damaged := []))
-    for problem in damaged:  # every good row is still listed; `models verify` is what fails on damage
+    artifacts = store.list(project, damaged=(damaged := {}))
+    for problem in damaged.values():  # every good row is still listed; `models verify` is what fails on damage
         click.echo(f"warning: the store index {store.index.path} has a damaged row, not listed: {problem}", err=True)
+    if not artifacts and project is not None:  # a new project has none yet; a typo is said, --json too (h342 F7)
+        projects = sorted({a.project for a in store.list(damaged={})})
+        listed = f"(projects: {', '.join(projects) or 'none'}){did_you_mean(project, projects)}"
+        click.echo(f"no artifacts of project {project!r} in {store.root} {listed}", err=as_json)
     if as_json:
         print_json([artifact.to_json() for artifact in artifacts])
     elif artifacts:
@@ -111,10 +115,7 @@ def models_list(project: str | None, as_json: bool, store: ArtifactStore) -> Non
         usage = store.usage()
         for name in sorted({a.project for a in artifacts}):
             console.print(f"{name}: {usage.get(name, 0) / 2**20:.2f} MiB of blobs", markup=False, highlight=False)
-    elif project is not None:
-        projects = sorted({a.project for a in store.list(damaged=[])})
-        click.echo(f"no artifacts of project {project!r} in {store.root} (projects: {', '.join(projects) or 'none'})")
-    else:
+    elif project is None:
         click.echo(f"no artifacts in {store.root}")
 
 
@@ -469,24 +470,18 @@ def models_verify(refs: tuple[str, ...], as_json: bool, store: ArtifactStore) ->
 
     The digest covers the weights and metadata, not the index's other fields (parent,
     metrics, fingerprints, created_at). JSON: {"checked": N, "damaged": {REF: message}}."""
-    artifacts = [store.resolve(ref) for ref in refs] if refs else store.list()
-    if not artifacts:  # an empty folder, an unmounted backup: nothing verified is no pass
+    checked, damaged, rows = verify_versions(store, refs)
+    if not checked:  # an empty folder, an unmounted backup: nothing verified is no pass
         if as_json:
             print_json({"checked": 0, "damaged": {}})
         fail(f"error: the store at {store.root} holds no versions: nothing to verify")
-    damaged = {} if refs else store.alias_damage()  # an alias at a version not stored: its reads all fail
-    for artifact in artifacts:
-        try:
-            store.verify(artifact)
-        except HeirloomError as exc:
-            damaged[artifact.ref] = getattr(exc, "damage", str(exc))  # the repair is said once, below
     if as_json:
-        print_json({"checked": len(artifacts), "damaged": damaged})
+        print_json({"checked": len(checked), "damaged": damaged})
     else:
         for ref, problem in damaged.items():
             err_console.print(f"{ref}: {problem}", markup=False, soft_wrap=True)
-        click.echo(f"{sum(a.ref not in damaged for a in artifacts)} of {len(artifacts)} version(s) intact")
-        if set(damaged) & {artifact.ref for artifact in artifacts}:
+        click.echo(f"{sum(ref not in damaged for ref in checked)} of {len(checked)} version(s) intact")
+        if set(damaged) & set(checked) - set(rows):  # a damaged row's message says its repair
             err_console.print(f"to repair a damaged version: {REPAIR}", markup=False, soft_wrap=True)
     if damaged:
         raise SystemExit(1)

@@ -343,7 +343,7 @@ class ArtifactStore:
         return data
 
     def list(
-        self, project: str | None = None, model: str | None = None, damaged: list[str] | None = None
+        self, project: str | None = None, model: str | None = None, damaged: dict[str, str] | None = None
     ) -> list[Artifact]:
         """Every version, ordered by project, model and version; with ``damaged``, a damaged index row is left out and
         said there instead of failing the whole listing."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from heirloom.core.errors import HeirloomError
 from heirloom.core.quota import MIB
 from heirloom.files import open_regular
 from heirloom.store.index import StoreIndex, Transaction
@@ -80,6 +81,25 @@ REPAIR = (
     "(heirloom models promote REF ALIAS) and run heirloom models gc --keep N, which then removes it unless it is "
     "its model's newest version"
 )
+
+
+def verify_versions(store: Any, refs: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """What ``models verify`` checks: the versions (REFS, else every one), ``{REF: why}`` for each damaged one and,
+    without REFS, each alias at no stored version, and the damaged index rows among them, by the version each
+    names: one stopped verify, no JSON printed and the other versions unchecked (checker h342 F4)."""
+    rows: dict[str, str] = {}
+    artifacts = [store.resolve(ref) for ref in refs] if refs else store.list(damaged=rows)
+    damaged = {
+        ref: f"the store index {store.index.path} is damaged ({why}); restore it from a backup ({row})"
+        for ref, (row, why) in ((ref, said.split(": ", 1)) for ref, said in rows.items())
+    }
+    damaged |= {} if refs else store.alias_damage()  # an alias at a version not stored: its reads all fail
+    for artifact in artifacts:
+        try:
+            store.verify(artifact)
+        except HeirloomError as exc:
+            damaged[artifact.ref] = getattr(exc, "damage", str(exc))  # the repair is said once (REPAIR)
+    return [artifact.ref for artifact in artifacts] + list(rows), damaged, rows
 
 
 def collect(
@@ -278,7 +298,7 @@ def room(
     ``adding`` is None before a fit: the new version's size is not known yet, so ``model``'s newest stored
     version's stands in for it, said to be an estimate (a refusal that counted nothing for it told to gc
     when gc could not make room, and the retry was refused after its whole fit)."""
-    rows = tx.rows(project, damaged=[])
+    rows = tx.rows(project, damaged={})
     newest, kept = _newest(rows, keep or 1, set()), _survivors(rows, keep or 1, project)
     why = {}
     for row in reversed(rows):

@@ -311,10 +311,11 @@ class Transaction:
         )
 
     def rows(
-        self, project: str | None = None, model: str | None = None, damaged: list[str] | None = None
+        self, project: str | None = None, model: str | None = None, damaged: dict[str, str] | None = None
     ) -> list[dict[str, Any]]:
         """Every matching version, ordered by project, model, version. A damaged row (a hand edit) raises, or with
-        ``damaged`` is left out and said there (what is wrong with it), so a listing shows every good row."""
+        ``damaged`` is left out and said there (``{the version the row names: row N: what is wrong with it}``), so a
+        listing shows every good row, and ``models verify`` names the damaged ones."""
         found = self.conn.execute(
             "SELECT rowid, * FROM artifacts WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR model = ?2) "
             "ORDER BY project, model, version",
@@ -330,7 +331,10 @@ class Transaction:
             except sqlite3.DatabaseError as exc:
                 if damaged is None:
                     raise
-                damaged.append(f"row {row['rowid']}: {exc}")
+                named = f"{row['project']}/{row['model']}@{row['version']}"
+                damaged[named if named not in damaged else f"{named} (row {row['rowid']})"] = (
+                    f"row {row['rowid']}: {exc}"
+                )
         return records
 
     def row(self, project: str, model: str, version: int | None) -> dict[str, Any] | None:

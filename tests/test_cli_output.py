@@ -1,0 +1,148 @@
+"""The CLI's own output where stdout cannot take it, through real subprocesses: a reader that went away, a full
+disk, an encoding that cannot write every character, a closed stdout. None is a plugin's failure (checker h342)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import HEIRLOOM, REPO, pythonpath, run_heirloom, write
+
+#: A source whose records and counts hold letters ASCII and latin-1 cannot write, and the toys' model.
+ACCENTS = """
+import attrs
+import heirloom
+
+
+@attrs.define
+class Accents(heirloom.Source):
+    def records(self, split=None):
+        for i, side in enumerate(["train", "train", "test"]):
+            if split in (None, side):
+                yield {"i": i, "split": side, "text": "A\\u00f1o caf\\u00e9 \\u2026 \\U0001f600"}
+
+    def stats(self):
+        return {"se\\u00f1al \\u2192": 3}
+
+    def fingerprint(self):
+        return "f1" * 32
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("accents", Accents)
+"""
+PROFILE = 'project = "team"\n[sources.rows]\nuse = "accents"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
+TEXT = "A\u00f1o caf\u00e9 \u2026 \U0001f600"
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """The profile (path) and the environment: its own store, the toys and the accents source."""
+    write(tmp_path / "site" / "accents.py", ACCENTS)
+    env = {
+        "HEIRLOOM_STORE": str(tmp_path / "store"),
+        "HEIRLOOM_PLUGINS": "tests.toys,accents",
+        "PYTHONPATH": pythonpath(tmp_path / "site"),
+    }
+    return str(write(tmp_path / "team.toml", PROFILE)), env
+
+
+def _versions(env: dict[str, str]) -> list[str]:
+    listed = run_heirloom("models", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    return [version["ref"] for version in json.loads(listed.stdout)]
+
+
+def _run(args: list[str], env: dict[str, str], **streams: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HEIRLOOM, *args], text=True, env={**os.environ, **env}, cwd=REPO, timeout=120, **streams)
+
+
+@pytest.mark.parametrize("form", [[], ["--json"]], ids=["report", "json"])
+def test_train_into_a_pipe_whose_reader_went_away_stops_quietly(team, form):
+    """``heirloom train P | head -0``: exit 141 as every other command, nothing more on stderr, and the version is
+    stored; it printed two tracebacks and "training models.m (toy-model, plugin ...) failed: BrokenPipeError",
+    exit 1, after storing it (F5)."""
+    profile, env = team
+    read, written = os.pipe()
+    os.close(read)  # the reader is gone before train writes its report
+    try:
+        result = _run(["train", profile, *form], env, stdout=written, stderr=subprocess.PIPE)
+    finally:
+        os.close(written)
+    assert result.returncode == 141, result.stderr
+    assert "Traceback" not in result.stderr and "failed" not in result.stderr and "error" not in result.stderr
+    assert _versions(env) == ["team/m@1"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "{profile}"], ["train", "{profile}", "--json"], ["data", "show", "{profile}", "rows", "--json"]],
+    ids=["train", "train-json", "data-show"],
+)
+def test_a_full_disk_under_stdout_is_one_line_naming_stdout_not_a_plugin(team, args):
+    """``>/dev/full``: one line saying stdout could not be written, exit 1; it was a traceback and the model's (or
+    the source's) plugin named as the one that failed (F12)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    profile, env = team
+    with open("/dev/full", "w") as full:
+        result = _run([arg.format(profile=profile) for arg in args], env, stdout=full, stderr=subprocess.PIPE)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "failed" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == "error: cannot write the output to stdout: No space left on device"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_stdout_that_cannot_encode_a_record_shows_it_escaped(team, encoding):
+    """PYTHONIOENCODING=ascii or latin-1: ``data show`` and ``data stats`` print, exit 0, the letters stdout cannot
+    write escaped; ``--json`` stays JSON, with the same text. They raised UnicodeEncodeError with a traceback, and
+    ``data show`` blamed the source's plugin (F2)."""
+    profile, env = team
+
+    def run(*args: str) -> str:
+        result = _run([*args], {**env, "PYTHONIOENCODING": encoding}, capture_output=True, encoding=encoding)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        return result.stdout
+
+    assert [json.loads(line)["text"] for line in run("data", "show", profile, "rows", "--json").splitlines()] == [
+        TEXT
+    ] * 3
+    assert json.loads(run("data", "stats", profile, "rows", "--json")) == {
+        "se\u00f1al \u2192": 3,
+        "fingerprint": "f1" * 32,
+    }
+    shown, counted = run("data", "show", profile, "rows"), run("data", "stats", profile, "rows")
+    written = "\u00f1" if encoding == "latin-1" else "\\xf1"  # what the encoding can write stays as it is
+    assert f"A{written}o" in shown and "\\u2026 \\U0001f600" in shown
+    assert f"se{written}al \\u2192" in counted
+    assert f"fingerprint {'f1' * 32}" in counted.splitlines()  # whole, in a pipe 80 wide: cut with '…' (F10)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "{profile}", "--json"], ["train", "{profile}"], ["data", "stats", "{profile}", "rows", "--json"]],
+    ids=["train-json", "train", "data-stats-json"],
+)
+def test_a_closed_stdout_is_an_error_and_no_json_on_stderr(team, args):
+    """``heirloom ... >&-``: exit 1 saying stdout is closed, as ``echo hi >&-`` fails; ``--json`` went to stderr,
+    into the log, exit 0, and the report was dropped unsaid (F3)."""
+    profile, env = team
+    command = " ".join(map(repr, [*HEIRLOOM, *(arg.format(profile=profile) for arg in args)]))
+    result = subprocess.run(
+        f"exec {command} >&-",
+        shell=True,
+        text=True,
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == "error: cannot write the output to stdout: stdout is closed"
+    assert '"models"' not in result.stderr and '"fingerprint"' not in result.stderr, result.stderr
