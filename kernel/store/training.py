@@ -292,7 +292,7 @@ def train(
                     fit(model, source, source_name, parent_state, progress)
             elif not isinstance(fitted, State):  # model.load would fail on it, read as the model's bug
                 raise HeirloomError(
-                    f"{spec.key}: resource manager {manager_name(resources)}: run_fit() returned a "
+                    f"{spec.key}: the resource manager {manager_name(resources)}: run_fit() returned a "
                     f"{type(fitted).__name__}, not the heirloom.State its task returns (or None to fit here)"
                 )
             else:
