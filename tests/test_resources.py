@@ -695,3 +695,30 @@ def test_a_handler_stuck_past_the_grace_period_does_not_keep_the_process_alive(t
     assert daemon.process.wait(15) == 0, daemon.log()
     assert time.monotonic() - began < 8
     assert "1 request handler(s) still running after the grace period" in daemon.log()
+
+
+@pytest.mark.parametrize(
+    ("fail", "said"),
+    [
+        ("absent_device", "device_for('m') returned 'cuda:99', but torch "),
+        ("device_type", "device_for('m') returned 'gpu0'; it must be 'cpu' or 'cuda:N'"),
+    ],
+)
+def test_a_resource_managers_absent_device_fails_the_models_start_naming_the_manager(tmp_path, fail, said):
+    """A manager answering ``cuda:0`` on a host without CUDA: train read all its data, then failed with a 20-line
+    traceback into the text plugin, ``AssertionError: Torch not compiled with CUDA enabled``, blamed on the model's
+    plugin, naming neither the manager nor its device (checker h341 F3)."""
+    rows = "".join(f"my card was charged twice {i},billing\nparcel lost in transit {i},shipping\n" for i in range(20))
+    write(tmp_path / "train.csv", "text,label\n" + rows)
+    write(tmp_path / "test.csv", "text,label\ndouble charge on my card,billing\nwhere is my parcel,shipping\n")
+    profile = write(
+        tmp_path / "p.toml",
+        f'project = "shop"\n[resources]\n{FAULTY.format(fail=fail)}\n[sources.t]\nuse = "csv"\ntrain = "train.csv"\n'
+        'test = "test.csv"\n[models.m]\nuse = "text-classifier"\ndata = "t"\n',
+    )
+    env = {"HEIRLOOM_PLUGINS": "tests.testing_api", "HEIRLOOM_HOME": str(tmp_path / "home")}
+    trained = run_heirloom("train", str(profile), env=env)
+    told = " ".join(trained.stderr.split())
+    assert trained.returncode == 1 and "Traceback" not in told, told
+    assert f"{MANAGER}: {said}" in told
+    assert "reading the train split" not in told  # refused at the model's start, before its data was read
