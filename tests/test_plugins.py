@@ -568,13 +568,19 @@ def heirloom_register_profiles(register):
 """
 
 
-def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
+def _shipper_site(tmp_path):
+    """A folder holding heirloom-shipper 0.3.0 as pip installs it: it ships the profile ``shipped``."""
     site = tmp_path / "site"
     write(site / "heirloom_shipper.py", SHIPPER)
     write(site / "shipped.toml", '[apis.echo]\nuse = "echo"\n')
     info = site / "heirloom_shipper-0.3.0.dist-info"
     write(info / "METADATA", "Metadata-Version: 2.1\nName: heirloom-shipper\nVersion: 0.3.0\n")
     write(info / "entry_points.txt", "[heirloom]\nshipper = heirloom_shipper\n")
+    return site
+
+
+def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
+    site = _shipper_site(tmp_path)
     user = write(tmp_path / "mine.toml", 'extends = ["shipped"]\n')
     env = {"PYTHONPATH": pythonpath(site)}  # the heirloom under test too
     assert run_heirloom("profile", "check", str(user), env=env).returncode == 0  # the catalog learns who ships it
@@ -1063,12 +1069,7 @@ def test_a_profile_extending_one_not_read_says_its_tables_problems_may_follow_fr
     ``local`` manager's keys, ``resources.model_threads: unknown key; did you mean 'threads'?``: rename a correct key
     (checker h341 F7). Those two now say the parent not read may set the table's ``use``; other problems stay as
     they were (every problem at once, checker 277 F6)."""
-    site = tmp_path / "site"
-    write(site / "heirloom_shipper.py", SHIPPER)
-    write(site / "shipped.toml", '[apis.echo]\nuse = "echo"\n')
-    info = site / "heirloom_shipper-0.3.0.dist-info"
-    write(info / "METADATA", "Metadata-Version: 2.1\nName: heirloom-shipper\nVersion: 0.3.0\n")
-    write(info / "entry_points.txt", "[heirloom]\nshipper = heirloom_shipper\n")
+    site = _shipper_site(tmp_path)
     mine = "[sources.rows]\nlimit = 3\n[resources]\nmodel_threads = 3\nmax_in_flight = -1\n"
     user = write(tmp_path / "mine.toml", f'extends = ["shipped"]\n{mine}')
     env = {"PYTHONPATH": pythonpath(site), "SHIPPER_BROKEN": "1"}
