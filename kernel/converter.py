@@ -269,6 +269,15 @@ def field_type_problem(cls: type) -> str | None:
     return f"{cls.__name__} has field(s) of a type no profile can give: {', '.join(said)} ({SUPPORTED})"
 
 
+def abstract_problem(cls: type, base: type) -> str | None:
+    """Why ``cls`` cannot be instantiated: the abstract methods of ``base`` (or its own) it leaves unimplemented, each
+    named; else None. Found when its plugin registers it, not by the first profile that uses it (a bare TypeError)."""
+    if missing := sorted(getattr(cls, "__abstractmethods__", ())):
+        methods = ", ".join(f"{name}()" for name in missing)
+        return f"{cls.__name__} does not implement {methods}, abstract in heirloom.{base.__name__}: define each"
+    return None
+
+
 def _unsupported(tp: Any, converter: cattrs.Converter, seen: set[type]) -> Any:
     """The first part of ``tp`` the converter has no structure hook for, else None. Its parts are looked into
     first: the hook of ``X | None`` (of a nested class's field too) looks for X's only when a value comes."""

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+import traceback
 from importlib.metadata import Distribution, EntryPoint, entry_points
+from pathlib import Path
 
 from heirloom.suggest import did_you_mean
 
@@ -50,3 +53,16 @@ def unknown_plugins() -> str:
     ]
     listed = f"(ignored; the plugins, by entry-point or distribution name: {', '.join(known)})"
     return "\n".join([*said, listed]) if said else ""
+
+
+def where(exc: BaseException, module: str) -> str:
+    """`` (at FILE:LINE)``: the deepest line of the plugin's own code (``module``'s package) that a failed import or
+    registration ran (a NameError's message names no file; attrs' error at class creation names no class)."""
+    top, frames = module.partition(".")[0], traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if Path(f.filename).stem == top or f"/{top}/" in f.filename]
+    return f" (at {own[-1].filename}:{own[-1].lineno})" if own else ""
+
+
+def trace(message: str) -> None:
+    """One line of ``HEIRLOOM_TRACE_PLUGINS`` output (a plugin's import or hook call), on stderr."""
+    print(f"heirloom trace: {message}", file=sys.stderr, flush=True)

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+from heirloom.suggest import did_you_mean
+
+#: The splits heirloom reads: ``train`` to fit on, ``validation`` to score every version on, ``test`` to report.
+KNOWN_SPLITS = ("train", "validation", "test")
 
 
 def stratified_holdout(labels: Sequence[str], fraction: float, seed: int, at_least: int = 0) -> set[int]:
@@ -28,3 +33,14 @@ def stratified_holdout(labels: Sequence[str], fraction: float, seed: int, at_lea
         count = min(max(round(len(indices) * fraction), at_least), len(indices) - 1)
         held_out.update(indices[: max(count, 0)])
     return held_out
+
+
+def unknown_splits(splits: Iterable[str]) -> list[str]:
+    """A warning for each name a source's ``splits()`` lists that heirloom reads nowhere, with the closest known name:
+    a source listing ``valid`` for ``validation`` trained with no validation records, and nothing said so (h341 F9)."""
+    never = "a split heirloom never reads (it reads train, validation and test)"
+    return [
+        f"splits() lists {name!r}, {never}{did_you_mean(str(name), KNOWN_SPLITS)}"
+        for name in splits
+        if name not in KNOWN_SPLITS
+    ]

@@ -276,3 +276,23 @@ def test_a_monitor_replayed_after_a_restart_rebuilds_its_state_without_raising_p
         assert daemon.log().count("alert raised") == 1 and "alert resolved" not in daemon.log(), daemon.log()
     finally:
         assert daemon.terminate() == 0
+
+
+def test_a_source_listing_a_split_heirloom_never_reads_is_warned_of_with_the_closest_name(tmp_path):
+    """A third-party source whose splits() said ``valid`` for ``validation`` trained with no validation records, its
+    versions scored on none, and nothing said so (checker h341 F9)."""
+    profile = write(
+        tmp_path / "p.toml",
+        'project = "typo"\n[sources.s]\nuse = "toy-source"\nrows = 40\nlisted_splits = ["train", "valid", "test"]\n'
+        '[models.m]\nuse = "toy-model"\ndata = "s"\n',
+    )
+    env = {"HEIRLOOM_PLUGINS": "tests.toys", "HEIRLOOM_HOME": str(tmp_path / "home")}
+    trained = run_heirloom("train", str(profile), env=env)
+    said = " ".join(trained.stderr.split())
+    assert trained.returncode == 0, said
+    assert (
+        "warning: source 's': splits() lists 'valid', a split heirloom never reads (it reads train, validation and "
+        "test); did you mean 'validation'?" in said
+    )
+    listed = write(profile, profile.read_text().replace('"valid", ', ""))
+    assert "splits() lists" not in run_heirloom("train", str(listed), env=env).stderr  # known names: no warning

@@ -154,3 +154,53 @@ def test_a_folder_option_refuses_a_device_or_fifo_at_parse_time_naming_it(tmp_pa
         refused = run_heirloom(*command, cwd=tmp_path)
         assert refused.returncode == 2 and f"{option} is a device, FIFO or socket, not a folder" in refused.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["fifo"]
+
+
+WAREHOUSE = """
+import os
+import attrs
+import heirloom
+
+if os.environ.get("WAREHOUSE_FAIL"):
+    raise RuntimeError("the warehouse is closed")
+
+
+@attrs.define
+class Rows(heirloom.Source):
+    def records(self, split=None):
+        return iter([])
+
+    def fingerprint(self):
+        return "rows"
+
+
+@heirloom.hookimpl
+def heirloom_register_sources(register):
+    register("wh-texts", Rows)
+"""
+
+
+def test_it_refuses_the_names_of_a_plugin_that_failed_to_load_or_is_left_out_and_an_installed_distribution(
+    tmp_path,
+):
+    """With the installed plugin failing to import, or left out by HEIRLOOM_DISABLE_PLUGINS, a package registering
+    its names (and of its very distribution) was created, exit 0: the clash came back as soon as it loaded again, or
+    installing the new one replaced it (checker h341 F2)."""
+    site = tmp_path / "site"
+    write(site / "wh_tools.py", WAREHOUSE)
+    info = site / "wh_tools-2.0.dist-info"
+    write(info / "METADATA", "Metadata-Version: 2.1\nName: wh-tools\nVersion: 2.0\n")
+    write(info / "entry_points.txt", "[heirloom]\nwh = wh_tools\n")
+    env = {"PYTHONPATH": pythonpath(site)}
+    assert run_heirloom("plugins", env=env).returncode == 0  # loaded once: the catalog remembers 'wh-texts'
+    said = "would register source type 'wh-texts', as wh (wh-tools 2.0)"
+    for why, more in [
+        ("(it failed to load this time)", {"WAREHOUSE_FAIL": "1"}),
+        ("(left out by HEIRLOOM_DISABLE_PLUGINS=wh-tools)", {"HEIRLOOM_DISABLE_PLUGINS": "wh-tools"}),
+    ]:
+        made = run_heirloom("new", "plugin", "heirloom-wh", "--kinds", "source", cwd=tmp_path, env={**env, **more})
+        assert made.returncode == 2 and f"{said} {why} does" in " ".join(made.stderr.split()), made.stderr
+        mine = run_heirloom("new", "plugin", "wh-tools", "--kinds", "api", cwd=tmp_path, env={**env, **more})
+        installed = "error: wh-tools is installed here already (wh (wh-tools 2.0)): choose another plugin name"
+        assert mine.returncode == 2 and installed in " ".join(mine.stderr.split()), mine.stderr
+    assert not (tmp_path / "heirloom-wh").exists() and not (tmp_path / "wh-tools").exists()

@@ -568,13 +568,19 @@ def heirloom_register_profiles(register):
 """
 
 
-def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
+def _shipper_site(tmp_path):
+    """A folder holding heirloom-shipper 0.3.0 as pip installs it: it ships the profile ``shipped``."""
     site = tmp_path / "site"
     write(site / "heirloom_shipper.py", SHIPPER)
     write(site / "shipped.toml", '[apis.echo]\nuse = "echo"\n')
     info = site / "heirloom_shipper-0.3.0.dist-info"
     write(info / "METADATA", "Metadata-Version: 2.1\nName: heirloom-shipper\nVersion: 0.3.0\n")
     write(info / "entry_points.txt", "[heirloom]\nshipper = heirloom_shipper\n")
+    return site
+
+
+def test_a_profile_whose_plugin_fails_to_load_names_that_plugin(tmp_path):
+    site = _shipper_site(tmp_path)
     user = write(tmp_path / "mine.toml", 'extends = ["shipped"]\n')
     env = {"PYTHONPATH": pythonpath(site)}  # the heirloom under test too
     assert run_heirloom("profile", "check", str(user), env=env).returncode == 0  # the catalog learns who ships it
@@ -957,3 +963,121 @@ def test_a_commands_hook_that_adds_none_is_remembered_and_one_that_raises_is_the
     assert quiet["status"] == "loaded" and said in quiet["error"], quiet
     table = run_heirloom("plugins", env={**env, "QUIET_BROKEN": "1", "COLUMNS": "400"})
     assert "loaded: plugin heirloom_quiet" in table.stdout, table.stdout
+
+
+MANAGER_PLUGIN = """
+import attrs
+import heirloom
+
+
+@attrs.define
+class {cls}(heirloom.Resources):
+    def admit(self):
+        return True
+
+    def release(self):
+        pass
+{more}
+
+@heirloom.hookimpl
+def heirloom_register_resource_managers(register):
+    register("{name}", {cls})
+"""
+WHOLE = """
+    def prepare(self, name, component):
+        pass
+
+    def device_for(self, name):
+        return "cpu"
+
+    def usage(self):
+        return {}
+
+    def daemon_in_flight_limit(self):
+        return "3"
+"""
+
+
+def test_a_component_class_missing_abstract_methods_fails_its_plugins_load_naming_them(tmp_path):
+    """A Resources subclass with only admit/release loaded as "loaded"; profile check and serve then said
+    ``resources: Can't instantiate abstract class Thin with abstract methods device_for, prepare, usage``,
+    naming no plugin nor distribution (checker h341 F6)."""
+    _install(tmp_path, "heirloom-thin", "heirloom_thin", MANAGER_PLUGIN.format(cls="Thin", name="thin", more=""))
+    env = {"PYTHONPATH": pythonpath(tmp_path)}
+    listed = {p["name"]: p for p in json.loads(run_heirloom("plugins", "--json", env=env).stdout)}
+    said = "resources 'thin': Thin does not implement device_for(), prepare(), usage(), abstract in heirloom.Resources"
+    assert listed["heirloom_thin"]["status"] == "failed" and said in listed["heirloom_thin"]["error"]
+    profile = write(tmp_path / "thin.toml", '[resources]\nuse = "thin"\n[apis.echo]\nuse = "echo"\n')
+    checked = run_heirloom("profile", "check", str(profile), env=env)
+    told = " ".join(checked.stderr.split())
+    assert checked.returncode == 2 and f"heirloom_thin (heirloom-thin 1.0): {said}" in told, told
+    assert "Can't instantiate" not in told
+
+
+def test_a_resource_managers_wrong_answer_names_its_plugin_distribution_and_version(tmp_path):
+    """``error: resource manager heirloom_gate.Gate: daemon_in_flight_limit() returned '3'``: an operator with several
+    managers installed could not tell which release to roll back, where its start and stop errors named the plugin,
+    its distribution and version (checker h341 F8)."""
+    _install(tmp_path, "heirloom-gate", "heirloom_gate", MANAGER_PLUGIN.format(cls="Gate", name="gate", more=WHOLE))
+    profile = write(tmp_path / "gate.toml", '[resources]\nuse = "gate"\n[apis.echo]\nuse = "echo"\n')
+    bind = f"ipc://{tmp_path}/d.sock"
+    served = run_heirloom(
+        "serve", str(profile), "--workers", "2", "--bind", bind, env={"PYTHONPATH": pythonpath(tmp_path)}
+    )
+    told = " ".join(served.stderr.split())
+    named = "the resource manager resources (gate, plugin heirloom_gate (heirloom-gate 1.0))"
+    assert served.returncode == 1 and f"{named}: daemon_in_flight_limit() returned '3'" in told, told
+
+
+LISTENER = """
+import os
+import sys
+
+import heirloom
+
+if os.environ.get("DEAF"):
+    raise RuntimeError("the listener cannot reach its audit log")
+
+
+@heirloom.hookimpl
+def heirloom_system_started(system):
+    print("heard the start", file=sys.stderr)
+"""
+
+
+def test_a_listening_plugin_that_fails_to_load_is_said_at_each_system_start(tmp_path):
+    """A plugin that only listens (heirloom_system_started) and failed to import was skipped without a word for every
+    profile using none of its components: an audit plugin silently stopped auditing (checker h341 F11)."""
+    _install(tmp_path, "heirloom-deaf", "heirloom_deaf", LISTENER)
+    profile = write(tmp_path / "p.toml", '[sources.s]\nuse = "toy-source"\nrows = 3\n')
+    env = {"PYTHONPATH": pythonpath(tmp_path), "HEIRLOOM_PLUGINS": "tests.toys"}
+    heard = run_heirloom("data", "show", str(profile), "s", "--limit", "1", env=env)
+    assert heard.returncode == 0 and "heard the start" in heard.stderr, heard.stderr
+    deaf = run_heirloom("data", "show", str(profile), "s", "--limit", "1", env={**env, "DEAF": "1"})
+    said = " ".join(deaf.stderr.split())
+    assert deaf.returncode == 0, said
+    assert (
+        "plugin heirloom_deaf (heirloom-deaf 1.0) failed to load: RuntimeError: the listener cannot reach its audit "
+        f"log (at {tmp_path / 'heirloom_deaf.py'}:8); it hears no heirloom_system_started" in said
+    )
+    assert said.count("heirloom_deaf (heirloom-deaf 1.0) failed to load") == 1  # not again at the stop
+
+
+def test_a_profile_extending_one_not_read_says_its_tables_problems_may_follow_from_it(tmp_path):
+    """Past the right first line (the shipping plugin failed to load), ``profile check`` checked the user's tables
+    without the parent's and said ``sources.rows: no `use` (a new source needs one)`` and, against the default
+    ``local`` manager's keys, ``resources.model_threads: unknown key; did you mean 'threads'?``: rename a correct key
+    (checker h341 F7). Those two now say the parent not read may set the table's ``use``; other problems stay as
+    they were (every problem at once, checker 277 F6)."""
+    site = _shipper_site(tmp_path)
+    mine = "[sources.rows]\nlimit = 3\n[resources]\nmodel_threads = 3\nmax_in_flight = -1\n"
+    user = write(tmp_path / "mine.toml", f'extends = ["shipped"]\n{mine}')
+    env = {"PYTHONPATH": pythonpath(site), "SHIPPER_BROKEN": "1"}
+    checked = run_heirloom("profile", "check", str(user), env=env)
+    said = checked.stderr.splitlines()
+    assert checked.returncode == 2 and "failed to load: shipper (heirloom-shipper 0.3.0)" in said[0], said
+    unread = "(or the profile `extends` names, not read, sets it)"
+    assert f"{user}: sources.rows: no `use` (a new source needs one) {unread}" in said, said
+    assert [line for line in said if line.startswith(f"{user}: resources.model_threads: unknown key")], said
+    assert all(line.endswith(unread) for line in said if "model_threads" in line), said
+    assert f"{user}: resources.max_in_flight: 'max_in_flight' must be >= 0, got -1" in said, said  # as it was

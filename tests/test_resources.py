@@ -437,6 +437,9 @@ def test_a_client_over_its_byte_rate_is_refused(serve):
 
 # -- D. a third-party resource manager that misbehaves ---------------------------------------
 FAULTY = 'use = "faulty"\nfail = "{fail}"'
+#: How every error and log line names that manager: its type and plugin (distribution and version when installed), as
+#: its start and stop errors do; it said ``resource manager tests.testing_api.FaultyResources`` (checker h341 F8).
+MANAGER = "the resource manager resources (faulty, plugin tests.testing_api)"
 
 
 @pytest.mark.parametrize("fail", ["admit", "admit_type"])
@@ -448,7 +451,7 @@ def test_a_resource_manager_failing_to_admit_fails_the_request_as_internal_not_t
                 client.call("echo.echo", "hi")
             assert caught.value.code == "INTERNAL" and "resource manager" in caught.value.message
         assert client.call("_health")["live"]
-    assert daemon.log().count("resource manager tests.testing_api.FaultyResources: admit()") == 1  # rate-limited
+    assert daemon.log().count(f"{MANAGER}: admit()") == 1  # rate-limited
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -475,7 +478,7 @@ def test_a_slow_resource_manager_call_is_named_in_the_log(serve):
     daemon = serve(FAULTY.format(fail="slow_usage"))
     with daemon.client(timeout=10, retries=0) as client:
         assert client.call("_stats")["resources"] == {"fine": True}
-    said = "resource manager tests.testing_api.FaultyResources: usage() took 0.4"
+    said = f"{MANAGER}: usage() took 0.4"
     assert said in daemon.log() and "on the daemon's I/O thread" in daemon.log()
     assert daemon.terminate() == 0
 
@@ -512,7 +515,7 @@ def test_a_resource_managers_wrong_answer_to_train_is_an_error_naming_it_and_sto
     trained = run_heirloom("train", str(profile), env=env)
     told = " ".join(trained.stderr.split())
     assert trained.returncode == 1 and "Traceback" not in told, told
-    assert f"resource manager tests.testing_api.FaultyResources: {said}" in told
+    assert f"{MANAGER}: {said}" in told
     assert "toy-model) failed" not in told  # not the model's fault
     listed = run_heirloom("models", "list", "--json", env=env)
     assert json.loads(listed.stdout or "[]") == [], listed.stdout
@@ -524,7 +527,7 @@ def test_a_resource_managers_wrong_storage_quota_is_said_in_stats_not_an_interna
     with daemon.client(timeout=10, retries=0) as client:
         storage = client.call("_stats")["storage"]  # it was INTERNAL: operators lost every figure
         assert client.call("echo.echo", "hi") == "hi"
-    assert list(storage) == ["error"] and "FaultyResources: storage_quota_mb('artifacts')" in storage["error"]
+    assert list(storage) == ["error"] and f"{MANAGER}: storage_quota_mb('artifacts')" in storage["error"]
     assert daemon.terminate() == 0
 
 
@@ -551,7 +554,7 @@ def test_a_resource_managers_wrong_answer_at_start_is_an_error_naming_it(tmp_pat
         env={"HEIRLOOM_PLUGINS": "tests.testing_api"},
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"resource manager tests.testing_api.FaultyResources: {said}" in result.stderr
+    assert f"{MANAGER}: {said}" in result.stderr
 
 
 def test_a_resource_manager_failing_to_prepare_a_component_is_named_as_the_cause(tmp_path):
@@ -591,7 +594,7 @@ def test_a_resource_manager_failing_to_place_workers_is_an_error_naming_it(tmp_p
         "serve", str(profile), "--bind", f"ipc://{tmp_path}/s.sock", env={"HEIRLOOM_PLUGINS": "tests.testing_api"}
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"error: resource manager tests.testing_api.PlacingResources: {said}" in result.stderr
+    assert f"error: the resource manager resources (faulty-placing, plugin tests.testing_api): {said}" in result.stderr
     assert "broker listening" not in result.stderr  # refused before it ran
 
 
@@ -692,3 +695,30 @@ def test_a_handler_stuck_past_the_grace_period_does_not_keep_the_process_alive(t
     assert daemon.process.wait(15) == 0, daemon.log()
     assert time.monotonic() - began < 8
     assert "1 request handler(s) still running after the grace period" in daemon.log()
+
+
+@pytest.mark.parametrize(
+    ("fail", "said"),
+    [
+        ("absent_device", "device_for('m') returned 'cuda:99', but torch "),
+        ("device_type", "device_for('m') returned 'gpu0'; it must be 'cpu' or 'cuda:N'"),
+    ],
+)
+def test_a_resource_managers_absent_device_fails_the_models_start_naming_the_manager(tmp_path, fail, said):
+    """A manager answering ``cuda:0`` on a host without CUDA: train read all its data, then failed with a 20-line
+    traceback into the text plugin, ``AssertionError: Torch not compiled with CUDA enabled``, blamed on the model's
+    plugin, naming neither the manager nor its device (checker h341 F3)."""
+    rows = "".join(f"my card was charged twice {i},billing\nparcel lost in transit {i},shipping\n" for i in range(20))
+    write(tmp_path / "train.csv", "text,label\n" + rows)
+    write(tmp_path / "test.csv", "text,label\ndouble charge on my card,billing\nwhere is my parcel,shipping\n")
+    profile = write(
+        tmp_path / "p.toml",
+        f'project = "shop"\n[resources]\n{FAULTY.format(fail=fail)}\n[sources.t]\nuse = "csv"\ntrain = "train.csv"\n'
+        'test = "test.csv"\n[models.m]\nuse = "text-classifier"\ndata = "t"\n',
+    )
+    env = {"HEIRLOOM_PLUGINS": "tests.testing_api", "HEIRLOOM_HOME": str(tmp_path / "home")}
+    trained = run_heirloom("train", str(profile), env=env)
+    told = " ".join(trained.stderr.split())
+    assert trained.returncode == 1 and "Traceback" not in told, told
+    assert f"{MANAGER}: {said}" in told
+    assert "reading the train split" not in told  # refused at the model's start, before its data was read

@@ -446,8 +446,9 @@ class FaultyResources(heirloom.Resources):
         if self.fail == "prepare":
             raise RuntimeError("deliberate failure in prepare")
 
-    def device_for(self, name: str) -> str:
-        return "cpu"
+    def device_for(self, name: str) -> Any:
+        # a GPU no host of these tests has (the docs' table once let a manager answer it unchecked), or no device at all
+        return {"absent_device": "cuda:99", "device_type": "gpu0"}.get(self.fail, "cpu")
 
     def admit(self) -> Any:
         if self.fail == "admit":

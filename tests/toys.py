@@ -32,6 +32,8 @@ class ToySource(heirloom.Source):
     path: str | None = heirloom.path_field(default=None)
     #: Declares a validation split too, yielding the same rows for every split (as a buggy source does).
     validation: bool = False
+    #: What ``splits()`` lists instead, when set (a third-party source's typo, ``valid`` for ``validation``).
+    listed_splits: list[str] = attrs.field(factory=list)
     #: ``records`` raises KeyError after its first row, and ``stop`` raises: a plugin's bugs.
     bug: bool = False
     fail_stop: bool = False
@@ -46,7 +48,7 @@ class ToySource(heirloom.Source):
         _record(f"start {ctx.name}")
 
     def splits(self):
-        return ["train", "validation", "test"] if self.validation else super().splits()
+        return self.listed_splits or (["train", "validation", "test"] if self.validation else super().splits())
 
     def stop(self):
         _record(f"stop {self.ctx.name}")

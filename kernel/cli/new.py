@@ -94,13 +94,28 @@ def _taken(dist: str, kinds: list[str]) -> list[str]:
     short = dist.removeprefix("heirloom-")
     plugins = get_kernel().plugins
     plugins.load_all()
-    wanted = [("profile", plugins.profiles, short)]
-    wanted += [(f"{kind} type", plugins.components[kind], f"{short}-{TYPE_SUFFIXES[kind]}") for kind in kinds]
-    return [
-        f"{what} {name!r}, as {' and '.join(plugins.infos[plugin].label for plugin, _ in table[name])} does"
-        for what, table, name in wanted
-        if name in table
+    # one that failed to load this time, or that HEIRLOOM_DISABLE_PLUGINS leaves out, registers what it last did as
+    # soon as it loads again: its names count too, as its catalog entry remembers them (checker h341 F2)
+    absent = [
+        (info, f" ({info.error})" if info.status == "disabled" else " (it failed to load this time)")
+        for info in [*plugins.failures(), *plugins.disabled()]
     ]
+    wanted = [("profile", plugins.profiles, "profiles", short)]
+    wanted += [(f"{k} type", plugins.components[k], k, f"{short}-{TYPE_SUFFIXES[k]}") for k in kinds]
+    taken = []
+    for what, table, listed, name in wanted:
+        by = [plugins.infos[plugin].label for plugin, _ in table.get(name, [])]
+        by += [info.label + why for info, why in absent if name in (info.provides | info.named).get(listed, ())]
+        taken += [f"{what} {name!r}, as {' and '.join(by)} does"] if by else []
+    return taken
+
+
+def _installed(dist: str) -> list[str]:
+    """The plugins of the distribution ``dist`` installed here, loaded, failed or left out: a package of that name
+    would replace it on ``pip install``."""
+    plugins = get_kernel().plugins
+    infos = [*plugins.infos.values(), *plugins.disabled()]
+    return sorted({info.label for info in infos if (info.distribution or "").lower() == dist.lower()})
 
 
 def _listing(kinds: list[str]) -> str:
@@ -153,6 +168,8 @@ def new_plugin(name: str, kinds: list[str], target: Path | None) -> None:
         fail(f"error: invalid plugin name {name!r}: the part after heirloom- must start with a letter", 2)
     if len(name) > 80 or keyword.iskeyword(name.replace("-", "_")):  # its module and folder are named after it
         fail(f"error: invalid plugin name {name[:100]!r}: at most 80 characters, and not a Python keyword", 2)
+    if installed := _installed(name):
+        fail(f"error: {name} is installed here already ({', '.join(installed)}): choose another plugin name", 2)
     if taken := _taken(name, kinds):
         clash = "a name two plugins register is an error to use"
         fail(f"error: {name} would register {'; '.join(taken)} ({clash}): choose another plugin name", 2)

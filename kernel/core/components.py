@@ -397,8 +397,10 @@ class Resources(Component):
 
 
 def manager_name(resources: Resources) -> str:
-    """How errors and logs name a resource manager: the class its plugin registered."""
-    return f"{type(resources).__module__}.{type(resources).__qualname__}"
+    """How errors and logs name a resource manager: ``resources (TYPE, plugin P (DIST V))`` as its start errors do."""
+    cls = type(resources)
+    marked = vars(cls).get("heirloom_registered")  # set by its plugin's host; a subclass of one is not that class
+    return f"resources ({marked})" if marked else f"{cls.__module__}.{cls.__qualname__}"
 
 
 @attrs.frozen

@@ -17,7 +17,6 @@ import os
 import re
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -32,7 +31,7 @@ from heirloom.core.components import KIND_BASES, KINDS
 from heirloom.core.errors import PluginError
 from heirloom.core.settings import ComponentKeys, ModelKeys
 from heirloom.core.version import VERSION
-from heirloom.selection import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, SELECTING, release, selected
+from heirloom.selection import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, SELECTING, release, selected, trace, where
 
 REGISTER_HOOKS = {
     "source": "heirloom_register_sources",
@@ -47,14 +46,6 @@ TRACE_VARIABLE = "HEIRLOOM_TRACE_PLUGINS"
 def _describe(exc: BaseException) -> str:
     """``Type: message`` on one line (pluggy's signature error spans three); ours by message alone."""
     return str(exc) if isinstance(exc, PluginError) else " ".join(f"{type(exc).__name__}: {exc}".split())
-
-
-def _where(exc: BaseException, module: str) -> str:
-    """`` (at FILE:LINE)``: the deepest line of the plugin's own code that a failed import ran
-    (a NameError's message names no file; attrs' error at class creation names no class)."""
-    top, frames = module.partition(".")[0], traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if Path(f.filename).stem == top or f"/{top}/" in f.filename]
-    return f" (at {own[-1].filename}:{own[-1].lineno})" if own else ""
 
 
 def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
@@ -73,10 +64,6 @@ def _check_hook_names(plugin: Any, hooks: Sequence[str]) -> None:
             raise PluginError(f"unknown hook {name!r}{hint} (hooks: {', '.join(hooks)})")
         if not marked and close:
             raise PluginError(f"{attribute} is not marked @heirloom.hookimpl, so it would never be called{hint}")
-
-
-def _trace(message: str) -> None:
-    print(f"heirloom trace: {message}", file=sys.stderr, flush=True)
 
 
 class PluginHost:
@@ -152,11 +139,12 @@ class PluginHost:
                 self.pm.unregister(name=name)
                 raise
         except Exception as exc:  # noqa: BLE001 - isolation is the point; the line says which hook raised
-            info.status, info.error = "failed", _describe(exc) + _where(exc, info.module)
+            info.status, info.error = "failed", _describe(exc) + where(exc, info.module)
             return
         info.status, info.error = "loaded", None
         info.provides = empty_provides()
         for kind, component, cls in staged:
+            cls.heirloom_registered = f"{component}, plugin {info.label}"  # how manager_name names a manager
             self.components[kind].setdefault(component, []).append((name, cls))
             info.provides[kind].append(component)
         for what, entries in named.items():
@@ -183,9 +171,9 @@ class PluginHost:
                     f"{kind} {name!r}: {cls.__name__} has field(s) {', '.join(clash)}, which the kernel reads "
                     f"itself in every {kind} table ({', '.join(sorted(reserved))}): rename them"
                 )
-            from heirloom.converter import field_type_problem  # imports cattrs: only once a plugin registers
+            from heirloom.converter import abstract_problem, field_type_problem  # imports cattrs: once one registers
 
-            if problem := field_type_problem(cls):  # found now, not by the first profile that uses the type
+            if problem := abstract_problem(cls, base) or field_type_problem(cls):  # now, not at the first use
                 raise PluginError(f"{kind} {name!r}: {problem}")
             if any(staged_kind == kind and staged_name == name for staged_kind, staged_name, _ in staged):
                 raise PluginError(f"{kind} {name!r} is registered twice by this plugin: register each name once")
@@ -204,12 +192,12 @@ class PluginHost:
                         raise PluginError(f"{ep.value!r} is no Python module name (HEIRLOOM_PLUGINS lists those)")
                     plugin = ep.load()
                 except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin may do anything on import
-                    info.status, info.error = "failed", _describe(exc) + _where(exc, info.module)
+                    info.status, info.error = "failed", _describe(exc) + where(exc, info.module)
                     plugin = None
             if self.tracing:
                 elapsed = (time.perf_counter() - began) * 1000
                 failed = f" failed: {info.error}" if plugin is None else ""
-                _trace(f"import {info.module} ({info.label}) {elapsed:.3f} ms{failed}")
+                trace(f"import {info.module} ({info.label}) {elapsed:.3f} ms{failed}")
             if plugin is not None:
                 with contextlib.redirect_stdout(sys.stderr):
                     self._load(name, plugin)
@@ -291,7 +279,7 @@ class PluginHost:
             names = [impl.plugin_name for impl in impls if not (impl.hookwrapper or impl.wrapper)]
             labels = ", ".join(self.infos[n].label if n in self.infos else n for n in names) or "no plugin"
             failed = f" raised {_describe(outcome.exception)}" if outcome.exception else ""
-            _trace(f"{hook_name} -> {labels} {elapsed:.3f} ms{failed}")
+            trace(f"{hook_name} -> {labels} {elapsed:.3f} ms{failed}")
 
         self.pm.add_hookcall_monitoring(before, after)
 
@@ -391,5 +379,11 @@ class PluginHost:
     def notify(self, hook_name: str, **kwargs: Any) -> list[BaseException]:
         """Call a notification hook on every plugin that implements it (imported first, though the
         system uses none of its components), each in isolation; return the errors."""
-        self.ensure(hooks=[hook_name])
-        return self.call_each(hook_name, **kwargs)
+        listed = [info for info in self.infos.values() if info.status == "listed"]
+        self.ensure(hooks=[hook_name])  # a plugin that fails to load for it is said (h341 F11), once: it is not listed
+        failed = [
+            f"plugin {i.label} failed to load: {i.error}; it hears no {hook_name}"
+            for i in listed
+            if i.status == "failed"
+        ]
+        return [*map(PluginError, failed), *self.call_each(hook_name, **kwargs)]

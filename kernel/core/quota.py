@@ -20,7 +20,7 @@ MIB = 1 << 20
 def quota_mb(resources: Resources, area: str) -> int | None:
     """``resources.storage_quota_mb(area)``, checked: a wrong answer failed ``_stats`` (INTERNAL)
     and ``train`` after fitting (a TypeError read as the model's), naming no manager."""
-    named = f"resource manager {manager_name(resources)}: storage_quota_mb({area!r})"
+    named = f"the resource manager {manager_name(resources)}: storage_quota_mb({area!r})"
     try:
         mb = resources.storage_quota_mb(area)
     except Exception as exc:

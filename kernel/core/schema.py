@@ -118,9 +118,20 @@ class Validator:
         self.host.ensure(components=[(kind, use) for kind, _, use, _ in tables if isinstance(use, str)])
         specs = [spec for spec in (self._component(*entry) for entry in tables) if spec is not None]
         resolved = ResolvedProfile(self.raw, project, description, self._order(specs), settings, self.converter)
+        if any(problem.path == "extends" for problem in self.raw.problems):  # a parent not read: h341 F7
+            self.problems = [self._unread_parent(problem) for problem in self.problems]
         if self.problems:  # with the components that validated: profile check checks those against the store too
             raise ProfileError(self.problems, partial=resolved)
         return resolved
+
+    def _unread_parent(self, problem: Problem) -> Problem:
+        """``problem`` said to follow from a parent profile not read where that parent may be what is missing: a table
+        no file gave a ``use`` (``no `use```, or a key the default manager lacks, read as a typo of one of its keys)."""
+        parts = key_parts(problem.path)
+        table = dotted(parts[:1] if parts[0] == TABLES["resources"] else parts[:2])
+        if not problem.message.startswith(("no `use`", "unknown key")) or f"{table}.use" in self.raw.provenance:
+            return problem
+        return attrs.evolve(problem, message=f"{problem.message} (or the profile `extends` names, not read, sets it)")
 
     def _text(self, data: dict, key: str, default: str) -> str:
         value = data.get(key, default)

@@ -30,6 +30,7 @@ from heirloom.core.quota import quota_mb
 from heirloom.core.schema import did_you_mean
 from heirloom.core.serving import nothing_served, served_ref
 from heirloom.profile_toml import dotted
+from heirloom.splits import unknown_splits
 from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, SEEN_IN_TRAINING, TEST, VALIDATION, evaluation_key
 from heirloom.store.content import STATE_FORMAT_KEY, state_digest
 from heirloom.store.digest import profile_digest
@@ -260,6 +261,8 @@ def train(
         store.refuse_if_full(profile.project, spec.name, quota, keep if valid else None)
         progress = MemoryWatch(progress, resources, f"training {spec.key}")
         splits = [split for split in (VALIDATION, TEST) if split == TEST or split in source.splits()]
+        for odd in unknown_splits(source.splits()):  # a typo of validation: a version scored on none, said nowhere
+            progress.log(f"warning: source {source_name!r}: {odd}")
         with blaming_the_source(source, "computing the fingerprint", f"fingerprinting source {source_name!r}"):
             fingerprint = source.fingerprint()
         if not isinstance(fingerprint, str) or not fingerprint:  # stored as the data's identity: refused before fitting
@@ -292,7 +295,7 @@ def train(
                     fit(model, source, source_name, parent_state, progress)
             elif not isinstance(fitted, State):  # model.load would fail on it, read as the model's bug
                 raise HeirloomError(
-                    f"{spec.key}: resource manager {manager_name(resources)}: run_fit() returned a "
+                    f"{spec.key}: the resource manager {manager_name(resources)}: run_fit() returned a "
                     f"{type(fitted).__name__}, not the heirloom.State its task returns (or None to fit here)"
                 )
             else:

@@ -24,7 +24,9 @@ SLOW_CALL_S = 0.25
 
 
 def _report(method: str, resources: Resources, problem: str) -> None:
-    _warned[method].log(log, logging.ERROR, "resource manager %s: %s() %s", manager_name(resources), method, problem)
+    _warned[method].log(
+        log, logging.ERROR, "the resource manager %s: %s() %s", manager_name(resources), method, problem
+    )
 
 
 def _took(method: str, resources: Resources, started: float) -> None:
@@ -36,7 +38,7 @@ def _took(method: str, resources: Resources, started: float) -> None:
         _slow[method].log(
             log,
             logging.WARNING,
-            "resource manager %s: %s() took %.2f s on the daemon's I/O thread: %s",
+            "the resource manager %s: %s() took %.2f s on the daemon's I/O thread: %s",
             manager_name(resources),
             method,
             took,
@@ -101,7 +103,7 @@ def _asked(resources: Resources, method: str, *args: Any) -> Any:
         return getattr(resources, method)(*args)
     except Exception as exc:
         raise HeirloomError(
-            f"resource manager {manager_name(resources)}: {method}() raised {type(exc).__name__}: {exc}"
+            f"the resource manager {manager_name(resources)}: {method}() raised {type(exc).__name__}: {exc}"
         ) from exc
 
 
@@ -111,7 +113,7 @@ def client_limits(resources: Resources) -> ClientLimits | None:
     limits = _asked(resources, "client_limits")
     if limits is not None and not isinstance(limits, ClientLimits):
         raise HeirloomError(
-            f"resource manager {manager_name(resources)}: client_limits() returned a {type(limits).__name__}; "
+            f"the resource manager {manager_name(resources)}: client_limits() returned a {type(limits).__name__}; "
             "it must be None or a heirloom.ClientLimits"
         )
     return limits
@@ -123,7 +125,7 @@ def in_flight_limit(resources: Resources) -> int | None:
     limit = _asked(resources, "daemon_in_flight_limit")
     if limit is not None and (type(limit) is not int or limit < 1):
         raise HeirloomError(
-            f"resource manager {manager_name(resources)}: daemon_in_flight_limit() returned {limit!r}; "
+            f"the resource manager {manager_name(resources)}: daemon_in_flight_limit() returned {limit!r}; "
             "it must be None or an int >= 1"
         )
     return limit
@@ -137,7 +139,7 @@ def placer(resources: Resources) -> Callable[[list[str]], WorkerPool | None]:
         pool = _asked(resources, "place_workers", argv)
         if pool is not None and not isinstance(pool, WorkerPool):
             raise HeirloomError(
-                f"resource manager {manager_name(resources)}: place_workers() returned a {type(pool).__name__}; "
+                f"the resource manager {manager_name(resources)}: place_workers() returned a {type(pool).__name__}; "
                 "it must be None or a started heirloom.WorkerPool"
             )
         return pool

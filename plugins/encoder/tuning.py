@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 
 import heirloom
-from heirloom_plugins import seen
+from heirloom_plugins import devices, seen
 
 if TYPE_CHECKING:
     import torch
@@ -77,7 +77,7 @@ class EncoderModel(Tuning, heirloom.Model):
 
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
-        self._device = ctx.resources.device_for(ctx.name)
+        self._device = devices.device_for(ctx)  # checked: an absent GPU is named as the manager's answer
         if self._encoder is not None:
             self._encoder.to(self._device)
 

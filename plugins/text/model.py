@@ -17,7 +17,7 @@ import numpy as np
 
 import heirloom
 from heirloom_plugins import decided as person
-from heirloom_plugins import seen
+from heirloom_plugins import devices, seen
 from heirloom_plugins.metrics import classification_metrics, classification_text, majority_baseline
 from heirloom_plugins.ngrams.features import MAX_BUCKETS, Featurizer, HashingSettings
 from heirloom_plugins.ngrams.head import NgramHead
@@ -130,7 +130,7 @@ class TextClassifier(heirloom.Model):
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, ctx: heirloom.Context) -> None:
         super().start(ctx)
-        self._device = ctx.resources.device_for(ctx.name)
+        self._device = devices.device_for(ctx)  # checked: an absent GPU is named as the manager's answer
         if self._fitted is not None:
             self._fitted = self._fitted.to(self._device)
 
