@@ -215,6 +215,20 @@ def test_a_sources_bug_is_named_as_the_sources_even_when_it_also_fails_to_stop(t
     assert last.startswith("error: computing the fingerprint of sources.rows (toy-source) failed: ValueError"), last
 
 
+def test_data_stats_prints_its_counts_before_a_source_that_fails_to_stop(tmp_path):
+    """Checker h341 F1: a source whose stop() raised made ``data stats`` print nothing (--json too) and exit 1,
+    losing counts that took minutes to read; train and eval print what they did first."""
+    toys = {"HEIRLOOM_PLUGINS": "tests.toys"}
+    profile = toy_team(tmp_path, "fail_stop = true\n")
+    for json_flag in (("--json",), ()):
+        counted = run_heirloom("data", "stats", str(profile), "rows", *json_flag, env=toys)
+        assert counted.returncode == 1, counted.stderr
+        assert "fingerprint" in (json.loads(counted.stdout) if json_flag else counted.stdout), counted.stdout
+        last = counted.stderr.strip().splitlines()[-1]
+        said = "error: the counts of sources.rows were printed; then sources.rows (toy-source, plugin tests.toys)"
+        assert last.startswith(said) and "rows refuses to stop" in last, counted.stderr
+
+
 def test_a_child_warm_starts_from_the_version_its_parent_got_in_the_same_train(tmp_path):
     """An encoder found identical to an older version (@1) while a later one (@2) was fitted on other
     data: the intent and FAQ models inheriting ``project/encoder`` warm-started from @2, and recorded it."""

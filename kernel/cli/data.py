@@ -42,6 +42,7 @@ from heirloom.core.schema import did_you_mean
 from heirloom.datasets import DataError, DataFile, Dataset, Progress, problems
 from heirloom.datasets.fetch import fetch
 from heirloom.profile_toml import dotted
+from heirloom.store.outcome import Outcome, StoppedAfter
 from heirloom.suggest import disabled_by
 
 #: How much of a long list or string ``data show`` prints (``--json`` prints everything).
@@ -130,11 +131,22 @@ def data_stats(profile: str, source: str, as_json: bool, overrides: tuple[str, .
     """Print the counts of SOURCE of PROFILE (records, and what the source reports) and its
     fingerprint: what a version trained on it records under data_fingerprints (models show)."""
     reading = err_console.status(f"reading every record of {source}...")
-    with started_source(profile, source, overrides) as component, reading:
-        stats = {**component.stats(), "fingerprint": component.fingerprint()}
+    stopped = None
+    try:
+        with Outcome() as kept, started_source(profile, source, overrides) as component, reading:
+            stats = kept({**component.stats(), "fingerprint": component.fingerprint()})
+    except StoppedAfter as exc:  # counted, then the source failed to stop: the counts are printed first (h341 F1)
+        stats, stopped = exc.result, exc
     if as_json:
         print_json(stats)
-        return
+    else:
+        print_stats(stats)
+    if stopped is not None:
+        fail(f"error: the counts of sources.{source} were printed; then {stopped}")
+
+
+def print_stats(stats: dict[str, Any]) -> None:
+    """The counts as a table, then the fingerprint."""
     table = Table("count", "value")
     for key, value in flatten({key: value for key, value in stats.items() if key != "fingerprint"}):
         cell = "\n".join(map(str, value)) if isinstance(value, list) else value
