@@ -40,6 +40,15 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def write_log(path: Path, content: bytes) -> Path:
+    """A log file written by hand as heirloom makes one (0600 in 0700 folders): a writer refuses a log
+    others may read (a restore under umask 022 is chmod 600'd first)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return path
+
+
 #: A uid that is neither root nor the tests' user, and has no name here: another local user's files.
 FOREIGN_UID = 4242
 
