@@ -50,8 +50,9 @@ def file_problem(found: os.stat_result) -> str | None:
         return not_regular(found.st_mode)
     if found.st_uid != os.geteuid():
         return (
-            f"belongs to another user, {owner_name(found.st_uid)}: clients' texts go only to a file of the user that "
-            "runs heirloom (remove it, or chown it to that user and chmod 600 it)"
+            f"belongs to another user, {owner_name(found.st_uid)}, not to {_us()}: clients' texts go only to a "
+            "file of heirloom's own user (run heirloom as the owner of its logs; a file someone else made there: "
+            "remove it, or chown it and chmod 600 it)"
         )
     if found.st_mode & 0o077:
         return f"is open to others than its owner (mode {found.st_mode & 0o777:03o}): chmod 600 it"
@@ -113,8 +114,8 @@ def folder_problem(found: os.stat_result) -> str | None:
     mode = found.st_mode & 0o777
     if (owner := foreign_owner(found.st_uid)) is not None:
         return (
-            f"belongs to another user, {owner}, who may replace the logs in it: remove it, or chown it to the user "
-            "that runs heirloom and chmod 700 it"
+            f"belongs to another user, {owner}, not to {_us()}, who may replace the logs in it (run heirloom as "
+            "its owner; a folder someone else made there: remove it, or chown it and chmod 700 it)"
         )
     if mode & 0o022 and not found.st_mode & stat.S_ISVTX:
         return (
@@ -122,6 +123,15 @@ def folder_problem(found: os.stat_result) -> str | None:
             "in it: chmod 700 it"
         )
     return None
+
+
+def _us() -> str:
+    """This process's user, as an error names it beside a file's owner."""
+    return f"{owner_name(os.geteuid())}, who runs this"
+
+
+#: What another user may do in a home of theirs or one open to them.
+REPLACE = "they may replace its store and logs with their own"
 
 
 def warn_open_home() -> None:
@@ -133,5 +143,11 @@ def warn_open_home() -> None:
         found = os.stat(root)
     except OSError:  # not made yet: made private
         return
-    if (problem := folder_problem(found)) is not None:
-        log.warning("the heirloom home %s (HEIRLOOM_HOME) %s", root, problem.replace("the logs", "the store and logs"))
+    mode = found.st_mode & 0o777
+    if (owner := foreign_owner(found.st_uid)) is not None:
+        why = f"belongs to another user, {owner}, not to {_us()}: {REPLACE} (run heirloom as its owner)"
+    elif mode & 0o022 and not found.st_mode & stat.S_ISVTX:
+        why = f"may be written by others than its owner (mode {mode:03o}, no sticky bit): {REPLACE} (chmod 700 it)"
+    else:
+        return
+    log.warning("the heirloom home %s (HEIRLOOM_HOME) %s", root, why)
