@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from heirloom.core.version import VERSION as __version__
     from heirloom.datasets import DataFile, Dataset
     from heirloom.files import NotRegularFile, hash_regular, irregular, open_regular, read_regular
+    from heirloom.owners import foreign_owner
     from heirloom.splits import stratified_holdout
     from heirloom.store.artifacts import ArtifactStore, Promotion, StoreMissing
     from heirloom.store.compare import LEFT_OUT, LEFT_OUT_OF, SEEN_IN_TRAINING, PromotionRefused
@@ -162,6 +163,7 @@ _EXPORTS = {
     "ModelHandle": "heirloom.core.components",
     "nests_deeper": "heirloom.core.limits",
     "open_regular": "heirloom.files",
+    "foreign_owner": "heirloom.owners",
     "read_regular": "heirloom.files",
     "hash_regular": "heirloom.files",
     "records_fingerprint": "heirloom.store.reading",
@@ -310,6 +312,7 @@ __all__ = [
     "data_root",
     "did_you_mean",
     "durable_write",
+    "foreign_owner",
     "future_time",
     "hash_regular",
     "home",

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 HEIRLOOM = [sys.executable, "-m", "heirloom"]
 
@@ -36,6 +38,28 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def write_log(path: Path, content: bytes) -> Path:
+    """A log file written by hand as heirloom makes one (0600 in 0700 folders): a writer refuses a log
+    others may read (a restore under umask 022 is chmod 600'd first)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return path
+
+
+#: A uid that is neither root nor the tests' user, and has no name here: another local user's files.
+FOREIGN_UID = 4242
+
+
+def foreign_owned(path: Path) -> str:
+    """``path`` handed to another local user (FOREIGN_UID), as heirloom names its owner; skips the test unless
+    it runs as root (only root can give a file away)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can make a file another user's")
+    os.chown(path, FOREIGN_UID, FOREIGN_UID, follow_symlinks=False)
+    return f"uid {FOREIGN_UID}"
 
 
 def free_port() -> int:

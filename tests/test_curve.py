@@ -21,7 +21,7 @@ from heirloom.wire.auth import CurveClient
 from heirloom.wire.client import DeadlineExceeded, PermissionDenied, Unauthenticated
 from heirloom.wire.protocol import SIGNATURE
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, free_tcp_address, run_heirloom
+from tests.helpers import HEIRLOOM, REPO, foreign_owned, free_port, free_tcp_address, run_heirloom
 from tests.test_gateway import Gateway, http
 
 
@@ -420,6 +420,26 @@ def test_a_server_secret_key_others_can_read_is_served_with_a_warning_naming_it(
         assert (
             f"the Curve secret key {secret} is open to others than its owner (mode 644): chmod 600 it" in daemon.log()
         )
+    finally:
+        assert daemon.terminate() == 0
+
+
+def test_a_secret_key_another_user_owns_is_used_with_a_warning_naming_the_owner(tmp_path, keys):
+    """Checker h343 F3: a server's .key_secret of mode 600 owned by another local user was served in
+    silence (only the mode bits were checked): its owner reads it, and may rewrite it. ssh refuses such a
+    key; the daemon serves with a warning naming the owner, as of a key of mode 644."""
+    secret = tmp_path / "theirs.key_secret"
+    secret.write_bytes((keys / "server" / "server.key_secret").read_bytes())
+    secret.chmod(0o600)
+    owner = foreign_owned(secret)
+    daemon = Daemon(tmp_path, "--curve-secret", str(secret), "--curve-clients", str(keys / "clients"))
+    try:
+        daemon.wait_ready(curve=_curve(keys, "clients/alice.key_secret"))
+        said = (
+            f"the Curve secret key {secret} belongs to another user, {owner}, who may read and change it "
+            "(mode 600): chown it to the user that runs heirloom and chmod 600 it"
+        )
+        assert daemon.log().count(said) == 1, daemon.log()
     finally:
         assert daemon.terminate() == 0
 

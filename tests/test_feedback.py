@@ -14,7 +14,7 @@ import pytest
 import heirloom
 from heirloom_plugins.text.model import TextClassifier
 from heirloom_plugins.text.near_duplicates import NearDuplicates, text_of
-from tests.helpers import HEIRLOOM, run_heirloom, write
+from tests.helpers import HEIRLOOM, run_heirloom, write, write_log
 
 PROFILE = """
 project = "reviews"
@@ -45,7 +45,7 @@ new_labels = true
 
 def test_replay_applies_tombstones_and_label_acceptances(tmp_path):
     path = tmp_path / "feedback.jsonl"
-    write(path, json.dumps({"text": "written before ids", "label": "neutral", "time": 1.0}) + "\n")
+    write_log(path, (json.dumps({"text": "written before ids", "label": "neutral", "time": 1.0}) + "\n").encode())
     log = heirloom.FeedbackLog(path)
     kept = log.add({"text": "Profit rose", "label": "positive"})
     dropped = log.add({"text": "Profit rose", "label": "negative"})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, free_port, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, foreign_owned, free_port, run_heirloom, write
 from tests.test_gateway import Gateway, http, http_up
 
 pytest.importorskip("starlette", reason="needs the 'ui' extra: pip install -c constraints.txt -e '.[ui]'")
@@ -122,6 +122,44 @@ def test_sighup_reads_the_tokens_file_again_and_keeps_it_when_it_became_wrong(tm
         assert (status(keep), status(drop)) == (200, 401)
     finally:
         assert gateway.stop() == 0, gateway.log_path.read_text()
+        assert daemon.terminate() == 0
+
+
+def test_a_tokens_file_another_user_owns_is_refused_at_start_and_on_sighup(tmp_path):
+    """Checker h343 F3: a tokens file of mode 600 owned by another local user was used (only the mode bits
+    were checked): its owner rewrote it with a token of their own, and after SIGHUP the gateway served it.
+    Now it is refused at start, and on SIGHUP with the tokens in use kept, naming the file and its owner."""
+    daemon = Daemon(tmp_path / "daemon")
+    daemon.wait_ready()
+    token = "a-long-token-of-the-operator"
+    write(tmp_path / "keys" / "app.key_secret", "a key (read by the daemon only with Curve)\n")
+    tokens = write(tmp_path / "tokens.toml", f'[tokens]\n"{token}" = "keys/app.key_secret"\n')
+    tokens.chmod(0o600)
+    owner = foreign_owned(tokens)
+    refused = (
+        f"{tokens}: the tokens file belongs to another user, {owner}, who may read or change its tokens: chown it "
+        "to the user that runs the gateway"
+    )
+    try:
+        started = run_heirloom(
+            "gateway", "--connect", daemon.address, "--tokens", str(tokens), "--port", "0", timeout=60
+        )
+        assert started.returncode == 1 and refused in started.stderr, started.stderr
+        os.chown(tokens, os.geteuid(), os.getegid())
+        gateway = Gateway(tmp_path, daemon.address, "--tokens", str(tokens))
+        try:
+            echo = gateway.url + "/v1/routes/echo.echo"
+            assert http(echo, [1], headers={"Authorization": f"Bearer {token}"})[0] == 200
+            write(tokens, '[tokens]\n"their-own-token-0123456789" = "keys/app.key_secret"\n')  # theirs now
+            foreign_owned(tokens)
+            gateway.process.send_signal(signal.SIGHUP)
+            said(gateway, "received SIGHUP: kept the 1 token(s) in use")
+            assert refused in gateway.log_path.read_text()
+            assert http(echo, [1], headers={"Authorization": f"Bearer {token}"})[0] == 200
+            assert http(echo, [1], headers={"Authorization": "Bearer their-own-token-0123456789"})[0] == 401
+        finally:
+            assert gateway.stop() == 0, gateway.log_path.read_text()
+    finally:
         assert daemon.terminate() == 0
 
 

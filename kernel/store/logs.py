@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,8 @@ from typing import Any
 from heirloom.core.errors import HeirloomError, ResourceExhaustedError
 from heirloom.core.paths import home
 from heirloom.core.quota import StorageQuota
-from heirloom.files import NotRegularFile, irregular, not_regular, open_regular
+from heirloom.files import NotRegularFile, irregular, open_regular
+from heirloom.store.private_logs import UnsafeLog, file_problem, open_private
 
 log = logging.getLogger("heirloom.store.logs")
 
@@ -78,17 +78,19 @@ class AppendLog:
 
     def _open(self) -> int:
         """A descriptor of the log file, created if missing (its folders too, each private to
-        this user: clients' texts): never through a link planted in its place (it would append
-        to the link's target), never a FIFO, a device or a folder."""
+        this user: clients' texts): never through a link planted in its place or on its way below
+        HEIRLOOM_HOME (it would append to the link's target), never a FIFO, a device or a folder, never
+        another user's file or one others may read (``private_logs``)."""
         try:
-            _private_folders(self.path.parent)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+            fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_NONBLOCK)
+        except UnsafeLog as exc:
+            raise LogWriteError(f"cannot open the log {self.path}: {exc}") from None
         except OSError as exc:  # a folder (EISDIR), a socket (ENXIO): which, not the errno's words
             kind = irregular(self.path) if exc.errno in (errno.EISDIR, errno.ENXIO) else None
             raise LogWriteError(f"cannot open the log {self.path}: {f'it {kind}' if kind else exc.strerror}") from None
-        if not stat.S_ISREG(mode := os.fstat(fd).st_mode):
+        if (problem := file_problem(os.fstat(fd))) is not None:
             os.close(fd)
-            raise LogWriteError(f"cannot open the log {self.path}: it {not_regular(mode)}")
+            raise LogWriteError(f"cannot open the log {self.path}: it {problem}")
         return fd
 
     def _names_our_file(self) -> bool:
@@ -463,14 +465,6 @@ def _lines(handle: Any) -> Iterator[tuple[int, bytes]]:
                 ended = more.endswith(b"\n")
             line = b"?\n" if ended else b"?"
         yield size, line
-
-
-def _private_folders(folder: Path) -> None:
-    """Create ``folder`` and each missing parent with mode 0700 (``mkdir(parents=True)``
-    gives the parents the umask's mode)."""
-    if not folder.exists():
-        _private_folders(folder.parent)
-        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _open_regular(path: Path) -> Any:

@@ -34,6 +34,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from heirloom.core.errors import HeirloomError
 from heirloom.files import NotRegularFile, open_regular
+from heirloom.owners import foreign_owner
 from heirloom.wire.protocol import PERMISSION_DENIED, RequestError
 from heirloom.wire.throttle import Every
 
@@ -143,22 +144,33 @@ _open_secrets: set[str] = set()
 def load_keypair(secret_file: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a ``.key_secret`` file, with a clear error when unusable: a secret-key
     that is not its public-key's (an edited or damaged file) failed every handshake in silence.
-    A file others may read or write is used with a warning, once (ssh refuses such a key; it may
-    be meant), a server's as a client's: whoever reads a client's key calls with its rights."""
+    A file others may read or write, or another user's (not root's), is used with a warning, once (ssh
+    refuses such a key; it may be meant), a server's as a client's: whoever reads a client's key calls
+    with its rights."""
     keys = read_key_file(secret_file)
     if "secret" not in keys:  # before the mode: a public key open to all is no warning's business
         raise HeirloomError(f"{secret_file} holds no secret key (pass the .key_secret file, not the .key)")
-    if (mode := secret_file.stat().st_mode & 0o777) & 0o077 and str(secret_file) not in _open_secrets:
+    if (why := _open_to_others(secret_file.stat())) is not None and str(secret_file) not in _open_secrets:
         _open_secrets.add(str(secret_file))
-        log.warning(
-            "the Curve secret key %s is open to others than its owner (mode %03o): chmod 600 it", secret_file, mode
-        )
+        log.warning("the Curve secret key %s %s", secret_file, why)
     if zmq.curve_public(keys["secret"]) != keys["public"]:
         raise HeirloomError(
             f"the Curve key {secret_file}: its secret-key is not the one of its public-key (an edited or damaged "
             "file?): make keys with heirloom keys new"
         )
     return keys["public"], keys["secret"]
+
+
+def _open_to_others(found: os.stat_result) -> str | None:
+    """What opens a secret key file to others, and the fix, or None: its mode bits, or its owner (another
+    user may read and rewrite a file of theirs, whatever its mode)."""
+    mode = found.st_mode & 0o777
+    if (owner := foreign_owner(found.st_uid)) is not None:
+        return (
+            f"belongs to another user, {owner}, who may read and change it (mode {mode:03o}): chown it to the "
+            "user that runs heirloom and chmod 600 it"
+        )
+    return f"is open to others than its owner (mode {mode:03o}): chmod 600 it" if mode & 0o077 else None
 
 
 def load_public(key_file: Path) -> bytes:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -31,6 +30,7 @@ from heirloom.core.placement import WorkerPool
 from heirloom.core.settings import ServerSettings
 from heirloom.wire.auth import CurveServer, bound_worker_address, check_admin, secure_worker_endpoint
 from heirloom.wire.broker_deadlines import Deadlines, forwarded_header
+from heirloom.wire.broker_folder import SOCKET, worker_folder
 from heirloom.wire.broker_ready import ReadyTable
 from heirloom.wire.broker_routes import SCALE_ROUTE, BrokerRoutes
 from heirloom.wire.broker_versions import VersionWatch
@@ -126,13 +126,13 @@ class Broker(BrokerRoutes):
         self.watch = ConnectionWatch(self.frontend, self.context) if curve is not None else None  # see Server.watch
         for address in settings.bind:
             attach(self.frontend, address, bind=True)
-        self._tmp = tempfile.TemporaryDirectory(prefix="heirloom-broker-")
+        self._tmp = None if worker_bind else worker_folder()  # the dead brokers' ones removed first
         #: With Curve on the worker endpoint, each worker's key comes with its messages (revocation).
         self._from_workers = receiver(self.backend, with_user=secure_worker_endpoint(curve, self.backend, worker_bind))
         # a message for a worker that is gone or whose queue is full raises (refused at once, not lost in silence)
         self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.backend.setsockopt(zmq.SNDHWM, WORKER_QUEUE)  # before the bind, as its connections copy it
-        attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/workers", bind=True)
+        attach(self.backend, worker_bind or f"ipc://{self._tmp.name}/{SOCKET}", bind=True)
         self.worker_address = bound_worker_address(self.backend)
         self.outbox = reply_outbox(self.frontend, settings, self.watch)
         self._to_worker = sender(self.backend, nonblocking=True)
@@ -228,7 +228,8 @@ class Broker(BrokerRoutes):
         if self.curve is not None:
             self.curve.stop()
         self.context.destroy()  # the sockets, with their linger, and a ConnectionWatch's
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
         log.info("stopped" if clean else "stopped; a worker did not stop cleanly (its log says why)")
         return clean
 

@@ -26,13 +26,19 @@ TOKEN_FORM = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 def read_tokens(path: Path, curve_server_key: Path | None = None) -> dict[str, Path]:
     """``token -> client secret key file``; HeirloomError naming the file and key when wrong,
-    when other users may read the file, or (with the daemon's ``curve_server_key``) when a
-    token's key file is no Curve secret key."""
+    when other users may read the file, when another user (not root) owns it, or (with the daemon's
+    ``curve_server_key``) when a token's key file is no Curve secret key."""
     try:  # opened without blocking: a FIFO would hang the gateway before it listens
         with os.fdopen(heirloom.open_regular(path), "rb") as file:
-            if (mode := os.fstat(file.fileno()).st_mode & 0o777) & LOOSE_MODE:
+            found = os.fstat(file.fileno())
+            if (mode := found.st_mode & 0o777) & LOOSE_MODE:
                 raise heirloom.HeirloomError(
                     f"{path}: other users may read or change its tokens (mode {mode:o}): chmod 600 {path}"
+                )
+            if (owner := heirloom.foreign_owner(found.st_uid)) is not None:  # theirs to chmod and rewrite
+                raise heirloom.HeirloomError(
+                    f"{path}: the tokens file belongs to another user, {owner}, who may read or change its tokens: "
+                    "chown it to the user that runs the gateway"
                 )
             raw = file.read(heirloom.MAX_PROFILE_BYTES + 1)
     except heirloom.NotRegularFile as exc:

@@ -1,0 +1,23 @@
+"""Whose a file is: whoever owns a secret key, a tokens file or a log may read and rewrite it whatever its mode
+bits say (``chmod`` is theirs), so a mode check alone let another local user's file pass. Beside the layers, as
+the store (logs), the wire (key files) and plugins (the gateway's tokens) all ask."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+
+def owner_name(uid: int) -> str:
+    """``NAME (uid N)``, or ``uid N`` for a uid without a user (a file copied from another host)."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def foreign_owner(uid: int) -> str | None:
+    """``owner_name(uid)`` when a file owned by ``uid`` is another local user's: neither this process's
+    user nor root (who may read and change every file anyway; Kubernetes mounts a Secret's files as
+    root's); else None."""
+    return None if uid in (0, os.geteuid()) else owner_name(uid)
