@@ -1243,9 +1243,8 @@ def test_a_broker_removes_the_worker_socket_folders_of_brokers_that_were_killed(
     left its private ``$TMPDIR/heirloom-broker-*`` folder and socket behind, and each start made another (89 on
     a shared host). A starting broker now removes those of its user that nothing listens on; a live broker's,
     one bound a moment ago (a broker starting) and one holding anything else are kept."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir(mode=0o700)
-    env = {"TMPDIR": str(tmp)}
+    tmp = Path(tempfile.mkdtemp(prefix="hb-", dir="/tmp"))  # short: tmp_path/tmp/heirloom-broker-*/workers
+    env = {"TMPDIR": str(tmp)}  # passed a unix socket's 107 bytes once pytest numbered its folders past 100
     (tmp_path / "killed").mkdir()
     killed = Daemon(tmp_path / "killed", "--workers", "2", env=env)
     killed.wait_ready()
@@ -1281,6 +1280,7 @@ def test_a_broker_removes_the_worker_socket_folders_of_brokers_that_were_killed(
         for held in kept.values():
             held.close()
     assert sorted(path.name for path in tmp.iterdir()) == sorted(f"heirloom-broker-{name}" for name in kept)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_a_broker_with_no_local_workers_needs_an_address_for_the_others():
