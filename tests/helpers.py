@@ -63,12 +63,21 @@ def foreign_owned(path: Path) -> str:
 
 
 def free_port() -> int:
-    """A loopback TCP port that is free right now."""
+    """A loopback TCP port that is free right now, below the kernel's ephemeral range (32768 and up): a port
+    the kernel handed out was taken again, before the daemon bound it, as the local port of some test's
+    outgoing connection (CI: "Address already in use")."""
+    import random
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    for _ in range(200):
+        port = random.SystemRandom().randrange(20000, 32000)  # whatever a test seeded
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000-31999")
 
 
 def free_tcp_address() -> str:
