@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from pathlib import Path
 
 
 def owner_name(uid: int) -> str:
@@ -21,3 +22,15 @@ def foreign_owner(uid: int) -> str | None:
     user nor root (who may read and change every file anyway; Kubernetes mounts a Secret's files as
     root's); else None."""
     return None if uid in (0, os.geteuid()) else owner_name(uid)
+
+
+def unreadable(path: Path) -> str:
+    """Why this process may not read ``path``, a file of the store that is intact but not its user's to read (a
+    version trained by hand as root under ``umask 077`` into a service user's store was called damaged, with
+    advice to restore it from a backup: checker v8)."""
+    found = os.stat(path)
+    return (
+        f"{path} cannot be read by {owner_name(os.geteuid())}, who runs this: it belongs to "
+        f"{owner_name(found.st_uid)}, mode {found.st_mode & 0o777:03o} (run heirloom as the user that owns the "
+        "store, or chown the file to that user)"
+    )

@@ -33,7 +33,7 @@ from heirloom.store.compare import PromotionRefused
 from heirloom.store.refs import Ref, RefError
 from heirloom.wire.client import Unavailable
 from tests.daemons import Daemon
-from tests.helpers import HEIRLOOM, REPO, pythonpath, run_heirloom, write
+from tests.helpers import HEIRLOOM, REPO, foreign_owned, pythonpath, run_heirloom, write
 
 #: A toy source and a toy model trained on it (``HEIRLOOM_PLUGINS=tests.toys``).
 TOY_TABLES = '[sources.rows]\nuse = "toy-source"\n[models.m]\nuse = "toy-model"\ndata = "rows"\n'
@@ -2927,3 +2927,20 @@ def test_a_store_another_process_is_creating_is_waited_for_not_refused(tmp_path)
     out, err = listing.communicate(timeout=60)
     assert listing.returncode == 0, err.decode()
     assert b"no artifacts" in out
+
+
+def test_a_blob_its_reader_may_not_read_is_said_to_be_another_users_not_damaged(store):
+    """Checker v8 F2: a version trained by hand as root under ``umask 077`` into a service user's store is
+    intact, but its blobs are root's, mode 600: the service user's verify and eval called it damaged and
+    advised restoring it from a backup. The store says whose the file is, its mode and the fix instead (the
+    read itself cannot be refused to root, who runs these tests, nor run as another user: this machine's
+    Python is in root's home)."""
+    from heirloom.owners import unreadable
+
+    put(store, "team/m", 1)
+    blob = next(store.blobs.glob("*.safetensors"))
+    blob.chmod(0o600)
+    owner = foreign_owned(blob)
+    said_of = unreadable(blob)
+    assert said_of.startswith(f"{blob} cannot be read by ") and f"it belongs to {owner}, mode 600" in said_of
+    assert said_of.endswith("(run heirloom as the user that owns the store, or chown the file to that user)")

@@ -28,6 +28,7 @@ from heirloom.core.quota import MIB
 from heirloom.core.schema import did_you_mean
 from heirloom.core.version import VERSION as HEIRLOOM_VERSION
 from heirloom.files import NotRegularFile, open_regular, write_atomic
+from heirloom.owners import unreadable
 from heirloom.store.compare import VALIDATION, PromotionRefused, check_better
 from heirloom.store.content import (
     Damaged,
@@ -328,6 +329,8 @@ class ArtifactStore:
             fd = open_regular(path, os.O_NOFOLLOW)
         except FileNotFoundError:
             raise Damaged(f"artifact {artifact.ref} is damaged: {path} is missing") from None
+        except PermissionError:  # intact, another user's: no damage to repair from a backup
+            raise HeirloomError(f"artifact {artifact.ref}: {unreadable(path)}") from None
         except OSError as exc:  # NotRegularFile's strerror: "is a directory, not a file"
             what = exc.strerror if isinstance(exc, NotRegularFile) else f"cannot be read: {exc.strerror}"
             what = "is a symbolic link (the store never follows links)" if path.is_symlink() else what
