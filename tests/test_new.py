@@ -204,3 +204,8 @@ def test_it_refuses_the_names_of_a_plugin_that_failed_to_load_or_is_left_out_and
         installed = "error: wh-tools is installed here already (wh (wh-tools 2.0)): choose another plugin name"
         assert mine.returncode == 2 and installed in " ".join(mine.stderr.split()), mine.stderr
     assert not (tmp_path / "heirloom-wh").exists() and not (tmp_path / "wh-tools").exists()
+    # a library's name: `pip install -e` of the package replaced attrs, and heirloom no longer imported (checker v8)
+    for name, what in (("attrs", "the distribution attrs "), ("json", "the module json")):
+        made = run_heirloom("new", "plugin", name, "--kinds", "api", cwd=tmp_path)
+        assert made.returncode == 2 and f"error: {name} is installed here already ({what}" in made.stderr, made.stderr
+        assert not (tmp_path / name).exists()

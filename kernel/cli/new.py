@@ -7,6 +7,9 @@ per-kind fragments joined into ``__init__.py``, the profile, the tests and the R
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+import importlib.util
 import keyword
 import re
 import shlex
@@ -111,11 +114,17 @@ def _taken(dist: str, kinds: list[str]) -> list[str]:
 
 
 def _installed(dist: str) -> list[str]:
-    """The plugins of the distribution ``dist`` installed here, loaded, failed or left out: a package of that name
-    would replace it on ``pip install``."""
+    """The plugins of the distribution ``dist`` installed here (loaded, failed or left out), else the distribution
+    or the module of that name: a package of that name would replace it on ``pip install`` (``attrs``, ``click``:
+    heirloom itself then failed to import; checker v8)."""
     plugins = get_kernel().plugins
     infos = [*plugins.infos.values(), *plugins.disabled()]
-    return sorted({info.label for info in infos if (info.distribution or "").lower() == dist.lower()})
+    if found := sorted({info.label for info in infos if (info.distribution or "").lower() == dist.lower()}):
+        return found
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return [f"the distribution {dist} {importlib.metadata.version(dist)}"]
+    module = dist.replace("-", "_")
+    return [f"the module {module}"] if importlib.util.find_spec(module) is not None else []
 
 
 def _listing(kinds: list[str]) -> str:
