@@ -123,3 +123,13 @@ def hash_regular(path: str | Path, digest: Any = None) -> Any:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest
+
+
+def unwritable(path: Path, error: OSError) -> str:
+    """Why ``write_atomic(path, ...)`` failed, for an error to quote: its reason, and for a folder this user may not
+    write in, that the file is made there and renamed into place (a writable ``path`` in a folder of someone
+    else's said only "Permission denied", naming the file: checker v8)."""
+    reason = error.strerror or str(error)
+    if isinstance(error, PermissionError) and not os.access(path.parent, os.W_OK):
+        return f"{reason}: the file is written new beside it, in {path.parent}, which this user may not write in"
+    return reason

@@ -35,7 +35,7 @@ from heirloom.cli.common import (
 from heirloom.cli.options import PROFILE, a_path, output_file, set_option
 from heirloom.core.errors import HeirloomError, ProfileError, described
 from heirloom.core.schema import ResolvedProfile, did_you_mean
-from heirloom.files import irregular, write_atomic
+from heirloom.files import irregular, unwritable, write_atomic
 from heirloom.store.feedback import CLOSE_TO, NEW_LABEL, Entry, FeedbackLog, Replay
 
 #: What a missing data path says (kernel/core/schema.py); where such a path is no business of these commands.
@@ -293,7 +293,7 @@ def feedback_export(profile: str, api: str | None, output: Path | None, override
         try:
             _write_export(output, text.encode("utf-8"))
         except OSError as exc:  # a full disk (/dev/full): which file, not only "No space left on device"
-            fail(f"error: --output {output}: cannot write: {exc.strerror or exc}")
+            fail(f"error: --output {output}: cannot write: {unwritable(output, exc)} (or print to stdout: -o -)")
         click.echo(f"wrote {len(lines)} record(s) to {output}", err=True)
 
 

@@ -25,7 +25,7 @@ from heirloom.cli.common import (
 from heirloom.cli.options import PROFILE, a_path, output_file, set_option
 from heirloom.core.components import Report
 from heirloom.core.errors import HeirloomError, PluginError, ProfileError
-from heirloom.files import irregular, write_atomic
+from heirloom.files import irregular, unwritable, write_atomic
 from heirloom.store.compare import FALL, SPLITS, TEST, VALIDATION, fallen
 from heirloom.store.compare import scores as scored_on
 from heirloom.store.digest import profile_digest
@@ -445,7 +445,7 @@ def write_html_report(path: Path, profile: str, split: str, reports: list[tuple[
     try:  # a link there is replaced by the report, not written through (an atomic rename)
         write_atomic(path, report_page(f"Evaluation of {profile}", sections).encode())
     except OSError as exc:  # a full disk, a read-only folder: the report's file, not the last model, failed
-        raise HeirloomError(f"--html {path}: cannot write the report: {exc.strerror or exc}") from None
+        raise HeirloomError(f"--html {path}: cannot write the report: {unwritable(path, exc)}") from None
 
 
 COMMANDS = [train_command, eval_command]
